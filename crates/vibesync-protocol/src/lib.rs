@@ -1,1 +1,27 @@
-//! placeholder
+//! The VibeSync wire protocol, version 1: the single Rust implementation of docs/PROTOCOL.md.
+//!
+//! Layout:
+//! - [`frame`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`).
+//! - [`error`]: wire error codes, spelled as in the protocol document.
+//! - [`message`]: typed inbound/outbound messages and their parser (errors name the field).
+//! - [`validate`]: zero-trust checks for uuids, project ids, kinds and strings.
+//! - [`state`]: float quantization, canonical JSON and the blake3 state hash.
+//! - [`coords`]: Blender / Unity ↔ canonical (glTF) coordinate conversion.
+//! - [`mesh`]: the `VSM1` binary mesh attachment.
+//!
+//! Invariant: this crate does no I/O and knows nothing about the WAL, registry or sessions.
+
+pub mod coords;
+pub mod error;
+pub mod frame;
+pub mod mesh;
+pub mod message;
+pub mod state;
+pub mod validate;
+
+pub use error::{ErrorCode, ItemErrorCode};
+pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use message::{parse_inbound, Inbound, ItemResult, MessageError, Outbound};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;

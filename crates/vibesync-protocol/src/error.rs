@@ -1,0 +1,122 @@
+//! Error codes. The strings are the wire spelling (docs/PROTOCOL.md §4); Python and C# use
+//! the same strings.
+
+use serde::{Deserialize, Serialize};
+
+/// Codes carried by an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FrameTooLarge,
+    BadFrame,
+    BadMessage,
+    UnknownType,
+    AuthFailed,
+    ProtocolMismatch,
+    BadProjectId,
+    HandshakeTimeout,
+    NotAuthenticated,
+    RateLimited,
+    SafeMode,
+    StorageFailed,
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::FrameTooLarge,
+        ErrorCode::BadFrame,
+        ErrorCode::BadMessage,
+        ErrorCode::UnknownType,
+        ErrorCode::AuthFailed,
+        ErrorCode::ProtocolMismatch,
+        ErrorCode::BadProjectId,
+        ErrorCode::HandshakeTimeout,
+        ErrorCode::NotAuthenticated,
+        ErrorCode::RateLimited,
+        ErrorCode::SafeMode,
+        ErrorCode::StorageFailed,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ErrorCode::BadFrame => "BAD_FRAME",
+            ErrorCode::BadMessage => "BAD_MESSAGE",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::ProtocolMismatch => "PROTOCOL_MISMATCH",
+            ErrorCode::BadProjectId => "BAD_PROJECT_ID",
+            ErrorCode::HandshakeTimeout => "HANDSHAKE_TIMEOUT",
+            ErrorCode::NotAuthenticated => "NOT_AUTHENTICATED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::SafeMode => "SAFE_MODE",
+            ErrorCode::StorageFailed => "STORAGE_FAILED",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// Whether the daemon closes the connection after sending this error.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::FrameTooLarge
+                | ErrorCode::BadFrame
+                | ErrorCode::AuthFailed
+                | ErrorCode::ProtocolMismatch
+                | ErrorCode::BadProjectId
+                | ErrorCode::HandshakeTimeout
+                | ErrorCode::NotAuthenticated
+                | ErrorCode::ShuttingDown
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Codes carried by one item of an `ack` (docs/PROTOCOL.md §4, per-item codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ItemErrorCode {
+    InvalidUuid,
+    UnknownKind,
+    InvalidName,
+    InvalidField,
+    NonFinite,
+    TooLarge,
+    Quarantined,
+    NotFound,
+    DuplicateInRequest,
+    Stale,
+}
+
+impl ItemErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemErrorCode::InvalidUuid => "INVALID_UUID",
+            ItemErrorCode::UnknownKind => "UNKNOWN_KIND",
+            ItemErrorCode::InvalidName => "INVALID_NAME",
+            ItemErrorCode::InvalidField => "INVALID_FIELD",
+            ItemErrorCode::NonFinite => "NON_FINITE",
+            ItemErrorCode::TooLarge => "TOO_LARGE",
+            ItemErrorCode::Quarantined => "QUARANTINED",
+            ItemErrorCode::NotFound => "NOT_FOUND",
+            ItemErrorCode::DuplicateInRequest => "DUPLICATE_IN_REQUEST",
+            ItemErrorCode::Stale => "STALE",
+        }
+    }
+}
+
+impl std::fmt::Display for ItemErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,393 @@
+//! Typed messages (docs/PROTOCOL.md §3–§6) and the parser for inbound frames.
+//!
+//! Parsing is two-step so every error can name its field: the frame's bytes become a JSON
+//! object with a string `type`, then the object is read into the message struct with
+//! `serde_path_to_error` (errors read like ``field `items[3].uuid`: invalid type …``).
+//! Unknown fields are ignored (forward compatibility); unknown types are `UNKNOWN_TYPE`.
+
+use std::collections::BTreeMap;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+use crate::frame::Frame;
+
+/// `hello`: the first frame of every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub project_id: String,
+    pub editor: String,
+    #[serde(default)]
+    pub editor_version: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub unit_scale: Option<f64>,
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRequest {
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterItem {
+    pub uuid: String,
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub editor_ref: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    pub request_id: String,
+    pub items: Vec<RegisterItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub request_id: String,
+    pub uuids: Vec<String>,
+}
+
+/// `change`: editor-observed changes; each entry is validated by the engine on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub request_id: String,
+    #[serde(default)]
+    pub base_seq: u64,
+    pub changes: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub batch_id: String,
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub hashes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserActivity {
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resync {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub since_seq: u64,
+}
+
+/// Every message a client may send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    Hello(Hello),
+    Ping(Ping),
+    Status(StatusRequest),
+    Register(Register),
+    Tombstone(Tombstone),
+    Change(Change),
+    Applied(Applied),
+    UserActivity(UserActivity),
+    Resync(Resync),
+}
+
+impl Inbound {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Inbound::Hello(_) => "hello",
+            Inbound::Ping(_) => "ping",
+            Inbound::Status(_) => "status",
+            Inbound::Register(_) => "register",
+            Inbound::Tombstone(_) => "tombstone",
+            Inbound::Change(_) => "change",
+            Inbound::Applied(_) => "applied",
+            Inbound::UserActivity(_) => "user_activity",
+            Inbound::Resync(_) => "resync",
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Inbound::Ping(p) => p.request_id.as_deref(),
+            Inbound::Status(s) => s.request_id.as_deref(),
+            Inbound::Register(r) => Some(&r.request_id),
+            Inbound::Tombstone(t) => Some(&t.request_id),
+            Inbound::Change(c) => Some(&c.request_id),
+            Inbound::Resync(r) => r.request_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a well-framed message was refused. The connection stays usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct MessageError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The `request_id` of the offending message, when one could be read.
+    pub request_id: Option<String>,
+}
+
+impl MessageError {
+    fn bad(message: impl Into<String>, request_id: Option<String>) -> MessageError {
+        MessageError {
+            code: ErrorCode::BadMessage,
+            message: message.into(),
+            request_id,
+        }
+    }
+}
+
+/// Parse the JSON part of a frame into a typed message.
+pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
+    if json.is_empty() {
+        return Err(MessageError::bad(
+            "empty message: the JSON part of the frame must be an object with a `type`",
+            None,
+        ));
+    }
+    let value: Value = serde_json::from_slice(json).map_err(|e| {
+        MessageError::bad(
+            format!("invalid JSON ({e}); send one UTF-8 JSON object per frame"),
+            None,
+        )
+    })?;
+    let Value::Object(map) = &value else {
+        return Err(MessageError::bad(
+            "message must be a JSON object with a string field `type`",
+            None,
+        ));
+    };
+    let request_id = map
+        .get("request_id")
+        .and_then(Value::as_str)
+        .map(|s| crate::validate::truncate_for_message(s));
+    let ty = match map.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(_) => {
+            return Err(MessageError::bad(
+                "field `type`: must be a string",
+                request_id,
+            ))
+        }
+        None => return Err(MessageError::bad("field `type`: missing", request_id)),
+    };
+    if let Some(rid) = map.get("request_id") {
+        match rid.as_str() {
+            Some(s) if s.len() <= crate::validate::MAX_ID_BYTES => {}
+            Some(_) => {
+                return Err(MessageError::bad(
+                    format!(
+                        "field `request_id`: longer than {} bytes",
+                        crate::validate::MAX_ID_BYTES
+                    ),
+                    None,
+                ))
+            }
+            None if rid.is_null() => {}
+            None => {
+                return Err(MessageError::bad(
+                    "field `request_id`: must be a string",
+                    None,
+                ))
+            }
+        }
+    }
+    fn typed<T: DeserializeOwned>(v: Value, rid: &Option<String>) -> Result<T, MessageError> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            MessageError::bad(format!("field `{path}`: {inner}"), rid.clone())
+        })
+    }
+    Ok(match ty.as_str() {
+        "hello" => Inbound::Hello(typed(value, &request_id)?),
+        "ping" => Inbound::Ping(typed(value, &request_id)?),
+        "status" => Inbound::Status(typed(value, &request_id)?),
+        "register" => Inbound::Register(typed(value, &request_id)?),
+        "tombstone" => Inbound::Tombstone(typed(value, &request_id)?),
+        "change" => Inbound::Change(typed(value, &request_id)?),
+        "applied" => Inbound::Applied(typed(value, &request_id)?),
+        "user_activity" => Inbound::UserActivity(typed(value, &request_id)?),
+        "resync" => Inbound::Resync(typed(value, &request_id)?),
+        other => {
+            return Err(MessageError {
+                code: ErrorCode::UnknownType,
+                message: format!(
+                    "unknown message type `{}`; see docs/PROTOCOL.md for the list",
+                    crate::validate::truncate_for_message(other)
+                ),
+                request_id,
+            })
+        }
+    })
+}
+
+/// One entry of `ack.results`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub uuid: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ItemResult {
+    pub fn ok(uuid: impl Into<String>, status: &str) -> ItemResult {
+        ItemResult {
+            uuid: uuid.into(),
+            status: status.to_string(),
+            error_code: None,
+            message: None,
+        }
+    }
+
+    pub fn error(uuid: impl Into<String>, code: &str, message: impl Into<String>) -> ItemResult {
+        ItemResult {
+            uuid: uuid.into(),
+            status: "error".into(),
+            error_code: Some(code.to_string()),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// Every message the daemon sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Outbound {
+    Welcome {
+        session_id: String,
+        daemon_version: String,
+        protocol: u32,
+        seq: u64,
+        safe_mode: bool,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        seq: u64,
+    },
+    Ack {
+        request_id: String,
+        seq: u64,
+        results: Vec<ItemResult>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+    },
+    BatchBegin {
+        batch_id: String,
+        seq: u64,
+        path: String,
+        count: u32,
+    },
+    Apply {
+        batch_id: String,
+        change: Value,
+    },
+    BatchEnd {
+        batch_id: String,
+        seq: u64,
+    },
+    SafeMode {
+        active: bool,
+        reason: String,
+    },
+}
+
+impl Outbound {
+    pub fn error(
+        code: ErrorCode,
+        message: impl Into<String>,
+        request_id: Option<String>,
+    ) -> Outbound {
+        Outbound::Error {
+            code,
+            message: message.into(),
+            request_id,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("outbound messages serialize")
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        Frame::new(self.to_json(), bytes::Bytes::new())
+    }
+}
+
+/// A `status` reply: the status object with `type` and `request_id` added.
+pub fn status_reply(mut status: Value, request_id: Option<String>) -> Frame {
+    if let Value::Object(map) = &mut status {
+        let mut out = serde_json::Map::new();
+        out.insert("type".into(), Value::String("status".into()));
+        if let Some(r) = request_id {
+            out.insert("request_id".into(), Value::String(r));
+        }
+        out.extend(std::mem::take(map));
+        status = Value::Object(out);
+    }
+    Frame::new(
+        serde_json::to_vec(&status).expect("status serializes"),
+        bytes::Bytes::new(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_inbound(
+            br#"{"type":"register","request_id":"r","items":[{"uuid":1,"kind":"object"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert!(e.message.contains("items[0].uuid"), "{}", e.message);
+        assert_eq!(e.request_id.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn unknown_type() {
+        let e = parse_inbound(br#"{"type":"exec","code":"rm -rf /"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn outbound_has_type_first() {
+        let j = Outbound::Pong {
+            request_id: Some("p".into()),
+            seq: 3,
+        }
+        .to_json();
+        assert_eq!(j, br#"{"type":"pong","request_id":"p","seq":3}"#);
+    }
+}
