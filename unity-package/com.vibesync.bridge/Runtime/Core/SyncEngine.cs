@@ -1,0 +1,650 @@
+// Editor-side sync logic shared by the Unity Editor glue and the headless host.
+// Everything here runs on the host's main thread (Tick); the socket lives in BridgeClient.
+//
+//  * On welcome: register every tracked object (PROTOCOL §5), give collided ones a fresh uuid,
+//    send `create` for objects the daemon did not know yet.
+//  * Fenced batches (§6.2) are collected and applied all at once through ISceneAdapter.ApplyBatch
+//    (one undo step); then `applied` with the state hash (§6.4) of every touched object (§6.3).
+//  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
+//    epsilon 1e-5 and sends `change` ops. Echoes of our own applies are suppressed by state hash:
+//    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
+//  * Paused (Unity Play Mode): no local changes are captured or sent; incoming batches are held
+//    (bounded) and applied after the pause, followed by a `resync`.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
+
+namespace VibeSync.Bridge.Core
+{
+    /// <summary>What the engine needs from an editor (or the headless host's scene).</summary>
+    public interface ISceneAdapter
+    {
+        /// <summary>States (canonical frame, meters) of every object that should be synced.</summary>
+        IList<ObjectState> CaptureAll();
+        /// <summary>The state of one object, or null when it no longer exists.</summary>
+        ObjectState Capture(string uuid);
+        /// <summary>The editor's own handle for the object (Unity: hierarchy path).</summary>
+        string EditorRef(string uuid);
+        /// <summary>The VSM1 mesh buffer (§7) of the object, or null.</summary>
+        byte[] MeshAttachment(string uuid);
+        /// <summary>The daemon reported a collision: write a fresh uuid into the object and return it.</summary>
+        string ReassignUuid(string uuid);
+        /// <summary>Applies all changes as one undo step. Throwing marks the batch as failed.</summary>
+        void ApplyBatch(IncomingBatch batch);
+    }
+
+    public sealed class SyncEngine
+    {
+        public const int MaxRegisterItems = 10000;
+        public const int MaxOpsPerChange = 1000;
+        public const int MaxHeldChanges = 10000;
+        public static readonly TimeSpan UserIdleAfter = TimeSpan.FromSeconds(2);
+
+        readonly BridgeClient client;
+        readonly ISceneAdapter scene;
+        readonly double unitScale;
+
+        // Last state known to match the daemon, per uuid (canonical, meters).
+        readonly Dictionary<string, ObjectState> synced = new Dictionary<string, ObjectState>();
+        // Hash of the state we last applied from the daemon, per uuid (echo suppression).
+        readonly Dictionary<string, string> appliedHash = new Dictionary<string, string>();
+        readonly HashSet<string> dirty = new HashSet<string>();
+        readonly HashSet<string> registering = new HashSet<string>(); // register sent, ack pending
+        readonly Dictionary<string, List<string>> pendingRegister = new Dictionary<string, List<string>>();
+        readonly Dictionary<string, List<KeyValuePair<string, ObjectState>>> pendingChange = new Dictionary<string, List<KeyValuePair<string, ObjectState>>>();
+        readonly List<IncomingBatch> held = new List<IncomingBatch>();
+        int heldChanges;
+        bool heldOverflow;
+        IncomingBatch current;
+        long lastSeq;
+        long requestCounter;
+        bool initialRegisterDone;
+        bool userActive;
+        readonly Stopwatch sinceUserEdit = new Stopwatch();
+        int registerStats_registered, registerStats_updated, registerStats_unchanged, registerStats_collision, registerStats_error;
+
+        public SyncEngine(BridgeClient client, ISceneAdapter scene, double unitScale = 1.0)
+        {
+            if (client == null) throw new ArgumentNullException("client");
+            if (scene == null) throw new ArgumentNullException("scene");
+            if (!(unitScale > 0) || double.IsInfinity(unitScale)) throw new ArgumentOutOfRangeException("unitScale", "must be finite and > 0");
+            this.client = client;
+            this.scene = scene;
+            this.unitScale = unitScale;
+            if (client.Options.LastSeq == null) client.Options.LastSeq = () => LastSeq;
+        }
+
+        /// <summary>Raised on the Tick thread: (event name, fields). The headless host prints these.</summary>
+        public event Action<string, Dictionary<string, object>> Event;
+
+        public BridgeClient Client { get { return client; } }
+        public long LastSeq { get { return Interlocked.Read(ref lastSeq); } set { Interlocked.Exchange(ref lastSeq, value); } }
+        public bool SafeMode { get; private set; }
+        public string SafeModeReason { get; private set; }
+        public bool Paused { get; private set; }
+        public string SessionId { get; private set; }
+        public long DaemonSeq { get; private set; }
+        public int TrackedObjects { get { return synced.Count; } }
+        public int DirtyCount { get { return dirty.Count; } }
+        public bool InitialRegisterDone { get { return initialRegisterDone; } }
+        public bool BatchInProgress { get { return current != null; } }
+        public long BatchesApplied { get; private set; }
+        public string LastError { get; private set; }
+
+        string NextRequestId(string prefix) { return prefix + (++requestCounter); }
+
+        void Emit(string name, Dictionary<string, object> fields)
+        {
+            var h = Event;
+            if (h != null) h(name, fields ?? new Dictionary<string, object>());
+        }
+
+        void Fail(string what, string requestId = null)
+        {
+            LastError = what;
+            var f = new Dictionary<string, object> { { "message", what } };
+            if (requestId != null) f["request_id"] = requestId;
+            Emit("error", f);
+        }
+
+        // ------------------------------------------------------------------ host API
+
+        /// <summary>Marks an object whose state may have changed (created, edited, deleted).</summary>
+        public void MarkDirty(string uuid)
+        {
+            if (Paused || uuid == null) return; // Play Mode edits are not synced
+            dirty.Add(uuid);
+        }
+
+        public void MarkAllDirty()
+        {
+            if (Paused) return;
+            foreach (var s in scene.CaptureAll()) dirty.Add(s.Uuid);
+            foreach (var u in synced.Keys) dirty.Add(u);
+        }
+
+        /// <summary>A copy of the synced state (taken before Play Mode).</summary>
+        public Dictionary<string, ObjectState> Snapshot()
+        {
+            var d = new Dictionary<string, ObjectState>();
+            foreach (var kv in synced) d[kv.Key] = kv.Value.Clone();
+            return d;
+        }
+
+        /// <summary>Enter (true) or leave (false) a pause such as Play Mode.</summary>
+        public void SetPaused(bool paused, Dictionary<string, ObjectState> restoreSnapshot = null)
+        {
+            if (paused == Paused) return;
+            Paused = paused;
+            if (paused)
+            {
+                dirty.Clear();
+                Emit("paused", null);
+                return;
+            }
+            if (restoreSnapshot != null) RestoreSnapshot(restoreSnapshot);
+            dirty.Clear();
+            var batches = new List<IncomingBatch>(held);
+            held.Clear();
+            heldChanges = 0;
+            foreach (var b in batches) ApplyComplete(b);
+            if (heldOverflow || batches.Count > 0) RequestResync();
+            heldOverflow = false;
+            Emit("resumed", null);
+        }
+
+        /// <summary>Puts objects that differ from the snapshot back (after Play Mode) in one undo step.</summary>
+        public int RestoreSnapshot(Dictionary<string, ObjectState> snapshot)
+        {
+            var batch = new IncomingBatch { BatchId = "restore", Seq = LastSeq, Path = BatchPath.Resync };
+            foreach (var kv in snapshot)
+            {
+                var cur = scene.Capture(kv.Key);
+                if (StateDiff.NearlyEquals(cur, kv.Value)) continue;
+                foreach (var op in StateDiff.Diff(cur, kv.Value, StateHash.Epsilon, unitScale))
+                {
+                    if ((string)op["op"] == Ops.Mesh) continue; // mesh data is not snapshotted; Unity reverts meshes itself
+                    batch.Changes.Add(RemoteChange.Parse(op, null, unitScale));
+                }
+            }
+            batch.Count = batch.Changes.Count;
+            if (batch.Count > 0)
+            {
+                try { scene.ApplyBatch(batch); }
+                catch (Exception e) { Fail("restoring the pre-Play state failed: " + e.Message); }
+            }
+            foreach (var kv in snapshot)
+            {
+                var now = scene.Capture(kv.Key);
+                if (now != null) { synced[kv.Key] = now; appliedHash[kv.Key] = now.Hash(); }
+            }
+            return batch.Count;
+        }
+
+        /// <summary>Asks the daemon to replay from LastSeq (PROTOCOL §6.5).</summary>
+        public void RequestResync()
+        {
+            if (!client.IsConnected) return; // hello.last_seq replays on the next connection
+            string rid = NextRequestId("y");
+            if (client.Send(Msg.Resync(rid, LastSeq))) Emit("resync_requested", new Dictionary<string, object> { { "since_seq", LastSeq }, { "request_id", rid } });
+        }
+
+        /// <summary>Main-thread work: drain incoming messages within the budget, then send local changes.</summary>
+        public void Tick(TimeSpan budget)
+        {
+            var sw = Stopwatch.StartNew();
+            client.Pump(Handle, budget);
+            TimeSpan left = budget - sw.Elapsed;
+            if (left < TimeSpan.FromMilliseconds(1)) left = TimeSpan.FromMilliseconds(1);
+            ProcessDirty(left);
+            if (userActive && sinceUserEdit.Elapsed > UserIdleAfter && client.IsConnected)
+            {
+                if (client.Send(Msg.UserActivity(false))) userActive = false;
+            }
+        }
+
+        // ------------------------------------------------------------------ incoming
+
+        void Handle(ClientEvent e)
+        {
+            try
+            {
+                switch (e.Kind)
+                {
+                    case ClientEventKind.Connected: OnConnected(e.Welcome); break;
+                    case ClientEventKind.Disconnected: OnDisconnected(e.Reason); break;
+                    case ClientEventKind.Frame: OnFrame(e.Frame); break;
+                }
+            }
+            catch (MessageFormatException ex)
+            {
+                Fail("daemon sent a malformed message: " + ex.Message);
+            }
+            catch (Exception ex) // a bug here must not kill the editor's update loop
+            {
+                Fail("internal error while handling a daemon message: " + ex.GetType().Name + ": " + ex.Message);
+            }
+        }
+
+        void OnConnected(Dictionary<string, object> welcome)
+        {
+            SessionId = Msg.OptStr(welcome, "session_id");
+            DaemonSeq = Msg.OptLong(welcome, "seq", 0);
+            SafeMode = Msg.OptBool(welcome, "safe_mode", false);
+            SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
+            current = null;
+            pendingRegister.Clear();
+            registering.Clear();
+            initialRegisterDone = false;
+            registerStats_registered = registerStats_updated = registerStats_unchanged = registerStats_collision = registerStats_error = 0;
+            Emit("connected", new Dictionary<string, object>
+            {
+                { "session_id", SessionId }, { "seq", DaemonSeq }, { "safe_mode", SafeMode }, { "last_seq", LastSeq },
+            });
+            RegisterAll();
+        }
+
+        void OnDisconnected(string reason)
+        {
+            // Changes sent but never acknowledged go back into the dirty set.
+            foreach (var list in pendingChange.Values)
+                foreach (var kv in list)
+                {
+                    if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value;
+                    dirty.Add(kv.Key);
+                }
+            pendingChange.Clear();
+            pendingRegister.Clear();
+            registering.Clear();
+            current = null;
+            userActive = false;
+            Emit("disconnected", new Dictionary<string, object> { { "reason", reason } });
+        }
+
+        void RegisterAll()
+        {
+            var all = scene.CaptureAll();
+            var items = new List<ObjectState>(all);
+            if (items.Count == 0)
+            {
+                initialRegisterDone = true;
+                Emit("registered", RegisterSummary(0));
+                return;
+            }
+            for (int i = 0; i < items.Count; i += MaxRegisterItems)
+                SendRegister(items.GetRange(i, Math.Min(MaxRegisterItems, items.Count - i)));
+        }
+
+        void SendRegister(List<ObjectState> states)
+        {
+            var items = new List<object>();
+            var uuids = new List<string>();
+            foreach (var s in states)
+            {
+                items.Add(Msg.RegisterItem(s.Uuid, s.Kind, Msg.TruncateUtf8(s.Name, 1024), Msg.TruncateUtf8(scene.EditorRef(s.Uuid) ?? s.Name, 1024)));
+                uuids.Add(s.Uuid);
+            }
+            string rid = NextRequestId("r");
+            if (client.Send(Msg.Register(rid, items))) { pendingRegister[rid] = uuids; foreach (var u in uuids) registering.Add(u); }
+            else Fail("could not queue `register` for " + items.Count + " objects (not connected or queue full); will retry on reconnect");
+        }
+
+        Dictionary<string, object> RegisterSummary(long seq)
+        {
+            return new Dictionary<string, object>
+            {
+                { "count", (long)(registerStats_registered + registerStats_updated + registerStats_unchanged + registerStats_collision + registerStats_error) },
+                { "registered", (long)registerStats_registered }, { "updated", (long)registerStats_updated },
+                { "unchanged", (long)registerStats_unchanged }, { "collisions", (long)registerStats_collision },
+                { "errors", (long)registerStats_error }, { "seq", seq },
+            };
+        }
+
+        void OnFrame(Frame f)
+        {
+            var m = f.Message;
+            switch (f.Type)
+            {
+                case MessageType.Ack: OnAck(m); break;
+                case MessageType.BatchBegin: OnBatchBegin(m); break;
+                case MessageType.Apply: OnApply(m, f.Attachment); break;
+                case MessageType.BatchEnd: OnBatchEnd(m); break;
+                case MessageType.SafeMode:
+                    SafeMode = Msg.Bool(m, "active");
+                    SafeModeReason = SafeMode ? (Msg.OptStr(m, "reason") ?? "") : null;
+                    Emit("safe_mode", new Dictionary<string, object> { { "active", SafeMode }, { "reason", SafeModeReason } });
+                    break;
+                case MessageType.Error: OnError(m); break;
+                case MessageType.Pong:
+                    Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });
+                    break;
+                case MessageType.Status:
+                    Emit("status", new Dictionary<string, object> { { "status", m } });
+                    break;
+                default:
+                    // PROTOCOL §8: readers ignore what they do not know; still tell the user.
+                    Emit("ignored", new Dictionary<string, object> { { "type", f.Type } });
+                    break;
+            }
+        }
+
+        void OnError(Dictionary<string, object> m)
+        {
+            string code = Msg.OptStr(m, "code") ?? "?";
+            string message = Msg.OptStr(m, "message") ?? "";
+            string rid = Msg.OptStr(m, "request_id");
+            if (code == ErrorCode.SafeMode)
+            {
+                SafeMode = true;
+                SafeModeReason = message;
+            }
+            List<KeyValuePair<string, ObjectState>> sent;
+            if (rid != null && pendingChange.TryGetValue(rid, out sent))
+            {
+                pendingChange.Remove(rid);
+                // Refused as a whole: retry later only when the refusal is temporary.
+                if (code == ErrorCode.SafeMode || code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
+                    foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
+            }
+            if (rid != null && pendingRegister.ContainsKey(rid))
+            {
+                foreach (var u in pendingRegister[rid]) registering.Remove(u);
+                pendingRegister.Remove(rid);
+                if (pendingRegister.Count == 0 && !initialRegisterDone) { initialRegisterDone = true; Emit("registered", RegisterSummary(0)); }
+            }
+            LastError = code + ": " + message;
+            Emit("daemon_error", new Dictionary<string, object> { { "code", code }, { "message", message }, { "request_id", rid } });
+        }
+
+        void OnAck(Dictionary<string, object> m)
+        {
+            string rid = Msg.OptStr(m, "request_id");
+            long seq = Msg.OptLong(m, "seq", 0);
+            var results = Msg.Arr(m, "results");
+            List<string> regUuids;
+            if (rid != null && pendingRegister.TryGetValue(rid, out regUuids))
+            {
+                pendingRegister.Remove(rid);
+                foreach (var u in regUuids) registering.Remove(u);
+                OnRegisterAck(regUuids, results, seq);
+                if (pendingRegister.Count == 0 && !initialRegisterDone)
+                {
+                    initialRegisterDone = true;
+                    Emit("registered", RegisterSummary(seq));
+                }
+                return;
+            }
+            List<KeyValuePair<string, ObjectState>> sent;
+            if (rid != null && pendingChange.TryGetValue(rid, out sent))
+            {
+                pendingChange.Remove(rid);
+                bool stale = false;
+                for (int i = 0; i < results.Count; i++)
+                {
+                    var r = results[i] as Dictionary<string, object>;
+                    if (r == null) continue;
+                    string status = Msg.OptStr(r, "status");
+                    if (status == AckStatus.Error)
+                    {
+                        string code = Msg.OptStr(r, "error_code");
+                        if (code == ErrorCode.Stale) stale = true;
+                        Fail("change refused for " + Msg.OptStr(r, "uuid") + ": " + code + ": " + Msg.OptStr(r, "message"), rid);
+                    }
+                }
+                Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
+                if (stale) RequestResync(); // the daemon's newer state wins; fetch it
+                return;
+            }
+            Emit("ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
+        }
+
+        void OnRegisterAck(List<string> uuids, List<object> results, long seq)
+        {
+            var reregister = new List<ObjectState>();
+            var creates = new List<Dictionary<string, object>>();
+            var createdUuids = new List<string>();
+            for (int i = 0; i < results.Count && i < uuids.Count; i++)
+            {
+                var r = results[i] as Dictionary<string, object>;
+                if (r == null) continue;
+                string status = Msg.OptStr(r, "status");
+                string uuid = uuids[i];
+                var state = scene.Capture(uuid);
+                switch (status)
+                {
+                    case AckStatus.Registered:
+                        registerStats_registered++;
+                        if (state != null) { creates.Add(state.ToCreateOp(unitScale)); createdUuids.Add(uuid); }
+                        break;
+                    case AckStatus.Updated:
+                    case AckStatus.Unchanged:
+                        if (status == AckStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
+                        // The daemon knows this object; replay via hello.last_seq brings any newer state.
+                        if (state != null && !synced.ContainsKey(uuid)) synced[uuid] = state;
+                        break;
+                    case AckStatus.Collision:
+                        registerStats_collision++;
+                        string fresh = scene.ReassignUuid(uuid);
+                        synced.Remove(uuid);
+                        Emit("collision", new Dictionary<string, object> { { "uuid", uuid }, { "new_uuid", fresh }, { "message", Msg.OptStr(r, "message") } });
+                        var st = fresh != null ? scene.Capture(fresh) : null;
+                        if (st != null) reregister.Add(st);
+                        break;
+                    default:
+                        registerStats_error++;
+                        Fail("register refused for " + uuid + ": " + Msg.OptStr(r, "error_code") + ": " + Msg.OptStr(r, "message"));
+                        break;
+                }
+            }
+            if (creates.Count > 0) SendChanges(creates, createdUuids);
+            if (reregister.Count > 0) SendRegister(reregister);
+        }
+
+        void OnBatchBegin(Dictionary<string, object> m)
+        {
+            var b = new IncomingBatch
+            {
+                BatchId = Msg.Str(m, "batch_id"), Seq = Msg.Long(m, "seq"), Path = Msg.Str(m, "path"), Count = (int)Msg.Long(m, "count"),
+            };
+            if (current != null)
+            {
+                Fail("batch " + current.BatchId + " was not closed before batch " + b.BatchId + " began; discarding it and asking for a resync");
+                RequestResync();
+            }
+            if (b.Count < 0) b.Broken = "negative count";
+            current = b;
+        }
+
+        void OnApply(Dictionary<string, object> m, byte[] attachment)
+        {
+            string id = Msg.Str(m, "batch_id");
+            if (current == null || current.BatchId != id)
+            {
+                Fail("`apply` for batch " + id + " outside its batch_begin/batch_end fence; ignored");
+                return;
+            }
+            if (current.Broken != null) return;
+            try
+            {
+                var change = Msg.Obj(m, "change");
+                current.Changes.Add(RemoteChange.Parse(change, attachment, unitScale, "change"));
+                if (current.Changes.Count > current.Count) current.Broken = "more `apply` messages than batch_begin.count = " + current.Count;
+            }
+            catch (MessageFormatException e)
+            {
+                current.Broken = e.Message;
+            }
+        }
+
+        void OnBatchEnd(Dictionary<string, object> m)
+        {
+            string id = Msg.Str(m, "batch_id");
+            long seq = Msg.Long(m, "seq");
+            if (current == null || current.BatchId != id)
+            {
+                Fail("`batch_end` for batch " + id + " without its batch_begin; ignored");
+                return;
+            }
+            var b = current;
+            current = null;
+            if (b.Broken == null && seq != b.Seq) b.Broken = "batch_end.seq " + seq + " differs from batch_begin.seq " + b.Seq;
+            if (b.Broken == null && b.Changes.Count != b.Count) b.Broken = "received " + b.Changes.Count + " `apply` messages, batch_begin.count = " + b.Count;
+            if (b.Broken != null)
+            {
+                Fail("batch " + b.BatchId + " (seq " + b.Seq + ") not applied: " + b.Broken + "; asking for a resync");
+                RequestResync();
+                return;
+            }
+            if (Paused)
+            {
+                if (heldChanges + b.Changes.Count > MaxHeldChanges) { heldOverflow = true; held.Clear(); heldChanges = 0; }
+                else { held.Add(b); heldChanges += b.Changes.Count; }
+                Emit("held", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq } });
+                return;
+            }
+            ApplyComplete(b);
+        }
+
+        void ApplyComplete(IncomingBatch b)
+        {
+            try
+            {
+                scene.ApplyBatch(b);
+            }
+            catch (Exception e)
+            {
+                Fail("applying batch " + b.BatchId + " (seq " + b.Seq + ") failed: " + e.Message + "; asking for a resync");
+                RequestResync();
+                return;
+            }
+            var hashes = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var c in b.Changes)
+            {
+                var st = scene.Capture(c.Uuid);
+                dirty.Remove(c.Uuid);
+                if (st == null)
+                {
+                    synced.Remove(c.Uuid);
+                    appliedHash.Remove(c.Uuid);
+                    continue;
+                }
+                string h = st.Hash();
+                hashes[c.Uuid] = h;
+                synced[c.Uuid] = st;
+                appliedHash[c.Uuid] = h;
+            }
+            if (b.Seq > LastSeq) LastSeq = b.Seq;
+            BatchesApplied++;
+            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes));
+            var hf = new Dictionary<string, object>();
+            foreach (var kv in hashes) hf[kv.Key] = kv.Value;
+            Emit("applied", new Dictionary<string, object>
+            {
+                { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "count", (long)b.Changes.Count }, { "hashes", hf },
+            });
+        }
+
+        // ------------------------------------------------------------------ outgoing
+
+        void ProcessDirty(TimeSpan budget)
+        {
+            if (dirty.Count == 0 || Paused || SafeMode || !client.IsConnected || !initialRegisterDone) return;
+            var sw = Stopwatch.StartNew();
+            var ops = new List<Dictionary<string, object>>();
+            var opUuids = new List<string>();
+            var toRegister = new List<ObjectState>();
+            var done = new List<string>();
+            foreach (var uuid in dirty)
+            {
+                if (registering.Contains(uuid)) continue; // decided when the register ack arrives
+                if (sw.Elapsed > budget && done.Count > 0) break;
+                done.Add(uuid);
+                var cur = scene.Capture(uuid);
+                ObjectState before;
+                synced.TryGetValue(uuid, out before);
+                if (cur != null)
+                {
+                    string h;
+                    if (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash())
+                    {
+                        synced[uuid] = cur; // our own apply coming back a frame later
+                        continue;
+                    }
+                }
+                if (before == null && cur != null)
+                {
+                    toRegister.Add(cur); // new object: register, then `create` after the ack
+                    continue;
+                }
+                foreach (var op in StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale))
+                {
+                    ops.Add(op);
+                    opUuids.Add(uuid);
+                }
+            }
+            foreach (var u in done) dirty.Remove(u);
+            if (toRegister.Count > 0) SendRegister(toRegister);
+            if (ops.Count == 0) return;
+            MarkUserActive();
+            SendChanges(ops, opUuids);
+        }
+
+        void MarkUserActive()
+        {
+            sinceUserEdit.Reset();
+            sinceUserEdit.Start();
+            if (!userActive && client.Send(Msg.UserActivity(true))) userActive = true;
+        }
+
+        /// <summary>Sends ops in `change` messages; each `mesh` op travels alone with its attachment.</summary>
+        void SendChanges(List<Dictionary<string, object>> ops, List<string> uuids)
+        {
+            var plain = new List<object>();
+            var plainUuids = new List<string>();
+            for (int i = 0; i < ops.Count; i++)
+            {
+                if ((string)ops[i]["op"] == Ops.Mesh)
+                {
+                    byte[] att = scene.MeshAttachment(uuids[i]);
+                    if (att == null) { Fail("mesh of " + uuids[i] + " changed but its buffer is unavailable; not sent"); continue; }
+                    SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
+                    continue;
+                }
+                plain.Add(ops[i]);
+                plainUuids.Add(uuids[i]);
+                if (plain.Count == MaxOpsPerChange)
+                {
+                    SendOne(plain, plainUuids, null);
+                    plain = new List<object>();
+                    plainUuids = new List<string>();
+                }
+            }
+            if (plain.Count > 0) SendOne(plain, plainUuids, null);
+        }
+
+        void SendOne(List<object> ops, List<string> uuids, byte[] attachment)
+        {
+            string rid = NextRequestId("c");
+            // Remember the previous synced state so an unacknowledged change can be retried.
+            var prev = new List<KeyValuePair<string, ObjectState>>();
+            var seen = new HashSet<string>();
+            foreach (var u in uuids)
+            {
+                if (!seen.Add(u)) continue;
+                ObjectState before;
+                synced.TryGetValue(u, out before);
+                prev.Add(new KeyValuePair<string, ObjectState>(u, before));
+                var now = scene.Capture(u);
+                if (now == null) synced.Remove(u); else synced[u] = now;
+            }
+            if (!client.Send(Msg.Change(rid, LastSeq, ops), attachment))
+            {
+                foreach (var kv in prev) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
+                return;
+            }
+            pendingChange[rid] = prev;
+            Emit("change_sent", new Dictionary<string, object> { { "request_id", rid }, { "ops", (long)ops.Count }, { "base_seq", LastSeq } });
+        }
+    }
+}
