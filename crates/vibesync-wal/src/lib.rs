@@ -1,3 +1,35 @@
-//! The VibeSync write-ahead log. See docs/WAL.md.
+//! The VibeSync write-ahead log: the source of truth every other store is rebuilt from.
+//! See docs/WAL.md for the format, the durability rules and recovery.
+//!
+//! Layout:
+//! - [`record`]: one record and its byte-exact line format (checksum rule).
+//! - [`chain`]: the hash chain as pure logic.
+//! - [`txindex`]: the transaction index (incomplete / unfinalized operations), pure logic.
+//! - `segment`: segment file naming, listing, directory fsync, quarantine names.
+//! - `recovery`: boot recovery (torn tail, corruption, repair) used by [`Wal::open`].
+//! - `writer`: the single writer thread (group commit, fdatasync, read-back, poison).
+//! - `wal`: the [`Wal`] handle.
+//! - [`reader`]: read-only access for offline tools: [`Reader`], [`read_all`], [`verify`].
+
+pub mod chain;
+mod error;
+pub mod reader;
 pub mod record;
-pub use record::{LineError, Phase, Record, RecordDraft, GENESIS_PREV, SCHEMA_VERSION};
+mod recovery;
+mod segment;
+pub mod txindex;
+mod wal;
+mod writer;
+
+pub use chain::{ChainBreak, ChainState};
+pub use error::WalError;
+pub use reader::{read_all, verify, Entry, Position, Problem, ProblemKind, Reader};
+pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV, SCHEMA_VERSION};
+pub use recovery::{Quarantined, Recovery, Repaired};
+pub use segment::{
+    format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES,
+};
+pub use txindex::{
+    transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx,
+};
+pub use wal::{Fault, Wal, WalConfig, WalStats};

@@ -5,6 +5,8 @@
 //! `,"h":"<h>"}` and `\n`. Verification never re-serializes: it cuts the suffix off the raw
 //! line, so any language can check a line with a JSON parser and blake3 alone.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the record schema written by this build.
@@ -145,33 +147,105 @@ impl Record {
 
     /// Parse and verify one line (without or with its trailing `\n`).
     pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        // suffix: ,"h":"<64 hex>"}  = 6 + 64 + 2 = 72 bytes
-        const SUFFIX_LEN: usize = 72;
-        if line.len() < SUFFIX_LEN + 2 {
-            return Err(LineError::MissingChecksum);
-        }
-        let (body, suffix) = line.split_at(line.len() - SUFFIX_LEN);
-        if !suffix.starts_with(b",\"h\":\"") || !suffix.ends_with(b"\"}") {
-            return Err(LineError::MissingChecksum);
-        }
-        let stated = &suffix[6..70];
-        if !stated.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
-            return Err(LineError::MissingChecksum);
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(body);
-        hasher.update(b"}");
-        let actual = hasher.finalize().to_hex();
-        if actual.as_bytes() != stated {
-            return Err(LineError::ChecksumMismatch {
-                stated: String::from_utf8_lossy(stated).into_owned(),
-                actual: actual.to_string(),
-            });
-        }
-        let rec: Record = serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
+        let line = verify_line_checksum(line)?;
+        let rec: Record =
+            serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
         Ok(rec)
     }
+
+    /// The borrowed head of this record (everything but the payload).
+    pub fn head(&self) -> RecordHead<'_> {
+        RecordHead {
+            seq: self.seq,
+            ts: Cow::Borrowed(&self.ts),
+            process_id: self.process_id,
+            session_id: Cow::Borrowed(&self.session_id),
+            operation_id: Cow::Borrowed(&self.operation_id),
+            uuids: self
+                .uuids
+                .iter()
+                .map(|u| Cow::Borrowed(u.as_str()))
+                .collect(),
+            project_id: Cow::Borrowed(&self.project_id),
+            phase: self.phase,
+            outcome: Cow::Borrowed(&self.outcome),
+            error_code: self.error_code.as_deref().map(Cow::Borrowed),
+            schema_version: self.schema_version,
+            payload_checked: serde::de::IgnoredAny,
+            prev: Cow::Borrowed(&self.prev),
+            h: Cow::Borrowed(&self.h),
+        }
+    }
+}
+
+/// A verified record without its payload, borrowing from the line where it can. Boot
+/// recovery parses a million of these; the payload is syntax-checked but not built.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordHead<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub ts: Cow<'a, str>,
+    pub process_id: u32,
+    #[serde(borrow)]
+    pub session_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub operation_id: Cow<'a, str>,
+    pub uuids: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub project_id: Cow<'a, str>,
+    pub phase: Phase,
+    #[serde(borrow)]
+    pub outcome: Cow<'a, str>,
+    pub error_code: Option<Cow<'a, str>>,
+    pub schema_version: u32,
+    #[allow(dead_code)]
+    #[serde(rename = "payload")]
+    payload_checked: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    pub prev: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub h: Cow<'a, str>,
+}
+
+impl<'a> RecordHead<'a> {
+    /// Verify one line exactly like [`Record::parse_line`] (same checksum rule, same
+    /// required fields) without building the payload.
+    pub fn parse_line(line: &'a [u8]) -> Result<RecordHead<'a>, LineError> {
+        let line = verify_line_checksum(line)?;
+        serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))
+    }
+}
+
+/// Check the `,"h":"<64 hex>"}` suffix against blake3 of the rest; return the line without `\n`.
+fn verify_line_checksum(line: &[u8]) -> Result<&[u8], LineError> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    // suffix: ,"h":"<64 hex>"}  = 6 + 64 + 2 = 72 bytes
+    const SUFFIX_LEN: usize = 72;
+    if line.len() < SUFFIX_LEN + 2 {
+        return Err(LineError::MissingChecksum);
+    }
+    let (body, suffix) = line.split_at(line.len() - SUFFIX_LEN);
+    if !suffix.starts_with(b",\"h\":\"") || !suffix.ends_with(b"\"}") {
+        return Err(LineError::MissingChecksum);
+    }
+    let stated = &suffix[6..70];
+    if !stated
+        .iter()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    {
+        return Err(LineError::MissingChecksum);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(body);
+    hasher.update(b"}");
+    let actual = hasher.finalize().to_hex();
+    if actual.as_bytes() != stated {
+        return Err(LineError::ChecksumMismatch {
+            stated: String::from_utf8_lossy(stated).into_owned(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(line)
 }
 
 #[cfg(test)]
@@ -213,7 +287,27 @@ mod tests {
         for i in 0..line.len() - 1 {
             let mut bad = line.clone();
             bad[i] ^= 0x01;
-            assert!(Record::parse_line(&bad).is_err(), "flip at {i} not detected");
+            assert!(
+                Record::parse_line(&bad).is_err(),
+                "flip at {i} not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn head_agrees_with_full_parse() {
+        let mut r = sample();
+        r.session_id = "quote\"and\\slash".into();
+        let line = r.seal();
+        let head = RecordHead::parse_line(&line).unwrap();
+        assert_eq!(head, r.head());
+        for i in 0..line.len() - 1 {
+            let mut bad = line.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                RecordHead::parse_line(&bad).is_err(),
+                "flip at {i} not detected"
+            );
         }
     }
 }

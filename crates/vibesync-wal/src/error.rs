@@ -1,0 +1,77 @@
+//! The one error type of this crate. Every variant names the file (and offset or seq where
+//! it has one) and the message says what to do.
+
+use std::path::PathBuf;
+
+/// Why the WAL refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// A filesystem call failed outside the append path (open, recovery, reading).
+    #[error("WAL I/O error: could not {action} {}: {source}. Check that the path exists, is writable and the disk is not full", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bad record followed by good ones (or a chain break, a seq gap, a bad record in a
+    /// non-last segment). Boot stops; nothing was changed.
+    #[error(
+        "WAL corruption in {} at byte {offset}: {reason}. Nothing was changed. \
+         Run `vibesync verify` to list every problem, then `vibesync serve --repair` to move \
+         everything from this byte on to quarantine (the records after it will be lost from \
+         the log but kept in the quarantine directory)",
+        file.display()
+    )]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// A write, fdatasync or read-back verification failed. The WAL stopped; this append and
+    /// every later one fail. Nothing in the failed batch was acknowledged.
+    #[error(
+        "WAL is poisoned: {cause} (file {}, byte {offset}, first seq {seq}). No further \
+         appends are possible. Stop the daemon, check the disk (space, dmesg for I/O errors), \
+         then restart: boot recovery will verify the log",
+        file.display()
+    )]
+    Poisoned {
+        file: PathBuf,
+        offset: u64,
+        seq: u64,
+        cause: String,
+    },
+
+    /// `close()` was called (or the writer is gone); nothing more can be appended.
+    #[error("WAL is closed: the daemon is shutting down and accepts no more appends")]
+    Closed,
+
+    /// Another process (or another `Wal` in this process) holds the WAL directory.
+    #[error(
+        "WAL directory {} is locked by another process: is another `vibesync serve` running \
+         on this data directory? Stop it first",
+        dir.display()
+    )]
+    Locked { dir: PathBuf },
+
+    /// The configuration cannot work.
+    #[error("invalid WAL configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl WalError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        WalError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

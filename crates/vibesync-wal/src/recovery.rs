@@ -1,0 +1,401 @@
+//! Boot recovery: verify every line and the chain over all segments, cut a torn tail off
+//! into quarantine, refuse on corruption (or quarantine from it on with `repair`), and build
+//! the transaction index.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::chain::ChainState;
+use crate::error::WalError;
+use crate::record::RecordHead;
+use crate::segment::{ensure_dir, fsync_dir, list_segments, quarantine_file_name, SegmentFile};
+use crate::txindex::{TxIndex, TxIndexBuilder};
+use crate::wal::WalConfig;
+
+/// What `Wal::open` found and did.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Seq of the last good record (0 for an empty log).
+    pub last_seq: u64,
+    /// `h` of the last good record (`GENESIS_PREV` for an empty log).
+    pub last_h: String,
+    /// Number of good records in the log.
+    pub records: u64,
+    /// Segment files in the log after recovery.
+    pub segments: usize,
+    /// A torn tail that was cut off (normal after a crash during a write).
+    pub torn_tail: Option<Quarantined>,
+    /// What `repair: true` cut off (only when there was corruption).
+    pub repaired: Option<Repaired>,
+    /// Open operations: `incomplete` (BEGIN, no COMMIT/ROLLBACK) and `unfinalized`
+    /// (COMMIT, no FINAL).
+    pub transactions: TxIndex,
+    pub elapsed: Duration,
+}
+
+/// Bytes moved from the end of a segment to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub bytes: u64,
+    pub quarantine_path: PathBuf,
+    pub reason: String,
+}
+
+/// What a repair moved to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// Where the first bad byte was.
+    pub file: PathBuf,
+    pub offset: u64,
+    pub reason: String,
+    /// Total bytes moved to quarantine.
+    pub bytes: u64,
+    pub quarantine_paths: Vec<PathBuf>,
+    /// Segment files removed from the WAL directory (their bytes are in quarantine).
+    pub removed_segments: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadKind {
+    /// The last line has no `\n` (or the tail is zeros).
+    Incomplete,
+    /// A complete line that fails its checksum or does not parse.
+    Damaged,
+    /// A well-formed record that does not continue the chain: never a torn write.
+    Chain,
+    /// The segment's name does not match the seq that should come next.
+    SegmentName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bad {
+    pub offset: usize,
+    pub kind: BadKind,
+    pub reason: String,
+}
+
+/// Scan one segment's bytes, advancing `chain` and `tx` over every good record. Returns the
+/// first bad spot, if any. Pure: no I/O.
+pub(crate) fn scan_segment(
+    bytes: &[u8],
+    first_seq: u64,
+    chain: &mut ChainState,
+    tx: &mut TxIndexBuilder,
+    records: &mut u64,
+) -> Option<Bad> {
+    if first_seq != chain.next_seq {
+        return Some(Bad {
+            offset: 0,
+            kind: BadKind::SegmentName,
+            reason: format!(
+                "segment name says it starts at seq {first_seq} but the next seq is {} (a segment is missing or misnamed)",
+                chain.next_seq
+            ),
+        });
+    }
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+            let rest = &bytes[pos..];
+            let reason = if rest.iter().all(|&b| b == 0) {
+                format!("{} zero bytes after the last complete line", rest.len())
+            } else {
+                format!("incomplete last line ({} bytes, no newline)", rest.len())
+            };
+            return Some(Bad {
+                offset: pos,
+                kind: BadKind::Incomplete,
+                reason,
+            });
+        };
+        let line = &bytes[pos..pos + nl + 1];
+        let head = match RecordHead::parse_line(line) {
+            Ok(h) => h,
+            Err(e) => {
+                let zero = if line[0] == 0 {
+                    " (starts with zero bytes)"
+                } else {
+                    ""
+                };
+                return Some(Bad {
+                    offset: pos,
+                    kind: BadKind::Damaged,
+                    reason: format!("bad record{zero}: {e}"),
+                });
+            }
+        };
+        if let Err(e) = chain.check(head.seq, &head.prev) {
+            return Some(Bad {
+                offset: pos,
+                kind: BadKind::Chain,
+                reason: e.to_string(),
+            });
+        }
+        chain.advance(head.seq, &head.h);
+        tx.observe(&head);
+        *records += 1;
+        pos += nl + 1;
+    }
+    None
+}
+
+/// A bad spot is a torn tail when it is in the last segment, is line damage (not a chain
+/// break) and no complete line follows it: at most one `\n`, at the very end, ignoring
+/// trailing zero bytes.
+pub(crate) fn is_torn_tail(kind: BadKind, rest: &[u8]) -> bool {
+    if !matches!(kind, BadKind::Incomplete | BadKind::Damaged) {
+        return false;
+    }
+    let end = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let trimmed = &rest[..end];
+    match trimmed.iter().position(|&b| b == b'\n') {
+        None => true,
+        Some(i) => i + 1 == trimmed.len(),
+    }
+}
+
+pub(crate) struct Recovered {
+    pub report: Recovery,
+    pub chain: ChainState,
+    /// The segment appends continue in, and its length.
+    pub tail: Option<(SegmentFile, u64)>,
+}
+
+pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
+    let started = Instant::now();
+    let dir = &cfg.dir;
+    let mut segments = list_segments(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut chain = ChainState::genesis();
+    let mut tx = TxIndexBuilder::new();
+    let mut records = 0u64;
+    let mut torn_tail = None;
+    let mut repaired = None;
+    let mut tail_len = 0u64;
+
+    for i in 0..segments.len() {
+        let seg = segments[i].clone();
+        let bytes = fs::read(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
+        tail_len = bytes.len() as u64;
+        let Some(bad) = scan_segment(&bytes, seg.first_seq, &mut chain, &mut tx, &mut records)
+        else {
+            continue;
+        };
+        let rest = &bytes[bad.offset..];
+        let is_last = i + 1 == segments.len();
+        if is_last && is_torn_tail(bad.kind, rest) {
+            let q = quarantine(cfg, &seg.path, bad.offset as u64, rest, "torn")?;
+            truncate(&seg.path, bad.offset as u64)?;
+            fsync_dir(dir).map_err(|e| WalError::io("fsync directory", dir, e))?;
+            tracing::warn!(
+                file = %seg.path.display(),
+                offset = bad.offset,
+                bytes = rest.len(),
+                quarantine = %q.display(),
+                last_seq = chain.last_seq(),
+                "WAL torn tail cut off: {}",
+                bad.reason
+            );
+            torn_tail = Some(Quarantined {
+                file: seg.path.clone(),
+                offset: bad.offset as u64,
+                bytes: rest.len() as u64,
+                quarantine_path: q,
+                reason: bad.reason,
+            });
+            tail_len = bad.offset as u64;
+            break;
+        }
+        let later = &segments[i + 1..];
+        if !cfg.repair {
+            let mut reason = bad.reason;
+            reason.push_str(&format!(
+                "; {} bytes follow in this segment and {} later segment(s)",
+                rest.len()
+                    - rest
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(rest.len(), |n| n + 1),
+                later.len()
+            ));
+            if rest.first() == Some(&0) {
+                reason.push_str(
+                    "; zero bytes followed by records are typical of a power loss during a write \
+                     that was never acknowledged",
+                );
+            }
+            return Err(WalError::Corrupt {
+                file: seg.path.clone(),
+                offset: bad.offset as u64,
+                reason,
+            });
+        }
+        let r = repair(cfg, &seg, bad.offset as u64, rest, later, &bad.reason)?;
+        tracing::warn!(
+            file = %seg.path.display(),
+            offset = bad.offset,
+            bytes = r.bytes,
+            removed_segments = r.removed_segments.len(),
+            last_seq = chain.last_seq(),
+            "WAL repaired: everything from the first bad byte on moved to quarantine: {}",
+            bad.reason
+        );
+        let removed_this = bad.offset == 0;
+        repaired = Some(r);
+        segments.truncate(if removed_this { i } else { i + 1 });
+        tail_len = if removed_this {
+            match segments.last() {
+                Some(s) => fs::metadata(&s.path)
+                    .map_err(|e| WalError::io("stat", &s.path, e))?
+                    .len(),
+                None => 0,
+            }
+        } else {
+            bad.offset as u64
+        };
+        break;
+    }
+
+    let tail = segments.last().cloned().map(|s| (s, tail_len));
+    let report = Recovery {
+        last_seq: chain.last_seq(),
+        last_h: chain.last_h.clone(),
+        records,
+        segments: segments.len(),
+        torn_tail,
+        repaired,
+        transactions: tx.finish(),
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(
+        last_seq = report.last_seq,
+        records = report.records,
+        segments = report.segments,
+        incomplete = report.transactions.incomplete.len(),
+        unfinalized = report.transactions.unfinalized.len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "WAL recovered"
+    );
+    Ok(Recovered {
+        report,
+        chain,
+        tail,
+    })
+}
+
+/// Quarantine everything from `offset` in `seg` and all `later` segments, then cut.
+/// Order: copy to quarantine and fsync first, only then remove/truncate, so a crash in
+/// between loses nothing (at worst the quarantine holds a copy twice).
+fn repair(
+    cfg: &WalConfig,
+    seg: &SegmentFile,
+    offset: u64,
+    rest: &[u8],
+    later: &[SegmentFile],
+    reason: &str,
+) -> Result<Repaired, WalError> {
+    let mut paths = Vec::new();
+    let mut bytes = 0u64;
+    if !rest.is_empty() {
+        paths.push(quarantine(cfg, &seg.path, offset, rest, "repair")?);
+        bytes += rest.len() as u64;
+    }
+    for s in later {
+        let data = fs::read(&s.path).map_err(|e| WalError::io("read", &s.path, e))?;
+        paths.push(quarantine(cfg, &s.path, 0, &data, "repair")?);
+        bytes += data.len() as u64;
+    }
+    let mut removed = Vec::new();
+    for s in later.iter().rev() {
+        fs::remove_file(&s.path).map_err(|e| WalError::io("remove", &s.path, e))?;
+        removed.push(s.path.clone());
+    }
+    if offset == 0 {
+        // A segment cut to nothing would keep a name that may be wrong: remove it.
+        fs::remove_file(&seg.path).map_err(|e| WalError::io("remove", &seg.path, e))?;
+        removed.push(seg.path.clone());
+    } else {
+        truncate(&seg.path, offset)?;
+    }
+    fsync_dir(&cfg.dir).map_err(|e| WalError::io("fsync directory", &cfg.dir, e))?;
+    removed.reverse();
+    Ok(Repaired {
+        file: seg.path.clone(),
+        offset,
+        reason: reason.to_string(),
+        bytes,
+        quarantine_paths: paths,
+        removed_segments: removed,
+    })
+}
+
+/// Write `data` (cut from `segment` at `offset`) to a new quarantine file, durably.
+fn quarantine(
+    cfg: &WalConfig,
+    segment: &Path,
+    offset: u64,
+    data: &[u8],
+    kind: &str,
+) -> Result<PathBuf, WalError> {
+    let qdir = &cfg.quarantine_dir;
+    ensure_dir(qdir).map_err(|e| WalError::io("create quarantine directory", qdir, e))?;
+    let seg_name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    let base = quarantine_file_name(seg_name, offset, kind);
+    for attempt in 0u32.. {
+        let name = if attempt == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{attempt}")
+        };
+        let path = qdir.join(name);
+        let mut f = match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(WalError::io("create quarantine file", path, e)),
+        };
+        f.write_all(data)
+            .map_err(|e| WalError::io("write quarantine file", &path, e))?;
+        f.sync_all()
+            .map_err(|e| WalError::io("fsync quarantine file", &path, e))?;
+        fsync_dir(qdir).map_err(|e| WalError::io("fsync directory", qdir, e))?;
+        return Ok(path);
+    }
+    unreachable!("u32 attempts exhausted")
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io("open for truncation", path, e))?;
+    f.set_len(len)
+        .map_err(|e| WalError::io("truncate", path, e))?;
+    f.sync_all()
+        .map_err(|e| WalError::io("fsync after truncation", path, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_rules() {
+        use BadKind::*;
+        assert!(is_torn_tail(Incomplete, b"{\"seq\":4"));
+        assert!(is_torn_tail(Incomplete, &[0u8; 100]));
+        assert!(is_torn_tail(Damaged, b"garbage\n"));
+        assert!(is_torn_tail(Damaged, b"garbage\n\0\0\0"));
+        assert!(is_torn_tail(Damaged, b"{\"seq\":4\0\0\0\0"));
+        assert!(!is_torn_tail(Damaged, b"garbage\n{\"seq\":5}\n"));
+        assert!(!is_torn_tail(Damaged, b"garbage\n\n"));
+        assert!(!is_torn_tail(Chain, b"{\"seq\":9}\n"));
+        assert!(!is_torn_tail(SegmentName, b""));
+    }
+}
