@@ -1,1 +1,57 @@
-//! placeholder
+//! The VibeSync UUID registry: who is who, per project, derived from the WAL.
+//!
+//! # Layout
+//! * [`entry`] — the record ([`Entry`], [`Binding`], [`Status`], [`Counts`]).
+//! * [`ops`] — the STEP payload schema below and the pure logic that applies it.
+//! * `registry` — [`Registry`]: sled store, open/catch-up/rebuild, reads, [`Registry::parity`].
+//! * [`migrate`] — schema versions and the explicit migrations (seed 001 §4).
+//! * [`sidecar`] — `<data_dir>/registry.sidecar.json`, an atomic self-checking dump.
+//! * `keys` — sled key layout (one tree `registry`; `live\0<project>\0<uuid>`,
+//!   `arch\0<project>\0<uuid>\0<tombstone_seq:020>`, `meta\0<name>`).
+//!
+//! # Architecture invariant
+//! The WAL is the source of truth. The registry only changes through
+//! [`Registry::apply_committed`] with the records of a **committed** WAL transaction, and can
+//! always be rebuilt from the WAL ([`Registry::open`] does so when sled is damaged or
+//! disagrees with the WAL). Records are never erased: a tombstone moves the record to the
+//! archive under its tombstone seq (seed 001 §6); keys are namespaced `project_id + uuid`
+//! (§7). Durability: call [`Registry::flush`] before acknowledging anything that depends on
+//! the registry (sled otherwise flushes every 500 ms).
+//!
+//! # STEP payload schema (registry ops)
+//! The registry reads the `payload` of STEP records; `project_id` comes from the record
+//! itself, the seq of the STEP becomes `created_seq` / `updated_seq` / `bound_seq` /
+//! `tombstone_seq`. Payloads whose `op` is not one of these belong to other consumers and
+//! are ignored. Unknown fields are rejected. `uuid` must be lowercase RFC 4122 (not nil),
+//! `project_id` `[A-Za-z0-9._-]{1,128}` not starting with `.`; a malformed registry step is
+//! skipped and reported in [`ApplyReport::skipped`] (never a crash, same result on rebuild).
+//!
+//! | payload | effect |
+//! |---|---|
+//! | `{"op":"register","uuid":U,"kind":K,"name":N?,"editor":E?,"editor_ref":R?,"session_id":S?,"client_id":C?}` | create a live record (created_seq = step seq), or update kind/name of the existing live/quarantined one; when `editor` is given, set `bindings[E] = {editor_ref, session_id, client_id, bound_seq}` (missing strings = `""`). |
+//! | `{"op":"tombstone","uuid":U}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq. Skipped if not live. |
+//! | `{"op":"quarantine","uuid":U,"reason":R?}` | `status:"quarantined"`, `quarantine_reason` = R. Skipped if not live. |
+//! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
+//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?}` | replace the authoritative synced state and its hash. |
+//! | `{"op":"migrate","from":N,"to":M}` | schema migration (see [`migrate`]); a no-op when the registry is already at M. |
+//!
+//! A step whose seq ≤ its record's `updated_seq` is skipped (last writer by seq wins).
+//! Build payloads with [`Op::to_payload`] to stay in the schema.
+
+pub mod entry;
+mod error;
+mod keys;
+pub mod migrate;
+mod model;
+pub mod ops;
+mod registry;
+pub mod sidecar;
+
+pub use entry::{Binding, Counts, Entry, Status};
+pub use error::{RegistryError, Result};
+pub use migrate::SCHEMA_VERSION;
+pub use ops::{
+    is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep,
+};
+pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryConfig};
+pub use sidecar::{SidecarStatus, SidecarWritten};

@@ -1,0 +1,448 @@
+//! STEP payloads (the registry's input language) and the pure logic that applies them.
+//!
+//! Nothing here touches sled: the same code drives the on-disk registry, the in-memory
+//! rebuild used by [`crate::Registry::parity`], and catch-up after a crash.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vibesync_wal::{Phase, Record};
+
+use crate::entry::{Binding, Entry, Status};
+use crate::error::{RegistryError, Result};
+
+/// Operation names the registry understands. STEP payloads with any other `op` (or none)
+/// belong to other consumers and are ignored.
+pub const REGISTRY_OPS: [&str; 6] = [
+    "register",
+    "tombstone",
+    "quarantine",
+    "release",
+    "state",
+    "migrate",
+];
+
+/// A parsed registry STEP payload. See the crate docs for the JSON schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Op {
+    Register {
+        uuid: String,
+        kind: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        editor: Option<String>,
+        #[serde(default)]
+        editor_ref: Option<String>,
+        #[serde(default)]
+        session_id: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    Tombstone {
+        uuid: String,
+    },
+    Quarantine {
+        uuid: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Release {
+        uuid: String,
+    },
+    State {
+        uuid: String,
+        state: Value,
+        #[serde(default)]
+        state_hash: Option<String>,
+    },
+    Migrate {
+        from: u32,
+        to: u32,
+    },
+}
+
+impl Op {
+    /// Build the STEP payload for this op (what the daemon writes into the WAL).
+    pub fn to_payload(&self) -> Value {
+        serde_json::to_value(self).expect("op serializes")
+    }
+
+    pub fn uuid(&self) -> Option<&str> {
+        match self {
+            Op::Register { uuid, .. }
+            | Op::Tombstone { uuid }
+            | Op::Quarantine { uuid, .. }
+            | Op::Release { uuid }
+            | Op::State { uuid, .. } => Some(uuid),
+            Op::Migrate { .. } => None,
+        }
+    }
+}
+
+/// How a STEP payload reads to the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedStep {
+    Op(Op),
+    /// Not a registry op (another consumer's STEP).
+    Foreign,
+    /// Names a registry op but is malformed; the step is skipped.
+    Malformed(String),
+}
+
+/// Parse a STEP payload. Never fails: the WAL is trusted for order, not for content.
+pub fn parse_payload(payload: &Value) -> ParsedStep {
+    let Some(name) = payload.get("op").and_then(Value::as_str) else {
+        return ParsedStep::Foreign;
+    };
+    if !REGISTRY_OPS.contains(&name) {
+        return ParsedStep::Foreign;
+    }
+    match serde_json::from_value::<Op>(payload.clone()) {
+        Ok(op) => match validate(&op) {
+            Ok(()) => ParsedStep::Op(op),
+            Err(e) => ParsedStep::Malformed(e),
+        },
+        Err(e) => ParsedStep::Malformed(format!("`{name}` payload: {e}")),
+    }
+}
+
+fn validate(op: &Op) -> std::result::Result<(), String> {
+    if let Some(u) = op.uuid() {
+        if !is_valid_uuid(u) {
+            return Err(format!("uuid {u:?} is not a lowercase RFC 4122 uuid"));
+        }
+    }
+    if let Op::Register { kind, editor, .. } = op {
+        if kind.is_empty() || kind.len() > 256 {
+            return Err("`kind` must be 1-256 bytes".into());
+        }
+        if let Some(e) = editor {
+            if e.is_empty() || e.len() > 256 {
+                return Err("`editor` must be 1-256 bytes".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lowercase hyphenated RFC 4122 text, not nil (protocol §2).
+pub fn is_valid_uuid(s: &str) -> bool {
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) => !u.is_nil() && s.len() == 36 && u.hyphenated().to_string() == s,
+        Err(_) => false,
+    }
+}
+
+/// `[A-Za-z0-9._-]{1,128}`, not starting with `.` (protocol §2).
+pub fn is_valid_project_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// A step that was not applied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedStep {
+    pub seq: u64,
+    pub uuid: Option<String>,
+    pub reason: String,
+}
+
+/// What `apply_committed` did with one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub operation_id: String,
+    pub commit_seq: u64,
+    /// False when the whole transaction was already applied (commit seq ≤ last_applied_seq).
+    pub applied: bool,
+    pub steps_applied: usize,
+    /// Registry steps that changed nothing or were invalid (not found, already newer, ...).
+    pub skipped: Vec<SkippedStep>,
+    /// STEPs with a non-registry `op` (other consumers' steps).
+    pub foreign: usize,
+    /// `Some((from, to))` when this transaction migrated the schema.
+    pub migrated: Option<(u32, u32)>,
+}
+
+/// Read access to the live records a transaction starts from.
+pub(crate) trait Base {
+    fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>>;
+}
+
+/// Pending changes of one transaction, applied over a [`Base`].
+#[derive(Default)]
+pub(crate) struct Staging {
+    /// key -> (status before the transaction, value now; None = removed from live)
+    pub live: BTreeMap<(String, String), (Option<Status>, Option<Entry>)>,
+    pub archive: Vec<Entry>,
+    pub migrate: Option<(u32, u32)>,
+}
+
+impl Staging {
+    fn get(&mut self, base: &dyn Base, project: &str, uuid: &str) -> Result<Option<Entry>> {
+        let key = (project.to_owned(), uuid.to_owned());
+        if let Some((_, cur)) = self.live.get(&key) {
+            return Ok(cur.clone());
+        }
+        let cur = base.live(project, uuid)?;
+        self.live
+            .insert(key, (cur.as_ref().map(|e| e.status), cur.clone()));
+        Ok(cur)
+    }
+
+    fn set(&mut self, project: &str, uuid: &str, value: Option<Entry>) {
+        let key = (project.to_owned(), uuid.to_owned());
+        self.live.get_mut(&key).expect("get before set").1 = value;
+    }
+
+    /// Counter changes implied by the staged transitions.
+    pub fn count_delta(&self) -> [i64; 3] {
+        // [live, tombstoned, quarantined]
+        let mut d = [0i64; 3];
+        let idx = |s: Status| match s {
+            Status::Live => 0,
+            Status::Tombstoned => 1,
+            Status::Quarantined => 2,
+        };
+        for (before, after) in self.live.values() {
+            if let Some(s) = before {
+                d[idx(*s)] -= 1;
+            }
+            if let Some(e) = after {
+                d[idx(e.status)] += 1;
+            }
+        }
+        d[1] += self.archive.len() as i64;
+        d
+    }
+}
+
+/// Validate one transaction's records: one operation id, exactly one COMMIT, no ROLLBACK.
+/// Returns (operation_id, commit_seq, STEP records sorted by seq).
+pub(crate) fn split_transaction(records: &[Record]) -> Result<(String, u64, Vec<&Record>)> {
+    let Some(first) = records.first() else {
+        return Err(RegistryError::NotCommitted {
+            operation_id: String::new(),
+        });
+    };
+    let op_id = first.operation_id.clone();
+    let mut commit = None;
+    let mut steps = Vec::new();
+    for r in records {
+        if r.operation_id != op_id {
+            return Err(RegistryError::MixedTransaction {
+                expected: op_id,
+                found: r.operation_id.clone(),
+                seq: r.seq,
+            });
+        }
+        match r.phase {
+            Phase::Step => steps.push(r),
+            Phase::Commit => commit = Some(r.seq),
+            Phase::Rollback => {
+                return Err(RegistryError::RolledBack {
+                    operation_id: op_id,
+                    seq: r.seq,
+                })
+            }
+            Phase::Begin | Phase::Provisional | Phase::Final => {}
+        }
+    }
+    let Some(commit_seq) = commit else {
+        return Err(RegistryError::NotCommitted {
+            operation_id: op_id,
+        });
+    };
+    steps.sort_by_key(|r| r.seq);
+    Ok((op_id, commit_seq, steps))
+}
+
+/// Apply one STEP to the staging area. `current_schema` is the schema of `base`.
+pub(crate) fn apply_step(
+    base: &dyn Base,
+    st: &mut Staging,
+    report: &mut ApplyReport,
+    rec: &Record,
+) -> Result<()> {
+    let op = match parse_payload(&rec.payload) {
+        ParsedStep::Foreign => {
+            report.foreign += 1;
+            return Ok(());
+        }
+        ParsedStep::Malformed(reason) => {
+            tracing::warn!(seq = rec.seq, operation_id = %rec.operation_id, %reason, "registry: malformed STEP skipped");
+            report.skipped.push(SkippedStep {
+                seq: rec.seq,
+                uuid: None,
+                reason,
+            });
+            return Ok(());
+        }
+        ParsedStep::Op(op) => op,
+    };
+    let seq = rec.seq;
+    let project = rec.project_id.as_str();
+    let skip = |report: &mut ApplyReport, uuid: &str, reason: String| {
+        tracing::debug!(seq, uuid, %reason, "registry: step skipped");
+        report.skipped.push(SkippedStep {
+            seq,
+            uuid: Some(uuid.to_owned()),
+            reason,
+        });
+    };
+    if let Some(uuid) = op.uuid() {
+        if !is_valid_project_id(project) {
+            skip(report, uuid, format!("project_id {project:?} is invalid"));
+            return Ok(());
+        }
+    }
+    match op {
+        Op::Migrate { from, to } => {
+            st.migrate = Some((from, to));
+            report.steps_applied += 1;
+            return Ok(());
+        }
+        Op::Register {
+            uuid,
+            kind,
+            name,
+            editor,
+            editor_ref,
+            session_id,
+            client_id,
+        } => {
+            let cur = st.get(base, project, &uuid)?;
+            if let Some(e) = &cur {
+                if seq <= e.updated_seq {
+                    skip(
+                        report,
+                        &uuid,
+                        format!("record already at seq {}", e.updated_seq),
+                    );
+                    return Ok(());
+                }
+            }
+            let mut e = cur.unwrap_or_else(|| Entry {
+                project_id: project.to_owned(),
+                uuid: uuid.clone(),
+                kind: kind.clone(),
+                name: String::new(),
+                status: Status::Live,
+                bindings: BTreeMap::new(),
+                state: None,
+                state_hash: None,
+                quarantine_reason: None,
+                created_seq: seq,
+                updated_seq: seq,
+                tombstone_seq: None,
+            });
+            e.kind = kind;
+            if let Some(n) = name {
+                e.name = n;
+            }
+            if let Some(ed) = editor {
+                e.bindings.insert(
+                    ed,
+                    Binding {
+                        editor_ref: editor_ref.unwrap_or_default(),
+                        session_id: session_id.unwrap_or_default(),
+                        client_id: client_id.unwrap_or_default(),
+                        bound_seq: seq,
+                    },
+                );
+            }
+            e.updated_seq = seq;
+            tracing::debug!(seq, uuid = %e.uuid, project, "registry: register");
+            st.set(project, &uuid, Some(e));
+        }
+        Op::Tombstone { uuid } => {
+            let Some(mut e) = st.get(base, project, &uuid)? else {
+                skip(
+                    report,
+                    &uuid,
+                    "not live (unknown or already tombstoned)".into(),
+                );
+                return Ok(());
+            };
+            if seq <= e.updated_seq {
+                skip(
+                    report,
+                    &uuid,
+                    format!("record already at seq {}", e.updated_seq),
+                );
+                return Ok(());
+            }
+            e.status = Status::Tombstoned;
+            e.tombstone_seq = Some(seq);
+            e.updated_seq = seq;
+            tracing::debug!(seq, uuid = %uuid, project, "registry: tombstone");
+            st.archive.push(e);
+            st.set(project, &uuid, None);
+        }
+        Op::Quarantine { uuid, reason } => {
+            let Some(mut e) = st.get(base, project, &uuid)? else {
+                skip(report, &uuid, "not live".into());
+                return Ok(());
+            };
+            if seq <= e.updated_seq {
+                skip(
+                    report,
+                    &uuid,
+                    format!("record already at seq {}", e.updated_seq),
+                );
+                return Ok(());
+            }
+            e.status = Status::Quarantined;
+            e.quarantine_reason = Some(reason.unwrap_or_default());
+            e.updated_seq = seq;
+            st.set(project, &uuid, Some(e));
+        }
+        Op::Release { uuid } => {
+            let Some(mut e) = st.get(base, project, &uuid)? else {
+                skip(report, &uuid, "not live".into());
+                return Ok(());
+            };
+            if seq <= e.updated_seq {
+                skip(
+                    report,
+                    &uuid,
+                    format!("record already at seq {}", e.updated_seq),
+                );
+                return Ok(());
+            }
+            e.status = Status::Live;
+            e.quarantine_reason = None;
+            e.updated_seq = seq;
+            st.set(project, &uuid, Some(e));
+        }
+        Op::State {
+            uuid,
+            state,
+            state_hash,
+        } => {
+            let Some(mut e) = st.get(base, project, &uuid)? else {
+                skip(report, &uuid, "not live".into());
+                return Ok(());
+            };
+            if seq <= e.updated_seq {
+                skip(
+                    report,
+                    &uuid,
+                    format!("record already at seq {}", e.updated_seq),
+                );
+                return Ok(());
+            }
+            e.state = Some(state);
+            e.state_hash = state_hash;
+            e.updated_seq = seq;
+            st.set(project, &uuid, Some(e));
+        }
+    }
+    report.steps_applied += 1;
+    Ok(())
+}

@@ -1,0 +1,1062 @@
+//! The sled-backed registry: open (with catch-up or rebuild from the WAL), apply, read.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use vibesync_wal::Record;
+
+use crate::entry::{Counts, Entry, Status};
+use crate::error::{RegistryError, Result};
+use crate::keys::{self, *};
+use crate::migrate::{self, SCHEMA_VERSION};
+use crate::model::{Grouper, Model};
+use crate::ops::{self, ApplyReport, Base, Op, ParsedStep, Staging};
+
+/// Where and how to open the registry.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The daemon's data dir; the registry lives in `<data_dir>/registry/`, damaged copies
+    /// are moved to `<data_dir>/quarantine/registry-<timestamp>/`, the sidecar is
+    /// `<data_dir>/registry.sidecar.json`.
+    pub data_dir: PathBuf,
+    /// sled page cache, bytes. Default 16 MiB.
+    pub cache_capacity: u64,
+    /// sled background flush interval. Default 500 ms; durability points are explicit
+    /// [`Registry::flush`] calls anyway.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl RegistryConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        RegistryConfig {
+            data_dir: data_dir.into(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// Why the registry was rebuilt from the WAL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum RebuildReason {
+    /// sled failed (error or panic) to open the directory.
+    OpenFailed { message: String },
+    /// The directory holds data but no `schema_version` / `last_applied_seq`.
+    MetaMissing,
+    /// Meta or a record could not be decoded, or counters disagree with the records.
+    Unreadable { message: String },
+    /// Written by a newer build, or an unknown version.
+    UnsupportedSchema { found: u32 },
+    /// The registry claims seqs the WAL does not have.
+    AheadOfWal {
+        registry_seq: u64,
+        wal_last_seq: u64,
+    },
+    /// `last_applied_seq` is not the seq of any COMMIT in the WAL.
+    CommitNotInWal { seq: u64 },
+    /// Old schema and behind the WAL: cannot replay onto the old layout.
+    OldSchemaBehind { schema_version: u32 },
+}
+
+impl std::fmt::Display for RebuildReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RebuildReason::OpenFailed { message } => {
+                write!(f, "sled could not open it ({message})")
+            }
+            RebuildReason::MetaMissing => {
+                write!(f, "its meta (schema_version, last_applied_seq) is missing")
+            }
+            RebuildReason::Unreadable { message } => write!(f, "it is unreadable ({message})"),
+            RebuildReason::UnsupportedSchema { found } => {
+                write!(
+                    f,
+                    "its schema v{found} is not supported by this build (v{SCHEMA_VERSION})"
+                )
+            }
+            RebuildReason::AheadOfWal {
+                registry_seq,
+                wal_last_seq,
+            } => {
+                write!(
+                    f,
+                    "it claims seq {registry_seq} but the WAL ends at {wal_last_seq}"
+                )
+            }
+            RebuildReason::CommitNotInWal { seq } => {
+                write!(f, "its last_applied_seq {seq} is not a COMMIT in the WAL")
+            }
+            RebuildReason::OldSchemaBehind { schema_version } => {
+                write!(
+                    f,
+                    "it is at old schema v{schema_version} and behind the WAL"
+                )
+            }
+        }
+    }
+}
+
+/// What `Registry::open` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum OpenOutcome {
+    /// Existing registry opened (and caught up, see `caught_up_txns`).
+    Opened,
+    /// No registry directory existed; built from the WAL.
+    Created,
+    /// Damaged or inconsistent; moved to `quarantined_to` (if it existed) and rebuilt.
+    Rebuilt {
+        reason: RebuildReason,
+        quarantined_to: Option<PathBuf>,
+    },
+}
+
+/// Summary of `Registry::open`, for the boot log and `vibesync status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenReport {
+    pub outcome: OpenOutcome,
+    /// Committed transactions replayed from the WAL during open.
+    pub caught_up_txns: u64,
+    /// Registry steps skipped during replay (see `ApplyReport::skipped`).
+    pub skipped_steps: u64,
+    pub last_applied_seq: u64,
+    pub wal_last_seq: u64,
+    /// Some((from, to)) when a migration transaction must be logged and applied.
+    pub needs_migration: Option<(u32, u32)>,
+}
+
+impl std::fmt::Display for OpenReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            OpenOutcome::Opened => write!(f, "registry opened")?,
+            OpenOutcome::Created => write!(f, "registry created from the WAL")?,
+            OpenOutcome::Rebuilt {
+                reason,
+                quarantined_to,
+            } => {
+                write!(f, "registry rebuilt from the WAL because {reason}")?;
+                if let Some(p) = quarantined_to {
+                    write!(f, " (old copy moved to {})", p.display())?;
+                }
+            }
+        }
+        write!(
+            f,
+            ", caught up {} transactions, last_applied_seq {} (WAL ends at {})",
+            self.caught_up_txns, self.last_applied_seq, self.wal_last_seq
+        )?;
+        if let Some((a, b)) = self.needs_migration {
+            write!(f, ", schema migration v{a} -> v{b} pending")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    schema_version: u32,
+    last_applied_seq: u64,
+    counts: Counts,
+}
+
+/// The UUID registry. `Send + Sync`; writes are serialized internally.
+pub struct Registry {
+    db: sled::Db,
+    tree: sled::Tree,
+    dir: PathBuf,
+    data_dir: PathBuf,
+    meta: Mutex<Meta>,
+}
+
+struct SledBase<'a>(&'a Registry);
+
+impl Base for SledBase<'_> {
+    fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>> {
+        self.0.get_entry(&live_key(project, uuid))
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+enum Loaded {
+    Fresh,
+    Meta(Meta),
+}
+
+impl Registry {
+    /// Open `<data_dir>/registry/`, then bring it in line with the WAL.
+    ///
+    /// `wal` returns a fresh iterator over every WAL record from the start, in seq order; it
+    /// is called once, or twice when the registry has to be rebuilt after a first pass.
+    /// Never panics on damaged sled files: they are moved to `<data_dir>/quarantine/` and the
+    /// registry is rebuilt. Fails only when the rebuilt registry cannot be written either.
+    pub fn open<F, I>(cfg: &RegistryConfig, mut wal: F) -> Result<(Registry, OpenReport)>
+    where
+        F: FnMut() -> I,
+        I: IntoIterator<Item = Record>,
+    {
+        let dir = cfg.data_dir.join("registry");
+        let existed = dir.exists();
+        let reg = match Self::open_dir(cfg, &dir) {
+            Ok((reg, Loaded::Fresh)) if existed => {
+                // The directory was there but sled holds nothing: data was lost (sled drops a
+                // damaged log tail silently). Keep the evidence, rebuild.
+                drop(reg);
+                return Self::rebuild(cfg, RebuildReason::MetaMissing, wal);
+            }
+            Ok((reg, loaded)) => {
+                if matches!(loaded, Loaded::Fresh) {
+                    reg.init_meta()?;
+                }
+                reg
+            }
+            Err(reason) => return Self::rebuild(cfg, reason, wal),
+        };
+        let outcome = if existed {
+            OpenOutcome::Opened
+        } else {
+            OpenOutcome::Created
+        };
+        let before = reg.meta().last_applied_seq;
+        match reg.catch_up(wal()) {
+            Ok(cu) => {
+                let m = reg.meta();
+                if m.last_applied_seq > cu.wal_last_seq {
+                    drop(reg);
+                    let reason = RebuildReason::AheadOfWal {
+                        registry_seq: m.last_applied_seq,
+                        wal_last_seq: cu.wal_last_seq,
+                    };
+                    return Self::rebuild(cfg, reason, wal);
+                }
+                if before > 0 && !cu.found_last_commit {
+                    drop(reg);
+                    return Self::rebuild(cfg, RebuildReason::CommitNotInWal { seq: before }, wal);
+                }
+                reg.flush()?;
+                let report = OpenReport {
+                    outcome,
+                    caught_up_txns: cu.txns,
+                    skipped_steps: cu.skipped,
+                    last_applied_seq: m.last_applied_seq,
+                    wal_last_seq: cu.wal_last_seq,
+                    needs_migration: reg.needs_migration(),
+                };
+                tracing::info!(seq = m.last_applied_seq, caught_up = cu.txns, "{report}");
+                Ok((reg, report))
+            }
+            Err(RegistryError::MigrationPending { from, .. }) => {
+                drop(reg);
+                Self::rebuild(
+                    cfg,
+                    RebuildReason::OldSchemaBehind {
+                        schema_version: from,
+                    },
+                    wal,
+                )
+            }
+            Err(
+                e @ (RegistryError::CorruptRecord { .. }
+                | RegistryError::CorruptMeta { .. }
+                | RegistryError::SledPanic { .. }),
+            ) => {
+                drop(reg);
+                Self::rebuild(
+                    cfg,
+                    RebuildReason::Unreadable {
+                        message: e.to_string(),
+                    },
+                    wal,
+                )
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rebuild<F, I>(
+        cfg: &RegistryConfig,
+        reason: RebuildReason,
+        mut wal: F,
+    ) -> Result<(Registry, OpenReport)>
+    where
+        F: FnMut() -> I,
+        I: IntoIterator<Item = Record>,
+    {
+        let dir = cfg.data_dir.join("registry");
+        tracing::warn!(path = %dir.display(), %reason, "registry: rebuilding from the WAL");
+        let quarantined_to = if dir.exists() {
+            Some(quarantine_dir(&cfg.data_dir, &dir)?)
+        } else {
+            None
+        };
+        let reg = match Self::open_dir(cfg, &dir) {
+            Ok((reg, _)) => reg,
+            Err(r) => {
+                return Err(RegistryError::Unopenable {
+                    path: dir,
+                    reason: r.to_string(),
+                })
+            }
+        };
+        reg.init_meta()?;
+        let cu = reg.catch_up(wal())?;
+        reg.flush()?;
+        let report = OpenReport {
+            outcome: OpenOutcome::Rebuilt {
+                reason,
+                quarantined_to,
+            },
+            caught_up_txns: cu.txns,
+            skipped_steps: cu.skipped,
+            last_applied_seq: reg.last_applied_seq(),
+            wal_last_seq: cu.wal_last_seq,
+            needs_migration: None,
+        };
+        tracing::warn!(seq = report.last_applied_seq, "{report}");
+        Ok((reg, report))
+    }
+
+    /// Open sled and validate what is in it. Err = reason to rebuild.
+    fn open_dir(
+        cfg: &RegistryConfig,
+        dir: &Path,
+    ) -> std::result::Result<(Registry, Loaded), RebuildReason> {
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            let db = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cfg.cache_capacity)
+                .flush_every_ms(cfg.flush_every_ms)
+                .open()?;
+            let tree = db.open_tree(TREE)?;
+            Ok::<_, sled::Error>((db, tree))
+        }));
+        let (db, tree) = match opened {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                return Err(RebuildReason::OpenFailed {
+                    message: e.to_string(),
+                })
+            }
+            Err(p) => {
+                return Err(RebuildReason::OpenFailed {
+                    message: format!("sled panicked: {}", panic_message(p)),
+                })
+            }
+        };
+        let mut reg = Registry {
+            db,
+            tree,
+            dir: dir.to_path_buf(),
+            data_dir: cfg.data_dir.clone(),
+            meta: Mutex::new(Meta {
+                schema_version: SCHEMA_VERSION,
+                last_applied_seq: 0,
+                counts: Counts::default(),
+            }),
+        };
+        let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
+            Ok(r) => r?,
+            Err(p) => {
+                return Err(RebuildReason::Unreadable {
+                    message: format!("sled panicked: {}", panic_message(p)),
+                })
+            }
+        };
+        if let Loaded::Meta(m) = loaded {
+            *reg.meta.get_mut().unwrap() = m;
+        }
+        Ok((reg, loaded))
+    }
+
+    /// Read and check meta, decode every record, compare counters.
+    fn load(&self) -> std::result::Result<Loaded, RebuildReason> {
+        let unreadable = |message: String| RebuildReason::Unreadable { message };
+        let schema = self
+            .read_meta(META_SCHEMA)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let last = self
+            .read_meta(META_LAST)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let (schema, last) = match (schema, last) {
+            (Some(s), Some(l)) => (s, l),
+            _ => {
+                let empty = self
+                    .tree
+                    .first()
+                    .map_err(|e| unreadable(e.to_string()))?
+                    .is_none();
+                return if empty {
+                    Ok(Loaded::Fresh)
+                } else {
+                    Err(RebuildReason::MetaMissing)
+                };
+            }
+        };
+        let schema = u32::try_from(schema)
+            .map_err(|_| RebuildReason::UnsupportedSchema { found: u32::MAX })?;
+        if !(migrate::OLDEST_MIGRATABLE..=SCHEMA_VERSION).contains(&schema) {
+            return Err(RebuildReason::UnsupportedSchema { found: schema });
+        }
+        let mut counts = Counts::default();
+        let mut seen = Counts::default();
+        for (name, slot) in [
+            (META_LIVE, &mut counts.live),
+            (META_TOMB, &mut counts.tombstoned),
+            (META_QUAR, &mut counts.quarantined),
+        ] {
+            *slot = self
+                .read_meta(name)
+                .map_err(|e| unreadable(e.to_string()))?
+                .unwrap_or(0);
+        }
+        for item in self.tree.iter() {
+            let (k, v) = item.map_err(|e| unreadable(e.to_string()))?;
+            if k.starts_with(META) {
+                continue;
+            }
+            if !(k.starts_with(LIVE) || k.starts_with(ARCH)) {
+                return Err(unreadable(format!("unexpected key {:?}", keys::show(&k))));
+            }
+            let value: serde_json::Value = serde_json::from_slice(&v)
+                .map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
+            let value = if schema < SCHEMA_VERSION {
+                migrate::migrate_entry(schema, value).map_err(unreadable)?
+            } else {
+                value
+            };
+            let e: Entry = serde_json::from_value(value)
+                .map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
+            let expect_key = match e.status {
+                Status::Tombstoned => {
+                    archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(u64::MAX))
+                }
+                _ => live_key(&e.project_id, &e.uuid),
+            };
+            if expect_key != k.as_ref() {
+                return Err(unreadable(format!(
+                    "record under {:?} does not match its key",
+                    keys::show(&k)
+                )));
+            }
+            match e.status {
+                Status::Live => seen.live += 1,
+                Status::Tombstoned => seen.tombstoned += 1,
+                Status::Quarantined => seen.quarantined += 1,
+            }
+        }
+        if schema == SCHEMA_VERSION && seen != counts {
+            return Err(unreadable(format!(
+                "counters say {counts:?}, records say {seen:?}"
+            )));
+        }
+        Ok(Loaded::Meta(Meta {
+            schema_version: schema,
+            last_applied_seq: last,
+            counts: seen,
+        }))
+    }
+
+    fn init_meta(&self) -> Result<()> {
+        let mut b = sled::Batch::default();
+        b.insert(meta_key(META_SCHEMA), SCHEMA_VERSION.to_string().as_bytes());
+        b.insert(meta_key(META_LAST), b"0".as_ref());
+        for n in [META_LIVE, META_TOMB, META_QUAR] {
+            b.insert(meta_key(n), b"0".as_ref());
+        }
+        self.tree
+            .apply_batch(b)
+            .map_err(|e| self.sled_err("write meta", e))?;
+        *self.meta.lock().unwrap() = Meta {
+            schema_version: SCHEMA_VERSION,
+            last_applied_seq: 0,
+            counts: Counts::default(),
+        };
+        Ok(())
+    }
+
+    fn read_meta(&self, name: &'static str) -> Result<Option<u64>> {
+        let Some(v) = self
+            .tree
+            .get(meta_key(name))
+            .map_err(|e| self.sled_err("read meta", e))?
+        else {
+            return Ok(None);
+        };
+        let s = std::str::from_utf8(&v).map_err(|e| RegistryError::CorruptMeta {
+            name,
+            reason: e.to_string(),
+        })?;
+        s.trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|e| RegistryError::CorruptMeta {
+                name,
+                reason: format!("{s:?}: {e}"),
+            })
+    }
+
+    fn sled_err(&self, op: &'static str, source: sled::Error) -> RegistryError {
+        RegistryError::Sled {
+            op,
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn meta(&self) -> Meta {
+        *self.meta.lock().unwrap()
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        match self.needs_migration() {
+            Some((from, to)) => Err(RegistryError::MigrationPending { from, to }),
+            None => Ok(()),
+        }
+    }
+
+    fn get_entry(&self, key: &[u8]) -> Result<Option<Entry>> {
+        let Some(v) = self.tree.get(key).map_err(|e| self.sled_err("read", e))? else {
+            return Ok(None);
+        };
+        decode(key, &v).map(Some)
+    }
+
+    fn scan(&self, prefix: Vec<u8>) -> Result<Vec<Entry>> {
+        self.check_schema()?;
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    // ---- public API -------------------------------------------------------------------
+
+    /// Apply one committed transaction: its records (STEPs and the COMMIT; BEGIN, FINAL...
+    /// may be included and are ignored). STEPs are applied in seq order; the changes,
+    /// counters and `last_applied_seq = COMMIT seq` land in one sled batch. Idempotent: a
+    /// transaction whose COMMIT seq ≤ `last_applied_seq` is skipped (`applied == false`),
+    /// and a step whose seq ≤ the target record's `updated_seq` is skipped. Transactions
+    /// must be applied in COMMIT order. Not durable until [`Registry::flush`].
+    pub fn apply_committed(&self, records: &[Record]) -> Result<ApplyReport> {
+        let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
+        let mut meta = self.meta.lock().unwrap();
+        let mut report = ApplyReport {
+            operation_id,
+            commit_seq,
+            ..Default::default()
+        };
+        if commit_seq <= meta.last_applied_seq {
+            tracing::debug!(
+                seq = commit_seq,
+                last_applied_seq = meta.last_applied_seq,
+                "registry: transaction already applied"
+            );
+            return Ok(report);
+        }
+        if meta.schema_version != SCHEMA_VERSION {
+            let migrate_step = steps
+                .iter()
+                .find_map(|r| match ops::parse_payload(&r.payload) {
+                    ParsedStep::Op(Op::Migrate { from, to }) => Some((from, to)),
+                    _ => None,
+                });
+            return match migrate_step {
+                Some((from, to)) => self.migrate_locked(&mut meta, from, to, &steps, report),
+                None => Err(RegistryError::MigrationPending {
+                    from: meta.schema_version,
+                    to: SCHEMA_VERSION,
+                }),
+            };
+        }
+        let mut st = Staging::default();
+        for r in &steps {
+            ops::apply_step(&SledBase(self), &mut st, &mut report, r)?;
+        }
+        let d = st.count_delta();
+        let counts = Counts {
+            live: add(meta.counts.live, d[0]),
+            tombstoned: add(meta.counts.tombstoned, d[1]),
+            quarantined: add(meta.counts.quarantined, d[2]),
+        };
+        let mut b = sled::Batch::default();
+        for ((p, u), (_, value)) in &st.live {
+            match value {
+                Some(e) => b.insert(live_key(p, u), encode(e)),
+                None => b.remove(live_key(p, u)),
+            }
+        }
+        for e in &st.archive {
+            b.insert(
+                archive_key(
+                    &e.project_id,
+                    &e.uuid,
+                    e.tombstone_seq.unwrap_or(e.updated_seq),
+                ),
+                encode(e),
+            );
+        }
+        put_counts(&mut b, counts);
+        b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
+        self.tree
+            .apply_batch(b)
+            .map_err(|e| self.sled_err("apply batch", e))?;
+        meta.last_applied_seq = commit_seq;
+        meta.counts = counts;
+        report.applied = true;
+        tracing::debug!(seq = commit_seq, operation_id = %report.operation_id, steps = report.steps_applied, skipped = report.skipped.len(), "registry: transaction applied");
+        Ok(report)
+    }
+
+    fn migrate_locked(
+        &self,
+        meta: &mut Meta,
+        from: u32,
+        to: u32,
+        steps: &[&Record],
+        mut report: ApplyReport,
+    ) -> Result<ApplyReport> {
+        if from != meta.schema_version || to != SCHEMA_VERSION {
+            return Err(RegistryError::NoMigrationPath {
+                from,
+                to,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        tracing::info!(
+            from,
+            to,
+            seq = report.commit_seq,
+            "registry: migrating schema"
+        );
+        let mut model = Model::default();
+        let mut old_keys = Vec::new();
+        for item in self.tree.iter() {
+            let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
+            if k.starts_with(META) {
+                continue;
+            }
+            let value: serde_json::Value =
+                serde_json::from_slice(&v).map_err(|e| RegistryError::CorruptRecord {
+                    key: keys::show(&k),
+                    reason: e.to_string(),
+                })?;
+            let value = migrate::migrate_entry(from, value).map_err(|reason| {
+                RegistryError::CorruptRecord {
+                    key: keys::show(&k),
+                    reason,
+                }
+            })?;
+            let e: Entry =
+                serde_json::from_value(value).map_err(|e| RegistryError::CorruptRecord {
+                    key: keys::show(&k),
+                    reason: e.to_string(),
+                })?;
+            match e.status {
+                Status::Tombstoned => {
+                    model.archive.insert(
+                        (
+                            e.project_id.clone(),
+                            e.uuid.clone(),
+                            e.tombstone_seq.unwrap_or(e.updated_seq),
+                        ),
+                        e,
+                    );
+                }
+                _ => {
+                    model.live.insert((e.project_id.clone(), e.uuid.clone()), e);
+                }
+            }
+            old_keys.push(k);
+        }
+        let mut st = Staging::default();
+        for r in steps {
+            ops::apply_step(&model, &mut st, &mut report, r)?;
+        }
+        model.merge(st);
+        let counts = model.counts();
+        let mut b = sled::Batch::default();
+        for k in old_keys {
+            b.remove(k);
+        }
+        for ((p, u), e) in &model.live {
+            b.insert(live_key(p, u), encode(e));
+        }
+        for ((p, u, s), e) in &model.archive {
+            b.insert(archive_key(p, u, *s), encode(e));
+        }
+        put_counts(&mut b, counts);
+        b.insert(meta_key(META_SCHEMA), SCHEMA_VERSION.to_string().as_bytes());
+        b.insert(
+            meta_key(META_LAST),
+            report.commit_seq.to_string().as_bytes(),
+        );
+        self.tree
+            .apply_batch(b)
+            .map_err(|e| self.sled_err("apply migration batch", e))?;
+        *meta = Meta {
+            schema_version: SCHEMA_VERSION,
+            last_applied_seq: report.commit_seq,
+            counts,
+        };
+        report.applied = true;
+        report.migrated = Some((from, to));
+        tracing::info!(
+            from,
+            to,
+            seq = report.commit_seq,
+            live = counts.live,
+            "registry: schema migrated"
+        );
+        Ok(report)
+    }
+
+    /// Replay committed transactions newer than `last_applied_seq`.
+    fn catch_up<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<CatchUp> {
+        let mut g = Grouper {
+            watch_commit: Some(self.last_applied_seq()),
+            ..Default::default()
+        };
+        let mut cu = CatchUp::default();
+        for r in records {
+            if let Some(txn) = g.push(r) {
+                let rep = self.apply_committed(&txn)?;
+                if rep.applied {
+                    cu.txns += 1;
+                    cu.skipped += rep.skipped.len() as u64;
+                }
+            }
+        }
+        cu.wal_last_seq = g.last_seq;
+        cu.found_last_commit = g.watch_found;
+        Ok(cu)
+    }
+
+    /// `Some((stored, current))` when the stored schema is older than this build's: log a
+    /// WAL transaction with the STEP [`Registry::migration_payload`], commit it, then pass it
+    /// to [`Registry::apply_committed`] (which migrates and persists in one batch).
+    pub fn needs_migration(&self) -> Option<(u32, u32)> {
+        let v = self.meta().schema_version;
+        (v != SCHEMA_VERSION).then_some((v, SCHEMA_VERSION))
+    }
+
+    /// The STEP payload of the pending migration, if any.
+    pub fn migration_payload(&self) -> Option<serde_json::Value> {
+        self.needs_migration()
+            .map(|(from, to)| Op::Migrate { from, to }.to_payload())
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        self.meta().schema_version
+    }
+
+    /// The live (or quarantined) record of `project_id` + `uuid`.
+    pub fn lookup(&self, project_id: &str, uuid: &str) -> Result<Option<Entry>> {
+        self.check_schema()?;
+        self.get_entry(&live_key(project_id, uuid))
+    }
+
+    /// Every archived (tombstoned) version of `project_id` + `uuid`, oldest first.
+    pub fn archived(&self, project_id: &str, uuid: &str) -> Result<Vec<Entry>> {
+        self.scan(archive_uuid_prefix(project_id, uuid))
+    }
+
+    /// Live and quarantined records, of one project or all, ordered by (project, uuid).
+    pub fn live_entries(&self, project_id: Option<&str>) -> Result<Vec<Entry>> {
+        self.scan(live_prefix(project_id))
+    }
+
+    /// Archived records, of one project or all, ordered by (project, uuid, tombstone_seq).
+    pub fn archived_entries(&self, project_id: Option<&str>) -> Result<Vec<Entry>> {
+        self.scan(archive_prefix(project_id))
+    }
+
+    /// Project ids that have live or archived records.
+    pub fn projects(&self) -> Result<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for item in self.tree.iter() {
+            let (k, _) = item.map_err(|e| self.sled_err("scan", e))?;
+            if k.starts_with(META) {
+                continue;
+            }
+            if let Some(p) = k[5..].split(|b| *b == 0).next() {
+                out.insert(String::from_utf8_lossy(p).into_owned());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Maintained counters; O(1).
+    pub fn counts(&self) -> Counts {
+        self.meta().counts
+    }
+
+    /// COMMIT seq of the last applied transaction (0 = none).
+    pub fn last_applied_seq(&self) -> u64 {
+        self.meta().last_applied_seq
+    }
+
+    /// Make everything applied so far durable. Call before any acknowledgement that
+    /// depends on the registry. Returns bytes flushed.
+    pub fn flush(&self) -> Result<usize> {
+        self.db.flush().map_err(|e| self.sled_err("flush", e))
+    }
+
+    /// `<data_dir>/registry`.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Compare this registry with one rebuilt in memory from `records` (the whole WAL).
+    /// Empty = in parity. Used by `vibesync verify`.
+    pub fn parity<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<Vec<Problem>> {
+        let (model, wal_last_seq) = Model::from_wal(records)?;
+        let mut problems = Vec::new();
+        if let Some((from, to)) = self.needs_migration() {
+            problems.push(Problem::MigrationPending { from, to });
+            return Ok(problems);
+        }
+        let last = self.last_applied_seq();
+        if last != model.last_applied_seq {
+            problems.push(Problem::SeqMismatch {
+                registry: last,
+                wal: model.last_applied_seq,
+                wal_last_seq,
+            });
+        }
+        let mut mine = Model {
+            last_applied_seq: last,
+            ..Default::default()
+        };
+        for e in self.live_entries(None)? {
+            mine.live.insert((e.project_id.clone(), e.uuid.clone()), e);
+        }
+        for e in self.archived_entries(None)? {
+            mine.archive.insert(
+                (
+                    e.project_id.clone(),
+                    e.uuid.clone(),
+                    e.tombstone_seq.unwrap_or(0),
+                ),
+                e,
+            );
+        }
+        diff_maps(
+            &mine.live,
+            &model.live,
+            |(p, u)| (p.clone(), u.clone(), None),
+            &mut problems,
+        );
+        diff_maps(
+            &mine.archive,
+            &model.archive,
+            |(p, u, s)| (p.clone(), u.clone(), Some(*s)),
+            &mut problems,
+        );
+        let counts = self.counts();
+        if counts != mine.counts() {
+            problems.push(Problem::CountersWrong {
+                counters: counts,
+                records: mine.counts(),
+            });
+        }
+        Ok(problems)
+    }
+
+    /// A consistent (seq, records) snapshot: live records then archived ones, key order.
+    pub(crate) fn snapshot(&self) -> Result<(u32, u64, Vec<Entry>)> {
+        let meta = self.meta.lock().unwrap();
+        if meta.schema_version != SCHEMA_VERSION {
+            return Err(RegistryError::MigrationPending {
+                from: meta.schema_version,
+                to: SCHEMA_VERSION,
+            });
+        }
+        let mut out = Vec::new();
+        for prefix in [live_prefix(None), archive_prefix(None)] {
+            for item in self.tree.scan_prefix(&prefix) {
+                let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
+                out.push(decode(&k, &v)?);
+            }
+        }
+        Ok((meta.schema_version, meta.last_applied_seq, out))
+    }
+}
+
+fn diff_maps<K: Ord>(
+    mine: &std::collections::BTreeMap<K, Entry>,
+    wal: &std::collections::BTreeMap<K, Entry>,
+    id: impl Fn(&K) -> (String, String, Option<u64>),
+    out: &mut Vec<Problem>,
+) {
+    for (k, e) in mine {
+        let (project_id, uuid, tombstone_seq) = id(k);
+        match wal.get(k) {
+            None => out.push(Problem::NotInWal {
+                project_id,
+                uuid,
+                tombstone_seq,
+            }),
+            Some(w) if w != e => out.push(Problem::Differs {
+                project_id,
+                uuid,
+                tombstone_seq,
+            }),
+            Some(_) => {}
+        }
+    }
+    for k in wal.keys() {
+        if !mine.contains_key(k) {
+            let (project_id, uuid, tombstone_seq) = id(k);
+            out.push(Problem::MissingFromRegistry {
+                project_id,
+                uuid,
+                tombstone_seq,
+            });
+        }
+    }
+}
+
+/// A registry ↔ WAL disagreement found by [`Registry::parity`].
+/// `tombstone_seq` is `Some` for archived versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    SeqMismatch {
+        registry: u64,
+        wal: u64,
+        wal_last_seq: u64,
+    },
+    MissingFromRegistry {
+        project_id: String,
+        uuid: String,
+        tombstone_seq: Option<u64>,
+    },
+    NotInWal {
+        project_id: String,
+        uuid: String,
+        tombstone_seq: Option<u64>,
+    },
+    Differs {
+        project_id: String,
+        uuid: String,
+        tombstone_seq: Option<u64>,
+    },
+    CountersWrong {
+        counters: Counts,
+        records: Counts,
+    },
+    MigrationPending {
+        from: u32,
+        to: u32,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |t: &Option<u64>| {
+            t.map(|s| format!(" (archived at seq {s})"))
+                .unwrap_or_default()
+        };
+        match self {
+            Problem::SeqMismatch { registry, wal, wal_last_seq } => write!(
+                f,
+                "registry last_applied_seq is {registry}, the WAL's last COMMIT is {wal} (WAL ends at {wal_last_seq})"
+            ),
+            Problem::MissingFromRegistry { project_id, uuid, tombstone_seq } => {
+                write!(f, "{project_id}/{uuid}{}: in the WAL but not in the registry", at(tombstone_seq))
+            }
+            Problem::NotInWal { project_id, uuid, tombstone_seq } => {
+                write!(f, "{project_id}/{uuid}{}: in the registry but not in the WAL", at(tombstone_seq))
+            }
+            Problem::Differs { project_id, uuid, tombstone_seq } => {
+                write!(f, "{project_id}/{uuid}{}: registry content differs from the WAL", at(tombstone_seq))
+            }
+            Problem::CountersWrong { counters, records } => {
+                write!(f, "counters {counters:?} disagree with records {records:?}")
+            }
+            Problem::MigrationPending { from, to } => write!(f, "schema migration v{from} -> v{to} pending"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct CatchUp {
+    txns: u64,
+    skipped: u64,
+    wal_last_seq: u64,
+    found_last_commit: bool,
+}
+
+fn add(v: u64, d: i64) -> u64 {
+    v.saturating_add_signed(d)
+}
+
+fn put_counts(b: &mut sled::Batch, c: Counts) {
+    b.insert(meta_key(META_LIVE), c.live.to_string().as_bytes());
+    b.insert(meta_key(META_TOMB), c.tombstoned.to_string().as_bytes());
+    b.insert(meta_key(META_QUAR), c.quarantined.to_string().as_bytes());
+}
+
+fn encode(e: &Entry) -> Vec<u8> {
+    serde_json::to_vec(e).expect("entry serializes")
+}
+
+fn decode(key: &[u8], v: &[u8]) -> Result<Entry> {
+    serde_json::from_slice(v).map_err(|e| RegistryError::CorruptRecord {
+        key: keys::show(key),
+        reason: e.to_string(),
+    })
+}
+
+/// Move `dir` to `<data_dir>/quarantine/registry-<UTC timestamp>[-n]/`.
+fn quarantine_dir(data_dir: &Path, dir: &Path) -> Result<PathBuf> {
+    let qdir = data_dir.join("quarantine");
+    std::fs::create_dir_all(&qdir).map_err(|source| RegistryError::Io {
+        op: "create",
+        path: qdir.clone(),
+        source,
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    );
+    let mut target = qdir.join(format!("registry-{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = qdir.join(format!("registry-{stamp}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(dir, &target).map_err(|source| RegistryError::Quarantine {
+        from: dir.to_path_buf(),
+        to: target.clone(),
+        source,
+    })?;
+    crate::sidecar::fsync_dir(&qdir).ok();
+    crate::sidecar::fsync_dir(data_dir).ok();
+    tracing::warn!(from = %dir.display(), to = %target.display(), "registry: damaged registry moved to quarantine");
+    Ok(target)
+}

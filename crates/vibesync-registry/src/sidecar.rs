@@ -1,0 +1,307 @@
+//! `<data_dir>/registry.sidecar.json`: a full, human-readable dump of the registry,
+//! written atomically and self-checking.
+//!
+//! Format:
+//! ```json
+//! {"schema_version": 1, "seq": 57, "checksum": "<64 hex>", "records": [Entry, ...]}
+//! ```
+//! `records` holds live and quarantined records ordered by (project_id, uuid), then archived
+//! ones ordered by (project_id, uuid, tombstone_seq).
+//!
+//! **What the checksum covers**: `checksum = hex(blake3(C))` where `C` is the canonical JSON
+//! of the object `{"records": [...], "schema_version": N, "seq": N}` — every field of the
+//! file except `checksum` itself. Canonical JSON: object keys sorted by their UTF-8 bytes at
+//! every depth, no whitespace, strings escaped as serde_json does (`"`, `\`, control
+//! characters; `\n` style where one exists, else `\u00xx` lowercase), numbers as serde_json
+//! prints them. Formatting of the file (the pretty-printing) is not covered, so it can be
+//! re-indented without invalidating it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::entry::Entry;
+use crate::error::{RegistryError, Result};
+use crate::Registry;
+
+pub const SIDECAR_FILE: &str = "registry.sidecar.json";
+
+/// Result of [`Registry::check_sidecar`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SidecarStatus {
+    /// Checksum verifies and content equals the registry.
+    Ok {
+        seq: u64,
+    },
+    Missing,
+    /// Not JSON, or missing/mistyped fields.
+    Unreadable {
+        reason: String,
+    },
+    BadChecksum {
+        stated: String,
+        actual: String,
+    },
+    /// Older than the registry.
+    Stale {
+        sidecar_seq: u64,
+        registry_seq: u64,
+    },
+    /// Same or newer seq (or other schema) but other records; lists up to 20 differing
+    /// `project_id/uuid` (archived versions as `project_id/uuid@tombstone_seq`).
+    Differs {
+        sidecar_seq: u64,
+        registry_seq: u64,
+        differing: Vec<String>,
+    },
+}
+
+impl SidecarStatus {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, SidecarStatus::Ok { .. })
+    }
+}
+
+/// What [`Registry::write_sidecar`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SidecarWritten {
+    pub path: PathBuf,
+    pub seq: u64,
+    pub records: usize,
+    pub checksum: String,
+}
+
+/// Canonical JSON bytes (see module docs).
+pub fn canonical_json(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&serde_json::to_vec(k).expect("string serializes"));
+                out.push(b':');
+                write_canonical(&m[k.as_str()], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend_from_slice(&serde_json::to_vec(other).expect("scalar serializes")),
+    }
+}
+
+/// The sidecar checksum of (schema_version, seq, records).
+pub fn sidecar_checksum(schema_version: u32, seq: u64, records: &Value) -> String {
+    let covered =
+        serde_json::json!({"records": records, "schema_version": schema_version, "seq": seq});
+    blake3::hash(&canonical_json(&covered)).to_hex().to_string()
+}
+
+/// fsync a directory so a rename or create in it is durable.
+pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same dir, write, fsync, rename,
+/// fsync the dir. The temp file is removed on failure.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{nanos}", std::process::id()));
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| RegistryError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let result = (|| {
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+        fsync_dir(dir).map_err(io("fsync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn entry_id(e: &Entry) -> String {
+    match e.tombstone_seq {
+        Some(s) => format!("{}/{}@{s}", e.project_id, e.uuid),
+        None => format!("{}/{}", e.project_id, e.uuid),
+    }
+}
+
+impl Registry {
+    /// `<data_dir>/registry.sidecar.json`.
+    pub fn sidecar_path(&self) -> PathBuf {
+        self.data_dir().join(SIDECAR_FILE)
+    }
+
+    /// Dump the whole registry to the sidecar, atomically.
+    pub fn write_sidecar(&self) -> Result<SidecarWritten> {
+        let path = self.sidecar_path();
+        let (schema_version, seq, entries) = self.snapshot()?;
+        let records =
+            serde_json::to_value(&entries).map_err(|source| RegistryError::SidecarEncode {
+                path: path.clone(),
+                source,
+            })?;
+        let checksum = sidecar_checksum(schema_version, seq, &records);
+        // Field order for readers: header first, records last.
+        let mut doc = serde_json::Map::new();
+        doc.insert("schema_version".into(), schema_version.into());
+        doc.insert("seq".into(), seq.into());
+        doc.insert("checksum".into(), checksum.clone().into());
+        let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).map_err(|source| {
+            RegistryError::SidecarEncode {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        // Append records by hand so the header stays first even if serde_json sorts keys.
+        bytes.truncate(bytes.len() - 2); // "\n}"
+        bytes.extend_from_slice(b",\n  \"records\": ");
+        bytes.extend_from_slice(&serde_json::to_vec(&records).map_err(|source| {
+            RegistryError::SidecarEncode {
+                path: path.clone(),
+                source,
+            }
+        })?);
+        bytes.extend_from_slice(b"\n}\n");
+        write_atomic(&path, &bytes)?;
+        tracing::debug!(seq, records = entries.len(), path = %path.display(), "registry: sidecar written");
+        Ok(SidecarWritten {
+            path,
+            seq,
+            records: entries.len(),
+            checksum,
+        })
+    }
+
+    /// Compare the sidecar with the registry. Never modifies anything.
+    pub fn check_sidecar(&self) -> Result<SidecarStatus> {
+        let path = self.sidecar_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SidecarStatus::Missing)
+            }
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    op: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        let unreadable = |reason: String| Ok(SidecarStatus::Unreadable { reason });
+        let doc: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => return unreadable(format!("not JSON: {e}")),
+        };
+        let (Some(schema), Some(seq), Some(stated), Some(records)) = (
+            doc.get("schema_version").and_then(Value::as_u64),
+            doc.get("seq").and_then(Value::as_u64),
+            doc.get("checksum").and_then(Value::as_str),
+            doc.get("records").filter(|r| r.is_array()),
+        ) else {
+            return unreadable("missing or mistyped schema_version/seq/checksum/records".into());
+        };
+        let actual = sidecar_checksum(schema as u32, seq, records);
+        if schema > u32::MAX as u64 || actual != stated {
+            return Ok(SidecarStatus::BadChecksum {
+                stated: stated.to_owned(),
+                actual,
+            });
+        }
+        let (my_schema, my_seq, mine) = self.snapshot()?;
+        if seq < my_seq {
+            return Ok(SidecarStatus::Stale {
+                sidecar_seq: seq,
+                registry_seq: my_seq,
+            });
+        }
+        let theirs: Vec<Entry> = match serde_json::from_value(records.clone()) {
+            Ok(v) => v,
+            Err(e) => return unreadable(format!("records: {e}")),
+        };
+        let mut differing = Vec::new();
+        let a: std::collections::BTreeMap<String, &Entry> =
+            mine.iter().map(|e| (entry_id(e), e)).collect();
+        let b: std::collections::BTreeMap<String, &Entry> =
+            theirs.iter().map(|e| (entry_id(e), e)).collect();
+        for (k, e) in &a {
+            if b.get(k) != Some(e) {
+                differing.push(k.clone());
+            }
+        }
+        for k in b.keys() {
+            if !a.contains_key(k) {
+                differing.push(k.clone());
+            }
+        }
+        if seq != my_seq || schema as u32 != my_schema || !differing.is_empty() {
+            differing.sort();
+            differing.truncate(20);
+            return Ok(SidecarStatus::Differs {
+                sidecar_seq: seq,
+                registry_seq: my_seq,
+                differing,
+            });
+        }
+        Ok(SidecarStatus::Ok { seq })
+    }
+
+    /// Check the sidecar and rewrite it from the registry unless it is `Ok`. Returns what
+    /// the check found.
+    pub fn ensure_sidecar(&self) -> Result<SidecarStatus> {
+        let status = self.check_sidecar()?;
+        if !status.is_ok() {
+            tracing::warn!(
+                ?status,
+                "registry: sidecar out of date or damaged, rewriting"
+            );
+            self.write_sidecar()?;
+        }
+        Ok(status)
+    }
+}
