@@ -294,7 +294,9 @@ namespace VibeSync.Bridge.Core
                     long l;
                     if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out l)) return l;
                 }
-                double d = double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture);
+                double d;
+                try { d = double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture); }
+                catch (OverflowException) { throw ErrorAt("number " + text + " is out of range", s); }
                 if (double.IsInfinity(d) || double.IsNaN(d)) throw ErrorAt("number " + text + " is out of range", s);
                 return d;
             }
