@@ -1,0 +1,250 @@
+//! Git side of the audit: open/init the bare repository, build snapshot trees without a
+//! work tree, commit with trailers. Only the audit thread calls this (Repository is Send,
+//! not Sync).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, Oid, Repository, RepositoryInitOptions, Signature};
+
+use crate::batch::{AuditBatch, AuditContent};
+use crate::error::AuditError;
+
+pub const BRANCH: &str = "refs/heads/main";
+pub const TRAILER_RANGE: &str = "VibeSync-Seq-Range";
+pub const TRAILER_OPERATION: &str = "VibeSync-Operation";
+pub const TRAILER_ENTRIES: &str = "VibeSync-Entries";
+
+pub(crate) struct AuditRepo {
+    pub repo: Repository,
+    pub path: PathBuf,
+}
+
+fn git(op: &'static str, path: &Path) -> impl FnOnce(git2::Error) -> AuditError {
+    let path = path.to_path_buf();
+    move |source| AuditError::Git { op, path, source }
+}
+
+impl AuditRepo {
+    /// Open the bare repository at `git_dir`, creating it (HEAD → refs/heads/main) if missing.
+    pub fn open(git_dir: &Path) -> Result<AuditRepo, AuditError> {
+        let open_err = |source| AuditError::Open {
+            path: git_dir.to_path_buf(),
+            source,
+        };
+        let repo = if git_dir.join("HEAD").exists() {
+            Repository::open_bare(git_dir).map_err(open_err)?
+        } else {
+            let mut opts = RepositoryInitOptions::new();
+            opts.bare(true).mkpath(true).initial_head("main");
+            let repo = Repository::init_opts(git_dir, &opts).map_err(open_err)?;
+            tracing::info!(path = %git_dir.display(), "audit: created bare repository");
+            repo
+        };
+        let head_is_main = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().map(|t| t == BRANCH))
+            .unwrap_or(false);
+        if !head_is_main {
+            repo.set_head(BRANCH)
+                .map_err(git("point HEAD at main", git_dir))?;
+        }
+        Ok(AuditRepo {
+            repo,
+            path: git_dir.to_path_buf(),
+        })
+    }
+
+    fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
+        match self.repo.find_reference(BRANCH) {
+            Ok(r) => Ok(Some(
+                r.peel_to_commit()
+                    .map_err(git("read the main branch", &self.path))?,
+            )),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git("read the main branch", &self.path)(e)),
+        }
+    }
+
+    /// Upper end of the `VibeSync-Seq-Range` trailer of the head commit (0 = none).
+    pub fn last_audited_seq(&self) -> Result<u64, AuditError> {
+        let Some(c) = self.head_commit()? else {
+            return Ok(0);
+        };
+        Ok(c.message().and_then(parse_range).map(|(_, last)| last).unwrap_or_else(|| {
+            tracing::warn!(commit = %c.id(), "audit: head commit has no VibeSync-Seq-Range trailer");
+            0
+        }))
+    }
+
+    pub fn commit_count(&self) -> u64 {
+        let Ok(mut walk) = self.repo.revwalk() else {
+            return 0;
+        };
+        if walk.push_ref(BRANCH).is_err() {
+            return 0;
+        }
+        walk.count() as u64
+    }
+
+    /// Commit one batch as a snapshot on top of the head commit's tree.
+    pub fn commit_batch(&self, batch: &AuditBatch) -> Result<Oid, AuditError> {
+        if batch.first_seq > batch.last_seq {
+            return Err(AuditError::BadBatch {
+                first_seq: batch.first_seq,
+                last_seq: batch.last_seq,
+                reason: "first_seq is after last_seq".into(),
+            });
+        }
+        // Final content per path; None = remove.
+        let mut paths: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        for e in &batch.entries {
+            check_component(&e.project_id, &e.uuid, "project_id", &e.project_id)?;
+            check_uuid(&e.project_id, &e.uuid)?;
+            let live_path = format!("registry/{}/{}.json", e.project_id, e.uuid);
+            match &e.content {
+                AuditContent::Live(v) => {
+                    paths.insert(live_path, Some(pretty(v)));
+                }
+                AuditContent::Archived {
+                    tombstone_seq,
+                    value,
+                } => {
+                    paths.insert(live_path, None);
+                    paths.insert(
+                        format!("archive/{}/{}/{}.json", e.project_id, e.uuid, tombstone_seq),
+                        Some(pretty(value)),
+                    );
+                }
+            }
+        }
+        let head = self.head_commit()?;
+        let base = match &head {
+            Some(c) => c.tree().map_err(git("read the head tree", &self.path))?,
+            None => {
+                let empty = self
+                    .repo
+                    .treebuilder(None)
+                    .and_then(|b| b.write())
+                    .map_err(git("write the empty tree", &self.path))?;
+                self.repo
+                    .find_tree(empty)
+                    .map_err(git("read the empty tree", &self.path))?
+            }
+        };
+        let mut upd = TreeUpdateBuilder::new();
+        for (path, content) in &paths {
+            match content {
+                Some(bytes) => {
+                    let blob = self
+                        .repo
+                        .blob(bytes)
+                        .map_err(git("write a blob", &self.path))?;
+                    upd.upsert(path.as_str(), blob, FileMode::Blob);
+                }
+                None => {
+                    if base.get_path(Path::new(path)).is_ok() {
+                        upd.remove(path.as_str());
+                    }
+                }
+            }
+        }
+        let tree_id = upd
+            .create_updated(&self.repo, &base)
+            .map_err(git("build the snapshot tree", &self.path))?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(git("read the snapshot tree", &self.path))?;
+        let sig = Signature::now("vibesync", "vibesync@localhost")
+            .map_err(git("make the signature", &self.path))?;
+        let message = commit_message(batch);
+        let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
+        let oid = self
+            .repo
+            .commit(Some(BRANCH), &sig, &sig, &message, &tree, &parents)
+            .map_err(git("commit", &self.path))?;
+        Ok(oid)
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).expect("JSON value serializes");
+    b.push(b'\n');
+    b
+}
+
+fn check_component(project_id: &str, uuid: &str, what: &str, s: &str) -> Result<(), AuditError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(AuditError::BadEntry {
+            project_id: project_id.into(),
+            uuid: uuid.into(),
+            reason: format!("{what} {s:?} is not `[A-Za-z0-9._-]{{1,128}}` (it becomes a path in the audit tree)"),
+        })
+    }
+}
+
+fn check_uuid(project_id: &str, uuid: &str) -> Result<(), AuditError> {
+    let b = uuid.as_bytes();
+    let ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(AuditError::BadEntry {
+            project_id: project_id.into(),
+            uuid: uuid.into(),
+            reason: "uuid is not 36-char lowercase hyphenated hex".into(),
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Subject, blank line, trailers (one `VibeSync-Operation` per operation id).
+pub fn commit_message(b: &AuditBatch) -> String {
+    let n = b.operation_ids.len();
+    let mut m = format!(
+        "vibesync: seq {}-{} ({n} operation{}, {} entr{})\n\n",
+        b.first_seq,
+        b.last_seq,
+        if n == 1 { "" } else { "s" },
+        b.entries.len(),
+        if b.entries.len() == 1 { "y" } else { "ies" }
+    );
+    m.push_str(&format!(
+        "{TRAILER_RANGE}: {}-{}\n",
+        b.first_seq, b.last_seq
+    ));
+    for id in &b.operation_ids {
+        m.push_str(&format!("{TRAILER_OPERATION}: {}\n", one_line(id)));
+    }
+    m.push_str(&format!("{TRAILER_ENTRIES}: {}\n", b.entries.len()));
+    m
+}
+
+/// `(first, last)` from a commit message's `VibeSync-Seq-Range: a-b` trailer.
+pub fn parse_range(message: &str) -> Option<(u64, u64)> {
+    let line = message.lines().rev().find_map(|l| {
+        l.strip_prefix(TRAILER_RANGE)
+            .and_then(|r| r.strip_prefix(':'))
+    })?;
+    let (a, b) = line.trim().split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
