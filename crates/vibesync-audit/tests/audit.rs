@@ -347,3 +347,9 @@ fn archiving_the_last_record_of_a_project_leaves_a_clean_tree() {
     let (ok, out) = git(&dir, &["fsck", "--strict"]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn audit_handle_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Audit>();
+}
