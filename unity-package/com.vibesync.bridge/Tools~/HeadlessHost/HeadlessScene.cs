@@ -1,0 +1,319 @@
+// The headless host's in-memory scene: what a Unity scene holds, in Unity's frame
+// (Y up, left-handed, meters). It implements ISceneAdapter exactly as the Editor glue does:
+// canonical <-> Unity conversion at the boundary, one atomic "undo step" per batch, the
+// duplicate rule through IdentityRegistry.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using VibeSync.Bridge.Core;
+
+namespace VibeSync.Bridge.Headless
+{
+    public sealed class MeshInfo
+    {
+        public int VertexCount, TriangleCount;
+        public string MeshHash;
+        public byte[] Buffer; // VSM1, canonical frame (what travels on the wire)
+    }
+
+    public sealed class SceneObject
+    {
+        public string Uuid;              // the serialized VibeSyncId
+        public string Name = "";
+        public string Kind = Kinds.Object;
+        public string Parent;            // uuid or null
+        public bool Visible = true;
+        public double[] Position = { 0, 0, 0 };    // Unity frame, local
+        public double[] Rotation = { 0, 0, 0, 1 }; // Unity frame [x, y, z, w]
+        public double[] Scale = { 1, 1, 1 };
+        public MeshInfo Mesh;
+        public MaterialState Material;
+
+        public SceneObject Clone()
+        {
+            var o = (SceneObject)MemberwiseClone();
+            o.Position = (double[])Position.Clone(); o.Rotation = (double[])Rotation.Clone(); o.Scale = (double[])Scale.Clone();
+            o.Material = Material == null ? null : Material.Clone();
+            return o;
+        }
+    }
+
+    public sealed class HeadlessScene : ISceneAdapter
+    {
+        // Insertion order = hierarchy order (like Unity's root order).
+        readonly List<SceneObject> objects = new List<SceneObject>();
+        public readonly IdentityRegistry<SceneObject> Identity = new IdentityRegistry<SceneObject>();
+        public double UnitScale = 1.0;
+        public int UndoSteps { get; private set; }
+        public string LastUndoName { get; private set; }
+
+        public IList<SceneObject> Objects { get { return objects; } }
+
+        public SceneObject Find(string uuid)
+        {
+            SceneObject o;
+            return Identity.TryGet(uuid, out o) ? o : null;
+        }
+
+        public SceneObject FindByName(string name)
+        {
+            foreach (var o in objects) if (o.Name == name) return o;
+            return null;
+        }
+
+        public string PathOf(SceneObject o)
+        {
+            var parts = new List<string>();
+            var seen = new HashSet<SceneObject>();
+            while (o != null && seen.Add(o))
+            {
+                parts.Insert(0, o.Name);
+                o = o.Parent != null ? Find(o.Parent) : null;
+            }
+            return "/" + string.Join("/", parts.ToArray());
+        }
+
+        /// <summary>Adds an object as Unity would report it (ObjectChangeEvents CreateGameObjectHierarchy).
+        /// Returns the uuid it ends up with (the duplicate rule may replace a copied uuid).</summary>
+        public IdentityChange Add(SceneObject o)
+        {
+            objects.Add(o);
+            IdentityChange change;
+            o.Uuid = Identity.OnCreated(o, o.Uuid, PathOf(o), out change);
+            return change;
+        }
+
+        /// <summary>Ctrl+D: copy (including the serialized uuid), then the duplicate rule.</summary>
+        public SceneObject Duplicate(SceneObject src, out IdentityChange change)
+        {
+            var copy = src.Clone();
+            copy.Name = src.Name + " (1)";
+            objects.Add(copy);
+            copy.Uuid = Identity.OnCreated(copy, src.Uuid, PathOf(copy), out change);
+            return copy;
+        }
+
+        /// <summary>Deletes the object and its children (as Unity destroys a hierarchy). Returns removed uuids.</summary>
+        public List<string> Delete(SceneObject o)
+        {
+            var removed = new List<string>();
+            var stack = new List<SceneObject> { o };
+            while (stack.Count > 0)
+            {
+                var cur = stack[stack.Count - 1];
+                stack.RemoveAt(stack.Count - 1);
+                foreach (var c in objects) if (c.Parent == cur.Uuid && c != cur) stack.Add(c);
+                objects.Remove(cur);
+                Identity.OnDestroyed(cur);
+                removed.Add(cur.Uuid);
+            }
+            return removed;
+        }
+
+        // ------------------------------------------------------------------ ISceneAdapter
+
+        public ObjectState StateOf(SceneObject o)
+        {
+            var trs = Coordinates.UnityToCanonical(new Trs(o.Position, o.Rotation, o.Scale), UnitScale);
+            return new ObjectState
+            {
+                Uuid = o.Uuid, Kind = o.Kind, Name = o.Name, Parent = o.Parent, Visible = o.Visible,
+                T = trs.T, R = trs.R, S = trs.S,
+                MeshHash = o.Mesh == null ? null : o.Mesh.MeshHash,
+                Material = o.Material == null ? null : o.Material.Clone(),
+            };
+        }
+
+        public IList<ObjectState> CaptureAll()
+        {
+            var l = new List<ObjectState>();
+            foreach (var o in objects) l.Add(StateOf(o));
+            return l;
+        }
+
+        public ObjectState Capture(string uuid)
+        {
+            var o = Find(uuid);
+            return o == null ? null : StateOf(o);
+        }
+
+        public string EditorRef(string uuid)
+        {
+            var o = Find(uuid);
+            return o == null ? null : PathOf(o);
+        }
+
+        public byte[] MeshAttachment(string uuid)
+        {
+            var o = Find(uuid);
+            return o == null || o.Mesh == null ? null : o.Mesh.Buffer;
+        }
+
+        public string ReassignUuid(string uuid)
+        {
+            var o = Find(uuid);
+            if (o == null) return null;
+            string fresh = Identity.Reassign(uuid);
+            foreach (var c in objects) if (c.Parent == uuid) c.Parent = fresh;
+            o.Uuid = fresh;
+            return fresh;
+        }
+
+        /// <summary>All or nothing, like one Undo group that is reverted when a step throws.</summary>
+        public void ApplyBatch(IncomingBatch batch)
+        {
+            var before = new List<SceneObject>();
+            foreach (var o in objects) before.Add(o.Clone());
+            try
+            {
+                foreach (var c in batch.Changes) ApplyOne(c);
+                UndoSteps++;
+                LastUndoName = batch.UndoName;
+            }
+            catch
+            {
+                // Restore the scene exactly (Undo.RevertAllDownToGroup in the editor).
+                foreach (var o in new List<SceneObject>(objects)) Identity.OnDestroyed(o);
+                objects.Clear();
+                foreach (var o in before)
+                {
+                    objects.Add(o);
+                    Identity.Bind(o.Uuid, o, null);
+                }
+                throw;
+            }
+        }
+
+        void ApplyOne(RemoteChange c)
+        {
+            var o = Find(c.Uuid);
+            if (c.Op != Ops.Create && o == null)
+                throw new InvalidOperationException("`" + c.Op + "` for unknown object " + c.Uuid);
+            switch (c.Op)
+            {
+                case Ops.Create:
+                    if (o == null)
+                    {
+                        o = new SceneObject { Uuid = c.Uuid };
+                        objects.Add(o);
+                        Identity.Bind(c.Uuid, o, null);
+                    }
+                    o.Kind = c.Kind; o.Name = c.Name; o.Parent = c.Parent; o.Visible = c.Visible ?? true;
+                    SetTrs(o, c);
+                    if (c.Material != null) o.Material = c.Material.Clone();
+                    if (c.MeshHash != null && (o.Mesh == null || o.Mesh.MeshHash != c.MeshHash))
+                        o.Mesh = new MeshInfo { MeshHash = c.MeshHash }; // buffer follows in a `mesh` op
+                    break;
+                case Ops.Delete:
+                    Delete(o);
+                    break;
+                case Ops.Reparent:
+                    if (c.Parent != null && Find(c.Parent) == null) throw new InvalidOperationException("reparent of " + c.Uuid + " to unknown parent " + c.Parent);
+                    o.Parent = c.Parent;
+                    break;
+                case Ops.Mesh:
+                    {
+                        var info = new MeshInfo { MeshHash = c.MeshHash };
+                        if (c.Attachment != null && c.Attachment.Length > 0)
+                        {
+                            string actual = MeshData.HashOf(c.Attachment);
+                            if (actual != c.MeshHash) throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + actual + ", message says " + c.MeshHash);
+                            var m = MeshData.Parse(c.Attachment);
+                            info.VertexCount = m.VertexCount; info.TriangleCount = m.TriangleCount; info.Buffer = c.Attachment;
+                        }
+                        o.Mesh = info;
+                        break;
+                    }
+                case Ops.Material:
+                    o.Material = c.Material.Clone();
+                    break;
+                case Ops.Transform:
+                    SetTrs(o, c);
+                    break;
+                case Ops.Rename:
+                    o.Name = c.Name;
+                    break;
+                case Ops.Visibility:
+                    o.Visible = c.Visible.Value;
+                    break;
+            }
+            Identity.UpdateRef(o.Uuid, PathOf(o));
+        }
+
+        void SetTrs(SceneObject o, RemoteChange c)
+        {
+            var u = Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S), UnitScale);
+            o.Position = u.T; o.Rotation = u.R; o.Scale = u.S;
+        }
+
+        // ------------------------------------------------------------------ dump / load
+
+        public Dictionary<string, object> ToJson(long lastSeq)
+        {
+            var list = new List<object>();
+            foreach (var o in objects)
+            {
+                list.Add(new Dictionary<string, object>
+                {
+                    { "uuid", o.Uuid }, { "name", o.Name }, { "kind", o.Kind }, { "parent", o.Parent }, { "visible", o.Visible },
+                    { "transform", new Dictionary<string, object> { { "position", Msg.List(o.Position) }, { "rotation", Msg.List(o.Rotation) }, { "scale", Msg.List(o.Scale) } } },
+                    { "mesh", o.Mesh == null ? null : new Dictionary<string, object> { { "vertex_count", (long)o.Mesh.VertexCount }, { "triangle_count", (long)o.Mesh.TriangleCount }, { "mesh_hash", o.Mesh.MeshHash } } },
+                    { "material", o.Material == null ? null : o.Material.ToJson() },
+                });
+            }
+            return new Dictionary<string, object> { { "objects", list }, { "last_seq", lastSeq } };
+        }
+
+        /// <summary>Writes atomically (temp file + rename) so a reader never sees half a dump.</summary>
+        public void Dump(string file, long lastSeq)
+        {
+            string full = Path.GetFullPath(file);
+            string tmp = full + ".tmp";
+            File.WriteAllText(tmp, Json.Write(ToJson(lastSeq)) + "\n");
+            if (File.Exists(full)) File.Delete(full);
+            File.Move(tmp, full);
+        }
+
+        /// <summary>Loads objects from a dump (same format). Returns identity changes (duplicates in the file).</summary>
+        public List<IdentityChange> Load(string file)
+        {
+            var doc = Json.Parse(File.ReadAllBytes(file)) as Dictionary<string, object>;
+            if (doc == null) throw new FormatException(file + ": expected a JSON object with an `objects` array");
+            var changes = new List<IdentityChange>();
+            var list = Msg.Arr(doc, "objects");
+            for (int i = 0; i < list.Count; i++)
+            {
+                string path = "objects[" + i + "]";
+                var d = list[i] as Dictionary<string, object>;
+                if (d == null) throw new MessageFormatException(path, "expected an object");
+                var tr = Msg.Obj(d, "transform", path);
+                var o = new SceneObject
+                {
+                    Uuid = Msg.OptStr(d, "uuid", path), Name = Msg.Str(d, "name", path),
+                    Kind = Msg.OptStr(d, "kind", path) ?? Kinds.Object, Parent = Msg.OptStr(d, "parent", path),
+                    Visible = Msg.OptBool(d, "visible", true),
+                    Position = Msg.Vec(tr, "position", 3, path + ".transform"),
+                    Rotation = Msg.Vec(tr, "rotation", 4, path + ".transform"),
+                    Scale = Msg.Vec(tr, "scale", 3, path + ".transform"),
+                };
+                object mat;
+                if (d.TryGetValue("material", out mat) && mat != null) o.Material = MaterialState.FromJson(Msg.Obj(d, "material", path), path + ".material");
+                var ch = Add(o);
+                if (ch != null) changes.Add(ch);
+            }
+            return changes;
+        }
+
+        /// <summary>A unit cube (8 vertices, 12 triangles), canonical frame, CCW winding.</summary>
+        public static byte[] CubeMesh(float half)
+        {
+            float h = half;
+            var m = new MeshData
+            {
+                Positions = new[] { -h, -h, -h, h, -h, -h, h, h, -h, -h, h, -h, -h, -h, h, h, -h, h, h, h, h, -h, h, h },
+                Indices = new uint[] { 0, 2, 1, 0, 3, 2, 4, 5, 6, 4, 6, 7, 0, 1, 5, 0, 5, 4, 2, 3, 7, 2, 7, 6, 1, 2, 6, 1, 6, 5, 0, 4, 7, 0, 7, 3 },
+            };
+            return m.Encode();
+        }
+    }
+}
