@@ -1,0 +1,199 @@
+// A scriptable stand-in for the daemon's wire side, for tests of the client and the sync engine
+// that need messages the real daemon does not serve yet (PROTOCOL §6). Speaks real frames over
+// real TCP on 127.0.0.1:0.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using VibeSync.Bridge.Core;
+
+namespace VibeSync.Bridge.Tests
+{
+    public sealed class FakeDaemon : IDisposable
+    {
+        readonly TcpListener listener;
+        readonly Thread acceptThread;
+        readonly List<TcpClient> conns = new List<TcpClient>();
+        readonly List<Frame> received = new List<Frame>();
+        readonly object gate = new object();
+        volatile bool stopped;
+        long seq = 10;
+        int connections;
+
+        public readonly string Dir;
+        public readonly string TokenFile;
+        public readonly string Token = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        public int Port { get { return ((IPEndPoint)listener.LocalEndpoint).Port; } }
+        public int ConnectionCount { get { lock (gate) return connections; } }
+
+        /// <summary>Reply to hello; default: welcome when the token matches, else AUTH_FAILED.</summary>
+        public Func<Dictionary<string, object>, Dictionary<string, object>> OnHello;
+        /// <summary>Reply to other requests; default: register -> all registered, change -> all queued.</summary>
+        public Func<Frame, Dictionary<string, object>> OnRequest;
+        public bool SilentHandshake; // never answer hello
+        public bool SafeModeAtWelcome;
+
+        public FakeDaemon()
+        {
+            Dir = Path.Combine(Path.GetTempPath(), "vsfake-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(Dir);
+            TokenFile = Path.Combine(Dir, "token");
+            File.WriteAllText(TokenFile, Token + "\n");
+            listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "fake daemon accept" };
+            acceptThread.Start();
+        }
+
+        public long Seq { get { return Interlocked.Read(ref seq); } }
+        public long NextSeq() { return Interlocked.Increment(ref seq); }
+
+        void AcceptLoop()
+        {
+            while (!stopped)
+            {
+                TcpClient c;
+                try { c = listener.AcceptTcpClient(); }
+                catch (Exception) { return; }
+                lock (gate) { conns.Add(c); connections++; }
+                var t = new Thread(() => Serve(c)) { IsBackground = true, Name = "fake daemon conn" };
+                t.Start();
+            }
+        }
+
+        void Serve(TcpClient c)
+        {
+            var stream = c.GetStream();
+            var dec = new FrameDecoder();
+            var buf = new byte[65536];
+            bool welcomed = false;
+            try
+            {
+                while (!stopped)
+                {
+                    int n = stream.Read(buf, 0, buf.Length);
+                    if (n == 0) break;
+                    var frames = new List<Frame>();
+                    dec.Feed(buf, 0, n, frames.Add, e => { });
+                    foreach (var f in frames)
+                    {
+                        lock (gate) { received.Add(f); Monitor.PulseAll(gate); }
+                        if (!welcomed)
+                        {
+                            if (SilentHandshake) continue;
+                            var reply = OnHello != null ? OnHello(f.Message) : DefaultHello(f.Message);
+                            Write(c, reply, null);
+                            if ((string)reply["type"] != MessageType.Welcome) { c.Close(); return; }
+                            welcomed = true;
+                            continue;
+                        }
+                        var r = OnRequest != null ? OnRequest(f) : DefaultReply(f);
+                        if (r != null) Write(c, r, null);
+                    }
+                }
+            }
+            catch (Exception) { }
+            finally
+            {
+                lock (gate) conns.Remove(c);
+                try { c.Close(); } catch (Exception) { }
+            }
+        }
+
+        Dictionary<string, object> DefaultHello(Dictionary<string, object> hello)
+        {
+            object tok;
+            hello.TryGetValue("token", out tok);
+            if ((tok as string) != Token)
+                return new Dictionary<string, object> { { "type", "error" }, { "code", ErrorCode.AuthFailed }, { "message", "token missing or wrong" } };
+            return new Dictionary<string, object>
+            {
+                { "type", "welcome" }, { "session_id", Guid.NewGuid().ToString() }, { "daemon_version", "fake" }, { "protocol", 1L },
+                { "seq", Seq }, { "safe_mode", SafeModeAtWelcome },
+            };
+        }
+
+        public Dictionary<string, object> DefaultReply(Frame f)
+        {
+            var m = f.Message;
+            object rid;
+            m.TryGetValue("request_id", out rid);
+            switch (f.Type)
+            {
+                case "register":
+                    return Ack(rid, (List<object>)m["items"], "uuid", AckStatus.Registered);
+                case "change":
+                    return Ack(rid, (List<object>)m["changes"], "uuid", AckStatus.Queued);
+                case "ping":
+                    return new Dictionary<string, object> { { "type", "pong" }, { "request_id", rid }, { "seq", Seq } };
+                default:
+                    return null;
+            }
+        }
+
+        public Dictionary<string, object> Ack(object rid, List<object> items, string key, string status)
+        {
+            var results = new List<object>();
+            foreach (Dictionary<string, object> it in items)
+                results.Add(new Dictionary<string, object> { { "uuid", it[key] }, { "status", status } });
+            return new Dictionary<string, object> { { "type", "ack" }, { "request_id", rid }, { "seq", NextSeq() }, { "results", results } };
+        }
+
+        static void Write(TcpClient c, Dictionary<string, object> m, byte[] att)
+        {
+            var b = Frame.Encode(m, att);
+            lock (c) c.GetStream().Write(b, 0, b.Length);
+        }
+
+        /// <summary>Sends to every welcomed connection.</summary>
+        public void Broadcast(Dictionary<string, object> m, byte[] att = null)
+        {
+            List<TcpClient> all;
+            lock (gate) all = new List<TcpClient>(conns);
+            foreach (var c in all) { try { Write(c, m, att); } catch (Exception) { } }
+        }
+
+        /// <summary>Sends a fenced batch (§6.2) of changes.</summary>
+        public string SendBatch(long batchSeq, string path, params Dictionary<string, object>[] changes)
+        {
+            string id = Guid.NewGuid().ToString();
+            Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", batchSeq }, { "path", path }, { "count", (long)changes.Length } });
+            foreach (var ch in changes) Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch } });
+            Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq } });
+            return id;
+        }
+
+        public void DropAll()
+        {
+            List<TcpClient> all;
+            lock (gate) all = new List<TcpClient>(conns);
+            foreach (var c in all) { try { c.Client.Shutdown(SocketShutdown.Both); c.Close(); } catch (Exception) { } }
+        }
+
+        public List<Frame> Received(string type)
+        {
+            var l = new List<Frame>();
+            lock (gate) foreach (var f in received) if (f.Type == type) l.Add(f);
+            return l;
+        }
+
+        public void ClearReceived() { lock (gate) received.Clear(); }
+
+        /// <summary>Waits until at least <paramref name="count"/> frames of the type arrived; pumps the engine meanwhile.</summary>
+        public List<Frame> WaitFor(string type, int count, Action pump, double seconds = 5)
+        {
+            Check.Eventually(() => Received(type).Count >= count, TimeSpan.FromSeconds(seconds), count + " `" + type + "` frame(s) at the fake daemon", pump);
+            return Received(type);
+        }
+
+        public void Dispose()
+        {
+            stopped = true;
+            try { listener.Stop(); } catch (Exception) { }
+            DropAll();
+            try { Directory.Delete(Dir, true); } catch (Exception) { }
+        }
+    }
+}
