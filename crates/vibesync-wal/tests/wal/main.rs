@@ -1,0 +1,6 @@
+//! Integration tests: real files, real fsync, in temp directories. One test binary.
+
+mod append;
+mod common;
+mod reader;
+mod recovery;
