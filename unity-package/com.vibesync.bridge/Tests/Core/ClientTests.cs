@@ -151,8 +151,8 @@ namespace VibeSync.Bridge.Tests
                     Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
                     d.DropAll();
                     var ev = new List<ClientEvent>();
-                    Check.Eventually(() => { c.Pump(ev.Add, TimeSpan.FromSeconds(1)); return c.Connections >= 2 && c.IsConnected; }, TimeSpan.FromSeconds(5), "reconnected");
-                    c.Pump(ev.Add, TimeSpan.FromSeconds(1));
+                    Check.Eventually(() => { c.Pump(ev.Add, TimeSpan.FromSeconds(1)); return ev.Count >= 3; }, TimeSpan.FromSeconds(5), "reconnected");
+                    Check.True(c.IsConnected && c.Connections == 2, "connected again, second handshake");
                     var kinds = new List<string>();
                     foreach (var e in ev) kinds.Add(e.Kind.ToString());
                     Check.Equal("Connected,Disconnected,Connected", string.Join(",", kinds.ToArray()), "event order");

@@ -18,6 +18,7 @@ namespace VibeSync.Bridge.Tests
         readonly List<TcpClient> conns = new List<TcpClient>();
         readonly List<Frame> received = new List<Frame>();
         readonly object gate = new object();
+        readonly HashSet<string> registered = new HashSet<string>();
         volatile bool stopped;
         long seq = 10;
         int connections;
@@ -123,7 +124,18 @@ namespace VibeSync.Bridge.Tests
             switch (f.Type)
             {
                 case "register":
-                    return Ack(rid, (List<object>)m["items"], "uuid", AckStatus.Registered);
+                    {
+                        // Like the registry: new uuids are `registered`, known ones `unchanged`.
+                        var results = new List<object>();
+                        foreach (Dictionary<string, object> it in (List<object>)m["items"])
+                        {
+                            string u = (string)it["uuid"];
+                            bool known;
+                            lock (gate) { known = registered.Contains(u); registered.Add(u); }
+                            results.Add(new Dictionary<string, object> { { "uuid", u }, { "status", known ? AckStatus.Unchanged : AckStatus.Registered } });
+                        }
+                        return new Dictionary<string, object> { { "type", "ack" }, { "request_id", rid }, { "seq", NextSeq() }, { "results", results } };
+                    }
                 case "change":
                     return Ack(rid, (List<object>)m["changes"], "uuid", AckStatus.Queued);
                 case "ping":
