@@ -36,6 +36,9 @@ pub enum AuditError {
         reason: String,
     },
 
+    #[error("audit repository {} is inconsistent: {reason}. It is derived data: move it aside and the daemon rebuilds the history of the WAL it still has at its next boot", path.display())]
+    Inconsistent { path: PathBuf, reason: String },
+
     #[error("could not start the audit thread: {source}")]
     Spawn {
         #[source]

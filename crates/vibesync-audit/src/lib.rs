@@ -285,3 +285,48 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>) {
         }
     }
 }
+
+/// Offline check of an audit repository (used by `vibesync verify`): the repository opens,
+/// every commit on `main` is readable with its tree, carries a `VibeSync-Seq-Range` trailer,
+/// and the ranges grow from the oldest commit to the newest. Returns the last audited seq.
+/// Does not create anything: a missing repository is an error.
+pub fn verify(git_dir: impl AsRef<Path>) -> Result<u64, AuditError> {
+    let git_dir = git_dir.as_ref();
+    let repo = git2::Repository::open_bare(git_dir).map_err(|source| AuditError::Open {
+        path: git_dir.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| AuditError::Inconsistent {
+        path: git_dir.to_path_buf(),
+        reason,
+    };
+    let git = |op: &'static str| {
+        let path = git_dir.to_path_buf();
+        move |source| AuditError::Git { op, path, source }
+    };
+    let mut walk = repo.revwalk().map_err(git("walk history"))?;
+    match walk.push_ref(repo::BRANCH) {
+        Ok(()) => {}
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(0),
+        Err(e) => return Err(git("read the main branch")(e)),
+    }
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(git("sort history"))?;
+    let mut last = 0u64;
+    for oid in walk {
+        let oid = oid.map_err(git("walk history"))?;
+        let commit = repo.find_commit(oid).map_err(git("read a commit"))?;
+        commit.tree().map_err(git("read a commit's tree"))?;
+        let (first, end) = commit
+            .message()
+            .and_then(parse_range)
+            .ok_or_else(|| bad(format!("commit {oid} has no VibeSync-Seq-Range trailer")))?;
+        if first <= last && last != 0 {
+            return Err(bad(format!(
+                "commit {oid} range {first}-{end} overlaps the previous commit (ended at {last})"
+            )));
+        }
+        last = end;
+    }
+    Ok(last)
+}

@@ -1,1 +1,154 @@
-//! placeholder
+//! The VibeSync daemon: boot sequence, stores, sessions and the TCP server.
+//!
+//! Layout:
+//! - [`config`]: settings; defaults embedded from config/vibesync.toml.
+//! - [`paths`]: the data directory layout (every file the daemon owns is named there).
+//! - [`boot`]: boot.json (clean/unclean boots), [`token`]: the shared secret.
+//! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
+//! - [`core`]: shared state and the request handlers (the mutation path).
+//! - [`session`]: one connection (handshake, framed read loop, writer task).
+//! - [`server`]: the accept loop and graceful shutdown.
+//! - [`client`]: a small blocking client used by the CLI and tests.
+//!
+//! Invariant: no reply that depends on a mutation leaves before the WAL COMMIT is fdatasync'd
+//! and the registry is flushed; a storage failure stops the daemon rather than pretending.
+
+pub mod boot;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod fsutil;
+pub mod paths;
+pub mod server;
+pub mod session;
+pub mod stores;
+pub mod token;
+pub mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use crate::config::Config;
+pub use crate::core::Daemon;
+pub use crate::paths::DataDir;
+
+pub const DAEMON_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Errors of the daemon library. Each names the file or address involved and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("config {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+    #[error("data directory {}: {message}", path.display())]
+    DataDir { path: PathBuf, message: String },
+    #[error("token file {}: {message}", path.display())]
+    Token { path: PathBuf, message: String },
+    #[error("boot state {}: {message}", path.display())]
+    Boot { path: PathBuf, message: String },
+    #[error("cannot listen on {addr}: {source}. Is another daemon running there? Pick another address with --listen")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Wal(#[from] vibesync_wal::WalError),
+    #[error(transparent)]
+    Registry(#[from] vibesync_registry::RegistryError),
+    #[error(transparent)]
+    Audit(#[from] vibesync_audit::AuditError),
+    #[error("client: {0}")]
+    Client(String),
+}
+
+/// Options of `vibesync serve` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub repair: bool,
+}
+
+/// RFC 3339 UTC timestamp with microseconds.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Boot: data dir, boot.json, token, stores (with recovery). Does not listen yet.
+pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonError> {
+    let data = DataDir::new(config.data_dir());
+    std::fs::create_dir_all(data.root()).map_err(|e| DaemonError::DataDir {
+        path: data.root().to_path_buf(),
+        message: format!("cannot create: {e}"),
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data.root(), std::fs::Permissions::from_mode(0o700));
+    }
+    let now = now_rfc3339();
+    let token = token::load_or_create(&data.token())?;
+    let stores = stores::Stores::open(&config, &data, opts)?;
+    // Only after the stores opened (the WAL holds the data-dir lock) is this boot counted.
+    let (previous, current) = boot::begin(&data.boot(), &now)?;
+    if !previous.last_boot_success || previous.running {
+        warn!(
+            consecutive_unclean_boots = current.consecutive_unclean_boots,
+            "previous run did not shut down cleanly; recovered from the WAL"
+        );
+    }
+    let threshold = config.governance.crash_loop_threshold;
+    let mut safe = current.safe_mode;
+    if threshold > 0 && current.consecutive_unclean_boots >= threshold && !safe {
+        safe = true;
+        let mut s = current.clone();
+        s.safe_mode = true;
+        s.safe_mode_reason = Some(format!(
+            "{} unclean boots in a row (threshold {threshold})",
+            current.consecutive_unclean_boots
+        ));
+        boot::write(&data.boot(), &s)?;
+        warn!(
+            "entering safe mode: {}",
+            s.safe_mode_reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
+}
+
+/// Bind the configured address (or `listen`), record it in daemon.json, and return the
+/// listener with its real address.
+pub async fn bind(
+    daemon: &Daemon,
+    listen: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: listen,
+            source,
+        })?;
+    daemon.set_listen_addr(addr);
+    let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
+    fsutil::write_atomic(
+        &daemon.data_dir().daemon_info(),
+        info.to_string().as_bytes(),
+        None,
+    )
+    .map_err(|e| DaemonError::DataDir {
+        path: daemon.data_dir().daemon_info(),
+        message: e.to_string(),
+    })?;
+    info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
+    Ok((listener, addr))
+}

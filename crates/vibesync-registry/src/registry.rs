@@ -195,6 +195,25 @@ enum Loaded {
 }
 
 impl Registry {
+    /// Open an existing registry exactly as it is on disk, for checking only: no catch-up,
+    /// no rebuild, no migration, no quarantine. `vibesync verify` uses it on a scratch copy
+    /// and then calls [`Registry::parity`] and [`Registry::check_sidecar`].
+    pub fn open_for_check(cfg: &RegistryConfig) -> Result<Registry> {
+        let dir = cfg.data_dir.join("registry");
+        if !dir.exists() {
+            return Err(RegistryError::Unopenable {
+                path: dir,
+                reason: "no registry directory".into(),
+            });
+        }
+        Self::open_dir(cfg, &dir)
+            .map(|(reg, _)| reg)
+            .map_err(|reason| RegistryError::Unopenable {
+                path: dir,
+                reason: reason.to_string(),
+            })
+    }
+
     /// Open `<data_dir>/registry/`, then bring it in line with the WAL.
     ///
     /// `wal` returns a fresh iterator over every WAL record from the start, in seq order; it

@@ -1,1 +1,17 @@
-fn main() {}
+//! `vibesync`: the command line. Thin: parse flags, call the library crates.
+
+mod cli;
+mod logging;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vibesync: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! A small blocking protocol client for the CLI (`vibesync status`) and for tests.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vibesync_protocol::Frame;
+
+use crate::DaemonError;
+
+pub struct Client {
+    stream: TcpStream,
+    pub welcome: Value,
+}
+
+fn err(e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Client(e.to_string())
+}
+
+impl Client {
+    /// Connect and complete the handshake as `editor` (`cli`, `test`, …).
+    pub fn connect(
+        addr: SocketAddr,
+        token: &str,
+        project_id: &str,
+        editor: &str,
+    ) -> Result<Client, DaemonError> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
+            err(format!(
+                "cannot connect to {addr}: {e}. Is `vibesync serve` running?"
+            ))
+        })?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(err)?;
+        stream.set_nodelay(true).map_err(err)?;
+        let mut c = Client {
+            stream,
+            welcome: Value::Null,
+        };
+        c.send(&json!({
+            "type": "hello", "protocol": 1, "project_id": project_id, "editor": editor,
+            "editor_version": crate::DAEMON_VERSION, "client_id": format!("{editor}-{}", std::process::id()),
+            "token": token,
+        }))?;
+        let w = c.recv()?;
+        if w["type"] != "welcome" {
+            return Err(err(format!(
+                "handshake refused: {} {}",
+                w["code"], w["message"]
+            )));
+        }
+        c.welcome = w;
+        Ok(c)
+    }
+
+    pub fn send(&mut self, msg: &Value) -> Result<(), DaemonError> {
+        self.send_frame(&Frame::new(
+            serde_json::to_vec(msg).map_err(err)?,
+            Vec::new(),
+        ))
+    }
+
+    pub fn send_frame(&mut self, f: &Frame) -> Result<(), DaemonError> {
+        self.stream.write_all(&f.to_bytes()).map_err(err)
+    }
+
+    pub fn recv_frame(&mut self) -> Result<Frame, DaemonError> {
+        let mut head = [0u8; 8];
+        self.stream.read_exact(&mut head).map_err(err)?;
+        let total = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let json_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        if total < 4 || json_len > total - 4 || total > 64 * 1024 * 1024 {
+            return Err(err(format!(
+                "bad frame from daemon: total {total}, json {json_len}"
+            )));
+        }
+        let mut body = vec![0u8; total - 4];
+        self.stream.read_exact(&mut body).map_err(err)?;
+        let attachment = body.split_off(json_len);
+        Ok(Frame::new(body, attachment))
+    }
+
+    pub fn recv(&mut self) -> Result<Value, DaemonError> {
+        let f = self.recv_frame()?;
+        serde_json::from_slice(&f.json).map_err(err)
+    }
+
+    /// Send a request and return the first reply.
+    pub fn request(&mut self, msg: &Value) -> Result<Value, DaemonError> {
+        self.send(msg)?;
+        self.recv()
+    }
+}
+
+/// Where the daemon of `data_dir` listens (from daemon.json), and its token.
+pub fn discover(data: &crate::DataDir) -> Result<(SocketAddr, String), DaemonError> {
+    let info = std::fs::read(data.daemon_info()).map_err(|e| {
+        err(format!(
+            "no running daemon found for {} ({}: {e}); start one with `vibesync serve`",
+            data.root().display(),
+            data.daemon_info().display()
+        ))
+    })?;
+    let v: Value = serde_json::from_slice(&info).map_err(err)?;
+    let addr: SocketAddr = v["listen"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(err)?;
+    let token = std::fs::read_to_string(data.token())
+        .map_err(|e| err(format!("{}: {e}", data.token().display())))?;
+    Ok((addr, token.trim().to_string()))
+}

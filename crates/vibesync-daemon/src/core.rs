@@ -1,0 +1,483 @@
+//! The daemon's shared state and request handling: sessions, claims, and the mutation path
+//! validate → plan (engine) → WAL (BEGIN, STEP…, COMMIT, durable) → registry (flushed) →
+//! ack → FINAL → ghost audit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+use vibesync_engine::register::{self, Existing, Plan, Requester, View};
+use vibesync_protocol::message::{status_reply, Hello, Register, Tombstone};
+use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
+use vibesync_wal::{Phase, Record, RecordDraft};
+
+use crate::config::Config;
+use crate::paths::DataDir;
+use crate::session::SessionHandle;
+use crate::stores::Stores;
+
+/// Static facts about one connected session.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub editor: String,
+    pub project_id: String,
+    pub client_id: String,
+    pub editor_version: String,
+    pub unit_scale: f64,
+    pub last_seq: u64,
+    pub peer: SocketAddr,
+    pub connected_at: Instant,
+}
+
+impl SessionInfo {
+    pub fn new(h: &Hello, peer: SocketAddr) -> SessionInfo {
+        SessionInfo {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            editor: h.editor.clone(),
+            project_id: h.project_id.clone(),
+            client_id: h.client_id.clone(),
+            editor_version: h.editor_version.clone(),
+            unit_scale: h.unit_scale.unwrap_or(1.0),
+            last_seq: h.last_seq.unwrap_or(0),
+            peer,
+            connected_at: Instant::now(),
+        }
+    }
+}
+
+struct Connected {
+    info: SessionInfo,
+    #[allow(dead_code)]
+    handle: SessionHandle,
+}
+
+/// Key of an in-memory claim: which live session holds a uuid for an editor kind.
+type ClaimKey = (String, String, String); // (project_id, editor, uuid)
+
+pub struct Daemon {
+    config: Config,
+    data: DataDir,
+    token: String,
+    stores: Stores,
+    sessions: Mutex<HashMap<String, Connected>>,
+    claims: Mutex<HashMap<ClaimKey, String>>,
+    /// Serializes plan → WAL → registry: the registry must apply transactions in COMMIT
+    /// order (its watermark is the last applied COMMIT seq), so mutations take turns.
+    mutation: tokio::sync::Mutex<()>,
+    started: Instant,
+    listen: Mutex<Option<SocketAddr>>,
+    safe_mode: AtomicBool,
+    storage_failed: AtomicBool,
+    fatal: Notify,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        data: DataDir,
+        token: String,
+        stores: Stores,
+        safe_mode: bool,
+    ) -> Daemon {
+        Daemon {
+            config,
+            data,
+            token,
+            stores,
+            sessions: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
+            mutation: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            listen: Mutex::new(None),
+            safe_mode: AtomicBool::new(safe_mode),
+            storage_failed: AtomicBool::new(false),
+            fatal: Notify::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+    pub fn last_seq(&self) -> u64 {
+        self.stores.wal.last_seq()
+    }
+    pub fn storage_failed(&self) -> bool {
+        self.storage_failed.load(Ordering::SeqCst)
+    }
+    pub fn safe_mode(&self) -> bool {
+        self.safe_mode.load(Ordering::SeqCst)
+    }
+    pub fn set_listen_addr(&self, addr: SocketAddr) {
+        *self.listen.lock().unwrap() = Some(addr);
+    }
+
+    /// Resolves when the daemon must stop by itself (storage failure).
+    pub async fn fatal_error(&self) {
+        self.fatal.notified().await
+    }
+
+    pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
+        self.sessions
+            .lock()
+            .unwrap()
+            .insert(info.session_id.clone(), Connected { info, handle });
+    }
+
+    pub fn remove_session(&self, session_id: &str) {
+        self.sessions.lock().unwrap().remove(session_id);
+        self.claims.lock().unwrap().retain(|_, s| s != session_id);
+    }
+
+    fn session(&self, session_id: &str) -> Option<SessionInfo> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .get(session_id)
+            .map(|c| c.info.clone())
+    }
+
+    /// Handle one request; returns the frames to send back, in order.
+    pub async fn handle(&self, session_id: &str, msg: Inbound, _attachment: Bytes) -> Vec<Frame> {
+        let Some(sess) = self.session(session_id) else {
+            return vec![];
+        };
+        match msg {
+            Inbound::Ping(p) => vec![Outbound::Pong {
+                request_id: p.request_id,
+                seq: self.last_seq(),
+            }
+            .to_frame()],
+            Inbound::Status(s) => vec![status_reply(self.status_json(), s.request_id)],
+            Inbound::Register(r) => vec![self.register(&sess, r).await],
+            Inbound::Tombstone(t) => vec![self.tombstone(&sess, t).await],
+            Inbound::UserActivity(_) => vec![],
+            other => vec![Outbound::error(
+                ErrorCode::UnknownType,
+                format!(
+                    "`{}` is part of live sync, which this daemon build does not serve yet",
+                    other.type_name()
+                ),
+                other.request_id().map(str::to_string),
+            )
+            .to_frame()],
+        }
+    }
+
+    async fn register(&self, sess: &SessionInfo, req: Register) -> Frame {
+        if req.items.len() > register::MAX_ITEMS {
+            return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `items`: {} items; at most {} per request — split it",
+                    req.items.len(),
+                    register::MAX_ITEMS
+                ),
+                Some(req.request_id),
+            )
+            .to_frame();
+        }
+        if let Some(f) = self.refuse_mutation(&req.request_id) {
+            return f;
+        }
+        let _turn = self.mutation.lock().await;
+        let who = Requester {
+            session_id: &sess.session_id,
+            editor: &sess.editor,
+            client_id: &sess.client_id,
+        };
+        let plan = {
+            let view = RegistryView {
+                daemon: self,
+                project_id: &sess.project_id,
+                editor: &sess.editor,
+            };
+            register::plan_register(&req.items, &who, &view)
+        };
+        let claimable: Vec<String> = plan
+            .results
+            .iter()
+            .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
+            .map(|r| r.uuid.clone())
+            .collect();
+        let reply = self
+            .commit_plan(sess, "register", &req.request_id, plan)
+            .await;
+        if matches!(reply, Outbound::Ack { .. }) {
+            let mut claims = self.claims.lock().unwrap();
+            for u in claimable {
+                claims.insert(
+                    (sess.project_id.clone(), sess.editor.clone(), u),
+                    sess.session_id.clone(),
+                );
+            }
+        }
+        reply.to_frame()
+    }
+
+    async fn tombstone(&self, sess: &SessionInfo, req: Tombstone) -> Frame {
+        if req.uuids.len() > register::MAX_ITEMS {
+            return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `uuids`: {} uuids; at most {} per request — split it",
+                    req.uuids.len(),
+                    register::MAX_ITEMS
+                ),
+                Some(req.request_id),
+            )
+            .to_frame();
+        }
+        if let Some(f) = self.refuse_mutation(&req.request_id) {
+            return f;
+        }
+        let _turn = self.mutation.lock().await;
+        let plan = {
+            let view = RegistryView {
+                daemon: self,
+                project_id: &sess.project_id,
+                editor: &sess.editor,
+            };
+            register::plan_tombstone(&req.uuids, &view)
+        };
+        let tombstoned = plan.uuids.clone();
+        let reply = self
+            .commit_plan(sess, "tombstone", &req.request_id, plan)
+            .await;
+        if matches!(reply, Outbound::Ack { .. }) {
+            let mut claims = self.claims.lock().unwrap();
+            for u in tombstoned {
+                claims.retain(|(p, _, id), _| !(p == &sess.project_id && id == &u));
+            }
+        }
+        reply.to_frame()
+    }
+
+    fn refuse_mutation(&self, request_id: &str) -> Option<Frame> {
+        if self.storage_failed.load(Ordering::SeqCst) {
+            return Some(
+                Outbound::error(
+                    ErrorCode::StorageFailed,
+                    "the write-ahead log failed; the daemon accepts no mutations and is stopping — see its log",
+                    Some(request_id.to_string()),
+                )
+                .to_frame(),
+            );
+        }
+        None
+    }
+
+    /// Write a plan as one WAL transaction and apply it; returns the `ack` (or an error).
+    async fn commit_plan(
+        &self,
+        sess: &SessionInfo,
+        op: &str,
+        request_id: &str,
+        plan: Plan,
+    ) -> Outbound {
+        if !plan.writes_anything() {
+            return Outbound::Ack {
+                request_id: request_id.to_string(),
+                seq: 0,
+                results: plan.results,
+            };
+        }
+        let operation_id = uuid::Uuid::new_v4().to_string();
+        let mut drafts = Vec::with_capacity(plan.steps.len() + 2);
+        let draft = |phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value| RecordDraft {
+            session_id: sess.session_id.clone(),
+            operation_id: operation_id.clone(),
+            uuids,
+            project_id: sess.project_id.clone(),
+            phase,
+            outcome: outcome.to_string(),
+            error_code: None,
+            payload,
+        };
+        drafts.push(draft(
+            Phase::Begin,
+            plan.uuids.clone(),
+            "pending",
+            json!({"op": op, "request_id": request_id, "editor": sess.editor, "items": plan.results.len()}),
+        ));
+        for step in &plan.steps {
+            let u = step["uuid"]
+                .as_str()
+                .map(|s| vec![s.to_string()])
+                .unwrap_or_default();
+            drafts.push(draft(Phase::Step, u, "ok", step.clone()));
+        }
+        let summary = summarize(&plan);
+        drafts.push(draft(
+            Phase::Commit,
+            plan.uuids.clone(),
+            "ok",
+            json!({"op": op, "results": summary, "collisions": plan.collisions}),
+        ));
+        for c in &plan.collisions {
+            warn!(operation_id = %operation_id, uuid = %c["uuid"].as_str().unwrap_or(""), reason = %c["reason"].as_str().unwrap_or(""), "uuid collision refused");
+        }
+        let records = match self.stores.wal.append(drafts).await {
+            Ok(r) => r,
+            Err(e) => return self.storage_failure(request_id, &operation_id, e.to_string()),
+        };
+        let commit_seq = records.last().map(|r| r.seq).unwrap_or(0);
+        if let Err(e) = self.stores.apply_committed(&records) {
+            // The WAL has it; the registry will catch up from the WAL at next boot.
+            return self.storage_failure(
+                request_id,
+                &operation_id,
+                format!("registry apply failed: {e}"),
+            );
+        }
+        info!(operation_id = %operation_id, uuids = ?plan.uuids, seq = commit_seq, op, "committed");
+        self.finalize_later(
+            sess.session_id.clone(),
+            sess.project_id.clone(),
+            operation_id,
+            plan.uuids.clone(),
+        );
+        Outbound::Ack {
+            request_id: request_id.to_string(),
+            seq: commit_seq,
+            results: plan.results,
+        }
+    }
+
+    fn storage_failure(&self, request_id: &str, operation_id: &str, message: String) -> Outbound {
+        error!(operation_id, "storage failure, stopping: {message}");
+        if !self.storage_failed.swap(true, Ordering::SeqCst) {
+            self.fatal.notify_waiters();
+            self.fatal.notify_one();
+        }
+        Outbound::error(
+            ErrorCode::StorageFailed,
+            format!("not acknowledged: {message}. Nothing was acknowledged that is not durable; the daemon is stopping"),
+            Some(request_id.to_string()),
+        )
+    }
+
+    /// Append FINAL (side effects done) and hand the snapshot to the audit thread, off the
+    /// acknowledgement path.
+    fn finalize_later(
+        &self,
+        session_id: String,
+        project_id: String,
+        operation_id: String,
+        uuids: Vec<String>,
+    ) {
+        let stores = self.stores.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stores
+                .finalize(&session_id, &project_id, &operation_id, uuids)
+                .await
+            {
+                error!(operation_id = %operation_id, "FINAL not written: {e}; boot recovery will finalize it");
+            }
+        });
+    }
+
+    pub fn status_json(&self) -> Value {
+        let sessions: Vec<Value> = self
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| {
+                json!({
+                    "session_id": c.info.session_id,
+                    "editor": c.info.editor,
+                    "project_id": c.info.project_id,
+                    "client_id": c.info.client_id,
+                    "connected_ms": c.info.connected_at.elapsed().as_millis() as u64,
+                })
+            })
+            .collect();
+        let mut s = self.stores.status_json();
+        let obj = s.as_object_mut().expect("stores status is an object");
+        obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
+        obj.insert(
+            "data_dir".into(),
+            json!(self.data.root().display().to_string()),
+        );
+        obj.insert(
+            "listen".into(),
+            json!(self.listen.lock().unwrap().map(|a| a.to_string())),
+        );
+        obj.insert(
+            "uptime_ms".into(),
+            json!(self.started.elapsed().as_millis() as u64),
+        );
+        obj.insert("safe_mode".into(), json!(self.safe_mode()));
+        obj.insert("sessions".into(), Value::Array(sessions));
+        s
+    }
+
+    /// Graceful stop: close the stores in order (WAL synced, registry flushed, sidecar,
+    /// audit drained) and mark a clean boot.
+    pub async fn shutdown(&self) {
+        self.stores.close(Duration::from_secs(10)).await;
+        if !self.storage_failed.load(Ordering::SeqCst) {
+            let now = crate::now_rfc3339();
+            if let Err(e) = crate::boot::end_clean(&self.data.boot(), &now) {
+                error!("could not mark clean shutdown: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(self.data.daemon_info());
+        info!("stopped");
+    }
+}
+
+struct RegistryView<'a> {
+    daemon: &'a Daemon,
+    project_id: &'a str,
+    editor: &'a str,
+}
+
+impl View for RegistryView<'_> {
+    fn live(&self, uuid: &str) -> Option<Existing> {
+        self.daemon
+            .stores
+            .existing(self.project_id, uuid, self.editor)
+    }
+    fn claimed_by(&self, uuid: &str) -> Option<String> {
+        self.daemon
+            .claims
+            .lock()
+            .unwrap()
+            .get(&(
+                self.project_id.to_string(),
+                self.editor.to_string(),
+                uuid.to_string(),
+            ))
+            .cloned()
+    }
+}
+
+fn summarize(plan: &Plan) -> Value {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for r in &plan.results {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+    }
+    json!(counts)
+}
+
+/// Records of one transaction that carry registry mutations.
+pub fn steps_of(records: &[Record]) -> impl Iterator<Item = &Record> {
+    records.iter().filter(|r| r.phase == Phase::Step)
+}

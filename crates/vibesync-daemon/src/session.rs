@@ -1,0 +1,257 @@
+//! One client connection: handshake, then a read loop that dispatches requests in order,
+//! and a writer task fed by a bounded queue. Nothing a client sends can take the daemon down
+//! or reach another session: every error is answered on this connection only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::{debug, info, info_span, warn, Instrument};
+use vibesync_protocol::frame::looks_like_http;
+use vibesync_protocol::message::{parse_inbound, Hello};
+use vibesync_protocol::validate;
+use vibesync_protocol::{
+    ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PROTOCOL_VERSION,
+};
+
+use crate::core::{Daemon, SessionInfo};
+
+/// What the rest of the daemon may send to a connected session.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub tx: mpsc::Sender<Frame>,
+}
+
+pub async fn serve_connection(
+    daemon: Arc<Daemon>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let codec = FrameCodec::new(daemon.config().server.max_frame_bytes);
+    let mut reader = FramedRead::new(rd, codec.clone());
+    let mut writer = FramedWrite::new(wr, codec);
+
+    // Handshake, with the writer still inline (nothing else can send to us yet).
+    let timeout = Duration::from_secs(daemon.config().server.handshake_timeout_secs);
+    let first = tokio::select! {
+        r = tokio::time::timeout(timeout, reader.next()) => r,
+        _ = shutdown.changed() => return,
+    };
+    let hello = match first {
+        Err(_) => {
+            let _ = send_error_and_close(
+                &mut writer,
+                ErrorCode::HandshakeTimeout,
+                format!(
+                    "no `hello` within {} s of connecting; send hello first",
+                    timeout.as_secs()
+                ),
+                None,
+            )
+            .await;
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(Err(e))) => {
+            if looks_like_http(reader.read_buffer()) {
+                debug!(%peer, "HTTP request refused");
+                return; // plain close: never talk to browsers
+            }
+            frame_error(&mut writer, e).await;
+            return;
+        }
+        Ok(Some(Ok(frame))) => match parse_inbound(&frame.json) {
+            Ok(Inbound::Hello(h)) => h,
+            Ok(other) => {
+                let _ = send_error_and_close(
+                    &mut writer,
+                    ErrorCode::NotAuthenticated,
+                    format!(
+                        "first message was `{}`; the first frame must be `hello`",
+                        other.type_name()
+                    ),
+                    None,
+                )
+                .await;
+                return;
+            }
+            Err(e) => {
+                let _ = send_error_and_close(&mut writer, e.code, e.message, e.request_id).await;
+                return;
+            }
+        },
+    };
+    if let Err((code, msg)) = check_hello(&daemon, &hello) {
+        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = %hello.project_id, "handshake refused");
+        let _ = send_error_and_close(&mut writer, code, msg, None).await;
+        return;
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Frame>(daemon.config().server.send_queue_frames.max(1));
+    let info = SessionInfo::new(&hello, peer);
+    let session_id = info.session_id.clone();
+    let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %hello.project_id);
+    daemon.add_session(info.clone(), SessionHandle { tx: tx.clone() });
+    info!(parent: &span, %peer, client_id = %hello.client_id, "session opened");
+
+    let welcome = Outbound::Welcome {
+        session_id: session_id.clone(),
+        daemon_version: crate::DAEMON_VERSION.to_string(),
+        protocol: PROTOCOL_VERSION,
+        seq: daemon.last_seq(),
+        safe_mode: daemon.safe_mode(),
+    };
+    if writer.send(welcome.to_frame()).await.is_err() {
+        daemon.remove_session(&session_id);
+        return;
+    }
+
+    let writer_task = tokio::spawn(
+        async move {
+            while let Some(frame) = rx.recv().await {
+                if writer.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.flush().await;
+            let _ = writer.into_inner().shutdown().await;
+        }
+        .instrument(span.clone()),
+    );
+
+    async {
+        loop {
+            let next = tokio::select! {
+                n = reader.next() => n,
+                _ = shutdown.changed() => {
+                    let _ = tx.send(Outbound::error(ErrorCode::ShuttingDown, "daemon is shutting down; reconnect when it is back", None).to_frame()).await;
+                    break;
+                }
+            };
+            let frame = match next {
+                None => break,
+                Some(Ok(f)) => f,
+                Some(Err(e)) => {
+                    let (code, msg) = frame_error_message(&e);
+                    if let Some(code) = code {
+                        let _ = tx.send(Outbound::error(code, msg, None).to_frame()).await;
+                    }
+                    break;
+                }
+            };
+            match parse_inbound(&frame.json) {
+                Err(e) => {
+                    debug!(code = e.code.as_str(), "bad message: {}", e.message);
+                    if tx.send(Outbound::error(e.code, e.message, e.request_id).to_frame()).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Inbound::Hello(_)) => {
+                    let _ = tx.send(Outbound::error(ErrorCode::BadMessage, "field `type`: `hello` was already accepted on this connection", None).to_frame()).await;
+                }
+                Ok(msg) => {
+                    for reply in daemon.handle(&session_id, msg, frame.attachment).await {
+                        if tx.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+
+    daemon.remove_session(&session_id);
+    drop(tx);
+    let _ = writer_task.await;
+    info!(parent: &span, "session closed");
+}
+
+fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
+    if !crate::token::matches(daemon.token(), h.token.trim()) {
+        return Err((
+            ErrorCode::AuthFailed,
+            "token missing or wrong; read it from <data_dir>/token of the daemon you connect to"
+                .into(),
+        ));
+    }
+    if h.protocol != PROTOCOL_VERSION {
+        return Err((ErrorCode::ProtocolMismatch, format!("this daemon speaks protocol {PROTOCOL_VERSION}, client sent {}; update the client or the daemon", h.protocol)));
+    }
+    if let Err(m) = validate::project_id(&h.project_id) {
+        return Err((ErrorCode::BadProjectId, m));
+    }
+    if !validate::EDITORS.contains(&h.editor.as_str()) {
+        return Err((
+            ErrorCode::BadMessage,
+            format!(
+                "field `editor`: `{}` is not one of {}",
+                validate::truncate_for_message(&h.editor),
+                validate::EDITORS.join(", ")
+            ),
+        ));
+    }
+    if h.client_id.len() > validate::MAX_ID_BYTES
+        || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES
+    {
+        return Err((
+            ErrorCode::BadMessage,
+            "field `client_id` or `editor_version`: too long".into(),
+        ));
+    }
+    if let Some(u) = h.unit_scale {
+        if !(u.is_finite() && u > 0.0) {
+            return Err((
+                ErrorCode::BadMessage,
+                format!("field `unit_scale`: must be a finite number > 0, got {u}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn frame_error_message(e: &FrameError) -> (Option<ErrorCode>, String) {
+    match e {
+        FrameError::TooLarge { .. } => (Some(ErrorCode::FrameTooLarge), e.to_string()),
+        FrameError::BadFrame { .. } => (Some(ErrorCode::BadFrame), e.to_string()),
+        FrameError::Io(_) => (None, e.to_string()),
+    }
+}
+
+async fn frame_error<W>(writer: &mut FramedWrite<W, FrameCodec>, e: FrameError)
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if let (Some(code), msg) = frame_error_message(&e) {
+        let _ = send_error_and_close(writer, code, msg, None).await;
+    }
+}
+
+async fn send_error_and_close<W>(
+    writer: &mut FramedWrite<W, FrameCodec>,
+    code: ErrorCode,
+    message: impl Into<String>,
+    request_id: Option<String>,
+) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let _ = writer
+        .send(Outbound::error(code, message, request_id).to_frame())
+        .await;
+    let _ = writer.flush().await;
+    writer.get_mut().shutdown().await
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: BytesMut) {}

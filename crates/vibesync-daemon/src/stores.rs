@@ -1,0 +1,446 @@
+//! The three stores opened together, in dependency order, with boot recovery:
+//!
+//! 1. WAL (`vibesync-wal`): verify, cut a torn tail, refuse corruption unless `--repair`.
+//! 2. Registry (`vibesync-registry`): catch up from the WAL, or rebuild it from the WAL.
+//! 3. Schema migration, if the registry asks for one — as a WAL transaction.
+//! 4. BEGIN without COMMIT/ROLLBACK → ROLLBACK (`RECOVERED_INCOMPLETE`) and quarantine.
+//! 5. COMMIT without FINAL → FINAL (the registry already caught up idempotently).
+//! 6. Audit (`vibesync-audit`): FINAL records newer than the last audit commit are committed.
+//! 7. Sidecar: checked, rewritten when stale or damaged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
+use vibesync_audit::{Audit, AuditBatch, AuditContent, AuditEntry};
+use vibesync_engine::register::Existing;
+use vibesync_registry::{Registry, RegistryConfig, Status};
+use vibesync_wal::{Phase, Reader, Record, RecordDraft, Wal, WalConfig};
+
+use crate::config::Config;
+use crate::paths::DataDir;
+use crate::{DaemonError, ServeOptions};
+
+/// Session id used for records the daemon writes on its own (recovery, migration).
+pub const DAEMON_SESSION: &str = "daemon";
+
+#[derive(Clone)]
+pub struct Stores {
+    pub wal: Wal,
+    pub registry: Arc<Registry>,
+    pub audit: Option<Arc<Audit>>,
+    data: DataDir,
+    sidecar_dirty: Arc<AtomicBool>,
+}
+
+fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
+    move || match Reader::open(&dir) {
+        Ok(r) => Box::new(r.map_while(|e| e.ok()).map(|e| e.record)),
+        Err(_) => Box::new(std::iter::empty()),
+    }
+}
+
+impl Stores {
+    pub fn open(
+        config: &Config,
+        data: &DataDir,
+        opts: &ServeOptions,
+    ) -> Result<Stores, DaemonError> {
+        let wal_cfg = WalConfig {
+            dir: data.wal(),
+            quarantine_dir: data.quarantine(),
+            segment_bytes: config.storage.wal_segment_bytes,
+            repair: opts.repair,
+        };
+        let (wal, recovery) = Wal::open(wal_cfg)?;
+        if let Some(t) = &recovery.torn_tail {
+            warn!(file = %t.file.display(), offset = t.offset, bytes = t.bytes, quarantine = %t.quarantine_path.display(), "torn WAL tail moved to quarantine");
+        }
+        if let Some(r) = &recovery.repaired {
+            warn!(file = %r.file.display(), offset = r.offset, bytes = r.bytes, "repair: corrupt WAL tail moved to quarantine: {}", r.reason);
+        }
+        info!(
+            last_seq = recovery.last_seq,
+            records = recovery.records,
+            elapsed_ms = recovery.elapsed.as_millis() as u64,
+            "WAL recovered"
+        );
+
+        let mut reg_cfg = RegistryConfig::new(data.root());
+        reg_cfg.cache_capacity = config.storage.registry_cache_bytes;
+        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal()))?;
+        info!(report = ?report, "registry opened");
+        let stores = Stores {
+            wal,
+            registry: Arc::new(registry),
+            audit: None,
+            data: data.clone(),
+            sidecar_dirty: Arc::new(AtomicBool::new(true)),
+        };
+
+        if let Some(payload) = stores.registry.migration_payload() {
+            let op = uuid::Uuid::new_v4().to_string();
+            info!(operation_id = %op, payload = %payload, "migrating registry schema");
+            let records = stores.append_txn_blocking(
+                &op,
+                "",
+                vec![],
+                vec![payload],
+                json!({"op":"migrate"}),
+            )?;
+            stores.registry.apply_committed(&records)?;
+            stores.registry.flush()?;
+            stores.final_blocking(&op, "", vec![])?;
+        }
+
+        for tx in &recovery.transactions.incomplete {
+            warn!(operation_id = %tx.operation_id, uuids = ?tx.uuids, begin_seq = tx.begin_seq, "rolling back a transaction left incomplete by a crash");
+            stores.wal.append_blocking(vec![RecordDraft {
+                session_id: tx.session_id.clone(),
+                operation_id: tx.operation_id.clone(),
+                uuids: tx.uuids.clone(),
+                project_id: tx.project_id.clone(),
+                phase: Phase::Rollback,
+                outcome: "error".into(),
+                error_code: Some("RECOVERED_INCOMPLETE".into()),
+                payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
+            }])?;
+            let live: Vec<String> = tx
+                .uuids
+                .iter()
+                .filter(|u| matches!(stores.registry.lookup(&tx.project_id, u), Ok(Some(e)) if e.status == Status::Live))
+                .cloned()
+                .collect();
+            if !live.is_empty() {
+                let op = uuid::Uuid::new_v4().to_string();
+                let steps = live
+                    .iter()
+                    .map(|u| json!({"op":"quarantine","uuid":u,"reason":format!("transaction {} was interrupted by a crash", tx.operation_id)}))
+                    .collect();
+                let records = stores.append_txn_blocking(
+                    &op,
+                    &tx.project_id,
+                    live.clone(),
+                    steps,
+                    json!({"op":"recover_quarantine","rolled_back":tx.operation_id}),
+                )?;
+                stores.registry.apply_committed(&records)?;
+                stores.registry.flush()?;
+                stores.final_blocking(&op, &tx.project_id, live)?;
+            }
+        }
+        for tx in &recovery.transactions.unfinalized {
+            info!(operation_id = %tx.operation_id, uuids = ?tx.uuids, commit_seq = tx.commit_seq, "finalizing a committed transaction after a crash");
+            stores.registry.flush()?;
+            stores.wal.append_blocking(vec![RecordDraft {
+                session_id: tx.session_id.clone(),
+                operation_id: tx.operation_id.clone(),
+                uuids: tx.uuids.clone(),
+                project_id: tx.project_id.clone(),
+                phase: Phase::Final,
+                outcome: "ok".into(),
+                error_code: None,
+                payload: json!({"recovered": true, "commit_seq": tx.commit_seq}),
+            }])?;
+        }
+
+        let mut stores = stores;
+        if config.audit.enabled {
+            set_aside_audit_if_ahead(data, stores.wal.last_seq());
+            match Audit::open(data.audit()) {
+                Ok(audit) => {
+                    stores.audit = Some(Arc::new(audit));
+                    stores.reconcile_audit();
+                }
+                Err(e) => error!("ghost audit disabled for this run: {e}"),
+            }
+        }
+        match stores.registry.ensure_sidecar() {
+            Ok(status) => info!(?status, "sidecar checked"),
+            Err(e) => error!("sidecar check failed: {e}"),
+        }
+        Ok(stores)
+    }
+
+    fn append_txn_blocking(
+        &self,
+        op: &str,
+        project_id: &str,
+        uuids: Vec<String>,
+        steps: Vec<Value>,
+        summary: Value,
+    ) -> Result<Vec<Record>, DaemonError> {
+        let d = |phase, uuids: Vec<String>, outcome: &str, payload| RecordDraft {
+            session_id: DAEMON_SESSION.into(),
+            operation_id: op.to_string(),
+            uuids,
+            project_id: project_id.to_string(),
+            phase,
+            outcome: outcome.into(),
+            error_code: None,
+            payload,
+        };
+        let mut drafts = vec![d(Phase::Begin, uuids.clone(), "pending", summary.clone())];
+        for s in steps {
+            let u = s["uuid"]
+                .as_str()
+                .map(|s| vec![s.to_string()])
+                .unwrap_or_default();
+            drafts.push(d(Phase::Step, u, "ok", s));
+        }
+        drafts.push(d(Phase::Commit, uuids, "ok", summary));
+        Ok(self.wal.append_blocking(drafts)?)
+    }
+
+    fn final_blocking(
+        &self,
+        op: &str,
+        project_id: &str,
+        uuids: Vec<String>,
+    ) -> Result<(), DaemonError> {
+        self.wal.append_blocking(vec![RecordDraft {
+            session_id: DAEMON_SESSION.into(),
+            operation_id: op.to_string(),
+            uuids,
+            project_id: project_id.to_string(),
+            phase: Phase::Final,
+            outcome: "ok".into(),
+            error_code: None,
+            payload: json!({}),
+        }])?;
+        Ok(())
+    }
+
+    /// Apply a committed transaction to the registry and make it durable.
+    pub fn apply_committed(&self, records: &[Record]) -> Result<(), DaemonError> {
+        let report = self.registry.apply_committed(records)?;
+        if !report.applied {
+            // Would mean a transaction reached the registry out of COMMIT order: never
+            // acknowledge it as if it had been applied.
+            return Err(DaemonError::Registry(
+                vibesync_registry::RegistryError::NotCommitted {
+                    operation_id: format!(
+                        "{} (commit seq {} at or below the registry watermark {})",
+                        report.operation_id,
+                        report.commit_seq,
+                        self.registry.last_applied_seq()
+                    ),
+                },
+            ));
+        }
+        for s in &report.skipped {
+            warn!(operation_id = %report.operation_id, seq = s.seq, uuid = ?s.uuid, "registry step skipped: {}", s.reason);
+        }
+        self.registry.flush()?;
+        self.sidecar_dirty.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Write FINAL for a transaction whose side effects are done, then audit it.
+    pub async fn finalize(
+        &self,
+        session_id: &str,
+        project_id: &str,
+        operation_id: &str,
+        uuids: Vec<String>,
+    ) -> Result<(), DaemonError> {
+        let rec = self
+            .wal
+            .append(vec![RecordDraft {
+                session_id: session_id.to_string(),
+                operation_id: operation_id.to_string(),
+                uuids: uuids.clone(),
+                project_id: project_id.to_string(),
+                phase: Phase::Final,
+                outcome: "ok".into(),
+                error_code: None,
+                payload: json!({}),
+            }])
+            .await?;
+        let seq = rec.last().map(|r| r.seq).unwrap_or(0);
+        self.submit_audit(seq, seq, vec![operation_id.to_string()], project_id, &uuids);
+        Ok(())
+    }
+
+    fn submit_audit(
+        &self,
+        first_seq: u64,
+        last_seq: u64,
+        operation_ids: Vec<String>,
+        project_id: &str,
+        uuids: &[String],
+    ) {
+        let Some(audit) = &self.audit else { return };
+        let entries = uuids
+            .iter()
+            .filter_map(|u| self.audit_entry(project_id, u))
+            .collect();
+        if let Err(e) = audit.submit(AuditBatch {
+            first_seq,
+            last_seq,
+            operation_ids,
+            entries,
+        }) {
+            warn!(first_seq, last_seq, "audit batch not queued: {e}");
+        }
+    }
+
+    fn audit_entry(&self, project_id: &str, uuid: &str) -> Option<AuditEntry> {
+        match self.registry.lookup(project_id, uuid) {
+            Ok(Some(e)) => Some(AuditEntry {
+                project_id: project_id.to_string(),
+                uuid: uuid.to_string(),
+                content: AuditContent::Live(serde_json::to_value(&e).ok()?),
+            }),
+            Ok(None) => {
+                let last = self
+                    .registry
+                    .archived(project_id, uuid)
+                    .ok()?
+                    .into_iter()
+                    .last()?;
+                Some(AuditEntry {
+                    project_id: project_id.to_string(),
+                    uuid: uuid.to_string(),
+                    content: AuditContent::Archived {
+                        tombstone_seq: last.tombstone_seq.unwrap_or(0),
+                        value: serde_json::to_value(&last).ok()?,
+                    },
+                })
+            }
+            Err(e) => {
+                error!(uuid, "audit snapshot: registry lookup failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Commit every FINAL the audit repository has not seen (it is derived data).
+    fn reconcile_audit(&self) {
+        let Some(audit) = &self.audit else { return };
+        let since = audit.last_audited_seq();
+        let Ok(reader) = Reader::open(self.data.wal()) else {
+            return;
+        };
+        // Group missing FINALs per project, in chunks, to keep commits few but bounded.
+        let mut pending: BTreeMap<String, (u64, u64, Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut count = 0u64;
+        for entry in reader.map_while(|e| e.ok()) {
+            let r = entry.record;
+            if r.seq <= since || r.phase != Phase::Final {
+                continue;
+            }
+            count += 1;
+            let p = pending
+                .entry(r.project_id.clone())
+                .or_insert((r.seq, r.seq, vec![], vec![]));
+            p.1 = r.seq;
+            p.2.push(r.operation_id.clone());
+            p.3.extend(r.uuids.iter().cloned());
+            if p.2.len() >= 1000 {
+                let (a, b, ops, uuids) = pending.remove(&r.project_id).unwrap();
+                self.submit_audit(a, b, ops, &r.project_id, &dedup(uuids));
+            }
+        }
+        for (project, (a, b, ops, uuids)) in pending {
+            self.submit_audit(a, b, ops, &project, &dedup(uuids));
+        }
+        if count > 0 {
+            info!(since, finals = count, "audit reconciled from the WAL");
+        }
+    }
+
+    /// The planner's view of a live record for `editor`.
+    pub fn existing(&self, project_id: &str, uuid: &str, editor: &str) -> Option<Existing> {
+        match self.registry.lookup(project_id, uuid) {
+            Ok(Some(e)) => Some(Existing {
+                kind: e.kind.clone(),
+                name: e.name.clone(),
+                quarantined: e.status == Status::Quarantined,
+                editor_ref: e.bindings.get(editor).map(|b| b.editor_ref.clone()),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn status_json(&self) -> Value {
+        let w = self.wal.stats();
+        let c = self.registry.counts();
+        let audit = match &self.audit {
+            Some(a) => {
+                let s = a.stats();
+                json!({"enabled": true, "last_audited_seq": s.last_audited_seq, "lag": w.last_seq.saturating_sub(s.last_audited_seq), "commits": s.commits, "failures": s.failures, "pending": s.pending})
+            }
+            None => json!({"enabled": false}),
+        };
+        json!({
+            "seq": w.last_seq,
+            "registry": {"live": c.live, "tombstoned": c.tombstoned, "quarantined": c.quarantined},
+            "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs},
+            "audit": audit,
+        })
+    }
+
+    /// Rewrite the sidecar when the registry changed since the last write.
+    pub fn write_sidecar_if_dirty(&self) {
+        if self.sidecar_dirty.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.registry.write_sidecar() {
+                self.sidecar_dirty.store(true, Ordering::SeqCst);
+                error!("sidecar write failed: {e}");
+            }
+        }
+    }
+
+    /// Graceful close: drain the audit, flush the registry, write the sidecar, sync the WAL.
+    pub async fn close(&self, timeout: Duration) {
+        if let Some(a) = &self.audit {
+            let a = a.clone();
+            let _ = tokio::task::spawn_blocking(move || a.flush(timeout)).await;
+        }
+        if let Err(e) = self.registry.flush() {
+            error!("registry flush at shutdown failed: {e}");
+        }
+        self.write_sidecar_if_dirty();
+        if let Err(e) = self.wal.close().await {
+            error!("WAL close failed: {e}");
+        }
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The audit repository is derived from the WAL. If it claims seqs the WAL no longer has
+/// (the WAL was repaired), it is moved to quarantine whole and rebuilt from the WAL.
+fn set_aside_audit_if_ahead(data: &DataDir, wal_last_seq: u64) {
+    let dir = data.audit();
+    if !dir.exists() {
+        return;
+    }
+    match vibesync_audit::verify(&dir) {
+        Ok(last) if last <= wal_last_seq => return,
+        Ok(last) => warn!(
+            audit_last_seq = last,
+            wal_last_seq, "audit repository is ahead of the WAL (repaired log); setting it aside"
+        ),
+        Err(e) => warn!("audit repository unreadable ({e}); setting it aside"),
+    }
+    let target = data.quarantine().join(format!(
+        "git_safety-{}",
+        crate::now_rfc3339().replace(':', "")
+    ));
+    let _ = std::fs::create_dir_all(data.quarantine());
+    if let Err(e) = std::fs::rename(&dir, &target) {
+        error!(
+            "could not move {} to {}: {e}",
+            dir.display(),
+            target.display()
+        );
+    }
+}

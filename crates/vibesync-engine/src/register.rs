@@ -1,0 +1,319 @@
+//! Planning `register` and `tombstone` requests (docs/PROTOCOL.md §5).
+//!
+//! The planner sees the registry through [`View`] and returns a [`Plan`]: one result per
+//! item (same order) and the registry STEP payloads to write in one WAL transaction.
+//! Nothing is written for invalid items, unchanged items or collisions.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use vibesync_protocol::message::{ItemResult, RegisterItem};
+use vibesync_protocol::validate;
+
+/// What the planner needs to know about an existing live record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub kind: String,
+    pub name: String,
+    pub quarantined: bool,
+    /// The editor_ref bound for the requesting editor kind, if any.
+    pub editor_ref: Option<String>,
+}
+
+/// Read-only access to the registry and to live claims.
+pub trait View {
+    /// The live (or quarantined) record of `uuid` in the request's project.
+    fn live(&self, uuid: &str) -> Option<Existing>;
+    /// The session that currently holds `uuid` for the requesting editor kind, if it is
+    /// connected (claims live only in memory and end with the session).
+    fn claimed_by(&self, uuid: &str) -> Option<String>;
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub struct Requester<'a> {
+    pub session_id: &'a str,
+    pub editor: &'a str,
+    pub client_id: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub results: Vec<ItemResult>,
+    /// STEP payloads (registry ops), in item order.
+    pub steps: Vec<Value>,
+    /// uuids the plan writes (for the WAL record's `uuids` and for locking).
+    pub uuids: Vec<String>,
+    /// uuids that collided, with a description of the holder (logged in the COMMIT record).
+    pub collisions: Vec<Value>,
+}
+
+impl Plan {
+    pub fn writes_anything(&self) -> bool {
+        !self.steps.is_empty() || !self.collisions.is_empty()
+    }
+}
+
+pub const MAX_ITEMS: usize = validate::MAX_ITEMS_PER_REQUEST;
+
+/// Plan a `register` request.
+pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn View) -> Plan {
+    let mut plan = Plan {
+        results: Vec::with_capacity(items.len()),
+        steps: vec![],
+        uuids: vec![],
+        collisions: vec![],
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let check = validate::uuid(&item.uuid)
+            .and_then(|_| validate::kind(&item.kind))
+            .and_then(|_| validate::name(&item.name))
+            .and_then(|_| validate::editor_ref(&item.editor_ref));
+        if let Err(e) = check {
+            plan.results.push(ItemResult::error(
+                shown_uuid(&item.uuid),
+                e.code.as_str(),
+                format!("items[{i}]: {}", e.message),
+            ));
+            continue;
+        }
+        if let Some(first) = seen.insert(item.uuid.as_str(), i) {
+            plan.results.push(ItemResult::error(
+                &item.uuid,
+                "DUPLICATE_IN_REQUEST",
+                format!("items[{i}]: uuid already used by items[{first}] in this request; give each datablock its own uuid"),
+            ));
+            continue;
+        }
+        let holder = view.claimed_by(&item.uuid).filter(|s| s != who.session_id);
+        let existing = view.live(&item.uuid);
+        if let Some(ex) = &existing {
+            if ex.quarantined {
+                plan.results.push(ItemResult::error(&item.uuid, "QUARANTINED", format!(
+                    "items[{i}]: uuid is quarantined after a failure; release it with `vibesync quarantine release {}`", item.uuid)));
+                continue;
+            }
+            let kind_clash = ex.kind != item.kind;
+            if kind_clash || holder.is_some() {
+                let why = if kind_clash {
+                    format!(
+                        "uuid is live as a {} (`{}`), this item is a {}",
+                        ex.kind, ex.name, item.kind
+                    )
+                } else {
+                    format!(
+                        "uuid is live for `{}` held by session {}",
+                        ex.editor_ref.clone().unwrap_or_default(),
+                        holder.clone().unwrap_or_default()
+                    )
+                };
+                plan.collisions
+                    .push(json!({"uuid": item.uuid, "editor_ref": item.editor_ref, "reason": why}));
+                plan.results.push(ItemResult {
+                    uuid: item.uuid.clone(),
+                    status: "collision".into(),
+                    error_code: None,
+                    message: Some(format!(
+                        "items[{i}]: {why}; give the newcomer a fresh uuid and register it"
+                    )),
+                });
+                continue;
+            }
+            if ex.name == item.name && ex.editor_ref.as_deref() == Some(item.editor_ref.as_str()) {
+                plan.results.push(ItemResult::ok(&item.uuid, "unchanged"));
+                continue;
+            }
+            plan.results.push(ItemResult::ok(&item.uuid, "updated"));
+        } else {
+            plan.results.push(ItemResult::ok(&item.uuid, "registered"));
+        }
+        plan.uuids.push(item.uuid.clone());
+        plan.steps.push(json!({
+            "op": "register",
+            "uuid": item.uuid,
+            "kind": item.kind,
+            "name": item.name,
+            "editor": who.editor,
+            "editor_ref": item.editor_ref,
+            "session_id": who.session_id,
+            "client_id": who.client_id,
+        }));
+    }
+    plan
+}
+
+/// Plan a `tombstone` request.
+pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
+    let mut plan = Plan {
+        results: Vec::with_capacity(uuids.len()),
+        steps: vec![],
+        uuids: vec![],
+        collisions: vec![],
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, u) in uuids.iter().enumerate() {
+        if let Err(e) = validate::uuid(u) {
+            plan.results.push(ItemResult::error(
+                shown_uuid(u),
+                e.code.as_str(),
+                format!("uuids[{i}]: {}", e.message),
+            ));
+            continue;
+        }
+        if seen.insert(u.as_str(), i).is_some() {
+            plan.results.push(ItemResult::error(
+                u,
+                "DUPLICATE_IN_REQUEST",
+                format!("uuids[{i}]: listed twice"),
+            ));
+            continue;
+        }
+        match view.live(u) {
+            None => plan.results.push(ItemResult::error(u, "NOT_FOUND", format!(
+                "uuids[{i}]: no live record in this project (never registered, or already tombstoned)"))),
+            Some(_) => {
+                plan.results.push(ItemResult::ok(u, "tombstoned"));
+                plan.uuids.push(u.clone());
+                plan.steps.push(json!({"op": "tombstone", "uuid": u}));
+            }
+        }
+    }
+    plan
+}
+
+fn shown_uuid(u: &str) -> String {
+    validate::truncate_for_message(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Fake {
+        live: HashMap<String, Existing>,
+        claims: HashMap<String, String>,
+    }
+    impl View for Fake {
+        fn live(&self, uuid: &str) -> Option<Existing> {
+            self.live.get(uuid).cloned()
+        }
+        fn claimed_by(&self, uuid: &str) -> Option<String> {
+            self.claims.get(uuid).cloned()
+        }
+    }
+
+    const U1: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+    const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    fn item(uuid: &str, kind: &str, name: &str) -> RegisterItem {
+        RegisterItem {
+            uuid: uuid.into(),
+            kind: kind.into(),
+            name: name.into(),
+            editor_ref: format!("OB:{name}"),
+        }
+    }
+
+    fn who() -> Requester<'static> {
+        Requester {
+            session_id: "s1",
+            editor: "blender",
+            client_id: "c",
+        }
+    }
+
+    #[test]
+    fn new_updated_unchanged() {
+        let mut v = Fake::default();
+        v.live.insert(
+            U1.into(),
+            Existing {
+                kind: "object".into(),
+                name: "Cube".into(),
+                quarantined: false,
+                editor_ref: Some("OB:Cube".into()),
+            },
+        );
+        let p = plan_register(
+            &[item(U1, "object", "Cube"), item(U2, "object", "New")],
+            &who(),
+            &v,
+        );
+        assert_eq!(p.results[0].status, "unchanged");
+        assert_eq!(p.results[1].status, "registered");
+        assert_eq!(p.steps.len(), 1);
+        let p = plan_register(&[item(U1, "object", "Renamed")], &who(), &v);
+        assert_eq!(p.results[0].status, "updated");
+    }
+
+    #[test]
+    fn collisions_are_never_merged() {
+        let mut v = Fake::default();
+        v.live.insert(
+            U1.into(),
+            Existing {
+                kind: "object".into(),
+                name: "Cube".into(),
+                quarantined: false,
+                editor_ref: Some("OB:Cube".into()),
+            },
+        );
+        v.claims.insert(U1.into(), "other-session".into());
+        let p = plan_register(&[item(U1, "object", "Cube.001")], &who(), &v);
+        assert_eq!(p.results[0].status, "collision");
+        assert!(p.steps.is_empty());
+        assert_eq!(p.collisions.len(), 1);
+        v.claims.clear();
+        let p = plan_register(&[item(U1, "mesh", "Cube")], &who(), &v);
+        assert_eq!(p.results[0].status, "collision");
+    }
+
+    #[test]
+    fn invalid_items_get_per_item_errors_and_nothing_written() {
+        let v = Fake::default();
+        let long = "x".repeat(2000);
+        let p = plan_register(
+            &[
+                item("NOT-A-UUID", "object", "a"),
+                item(U1, "spaceship", "a"),
+                item(U2, "object", &long),
+                item(U1, "object", "b"),
+            ],
+            &who(),
+            &v,
+        );
+        let codes: Vec<_> = p
+            .results
+            .iter()
+            .map(|r| r.error_code.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(codes, vec!["INVALID_UUID", "UNKNOWN_KIND", "TOO_LARGE", ""]);
+        assert_eq!(p.steps.len(), 1);
+    }
+
+    #[test]
+    fn tombstone_plan() {
+        let mut v = Fake::default();
+        v.live.insert(
+            U1.into(),
+            Existing {
+                kind: "object".into(),
+                name: "Cube".into(),
+                quarantined: false,
+                editor_ref: None,
+            },
+        );
+        let p = plan_tombstone(&[U1.into(), U2.into(), "bad".into()], &v);
+        let s: Vec<_> = p
+            .results
+            .iter()
+            .map(|r| (r.status.clone(), r.error_code.clone()))
+            .collect();
+        assert_eq!(s[0], ("tombstoned".into(), None));
+        assert_eq!(s[1], ("error".into(), Some("NOT_FOUND".into())));
+        assert_eq!(s[2], ("error".into(), Some("INVALID_UUID".into())));
+    }
+}

@@ -1,0 +1,313 @@
+//! Subcommands. Each is a function from parsed flags to an exit code.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use vibesync_daemon::{client, Config, DataDir, ServeOptions};
+use vibesync_wal::{Phase, Position, Reader};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vibesync",
+    version,
+    about = "Crash-proof live bridge between Blender and Unity"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon (embedded defaults; see config/vibesync.toml).
+    Serve {
+        /// Data directory (default: platform data dir, or $VIBESYNC_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:47800; port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Config file overriding the embedded defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// On WAL corruption, move everything from the first bad byte on to quarantine
+        /// instead of refusing to start.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Ask the running daemon for its status.
+    Status {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the raw JSON (the same object the `status` message returns).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the WAL directly (works while the daemon is down): the forensic tool.
+    Tail {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Keep reading new records as they are written.
+        #[arg(long)]
+        follow: bool,
+        /// Only records touching this uuid.
+        #[arg(long)]
+        uuid: Option<String>,
+        /// Only records of this operation id.
+        #[arg(long)]
+        op: Option<String>,
+        /// Only records of this phase (BEGIN, STEP, PROVISIONAL, COMMIT, FINAL, ROLLBACK).
+        #[arg(long)]
+        phase: Option<String>,
+        /// Print each record as its raw JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Offline check: WAL hashes and chain, open transactions, registry↔WAL parity,
+    /// sidecar checksum, audit repository. Exit 0 when clean, 1 with one line per problem.
+    Verify {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn data_dir(flag: Option<PathBuf>) -> DataDir {
+    DataDir::new(flag.unwrap_or_else(vibesync_daemon::config::default_data_dir))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            repair,
+        } => serve(data_dir, listen, config, repair),
+        Command::Status { data_dir: d, json } => status(data_dir(d), json),
+        Command::Tail {
+            data_dir: d,
+            follow,
+            uuid,
+            op,
+            phase,
+            json,
+        } => tail(data_dir(d), follow, uuid, op, phase, json),
+        Command::Verify { data_dir: d } => verify(data_dir(d)),
+    }
+}
+
+fn serve(
+    dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    config: Option<PathBuf>,
+    repair: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = Config::load(config.as_deref())?;
+    if let Some(d) = dir {
+        cfg.storage.data_dir = d.display().to_string();
+    }
+    if let Some(l) = listen {
+        cfg.server.listen = l;
+    }
+    let data = DataDir::new(cfg.data_dir());
+    std::fs::create_dir_all(data.root())
+        .with_context(|| format!("creating data dir {}", data.root().display()))?;
+    let _log_guard = crate::logging::init(&data.logs(), &cfg.logging.level, &cfg.logging.rotation)?;
+    let listen = cfg.server.listen;
+    // Boot recovery is synchronous file work: done before the async runtime starts.
+    let daemon = vibesync_daemon::open(cfg, &ServeOptions { repair })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (listener, addr) = vibesync_daemon::bind(&daemon, listen).await?;
+        println!(
+            "vibesync listening on {addr} data_dir={}",
+            data.root().display()
+        );
+        std::io::stdout().flush().ok();
+        let d2 = daemon.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown_signal() => tracing::info!("signal received"),
+                _ = d2.fatal_error() => tracing::error!("storage failure: stopping"),
+            }
+        };
+        vibesync_daemon::server::run(listener, daemon.clone(), shutdown).await;
+        if daemon.storage_failed() {
+            bail!(
+                "stopped after a storage failure; see the log in {}",
+                data.logs().display()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let (addr, token) = client::discover(&data)?;
+    let mut c = client::Client::connect(addr, &token, "vibesync-cli", "cli")?;
+    let mut s = c.request(&serde_json::json!({"type":"status","request_id":"cli"}))?;
+    if let Some(o) = s.as_object_mut() {
+        o.remove("type");
+        o.remove("request_id");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!(
+            "vibesync {} on {} (data dir {})",
+            s["daemon_version"].as_str().unwrap_or("?"),
+            s["listen"].as_str().unwrap_or("?"),
+            s["data_dir"].as_str().unwrap_or("?")
+        );
+        println!("  safe mode:  {}", s["safe_mode"]);
+        println!("  last seq:   {}", s["seq"]);
+        println!(
+            "  registry:   {} live, {} tombstoned, {} quarantined",
+            s["registry"]["live"], s["registry"]["tombstoned"], s["registry"]["quarantined"]
+        );
+        println!(
+            "  wal:        {} segments, {} bytes",
+            s["wal"]["segments"], s["wal"]["bytes"]
+        );
+        println!(
+            "  audit:      last audited seq {}, lag {}, failures {}",
+            s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
+        );
+        let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
+        println!("  sessions:   {}", sessions.len());
+        for x in sessions {
+            println!(
+                "    {} {} project={} client={}",
+                x["session_id"].as_str().unwrap_or(""),
+                x["editor"].as_str().unwrap_or(""),
+                x["project_id"].as_str().unwrap_or(""),
+                x["client_id"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tail(
+    data: DataDir,
+    follow: bool,
+    uuid: Option<String>,
+    op: Option<String>,
+    phase: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let phase = match phase {
+        Some(p) => Some(Phase::parse(&p).with_context(|| {
+            format!("unknown phase `{p}`; use BEGIN, STEP, PROVISIONAL, COMMIT, FINAL or ROLLBACK")
+        })?),
+        None => None,
+    };
+    let dir = data.wal();
+    if !dir.exists() {
+        bail!(
+            "no WAL at {}; pass --data-dir of a daemon that has run",
+            dir.display()
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut pos: Option<Position> = None;
+    loop {
+        let reader = match pos {
+            None => Reader::open(&dir)?,
+            Some(p) => Reader::open_at(&dir, p)?,
+        };
+        let mut reader = reader;
+        while let Some(item) = reader.next() {
+            let entry = match item {
+                Ok(e) => e,
+                Err(p) => {
+                    if follow {
+                        break; // an incomplete last line: the writer is mid-write; retry
+                    }
+                    eprintln!("vibesync tail: {p}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let r = &entry.record;
+            if uuid.as_ref().is_some_and(|u| !r.uuids.contains(u))
+                || op.as_ref().is_some_and(|o| &r.operation_id != o)
+                || phase.is_some_and(|p| r.phase != p)
+            {
+                continue;
+            }
+            let line = if json {
+                serde_json::to_string(r)?
+            } else {
+                format!(
+                    "{:>8} {} {:<11} op={} session={} project={} uuids=[{}] outcome={}{} {}",
+                    r.seq,
+                    r.ts,
+                    r.phase.as_str(),
+                    r.operation_id,
+                    r.session_id,
+                    r.project_id,
+                    r.uuids.join(","),
+                    r.outcome,
+                    r.error_code
+                        .as_ref()
+                        .map(|c| format!(" error={c}"))
+                        .unwrap_or_default(),
+                    r.payload
+                )
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
+            }
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        out.flush().ok();
+        pos = Some(reader.position());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn verify(data: DataDir) -> anyhow::Result<ExitCode> {
+    let report = vibesync_daemon::verify::run(&data)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    for p in &report.problems {
+        println!("{p}");
+    }
+    if report.problems.is_empty() {
+        eprintln!(
+            "verify: clean ({} WAL records, last seq {})",
+            report.records, report.last_seq
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("verify: {} problem(s)", report.problems.len());
+        Ok(ExitCode::from(1))
+    }
+}

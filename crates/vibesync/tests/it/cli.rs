@@ -1,0 +1,93 @@
+//! The forensic and status commands.
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn status_tail_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    let mut c = d.client("blender");
+    let (u1, u2) = (new_uuid(), new_uuid());
+    let ack = register(&mut c, "r", &[(&u1, "object", "A"), (&u2, "object", "B")]);
+    let seq = ack["seq"].as_u64().unwrap();
+
+    let (code, out, err) = cli(&["status", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["registry"]["live"], 2);
+    assert!(st["seq"].as_u64().unwrap() >= seq);
+    assert_eq!(st["safe_mode"], false);
+    assert_eq!(st["listen"], d.addr.to_string());
+    let (code, out, _) = cli(&["status", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("2 live"), "{out}");
+
+    // While running: verify refuses politely (offline check).
+    let (code, _, err) = verify(&data);
+    assert_eq!(code, 2);
+    assert!(err.contains("stop the daemon first"), "{err}");
+
+    // tail works while the daemon runs and after it stops; filters combine.
+    let (code, out, _) = cli(&[
+        "tail",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--uuid",
+        &u2,
+        "--phase",
+        "step",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("STEP") && out.contains(&u2));
+    drop(c);
+    d.stop();
+    let (code, out, _) = cli(&[
+        "tail",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+        "--phase",
+        "COMMIT",
+    ]);
+    assert_eq!(code, 0);
+    let commit: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(commit["seq"].as_u64().unwrap(), seq);
+    let op = commit["operation_id"].as_str().unwrap().to_string();
+    let (_, out, _) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--op", &op]);
+    let phases: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(phases, ["BEGIN", "STEP", "STEP", "COMMIT", "FINAL"]);
+    let (code, _, err) = cli(&[
+        "tail",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--phase",
+        "NOPE",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown phase"));
+
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A damaged sidecar is reported by verify and rewritten by the next boot.
+    std::fs::write(
+        data.join("registry.sidecar.json"),
+        b"{\"schema_version\":1,\"garbage\":",
+    )
+    .unwrap();
+    let (code, out, _) = verify(&data);
+    assert_eq!(code, 1);
+    assert!(out.contains("sidecar"), "{out}");
+    let mut d = Daemon::start(&data);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+    let _ = json!({});
+}

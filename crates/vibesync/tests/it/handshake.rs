@@ -1,0 +1,229 @@
+//! Handshake and framing errors over a real socket: each gets its error code, the daemon
+//! stays up, and other sessions are unaffected.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vibesync_protocol::Frame;
+
+use crate::common::*;
+
+fn raw(d: &Daemon) -> TcpStream {
+    let s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn send(s: &mut TcpStream, v: &Value) {
+    s.write_all(&Frame::new(serde_json::to_vec(v).unwrap(), Vec::new()).to_bytes())
+        .unwrap();
+}
+
+fn read_msg(s: &mut TcpStream) -> Option<Value> {
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).ok()?;
+    let total = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+    let jl = u32::from_be_bytes(head[4..].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; total - 4];
+    s.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body[..jl]).ok()
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn hello(d: &Daemon) -> Value {
+    json!({"type":"hello","protocol":1,"project_id":"demo","editor":"test","editor_version":"t","client_id":"c","token": d.token})
+}
+
+#[test]
+fn handshake_errors_have_codes_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fast.toml");
+    std::fs::write(&cfg, "[server]\nhandshake_timeout_secs = 1\n").unwrap();
+    let d = Daemon::start_with(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+        "127.0.0.1:0",
+    );
+    let mut healthy = d.client("test");
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            {
+                let mut h = hello(&d);
+                h["token"] = json!("0".repeat(64));
+                h
+            },
+            "AUTH_FAILED",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h.as_object_mut().unwrap().remove("token");
+                h
+            },
+            "AUTH_FAILED",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h["protocol"] = json!(2);
+                h
+            },
+            "PROTOCOL_MISMATCH",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h["project_id"] = json!("../etc");
+                h
+            },
+            "BAD_PROJECT_ID",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h["project_id"] = json!("");
+                h
+            },
+            "BAD_PROJECT_ID",
+        ),
+        (json!({"type":"ping"}), "NOT_AUTHENTICATED"),
+        (
+            {
+                let mut h = hello(&d);
+                h["protocol"] = json!("one");
+                h
+            },
+            "BAD_MESSAGE",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h["editor"] = json!("photoshop");
+                h
+            },
+            "BAD_MESSAGE",
+        ),
+    ];
+    for (msg, code) in cases {
+        let mut s = raw(&d);
+        send(&mut s, &msg);
+        let reply = read_msg(&mut s).unwrap_or_else(|| panic!("no reply for {msg}"));
+        assert_eq!(reply["type"], "error", "{reply}");
+        assert_eq!(reply["code"], code, "for {msg}: {reply}");
+        assert!(reply["message"].as_str().unwrap().len() > 10);
+        assert!(closed(&mut s), "connection must close after {code}");
+    }
+
+    // Silence: HANDSHAKE_TIMEOUT after the configured 1 s.
+    let mut s = raw(&d);
+    let reply = read_msg(&mut s).expect("timeout error");
+    assert_eq!(reply["code"], "HANDSHAKE_TIMEOUT");
+    assert!(closed(&mut s));
+
+    // A browser: plain close, no frame.
+    let mut s = raw(&d);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n")
+        .unwrap();
+    assert!(closed(&mut s));
+
+    // The healthy session never noticed.
+    assert_eq!(
+        healthy
+            .request(&json!({"type":"ping","request_id":"p"}))
+            .unwrap()["type"],
+        "pong"
+    );
+}
+
+#[test]
+fn bad_frames_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut other = d.client("test");
+
+    // Bad JSON, wrong shape, unknown type: answered, connection stays usable.
+    let mut s = raw(&d);
+    send(&mut s, &hello(&d));
+    assert_eq!(read_msg(&mut s).unwrap()["type"], "welcome");
+    for (bytes, code, needle) in [
+        (b"{\"type\":".to_vec(), "BAD_MESSAGE", "invalid JSON"),
+        (b"[1,2]".to_vec(), "BAD_MESSAGE", "object"),
+        (b"{\"type\":\"p\xff\"}".to_vec(), "BAD_MESSAGE", "JSON"),
+        (b"".to_vec(), "BAD_MESSAGE", "empty"),
+        (
+            br#"{"type":"register","request_id":"r1","items":[{"uuid":5,"kind":"object"}]}"#
+                .to_vec(),
+            "BAD_MESSAGE",
+            "items[0].uuid",
+        ),
+        (
+            br#"{"type":"exec","code":"import os"}"#.to_vec(),
+            "UNKNOWN_TYPE",
+            "exec",
+        ),
+        (
+            br#"{"type":"ping","request_id":17}"#.to_vec(),
+            "BAD_MESSAGE",
+            "request_id",
+        ),
+    ] {
+        s.write_all(&Frame::new(bytes, Vec::new()).to_bytes())
+            .unwrap();
+        let r = read_msg(&mut s).unwrap();
+        assert_eq!(r["code"], code, "{r}");
+        assert!(r["message"].as_str().unwrap().contains(needle), "{r}");
+        send(&mut s, &json!({"type":"ping","request_id":"after"}));
+        let pong = read_msg(&mut s).unwrap();
+        assert_eq!(pong["type"], "pong", "connection must stay usable: {pong}");
+        assert_eq!(pong["request_id"], "after");
+    }
+
+    // Oversized length: FRAME_TOO_LARGE, then close, before any payload is sent.
+    let mut s = raw(&d);
+    send(&mut s, &hello(&d));
+    read_msg(&mut s).unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 2]).unwrap();
+    assert_eq!(read_msg(&mut s).unwrap()["code"], "FRAME_TOO_LARGE");
+    assert!(closed(&mut s));
+
+    // json_len > total_len - 4: BAD_FRAME, then close.
+    let mut s = raw(&d);
+    send(&mut s, &hello(&d));
+    read_msg(&mut s).unwrap();
+    s.write_all(&[0, 0, 0, 10, 0, 0, 0, 20, 1, 2, 3, 4, 5, 6])
+        .unwrap();
+    assert_eq!(read_msg(&mut s).unwrap()["code"], "BAD_FRAME");
+    assert!(closed(&mut s));
+
+    // Random garbage and a truncated frame followed by a disconnect: no reply needed,
+    // but the daemon and the other session live on.
+    let mut s = raw(&d);
+    let mut noise = vec![0u8; 4096];
+    for (i, b) in noise.iter_mut().enumerate() {
+        *b = (i * 7919 % 251) as u8;
+    }
+    let _ = s.write_all(&noise);
+    drop(s);
+    let mut s = raw(&d);
+    send(&mut s, &hello(&d));
+    read_msg(&mut s).unwrap();
+    s.write_all(&[0, 0, 1, 0, 0, 0, 0, 50, b'{']).unwrap();
+    drop(s);
+
+    let pong = other
+        .request(&json!({"type":"ping","request_id":"still"}))
+        .unwrap();
+    assert_eq!(pong["type"], "pong");
+    let st = other.request(&json!({"type":"status"})).unwrap();
+    assert_eq!(
+        st["registry"]["live"], 0,
+        "nothing written by bad input: {st}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests against the real `vibesync` binary: real sockets on port 0, real
+//! files and fsync in temporary directories, real git. One test binary (ripgrep style).
+
+mod common;
+
+mod cli;
+mod durability;
+mod handshake;
+mod registry;
