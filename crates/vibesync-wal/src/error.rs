@@ -45,6 +45,22 @@ pub enum WalError {
         cause: String,
     },
 
+    /// A record was written by a newer VibeSync (higher `schema_version`). Never repaired:
+    /// the records are fine, this build is too old.
+    #[error(
+        "WAL record seq {seq} in {} at byte {offset} has schema_version {found}, but this build \
+         understands only up to {supported}. Nothing was changed. Run the newer VibeSync that \
+         wrote it (do not use --repair: it would throw those records away)",
+        file.display()
+    )]
+    NewerSchema {
+        file: PathBuf,
+        offset: u64,
+        seq: u64,
+        found: u32,
+        supported: u32,
+    },
+
     /// `close()` was called (or the writer is gone); nothing more can be appended.
     #[error("WAL is closed: the daemon is shutting down and accepts no more appends")]
     Closed,

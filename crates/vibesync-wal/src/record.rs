@@ -311,3 +311,53 @@ mod tests {
         }
     }
 }
+
+/// The worked example of docs/WAL.md ("Checksum rule"), pinned so the document stays true.
+#[cfg(test)]
+mod doc_example {
+    use super::*;
+
+    pub(crate) fn example() -> Record {
+        Record {
+            seq: 1,
+            ts: "2026-11-21T09:14:03.123456Z".into(),
+            process_id: 4242,
+            session_id: "5b0c7a52-9f3e-4e59-8d0e-2f4f1c9a0b11".into(),
+            operation_id: "op-1".into(),
+            uuids: vec!["6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a".into()],
+            project_id: "demo".into(),
+            phase: Phase::Begin,
+            outcome: "pending".into(),
+            error_code: None,
+            schema_version: SCHEMA_VERSION,
+            payload: serde_json::json!({"op":"register","count":1}),
+            prev: GENESIS_PREV.into(),
+            h: String::new(),
+        }
+    }
+
+    const LINE: &str = concat!(
+        r#"{"seq":1,"ts":"2026-11-21T09:14:03.123456Z","process_id":4242,"#,
+        r#""session_id":"5b0c7a52-9f3e-4e59-8d0e-2f4f1c9a0b11","operation_id":"op-1","#,
+        r#""uuids":["6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a"],"project_id":"demo","phase":"BEGIN","#,
+        r#""outcome":"pending","error_code":null,"schema_version":1,"#,
+        r#""payload":{"count":1,"op":"register"},"#,
+        r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
+        r#""h":"c6d01492e58266805890895e410a48110fda2c21bba79bc444dfeb32df588810"}"#,
+        "\n"
+    );
+
+    #[test]
+    fn worked_example_line_is_byte_exact() {
+        let mut r = example();
+        assert_eq!(String::from_utf8(r.seal()).unwrap(), LINE);
+        // The rule by hand: hash the line without `,"h":"…"` (keeping the final `}`).
+        let body = &LINE[..LINE.len() - 1 - 72];
+        let h = blake3::hash(format!("{body}}}").as_bytes()).to_hex();
+        assert_eq!(
+            h.as_str(),
+            "c6d01492e58266805890895e410a48110fda2c21bba79bc444dfeb32df588810"
+        );
+        assert_eq!(Record::parse_line(LINE.as_bytes()).unwrap(), r);
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::chain::ChainState;
 use crate::error::WalError;
-use crate::record::RecordHead;
+use crate::record::{RecordHead, SCHEMA_VERSION};
 use crate::segment::{ensure_dir, fsync_dir, list_segments, quarantine_file_name, SegmentFile};
 use crate::txindex::{TxIndex, TxIndexBuilder};
 use crate::wal::WalConfig;
@@ -69,6 +69,8 @@ pub(crate) enum BadKind {
     Chain,
     /// The segment's name does not match the seq that should come next.
     SegmentName,
+    /// A valid record from a newer writer (`schema_version` above ours): refuse, never cut.
+    NewerSchema { seq: u64, found: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +130,19 @@ pub(crate) fn scan_segment(
                 });
             }
         };
+        if head.schema_version > SCHEMA_VERSION {
+            return Some(Bad {
+                offset: pos,
+                kind: BadKind::NewerSchema {
+                    seq: head.seq,
+                    found: head.schema_version,
+                },
+                reason: format!(
+                    "schema_version {} is newer than {SCHEMA_VERSION}",
+                    head.schema_version
+                ),
+            });
+        }
         if let Err(e) = chain.check(head.seq, &head.prev) {
             return Some(Bad {
                 offset: pos,
@@ -184,6 +199,15 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         else {
             continue;
         };
+        if let BadKind::NewerSchema { seq, found } = bad.kind {
+            return Err(WalError::NewerSchema {
+                file: seg.path.clone(),
+                offset: bad.offset as u64,
+                seq,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         let rest = &bytes[bad.offset..];
         let is_last = i + 1 == segments.len();
         if is_last && is_torn_tail(bad.kind, rest) {

@@ -444,3 +444,41 @@ fn second_open_is_refused_while_locked() {
     drop(wal);
     let (_wal, _) = open(d.path(), SEG);
 }
+
+#[test]
+fn newer_schema_version_is_refused_even_with_repair() {
+    let d = TempDir::new().unwrap();
+    let all = write_sample_log(d.path(), SEG);
+    // Append a well-formed record from a "future" writer.
+    let last = segments(d.path()).pop().unwrap();
+    let mut r = all.last().unwrap().clone();
+    r.prev = r.h.clone();
+    r.seq += 1;
+    r.schema_version = vibesync_wal::SCHEMA_VERSION + 1;
+    let offset = fs::metadata(&last).unwrap().len();
+    let mut f = fs::OpenOptions::new().append(true).open(&last).unwrap();
+    std::io::Write::write_all(&mut f, &r.seal()).unwrap();
+    drop(f);
+    let before = fs::read(&last).unwrap();
+    for repair in [false, true] {
+        let mut c = cfg(d.path(), SEG);
+        c.repair = repair;
+        match Wal::open(c).unwrap_err() {
+            WalError::NewerSchema {
+                file,
+                offset: o,
+                seq,
+                found,
+                ..
+            } => {
+                assert_eq!(
+                    (file, o, seq, found),
+                    (last.clone(), offset, r.seq, r.schema_version)
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(fs::read(&last).unwrap(), before, "nothing may change");
+    }
+    assert!(quarantine_files(d.path()).is_empty());
+}
