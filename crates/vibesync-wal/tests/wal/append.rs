@@ -316,3 +316,11 @@ fn close_drains_and_then_refuses() {
     drop(wal2);
     drop(wal);
 }
+
+#[test]
+fn handle_is_clone_send_sync() {
+    fn assert_handle<T: Clone + Send + Sync + 'static>() {}
+    assert_handle::<vibesync_wal::Wal>();
+    fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<WalError>();
+}
