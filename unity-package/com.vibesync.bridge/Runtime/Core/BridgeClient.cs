@@ -78,6 +78,7 @@ namespace VibeSync.Bridge.Core
         volatile ConnectionState state = ConnectionState.Stopped;
         TcpClient tcp;              // guarded by stateLock
         bool sessionOpen;           // guarded by outLock: writer may run
+        bool writing;               // guarded by outLock: a dequeued frame is being written
         string lastError;
         string sessionId;
         int attempt;
@@ -169,6 +170,25 @@ namespace VibeSync.Bridge.Core
                 Monitor.Pulse(outLock);
             }
             return true;
+        }
+
+        /// <summary>
+        /// Waits (bounded) until every queued frame was written to the socket, e.g. before a
+        /// planned shutdown. Returns false on timeout or when the connection is gone.
+        /// </summary>
+        public bool Flush(TimeSpan timeout)
+        {
+            var end = DateTime.UtcNow + timeout;
+            lock (outLock)
+            {
+                while (sessionOpen && (outgoing.Count > 0 || writing))
+                {
+                    var left = end - DateTime.UtcNow;
+                    if (left <= TimeSpan.Zero) return false;
+                    Monitor.Wait(outLock, left);
+                }
+                return outgoing.Count == 0 && !writing;
+            }
         }
 
         static string TypeOf(IDictionary<string, object> m)
@@ -423,10 +443,16 @@ namespace VibeSync.Bridge.Core
                     while (sessionOpen && outgoing.Count == 0) Monitor.Wait(outLock);
                     if (!sessionOpen) return;
                     frame = outgoing.Dequeue();
+                    writing = true;
                 }
-                try { stream.Write(frame, 0, frame.Length); }
+                try
+                {
+                    stream.Write(frame, 0, frame.Length);
+                    lock (outLock) { writing = false; Monitor.PulseAll(outLock); }
+                }
                 catch (Exception e) when (e is IOException || e is SocketException || e is ObjectDisposedException || e is InvalidOperationException)
                 {
+                    lock (outLock) { writing = false; Monitor.PulseAll(outLock); }
                     SetError("writing to the daemon failed: " + e.Message);
                     lock (stateLock) CloseSocketLocked(); // wakes the reader, which reconnects
                     return;

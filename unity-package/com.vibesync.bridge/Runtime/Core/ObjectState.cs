@@ -84,6 +84,47 @@ namespace VibeSync.Bridge.Core
 
         public string Hash() { return StateHash.Hash(ToHashState()); }
 
+        /// <summary>Full state as JSON (the create-op fields without `op`), for snapshots.</summary>
+        public Dictionary<string, object> ToJson()
+        {
+            var d = ToCreateOp(1.0);
+            d.Remove("op");
+            return d;
+        }
+
+        public static ObjectState FromJson(IDictionary<string, object> d, string path = "state")
+        {
+            var rc = RemoteChange.Parse(new Dictionary<string, object>(d) { { "op", Ops.Create } }, null, 1.0, path);
+            return new ObjectState
+            {
+                Uuid = rc.Uuid, Kind = rc.Kind, Name = rc.Name, Parent = rc.Parent, Visible = rc.Visible ?? true,
+                T = rc.T, R = rc.R, S = rc.S, MeshHash = rc.MeshHash, Material = rc.Material,
+            };
+        }
+
+        /// <summary>Serializes a snapshot (uuid -> state) so it survives a domain reload (SessionState).</summary>
+        public static string WriteSnapshot(IDictionary<string, ObjectState> snapshot)
+        {
+            var list = new List<object>();
+            foreach (var kv in snapshot) list.Add(kv.Value.ToJson());
+            return Json.Write(list);
+        }
+
+        public static Dictionary<string, ObjectState> ReadSnapshot(string json)
+        {
+            var d = new Dictionary<string, ObjectState>();
+            var list = Json.Parse(json) as List<object>;
+            if (list == null) throw new JsonException("snapshot must be a JSON array", 0);
+            for (int i = 0; i < list.Count; i++)
+            {
+                var o = list[i] as Dictionary<string, object>;
+                if (o == null) throw new MessageFormatException("snapshot[" + i + "]", "expected an object");
+                var st = FromJson(o, "snapshot[" + i + "]");
+                d[st.Uuid] = st;
+            }
+            return d;
+        }
+
         /// <summary>A `create` change op (§6.1). Lengths divided by unitScale (editor units on the wire).</summary>
         public Dictionary<string, object> ToCreateOp(double unitScale = 1.0)
         {

@@ -117,6 +117,20 @@ namespace VibeSync.Bridge.Core
             dirty.Add(uuid);
         }
 
+        /// <summary>
+        /// Stops tracking objects without telling the daemon they were deleted (their scene was
+        /// closed, not their objects deleted). They are registered again when they reappear.
+        /// </summary>
+        public void Forget(IEnumerable<string> uuids)
+        {
+            foreach (var u in uuids)
+            {
+                synced.Remove(u);
+                appliedHash.Remove(u);
+                dirty.Remove(u);
+            }
+        }
+
         public void MarkAllDirty()
         {
             if (Paused) return;

@@ -187,7 +187,7 @@ namespace VibeSync.Bridge.Tests
                 var applied = run.Named("applied");
                 Check.Equal(1, applied.Count, "one batch applied");
                 Check.Equal("84ac9bdc3982f7dc99a49c513250f3cbca2f989ce3fd1816e51e7b1857dba66b", (string)((Dictionary<string, object>)applied[0]["hashes"])[u], "state hash of the shared vector");
-                var sent = fake.Received("applied");
+                var sent = fake.WaitFor("applied", 1, null, 2);
                 Check.Equal(1, sent.Count, "applied sent to the daemon");
                 var doc = (Dictionary<string, object>)Json.Parse(File.ReadAllBytes(dump));
                 Check.Equal(77L, (long)doc["last_seq"], "dump records last_seq");

@@ -154,3 +154,23 @@ namespace VibeSync.Bridge.Tests
         }
     }
 }
+
+namespace VibeSync.Bridge.Tests
+{
+    public static class SnapshotTests
+    {
+        [VsTest]
+        public static void SnapshotSurvivesSerialization()
+        {
+            var a = new ObjectState { Uuid = Msg.NewUuid(), Name = "A \"quoted\"", T = new[] { 0.1, -2, 3e-7 }, Visible = false, MeshHash = new string('b', 64), Material = new MaterialState { Metallic = 0.25 } };
+            var b = new ObjectState { Uuid = Msg.NewUuid(), Name = "B", Parent = a.Uuid };
+            var snap = new System.Collections.Generic.Dictionary<string, ObjectState> { { a.Uuid, a }, { b.Uuid, b } };
+            var back = ObjectState.ReadSnapshot(ObjectState.WriteSnapshot(snap));
+            Check.Equal(2, back.Count, "two states");
+            Check.Equal(a.Hash(), back[a.Uuid].Hash(), "A identical");
+            Check.Equal(b.Hash(), back[b.Uuid].Hash(), "B identical");
+            Check.Equal(a.Uuid, back[b.Uuid].Parent, "parent kept");
+            Check.Throws<MessageFormatException>(() => ObjectState.ReadSnapshot("[{\"uuid\":\"x\"}]"), "bad snapshot rejected");
+        }
+    }
+}

@@ -186,6 +186,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             }
             finally
             {
+                client.Flush(TimeSpan.FromSeconds(2)); // let the last `applied`/`change` reach the daemon
                 client.Stop();
                 FinalDump();
                 Print("exit", F("code", (long)(failures > 0 ? 1 : 0), "last_seq", engine.LastSeq));

@@ -1,0 +1,412 @@
+// ISceneAdapter over the open Unity scenes: the thin layer between the engine-free core and
+// GameObjects. Reads and writes local transforms (parent-relative, parent named by uuid) and
+// converts Unity (Y up, left-handed) <-> canonical (glTF) with Coordinates. Remote batches are
+// applied under Undo with one named group per batch; a failing batch is reverted as a whole.
+using System;
+using System.Collections.Generic;
+using UnityEditor;
+using UnityEditor.SceneManagement;
+using UnityEngine;
+using UnityEngine.Rendering;
+using UnityEngine.SceneManagement;
+using VibeSync.Bridge.Core;
+
+namespace VibeSync.Bridge.Editor
+{
+    internal sealed class UnitySceneAdapter : ISceneAdapter
+    {
+        public readonly IdentityRegistry<VibeSyncId> Identity = new IdentityRegistry<VibeSyncId>();
+        // Mesh buffers are costly to build: cache per mesh instance, dropped when the mesh asset changes.
+        readonly Dictionary<int, KeyValuePair<string, byte[]>> meshCache = new Dictionary<int, KeyValuePair<string, byte[]>>();
+
+        public event Action<string> Log;
+
+        void Say(string s) { var h = Log; if (h != null) h(s); }
+
+        // ------------------------------------------------------------------ scanning and identity
+
+        static IEnumerable<GameObject> AllSceneObjects()
+        {
+            for (int i = 0; i < SceneManager.sceneCount; i++)
+            {
+                var scene = SceneManager.GetSceneAt(i);
+                if (!scene.isLoaded) continue;
+                foreach (var root in scene.GetRootGameObjects())
+                    foreach (var t in root.GetComponentsInChildren<Transform>(true))
+                        if ((t.gameObject.hideFlags & (HideFlags.DontSave | HideFlags.HideInHierarchy)) == 0) yield return t.gameObject;
+            }
+        }
+
+        static VibeSyncId EnsureId(GameObject go)
+        {
+            var id = go.GetComponent<VibeSyncId>();
+            if (id != null) return id;
+            id = go.AddComponent<VibeSyncId>(); // identity is bookkeeping, not a user edit: no Undo entry
+            if (go.scene.IsValid()) EditorSceneManager.MarkSceneDirty(go.scene);
+            return id;
+        }
+
+        /// <summary>Rebuilds uuid -> object after a domain reload or scene load (seed 002 phase 6).</summary>
+        public void Rescan()
+        {
+            var scan = new List<IdentityRegistry<VibeSyncId>.ScanItem>();
+            foreach (var go in AllSceneObjects())
+            {
+                var id = EnsureId(go);
+                scan.Add(new IdentityRegistry<VibeSyncId>.ScanItem(id, id.Uuid, PathOf(go.transform)));
+            }
+            foreach (var fix in Identity.Rebuild(scan))
+            {
+                Write(fix.Key, fix.Value.NewUuid);
+                if (fix.Value.OldUuid != null) Say("re-identified " + PathOf(fix.Key.transform) + ": " + fix.Value.Reason);
+            }
+        }
+
+        static void Write(VibeSyncId id, string uuid)
+        {
+            id.AssignUuid(uuid);
+            EditorUtility.SetDirty(id);
+            if (id.gameObject.scene.IsValid()) EditorSceneManager.MarkSceneDirty(id.gameObject.scene);
+        }
+
+        /// <summary>A hierarchy appeared (Ctrl+D, paste, new, undo of a delete). Returns the uuids to mark dirty.</summary>
+        public List<string> OnHierarchyCreated(GameObject root)
+        {
+            var uuids = new List<string>();
+            foreach (var t in root.GetComponentsInChildren<Transform>(true))
+            {
+                var id = EnsureId(t.gameObject);
+                IdentityChange change;
+                string uuid = Identity.OnCreated(id, id.Uuid, PathOf(t), out change);
+                if (change != null) Write(id, uuid); // the copy gets a fresh uuid; the original keeps its own
+                uuids.Add(uuid);
+            }
+            return uuids;
+        }
+
+        public string UuidOf(GameObject go)
+        {
+            if (go == null) return null;
+            var id = go.GetComponent<VibeSyncId>();
+            string uuid;
+            return id != null && Identity.TryGetUuid(id, out uuid) ? uuid : null;
+        }
+
+        /// <summary>Tracked objects whose GameObject is gone. They are untracked and returned.</summary>
+        public List<string> SweepDestroyed()
+        {
+            var gone = new List<string>();
+            foreach (var u in new List<string>(Identity.Uuids))
+            {
+                VibeSyncId id;
+                if (Identity.TryGet(u, out id) && id == null) gone.Add(u); // Unity's null: destroyed
+            }
+            foreach (var u in gone) Identity.Remove(u);
+            return gone;
+        }
+
+        /// <summary>Tracked objects that belong to a scene being closed (not deleted by the user).</summary>
+        public List<string> UuidsInScene(Scene scene)
+        {
+            var l = new List<string>();
+            foreach (var u in Identity.Uuids)
+            {
+                VibeSyncId id;
+                if (Identity.TryGet(u, out id) && id != null && id.gameObject.scene == scene) l.Add(u);
+            }
+            return l;
+        }
+
+        public void ForgetAll(IEnumerable<string> uuids) { foreach (var u in new List<string>(uuids)) Identity.Remove(u); }
+
+        public void InvalidateMesh(int instanceId) { meshCache.Remove(instanceId); }
+
+        static string PathOf(Transform t)
+        {
+            var parts = new List<string>();
+            for (; t != null; t = t.parent) parts.Insert(0, t.name);
+            return "/" + string.Join("/", parts.ToArray());
+        }
+
+        GameObject Find(string uuid)
+        {
+            VibeSyncId id;
+            return Identity.TryGet(uuid, out id) && id != null ? id.gameObject : null;
+        }
+
+        // ------------------------------------------------------------------ capture
+
+        public IList<ObjectState> CaptureAll()
+        {
+            var l = new List<ObjectState>();
+            foreach (var u in Identity.Uuids)
+            {
+                var s = Capture(u);
+                if (s != null) l.Add(s);
+            }
+            return l;
+        }
+
+        public ObjectState Capture(string uuid)
+        {
+            var go = Find(uuid);
+            if (go == null) return null;
+            var t = go.transform;
+            Vector3 p = t.localPosition, s = t.localScale;
+            Quaternion q = t.localRotation;
+            var c = Coordinates.UnityToCanonical(new Trs(new double[] { p.x, p.y, p.z }, new double[] { q.x, q.y, q.z, q.w }, new double[] { s.x, s.y, s.z }));
+            var st = new ObjectState
+            {
+                Uuid = uuid, Kind = Kinds.Object, Name = go.name, Parent = UuidOf(t.parent != null ? t.parent.gameObject : null),
+                Visible = go.activeSelf, T = c.T, R = c.R, S = c.S,
+            };
+            var mf = go.GetComponent<MeshFilter>();
+            if (mf != null && mf.sharedMesh != null) st.MeshHash = MeshEntry(mf.sharedMesh).Key;
+            var mr = go.GetComponent<Renderer>();
+            if (mr != null && mr.sharedMaterial != null) st.Material = ReadMaterial(mr.sharedMaterial);
+            return st;
+        }
+
+        public string EditorRef(string uuid)
+        {
+            var go = Find(uuid);
+            return go == null ? null : PathOf(go.transform);
+        }
+
+        public byte[] MeshAttachment(string uuid)
+        {
+            var go = Find(uuid);
+            var mf = go != null ? go.GetComponent<MeshFilter>() : null;
+            return mf != null && mf.sharedMesh != null ? MeshEntry(mf.sharedMesh).Value : null;
+        }
+
+        KeyValuePair<string, byte[]> MeshEntry(Mesh mesh)
+        {
+            KeyValuePair<string, byte[]> e;
+            if (meshCache.TryGetValue(mesh.GetInstanceID(), out e)) return e;
+            byte[] buf;
+            if (!mesh.isReadable) buf = new MeshData().Encode(); // not readable: an empty mesh, hash still stable
+            else
+            {
+                var m = new MeshData();
+                var v = mesh.vertices;
+                m.Positions = new float[v.Length * 3];
+                for (int i = 0; i < v.Length; i++) { m.Positions[3 * i] = v[i].x; m.Positions[3 * i + 1] = v[i].y; m.Positions[3 * i + 2] = v[i].z; }
+                var n = mesh.normals;
+                if (n != null && n.Length == v.Length)
+                {
+                    m.Normals = new float[n.Length * 3];
+                    for (int i = 0; i < n.Length; i++) { m.Normals[3 * i] = n[i].x; m.Normals[3 * i + 1] = n[i].y; m.Normals[3 * i + 2] = n[i].z; }
+                }
+                var uv = mesh.uv;
+                if (uv != null && uv.Length == v.Length)
+                {
+                    m.Uv0 = new float[uv.Length * 2];
+                    for (int i = 0; i < uv.Length; i++) { m.Uv0[2 * i] = uv[i].x; m.Uv0[2 * i + 1] = uv[i].y; }
+                }
+                var tris = mesh.triangles;
+                m.Indices = new uint[tris.Length];
+                for (int i = 0; i < tris.Length; i++) m.Indices[i] = (uint)tris[i];
+                buf = m.MirrorZ().Encode(); // Unity (LH) -> canonical (RH): mirror Z, flip winding
+            }
+            e = new KeyValuePair<string, byte[]>(MeshData.HashOf(buf), buf);
+            meshCache[mesh.GetInstanceID()] = e;
+            return e;
+        }
+
+        static Mesh BuildMesh(MeshData canonical, string name)
+        {
+            var m = canonical.MirrorZ(); // canonical (RH) -> Unity (LH)
+            int vc = m.VertexCount;
+            var mesh = new Mesh { name = name };
+            if (vc > 65535) mesh.indexFormat = IndexFormat.UInt32;
+            var v = new Vector3[vc];
+            for (int i = 0; i < vc; i++) v[i] = new Vector3(m.Positions[3 * i], m.Positions[3 * i + 1], m.Positions[3 * i + 2]);
+            mesh.vertices = v;
+            if (m.Normals != null)
+            {
+                var n = new Vector3[vc];
+                for (int i = 0; i < vc; i++) n[i] = new Vector3(m.Normals[3 * i], m.Normals[3 * i + 1], m.Normals[3 * i + 2]);
+                mesh.normals = n;
+            }
+            if (m.Uv0 != null)
+            {
+                var uv = new Vector2[vc];
+                for (int i = 0; i < vc; i++) uv[i] = new Vector2(m.Uv0[2 * i], m.Uv0[2 * i + 1]);
+                mesh.uv = uv;
+            }
+            var tris = new int[m.Indices.Length];
+            for (int i = 0; i < tris.Length; i++) tris[i] = (int)m.Indices[i];
+            mesh.triangles = tris;
+            if (m.Normals == null) mesh.RecalculateNormals();
+            mesh.RecalculateBounds();
+            return mesh;
+        }
+
+        // Colors: the wire carries linear values (glTF); Unity material colors are authored in gamma.
+        static MaterialState ReadMaterial(Material mat)
+        {
+            var ms = new MaterialState();
+            string colorProp = mat.HasProperty("_BaseColor") ? "_BaseColor" : mat.HasProperty("_Color") ? "_Color" : null;
+            if (colorProp != null)
+            {
+                var c = mat.GetColor(colorProp).linear;
+                ms.BaseColor = new double[] { c.r, c.g, c.b, mat.GetColor(colorProp).a };
+            }
+            if (mat.HasProperty("_Metallic")) ms.Metallic = mat.GetFloat("_Metallic");
+            if (mat.HasProperty("_Smoothness")) ms.Roughness = 1.0 - mat.GetFloat("_Smoothness");
+            else if (mat.HasProperty("_Glossiness")) ms.Roughness = 1.0 - mat.GetFloat("_Glossiness");
+            if (mat.HasProperty("_EmissionColor"))
+            {
+                var e = mat.GetColor("_EmissionColor").linear;
+                ms.Emission = new double[] { e.r, e.g, e.b };
+            }
+            return ms;
+        }
+
+        static void WriteMaterial(Material mat, MaterialState ms)
+        {
+            var c = new Color((float)ms.BaseColor[0], (float)ms.BaseColor[1], (float)ms.BaseColor[2], 1f).gamma;
+            c.a = (float)ms.BaseColor[3];
+            if (mat.HasProperty("_BaseColor")) mat.SetColor("_BaseColor", c);
+            if (mat.HasProperty("_Color")) mat.SetColor("_Color", c);
+            if (mat.HasProperty("_Metallic")) mat.SetFloat("_Metallic", (float)ms.Metallic);
+            if (mat.HasProperty("_Smoothness")) mat.SetFloat("_Smoothness", (float)(1.0 - ms.Roughness));
+            if (mat.HasProperty("_Glossiness")) mat.SetFloat("_Glossiness", (float)(1.0 - ms.Roughness));
+            if (mat.HasProperty("_EmissionColor"))
+            {
+                var e = new Color((float)ms.Emission[0], (float)ms.Emission[1], (float)ms.Emission[2], 1f).gamma;
+                mat.SetColor("_EmissionColor", e);
+                if (e.maxColorComponent > 0) mat.EnableKeyword("_EMISSION"); else mat.DisableKeyword("_EMISSION");
+            }
+        }
+
+        // ------------------------------------------------------------------ apply
+
+        public string ReassignUuid(string uuid)
+        {
+            VibeSyncId id;
+            if (!Identity.TryGet(uuid, out id) || id == null) return null;
+            string fresh = Identity.Reassign(uuid);
+            Write(id, fresh);
+            return fresh;
+        }
+
+        public void ApplyBatch(IncomingBatch batch)
+        {
+            Undo.IncrementCurrentGroup();
+            int group = Undo.GetCurrentGroup();
+            Undo.SetCurrentGroupName(batch.UndoName);
+            var pendingParents = new List<KeyValuePair<GameObject, string>>();
+            try
+            {
+                foreach (var c in batch.Changes) ApplyOne(c, batch.UndoName, pendingParents);
+                foreach (var kv in pendingParents)
+                {
+                    var parent = kv.Value == null ? null : Find(kv.Value);
+                    if (kv.Value != null && parent == null) throw new InvalidOperationException("parent " + kv.Value + " of " + UuidOf(kv.Key) + " does not exist");
+                    Undo.SetTransformParent(kv.Key.transform, parent != null ? parent.transform : null, batch.UndoName);
+                }
+                Undo.CollapseUndoOperations(group);
+            }
+            catch
+            {
+                Undo.RevertAllDownToGroup(group); // all or nothing
+                Rescan();
+                throw;
+            }
+            SceneView.RepaintAll();
+        }
+
+        void ApplyOne(RemoteChange c, string undoName, List<KeyValuePair<GameObject, string>> pendingParents)
+        {
+            var go = Find(c.Uuid);
+            if (go == null && c.Op != Ops.Create) throw new InvalidOperationException("`" + c.Op + "` for object " + c.Uuid + ", which is not in the open scenes");
+            switch (c.Op)
+            {
+                case Ops.Create:
+                    if (go == null)
+                    {
+                        go = new GameObject(c.Name);
+                        Undo.RegisterCreatedObjectUndo(go, undoName);
+                        var id = go.AddComponent<VibeSyncId>();
+                        id.AssignUuid(c.Uuid);
+                        Identity.Bind(c.Uuid, id, null);
+                    }
+                    else
+                    {
+                        Undo.RecordObject(go, undoName);
+                        go.name = c.Name;
+                    }
+                    pendingParents.Add(new KeyValuePair<GameObject, string>(go, c.Parent));
+                    SetTrs(go, c, undoName);
+                    if (go.activeSelf != (c.Visible ?? true)) { Undo.RecordObject(go, undoName); go.SetActive(c.Visible ?? true); }
+                    if (c.Material != null) ApplyMaterial(go, c.Material, undoName);
+                    break;
+                case Ops.Delete:
+                    Undo.DestroyObjectImmediate(go);
+                    SweepDestroyed();
+                    break;
+                case Ops.Reparent:
+                    pendingParents.Add(new KeyValuePair<GameObject, string>(go, c.Parent));
+                    break;
+                case Ops.Mesh:
+                    {
+                        if (c.Attachment == null || c.Attachment.Length == 0) break; // hash only: keep the current mesh
+                        string actual = MeshData.HashOf(c.Attachment);
+                        if (actual != c.MeshHash) throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + actual + " but the message says " + c.MeshHash);
+                        var mesh = BuildMesh(MeshData.Parse(c.Attachment), go.name);
+                        var mf = go.GetComponent<MeshFilter>();
+                        if (mf == null) mf = Undo.AddComponent<MeshFilter>(go); // `??` would miss Unity's fake null
+                        if (go.GetComponent<MeshRenderer>() == null) Undo.AddComponent<MeshRenderer>(go);
+                        Undo.RecordObject(mf, undoName);
+                        mf.sharedMesh = mesh;
+                        // Remember the remote hash for this mesh instance so the echo hashes equal.
+                        meshCache[mesh.GetInstanceID()] = new KeyValuePair<string, byte[]>(c.MeshHash, c.Attachment);
+                        break;
+                    }
+                case Ops.Material:
+                    ApplyMaterial(go, c.Material, undoName);
+                    break;
+                case Ops.Transform:
+                    SetTrs(go, c, undoName);
+                    break;
+                case Ops.Rename:
+                    Undo.RecordObject(go, undoName);
+                    go.name = c.Name;
+                    break;
+                case Ops.Visibility:
+                    Undo.RecordObject(go, undoName);
+                    go.SetActive(c.Visible.Value);
+                    break;
+            }
+        }
+
+        static void SetTrs(GameObject go, RemoteChange c, string undoName)
+        {
+            var u = Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S));
+            var t = go.transform;
+            Undo.RecordObject(t, undoName);
+            t.localPosition = new Vector3((float)u.T[0], (float)u.T[1], (float)u.T[2]);
+            t.localRotation = new Quaternion((float)u.R[0], (float)u.R[1], (float)u.R[2], (float)u.R[3]);
+            t.localScale = new Vector3((float)u.S[0], (float)u.S[1], (float)u.S[2]);
+        }
+
+        static void ApplyMaterial(GameObject go, MaterialState ms, string undoName)
+        {
+            var r = go.GetComponent<Renderer>();
+            if (r == null) r = Undo.AddComponent<MeshRenderer>(go);
+            var mat = r.sharedMaterial;
+            if (mat == null || AssetDatabase.Contains(mat) && AssetDatabase.GetAssetPath(mat).StartsWith("Resources/unity_builtin", StringComparison.Ordinal))
+            {
+                // Never edit Unity's built-in default material: give the object its own.
+                var shader = GraphicsSettings.currentRenderPipeline != null ? GraphicsSettings.currentRenderPipeline.defaultShader : Shader.Find("Standard");
+                mat = new Material(shader) { name = go.name + " (VibeSync)" };
+                Undo.RecordObject(r, undoName);
+                r.sharedMaterial = mat;
+            }
+            Undo.RecordObject(mat, undoName);
+            WriteMaterial(mat, ms);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+// Window > VibeSync > Status: connection state (connected / reconnecting / safe mode / paused),
+// last applied seq, tracked objects, last error, and a few actions.
+using UnityEditor;
+using UnityEngine;
+
+namespace VibeSync.Bridge.Editor
+{
+    internal sealed class VibeSyncStatusWindow : EditorWindow
+    {
+        [MenuItem("Window/VibeSync/Status")]
+        public static void Open()
+        {
+            var w = GetWindow<VibeSyncStatusWindow>();
+            w.titleContent = new GUIContent("VibeSync");
+            w.Show();
+        }
+
+        // Repaints ~10 times a second while open; cheap (reads cached fields only).
+        void OnInspectorUpdate() { Repaint(); }
+
+        void OnGUI()
+        {
+            var st = VibeSyncBootstrap.Status();
+            EditorGUILayout.LabelField("State", st.State, EditorStyles.boldLabel);
+            if (st.SafeMode) EditorGUILayout.HelpBox("Safe mode: the daemon refuses changes" + (string.IsNullOrEmpty(st.SafeModeReason) ? "" : " (" + st.SafeModeReason + ")") + ". Local edits are kept and sent when it ends.", MessageType.Warning);
+            if (st.Paused) EditorGUILayout.HelpBox("Paused during Play Mode: nothing is synced; the pre-Play state is restored and resynced when Play ends.", MessageType.Info);
+            EditorGUILayout.LabelField("Daemon", st.Endpoint);
+            EditorGUILayout.LabelField("Project id", st.ProjectId);
+            EditorGUILayout.LabelField("Session", st.SessionId ?? "-");
+            EditorGUILayout.LabelField("Last seq", st.LastSeq.ToString());
+            EditorGUILayout.LabelField("Tracked objects", st.Tracked.ToString());
+            EditorGUILayout.LabelField("Pending local changes", st.Dirty.ToString());
+            EditorGUILayout.LabelField("Batches applied", st.BatchesApplied.ToString());
+            if (!string.IsNullOrEmpty(st.LastError)) EditorGUILayout.HelpBox(st.LastError, MessageType.Error);
+            EditorGUILayout.Space();
+            using (new EditorGUILayout.HorizontalScope())
+            {
+                if (GUILayout.Button("Reconnect")) VibeSyncBootstrap.Restart();
+                using (new EditorGUI.DisabledScope(!st.Connected)) if (GUILayout.Button("Resync")) VibeSyncBootstrap.Resync();
+                if (GUILayout.Button(st.Running ? "Disconnect" : "Connect")) { if (st.Running) VibeSyncBootstrap.Shutdown(); else VibeSyncBootstrap.Restart(); }
+                if (GUILayout.Button("Settings")) SettingsService.OpenProjectSettings("Project/VibeSync");
+            }
+        }
+    }
+}
