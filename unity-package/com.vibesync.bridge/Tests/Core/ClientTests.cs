@@ -209,3 +209,60 @@ namespace VibeSync.Bridge.Tests
         }
     }
 }
+
+namespace VibeSync.Bridge.Tests
+{
+    public static class DataDirTests
+    {
+        [VsTest]
+        public static void TokenLocationFollowsEnvThenXdgThenHome()
+        {
+            string oldData = Environment.GetEnvironmentVariable("VIBESYNC_DATA_DIR");
+            string oldXdg = Environment.GetEnvironmentVariable("XDG_DATA_HOME");
+            try
+            {
+                Environment.SetEnvironmentVariable("VIBESYNC_DATA_DIR", "/srv/vs");
+                Check.Equal("/srv/vs/token", DataDir.DefaultTokenFile(), "env var wins");
+                Environment.SetEnvironmentVariable("VIBESYNC_DATA_DIR", null);
+                bool linux = Environment.OSVersion.Platform == PlatformID.Unix && !Directory.Exists("/System/Library/CoreServices");
+                if (linux)
+                {
+                Environment.SetEnvironmentVariable("XDG_DATA_HOME", "/xdg");
+                Check.Equal("/xdg/vibesync", DataDir.Resolve(), "XDG_DATA_HOME on Linux");
+                Environment.SetEnvironmentVariable("XDG_DATA_HOME", null);
+                Check.Equal(Path.Combine(Environment.GetEnvironmentVariable("HOME"), ".local/share/vibesync"), DataDir.Resolve(), "~/.local/share/vibesync");
+                }
+                string f = Path.GetTempFileName();
+                File.WriteAllText(f, "  abc123\r\n");
+                Check.Equal("abc123", DataDir.ReadToken(f), "token trimmed");
+                File.WriteAllText(f, " \n");
+                Check.Contains(Check.Throws<IOException>(() => DataDir.ReadToken(f), "empty token").Message, "is empty", "empty token explained");
+                File.Delete(f);
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable("VIBESYNC_DATA_DIR", oldData);
+                Environment.SetEnvironmentVariable("XDG_DATA_HOME", oldXdg);
+            }
+        }
+
+        [VsTest]
+        public static void FlushWaitsUntilQueuedFramesAreWritten()
+        {
+            using (var d = new FakeDaemon())
+            {
+                var c = ClientTests.NewClient(d.Port, d.TokenFile);
+                try
+                {
+                    c.Start();
+                    Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
+                    for (int i = 0; i < 300; i++) Check.True(c.Send(Msg.UserActivity(i % 2 == 0)), "queued " + i);
+                    Check.True(c.Flush(TimeSpan.FromSeconds(5)), "flushed");
+                    Check.Equal(0, c.OutgoingCount, "queue empty");
+                    d.WaitFor("user_activity", 300, null);
+                }
+                finally { c.Stop(); }
+            }
+        }
+    }
+}

@@ -261,7 +261,7 @@ namespace VibeSync.Bridge.Tests
                 Check.True(r.Scene.Find(u) == null, "create rolled back");
                 Check.Equal("A", r.Scene.Find(a.Uuid).Name, "rename rolled back");
                 Check.Equal(0, r.Scene.UndoSteps, "no undo step recorded");
-                Check.True(r.Engine.LastError.Contains("unknown parent"), "error explains: " + r.Engine.LastError);
+                Check.True(r.Engine.LastError.Contains("does not exist"), "error explains: " + r.Engine.LastError);
             }
         }
 

@@ -167,6 +167,11 @@ namespace VibeSync.Bridge.Headless
             try
             {
                 foreach (var c in batch.Changes) ApplyOne(c);
+                // Parents are resolved after the whole batch (a child may arrive before its parent),
+                // exactly like the editor's deferred SetTransformParent.
+                foreach (var o in objects)
+                    if (o.Parent != null && Find(o.Parent) == null)
+                        throw new InvalidOperationException("parent " + o.Parent + " of " + o.Uuid + " does not exist");
                 UndoSteps++;
                 LastUndoName = batch.UndoName;
             }
@@ -208,8 +213,7 @@ namespace VibeSync.Bridge.Headless
                     Delete(o);
                     break;
                 case Ops.Reparent:
-                    if (c.Parent != null && Find(c.Parent) == null) throw new InvalidOperationException("reparent of " + c.Uuid + " to unknown parent " + c.Parent);
-                    o.Parent = c.Parent;
+                    o.Parent = c.Parent; // checked after the batch
                     break;
                 case Ops.Mesh:
                     {
