@@ -64,7 +64,8 @@ namespace VibeSync.Bridge.Editor
             mainThread = SynchronizationContext.Current;
             scene = new UnitySceneAdapter();
             scene.Log += s => Debug.Log("[VibeSync] " + s);
-            scene.Rescan();
+            bool playing = EditorApplication.isPlayingOrWillChangePlaymode;
+            if (!playing) scene.Rescan(); // in Play Mode the scene holds runtime objects; rescan when it ends
 
             string clientId = SessionState.GetString(ClientIdKey, "");
             if (!Msg.IsValidUuid(clientId)) { clientId = Msg.NewUuid(); SessionState.SetString(ClientIdKey, clientId); }
@@ -79,7 +80,7 @@ namespace VibeSync.Bridge.Editor
                 engine.LastSeq = resumeSeq; // hello.last_seq: the daemon replays what this editor missed
             SessionState.SetBool(ResumeKey, false);
             engine.Event += OnEngineEvent;
-            if (EditorApplication.isPlayingOrWillChangePlaymode) engine.SetPaused(true);
+            if (playing) engine.SetPaused(true);
 
             if (!hooked)
             {
@@ -200,7 +201,7 @@ namespace VibeSync.Bridge.Editor
 
         static void OnChangesPublished(ref ObjectChangeEventStream stream)
         {
-            if (engine == null || scene == null) return;
+            if (engine == null || scene == null || engine.Paused) return; // Play Mode edits are not synced
             bool sweep = false;
             for (int i = 0; i < stream.length; i++)
             {

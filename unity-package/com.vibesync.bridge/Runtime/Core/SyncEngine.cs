@@ -159,6 +159,7 @@ namespace VibeSync.Bridge.Core
             }
             if (restoreSnapshot != null) RestoreSnapshot(restoreSnapshot);
             dirty.Clear();
+            if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0) RegisterAll();
             var batches = new List<IncomingBatch>(held);
             held.Clear();
             heldChanges = 0;
@@ -256,7 +257,8 @@ namespace VibeSync.Bridge.Core
             {
                 { "session_id", SessionId }, { "seq", DaemonSeq }, { "safe_mode", SafeMode }, { "last_seq", LastSeq },
             });
-            RegisterAll();
+            // In Play Mode the scene holds runtime objects: register once back in Edit Mode.
+            if (!Paused) RegisterAll();
         }
 
         void OnDisconnected(string reason)

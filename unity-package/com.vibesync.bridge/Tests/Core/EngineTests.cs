@@ -295,6 +295,25 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void ConnectingDuringPlayModeRegistersOnlyAfterPlay()
+        {
+            // After the domain reload that entering Play causes, the editor reconnects while paused.
+            using (var r = new Rig())
+            {
+                r.Add("A");
+                r.Engine.SetPaused(true);
+                r.Client.Start();
+                Check.Eventually(() => r.Events.Contains("connected"), TimeSpan.FromSeconds(5), "connected", r.Pump);
+                r.Settle();
+                Check.Equal(0, r.Daemon.Received("register").Count, "nothing registered while playing");
+                r.Engine.SetPaused(false, new Dictionary<string, ObjectState>());
+                r.Daemon.WaitFor("register", 1, r.Pump);
+                Check.Eventually(() => r.Engine.InitialRegisterDone, TimeSpan.FromSeconds(5), "registered after Play", r.Pump);
+                Check.Equal(1, ((List<object>)r.Daemon.Received("register")[0].Message["items"]).Count, "the edit-mode object");
+            }
+        }
+
+        [VsTest]
         public static void SafeModeHoldsLocalChangesUntilItEnds()
         {
             using (var r = new Rig())
