@@ -1,0 +1,286 @@
+"""Applying fenced batches from the daemon (docs/PROTOCOL.md §6.2) by uuid only.
+
+A batch is collected between `batch_begin` and `batch_end`, validated as untrusted input,
+and applied as one undo step -- but never while a modal operator runs or while a target
+object (or its mesh) is in edit mode: then it waits in the pump's deferred queue. After
+applying, the caller records each uuid's state and hash so the change is not echoed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import bpy
+
+from . import capture, wire
+from .identity import KIND_TABLE, Registry
+
+log = logging.getLogger("vibesync.apply")
+
+_OPS = {"create", "delete", "reparent", "mesh", "material", "transform", "rename", "visibility"}
+
+
+class BatchError(Exception):
+    """A batch that violates the protocol; it is dropped as a whole."""
+
+
+class Batch:
+    def __init__(self, batch_id: str, seq: int, path: str, count: int) -> None:
+        self.batch_id = batch_id
+        self.seq = seq
+        self.path = path
+        self.count = count
+        self.changes: list[tuple[dict, bytes]] = []
+
+    def uuids(self) -> list[str]:
+        return [c["uuid"] for c, _ in self.changes]
+
+
+class BatchCollector:
+    """Assembles `batch_begin` / `apply`* / `batch_end` into Batch objects."""
+
+    def __init__(self) -> None:
+        self.current: Batch | None = None
+
+    def feed(self, msg: dict, attachment: bytes) -> Batch | None:
+        t = msg.get("type")
+        if t == wire.MessageType.BATCH_BEGIN:
+            if self.current is not None:
+                log.error("batch %s: batch_begin before batch_end of the previous batch; "
+                          "dropping the unfinished one", self.current.batch_id)
+            bid, seq, path, count = (msg.get("batch_id"), msg.get("seq"), msg.get("path"),
+                                     msg.get("count"))
+            if not isinstance(bid, str) or not _is_int(seq) or not _is_int(count) \
+                    or path not in ("fast", "slow", "resync"):
+                self.current = None
+                raise BatchError(f"malformed batch_begin {msg!r}")
+            self.current = Batch(bid, seq, path, count)
+            return None
+        if t == wire.MessageType.APPLY:
+            cur = self.current
+            if cur is None or msg.get("batch_id") != cur.batch_id:
+                raise BatchError(f"apply outside its batch (batch_id {msg.get('batch_id')!r})")
+            change = msg.get("change")
+            try:
+                validate_change(change)
+            except BatchError as e:
+                self.current = None
+                raise BatchError(f"batch {cur.batch_id}: {e}") from None
+            cur.changes.append((change, attachment))
+            return None
+        if t == wire.MessageType.BATCH_END:
+            cur, self.current = self.current, None
+            if cur is None or msg.get("batch_id") != cur.batch_id:
+                raise BatchError(f"batch_end without batch_begin ({msg.get('batch_id')!r})")
+            if len(cur.changes) != cur.count:
+                raise BatchError(f"batch {cur.batch_id}: announced {cur.count} changes, got "
+                                 f"{len(cur.changes)}; dropped")
+            return cur
+        return None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _finite_list(v, n: int) -> bool:
+    return (isinstance(v, list) and len(v) == n
+            and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                    and math.isfinite(c) for c in v))
+
+
+def validate_change(c) -> None:
+    """Zero trust: check every field an op uses before anything touches bpy."""
+    if not isinstance(c, dict):
+        raise BatchError("change is not an object")
+    op = c.get("op")
+    if op not in _OPS:
+        raise BatchError(f"unknown op {op!r}")
+    if not wire.is_valid_uuid(c.get("uuid")):
+        raise BatchError(f"op {op}: field `uuid` is not a lowercase RFC 4122 uuid")
+    if op in ("transform", "create"):
+        for f, n in (("t", 3), ("r", 4), ("s", 3)):
+            if not _finite_list(c.get(f), n):
+                raise BatchError(f"op {op} {c['uuid']}: field `{f}` must be {n} finite numbers")
+    if op in ("rename", "create") and not (isinstance(c.get("name"), str) and c["name"]):
+        raise BatchError(f"op {op} {c['uuid']}: field `name` must be a non-empty string")
+    if op in ("visibility",) and not isinstance(c.get("visible"), bool):
+        raise BatchError(f"op {op} {c['uuid']}: field `visible` must be a boolean")
+    if op in ("reparent", "create"):
+        p = c.get("parent")
+        if p is not None and not wire.is_valid_uuid(p):
+            raise BatchError(f"op {op} {c['uuid']}: field `parent` must be a uuid or null")
+    if op == "create" and c.get("kind") not in KIND_TABLE:
+        raise BatchError(f"op create {c['uuid']}: unknown kind {c.get('kind')!r}")
+    if op == "material" or (op == "create" and "material" in c):
+        m = c.get("material")
+        if not isinstance(m, dict) or not _finite_list(m.get("base_color"), 4) \
+                or not _finite_list(m.get("emission", [0, 0, 0]), 3):
+            raise BatchError(f"op {op} {c['uuid']}: field `material` is malformed")
+        for f in ("metallic", "roughness"):
+            if f in m and not _finite_list([m[f]], 1):
+                raise BatchError(f"op {op} {c['uuid']}: field `material.{f}` is not finite")
+
+
+def modal_running() -> bool:
+    wm = bpy.context.window_manager
+    if wm is None:
+        return False
+    for w in wm.windows:
+        if len(getattr(w, "modal_operators", ())) > 0:
+            return True
+    return False
+
+
+def blocked_reason(batch: Batch, registry: Registry) -> str | None:
+    """Why the batch must wait (modal operator, edit mode), or None."""
+    if modal_running():
+        return "a modal operator is running"
+    for uuid in batch.uuids():
+        idb = registry.resolve(uuid)
+        if idb is None:
+            continue
+        if capture.in_edit_mode(idb):
+            return f"{uuid} ({idb.name}) is in edit mode"
+        if isinstance(idb, bpy.types.Object) and idb.data is not None \
+                and capture.in_edit_mode(idb.data):
+            return f"{uuid} ({idb.name}) is in edit mode"
+    return None
+
+
+def _set_material(mat, m: dict) -> None:
+    base = m.get("base_color")
+    mat.diffuse_color = base
+    if "metallic" in m:
+        mat.metallic = m["metallic"]
+    if "roughness" in m:
+        mat.roughness = m["roughness"]
+    if mat.use_nodes and mat.node_tree is not None:
+        for node in mat.node_tree.nodes:
+            if node.type == "BSDF_PRINCIPLED":
+                node.inputs["Base Color"].default_value = base
+                if "metallic" in m:
+                    node.inputs["Metallic"].default_value = m["metallic"]
+                if "roughness" in m:
+                    node.inputs["Roughness"].default_value = m["roughness"]
+                em = node.inputs.get("Emission Color")
+                if em is not None and "emission" in m:
+                    em.default_value = list(m["emission"]) + [1.0]
+                    strength = node.inputs.get("Emission Strength")
+                    if strength is not None and any(m["emission"]):
+                        strength.default_value = 1.0
+                break
+
+
+def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
+    data = wire.decode_mesh(attachment)
+    p = data["positions"]
+    k = 1.0 / unit_scale
+    verts = [(p[i] * k, -p[i + 2] * k, p[i + 1] * k) for i in range(0, len(p), 3)]
+    idx = data["indices"]
+    faces = [tuple(idx[i:i + 3]) for i in range(0, len(idx), 3)]
+    me.clear_geometry()
+    me.from_pydata(verts, [], faces)
+    me.update()
+
+
+def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale: float,
+                 deleted: set[str]) -> str:
+    """Apply one validated change; returns the uuid touched. Raises LookupError if gone."""
+    op = change["op"]
+    uuid = change["uuid"]
+    if op == "create":
+        existing = registry.resolve(uuid)
+        if existing is not None:
+            idb = existing
+        else:
+            kind = change["kind"]
+            if kind == "object":
+                idb = bpy.data.objects.new(change["name"], None)
+                bpy.context.scene.collection.objects.link(idb)
+            elif kind == "material":
+                idb = bpy.data.materials.new(change["name"])
+            elif kind == "mesh":
+                idb = bpy.data.meshes.new(change["name"])
+            elif kind == "collection":
+                idb = bpy.data.collections.new(change["name"])
+            else:
+                raise LookupError(f"create of kind {kind} is not supported by the Blender addon")
+            registry.bind_new(idb, uuid)
+        if isinstance(idb, bpy.types.Object):
+            parent = change.get("parent")
+            idb.parent = registry.resolve(parent) if parent else None
+            capture.set_local_trs(idb, change["t"], change["r"], change["s"])
+            _set_visible(idb, change.get("visible", True))
+        if "material" in change and isinstance(idb, bpy.types.Material):
+            _set_material(idb, change["material"])
+        return uuid
+
+    idb = registry.resolve(uuid)
+    if idb is None:
+        raise LookupError(f"{op}: no datablock carries {uuid} (deleted or never synced)")
+    if op == "delete":
+        coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
+        coll.remove(idb)
+        registry.bindings[uuid].alive = False
+        deleted.add(uuid)
+    elif op == "rename":
+        idb.name = change["name"]
+        registry.bindings[uuid].name = idb.name
+    elif op == "transform":
+        capture.set_local_trs(idb, change["t"], change["r"], change["s"])
+    elif op == "visibility":
+        _set_visible(idb, change["visible"])
+    elif op == "reparent":
+        parent = change.get("parent")
+        pob = registry.resolve(parent) if parent else None
+        if parent and pob is None:
+            raise LookupError(f"reparent {uuid}: parent {parent} not found")
+        idb.parent = pob
+        idb.matrix_parent_inverse.identity()
+    elif op == "material":
+        mat = idb if isinstance(idb, bpy.types.Material) else getattr(idb, "active_material", None)
+        if mat is None:
+            raise LookupError(f"material {uuid}: the object has no material slot to set")
+        _set_material(mat, change["material"])
+    elif op == "mesh":
+        me = idb.data if isinstance(idb, bpy.types.Object) else idb
+        if not isinstance(me, bpy.types.Mesh):
+            raise LookupError(f"mesh {uuid}: not a mesh object")
+        _mesh_from_attachment(me, attachment, unit_scale)
+    return uuid
+
+
+def _set_visible(ob, visible: bool) -> None:
+    if not isinstance(ob, bpy.types.Object):
+        return
+    ob.hide_viewport = False if visible else ob.hide_viewport
+    try:
+        ob.hide_set(not visible)
+    except RuntimeError:
+        ob.hide_viewport = not visible
+
+
+def apply_batch(batch: Batch, registry: Registry, unit_scale: float) -> dict:
+    """Apply every change of a batch, then push one undo step. Returns a report dict."""
+    touched: list[str] = []
+    failed: list[dict] = []
+    deleted: set[str] = set()
+    for change, attachment in batch.changes:
+        try:
+            touched.append(apply_change(change, attachment, registry, unit_scale, deleted))
+        except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
+            log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
+                      change.get("op"), change.get("uuid"), e)
+            failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
+                           "error": str(e)})
+    try:
+        bpy.context.view_layer.update()
+    except (RuntimeError, AttributeError):
+        pass
+    try:
+        bpy.ops.ed.undo_push(message=f"VibeSync: apply batch {batch.seq}")
+    except RuntimeError as e:  # e.g. no undo stack in this context
+        log.warning("batch %s: could not push an undo step: %s", batch.batch_id, e)
+    return {"touched": touched, "failed": failed, "deleted": sorted(deleted)}

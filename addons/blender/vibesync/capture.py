@@ -1,0 +1,200 @@
+"""Change capture: read the synced state of a datablock and diff it against what was sent.
+
+`depsgraph_update_post` only records session_uids (see pump.Session.on_depsgraph); the pump
+calls `read_state()` for each dirty uuid and `diff_ops()` against the last sent state, with
+epsilon 1e-5 (seed 002). States use the wire's canonical axes with lengths in Blender units
+(the daemon scales by hello.unit_scale); `state_in_meters()` gives the form §6.4 hashes.
+"""
+
+from __future__ import annotations
+
+import array
+
+import bpy
+from mathutils import Matrix, Quaternion, Vector
+
+from . import wire
+from .identity import Registry
+
+EPSILON = wire.EPSILON
+
+
+def _principled(mat) -> dict | None:
+    """Base color, metallic, roughness and emission of a material (Principled BSDF if any)."""
+    base = list(mat.diffuse_color)
+    metallic = float(mat.metallic)
+    roughness = float(mat.roughness)
+    emission = [0.0, 0.0, 0.0]
+    if mat.use_nodes and mat.node_tree is not None:
+        for node in mat.node_tree.nodes:
+            if node.type == "BSDF_PRINCIPLED":
+                base = list(node.inputs["Base Color"].default_value)
+                metallic = float(node.inputs["Metallic"].default_value)
+                roughness = float(node.inputs["Roughness"].default_value)
+                em = node.inputs.get("Emission Color") or node.inputs.get("Emission")
+                strength = node.inputs.get("Emission Strength")
+                if em is not None:
+                    k = float(strength.default_value) if strength is not None else 1.0
+                    emission = [float(c) * k for c in list(em.default_value)[:3]]
+                break
+    return {"base_color": [float(c) for c in base[:4]], "metallic": metallic,
+            "roughness": roughness, "emission": emission}
+
+
+def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
+    """Object transform relative to its parent, in canonical axes (Blender units).
+
+    Computed from matrix_parent_inverse @ matrix_basis, which is always current; the
+    world/local matrices are only refreshed by a depsgraph evaluation.
+    """
+    m = ob.matrix_parent_inverse @ ob.matrix_basis
+    loc, rot, scale = m.decompose()
+    return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
+
+
+def set_local_trs(ob, t, r, s) -> None:
+    """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
+    bt, br, bs = wire.wire_to_blender(t, r, s)
+    q = Quaternion((br[3], br[0], br[1], br[2]))
+    m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
+    basis = ob.matrix_parent_inverse.inverted_safe() @ m
+    loc, rot, scale = basis.decompose()
+    ob.location = loc
+    mode = ob.rotation_mode
+    if mode == "QUATERNION":
+        ob.rotation_quaternion = rot
+    elif mode == "AXIS_ANGLE":
+        axis, angle = rot.to_axis_angle()
+        ob.rotation_axis_angle = (angle, axis.x, axis.y, axis.z)
+    else:
+        ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
+    ob.scale = scale
+
+
+def is_visible(ob) -> bool:
+    try:
+        hidden = ob.hide_get()
+    except RuntimeError:  # not in the current view layer
+        hidden = False
+    return not (ob.hide_viewport or hidden)
+
+
+def mesh_attachment(me, unit_scale: float) -> bytes:
+    """The §7 attachment of a mesh (positions in meters, canonical axes, vertex normals)."""
+    me.calc_loop_triangles()
+    n = len(me.vertices)
+    co = array.array("f", bytes(12 * n))
+    me.vertices.foreach_get("co", co)
+    nor = array.array("f", bytes(12 * n))
+    me.vertices.foreach_get("normal", nor)
+    tris = array.array("I", bytes(12 * len(me.loop_triangles)))
+    me.loop_triangles.foreach_get("vertices", tris)
+    pos = array.array("f", bytes(12 * n))
+    k = unit_scale
+    pos[0::3] = array.array("f", [x * k for x in co[0::3]])
+    pos[1::3] = array.array("f", [z * k for z in co[2::3]])
+    pos[2::3] = array.array("f", [-y * k for y in co[1::3]])
+    nrm = array.array("f", bytes(12 * n))
+    nrm[0::3] = nor[0::3]
+    nrm[1::3] = nor[2::3]
+    nrm[2::3] = array.array("f", [-y for y in nor[1::3]])
+    return wire.encode_mesh(pos.tolist(), tris.tolist(), normals=nrm.tolist())
+
+
+def in_edit_mode(idb) -> bool:
+    """True when `idb` (an object or its data) is being edited: do not read it now."""
+    if isinstance(idb, bpy.types.Object):
+        return idb.mode == "EDIT"
+    if isinstance(idb, bpy.types.Mesh):
+        return idb.is_editmode
+    return False
+
+
+def read_state(idb, kind: str, registry: Registry, mesh_hashes: dict[str, str]) -> dict:
+    """The synced state of a datablock (canonical axes, Blender units)."""
+    state: dict = {"kind": kind, "name": idb.name}
+    if kind == "object":
+        t, r, s = local_trs(idb)
+        parent = registry.uuid_for(idb.parent) if idb.parent is not None else None
+        state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})
+        data = idb.data
+        if data is not None and isinstance(data, bpy.types.Mesh):
+            du = registry.uuid_for(data)
+            if du is not None and du in mesh_hashes:
+                state["mesh_hash"] = mesh_hashes[du]
+        mat = idb.active_material
+        if mat is not None:
+            state["material"] = _principled(mat)
+    elif kind == "material":
+        state["material"] = _principled(idb)
+    elif kind == "mesh":
+        du = registry.uuid_for(idb)
+        if du is not None and du in mesh_hashes:
+            state["mesh_hash"] = mesh_hashes[du]
+    return state
+
+
+def state_in_meters(state: dict, unit_scale: float) -> dict:
+    """The hashed form of a state (§6.4): lengths in meters."""
+    if "t" not in state or unit_scale == 1.0:
+        return state
+    out = dict(state)
+    out["t"] = [c * unit_scale for c in state["t"]]
+    return out
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= EPSILON
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _rotation_close(a, b) -> bool:
+    # q and -q are the same rotation.
+    return _close(a, b) or _close(a, [-c for c in b])
+
+
+def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
+    """`change` ops (§6.1) that turn `prev` (last sent) into `cur`."""
+    kind = cur["kind"]
+    if prev is None:
+        if kind == "object":
+            op = {"op": "create", "uuid": uuid, "kind": kind, "name": cur["name"],
+                  "parent": cur["parent"], "t": cur["t"], "r": cur["r"], "s": cur["s"],
+                  "visible": cur["visible"]}
+            if "mesh_hash" in cur:
+                op["mesh_hash"] = cur["mesh_hash"]
+            if "material" in cur:
+                op["material"] = cur["material"]
+            ops = [op]
+            if "mesh_hash" in cur:  # the content travels as an attachment (§7)
+                ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
+            return ops
+        ops = []
+        if "material" in cur:
+            ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
+        return ops
+    ops: list[dict] = []
+    if prev.get("name") != cur["name"]:
+        ops.append({"op": "rename", "uuid": uuid, "name": cur["name"]})
+    if kind == "object":
+        if prev.get("parent") != cur["parent"]:
+            ops.append({"op": "reparent", "uuid": uuid, "parent": cur["parent"]})
+        if prev.get("visible") != cur["visible"]:
+            ops.append({"op": "visibility", "uuid": uuid, "visible": cur["visible"]})
+        if not (_close(prev.get("t"), cur["t"]) and _rotation_close(prev.get("r"), cur["r"])
+                and _close(prev.get("s"), cur["s"])):
+            ops.append({"op": "transform", "uuid": uuid, "t": cur["t"], "r": cur["r"],
+                        "s": cur["s"]})
+        if "mesh_hash" in cur and prev.get("mesh_hash") != cur["mesh_hash"]:
+            ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
+    if "material" in cur and not _close(prev.get("material"), cur["material"]):
+        ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
+    return ops

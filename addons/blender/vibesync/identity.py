@@ -1,0 +1,371 @@
+"""Datablock identity: `id["vibesync_uuid"]`, bindings by session_uid, persistence.
+
+Rules (seeds 000/001):
+* every tracked datablock carries a uuid in its custom property `vibesync_uuid`;
+* while a file is open, bindings are keyed by `(kind, session_uid)`; the datablock already
+  bound keeps its uuid, a newcomer carrying a taken uuid (Shift+D, copy/paste, append) gets
+  a fresh one at once and the collision is recorded;
+* no bpy reference is kept: only uuids, kinds, names and session_uids; `resolve()` finds the
+  datablock just before each use and returns None when it is gone;
+* the registry is persisted in the .blend (text block `.vibesync_registry`) and in a sidecar
+  `<file>.blend.vibesync.json`, both with `schema_version` and a checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid as uuidlib
+
+import bpy
+
+from . import wire
+
+log = logging.getLogger("vibesync.identity")
+
+PROP = "vibesync_uuid"
+SCHEMA_VERSION = 1
+TEXT_BLOCK = ".vibesync_registry"
+SIDECAR_SUFFIX = ".vibesync.json"
+
+# kind -> (bpy.data collection attribute, Blender ID code used in editor_ref)
+KIND_TABLE: dict[str, tuple[str, str]] = {
+    "object": ("objects", "OB"),
+    "mesh": ("meshes", "ME"),
+    "material": ("materials", "MA"),
+    "armature": ("armatures", "AR"),
+    "action": ("actions", "AC"),
+    "image": ("images", "IM"),
+    "collection": ("collections", "GR"),
+    "light": ("lights", "LA"),
+    "camera": ("cameras", "CA"),
+}
+ID_TYPE_TO_KIND = {
+    "OBJECT": "object", "MESH": "mesh", "MATERIAL": "material", "ARMATURE": "armature",
+    "ACTION": "action", "IMAGE": "image", "COLLECTION": "collection", "LIGHT": "light",
+    "CAMERA": "camera",
+}
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def editor_ref(kind: str, name: str) -> str:
+    return f"{KIND_TABLE[kind][1]}:{name}"
+
+
+def kind_of(idb) -> str | None:
+    """The wire kind of a datablock, or None if it is not tracked."""
+    try:
+        return ID_TYPE_TO_KIND.get(idb.id_type)
+    except (AttributeError, ReferenceError):
+        return None
+
+
+def _trackable(idb) -> bool:
+    # Linked (library) data cannot carry our property; embedded data is not in bpy.data.
+    return idb.library is None and not getattr(idb, "is_embedded_data", False)
+
+
+class Binding:
+    """What we remember about one uuid: never a bpy reference."""
+
+    __slots__ = ("uuid", "kind", "session_uid", "name", "alive")
+
+    def __init__(self, uuid: str, kind: str, session_uid: int, name: str) -> None:
+        self.uuid = uuid
+        self.kind = kind
+        self.session_uid = session_uid
+        self.name = name
+        self.alive = True
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "editor_ref": editor_ref(self.kind, self.name)}
+
+
+class ScanReport:
+    """What one scan changed: for logging, the daemon and the tests."""
+
+    def __init__(self) -> None:
+        self.new: list[str] = []           # uuids bound for the first time this session
+        self.rebound: list[str] = []       # bound uuids found again (undo/redo/load)
+        self.renamed: list[str] = []
+        self.vanished: list[str] = []      # bound, alive, now missing (deleted)
+        self.revived: list[str] = []       # bound, missing earlier, back (undo of delete)
+        self.restored_props: list[str] = []  # property rewritten to the bound uuid
+        self.collisions: list[dict] = []   # {"original", "newcomer", "kind", "name"}
+        self.assigned: list[str] = []      # datablocks that had no valid uuid
+
+
+class Registry:
+    """uuid <-> (kind, session_uid) bindings of the open file."""
+
+    def __init__(self) -> None:
+        self.bindings: dict[str, Binding] = {}
+        self.by_key: dict[tuple[str, int], str] = {}
+        self.collision_log: list[dict] = []
+
+    def clear(self) -> None:
+        """Forget every binding (file load: session_uids of the old file are meaningless)."""
+        self.bindings.clear()
+        self.by_key.clear()
+
+    # ---------------------------------------------------------------------- queries
+    def alive_uuids(self) -> list[str]:
+        return [u for u, b in self.bindings.items() if b.alive]
+
+    def counts(self) -> dict[str, int]:
+        out = {k: 0 for k in KIND_TABLE}
+        for b in self.bindings.values():
+            if b.alive:
+                out[b.kind] += 1
+        return out
+
+    def uuid_for(self, idb) -> str | None:
+        kind = kind_of(idb)
+        if kind is None:
+            return None
+        return self.by_key.get((kind, idb.session_uid))
+
+    def resolve(self, uuid: str):
+        """The datablock bound to `uuid` right now, or None (fail fast; never cached)."""
+        b = self.bindings.get(uuid)
+        if b is None or not b.alive:
+            return None
+        coll = getattr(bpy.data, KIND_TABLE[b.kind][0])
+        idb = coll.get(b.name)
+        if idb is not None and idb.session_uid == b.session_uid and _trackable(idb):
+            return idb
+        for idb in coll:  # renamed since we last looked
+            if idb.session_uid == b.session_uid:
+                b.name = idb.name
+                return idb
+        return None
+
+    # ------------------------------------------------------------------------- scan
+    def bind_new(self, idb, uuid: str) -> None:
+        """Bind a datablock the addon itself created (incoming `create`)."""
+        kind = kind_of(idb)
+        idb[PROP] = uuid
+        old = self.bindings.get(uuid)
+        if old is not None:
+            self.by_key.pop((old.kind, old.session_uid), None)
+        self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name)
+        self.by_key[(kind, idb.session_uid)] = uuid
+
+    def scan(self) -> ScanReport:
+        """Enforce uuids on every tracked datablock and rebuild the bindings.
+
+        Bound datablocks go first so that, whatever Blender's iteration order, the datablock
+        already holding a uuid keeps it and only newcomers are renumbered.
+        """
+        report = ScanReport()
+        present: list[tuple[str, object]] = []
+        live_keys: set[tuple[str, int]] = set()
+        for kind, (attr, _code) in KIND_TABLE.items():
+            for idb in getattr(bpy.data, attr):
+                if not _trackable(idb):
+                    continue
+                present.append((kind, idb))
+                live_keys.add((kind, idb.session_uid))
+
+        taken: dict[str, tuple[str, int]] = {}
+        newcomers: list[tuple[str, object]] = []
+        for kind, idb in present:
+            key = (kind, idb.session_uid)
+            bound = self.by_key.get(key)
+            if bound is None:
+                newcomers.append((kind, idb))
+                continue
+            b = self.bindings[bound]
+            prop = idb.get(PROP)
+            if prop != bound:
+                # Undo/redo rewound the property (e.g. a duplicate's fresh uuid): restore.
+                idb[PROP] = bound
+                report.restored_props.append(bound)
+            if not b.alive:
+                b.alive = True
+                report.revived.append(bound)
+            else:
+                report.rebound.append(bound)
+            if b.name != idb.name:
+                b.name = idb.name
+                report.renamed.append(bound)
+            taken[bound] = key
+
+        for kind, idb in newcomers:
+            key = (kind, idb.session_uid)
+            prop = idb.get(PROP)
+            uuid = prop if wire.is_valid_uuid(prop) else None
+            if uuid is not None:
+                holder = taken.get(uuid)
+                if holder is None:
+                    other = self.bindings.get(uuid)
+                    if other is not None and (other.kind, other.session_uid) in live_keys \
+                            and (other.kind, other.session_uid) != key:
+                        holder = (other.kind, other.session_uid)
+                if holder is not None:
+                    fresh = new_uuid()
+                    event = {"original": uuid, "newcomer": fresh, "kind": kind,
+                             "name": idb.name, "at": time.time()}
+                    report.collisions.append(event)
+                    self.collision_log.append(event)
+                    log.warning("uuid collision: %s %r carried %s (already bound to another "
+                                "datablock); gave the newcomer %s", kind, idb.name, uuid, fresh)
+                    uuid = fresh
+                    idb[PROP] = uuid
+            else:
+                uuid = new_uuid()
+                idb[PROP] = uuid
+                report.assigned.append(uuid)
+            old = self.bindings.get(uuid)
+            if old is not None:
+                self.by_key.pop((old.kind, old.session_uid), None)
+            b = Binding(uuid, kind, idb.session_uid, idb.name)
+            self.bindings[uuid] = b
+            self.by_key[key] = uuid
+            taken[uuid] = key
+            report.new.append(uuid)
+
+        for uuid, b in self.bindings.items():
+            if b.alive and uuid not in taken:
+                b.alive = False
+                report.vanished.append(uuid)
+        return report
+
+    def sweep(self) -> list[str]:
+        """Cheap deletion check: bound uuids whose datablock is gone (no assignment)."""
+        live: dict[str, set[int]] = {}
+        for kind, (attr, _code) in KIND_TABLE.items():
+            live[kind] = {idb.session_uid for idb in getattr(bpy.data, attr)}
+        gone = []
+        for uuid, b in self.bindings.items():
+            if b.alive and b.session_uid not in live[b.kind]:
+                b.alive = False
+                gone.append(uuid)
+        return gone
+
+    def has_unknown(self, kind: str, session_uid: int) -> bool:
+        return (kind, session_uid) not in self.by_key
+
+    # ------------------------------------------------------------------- persistence
+    def snapshot(self, project_id: str) -> dict:
+        entries = {u: b.as_dict() for u, b in sorted(self.bindings.items()) if b.alive}
+        doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id, "entries": entries}
+        doc["checksum"] = checksum(doc)
+        return doc
+
+
+def checksum(doc: dict) -> str:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RegistryFileError(Exception):
+    """A persisted registry that cannot be trusted (where + why)."""
+
+
+def validate_document(doc: object, where: str) -> dict:
+    """Check schema_version and checksum; migrate older schemas explicitly (none yet)."""
+    if not isinstance(doc, dict):
+        raise RegistryFileError(f"{where}: not a JSON object")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RegistryFileError(f"{where}: schema_version {version!r} is not supported "
+                                f"(expected {SCHEMA_VERSION}); update the VibeSync addon")
+    if doc.get("checksum") != checksum(doc):
+        raise RegistryFileError(f"{where}: checksum mismatch; the registry was edited or "
+                                "truncated, it is ignored and rebuilt from the datablocks")
+    if not isinstance(doc.get("entries"), dict):
+        raise RegistryFileError(f"{where}: `entries` is not an object")
+    return doc
+
+
+def write_text_block(doc: dict) -> None:
+    text = bpy.data.texts.get(TEXT_BLOCK)
+    if text is None:
+        text = bpy.data.texts.new(TEXT_BLOCK)
+    text.use_fake_user = True
+    text.clear()
+    text.write(json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False))
+
+
+def read_text_block() -> dict | None:
+    text = bpy.data.texts.get(TEXT_BLOCK)
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text.as_string())
+    except ValueError as e:
+        raise RegistryFileError(f"text block {TEXT_BLOCK!r}: invalid JSON ({e})") from None
+    return validate_document(doc, f"text block {TEXT_BLOCK!r}")
+
+
+def sidecar_path(blend_path: str) -> str:
+    return blend_path + SIDECAR_SUFFIX
+
+
+def write_sidecar(path: str, doc: dict) -> None:
+    """Atomic: temp file -> write -> flush -> fsync -> rename -> fsync the directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    data = json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened; rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_sidecar(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise RegistryFileError(f"sidecar {path}: unreadable ({e})") from None
+    return validate_document(doc, f"sidecar {path}")
+
+
+def compare(blend_doc: dict | None, sidecar_doc: dict | None, live: dict[str, dict]) -> dict:
+    """Differences between the .blend registry, the sidecar and the datablocks found."""
+    problems: list[str] = []
+    b = (blend_doc or {}).get("entries", {})
+    s = (sidecar_doc or {}).get("entries", {})
+    if blend_doc is None:
+        problems.append("the .blend has no registry text block")
+    if sidecar_doc is None:
+        problems.append("no sidecar registry next to the .blend")
+    if blend_doc is not None and sidecar_doc is not None:
+        for u in sorted(set(b) - set(s)):
+            problems.append(f"{u} ({b[u].get('editor_ref')}) is in the .blend but not the sidecar")
+        for u in sorted(set(s) - set(b)):
+            problems.append(f"{u} ({s[u].get('editor_ref')}) is in the sidecar but not the .blend")
+        for u in sorted(set(b) & set(s)):
+            if b[u] != s[u]:
+                problems.append(f"{u}: .blend says {b[u]}, sidecar says {s[u]}")
+    reference = b if blend_doc is not None else s
+    if blend_doc is not None or sidecar_doc is not None:
+        for u in sorted(set(reference) - set(live)):
+            problems.append(f"{u} ({reference[u].get('editor_ref')}) is registered but no "
+                            "datablock carries it")
+        for u in sorted(set(live) - set(reference)):
+            problems.append(f"{u} ({live[u].get('editor_ref')}) is not in the saved registry")
+    return {"agree": not problems, "problems": problems,
+            "blend_entries": len(b), "sidecar_entries": len(s)}

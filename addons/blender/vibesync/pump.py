@@ -1,0 +1,781 @@
+"""The main-thread pump: everything that touches bpy happens in `Session.tick()`.
+
+Handlers (depsgraph, undo, redo, load, save) only set flags or add session_uids to sets; the
+pump, driven by a `bpy.app.timers` timer in the UI or by `vibesync.tick()` headless, does
+the work under a per-tick time budget and caps:
+
+1. drain transport events (acks, errors, batches) -- at most MAX_EVENTS_PER_TICK;
+2. rescan after load/undo/redo or when an unknown datablock appeared (uuid enforcement);
+3. apply deferred/complete incoming batches when nothing blocks them;
+4. diff dirty datablocks against the last sent state -- at most MAX_DIRTY_PER_TICK;
+5. throttled deletion sweep -> tombstones;
+6. send register / tombstone / change requests.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import time
+
+import bpy
+
+from . import apply as apply_mod
+from . import capture, identity, wire
+from .blake3 import blake3_hex
+from .identity import Registry
+from .transport import Transport
+
+log = logging.getLogger("vibesync")
+
+MAX_EVENTS_PER_TICK = 256
+MAX_DIRTY_PER_TICK = 512
+MAX_REGISTER_ITEMS = 10_000
+SWEEP_INTERVAL_S = 1.0
+SWEEP_SOON_S = 0.1
+USER_IDLE_S = 3.0
+USER_ACTIVITY_RESEND_S = 1.0
+
+STATE_CONNECTED = "connected"
+STATE_RECONNECTING = "reconnecting"
+STATE_SAFE_MODE = "safe mode"
+STATE_PAUSED = "paused"
+STATE_DISCONNECTED = "disconnected"
+
+
+def editor_version() -> str:
+    return bpy.app.version_string
+
+
+def current_unit_scale() -> float:
+    scene = bpy.context.scene
+    try:
+        s = float(scene.unit_settings.scale_length) if scene is not None else 1.0
+    except AttributeError:
+        s = 1.0
+    return s if s > 0 else 1.0
+
+
+def derived_project_id() -> str:
+    """Default project id: the .blend's folder name (or `default` for an unsaved file)."""
+    path = bpy.data.filepath
+    if not path:
+        return "default"
+    return wire.project_id_from_folder(os.path.basename(os.path.dirname(os.path.abspath(path))))
+
+
+class Session:
+    """One connection to the daemon plus everything the pump remembers between ticks."""
+
+    def __init__(self, host: str, port: int, token: str | None, token_path: str | None,
+                 project_id: str | None, client_id: str) -> None:
+        self.host = host
+        self.port = int(port)
+        self.token = token
+        self.token_path = token_path
+        self.explicit_project_id = project_id
+        self.project_id = project_id or derived_project_id()
+        self.client_id = client_id
+        self.registry = Registry()
+        self.transport: Transport | None = None
+        self.generation: int | None = None
+        self.session_id: str | None = None
+        self.connected = False
+        self.ever_connected = False
+        self.safe_mode = False
+        self.safe_mode_reason = ""
+        self.paused = False
+        self.last_seq = 0      # last daemon seq this client applied (hello.last_seq)
+        self.daemon_seq = 0    # highest daemon seq seen (welcome/ack/pong)
+        self.unit_scale = 1.0
+        # Capture.
+        self.dirty: set[tuple[str, int]] = set()
+        self.geometry_dirty: set[tuple[str, int]] = set()
+        self.waiting_edit: set[tuple[str, int]] = set()
+        self.scan_reason: str | None = "initial"
+        self.file_loaded = False
+        self.sweep_due_at = 0.0
+        self.last_sweep = 0.0
+        self.last_sent: dict[str, dict] = {}
+        self.applied_hash: dict[str, str] = {}
+        self.mesh_hashes: dict[str, str] = {}
+        self.mesh_blobs: dict[str, bytes] = {}
+        self.remote_deleted: set[str] = set()
+        self.quiet: set[str] = set()
+        # Outgoing.
+        self.to_register: set[str] = set()
+        self.registered: dict[str, str] = {}      # uuid -> editor_ref the daemon has
+        self.to_tombstone: set[str] = set()
+        self.duplicate_of: dict[str, str] = {}    # newcomer uuid -> original uuid
+        self.out_ops: list[dict] = []
+        self.out_mesh: list[tuple[dict, bytes]] = []
+        self.changes_supported = True
+        self.pending: dict[str, tuple[str, object]] = {}
+        self._ids = itertools.count(1)
+        # Incoming.
+        self.collector = apply_mod.BatchCollector()
+        self.batches: collections.deque = collections.deque()
+        self.blocked_reason: str | None = None
+        # User activity.
+        self.user_active = False
+        self.last_user_edit = 0.0
+        self.last_activity_sent = 0.0
+        self.applying = False
+        # Diagnostics.
+        self.bad_frames = 0
+        self.errors: collections.deque = collections.deque(maxlen=20)
+        self.collisions: list[dict] = []
+        self.tombstoned: list[str] = []
+        self.reconnects = 0
+        self.last_rebind: dict = {}
+        self.registry_check: dict = {}
+        self.last_daemon_status: dict | None = None
+        self.last_handshake_error: dict | None = None
+        self.applied_batches = 0
+        self.pending_save_doc: dict | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.unit_scale = current_unit_scale()
+        self.transport = Transport(self.host, self.port, self._hello(), token=self.token,
+                                   token_path=self.token_path)
+        self.transport.start()
+        log.info("vibesync: connecting to %s:%s as project %r", self.host, self.port,
+                 self.project_id)
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stop()
+            self.transport = None
+        self.connected = False
+
+    def _hello(self) -> dict:
+        return {"protocol": wire.PROTOCOL_VERSION, "project_id": self.project_id,
+                "editor": "blender", "editor_version": editor_version(),
+                "client_id": self.client_id, "unit_scale": self.unit_scale,
+                "last_seq": self.last_seq}
+
+    # ------------------------------------------------------------ handler entry points
+    def on_depsgraph(self, depsgraph) -> None:
+        """Tiny: record which datablocks changed. No bpy reads beyond the update list."""
+        structure = False
+        for u in depsgraph.updates:
+            idb = u.id
+            try:
+                idb = idb.original
+                id_type = idb.id_type
+            except (AttributeError, ReferenceError):
+                continue
+            kind = identity.ID_TYPE_TO_KIND.get(id_type)
+            if kind is None:
+                if id_type == "SCENE":
+                    structure = True
+                continue
+            key = (kind, idb.session_uid)
+            self.dirty.add(key)
+            if u.is_updated_geometry and kind in ("object", "mesh"):
+                self.geometry_dirty.add(key)
+            if kind == "collection":
+                structure = True
+            if key not in self.registry.by_key:
+                self.scan_reason = self.scan_reason or "new datablock"
+        if structure:
+            self.sweep_due_at = min(self.sweep_due_at or float("inf"),
+                                    time.monotonic() + SWEEP_SOON_S)
+
+    def on_undo_redo(self, which: str) -> None:
+        self.scan_reason = which
+
+    def on_load(self) -> None:
+        self.file_loaded = True
+        self.scan_reason = "load"
+
+    def on_save_pre(self) -> None:
+        """Persist the registry into the .blend (text block) just before it is written."""
+        if self.scan_reason is not None:
+            self._scan()  # a save must persist a complete registry
+        doc = self.registry.snapshot(self.project_id)
+        identity.write_text_block(doc)
+        self.pending_save_doc = doc
+
+    def on_save_post(self) -> None:
+        doc = self.pending_save_doc or self.registry.snapshot(self.project_id)
+        self.pending_save_doc = None
+        path = bpy.data.filepath
+        if not path:
+            return
+        side = identity.sidecar_path(path)
+        try:
+            identity.write_sidecar(side, doc)
+            log.info("registry saved: %d entries in %s and the .blend", len(doc["entries"]), side)
+        except OSError as e:
+            self._error("SIDECAR_WRITE_FAILED", f"cannot write the sidecar registry {side}: "
+                        f"{e}; the .blend still holds the registry")
+
+    # ----------------------------------------------------------------------- pump
+    def tick(self, budget_ms: float = 8.0) -> int:
+        """One pump step. Returns the number of work items processed."""
+        deadline = time.perf_counter() + budget_ms / 1000.0
+        work = self._drain_events(deadline)
+        if self.file_loaded:
+            self._after_load()
+        if self.scan_reason is not None:
+            self._scan()
+            work += 1
+        work += self._apply_batches(deadline)
+        work += self._process_dirty(deadline)
+        now = time.monotonic()
+        if (self.sweep_due_at and now >= self.sweep_due_at) or \
+                now - self.last_sweep >= SWEEP_INTERVAL_S:
+            self._sweep()
+        self._user_activity_idle(now)
+        work += self._flush()
+        return work
+
+    # -------------------------------------------------------------- transport events
+    def _drain_events(self, deadline: float) -> int:
+        if self.transport is None:
+            return 0
+        n = 0
+        inbox = self.transport.inbox
+        while n < MAX_EVENTS_PER_TICK and not inbox.empty():
+            if n and time.perf_counter() > deadline:
+                break
+            kind, payload = inbox.get_nowait()
+            n += 1
+            try:
+                self._handle_event(kind, payload)
+            except Exception as e:  # a bad message must never break Blender
+                log.exception("vibesync: dropped %s event after an error: %s", kind, e)
+                self._error("INTERNAL", f"handling {kind}: {e}")
+        return n
+
+    def _handle_event(self, kind: str, payload: dict) -> None:
+        if kind == "connected":
+            welcome = payload["welcome"]
+            self.generation = payload["generation"]
+            self.connected = True
+            if self.ever_connected:
+                self.reconnects += 1
+            self.ever_connected = True
+            self.session_id = welcome.get("session_id")
+            self._seen_seq(welcome.get("seq"))
+            self.safe_mode = bool(welcome.get("safe_mode"))
+            self.changes_supported = True
+            self.pending.clear()
+            self.last_handshake_error = None
+            # The daemon may have restarted: tell it everything we hold (idempotent).
+            self.registered.clear()
+            self.to_register = set(self.registry.alive_uuids())
+            log.info("vibesync: connected (session %s, daemon seq %s); registering %d "
+                     "datablocks", self.session_id, welcome.get("seq"), len(self.to_register))
+        elif kind == "disconnected":
+            if self.connected:
+                log.warning("vibesync: lost the daemon (%s); reconnecting with backoff",
+                            payload.get("reason"))
+            self.connected = False
+            self.generation = None
+            self.pending.clear()
+            self.collector.current = None
+        elif kind == "handshake_error":
+            self.last_handshake_error = payload
+            self._error(str(payload.get("code")), str(payload.get("message")))
+        elif kind == "connect_failed":
+            pass
+        elif kind == "bad_frame":
+            self.bad_frames += 1
+            self._error(str(payload.get("code")), f"bad frame from the daemon: "
+                        f"{payload.get('detail')}")
+        elif kind == "message":
+            self._handle_message(payload["message"], payload.get("attachment", b""))
+
+    def _seen_seq(self, seq) -> None:
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.daemon_seq:
+            self.daemon_seq = seq
+
+    def _error(self, code: str, message: str, request_id: str | None = None) -> None:
+        self.errors.append({"code": code, "message": message, "request_id": request_id,
+                            "at": time.time()})
+        log.error("vibesync: %s: %s%s", code, message,
+                  f" (request {request_id})" if request_id else "")
+
+    def _handle_message(self, msg: dict, attachment: bytes) -> None:
+        t = msg["type"]
+        rid = msg.get("request_id")
+        if t == wire.MessageType.ACK:
+            self._seen_seq(msg.get("seq"))
+            entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
+            results = msg.get("results")
+            if entry is None or not isinstance(results, list):
+                log.warning("vibesync: ack for unknown request %r ignored", rid)
+                return
+            what, ctx = entry
+            if what == "register":
+                self._on_register_ack(ctx, results, msg.get("seq"))
+            elif what == "tombstone":
+                self._on_tombstone_ack(ctx, results)
+            elif what == "change":
+                for r in results:
+                    if isinstance(r, dict) and r.get("status") == wire.Status.ERROR:
+                        self._error(str(r.get("error_code")), f"change {r.get('uuid')}: "
+                                    f"{r.get('message')}", rid)
+        elif t == wire.MessageType.ERROR:
+            code = str(msg.get("code"))
+            entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
+            if entry is not None and entry[0] == "change" and code == wire.ErrorCode.UNKNOWN_TYPE:
+                if self.changes_supported:
+                    log.warning("vibesync: the daemon does not accept `change` yet; change "
+                                "capture continues locally, sending is off for this "
+                                "connection")
+                self.changes_supported = False
+                return
+            if entry is not None and entry[0] == "register":
+                self.to_register.update(entry[1]["uuids"])
+            if entry is not None and entry[0] == "tombstone":
+                self.to_tombstone.update(entry[1])
+            if code == wire.ErrorCode.SAFE_MODE:
+                self.safe_mode = True
+            self._error(code, str(msg.get("message")), rid)
+        elif t == wire.MessageType.PONG:
+            self._seen_seq(msg.get("seq"))
+            self.pending.pop(rid, None)
+        elif t == wire.MessageType.STATUS:
+            self.pending.pop(rid, None)
+            self.last_daemon_status = msg
+        elif t == wire.MessageType.SAFE_MODE:
+            self.safe_mode = bool(msg.get("active"))
+            self.safe_mode_reason = str(msg.get("reason", ""))
+            log.warning("vibesync: daemon safe mode %s: %s",
+                        "on" if self.safe_mode else "off", self.safe_mode_reason)
+        elif t in (wire.MessageType.BATCH_BEGIN, wire.MessageType.APPLY,
+                   wire.MessageType.BATCH_END):
+            try:
+                batch = self.collector.feed(msg, attachment)
+            except apply_mod.BatchError as e:
+                self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
+                return
+            if batch is not None:
+                self.batches.append(batch)
+        else:
+            log.debug("vibesync: ignoring message of type %r", t)
+
+    def _on_register_ack(self, ctx: dict, results: list, seq) -> None:
+        items = ctx["items"]
+        for i, r in enumerate(results):
+            if not isinstance(r, dict) or i >= len(items):
+                continue
+            item = items[i]
+            uuid = item["uuid"]
+            status = r.get("status")
+            if status in (wire.Status.REGISTERED, wire.Status.UPDATED, wire.Status.UNCHANGED):
+                self.registered[uuid] = item["editor_ref"]
+                self.duplicate_of.pop(uuid, None)
+            elif status == wire.Status.COLLISION:
+                self._daemon_collision(uuid, str(r.get("message")))
+            else:
+                self._error(str(r.get("error_code")), f"register {uuid} "
+                            f"({item['editor_ref']}): {r.get('message')}", ctx.get("rid"))
+
+    def _daemon_collision(self, uuid: str, message: str) -> None:
+        """The daemon knows `uuid` as another datablock: our holder is the newcomer."""
+        idb = self.registry.resolve(uuid)
+        if idb is None:
+            return
+        fresh = identity.new_uuid()
+        b = self.registry.bindings.pop(uuid)
+        idb[identity.PROP] = fresh
+        b.uuid = fresh
+        self.registry.bindings[fresh] = b
+        self.registry.by_key[(b.kind, b.session_uid)] = fresh
+        event = {"original": uuid, "newcomer": fresh, "kind": b.kind, "name": b.name,
+                 "source": "daemon", "message": message, "at": time.time()}
+        self.collisions.append(event)
+        self.duplicate_of[fresh] = uuid
+        self.to_register.add(fresh)
+        self.last_sent.pop(uuid, None)
+        self.dirty.add((b.kind, b.session_uid))
+        log.warning("vibesync: daemon reported a collision for %s (%s): %s; gave our %s %r "
+                    "the fresh uuid %s", uuid, b.kind, message, b.kind, b.name, fresh)
+
+    def _on_tombstone_ack(self, uuids: list, results: list) -> None:
+        for i, r in enumerate(results):
+            if not isinstance(r, dict) or i >= len(uuids):
+                continue
+            status = r.get("status")
+            if status == wire.Status.TOMBSTONED:
+                self.tombstoned.append(uuids[i])
+                self.registered.pop(uuids[i], None)
+            elif r.get("error_code") == wire.ErrorCode.NOT_FOUND:
+                self.registered.pop(uuids[i], None)  # never registered or already gone
+            else:
+                self._error(str(r.get("error_code")), f"tombstone {uuids[i]}: "
+                            f"{r.get('message')}")
+
+    # ---------------------------------------------------------------- identity scans
+    def _after_load(self) -> None:
+        self.file_loaded = False
+        self.registry.clear()
+        self.mesh_hashes.clear()
+        self.mesh_blobs.clear()
+        self.dirty.clear()
+        self.geometry_dirty.clear()
+        self.waiting_edit.clear()
+        self.batches.clear()
+        self.collector.current = None
+        self._scan()
+        try:
+            self._check_persisted_registry()
+        except Exception as e:  # never let a bad registry file break a load
+            log.exception("vibesync: registry check failed")
+            self.registry_check = {"agree": False, "problems": [str(e)]}
+        new_project = self.explicit_project_id or derived_project_id()
+        self.project_id = new_project
+        self.unit_scale = current_unit_scale()
+        if self.transport is not None:
+            self.transport.update_hello(project_id=new_project, unit_scale=self.unit_scale,
+                                        last_seq=self.last_seq)
+            self.transport.reconnect()
+            self.connected = False
+            self.generation = None
+            log.info("vibesync: file loaded; reconnecting as project %r", new_project)
+
+    def _check_persisted_registry(self) -> None:
+        problems = []
+        blend_doc = side_doc = None
+        try:
+            blend_doc = identity.read_text_block()
+        except identity.RegistryFileError as e:
+            problems.append(str(e))
+        path = bpy.data.filepath
+        if path:
+            try:
+                side_doc = identity.read_sidecar(identity.sidecar_path(path))
+            except identity.RegistryFileError as e:
+                problems.append(str(e))
+        live = {u: b.as_dict() for u, b in self.registry.bindings.items() if b.alive}
+        if blend_doc is None and side_doc is None and not problems:
+            self.registry_check = {"agree": True, "problems": [], "note": "no saved registry"}
+            return
+        check = identity.compare(blend_doc, side_doc, live)
+        check["problems"] = problems + check["problems"]
+        check["agree"] = not check["problems"]
+        self.registry_check = check
+        if check["problems"]:
+            log.warning("vibesync: saved registry differs (%d problems): %s",
+                        len(check["problems"]), "; ".join(check["problems"][:5]))
+        else:
+            log.info("vibesync: .blend registry and sidecar agree (%d entries)",
+                     check["blend_entries"])
+
+    def _scan(self) -> None:
+        reason = self.scan_reason or "scan"
+        self.scan_reason = None
+        report = self.registry.scan()
+        for c in report.collisions:
+            self.collisions.append(dict(c, source="local"))
+            self.duplicate_of[c["newcomer"]] = c["original"]
+        changed = report.new + report.revived + report.renamed
+        self.to_register.update(changed)
+        for u in report.vanished:
+            self._vanished(u)
+        if reason in ("undo", "redo", "load"):
+            # Report the rebound set: registering is idempotent (`unchanged`).
+            self.to_register.update(report.rebound)
+            for u in report.rebound + report.revived:
+                b = self.registry.bindings[u]
+                self.dirty.add((b.kind, b.session_uid))
+                if b.kind in ("mesh", "object"):
+                    self.geometry_dirty.add((b.kind, b.session_uid))
+            self.last_rebind = {"reason": reason, "rebound": len(report.rebound),
+                                "revived": len(report.revived),
+                                "vanished": len(report.vanished), "new": len(report.new),
+                                "restored_props": len(report.restored_props),
+                                "at": time.time()}
+            log.info("vibesync: %s: rebound %d, revived %d, vanished %d, new %d uuids",
+                     reason, len(report.rebound), len(report.revived), len(report.vanished),
+                     len(report.new))
+        if reason in ("initial", "load"):
+            self.quiet.update(report.new)
+        for u in report.new + report.revived:
+            b = self.registry.bindings[u]
+            self.dirty.add((b.kind, b.session_uid))
+            if b.kind in ("mesh", "object"):
+                self.geometry_dirty.add((b.kind, b.session_uid))
+
+    def _vanished(self, uuid: str) -> None:
+        if uuid in self.remote_deleted:
+            self.remote_deleted.discard(uuid)
+            return
+        self.to_register.discard(uuid)
+        self.to_tombstone.add(uuid)
+        self.last_sent.pop(uuid, None)
+        self.applied_hash.pop(uuid, None)
+        self._mark_user_edit()
+        b = self.registry.bindings.get(uuid)
+        if b is not None and b.kind == "object" and self.changes_supported:
+            self.out_ops.append({"op": "delete", "uuid": uuid})
+        log.info("vibesync: %s deleted -> tombstone", uuid)
+
+    def _sweep(self) -> None:
+        self.last_sweep = time.monotonic()
+        self.sweep_due_at = 0.0
+        for u in self.registry.sweep():
+            self._vanished(u)
+
+    # --------------------------------------------------------------------- incoming
+    def _apply_batches(self, deadline: float) -> int:
+        if not self.batches or self.paused:
+            return 0
+        n = 0
+        while self.batches and (n == 0 or time.perf_counter() < deadline):
+            batch = self.batches[0]
+            reason = apply_mod.blocked_reason(batch, self.registry)
+            if reason is not None:
+                if self.blocked_reason != reason:
+                    log.info("vibesync: batch %s deferred: %s", batch.batch_id, reason)
+                self.blocked_reason = reason
+                return n
+            self.blocked_reason = None
+            self.batches.popleft()
+            self.apply_now(batch)
+            n += 1
+        return n
+
+    def apply_now(self, batch: apply_mod.Batch) -> dict:
+        """Apply one batch, remember the applied state (echo suppression), answer."""
+        self.applying = True
+        try:
+            result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
+        finally:
+            self.applying = False
+        self.remote_deleted.update(result["deleted"])
+        hashes = {}
+        for uuid in dict.fromkeys(result["touched"]):
+            if uuid in result["deleted"]:
+                continue
+            idb = self.registry.resolve(uuid)
+            if idb is None:
+                continue
+            b = self.registry.bindings[uuid]
+            state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+            self.last_sent[uuid] = state
+            self.applied_hash[uuid] = h
+            hashes[uuid] = h
+            if uuid not in self.registered:
+                self.to_register.add(uuid)
+        self.last_seq = max(self.last_seq, batch.seq)
+        self.applied_batches += 1
+        if self.transport is not None:
+            self.transport.update_hello(last_seq=self.last_seq)
+        self._send({"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
+                    "seq": batch.seq, "hashes": hashes})
+        log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
+                 batch.batch_id, batch.seq, len(result["touched"]), len(result["failed"]))
+        result["hashes"] = hashes
+        return result
+
+    # ---------------------------------------------------------------------- capture
+    def _process_dirty(self, deadline: float) -> int:
+        if self.waiting_edit:
+            for key in list(self.waiting_edit):
+                self.dirty.add(key)
+            self.waiting_edit.clear()
+        if not self.dirty:
+            return 0
+        n = 0
+        # Meshes first so objects see their new mesh hash in the same tick.
+        keys = sorted(self.dirty, key=lambda k: k[0] != "mesh")
+        for key in keys:
+            if n >= MAX_DIRTY_PER_TICK or (n and time.perf_counter() > deadline):
+                break
+            self.dirty.discard(key)
+            n += 1
+            uuid = self.registry.by_key.get(key)
+            if uuid is None:
+                self.scan_reason = self.scan_reason or "new datablock"
+                continue
+            idb = self.registry.resolve(uuid)
+            if idb is None:
+                self.sweep_due_at = time.monotonic()
+                continue
+            kind = key[0]
+            try:
+                self._capture_one(uuid, idb, kind, key)
+            except (ReferenceError, RuntimeError, ValueError) as e:
+                log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
+        return n
+
+    def _capture_one(self, uuid: str, idb, kind: str, key) -> None:
+        b = self.registry.bindings[uuid]
+        if b.name != idb.name:
+            b.name = idb.name
+        if self.registered.get(uuid) != identity.editor_ref(kind, idb.name):
+            self.to_register.add(uuid)
+        if key in self.geometry_dirty:
+            me = idb.data if kind == "object" else idb
+            if isinstance(me, bpy.types.Mesh):
+                if capture.in_edit_mode(idb) or me.is_editmode:
+                    self.waiting_edit.add(key)  # nothing is read from a mesh in edit mode
+                    return
+                self.geometry_dirty.discard(key)
+                mu = self.registry.uuid_for(me)
+                if mu is not None:
+                    blob = capture.mesh_attachment(me, self.unit_scale)
+                    h = blake3_hex(blob)
+                    if self.mesh_hashes.get(mu) != h:
+                        self.mesh_hashes[mu] = h
+                        self.mesh_blobs[mu] = blob
+                        if kind == "mesh":
+                            for ob in bpy.data.objects:
+                                if ob.data is not None and ob.data.session_uid == me.session_uid:
+                                    self.dirty.add(("object", ob.session_uid))
+            else:
+                self.geometry_dirty.discard(key)
+        state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)
+        prev = self.last_sent.get(uuid)
+        ops = capture.diff_ops(uuid, prev, state)
+        if not ops:
+            return
+        h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        self.last_sent[uuid] = state
+        if self.applied_hash.get(uuid) == h:
+            return  # what we applied ourselves: no echo
+        self.applied_hash.pop(uuid, None)
+        if uuid in self.quiet:
+            self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
+        else:
+            self._mark_user_edit()
+        for op in ops:
+            if op["op"] == "mesh":
+                mu = self.registry.uuid_for(idb.data) if kind == "object" else uuid
+                blob = self.mesh_blobs.get(mu) if mu else None
+                if blob is not None:
+                    self.out_mesh.append((op, blob))
+            else:
+                self.out_ops.append(op)
+
+    # ----------------------------------------------------------------- user activity
+    def _mark_user_edit(self) -> None:
+        if self.applying:
+            return
+        now = time.monotonic()
+        self.last_user_edit = now
+        if not self.user_active or now - self.last_activity_sent >= USER_ACTIVITY_RESEND_S:
+            self.user_active = True
+            self.last_activity_sent = now
+            self._send({"type": wire.MessageType.USER_ACTIVITY, "active": True})
+
+    def _user_activity_idle(self, now: float) -> None:
+        if self.user_active and now - self.last_user_edit >= USER_IDLE_S:
+            self.user_active = False
+            self._send({"type": wire.MessageType.USER_ACTIVITY, "active": False})
+
+    # ---------------------------------------------------------------------- sending
+    def _rid(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    def _send(self, msg: dict, attachment: bytes = b"") -> bool:
+        if not self.connected or self.transport is None or self.generation is None:
+            return False
+        self.transport.send(self.generation, msg, attachment)
+        return True
+
+    def request(self, what: str, msg: dict, ctx=None, attachment: bytes = b"") -> str | None:
+        rid = self._rid(what[0])
+        msg["request_id"] = rid
+        if self._send(msg, attachment):
+            self.pending[rid] = (what, ctx)
+            return rid
+        return None
+
+    def _flush(self) -> int:
+        if not self.connected or self.paused or self.safe_mode:
+            return 0
+        n = 0
+        if self.to_register:
+            alive = [u for u in self.to_register if u in self.registry.bindings
+                     and self.registry.bindings[u].alive]
+            self.to_register.clear()
+            for start in range(0, len(alive), MAX_REGISTER_ITEMS):
+                chunk = alive[start:start + MAX_REGISTER_ITEMS]
+                items = []
+                for u in chunk:
+                    b = self.registry.bindings[u]
+                    item = {"uuid": u, "kind": b.kind, "name": b.name,
+                            "editor_ref": identity.editor_ref(b.kind, b.name)}
+                    if u in self.duplicate_of:
+                        # Not in PROTOCOL.md yet: optional, readers ignore unknown fields.
+                        item["duplicate_of"] = self.duplicate_of[u]
+                    items.append(item)
+                self.request("register", {"type": wire.MessageType.REGISTER, "items": items},
+                             {"items": items, "uuids": chunk})
+                n += 1
+        if self.to_tombstone:
+            uuids = sorted(self.to_tombstone)
+            self.to_tombstone.clear()
+            self.request("tombstone", {"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
+                         uuids)
+            n += 1
+        if self.changes_supported and self.out_ops:
+            ops, self.out_ops = self.out_ops, []
+            self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
+                                    "changes": ops}, None)
+            n += 1
+        elif not self.changes_supported:
+            self.out_ops.clear()
+        while self.out_mesh:
+            op, blob = self.out_mesh.pop(0)
+            if self.changes_supported:
+                self.request("change", {"type": wire.MessageType.CHANGE,
+                                        "base_seq": self.last_seq, "changes": [op]}, None,
+                             attachment=blob)
+                n += 1
+        return n
+
+    # -------------------------------------------------------------------- status
+    def state_name(self) -> str:
+        if self.paused:
+            return STATE_PAUSED
+        if self.connected and self.safe_mode:
+            return STATE_SAFE_MODE
+        if self.connected:
+            return STATE_CONNECTED
+        return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
+
+    def status(self) -> dict:
+        counts = self.registry.counts()
+        return {
+            "state": self.state_name(),
+            "connected": self.connected,
+            "safe_mode": self.safe_mode,
+            "paused": self.paused,
+            "host": self.host,
+            "port": self.port,
+            "project_id": self.project_id,
+            "session_id": self.session_id,
+            "last_seq": self.last_seq,
+            "daemon_seq": self.daemon_seq,
+            "tracked": counts,
+            "tracked_total": sum(counts.values()),
+            "registered": len(self.registered),
+            "pending_requests": len(self.pending),
+            "to_register": len(self.to_register),
+            "to_tombstone": len(self.to_tombstone),
+            "tombstoned": list(self.tombstoned),
+            "collisions": list(self.collisions),
+            "bad_frames": self.bad_frames,
+            "errors": list(self.errors),
+            "reconnects": self.reconnects,
+            "changes_supported": self.changes_supported,
+            "deferred_batches": len(self.batches),
+            "blocked_reason": self.blocked_reason,
+            "applied_batches": self.applied_batches,
+            "user_active": self.user_active,
+            "last_rebind": dict(self.last_rebind),
+            "registry_check": dict(self.registry_check),
+            "handshake_error": self.last_handshake_error,
+            "backoff_s": self.transport.backoff_s if self.transport else None,
+        }

@@ -1,0 +1,92 @@
+"""Sidebar panel (View3D > Sidebar > VibeSync) and the addon preferences."""
+
+from __future__ import annotations
+
+import bpy
+
+_PACKAGE = __package__ or "vibesync"
+
+
+def preferences():
+    """The addon's preferences, or None when not installed as an addon (e.g. tests)."""
+    addon = bpy.context.preferences.addons.get(_PACKAGE)
+    return addon.preferences if addon is not None else None
+
+
+class VIBESYNC_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = _PACKAGE
+
+    host: bpy.props.StringProperty(name="Host", default="127.0.0.1",
+                                   description="Address of the VibeSync daemon")
+    port: bpy.props.IntProperty(name="Port", default=47800, min=1, max=65535)
+    token_file: bpy.props.StringProperty(
+        name="Token file", subtype="FILE_PATH", default="",
+        description="Empty: <daemon data dir>/token (VIBESYNC_DATA_DIR or the OS default)")
+    project_id: bpy.props.StringProperty(
+        name="Project id", default="",
+        description="Empty: derived from the folder of the .blend file")
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.prop(self, "host")
+        col.prop(self, "port")
+        col.prop(self, "token_file")
+        col.prop(self, "project_id")
+        col.operator(VIBESYNC_OT_reconnect.bl_idname, text="Apply and reconnect")
+
+
+class VIBESYNC_OT_reconnect(bpy.types.Operator):
+    bl_idname = "vibesync.reconnect"
+    bl_label = "Reconnect"
+    bl_description = "Reconnect to the VibeSync daemon with the current preferences"
+
+    def execute(self, context):
+        from . import connect_from_preferences
+        connect_from_preferences()
+        return {"FINISHED"}
+
+
+class VIBESYNC_OT_pause(bpy.types.Operator):
+    bl_idname = "vibesync.toggle_pause"
+    bl_label = "Pause / resume"
+    bl_description = "Pause sending and applying changes (capture keeps running)"
+
+    def execute(self, context):
+        from . import _session
+        s = _session()
+        if s is not None:
+            s.paused = not s.paused
+        return {"FINISHED"}
+
+
+class VIBESYNC_PT_panel(bpy.types.Panel):
+    bl_idname = "VIBESYNC_PT_panel"
+    bl_label = "VibeSync"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "VibeSync"
+
+    def draw(self, context):
+        from . import status
+        st = status()
+        layout = self.layout
+        icon = {"connected": "CHECKMARK", "reconnecting": "FILE_REFRESH",
+                "safe mode": "ERROR", "paused": "PAUSE"}.get(st["state"], "X")
+        layout.label(text=f"State: {st['state']}", icon=icon)
+        layout.label(text=f"Daemon: {st.get('host')}:{st.get('port')}")
+        layout.label(text=f"Project: {st.get('project_id')}")
+        layout.label(text=f"Last seq: {st.get('daemon_seq')} (applied {st.get('last_seq')})")
+        box = layout.box()
+        box.label(text=f"Tracked: {st.get('tracked_total', 0)}")
+        for kind, n in (st.get("tracked") or {}).items():
+            if n:
+                box.label(text=f"  {kind}: {n}")
+        if st.get("errors"):
+            layout.label(text=f"Last error: {st['errors'][-1]['code']}", icon="ERROR")
+        row = layout.row()
+        row.operator(VIBESYNC_OT_reconnect.bl_idname, icon="FILE_REFRESH")
+        row.operator(VIBESYNC_OT_pause.bl_idname,
+                     text="Resume" if st.get("paused") else "Pause", icon="PAUSE")
+
+
+CLASSES = (VIBESYNC_AP_preferences, VIBESYNC_OT_reconnect, VIBESYNC_OT_pause, VIBESYNC_PT_panel)
