@@ -162,39 +162,40 @@ def _rotation_close(a, b) -> bool:
 
 
 def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
-    """`change` ops (§6.1) that turn `prev` (last sent) into `cur`."""
-    kind = cur["kind"]
+    """`change` ops (§6.1) that turn `prev` (last sent) into `cur`.
+
+    Only objects carry synced state in the daemon (their mesh and material travel inside
+    the object's state), so other kinds produce no ops: they are registered only. A `create`
+    or `mesh` op with a `mesh_hash` needs the mesh attachment in the same frame.
+    """
+    if cur["kind"] != "object":
+        return []
     if prev is None:
-        if kind == "object":
-            op = {"op": "create", "uuid": uuid, "kind": kind, "name": cur["name"],
-                  "parent": cur["parent"], "t": cur["t"], "r": cur["r"], "s": cur["s"],
-                  "visible": cur["visible"]}
-            if "mesh_hash" in cur:
-                op["mesh_hash"] = cur["mesh_hash"]
-            if "material" in cur:
-                op["material"] = cur["material"]
-            ops = [op]
-            if "mesh_hash" in cur:  # the content travels as an attachment (§7)
-                ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
-            return ops
-        ops = []
+        op = {"op": "create", "uuid": uuid, "kind": "object", "name": cur["name"],
+              "parent": cur["parent"], "t": cur["t"], "r": cur["r"], "s": cur["s"],
+              "visible": cur["visible"]}
+        if "mesh_hash" in cur:
+            op["mesh_hash"] = cur["mesh_hash"]
         if "material" in cur:
-            ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
-        return ops
+            op["material"] = cur["material"]
+        return [op]
     ops: list[dict] = []
     if prev.get("name") != cur["name"]:
         ops.append({"op": "rename", "uuid": uuid, "name": cur["name"]})
-    if kind == "object":
-        if prev.get("parent") != cur["parent"]:
-            ops.append({"op": "reparent", "uuid": uuid, "parent": cur["parent"]})
-        if prev.get("visible") != cur["visible"]:
-            ops.append({"op": "visibility", "uuid": uuid, "visible": cur["visible"]})
-        if not (_close(prev.get("t"), cur["t"]) and _rotation_close(prev.get("r"), cur["r"])
-                and _close(prev.get("s"), cur["s"])):
-            ops.append({"op": "transform", "uuid": uuid, "t": cur["t"], "r": cur["r"],
-                        "s": cur["s"]})
-        if "mesh_hash" in cur and prev.get("mesh_hash") != cur["mesh_hash"]:
-            ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
+    if prev.get("parent") != cur["parent"]:
+        ops.append({"op": "reparent", "uuid": uuid, "parent": cur["parent"]})
+    if prev.get("visible") != cur["visible"]:
+        ops.append({"op": "visibility", "uuid": uuid, "visible": cur["visible"]})
+    if not (_close(prev.get("t"), cur["t"]) and _rotation_close(prev.get("r"), cur["r"])
+            and _close(prev.get("s"), cur["s"])):
+        ops.append({"op": "transform", "uuid": uuid, "t": cur["t"], "r": cur["r"],
+                    "s": cur["s"]})
+    if "mesh_hash" in cur and prev.get("mesh_hash") != cur["mesh_hash"]:
+        ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
     if "material" in cur and not _close(prev.get("material"), cur["material"]):
         ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
     return ops
+
+
+def needs_attachment(op: dict) -> bool:
+    return op["op"] in ("create", "mesh") and "mesh_hash" in op

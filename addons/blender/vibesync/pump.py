@@ -109,8 +109,8 @@ class Session:
         self.registered: dict[str, str] = {}      # uuid -> editor_ref the daemon has
         self.to_tombstone: set[str] = set()
         self.duplicate_of: dict[str, str] = {}    # newcomer uuid -> original uuid
-        self.out_ops: list[dict] = []
-        self.out_mesh: list[tuple[dict, bytes]] = []
+        # Ordered outgoing change ops; an op with a mesh carries its attachment.
+        self.out_ops: list[tuple[dict, bytes]] = []
         self.changes_supported = True
         self.pending: dict[str, tuple[str, object]] = {}
         self._ids = itertools.count(1)
@@ -319,8 +319,7 @@ class Session:
             elif what == "change":
                 for r in results:
                     if isinstance(r, dict) and r.get("status") == wire.Status.ERROR:
-                        self._error(str(r.get("error_code")), f"change {r.get('uuid')}: "
-                                    f"{r.get('message')}", rid)
+                        self._change_rejected(r, rid)
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
             entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
@@ -377,6 +376,16 @@ class Session:
             else:
                 self._error(str(r.get("error_code")), f"register {uuid} "
                             f"({item['editor_ref']}): {r.get('message')}", ctx.get("rid"))
+
+    def _change_rejected(self, r: dict, rid: str) -> None:
+        uuid, code = r.get("uuid"), str(r.get("error_code"))
+        self._error(code, f"change {uuid}: {r.get('message')}", rid)
+        b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
+        if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
+            # The daemon has no state for it (e.g. its data was reset): send a create.
+            self.last_sent.pop(uuid, None)
+            self.dirty.add((b.kind, b.session_uid))
+            self.geometry_dirty.add((b.kind, b.session_uid))
 
     def _daemon_collision(self, uuid: str, message: str) -> None:
         """The daemon knows `uuid` as another datablock: our holder is the newcomer."""
@@ -513,9 +522,6 @@ class Session:
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
-        b = self.registry.bindings.get(uuid)
-        if b is not None and b.kind == "object" and self.changes_supported:
-            self.out_ops.append({"op": "delete", "uuid": uuid})
         log.info("vibesync: %s deleted -> tombstone", uuid)
 
     def _sweep(self) -> None:
@@ -586,8 +592,9 @@ class Session:
         if not self.dirty:
             return 0
         n = 0
-        # Meshes first so objects see their new mesh hash in the same tick.
-        keys = sorted(self.dirty, key=lambda k: k[0] != "mesh")
+        self._hashed_this_tick: set[int] = set()
+        # Meshes and materials first so objects see their new state in the same tick.
+        keys = sorted(self.dirty, key=lambda k: k[0] == "object")
         for key in keys:
             if n >= MAX_DIRTY_PER_TICK or (n and time.perf_counter() > deadline):
                 break
@@ -614,15 +621,19 @@ class Session:
             b.name = idb.name
         if self.registered.get(uuid) != identity.editor_ref(kind, idb.name):
             self.to_register.add(uuid)
+        if kind == "object" and capture.in_edit_mode(idb):
+            self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
+            return
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
-                if capture.in_edit_mode(idb) or me.is_editmode:
-                    self.waiting_edit.add(key)  # nothing is read from a mesh in edit mode
+                if me.is_editmode:
+                    self.waiting_edit.add(key)
                     return
                 self.geometry_dirty.discard(key)
                 mu = self.registry.uuid_for(me)
-                if mu is not None:
+                if mu is not None and me.session_uid not in self._hashed_this_tick:
+                    self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
                     h = blake3_hex(blob)
                     if self.mesh_hashes.get(mu) != h:
@@ -634,6 +645,12 @@ class Session:
                                     self.dirty.add(("object", ob.session_uid))
             else:
                 self.geometry_dirty.discard(key)
+        if kind == "material":
+            # The material travels in the state of every object that shows it.
+            for ob in bpy.data.objects:
+                mat = ob.active_material
+                if mat is not None and mat.session_uid == idb.session_uid:
+                    self.dirty.add(("object", ob.session_uid))
         state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)
         prev = self.last_sent.get(uuid)
         ops = capture.diff_ops(uuid, prev, state)
@@ -649,13 +666,17 @@ class Session:
         else:
             self._mark_user_edit()
         for op in ops:
-            if op["op"] == "mesh":
-                mu = self.registry.uuid_for(idb.data) if kind == "object" else uuid
-                blob = self.mesh_blobs.get(mu) if mu else None
-                if blob is not None:
-                    self.out_mesh.append((op, blob))
-            else:
-                self.out_ops.append(op)
+            blob = b""
+            if capture.needs_attachment(op):
+                mu = self.registry.uuid_for(idb.data)
+                blob = self.mesh_blobs.get(mu, b"") if mu else b""
+                if not blob or self.mesh_hashes.get(mu) != op["mesh_hash"]:
+                    log.warning("vibesync: mesh of %s not available; sending without it", uuid)
+                    op.pop("mesh_hash", None)
+                    if op["op"] == "mesh":
+                        continue
+                    blob = b""
+            self.out_ops.append((op, blob))
 
     # ----------------------------------------------------------------- user activity
     def _mark_user_edit(self) -> None:
@@ -719,21 +740,30 @@ class Session:
             self.request("tombstone", {"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
                          uuids)
             n += 1
-        if self.changes_supported and self.out_ops:
-            ops, self.out_ops = self.out_ops, []
-            self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
-                                    "changes": ops}, None)
-            n += 1
-        elif not self.changes_supported:
+        if not self.changes_supported:
             self.out_ops.clear()
-        while self.out_mesh:
-            op, blob = self.out_mesh.pop(0)
-            if self.changes_supported:
-                self.request("change", {"type": wire.MessageType.CHANGE,
-                                        "base_seq": self.last_seq, "changes": [op]}, None,
-                             attachment=blob)
+        elif self.out_ops:
+            # Keep the order; a frame carries at most one attachment (one mesh).
+            ops, self.out_ops = self.out_ops, []
+            plain: list[dict] = []
+            for op, blob in ops:
+                if blob:
+                    if plain:
+                        self._send_change(plain)
+                        plain = []
+                        n += 1
+                    self._send_change([op], blob)
+                    n += 1
+                else:
+                    plain.append(op)
+            if plain:
+                self._send_change(plain)
                 n += 1
         return n
+
+    def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+        self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
+                                "changes": ops}, None, attachment=attachment)
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
