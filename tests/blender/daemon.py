@@ -175,3 +175,17 @@ def registry_records(daemon: Daemon) -> dict[str, dict]:
                     out[u]["tombstones"] += 1
                 out[u]["state"] = "live" if op == "register" else "tombstoned"
     return out
+
+
+def synced_states(daemon: Daemon) -> dict[str, dict]:
+    """uuid -> {"state", "state_hash"} of the last committed sync STEP in the WAL."""
+    records = daemon.tail()
+    committed = {r.get("operation_id") for r in records if r.get("phase") == "COMMIT"}
+    out: dict[str, dict] = {}
+    for r in records:
+        p = r.get("payload") or {}
+        if r.get("phase") == "STEP" and p.get("op") == "state" \
+                and r.get("operation_id") in committed:
+            u = p.get("uuid") or (r.get("uuids") or [None])[0]
+            out[u] = {"state": p.get("state"), "state_hash": p.get("state_hash")}
+    return out

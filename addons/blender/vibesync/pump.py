@@ -269,6 +269,16 @@ class Session:
             # The daemon may have restarted: tell it everything we hold (idempotent).
             self.registered.clear()
             self.to_register = set(self.registry.alive_uuids())
+            # Changes in flight when the last connection died may never have been committed:
+            # re-send every object's full state as `create` (the daemon drops repeats whose
+            # hash it already holds). Not a user edit.
+            for u in self.to_register:
+                bnd = self.registry.bindings[u]
+                if bnd.kind == "object" and u not in self.applied_hash:
+                    self.last_sent.pop(u, None)
+                    self.quiet.add(u)
+                    self.dirty.add((bnd.kind, bnd.session_uid))
+            self.out_ops.clear()
             log.info("vibesync: connected (session %s, daemon seq %s); registering %d "
                      "datablocks", self.session_id, welcome.get("seq"), len(self.to_register))
         elif kind == "disconnected":

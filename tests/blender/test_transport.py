@@ -1,0 +1,282 @@
+"""Transport: daemon kill -9 and restart, hostile frames, handshake failures, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+
+import bpy
+import pytest
+
+import vibesync
+from conftest import pump_for, pump_until, settle
+from daemon import Client, Daemon, registry_records, synced_states
+from vibesync import transport
+
+PROP = "vibesync_uuid"
+
+
+def make_cube(name):
+    bpy.ops.mesh.primitive_cube_add()
+    ob = bpy.context.active_object
+    ob.name = name
+    return ob
+
+
+def tracked_uuids() -> set[str]:
+    return set(vibesync._session().registry.alive_uuids())
+
+
+def test_daemon_killed_and_restarted_reconnects_and_reregisters_without_duplicates(
+        clean_blender, daemon_bin, tmp_path, project_id):
+    d = Daemon(daemon_bin, str(tmp_path / "data")).start()
+    try:
+        vibesync.connect("127.0.0.1", d.port, d.token, project_id)
+        pump_until(lambda: vibesync.status()["connected"], what="first connection")
+        for name in ("A", "B", "C"):
+            make_cube(name)
+        settle()
+        before = tracked_uuids()
+        pump_until(lambda: all(registry_records(d).get(u, {}).get("state") == "live"
+                               for u in before), what="registration")
+        first_session = vibesync.status()["session_id"]
+
+        port = d.port
+        d.kill()  # kill -9: no goodbye
+        pump_until(lambda: not vibesync.status()["connected"], what="the loss to be noticed")
+        assert vibesync.status()["state"] == "reconnecting"
+        # Work goes on while the daemon is down.
+        make_cube("WhileDown")
+        bpy.data.objects["A"].name = "A2"
+        settle()
+        pump_for(0.3)
+        assert bpy.data.objects["WhileDown"].get(PROP)
+
+        d.start(port=port)
+        pump_until(lambda: vibesync.status()["connected"]
+                   and vibesync.status()["session_id"] != first_session
+                   and vibesync.status()["to_register"] == 0
+                   and vibesync.status()["pending_requests"] == 0,
+                   timeout=20, what="reconnect and re-register")
+        st = vibesync.status()
+        assert st["reconnects"] == 1
+        after = tracked_uuids()
+        assert before < after and len(after) == len(before) + 2  # + WhileDown object+mesh
+        recs = registry_records(d)
+        for u in after:
+            assert recs[u]["state"] == "live"
+        for u in before - {bpy.data.objects["A2"][PROP]}:
+            assert recs[u]["registers"] == 1, "an unchanged datablock was written twice"
+        assert recs[bpy.data.objects["A2"][PROP]]["last"]["editor_ref"] == "OB:A2"
+        c = Client(d, project_id)
+        try:
+            daemon_status = c.status()
+        finally:
+            c.close()
+        assert daemon_status["registry"]["live"] == len(after)
+        # Changes the killed daemon never committed are answered NOT_FOUND; the addon then
+        # re-sends a full `create`. In the end the daemon holds the state of every object.
+        assert not [e for e in st["errors"] if e["code"] not in ("HANDSHAKE_FAILED", "NOT_FOUND")]
+        objects = {ob[PROP]: ob.name for ob in bpy.data.objects}
+        pump_until(lambda: set(objects) <= set(synced_states(d)), timeout=10,
+                   what="synced state of every object after the restart")
+        states = synced_states(d)
+        assert {u: states[u]["state"]["name"] for u in objects} == objects
+    finally:
+        vibesync.disconnect()
+        d.stop()
+
+
+def test_backoff_doubles_to_thirty_seconds():
+    t = transport.Transport("127.0.0.1", 9, {"protocol": 1}, token="x")
+    delays = []
+    t._stop.set()  # _sleep_backoff returns at once, only the schedule is exercised
+    for _ in range(9):
+        delays.append(t.backoff_s)
+        t._sleep_backoff()
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    t.stop()
+
+
+def frame(obj) -> bytes:
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return struct.pack(">II", 4 + len(body), len(body)) + body
+
+
+class HostileDaemon:
+    """Speaks just enough protocol to welcome the addon, then misbehaves."""
+
+    def __init__(self, script) -> None:
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.hellos: list[dict] = []
+        self.received: list[dict] = []
+        self.script = script
+        self.conns = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def read_frame(self, conn) -> dict:
+        hdr = b""
+        while len(hdr) < 8:
+            chunk = conn.recv(8 - len(hdr))
+            if not chunk:
+                raise ConnectionError
+            hdr += chunk
+        total, jl = struct.unpack(">II", hdr)
+        body = b""
+        while len(body) < total - 4:
+            chunk = conn.recv(total - 4 - len(body))
+            if not chunk:
+                raise ConnectionError
+            body += chunk
+        return json.loads(body[:jl])
+
+    def run(self) -> None:
+        n = 0
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                self.hellos.append(self.read_frame(conn))
+                conn.sendall(frame({"type": "welcome", "session_id": f"s{n}",
+                                    "daemon_version": "hostile", "protocol": 1, "seq": 5,
+                                    "safe_mode": False}))
+                self.script(n, conn)
+                conn.settimeout(0.2)
+                while True:
+                    try:
+                        self.received.append(self.read_frame(conn))
+                    except socket.timeout:
+                        continue
+            except (ConnectionError, OSError, ValueError):
+                pass
+            n += 1
+
+    def close(self) -> None:
+        self.srv.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def test_bad_frames_are_logged_and_blender_keeps_working(clean_blender, caplog):
+    def script(n, conn):
+        if n == 0:
+            conn.sendall(frame(b"{not json"))                       # BAD_MESSAGE: dropped
+            conn.sendall(frame(b"[1,2]"))                           # not an object
+            conn.sendall(frame(b'{"type":7}'))                      # type not a string
+            conn.sendall(frame(b"\xff\xfe"))                        # not UTF-8
+            conn.sendall(frame({"type": "batch_end", "batch_id": "nope", "seq": 1}))
+            conn.sendall(frame({"type": "batch_begin", "batch_id": "b", "seq": 6,
+                                "path": "fast", "count": 1}))
+            conn.sendall(frame({"type": "apply", "batch_id": "b",
+                                "change": {"op": "transform", "uuid": "NOT-A-UUID"}}))
+            conn.sendall(frame({"type": "ack", "request_id": "unknown", "results": "x"}))
+            conn.sendall(frame({"type": "pong", "request_id": "p", "seq": 6}))  # still usable
+            time.sleep(0.3)
+            conn.sendall(b"\xff\xff\xff\xff")                       # FRAME_TOO_LARGE: reset
+        # n == 1: behave.
+
+    hostile = HostileDaemon(script)
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "0" * 64, "hostile")
+        pump_until(lambda: vibesync.status()["reconnects"] >= 1
+                   and vibesync.status()["connected"], timeout=15,
+                   what="reset after FRAME_TOO_LARGE and reconnect")
+        st = vibesync.status()
+        assert st["bad_frames"] >= 5
+        codes = [e["code"] for e in st["errors"]]
+        assert codes.count("BAD_MESSAGE") >= 5  # 4 bad JSON parts + 2 bad batch frames
+        assert "FRAME_TOO_LARGE" in codes
+        assert st["daemon_seq"] == 6  # the pong after the garbage was still read
+        assert st["deferred_batches"] == 0 and st["applied_batches"] == 0
+        assert len(hostile.hellos) == 2
+        assert all(h["type"] == "hello" and h["editor"] == "blender" and h["protocol"] == 1
+                   for h in hostile.hellos)
+        # Blender is fine and the addon still does its job.
+        ob = make_cube("StillAlive")
+        settle()
+        assert ob.get(PROP)
+        pump_until(lambda: any(m.get("type") == "register" for m in hostile.received),
+                   what="register on the new connection")
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
+def test_wrong_token_is_reported_not_raised(clean_blender, daemon, project_id):
+    vibesync.connect("127.0.0.1", daemon.port, "f" * 64, project_id)
+    pump_until(lambda: (vibesync.status().get("handshake_error") or {}).get("code")
+               == "AUTH_FAILED", what="AUTH_FAILED")
+    st = vibesync.status()
+    assert st["state"] == "reconnecting" and not st["connected"]
+    vibesync.disconnect()
+
+
+def test_token_is_read_from_the_data_dir(clean_blender, daemon, project_id, monkeypatch):
+    monkeypatch.setenv("VIBESYNC_DATA_DIR", daemon.data_dir)
+    assert transport.default_token_path() == daemon.data_dir + "/token"
+    vibesync.connect("127.0.0.1", daemon.port, None, project_id)
+    pump_until(lambda: vibesync.status()["connected"], what="connect with the data dir token")
+    vibesync.disconnect()
+
+
+def test_hello_carries_unit_scale_and_blender_identity(clean_blender):
+    hostile = HostileDaemon(lambda n, conn: None)
+    try:
+        bpy.context.scene.unit_settings.scale_length = 0.01
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "units")
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        h = hostile.hellos[0]
+        assert h["unit_scale"] == pytest.approx(0.01)
+        assert h["editor"] == "blender" and h["project_id"] == "units"
+        assert h["token"] == "a" * 64 and h["last_seq"] == 0
+        assert h["editor_version"] == bpy.app.version_string
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
+def test_register_twice_is_harmless_and_unregister_removes_everything():
+    vibesync.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    handler_lists = ("depsgraph_update_post", "undo_post", "redo_post", "load_post",
+                     "save_pre", "save_post")
+
+    def ours(name):
+        return [h for h in getattr(bpy.app.handlers, name)
+                if getattr(h, "__module__", "").startswith("vibesync")]
+
+    vibesync.register()
+    vibesync.register()
+    for name in handler_lists:
+        assert len(ours(name)) == 1, name
+    assert bpy.app.timers.is_registered(vibesync._timer)
+    assert hasattr(bpy.types, "VIBESYNC_PT_panel")
+    vibesync.connect("127.0.0.1", 9, "x" * 64, "twice")
+    vibesync.connect("127.0.0.1", 9, "x" * 64, "twice")
+    for name in handler_lists:
+        assert len(ours(name)) == 1, name
+    threads = [t for t in threading.enumerate() if t.name == "vibesync-transport"]
+    assert len(threads) == 1
+    vibesync.unregister()
+    vibesync.unregister()
+    for name in handler_lists:
+        assert ours(name) == [], name
+    assert not bpy.app.timers.is_registered(vibesync._timer)
+    assert not hasattr(bpy.types, "VIBESYNC_PT_panel")
+    assert vibesync.status()["state"] == "disconnected"
+    time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name == "vibesync-transport"]
