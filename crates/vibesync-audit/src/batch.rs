@@ -34,11 +34,7 @@ impl AuditBatch {
     /// Fold `later` into `self` (used when the queue is full): one commit covering both seq
     /// ranges; entries keep their order so the later state wins.
     pub fn merge(&mut self, later: AuditBatch) {
-        if self.operation_ids.is_empty()
-            && self.entries.is_empty()
-            && self.first_seq == 0
-            && self.last_seq == 0
-        {
+        if self.operation_ids.is_empty() && self.entries.is_empty() && self.first_seq == 0 && self.last_seq == 0 {
             *self = later;
             return;
         }

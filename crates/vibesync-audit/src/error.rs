@@ -23,18 +23,10 @@ pub enum AuditError {
     },
 
     #[error("audit entry {project_id}/{uuid} rejected: {reason}; the daemon must pass validated project ids and lowercase uuids")]
-    BadEntry {
-        project_id: String,
-        uuid: String,
-        reason: String,
-    },
+    BadEntry { project_id: String, uuid: String, reason: String },
 
     #[error("audit batch seq {first_seq}-{last_seq} rejected: {reason}")]
-    BadBatch {
-        first_seq: u64,
-        last_seq: u64,
-        reason: String,
-    },
+    BadBatch { first_seq: u64, last_seq: u64, reason: String },
 
     #[error("audit repository {} is inconsistent: {reason}. It is derived data: move it aside and the daemon rebuilds the history of the WAL it still has at its next boot", path.display())]
     Inconsistent { path: PathBuf, reason: String },
@@ -52,9 +44,5 @@ pub enum AuditError {
     Closed,
 
     #[error("the audit thread panicked while committing seq {first_seq}-{last_seq}: {message}")]
-    Panicked {
-        first_seq: u64,
-        last_seq: u64,
-        message: String,
-    },
+    Panicked { first_seq: u64, last_seq: u64, message: String },
 }

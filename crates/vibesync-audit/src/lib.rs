@@ -50,9 +50,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::{AuditBatch, AuditContent, AuditEntry};
 pub use error::AuditError;
-pub use repo::{
-    commit_message, parse_range, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE,
-};
+pub use repo::{commit_message, parse_range, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE};
 
 /// Tuning for [`Audit::open_with`].
 #[derive(Debug, Clone)]
@@ -131,11 +129,7 @@ impl Audit {
                 batches: VecDeque::new(),
                 busy: false,
                 closing: false,
-                stats: AuditStats {
-                    last_audited_seq: last,
-                    commits,
-                    ..Default::default()
-                },
+                stats: AuditStats { last_audited_seq: last, commits, ..Default::default() },
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
@@ -145,12 +139,7 @@ impl Audit {
             .name("vibesync-audit".into())
             .spawn(move || run(repo, worker))
             .map_err(|source| AuditError::Spawn { source })?;
-        Ok(Audit {
-            shared,
-            thread: Mutex::new(Some(thread)),
-            capacity: cfg.queue_capacity.max(1),
-            path: git_dir,
-        })
+        Ok(Audit { shared, thread: Mutex::new(Some(thread)), capacity: cfg.queue_capacity.max(1), path: git_dir })
     }
 
     /// Queue a batch. Never blocks on git; fails only after [`Audit::close`].
@@ -248,14 +237,13 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>) {
         let outcome = if batch.last_seq <= last_audited && last_audited > 0 {
             None
         } else {
-            let r =
-                catch_unwind(AssertUnwindSafe(|| repo.commit_batch(&batch))).unwrap_or_else(|p| {
-                    Err(AuditError::Panicked {
-                        first_seq: batch.first_seq,
-                        last_seq: batch.last_seq,
-                        message: panic_message(p),
-                    })
-                });
+            let r = catch_unwind(AssertUnwindSafe(|| repo.commit_batch(&batch))).unwrap_or_else(|p| {
+                Err(AuditError::Panicked {
+                    first_seq: batch.first_seq,
+                    last_seq: batch.last_seq,
+                    message: panic_message(p),
+                })
+            });
             Some(r)
         };
         let mut q = shared.q.lock().unwrap();
@@ -292,14 +280,9 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>) {
 /// Does not create anything: a missing repository is an error.
 pub fn verify(git_dir: impl AsRef<Path>) -> Result<u64, AuditError> {
     let git_dir = git_dir.as_ref();
-    let repo = git2::Repository::open_bare(git_dir).map_err(|source| AuditError::Open {
-        path: git_dir.to_path_buf(),
-        source,
-    })?;
-    let bad = |reason: String| AuditError::Inconsistent {
-        path: git_dir.to_path_buf(),
-        reason,
-    };
+    let repo = git2::Repository::open_bare(git_dir)
+        .map_err(|source| AuditError::Open { path: git_dir.to_path_buf(), source })?;
+    let bad = |reason: String| AuditError::Inconsistent { path: git_dir.to_path_buf(), reason };
     let git = |op: &'static str| {
         let path = git_dir.to_path_buf();
         move |source| AuditError::Git { op, path, source }
@@ -310,8 +293,7 @@ pub fn verify(git_dir: impl AsRef<Path>) -> Result<u64, AuditError> {
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(0),
         Err(e) => return Err(git("read the main branch")(e)),
     }
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
-        .map_err(git("sort history"))?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).map_err(git("sort history"))?;
     let mut last = 0u64;
     for oid in walk {
         let oid = oid.map_err(git("walk history"))?;

@@ -29,10 +29,7 @@ fn git(op: &'static str, path: &Path) -> impl FnOnce(git2::Error) -> AuditError 
 impl AuditRepo {
     /// Open the bare repository at `git_dir`, creating it (HEAD → refs/heads/main) if missing.
     pub fn open(git_dir: &Path) -> Result<AuditRepo, AuditError> {
-        let open_err = |source| AuditError::Open {
-            path: git_dir.to_path_buf(),
-            source,
-        };
+        let open_err = |source| AuditError::Open { path: git_dir.to_path_buf(), source };
         let repo = if git_dir.join("HEAD").exists() {
             Repository::open_bare(git_dir).map_err(open_err)?
         } else {
@@ -42,27 +39,17 @@ impl AuditRepo {
             tracing::info!(path = %git_dir.display(), "audit: created bare repository");
             repo
         };
-        let head_is_main = repo
-            .find_reference("HEAD")
-            .ok()
-            .and_then(|h| h.symbolic_target().map(|t| t == BRANCH))
-            .unwrap_or(false);
+        let head_is_main =
+            repo.find_reference("HEAD").ok().and_then(|h| h.symbolic_target().map(|t| t == BRANCH)).unwrap_or(false);
         if !head_is_main {
-            repo.set_head(BRANCH)
-                .map_err(git("point HEAD at main", git_dir))?;
+            repo.set_head(BRANCH).map_err(git("point HEAD at main", git_dir))?;
         }
-        Ok(AuditRepo {
-            repo,
-            path: git_dir.to_path_buf(),
-        })
+        Ok(AuditRepo { repo, path: git_dir.to_path_buf() })
     }
 
     fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
         match self.repo.find_reference(BRANCH) {
-            Ok(r) => Ok(Some(
-                r.peel_to_commit()
-                    .map_err(git("read the main branch", &self.path))?,
-            )),
+            Ok(r) => Ok(Some(r.peel_to_commit().map_err(git("read the main branch", &self.path))?)),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(e) => Err(git("read the main branch", &self.path)(e)),
         }
@@ -108,10 +95,7 @@ impl AuditRepo {
                 AuditContent::Live(v) => {
                     paths.insert(live_path, Some(pretty(v)));
                 }
-                AuditContent::Archived {
-                    tombstone_seq,
-                    value,
-                } => {
+                AuditContent::Archived { tombstone_seq, value } => {
                     paths.insert(live_path, None);
                     paths.insert(
                         format!("archive/{}/{}/{}.json", e.project_id, e.uuid, tombstone_seq),
@@ -129,19 +113,14 @@ impl AuditRepo {
                     .treebuilder(None)
                     .and_then(|b| b.write())
                     .map_err(git("write the empty tree", &self.path))?;
-                self.repo
-                    .find_tree(empty)
-                    .map_err(git("read the empty tree", &self.path))?
+                self.repo.find_tree(empty).map_err(git("read the empty tree", &self.path))?
             }
         };
         let mut upd = TreeUpdateBuilder::new();
         for (path, content) in &paths {
             match content {
                 Some(bytes) => {
-                    let blob = self
-                        .repo
-                        .blob(bytes)
-                        .map_err(git("write a blob", &self.path))?;
+                    let blob = self.repo.blob(bytes).map_err(git("write a blob", &self.path))?;
                     upd.upsert(path.as_str(), blob, FileMode::Blob);
                 }
                 None => {
@@ -151,21 +130,13 @@ impl AuditRepo {
                 }
             }
         }
-        let tree_id = upd
-            .create_updated(&self.repo, &base)
-            .map_err(git("build the snapshot tree", &self.path))?;
-        let tree = self
-            .repo
-            .find_tree(tree_id)
-            .map_err(git("read the snapshot tree", &self.path))?;
-        let sig = Signature::now("vibesync", "vibesync@localhost")
-            .map_err(git("make the signature", &self.path))?;
+        let tree_id = upd.create_updated(&self.repo, &base).map_err(git("build the snapshot tree", &self.path))?;
+        let tree = self.repo.find_tree(tree_id).map_err(git("read the snapshot tree", &self.path))?;
+        let sig = Signature::now("vibesync", "vibesync@localhost").map_err(git("make the signature", &self.path))?;
         let message = commit_message(batch);
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
-        let oid = self
-            .repo
-            .commit(Some(BRANCH), &sig, &sig, &message, &tree, &parents)
-            .map_err(git("commit", &self.path))?;
+        let oid =
+            self.repo.commit(Some(BRANCH), &sig, &sig, &message, &tree, &parents).map_err(git("commit", &self.path))?;
         Ok(oid)
     }
 }
@@ -180,8 +151,7 @@ fn check_component(project_id: &str, uuid: &str, what: &str, s: &str) -> Result<
     let ok = !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -212,9 +182,7 @@ fn check_uuid(project_id: &str, uuid: &str) -> Result<(), AuditError> {
 }
 
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Subject, blank line, trailers (one `VibeSync-Operation` per operation id).
@@ -228,10 +196,7 @@ pub fn commit_message(b: &AuditBatch) -> String {
         b.entries.len(),
         if b.entries.len() == 1 { "y" } else { "ies" }
     );
-    m.push_str(&format!(
-        "{TRAILER_RANGE}: {}-{}\n",
-        b.first_seq, b.last_seq
-    ));
+    m.push_str(&format!("{TRAILER_RANGE}: {}-{}\n", b.first_seq, b.last_seq));
     for id in &b.operation_ids {
         m.push_str(&format!("{TRAILER_OPERATION}: {}\n", one_line(id)));
     }
@@ -241,10 +206,7 @@ pub fn commit_message(b: &AuditBatch) -> String {
 
 /// `(first, last)` from a commit message's `VibeSync-Seq-Range: a-b` trailer.
 pub fn parse_range(message: &str) -> Option<(u64, u64)> {
-    let line = message.lines().rev().find_map(|l| {
-        l.strip_prefix(TRAILER_RANGE)
-            .and_then(|r| r.strip_prefix(':'))
-    })?;
+    let line = message.lines().rev().find_map(|l| l.strip_prefix(TRAILER_RANGE).and_then(|r| r.strip_prefix(':')))?;
     let (a, b) = line.trim().split_once('-')?;
     Some((a.parse().ok()?, b.parse().ok()?))
 }

@@ -59,23 +59,17 @@ pub fn read(path: &Path) -> Result<BootState, DaemonError> {
             path: path.to_path_buf(),
             message: format!("unreadable ({e}); fix or delete it (it only holds boot counters)"),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BootState {
-            last_boot_success: true,
-            ..BootState::default()
-        }),
-        Err(e) => Err(DaemonError::Boot {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(BootState { last_boot_success: true, ..BootState::default() })
+        }
+        Err(e) => Err(DaemonError::Boot { path: path.to_path_buf(), message: e.to_string() }),
     }
 }
 
 pub fn write(path: &Path, s: &BootState) -> Result<(), DaemonError> {
     let bytes = serde_json::to_vec_pretty(s).expect("boot state serializes");
-    fsutil::write_atomic(path, &bytes, None).map_err(|e| DaemonError::Boot {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    fsutil::write_atomic(path, &bytes, None)
+        .map_err(|e| DaemonError::Boot { path: path.to_path_buf(), message: e.to_string() })
 }
 
 #[cfg(test)]

@@ -20,46 +20,43 @@ fn err(e: impl std::fmt::Display) -> DaemonError {
 
 impl Client {
     /// Connect and complete the handshake as `editor` (`cli`, `test`, …).
-    pub fn connect(
+    pub fn connect(addr: SocketAddr, token: &str, project_id: &str, editor: &str) -> Result<Client, DaemonError> {
+        Client::connect_with(addr, token, project_id, editor, 1.0, 0)
+    }
+
+    /// Connect declaring a unit scale and the last seq this client applied.
+    pub fn connect_with(
         addr: SocketAddr,
         token: &str,
         project_id: &str,
         editor: &str,
+        unit_scale: f64,
+        last_seq: u64,
     ) -> Result<Client, DaemonError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
-            err(format!(
-                "cannot connect to {addr}: {e}. Is `vibesync serve` running?"
-            ))
-        })?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(err)?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| err(format!("cannot connect to {addr}: {e}. Is `vibesync serve` running?")))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
         stream.set_nodelay(true).map_err(err)?;
-        let mut c = Client {
-            stream,
-            welcome: Value::Null,
-        };
+        let mut c = Client { stream, welcome: Value::Null };
         c.send(&json!({
             "type": "hello", "protocol": 1, "project_id": project_id, "editor": editor,
             "editor_version": crate::DAEMON_VERSION, "client_id": format!("{editor}-{}", std::process::id()),
-            "token": token,
+            "token": token, "unit_scale": unit_scale, "last_seq": last_seq,
         }))?;
         let w = c.recv()?;
         if w["type"] != "welcome" {
-            return Err(err(format!(
-                "handshake refused: {} {}",
-                w["code"], w["message"]
-            )));
+            return Err(err(format!("handshake refused: {} {}", w["code"], w["message"])));
         }
         c.welcome = w;
         Ok(c)
     }
 
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(t);
+    }
+
     pub fn send(&mut self, msg: &Value) -> Result<(), DaemonError> {
-        self.send_frame(&Frame::new(
-            serde_json::to_vec(msg).map_err(err)?,
-            Vec::new(),
-        ))
+        self.send_frame(&Frame::new(serde_json::to_vec(msg).map_err(err)?, Vec::new()))
     }
 
     pub fn send_frame(&mut self, f: &Frame) -> Result<(), DaemonError> {
@@ -72,9 +69,7 @@ impl Client {
         let total = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let json_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
         if total < 4 || json_len > total - 4 || total > 64 * 1024 * 1024 {
-            return Err(err(format!(
-                "bad frame from daemon: total {total}, json {json_len}"
-            )));
+            return Err(err(format!("bad frame from daemon: total {total}, json {json_len}")));
         }
         let mut body = vec![0u8; total - 4];
         self.stream.read_exact(&mut body).map_err(err)?;
@@ -104,12 +99,7 @@ pub fn discover(data: &crate::DataDir) -> Result<(SocketAddr, String), DaemonErr
         ))
     })?;
     let v: Value = serde_json::from_slice(&info).map_err(err)?;
-    let addr: SocketAddr = v["listen"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .map_err(err)?;
-    let token = std::fs::read_to_string(data.token())
-        .map_err(|e| err(format!("{}: {e}", data.token().display())))?;
+    let addr: SocketAddr = v["listen"].as_str().unwrap_or_default().parse().map_err(err)?;
+    let token = std::fs::read_to_string(data.token()).map_err(|e| err(format!("{}: {e}", data.token().display())))?;
     Ok((addr, token.trim().to_string()))
 }

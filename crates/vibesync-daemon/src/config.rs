@@ -17,7 +17,15 @@ pub struct Config {
     pub storage: StorageConfig,
     pub audit: AuditConfig,
     pub logging: LoggingConfig,
+    pub sync: SyncConfig,
     pub governance: GovernanceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub batch_window_ms: u64,
+    pub verify_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -76,16 +84,11 @@ impl Config {
             message: format!("cannot read: {source}"),
         })?;
         let mut base: toml::Value = toml::from_str(DEFAULT_TOML).expect("embedded config is valid");
-        let user: toml::Value = toml::from_str(&text).map_err(|e| DaemonError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let user: toml::Value = toml::from_str(&text)
+            .map_err(|e| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })?;
         merge(&mut base, user);
         base.try_into()
-            .map_err(|e: toml::de::Error| DaemonError::Config {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
+            .map_err(|e: toml::de::Error| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// The data directory: the configured one, else the platform default.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::paths::DataDir;
 use crate::session::SessionHandle;
 use crate::stores::Stores;
+use crate::sync::{SyncEvent, SyncHub};
 
 /// Static facts about one connected session.
 #[derive(Debug, Clone)]
@@ -76,16 +77,11 @@ pub struct Daemon {
     safe_mode: AtomicBool,
     storage_failed: AtomicBool,
     fatal: Notify,
+    sync: SyncHub,
 }
 
 impl Daemon {
-    pub fn new(
-        config: Config,
-        data: DataDir,
-        token: String,
-        stores: Stores,
-        safe_mode: bool,
-    ) -> Daemon {
+    pub fn new(config: Config, data: DataDir, token: String, stores: Stores, safe_mode: bool) -> Daemon {
         Daemon {
             config,
             data,
@@ -99,6 +95,7 @@ impl Daemon {
             safe_mode: AtomicBool::new(safe_mode),
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
+            sync: SyncHub::default(),
         }
     }
 
@@ -133,49 +130,162 @@ impl Daemon {
     }
 
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
-        self.sessions
-            .lock()
-            .unwrap()
-            .insert(info.session_id.clone(), Connected { info, handle });
+        self.sessions.lock().unwrap().insert(info.session_id.clone(), Connected { info, handle });
     }
 
-    pub fn remove_session(&self, session_id: &str) {
-        self.sessions.lock().unwrap().remove(session_id);
+    pub fn remove_session(self: &Arc<Self>, session_id: &str) {
+        let info = self.sessions.lock().unwrap().remove(session_id).map(|c| c.info);
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
+        if let Some(info) = info {
+            self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
+        }
     }
 
-    fn session(&self, session_id: &str) -> Option<SessionInfo> {
+    /// Called once the session has its `welcome`: replay what it missed (§6.6).
+    pub fn session_ready(self: &Arc<Self>, info: &SessionInfo) {
+        self.sync.send(
+            self,
+            &info.project_id,
+            SyncEvent::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
+        );
+    }
+
+    pub fn session_info(&self, session_id: &str) -> Option<SessionInfo> {
+        self.sessions.lock().unwrap().get(session_id).map(|c| c.info.clone())
+    }
+
+    /// Connected sessions of a project.
+    pub fn sessions_of(&self, project_id: &str) -> Vec<SessionInfo> {
         self.sessions
             .lock()
             .unwrap()
-            .get(session_id)
+            .values()
+            .filter(|c| c.info.project_id == project_id)
             .map(|c| c.info.clone())
+            .collect()
+    }
+
+    /// Queue frames on a session's writer. A consumer that cannot take them within the
+    /// timeout is not waited for longer (it is resynced when it reconnects); returns false.
+    pub async fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> bool {
+        let Some(tx) = self.sessions.lock().unwrap().get(session_id).map(|c| c.handle.tx.clone()) else {
+            return false;
+        };
+        for f in frames {
+            match tokio::time::timeout(Duration::from_secs(5), tx.send(f)).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    warn!(session_id, "session does not take frames; skipped");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The daemon-wide mutation turn: held around WAL COMMIT + registry apply.
+    pub async fn mutation_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.mutation.lock().await
+    }
+
+    /// A storage error outside a request (the sync actor): stop the daemon.
+    pub fn storage_failure_notice(&self, operation_id: &str, message: &str) {
+        let _ = self.storage_failure("", operation_id, message.to_string());
     }
 
     /// Handle one request; returns the frames to send back, in order.
-    pub async fn handle(&self, session_id: &str, msg: Inbound, _attachment: Bytes) -> Vec<Frame> {
-        let Some(sess) = self.session(session_id) else {
+    pub async fn handle(self: &Arc<Self>, session_id: &str, msg: Inbound, attachment: Bytes) -> Vec<Frame> {
+        let Some(sess) = self.session_info(session_id) else {
             return vec![];
         };
+        if !attachment.is_empty() && !matches!(msg, Inbound::Change(ref c) if c.changes.len() == 1) {
+            return vec![Outbound::error(
+                ErrorCode::BadMessage,
+                "attachment: only a `change` frame with exactly one change (a mesh) may carry an attachment",
+                msg.request_id().map(str::to_string),
+            )
+            .to_frame()];
+        }
         match msg {
-            Inbound::Ping(p) => vec![Outbound::Pong {
-                request_id: p.request_id,
-                seq: self.last_seq(),
-            }
-            .to_frame()],
+            Inbound::Ping(p) => vec![Outbound::Pong { request_id: p.request_id, seq: self.last_seq() }.to_frame()],
             Inbound::Status(s) => vec![status_reply(self.status_json(), s.request_id)],
             Inbound::Register(r) => vec![self.register(&sess, r).await],
             Inbound::Tombstone(t) => vec![self.tombstone(&sess, t).await],
-            Inbound::UserActivity(_) => vec![],
-            other => vec![Outbound::error(
-                ErrorCode::UnknownType,
+            Inbound::Change(c) => vec![self.change(&sess, c, attachment).await],
+            Inbound::Applied(a) => {
+                self.sync.send(
+                    self,
+                    &sess.project_id,
+                    SyncEvent::Applied {
+                        session_id: sess.session_id.clone(),
+                        batch_id: a.batch_id,
+                        hashes: a.hashes,
+                        held: a.held,
+                    },
+                );
+                vec![]
+            }
+            Inbound::Resync(r) => {
+                self.sync.send(
+                    self,
+                    &sess.project_id,
+                    SyncEvent::Resync { session_id: sess.session_id.clone(), since_seq: r.since_seq },
+                );
+                vec![]
+            }
+            Inbound::UserActivity(_) | Inbound::Hello(_) => vec![],
+        }
+    }
+
+    async fn change(
+        self: &Arc<Self>,
+        sess: &SessionInfo,
+        req: vibesync_protocol::message::Change,
+        attachment: Bytes,
+    ) -> Frame {
+        if req.changes.len() > register::MAX_ITEMS {
+            return Outbound::error(
+                ErrorCode::BadMessage,
                 format!(
-                    "`{}` is part of live sync, which this daemon build does not serve yet",
-                    other.type_name()
+                    "field `changes`: {} changes; at most {} per request — split it",
+                    req.changes.len(),
+                    register::MAX_ITEMS
                 ),
-                other.request_id().map(str::to_string),
+                Some(req.request_id),
             )
-            .to_frame()],
+            .to_frame();
+        }
+        if let Some(f) = self.refuse_mutation(&req.request_id) {
+            return f;
+        }
+        if self.safe_mode() {
+            return Outbound::error(
+                ErrorCode::SafeMode,
+                "the daemon is in safe mode: sync is read-only until a person runs `vibesync safe-mode clear`",
+                Some(req.request_id),
+            )
+            .to_frame();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sync.send(
+            self,
+            &sess.project_id,
+            SyncEvent::Change {
+                session: sess.clone(),
+                base_seq: req.base_seq,
+                changes: req.changes,
+                attachment,
+                reply: tx,
+            },
+        );
+        match rx.await {
+            Ok(results) => Outbound::Ack { request_id: req.request_id, seq: self.last_seq(), results }.to_frame(),
+            Err(_) => Outbound::error(
+                ErrorCode::Internal,
+                "the sync actor for this project stopped; see the daemon log",
+                Some(req.request_id),
+            )
+            .to_frame(),
         }
     }
 
@@ -196,17 +306,9 @@ impl Daemon {
             return f;
         }
         let _turn = self.mutation.lock().await;
-        let who = Requester {
-            session_id: &sess.session_id,
-            editor: &sess.editor,
-            client_id: &sess.client_id,
-        };
+        let who = Requester { session_id: &sess.session_id, editor: &sess.editor, client_id: &sess.client_id };
         let plan = {
-            let view = RegistryView {
-                daemon: self,
-                project_id: &sess.project_id,
-                editor: &sess.editor,
-            };
+            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
             register::plan_register(&req.items, &who, &view)
         };
         let claimable: Vec<String> = plan
@@ -215,22 +317,17 @@ impl Daemon {
             .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
             .map(|r| r.uuid.clone())
             .collect();
-        let reply = self
-            .commit_plan(sess, "register", &req.request_id, plan)
-            .await;
+        let reply = self.commit_plan(sess, "register", &req.request_id, plan).await;
         if matches!(reply, Outbound::Ack { .. }) {
             let mut claims = self.claims.lock().unwrap();
             for u in claimable {
-                claims.insert(
-                    (sess.project_id.clone(), sess.editor.clone(), u),
-                    sess.session_id.clone(),
-                );
+                claims.insert((sess.project_id.clone(), sess.editor.clone(), u), sess.session_id.clone());
             }
         }
         reply.to_frame()
     }
 
-    async fn tombstone(&self, sess: &SessionInfo, req: Tombstone) -> Frame {
+    async fn tombstone(self: &Arc<Self>, sess: &SessionInfo, req: Tombstone) -> Frame {
         if req.uuids.len() > register::MAX_ITEMS {
             return Outbound::error(
                 ErrorCode::BadMessage,
@@ -248,21 +345,24 @@ impl Daemon {
         }
         let _turn = self.mutation.lock().await;
         let plan = {
-            let view = RegistryView {
-                daemon: self,
-                project_id: &sess.project_id,
-                editor: &sess.editor,
-            };
+            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
             register::plan_tombstone(&req.uuids, &view)
         };
         let tombstoned = plan.uuids.clone();
-        let reply = self
-            .commit_plan(sess, "tombstone", &req.request_id, plan)
-            .await;
-        if matches!(reply, Outbound::Ack { .. }) {
-            let mut claims = self.claims.lock().unwrap();
-            for u in tombstoned {
-                claims.retain(|(p, _, id), _| !(p == &sess.project_id && id == &u));
+        let reply = self.commit_plan(sess, "tombstone", &req.request_id, plan).await;
+        if let Outbound::Ack { seq, .. } = &reply {
+            {
+                let mut claims = self.claims.lock().unwrap();
+                for u in &tombstoned {
+                    claims.retain(|(p, _, id), _| !(p == &sess.project_id && id == u));
+                }
+            }
+            if !tombstoned.is_empty() {
+                self.sync.send(
+                    self,
+                    &sess.project_id,
+                    SyncEvent::Tombstoned { origin: sess.session_id.clone(), uuids: tombstoned, seq: *seq },
+                );
             }
         }
         reply.to_frame()
@@ -283,19 +383,9 @@ impl Daemon {
     }
 
     /// Write a plan as one WAL transaction and apply it; returns the `ack` (or an error).
-    async fn commit_plan(
-        &self,
-        sess: &SessionInfo,
-        op: &str,
-        request_id: &str,
-        plan: Plan,
-    ) -> Outbound {
+    async fn commit_plan(&self, sess: &SessionInfo, op: &str, request_id: &str, plan: Plan) -> Outbound {
         if !plan.writes_anything() {
-            return Outbound::Ack {
-                request_id: request_id.to_string(),
-                seq: 0,
-                results: plan.results,
-            };
+            return Outbound::Ack { request_id: request_id.to_string(), seq: 0, results: plan.results };
         }
         let operation_id = uuid::Uuid::new_v4().to_string();
         let mut drafts = Vec::with_capacity(plan.steps.len() + 2);
@@ -316,10 +406,7 @@ impl Daemon {
             json!({"op": op, "request_id": request_id, "editor": sess.editor, "items": plan.results.len()}),
         ));
         for step in &plan.steps {
-            let u = step["uuid"]
-                .as_str()
-                .map(|s| vec![s.to_string()])
-                .unwrap_or_default();
+            let u = step["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
             drafts.push(draft(Phase::Step, u, "ok", step.clone()));
         }
         let summary = summarize(&plan);
@@ -339,24 +426,11 @@ impl Daemon {
         let commit_seq = records.last().map(|r| r.seq).unwrap_or(0);
         if let Err(e) = self.stores.apply_committed(&records) {
             // The WAL has it; the registry will catch up from the WAL at next boot.
-            return self.storage_failure(
-                request_id,
-                &operation_id,
-                format!("registry apply failed: {e}"),
-            );
+            return self.storage_failure(request_id, &operation_id, format!("registry apply failed: {e}"));
         }
         info!(operation_id = %operation_id, uuids = ?plan.uuids, seq = commit_seq, op, "committed");
-        self.finalize_later(
-            sess.session_id.clone(),
-            sess.project_id.clone(),
-            operation_id,
-            plan.uuids.clone(),
-        );
-        Outbound::Ack {
-            request_id: request_id.to_string(),
-            seq: commit_seq,
-            results: plan.results,
-        }
+        self.finalize_later(sess.session_id.clone(), sess.project_id.clone(), operation_id, plan.uuids.clone());
+        Outbound::Ack { request_id: request_id.to_string(), seq: commit_seq, results: plan.results }
     }
 
     fn storage_failure(&self, request_id: &str, operation_id: &str, message: String) -> Outbound {
@@ -367,26 +441,19 @@ impl Daemon {
         }
         Outbound::error(
             ErrorCode::StorageFailed,
-            format!("not acknowledged: {message}. Nothing was acknowledged that is not durable; the daemon is stopping"),
+            format!(
+                "not acknowledged: {message}. Nothing was acknowledged that is not durable; the daemon is stopping"
+            ),
             Some(request_id.to_string()),
         )
     }
 
     /// Append FINAL (side effects done) and hand the snapshot to the audit thread, off the
     /// acknowledgement path.
-    fn finalize_later(
-        &self,
-        session_id: String,
-        project_id: String,
-        operation_id: String,
-        uuids: Vec<String>,
-    ) {
+    pub fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
         let stores = self.stores.clone();
         tokio::spawn(async move {
-            if let Err(e) = stores
-                .finalize(&session_id, &project_id, &operation_id, uuids)
-                .await
-            {
+            if let Err(e) = stores.finalize(&session_id, &project_id, &operation_id, uuids).await {
                 error!(operation_id = %operation_id, "FINAL not written: {e}; boot recovery will finalize it");
             }
         });
@@ -411,18 +478,9 @@ impl Daemon {
         let mut s = self.stores.status_json();
         let obj = s.as_object_mut().expect("stores status is an object");
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
-        obj.insert(
-            "data_dir".into(),
-            json!(self.data.root().display().to_string()),
-        );
-        obj.insert(
-            "listen".into(),
-            json!(self.listen.lock().unwrap().map(|a| a.to_string())),
-        );
-        obj.insert(
-            "uptime_ms".into(),
-            json!(self.started.elapsed().as_millis() as u64),
-        );
+        obj.insert("data_dir".into(), json!(self.data.root().display().to_string()));
+        obj.insert("listen".into(), json!(self.listen.lock().unwrap().map(|a| a.to_string())));
+        obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
         s
@@ -451,20 +509,14 @@ struct RegistryView<'a> {
 
 impl View for RegistryView<'_> {
     fn live(&self, uuid: &str) -> Option<Existing> {
-        self.daemon
-            .stores
-            .existing(self.project_id, uuid, self.editor)
+        self.daemon.stores.existing(self.project_id, uuid, self.editor)
     }
     fn claimed_by(&self, uuid: &str) -> Option<String> {
         self.daemon
             .claims
             .lock()
             .unwrap()
-            .get(&(
-                self.project_id.to_string(),
-                self.editor.to_string(),
-                uuid.to_string(),
-            ))
+            .get(&(self.project_id.to_string(), self.editor.to_string(), uuid.to_string()))
             .cloned()
     }
 }

@@ -6,6 +6,7 @@
 //! - [`boot`]: boot.json (clean/unclean boots), [`token`]: the shared secret.
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path).
+//! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown.
 //! - [`client`]: a small blocking client used by the CLI and tests.
@@ -22,6 +23,7 @@ pub mod paths;
 pub mod server;
 pub mod session;
 pub mod stores;
+pub mod sync;
 pub mod token;
 pub mod verify;
 
@@ -74,8 +76,7 @@ pub struct ServeOptions {
 /// RFC 3339 UTC timestamp with microseconds.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Boot: data dir, boot.json, token, stores (with recovery). Does not listen yet.
@@ -107,48 +108,23 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         safe = true;
         let mut s = current.clone();
         s.safe_mode = true;
-        s.safe_mode_reason = Some(format!(
-            "{} unclean boots in a row (threshold {threshold})",
-            current.consecutive_unclean_boots
-        ));
+        s.safe_mode_reason =
+            Some(format!("{} unclean boots in a row (threshold {threshold})", current.consecutive_unclean_boots));
         boot::write(&data.boot(), &s)?;
-        warn!(
-            "entering safe mode: {}",
-            s.safe_mode_reason.as_deref().unwrap_or("")
-        );
+        warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
     }
     Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
 }
 
 /// Bind the configured address (or `listen`), record it in daemon.json, and return the
 /// listener with its real address.
-pub async fn bind(
-    daemon: &Daemon,
-    listen: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), DaemonError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            addr: listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| DaemonError::Listen {
-            addr: listen,
-            source,
-        })?;
+pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(listen).await.map_err(|source| DaemonError::Listen { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: listen, source })?;
     daemon.set_listen_addr(addr);
     let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
-    fsutil::write_atomic(
-        &daemon.data_dir().daemon_info(),
-        info.to_string().as_bytes(),
-        None,
-    )
-    .map_err(|e| DaemonError::DataDir {
-        path: daemon.data_dir().daemon_info(),
-        message: e.to_string(),
-    })?;
+    fsutil::write_atomic(&daemon.data_dir().daemon_info(), info.to_string().as_bytes(), None)
+        .map_err(|e| DaemonError::DataDir { path: daemon.data_dir().daemon_info(), message: e.to_string() })?;
     info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
     Ok((listener, addr))
 }

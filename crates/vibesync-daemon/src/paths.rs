@@ -38,6 +38,10 @@ impl DataDir {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// `<data>/blobs/`: mesh attachments by blake3 hash (content-addressed, immutable).
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
     /// `<data>/token`: the shared secret clients present in `hello` (mode 0600).
     pub fn token(&self) -> PathBuf {
         self.root.join("token")

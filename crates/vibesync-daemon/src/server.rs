@@ -53,10 +53,7 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Futu
     drop(listener);
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(daemon.config().server.shutdown_grace_secs);
-    let drained = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(grace, async { while sessions.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         warn!("sessions did not drain within {grace:?}; closing them");
         sessions.abort_all();
@@ -66,10 +63,7 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Futu
 }
 
 /// Rewrite the registry sidecar at most every `sidecar_interval_secs` while changes come in.
-fn spawn_sidecar_writer(
-    daemon: Arc<Daemon>,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_sidecar_writer(daemon: Arc<Daemon>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(daemon.config().storage.sidecar_interval_secs.max(1));
     tokio::spawn(async move {
         loop {

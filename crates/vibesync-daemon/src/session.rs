@@ -16,9 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
 use vibesync_protocol::message::{parse_inbound, Hello};
 use vibesync_protocol::validate;
-use vibesync_protocol::{
-    ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PROTOCOL_VERSION,
-};
+use vibesync_protocol::{ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PROTOCOL_VERSION};
 
 use crate::core::{Daemon, SessionInfo};
 
@@ -51,10 +49,7 @@ pub async fn serve_connection(
             let _ = send_error_and_close(
                 &mut writer,
                 ErrorCode::HandshakeTimeout,
-                format!(
-                    "no `hello` within {} s of connecting; send hello first",
-                    timeout.as_secs()
-                ),
+                format!("no `hello` within {} s of connecting; send hello first", timeout.as_secs()),
                 None,
             )
             .await;
@@ -75,10 +70,7 @@ pub async fn serve_connection(
                 let _ = send_error_and_close(
                     &mut writer,
                     ErrorCode::NotAuthenticated,
-                    format!(
-                        "first message was `{}`; the first frame must be `hello`",
-                        other.type_name()
-                    ),
+                    format!("first message was `{}`; the first frame must be `hello`", other.type_name()),
                     None,
                 )
                 .await;
@@ -114,6 +106,7 @@ pub async fn serve_connection(
         daemon.remove_session(&session_id);
         return;
     }
+    daemon.session_ready(&info);
 
     let writer_task = tokio::spawn(
         async move {
@@ -181,12 +174,17 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
     if !crate::token::matches(daemon.token(), h.token.trim()) {
         return Err((
             ErrorCode::AuthFailed,
-            "token missing or wrong; read it from <data_dir>/token of the daemon you connect to"
-                .into(),
+            "token missing or wrong; read it from <data_dir>/token of the daemon you connect to".into(),
         ));
     }
     if h.protocol != PROTOCOL_VERSION {
-        return Err((ErrorCode::ProtocolMismatch, format!("this daemon speaks protocol {PROTOCOL_VERSION}, client sent {}; update the client or the daemon", h.protocol)));
+        return Err((
+            ErrorCode::ProtocolMismatch,
+            format!(
+                "this daemon speaks protocol {PROTOCOL_VERSION}, client sent {}; update the client or the daemon",
+                h.protocol
+            ),
+        ));
     }
     if let Err(m) = validate::project_id(&h.project_id) {
         return Err((ErrorCode::BadProjectId, m));
@@ -201,20 +199,12 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             ),
         ));
     }
-    if h.client_id.len() > validate::MAX_ID_BYTES
-        || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES
-    {
-        return Err((
-            ErrorCode::BadMessage,
-            "field `client_id` or `editor_version`: too long".into(),
-        ));
+    if h.client_id.len() > validate::MAX_ID_BYTES || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES {
+        return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
     if let Some(u) = h.unit_scale {
         if !(u.is_finite() && u > 0.0) {
-            return Err((
-                ErrorCode::BadMessage,
-                format!("field `unit_scale`: must be a finite number > 0, got {u}"),
-            ));
+            return Err((ErrorCode::BadMessage, format!("field `unit_scale`: must be a finite number > 0, got {u}")));
         }
     }
     Ok(())
@@ -246,9 +236,7 @@ async fn send_error_and_close<W>(
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let _ = writer
-        .send(Outbound::error(code, message, request_id).to_frame())
-        .await;
+    let _ = writer.send(Outbound::error(code, message, request_id).to_frame()).await;
     let _ = writer.flush().await;
     writer.get_mut().shutdown().await
 }

@@ -34,6 +34,8 @@ pub struct Stores {
     pub audit: Option<Arc<Audit>>,
     data: DataDir,
     sidecar_dirty: Arc<AtomicBool>,
+    /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
+    rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
 }
 
 fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
@@ -44,11 +46,7 @@ fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item
 }
 
 impl Stores {
-    pub fn open(
-        config: &Config,
-        data: &DataDir,
-        opts: &ServeOptions,
-    ) -> Result<Stores, DaemonError> {
+    pub fn open(config: &Config, data: &DataDir, opts: &ServeOptions) -> Result<Stores, DaemonError> {
         let wal_cfg = WalConfig {
             dir: data.wal(),
             quarantine_dir: data.quarantine(),
@@ -79,18 +77,13 @@ impl Stores {
             audit: None,
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
+            rollbacks: Arc::new(Vec::new()),
         };
 
         if let Some(payload) = stores.registry.migration_payload() {
             let op = uuid::Uuid::new_v4().to_string();
             info!(operation_id = %op, payload = %payload, "migrating registry schema");
-            let records = stores.append_txn_blocking(
-                &op,
-                "",
-                vec![],
-                vec![payload],
-                json!({"op":"migrate"}),
-            )?;
+            let records = stores.append_txn_blocking(&op, "", vec![], vec![payload], json!({"op":"migrate"}))?;
             stores.registry.apply_committed(&records)?;
             stores.registry.flush()?;
             stores.final_blocking(&op, "", vec![])?;
@@ -111,7 +104,9 @@ impl Stores {
             let live: Vec<String> = tx
                 .uuids
                 .iter()
-                .filter(|u| matches!(stores.registry.lookup(&tx.project_id, u), Ok(Some(e)) if e.status == Status::Live))
+                .filter(
+                    |u| matches!(stores.registry.lookup(&tx.project_id, u), Ok(Some(e)) if e.status == Status::Live),
+                )
                 .cloned()
                 .collect();
             if !live.is_empty() {
@@ -148,6 +143,7 @@ impl Stores {
         }
 
         let mut stores = stores;
+        stores.rollbacks = Arc::new(collect_rollbacks(&data.wal()));
         if config.audit.enabled {
             set_aside_audit_if_ahead(data, stores.wal.last_seq());
             match Audit::open(data.audit()) {
@@ -185,22 +181,14 @@ impl Stores {
         };
         let mut drafts = vec![d(Phase::Begin, uuids.clone(), "pending", summary.clone())];
         for s in steps {
-            let u = s["uuid"]
-                .as_str()
-                .map(|s| vec![s.to_string()])
-                .unwrap_or_default();
+            let u = s["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
             drafts.push(d(Phase::Step, u, "ok", s));
         }
         drafts.push(d(Phase::Commit, uuids, "ok", summary));
         Ok(self.wal.append_blocking(drafts)?)
     }
 
-    fn final_blocking(
-        &self,
-        op: &str,
-        project_id: &str,
-        uuids: Vec<String>,
-    ) -> Result<(), DaemonError> {
+    fn final_blocking(&self, op: &str, project_id: &str, uuids: Vec<String>) -> Result<(), DaemonError> {
         self.wal.append_blocking(vec![RecordDraft {
             session_id: DAEMON_SESSION.into(),
             operation_id: op.to_string(),
@@ -220,16 +208,14 @@ impl Stores {
         if !report.applied {
             // Would mean a transaction reached the registry out of COMMIT order: never
             // acknowledge it as if it had been applied.
-            return Err(DaemonError::Registry(
-                vibesync_registry::RegistryError::NotCommitted {
-                    operation_id: format!(
-                        "{} (commit seq {} at or below the registry watermark {})",
-                        report.operation_id,
-                        report.commit_seq,
-                        self.registry.last_applied_seq()
-                    ),
-                },
-            ));
+            return Err(DaemonError::Registry(vibesync_registry::RegistryError::NotCommitted {
+                operation_id: format!(
+                    "{} (commit seq {} at or below the registry watermark {})",
+                    report.operation_id,
+                    report.commit_seq,
+                    self.registry.last_applied_seq()
+                ),
+            }));
         }
         for s in &report.skipped {
             warn!(operation_id = %report.operation_id, seq = s.seq, uuid = ?s.uuid, "registry step skipped: {}", s.reason);
@@ -274,16 +260,8 @@ impl Stores {
         uuids: &[String],
     ) {
         let Some(audit) = &self.audit else { return };
-        let entries = uuids
-            .iter()
-            .filter_map(|u| self.audit_entry(project_id, u))
-            .collect();
-        if let Err(e) = audit.submit(AuditBatch {
-            first_seq,
-            last_seq,
-            operation_ids,
-            entries,
-        }) {
+        let entries = uuids.iter().filter_map(|u| self.audit_entry(project_id, u)).collect();
+        if let Err(e) = audit.submit(AuditBatch { first_seq, last_seq, operation_ids, entries }) {
             warn!(first_seq, last_seq, "audit batch not queued: {e}");
         }
     }
@@ -296,12 +274,7 @@ impl Stores {
                 content: AuditContent::Live(serde_json::to_value(&e).ok()?),
             }),
             Ok(None) => {
-                let last = self
-                    .registry
-                    .archived(project_id, uuid)
-                    .ok()?
-                    .into_iter()
-                    .last()?;
+                let last = self.registry.archived(project_id, uuid).ok()?.into_iter().last()?;
                 Some(AuditEntry {
                     project_id: project_id.to_string(),
                     uuid: uuid.to_string(),
@@ -334,9 +307,7 @@ impl Stores {
                 continue;
             }
             count += 1;
-            let p = pending
-                .entry(r.project_id.clone())
-                .or_insert((r.seq, r.seq, vec![], vec![]));
+            let p = pending.entry(r.project_id.clone()).or_insert((r.seq, r.seq, vec![], vec![]));
             p.1 = r.seq;
             p.2.push(r.operation_id.clone());
             p.3.extend(r.uuids.iter().cloned());
@@ -351,6 +322,11 @@ impl Stores {
         if count > 0 {
             info!(since, finals = count, "audit reconciled from the WAL");
         }
+    }
+
+    /// Rollbacks of `project` found in the WAL at boot (seq, uuids).
+    pub fn rolled_back_since_boot(&self, project: &str) -> Vec<(u64, Vec<String>)> {
+        self.rollbacks.iter().filter(|(p, _, _)| p == project).map(|(_, s, u)| (*s, u.clone())).collect()
     }
 
     /// The planner's view of a live record for `editor`.
@@ -410,6 +386,45 @@ impl Stores {
     }
 }
 
+impl Stores {
+    /// Store a mesh attachment under its hash (durable before return). Idempotent.
+    pub fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), DaemonError> {
+        let dir = self.data.blobs();
+        let path = dir.join(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DaemonError::DataDir { path: dir.clone(), message: e.to_string() })?;
+        crate::fsutil::write_atomic(&path, bytes, None)
+            .map_err(|e| DaemonError::DataDir { path, message: format!("cannot store mesh blob: {e}") })
+    }
+
+    pub fn has_blob(&self, hash: &str) -> bool {
+        self.data.blobs().join(hash).exists()
+    }
+
+    /// A stored mesh, checked against its hash (a damaged blob is never sent).
+    pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.data.blobs().join(hash)).ok()?;
+        if blake3::hash(&bytes).to_hex().as_str() == hash {
+            Some(bytes)
+        } else {
+            error!(mesh_hash = hash, "stored mesh blob fails its hash; not sent");
+            None
+        }
+    }
+}
+
+fn collect_rollbacks(wal_dir: &std::path::Path) -> Vec<(String, u64, Vec<String>)> {
+    let Ok(reader) = Reader::open(wal_dir) else { return vec![] };
+    reader
+        .map_while(|e| e.ok())
+        .filter(|e| e.record.phase == Phase::Rollback)
+        .map(|e| (e.record.project_id, e.record.seq, e.record.uuids))
+        .collect()
+}
+
 fn dedup(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v.dedup();
@@ -431,16 +446,9 @@ fn set_aside_audit_if_ahead(data: &DataDir, wal_last_seq: u64) {
         ),
         Err(e) => warn!("audit repository unreadable ({e}); setting it aside"),
     }
-    let target = data.quarantine().join(format!(
-        "git_safety-{}",
-        crate::now_rfc3339().replace(':', "")
-    ));
+    let target = data.quarantine().join(format!("git_safety-{}", crate::now_rfc3339().replace(':', "")));
     let _ = std::fs::create_dir_all(data.quarantine());
     if let Err(e) = std::fs::rename(&dir, &target) {
-        error!(
-            "could not move {} to {}: {e}",
-            dir.display(),
-            target.display()
-        );
+        error!("could not move {} to {}: {e}", dir.display(), target.display());
     }
 }

@@ -26,18 +26,11 @@ pub fn load_or_create(path: &Path) -> Result<String, DaemonError> {
             let mut raw = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut raw);
             let t = hex::encode(raw);
-            fsutil::write_atomic(path, format!("{t}\n").as_bytes(), Some(0o600)).map_err(|e| {
-                DaemonError::Token {
-                    path: path.to_path_buf(),
-                    message: format!("cannot write: {e}"),
-                }
-            })?;
+            fsutil::write_atomic(path, format!("{t}\n").as_bytes(), Some(0o600))
+                .map_err(|e| DaemonError::Token { path: path.to_path_buf(), message: format!("cannot write: {e}") })?;
             Ok(t)
         }
-        Err(e) => Err(DaemonError::Token {
-            path: path.to_path_buf(),
-            message: format!("cannot read: {e}"),
-        }),
+        Err(e) => Err(DaemonError::Token { path: path.to_path_buf(), message: format!("cannot read: {e}") }),
     }
 }
 
@@ -45,17 +38,13 @@ fn restrict_mode(path: &Path) -> Result<(), DaemonError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| DaemonError::Token {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| DaemonError::Token { path: path.to_path_buf(), message: e.to_string() })?;
         if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| DaemonError::Token {
-                    path: path.to_path_buf(),
-                    message: format!("cannot restrict to 0600: {e}"),
-                },
-            )?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| DaemonError::Token {
+                path: path.to_path_buf(),
+                message: format!("cannot restrict to 0600: {e}"),
+            })?;
         }
     }
     Ok(())
@@ -84,10 +73,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         }
         assert!(matches(&t1, &t1));
         assert!(!matches(&t1, &t1[..63]));

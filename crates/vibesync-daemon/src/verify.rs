@@ -42,10 +42,7 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
         });
     }
     if !data.wal().exists() {
-        report.problems.push(format!(
-            "{}: no WAL directory; is this a VibeSync data dir?",
-            data.wal().display()
-        ));
+        report.problems.push(format!("{}: no WAL directory; is this a VibeSync data dir?", data.wal().display()));
         return Ok(report);
     }
 
@@ -53,34 +50,33 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     for p in vibesync_wal::verify(data.wal())? {
         report.problems.push(format!("wal: {p}"));
     }
-    let records: Vec<Record> = Reader::open(data.wal())?
-        .map_while(|e| e.ok())
-        .map(|e| e.record)
-        .collect();
+    let records: Vec<Record> = Reader::open(data.wal())?.map_while(|e| e.ok()).map(|e| e.record).collect();
     report.records = records.len() as u64;
     report.last_seq = records.last().map(|r| r.seq).unwrap_or(0);
 
     // 2. Transactions left open (normal right after a crash; boot recovery closes them).
     let tx = vibesync_wal::transaction_index(records.iter());
     for t in &tx.incomplete {
-        report.problems.push(format!("wal: transaction {} (BEGIN seq {}) has no COMMIT or ROLLBACK; the daemon rolls it back at its next boot", t.operation_id, t.begin_seq));
+        report.problems.push(format!(
+            "wal: transaction {} (BEGIN seq {}) has no COMMIT or ROLLBACK; the daemon rolls it back at its next boot",
+            t.operation_id, t.begin_seq
+        ));
     }
     for t in &tx.unfinalized {
-        report.problems.push(format!("wal: transaction {} (COMMIT seq {}) has no FINAL; the daemon finalizes it at its next boot", t.operation_id, t.commit_seq));
+        report.problems.push(format!(
+            "wal: transaction {} (COMMIT seq {}) has no FINAL; the daemon finalizes it at its next boot",
+            t.operation_id, t.commit_seq
+        ));
     }
 
     // 3. Registry ↔ WAL parity, on a scratch copy so nothing here writes to the data dir.
     if data.registry().exists() {
         match check_registry(data, &records) {
             Ok(mut lines) => report.problems.append(&mut lines),
-            Err(e) => report
-                .problems
-                .push(format!("registry: {}: {e}", data.registry().display())),
+            Err(e) => report.problems.push(format!("registry: {}: {e}", data.registry().display())),
         }
     } else {
-        report.notes.push(
-            "registry: no registry directory (the daemon builds it from the WAL at boot)".into(),
-        );
+        report.notes.push("registry: no registry directory (the daemon builds it from the WAL at boot)".into());
     }
 
     // 4. Audit repository.
@@ -88,19 +84,12 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     if audit_dir.exists() {
         match vibesync_audit::verify(&audit_dir) {
             Ok(last_audited) => {
-                let last_final = records
-                    .iter()
-                    .filter(|r| r.phase == Phase::Final)
-                    .map(|r| r.seq)
-                    .max()
-                    .unwrap_or(0);
+                let last_final = records.iter().filter(|r| r.phase == Phase::Final).map(|r| r.seq).max().unwrap_or(0);
                 if last_audited < last_final {
                     report.problems.push(format!("audit: {}: last audited seq {last_audited} < last FINAL seq {last_final}; the daemon commits the missing batches at its next boot", audit_dir.display()));
                 }
             }
-            Err(e) => report
-                .problems
-                .push(format!("audit: {}: {e}", audit_dir.display())),
+            Err(e) => report.problems.push(format!("audit: {}: {e}", audit_dir.display())),
         }
     }
     Ok(report)
@@ -117,11 +106,8 @@ fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, Dae
     }
     let cfg = RegistryConfig::new(&scratch);
     let reg = Registry::open_for_check(&cfg)?;
-    let mut out: Vec<String> = reg
-        .parity(records.iter().cloned())?
-        .into_iter()
-        .map(|p| format!("registry: {p}"))
-        .collect();
+    let mut out: Vec<String> =
+        reg.parity(records.iter().cloned())?.into_iter().map(|p| format!("registry: {p}")).collect();
     match reg.check_sidecar() {
         Ok(s) if s.is_ok() => {}
         Ok(s) => out.push(format!("sidecar: {}: {s:?}", data.sidecar().display())),
@@ -133,15 +119,8 @@ fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, Dae
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf, DaemonError> {
-    let d = std::env::temp_dir().join(format!(
-        "vibesync-verify-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    ));
-    std::fs::create_dir_all(&d).map_err(|e| DaemonError::DataDir {
-        path: d.clone(),
-        message: e.to_string(),
-    })?;
+    let d = std::env::temp_dir().join(format!("vibesync-verify-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).map_err(|e| DaemonError::DataDir { path: d.clone(), message: e.to_string() })?;
     Ok(d)
 }
 

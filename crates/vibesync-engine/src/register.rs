@@ -58,12 +58,7 @@ pub const MAX_ITEMS: usize = validate::MAX_ITEMS_PER_REQUEST;
 
 /// Plan a `register` request.
 pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn View) -> Plan {
-    let mut plan = Plan {
-        results: Vec::with_capacity(items.len()),
-        steps: vec![],
-        uuids: vec![],
-        collisions: vec![],
-    };
+    let mut plan = Plan { results: Vec::with_capacity(items.len()), steps: vec![], uuids: vec![], collisions: vec![] };
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let check = validate::uuid(&item.uuid)
@@ -82,7 +77,9 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             plan.results.push(ItemResult::error(
                 &item.uuid,
                 "DUPLICATE_IN_REQUEST",
-                format!("items[{i}]: uuid already used by items[{first}] in this request; give each datablock its own uuid"),
+                format!(
+                    "items[{i}]: uuid already used by items[{first}] in this request; give each datablock its own uuid"
+                ),
             ));
             continue;
         }
@@ -97,10 +94,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             let kind_clash = ex.kind != item.kind;
             if kind_clash || holder.is_some() {
                 let why = if kind_clash {
-                    format!(
-                        "uuid is live as a {} (`{}`), this item is a {}",
-                        ex.kind, ex.name, item.kind
-                    )
+                    format!("uuid is live as a {} (`{}`), this item is a {}", ex.kind, ex.name, item.kind)
                 } else {
                     format!(
                         "uuid is live for `{}` held by session {}",
@@ -108,15 +102,12 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
                         holder.clone().unwrap_or_default()
                     )
                 };
-                plan.collisions
-                    .push(json!({"uuid": item.uuid, "editor_ref": item.editor_ref, "reason": why}));
+                plan.collisions.push(json!({"uuid": item.uuid, "editor_ref": item.editor_ref, "reason": why}));
                 plan.results.push(ItemResult {
                     uuid: item.uuid.clone(),
                     status: "collision".into(),
                     error_code: None,
-                    message: Some(format!(
-                        "items[{i}]: {why}; give the newcomer a fresh uuid and register it"
-                    )),
+                    message: Some(format!("items[{i}]: {why}; give the newcomer a fresh uuid and register it")),
                 });
                 continue;
             }
@@ -145,33 +136,23 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
 
 /// Plan a `tombstone` request.
 pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
-    let mut plan = Plan {
-        results: Vec::with_capacity(uuids.len()),
-        steps: vec![],
-        uuids: vec![],
-        collisions: vec![],
-    };
+    let mut plan = Plan { results: Vec::with_capacity(uuids.len()), steps: vec![], uuids: vec![], collisions: vec![] };
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, u) in uuids.iter().enumerate() {
         if let Err(e) = validate::uuid(u) {
-            plan.results.push(ItemResult::error(
-                shown_uuid(u),
-                e.code.as_str(),
-                format!("uuids[{i}]: {}", e.message),
-            ));
+            plan.results.push(ItemResult::error(shown_uuid(u), e.code.as_str(), format!("uuids[{i}]: {}", e.message)));
             continue;
         }
         if seen.insert(u.as_str(), i).is_some() {
-            plan.results.push(ItemResult::error(
-                u,
-                "DUPLICATE_IN_REQUEST",
-                format!("uuids[{i}]: listed twice"),
-            ));
+            plan.results.push(ItemResult::error(u, "DUPLICATE_IN_REQUEST", format!("uuids[{i}]: listed twice")));
             continue;
         }
         match view.live(u) {
-            None => plan.results.push(ItemResult::error(u, "NOT_FOUND", format!(
-                "uuids[{i}]: no live record in this project (never registered, or already tombstoned)"))),
+            None => plan.results.push(ItemResult::error(
+                u,
+                "NOT_FOUND",
+                format!("uuids[{i}]: no live record in this project (never registered, or already tombstoned)"),
+            )),
             Some(_) => {
                 plan.results.push(ItemResult::ok(u, "tombstoned"));
                 plan.uuids.push(u.clone());
@@ -209,20 +190,11 @@ mod tests {
     const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn item(uuid: &str, kind: &str, name: &str) -> RegisterItem {
-        RegisterItem {
-            uuid: uuid.into(),
-            kind: kind.into(),
-            name: name.into(),
-            editor_ref: format!("OB:{name}"),
-        }
+        RegisterItem { uuid: uuid.into(), kind: kind.into(), name: name.into(), editor_ref: format!("OB:{name}") }
     }
 
     fn who() -> Requester<'static> {
-        Requester {
-            session_id: "s1",
-            editor: "blender",
-            client_id: "c",
-        }
+        Requester { session_id: "s1", editor: "blender", client_id: "c" }
     }
 
     #[test]
@@ -237,11 +209,7 @@ mod tests {
                 editor_ref: Some("OB:Cube".into()),
             },
         );
-        let p = plan_register(
-            &[item(U1, "object", "Cube"), item(U2, "object", "New")],
-            &who(),
-            &v,
-        );
+        let p = plan_register(&[item(U1, "object", "Cube"), item(U2, "object", "New")], &who(), &v);
         assert_eq!(p.results[0].status, "unchanged");
         assert_eq!(p.results[1].status, "registered");
         assert_eq!(p.steps.len(), 1);
@@ -285,11 +253,7 @@ mod tests {
             &who(),
             &v,
         );
-        let codes: Vec<_> = p
-            .results
-            .iter()
-            .map(|r| r.error_code.clone().unwrap_or_default())
-            .collect();
+        let codes: Vec<_> = p.results.iter().map(|r| r.error_code.clone().unwrap_or_default()).collect();
         assert_eq!(codes, vec!["INVALID_UUID", "UNKNOWN_KIND", "TOO_LARGE", ""]);
         assert_eq!(p.steps.len(), 1);
     }
@@ -299,19 +263,10 @@ mod tests {
         let mut v = Fake::default();
         v.live.insert(
             U1.into(),
-            Existing {
-                kind: "object".into(),
-                name: "Cube".into(),
-                quarantined: false,
-                editor_ref: None,
-            },
+            Existing { kind: "object".into(), name: "Cube".into(), quarantined: false, editor_ref: None },
         );
         let p = plan_tombstone(&[U1.into(), U2.into(), "bad".into()], &v);
-        let s: Vec<_> = p
-            .results
-            .iter()
-            .map(|r| (r.status.clone(), r.error_code.clone()))
-            .collect();
+        let s: Vec<_> = p.results.iter().map(|r| (r.status.clone(), r.error_code.clone())).collect();
         assert_eq!(s[0], ("tombstoned".into(), None));
         assert_eq!(s[1], ("error".into(), Some("NOT_FOUND".into())));
         assert_eq!(s[2], ("error".into(), Some("INVALID_UUID".into())));

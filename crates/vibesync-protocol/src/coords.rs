@@ -14,11 +14,7 @@ pub fn blender_to_canonical(b: &Transform, unit_scale: f64) -> Transform {
     let [x, y, z] = b.t;
     let [qx, qy, qz, qw] = b.r;
     let [sx, sy, sz] = b.s;
-    Transform {
-        t: [x * unit_scale, z * unit_scale, -y * unit_scale],
-        r: [qx, qz, -qy, qw],
-        s: [sx, sz, sy],
-    }
+    Transform { t: [x * unit_scale, z * unit_scale, -y * unit_scale], r: [qx, qz, -qy, qw], s: [sx, sz, sy] }
 }
 
 /// Canonical → Blender.
@@ -26,22 +22,14 @@ pub fn canonical_to_blender(c: &Transform, unit_scale: f64) -> Transform {
     let [x, y, z] = c.t;
     let [qx, qy, qz, qw] = c.r;
     let [sx, sy, sz] = c.s;
-    Transform {
-        t: [x / unit_scale, -z / unit_scale, y / unit_scale],
-        r: [qx, -qz, qy, qw],
-        s: [sx, sz, sy],
-    }
+    Transform { t: [x / unit_scale, -z / unit_scale, y / unit_scale], r: [qx, -qz, qy, qw], s: [sx, sz, sy] }
 }
 
 /// Unity (Y up, left-handed, meters) → canonical: mirror Z.
 pub fn unity_to_canonical(u: &Transform) -> Transform {
     let [x, y, z] = u.t;
     let [qx, qy, qz, qw] = u.r;
-    Transform {
-        t: [x, y, -z],
-        r: [-qx, -qy, qz, qw],
-        s: u.s,
-    }
+    Transform { t: [x, y, -z], r: [-qx, -qy, qz, qw], s: u.s }
 }
 
 /// Canonical → Unity (the mirror is its own inverse).
@@ -61,11 +49,7 @@ mod tests {
     #[test]
     fn cube_example_from_protocol_doc() {
         let half = 15f64.to_radians();
-        let b = Transform {
-            t: [1.0, 2.0, 3.0],
-            r: [0.0, 0.0, half.sin(), half.cos()],
-            s: [2.0, 2.0, 2.0],
-        };
+        let b = Transform { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, half.sin(), half.cos()], s: [2.0, 2.0, 2.0] };
         let c = blender_to_canonical(&b, 1.0);
         assert_eq!(c.t, [1.0, 3.0, -2.0]);
         let u = canonical_to_unity(&c);

@@ -19,10 +19,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(json: impl Into<Bytes>, attachment: impl Into<Bytes>) -> Frame {
-        Frame {
-            json: json.into(),
-            attachment: attachment.into(),
-        }
+        Frame { json: json.into(), attachment: attachment.into() }
     }
 
     /// Encode into a fresh byte vector (handy for tests and vectors).
@@ -36,7 +33,9 @@ impl Frame {
 /// Why a byte stream is not a valid sequence of frames. Both are fatal for the connection.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame length {len} bytes exceeds the limit of {max} bytes; split the payload or raise limits.max_frame_bytes")]
+    #[error(
+        "frame length {len} bytes exceeds the limit of {max} bytes; split the payload or raise limits.max_frame_bytes"
+    )]
     TooLarge { len: u64, max: u32 },
     #[error("malformed frame header: total_len {total_len}, json_len {json_len} (json_len must be <= total_len - 4)")]
     BadFrame { total_len: u32, json_len: u32 },
@@ -76,16 +75,10 @@ impl Decoder for FrameCodec {
         }
         let total_len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
         if total_len > self.max_frame_bytes {
-            return Err(FrameError::TooLarge {
-                len: total_len as u64,
-                max: self.max_frame_bytes,
-            });
+            return Err(FrameError::TooLarge { len: total_len as u64, max: self.max_frame_bytes });
         }
         if total_len < 4 {
-            return Err(FrameError::BadFrame {
-                total_len,
-                json_len: 0,
-            });
+            return Err(FrameError::BadFrame { total_len, json_len: 0 });
         }
         if src.len() < 8 {
             src.reserve(8 - src.len());
@@ -93,10 +86,7 @@ impl Decoder for FrameCodec {
         }
         let json_len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]);
         if json_len > total_len - 4 {
-            return Err(FrameError::BadFrame {
-                total_len,
-                json_len,
-            });
+            return Err(FrameError::BadFrame { total_len, json_len });
         }
         let needed = 4 + total_len as usize;
         if src.len() < needed {
@@ -117,10 +107,7 @@ impl Encoder<Frame> for FrameCodec {
     fn encode(&mut self, item: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
         let total = 4u64 + item.json.len() as u64 + item.attachment.len() as u64;
         if total > self.max_frame_bytes as u64 {
-            return Err(FrameError::TooLarge {
-                len: total,
-                max: self.max_frame_bytes,
-            });
+            return Err(FrameError::TooLarge { len: total, max: self.max_frame_bytes });
         }
         write_frame(&item.json, &item.attachment, dst);
         Ok(())
@@ -139,9 +126,7 @@ fn write_frame(json: &[u8], attachment: &[u8], dst: &mut BytesMut) {
 /// True when the first bytes of a connection look like an HTTP request line. A browser
 /// (or any HTTP client) is turned away with a plain close: VibeSync never speaks HTTP.
 pub fn looks_like_http(prefix: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC",
-    ];
+    const METHODS: [&[u8]; 9] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN", b"TRAC"];
     prefix.len() >= 4 && METHODS.iter().any(|m| &prefix[..4] == *m)
 }
 
@@ -171,10 +156,7 @@ mod tests {
     fn oversize_rejected_before_payload_arrives() {
         let mut codec = FrameCodec::new(1024);
         let mut buf = BytesMut::from(&[0u8, 0, 4, 1][..]);
-        assert!(matches!(
-            codec.decode(&mut buf),
-            Err(FrameError::TooLarge { len: 1025, .. })
-        ));
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { len: 1025, .. })));
     }
 
     #[test]

@@ -27,11 +27,7 @@ pub enum MeshError {
     #[error("triangle index count {0} is not a multiple of 3")]
     NotTriangles(u32),
     #[error("triangle index {index} at position {at} is out of range for {vertices} vertices")]
-    IndexOutOfRange {
-        index: u32,
-        at: usize,
-        vertices: u32,
-    },
+    IndexOutOfRange { index: u32, at: usize, vertices: u32 },
     #[error("vertex component {at} is not finite")]
     NonFinite { at: usize },
 }
@@ -70,16 +66,12 @@ impl Mesh {
 
     pub fn decode(bytes: &[u8]) -> Result<Mesh, MeshError> {
         if bytes.len() < HEADER {
-            return Err(MeshError::Truncated {
-                len: bytes.len(),
-                need: HEADER,
-            });
+            return Err(MeshError::Truncated { len: bytes.len(), need: HEADER });
         }
         if &bytes[..4] != MAGIC {
             return Err(MeshError::BadMagic);
         }
-        let u32_at =
-            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let (n, ni, flags) = (u32_at(4), u32_at(8), u32_at(12));
         if flags & !(FLAG_NORMALS | FLAG_UV0) != 0 {
             return Err(MeshError::BadFlags(flags));
@@ -87,15 +79,11 @@ impl Mesh {
         if ni % 3 != 0 {
             return Err(MeshError::NotTriangles(ni));
         }
-        let floats_per_vertex = 3
-            + if flags & FLAG_NORMALS != 0 { 3 } else { 0 }
-            + if flags & FLAG_UV0 != 0 { 2 } else { 0 };
+        let floats_per_vertex =
+            3 + if flags & FLAG_NORMALS != 0 { 3 } else { 0 } + if flags & FLAG_UV0 != 0 { 2 } else { 0 };
         let need = HEADER as u64 + n as u64 * floats_per_vertex * 4 + ni as u64 * 4;
         if (bytes.len() as u64) < need {
-            return Err(MeshError::Truncated {
-                len: bytes.len(),
-                need: need as usize,
-            });
+            return Err(MeshError::Truncated { len: bytes.len(), need: need as usize });
         }
         let mut off = HEADER;
         let mut f32s = |count: usize| -> Result<Vec<f32>, MeshError> {
@@ -112,43 +100,23 @@ impl Mesh {
             Ok(v)
         };
         let n_us = n as usize;
-        let positions = f32s(n_us * 3)?
-            .chunks(3)
-            .map(|c| [c[0], c[1], c[2]])
-            .collect();
+        let positions = f32s(n_us * 3)?.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
         let normals = if flags & FLAG_NORMALS != 0 {
-            Some(
-                f32s(n_us * 3)?
-                    .chunks(3)
-                    .map(|c| [c[0], c[1], c[2]])
-                    .collect(),
-            )
+            Some(f32s(n_us * 3)?.chunks(3).map(|c| [c[0], c[1], c[2]]).collect())
         } else {
             None
         };
-        let uv0 = if flags & FLAG_UV0 != 0 {
-            Some(f32s(n_us * 2)?.chunks(2).map(|c| [c[0], c[1]]).collect())
-        } else {
-            None
-        };
+        let uv0 =
+            if flags & FLAG_UV0 != 0 { Some(f32s(n_us * 2)?.chunks(2).map(|c| [c[0], c[1]]).collect()) } else { None };
         let mut indices = Vec::with_capacity(ni as usize);
         for i in 0..ni as usize {
             let idx = u32_at(off + i * 4);
             if idx >= n {
-                return Err(MeshError::IndexOutOfRange {
-                    index: idx,
-                    at: i,
-                    vertices: n,
-                });
+                return Err(MeshError::IndexOutOfRange { index: idx, at: i, vertices: n });
             }
             indices.push(idx);
         }
-        Ok(Mesh {
-            positions,
-            normals,
-            uv0,
-            indices,
-        })
+        Ok(Mesh { positions, normals, uv0, indices })
     }
 
     /// `mesh_hash`: lowercase hex blake3 of the encoded attachment.
@@ -174,9 +142,6 @@ mod tests {
         let mut bad = b.clone();
         let last = bad.len() - 4;
         bad[last] = 9;
-        assert!(matches!(
-            Mesh::decode(&bad),
-            Err(MeshError::IndexOutOfRange { .. })
-        ));
+        assert!(matches!(Mesh::decode(&bad), Err(MeshError::IndexOutOfRange { .. })));
     }
 }

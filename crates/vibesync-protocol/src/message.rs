@@ -81,6 +81,10 @@ pub struct Applied {
     pub seq: u64,
     #[serde(default)]
     pub hashes: BTreeMap<String, String>,
+    /// The editor received the batch but holds it (e.g. Unity Play Mode); it will ask for a
+    /// resync when it can apply again. Not a verification failure.
+    #[serde(default)]
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,11 +154,7 @@ pub struct MessageError {
 
 impl MessageError {
     fn bad(message: impl Into<String>, request_id: Option<String>) -> MessageError {
-        MessageError {
-            code: ErrorCode::BadMessage,
-            message: message.into(),
-            request_id,
-        }
+        MessageError { code: ErrorCode::BadMessage, message: message.into(), request_id }
     }
 }
 
@@ -166,30 +166,15 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
             None,
         ));
     }
-    let value: Value = serde_json::from_slice(json).map_err(|e| {
-        MessageError::bad(
-            format!("invalid JSON ({e}); send one UTF-8 JSON object per frame"),
-            None,
-        )
-    })?;
+    let value: Value = serde_json::from_slice(json)
+        .map_err(|e| MessageError::bad(format!("invalid JSON ({e}); send one UTF-8 JSON object per frame"), None))?;
     let Value::Object(map) = &value else {
-        return Err(MessageError::bad(
-            "message must be a JSON object with a string field `type`",
-            None,
-        ));
+        return Err(MessageError::bad("message must be a JSON object with a string field `type`", None));
     };
-    let request_id = map
-        .get("request_id")
-        .and_then(Value::as_str)
-        .map(|s| crate::validate::truncate_for_message(s));
+    let request_id = map.get("request_id").and_then(Value::as_str).map(|s| crate::validate::truncate_for_message(s));
     let ty = match map.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(_) => {
-            return Err(MessageError::bad(
-                "field `type`: must be a string",
-                request_id,
-            ))
-        }
+        Some(_) => return Err(MessageError::bad("field `type`: must be a string", request_id)),
         None => return Err(MessageError::bad("field `type`: missing", request_id)),
     };
     if let Some(rid) = map.get("request_id") {
@@ -197,20 +182,12 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
             Some(s) if s.len() <= crate::validate::MAX_ID_BYTES => {}
             Some(_) => {
                 return Err(MessageError::bad(
-                    format!(
-                        "field `request_id`: longer than {} bytes",
-                        crate::validate::MAX_ID_BYTES
-                    ),
+                    format!("field `request_id`: longer than {} bytes", crate::validate::MAX_ID_BYTES),
                     None,
                 ))
             }
             None if rid.is_null() => {}
-            None => {
-                return Err(MessageError::bad(
-                    "field `request_id`: must be a string",
-                    None,
-                ))
-            }
+            None => return Err(MessageError::bad("field `request_id`: must be a string", None)),
         }
     }
     fn typed<T: DeserializeOwned>(v: Value, rid: &Option<String>) -> Result<T, MessageError> {
@@ -256,12 +233,7 @@ pub struct ItemResult {
 
 impl ItemResult {
     pub fn ok(uuid: impl Into<String>, status: &str) -> ItemResult {
-        ItemResult {
-            uuid: uuid.into(),
-            status: status.to_string(),
-            error_code: None,
-            message: None,
-        }
+        ItemResult { uuid: uuid.into(), status: status.to_string(), error_code: None, message: None }
     }
 
     pub fn error(uuid: impl Into<String>, code: &str, message: impl Into<String>) -> ItemResult {
@@ -315,6 +287,14 @@ pub enum Outbound {
         batch_id: String,
         seq: u64,
     },
+    BatchResult {
+        batch_id: String,
+        seq: u64,
+        outcome: String,
+        uuids: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_code: Option<String>,
+    },
     SafeMode {
         active: bool,
         reason: String,
@@ -322,16 +302,8 @@ pub enum Outbound {
 }
 
 impl Outbound {
-    pub fn error(
-        code: ErrorCode,
-        message: impl Into<String>,
-        request_id: Option<String>,
-    ) -> Outbound {
-        Outbound::Error {
-            code,
-            message: message.into(),
-            request_id,
-        }
+    pub fn error(code: ErrorCode, message: impl Into<String>, request_id: Option<String>) -> Outbound {
+        Outbound::Error { code, message: message.into(), request_id }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -354,10 +326,7 @@ pub fn status_reply(mut status: Value, request_id: Option<String>) -> Frame {
         out.extend(std::mem::take(map));
         status = Value::Object(out);
     }
-    Frame::new(
-        serde_json::to_vec(&status).expect("status serializes"),
-        bytes::Bytes::new(),
-    )
+    Frame::new(serde_json::to_vec(&status).expect("status serializes"), bytes::Bytes::new())
 }
 
 #[cfg(test)]
@@ -366,10 +335,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse_inbound(
-            br#"{"type":"register","request_id":"r","items":[{"uuid":1,"kind":"object"}]}"#,
-        )
-        .unwrap_err();
+        let e =
+            parse_inbound(br#"{"type":"register","request_id":"r","items":[{"uuid":1,"kind":"object"}]}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadMessage);
         assert!(e.message.contains("items[0].uuid"), "{}", e.message);
         assert_eq!(e.request_id.as_deref(), Some("r"));
@@ -383,11 +350,7 @@ mod tests {
 
     #[test]
     fn outbound_has_type_first() {
-        let j = Outbound::Pong {
-            request_id: Some("p".into()),
-            seq: 3,
-        }
-        .to_json();
+        let j = Outbound::Pong { request_id: Some("p".into()), seq: 3 }.to_json();
         assert_eq!(j, br#"{"type":"pong","request_id":"p","seq":3}"#);
     }
 }

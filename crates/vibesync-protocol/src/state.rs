@@ -83,26 +83,18 @@ fn canonical_quaternion(items: &[Value]) -> Vec<Value> {
         return items.to_vec();
     }
     let order = [3usize, 0, 1, 2];
-    let negate = order
-        .iter()
-        .map(|&i| nums[i])
-        .find(|&c| c != 0.0)
-        .is_some_and(|c| c < 0.0);
+    let negate = order.iter().map(|&i| nums[i]).find(|&c| c != 0.0).is_some_and(|c| c < 0.0);
     nums.iter()
         .map(|&c| {
             let c = if negate { -c } else { c };
-            serde_json::Number::from_f64(c + 0.0)
-                .map(Value::Number)
-                .unwrap_or(Value::Null)
+            serde_json::Number::from_f64(c + 0.0).map(Value::Number).unwrap_or(Value::Null)
         })
         .collect()
 }
 
 /// Lowercase hex blake3 of the canonical JSON.
 pub fn state_hash(state: &Value) -> String {
-    blake3::hash(canonical_json(state).as_bytes())
-        .to_hex()
-        .to_string()
+    blake3::hash(canonical_json(state).as_bytes()).to_hex().to_string()
 }
 
 #[cfg(test)]
@@ -139,9 +131,6 @@ mod tests {
     #[test]
     fn keys_sorted_and_strings_escaped() {
         let s = json!({"name":"a\"b\\c\n\u{1}é","kind":"object"});
-        assert_eq!(
-            canonical_json(&s),
-            "{\"kind\":\"object\",\"name\":\"a\\\"b\\\\c\\n\\u0001é\"}"
-        );
+        assert_eq!(canonical_json(&s), "{\"kind\":\"object\",\"name\":\"a\\\"b\\\\c\\n\\u0001é\"}");
     }
 }

@@ -9,17 +9,8 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_ITEMS_PER_REQUEST: usize = 10_000;
 
 /// Datablock kinds the registry knows (docs/PROTOCOL.md §5).
-pub const KINDS: [&str; 9] = [
-    "object",
-    "mesh",
-    "material",
-    "armature",
-    "action",
-    "image",
-    "collection",
-    "light",
-    "camera",
-];
+pub const KINDS: [&str; 9] =
+    ["object", "mesh", "material", "armature", "action", "image", "collection", "light", "camera"];
 
 /// Editor kinds allowed in `hello.editor`.
 pub const EDITORS: [&str; 5] = ["blender", "unity", "cli", "agent", "test"];
@@ -33,10 +24,7 @@ pub struct ItemError {
 
 impl ItemError {
     pub fn new(code: ItemErrorCode, message: impl Into<String>) -> ItemError {
-        ItemError {
-            code,
-            message: message.into(),
-        }
+        ItemError { code, message: message.into() }
     }
 }
 
@@ -68,21 +56,13 @@ pub fn uuid(s: &str) -> Result<(), ItemError> {
 /// 1–128 chars of `[A-Za-z0-9._-]`, not starting with `.`.
 pub fn project_id(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > MAX_ID_BYTES {
-        return Err(format!(
-            "project_id must be 1-{MAX_ID_BYTES} characters, got {}",
-            s.len()
-        ));
+        return Err(format!("project_id must be 1-{MAX_ID_BYTES} characters, got {}", s.len()));
     }
     if s.starts_with('.') {
         return Err("project_id must not start with `.`".into());
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "project_id may contain only A-Z a-z 0-9 . _ - (found {c:?})"
-        ));
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("project_id may contain only A-Z a-z 0-9 . _ - (found {c:?})"));
     }
     Ok(())
 }
@@ -93,11 +73,7 @@ pub fn kind(s: &str) -> Result<(), ItemError> {
     } else {
         Err(ItemError::new(
             ItemErrorCode::UnknownKind,
-            format!(
-                "unknown kind `{}`; expected one of {}",
-                truncate_for_message(s),
-                KINDS.join(", ")
-            ),
+            format!("unknown kind `{}`; expected one of {}", truncate_for_message(s), KINDS.join(", ")),
         ))
     }
 }
@@ -105,31 +81,19 @@ pub fn kind(s: &str) -> Result<(), ItemError> {
 pub fn name(s: &str) -> Result<(), ItemError> {
     bounded_string("name", s, MAX_NAME_BYTES, ItemErrorCode::InvalidName)?;
     if s.chars().any(|c| c == '\0') {
-        return Err(ItemError::new(
-            ItemErrorCode::InvalidName,
-            "name contains a NUL character",
-        ));
+        return Err(ItemError::new(ItemErrorCode::InvalidName, "name contains a NUL character"));
     }
     Ok(())
 }
 
 pub fn editor_ref(s: &str) -> Result<(), ItemError> {
-    bounded_string(
-        "editor_ref",
-        s,
-        MAX_EDITOR_REF_BYTES,
-        ItemErrorCode::TooLarge,
-    )
+    bounded_string("editor_ref", s, MAX_EDITOR_REF_BYTES, ItemErrorCode::TooLarge)
 }
 
 fn bounded_string(field: &str, s: &str, max: usize, code: ItemErrorCode) -> Result<(), ItemError> {
     if s.len() > max {
         return Err(ItemError::new(
-            if code == ItemErrorCode::InvalidName {
-                ItemErrorCode::TooLarge
-            } else {
-                code
-            },
+            if code == ItemErrorCode::InvalidName { ItemErrorCode::TooLarge } else { code },
             format!("{field} is {} bytes; the limit is {max}", s.len()),
         ));
     }
@@ -140,10 +104,7 @@ pub fn finite(field: &str, v: f64) -> Result<(), ItemError> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(ItemError::new(
-            ItemErrorCode::NonFinite,
-            format!("{field} is {v}; only finite numbers are accepted"),
-        ))
+        Err(ItemError::new(ItemErrorCode::NonFinite, format!("{field} is {v}; only finite numbers are accepted")))
     }
 }
 

@@ -44,7 +44,8 @@ fn gen_frames() -> Value {
     let hello = r#"{"type":"hello","protocol":1,"project_id":"demo","editor":"blender","editor_version":"4.5.0","client_id":"c1","token":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","unit_scale":1.0,"last_seq":0}"#;
     let register = r#"{"type":"register","request_id":"r1","items":[{"uuid":"6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a","kind":"object","name":"Würfel \"A\"","editor_ref":"OB:Würfel \"A\""}]}"#;
     let ack = r#"{"type":"ack","request_id":"r1","seq":4,"results":[{"uuid":"6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a","status":"registered"}]}"#;
-    let error = r#"{"type":"error","code":"BAD_MESSAGE","message":"field `items[0].uuid`: invalid type","request_id":"r1"}"#;
+    let error =
+        r#"{"type":"error","code":"BAD_MESSAGE","message":"field `items[0].uuid`: invalid type","request_id":"r1"}"#;
     let mesh = cube_mesh().encode();
     let mesh_change = format!(
         r#"{{"type":"change","request_id":"c1","base_seq":4,"changes":[{{"op":"mesh","uuid":"6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a","mesh_hash":"{}"}}]}}"#,
@@ -61,80 +62,22 @@ fn gen_frames() -> Value {
             r#"{"type":"welcome","session_id":"5b0e8a8c-2f3e-4d6a-8f0e-3c1b2a4d5e6f","daemon_version":"0.1.0","protocol":1,"seq":0,"safe_mode":false}"#,
             b"",
         ),
-        ok_frame(
-            "attachment_small",
-            r#"{"type":"ping"}"#,
-            &[0x00, 0x01, 0xfe, 0xff],
-        ),
+        ok_frame("attachment_small", r#"{"type":"ping"}"#, &[0x00, 0x01, 0xfe, 0xff]),
         ok_frame("mesh_change_with_attachment", &mesh_change, &mesh),
-        err_frame(
-            "oversize_length",
-            raw_frame(64 * 1024 * 1024 + 1, 2, b"{}"),
-            "FRAME_TOO_LARGE",
-            "frame",
-        ),
-        err_frame(
-            "oversize_max_u32",
-            raw_frame(u32::MAX, 0, b""),
-            "FRAME_TOO_LARGE",
-            "frame",
-        ),
-        err_frame(
-            "json_len_exceeds_total",
-            raw_frame(10, 20, b"{\"type\":\"p"),
-            "BAD_FRAME",
-            "frame",
-        ),
-        err_frame(
-            "total_len_below_4",
-            vec![0, 0, 0, 2, 0, 0],
-            "BAD_FRAME",
-            "frame",
-        ),
-        err_frame(
-            "zero_length_json",
-            raw_frame(4, 0, b""),
-            "BAD_MESSAGE",
-            "message",
-        ),
-        err_frame(
-            "invalid_json",
-            raw_frame(4 + 8, 8, b"{\"type\":"),
-            "BAD_MESSAGE",
-            "message",
-        ),
-        err_frame(
-            "invalid_utf8",
-            raw_frame(4 + 16, 16, b"{\"type\":\"p\xff\xfeng\"}"),
-            "BAD_MESSAGE",
-            "message",
-        ),
-        err_frame(
-            "not_an_object",
-            raw_frame(4 + 5, 5, b"[1,2]"),
-            "BAD_MESSAGE",
-            "message",
-        ),
-        err_frame(
-            "missing_type",
-            raw_frame(4 + 7, 7, b"{\"a\":1}"),
-            "BAD_MESSAGE",
-            "message",
-        ),
-        err_frame(
-            "type_not_string",
-            raw_frame(4 + 10, 10, b"{\"type\":1}"),
-            "BAD_MESSAGE",
-            "message",
-        ),
+        err_frame("oversize_length", raw_frame(64 * 1024 * 1024 + 1, 2, b"{}"), "FRAME_TOO_LARGE", "frame"),
+        err_frame("oversize_max_u32", raw_frame(u32::MAX, 0, b""), "FRAME_TOO_LARGE", "frame"),
+        err_frame("json_len_exceeds_total", raw_frame(10, 20, b"{\"type\":\"p"), "BAD_FRAME", "frame"),
+        err_frame("total_len_below_4", vec![0, 0, 0, 2, 0, 0], "BAD_FRAME", "frame"),
+        err_frame("zero_length_json", raw_frame(4, 0, b""), "BAD_MESSAGE", "message"),
+        err_frame("invalid_json", raw_frame(4 + 8, 8, b"{\"type\":"), "BAD_MESSAGE", "message"),
+        err_frame("invalid_utf8", raw_frame(4 + 16, 16, b"{\"type\":\"p\xff\xfeng\"}"), "BAD_MESSAGE", "message"),
+        err_frame("not_an_object", raw_frame(4 + 5, 5, b"[1,2]"), "BAD_MESSAGE", "message"),
+        err_frame("missing_type", raw_frame(4 + 7, 7, b"{\"a\":1}"), "BAD_MESSAGE", "message"),
+        err_frame("type_not_string", raw_frame(4 + 10, 10, b"{\"type\":1}"), "BAD_MESSAGE", "message"),
     ];
     let encode: Vec<Value> = [
         ("ping", r#"{"type":"ping","request_id":"p1"}"#, &b""[..]),
-        (
-            "pong",
-            r#"{"type":"pong","request_id":"p1","seq":7}"#,
-            &b""[..],
-        ),
+        ("pong", r#"{"type":"pong","request_id":"p1","seq":7}"#, &b""[..]),
         ("with_attachment", r#"{"type":"ping"}"#, &[1u8, 2, 3][..]),
         ("empty_object", "{}", &b""[..]),
     ]
@@ -168,16 +111,15 @@ fn cube_mesh() -> Mesh {
         normals: None,
         uv0: None,
         indices: vec![
-            0, 2, 1, 0, 3, 2, 4, 5, 6, 4, 6, 7, 0, 1, 5, 0, 5, 4, 2, 3, 7, 2, 7, 6, 1, 2, 6, 1, 6,
-            5, 0, 4, 7, 0, 7, 3,
+            0, 2, 1, 0, 3, 2, 4, 5, 6, 4, 6, 7, 0, 1, 5, 0, 5, 4, 2, 3, 7, 2, 7, 6, 1, 2, 6, 1, 6, 5, 0, 4, 7, 0, 7, 3,
         ],
     }
 }
 
 fn gen_blake3() -> Value {
     let lens = [
-        0usize, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 3073, 4096, 4097, 5120, 5121,
-        6144, 6145, 7168, 7169, 8192, 8193, 16384, 31744, 102400,
+        0usize, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 3073, 4096, 4097, 5120, 5121, 6144, 6145, 7168,
+        7169, 8192, 8193, 16384, 31744, 102400,
     ];
     Value::Array(
         lens.iter()
@@ -214,11 +156,7 @@ fn gen_quantize() -> Value {
         0.7071067811865476,
         1e9,
     ];
-    Value::Array(
-        vs.iter()
-            .map(|&v| json!({"v": v, "q": quantize(v)}))
-            .collect(),
-    )
+    Value::Array(vs.iter().map(|&v| json!({"v": v, "q": quantize(v)})).collect())
 }
 
 fn gen_state_hash() -> Value {
@@ -265,51 +203,15 @@ fn gen_coords() -> Value {
     let h = 15f64.to_radians();
     let s45 = (22.5f64).to_radians();
     let cases = vec![
-        (
-            "cube_e2e_1",
-            1.0,
-            Transform {
-                t: [1.0, 2.0, 3.0],
-                r: [0.0, 0.0, h.sin(), h.cos()],
-                s: [2.0, 2.0, 2.0],
-            },
-        ),
-        (
-            "identity",
-            1.0,
-            Transform {
-                t: [0.0, 0.0, 0.0],
-                r: [0.0, 0.0, 0.0, 1.0],
-                s: [1.0, 1.0, 1.0],
-            },
-        ),
-        (
-            "rot_x_45",
-            1.0,
-            Transform {
-                t: [-4.5, 0.25, 10.0],
-                r: [s45.sin(), 0.0, 0.0, s45.cos()],
-                s: [1.0, 2.0, 3.0],
-            },
-        ),
+        ("cube_e2e_1", 1.0, Transform { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, h.sin(), h.cos()], s: [2.0, 2.0, 2.0] }),
+        ("identity", 1.0, Transform { t: [0.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0, 1.0, 1.0] }),
+        ("rot_x_45", 1.0, Transform { t: [-4.5, 0.25, 10.0], r: [s45.sin(), 0.0, 0.0, s45.cos()], s: [1.0, 2.0, 3.0] }),
         (
             "mirrored_scale",
             1.0,
-            Transform {
-                t: [1.0, -2.0, 0.5],
-                r: [0.1, 0.2, 0.3, (1.0f64 - 0.14).sqrt()],
-                s: [-1.0, 1.0, 2.0],
-            },
+            Transform { t: [1.0, -2.0, 0.5], r: [0.1, 0.2, 0.3, (1.0f64 - 0.14).sqrt()], s: [-1.0, 1.0, 2.0] },
         ),
-        (
-            "centimeter_scene",
-            0.01,
-            Transform {
-                t: [100.0, 200.0, 300.0],
-                r: [0.0, 0.0, 0.0, 1.0],
-                s: [1.0, 1.0, 1.0],
-            },
-        ),
+        ("centimeter_scene", 0.01, Transform { t: [100.0, 200.0, 300.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0, 1.0, 1.0] }),
     ];
     Value::Array(
         cases
@@ -351,16 +253,9 @@ fn committed_vectors_match_the_generator() {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(&path, &text).unwrap();
         }
-        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; regenerate with VIBESYNC_REGEN_VECTORS=1",
-                path.display()
-            )
-        });
-        assert_eq!(
-            committed, text,
-            "{name} differs from the generator; regenerate deliberately"
-        );
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; regenerate with VIBESYNC_REGEN_VECTORS=1", path.display()));
+        assert_eq!(committed, text, "{name} differs from the generator; regenerate deliberately");
     }
 }
 
@@ -395,10 +290,7 @@ fn frames_decode_as_the_vectors_say() {
                     let frame = out.unwrap().unwrap_or_else(|| panic!("{name}: no frame"));
                     let msg: Value = serde_json::from_slice(&frame.json).unwrap();
                     assert_eq!(msg, f["message"], "{name}");
-                    assert_eq!(
-                        hex::encode(&frame.attachment),
-                        f["attachment_hex"].as_str().unwrap()
-                    );
+                    assert_eq!(hex::encode(&frame.attachment), f["attachment_hex"].as_str().unwrap());
                 }
                 ("error", Some("frame")) => {
                     let code = match out {
@@ -430,21 +322,11 @@ fn frames_decode_as_the_vectors_say() {
 #[test]
 fn state_hashes_match_and_epsilon_cases_agree() {
     let v = load("state_hash.json");
-    let by_name = |n: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == n)
-            .unwrap()["hash"]
-            .clone()
-    };
+    let by_name = |n: &str| v.as_array().unwrap().iter().find(|x| x["name"] == n).unwrap()["hash"].clone();
     assert_eq!(by_name("cube"), by_name("cube_within_epsilon"));
     assert_eq!(by_name("cube"), by_name("negated_quaternion"));
     for case in v.as_array().unwrap() {
-        assert_eq!(
-            canonical_json(&case["state"]),
-            case["canonical"].as_str().unwrap()
-        );
+        assert_eq!(canonical_json(&case["state"]), case["canonical"].as_str().unwrap());
         assert_eq!(state_hash(&case["state"]), case["hash"].as_str().unwrap());
     }
 }

@@ -24,38 +24,32 @@ pub enum RegistryError {
     },
 
     #[error("sled panicked during {op} in {path}: {message}; the registry files are damaged, restart to rebuild from the WAL")]
-    SledPanic {
-        op: &'static str,
-        path: PathBuf,
-        message: String,
-    },
+    SledPanic { op: &'static str, path: PathBuf, message: String },
 
     #[error("registry record {key:?} is unreadable: {reason}; run `vibesync verify`, a restart rebuilds the registry from the WAL")]
     CorruptRecord { key: String, reason: String },
 
-    #[error("registry meta `{name}` is missing or unreadable ({reason}); a restart rebuilds the registry from the WAL")]
+    #[error(
+        "registry meta `{name}` is missing or unreadable ({reason}); a restart rebuilds the registry from the WAL"
+    )]
     CorruptMeta { name: &'static str, reason: String },
 
     #[error("registry schema v{from} must be migrated to v{to} before use: log a `migrate` step in a WAL transaction and apply it (see `Registry::needs_migration`)")]
     MigrationPending { from: u32, to: u32 },
 
-    #[error(
-        "no migration from registry schema v{from} to v{to}; this build understands v{supported}"
-    )]
+    #[error("no migration from registry schema v{from} to v{to}; this build understands v{supported}")]
     NoMigrationPath { from: u32, to: u32, supported: u32 },
 
-    #[error("transaction {operation_id} has no COMMIT record; pass the STEP records together with their COMMIT record")]
+    #[error(
+        "transaction {operation_id} has no COMMIT record; pass the STEP records together with their COMMIT record"
+    )]
     NotCommitted { operation_id: String },
 
     #[error("transaction {operation_id} was rolled back (ROLLBACK at seq {seq}); rolled back transactions must not be applied")]
     RolledBack { operation_id: String, seq: u64 },
 
     #[error("record at seq {seq} belongs to operation {found}, not {expected}; pass exactly one transaction to apply_committed")]
-    MixedTransaction {
-        expected: String,
-        found: String,
-        seq: u64,
-    },
+    MixedTransaction { expected: String, found: String, seq: u64 },
 
     #[error("could not move the damaged registry {from} to {to}: {source}; move it away by hand and restart")]
     Quarantine {
@@ -65,7 +59,9 @@ pub enum RegistryError {
         source: std::io::Error,
     },
 
-    #[error("could not open a fresh registry at {path}: {reason}; check permissions and free disk space, then restart")]
+    #[error(
+        "could not open a fresh registry at {path}: {reason}; check permissions and free disk space, then restart"
+    )]
     Unopenable { path: PathBuf, reason: String },
 
     #[error("sidecar {path} could not be encoded: {source}")]

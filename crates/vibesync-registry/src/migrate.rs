@@ -43,10 +43,7 @@ fn v0_to_v1(value: Value) -> Result<Value, String> {
     let editor_ref = take_str(&mut obj, "editor_ref").unwrap_or_default();
     let session_id = take_str(&mut obj, "session_id").unwrap_or_default();
     let client_id = take_str(&mut obj, "client_id").unwrap_or_default();
-    let updated = obj
-        .get("updated_seq")
-        .and_then(Value::as_u64)
-        .ok_or("v0 record has no updated_seq")?;
+    let updated = obj.get("updated_seq").and_then(Value::as_u64).ok_or("v0 record has no updated_seq")?;
     let mut bindings = Map::new();
     if let Some(ed) = editor {
         bindings.insert(

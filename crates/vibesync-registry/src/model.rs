@@ -18,10 +18,7 @@ pub(crate) struct Model {
 
 impl Base for Model {
     fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>> {
-        Ok(self
-            .live
-            .get(&(project.to_owned(), uuid.to_owned()))
-            .cloned())
+        Ok(self.live.get(&(project.to_owned(), uuid.to_owned())).cloned())
     }
 }
 
@@ -29,11 +26,7 @@ impl Model {
     /// Same semantics as `Registry::apply_committed`, schema always current.
     pub fn apply_transaction(&mut self, records: &[Record]) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
-        let mut report = ApplyReport {
-            operation_id,
-            commit_seq,
-            ..Default::default()
-        };
+        let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
         if commit_seq <= self.last_applied_seq {
             return Ok(report);
         }
@@ -60,16 +53,12 @@ impl Model {
         }
         for e in st.archive {
             let seq = e.tombstone_seq.unwrap_or(e.updated_seq);
-            self.archive
-                .insert((e.project_id.clone(), e.uuid.clone(), seq), e);
+            self.archive.insert((e.project_id.clone(), e.uuid.clone(), seq), e);
         }
     }
 
     pub fn counts(&self) -> Counts {
-        let mut c = Counts {
-            tombstoned: self.archive.len() as u64,
-            ..Counts::default()
-        };
+        let mut c = Counts { tombstoned: self.archive.len() as u64, ..Counts::default() };
         for e in self.live.values() {
             match e.status {
                 Status::Quarantined => c.quarantined += 1,

@@ -14,14 +14,7 @@ use crate::error::{RegistryError, Result};
 
 /// Operation names the registry understands. STEP payloads with any other `op` (or none)
 /// belong to other consumers and are ignored.
-pub const REGISTRY_OPS: [&str; 6] = [
-    "register",
-    "tombstone",
-    "quarantine",
-    "release",
-    "state",
-    "migrate",
-];
+pub const REGISTRY_OPS: [&str; 6] = ["register", "tombstone", "quarantine", "release", "state", "migrate"];
 
 /// A parsed registry STEP payload. See the crate docs for the JSON schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,8 +134,7 @@ pub fn is_valid_project_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 /// A step that was not applied, and why.
@@ -190,8 +182,7 @@ impl Staging {
             return Ok(cur.clone());
         }
         let cur = base.live(project, uuid)?;
-        self.live
-            .insert(key, (cur.as_ref().map(|e| e.status), cur.clone()));
+        self.live.insert(key, (cur.as_ref().map(|e| e.status), cur.clone()));
         Ok(cur)
     }
 
@@ -226,49 +217,31 @@ impl Staging {
 /// Returns (operation_id, commit_seq, STEP records sorted by seq).
 pub(crate) fn split_transaction(records: &[Record]) -> Result<(String, u64, Vec<&Record>)> {
     let Some(first) = records.first() else {
-        return Err(RegistryError::NotCommitted {
-            operation_id: String::new(),
-        });
+        return Err(RegistryError::NotCommitted { operation_id: String::new() });
     };
     let op_id = first.operation_id.clone();
     let mut commit = None;
     let mut steps = Vec::new();
     for r in records {
         if r.operation_id != op_id {
-            return Err(RegistryError::MixedTransaction {
-                expected: op_id,
-                found: r.operation_id.clone(),
-                seq: r.seq,
-            });
+            return Err(RegistryError::MixedTransaction { expected: op_id, found: r.operation_id.clone(), seq: r.seq });
         }
         match r.phase {
             Phase::Step => steps.push(r),
             Phase::Commit => commit = Some(r.seq),
-            Phase::Rollback => {
-                return Err(RegistryError::RolledBack {
-                    operation_id: op_id,
-                    seq: r.seq,
-                })
-            }
+            Phase::Rollback => return Err(RegistryError::RolledBack { operation_id: op_id, seq: r.seq }),
             Phase::Begin | Phase::Provisional | Phase::Final => {}
         }
     }
     let Some(commit_seq) = commit else {
-        return Err(RegistryError::NotCommitted {
-            operation_id: op_id,
-        });
+        return Err(RegistryError::NotCommitted { operation_id: op_id });
     };
     steps.sort_by_key(|r| r.seq);
     Ok((op_id, commit_seq, steps))
 }
 
 /// Apply one STEP to the staging area. `current_schema` is the schema of `base`.
-pub(crate) fn apply_step(
-    base: &dyn Base,
-    st: &mut Staging,
-    report: &mut ApplyReport,
-    rec: &Record,
-) -> Result<()> {
+pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyReport, rec: &Record) -> Result<()> {
     let op = match parse_payload(&rec.payload) {
         ParsedStep::Foreign => {
             report.foreign += 1;
@@ -276,11 +249,7 @@ pub(crate) fn apply_step(
         }
         ParsedStep::Malformed(reason) => {
             tracing::warn!(seq = rec.seq, operation_id = %rec.operation_id, %reason, "registry: malformed STEP skipped");
-            report.skipped.push(SkippedStep {
-                seq: rec.seq,
-                uuid: None,
-                reason,
-            });
+            report.skipped.push(SkippedStep { seq: rec.seq, uuid: None, reason });
             return Ok(());
         }
         ParsedStep::Op(op) => op,
@@ -289,11 +258,7 @@ pub(crate) fn apply_step(
     let project = rec.project_id.as_str();
     let skip = |report: &mut ApplyReport, uuid: &str, reason: String| {
         tracing::debug!(seq, uuid, %reason, "registry: step skipped");
-        report.skipped.push(SkippedStep {
-            seq,
-            uuid: Some(uuid.to_owned()),
-            reason,
-        });
+        report.skipped.push(SkippedStep { seq, uuid: Some(uuid.to_owned()), reason });
     };
     if let Some(uuid) = op.uuid() {
         if !is_valid_project_id(project) {
@@ -307,23 +272,11 @@ pub(crate) fn apply_step(
             report.steps_applied += 1;
             return Ok(());
         }
-        Op::Register {
-            uuid,
-            kind,
-            name,
-            editor,
-            editor_ref,
-            session_id,
-            client_id,
-        } => {
+        Op::Register { uuid, kind, name, editor, editor_ref, session_id, client_id } => {
             let cur = st.get(base, project, &uuid)?;
             if let Some(e) = &cur {
                 if seq <= e.updated_seq {
-                    skip(
-                        report,
-                        &uuid,
-                        format!("record already at seq {}", e.updated_seq),
-                    );
+                    skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
                     return Ok(());
                 }
             }
@@ -362,19 +315,11 @@ pub(crate) fn apply_step(
         }
         Op::Tombstone { uuid } => {
             let Some(mut e) = st.get(base, project, &uuid)? else {
-                skip(
-                    report,
-                    &uuid,
-                    "not live (unknown or already tombstoned)".into(),
-                );
+                skip(report, &uuid, "not live (unknown or already tombstoned)".into());
                 return Ok(());
             };
             if seq <= e.updated_seq {
-                skip(
-                    report,
-                    &uuid,
-                    format!("record already at seq {}", e.updated_seq),
-                );
+                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
                 return Ok(());
             }
             e.status = Status::Tombstoned;
@@ -390,11 +335,7 @@ pub(crate) fn apply_step(
                 return Ok(());
             };
             if seq <= e.updated_seq {
-                skip(
-                    report,
-                    &uuid,
-                    format!("record already at seq {}", e.updated_seq),
-                );
+                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
                 return Ok(());
             }
             e.status = Status::Quarantined;
@@ -408,11 +349,7 @@ pub(crate) fn apply_step(
                 return Ok(());
             };
             if seq <= e.updated_seq {
-                skip(
-                    report,
-                    &uuid,
-                    format!("record already at seq {}", e.updated_seq),
-                );
+                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
                 return Ok(());
             }
             e.status = Status::Live;
@@ -420,21 +357,13 @@ pub(crate) fn apply_step(
             e.updated_seq = seq;
             st.set(project, &uuid, Some(e));
         }
-        Op::State {
-            uuid,
-            state,
-            state_hash,
-        } => {
+        Op::State { uuid, state, state_hash } => {
             let Some(mut e) = st.get(base, project, &uuid)? else {
                 skip(report, &uuid, "not live".into());
                 return Ok(());
             };
             if seq <= e.updated_seq {
-                skip(
-                    report,
-                    &uuid,
-                    format!("record already at seq {}", e.updated_seq),
-                );
+                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
                 return Ok(());
             }
             e.state = Some(state);

@@ -30,11 +30,7 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        RegistryConfig {
-            data_dir: data_dir.into(),
-            cache_capacity: 16 << 20,
-            flush_every_ms: Some(500),
-        }
+        RegistryConfig { data_dir: data_dir.into(), cache_capacity: 16 << 20, flush_every_ms: Some(500) }
     }
 }
 
@@ -51,10 +47,7 @@ pub enum RebuildReason {
     /// Written by a newer build, or an unknown version.
     UnsupportedSchema { found: u32 },
     /// The registry claims seqs the WAL does not have.
-    AheadOfWal {
-        registry_seq: u64,
-        wal_last_seq: u64,
-    },
+    AheadOfWal { registry_seq: u64, wal_last_seq: u64 },
     /// `last_applied_seq` is not the seq of any COMMIT in the WAL.
     CommitNotInWal { seq: u64 },
     /// Old schema and behind the WAL: cannot replay onto the old layout.
@@ -72,28 +65,16 @@ impl std::fmt::Display for RebuildReason {
             }
             RebuildReason::Unreadable { message } => write!(f, "it is unreadable ({message})"),
             RebuildReason::UnsupportedSchema { found } => {
-                write!(
-                    f,
-                    "its schema v{found} is not supported by this build (v{SCHEMA_VERSION})"
-                )
+                write!(f, "its schema v{found} is not supported by this build (v{SCHEMA_VERSION})")
             }
-            RebuildReason::AheadOfWal {
-                registry_seq,
-                wal_last_seq,
-            } => {
-                write!(
-                    f,
-                    "it claims seq {registry_seq} but the WAL ends at {wal_last_seq}"
-                )
+            RebuildReason::AheadOfWal { registry_seq, wal_last_seq } => {
+                write!(f, "it claims seq {registry_seq} but the WAL ends at {wal_last_seq}")
             }
             RebuildReason::CommitNotInWal { seq } => {
                 write!(f, "its last_applied_seq {seq} is not a COMMIT in the WAL")
             }
             RebuildReason::OldSchemaBehind { schema_version } => {
-                write!(
-                    f,
-                    "it is at old schema v{schema_version} and behind the WAL"
-                )
+                write!(f, "it is at old schema v{schema_version} and behind the WAL")
             }
         }
     }
@@ -108,10 +89,7 @@ pub enum OpenOutcome {
     /// No registry directory existed; built from the WAL.
     Created,
     /// Damaged or inconsistent; moved to `quarantined_to` (if it existed) and rebuilt.
-    Rebuilt {
-        reason: RebuildReason,
-        quarantined_to: Option<PathBuf>,
-    },
+    Rebuilt { reason: RebuildReason, quarantined_to: Option<PathBuf> },
 }
 
 /// Summary of `Registry::open`, for the boot log and `vibesync status`.
@@ -133,10 +111,7 @@ impl std::fmt::Display for OpenReport {
         match &self.outcome {
             OpenOutcome::Opened => write!(f, "registry opened")?,
             OpenOutcome::Created => write!(f, "registry created from the WAL")?,
-            OpenOutcome::Rebuilt {
-                reason,
-                quarantined_to,
-            } => {
+            OpenOutcome::Rebuilt { reason, quarantined_to } => {
                 write!(f, "registry rebuilt from the WAL because {reason}")?;
                 if let Some(p) = quarantined_to {
                     write!(f, " (old copy moved to {})", p.display())?;
@@ -201,17 +176,11 @@ impl Registry {
     pub fn open_for_check(cfg: &RegistryConfig) -> Result<Registry> {
         let dir = cfg.data_dir.join("registry");
         if !dir.exists() {
-            return Err(RegistryError::Unopenable {
-                path: dir,
-                reason: "no registry directory".into(),
-            });
+            return Err(RegistryError::Unopenable { path: dir, reason: "no registry directory".into() });
         }
         Self::open_dir(cfg, &dir)
             .map(|(reg, _)| reg)
-            .map_err(|reason| RegistryError::Unopenable {
-                path: dir,
-                reason: reason.to_string(),
-            })
+            .map_err(|reason| RegistryError::Unopenable { path: dir, reason: reason.to_string() })
     }
 
     /// Open `<data_dir>/registry/`, then bring it in line with the WAL.
@@ -242,21 +211,15 @@ impl Registry {
             }
             Err(reason) => return Self::rebuild(cfg, reason, wal),
         };
-        let outcome = if existed {
-            OpenOutcome::Opened
-        } else {
-            OpenOutcome::Created
-        };
+        let outcome = if existed { OpenOutcome::Opened } else { OpenOutcome::Created };
         let before = reg.meta().last_applied_seq;
         match reg.catch_up(wal()) {
             Ok(cu) => {
                 let m = reg.meta();
                 if m.last_applied_seq > cu.wal_last_seq {
                     drop(reg);
-                    let reason = RebuildReason::AheadOfWal {
-                        registry_seq: m.last_applied_seq,
-                        wal_last_seq: cu.wal_last_seq,
-                    };
+                    let reason =
+                        RebuildReason::AheadOfWal { registry_seq: m.last_applied_seq, wal_last_seq: cu.wal_last_seq };
                     return Self::rebuild(cfg, reason, wal);
                 }
                 if before > 0 && !cu.found_last_commit {
@@ -277,13 +240,7 @@ impl Registry {
             }
             Err(RegistryError::MigrationPending { from, .. }) => {
                 drop(reg);
-                Self::rebuild(
-                    cfg,
-                    RebuildReason::OldSchemaBehind {
-                        schema_version: from,
-                    },
-                    wal,
-                )
+                Self::rebuild(cfg, RebuildReason::OldSchemaBehind { schema_version: from }, wal)
             }
             Err(
                 e @ (RegistryError::CorruptRecord { .. }
@@ -291,51 +248,29 @@ impl Registry {
                 | RegistryError::SledPanic { .. }),
             ) => {
                 drop(reg);
-                Self::rebuild(
-                    cfg,
-                    RebuildReason::Unreadable {
-                        message: e.to_string(),
-                    },
-                    wal,
-                )
+                Self::rebuild(cfg, RebuildReason::Unreadable { message: e.to_string() }, wal)
             }
             Err(e) => Err(e),
         }
     }
 
-    fn rebuild<F, I>(
-        cfg: &RegistryConfig,
-        reason: RebuildReason,
-        mut wal: F,
-    ) -> Result<(Registry, OpenReport)>
+    fn rebuild<F, I>(cfg: &RegistryConfig, reason: RebuildReason, mut wal: F) -> Result<(Registry, OpenReport)>
     where
         F: FnMut() -> I,
         I: IntoIterator<Item = Record>,
     {
         let dir = cfg.data_dir.join("registry");
         tracing::warn!(path = %dir.display(), %reason, "registry: rebuilding from the WAL");
-        let quarantined_to = if dir.exists() {
-            Some(quarantine_dir(&cfg.data_dir, &dir)?)
-        } else {
-            None
-        };
+        let quarantined_to = if dir.exists() { Some(quarantine_dir(&cfg.data_dir, &dir)?) } else { None };
         let reg = match Self::open_dir(cfg, &dir) {
             Ok((reg, _)) => reg,
-            Err(r) => {
-                return Err(RegistryError::Unopenable {
-                    path: dir,
-                    reason: r.to_string(),
-                })
-            }
+            Err(r) => return Err(RegistryError::Unopenable { path: dir, reason: r.to_string() }),
         };
         reg.init_meta()?;
         let cu = reg.catch_up(wal())?;
         reg.flush()?;
         let report = OpenReport {
-            outcome: OpenOutcome::Rebuilt {
-                reason,
-                quarantined_to,
-            },
+            outcome: OpenOutcome::Rebuilt { reason, quarantined_to },
             caught_up_txns: cu.txns,
             skipped_steps: cu.skipped,
             last_applied_seq: reg.last_applied_seq(),
@@ -347,10 +282,7 @@ impl Registry {
     }
 
     /// Open sled and validate what is in it. Err = reason to rebuild.
-    fn open_dir(
-        cfg: &RegistryConfig,
-        dir: &Path,
-    ) -> std::result::Result<(Registry, Loaded), RebuildReason> {
+    fn open_dir(cfg: &RegistryConfig, dir: &Path) -> std::result::Result<(Registry, Loaded), RebuildReason> {
         let opened = catch_unwind(AssertUnwindSafe(|| {
             let db = sled::Config::new()
                 .path(dir)
@@ -362,15 +294,9 @@ impl Registry {
         }));
         let (db, tree) = match opened {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                return Err(RebuildReason::OpenFailed {
-                    message: e.to_string(),
-                })
-            }
+            Ok(Err(e)) => return Err(RebuildReason::OpenFailed { message: e.to_string() }),
             Err(p) => {
-                return Err(RebuildReason::OpenFailed {
-                    message: format!("sled panicked: {}", panic_message(p)),
-                })
+                return Err(RebuildReason::OpenFailed { message: format!("sled panicked: {}", panic_message(p)) })
             }
         };
         let mut reg = Registry {
@@ -378,18 +304,12 @@ impl Registry {
             tree,
             dir: dir.to_path_buf(),
             data_dir: cfg.data_dir.clone(),
-            meta: Mutex::new(Meta {
-                schema_version: SCHEMA_VERSION,
-                last_applied_seq: 0,
-                counts: Counts::default(),
-            }),
+            meta: Mutex::new(Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() }),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
             Err(p) => {
-                return Err(RebuildReason::Unreadable {
-                    message: format!("sled panicked: {}", panic_message(p)),
-                })
+                return Err(RebuildReason::Unreadable { message: format!("sled panicked: {}", panic_message(p)) })
             }
         };
         if let Loaded::Meta(m) = loaded {
@@ -401,43 +321,25 @@ impl Registry {
     /// Read and check meta, decode every record, compare counters.
     fn load(&self) -> std::result::Result<Loaded, RebuildReason> {
         let unreadable = |message: String| RebuildReason::Unreadable { message };
-        let schema = self
-            .read_meta(META_SCHEMA)
-            .map_err(|e| unreadable(e.to_string()))?;
-        let last = self
-            .read_meta(META_LAST)
-            .map_err(|e| unreadable(e.to_string()))?;
+        let schema = self.read_meta(META_SCHEMA).map_err(|e| unreadable(e.to_string()))?;
+        let last = self.read_meta(META_LAST).map_err(|e| unreadable(e.to_string()))?;
         let (schema, last) = match (schema, last) {
             (Some(s), Some(l)) => (s, l),
             _ => {
-                let empty = self
-                    .tree
-                    .first()
-                    .map_err(|e| unreadable(e.to_string()))?
-                    .is_none();
-                return if empty {
-                    Ok(Loaded::Fresh)
-                } else {
-                    Err(RebuildReason::MetaMissing)
-                };
+                let empty = self.tree.first().map_err(|e| unreadable(e.to_string()))?.is_none();
+                return if empty { Ok(Loaded::Fresh) } else { Err(RebuildReason::MetaMissing) };
             }
         };
-        let schema = u32::try_from(schema)
-            .map_err(|_| RebuildReason::UnsupportedSchema { found: u32::MAX })?;
+        let schema = u32::try_from(schema).map_err(|_| RebuildReason::UnsupportedSchema { found: u32::MAX })?;
         if !(migrate::OLDEST_MIGRATABLE..=SCHEMA_VERSION).contains(&schema) {
             return Err(RebuildReason::UnsupportedSchema { found: schema });
         }
         let mut counts = Counts::default();
         let mut seen = Counts::default();
-        for (name, slot) in [
-            (META_LIVE, &mut counts.live),
-            (META_TOMB, &mut counts.tombstoned),
-            (META_QUAR, &mut counts.quarantined),
-        ] {
-            *slot = self
-                .read_meta(name)
-                .map_err(|e| unreadable(e.to_string()))?
-                .unwrap_or(0);
+        for (name, slot) in
+            [(META_LIVE, &mut counts.live), (META_TOMB, &mut counts.tombstoned), (META_QUAR, &mut counts.quarantined)]
+        {
+            *slot = self.read_meta(name).map_err(|e| unreadable(e.to_string()))?.unwrap_or(0);
         }
         for item in self.tree.iter() {
             let (k, v) = item.map_err(|e| unreadable(e.to_string()))?;
@@ -447,26 +349,21 @@ impl Registry {
             if !(k.starts_with(LIVE) || k.starts_with(ARCH)) {
                 return Err(unreadable(format!("unexpected key {:?}", keys::show(&k))));
             }
-            let value: serde_json::Value = serde_json::from_slice(&v)
-                .map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&v).map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
             let value = if schema < SCHEMA_VERSION {
                 migrate::migrate_entry(schema, value).map_err(unreadable)?
             } else {
                 value
             };
-            let e: Entry = serde_json::from_value(value)
-                .map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
+            let e: Entry =
+                serde_json::from_value(value).map_err(|e| unreadable(format!("record {:?}: {e}", keys::show(&k))))?;
             let expect_key = match e.status {
-                Status::Tombstoned => {
-                    archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(u64::MAX))
-                }
+                Status::Tombstoned => archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(u64::MAX)),
                 _ => live_key(&e.project_id, &e.uuid),
             };
             if expect_key != k.as_ref() {
-                return Err(unreadable(format!(
-                    "record under {:?} does not match its key",
-                    keys::show(&k)
-                )));
+                return Err(unreadable(format!("record under {:?} does not match its key", keys::show(&k))));
             }
             match e.status {
                 Status::Live => seen.live += 1,
@@ -475,15 +372,9 @@ impl Registry {
             }
         }
         if schema == SCHEMA_VERSION && seen != counts {
-            return Err(unreadable(format!(
-                "counters say {counts:?}, records say {seen:?}"
-            )));
+            return Err(unreadable(format!("counters say {counts:?}, records say {seen:?}")));
         }
-        Ok(Loaded::Meta(Meta {
-            schema_version: schema,
-            last_applied_seq: last,
-            counts: seen,
-        }))
+        Ok(Loaded::Meta(Meta { schema_version: schema, last_applied_seq: last, counts: seen }))
     }
 
     fn init_meta(&self) -> Result<()> {
@@ -493,44 +384,25 @@ impl Registry {
         for n in [META_LIVE, META_TOMB, META_QUAR] {
             b.insert(meta_key(n), b"0".as_ref());
         }
-        self.tree
-            .apply_batch(b)
-            .map_err(|e| self.sled_err("write meta", e))?;
-        *self.meta.lock().unwrap() = Meta {
-            schema_version: SCHEMA_VERSION,
-            last_applied_seq: 0,
-            counts: Counts::default(),
-        };
+        self.tree.apply_batch(b).map_err(|e| self.sled_err("write meta", e))?;
+        *self.meta.lock().unwrap() =
+            Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() };
         Ok(())
     }
 
     fn read_meta(&self, name: &'static str) -> Result<Option<u64>> {
-        let Some(v) = self
-            .tree
-            .get(meta_key(name))
-            .map_err(|e| self.sled_err("read meta", e))?
-        else {
+        let Some(v) = self.tree.get(meta_key(name)).map_err(|e| self.sled_err("read meta", e))? else {
             return Ok(None);
         };
-        let s = std::str::from_utf8(&v).map_err(|e| RegistryError::CorruptMeta {
-            name,
-            reason: e.to_string(),
-        })?;
+        let s = std::str::from_utf8(&v).map_err(|e| RegistryError::CorruptMeta { name, reason: e.to_string() })?;
         s.trim()
             .parse::<u64>()
             .map(Some)
-            .map_err(|e| RegistryError::CorruptMeta {
-                name,
-                reason: format!("{s:?}: {e}"),
-            })
+            .map_err(|e| RegistryError::CorruptMeta { name, reason: format!("{s:?}: {e}") })
     }
 
     fn sled_err(&self, op: &'static str, source: sled::Error) -> RegistryError {
-        RegistryError::Sled {
-            op,
-            path: self.dir.clone(),
-            source,
-        }
+        RegistryError::Sled { op, path: self.dir.clone(), source }
     }
 
     fn meta(&self) -> Meta {
@@ -572,11 +444,7 @@ impl Registry {
     pub fn apply_committed(&self, records: &[Record]) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut meta = self.meta.lock().unwrap();
-        let mut report = ApplyReport {
-            operation_id,
-            commit_seq,
-            ..Default::default()
-        };
+        let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
         if commit_seq <= meta.last_applied_seq {
             tracing::debug!(
                 seq = commit_seq,
@@ -586,18 +454,13 @@ impl Registry {
             return Ok(report);
         }
         if meta.schema_version != SCHEMA_VERSION {
-            let migrate_step = steps
-                .iter()
-                .find_map(|r| match ops::parse_payload(&r.payload) {
-                    ParsedStep::Op(Op::Migrate { from, to }) => Some((from, to)),
-                    _ => None,
-                });
+            let migrate_step = steps.iter().find_map(|r| match ops::parse_payload(&r.payload) {
+                ParsedStep::Op(Op::Migrate { from, to }) => Some((from, to)),
+                _ => None,
+            });
             return match migrate_step {
                 Some((from, to)) => self.migrate_locked(&mut meta, from, to, &steps, report),
-                None => Err(RegistryError::MigrationPending {
-                    from: meta.schema_version,
-                    to: SCHEMA_VERSION,
-                }),
+                None => Err(RegistryError::MigrationPending { from: meta.schema_version, to: SCHEMA_VERSION }),
             };
         }
         let mut st = Staging::default();
@@ -618,20 +481,11 @@ impl Registry {
             }
         }
         for e in &st.archive {
-            b.insert(
-                archive_key(
-                    &e.project_id,
-                    &e.uuid,
-                    e.tombstone_seq.unwrap_or(e.updated_seq),
-                ),
-                encode(e),
-            );
+            b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
         }
         put_counts(&mut b, counts);
         b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
-        self.tree
-            .apply_batch(b)
-            .map_err(|e| self.sled_err("apply batch", e))?;
+        self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
         meta.last_applied_seq = commit_seq;
         meta.counts = counts;
         report.applied = true;
@@ -648,18 +502,9 @@ impl Registry {
         mut report: ApplyReport,
     ) -> Result<ApplyReport> {
         if from != meta.schema_version || to != SCHEMA_VERSION {
-            return Err(RegistryError::NoMigrationPath {
-                from,
-                to,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(RegistryError::NoMigrationPath { from, to, supported: SCHEMA_VERSION });
         }
-        tracing::info!(
-            from,
-            to,
-            seq = report.commit_seq,
-            "registry: migrating schema"
-        );
+        tracing::info!(from, to, seq = report.commit_seq, "registry: migrating schema");
         let mut model = Model::default();
         let mut old_keys = Vec::new();
         for item in self.tree.iter() {
@@ -667,32 +512,17 @@ impl Registry {
             if k.starts_with(META) {
                 continue;
             }
-            let value: serde_json::Value =
-                serde_json::from_slice(&v).map_err(|e| RegistryError::CorruptRecord {
-                    key: keys::show(&k),
-                    reason: e.to_string(),
-                })?;
-            let value = migrate::migrate_entry(from, value).map_err(|reason| {
-                RegistryError::CorruptRecord {
-                    key: keys::show(&k),
-                    reason,
-                }
-            })?;
-            let e: Entry =
-                serde_json::from_value(value).map_err(|e| RegistryError::CorruptRecord {
-                    key: keys::show(&k),
-                    reason: e.to_string(),
-                })?;
+            let value: serde_json::Value = serde_json::from_slice(&v)
+                .map_err(|e| RegistryError::CorruptRecord { key: keys::show(&k), reason: e.to_string() })?;
+            let value = migrate::migrate_entry(from, value)
+                .map_err(|reason| RegistryError::CorruptRecord { key: keys::show(&k), reason })?;
+            let e: Entry = serde_json::from_value(value)
+                .map_err(|e| RegistryError::CorruptRecord { key: keys::show(&k), reason: e.to_string() })?;
             match e.status {
                 Status::Tombstoned => {
-                    model.archive.insert(
-                        (
-                            e.project_id.clone(),
-                            e.uuid.clone(),
-                            e.tombstone_seq.unwrap_or(e.updated_seq),
-                        ),
-                        e,
-                    );
+                    model
+                        .archive
+                        .insert((e.project_id.clone(), e.uuid.clone(), e.tombstone_seq.unwrap_or(e.updated_seq)), e);
                 }
                 _ => {
                     model.live.insert((e.project_id.clone(), e.uuid.clone()), e);
@@ -718,36 +548,18 @@ impl Registry {
         }
         put_counts(&mut b, counts);
         b.insert(meta_key(META_SCHEMA), SCHEMA_VERSION.to_string().as_bytes());
-        b.insert(
-            meta_key(META_LAST),
-            report.commit_seq.to_string().as_bytes(),
-        );
-        self.tree
-            .apply_batch(b)
-            .map_err(|e| self.sled_err("apply migration batch", e))?;
-        *meta = Meta {
-            schema_version: SCHEMA_VERSION,
-            last_applied_seq: report.commit_seq,
-            counts,
-        };
+        b.insert(meta_key(META_LAST), report.commit_seq.to_string().as_bytes());
+        self.tree.apply_batch(b).map_err(|e| self.sled_err("apply migration batch", e))?;
+        *meta = Meta { schema_version: SCHEMA_VERSION, last_applied_seq: report.commit_seq, counts };
         report.applied = true;
         report.migrated = Some((from, to));
-        tracing::info!(
-            from,
-            to,
-            seq = report.commit_seq,
-            live = counts.live,
-            "registry: schema migrated"
-        );
+        tracing::info!(from, to, seq = report.commit_seq, live = counts.live, "registry: schema migrated");
         Ok(report)
     }
 
     /// Replay committed transactions newer than `last_applied_seq`.
     fn catch_up<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<CatchUp> {
-        let mut g = Grouper {
-            watch_commit: Some(self.last_applied_seq()),
-            ..Default::default()
-        };
+        let mut g = Grouper { watch_commit: Some(self.last_applied_seq()), ..Default::default() };
         let mut cu = CatchUp::default();
         for r in records {
             if let Some(txn) = g.push(r) {
@@ -773,8 +585,7 @@ impl Registry {
 
     /// The STEP payload of the pending migration, if any.
     pub fn migration_payload(&self) -> Option<serde_json::Value> {
-        self.needs_migration()
-            .map(|(from, to)| Op::Migrate { from, to }.to_payload())
+        self.needs_migration().map(|(from, to)| Op::Migrate { from, to }.to_payload())
     }
 
     pub fn schema_version(&self) -> u32 {
@@ -853,47 +664,20 @@ impl Registry {
         }
         let last = self.last_applied_seq();
         if last != model.last_applied_seq {
-            problems.push(Problem::SeqMismatch {
-                registry: last,
-                wal: model.last_applied_seq,
-                wal_last_seq,
-            });
+            problems.push(Problem::SeqMismatch { registry: last, wal: model.last_applied_seq, wal_last_seq });
         }
-        let mut mine = Model {
-            last_applied_seq: last,
-            ..Default::default()
-        };
+        let mut mine = Model { last_applied_seq: last, ..Default::default() };
         for e in self.live_entries(None)? {
             mine.live.insert((e.project_id.clone(), e.uuid.clone()), e);
         }
         for e in self.archived_entries(None)? {
-            mine.archive.insert(
-                (
-                    e.project_id.clone(),
-                    e.uuid.clone(),
-                    e.tombstone_seq.unwrap_or(0),
-                ),
-                e,
-            );
+            mine.archive.insert((e.project_id.clone(), e.uuid.clone(), e.tombstone_seq.unwrap_or(0)), e);
         }
-        diff_maps(
-            &mine.live,
-            &model.live,
-            |(p, u)| (p.clone(), u.clone(), None),
-            &mut problems,
-        );
-        diff_maps(
-            &mine.archive,
-            &model.archive,
-            |(p, u, s)| (p.clone(), u.clone(), Some(*s)),
-            &mut problems,
-        );
+        diff_maps(&mine.live, &model.live, |(p, u)| (p.clone(), u.clone(), None), &mut problems);
+        diff_maps(&mine.archive, &model.archive, |(p, u, s)| (p.clone(), u.clone(), Some(*s)), &mut problems);
         let counts = self.counts();
         if counts != mine.counts() {
-            problems.push(Problem::CountersWrong {
-                counters: counts,
-                records: mine.counts(),
-            });
+            problems.push(Problem::CountersWrong { counters: counts, records: mine.counts() });
         }
         Ok(problems)
     }
@@ -902,10 +686,7 @@ impl Registry {
     pub(crate) fn snapshot(&self) -> Result<(u32, u64, Vec<Entry>)> {
         let meta = self.meta.lock().unwrap();
         if meta.schema_version != SCHEMA_VERSION {
-            return Err(RegistryError::MigrationPending {
-                from: meta.schema_version,
-                to: SCHEMA_VERSION,
-            });
+            return Err(RegistryError::MigrationPending { from: meta.schema_version, to: SCHEMA_VERSION });
         }
         let mut out = Vec::new();
         for prefix in [live_prefix(None), archive_prefix(None)] {
@@ -927,27 +708,15 @@ fn diff_maps<K: Ord>(
     for (k, e) in mine {
         let (project_id, uuid, tombstone_seq) = id(k);
         match wal.get(k) {
-            None => out.push(Problem::NotInWal {
-                project_id,
-                uuid,
-                tombstone_seq,
-            }),
-            Some(w) if w != e => out.push(Problem::Differs {
-                project_id,
-                uuid,
-                tombstone_seq,
-            }),
+            None => out.push(Problem::NotInWal { project_id, uuid, tombstone_seq }),
+            Some(w) if w != e => out.push(Problem::Differs { project_id, uuid, tombstone_seq }),
             Some(_) => {}
         }
     }
     for k in wal.keys() {
         if !mine.contains_key(k) {
             let (project_id, uuid, tombstone_seq) = id(k);
-            out.push(Problem::MissingFromRegistry {
-                project_id,
-                uuid,
-                tombstone_seq,
-            });
+            out.push(Problem::MissingFromRegistry { project_id, uuid, tombstone_seq });
         }
     }
 }
@@ -957,42 +726,17 @@ fn diff_maps<K: Ord>(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Problem {
-    SeqMismatch {
-        registry: u64,
-        wal: u64,
-        wal_last_seq: u64,
-    },
-    MissingFromRegistry {
-        project_id: String,
-        uuid: String,
-        tombstone_seq: Option<u64>,
-    },
-    NotInWal {
-        project_id: String,
-        uuid: String,
-        tombstone_seq: Option<u64>,
-    },
-    Differs {
-        project_id: String,
-        uuid: String,
-        tombstone_seq: Option<u64>,
-    },
-    CountersWrong {
-        counters: Counts,
-        records: Counts,
-    },
-    MigrationPending {
-        from: u32,
-        to: u32,
-    },
+    SeqMismatch { registry: u64, wal: u64, wal_last_seq: u64 },
+    MissingFromRegistry { project_id: String, uuid: String, tombstone_seq: Option<u64> },
+    NotInWal { project_id: String, uuid: String, tombstone_seq: Option<u64> },
+    Differs { project_id: String, uuid: String, tombstone_seq: Option<u64> },
+    CountersWrong { counters: Counts, records: Counts },
+    MigrationPending { from: u32, to: u32 },
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = |t: &Option<u64>| {
-            t.map(|s| format!(" (archived at seq {s})"))
-                .unwrap_or_default()
-        };
+        let at = |t: &Option<u64>| t.map(|s| format!(" (archived at seq {s})")).unwrap_or_default();
         match self {
             Problem::SeqMismatch { registry, wal, wal_last_seq } => write!(
                 f,
@@ -1038,20 +782,13 @@ fn encode(e: &Entry) -> Vec<u8> {
 }
 
 fn decode(key: &[u8], v: &[u8]) -> Result<Entry> {
-    serde_json::from_slice(v).map_err(|e| RegistryError::CorruptRecord {
-        key: keys::show(key),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(v).map_err(|e| RegistryError::CorruptRecord { key: keys::show(key), reason: e.to_string() })
 }
 
 /// Move `dir` to `<data_dir>/quarantine/registry-<UTC timestamp>[-n]/`.
 fn quarantine_dir(data_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let qdir = data_dir.join("quarantine");
-    std::fs::create_dir_all(&qdir).map_err(|source| RegistryError::Io {
-        op: "create",
-        path: qdir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&qdir).map_err(|source| RegistryError::Io { op: "create", path: qdir.clone(), source })?;
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",

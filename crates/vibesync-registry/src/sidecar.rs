@@ -114,8 +114,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
 
 /// The sidecar checksum of (schema_version, seq, records).
 pub fn sidecar_checksum(schema_version: u32, seq: u64, records: &Value) -> String {
-    let covered =
-        serde_json::json!({"records": records, "schema_version": schema_version, "seq": seq});
+    let covered = serde_json::json!({"records": records, "schema_version": schema_version, "seq": seq});
     blake3::hash(&canonical_json(&covered)).to_hex().to_string()
 }
 
@@ -128,29 +127,16 @@ pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// fsync the dir. The temp file is removed on failure.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = dir.join(format!(".{name}.tmp.{}.{nanos}", std::process::id()));
     let io = |op: &'static str, p: &Path| {
         let p = p.to_path_buf();
-        move |source| RegistryError::Io {
-            op,
-            path: p,
-            source,
-        }
+        move |source| RegistryError::Io { op, path: p, source }
     };
     let result = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io("create", &tmp))?;
+        let mut f = File::options().write(true).create_new(true).open(&tmp).map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         drop(f);
@@ -180,41 +166,27 @@ impl Registry {
     pub fn write_sidecar(&self) -> Result<SidecarWritten> {
         let path = self.sidecar_path();
         let (schema_version, seq, entries) = self.snapshot()?;
-        let records =
-            serde_json::to_value(&entries).map_err(|source| RegistryError::SidecarEncode {
-                path: path.clone(),
-                source,
-            })?;
+        let records = serde_json::to_value(&entries)
+            .map_err(|source| RegistryError::SidecarEncode { path: path.clone(), source })?;
         let checksum = sidecar_checksum(schema_version, seq, &records);
         // Field order for readers: header first, records last.
         let mut doc = serde_json::Map::new();
         doc.insert("schema_version".into(), schema_version.into());
         doc.insert("seq".into(), seq.into());
         doc.insert("checksum".into(), checksum.clone().into());
-        let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).map_err(|source| {
-            RegistryError::SidecarEncode {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc))
+            .map_err(|source| RegistryError::SidecarEncode { path: path.clone(), source })?;
         // Append records by hand so the header stays first even if serde_json sorts keys.
         bytes.truncate(bytes.len() - 2); // "\n}"
         bytes.extend_from_slice(b",\n  \"records\": ");
-        bytes.extend_from_slice(&serde_json::to_vec(&records).map_err(|source| {
-            RegistryError::SidecarEncode {
-                path: path.clone(),
-                source,
-            }
-        })?);
+        bytes.extend_from_slice(
+            &serde_json::to_vec(&records)
+                .map_err(|source| RegistryError::SidecarEncode { path: path.clone(), source })?,
+        );
         bytes.extend_from_slice(b"\n}\n");
         write_atomic(&path, &bytes)?;
         tracing::debug!(seq, records = entries.len(), path = %path.display(), "registry: sidecar written");
-        Ok(SidecarWritten {
-            path,
-            seq,
-            records: entries.len(),
-            checksum,
-        })
+        Ok(SidecarWritten { path, seq, records: entries.len(), checksum })
     }
 
     /// Compare the sidecar with the registry. Never modifies anything.
@@ -222,16 +194,8 @@ impl Registry {
         let path = self.sidecar_path();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(SidecarStatus::Missing)
-            }
-            Err(source) => {
-                return Err(RegistryError::Io {
-                    op: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SidecarStatus::Missing),
+            Err(source) => return Err(RegistryError::Io { op: "read", path, source }),
         };
         let unreadable = |reason: String| Ok(SidecarStatus::Unreadable { reason });
         let doc: Value = match serde_json::from_slice(&bytes) {
@@ -248,27 +212,19 @@ impl Registry {
         };
         let actual = sidecar_checksum(schema as u32, seq, records);
         if schema > u32::MAX as u64 || actual != stated {
-            return Ok(SidecarStatus::BadChecksum {
-                stated: stated.to_owned(),
-                actual,
-            });
+            return Ok(SidecarStatus::BadChecksum { stated: stated.to_owned(), actual });
         }
         let (my_schema, my_seq, mine) = self.snapshot()?;
         if seq < my_seq {
-            return Ok(SidecarStatus::Stale {
-                sidecar_seq: seq,
-                registry_seq: my_seq,
-            });
+            return Ok(SidecarStatus::Stale { sidecar_seq: seq, registry_seq: my_seq });
         }
         let theirs: Vec<Entry> = match serde_json::from_value(records.clone()) {
             Ok(v) => v,
             Err(e) => return unreadable(format!("records: {e}")),
         };
         let mut differing = Vec::new();
-        let a: std::collections::BTreeMap<String, &Entry> =
-            mine.iter().map(|e| (entry_id(e), e)).collect();
-        let b: std::collections::BTreeMap<String, &Entry> =
-            theirs.iter().map(|e| (entry_id(e), e)).collect();
+        let a: std::collections::BTreeMap<String, &Entry> = mine.iter().map(|e| (entry_id(e), e)).collect();
+        let b: std::collections::BTreeMap<String, &Entry> = theirs.iter().map(|e| (entry_id(e), e)).collect();
         for (k, e) in &a {
             if b.get(k) != Some(e) {
                 differing.push(k.clone());
@@ -282,11 +238,7 @@ impl Registry {
         if seq != my_seq || schema as u32 != my_schema || !differing.is_empty() {
             differing.sort();
             differing.truncate(20);
-            return Ok(SidecarStatus::Differs {
-                sidecar_seq: seq,
-                registry_seq: my_seq,
-                differing,
-            });
+            return Ok(SidecarStatus::Differs { sidecar_seq: seq, registry_seq: my_seq, differing });
         }
         Ok(SidecarStatus::Ok { seq })
     }
@@ -296,10 +248,7 @@ impl Registry {
     pub fn ensure_sidecar(&self) -> Result<SidecarStatus> {
         let status = self.check_sidecar()?;
         if !status.is_ok() {
-            tracing::warn!(
-                ?status,
-                "registry: sidecar out of date or damaged, rewriting"
-            );
+            tracing::warn!(?status, "registry: sidecar out of date or damaged, rewriting");
             self.write_sidecar()?;
         }
         Ok(status)

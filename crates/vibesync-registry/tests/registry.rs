@@ -22,11 +22,7 @@ struct Wal {
 impl Wal {
     fn push(&mut self, op: &str, project: &str, phase: Phase, payload: Value) -> u64 {
         let seq = self.records.len() as u64 + 1;
-        let prev = self
-            .records
-            .last()
-            .map(|r| r.h.clone())
-            .unwrap_or_else(|| GENESIS_PREV.into());
+        let prev = self.records.last().map(|r| r.h.clone()).unwrap_or_else(|| GENESIS_PREV.into());
         let mut r = Record {
             seq,
             ts: "2026-11-21T00:00:00.000000Z".into(),
@@ -81,49 +77,24 @@ fn tombstone(n: u32) -> Value {
 
 /// Everything observable, for before/after comparisons.
 fn content(reg: &Registry) -> (Vec<Entry>, Vec<Entry>, Counts, u64) {
-    (
-        reg.live_entries(None).unwrap(),
-        reg.archived_entries(None).unwrap(),
-        reg.counts(),
-        reg.last_applied_seq(),
-    )
+    (reg.live_entries(None).unwrap(), reg.archived_entries(None).unwrap(), reg.counts(), reg.last_applied_seq())
 }
 
 /// A WAL with registers, renames, state, quarantine, tombstones, a re-create, a rollback,
 /// an incomplete transaction and another project.
 fn sample_wal() -> Wal {
     let mut w = Wal::default();
-    w.txn(
-        "op1",
-        &[
-            register(1, "Cube"),
-            register(2, "Light"),
-            register(3, "Cam"),
-        ],
-    );
-    w.txn(
-        "op2",
-        &[json!({"op":"state","uuid":uuid(1),"state":{"t":[1,3,-2]},"state_hash":"ab"})],
-    );
+    w.txn("op1", &[register(1, "Cube"), register(2, "Light"), register(3, "Cam")]);
+    w.txn("op2", &[json!({"op":"state","uuid":uuid(1),"state":{"t":[1,3,-2]},"state_hash":"ab"})]);
     w.txn("op3", &[tombstone(2)]);
     w.txn("op4", &[register(2, "Light2")]);
     w.txn("op5", &[tombstone(2)]);
-    w.txn(
-        "op6",
-        &[json!({"op":"quarantine","uuid":uuid(3),"reason":"duplicate"})],
-    );
+    w.txn("op6", &[json!({"op":"quarantine","uuid":uuid(3),"reason":"duplicate"})]);
     // rolled back: never applied
     w.push("op7", P, Phase::Begin, json!({}));
     w.push("op7", P, Phase::Step, register(9, "Ghost"));
     w.push("op7", P, Phase::Rollback, json!({}));
-    w.txn_in(
-        "other",
-        "op8",
-        &[
-            register(1, "OtherCube"),
-            json!({"op":"transform","uuid":uuid(1)}),
-        ],
-    );
+    w.txn_in("other", "op8", &[register(1, "OtherCube"), json!({"op":"transform","uuid":uuid(1)})]);
     // incomplete at the tail: never applied
     w.push("op9", P, Phase::Begin, json!({}));
     w.push("op9", P, Phase::Step, register(10, "Half"));
@@ -150,18 +121,8 @@ fn apply_lookup_tombstone_and_archive_versions() {
     assert_eq!(e.name, "Cube");
     assert_eq!(e.bindings["blender"].editor_ref, "OB:Cube");
     assert_eq!(e.created_seq, 2);
-    assert!(
-        reg.lookup("other", &uuid(1)).unwrap().is_none(),
-        "namespaced by project"
-    );
-    assert_eq!(
-        reg.counts(),
-        Counts {
-            live: 1,
-            tombstoned: 0,
-            quarantined: 0
-        }
-    );
+    assert!(reg.lookup("other", &uuid(1)).unwrap().is_none(), "namespaced by project");
+    assert_eq!(reg.counts(), Counts { live: 1, tombstoned: 0, quarantined: 0 });
 
     // Unity binds the same record; name update.
     let unity = json!({"op":"register","uuid":uuid(1),"kind":"object","name":"Cube","editor":"unity","editor_ref":"/Cube","session_id":"s2","client_id":"c2"});
@@ -174,8 +135,7 @@ fn apply_lookup_tombstone_and_archive_versions() {
     let t1 = w.txn("c", &[tombstone(1)]);
     reg.apply_committed(&t1).unwrap();
     assert!(reg.lookup(P, &uuid(1)).unwrap().is_none());
-    reg.apply_committed(&w.txn("d", &[register(1, "Cube.001")]))
-        .unwrap();
+    reg.apply_committed(&w.txn("d", &[register(1, "Cube.001")])).unwrap();
     let t2 = w.txn("e", &[tombstone(1)]);
     reg.apply_committed(&t2).unwrap();
     let arch = reg.archived(P, &uuid(1)).unwrap();
@@ -185,14 +145,7 @@ fn apply_lookup_tombstone_and_archive_versions() {
     assert_eq!(arch[0].name, "Cube");
     assert_eq!(arch[1].name, "Cube.001");
     assert!(arch.iter().all(|e| e.status == Status::Tombstoned));
-    assert_eq!(
-        reg.counts(),
-        Counts {
-            live: 0,
-            tombstoned: 2,
-            quarantined: 0
-        }
-    );
+    assert_eq!(reg.counts(), Counts { live: 0, tombstoned: 2, quarantined: 0 });
 
     // Tombstoning an unknown uuid is skipped, not an error.
     let r = reg.apply_committed(&w.txn("f", &[tombstone(42)])).unwrap();
@@ -200,30 +153,14 @@ fn apply_lookup_tombstone_and_archive_versions() {
     assert_eq!(reg.last_applied_seq(), w.records.last().unwrap().seq - 1); // COMMIT before FINAL
 
     // Quarantine and release.
-    reg.apply_committed(&w.txn("g", &[register(5, "X")]))
-        .unwrap();
-    reg.apply_committed(&w.txn(
-        "h",
-        &[json!({"op":"quarantine","uuid":uuid(5),"reason":"dup"})],
-    ))
-    .unwrap();
-    assert_eq!(
-        reg.lookup(P, &uuid(5)).unwrap().unwrap().status,
-        Status::Quarantined
-    );
+    reg.apply_committed(&w.txn("g", &[register(5, "X")])).unwrap();
+    reg.apply_committed(&w.txn("h", &[json!({"op":"quarantine","uuid":uuid(5),"reason":"dup"})])).unwrap();
+    assert_eq!(reg.lookup(P, &uuid(5)).unwrap().unwrap().status, Status::Quarantined);
     assert_eq!(reg.counts().quarantined, 1);
-    reg.apply_committed(&w.txn("i", &[json!({"op":"release","uuid":uuid(5)})]))
-        .unwrap();
+    reg.apply_committed(&w.txn("i", &[json!({"op":"release","uuid":uuid(5)})])).unwrap();
     let e = reg.lookup(P, &uuid(5)).unwrap().unwrap();
     assert_eq!((e.status, e.quarantine_reason), (Status::Live, None));
-    assert_eq!(
-        reg.counts(),
-        Counts {
-            live: 1,
-            tombstoned: 2,
-            quarantined: 0
-        }
-    );
+    assert_eq!(reg.counts(), Counts { live: 1, tombstoned: 2, quarantined: 0 });
     assert_eq!(reg.projects().unwrap(), vec![P.to_string()]);
     assert!(reg.parity(w.records.clone()).unwrap().is_empty());
 }
@@ -234,10 +171,7 @@ fn reapplying_a_transaction_is_a_no_op() {
     let mut w = Wal::default();
     let (reg, _) = open(tmp.path(), &w);
     let t1 = w.txn("a", &[register(1, "Cube")]);
-    let t2 = w.txn(
-        "b",
-        &[json!({"op":"state","uuid":uuid(1),"state":{"v":1},"state_hash":"h1"})],
-    );
+    let t2 = w.txn("b", &[json!({"op":"state","uuid":uuid(1),"state":{"v":1},"state_hash":"h1"})]);
     reg.apply_committed(&t1).unwrap();
     reg.apply_committed(&t2).unwrap();
     let before = content(&reg);
@@ -257,7 +191,7 @@ fn bad_input_is_reported_not_applied() {
         "a",
         &[
             json!({"op":"register","uuid":"NOT-A-UUID","kind":"object"}),
-            json!({"op":"register","uuid":uuid(1)}), // no kind
+            json!({"op":"register","uuid":uuid(1)}),  // no kind
             json!({"op":"transform","uuid":uuid(1)}), // another consumer's step
             register(2, "Ok"),
         ],
@@ -265,22 +199,12 @@ fn bad_input_is_reported_not_applied() {
     let r = reg.apply_committed(&t).unwrap();
     assert_eq!((r.steps_applied, r.skipped.len(), r.foreign), (1, 2, 1));
     // No COMMIT: refused.
-    let no_commit: Vec<Record> = t
-        .iter()
-        .filter(|r| r.phase != Phase::Commit)
-        .cloned()
-        .collect();
-    assert!(matches!(
-        reg.apply_committed(&no_commit),
-        Err(RegistryError::NotCommitted { .. })
-    ));
+    let no_commit: Vec<Record> = t.iter().filter(|r| r.phase != Phase::Commit).cloned().collect();
+    assert!(matches!(reg.apply_committed(&no_commit), Err(RegistryError::NotCommitted { .. })));
     // Two operations mixed: refused.
     let mut mixed = w.txn("b", &[register(3, "A")]);
     mixed.extend(w.txn("c", &[register(4, "B")]));
-    assert!(matches!(
-        reg.apply_committed(&mixed),
-        Err(RegistryError::MixedTransaction { .. })
-    ));
+    assert!(matches!(reg.apply_committed(&mixed), Err(RegistryError::MixedTransaction { .. })));
 }
 
 #[test]
@@ -291,27 +215,11 @@ fn open_replays_committed_transactions_only() {
     assert_eq!(rep.outcome, OpenOutcome::Created);
     assert_eq!(rep.caught_up_txns, 7);
     assert!(reg.lookup(P, &uuid(9)).unwrap().is_none(), "rolled back");
-    assert!(
-        reg.lookup(P, &uuid(10)).unwrap().is_none(),
-        "never committed"
-    );
-    assert_eq!(
-        reg.lookup("other", &uuid(1)).unwrap().unwrap().name,
-        "OtherCube"
-    );
-    assert_eq!(
-        reg.lookup(P, &uuid(1)).unwrap().unwrap().state,
-        Some(json!({"t":[1,3,-2]}))
-    );
+    assert!(reg.lookup(P, &uuid(10)).unwrap().is_none(), "never committed");
+    assert_eq!(reg.lookup("other", &uuid(1)).unwrap().unwrap().name, "OtherCube");
+    assert_eq!(reg.lookup(P, &uuid(1)).unwrap().unwrap().state, Some(json!({"t":[1,3,-2]})));
     assert_eq!(reg.archived(P, &uuid(2)).unwrap().len(), 2);
-    assert_eq!(
-        reg.counts(),
-        Counts {
-            live: 2,
-            tombstoned: 2,
-            quarantined: 1
-        }
-    );
+    assert_eq!(reg.counts(), Counts { live: 2, tombstoned: 2, quarantined: 1 });
     assert!(reg.parity(w.records.clone()).unwrap().is_empty());
     drop(reg);
 
@@ -368,20 +276,12 @@ fn rebuild_after_registry_files_are_corrupted() {
     }
 
     let (reg, rep) = open(tmp.path(), &w);
-    let OpenOutcome::Rebuilt {
-        quarantined_to: Some(q),
-        ..
-    } = &rep.outcome
-    else {
+    let OpenOutcome::Rebuilt { quarantined_to: Some(q), .. } = &rep.outcome else {
         panic!("expected a rebuild with quarantine, got {rep}");
     };
     eprintln!("{rep}");
     assert!(q.starts_with(tmp.path().join("quarantine")));
-    assert!(q
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .starts_with("registry-"));
+    assert!(q.file_name().unwrap().to_string_lossy().starts_with("registry-"));
     assert!(q.exists());
     assert_eq!(content(&reg), before);
 }
@@ -392,22 +292,14 @@ fn rebuild_after_registry_files_are_corrupted() {
 fn damaged_sled_data_file_never_crashes_open() {
     type Damage = fn(&mut Vec<u8>);
     let damages: [(&str, Damage); 4] = [
-        ("xor every 7th byte", |b| {
-            b.iter_mut()
-                .enumerate()
-                .filter(|(i, _)| i % 7 == 3)
-                .for_each(|(_, x)| *x ^= 0xA5)
-        }),
+        ("xor every 7th byte", |b| b.iter_mut().enumerate().filter(|(i, _)| i % 7 == 3).for_each(|(_, x)| *x ^= 0xA5)),
         ("zero the middle", |b| {
             let n = b.len();
             b[n / 4..3 * n / 4].iter_mut().for_each(|x| *x = 0)
         }),
         ("truncate to a third", |b| b.truncate(b.len() / 3)),
         ("random-ish bytes at the head", |b| {
-            b.iter_mut()
-                .take(4096)
-                .enumerate()
-                .for_each(|(i, x)| *x = (i * 31 % 251) as u8)
+            b.iter_mut().take(4096).enumerate().for_each(|(i, x)| *x = (i * 31 % 251) as u8)
         }),
     ];
     for (what, damage) in damages {
@@ -440,16 +332,7 @@ fn rebuild_when_meta_is_missing_or_registry_is_ahead_of_the_wal() {
     let mut short = w.clone();
     short.records.truncate(8);
     let (reg, rep) = open(tmp.path(), &short);
-    assert!(
-        matches!(
-            rep.outcome,
-            OpenOutcome::Rebuilt {
-                reason: RebuildReason::AheadOfWal { .. },
-                ..
-            }
-        ),
-        "{rep}"
-    );
+    assert!(matches!(rep.outcome, OpenOutcome::Rebuilt { reason: RebuildReason::AheadOfWal { .. }, .. }), "{rep}");
     assert!(reg.last_applied_seq() <= 8);
     drop(reg);
 
@@ -468,16 +351,7 @@ fn rebuild_when_meta_is_missing_or_registry_is_ahead_of_the_wal() {
         db.flush().unwrap();
     }
     let (reg, rep) = open(tmp.path(), &w);
-    assert!(
-        matches!(
-            rep.outcome,
-            OpenOutcome::Rebuilt {
-                reason: RebuildReason::MetaMissing,
-                ..
-            }
-        ),
-        "{rep}"
-    );
+    assert!(matches!(rep.outcome, OpenOutcome::Rebuilt { reason: RebuildReason::MetaMissing, .. }), "{rep}");
     assert_eq!(content(&reg), before);
 }
 
@@ -507,44 +381,26 @@ fn parity_lists_differing_uuids() {
     let (reg, _) = open(tmp.path(), &w);
     // Applied to the registry but not in the WAL we verify against.
     let mut ghost = w.clone();
-    reg.apply_committed(&ghost.txn(
-        "x",
-        &[
-            register(77, "Ghost"),
-            json!({"op":"state","uuid":uuid(1),"state":{"t":[0,0,0]}}),
-        ],
-    ))
+    reg.apply_committed(
+        &ghost.txn("x", &[register(77, "Ghost"), json!({"op":"state","uuid":uuid(1),"state":{"t":[0,0,0]}})]),
+    )
     .unwrap();
     let problems = reg.parity(w.records.clone()).unwrap();
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(problems.iter().any(|p| matches!(p, Problem::SeqMismatch { .. })), "{text:?}");
     assert!(
-        problems
-            .iter()
-            .any(|p| matches!(p, Problem::SeqMismatch { .. })),
+        problems.iter().any(|p| matches!(p, Problem::NotInWal { uuid, .. } if *uuid == self::uuid(77))),
         "{text:?}"
     );
-    assert!(
-        problems
-            .iter()
-            .any(|p| matches!(p, Problem::NotInWal { uuid, .. } if *uuid == self::uuid(77))),
-        "{text:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| matches!(p, Problem::Differs { uuid, .. } if *uuid == self::uuid(1))),
-        "{text:?}"
-    );
+    assert!(problems.iter().any(|p| matches!(p, Problem::Differs { uuid, .. } if *uuid == self::uuid(1))), "{text:?}");
     // The WAL catches up: parity again.
     w = ghost;
     assert!(reg.parity(w.records.clone()).unwrap().is_empty());
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -557,17 +413,8 @@ fn sidecar_atomic_write_check_and_repair() {
     assert_eq!(reg.check_sidecar().unwrap(), SidecarStatus::Missing);
     let written = reg.write_sidecar().unwrap();
     assert_eq!(written.records, 5);
-    assert_eq!(
-        files_in(tmp.path()),
-        vec!["registry", "registry.sidecar.json"],
-        "no temp files left"
-    );
-    assert_eq!(
-        reg.check_sidecar().unwrap(),
-        SidecarStatus::Ok {
-            seq: reg.last_applied_seq()
-        }
-    );
+    assert_eq!(files_in(tmp.path()), vec!["registry", "registry.sidecar.json"], "no temp files left");
+    assert_eq!(reg.check_sidecar().unwrap(), SidecarStatus::Ok { seq: reg.last_applied_seq() });
 
     // The checksum is blake3 of the canonical JSON of everything but `checksum`.
     let doc: Value = serde_json::from_slice(&std::fs::read(reg.sidecar_path()).unwrap()).unwrap();
@@ -575,51 +422,31 @@ fn sidecar_atomic_write_check_and_repair() {
     assert_eq!(doc["schema_version"], json!(SCHEMA_VERSION));
     let mut covered = doc.clone();
     covered.as_object_mut().unwrap().remove("checksum");
-    let expect = blake3::hash(&sidecar::canonical_json(&covered))
-        .to_hex()
-        .to_string();
+    let expect = blake3::hash(&sidecar::canonical_json(&covered)).to_hex().to_string();
     assert_eq!(doc["checksum"], json!(expect));
     let recs: Vec<Entry> = serde_json::from_value(doc["records"].clone()).unwrap();
     assert_eq!(recs.len(), 5);
 
     // Flip one byte inside the records: bad checksum, then rewritten.
     let path = reg.sidecar_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("OB:Cube", "OB:Cubf");
+    let text = std::fs::read_to_string(&path).unwrap().replace("OB:Cube", "OB:Cubf");
     std::fs::write(&path, text).unwrap();
-    assert!(matches!(
-        reg.check_sidecar().unwrap(),
-        SidecarStatus::BadChecksum { .. }
-    ));
-    assert!(matches!(
-        reg.ensure_sidecar().unwrap(),
-        SidecarStatus::BadChecksum { .. }
-    ));
+    assert!(matches!(reg.check_sidecar().unwrap(), SidecarStatus::BadChecksum { .. }));
+    assert!(matches!(reg.ensure_sidecar().unwrap(), SidecarStatus::BadChecksum { .. }));
     assert!(reg.check_sidecar().unwrap().is_ok());
 
     // Truncated: unreadable.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(
-        reg.check_sidecar().unwrap(),
-        SidecarStatus::Unreadable { .. }
-    ));
+    assert!(matches!(reg.check_sidecar().unwrap(), SidecarStatus::Unreadable { .. }));
     reg.write_sidecar().unwrap();
 
     // Stale after the registry moves on.
-    reg.apply_committed(&w.txn("z", &[register(50, "New")]))
-        .unwrap();
-    assert!(matches!(
-        reg.check_sidecar().unwrap(),
-        SidecarStatus::Stale { .. }
-    ));
+    reg.apply_committed(&w.txn("z", &[register(50, "New")])).unwrap();
+    assert!(matches!(reg.check_sidecar().unwrap(), SidecarStatus::Stale { .. }));
     reg.ensure_sidecar().unwrap();
     assert!(reg.check_sidecar().unwrap().is_ok());
-    assert_eq!(
-        files_in(tmp.path()),
-        vec!["registry", "registry.sidecar.json"]
-    );
+    assert_eq!(files_in(tmp.path()), vec!["registry", "registry.sidecar.json"]);
 }
 
 #[test]
@@ -636,11 +463,9 @@ fn v0_registry_is_migrated_explicitly_and_persisted() {
         let v0 = json!({"project_id":P,"uuid":uuid(1),"kind":"object","name":"Cube","status":"live",
             "editor":"blender","editor_ref":"OB:Cube","session_id":"s1","client_id":"c1",
             "created_seq":2,"updated_seq":2});
-        t.insert(key.as_bytes(), serde_json::to_vec(&v0).unwrap())
-            .unwrap();
+        t.insert(key.as_bytes(), serde_json::to_vec(&v0).unwrap()).unwrap();
         t.insert(b"meta\0schema_version", b"0".as_ref()).unwrap();
-        t.insert(b"meta\0last_applied_seq", commit0.to_string().as_bytes())
-            .unwrap();
+        t.insert(b"meta\0last_applied_seq", commit0.to_string().as_bytes()).unwrap();
         t.insert(b"meta\0count_live", b"1".as_ref()).unwrap();
         db.flush().unwrap();
     }
@@ -649,10 +474,7 @@ fn v0_registry_is_migrated_explicitly_and_persisted() {
     assert_eq!(rep.needs_migration, Some((0, 1)));
     assert_eq!(reg.needs_migration(), Some((0, 1)));
     // Nothing is read through an unmigrated schema.
-    assert!(matches!(
-        reg.lookup(P, &uuid(1)),
-        Err(RegistryError::MigrationPending { from: 0, to: 1 })
-    ));
+    assert!(matches!(reg.lookup(P, &uuid(1)), Err(RegistryError::MigrationPending { from: 0, to: 1 })));
     let mut scratch = w.clone();
     assert!(matches!(
         reg.apply_committed(&scratch.txn("early", &[register(2, "X")])),
@@ -682,11 +504,7 @@ fn v0_registry_is_migrated_explicitly_and_persisted() {
     assert!(reg.parity(w.records.clone()).unwrap().is_empty());
 
     // Pure migration function.
-    let v1 = migrate::migrate_entry(
-        0,
-        json!({"uuid":"u","updated_seq":9,"editor":"unity","editor_ref":"/A"}),
-    )
-    .unwrap();
+    let v1 = migrate::migrate_entry(0, json!({"uuid":"u","updated_seq":9,"editor":"unity","editor_ref":"/A"})).unwrap();
     assert_eq!(v1["bindings"]["unity"]["bound_seq"], json!(9));
     assert!(v1.get("editor").is_none());
 }
@@ -709,10 +527,7 @@ fn old_schema_behind_the_wal_is_rebuilt() {
     assert!(
         matches!(
             rep.outcome,
-            OpenOutcome::Rebuilt {
-                reason: RebuildReason::OldSchemaBehind { schema_version: 0 },
-                ..
-            }
+            OpenOutcome::Rebuilt { reason: RebuildReason::OldSchemaBehind { schema_version: 0 }, .. }
         ),
         "{rep}"
     );

@@ -11,11 +11,7 @@ fn draft(op: &str, phase: Phase, payload: Value) -> RecordDraft {
         uuids: vec![],
         project_id: "demo".into(),
         phase,
-        outcome: if phase == Phase::Rollback {
-            "error".into()
-        } else {
-            "ok".into()
-        },
+        outcome: if phase == Phase::Rollback { "error".into() } else { "ok".into() },
         error_code: None,
         payload,
     }
@@ -27,11 +23,7 @@ fn registry_follows_the_real_wal() {
     let u = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
     let wal_dir = tmp.path().join("wal");
     let (wal, _) = Wal::open(WalConfig::new(tmp.path())).unwrap();
-    let reader = || {
-        Reader::open(&wal_dir)
-            .unwrap()
-            .map(|e| e.expect("clean WAL").record)
-    };
+    let reader = || Reader::open(&wal_dir).unwrap().map(|e| e.expect("clean WAL").record);
     let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), reader).unwrap();
     assert_eq!(rep.outcome, OpenOutcome::Created);
 
@@ -54,27 +46,18 @@ fn registry_follows_the_real_wal() {
     let r = reg.apply_committed(&txn).unwrap();
     assert!(r.applied);
     reg.flush().unwrap();
-    wal.append_blocking(vec![draft("op1", Phase::Final, json!({}))])
-        .unwrap();
+    wal.append_blocking(vec![draft("op1", Phase::Final, json!({}))]).unwrap();
     // Committed in the WAL, never applied (crash): caught up at the next open.
     wal.append_blocking(vec![
         draft("op2", Phase::Begin, json!({})),
-        draft(
-            "op2",
-            Phase::Step,
-            Op::Tombstone { uuid: u.into() }.to_payload(),
-        ),
+        draft("op2", Phase::Step, Op::Tombstone { uuid: u.into() }.to_payload()),
         draft("op2", Phase::Commit, json!({})),
     ])
     .unwrap();
     drop(reg);
 
     let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), reader).unwrap();
-    assert_eq!(
-        (rep.outcome.clone(), rep.caught_up_txns),
-        (OpenOutcome::Opened, 1),
-        "{rep}"
-    );
+    assert_eq!((rep.outcome.clone(), rep.caught_up_txns), (OpenOutcome::Opened, 1), "{rep}");
     assert!(reg.lookup("demo", u).unwrap().is_none());
     assert_eq!(reg.archived("demo", u).unwrap().len(), 1);
     assert!(reg.parity(reader()).unwrap().is_empty());

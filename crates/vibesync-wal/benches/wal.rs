@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 use vibesync_wal::{Phase, RecordDraft, Wal, WalConfig};
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -58,11 +55,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn bench_appends(writers: usize, secs: u64) {
     let dir = tempdir();
     let (wal, _) = Wal::open(WalConfig::new(dir.path())).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let lat = rt.block_on(async {
@@ -117,8 +110,7 @@ fn bench_recovery(records: u64) {
         let mut i = 0;
         while i < records {
             let n = batch.min(records - i);
-            wal.append_blocking((i..i + n).map(draft).collect())
-                .unwrap();
+            wal.append_blocking((i..i + n).map(draft).collect()).unwrap();
             i += n;
         }
         let st = wal.stats();
@@ -146,10 +138,7 @@ fn bench_recovery(records: u64) {
     let t = Instant::now();
     let problems = vibesync_wal::verify(dir.path().join("wal")).unwrap();
     assert!(problems.is_empty());
-    println!(
-        "verify (full Record parse, offline reader) of {records} records in {:.2}s",
-        t.elapsed().as_secs_f64()
-    );
+    println!("verify (full Record parse, offline reader) of {records} records in {:.2}s", t.elapsed().as_secs_f64());
 }
 
 fn main() {

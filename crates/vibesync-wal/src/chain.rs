@@ -17,11 +17,7 @@ pub enum ChainBreak {
     #[error("seq gap: expected seq {expected}, found {found} (a line was deleted, inserted or reordered)")]
     SeqGap { expected: u64, found: u64 },
     #[error("chain break at seq {seq}: prev is {found} but the previous record's h is {expected} (a line was deleted, inserted or reordered)")]
-    PrevMismatch {
-        seq: u64,
-        expected: String,
-        found: String,
-    },
+    PrevMismatch { seq: u64, expected: String, found: String },
 }
 
 impl Default for ChainState {
@@ -33,26 +29,16 @@ impl Default for ChainState {
 impl ChainState {
     /// The state before the first record.
     pub fn genesis() -> Self {
-        ChainState {
-            next_seq: 1,
-            last_h: GENESIS_PREV.to_string(),
-        }
+        ChainState { next_seq: 1, last_h: GENESIS_PREV.to_string() }
     }
 
     /// Does a record with `seq` and `prev` continue the chain?
     pub fn check(&self, seq: u64, prev: &str) -> Result<(), ChainBreak> {
         if seq != self.next_seq {
-            return Err(ChainBreak::SeqGap {
-                expected: self.next_seq,
-                found: seq,
-            });
+            return Err(ChainBreak::SeqGap { expected: self.next_seq, found: seq });
         }
         if prev != self.last_h {
-            return Err(ChainBreak::PrevMismatch {
-                seq,
-                expected: self.last_h.clone(),
-                found: prev.to_string(),
-            });
+            return Err(ChainBreak::PrevMismatch { seq, expected: self.last_h.clone(), found: prev.to_string() });
         }
         Ok(())
     }
@@ -72,9 +58,7 @@ impl ChainState {
 
 /// Verify a sequence of records from genesis. On failure returns the index of the first
 /// record that breaks the chain.
-pub fn verify_chain<'a>(
-    records: impl IntoIterator<Item = &'a Record>,
-) -> Result<ChainState, (usize, ChainBreak)> {
+pub fn verify_chain<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<ChainState, (usize, ChainBreak)> {
     let mut state = ChainState::genesis();
     for (i, r) in records.into_iter().enumerate() {
         state.check(r.seq, &r.prev).map_err(|e| (i, e))?;
@@ -129,13 +113,7 @@ mod tests {
         rs.remove(2);
         let (i, e) = verify_chain(&rs).unwrap_err();
         assert_eq!(i, 2);
-        assert_eq!(
-            e,
-            ChainBreak::SeqGap {
-                expected: 3,
-                found: 4
-            }
-        );
+        assert_eq!(e, ChainBreak::SeqGap { expected: 3, found: 4 });
     }
 
     #[test]

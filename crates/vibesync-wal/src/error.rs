@@ -24,11 +24,7 @@ pub enum WalError {
          the log but kept in the quarantine directory)",
         file.display()
     )]
-    Corrupt {
-        file: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { file: PathBuf, offset: u64, reason: String },
 
     /// A write, fdatasync or read-back verification failed. The WAL stopped; this append and
     /// every later one fail. Nothing in the failed batch was acknowledged.
@@ -38,12 +34,7 @@ pub enum WalError {
          then restart: boot recovery will verify the log",
         file.display()
     )]
-    Poisoned {
-        file: PathBuf,
-        offset: u64,
-        seq: u64,
-        cause: String,
-    },
+    Poisoned { file: PathBuf, offset: u64, seq: u64, cause: String },
 
     /// A record was written by a newer VibeSync (higher `schema_version`). Never repaired:
     /// the records are fine, this build is too old.
@@ -53,13 +44,7 @@ pub enum WalError {
          wrote it (do not use --repair: it would throw those records away)",
         file.display()
     )]
-    NewerSchema {
-        file: PathBuf,
-        offset: u64,
-        seq: u64,
-        found: u32,
-        supported: u32,
-    },
+    NewerSchema { file: PathBuf, offset: u64, seq: u64, found: u32, supported: u32 },
 
     /// `close()` was called (or the writer is gone); nothing more can be appended.
     #[error("WAL is closed: the daemon is shutting down and accepts no more appends")]
@@ -79,15 +64,7 @@ pub enum WalError {
 }
 
 impl WalError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        WalError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        WalError::Io { action, path: path.into(), source }
     }
 }

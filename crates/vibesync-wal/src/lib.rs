@@ -26,10 +26,6 @@ pub use error::WalError;
 pub use reader::{read_all, verify, Entry, Position, Problem, ProblemKind, Reader};
 pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV, SCHEMA_VERSION};
 pub use recovery::{Quarantined, Recovery, Repaired};
-pub use segment::{
-    format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES,
-};
-pub use txindex::{
-    transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx,
-};
+pub use segment::{format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES};
+pub use txindex::{transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx};
 pub use wal::{Fault, Wal, WalConfig, WalStats};

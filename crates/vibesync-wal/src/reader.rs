@@ -62,14 +62,7 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} at byte {}: {:?}: {}",
-            self.file.display(),
-            self.offset,
-            self.kind,
-            self.description
-        )
+        write!(f, "{} at byte {}: {:?}: {}", self.file.display(), self.offset, self.kind, self.description)
     }
 }
 
@@ -133,23 +126,11 @@ impl Reader {
         let segs = list_segments(dir).map_err(|e| WalError::io("list", dir, e))?;
         match segs.last() {
             Some(s) => {
-                let len = std::fs::metadata(&s.path)
-                    .map_err(|e| WalError::io("stat", &s.path, e))?
-                    .len();
+                let len = std::fs::metadata(&s.path).map_err(|e| WalError::io("stat", &s.path, e))?.len();
                 // Back up to the last complete line so a line being written is not skipped.
                 let data = std::fs::read(&s.path).map_err(|e| WalError::io("read", &s.path, e))?;
-                let end = data
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i as u64 + 1)
-                    .min(len);
-                Reader::open_at(
-                    dir,
-                    Position {
-                        segment: s.first_seq,
-                        offset: end,
-                    },
-                )
+                let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i as u64 + 1).min(len);
+                Reader::open_at(dir, Position { segment: s.first_seq, offset: end })
             }
             None => Reader::open(dir),
         }
@@ -158,15 +139,9 @@ impl Reader {
     /// Where the next line will be read from.
     pub fn position(&self) -> Position {
         match (&self.cur, &self.start) {
-            (Some(c), _) => Position {
-                segment: c.first_seq,
-                offset: c.offset,
-            },
+            (Some(c), _) => Position { segment: c.first_seq, offset: c.offset },
             (None, Some(p)) => *p,
-            (None, None) => Position {
-                segment: 1,
-                offset: 0,
-            },
+            (None, None) => Position { segment: 1, offset: 0 },
         }
     }
 
@@ -176,24 +151,13 @@ impl Reader {
     }
 
     fn problem(&self, path: &Path, offset: u64, kind: ProblemKind, description: String) -> Problem {
-        Problem {
-            file: path.to_path_buf(),
-            offset,
-            kind,
-            description,
-        }
+        Problem { file: path.to_path_buf(), offset, kind, description }
     }
 
     /// Open the segment after the current one (or the first / the start position's), if any.
     fn advance_segment(&mut self) -> Result<bool, Problem> {
-        let segs = list_segments(&self.dir).map_err(|e| {
-            self.problem(
-                &self.dir,
-                0,
-                ProblemKind::Io,
-                format!("cannot list segments: {e}"),
-            )
-        })?;
+        let segs = list_segments(&self.dir)
+            .map_err(|e| self.problem(&self.dir, 0, ProblemKind::Io, format!("cannot list segments: {e}")))?;
         let (next, offset) = match (&self.cur, self.start) {
             (Some(c), _) => match segs.iter().find(|s| s.first_seq > c.first_seq) {
                 Some(s) => (s.clone(), 0),
@@ -216,18 +180,12 @@ impl Reader {
                 None => return Ok(false),
             },
         };
-        let file = File::open(&next.path).map_err(|e| {
-            self.problem(&next.path, 0, ProblemKind::Io, format!("cannot open: {e}"))
-        })?;
+        let file = File::open(&next.path)
+            .map_err(|e| self.problem(&next.path, 0, ProblemKind::Io, format!("cannot open: {e}")))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        reader.seek(SeekFrom::Start(offset)).map_err(|e| {
-            self.problem(
-                &next.path,
-                offset,
-                ProblemKind::Io,
-                format!("cannot seek: {e}"),
-            )
-        })?;
+        reader
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| self.problem(&next.path, offset, ProblemKind::Io, format!("cannot seek: {e}")))?;
         self.start = None;
         let gap = match &self.chain {
             Some(ch) if offset == 0 && ch.next_seq != next.first_seq => Some(ch.next_seq),
@@ -282,12 +240,7 @@ impl Reader {
                 Err(e) => {
                     self.failed = true;
                     let (p, o) = (cur.path.clone(), cur.offset);
-                    return Some(Err(self.problem(
-                        &p,
-                        o,
-                        ProblemKind::Io,
-                        format!("read failed: {e}"),
-                    )));
+                    return Some(Err(self.problem(&p, o, ProblemKind::Io, format!("read failed: {e}"))));
                 }
             };
             let offset = cur.offset;
@@ -345,25 +298,11 @@ impl Reader {
                         LineError::ChecksumMismatch { .. } => ProblemKind::BadChecksum,
                         _ => ProblemKind::Unparsable,
                     };
-                    let zero = if self.line[0] == 0 {
-                        " (zero-filled)"
-                    } else {
-                        ""
-                    };
-                    return Some(Err(self.problem(
-                        &path,
-                        offset,
-                        kind,
-                        format!("bad line{zero}: {e}"),
-                    )));
+                    let zero = if self.line[0] == 0 { " (zero-filled)" } else { "" };
+                    return Some(Err(self.problem(&path, offset, kind, format!("bad line{zero}: {e}"))));
                 }
             };
-            let entry = Entry {
-                file: path.clone(),
-                offset,
-                len: n as u64,
-                record,
-            };
+            let entry = Entry { file: path.clone(), offset, len: n as u64, record };
             let r = &entry.record;
             let mut problem = None;
             if first_in_segment && r.seq != seg_first {
@@ -371,10 +310,7 @@ impl Reader {
                     &path,
                     offset,
                     ProblemKind::SeqGap,
-                    format!(
-                        "first record of the segment has seq {} but the file name says {seg_first}",
-                        r.seq
-                    ),
+                    format!("first record of the segment has seq {} but the file name says {seg_first}", r.seq),
                 ));
             }
             if let Some(ch) = &self.chain {
@@ -387,9 +323,7 @@ impl Reader {
                 }
             }
             // Re-anchor the chain on this record either way, so one break is one problem.
-            self.chain
-                .get_or_insert_with(ChainState::genesis)
-                .advance(r.seq, &r.h);
+            self.chain.get_or_insert_with(ChainState::genesis).advance(r.seq, &r.h);
             match problem {
                 Some(p) => {
                     self.stashed = Some(entry);
@@ -416,13 +350,7 @@ pub fn read_all(dir: impl AsRef<Path>) -> Result<Vec<Entry>, WalError> {
     for item in Reader::open(dir)? {
         match item {
             Ok(e) => out.push(e),
-            Err(p) => {
-                return Err(WalError::Corrupt {
-                    file: p.file,
-                    offset: p.offset,
-                    reason: p.description,
-                })
-            }
+            Err(p) => return Err(WalError::Corrupt { file: p.file, offset: p.offset, reason: p.description }),
         }
     }
     Ok(out)
@@ -439,17 +367,11 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<Vec<Problem>, WalError> {
         }
     }
     if let Some(cur) = &reader.cur {
-        let len = std::fs::metadata(&cur.path)
-            .map_err(|e| WalError::io("stat", &cur.path, e))?
-            .len();
+        let len = std::fs::metadata(&cur.path).map_err(|e| WalError::io("stat", &cur.path, e))?.len();
         if len > cur.offset {
             let rest = std::fs::read(&cur.path).map_err(|e| WalError::io("read", &cur.path, e))?;
             let rest = &rest[cur.offset as usize..];
-            let what = if rest.iter().all(|&b| b == 0) {
-                "zero-filled"
-            } else {
-                "incomplete"
-            };
+            let what = if rest.iter().all(|&b| b == 0) { "zero-filled" } else { "incomplete" };
             problems.push(Problem {
                 file: cur.path.clone(),
                 offset: cur.offset,

@@ -148,8 +148,7 @@ impl Record {
     /// Parse and verify one line (without or with its trailing `\n`).
     pub fn parse_line(line: &[u8]) -> Result<Record, LineError> {
         let line = verify_line_checksum(line)?;
-        let rec: Record =
-            serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
+        let rec: Record = serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
         Ok(rec)
     }
 
@@ -161,11 +160,7 @@ impl Record {
             process_id: self.process_id,
             session_id: Cow::Borrowed(&self.session_id),
             operation_id: Cow::Borrowed(&self.operation_id),
-            uuids: self
-                .uuids
-                .iter()
-                .map(|u| Cow::Borrowed(u.as_str()))
-                .collect(),
+            uuids: self.uuids.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
             project_id: Cow::Borrowed(&self.project_id),
             phase: self.phase,
             outcome: Cow::Borrowed(&self.outcome),
@@ -229,10 +224,7 @@ fn verify_line_checksum(line: &[u8]) -> Result<&[u8], LineError> {
         return Err(LineError::MissingChecksum);
     }
     let stated = &suffix[6..70];
-    if !stated
-        .iter()
-        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-    {
+    if !stated.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
         return Err(LineError::MissingChecksum);
     }
     let mut hasher = blake3::Hasher::new();
@@ -287,10 +279,7 @@ mod tests {
         for i in 0..line.len() - 1 {
             let mut bad = line.clone();
             bad[i] ^= 0x01;
-            assert!(
-                Record::parse_line(&bad).is_err(),
-                "flip at {i} not detected"
-            );
+            assert!(Record::parse_line(&bad).is_err(), "flip at {i} not detected");
         }
     }
 
@@ -304,10 +293,7 @@ mod tests {
         for i in 0..line.len() - 1 {
             let mut bad = line.clone();
             bad[i] ^= 0x01;
-            assert!(
-                RecordHead::parse_line(&bad).is_err(),
-                "flip at {i} not detected"
-            );
+            assert!(RecordHead::parse_line(&bad).is_err(), "flip at {i} not detected");
         }
     }
 }
@@ -354,10 +340,7 @@ mod doc_example {
         // The rule by hand: hash the line without `,"h":"…"` (keeping the final `}`).
         let body = &LINE[..LINE.len() - 1 - 72];
         let h = blake3::hash(format!("{body}}}").as_bytes()).to_hex();
-        assert_eq!(
-            h.as_str(),
-            "c6d01492e58266805890895e410a48110fda2c21bba79bc444dfeb32df588810"
-        );
+        assert_eq!(h.as_str(), "c6d01492e58266805890895e410a48110fda2c21bba79bc444dfeb32df588810");
         assert_eq!(Record::parse_line(LINE.as_bytes()).unwrap(), r);
     }
 }

@@ -108,47 +108,25 @@ pub(crate) fn scan_segment(
             } else {
                 format!("incomplete last line ({} bytes, no newline)", rest.len())
             };
-            return Some(Bad {
-                offset: pos,
-                kind: BadKind::Incomplete,
-                reason,
-            });
+            return Some(Bad { offset: pos, kind: BadKind::Incomplete, reason });
         };
         let line = &bytes[pos..pos + nl + 1];
         let head = match RecordHead::parse_line(line) {
             Ok(h) => h,
             Err(e) => {
-                let zero = if line[0] == 0 {
-                    " (starts with zero bytes)"
-                } else {
-                    ""
-                };
-                return Some(Bad {
-                    offset: pos,
-                    kind: BadKind::Damaged,
-                    reason: format!("bad record{zero}: {e}"),
-                });
+                let zero = if line[0] == 0 { " (starts with zero bytes)" } else { "" };
+                return Some(Bad { offset: pos, kind: BadKind::Damaged, reason: format!("bad record{zero}: {e}") });
             }
         };
         if head.schema_version > SCHEMA_VERSION {
             return Some(Bad {
                 offset: pos,
-                kind: BadKind::NewerSchema {
-                    seq: head.seq,
-                    found: head.schema_version,
-                },
-                reason: format!(
-                    "schema_version {} is newer than {SCHEMA_VERSION}",
-                    head.schema_version
-                ),
+                kind: BadKind::NewerSchema { seq: head.seq, found: head.schema_version },
+                reason: format!("schema_version {} is newer than {SCHEMA_VERSION}", head.schema_version),
             });
         }
         if let Err(e) = chain.check(head.seq, &head.prev) {
-            return Some(Bad {
-                offset: pos,
-                kind: BadKind::Chain,
-                reason: e.to_string(),
-            });
+            return Some(Bad { offset: pos, kind: BadKind::Chain, reason: e.to_string() });
         }
         chain.advance(head.seq, &head.h);
         tx.observe(&head);
@@ -195,8 +173,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         let seg = segments[i].clone();
         let bytes = fs::read(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
         tail_len = bytes.len() as u64;
-        let Some(bad) = scan_segment(&bytes, seg.first_seq, &mut chain, &mut tx, &mut records)
-        else {
+        let Some(bad) = scan_segment(&bytes, seg.first_seq, &mut chain, &mut tx, &mut records) else {
             continue;
         };
         if let BadKind::NewerSchema { seq, found } = bad.kind {
@@ -238,11 +215,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
             let mut reason = bad.reason;
             reason.push_str(&format!(
                 "; {} bytes follow in this segment and {} later segment(s)",
-                rest.len()
-                    - rest
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map_or(rest.len(), |n| n + 1),
+                rest.len() - rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1),
                 later.len()
             ));
             if rest.first() == Some(&0) {
@@ -251,11 +224,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
                      that was never acknowledged",
                 );
             }
-            return Err(WalError::Corrupt {
-                file: seg.path.clone(),
-                offset: bad.offset as u64,
-                reason,
-            });
+            return Err(WalError::Corrupt { file: seg.path.clone(), offset: bad.offset as u64, reason });
         }
         let r = repair(cfg, &seg, bad.offset as u64, rest, later, &bad.reason)?;
         tracing::warn!(
@@ -272,9 +241,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         segments.truncate(if removed_this { i } else { i + 1 });
         tail_len = if removed_this {
             match segments.last() {
-                Some(s) => fs::metadata(&s.path)
-                    .map_err(|e| WalError::io("stat", &s.path, e))?
-                    .len(),
+                Some(s) => fs::metadata(&s.path).map_err(|e| WalError::io("stat", &s.path, e))?.len(),
                 None => 0,
             }
         } else {
@@ -303,11 +270,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         elapsed_ms = report.elapsed.as_millis() as u64,
         "WAL recovered"
     );
-    Ok(Recovered {
-        report,
-        chain,
-        tail,
-    })
+    Ok(Recovered { report, chain, tail })
 }
 
 /// Quarantine everything from `offset` in `seg` and all `later` segments, then cut.
@@ -357,36 +320,21 @@ fn repair(
 }
 
 /// Write `data` (cut from `segment` at `offset`) to a new quarantine file, durably.
-fn quarantine(
-    cfg: &WalConfig,
-    segment: &Path,
-    offset: u64,
-    data: &[u8],
-    kind: &str,
-) -> Result<PathBuf, WalError> {
+fn quarantine(cfg: &WalConfig, segment: &Path, offset: u64, data: &[u8], kind: &str) -> Result<PathBuf, WalError> {
     let qdir = &cfg.quarantine_dir;
     ensure_dir(qdir).map_err(|e| WalError::io("create quarantine directory", qdir, e))?;
-    let seg_name = segment
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("segment");
+    let seg_name = segment.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
     let base = quarantine_file_name(seg_name, offset, kind);
     for attempt in 0u32.. {
-        let name = if attempt == 0 {
-            base.clone()
-        } else {
-            format!("{base}.{attempt}")
-        };
+        let name = if attempt == 0 { base.clone() } else { format!("{base}.{attempt}") };
         let path = qdir.join(name);
         let mut f = match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(WalError::io("create quarantine file", path, e)),
         };
-        f.write_all(data)
-            .map_err(|e| WalError::io("write quarantine file", &path, e))?;
-        f.sync_all()
-            .map_err(|e| WalError::io("fsync quarantine file", &path, e))?;
+        f.write_all(data).map_err(|e| WalError::io("write quarantine file", &path, e))?;
+        f.sync_all().map_err(|e| WalError::io("fsync quarantine file", &path, e))?;
         fsync_dir(qdir).map_err(|e| WalError::io("fsync directory", qdir, e))?;
         return Ok(path);
     }
@@ -394,14 +342,9 @@ fn quarantine(
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| WalError::io("open for truncation", path, e))?;
-    f.set_len(len)
-        .map_err(|e| WalError::io("truncate", path, e))?;
-    f.sync_all()
-        .map_err(|e| WalError::io("fsync after truncation", path, e))?;
+    let f = OpenOptions::new().write(true).open(path).map_err(|e| WalError::io("open for truncation", path, e))?;
+    f.set_len(len).map_err(|e| WalError::io("truncate", path, e))?;
+    f.sync_all().map_err(|e| WalError::io("fsync after truncation", path, e))?;
     Ok(())
 }
 

@@ -39,10 +39,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegmentFile>> {
         let entry = entry?;
         let name = entry.file_name();
         match name.to_str().and_then(parse_segment_name) {
-            Some(first_seq) => out.push(SegmentFile {
-                first_seq,
-                path: entry.path(),
-            }),
+            Some(first_seq) => out.push(SegmentFile { first_seq, path: entry.path() }),
             None => {
                 tracing::warn!(file = %entry.path().display(), "ignoring non-segment file in WAL directory")
             }
@@ -128,9 +125,7 @@ pub(crate) fn now_ts() -> String {
 /// Name of a quarantine file for bytes cut from `segment_name` at `offset`:
 /// `<segment>.at-<offset>.<UTC yyyymmddThhmmss.ffffffZ>.<kind>`, kind `torn` or `repair`.
 pub fn quarantine_file_name(segment_name: &str, offset: u64, kind: &str) -> String {
-    let ts = OffsetDateTime::now_utc()
-        .format(FILE_TS_FORMAT)
-        .expect("UTC timestamp formats");
+    let ts = OffsetDateTime::now_utc().format(FILE_TS_FORMAT).expect("UTC timestamp formats");
     format!("{segment_name}.at-{offset}.{ts}.{kind}")
 }
 
@@ -142,10 +137,7 @@ mod tests {
     fn names_round_trip() {
         assert_eq!(segment_file_name(1), "00000000000000000001.jsonl");
         assert_eq!(parse_segment_name("00000000000000000001.jsonl"), Some(1));
-        assert_eq!(
-            parse_segment_name(&segment_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_name("1.jsonl"), None);
         assert_eq!(parse_segment_name("0000000000000000000a.jsonl"), None);
         assert_eq!(parse_segment_name("00000000000000000001.json"), None);

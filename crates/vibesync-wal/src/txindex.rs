@@ -89,10 +89,7 @@ impl TxIndexBuilder {
                     let first = tx.begin_seq;
                     tx.uuids.extend(r.uuids.iter().map(|u| u.to_string()));
                     tx.last_seq = r.seq;
-                    self.anomaly(
-                        r,
-                        format!("BEGIN again while the operation is open since seq {first}"),
-                    );
+                    self.anomaly(r, format!("BEGIN again while the operation is open since seq {first}"));
                 } else {
                     self.open.insert(
                         op.to_string(),
@@ -154,11 +151,7 @@ impl TxIndexBuilder {
         self.anomaly_count += 1;
         if self.anomalies.len() < MAX_ANOMALIES {
             tracing::warn!(seq = r.seq, operation_id = %r.operation_id, "{description}");
-            self.anomalies.push(TxAnomaly {
-                seq: r.seq,
-                operation_id: r.operation_id.to_string(),
-                description,
-            });
+            self.anomalies.push(TxAnomaly { seq: r.seq, operation_id: r.operation_id.to_string(), description });
         }
     }
 
@@ -189,12 +182,7 @@ impl TxIndexBuilder {
         }
         incomplete.sort_by_key(|t| t.begin_seq);
         unfinalized.sort_by_key(|t| t.begin_seq);
-        TxIndex {
-            incomplete,
-            unfinalized,
-            anomalies: self.anomalies,
-            anomaly_count: self.anomaly_count,
-        }
+        TxIndex { incomplete, unfinalized, anomalies: self.anomalies, anomaly_count: self.anomaly_count }
     }
 }
 

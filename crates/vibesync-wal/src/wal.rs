@@ -82,12 +82,7 @@ pub(crate) struct PoisonInfo {
 
 impl PoisonInfo {
     pub(crate) fn to_error(&self) -> WalError {
-        WalError::Poisoned {
-            file: self.file.clone(),
-            offset: self.offset,
-            seq: self.seq,
-            cause: self.cause.clone(),
-        }
+        WalError::Poisoned { file: self.file.clone(), offset: self.offset, seq: self.seq, cause: self.cause.clone() }
     }
 }
 
@@ -157,10 +152,7 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal")
-            .field("dir", &self.inner.dir)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("Wal").field("dir", &self.inner.dir).field("stats", &self.stats()).finish()
     }
 }
 
@@ -175,25 +167,19 @@ impl Wal {
         ensure_dir(&cfg.dir).map_err(|e| WalError::io("create WAL directory", &cfg.dir, e))?;
         let lock = match lock_dir(&cfg.dir).map_err(|e| WalError::io("lock", &cfg.dir, e))? {
             Some(l) => l,
-            None => {
-                return Err(WalError::Locked {
-                    dir: cfg.dir.clone(),
-                })
-            }
+            None => return Err(WalError::Locked { dir: cfg.dir.clone() }),
         };
         let recovered = recover(&cfg)?;
         let shared = Arc::new(Shared::default());
         let chain = recovered.chain;
         let (path, file, size, segments) = match recovered.tail {
             Some((seg, size)) => {
-                let file = open_segment(&seg.path)
-                    .map_err(|e| WalError::io("open segment", &seg.path, e))?;
+                let file = open_segment(&seg.path).map_err(|e| WalError::io("open segment", &seg.path, e))?;
                 (seg.path, file, size, recovered.report.segments as u64)
             }
             None => {
                 let path = cfg.dir.join(segment_file_name(chain.next_seq));
-                let file =
-                    create_segment(&path).map_err(|e| WalError::io("create segment", &path, e))?;
+                let file = create_segment(&path).map_err(|e| WalError::io("create segment", &path, e))?;
                 fsync_dir(&cfg.dir).map_err(|e| WalError::io("fsync directory", &cfg.dir, e))?;
                 (path, file, 0, 1)
             }
@@ -223,29 +209,19 @@ impl Wal {
             .name("vibesync-wal-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("spawn writer thread for", &cfg.dir, e))?;
-        let wal = Wal {
-            inner: Arc::new(Inner {
-                tx: Some(tx),
-                shared,
-                dir: cfg.dir,
-                writer: Mutex::new(Some(handle)),
-            }),
-        };
+        let wal =
+            Wal { inner: Arc::new(Inner { tx: Some(tx), shared, dir: cfg.dir, writer: Mutex::new(Some(handle)) }) };
         Ok((wal, recovered.report))
     }
 
-    fn submit(
-        &self,
-        drafts: Vec<RecordDraft>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Record>, WalError>>, WalError> {
+    fn submit(&self, drafts: Vec<RecordDraft>) -> Result<oneshot::Receiver<Result<Vec<Record>, WalError>>, WalError> {
         let shared = &self.inner.shared;
         if let Some(info) = &*shared.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(info.to_error());
         }
         let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or(WalError::Closed)?;
-        tx.send(Msg::Append { drafts, reply })
-            .map_err(|_| shared.dead_error())?;
+        tx.send(Msg::Append { drafts, reply }).map_err(|_| shared.dead_error())?;
         Ok(rx)
     }
 
@@ -257,8 +233,7 @@ impl Wal {
             return Ok(Vec::new());
         }
         let rx = self.submit(drafts)?;
-        rx.await
-            .unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
+        rx.await.unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
     }
 
     /// Blocking [`append`](Wal::append). Do not call it from async code (it panics inside a
@@ -268,8 +243,7 @@ impl Wal {
             return Ok(Vec::new());
         }
         let rx = self.submit(drafts)?;
-        rx.blocking_recv()
-            .unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
+        rx.blocking_recv().unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
     }
 
     /// Seq of the last durable record.
@@ -292,13 +266,7 @@ impl Wal {
 
     /// The poison error if a storage failure stopped the WAL.
     pub fn poisoned(&self) -> Option<WalError> {
-        self.inner
-            .shared
-            .poisoned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(PoisonInfo::to_error)
+        self.inner.shared.poisoned.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(PoisonInfo::to_error)
     }
 
     /// Graceful shutdown: everything queued before this call is written and synced, then
@@ -328,12 +296,7 @@ impl Wal {
 
     fn finish_close(&self) -> Result<(), WalError> {
         // The writer has exited (or is about to): join it so the lock is released on return.
-        let handle = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let handle = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
         }

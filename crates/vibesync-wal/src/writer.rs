@@ -21,13 +21,8 @@ use crate::wal::{PoisonInfo, Shared};
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Record>, WalError>>;
 
 pub(crate) enum Msg {
-    Append {
-        drafts: Vec<RecordDraft>,
-        reply: Reply,
-    },
-    Close {
-        reply: oneshot::Sender<()>,
-    },
+    Append { drafts: Vec<RecordDraft>, reply: Reply },
+    Close { reply: oneshot::Sender<()> },
 }
 
 /// Stop draining once this many records are queued for one write (bounds memory/latency).
@@ -118,17 +113,10 @@ impl Writer {
 
     /// Seal, write, sync, verify, reply. On failure the jobs were already answered with
     /// the poison error.
-    fn commit(
-        &mut self,
-        drafts_per_job: Vec<Vec<RecordDraft>>,
-        replies: Vec<Reply>,
-    ) -> Result<(), PoisonInfo> {
+    fn commit(&mut self, drafts_per_job: Vec<Vec<RecordDraft>>, replies: Vec<Reply>) -> Result<(), PoisonInfo> {
         let ts = now_ts();
         let mut jobs: Vec<Job> = Vec::with_capacity(replies.len());
-        let mut pending = Pending {
-            buf: Vec::new(),
-            first_seq: self.chain.next_seq,
-        };
+        let mut pending = Pending { buf: Vec::new(), first_seq: self.chain.next_seq };
         let mut result = Ok(());
         let mut replies = replies.into_iter();
         for drafts in drafts_per_job {
@@ -160,10 +148,7 @@ impl Writer {
             let in_segment = self.size + pending.buf.len() as u64;
             if in_segment > 0 && in_segment + job_buf.len() as u64 > self.segment_bytes {
                 // One call's records stay in one segment; the batch so far goes first.
-                if let Err(e) = self
-                    .flush(&mut pending)
-                    .and_then(|_| self.rotate(first_seq))
-                {
+                if let Err(e) = self.flush(&mut pending).and_then(|_| self.rotate(first_seq)) {
                     result = Err(e);
                     jobs.push(Job { records, reply });
                     break;
@@ -180,13 +165,9 @@ impl Writer {
             Ok(()) => {
                 let n: u64 = jobs.iter().map(|j| j.records.len() as u64).sum();
                 self.shared.records.fetch_add(n, Ordering::Relaxed);
-                self.shared
-                    .appends
-                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                self.shared.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .last_seq
-                    .store(self.chain.last_seq(), Ordering::SeqCst);
+                self.shared.last_seq.store(self.chain.last_seq(), Ordering::SeqCst);
                 tracing::trace!(
                     last_seq = self.chain.last_seq(),
                     appends = jobs.len(),
@@ -223,12 +204,7 @@ impl Writer {
             return Ok(());
         }
         let offset = self.size;
-        let fail = |cause: String| PoisonInfo {
-            file: self.path.clone(),
-            offset,
-            seq: pending.first_seq,
-            cause,
-        };
+        let fail = |cause: String| PoisonInfo { file: self.path.clone(), offset, seq: pending.first_seq, cause };
         let fault = self.shared.take_fault();
         if fault == Some(crate::Fault::FailNextWrite) {
             return Err(fail("write failed: injected fault".into()));
@@ -241,9 +217,7 @@ impl Writer {
         if fault == Some(crate::Fault::FailNextSync) {
             return Err(fail("fdatasync failed: injected fault".into()));
         }
-        self.file
-            .sync_data()
-            .map_err(|e| fail(format!("fdatasync failed: {e}")))?;
+        self.file.sync_data().map_err(|e| fail(format!("fdatasync failed: {e}")))?;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         // Write verification (seed 001 L7): the bytes the file returns are the bytes we wrote.
         let mut back = vec![0u8; pending.buf.len()];
@@ -256,20 +230,11 @@ impl Writer {
             back[0] ^= 0xff;
         }
         if back != pending.buf {
-            let at = back
-                .iter()
-                .zip(&pending.buf)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            return Err(fail(format!(
-                "write verification failed: read-back differs at byte {}",
-                offset + at as u64
-            )));
+            let at = back.iter().zip(&pending.buf).position(|(a, b)| a != b).unwrap_or(0);
+            return Err(fail(format!("write verification failed: read-back differs at byte {}", offset + at as u64)));
         }
         self.size += pending.buf.len() as u64;
-        self.shared
-            .bytes
-            .fetch_add(pending.buf.len() as u64, Ordering::Relaxed);
+        self.shared.bytes.fetch_add(pending.buf.len() as u64, Ordering::Relaxed);
         pending.buf.clear();
         Ok(())
     }
@@ -277,14 +242,8 @@ impl Writer {
     /// Start a new segment named by `first_seq`; fsync the directory so the entry is durable.
     fn rotate(&mut self, first_seq: u64) -> Result<(), PoisonInfo> {
         let path = self.dir.join(segment_file_name(first_seq));
-        let fail = |cause: String| PoisonInfo {
-            file: path.clone(),
-            offset: 0,
-            seq: first_seq,
-            cause,
-        };
-        let file =
-            create_segment(&path).map_err(|e| fail(format!("creating segment failed: {e}")))?;
+        let fail = |cause: String| PoisonInfo { file: path.clone(), offset: 0, seq: first_seq, cause };
+        let file = create_segment(&path).map_err(|e| fail(format!("creating segment failed: {e}")))?;
         fsync_dir(&self.dir).map_err(|e| fail(format!("fsync of WAL directory failed: {e}")))?;
         tracing::info!(segment = %path.display(), first_seq, "WAL segment rotated");
         self.file = file;
@@ -323,11 +282,7 @@ impl Writer {
 }
 
 pub(crate) fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
+    OpenOptions::new().read(true).write(true).create_new(true).open(path)
 }
 
 pub(crate) fn open_segment(path: &std::path::Path) -> std::io::Result<File> {

@@ -19,48 +19,25 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
     let dir = std::env::temp_dir().join(format!("vibesync-bench-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_vibesync"))
-        .args([
-            "serve",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = std::fs::read_to_string(dir.join("token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let token = std::fs::read_to_string(dir.join("token")).unwrap().trim().to_string();
 
     let mut c = Client::connect(addr, &token, "bench", "test").unwrap();
     let mut ping = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        c.request(&json!({"type":"ping","request_id": i.to_string()}))
-            .unwrap();
+        c.request(&json!({"type":"ping","request_id": i.to_string()})).unwrap();
         ping.push(t.elapsed());
     }
     let mut reg = Vec::with_capacity(n);
@@ -103,10 +80,7 @@ fn main() {
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "register, {clients} concurrent clients: {:.0} registrations/s, p50 {:.0} us  p99 {:.0} us",

@@ -12,11 +12,7 @@ use vibesync_daemon::{client, Config, DataDir, ServeOptions};
 use vibesync_wal::{Phase, Position, Reader};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "vibesync",
-    version,
-    about = "Crash-proof live bridge between Blender and Unity"
-)]
+#[command(name = "vibesync", version, about = "Crash-proof live bridge between Blender and Unity")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -82,21 +78,11 @@ fn data_dir(flag: Option<PathBuf>) -> DataDir {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            data_dir,
-            listen,
-            config,
-            repair,
-        } => serve(data_dir, listen, config, repair),
+        Command::Serve { data_dir, listen, config, repair } => serve(data_dir, listen, config, repair),
         Command::Status { data_dir: d, json } => status(data_dir(d), json),
-        Command::Tail {
-            data_dir: d,
-            follow,
-            uuid,
-            op,
-            phase,
-            json,
-        } => tail(data_dir(d), follow, uuid, op, phase, json),
+        Command::Tail { data_dir: d, follow, uuid, op, phase, json } => {
+            tail(data_dir(d), follow, uuid, op, phase, json)
+        }
         Command::Verify { data_dir: d } => verify(data_dir(d)),
     }
 }
@@ -115,21 +101,15 @@ fn serve(
         cfg.server.listen = l;
     }
     let data = DataDir::new(cfg.data_dir());
-    std::fs::create_dir_all(data.root())
-        .with_context(|| format!("creating data dir {}", data.root().display()))?;
+    std::fs::create_dir_all(data.root()).with_context(|| format!("creating data dir {}", data.root().display()))?;
     let _log_guard = crate::logging::init(&data.logs(), &cfg.logging.level, &cfg.logging.rotation)?;
     let listen = cfg.server.listen;
     // Boot recovery is synchronous file work: done before the async runtime starts.
     let daemon = vibesync_daemon::open(cfg, &ServeOptions { repair })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (listener, addr) = vibesync_daemon::bind(&daemon, listen).await?;
-        println!(
-            "vibesync listening on {addr} data_dir={}",
-            data.root().display()
-        );
+        println!("vibesync listening on {addr} data_dir={}", data.root().display());
         std::io::stdout().flush().ok();
         let d2 = daemon.clone();
         let shutdown = async move {
@@ -140,10 +120,7 @@ fn serve(
         };
         vibesync_daemon::server::run(listener, daemon.clone(), shutdown).await;
         if daemon.storage_failed() {
-            bail!(
-                "stopped after a storage failure; see the log in {}",
-                data.logs().display()
-            );
+            bail!("stopped after a storage failure; see the log in {}", data.logs().display());
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -188,10 +165,7 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             "  registry:   {} live, {} tombstoned, {} quarantined",
             s["registry"]["live"], s["registry"]["tombstoned"], s["registry"]["quarantined"]
         );
-        println!(
-            "  wal:        {} segments, {} bytes",
-            s["wal"]["segments"], s["wal"]["bytes"]
-        );
+        println!("  wal:        {} segments, {} bytes", s["wal"]["segments"], s["wal"]["bytes"]);
         println!(
             "  audit:      last audited seq {}, lag {}, failures {}",
             s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
@@ -227,10 +201,7 @@ fn tail(
     };
     let dir = data.wal();
     if !dir.exists() {
-        bail!(
-            "no WAL at {}; pass --data-dir of a daemon that has run",
-            dir.display()
-        );
+        bail!("no WAL at {}; pass --data-dir of a daemon that has run", dir.display());
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -272,10 +243,7 @@ fn tail(
                     r.project_id,
                     r.uuids.join(","),
                     r.outcome,
-                    r.error_code
-                        .as_ref()
-                        .map(|c| format!(" error={c}"))
-                        .unwrap_or_default(),
+                    r.error_code.as_ref().map(|c| format!(" error={c}")).unwrap_or_default(),
                     r.payload
                 )
             };
@@ -301,10 +269,7 @@ fn verify(data: DataDir) -> anyhow::Result<ExitCode> {
         println!("{p}");
     }
     if report.problems.is_empty() {
-        eprintln!(
-            "verify: clean ({} WAL records, last seq {})",
-            report.records, report.last_seq
-        );
+        eprintln!("verify: clean ({} WAL records, last seq {})", report.records, report.last_seq);
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("verify: {} problem(s)", report.problems.len());

@@ -8,8 +8,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
 pub fn init(logs_dir: &Path, level: &str, rotation: &str) -> anyhow::Result<WorkerGuard> {
-    std::fs::create_dir_all(logs_dir)
-        .with_context(|| format!("creating {}", logs_dir.display()))?;
+    std::fs::create_dir_all(logs_dir).with_context(|| format!("creating {}", logs_dir.display()))?;
     let rotation = match rotation {
         "hourly" => tracing_appender::rolling::Rotation::HOURLY,
         "never" => tracing_appender::rolling::Rotation::NEVER,
@@ -33,12 +32,7 @@ pub fn init(logs_dir: &Path, level: &str, rotation: &str) -> anyhow::Result<Work
                 .with_writer(file_writer)
                 .with_filter(filter()),
         )
-        .with(
-            fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_filter(filter()),
-        )
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter()))
         .try_init()
         .ok();
     Ok(guard)

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 use vibesync_wal::{
-    chain::verify_chain, parse_segment_name, read_all, segment_file_name, verify, Fault, Phase,
-    WalError, GENESIS_PREV, SCHEMA_VERSION,
+    chain::verify_chain, parse_segment_name, read_all, segment_file_name, verify, Fault, Phase, WalError, GENESIS_PREV,
+    SCHEMA_VERSION,
 };
 
 use crate::common::*;
@@ -14,15 +14,10 @@ use crate::common::*;
 fn first_append_starts_the_chain_and_fills_every_field() {
     let d = TempDir::new().unwrap();
     let (wal, rec) = open(d.path(), 1 << 20);
-    assert_eq!(
-        (rec.last_seq, rec.records, rec.last_h.as_str()),
-        (0, 0, GENESIS_PREV)
-    );
+    assert_eq!((rec.last_seq, rec.records, rec.last_h.as_str()), (0, 0, GENESIS_PREV));
     let mut dr = draft("op", Phase::Begin, &[U1]);
     dr.error_code = Some("X".into());
-    let out = wal
-        .append_blocking(vec![dr.clone(), draft("op", Phase::Step, &[U1])])
-        .unwrap();
+    let out = wal.append_blocking(vec![dr.clone(), draft("op", Phase::Step, &[U1])]).unwrap();
     assert_eq!(out.len(), 2);
     let r = &out[0];
     assert_eq!(r.seq, 1);
@@ -30,20 +25,12 @@ fn first_append_starts_the_chain_and_fills_every_field() {
     assert_eq!(out[1].prev, r.h);
     assert_eq!(r.process_id, std::process::id());
     assert_eq!(r.schema_version, SCHEMA_VERSION);
-    assert_eq!(
-        (&r.session_id, &r.operation_id, &r.uuids),
-        (&dr.session_id, &dr.operation_id, &dr.uuids)
-    );
-    assert_eq!(
-        (&r.payload, &r.error_code, &r.outcome),
-        (&dr.payload, &dr.error_code, &dr.outcome)
-    );
+    assert_eq!((&r.session_id, &r.operation_id, &r.uuids), (&dr.session_id, &dr.operation_id, &dr.uuids));
+    assert_eq!((&r.payload, &r.error_code, &r.outcome), (&dr.payload, &dr.error_code, &dr.outcome));
     // ts: RFC 3339 UTC with microseconds and Z.
     assert_eq!(r.ts.len(), 27, "{}", r.ts);
     assert!(r.ts.ends_with('Z') && r.ts.as_bytes()[10] == b'T' && r.ts.as_bytes()[19] == b'.');
-    assert!(
-        time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339).is_ok()
-    );
+    assert!(time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339).is_ok());
     // On disk: exactly the sealed lines.
     let file = d.path().join("wal").join(segment_file_name(1));
     let disk = fs::read(&file).unwrap();
@@ -61,11 +48,7 @@ fn first_append_starts_the_chain_and_fills_every_field() {
 fn group_commit_64_concurrent_tasks() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 64 * 1024);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     const TASKS: usize = 64;
     const CALLS: usize = 8;
     let calls = rt.block_on(async {
@@ -119,11 +102,7 @@ fn group_commit_64_concurrent_tasks() {
     wal.close_blocking().unwrap();
     drop(wal);
     assert_eq!(verify(d.path().join("wal")).unwrap(), vec![]);
-    let on_disk: Vec<_> = read_all(d.path().join("wal"))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.record)
-        .collect();
+    let on_disk: Vec<_> = read_all(d.path().join("wal")).unwrap().into_iter().map(|e| e.record).collect();
     assert_eq!(on_disk.len() as u64, total);
     verify_chain(&on_disk).unwrap();
 }
@@ -137,12 +116,7 @@ fn rotation_names_segments_by_first_seq_and_the_chain_continues() {
     for i in 0..20 {
         let n = 1 + i % 3;
         all.extend(
-            wal.append_blocking(
-                (0..n)
-                    .map(|_| draft(&format!("op{i}"), Phase::Step, &[U2]))
-                    .collect(),
-            )
-            .unwrap(),
+            wal.append_blocking((0..n).map(|_| draft(&format!("op{i}"), Phase::Step, &[U2])).collect()).unwrap(),
         );
     }
     let st = wal.stats();
@@ -150,23 +124,14 @@ fn rotation_names_segments_by_first_seq_and_the_chain_continues() {
     let segs = segments(d.path());
     assert!(segs.len() >= 4, "{segs:?}");
     assert_eq!(st.segments, segs.len() as u64);
-    assert_eq!(
-        st.bytes,
-        segs.iter()
-            .map(|p| fs::metadata(p).unwrap().len())
-            .sum::<u64>()
-    );
+    assert_eq!(st.bytes, segs.iter().map(|p| fs::metadata(p).unwrap().len()).sum::<u64>());
     assert_eq!(segs[0].file_name().unwrap(), "00000000000000000001.jsonl");
     let entries = read_all(d.path().join("wal")).unwrap();
     for s in &segs {
         let name = s.file_name().unwrap().to_str().unwrap();
         let first = parse_segment_name(name).unwrap();
         let first_entry = entries.iter().find(|e| &e.file == s).unwrap();
-        assert_eq!(
-            (first_entry.record.seq, first_entry.offset),
-            (first, 0),
-            "{name}"
-        );
+        assert_eq!((first_entry.record.seq, first_entry.offset), (first, 0), "{name}");
         let len = fs::metadata(s).unwrap().len();
         let lines: Vec<_> = entries.iter().filter(|e| &e.file == s).collect();
         // A segment exceeds the limit only when a single append call is larger than it.
@@ -178,35 +143,18 @@ fn rotation_names_segments_by_first_seq_and_the_chain_continues() {
     // One call's records never straddle two segments.
     let (wal, rec) = open(d.path(), seg);
     assert_eq!(rec.segments, segs.len());
-    assert_eq!(
-        wal.append_blocking(vec![draft("x", Phase::Step, &[])])
-            .unwrap()[0]
-            .seq,
-        all.len() as u64 + 1
-    );
+    assert_eq!(wal.append_blocking(vec![draft("x", Phase::Step, &[])]).unwrap()[0].seq, all.len() as u64 + 1);
 }
 
 fn poison_with(fault: Fault) {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 1 << 20);
-    let acked = wal
-        .append_blocking(vec![
-            draft("a", Phase::Begin, &[U1]),
-            draft("a", Phase::Commit, &[]),
-        ])
-        .unwrap();
+    let acked = wal.append_blocking(vec![draft("a", Phase::Begin, &[U1]), draft("a", Phase::Commit, &[])]).unwrap();
     let before = wal.stats();
     wal.inject_fault(fault);
-    let err = wal
-        .append_blocking(vec![draft("b", Phase::Begin, &[U1])])
-        .unwrap_err();
+    let err = wal.append_blocking(vec![draft("b", Phase::Begin, &[U1])]).unwrap_err();
     match &err {
-        WalError::Poisoned {
-            seq,
-            offset,
-            file,
-            cause,
-        } => {
+        WalError::Poisoned { seq, offset, file, cause } => {
             assert_eq!(*seq, 3);
             assert_eq!(*offset, before.bytes);
             assert_eq!(file, &d.path().join("wal").join(segment_file_name(1)));
@@ -215,22 +163,14 @@ fn poison_with(fault: Fault) {
         e => panic!("{fault:?}: expected Poisoned, got {e:?}"),
     }
     // Every later append fails too, the counters did not move, close reports the poison.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let later = rt.block_on(wal.append(vec![draft("c", Phase::Step, &[])]));
     assert!(matches!(later, Err(WalError::Poisoned { .. })), "{later:?}");
-    assert!(matches!(
-        wal.append_blocking(vec![draft("c", Phase::Step, &[])]),
-        Err(WalError::Poisoned { .. })
-    ));
+    assert!(matches!(wal.append_blocking(vec![draft("c", Phase::Step, &[])]), Err(WalError::Poisoned { .. })));
     assert!(wal.poisoned().is_some());
     assert_eq!(wal.last_seq(), 2);
     assert_eq!(wal.stats().records, before.records);
-    assert!(matches!(
-        wal.close_blocking(),
-        Err(WalError::Poisoned { .. })
-    ));
+    assert!(matches!(wal.close_blocking(), Err(WalError::Poisoned { .. })));
     drop(wal);
     // Nothing unacknowledged is on disk.
     assert_eq!(records_in(d.path()), acked);
@@ -259,19 +199,12 @@ fn poison_fails_every_concurrent_waiter() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 1 << 20);
     wal.inject_fault(Fault::FailNextSync);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let results = rt.block_on(async {
         let hs: Vec<_> = (0..32)
             .map(|i| {
                 let wal = wal.clone();
-                tokio::spawn(async move {
-                    wal.append(vec![draft(&format!("p{i}"), Phase::Step, &[])])
-                        .await
-                })
+                tokio::spawn(async move { wal.append(vec![draft(&format!("p{i}"), Phase::Step, &[])]).await })
             })
             .collect();
         let mut v = Vec::new();
@@ -281,12 +214,7 @@ fn poison_fails_every_concurrent_waiter() {
         v
     });
     // The first batch fails; everything queued with it or after it fails too.
-    assert!(
-        results
-            .iter()
-            .all(|r| matches!(r, Err(WalError::Poisoned { .. }))),
-        "{results:?}"
-    );
+    assert!(results.iter().all(|r| matches!(r, Err(WalError::Poisoned { .. }))), "{results:?}");
     drop(wal);
     assert!(records_in(d.path()).is_empty());
 }
@@ -295,20 +223,11 @@ fn poison_fails_every_concurrent_waiter() {
 fn close_drains_and_then_refuses() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 1 << 20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        wal.append(vec![draft("a", Phase::Step, &[])])
-            .await
-            .unwrap();
+        wal.append(vec![draft("a", Phase::Step, &[])]).await.unwrap();
         wal.close().await.unwrap();
-        assert!(matches!(
-            wal.append(vec![draft("b", Phase::Step, &[])]).await,
-            Err(WalError::Closed)
-        ));
+        assert!(matches!(wal.append(vec![draft("b", Phase::Step, &[])]).await, Err(WalError::Closed)));
     });
     // The lock is released: another open works while the closed handle still exists.
     let (wal2, rec) = open(d.path(), 1 << 20);

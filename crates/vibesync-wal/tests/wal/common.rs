@@ -41,37 +41,21 @@ pub fn write_sample_log(data: &Path, segment_bytes: u64) -> Vec<Record> {
     let (wal, rec) = open(data, segment_bytes);
     assert_eq!(rec.last_seq, 0);
     let mut out = Vec::new();
-    let mut put =
-        |drafts: Vec<RecordDraft>| out.extend(wal.append_blocking(drafts).expect("append"));
+    let mut put = |drafts: Vec<RecordDraft>| out.extend(wal.append_blocking(drafts).expect("append"));
     for i in 0..3 {
         let op = format!("ok{i}");
-        put(vec![
-            draft(&op, Begin, &[U1]),
-            draft(&op, Step, &[U1]),
-            draft(&op, Step, &[U2]),
-        ]);
+        put(vec![draft(&op, Begin, &[U1]), draft(&op, Step, &[U1]), draft(&op, Step, &[U2])]);
         put(vec![draft(&op, Commit, &[])]);
         put(vec![draft(&op, Final, &[])]);
     }
-    put(vec![
-        draft("rb", Begin, &[U2]),
-        draft("rb", Step, &[U2]),
-        draft("rb", Provisional, &[]),
-    ]);
+    put(vec![draft("rb", Begin, &[U2]), draft("rb", Step, &[U2]), draft("rb", Provisional, &[])]);
     put(vec![draft("rb", Rollback, &[])]);
     put(vec![draft("evt", Step, &[U3])]);
-    put(vec![
-        draft("unf", Begin, &[U3]),
-        draft("unf", Step, &[U3]),
-        draft("unf", Commit, &[]),
-    ]);
+    put(vec![draft("unf", Begin, &[U3]), draft("unf", Step, &[U3]), draft("unf", Commit, &[])]);
     put(vec![draft("inc", Begin, &[U1]), draft("inc", Step, &[U2])]);
     put(vec![draft("inc", Provisional, &[])]);
     for i in 0..3 {
-        put(vec![
-            draft(&format!("tail{i}"), Begin, &[U1]),
-            draft(&format!("tail{i}"), Rollback, &[]),
-        ]);
+        put(vec![draft(&format!("tail{i}"), Begin, &[U1]), draft(&format!("tail{i}"), Rollback, &[])]);
     }
     wal.close_blocking().expect("close");
     out
@@ -92,10 +76,7 @@ pub fn quarantine_files(data: &Path) -> Vec<PathBuf> {
     if !q.exists() {
         return Vec::new();
     }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(q)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(q).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     v
 }
@@ -120,9 +101,5 @@ pub fn line_starts(bytes: &[u8]) -> Vec<usize> {
 }
 
 pub fn records_in(data: &Path) -> Vec<Record> {
-    vibesync_wal::read_all(data.join("wal"))
-        .expect("read_all")
-        .into_iter()
-        .map(|e| e.record)
-        .collect()
+    vibesync_wal::read_all(data.join("wal")).expect("read_all").into_iter().map(|e| e.record).collect()
 }

@@ -2,9 +2,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 
 use tempfile::TempDir;
-use vibesync_wal::{
-    read_all, segment_file_name, verify, Phase, Position, Reader, Record, SCHEMA_VERSION,
-};
+use vibesync_wal::{read_all, segment_file_name, verify, Phase, Position, Reader, Record, SCHEMA_VERSION};
 
 use crate::common::*;
 
@@ -13,10 +11,7 @@ fn reader_yields_every_record_with_file_and_offset() {
     let d = TempDir::new().unwrap();
     let all = write_sample_log(d.path(), 2048);
     let entries = read_all(d.path().join("wal")).unwrap();
-    assert_eq!(
-        entries.iter().map(|e| e.record.clone()).collect::<Vec<_>>(),
-        all
-    );
+    assert_eq!(entries.iter().map(|e| e.record.clone()).collect::<Vec<_>>(), all);
     for e in &entries {
         let bytes = fs::read(&e.file).unwrap();
         let line = &bytes[e.offset as usize..(e.offset + e.len) as usize];
@@ -45,15 +40,13 @@ fn follow_picks_up_new_records_and_waits_for_incomplete_lines() {
     let d = TempDir::new().unwrap();
     let seg = 1500;
     let (wal, _) = open(d.path(), seg);
-    wal.append_blocking(vec![draft("a", Phase::Step, &[])])
-        .unwrap();
+    wal.append_blocking(vec![draft("a", Phase::Step, &[])]).unwrap();
     let mut reader = Reader::open(d.path().join("wal")).unwrap();
     assert_eq!(reader.next().unwrap().unwrap().record.seq, 1);
     assert!(reader.next().is_none());
     // New records, across a rotation.
     for i in 0..10 {
-        wal.append_blocking(vec![draft(&format!("b{i}"), Phase::Step, &[U1])])
-            .unwrap();
+        wal.append_blocking(vec![draft(&format!("b{i}"), Phase::Step, &[U1])]).unwrap();
     }
     let seqs: Vec<u64> = reader.by_ref().map(|e| e.unwrap().record.seq).collect();
     assert_eq!(seqs, (2..=11).collect::<Vec<_>>());
@@ -63,8 +56,7 @@ fn follow_picks_up_new_records_and_waits_for_incomplete_lines() {
 
     // Resume from a saved position.
     let (wal, _) = open(d.path(), seg);
-    wal.append_blocking(vec![draft("c", Phase::Step, &[])])
-        .unwrap();
+    wal.append_blocking(vec![draft("c", Phase::Step, &[])]).unwrap();
     drop(wal);
     let mut resumed = Reader::open_at(d.path().join("wal"), pos).unwrap();
     assert_eq!(resumed.next().unwrap().unwrap().record.seq, 12);
@@ -72,11 +64,7 @@ fn follow_picks_up_new_records_and_waits_for_incomplete_lines() {
 
     // An incomplete line is left for later; once complete, it is read.
     let last = segments(d.path()).pop().unwrap();
-    let prev = read_all(d.path().join("wal"))
-        .unwrap()
-        .pop()
-        .unwrap()
-        .record;
+    let prev = read_all(d.path().join("wal")).unwrap().pop().unwrap().record;
     let mut r = Record {
         seq: 13,
         ts: "2026-11-21T00:00:00.000000Z".into(),
@@ -109,20 +97,12 @@ fn follow_picks_up_new_records_and_waits_for_incomplete_lines() {
 fn open_at_end_skips_history() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 1 << 20);
-    wal.append_blocking(vec![
-        draft("a", Phase::Step, &[]),
-        draft("a", Phase::Step, &[]),
-    ])
-    .unwrap();
+    wal.append_blocking(vec![draft("a", Phase::Step, &[]), draft("a", Phase::Step, &[])]).unwrap();
     let mut r = Reader::open_at_end(d.path().join("wal")).unwrap();
     assert!(r.next().is_none());
-    wal.append_blocking(vec![draft("b", Phase::Step, &[])])
-        .unwrap();
+    wal.append_blocking(vec![draft("b", Phase::Step, &[])]).unwrap();
     assert_eq!(r.next().unwrap().unwrap().record.seq, 3);
     assert_eq!(r.position().segment, 1);
-    let _ = Position {
-        segment: 1,
-        offset: 0,
-    };
+    let _ = Position { segment: 1, offset: 0 };
     let _ = segment_file_name(1);
 }

@@ -19,17 +19,8 @@ fn every_prefix_of_the_last_segment_recovers_exactly_the_complete_records() {
     let starts = line_starts(&last_bytes);
     let first_seq_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     let before_last = (first_seq_last - 1) as usize;
-    assert_eq!(
-        *starts.last().unwrap(),
-        last_bytes.len(),
-        "log ends with a newline"
-    );
-    println!(
-        "{} segments, last one {} bytes / {} records",
-        segs.len(),
-        last_bytes.len(),
-        starts.len() - 1
-    );
+    assert_eq!(*starts.last().unwrap(), last_bytes.len(), "log ends with a newline");
+    println!("{} segments, last one {} bytes / {} records", segs.len(), last_bytes.len(), starts.len() - 1);
     assert!(starts.len() > 3, "last segment should hold several records");
 
     for p in 0..=last_bytes.len() {
@@ -46,9 +37,7 @@ fn every_prefix_of_the_last_segment_recovers_exactly_the_complete_records() {
         let (wal, rec) = open(dst.path(), SEG);
         assert_eq!(rec.last_seq, expected.len() as u64, "prefix {p}");
         assert_eq!(rec.records, expected.len() as u64, "prefix {p}");
-        let want_h = expected
-            .last()
-            .map_or(GENESIS_PREV.to_string(), |r| r.h.clone());
+        let want_h = expected.last().map_or(GENESIS_PREV.to_string(), |r| r.h.clone());
         assert_eq!(rec.last_h, want_h, "prefix {p}");
         assert_eq!(rec.transactions, transaction_index(expected), "prefix {p}");
         assert!(rec.repaired.is_none());
@@ -56,18 +45,11 @@ fn every_prefix_of_the_last_segment_recovers_exactly_the_complete_records() {
             assert!(rec.torn_tail.is_none(), "prefix {p}: nothing torn");
             assert!(quarantine_files(dst.path()).is_empty());
         } else {
-            let t = rec
-                .torn_tail
-                .as_ref()
-                .unwrap_or_else(|| panic!("prefix {p}: torn tail expected"));
+            let t = rec.torn_tail.as_ref().unwrap_or_else(|| panic!("prefix {p}: torn tail expected"));
             assert_eq!(t.file, dst_last);
             assert_eq!(t.offset, boundary as u64);
             assert_eq!(t.bytes, (p - boundary) as u64);
-            assert_eq!(
-                fs::read(&t.quarantine_path).unwrap(),
-                &last_bytes[boundary..p],
-                "prefix {p}"
-            );
+            assert_eq!(fs::read(&t.quarantine_path).unwrap(), &last_bytes[boundary..p], "prefix {p}");
             assert_eq!(fs::metadata(&dst_last).unwrap().len(), boundary as u64);
         }
         drop(wal);
@@ -75,28 +57,16 @@ fn every_prefix_of_the_last_segment_recovers_exactly_the_complete_records() {
 
         // Reopening is a no-op.
         let (wal, rec2) = open(dst.path(), SEG);
-        assert!(
-            rec2.torn_tail.is_none() && rec2.repaired.is_none(),
-            "prefix {p}: second open changed something"
-        );
+        assert!(rec2.torn_tail.is_none() && rec2.repaired.is_none(), "prefix {p}: second open changed something");
         assert_eq!(rec2.last_seq, rec.last_seq);
-        assert_eq!(
-            quarantine_files(dst.path()).len(),
-            usize::from(p != boundary)
-        );
+        assert_eq!(quarantine_files(dst.path()).len(), usize::from(p != boundary));
 
         // Appending continues the chain.
-        let appended = wal
-            .append_blocking(vec![draft("after", Phase::Step, &[U1])])
-            .unwrap();
+        let appended = wal.append_blocking(vec![draft("after", Phase::Step, &[U1])]).unwrap();
         assert_eq!(appended[0].seq, rec.last_seq + 1);
         assert_eq!(appended[0].prev, want_h);
         drop(wal);
-        assert_eq!(
-            verify(dst.path().join("wal")).unwrap(),
-            vec![],
-            "prefix {p}"
-        );
+        assert_eq!(verify(dst.path().join("wal")).unwrap(), vec![], "prefix {p}");
     }
 }
 
@@ -109,13 +79,7 @@ fn flip_mid_log(data: &std::path::Path) -> (std::path::PathBuf, u64, u64) {
     let line_start = starts[1];
     bytes[line_start + 20] ^= 0x04;
     fs::write(&victim, &bytes).unwrap();
-    let first: u64 = victim
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     (victim, line_start as u64, first + 1)
 }
 
@@ -124,32 +88,21 @@ fn flipped_byte_mid_log_refuses_and_names_file_and_offset() {
     let d = TempDir::new().unwrap();
     write_sample_log(d.path(), SEG);
     let (victim, offset, bad_seq) = flip_mid_log(d.path());
-    let before: Vec<Vec<u8>> = segments(d.path())
-        .iter()
-        .map(|p| fs::read(p).unwrap())
-        .collect();
+    let before: Vec<Vec<u8>> = segments(d.path()).iter().map(|p| fs::read(p).unwrap()).collect();
 
     let err = Wal::open(cfg(d.path(), SEG)).unwrap_err();
     match &err {
-        WalError::Corrupt {
-            file, offset: o, ..
-        } => {
+        WalError::Corrupt { file, offset: o, .. } => {
             assert_eq!(file, &victim);
             assert_eq!(*o, offset);
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(
-        msg.contains(&victim.display().to_string()) && msg.contains(&format!("byte {offset}")),
-        "{msg}"
-    );
+    assert!(msg.contains(&victim.display().to_string()) && msg.contains(&format!("byte {offset}")), "{msg}");
     assert!(msg.contains("--repair"), "{msg}");
     // Nothing was changed.
-    let after: Vec<Vec<u8>> = segments(d.path())
-        .iter()
-        .map(|p| fs::read(p).unwrap())
-        .collect();
+    let after: Vec<Vec<u8>> = segments(d.path()).iter().map(|p| fs::read(p).unwrap()).collect();
     assert_eq!(before, after);
     assert!(quarantine_files(d.path()).is_empty());
 
@@ -169,10 +122,7 @@ fn repair_quarantines_everything_from_the_first_bad_byte() {
     let segs = segments(d.path());
     let idx = segs.iter().position(|s| s == &victim).unwrap();
     let victim_bytes = fs::read(&victim).unwrap();
-    let later: Vec<Vec<u8>> = segs[idx + 1..]
-        .iter()
-        .map(|p| fs::read(p).unwrap())
-        .collect();
+    let later: Vec<Vec<u8>> = segs[idx + 1..].iter().map(|p| fs::read(p).unwrap()).collect();
 
     let mut c = cfg(d.path(), SEG);
     c.repair = true;
@@ -182,23 +132,17 @@ fn repair_quarantines_everything_from_the_first_bad_byte() {
     assert_eq!(r.offset, offset);
     assert_eq!(rec.last_seq, bad_seq - 1);
     assert_eq!(r.removed_segments, segs[idx + 1..].to_vec());
-    let expected_bytes =
-        victim_bytes.len() as u64 - offset + later.iter().map(|b| b.len() as u64).sum::<u64>();
+    let expected_bytes = victim_bytes.len() as u64 - offset + later.iter().map(|b| b.len() as u64).sum::<u64>();
     assert_eq!(r.bytes, expected_bytes);
     // The quarantine holds exactly the cut bytes.
-    assert_eq!(
-        fs::read(&r.quarantine_paths[0]).unwrap(),
-        &victim_bytes[offset as usize..]
-    );
+    assert_eq!(fs::read(&r.quarantine_paths[0]).unwrap(), &victim_bytes[offset as usize..]);
     for (q, orig) in r.quarantine_paths[1..].iter().zip(&later) {
         assert_eq!(&fs::read(q).unwrap(), orig);
     }
     assert_eq!(segments(d.path()), segs[..=idx].to_vec());
     assert_eq!(fs::metadata(&victim).unwrap().len(), offset);
 
-    let next = wal
-        .append_blocking(vec![draft("post-repair", Phase::Step, &[])])
-        .unwrap();
+    let next = wal.append_blocking(vec![draft("post-repair", Phase::Step, &[])]).unwrap();
     assert_eq!(next[0].seq, bad_seq);
     assert_eq!(next[0].prev, all[(bad_seq - 2) as usize].h);
     drop(wal);
@@ -224,10 +168,7 @@ fn bad_last_line_is_torn_but_bad_second_to_last_line_is_corruption() {
     let (wal, rec) = open(d.path(), SEG);
     let t = rec.torn_tail.expect("torn");
     assert_eq!(t.offset, starts[n - 1] as u64);
-    assert_eq!(
-        fs::read(&t.quarantine_path).unwrap(),
-        &bytes[starts[n - 1]..]
-    );
+    assert_eq!(fs::read(&t.quarantine_path).unwrap(), &bytes[starts[n - 1]..]);
     drop(wal);
 
     // Damage the second-to-last line with a good line after it: corruption.
@@ -293,10 +234,7 @@ fn zero_hole_followed_by_records_is_corruption_with_a_hint() {
     }
     fs::write(&last, &bytes).unwrap();
     let err = Wal::open(cfg(d.path(), SEG)).unwrap_err();
-    assert!(
-        matches!(&err, WalError::Corrupt { offset: 0, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(&err, WalError::Corrupt { offset: 0, .. }), "{err:?}");
     assert!(err.to_string().contains("power loss"), "{err}");
 }
 
@@ -315,16 +253,9 @@ fn deleted_line_is_detected_by_the_chain() {
     let problems = verify(d.path().join("wal")).unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].kind, ProblemKind::SeqGap);
-    assert_eq!(
-        (problems[0].file.clone(), problems[0].offset),
-        (victim.clone(), s[1] as u64)
-    );
+    assert_eq!((problems[0].file.clone(), problems[0].offset), (victim.clone(), s[1] as u64));
     match Wal::open(cfg(d.path(), SEG)).unwrap_err() {
-        WalError::Corrupt {
-            file,
-            offset,
-            reason,
-        } => {
+        WalError::Corrupt { file, offset, reason } => {
             assert_eq!((file, offset), (victim, s[1] as u64));
             assert!(reason.contains("seq"), "{reason}");
         }
@@ -363,9 +294,7 @@ fn reordered_lines_are_detected_by_the_chain() {
     let problems = verify(d.path().join("wal")).unwrap();
     assert!(!problems.is_empty());
     assert_eq!(problems[0].offset, s[1] as u64);
-    assert!(problems
-        .iter()
-        .all(|p| matches!(p.kind, ProblemKind::SeqGap | ProblemKind::ChainBreak)));
+    assert!(problems.iter().all(|p| matches!(p.kind, ProblemKind::SeqGap | ProblemKind::ChainBreak)));
     match Wal::open(cfg(d.path(), SEG)).unwrap_err() {
         WalError::Corrupt { file, offset, .. } => assert_eq!((file, offset), (victim, s[1] as u64)),
         e => panic!("{e:?}"),
@@ -398,10 +327,7 @@ fn transaction_index_reports_incomplete_and_unfinalized() {
     assert_eq!(inc.operation_id, "inc");
     assert_eq!(inc.uuids, vec![U1.to_string(), U2.to_string()]);
     assert!(inc.provisional);
-    let begin = all
-        .iter()
-        .find(|r| r.operation_id == "inc" && r.phase == Phase::Begin)
-        .unwrap();
+    let begin = all.iter().find(|r| r.operation_id == "inc" && r.phase == Phase::Begin).unwrap();
     assert_eq!(inc.begin_seq, begin.seq);
     assert_eq!(inc.session_id, begin.session_id);
     assert_eq!(inc.project_id, "demo");
@@ -409,10 +335,7 @@ fn transaction_index_reports_incomplete_and_unfinalized() {
     assert_eq!(tx.unfinalized.len(), 1, "{tx:?}");
     let unf = &tx.unfinalized[0];
     assert_eq!(unf.operation_id, "unf");
-    let commit = all
-        .iter()
-        .find(|r| r.operation_id == "unf" && r.phase == Phase::Commit)
-        .unwrap();
+    let commit = all.iter().find(|r| r.operation_id == "unf" && r.phase == Phase::Commit).unwrap();
     assert_eq!(unf.commit_seq, commit.seq);
     assert_eq!(unf.uuids, vec![U3.to_string()]);
     assert!(tx.anomalies.is_empty(), "{:?}", tx.anomalies);
@@ -425,8 +348,7 @@ fn daemon_closing_open_operations_clears_the_index() {
     let (wal, rec) = open(d.path(), SEG);
     let mut rb = draft("inc", Phase::Rollback, &[]);
     rb.error_code = Some("RECOVERED_INCOMPLETE".into());
-    wal.append_blocking(vec![rb, draft("unf", Phase::Final, &[])])
-        .unwrap();
+    wal.append_blocking(vec![rb, draft("unf", Phase::Final, &[])]).unwrap();
     assert_eq!(rec.transactions.incomplete.len(), 1);
     drop(wal);
     let (_wal, rec) = open(d.path(), SEG);
@@ -437,10 +359,7 @@ fn daemon_closing_open_operations_clears_the_index() {
 fn second_open_is_refused_while_locked() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), SEG);
-    assert!(matches!(
-        Wal::open(cfg(d.path(), SEG)),
-        Err(WalError::Locked { .. })
-    ));
+    assert!(matches!(Wal::open(cfg(d.path(), SEG)), Err(WalError::Locked { .. })));
     drop(wal);
     let (_wal, _) = open(d.path(), SEG);
 }
@@ -464,17 +383,8 @@ fn newer_schema_version_is_refused_even_with_repair() {
         let mut c = cfg(d.path(), SEG);
         c.repair = repair;
         match Wal::open(c).unwrap_err() {
-            WalError::NewerSchema {
-                file,
-                offset: o,
-                seq,
-                found,
-                ..
-            } => {
-                assert_eq!(
-                    (file, o, seq, found),
-                    (last.clone(), offset, r.seq, r.schema_version)
-                );
+            WalError::NewerSchema { file, offset: o, seq, found, .. } => {
+                assert_eq!((file, o, seq, found), (last.clone(), offset, r.seq, r.schema_version));
             }
             e => panic!("{e:?}"),
         }

@@ -31,45 +31,21 @@ fn status_tail_and_verify() {
     assert!(err.contains("stop the daemon first"), "{err}");
 
     // tail works while the daemon runs and after it stops; filters combine.
-    let (code, out, _) = cli(&[
-        "tail",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--uuid",
-        &u2,
-        "--phase",
-        "step",
-    ]);
+    let (code, out, _) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--uuid", &u2, "--phase", "step"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("STEP") && out.contains(&u2));
     drop(c);
     d.stop();
-    let (code, out, _) = cli(&[
-        "tail",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-        "--phase",
-        "COMMIT",
-    ]);
+    let (code, out, _) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--json", "--phase", "COMMIT"]);
     assert_eq!(code, 0);
     let commit: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(commit["seq"].as_u64().unwrap(), seq);
     let op = commit["operation_id"].as_str().unwrap().to_string();
     let (_, out, _) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--op", &op]);
-    let phases: Vec<&str> = out
-        .lines()
-        .map(|l| l.split_whitespace().nth(2).unwrap())
-        .collect();
+    let phases: Vec<&str> = out.lines().map(|l| l.split_whitespace().nth(2).unwrap()).collect();
     assert_eq!(phases, ["BEGIN", "STEP", "STEP", "COMMIT", "FINAL"]);
-    let (code, _, err) = cli(&[
-        "tail",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--phase",
-        "NOPE",
-    ]);
+    let (code, _, err) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--phase", "NOPE"]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown phase"));
 
@@ -77,11 +53,7 @@ fn status_tail_and_verify() {
     assert_eq!(code, 0, "{out}{err}");
 
     // A damaged sidecar is reported by verify and rewritten by the next boot.
-    std::fs::write(
-        data.join("registry.sidecar.json"),
-        b"{\"schema_version\":1,\"garbage\":",
-    )
-    .unwrap();
+    std::fs::write(data.join("registry.sidecar.json"), b"{\"schema_version\":1,\"garbage\":").unwrap();
     let (code, out, _) = verify(&data);
     assert_eq!(code, 1);
     assert!(out.contains("sidecar"), "{out}");

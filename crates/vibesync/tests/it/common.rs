@@ -38,21 +38,12 @@ impl Daemon {
 
     pub fn try_start(data: &Path, extra: &[&str], listen: &str) -> Result<Daemon, String> {
         std::fs::create_dir_all(data).unwrap();
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.with_extension("stderr.log"))
-            .unwrap();
+        let stderr =
+            std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("stderr.log")).unwrap();
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                listen,
-            ])
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", listen])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("VIBESYNC_TEST_LOG").unwrap_or("info".into()))
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -72,15 +63,12 @@ impl Daemon {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                let log =
-                    std::fs::read_to_string(data.with_extension("stderr.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(data.with_extension("stderr.log")).unwrap_or_default();
                 let shown = match log.find("panicked at") {
                     Some(i) => &log[i.saturating_sub(200)..(i + 1500).min(log.len())],
                     None => tail(&log, 3000),
                 };
-                return Err(format!(
-                    "no listening line (exit {status:?}); stderr:\n{shown}"
-                ));
+                return Err(format!("no listening line (exit {status:?}); stderr:\n{shown}"));
             }
         };
         let addr = line
@@ -89,16 +77,8 @@ impl Daemon {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        let token = std::fs::read_to_string(data.join("token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Ok(Daemon {
-            child: Some(child),
-            addr,
-            data: data.to_path_buf(),
-            token,
-        })
+        let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_string();
+        Ok(Daemon { child: Some(child), addr, data: data.to_path_buf(), token })
     }
 
     pub fn client(&self, editor: &str) -> Client {
@@ -162,8 +142,7 @@ pub fn register(c: &mut Client, rid: &str, items: &[(&str, &str, &str)]) -> Valu
         .iter()
         .map(|(u, kind, name)| json!({"uuid": u, "kind": kind, "name": name, "editor_ref": format!("OB:{name}")}))
         .collect();
-    c.request(&json!({"type":"register","request_id": rid, "items": items}))
-        .unwrap()
+    c.request(&json!({"type":"register","request_id": rid, "items": items})).unwrap()
 }
 
 pub fn statuses(ack: &Value) -> Vec<String> {
@@ -193,7 +172,5 @@ pub fn verify(data: &Path) -> (i32, String, String) {
 pub fn wal_records(data: &Path) -> Vec<Value> {
     let (code, out, err) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "tail failed: {err}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -27,15 +27,13 @@ fn last_segment(data: &std::path::Path) -> std::path::PathBuf {
 fn assert_all_present(d: &Daemon, acked: &[(String, String)]) {
     let mut c = d.client("blender");
     for chunk in acked.chunks(500) {
-        let items: Vec<_> = chunk.iter().map(|(u, n)| json!({"uuid": u, "kind": "object", "name": n, "editor_ref": format!("OB:{n}")})).collect();
-        let ack = c
-            .request(&json!({"type":"register","request_id":"check","items": items}))
-            .unwrap();
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|(u, n)| json!({"uuid": u, "kind": "object", "name": n, "editor_ref": format!("OB:{n}")}))
+            .collect();
+        let ack = c.request(&json!({"type":"register","request_id":"check","items": items})).unwrap();
         for (r, (u, _)) in ack["results"].as_array().unwrap().iter().zip(chunk) {
-            assert_eq!(
-                r["status"], "unchanged",
-                "acknowledged uuid {u} lost or altered: {r}"
-            );
+            assert_eq!(r["status"], "unchanged", "acknowledged uuid {u} lost or altered: {r}");
         }
     }
 }
@@ -57,11 +55,18 @@ fn kill9_while_registering_loses_nothing_acknowledged() {
                 let Ok(mut c) = Client::connect(addr, &token, "demo", "blender") else { return };
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let batch: Vec<(String, String)> = (0..4).map(|k| (new_uuid(), format!("r{round}w{w}i{i}k{k}"))).collect();
-                    let items: Vec<_> = batch.iter().map(|(u, n)| json!({"uuid": u, "kind": "object", "name": n, "editor_ref": format!("OB:{n}")})).collect();
+                    let batch: Vec<(String, String)> =
+                        (0..4).map(|k| (new_uuid(), format!("r{round}w{w}i{i}k{k}"))).collect();
+                    let items: Vec<_> = batch
+                        .iter()
+                        .map(|(u, n)| json!({"uuid": u, "kind": "object", "name": n, "editor_ref": format!("OB:{n}")}))
+                        .collect();
                     match c.request(&json!({"type":"register","request_id": format!("{i}"), "items": items})) {
                         Ok(ack) if ack["type"] == "ack" => {
-                            assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "registered"), "{ack}");
+                            assert!(
+                                ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "registered"),
+                                "{ack}"
+                            );
                             acked.lock().unwrap().extend(batch);
                         }
                         _ => return, // daemon killed mid-request: this batch was never acknowledged
@@ -79,17 +84,12 @@ fn kill9_while_registering_loses_nothing_acknowledged() {
         d = Daemon::start(&data);
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 20,
-        "the load generator made too little progress ({})",
-        acked.len()
-    );
+    assert!(acked.len() > 20, "the load generator made too little progress ({})", acked.len());
     assert_all_present(&d, &acked);
     assert_eq!(d.stop(), Some(0));
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "verify after {rounds} kill -9 rounds:\n{out}{err}");
-    let boot: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
+    let boot: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
     assert_eq!(boot["last_boot_success"], true);
 }
 
@@ -105,18 +105,11 @@ fn torn_tail_is_quarantined_and_nothing_before_it_lost() {
     d.stop();
     let seg = last_segment(&data);
     let before = std::fs::read(&seg).unwrap();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&seg)
-        .unwrap()
-        .write_all(b"{\"seq\":999,\"ts\":\"2026-")
-        .unwrap();
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(b"{\"seq\":999,\"ts\":\"2026-").unwrap();
 
     let mut d = Daemon::start(&data);
     assert_eq!(std::fs::read(&seg).unwrap()[..before.len()], before[..]);
-    let q: Vec<_> = std::fs::read_dir(data.join("quarantine"))
-        .unwrap()
-        .collect();
+    let q: Vec<_> = std::fs::read_dir(data.join("quarantine")).unwrap().collect();
     assert!(!q.is_empty(), "torn bytes must be kept in quarantine");
     assert_all_present(&d, &[(u, "Keep".into())]);
     d.stop();
@@ -131,11 +124,7 @@ fn flipped_byte_mid_log_refuses_boot_until_repair() {
     let mut d = Daemon::start(&data);
     let mut c = d.client("blender");
     for i in 0..3 {
-        register(
-            &mut c,
-            &format!("r{i}"),
-            &[(&new_uuid(), "object", &format!("O{i}"))],
-        );
+        register(&mut c, &format!("r{i}"), &[(&new_uuid(), "object", &format!("O{i}"))]);
     }
     drop(c);
     d.stop();
@@ -148,55 +137,31 @@ fn flipped_byte_mid_log_refuses_boot_until_repair() {
 
     let (code, out, _) = verify(&data);
     assert_eq!(code, 1);
-    assert!(
-        out.contains(&format!("at byte {}", first_nl + 1)),
-        "verify names file and offset: {out}"
-    );
+    assert!(out.contains(&format!("at byte {}", first_nl + 1)), "verify names file and offset: {out}");
 
-    let err = Daemon::try_start(&data, &[], "127.0.0.1:0")
-        .err()
-        .expect("boot must refuse corruption");
-    assert!(
-        err.contains("corruption") && err.contains("--repair"),
-        "{err}"
-    );
+    let err = Daemon::try_start(&data, &[], "127.0.0.1:0").err().expect("boot must refuse corruption");
+    assert!(err.contains("corruption") && err.contains("--repair"), "{err}");
 
     let mut d = Daemon::start_with(&data, &["--repair"], "127.0.0.1:0");
     let mut c = d.client("blender");
     let st = c.request(&json!({"type":"status"})).unwrap();
     // Record 1 (a BEGIN) survives; its transaction lost its COMMIT, so boot rolled it back.
-    assert_eq!(
-        st["seq"], 2,
-        "everything from the bad record on was quarantined: {st}"
-    );
+    assert_eq!(st["seq"], 2, "everything from the bad record on was quarantined: {st}");
     assert_eq!(st["registry"]["live"], 0);
     let recs = wal_records(&data);
     assert_eq!(recs[1]["phase"], "ROLLBACK");
     assert_eq!(recs[1]["error_code"], "RECOVERED_INCOMPLETE");
     // Work continues, and the audit history follows the repaired log.
     let u = new_uuid();
-    assert_eq!(
-        statuses(&register(&mut c, "after", &[(&u, "object", "After")])),
-        ["registered"]
-    );
+    assert_eq!(statuses(&register(&mut c, "after", &[(&u, "object", "After")])), ["registered"]);
     drop(c);
     d.stop();
     let git_dir = data.join(".git_safety");
     let ls = std::process::Command::new("git")
-        .args([
-            "--git-dir",
-            git_dir.to_str().unwrap(),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "HEAD",
-        ])
+        .args(["--git-dir", git_dir.to_str().unwrap(), "ls-tree", "-r", "--name-only", "HEAD"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&ls.stdout).contains(&u),
-        "audit rebuilt after repair"
-    );
+    assert!(String::from_utf8_lossy(&ls.stdout).contains(&u), "audit rebuilt after repair");
     assert!(std::fs::read_dir(data.join("quarantine")).unwrap().count() > 0);
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
@@ -243,11 +208,7 @@ fn begin_without_commit_is_rolled_back_and_quarantined() {
     assert_eq!(rb["error_code"], "RECOVERED_INCOMPLETE");
     let mut c = d.client("blender");
     // The half-written registration was never applied; the live uuid it touched is quarantined.
-    let ack = register(
-        &mut c,
-        "after",
-        &[(&fresh, "object", "Half"), (&live, "object", "Live")],
-    );
+    let ack = register(&mut c, "after", &[(&fresh, "object", "Half"), (&live, "object", "Live")]);
     assert_eq!(statuses(&ack)[0], "registered", "{ack}");
     assert_eq!(ack["results"][1]["error_code"], "QUARANTINED", "{ack}");
     drop(c);
@@ -269,8 +230,7 @@ fn registry_is_rebuilt_from_the_wal_when_deleted_or_corrupted() {
         acked.push((u, n));
     }
     let gone = acked.pop().unwrap();
-    c.request(&json!({"type":"tombstone","request_id":"t","uuids":[gone.0]}))
-        .unwrap();
+    c.request(&json!({"type":"tombstone","request_id":"t","uuids":[gone.0]})).unwrap();
     drop(c);
     d.stop();
 

@@ -17,8 +17,7 @@ fn raw(d: &Daemon) -> TcpStream {
 }
 
 fn send(s: &mut TcpStream, v: &Value) {
-    s.write_all(&Frame::new(serde_json::to_vec(v).unwrap(), Vec::new()).to_bytes())
-        .unwrap();
+    s.write_all(&Frame::new(serde_json::to_vec(v).unwrap(), Vec::new()).to_bytes()).unwrap();
 }
 
 fn read_msg(s: &mut TcpStream) -> Option<Value> {
@@ -45,11 +44,7 @@ fn handshake_errors_have_codes_and_close() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("fast.toml");
     std::fs::write(&cfg, "[server]\nhandshake_timeout_secs = 1\n").unwrap();
-    let d = Daemon::start_with(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap()],
-        "127.0.0.1:0",
-    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
     let mut healthy = d.client("test");
 
     let cases: Vec<(Value, &str)> = vec![
@@ -129,17 +124,11 @@ fn handshake_errors_have_codes_and_close() {
 
     // A browser: plain close, no frame.
     let mut s = raw(&d);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\r\n").unwrap();
     assert!(closed(&mut s));
 
     // The healthy session never noticed.
-    assert_eq!(
-        healthy
-            .request(&json!({"type":"ping","request_id":"p"}))
-            .unwrap()["type"],
-        "pong"
-    );
+    assert_eq!(healthy.request(&json!({"type":"ping","request_id":"p"})).unwrap()["type"], "pong");
 }
 
 #[test]
@@ -158,24 +147,14 @@ fn bad_frames_and_messages() {
         (b"{\"type\":\"p\xff\"}".to_vec(), "BAD_MESSAGE", "JSON"),
         (b"".to_vec(), "BAD_MESSAGE", "empty"),
         (
-            br#"{"type":"register","request_id":"r1","items":[{"uuid":5,"kind":"object"}]}"#
-                .to_vec(),
+            br#"{"type":"register","request_id":"r1","items":[{"uuid":5,"kind":"object"}]}"#.to_vec(),
             "BAD_MESSAGE",
             "items[0].uuid",
         ),
-        (
-            br#"{"type":"exec","code":"import os"}"#.to_vec(),
-            "UNKNOWN_TYPE",
-            "exec",
-        ),
-        (
-            br#"{"type":"ping","request_id":17}"#.to_vec(),
-            "BAD_MESSAGE",
-            "request_id",
-        ),
+        (br#"{"type":"exec","code":"import os"}"#.to_vec(), "UNKNOWN_TYPE", "exec"),
+        (br#"{"type":"ping","request_id":17}"#.to_vec(), "BAD_MESSAGE", "request_id"),
     ] {
-        s.write_all(&Frame::new(bytes, Vec::new()).to_bytes())
-            .unwrap();
+        s.write_all(&Frame::new(bytes, Vec::new()).to_bytes()).unwrap();
         let r = read_msg(&mut s).unwrap();
         assert_eq!(r["code"], code, "{r}");
         assert!(r["message"].as_str().unwrap().contains(needle), "{r}");
@@ -197,8 +176,7 @@ fn bad_frames_and_messages() {
     let mut s = raw(&d);
     send(&mut s, &hello(&d));
     read_msg(&mut s).unwrap();
-    s.write_all(&[0, 0, 0, 10, 0, 0, 0, 20, 1, 2, 3, 4, 5, 6])
-        .unwrap();
+    s.write_all(&[0, 0, 0, 10, 0, 0, 0, 20, 1, 2, 3, 4, 5, 6]).unwrap();
     assert_eq!(read_msg(&mut s).unwrap()["code"], "BAD_FRAME");
     assert!(closed(&mut s));
 
@@ -217,13 +195,8 @@ fn bad_frames_and_messages() {
     s.write_all(&[0, 0, 1, 0, 0, 0, 0, 50, b'{']).unwrap();
     drop(s);
 
-    let pong = other
-        .request(&json!({"type":"ping","request_id":"still"}))
-        .unwrap();
+    let pong = other.request(&json!({"type":"ping","request_id":"still"})).unwrap();
     assert_eq!(pong["type"], "pong");
     let st = other.request(&json!({"type":"status"})).unwrap();
-    assert_eq!(
-        st["registry"]["live"], 0,
-        "nothing written by bad input: {st}"
-    );
+    assert_eq!(st["registry"]["live"], 0, "nothing written by bad input: {st}");
 }

@@ -7,3 +7,4 @@ mod cli;
 mod durability;
 mod handshake;
 mod registry;
+mod sync;

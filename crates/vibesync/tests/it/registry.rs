@@ -12,11 +12,7 @@ fn register_statuses_collisions_and_tombstones() {
     let mut a = d.client("blender");
     let (u1, u2, u3) = (new_uuid(), new_uuid(), new_uuid());
 
-    let ack = register(
-        &mut a,
-        "r1",
-        &[(&u1, "object", "Cube"), (&u2, "mesh", "CubeMesh")],
-    );
+    let ack = register(&mut a, "r1", &[(&u1, "object", "Cube"), (&u2, "mesh", "CubeMesh")]);
     assert_eq!(ack["type"], "ack");
     assert_eq!(ack["request_id"], "r1");
     assert_eq!(statuses(&ack), ["registered", "registered"]);
@@ -34,16 +30,9 @@ fn register_statuses_collisions_and_tombstones() {
 
     // Another Blender session claiming a held uuid: collision, never merged.
     let mut b = d.client("blender");
-    let ack = register(
-        &mut b,
-        "r4",
-        &[(&u1, "object", "Cube.001"), (&u3, "object", "Fresh")],
-    );
+    let ack = register(&mut b, "r4", &[(&u1, "object", "Cube.001"), (&u3, "object", "Fresh")]);
     assert_eq!(statuses(&ack), ["collision", "registered"]);
-    assert!(ack["results"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("fresh uuid"));
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("fresh uuid"));
     // A Unity session may bind the same uuid (the same datablock on the other side).
     let mut u = d.client("unity");
     let ack = register(&mut u, "r5", &[(&u1, "object", "Cube Renamed")]);
@@ -69,35 +58,20 @@ fn register_statuses_collisions_and_tombstones() {
         .iter()
         .map(|r| r["error_code"].as_str().unwrap_or("-").to_string())
         .collect();
-    assert_eq!(
-        codes,
-        [
-            "INVALID_UUID",
-            "UNKNOWN_KIND",
-            "TOO_LARGE",
-            "INVALID_UUID",
-            "-"
-        ]
-    );
+    assert_eq!(codes, ["INVALID_UUID", "UNKNOWN_KIND", "TOO_LARGE", "INVALID_UUID", "-"]);
     assert_eq!(statuses(&ack)[4], "registered");
 
     // Tombstone: archived, never erased; unknown uuids are NOT_FOUND.
-    let ack = a
-        .request(&json!({"type":"tombstone","request_id":"t1","uuids":[u2, new_uuid()]}))
-        .unwrap();
+    let ack = a.request(&json!({"type":"tombstone","request_id":"t1","uuids":[u2, new_uuid()]})).unwrap();
     assert_eq!(statuses(&ack), ["tombstoned", "error"]);
     assert_eq!(ack["results"][1]["error_code"], "NOT_FOUND");
-    let ack = a
-        .request(&json!({"type":"tombstone","request_id":"t2","uuids":[u2]}))
-        .unwrap();
+    let ack = a.request(&json!({"type":"tombstone","request_id":"t2","uuids":[u2]})).unwrap();
     assert_eq!(ack["results"][0]["error_code"], "NOT_FOUND");
     // Re-registering a tombstoned uuid makes a new live record; the archive keeps the old.
     let ack = register(&mut a, "r8", &[(&u2, "mesh", "CubeMesh")]);
     assert_eq!(statuses(&ack), ["registered"]);
 
-    let st = a
-        .request(&json!({"type":"status","request_id":"s"}))
-        .unwrap();
+    let st = a.request(&json!({"type":"status","request_id":"s"})).unwrap();
     assert_eq!(st["type"], "status");
     assert_eq!(st["request_id"], "s");
     assert_eq!(st["registry"]["live"], 4, "{st}");
@@ -112,10 +86,7 @@ fn register_statuses_collisions_and_tombstones() {
     let phases: Vec<&str> = recs.iter().map(|r| r["phase"].as_str().unwrap()).collect();
     assert_eq!(phases[..4], ["BEGIN", "STEP", "STEP", "COMMIT"]);
     for w in recs.windows(2) {
-        assert_eq!(
-            w[1]["seq"].as_u64().unwrap(),
-            w[0]["seq"].as_u64().unwrap() + 1
-        );
+        assert_eq!(w[1]["seq"].as_u64().unwrap(), w[0]["seq"].as_u64().unwrap() + 1);
         assert_eq!(w[1]["prev"], w[0]["h"]);
     }
     let commits = phases.iter().filter(|p| **p == "COMMIT").count();
@@ -123,17 +94,9 @@ fn register_statuses_collisions_and_tombstones() {
     assert_eq!(commits, finals, "every COMMIT has its FINAL");
     let collision_commit = recs
         .iter()
-        .find(|r| {
-            r["phase"] == "COMMIT"
-                && r["payload"]["collisions"]
-                    .as_array()
-                    .is_some_and(|c| !c.is_empty())
-        })
+        .find(|r| r["phase"] == "COMMIT" && r["payload"]["collisions"].as_array().is_some_and(|c| !c.is_empty()))
         .expect("collision logged in the WAL");
-    assert_eq!(
-        collision_commit["payload"]["collisions"][0]["uuid"],
-        u1.as_str()
-    );
+    assert_eq!(collision_commit["payload"]["collisions"][0]["uuid"], u1.as_str());
     for r in &recs {
         for f in [
             "seq",
@@ -164,11 +127,7 @@ fn register_statuses_collisions_and_tombstones() {
         .args(["--git-dir", git_dir.to_str().unwrap(), "fsck", "--strict"])
         .output()
         .unwrap();
-    assert!(
-        fsck.status.success(),
-        "git fsck: {}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    assert!(fsck.status.success(), "git fsck: {}", String::from_utf8_lossy(&fsck.stderr));
     let log = std::process::Command::new("git")
         .args(["--git-dir", git_dir.to_str().unwrap(), "log", "--format=%B"])
         .output()
@@ -176,14 +135,7 @@ fn register_statuses_collisions_and_tombstones() {
     let log = String::from_utf8_lossy(&log.stdout);
     assert!(log.contains("VibeSync-Seq-Range:"), "{log}");
     let ls = std::process::Command::new("git")
-        .args([
-            "--git-dir",
-            git_dir.to_str().unwrap(),
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "HEAD",
-        ])
+        .args(["--git-dir", git_dir.to_str().unwrap(), "ls-tree", "-r", "--name-only", "HEAD"])
         .output()
         .unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);

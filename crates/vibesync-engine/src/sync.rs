@@ -1,0 +1,508 @@
+//! Live sync, the pure part (docs/PROTOCOL.md §6): the synced state of an object, validation
+//! of incoming changes (zero trust, unit normalization), applying a change to a state,
+//! coalescing a window of changes, path selection, and the batch window itself.
+//!
+//! Time is passed in (`now_ms`), never read, so tests run with paused time.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use vibesync_protocol::state::{snap, state_hash};
+use vibesync_protocol::validate::{self, ItemError};
+use vibesync_protocol::ItemErrorCode;
+
+/// The synced state of one object (or collection), canonical frame, meters, snapped to the
+/// 1e-5 grid. Serialized, it is exactly the object hashed by the state hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectState {
+    pub kind: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub visible: bool,
+    pub t: [f64; 3],
+    pub r: [f64; 4],
+    pub s: [f64; 3],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material: Option<Material>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Material {
+    pub base_color: [f64; 4],
+    pub metallic: f64,
+    pub roughness: f64,
+    pub emission: [f64; 3],
+}
+
+impl ObjectState {
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("state serializes")
+    }
+    pub fn hash(&self) -> String {
+        state_hash(&self.to_value())
+    }
+}
+
+/// One validated change. Lengths are meters (normalized with the sender's unit scale).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeOp {
+    Create(ObjectState),
+    Delete,
+    Reparent(Option<String>),
+    Mesh(String),
+    Material(Material),
+    Transform { t: [f64; 3], r: [f64; 4], s: [f64; 3] },
+    Rename(String),
+    Visibility(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub uuid: String,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Fast,
+    Slow,
+}
+
+impl Path {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Fast => "fast",
+            Path::Slow => "slow",
+        }
+    }
+}
+
+impl ChangeOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChangeOp::Create(_) => "create",
+            ChangeOp::Delete => "delete",
+            ChangeOp::Reparent(_) => "reparent",
+            ChangeOp::Mesh(_) => "mesh",
+            ChangeOp::Material(_) => "material",
+            ChangeOp::Transform { .. } => "transform",
+            ChangeOp::Rename(_) => "rename",
+            ChangeOp::Visibility(_) => "visibility",
+        }
+    }
+
+    pub fn path(&self) -> Path {
+        match self {
+            ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) => Path::Fast,
+            _ => Path::Slow,
+        }
+    }
+
+    /// The mesh this change references, if any.
+    pub fn mesh_hash(&self) -> Option<&str> {
+        match self {
+            ChangeOp::Create(s) => s.mesh_hash.as_deref(),
+            ChangeOp::Mesh(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+fn err(code: ItemErrorCode, msg: impl Into<String>) -> ItemError {
+    ItemError::new(code, msg)
+}
+
+fn field<'a>(c: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a Value, ItemError> {
+    c.get(name).ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.{name}: missing")))
+}
+
+fn num(v: &Value, at: &str) -> Result<f64, ItemError> {
+    let f = v.as_f64().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}: must be a number")))?;
+    validate::finite(at, f)?;
+    if f.abs() > 1e9 {
+        return Err(err(ItemErrorCode::InvalidField, format!("{at}: {f} is out of range (|v| <= 1e9)")));
+    }
+    Ok(f)
+}
+
+fn vec<const N: usize>(c: &Map<String, Value>, name: &str, at: &str) -> Result<[f64; N], ItemError> {
+    let a = field(c, name, at)?
+        .as_array()
+        .filter(|a| a.len() == N)
+        .ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.{name}: must be an array of {N} numbers")))?;
+    let mut out = [0.0; N];
+    for (i, v) in a.iter().enumerate() {
+        out[i] = num(v, &format!("{at}.{name}[{i}]"))?;
+    }
+    Ok(out)
+}
+
+fn string(c: &Map<String, Value>, name: &str, at: &str) -> Result<String, ItemError> {
+    field(c, name, at)?
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.{name}: must be a string")))
+}
+
+fn parent(c: &Map<String, Value>, at: &str) -> Result<Option<String>, ItemError> {
+    match field(c, "parent", at)? {
+        Value::Null => Ok(None),
+        Value::String(p) => {
+            validate::uuid(p).map_err(|e| err(e.code, format!("{at}.parent: {}", e.message)))?;
+            Ok(Some(p.clone()))
+        }
+        _ => Err(err(ItemErrorCode::InvalidField, format!("{at}.parent: must be a uuid or null"))),
+    }
+}
+
+fn hash_field(c: &Map<String, Value>, at: &str) -> Result<String, ItemError> {
+    let h = string(c, "mesh_hash", at)?;
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(err(ItemErrorCode::InvalidField, format!("{at}.mesh_hash: must be 64 lowercase hex chars")));
+    }
+    Ok(h)
+}
+
+fn material(v: &Value, at: &str) -> Result<Material, ItemError> {
+    let m = v.as_object().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}: must be an object")))?;
+    let m = Material {
+        base_color: vec::<4>(m, "base_color", at)?,
+        metallic: num(field(m, "metallic", at)?, &format!("{at}.metallic"))?,
+        roughness: num(field(m, "roughness", at)?, &format!("{at}.roughness"))?,
+        emission: vec::<3>(m, "emission", at)?,
+    };
+    Ok(snap_material(m))
+}
+
+fn snap_material(m: Material) -> Material {
+    Material {
+        base_color: m.base_color.map(snap),
+        metallic: snap(m.metallic),
+        roughness: snap(m.roughness),
+        emission: m.emission.map(snap),
+    }
+}
+
+/// Parse and validate one change from an editor. `unit_scale` = meters per sender unit.
+/// `at` names the change in error messages (e.g. `changes[2]`).
+pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, ItemError> {
+    let c = v.as_object().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}: must be an object")))?;
+    let uuid = string(c, "uuid", at)?;
+    validate::uuid(&uuid).map_err(|e| err(e.code, format!("{at}.uuid: {}", e.message)))?;
+    let op_name = string(c, "op", at)?;
+    let trs = |c: &Map<String, Value>| -> Result<([f64; 3], [f64; 4], [f64; 3]), ItemError> {
+        let t = vec::<3>(c, "t", at)?.map(|x| snap(x * unit_scale));
+        let r = vec::<4>(c, "r", at)?;
+        let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3]).sqrt();
+        if !(0.5..=1.5).contains(&n) {
+            return Err(err(
+                ItemErrorCode::InvalidField,
+                format!("{at}.r: quaternion [x,y,z,w] must be (close to) unit length, got norm {n}"),
+            ));
+        }
+        Ok((t, r.map(|x| snap(x / n)), vec::<3>(c, "s", at)?.map(snap)))
+    };
+    let op = match op_name.as_str() {
+        "create" => {
+            let kind = string(c, "kind", at)?;
+            if !matches!(kind.as_str(), "object" | "collection") {
+                return Err(err(ItemErrorCode::UnknownKind, format!("{at}.kind: `{}` has no synced state; sync `object` or `collection`", validate::truncate_for_message(&kind))));
+            }
+            let name = string(c, "name", at)?;
+            validate::name(&name).map_err(|e| err(e.code, format!("{at}.name: {}", e.message)))?;
+            let (t, r, s) = trs(c)?;
+            let visible = match c.get("visible") {
+                None => true,
+                Some(v) => v.as_bool().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.visible: must be a boolean")))?,
+            };
+            let mesh_hash = match c.get("mesh_hash") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(hash_field(c, at)?),
+            };
+            let material = match c.get("material") {
+                None | Some(Value::Null) => None,
+                Some(m) => Some(material(m, &format!("{at}.material"))?),
+            };
+            ChangeOp::Create(ObjectState { kind, name, parent: parent(c, at)?, visible, t, r, s, mesh_hash, material })
+        }
+        "delete" => ChangeOp::Delete,
+        "reparent" => ChangeOp::Reparent(parent(c, at)?),
+        "mesh" => ChangeOp::Mesh(hash_field(c, at)?),
+        "material" => ChangeOp::Material(material(field(c, "material", at)?, &format!("{at}.material"))?),
+        "transform" => {
+            let (t, r, s) = trs(c)?;
+            ChangeOp::Transform { t, r, s }
+        }
+        "rename" => {
+            let name = string(c, "name", at)?;
+            validate::name(&name).map_err(|e| err(e.code, format!("{at}.name: {}", e.message)))?;
+            ChangeOp::Rename(name)
+        }
+        "visibility" => ChangeOp::Visibility(
+            field(c, "visible", at)?.as_bool().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.visible: must be a boolean")))?,
+        ),
+        other => {
+            return Err(err(ItemErrorCode::InvalidField, format!("{at}.op: unknown op `{}`; one of create, delete, reparent, mesh, material, transform, rename, visibility", validate::truncate_for_message(other))))
+        }
+    };
+    if let (ChangeOp::Reparent(Some(p)), u) | (ChangeOp::Create(ObjectState { parent: Some(p), .. }), u) = (&op, &uuid)
+    {
+        if p == u {
+            return Err(err(ItemErrorCode::InvalidField, format!("{at}.parent: an object cannot be its own parent")));
+        }
+    }
+    Ok(Change { uuid, op })
+}
+
+/// Apply a change to the current authoritative state. `None` in = no state yet;
+/// `Ok(None)` out = deleted.
+pub fn apply_change(current: Option<&ObjectState>, op: &ChangeOp) -> Result<Option<ObjectState>, ItemError> {
+    if let ChangeOp::Create(s) = op {
+        return Ok(Some(s.clone()));
+    }
+    let Some(cur) = current else {
+        return Err(err(
+            ItemErrorCode::NotFound,
+            format!("no synced state for this uuid; send `create` before `{}`", op.name()),
+        ));
+    };
+    let mut next = cur.clone();
+    match op {
+        ChangeOp::Create(_) => unreachable!(),
+        ChangeOp::Delete => return Ok(None),
+        ChangeOp::Reparent(p) => next.parent = p.clone(),
+        ChangeOp::Mesh(h) => next.mesh_hash = Some(h.clone()),
+        ChangeOp::Material(m) => next.material = Some(m.clone()),
+        ChangeOp::Transform { t, r, s } => {
+            next.t = *t;
+            next.r = *r;
+            next.s = *s;
+        }
+        ChangeOp::Rename(n) => next.name = n.clone(),
+        ChangeOp::Visibility(v) => next.visible = *v,
+    }
+    Ok(Some(next))
+}
+
+/// The wire form of a change for a receiver with `unit_scale` (meters per its unit).
+pub fn change_to_wire(uuid: &str, op: &ChangeOp, unit_scale: f64) -> Value {
+    let t_out = |t: &[f64; 3]| json!(t.map(|x| x / unit_scale));
+    match op {
+        ChangeOp::Create(s) => {
+            let mut v = json!({"op":"create","uuid":uuid,"kind":s.kind,"name":s.name,"parent":s.parent,
+                "t":t_out(&s.t),"r":s.r,"s":s.s,"visible":s.visible});
+            if let Some(h) = &s.mesh_hash {
+                v["mesh_hash"] = json!(h);
+            }
+            if let Some(m) = &s.material {
+                v["material"] = serde_json::to_value(m).unwrap();
+            }
+            v
+        }
+        ChangeOp::Delete => json!({"op":"delete","uuid":uuid}),
+        ChangeOp::Reparent(p) => json!({"op":"reparent","uuid":uuid,"parent":p}),
+        ChangeOp::Mesh(h) => json!({"op":"mesh","uuid":uuid,"mesh_hash":h}),
+        ChangeOp::Material(m) => json!({"op":"material","uuid":uuid,"material":m}),
+        ChangeOp::Transform { t, r, s } => json!({"op":"transform","uuid":uuid,"t":t_out(t),"r":r,"s":s}),
+        ChangeOp::Rename(n) => json!({"op":"rename","uuid":uuid,"name":n}),
+        ChangeOp::Visibility(v) => json!({"op":"visibility","uuid":uuid,"visible":v}),
+    }
+}
+
+/// A change waiting in a window, with who sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued<S> {
+    pub origin: S,
+    pub change: Change,
+}
+
+/// Coalesce one window (docs/PROTOCOL.md §6.2): per uuid the last transform, rename and
+/// visibility win (kept at the position of their last occurrence); structural ops keep
+/// their order; a delete drops the earlier ops of its uuid.
+pub fn coalesce<S: Clone>(window: Vec<Queued<S>>) -> Vec<Queued<S>> {
+    let n = window.len();
+    let mut keep = vec![true; n];
+    for i in 0..n {
+        let ci = &window[i].change;
+        if ci.op.path() == Path::Fast {
+            // A later op of the same kind on the same uuid supersedes this one.
+            if window[i + 1..].iter().any(|q| q.change.uuid == ci.uuid && q.change.op.name() == ci.op.name()) {
+                keep[i] = false;
+            }
+        }
+        if matches!(ci.op, ChangeOp::Delete) {
+            for j in 0..i {
+                if window[j].change.uuid == ci.uuid {
+                    keep[j] = false;
+                }
+            }
+        }
+    }
+    window.into_iter().zip(keep).filter_map(|(q, k)| k.then_some(q)).collect()
+}
+
+/// The path of a coalesced window: slow if any change is structural.
+pub fn batch_path<S>(changes: &[Queued<S>]) -> Path {
+    if changes.iter().any(|q| q.change.op.path() == Path::Slow) {
+        Path::Slow
+    } else {
+        Path::Fast
+    }
+}
+
+/// The batch window of one project. The first change opens it; it closes `window_ms` later.
+#[derive(Debug)]
+pub struct Window<S> {
+    window_ms: u64,
+    opened_at: Option<u64>,
+    pending: Vec<Queued<S>>,
+}
+
+impl<S: Clone> Window<S> {
+    pub fn new(window_ms: u64) -> Self {
+        Window { window_ms, opened_at: None, pending: Vec::new() }
+    }
+
+    pub fn push(&mut self, now_ms: u64, q: Queued<S>) {
+        if self.opened_at.is_none() {
+            self.opened_at = Some(now_ms);
+        }
+        self.pending.push(q);
+    }
+
+    /// When the window closes (None when empty).
+    pub fn deadline(&self) -> Option<u64> {
+        self.opened_at.map(|t| t + self.window_ms)
+    }
+
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        self.deadline().is_some_and(|d| now_ms >= d)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn pending_uuids(&self) -> impl Iterator<Item = &str> {
+        self.pending.iter().map(|q| q.change.uuid.as_str())
+    }
+
+    /// Close the window: the coalesced changes, in order.
+    pub fn take(&mut self) -> Vec<Queued<S>> {
+        self.opened_at = None;
+        coalesce(std::mem::take(&mut self.pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U1: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+    const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
+        Queued {
+            origin: "b",
+            change: Change {
+                uuid: uuid.into(),
+                op: ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] },
+            },
+        }
+    }
+
+    fn create_json(uuid: &str) -> Value {
+        json!({"op":"create","uuid":uuid,"kind":"object","name":"Cube","parent":null,"t":[1,2,3],"r":[0,0,0,1],"s":[2,2,2],"visible":true})
+    }
+
+    #[test]
+    fn parse_normalizes_units_and_snaps() {
+        let c = parse_change(
+            &json!({"op":"transform","uuid":U1,"t":[100.0,200.000001,0.0],"r":[0,0,0,1.2],"s":[1,1,1]}),
+            0.01,
+            "changes[0]",
+        )
+        .unwrap();
+        let ChangeOp::Transform { t, r, .. } = c.op else { panic!() };
+        assert_eq!(t, [1.0, 2.0, 0.0]);
+        assert!(r[3] == 1.0, "quaternion normalized: {r:?}");
+    }
+
+    #[test]
+    fn parse_rejects_bad_input_with_field_names() {
+        let cases = [
+            (json!({"op":"transform","uuid":U1,"t":[1,2],"r":[0,0,0,1],"s":[1,1,1]}), "changes[0].t"),
+            (json!({"op":"transform","uuid":"x","t":[1,2,3],"r":[0,0,0,1],"s":[1,1,1]}), "changes[0].uuid"),
+            (json!({"op":"transform","uuid":U1,"t":[1,2,"3"],"r":[0,0,0,1],"s":[1,1,1]}), "changes[0].t[2]"),
+            (json!({"op":"transform","uuid":U1,"t":[1,2,3],"r":[0,0,0,0],"s":[1,1,1]}), "changes[0].r"),
+            (json!({"op":"teleport","uuid":U1}), "changes[0].op"),
+            (json!({"op":"reparent","uuid":U1,"parent":U1}), "own parent"),
+            (json!({"op":"mesh","uuid":U1,"mesh_hash":"abc"}), "mesh_hash"),
+            (json!({"op":"transform","uuid":U1,"t":[1e300,2,3],"r":[0,0,0,1],"s":[1,1,1]}), "out of range"),
+        ];
+        for (v, needle) in cases {
+            let e = parse_change(&v, 1.0, "changes[0]").unwrap_err();
+            assert!(e.message.contains(needle), "{needle}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn apply_needs_create_first_and_delete_removes() {
+        let c = parse_change(&create_json(U1), 1.0, "c").unwrap();
+        let s = apply_change(None, &c.op).unwrap().unwrap();
+        assert_eq!(s.s, [2.0; 3]);
+        assert_eq!(apply_change(None, &ChangeOp::Rename("x".into())).unwrap_err().code, ItemErrorCode::NotFound);
+        let renamed = apply_change(Some(&s), &ChangeOp::Rename("B".into())).unwrap().unwrap();
+        assert_eq!(renamed.name, "B");
+        assert_ne!(renamed.hash(), s.hash());
+        assert!(apply_change(Some(&s), &ChangeOp::Delete).unwrap().is_none());
+    }
+
+    #[test]
+    fn coalescing_keeps_last_transform_and_structural_order() {
+        let mut w = vec![tr(U1, 1.0), tr(U2, 1.0), tr(U1, 2.0)];
+        w.push(Queued { origin: "b", change: Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) } });
+        w.push(tr(U1, 3.0));
+        let out = coalesce(w);
+        let xs: Vec<(String, String)> =
+            out.iter().map(|q| (q.change.uuid.clone(), q.change.op.name().to_string())).collect();
+        assert_eq!(
+            xs,
+            vec![(U2.into(), "transform".into()), (U2.into(), "rename".into()), (U1.into(), "transform".into())]
+        );
+        let ChangeOp::Transform { t, .. } = out[2].change.op else { panic!() };
+        assert_eq!(t[0], 3.0, "the last transform wins");
+        assert_eq!(batch_path(&out), Path::Fast);
+    }
+
+    #[test]
+    fn delete_drops_earlier_ops_of_its_uuid() {
+        let del = Queued { origin: "b", change: Change { uuid: U1.into(), op: ChangeOp::Delete } };
+        let out = coalesce(vec![tr(U1, 1.0), tr(U2, 1.0), del]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(batch_path(&out), Path::Slow);
+    }
+
+    #[test]
+    fn window_with_paused_time() {
+        let mut w: Window<&str> = Window::new(300);
+        assert!(!w.is_due(0));
+        for i in 0..200u64 {
+            // 200 updates over one second, window of 300 ms: at most 4 batches close.
+            w.push(i * 5, tr(U1, i as f64));
+        }
+        assert_eq!(w.deadline(), Some(300));
+        assert!(w.is_due(300));
+        let out = w.take();
+        assert_eq!(out.len(), 1);
+        assert!(w.is_empty() && w.deadline().is_none());
+    }
+
+    #[test]
+    fn wire_form_converts_units_back() {
+        let op = ChangeOp::Transform { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
+        let v = change_to_wire(U1, &op, 0.01);
+        assert_eq!(v["t"], json!([100.0, 200.0, 300.0]));
+    }
+}

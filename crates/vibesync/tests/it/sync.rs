@@ -1,0 +1,467 @@
+//! Live sync through the real daemon with two protocol clients standing in for the editors:
+//! batching, fast/slow paths, verification, rollback, replay on reconnect, meshes, units.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vibesync_protocol::mesh::Mesh;
+use vibesync_protocol::state::state_hash;
+use vibesync_protocol::Frame;
+
+use crate::common::*;
+
+/// A minimal editor: holds canonical states (meters), applies fenced batches, answers
+/// `applied` with state hashes (optionally wrong ones).
+pub struct Mini {
+    pub c: Client,
+    pub unit: f64,
+    pub states: BTreeMap<String, Value>,
+    pub meshes: BTreeMap<String, Vec<u8>>,
+    pub last_seq: u64,
+    pub batches: Vec<(String, String, usize)>, // (batch_id, path, count)
+    pub results: Vec<Value>,
+    pub corrupt_next: bool,
+    pub answer: bool,
+}
+
+impl Mini {
+    pub fn connect(d: &Daemon, editor: &str, unit: f64, last_seq: u64) -> Mini {
+        let c = Client::connect_with(d.addr, &d.token, "demo", editor, unit, last_seq).unwrap();
+        Mini {
+            c,
+            unit,
+            states: BTreeMap::new(),
+            meshes: BTreeMap::new(),
+            last_seq,
+            batches: vec![],
+            results: vec![],
+            corrupt_next: false,
+            answer: true,
+        }
+    }
+
+    pub fn send_change(&mut self, rid: &str, changes: Vec<Value>, attachment: &[u8]) -> Value {
+        // An editor holds what it sends: apply locally first.
+        for c in &changes {
+            if c.get("op").is_some_and(|o| o.is_string())
+                && c.get("uuid").and_then(Value::as_str).is_some_and(|u| u.len() == 36)
+            {
+                let ok =
+                    c["op"] == "create" || c["op"] == "delete" || self.states.contains_key(c["uuid"].as_str().unwrap());
+                if ok && c.get("t").map_or(true, |t| t.as_array().is_some_and(|a| a.len() == 3)) {
+                    self.apply(c, attachment.to_vec());
+                }
+            }
+        }
+        let msg = json!({"type":"change","request_id":rid,"base_seq":self.last_seq,"changes":changes});
+        self.c.send_frame(&Frame::new(serde_json::to_vec(&msg).unwrap(), attachment.to_vec())).unwrap();
+        // Other traffic (batches) may come first: handle it until the ack arrives.
+        loop {
+            let (m, a) = self.recv();
+            if m["type"] == "ack" && m["request_id"] == rid {
+                return m;
+            }
+            self.handle(m, a);
+        }
+    }
+
+    /// Pump until nothing arrives for `quiet`.
+    pub fn drain(&mut self, quiet: Duration) -> usize {
+        let mut n = 0;
+        self.c.set_read_timeout(Some(quiet));
+        while let Ok(f) = self.c.recv_frame() {
+            let m: Value = serde_json::from_slice(&f.json).unwrap();
+            self.c.set_read_timeout(Some(Duration::from_secs(30)));
+            self.handle(m, f.attachment.to_vec());
+            self.c.set_read_timeout(Some(quiet));
+            n += 1;
+        }
+        self.c.set_read_timeout(Some(Duration::from_secs(30)));
+        n
+    }
+
+    fn recv(&mut self) -> (Value, Vec<u8>) {
+        let f = self.c.recv_frame().unwrap();
+        (serde_json::from_slice(&f.json).unwrap(), f.attachment.to_vec())
+    }
+
+    /// Process incoming traffic until `pred` holds or `timeout` passes.
+    pub fn pump_until(&mut self, timeout: Duration, mut pred: impl FnMut(&Mini) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while !pred(self) {
+            if Instant::now() > end {
+                return false;
+            }
+            self.c.set_read_timeout(Some(Duration::from_millis(100)));
+            match self.c.recv_frame() {
+                Ok(f) => {
+                    self.c.set_read_timeout(Some(Duration::from_secs(30)));
+                    let m: Value = serde_json::from_slice(&f.json).unwrap();
+                    self.handle(m, f.attachment.to_vec());
+                }
+                Err(_) => self.c.set_read_timeout(Some(Duration::from_secs(30))),
+            }
+        }
+        true
+    }
+
+    fn handle(&mut self, m: Value, _a: Vec<u8>) {
+        if std::env::var("MINI_DEBUG").is_ok() {
+            eprintln!("[{}] {}", self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"), m);
+        }
+        match m["type"].as_str().unwrap() {
+            "batch_begin" => {
+                let id = m["batch_id"].as_str().unwrap().to_string();
+                let count = m["count"].as_u64().unwrap() as usize;
+                let mut touched = vec![];
+                for _ in 0..count {
+                    let (ap, att) = self.recv();
+                    assert_eq!(ap["type"], "apply");
+                    assert_eq!(ap["batch_id"], id.as_str());
+                    touched.push(self.apply(&ap["change"], att));
+                }
+                let (end, _) = self.recv();
+                assert_eq!(end["type"], "batch_end");
+                self.last_seq = self.last_seq.max(end["seq"].as_u64().unwrap());
+                self.batches.push((id.clone(), m["path"].as_str().unwrap().to_string(), count));
+                if self.answer {
+                    let mut hashes = serde_json::Map::new();
+                    for u in touched {
+                        if let Some(s) = self.states.get(&u) {
+                            let mut h = state_hash(s);
+                            if self.corrupt_next {
+                                h = "0".repeat(64);
+                            }
+                            hashes.insert(u, json!(h));
+                        }
+                    }
+                    self.corrupt_next = false;
+                    self.c.send(&json!({"type":"applied","batch_id":id,"seq":self.last_seq,"hashes":hashes})).unwrap();
+                }
+            }
+            "batch_result" => {
+                self.last_seq = self.last_seq.max(m["seq"].as_u64().unwrap());
+                self.results.push(m);
+            }
+            "ack" => assert!(m["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"), "{m}"),
+            other => panic!("unexpected message {other}: {m}"),
+        }
+    }
+
+    fn apply(&mut self, ch: &Value, att: Vec<u8>) -> String {
+        let u = ch["uuid"].as_str().unwrap().to_string();
+        let meters = |v: &Value| {
+            json!(v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() * self.unit).collect::<Vec<_>>())
+        };
+        match ch["op"].as_str().unwrap() {
+            "create" => {
+                let mut s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":meters(&ch["t"]),"r":ch["r"],"s":ch["s"]});
+                if let Some(h) = ch.get("mesh_hash") {
+                    s["mesh_hash"] = h.clone();
+                    assert_eq!(Mesh::hash_bytes(&att), h.as_str().unwrap(), "mesh attachment matches its hash");
+                    self.meshes.insert(u.clone(), att);
+                }
+                if let Some(m) = ch.get("material") {
+                    s["material"] = m.clone();
+                }
+                self.states.insert(u.clone(), s);
+            }
+            "delete" => {
+                self.states.remove(&u);
+            }
+            "transform" => {
+                let s = self.states.get_mut(&u).unwrap();
+                s["t"] = meters(&ch["t"]);
+                s["r"] = ch["r"].clone();
+                s["s"] = ch["s"].clone();
+            }
+            "rename" => self.states.get_mut(&u).unwrap()["name"] = ch["name"].clone(),
+            "visibility" => self.states.get_mut(&u).unwrap()["visible"] = ch["visible"].clone(),
+            "reparent" => self.states.get_mut(&u).unwrap()["parent"] = ch["parent"].clone(),
+            "material" => self.states.get_mut(&u).unwrap()["material"] = ch["material"].clone(),
+            "mesh" => {
+                self.states.get_mut(&u).unwrap()["mesh_hash"] = ch["mesh_hash"].clone();
+                self.meshes.insert(u.clone(), att);
+            }
+            op => panic!("unknown op {op}"),
+        }
+        u
+    }
+}
+
+/// Let every editor process its traffic until all are quiet (each answers its batches).
+fn settle(minis: &mut [&mut Mini]) {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut n = 0;
+        for m in minis.iter_mut() {
+            n += m.drain(Duration::from_millis(150));
+        }
+        if n == 0 || Instant::now() > end {
+            return;
+        }
+    }
+}
+
+fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
+    json!({"op":"create","uuid":u,"kind":"object","name":name,"parent":null,"t":t,"r":[0,0,0,1],"s":[1,1,1],"visible":true})
+}
+
+fn fast_config(dir: &std::path::Path, window_ms: u64, verify_ms: u64) -> std::path::PathBuf {
+    let p = dir.join(format!("sync-{window_ms}-{verify_ms}.toml"));
+    std::fs::write(&p, format!("[sync]\nbatch_window_ms = {window_ms}\nverify_timeout_ms = {verify_ms}\n")).unwrap();
+    p
+}
+
+#[test]
+fn create_move_verify_commit_and_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 50, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 0.01, 0); // a centimeter scene
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+
+    let ack = b.send_change("c1", vec![create(&id, "Cube", [100.0, 200.0, 300.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&id]["t"], json!([1.0, 2.0, 3.0]), "centimeters normalized to meters");
+    assert_eq!(b.results[0]["outcome"], "committed");
+    let committed_seq = b.results[0]["seq"].as_u64().unwrap();
+
+    // Unity edits; Blender gets it in its own units; nothing echoes back to Unity.
+    let ack = u.send_change(
+        "c2",
+        vec![
+            json!({"op":"transform","uuid":id,"t":[5,0,0],"r":[0,0,0,1],"s":[2,2,2]}),
+            json!({"op":"rename","uuid":id,"name":"Renamed"}),
+        ],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["queued", "queued"]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&id]["name"], "Renamed");
+    assert_eq!(b.states[&id]["t"], json!([500.0 * 0.01, 0.0, 0.0]));
+    assert_eq!(b.batches.last().unwrap().2, 2, "one fenced batch with both changes");
+    assert_eq!(b.batches.last().unwrap().1, "fast");
+    assert_eq!(u.results.len(), 2);
+    assert_eq!(u.batches.len(), 1, "Unity only ever received Blender's create: no echo");
+
+    // Echo from Blender (applying what it received) is a no-op: no batch reaches Unity.
+    let echo = b.states[&id].clone();
+    let t_units: Vec<f64> = echo["t"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() / 0.01).collect();
+    b.send_change("c3", vec![json!({"op":"transform","uuid":id,"t":t_units,"r":echo["r"],"s":echo["s"]})], &[]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.batches.len(), 1, "echo must not be forwarded");
+
+    drop((b, u));
+    d.stop();
+    let recs = wal_records(&data);
+    let commit = recs.iter().find(|r| r["phase"] == "COMMIT" && r["seq"].as_u64().unwrap() == committed_seq).unwrap();
+    let op = commit["operation_id"].as_str().unwrap();
+    let phases: Vec<&str> =
+        recs.iter().filter(|r| r["operation_id"] == op).map(|r| r["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        phases,
+        ["BEGIN", "STEP", "STEP", "COMMIT", "FINAL"],
+        "slow path: register + state steps, no PROVISIONAL"
+    );
+    let fast_op = recs.iter().find(|r| r["phase"] == "PROVISIONAL").expect("fast path writes PROVISIONAL")
+        ["operation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let phases: Vec<&str> =
+        recs.iter().filter(|r| r["operation_id"] == fast_op.as_str()).map(|r| r["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["BEGIN", "STEP", "PROVISIONAL", "COMMIT", "FINAL"]);
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn rapid_updates_are_coalesced_into_few_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data")); // default 300 ms window
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Mover", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let before = u.batches.len();
+    let start = Instant::now();
+    for i in 0..200 {
+        let x = i as f64 * 0.01;
+        // Fire-and-forget: acks are read by the pump below.
+        let msg = json!({"type":"change","request_id":format!("m{i}"),"base_seq":0,"changes":[{"op":"transform","uuid":id,"t":[x,1,2],"r":[0,0,0,1],"s":[1,1,1]}]});
+        b.c.send(&msg).unwrap();
+        std::thread::sleep(Duration::from_micros(4500));
+    }
+    assert!(start.elapsed() < Duration::from_millis(1500));
+    settle(&mut [&mut b, &mut u]);
+    let batches = u.batches.len() - before;
+    assert!(batches <= 5, "200 updates in ~1 s became {batches} batches");
+    let t = u.states[&id]["t"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    assert!((t[0] - 1.99).abs() < 1e-5 && (t[1] - 1.0).abs() < 1e-5, "final pose {t:?}");
+}
+
+#[test]
+fn wrong_hash_rolls_back_and_corrects_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+
+    u.corrupt_next = true;
+    b.send_change("m", vec![json!({"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    // Unity answers with a wrong hash → ROLLBACK → both get the authoritative state back.
+    settle(&mut [&mut b, &mut u]);
+    assert!(u.results.iter().any(|r| r["outcome"] == "rolled_back"));
+    assert!(u.batches.iter().any(|b| b.1 == "resync"));
+    assert_eq!(u.states[&id]["t"], json!([1.0, 2.0, 3.0]), "peer corrected to the authoritative state");
+    assert_eq!(b.states[&id]["t"], json!([1.0, 2.0, 3.0]), "origin corrected too: nothing half-applied");
+    let rb = b
+        .results
+        .iter()
+        .find(|r| r["outcome"] == "rolled_back")
+        .unwrap_or_else(|| panic!("{:?}\n{}", b.results, d.stderr_log()));
+    assert_eq!(rb["error_code"], "VERIFY_MISMATCH");
+    drop((b, u));
+    d.stop();
+    let recs = wal_records(&data);
+    let r = recs.iter().find(|r| r["phase"] == "ROLLBACK").expect("ROLLBACK in the WAL");
+    assert_eq!(r["error_code"], "VERIFY_MISMATCH");
+    assert_eq!(r["uuids"][0], id.as_str());
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn silent_peer_times_out_and_held_batches_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 400);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    u.answer = false;
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    assert!(b.pump_until(Duration::from_secs(5), |m| !m.results.is_empty()));
+    assert_eq!(b.results[0]["outcome"], "rolled_back");
+    assert_eq!(b.results[0]["error_code"], "VERIFY_TIMEOUT");
+    assert!(
+        b.pump_until(Duration::from_secs(5), |m| !m.states.contains_key(&id)
+            && m.batches.iter().any(|x| x.1 == "resync")),
+        "the uncommitted create is undone at its origin"
+    );
+}
+
+#[test]
+fn reconnect_replays_what_was_missed_and_meshes_travel_as_attachments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (id, gone) = (new_uuid(), new_uuid());
+    b.send_change("c1", vec![create(&id, "Keep", [0.0, 0.0, 0.0])], &[]);
+    b.send_change("c2", vec![create(&gone, "Gone", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states.len(), 2);
+    let seen = u.last_seq;
+    drop(u);
+
+    // While Unity is away: a mesh, a move, a delete.
+    let mesh = Mesh {
+        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        normals: None,
+        uv0: None,
+        indices: vec![0, 1, 2],
+    }
+    .encode();
+    let h = Mesh::hash_bytes(&mesh);
+    let ack = b.send_change("m", vec![json!({"op":"mesh","uuid":id,"mesh_hash":h})], &mesh);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    let bad = b.send_change("m2", vec![json!({"op":"mesh","uuid":id,"mesh_hash":"a".repeat(64)})], &mesh);
+    assert_eq!(bad["results"][0]["error_code"], "INVALID_FIELD");
+    b.send_change("t", vec![json!({"op":"transform","uuid":id,"t":[4,5,6],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    b.send_change("d", vec![json!({"op":"delete","uuid":gone})], &[]);
+    settle(&mut [&mut b]);
+    assert!(b.results.iter().all(|r| r["outcome"] == "committed"), "{:?}", b.results);
+
+    let mut u = Mini::connect(&d, "unity", 1.0, seen);
+    u.states.insert(id.clone(), json!({}));
+    u.states.insert(gone.clone(), json!({}));
+    assert!(u.pump_until(Duration::from_secs(5), |m| !m.states.contains_key(&gone) && m.states[&id].get("t").is_some()));
+    assert_eq!(u.states[&id]["t"], json!([4.0, 5.0, 6.0]));
+    assert_eq!(u.states[&id]["mesh_hash"], h.as_str());
+    assert_eq!(u.meshes[&id], mesh, "the stored mesh is re-sent on replay");
+    assert_eq!(u.batches.last().unwrap().1, "resync");
+}
+
+#[test]
+fn stale_structural_change_is_refused_and_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (id, p) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&id, "Child", [0.0, 0.0, 0.0]), create(&p, "Parent", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let stale_base = u.last_seq;
+    b.send_change("r", vec![json!({"op":"reparent","uuid":id,"parent":p})], &[]);
+    // Unity has not yet processed the reparent (its base_seq is old) and reparents back:
+    // refused as STALE, and Unity is sent the current state.
+    let msg = json!({"type":"change","request_id":"s","base_seq":stale_base,"changes":[{"op":"reparent","uuid":id,"parent":null}]});
+    std::thread::sleep(Duration::from_millis(100));
+    b.drain(Duration::from_millis(100));
+    u.c.send(&msg).unwrap();
+    let mut ack = Value::Null;
+    let end = Instant::now() + Duration::from_secs(10);
+    while ack.is_null() && Instant::now() < end {
+        let (m, a) = u.recv();
+        if m["type"] == "ack" && m["request_id"] == "s" {
+            ack = m;
+        } else {
+            u.handle(m, a);
+        }
+        b.drain(Duration::from_millis(20));
+    }
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&id]["parent"], p.as_str(), "the stale side is corrected: {}", d.stderr_log());
+    assert_eq!(b.states[&id]["parent"], p.as_str());
+}
+
+#[test]
+fn bad_changes_get_clear_per_item_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let id = new_uuid();
+    let ack = b.send_change("x", vec![
+        json!({"op":"transform","uuid":id,"t":[1,2,3],"r":[0,0,0,1],"s":[1,1,1]}),
+        json!({"op":"create","uuid":id,"kind":"object","name":"A","parent":null,"t":[1,2],"r":[0,0,0,1],"s":[1,1,1]}),
+        json!({"op":"create","uuid":"nope","kind":"object"}),
+        json!({"op":"explode","uuid":id}),
+        json!("not an object"),
+    ], &[]);
+    let codes: Vec<&str> =
+        ack["results"].as_array().unwrap().iter().map(|r| r["error_code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["NOT_FOUND", "INVALID_FIELD", "INVALID_UUID", "INVALID_FIELD", "INVALID_FIELD"]);
+    for r in ack["results"].as_array().unwrap() {
+        assert!(r["message"].as_str().unwrap().contains("changes["), "{r}");
+    }
+    // An attachment on a multi-change frame is refused as a whole.
+    let msg = json!({"type":"change","request_id":"y","base_seq":0,"changes":[{"op":"delete","uuid":id},{"op":"delete","uuid":id}]});
+    b.c.send_frame(&Frame::new(serde_json::to_vec(&msg).unwrap(), vec![1, 2, 3])).unwrap();
+    let (m, _) = b.recv();
+    assert_eq!(m["code"], "BAD_MESSAGE");
+}
