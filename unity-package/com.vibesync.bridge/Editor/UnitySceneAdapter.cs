@@ -321,6 +321,7 @@ namespace VibeSync.Bridge.Editor
         void ApplyOne(RemoteChange c, string undoName, List<KeyValuePair<GameObject, string>> pendingParents)
         {
             var go = Find(c.Uuid);
+            if (go == null && c.Op == Ops.Delete) return; // already gone (e.g. destroyed with its parent)
             if (go == null && c.Op != Ops.Create) throw new InvalidOperationException("`" + c.Op + "` for object " + c.Uuid + ", which is not in the open scenes");
             switch (c.Op)
             {
@@ -338,10 +339,23 @@ namespace VibeSync.Bridge.Editor
                         Undo.RecordObject(go, undoName);
                         go.name = c.Name;
                     }
+                    // A create for an object we have updates it in place, every field (resync batches
+                    // carry full state): no mesh_hash / material means the object has none.
                     pendingParents.Add(new KeyValuePair<GameObject, string>(go, c.Parent));
                     SetTrs(go, c, undoName);
                     if (go.activeSelf != (c.Visible ?? true)) { Undo.RecordObject(go, undoName); go.SetActive(c.Visible ?? true); }
+                    if (c.MeshHash != null) ApplyMesh(go, c, undoName);
+                    else
+                    {
+                        var mf0 = go.GetComponent<MeshFilter>();
+                        if (mf0 != null && mf0.sharedMesh != null) { Undo.RecordObject(mf0, undoName); mf0.sharedMesh = null; }
+                    }
                     if (c.Material != null) ApplyMaterial(go, c.Material, undoName);
+                    else
+                    {
+                        var r0 = go.GetComponent<Renderer>();
+                        if (r0 != null && r0.sharedMaterial != null) { Undo.RecordObject(r0, undoName); r0.sharedMaterial = null; }
+                    }
                     break;
                 case Ops.Delete:
                     Undo.DestroyObjectImmediate(go);
@@ -351,20 +365,8 @@ namespace VibeSync.Bridge.Editor
                     pendingParents.Add(new KeyValuePair<GameObject, string>(go, c.Parent));
                     break;
                 case Ops.Mesh:
-                    {
-                        if (c.Attachment == null || c.Attachment.Length == 0) break; // hash only: keep the current mesh
-                        string actual = MeshData.HashOf(c.Attachment);
-                        if (actual != c.MeshHash) throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + actual + " but the message says " + c.MeshHash);
-                        var mesh = BuildMesh(MeshData.Parse(c.Attachment), go.name);
-                        var mf = go.GetComponent<MeshFilter>();
-                        if (mf == null) mf = Undo.AddComponent<MeshFilter>(go); // `??` would miss Unity's fake null
-                        if (go.GetComponent<MeshRenderer>() == null) Undo.AddComponent<MeshRenderer>(go);
-                        Undo.RecordObject(mf, undoName);
-                        mf.sharedMesh = mesh;
-                        // Remember the remote hash for this mesh instance so the echo hashes equal.
-                        meshCache[mesh.GetInstanceID()] = new KeyValuePair<string, byte[]>(c.MeshHash, c.Attachment);
-                        break;
-                    }
+                    ApplyMesh(go, c, undoName);
+                    break;
                 case Ops.Material:
                     ApplyMaterial(go, c.Material, undoName);
                     break;
@@ -380,6 +382,23 @@ namespace VibeSync.Bridge.Editor
                     go.SetActive(c.Visible.Value);
                     break;
             }
+        }
+
+        /// <summary>The VSM1 buffer of a `mesh` op or a `create` with mesh_hash (§6.3: in its `apply` frame).</summary>
+        void ApplyMesh(GameObject go, RemoteChange c, string undoName)
+        {
+            var mf = go.GetComponent<MeshFilter>();
+            if (c.Attachment == null || c.Attachment.Length == 0) return; // hash only: keep the current mesh
+            if (mf != null && mf.sharedMesh != null && MeshEntry(mf.sharedMesh).Key == c.MeshHash) return; // already this mesh
+            string actual = MeshData.HashOf(c.Attachment);
+            if (actual != c.MeshHash) throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + actual + " but the message says " + c.MeshHash);
+            var mesh = BuildMesh(MeshData.Parse(c.Attachment), go.name);
+            if (mf == null) mf = Undo.AddComponent<MeshFilter>(go); // `??` would miss Unity's fake null
+            if (go.GetComponent<MeshRenderer>() == null) Undo.AddComponent<MeshRenderer>(go);
+            Undo.RecordObject(mf, undoName);
+            mf.sharedMesh = mesh;
+            // Remember the remote hash for this mesh instance so the echo hashes equal.
+            meshCache[mesh.GetInstanceID()] = new KeyValuePair<string, byte[]>(c.MeshHash, c.Attachment);
         }
 
         static void SetTrs(GameObject go, RemoteChange c, string undoName)

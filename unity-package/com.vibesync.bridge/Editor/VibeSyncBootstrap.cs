@@ -9,7 +9,8 @@
 //    After the reload the static constructor runs again, reads them and reconnects with
 //    hello.last_seq so the daemon replays what was missed.
 //  * Play Mode: snapshot the synced state (in SessionState, since entering Play reloads the
-//    domain), pause sync, restore and resync when back in Edit Mode.
+//    domain), pause sync (incoming batches are answered `applied {held: true}`), restore and
+//    resync when back in Edit Mode.
 //  * ObjectChangeEvents.changesPublished -> dirty set (processed in batches by the engine);
 //    CreateGameObjectHierarchy applies the duplicate rule.
 using System;
@@ -158,6 +159,10 @@ namespace VibeSync.Bridge.Editor
                 case "daemon_error":
                     Debug.LogWarning("[VibeSync] daemon: " + f["code"] + ": " + f["message"]);
                     break;
+                case "batch_result":
+                    if ((string)f["outcome"] == BatchOutcome.RolledBack)
+                        Debug.LogWarning("[VibeSync] batch " + f["batch_id"] + " was rolled back (" + f["error_code"] + "); the daemon's state was re-applied");
+                    break;
                 case "safe_mode":
                     Debug.LogWarning("[VibeSync] daemon safe mode " + ((bool)f["active"] ? "ON: " + f["reason"] : "off"));
                     break;
@@ -190,8 +195,7 @@ namespace VibeSync.Bridge.Editor
                         }
                         SessionState.EraseString(SnapshotKey);
                         scene.Rescan(); // handles are stale after Play
-                        engine.SetPaused(false, snap);
-                        engine.RequestResync();
+                        engine.SetPaused(false, snap); // also asks the daemon for `resync {since_seq: LastSeq}`
                         break;
                     }
             }
@@ -324,7 +328,7 @@ namespace VibeSync.Bridge.Editor
         {
             public string State, Endpoint, ProjectId, SessionId, LastError, SafeModeReason;
             public bool Connected, Running, SafeMode, Paused;
-            public long LastSeq, BatchesApplied;
+            public long LastSeq, BatchesApplied, BatchesHeld, Committed, RolledBack, ChangesSent;
             public int Tracked, Dirty;
         }
 
@@ -343,6 +347,10 @@ namespace VibeSync.Bridge.Editor
             st.Tracked = engine.TrackedObjects;
             st.Dirty = engine.DirtyCount;
             st.BatchesApplied = engine.BatchesApplied;
+            st.BatchesHeld = engine.BatchesHeld;
+            st.Committed = engine.BatchesCommitted;
+            st.RolledBack = engine.BatchesRolledBack;
+            st.ChangesSent = engine.ChangeOpsSent;
             st.LastError = client.IsConnected ? engine.LastError : (client.LastError ?? engine.LastError);
             if (st.Paused) st.State = "paused (Play Mode)";
             else if (st.Connected && st.SafeMode) st.State = "safe mode";

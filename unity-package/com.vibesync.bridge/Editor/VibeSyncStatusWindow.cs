@@ -23,14 +23,16 @@ namespace VibeSync.Bridge.Editor
             var st = VibeSyncBootstrap.Status();
             EditorGUILayout.LabelField("State", st.State, EditorStyles.boldLabel);
             if (st.SafeMode) EditorGUILayout.HelpBox("Safe mode: the daemon refuses changes" + (string.IsNullOrEmpty(st.SafeModeReason) ? "" : " (" + st.SafeModeReason + ")") + ". Local edits are kept and sent when it ends.", MessageType.Warning);
-            if (st.Paused) EditorGUILayout.HelpBox("Paused during Play Mode: nothing is synced; the pre-Play state is restored and resynced when Play ends.", MessageType.Info);
+            if (st.Paused) EditorGUILayout.HelpBox("Paused during Play Mode: nothing is synced; incoming batches are held and fetched again with a resync when Play ends, after the pre-Play state is restored.", MessageType.Info);
             EditorGUILayout.LabelField("Daemon", st.Endpoint);
             EditorGUILayout.LabelField("Project id", st.ProjectId);
             EditorGUILayout.LabelField("Session", st.SessionId ?? "-");
             EditorGUILayout.LabelField("Last seq", st.LastSeq.ToString());
             EditorGUILayout.LabelField("Tracked objects", st.Tracked.ToString());
             EditorGUILayout.LabelField("Pending local changes", st.Dirty.ToString());
-            EditorGUILayout.LabelField("Batches applied", st.BatchesApplied.ToString());
+            EditorGUILayout.LabelField("Batches applied", st.BatchesApplied.ToString() + (st.BatchesHeld > 0 ? " (" + st.BatchesHeld + " held in Play Mode)" : ""));
+            EditorGUILayout.LabelField("Batches committed / rolled back", st.Committed + " / " + st.RolledBack);
+            EditorGUILayout.LabelField("Changes sent", st.ChangesSent.ToString());
             if (!string.IsNullOrEmpty(st.LastError)) EditorGUILayout.HelpBox(st.LastError, MessageType.Error);
             EditorGUILayout.Space();
             using (new EditorGUILayout.HorizontalScope())

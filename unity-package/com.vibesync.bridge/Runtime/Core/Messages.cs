@@ -21,6 +21,7 @@ namespace VibeSync.Bridge.Core
         public const string Apply = "apply";
         public const string BatchEnd = "batch_end";
         public const string Applied = "applied";
+        public const string BatchResult = "batch_result";
         public const string UserActivity = "user_activity";
         public const string Resync = "resync";
         public const string SafeMode = "safe_mode";
@@ -85,6 +86,13 @@ namespace VibeSync.Bridge.Core
         public const string Fast = "fast";
         public const string Slow = "slow";
         public const string Resync = "resync";
+    }
+
+    /// <summary>batch_result.outcome values (PROTOCOL §6.4).</summary>
+    public static class BatchOutcome
+    {
+        public const string Committed = "committed";
+        public const string RolledBack = "rolled_back";
     }
 
     /// <summary>A required field was missing or had the wrong type. Message names the field.</summary>
@@ -262,14 +270,20 @@ namespace VibeSync.Bridge.Core
             };
         }
 
-        public static Dictionary<string, object> Applied(string batchId, long seq, IDictionary<string, string> hashes)
+        /// <summary>
+        /// `applied` (§6.4). <paramref name="held"/>: the editor received the batch but cannot apply it
+        /// now (Unity Play Mode); it sends `resync` when it can apply again. Then hashes is empty.
+        /// </summary>
+        public static Dictionary<string, object> Applied(string batchId, long seq, IDictionary<string, string> hashes, bool held = false)
         {
             var h = new Dictionary<string, object>();
-            foreach (var kv in hashes) h[kv.Key] = kv.Value;
-            return new Dictionary<string, object>
+            if (hashes != null) foreach (var kv in hashes) h[kv.Key] = kv.Value;
+            var m = new Dictionary<string, object>
             {
                 { "type", MessageType.Applied }, { "batch_id", batchId }, { "seq", seq }, { "hashes", h },
             };
+            if (held) m["held"] = true;
+            return m;
         }
 
         public static Dictionary<string, object> UserActivity(bool active)

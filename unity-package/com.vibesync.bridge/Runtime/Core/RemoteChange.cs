@@ -1,4 +1,4 @@
-// One change as received inside a fenced batch (PROTOCOL.md §6.1, §6.2), validated and
+// One change as received inside a fenced batch (PROTOCOL.md §6.1, §6.3), validated and
 // converted to meters. Coordinates stay in the canonical frame: the scene adapter converts to
 // its own frame (Unity: Coordinates.CanonicalToUnity).
 using System.Collections.Generic;
@@ -16,7 +16,7 @@ namespace VibeSync.Bridge.Core
         public double[] T, R, S;         // create, transform (canonical, meters)
         public string MeshHash;          // create?, mesh
         public MaterialState Material;   // create?, material
-        public byte[] Attachment;        // mesh: the VSM1 buffer (may be empty when not sent)
+        public byte[] Attachment;        // mesh, create with mesh_hash: the VSM1 buffer of the `apply` frame (empty when not sent)
 
         /// <summary>Validates one change object. Throws MessageFormatException naming the field.</summary>
         public static RemoteChange Parse(IDictionary<string, object> c, byte[] attachment, double unitScale, string path = "change")
@@ -33,6 +33,7 @@ namespace VibeSync.Bridge.Core
                     ReadTrs(rc, c, path, unitScale);
                     rc.Visible = Msg.OptBool(c, "visible", true);
                     rc.MeshHash = Msg.OptStr(c, "mesh_hash", path);
+                    if (rc.MeshHash != null) rc.Attachment = attachment ?? Frame.Empty; // §6.3: a create with mesh carries it
                     object mat;
                     if (c.TryGetValue("material", out mat) && mat != null) rc.Material = MaterialState.FromJson(Msg.Obj(c, "material", path), path + ".material");
                     break;
@@ -80,7 +81,11 @@ namespace VibeSync.Bridge.Core
         }
     }
 
-    /// <summary>A complete fenced batch, ready to apply as one undo step.</summary>
+    /// <summary>
+    /// A complete fenced batch, ready to apply as one undo step. A `create` for a uuid the editor
+    /// already has updates that object in place, every field (resync batches carry full state
+    /// as `create`; an absent mesh_hash / material means the object has none).
+    /// </summary>
     public sealed class IncomingBatch
     {
         public string BatchId;

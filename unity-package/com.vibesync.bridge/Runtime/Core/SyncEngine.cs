@@ -2,14 +2,22 @@
 // Everything here runs on the host's main thread (Tick); the socket lives in BridgeClient.
 //
 //  * On welcome: register every tracked object (PROTOCOL §5), give collided ones a fresh uuid,
-//    send `create` for objects the daemon did not know yet.
-//  * Fenced batches (§6.2) are collected and applied all at once through ISceneAdapter.ApplyBatch
-//    (one undo step); then `applied` with the state hash (§6.4) of every touched object (§6.3).
+//    send `create` for objects the daemon did not know yet (parents before children). The
+//    daemon itself sends a `resync` batch with what changed since hello.last_seq (§6.6).
+//  * Fenced batches (§6.3) are collected and applied all at once through ISceneAdapter.ApplyBatch
+//    (one undo step); then `applied` with the state hash (§6.5) of every uuid of the batch the
+//    editor still has (§6.4). A batch that cannot be applied is answered with the hashes the
+//    editor actually holds, so the daemon rolls it back at once instead of timing out.
+//  * `batch_result` (§6.4) advances LastSeq; a `rolled_back` one is preceded by a `resync`
+//    batch with the authoritative state, applied like any batch.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
 //    epsilon 1e-5 and sends `change` ops. Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
-//  * Paused (Unity Play Mode): no local changes are captured or sent; incoming batches are held
-//    (bounded) and applied after the pause, followed by a `resync`.
+//    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
+//    nothing: the daemon sends the current state as a `resync` batch.
+//  * Paused (Unity Play Mode): no local changes are captured or sent; incoming batches are
+//    answered `applied {held: true}` at once (the daemon then does not wait for this editor) and
+//    not applied; when the pause ends the editor asks for `resync {since_seq: LastSeq}`.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -38,8 +46,13 @@ namespace VibeSync.Bridge.Core
     {
         public const int MaxRegisterItems = 10000;
         public const int MaxOpsPerChange = 1000;
-        public const int MaxHeldChanges = 10000;
         public static readonly TimeSpan UserIdleAfter = TimeSpan.FromSeconds(2);
+        /// <summary>
+        /// How long a queued change counts as pending (for Idle) without a `batch_result` naming its
+        /// uuid: the daemon drops no-op changes silently, so a result may never come. Verify
+        /// timeout (5 s) + a window (≤ 0.5 s) + margin.
+        /// </summary>
+        public TimeSpan ResultWaitLimit = TimeSpan.FromSeconds(8);
 
         readonly BridgeClient client;
         readonly ISceneAdapter scene;
@@ -53,9 +66,9 @@ namespace VibeSync.Bridge.Core
         readonly HashSet<string> registering = new HashSet<string>(); // register sent, ack pending
         readonly Dictionary<string, List<string>> pendingRegister = new Dictionary<string, List<string>>();
         readonly Dictionary<string, List<KeyValuePair<string, ObjectState>>> pendingChange = new Dictionary<string, List<KeyValuePair<string, ObjectState>>>();
-        readonly List<IncomingBatch> held = new List<IncomingBatch>();
-        int heldChanges;
-        bool heldOverflow;
+        // uuid -> when its change was acknowledged `queued`; removed by a batch_result naming it.
+        readonly Dictionary<string, DateTime> awaitingResult = new Dictionary<string, DateTime>();
+        int heldWhilePaused; // batches answered `held` during the current pause
         IncomingBatch current;
         long lastSeq;
         long requestCounter;
@@ -89,8 +102,66 @@ namespace VibeSync.Bridge.Core
         public int DirtyCount { get { return dirty.Count; } }
         public bool InitialRegisterDone { get { return initialRegisterDone; } }
         public bool BatchInProgress { get { return current != null; } }
-        public long BatchesApplied { get; private set; }
         public string LastError { get; private set; }
+
+        // ------------------------------------------------------------------ counters (status, tests)
+
+        /// <summary>`change` messages sent, and the change ops in them.</summary>
+        public long ChangeMessagesSent { get; private set; }
+        public long ChangeOpsSent { get; private set; }
+        /// <summary>Change ops the daemon refused (ack result `error`).</summary>
+        public long ChangeErrors { get; private set; }
+        /// <summary>Forwarded batches applied (any path, including resync).</summary>
+        public long BatchesApplied { get; private set; }
+        public long ResyncBatchesApplied { get; private set; }
+        /// <summary>Batches answered `held` (Play Mode).</summary>
+        public long BatchesHeld { get; private set; }
+        /// <summary>Batches that could not be applied (malformed, or the scene refused them).</summary>
+        public long BatchesFailed { get; private set; }
+        public long BatchResults { get; private set; }
+        public long BatchesCommitted { get; private set; }
+        public long BatchesRolledBack { get; private set; }
+        public long ResyncsRequested { get; private set; }
+
+        /// <summary>Every counter by name (the headless host prints these).</summary>
+        public Dictionary<string, object> Stats()
+        {
+            return new Dictionary<string, object>
+            {
+                { "change_messages", ChangeMessagesSent }, { "change_ops", ChangeOpsSent }, { "change_errors", ChangeErrors },
+                { "batches_applied", BatchesApplied }, { "resync_batches_applied", ResyncBatchesApplied },
+                { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
+                { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
+                { "resyncs_requested", ResyncsRequested }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
+            };
+        }
+
+        /// <summary>
+        /// Nothing in flight as far as this editor knows: no dirty object, nothing queued for the
+        /// socket, every `register`/`change` acknowledged, no batch between its fences, and every
+        /// queued change's uuid named by a `batch_result` (or older than ResultWaitLimit).
+        /// </summary>
+        public bool Idle
+        {
+            get
+            {
+                if (dirty.Count > 0 || current != null || pendingChange.Count > 0 || pendingRegister.Count > 0) return false;
+                if (client.OutgoingCount > 0 || client.IncomingCount > 0) return false;
+                if (awaitingResult.Count == 0) return true;
+                var now = DateTime.UtcNow;
+                foreach (var kv in awaitingResult) if (now - kv.Value < ResultWaitLimit) return false;
+                return true;
+            }
+        }
+
+        /// <summary>Changes acknowledged `queued` whose batch_result has not arrived yet.</summary>
+        public int AwaitingResults { get { return awaitingResult.Count; } }
+
+        /// <summary>
+        /// Called with every `applied` answer's hashes just before it is sent (not for `held`
+        /// answers). Test hosts use it to send wrong hashes on purpose; the editor leaves it null.
+        /// </summary>
+        public Action<IncomingBatch, IDictionary<string, string>> BeforeAppliedSent;
 
         string NextRequestId(string prefix) { return prefix + (++requestCounter); }
 
@@ -160,13 +231,11 @@ namespace VibeSync.Bridge.Core
             if (restoreSnapshot != null) RestoreSnapshot(restoreSnapshot);
             dirty.Clear();
             if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0) RegisterAll();
-            var batches = new List<IncomingBatch>(held);
-            held.Clear();
-            heldChanges = 0;
-            foreach (var b in batches) ApplyComplete(b);
-            if (heldOverflow || batches.Count > 0) RequestResync();
-            heldOverflow = false;
-            Emit("resumed", null);
+            // Held batches are not applied: the daemon re-sends what changed since LastSeq (§6.4).
+            int heldCount = heldWhilePaused;
+            heldWhilePaused = 0;
+            RequestResync();
+            Emit("resumed", new Dictionary<string, object> { { "held", (long)heldCount }, { "last_seq", LastSeq } });
         }
 
         /// <summary>Puts objects that differ from the snapshot back (after Play Mode) in one undo step.</summary>
@@ -197,12 +266,16 @@ namespace VibeSync.Bridge.Core
             return batch.Count;
         }
 
-        /// <summary>Asks the daemon to replay from LastSeq (PROTOCOL §6.5).</summary>
+        /// <summary>Asks the daemon to replay what changed after LastSeq (PROTOCOL §6.6).</summary>
         public void RequestResync()
         {
             if (!client.IsConnected) return; // hello.last_seq replays on the next connection
             string rid = NextRequestId("y");
-            if (client.Send(Msg.Resync(rid, LastSeq))) Emit("resync_requested", new Dictionary<string, object> { { "since_seq", LastSeq }, { "request_id", rid } });
+            if (client.Send(Msg.Resync(rid, LastSeq)))
+            {
+                ResyncsRequested++;
+                Emit("resync_requested", new Dictionary<string, object> { { "since_seq", LastSeq }, { "request_id", rid } });
+            }
         }
 
         /// <summary>Main-thread work: drain incoming messages within the budget, then send local changes.</summary>
@@ -251,6 +324,7 @@ namespace VibeSync.Bridge.Core
             current = null;
             pendingRegister.Clear();
             registering.Clear();
+            awaitingResult.Clear();
             initialRegisterDone = false;
             registerStats_registered = registerStats_updated = registerStats_unchanged = registerStats_collision = registerStats_error = 0;
             Emit("connected", new Dictionary<string, object>
@@ -258,6 +332,7 @@ namespace VibeSync.Bridge.Core
                 { "session_id", SessionId }, { "seq", DaemonSeq }, { "safe_mode", SafeMode }, { "last_seq", LastSeq },
             });
             // In Play Mode the scene holds runtime objects: register once back in Edit Mode.
+            // No resync request: the daemon sends what changed since hello.last_seq by itself.
             if (!Paused) RegisterAll();
         }
 
@@ -273,6 +348,7 @@ namespace VibeSync.Bridge.Core
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
+            awaitingResult.Clear();
             current = null;
             userActive = false;
             Emit("disconnected", new Dictionary<string, object> { { "reason", reason } });
@@ -326,6 +402,7 @@ namespace VibeSync.Bridge.Core
                 case MessageType.BatchBegin: OnBatchBegin(m); break;
                 case MessageType.Apply: OnApply(m, f.Attachment); break;
                 case MessageType.BatchEnd: OnBatchEnd(m); break;
+                case MessageType.BatchResult: OnBatchResult(m); break;
                 case MessageType.SafeMode:
                     SafeMode = Msg.Bool(m, "active");
                     SafeModeReason = SafeMode ? (Msg.OptStr(m, "reason") ?? "") : null;
@@ -395,24 +472,83 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
-                bool stale = false;
-                for (int i = 0; i < results.Count; i++)
-                {
-                    var r = results[i] as Dictionary<string, object>;
-                    if (r == null) continue;
-                    string status = Msg.OptStr(r, "status");
-                    if (status == AckStatus.Error)
-                    {
-                        string code = Msg.OptStr(r, "error_code");
-                        if (code == ErrorCode.Stale) stale = true;
-                        Fail("change refused for " + Msg.OptStr(r, "uuid") + ": " + code + ": " + Msg.OptStr(r, "message"), rid);
-                    }
-                }
-                Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
-                if (stale) RequestResync(); // the daemon's newer state wins; fetch it
+                OnChangeAck(rid, seq, results);
                 return;
             }
             Emit("ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
+        }
+
+        /// <summary>One result per change (§6.1): `queued`, or `error` with a per-item code.</summary>
+        void OnChangeAck(string rid, long seq, List<object> results)
+        {
+            var recreate = new List<string>();
+            var now = DateTime.UtcNow;
+            for (int i = 0; i < results.Count; i++)
+            {
+                var r = results[i] as Dictionary<string, object>;
+                if (r == null) continue;
+                string status = Msg.OptStr(r, "status");
+                string uuid = Msg.OptStr(r, "uuid");
+                if (status == AckStatus.Queued)
+                {
+                    if (uuid != null) awaitingResult[uuid] = now;
+                    continue;
+                }
+                if (status != AckStatus.Error) continue;
+                ChangeErrors++;
+                string code = Msg.OptStr(r, "error_code");
+                string message = Msg.OptStr(r, "message");
+                if (code == ErrorCode.NotFound)
+                {
+                    // The daemon has no synced state for it (e.g. registered by an earlier run whose
+                    // `create` never made it): send the full state.
+                    if (uuid != null && !recreate.Contains(uuid)) recreate.Add(uuid);
+                    Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "create" } });
+                }
+                else if (code == ErrorCode.Stale)
+                {
+                    // Another editor changed it since our base_seq; the daemon sends its state as a
+                    // `resync` batch, which replaces this edit (the other editor's change wins).
+                    Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
+                }
+                else Fail("change refused for " + uuid + ": " + code + ": " + message, rid);
+            }
+            Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
+            if (recreate.Count == 0) return;
+            var ops = new List<Dictionary<string, object>>();
+            var opUuids = new List<string>();
+            foreach (var u in recreate)
+            {
+                var st = scene.Capture(u);
+                if (st == null) continue; // deleted here meanwhile: nothing to create
+                ops.Add(st.ToCreateOp(unitScale));
+                opUuids.Add(u);
+            }
+            if (ops.Count > 0) SendChanges(ops, opUuids);
+        }
+
+        void OnBatchResult(Dictionary<string, object> m)
+        {
+            string id = Msg.Str(m, "batch_id");
+            long seq = Msg.Long(m, "seq");
+            string outcome = Msg.Str(m, "outcome");
+            string code = Msg.OptStr(m, "error_code");
+            var uuids = new List<object>();
+            object u;
+            if (m.TryGetValue("uuids", out u) && u is List<object>) uuids = (List<object>)u;
+            foreach (var x in uuids) { var s = x as string; if (s != null) awaitingResult.Remove(s); }
+            BatchResults++;
+            if (outcome == BatchOutcome.Committed) BatchesCommitted++;
+            else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
+            // While paused the held batches are not applied: LastSeq must stay where the resync
+            // after the pause has to start.
+            if (!Paused && seq > LastSeq) LastSeq = seq;
+            // On rolled_back the daemon has already sent the authoritative state as a `resync`
+            // batch (applied like any batch, even when it undoes our own change).
+            Emit("batch_result", new Dictionary<string, object>
+            {
+                { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
+            });
         }
 
         void OnRegisterAck(List<string> uuids, List<object> results, long seq)
@@ -465,8 +601,9 @@ namespace VibeSync.Bridge.Core
             };
             if (current != null)
             {
-                Fail("batch " + current.BatchId + " was not closed before batch " + b.BatchId + " began; discarding it and asking for a resync");
-                RequestResync();
+                var open = current;
+                Fail("batch " + open.BatchId + " was not closed before batch " + b.BatchId + " began; not applying it");
+                AnswerUnapplied(open);
             }
             if (b.Count < 0) b.Broken = "negative count";
             current = b;
@@ -506,20 +643,51 @@ namespace VibeSync.Bridge.Core
             current = null;
             if (b.Broken == null && seq != b.Seq) b.Broken = "batch_end.seq " + seq + " differs from batch_begin.seq " + b.Seq;
             if (b.Broken == null && b.Changes.Count != b.Count) b.Broken = "received " + b.Changes.Count + " `apply` messages, batch_begin.count = " + b.Count;
-            if (b.Broken != null)
-            {
-                Fail("batch " + b.BatchId + " (seq " + b.Seq + ") not applied: " + b.Broken + "; asking for a resync");
-                RequestResync();
-                return;
-            }
             if (Paused)
             {
-                if (heldChanges + b.Changes.Count > MaxHeldChanges) { heldOverflow = true; held.Clear(); heldChanges = 0; }
-                else { held.Add(b); heldChanges += b.Changes.Count; }
-                Emit("held", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq } });
+                // Play Mode: tell the daemon at once that this editor holds the batch, so it does not
+                // wait 5 s and roll it back; a `resync` after the pause brings the state.
+                BatchesHeld++;
+                heldWhilePaused++;
+                if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, null, true));
+                Emit("held", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "count", (long)b.Changes.Count } });
+                return;
+            }
+            if (b.Broken != null)
+            {
+                Fail("batch " + b.BatchId + " (seq " + b.Seq + ") not applied: " + b.Broken);
+                AnswerUnapplied(b);
+                // The hashes we answered make the daemon roll a live batch back and resync us; a
+                // broken resync batch is re-sent once. Ask again only for live batches, so a batch
+                // that can never be read does not loop.
+                if (b.Path != BatchPath.Resync) RequestResync();
                 return;
             }
             ApplyComplete(b);
+        }
+
+        /// <summary>
+        /// Answers a batch that was not applied with the state this editor actually holds for its
+        /// uuids, so verification fails now (→ ROLLBACK + resync) instead of after the timeout.
+        /// </summary>
+        void AnswerUnapplied(IncomingBatch b)
+        {
+            BatchesFailed++;
+            var hashes = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var c in b.Changes)
+            {
+                var st = scene.Capture(c.Uuid);
+                if (st != null) hashes[c.Uuid] = st.Hash();
+            }
+            SendApplied(b, hashes);
+            Emit("apply_failed", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "reason", b.Broken } });
+        }
+
+        void SendApplied(IncomingBatch b, SortedDictionary<string, string> hashes)
+        {
+            var h = BeforeAppliedSent;
+            if (h != null) h(b, hashes);
+            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes));
         }
 
         void ApplyComplete(IncomingBatch b)
@@ -530,19 +698,23 @@ namespace VibeSync.Bridge.Core
             }
             catch (Exception e)
             {
-                Fail("applying batch " + b.BatchId + " (seq " + b.Seq + ") failed: " + e.Message + "; asking for a resync");
-                RequestResync();
+                b.Broken = e.Message;
+                Fail("applying batch " + b.BatchId + " (seq " + b.Seq + ") failed: " + e.Message + "; the scene is unchanged and the daemon is told so");
+                AnswerUnapplied(b);
                 return;
             }
             var hashes = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            bool anyDelete = false;
             foreach (var c in b.Changes)
             {
+                if (c.Op == Ops.Delete) anyDelete = true;
                 var st = scene.Capture(c.Uuid);
                 dirty.Remove(c.Uuid);
                 if (st == null)
                 {
                     synced.Remove(c.Uuid);
                     appliedHash.Remove(c.Uuid);
+                    hashes.Remove(c.Uuid);
                     continue;
                 }
                 string h = st.Hash();
@@ -550,9 +722,17 @@ namespace VibeSync.Bridge.Core
                 synced[c.Uuid] = st;
                 appliedHash[c.Uuid] = h;
             }
+            if (anyDelete)
+            {
+                // Deleting an object deletes its children in Unity: those the batch did not name are
+                // gone here too, so tell the daemon (a `delete` each) like a local delete.
+                foreach (var u in new List<string>(synced.Keys))
+                    if (!hashes.ContainsKey(u) && scene.Capture(u) == null) dirty.Add(u);
+            }
             if (b.Seq > LastSeq) LastSeq = b.Seq;
             BatchesApplied++;
-            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes));
+            if (b.Path == BatchPath.Resync) ResyncBatchesApplied++;
+            SendApplied(b, hashes);
             var hf = new Dictionary<string, object>();
             foreach (var kv in hashes) hf[kv.Key] = kv.Value;
             Emit("applied", new Dictionary<string, object>
@@ -613,19 +793,40 @@ namespace VibeSync.Bridge.Core
             if (!userActive && client.Send(Msg.UserActivity(true))) userActive = true;
         }
 
-        /// <summary>Sends ops in `change` messages; each `mesh` op travels alone with its attachment.</summary>
+        /// <summary>
+        /// Sends ops in `change` messages, in order, `create`s of parents before their children.
+        /// A `mesh` op or a `create` with `mesh_hash` travels alone in its frame with the mesh
+        /// buffer as the attachment (§6.1, §7); the ops before it are flushed first so the daemon
+        /// receives everything in the original order.
+        /// </summary>
         void SendChanges(List<Dictionary<string, object>> ops, List<string> uuids)
         {
+            OrderCreatesParentFirst(ops, uuids);
             var plain = new List<object>();
             var plainUuids = new List<string>();
             for (int i = 0; i < ops.Count; i++)
             {
-                if ((string)ops[i]["op"] == Ops.Mesh)
+                string opName = (string)ops[i]["op"];
+                if (opName == Ops.Mesh || (opName == Ops.Create && ops[i].ContainsKey("mesh_hash") && ops[i]["mesh_hash"] != null))
                 {
                     byte[] att = scene.MeshAttachment(uuids[i]);
-                    if (att == null) { Fail("mesh of " + uuids[i] + " changed but its buffer is unavailable; not sent"); continue; }
-                    SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
-                    continue;
+                    if (att == null || att.Length == 0)
+                    {
+                        if (opName == Ops.Mesh) { Fail("mesh of " + uuids[i] + " changed but its buffer is unavailable; not sent"); continue; }
+                        Fail("mesh of " + uuids[i] + " is unavailable; its `create` is sent without mesh");
+                        ops[i].Remove("mesh_hash");
+                    }
+                    else
+                    {
+                        if (plain.Count > 0)
+                        {
+                            SendOne(plain, plainUuids, null);
+                            plain = new List<object>();
+                            plainUuids = new List<string>();
+                        }
+                        SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
+                        continue;
+                    }
                 }
                 plain.Add(ops[i]);
                 plainUuids.Add(uuids[i]);
@@ -637,6 +838,45 @@ namespace VibeSync.Bridge.Core
                 }
             }
             if (plain.Count > 0) SendOne(plain, plainUuids, null);
+        }
+
+        /// <summary>
+        /// Reorders the `create`s among the slots they occupy so that a parent created in the same
+        /// list comes before its children (each child right after its parent when it had to move);
+        /// everything else keeps its order.
+        /// </summary>
+        static void OrderCreatesParentFirst(List<Dictionary<string, object>> ops, List<string> uuids)
+        {
+            var createdAt = new Dictionary<string, int>();
+            var slots = new List<int>();
+            for (int i = 0; i < ops.Count; i++)
+                if ((string)ops[i]["op"] == Ops.Create) { createdAt[uuids[i]] = i; slots.Add(i); }
+            if (slots.Count < 2) return;
+            var order = new List<int>();
+            var state = new Dictionary<int, int>(); // 1 = visiting, 2 = placed
+            foreach (int i in slots) PlaceAfterParent(i, ops, createdAt, state, order);
+            var newOps = new List<Dictionary<string, object>>(ops);
+            var newUuids = new List<string>(uuids);
+            for (int k = 0; k < slots.Count; k++)
+            {
+                newOps[slots[k]] = ops[order[k]];
+                newUuids[slots[k]] = uuids[order[k]];
+            }
+            ops.Clear(); ops.AddRange(newOps);
+            uuids.Clear(); uuids.AddRange(newUuids);
+        }
+
+        static void PlaceAfterParent(int i, List<Dictionary<string, object>> ops, Dictionary<string, int> createdAt, Dictionary<int, int> state, List<int> order)
+        {
+            int st;
+            if (state.TryGetValue(i, out st)) return; // placed, or a parent cycle (left as is)
+            state[i] = 1;
+            object p;
+            int pi;
+            if (ops[i].TryGetValue("parent", out p) && p is string && createdAt.TryGetValue((string)p, out pi))
+                PlaceAfterParent(pi, ops, createdAt, state, order);
+            state[i] = 2;
+            order.Add(i);
         }
 
         void SendOne(List<object> ops, List<string> uuids, byte[] attachment)
@@ -660,7 +900,17 @@ namespace VibeSync.Bridge.Core
                 return;
             }
             pendingChange[rid] = prev;
-            Emit("change_sent", new Dictionary<string, object> { { "request_id", rid }, { "ops", (long)ops.Count }, { "base_seq", LastSeq } });
+            ChangeMessagesSent++;
+            ChangeOpsSent += ops.Count;
+            var opNames = new List<object>();
+            foreach (Dictionary<string, object> op in ops) opNames.Add(op["op"]);
+            var uuidList = new List<object>();
+            foreach (var u in seen) uuidList.Add(u);
+            Emit("change_sent", new Dictionary<string, object>
+            {
+                { "request_id", rid }, { "ops", (long)ops.Count }, { "op_names", opNames }, { "uuids", uuidList }, { "base_seq", LastSeq },
+                { "attachment_bytes", (long)(attachment == null ? 0 : attachment.Length) },
+            });
         }
     }
 }

@@ -226,7 +226,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void BrokenBatchIsNotAppliedAndAResyncIsRequested()
+        public static void BrokenBatchIsNotAppliedAndAnsweredWithTheHeldState()
         {
             using (var r = new Rig())
             {
@@ -237,60 +237,291 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", 30L }, { "path", "slow" }, { "count", 2L } });
                 r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", CubeCreate(u) } });
                 r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", 30L } });
+                // Answered at once (the daemon rolls back now instead of after its 5 s timeout).
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal(id, (string)applied["batch_id"], "the broken batch is answered");
+                Check.Equal(0, ((Dictionary<string, object>)applied["hashes"]).Count, "no hash for an object this editor does not have");
                 var rs = r.Daemon.WaitFor("resync", 1, r.Pump);
                 Check.Equal(0L, (long)rs[0].Message["since_seq"], "resync from the last applied seq");
                 Check.True(r.Scene.Find(u) == null, "nothing applied");
-                Check.Equal(0, r.Daemon.Received("applied").Count, "no applied");
                 Check.Equal(0L, r.Engine.LastSeq, "seq not advanced");
+                Check.Equal(1L, r.Engine.BatchesFailed, "counted as failed");
             }
         }
 
         [VsTest]
-        public static void FailingBatchRollsBackCompletely()
+        public static void FailingBatchRollsBackCompletelyAndReportsTheStateItKept()
         {
             using (var r = new Rig())
             {
                 var a = r.Add("A", 5, 5, 5);
                 r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                string kept = r.Scene.Capture(a.Uuid).Hash();
                 string u = Msg.NewUuid();
                 r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow",
                     CubeCreate(u),
                     new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "Renamed" } },
                     new Dictionary<string, object> { { "op", "reparent" }, { "uuid", u }, { "parent", Msg.NewUuid() } }); // unknown parent
-                r.Daemon.WaitFor("resync", 1, r.Pump);
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var hashes = (Dictionary<string, object>)applied["hashes"];
+                Check.Equal(kept, (string)hashes[a.Uuid], "the hash of the state actually kept (mismatch -> daemon rolls back)");
+                Check.True(!hashes.ContainsKey(u), "the object that was not created is not reported");
                 Check.True(r.Scene.Find(u) == null, "create rolled back");
                 Check.Equal("A", r.Scene.Find(a.Uuid).Name, "rename rolled back");
                 Check.Equal(0, r.Scene.UndoSteps, "no undo step recorded");
                 Check.True(r.Engine.LastError.Contains("does not exist"), "error explains: " + r.Engine.LastError);
+                r.Settle();
+                Check.Equal(0, r.Daemon.Received("resync").Count, "no resync request: the daemon's rollback sends the state");
             }
         }
 
         [VsTest]
-        public static void PlayModeHoldsBatchesAndRestoresThePrePlayState()
+        public static void PlayModeAnswersHeldAtOnceAndResyncsAfterPlay()
         {
             using (var r = new Rig())
             {
                 var a = r.Add("A", 1, 1, 1);
                 r.StartAndRegister();
                 r.Daemon.WaitFor("change", 1, r.Pump);
+                long seqBefore = r.Daemon.NextSeq();
+                string firstId = r.Daemon.SendBatch(seqBefore, "fast", new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "A" } });
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                Check.Equal(seqBefore, r.Engine.LastSeq, "seq before Play");
                 var snap = r.Engine.Snapshot();
                 r.Engine.SetPaused(true);
                 // Play Mode: a script moves the object; nothing is synced.
                 a.Position = new[] { 9.0, 9, 9 };
                 r.Engine.MarkDirty(a.Uuid);
                 string u = Msg.NewUuid();
-                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u));
-                Check.Eventually(() => r.Events.Contains("held"), TimeSpan.FromSeconds(5), "batch held", r.Pump);
+                long heldSeq = r.Daemon.NextSeq();
+                string id = r.Daemon.SendBatch(heldSeq, "slow", CubeCreate(u));
+                var answers = r.Daemon.WaitFor("applied", 2, r.Pump);
+                var held = answers[1].Message;
+                Check.Equal(id, (string)held["batch_id"], "the held batch is answered at once");
+                Check.Equal(true, (bool)held["held"], "held: true");
+                Check.Equal(heldSeq, (long)held["seq"], "with its seq");
+                Check.Equal(0, ((Dictionary<string, object>)held["hashes"]).Count, "and no hashes");
+                Check.True(r.Events.Contains("held"), "held event");
+                Check.True(r.Scene.Find(u) == null, "no batch applied during Play");
+                // A batch_result during Play does not move LastSeq: the resync must start before the held batch.
+                r.Daemon.SendResult(firstId, heldSeq + 1, "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.BatchResults == 1, TimeSpan.FromSeconds(5), "result counted", r.Pump);
+                Check.Equal(seqBefore, r.Engine.LastSeq, "LastSeq frozen while paused");
                 r.Settle();
                 Check.Equal(1, r.Daemon.Received("change").Count, "no change sent during Play");
-                Check.True(r.Scene.Find(u) == null, "no batch applied during Play");
                 r.Engine.SetPaused(false, snap);
                 Check.Near(new[] { 1.0, 1, 1 }, a.Position, 1e-9, "pre-Play state restored");
-                Check.True(r.Scene.Find(u) != null, "held batch applied after Play");
-                r.Daemon.WaitFor("applied", 1, r.Pump);
-                r.Daemon.WaitFor("resync", 1, r.Pump);
+                Check.True(r.Scene.Find(u) == null, "held batch not applied after Play either (the resync brings it)");
+                var rs = r.Daemon.WaitFor("resync", 1, r.Pump);
+                Check.Equal(seqBefore, (long)rs[0].Message["since_seq"], "resync since the last seq applied before Play");
+                Check.True(Msg.IsValidUuid(r.Scene.Find(a.Uuid).Uuid), "object kept");
                 r.Settle();
                 Check.Equal(1, r.Daemon.Received("change").Count, "the restore is not echoed as a change");
+                Check.Equal(1L, r.Engine.BatchesHeld, "held counter");
+            }
+        }
+
+        [VsTest]
+        public static void BatchResultAdvancesLastSeqAndTheNextBaseSeq()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "create queued, result awaited", r.Pump);
+                Check.True(!r.Engine.Idle, "not idle while a result is outstanding");
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), 50, "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.LastSeq == 50, TimeSpan.FromSeconds(5), "LastSeq advanced by batch_result", r.Pump);
+                Check.Eventually(() => r.Engine.Idle, TimeSpan.FromSeconds(5), "idle once the result arrived", r.Pump);
+                Check.Equal(1L, r.Engine.BatchesCommitted, "committed counted");
+                var ev = r.EventFields[r.Events.LastIndexOf("batch_result")];
+                Check.Equal("committed", (string)ev["outcome"], "batch_result event");
+                // An older result does not move it back.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), 40, "committed", new string[0]);
+                Check.Eventually(() => r.Engine.BatchResults == 2, TimeSpan.FromSeconds(5), "second result", r.Pump);
+                Check.Equal(50L, r.Engine.LastSeq, "LastSeq never goes back");
+                a.Name = "B";
+                r.Engine.MarkDirty(a.Uuid);
+                var ch = r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Equal(50L, (long)ch[1].Message["base_seq"], "base_seq = seq of the last batch_result");
+            }
+        }
+
+        [VsTest]
+        public static void CreateForAnExistingObjectUpdatesItInPlaceAllFields()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A", 5, 5, 5);
+                a.Material = new MaterialState { BaseColor = new[] { 1.0, 0, 0, 1 } };
+                byte[] cube = HeadlessScene.CubeMesh(0.5f);
+                a.Mesh = new MeshInfo { Buffer = cube, MeshHash = MeshData.HashOf(cube), VertexCount = 8, TriangleCount = 12 };
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                var create = CubeCreate(a.Uuid); // full state: Cube at the vector's transform, no mesh, no material
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", create);
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal(1, r.Scene.Objects.Count, "updated in place, not duplicated");
+                Check.True(r.Scene.Find(a.Uuid) == a, "same object");
+                Check.Equal("Cube", a.Name, "name");
+                Check.Near(new[] { 1.0, 3, 2 }, a.Position, 1e-12, "position (Unity frame)");
+                Check.Near(new[] { 2.0, 2, 2 }, a.Scale, 0, "scale");
+                Check.True(a.Material == null, "material cleared: the state has none");
+                Check.True(a.Mesh == null, "mesh cleared: the state has none");
+                Check.Equal("84ac9bdc3982f7dc99a49c513250f3cbca2f989ce3fd1816e51e7b1857dba66b", (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "hash of the vector state");
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(1, r.Daemon.Received("change").Count, "the update is not echoed");
+            }
+        }
+
+        [VsTest]
+        public static void RolledBackOwnChangeIsUndoneByTheResyncThatPrecedesTheResult()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A", 1, 1, 1);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                var authoritative = r.Scene.Capture(a.Uuid);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), 20, "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.LastSeq == 20, TimeSpan.FromSeconds(5), "create committed", r.Pump);
+                // Our move is forwarded and rolled back (another editor did not verify it).
+                a.Position = new[] { 5.0, 5, 5 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                string batchId = Guid.NewGuid().ToString();
+                // The daemon sends the authoritative state as a resync batch, then the result.
+                var st = authoritative.ToCreateOp();
+                r.Daemon.SendBatch(24, "resync", st);
+                r.Daemon.SendResult(batchId, 24, "rolled_back", new[] { a.Uuid }, "VERIFY_MISMATCH");
+                Check.Eventually(() => r.Engine.BatchesRolledBack == 1, TimeSpan.FromSeconds(5), "rolled_back received", r.Pump);
+                Check.Near(new[] { 1.0, 1, 1 }, a.Position, 1e-12, "own change undone by the resync");
+                Check.Equal(24L, r.Engine.LastSeq, "LastSeq = the ROLLBACK seq");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal(authoritative.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "resync answered with the authoritative hash");
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(2, r.Daemon.Received("change").Count, "the correction is not sent back");
+                var ev = r.EventFields[r.Events.LastIndexOf("batch_result")];
+                Check.Equal("VERIFY_MISMATCH", (string)ev["error_code"], "error code reported");
+            }
+        }
+
+        [VsTest]
+        public static void NotFoundIsAnsweredWithACreateAndStaleWaitsForTheResync()
+        {
+            bool refuse = true;
+            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change" || !refuse) return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
+                {
+                    string op = (string)c["op"];
+                    string code = op == "transform" ? "NOT_FOUND" : op == "reparent" ? "STALE" : null;
+                    results.Add(code == null
+                        ? new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } }
+                        : new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", code }, { "message", "test" } });
+                }
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", 0L }, { "results", results } };
+            }))
+            {
+                var a = r.Add("A");
+                var b = r.Add("B");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                a.Position = new[] { 2.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal("create", (string)op["op"], "NOT_FOUND answered with a create");
+                Check.Near(new[] { 2.0, 0, 0 }, Vectors.Doubles(op["t"]), 1e-12, "with the current state");
+                b.Parent = a.Uuid;
+                r.Engine.MarkDirty(b.Uuid);
+                r.Daemon.WaitFor("change", 4, r.Pump);
+                r.Settle();
+                Check.Equal(4, r.Daemon.Received("change").Count, "STALE: no retry");
+                Check.Equal(0, r.Daemon.Received("resync").Count, "STALE: no resync request (the daemon sends one by itself)");
+                Check.Equal(2L, r.Engine.ChangeErrors, "two refused ops counted");
+            }
+        }
+
+        [VsTest]
+        public static void MeshCreateTravelsAloneWithItsAttachmentAndOrderIsKept()
+        {
+            using (var r = new Rig())
+            {
+                var child = new SceneObject { Uuid = Msg.NewUuid(), Name = "Child" };
+                var parent = new SceneObject { Uuid = Msg.NewUuid(), Name = "Parent" };
+                child.Parent = parent.Uuid;
+                byte[] cube = HeadlessScene.CubeMesh(0.5f);
+                child.Mesh = new MeshInfo { Buffer = cube, MeshHash = MeshData.HashOf(cube), VertexCount = 8, TriangleCount = 12 };
+                r.Scene.Add(child); // the child comes first in the scene's order
+                r.Scene.Add(parent);
+                var other = r.Add("Other");
+                r.StartAndRegister();
+                var frames = r.Daemon.WaitFor("change", 3, r.Pump);
+                var ops = new List<string>();
+                foreach (var f in frames)
+                    foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"]) ops.Add((string)op["uuid"]);
+                Check.Equal(parent.Uuid, ops[0], "parent created first");
+                Check.Equal(child.Uuid, ops[1], "then the child");
+                Check.Equal(other.Uuid, ops[2], "then the rest, in order");
+                var meshFrame = frames[1];
+                Check.Equal(1, ((List<object>)meshFrame.Message["changes"]).Count, "a frame with an attachment carries exactly one change");
+                Check.Equal(MeshData.HashOf(cube), (string)((Dictionary<string, object>)((List<object>)meshFrame.Message["changes"])[0])["mesh_hash"], "create names the mesh");
+                Check.Equal(MeshData.HashOf(cube), MeshData.HashOf(meshFrame.Attachment), "the attachment is that mesh");
+                Check.Equal(0, frames[0].Attachment.Length, "no attachment on the plain frame");
+            }
+        }
+
+        [VsTest]
+        public static void IncomingCreateWithMeshAttachmentIsApplied()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string u = Msg.NewUuid();
+                byte[] cube = HeadlessScene.CubeMesh(1f);
+                var create = CubeCreate(u);
+                create["mesh_hash"] = MeshData.HashOf(cube);
+                r.Daemon.SendBatchWithAttachments(r.Daemon.NextSeq(), "slow", new KeyValuePair<Dictionary<string, object>, byte[]>(create, cube));
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var o = r.Scene.Find(u);
+                Check.True(o != null && o.Mesh != null, "object with mesh");
+                Check.Equal(8, o.Mesh.VertexCount, "vertices from the attachment");
+                Check.Equal(12, o.Mesh.TriangleCount, "triangles");
+                var st = r.Scene.Capture(u);
+                Check.Equal(MeshData.HashOf(cube), st.MeshHash, "mesh hash in the state");
+                Check.Equal(st.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[u], "hash includes mesh_hash");
+            }
+        }
+
+        [VsTest]
+        public static void RemoteDeleteOfAParentReportsTheChildrenItTookAlong()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                var b = r.Add("B");
+                b.Parent = a.Uuid;
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                // A delete of an unknown uuid is a no-op, not a failure.
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow",
+                    new Dictionary<string, object> { { "op", "delete" }, { "uuid", a.Uuid } },
+                    new Dictionary<string, object> { { "op", "delete" }, { "uuid", Msg.NewUuid() } });
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal(0, ((Dictionary<string, object>)applied["hashes"]).Count, "deleted uuids are omitted");
+                Check.True(r.Scene.Find(b.Uuid) == null, "child destroyed with its parent (as in Unity)");
+                var ch = r.Daemon.WaitFor("change", 2, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[1].Message["changes"])[0];
+                Check.Equal("delete", (string)op["op"], "the child's delete is sent");
+                Check.Equal(b.Uuid, (string)op["uuid"], "for the child only");
+                Check.Equal(1, ((List<object>)ch[1].Message["changes"]).Count, "not for the parent the daemon already deleted");
             }
         }
 

@@ -1,6 +1,6 @@
 // A scriptable stand-in for the daemon's wire side, for tests of the client and the sync engine
-// that need messages the real daemon does not serve yet (PROTOCOL §6). Speaks real frames over
-// real TCP on 127.0.0.1:0.
+// that need exact control over what arrives when (PROTOCOL §6: batches, results, errors).
+// Speaks real frames over real TCP on 127.0.0.1:0. DaemonTests cover the real daemon.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -175,6 +175,26 @@ namespace VibeSync.Bridge.Tests
             foreach (var ch in changes) Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch } });
             Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq } });
             return id;
+        }
+
+        /// <summary>Sends a fenced batch whose `apply` frames may carry attachments (a mesh-bearing change).</summary>
+        public string SendBatchWithAttachments(long batchSeq, string path, params KeyValuePair<Dictionary<string, object>, byte[]>[] changes)
+        {
+            string id = Guid.NewGuid().ToString();
+            Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", batchSeq }, { "path", path }, { "count", (long)changes.Length } });
+            foreach (var ch in changes) Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch.Key } }, ch.Value);
+            Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq } });
+            return id;
+        }
+
+        /// <summary>`batch_result` (§6.4).</summary>
+        public void SendResult(string batchId, long resultSeq, string outcome, IEnumerable<string> uuids, string errorCode = null)
+        {
+            var l = new List<object>();
+            foreach (var u in uuids) l.Add(u);
+            var m = new Dictionary<string, object> { { "type", "batch_result" }, { "batch_id", batchId }, { "seq", resultSeq }, { "outcome", outcome }, { "uuids", l } };
+            if (errorCode != null) m["error_code"] = errorCode;
+            Broadcast(m);
         }
 
         public void DropAll()

@@ -49,12 +49,17 @@ commands:
   duplicate <uuid>                       Ctrl+D: the copy gets a fresh uuid, the original keeps its own
   delete <uuid>                          delete the object and its children
   dump [FILE]                            write the scene JSON (default: --dump FILE)
-  pause | resume                         enter / leave Play Mode (no sync while paused)
+  stats                                  print {""event"":""stats"",...} with the sync counters
+  corrupt-next-hash                      the next `applied` answer carries a wrong hash for every uuid
+  pause | resume                         enter / leave Play Mode (batches answered `held`; resync after)
   ping | status | resync                 protocol requests
   wait-connected [SECONDS]               wait for a welcome (default 30 s)
   wait-registered [SECONDS]              wait until the initial register is acknowledged
-  wait-seq N [SECONDS]                   wait until the host applied daemon seq N
-  wait-idle [SECONDS]                    wait until no local change is pending
+  wait-seq N [SECONDS]                   wait until the host's last seq is >= N
+  wait-idle [SECONDS]                    wait until nothing is pending (local changes sent and acked,
+                                         their batch_result received, no batch half-received);
+                                         prints {""event"":""idle"",...}
+  wait-stat NAME N [SECONDS]             wait until counter NAME (see `stats`) is >= N
   sleep MS                               wait (messages keep being applied)
   echo TEXT                              print {""event"":""echo"",""text"":TEXT}
   quit                                   dump (if --dump) and exit
@@ -73,6 +78,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
         static bool exitDumped;
         static bool autoDump;
         static Dictionary<string, ObjectState> playSnapshot;
+        static bool corruptNext;
 
         public static int Main(string[] args)
         {
@@ -172,6 +178,20 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             client = new BridgeClient(opt);
             engine = new SyncEngine(client, scene, unitScale) { LastSeq = lastSeq };
             engine.Event += (name, fields) => Print(name, fields);
+            engine.BeforeAppliedSent = (batch, hashes) =>
+            {
+                if (!corruptNext) return;
+                corruptNext = false;
+                // A valid-looking hash that is not the state's: flip the first hex digit.
+                foreach (var u in new List<string>(hashes.Keys))
+                {
+                    string h = hashes[u];
+                    hashes[u] = (h[0] == '0' ? "1" : "0") + h.Substring(1);
+                }
+                var l = new List<object>();
+                foreach (var u in hashes.Keys) l.Add(u);
+                Print("hash_corrupted", F("batch_id", batch.BatchId, "seq", batch.Seq, "uuids", l));
+            };
 
             AppDomain.CurrentDomain.ProcessExit += (s, e) => FinalDump();
             Console.CancelKeyPress += (s, e) => { e.Cancel = true; quit = true; wake.Set(); };
@@ -189,7 +209,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 client.Flush(TimeSpan.FromSeconds(2)); // let the last `applied`/`change` reach the daemon
                 client.Stop();
                 FinalDump();
-                Print("exit", F("code", (long)(failures > 0 ? 1 : 0), "last_seq", engine.LastSeq));
+                Print("exit", F("code", (long)(failures > 0 ? 1 : 0), "last_seq", engine.LastSeq, "stats", engine.Stats()));
             }
             return failures > 0 ? 1 : 0;
         }
@@ -235,7 +255,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     if (autoDump && engine.BatchesApplied != appliedSeen)
                     {
                         appliedSeen = engine.BatchesApplied;
-                        scene.Dump(dumpFile, engine.LastSeq);
+                        scene.Dump(dumpFile, engine.LastSeq, engine.Stats());
                     }
                 }
                 if (waiting != null)
@@ -261,7 +281,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     lock (sceneLock)
                     {
                         waiting = Execute(cmd.Trim());
-                        if (autoDump) scene.Dump(dumpFile, engine.LastSeq);
+                        if (autoDump) scene.Dump(dumpFile, engine.LastSeq, engine.Stats());
                     }
                 }
                 catch (Exception e) when (e is ArgumentException || e is FormatException || e is InvalidOperationException || e is IOException || e is KeyNotFoundException || e is UnauthorizedAccessException)
@@ -277,7 +297,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             {
                 if (exitDumped || dumpFile == null || scene == null) return;
                 exitDumped = true;
-                try { scene.Dump(dumpFile, engine != null ? engine.LastSeq : 0); Print("dumped", F("file", Path.GetFullPath(dumpFile), "objects", (long)scene.Objects.Count)); }
+                try { scene.Dump(dumpFile, engine != null ? engine.LastSeq : 0, engine != null ? engine.Stats() : null); Print("dumped", F("file", Path.GetFullPath(dumpFile), "objects", (long)scene.Objects.Count)); }
                 catch (Exception e) { Print("error", F("message", "dump to " + dumpFile + " failed: " + e.Message)); }
             }
         }
@@ -375,10 +395,17 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     {
                         string file = p.Length > 1 ? line.Substring(line.IndexOf(' ') + 1).Trim() : dumpFile;
                         if (file == null) throw new ArgumentException("dump needs a FILE (or start with --dump FILE)");
-                        scene.Dump(file, engine.LastSeq);
+                        scene.Dump(file, engine.LastSeq, engine.Stats());
                         Print("dumped", F("file", Path.GetFullPath(file), "objects", (long)scene.Objects.Count));
                         return null;
                     }
+                case "stats":
+                    Print("stats", engine.Stats());
+                    return null;
+                case "corrupt-next-hash":
+                    corruptNext = true;
+                    Print("corrupt_armed", null);
+                    return null;
                 case "pause":
                     playSnapshot = engine.Snapshot();
                     engine.SetPaused(true);
@@ -405,7 +432,26 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                         return new Wait { Done = () => engine.LastSeq >= n, Deadline = Deadline(p, 2, 30), What = "applied seq " + n };
                     }
                 case "wait-idle":
-                    return new Wait { Done = () => engine.DirtyCount == 0 && client.OutgoingCount == 0, Deadline = Deadline(p, 1, 30), What = "pending local changes to be sent" };
+                    return new Wait
+                    {
+                        Done = () =>
+                        {
+                            if (!engine.Idle) return false;
+                            var st = engine.Stats();
+                            st["awaiting_results"] = (long)engine.AwaitingResults;
+                            Print("idle", st);
+                            return true;
+                        },
+                        Deadline = Deadline(p, 1, 30), What = "idle (nothing sent unacknowledged, no batch_result outstanding, no batch half-received)",
+                    };
+                case "wait-stat":
+                    {
+                        Need(p, 3, "wait-stat NAME N [SECONDS]");
+                        string name = p[1];
+                        long n = long.Parse(p[2], CultureInfo.InvariantCulture);
+                        if (!engine.Stats().ContainsKey(name)) throw new ArgumentException("unknown counter `" + name + "`; one of: " + string.Join(", ", new List<string>(engine.Stats().Keys).ToArray()));
+                        return new Wait { Done = () => Convert.ToInt64(engine.Stats()[name], CultureInfo.InvariantCulture) >= n, Deadline = Deadline(p, 3, 30), What = name + " >= " + n };
+                    }
                 case "sleep":
                     {
                         Need(p, 2, "sleep MS");

@@ -192,11 +192,14 @@ namespace VibeSync.Bridge.Headless
         void ApplyOne(RemoteChange c)
         {
             var o = Find(c.Uuid);
+            if (c.Op == Ops.Delete && o == null) return; // already gone (e.g. deleted with its parent): nothing to do
             if (c.Op != Ops.Create && o == null)
                 throw new InvalidOperationException("`" + c.Op + "` for unknown object " + c.Uuid);
             switch (c.Op)
             {
                 case Ops.Create:
+                    // A create for an object we have updates it in place, every field (resync batches
+                    // carry full state): no mesh_hash / material means the object has none.
                     if (o == null)
                     {
                         o = new SceneObject { Uuid = c.Uuid };
@@ -205,9 +208,11 @@ namespace VibeSync.Bridge.Headless
                     }
                     o.Kind = c.Kind; o.Name = c.Name; o.Parent = c.Parent; o.Visible = c.Visible ?? true;
                     SetTrs(o, c);
-                    if (c.Material != null) o.Material = c.Material.Clone();
-                    if (c.MeshHash != null && (o.Mesh == null || o.Mesh.MeshHash != c.MeshHash))
-                        o.Mesh = new MeshInfo { MeshHash = c.MeshHash }; // buffer follows in a `mesh` op
+                    o.Material = c.Material == null ? null : c.Material.Clone();
+                    if (c.MeshHash == null) o.Mesh = null;
+                    else if (c.Attachment != null && c.Attachment.Length > 0) o.Mesh = MeshFrom(c);
+                    else if (o.Mesh == null || o.Mesh.MeshHash != c.MeshHash)
+                        o.Mesh = new MeshInfo { MeshHash = c.MeshHash }; // the daemon sent no buffer: the hash is still the state
                     break;
                 case Ops.Delete:
                     Delete(o);
@@ -216,18 +221,9 @@ namespace VibeSync.Bridge.Headless
                     o.Parent = c.Parent; // checked after the batch
                     break;
                 case Ops.Mesh:
-                    {
-                        var info = new MeshInfo { MeshHash = c.MeshHash };
-                        if (c.Attachment != null && c.Attachment.Length > 0)
-                        {
-                            string actual = MeshData.HashOf(c.Attachment);
-                            if (actual != c.MeshHash) throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + actual + ", message says " + c.MeshHash);
-                            var m = MeshData.Parse(c.Attachment);
-                            info.VertexCount = m.VertexCount; info.TriangleCount = m.TriangleCount; info.Buffer = c.Attachment;
-                        }
-                        o.Mesh = info;
-                        break;
-                    }
+                    if (c.Attachment != null && c.Attachment.Length > 0) o.Mesh = MeshFrom(c);
+                    else if (o.Mesh == null || o.Mesh.MeshHash != c.MeshHash) o.Mesh = new MeshInfo { MeshHash = c.MeshHash };
+                    break;
                 case Ops.Material:
                     o.Material = c.Material.Clone();
                     break;
@@ -244,6 +240,14 @@ namespace VibeSync.Bridge.Headless
             Identity.UpdateRef(o.Uuid, PathOf(o));
         }
 
+        static MeshInfo MeshFrom(RemoteChange c)
+        {
+            string actual = MeshData.HashOf(c.Attachment);
+            if (actual != c.MeshHash) throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + actual + ", message says " + c.MeshHash);
+            var m = MeshData.Parse(c.Attachment);
+            return new MeshInfo { MeshHash = c.MeshHash, VertexCount = m.VertexCount, TriangleCount = m.TriangleCount, Buffer = c.Attachment };
+        }
+
         void SetTrs(SceneObject o, RemoteChange c)
         {
             var u = Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S), UnitScale);
@@ -252,7 +256,7 @@ namespace VibeSync.Bridge.Headless
 
         // ------------------------------------------------------------------ dump / load
 
-        public Dictionary<string, object> ToJson(long lastSeq)
+        public Dictionary<string, object> ToJson(long lastSeq, Dictionary<string, object> stats = null)
         {
             var list = new List<object>();
             foreach (var o in objects)
@@ -265,15 +269,17 @@ namespace VibeSync.Bridge.Headless
                     { "material", o.Material == null ? null : o.Material.ToJson() },
                 });
             }
-            return new Dictionary<string, object> { { "objects", list }, { "last_seq", lastSeq } };
+            var doc = new Dictionary<string, object> { { "objects", list }, { "last_seq", lastSeq } };
+            if (stats != null) doc["stats"] = stats;
+            return doc;
         }
 
         /// <summary>Writes atomically (temp file + rename) so a reader never sees half a dump.</summary>
-        public void Dump(string file, long lastSeq)
+        public void Dump(string file, long lastSeq, Dictionary<string, object> stats = null)
         {
             string full = Path.GetFullPath(file);
             string tmp = full + ".tmp";
-            File.WriteAllText(tmp, Json.Write(ToJson(lastSeq)) + "\n");
+            File.WriteAllText(tmp, Json.Write(ToJson(lastSeq, stats)) + "\n");
             if (File.Exists(full)) File.Delete(full);
             File.Move(tmp, full);
         }
