@@ -1,5 +1,5 @@
 // Starts the real daemon binary (env VIBESYNC_BIN, set by scripts/test-unity) for end-to-end tests:
-//   vibesync serve --data-dir D --listen ADDR     and waits for "listening on ADDR" on stdout.
+//   vibesync serve --data-dir D --listen ADDR [--config F]   and waits for "listening on ADDR" on stdout.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -23,6 +23,7 @@ namespace VibeSync.Bridge.Tests
         public string Host { get { return addr.Substring(0, addr.LastIndexOf(':')); } }
         public int Port { get { return int.Parse(addr.Substring(addr.LastIndexOf(':') + 1)); } }
         public string TokenFile { get { return Path.Combine(DataDir, "token"); } }
+        public string ConfigFile { get { return DataDir + ".config.toml"; } }
         public bool Running { get { return proc != null && !proc.HasExited; } }
 
         public static string Binary()
@@ -33,9 +34,18 @@ namespace VibeSync.Bridge.Tests
             return bin;
         }
 
+        /// <summary>Config file contents (TOML) passed with --config; null = the embedded defaults.</summary>
+        public string ConfigToml;
+
         public DaemonProcess(string dataDir = null)
         {
             DataDir = dataDir ?? Path.Combine(Path.GetTempPath(), "vsdaemon-" + Guid.NewGuid().ToString("N"));
+        }
+
+        /// <summary>A daemon with a short batch window (live-sync tests): `[sync] batch_window_ms = N`.</summary>
+        public static DaemonProcess WithBatchWindow(int ms)
+        {
+            return new DaemonProcess { ConfigToml = "[sync]\nbatch_window_ms = " + ms + "\n" };
         }
 
         /// <summary>Starts on 127.0.0.1:0 (first time) or on the given address (a restart on the same port).</summary>
@@ -44,7 +54,14 @@ namespace VibeSync.Bridge.Tests
             if (Running) throw new InvalidOperationException("daemon already running");
             addr = null;
             lock (gate) stderr.Length = 0;
-            var psi = new ProcessStartInfo(Binary(), "serve --data-dir \"" + DataDir + "\" --listen " + listen)
+            string args = "serve --data-dir \"" + DataDir + "\" --listen " + listen;
+            if (ConfigToml != null)
+            {
+                string cfg = ConfigFile; // outside the data dir: the daemon creates that one itself
+                File.WriteAllText(cfg, ConfigToml);
+                args += " --config \"" + cfg + "\"";
+            }
+            var psi = new ProcessStartInfo(Binary(), args)
             {
                 UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true,
             };
@@ -102,6 +119,7 @@ namespace VibeSync.Bridge.Tests
         {
             Kill();
             try { Directory.Delete(DataDir, true); } catch (Exception) { }
+            try { if (ConfigToml != null) File.Delete(ConfigFile); } catch (Exception) { }
         }
     }
 }
