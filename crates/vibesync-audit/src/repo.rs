@@ -30,6 +30,7 @@ impl AuditRepo {
     /// Open the bare repository at `git_dir`, creating it (HEAD → refs/heads/main) if missing.
     pub fn open(git_dir: &Path) -> Result<AuditRepo, AuditError> {
         let open_err = |source| AuditError::Open { path: git_dir.to_path_buf(), source };
+        remove_stale_locks(git_dir);
         let repo = if git_dir.join("HEAD").exists() {
             Repository::open_bare(git_dir).map_err(open_err)?
         } else {
@@ -209,4 +210,29 @@ pub fn parse_range(message: &str) -> Option<(u64, u64)> {
     let line = message.lines().rev().find_map(|l| l.strip_prefix(TRAILER_RANGE).and_then(|r| r.strip_prefix(':')))?;
     let (a, b) = line.trim().split_once('-')?;
     Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// A process killed while git updates a ref leaves `<name>.lock` behind, and libgit2 then
+/// refuses every later update of that ref. The daemon is the only writer of the audit
+/// repository (it holds the data directory's lock), so any lock file found at open is stale.
+fn remove_stale_locks(git_dir: &Path) {
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if depth < 6 && !p.ends_with("objects") {
+                    walk(&p, depth + 1);
+                }
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {
+                        tracing::warn!(path = %p.display(), "audit: removed a stale git lock file left by a crash")
+                    }
+                    Err(err) => tracing::error!(path = %p.display(), "audit: cannot remove stale lock file: {err}"),
+                }
+            }
+        }
+    }
+    walk(git_dir, 0);
 }

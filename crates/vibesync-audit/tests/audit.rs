@@ -242,3 +242,25 @@ fn audit_handle_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Audit>();
 }
+
+/// A kill -9 in the middle of a ref update leaves `refs/heads/main.lock`; the next open must
+/// clear it, or every later commit fails (found by the daemon's kill -9 loop).
+#[test]
+fn stale_lock_files_from_a_crash_are_cleared_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    {
+        let audit = Audit::open(&dir).unwrap();
+        audit.submit(batch(1, 2, &["a"], vec![live(1, "A")])).unwrap();
+        audit.flush(T).unwrap();
+    }
+    std::fs::write(dir.join("refs/heads/main.lock"), b"").unwrap();
+    let audit = Audit::open(&dir).unwrap();
+    audit.submit(batch(3, 4, &["b"], vec![live(2, "B")])).unwrap();
+    audit.flush(T).unwrap();
+    let s = audit.stats();
+    assert_eq!((s.failures, s.last_audited_seq), (0, 4), "{s:?}");
+    assert!(!dir.join("refs/heads/main.lock").exists());
+    assert_eq!(verify(&dir).unwrap(), 4);
+    assert!(git(&dir, &["fsck", "--strict"]).0);
+}

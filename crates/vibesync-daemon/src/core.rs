@@ -78,6 +78,8 @@ pub struct Daemon {
     storage_failed: AtomicBool,
     fatal: Notify,
     sync: SyncHub,
+    /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
+    finals: tokio_util::task::TaskTracker,
 }
 
 impl Daemon {
@@ -96,6 +98,7 @@ impl Daemon {
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
             sync: SyncHub::default(),
+            finals: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -452,7 +455,7 @@ impl Daemon {
     /// acknowledgement path.
     pub fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
         let stores = self.stores.clone();
-        tokio::spawn(async move {
+        self.finals.spawn(async move {
             if let Err(e) = stores.finalize(&session_id, &project_id, &operation_id, uuids).await {
                 error!(operation_id = %operation_id, "FINAL not written: {e}; boot recovery will finalize it");
             }
@@ -489,6 +492,8 @@ impl Daemon {
     /// Graceful stop: close the stores in order (WAL synced, registry flushed, sidecar,
     /// audit drained) and mark a clean boot.
     pub async fn shutdown(&self) {
+        self.finals.close();
+        self.finals.wait().await;
         self.stores.close(Duration::from_secs(10)).await;
         if !self.storage_failed.load(Ordering::SeqCst) {
             let now = crate::now_rfc3339();

@@ -36,6 +36,8 @@ pub struct Stores {
     sidecar_dirty: Arc<AtomicBool>,
     /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
+    /// One sidecar writer at a time (boot check thread, timer, shutdown).
+    sidecar_lock: Arc<std::sync::Mutex<()>>,
 }
 
 fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
@@ -47,6 +49,8 @@ fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item
 
 impl Stores {
     pub fn open(config: &Config, data: &DataDir, opts: &ServeOptions) -> Result<Stores, DaemonError> {
+        let started = std::time::Instant::now();
+        let lap = |what: &str| info!(elapsed_ms = started.elapsed().as_millis() as u64, "boot: {what}");
         let wal_cfg = WalConfig {
             dir: data.wal(),
             quarantine_dir: data.quarantine(),
@@ -69,7 +73,9 @@ impl Stores {
 
         let mut reg_cfg = RegistryConfig::new(data.root());
         reg_cfg.cache_capacity = config.storage.registry_cache_bytes;
+        lap("WAL recovered");
         let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal()))?;
+        lap("registry opened");
         info!(report = ?report, "registry opened");
         let stores = Stores {
             wal,
@@ -78,6 +84,7 @@ impl Stores {
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
             rollbacks: Arc::new(Vec::new()),
+            sidecar_lock: Arc::new(std::sync::Mutex::new(())),
         };
 
         if let Some(payload) = stores.registry.migration_payload() {
@@ -143,21 +150,26 @@ impl Stores {
         }
 
         let mut stores = stores;
-        stores.rollbacks = Arc::new(collect_rollbacks(&data.wal()));
         if config.audit.enabled {
             set_aside_audit_if_ahead(data, stores.wal.last_seq());
             match Audit::open(data.audit()) {
                 Ok(audit) => {
                     stores.audit = Some(Arc::new(audit));
-                    stores.reconcile_audit();
                 }
                 Err(e) => error!("ghost audit disabled for this run: {e}"),
             }
         }
-        match stores.registry.ensure_sidecar() {
-            Ok(status) => info!(?status, "sidecar checked"),
-            Err(e) => error!("sidecar check failed: {e}"),
-        }
+        stores.boot_scan();
+        lap("audit reconciled");
+        // The sidecar is a backup: its full comparison runs off the boot path.
+        let bg = stores.clone();
+        std::thread::spawn(move || {
+            let _turn = bg.sidecar_lock.lock().unwrap();
+            match bg.registry.ensure_sidecar() {
+                Ok(status) => info!(?status, "sidecar checked"),
+                Err(e) => error!("sidecar check failed: {e}"),
+            }
+        });
         Ok(stores)
     }
 
@@ -292,17 +304,22 @@ impl Stores {
     }
 
     /// Commit every FINAL the audit repository has not seen (it is derived data).
-    fn reconcile_audit(&self) {
-        let Some(audit) = &self.audit else { return };
-        let since = audit.last_audited_seq();
+    /// One pass over the WAL after recovery: collect ROLLBACKs (for replay to reconnecting
+    /// editors) and commit every FINAL the audit repository has not seen (it is derived data).
+    fn boot_scan(&mut self) {
+        let since = self.audit.as_ref().map(|a| a.last_audited_seq()).unwrap_or(u64::MAX);
         let Ok(reader) = Reader::open(self.data.wal()) else {
             return;
         };
+        let mut rollbacks = Vec::new();
         // Group missing FINALs per project, in chunks, to keep commits few but bounded.
         let mut pending: BTreeMap<String, (u64, u64, Vec<String>, Vec<String>)> = BTreeMap::new();
         let mut count = 0u64;
         for entry in reader.map_while(|e| e.ok()) {
             let r = entry.record;
+            if r.phase == Phase::Rollback {
+                rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+            }
             if r.seq <= since || r.phase != Phase::Final {
                 continue;
             }
@@ -322,6 +339,7 @@ impl Stores {
         if count > 0 {
             info!(since, finals = count, "audit reconciled from the WAL");
         }
+        self.rollbacks = Arc::new(rollbacks);
     }
 
     /// Rollbacks of `project` found in the WAL at boot (seq, uuids).
@@ -362,6 +380,7 @@ impl Stores {
 
     /// Rewrite the sidecar when the registry changed since the last write.
     pub fn write_sidecar_if_dirty(&self) {
+        let _turn = self.sidecar_lock.lock().unwrap();
         if self.sidecar_dirty.swap(false, Ordering::SeqCst) {
             if let Err(e) = self.registry.write_sidecar() {
                 self.sidecar_dirty.store(true, Ordering::SeqCst);
@@ -373,8 +392,15 @@ impl Stores {
     /// Graceful close: drain the audit, flush the registry, write the sidecar, sync the WAL.
     pub async fn close(&self, timeout: Duration) {
         if let Some(a) = &self.audit {
+            // Commit everything queued (audit lag 0 after a clean stop), then join the thread.
             let a = a.clone();
-            let _ = tokio::task::spawn_blocking(move || a.flush(timeout)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = a.flush(timeout) {
+                    warn!("audit still busy at shutdown ({e}); waiting for it to finish");
+                }
+                a.close();
+            })
+            .await;
         }
         if let Err(e) = self.registry.flush() {
             error!("registry flush at shutdown failed: {e}");
@@ -414,15 +440,6 @@ impl Stores {
             None
         }
     }
-}
-
-fn collect_rollbacks(wal_dir: &std::path::Path) -> Vec<(String, u64, Vec<String>)> {
-    let Ok(reader) = Reader::open(wal_dir) else { return vec![] };
-    reader
-        .map_while(|e| e.ok())
-        .filter(|e| e.record.phase == Phase::Rollback)
-        .map(|e| (e.record.project_id, e.record.seq, e.record.uuids))
-        .collect()
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {

@@ -88,7 +88,8 @@ fn kill9_while_registering_loses_nothing_acknowledged() {
     assert_all_present(&d, &acked);
     assert_eq!(d.stop(), Some(0));
     let (code, out, err) = verify(&data);
-    assert_eq!(code, 0, "verify after {rounds} kill -9 rounds:\n{out}{err}");
+    let audit_log: String = d.stderr_log().lines().filter(|l| l.contains("audit")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(code, 0, "verify after {rounds} kill -9 rounds:\n{out}{err}\n{audit_log}");
     let boot: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
     assert_eq!(boot["last_boot_success"], true);
 }
