@@ -156,7 +156,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void HeadlessHostAppliesABatchLikeTheEditorAndDumpsUnityCoordinates()
         {
-            // The daemon does not forward §6 batches yet; a scripted daemon plays that part.
+            // A scripted daemon sends the batch at a chosen moment (LiveSyncTests use the real one).
             using (var fake = new FakeDaemon())
             {
                 string u = Msg.NewUuid();

@@ -1,7 +1,9 @@
 // VibeSync headless host: a console stand-in for the Unity Editor, built on the same core.
 // It connects like the editor, registers its in-memory scene, applies fenced batches exactly as the
-// editor would, makes edits on command and dumps its scene as JSON. Every event is printed to
-// stdout as one JSON line, so tests (and people debugging the protocol) can follow it.
+// editor would (PROTOCOL §6: canonical -> Unity frame, `applied` hashes over canonical meters,
+// `held` while paused, `batch_result` advancing the last seq), makes edits on command and dumps
+// its scene as JSON. Every event is printed to stdout as one JSON line, so tests (and people
+// debugging the protocol) can follow it. Documentation~/index.md lists commands and events.
 //
 //   mono VibeSyncHeadlessHost.exe --connect 127.0.0.1:47800 --token-file ~/.local/share/vibesync/token \
 //        --project demo [--dump scene.json] [--script edits.txt] [--scene initial.json]
@@ -55,7 +57,7 @@ commands:
   ping | status | resync                 protocol requests
   wait-connected [SECONDS]               wait for a welcome (default 30 s)
   wait-registered [SECONDS]              wait until the initial register is acknowledged
-  wait-seq N [SECONDS]                   wait until the host's last seq is >= N
+  wait-seq N [SECONDS]                   wait until the host's last seq (batch_end / batch_result seq) is >= N
   wait-idle [SECONDS]                    wait until nothing is pending (local changes sent and acked,
                                          their batch_result received, no batch half-received);
                                          prints {""event"":""idle"",...}

@@ -280,8 +280,8 @@ namespace VibeSync.Bridge.Headless
             string full = Path.GetFullPath(file);
             string tmp = full + ".tmp";
             File.WriteAllText(tmp, Json.Write(ToJson(lastSeq, stats)) + "\n");
-            if (File.Exists(full)) File.Delete(full);
-            File.Move(tmp, full);
+            if (File.Exists(full)) File.Replace(tmp, full, null); // rename(2): readers see the old or the new file
+            else File.Move(tmp, full);
         }
 
         /// <summary>Loads objects from a dump (same format). Returns identity changes (duplicates in the file).</summary>
