@@ -20,11 +20,12 @@ namespace VibeSync.Bridge.Tests
             public readonly List<string> Events = new List<string>();
             public readonly List<Dictionary<string, object>> EventFields = new List<Dictionary<string, object>>();
 
-            public Rig(Action<Rig> setup = null)
+            public Rig(Action<Rig> setup = null, double unitScale = 1.0)
             {
                 if (setup != null) setup(this);
-                Client = ClientTests.NewClient(Daemon.Port, Daemon.TokenFile);
-                Engine = new SyncEngine(Client, Scene);
+                Scene.UnitScale = unitScale;
+                Client = ClientTests.NewClient(Daemon.Port, Daemon.TokenFile, o => o.UnitScale = unitScale);
+                Engine = new SyncEngine(Client, Scene, unitScale);
                 Engine.Event += (n, f) => { Events.Add(n); EventFields.Add(f); };
             }
 
@@ -497,6 +498,30 @@ namespace VibeSync.Bridge.Tests
                 var st = r.Scene.Capture(u);
                 Check.Equal(MeshData.HashOf(cube), st.MeshHash, "mesh hash in the state");
                 Check.Equal(st.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[u], "hash includes mesh_hash");
+            }
+        }
+
+        [VsTest]
+        public static void LengthsArriveAndLeaveInTheEditorsUnitsHashesStayInMeters()
+        {
+            // A scene in centimeters (unit_scale 0.01): the daemon sends `t` in the receiver's units.
+            using (var r = new Rig(null, 0.01))
+            {
+                r.StartAndRegister();
+                Check.Equal(0.01, Convert.ToDouble(r.Daemon.Received("hello")[0].Message["unit_scale"]), "hello.unit_scale");
+                string u = Msg.NewUuid();
+                var create = CubeCreate(u);
+                create["t"] = Msg.List(100, 300, -200); // (1, 3, -2) m
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", create);
+                var ans = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var o = r.Scene.Find(u);
+                Check.Near(new[] { 100.0, 300, 200 }, o.Position, 1e-9, "Unity frame, scene units");
+                Check.Equal("84ac9bdc3982f7dc99a49c513250f3cbca2f989ce3fd1816e51e7b1857dba66b", (string)((Dictionary<string, object>)ans["hashes"])[u], "hash over canonical meters");
+                o.Position = new[] { 50.0, 0, 0 };
+                r.Engine.MarkDirty(u);
+                var ch = r.Daemon.WaitFor("change", 1, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[0].Message["changes"])[0];
+                Check.Near(new[] { 50.0, 0, 0 }, Vectors.Doubles(op["t"]), 1e-9, "sent in the editor's units (canonical frame)");
             }
         }
 

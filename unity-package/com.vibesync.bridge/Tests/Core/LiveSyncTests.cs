@@ -133,6 +133,41 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void PausedEditorAnswersHeldTheBatchCommitsAtOnceAndResumeResyncs()
+        {
+            using (var d = DaemonProcess.WithBatchWindow(20).Start())
+            using (var a = new Peer(d))
+            using (var b = new Peer(d))
+            {
+                var pump = PumpAll(a, b);
+                string why = " (daemon stderr: " + d.StderrTail() + ")";
+                b.Client.Start();
+                Check.Eventually(() => b.Engine.InitialRegisterDone, TimeSpan.FromSeconds(10), "B registered" + why, pump);
+                var cube = VectorCube(a.Scene);
+                a.Client.Start();
+                Check.Eventually(() => a.HasResult(cube.Uuid, "committed") && b.HasResult(cube.Uuid, "committed"), TimeSpan.FromSeconds(10), "create committed" + why, pump);
+                long seqBeforePlay = b.Engine.LastSeq;
+
+                b.Engine.SetPaused(true); // B enters Play Mode
+                cube.Position = new[] { 0.0, 7, 0 };
+                a.Engine.MarkDirty(cube.Uuid);
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                Check.Eventually(() => a.Results.FindAll(r => (string)r["outcome"] == "committed").Count == 2, TimeSpan.FromSeconds(10), "A's move committed" + why, pump);
+                Check.True(sw.ElapsedMilliseconds < 3000, "committed without waiting for the 5 s verify timeout (" + sw.ElapsedMilliseconds + " ms)");
+                Check.Equal(1L, b.Engine.BatchesHeld, "B held the batch");
+                Check.Near(new[] { 1.0, 3, 2 }, b.Scene.Find(cube.Uuid).Position, 1e-5, "B did not apply it during Play");
+                Check.Equal(seqBeforePlay, b.Engine.LastSeq, "B's last seq unchanged during Play");
+
+                b.Engine.SetPaused(false, b.Engine.Snapshot());
+                Check.Eventually(() => b.Engine.ResyncBatchesApplied >= 1, TimeSpan.FromSeconds(10), "B resynced after Play" + why, pump);
+                Check.Near(new[] { 0.0, 7, 0 }, b.Scene.Find(cube.Uuid).Position, 1e-5, "B caught up with the move");
+                Check.Equal(1L, b.Engine.ResyncsRequested, "one resync request");
+                Check.Equal(0L, a.Engine.BatchesRolledBack + b.Engine.BatchesRolledBack, "nothing rolled back");
+                Check.Equal(0L, b.Engine.ChangeMessagesSent, "B sent nothing back");
+            }
+        }
+
+        [VsTest]
         public static void HeadlessHostCorruptedHashRollsBackAndEveryoneIsCorrected()
         {
             using (var d = DaemonProcess.WithBatchWindow(20).Start())
