@@ -5,6 +5,8 @@ mod common;
 
 mod cli;
 mod durability;
+mod governance;
 mod handshake;
 mod registry;
+mod resilience;
 mod sync;

@@ -1,0 +1,10 @@
+//! Resilience suites (issue 6): kill loop, torn writes, storage faults, hostile wire input,
+//! load, and security checks — all against the real binary (or, for most torn-write
+//! offsets, the daemon library in-process). docs/RESILIENCE.md describes each suite.
+//! Long variants are driven by environment variables set by `scripts/soak`.
+
+pub mod editor;
+
+mod kill_loop;
+mod storage;
+mod torn;
