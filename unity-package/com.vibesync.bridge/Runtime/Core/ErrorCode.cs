@@ -17,6 +17,7 @@ namespace VibeSync.Bridge.Core
         public const string SafeMode = "SAFE_MODE";
         public const string StorageFailed = "STORAGE_FAILED";
         public const string ShuttingDown = "SHUTTING_DOWN";
+        public const string SlowConsumer = "SLOW_CONSUMER"; // closes: reconnect, the replay brings the latest state
         public const string Internal = "INTERNAL";
 
         // Per item (ack.results[].error_code)
@@ -30,18 +31,20 @@ namespace VibeSync.Bridge.Core
         public const string NotFound = "NOT_FOUND";
         public const string DuplicateInRequest = "DUPLICATE_IN_REQUEST";
         public const string Stale = "STALE";
+        public const string Blocked = "BLOCKED"; // the governance gate refused it (§6.7)
 
         // WAL only
         public const string RecoveredIncomplete = "RECOVERED_INCOMPLETE";
         public const string VerifyMismatch = "VERIFY_MISMATCH";
         public const string VerifyTimeout = "VERIFY_TIMEOUT";
+        public const string PeerLeft = "PEER_LEFT";
 
         public static readonly string[] All =
         {
             FrameTooLarge, BadFrame, BadMessage, UnknownType, AuthFailed, ProtocolMismatch, BadProjectId,
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
-            DuplicateInRequest, Stale, RecoveredIncomplete, VerifyMismatch, VerifyTimeout,
+            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, PeerLeft, SlowConsumer,
         };
 
         /// <summary>Codes after which the daemon closes the connection (PROTOCOL §4 table).</summary>
@@ -50,7 +53,7 @@ namespace VibeSync.Bridge.Core
             switch (code)
             {
                 case FrameTooLarge: case BadFrame: case AuthFailed: case ProtocolMismatch: case BadProjectId:
-                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown:
+                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer:
                     return true;
                 default:
                     return false;

@@ -46,6 +46,7 @@ namespace VibeSync.Bridge.Core
         public const string Error = "error";
         public const string Tombstoned = "tombstoned";
         public const string Queued = "queued";
+        public const string Held = "held"; // change ack: queued but waiting (agent changes while people edit, §6.7)
     }
 
     /// <summary>Datablock kinds (PROTOCOL §5 register).</summary>

@@ -489,7 +489,7 @@ namespace VibeSync.Bridge.Core
                 if (r == null) continue;
                 string status = Msg.OptStr(r, "status");
                 string uuid = Msg.OptStr(r, "uuid");
-                if (status == AckStatus.Queued)
+                if (status == AckStatus.Queued || status == AckStatus.Held)
                 {
                     if (uuid != null) awaitingResult[uuid] = now;
                     continue;
@@ -602,8 +602,10 @@ namespace VibeSync.Bridge.Core
             if (current != null)
             {
                 var open = current;
+                open.Broken = "no batch_end before batch " + b.BatchId + " began";
                 Fail("batch " + open.BatchId + " was not closed before batch " + b.BatchId + " began; not applying it");
-                AnswerUnapplied(open);
+                if (Paused) { if (client.IsConnected) client.Send(Msg.Applied(open.BatchId, open.Seq, null, true)); }
+                else AnswerUnapplied(open);
             }
             if (b.Count < 0) b.Broken = "negative count";
             current = b;
