@@ -5,7 +5,6 @@ mod common;
 
 mod cli;
 mod durability;
-mod governance;
 mod handshake;
 mod registry;
 mod resilience;
