@@ -18,7 +18,18 @@ pub struct Config {
     pub audit: AuditConfig,
     pub logging: LoggingConfig,
     pub sync: SyncConfig,
+    pub limits: LimitsConfig,
     pub governance: GovernanceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub messages_per_sec: f64,
+    pub messages_burst: f64,
+    pub bytes_per_sec: f64,
+    pub bytes_burst: f64,
+    pub slow_consumer_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -65,6 +76,22 @@ pub struct LoggingConfig {
 #[serde(deny_unknown_fields)]
 pub struct GovernanceConfig {
     pub crash_loop_threshold: u32,
+    pub uuid_failures: u32,
+    pub op_failures: u32,
+    pub global_failures: u32,
+    pub window_failures: usize,
+    pub user_idle_ms: u64,
+}
+
+impl GovernanceConfig {
+    pub fn thresholds(&self) -> vibesync_engine::governance::Thresholds {
+        vibesync_engine::governance::Thresholds {
+            uuid_failures: self.uuid_failures.max(1),
+            op_failures: self.op_failures.max(1),
+            global_failures: self.global_failures.max(1),
+            window_records: self.window_failures.max(1),
+        }
+    }
 }
 
 impl Default for Config {

@@ -171,14 +171,19 @@ impl Daemon {
     /// Queue frames on a session's writer. A consumer that cannot take them within the
     /// timeout is not waited for longer (it is resynced when it reconnects); returns false.
     pub async fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> bool {
-        let Some(tx) = self.sessions.lock().unwrap().get(session_id).map(|c| c.handle.tx.clone()) else {
+        let Some((tx, kick)) =
+            self.sessions.lock().unwrap().get(session_id).map(|c| (c.handle.tx.clone(), c.handle.kick.clone()))
+        else {
             return false;
         };
+        let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
         for f in frames {
-            match tokio::time::timeout(Duration::from_secs(5), tx.send(f)).await {
+            match tokio::time::timeout(patience, tx.send(f)).await {
                 Ok(Ok(())) => {}
-                _ => {
-                    warn!(session_id, "session does not take frames; skipped");
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
+                    kick.notify_one();
                     return false;
                 }
             }
@@ -236,7 +241,16 @@ impl Daemon {
                 );
                 vec![]
             }
-            Inbound::UserActivity(_) | Inbound::Hello(_) => vec![],
+            Inbound::UserActivity(a) => {
+                self.sync.send(
+                    self,
+                    &sess.project_id,
+                    SyncEvent::UserActivity { session_id: sess.session_id.clone(), active: a.active },
+                );
+                vec![]
+            }
+            Inbound::Admin(a) => vec![self.admin(&sess, a).await],
+            Inbound::Hello(_) => vec![],
         }
     }
 
@@ -308,6 +322,9 @@ impl Daemon {
         if let Some(f) = self.refuse_mutation(&req.request_id) {
             return f;
         }
+        if let Some(f) = self.refuse_automation_in_safe_mode(sess, &req.request_id) {
+            return f;
+        }
         let _turn = self.mutation.lock().await;
         let who = Requester { session_id: &sess.session_id, editor: &sess.editor, client_id: &sess.client_id };
         let plan = {
@@ -346,6 +363,9 @@ impl Daemon {
         if let Some(f) = self.refuse_mutation(&req.request_id) {
             return f;
         }
+        if let Some(f) = self.refuse_automation_in_safe_mode(sess, &req.request_id) {
+            return f;
+        }
         let _turn = self.mutation.lock().await;
         let plan = {
             let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
@@ -369,6 +389,144 @@ impl Daemon {
             }
         }
         reply.to_frame()
+    }
+
+    /// Operator actions (`vibesync safe-mode`, `vibesync quarantine`): cli sessions only.
+    async fn admin(self: &Arc<Self>, sess: &SessionInfo, a: vibesync_protocol::message::Admin) -> Frame {
+        let rid = Some(a.request_id.clone());
+        if sess.editor != "cli" {
+            return Outbound::error(
+                ErrorCode::BadMessage,
+                "field `type`: `admin` is accepted only from `cli` sessions (the vibesync command line)",
+                rid,
+            )
+            .to_frame();
+        }
+        let _turn = self.mutation.lock().await;
+        let result = match a.action.as_str() {
+            "safe_mode_clear" => {
+                let steps = vec![json!({"op": "governance_reset", "by": sess.client_id})];
+                match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
+                    Ok(seq) => {
+                        self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
+                        json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
+                    }
+                    Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
+                }
+            }
+            "quarantine_list" => {
+                let items: Vec<Value> = self
+                    .stores
+                    .registry
+                    .live_entries(a.project_id.as_deref())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.status == vibesync_registry::Status::Quarantined)
+                    .map(|e| json!({"project_id": e.project_id, "uuid": e.uuid, "kind": e.kind, "name": e.name, "reason": e.quarantine_reason, "since_seq": e.updated_seq}))
+                    .collect();
+                json!({"items": items})
+            }
+            "quarantine_release" => {
+                let Some(uuid) = a.uuid.clone() else {
+                    return Outbound::error(
+                        ErrorCode::BadMessage,
+                        "field `uuid`: missing; say which uuid to release",
+                        rid,
+                    )
+                    .to_frame();
+                };
+                let found: Vec<String> = self
+                    .stores
+                    .registry
+                    .live_entries(a.project_id.as_deref())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.uuid == uuid && e.status == vibesync_registry::Status::Quarantined)
+                    .map(|e| e.project_id)
+                    .collect();
+                if found.is_empty() {
+                    return Outbound::error(
+                        ErrorCode::BadMessage,
+                        format!("field `uuid`: {uuid} is not quarantined (see `vibesync quarantine list`)"),
+                        rid,
+                    )
+                    .to_frame();
+                }
+                let mut released = vec![];
+                for project in found {
+                    let steps = vec![json!({"op": "release", "uuid": uuid})];
+                    match self
+                        .stores
+                        .daemon_txn(
+                            &project,
+                            vec![uuid.clone()],
+                            steps,
+                            json!({"op": "quarantine_release", "by": sess.client_id}),
+                        )
+                        .await
+                    {
+                        Ok(seq) => released.push(json!({"project_id": project, "seq": seq})),
+                        Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
+                    }
+                }
+                info!(uuid = %uuid, "quarantine released by a person");
+                json!({"uuid": uuid, "released": released})
+            }
+            other => {
+                return Outbound::error(
+                    ErrorCode::BadMessage,
+                    format!(
+                        "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release",
+                        vibesync_protocol::validate::truncate_for_message(other)
+                    ),
+                    rid,
+                )
+                .to_frame()
+            }
+        };
+        Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
+    }
+
+    /// Enter or leave safe mode: persisted in boot.json and told to every editor.
+    pub fn set_safe_mode(&self, active: bool, reason: &str) {
+        let was = self.safe_mode.swap(active, Ordering::SeqCst);
+        let path = self.data.boot();
+        match crate::boot::read(&path) {
+            Ok(mut b) => {
+                b.safe_mode = active;
+                b.safe_mode_reason = active.then(|| reason.to_string());
+                if !active {
+                    b.consecutive_unclean_boots = 0;
+                }
+                if let Err(e) = crate::boot::write(&path, &b) {
+                    error!("could not persist safe mode: {e}");
+                }
+            }
+            Err(e) => error!("could not persist safe mode: {e}"),
+        }
+        if was != active {
+            if active {
+                warn!(reason, "entering safe mode: sync is read-only until a person runs `vibesync safe-mode clear`");
+            } else {
+                info!(reason, "safe mode cleared");
+            }
+            let frame = Outbound::SafeMode { active, reason: reason.to_string() }.to_frame();
+            let txs: Vec<_> = self.sessions.lock().unwrap().values().map(|c| c.handle.tx.clone()).collect();
+            for tx in txs {
+                let _ = tx.try_send(frame.clone());
+            }
+        }
+    }
+
+    fn refuse_automation_in_safe_mode(&self, sess: &SessionInfo, request_id: &str) -> Option<Frame> {
+        (self.safe_mode() && sess.editor == "agent").then(|| {
+            Outbound::error(
+                ErrorCode::SafeMode,
+                "safe mode: automation is disabled until a person runs `vibesync safe-mode clear`",
+                Some(request_id.to_string()),
+            )
+            .to_frame()
+        })
     }
 
     fn refuse_mutation(&self, request_id: &str) -> Option<Frame> {

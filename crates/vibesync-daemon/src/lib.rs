@@ -113,6 +113,18 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         boot::write(&data.boot(), &s)?;
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
     }
+    let failures = stores.governance.lock().unwrap().global_failures();
+    if failures >= config.governance.global_failures.max(1) && !safe {
+        safe = true;
+        let mut s = boot::read(&data.boot())?;
+        s.safe_mode = true;
+        s.safe_mode_reason = Some(format!(
+            "{failures} sync failures in the WAL since the last reset (threshold {})",
+            config.governance.global_failures
+        ));
+        boot::write(&data.boot(), &s)?;
+        warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
+    }
     Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
 }
 

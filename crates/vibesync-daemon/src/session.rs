@@ -19,11 +19,14 @@ use vibesync_protocol::validate;
 use vibesync_protocol::{ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PROTOCOL_VERSION};
 
 use crate::core::{Daemon, SessionInfo};
+use vibesync_engine::governance::Bucket;
 
 /// What the rest of the daemon may send to a connected session.
 #[derive(Clone)]
 pub struct SessionHandle {
     pub tx: mpsc::Sender<Frame>,
+    /// Notified when the session must be disconnected (it does not take its messages).
+    pub kick: Arc<tokio::sync::Notify>,
 }
 
 pub async fn serve_connection(
@@ -92,7 +95,12 @@ pub async fn serve_connection(
     let info = SessionInfo::new(&hello, peer);
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %hello.project_id);
-    daemon.add_session(info.clone(), SessionHandle { tx: tx.clone() });
+    let kick = Arc::new(tokio::sync::Notify::new());
+    daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
+    let limits = daemon.config().limits.clone();
+    let clock = std::time::Instant::now();
+    let mut msg_bucket = Bucket::new(limits.messages_per_sec, limits.messages_burst, 0);
+    let mut byte_bucket = Bucket::new(limits.bytes_per_sec, limits.bytes_burst, 0);
     info!(parent: &span, %peer, client_id = %hello.client_id, "session opened");
 
     let welcome = Outbound::Welcome {
@@ -123,8 +131,13 @@ pub async fn serve_connection(
 
     async {
         loop {
-            let next = tokio::select! {
+                        let next = tokio::select! {
                 n = reader.next() => n,
+                _ = kick.notified() => {
+                    warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
+                    let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
+                    break;
+                }
                 _ = shutdown.changed() => {
                     let _ = tx.send(Outbound::error(ErrorCode::ShuttingDown, "daemon is shutting down; reconnect when it is back", None).to_frame()).await;
                     break;
@@ -141,6 +154,19 @@ pub async fn serve_connection(
                     break;
                 }
             };
+            let now_ms = clock.elapsed().as_millis() as u64;
+            let size = (frame.json.len() + frame.attachment.len()) as f64;
+            if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
+                let rid = parse_inbound(&frame.json).ok().and_then(|m| m.request_id().map(str::to_string));
+                let msg = format!(
+                    "over this session's limit ({} messages/s, {} bytes/s); this request was not run — slow down and retry",
+                    limits.messages_per_sec, limits.bytes_per_sec
+                );
+                if tx.send(Outbound::error(ErrorCode::RateLimited, msg, rid).to_frame()).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             match parse_inbound(&frame.json) {
                 Err(e) => {
                     debug!(code = e.code.as_str(), "bad message: {}", e.message);

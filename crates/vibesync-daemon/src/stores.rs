@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 use vibesync_audit::{Audit, AuditBatch, AuditContent, AuditEntry};
+use vibesync_engine::governance::{FailureIndex, Observed};
 use vibesync_engine::register::Existing;
 use vibesync_registry::{Registry, RegistryConfig, Status};
 use vibesync_wal::{Phase, Reader, Record, RecordDraft, Wal, WalConfig};
@@ -38,6 +39,8 @@ pub struct Stores {
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
     sidecar_lock: Arc<std::sync::Mutex<()>>,
+    /// Failure counters and last errors, derived from the WAL (log-as-state).
+    pub governance: Arc<std::sync::Mutex<FailureIndex>>,
 }
 
 fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
@@ -85,6 +88,7 @@ impl Stores {
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
+            governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
         };
 
         if let Some(payload) = stores.registry.migration_payload() {
@@ -237,6 +241,51 @@ impl Stores {
         Ok(())
     }
 
+    /// A transaction the daemon makes on its own (governance, operator actions): BEGIN,
+    /// STEPs, COMMIT, durable, applied to the registry, then FINAL and audit.
+    pub async fn daemon_txn(
+        &self,
+        project_id: &str,
+        uuids: Vec<String>,
+        steps: Vec<Value>,
+        summary: Value,
+    ) -> Result<u64, DaemonError> {
+        let op = uuid::Uuid::new_v4().to_string();
+        let d = |phase, uuids: Vec<String>, outcome: &str, payload| RecordDraft {
+            session_id: DAEMON_SESSION.into(),
+            operation_id: op.clone(),
+            uuids,
+            project_id: project_id.to_string(),
+            phase,
+            outcome: outcome.into(),
+            error_code: None,
+            payload,
+        };
+        let mut drafts = vec![d(Phase::Begin, uuids.clone(), "pending", summary.clone())];
+        for s in steps {
+            let u = s["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
+            drafts.push(d(Phase::Step, u, "ok", s));
+        }
+        drafts.push(d(Phase::Commit, uuids.clone(), "ok", summary));
+        let records = self.wal.append(drafts).await?;
+        let seq = records.last().map(|r| r.seq).unwrap_or(0);
+        {
+            let mut gov = self.governance.lock().unwrap();
+            for r in &records {
+                gov.observe(&Observed {
+                    seq: r.seq,
+                    phase: r.phase.as_str(),
+                    uuids: &r.uuids,
+                    error_code: r.error_code.as_deref(),
+                    payload: &r.payload,
+                });
+            }
+        }
+        self.apply_committed(&records)?;
+        self.finalize(DAEMON_SESSION, project_id, &op, uuids).await?;
+        Ok(seq)
+    }
+
     /// Write FINAL for a transaction whose side effects are done, then audit it.
     pub async fn finalize(
         &self,
@@ -315,8 +364,16 @@ impl Stores {
         // Group missing FINALs per project, in chunks, to keep commits few but bounded.
         let mut pending: BTreeMap<String, (u64, u64, Vec<String>, Vec<String>)> = BTreeMap::new();
         let mut count = 0u64;
+        let mut gov = self.governance.lock().unwrap();
         for entry in reader.map_while(|e| e.ok()) {
             let r = entry.record;
+            gov.observe(&Observed {
+                seq: r.seq,
+                phase: r.phase.as_str(),
+                uuids: &r.uuids,
+                error_code: r.error_code.as_deref(),
+                payload: &r.payload,
+            });
             if r.phase == Phase::Rollback {
                 rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
             }
@@ -339,6 +396,7 @@ impl Stores {
         if count > 0 {
             info!(since, finals = count, "audit reconciled from the WAL");
         }
+        drop(gov);
         self.rollbacks = Arc::new(rollbacks);
     }
 

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
+use vibesync_engine::governance::{Decision, Escalation, IdleTracker, Observed};
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, parse_change, Change, ChangeOp, ObjectState, Path, Queued, Window,
 };
@@ -54,6 +55,11 @@ pub enum SyncEvent {
     },
     Left {
         session_id: SessionId,
+    },
+    /// A person started or stopped editing in this session's editor.
+    UserActivity {
+        session_id: SessionId,
+        active: bool,
     },
     /// Internal: re-send these uuids' authoritative state to one session.
     ResyncUuids {
@@ -105,6 +111,8 @@ struct Inflight {
     origins: HashSet<SessionId>,
     origin_clients: HashMap<String, String>,
     deadline: Instant,
+    ops: Vec<String>,
+    new_hashes: HashMap<String, String>,
 }
 
 struct ResyncCheck {
@@ -126,6 +134,14 @@ struct Actor {
     /// Joins and resync requests wait while a batch is in flight.
     deferred: Vec<SyncEvent>,
     epoch: Instant,
+    /// People's activity per session (user-edit protection).
+    idle: IdleTracker,
+    /// Changes from automation waiting for people to be idle.
+    held: Vec<Queued<SessionInfo>>,
+    /// uuids the gate degraded to the slow path, with its reasons.
+    degraded: HashMap<String, Vec<String>>,
+    /// Sessions whose sequence diverged: blocked until they acknowledge a full replay.
+    diverged: HashMap<SessionId, Option<String>>,
 }
 
 impl Actor {
@@ -141,6 +157,10 @@ impl Actor {
             resyncs: HashMap::new(),
             deferred: Vec::new(),
             epoch: Instant::now(),
+            idle: IdleTracker::default(),
+            held: Vec::new(),
+            degraded: HashMap::new(),
+            diverged: HashMap::new(),
         }
     }
 
@@ -167,6 +187,12 @@ impl Actor {
 
     fn next_wake(&self) -> Option<Instant> {
         let mut at: Option<Instant> = self.inflight.as_ref().map(|f| f.deadline);
+        if !self.held.is_empty() {
+            let idle_ms = self.daemon.config().governance.user_idle_ms;
+            let release = self.idle.automation_allowed_at(self.now_ms(), idle_ms).unwrap_or(self.now_ms());
+            let w = self.epoch + Duration::from_millis(release);
+            at = Some(at.map_or(w, |a| a.min(w)));
+        }
         if self.inflight.is_none() {
             if let Some(d) = self.window.deadline() {
                 let w = self.epoch + Duration::from_millis(d);
@@ -185,6 +211,16 @@ impl Actor {
                     json!({"reason": "no `applied` within the verify timeout", "sessions": missing}),
                 )
                 .await;
+            }
+        }
+        if !self.held.is_empty() {
+            let idle_ms = self.daemon.config().governance.user_idle_ms;
+            if self.idle.automation_allowed_at(self.now_ms(), idle_ms).is_none() {
+                let now = self.now_ms();
+                info!(changes = self.held.len(), "people idle: running held automation changes");
+                for q in std::mem::take(&mut self.held) {
+                    self.window.push(now, q);
+                }
             }
         }
         if self.inflight.is_none() && self.window.is_due(self.now_ms()) {
@@ -210,11 +246,17 @@ impl Actor {
                 self.deferred.push(ev)
             }
             SyncEvent::ResyncUuids { session_id, uuids } => self.send_resync(&session_id, &uuids, "deferred").await,
+            SyncEvent::UserActivity { session_id, active } => {
+                let now = self.now_ms();
+                self.idle.activity(&session_id, active, now);
+            }
             SyncEvent::Joined { session_id, last_seq } | SyncEvent::Resync { session_id, since_seq: last_seq } => {
                 self.replay(&session_id, last_seq).await;
             }
             SyncEvent::Left { session_id } => {
                 self.resyncs.retain(|_, r| r.session_id != session_id);
+                self.idle.left(&session_id);
+                self.diverged.remove(&session_id);
                 let mut all_answered = false;
                 if let Some(f) = &mut self.inflight {
                     if f.expected.remove(&session_id).is_some() {
@@ -248,6 +290,21 @@ impl Actor {
     ) -> Vec<ItemResult> {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<String> = Vec::new();
+        let last_seq = self.daemon.last_seq();
+        if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
+            warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
+            self.diverged.insert(session.session_id.clone(), None);
+            self.replay(&session.session_id, 0).await;
+        }
+        if self.diverged.contains_key(&session.session_id) {
+            let msg = format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again");
+            return changes
+                .iter()
+                .map(|c| ItemResult::error(c.get("uuid").and_then(Value::as_str).unwrap_or(""), "BLOCKED", msg.clone()))
+                .collect();
+        }
+        let automation_waits = session.editor == "agent"
+            && self.idle.automation_allowed_at(self.now_ms(), self.daemon.config().governance.user_idle_ms).is_some();
         for (i, raw) in changes.iter().enumerate() {
             let at = format!("changes[{i}]");
             let shown = raw
@@ -267,6 +324,23 @@ impl Actor {
                     stale.push(change.uuid.clone());
                 }
                 results.push(ItemResult::error(&change.uuid, code, msg));
+                continue;
+            }
+            match self.consult_gate(&change) {
+                Decision::Block(reason) => {
+                    info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
+                    results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {reason}")));
+                    continue;
+                }
+                Decision::Degrade(reasons) => {
+                    info!(uuid = %change.uuid, op = change.op.name(), ?reasons, "gate: degraded to the slow path");
+                    self.degraded.insert(change.uuid.clone(), reasons);
+                }
+                Decision::Proceed => {}
+            }
+            if automation_waits {
+                results.push(ItemResult::ok(&change.uuid, "held"));
+                self.held.push(Queued { origin: session.clone(), change });
                 continue;
             }
             results.push(ItemResult::ok(&change.uuid, "queued"));
@@ -339,6 +413,57 @@ impl Actor {
         Ok(())
     }
 
+    /// L2: consult the failure index before queuing a mutation.
+    fn consult_gate(&self, change: &Change) -> Decision {
+        let next_hash =
+            apply_change(self.current_state(&change.uuid).as_ref(), &change.op).ok().flatten().map(|s| s.hash());
+        self.daemon.stores().governance.lock().unwrap().gate(&change.uuid, change.op.name(), next_hash.as_deref())
+    }
+
+    /// Carry out what a new failure calls for, smallest thing first (L6), as WAL transactions.
+    async fn escalate(&mut self, esc: Escalation) {
+        let daemon = self.daemon.clone();
+        if !esc.quarantine.is_empty() {
+            let _turn = daemon.mutation_turn().await;
+            let steps = esc
+                .quarantine
+                .iter()
+                .map(|u| json!({"op": "quarantine", "uuid": u, "reason": "repeated sync failures"}))
+                .collect();
+            match daemon
+                .stores()
+                .daemon_txn(&self.project, esc.quarantine.clone(), steps, json!({"op": "governance_quarantine"}))
+                .await
+            {
+                Ok(seq) => {
+                    warn!(uuids = ?esc.quarantine, seq, "quarantined after repeated failures; `vibesync quarantine release UUID` after fixing the cause")
+                }
+                Err(e) => daemon.storage_failure_notice("governance", &e.to_string()),
+            }
+        }
+        for op in &esc.disable_ops {
+            let _turn = daemon.mutation_turn().await;
+            match daemon
+                .stores()
+                .daemon_txn(
+                    "",
+                    vec![],
+                    vec![json!({"op": "disable_op", "kind": op})],
+                    json!({"op": "governance_disable_op"}),
+                )
+                .await
+            {
+                Ok(seq) => {
+                    warn!(op = %op, seq, "op kind disabled after repeated failures; `vibesync safe-mode clear` re-enables it")
+                }
+                Err(e) => daemon.storage_failure_notice("governance", &e.to_string()),
+            }
+        }
+        if let Some(reason) = esc.safe_mode {
+            daemon.set_safe_mode(true, &reason);
+        }
+    }
+
     fn project_sessions(&self) -> Vec<SessionInfo> {
         self.daemon.sessions_of(&self.project)
     }
@@ -379,7 +504,14 @@ impl Actor {
         if kept.is_empty() {
             return;
         }
-        let path = batch_path(&kept);
+        let degraded: Vec<(String, Vec<String>)> = kept
+            .iter()
+            .filter_map(|q| self.degraded.remove(&q.change.uuid).map(|r| (q.change.uuid.clone(), r)))
+            .collect();
+        let path = if degraded.is_empty() { batch_path(&kept) } else { Path::Slow };
+        let ops: Vec<String> = dedup(kept.iter().map(|q| q.change.op.name().to_string()).collect());
+        let gate: serde_json::Map<String, Value> =
+            degraded.iter().map(|(u, r)| (u.clone(), json!({"decision": "degrade", "reasons": r}))).collect();
         let batch_id = uuid::Uuid::new_v4().to_string();
         let uuids: Vec<String> = dedup(kept.iter().map(|q| q.change.uuid.clone()).collect());
         let origins: HashSet<SessionId> = kept.iter().map(|q| q.origin.session_id.clone()).collect();
@@ -392,8 +524,9 @@ impl Actor {
             uuids.clone(),
             "pending",
             json!({
-                "op": "sync", "path": path.as_str(), "changes": kept.len(),
+                "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
+                "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];
         for (uuid, state) in final_states(&kept, &states) {
@@ -488,6 +621,8 @@ impl Actor {
             origins,
             origin_clients,
             deadline: Instant::now() + timeout,
+            ops: ops.clone(),
+            new_hashes: states.iter().filter_map(|(u, s)| s.as_ref().map(|s| (u.clone(), s.hash()))).collect(),
         });
         if self.inflight.as_ref().is_some_and(|f| f.expected.is_empty()) {
             self.commit().await; // nobody else is connected: nothing to verify
@@ -516,6 +651,11 @@ impl Actor {
     ) {
         if let Some(check) = self.resyncs.get_mut(&batch_id) {
             let bad = mismatches(&check.expected, &hashes);
+            if bad.is_empty() && self.diverged.get(&session_id).is_some_and(|b| b.as_deref() == Some(batch_id.as_str()))
+            {
+                info!(session_id = %session_id, "diverged session acknowledged the full replay; its changes flow again");
+                self.diverged.remove(&session_id);
+            }
             if bad.is_empty() || held {
                 self.resyncs.remove(&batch_id);
             } else if check.attempts < 1 {
@@ -593,11 +733,28 @@ impl Actor {
 
     async fn rollback(&mut self, code: &str, detail: Value) {
         let Some(f) = self.inflight.take() else { return };
-        let mut rb =
-            self.draft(&f.batch_id, Phase::Rollback, f.uuids.clone(), "error", json!({"op": "sync", "detail": detail}));
+        let mut rb = self.draft(
+            &f.batch_id,
+            Phase::Rollback,
+            f.uuids.clone(),
+            "error",
+            json!({
+                "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
+            }),
+        );
         rb.error_code = Some(code.to_string());
-        let seq = match self.daemon.stores().wal.append(vec![rb]).await {
-            Ok(r) => r.last().map(|r| r.seq).unwrap_or(0),
+        let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
+            Ok(r) => {
+                let r = r.last().expect("one record");
+                let esc = self.daemon.stores().governance.lock().unwrap().observe(&Observed {
+                    seq: r.seq,
+                    phase: r.phase.as_str(),
+                    uuids: &r.uuids,
+                    error_code: r.error_code.as_deref(),
+                    payload: &r.payload,
+                });
+                (r.seq, esc)
+            }
             Err(e) => {
                 self.daemon.storage_failure_notice(&f.batch_id, &e.to_string());
                 return;
@@ -611,6 +768,7 @@ impl Actor {
             self.send_resync(&s, &f.uuids, code).await;
         }
         self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
+        self.escalate(escalation).await;
     }
 
     async fn result(&self, f: &Inflight, seq: u64, outcome: &str, error_code: Option<String>) {
@@ -649,9 +807,9 @@ impl Actor {
         self.send_resync_ops(&s, ops, why).await;
     }
 
-    async fn send_resync_ops(&mut self, s: &SessionInfo, ops: Vec<(String, ChangeOp)>, why: &str) {
+    async fn send_resync_ops(&mut self, s: &SessionInfo, ops: Vec<(String, ChangeOp)>, why: &str) -> Option<String> {
         if ops.is_empty() {
-            return;
+            return None;
         }
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = self.daemon.last_seq();
@@ -669,8 +827,11 @@ impl Actor {
                     )
                 })
                 .collect();
-            self.resyncs.insert(batch_id, ResyncCheck { session_id: s.session_id.clone(), expected, attempts: 0 });
+            self.resyncs
+                .insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts: 0 });
+            return Some(batch_id);
         }
+        None
     }
 
     /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6).
@@ -709,7 +870,13 @@ impl Actor {
                 }
             }
         }
-        self.send_resync_ops(&s, ops, "replay").await;
+        let batch_id = self.send_resync_ops(&s, ops, "replay").await;
+        if let Some(slot) = self.diverged.get_mut(session_id) {
+            *slot = batch_id;
+            if slot.is_none() {
+                self.diverged.remove(session_id); // nothing to replay: coherent again
+            }
+        }
     }
 
     /// Fenced batch to one session; false when it could not be delivered.

@@ -3,11 +3,15 @@
 //! Layout:
 //! - [`register`]: what a `register` / `tombstone` request does to the registry — per-item
 //!   statuses and the STEP payloads to write — given a read-only view of current records.
+//! - [`governance`]: the failure index built from WAL records (log-as-state), the gate
+//!   (proceed / degrade / block), escalation smallest-first, user-edit idle tracking, token
+//!   buckets for rate limits.
 //! - [`sync`]: live sync — object state, change validation with unit normalization,
 //!   applying changes, coalescing, fast/slow path selection, the batch window.
 //!
 //! Invariant: every function here is deterministic in its inputs, so the daemon's behaviour
 //! can be tested without I/O and replayed from the WAL.
 
+pub mod governance;
 pub mod register;
 pub mod sync;

@@ -20,11 +20,12 @@ pub enum ErrorCode {
     SafeMode,
     StorageFailed,
     ShuttingDown,
+    SlowConsumer,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::FrameTooLarge,
         ErrorCode::BadFrame,
         ErrorCode::BadMessage,
@@ -38,6 +39,7 @@ impl ErrorCode {
         ErrorCode::SafeMode,
         ErrorCode::StorageFailed,
         ErrorCode::ShuttingDown,
+        ErrorCode::SlowConsumer,
         ErrorCode::Internal,
     ];
 
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::SafeMode => "SAFE_MODE",
             ErrorCode::StorageFailed => "STORAGE_FAILED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -72,6 +75,7 @@ impl ErrorCode {
                 | ErrorCode::HandshakeTimeout
                 | ErrorCode::NotAuthenticated
                 | ErrorCode::ShuttingDown
+                | ErrorCode::SlowConsumer
         )
     }
 }
@@ -96,6 +100,7 @@ pub enum ItemErrorCode {
     NotFound,
     DuplicateInRequest,
     Stale,
+    Blocked,
 }
 
 impl ItemErrorCode {
@@ -111,6 +116,7 @@ impl ItemErrorCode {
             ItemErrorCode::NotFound => "NOT_FOUND",
             ItemErrorCode::DuplicateInRequest => "DUPLICATE_IN_REQUEST",
             ItemErrorCode::Stale => "STALE",
+            ItemErrorCode::Blocked => "BLOCKED",
         }
     }
 }

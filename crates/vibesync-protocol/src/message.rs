@@ -100,6 +100,19 @@ pub struct Resync {
     pub since_seq: u64,
 }
 
+/// `admin`: operator actions, accepted only from `cli` sessions (`vibesync safe-mode`,
+/// `vibesync quarantine`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admin {
+    pub request_id: String,
+    /// `safe_mode_clear`, `quarantine_list` or `quarantine_release`.
+    pub action: String,
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
 /// Every message a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
@@ -112,6 +125,7 @@ pub enum Inbound {
     Applied(Applied),
     UserActivity(UserActivity),
     Resync(Resync),
+    Admin(Admin),
 }
 
 impl Inbound {
@@ -126,6 +140,7 @@ impl Inbound {
             Inbound::Applied(_) => "applied",
             Inbound::UserActivity(_) => "user_activity",
             Inbound::Resync(_) => "resync",
+            Inbound::Admin(_) => "admin",
         }
     }
 
@@ -137,6 +152,7 @@ impl Inbound {
             Inbound::Tombstone(t) => Some(&t.request_id),
             Inbound::Change(c) => Some(&c.request_id),
             Inbound::Resync(r) => r.request_id.as_deref(),
+            Inbound::Admin(a) => Some(&a.request_id),
             _ => None,
         }
     }
@@ -207,6 +223,7 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
         "applied" => Inbound::Applied(typed(value, &request_id)?),
         "user_activity" => Inbound::UserActivity(typed(value, &request_id)?),
         "resync" => Inbound::Resync(typed(value, &request_id)?),
+        "admin" => Inbound::Admin(typed(value, &request_id)?),
         other => {
             return Err(MessageError {
                 code: ErrorCode::UnknownType,
@@ -298,6 +315,11 @@ pub enum Outbound {
     SafeMode {
         active: bool,
         reason: String,
+    },
+    AdminResult {
+        request_id: String,
+        action: String,
+        result: Value,
     },
 }
 

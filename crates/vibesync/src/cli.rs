@@ -64,11 +64,51 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Safe mode: `status`, or `clear` (a person re-enables sync and automation; also clears
+    /// failure counters and re-enables disabled op kinds).
+    SafeMode {
+        #[command(subcommand)]
+        action: SafeModeAction,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Quarantined uuids (known-bad, kept out of sync until a person releases them).
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Offline check: WAL hashes and chain, open transactions, registry↔WAL parity,
     /// sidecar checksum, audit repository. Exit 0 when clean, 1 with one line per problem.
     Verify {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SafeModeAction {
+    /// Is the daemon in safe mode, and why.
+    Status,
+    /// Leave safe mode (works with the daemon running or stopped).
+    Clear,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineAction {
+    /// List quarantined uuids with the reason.
+    List {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Release a uuid back into sync (the daemon must be running: a release is a WAL
+    /// transaction).
+    Release {
+        uuid: String,
+        #[arg(long)]
+        project: Option<String>,
     },
 }
 
@@ -84,6 +124,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tail(data_dir(d), follow, uuid, op, phase, json)
         }
         Command::Verify { data_dir: d } => verify(data_dir(d)),
+        Command::SafeMode { action, data_dir: d } => safe_mode(data_dir(d), action),
+        Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action),
     }
 }
 
@@ -274,5 +316,117 @@ fn verify(data: DataDir) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("verify: {} problem(s)", report.problems.len());
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Send one `admin` request to the running daemon, if one runs on this data dir.
+fn admin(data: &DataDir, body: serde_json::Value) -> anyhow::Result<Option<serde_json::Value>> {
+    if vibesync_daemon::verify::daemon_running(data).is_none() {
+        return Ok(None);
+    }
+    let (addr, token) = client::discover(data)?;
+    let mut c = client::Client::connect(addr, &token, "vibesync-cli", "cli")?;
+    let mut msg = body;
+    msg["type"] = "admin".into();
+    msg["request_id"] = "cli".into();
+    let reply = c.request(&msg)?;
+    if reply["type"] == "error" {
+        bail!("{}: {}", reply["code"].as_str().unwrap_or("?"), reply["message"].as_str().unwrap_or(""));
+    }
+    Ok(Some(reply["result"].clone()))
+}
+
+fn safe_mode(data: DataDir, action: SafeModeAction) -> anyhow::Result<ExitCode> {
+    match action {
+        SafeModeAction::Status => {
+            let b = vibesync_daemon::boot::read(&data.boot())?;
+            if b.safe_mode {
+                println!("safe mode: ON ({})", b.safe_mode_reason.as_deref().unwrap_or("no reason recorded"));
+                println!("sync is read-only and automation is disabled; `vibesync safe-mode clear` to leave it");
+            } else {
+                println!("safe mode: off ({} unclean boot(s) in a row)", b.consecutive_unclean_boots);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SafeModeAction::Clear => {
+            if let Some(r) = admin(&data, serde_json::json!({"action": "safe_mode_clear"}))? {
+                println!("safe mode cleared by the running daemon (WAL seq {}); failure counters reset", r["seq"]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Daemon stopped: log the reset in the WAL ourselves, then clear boot.json.
+            let (wal, _) = vibesync_wal::Wal::open(vibesync_wal::WalConfig::new(data.root()))
+                .context("opening the WAL to record the reset (is a daemon starting on this data dir?)")?;
+            let op = format!("cli-{}", std::process::id());
+            let d = |phase, payload| vibesync_wal::RecordDraft {
+                session_id: "cli".into(),
+                operation_id: op.clone(),
+                uuids: vec![],
+                project_id: String::new(),
+                phase,
+                outcome: "ok".into(),
+                error_code: None,
+                payload,
+            };
+            let reset = serde_json::json!({"op": "governance_reset", "by": "cli (offline)"});
+            let records = wal.append_blocking(vec![
+                d(Phase::Begin, reset.clone()),
+                d(Phase::Step, reset.clone()),
+                d(Phase::Commit, reset),
+                d(Phase::Final, serde_json::json!({})),
+            ])?;
+            wal.close_blocking()?;
+            let mut b = vibesync_daemon::boot::read(&data.boot())?;
+            b.safe_mode = false;
+            b.safe_mode_reason = None;
+            b.consecutive_unclean_boots = 0;
+            vibesync_daemon::boot::write(&data.boot(), &b)?;
+            println!("safe mode cleared (daemon not running; reset logged at WAL seq {})", records[1].seq);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn quarantine(data: DataDir, action: QuarantineAction) -> anyhow::Result<ExitCode> {
+    match action {
+        QuarantineAction::List { project } => {
+            let result = match admin(&data, serde_json::json!({"action": "quarantine_list", "project_id": project}))? {
+                Some(r) => r,
+                None => bail!(
+                    "no daemon is running on {}; start it (`vibesync serve`) to list quarantined uuids",
+                    data.root().display()
+                ),
+            };
+            let items = result["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no quarantined uuids");
+            }
+            for i in items {
+                println!(
+                    "{} {} {} `{}` since seq {}: {}",
+                    i["project_id"].as_str().unwrap_or(""),
+                    i["uuid"].as_str().unwrap_or(""),
+                    i["kind"].as_str().unwrap_or(""),
+                    i["name"].as_str().unwrap_or(""),
+                    i["since_seq"],
+                    i["reason"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineAction::Release { uuid, project } => {
+            match admin(
+                &data,
+                serde_json::json!({"action": "quarantine_release", "uuid": uuid, "project_id": project}),
+            )? {
+                Some(r) => {
+                    println!("released {uuid}: {}", r["released"]);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!(
+                    "no daemon is running on {}; start it (`vibesync serve`): a release is a WAL transaction",
+                    data.root().display()
+                ),
+            }
+        }
     }
 }

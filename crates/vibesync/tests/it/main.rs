@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod durability;
+mod governance;
 mod handshake;
 mod registry;
 mod resilience;

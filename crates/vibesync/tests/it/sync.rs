@@ -23,6 +23,7 @@ pub struct Mini {
     pub results: Vec<Value>,
     pub corrupt_next: bool,
     pub answer: bool,
+    pub events: Vec<Value>,
 }
 
 impl Mini {
@@ -38,6 +39,7 @@ impl Mini {
             results: vec![],
             corrupt_next: false,
             answer: true,
+            events: vec![],
         }
     }
 
@@ -59,7 +61,7 @@ impl Mini {
         // Other traffic (batches) may come first: handle it until the ack arrives.
         loop {
             let (m, a) = self.recv();
-            if m["type"] == "ack" && m["request_id"] == rid {
+            if (m["type"] == "ack" || m["type"] == "error") && m["request_id"] == rid {
                 return m;
             }
             self.handle(m, a);
@@ -81,7 +83,7 @@ impl Mini {
         n
     }
 
-    fn recv(&mut self) -> (Value, Vec<u8>) {
+    pub fn recv(&mut self) -> (Value, Vec<u8>) {
         let f = self.c.recv_frame().unwrap();
         (serde_json::from_slice(&f.json).unwrap(), f.attachment.to_vec())
     }
@@ -106,7 +108,7 @@ impl Mini {
         true
     }
 
-    fn handle(&mut self, m: Value, _a: Vec<u8>) {
+    pub fn handle(&mut self, m: Value, _a: Vec<u8>) {
         if std::env::var("MINI_DEBUG").is_ok() {
             eprintln!("[{}] {}", self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"), m);
         }
@@ -144,6 +146,7 @@ impl Mini {
                 self.last_seq = self.last_seq.max(m["seq"].as_u64().unwrap());
                 self.results.push(m);
             }
+            "safe_mode" => self.events.push(m),
             "ack" => assert!(m["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"), "{m}"),
             other => panic!("unexpected message {other}: {m}"),
         }
@@ -191,7 +194,7 @@ impl Mini {
 }
 
 /// Let every editor process its traffic until all are quiet (each answers its batches).
-fn settle(minis: &mut [&mut Mini]) {
+pub fn settle(minis: &mut [&mut Mini]) {
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let mut n = 0;
@@ -204,11 +207,11 @@ fn settle(minis: &mut [&mut Mini]) {
     }
 }
 
-fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
+pub fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
     json!({"op":"create","uuid":u,"kind":"object","name":name,"parent":null,"t":t,"r":[0,0,0,1],"s":[1,1,1],"visible":true})
 }
 
-fn fast_config(dir: &std::path::Path, window_ms: u64, verify_ms: u64) -> std::path::PathBuf {
+pub fn fast_config(dir: &std::path::Path, window_ms: u64, verify_ms: u64) -> std::path::PathBuf {
     let p = dir.join(format!("sync-{window_ms}-{verify_ms}.toml"));
     std::fs::write(&p, format!("[sync]\nbatch_window_ms = {window_ms}\nverify_timeout_ms = {verify_ms}\n")).unwrap();
     p

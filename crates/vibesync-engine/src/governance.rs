@@ -1,0 +1,390 @@
+//! Governance, the pure part (seed 001 §9–§16, L1–L8): the failure index built from WAL
+//! records (log-as-state), the gate consulted before every sync mutation, the user-edit
+//! idle tracker and the per-session token bucket. Time is always passed in.
+//!
+//! Escalation is smallest-first (L6): a uuid that keeps failing is quarantined; an op kind
+//! that keeps failing is disabled; only many failures overall put the daemon in safe mode.
+//! "No silent retry" (§13): an input (uuid + resulting state hash) that failed verification
+//! is refused if sent again unchanged; a changed input or a person (`vibesync safe-mode
+//! clear`, `vibesync quarantine release`) is needed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Thresholds (config `[governance]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Failures of one uuid before it is quarantined.
+    pub uuid_failures: u32,
+    /// Failures of one op kind (e.g. `mesh`) before that kind is disabled.
+    pub op_failures: u32,
+    /// Failures overall (within the indexed window) before safe mode.
+    pub global_failures: u32,
+    /// How many most recent WAL records the index keeps (L1: "last N").
+    pub window_records: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { uuid_failures: 3, op_failures: 5, global_failures: 10, window_records: 10_000 }
+    }
+}
+
+/// The part of a WAL record the index needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed<'a> {
+    pub seq: u64,
+    pub phase: &'a str,
+    pub uuids: &'a [String],
+    pub error_code: Option<&'a str>,
+    pub payload: &'a Value,
+}
+
+/// A failure as remembered by the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub seq: u64,
+    pub error_code: String,
+    pub uuids: Vec<String>,
+    pub ops: Vec<String>,
+}
+
+/// What escalation a newly observed failure calls for (the daemon carries it out and logs
+/// it as a WAL transaction, so the index rebuilt from the WAL reaches the same state).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Escalation {
+    pub quarantine: Vec<String>,
+    pub disable_ops: Vec<String>,
+    pub safe_mode: Option<String>,
+}
+
+/// The gate's decision for one proposed mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Proceed,
+    /// Go ahead, but on the slow (blocking, verified) path.
+    Degrade(Vec<String>),
+    Block(String),
+}
+
+impl Decision {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Decision::Proceed => json!({"decision": "proceed"}),
+            Decision::Degrade(r) => json!({"decision": "degrade", "reasons": r}),
+            Decision::Block(r) => json!({"decision": "block", "reasons": [r]}),
+        }
+    }
+}
+
+/// Failure counters and last errors, derived from the WAL (L1, L5, L6).
+#[derive(Debug, Default, Clone)]
+pub struct FailureIndex {
+    pub thresholds: Thresholds,
+    window: VecDeque<Failure>,
+    /// Failures counted before this seq were cleared by a person.
+    reset_after: u64,
+    disabled_ops: HashSet<String>,
+    /// (uuid, state hash) inputs that failed: refused until changed.
+    failed_inputs: HashSet<(String, String)>,
+    last_error: HashMap<String, Failure>,
+    seen: u64,
+}
+
+impl FailureIndex {
+    pub fn new(thresholds: Thresholds) -> FailureIndex {
+        FailureIndex { thresholds, ..Default::default() }
+    }
+
+    /// Failures are only counted after `seq` (a person cleared them at that point).
+    pub fn reset(&mut self, seq: u64) {
+        self.reset_after = seq;
+        self.window.clear();
+        self.disabled_ops.clear();
+        self.failed_inputs.clear();
+    }
+
+    fn counted(&self) -> impl Iterator<Item = &Failure> {
+        self.window.iter().filter(move |f| f.seq > self.reset_after)
+    }
+
+    pub fn uuid_failures(&self, uuid: &str) -> u32 {
+        self.counted().filter(|f| f.uuids.iter().any(|u| u == uuid)).count() as u32
+    }
+
+    pub fn op_failures(&self, op: &str) -> u32 {
+        self.counted().filter(|f| f.ops.iter().any(|o| o == op)).count() as u32
+    }
+
+    pub fn global_failures(&self) -> u32 {
+        self.counted().count() as u32
+    }
+
+    pub fn disabled_ops(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.disabled_ops.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn last_error(&self, uuid: &str) -> Option<&Failure> {
+        self.last_error.get(uuid)
+    }
+
+    /// Feed one WAL record (in seq order). Returns the escalation a new failure calls for.
+    pub fn observe(&mut self, r: &Observed<'_>) -> Escalation {
+        self.seen = self.seen.max(r.seq);
+        // A person's reset, logged as a governance transaction, replays as a reset.
+        if r.phase == "STEP" && r.payload.get("op").and_then(Value::as_str) == Some("governance_reset") {
+            self.reset(r.seq);
+            return Escalation::default();
+        }
+        if r.phase == "STEP" && r.payload.get("op").and_then(Value::as_str) == Some("disable_op") {
+            if let Some(op) = r.payload.get("kind").and_then(Value::as_str) {
+                self.disabled_ops.insert(op.to_string());
+            }
+            return Escalation::default();
+        }
+        if r.phase != "ROLLBACK" || r.seq <= self.reset_after {
+            return Escalation::default();
+        }
+        let ops: Vec<String> = r
+            .payload
+            .get("ops")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let failure = Failure {
+            seq: r.seq,
+            error_code: r.error_code.unwrap_or("UNKNOWN").to_string(),
+            uuids: r.uuids.to_vec(),
+            ops: ops.clone(),
+        };
+        if let Some(hashes) = r.payload.get("state_hashes").and_then(Value::as_object) {
+            for (u, h) in hashes {
+                if let Some(h) = h.as_str() {
+                    self.failed_inputs.insert((u.clone(), h.to_string()));
+                }
+            }
+        }
+        for u in r.uuids {
+            self.last_error.insert(u.clone(), failure.clone());
+        }
+        self.window.push_back(failure);
+        while self.window.len() > self.thresholds.window_records.max(1) {
+            self.window.pop_front();
+        }
+        let mut esc = Escalation::default();
+        for u in r.uuids {
+            if self.uuid_failures(u) >= self.thresholds.uuid_failures {
+                esc.quarantine.push(u.clone());
+            }
+        }
+        for op in ops {
+            if !self.disabled_ops.contains(&op) && self.op_failures(&op) >= self.thresholds.op_failures {
+                esc.disable_ops.push(op);
+            }
+        }
+        if self.global_failures() >= self.thresholds.global_failures {
+            esc.safe_mode = Some(format!(
+                "{} sync failures (threshold {})",
+                self.global_failures(),
+                self.thresholds.global_failures
+            ));
+        }
+        esc
+    }
+
+    /// The log consultation gate (L2, L3): may this op on this uuid, producing this state,
+    /// run now?
+    pub fn gate(&self, uuid: &str, op: &str, state_hash: Option<&str>) -> Decision {
+        if self.disabled_ops.contains(op) {
+            return Decision::Block(format!(
+                "`{op}` changes are disabled after {} failures; a person re-enables them with `vibesync safe-mode clear`",
+                self.op_failures(op)
+            ));
+        }
+        if let Some(h) = state_hash {
+            if self.failed_inputs.contains(&(uuid.to_string(), h.to_string())) {
+                return Decision::Block("this exact change failed verification before; change the input (or a person clears it with `vibesync safe-mode clear`)".into());
+            }
+        }
+        let n = self.uuid_failures(uuid);
+        if n > 0 {
+            let last = self
+                .last_error
+                .get(uuid)
+                .map(|f| format!(" (last: {} at seq {})", f.error_code, f.seq))
+                .unwrap_or_default();
+            return Decision::Degrade(vec![format!("{n} prior failure(s) on this uuid{last}: slow path")]);
+        }
+        Decision::Proceed
+    }
+
+    pub fn summary(&self) -> Value {
+        json!({
+            "failures": self.global_failures(),
+            "disabled_ops": self.disabled_ops(),
+            "reset_after_seq": self.reset_after,
+            "thresholds": self.thresholds,
+        })
+    }
+}
+
+/// User-edit protection (seed 001 §10): automation waits until people have been idle.
+#[derive(Debug, Clone, Default)]
+pub struct IdleTracker {
+    /// session → (active flag, last activity ms)
+    people: HashMap<String, (bool, u64)>,
+}
+
+impl IdleTracker {
+    pub fn activity(&mut self, session: &str, active: bool, now_ms: u64) {
+        self.people.insert(session.to_string(), (active, now_ms));
+    }
+
+    pub fn left(&mut self, session: &str) {
+        self.people.remove(session);
+    }
+
+    /// When automation may run again (`None`: now).
+    pub fn automation_allowed_at(&self, now_ms: u64, idle_ms: u64) -> Option<u64> {
+        let mut at: Option<u64> = None;
+        for (active, last) in self.people.values() {
+            let until = if *active { now_ms.max(*last) + idle_ms } else { last + idle_ms };
+            if until > now_ms {
+                at = Some(at.map_or(until, |a: u64| a.max(until)));
+            }
+        }
+        at
+    }
+}
+
+/// A token bucket: `rate` tokens per second, up to `burst`.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at_ms: u64,
+}
+
+impl Bucket {
+    pub fn new(rate: f64, burst: f64, now_ms: u64) -> Bucket {
+        Bucket { rate, burst, tokens: burst, at_ms: now_ms }
+    }
+
+    /// Take `n` tokens if available.
+    pub fn take(&mut self, n: f64, now_ms: u64) -> bool {
+        let dt = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.at_ms = now_ms;
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+    const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    fn rollback(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str) -> Escalation {
+        let uuids = vec![uuid.to_string()];
+        let payload = json!({"ops": [op], "state_hashes": {uuid: hash}});
+        idx.observe(&Observed {
+            seq,
+            phase: "ROLLBACK",
+            uuids: &uuids,
+            error_code: Some("VERIFY_MISMATCH"),
+            payload: &payload,
+        })
+    }
+
+    #[test]
+    fn smallest_thing_first_then_kind_then_everything() {
+        let mut idx =
+            FailureIndex::new(Thresholds { uuid_failures: 2, op_failures: 3, global_failures: 4, window_records: 100 });
+        assert_eq!(idx.gate(U, "transform", Some("h0")), Decision::Proceed);
+        let e = rollback(&mut idx, 10, U, "transform", "h1");
+        assert_eq!(e, Escalation::default());
+        assert!(matches!(idx.gate(U, "transform", Some("h2")), Decision::Degrade(_)));
+        assert!(
+            matches!(idx.gate(U, "transform", Some("h1")), Decision::Block(_)),
+            "no silent retry of the same input"
+        );
+        assert_eq!(idx.gate(V, "transform", Some("h1")), Decision::Proceed, "other uuids unaffected");
+        let e = rollback(&mut idx, 11, U, "transform", "h2");
+        assert_eq!(e.quarantine, vec![U.to_string()]);
+        assert!(e.disable_ops.is_empty() && e.safe_mode.is_none());
+        let e = rollback(&mut idx, 12, V, "transform", "h3");
+        assert_eq!(e.disable_ops, vec!["transform".to_string()]);
+        assert!(e.safe_mode.is_none());
+        idx.observe(&Observed {
+            seq: 13,
+            phase: "STEP",
+            uuids: &[],
+            error_code: None,
+            payload: &json!({"op":"disable_op","kind":"transform"}),
+        });
+        assert!(matches!(idx.gate(V, "transform", Some("h9")), Decision::Block(_)));
+        assert_eq!(
+            idx.gate(V, "rename", None),
+            Decision::Degrade(vec![
+                "1 prior failure(s) on this uuid (last: VERIFY_MISMATCH at seq 12): slow path".into()
+            ])
+        );
+        let e = rollback(&mut idx, 14, V, "mesh", "h4");
+        assert!(e.safe_mode.is_some());
+    }
+
+    #[test]
+    fn a_person_resets_and_replay_reaches_the_same_state() {
+        let mut idx = FailureIndex::new(Thresholds::default());
+        rollback(&mut idx, 5, U, "mesh", "h");
+        let reset = json!({"op":"governance_reset"});
+        idx.observe(&Observed { seq: 6, phase: "STEP", uuids: &[], error_code: None, payload: &reset });
+        assert_eq!(idx.global_failures(), 0);
+        assert_eq!(idx.gate(U, "mesh", Some("h")), Decision::Proceed);
+    }
+
+    #[test]
+    fn window_keeps_only_recent_failures() {
+        let mut idx = FailureIndex::new(Thresholds { window_records: 2, ..Thresholds::default() });
+        for s in 0..5 {
+            rollback(&mut idx, s + 1, V, "transform", &format!("h{s}"));
+        }
+        assert_eq!(idx.global_failures(), 2);
+    }
+
+    #[test]
+    fn automation_waits_for_people_to_be_idle() {
+        let mut t = IdleTracker::default();
+        assert_eq!(t.automation_allowed_at(0, 2000), None);
+        t.activity("blender", true, 1000);
+        assert_eq!(t.automation_allowed_at(1500, 2000), Some(3500), "active: wait");
+        t.activity("blender", false, 4000);
+        assert_eq!(t.automation_allowed_at(5000, 2000), Some(6000));
+        assert_eq!(t.automation_allowed_at(6000, 2000), None);
+        t.left("blender");
+        assert_eq!(t.automation_allowed_at(4100, 2000), None);
+    }
+
+    #[test]
+    fn bucket_refills_at_its_rate() {
+        let mut b = Bucket::new(10.0, 5.0, 0);
+        for _ in 0..5 {
+            assert!(b.take(1.0, 0));
+        }
+        assert!(!b.take(1.0, 0));
+        assert!(b.take(1.0, 100));
+        assert!(!b.take(1.0, 100));
+    }
+}

@@ -1,0 +1,296 @@
+//! Governance through the real daemon: crash-loop safe mode, failure escalation
+//! (degrade → block → quarantine → op disabled → safe mode), operator commands,
+//! user-edit protection, rate limits, sequence divergence, slow consumers.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::sync::{create, settle, Mini};
+
+fn config(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn transform(u: &str, x: f64) -> Value {
+    json!({"op":"transform","uuid":u,"t":[x,0,0],"r":[0,0,0,1],"s":[1,1,1]})
+}
+
+#[test]
+fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    for _ in 0..3 {
+        d.kill9();
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    }
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    assert_eq!(b.c.welcome["safe_mode"], true, "3 unclean boots in a row: safe mode");
+    let ack = b.send_change("c", vec![create(&new_uuid(), "X", [0.0, 0.0, 0.0])], &[]);
+    assert_eq!(ack["code"], "SAFE_MODE", "sync is read-only: {ack}");
+    let mut agent = d.client("agent");
+    let r = register(&mut agent, "a", &[(&new_uuid(), "object", "Bot")]);
+    assert_eq!(r["code"], "SAFE_MODE", "automation disabled: {r}");
+    let mut person = d.client("blender");
+    assert_eq!(
+        statuses(&register(&mut person, "p", &[(&new_uuid(), "object", "Mine")])),
+        ["registered"],
+        "people keep their identity bookkeeping"
+    );
+
+    let (code, out, _) = cli(&["safe-mode", "status", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ON") && out.contains("unclean boots"), "{out}");
+    let (code, out, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (m, _) = b.recv();
+    assert_eq!(m["type"], "safe_mode");
+    assert_eq!(m["active"], false);
+    let ack = b.send_change("c2", vec![create(&new_uuid(), "X", [0.0, 0.0, 0.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    drop((b, agent, person));
+    d.stop();
+    let boot: Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
+    assert_eq!(boot["safe_mode"], false);
+    let recs = wal_records(&data);
+    assert!(recs.iter().any(|r| r["payload"]["op"] == "governance_reset"), "the person's reset is in the WAL");
+}
+
+#[test]
+fn failures_escalate_smallest_thing_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 3\nglobal_failures = 4\n",
+    );
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (x, y) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+
+    // 1st failure on X: rolled back; X now degrades to the slow path; the same input is refused.
+    u.corrupt_next = true;
+    b.send_change("m1", vec![transform(&x, 1.0)], &[]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.results.last().unwrap()["outcome"], "rolled_back");
+    let again = b.send_change("m1b", vec![transform(&x, 1.0)], &[]);
+    assert_eq!(again["results"][0]["error_code"], "BLOCKED", "no silent retry of a failed input: {again}");
+    let ack = b.send_change("m2", vec![transform(&x, 2.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "a changed input may proceed");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.batches.last().unwrap().1, "slow", "degraded to the slow path after a failure on this uuid");
+
+    // 2nd failure on X: quarantined (the smallest thing), Y untouched.
+    u.corrupt_next = true;
+    b.send_change("m3", vec![transform(&x, 3.0)], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let ack = b.send_change("m4", vec![transform(&x, 4.0)], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "QUARANTINED", "{ack}");
+    let ack = b.send_change("m5", vec![transform(&y, 4.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "other uuids still sync");
+    settle(&mut [&mut b, &mut u]);
+    let (code, out, err) = cli(&["quarantine", "list", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&x) && out.contains("repeated sync failures"), "{out}");
+
+    // 3rd transform failure (on Y): the op kind `transform` is disabled; renames still work.
+    u.corrupt_next = true;
+    b.send_change("m6", vec![transform(&y, 5.0)], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let ack = b.send_change("m7", vec![transform(&y, 6.0)], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "BLOCKED");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("disabled"), "{ack}");
+    let ack = b.send_change("m8", vec![json!({"op":"rename","uuid":y,"name":"Y2"})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+
+    // 4th failure overall: safe mode, announced to every editor.
+    u.corrupt_next = true;
+    b.send_change("m9", vec![json!({"op":"rename","uuid":y,"name":"Y3"})], &[]);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut announced = false;
+    while !announced && Instant::now() < end {
+        for m in [&mut b, &mut u] {
+            m.c.set_read_timeout(Some(Duration::from_millis(100)));
+            if let Ok(f) = m.c.recv_frame() {
+                let v: Value = serde_json::from_slice(&f.json).unwrap();
+                if v["type"] == "safe_mode" {
+                    assert_eq!(v["active"], true);
+                    announced = true;
+                } else {
+                    m.c.set_read_timeout(Some(Duration::from_secs(30)));
+                    m.handle(v, f.attachment.to_vec());
+                }
+            }
+        }
+    }
+    assert!(announced, "safe mode announced");
+
+    // A person releases X and clears safe mode; everything flows again.
+    let (code, out, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    settle(&mut [&mut b, &mut u]);
+    let ack = b.send_change("m10", vec![transform(&x, 7.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&x]["t"], json!([7.0, 0.0, 0.0]));
+    drop((b, u));
+    d.stop();
+    // The escalations are WAL transactions: the index rebuilt at boot reaches the same state.
+    let recs = wal_records(&data);
+    for op in ["quarantine", "disable_op", "release", "governance_reset"] {
+        assert!(recs.iter().any(|r| r["phase"] == "STEP" && r["payload"]["op"] == op), "{op} in the WAL");
+    }
+    let begin = recs
+        .iter()
+        .find(|r| {
+            r["phase"] == "BEGIN" && r["payload"]["gate"]["decision"].is_null() && r["payload"]["gate"].is_object()
+        })
+        .expect("a degraded batch logs the gate's decision");
+    assert!(begin["payload"]["gate"][&x]["reasons"][0].as_str().unwrap().contains("prior failure"));
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn automation_waits_while_people_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n[governance]\nuser_idle_ms = 600\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (mine, bots) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&mine, "Mine", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    b.c.send(&json!({"type":"user_activity","active":true})).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let ack = bot.send_change("a", vec![create(&bots, "BotMade", [1.0, 0.0, 0.0])], &[]);
+    assert_eq!(statuses(&ack), ["held"], "automation is held while a person works: {ack}");
+    b.send_change("p", vec![transform(&mine, 3.0)], &[]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    assert_eq!(u.states[&mine]["t"], json!([3.0, 0.0, 0.0]), "a person's edits always flow");
+    assert!(!u.states.contains_key(&bots), "the held change has not run");
+
+    let stopped = Instant::now();
+    b.c.send(&json!({"type":"user_activity","active":false})).unwrap();
+    assert!(
+        u.pump_until(Duration::from_secs(5), |m| m.states.contains_key(&bots)),
+        "held, not dropped: it runs after the idle period"
+    );
+    assert!(stopped.elapsed() >= Duration::from_millis(500), "not before the idle period");
+}
+
+#[test]
+fn rate_limits_answer_rate_limited_and_spare_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[limits]\nmessages_per_sec = 5.0\nmessages_burst = 5.0\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut noisy = d.client("test");
+    let mut calm = d.client("test");
+    for i in 0..30 {
+        noisy.send(&json!({"type":"ping","request_id":format!("n{i}")})).unwrap();
+    }
+    let mut limited = 0;
+    for _ in 0..30 {
+        let r = noisy.recv().unwrap();
+        if r["type"] == "error" {
+            assert_eq!(r["code"], "RATE_LIMITED");
+            assert!(r["request_id"].as_str().unwrap().starts_with('n'), "{r}");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 20, "most of a 30-message burst over a 5/s budget is refused ({limited})");
+    assert_eq!(
+        calm.request(&json!({"type":"ping","request_id":"c"})).unwrap()["type"],
+        "pong",
+        "other sessions unaffected"
+    );
+    std::thread::sleep(Duration::from_millis(450));
+    assert_eq!(
+        noisy.request(&json!({"type":"ping","request_id":"later"})).unwrap()["type"],
+        "pong",
+        "the connection stays usable"
+    );
+}
+
+#[test]
+fn sequence_divergence_blocks_until_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b]);
+    // An editor restored from another history: it claims to have seen seq 1,000,000.
+    let mut lost = Mini::connect(&d, "unity", 1.0, 1_000_000);
+    lost.last_seq = 1_000_000;
+    let ack = lost.send_change("z", vec![transform(&x, 9.0)], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "BLOCKED", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("divergence"));
+    settle(&mut [&mut b, &mut lost]);
+    assert!(lost.states.contains_key(&x), "the diverged editor was sent a full replay");
+    lost.last_seq = 0;
+    let ack = lost.send_change("z2", vec![transform(&x, 9.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "after acknowledging the replay it may change things again: {ack}");
+}
+
+#[test]
+fn a_slow_consumer_is_disconnected_and_nobody_else_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[server]\nsend_queue_frames = 4\n[limits]\nslow_consumer_ms = 300\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut stalled = Client::connect(d.addr, &d.token, "demo", "unity").unwrap(); // never reads
+    let name = "n".repeat(1000);
+    let creates: Vec<Value> = (0..4000).map(|i| create(&new_uuid(), &format!("{name}{i}"), [0.0, 0.0, 0.0])).collect();
+    let started = Instant::now();
+    let ack = b.send_change("big", creates, &[]);
+    assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"));
+    assert!(
+        b.pump_until(Duration::from_secs(20), |m| m.results.iter().any(|r| r["outcome"] == "committed")),
+        "the batch committed without the stalled editor: {:?}",
+        b.results
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let mut ping = d.client("test");
+    assert_eq!(ping.request(&json!({"type":"ping"})).unwrap()["type"], "pong");
+    // The stalled editor was cut off: reading now ends in SLOW_CONSUMER or a closed socket.
+    let mut saw_end = false;
+    stalled.set_read_timeout(Some(Duration::from_secs(5)));
+    for _ in 0..20_000 {
+        match stalled.recv_frame() {
+            Ok(f) => {
+                let v: Value = serde_json::from_slice(&f.json).unwrap();
+                if v["type"] == "error" {
+                    assert_eq!(v["code"], "SLOW_CONSUMER");
+                    saw_end = true;
+                    break;
+                }
+            }
+            Err(_) => {
+                saw_end = true;
+                break;
+            }
+        }
+    }
+    assert!(saw_end, "the slow consumer was disconnected");
+}
