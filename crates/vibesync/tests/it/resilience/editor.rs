@@ -363,7 +363,8 @@ pub fn plain(log: &str) -> String {
 /// that line kills the process instead of stopping it (see
 /// `kill_loop::sigterm_right_after_the_listening_line_is_graceful`).
 pub fn ping_then_stop(d: &mut Daemon) -> Option<i32> {
-    let mut c = d.client("test");
+    // A project of its own: no welcome resync arrives before the pong.
+    let mut c = d.client_for("test", "zz-stop");
     let pong = c.request(&json!({"type":"ping","request_id":"bye"})).unwrap();
     assert_eq!(pong["type"], "pong", "{pong}");
     drop(c);

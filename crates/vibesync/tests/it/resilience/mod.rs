@@ -8,3 +8,4 @@ pub mod editor;
 mod kill_loop;
 mod storage;
 mod torn;
+mod wire;

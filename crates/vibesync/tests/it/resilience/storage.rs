@@ -114,10 +114,7 @@ fn full_disk_answers_storage_failed_acks_only_durable_and_stops() {
         .map(|o| o.status.success().then_some(()).ok_or(String::from_utf8_lossy(&o.stderr).into_owned()))
         .unwrap_or_else(|e| Err(e.to_string()));
     if let Err(e) = mounted {
-        eprintln!(
-            "full_disk: cannot mount a tmpfs ({}); running the injected-fault variant instead",
-            e.trim()
-        );
+        eprintln!("full_disk: cannot mount a tmpfs ({}); running the injected-fault variant instead", e.trim());
         injected_fault_case(Fault::FailNextSync);
         return;
     }
@@ -130,7 +127,9 @@ fn full_disk_answers_storage_failed_acks_only_durable_and_stops() {
     assert!(!acked.is_empty(), "something fit on the disk before it filled");
     assert_storage_failed(&reply);
     // Nothing more is accepted, and the daemon stops on its own with a non-zero status.
-    if let Ok(more) = c.request(&json!({"type":"register","request_id":"after","items":[{"uuid":new_uuid(),"kind":"object","name":"late"}]})) {
+    if let Ok(more) = c.request(
+        &json!({"type":"register","request_id":"after","items":[{"uuid":new_uuid(),"kind":"object","name":"late"}]}),
+    ) {
         assert!(
             more["code"] == "STORAGE_FAILED" || more["code"] == "SHUTTING_DOWN",
             "no mutation after a storage failure: {more}"
@@ -148,7 +147,10 @@ fn full_disk_answers_storage_failed_acks_only_durable_and_stops() {
     assert!(!status.success(), "exit status after a storage failure must be non-zero: {status:?}");
     let log = d.stderr_log();
     assert!(log.contains("storage failure"), "the log says why it stopped: {}", &log[log.len().saturating_sub(2000)..]);
-    eprintln!("full disk: {} uuids acknowledged on a {size} MiB tmpfs, then STORAGE_FAILED, exit {status}", acked.len());
+    eprintln!(
+        "full disk: {} uuids acknowledged on a {size} MiB tmpfs, then STORAGE_FAILED, exit {status}",
+        acked.len()
+    );
     recovered_copy_has(&mnt, &dir.path().join("bigger"), &acked);
 }
 
@@ -163,7 +165,8 @@ fn injected_fault_case(fault: Fault) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (listener, addr) = rt.block_on(vibesync_daemon::bind(&daemon, "127.0.0.1:0".parse().unwrap())).unwrap();
     let d2 = daemon.clone();
-    let server = rt.spawn(vibesync_daemon::server::run(listener, daemon.clone(), async move { d2.fatal_error().await }));
+    let server =
+        rt.spawn(vibesync_daemon::server::run(listener, daemon.clone(), async move { d2.fatal_error().await }));
     let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_string();
     let mut c = Client::connect(addr, &token, "demo", "blender").unwrap();
     let (acked, _) = {
