@@ -1,0 +1,282 @@
+"""Change capture and apply: canonical frame, unit scale, fenced batches as one undo step,
+deferral in edit mode, echo suppression, user activity. Real bpy; the real daemon where it
+serves sync, a scripted daemon where the test must control the bytes."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import bpy
+import pytest
+
+import vibesync
+from conftest import pump_for, pump_until, settle
+from daemon import Client, synced_states
+from test_transport import HostileDaemon, frame
+from vibesync import capture, wire
+
+PROP = "vibesync_uuid"
+S15, C15 = math.sin(math.radians(15)), math.cos(math.radians(15))
+
+
+def make_cube(name, location=(0, 0, 0)):
+    bpy.ops.mesh.primitive_cube_add(location=location)
+    ob = bpy.context.active_object
+    ob.name = name
+    return ob
+
+
+def state_of(daemon, u):
+    return synced_states(daemon).get(u)
+
+
+def test_blender_transform_reaches_the_daemon_in_the_canonical_frame(bridge):
+    daemon = bridge
+    ob = make_cube("E2E")
+    ob.location = (1, 2, 3)
+    ob.rotation_euler = (0, 0, math.radians(30))
+    ob.scale = (2, 2, 2)
+    settle()
+    u = ob[PROP]
+    st = pump_until(lambda: state_of(daemon, u), what="synced state")["state"]
+    assert st["t"] == pytest.approx([1, 3, -2], abs=1e-5)
+    assert st["r"] == pytest.approx([0, S15, 0, C15], abs=1e-5)
+    assert st["s"] == pytest.approx([2, 2, 2], abs=1e-5)
+    assert st["name"] == "E2E" and st["visible"] is True and st["parent"] is None
+    # Same state hash on both sides (numerical invariance, §6.4).
+    mine = capture.read_state(ob, "object", vibesync._session().registry,
+                              vibesync._session().mesh_hashes)
+    assert wire.state_hash(mine) == state_of(daemon, u)["state_hash"]
+    assert st["mesh_hash"] == mine["mesh_hash"]
+
+    ob.location.x = 5
+    settle()
+    pump_until(lambda: state_of(daemon, u)["state"]["t"][0] == pytest.approx(5, abs=1e-5),
+               what="the move")
+    assert vibesync.status()["user_active"]
+
+
+def test_moves_below_epsilon_are_not_sent(bridge):
+    daemon = bridge
+    ob = make_cube("Still")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: state_of(daemon, u), what="synced state")
+    s = vibesync._session()
+    sent = dict(s.last_sent[u])
+    ob.location.x += 4e-6
+    settle()
+    assert s.last_sent[u] == sent and not s.out_ops
+
+
+def test_lengths_follow_the_scene_unit_scale(clean_blender, daemon, project_id):
+    bpy.context.scene.unit_settings.scale_length = 0.01  # centimeters
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    pump_until(lambda: vibesync.status()["connected"], what="connection")
+    ob = make_cube("Centimeters")
+    ob.location = (100, 200, 300)
+    settle()
+    u = ob[PROP]
+    st = pump_until(lambda: state_of(daemon, u), what="synced state")["state"]
+    assert st["t"] == pytest.approx([1, 3, -2], abs=1e-5)  # meters in the daemon
+    vibesync.disconnect()
+
+
+def test_parent_visibility_and_material_are_captured(bridge):
+    daemon = bridge
+    parent = make_cube("Parent")
+    child = make_cube("Child", location=(0, 0, 2))
+    mat = bpy.data.materials.new("Red")
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (1, 0, 0, 1)
+    bsdf.inputs["Metallic"].default_value = 0.25
+    child.data.materials.append(mat)
+    settle()
+    child.parent = parent
+    child.hide_set(True)
+    settle()
+    cu, pu = child[PROP], parent[PROP]
+    pump_until(lambda: (state_of(daemon, cu) or {}).get("state", {}).get("parent") == pu,
+               what="reparent")
+    pump_until(lambda: state_of(daemon, cu)["state"]["visible"] is False, what="visibility")
+    st = state_of(daemon, cu)["state"]
+    assert st["material"]["base_color"] == pytest.approx([1, 0, 0, 1], abs=1e-5)
+    assert st["material"]["metallic"] == pytest.approx(0.25, abs=1e-5)
+    bsdf.inputs["Roughness"].default_value = 0.125
+    settle()
+    pump_until(lambda: state_of(daemon, cu)["state"]["material"]["roughness"]
+               == pytest.approx(0.125, abs=1e-5), what="material edit on the object state")
+
+
+def test_mesh_is_not_read_in_edit_mode(bridge):
+    daemon = bridge
+    ob = make_cube("Edited")
+    settle()
+    u = ob[PROP]
+    first = pump_until(lambda: state_of(daemon, u), what="synced state")["state"]["mesh_hash"]
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.select_all(action="SELECT")
+    bpy.ops.transform.translate(value=(0, 0, 1))
+    settle()
+    pump_for(0.8)
+    assert state_of(daemon, u)["state"]["mesh_hash"] == first  # nothing read yet
+    assert vibesync._session().waiting_edit
+    bpy.ops.object.mode_set(mode="OBJECT")
+    settle()
+    pump_until(lambda: state_of(daemon, u)["state"]["mesh_hash"] != first,
+               what="mesh sent after leaving edit mode")
+
+
+# ------------------------------------------------------------------ apply (incoming)
+
+def batch_frames(batch_id, seq, changes, path="fast"):
+    out = [frame({"type": "batch_begin", "batch_id": batch_id, "seq": seq, "path": path,
+                  "count": len(changes)})]
+    for c in changes:
+        out.append(frame({"type": "apply", "batch_id": batch_id, "change": c}))
+    out.append(frame({"type": "batch_end", "batch_id": batch_id, "seq": seq}))
+    return b"".join(out)
+
+
+@pytest.fixture
+def scripted(clean_blender):
+    """A scripted daemon; tests push frames with `scripted.push(bytes)`."""
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    hostile.push = lambda data: conns[-1].sendall(data)
+    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
+    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
+    yield hostile
+    vibesync.disconnect()
+    hostile.close()
+
+
+def applied_messages(hostile):
+    return [m for m in hostile.received if m.get("type") == "applied"]
+
+
+def test_incoming_batch_is_applied_by_uuid_as_one_undo_step(scripted):
+    ob = make_cube("Target")
+    other = make_cube("Other", location=(0, 5, 0))
+    settle()
+    bpy.ops.ed.undo_push(message="before batch")
+    u, ou = ob[PROP], other[PROP]
+    ob.name = "Renamed locally"  # names are cosmetic: the batch addresses the uuid
+    settle()
+    bpy.ops.ed.undo_push(message="rename")
+    pump_for(0.1)
+    scripted.received.clear()
+    edits_before = vibesync._session().last_user_edit
+    scripted.push(batch_frames("op-1", 40, [
+        {"op": "transform", "uuid": u, "t": [1, 3, -2], "r": [0, S15, 0, C15], "s": [2, 2, 2]},
+        {"op": "visibility", "uuid": ou, "visible": False},
+        {"op": "rename", "uuid": ou, "name": "FromUnity"},
+    ]))
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    ob = bpy.data.objects["Renamed locally"]
+    assert tuple(ob.location) == pytest.approx((1, 2, 3), abs=1e-5)
+    assert ob.rotation_euler.z == pytest.approx(math.radians(30), abs=1e-5)
+    assert tuple(ob.scale) == pytest.approx((2, 2, 2), abs=1e-5)
+    other = bpy.data.objects["FromUnity"]
+    assert other[PROP] == ou and other.hide_get()
+    [applied] = applied_messages(scripted)
+    assert applied["batch_id"] == "op-1" and applied["seq"] == 40
+    s = vibesync._session()
+    for uu, idb in ((u, ob), (ou, other)):
+        st = capture.read_state(idb, "object", s.registry, s.mesh_hashes)
+        assert applied["hashes"][uu] == wire.state_hash(st)
+    assert vibesync.status()["last_seq"] == 40
+    # No echo: what was applied is not sent back, and it is not "user activity".
+    pump_for(0.3)
+    changes = [m for m in scripted.received if m.get("type") == "change"]
+    assert changes == [], changes
+    assert vibesync._session().last_user_edit == edits_before
+    # One undo step takes the whole batch back.
+    bpy.ops.ed.undo()
+    settle()
+    ob = bpy.data.objects["Renamed locally"]
+    assert tuple(ob.location) == pytest.approx((0, 0, 0), abs=1e-5)
+    assert "Other" in bpy.data.objects and not bpy.data.objects["Other"].hide_get()
+
+
+def test_batch_waits_while_the_object_is_in_edit_mode(scripted):
+    ob = make_cube("Busy")
+    settle()
+    u = ob[PROP]
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.object.mode_set(mode="EDIT")
+    scripted.push(batch_frames("op-2", 41, [
+        {"op": "transform", "uuid": u, "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]}]))
+    pump_until(lambda: vibesync.status()["deferred_batches"] == 1, what="deferral")
+    pump_for(0.3)
+    st = vibesync.status()
+    assert "edit mode" in st["blocked_reason"] and not applied_messages(scripted)
+    assert tuple(ob.location) == pytest.approx((0, 0, 0))
+    bpy.ops.object.mode_set(mode="OBJECT")
+    pump_until(lambda: applied_messages(scripted), what="apply after edit mode")
+    assert tuple(bpy.data.objects["Busy"].location) == pytest.approx((0, 0, 1), abs=1e-5)
+
+
+def test_create_reparent_material_mesh_and_delete_from_the_wire(scripted):
+    import uuid as uuidlib
+    parent = make_cube("Anchor")
+    settle()
+    pu = parent[PROP]
+    nu = str(uuidlib.uuid4())
+    mesh_blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
+    mesh_hash = wire.blake3_hex(mesh_blob)
+    scripted.push(batch_frames("op-3", 42, [
+        {"op": "create", "uuid": nu, "kind": "object", "name": "Spawned", "parent": pu,
+         "t": [0, 2, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True},
+    ], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="create applied")
+    spawned = bpy.data.objects["Spawned"]
+    assert spawned[PROP] == nu and spawned.parent.name == "Anchor"
+    assert tuple(spawned.location) == pytest.approx((0, 0, 2), abs=1e-5)
+    # A mesh for the anchor (attachment on the apply frame), a material, then a delete.
+    begin = frame({"type": "batch_begin", "batch_id": "op-4", "seq": 43, "path": "slow",
+                   "count": 3})
+    body = b'{"type":"apply","batch_id":"op-4","change":{"op":"mesh","uuid":"%s","mesh_hash":"%s"}}' % (
+        pu.encode(), mesh_hash.encode())
+    mesh_frame = (len(body) + 4 + len(mesh_blob)).to_bytes(4, "big") + len(body).to_bytes(4, "big") \
+        + body + mesh_blob
+    mat_frame = frame({"type": "apply", "batch_id": "op-4", "change": {
+        "op": "material", "uuid": pu, "material": {"base_color": [0, 1, 0, 1], "metallic": 0.5,
+                                                    "roughness": 0.5, "emission": [0, 0, 0]}}})
+    parent.data.materials.append(bpy.data.materials.new("Slot"))
+    settle()
+    del_frame = frame({"type": "apply", "batch_id": "op-4",
+                       "change": {"op": "delete", "uuid": nu}})
+    end = frame({"type": "batch_end", "batch_id": "op-4", "seq": 43})
+    scripted.push(begin + mesh_frame + mat_frame + del_frame + end)
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="second batch applied")
+    anchor = bpy.data.objects["Anchor"]
+    assert len(anchor.data.vertices) == 3 and len(anchor.data.polygons) == 1
+    # canonical (0,1,0) is Blender (0,0,1)
+    assert tuple(anchor.data.vertices[2].co) == pytest.approx((0, 0, 1), abs=1e-6)
+    assert tuple(anchor.active_material.diffuse_color) == pytest.approx((0, 1, 0, 1))
+    assert "Spawned" not in bpy.data.objects
+    pump_for(0.5)
+    tomb = [m for m in scripted.received if m.get("type") == "tombstone"]
+    assert not any(nu in m["uuids"] for m in tomb), "a remote delete was echoed as tombstone"
+
+
+def test_apply_of_unknown_uuid_is_reported_not_raised(scripted):
+    scripted.push(batch_frames("op-5", 44, [
+        {"op": "transform", "uuid": "11111111-2222-4333-8444-555555555555",
+         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]}]))
+    pump_until(lambda: applied_messages(scripted), what="applied (empty)")
+    assert applied_messages(scripted)[0]["hashes"] == {}
+
+
+def test_user_activity_is_reported(scripted):
+    ob = make_cube("Touched")
+    settle()
+    pump_for(0.1)
+    ob.location.z = 1
+    settle()
+    pump_until(lambda: any(m.get("type") == "user_activity" and m.get("active")
+                           for m in scripted.received), what="user_activity")
