@@ -27,13 +27,21 @@ pub struct Editor {
     pub errors: Vec<Value>,
     /// Whether to answer batches with `applied`.
     pub answer: bool,
+    /// Acks that were not awaited by `request` (fire-and-forget sends), and their per-item
+    /// errors.
+    pub unsolicited_acks: usize,
+    pub item_errors: Vec<Value>,
 }
 
 pub type R<T> = Result<T, String>;
 
 impl Editor {
     pub fn connect(addr: SocketAddr, token: &str, editor: &str, last_seq: u64) -> R<Editor> {
-        let mut c = Client::connect_with(addr, token, "demo", editor, 1.0, last_seq).map_err(|e| e.to_string())?;
+        Editor::connect_to(addr, token, "demo", editor, last_seq)
+    }
+
+    pub fn connect_to(addr: SocketAddr, token: &str, project: &str, editor: &str, last_seq: u64) -> R<Editor> {
+        let mut c = Client::connect_with(addr, token, project, editor, 1.0, last_seq).map_err(|e| e.to_string())?;
         c.set_read_timeout(Some(Duration::from_secs(20)));
         Ok(Editor {
             c,
@@ -44,6 +52,8 @@ impl Editor {
             batches: vec![],
             errors: vec![],
             answer: true,
+            unsolicited_acks: 0,
+            item_errors: vec![],
         })
     }
 
@@ -89,7 +99,8 @@ impl Editor {
             if Instant::now() > end {
                 return Ok(false);
             }
-            self.c.set_read_timeout(Some(Duration::from_millis(50)));
+            let left = end.saturating_duration_since(Instant::now());
+            self.c.set_read_timeout(Some(left.clamp(Duration::from_millis(1), Duration::from_millis(50))));
             let r = self.c.recv_frame();
             self.c.set_read_timeout(Some(Duration::from_secs(20)));
             match r {
@@ -168,7 +179,15 @@ impl Editor {
                 self.results.push(m);
             }
             "error" => self.errors.push(m),
-            "ack" | "pong" | "status" => {} // replies to fire-and-forget requests
+            "ack" => {
+                self.unsolicited_acks += 1;
+                for r in m["results"].as_array().into_iter().flatten() {
+                    if r["status"] == "error" {
+                        self.item_errors.push(r.clone());
+                    }
+                }
+            }
+            "pong" | "status" => {} // replies to fire-and-forget requests
             "safe_mode" => self.errors.push(m),
             other => return Err(format!("unexpected message {other}: {m}")),
         }

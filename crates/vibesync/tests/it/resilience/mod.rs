@@ -9,3 +9,5 @@ mod kill_loop;
 mod storage;
 mod torn;
 mod wire;
+mod load;
+mod security;
