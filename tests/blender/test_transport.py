@@ -280,3 +280,70 @@ def test_register_twice_is_harmless_and_unregister_removes_everything():
     assert vibesync.status()["state"] == "disconnected"
     time.sleep(0.1)
     assert not [t for t in threading.enumerate() if t.name == "vibesync-transport"]
+
+
+def test_safe_mode_holds_mutations_until_it_ends(clean_blender):
+    conns = []
+
+    def script(n, conn):
+        conns.append(conn)
+
+    hostile = HostileDaemon(script)
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "safe")
+        pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
+        conns[-1].sendall(frame({"type": "safe_mode", "active": True, "reason": "WAL corrupt"}))
+        pump_until(lambda: vibesync.status()["state"] == "safe mode", what="safe mode")
+        hostile.received.clear()
+        make_cube("Held")
+        settle()
+        pump_for(0.3)
+        assert not [m for m in hostile.received if m.get("type") in ("register", "change")]
+        assert vibesync.status()["to_register"] > 0
+        conns[-1].sendall(frame({"type": "safe_mode", "active": False, "reason": ""}))
+        pump_until(lambda: any(m.get("type") == "register" for m in hostile.received),
+                   what="registration after safe mode ends")
+        assert vibesync.status()["state"] == "connected"
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
+def test_timer_auto_connects_with_defaults_and_the_data_dir_token(clean_blender, daemon,
+                                                                  monkeypatch):
+    # No configuration: default host/port (the test daemon's port stands in for 47800) and
+    # the token from the daemon's data directory.
+    from vibesync import wire as w
+    monkeypatch.setattr(w, "DEFAULT_PORT", daemon.port)
+    monkeypatch.setenv("VIBESYNC_DATA_DIR", daemon.data_dir)
+    assert vibesync.status()["state"] == "disconnected"
+    interval = vibesync._timer()  # what bpy.app.timers would call in the UI
+    assert interval > 0
+    end = time.monotonic() + 10
+    while not vibesync.status()["connected"] and time.monotonic() < end:
+        vibesync._timer()
+        time.sleep(0.02)
+    st = vibesync.status()
+    assert st["connected"] and st["port"] == daemon.port and st["project_id"] == "default"
+
+
+def test_file_load_reconnects_with_the_new_files_project_id(clean_blender, daemon, tmp_path):
+    folder = tmp_path / "Level Two"
+    folder.mkdir()
+    path = str(folder / "two.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, None)
+    pump_until(lambda: vibesync.status()["connected"], what="connection")
+    assert vibesync.status()["project_id"] == "default"
+    first = vibesync.status()["session_id"]
+    bpy.ops.wm.open_mainfile(filepath=path)
+    pump_until(lambda: vibesync.status()["connected"]
+               and vibesync.status()["session_id"] != first, what="reconnect after load")
+    assert vibesync.status()["project_id"] == "Level-Two"
+    c = Client(daemon, "Level-Two")
+    try:
+        sessions = c.status()["sessions"]
+    finally:
+        c.close()
+    assert any(s["editor"] == "blender" and s["project_id"] == "Level-Two" for s in sessions)
