@@ -250,9 +250,8 @@ impl Actor {
                 let now = self.now_ms();
                 self.idle.activity(&session_id, active, now);
             }
-            SyncEvent::Joined { session_id, last_seq } | SyncEvent::Resync { session_id, since_seq: last_seq } => {
-                self.replay(&session_id, last_seq).await;
-            }
+            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, false).await,
+            SyncEvent::Resync { session_id, since_seq } => self.replay(&session_id, since_seq, true).await,
             SyncEvent::Left { session_id } => {
                 self.resyncs.retain(|_, r| r.session_id != session_id);
                 self.idle.left(&session_id);
@@ -294,7 +293,7 @@ impl Actor {
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
-            self.replay(&session.session_id, 0).await;
+            self.replay(&session.session_id, 0, false).await;
         }
         if self.diverged.contains_key(&session.session_id) {
             let msg = format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again");
@@ -464,8 +463,10 @@ impl Actor {
         }
     }
 
+    /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
+    /// `agent`, `cli` and `test` sessions only send.
     fn project_sessions(&self) -> Vec<SessionInfo> {
-        self.daemon.sessions_of(&self.project)
+        self.daemon.sessions_of(&self.project).into_iter().filter(|s| holds_scene(&s.editor)).collect()
     }
 
     fn current_state(&self, uuid: &str) -> Option<ObjectState> {
@@ -484,6 +485,7 @@ impl Actor {
         }
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
+        let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
         for q in queued {
             let cur = match states.get(&q.change.uuid) {
                 Some(s) => s.clone(),
@@ -493,13 +495,28 @@ impl Actor {
                 Ok(next) => {
                     if next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()) && cur.is_some() {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
+                        dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
                         continue;
                     }
                     states.insert(q.change.uuid.clone(), next);
                     kept.push(q);
                 }
-                Err(e) => warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message),
+                Err(e) => {
+                    warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message);
+                    dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+                }
             }
+        }
+        // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
+        for (session_id, uuids) in dropped {
+            let msg = Outbound::BatchResult {
+                batch_id: uuid::Uuid::new_v4().to_string(),
+                seq: self.daemon.last_seq(),
+                outcome: "dropped".into(),
+                uuids: dedup(uuids),
+                error_code: None,
+            };
+            self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
         }
         if kept.is_empty() {
             return;
@@ -835,8 +852,11 @@ impl Actor {
     }
 
     /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6).
-    async fn replay(&mut self, session_id: &str, last_seq: u64) {
+    async fn replay(&mut self, session_id: &str, last_seq: u64, always_answer: bool) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
+        if !holds_scene(&s.editor) {
+            return;
+        }
         let reg = &self.daemon.stores().registry;
         let rolled: HashSet<String> =
             self.rolled_back.iter().filter(|(seq, _)| *seq > last_seq).flat_map(|(_, u)| u.iter().cloned()).collect();
@@ -870,7 +890,14 @@ impl Actor {
                 }
             }
         }
-        let batch_id = self.send_resync_ops(&s, ops, "replay").await;
+        let batch_id = if ops.is_empty() && always_answer {
+            // Nothing missed: an empty resync batch tells the editor it is up to date.
+            let id = uuid::Uuid::new_v4().to_string();
+            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[]).await;
+            None
+        } else {
+            self.send_resync_ops(&s, ops, "replay").await
+        };
         if let Some(slot) = self.diverged.get_mut(session_id) {
             *slot = batch_id;
             if slot.is_none() {
@@ -912,6 +939,10 @@ impl Actor {
         frames.push(Outbound::BatchEnd { batch_id: batch_id.into(), seq }.to_frame());
         self.daemon.send_frames(&s.session_id, frames).await
     }
+}
+
+fn holds_scene(editor: &str) -> bool {
+    matches!(editor, "blender" | "unity")
 }
 
 /// The last state of each uuid of a batch, in first-appearance order.
