@@ -31,7 +31,16 @@ fn default_listen_address_is_loopback_47800() {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
+    // Killed on any exit from this test, including a failed assertion.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut out = child.stdout.take().unwrap();
+    let mut child = Guard(child);
     let mut first = Vec::new();
     let mut b = [0u8; 1];
     while out.read(&mut b).map(|n| n == 1).unwrap_or(false) && b[0] != b'\n' {
@@ -40,7 +49,7 @@ fn default_listen_address_is_loopback_47800() {
     let line = String::from_utf8_lossy(&first).into_owned();
     if line.is_empty() {
         // Port busy (another daemon on this machine): the error must say so, and name it.
-        let status = child.wait().unwrap();
+        let status = child.0.wait().unwrap();
         let err = std::fs::read_to_string(&err_path).unwrap();
         assert!(!status.success(), "exit non-zero when the port is taken");
         assert!(err.contains("127.0.0.1:47800") && err.contains("--listen"), "busy-port message: {err}");
@@ -80,9 +89,9 @@ fn default_listen_address_is_loopback_47800() {
     assert_eq!(c.request(&json!({"type":"ping","request_id":"p"})).unwrap()["type"], "pong");
     drop(c);
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.0.id() as i32, libc::SIGTERM);
     }
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "graceful stop: {status:?}");
 }
 
@@ -156,7 +165,24 @@ fn no_message_type_executes_code() {
     let mut c = d.client_for("test", "other");
     let before = c.request(&json!({"type":"status","request_id":"s"})).unwrap();
     let cmd = format!("touch {}", marker.display());
-    for ty in ["exec", "eval", "run", "shell", "system", "spawn", "script", "python", "load_plugin", "import", "require", "config", "set_config", "shutdown", "__init__", "constructor"] {
+    for ty in [
+        "exec",
+        "eval",
+        "run",
+        "shell",
+        "system",
+        "spawn",
+        "script",
+        "python",
+        "load_plugin",
+        "import",
+        "require",
+        "config",
+        "set_config",
+        "shutdown",
+        "__init__",
+        "constructor",
+    ] {
         let r = c.request(&json!({"type":ty,"request_id":"x","cmd":cmd,"code":cmd,"args":["sh","-c",cmd]})).unwrap();
         assert_eq!(r["code"], "UNKNOWN_TYPE", "{ty}: {r}");
         assert_eq!(r["request_id"], "x");
