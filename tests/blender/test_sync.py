@@ -280,3 +280,47 @@ def test_user_activity_is_reported(scripted):
     settle()
     pump_until(lambda: any(m.get("type") == "user_activity" and m.get("active")
                            for m in scripted.received), what="user_activity")
+
+
+def test_round_trip_through_the_daemon_from_another_editor(bridge, project_id):
+    """A change from another editor (a Unity stand-in) reaches Blender as a fenced batch, is
+    applied, and the daemon verifies Blender's state hash and commits (no rollback)."""
+    daemon = bridge
+    ob = make_cube("Shared")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: state_of(daemon, u), what="synced state from Blender")
+    unity = Client(daemon, project_id, editor="unity")
+    try:
+        base = unity.status()["seq"]
+        # Unity (Y up, left-handed) puts it at (1, 3, 2) rotated -30° about Y: canonical
+        # (1, 3, -2), r (0, sin 15°, 0, cos 15°) -- Blender (1, 2, 3) rotated 30° about Z.
+        ack = unity.request({"type": "change", "base_seq": base, "changes": [
+            {"op": "transform", "uuid": u, "t": [1, 3, -2], "r": [0, S15, 0, C15],
+             "s": [2, 2, 2]}]})
+        assert ack["type"] == "ack" and ack["results"][0]["status"] == "queued", ack
+        pump_until(lambda: vibesync.status()["applied_batches"] >= 1, what="batch in Blender")
+        ob = bpy.data.objects["Shared"]
+        assert tuple(ob.location) == pytest.approx((1, 2, 3), abs=1e-5)
+        assert ob.rotation_euler.z == pytest.approx(math.radians(30), abs=1e-5)
+        assert tuple(ob.scale) == pytest.approx((2, 2, 2), abs=1e-5)
+        seq = vibesync.status()["last_seq"]
+        assert seq > base
+
+        def finalized():
+            recs = [r for r in daemon.tail() if u in (r.get("uuids") or [])]
+            return [r for r in recs if r["seq"] >= seq - 8 and r["phase"] in
+                    ("COMMIT", "FINAL", "ROLLBACK")]
+        done = pump_until(lambda: [r for r in finalized() if r["phase"] in ("FINAL", "ROLLBACK")],
+                          what="the daemon to verify Blender's hash")
+        assert not [r for r in finalized() if r["phase"] == "ROLLBACK"], finalized()
+        assert done
+        commit = [r for r in finalized() if r["phase"] == "COMMIT"][-1]
+        assert vibesync.status()["session_id"] in commit["payload"]["participants"]
+        # Blender does not echo the applied transform back as a new change.
+        pump_for(0.8)
+        st = synced_states(daemon)[u]
+        assert st["state"]["t"] == pytest.approx([1, 3, -2], abs=1e-5)
+        assert vibesync.status()["errors"] == []
+    finally:
+        unity.close()
