@@ -31,9 +31,10 @@ def daemon_binary() -> str:
 class Daemon:
     """One `vibesync serve` child process on a data dir; restartable on the same port."""
 
-    def __init__(self, binary: str, data_dir: str) -> None:
+        def __init__(self, binary: str, data_dir: str, extra_args: list[str] | None = None) -> None:
         self.binary = binary
         self.data_dir = data_dir
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.addr: tuple[str, int] | None = None
         self.lines: list[str] = []
@@ -41,7 +42,8 @@ class Daemon:
     def start(self, port: int = 0, timeout: float = 30.0) -> "Daemon":
         os.makedirs(self.data_dir, exist_ok=True)
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{port}"],
+            [self.binary, "serve", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{port}",
+             *self.extra_args],
             stdout=subprocess.PIPE, stderr=open(os.path.join(self.data_dir, "..",
                                                              os.path.basename(self.data_dir) + ".stderr"), "ab"),
             text=True)
