@@ -31,7 +31,7 @@ def daemon_binary() -> str:
 class Daemon:
     """One `vibesync serve` child process on a data dir; restartable on the same port."""
 
-        def __init__(self, binary: str, data_dir: str, extra_args: list[str] | None = None) -> None:
+    def __init__(self, binary: str, data_dir: str, extra_args: list[str] | None = None) -> None:
         self.binary = binary
         self.data_dir = data_dir
         self.extra_args = list(extra_args or [])
