@@ -202,7 +202,7 @@ def test_incoming_batch_is_applied_by_uuid_as_one_undo_step(scripted):
     assert "Other" in bpy.data.objects and not bpy.data.objects["Other"].hide_get()
 
 
-def test_batch_waits_while_the_object_is_in_edit_mode(scripted):
+def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
     ob = make_cube("Busy")
     settle()
     u = ob[PROP]
@@ -210,14 +210,44 @@ def test_batch_waits_while_the_object_is_in_edit_mode(scripted):
     bpy.ops.object.mode_set(mode="EDIT")
     scripted.push(batch_frames("op-2", 41, [
         {"op": "transform", "uuid": u, "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]}]))
-    pump_until(lambda: vibesync.status()["deferred_batches"] == 1, what="deferral")
-    pump_for(0.3)
+    # Not applied in edit mode; the daemon is told at once that Blender holds it (§6.4).
+    pump_until(lambda: applied_messages(scripted), what="held answer")
+    [held] = applied_messages(scripted)
+    assert held == {"type": "applied", "batch_id": "op-2", "seq": 41, "hashes": {},
+                    "held": True}
     st = vibesync.status()
-    assert "edit mode" in st["blocked_reason"] and not applied_messages(scripted)
+    assert "edit mode" in st["blocked_reason"] and st["deferred_batches"] == 1
+    pump_for(0.3)
     assert tuple(ob.location) == pytest.approx((0, 0, 0))
+    assert not [m for m in scripted.received if m.get("type") == "resync"]
+    # Leaving edit mode: the held batch is dropped and the current state is asked for.
     bpy.ops.object.mode_set(mode="OBJECT")
-    pump_until(lambda: applied_messages(scripted), what="apply after edit mode")
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "resync"],
+               what="resync request")
+    [req] = [m for m in scripted.received if m.get("type") == "resync"]
+    assert req["since_seq"] == 0 and req["request_id"]
+    assert vibesync.status()["deferred_batches"] == 0
+    scripted.push(batch_frames("op-3", 42, [
+        {"op": "create", "uuid": u, "kind": "object", "name": "Busy", "parent": None,
+         "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="resync applied")
     assert tuple(bpy.data.objects["Busy"].location) == pytest.approx((0, 0, 1), abs=1e-5)
+    assert vibesync.status()["last_seq"] == 42
+
+
+def test_batch_result_advances_last_seq_and_empty_resync_is_answered(scripted):
+    scripted.push(frame({"type": "batch_result", "batch_id": "x", "seq": 77,
+                         "outcome": "committed", "uuids": [], "error_code": None}))
+    pump_until(lambda: vibesync.status()["last_seq"] == 77, what="last_seq from batch_result")
+    scripted.push(batch_frames("op-empty", 78, [], path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="applied for an empty resync")
+    assert applied_messages(scripted)[0]["hashes"] == {}
+    make_cube("Later")
+    settle()
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
+               what="a change")
+    change = [m for m in scripted.received if m.get("type") == "change"][0]
+    assert change["base_seq"] == 78
 
 
 def test_create_reparent_material_mesh_and_delete_from_the_wire(scripted):
@@ -322,5 +352,86 @@ def test_round_trip_through_the_daemon_from_another_editor(bridge, project_id):
         st = synced_states(daemon)[u]
         assert st["state"]["t"] == pytest.approx([1, 3, -2], abs=1e-5)
         assert vibesync.status()["errors"] == []
+    finally:
+        unity.close()
+
+
+def test_deleting_a_parent_reparents_its_children_to_null(bridge):
+    daemon = bridge
+    parent = make_cube("Dad")
+    child = make_cube("Kid", location=(0, 0, 3))
+    settle()
+    child.parent = parent
+    settle()
+    cu, pu = child[PROP], parent[PROP]
+    pump_until(lambda: (state_of(daemon, cu) or {}).get("state", {}).get("parent") == pu,
+               what="child parented")
+    bpy.data.objects.remove(bpy.data.objects["Dad"])
+    settle()
+    pump_until(lambda: pu in vibesync.status()["tombstoned"], what="parent tombstoned")
+    pump_until(lambda: state_of(daemon, cu)["state"]["parent"] is None,
+               what="child reparented to null")
+    assert vibesync.status()["errors"] == []
+
+
+def test_create_with_mesh_and_material_builds_a_new_object(scripted):
+    import uuid as uuidlib
+    nu = str(uuidlib.uuid4())
+    blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 0, -1], [0, 1, 2])
+    body = frame({"type": "apply", "batch_id": "c1", "change": {
+        "op": "create", "uuid": nu, "kind": "object", "name": "FromUnity", "parent": None,
+        "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True,
+        "mesh_hash": wire.blake3_hex(blob),
+        "material": {"base_color": [0, 0, 1, 1], "metallic": 0, "roughness": 1,
+                     "emission": [0, 0, 0]}}})
+    # Re-frame with the attachment (frame() builds JSON-only frames).
+    json_len = int.from_bytes(body[4:8], "big")
+    js = body[8:8 + json_len]
+    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
+    scripted.push(frame({"type": "batch_begin", "batch_id": "c1", "seq": 50, "path": "slow",
+                         "count": 1}) + with_att
+                  + frame({"type": "batch_end", "batch_id": "c1", "seq": 50}))
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    ob = bpy.data.objects["FromUnity"]
+    assert ob[PROP] == nu and ob.type == "MESH" and len(ob.data.polygons) == 1
+    assert tuple(ob.data.vertices[2].co) == pytest.approx((0, 1, 0), abs=1e-6)  # canonical -Z = Blender +Y
+    assert tuple(capture.first_material(ob).diffuse_color) == pytest.approx((0, 0, 1, 1))
+    s = vibesync._session()
+    st = capture.read_state(ob, "object", s.registry, s.mesh_hashes)
+    assert applied_messages(scripted)[0]["hashes"][nu] == wire.state_hash(st)
+    # The mesh and its data got their own uuids and are registered; nothing echoes back.
+    pump_for(0.3)
+    assert wire.is_valid_uuid(ob.data.get(PROP))
+    assert not [m for m in scripted.received if m.get("type") == "change"]
+
+
+def test_mesh_from_another_editor_round_trips_and_is_not_echoed(bridge, project_id):
+    daemon = bridge
+    ob = make_cube("Meshy")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: state_of(daemon, u), what="synced state from Blender")
+    blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
+    h = wire.blake3_hex(blob)
+    unity = Client(daemon, project_id, editor="unity")
+    try:
+        unity.send({"type": "change", "request_id": "m1", "base_seq": unity.status()["seq"],
+                    "changes": [{"op": "mesh", "uuid": u, "mesh_hash": h}]}, blob)
+        while True:
+            reply = unity.recv()
+            if reply.get("request_id") == "m1":
+                break
+        assert reply["results"][0]["status"] == "queued", reply
+        pump_until(lambda: vibesync.status()["applied_batches"] >= 1, what="mesh batch applied")
+        me = bpy.data.objects["Meshy"].data
+        assert len(me.vertices) == 3 and len(me.polygons) == 1
+        pump_until(lambda: state_of(daemon, u)["state"]["mesh_hash"] == h
+                   and any(r["phase"] == "FINAL" for r in daemon.tail()[-3:]),
+                   what="mesh committed")
+        assert not [r for r in daemon.tail() if r["phase"] == "ROLLBACK"]
+        before = len(daemon.tail())
+        pump_for(1.0)  # longer than the daemon's batch window
+        assert len(daemon.tail()) == before, "Blender echoed the applied mesh back"
+        assert state_of(daemon, u)["state"]["mesh_hash"] == h
     finally:
         unity.close()

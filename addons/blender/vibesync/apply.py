@@ -13,7 +13,7 @@ import math
 
 import bpy
 
-from . import capture, wire
+from . import capture, identity, wire
 from .identity import KIND_TABLE, Registry
 
 log = logging.getLogger("vibesync.apply")
@@ -32,6 +32,7 @@ class Batch:
         self.path = path
         self.count = count
         self.changes: list[tuple[dict, bytes]] = []
+        self.held = False  # answered `applied` with held: true (could not apply in time)
 
     def uuids(self) -> list[str]:
         return [c["uuid"] for c, _ in self.changes]
@@ -186,18 +187,31 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 
 
 def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale: float,
-                 deleted: set[str]) -> str:
-    """Apply one validated change; returns the uuid touched. Raises LookupError if gone."""
+                 deleted: set[str], meshes: dict | None = None) -> str:
+    """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
+
+    Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
+    (mesh_hash, attachment)) so the pump keeps the incoming hash as that mesh's identity.
+    """
+    if meshes is None:
+        meshes = {}
     op = change["op"]
     uuid = change["uuid"]
     if op == "create":
         existing = registry.resolve(uuid)
         if existing is not None:
-            idb = existing
+            idb = existing  # a create for a uuid we hold updates it in place (resync)
+            if idb.name != change["name"]:
+                idb.name = change["name"]
+                registry.bindings[uuid].name = idb.name
         else:
             kind = change["kind"]
             if kind == "object":
-                idb = bpy.data.objects.new(change["name"], None)
+                data = None
+                if change.get("mesh_hash") and attachment:
+                    data = bpy.data.meshes.new(change["name"])
+                    registry.bind_new(data, identity.new_uuid())
+                idb = bpy.data.objects.new(change["name"], data)
                 bpy.context.scene.collection.objects.link(idb)
             elif kind == "material":
                 idb = bpy.data.materials.new(change["name"])
@@ -210,10 +224,18 @@ def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale
             registry.bind_new(idb, uuid)
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
-            idb.parent = registry.resolve(parent) if parent else None
+            pob = registry.resolve(parent) if parent else None
+            if idb.parent != pob:  # an unknown parent: treat as a root (§6.1)
+                idb.parent = pob
+                idb.matrix_parent_inverse.identity()
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
             _set_visible(idb, change.get("visible", True))
-        if "material" in change and isinstance(idb, bpy.types.Material):
+            if change.get("mesh_hash") and attachment and isinstance(idb.data, bpy.types.Mesh):
+                _mesh_from_attachment(idb.data, attachment, unit_scale)
+                meshes[idb.data.session_uid] = (change["mesh_hash"], attachment)
+            if change.get("material"):
+                _set_material(_object_material(idb, create=True), change["material"])
+        elif "material" in change and isinstance(idb, bpy.types.Material):
             _set_material(idb, change["material"])
         return uuid
 
@@ -240,16 +262,30 @@ def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale
         idb.parent = pob
         idb.matrix_parent_inverse.identity()
     elif op == "material":
-        mat = idb if isinstance(idb, bpy.types.Material) else getattr(idb, "active_material", None)
+        mat = idb if isinstance(idb, bpy.types.Material) else _object_material(idb, create=True)
         if mat is None:
-            raise LookupError(f"material {uuid}: the object has no material slot to set")
+            raise LookupError(f"material {uuid}: the object cannot hold a material")
         _set_material(mat, change["material"])
     elif op == "mesh":
         me = idb.data if isinstance(idb, bpy.types.Object) else idb
         if not isinstance(me, bpy.types.Mesh):
             raise LookupError(f"mesh {uuid}: not a mesh object")
         _mesh_from_attachment(me, attachment, unit_scale)
+        meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
+
+
+def _object_material(ob, create: bool):
+    """The object's first material (§6.1); a new one in a new slot if it has none."""
+    mat = capture.first_material(ob)
+    if mat is None and create and ob.data is not None and hasattr(ob.data, "materials"):
+        mat = bpy.data.materials.new(ob.name)
+        mat.use_nodes = True
+        if len(ob.material_slots):
+            ob.material_slots[0].material = mat
+        else:
+            ob.data.materials.append(mat)
+    return mat
 
 
 def _set_visible(ob, visible: bool) -> None:
@@ -267,14 +303,18 @@ def apply_batch(batch: Batch, registry: Registry, unit_scale: float) -> dict:
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
+    meshes: dict = {}
     for change, attachment in batch.changes:
         try:
-            touched.append(apply_change(change, attachment, registry, unit_scale, deleted))
+            touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
+                                        meshes))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)
             failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
                            "error": str(e)})
+    if not batch.changes:
+        return {"touched": touched, "failed": failed, "deleted": [], "meshes": {}}
     try:
         bpy.context.view_layer.update()
     except (RuntimeError, AttributeError):
@@ -283,4 +323,4 @@ def apply_batch(batch: Batch, registry: Registry, unit_scale: float) -> dict:
         bpy.ops.ed.undo_push(message=f"VibeSync: apply batch {batch.seq}")
     except RuntimeError as e:  # e.g. no undo stack in this context
         log.warning("batch %s: could not push an undo step: %s", batch.batch_id, e)
-    return {"touched": touched, "failed": failed, "deleted": sorted(deleted)}
+    return {"touched": touched, "failed": failed, "deleted": sorted(deleted), "meshes": meshes}

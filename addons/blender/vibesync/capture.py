@@ -41,6 +41,13 @@ def _principled(mat) -> dict | None:
             "roughness": roughness, "emission": emission}
 
 
+def first_material(ob):
+    """The object's first material slot's material (what `material` syncs, §6.1)."""
+    for slot in ob.material_slots:
+        return slot.material
+    return None
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
@@ -122,7 +129,7 @@ def read_state(idb, kind: str, registry: Registry, mesh_hashes: dict[str, str]) 
             du = registry.uuid_for(data)
             if du is not None and du in mesh_hashes:
                 state["mesh_hash"] = mesh_hashes[du]
-        mat = idb.active_material
+        mat = first_material(idb)
         if mat is not None:
             state["material"] = _principled(mat)
     elif kind == "material":

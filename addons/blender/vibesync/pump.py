@@ -102,6 +102,7 @@ class Session:
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
+        self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
         self.quiet: set[str] = set()
         # Outgoing.
@@ -353,6 +354,18 @@ class Session:
         elif t == wire.MessageType.STATUS:
             self.pending.pop(rid, None)
             self.last_daemon_status = msg
+        elif t == wire.MessageType.BATCH_RESULT:
+            # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
+            seq = msg.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
+                self.last_seq = seq
+                if self.transport is not None:
+                    self.transport.update_hello(last_seq=seq)
+            self._seen_seq(seq)
+            if msg.get("outcome") == "rolled_back":
+                log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
+                            "the authoritative state", msg.get("batch_id"),
+                            msg.get("error_code"), msg.get("uuids"))
         elif t == wire.MessageType.SAFE_MODE:
             self.safe_mode = bool(msg.get("active"))
             self.safe_mode_reason = str(msg.get("reason", ""))
@@ -438,6 +451,7 @@ class Session:
         self.registry.clear()
         self.mesh_hashes.clear()
         self.mesh_blobs.clear()
+        self.mesh_alias.clear()
         self.dirty.clear()
         self.geometry_dirty.clear()
         self.waiting_edit.clear()
@@ -532,6 +546,13 @@ class Session:
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
+        # Blender keeps the children of a deleted object: let the pump re-read them so their
+        # `reparent` to null (and new local transform) goes out (§6.1).
+        for child, st in self.last_sent.items():
+            if st.get("parent") == uuid:
+                b = self.registry.bindings.get(child)
+                if b is not None and b.alive:
+                    self.dirty.add((b.kind, b.session_uid))
         log.info("vibesync: %s deleted -> tombstone", uuid)
 
     def _sweep(self) -> None:
@@ -552,8 +573,25 @@ class Session:
                 if self.blocked_reason != reason:
                     log.info("vibesync: batch %s deferred: %s", batch.batch_id, reason)
                 self.blocked_reason = reason
+                # Tell the daemon at once that we hold it (§6.4): it commits without us
+                # instead of timing out and rolling the other editor's change back.
+                for b in self.batches:
+                    if not b.held:
+                        b.held = True
+                        self._send({"type": wire.MessageType.APPLIED, "batch_id": b.batch_id,
+                                    "seq": b.seq, "hashes": {}, "held": True})
                 return n
             self.blocked_reason = None
+            if batch.held:
+                # What we held may be outdated: drop held batches, ask for the current state.
+                held = [b for b in self.batches if b.held]
+                self.batches = collections.deque(b for b in self.batches if not b.held)
+                self.request("resync", {"type": wire.MessageType.RESYNC,
+                                        "since_seq": self.last_seq})
+                log.info("vibesync: %d held batch(es) dropped; asked for a resync since seq %d",
+                         len(held), self.last_seq)
+                n += 1
+                continue
             self.batches.popleft()
             self.apply_now(batch)
             n += 1
@@ -567,6 +605,17 @@ class Session:
         finally:
             self.applying = False
         self.remote_deleted.update(result["deleted"])
+        for sid, (incoming_hash, blob) in result["meshes"].items():
+            mu = self.registry.by_key.get(("mesh", sid))
+            me = self.registry.resolve(mu) if mu else None
+            if me is None:
+                continue
+            # Our own encoding of the applied geometry differs from the sender's (normals,
+            # flags); remember both so the applied mesh keeps the sender's hash: no echo.
+            own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+            self.mesh_alias[mu] = (own, incoming_hash)
+            self.mesh_hashes[mu] = incoming_hash
+            self.mesh_blobs[mu] = blob
         hashes = {}
         for uuid in dict.fromkeys(result["touched"]):
             if uuid in result["deleted"]:
@@ -646,6 +695,12 @@ class Session:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
                     h = blake3_hex(blob)
+                    alias = self.mesh_alias.get(mu)
+                    if alias is not None:
+                        if alias[0] == h:
+                            h, blob = alias[1], self.mesh_blobs.get(mu, blob)
+                        else:
+                            del self.mesh_alias[mu]  # edited since: our encoding now
                     if self.mesh_hashes.get(mu) != h:
                         self.mesh_hashes[mu] = h
                         self.mesh_blobs[mu] = blob
@@ -658,7 +713,7 @@ class Session:
         if kind == "material":
             # The material travels in the state of every object that shows it.
             for ob in bpy.data.objects:
-                mat = ob.active_material
+                mat = capture.first_material(ob)
                 if mat is not None and mat.session_uid == idb.session_uid:
                     self.dirty.add(("object", ob.session_uid))
         state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)

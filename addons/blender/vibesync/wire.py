@@ -38,6 +38,7 @@ class MessageType:
     APPLY = "apply"
     BATCH_END = "batch_end"
     APPLIED = "applied"
+    BATCH_RESULT = "batch_result"
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
@@ -59,6 +60,7 @@ class ErrorCode:
     SAFE_MODE = "SAFE_MODE"
     STORAGE_FAILED = "STORAGE_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
+    SLOW_CONSUMER = "SLOW_CONSUMER"
     INTERNAL = "INTERNAL"
     # Per item, inside ack.results[].
     INVALID_UUID = "INVALID_UUID"
@@ -71,17 +73,19 @@ class ErrorCode:
     NOT_FOUND = "NOT_FOUND"
     DUPLICATE_IN_REQUEST = "DUPLICATE_IN_REQUEST"
     STALE = "STALE"
+    BLOCKED = "BLOCKED"
     # WAL only.
     RECOVERED_INCOMPLETE = "RECOVERED_INCOMPLETE"
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
+    PEER_LEFT = "PEER_LEFT"
 
 
 # Codes after which the daemon closes the connection (§4).
 CLOSING_ERRORS = frozenset({
     ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.AUTH_FAILED,
     ErrorCode.PROTOCOL_MISMATCH, ErrorCode.BAD_PROJECT_ID, ErrorCode.HANDSHAKE_TIMEOUT,
-    ErrorCode.NOT_AUTHENTICATED, ErrorCode.SHUTTING_DOWN,
+    ErrorCode.NOT_AUTHENTICATED, ErrorCode.SHUTTING_DOWN, ErrorCode.SLOW_CONSUMER,
 })
 
 
@@ -95,6 +99,7 @@ class Status:
     ERROR = "error"
     TOMBSTONED = "tombstoned"
     QUEUED = "queued"
+    HELD = "held"
 
 
 KINDS = ("object", "mesh", "material", "armature", "action", "image", "collection",
