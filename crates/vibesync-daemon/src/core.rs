@@ -2,7 +2,7 @@
 //! validate → plan (engine) → WAL (BEGIN, STEP…, COMMIT, durable) → registry (flushed) →
 //! ack → FINAL → ghost audit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,8 +55,10 @@ impl SessionInfo {
 
 struct Connected {
     info: SessionInfo,
-    #[allow(dead_code)]
     handle: SessionHandle,
+    /// Messages received, by type (shown in `status`: e.g. to check that an editor echoes
+    /// nothing back).
+    received: BTreeMap<&'static str, u64>,
 }
 
 /// Key of an in-memory claim: which live session holds a uuid for an editor kind.
@@ -133,7 +135,10 @@ impl Daemon {
     }
 
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
-        self.sessions.lock().unwrap().insert(info.session_id.clone(), Connected { info, handle });
+        self.sessions
+            .lock()
+            .unwrap()
+            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new() });
     }
 
     pub fn remove_session(self: &Arc<Self>, session_id: &str) {
@@ -206,6 +211,9 @@ impl Daemon {
         let Some(sess) = self.session_info(session_id) else {
             return vec![];
         };
+        if let Some(c) = self.sessions.lock().unwrap().get_mut(session_id) {
+            *c.received.entry(msg.type_name()).or_default() += 1;
+        }
         if !attachment.is_empty() && !matches!(msg, Inbound::Change(ref c) if c.changes.len() == 1) {
             return vec![Outbound::error(
                 ErrorCode::BadMessage,
@@ -633,6 +641,7 @@ impl Daemon {
                     "project_id": c.info.project_id,
                     "client_id": c.info.client_id,
                     "connected_ms": c.info.connected_at.elapsed().as_millis() as u64,
+                    "received": c.received,
                 })
             })
             .collect();

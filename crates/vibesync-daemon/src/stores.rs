@@ -112,6 +112,14 @@ impl Stores {
                 error_code: Some("RECOVERED_INCOMPLETE".into()),
                 payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
             }])?;
+            // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
+            // uuids stay live, the registry keeps the last committed state and reconnecting
+            // editors are re-sent it (docs/PROTOCOL.md §6.6). The rollback still counts as a
+            // failure for the governance index (crash flag). Any other interrupted transaction
+            // quarantines the uuids it touched until a person looks (docs/WAL.md).
+            if tx.session_id == crate::sync::SYNC_SESSION {
+                continue;
+            }
             let live: Vec<String> = tx
                 .uuids
                 .iter()

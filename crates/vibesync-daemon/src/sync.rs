@@ -30,6 +30,9 @@ use crate::core::{Daemon, SessionInfo};
 
 type SessionId = String;
 
+/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
+pub const SYNC_SESSION: &str = "sync";
+
 /// Messages to a project's actor.
 pub enum SyncEvent {
     Change {
@@ -648,7 +651,7 @@ impl Actor {
 
     fn draft(&self, batch_id: &str, phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value) -> RecordDraft {
         RecordDraft {
-            session_id: "sync".into(),
+            session_id: SYNC_SESSION.into(),
             operation_id: batch_id.to_string(),
             uuids,
             project_id: self.project.clone(),
@@ -744,7 +747,7 @@ impl Actor {
             }
         }
         info!(batch_id = %f.batch_id, uuids = ?f.uuids, seq = commit_seq, "batch committed");
-        self.daemon.finalize_later("sync".into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
+        self.daemon.finalize_later(SYNC_SESSION.into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
         self.result(&f, commit_seq, "committed", None).await;
     }
 

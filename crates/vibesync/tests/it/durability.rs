@@ -277,3 +277,56 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A sync batch left PROVISIONAL by a crash is rolled back deterministically at boot: no
+/// quarantine, the registry keeps the last committed state, editors get it on reconnect.
+#[test]
+fn provisional_sync_batch_is_rolled_back_without_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = crate::sync::fast_config(dir.path(), 20, 5000);
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = crate::sync::Mini::connect(&d, "blender", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![crate::sync::create(&x, "X", [1.0, 2.0, 3.0])], &[]);
+    crate::sync::settle(&mut [&mut b]);
+    drop(b);
+    d.stop();
+
+    let (wal, _) = Wal::open(WalConfig::new(&data)).unwrap();
+    let mk = |phase, payload| RecordDraft {
+        session_id: "sync".into(),
+        operation_id: "batch-cut-by-a-crash".into(),
+        uuids: vec![x.clone()],
+        project_id: "demo".into(),
+        phase,
+        outcome: "pending".into(),
+        error_code: None,
+        payload,
+    };
+    let moved = json!({"kind":"object","name":"X","parent":null,"visible":true,"t":[9.0,9.0,9.0],"r":[0.0,0.0,0.0,1.0],"s":[1.0,1.0,1.0]});
+    wal.append_blocking(vec![
+        mk(Phase::Begin, json!({"op":"sync","path":"fast","ops":["transform"]})),
+        mk(Phase::Step, json!({"op":"state","uuid":x,"state":moved})),
+        mk(Phase::Provisional, json!({"op":"sync"})),
+    ])
+    .unwrap();
+    wal.close_blocking().unwrap();
+    drop(wal);
+
+    let d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let recs = wal_records(&data);
+    let rb = recs
+        .iter()
+        .find(|r| r["phase"] == "ROLLBACK" && r["operation_id"] == "batch-cut-by-a-crash")
+        .expect("rolled back at boot");
+    assert_eq!(rb["error_code"], "RECOVERED_INCOMPLETE");
+    assert!(!recs.iter().any(|r| r["payload"]["op"] == "quarantine"), "sync batches are not quarantined");
+    // A reconnecting editor gets the last committed state, and may keep editing.
+    let mut u = crate::sync::Mini::connect(&d, "unity", 1.0, 0);
+    assert!(u.pump_until(Duration::from_secs(5), |m| m.states.contains_key(&x)));
+    assert_eq!(u.states[&x]["t"], json!([1.0, 2.0, 3.0]));
+    let ack = u.send_change("m", vec![json!({"op":"transform","uuid":x,"t":[4,4,4],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+}

@@ -1,0 +1,91 @@
+"""Fixtures for the end-to-end tests: a fresh daemon, Blender connected to it, the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Daemon, Host, bpy, daemon_binary, drive, vibesync  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "window_ms(ms): the daemon's batch window for this test")
+
+
+@pytest.fixture(scope="session")
+def daemon_bin(tmp_path_factory) -> str:
+    # A private copy: another build may replace target/debug/vibesync while tests run.
+    dst = tmp_path_factory.mktemp("bin") / "vibesync"
+    shutil.copy2(daemon_binary(), dst)
+    return str(dst)
+
+
+@pytest.fixture
+def workdir(tmp_path) -> str:
+    return str(tmp_path)
+
+
+@pytest.fixture
+def daemon(request, daemon_bin, workdir):
+    marker = request.node.get_closest_marker("window_ms")
+    window = marker.args[0] if marker else 100
+    cfg = os.path.join(workdir, "vibesync.toml")
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write(f"[sync]\nbatch_window_ms = {window}\nverify_timeout_ms = 5000\n")
+    d = Daemon(daemon_bin, os.path.join(workdir, "data"), ["--config", cfg]).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def project_id() -> str:
+    return "e2e" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def blender(daemon, project_id):
+    """An empty factory scene, undo enabled, the addon connected to the daemon."""
+    vibesync.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.edit.undo_steps = 64
+    vibesync.register()
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    drive(lambda: vibesync.status()["connected"], what="Blender connected")
+    yield daemon
+    vibesync.disconnect()
+    vibesync.unregister()
+
+
+@pytest.fixture
+def host(daemon, project_id, workdir, blender):
+    h = Host(daemon, project_id, workdir)
+    h.wait("connected", timeout=30)
+    yield h
+    h.close()
+
+
+# The bpy module (4.5) can deadlock in a C++ static destructor at exit; leave with pytest's
+# status once it has reported (same workaround as tests/blender/conftest.py).
+_EXIT = {"status": None}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _EXIT["status"] is None:
+        return
+    try:
+        vibesync.unregister()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT["status"])
