@@ -435,3 +435,72 @@ def test_mesh_from_another_editor_round_trips_and_is_not_echoed(bridge, project_
         assert state_of(daemon, u)["state"]["mesh_hash"] == h
     finally:
         unity.close()
+
+
+def test_collections_are_synced_and_name_their_objects_as_parent(bridge):
+    daemon = bridge
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    ob = make_cube("Crate")
+    settle()
+    cu, ou = props[PROP], ob[PROP]
+    st = pump_until(lambda: state_of(daemon, cu), what="collection state")["state"]
+    assert st["kind"] == "collection" and st["name"] == "Props" and st["parent"] is None
+    assert st["t"] == [0, 0, 0] and st["r"] == [0, 0, 0, 1] and st["s"] == [1, 1, 1]
+    pump_until(lambda: state_of(daemon, ou), what="object state")
+    assert state_of(daemon, ou)["state"]["parent"] is None
+    # Move the cube into the collection: its parent is now the collection.
+    props.objects.link(ob)
+    bpy.context.scene.collection.objects.unlink(ob)
+    settle()
+    pump_until(lambda: state_of(daemon, ou)["state"]["parent"] == cu, what="parent collection")
+    # Nested collections name their parent collection; hiding one is its visibility.
+    inner = bpy.data.collections.new("Small")
+    props.children.link(inner)
+    settle()
+    iu = inner[PROP]
+    pump_until(lambda: (state_of(daemon, iu) or {}).get("state", {}).get("parent") == cu,
+               what="nested collection")
+    props.hide_viewport = True
+    settle()
+    pump_until(lambda: state_of(daemon, cu)["state"]["visible"] is False, what="hidden")
+    props.name = "Props2"  # Blender reports no depsgraph update for this: the sweep finds it
+    settle()
+    pump_until(lambda: state_of(daemon, cu)["state"]["name"] == "Props2", what="renamed")
+    # And back out to the scene's master collection.
+    bpy.context.scene.collection.objects.link(ob)
+    props.objects.unlink(ob)
+    settle()
+    pump_until(lambda: state_of(daemon, ou)["state"]["parent"] is None, what="back to root")
+    assert vibesync.status()["errors"] == []
+
+
+def test_collection_changes_from_the_wire(scripted):
+    import uuid as uuidlib
+    ob = make_cube("Loose")
+    settle()
+    pump_for(0.2)
+    scripted.received.clear()  # its own `create` went out; now only echoes would show
+    ou = ob[PROP]
+    cu = str(uuidlib.uuid4())
+    scripted.push(batch_frames("g1", 60, [
+        {"op": "create", "uuid": cu, "kind": "collection", "name": "Group", "parent": None,
+         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True},
+        {"op": "reparent", "uuid": ou, "parent": cu},
+    ], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    group = bpy.data.collections["Group"]
+    assert group[PROP] == cu
+    assert group.name in bpy.context.scene.collection.children
+    assert [o.name for o in group.objects] == ["Loose"]
+    assert [c.name for c in bpy.data.objects["Loose"].users_collection] == ["Group"]
+    s = vibesync._session()
+    for u, idb, kind in ((cu, group, "collection"), (ou, bpy.data.objects["Loose"], "object")):
+        st = capture.read_state(idb, kind, s.registry, s.mesh_hashes)
+        assert applied_messages(scripted)[0]["hashes"][u] == wire.state_hash(st)
+    scripted.push(batch_frames("g2", 61, [{"op": "reparent", "uuid": ou, "parent": None}],
+                               path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="second batch")
+    assert [c.name for c in bpy.data.objects["Loose"].users_collection] == ["Scene Collection"]
+    pump_for(0.3)
+    assert not [m for m in scripted.received if m.get("type") == "change"]

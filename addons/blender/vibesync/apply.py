@@ -219,15 +219,19 @@ def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale
                 idb = bpy.data.meshes.new(change["name"])
             elif kind == "collection":
                 idb = bpy.data.collections.new(change["name"])
+                bpy.context.scene.collection.children.link(idb)
             else:
                 raise LookupError(f"create of kind {kind} is not supported by the Blender addon")
             registry.bind_new(idb, uuid)
+        if isinstance(idb, bpy.types.Collection):
+            parent = change.get("parent")
+            _place(idb, registry.resolve(parent) if parent else None)
+            idb.hide_viewport = not change.get("visible", True)
+            return uuid
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
-            pob = registry.resolve(parent) if parent else None
-            if idb.parent != pob:  # an unknown parent: treat as a root (§6.1)
-                idb.parent = pob
-                idb.matrix_parent_inverse.identity()
+            # An unknown parent: treat as a root (§6.1).
+            _place(idb, registry.resolve(parent) if parent else None)
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
             _set_visible(idb, change.get("visible", True))
             if change.get("mesh_hash") and attachment and isinstance(idb.data, bpy.types.Mesh):
@@ -251,16 +255,21 @@ def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale
         idb.name = change["name"]
         registry.bindings[uuid].name = idb.name
     elif op == "transform":
-        capture.set_local_trs(idb, change["t"], change["r"], change["s"])
+        if isinstance(idb, bpy.types.Collection):
+            log.warning("transform %s: a Blender collection has no transform; ignored", uuid)
+        else:
+            capture.set_local_trs(idb, change["t"], change["r"], change["s"])
     elif op == "visibility":
-        _set_visible(idb, change["visible"])
+        if isinstance(idb, bpy.types.Collection):
+            idb.hide_viewport = not change["visible"]
+        else:
+            _set_visible(idb, change["visible"])
     elif op == "reparent":
         parent = change.get("parent")
         pob = registry.resolve(parent) if parent else None
         if parent and pob is None:
             raise LookupError(f"reparent {uuid}: parent {parent} not found")
-        idb.parent = pob
-        idb.matrix_parent_inverse.identity()
+        _place(idb, pob)
     elif op == "material":
         mat = idb if isinstance(idb, bpy.types.Material) else _object_material(idb, create=True)
         if mat is None:
@@ -273,6 +282,49 @@ def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
+
+
+def _place(idb, parent) -> None:
+    """Put an object or collection under `parent` (an object, a collection or None = root).
+
+    A collection parent means membership (Blender collections are the wire's `collection`
+    kind); None puts it at scene level (the master collection) unless it is already there.
+    """
+    scene_coll = bpy.context.scene.collection
+    if isinstance(idb, bpy.types.Collection):
+        target = parent if isinstance(parent, bpy.types.Collection) else scene_coll
+        holders = [c for c in list(bpy.data.collections) + [scene_coll]
+                   if c.children.get(idb.name) == idb]
+        if target not in holders:
+            target.children.link(idb)
+        for c in holders:
+            if c != target:
+                c.children.unlink(idb)
+        return
+    if isinstance(parent, bpy.types.Object):
+        if idb.parent != parent:
+            idb.parent = parent
+            idb.matrix_parent_inverse.identity()
+        return
+    if idb.parent is not None:
+        idb.parent = None
+        idb.matrix_parent_inverse.identity()
+    target = parent if isinstance(parent, bpy.types.Collection) else None
+    current = capture.container_collection(idb)
+    if target is None:
+        if current is None and idb.name in scene_coll.objects:
+            return
+        if idb.name not in scene_coll.objects:
+            scene_coll.objects.link(idb)
+        for c in list(idb.users_collection):
+            if c != scene_coll:
+                c.objects.unlink(idb)
+        return
+    if target.objects.get(idb.name) != idb:
+        target.objects.link(idb)
+    for c in list(idb.users_collection):
+        if c != target:
+            c.objects.unlink(idb)
 
 
 def _object_material(ob, create: bool):

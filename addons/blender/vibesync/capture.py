@@ -117,12 +117,46 @@ def in_edit_mode(idb) -> bool:
     return False
 
 
+def container_collection(ob):
+    """The collection an object lives in (its first one that is not a scene's master)."""
+    for c in ob.users_collection:
+        if not c.is_embedded_data:
+            return c
+    return None
+
+
+def parent_collection(coll):
+    """The collection that has `coll` as a child (first one), or None (scene level)."""
+    for c in bpy.data.collections:
+        if c.children.get(coll.name) is not None and c.children[coll.name] == coll:
+            return c
+    return None
+
+
+IDENTITY_TRS = ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0])
+
+
 def read_state(idb, kind: str, registry: Registry, mesh_hashes: dict[str, str]) -> dict:
-    """The synced state of a datablock (canonical axes, Blender units)."""
+    """The synced state of a datablock (canonical axes, Blender units).
+
+    A collection is a synced `collection` (§6.1) at the identity transform; an object with no
+    parent object names its collection (if not the scene's master collection) as parent.
+    """
     state: dict = {"kind": kind, "name": idb.name}
+    if kind == "collection":
+        pc = parent_collection(idb)
+        t, r, s = IDENTITY_TRS
+        state.update({"parent": registry.uuid_for(pc) if pc is not None else None,
+                      "visible": not idb.hide_viewport, "t": list(t), "r": list(r),
+                      "s": list(s)})
+        return state
     if kind == "object":
         t, r, s = local_trs(idb)
-        parent = registry.uuid_for(idb.parent) if idb.parent is not None else None
+        if idb.parent is not None:
+            parent = registry.uuid_for(idb.parent)
+        else:
+            coll = container_collection(idb)
+            parent = registry.uuid_for(coll) if coll is not None else None
         state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})
         data = idb.data
         if data is not None and isinstance(data, bpy.types.Mesh):
@@ -175,10 +209,10 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
     the object's state), so other kinds produce no ops: they are registered only. A `create`
     or `mesh` op with a `mesh_hash` needs the mesh attachment in the same frame.
     """
-    if cur["kind"] != "object":
+    if cur["kind"] not in ("object", "collection"):
         return []
     if prev is None:
-        op = {"op": "create", "uuid": uuid, "kind": "object", "name": cur["name"],
+        op = {"op": "create", "uuid": uuid, "kind": cur["kind"], "name": cur["name"],
               "parent": cur["parent"], "t": cur["t"], "r": cur["r"], "s": cur["s"],
               "visible": cur["visible"]}
         if "mesh_hash" in cur:

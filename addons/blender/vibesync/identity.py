@@ -237,17 +237,24 @@ class Registry:
                 report.vanished.append(uuid)
         return report
 
-    def sweep(self) -> list[str]:
-        """Cheap deletion check: bound uuids whose datablock is gone (no assignment)."""
-        live: dict[str, set[int]] = {}
+    def sweep(self) -> tuple[list[str], list[tuple[str, int]]]:
+        """Cheap check without assignment: bound uuids whose datablock is gone, and keys
+        whose name changed (some renames, e.g. of collections, send no depsgraph update)."""
+        live: dict[str, dict[int, str]] = {}
         for kind, (attr, _code) in KIND_TABLE.items():
-            live[kind] = {idb.session_uid for idb in getattr(bpy.data, attr)}
+            live[kind] = {idb.session_uid: idb.name for idb in getattr(bpy.data, attr)}
         gone = []
+        renamed = []
         for uuid, b in self.bindings.items():
-            if b.alive and b.session_uid not in live[b.kind]:
+            if not b.alive:
+                continue
+            name = live[b.kind].get(b.session_uid)
+            if name is None:
                 b.alive = False
                 gone.append(uuid)
-        return gone
+            elif name != b.name:
+                renamed.append((b.kind, b.session_uid))
+        return gone, renamed
 
     def has_unknown(self, kind: str, session_uid: int) -> bool:
         return (kind, session_uid) not in self.by_key

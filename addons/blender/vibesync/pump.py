@@ -94,6 +94,7 @@ class Session:
         self.dirty: set[tuple[str, int]] = set()
         self.geometry_dirty: set[tuple[str, int]] = set()
         self.waiting_edit: set[tuple[str, int]] = set()
+        self.master_dirty = False
         self.scan_reason: str | None = "initial"
         self.file_loaded = False
         self.sweep_due_at = 0.0
@@ -173,6 +174,11 @@ class Session:
             if kind is None:
                 if id_type == "SCENE":
                     structure = True
+                continue
+            if kind == "collection" and idb.is_embedded_data:
+                # A scene's master collection: objects may have moved in or out of it.
+                self.master_dirty = True
+                structure = True
                 continue
             key = (kind, idb.session_uid)
             self.dirty.add(key)
@@ -558,8 +564,10 @@ class Session:
     def _sweep(self) -> None:
         self.last_sweep = time.monotonic()
         self.sweep_due_at = 0.0
-        for u in self.registry.sweep():
+        gone, renamed = self.registry.sweep()
+        for u in gone:
             self._vanished(u)
+        self.dirty.update(renamed)
 
     # --------------------------------------------------------------------- incoming
     def _apply_batches(self, deadline: float) -> int:
@@ -644,6 +652,15 @@ class Session:
 
     # ---------------------------------------------------------------------- capture
     def _process_dirty(self, deadline: float) -> int:
+        if self.master_dirty:
+            self.master_dirty = False
+            scene = bpy.context.scene
+            if scene is not None:
+                for ob in scene.collection.objects:
+                    self.dirty.add(("object", ob.session_uid))
+            # Collection visibility/membership edits are reported on the master collection.
+            for c in bpy.data.collections:
+                self.dirty.add(("collection", c.session_uid))
         if self.waiting_edit:
             for key in list(self.waiting_edit):
                 self.dirty.add(key)
@@ -710,6 +727,12 @@ class Session:
                                     self.dirty.add(("object", ob.session_uid))
             else:
                 self.geometry_dirty.discard(key)
+        if kind == "collection":
+            # Membership changed? Its objects and child collections name it as parent.
+            for ob in idb.objects:
+                self.dirty.add(("object", ob.session_uid))
+            for c in idb.children:
+                self.dirty.add(("collection", c.session_uid))
         if kind == "material":
             # The material travels in the state of every object that shows it.
             for ob in bpy.data.objects:
