@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
 import threading
-import time
 import uuid
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -7,7 +7,6 @@ import json
 import os
 
 import bpy
-import pytest
 
 import vibesync
 from conftest import pump_until, settle
@@ -184,7 +183,7 @@ def test_save_and_reload_keep_uuids_and_the_sidecar_agrees(bridge, tmp_path):
     folder = tmp_path / "My Project"
     folder.mkdir()
     path = str(folder / "scene.blend")
-    ob = make_cube("Saved")
+    make_cube("Saved")
     bpy.data.materials.new("Mat").use_fake_user = True
     settle()
     before = {(k, idb.name): uid(idb) for k, idb in all_tracked()}

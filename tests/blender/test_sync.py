@@ -5,7 +5,6 @@ serves sync, a scripted daemon where the test must control the bytes."""
 from __future__ import annotations
 
 import math
-import time
 
 import bpy
 import pytest

@@ -40,7 +40,7 @@ _state = {"session": None, "registered": False, "classes": False, "atexit": Fals
 _CLIENT_ID = str(_uuidlib.uuid4())
 
 
-def _session() -> Session | None:
+def _session():
     return _state["session"]
 
 

@@ -14,7 +14,7 @@ import math
 import bpy
 
 from . import capture, identity, wire
-from .identity import KIND_TABLE, Registry
+from .identity import KIND_TABLE
 
 log = logging.getLogger("vibesync.apply")
 
@@ -42,9 +42,9 @@ class BatchCollector:
     """Assembles `batch_begin` / `apply`* / `batch_end` into Batch objects."""
 
     def __init__(self) -> None:
-        self.current: Batch | None = None
+        self.current = None  # the Batch being collected
 
-    def feed(self, msg: dict, attachment: bytes) -> Batch | None:
+    def feed(self, msg: dict, attachment: bytes):
         t = msg.get("type")
         if t == wire.MessageType.BATCH_BEGIN:
             if self.current is not None:
@@ -134,7 +134,7 @@ def modal_running() -> bool:
     return False
 
 
-def blocked_reason(batch: Batch, registry: Registry) -> str | None:
+def blocked_reason(batch, registry) -> str | None:
     """Why the batch must wait (modal operator, edit mode), or None."""
     if modal_running():
         return "a modal operator is running"
@@ -186,7 +186,7 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
     me.update()
 
 
-def apply_change(change: dict, attachment: bytes, registry: Registry, unit_scale: float,
+def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                  deleted: set[str], meshes: dict | None = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
@@ -350,7 +350,7 @@ def _set_visible(ob, visible: bool) -> None:
         ob.hide_viewport = not visible
 
 
-def apply_batch(batch: Batch, registry: Registry, unit_scale: float) -> dict:
+def apply_batch(batch, registry, unit_scale: float) -> dict:
     """Apply every change of a batch, then push one undo step. Returns a report dict."""
     touched: list[str] = []
     failed: list[dict] = []

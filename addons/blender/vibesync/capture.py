@@ -14,7 +14,6 @@ import bpy
 from mathutils import Matrix, Quaternion, Vector
 
 from . import wire
-from .identity import Registry
 
 EPSILON = wire.EPSILON
 
@@ -136,7 +135,7 @@ def parent_collection(coll):
 IDENTITY_TRS = ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0])
 
 
-def read_state(idb, kind: str, registry: Registry, mesh_hashes: dict[str, str]) -> dict:
+def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
     """The synced state of a datablock (canonical axes, Blender units).
 
     A collection is a synced `collection` (§6.1) at the identity transform; an object with no

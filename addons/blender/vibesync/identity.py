@@ -13,6 +13,7 @@ Rules (seeds 000/001):
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -105,9 +106,9 @@ class Registry:
     """uuid <-> (kind, session_uid) bindings of the open file."""
 
     def __init__(self) -> None:
-        self.bindings: dict[str, Binding] = {}
+        self.bindings: dict = {}  # uuid -> Binding
         self.by_key: dict[tuple[str, int], str] = {}
-        self.collision_log: list[dict] = []
+        self.collision_log = collections.deque(maxlen=1000)
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
@@ -157,7 +158,7 @@ class Registry:
         self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name)
         self.by_key[(kind, idb.session_uid)] = uuid
 
-    def scan(self) -> ScanReport:
+    def scan(self):
         """Enforce uuids on every tracked datablock and rebuild the bindings.
 
         Bound datablocks go first so that, whatever Blender's iteration order, the datablock

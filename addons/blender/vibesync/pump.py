@@ -79,7 +79,7 @@ class Session:
         self.project_id = project_id or derived_project_id()
         self.client_id = client_id
         self.registry = Registry()
-        self.transport: Transport | None = None
+        self.transport = None  # Transport while connected or reconnecting
         self.generation: int | None = None
         self.session_id: str | None = None
         self.connected = False
@@ -118,7 +118,7 @@ class Session:
         self._ids = itertools.count(1)
         # Incoming.
         self.collector = apply_mod.BatchCollector()
-        self.batches: collections.deque = collections.deque()
+        self.batches = collections.deque()
         self.blocked_reason: str | None = None
         # User activity.
         self.user_active = False
@@ -127,9 +127,9 @@ class Session:
         self.applying = False
         # Diagnostics.
         self.bad_frames = 0
-        self.errors: collections.deque = collections.deque(maxlen=20)
-        self.collisions: list[dict] = []
-        self.tombstoned: list[str] = []
+        self.errors = collections.deque(maxlen=20)
+        self.collisions = collections.deque(maxlen=1000)
+        self.tombstoned = collections.deque(maxlen=1000)
         self.reconnects = 0
         self.last_rebind: dict = {}
         self.registry_check: dict = {}
@@ -605,7 +605,7 @@ class Session:
             n += 1
         return n
 
-    def apply_now(self, batch: apply_mod.Batch) -> dict:
+    def apply_now(self, batch) -> dict:
         """Apply one batch, remember the applied state (echo suppression), answer."""
         self.applying = True
         try:

@@ -66,12 +66,12 @@ class Transport:
         self.port = int(port)
         self.token = token
         self.token_path = token_path
-        self.inbox: queue.Queue = queue.Queue()
-        self.outbox: queue.Queue = queue.Queue()
+        self.inbox = queue.Queue()
+        self.outbox = queue.Queue()
         self._hello_lock = threading.Lock()
         self._hello = dict(hello)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -186,7 +186,7 @@ class Transport:
         except (BlockingIOError, OSError):
             pass
 
-    def _connect(self) -> socket.socket | None:
+    def _connect(self):
         self.connect_attempts += 1
         with self._hello_lock:
             hello = dict(self._hello)
@@ -262,7 +262,7 @@ class Transport:
             return
         self._post("message", message=msg, attachment=attachment)
 
-    def _serve(self, sock: socket.socket) -> str:
+    def _serve(self, sock) -> str:
         decoder = self._sock_decoder
         pending = bytearray()
         while not self._stop.is_set():

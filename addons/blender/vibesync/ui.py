@@ -1,6 +1,5 @@
 """Sidebar panel (View3D > Sidebar > VibeSync) and the addon preferences."""
 
-from __future__ import annotations
 
 import bpy
 
