@@ -6,8 +6,8 @@
 pub mod editor;
 
 mod kill_loop;
+mod load;
+mod security;
 mod storage;
 mod torn;
 mod wire;
-mod load;
-mod security;
