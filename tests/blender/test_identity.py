@@ -57,6 +57,9 @@ def test_every_kind_gets_a_uuid_and_is_registered(bridge):
     lamp = bpy.data.lights.new("Lamp", "POINT")
     cam = bpy.data.cameras.new("Cam")
     settle()
+    # Orphan data (no depsgraph update) is found by the throttled sweep.
+    pump_until(lambda: all(wire.is_valid_uuid(idb.get(PROP)) for _k, idb in all_tracked()),
+               what="uuids on orphan datablocks")
     kinds = {}
     for kind, idb in all_tracked():
         assert wire.is_valid_uuid(idb.get(PROP)), f"{kind} {idb.name} has no valid uuid"
@@ -186,8 +189,10 @@ def test_save_and_reload_keep_uuids_and_the_sidecar_agrees(bridge, tmp_path):
     make_cube("Saved")
     bpy.data.materials.new("Mat").use_fake_user = True
     settle()
-    before = {(k, idb.name): uid(idb) for k, idb in all_tracked()}
     assert bpy.ops.wm.save_as_mainfile(filepath=path) == {"FINISHED"}
+    # Saving scanned everything first: even the orphan material carries a uuid.
+    before = {(k, idb.name): uid(idb) for k, idb in all_tracked()}
+    assert ("material", "Mat") in before
     side = identity.sidecar_path(path)
     assert os.path.exists(side)
     with open(side) as f:

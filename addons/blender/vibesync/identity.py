@@ -198,39 +198,16 @@ class Registry:
                 report.renamed.append(bound)
             taken[bound] = key
 
+        def holder_alive(uuid: str, key: tuple) -> bool:
+            if uuid in taken:
+                return True
+            other = self.bindings.get(uuid)
+            return other is not None and (other.kind, other.session_uid) in live_keys \
+                and (other.kind, other.session_uid) != key
+
         for kind, idb in newcomers:
-            key = (kind, idb.session_uid)
-            prop = idb.get(PROP)
-            uuid = prop if wire.is_valid_uuid(prop) else None
-            if uuid is not None:
-                holder = taken.get(uuid)
-                if holder is None:
-                    other = self.bindings.get(uuid)
-                    if other is not None and (other.kind, other.session_uid) in live_keys \
-                            and (other.kind, other.session_uid) != key:
-                        holder = (other.kind, other.session_uid)
-                if holder is not None:
-                    fresh = new_uuid()
-                    event = {"original": uuid, "newcomer": fresh, "kind": kind,
-                             "name": idb.name, "at": time.time()}
-                    report.collisions.append(event)
-                    self.collision_log.append(event)
-                    log.warning("uuid collision: %s %r carried %s (already bound to another "
-                                "datablock); gave the newcomer %s", kind, idb.name, uuid, fresh)
-                    uuid = fresh
-                    idb[PROP] = uuid
-            else:
-                uuid = new_uuid()
-                idb[PROP] = uuid
-                report.assigned.append(uuid)
-            old = self.bindings.get(uuid)
-            if old is not None:
-                self.by_key.pop((old.kind, old.session_uid), None)
-            b = Binding(uuid, kind, idb.session_uid, idb.name)
-            self.bindings[uuid] = b
-            self.by_key[key] = uuid
-            taken[uuid] = key
-            report.new.append(uuid)
+            uuid = self._bind_newcomer(kind, idb, report, holder_alive)
+            taken[uuid] = (kind, idb.session_uid)
 
         for uuid, b in self.bindings.items():
             if b.alive and uuid not in taken:
@@ -238,12 +215,71 @@ class Registry:
                 report.vanished.append(uuid)
         return report
 
-    def sweep(self) -> tuple[list[str], list[tuple[str, int]]]:
-        """Cheap check without assignment: bound uuids whose datablock is gone, and keys
-        whose name changed (some renames, e.g. of collections, send no depsgraph update)."""
+    def adopt(self, keys) -> "ScanReport":
+        """Bind just these (kind, session_uid) keys: new datablocks seen by the depsgraph.
+
+        Cheaper than a full scan for a big file; same rules (a newcomer carrying a uuid that
+        a live datablock holds gets a fresh one).
+        """
+        report = ScanReport()
+        wanted: dict[str, set[int]] = {}
+        for kind, sid in keys:
+            if (kind, sid) not in self.by_key:
+                wanted.setdefault(kind, set()).add(sid)
+
+        def holder_alive(uuid: str, key: tuple) -> bool:
+            other = self.bindings.get(uuid)
+            if other is None or not other.alive or (other.kind, other.session_uid) == key:
+                return False
+            return self.resolve(uuid) is not None
+
+        for kind, sids in wanted.items():
+            for idb in getattr(bpy.data, KIND_TABLE[kind][0]):
+                if idb.session_uid in sids and _trackable(idb) \
+                        and (kind, idb.session_uid) not in self.by_key:
+                    self._bind_newcomer(kind, idb, report, holder_alive)
+        return report
+
+    def _bind_newcomer(self, kind: str, idb, report, holder_alive) -> str:
+        key = (kind, idb.session_uid)
+        prop = idb.get(PROP)
+        uuid = prop if wire.is_valid_uuid(prop) else None
+        if uuid is not None:
+            if holder_alive(uuid, key):
+                fresh = new_uuid()
+                event = {"original": uuid, "newcomer": fresh, "kind": kind,
+                         "name": idb.name, "at": time.time()}
+                report.collisions.append(event)
+                self.collision_log.append(event)
+                log.warning("uuid collision: %s %r carried %s (already bound to another "
+                            "datablock); gave the newcomer %s", kind, idb.name, uuid, fresh)
+                uuid = fresh
+                idb[PROP] = uuid
+        else:
+            uuid = new_uuid()
+            idb[PROP] = uuid
+            report.assigned.append(uuid)
+        old = self.bindings.get(uuid)
+        if old is not None:
+            self.by_key.pop((old.kind, old.session_uid), None)
+        self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name)
+        self.by_key[key] = uuid
+        report.new.append(uuid)
+        return uuid
+
+    def sweep(self) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
+        """Cheap check without assignment: bound uuids whose datablock is gone, keys whose
+        name changed (some renames, e.g. of collections, send no depsgraph update) and keys
+        not bound yet (datablocks created without a depsgraph update, e.g. orphan data)."""
         live: dict[str, dict[int, str]] = {}
+        unknown = []
         for kind, (attr, _code) in KIND_TABLE.items():
-            live[kind] = {idb.session_uid: idb.name for idb in getattr(bpy.data, attr)}
+            names = live[kind] = {}
+            for idb in getattr(bpy.data, attr):
+                sid = idb.session_uid
+                names[sid] = idb.name
+                if (kind, sid) not in self.by_key and idb.library is None:
+                    unknown.append((kind, sid))
         gone = []
         renamed = []
         for uuid, b in self.bindings.items():
@@ -255,7 +291,7 @@ class Registry:
                 gone.append(uuid)
             elif name != b.name:
                 renamed.append((b.kind, b.session_uid))
-        return gone, renamed
+        return gone, renamed, unknown
 
     def has_unknown(self, kind: str, session_uid: int) -> bool:
         return (kind, session_uid) not in self.by_key

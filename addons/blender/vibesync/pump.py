@@ -95,6 +95,7 @@ class Session:
         self.geometry_dirty: set[tuple[str, int]] = set()
         self.waiting_edit: set[tuple[str, int]] = set()
         self.master_dirty = False
+        self.unknown_keys: set[tuple[str, int]] = set()
         self.scan_reason: str | None = "initial"
         self.file_loaded = False
         self.sweep_due_at = 0.0
@@ -187,7 +188,7 @@ class Session:
             if kind == "collection":
                 structure = True
             if key not in self.registry.by_key:
-                self.scan_reason = self.scan_reason or "new datablock"
+                self.unknown_keys.add(key)
         if structure:
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
                                     time.monotonic() + SWEEP_SOON_S)
@@ -201,8 +202,10 @@ class Session:
 
     def on_save_pre(self) -> None:
         """Persist the registry into the .blend (text block) just before it is written."""
-        if self.scan_reason is not None:
-            self._scan()  # a save must persist a complete registry
+        # A save must persist a complete registry: one full scan (also finds orphan data
+        # that never showed up in a depsgraph update); cheap next to writing the file.
+        self.scan_reason = self.scan_reason or "save"
+        self._scan()
         doc = self.registry.snapshot(self.project_id)
         identity.write_text_block(doc)
         self.pending_save_doc = doc
@@ -230,6 +233,10 @@ class Session:
             self._after_load()
         if self.scan_reason is not None:
             self._scan()
+            work += 1
+        elif self.unknown_keys:
+            keys, self.unknown_keys = self.unknown_keys, set()
+            self._handle_report(self.registry.adopt(keys), "new datablock")
             work += 1
         work += self._apply_batches(deadline)
         work += self._process_dirty(deadline)
@@ -511,7 +518,10 @@ class Session:
     def _scan(self) -> None:
         reason = self.scan_reason or "scan"
         self.scan_reason = None
-        report = self.registry.scan()
+        self.unknown_keys.clear()
+        self._handle_report(self.registry.scan(), reason)
+
+    def _handle_report(self, report, reason: str) -> None:
         for c in report.collisions:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
@@ -564,10 +574,11 @@ class Session:
     def _sweep(self) -> None:
         self.last_sweep = time.monotonic()
         self.sweep_due_at = 0.0
-        gone, renamed = self.registry.sweep()
+        gone, renamed, unknown = self.registry.sweep()
         for u in gone:
             self._vanished(u)
         self.dirty.update(renamed)
+        self.unknown_keys.update(unknown)
 
     # --------------------------------------------------------------------- incoming
     def _apply_batches(self, deadline: float) -> int:
@@ -678,8 +689,7 @@ class Session:
             n += 1
             uuid = self.registry.by_key.get(key)
             if uuid is None:
-                self.scan_reason = self.scan_reason or "new datablock"
-                continue
+                continue  # unknown_keys / the next scan binds it
             idb = self.registry.resolve(uuid)
             if idb is None:
                 self.sweep_due_at = time.monotonic()
