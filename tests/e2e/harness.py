@@ -77,6 +77,7 @@ class Host:
                 ev = json.loads(line)
             except ValueError:
                 continue
+            ev["_t"] = time.monotonic()
             with self.lock:
                 self.events.append(ev)
 

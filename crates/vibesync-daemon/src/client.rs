@@ -51,6 +51,11 @@ impl Client {
         Ok(c)
     }
 
+    /// A second handle on the same connection (e.g. to read on another thread).
+    pub fn try_clone_stream(&self) -> Client {
+        Client { stream: self.stream.try_clone().expect("clone socket"), welcome: self.welcome.clone() }
+    }
+
     pub fn set_read_timeout(&mut self, t: Option<Duration>) {
         let _ = self.stream.set_read_timeout(t);
     }

@@ -21,6 +21,9 @@ use vibesync_protocol::{ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbo
 use crate::core::{Daemon, SessionInfo};
 use vibesync_engine::governance::Bucket;
 
+/// Frames whose JSON is larger than this are parsed off the async workers.
+const BIG_FRAME_BYTES: usize = 256 * 1024;
+
 /// What the rest of the daemon may send to a connected session.
 #[derive(Clone)]
 pub struct SessionHandle {
@@ -167,7 +170,18 @@ pub async fn serve_connection(
                 }
                 continue;
             }
-            match parse_inbound(&frame.json) {
+                        // Parsing a frame of many megabytes takes long enough to stall other sessions on
+            // this worker: big ones are parsed on the blocking pool.
+            let parsed = if frame.json.len() > BIG_FRAME_BYTES {
+                let json = frame.json.clone();
+                match tokio::task::spawn_blocking(move || parse_inbound(&json)).await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                }
+            } else {
+                parse_inbound(&frame.json)
+            };
+            match parsed {
                 Err(e) => {
                     debug!(code = e.code.as_str(), "bad message: {}", e.message);
                     if tx.send(Outbound::error(e.code, e.message, e.request_id).to_frame()).await.is_err() {

@@ -166,10 +166,61 @@ impl Record {
             outcome: Cow::Borrowed(&self.outcome),
             error_code: self.error_code.as_deref().map(Cow::Borrowed),
             schema_version: self.schema_version,
-            payload_checked: serde::de::IgnoredAny,
+            payload_checked: Validated,
             prev: Cow::Borrowed(&self.prev),
             h: Cow::Borrowed(&self.h),
         }
+    }
+}
+
+/// Any JSON value, fully validated (UTF-8, escapes, numbers in range — exactly what building a
+/// `serde_json::Value` would accept) but not built. `IgnoredAny` only skips syntax, which let
+/// boot recovery accept lines the reader rejects (found by fuzzing: fuzz/ `wal_line`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Validated;
+
+impl<'de> Deserialize<'de> for Validated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Validated;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_unit<E>(self) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_none<E>(self) -> Result<Validated, E> {
+                Ok(Validated)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Validated, D::Error> {
+                Validated::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Validated, A::Error> {
+                while a.next_element::<Validated>()?.is_some() {}
+                Ok(Validated)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Validated, A::Error> {
+                while a.next_entry::<Validated, Validated>()?.is_some() {}
+                Ok(Validated)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -195,7 +246,7 @@ pub struct RecordHead<'a> {
     pub schema_version: u32,
     #[allow(dead_code)]
     #[serde(rename = "payload")]
-    payload_checked: serde::de::IgnoredAny,
+    payload_checked: Validated,
     #[serde(borrow)]
     pub prev: Cow<'a, str>,
     #[serde(borrow, default)]

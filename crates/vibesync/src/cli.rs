@@ -150,13 +150,16 @@ fn serve(
     let daemon = vibesync_daemon::open(cfg, &ServeOptions { repair })?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        // Signal handlers exist before anyone can learn where we listen: a SIGTERM sent right
+        // after the "listening on" line is a graceful stop, never a kill.
+        let signals = ShutdownSignals::install()?;
         let (listener, addr) = vibesync_daemon::bind(&daemon, listen).await?;
         println!("vibesync listening on {addr} data_dir={}", data.root().display());
         std::io::stdout().flush().ok();
         let d2 = daemon.clone();
         let shutdown = async move {
             tokio::select! {
-                _ = shutdown_signal() => tracing::info!("signal received"),
+                _ = signals.recv() => tracing::info!("signal received"),
                 _ = d2.fatal_error() => tracing::error!("storage failure: stopping"),
             }
         };
@@ -168,19 +171,39 @@ fn serve(
     })
 }
 
-async fn shutdown_signal() {
+/// SIGINT/SIGTERM, registered up front (registration is what stops the default action).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

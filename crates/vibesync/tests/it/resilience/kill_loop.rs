@@ -264,7 +264,6 @@ fn kill_loop_register_and_sync() {
 /// the process with the default disposition: no graceful shutdown, boot.json left `running`,
 /// the next boot counted as unclean.
 #[test]
-#[ignore = "daemon bug: SIGTERM right after the `listening on` line kills the daemon (handler installed later)"]
 fn sigterm_right_after_the_listening_line_is_graceful() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
