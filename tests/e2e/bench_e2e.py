@@ -55,7 +55,7 @@ def main() -> int:
         for i in range(n):
             since = len(host.events)
             t0 = time.monotonic()
-            ob.location = (i * 0.01, 0.0, 0.0)
+            ob.location = ((i + 1) * 0.01, 0.0, 0.0)
             ev = drive(lambda: host.find("applied", since, lambda e: u in (e.get("hashes") or {})), 10, "host applied")
             lat.append((ev["_t"] - t0) * 1000)
             drive_for(0.01)

@@ -585,6 +585,9 @@ impl Daemon {
             "ok",
             json!({"op": op, "results": summary, "collisions": plan.collisions}),
         ));
+        for d in plan.steps.iter().filter(|s| s["op"] == "duplicate") {
+            warn!(operation_id = %operation_id, uuid = %d["uuid"].as_str().unwrap_or(""), duplicate_of = %d["duplicate_of"].as_str().unwrap_or(""), "editor resolved a duplicated uuid: the copy got a fresh uuid");
+        }
         for c in &plan.collisions {
             warn!(operation_id = %operation_id, uuid = %c["uuid"].as_str().unwrap_or(""), reason = %c["reason"].as_str().unwrap_or(""), "uuid collision refused");
         }

@@ -120,6 +120,12 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             plan.results.push(ItemResult::ok(&item.uuid, "registered"));
         }
         plan.uuids.push(item.uuid.clone());
+        if let Some(orig) = item.duplicate_of.as_deref().filter(|o| validate::uuid(o).is_ok() && *o != item.uuid) {
+            // Not a registry op: the WAL keeps the collision the editor resolved, for forensics.
+            plan.steps.push(
+                json!({"op": "duplicate", "uuid": item.uuid, "duplicate_of": orig, "editor_ref": item.editor_ref}),
+            );
+        }
         plan.steps.push(json!({
             "op": "register",
             "uuid": item.uuid,
@@ -190,7 +196,13 @@ mod tests {
     const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn item(uuid: &str, kind: &str, name: &str) -> RegisterItem {
-        RegisterItem { uuid: uuid.into(), kind: kind.into(), name: name.into(), editor_ref: format!("OB:{name}") }
+        RegisterItem {
+            uuid: uuid.into(),
+            kind: kind.into(),
+            name: name.into(),
+            editor_ref: format!("OB:{name}"),
+            duplicate_of: None,
+        }
     }
 
     fn who() -> Requester<'static> {
@@ -256,6 +268,18 @@ mod tests {
         let codes: Vec<_> = p.results.iter().map(|r| r.error_code.clone().unwrap_or_default()).collect();
         assert_eq!(codes, vec!["INVALID_UUID", "UNKNOWN_KIND", "TOO_LARGE", ""]);
         assert_eq!(p.steps.len(), 1);
+    }
+
+    #[test]
+    fn a_reported_duplicate_is_kept_in_the_wal() {
+        let v = Fake::default();
+        let mut it = item(U2, "object", "Cube.001");
+        it.duplicate_of = Some(U1.into());
+        let p = plan_register(&[it], &who(), &v);
+        assert_eq!(p.results[0].status, "registered");
+        assert_eq!(p.steps[0]["op"], "duplicate");
+        assert_eq!(p.steps[0]["duplicate_of"], U1);
+        assert_eq!(p.steps[1]["op"], "register");
     }
 
     #[test]

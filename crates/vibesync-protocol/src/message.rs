@@ -51,6 +51,10 @@ pub struct RegisterItem {
     pub name: String,
     #[serde(default)]
     pub editor_ref: String,
+    /// Set when the editor found this datablock carrying another datablock's uuid (a
+    /// duplicate, paste or append) and gave it this fresh uuid: the original's uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
