@@ -298,13 +298,9 @@ impl Actor {
             self.diverged.insert(session.session_id.clone(), None);
             self.replay(&session.session_id, 0, false).await;
         }
-        if self.diverged.contains_key(&session.session_id) {
-            let msg = format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again");
-            return changes
-                .iter()
-                .map(|c| ItemResult::error(c.get("uuid").and_then(Value::as_str).unwrap_or(""), "BLOCKED", msg.clone()))
-                .collect();
-        }
+        let diverged = self.diverged.contains_key(&session.session_id).then(|| {
+            format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
+        });
         let automation_waits = session.editor == "agent"
             && self.idle.automation_allowed_at(self.now_ms(), self.daemon.config().governance.user_idle_ms).is_some();
         for (i, raw) in changes.iter().enumerate() {
@@ -321,11 +317,16 @@ impl Actor {
                     continue;
                 }
             };
+
             if let Err((code, msg)) = self.admit(session, base_seq, &change, &attachment, &at).await {
                 if code == "STALE" {
                     stale.push(change.uuid.clone());
                 }
                 results.push(ItemResult::error(&change.uuid, code, msg));
+                continue;
+            }
+            if let Some(msg) = &diverged {
+                results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
                 continue;
             }
             match self.consult_gate(&change) {
