@@ -226,6 +226,13 @@ def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
     [req] = [m for m in scripted.received if m.get("type") == "resync"]
     assert req["since_seq"] == 0 and req["request_id"]
     assert vibesync.status()["deferred_batches"] == 0
+    # The real daemon resolves every change it receives with a batch_result; until then a
+    # replay keeps local work (PROTOCOL.md §6.6). Resolve what Blender sent so far.
+    pump_for(0.3)
+    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change" for c in m["changes"]})
+    scripted.push(frame({"type": "batch_result", "batch_id": "r", "seq": 41, "outcome": "committed",
+                         "uuids": sent, "error_code": None}))
+    pump_until(lambda: not vibesync._session().unresolved, what="changes resolved")
     scripted.push(batch_frames("op-3", 42, [
         {"op": "create", "uuid": u, "kind": "object", "name": "Busy", "parent": None,
          "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
@@ -503,3 +510,35 @@ def test_collection_changes_from_the_wire(scripted):
     assert [c.name for c in bpy.data.objects["Loose"].users_collection] == ["Scene Collection"]
     pump_for(0.3)
     assert not [m for m in scripted.received if m.get("type") == "change"]
+
+
+def test_a_replay_never_undoes_local_work(scripted):
+    """A resync for an object with local changes the daemon has not resolved yet (e.g. the
+    user kept working while the daemon was down) keeps them and sends them (§6.6)."""
+    ob = make_cube("Mine")
+    settle()
+    u = ob[PROP]
+    pump_for(0.3)
+    ob.location = (5, 5, 5)  # edited; its change is sent but not yet resolved
+    settle()
+    pump_until(lambda: any(c.get("uuid") == u and c.get("op") in ("transform", "create")
+                           for m in scripted.received if m.get("type") == "change" for c in m["changes"]),
+               what="the local change sent")
+    scripted.push(batch_frames("op-9", 50, [
+        {"op": "create", "uuid": u, "kind": "object", "name": "Mine", "parent": None,
+         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the replay answered")
+    assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((5, 5, 5), abs=1e-5), "local work kept"
+    [answer] = applied_messages(scripted)
+    s = vibesync._session()
+    st = capture.read_state(bpy.data.objects["Mine"], "object", s.registry, s.mesh_hashes)
+    assert answer["hashes"][u] == wire.state_hash(st), "answers with what it holds"
+    # Once the daemon resolved the change, a replay is applied again.
+    scripted.push(frame({"type": "batch_result", "batch_id": "b", "seq": 51, "outcome": "rolled_back",
+                         "uuids": [u], "error_code": "VERIFY_MISMATCH"}))
+    pump_until(lambda: u not in vibesync._session().unresolved, what="resolved")
+    scripted.push(batch_frames("op-10", 52, [
+        {"op": "create", "uuid": u, "kind": "object", "name": "Mine", "parent": None,
+         "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="second replay applied")
+    assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((1, 0, 0), abs=1e-5)

@@ -166,7 +166,14 @@ def test_8_kill_daemon_mid_stream_and_everything_converges(host, blender, workdi
     daemon.start(port=port)
     drive(lambda: vibesync.status()["connected"], timeout=60, what="Blender reconnects")
     host.wait("connected", since=1, timeout=60)
-    host.wait_obj(u, lambda o: close(o["transform"]["position"], [5.0, 5.0, 5.0]), timeout=30, what="scenes converge after the restart")
+    try:
+        host.wait_obj(u, lambda o: close(o["transform"]["position"], [5.0, 5.0, 5.0]), timeout=30, what="scenes converge after the restart")
+    except AssertionError:
+        log = open(os.path.join(os.path.dirname(daemon.data_dir), os.path.basename(daemon.data_dir) + ".stderr"), errors="replace").read()
+        print("DAEMON LOG:\n" + "\n".join(l for l in log.splitlines() if "session opened" not in l)[-6000:])
+        print("HOST EVENTS:", [e for e in host.events if e.get("event") not in ("dumped",)][-30:])
+        print("HOST OBJ:", host.obj(u))
+        raise
     drive_for(1.0)
     vibesync.disconnect()
     host.close()

@@ -101,6 +101,9 @@ class Session:
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
         self.last_sent: dict[str, dict] = {}
+        # uuids of changes sent with no `batch_result` yet: local work a replay must not undo
+        # (PROTOCOL.md §6.6).
+        self.unresolved: set[str] = set()
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
@@ -369,6 +372,9 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
+            for u in msg.get("uuids") or []:
+                if isinstance(u, str):
+                    self.unresolved.discard(u)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
@@ -616,8 +622,29 @@ class Session:
             n += 1
         return n
 
+    def _has_local_work(self, uuid: str) -> bool:
+        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
+        if uuid in self.unresolved:
+            return True
+        b = self.registry.bindings.get(uuid)
+        return b is not None and ((b.kind, b.session_uid) in self.dirty
+                                  or (b.kind, b.session_uid) in self.geometry_dirty)
+
     def apply_now(self, batch) -> dict:
         """Apply one batch, remember the applied state (echo suppression), answer."""
+        kept: list[str] = []
+        if batch.path == "resync":
+            # A replay never undoes local work: keep those uuids, send them instead (§6.6).
+            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)]
+            if kept:
+                batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
+                for u in kept:
+                    b = self.registry.bindings.get(u)
+                    if b is not None:
+                        self.dirty.add((b.kind, b.session_uid))
+                        self.last_sent.pop(u, None)
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay",
+                         batch.batch_id, len(kept))
         self.applying = True
         try:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
@@ -636,7 +663,7 @@ class Session:
             self.mesh_hashes[mu] = incoming_hash
             self.mesh_blobs[mu] = blob
         hashes = {}
-        for uuid in dict.fromkeys(result["touched"]):
+        for uuid in dict.fromkeys(result["touched"] + kept):
             if uuid in result["deleted"]:
                 continue
             idb = self.registry.resolve(uuid)
@@ -645,9 +672,11 @@ class Session:
             b = self.registry.bindings[uuid]
             state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+            hashes[uuid] = h
+            if uuid in kept:
+                continue  # ours, still to be sent: not an applied state
             self.last_sent[uuid] = state
             self.applied_hash[uuid] = h
-            hashes[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
         self.last_seq = max(self.last_seq, batch.seq)
@@ -860,6 +889,7 @@ class Session:
         return n
 
     def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+        self.unresolved.update(op["uuid"] for op in ops if isinstance(op.get("uuid"), str))
         self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
                                 "changes": ops}, None, attachment=attachment)
 

@@ -783,12 +783,14 @@ impl Actor {
         };
         warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code, "batch rolled back; re-sending the authoritative state");
         self.rolled_back.push((seq, f.uuids.clone()));
+                // The outcome first: an origin learns its change is resolved before the authoritative
+        // state arrives, so it applies that state instead of guarding its own edit from it.
+        self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
         let mut targets: Vec<SessionId> = f.expected.keys().cloned().collect();
         targets.extend(f.origins.iter().cloned());
         for s in dedup(targets) {
             self.send_resync(&s, &f.uuids, code).await;
         }
-        self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
         self.escalate(escalation).await;
     }
 
