@@ -542,3 +542,25 @@ def test_a_replay_never_undoes_local_work(scripted):
          "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
     pump_until(lambda: len(applied_messages(scripted)) == 2, what="second replay applied")
     assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((1, 0, 0), abs=1e-5)
+
+
+def test_uvs_travel_per_vertex_both_ways(clean_blender):
+    """UV0 goes on the wire per vertex (§7): a seamless grid round-trips exactly."""
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=3, y_subdivisions=3, size=2)
+    grid = bpy.context.active_object
+    data = wire.decode_mesh(capture.mesh_attachment(grid.data, 1.0))
+    n = len(grid.data.vertices)
+    assert data["uv0"] is not None and len(data["uv0"]) == 2 * n
+    layer = grid.data.uv_layers.active
+    for loop in grid.data.loops:
+        uv = layer.data[loop.index].uv
+        vi = loop.vertex_index
+        assert (data["uv0"][2 * vi], data["uv0"][2 * vi + 1]) == pytest.approx((uv[0], uv[1]), abs=1e-6)
+    # Applying the attachment builds per-corner UVs from the per-vertex ones.
+    from vibesync import apply as apply_mod
+    me = bpy.data.meshes.new("FromWire")
+    apply_mod._mesh_from_attachment(me, capture.mesh_attachment(grid.data, 1.0), 1.0)
+    assert len(me.vertices) == n and me.uv_layers.active is not None
+    again = wire.decode_mesh(capture.mesh_attachment(me, 1.0))
+    assert again["uv0"] == pytest.approx(data["uv0"], abs=1e-6)
+    assert again["positions"] == pytest.approx(data["positions"], abs=1e-6)

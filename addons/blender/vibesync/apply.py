@@ -8,6 +8,7 @@ applying, the caller records each uuid's state and hash so the change is not ech
 
 from __future__ import annotations
 
+import array
 import logging
 import math
 
@@ -183,6 +184,15 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
     faces = [tuple(idx[i:i + 3]) for i in range(0, len(idx), 3)]
     me.clear_geometry()
     me.from_pydata(verts, [], faces)
+    uv0 = data.get("uv0")
+    if uv0:
+        layer = me.uv_layers.active or me.uv_layers.new(name="UVMap")
+        lv = array.array("i", bytes(4 * len(me.loops)))
+        me.loops.foreach_get("vertex_index", lv)
+        luv = array.array("f", bytes(8 * len(me.loops)))
+        luv[0::2] = array.array("f", [uv0[2 * vi] for vi in lv])
+        luv[1::2] = array.array("f", [uv0[2 * vi + 1] for vi in lv])
+        layer.data.foreach_set("uv", luv)
     me.update()
 
 

@@ -85,8 +85,28 @@ def is_visible(ob) -> bool:
     return not (ob.hide_viewport or hidden)
 
 
+def vertex_uvs(me) -> list[float] | None:
+    """UV0 per vertex from the active UV map (Blender stores UVs per face corner; the wire
+    holds one per vertex: exact for meshes without UV seams, at a seam one corner's UV wins)."""
+    layer = me.uv_layers.active
+    nl = len(me.loops)
+    if layer is None or nl == 0:
+        return None
+    luv = array.array("f", bytes(8 * nl))
+    layer.data.foreach_get("uv", luv)
+    lv = array.array("i", bytes(4 * nl))
+    me.loops.foreach_get("vertex_index", lv)
+    per_vertex = dict(zip(lv, zip(luv[0::2], luv[1::2])))  # C-speed; the last corner wins
+    out = array.array("f", bytes(8 * len(me.vertices)))
+    for vi, (u, v) in per_vertex.items():
+        out[2 * vi] = u
+        out[2 * vi + 1] = v
+    return out.tolist()
+
+
 def mesh_attachment(me, unit_scale: float) -> bytes:
-    """The §7 attachment of a mesh (positions in meters, canonical axes, vertex normals)."""
+    """The §7 attachment of a mesh (positions in meters, canonical axes, vertex normals,
+    UV0 per vertex when the mesh has a UV map)."""
     me.calc_loop_triangles()
     n = len(me.vertices)
     co = array.array("f", bytes(12 * n))
@@ -104,7 +124,7 @@ def mesh_attachment(me, unit_scale: float) -> bytes:
     nrm[0::3] = nor[0::3]
     nrm[1::3] = nor[2::3]
     nrm[2::3] = array.array("f", [-y for y in nor[1::3]])
-    return wire.encode_mesh(pos.tolist(), tris.tolist(), normals=nrm.tolist())
+    return wire.encode_mesh(pos.tolist(), tris.tolist(), normals=nrm.tolist(), uv0=vertex_uvs(me))
 
 
 def in_edit_mode(idb) -> bool:
