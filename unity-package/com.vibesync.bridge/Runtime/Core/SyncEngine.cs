@@ -8,8 +8,16 @@
 //    (one undo step); then `applied` with the state hash (§6.5) of every uuid of the batch the
 //    editor still has (§6.4). A batch that cannot be applied is answered with the hashes the
 //    editor actually holds, so the daemon rolls it back at once instead of timing out.
-//  * `batch_result` (§6.4) advances LastSeq; a `rolled_back` one is preceded by a `resync`
-//    batch with the authoritative state, applied like any batch.
+//  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names; a
+//    `rolled_back` one is followed by a `resync` batch with the authoritative state, applied like
+//    any batch (the change it corrects is resolved by then).
+//  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
+//    not yet resolved — dirty with a real difference, or sent with no `batch_result` (nor refusal)
+//    yet, also across a reconnect — answers the hash this editor holds for it, and sends its full
+//    state as `create` (event `replay_kept_local`). A resync naming a uuid whose `change` still
+//    awaits its ack waits for that ack (a STALE refusal comes after the resync it causes, and a
+//    refused change is resolved: the resync is then applied). Forwarded fast/slow batches are
+//    always applied.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
 //    epsilon 1e-5 and sends `change` ops. Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
@@ -68,6 +76,16 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, List<KeyValuePair<string, ObjectState>>> pendingChange = new Dictionary<string, List<KeyValuePair<string, ObjectState>>>();
         // uuid -> when its change was acknowledged `queued`; removed by a batch_result naming it.
         readonly Dictionary<string, DateTime> awaitingResult = new Dictionary<string, DateTime>();
+        // Local work a replay must not undo (§6.6): uuid -> request ids of the `change` messages naming
+        // it that are not resolved yet (no batch_result naming the uuid, not refused). Kept across
+        // reconnects: a change sent on a connection that died is marked LostRequest.
+        readonly Dictionary<string, HashSet<string>> unresolved = new Dictionary<string, HashSet<string>>();
+        const string LostRequest = "(connection lost)";
+        // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
+        // a replay, or awaiting a batch_result when the connection dropped.
+        readonly HashSet<string> resendFull = new HashSet<string>();
+        // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
+        readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
         IncomingBatch current;
         long lastSeq;
@@ -101,7 +119,11 @@ namespace VibeSync.Bridge.Core
         public int TrackedObjects { get { return synced.Count; } }
         public int DirtyCount { get { return dirty.Count; } }
         public bool InitialRegisterDone { get { return initialRegisterDone; } }
-        public bool BatchInProgress { get { return current != null; } }
+        public bool BatchInProgress { get { return current != null || waitingForAcks.Count > 0; } }
+        /// <summary>uuids with local changes not yet resolved (a replay does not overwrite them, §6.6).</summary>
+        public int UnresolvedCount { get { return unresolved.Count; } }
+        /// <summary>True when the uuid has local changes a replay must not undo (§6.6).</summary>
+        public bool HasUnresolvedLocalWork(string uuid) { return HasLocalWork(uuid); }
         public string LastError { get; private set; }
 
         // ------------------------------------------------------------------ counters (status, tests)
@@ -122,6 +144,8 @@ namespace VibeSync.Bridge.Core
         public long BatchesCommitted { get; private set; }
         public long BatchesRolledBack { get; private set; }
         public long ResyncsRequested { get; private set; }
+        /// <summary>uuids of resync batches not applied because this editor had unresolved local work (§6.6).</summary>
+        public long ReplayKeptLocal { get; private set; }
 
         /// <summary>Every counter by name (the headless host prints these).</summary>
         public Dictionary<string, object> Stats()
@@ -132,7 +156,7 @@ namespace VibeSync.Bridge.Core
                 { "batches_applied", BatchesApplied }, { "resync_batches_applied", ResyncBatchesApplied },
                 { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
-                { "resyncs_requested", ResyncsRequested }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
+                { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
             };
         }
 
@@ -145,7 +169,7 @@ namespace VibeSync.Bridge.Core
         {
             get
             {
-                if (dirty.Count > 0 || current != null || pendingChange.Count > 0 || pendingRegister.Count > 0) return false;
+                if (dirty.Count > 0 || current != null || waitingForAcks.Count > 0 || pendingChange.Count > 0 || pendingRegister.Count > 0) return false;
                 if (client.OutgoingCount > 0 || client.IncomingCount > 0) return false;
                 if (awaitingResult.Count == 0) return true;
                 var now = DateTime.UtcNow;
@@ -199,6 +223,8 @@ namespace VibeSync.Bridge.Core
                 synced.Remove(u);
                 appliedHash.Remove(u);
                 dirty.Remove(u);
+                unresolved.Remove(u);
+                resendFull.Remove(u);
             }
         }
 
@@ -230,6 +256,7 @@ namespace VibeSync.Bridge.Core
             }
             if (restoreSnapshot != null) RestoreSnapshot(restoreSnapshot);
             dirty.Clear();
+            foreach (var u in resendFull) dirty.Add(u); // kept over a replay before Play: still to send
             if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0) RegisterAll();
             // Held batches are not applied: the daemon re-sends what changed since LastSeq (§6.4).
             int heldCount = heldWhilePaused;
@@ -322,6 +349,7 @@ namespace VibeSync.Bridge.Core
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
             SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
             current = null;
+            waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
             awaitingResult.Clear();
@@ -339,16 +367,29 @@ namespace VibeSync.Bridge.Core
         void OnDisconnected(string reason)
         {
             // Changes sent but never acknowledged go back into the dirty set.
+            var unacked = new HashSet<string>();
             foreach (var list in pendingChange.Values)
                 foreach (var kv in list)
                 {
                     if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value;
                     dirty.Add(kv.Key);
+                    unacked.Add(kv.Key);
                 }
+            // Changes acknowledged but without a batch_result may not have survived (the daemon may
+            // have died before writing them): their full state is sent again after the reconnect
+            // (a repeat of what the daemon holds ends as `dropped`). All stay unresolved until then,
+            // so the replay at the next welcome does not undo them (§6.6).
+            foreach (var kv in unresolved)
+            {
+                kv.Value.Clear();
+                kv.Value.Add(LostRequest);
+                if (!unacked.Contains(kv.Key)) { resendFull.Add(kv.Key); dirty.Add(kv.Key); }
+            }
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
             awaitingResult.Clear();
+            waitingForAcks.Clear();
             current = null;
             userActive = false;
             Emit("disconnected", new Dictionary<string, object> { { "reason", reason } });
@@ -436,9 +477,13 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
-                // Refused as a whole: retry later only when the refusal is temporary.
+                // Refused as a whole: nothing of it is pending any more (a temporary refusal puts the
+                // uuids back into the dirty set, which is local work again). Retry later only when
+                // the refusal is temporary.
+                foreach (var kv in sent) ResolveRequest(kv.Key, rid);
                 if (code == ErrorCode.SafeMode || code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
                     foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
+                DrainWaiting();
             }
             if (rid != null && pendingRegister.ContainsKey(rid))
             {
@@ -472,17 +517,28 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
-                OnChangeAck(rid, seq, results);
+                OnChangeAck(rid, seq, results, sent);
+                DrainWaiting();
                 return;
             }
             Emit("ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
         }
 
         /// <summary>One result per change (§6.1): `queued`, or `error` with a per-item code.</summary>
-        void OnChangeAck(string rid, long seq, List<object> results)
+        void OnChangeAck(string rid, long seq, List<object> results, List<KeyValuePair<string, ObjectState>> sent)
         {
             var recreate = new List<string>();
             var now = DateTime.UtcNow;
+            var pending = new HashSet<string>(); // uuids with at least one op of this message queued
+            for (int i = 0; i < results.Count; i++)
+            {
+                var r = results[i] as Dictionary<string, object>;
+                string status = r == null ? null : Msg.OptStr(r, "status");
+                string uuid = r == null ? null : Msg.OptStr(r, "uuid");
+                if (uuid != null && (status == AckStatus.Queued || status == AckStatus.Held)) pending.Add(uuid);
+            }
+            // A refused change is resolved: nothing of it will be forwarded (§6.6).
+            foreach (var kv in sent) if (!pending.Contains(kv.Key)) ResolveRequest(kv.Key, rid);
             for (int i = 0; i < results.Count; i++)
             {
                 var r = results[i] as Dictionary<string, object>;
@@ -536,15 +592,22 @@ namespace VibeSync.Bridge.Core
             var uuids = new List<object>();
             object u;
             if (m.TryGetValue("uuids", out u) && u is List<object>) uuids = (List<object>)u;
-            foreach (var x in uuids) { var s = x as string; if (s != null) awaitingResult.Remove(s); }
+            foreach (var x in uuids)
+            {
+                var s = x as string;
+                if (s == null) continue;
+                awaitingResult.Remove(s);
+                unresolved.Remove(s); // resolved, whatever the outcome (§6.6)
+            }
             BatchResults++;
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
             // after the pause has to start.
             if (!Paused && seq > LastSeq) LastSeq = seq;
-            // On rolled_back the daemon has already sent the authoritative state as a `resync`
-            // batch (applied like any batch, even when it undoes our own change).
+            // On rolled_back the daemon sends the authoritative state as a `resync` batch right after
+            // this result: our change is resolved now, so that batch is applied like any other, even
+            // when it undoes our own change (unless it was edited again meanwhile, §6.6).
             Emit("batch_result", new Dictionary<string, object>
             {
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
@@ -567,7 +630,12 @@ namespace VibeSync.Bridge.Core
                 {
                     case AckStatus.Registered:
                         registerStats_registered++;
-                        if (state != null) { creates.Add(state.ToCreateOp(unitScale)); createdUuids.Add(uuid); }
+                        if (state != null)
+                        {
+                            creates.Add(state.ToCreateOp(unitScale));
+                            createdUuids.Add(uuid);
+                            resendFull.Remove(uuid); // this create is the full state
+                        }
                         break;
                     case AckStatus.Updated:
                     case AckStatus.Unchanged:
@@ -591,6 +659,22 @@ namespace VibeSync.Bridge.Core
             }
             if (creates.Count > 0) SendChanges(creates, createdUuids);
             if (reregister.Count > 0) SendRegister(reregister);
+        }
+
+        /// <summary>A change naming the uuid ended (refused as a whole or per item): no longer pending.</summary>
+        void ResolveRequest(string uuid, string rid)
+        {
+            HashSet<string> reqs;
+            if (!unresolved.TryGetValue(uuid, out reqs)) return;
+            reqs.Remove(rid);
+            if (reqs.Count == 0) unresolved.Remove(uuid);
+        }
+
+        /// <summary>Unresolved only because a change was sent on a connection that died, not re-sent yet.</summary>
+        bool OnlyLost(string uuid)
+        {
+            HashSet<string> reqs;
+            return unresolved.TryGetValue(uuid, out reqs) && reqs.Count == 1 && reqs.Contains(LostRequest);
         }
 
         void OnBatchBegin(Dictionary<string, object> m)
@@ -645,6 +729,46 @@ namespace VibeSync.Bridge.Core
             current = null;
             if (b.Broken == null && seq != b.Seq) b.Broken = "batch_end.seq " + seq + " differs from batch_begin.seq " + b.Seq;
             if (b.Broken == null && b.Changes.Count != b.Count) b.Broken = "received " + b.Changes.Count + " `apply` messages, batch_begin.count = " + b.Count;
+            // Batches are handled in arrival order: one waiting for acks holds the ones after it.
+            if (waitingForAcks.Count > 0 || MustWaitForAcks(b))
+            {
+                waitingForAcks.Enqueue(b);
+                return;
+            }
+            Complete(b);
+        }
+
+        /// <summary>
+        /// A `resync` batch naming a uuid whose `change` this editor sent and the daemon has not
+        /// acknowledged yet cannot be decided now: if the change was refused (e.g. STALE, whose
+        /// resync the daemon sends before the ack) the resync must be applied, if it was queued the
+        /// uuid is local work the resync must not undo (§6.6). The ack follows on the same
+        /// connection, so the wait is short.
+        /// </summary>
+        bool MustWaitForAcks(IncomingBatch b)
+        {
+            if (Paused || b.Broken != null || b.Path != BatchPath.Resync || pendingChange.Count == 0) return false;
+            var uuids = new HashSet<string>();
+            foreach (var c in b.Changes) uuids.Add(c.Uuid);
+            foreach (var list in pendingChange.Values)
+                foreach (var kv in list)
+                    if (uuids.Contains(kv.Key)) return true;
+            return false;
+        }
+
+        /// <summary>Handles the batches that waited for acks, in order, as far as they can be decided.</summary>
+        void DrainWaiting()
+        {
+            while (waitingForAcks.Count > 0)
+            {
+                if (MustWaitForAcks(waitingForAcks.Peek())) return;
+                Complete(waitingForAcks.Dequeue());
+            }
+        }
+
+        /// <summary>A complete batch: held (paused), answered unapplied (broken) or applied.</summary>
+        void Complete(IncomingBatch b)
+        {
             if (Paused)
             {
                 // Play Mode: tell the daemon at once that this editor holds the batch, so it does not
@@ -692,22 +816,73 @@ namespace VibeSync.Bridge.Core
             if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes));
         }
 
+        /// <summary>
+        /// Local changes of the uuid not resolved yet (§6.6): sent with no `batch_result` naming it
+        /// and not refused, to be re-sent in full, or dirty with a real difference from the last
+        /// synced state (not merely marked dirty, nor our own apply coming back).
+        /// </summary>
+        bool HasLocalWork(string uuid)
+        {
+            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid)) return true;
+            if (!dirty.Contains(uuid)) return false;
+            ObjectState before;
+            if (!synced.TryGetValue(uuid, out before) || before == null) return false; // never synced here: the daemon's state is applied
+            var cur = scene.Capture(uuid);
+            if (cur == null) return true; // deleted here, `delete` not sent yet
+            string h;
+            if (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash()) return false;
+            return StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale).Count > 0;
+        }
+
         void ApplyComplete(IncomingBatch b)
         {
-            try
+            // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
+            var kept = new List<string>();
+            var toApply = b;
+            if (b.Path == BatchPath.Resync)
             {
-                scene.ApplyBatch(b);
+                var keptSet = new HashSet<string>();
+                foreach (var c in b.Changes)
+                    if (!keptSet.Contains(c.Uuid) && HasLocalWork(c.Uuid)) { keptSet.Add(c.Uuid); kept.Add(c.Uuid); }
+                if (kept.Count > 0)
+                {
+                    toApply = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
+                    foreach (var c in b.Changes) if (!keptSet.Contains(c.Uuid)) toApply.Changes.Add(c);
+                    toApply.Count = toApply.Changes.Count;
+                    foreach (var u in kept)
+                    {
+                        appliedHash.Remove(u); // what we hold is ours, not an applied state: never an echo
+                        resendFull.Add(u);
+                        dirty.Add(u);
+                    }
+                    ReplayKeptLocal += kept.Count;
+                    var kl = new List<object>();
+                    foreach (var u in kept) kl.Add(u);
+                    Emit("replay_kept_local", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "uuids", kl } });
+                }
             }
-            catch (Exception e)
+            if (kept.Count == 0 || toApply.Changes.Count > 0)
             {
-                b.Broken = e.Message;
-                Fail("applying batch " + b.BatchId + " (seq " + b.Seq + ") failed: " + e.Message + "; the scene is unchanged and the daemon is told so");
-                AnswerUnapplied(b);
-                return;
+                try
+                {
+                    scene.ApplyBatch(toApply);
+                }
+                catch (Exception e)
+                {
+                    b.Broken = e.Message;
+                    Fail("applying batch " + b.BatchId + " (seq " + b.Seq + ") failed: " + e.Message + "; the scene is unchanged and the daemon is told so");
+                    AnswerUnapplied(b);
+                    return;
+                }
             }
             var hashes = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var u in kept)
+            {
+                var st = scene.Capture(u);
+                if (st != null) hashes[u] = st.Hash(); // deleted here: omitted, like any deleted uuid
+            }
             bool anyDelete = false;
-            foreach (var c in b.Changes)
+            foreach (var c in toApply.Changes)
             {
                 if (c.Op == Ops.Delete) anyDelete = true;
                 var st = scene.Capture(c.Uuid);
@@ -740,6 +915,7 @@ namespace VibeSync.Bridge.Core
             Emit("applied", new Dictionary<string, object>
             {
                 { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "count", (long)b.Changes.Count }, { "hashes", hf },
+                { "kept_local", (long)kept.Count },
             });
         }
 
@@ -761,21 +937,32 @@ namespace VibeSync.Bridge.Core
                 var cur = scene.Capture(uuid);
                 ObjectState before;
                 synced.TryGetValue(uuid, out before);
-                if (cur != null)
+                // Kept over a replay or unresolved when the connection dropped: the daemon's state is
+                // unknown, send ours in full. A change lost with its connection that diffs to nothing
+                // (or looks like an echo) is also sent in full, so it ends in a batch_result.
+                bool full = resendFull.Remove(uuid);
+                if (!full && cur != null)
                 {
                     string h;
                     if (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash())
                     {
                         synced[uuid] = cur; // our own apply coming back a frame later
-                        continue;
+                        if (!OnlyLost(uuid)) continue;
+                        full = true;
                     }
                 }
-                if (before == null && cur != null)
+                if (!full && before == null && cur != null)
                 {
                     toRegister.Add(cur); // new object: register, then `create` after the ack
                     continue;
                 }
-                foreach (var op in StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale))
+                var diff = full ? new List<Dictionary<string, object>>() : StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale);
+                if (diff.Count == 0 && (full || OnlyLost(uuid)))
+                {
+                    if (cur != null) diff.Add(cur.ToCreateOp(unitScale));
+                    else if (before != null || unresolved.ContainsKey(uuid)) diff.Add(new Dictionary<string, object> { { "op", Ops.Delete }, { "uuid", uuid } });
+                }
+                foreach (var op in diff)
                 {
                     ops.Add(op);
                     opUuids.Add(uuid);
@@ -902,6 +1089,13 @@ namespace VibeSync.Bridge.Core
                 return;
             }
             pendingChange[rid] = prev;
+            foreach (var u in seen)
+            {
+                HashSet<string> reqs;
+                if (!unresolved.TryGetValue(u, out reqs)) unresolved[u] = reqs = new HashSet<string>();
+                reqs.Remove(LostRequest); // this change carries the current state: it replaces the lost one
+                reqs.Add(rid);
+            }
             ChangeMessagesSent++;
             ChangeOpsSent += ops.Count;
             var opNames = new List<object>();

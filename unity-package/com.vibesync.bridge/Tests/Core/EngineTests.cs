@@ -361,6 +361,9 @@ namespace VibeSync.Bridge.Tests
                 a.Mesh = new MeshInfo { Buffer = cube, MeshHash = MeshData.HashOf(cube), VertexCount = 8, TriangleCount = 12 };
                 r.StartAndRegister();
                 r.Daemon.WaitFor("change", 1, r.Pump);
+                // Our create is resolved first: a replay does not overwrite unresolved local work (§6.6).
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "create resolved", r.Pump);
                 var create = CubeCreate(a.Uuid); // full state: Cube at the vector's transform, no mesh, no material
                 r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", create);
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
@@ -379,7 +382,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void RolledBackOwnChangeIsUndoneByTheResyncThatPrecedesTheResult()
+        public static void RolledBackOwnChangeIsUndoneByTheResyncThatFollowsTheResult()
         {
             using (var r = new Rig())
             {
@@ -393,13 +396,16 @@ namespace VibeSync.Bridge.Tests
                 a.Position = new[] { 5.0, 5, 5 };
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "move queued", r.Pump);
                 string batchId = Guid.NewGuid().ToString();
-                // The daemon sends the authoritative state as a resync batch, then the result.
+                // The daemon sends the result (our change is resolved), then the authoritative state
+                // as a resync batch (§6.4).
+                r.Daemon.SendResult(batchId, 24, "rolled_back", new[] { a.Uuid }, "VERIFY_MISMATCH");
                 var st = authoritative.ToCreateOp();
                 r.Daemon.SendBatch(24, "resync", st);
-                r.Daemon.SendResult(batchId, 24, "rolled_back", new[] { a.Uuid }, "VERIFY_MISMATCH");
-                Check.Eventually(() => r.Engine.BatchesRolledBack == 1, TimeSpan.FromSeconds(5), "rolled_back received", r.Pump);
+                Check.Eventually(() => r.Engine.BatchesRolledBack == 1 && r.Engine.ResyncBatchesApplied == 1, TimeSpan.FromSeconds(5), "rolled_back and resync received", r.Pump);
                 Check.Near(new[] { 1.0, 1, 1 }, a.Position, 1e-12, "own change undone by the resync");
+                Check.Equal(0L, r.Engine.ReplayKeptLocal, "nothing kept: the change was resolved");
                 Check.Equal(24L, r.Engine.LastSeq, "LastSeq = the ROLLBACK seq");
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
                 Check.Equal(authoritative.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "resync answered with the authoritative hash");
