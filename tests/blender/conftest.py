@@ -89,25 +89,5 @@ def bridge(clean_blender, daemon, project_id):
     yield daemon
     vibesync.disconnect()
 
-
-# The bpy module (4.5) can deadlock in a C++ static destructor at process exit
-# (`GlobalState::~GlobalState` destroys a condition variable its `delayed_close` thread still
-# waits on; seen with gdb, independent of the addon). Once pytest has reported, leave without
-# running C++ static destructors so the run ends with pytest's status instead of hanging.
-_EXIT = {"status": None}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    if _EXIT["status"] is None:
-        return
-    try:
-        vibesync.unregister()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT["status"])
+# bpy can hang at exit: leave with pytest's status once it has reported (bpy_exit.py).
+from bpy_exit import pytest_sessionfinish, pytest_unconfigure  # noqa: E402,F401

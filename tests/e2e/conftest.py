@@ -69,23 +69,5 @@ def host(daemon, project_id, workdir, blender):
     yield h
     h.close()
 
-
-# The bpy module (4.5) can deadlock in a C++ static destructor at exit; leave with pytest's
-# status once it has reported (same workaround as tests/blender/conftest.py).
-_EXIT = {"status": None}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    if _EXIT["status"] is None:
-        return
-    try:
-        vibesync.unregister()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT["status"])
+# bpy can hang at exit: leave with pytest's status once it has reported (bpy_exit.py).
+from bpy_exit import pytest_sessionfinish, pytest_unconfigure  # noqa: E402,F401

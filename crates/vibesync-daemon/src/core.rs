@@ -15,13 +15,14 @@ use tracing::{error, info, warn};
 use vibesync_engine::register::{self, Existing, Plan, Requester, View};
 use vibesync_protocol::message::{status_reply, Hello, Register, Tombstone};
 use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
-use vibesync_wal::{Phase, Record, RecordDraft};
+use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
 use crate::paths::DataDir;
 use crate::session::SessionHandle;
 use crate::stores::Stores;
 use crate::sync::{SyncEvent, SyncHub};
+use crate::txn::Txn;
 
 /// Static facts about one connected session.
 #[derive(Debug, Clone)]
@@ -315,23 +316,8 @@ impl Daemon {
     }
 
     async fn register(&self, sess: &SessionInfo, req: Register) -> Frame {
-        if req.items.len() > register::MAX_ITEMS {
-            return Outbound::error(
-                ErrorCode::BadMessage,
-                format!(
-                    "field `items`: {} items; at most {} per request — split it",
-                    req.items.len(),
-                    register::MAX_ITEMS
-                ),
-                Some(req.request_id),
-            )
-            .to_frame();
-        }
-        if let Some(f) = self.refuse_mutation(&req.request_id) {
-            return f;
-        }
-        if let Some(f) = self.refuse_automation_in_safe_mode(sess, &req.request_id) {
-            return f;
+        if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.items.len(), "items") {
+            return refused;
         }
         let _turn = self.mutation.lock().await;
         let who = Requester { session_id: &sess.session_id, editor: &sess.editor, client_id: &sess.client_id };
@@ -356,23 +342,8 @@ impl Daemon {
     }
 
     async fn tombstone(self: &Arc<Self>, sess: &SessionInfo, req: Tombstone) -> Frame {
-        if req.uuids.len() > register::MAX_ITEMS {
-            return Outbound::error(
-                ErrorCode::BadMessage,
-                format!(
-                    "field `uuids`: {} uuids; at most {} per request — split it",
-                    req.uuids.len(),
-                    register::MAX_ITEMS
-                ),
-                Some(req.request_id),
-            )
-            .to_frame();
-        }
-        if let Some(f) = self.refuse_mutation(&req.request_id) {
-            return f;
-        }
-        if let Some(f) = self.refuse_automation_in_safe_mode(sess, &req.request_id) {
-            return f;
+        if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
+            return refused;
         }
         let _turn = self.mutation.lock().await;
         let plan = {
@@ -526,6 +497,21 @@ impl Daemon {
         }
     }
 
+    /// What every register / tombstone request is checked for before it is planned.
+    fn precheck_mutation(&self, sess: &SessionInfo, request_id: &str, count: usize, field: &str) -> Option<Frame> {
+        if count > register::MAX_ITEMS {
+            return Some(
+                Outbound::error(
+                    ErrorCode::BadMessage,
+                    format!("field `{field}`: {count} entries; at most {} per request — split it", register::MAX_ITEMS),
+                    Some(request_id.to_string()),
+                )
+                .to_frame(),
+            );
+        }
+        self.refuse_mutation(request_id).or_else(|| self.refuse_automation_in_safe_mode(sess, request_id))
+    }
+
     fn refuse_automation_in_safe_mode(&self, sess: &SessionInfo, request_id: &str) -> Option<Frame> {
         (self.safe_mode() && sess.editor == "agent").then(|| {
             Outbound::error(
@@ -557,34 +543,13 @@ impl Daemon {
             return Outbound::Ack { request_id: request_id.to_string(), seq: 0, results: plan.results };
         }
         let operation_id = uuid::Uuid::new_v4().to_string();
-        let mut drafts = Vec::with_capacity(plan.steps.len() + 2);
-        let draft = |phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value| RecordDraft {
-            session_id: sess.session_id.clone(),
-            operation_id: operation_id.clone(),
-            uuids,
-            project_id: sess.project_id.clone(),
-            phase,
-            outcome: outcome.to_string(),
-            error_code: None,
-            payload,
-        };
-        drafts.push(draft(
-            Phase::Begin,
-            plan.uuids.clone(),
-            "pending",
+        let txn = Txn { session_id: &sess.session_id, operation_id: &operation_id, project_id: &sess.project_id };
+        let drafts = txn.drafts(
+            &plan.uuids,
             json!({"op": op, "request_id": request_id, "editor": sess.editor, "items": plan.results.len()}),
-        ));
-        for step in &plan.steps {
-            let u = step["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
-            drafts.push(draft(Phase::Step, u, "ok", step.clone()));
-        }
-        let summary = summarize(&plan);
-        drafts.push(draft(
-            Phase::Commit,
-            plan.uuids.clone(),
-            "ok",
-            json!({"op": op, "results": summary, "collisions": plan.collisions}),
-        ));
+            plan.steps.clone(),
+            json!({"op": op, "results": summarize(&plan), "collisions": plan.collisions}),
+        );
         for d in plan.steps.iter().filter(|s| s["op"] == "duplicate") {
             warn!(operation_id = %operation_id, uuid = %d["uuid"].as_str().unwrap_or(""), duplicate_of = %d["duplicate_of"].as_str().unwrap_or(""), "editor resolved a duplicated uuid: the copy got a fresh uuid");
         }

@@ -25,6 +25,7 @@ pub mod session;
 pub mod stores;
 pub mod sync;
 pub mod token;
+pub mod txn;
 pub mod verify;
 
 use std::net::SocketAddr;

@@ -23,6 +23,7 @@ use vibesync_wal::{Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
 use crate::paths::DataDir;
+use crate::txn::Txn;
 use crate::{DaemonError, ServeOptions};
 
 /// Session id used for records the daemon writes on its own (recovery, migration).
@@ -193,36 +194,13 @@ impl Stores {
         steps: Vec<Value>,
         summary: Value,
     ) -> Result<Vec<Record>, DaemonError> {
-        let d = |phase, uuids: Vec<String>, outcome: &str, payload| RecordDraft {
-            session_id: DAEMON_SESSION.into(),
-            operation_id: op.to_string(),
-            uuids,
-            project_id: project_id.to_string(),
-            phase,
-            outcome: outcome.into(),
-            error_code: None,
-            payload,
-        };
-        let mut drafts = vec![d(Phase::Begin, uuids.clone(), "pending", summary.clone())];
-        for s in steps {
-            let u = s["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
-            drafts.push(d(Phase::Step, u, "ok", s));
-        }
-        drafts.push(d(Phase::Commit, uuids, "ok", summary));
-        Ok(self.wal.append_blocking(drafts)?)
+        let txn = Txn { session_id: DAEMON_SESSION, operation_id: op, project_id };
+        Ok(self.wal.append_blocking(txn.drafts(&uuids, summary.clone(), steps, summary))?)
     }
 
     fn final_blocking(&self, op: &str, project_id: &str, uuids: Vec<String>) -> Result<(), DaemonError> {
-        self.wal.append_blocking(vec![RecordDraft {
-            session_id: DAEMON_SESSION.into(),
-            operation_id: op.to_string(),
-            uuids,
-            project_id: project_id.to_string(),
-            phase: Phase::Final,
-            outcome: "ok".into(),
-            error_code: None,
-            payload: json!({}),
-        }])?;
+        let txn = Txn { session_id: DAEMON_SESSION, operation_id: op, project_id };
+        self.wal.append_blocking(vec![txn.final_draft(uuids, json!({}))])?;
         Ok(())
     }
 
@@ -259,23 +237,8 @@ impl Stores {
         summary: Value,
     ) -> Result<u64, DaemonError> {
         let op = uuid::Uuid::new_v4().to_string();
-        let d = |phase, uuids: Vec<String>, outcome: &str, payload| RecordDraft {
-            session_id: DAEMON_SESSION.into(),
-            operation_id: op.clone(),
-            uuids,
-            project_id: project_id.to_string(),
-            phase,
-            outcome: outcome.into(),
-            error_code: None,
-            payload,
-        };
-        let mut drafts = vec![d(Phase::Begin, uuids.clone(), "pending", summary.clone())];
-        for s in steps {
-            let u = s["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
-            drafts.push(d(Phase::Step, u, "ok", s));
-        }
-        drafts.push(d(Phase::Commit, uuids.clone(), "ok", summary));
-        let records = self.wal.append(drafts).await?;
+        let txn = Txn { session_id: DAEMON_SESSION, operation_id: &op, project_id };
+        let records = self.wal.append(txn.drafts(&uuids, summary.clone(), steps, summary)).await?;
         let seq = records.last().map(|r| r.seq).unwrap_or(0);
         {
             let mut gov = self.governance.lock().unwrap();
@@ -302,19 +265,8 @@ impl Stores {
         operation_id: &str,
         uuids: Vec<String>,
     ) -> Result<(), DaemonError> {
-        let rec = self
-            .wal
-            .append(vec![RecordDraft {
-                session_id: session_id.to_string(),
-                operation_id: operation_id.to_string(),
-                uuids: uuids.clone(),
-                project_id: project_id.to_string(),
-                phase: Phase::Final,
-                outcome: "ok".into(),
-                error_code: None,
-                payload: json!({}),
-            }])
-            .await?;
+        let txn = Txn { session_id, operation_id, project_id };
+        let rec = self.wal.append(vec![txn.final_draft(uuids.clone(), json!({}))]).await?;
         let seq = rec.last().map(|r| r.seq).unwrap_or(0);
         self.submit_audit(seq, seq, vec![operation_id.to_string()], project_id, &uuids);
         Ok(())

@@ -27,6 +27,7 @@ use vibesync_registry::Status;
 use vibesync_wal::{Phase, Record, RecordDraft};
 
 use crate::core::{Daemon, SessionInfo};
+use crate::txn::Txn;
 
 type SessionId = String;
 
@@ -651,16 +652,8 @@ impl Actor {
     }
 
     fn draft(&self, batch_id: &str, phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value) -> RecordDraft {
-        RecordDraft {
-            session_id: SYNC_SESSION.into(),
-            operation_id: batch_id.to_string(),
-            uuids,
-            project_id: self.project.clone(),
-            phase,
-            outcome: outcome.into(),
-            error_code: None,
-            payload,
-        }
+        Txn { session_id: SYNC_SESSION, operation_id: batch_id, project_id: &self.project }
+            .draft(phase, uuids, outcome, payload)
     }
 
     async fn on_applied(
@@ -783,7 +776,7 @@ impl Actor {
         };
         warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code, "batch rolled back; re-sending the authoritative state");
         self.rolled_back.push((seq, f.uuids.clone()));
-                // The outcome first: an origin learns its change is resolved before the authoritative
+        // The outcome first: an origin learns its change is resolved before the authoritative
         // state arrives, so it applies that state instead of guarding its own edit from it.
         self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
         let mut targets: Vec<SessionId> = f.expected.keys().cloned().collect();
