@@ -417,6 +417,185 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>A created, its create committed (resolved): the start of the replay tests.</summary>
+        static SceneObject CommittedObject(Rig r, double x)
+        {
+            var a = r.Add("A", x, x, x);
+            r.StartAndRegister();
+            r.Daemon.WaitFor("change", 1, r.Pump);
+            r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+            Check.Eventually(() => r.Engine.UnresolvedCount == 0 && r.Engine.BatchResults == 1, TimeSpan.FromSeconds(5), "create resolved", r.Pump);
+            return a;
+        }
+
+        static Dictionary<string, object> Applied(Rig r, string batchId)
+        {
+            var f = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == batchId);
+            return f == null ? null : (Dictionary<string, object>)f.Message["hashes"];
+        }
+
+        [VsTest]
+        public static void ReplayDoesNotUndoASentChangeWithoutResultAndResendsIt()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                var authoritative = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 5.0, 5, 5 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "move queued, no result yet", r.Pump);
+                Check.True(r.Engine.HasUnresolvedLocalWork(a.Uuid), "the move is unresolved");
+
+                // A replay with the older authoritative state (e.g. the daemon restarted): not applied.
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
+                Check.Near(new[] { 5.0, 5, 5 }, a.Position, 1e-12, "local move kept");
+                Check.Equal(r.Scene.Capture(a.Uuid).Hash(), (string)Applied(r, id)[a.Uuid], "answered with the hash it holds");
+                Check.True(r.Scene.Capture(a.Uuid).Hash() != authoritative.Hash(), "which is not the replayed one");
+                int ev = r.Events.IndexOf("replay_kept_local");
+                Check.True(ev >= 0, "replay_kept_local event");
+                Check.Equal(a.Uuid, (string)((List<object>)r.EventFields[ev]["uuids"])[0], "naming the uuid");
+                Check.Equal(1L, r.Engine.ReplayKeptLocal, "counted");
+                Check.Equal(0, r.Scene.UndoSteps, "nothing applied, no undo step");
+                // ... and the local state is sent again, in full.
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal("create", (string)op["op"], "full state re-sent as create");
+                Check.Equal(a.Uuid, (string)op["uuid"], "of the kept uuid");
+                Check.Near(new[] { 5.0, 5, -5 }, Vectors.Doubles(op["t"]), 1e-12, "the local position (canonical)");
+                Check.True((long)ch[2].Message["base_seq"] >= (long)r.Daemon.Received("applied")[0].Message["seq"], "base_seq at the resync's seq (not STALE)");
+
+                // A re-sent replay of the same uuid (the daemon retries once) is kept too.
+                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
+                Check.Near(new[] { 5.0, 5, 5 }, a.Position, 1e-12, "still kept");
+                r.Daemon.WaitFor("change", 4, r.Pump); // and sent again (the daemon drops a repeat)
+
+                // A forwarded batch is always applied, unresolved work or not.
+                var moved = authoritative.Clone();
+                moved.T = new[] { 3.0, 3, -3 };
+                var fast = new Dictionary<string, object> { { "op", "transform" }, { "uuid", a.Uuid }, { "t", Msg.List(3, 3, -3) }, { "r", Msg.List(moved.R) }, { "s", Msg.List(moved.S) } };
+                string id3 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", fast);
+                Check.Eventually(() => Applied(r, id3) != null, TimeSpan.FromSeconds(5), "fast batch answered", r.Pump);
+                Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "forwarded fast batch applied");
+
+                // Once a batch_result names the uuid it is resolved: the next replay is applied.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => !r.Engine.HasUnresolvedLocalWork(a.Uuid), TimeSpan.FromSeconds(5), "resolved by the batch_result", r.Pump);
+                var later = authoritative.Clone();
+                later.T = new[] { 2.0, 2, -2 };
+                string id4 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", later.ToCreateOp());
+                Check.Eventually(() => Applied(r, id4) != null, TimeSpan.FromSeconds(5), "later resync answered", r.Pump);
+                Check.Near(new[] { 2.0, 2, 2 }, a.Position, 1e-12, "later resync applied");
+                Check.Equal(later.Hash(), (string)Applied(r, id4)[a.Uuid], "answered with the replayed hash");
+                Check.Equal(2L, r.Engine.ReplayKeptLocal, "kept twice in all");
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(4, r.Daemon.Received("change").Count, "the applied replay is not echoed");
+            }
+        }
+
+        [VsTest]
+        public static void ReplayDoesNotUndoAnEditNotSentYetAndSendsIt()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                var b = r.Add("B", 2, 2, 2); // created before the connection: synced by the register + create
+                r.Engine.MarkDirty(b.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { b.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "both resolved", r.Pump);
+                var authA = r.Scene.Capture(a.Uuid);
+                var authB = r.Scene.Capture(b.Uuid).Clone();
+                authB.Name = "B from the daemon";
+                // A is edited and marked, not sent yet; B is only marked (no real change).
+                a.Position = new[] { 7.0, 7, 7 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Engine.MarkDirty(b.Uuid);
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authA.ToCreateOp(), authB.ToCreateOp());
+                // The replay is read before the next Tick sends the dirty edit.
+                Check.Eventually(() => r.Client.IncomingCount >= 4, TimeSpan.FromSeconds(5), "replay frames queued");
+                r.Pump();
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
+                var hashes = Applied(r, id);
+                Check.Near(new[] { 7.0, 7, 7 }, a.Position, 1e-12, "unsent local edit kept");
+                Check.Equal(r.Scene.Capture(a.Uuid).Hash(), (string)hashes[a.Uuid], "answered with the local hash");
+                Check.Equal("B from the daemon", b.Name, "an object merely marked dirty gets the replay");
+                Check.Equal(authB.Hash(), (string)hashes[b.Uuid], "and answers its hash");
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var ops = (List<object>)ch[2].Message["changes"];
+                Check.Equal(1, ops.Count, "only the kept object is sent");
+                var op = (Dictionary<string, object>)ops[0];
+                Check.Equal("create", (string)op["op"], "in full");
+                Check.Equal(a.Uuid, (string)op["uuid"], "the kept uuid");
+                Check.Near(new[] { 7.0, 7, -7 }, Vectors.Doubles(op["t"]), 1e-12, "with the local position");
+                r.Settle();
+                Check.Equal(3, r.Daemon.Received("change").Count, "nothing else sent (B's replay is not echoed)");
+            }
+        }
+
+        [VsTest]
+        public static void StaleRefusalResolvesTheChangeSoItsResyncIsApplied()
+        {
+            // The real daemon sends the STALE resync before the ack that refuses the change.
+            ObjectState other = null;
+            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change" || other == null) return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
+                    results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", "STALE" }, { "message", "test" } });
+                rig.Daemon.SendBatch(rig.Daemon.NextSeq(), "resync", other.ToCreateOp());
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.Seq }, { "results", results } };
+            }))
+            {
+                var a = CommittedObject(r, 1);
+                var st = r.Scene.Capture(a.Uuid).Clone();
+                st.Parent = null;
+                st.Name = "Renamed elsewhere";
+                other = st;
+                a.Name = "Renamed here";
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                Check.Eventually(() => a.Name == "Renamed elsewhere", TimeSpan.FromSeconds(5), "the other editor's state applied", r.Pump);
+                Check.Equal(0L, r.Engine.ReplayKeptLocal, "not kept: the refused change is resolved");
+                Check.Equal(other.Hash(), (string)((Dictionary<string, object>)r.Daemon.Received("applied")[0].Message["hashes"])[a.Uuid], "answered with the resync's hash");
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(2, r.Daemon.Received("change").Count, "STALE: no retry");
+                Check.True(!r.Engine.HasUnresolvedLocalWork(a.Uuid), "nothing unresolved");
+            }
+        }
+
+        [VsTest]
+        public static void ChangeLostWithTheConnectionIsKeptOverTheReplayAndResentInFull()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                var authoritative = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 5.0, 5, 5 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "move acknowledged, no result", r.Pump);
+                r.Daemon.DropAll(); // the daemon dies before the batch_result
+                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                a.Position = new[] { 6.0, 6, 6 }; // the user keeps working while it is down
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                // The welcome replay brings the older state: kept.
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "local work kept over the replay");
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal("create", (string)op["op"], "re-sent in full");
+                Check.Near(new[] { 6.0, 6, -6 }, Vectors.Doubles(op["t"]), 1e-12, "the latest local position");
+            }
+        }
+
         [VsTest]
         public static void NotFoundIsAnsweredWithACreateAndStaleWaitsForTheResync()
         {
