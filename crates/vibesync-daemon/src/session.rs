@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -280,6 +279,3 @@ where
     let _ = writer.flush().await;
     writer.get_mut().shutdown().await
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: BytesMut) {}

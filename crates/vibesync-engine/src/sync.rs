@@ -184,6 +184,9 @@ fn snap_material(m: Material) -> Material {
     }
 }
 
+/// Translation, rotation quaternion `[x,y,z,w]`, scale.
+type Trs = ([f64; 3], [f64; 4], [f64; 3]);
+
 /// Parse and validate one change from an editor. `unit_scale` = meters per sender unit.
 /// `at` names the change in error messages (e.g. `changes[2]`).
 pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, ItemError> {
@@ -191,7 +194,7 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
     let uuid = string(c, "uuid", at)?;
     validate::uuid(&uuid).map_err(|e| err(e.code, format!("{at}.uuid: {}", e.message)))?;
     let op_name = string(c, "op", at)?;
-    let trs = |c: &Map<String, Value>| -> Result<([f64; 3], [f64; 4], [f64; 3]), ItemError> {
+    let trs = |c: &Map<String, Value>| -> Result<Trs, ItemError> {
         let t = vec::<3>(c, "t", at)?.map(|x| snap(x * unit_scale));
         let r = vec::<4>(c, "r", at)?;
         let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3]).sqrt();

@@ -191,7 +191,7 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
     let Value::Object(map) = &value else {
         return Err(MessageError::bad("message must be a JSON object with a string field `type`", None));
     };
-    let request_id = map.get("request_id").and_then(Value::as_str).map(|s| crate::validate::truncate_for_message(s));
+    let request_id = map.get("request_id").and_then(Value::as_str).map(crate::validate::truncate_for_message);
     let ty = match map.get("type") {
         Some(Value::String(t)) => t.clone(),
         Some(_) => return Err(MessageError::bad("field `type`: must be a string", request_id)),

@@ -131,6 +131,7 @@ fn gen_blake3() -> Value {
     )
 }
 
+#[allow(clippy::approx_constant)] // deliberate: values near well-known constants
 fn gen_quantize() -> Value {
     let vs = [
         0.0,

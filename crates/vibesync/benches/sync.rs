@@ -126,7 +126,7 @@ fn main() {
             a.send(&json!({"type":"change","request_id":format!("t{i}"),"base_seq":0,"changes":[{"op":"transform","uuid":u,"t":[i as f64 * 1e-3,0,0],"r":[0,0,0,1],"s":[1,1,1]}]})).unwrap();
             sent += 1;
             i += 1;
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 std::thread::sleep(Duration::from_micros(200)); // let acks drain
             }
         }

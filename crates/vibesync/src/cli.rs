@@ -277,7 +277,7 @@ fn tail(
             Some(p) => Reader::open_at(&dir, p)?,
         };
         let mut reader = reader;
-        while let Some(item) = reader.next() {
+        for item in reader.by_ref() {
             let entry = match item {
                 Ok(e) => e,
                 Err(p) => {

@@ -51,7 +51,7 @@ impl Mini {
             {
                 let ok =
                     c["op"] == "create" || c["op"] == "delete" || self.states.contains_key(c["uuid"].as_str().unwrap());
-                if ok && c.get("t").map_or(true, |t| t.as_array().is_some_and(|a| a.len() == 3)) {
+                if ok && c.get("t").is_none_or(|t| t.as_array().is_some_and(|a| a.len() == 3)) {
                     self.apply(c, attachment.to_vec());
                 }
             }

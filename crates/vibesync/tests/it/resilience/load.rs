@@ -47,7 +47,7 @@ fn client(
     secs: f64,
     go: Arc<Barrier>,
 ) -> Stats {
-    let editor = if idx % 2 == 0 { "blender" } else { "unity" };
+    let editor = if idx.is_multiple_of(2) { "blender" } else { "unity" };
     let mut e = Editor::connect_to(addr, &token, &project, editor, 0).expect("connect");
     let mut st = Stats::default();
     let me = new_uuid();

@@ -161,7 +161,7 @@ fn zero_tail_flip_delete_and_reorder_are_reported_with_file_and_offset() {
     };
 
     // 1. Zero-filled tail (a preallocated block after the last record): a torn tail.
-    let data = case("zeros", &|b| b.extend(std::iter::repeat(0u8).take(4096)));
+    let data = case("zeros", &|b| b.extend(std::iter::repeat_n(0u8, 4096)));
     assert_reported(&data, &seg_name, bytes.len(), false);
     let mut d = Daemon::start(&data);
     let log = plain(&d.stderr_log());
