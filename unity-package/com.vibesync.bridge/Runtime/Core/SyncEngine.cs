@@ -14,7 +14,8 @@
 //  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
 //    not yet resolved — dirty with a real difference, or sent with no `batch_result` (nor refusal)
 //    yet, also across a reconnect — answers the hash this editor holds for it, and sends its full
-//    state as `create` (event `replay_kept_local`). A resync naming a uuid whose `change` still
+//    state as `create` unless exactly that state is already queued at the daemon on this
+//    connection (event `replay_kept_local`). A resync naming a uuid whose `change` still
 //    awaits its ack waits for that ack (a STALE refusal comes after the resync it causes, and a
 //    refused change is resolved: the resync is then applied). Forwarded fast/slow batches are
 //    always applied.
@@ -391,6 +392,9 @@ namespace VibeSync.Bridge.Core
             awaitingResult.Clear();
             waitingForAcks.Clear();
             current = null;
+            // Nothing is sent on the next connection before its welcome and register: local work
+            // then goes out after the replay (base_seq at the replay's seq).
+            initialRegisterDone = false;
             userActive = false;
             Emit("disconnected", new Dictionary<string, object> { { "reason", reason } });
         }
@@ -834,6 +838,24 @@ namespace VibeSync.Bridge.Core
             return StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale).Count > 0;
         }
 
+        /// <summary>
+        /// The state this editor holds for the uuid is exactly what it sent on this connection, and
+        /// the daemon queued it (acknowledged, no batch_result yet): it ends in a batch_result and
+        /// becomes authoritative, so sending it again would only repeat it.
+        /// </summary>
+        bool SentStateIsCurrent(string uuid)
+        {
+            HashSet<string> reqs;
+            if (resendFull.Contains(uuid) || !unresolved.TryGetValue(uuid, out reqs) || reqs.Contains(LostRequest)) return false;
+            foreach (var list in pendingChange.Values)
+                foreach (var kv in list)
+                    if (kv.Key == uuid) return false; // not acknowledged yet (cannot happen: such resyncs wait)
+            ObjectState sent;
+            synced.TryGetValue(uuid, out sent);
+            var cur = scene.Capture(uuid);
+            return cur == null ? sent == null : sent != null && StateDiff.NearlyEquals(sent, cur);
+        }
+
         void ApplyComplete(IncomingBatch b)
         {
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
@@ -852,6 +874,7 @@ namespace VibeSync.Bridge.Core
                     foreach (var u in kept)
                     {
                         appliedHash.Remove(u); // what we hold is ours, not an applied state: never an echo
+                        if (SentStateIsCurrent(u)) continue; // already on its way: it becomes authoritative
                         resendFull.Add(u);
                         dirty.Add(u);
                     }

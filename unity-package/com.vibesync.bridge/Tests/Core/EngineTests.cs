@@ -435,7 +435,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void ReplayDoesNotUndoASentChangeWithoutResultAndResendsIt()
+        public static void ReplayDoesNotUndoASentChangeWithoutResult()
         {
             using (var r = new Rig())
             {
@@ -458,19 +458,24 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(a.Uuid, (string)((List<object>)r.EventFields[ev]["uuids"])[0], "naming the uuid");
                 Check.Equal(1L, r.Engine.ReplayKeptLocal, "counted");
                 Check.Equal(0, r.Scene.UndoSteps, "nothing applied, no undo step");
-                // ... and the local state is sent again, in full.
+                // The move already queued at the daemon carries exactly this state: not repeated.
+                r.Settle();
+                Check.Equal(2, r.Daemon.Received("change").Count, "the queued move is the change that becomes authoritative");
+
+                // Edited again: a replay now also sends the state, in full.
+                a.Position = new[] { 6.0, 6, 6 };
+                r.Engine.MarkDirty(a.Uuid);
+                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                Check.Eventually(() => r.Client.IncomingCount >= 3, TimeSpan.FromSeconds(5), "replay frames queued");
+                r.Pump();
+                Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
+                Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "still kept");
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
                 var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
-                Check.Equal("create", (string)op["op"], "full state re-sent as create");
+                Check.Equal("create", (string)op["op"], "full state sent as create");
                 Check.Equal(a.Uuid, (string)op["uuid"], "of the kept uuid");
-                Check.Near(new[] { 5.0, 5, -5 }, Vectors.Doubles(op["t"]), 1e-12, "the local position (canonical)");
-                Check.True((long)ch[2].Message["base_seq"] >= (long)r.Daemon.Received("applied")[0].Message["seq"], "base_seq at the resync's seq (not STALE)");
-
-                // A re-sent replay of the same uuid (the daemon retries once) is kept too.
-                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
-                Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
-                Check.Near(new[] { 5.0, 5, 5 }, a.Position, 1e-12, "still kept");
-                r.Daemon.WaitFor("change", 4, r.Pump); // and sent again (the daemon drops a repeat)
+                Check.Near(new[] { 6.0, 6, -6 }, Vectors.Doubles(op["t"]), 1e-12, "the local position (canonical)");
+                Check.True((long)ch[2].Message["base_seq"] >= (long)r.Daemon.Received("applied")[1].Message["seq"], "base_seq at the resync's seq (not STALE)");
 
                 // A forwarded batch is always applied, unresolved work or not.
                 var moved = authoritative.Clone();
@@ -492,7 +497,7 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(2L, r.Engine.ReplayKeptLocal, "kept twice in all");
                 r.Engine.MarkDirty(a.Uuid);
                 r.Settle();
-                Check.Equal(4, r.Daemon.Received("change").Count, "the applied replay is not echoed");
+                Check.Equal(3, r.Daemon.Received("change").Count, "the applied replay is not echoed");
             }
         }
 

@@ -24,9 +24,9 @@ namespace VibeSync.Bridge.Tests
             public readonly List<Dictionary<string, object>> Applied = new List<Dictionary<string, object>>();
             public readonly List<string> Errors = new List<string>();
 
-            public Peer(DaemonProcess d, string project = "demo")
+            public Peer(DaemonProcess d, string project = "demo", string editor = Editors.Unity)
             {
-                Client = ClientTests.NewClient(d.Port, d.TokenFile, o => o.ProjectId = project);
+                Client = ClientTests.NewClient(d.Port, d.TokenFile, o => { o.ProjectId = project; o.Editor = editor; });
                 Engine = new SyncEngine(Client, Scene);
                 Engine.Event += (n, f) =>
                 {
@@ -164,6 +164,60 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(1L, b.Engine.ResyncsRequested, "one resync request");
                 Check.Equal(0L, a.Engine.BatchesRolledBack + b.Engine.BatchesRolledBack, "nothing rolled back");
                 Check.Equal(0L, b.Engine.ChangeMessagesSent, "B sent nothing back");
+            }
+        }
+
+        [VsTest]
+        public static void KillDuringAMoveThenMoveAgainWhileDownLocalWorkSurvivesTheReplay()
+        {
+            // PROTOCOL §6.6: local work is never overwritten by a replay.
+            using (var d = DaemonProcess.WithBatchWindow(20).Start())
+            using (var a = new Peer(d))
+            using (var b = new Peer(d, "demo", Editors.Blender)) // the other side (registering A's uuid after the restart is no collision)
+            {
+                var pump = PumpAll(a, b);
+                Func<string> why = () => " (daemon stderr: " + d.StderrTail() + ")";
+                var kept = new List<Dictionary<string, object>>();
+                a.Engine.Event += (n, f) => { if (n == "replay_kept_local") kept.Add(f); };
+                int bCollisions = 0;
+                b.Engine.Event += (n, f) => { if (n == "collision") bCollisions++; };
+                b.Client.Start();
+                Check.Eventually(() => b.Engine.InitialRegisterDone, TimeSpan.FromSeconds(10), "B registered" + why(), pump);
+                var cube = VectorCube(a.Scene);
+                a.Client.Start();
+                Check.Eventually(() => a.HasResult(cube.Uuid, "committed") && b.HasResult(cube.Uuid, "committed"), TimeSpan.FromSeconds(10), "create committed" + why(), pump);
+                var got = b.Scene.Find(cube.Uuid);
+                string listen = d.Address;
+
+                // A moves; the daemon queues it and forwards it to B, which does not answer yet (only A
+                // is pumped): no batch_result, the move is unresolved when the daemon is killed.
+                cube.Position = new[] { 4.0, 5, 6 };
+                a.Engine.MarkDirty(cube.Uuid);
+                Check.Eventually(() => a.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(10), "A's move acknowledged" + why(), a.Tick);
+                var end = DateTime.UtcNow.AddMilliseconds(150); // the 20 ms window closes, the batch is forwarded
+                while (DateTime.UtcNow < end) { a.Tick(); System.Threading.Thread.Sleep(5); }
+                Check.True(a.Engine.HasUnresolvedLocalWork(cube.Uuid), "A's move is unresolved");
+                d.Kill();
+
+                // The user keeps working while the daemon is down.
+                Check.Eventually(() => !a.Client.IsConnected && !b.Client.IsConnected, TimeSpan.FromSeconds(10), "both see the daemon gone", pump);
+                cube.Position = new[] { 7.0, 8, 9 };
+                a.Engine.MarkDirty(cube.Uuid);
+                for (int i = 0; i < 10; i++) pump();
+
+                d.Start(listen); // same port, same data dir: recovery rolls the unfinished batch back
+                Check.Eventually(() => a.Client.IsConnected && b.Client.IsConnected, TimeSpan.FromSeconds(15), "both reconnect" + why(), pump);
+                Check.Eventually(() => b.Scene.Find(cube.Uuid) != null && StateDiff.Near(b.Scene.Find(cube.Uuid).Position, new[] { 7.0, 8, 9 }, 1e-5)
+                                       && !a.Engine.HasUnresolvedLocalWork(cube.Uuid),
+                    TimeSpan.FromSeconds(15), "B converges on A's last position, A's change resolved" + why(), pump);
+                end = DateTime.UtcNow.AddMilliseconds(400); // a re-sent replay or a late answer must not move anything back
+                while (DateTime.UtcNow < end) pump();
+                Check.Near(new[] { 7.0, 8, 9 }, b.Scene.Find(cube.Uuid).Position, 1e-5, "B has A's last position");
+                Check.Near(new[] { 7.0, 8, 9 }, cube.Position, 1e-12, "A still holds its last position, not the replayed older state");
+                Check.True(kept.Exists(f => ((List<object>)f["uuids"]).Contains(cube.Uuid)), "A kept its work over the replay (replay_kept_local)");
+                Check.Equal(a.Scene.Capture(cube.Uuid).Hash(), b.Scene.Capture(cube.Uuid).Hash(), "same state hash on both editors");
+                Check.True(got != null, "B had the cube before the restart");
+                Check.Equal(0, bCollisions, "no uuid collision on re-register");
             }
         }
 
