@@ -350,6 +350,8 @@ class Session:
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
             entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
+            if entry is not None and entry[0] == "change":
+                self.unresolved.difference_update(entry[1] or [])
             if entry is not None and entry[0] == "change" and code == wire.ErrorCode.UNKNOWN_TYPE:
                 if self.changes_supported:
                     log.warning("vibesync: the daemon does not accept `change` yet; change "
@@ -422,6 +424,9 @@ class Session:
     def _change_rejected(self, r: dict, rid: str) -> None:
         uuid, code = r.get("uuid"), str(r.get("error_code"))
         self._error(code, f"change {uuid}: {r.get('message')}", rid)
+        # Refused: nothing of it is pending any more (a STALE refusal is followed by the
+        # current state, which must now be applied, not guarded against).
+        self.unresolved.discard(uuid)
         b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
         if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
             # The daemon has no state for it (e.g. its data was reset): send a create.
@@ -889,9 +894,10 @@ class Session:
         return n
 
     def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
-        self.unresolved.update(op["uuid"] for op in ops if isinstance(op.get("uuid"), str))
+        uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
+        self.unresolved.update(uuids)
         self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
-                                "changes": ops}, None, attachment=attachment)
+                                "changes": ops}, uuids, attachment=attachment)
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:

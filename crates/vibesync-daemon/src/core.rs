@@ -228,7 +228,7 @@ impl Daemon {
             Inbound::Status(s) => vec![status_reply(self.status_json(), s.request_id)],
             Inbound::Register(r) => vec![self.register(&sess, r).await],
             Inbound::Tombstone(t) => vec![self.tombstone(&sess, t).await],
-            Inbound::Change(c) => vec![self.change(&sess, c, attachment).await],
+            Inbound::Change(c) => self.change(&sess, c, attachment).await,
             Inbound::Applied(a) => {
                 self.sync.send(
                     self,
@@ -263,36 +263,37 @@ impl Daemon {
         }
     }
 
+    /// `change`: checked here, then validated and queued by the project's sync actor, which
+    /// sends the `ack` itself — followed by any corrective resync, in that order.
     async fn change(
         self: &Arc<Self>,
         sess: &SessionInfo,
         req: vibesync_protocol::message::Change,
         attachment: Bytes,
-    ) -> Frame {
+    ) -> Vec<Frame> {
+        let refuse =
+            |code, message: String| vec![Outbound::error(code, message, Some(req.request_id.clone())).to_frame()];
         if req.changes.len() > register::MAX_ITEMS {
-            return Outbound::error(
+            return refuse(
                 ErrorCode::BadMessage,
                 format!(
                     "field `changes`: {} changes; at most {} per request — split it",
                     req.changes.len(),
                     register::MAX_ITEMS
                 ),
-                Some(req.request_id),
-            )
-            .to_frame();
+            );
         }
         if let Some(f) = self.refuse_mutation(&req.request_id) {
-            return f;
+            return vec![f];
         }
         if self.safe_mode() {
-            return Outbound::error(
+            return refuse(
                 ErrorCode::SafeMode,
-                "the daemon is in safe mode: sync is read-only until a person runs `vibesync safe-mode clear`",
-                Some(req.request_id),
-            )
-            .to_frame();
+                "the daemon is in safe mode: sync is read-only until a person runs `vibesync safe-mode clear`".into(),
+            );
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let request_id = req.request_id.clone();
         self.sync.send(
             self,
             &sess.project_id,
@@ -301,17 +302,18 @@ impl Daemon {
                 base_seq: req.base_seq,
                 changes: req.changes,
                 attachment,
+                request_id,
                 reply: tx,
             },
         );
         match rx.await {
-            Ok(results) => Outbound::Ack { request_id: req.request_id, seq: self.last_seq(), results }.to_frame(),
-            Err(_) => Outbound::error(
+            Ok(()) => vec![],
+            Err(_) => vec![Outbound::error(
                 ErrorCode::Internal,
                 "the sync actor for this project stopped; see the daemon log",
                 Some(req.request_id),
             )
-            .to_frame(),
+            .to_frame()],
         }
     }
 

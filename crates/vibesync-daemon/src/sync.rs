@@ -41,7 +41,9 @@ pub enum SyncEvent {
         base_seq: u64,
         changes: Vec<Value>,
         attachment: Bytes,
-        reply: oneshot::Sender<Vec<ItemResult>>,
+        request_id: String,
+        /// Completed once the `ack` (and any corrective resync after it) is queued.
+        reply: oneshot::Sender<()>,
     },
     Applied {
         session_id: SessionId,
@@ -239,9 +241,16 @@ impl Actor {
 
     async fn on_event(&mut self, ev: SyncEvent) {
         match ev {
-            SyncEvent::Change { session, base_seq, changes, attachment, reply } => {
-                let results = self.enqueue(&session, base_seq, changes, attachment).await;
-                let _ = reply.send(results);
+            SyncEvent::Change { session, base_seq, changes, attachment, request_id, reply } => {
+                let (results, stale) = self.enqueue(&session, base_seq, changes, attachment).await;
+                // The ack first, then the corrective resync for STALE changes: an editor learns
+                // its change was refused before the state that replaces it arrives (§6.1, §6.6).
+                let ack = Outbound::Ack { request_id, seq: self.daemon.last_seq(), results }.to_frame();
+                self.daemon.send_frames(&session.session_id, vec![ack]).await;
+                if !stale.is_empty() {
+                    self.send_resync(&session.session_id, &stale, "stale change").await;
+                }
+                let _ = reply.send(());
             }
             SyncEvent::Applied { session_id, batch_id, hashes, held } => {
                 self.on_applied(session_id, batch_id, hashes, held).await
@@ -290,7 +299,7 @@ impl Actor {
         base_seq: u64,
         changes: Vec<Value>,
         attachment: Bytes,
-    ) -> Vec<ItemResult> {
+    ) -> (Vec<ItemResult>, Vec<String>) {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<String> = Vec::new();
         let last_seq = self.daemon.last_seq();
@@ -350,10 +359,7 @@ impl Actor {
             results.push(ItemResult::ok(&change.uuid, "queued"));
             self.window.push(self.now_ms(), Queued { origin: session.clone(), change });
         }
-        if !stale.is_empty() {
-            self.send_resync(&session.session_id, &stale, "stale change").await;
-        }
-        results
+        (results, stale)
     }
 
     async fn admit(
