@@ -298,7 +298,7 @@ impl Daemon {
             self,
             &sess.project_id,
             SyncEvent::Change {
-                session: sess.clone(),
+                session: Box::new(sess.clone()),
                 base_seq: req.base_seq,
                 changes: req.changes,
                 attachment,

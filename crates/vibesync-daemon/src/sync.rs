@@ -37,7 +37,7 @@ pub const SYNC_SESSION: &str = "sync";
 /// Messages to a project's actor.
 pub enum SyncEvent {
     Change {
-        session: SessionInfo,
+        session: Box<SessionInfo>,
         base_seq: u64,
         changes: Vec<Value>,
         attachment: Bytes,
