@@ -564,3 +564,22 @@ def test_uvs_travel_per_vertex_both_ways(clean_blender):
     again = wire.decode_mesh(capture.mesh_attachment(me, 1.0))
     assert again["uv0"] == pytest.approx(data["uv0"], abs=1e-6)
     assert again["positions"] == pytest.approx(data["positions"], abs=1e-6)
+
+
+def test_a_big_mesh_is_encoded_off_the_main_thread_and_arrives_whole(bridge):
+    """Meshes above BIG_MESH_VERTICES are read on the main thread (foreach_get) and encoded
+    and hashed on a worker: Blender keeps running; the object is sent once its mesh is ready."""
+    from vibesync import pump as pump_mod
+    from vibesync.blake3 import blake3_hex
+    daemon = bridge
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=160, y_subdivisions=160, size=4)
+    grid = bpy.context.active_object
+    assert len(grid.data.vertices) > pump_mod.BIG_MESH_VERTICES
+    settle()
+    u = grid[PROP]
+    pump_until(lambda: vibesync._session().mesh_jobs, what="a background mesh job", timeout=10)
+    st = pump_until(lambda: (state_of(daemon, u) or {}).get("state", {}).get("mesh_hash") and state_of(daemon, u),
+                    what="the grid with its mesh on the daemon", timeout=60)
+    expected = blake3_hex(capture.mesh_attachment(grid.data, 1.0))
+    assert st["state"]["mesh_hash"] == expected, "the worker's encoding is the one the main thread would make"
+    assert not vibesync._session().mesh_jobs

@@ -85,28 +85,9 @@ def is_visible(ob) -> bool:
     return not (ob.hide_viewport or hidden)
 
 
-def vertex_uvs(me) -> list[float] | None:
-    """UV0 per vertex from the active UV map (Blender stores UVs per face corner; the wire
-    holds one per vertex: exact for meshes without UV seams, at a seam one corner's UV wins)."""
-    layer = me.uv_layers.active
-    nl = len(me.loops)
-    if layer is None or nl == 0:
-        return None
-    luv = array.array("f", bytes(8 * nl))
-    layer.data.foreach_get("uv", luv)
-    lv = array.array("i", bytes(4 * nl))
-    me.loops.foreach_get("vertex_index", lv)
-    per_vertex = dict(zip(lv, zip(luv[0::2], luv[1::2])))  # C-speed; the last corner wins
-    out = array.array("f", bytes(8 * len(me.vertices)))
-    for vi, (u, v) in per_vertex.items():
-        out[2 * vi] = u
-        out[2 * vi + 1] = v
-    return out.tolist()
-
-
-def mesh_attachment(me, unit_scale: float) -> bytes:
-    """The §7 attachment of a mesh (positions in meters, canonical axes, vertex normals,
-    UV0 per vertex when the mesh has a UV map)."""
+def read_mesh_arrays(me) -> dict:
+    """Everything an attachment needs, read with `foreach_get` (main thread, fast). The
+    result holds only plain arrays: `encode_mesh_arrays` may run on another thread."""
     me.calc_loop_triangles()
     n = len(me.vertices)
     co = array.array("f", bytes(12 * n))
@@ -115,8 +96,24 @@ def mesh_attachment(me, unit_scale: float) -> bytes:
     me.vertices.foreach_get("normal", nor)
     tris = array.array("I", bytes(12 * len(me.loop_triangles)))
     me.loop_triangles.foreach_get("vertices", tris)
-    pos = array.array("f", bytes(12 * n))
+    out = {"n": n, "co": co, "nor": nor, "tris": tris, "luv": None, "lv": None}
+    layer = me.uv_layers.active
+    nl = len(me.loops)
+    if layer is not None and nl:
+        out["luv"] = array.array("f", bytes(8 * nl))
+        layer.data.foreach_get("uv", out["luv"])
+        out["lv"] = array.array("i", bytes(4 * nl))
+        me.loops.foreach_get("vertex_index", out["lv"])
+    return out
+
+
+def encode_mesh_arrays(a: dict, unit_scale: float) -> bytes:
+    """The §7 attachment from `read_mesh_arrays` output (no bpy: safe on a worker thread).
+    Positions in meters on canonical axes, vertex normals, UV0 per vertex (Blender stores
+    UVs per face corner: exact without UV seams, at a seam the last corner's UV wins)."""
+    n, co, nor = a["n"], a["co"], a["nor"]
     k = unit_scale
+    pos = array.array("f", bytes(12 * n))
     pos[0::3] = array.array("f", [x * k for x in co[0::3]])
     pos[1::3] = array.array("f", [z * k for z in co[2::3]])
     pos[2::3] = array.array("f", [-y * k for y in co[1::3]])
@@ -124,7 +121,27 @@ def mesh_attachment(me, unit_scale: float) -> bytes:
     nrm[0::3] = nor[0::3]
     nrm[1::3] = nor[2::3]
     nrm[2::3] = array.array("f", [-y for y in nor[1::3]])
-    return wire.encode_mesh(pos.tolist(), tris.tolist(), normals=nrm.tolist(), uv0=vertex_uvs(me))
+    uv = None
+    if a["luv"] is not None:
+        luv, lv = a["luv"], a["lv"]
+        per_vertex = dict(zip(lv, zip(luv[0::2], luv[1::2])))  # C-speed; the last corner wins
+        uvs = array.array("f", bytes(8 * n))
+        for vi, (u, v) in per_vertex.items():
+            uvs[2 * vi] = u
+            uvs[2 * vi + 1] = v
+        uv = uvs.tolist()
+    return wire.encode_mesh(pos.tolist(), a["tris"].tolist(), normals=nrm.tolist(), uv0=uv)
+
+
+def vertex_uvs(me) -> list[float] | None:
+    """UV0 per vertex as sent on the wire (see `encode_mesh_arrays`)."""
+    data = wire.decode_mesh(mesh_attachment(me, 1.0))
+    return data["uv0"]
+
+
+def mesh_attachment(me, unit_scale: float) -> bytes:
+    """The §7 attachment of a mesh, read and encoded on the calling thread."""
+    return encode_mesh_arrays(read_mesh_arrays(me), unit_scale)
 
 
 def in_edit_mode(idb) -> bool:

@@ -15,6 +15,7 @@ the work under a per-tick time budget and caps:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -25,6 +26,21 @@ import bpy
 from . import apply as apply_mod
 from . import capture, identity, wire
 from .blake3 import blake3_hex
+
+# Meshes above this many vertices are encoded and hashed off Blender's main thread.
+BIG_MESH_VERTICES = 20000
+_POOL: list = []
+
+
+def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vibesync-mesh"))
+    return _POOL[0]
+
+
+def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
+    blob = capture.encode_mesh_arrays(arrays, unit_scale)
+    return blob, blake3_hex(blob)
 from .identity import Registry
 from .transport import Transport
 
@@ -117,6 +133,9 @@ class Session:
         self.duplicate_of: dict[str, str] = {}    # newcomer uuid -> original uuid
         # Ordered outgoing change ops; an op with a mesh carries its attachment.
         self.out_ops: list[tuple[dict, bytes]] = []
+        # Big meshes are encoded and hashed on a worker thread (§ issue: a 100k-vertex mesh
+        # must not stall Blender): mesh uuid -> (Future of (blob, hash), waiting object keys).
+        self.mesh_jobs: dict[str, tuple[concurrent.futures.Future, set]] = {}
         self.changes_supported = True
         self.pending: dict[str, tuple[str, object]] = {}
         self._ids = itertools.count(1)
@@ -697,6 +716,8 @@ class Session:
 
     # ---------------------------------------------------------------------- capture
     def _process_dirty(self, deadline: float) -> int:
+        if self.mesh_jobs:
+            self._collect_mesh_jobs()
         if self.master_dirty:
             self.master_dirty = False
             scene = bpy.context.scene
@@ -735,6 +756,42 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
+    def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
+        """A mesh's encoding and hash are known: remember them, re-capture its users."""
+        alias = self.mesh_alias.get(mu)
+        if alias is not None:
+            if alias[0] == h:
+                h, blob = alias[1], self.mesh_blobs.get(mu, blob)
+            else:
+                del self.mesh_alias[mu]  # edited since: our encoding now
+        if self.mesh_hashes.get(mu) != h:
+            self.mesh_hashes[mu] = h
+            self.mesh_blobs[mu] = blob
+            if kind == "mesh":
+                for ob in bpy.data.objects:
+                    if ob.data is not None and ob.data.session_uid == me.session_uid:
+                        self.dirty.add(("object", ob.session_uid))
+
+    def _collect_mesh_jobs(self) -> int:
+        """Finished background encodings: record them and capture the waiting objects."""
+        n = 0
+        for mu, (fut, keys) in list(self.mesh_jobs.items()):
+            if not fut.done():
+                continue
+            del self.mesh_jobs[mu]
+            n += 1
+            try:
+                blob, h = fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker failure must not break Blender
+                log.error("vibesync: encoding mesh %s failed: %s", mu, e)
+                continue
+            me = self.registry.resolve(mu)
+            if me is None:
+                continue
+            self._mesh_ready(mu, me, "mesh", blob, h)
+            self.dirty.update(keys)
+        return n
+
     def _capture_one(self, uuid: str, idb, kind: str, key) -> None:
         b = self.registry.bindings[uuid]
         if b.name != idb.name:
@@ -752,23 +809,21 @@ class Session:
                     return
                 self.geometry_dirty.discard(key)
                 mu = self.registry.uuid_for(me)
+                if mu is not None and mu in self.mesh_jobs:
+                    # Still encoding the previous read: read again once it is done.
+                    self.geometry_dirty.add(key)
+                    self.mesh_jobs[mu][1].add(key)
+                    return
+                if mu is not None and len(me.vertices) > BIG_MESH_VERTICES:
+                    arrays = capture.read_mesh_arrays(me)  # main thread, foreach_get only
+                    fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
+                    self.mesh_jobs[mu] = (fut, {key})
+                    return  # this object is captured when its mesh is ready
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
                     h = blake3_hex(blob)
-                    alias = self.mesh_alias.get(mu)
-                    if alias is not None:
-                        if alias[0] == h:
-                            h, blob = alias[1], self.mesh_blobs.get(mu, blob)
-                        else:
-                            del self.mesh_alias[mu]  # edited since: our encoding now
-                    if self.mesh_hashes.get(mu) != h:
-                        self.mesh_hashes[mu] = h
-                        self.mesh_blobs[mu] = blob
-                        if kind == "mesh":
-                            for ob in bpy.data.objects:
-                                if ob.data is not None and ob.data.session_uid == me.session_uid:
-                                    self.dirty.add(("object", ob.session_uid))
+                    self._mesh_ready(mu, me, kind, blob, h)
             else:
                 self.geometry_dirty.discard(key)
         if kind == "collection":

@@ -52,6 +52,8 @@ pub enum RebuildReason {
     CommitNotInWal { seq: u64 },
     /// Old schema and behind the WAL: cannot replay onto the old layout.
     OldSchemaBehind { schema_version: u32 },
+    /// Another process holds the registry's lock: not damage, never rebuilt (an error).
+    Locked { message: String },
 }
 
 impl std::fmt::Display for RebuildReason {
@@ -76,6 +78,7 @@ impl std::fmt::Display for RebuildReason {
             RebuildReason::OldSchemaBehind { schema_version } => {
                 write!(f, "it is at old schema v{schema_version} and behind the WAL")
             }
+            RebuildReason::Locked { message } => write!(f, "it is locked by another process ({message})"),
         }
     }
 }
@@ -209,6 +212,12 @@ impl Registry {
                 }
                 reg
             }
+            Err(RebuildReason::Locked { message }) => return Err(RegistryError::Unopenable {
+                path: dir,
+                reason: format!(
+                    "locked by another process ({message}); is another daemon using this data directory? Stop it first"
+                ),
+            }),
             Err(reason) => return Self::rebuild(cfg, reason, wal),
         };
         let outcome = if existed { OpenOutcome::Opened } else { OpenOutcome::Created };
@@ -283,15 +292,30 @@ impl Registry {
 
     /// Open sled and validate what is in it. Err = reason to rebuild.
     fn open_dir(cfg: &RegistryConfig, dir: &Path) -> std::result::Result<(Registry, Loaded), RebuildReason> {
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            let db = sled::Config::new()
-                .path(dir)
-                .cache_capacity(cfg.cache_capacity)
-                .flush_every_ms(cfg.flush_every_ms)
-                .open()?;
-            let tree = db.open_tree(TREE)?;
-            Ok::<_, sled::Error>((db, tree))
-        }));
+        // sled releases its file lock asynchronously when a previous handle is dropped (its
+        // flusher thread still holds the pagecache): a lock held by us or a dying handle is
+        // waited for, and a lock that stays held is an error — never a reason to rebuild.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let opened = loop {
+            let attempt = catch_unwind(AssertUnwindSafe(|| {
+                let db = sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cfg.cache_capacity)
+                    .flush_every_ms(cfg.flush_every_ms)
+                    .open()?;
+                let tree = db.open_tree(TREE)?;
+                Ok::<_, sled::Error>((db, tree))
+            }));
+            match &attempt {
+                Ok(Err(e)) if is_lock_error(e) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(RebuildReason::Locked { message: e.to_string() });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                _ => break attempt,
+            }
+        };
         let (db, tree) = match opened {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return Err(RebuildReason::OpenFailed { message: e.to_string() }),
@@ -815,4 +839,14 @@ fn quarantine_dir(data_dir: &Path, dir: &Path) -> Result<PathBuf> {
     crate::sidecar::fsync_dir(data_dir).ok();
     tracing::warn!(from = %dir.display(), to = %target.display(), "registry: damaged registry moved to quarantine");
     Ok(target)
+}
+
+/// sled could not take its file lock (someone else, or a handle of ours still shutting down).
+fn is_lock_error(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
 }
