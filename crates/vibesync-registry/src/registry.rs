@@ -212,12 +212,7 @@ impl Registry {
                 }
                 reg
             }
-            Err(RebuildReason::Locked { message }) => return Err(RegistryError::Unopenable {
-                path: dir,
-                reason: format!(
-                    "locked by another process ({message}); is another daemon using this data directory? Stop it first"
-                ),
-            }),
+            Err(RebuildReason::Locked { message }) => return Err(locked(dir, &message)),
             Err(reason) => return Self::rebuild(cfg, reason, wal),
         };
         let outcome = if existed { OpenOutcome::Opened } else { OpenOutcome::Created };
@@ -849,4 +844,10 @@ fn is_lock_error(e: &sled::Error) -> bool {
         }
         _ => false,
     }
+}
+
+fn locked(dir: PathBuf, message: &str) -> RegistryError {
+    let reason =
+        format!("locked by another process ({message}); is another daemon using this data directory? Stop it first");
+    RegistryError::Unopenable { path: dir, reason }
 }
