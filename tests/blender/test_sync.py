@@ -583,3 +583,41 @@ def test_a_big_mesh_is_encoded_off_the_main_thread_and_arrives_whole(bridge):
     expected = blake3_hex(capture.mesh_attachment(grid.data, 1.0))
     assert st["state"]["mesh_hash"] == expected, "the worker's encoding is the one the main thread would make"
     assert not vibesync._session().mesh_jobs
+
+
+def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, project_id):
+    """Above BIG_MESH_VERTICES the mesh is built with foreach_set and Blender's own encoding
+    is hashed on the worker; until that hash is known, captures wait: nothing is echoed."""
+    from vibesync import pump as pump_mod
+    daemon = bridge
+    ob = make_cube("Big")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: state_of(daemon, u), what="synced state from Blender")
+    side = 160  # 25 600 vertices
+    pos, idx = [], []
+    for j in range(side):
+        for i in range(side):
+            pos += [i * 0.01, 0.0, j * 0.01]
+    for j in range(side - 1):
+        for i in range(side - 1):
+            a = j * side + i
+            idx += [a, a + 1, a + side, a + 1, a + side + 1, a + side]
+    assert side * side > pump_mod.BIG_MESH_VERTICES
+    blob = wire.encode_mesh(pos, idx)
+    h = wire.blake3_hex(blob)
+    unity = Client(daemon, project_id, editor="unity")
+    try:
+        unity.send({"type": "change", "request_id": "b1", "base_seq": unity.status()["seq"],
+                    "changes": [{"op": "mesh", "uuid": u, "mesh_hash": h}]}, blob)
+        while unity.recv().get("request_id") != "b1":
+            pass
+        pump_until(lambda: len(bpy.data.objects["Big"].data.vertices) == side * side, what="big mesh applied")
+        assert len(bpy.data.objects["Big"].data.polygons) == len(idx) // 3
+        pump_until(lambda: state_of(daemon, u)["state"]["mesh_hash"] == h, what="mesh committed", timeout=30)
+        pump_until(lambda: not vibesync._session().alias_jobs, what="own hash computed", timeout=30)
+        before = len(daemon.tail())
+        pump_for(1.0)
+        assert len(daemon.tail()) == before, "Blender echoed the applied mesh back"
+    finally:
+        unity.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import array
 import logging
 import math
+import struct
+import sys
 
 import bpy
 
@@ -175,25 +177,51 @@ def _set_material(mat, m: dict) -> None:
                 break
 
 
+def _le_array(typecode: str, raw) -> array.array:
+    """Little-endian bytes (the wire's order, §7) into a native array, without a Python loop."""
+    a = array.array(typecode)
+    a.frombytes(raw)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
 def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
-    data = wire.decode_mesh(attachment)
-    p = data["positions"]
+    """Build `me` from a §7 attachment with `foreach_set` (C-level): a 100k-vertex mesh in
+    about 100 ms, where `from_pydata` takes seconds."""
+    wire.decode_mesh_header(attachment)  # validates magic, flags, sizes and index range
+    n, ni, flags = struct.unpack_from("<III", attachment, 4)
+    off = 16
+    p = _le_array("f", attachment[off:off + 12 * n])
+    off += 12 * n
+    if flags & wire.MESH_FLAG_NORMALS:
+        off += 12 * n  # Blender computes its own normals
+    uv0 = None
+    if flags & wire.MESH_FLAG_UV0:
+        uv0 = _le_array("f", attachment[off:off + 8 * n])
+        off += 8 * n
+    idx = _le_array("i", attachment[off:off + 4 * ni])
     k = 1.0 / unit_scale
-    verts = [(p[i] * k, -p[i + 2] * k, p[i + 1] * k) for i in range(0, len(p), 3)]
-    idx = data["indices"]
-    faces = [tuple(idx[i:i + 3]) for i in range(0, len(idx), 3)]
+    co = array.array("f", bytes(12 * n))  # canonical (x, y, z) -> Blender (x, -z, y)
+    co[0::3] = array.array("f", [x * k for x in p[0::3]]) if k != 1.0 else p[0::3]
+    co[1::3] = array.array("f", [-z * k for z in p[2::3]])
+    co[2::3] = array.array("f", [y * k for y in p[1::3]]) if k != 1.0 else p[1::3]
     me.clear_geometry()
-    me.from_pydata(verts, [], faces)
-    uv0 = data.get("uv0")
-    if uv0:
+    me.vertices.add(n)
+    me.vertices.foreach_set("co", co)
+    me.loops.add(ni)
+    me.loops.foreach_set("vertex_index", idx)
+    me.polygons.add(ni // 3)
+    me.polygons.foreach_set("loop_start", array.array("i", range(0, ni, 3)))
+    me.polygons.foreach_set("loop_total", array.array("i", [3]) * (ni // 3))
+    if uv0 is not None:
         layer = me.uv_layers.active or me.uv_layers.new(name="UVMap")
-        lv = array.array("i", bytes(4 * len(me.loops)))
-        me.loops.foreach_get("vertex_index", lv)
-        luv = array.array("f", bytes(8 * len(me.loops)))
-        luv[0::2] = array.array("f", [uv0[2 * vi] for vi in lv])
-        luv[1::2] = array.array("f", [uv0[2 * vi + 1] for vi in lv])
+        us, vs = uv0[0::2], uv0[1::2]
+        luv = array.array("f", bytes(8 * ni))
+        luv[0::2] = array.array("f", [us[vi] for vi in idx])
+        luv[1::2] = array.array("f", [vs[vi] for vi in idx])
         layer.data.foreach_set("uv", luv)
-    me.update()
+    me.update(calc_edges=True)
 
 
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,

@@ -136,6 +136,9 @@ class Session:
         # Big meshes are encoded and hashed on a worker thread (§ issue: a 100k-vertex mesh
         # must not stall Blender): mesh uuid -> (Future of (blob, hash), waiting object keys).
         self.mesh_jobs: dict[str, tuple[concurrent.futures.Future, set]] = {}
+        # Own encodings of big applied meshes, hashed on the worker: mesh uuid -> (Future,
+        # the sender's hash). Until done, captures of that mesh wait (no echo).
+        self.alias_jobs: dict[str, tuple[concurrent.futures.Future, str]] = {}
         self.changes_supported = True
         self.pending: dict[str, tuple[str, object]] = {}
         self._ids = itertools.count(1)
@@ -682,10 +685,16 @@ class Session:
                 continue
             # Our own encoding of the applied geometry differs from the sender's (normals,
             # flags); remember both so the applied mesh keeps the sender's hash: no echo.
-            own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
-            self.mesh_alias[mu] = (own, incoming_hash)
             self.mesh_hashes[mu] = incoming_hash
             self.mesh_blobs[mu] = blob
+            if len(me.vertices) > BIG_MESH_VERTICES:
+                # On the (FIFO) worker: a capture of this mesh queued later waits for it.
+                arrays = capture.read_mesh_arrays(me)
+                fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
+                self.alias_jobs[mu] = (fut, incoming_hash)
+            else:
+                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         for uuid in dict.fromkeys(result["touched"] + kept):
             if uuid in result["deleted"]:
@@ -716,7 +725,7 @@ class Session:
 
     # ---------------------------------------------------------------------- capture
     def _process_dirty(self, deadline: float) -> int:
-        if self.mesh_jobs:
+        if self.mesh_jobs or self.alias_jobs:
             self._collect_mesh_jobs()
         if self.master_dirty:
             self.master_dirty = False
@@ -775,6 +784,17 @@ class Session:
     def _collect_mesh_jobs(self) -> int:
         """Finished background encodings: record them and capture the waiting objects."""
         n = 0
+        for mu, (fut, incoming) in list(self.alias_jobs.items()):
+            if not fut.done():
+                continue
+            del self.alias_jobs[mu]
+            n += 1
+            try:
+                _, own = fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker failure must not break Blender
+                log.error("vibesync: hashing applied mesh %s failed: %s", mu, e)
+                continue
+            self.mesh_alias[mu] = (own, incoming)
         for mu, (fut, keys) in list(self.mesh_jobs.items()):
             if not fut.done():
                 continue
@@ -809,6 +829,9 @@ class Session:
                     return
                 self.geometry_dirty.discard(key)
                 mu = self.registry.uuid_for(me)
+                if mu is not None and mu in self.alias_jobs:
+                    self.geometry_dirty.add(key)  # applied just now: wait for its own hash
+                    return
                 if mu is not None and mu in self.mesh_jobs:
                     # Still encoding the previous read: read again once it is done.
                     self.geometry_dirty.add(key)

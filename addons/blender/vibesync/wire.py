@@ -11,6 +11,7 @@ import json
 import math
 import re
 import struct
+import sys
 
 from .blake3 import blake3_hex
 
@@ -379,6 +380,33 @@ def encode_mesh(positions: list[float], indices: list[int], normals: list[float]
         parts.append(struct.pack(f"<{2 * n}f", *uv0))
     parts.append(struct.pack(f"<{len(indices)}I", *indices))
     return b"".join(parts)
+
+
+def decode_mesh_header(data: bytes) -> tuple[int, int, int]:
+    """Validate a §7 attachment (magic, flags, sizes, every index in range) without
+    building Python lists; returns (vertex_count, index_count, flags)."""
+    if len(data) < 16 or data[:4] != MESH_MAGIC:
+        raise WireError(ErrorCode.BAD_MESSAGE, "mesh attachment does not start with VSM1")
+    n, ni, flags = struct.unpack_from("<III", data, 4)
+    if flags & ~(MESH_FLAG_NORMALS | MESH_FLAG_UV0):
+        raise WireError(ErrorCode.BAD_MESSAGE, f"mesh attachment has unknown flags {flags:#x}")
+    if ni % 3:
+        raise WireError(ErrorCode.BAD_MESSAGE, f"mesh attachment has {ni} indices, not triangles")
+    need = 16 + 12 * n + (12 * n if flags & MESH_FLAG_NORMALS else 0) \
+        + (8 * n if flags & MESH_FLAG_UV0 else 0) + 4 * ni
+    if len(data) < need:
+        raise WireError(ErrorCode.BAD_MESSAGE,
+                        f"mesh attachment is {len(data)} bytes, expected {need} for "
+                        f"{n} vertices and {ni} indices")
+    if ni:
+        import array as _array
+        idx = _array.array("I")
+        idx.frombytes(data[need - 4 * ni:need])
+        if sys.byteorder != "little":
+            idx.byteswap()
+        if max(idx) >= n:
+            raise WireError(ErrorCode.BAD_MESSAGE, "mesh attachment has an index out of range")
+    return n, ni, flags
 
 
 def decode_mesh(data: bytes) -> dict:
