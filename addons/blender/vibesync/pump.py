@@ -781,36 +781,29 @@ class Session:
                     if ob.data is not None and ob.data.session_uid == me.session_uid:
                         self.dirty.add(("object", ob.session_uid))
 
-    def _collect_mesh_jobs(self) -> int:
+    @staticmethod
+    def _finished(jobs: dict):
+        """Pop the finished jobs of `jobs` (mesh uuid -> (Future, extra)): yields
+        (mesh uuid, extra, (blob, hash)); a failed job is logged and skipped."""
+        for mu, (fut, extra) in list(jobs.items()):
+            if not fut.done():
+                continue
+            del jobs[mu]
+            try:
+                yield mu, extra, fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker failure must not break Blender
+                log.error("vibesync: encoding or hashing mesh %s failed: %s", mu, e)
+
+    def _collect_mesh_jobs(self) -> None:
         """Finished background encodings: record them and capture the waiting objects."""
-        n = 0
-        for mu, (fut, incoming) in list(self.alias_jobs.items()):
-            if not fut.done():
-                continue
-            del self.alias_jobs[mu]
-            n += 1
-            try:
-                _, own = fut.result()
-            except Exception as e:  # noqa: BLE001 - a worker failure must not break Blender
-                log.error("vibesync: hashing applied mesh %s failed: %s", mu, e)
-                continue
+        for mu, incoming, (_, own) in self._finished(self.alias_jobs):
             self.mesh_alias[mu] = (own, incoming)
-        for mu, (fut, keys) in list(self.mesh_jobs.items()):
-            if not fut.done():
-                continue
-            del self.mesh_jobs[mu]
-            n += 1
-            try:
-                blob, h = fut.result()
-            except Exception as e:  # noqa: BLE001 - a worker failure must not break Blender
-                log.error("vibesync: encoding mesh %s failed: %s", mu, e)
-                continue
+        for mu, keys, (blob, h) in self._finished(self.mesh_jobs):
             me = self.registry.resolve(mu)
             if me is None:
                 continue
             self._mesh_ready(mu, me, "mesh", blob, h)
             self.dirty.update(keys)
-        return n
 
     def _capture_one(self, uuid: str, idb, kind: str, key) -> None:
         b = self.registry.bindings[uuid]

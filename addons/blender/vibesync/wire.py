@@ -79,7 +79,6 @@ class ErrorCode:
     RECOVERED_INCOMPLETE = "RECOVERED_INCOMPLETE"
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
-    PEER_LEFT = "PEER_LEFT"
 
 
 # Codes after which the daemon closes the connection (§4).

@@ -256,10 +256,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
     };
     let seq = rec.seq;
     let project = rec.project_id.as_str();
-    let skip = |report: &mut ApplyReport, uuid: &str, reason: String| {
-        tracing::debug!(seq, uuid, %reason, "registry: step skipped");
-        report.skipped.push(SkippedStep { seq, uuid: Some(uuid.to_owned()), reason });
-    };
+    let skip = |report: &mut ApplyReport, uuid: &str, reason: String| skip(report, seq, uuid, reason);
     if let Some(uuid) = op.uuid() {
         if !is_valid_project_id(project) {
             skip(report, uuid, format!("project_id {project:?} is invalid"));
@@ -314,14 +311,11 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             st.set(project, &uuid, Some(e));
         }
         Op::Tombstone { uuid } => {
-            let Some(mut e) = st.get(base, project, &uuid)? else {
-                skip(report, &uuid, "not live (unknown or already tombstoned)".into());
+            let Some(mut e) =
+                updatable(st, base, project, &uuid, seq, report, "not live (unknown or already tombstoned)")?
+            else {
                 return Ok(());
             };
-            if seq <= e.updated_seq {
-                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
-                return Ok(());
-            }
             e.status = Status::Tombstoned;
             e.tombstone_seq = Some(seq);
             e.updated_seq = seq;
@@ -330,42 +324,27 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             st.set(project, &uuid, None);
         }
         Op::Quarantine { uuid, reason } => {
-            let Some(mut e) = st.get(base, project, &uuid)? else {
-                skip(report, &uuid, "not live".into());
+            let Some(mut e) = updatable(st, base, project, &uuid, seq, report, "not live")? else {
                 return Ok(());
             };
-            if seq <= e.updated_seq {
-                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
-                return Ok(());
-            }
             e.status = Status::Quarantined;
             e.quarantine_reason = Some(reason.unwrap_or_default());
             e.updated_seq = seq;
             st.set(project, &uuid, Some(e));
         }
         Op::Release { uuid } => {
-            let Some(mut e) = st.get(base, project, &uuid)? else {
-                skip(report, &uuid, "not live".into());
+            let Some(mut e) = updatable(st, base, project, &uuid, seq, report, "not live")? else {
                 return Ok(());
             };
-            if seq <= e.updated_seq {
-                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
-                return Ok(());
-            }
             e.status = Status::Live;
             e.quarantine_reason = None;
             e.updated_seq = seq;
             st.set(project, &uuid, Some(e));
         }
         Op::State { uuid, state, state_hash } => {
-            let Some(mut e) = st.get(base, project, &uuid)? else {
-                skip(report, &uuid, "not live".into());
+            let Some(mut e) = updatable(st, base, project, &uuid, seq, report, "not live")? else {
                 return Ok(());
             };
-            if seq <= e.updated_seq {
-                skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
-                return Ok(());
-            }
             e.state = Some(state);
             e.state_hash = state_hash;
             e.updated_seq = seq;
@@ -374,4 +353,32 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
     }
     report.steps_applied += 1;
     Ok(())
+}
+
+/// The live (or quarantined) record a step may update: `None` (and the step reported as
+/// skipped) when there is none, or when the record is already at this step's seq or later.
+fn updatable(
+    st: &mut Staging,
+    base: &dyn Base,
+    project: &str,
+    uuid: &str,
+    seq: u64,
+    report: &mut ApplyReport,
+    missing: &str,
+) -> Result<Option<Entry>> {
+    let Some(e) = st.get(base, project, uuid)? else {
+        skip(report, seq, uuid, missing.into());
+        return Ok(None);
+    };
+    if seq <= e.updated_seq {
+        skip(report, seq, uuid, format!("record already at seq {}", e.updated_seq));
+        return Ok(None);
+    }
+    Ok(Some(e))
+}
+
+/// Report a registry step that changed nothing (never an error: rebuilds reach the same).
+fn skip(report: &mut ApplyReport, seq: u64, uuid: &str, reason: String) {
+    tracing::debug!(seq, uuid, %reason, "registry: step skipped");
+    report.skipped.push(SkippedStep { seq, uuid: Some(uuid.to_owned()), reason });
 }

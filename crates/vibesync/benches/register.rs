@@ -5,12 +5,12 @@
 //! sled flush before the ack) and `ping` round trips from one client, then the throughput of
 //! 8 concurrent clients. Prints p50/p99 in microseconds.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vibesync_daemon::client::Client;
+
+mod support;
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
@@ -20,18 +20,8 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn main() {
     let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let dir = std::env::temp_dir().join(format!("vibesync-bench-{}", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vibesync"))
-        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    let token = std::fs::read_to_string(dir.join("token")).unwrap().trim().to_string();
+    let daemon = support::BenchDaemon::start("register", "");
+    let (addr, token) = (daemon.addr, daemon.token.clone());
 
     let mut c = Client::connect(addr, &token, "bench", "test").unwrap();
     let mut ping = Vec::with_capacity(n);
@@ -88,7 +78,5 @@ fn main() {
         pct(&mut all, 0.5),
         pct(&mut all, 0.99)
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(daemon);
 }

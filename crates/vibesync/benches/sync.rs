@@ -8,13 +8,13 @@
 //!   answers; changes/s and batches/s committed over `BENCH_SECS` (default 5).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vibesync_daemon::client::Client;
 use vibesync_protocol::state::state_hash;
+
+mod support;
 
 struct Peer {
     c: Client,
@@ -64,33 +64,16 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 fn main() {
     let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
     let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let dir = std::env::temp_dir().join(format!("vibesync-sync-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        "[sync]\nbatch_window_ms = 0\n[limits]\nmessages_per_sec = 1000000.0\nmessages_burst = 1000000.0\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vibesync"))
-        .args([
-            "serve",
-            "--data-dir",
-            dir.join("data").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    let token = std::fs::read_to_string(dir.join("data/token")).unwrap().trim().to_string();
+    let daemon = support::BenchDaemon::start(
+        "sync",
+        "[sync]
+batch_window_ms = 0
+[limits]
+messages_per_sec = 1000000.0
+messages_burst = 1000000.0
+",
+    );
+    let (addr, token) = (daemon.addr, daemon.token.clone());
 
     let mut a = Client::connect(addr, &token, "bench", "blender").unwrap();
     let mut b = Peer { c: Client::connect(addr, &token, "bench", "unity").unwrap(), states: BTreeMap::new() };
@@ -151,7 +134,5 @@ fn main() {
         sent as f64 / secs as f64,
         batches as f64 / el,
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(daemon);
 }

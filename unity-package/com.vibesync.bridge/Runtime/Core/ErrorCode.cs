@@ -37,14 +37,13 @@ namespace VibeSync.Bridge.Core
         public const string RecoveredIncomplete = "RECOVERED_INCOMPLETE";
         public const string VerifyMismatch = "VERIFY_MISMATCH";
         public const string VerifyTimeout = "VERIFY_TIMEOUT";
-        public const string PeerLeft = "PEER_LEFT";
 
         public static readonly string[] All =
         {
             FrameTooLarge, BadFrame, BadMessage, UnknownType, AuthFailed, ProtocolMismatch, BadProjectId,
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
-            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, PeerLeft, SlowConsumer,
+            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, SlowConsumer,
         };
 
         /// <summary>Codes after which the daemon closes the connection (PROTOCOL §4 table).</summary>
