@@ -5,6 +5,7 @@
 
 pub mod editor;
 
+mod audit;
 mod kill_loop;
 mod load;
 mod security;
