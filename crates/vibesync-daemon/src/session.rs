@@ -51,7 +51,10 @@ pub async fn serve_connection(
     // Handshake, with the writer still inline (nothing else can send to us yet). The
     // deadline covers the whole first frame, however slowly its bytes arrive.
     let timeout = Duration::from_secs(daemon.config().server.handshake_timeout_secs);
+    // Biased: a hello already received wins over an eviction that came meanwhile (an editor
+    // sends it at once, so it gets in even while hostile sockets churn the quota).
     let first = tokio::select! {
+        biased;
         r = tokio::time::timeout(timeout, reader.next()) => r,
         _ = ticket.evicted.notified() => {
             debug!(%peer, "connection waiting for hello evicted to admit a newer one");
