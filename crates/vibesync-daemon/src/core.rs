@@ -247,6 +247,15 @@ impl Daemon {
                 );
                 vec![]
             }
+            Inbound::Resync(r) if !crate::sync::holds_scene(&sess.editor) => vec![Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `type`: `resync` is for editor sessions (blender, unity) that hold a scene; this is a `{}` session — read state with `status` or the registry instead",
+                    sess.editor
+                ),
+                r.request_id,
+            )
+            .to_frame()],
             Inbound::Resync(r) => {
                 self.sync.send(
                     self,
@@ -624,7 +633,9 @@ impl Daemon {
         let obj = s.as_object_mut().expect("stores status is an object");
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
         obj.insert("data_dir".into(), json!(self.data.root().display().to_string()));
-        obj.insert("listen".into(), json!(self.listen.lock().unwrap().map(|a| a.to_string())));
+        let listen = *self.listen.lock().unwrap();
+        obj.insert("listen".into(), json!(listen.map(|a| a.to_string())));
+        obj.insert("reachable_from_network".into(), json!(listen.is_some_and(|a| !a.ip().is_loopback())));
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));

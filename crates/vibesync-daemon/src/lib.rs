@@ -145,6 +145,14 @@ pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, S
     let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
     fsutil::write_atomic(&daemon.data_dir().daemon_info(), info.to_string().as_bytes(), None)
         .map_err(|e| DaemonError::DataDir { path: daemon.data_dir().daemon_info(), message: e.to_string() })?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            listen = %addr,
+            "LISTENING BEYOND LOOPBACK: {addr} is reachable from the network. VibeSync trusts only the local user: \
+             anyone who can reach this port and read the token can change your scenes. Use --listen 127.0.0.1:<port> \
+             unless you really mean this (`vibesync status` shows reachable_from_network: true)"
+        );
+    }
     info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
     Ok((listener, addr))
 }

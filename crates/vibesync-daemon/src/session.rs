@@ -268,8 +268,17 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
         return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
     if let Some(u) = h.unit_scale {
-        if !(u.is_finite() && u > 0.0) {
-            return Err((ErrorCode::BadMessage, format!("field `unit_scale`: must be a finite number > 0, got {u}")));
+        // Bounded so that every coordinate the daemon converts for this receiver stays
+        // finite (|t| ≤ 1e9 in, ÷ unit_scale out): docs/PROTOCOL.md §3.
+        if !(u.is_finite() && (validate::MIN_UNIT_SCALE..=validate::MAX_UNIT_SCALE).contains(&u)) {
+            return Err((
+                ErrorCode::BadMessage,
+                format!(
+                    "field `unit_scale`: must be a number from {:e} to {:e} (meters per editor unit), got {u:e}",
+                    validate::MIN_UNIT_SCALE,
+                    validate::MAX_UNIT_SCALE
+                ),
+            ));
         }
     }
     Ok(())

@@ -306,7 +306,9 @@ impl Actor {
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
-            self.replay(&session.session_id, 0, false).await;
+            // Always answered: the full replay, or an empty `resync` batch carrying the
+            // daemon's seq when there is nothing to replay (the refusal promises one).
+            self.replay(&session.session_id, 0, true).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -415,6 +417,22 @@ impl Actor {
                 if *seq > base_seq && client != &session.client_id {
                     return Err(("STALE", format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
                 }
+            }
+        }
+        if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
+            // A cycle built across batches (A under B now, B under A later) is refused per
+            // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+            let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
+            if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
+                return Err((
+                    "INVALID_FIELD",
+                    format!(
+                        "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
+                        change.uuid,
+                        change.uuid,
+                        chain.join(" → ")
+                    ),
+                ));
             }
         }
         if let Some(hash) = change.op.mesh_hash() {
@@ -960,7 +978,8 @@ impl Actor {
     }
 }
 
-fn holds_scene(editor: &str) -> bool {
+/// Editor kinds that hold a scene (receive batches, may ask for `resync`).
+pub fn holds_scene(editor: &str) -> bool {
     matches!(editor, "blender" | "unity")
 }
 
