@@ -395,6 +395,15 @@ impl Daemon {
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
                 }
             }
+            // Under the turn: a consistent snapshot of registry + WAL (verify.rs).
+            "verify" => {
+                let (data, registry, seq) = (self.data.clone(), self.stores.registry.clone(), self.last_seq());
+                match tokio::task::spawn_blocking(move || crate::verify::live(&data, &registry, seq)).await {
+                    Ok(Ok(report)) => report.to_json(),
+                    Ok(Err(e)) => return Outbound::error(ErrorCode::Internal, format!("verify: {e}"), rid).to_frame(),
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
             "quarantine_list" => {
                 let items: Vec<Value> = self
                     .stores
@@ -453,17 +462,15 @@ impl Daemon {
                 info!(uuid = %uuid, "quarantine released by a person");
                 json!({"uuid": uuid, "released": released})
             }
-            other => {
-                return Outbound::error(
-                    ErrorCode::BadMessage,
-                    format!(
-                        "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release",
-                        vibesync_protocol::validate::truncate_for_message(other)
-                    ),
-                    rid,
-                )
-                .to_frame()
-            }
+            other => return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify",
+                    vibesync_protocol::validate::truncate_for_message(other)
+                ),
+                rid,
+            )
+            .to_frame(),
         };
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod logging;
+mod service;
+mod welcome;
 
 use clap::Parser;
 

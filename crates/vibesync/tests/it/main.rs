@@ -9,4 +9,5 @@ mod governance;
 mod handshake;
 mod registry;
 mod resilience;
+mod service;
 mod sync;
