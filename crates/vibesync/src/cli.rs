@@ -85,6 +85,12 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Geometry Nodes: catalogue queries, graph_json validation, Mermaid conversion
+    /// (docs/GEONODES.md). Works without a daemon.
+    Geonodes {
+        #[command(subcommand)]
+        action: crate::geonodes::GeonodesCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { data_dir: d } => verify(data_dir(d)),
         Command::SafeMode { action, data_dir: d } => safe_mode(data_dir(d), action),
         Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action),
+        Command::Geonodes { action } => crate::geonodes::run(action),
     }
 }
 
