@@ -2,6 +2,7 @@
 
 mod cli;
 mod logging;
+mod restore_cli;
 mod service;
 mod welcome;
 
