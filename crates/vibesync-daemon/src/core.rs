@@ -418,6 +418,23 @@ impl Daemon {
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }
             }
+            // Today's synced state of a project's objects (`vibesync restore` plans from it).
+            "entries" => {
+                let Some(project) = a.project_id.as_deref() else {
+                    return Outbound::error(ErrorCode::BadMessage, "field `project_id`: missing", rid).to_frame();
+                };
+                match self.stores.registry.live_entries(Some(project)) {
+                    Ok(entries) => {
+                        let items: Vec<Value> = entries
+                            .into_iter()
+                            .filter(|e| e.status == vibesync_registry::Status::Live && e.state.is_some())
+                            .map(|e| json!({"uuid": e.uuid, "kind": e.kind, "state": e.state, "state_hash": e.state_hash, "updated_seq": e.updated_seq}))
+                            .collect();
+                        json!({"project_id": project, "seq": self.last_seq(), "items": items})
+                    }
+                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
+                }
+            }
             "quarantine_list" => {
                 let items: Vec<Value> = self
                     .stores
@@ -479,7 +496,7 @@ impl Daemon {
             other => return Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify",
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries",
                     vibesync_protocol::validate::truncate_for_message(other)
                 ),
                 rid,

@@ -79,6 +79,34 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// The audit points of a project a person can restore to: time, what changed, who.
+    History {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        project: String,
+        /// Only points that changed this uuid.
+        #[arg(long)]
+        uuid: Option<String>,
+        /// At most this many points (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Bring objects back to their state at an audit point, as a new transaction synced to
+    /// every connected editor (undo it with another restore; history is never rewritten).
+    Restore {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        project: String,
+        /// An audit commit (≥ 4 hex chars), a WAL seq (digits: the newest point at or before
+        /// it) or a time (RFC 3339: the newest point at or before it).
+        #[arg(long)]
+        to: String,
+        /// Only these uuids (repeat the flag); default: the whole project.
+        #[arg(long = "uuid")]
+        uuids: Vec<String>,
+    },
     /// Run the daemon as a user service at login (systemd on Linux, launchd on macOS).
     Service {
         #[command(subcommand)]
@@ -173,6 +201,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action, json),
         Command::Service { action } => service(action, json),
         Command::Geonodes { action } => crate::geonodes::run(action),
+        Command::History { data_dir: d, project, uuid, limit } => {
+            crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
+        }
+        Command::Restore { data_dir: d, project, to, uuids } => {
+            crate::restore_cli::restore(&data_dir(d), &project, &to, &uuids, json)
+        }
     }
 }
 

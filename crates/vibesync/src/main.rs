@@ -3,6 +3,7 @@
 mod cli;
 mod geonodes;
 mod logging;
+mod restore_cli;
 mod service;
 mod welcome;
 
