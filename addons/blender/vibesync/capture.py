@@ -85,6 +85,30 @@ def is_visible(ob) -> bool:
     return not (ob.hide_viewport or hidden)
 
 
+def layer_collection(coll, view_layer=None):
+    """The view layer's LayerCollection of `coll` (it holds the outliner's eye), or None."""
+    if view_layer is None:
+        view_layer = getattr(bpy.context, "view_layer", None)
+    if view_layer is None:
+        return None
+    stack = [view_layer.layer_collection]
+    while stack:
+        lc = stack.pop()
+        if lc.collection == coll:
+            return lc
+        stack.extend(lc.children)
+    return None
+
+
+def collection_visible(coll) -> bool:
+    """A collection is shown unless "Disable in Viewports" or the outliner's eye (the view
+    layer's hide flag) hides it."""
+    if coll.hide_viewport:
+        return False
+    lc = layer_collection(coll)
+    return not (lc is not None and lc.hide_viewport)
+
+
 def read_mesh_arrays(me) -> dict:
     """Everything an attachment needs, read with `foreach_get` (main thread, fast). The
     result holds only plain arrays: `encode_mesh_arrays` may run on another thread."""
@@ -183,7 +207,7 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
         pc = parent_collection(idb)
         t, r, s = IDENTITY_TRS
         state.update({"parent": registry.uuid_for(pc) if pc is not None else None,
-                      "visible": not idb.hide_viewport, "t": list(t), "r": list(r),
+                      "visible": collection_visible(idb), "t": list(t), "r": list(r),
                       "s": list(s)})
         return state
     if kind == "object":
