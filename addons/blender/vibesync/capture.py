@@ -298,5 +298,27 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
     return ops
 
 
+def incoming_poses(changes) -> dict[str, dict]:
+    """uuid -> the last t / r / s a batch sets for it (in the receiver's units)."""
+    out: dict[str, dict] = {}
+    for c, _ in changes:
+        if c.get("op") in ("create", "transform"):
+            out[c["uuid"]] = {"t": c["t"], "r": c["r"], "s": c["s"]}
+    return out
+
+
+def snap_to(state: dict, pose: dict) -> dict:
+    """`state` with its t / r / s replaced by `pose` where they agree within EPSILON
+    (Blender keeps float32 and Euler angles, so a pose read back is the pose it was given
+    only within storage precision; the hash must be the given one's)."""
+    out = dict(state)
+    for f in ("t", "s"):
+        if f in out and _close(out[f], pose[f]):
+            out[f] = list(pose[f])
+    if "r" in out and _rotation_close(out["r"], pose["r"]):
+        out["r"] = list(pose["r"])
+    return out
+
+
 def needs_attachment(op: dict) -> bool:
     return op["op"] in ("create", "mesh") and "mesh_hash" in op

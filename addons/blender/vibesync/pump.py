@@ -964,6 +964,7 @@ class Session:
                 own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
+        poses = capture.incoming_poses(batch.changes)
         for uuid in dict.fromkeys(result["touched"] + kept):
             if uuid in result["deleted"]:
                 continue
@@ -972,6 +973,10 @@ class Session:
                 continue
             b = self.registry.bindings[uuid]
             state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            if uuid not in kept and uuid in poses:
+                # Blender stores float32: what it holds is the sent pose within storage
+                # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
+                state = capture.snap_to(state, poses[uuid])
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
             if uuid in kept:
