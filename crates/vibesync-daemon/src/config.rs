@@ -24,6 +24,17 @@ pub struct Config {
     pub sync: SyncConfig,
     pub limits: LimitsConfig,
     pub governance: GovernanceConfig,
+    pub agents: AgentsConfig,
+}
+
+/// Agent tool calls (docs/PROTOCOL.md §9).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    pub call_timeout_ms: u64,
+    pub handler_budget_ms: u64,
+    pub tool_failures: u32,
+    pub progress_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -81,6 +81,8 @@ pub struct Daemon {
     storage_failed: AtomicBool,
     fatal: Notify,
     sync: SyncHub,
+    /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
+    router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
     finals: tokio_util::task::TaskTracker,
 }
@@ -101,6 +103,7 @@ impl Daemon {
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
             sync: SyncHub::default(),
+            router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -146,12 +149,14 @@ impl Daemon {
         let info = self.sessions.lock().unwrap().remove(session_id).map(|c| c.info);
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
         if let Some(info) = info {
+            self.router.left(self, &info);
             self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
         }
     }
 
     /// Called once the session has its `welcome`: replay what it missed (§6.6).
     pub fn session_ready(self: &Arc<Self>, info: &SessionInfo) {
+        self.router.joined(self, info);
         self.sync.send(
             self,
             &info.project_id,
@@ -251,6 +256,7 @@ impl Daemon {
                 vec![]
             }
             Inbound::UserActivity(a) => {
+                self.router.user_activity(&sess, a.active);
                 self.sync.send(
                     self,
                     &sess.project_id,
@@ -259,6 +265,13 @@ impl Daemon {
                 vec![]
             }
             Inbound::Admin(a) => vec![self.admin(&sess, a).await],
+            Inbound::AddonCommand(c) => self.router.call(self, &sess, c),
+            Inbound::AddonCancel(c) => self.router.cancel(&sess, c),
+            Inbound::CommandResponse(r) => self.router.response(&sess, r),
+            Inbound::RegistryUpdated(r) => self.router.registry_updated(self, &sess, r),
+            Inbound::AddonRegistered(r) => self.router.addon_registered(self, &sess, r),
+            Inbound::AddonUnregistered(r) => self.router.addon_unregistered(self, &sess, r),
+            Inbound::SceneQuery(q) => vec![self.router.scene(self, &sess, q)],
             Inbound::Hello(_) => vec![],
         }
     }
@@ -390,6 +403,7 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
+                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),

@@ -7,6 +7,7 @@
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path).
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown.
 //! - [`client`]: a small blocking client used by the CLI and tests.
@@ -22,6 +23,7 @@ pub mod core;
 pub mod fsutil;
 pub mod paths;
 pub mod restore;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod stores;

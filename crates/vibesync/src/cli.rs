@@ -120,6 +120,12 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Geometry Nodes: catalogue queries, graph_json validation, Mermaid conversion
+    /// (docs/GEONODES.md). Works without a daemon.
+    Geonodes {
+        #[command(subcommand)]
+        action: crate::geonodes::GeonodesCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SafeMode { action, data_dir: d } => safe_mode(data_dir(d), action, json),
         Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action, json),
         Command::Service { action } => service(action, json),
+        Command::Geonodes { action } => crate::geonodes::run(action),
         Command::History { data_dir: d, project, uuid, limit } => {
             crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
         }
