@@ -72,6 +72,8 @@ pub struct StorageConfig {
     pub wal_segment_bytes: u64,
     pub registry_cache_bytes: u64,
     pub sidecar_interval_secs: u64,
+    pub maintenance_interval_secs: u64,
+    pub blob_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -418,6 +418,15 @@ impl Daemon {
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }
             }
+            // Audit pack + blob collection now (also on a schedule: retention.rs).
+            "maintain" => {
+                let (data, registry) = (self.data.clone(), self.stores.registry.clone());
+                let grace = std::time::Duration::from_secs(self.config.storage.blob_grace_secs);
+                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &registry, grace)).await {
+                    Ok(report) => report,
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
             // Today's synced state of a project's objects (`vibesync restore` plans from it).
             "entries" => {
                 let Some(project) = a.project_id.as_deref() else {
@@ -496,7 +505,7 @@ impl Daemon {
             other => return Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries",
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
                     vibesync_protocol::validate::truncate_for_message(other)
                 ),
                 rid,
@@ -661,6 +670,7 @@ impl Daemon {
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
+        obj.insert("disk".into(), crate::retention::status_json(&self.data));
         s
     }
 

@@ -107,6 +107,12 @@ pub enum Command {
         #[arg(long = "uuid")]
         uuids: Vec<String>,
     },
+    /// Run a maintenance pass now (pack the audit repository, collect unreferenced mesh
+    /// blobs; the daemon also runs it every `storage.maintenance_interval_secs`).
+    Maintain {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run the daemon as a user service at login (systemd on Linux, launchd on macOS).
     Service {
         #[command(subcommand)]
@@ -201,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action, json),
         Command::Service { action } => service(action, json),
         Command::Geonodes { action } => crate::geonodes::run(action),
+        Command::Maintain { data_dir: d } => maintain(data_dir(d), json),
         Command::History { data_dir: d, project, uuid, limit } => {
             crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
         }
@@ -277,6 +284,8 @@ fn serve(
         println!("vibesync listening on {addr} data_dir={}", data.root().display());
         print!("{}", crate::welcome::next_steps(&data, addr, &source));
         std::io::stdout().flush().ok();
+        // Audit packing and blob collection on a schedule (ends with the runtime).
+        tokio::spawn(vibesync_daemon::retention::schedule(daemon.clone()));
         let d2 = daemon.clone();
         let shutdown = async move {
             tokio::select! {
@@ -352,6 +361,11 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             s["registry"]["live"], s["registry"]["tombstoned"], s["registry"]["quarantined"]
         );
         println!("  wal:        {} segments, {} bytes", s["wal"]["segments"], s["wal"]["bytes"]);
+        let d = &s["disk"];
+        println!(
+            "  disk:       {} bytes: wal {}, registry {}, audit {}, blobs {}, logs {}, quarantine {}",
+            d["total"], d["wal"], d["registry"], d["audit"], d["blobs"], d["logs"], d["quarantine"]
+        );
         println!(
             "  audit:      last audited seq {}, lag {}, failures {}",
             s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
@@ -471,6 +485,19 @@ fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(r) = admin(&data, serde_json::json!({"action": "maintain"}))? else {
+        bail!("no daemon is running on {}; start it (`vibesync serve`)", data.root().display());
+    };
+    if json {
+        print_json(&r)?;
+    } else {
+        println!("audit pack: {}", r["audit_pack"]);
+        println!("mesh blobs: {}", r["blobs"]);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Send one `admin` request to the running daemon, if one runs on this data dir.

@@ -159,3 +159,81 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+fn tri(x: f32) -> Vec<u8> {
+    vibesync_protocol::mesh::Mesh {
+        positions: vec![[0.0, 0.0, 0.0], [x, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        normals: None,
+        uv0: None,
+        indices: vec![0, 1, 2],
+    }
+    .encode()
+}
+
+/// Maintenance: the audit is packed, unreferenced blobs go, every blob a restore point names
+/// stays — and a restore brings an old mesh back to the editors.
+#[test]
+fn maintenance_packs_the_audit_collects_orphan_blobs_and_keeps_what_history_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[sync]\nbatch_window_ms = 0\nverify_timeout_ms = 5000\n[storage]\nblob_grace_secs = 0\n")
+        .unwrap();
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let m = new_uuid();
+    register(&mut b.c, "r", &[(&m, "object", "Meshy")]);
+    b.send_change("c", vec![create(&m, "Meshy", [0.0, 0.0, 0.0])], &[]);
+    let (m1, m2) = (tri(1.0), tri(2.0));
+    let (h1, h2) = (vibesync_protocol::mesh::Mesh::hash_bytes(&m1), vibesync_protocol::mesh::Mesh::hash_bytes(&m2));
+    b.send_change("m1", vec![json!({"op":"mesh","uuid":m,"mesh_hash":h1})], &m1);
+    settle(&mut [&mut b, &mut u]);
+    audit_caught_up(&data);
+    let p1 = history(&data, &[])[0]["commit"].as_str().unwrap().to_string();
+    b.send_change("m2", vec![json!({"op":"mesh","uuid":m,"mesh_hash":h2})], &m2);
+    settle(&mut [&mut b, &mut u]);
+    audit_caught_up(&data);
+    assert_eq!(u.meshes[&m], m2);
+
+    // Orphans: a blob nothing names, and a temporary file left by a crash.
+    let orphan = data.join("blobs").join("f".repeat(64));
+    std::fs::write(&orphan, b"orphan").unwrap();
+    std::fs::write(data.join("blobs").join("x.tmp"), b"tmp").unwrap();
+    let loose_before = std::fs::read_dir(data.join(".git_safety/objects")).unwrap().count();
+
+    let (code, out, err) = cli(&["maintain", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["blobs"]["removed"], 2, "{r}");
+    assert!(!orphan.exists());
+    assert!(data.join("blobs").join(&h1).exists(), "the first mesh is named by an audit point: kept");
+    assert!(data.join("blobs").join(&h2).exists());
+    assert!(r["audit_pack"]["packed"].as_u64().unwrap() > 0, "{r}");
+    let loose_after = std::fs::read_dir(data.join(".git_safety/objects")).unwrap().count();
+    assert!(loose_after < loose_before, "{loose_before} → {loose_after} entries in objects/");
+    let (_, out, _) = cli(&["status", "--json", "--data-dir", data.to_str().unwrap()]);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    for store in ["wal", "registry", "audit", "blobs", "logs", "total"] {
+        assert!(s["disk"][store].as_u64().unwrap() > 0, "{store}: {}", s["disk"]);
+    }
+    assert!(s["disk"]["last_maintenance"]["blobs"].is_object(), "{}", s["disk"]);
+
+    // The packed history still restores, mesh included.
+    let (code, r, text) = restore(&data, &mut [&mut b, &mut u], &["--to", &p1]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(r["outcome"], "committed", "{r}");
+    assert_eq!(u.states[&m]["mesh_hash"], h1.as_str());
+    assert_eq!(b.states[&m]["mesh_hash"], h1.as_str());
+
+    drop((b, u));
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+    let fsck = Command::new("git")
+        .args(["--git-dir", data.join(".git_safety").to_str().unwrap(), "fsck", "--strict"])
+        .output();
+    if let Ok(o) = fsck {
+        assert!(o.status.success(), "git fsck: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
