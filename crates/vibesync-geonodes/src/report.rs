@@ -64,6 +64,7 @@ pub enum Code {
 impl Code {
     pub fn severity(self) -> Severity {
         match self {
+            Code::DuplicateSocketKey | Code::VariantApproximate => Severity::Warning,
             _ => Severity::Error,
         }
     }
