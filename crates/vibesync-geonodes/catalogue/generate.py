@@ -354,11 +354,19 @@ def describe_node(tree, idname: str, categories: dict[str, str]) -> dict:
 
     def capture(settings: dict):
         n = tree.nodes.new(idname)
+        partner = None
+        if hasattr(n, "pair_with_output") and idname.endswith("Input") and categories.get(idname):
+            # A zone input shows its items only once it is paired with its output. Only zones
+            # the Add menu offers are paired (4.5's experimental closure crashes on it).
+            partner = tree.nodes.new(idname[: -len("Input")] + "Output")
+            n.pair_with_output(partner)
         try:
             for k, v in settings.items():
                 setattr(n, k, v)
         except (TypeError, ValueError, AttributeError, RuntimeError):
             tree.nodes.remove(n)
+            if partner is not None:
+                tree.nodes.remove(partner)
             return None
         settle(tree)
         ins, outs = [], []
@@ -377,6 +385,8 @@ def describe_node(tree, idname: str, categories: dict[str, str]) -> dict:
                     seen_enabled.add(key)
                     keys.append(key)
         tree.nodes.remove(n)
+        if partner is not None:
+            tree.nodes.remove(partner)
         return (tuple(ins), tuple(outs))
 
     base = capture({})
