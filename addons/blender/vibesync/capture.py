@@ -320,5 +320,45 @@ def snap_to(state: dict, pose: dict) -> dict:
     return out
 
 
+_OP_FIELDS = {"transform": ("t", "r", "s"), "rename": ("name",), "visibility": ("visible",),
+              "reparent": ("parent",), "mesh": ("mesh_hash",), "material": ("material",)}
+
+
+def merge_applied(prev: dict, changes, uuid: str) -> dict:
+    """`prev` (the last state sent or applied for `uuid`) with the fields a batch's changes
+    of `uuid` set: the state the batch made, whatever was edited locally since."""
+    out = dict(prev)
+    for c, _ in changes:
+        if c.get("uuid") != uuid:
+            continue
+        if c["op"] == "create":
+            out = {k: c[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s")}
+            for k in ("mesh_hash", "material"):
+                if k in c:
+                    out[k] = c[k]
+            continue
+        for f in _OP_FIELDS.get(c["op"], ()):
+            if f in c:
+                out[f] = c[f]
+    return out
+
+
+def locally_edited(state: dict, made: dict, resolvable) -> bool:
+    """True when `state` (read after applying a batch) differs from `made` (the state the
+    batch made) by more than storage precision: an edit made here that was not sent yet.
+    A parent Blender does not hold (`resolvable(parent)` false) is not an edit: the object
+    was placed at the root as §6.1 says."""
+    for f in ("kind", "name", "visible", "mesh_hash"):
+        if state.get(f) != made.get(f):
+            return True
+    if state.get("parent") != made.get("parent") and (
+            made.get("parent") is None or resolvable(made["parent"])):
+        return True
+    if not (_close(state.get("t"), made.get("t")) and _rotation_close(state.get("r"), made.get("r"))
+            and _close(state.get("s"), made.get("s"))):
+        return True
+    return not _close(state.get("material"), made.get("material"))
+
+
 def needs_attachment(op: dict) -> bool:
     return op["op"] in ("create", "mesh") and "mesh_hash" in op

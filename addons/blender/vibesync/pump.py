@@ -171,6 +171,14 @@ class Session:
         self.mesh_blobs: dict[str, bytes] = {}
         self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
+        # Deleted here by the person: a replay must not bring them back (§6.6).
+        self.deleted_here: set[str] = set()
+        # uuid -> seq of the last committed batch_result naming it: a replay older than
+        # that is stale for the uuid and is not applied to it.
+        self.result_seq: dict[str, int] = {}
+        # Batches this editor received as a participant: their batch_result says nothing
+        # about this editor's own changes.
+        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -528,11 +536,18 @@ class Session:
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
             uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
-            self.dirty.update(self.inflight.resolve(uuids))
             outcome = msg.get("outcome")
+            if msg.get("batch_id") in self.received_batches:
+                # The result of a batch we applied as a participant, not of our changes.
+                uuids = []
+            self.dirty.update(self.inflight.resolve(uuids))
             if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
                 self.not_synced.synced(uuids)
                 self.synced.update(uuids)
+                rseq = msg.get("seq")
+                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                    for u in uuids:
+                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
             elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
@@ -567,6 +582,10 @@ class Session:
             except apply_mod.BatchError as e:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
+            if msg.get("type") == wire.MessageType.BATCH_BEGIN:
+                self.received_batches[str(msg.get("batch_id"))] = None
+                while len(self.received_batches) > 4096:
+                    self.received_batches.popitem(last=False)
             if batch is not None:
                 self.batches.append(batch)
                 if batch.path == "resync":
@@ -700,6 +719,8 @@ class Session:
         self.out_ops.clear()
         self.quiet.clear()
         self.remote_deleted.clear()
+        self.deleted_here.clear()
+        self.result_seq.clear()
         self._scan()
         try:
             self._check_persisted_registry()
@@ -756,6 +777,7 @@ class Session:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
         changed = report.new + report.revived + report.renamed
+        self.deleted_here.difference_update(report.revived)  # undo of a delete
         self.to_register.update(changed)
         for u in report.vanished:
             self._vanished(u)
@@ -796,6 +818,7 @@ class Session:
             return
         self.to_register.discard(uuid)
         self.to_tombstone.add(uuid)
+        self.deleted_here.add(uuid)
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
@@ -865,12 +888,14 @@ class Session:
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight:
+        if uuid in self.inflight or uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
             return False
         key = (b.kind, b.session_uid)
+        if b.alive and self.registry.resolve(uuid) is None:
+            return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
 
@@ -930,7 +955,8 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)]
+            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
+                    or batch.seq < self.result_seq.get(u, 0)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -938,8 +964,10 @@ class Session:
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay",
-                         batch.batch_id, len(kept))
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
+                         batch.batch_id, len(kept), kept)
+        # Local edits of these uuids not sent yet: applying the batch must not swallow them.
+        pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
         self.applying = True
         try:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
@@ -977,6 +1005,15 @@ class Session:
                 # Blender stores float32: what it holds is the sent pose within storage
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, poses[uuid])
+            if uuid not in kept and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], batch.changes, uuid)
+                if uuid in pending or capture.locally_edited(
+                        state, made, lambda p: self.registry.resolve(p) is not None):
+                    # The batch is applied; the person's newer edit of this uuid (e.g. a
+                    # rename not reported yet) is a change of its own, sent after: answer
+                    # the state the batch made (§6.4), keep the edit as what is left to send.
+                    state = made
+                    self.dirty.add((b.kind, b.session_uid))
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
             if uuid in kept:
@@ -1297,6 +1334,8 @@ class Session:
                            attachment=attachment)
         if rid is not None:
             self.inflight.sent(rid, uuids)
+            log.debug("vibesync: change %s sent: %s", rid,
+                      [(op["op"], op.get("uuid")) for op in ops])
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
