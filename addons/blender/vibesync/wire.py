@@ -43,6 +43,24 @@ class MessageType:
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
+    PEERS = "peers"
+    CONFLICT = "conflict"
+    EDITOR_STATE = "editor_state"
+
+
+class Outcome:
+    """`batch_result.outcome` values (§6.4)."""
+
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    DROPPED = "dropped"
+
+
+class EditorState:
+    """`editor_state.state` values (§6.7)."""
+
+    PAUSED = "paused"
+    RUNNING = "running"
 
 
 class ErrorCode:

@@ -7,9 +7,12 @@
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path).
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown.
 //! - [`client`]: a small blocking client used by the CLI and tests.
+//! - [`verify`]: the consistency check; [`restore`]: audit history and restore plans;
+//!   [`retention`]: disk use per store, audit packing, blob collection.
 //!
 //! Invariant: no reply that depends on a mutation leaves before the WAL COMMIT is fdatasync'd
 //! and the registry is flushed; a storage failure stops the daemon rather than pretending.
@@ -20,6 +23,9 @@ pub mod config;
 pub mod core;
 pub mod fsutil;
 pub mod paths;
+pub mod restore;
+pub mod retention;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod stores;

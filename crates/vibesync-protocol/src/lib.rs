@@ -1,6 +1,7 @@
 //! The VibeSync wire protocol, version 1: the single Rust implementation of docs/PROTOCOL.md.
 //!
 //! Layout:
+//! - [`addon`]: agent tool calls and addon capability registries.
 //! - [`frame`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`).
 //! - [`error`]: wire error codes, spelled as in the protocol document.
 //! - [`message`]: typed inbound/outbound messages and their parser (errors name the field).
@@ -11,6 +12,7 @@
 //!
 //! Invariant: this crate does no I/O and knows nothing about the WAL, registry or sessions.
 
+pub mod addon;
 pub mod coords;
 pub mod error;
 pub mod frame;

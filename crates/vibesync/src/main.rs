@@ -3,6 +3,9 @@
 mod cli;
 mod geonodes;
 mod logging;
+mod restore_cli;
+mod service;
+mod welcome;
 
 use clap::Parser;
 
