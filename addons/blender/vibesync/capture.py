@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 
 import bpy
+import numpy  # ships with Blender
 from mathutils import Matrix, Quaternion, Vector
 
 from . import wire
@@ -218,11 +219,9 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
             coll = container_collection(idb)
             parent = registry.uuid_for(coll) if coll is not None else None
         state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})
-        data = idb.data
-        if data is not None and isinstance(data, bpy.types.Mesh):
-            du = registry.uuid_for(data)
-            if du is not None and du in mesh_hashes:
-                state["mesh_hash"] = mesh_hashes[du]
+        du = geometry_key(registry, idb)
+        if du is not None and du in mesh_hashes:
+            state["mesh_hash"] = mesh_hashes[du]
         mat = first_material(idb)
         if mat is not None:
             state["material"] = _principled(mat)
@@ -362,3 +361,106 @@ def locally_edited(state: dict, made: dict, resolvable) -> bool:
 
 def needs_attachment(op: dict) -> bool:
     return op["op"] in ("create", "mesh") and "mesh_hash" in op
+
+
+# ---------------------------------------------------------------------------------------
+# Generated geometry (docs/PROTOCOL.md §7.1): an object whose modifiers make its geometry
+# (a Geometry Nodes scatter, a mirror…) is sent as what Blender shows — the evaluated mesh
+# with instances realized — instead of its base mesh. Kept apart from the base-mesh path.
+
+MAX_REALIZED_INSTANCES = 10_000
+MAX_GENERATED_VERTICES = 2_000_000
+
+
+def generated_geometry(ob) -> bool:
+    """Does the object show geometry its modifiers make (a mesh object with a modifier
+    enabled in the viewport)?"""
+    return (isinstance(ob, bpy.types.Object) and ob.type == "MESH"
+            and any(m.show_viewport for m in ob.modifiers))
+
+
+def geometry_key(registry, ob) -> str | None:
+    """The uuid a mesh hash of this object is kept under: the object's own uuid when its
+    geometry is generated (two objects sharing a mesh may generate different geometry),
+    else its mesh's."""
+    if generated_geometry(ob):
+        return registry.uuid_for(ob)
+    data = getattr(ob, "data", None)
+    return registry.uuid_for(data) if isinstance(data, bpy.types.Mesh) else None
+
+
+def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
+    """`read_mesh_arrays` of the evaluated object, instances realized into it.
+
+    Instances beyond MAX_REALIZED_INSTANCES (or vertices beyond MAX_GENERATED_VERTICES) are
+    left out, and the returned note says how many and why (the pump logs it and shows it in
+    `status()`); otherwise the note is None.
+    """
+    dg = bpy.context.evaluated_depsgraph_get()
+    ob_eval = ob.evaluated_get(dg)
+    parts = []
+    me = ob_eval.to_mesh()
+    try:
+        parts.append((read_mesh_arrays(me), None))
+    finally:
+        ob_eval.to_mesh_clear()
+    to_local = ob.matrix_world.inverted_safe()
+    total = parts[0][0]["n"]
+    skipped = 0
+    cache: dict[int, dict] = {}
+    count = 0
+    for inst in dg.object_instances:
+        if not inst.is_instance or inst.parent is None or inst.parent.original != ob:
+            continue
+        data = inst.object.data
+        if not isinstance(data, bpy.types.Mesh):
+            continue
+        count += 1
+        key = data.as_pointer()  # instances of one geometry share its evaluated mesh
+        if key not in cache:
+            cache[key] = read_mesh_arrays(data)
+        arrays = cache[key]
+        if count > MAX_REALIZED_INSTANCES or total + arrays["n"] > MAX_GENERATED_VERTICES:
+            skipped += 1
+            continue
+        total += arrays["n"]
+        parts.append((arrays, to_local @ inst.matrix_world))
+    note = None
+    if skipped:
+        note = (f"{ob.name}: {skipped} of {count} instances not sent (limits: "
+                f"{MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} vertices); "
+                "Unity shows the rest")
+    return _concat(parts), note
+
+
+def _concat(parts) -> dict:
+    """One arrays dict from (arrays, matrix or None) parts: positions and normals
+    transformed, triangle and corner indices offset."""
+    co = array.array("f")
+    nor = array.array("f")
+    tris = array.array("I")
+    luv = array.array("f")
+    lv = array.array("i")
+    any_uv = any(a["luv"] is not None for a, _ in parts)
+    base = 0
+    for a, m in parts:
+        n = a["n"]
+        if m is None:
+            co.extend(a["co"])
+            nor.extend(a["nor"])
+        else:
+            mat = numpy.array(m, dtype=numpy.float64)
+            p = numpy.frombuffer(a["co"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
+            q = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T
+            length = numpy.linalg.norm(q, axis=1, keepdims=True)
+            q = q / numpy.where(length == 0, 1, length)
+            co.frombytes(p.astype(numpy.float32).tobytes())
+            nor.frombytes(q.astype(numpy.float32).tobytes())
+        tris.frombytes((numpy.frombuffer(a["tris"], dtype=numpy.uint32) + base).astype(numpy.uint32).tobytes())
+        if any_uv:
+            if a["luv"] is not None:
+                luv.extend(a["luv"])
+                lv.frombytes((numpy.frombuffer(a["lv"], dtype=numpy.int32) + base).astype(numpy.int32).tobytes())
+        base += n
+    return {"n": base, "co": co, "nor": nor, "tris": tris,
+            "luv": luv if any_uv and len(lv) else None, "lv": lv if any_uv and len(lv) else None}

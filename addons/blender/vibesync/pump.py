@@ -169,6 +169,8 @@ class Session:
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
+        # Objects whose generated geometry was not sent whole (too many instances): uuid -> why.
+        self.generated_notes: dict[str, str] = {}
         self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
         # Deleted here by the person: a replay must not bring them back (§6.6).
@@ -1085,6 +1087,20 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
+    def _generated_ready(self, uuid: str, ob) -> None:
+        """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
+        under the object's own uuid; a note when instances were left out (limits)."""
+        arrays, note = capture.evaluated_mesh_arrays(ob)
+        if note is not None:
+            if self.generated_notes.get(uuid) != note:
+                log.warning("vibesync: %s", note)
+            self.generated_notes[uuid] = note
+        else:
+            self.generated_notes.pop(uuid, None)
+        blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
+        self.mesh_hashes[uuid] = blake3_hex(blob)
+        self.mesh_blobs[uuid] = blob
+
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
         """A mesh's encoding and hash are known: remember them, re-capture its users."""
         alias = self.mesh_alias.get(mu)
@@ -1134,6 +1150,10 @@ class Session:
         if kind == "object" and capture.in_edit_mode(idb):
             self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
             return
+        if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
+            # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            self.geometry_dirty.discard(key)
+            self._generated_ready(uuid, idb)
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
@@ -1206,7 +1226,7 @@ class Session:
         for op in ops:
             blob = b""
             if capture.needs_attachment(op):
-                mu = self.registry.uuid_for(idb.data)
+                mu = capture.geometry_key(self.registry, idb)
                 blob = self.mesh_blobs.get(mu, b"") if mu else b""
                 if not blob or self.mesh_hashes.get(mu) != op["mesh_hash"]:
                     log.warning("vibesync: mesh of %s not available; sending without it", uuid)
@@ -1395,6 +1415,7 @@ class Session:
             "user_active": self.user_active,
             "last_rebind": dict(self.last_rebind),
             "registry_check": dict(self.registry_check),
+            "generated_geometry_notes": dict(self.generated_notes),
             "handshake_error": self.last_handshake_error,
             "backoff_s": self.transport.backoff_s if self.transport else None,
             "pause_reason": self.pause_reason,
