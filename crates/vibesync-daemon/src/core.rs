@@ -138,6 +138,11 @@ impl Daemon {
         self.fatal.notified().await
     }
 
+    /// Authenticated sessions now connected.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
         self.sessions
             .lock()

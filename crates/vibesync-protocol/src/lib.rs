@@ -22,7 +22,7 @@ pub mod state;
 pub mod validate;
 
 pub use error::{ErrorCode, ItemErrorCode};
-pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAME_BYTES};
 pub use message::{parse_inbound, Inbound, ItemResult, MessageError, Outbound};
 
 /// The protocol version this build speaks.

@@ -5,8 +5,10 @@
 
 pub mod editor;
 
+mod audit;
 mod kill_loop;
 mod load;
+mod preauth;
 mod security;
 mod storage;
 mod torn;
