@@ -63,7 +63,7 @@ namespace VibeSync.Bridge.Core
             return b;
         }
 
-        public static string HashOf(byte[] attachment) { return Blake3.HashHex(attachment); }
+        public static string HashOf(byte[] attachment) { return StateHash.Sha256Hex(attachment); }
 
         static uint U32(byte[] b, int at) { return (uint)(b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)); }
 
