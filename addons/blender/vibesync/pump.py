@@ -25,7 +25,6 @@ import bpy
 
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
-from .blake3 import blake3_hex
 
 # Meshes above this many vertices are encoded and hashed off Blender's main thread.
 BIG_MESH_VERTICES = 20000
@@ -40,7 +39,7 @@ def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
     blob = capture.encode_mesh_arrays(arrays, unit_scale)
-    return blob, blake3_hex(blob)
+    return blob, wire.mesh_hash(blob)
 
 
 from .identity import Registry  # noqa: E402
@@ -991,7 +990,7 @@ class Session:
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
                 self.alias_jobs[mu] = (fut, incoming_hash)
             else:
-                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         poses = capture.incoming_poses(batch.changes)
@@ -1098,7 +1097,7 @@ class Session:
         else:
             self.generated_notes.pop(uuid, None)
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
-        self.mesh_hashes[uuid] = blake3_hex(blob)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
@@ -1178,7 +1177,7 @@ class Session:
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
-                    h = blake3_hex(blob)
+                    h = wire.mesh_hash(blob)
                     self._mesh_ready(mu, me, kind, blob, h)
             else:
                 self.geometry_dirty.discard(key)

@@ -534,7 +534,7 @@ impl Stores {
     /// A stored mesh, checked against its hash (a damaged blob is never sent).
     pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.data.blobs().join(hash)).ok()?;
-        if blake3::hash(&bytes).to_hex().as_str() == hash {
+        if vibesync_protocol::mesh::Mesh::hash_bytes(&bytes) == hash {
             Some(bytes)
         } else {
             error!(mesh_hash = hash, "stored mesh blob fails its hash; not sent");
