@@ -626,3 +626,26 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
         assert len(daemon.tail()) == before, "Blender echoed the applied mesh back"
     finally:
         unity.close()
+
+
+def test_mesh_encoding_is_byte_identical_to_the_reference_encoder(clean_blender):
+    """The numpy encoder (worker thread) writes exactly the bytes `wire.encode_mesh` writes
+    from plain lists: same hash whichever path encoded a mesh (§7)."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=24, ring_count=12)  # UV seams, poles
+    me = bpy.context.active_object.data
+    a = capture.read_mesh_arrays(me)
+    for k in (1.0, 0.01, 3.7):
+        n = a["n"]
+        co, nor = a["co"], a["nor"]
+        pos, nrm = [], []
+        for i in range(n):
+            x, y, z = co[3 * i:3 * i + 3]
+            pos += [x * k, z * k, -y * k]
+            nx, ny, nz = nor[3 * i:3 * i + 3]
+            nrm += [nx, nz, -ny]
+        per_vertex = dict(zip(a["lv"], zip(a["luv"][0::2], a["luv"][1::2])))
+        uv = [0.0] * (2 * n)
+        for vi, (u, v) in per_vertex.items():
+            uv[2 * vi], uv[2 * vi + 1] = u, v
+        ref = wire.encode_mesh(pos, list(a["tris"]), normals=nrm, uv0=uv)
+        assert capture.encode_mesh_arrays(a, k) == ref, f"unit scale {k}"

@@ -40,7 +40,12 @@ def blender_view() -> dict[str, dict]:
             st = capture.read_state(idb, kind, reg, {})
             verts = None
             if kind == "object" and idb.type == "MESH":
-                verts = len(idb.data.vertices)
+                if capture.generated_geometry(idb):  # sent evaluated (PROTOCOL §7.1)
+                    ev = idb.evaluated_get(bpy.context.evaluated_depsgraph_get())
+                    verts = len(ev.to_mesh().vertices)
+                    ev.to_mesh_clear()
+                else:
+                    verts = len(idb.data.vertices)
             out[u] = {"kind": kind, "name": st["name"], "parent": st["parent"],
                       "visible": st["visible"], "t": list(st["t"]), "r": list(st["r"]),
                       "s": list(st["s"]), "vertices": verts}

@@ -233,7 +233,7 @@ def test_linked_duplicates_share_one_mesh(world):
     assert bpy.data.objects["CubeLinked"].data == bpy.data.objects["Cube"].data
 
 
-def test_modifiers_send_the_base_mesh(world):
+def test_modifiers_send_the_evaluated_mesh(world):
     def build():
         mod = bpy.data.objects["Cube"].modifiers.new("Subdiv", "SUBSURF")
         mod.levels = 2
@@ -243,10 +243,12 @@ def test_modifiers_send_the_base_mesh(world):
     made = uuids_of(STARTUP)
     converge(host)
     cube = next(u for u, n in made.items() if n == "Cube")
-    # Documented (PROTOCOL §7): the peer sees the base mesh, not the evaluated one.
-    assert host_view(host)[cube]["vertices"] == 8
+    # Documented (PROTOCOL §7.1): the peer sees what Blender shows, the evaluated mesh
+    # (a cube subdivided twice: 98 vertices); Blender keeps its base mesh and modifier.
+    assert host_view(host)[cube]["vertices"] == 98
     world.finish(host, made)
     assert bpy.data.objects["Cube"].modifiers["Subdiv"].levels == 2
+    assert len(bpy.data.objects["Cube"].data.vertices) == 8
 
 
 def test_cameras_lights_and_empties(world):

@@ -26,8 +26,10 @@ import bpy
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
 
-# Meshes above this many vertices are encoded and hashed off Blender's main thread.
-BIG_MESH_VERTICES = 20000
+# Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
+# them (reading them with foreach_get is the only mesh work on the main thread), so no
+# main-thread step waits for a hash, whatever the hash function costs.
+BIG_MESH_VERTICES = 0
 _POOL: list = []
 
 
