@@ -6,6 +6,7 @@
 pub mod editor;
 
 mod audit;
+mod blobs;
 mod kill_loop;
 mod load;
 mod preauth;
