@@ -284,7 +284,8 @@ fn origins(data: &DataDir) -> Result<Origins, DaemonError> {
 
 fn who_of(o: &Origins, operation: &str) -> Vec<Who> {
     let Some((session, payload)) = o.begins.get(operation) else { return vec![] };
-    let tool = payload["automation"]["tool"].as_str().map(String::from);
+    // An agent's change carries `automation.tool`; a router tool call names its `tool`.
+    let tool = payload["automation"]["tool"].as_str().or(payload["tool"].as_str()).map(String::from);
     let sessions: Vec<String> = match payload["origins"].as_array() {
         Some(a) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
         None => vec![session.clone()],
