@@ -43,6 +43,12 @@ class MessageType:
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
+    # Agent tool calls and addon registries (§9).
+    ADDON_COMMAND = "addon_command"
+    COMMAND_RESPONSE = "command_response"
+    REGISTRY_UPDATED = "registry_updated"
+    ADDON_REGISTERED = "addon_registered"
+    ADDON_UNREGISTERED = "addon_unregistered"
 
 
 class ErrorCode:
