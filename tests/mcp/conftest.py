@@ -34,12 +34,18 @@ def workdir(tmp_path) -> str:
     return str(tmp_path)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "governance(toml): extra lines of the daemon's [governance]")
+
+
 @pytest.fixture
-def daemon_config(workdir) -> str:
+def daemon_config(request, workdir) -> str:
+    marker = request.node.get_closest_marker("governance")
+    extra = marker.args[0] if marker else ""
     cfg = os.path.join(workdir, "vibesync.toml")
     with open(cfg, "w", encoding="utf-8") as f:
         f.write("[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 5000\n"
-                "[governance]\nuser_idle_ms = 1500\n"
+                f"[governance]\nuser_idle_ms = 1500\n{extra}\n"
                 "[agents]\ncall_timeout_ms = 20000\nhandler_budget_ms = 3000\ntool_failures = 3\n"
                 "progress_interval_ms = 200\n")
     return cfg
