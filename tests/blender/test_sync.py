@@ -232,7 +232,7 @@ def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
     sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change" for c in m["changes"]})
     scripted.push(frame({"type": "batch_result", "batch_id": "r", "seq": 41, "outcome": "committed",
                          "uuids": sent, "error_code": None}))
-    pump_until(lambda: not vibesync._session().unresolved, what="changes resolved")
+    pump_until(lambda: len(vibesync._session().inflight) == 0, what="changes resolved")
     scripted.push(batch_frames("op-3", 42, [
         {"op": "create", "uuid": u, "kind": "object", "name": "Busy", "parent": None,
          "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
@@ -533,10 +533,16 @@ def test_a_replay_never_undoes_local_work(scripted):
     s = vibesync._session()
     st = capture.read_state(bpy.data.objects["Mine"], "object", s.registry, s.mesh_hashes)
     assert answer["hashes"][u] == wire.state_hash(st), "answers with what it holds"
-    # Once the daemon resolved the change, a replay is applied again.
+    # Once the daemon resolved the change, the kept state (one change per uuid in flight)
+    # goes out; once that is resolved too, a replay is applied again.
+    sent = len([m for m in scripted.received if m.get("type") == "change"])
     scripted.push(frame({"type": "batch_result", "batch_id": "b", "seq": 51, "outcome": "rolled_back",
                          "uuids": [u], "error_code": "VERIFY_MISMATCH"}))
-    pump_until(lambda: u not in vibesync._session().unresolved, what="resolved")
+    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"]) > sent,
+               what="the kept local state sent")
+    scripted.push(frame({"type": "batch_result", "batch_id": "b2", "seq": 51, "outcome": "committed",
+                         "uuids": [u], "error_code": None}))
+    pump_until(lambda: u not in vibesync._session().inflight, what="resolved")
     scripted.push(batch_frames("op-10", 52, [
         {"op": "create", "uuid": u, "kind": "object", "name": "Mine", "parent": None,
          "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))

@@ -85,6 +85,30 @@ def is_visible(ob) -> bool:
     return not (ob.hide_viewport or hidden)
 
 
+def layer_collection(coll, view_layer=None):
+    """The view layer's LayerCollection of `coll` (it holds the outliner's eye), or None."""
+    if view_layer is None:
+        view_layer = getattr(bpy.context, "view_layer", None)
+    if view_layer is None:
+        return None
+    stack = [view_layer.layer_collection]
+    while stack:
+        lc = stack.pop()
+        if lc.collection == coll:
+            return lc
+        stack.extend(lc.children)
+    return None
+
+
+def collection_visible(coll) -> bool:
+    """A collection is shown unless "Disable in Viewports" or the outliner's eye (the view
+    layer's hide flag) hides it."""
+    if coll.hide_viewport:
+        return False
+    lc = layer_collection(coll)
+    return not (lc is not None and lc.hide_viewport)
+
+
 def read_mesh_arrays(me) -> dict:
     """Everything an attachment needs, read with `foreach_get` (main thread, fast). The
     result holds only plain arrays: `encode_mesh_arrays` may run on another thread."""
@@ -183,7 +207,7 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
         pc = parent_collection(idb)
         t, r, s = IDENTITY_TRS
         state.update({"parent": registry.uuid_for(pc) if pc is not None else None,
-                      "visible": not idb.hide_viewport, "t": list(t), "r": list(r),
+                      "visible": collection_visible(idb), "t": list(t), "r": list(r),
                       "s": list(s)})
         return state
     if kind == "object":
@@ -272,6 +296,28 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
     if "material" in cur and not _close(prev.get("material"), cur["material"]):
         ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
     return ops
+
+
+def incoming_poses(changes) -> dict[str, dict]:
+    """uuid -> the last t / r / s a batch sets for it (in the receiver's units)."""
+    out: dict[str, dict] = {}
+    for c, _ in changes:
+        if c.get("op") in ("create", "transform"):
+            out[c["uuid"]] = {"t": c["t"], "r": c["r"], "s": c["s"]}
+    return out
+
+
+def snap_to(state: dict, pose: dict) -> dict:
+    """`state` with its t / r / s replaced by `pose` where they agree within EPSILON
+    (Blender keeps float32 and Euler angles, so a pose read back is the pose it was given
+    only within storage precision; the hash must be the given one's)."""
+    out = dict(state)
+    for f in ("t", "s"):
+        if f in out and _close(out[f], pose[f]):
+            out[f] = list(pose[f])
+    if "r" in out and _rotation_close(out["r"], pose["r"]):
+        out["r"] = list(pose["r"])
+    return out
 
 
 def needs_attachment(op: dict) -> bool:

@@ -43,12 +43,30 @@ class MessageType:
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
+    PEERS = "peers"
+    CONFLICT = "conflict"
+    EDITOR_STATE = "editor_state"
     # Agent tool calls and addon registries (§9).
     ADDON_COMMAND = "addon_command"
     COMMAND_RESPONSE = "command_response"
     REGISTRY_UPDATED = "registry_updated"
     ADDON_REGISTERED = "addon_registered"
     ADDON_UNREGISTERED = "addon_unregistered"
+
+
+class Outcome:
+    """`batch_result.outcome` values (§6.4)."""
+
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    DROPPED = "dropped"
+
+
+class EditorState:
+    """`editor_state.state` values (§6.7)."""
+
+    PAUSED = "paused"
+    RUNNING = "running"
 
 
 class ErrorCode:

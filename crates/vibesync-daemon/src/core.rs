@@ -409,6 +409,41 @@ impl Daemon {
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
                 }
             }
+            // Under the turn: a consistent snapshot of registry + WAL (verify.rs).
+            "verify" => {
+                let (data, registry, seq) = (self.data.clone(), self.stores.registry.clone(), self.last_seq());
+                match tokio::task::spawn_blocking(move || crate::verify::live(&data, &registry, seq)).await {
+                    Ok(Ok(report)) => report.to_json(),
+                    Ok(Err(e)) => return Outbound::error(ErrorCode::Internal, format!("verify: {e}"), rid).to_frame(),
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Audit pack + blob collection now (also on a schedule: retention.rs).
+            "maintain" => {
+                let (data, registry) = (self.data.clone(), self.stores.registry.clone());
+                let grace = std::time::Duration::from_secs(self.config.storage.blob_grace_secs);
+                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &registry, grace)).await {
+                    Ok(report) => report,
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Today's synced state of a project's objects (`vibesync restore` plans from it).
+            "entries" => {
+                let Some(project) = a.project_id.as_deref() else {
+                    return Outbound::error(ErrorCode::BadMessage, "field `project_id`: missing", rid).to_frame();
+                };
+                match self.stores.registry.live_entries(Some(project)) {
+                    Ok(entries) => {
+                        let items: Vec<Value> = entries
+                            .into_iter()
+                            .filter(|e| e.status == vibesync_registry::Status::Live && e.state.is_some())
+                            .map(|e| json!({"uuid": e.uuid, "kind": e.kind, "state": e.state, "state_hash": e.state_hash, "updated_seq": e.updated_seq}))
+                            .collect();
+                        json!({"project_id": project, "seq": self.last_seq(), "items": items})
+                    }
+                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
+                }
+            }
             "quarantine_list" => {
                 let items: Vec<Value> = self
                     .stores
@@ -467,17 +502,15 @@ impl Daemon {
                 info!(uuid = %uuid, "quarantine released by a person");
                 json!({"uuid": uuid, "released": released})
             }
-            other => {
-                return Outbound::error(
-                    ErrorCode::BadMessage,
-                    format!(
-                        "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release",
-                        vibesync_protocol::validate::truncate_for_message(other)
-                    ),
-                    rid,
-                )
-                .to_frame()
-            }
+            other => return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    vibesync_protocol::validate::truncate_for_message(other)
+                ),
+                rid,
+            )
+            .to_frame(),
         };
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }
@@ -637,6 +670,7 @@ impl Daemon {
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
+        obj.insert("disk".into(), crate::retention::status_json(&self.data));
         s
     }
 

@@ -11,6 +11,8 @@
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown.
 //! - [`client`]: a small blocking client used by the CLI and tests.
+//! - [`verify`]: the consistency check; [`restore`]: audit history and restore plans;
+//!   [`retention`]: disk use per store, audit packing, blob collection.
 //!
 //! Invariant: no reply that depends on a mutation leaves before the WAL COMMIT is fdatasync'd
 //! and the registry is flushed; a storage failure stops the daemon rather than pretending.
@@ -21,6 +23,8 @@ pub mod config;
 pub mod core;
 pub mod fsutil;
 pub mod paths;
+pub mod restore;
+pub mod retention;
 pub mod router;
 pub mod server;
 pub mod session;
