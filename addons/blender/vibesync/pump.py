@@ -25,6 +25,7 @@ import bpy
 
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
+from . import router as router_mod
 
 # Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
 # them (reading them with foreach_get is the only mesh work on the main thread), so no
@@ -220,6 +221,9 @@ class Session:
         self.last_handshake_error: dict | None = None
         self.applied_batches = 0
         self.pending_save_doc: dict | None = None
+        # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
+        self.ai = router_mod.AddonRouter()
+        self.automation: dict | None = None  # set while capturing a tool call's changes
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -378,6 +382,8 @@ class Session:
                         "new datablocks as new", ADOPT_WAIT_S)
             self._open_adopt_gate()
         work += self._apply_batches(deadline)
+        self.ai.poll(self)
+        work += self.ai.run_pending(self)
         work += self._process_dirty(deadline)
         now = time.monotonic()
         if (self.sweep_due_at and now >= self.sweep_due_at) or \
@@ -449,6 +455,7 @@ class Session:
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
                             "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+            self.ai.on_connected(self)
             log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
                      "registering %d datablocks", self.session_id, self.project_id,
                      welcome.get("seq"), len(self.to_register))
@@ -567,6 +574,8 @@ class Session:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
+        elif t == wire.MessageType.ADDON_COMMAND:
+            self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
             self._on_peers(msg)
         elif t == wire.MessageType.CONFLICT:
@@ -1267,7 +1276,7 @@ class Session:
 
     # ----------------------------------------------------------------- user activity
     def _mark_user_edit(self) -> None:
-        if self.applying:
+        if self.applying or self.automation is not None:
             return
         now = time.monotonic()
         self.last_user_edit = now
@@ -1330,33 +1339,78 @@ class Session:
         if not self.changes_supported:
             self.out_ops.clear()
         elif self.out_ops:
-            # Keep the order; a frame carries at most one attachment (one mesh).
             ops, self.out_ops = self.out_ops, []
-            plain: list[dict] = []
-            for op, blob in ops:
-                if blob:
-                    if plain:
-                        self._send_change(plain)
-                        plain = []
-                        n += 1
-                    self._send_change([op], blob)
-                    n += 1
-                else:
-                    plain.append(op)
-            if plain:
-                self._send_change(plain)
-                n += 1
+            n += self._send_ops(ops)
         return n
 
-    def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+    def _send_ops(self, ops: list, automation: dict | None = None) -> int:
+        """Send ops in order; a frame carries at most one attachment (one mesh)."""
+        n = 0
+        plain: list[dict] = []
+        for op, blob in ops:
+            if blob:
+                if plain:
+                    self._send_change(plain, automation=automation)
+                    plain = []
+                    n += 1
+                self._send_change([op], blob, automation)
+                n += 1
+            else:
+                plain.append(op)
+        if plain:
+            self._send_change(plain, automation=automation)
+            n += 1
+        return n
+
+    def _send_change(self, ops: list[dict], attachment: bytes = b"",
+                     automation: dict | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        rid = self.request("change", {"type": wire.MessageType.CHANGE,
-                                      "base_seq": self.last_seq, "changes": ops}, uuids,
-                           attachment=attachment)
+        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq, "changes": ops}
+        if automation is not None:
+            msg["automation"] = automation  # an agent's tool call made these (§9.2)
+        rid = self.request("change", msg, uuids, attachment=attachment)
         if rid is not None:
             self.inflight.sent(rid, uuids)
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
+
+    # ------------------------------------------------------------- agent tool calls
+    def capture_now(self, automation: dict | None) -> list:
+        """Capture everything changed so far and send it at once (§9.2). With `automation`,
+        the changes are a tool call's: sent carrying it, never counted as a person's edit.
+        Returns the uuids of the changes sent."""
+        bpy.context.view_layer.update()
+        if self.scan_reason is not None:
+            self._scan()
+        if self.unknown_keys:
+            keys, self.unknown_keys = self.unknown_keys, set()
+            self._handle_report(self.registry.adopt(keys), "new datablock")
+        start = len(self.out_ops)
+        self.automation = automation
+        try:
+            for _ in range(8):  # collections/materials mark their objects: a few passes
+                if not self.dirty:
+                    break
+                self._process_dirty(float("inf"))
+        finally:
+            self.automation = None
+        if automation is None:
+            self._flush()
+            return []
+        ops = self.out_ops[start:]
+        del self.out_ops[start:]
+        self._flush()  # registers first (new uuids), then the call's changes
+        if self.connected and self.changes_supported and not self.paused and not self.safe_mode:
+            self._send_ops(ops, automation)
+        else:
+            self.out_ops.extend(ops)
+        return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+
+    def after_rollback(self) -> None:
+        """A failed tool call was undone: rebind every datablock now (undo replaced them)."""
+        self.unknown_keys.clear()
+        self.scan_reason = "undo"
+        self._scan()
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
@@ -1429,4 +1483,10 @@ class Session:
             "progress": self.progress(),
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
+            "ai": {
+                "available": sorted(self.ai.scan.available) if self.ai.scan else [],
+                "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],
+                "rejected": list(self.ai.scan.rejected) if self.ai.scan else [],
+                "last_results": list(self.ai.results[-5:]),
+            },
         }

@@ -45,6 +45,12 @@ class MessageType:
     PEERS = "peers"
     CONFLICT = "conflict"
     EDITOR_STATE = "editor_state"
+    # Agent tool calls and addon registries (§9).
+    ADDON_COMMAND = "addon_command"
+    COMMAND_RESPONSE = "command_response"
+    REGISTRY_UPDATED = "registry_updated"
+    ADDON_REGISTERED = "addon_registered"
+    ADDON_UNREGISTERED = "addon_unregistered"
 
 
 class Outcome:
