@@ -5,23 +5,33 @@
 //! - [`paths`]: the data directory layout (every file the daemon owns is named there).
 //! - [`boot`]: boot.json (clean/unclean boots), [`token`]: the shared secret.
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
-//! - [`core`]: shared state and the request handlers (the mutation path).
+//! - [`core`]: shared state and the request handlers (the mutation path); `core::registrar`
+//!   group-commits register/tombstone requests.
+//! - [`flusher`]: the background registry flush.
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown; [`admission`]: the quota of
 //!   connections waiting for `hello`.
 //! - [`client`]: a small blocking client used by the CLI and tests.
+//! - [`verify`]: the consistency check; [`restore`]: audit history and restore plans;
+//!   [`retention`]: disk use per store, audit packing, blob collection.
 //!
 //! Invariant: no reply that depends on a mutation leaves before the WAL COMMIT is fdatasync'd
-//! and the registry is flushed; a storage failure stops the daemon rather than pretending.
+//! and applied to the registry (whose flush runs in the background: boot catches it up from
+//! the WAL); a storage failure stops the daemon rather than pretending.
 
 pub mod admission;
 pub mod boot;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod flusher;
 pub mod fsutil;
 pub mod paths;
+pub mod restore;
+pub mod retention;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod stores;

@@ -37,6 +37,8 @@ pub struct Stores {
     pub audit: Option<Arc<Audit>>,
     data: DataDir,
     sidecar_dirty: Arc<AtomicBool>,
+    /// Applied to the registry since its last flush.
+    registry_dirty: Arc<AtomicBool>,
     /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
@@ -61,6 +63,7 @@ impl Stores {
             quarantine_dir: data.quarantine(),
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
+            resume: None,
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
         if let Some(t) = &recovery.torn_tail {
@@ -101,6 +104,7 @@ impl Stores {
             audit: None,
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
+            registry_dirty: Arc::new(AtomicBool::new(false)),
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
@@ -179,6 +183,7 @@ impl Stores {
         let mut stores = stores;
         stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq)?;
         lap("audit reconciled");
+        crate::flusher::spawn(Arc::downgrade(&stores.registry), stores.registry_dirty.clone());
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {
@@ -209,7 +214,7 @@ impl Stores {
         Ok(())
     }
 
-    /// Apply a committed transaction to the registry and make it durable.
+    /// Apply a committed transaction to the registry (flushed by the background flusher).
     pub fn apply_committed(&self, records: &[Record]) -> Result<(), DaemonError> {
         let report = self.registry.apply_committed(records)?;
         if !report.applied {
@@ -227,7 +232,9 @@ impl Stores {
         for s in &report.skipped {
             warn!(operation_id = %report.operation_id, seq = s.seq, uuid = ?s.uuid, "registry step skipped: {}", s.reason);
         }
-        self.registry.flush()?;
+        // Durable by the WAL already; the registry is flushed in the background (a sled
+        // flush is an fsync: never on an acknowledgement path or an async worker).
+        self.registry_dirty.store(true, Ordering::SeqCst);
         self.sidecar_dirty.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -534,7 +541,7 @@ impl Stores {
     /// A stored mesh, checked against its hash (a damaged blob is never sent).
     pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.data.blobs().join(hash)).ok()?;
-        if blake3::hash(&bytes).to_hex().as_str() == hash {
+        if vibesync_protocol::mesh::Mesh::hash_bytes(&bytes) == hash {
             Some(bytes)
         } else {
             error!(mesh_hash = hash, "stored mesh blob fails its hash; not sent");

@@ -586,6 +586,8 @@ impl Actor {
             json!({
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
+                // Who made the batch, for `vibesync history` (restore.rs).
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];

@@ -125,9 +125,10 @@ impl Mesh {
         Ok(Mesh { positions, normals, uv0, indices })
     }
 
-    /// `mesh_hash`: lowercase hex blake3 of the encoded attachment.
+    /// `mesh_hash`: lowercase hex SHA-256 of the encoded attachment (§7).
     pub fn hash_bytes(attachment: &[u8]) -> String {
-        blake3::hash(attachment).to_hex().to_string()
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(attachment))
     }
 }
 

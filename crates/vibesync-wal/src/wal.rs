@@ -25,6 +25,24 @@ pub struct WalConfig {
     /// On corruption, move everything from the first bad byte on to quarantine instead of
     /// refusing to open (`vibesync serve --repair`).
     pub repair: bool,
+    /// Start recovery after this record instead of at the first one (a checkpoint,
+    /// docs/WAL.md §9). Used only if the record is really there: otherwise recovery reads the
+    /// whole log and says why in [`Recovery::resume_rejected`].
+    pub resume: Option<ResumeAt>,
+}
+
+/// The end of one record: recovery continues the chain from here without reading what is
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeAt {
+    /// Seq of the record.
+    pub seq: u64,
+    /// Its `h` (the next record's `prev`).
+    pub h: String,
+    /// First seq of the segment holding it (the segment's name).
+    pub segment: u64,
+    /// Byte offset just past its line (`\n` included) in that segment.
+    pub offset: u64,
 }
 
 impl WalConfig {
@@ -36,6 +54,7 @@ impl WalConfig {
             quarantine_dir: data_dir.join("quarantine"),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             repair: false,
+            resume: None,
         }
     }
 }
