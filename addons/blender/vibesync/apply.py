@@ -272,7 +272,10 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             _place(idb, registry.resolve(parent) if parent else None)
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
             _set_visible(idb, change.get("visible", True))
-            if change.get("mesh_hash") and attachment:
+            if capture.generated_geometry(idb):
+                # Its modifiers make what was sent: the base mesh stays as the person left it.
+                pass
+            elif change.get("mesh_hash") and attachment:
                 idb = _ensure_mesh_object(idb, registry)
                 _mesh_from_attachment(idb.data, attachment, unit_scale)
                 meshes[idb.data.session_uid] = (change["mesh_hash"], attachment)
@@ -315,6 +318,9 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             raise LookupError(f"material {uuid}: the object cannot hold a material")
         _set_material(mat, change["material"])
     elif op == "mesh":
+        if capture.generated_geometry(idb):
+            raise LookupError(f"mesh {uuid}: {idb.name}'s geometry is made by its modifiers in "
+                              "Blender; edit it there (the base mesh is never overwritten)")
         if isinstance(idb, bpy.types.Object):
             idb = _ensure_mesh_object(idb, registry)  # create, then add a mesh (Unity)
         me = idb.data if isinstance(idb, bpy.types.Object) else idb

@@ -26,10 +26,11 @@ import bpy
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
 from . import router as router_mod
-from .blake3 import blake3_hex
 
-# Meshes above this many vertices are encoded and hashed off Blender's main thread.
-BIG_MESH_VERTICES = 20000
+# Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
+# them (reading them with foreach_get is the only mesh work on the main thread), so no
+# main-thread step waits for a hash, whatever the hash function costs.
+BIG_MESH_VERTICES = 0
 _POOL: list = []
 
 
@@ -41,7 +42,7 @@ def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
     blob = capture.encode_mesh_arrays(arrays, unit_scale)
-    return blob, blake3_hex(blob)
+    return blob, wire.mesh_hash(blob)
 
 
 from .identity import Registry  # noqa: E402
@@ -170,8 +171,18 @@ class Session:
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
+        # Objects whose generated geometry was not sent whole (too many instances): uuid -> why.
+        self.generated_notes: dict[str, str] = {}
         self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
+        # Deleted here by the person: a replay must not bring them back (§6.6).
+        self.deleted_here: set[str] = set()
+        # uuid -> seq of the last committed batch_result naming it: a replay older than
+        # that is stale for the uuid and is not applied to it.
+        self.result_seq: dict[str, int] = {}
+        # Batches this editor received as a participant: their batch_result says nothing
+        # about this editor's own changes.
+        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -535,11 +546,18 @@ class Session:
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
             uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
-            self.dirty.update(self.inflight.resolve(uuids))
             outcome = msg.get("outcome")
+            if msg.get("batch_id") in self.received_batches:
+                # The result of a batch we applied as a participant, not of our changes.
+                uuids = []
+            self.dirty.update(self.inflight.resolve(uuids))
             if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
                 self.not_synced.synced(uuids)
                 self.synced.update(uuids)
+                rseq = msg.get("seq")
+                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                    for u in uuids:
+                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
             elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
@@ -576,6 +594,10 @@ class Session:
             except apply_mod.BatchError as e:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
+            if msg.get("type") == wire.MessageType.BATCH_BEGIN:
+                self.received_batches[str(msg.get("batch_id"))] = None
+                while len(self.received_batches) > 4096:
+                    self.received_batches.popitem(last=False)
             if batch is not None:
                 self.batches.append(batch)
                 if batch.path == "resync":
@@ -709,6 +731,8 @@ class Session:
         self.out_ops.clear()
         self.quiet.clear()
         self.remote_deleted.clear()
+        self.deleted_here.clear()
+        self.result_seq.clear()
         self._scan()
         try:
             self._check_persisted_registry()
@@ -765,6 +789,7 @@ class Session:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
         changed = report.new + report.revived + report.renamed
+        self.deleted_here.difference_update(report.revived)  # undo of a delete
         self.to_register.update(changed)
         for u in report.vanished:
             self._vanished(u)
@@ -805,6 +830,7 @@ class Session:
             return
         self.to_register.discard(uuid)
         self.to_tombstone.add(uuid)
+        self.deleted_here.add(uuid)
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
@@ -874,12 +900,14 @@ class Session:
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight:
+        if uuid in self.inflight or uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
             return False
         key = (b.kind, b.session_uid)
+        if b.alive and self.registry.resolve(uuid) is None:
+            return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
 
@@ -939,7 +967,8 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)]
+            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
+                    or batch.seq < self.result_seq.get(u, 0)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -947,8 +976,10 @@ class Session:
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay",
-                         batch.batch_id, len(kept))
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
+                         batch.batch_id, len(kept), kept)
+        # Local edits of these uuids not sent yet: applying the batch must not swallow them.
+        pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
         self.applying = True
         try:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
@@ -970,7 +1001,7 @@ class Session:
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
                 self.alias_jobs[mu] = (fut, incoming_hash)
             else:
-                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         poses = capture.incoming_poses(batch.changes)
@@ -986,6 +1017,15 @@ class Session:
                 # Blender stores float32: what it holds is the sent pose within storage
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, poses[uuid])
+            if uuid not in kept and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], batch.changes, uuid)
+                if uuid in pending or capture.locally_edited(
+                        state, made, lambda p: self.registry.resolve(p) is not None):
+                    # The batch is applied; the person's newer edit of this uuid (e.g. a
+                    # rename not reported yet) is a change of its own, sent after: answer
+                    # the state the batch made (§6.4), keep the edit as what is left to send.
+                    state = made
+                    self.dirty.add((b.kind, b.session_uid))
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
             if uuid in kept:
@@ -1057,6 +1097,20 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
+    def _generated_ready(self, uuid: str, ob) -> None:
+        """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
+        under the object's own uuid; a note when instances were left out (limits)."""
+        arrays, note = capture.evaluated_mesh_arrays(ob)
+        if note is not None:
+            if self.generated_notes.get(uuid) != note:
+                log.warning("vibesync: %s", note)
+            self.generated_notes[uuid] = note
+        else:
+            self.generated_notes.pop(uuid, None)
+        blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
+        self.mesh_blobs[uuid] = blob
+
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
         """A mesh's encoding and hash are known: remember them, re-capture its users."""
         alias = self.mesh_alias.get(mu)
@@ -1106,6 +1160,10 @@ class Session:
         if kind == "object" and capture.in_edit_mode(idb):
             self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
             return
+        if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
+            # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            self.geometry_dirty.discard(key)
+            self._generated_ready(uuid, idb)
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
@@ -1130,7 +1188,7 @@ class Session:
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
-                    h = blake3_hex(blob)
+                    h = wire.mesh_hash(blob)
                     self._mesh_ready(mu, me, kind, blob, h)
             else:
                 self.geometry_dirty.discard(key)
@@ -1178,7 +1236,7 @@ class Session:
         for op in ops:
             blob = b""
             if capture.needs_attachment(op):
-                mu = self.registry.uuid_for(idb.data)
+                mu = capture.geometry_key(self.registry, idb)
                 blob = self.mesh_blobs.get(mu, b"") if mu else b""
                 if not blob or self.mesh_hashes.get(mu) != op["mesh_hash"]:
                     log.warning("vibesync: mesh of %s not available; sending without it", uuid)
@@ -1313,6 +1371,8 @@ class Session:
         rid = self.request("change", msg, uuids, attachment=attachment)
         if rid is not None:
             self.inflight.sent(rid, uuids)
+            log.debug("vibesync: change %s sent: %s", rid,
+                      [(op["op"], op.get("uuid")) for op in ops])
 
     # ------------------------------------------------------------- agent tool calls
     def capture_now(self, automation: dict | None) -> list:
@@ -1410,6 +1470,7 @@ class Session:
             "user_active": self.user_active,
             "last_rebind": dict(self.last_rebind),
             "registry_check": dict(self.registry_check),
+            "generated_geometry_notes": dict(self.generated_notes),
             "handshake_error": self.last_handshake_error,
             "backoff_s": self.transport.backoff_s if self.transport else None,
             "pause_reason": self.pause_reason,
