@@ -200,6 +200,7 @@ def test_linked_duplicates_share_one_mesh(world):
     world.blender(build=build)
     made = uuids_of(STARTUP + ("CubeLinked",))
     host = world.host()
+    converge(host)  # the host has the replay before its view is read
     hv = host_view(host)
     view = world.finish(host, made)
     by_name = {v["name"]: u for u, v in view.items()}
@@ -207,7 +208,7 @@ def test_linked_duplicates_share_one_mesh(world):
     assert bpy.data.objects["CubeLinked"].data == bpy.data.objects["Cube"].data
 
 
-def test_modifiers_send_the_base_mesh(world):
+def test_modifiers_send_the_evaluated_mesh(world):
     def build():
         mod = bpy.data.objects["Cube"].modifiers.new("Subdiv", "SUBSURF")
         mod.levels = 2
@@ -217,8 +218,10 @@ def test_modifiers_send_the_base_mesh(world):
     made = uuids_of(STARTUP)
     converge(host)
     cube = next(u for u, n in made.items() if n == "Cube")
-    # Documented (PROTOCOL §7): the peer sees the base mesh, not the evaluated one.
-    assert host_view(host)[cube]["vertices"] == 8
+    # Documented (PROTOCOL §7.1): the peer sees what Blender shows, the evaluated mesh
+    # (the cube subdivided twice: 98 vertices); Blender's base mesh keeps its 8.
+    assert host_view(host)[cube]["vertices"] == 98
+    assert len(bpy.data.objects["Cube"].data.vertices) == 8
     world.finish(host, made)
     assert bpy.data.objects["Cube"].modifiers["Subdiv"].levels == 2
 
