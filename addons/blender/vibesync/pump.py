@@ -1097,9 +1097,10 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
-    def _generated_ready(self, uuid: str, ob) -> None:
+    def _generated_ready(self, uuid: str, ob, key) -> bool:
         """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
-        under the object's own uuid; a note when instances were left out (limits)."""
+        under the object's own uuid; a note when instances were left out (limits). Big
+        geometry is encoded and hashed on the mesh worker (True: wait for it)."""
         arrays, note = capture.evaluated_mesh_arrays(ob)
         if note is not None:
             if self.generated_notes.get(uuid) != note:
@@ -1107,9 +1108,14 @@ class Session:
             self.generated_notes[uuid] = note
         else:
             self.generated_notes.pop(uuid, None)
+        if arrays["n"] > BIG_MESH_VERTICES:
+            fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
+            self.mesh_jobs[uuid] = (fut, {key})
+            return True
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
         self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
+        return False
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
         """A mesh's encoding and hash are known: remember them, re-capture its users."""
@@ -1162,8 +1168,12 @@ class Session:
             return
         if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
             # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            if uuid in self.mesh_jobs:
+                self.mesh_jobs[uuid][1].add(key)
+                return  # the previous evaluation is still encoding: read again once it is done
             self.geometry_dirty.discard(key)
-            self._generated_ready(uuid, idb)
+            if self._generated_ready(uuid, idb, key):
+                return  # big: encoded on the worker; this object is captured when it is ready
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
