@@ -38,6 +38,10 @@ pub struct Stores {
     sidecar_dirty: Arc<AtomicBool>,
     /// Applied to the registry since its last flush.
     registry_dirty: Arc<AtomicBool>,
+    /// The boot checkpoint's writer (docs/WAL.md §9) and how this boot used one.
+    checkpoints: Arc<std::sync::Mutex<crate::checkpoint::Tracker>>,
+    checkpointer_stop: Arc<AtomicBool>,
+    boot: Arc<Value>,
     /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
@@ -46,8 +50,13 @@ pub struct Stores {
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
 }
 
-fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
-    move || match Reader::open(&dir) {
+/// The WAL's records from the start, or (`from`) after a checkpoint position.
+fn wal_records(dir: &std::path::Path, from: Option<vibesync_wal::Position>) -> Box<dyn Iterator<Item = Record>> {
+    let reader = match from {
+        Some(p) => Reader::open_at(dir, p),
+        None => Reader::open(dir),
+    };
+    match reader {
         Ok(r) => Box::new(r.map_while(|e| e.ok()).map(|e| e.record)),
         Err(_) => Box::new(std::iter::empty()),
     }
@@ -57,13 +66,26 @@ impl Stores {
     pub fn open(config: &Config, data: &DataDir, opts: &ServeOptions) -> Result<Stores, DaemonError> {
         let started = std::time::Instant::now();
         let lap = |what: &str| info!(elapsed_ms = started.elapsed().as_millis() as u64, "boot: {what}");
+        let mut checkpoint = match crate::checkpoint::load(data.root()) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("boot checkpoint unusable ({why}); moved to quarantine, reading the whole log");
+                crate::checkpoint::set_aside(data.root(), &data.quarantine());
+                None
+            }
+        };
         let wal_cfg = WalConfig {
             dir: data.wal(),
             quarantine_dir: data.quarantine(),
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
+            resume: checkpoint.as_ref().map(crate::checkpoint::Checkpoint::resume_at),
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
+        if let Some(why) = &recovery.resume_rejected {
+            warn!("boot checkpoint does not match the WAL ({why}); reading the whole log");
+            checkpoint = None;
+        }
         if let Some(t) = &recovery.torn_tail {
             warn!(file = %t.file.display(), offset = t.offset, bytes = t.bytes, quarantine = %t.quarantine_path.display(), "torn WAL tail moved to quarantine");
         }
@@ -80,7 +102,12 @@ impl Stores {
         let mut reg_cfg = RegistryConfig::new(data.root());
         reg_cfg.cache_capacity = config.storage.registry_cache_bytes;
         lap("WAL recovered");
-        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal()))?;
+        let resume =
+            checkpoint.as_ref().map(|c| vibesync_registry::Resume { after_seq: c.seq, registry_seq: c.registry_seq });
+        let from = checkpoint.as_ref().map(crate::checkpoint::Checkpoint::position);
+        let wal_dir = data.wal();
+        let (registry, report) =
+            Registry::open_resuming(&reg_cfg, resume, |short| wal_records(&wal_dir, if short { from } else { None }))?;
         lap("registry opened");
         info!(report = ?report, "registry opened");
         let stores = Stores {
@@ -93,6 +120,17 @@ impl Stores {
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
+            checkpoints: Arc::new(std::sync::Mutex::new(crate::checkpoint::Tracker::new(
+                data.wal(),
+                data.root().to_path_buf(),
+                checkpoint.clone(),
+            ))),
+            checkpointer_stop: Arc::new(AtomicBool::new(false)),
+            boot: Arc::new(json!({
+                "resumed_after": recovery.resumed_after,
+                "wal_records_read": recovery.records,
+                "registry": report,
+            })),
         };
 
         if let Some(payload) = stores.registry.migration_payload() {
@@ -175,9 +213,15 @@ impl Stores {
                 Err(e) => error!("ghost audit disabled for this run: {e}"),
             }
         }
-        stores.boot_scan();
+        stores.boot_scan(checkpoint.as_ref());
         lap("audit reconciled");
-        crate::flusher::spawn(Arc::downgrade(&stores.registry), stores.registry_dirty.clone());
+        stores.checkpointer_stop = crate::checkpoint::spawn(
+            stores.checkpoints.clone(),
+            stores.wal.clone(),
+            Arc::downgrade(&stores.registry),
+            stores.audit.as_ref().map(Arc::downgrade),
+            stores.registry_dirty.clone(),
+        );
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {
@@ -321,18 +365,25 @@ impl Stores {
     /// Commit every FINAL the audit repository has not seen (it is derived data).
     /// One pass over the WAL after recovery: collect ROLLBACKs (for replay to reconnecting
     /// editors) and commit every FINAL the audit repository has not seen (it is derived data).
-    fn boot_scan(&mut self) {
+    fn boot_scan(&mut self, checkpoint: Option<&crate::checkpoint::Checkpoint>) {
         let since = self.audit.as_ref().map(|a| a.last_audited_seq()).unwrap_or(u64::MAX);
-        let Ok(reader) = Reader::open(self.data.wal()) else {
+        // After a checkpoint only the records after it are read, unless the audit lost
+        // commits the checkpoint counted on (then its FINALs before it are needed again).
+        let checkpoint = checkpoint.filter(|c| self.audit.is_none() || since >= c.audit_seq.unwrap_or(0).min(c.seq));
+        let reader = match checkpoint {
+            Some(c) => Reader::open_at(self.data.wal(), c.position()),
+            None => Reader::open(self.data.wal()),
+        };
+        let Ok(reader) = reader else {
             return;
         };
+        let kept = checkpoint.map(|c| c.kept.clone()).unwrap_or_default();
         let mut rollbacks = Vec::new();
         // Group missing FINALs per project, in chunks, to keep commits few but bounded.
         let mut pending: BTreeMap<String, (u64, u64, Vec<String>, Vec<String>)> = BTreeMap::new();
         let mut count = 0u64;
         let mut gov = self.governance.lock().unwrap();
-        for entry in reader.map_while(|e| e.ok()) {
-            let r = entry.record;
+        for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
             gov.observe(&Observed {
                 seq: r.seq,
                 phase: r.phase.as_str(),
@@ -394,7 +445,12 @@ impl Stores {
             }
             None => json!({"enabled": false}),
         };
+        let checkpoint = self.checkpoints.lock().unwrap().last().map(|c| {
+            json!({"seq": c.seq, "registry_seq": c.registry_seq, "audit_seq": c.audit_seq, "written_at": c.written_at})
+        });
         json!({
+            "checkpoint": checkpoint,
+            "boot": *self.boot,
             "seq": w.last_seq,
             "registry": {"live": c.live, "tombstoned": c.tombstoned, "quarantined": c.quarantined},
             "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs},
@@ -413,8 +469,10 @@ impl Stores {
         }
     }
 
-    /// Graceful close: drain the audit, flush the registry, write the sidecar, sync the WAL.
+    /// Graceful close: drain the audit, flush the registry, write the sidecar and a
+    /// checkpoint, sync the WAL.
     pub async fn close(&self, timeout: Duration) {
+        self.checkpointer_stop.store(true, Ordering::SeqCst);
         if let Some(a) = &self.audit {
             // Commit everything queued (audit lag 0 after a clean stop), then join the thread.
             let a = a.clone();
@@ -429,6 +487,14 @@ impl Stores {
         if let Err(e) = self.registry.flush() {
             error!("registry flush at shutdown failed: {e}");
         }
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let audit = me.audit.as_deref();
+            if let Err(e) = me.checkpoints.lock().unwrap().checkpoint(&me.wal, &me.registry, audit) {
+                warn!("no checkpoint at shutdown (the next boot reads more of the log): {e}");
+            }
+        })
+        .await;
         self.write_sidecar_if_dirty();
         if let Err(e) = self.wal.close().await {
             error!("WAL close failed: {e}");

@@ -3,10 +3,12 @@
 
 mod common;
 
+mod checkpoint;
 mod cli;
 mod durability;
 mod governance;
 mod handshake;
+mod ingest;
 mod registry;
 mod resilience;
 mod sync;
