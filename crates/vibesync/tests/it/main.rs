@@ -11,4 +11,6 @@ mod handshake;
 mod ingest;
 mod registry;
 mod resilience;
+mod restore;
+mod service;
 mod sync;
