@@ -269,7 +269,11 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Resync { session_id: sess.session_id.clone(), since_seq: r.since_seq },
+                    SyncEvent::Resync {
+                        session_id: sess.session_id.clone(),
+                        since_seq: r.since_seq,
+                        request_id: r.request_id,
+                    },
                 );
                 vec![]
             }

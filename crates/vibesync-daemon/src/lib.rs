@@ -7,8 +7,9 @@
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path); `core::registrar`
 //!   group-commits register/tombstone requests.
-//! - [`flusher`]: the background registry flush.
+//! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`ratelimit`]: over-budget coalescible changes are merged, never refused (pure).
 //! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown; [`admission`]: the quota of
@@ -23,12 +24,13 @@
 
 pub mod admission;
 pub mod boot;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod core;
-pub mod flusher;
 pub mod fsutil;
 pub mod paths;
+pub mod ratelimit;
 pub mod restore;
 pub mod retention;
 pub mod router;

@@ -58,6 +58,8 @@ pub enum SyncEvent {
     Resync {
         session_id: SessionId,
         since_seq: u64,
+        /// Echoed on the answering batch's fences (docs/PROTOCOL.md §6.6).
+        request_id: Option<String>,
     },
     Left {
         session_id: SessionId,
@@ -263,8 +265,10 @@ impl Actor {
                 let now = self.now_ms();
                 self.idle.activity(&session_id, active, now);
             }
-            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, false).await,
-            SyncEvent::Resync { session_id, since_seq } => self.replay(&session_id, since_seq, true).await,
+            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, None).await,
+            SyncEvent::Resync { session_id, since_seq, request_id } => {
+                self.replay(&session_id, since_seq, Some(request_id)).await
+            }
             SyncEvent::Left { session_id } => {
                 self.resyncs.retain(|_, r| r.session_id != session_id);
                 self.idle.left(&session_id);
@@ -285,7 +289,7 @@ impl Actor {
                 let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
                 for s in self.project_sessions() {
                     if s.session_id != origin {
-                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, "slow", &ops).await;
+                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, "slow", &ops, None).await;
                     }
                 }
             }
@@ -308,7 +312,7 @@ impl Actor {
             self.diverged.insert(session.session_id.clone(), None);
             // Always answered: the full replay, or an empty `resync` batch carrying the
             // daemon's seq when there is nothing to replay (the refusal promises one).
-            self.replay(&session.session_id, 0, true).await;
+            self.replay(&session.session_id, 0, Some(None)).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -664,7 +668,7 @@ impl Actor {
             if ops.is_empty() {
                 continue;
             }
-            if !self.send_batch(&s, &batch_id, seq, path.as_str(), &ops).await {
+            if !self.send_batch(&s, &batch_id, seq, path.as_str(), &ops, None).await {
                 continue; // could not reach it: it will be resynced when it reconnects
             }
             let exp =
@@ -860,17 +864,23 @@ impl Actor {
                 None => (u.clone(), ChangeOp::Delete),
             })
             .collect();
-        self.send_resync_ops(&s, ops, why).await;
+        self.send_resync_ops(&s, ops, why, None).await;
     }
 
-    async fn send_resync_ops(&mut self, s: &SessionInfo, ops: Vec<(String, ChangeOp)>, why: &str) -> Option<String> {
+    async fn send_resync_ops(
+        &mut self,
+        s: &SessionInfo,
+        ops: Vec<(String, ChangeOp)>,
+        why: &str,
+        request_id: Option<&str>,
+    ) -> Option<String> {
         if ops.is_empty() {
             return None;
         }
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = self.daemon.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
-        if self.send_batch(s, &batch_id, seq, "resync", &ops).await {
+        if self.send_batch(s, &batch_id, seq, "resync", &ops, request_id).await {
             let expected = ops
                 .iter()
                 .map(|(u, op)| {
@@ -890,8 +900,9 @@ impl Actor {
         None
     }
 
-    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6).
-    async fn replay(&mut self, session_id: &str, last_seq: u64, always_answer: bool) {
+    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6). `answer`:
+    /// the `resync` request being answered (always answered, with its `request_id`).
+    async fn replay(&mut self, session_id: &str, last_seq: u64, answer: Option<Option<String>>) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
         if !holds_scene(&s.editor) {
             return;
@@ -929,13 +940,14 @@ impl Actor {
                 }
             }
         }
-        let batch_id = if ops.is_empty() && always_answer {
+        let request_id = answer.as_ref().and_then(|r| r.as_deref());
+        let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
-            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[]).await;
+            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[], request_id).await;
             None
         } else {
-            self.send_resync_ops(&s, ops, "replay").await
+            self.send_resync_ops(&s, ops, "replay", request_id).await
         };
         if let Some(slot) = self.diverged.get_mut(session_id) {
             *slot = batch_id;
@@ -953,11 +965,18 @@ impl Actor {
         seq: u64,
         path: &str,
         ops: &[(String, ChangeOp)],
+        request_id: Option<&str>,
     ) -> bool {
         let mut frames = Vec::with_capacity(ops.len() + 2);
         frames.push(
-            Outbound::BatchBegin { batch_id: batch_id.into(), seq, path: path.into(), count: ops.len() as u32 }
-                .to_frame(),
+            Outbound::BatchBegin {
+                batch_id: batch_id.into(),
+                seq,
+                path: path.into(),
+                count: ops.len() as u32,
+                request_id: request_id.map(str::to_string),
+            }
+            .to_frame(),
         );
         for (uuid, op) in ops {
             let change = change_to_wire(uuid, op, s.unit_scale);
@@ -975,7 +994,10 @@ impl Actor {
             };
             frames.push(Frame::new(json, attachment));
         }
-        frames.push(Outbound::BatchEnd { batch_id: batch_id.into(), seq }.to_frame());
+        frames.push(
+            Outbound::BatchEnd { batch_id: batch_id.into(), seq, request_id: request_id.map(str::to_string) }
+                .to_frame(),
+        );
         self.daemon.send_frames(&s.session_id, frames).await
     }
 }

@@ -372,6 +372,9 @@ pub enum Outbound {
         seq: u64,
         path: String,
         count: u32,
+        /// The `resync` request this batch answers (§6.6).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     Apply {
         batch_id: String,
@@ -380,6 +383,8 @@ pub enum Outbound {
     BatchEnd {
         batch_id: String,
         seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     BatchResult {
         batch_id: String,
