@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import itertools
 import logging
-import os
 import time
 
 import bpy
