@@ -63,3 +63,25 @@ def test_instances_beyond_the_limit_are_left_out_with_a_message(bridge, monkeypa
     assert len(mesh["positions"]) // 3 == 8 + 10 * 17
     note = vibesync.status()["generated_geometry_notes"][u]
     assert "15 of 25 instances not sent" in note, note
+
+
+def test_a_node_group_has_a_uuid_that_survives_a_rebuild(bridge):
+    from test_identity import daemon_live
+    daemon = bridge
+    ob = scatter_on("Rebuilt")
+    group = ob.modifiers["GeometryNodes"].node_group
+    settle()
+    gu = pump_until(lambda: group.get(PROP), what="node group uuid")
+    pump_until(lambda: daemon_live(daemon, [gu])[gu] == "live", what="node group registered")
+    with open(GRAPH, encoding="utf-8") as f:
+        graph, _ = geonodes.parse_graph_text(f.read())
+    graph["node_settings"]["grid"]["Vertices X"] = 3
+    geonodes.build(ob, graph)
+    settle()
+    rebuilt = ob.modifiers["GeometryNodes"].node_group
+    assert rebuilt.name == "Rebuilt GeometryNodes"
+    assert rebuilt[PROP] == gu
+    for _ in range(20):
+        vibesync.tick(20.0)
+    assert daemon_live(daemon, [gu])[gu] == "live"
+    assert gu not in vibesync.status()["tombstoned"]

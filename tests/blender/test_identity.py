@@ -56,6 +56,7 @@ def test_every_kind_gets_a_uuid_and_is_registered(bridge):
     col = bpy.data.collections.new("Props")
     lamp = bpy.data.lights.new("Lamp", "POINT")
     cam = bpy.data.cameras.new("Cam")
+    tree = bpy.data.node_groups.new("Scatter", "GeometryNodeTree")
     settle()
     # Orphan data (no depsgraph update) is found by the throttled sweep.
     pump_until(lambda: all(wire.is_valid_uuid(idb.get(PROP)) for _k, idb in all_tracked()),
@@ -64,7 +65,7 @@ def test_every_kind_gets_a_uuid_and_is_registered(bridge):
     for kind, idb in all_tracked():
         assert wire.is_valid_uuid(idb.get(PROP)), f"{kind} {idb.name} has no valid uuid"
         kinds[uid(idb)] = kind
-    for idb in (ob, ob.data, mat, arm, act, img, col, lamp, cam):
+    for idb in (ob, ob.data, mat, arm, act, img, col, lamp, cam, tree):
         assert uid(idb) in kinds
     assert set(kinds.values()) == set(identity.KIND_TABLE)
     assert len(kinds) == len(set(kinds))  # all distinct

@@ -9,6 +9,7 @@ epsilon 1e-5 (seed 002). States use the wire's canonical axes with lengths in Bl
 from __future__ import annotations
 
 import array
+import math
 import struct
 
 import bpy
@@ -49,14 +50,35 @@ def first_material(ob):
     return None
 
 
+def _rotation_quaternion(ob):
+    """The object's own rotation as a Quaternion, whatever its rotation mode."""
+    mode = ob.rotation_mode
+    if mode == "QUATERNION":
+        return ob.rotation_quaternion.normalized()
+    if mode == "AXIS_ANGLE":
+        angle, x, y, z = ob.rotation_axis_angle
+        return Quaternion(Vector((x, y, z)), angle)
+    return ob.rotation_euler.to_quaternion()
+
+
+def _is_identity(m) -> bool:
+    return all(m[i][j] == (1.0 if i == j else 0.0) for i in range(4) for j in range(4))
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
-    Computed from matrix_parent_inverse @ matrix_basis, which is always current; the
-    world/local matrices are only refreshed by a depsgraph evaluation.
+    With an identity parent inverse (no parent, or parented "without inverse") this is the
+    object's own location, rotation and scale as stored — exactly what `set_local_trs` wrote,
+    negative (mirrored) scales included, which a matrix decomposition cannot tell apart from
+    a 180° rotation (§6.5 "Stable values"). Otherwise it is matrix_parent_inverse @
+    matrix_basis, decomposed (always current; the world/local matrices are only refreshed by
+    a depsgraph evaluation).
     """
-    m = ob.matrix_parent_inverse @ ob.matrix_basis
-    loc, rot, scale = m.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = ob.location, _rotation_quaternion(ob), ob.scale
+    else:
+        loc, rot, scale = (ob.matrix_parent_inverse @ ob.matrix_basis).decompose()
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
 
 
@@ -64,19 +86,31 @@ def set_local_trs(ob, t, r, s) -> None:
     """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
     bt, br, bs = wire.wire_to_blender(t, r, s)
     q = Quaternion((br[3], br[0], br[1], br[2]))
-    m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
-    basis = ob.matrix_parent_inverse.inverted_safe() @ m
-    loc, rot, scale = basis.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = Vector(bt), q, Vector(bs)
+    else:
+        m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
+        basis = ob.matrix_parent_inverse.inverted_safe() @ m
+        loc, rot, scale = basis.decompose()
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
         ob.rotation_quaternion = rot
     elif mode == "AXIS_ANGLE":
-        axis, angle = rot.to_axis_angle()
-        ob.rotation_axis_angle = (angle, axis.x, axis.y, axis.z)
+        ob.rotation_axis_angle = _axis_angle(q if _is_identity(ob.matrix_parent_inverse) else rot)
     else:
         ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
     ob.scale = scale
+
+
+def _axis_angle(q) -> tuple[float, float, float, float]:
+    """(angle, x, y, z) of a quaternion, in double precision: mathutils' float32 acos loses
+    ~3e-4 rad for small angles, more than the state hash's 1e-5 (§6.5)."""
+    w, x, y, z = q.w, q.x, q.y, q.z
+    n = math.sqrt(x * x + y * y + z * z)
+    if n == 0.0:
+        return (0.0, 0.0, 1.0, 0.0)
+    return (2.0 * math.atan2(n, w), x / n, y / n, z / n)
 
 
 def is_visible(ob) -> bool:

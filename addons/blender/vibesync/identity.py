@@ -43,11 +43,12 @@ KIND_TABLE: dict[str, tuple[str, str]] = {
     "collection": ("collections", "GR"),
     "light": ("lights", "LA"),
     "camera": ("cameras", "CA"),
+    "node_group": ("node_groups", "NT"),
 }
 ID_TYPE_TO_KIND = {
     "OBJECT": "object", "MESH": "mesh", "MATERIAL": "material", "ARMATURE": "armature",
     "ACTION": "action", "IMAGE": "image", "COLLECTION": "collection", "LIGHT": "light",
-    "CAMERA": "camera",
+    "CAMERA": "camera", "NODETREE": "node_group",
 }
 
 

@@ -24,7 +24,7 @@ import bpy
 
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
-from .blake3 import blake3_hex
+from . import router as router_mod
 
 # Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
 # them (reading them with foreach_get is the only mesh work on the main thread), so no
@@ -41,7 +41,7 @@ def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
     blob = capture.encode_mesh_arrays(arrays, unit_scale)
-    return blob, blake3_hex(blob)
+    return blob, wire.mesh_hash(blob)
 
 
 from .identity import Registry  # noqa: E402
@@ -238,6 +238,9 @@ class Session:
         self.last_handshake_error: dict | None = None
         self.applied_batches = 0
         self.pending_save_doc: dict | None = None
+        # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
+        self.ai = router_mod.AddonRouter()
+        self.automation: dict | None = None  # set while capturing a tool call's changes
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -402,6 +405,9 @@ class Session:
             self._open_adopt_gate()
         work += self._apply_batches(deadline)
         clock.lap("apply")
+        self.ai.poll(self)
+        work += self.ai.run_pending(self)
+        clock.lap("agent tools")
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
@@ -476,6 +482,7 @@ class Session:
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
                             "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+            self.ai.on_connected(self)
             log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
                      "registering %d datablocks", self.session_id, self.project_id,
                      welcome.get("seq"), len(self.to_register))
@@ -594,6 +601,8 @@ class Session:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
+        elif t == wire.MessageType.ADDON_COMMAND:
+            self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
             self._on_peers(msg)
         elif t == wire.MessageType.CONFLICT:
@@ -1019,7 +1028,7 @@ class Session:
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
                 self.alias_jobs[mu] = (fut, incoming_hash)
             else:
-                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         poses = capture.incoming_poses(batch.changes)
@@ -1126,7 +1135,7 @@ class Session:
         else:
             self.generated_notes.pop(uuid, None)
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
-        self.mesh_hashes[uuid] = blake3_hex(blob)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> bool:
@@ -1218,7 +1227,7 @@ class Session:
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
-                    h = blake3_hex(blob)
+                    h = wire.mesh_hash(blob)
                     if self._mesh_ready(mu, me, kind, blob, h):
                         self._dirty_users({me.session_uid})
             else:
@@ -1307,7 +1316,7 @@ class Session:
 
     # ----------------------------------------------------------------- user activity
     def _mark_user_edit(self) -> None:
-        if self.applying:
+        if self.applying or self.automation is not None:
             return
         now = time.monotonic()
         self.last_user_edit = now
@@ -1373,33 +1382,78 @@ class Session:
         if not self.changes_supported:
             self.out_ops.clear()
         elif self.out_ops:
-            # Keep the order; a frame carries at most one attachment (one mesh).
             ops, self.out_ops = self.out_ops, []
-            plain: list[dict] = []
-            for op, blob in ops:
-                if blob:
-                    if plain:
-                        self._send_change(plain)
-                        plain = []
-                        n += 1
-                    self._send_change([op], blob)
-                    n += 1
-                else:
-                    plain.append(op)
-            if plain:
-                self._send_change(plain)
-                n += 1
+            n += self._send_ops(ops)
         return n
 
-    def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+    def _send_ops(self, ops: list, automation: dict | None = None) -> int:
+        """Send ops in order; a frame carries at most one attachment (one mesh)."""
+        n = 0
+        plain: list[dict] = []
+        for op, blob in ops:
+            if blob:
+                if plain:
+                    self._send_change(plain, automation=automation)
+                    plain = []
+                    n += 1
+                self._send_change([op], blob, automation)
+                n += 1
+            else:
+                plain.append(op)
+        if plain:
+            self._send_change(plain, automation=automation)
+            n += 1
+        return n
+
+    def _send_change(self, ops: list[dict], attachment: bytes = b"",
+                     automation: dict | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        rid = self.request("change", {"type": wire.MessageType.CHANGE,
-                                      "base_seq": self.last_seq, "changes": ops}, uuids,
-                           attachment=attachment)
+        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq, "changes": ops}
+        if automation is not None:
+            msg["automation"] = automation  # an agent's tool call made these (§9.2)
+        rid = self.request("change", msg, uuids, attachment=attachment)
         if rid is not None:
             self.inflight.sent(rid, uuids)
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
+
+    # ------------------------------------------------------------- agent tool calls
+    def capture_now(self, automation: dict | None) -> list:
+        """Capture everything changed so far and send it at once (§9.2). With `automation`,
+        the changes are a tool call's: sent carrying it, never counted as a person's edit.
+        Returns the uuids of the changes sent."""
+        bpy.context.view_layer.update()
+        if self.scan_reason is not None:
+            self._scan()
+        if self.unknown_keys:
+            keys, self.unknown_keys = self.unknown_keys, set()
+            self._handle_report(self.registry.adopt(keys), "new datablock")
+        start = len(self.out_ops)
+        self.automation = automation
+        try:
+            for _ in range(8):  # collections/materials mark their objects: a few passes
+                if not self.dirty:
+                    break
+                self._process_dirty(float("inf"))
+        finally:
+            self.automation = None
+        if automation is None:
+            self._flush()
+            return []
+        ops = self.out_ops[start:]
+        del self.out_ops[start:]
+        self._flush()  # registers first (new uuids), then the call's changes
+        if self.connected and self.changes_supported and not self.paused and not self.safe_mode:
+            self._send_ops(ops, automation)
+        else:
+            self.out_ops.extend(ops)
+        return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+
+    def after_rollback(self) -> None:
+        """A failed tool call was undone: rebind every datablock now (undo replaced them)."""
+        self.unknown_keys.clear()
+        self.scan_reason = "undo"
+        self._scan()
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
@@ -1473,4 +1527,10 @@ class Session:
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
             "step_ms": {k: round(v, 2) for k, v in self.step_ms.items()},
+            "ai": {
+                "available": sorted(self.ai.scan.available) if self.ai.scan else [],
+                "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],
+                "rejected": list(self.ai.scan.rejected) if self.ai.scan else [],
+                "last_results": list(self.ai.results[-5:]),
+            },
         }

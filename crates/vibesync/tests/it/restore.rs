@@ -76,8 +76,7 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (a, c) = (new_uuid(), new_uuid());
-    // Editors register their objects before syncing them; the registration names the editor,
-    // which is how `history` tells who made a change.
+    // Editors register their objects before syncing them (as the real ones do).
     let ack = register(&mut b.c, "r", &[(&a, "object", "Anvil"), (&c, "object", "Crate")]);
     assert_eq!(statuses(&ack), ["registered", "registered"]);
 
@@ -126,7 +125,7 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     audit_caught_up(&data);
     let after = history(&data, &[]);
     assert_eq!(after.len(), points.len() + 1, "a restore adds history, never rewrites it");
-    assert_eq!(after[0]["who"][0]["editor"], Value::Null, "made by a cli session: {}", after[0]);
+    assert_eq!(after[0]["who"][0]["editor"], "cli", "made by a person from a cli session: {}", after[0]);
     assert_ne!(after[0]["who"][0]["session_id"], b.c.welcome["session_id"]);
     // Restoring to where we are is a no-op.
     let (code, r, text) = restore(&data, &mut [&mut b, &mut u], &["--to", &commit]);
