@@ -110,6 +110,7 @@ def run(n: int, binary: str, work: str) -> dict:
             if now > limit:
                 raise AssertionError(f"N={n}: not synced within {limit - t0:.0f}s: {p}")
             time.sleep(0.001)
+        steps = vibesync.status()["step_ms"]
         host.close()
         vibesync.disconnect()
     finally:
@@ -118,10 +119,13 @@ def run(n: int, binary: str, work: str) -> dict:
     return {"n": n, "ticks": len(ticks), "worst_ms": ticks[-1],
             "p99_ms": ticks[int(0.99 * (len(ticks) - 1))],
             "over_16ms": sum(1 for t in ticks if t > 16.0),
-            "acked_s": acked_at - t0, "held_s": held_at - t0}
+            "acked_s": acked_at - t0, "held_s": held_at - t0, "steps": steps}
 
 
 def main() -> int:
+    import faulthandler
+    import signal
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     sizes = [int(a) for a in sys.argv[1:]] or [500, 10000]
     work = tempfile.mkdtemp(prefix="vibesync-first-sync-")
     binary = os.path.join(work, "vibesync")
@@ -132,8 +136,8 @@ def main() -> int:
             print(f"first sync of {r['n']} objects (+10 collections): main-thread tick worst "
                   f"{r['worst_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['over_16ms']} of "
                   f"{r['ticks']} ticks over 16 ms; all acknowledged by the daemon after "
-                  f"{r['acked_s']:.1f} s, all held by the Unity host after {r['held_s']:.1f} s",
-                  flush=True)
+                  f"{r['acked_s']:.1f} s, all held by the Unity host after {r['held_s']:.1f} s; "
+                  f"worst per step (ms): {r['steps']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

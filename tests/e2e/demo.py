@@ -52,6 +52,10 @@ class View:
             u = ob.get("vibesync_uuid")
             if u:
                 out[u] = {"name": ob.name, "pos": list(ob.matrix_world.translation)}
+        for coll in bpy.data.collections:  # collections sync too (a root in Unity)
+            u = coll.get("vibesync_uuid")
+            if u:
+                out[u] = {"name": coll.name, "pos": [0.0, 0.0, 0.0]}
         return out
 
     def unity_objects(self) -> dict[str, dict]:
@@ -60,7 +64,8 @@ class View:
 
     def rows(self):
         b, u = self.blender_objects(), self.unity_objects()
-        not_synced = set(vibesync.status().get("not_synced") or [])
+        not_synced = {n["uuid"] if isinstance(n, dict) else n
+                      for n in vibesync.status().get("not_synced") or []}
         rows = []
         for uid in sorted(set(b) | set(u), key=lambda k: (b.get(k) or u.get(k))["name"]):
             bo, uo = b.get(uid), u.get(uid)

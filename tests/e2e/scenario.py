@@ -174,7 +174,7 @@ def uuids_of(names) -> dict[str, str]:
     for n in names:
         idb = bpy.data.objects.get(n) or bpy.data.collections.get(n)
         assert idb is not None, f"{n} not in Blender"
-        u = drive(lambda: idb.get("vibesync_uuid"), what=f"uuid on {n}")
+        u = drive(lambda idb=idb: idb.get("vibesync_uuid"), what=f"uuid on {n}")
         out[u] = n
     return out
 
