@@ -228,13 +228,13 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
     if let Err(m) = validate::project_id(&h.project_id) {
         return Err((ErrorCode::BadProjectId, m));
     }
-    if !validate::EDITORS.contains(&h.editor.as_str()) {
+    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
         return Err((
             ErrorCode::BadMessage,
             format!(
                 "field `editor`: `{}` is not one of {}",
                 validate::truncate_for_message(&h.editor),
-                validate::EDITORS.join(", ")
+                vibesync_protocol::ClientKind::list()
             ),
         ));
     }
