@@ -601,7 +601,15 @@ namespace VibeSync.Bridge.Core
                 var s = x as string;
                 if (s == null) continue;
                 awaitingResult.Remove(s);
-                unresolved.Remove(s); // resolved, whatever the outcome (§6.6)
+                // Resolved, whatever the outcome (§6.6) — but only the changes the daemon has
+                // acknowledged: a newer change of the uuid still waiting for its ack cannot be in
+                // this batch, and stays unresolved so no replay undoes it.
+                HashSet<string> reqs;
+                if (unresolved.TryGetValue(s, out reqs))
+                {
+                    reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
+                    if (reqs.Count == 0) unresolved.Remove(s);
+                }
             }
             BatchResults++;
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;

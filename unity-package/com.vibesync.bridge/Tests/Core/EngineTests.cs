@@ -263,7 +263,7 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow",
                     CubeCreate(u),
                     new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "Renamed" } },
-                    new Dictionary<string, object> { { "op", "reparent" }, { "uuid", u }, { "parent", Msg.NewUuid() } }); // unknown parent
+                    new Dictionary<string, object> { { "op", "visibility" }, { "uuid", Msg.NewUuid() }, { "visible", false } }); // unknown object
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
                 var hashes = (Dictionary<string, object>)applied["hashes"];
                 Check.Equal(kept, (string)hashes[a.Uuid], "the hash of the state actually kept (mismatch -> daemon rolls back)");
@@ -271,7 +271,7 @@ namespace VibeSync.Bridge.Tests
                 Check.True(r.Scene.Find(u) == null, "create rolled back");
                 Check.Equal("A", r.Scene.Find(a.Uuid).Name, "rename rolled back");
                 Check.Equal(0, r.Scene.UndoSteps, "no undo step recorded");
-                Check.True(r.Engine.LastError.Contains("does not exist"), "error explains: " + r.Engine.LastError);
+                Check.True(r.Engine.LastError.Contains("unknown object"), "error explains: " + r.Engine.LastError);
                 r.Settle();
                 Check.Equal(0, r.Daemon.Received("resync").Count, "no resync request: the daemon's rollback sends the state");
             }
@@ -432,6 +432,68 @@ namespace VibeSync.Bridge.Tests
         {
             var f = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == batchId);
             return f == null ? null : (Dictionary<string, object>)f.Message["hashes"];
+        }
+
+        /// <summary>
+        /// PROTOCOL §6.1: an object whose parent the receiver does not have is a root — the batch is
+        /// applied, not refused — and it is attached when that parent arrives.
+        /// </summary>
+        [VsTest]
+        public static void UnknownParentMakesARootAndTheParentArrivingAttachesIt()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string parent = Msg.NewUuid(), child = Msg.NewUuid(), other = Msg.NewUuid();
+                var c = CubeCreate(child);
+                c["parent"] = parent;
+                c["name"] = "Light";
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", c, CubeCreate(other));
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "batch answered", r.Pump);
+                Check.True(r.Scene.Find(child) != null && r.Scene.Find(other) != null, "the whole batch applied, not refused");
+                Check.True(r.Scene.Find(child).Parent == null, "the child is a root meanwhile");
+                Check.Equal(2, Applied(r, id).Count, "both answered with what the scene holds");
+                var p = CubeCreate(parent);
+                p["name"] = "Collection";
+                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", p);
+                Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "parent batch answered", r.Pump);
+                Check.Equal(parent, r.Scene.Find(child).Parent, "attached once its parent arrived");
+            }
+        }
+
+        /// <summary>
+        /// A batch_result resolves the changes the daemon acknowledged, never a newer change of the
+        /// same uuid still waiting for its ack: a replay that follows does not undo the newer move.
+        /// </summary>
+        [VsTest]
+        public static void BatchResultDoesNotResolveANewerChangeStillInFlight()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                var authoritative = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 2.0, 2, 2 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "first move queued", r.Pump);
+                // The daemon stops answering: the second move stays without ack.
+                r.Daemon.OnRequest = f => f.Type == "change" ? null : r.Daemon.DefaultReply(f);
+                a.Position = new[] { 3.0, 3, 3 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 3, r.Pump);
+                // The first move's batch commits.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.BatchResults == 2, TimeSpan.FromSeconds(5), "result received", r.Pump);
+                Check.True(r.Engine.HasUnresolvedLocalWork(a.Uuid), "the second move is still unresolved");
+                // A replay of the older state (it waits for the second move's ack, then is checked
+                // against the local work) does not undo the second move.
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                r.Settle();
+                var second = r.Daemon.Received("change")[2].Message;
+                r.Daemon.Broadcast(r.Daemon.Ack(second["request_id"], (List<object>)second["changes"], "uuid", AckStatus.Queued));
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
+                Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "the newer local move is kept");
+            }
         }
 
         [VsTest]
