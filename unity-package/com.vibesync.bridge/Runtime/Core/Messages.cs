@@ -269,11 +269,10 @@ namespace VibeSync.Bridge.Core
 
         public static Dictionary<string, object> Hello(string projectId, string editor, string editorVersion, string clientId, string token, double unitScale, long lastSeq)
         {
-            return new Dictionary<string, object>
+            var hello = new Dictionary<string, object>
             {
                 { "type", MessageType.Hello },
                 { "protocol", (long)ProtocolVersion },
-                { "project_id", projectId },
                 { "editor", editor ?? Editors.Unity },
                 { "editor_version", editorVersion ?? "" },
                 { "client_id", clientId },
@@ -281,6 +280,9 @@ namespace VibeSync.Bridge.Core
                 { "unit_scale", unitScale },
                 { "last_seq", lastSeq },
             };
+            // Omitted unless set: the daemon assigns the project (PROTOCOL §6.8 zero-config pairing).
+            if (projectId != null) hello["project_id"] = projectId;
+            return hello;
         }
 
         public static Dictionary<string, object> Ping(string requestId)

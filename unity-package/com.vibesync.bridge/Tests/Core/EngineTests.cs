@@ -496,6 +496,87 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.8: a rolled-back batch that carried this person's edit, answered with
+        /// kept_local, leaves the scene as it is, marks the uuid not synced with the reason, and the
+        /// edit is re-sent in full when the person edits again and when a peer joins; a committed
+        /// result clears the mark.
+        /// </summary>
+        [VsTest]
+        public static void KeptLocalMarksNotSyncedAndRetriesOnEditAndPeerJoin()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                a.Position = new[] { 4.0, 4, 4 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyMismatch },
+                    { "kept_local", true }, { "reason", "Blender could not apply it: parent missing" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "marked not synced", r.Pump);
+                Check.Equal("Blender could not apply it: parent missing", r.Engine.NotSynced[a.Uuid], "with the reason");
+                Check.Near(new[] { 4.0, 4, 4 }, a.Position, 1e-12, "the person's edit stays");
+                Check.True(r.Events.Contains("not_synced"), "not_synced event");
+
+                // The person edits again: the full state goes as `create`.
+                a.Name = "A2";
+                r.Engine.MarkDirty(a.Uuid);
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal("create", (string)op["op"], "re-sent in full after the next edit");
+
+                // A peer joins: re-sent again.
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "peers" }, { "project_id", "demo" },
+                    { "peers", new List<object> { new Dictionary<string, object> { { "session_id", "s-b" }, { "client", "blender" }, { "client_id", "c-b" } } } },
+                    { "other_projects", new List<object>() },
+                });
+                var ch2 = r.Daemon.WaitFor("change", 4, r.Pump);
+                var op2 = (Dictionary<string, object>)((List<object>)ch2[3].Message["changes"])[0];
+                Check.Equal("create", (string)op2["op"], "re-sent in full when a peer joins");
+                Check.Equal(1, r.Engine.Peers.Count, "peer listed");
+                Check.Equal("blender", r.Engine.Peers[0].Client, "its client kind");
+
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "a commit clears the mark", r.Pump);
+            }
+        }
+
+        /// <summary>PROTOCOL §6.8: without a project id, hello omits it and the client keeps the assigned one.</summary>
+        [VsTest]
+        public static void HelloOmitsAnUnsetProjectIdAndKeepsTheAssignedOne()
+        {
+            using (var d = new FakeDaemon())
+            {
+                d.OnHello = h =>
+                {
+                    var w = new Dictionary<string, object>
+                    {
+                        { "type", "welcome" }, { "session_id", Guid.NewGuid().ToString() }, { "daemon_version", "fake" }, { "protocol", 1L },
+                        { "seq", d.Seq }, { "safe_mode", false }, { "project_id", h.ContainsKey("project_id") ? h["project_id"] : "assigned-1" },
+                    };
+                    return w;
+                };
+                var c = ClientTests.NewClient(d.Port, d.TokenFile, o => o.ProjectId = null);
+                try
+                {
+                    c.Start();
+                    Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
+                    Check.True(!d.Received("hello")[0].Message.ContainsKey("project_id"), "hello omits project_id");
+                    Check.Equal("assigned-1", c.AssignedProjectId, "assigned id kept for the host to persist");
+                    d.DropAll();
+                    Check.Eventually(() => d.Received("hello").Count >= 2, TimeSpan.FromSeconds(10), "reconnected");
+                    Check.Equal("assigned-1", (string)d.Received("hello")[1].Message["project_id"], "the reconnect names the assigned project");
+                }
+                finally { c.Stop(); }
+            }
+        }
+
         [VsTest]
         public static void ReplayDoesNotUndoASentChangeWithoutResult()
         {
