@@ -24,6 +24,7 @@ use crate::core::{Daemon, SessionInfo};
 use crate::ratelimit::Overflow;
 use vibesync_engine::governance::Bucket;
 use vibesync_protocol::message::ItemResult;
+use vibesync_protocol::ItemStatus;
 
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
@@ -287,7 +288,9 @@ async fn submit_overflow(
         let results = c
             .changes
             .iter()
-            .map(|ch| ItemResult::ok(ch.get("uuid").and_then(|u| u.as_str()).unwrap_or_default(), "coalesced"))
+            .map(|ch| {
+                ItemResult::ok(ch.get("uuid").and_then(|u| u.as_str()).unwrap_or_default(), ItemStatus::Coalesced)
+            })
             .collect();
         let ack = Outbound::Ack { request_id: c.request_id, seq: daemon.last_seq(), results };
         alive &= tx.send(ack.to_frame()).await.is_ok();
@@ -317,13 +320,13 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
     if let Err(m) = validate::project_id(&h.project_id) {
         return Err((ErrorCode::BadProjectId, m));
     }
-    if !validate::EDITORS.contains(&h.editor.as_str()) {
+    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
         return Err((
             ErrorCode::BadMessage,
             format!(
                 "field `editor`: `{}` is not one of {}",
                 validate::truncate_for_message(&h.editor),
-                validate::EDITORS.join(", ")
+                vibesync_protocol::ClientKind::list()
             ),
         ));
     }

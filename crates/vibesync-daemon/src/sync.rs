@@ -22,7 +22,7 @@ use vibesync_engine::sync::{
 };
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
-use vibesync_protocol::{Frame, Outbound};
+use vibesync_protocol::{BatchOutcome, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
 use vibesync_registry::Status;
 use vibesync_wal::{Phase, Record, RecordDraft};
 
@@ -215,7 +215,7 @@ impl Actor {
             if Instant::now() >= f.deadline {
                 let missing: Vec<String> = f.expected.keys().filter(|s| !f.answered.contains(*s)).cloned().collect();
                 self.rollback(
-                    "VERIFY_TIMEOUT",
+                    RollbackCode::VerifyTimeout,
                     json!({"reason": "no `applied` within the verify timeout", "sessions": missing}),
                 )
                 .await;
@@ -289,7 +289,7 @@ impl Actor {
                 let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
                 for s in self.project_sessions() {
                     if s.session_id != origin {
-                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, "slow", &ops, None).await;
+                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await;
                     }
                 }
             }
@@ -329,7 +329,7 @@ impl Actor {
             let change = match parse_change(raw, session.unit_scale, &at) {
                 Ok(c) => c,
                 Err(e) => {
-                    results.push(ItemResult::error(shown, e.code.as_str(), e.message));
+                    results.push(ItemResult::error(shown, e.code, e.message));
                     continue;
                 }
             };
@@ -337,7 +337,7 @@ impl Actor {
             let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
                 Ok(blob) => blob,
                 Err((code, msg)) => {
-                    if code == "STALE" {
+                    if code == ItemErrorCode::Stale {
                         stale.push(change.uuid.clone());
                     }
                     results.push(ItemResult::error(&change.uuid, code, msg));
@@ -345,13 +345,13 @@ impl Actor {
                 }
             };
             if let Some(msg) = &diverged {
-                results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
+                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
             }
             match self.consult_gate(&change) {
                 Decision::Block(reason) => {
                     info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
-                    results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {reason}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
                     continue;
                 }
                 Decision::Degrade(reasons) => {
@@ -370,16 +370,16 @@ impl Actor {
                     Ok(Err(e)) => Some(e.to_string()),
                     Err(e) => Some(e.to_string()),
                 } {
-                    results.push(ItemResult::error(&change.uuid, "STORAGE_FAILED", format!("{at}: {e}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {e}")));
                     continue;
                 }
             }
             if automation_waits {
-                results.push(ItemResult::ok(&change.uuid, "held"));
+                results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
                 self.held.push(Queued { origin: session.clone(), change });
                 continue;
             }
-            results.push(ItemResult::ok(&change.uuid, "queued"));
+            results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
             self.window.push(self.now_ms(), Queued { origin: session.clone(), change });
         }
         (results, stale)
@@ -394,11 +394,11 @@ impl Actor {
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<Option<String>, (&'static str, String)> {
+    ) -> Result<Option<String>, (ItemErrorCode, String)> {
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
-                "QUARANTINED",
+                ItemErrorCode::Quarantined,
                 format!("{at}: uuid is quarantined; release it with `vibesync quarantine release {}`", change.uuid),
             ));
         }
@@ -406,20 +406,23 @@ impl Actor {
             || self.window.pending_uuids().any(|u| u == change.uuid)
             || self.inflight.as_ref().is_some_and(|f| f.uuids.contains(&change.uuid));
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
-            return Err(("NOT_FOUND", format!("{at}: no synced state for {}; send `create` first", change.uuid)));
+            return Err((
+                ItemErrorCode::NotFound,
+                format!("{at}: no synced state for {}; send `create` first", change.uuid),
+            ));
         }
         if change.op.path() == Path::Slow {
             if let Some(f) = self.inflight.as_ref().filter(|f| f.uuids.contains(&change.uuid)) {
                 if f.origin_clients.get(&change.uuid).is_some_and(|c| c != &session.client_id) {
                     return Err((
-                        "STALE",
+                        ItemErrorCode::Stale,
                         format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),
                     ));
                 }
             }
             if let Some((seq, client)) = self.synced.get(&change.uuid) {
                 if *seq > base_seq && client != &session.client_id {
-                    return Err(("STALE", format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
+                    return Err((ItemErrorCode::Stale, format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
                 }
             }
         }
@@ -429,7 +432,7 @@ impl Actor {
             let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
             if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
                 return Err((
-                    "INVALID_FIELD",
+                    ItemErrorCode::InvalidField,
                     format!(
                         "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
                         change.uuid,
@@ -443,15 +446,18 @@ impl Actor {
             if !attachment.is_empty() {
                 let actual = Mesh::hash_bytes(attachment);
                 if actual != hash {
-                    return Err(("INVALID_FIELD", format!("{at}.mesh_hash: attachment hashes to {actual}")));
+                    return Err((
+                        ItemErrorCode::InvalidField,
+                        format!("{at}.mesh_hash: attachment hashes to {actual}"),
+                    ));
                 }
                 if let Err(e) = Mesh::decode(attachment) {
-                    return Err(("INVALID_FIELD", format!("{at}: mesh attachment: {e}")));
+                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
                 }
                 return Ok(Some(hash.to_string()));
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
-                    "INVALID_FIELD",
+                    ItemErrorCode::InvalidField,
                     format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
                 ));
             }
@@ -559,7 +565,7 @@ impl Actor {
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
-                outcome: "dropped".into(),
+                outcome: BatchOutcome::Dropped,
                 uuids: dedup(uuids),
                 error_code: None,
             };
@@ -668,7 +674,7 @@ impl Actor {
             if ops.is_empty() {
                 continue;
             }
-            if !self.send_batch(&s, &batch_id, seq, path.as_str(), &ops, None).await {
+            if !self.send_batch(&s, &batch_id, seq, path.kind(), &ops, None).await {
                 continue; // could not reach it: it will be resynced when it reconnects
             }
             let exp =
@@ -742,7 +748,7 @@ impl Actor {
             let bad = mismatches(exp, &hashes);
             if !bad.is_empty() {
                 warn!(batch_id = %batch_id, session_id = %session_id, uuids = ?bad, "state hash mismatch");
-                self.rollback("VERIFY_MISMATCH", json!({"session_id": session_id, "uuids": bad})).await;
+                self.rollback(RollbackCode::VerifyMismatch, json!({"session_id": session_id, "uuids": bad})).await;
                 return;
             }
             f.answered.insert(session_id);
@@ -786,10 +792,10 @@ impl Actor {
         }
         info!(batch_id = %f.batch_id, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         self.daemon.finalize_later(SYNC_SESSION.into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
-        self.result(&f, commit_seq, "committed", None).await;
+        self.result(&f, commit_seq, BatchOutcome::Committed, None).await;
     }
 
-    async fn rollback(&mut self, code: &str, detail: Value) {
+    async fn rollback(&mut self, code: RollbackCode, detail: Value) {
         let Some(f) = self.inflight.take() else { return };
         let mut rb = self.draft(
             &f.batch_id,
@@ -800,7 +806,7 @@ impl Actor {
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
             }),
         );
-        rb.error_code = Some(code.to_string());
+        rb.error_code = Some(code.as_str().to_string());
         let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
             Ok(r) => {
                 let r = r.last().expect("one record");
@@ -818,33 +824,28 @@ impl Actor {
                 return;
             }
         };
-        warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code, "batch rolled back; re-sending the authoritative state");
+        warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code.as_str(), "batch rolled back; re-sending the authoritative state");
         self.rolled_back.push((seq, f.uuids.clone()));
         // The outcome first: an origin learns its change is resolved before the authoritative
         // state arrives, so it applies that state instead of guarding its own edit from it.
-        self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
+        self.result(&f, seq, BatchOutcome::RolledBack, Some(code)).await;
         let mut targets: Vec<SessionId> = f.expected.keys().cloned().collect();
         targets.extend(f.origins.iter().cloned());
         for s in dedup(targets) {
-            self.send_resync(&s, &f.uuids, code).await;
+            self.send_resync(&s, &f.uuids, code.as_str()).await;
         }
         self.escalate(escalation).await;
     }
 
-    async fn result(&self, f: &Inflight, seq: u64, outcome: &str, error_code: Option<String>) {
-        let msg = Outbound::BatchResult {
-            batch_id: f.batch_id.clone(),
-            seq,
-            outcome: outcome.into(),
-            uuids: f.uuids.clone(),
-            error_code,
-        }
-        .to_frame();
+    async fn result(&self, f: &Inflight, seq: u64, outcome: BatchOutcome, error_code: Option<RollbackCode>) {
+        let msg =
+            Outbound::BatchResult { batch_id: f.batch_id.clone(), seq, outcome, uuids: f.uuids.clone(), error_code }
+                .to_frame();
         let mut targets: HashSet<&SessionId> = f.expected.keys().collect();
         targets.extend(f.origins.iter());
         for s in targets {
             let ok = self.daemon.send_frames(s, vec![msg.clone()]).await;
-            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome, "batch_result sent");
+            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome = outcome.as_str(), "batch_result sent");
         }
     }
 
@@ -880,7 +881,7 @@ impl Actor {
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = self.daemon.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
-        if self.send_batch(s, &batch_id, seq, "resync", &ops, request_id).await {
+        if self.send_batch(s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
             let expected = ops
                 .iter()
                 .map(|(u, op)| {
@@ -944,7 +945,7 @@ impl Actor {
         let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
-            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[], request_id).await;
+            self.send_batch(&s, &id, self.daemon.last_seq(), PathKind::Resync, &[], request_id).await;
             None
         } else {
             self.send_resync_ops(&s, ops, "replay", request_id).await
@@ -963,7 +964,7 @@ impl Actor {
         s: &SessionInfo,
         batch_id: &str,
         seq: u64,
-        path: &str,
+        path: PathKind,
         ops: &[(String, ChangeOp)],
         request_id: Option<&str>,
     ) -> bool {
@@ -972,7 +973,7 @@ impl Actor {
             Outbound::BatchBegin {
                 batch_id: batch_id.into(),
                 seq,
-                path: path.into(),
+                path,
                 count: ops.len() as u32,
                 request_id: request_id.map(str::to_string),
             }

@@ -70,6 +70,14 @@ pub enum Path {
 }
 
 impl Path {
+    /// The wire `batch_begin.path` of this path.
+    pub fn kind(self) -> vibesync_protocol::PathKind {
+        match self {
+            Path::Fast => vibesync_protocol::PathKind::Fast,
+            Path::Slow => vibesync_protocol::PathKind::Slow,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Path::Fast => "fast",

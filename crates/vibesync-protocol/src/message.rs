@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, ItemErrorCode};
 use crate::frame::Frame;
+use crate::names::{BatchOutcome, ItemStatus, PathKind, RollbackCode};
 
 /// `hello`: the first frame of every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,23 +319,23 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemResult {
     pub uuid: String,
-    pub status: String,
+    pub status: ItemStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    pub error_code: Option<ItemErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 impl ItemResult {
-    pub fn ok(uuid: impl Into<String>, status: &str) -> ItemResult {
-        ItemResult { uuid: uuid.into(), status: status.to_string(), error_code: None, message: None }
+    pub fn ok(uuid: impl Into<String>, status: ItemStatus) -> ItemResult {
+        ItemResult { uuid: uuid.into(), status, error_code: None, message: None }
     }
 
-    pub fn error(uuid: impl Into<String>, code: &str, message: impl Into<String>) -> ItemResult {
+    pub fn error(uuid: impl Into<String>, code: ItemErrorCode, message: impl Into<String>) -> ItemResult {
         ItemResult {
             uuid: uuid.into(),
-            status: "error".into(),
-            error_code: Some(code.to_string()),
+            status: ItemStatus::Error,
+            error_code: Some(code),
             message: Some(message.into()),
         }
     }
@@ -370,7 +371,7 @@ pub enum Outbound {
     BatchBegin {
         batch_id: String,
         seq: u64,
-        path: String,
+        path: PathKind,
         count: u32,
         /// The `resync` request this batch answers (§6.6).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,10 +390,10 @@ pub enum Outbound {
     BatchResult {
         batch_id: String,
         seq: u64,
-        outcome: String,
+        outcome: BatchOutcome,
         uuids: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        error_code: Option<String>,
+        error_code: Option<RollbackCode>,
     },
     SafeMode {
         active: bool,
