@@ -221,3 +221,28 @@ fn service_install_status_uninstall() {
     let (_, v) = run(&["service", "uninstall", "--json"]);
     assert_eq!(v["removed"], false);
 }
+
+/// `vibesync stop`: the graceful stop that works on every platform (Windows has no SIGTERM).
+#[test]
+fn vibesync_stop_is_a_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    let mut c = d.client("blender");
+    let u = new_uuid();
+    assert_eq!(statuses(&register(&mut c, "r", &[(&u, "object", "A")])), ["registered"]);
+    let (code, out, err) = cli(&["stop", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stopped"], true, "{v}");
+    assert_eq!(v["pid"], d.pid(), "{v}");
+    let mut child = d.child.take().unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), Some(0));
+    let boot: Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
+    assert_eq!(boot["running"], false, "{boot}");
+    assert_eq!(boot["last_boot_success"], true, "{boot}");
+    // Nothing running: says so, still exit 0.
+    let (code, out, _) = cli(&["stop", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no daemon is running"), "{out}");
+}
