@@ -50,7 +50,8 @@ fn serve_says_what_to_do_next_reads_vibesync_config_and_logs_plain_json() {
         .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Not a terminal, like a service journal: no colour codes.
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     let rx = stdout_lines(&mut child);
@@ -91,6 +92,8 @@ fn serve_says_what_to_do_next_reads_vibesync_config_and_logs_plain_json() {
     assert_eq!(boot["running"], false, "{boot}");
     assert_eq!(boot["last_boot_success"], true, "{boot}");
 
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(stderr.contains("listening") && !stderr.contains('\u{1b}'), "stderr (journal) has colour codes:\n{stderr}");
     // The log file: JSON lines, no ANSI escapes, `uuids` a real array.
     let logs = read_logs(&data.join("logs"));
     assert!(!logs.contains('\u{1b}'), "ANSI escape in the log file");
