@@ -17,8 +17,9 @@ writes OUT_DIR/geometry_nodes_<major.minor>.json and OUT_DIR/socket_compat_<majo
   is one when a field flows in (`dependent`), or never is);
 * variants: for every enum/boolean property that changes which sockets exist, the sockets
   enabled under each value (all combinations when there are at most MAX_PRODUCT of them);
-* compatibility: for every pair of interface socket types, a link from a Group Input socket
-  of the first type to a Group Output socket of the second, and its `is_valid` after an update.
+* compatibility: for every pair of socket base types, a link between real nodes with sockets
+  of those types, and its `is_valid` after an update (`compat_table`); and the socket types
+  a group interface accepts.
 
 The output is deterministic (sorted, floats rounded) so a regeneration compares byte for byte.
 """
@@ -79,18 +80,26 @@ def default_of(sock):
     return None
 
 
-# What a socket's display shape (after field inferencing) says about fields. Blender 5.0
-# (the API with `inferred_structure_type`) redrew the shapes: a single value became a LINE,
-# a socket that may carry either became a CIRCLE.
+# What a socket's display shape (after field inferencing) says about its structure.
+# Inputs: single (single values only), field (single values and fields), dynamic (anything:
+# single values, fields, grids, lists), grid, list. Outputs: single (never a field), field
+# (always), dependent (what flows in), grid, list.
+# Blender 5.0 (the API with `inferred_structure_type`) redrew the shapes: a single value is a
+# LINE, a socket that may carry anything a CIRCLE; its display shape is the declared
+# capability and `inferred_structure_type` what inferencing found, so an output inferred as a
+# FIELD with nothing linked is a field source.
 SHAPES_4 = {"CIRCLE": ("single", "single"), "DIAMOND": ("field", "field"),
             "DIAMOND_DOT": ("field", "dependent")}
-SHAPES_5 = {"LINE": ("single", "single"), "CIRCLE": ("field", "dependent"),
+SHAPES_5 = {"LINE": ("single", "single"), "CIRCLE": ("dynamic", "dependent"),
             "DIAMOND": ("field", "field"), "LIST": ("list", "list"),
             "VOLUME_GRID": ("grid", "grid")}
 
 
 def field_support(sock) -> str:
-    shapes = SHAPES_5 if hasattr(sock, "inferred_structure_type") else SHAPES_4
+    inferred = getattr(sock, "inferred_structure_type", None)
+    shapes = SHAPES_4 if inferred is None else SHAPES_5
+    if sock.is_output and inferred == "FIELD":
+        return "field"
     meaning = shapes.get(sock.display_shape)
     if meaning is None:
         return "unknown"
@@ -341,34 +350,43 @@ def describe_node(tree, idname: str, categories: dict[str, str]) -> dict:
     union_out: dict[tuple, dict] = {}
     order_in: list[tuple] = []
     order_out: list[tuple] = []
+    seen_enabled: set[tuple] = set()
 
     def capture(settings: dict):
         n = tree.nodes.new(idname)
+        partner = None
+        if hasattr(n, "pair_with_output") and idname.endswith("Input") and categories.get(idname):
+            # A zone input shows its items only once it is paired with its output. Only zones
+            # the Add menu offers are paired (4.5's experimental closure crashes on it).
+            partner = tree.nodes.new(idname[: -len("Input")] + "Output")
+            n.pair_with_output(partner)
         try:
             for k, v in settings.items():
                 setattr(n, k, v)
         except (TypeError, ValueError, AttributeError, RuntimeError):
             tree.nodes.remove(n)
+            if partner is not None:
+                tree.nodes.remove(partner)
             return None
         settle(tree)
         ins, outs = [], []
-        for s in n.inputs:
-            row = socket_row(s)
-            key = socket_key(row)
-            if key not in union_in:
-                union_in[key] = row
-                order_in.append(key)
-            if s.enabled:
-                ins.append(key)
-        for s in n.outputs:
-            row = socket_row(s)
-            key = socket_key(row)
-            if key not in union_out:
-                union_out[key] = row
-                order_out.append(key)
-            if s.enabled:
-                outs.append(key)
+        # A socket's row comes from the first capture where it is enabled (inferencing
+        # says nothing useful about a disabled socket).
+        for socks, union, order, keys in ((n.inputs, union_in, order_in, ins),
+                                          (n.outputs, union_out, order_out, outs)):
+            for s in socks:
+                row = socket_row(s)
+                key = socket_key(row)
+                if key not in union:
+                    order.append(key)
+                if key not in union or (s.enabled and key not in seen_enabled):
+                    union[key] = row
+                if s.enabled:
+                    seen_enabled.add(key)
+                    keys.append(key)
         tree.nodes.remove(n)
+        if partner is not None:
+            tree.nodes.remove(partner)
         return (tuple(ins), tuple(outs))
 
     base = capture({})
@@ -451,37 +469,65 @@ def describe_node(tree, idname: str, categories: dict[str, str]) -> dict:
     }
 
 
-def compat_table(tree) -> dict:
-    """is_valid of a Group Input → Group Output link for every pair of socket types."""
-    item = tree.interface.new_socket("probe", in_out="INPUT", socket_type="NodeSocketFloat")
-    kinds = enum_values(item, "socket_type") or []
-    tree.interface.remove(item)
-    if not kinds:
-        try:
-            tree.interface.new_socket("x", in_out="INPUT", socket_type="__vibesync_invalid__")
-        except TypeError as e:
-            m = re.search(r"not found in \((.*)\)", str(e))
-            kinds = re.findall(r"'([^']*)'", m.group(1)) if m else []
-    kinds = sorted(kinds)
-    for k in kinds:
-        tree.interface.new_socket("in_" + k, in_out="INPUT", socket_type=k)
-        tree.interface.new_socket("out_" + k, in_out="OUTPUT", socket_type=k)
-    gi = tree.nodes.new("NodeGroupInput")
-    go = tree.nodes.new("NodeGroupOutput")
-    settle(tree)
-    outs = {s.name[3:]: s for s in gi.outputs if s.name.startswith("in_")}
-    ins = {s.name[4:]: s for s in go.inputs if s.name.startswith("out_")}
-    types = {}
+PROBE_SKIP = {"NodeGroupInput", "NodeGroupOutput", "NodeReroute", "NodeFrame", "GeometryNodeGroup"}
+
+
+def interface_types(tree) -> list[dict]:
+    """The socket types a group interface accepts (for `interface` sections)."""
+    kinds = []
+    try:
+        tree.interface.new_socket("x", in_out="INPUT", socket_type="__vibesync_invalid__")
+    except TypeError as e:
+        m = re.search(r"not found in \((.*)\)", str(e))
+        kinds = re.findall(r"'([^']*)'", m.group(1)) if m else []
+    rows = []
+    for k in sorted(kinds):
+        item = tree.interface.new_socket("probe", in_out="INPUT", socket_type=k)
+        gi = tree.nodes.new("NodeGroupInput")
+        rows.append({"idname": k, "type": gi.outputs[0].type})
+        tree.nodes.remove(gi)
+        tree.interface.remove(item)
+    return rows
+
+
+def compat_table(tree, nodes: list[dict]) -> dict:
+    """`is_valid` of a link from each socket base type into each, between real nodes.
+
+    Per type, the source is the first catalogue output of that type that is not a field at
+    rest (so the field rule cannot refuse the link) and the target the first input of that
+    type that accepts fields when one does; each pair is linked in a fresh tree and
+    `is_valid` read after an update."""
+    def usable(n):
+        return n["idname"] not in PROBE_SKIP
+
+    sources, targets = {}, {}
+    for n in nodes:
+        if not usable(n):
+            continue
+        for i, s in enumerate(n["outputs"]):
+            if s["enabled"] and s["type"] != "CUSTOM" and s["field"] in ("single", "dependent"):
+                sources.setdefault(s["type"], (n["idname"], i))
+        for i, s in enumerate(n["inputs"]):
+            if s["enabled"] and s["type"] != "CUSTOM" and not s["multi_input"]:
+                best = targets.get(s["type"])
+                if best is None or (not best[2] and s["field"] == "field"):
+                    targets[s["type"]] = (n["idname"], i, s["field"] == "field")
+    kinds = sorted(set(sources) & set(targets))
     rows = []
     for a in kinds:
-        types[a] = outs[a].type
         for b in kinds:
-            link = tree.links.new(outs[a], ins[b])
+            tree.nodes.clear()
+            src = tree.nodes.new(sources[a][0])
+            dst = tree.nodes.new(targets[b][0])
+            o, i = src.outputs[sources[a][1]], dst.inputs[targets[b][1]]
+            link = tree.links.new(o, i)
             settle(tree)
-            ok = bool(link.is_valid) and link.from_socket == outs[a] and link.to_socket == ins[b]
+            ok = bool(link.is_valid) and link.from_socket == o and link.to_socket == i
             rows.append({"from": a, "to": b, "valid": ok})
-            tree.links.remove(link)
-    return {"socket_types": [{"idname": k, "type": types[k]} for k in kinds], "pairs": rows}
+    tree.nodes.clear()
+    probes = [{"type": k, "source": "%s.outputs[%d]" % sources[k],
+               "target": "%s.inputs[%d]" % targets[k][:2]} for k in kinds]
+    return {"socket_types": interface_types(tree), "probes": probes, "pairs": rows}
 
 
 def main() -> None:
@@ -498,7 +544,7 @@ def main() -> None:
         "nodes": nodes,
     }
     compat_tree = bpy.data.node_groups.new("vibesync_compat", "GeometryNodeTree")
-    compat = {"schema_version": SCHEMA_VERSION, "blender": version, **compat_table(compat_tree)}
+    compat = {"schema_version": SCHEMA_VERSION, "blender": version, **compat_table(compat_tree, nodes)}
     os.makedirs(out_dir, exist_ok=True)
     for name, doc in ((f"geometry_nodes_{version}.json", catalogue),
                       (f"socket_compat_{version}.json", compat)):

@@ -96,19 +96,23 @@ pub enum SocketType {
     Unknown,
 }
 
-/// What a socket says about fields (derived from its display shape after Blender's field
-/// inferencing; docs/GEONODES.md §Fields).
+/// What a socket says about the structure of the data it carries (derived from its display
+/// shape after Blender's field inferencing; docs/GEONODES.md §Fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldSupport {
-    /// Input: accepts single values only. Output: never a field.
+    /// Input: single values only. Output: never a field.
     Single,
-    /// Input: accepts fields. Output: always a field (a field source).
+    /// Input: single values and fields. Output: always a field (a field source).
     Field,
-    /// Output: a field when a field flows into the node.
+    /// Input (5.0): anything — single values, fields, grids, lists.
+    Dynamic,
+    /// Output: whatever flows into the node (a field when a field flows in).
     Dependent,
-    List,
+    /// Volume grids only (5.0).
     Grid,
+    /// Lists only (5.0).
+    List,
     #[serde(other)]
     Unknown,
 }
@@ -199,18 +203,30 @@ pub struct CompatSocketType {
     pub kind: SocketType,
 }
 
+/// Blender's verdict on a link from a socket of type `from` into one of type `to`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompatPair {
-    pub from: String,
-    pub to: String,
+    pub from: SocketType,
+    pub to: SocketType,
     pub valid: bool,
+}
+
+/// The sockets a compatibility row was measured with (`Node.outputs[i]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompatProbe {
+    #[serde(rename = "type")]
+    pub kind: SocketType,
+    pub source: String,
+    pub target: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CompatTable {
     pub schema_version: u32,
     pub blender: String,
+    /// The socket types a group interface accepts.
     pub socket_types: Vec<CompatSocketType>,
+    pub probes: Vec<CompatProbe>,
     pub pairs: Vec<CompatPair>,
 }
 
@@ -269,13 +285,9 @@ impl Catalogue {
             });
         }
         let by_idname = file.nodes.iter().enumerate().map(|(i, n)| (n.idname.clone(), i)).collect();
-        let kind_of: BTreeMap<&str, SocketType> =
-            compat.socket_types.iter().map(|t| (t.idname.as_str(), t.kind)).collect();
         let mut compat_by_type = BTreeMap::new();
         for p in &compat.pairs {
-            if let (Some(a), Some(b)) = (kind_of.get(p.from.as_str()), kind_of.get(p.to.as_str())) {
-                compat_by_type.insert((*a, *b), p.valid);
-            }
+            compat_by_type.insert((p.from, p.to), p.valid);
         }
         Ok(Catalogue { version, tree_type: file.tree_type, nodes: file.nodes, compat, by_idname, compat_by_type })
     }
@@ -285,7 +297,8 @@ impl Catalogue {
     }
 
     /// Does Blender accept a link from a socket of type `from` into one of type `to`?
-    /// `None` when the table has no row for the pair (a type without interface sockets).
+    /// `None` when the table has no row for the pair (a type no node offers both as an
+    /// output and an input with default properties).
     pub fn link_types_valid(&self, from: SocketType, to: SocketType) -> Option<bool> {
         if from == to {
             return Some(true);

@@ -9,6 +9,7 @@
 //! - [`validate`]: every rule, each finding with a code, a JSON pointer and a fix hint.
 //! - [`mermaid`]: `flowchart LR` sketches in and out; other dialects refused with the reason.
 //! - [`report`]: the answer (`GRAPH_OK` / `ERRORS_FOUND`) and the diagnostic codes.
+//! - [`tools`]: the `geonodes.*` MCP tools (schemas, annotations, the editor-free calls).
 //!
 //! Invariant: pure — no I/O, no Blender; what Blender offers comes only from the catalogue.
 
@@ -16,6 +17,7 @@ pub mod catalogue;
 pub mod graph;
 pub mod mermaid;
 pub mod report;
+pub mod tools;
 pub mod validate;
 
 pub use catalogue::{BlenderVersion, Catalogue};

@@ -3,7 +3,8 @@
 //! The dialect: `flowchart LR`; nodes `id["Label"]` where the label is a node name the
 //! catalogue knows (`MeshCone`, `GroupInput`, `Math`, or a full idname); edges
 //! `a --> |Socket| b` (the source socket; the target is the input of the same name, else
-//! the first free input of a type Blender accepts) or `a --> |From -> To| b`;
+//! the first free input of the same type, else the first free input Blender converts to,
+//! else the first input of the same type) or `a --> |From -> To| b`;
 //! `subgraph f["Label"]` … `end` for frames; `%% id {"properties": …, "settings": …}` and
 //! `%% interface {…}` comments carry what a sketch cannot draw. Anything else is refused
 //! with the reason: another direction, parenthesised or unquoted labels, other edge kinds,
@@ -256,20 +257,23 @@ fn infer_target(
     let Some(from_kind) = from_kind else {
         return Err(refuse(e.line, format!("\"{}\" is not an output of {}", e.from_socket, e.from)));
     };
-    let candidate = inputs.iter().find(|s| {
-        (s.kind == from_kind || cat.link_types_valid(from_kind, s.kind) == Some(true))
-            && (s.multi_input || !used.contains_key(&(e.to.clone(), s.name.clone())))
-            && (s.kind == from_kind || from_kind != SocketType::Geometry)
-    });
-    let same_kind = inputs
+    let free = |s: &&Sock| s.multi_input || !used.contains_key(&(e.to.clone(), s.name.clone()));
+    let converts =
+        |s: &&Sock| from_kind != SocketType::Geometry && cat.link_types_valid(from_kind, s.kind) == Some(true);
+    // Same type and free, then a free type Blender converts to, then same type even if
+    // taken (the validator then reports the second link into it).
+    let pick = inputs
         .iter()
-        .find(|s| s.kind == from_kind && (s.multi_input || !used.contains_key(&(e.to.clone(), s.name.clone()))));
-    match same_kind.or(candidate) {
+        .filter(free)
+        .find(|s| s.kind == from_kind)
+        .or_else(|| inputs.iter().filter(free).find(converts))
+        .or_else(|| inputs.iter().find(|s| s.kind == from_kind));
+    match pick {
         Some(s) => Ok(s.name.clone()),
         None => Err(refuse(
             e.line,
             format!(
-                "no free input of {} takes \"{}\"; name it: `--> |{} -> Input| {}`",
+                "no input of {} takes \"{}\"; name it: `--> |{} -> Input| {}`",
                 e.to, e.from_socket, e.from_socket, e.to
             ),
         )),
@@ -410,9 +414,8 @@ pub fn to_mermaid(g: &Graph, cat: &Catalogue) -> String {
     if let Some(i) = &g.interface {
         out.push_str(&format!("  %% interface {}\n", serde_json::to_string(i).unwrap_or_default()));
     }
-    let framed: BTreeMap<&str, usize> =
-        g.frames.iter().enumerate().flat_map(|(f, fr)| fr.nodes.iter().map(move |n| (n.as_str(), f))).collect();
-    for n in g.nodes.iter().filter(|n| !framed.contains_key(n.id.as_str())) {
+    // Every node is declared in graph order; subgraphs then name their members.
+    for n in &g.nodes {
         out.push_str(&format!("  {}[\"{}\"]\n", n.id, label(&n.node_type)));
     }
     for f in &g.frames {
@@ -421,9 +424,7 @@ pub fn to_mermaid(g: &Graph, cat: &Catalogue) -> String {
             None => out.push_str(&format!("  subgraph {}\n", f.id)),
         }
         for id in &f.nodes {
-            if let Some(n) = g.nodes.iter().find(|n| &n.id == id) {
-                out.push_str(&format!("    {}[\"{}\"]\n", n.id, label(&n.node_type)));
-            }
+            out.push_str(&format!("    {id}\n"));
         }
         out.push_str("  end\n");
     }

@@ -59,13 +59,12 @@ pub enum Code {
     // Warnings.
     DuplicateSocketKey,
     VariantApproximate,
-    SocketTypeUnchecked,
 }
 
 impl Code {
     pub fn severity(self) -> Severity {
         match self {
-            Code::DuplicateSocketKey | Code::VariantApproximate | Code::SocketTypeUnchecked => Severity::Warning,
+            Code::DuplicateSocketKey | Code::VariantApproximate => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -108,7 +107,6 @@ pub(crate) const CODE_NAMES: &[(Code, &str)] = &[
     (Code::InvalidFrame, "INVALID_FRAME"),
     (Code::DuplicateSocketKey, "DUPLICATE_SOCKET_KEY"),
     (Code::VariantApproximate, "VARIANT_APPROXIMATE"),
-    (Code::SocketTypeUnchecked, "SOCKET_TYPE_UNCHECKED"),
 ];
 
 /// One finding. `pointer` is an RFC 6901 JSON pointer into the submitted graph

@@ -736,13 +736,25 @@ impl<'a> Validator<'a> {
                 None
             }
             None => {
+                // No measured row: Blender converts only between the types its table lists,
+                // so two different unmeasured types do not link.
                 self.push(
-                    Code::SocketTypeUnchecked,
+                    Code::IncompatibleSockets,
                     at.clone(),
-                    format!("no compatibility row for {:?} → {:?} in Blender {}", from.kind, to.kind, self.cat.version),
-                    "the build checks the link in Blender",
+                    format!(
+                        "{} output \"{}\" of {} cannot link into {} input \"{}\" of {} (no conversion between {:?} and {:?})",
+                        from.idname,
+                        from.name,
+                        self.describe(a),
+                        to.idname,
+                        to.name,
+                        self.describe(b),
+                        from.kind,
+                        to.kind
+                    ),
+                    format!("link a {:?} socket into it", to.kind),
                 );
-                Some((a, o, b, i))
+                None
             }
         }
     }
@@ -903,28 +915,48 @@ impl<'a> Validator<'a> {
         true
     }
 
-    /// A field may not flow into an input that takes single values only.
+    /// What flows along each link must be something its input takes: a field only into
+    /// inputs that take fields, a grid or a list only into inputs that take them.
     fn check_fields(&mut self, links: &[Option<(usize, usize, usize, usize)>]) {
         let n = self.g.nodes.len();
         let mut incoming: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); n]; // (from node, output, input)
         for (a, o, b, i) in links.iter().flatten() {
             incoming[*b].push((*a, *o, *i));
         }
-        // carries[node][output]: does this output carry a field? Fixpoint over the DAG.
-        let mut carries: Vec<Vec<bool>> =
-            self.nodes.iter().map(|r| r.outputs.iter().map(|s| s.field == FieldSupport::Field).collect()).collect();
+        // carries[node][output]: the structure the output carries. Fixpoint over the DAG.
+        let mut carries: Vec<Vec<Carried>> = self
+            .nodes
+            .iter()
+            .map(|r| {
+                r.outputs
+                    .iter()
+                    .map(|s| match s.field {
+                        FieldSupport::Field => Carried::Field,
+                        FieldSupport::Grid => Carried::Grid,
+                        FieldSupport::List => Carried::List,
+                        _ => Carried::Single,
+                    })
+                    .collect()
+            })
+            .collect();
         loop {
             let mut changed = false;
             for b in 0..n {
-                let field_in = incoming[b].iter().any(|(a, o, i)| {
-                    carries[*a][*o] && self.nodes[b].inputs.get(*i).is_some_and(|s| s.field == FieldSupport::Field)
-                });
-                if field_in {
-                    for (o, s) in self.nodes[b].outputs.iter().enumerate() {
-                        if s.field == FieldSupport::Dependent && !carries[b][o] {
-                            carries[b][o] = true;
-                            changed = true;
-                        }
+                let inflow = incoming[b]
+                    .iter()
+                    .filter(|(_, _, i)| {
+                        self.nodes[b]
+                            .inputs
+                            .get(*i)
+                            .is_some_and(|s| matches!(s.field, FieldSupport::Field | FieldSupport::Dynamic))
+                    })
+                    .map(|(a, o, _)| carries[*a][*o])
+                    .max()
+                    .unwrap_or(Carried::Single);
+                for (o, s) in self.nodes[b].outputs.iter().enumerate() {
+                    if s.field == FieldSupport::Dependent && inflow > carries[b][o] {
+                        carries[b][o] = inflow;
+                        changed = true;
                     }
                 }
             }
@@ -933,24 +965,44 @@ impl<'a> Validator<'a> {
             }
         }
         for (k, l) in links.iter().enumerate() {
-            if let Some((a, o, b, i)) = l {
-                let to = &self.nodes[*b].inputs[*i];
-                if carries[*a][*o] && to.field == FieldSupport::Single {
-                    let from = &self.nodes[*a].outputs[*o];
-                    self.push(
-                        Code::FieldIntoSingleValue,
-                        self.parsed.link_pointer(k),
-                        format!(
-                            "output \"{}\" of {} is a field, but input \"{}\" of {} takes a single value",
-                            from.name,
-                            self.describe(*a),
-                            to.name,
-                            self.describe(*b)
-                        ),
-                        "evaluate the field first (e.g. Attribute Statistic, Sample Index) or feed a constant",
-                    );
-                }
+            let Some((a, o, b, i)) = l else { continue };
+            let to = &self.nodes[*b].inputs[*i];
+            let what = carries[*a][*o];
+            let accepted = match to.field {
+                FieldSupport::Single => what == Carried::Single,
+                FieldSupport::Field => matches!(what, Carried::Single | Carried::Field),
+                FieldSupport::Grid => what == Carried::Grid,
+                FieldSupport::List => what == Carried::List,
+                FieldSupport::Dynamic | FieldSupport::Dependent | FieldSupport::Unknown => true,
+            };
+            if accepted {
+                continue;
             }
+            let from = &self.nodes[*a].outputs[*o];
+            let takes = match to.field {
+                FieldSupport::Single => "a single value",
+                FieldSupport::Field => "a single value or a field",
+                FieldSupport::Grid => "a volume grid",
+                _ => "a list",
+            };
+            self.push(
+                Code::FieldIntoSingleValue,
+                self.parsed.link_pointer(k),
+                format!(
+                    "output \"{}\" of {} carries {}, but input \"{}\" of {} takes {takes}",
+                    from.name,
+                    self.describe(*a),
+                    what.word(),
+                    to.name,
+                    self.describe(*b)
+                ),
+                match what {
+                    Carried::Field => {
+                        "evaluate the field first (e.g. Attribute Statistic, Sample Index) or feed a constant"
+                    }
+                    _ => "link a socket of the structure this input takes",
+                },
+            );
         }
     }
 
@@ -1062,6 +1114,26 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+        }
+    }
+}
+
+/// What flows along a link, ordered so that the "largest" inflow decides a dependent output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Carried {
+    Single,
+    Field,
+    List,
+    Grid,
+}
+
+impl Carried {
+    fn word(self) -> &'static str {
+        match self {
+            Carried::Single => "a single value",
+            Carried::Field => "a field",
+            Carried::List => "a list",
+            Carried::Grid => "a volume grid",
         }
     }
 }

@@ -371,7 +371,7 @@ pub enum Outbound {
         uuids: Vec<String>,
         seq: u64,
     },
-    /// Daemon → agent: a call is waiting (people editing, Blender busy) (§9.3).
+    /// Daemon → agent: a call is waiting (people editing, Blender busy) (§9.2).
     CommandProgress {
         request_id: String,
         state: crate::addon::CallState,
@@ -385,7 +385,7 @@ pub enum Outbound {
         rejected: Vec<Value>,
         withheld: Vec<Value>,
     },
-    /// Daemon → agent: answer to `scene_query` (§9.4).
+    /// Daemon → agent: answer to `scene_query` (§9.3).
     Scene {
         request_id: String,
         seq: u64,
