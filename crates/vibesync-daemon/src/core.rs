@@ -81,6 +81,8 @@ pub struct Daemon {
     safe_mode: AtomicBool,
     storage_failed: AtomicBool,
     fatal: Notify,
+    /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
+    stop: Notify,
     sync: SyncHub,
     /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
     router: Arc<crate::router::Router>,
@@ -105,6 +107,7 @@ impl Daemon {
             safe_mode: AtomicBool::new(safe_mode),
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
+            stop: Notify::new(),
             sync: SyncHub::default(),
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
@@ -140,6 +143,11 @@ impl Daemon {
     /// Resolves when the daemon must stop by itself (storage failure).
     pub async fn fatal_error(&self) {
         self.fatal.notified().await
+    }
+
+    /// Resolves when `vibesync stop` asked for a graceful shutdown.
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await
     }
 
     /// Authenticated sessions now connected.
@@ -416,6 +424,12 @@ impl Daemon {
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }
             }
+            // A graceful stop, the same as SIGTERM (the only one on Windows).
+            "stop" => {
+                info!(by = %sess.client_id, "stop requested by a person (vibesync stop)");
+                self.stop.notify_one();
+                json!({"stopping": true, "pid": std::process::id()})
+            }
             // Audit pack + blob collection now (also on a schedule: retention.rs).
             "maintain" => {
                 let (data, registry) = (self.data.clone(), self.stores.registry.clone());
@@ -503,7 +517,7 @@ impl Daemon {
             other => return Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain, stop",
                     vibesync_protocol::validate::truncate_for_message(other)
                 ),
                 rid,

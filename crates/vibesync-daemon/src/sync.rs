@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 use vibesync_engine::governance::{Decision, Escalation, IdleTracker, Observed};
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, parse_change, Change, ChangeOp, ObjectState, Path, Queued, Window,
@@ -94,13 +94,15 @@ impl SyncHub {
         let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let actor = Actor::new(daemon.clone(), project_id.to_string());
-            tokio::spawn(actor.run(rx));
+            // Every line the actor logs names its project (not the session that woke it).
+            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
             tx
         });
         if let Err(e) = tx.send(ev) {
             // The actor ended (it only ends when the hub is dropped); start a fresh one.
             let (tx2, rx) = mpsc::unbounded_channel();
-            tokio::spawn(Actor::new(daemon.clone(), project_id.to_string()).run(rx));
+            let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
+            tokio::spawn(Actor::new(daemon.clone(), project_id.to_string()).run(rx).instrument(span));
             let _ = tx2.send(e.0);
             *tx = tx2;
         }
