@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
-use vibesync_engine::register::{self, Existing, Plan, Requester, View};
+use vibesync_engine::register;
 use vibesync_protocol::message::{status_reply, Hello, Register, Tombstone};
 use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
@@ -22,7 +22,8 @@ use crate::paths::DataDir;
 use crate::session::SessionHandle;
 use crate::stores::Stores;
 use crate::sync::{SyncEvent, SyncHub};
-use crate::txn::Txn;
+
+mod registrar;
 
 /// Static facts about one connected session.
 #[derive(Debug, Clone)]
@@ -81,8 +82,12 @@ pub struct Daemon {
     storage_failed: AtomicBool,
     fatal: Notify,
     sync: SyncHub,
+    /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
+    router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
     finals: tokio_util::task::TaskTracker,
+    /// Group commit of register/tombstone requests (started on first use).
+    registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Job>>,
 }
 
 impl Daemon {
@@ -101,7 +106,9 @@ impl Daemon {
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
             sync: SyncHub::default(),
+            router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
+            registrar: std::sync::OnceLock::new(),
         }
     }
 
@@ -135,6 +142,11 @@ impl Daemon {
         self.fatal.notified().await
     }
 
+    /// Authenticated sessions now connected.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
         self.sessions
             .lock()
@@ -146,12 +158,14 @@ impl Daemon {
         let info = self.sessions.lock().unwrap().remove(session_id).map(|c| c.info);
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
         if let Some(info) = info {
+            self.router.left(self, &info);
             self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
         }
     }
 
     /// Called once the session has its `welcome`: replay what it missed (§6.6).
     pub fn session_ready(self: &Arc<Self>, info: &SessionInfo) {
+        self.router.joined(self, info);
         self.sync.send(
             self,
             &info.project_id,
@@ -251,6 +265,7 @@ impl Daemon {
                 vec![]
             }
             Inbound::UserActivity(a) => {
+                self.router.user_activity(&sess, a.active);
                 self.sync.send(
                     self,
                     &sess.project_id,
@@ -259,6 +274,13 @@ impl Daemon {
                 vec![]
             }
             Inbound::Admin(a) => vec![self.admin(&sess, a).await],
+            Inbound::AddonCommand(c) => self.router.call(self, &sess, c),
+            Inbound::AddonCancel(c) => self.router.cancel(&sess, c),
+            Inbound::CommandResponse(r) => self.router.response(&sess, r),
+            Inbound::RegistryUpdated(r) => self.router.registry_updated(self, &sess, r),
+            Inbound::AddonRegistered(r) => self.router.addon_registered(self, &sess, r),
+            Inbound::AddonUnregistered(r) => self.router.addon_unregistered(self, &sess, r),
+            Inbound::SceneQuery(q) => vec![self.router.scene(self, &sess, q)],
             Inbound::Hello(_) => vec![],
         }
     }
@@ -317,59 +339,35 @@ impl Daemon {
         }
     }
 
-    async fn register(&self, sess: &SessionInfo, req: Register) -> Frame {
+    async fn register(self: &Arc<Self>, sess: &SessionInfo, req: Register) -> Frame {
         if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.items.len(), "items") {
             return refused;
         }
-        let _turn = self.mutation.lock().await;
-        let who = Requester { session_id: &sess.session_id, editor: &sess.editor, client_id: &sess.client_id };
-        let plan = {
-            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
-            register::plan_register(&req.items, &who, &view)
-        };
-        let claimable: Vec<String> = plan
-            .results
-            .iter()
-            .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
-            .map(|r| r.uuid.clone())
-            .collect();
-        let reply = self.commit_plan(sess, "register", &req.request_id, plan).await;
-        if matches!(reply, Outbound::Ack { .. }) {
-            let mut claims = self.claims.lock().unwrap();
-            for u in claimable {
-                claims.insert((sess.project_id.clone(), sess.editor.clone(), u), sess.session_id.clone());
-            }
-        }
-        reply.to_frame()
+        self.group_commit(sess, registrar::Request::Register(req)).await
     }
 
     async fn tombstone(self: &Arc<Self>, sess: &SessionInfo, req: Tombstone) -> Frame {
         if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
             return refused;
         }
-        let _turn = self.mutation.lock().await;
-        let plan = {
-            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
-            register::plan_tombstone(&req.uuids, &view)
+        self.group_commit(sess, registrar::Request::Tombstone(req)).await
+    }
+
+    /// Hand a register/tombstone request to the registrar (group commit) and wait for its
+    /// answer; the session's task only awaits, it never blocks a worker.
+    async fn group_commit(self: &Arc<Self>, sess: &SessionInfo, request: registrar::Request) -> Frame {
+        let request_id = match &request {
+            registrar::Request::Register(r) => r.request_id.clone(),
+            registrar::Request::Tombstone(t) => t.request_id.clone(),
         };
-        let tombstoned = plan.uuids.clone();
-        let reply = self.commit_plan(sess, "tombstone", &req.request_id, plan).await;
-        if let Outbound::Ack { seq, .. } = &reply {
-            {
-                let mut claims = self.claims.lock().unwrap();
-                for u in &tombstoned {
-                    claims.retain(|(p, _, id), _| !(p == &sess.project_id && id == u));
-                }
-            }
-            if !tombstoned.is_empty() {
-                self.sync.send(
-                    self,
-                    &sess.project_id,
-                    SyncEvent::Tombstoned { origin: sess.session_id.clone(), uuids: tombstoned, seq: *seq },
-                );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.registrar.get_or_init(|| registrar::start(self));
+        if tx.send(registrar::Job { sess: sess.clone(), request, reply }).is_ok() {
+            if let Ok(frame) = answer.await {
+                return frame;
             }
         }
-        reply.to_frame()
+        Outbound::error(ErrorCode::Internal, "the registrar stopped; see the daemon log", Some(request_id)).to_frame()
     }
 
     /// Operator actions (`vibesync safe-mode`, `vibesync quarantine`): cli sessions only.
@@ -390,9 +388,45 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
+                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
+                }
+            }
+            // Under the turn: a consistent snapshot of registry + WAL (verify.rs).
+            "verify" => {
+                let (data, registry, seq) = (self.data.clone(), self.stores.registry.clone(), self.last_seq());
+                match tokio::task::spawn_blocking(move || crate::verify::live(&data, &registry, seq)).await {
+                    Ok(Ok(report)) => report.to_json(),
+                    Ok(Err(e)) => return Outbound::error(ErrorCode::Internal, format!("verify: {e}"), rid).to_frame(),
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Audit pack + blob collection now (also on a schedule: retention.rs).
+            "maintain" => {
+                let (data, registry) = (self.data.clone(), self.stores.registry.clone());
+                let grace = std::time::Duration::from_secs(self.config.storage.blob_grace_secs);
+                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &registry, grace)).await {
+                    Ok(report) => report,
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Today's synced state of a project's objects (`vibesync restore` plans from it).
+            "entries" => {
+                let Some(project) = a.project_id.as_deref() else {
+                    return Outbound::error(ErrorCode::BadMessage, "field `project_id`: missing", rid).to_frame();
+                };
+                match self.stores.registry.live_entries(Some(project)) {
+                    Ok(entries) => {
+                        let items: Vec<Value> = entries
+                            .into_iter()
+                            .filter(|e| e.status == vibesync_registry::Status::Live && e.state.is_some())
+                            .map(|e| json!({"uuid": e.uuid, "kind": e.kind, "state": e.state, "state_hash": e.state_hash, "updated_seq": e.updated_seq}))
+                            .collect();
+                        json!({"project_id": project, "seq": self.last_seq(), "items": items})
+                    }
+                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
                 }
             }
             "quarantine_list" => {
@@ -453,17 +487,15 @@ impl Daemon {
                 info!(uuid = %uuid, "quarantine released by a person");
                 json!({"uuid": uuid, "released": released})
             }
-            other => {
-                return Outbound::error(
-                    ErrorCode::BadMessage,
-                    format!(
-                        "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release",
-                        vibesync_protocol::validate::truncate_for_message(other)
-                    ),
-                    rid,
-                )
-                .to_frame()
-            }
+            other => return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    vibesync_protocol::validate::truncate_for_message(other)
+                ),
+                rid,
+            )
+            .to_frame(),
         };
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }
@@ -539,39 +571,6 @@ impl Daemon {
         None
     }
 
-    /// Write a plan as one WAL transaction and apply it; returns the `ack` (or an error).
-    async fn commit_plan(&self, sess: &SessionInfo, op: &str, request_id: &str, plan: Plan) -> Outbound {
-        if !plan.writes_anything() {
-            return Outbound::Ack { request_id: request_id.to_string(), seq: 0, results: plan.results };
-        }
-        let operation_id = uuid::Uuid::new_v4().to_string();
-        let txn = Txn { session_id: &sess.session_id, operation_id: &operation_id, project_id: &sess.project_id };
-        let drafts = txn.drafts(
-            &plan.uuids,
-            json!({"op": op, "request_id": request_id, "editor": sess.editor, "items": plan.results.len()}),
-            plan.steps.clone(),
-            json!({"op": op, "results": summarize(&plan), "collisions": plan.collisions}),
-        );
-        for d in plan.steps.iter().filter(|s| s["op"] == "duplicate") {
-            warn!(operation_id = %operation_id, uuid = %d["uuid"].as_str().unwrap_or(""), duplicate_of = %d["duplicate_of"].as_str().unwrap_or(""), "editor resolved a duplicated uuid: the copy got a fresh uuid");
-        }
-        for c in &plan.collisions {
-            warn!(operation_id = %operation_id, uuid = %c["uuid"].as_str().unwrap_or(""), reason = %c["reason"].as_str().unwrap_or(""), "uuid collision refused");
-        }
-        let records = match self.stores.wal.append(drafts).await {
-            Ok(r) => r,
-            Err(e) => return self.storage_failure(request_id, &operation_id, e.to_string()),
-        };
-        let commit_seq = records.last().map(|r| r.seq).unwrap_or(0);
-        if let Err(e) = self.stores.apply_committed(&records) {
-            // The WAL has it; the registry will catch up from the WAL at next boot.
-            return self.storage_failure(request_id, &operation_id, format!("registry apply failed: {e}"));
-        }
-        info!(operation_id = %operation_id, uuids = ?plan.uuids, seq = commit_seq, op, "committed");
-        self.finalize_later(sess.session_id.clone(), sess.project_id.clone(), operation_id, plan.uuids.clone());
-        Outbound::Ack { request_id: request_id.to_string(), seq: commit_seq, results: plan.results }
-    }
-
     fn storage_failure(&self, request_id: &str, operation_id: &str, message: String) -> Outbound {
         error!(operation_id, "storage failure, stopping: {message}");
         if !self.storage_failed.swap(true, Ordering::SeqCst) {
@@ -623,6 +622,7 @@ impl Daemon {
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
+        obj.insert("disk".into(), crate::retention::status_json(&self.data));
         s
     }
 
@@ -641,34 +641,6 @@ impl Daemon {
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
     }
-}
-
-struct RegistryView<'a> {
-    daemon: &'a Daemon,
-    project_id: &'a str,
-    editor: &'a str,
-}
-
-impl View for RegistryView<'_> {
-    fn live(&self, uuid: &str) -> Option<Existing> {
-        self.daemon.stores.existing(self.project_id, uuid, self.editor)
-    }
-    fn claimed_by(&self, uuid: &str) -> Option<String> {
-        self.daemon
-            .claims
-            .lock()
-            .unwrap()
-            .get(&(self.project_id.to_string(), self.editor.to_string(), uuid.to_string()))
-            .cloned()
-    }
-}
-
-fn summarize(plan: &Plan) -> Value {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for r in &plan.results {
-        *counts.entry(r.status.as_str()).or_default() += 1;
-    }
-    json!(counts)
 }
 
 /// Records of one transaction that carry registry mutations.

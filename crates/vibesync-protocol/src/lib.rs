@@ -1,6 +1,7 @@
 //! The VibeSync wire protocol, version 1: the single Rust implementation of docs/PROTOCOL.md.
 //!
 //! Layout:
+//! - [`addon`]: agent tool calls and addon capability registries.
 //! - [`frame`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`).
 //! - [`error`]: wire error codes, spelled as in the protocol document.
 //! - [`names`]: the wire vocabulary as enums (message types and directions, statuses,
@@ -14,6 +15,7 @@
 //!
 //! Invariant: this crate does no I/O and knows nothing about the WAL, registry or sessions.
 
+pub mod addon;
 pub mod coords;
 pub mod error;
 pub mod frame;
@@ -24,7 +26,7 @@ pub mod state;
 pub mod validate;
 
 pub use error::{ErrorCode, ItemErrorCode};
-pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAME_BYTES};
 pub use message::{parse_inbound, Inbound, ItemResult, MessageError, Outbound};
 pub use names::{BatchOutcome, ClientKind, EntityKind, ItemStatus, MessageType, PathKind, RollbackCode};
 

@@ -20,6 +20,8 @@ pub struct Mesh {
 pub enum MeshError {
     #[error("mesh attachment too short: {len} bytes, need at least {need}")]
     Truncated { len: usize, need: usize },
+    #[error("mesh attachment has {len} bytes but its header describes exactly {need}; send no trailing bytes")]
+    TrailingBytes { len: usize, need: usize },
     #[error("mesh attachment does not start with the magic `VSM1`")]
     BadMagic,
     #[error("mesh attachment has unknown flags {0:#x}")]
@@ -84,6 +86,10 @@ impl Mesh {
         let need = HEADER as u64 + n as u64 * floats_per_vertex * 4 + ni as u64 * 4;
         if (bytes.len() as u64) < need {
             return Err(MeshError::Truncated { len: bytes.len(), need: need as usize });
+        }
+        if bytes.len() as u64 > need {
+            // Both editors' decoders require the exact size: never store what they refuse.
+            return Err(MeshError::TrailingBytes { len: bytes.len(), need: need as usize });
         }
         let mut off = HEADER;
         let mut f32s = |count: usize| -> Result<Vec<f32>, MeshError> {
