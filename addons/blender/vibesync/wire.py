@@ -49,10 +49,14 @@ class MessageType:
     EDITOR_STATE = "editor_state"
     # Agent tool calls and addon registries (§9).
     ADDON_COMMAND = "addon_command"
+    ADDON_CANCEL = "addon_cancel"
     COMMAND_RESPONSE = "command_response"
+    COMMAND_PROGRESS = "command_progress"
     REGISTRY_UPDATED = "registry_updated"
     ADDON_REGISTERED = "addon_registered"
     ADDON_UNREGISTERED = "addon_unregistered"
+    SCENE_QUERY = "scene_query"
+    SCENE = "scene"
 
 
 # Who sends each message type (tests/vectors/names.json `direction`).
@@ -61,20 +65,22 @@ DIRECTION = {
     MessageType.HELLO: TO_DAEMON, MessageType.PING: TO_DAEMON, MessageType.REGISTER: TO_DAEMON,
     MessageType.TOMBSTONE: TO_DAEMON, MessageType.CHANGE: TO_DAEMON, MessageType.APPLIED: TO_DAEMON,
     MessageType.USER_ACTIVITY: TO_DAEMON, MessageType.ADMIN: TO_DAEMON,
-    MessageType.EDITOR_STATE: TO_DAEMON, MessageType.COMMAND_RESPONSE: TO_DAEMON,
+    MessageType.EDITOR_STATE: TO_DAEMON, MessageType.ADDON_CANCEL: TO_DAEMON,
     MessageType.ADDON_REGISTERED: TO_DAEMON, MessageType.ADDON_UNREGISTERED: TO_DAEMON,
-    MessageType.ADDON_COMMAND: TO_CLIENT, MessageType.REGISTRY_UPDATED: TO_CLIENT,
+    MessageType.SCENE_QUERY: TO_DAEMON,
     MessageType.WELCOME: TO_CLIENT, MessageType.ERROR: TO_CLIENT, MessageType.PONG: TO_CLIENT,
     MessageType.ACK: TO_CLIENT, MessageType.BATCH_BEGIN: TO_CLIENT, MessageType.APPLY: TO_CLIENT,
     MessageType.BATCH_END: TO_CLIENT, MessageType.BATCH_RESULT: TO_CLIENT,
     MessageType.SAFE_MODE: TO_CLIENT, MessageType.ADMIN_RESULT: TO_CLIENT,
     MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT,
-    MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH,
+    MessageType.COMMAND_PROGRESS: TO_CLIENT, MessageType.SCENE: TO_CLIENT,
+    MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH, MessageType.ADDON_COMMAND: BOTH,
+    MessageType.COMMAND_RESPONSE: BOTH, MessageType.REGISTRY_UPDATED: BOTH,
 }
 
 
-class BatchOutcome:
-    """`batch_result.outcome` (§6.4)."""
+class Outcome:
+    """`batch_result.outcome` values (§6.4)."""
 
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
@@ -126,11 +132,11 @@ class AdminAction:
     QUARANTINE_RELEASE = "quarantine_release"
 
 
-class EditorRunState:
-    """`editor_state.state` (§6.8)."""
+class EditorState:
+    """`editor_state.state` values (§6.7)."""
 
-    RUNNING = "running"
     PAUSED = "paused"
+    RUNNING = "running"
 
 
 class ErrorCode:
@@ -150,6 +156,7 @@ class ErrorCode:
     STORAGE_FAILED = "STORAGE_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SLOW_CONSUMER = "SLOW_CONSUMER"
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
     INTERNAL = "INTERNAL"
     # Per item, inside ack.results[].
     INVALID_UUID = "INVALID_UUID"
@@ -174,6 +181,7 @@ CLOSING_ERRORS = frozenset({
     ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.AUTH_FAILED,
     ErrorCode.PROTOCOL_MISMATCH, ErrorCode.BAD_PROJECT_ID, ErrorCode.HANDSHAKE_TIMEOUT,
     ErrorCode.NOT_AUTHENTICATED, ErrorCode.SHUTTING_DOWN, ErrorCode.SLOW_CONSUMER,
+    ErrorCode.TOO_MANY_CONNECTIONS,
 })
 
 
@@ -191,7 +199,7 @@ class Status:
 
 
 KINDS = ("object", "mesh", "material", "armature", "action", "image", "collection",
-         "light", "camera")
+         "light", "camera", "node_group")
 # Kinds with synced state (`create.kind`, §6.1).
 SYNCED_KINDS = ("object", "collection")
 

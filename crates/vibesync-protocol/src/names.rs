@@ -95,6 +95,16 @@ wire_enum! {
         Conflict = "conflict",
         /// An editor paused or resumed itself (§6.8).
         EditorState = "editor_state",
+        /// Agent tool calls and addon registries (§9).
+        AddonCommand = "addon_command",
+        AddonCancel = "addon_cancel",
+        CommandResponse = "command_response",
+        CommandProgress = "command_progress",
+        RegistryUpdated = "registry_updated",
+        AddonRegistered = "addon_registered",
+        AddonUnregistered = "addon_unregistered",
+        SceneQuery = "scene_query",
+        Scene = "scene",
     }
 }
 
@@ -102,12 +112,13 @@ impl MessageType {
     pub fn direction(self) -> Direction {
         use MessageType::*;
         match self {
-            Hello | Ping | Register | Tombstone | Change | Applied | UserActivity | Admin | EditorState => {
-                Direction::ToDaemon
-            }
+            Hello | Ping | Register | Tombstone | Change | Applied | UserActivity | Admin | EditorState
+            | AddonCancel | AddonRegistered | AddonUnregistered | SceneQuery => Direction::ToDaemon,
             Welcome | Error | Pong | Ack | BatchBegin | Apply | BatchEnd | BatchResult | SafeMode | AdminResult
-            | Peers | Conflict => Direction::ToClient,
-            Status | Resync => Direction::Both,
+            | Peers | Conflict | CommandProgress | Scene => Direction::ToClient,
+            // addon_command: agent → daemon → Blender; command_response: Blender → daemon →
+            // agent; registry_updated: Blender → daemon → agents (§9).
+            Status | Resync | AddonCommand | CommandResponse | RegistryUpdated => Direction::Both,
         }
     }
 }

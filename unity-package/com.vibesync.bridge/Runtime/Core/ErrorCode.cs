@@ -18,6 +18,7 @@ namespace VibeSync.Bridge.Core
         public const string StorageFailed = "STORAGE_FAILED";
         public const string ShuttingDown = "SHUTTING_DOWN";
         public const string SlowConsumer = "SLOW_CONSUMER"; // closes: reconnect, the replay brings the latest state
+        public const string TooManyConnections = "TOO_MANY_CONNECTIONS"; // closes: retry after a moment
         public const string Internal = "INTERNAL";
 
         // Per item (ack.results[].error_code)
@@ -54,6 +55,7 @@ namespace VibeSync.Bridge.Core
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
             DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, SlowConsumer,
+            TooManyConnections,
         };
 
         /// <summary>Codes after which the daemon closes the connection (PROTOCOL §4 table).</summary>
@@ -62,7 +64,7 @@ namespace VibeSync.Bridge.Core
             switch (code)
             {
                 case FrameTooLarge: case BadFrame: case AuthFailed: case ProtocolMismatch: case BadProjectId:
-                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer:
+                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer: case TooManyConnections:
                     return true;
                 default:
                     return false;

@@ -30,6 +30,16 @@ namespace VibeSync.Bridge.Core
         public const string Peers = "peers";
         public const string Conflict = "conflict";
         public const string EditorState = "editor_state";
+        // Agent tool calls and addon registries (PROTOCOL §9; Unity neither sends nor receives them).
+        public const string AddonCommand = "addon_command";
+        public const string AddonCancel = "addon_cancel";
+        public const string CommandResponse = "command_response";
+        public const string CommandProgress = "command_progress";
+        public const string RegistryUpdated = "registry_updated";
+        public const string AddonRegistered = "addon_registered";
+        public const string AddonUnregistered = "addon_unregistered";
+        public const string SceneQuery = "scene_query";
+        public const string Scene = "scene";
 
         public const string ToDaemon = "to_daemon", ToClient = "to_client", Both = "both";
 
@@ -39,12 +49,14 @@ namespace VibeSync.Bridge.Core
             switch (type)
             {
                 case Hello: case Ping: case Register: case Tombstone: case Change: case Applied:
-                case UserActivity: case Admin: case EditorState:
+                case UserActivity: case Admin: case EditorState: case AddonCancel: case AddonRegistered:
+                case AddonUnregistered: case SceneQuery:
                     return ToDaemon;
-                case Status: case Resync:
+                case Status: case Resync: case AddonCommand: case CommandResponse: case RegistryUpdated:
                     return Both;
                 case Welcome: case Error: case Pong: case Ack: case BatchBegin: case Apply: case BatchEnd:
-                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict:
+                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case CommandProgress:
+                case Scene:
                     return ToClient;
                 default:
                     return null;
