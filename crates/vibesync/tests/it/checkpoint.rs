@@ -116,7 +116,8 @@ fn a_stale_torn_lying_or_future_checkpoint_never_loses_or_double_applies() {
     let good: Checkpoint = checkpoint::load(&data).unwrap().expect("checkpoint");
     let last_seq = vibesync_wal::Reader::open(data.join("wal")).unwrap().map(|e| e.unwrap().record.seq).max().unwrap();
 
-    let bad: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let bad: Vec<Damage> = vec![
         ("stale", Box::new(|| std::fs::write(checkpoint::path(&data), &stale).unwrap())),
         (
             "torn",
