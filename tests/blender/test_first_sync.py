@@ -116,18 +116,6 @@ def test_parents_are_sent_before_children_in_a_big_first_sync(clean_blender, dae
     vibesync.disconnect()
 
 
-@pytest.fixture
-def scripted(clean_blender):
-    conns = []
-    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
-    hostile.push = lambda data: conns[-1].sendall(data)
-    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
-    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
-    yield hostile
-    vibesync.disconnect()
-    hostile.close()
-
-
 def changes_for(hostile, u):
     return [(m, c) for m in hostile.received if m.get("type") == "change"
             for c in m["changes"] if c.get("uuid") == u]
