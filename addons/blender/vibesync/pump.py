@@ -355,7 +355,7 @@ class Session:
         self.paused = True
         self.pause_reason = reason
         log.error("vibesync: paused: %s", reason)
-        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.PAUSED,
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorRunState.PAUSED,
                     "reason": reason})
 
     def resume(self) -> None:
@@ -363,7 +363,7 @@ class Session:
         self.pause_reason = ""
         self.error_loop.reset()
         log.info("vibesync: resumed")
-        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.RUNNING,
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorRunState.RUNNING,
                     "reason": "resumed by the user"})
 
     def _redraw_if_changed(self) -> None:
@@ -481,7 +481,7 @@ class Session:
                 self._await_adoption()
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
-                            "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+                            "state": wire.EditorRunState.PAUSED, "reason": self.pause_reason})
             self.ai.on_connected(self)
             log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
                      "registering %d datablocks", self.session_id, self.project_id,
@@ -578,14 +578,14 @@ class Session:
                 # The result of a batch we applied as a participant, not of our changes.
                 uuids = []
             self.dirty.update(self.inflight.resolve(uuids))
-            if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
+            if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
                 self.not_synced.synced(uuids)
                 self.synced.update(uuids)
                 rseq = msg.get("seq")
-                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
                     for u in uuids:
                         self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-            elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
+            elif outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
                 self.not_synced.mark(uuids, reason)
@@ -597,7 +597,7 @@ class Session:
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is not True:
+            if outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is not True:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
@@ -1124,9 +1124,10 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
-    def _generated_ready(self, uuid: str, ob) -> None:
+    def _generated_ready(self, uuid: str, ob, key) -> bool:
         """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
-        under the object's own uuid; a note when instances were left out (limits)."""
+        under the object's own uuid; a note when instances were left out (limits). Big
+        geometry is encoded and hashed on the mesh worker (True: wait for it)."""
         arrays, note = capture.evaluated_mesh_arrays(ob)
         if note is not None:
             if self.generated_notes.get(uuid) != note:
@@ -1134,9 +1135,14 @@ class Session:
             self.generated_notes[uuid] = note
         else:
             self.generated_notes.pop(uuid, None)
+        if arrays["n"] > BIG_MESH_VERTICES:
+            fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
+            self.mesh_jobs[uuid] = (fut, {key})
+            return True
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
         self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
+        return False
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> bool:
         """A mesh's encoding and hash are known: remember them, re-capture its users.
@@ -1201,8 +1207,12 @@ class Session:
             return
         if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
             # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            if uuid in self.mesh_jobs:
+                self.mesh_jobs[uuid][1].add(key)
+                return  # the previous evaluation is still encoding: read again once it is done
             self.geometry_dirty.discard(key)
-            self._generated_ready(uuid, idb)
+            if self._generated_ready(uuid, idb, key):
+                return  # big: encoded on the worker; this object is captured when it is ready
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):

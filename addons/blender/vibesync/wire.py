@@ -42,6 +42,8 @@ class MessageType:
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
+    ADMIN = "admin"
+    ADMIN_RESULT = "admin_result"
     PEERS = "peers"
     CONFLICT = "conflict"
     EDITOR_STATE = "editor_state"
@@ -53,19 +55,82 @@ class MessageType:
     ADDON_UNREGISTERED = "addon_unregistered"
 
 
-class Outcome:
-    """`batch_result.outcome` values (§6.4)."""
+# Who sends each message type (tests/vectors/names.json `direction`).
+TO_DAEMON, TO_CLIENT, BOTH = "to_daemon", "to_client", "both"
+DIRECTION = {
+    MessageType.HELLO: TO_DAEMON, MessageType.PING: TO_DAEMON, MessageType.REGISTER: TO_DAEMON,
+    MessageType.TOMBSTONE: TO_DAEMON, MessageType.CHANGE: TO_DAEMON, MessageType.APPLIED: TO_DAEMON,
+    MessageType.USER_ACTIVITY: TO_DAEMON, MessageType.ADMIN: TO_DAEMON,
+    MessageType.EDITOR_STATE: TO_DAEMON, MessageType.COMMAND_RESPONSE: TO_DAEMON,
+    MessageType.ADDON_REGISTERED: TO_DAEMON, MessageType.ADDON_UNREGISTERED: TO_DAEMON,
+    MessageType.ADDON_COMMAND: TO_CLIENT, MessageType.REGISTRY_UPDATED: TO_CLIENT,
+    MessageType.WELCOME: TO_CLIENT, MessageType.ERROR: TO_CLIENT, MessageType.PONG: TO_CLIENT,
+    MessageType.ACK: TO_CLIENT, MessageType.BATCH_BEGIN: TO_CLIENT, MessageType.APPLY: TO_CLIENT,
+    MessageType.BATCH_END: TO_CLIENT, MessageType.BATCH_RESULT: TO_CLIENT,
+    MessageType.SAFE_MODE: TO_CLIENT, MessageType.ADMIN_RESULT: TO_CLIENT,
+    MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT,
+    MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH,
+}
+
+
+class BatchOutcome:
+    """`batch_result.outcome` (§6.4)."""
 
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
     DROPPED = "dropped"
 
 
-class EditorState:
-    """`editor_state.state` values (§6.7)."""
+class PathKind:
+    """`batch_begin.path` (§6.3)."""
 
-    PAUSED = "paused"
+    FAST = "fast"
+    SLOW = "slow"
+    RESYNC = "resync"
+
+
+class ClientKind:
+    """`hello.editor` (§3); BLENDER and UNITY hold scenes."""
+
+    BLENDER = "blender"
+    UNITY = "unity"
+    CLI = "cli"
+    AGENT = "agent"
+    TEST = "test"
+
+
+SCENE_HOLDERS = frozenset({ClientKind.BLENDER, ClientKind.UNITY})
+
+
+class Op:
+    """`change.changes[].op` (§6.1); FAST_OPS take the fast path."""
+
+    CREATE = "create"
+    DELETE = "delete"
+    REPARENT = "reparent"
+    MESH = "mesh"
+    MATERIAL = "material"
+    TRANSFORM = "transform"
+    RENAME = "rename"
+    VISIBILITY = "visibility"
+
+
+FAST_OPS = frozenset({Op.TRANSFORM, Op.RENAME, Op.VISIBILITY})
+
+
+class AdminAction:
+    """`admin.action` (§6.7)."""
+
+    SAFE_MODE_CLEAR = "safe_mode_clear"
+    QUARANTINE_LIST = "quarantine_list"
+    QUARANTINE_RELEASE = "quarantine_release"
+
+
+class EditorRunState:
+    """`editor_state.state` (§6.8)."""
+
     RUNNING = "running"
+    PAUSED = "paused"
 
 
 class ErrorCode:
@@ -98,7 +163,7 @@ class ErrorCode:
     DUPLICATE_IN_REQUEST = "DUPLICATE_IN_REQUEST"
     STALE = "STALE"
     BLOCKED = "BLOCKED"
-    # WAL only.
+    # WAL only (also `batch_result.error_code` of a rollback).
     RECOVERED_INCOMPLETE = "RECOVERED_INCOMPLETE"
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
@@ -127,6 +192,14 @@ class Status:
 
 KINDS = ("object", "mesh", "material", "armature", "action", "image", "collection",
          "light", "camera")
+# Kinds with synced state (`create.kind`, §6.1).
+SYNCED_KINDS = ("object", "collection")
+
+# Per-item codes (`ack.results[].error_code`) and rollback codes, as subsets of ErrorCode.
+ITEM_ERROR_CODES = ("INVALID_UUID", "UNKNOWN_KIND", "INVALID_NAME", "INVALID_FIELD", "NON_FINITE",
+                    "TOO_LARGE", "QUARANTINED", "NOT_FOUND", "DUPLICATE_IN_REQUEST", "STALE",
+                    "BLOCKED", "STORAGE_FAILED")
+ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE")
 
 
 class WireError(Exception):

@@ -148,6 +148,12 @@ impl AuditRepo {
         for (path, content) in &paths {
             match content {
                 Some(bytes) => {
+                    // Unchanged content: no object write, no tree update (hashing is cheap,
+                    // a loose object write is not).
+                    let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
+                    if base.get_path(Path::new(path)).is_ok_and(|e| e.id() == id) {
+                        continue;
+                    }
                     let blob = self.repo.blob(bytes).map_err(git("write a blob", &self.path))?;
                     upd.upsert(path.as_str(), blob, FileMode::Blob);
                 }

@@ -81,6 +81,8 @@ pub struct Daemon {
     safe_mode: AtomicBool,
     storage_failed: AtomicBool,
     fatal: Notify,
+    /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
+    stop: Notify,
     sync: SyncHub,
     /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
     router: Arc<crate::router::Router>,
@@ -105,6 +107,7 @@ impl Daemon {
             safe_mode: AtomicBool::new(safe_mode),
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
+            stop: Notify::new(),
             sync: SyncHub::default(),
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
@@ -140,6 +143,11 @@ impl Daemon {
     /// Resolves when the daemon must stop by itself (storage failure).
     pub async fn fatal_error(&self) {
         self.fatal.notified().await
+    }
+
+    /// Resolves when `vibesync stop` asked for a graceful shutdown.
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await
     }
 
     /// Authenticated sessions now connected.
@@ -256,11 +264,24 @@ impl Daemon {
                 );
                 vec![]
             }
+            Inbound::Resync(r) if !crate::sync::holds_scene(&sess.editor) => vec![Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `type`: `resync` is for editor sessions (blender, unity) that hold a scene; this is a `{}` session — read state with `status` or the registry instead",
+                    sess.editor
+                ),
+                r.request_id,
+            )
+            .to_frame()],
             Inbound::Resync(r) => {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Resync { session_id: sess.session_id.clone(), since_seq: r.since_seq },
+                    SyncEvent::Resync {
+                        session_id: sess.session_id.clone(),
+                        since_seq: r.since_seq,
+                        request_id: r.request_id,
+                    },
                 );
                 vec![]
             }
@@ -403,6 +424,12 @@ impl Daemon {
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }
             }
+            // A graceful stop, the same as SIGTERM (the only one on Windows).
+            "stop" => {
+                info!(by = %sess.client_id, "stop requested by a person (vibesync stop)");
+                self.stop.notify_one();
+                json!({"stopping": true, "pid": std::process::id()})
+            }
             // Audit pack + blob collection now (also on a schedule: retention.rs).
             "maintain" => {
                 let (data, registry) = (self.data.clone(), self.stores.registry.clone());
@@ -490,7 +517,7 @@ impl Daemon {
             other => return Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain, stop",
                     vibesync_protocol::validate::truncate_for_message(other)
                 ),
                 rid,
@@ -618,7 +645,9 @@ impl Daemon {
         let obj = s.as_object_mut().expect("stores status is an object");
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
         obj.insert("data_dir".into(), json!(self.data.root().display().to_string()));
-        obj.insert("listen".into(), json!(self.listen.lock().unwrap().map(|a| a.to_string())));
+        let listen = *self.listen.lock().unwrap();
+        obj.insert("listen".into(), json!(listen.map(|a| a.to_string())));
+        obj.insert("reachable_from_network".into(), json!(listen.is_some_and(|a| !a.ip().is_loopback())));
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));

@@ -7,8 +7,9 @@
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path); `core::registrar`
 //!   group-commits register/tombstone requests.
-//! - [`flusher`]: the background registry flush.
+//! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`ratelimit`]: over-budget coalescible changes are merged, never refused (pure).
 //! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown; [`admission`]: the quota of
@@ -23,12 +24,13 @@
 
 pub mod admission;
 pub mod boot;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod core;
-pub mod flusher;
 pub mod fsutil;
 pub mod paths;
+pub mod ratelimit;
 pub mod restore;
 pub mod retention;
 pub mod router;
@@ -155,6 +157,14 @@ pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, S
     let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
     fsutil::write_atomic(&daemon.data_dir().daemon_info(), info.to_string().as_bytes(), None)
         .map_err(|e| DaemonError::DataDir { path: daemon.data_dir().daemon_info(), message: e.to_string() })?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            listen = %addr,
+            "LISTENING BEYOND LOOPBACK: {addr} is reachable from the network. VibeSync trusts only the local user: \
+             anyone who can reach this port and read the token can change your scenes. Use --listen 127.0.0.1:<port> \
+             unless you really mean this (`vibesync status` shows reachable_from_network: true)"
+        );
+    }
     info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
     Ok((listener, addr))
 }

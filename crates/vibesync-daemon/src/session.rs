@@ -21,7 +21,10 @@ use vibesync_protocol::{
 
 use crate::admission::Ticket;
 use crate::core::{Daemon, SessionInfo};
+use crate::ratelimit::Overflow;
 use vibesync_engine::governance::Bucket;
+use vibesync_protocol::message::ItemResult;
+use vibesync_protocol::ItemStatus;
 
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
@@ -157,10 +160,21 @@ pub async fn serve_connection(
         .instrument(span.clone()),
     );
 
+    // Over-budget coalescible changes, merged until the budget allows (crate::ratelimit).
+    let mut overflow = Overflow::default();
+    let retry = Duration::from_micros((1e6 / limits.messages_per_sec.max(1e-3)).clamp(1000.0, 1e6) as u64);
     async {
         loop {
-                        let next = tokio::select! {
+            let next = tokio::select! {
                 n = reader.next() => n,
+                _ = tokio::time::sleep(retry), if !overflow.is_empty() => {
+                    if msg_bucket.take(1.0, clock.elapsed().as_millis() as u64)
+                        && !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await
+                    {
+                        break;
+                    }
+                    continue;
+                }
                 _ = kick.notified() => {
                     warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
                     let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
@@ -185,7 +199,19 @@ pub async fn serve_connection(
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
             if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
-                let rid = parse_inbound(&frame.json).ok().and_then(|m| m.request_id().map(str::to_string));
+                let parsed = parse_inbound(&frame.json);
+                if let Ok(Inbound::Change(c)) = &parsed {
+                    if overflow.accepts(c, !frame.attachment.is_empty()) {
+                        let Ok(Inbound::Change(c)) = parsed else { unreachable!() };
+                        overflow.push(c);
+                        continue;
+                    }
+                }
+                // Replies keep request order: what is held is submitted before this refusal.
+                if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                    break;
+                }
+                let rid = parsed.ok().and_then(|m| m.request_id().map(str::to_string));
                 let msg = format!(
                     "over this session's limit ({} messages/s, {} bytes/s); this request was not run — slow down and retry",
                     limits.messages_per_sec, limits.bytes_per_sec
@@ -195,7 +221,7 @@ pub async fn serve_connection(
                 }
                 continue;
             }
-                        // Parsing a frame of many megabytes takes long enough to stall other sessions on
+            // Parsing a frame of many megabytes takes long enough to stall other sessions on
             // this worker: big ones are parsed on the blocking pool.
             let parsed = if frame.json.len() > BIG_FRAME_BYTES {
                 let json = frame.json.clone();
@@ -216,7 +242,16 @@ pub async fn serve_connection(
                 Ok(Inbound::Hello(_)) => {
                     let _ = tx.send(Outbound::error(ErrorCode::BadMessage, "field `type`: `hello` was already accepted on this connection", None).to_frame()).await;
                 }
+                Ok(Inbound::Change(c)) if !overflow.is_empty() && overflow.accepts(&c, !frame.attachment.is_empty()) => {
+                    overflow.push(c);
+                    if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                        break;
+                    }
+                }
                 Ok(msg) => {
+                    if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                        break;
+                    }
                     for reply in daemon.handle(&session_id, msg, frame.attachment).await {
                         if tx.send(reply).await.is_err() {
                             break;
@@ -228,11 +263,42 @@ pub async fn serve_connection(
     }
     .instrument(span.clone())
     .await;
+    // Held changes are never dropped: submitted even when the editor is gone.
+    submit_overflow(&daemon, &session_id, &tx, &mut overflow).await;
 
     daemon.remove_session(&session_id);
     drop(tx);
     let _ = writer_task.await;
     info!(parent: &span, "session closed");
+}
+
+/// Submit what the overflow holds: each earlier held request is answered with every item
+/// `coalesced`, then the last one carries the merged changes (its `ack` comes from the sync
+/// actor). False when the session's writer is gone.
+async fn submit_overflow(
+    daemon: &Arc<Daemon>,
+    session_id: &str,
+    tx: &mpsc::Sender<Frame>,
+    overflow: &mut Overflow,
+) -> bool {
+    let Some((earlier, last)) = overflow.take() else { return true };
+    debug!(held = earlier.len() + 1, changes = last.changes.len(), "submitting coalesced over-budget changes");
+    let mut alive = true;
+    for c in earlier {
+        let results = c
+            .changes
+            .iter()
+            .map(|ch| {
+                ItemResult::ok(ch.get("uuid").and_then(|u| u.as_str()).unwrap_or_default(), ItemStatus::Coalesced)
+            })
+            .collect();
+        let ack = Outbound::Ack { request_id: c.request_id, seq: daemon.last_seq(), results };
+        alive &= tx.send(ack.to_frame()).await.is_ok();
+    }
+    for reply in daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await {
+        alive &= tx.send(reply).await.is_ok();
+    }
+    alive
 }
 
 fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
@@ -254,13 +320,13 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
     if let Err(m) = validate::project_id(&h.project_id) {
         return Err((ErrorCode::BadProjectId, m));
     }
-    if !validate::EDITORS.contains(&h.editor.as_str()) {
+    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
         return Err((
             ErrorCode::BadMessage,
             format!(
                 "field `editor`: `{}` is not one of {}",
                 validate::truncate_for_message(&h.editor),
-                validate::EDITORS.join(", ")
+                vibesync_protocol::ClientKind::list()
             ),
         ));
     }
@@ -268,8 +334,17 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
         return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
     if let Some(u) = h.unit_scale {
-        if !(u.is_finite() && u > 0.0) {
-            return Err((ErrorCode::BadMessage, format!("field `unit_scale`: must be a finite number > 0, got {u}")));
+        // Bounded so that every coordinate the daemon converts for this receiver stays
+        // finite (|t| ≤ 1e9 in, ÷ unit_scale out): docs/PROTOCOL.md §3.
+        if !(u.is_finite() && (validate::MIN_UNIT_SCALE..=validate::MAX_UNIT_SCALE).contains(&u)) {
+            return Err((
+                ErrorCode::BadMessage,
+                format!(
+                    "field `unit_scale`: must be a number from {:e} to {:e} (meters per editor unit), got {u:e}",
+                    validate::MIN_UNIT_SCALE,
+                    validate::MAX_UNIT_SCALE
+                ),
+            ));
         }
     }
     Ok(())

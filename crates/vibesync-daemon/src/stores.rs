@@ -39,6 +39,10 @@ pub struct Stores {
     sidecar_dirty: Arc<AtomicBool>,
     /// Applied to the registry since its last flush.
     registry_dirty: Arc<AtomicBool>,
+    /// The boot checkpoint's writer (docs/WAL.md §9) and how this boot used one.
+    checkpoints: Arc<std::sync::Mutex<crate::checkpoint::Tracker>>,
+    checkpointer_stop: Arc<AtomicBool>,
+    boot: Arc<Value>,
     /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
@@ -47,8 +51,13 @@ pub struct Stores {
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
 }
 
-fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
-    move || match Reader::open(&dir) {
+/// The WAL's records from the start, or (`from`) after a checkpoint position.
+fn wal_records(dir: &std::path::Path, from: Option<vibesync_wal::Position>) -> Box<dyn Iterator<Item = Record>> {
+    let reader = match from {
+        Some(p) => Reader::open_at(dir, p),
+        None => Reader::open(dir),
+    };
+    match reader {
         Ok(r) => Box::new(r.map_while(|e| e.ok()).map(|e| e.record)),
         Err(_) => Box::new(std::iter::empty()),
     }
@@ -58,14 +67,26 @@ impl Stores {
     pub fn open(config: &Config, data: &DataDir, opts: &ServeOptions) -> Result<Stores, DaemonError> {
         let started = std::time::Instant::now();
         let lap = |what: &str| info!(elapsed_ms = started.elapsed().as_millis() as u64, "boot: {what}");
+        let mut checkpoint = match crate::checkpoint::load(data.root()) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("boot checkpoint unusable ({why}); moved to quarantine, reading the whole log");
+                crate::checkpoint::set_aside(data.root(), &data.quarantine());
+                None
+            }
+        };
         let wal_cfg = WalConfig {
             dir: data.wal(),
             quarantine_dir: data.quarantine(),
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
-            resume: None,
+            resume: checkpoint.as_ref().map(crate::checkpoint::Checkpoint::resume_at),
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
+        if let Some(why) = &recovery.resume_rejected {
+            warn!("boot checkpoint does not match the WAL ({why}); reading the whole log");
+            checkpoint = None;
+        }
         if let Some(t) = &recovery.torn_tail {
             warn!(file = %t.file.display(), offset = t.offset, bytes = t.bytes, quarantine = %t.quarantine_path.display(), "torn WAL tail moved to quarantine");
         }
@@ -87,7 +108,13 @@ impl Stores {
         let tail_cut = recovery.torn_tail.is_some() || recovery.repaired.is_some();
         reg_cfg.repair = opts.repair || tail_cut;
         lap("WAL recovered");
-        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal())).map_err(|e| match e {
+        let resume =
+            checkpoint.as_ref().map(|c| vibesync_registry::Resume { after_seq: c.seq, registry_seq: c.registry_seq });
+        let from = checkpoint.as_ref().map(crate::checkpoint::Checkpoint::position);
+        let wal_dir = data.wal();
+        let opened =
+            Registry::open_resuming(&reg_cfg, resume, |short| wal_records(&wal_dir, if short { from } else { None }));
+        let (registry, report) = opened.map_err(|e| match e {
             RegistryError::AheadOfWal { registry_seq, wal_last_seq, .. } => DaemonError::WalLostTail {
                 store: "registry",
                 store_seq: registry_seq,
@@ -105,6 +132,17 @@ impl Stores {
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
             registry_dirty: Arc::new(AtomicBool::new(false)),
+            checkpoints: Arc::new(std::sync::Mutex::new(crate::checkpoint::Tracker::new(
+                data.wal(),
+                data.root().to_path_buf(),
+                checkpoint.clone(),
+            ))),
+            checkpointer_stop: Arc::new(AtomicBool::new(false)),
+            boot: Arc::new(json!({
+                "resumed_after": recovery.resumed_after,
+                "wal_records_read": recovery.records,
+                "registry": report,
+            })),
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
@@ -181,9 +219,15 @@ impl Stores {
         }
 
         let mut stores = stores;
-        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq)?;
+        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq, checkpoint.as_ref())?;
         lap("audit reconciled");
-        crate::flusher::spawn(Arc::downgrade(&stores.registry), stores.registry_dirty.clone());
+        stores.checkpointer_stop = crate::checkpoint::spawn(
+            stores.checkpoints.clone(),
+            stores.wal.clone(),
+            Arc::downgrade(&stores.registry),
+            stores.audit.as_ref().map(Arc::downgrade),
+            stores.registry_dirty.clone(),
+        );
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {
@@ -288,7 +332,13 @@ impl Stores {
     /// every FINAL made durable from now on. The same pass rebuilds the governance index and
     /// collects ROLLBACKs. docs/WAL.md §5: a history that has seen a seq beyond the WAL's
     /// end, or anchors a different `h`, stops the boot unless `--repair`.
-    fn open_audit(&mut self, config: &Config, repair: bool, recovered_end: u64) -> Result<(), DaemonError> {
+    fn open_audit(
+        &mut self,
+        config: &Config,
+        repair: bool,
+        recovered_end: u64,
+        checkpoint: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<(), DaemonError> {
         // Compared with the WAL's end before boot appended its own records.
         let wal_last = recovered_end;
         let mut head = None;
@@ -319,10 +369,13 @@ impl Stores {
             }
         }
         let since = if config.audit.enabled { head.as_ref().map(|h| h.last_seq).unwrap_or(0) } else { u64::MAX };
+        // After a checkpoint only the records after it are read, unless the audit lost
+        // commits the checkpoint counted on (docs/WAL.md §9).
+        let checkpoint = checkpoint.filter(|c| since >= c.seq);
         let mut scan = {
             let governance = self.governance.clone();
             let mut gov = governance.lock().unwrap();
-            self.boot_scan(since, since, Some(&mut gov))?
+            self.boot_scan(since, since, Some(&mut gov), checkpoint)?
         };
         if let Some(h) = &head {
             let anchored = h.wal_h.as_ref().map(|ah| (ah, scan.anchor_h.as_ref()));
@@ -343,7 +396,7 @@ impl Stores {
                         h.last_seq
                     ),
                 );
-                scan.marks = self.boot_scan(0, 0, None)?.marks;
+                scan.marks = self.boot_scan(0, 0, None, None)?.marks;
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
@@ -403,11 +456,23 @@ impl Stores {
         since: u64,
         anchor_seq: u64,
         mut gov: Option<&mut FailureIndex>,
+        checkpoint: Option<&crate::checkpoint::Checkpoint>,
     ) -> Result<BootScan, DaemonError> {
-        let reader = Reader::open(self.data.wal())?;
         let mut scan = BootScan::default();
-        for entry in reader.map_while(|e| e.ok()) {
-            let r = entry.record;
+        // From a checkpoint: its kept records first (they are all at or before it), then
+        // the log after it.
+        let (reader, kept) = match checkpoint {
+            Some(c) => {
+                scan.last_seq = c.seq;
+                if anchor_seq == c.seq {
+                    scan.anchor_h = Some(c.h.clone());
+                }
+                (Reader::open_at(self.data.wal(), c.position())?, c.kept.clone())
+            }
+            None => (Reader::open(self.data.wal())?, Vec::new()),
+        };
+        for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
+            let from_kept = checkpoint.is_some_and(|c| r.seq <= c.seq);
             if let Some(gov) = gov.as_deref_mut() {
                 gov.observe(&Observed {
                     seq: r.seq,
@@ -416,6 +481,12 @@ impl Stores {
                     error_code: r.error_code.as_deref(),
                     payload: &r.payload,
                 });
+            }
+            if from_kept {
+                if r.phase == Phase::Rollback {
+                    scan.rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+                }
+                continue;
             }
             scan.last_seq = r.seq;
             if r.seq == anchor_seq {
@@ -479,6 +550,10 @@ impl Stores {
             None => json!({"enabled": false}),
         };
         json!({
+            "checkpoint": self.checkpoints.lock().unwrap().last().map(|c| json!({
+                "seq": c.seq, "registry_seq": c.registry_seq, "audit_seq": c.audit_seq, "written_at": c.written_at,
+            })),
+            "boot": *self.boot,
             "seq": w.last_seq,
             "registry": {"live": c.live, "tombstoned": c.tombstoned, "quarantined": c.quarantined},
             "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs},
@@ -499,6 +574,7 @@ impl Stores {
 
     /// Graceful close: drain the audit, flush the registry, write the sidecar, sync the WAL.
     pub async fn close(&self, timeout: Duration) {
+        self.checkpointer_stop.store(true, Ordering::SeqCst);
         if let Some(a) = &self.audit {
             // Commit everything queued (audit lag 0 after a clean stop), then join the thread.
             let a = a.clone();
@@ -513,6 +589,14 @@ impl Stores {
         if let Err(e) = self.registry.flush() {
             error!("registry flush at shutdown failed: {e}");
         }
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let audit = me.audit.as_deref();
+            if let Err(e) = me.checkpoints.lock().unwrap().checkpoint(&me.wal, &me.registry, audit) {
+                warn!("no checkpoint at shutdown (the next boot reads more of the log): {e}");
+            }
+        })
+        .await;
         self.write_sidecar_if_dirty();
         if let Err(e) = self.wal.close().await {
             error!("WAL close failed: {e}");

@@ -15,14 +15,14 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 use vibesync_engine::governance::{Decision, Escalation, IdleTracker, Observed};
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, parse_change, Change, ChangeOp, ObjectState, Path, Queued, Window,
 };
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
-use vibesync_protocol::{Frame, Outbound};
+use vibesync_protocol::{BatchOutcome, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
 use vibesync_registry::Status;
 use vibesync_wal::{Phase, Record, RecordDraft};
 
@@ -58,6 +58,8 @@ pub enum SyncEvent {
     Resync {
         session_id: SessionId,
         since_seq: u64,
+        /// Echoed on the answering batch's fences (docs/PROTOCOL.md §6.6).
+        request_id: Option<String>,
     },
     Left {
         session_id: SessionId,
@@ -92,13 +94,15 @@ impl SyncHub {
         let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let actor = Actor::new(daemon.clone(), project_id.to_string());
-            tokio::spawn(actor.run(rx));
+            // Every line the actor logs names its project (not the session that woke it).
+            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
             tx
         });
         if let Err(e) = tx.send(ev) {
             // The actor ended (it only ends when the hub is dropped); start a fresh one.
             let (tx2, rx) = mpsc::unbounded_channel();
-            tokio::spawn(Actor::new(daemon.clone(), project_id.to_string()).run(rx));
+            let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
+            tokio::spawn(Actor::new(daemon.clone(), project_id.to_string()).run(rx).instrument(span));
             let _ = tx2.send(e.0);
             *tx = tx2;
         }
@@ -213,7 +217,7 @@ impl Actor {
             if Instant::now() >= f.deadline {
                 let missing: Vec<String> = f.expected.keys().filter(|s| !f.answered.contains(*s)).cloned().collect();
                 self.rollback(
-                    "VERIFY_TIMEOUT",
+                    RollbackCode::VerifyTimeout,
                     json!({"reason": "no `applied` within the verify timeout", "sessions": missing}),
                 )
                 .await;
@@ -263,8 +267,10 @@ impl Actor {
                 let now = self.now_ms();
                 self.idle.activity(&session_id, active, now);
             }
-            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, false).await,
-            SyncEvent::Resync { session_id, since_seq } => self.replay(&session_id, since_seq, true).await,
+            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, None).await,
+            SyncEvent::Resync { session_id, since_seq, request_id } => {
+                self.replay(&session_id, since_seq, Some(request_id)).await
+            }
             SyncEvent::Left { session_id } => {
                 self.resyncs.retain(|_, r| r.session_id != session_id);
                 self.idle.left(&session_id);
@@ -285,7 +291,7 @@ impl Actor {
                 let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
                 for s in self.project_sessions() {
                     if s.session_id != origin {
-                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, "slow", &ops).await;
+                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await;
                     }
                 }
             }
@@ -306,7 +312,9 @@ impl Actor {
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
-            self.replay(&session.session_id, 0, false).await;
+            // Always answered: the full replay, or an empty `resync` batch carrying the
+            // daemon's seq when there is nothing to replay (the refusal promises one).
+            self.replay(&session.session_id, 0, Some(None)).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -323,7 +331,7 @@ impl Actor {
             let change = match parse_change(raw, session.unit_scale, &at) {
                 Ok(c) => c,
                 Err(e) => {
-                    results.push(ItemResult::error(shown, e.code.as_str(), e.message));
+                    results.push(ItemResult::error(shown, e.code, e.message));
                     continue;
                 }
             };
@@ -331,7 +339,7 @@ impl Actor {
             let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
                 Ok(blob) => blob,
                 Err((code, msg)) => {
-                    if code == "STALE" {
+                    if code == ItemErrorCode::Stale {
                         stale.push(change.uuid.clone());
                     }
                     results.push(ItemResult::error(&change.uuid, code, msg));
@@ -339,13 +347,13 @@ impl Actor {
                 }
             };
             if let Some(msg) = &diverged {
-                results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
+                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
             }
             match self.consult_gate(&change) {
                 Decision::Block(reason) => {
                     info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
-                    results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {reason}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
                     continue;
                 }
                 Decision::Degrade(reasons) => {
@@ -364,16 +372,16 @@ impl Actor {
                     Ok(Err(e)) => Some(e.to_string()),
                     Err(e) => Some(e.to_string()),
                 } {
-                    results.push(ItemResult::error(&change.uuid, "STORAGE_FAILED", format!("{at}: {e}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {e}")));
                     continue;
                 }
             }
             if automation_waits {
-                results.push(ItemResult::ok(&change.uuid, "held"));
+                results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
                 self.held.push(Queued { origin: session.clone(), change });
                 continue;
             }
-            results.push(ItemResult::ok(&change.uuid, "queued"));
+            results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
             self.window.push(self.now_ms(), Queued { origin: session.clone(), change });
         }
         (results, stale)
@@ -388,11 +396,11 @@ impl Actor {
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<Option<String>, (&'static str, String)> {
+    ) -> Result<Option<String>, (ItemErrorCode, String)> {
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
-                "QUARANTINED",
+                ItemErrorCode::Quarantined,
                 format!("{at}: uuid is quarantined; release it with `vibesync quarantine release {}`", change.uuid),
             ));
         }
@@ -400,36 +408,58 @@ impl Actor {
             || self.window.pending_uuids().any(|u| u == change.uuid)
             || self.inflight.as_ref().is_some_and(|f| f.uuids.contains(&change.uuid));
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
-            return Err(("NOT_FOUND", format!("{at}: no synced state for {}; send `create` first", change.uuid)));
+            return Err((
+                ItemErrorCode::NotFound,
+                format!("{at}: no synced state for {}; send `create` first", change.uuid),
+            ));
         }
         if change.op.path() == Path::Slow {
             if let Some(f) = self.inflight.as_ref().filter(|f| f.uuids.contains(&change.uuid)) {
                 if f.origin_clients.get(&change.uuid).is_some_and(|c| c != &session.client_id) {
                     return Err((
-                        "STALE",
+                        ItemErrorCode::Stale,
                         format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),
                     ));
                 }
             }
             if let Some((seq, client)) = self.synced.get(&change.uuid) {
                 if *seq > base_seq && client != &session.client_id {
-                    return Err(("STALE", format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
+                    return Err((ItemErrorCode::Stale, format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
                 }
+            }
+        }
+        if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
+            // A cycle built across batches (A under B now, B under A later) is refused per
+            // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+            let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
+            if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
+                return Err((
+                    ItemErrorCode::InvalidField,
+                    format!(
+                        "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
+                        change.uuid,
+                        change.uuid,
+                        chain.join(" → ")
+                    ),
+                ));
             }
         }
         if let Some(hash) = change.op.mesh_hash() {
             if !attachment.is_empty() {
                 let actual = Mesh::hash_bytes(attachment);
                 if actual != hash {
-                    return Err(("INVALID_FIELD", format!("{at}.mesh_hash: attachment hashes to {actual}")));
+                    return Err((
+                        ItemErrorCode::InvalidField,
+                        format!("{at}.mesh_hash: attachment hashes to {actual}"),
+                    ));
                 }
                 if let Err(e) = Mesh::decode(attachment) {
-                    return Err(("INVALID_FIELD", format!("{at}: mesh attachment: {e}")));
+                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
                 }
                 return Ok(Some(hash.to_string()));
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
-                    "INVALID_FIELD",
+                    ItemErrorCode::InvalidField,
                     format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
                 ));
             }
@@ -537,7 +567,7 @@ impl Actor {
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
-                outcome: "dropped".into(),
+                outcome: BatchOutcome::Dropped,
                 uuids: dedup(uuids),
                 error_code: None,
             };
@@ -646,7 +676,7 @@ impl Actor {
             if ops.is_empty() {
                 continue;
             }
-            if !self.send_batch(&s, &batch_id, seq, path.as_str(), &ops).await {
+            if !self.send_batch(&s, &batch_id, seq, path.kind(), &ops, None).await {
                 continue; // could not reach it: it will be resynced when it reconnects
             }
             let exp =
@@ -720,7 +750,7 @@ impl Actor {
             let bad = mismatches(exp, &hashes);
             if !bad.is_empty() {
                 warn!(batch_id = %batch_id, session_id = %session_id, uuids = ?bad, "state hash mismatch");
-                self.rollback("VERIFY_MISMATCH", json!({"session_id": session_id, "uuids": bad})).await;
+                self.rollback(RollbackCode::VerifyMismatch, json!({"session_id": session_id, "uuids": bad})).await;
                 return;
             }
             f.answered.insert(session_id);
@@ -764,10 +794,10 @@ impl Actor {
         }
         info!(batch_id = %f.batch_id, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         self.daemon.finalize_later(SYNC_SESSION.into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
-        self.result(&f, commit_seq, "committed", None).await;
+        self.result(&f, commit_seq, BatchOutcome::Committed, None).await;
     }
 
-    async fn rollback(&mut self, code: &str, detail: Value) {
+    async fn rollback(&mut self, code: RollbackCode, detail: Value) {
         let Some(f) = self.inflight.take() else { return };
         let mut rb = self.draft(
             &f.batch_id,
@@ -778,7 +808,7 @@ impl Actor {
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
             }),
         );
-        rb.error_code = Some(code.to_string());
+        rb.error_code = Some(code.as_str().to_string());
         let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
             Ok(r) => {
                 let r = r.last().expect("one record");
@@ -796,33 +826,28 @@ impl Actor {
                 return;
             }
         };
-        warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code, "batch rolled back; re-sending the authoritative state");
+        warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code.as_str(), "batch rolled back; re-sending the authoritative state");
         self.rolled_back.push((seq, f.uuids.clone()));
         // The outcome first: an origin learns its change is resolved before the authoritative
         // state arrives, so it applies that state instead of guarding its own edit from it.
-        self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
+        self.result(&f, seq, BatchOutcome::RolledBack, Some(code)).await;
         let mut targets: Vec<SessionId> = f.expected.keys().cloned().collect();
         targets.extend(f.origins.iter().cloned());
         for s in dedup(targets) {
-            self.send_resync(&s, &f.uuids, code).await;
+            self.send_resync(&s, &f.uuids, code.as_str()).await;
         }
         self.escalate(escalation).await;
     }
 
-    async fn result(&self, f: &Inflight, seq: u64, outcome: &str, error_code: Option<String>) {
-        let msg = Outbound::BatchResult {
-            batch_id: f.batch_id.clone(),
-            seq,
-            outcome: outcome.into(),
-            uuids: f.uuids.clone(),
-            error_code,
-        }
-        .to_frame();
+    async fn result(&self, f: &Inflight, seq: u64, outcome: BatchOutcome, error_code: Option<RollbackCode>) {
+        let msg =
+            Outbound::BatchResult { batch_id: f.batch_id.clone(), seq, outcome, uuids: f.uuids.clone(), error_code }
+                .to_frame();
         let mut targets: HashSet<&SessionId> = f.expected.keys().collect();
         targets.extend(f.origins.iter());
         for s in targets {
             let ok = self.daemon.send_frames(s, vec![msg.clone()]).await;
-            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome, "batch_result sent");
+            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome = outcome.as_str(), "batch_result sent");
         }
     }
 
@@ -842,17 +867,23 @@ impl Actor {
                 None => (u.clone(), ChangeOp::Delete),
             })
             .collect();
-        self.send_resync_ops(&s, ops, why).await;
+        self.send_resync_ops(&s, ops, why, None).await;
     }
 
-    async fn send_resync_ops(&mut self, s: &SessionInfo, ops: Vec<(String, ChangeOp)>, why: &str) -> Option<String> {
+    async fn send_resync_ops(
+        &mut self,
+        s: &SessionInfo,
+        ops: Vec<(String, ChangeOp)>,
+        why: &str,
+        request_id: Option<&str>,
+    ) -> Option<String> {
         if ops.is_empty() {
             return None;
         }
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = self.daemon.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
-        if self.send_batch(s, &batch_id, seq, "resync", &ops).await {
+        if self.send_batch(s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
             let expected = ops
                 .iter()
                 .map(|(u, op)| {
@@ -872,8 +903,9 @@ impl Actor {
         None
     }
 
-    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6).
-    async fn replay(&mut self, session_id: &str, last_seq: u64, always_answer: bool) {
+    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6). `answer`:
+    /// the `resync` request being answered (always answered, with its `request_id`).
+    async fn replay(&mut self, session_id: &str, last_seq: u64, answer: Option<Option<String>>) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
         if !holds_scene(&s.editor) {
             return;
@@ -911,13 +943,14 @@ impl Actor {
                 }
             }
         }
-        let batch_id = if ops.is_empty() && always_answer {
+        let request_id = answer.as_ref().and_then(|r| r.as_deref());
+        let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
-            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[]).await;
+            self.send_batch(&s, &id, self.daemon.last_seq(), PathKind::Resync, &[], request_id).await;
             None
         } else {
-            self.send_resync_ops(&s, ops, "replay").await
+            self.send_resync_ops(&s, ops, "replay", request_id).await
         };
         if let Some(slot) = self.diverged.get_mut(session_id) {
             *slot = batch_id;
@@ -933,13 +966,20 @@ impl Actor {
         s: &SessionInfo,
         batch_id: &str,
         seq: u64,
-        path: &str,
+        path: PathKind,
         ops: &[(String, ChangeOp)],
+        request_id: Option<&str>,
     ) -> bool {
         let mut frames = Vec::with_capacity(ops.len() + 2);
         frames.push(
-            Outbound::BatchBegin { batch_id: batch_id.into(), seq, path: path.into(), count: ops.len() as u32 }
-                .to_frame(),
+            Outbound::BatchBegin {
+                batch_id: batch_id.into(),
+                seq,
+                path,
+                count: ops.len() as u32,
+                request_id: request_id.map(str::to_string),
+            }
+            .to_frame(),
         );
         for (uuid, op) in ops {
             let change = change_to_wire(uuid, op, s.unit_scale);
@@ -957,12 +997,16 @@ impl Actor {
             };
             frames.push(Frame::new(json, attachment));
         }
-        frames.push(Outbound::BatchEnd { batch_id: batch_id.into(), seq }.to_frame());
+        frames.push(
+            Outbound::BatchEnd { batch_id: batch_id.into(), seq, request_id: request_id.map(str::to_string) }
+                .to_frame(),
+        );
         self.daemon.send_frames(&s.session_id, frames).await
     }
 }
 
-fn holds_scene(editor: &str) -> bool {
+/// Editor kinds that hold a scene (receive batches, may ask for `resync`).
+pub fn holds_scene(editor: &str) -> bool {
     matches!(editor, "blender" | "unity")
 }
 

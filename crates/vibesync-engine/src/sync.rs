@@ -70,6 +70,14 @@ pub enum Path {
 }
 
 impl Path {
+    /// The wire `batch_begin.path` of this path.
+    pub fn kind(self) -> vibesync_protocol::PathKind {
+        match self {
+            Path::Fast => vibesync_protocol::PathKind::Fast,
+            Path::Slow => vibesync_protocol::PathKind::Slow,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Path::Fast => "fast",
@@ -186,6 +194,22 @@ fn snap_material(m: Material) -> Material {
 
 /// Translation, rotation quaternion `[x,y,z,w]`, scale.
 type Trs = ([f64; 3], [f64; 4], [f64; 3]);
+
+/// The ancestor chain that makes `uuid` under `new_parent` a cycle (`new_parent` …
+/// `uuid`), if any, walking `parent_of` (the authoritative parents). Bounded: a chain longer
+/// than 100,000 (or one that loops without reaching `uuid`) is not reported here.
+pub fn parent_cycle(uuid: &str, new_parent: &str, parent_of: impl Fn(&str) -> Option<String>) -> Option<Vec<String>> {
+    let mut chain = vec![new_parent.to_string()];
+    let mut cur = new_parent.to_string();
+    for _ in 0..100_000 {
+        if cur == uuid {
+            return Some(chain);
+        }
+        cur = parent_of(&cur)?;
+        chain.push(cur.clone());
+    }
+    None
+}
 
 /// Parse and validate one change from an editor. `unit_scale` = meters per sender unit.
 /// `at` names the change in error messages (e.g. `changes[2]`).
@@ -395,6 +419,26 @@ impl<S: Clone> Window<S> {
     pub fn take(&mut self) -> Vec<Queued<S>> {
         self.opened_at = None;
         coalesce(std::mem::take(&mut self.pending))
+    }
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::parent_cycle;
+
+    #[test]
+    fn reparenting_under_a_descendant_is_a_cycle() {
+        // c → b → a (parents); reparent a under c: a cycle a ← c ← b ← a.
+        let parent_of = |u: &str| match u {
+            "c" => Some("b".to_string()),
+            "b" => Some("a".to_string()),
+            _ => None,
+        };
+        assert_eq!(parent_cycle("a", "c", parent_of), Some(vec!["c".into(), "b".into(), "a".into()]));
+        assert_eq!(parent_cycle("c", "a", parent_of), None, "moving a leaf under the root is fine");
+        // An existing loop that does not contain the uuid terminates.
+        let looped = |u: &str| Some(if u == "x" { "y" } else { "x" }.to_string());
+        assert_eq!(parent_cycle("a", "x", looped), None);
     }
 }
 

@@ -118,6 +118,12 @@ pub enum Command {
         #[arg(long = "uuid")]
         uuids: Vec<String>,
     },
+    /// Stop the running daemon gracefully (like SIGTERM; works on every platform) and wait
+    /// until it has exited.
+    Stop {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run a maintenance pass now (pack the audit repository, collect unreferenced mesh
     /// blobs; the daemon also runs it every `storage.maintenance_interval_secs`).
     Maintain {
@@ -219,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Service { action } => service(action, json),
         Command::Geonodes { action } => crate::geonodes::run(action),
         Command::Maintain { data_dir: d } => maintain(data_dir(d), json),
+        Command::Stop { data_dir: d } => stop(data_dir(d), json),
         Command::History { data_dir: d, project, uuid, limit } => {
             crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
         }
@@ -318,6 +325,7 @@ fn serve(
         let shutdown = async move {
             tokio::select! {
                 _ = signals.recv() => tracing::info!("signal received"),
+                _ = d2.stop_requested() => tracing::info!("stopping: vibesync stop"),
                 _ = d2.fatal_error() => tracing::error!("storage failure: stopping"),
             }
         };
@@ -513,6 +521,31 @@ fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn stop(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(r) = admin(&data, serde_json::json!({"action": "stop"}))? else {
+        if json {
+            print_json(&serde_json::json!({"stopped": false, "running": false}))?;
+        } else {
+            println!("no daemon is running on {}", data.root().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pid = r["pid"].as_u64();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while vibesync_daemon::verify::daemon_running(&data).is_some() {
+        if std::time::Instant::now() > deadline {
+            bail!("the daemon (pid {pid:?}) did not exit within 60 s of `stop`; see its log");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if json {
+        print_json(&serde_json::json!({"stopped": true, "pid": pid}))?;
+    } else {
+        println!("stopped the daemon (pid {}) gracefully", pid.map(|p| p.to_string()).unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {

@@ -38,6 +38,16 @@ namespace VibeSync.Bridge.Core
         public const string VerifyMismatch = "VERIFY_MISMATCH";
         public const string VerifyTimeout = "VERIFY_TIMEOUT";
 
+        /// <summary>Per-item codes (ack.results[].error_code), PROTOCOL §5, §6.1.</summary>
+        public static readonly string[] ItemCodes =
+        {
+            InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
+            DuplicateInRequest, Stale, Blocked, StorageFailed,
+        };
+
+        /// <summary>batch_result.error_code of a rollback, and the WAL's ROLLBACK codes.</summary>
+        public static readonly string[] RollbackCodes = { VerifyMismatch, VerifyTimeout, RecoveredIncomplete };
+
         public static readonly string[] All =
         {
             FrameTooLarge, BadFrame, BadMessage, UnknownType, AuthFailed, ProtocolMismatch, BadProjectId,

@@ -13,4 +13,5 @@ mod preauth;
 mod security;
 mod storage;
 mod torn;
+mod validation;
 mod wire;

@@ -51,8 +51,8 @@ fn hostile(
                         let write_failed = slowloris && {
                             let byte: &[u8] = if *sent < 8 { &frame_head[*sent..*sent + 1] } else { b"{" };
                             match s.write(byte) {
-                                Ok(_) => {
-                                    *sent += 1;
+                                Ok(n) => {
+                                    *sent += n;
                                     false
                                 }
                                 Err(e) => e.kind() != ErrorKind::WouldBlock,
