@@ -197,6 +197,9 @@ def test_9_wrong_hash_rolls_back_and_corrects_the_peer(host, blender):
     host.wait("batch_result", i, lambda e: e.get("outcome") == "rolled_back", what="rollback")
     rb = drive(lambda: [r for r in blender.tail() if r["phase"] == "ROLLBACK" and u in r["uuids"]], what="ROLLBACK in the WAL")
     assert rb[-1]["error_code"] == "VERIFY_MISMATCH"
-    # Nothing half-applied: both sides back on the authoritative (last committed) state.
+    assert rb[-1]["payload"]["kept_local"].get(u), rb[-1]
+    # The peer is corrected to the authoritative (last committed) state; the person's move
+    # stays in Blender, where it was made (PROTOCOL §6.4: kept_local, marked not synced).
     host.wait_obj(u, lambda o: close(o["transform"]["position"], [0.0, 0.0, 0.0]), what="the host corrected")
-    drive(lambda: close(ob.location, (0, 0, 0)), what="Blender corrected")
+    drive_for(1.0)
+    assert close(ob.location, (2, 0, 0)), tuple(ob.location)

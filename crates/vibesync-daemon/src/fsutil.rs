@@ -10,11 +10,15 @@ pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replace `path` atomically with `bytes`; `mode` applies on Unix (e.g. 0o600 for the token).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    // A temp name unique within the process too: concurrent writers of one file never
+    // share (and rename away) each other's temp file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     {
         let mut opts = OpenOptions::new();
