@@ -40,7 +40,7 @@ def test_extension_builds_installs_enables_and_auto_connects(daemon, tmp_path):
     assert report["timer"] is True
     assert report["handlers"] == {"depsgraph_update_post": 1, "undo_post": 1, "load_post": 1}
     st = report["status"]
-    assert st["connected"] and st["state"] == "connected" and st["port"] == daemon.port
+    assert st["connected"] and st["state"] == "connected" and st["port"] == daemon.port, json.dumps(report)
     assert st["project_id"] == "default"
     # The default startup scene (cube, camera, light, ...) plus the added cube: all registered.
     assert st["tracked_total"] >= 10 and st["registered"] == st["tracked_total"]

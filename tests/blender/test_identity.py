@@ -56,6 +56,7 @@ def test_every_kind_gets_a_uuid_and_is_registered(bridge):
     col = bpy.data.collections.new("Props")
     lamp = bpy.data.lights.new("Lamp", "POINT")
     cam = bpy.data.cameras.new("Cam")
+    tree = bpy.data.node_groups.new("Scatter", "GeometryNodeTree")
     settle()
     # Orphan data (no depsgraph update) is found by the throttled sweep.
     pump_until(lambda: all(wire.is_valid_uuid(idb.get(PROP)) for _k, idb in all_tracked()),
@@ -64,7 +65,7 @@ def test_every_kind_gets_a_uuid_and_is_registered(bridge):
     for kind, idb in all_tracked():
         assert wire.is_valid_uuid(idb.get(PROP)), f"{kind} {idb.name} has no valid uuid"
         kinds[uid(idb)] = kind
-    for idb in (ob, ob.data, mat, arm, act, img, col, lamp, cam):
+    for idb in (ob, ob.data, mat, arm, act, img, col, lamp, cam, tree):
         assert uid(idb) in kinds
     assert set(kinds.values()) == set(identity.KIND_TABLE)
     assert len(kinds) == len(set(kinds))  # all distinct
@@ -243,13 +244,19 @@ def test_reload_reports_a_sidecar_that_disagrees(bridge, tmp_path):
     assert any("checksum mismatch" in p for p in check["problems"])
 
 
-def test_project_id_defaults_to_the_blend_folder(clean_blender, daemon, tmp_path):
+def test_without_a_project_id_the_daemon_pairs_the_file(clean_blender, daemon, tmp_path):
+    """No id set by the user: none is derived from the folder (another editor could not
+    guess it); the daemon pairs the file and the assigned id is saved with it (§3)."""
     folder = tmp_path / "Space Game"
     folder.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "level.blend"))
+    path = str(folder / "level.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
     vibesync.connect("127.0.0.1", daemon.port, daemon.token, None)
     pump_until(lambda: vibesync.status()["connected"], what="connection")
-    assert vibesync.status()["project_id"] == "Space-Game"
+    pid = vibesync.status()["project_id"]
+    assert wire.is_valid_project_id(pid) and pid != "Space-Game"
+    bpy.ops.wm.save_mainfile()
+    assert identity.read_text_block()["project_id"] == pid
     vibesync.disconnect()
 
 

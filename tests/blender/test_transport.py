@@ -118,6 +118,7 @@ class HostileDaemon:
         self.hellos: list[dict] = []
         self.received: list[dict] = []
         self.script = script
+        self.welcome_extra: dict = {}  # extra welcome fields (e.g. an assigned project_id)
         self.conns = []
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -148,9 +149,10 @@ class HostileDaemon:
             self.conns.append(conn)
             try:
                 self.hellos.append(self.read_frame(conn))
-                conn.sendall(frame({"type": "welcome", "session_id": f"s{n}",
-                                    "daemon_version": "hostile", "protocol": 1, "seq": 5,
-                                    "safe_mode": False}))
+                conn.sendall(frame(dict({"type": "welcome", "session_id": f"s{n}",
+                                         "daemon_version": "hostile", "protocol": 1,
+                                         "seq": 5, "safe_mode": False},
+                                        **self.welcome_extra)))
                 self.script(n, conn)
                 conn.settimeout(0.2)
                 while True:
@@ -328,14 +330,17 @@ def test_timer_auto_connects_with_defaults_and_the_data_dir_token(clean_blender,
 
 
 def test_file_load_reconnects_with_the_new_files_project_id(clean_blender, daemon, tmp_path):
+    """A file keeps the project it was paired with (saved in the .blend, §3)."""
+    from vibesync import identity
     folder = tmp_path / "Level Two"
     folder.mkdir()
     path = str(folder / "two.blend")
+    identity.write_text_block(identity.Registry().snapshot("Level-Two", 0))
     bpy.ops.wm.save_as_mainfile(filepath=path)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     vibesync.connect("127.0.0.1", daemon.port, daemon.token, None)
     pump_until(lambda: vibesync.status()["connected"], what="connection")
-    assert vibesync.status()["project_id"] == "default"
+    assert vibesync.status()["project_id"] != "Level-Two"
     first = vibesync.status()["session_id"]
     bpy.ops.wm.open_mainfile(filepath=path)
     pump_until(lambda: vibesync.status()["connected"]

@@ -53,7 +53,8 @@ def drive_for(seconds: float) -> None:
 class Host:
     """The headless Unity host: stdin commands, JSON events on stdout, a dump file."""
 
-    def __init__(self, daemon: Daemon, project_id: str, workdir: str) -> None:
+    def __init__(self, daemon: Daemon, project_id: str | None, workdir: str,
+                 extra_args: list[str] | None = None) -> None:
         if not os.path.exists(HOST_EXE):
             raise RuntimeError(f"{HOST_EXE} not found: run scripts/test-unity (it builds the host)")
         self.daemon = daemon
@@ -61,10 +62,11 @@ class Host:
         self.events: list[dict] = []
         self.lock = threading.Lock()
         self.stderr = open(os.path.join(workdir, "host.stderr"), "ab")
+        project = ["--project", project_id] if project_id is not None else []
         self.proc = subprocess.Popen(
             ["mono", "--debug", HOST_EXE, "--connect", f"127.0.0.1:{daemon.port}",
-             "--token-file", os.path.join(daemon.data_dir, "token"), "--project", project_id,
-             "--dump", self.dump_path],
+             "--token-file", os.path.join(daemon.data_dir, "token"), *project,
+             "--dump", self.dump_path, *(extra_args or [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
         threading.Thread(target=self._read, daemon=True).start()
 

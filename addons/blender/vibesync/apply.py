@@ -264,7 +264,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         if isinstance(idb, bpy.types.Collection):
             parent = change.get("parent")
             _place(idb, registry.resolve(parent) if parent else None)
-            idb.hide_viewport = not change.get("visible", True)
+            _set_collection_visible(idb, change.get("visible", True))
             return uuid
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
@@ -272,7 +272,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             _place(idb, registry.resolve(parent) if parent else None)
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
             _set_visible(idb, change.get("visible", True))
-            if change.get("mesh_hash") and attachment and isinstance(idb.data, bpy.types.Mesh):
+            if capture.generated_geometry(idb):
+                # Its modifiers make what was sent: the base mesh stays as the person left it.
+                pass
+            elif change.get("mesh_hash") and attachment:
+                idb = _ensure_mesh_object(idb, registry)
                 _mesh_from_attachment(idb.data, attachment, unit_scale)
                 meshes[idb.data.session_uid] = (change["mesh_hash"], attachment)
             if change.get("material"):
@@ -299,7 +303,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
     elif op == "visibility":
         if isinstance(idb, bpy.types.Collection):
-            idb.hide_viewport = not change["visible"]
+            _set_collection_visible(idb, change["visible"])
         else:
             _set_visible(idb, change["visible"])
     elif op == "reparent":
@@ -314,12 +318,73 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             raise LookupError(f"material {uuid}: the object cannot hold a material")
         _set_material(mat, change["material"])
     elif op == "mesh":
+        if capture.generated_geometry(idb):
+            raise LookupError(f"mesh {uuid}: {idb.name}'s geometry is made by its modifiers in "
+                              "Blender; edit it there (the base mesh is never overwritten)")
+        if isinstance(idb, bpy.types.Object):
+            idb = _ensure_mesh_object(idb, registry)  # create, then add a mesh (Unity)
         me = idb.data if isinstance(idb, bpy.types.Object) else idb
         if not isinstance(me, bpy.types.Mesh):
             raise LookupError(f"mesh {uuid}: not a mesh object")
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
+
+
+def _set_collection_visible(coll, visible: bool) -> None:
+    """Show: clear both "Disable in Viewports" and the outliner's eye. Hide: the eye (what a
+    person uses), which `capture.collection_visible` reads back as hidden."""
+    lc = capture.layer_collection(coll)
+    if visible:
+        coll.hide_viewport = False
+        if lc is not None:
+            lc.hide_viewport = False
+    elif lc is not None:
+        lc.hide_viewport = True
+    else:
+        coll.hide_viewport = True
+
+
+def _ensure_mesh_object(ob, registry):
+    """`ob` if it holds a mesh; an object without data (Unity's GameObject before its mesh
+    is added) is replaced by a mesh object with the same uuid, name, custom properties,
+    transform, parent, children, collections and visibility: Blender cannot give an Empty
+    data. Other object types (lights, cameras) cannot hold a mesh: LookupError."""
+    if isinstance(ob.data, bpy.types.Mesh):
+        return ob
+    if ob.data is not None:
+        raise LookupError(f"{ob.name} is a {ob.type.lower()} object; it cannot hold a mesh")
+    uuid = ob.get(identity.PROP)
+    name = ob.name
+    me = bpy.data.meshes.new(name)
+    registry.bind_new(me, identity.new_uuid())
+    new = bpy.data.objects.new(name, me)
+    for k in ob.keys():
+        if k != identity.PROP:
+            new[k] = ob[k]
+    new.parent = ob.parent
+    new.matrix_parent_inverse = ob.matrix_parent_inverse.copy()
+    new.rotation_mode = ob.rotation_mode
+    new.matrix_basis = ob.matrix_basis.copy()
+    new.hide_viewport = ob.hide_viewport
+    for c in ob.users_collection:
+        c.objects.link(new)
+    for child in list(ob.children):
+        inverse = child.matrix_parent_inverse.copy()
+        child.parent = new
+        child.matrix_parent_inverse = inverse
+    try:
+        hidden = ob.hide_get()
+    except RuntimeError:
+        hidden = False
+    bpy.data.objects.remove(ob)
+    new.name = name
+    try:
+        new.hide_set(hidden)
+    except RuntimeError:
+        pass
+    registry.bind_new(new, uuid)
+    return new
 
 
 def _place(idb, parent) -> None:
@@ -349,6 +414,8 @@ def _place(idb, parent) -> None:
         idb.matrix_parent_inverse.identity()
     target = parent if isinstance(parent, bpy.types.Collection) else None
     current = capture.container_collection(idb)
+    if target is not None and current == target:
+        return  # already there: other collections the person linked it to stay
     if target is None:
         if current is None and idb.name in scene_coll.objects:
             return

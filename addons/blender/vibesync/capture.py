@@ -9,8 +9,11 @@ epsilon 1e-5 (seed 002). States use the wire's canonical axes with lengths in Bl
 from __future__ import annotations
 
 import array
+import math
+import struct
 
 import bpy
+import numpy  # ships with Blender
 from mathutils import Matrix, Quaternion, Vector
 
 from . import wire
@@ -47,14 +50,35 @@ def first_material(ob):
     return None
 
 
+def _rotation_quaternion(ob):
+    """The object's own rotation as a Quaternion, whatever its rotation mode."""
+    mode = ob.rotation_mode
+    if mode == "QUATERNION":
+        return ob.rotation_quaternion.normalized()
+    if mode == "AXIS_ANGLE":
+        angle, x, y, z = ob.rotation_axis_angle
+        return Quaternion(Vector((x, y, z)), angle)
+    return ob.rotation_euler.to_quaternion()
+
+
+def _is_identity(m) -> bool:
+    return all(m[i][j] == (1.0 if i == j else 0.0) for i in range(4) for j in range(4))
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
-    Computed from matrix_parent_inverse @ matrix_basis, which is always current; the
-    world/local matrices are only refreshed by a depsgraph evaluation.
+    With an identity parent inverse (no parent, or parented "without inverse") this is the
+    object's own location, rotation and scale as stored — exactly what `set_local_trs` wrote,
+    negative (mirrored) scales included, which a matrix decomposition cannot tell apart from
+    a 180° rotation (§6.5 "Stable values"). Otherwise it is matrix_parent_inverse @
+    matrix_basis, decomposed (always current; the world/local matrices are only refreshed by
+    a depsgraph evaluation).
     """
-    m = ob.matrix_parent_inverse @ ob.matrix_basis
-    loc, rot, scale = m.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = ob.location, _rotation_quaternion(ob), ob.scale
+    else:
+        loc, rot, scale = (ob.matrix_parent_inverse @ ob.matrix_basis).decompose()
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
 
 
@@ -62,19 +86,31 @@ def set_local_trs(ob, t, r, s) -> None:
     """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
     bt, br, bs = wire.wire_to_blender(t, r, s)
     q = Quaternion((br[3], br[0], br[1], br[2]))
-    m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
-    basis = ob.matrix_parent_inverse.inverted_safe() @ m
-    loc, rot, scale = basis.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = Vector(bt), q, Vector(bs)
+    else:
+        m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
+        basis = ob.matrix_parent_inverse.inverted_safe() @ m
+        loc, rot, scale = basis.decompose()
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
         ob.rotation_quaternion = rot
     elif mode == "AXIS_ANGLE":
-        axis, angle = rot.to_axis_angle()
-        ob.rotation_axis_angle = (angle, axis.x, axis.y, axis.z)
+        ob.rotation_axis_angle = _axis_angle(q if _is_identity(ob.matrix_parent_inverse) else rot)
     else:
         ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
     ob.scale = scale
+
+
+def _axis_angle(q) -> tuple[float, float, float, float]:
+    """(angle, x, y, z) of a quaternion, in double precision: mathutils' float32 acos loses
+    ~3e-4 rad for small angles, more than the state hash's 1e-5 (§6.5)."""
+    w, x, y, z = q.w, q.x, q.y, q.z
+    n = math.sqrt(x * x + y * y + z * z)
+    if n == 0.0:
+        return (0.0, 0.0, 1.0, 0.0)
+    return (2.0 * math.atan2(n, w), x / n, y / n, z / n)
 
 
 def is_visible(ob) -> bool:
@@ -83,6 +119,30 @@ def is_visible(ob) -> bool:
     except RuntimeError:  # not in the current view layer
         hidden = False
     return not (ob.hide_viewport or hidden)
+
+
+def layer_collection(coll, view_layer=None):
+    """The view layer's LayerCollection of `coll` (it holds the outliner's eye), or None."""
+    if view_layer is None:
+        view_layer = getattr(bpy.context, "view_layer", None)
+    if view_layer is None:
+        return None
+    stack = [view_layer.layer_collection]
+    while stack:
+        lc = stack.pop()
+        if lc.collection == coll:
+            return lc
+        stack.extend(lc.children)
+    return None
+
+
+def collection_visible(coll) -> bool:
+    """A collection is shown unless "Disable in Viewports" or the outliner's eye (the view
+    layer's hide flag) hides it."""
+    if coll.hide_viewport:
+        return False
+    lc = layer_collection(coll)
+    return not (lc is not None and lc.hide_viewport)
 
 
 def read_mesh_arrays(me) -> dict:
@@ -110,27 +170,36 @@ def read_mesh_arrays(me) -> dict:
 def encode_mesh_arrays(a: dict, unit_scale: float) -> bytes:
     """The §7 attachment from `read_mesh_arrays` output (no bpy: safe on a worker thread).
     Positions in meters on canonical axes, vertex normals, UV0 per vertex (Blender stores
-    UVs per face corner: exact without UV seams, at a seam the last corner's UV wins)."""
-    n, co, nor = a["n"], a["co"], a["nor"]
+    UVs per face corner: exact without UV seams, at a seam the last corner's UV wins).
+    numpy does the per-vertex work (C speed, no Python loop); the bytes are exactly those
+    of `wire.encode_mesh` (float64 arithmetic rounded once to float32)."""
+    n = a["n"]
+    co = numpy.frombuffer(a["co"], dtype=numpy.float32).astype(numpy.float64).reshape(-1, 3)
+    nor = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3)
     k = unit_scale
-    pos = array.array("f", bytes(12 * n))
-    pos[0::3] = array.array("f", [x * k for x in co[0::3]])
-    pos[1::3] = array.array("f", [z * k for z in co[2::3]])
-    pos[2::3] = array.array("f", [-y * k for y in co[1::3]])
-    nrm = array.array("f", bytes(12 * n))
-    nrm[0::3] = nor[0::3]
-    nrm[1::3] = nor[2::3]
-    nrm[2::3] = array.array("f", [-y for y in nor[1::3]])
-    uv = None
+    pos = numpy.empty((n, 3), dtype=numpy.float64)
+    pos[:, 0] = co[:, 0] * k
+    pos[:, 1] = co[:, 2] * k
+    pos[:, 2] = -co[:, 1] * k
+    nrm = numpy.empty((n, 3), dtype=numpy.float32)
+    nrm[:, 0] = nor[:, 0]
+    nrm[:, 1] = nor[:, 2]
+    nrm[:, 2] = -nor[:, 1]
+    parts = [pos.astype("<f4").tobytes(), nrm.astype("<f4").tobytes()]
+    flags = wire.MESH_FLAG_NORMALS
     if a["luv"] is not None:
-        luv, lv = a["luv"], a["lv"]
-        per_vertex = dict(zip(lv, zip(luv[0::2], luv[1::2])))  # C-speed; the last corner wins
-        uvs = array.array("f", bytes(8 * n))
-        for vi, (u, v) in per_vertex.items():
-            uvs[2 * vi] = u
-            uvs[2 * vi + 1] = v
-        uv = uvs.tolist()
-    return wire.encode_mesh(pos.tolist(), a["tris"].tolist(), normals=nrm.tolist(), uv0=uv)
+        luv = numpy.frombuffer(a["luv"], dtype=numpy.float32).reshape(-1, 2)
+        lv = numpy.frombuffer(a["lv"], dtype=numpy.int32)
+        # The last corner of each vertex: first occurrence in the reversed corner list.
+        rev = lv[::-1]
+        verts, first = numpy.unique(rev, return_index=True)
+        uvs = numpy.zeros((n, 2), dtype=numpy.float32)
+        uvs[verts] = luv[::-1][first]
+        parts.append(uvs.astype("<f4").tobytes())
+        flags |= wire.MESH_FLAG_UV0
+    tris = numpy.frombuffer(a["tris"], dtype=numpy.uint32)
+    header = wire.MESH_MAGIC + struct.pack("<III", n, len(tris), flags)
+    return b"".join([header, *parts, tris.astype("<u4").tobytes()])
 
 
 def vertex_uvs(me) -> list[float] | None:
@@ -183,7 +252,7 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
         pc = parent_collection(idb)
         t, r, s = IDENTITY_TRS
         state.update({"parent": registry.uuid_for(pc) if pc is not None else None,
-                      "visible": not idb.hide_viewport, "t": list(t), "r": list(r),
+                      "visible": collection_visible(idb), "t": list(t), "r": list(r),
                       "s": list(s)})
         return state
     if kind == "object":
@@ -194,11 +263,9 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
             coll = container_collection(idb)
             parent = registry.uuid_for(coll) if coll is not None else None
         state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})
-        data = idb.data
-        if data is not None and isinstance(data, bpy.types.Mesh):
-            du = registry.uuid_for(data)
-            if du is not None and du in mesh_hashes:
-                state["mesh_hash"] = mesh_hashes[du]
+        du = geometry_key(registry, idb)
+        if du is not None and du in mesh_hashes:
+            state["mesh_hash"] = mesh_hashes[du]
         mat = first_material(idb)
         if mat is not None:
             state["material"] = _principled(mat)
@@ -274,5 +341,170 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
     return ops
 
 
+def incoming_poses(changes) -> dict[str, dict]:
+    """uuid -> the last t / r / s a batch sets for it (in the receiver's units)."""
+    out: dict[str, dict] = {}
+    for c, _ in changes:
+        if c.get("op") in ("create", "transform"):
+            out[c["uuid"]] = {"t": c["t"], "r": c["r"], "s": c["s"]}
+    return out
+
+
+def snap_to(state: dict, pose: dict) -> dict:
+    """`state` with its t / r / s replaced by `pose` where they agree within EPSILON
+    (Blender keeps float32 and Euler angles, so a pose read back is the pose it was given
+    only within storage precision; the hash must be the given one's)."""
+    out = dict(state)
+    for f in ("t", "s"):
+        if f in out and _close(out[f], pose[f]):
+            out[f] = list(pose[f])
+    if "r" in out and _rotation_close(out["r"], pose["r"]):
+        out["r"] = list(pose["r"])
+    return out
+
+
+_OP_FIELDS = {"transform": ("t", "r", "s"), "rename": ("name",), "visibility": ("visible",),
+              "reparent": ("parent",), "mesh": ("mesh_hash",), "material": ("material",)}
+
+
+def merge_applied(prev: dict, changes, uuid: str) -> dict:
+    """`prev` (the last state sent or applied for `uuid`) with the fields a batch's changes
+    of `uuid` set: the state the batch made, whatever was edited locally since."""
+    out = dict(prev)
+    for c, _ in changes:
+        if c.get("uuid") != uuid:
+            continue
+        if c["op"] == "create":
+            out = {k: c[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s")}
+            for k in ("mesh_hash", "material"):
+                if k in c:
+                    out[k] = c[k]
+            continue
+        for f in _OP_FIELDS.get(c["op"], ()):
+            if f in c:
+                out[f] = c[f]
+    return out
+
+
+def locally_edited(state: dict, made: dict, resolvable) -> bool:
+    """True when `state` (read after applying a batch) differs from `made` (the state the
+    batch made) by more than storage precision: an edit made here that was not sent yet.
+    A parent Blender does not hold (`resolvable(parent)` false) is not an edit: the object
+    was placed at the root as §6.1 says."""
+    for f in ("kind", "name", "visible", "mesh_hash"):
+        if state.get(f) != made.get(f):
+            return True
+    if state.get("parent") != made.get("parent") and (
+            made.get("parent") is None or resolvable(made["parent"])):
+        return True
+    if not (_close(state.get("t"), made.get("t")) and _rotation_close(state.get("r"), made.get("r"))
+            and _close(state.get("s"), made.get("s"))):
+        return True
+    return not _close(state.get("material"), made.get("material"))
+
+
 def needs_attachment(op: dict) -> bool:
     return op["op"] in ("create", "mesh") and "mesh_hash" in op
+
+
+# ---------------------------------------------------------------------------------------
+# Generated geometry (docs/PROTOCOL.md §7.1): an object whose modifiers make its geometry
+# (a Geometry Nodes scatter, a mirror…) is sent as what Blender shows — the evaluated mesh
+# with instances realized — instead of its base mesh. Kept apart from the base-mesh path.
+
+MAX_REALIZED_INSTANCES = 10_000
+MAX_GENERATED_VERTICES = 2_000_000
+
+
+def generated_geometry(ob) -> bool:
+    """Does the object show geometry its modifiers make (a mesh object with a modifier
+    enabled in the viewport)?"""
+    return (isinstance(ob, bpy.types.Object) and ob.type == "MESH"
+            and any(m.show_viewport for m in ob.modifiers))
+
+
+def geometry_key(registry, ob) -> str | None:
+    """The uuid a mesh hash of this object is kept under: the object's own uuid when its
+    geometry is generated (two objects sharing a mesh may generate different geometry),
+    else its mesh's."""
+    if generated_geometry(ob):
+        return registry.uuid_for(ob)
+    data = getattr(ob, "data", None)
+    return registry.uuid_for(data) if isinstance(data, bpy.types.Mesh) else None
+
+
+def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
+    """`read_mesh_arrays` of the evaluated object, instances realized into it.
+
+    Instances beyond MAX_REALIZED_INSTANCES (or vertices beyond MAX_GENERATED_VERTICES) are
+    left out, and the returned note says how many and why (the pump logs it and shows it in
+    `status()`); otherwise the note is None.
+    """
+    dg = bpy.context.evaluated_depsgraph_get()
+    ob_eval = ob.evaluated_get(dg)
+    parts = []
+    me = ob_eval.to_mesh()
+    try:
+        parts.append((read_mesh_arrays(me), None))
+    finally:
+        ob_eval.to_mesh_clear()
+    to_local = ob.matrix_world.inverted_safe()
+    total = parts[0][0]["n"]
+    skipped = 0
+    cache: dict[int, dict] = {}
+    count = 0
+    for inst in dg.object_instances:
+        if not inst.is_instance or inst.parent is None or inst.parent.original != ob:
+            continue
+        data = inst.object.data
+        if not isinstance(data, bpy.types.Mesh):
+            continue
+        count += 1
+        key = data.as_pointer()  # instances of one geometry share its evaluated mesh
+        if key not in cache:
+            cache[key] = read_mesh_arrays(data)
+        arrays = cache[key]
+        if count > MAX_REALIZED_INSTANCES or total + arrays["n"] > MAX_GENERATED_VERTICES:
+            skipped += 1
+            continue
+        total += arrays["n"]
+        parts.append((arrays, to_local @ inst.matrix_world))
+    note = None
+    if skipped:
+        note = (f"{ob.name}: {skipped} of {count} instances not sent (limits: "
+                f"{MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} vertices); "
+                "Unity shows the rest")
+    return _concat(parts), note
+
+
+def _concat(parts) -> dict:
+    """One arrays dict from (arrays, matrix or None) parts: positions and normals
+    transformed, triangle and corner indices offset."""
+    co = array.array("f")
+    nor = array.array("f")
+    tris = array.array("I")
+    luv = array.array("f")
+    lv = array.array("i")
+    any_uv = any(a["luv"] is not None for a, _ in parts)
+    base = 0
+    for a, m in parts:
+        n = a["n"]
+        if m is None:
+            co.extend(a["co"])
+            nor.extend(a["nor"])
+        else:
+            mat = numpy.array(m, dtype=numpy.float64)
+            p = numpy.frombuffer(a["co"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
+            q = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T
+            length = numpy.linalg.norm(q, axis=1, keepdims=True)
+            q = q / numpy.where(length == 0, 1, length)
+            co.frombytes(p.astype(numpy.float32).tobytes())
+            nor.frombytes(q.astype(numpy.float32).tobytes())
+        tris.frombytes((numpy.frombuffer(a["tris"], dtype=numpy.uint32) + base).astype(numpy.uint32).tobytes())
+        if any_uv:
+            if a["luv"] is not None:
+                luv.extend(a["luv"])
+                lv.frombytes((numpy.frombuffer(a["lv"], dtype=numpy.int32) + base).astype(numpy.int32).tobytes())
+        base += n
+    return {"n": base, "co": co, "nor": nor, "tris": tris,
+            "luv": luv if any_uv and len(lv) else None, "lv": lv if any_uv and len(lv) else None}

@@ -43,11 +43,12 @@ KIND_TABLE: dict[str, tuple[str, str]] = {
     "collection": ("collections", "GR"),
     "light": ("lights", "LA"),
     "camera": ("cameras", "CA"),
+    "node_group": ("node_groups", "NT"),
 }
 ID_TYPE_TO_KIND = {
     "OBJECT": "object", "MESH": "mesh", "MATERIAL": "material", "ARMATURE": "armature",
     "ACTION": "action", "IMAGE": "image", "COLLECTION": "collection", "LIGHT": "light",
-    "CAMERA": "camera",
+    "CAMERA": "camera", "NODETREE": "node_group",
 }
 
 
@@ -293,13 +294,34 @@ class Registry:
                 renamed.append((b.kind, b.session_uid))
         return gone, renamed, unknown
 
+    def rebind_uuid(self, old: str, new: str) -> None:
+        """Give the datablock bound to `old` the uuid `new` (it takes back the uuid the
+        daemon knows it by); `old` is forgotten."""
+        b = self.bindings.pop(old)
+        idb = self.resolve_binding(b)
+        if idb is not None:
+            idb[PROP] = new
+        b.uuid = new
+        self.bindings[new] = b
+        self.by_key[(b.kind, b.session_uid)] = new
+
+    def resolve_binding(self, b: Binding):
+        coll = getattr(bpy.data, KIND_TABLE[b.kind][0])
+        for idb in coll:
+            if idb.session_uid == b.session_uid:
+                return idb
+        return None
+
     def has_unknown(self, kind: str, session_uid: int) -> bool:
         return (kind, session_uid) not in self.by_key
 
     # ------------------------------------------------------------------- persistence
-    def snapshot(self, project_id: str) -> dict:
+    def snapshot(self, project_id: str | None, last_seq: int = 0) -> dict:
+        """The persisted registry; `project_id` and `last_seq` are the file's sync position
+        (the project it belongs to and the last daemon seq its contents reflect)."""
         entries = {u: b.as_dict() for u, b in sorted(self.bindings.items()) if b.alive}
-        doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id, "entries": entries}
+        doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id,
+               "last_seq": int(last_seq), "entries": entries}
         doc["checksum"] = checksum(doc)
         return doc
 

@@ -24,11 +24,13 @@ import time
 import bpy
 
 from . import apply as apply_mod
-from . import capture, identity, wire
-from .blake3 import blake3_hex
+from . import capture, engine, identity, wire
+from . import router as router_mod
 
-# Meshes above this many vertices are encoded and hashed off Blender's main thread.
-BIG_MESH_VERTICES = 20000
+# Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
+# them (reading them with foreach_get is the only mesh work on the main thread), so no
+# main-thread step waits for a hash, whatever the hash function costs.
+BIG_MESH_VERTICES = 0
 _POOL: list = []
 
 
@@ -40,9 +42,11 @@ def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
     blob = capture.encode_mesh_arrays(arrays, unit_scale)
-    return blob, blake3_hex(blob)
-from .identity import Registry
-from .transport import Transport
+    return blob, wire.mesh_hash(blob)
+
+
+from .identity import Registry  # noqa: E402
+from .transport import Transport  # noqa: E402
 
 log = logging.getLogger("vibesync")
 
@@ -59,6 +63,15 @@ STATE_RECONNECTING = "reconnecting"
 STATE_SAFE_MODE = "safe mode"
 STATE_PAUSED = "paused"
 STATE_DISCONNECTED = "disconnected"
+STATE_NO_DAEMON = "daemon not running"
+
+# The welcome replay that lets fresh datablocks take back their uuids (crash before the
+# first save) is waited for at most this long (an older daemon may never send it).
+ADOPT_WAIT_S = 10.0
+# Identical failures of the pump in a row (within ERROR_LOOP_WINDOW_S) that pause it (§6.7).
+ERROR_LOOP_THRESHOLD = 5
+ERROR_LOOP_WINDOW_S = 60.0
+SYNCED_KINDS = ("object", "collection")
 
 
 def editor_version() -> str:
@@ -74,12 +87,21 @@ def current_unit_scale() -> float:
     return s if s > 0 else 1.0
 
 
-def derived_project_id() -> str:
-    """Default project id: the .blend's folder name (or `default` for an unsaved file)."""
-    path = bpy.data.filepath
-    if not path:
-        return "default"
-    return wire.project_id_from_folder(os.path.basename(os.path.dirname(os.path.abspath(path))))
+def saved_sync_position() -> tuple[str | None, int, bool]:
+    """(project id, last_seq, has a registry) saved in the open .blend (§6.6, pairing §3):
+    a file keeps its project and its own replay position. (None, 0, False) for a new file."""
+    try:
+        doc = identity.read_text_block()
+    except identity.RegistryFileError as e:
+        log.warning("vibesync: %s", e)
+        return None, 0, False
+    if doc is None:
+        return None, 0, False
+    pid = doc.get("project_id")
+    seq = doc.get("last_seq")
+    pid = pid if wire.is_valid_project_id(pid) else None
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
+    return pid, (seq if pid is not None else 0), True
 
 
 class Session:
@@ -92,7 +114,10 @@ class Session:
         self.token = token
         self.token_path = token_path
         self.explicit_project_id = project_id
-        self.project_id = project_id or derived_project_id()
+        saved_pid, saved_seq, self.file_has_registry = saved_sync_position()
+        # The user's id, else the one this file was assigned, else none: the daemon pairs
+        # it with the editor that is already there (§3) and `welcome` says which.
+        self.project_id = project_id or saved_pid
         self.client_id = client_id
         self.registry = Registry()
         self.transport = None  # Transport while connected or reconnecting
@@ -103,7 +128,8 @@ class Session:
         self.safe_mode = False
         self.safe_mode_reason = ""
         self.paused = False
-        self.last_seq = 0      # last daemon seq this client applied (hello.last_seq)
+        # Last daemon seq this client applied (hello.last_seq), for this file's project.
+        self.last_seq = saved_seq if self.project_id == saved_pid else 0
         self.daemon_seq = 0    # highest daemon seq seen (welcome/ack/pong)
         self.unit_scale = 1.0
         # Capture.
@@ -118,13 +144,45 @@ class Session:
         self.last_sweep = 0.0
         self.last_sent: dict[str, dict] = {}
         # uuids of changes sent with no `batch_result` yet: local work a replay must not undo
-        # (PROTOCOL.md §6.6).
-        self.unresolved: set[str] = set()
+        # (PROTOCOL.md §6.6); at most one change per uuid is in flight.
+        self.inflight = engine.InFlight()
+        # Kept locally after a failed propagation (D1, §6.4): uuid -> reason.
+        self.not_synced = engine.NotSynced()
+        # Datablocks that carried no uuid when the file was opened and the file has no saved
+        # registry (never saved, or a crash before the first save): uuid -> (kind, name).
+        # Until the first replay after connecting, they are not sent: they may take back
+        # the uuids the daemon holds for them (`engine.match_adoptions`).
+        self.adoptable: dict[str, tuple[str, str]] = {}
+        self.adopt_until: float | None = None
+        self.adopted: int = 0
+        self.gated_keys: set[tuple[str, int]] = set()
+        # Children waiting for their parent's create to be queued: parent uuid -> keys.
+        self.parent_waiters: dict[str, set] = {}
+        # uuids the daemon holds as synced (committed / dropped / applied): first-sync
+        # progress (§ UI).
+        self.synced: set[str] = set()
+        self.peers: list[dict] = []
+        self.other_projects: list[dict] = []
+        self.conflicts = collections.deque(maxlen=100)
+        self.error_loop = engine.ErrorLoop(ERROR_LOOP_THRESHOLD, ERROR_LOOP_WINDOW_S)
+        self.pause_reason = ""
+        self.daemon_unreachable: str | None = None
+        self.ui_signature = None
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
+        # Objects whose generated geometry was not sent whole (too many instances): uuid -> why.
+        self.generated_notes: dict[str, str] = {}
         self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
+        # Deleted here by the person: a replay must not bring them back (§6.6).
+        self.deleted_here: set[str] = set()
+        # uuid -> seq of the last committed batch_result naming it: a replay older than
+        # that is stale for the uuid and is not applied to it.
+        self.result_seq: dict[str, int] = {}
+        # Batches this editor received as a participant: their batch_result says nothing
+        # about this editor's own changes.
+        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -163,6 +221,9 @@ class Session:
         self.last_handshake_error: dict | None = None
         self.applied_batches = 0
         self.pending_save_doc: dict | None = None
+        # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
+        self.ai = router_mod.AddonRouter()
+        self.automation: dict | None = None  # set while capturing a tool call's changes
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -231,13 +292,15 @@ class Session:
         # that never showed up in a depsgraph update); cheap next to writing the file.
         self.scan_reason = self.scan_reason or "save"
         self._scan()
-        doc = self.registry.snapshot(self.project_id)
+        doc = self.registry.snapshot(self.project_id, self.last_seq)
         identity.write_text_block(doc)
         self.pending_save_doc = doc
 
     def on_save_post(self) -> None:
-        doc = self.pending_save_doc or self.registry.snapshot(self.project_id)
+        doc = self.pending_save_doc or self.registry.snapshot(self.project_id, self.last_seq)
         self.pending_save_doc = None
+        # The file now holds every uuid: nothing in it is fresh any more.
+        self.file_has_registry = True
         path = bpy.data.filepath
         if not path:
             return
@@ -251,7 +314,58 @@ class Session:
 
     # ----------------------------------------------------------------------- pump
     def tick(self, budget_ms: float = 8.0) -> int:
-        """One pump step. Returns the number of work items processed."""
+        """One pump step. Returns the number of work items processed. Never raises: a
+        failure is logged, and the same failure repeated pauses the addon (§6.7)."""
+        try:
+            work = self._tick(budget_ms)
+        except Exception as e:  # noqa: BLE001 - the pump must survive anything
+            log.exception("vibesync: pump step failed")
+            self._failed("pump step", e)
+            work = 0
+        self._redraw_if_changed()
+        return work
+
+    def _failed(self, where: str, e: BaseException) -> None:
+        """Record a failure; the same one `ERROR_LOOP_THRESHOLD` times pauses the addon."""
+        detail = f"{where}: {type(e).__name__}: {e}"
+        self._error(wire.ErrorCode.INTERNAL, detail)
+        if self.error_loop.record(detail) and not self.paused:
+            self.pause(f"the same failure repeated {self.error_loop.threshold} times: "
+                       f"{detail}")
+
+    def pause(self, reason: str) -> None:
+        """Stop sending and applying (capture keeps its marks); tell the daemon why."""
+        self.paused = True
+        self.pause_reason = reason
+        log.error("vibesync: paused: %s", reason)
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.PAUSED,
+                    "reason": reason})
+
+    def resume(self) -> None:
+        self.paused = False
+        self.pause_reason = ""
+        self.error_loop.reset()
+        log.info("vibesync: resumed")
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.RUNNING,
+                    "reason": "resumed by the user"})
+
+    def _redraw_if_changed(self) -> None:
+        """Redraw the sidebar when what it shows changed (no mouse move needed)."""
+        sig = self.ui_summary()
+        if sig == self.ui_signature:
+            return
+        self.ui_signature = sig
+        wm = getattr(bpy.context, "window_manager", None)
+        if wm is None:
+            return
+        for window in wm.windows:
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D":
+                    for region in area.regions:
+                        if region.type == "UI":
+                            region.tag_redraw()
+
+    def _tick(self, budget_ms: float) -> int:
         deadline = time.perf_counter() + budget_ms / 1000.0
         work = self._drain_events(deadline)
         if self.file_loaded:
@@ -263,7 +377,13 @@ class Session:
             keys, self.unknown_keys = self.unknown_keys, set()
             self._handle_report(self.registry.adopt(keys), "new datablock")
             work += 1
+        if self.adopt_until is not None and time.monotonic() > self.adopt_until:
+            log.warning("vibesync: no replay within %.0f s of connecting; sending the file's "
+                        "new datablocks as new", ADOPT_WAIT_S)
+            self._open_adopt_gate()
         work += self._apply_batches(deadline)
+        self.ai.poll(self)
+        work += self.ai.run_pending(self)
         work += self._process_dirty(deadline)
         now = time.monotonic()
         if (self.sweep_due_at and now >= self.sweep_due_at) or \
@@ -288,7 +408,7 @@ class Session:
                 self._handle_event(kind, payload)
             except Exception as e:  # a bad message must never break Blender
                 log.exception("vibesync: dropped %s event after an error: %s", kind, e)
-                self._error("INTERNAL", f"handling {kind}: {e}")
+                self._failed(f"handling {kind}", e)
         return n
 
     def _handle_event(self, kind: str, payload: dict) -> None:
@@ -305,21 +425,40 @@ class Session:
             self.changes_supported = True
             self.pending.clear()
             self.last_handshake_error = None
+            self.daemon_unreachable = None
+            assigned = welcome.get("project_id")
+            if wire.is_valid_project_id(assigned) and assigned != self.project_id:
+                # Zero-config pairing (§3): keep the assigned project for this file (saved
+                # into the .blend) and name it explicitly from now on.
+                log.info("vibesync: the daemon paired this file with project %r", assigned)
+                self.project_id = assigned
+            if self.transport is not None and self.project_id is not None:
+                self.transport.update_hello(project_id=self.project_id)
             # The daemon may have restarted: tell it everything we hold (idempotent).
             self.registered.clear()
             self.to_register = set(self.registry.alive_uuids())
+            # Nothing sent on the last connection will be answered now.
+            self.dirty.update(self.inflight.reset())
             # Changes in flight when the last connection died may never have been committed:
-            # re-send every object's full state as `create` (the daemon drops repeats whose
-            # hash it already holds). Not a user edit.
+            # re-send the full state of every object and collection as `create` (the daemon
+            # drops repeats whose hash it already holds). Not a user edit.
             for u in self.to_register:
                 bnd = self.registry.bindings[u]
-                if bnd.kind == "object" and u not in self.applied_hash:
+                if bnd.kind in SYNCED_KINDS and u not in self.applied_hash:
                     self.last_sent.pop(u, None)
                     self.quiet.add(u)
                     self.dirty.add((bnd.kind, bnd.session_uid))
             self.out_ops.clear()
-            log.info("vibesync: connected (session %s, daemon seq %s); registering %d "
-                     "datablocks", self.session_id, welcome.get("seq"), len(self.to_register))
+            self.parent_waiters.clear()
+            if self.adoptable:
+                self._await_adoption()
+            if self.paused and self.pause_reason:
+                self._send({"type": wire.MessageType.EDITOR_STATE,
+                            "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+            self.ai.on_connected(self)
+            log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
+                     "registering %d datablocks", self.session_id, self.project_id,
+                     welcome.get("seq"), len(self.to_register))
         elif kind == "disconnected":
             if self.connected:
                 log.warning("vibesync: lost the daemon (%s); reconnecting with backoff",
@@ -330,9 +469,19 @@ class Session:
             self.collector.current = None
         elif kind == "handshake_error":
             self.last_handshake_error = payload
+            if payload.get("code") == "NO_TOKEN":
+                self.daemon_unreachable = str(payload.get("message"))
+            refused_pairing = payload.get("code") == wire.ErrorCode.BAD_PROJECT_ID or (
+                payload.get("code") == wire.ErrorCode.BAD_MESSAGE
+                and "project_id" in str(payload.get("message")))
+            if refused_pairing and self.project_id is None and self.transport is not None:
+                # A daemon that does not pair editors yet: the shared default project.
+                log.warning("vibesync: the daemon needs a project id; using 'default'")
+                self.project_id = "default"
+                self.transport.update_hello(project_id=self.project_id)
             self._error(str(payload.get("code")), str(payload.get("message")))
         elif kind == "connect_failed":
-            pass
+            self.daemon_unreachable = str(payload.get("reason"))
         elif kind == "bad_frame":
             self.bad_frames += 1
             self._error(str(payload.get("code")), f"bad frame from the daemon: "
@@ -373,7 +522,7 @@ class Session:
             code = str(msg.get("code"))
             entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
             if entry is not None and entry[0] == "change":
-                self.unresolved.difference_update(entry[1] or [])
+                self.dirty.update(self.inflight.refused(rid))
             if entry is not None and entry[0] == "change" and code == wire.ErrorCode.UNKNOWN_TYPE:
                 if self.changes_supported:
                     log.warning("vibesync: the daemon does not accept `change` yet; change "
@@ -396,19 +545,43 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
-            for u in msg.get("uuids") or []:
-                if isinstance(u, str):
-                    self.unresolved.discard(u)
+            uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
+            outcome = msg.get("outcome")
+            if msg.get("batch_id") in self.received_batches:
+                # The result of a batch we applied as a participant, not of our changes.
+                uuids = []
+            self.dirty.update(self.inflight.resolve(uuids))
+            if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
+                self.not_synced.synced(uuids)
+                self.synced.update(uuids)
+                rseq = msg.get("seq")
+                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                    for u in uuids:
+                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
+            elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
+                # D1: a person's edit stays here; it is marked and retried later (§6.4).
+                reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
+                self.not_synced.mark(uuids, reason)
+                log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
+                            len(uuids), reason)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if msg.get("outcome") == "rolled_back":
+            if outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is not True:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
+        elif t == wire.MessageType.ADDON_COMMAND:
+            self.ai.queue(msg)
+        elif t == wire.MessageType.PEERS:
+            self._on_peers(msg)
+        elif t == wire.MessageType.CONFLICT:
+            self.conflicts.append(dict(msg, at=time.time()))
+            log.warning("vibesync: conflict on %s (%s): %s won over %s", msg.get("uuid"),
+                        msg.get("op"), msg.get("winner"), msg.get("loser"))
         elif t == wire.MessageType.SAFE_MODE:
             self.safe_mode = bool(msg.get("active"))
             self.safe_mode_reason = str(msg.get("reason", ""))
@@ -421,10 +594,40 @@ class Session:
             except apply_mod.BatchError as e:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
+            if msg.get("type") == wire.MessageType.BATCH_BEGIN:
+                self.received_batches[str(msg.get("batch_id"))] = None
+                while len(self.received_batches) > 4096:
+                    self.received_batches.popitem(last=False)
             if batch is not None:
                 self.batches.append(batch)
+                if batch.path == "resync":
+                    # The oldest `resync` request is answered by this batch (§6.6).
+                    for rid_, (what, _ctx) in list(self.pending.items()):
+                        if what == "resync":
+                            del self.pending[rid_]
+                            break
         else:
             log.debug("vibesync: ignoring message of type %r", t)
+
+    def _on_peers(self, msg: dict) -> None:
+        peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
+        others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
+        before = {p.get("session_id") for p in self.peers}
+        self.peers, self.other_projects = peers, others
+        if {p.get("session_id") for p in peers} - before and len(self.not_synced):
+            # A peer (re)joined: what could not reach it before may now (D1).
+            self._retry_not_synced(list(self.not_synced.reasons))
+
+    def _retry_not_synced(self, uuids) -> None:
+        """Re-send the full state of kept-local uuids as `create` (D1 retry)."""
+        for u in uuids:
+            b = self.registry.bindings.get(u)
+            if b is None or not b.alive:
+                self.not_synced.synced([u])
+                continue
+            self.last_sent.pop(u, None)
+            self.quiet.add(u)
+            self.dirty.add((b.kind, b.session_uid))
 
     def _on_register_ack(self, ctx: dict, results: list, seq) -> None:
         items = ctx["items"]
@@ -448,8 +651,14 @@ class Session:
         self._error(code, f"change {uuid}: {r.get('message')}", rid)
         # Refused: nothing of it is pending any more (a STALE refusal is followed by the
         # current state, which must now be applied, not guarded against).
-        self.unresolved.discard(uuid)
+        if isinstance(uuid, str):
+            self.dirty.update(self.inflight.refused(rid, [uuid]))
         b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
+        if b is not None and b.alive and code in (wire.ErrorCode.BLOCKED,
+                                                   wire.ErrorCode.QUARANTINED):
+            # Refused local work stays here, marked, and is re-sent when the block is
+            # lifted (a peer joins, a quarantine is released, the person edits again).
+            self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
         if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
             # The daemon has no state for it (e.g. its data was reset): send a create.
             self.last_sent.pop(uuid, None)
@@ -503,14 +712,34 @@ class Session:
         self.waiting_edit.clear()
         self.batches.clear()
         self.collector.current = None
+        # Another file: its own project and replay position (§6.6), nothing of the last one.
+        saved_pid, saved_seq, self.file_has_registry = saved_sync_position()
+        self.project_id = self.explicit_project_id or saved_pid
+        self.last_seq = saved_seq if self.project_id == saved_pid else 0
+        self.last_sent.clear()
+        self.applied_hash.clear()
+        self.inflight.reset()
+        self.not_synced = engine.NotSynced()
+        self.adoptable.clear()
+        self.adopt_until = None
+        self.gated_keys.clear()
+        self.parent_waiters.clear()
+        self.synced.clear()
+        self.registered.clear()
+        self.to_register.clear()
+        self.to_tombstone.clear()
+        self.out_ops.clear()
+        self.quiet.clear()
+        self.remote_deleted.clear()
+        self.deleted_here.clear()
+        self.result_seq.clear()
         self._scan()
         try:
             self._check_persisted_registry()
         except Exception as e:  # never let a bad registry file break a load
             log.exception("vibesync: registry check failed")
             self.registry_check = {"agree": False, "problems": [str(e)]}
-        new_project = self.explicit_project_id or derived_project_id()
-        self.project_id = new_project
+        new_project = self.project_id
         self.unit_scale = current_unit_scale()
         if self.transport is not None:
             self.transport.update_hello(project_id=new_project, unit_scale=self.unit_scale,
@@ -518,7 +747,8 @@ class Session:
             self.transport.reconnect()
             self.connected = False
             self.generation = None
-            log.info("vibesync: file loaded; reconnecting as project %r", new_project)
+            log.info("vibesync: file loaded; reconnecting as project %r from seq %d",
+                     new_project, self.last_seq)
 
     def _check_persisted_registry(self) -> None:
         problems = []
@@ -559,6 +789,7 @@ class Session:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
         changed = report.new + report.revived + report.renamed
+        self.deleted_here.difference_update(report.revived)  # undo of a delete
         self.to_register.update(changed)
         for u in report.vanished:
             self._vanished(u)
@@ -580,6 +811,13 @@ class Session:
                      len(report.new))
         if reason in ("initial", "load"):
             self.quiet.update(report.new)
+            if not self.file_has_registry:
+                for u in report.assigned:
+                    b = self.registry.bindings.get(u)
+                    if b is not None and b.kind in SYNCED_KINDS:
+                        self.adoptable[u] = (b.kind, b.name)
+                if self.adoptable:
+                    self._await_adoption()
         for u in report.new + report.revived:
             b = self.registry.bindings[u]
             self.dirty.add((b.kind, b.session_uid))
@@ -592,6 +830,7 @@ class Session:
             return
         self.to_register.discard(uuid)
         self.to_tombstone.add(uuid)
+        self.deleted_here.add(uuid)
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
@@ -612,15 +851,25 @@ class Session:
             self._vanished(u)
         self.dirty.update(renamed)
         self.unknown_keys.update(unknown)
+        # The outliner's eye on a collection sends no depsgraph update of the collection:
+        # compare what was sent (collections are few).
+        for coll in bpy.data.collections:
+            u = self.registry.uuid_for(coll)
+            sent = self.last_sent.get(u) if u is not None else None
+            if sent is not None and sent.get("visible") != capture.collection_visible(coll):
+                self.dirty.add(("collection", coll.session_uid))
 
     # --------------------------------------------------------------------- incoming
     def _apply_batches(self, deadline: float) -> int:
-        if not self.batches or self.paused:
+        if not self.batches:
             return 0
         n = 0
         while self.batches and (n == 0 or time.perf_counter() < deadline):
             batch = self.batches[0]
-            reason = apply_mod.blocked_reason(batch, self.registry)
+            if self.paused:
+                reason = f"paused: {self.pause_reason or 'by the user'}"
+            else:
+                reason = apply_mod.blocked_reason(batch, self.registry)
             if reason is not None:
                 if self.blocked_reason != reason:
                     log.info("vibesync: batch %s deferred: %s", batch.batch_id, reason)
@@ -651,18 +900,75 @@ class Session:
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.unresolved:
+        if uuid in self.inflight or uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
-        return b is not None and ((b.kind, b.session_uid) in self.dirty
-                                  or (b.kind, b.session_uid) in self.geometry_dirty)
+        if b is None:
+            return False
+        key = (b.kind, b.session_uid)
+        if b.alive and self.registry.resolve(uuid) is None:
+            return True  # deleted here, not noticed by a sweep yet
+        return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
+            or any(key in keys for keys in self.parent_waiters.values())
+
+    def _adopt(self, batch) -> None:
+        """The first replay after connecting: fresh datablocks the daemon already knows
+        (same kind and name; a crash before the first save lost their uuids) take back
+        their uuids, so nothing is duplicated on either side."""
+        alive = {u for u, b in self.registry.bindings.items() if b.alive}
+        incoming = [(c["uuid"], c.get("kind"), c.get("name")) for c, _ in batch.changes
+                    if c.get("op") == "create"]
+        fresh = {}
+        for u in self.adoptable:
+            b = self.registry.bindings.get(u)
+            if b is not None and b.alive:
+                fresh[(b.kind, b.name)] = u
+        pairs = engine.match_adoptions(incoming, fresh, alive)
+        for old, new in pairs.items():
+            self.registry.rebind_uuid(old, new)
+            b = self.registry.bindings[new]
+            key = (b.kind, b.session_uid)
+            for keys in (self.dirty, self.geometry_dirty, self.gated_keys):
+                keys.discard(key)
+            for table in (self.last_sent, self.applied_hash):
+                table.pop(old, None)
+            self.quiet.discard(old)
+            self.to_register.discard(old)
+            self.to_register.add(new)
+            del self.adoptable[old]
+        self.adopted += len(pairs)
+        if pairs:
+            log.info("vibesync: %d datablock(s) took back the uuids the daemon knows them by "
+                     "(the file's uuids were never saved)", len(pairs))
+        self._open_adopt_gate()
+
+    def _await_adoption(self) -> None:
+        """Fresh uuids wait for the first replay: the daemon may know these datablocks
+        under their old uuids (a crash before the first save). Ask for what is new since
+        now so that an answer comes even when there is nothing to replay; the daemon
+        answers after the welcome replay (§6.6)."""
+        if self.adopt_until is not None or not self.connected:
+            return
+        self.adopt_until = time.monotonic() + ADOPT_WAIT_S
+        self.request("resync", {"type": wire.MessageType.RESYNC, "since_seq": self.daemon_seq})
+
+    def _open_adopt_gate(self) -> None:
+        self.adopt_until = None
+        for u in self.adoptable:
+            self.to_register.add(u)
+        self.adoptable.clear()
+        self.dirty.update(self.gated_keys)
+        self.gated_keys.clear()
 
     def apply_now(self, batch) -> dict:
         """Apply one batch, remember the applied state (echo suppression), answer."""
         kept: list[str] = []
+        if batch.path == "resync" and self.adopt_until is not None:
+            self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)]
+            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
+                    or batch.seq < self.result_seq.get(u, 0)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -670,8 +976,10 @@ class Session:
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay",
-                         batch.batch_id, len(kept))
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
+                         batch.batch_id, len(kept), kept)
+        # Local edits of these uuids not sent yet: applying the batch must not swallow them.
+        pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
         self.applying = True
         try:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
@@ -693,9 +1001,10 @@ class Session:
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
                 self.alias_jobs[mu] = (fut, incoming_hash)
             else:
-                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
+        poses = capture.incoming_poses(batch.changes)
         for uuid in dict.fromkeys(result["touched"] + kept):
             if uuid in result["deleted"]:
                 continue
@@ -704,6 +1013,19 @@ class Session:
                 continue
             b = self.registry.bindings[uuid]
             state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            if uuid not in kept and uuid in poses:
+                # Blender stores float32: what it holds is the sent pose within storage
+                # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
+                state = capture.snap_to(state, poses[uuid])
+            if uuid not in kept and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], batch.changes, uuid)
+                if uuid in pending or capture.locally_edited(
+                        state, made, lambda p: self.registry.resolve(p) is not None):
+                    # The batch is applied; the person's newer edit of this uuid (e.g. a
+                    # rename not reported yet) is a change of its own, sent after: answer
+                    # the state the batch made (§6.4), keep the edit as what is left to send.
+                    state = made
+                    self.dirty.add((b.kind, b.session_uid))
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
             if uuid in kept:
@@ -712,6 +1034,13 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
+        arrived = set(hashes)
+        self.synced.update(u for u in arrived if u not in kept)
+        if len(self.not_synced):
+            # A parent that was missing arrived: its kept-local children go again (D1).
+            waiting = self.not_synced.waiting_for(
+                arrived, lambda u: (self.last_sent.get(u) or {}).get("parent"))
+            self._retry_not_synced(waiting)
         self.last_seq = max(self.last_seq, batch.seq)
         self.applied_batches += 1
         if self.transport is not None:
@@ -754,6 +1083,9 @@ class Session:
             uuid = self.registry.by_key.get(key)
             if uuid is None:
                 continue  # unknown_keys / the next scan binds it
+            if uuid in self.adoptable:
+                self.gated_keys.add(key)  # sent once the replay said who it is
+                continue
             idb = self.registry.resolve(uuid)
             if idb is None:
                 self.sweep_due_at = time.monotonic()
@@ -764,6 +1096,20 @@ class Session:
             except (ReferenceError, RuntimeError, ValueError) as e:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
+
+    def _generated_ready(self, uuid: str, ob) -> None:
+        """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
+        under the object's own uuid; a note when instances were left out (limits)."""
+        arrays, note = capture.evaluated_mesh_arrays(ob)
+        if note is not None:
+            if self.generated_notes.get(uuid) != note:
+                log.warning("vibesync: %s", note)
+            self.generated_notes[uuid] = note
+        else:
+            self.generated_notes.pop(uuid, None)
+        blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
+        self.mesh_blobs[uuid] = blob
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
         """A mesh's encoding and hash are known: remember them, re-capture its users."""
@@ -814,6 +1160,10 @@ class Session:
         if kind == "object" and capture.in_edit_mode(idb):
             self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
             return
+        if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
+            # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            self.geometry_dirty.discard(key)
+            self._generated_ready(uuid, idb)
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
@@ -838,7 +1188,7 @@ class Session:
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
-                    h = blake3_hex(blob)
+                    h = wire.mesh_hash(blob)
                     self._mesh_ready(mu, me, kind, blob, h)
             else:
                 self.geometry_dirty.discard(key)
@@ -859,19 +1209,34 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
+        if uuid in self.inflight:
+            # One change per uuid in flight: this edit goes once the last one is resolved,
+            # so its result cannot be mistaken for this one's (§6.6).
+            self.inflight.wait(uuid, key)
+            return
+        parent = state.get("parent")
+        if parent is not None and parent not in self.last_sent:
+            # Dependencies first: the parent's create goes before anything naming it.
+            if not self._capture_parent(parent):
+                self.parent_waiters.setdefault(parent, set()).add(key)
+                return
         h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
         self.last_sent[uuid] = state
         if self.applied_hash.get(uuid) == h:
+            self._release_children(uuid)
             return  # what we applied ourselves: no echo
         self.applied_hash.pop(uuid, None)
         if uuid in self.quiet:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
         else:
             self._mark_user_edit()
+        if uuid in self.not_synced and prev is not None:
+            # The daemon never took the earlier state: send all of it again (D1 retry).
+            ops = capture.diff_ops(uuid, None, state)
         for op in ops:
             blob = b""
             if capture.needs_attachment(op):
-                mu = self.registry.uuid_for(idb.data)
+                mu = capture.geometry_key(self.registry, idb)
                 blob = self.mesh_blobs.get(mu, b"") if mu else b""
                 if not blob or self.mesh_hashes.get(mu) != op["mesh_hash"]:
                     log.warning("vibesync: mesh of %s not available; sending without it", uuid)
@@ -880,10 +1245,38 @@ class Session:
                         continue
                     blob = b""
             self.out_ops.append((op, blob))
+        self._release_children(uuid)
+
+    def _release_children(self, uuid: str) -> None:
+        keys = self.parent_waiters.pop(uuid, None)
+        if keys:
+            self.dirty.update(keys)
+
+    def _capture_parent(self, parent: str) -> bool:
+        """Capture `parent` now (before its child). False when it cannot be sent yet (not
+        read in edit mode, mesh still encoding, gated): the child then waits for it."""
+        b = self.registry.bindings.get(parent)
+        if b is None or not b.alive:
+            return True  # gone or never ours: the receiver treats the child as a root
+        if parent in self.adoptable:
+            return False
+        if parent in self.applied_hash:
+            return True  # came from the daemon: it has it
+        idb = self.registry.resolve(parent)
+        if idb is None:
+            return True
+        key = (b.kind, b.session_uid)
+        self.dirty.discard(key)
+        try:
+            self._capture_one(parent, idb, b.kind, key)
+        except (ReferenceError, RuntimeError, ValueError) as e:
+            log.warning("vibesync: cannot read %s %s: %s", b.kind, parent, e)
+            return True
+        return parent in self.last_sent
 
     # ----------------------------------------------------------------- user activity
     def _mark_user_edit(self) -> None:
-        if self.applying:
+        if self.applying or self.automation is not None:
             return
         now = time.monotonic()
         self.last_user_edit = now
@@ -921,8 +1314,8 @@ class Session:
         n = 0
         if self.to_register:
             alive = [u for u in self.to_register if u in self.registry.bindings
-                     and self.registry.bindings[u].alive]
-            self.to_register.clear()
+                     and self.registry.bindings[u].alive and u not in self.adoptable]
+            self.to_register = {u for u in self.to_register if u in self.adoptable}
             for start in range(0, len(alive), MAX_REGISTER_ITEMS):
                 chunk = alive[start:start + MAX_REGISTER_ITEMS]
                 items = []
@@ -946,29 +1339,78 @@ class Session:
         if not self.changes_supported:
             self.out_ops.clear()
         elif self.out_ops:
-            # Keep the order; a frame carries at most one attachment (one mesh).
             ops, self.out_ops = self.out_ops, []
-            plain: list[dict] = []
-            for op, blob in ops:
-                if blob:
-                    if plain:
-                        self._send_change(plain)
-                        plain = []
-                        n += 1
-                    self._send_change([op], blob)
-                    n += 1
-                else:
-                    plain.append(op)
-            if plain:
-                self._send_change(plain)
-                n += 1
+            n += self._send_ops(ops)
         return n
 
-    def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+    def _send_ops(self, ops: list, automation: dict | None = None) -> int:
+        """Send ops in order; a frame carries at most one attachment (one mesh)."""
+        n = 0
+        plain: list[dict] = []
+        for op, blob in ops:
+            if blob:
+                if plain:
+                    self._send_change(plain, automation=automation)
+                    plain = []
+                    n += 1
+                self._send_change([op], blob, automation)
+                n += 1
+            else:
+                plain.append(op)
+        if plain:
+            self._send_change(plain, automation=automation)
+            n += 1
+        return n
+
+    def _send_change(self, ops: list[dict], attachment: bytes = b"",
+                     automation: dict | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        self.unresolved.update(uuids)
-        self.request("change", {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq,
-                                "changes": ops}, uuids, attachment=attachment)
+        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq, "changes": ops}
+        if automation is not None:
+            msg["automation"] = automation  # an agent's tool call made these (§9.2)
+        rid = self.request("change", msg, uuids, attachment=attachment)
+        if rid is not None:
+            self.inflight.sent(rid, uuids)
+            log.debug("vibesync: change %s sent: %s", rid,
+                      [(op["op"], op.get("uuid")) for op in ops])
+
+    # ------------------------------------------------------------- agent tool calls
+    def capture_now(self, automation: dict | None) -> list:
+        """Capture everything changed so far and send it at once (§9.2). With `automation`,
+        the changes are a tool call's: sent carrying it, never counted as a person's edit.
+        Returns the uuids of the changes sent."""
+        bpy.context.view_layer.update()
+        if self.scan_reason is not None:
+            self._scan()
+        if self.unknown_keys:
+            keys, self.unknown_keys = self.unknown_keys, set()
+            self._handle_report(self.registry.adopt(keys), "new datablock")
+        start = len(self.out_ops)
+        self.automation = automation
+        try:
+            for _ in range(8):  # collections/materials mark their objects: a few passes
+                if not self.dirty:
+                    break
+                self._process_dirty(float("inf"))
+        finally:
+            self.automation = None
+        if automation is None:
+            self._flush()
+            return []
+        ops = self.out_ops[start:]
+        del self.out_ops[start:]
+        self._flush()  # registers first (new uuids), then the call's changes
+        if self.connected and self.changes_supported and not self.paused and not self.safe_mode:
+            self._send_ops(ops, automation)
+        else:
+            self.out_ops.extend(ops)
+        return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+
+    def after_rollback(self) -> None:
+        """A failed tool call was undone: rebind every datablock now (undo replaced them)."""
+        self.unknown_keys.clear()
+        self.scan_reason = "undo"
+        self._scan()
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
@@ -978,7 +1420,24 @@ class Session:
             return STATE_SAFE_MODE
         if self.connected:
             return STATE_CONNECTED
+        if self.transport is not None and self.daemon_unreachable is not None:
+            return STATE_NO_DAEMON
         return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
+
+    def progress(self) -> dict:
+        """First-sync progress: objects and collections the daemon holds as synced."""
+        alive = [u for u, b in self.registry.bindings.items()
+                 if b.alive and b.kind in SYNCED_KINDS]
+        return {"synced": sum(1 for u in alive if u in self.synced), "total": len(alive)}
+
+    def ui_summary(self) -> tuple:
+        """What the sidebar shows; a change triggers a redraw."""
+        p = self.progress()
+        return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
+                self.blocked_reason, len(self.not_synced), len(self.collisions),
+                len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
+                len(self.other_projects), p["synced"], p["total"], len(self.batches),
+                len(self.errors))
 
     def status(self) -> dict:
         counts = self.registry.counts()
@@ -1011,6 +1470,23 @@ class Session:
             "user_active": self.user_active,
             "last_rebind": dict(self.last_rebind),
             "registry_check": dict(self.registry_check),
+            "generated_geometry_notes": dict(self.generated_notes),
             "handshake_error": self.last_handshake_error,
             "backoff_s": self.transport.backoff_s if self.transport else None,
+            "pause_reason": self.pause_reason,
+            "safe_mode_reason": self.safe_mode_reason,
+            "not_synced": self.not_synced.as_list(),
+            "in_flight": len(self.inflight),
+            "peers": list(self.peers),
+            "other_projects": list(self.other_projects),
+            "conflicts": list(self.conflicts),
+            "progress": self.progress(),
+            "adopted": self.adopted,
+            "daemon_unreachable": self.daemon_unreachable,
+            "ai": {
+                "available": sorted(self.ai.scan.available) if self.ai.scan else [],
+                "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],
+                "rejected": list(self.ai.scan.rejected) if self.ai.scan else [],
+                "last_results": list(self.ai.results[-5:]),
+            },
         }

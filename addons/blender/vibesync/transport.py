@@ -189,7 +189,8 @@ class Transport:
     def _connect(self):
         self.connect_attempts += 1
         with self._hello_lock:
-            hello = dict(self._hello)
+            # Optional fields left unset are omitted (e.g. project_id: the daemon pairs).
+            hello = {k: v for k, v in self._hello.items() if v is not None}
         token = self.token
         if not token:
             path = self.token_path or default_token_path()

@@ -1,4 +1,8 @@
 //! Configuration: defaults embedded from config/vibesync.toml, a user file, then flags.
+//!
+//! The user file is found in this order (the first that applies wins; see
+//! config/vibesync.toml and README "Configure"): `--config FILE`, `$VIBESYNC_CONFIG`, the
+//! platform config file [`default_config_file`] if it exists, else the embedded defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,17 @@ pub struct Config {
     pub sync: SyncConfig,
     pub limits: LimitsConfig,
     pub governance: GovernanceConfig,
+    pub agents: AgentsConfig,
+}
+
+/// Agent tool calls (docs/PROTOCOL.md §9).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    pub call_timeout_ms: u64,
+    pub handler_budget_ms: u64,
+    pub tool_failures: u32,
+    pub progress_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -47,6 +62,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: u32,
     pub send_queue_frames: usize,
     pub max_connections: usize,
+    /// Quota of connections waiting for `hello` (see `admission`).
+    pub max_unauthenticated: usize,
     pub shutdown_grace_secs: u64,
 }
 
@@ -57,12 +74,16 @@ pub struct StorageConfig {
     pub wal_segment_bytes: u64,
     pub registry_cache_bytes: u64,
     pub sidecar_interval_secs: u64,
+    pub maintenance_interval_secs: u64,
+    pub blob_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     pub enabled: bool,
+    /// Lag bound of the group commit, ms (see `vibesync_audit::AuditConfig::group_ms`).
+    pub group_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -102,7 +123,76 @@ impl Default for Config {
     }
 }
 
+/// Where the configuration in effect came from (printed by `serve` and `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Flag(PathBuf),
+    /// `$VIBESYNC_CONFIG`.
+    Env(PathBuf),
+    /// The platform config file ([`default_config_file`]), which exists.
+    DefaultFile(PathBuf),
+    /// No file: the defaults compiled into the binary.
+    Embedded,
+}
+
+impl ConfigSource {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::Flag(p) | ConfigSource::Env(p) | ConfigSource::DefaultFile(p) => Some(p),
+            ConfigSource::Embedded => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Flag(p) => write!(f, "{} (--config)", p.display()),
+            ConfigSource::Env(p) => write!(f, "{} ($VIBESYNC_CONFIG)", p.display()),
+            ConfigSource::DefaultFile(p) => write!(f, "{} (default location)", p.display()),
+            ConfigSource::Embedded => f.write_str("embedded defaults (no config file)"),
+        }
+    }
+}
+
+/// The platform config file: `$XDG_CONFIG_HOME/vibesync/vibesync.toml` (else
+/// `~/.config/vibesync/vibesync.toml`) on Linux, `~/Library/Application
+/// Support/vibesync/vibesync.toml` on macOS, `%APPDATA%\vibesync\vibesync.toml` on Windows.
+pub fn default_config_file() -> Option<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Application Support"))
+    } else if cfg!(windows) {
+        var("APPDATA")
+    } else {
+        var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")))
+    };
+    dir.map(|d| d.join("vibesync").join("vibesync.toml"))
+}
+
+/// Which file to read: `--config`, else `$VIBESYNC_CONFIG`, else the platform file when it
+/// exists. A file named by the flag or the variable must exist (a typo is an error).
+pub fn config_source(flag: Option<&Path>) -> ConfigSource {
+    if let Some(p) = flag {
+        return ConfigSource::Flag(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("VIBESYNC_CONFIG").filter(|v| !v.is_empty()) {
+        return ConfigSource::Env(PathBuf::from(p));
+    }
+    match default_config_file() {
+        Some(p) if p.is_file() => ConfigSource::DefaultFile(p),
+        _ => ConfigSource::Embedded,
+    }
+}
+
 impl Config {
+    /// The configuration in effect for `flag` (see [`config_source`]) and where it came from.
+    pub fn resolve(flag: Option<&Path>) -> Result<(Config, ConfigSource), DaemonError> {
+        let source = config_source(flag);
+        Ok((Config::load(source.path())?, source))
+    }
+
     /// Defaults overlaid with the user's file: keys the file leaves out keep their default.
     pub fn load(path: Option<&Path>) -> Result<Config, DaemonError> {
         let Some(path) = path else {
@@ -190,6 +280,33 @@ mod tests {
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.server.listen.port(), 0);
         assert_eq!(c.server.handshake_timeout_secs, 5);
+    }
+
+    #[test]
+    fn source_order_flag_env_default_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("flag.toml");
+        let env = dir.path().join("env.toml");
+        // Variables are process-wide: this is the only test that sets them.
+        std::env::set_var("XDG_CONFIG_HOME", dir.path().join("xdg"));
+        std::env::remove_var("VIBESYNC_CONFIG");
+        if cfg!(target_os = "linux") {
+            assert_eq!(config_source(None), ConfigSource::Embedded);
+            let file = dir.path().join("xdg/vibesync/vibesync.toml");
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, "[sync]\nbatch_window_ms = 7\n").unwrap();
+            assert_eq!(config_source(None), ConfigSource::DefaultFile(file.clone()));
+            assert_eq!(Config::resolve(None).unwrap().0.sync.batch_window_ms, 7);
+        }
+        std::env::set_var("VIBESYNC_CONFIG", &env);
+        assert_eq!(config_source(None), ConfigSource::Env(env.clone()));
+        let e = Config::resolve(None).unwrap_err().to_string();
+        assert!(e.contains("env.toml") && e.contains("cannot read"), "{e}");
+        std::fs::write(&env, "[sync]\nbatch_window_ms = 9\n").unwrap();
+        assert_eq!(Config::resolve(None).unwrap().0.sync.batch_window_ms, 9);
+        assert_eq!(config_source(Some(&flag)), ConfigSource::Flag(flag.clone()));
+        std::env::remove_var("VIBESYNC_CONFIG");
+        std::env::remove_var("XDG_CONFIG_HOME");
     }
 
     #[test]

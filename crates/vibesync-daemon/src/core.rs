@@ -88,6 +88,8 @@ pub struct Daemon {
     storage_failed: AtomicBool,
     fatal: Notify,
     sync: SyncHub,
+    /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
+    router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
     finals: tokio_util::task::TaskTracker,
 }
@@ -108,6 +110,7 @@ impl Daemon {
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
             sync: SyncHub::default(),
+            router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -142,6 +145,11 @@ impl Daemon {
         self.fatal.notified().await
     }
 
+    /// Authenticated sessions now connected.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
+    }
+
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
         self.sessions
             .lock()
@@ -153,6 +161,7 @@ impl Daemon {
         let info = self.sessions.lock().unwrap().remove(session_id).map(|c| c.info);
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
         if let Some(info) = info {
+            self.router.left(self, &info);
             self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
             if crate::sync::holds_scene(&info.editor) {
                 self.announce_peers();
@@ -167,6 +176,7 @@ impl Daemon {
             self.remember_project(&info.project_id);
             self.announce_peers();
         }
+        self.router.joined(self, info);
         self.sync.send(
             self,
             &info.project_id,
@@ -344,6 +354,7 @@ impl Daemon {
                 vec![]
             }
             Inbound::UserActivity(a) => {
+                self.router.user_activity(&sess, a.active);
                 self.sync.send(
                     self,
                     &sess.project_id,
@@ -359,6 +370,13 @@ impl Daemon {
                 }
                 vec![]
             }
+            Inbound::AddonCommand(c) => self.router.call(self, &sess, c),
+            Inbound::AddonCancel(c) => self.router.cancel(&sess, c),
+            Inbound::CommandResponse(r) => self.router.response(&sess, r),
+            Inbound::RegistryUpdated(r) => self.router.registry_updated(self, &sess, r),
+            Inbound::AddonRegistered(r) => self.router.addon_registered(self, &sess, r),
+            Inbound::AddonUnregistered(r) => self.router.addon_unregistered(self, &sess, r),
+            Inbound::SceneQuery(q) => vec![self.router.scene(self, &sess, q)],
             Inbound::Hello(_) => vec![],
         }
     }
@@ -493,9 +511,45 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
+                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
+                }
+            }
+            // Under the turn: a consistent snapshot of registry + WAL (verify.rs).
+            "verify" => {
+                let (data, registry, seq) = (self.data.clone(), self.stores.registry.clone(), self.last_seq());
+                match tokio::task::spawn_blocking(move || crate::verify::live(&data, &registry, seq)).await {
+                    Ok(Ok(report)) => report.to_json(),
+                    Ok(Err(e)) => return Outbound::error(ErrorCode::Internal, format!("verify: {e}"), rid).to_frame(),
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Audit pack + blob collection now (also on a schedule: retention.rs).
+            "maintain" => {
+                let (data, registry) = (self.data.clone(), self.stores.registry.clone());
+                let grace = std::time::Duration::from_secs(self.config.storage.blob_grace_secs);
+                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &registry, grace)).await {
+                    Ok(report) => report,
+                    Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
+                }
+            }
+            // Today's synced state of a project's objects (`vibesync restore` plans from it).
+            "entries" => {
+                let Some(project) = a.project_id.as_deref() else {
+                    return Outbound::error(ErrorCode::BadMessage, "field `project_id`: missing", rid).to_frame();
+                };
+                match self.stores.registry.live_entries(Some(project)) {
+                    Ok(entries) => {
+                        let items: Vec<Value> = entries
+                            .into_iter()
+                            .filter(|e| e.status == vibesync_registry::Status::Live && e.state.is_some())
+                            .map(|e| json!({"uuid": e.uuid, "kind": e.kind, "state": e.state, "state_hash": e.state_hash, "updated_seq": e.updated_seq}))
+                            .collect();
+                        json!({"project_id": project, "seq": self.last_seq(), "items": items})
+                    }
+                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
                 }
             }
             "quarantine_list" => {
@@ -559,17 +613,15 @@ impl Daemon {
                 info!(uuid = %uuid, "quarantine released by a person");
                 json!({"uuid": uuid, "released": released})
             }
-            other => {
-                return Outbound::error(
-                    ErrorCode::BadMessage,
-                    format!(
-                        "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release",
-                        vibesync_protocol::validate::truncate_for_message(other)
-                    ),
-                    rid,
-                )
-                .to_frame()
-            }
+            other => return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    vibesync_protocol::validate::truncate_for_message(other)
+                ),
+                rid,
+            )
+            .to_frame(),
         };
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }
@@ -748,6 +800,7 @@ impl Daemon {
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
         obj.insert("projects".into(), Value::Object(projects));
+        obj.insert("disk".into(), crate::retention::status_json(&self.data));
         s
     }
 

@@ -393,14 +393,17 @@ impl Actor {
                 }
             };
 
-            if let Err((code, msg)) = self.admit(session, base_seq, &change, &attachment, &at).await {
-                if code == "STALE" {
-                    let winner = self.stale_winner(&change.uuid);
-                    stale.push((change.uuid.clone(), change.op.name(), winner));
+            let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
+                Ok(blob) => blob,
+                Err((code, msg)) => {
+                    if code == "STALE" {
+                        let winner = self.stale_winner(&change.uuid);
+                        stale.push((change.uuid.clone(), change.op.name(), winner));
+                    }
+                    results.push(ItemResult::error(&change.uuid, code, msg));
+                    continue;
                 }
-                results.push(ItemResult::error(&change.uuid, code, msg));
-                continue;
-            }
+            };
             if let Some(msg) = &diverged {
                 results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
                 continue;
@@ -417,6 +420,20 @@ impl Actor {
                 }
                 Decision::Proceed => {}
             }
+            // The mesh is stored only for a change that is accepted (never an orphan blob
+            // for a refused one), durable before the STEP that names it.
+            if let Some(hash) = blob {
+                let (stores, bytes) = (self.daemon.stores().clone(), attachment.clone());
+                let stored = tokio::task::spawn_blocking(move || stores.put_blob(&hash, &bytes)).await;
+                if let Some(e) = match stored {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                } {
+                    results.push(ItemResult::error(&change.uuid, "STORAGE_FAILED", format!("{at}: {e}")));
+                    continue;
+                }
+            }
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, "held"));
                 self.held.push(Queued { origin: session.clone(), author, change });
@@ -428,14 +445,16 @@ impl Actor {
         (results, stale)
     }
 
-    async fn admit(
+    /// Checks before the gate. `Ok(Some(hash))`: the attachment is a valid new mesh, to be
+    /// stored once the change is accepted.
+    fn admit(
         &self,
         session: &SessionInfo,
         base_seq: u64,
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<Option<String>, (&'static str, String)> {
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
@@ -473,12 +492,7 @@ impl Actor {
                 if let Err(e) = Mesh::decode(attachment) {
                     return Err(("INVALID_FIELD", format!("{at}: mesh attachment: {e}")));
                 }
-                let (stores, h, bytes) = (self.daemon.stores().clone(), hash.to_string(), attachment.clone());
-                match tokio::task::spawn_blocking(move || stores.put_blob(&h, &bytes)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(("STORAGE_FAILED", format!("{at}: {e}"))),
-                    Err(e) => return Err(("STORAGE_FAILED", format!("{at}: {e}"))),
-                }
+                return Ok(Some(hash.to_string()));
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
                     "INVALID_FIELD",
@@ -486,7 +500,7 @@ impl Actor {
                 ));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// L2: consult the failure index before queuing a mutation.
@@ -664,6 +678,8 @@ impl Actor {
             json!({
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
+                // Who made the batch, for `vibesync history` (restore.rs).
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];

@@ -1,9 +1,17 @@
-//! `vibesync verify`: an offline, read-only check of everything in a data directory.
-//! Each problem is one line naming the file (and byte offset or uuid) and what is wrong.
+//! `vibesync verify`: a read-only check of everything in a data directory. Each problem is
+//! one line naming the file (and byte offset or uuid) and what is wrong.
+//!
+//! Two ways, and the report says which ([`CheckedBy`]): [`run`] offline, on a stopped
+//! daemon's files; [`live`] inside the running daemon (the `admin` action `verify`), under
+//! its mutation turn so the registry and the WAL up to the last durable seq are one
+//! consistent snapshot. Live, an open transaction, an unwritten sidecar or an audit lag are
+//! normal work in progress and are reported as notes, not problems.
 
 use std::path::Path;
 
+use vibesync_audit::FinalRef;
 use vibesync_registry::{Registry, RegistryConfig};
+// `live` reads the WAL with the same Reader as `run`: both see exactly the bytes on disk.
 use vibesync_wal::{Phase, Reader, Record};
 
 use crate::{DaemonError, DataDir};
@@ -14,6 +22,54 @@ pub struct Report {
     pub notes: Vec<String>,
     pub records: u64,
     pub last_seq: u64,
+    pub checked_by: CheckedBy,
+}
+
+/// Who made the check.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum CheckedBy {
+    /// `vibesync verify` read the files of a stopped daemon.
+    #[default]
+    Offline,
+    /// The running daemon checked a consistent snapshot of its own stores.
+    Daemon,
+}
+
+impl CheckedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckedBy::Offline => "offline",
+            CheckedBy::Daemon => "daemon",
+        }
+    }
+}
+
+impl Report {
+    /// The report as JSON (the `admin` `verify` result and `vibesync verify --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "checked_by": self.checked_by.as_str(),
+            "clean": self.problems.is_empty(),
+            "problems": self.problems,
+            "notes": self.notes,
+            "records": self.records,
+            "last_seq": self.last_seq,
+        })
+    }
+
+    /// Parse [`Report::to_json`] (the CLI reading the daemon's answer).
+    pub fn from_json(v: &serde_json::Value) -> Report {
+        let strings = |k: &str| -> Vec<String> {
+            v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        Report {
+            problems: strings("problems"),
+            notes: strings("notes"),
+            records: v["records"].as_u64().unwrap_or(0),
+            last_seq: v["last_seq"].as_u64().unwrap_or(0),
+            checked_by: if v["checked_by"] == "daemon" { CheckedBy::Daemon } else { CheckedBy::Offline },
+        }
+    }
 }
 
 /// Whether a daemon process is alive on this data dir (daemon.json names a live pid).
@@ -80,18 +136,84 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     }
 
     // 4. Audit repository.
+    check_audit(data, &records, &mut report);
+    Ok(report)
+}
+
+/// Audit repository: order, completeness (every FINAL in exactly one commit), the anchors,
+/// and a history ahead of the WAL (docs/WAL.md §5).
+fn check_audit(data: &DataDir, records: &[Record], report: &mut Report) {
     let audit_dir = data.audit();
-    if audit_dir.exists() {
-        match vibesync_audit::verify(&audit_dir) {
-            Ok(last_audited) => {
-                let last_final = records.iter().filter(|r| r.phase == Phase::Final).map(|r| r.seq).max().unwrap_or(0);
-                if last_audited < last_final {
-                    report.problems.push(format!("audit: {}: last audited seq {last_audited} < last FINAL seq {last_final}; the daemon commits the missing batches at its next boot", audit_dir.display()));
-                }
-            }
-            Err(e) => report.problems.push(format!("audit: {}: {e}", audit_dir.display())),
+    if !audit_dir.exists() {
+        return;
+    }
+    let history = match vibesync_audit::read_history(&audit_dir) {
+        Ok(h) => h,
+        Err(e) => {
+            report.problems.push(format!("audit: {}: {e}", audit_dir.display()));
+            return;
+        }
+    };
+    let finals: Vec<FinalRef> = records
+        .iter()
+        .filter(|r| r.phase == Phase::Final)
+        .map(|r| FinalRef { seq: r.seq, operation_id: r.operation_id.clone(), h: r.h.clone() })
+        .collect();
+    let rep = vibesync_audit::check(&history, &finals, report.last_seq);
+    for p in rep.problems {
+        report.problems.push(format!("audit: {}: {p}", audit_dir.display()));
+    }
+    if rep.unaudited > 0 {
+        let what = format!(
+            "audit: {}: {} FINAL(s) from seq {} on are in no commit yet",
+            audit_dir.display(),
+            rep.unaudited,
+            rep.first_unaudited.unwrap_or(0)
+        );
+        match report.checked_by {
+            CheckedBy::Offline => report.problems.push(format!("{what}; the daemon commits them at its next boot")),
+            CheckedBy::Daemon => report.notes.push(format!("{what} (the audit thread is catching up)")),
         }
     }
+    report.notes.push(format!("audit: {} commits cover {} FINALs", history.len(), finals.len() as u64 - rep.unaudited));
+}
+
+/// The check made by the running daemon. The caller holds the daemon's mutation turn: no
+/// COMMIT and registry apply is in progress, so the registry reflects exactly the COMMITs
+/// up to `last_seq` (the WAL's last durable seq, read under the turn). Records written
+/// after `last_seq` (by batches in flight) are not part of the snapshot.
+pub fn live(data: &DataDir, registry: &Registry, last_seq: u64) -> Result<Report, DaemonError> {
+    let mut report = Report { checked_by: CheckedBy::Daemon, ..Report::default() };
+    let mut records = Vec::new();
+    for item in Reader::open(data.wal())? {
+        match item {
+            Ok(e) if e.record.seq > last_seq => break,
+            Ok(e) => records.push(e.record),
+            Err(p) => report.problems.push(format!("wal: {p}")),
+        }
+    }
+    report.records = records.len() as u64;
+    report.last_seq = records.last().map(|r| r.seq).unwrap_or(0);
+    if report.last_seq != last_seq {
+        report.problems.push(format!(
+            "wal: {}: the readable log ends at seq {} but the writer has made seq {last_seq} durable",
+            data.wal().display(),
+            report.last_seq
+        ));
+    }
+    let tx = vibesync_wal::transaction_index(records.iter());
+    if !tx.incomplete.is_empty() || !tx.unfinalized.is_empty() {
+        report.notes.push(format!(
+            "wal: {} transaction(s) in flight, {} committed awaiting FINAL (normal while running)",
+            tx.incomplete.len(),
+            tx.unfinalized.len()
+        ));
+    }
+    for p in registry.parity(records.iter().cloned())? {
+        report.problems.push(format!("registry: {p}"));
+    }
+    report.notes.push("sidecar: rewritten on a timer while running; checked by offline verify".into());
+    check_audit(data, &records, &mut report);
     Ok(report)
 }
 
@@ -108,6 +230,14 @@ fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, Dae
     let reg = Registry::open_for_check(&cfg)?;
     let mut out: Vec<String> =
         reg.parity(records.iter().cloned())?.into_iter().map(|p| format!("registry: {p}")).collect();
+    let wal_last = records.last().map(|r| r.seq).unwrap_or(0);
+    if reg.last_applied_seq() > wal_last {
+        out.push(format!(
+            "registry: {}: it has applied seq {} but the WAL ends at seq {wal_last}: the WAL lost its tail (docs/WAL.md §5); the daemon refuses to boot until the WAL is restored or `vibesync serve --repair` rebuilds the registry from the shorter log",
+            data.registry().display(),
+            reg.last_applied_seq()
+        ));
+    }
     match reg.check_sidecar() {
         Ok(s) if s.is_ok() => {}
         Ok(s) => out.push(format!("sidecar: {}: {s:?}", data.sidecar().display())),

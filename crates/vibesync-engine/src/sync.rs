@@ -6,12 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use vibesync_protocol::state::{snap, state_hash};
+use vibesync_protocol::state::{stable_rotation, stable_scalar, state_hash};
 use vibesync_protocol::validate::{self, ItemError};
 use vibesync_protocol::ItemErrorCode;
 
-/// The synced state of one object (or collection), canonical frame, meters, snapped to the
-/// 1e-5 grid. Serialized, it is exactly the object hashed by the state hash.
+/// The synced state of one object (or collection), canonical frame, meters, every float a
+/// stable value (docs/PROTOCOL.md §6.5). Serialized, it is exactly the object hashed by the state hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectState {
     pub kind: String,
@@ -177,10 +177,10 @@ fn material(v: &Value, at: &str) -> Result<Material, ItemError> {
 
 fn snap_material(m: Material) -> Material {
     Material {
-        base_color: m.base_color.map(snap),
-        metallic: snap(m.metallic),
-        roughness: snap(m.roughness),
-        emission: m.emission.map(snap),
+        base_color: m.base_color.map(stable_scalar),
+        metallic: stable_scalar(m.metallic),
+        roughness: stable_scalar(m.roughness),
+        emission: m.emission.map(stable_scalar),
     }
 }
 
@@ -195,7 +195,7 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
     validate::uuid(&uuid).map_err(|e| err(e.code, format!("{at}.uuid: {}", e.message)))?;
     let op_name = string(c, "op", at)?;
     let trs = |c: &Map<String, Value>| -> Result<Trs, ItemError> {
-        let t = vec::<3>(c, "t", at)?.map(|x| snap(x * unit_scale));
+        let t = vec::<3>(c, "t", at)?.map(|x| stable_scalar(x * unit_scale));
         let r = vec::<4>(c, "r", at)?;
         let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3]).sqrt();
         if !(0.5..=1.5).contains(&n) {
@@ -204,7 +204,7 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
                 format!("{at}.r: quaternion [x,y,z,w] must be (close to) unit length, got norm {n}"),
             ));
         }
-        Ok((t, r.map(|x| snap(x / n)), vec::<3>(c, "s", at)?.map(snap)))
+        Ok((t, stable_rotation(r), vec::<3>(c, "s", at)?.map(stable_scalar)))
     };
     let op = match op_name.as_str() {
         "create" => {

@@ -165,6 +165,13 @@ pub enum Inbound {
     Resync(Resync),
     Admin(Admin),
     EditorState(EditorState),
+    AddonCommand(crate::addon::AddonCommand),
+    AddonCancel(crate::addon::AddonCancel),
+    CommandResponse(crate::addon::CommandResponse),
+    RegistryUpdated(crate::addon::RegistryUpdated),
+    AddonRegistered(crate::addon::AddonRegistered),
+    AddonUnregistered(crate::addon::AddonUnregistered),
+    SceneQuery(crate::addon::SceneQuery),
 }
 
 impl Inbound {
@@ -181,6 +188,13 @@ impl Inbound {
             Inbound::Resync(_) => "resync",
             Inbound::Admin(_) => "admin",
             Inbound::EditorState(_) => "editor_state",
+            Inbound::AddonCommand(_) => "addon_command",
+            Inbound::AddonCancel(_) => "addon_cancel",
+            Inbound::CommandResponse(_) => "command_response",
+            Inbound::RegistryUpdated(_) => "registry_updated",
+            Inbound::AddonRegistered(_) => "addon_registered",
+            Inbound::AddonUnregistered(_) => "addon_unregistered",
+            Inbound::SceneQuery(_) => "scene_query",
         }
     }
 
@@ -193,6 +207,10 @@ impl Inbound {
             Inbound::Change(c) => Some(&c.request_id),
             Inbound::Resync(r) => r.request_id.as_deref(),
             Inbound::Admin(a) => Some(&a.request_id),
+            Inbound::AddonCommand(a) => Some(&a.request_id),
+            Inbound::AddonCancel(a) => Some(&a.request_id),
+            Inbound::CommandResponse(a) => Some(&a.request_id),
+            Inbound::SceneQuery(a) => Some(&a.request_id),
             _ => None,
         }
     }
@@ -265,6 +283,13 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
         "resync" => Inbound::Resync(typed(value, &request_id)?),
         "admin" => Inbound::Admin(typed(value, &request_id)?),
         "editor_state" => Inbound::EditorState(typed(value, &request_id)?),
+        "addon_command" => Inbound::AddonCommand(typed(value, &request_id)?),
+        "addon_cancel" => Inbound::AddonCancel(typed(value, &request_id)?),
+        "command_response" => Inbound::CommandResponse(typed(value, &request_id)?),
+        "registry_updated" => Inbound::RegistryUpdated(typed(value, &request_id)?),
+        "addon_registered" => Inbound::AddonRegistered(typed(value, &request_id)?),
+        "addon_unregistered" => Inbound::AddonUnregistered(typed(value, &request_id)?),
+        "scene_query" => Inbound::SceneQuery(typed(value, &request_id)?),
         other => {
             return Err(MessageError {
                 code: ErrorCode::UnknownType,
@@ -384,6 +409,47 @@ pub enum Outbound {
         request_id: String,
         action: String,
         result: Value,
+    },
+    /// Daemon → Blender: run one addon tool (§9.2).
+    AddonCommand {
+        request_id: String,
+        operation_id: String,
+        addon_id: String,
+        command: String,
+        params: serde_json::Map<String, Value>,
+        username: String,
+        agent_session: String,
+        timeout_ms: u64,
+    },
+    /// Daemon → agent: how a tool call ended (§9.2).
+    CommandResponse {
+        request_id: String,
+        operation_id: String,
+        addon_id: String,
+        command: String,
+        result: crate::addon::CommandResult,
+        uuids: Vec<String>,
+        seq: u64,
+    },
+    /// Daemon → agent: a call is waiting (people editing, Blender busy) (§9.2).
+    CommandProgress {
+        request_id: String,
+        state: crate::addon::CallState,
+        reason: String,
+        elapsed_ms: u64,
+    },
+    /// Daemon → agent: the tools agents may use in this project changed (§9.1).
+    RegistryUpdated {
+        project_id: String,
+        available_addons: Vec<Value>,
+        rejected: Vec<Value>,
+        withheld: Vec<Value>,
+    },
+    /// Daemon → agent: answer to `scene_query` (§9.3).
+    Scene {
+        request_id: String,
+        seq: u64,
+        objects: Vec<Value>,
     },
 }
 

@@ -9,8 +9,8 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MAX_ITEMS_PER_REQUEST: usize = 10_000;
 
 /// Datablock kinds the registry knows (docs/PROTOCOL.md §5).
-pub const KINDS: [&str; 9] =
-    ["object", "mesh", "material", "armature", "action", "image", "collection", "light", "camera"];
+pub const KINDS: [&str; 10] =
+    ["object", "mesh", "material", "armature", "action", "image", "collection", "light", "camera", "node_group"];
 
 /// Editor kinds allowed in `hello.editor`.
 pub const EDITORS: [&str; 5] = ["blender", "unity", "cli", "agent", "test"];

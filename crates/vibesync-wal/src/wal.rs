@@ -86,10 +86,17 @@ impl PoisonInfo {
     }
 }
 
+/// Called on the writer thread with the records of each append, in seq order, once they are
+/// durable and before the appender is answered (see [`Wal::set_durable_hook`]).
+pub type DurableHook = Box<dyn Fn(&[Record]) + Send + Sync>;
+
 /// State shared by the handles and the writer thread.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Shared {
     pub poisoned: Mutex<Option<PoisonInfo>>,
+    /// Held while `last_seq` advances and the hook runs, so installing a hook cuts the log
+    /// at one exact seq.
+    pub hook: Mutex<Option<DurableHook>>,
     pub closed: AtomicBool,
     pub last_seq: AtomicU64,
     pub segments: AtomicU64,
@@ -244,6 +251,17 @@ impl Wal {
         }
         let rx = self.submit(drafts)?;
         rx.blocking_recv().unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
+    }
+
+    /// From now on, call `hook` with every durable record, in seq order, on the writer
+    /// thread, before the appender is answered. Returns the seq of the last record made
+    /// durable before the hook was installed: every later record goes to the hook, none
+    /// earlier does. The hook must be quick (it delays every append). Replaces any
+    /// previous hook.
+    pub fn set_durable_hook(&self, hook: DurableHook) -> u64 {
+        let mut h = self.inner.shared.hook.lock().unwrap_or_else(|e| e.into_inner());
+        *h = Some(hook);
+        self.inner.shared.last_seq.load(Ordering::SeqCst)
     }
 
     /// Seq of the last durable record.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use vibesync_daemon::verify::CheckedBy;
 use vibesync_daemon::{client, Config, DataDir, ServeOptions};
 use vibesync_wal::{Phase, Position, Reader};
 
@@ -16,6 +17,10 @@ use vibesync_wal::{Phase, Position, Reader};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Machine-readable output: one JSON object (`tail`: one per line) on stdout. Errors
+    /// still go to stderr with exit code 2.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -28,7 +33,8 @@ pub enum Command {
         /// Address to listen on (default 127.0.0.1:47800; port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Config file overriding the embedded defaults.
+        /// Config file overriding the embedded defaults (else $VIBESYNC_CONFIG, else the
+        /// platform config file if it exists; see config/vibesync.toml).
         #[arg(long)]
         config: Option<PathBuf>,
         /// On WAL corruption, move everything from the first bad byte on to quarantine
@@ -40,9 +46,6 @@ pub enum Command {
     Status {
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Print the raw JSON (the same object the `status` message returns).
-        #[arg(long)]
-        json: bool,
     },
     /// Read the WAL directly (works while the daemon is down): the forensic tool.
     Tail {
@@ -60,9 +63,6 @@ pub enum Command {
         /// Only records of this phase (BEGIN, STEP, PROVISIONAL, COMMIT, FINAL, ROLLBACK).
         #[arg(long)]
         phase: Option<String>,
-        /// Print each record as its raw JSON line.
-        #[arg(long)]
-        json: bool,
     },
     /// Safe mode: `status`, or `clear` (a person re-enables sync and automation; also clears
     /// failure counters and re-enables disabled op kinds).
@@ -79,9 +79,100 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
-    /// Offline check: WAL hashes and chain, open transactions, registry↔WAL parity,
-    /// sidecar checksum, audit repository. Exit 0 when clean, 1 with one line per problem.
+    /// Serve AI agents over MCP (stdio): tools that act on Blender and Unity through the
+    /// daemon, as an `agent` session (docs/PROTOCOL.md §9). Starts answering at once, even
+    /// before the daemon or an editor runs.
+    Mcp {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Project whose editors the tools act on (default: $VIBESYNC_PROJECT, else `default`,
+        /// the project of an unsaved Blender file).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// The audit points of a project a person can restore to: time, what changed, who.
+    History {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        project: String,
+        /// Only points that changed this uuid.
+        #[arg(long)]
+        uuid: Option<String>,
+        /// At most this many points (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Bring objects back to their state at an audit point, as a new transaction synced to
+    /// every connected editor (undo it with another restore; history is never rewritten).
+    Restore {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        project: String,
+        /// An audit commit (≥ 4 hex chars), a WAL seq (digits: the newest point at or before
+        /// it) or a time (RFC 3339: the newest point at or before it).
+        #[arg(long)]
+        to: String,
+        /// Only these uuids (repeat the flag); default: the whole project.
+        #[arg(long = "uuid")]
+        uuids: Vec<String>,
+    },
+    /// Run a maintenance pass now (pack the audit repository, collect unreferenced mesh
+    /// blobs; the daemon also runs it every `storage.maintenance_interval_secs`).
+    Maintain {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run the daemon as a user service at login (systemd on Linux, launchd on macOS).
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+    /// Check WAL hashes and chain, open transactions, registry↔WAL parity, sidecar
+    /// checksum, audit repository. With a daemon running it asks the daemon (a consistent
+    /// snapshot of its stores), else it reads the files; it says which. Exit 0 when clean, 1
+    /// with one line per problem.
     Verify {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Geometry Nodes: catalogue queries, graph_json validation, Mermaid conversion
+    /// (docs/GEONODES.md). Works without a daemon.
+    Geonodes {
+        #[command(subcommand)]
+        action: crate::geonodes::GeonodesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceAction {
+    /// Write the user service (systemd unit on Linux, launchd agent on macOS) that runs
+    /// `vibesync serve` at login, enable it and start it now.
+    Install {
+        /// Config file the service passes to `serve` (default: the same lookup as `serve`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory the service passes to `serve` (default: the platform data dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only write the file; do not ask systemctl/launchctl to enable or start it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Stop the service (SIGTERM: a clean shutdown), disable it and remove its file.
+    Uninstall,
+    /// Is the service installed, what does it run, is it active, is a daemon running.
+    Status {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the definition `install` would write (any platform: both generators).
+    Print {
+        #[arg(long, value_enum)]
+        platform: Option<crate::service::Platform>,
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -117,16 +208,79 @@ fn data_dir(flag: Option<PathBuf>) -> DataDir {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
     match cli.command {
         Command::Serve { data_dir, listen, config, repair } => serve(data_dir, listen, config, repair),
-        Command::Status { data_dir: d, json } => status(data_dir(d), json),
-        Command::Tail { data_dir: d, follow, uuid, op, phase, json } => {
-            tail(data_dir(d), follow, uuid, op, phase, json)
+        Command::Status { data_dir: d } => status(data_dir(d), json),
+        Command::Tail { data_dir: d, follow, uuid, op, phase } => tail(data_dir(d), follow, uuid, op, phase, json),
+        Command::Verify { data_dir: d } => verify(data_dir(d), json),
+        Command::SafeMode { action, data_dir: d } => safe_mode(data_dir(d), action, json),
+        Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action, json),
+        Command::Service { action } => service(action, json),
+        Command::Geonodes { action } => crate::geonodes::run(action),
+        Command::Maintain { data_dir: d } => maintain(data_dir(d), json),
+        Command::History { data_dir: d, project, uuid, limit } => {
+            crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
         }
-        Command::Verify { data_dir: d } => verify(data_dir(d)),
-        Command::SafeMode { action, data_dir: d } => safe_mode(data_dir(d), action),
-        Command::Quarantine { action, data_dir: d } => quarantine(data_dir(d), action),
+        Command::Restore { data_dir: d, project, to, uuids } => {
+            crate::restore_cli::restore(&data_dir(d), &project, &to, &uuids, json)
+        }
+        Command::Mcp { data_dir: d, project } => mcp(data_dir(d), project),
     }
+}
+
+/// `vibesync mcp`: stdout carries MCP only, so logs go to stderr.
+fn mcp(data: DataDir, project: Option<String>) -> anyhow::Result<ExitCode> {
+    crate::logging::init_stderr("warn");
+    let project = project
+        .or_else(|| std::env::var("VIBESYNC_PROJECT").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_string());
+    if let Err(m) = vibesync_protocol::validate::project_id(&project) {
+        bail!("--project: {m}");
+    }
+    let discover: vibesync_mcp::Discover =
+        std::sync::Arc::new(move || client::discover(&data).map_err(|e| e.to_string()));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(vibesync_mcp::serve_stdio(project, discover))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn service(action: ServiceAction, json: bool) -> anyhow::Result<ExitCode> {
+    use crate::service as svc;
+    let (name, v) = match action {
+        ServiceAction::Install { config, data_dir, no_start } => {
+            ("install", svc::install(&svc::spec_for_current_exe(config, data_dir)?, !no_start)?)
+        }
+        ServiceAction::Uninstall => ("uninstall", svc::uninstall()?),
+        ServiceAction::Status { data_dir: d } => ("status", svc::status(data_dir(d).root())?),
+        ServiceAction::Print { platform, config, data_dir } => {
+            let platform = match platform.or_else(svc::Platform::current) {
+                Some(p) => p,
+                None => bail!("no service manager on this platform; pass --platform systemd|launchd"),
+            };
+            let text = svc::definition(platform, &svc::spec_for_current_exe(config, data_dir)?);
+            if json {
+                print_json(&serde_json::json!({"platform": platform.as_str(), "definition": text}))?;
+            } else {
+                print!("{text}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if json {
+        print_json(&v)?;
+        let failed =
+            name == "install" && v["commands"].as_array().is_some_and(|a| !a.is_empty()) && v["started"] != true;
+        return Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS });
+    }
+    svc::print_human(name, &v)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print one JSON object on stdout (`--json`).
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
 fn serve(
@@ -135,7 +289,7 @@ fn serve(
     config: Option<PathBuf>,
     repair: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut cfg = Config::load(config.as_deref())?;
+    let (mut cfg, source) = Config::resolve(config.as_deref())?;
     if let Some(d) = dir {
         cfg.storage.data_dir = d.display().to_string();
     }
@@ -154,8 +308,12 @@ fn serve(
         // after the "listening on" line is a graceful stop, never a kill.
         let signals = ShutdownSignals::install()?;
         let (listener, addr) = vibesync_daemon::bind(&daemon, listen).await?;
+        // The first line is parsed by tests and scripts: keep its shape.
         println!("vibesync listening on {addr} data_dir={}", data.root().display());
+        print!("{}", crate::welcome::next_steps(&data, addr, &source));
         std::io::stdout().flush().ok();
+        // Audit packing and blob collection on a schedule (ends with the runtime).
+        tokio::spawn(vibesync_daemon::retention::schedule(daemon.clone()));
         let d2 = daemon.clone();
         let shutdown = async move {
             tokio::select! {
@@ -231,6 +389,11 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             s["registry"]["live"], s["registry"]["tombstoned"], s["registry"]["quarantined"]
         );
         println!("  wal:        {} segments, {} bytes", s["wal"]["segments"], s["wal"]["bytes"]);
+        let d = &s["disk"];
+        println!(
+            "  disk:       {} bytes: wal {}, registry {}, audit {}, blobs {}, logs {}, quarantine {}",
+            d["total"], d["wal"], d["registry"], d["audit"], d["blobs"], d["logs"], d["quarantine"]
+        );
         println!(
             "  audit:      last audited seq {}, lag {}, failures {}",
             s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
@@ -345,21 +508,44 @@ fn tail(
     }
 }
 
-fn verify(data: DataDir) -> anyhow::Result<ExitCode> {
-    let report = vibesync_daemon::verify::run(&data)?;
-    for note in &report.notes {
-        eprintln!("note: {note}");
-    }
-    for p in &report.problems {
-        println!("{p}");
-    }
-    if report.problems.is_empty() {
-        eprintln!("verify: clean ({} WAL records, last seq {})", report.records, report.last_seq);
-        Ok(ExitCode::SUCCESS)
+fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let report = match admin(&data, serde_json::json!({"action": "verify"}))? {
+        Some(r) => vibesync_daemon::verify::Report::from_json(&r),
+        None => vibesync_daemon::verify::run(&data)?,
+    };
+    let by = match report.checked_by {
+        CheckedBy::Daemon => "asked the running daemon (consistent snapshot of its stores)",
+        CheckedBy::Offline => "read the files (no daemon running)",
+    };
+    if json {
+        print_json(&report.to_json())?;
     } else {
-        eprintln!("verify: {} problem(s)", report.problems.len());
-        Ok(ExitCode::from(1))
+        for note in &report.notes {
+            eprintln!("note: {note}");
+        }
+        for p in &report.problems {
+            println!("{p}");
+        }
+        if report.problems.is_empty() {
+            eprintln!("verify: clean ({} WAL records, last seq {}); {by}", report.records, report.last_seq);
+        } else {
+            eprintln!("verify: {} problem(s); {by}", report.problems.len());
+        }
     }
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(r) = admin(&data, serde_json::json!({"action": "maintain"}))? else {
+        bail!("no daemon is running on {}; start it (`vibesync serve`)", data.root().display());
+    };
+    if json {
+        print_json(&r)?;
+    } else {
+        println!("audit pack: {}", r["audit_pack"]);
+        println!("mesh blobs: {}", r["blobs"]);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Send one `admin` request to the running daemon, if one runs on this data dir.
@@ -379,11 +565,17 @@ fn admin(data: &DataDir, body: serde_json::Value) -> anyhow::Result<Option<serde
     Ok(Some(reply["result"].clone()))
 }
 
-fn safe_mode(data: DataDir, action: SafeModeAction) -> anyhow::Result<ExitCode> {
+fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Result<ExitCode> {
     match action {
         SafeModeAction::Status => {
             let b = vibesync_daemon::boot::read(&data.boot())?;
-            if b.safe_mode {
+            if json {
+                print_json(&serde_json::json!({
+                    "safe_mode": b.safe_mode,
+                    "reason": b.safe_mode_reason,
+                    "consecutive_unclean_boots": b.consecutive_unclean_boots,
+                }))?;
+            } else if b.safe_mode {
                 println!("safe mode: ON ({})", b.safe_mode_reason.as_deref().unwrap_or("no reason recorded"));
                 println!("sync is read-only and automation is disabled; `vibesync safe-mode clear` to leave it");
             } else {
@@ -393,6 +585,10 @@ fn safe_mode(data: DataDir, action: SafeModeAction) -> anyhow::Result<ExitCode> 
         }
         SafeModeAction::Clear => {
             if let Some(r) = admin(&data, serde_json::json!({"action": "safe_mode_clear"}))? {
+                if json {
+                    print_json(&serde_json::json!({"safe_mode": false, "seq": r["seq"], "by": "daemon"}))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 println!("safe mode cleared by the running daemon (WAL seq {}); failure counters reset", r["seq"]);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -423,13 +619,17 @@ fn safe_mode(data: DataDir, action: SafeModeAction) -> anyhow::Result<ExitCode> 
             b.safe_mode_reason = None;
             b.consecutive_unclean_boots = 0;
             vibesync_daemon::boot::write(&data.boot(), &b)?;
-            println!("safe mode cleared (daemon not running; reset logged at WAL seq {})", records[1].seq);
+            if json {
+                print_json(&serde_json::json!({"safe_mode": false, "seq": records[1].seq, "by": "offline"}))?;
+            } else {
+                println!("safe mode cleared (daemon not running; reset logged at WAL seq {})", records[1].seq);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn quarantine(data: DataDir, action: QuarantineAction) -> anyhow::Result<ExitCode> {
+fn quarantine(data: DataDir, action: QuarantineAction, json: bool) -> anyhow::Result<ExitCode> {
     match action {
         QuarantineAction::List { project } => {
             let result = match admin(&data, serde_json::json!({"action": "quarantine_list", "project_id": project}))? {
@@ -439,6 +639,10 @@ fn quarantine(data: DataDir, action: QuarantineAction) -> anyhow::Result<ExitCod
                     data.root().display()
                 ),
             };
+            if json {
+                print_json(&result)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let items = result["items"].as_array().cloned().unwrap_or_default();
             if items.is_empty() {
                 println!("no quarantined uuids");
@@ -461,6 +665,10 @@ fn quarantine(data: DataDir, action: QuarantineAction) -> anyhow::Result<ExitCod
                 &data,
                 serde_json::json!({"action": "quarantine_release", "uuid": uuid, "project_id": project}),
             )? {
+                Some(r) if json => {
+                    print_json(&r)?;
+                    Ok(ExitCode::SUCCESS)
+                }
                 Some(r) => {
                     println!("released {uuid}: {}", r["released"]);
                     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,11 @@
 //! `vibesync`: the command line. Thin: parse flags, call the library crates.
 
 mod cli;
+mod geonodes;
 mod logging;
+mod restore_cli;
+mod service;
+mod welcome;
 
 use clap::Parser;
 

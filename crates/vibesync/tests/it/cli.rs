@@ -25,10 +25,16 @@ fn status_tail_and_verify() {
     assert_eq!(code, 0);
     assert!(out.contains("2 live"), "{out}");
 
-    // While running: verify refuses politely (offline check).
-    let (code, _, err) = verify(&data);
-    assert_eq!(code, 2);
-    assert!(err.contains("stop the daemon first"), "{err}");
+    // While running: verify asks the daemon, and says so.
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("asked the running daemon"), "{err}");
+    let (code, out, err) = cli(&["verify", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["checked_by"], "daemon", "{v}");
+    assert_eq!(v["clean"], true, "{v}");
+    assert!(v["last_seq"].as_u64().unwrap() >= seq, "{v}");
 
     // tail works while the daemon runs and after it stops; filters combine.
     let (code, out, _) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--uuid", &u2, "--phase", "step"]);
@@ -51,6 +57,11 @@ fn status_tail_and_verify() {
 
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("read the files"), "{err}");
+    let (code, out, _) = cli(&["verify", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["checked_by"], "offline", "{v}");
 
     // A damaged sidecar is reported by verify and rewritten by the next boot.
     std::fs::write(data.join("registry.sidecar.json"), b"{\"schema_version\":1,\"garbage\":").unwrap();

@@ -9,4 +9,6 @@ mod governance;
 mod handshake;
 mod registry;
 mod resilience;
+mod restore;
+mod service;
 mod sync;

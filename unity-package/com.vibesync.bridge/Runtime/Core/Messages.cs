@@ -61,8 +61,9 @@ namespace VibeSync.Bridge.Core
         public const string Collection = "collection";
         public const string Light = "light";
         public const string Camera = "camera";
+        public const string NodeGroup = "node_group"; // Blender node groups (registered, not synced)
 
-        public static readonly string[] All = { Object, Mesh, Material, Armature, Action, Image, Collection, Light, Camera };
+        public static readonly string[] All = { Object, Mesh, Material, Armature, Action, Image, Collection, Light, Camera, NodeGroup };
 
         public static bool IsValid(string k) { return Array.IndexOf(All, k) >= 0; }
     }

@@ -5,8 +5,11 @@
 
 pub mod editor;
 
+mod audit;
+mod blobs;
 mod kill_loop;
 mod load;
+mod preauth;
 mod security;
 mod storage;
 mod torn;

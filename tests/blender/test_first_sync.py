@@ -1,0 +1,342 @@
+"""A person's work is never lost (docs/PROTOCOL.md §6): real scenes on first connect,
+dependencies first, one change per uuid in flight, kept-local marks, error loops, per-file
+project and replay position, and no duplicates after a crash before the first save.
+Real bpy; the real daemon where it serves, a scripted daemon where the test needs bytes the
+daemon does not send by itself."""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+
+import bpy
+import pytest
+
+import vibesync
+from conftest import pump_for, pump_until, settle
+from daemon import synced_states
+from test_sync import applied_messages, batch_frames, make_cube
+from test_transport import HostileDaemon, frame
+
+PROP = "vibesync_uuid"
+
+
+def startup_scene():
+    """Blender's factory startup scene as a user gets it: Cube, Camera, Light in
+    "Collection"."""
+    vibesync.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    bpy.context.preferences.edit.undo_steps = 32
+    vibesync.register()
+    assert {o.name for o in bpy.data.objects} == {"Cube", "Camera", "Light"}
+    assert [c.name for c in bpy.data.collections] == ["Collection"]
+
+
+def synced_kinds(daemon):
+    mine = {idb[PROP] for idb in list(bpy.data.objects) + list(bpy.data.collections)}
+    return {st["state"]["name"]: st["state"] for u, st in synced_states(daemon).items()
+            if u in mine}
+
+
+def first_step_seq(daemon) -> dict[str, int]:
+    """uuid -> seq of its first committed `state` STEP (the order the daemon got them)."""
+    records = daemon.tail()
+    committed = {r.get("operation_id") for r in records if r.get("phase") == "COMMIT"}
+    out: dict[str, int] = {}
+    for r in records:
+        p = r.get("payload") or {}
+        if r.get("phase") == "STEP" and p.get("op") == "state" \
+                and r.get("operation_id") in committed:
+            out.setdefault(p.get("uuid") or r["uuids"][0], r["seq"])
+    return out
+
+
+@pytest.fixture
+def startup_bridge(daemon, project_id):
+    startup_scene()
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    pump_until(lambda: vibesync.status()["connected"], what="connection")
+    yield daemon
+    vibesync.disconnect()
+    vibesync.unregister()
+
+
+def test_the_factory_startup_scene_is_sent_whole_collection_first(startup_bridge):
+    daemon = startup_bridge
+    coll = bpy.data.collections["Collection"]
+    settle()
+    mine = {ob[PROP] for ob in bpy.data.objects} | {coll[PROP]}
+    pump_until(lambda: mine <= set(synced_states(daemon)), timeout=20,
+               what="Collection, Cube, Camera and Light synced")
+    states = synced_kinds(daemon)
+    assert states["Collection"]["kind"] == "collection"
+    for name in ("Cube", "Camera", "Light"):
+        assert states[name]["parent"] == coll[PROP], f"{name} names its collection"
+    seqs = first_step_seq(daemon)
+    for name in ("Cube", "Camera", "Light"):
+        assert seqs[coll[PROP]] < seqs[bpy.data.objects[name][PROP]], \
+            "the collection's create reached the daemon before its children"
+    pump_until(lambda: vibesync.status()["progress"] == {"synced": 4, "total": 4},
+               what="first-sync progress 4 / 4")
+
+
+def test_parents_are_sent_before_children_in_a_big_first_sync(clean_blender, daemon,
+                                                               project_id):
+    # Built before connecting, in an order where children are created first: nested
+    # collections, chains of parented objects with non-identity parent inverses.
+    outer = bpy.data.collections.new("Outer")
+    bpy.context.scene.collection.children.link(outer)
+    inner = bpy.data.collections.new("Inner")
+    outer.children.link(inner)
+    chains = []
+    for c in range(20):
+        obs = []
+        for i in range(10):
+            ob = bpy.data.objects.new(f"C{c}_{i}", None)
+            (inner if c % 2 else outer).objects.link(ob)
+            ob.location = (i, c, 0)
+            obs.append(ob)
+        for i in range(1, 10):  # child i -> parent i-1, keep the world pose
+            obs[i].parent = obs[i - 1]
+            obs[i].matrix_parent_inverse = obs[i - 1].matrix_world.inverted()
+        chains.append(obs)
+    bpy.context.view_layer.update()
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    pump_until(lambda: vibesync.status()["connected"], what="connection")
+    settle()
+    mine = {idb[PROP] for idb in list(bpy.data.objects) + list(bpy.data.collections)}
+    assert len(mine) == 202
+    pump_until(lambda: mine <= set(synced_states(daemon)), timeout=60, what="202 states")
+    seqs = first_step_seq(daemon)
+    states = {u: st for u, st in synced_states(daemon).items() if u in mine}
+    for u, st in states.items():
+        p = st["state"]["parent"]
+        if p is not None:
+            assert seqs[p] < seqs[u], f"{st['state']['name']} reached the daemon before its parent"
+    vibesync.disconnect()
+
+
+@pytest.fixture
+def scripted(clean_blender):
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    hostile.push = lambda data: conns[-1].sendall(data)
+    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
+    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
+    yield hostile
+    vibesync.disconnect()
+    hostile.close()
+
+
+def changes_for(hostile, u):
+    return [(m, c) for m in hostile.received if m.get("type") == "change"
+            for c in m["changes"] if c.get("uuid") == u]
+
+
+def result(batch_id, seq, uuids, outcome="committed", **extra):
+    return frame(dict({"type": "batch_result", "batch_id": batch_id, "seq": seq,
+                       "outcome": outcome, "uuids": uuids, "error_code": None}, **extra))
+
+
+def test_one_change_per_uuid_in_flight_and_a_result_does_not_clear_a_newer_edit(scripted):
+    ob = make_cube("Dragged")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: changes_for(scripted, u), what="the create")
+    ob.location = (1, 0, 0)
+    settle()
+    pump_for(0.3)
+    assert len(changes_for(scripted, u)) == 1, "the move waits for the create's result"
+    assert vibesync.status()["in_flight"] == 1
+    # The create's result arrives: the move goes now.
+    scripted.push(result("b1", 10, [u]))
+    pump_until(lambda: len(changes_for(scripted, u)) == 2, what="the waiting move sent")
+    msg, op = changes_for(scripted, u)[1]
+    assert op["op"] == "transform" and op["t"][0] == pytest.approx(1)
+    # A replay naming u while the move is unresolved keeps the local state (§6.6).
+    scripted.push(batch_frames("r1", 11, [
+        {"op": "create", "uuid": u, "kind": "object", "name": "Dragged", "parent": None,
+         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the replay answered")
+    assert tuple(bpy.data.objects["Dragged"].location) == pytest.approx((1, 0, 0))
+
+
+def test_a_kept_local_rollback_marks_not_synced_and_retries_on_edit_and_peer(scripted):
+    ob = make_cube("Precious")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: changes_for(scripted, u), what="the create")
+    scripted.push(result("b1", 10, [u], outcome="rolled_back", error_code="VERIFY_MISMATCH",
+                         kept_local=True, reason="Unity could not apply it"))
+    pump_until(lambda: vibesync.status()["not_synced"], what="not synced mark")
+    st = vibesync.status()
+    assert st["not_synced"] == [{"uuid": u, "reason": "Unity could not apply it"}]
+    assert "Precious" in bpy.data.objects, "the person's object stays"
+    from vibesync import ui
+    assert any("not synced" in text for text, _ in ui.panel_lines(st))
+    # A new edit re-sends the whole state as `create` (the daemon never took the first).
+    ob.location = (2, 0, 0)
+    settle()
+    pump_until(lambda: len(changes_for(scripted, u)) == 2, what="retry on edit")
+    assert changes_for(scripted, u)[1][1]["op"] == "create"
+    scripted.push(result("b2", 12, [u], outcome="rolled_back", kept_local=True,
+                         reason="still failing"))
+    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="resolved")
+    # A peer joining is a reason to try again.
+    scripted.push(frame({"type": "peers", "project_id": "scripted", "peers": [
+        {"session_id": str(uuidlib.uuid4()), "client": "unity", "client_id": "u1"}],
+        "other_projects": []}))
+    pump_until(lambda: len(changes_for(scripted, u)) == 3, what="retry on peers")
+    assert changes_for(scripted, u)[2][1]["op"] == "create"
+    assert any(t == "Unity: connected" for t, _ in ui.panel_lines(vibesync.status()))
+    scripted.push(result("b3", 13, [u]))
+    pump_until(lambda: not vibesync.status()["not_synced"], what="synced at last")
+
+
+def test_a_batch_can_give_an_empty_object_a_mesh(scripted):
+    """Unity creates a GameObject, then adds a mesh: the Blender object becomes a mesh
+    object with the same uuid, name, pose, parent, children and collection."""
+    from vibesync import wire
+    parent = make_cube("Holder")
+    settle()
+    pu = parent[PROP]
+    nu, cu = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    scripted.push(batch_frames("e1", 20, [
+        {"op": "create", "uuid": nu, "kind": "object", "name": "GameObject", "parent": pu,
+         "t": [0, 2, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True},
+        {"op": "create", "uuid": cu, "kind": "object", "name": "Kid", "parent": nu,
+         "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="creates applied")
+    assert bpy.data.objects["GameObject"].type == "EMPTY"
+    blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
+    h = wire.mesh_hash(blob)
+    body = frame({"type": "apply", "batch_id": "e2",
+                  "change": {"op": "mesh", "uuid": nu, "mesh_hash": h}})
+    js = body[8:]
+    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
+    scripted.push(frame({"type": "batch_begin", "batch_id": "e2", "seq": 21, "path": "slow",
+                         "count": 1}) + with_att
+                  + frame({"type": "batch_end", "batch_id": "e2", "seq": 21}))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="mesh applied")
+    ob = bpy.data.objects["GameObject"]
+    assert ob.type == "MESH" and ob[PROP] == nu and len(ob.data.vertices) == 3
+    assert ob.parent.name == "Holder"
+    assert tuple(ob.location) == pytest.approx((0, 0, 2), abs=1e-5)
+    assert bpy.data.objects["Kid"].parent == ob
+    assert nu in applied_messages(scripted)[1]["hashes"], "answered with its hash"
+    assert not [e for e in vibesync.status()["errors"]], vibesync.status()["errors"]
+
+
+def test_repeated_identical_failures_pause_the_addon_and_tell_the_daemon(scripted,
+                                                                        monkeypatch):
+    s = vibesync._session()
+
+    def broken(deadline):
+        raise RuntimeError("boom in capture")
+
+    monkeypatch.setattr(s, "_process_dirty", broken)
+    for _ in range(10):
+        vibesync.tick(5.0)  # never raises
+    st = vibesync.status()
+    assert st["state"] == "paused" and "boom in capture" in st["pause_reason"]
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "editor_state"],
+               what="editor_state sent")
+    [m] = [m for m in scripted.received if m.get("type") == "editor_state"]
+    assert m["state"] == "paused" and "boom in capture" in m["reason"]
+    monkeypatch.undo()
+    s.resume()
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "editor_state"
+                        and m["state"] == "running"], what="running again")
+    assert vibesync.status()["state"] == "connected"
+
+
+def test_project_id_is_omitted_then_kept_per_file_with_its_own_replay_position(clean_blender,
+                                                                                tmp_path):
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    hostile.welcome_extra = {"project_id": "paired"}
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, None)
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        assert "project_id" not in hostile.hellos[0], "no project id unless the user set one"
+        pump_until(lambda: vibesync.status()["project_id"] == "paired", what="assigned id")
+        conns[-1].sendall(result("x", 40, []))
+        pump_until(lambda: vibesync.status()["last_seq"] == 40, what="last_seq 40")
+        a = str(tmp_path / "a" / "a.blend")
+        os.makedirs(os.path.dirname(a))
+        bpy.ops.wm.save_as_mainfile(filepath=a)
+        # Another (new) file: no project id, replay from 0.
+        bpy.ops.wm.read_homefile(use_empty=True)
+        pump_until(lambda: len(hostile.hellos) >= 2, what="reconnect after the switch")
+        assert "project_id" not in hostile.hellos[-1] and hostile.hellos[-1]["last_seq"] == 0
+        # Back to the first file: its project and its replay position.
+        bpy.ops.wm.open_mainfile(filepath=a)
+        pump_until(lambda: len(hostile.hellos) >= 3, what="reconnect after reopening")
+        assert hostile.hellos[-1]["project_id"] == "paired"
+        assert hostile.hellos[-1]["last_seq"] == 40
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
+def test_a_crash_before_the_first_save_duplicates_nothing(daemon, project_id):
+    startup_scene()
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    settle()
+    old = {o.name: o[PROP] for o in bpy.data.objects}
+    pump_until(lambda: set(old.values()) <= set(synced_states(daemon)), timeout=20,
+               what="first sync")
+    cube = bpy.data.objects["Cube"]
+    cube.location = (3, 0, 0)
+    settle()
+    pump_until(lambda: synced_states(daemon)[old["Cube"]]["state"]["t"][0] == pytest.approx(3),
+               what="the move synced")
+    before = set(synced_states(daemon))
+    # Crash: the never-saved file and its uuids are gone; Blender starts over.
+    vibesync.disconnect()
+    startup_scene()
+    assert bpy.data.objects["Cube"].get(PROP) is None
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    pump_until(lambda: vibesync.status()["connected"] and vibesync.status()["adopted"] >= 4
+               and vibesync.status()["in_flight"] == 0, timeout=20,
+               what="the fresh datablocks take back their uuids")
+    pump_for(0.5)
+    assert {o.name: o[PROP] for o in bpy.data.objects} == old, "no duplicate in Blender"
+    assert set(synced_states(daemon)) == before, "no new object state on the daemon"
+    assert tuple(bpy.data.objects["Cube"].location) == pytest.approx((3, 0, 0)), \
+        "the synced pose came back"
+    vibesync.disconnect()
+    vibesync.unregister()
+
+
+def test_hiding_a_collection_with_the_outliner_eye_syncs_its_visibility(bridge):
+    daemon = bridge
+    props = bpy.data.collections.new("Shelf")
+    bpy.context.scene.collection.children.link(props)
+    settle()
+    cu = props[PROP]
+    pump_until(lambda: cu in synced_states(daemon), what="collection synced")
+    lc = bpy.context.view_layer.layer_collection.children["Shelf"]
+    lc.hide_viewport = True  # the eye in the outliner
+    settle()
+    pump_until(lambda: synced_states(daemon)[cu]["state"]["visible"] is False, what="hidden")
+    lc.hide_viewport = False
+    settle()
+    pump_until(lambda: synced_states(daemon)[cu]["state"]["visible"] is True, what="shown")
+
+
+def test_daemon_not_running_says_how_to_start_it(clean_blender):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    vibesync.connect("127.0.0.1", port, "a" * 64, "nobody")
+    try:
+        pump_until(lambda: vibesync.status()["state"] == "daemon not running",
+                   what="daemon not running")
+        from vibesync import ui
+        lines = [t for t, _ in ui.panel_lines(vibesync.status())]
+        assert "Start it with `vibesync serve`" in lines
+    finally:
+        vibesync.disconnect()

@@ -1,0 +1,190 @@
+"""What every real-scene scenario asserts (tests/e2e/test_scenarios.py):
+
+1. nothing a person made is missing in either editor;
+2. both editors converge -- same objects, names, parents, poses (§6, canonical frame) and
+   visibility -- before a deadline, and the wait fails when the deadline passes;
+3. then the bridge is quiet: the daemon's WAL does not grow for QUIET_S seconds while
+   nobody edits (no batch, no resync loop);
+4. `vibesync verify` passes on the data dir once the daemon has stopped.
+
+Views are plain dicts uuid -> {kind, name, parent, visible, t, r, s, vertices}; both sides
+are read in the canonical frame (glTF axes, meters).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+
+from harness import Host, bpy, drive, drive_for, vibesync
+
+QUIET_S = 5.0
+CONVERGE_S = 30.0
+POSE_EPS = 1e-4
+
+
+def blender_view() -> dict[str, dict]:
+    from vibesync import capture
+    s = vibesync._session()
+    reg = s.registry
+    out = {}
+    bpy.context.view_layer.update()
+    for kind, coll in (("object", bpy.data.objects), ("collection", bpy.data.collections)):
+        for idb in coll:
+            u = idb.get("vibesync_uuid")
+            if not u:
+                out[f"<no uuid: {idb.name}>"] = {"kind": kind, "name": idb.name}
+                continue
+            st = capture.read_state(idb, kind, reg, {})
+            verts = None
+            if kind == "object" and idb.type == "MESH":
+                if capture.generated_geometry(idb):  # sent evaluated (PROTOCOL §7.1)
+                    ev = idb.evaluated_get(bpy.context.evaluated_depsgraph_get())
+                    verts = len(ev.to_mesh().vertices)
+                    ev.to_mesh_clear()
+                else:
+                    verts = len(idb.data.vertices)
+            out[u] = {"kind": kind, "name": st["name"], "parent": st["parent"],
+                      "visible": st["visible"], "t": list(st["t"]), "r": list(st["r"]),
+                      "s": list(st["s"]), "vertices": verts}
+    return out
+
+
+def host_view(host: Host) -> dict[str, dict]:
+    out = {}
+    for o in host.scene()["objects"]:
+        tr = o["transform"]
+        px, py, pz = tr["position"]
+        rx, ry, rz, rw = tr["rotation"]
+        mesh = o.get("mesh")
+        out[o["uuid"]] = {"kind": o.get("kind") or "object", "name": o["name"],
+                          "parent": o.get("parent"), "visible": o.get("visible", True),
+                          "t": [px, py, -pz], "r": [-rx, -ry, rz, rw], "s": list(tr["scale"]),
+                          "vertices": mesh["vertex_count"] if mesh else None}
+    return out
+
+
+def _close(a, b, eps=POSE_EPS) -> bool:
+    return all(abs(x - y) <= eps for x, y in zip(a, b))
+
+
+def _same_rotation(a, b) -> bool:
+    return _close(a, b) or _close(a, [-c for c in b])
+
+
+def differences(bv: dict, hv: dict, meshes: bool = True) -> list[str]:
+    """What differs between the two editors (empty when they agree)."""
+    diffs = []
+    for u in sorted(set(bv) | set(hv)):
+        b, h = bv.get(u), hv.get(u)
+        if b is None or h is None:
+            where = "Blender" if b is None else "Unity"
+            name = (h or b).get("name")
+            diffs.append(f"{u} ({name}) missing in {where}")
+            continue
+        for f in ("kind", "name", "parent", "visible"):
+            if b[f] != h[f]:
+                diffs.append(f"{u} ({b['name']}): {f} Blender {b[f]!r} != Unity {h[f]!r}")
+        if not (_close(b["t"], h["t"]) and _same_rotation(b["r"], h["r"])
+                and _close(b["s"], h["s"])):
+            diffs.append(f"{u} ({b['name']}): pose Blender t{_r(b['t'])} r{_r(b['r'])} "
+                         f"s{_r(b['s'])} != Unity t{_r(h['t'])} r{_r(h['r'])} s{_r(h['s'])}")
+        if meshes and (b["vertices"] or 0) != (h["vertices"] or 0) \
+                and not (b["vertices"] and h["vertices"] is None):
+            diffs.append(f"{u} ({b['name']}): vertices Blender {b['vertices']} != "
+                         f"Unity {h['vertices']}")
+    return diffs
+
+
+def _r(v):
+    return [round(x, 4) for x in v]
+
+
+def converge(host: Host, timeout: float = CONVERGE_S, meshes: bool = True) -> dict:
+    """Drive both editors until they agree; fails with the differences at the deadline."""
+    end = time.monotonic() + timeout
+    last: list[str] = []
+    while True:
+        drive_for(0.2)
+        bv, hv = blender_view(), host_view(host)
+        last = differences(bv, hv, meshes)
+        if not last:
+            return bv
+        if time.monotonic() > end:
+            raise AssertionError(f"editors did not converge within {timeout}s:\n  "
+                                 + "\n  ".join(last[:40])
+                                 + f"\nblender status: {vibesync.status()}")
+
+
+def nothing_missing(view: dict, made: dict[str, str], where: str) -> None:
+    """Every uuid a person made (uuid -> name) is in `view`."""
+    missing = {u: n for u, n in made.items() if u not in view}
+    assert not missing, f"lost in {where}: {missing}"
+
+
+def transactions(daemon) -> list[dict]:
+    """BEGIN records of the WAL: one per transaction (a FINAL or audit record that
+    completes an earlier transaction is not new work)."""
+    return [r for r in daemon.tail() if r.get("phase") == "BEGIN"]
+
+
+def quiet(daemon, project_id: str, host: Host, seconds: float = QUIET_S) -> None:
+    """Nobody edits: no transaction may start and no batch be applied for `seconds`."""
+    txns0 = len(transactions(daemon))
+    applied0 = vibesync.status()["applied_batches"]
+    host0 = host.stats().get("batches_applied")
+    drive_for(seconds)
+    after = transactions(daemon)
+    applied1 = vibesync.status()["applied_batches"]
+    host1 = host.stats().get("batches_applied")
+    assert (len(after), applied1, host1) == (txns0, applied0, host0), (
+        f"the bridge was not quiet for {seconds}s with nobody editing: WAL transactions "
+        f"{txns0} -> {len(after)} (new: {[r.get('payload') for r in after[txns0:]][:5]}), "
+        f"Blender applied {applied0} -> {applied1}, Unity applied {host0} -> {host1}")
+
+
+def verify(daemon) -> None:
+    """`vibesync verify` on the stopped daemon's data dir."""
+    daemon.stop()
+    v = subprocess.run([daemon.binary, "verify", "--data-dir", daemon.data_dir],
+                       capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def finish(daemon, project_id: str, host: Host, blender_made: dict, host_made: dict,
+           meshes: bool = True) -> dict:
+    """The four checks, in order; returns the converged Blender view."""
+    view = converge(host, meshes=meshes)
+    nothing_missing(view, blender_made, "Blender (made there)")
+    nothing_missing(view, host_made, "Blender (made in Unity)")
+    hv = host_view(host)
+    nothing_missing(hv, blender_made, "Unity (made in Blender)")
+    nothing_missing(hv, host_made, "Unity (made there)")
+    quiet(daemon, project_id, host)
+    diffs = differences(blender_view(), host_view(host), meshes)
+    assert not diffs, f"diverged while quiet: {diffs}; blender status: {vibesync.status()}"
+    vibesync.disconnect()
+    host.close()
+    verify(daemon)
+    return view
+
+
+def uuids_of(names) -> dict[str, str]:
+    """uuid -> name of Blender datablocks (objects and collections) by name."""
+    out = {}
+    for n in names:
+        idb = bpy.data.objects.get(n) or bpy.data.collections.get(n)
+        assert idb is not None, f"{n} not in Blender"
+        u = drive(lambda: idb.get("vibesync_uuid"), what=f"uuid on {n}")
+        out[u] = n
+    return out
+
+
+def rot_z(deg: float):
+    return (0.0, 0.0, math.radians(deg))
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNITY_DEFAULT_SCENE = os.path.join(HERE, "scenes", "unity_default.json")

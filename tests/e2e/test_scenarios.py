@@ -1,0 +1,427 @@
+"""Real scenes, end to end: a fresh daemon, real Blender (bpy) with the addon and the
+headless Unity host per scenario. Every scenario ends with the four checks of
+`scenario.finish`: nothing a person made is missing in either editor, both converge
+(names, parents, poses, visibility) before a deadline, the bridge is then quiet for 5 s,
+and `vibesync verify` passes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness import Host, bpy, drive, drive_for, vibesync
+from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, rot_z, uuids_of
+
+STARTUP = ("Collection", "Cube", "Camera", "Light")
+
+
+class World:
+    """What a scenario started; everything is stopped at the end, whatever happened."""
+
+    def __init__(self, daemon, project_id, workdir):
+        self.daemon, self.project_id, self.workdir = daemon, project_id, workdir
+        self.hosts: list[Host] = []
+
+    def blender(self, startup: bool = True, build=None, connect: bool = True,
+                project_id: str | None | bool = True):
+        """Blender with the factory startup scene (or an empty one), `build()` run before
+        connecting. `project_id=None`: zero-config (no project id set)."""
+        vibesync.unregister()
+        bpy.ops.wm.read_factory_settings(use_empty=not startup)
+        bpy.context.preferences.edit.undo_steps = 64
+        vibesync.register()
+        if build is not None:
+            build()
+            bpy.context.view_layer.update()
+        if connect:
+            self.connect(project_id)
+
+    def connect(self, project_id: str | None | bool = True):
+        pid = self.project_id if project_id is True else project_id
+        vibesync.connect("127.0.0.1", self.daemon.port, self.daemon.token, pid)
+        drive(lambda: vibesync.status()["connected"], timeout=20, what="Blender connected")
+
+    def host(self, scene: str | None = UNITY_DEFAULT_SCENE, project_id: str | None | bool = True):
+        pid = self.project_id if project_id is True else project_id
+        h = Host(self.daemon, pid, self.workdir, ["--scene", scene] if scene else None)
+        self.hosts.append(h)
+        h.wait("connected", timeout=30)
+        return h
+
+    def host_made(self, scene: str = UNITY_DEFAULT_SCENE) -> dict[str, str]:
+        import json
+        with open(scene, encoding="utf-8") as f:
+            return {o["uuid"]: o["name"] for o in json.load(f)["objects"]}
+
+    def finish(self, host, blender_made, host_made=None, meshes=True):
+        if host_made is None:
+            host_made = self.host_made()
+        return finish(self.daemon, self.project_id, host, blender_made, host_made, meshes)
+
+    def close(self):
+        vibesync.disconnect()
+        for h in self.hosts:
+            h.close()
+        vibesync.unregister()
+
+
+@pytest.fixture
+def world(daemon, project_id, workdir):
+    w = World(daemon, project_id, workdir)
+    yield w
+    w.close()
+
+
+def require_pairing(daemon) -> None:
+    """Zero-config pairing is the daemon's (PROTOCOL §3): a daemon that still requires
+    `hello.project_id` makes these scenarios expected failures, reported as such."""
+    import json
+    import socket
+    import struct
+    import uuid
+    hello = {"type": "hello", "protocol": 1, "editor": "test", "editor_version": "probe",
+             "client_id": str(uuid.uuid4()), "token": daemon.token, "last_seq": 0}
+    body = json.dumps(hello).encode()
+    with socket.create_connection(daemon.addr, timeout=10) as sock:
+        sock.sendall(struct.pack(">II", 4 + len(body), len(body)) + body)
+        head = b""
+        while len(head) < 8:
+            head += sock.recv(8 - len(head))
+        total, jl = struct.unpack(">II", head)
+        data = b""
+        while len(data) < total - 4:
+            data += sock.recv(total - 4 - len(data))
+    reply = json.loads(data[:jl])
+    if reply.get("type") != "welcome" or "project_id" not in reply:
+        pytest.xfail(f"the daemon does not pair editors yet (hello without project_id -> "
+                     f"{reply.get('type')} {reply.get('code')})")
+
+
+def add_cube(name, location=(0, 0, 0), collection=None):
+    me = bpy.data.meshes.get("SharedCube")
+    if me is None:
+        bpy.ops.mesh.primitive_cube_add()
+        tmp = bpy.context.active_object
+        me = tmp.data
+        me.name = "SharedCube"
+        bpy.data.objects.remove(tmp)
+    ob = bpy.data.objects.new(name, me.copy())
+    (collection or bpy.context.scene.collection).objects.link(ob)
+    ob.location = location
+    return ob
+
+
+# ------------------------------------------------------------------ first connect
+
+def test_factory_startup_scene_blender_first(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    world.finish(host, made)
+
+
+def test_factory_startup_scene_unity_first(world):
+    host = world.host()
+    world.blender()
+    made = uuids_of(STARTUP)
+    view = world.finish(host, made)
+    assert {v["name"] for v in view.values()} == set(STARTUP) | {"Main Camera",
+                                                                 "Directional Light"}
+
+
+def test_nested_collections(world):
+    def build():
+        outer = bpy.data.collections.new("Outer")
+        bpy.context.scene.collection.children.link(outer)
+        mid = bpy.data.collections.new("Middle")
+        outer.children.link(mid)
+        inner = bpy.data.collections.new("Inner")
+        mid.children.link(inner)
+        for i, c in enumerate((outer, mid, inner)):
+            add_cube(f"In{c.name}", (i, 0, 0), c)
+
+    host = world.host()
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Outer", "Middle", "Inner", "InOuter", "InMiddle", "InInner"))
+    view = world.finish(host, made)
+    by_name = {v["name"]: u for u, v in view.items()}
+    assert view[by_name["Inner"]]["parent"] == by_name["Middle"]
+    assert view[by_name["InInner"]]["parent"] == by_name["Inner"]
+
+
+def test_object_in_two_collections(world):
+    def build():
+        extra = bpy.data.collections.new("Extra")
+        bpy.context.scene.collection.children.link(extra)
+        extra.objects.link(bpy.data.objects["Cube"])  # now in Collection and Extra
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Extra",))
+    host = world.host()
+    world.finish(host, made)
+    cube = bpy.data.objects["Cube"]
+    assert sorted(c.name for c in cube.users_collection) == ["Collection", "Extra"], \
+        "the person's second collection link is kept"
+
+
+def test_hidden_objects_and_collections(world):
+    def build():
+        bpy.data.objects["Light"].hide_set(True)           # the eye on the object
+        bpy.data.objects["Camera"].hide_viewport = True    # "Disable in Viewports"
+        hidden = bpy.data.collections.new("HiddenByEye")
+        bpy.context.scene.collection.children.link(hidden)
+        add_cube("InHidden", (0, 3, 0), hidden)
+        disabled = bpy.data.collections.new("Disabled")
+        bpy.context.scene.collection.children.link(disabled)
+        disabled.hide_viewport = True
+        bpy.context.view_layer.layer_collection.children["HiddenByEye"].hide_viewport = True
+
+    host = world.host()
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("HiddenByEye", "InHidden", "Disabled"))
+    view = world.finish(host, made)
+    hidden = {v["name"] for v in view.values() if not v["visible"]}
+    assert hidden == {"Light", "Camera", "HiddenByEye", "Disabled"}, hidden
+
+
+def test_parent_chains_with_parent_inverse(world):
+    def build():
+        prev = None
+        for i in range(6):
+            ob = add_cube(f"Link{i}", (i, i * 0.5, 0))
+            ob.rotation_euler = rot_z(15 * i)
+            ob.scale = (1 + 0.1 * i,) * 3
+            bpy.context.view_layer.update()
+            if prev is not None:
+                ob.parent = prev  # like Ctrl+P: keep the world pose
+                ob.matrix_parent_inverse = prev.matrix_world.inverted()
+            prev = ob
+
+    world.blender(build=build)
+    names = tuple(f"Link{i}" for i in range(6))
+    made = uuids_of(STARTUP + names)
+    host = world.host()
+    converge(host)
+    world_before = {n: bpy.data.objects[n].matrix_world.copy() for n in names}
+    # Unity moves the root: the children follow in Blender as they do in Unity.
+    root = next(u for u, n in made.items() if n == "Link0")
+    host.cmd(f"move {root} 0 2 0")
+    drive(lambda: abs(bpy.data.objects["Link0"].location.z - 2) < 1e-4, what="root moved")
+    world.finish(host, made)
+    bpy.context.view_layer.update()
+    for n in names[1:]:
+        assert bpy.data.objects[n].parent.name == f"Link{int(n[4:]) - 1}"
+    assert bpy.data.objects["Link5"].matrix_world != world_before["Link5"]
+
+
+def test_linked_duplicates_share_one_mesh(world):
+    def build():
+        a = bpy.data.objects["Cube"]
+        b = bpy.data.objects.new("CubeLinked", a.data)
+        bpy.data.collections["Collection"].objects.link(b)
+        b.location = (3, 0, 0)
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("CubeLinked",))
+    host = world.host()
+    converge(host)
+    hv = host_view(host)
+    by_name = {v["name"]: u for u, v in hv.items()}
+    assert hv[by_name["CubeLinked"]]["vertices"] == hv[by_name["Cube"]]["vertices"] == 8
+    world.finish(host, made)
+    assert bpy.data.objects["CubeLinked"].data == bpy.data.objects["Cube"].data
+
+
+def test_modifiers_send_the_evaluated_mesh(world):
+    def build():
+        mod = bpy.data.objects["Cube"].modifiers.new("Subdiv", "SUBSURF")
+        mod.levels = 2
+
+    host = world.host()
+    world.blender(build=build)
+    made = uuids_of(STARTUP)
+    converge(host)
+    cube = next(u for u, n in made.items() if n == "Cube")
+    # Documented (PROTOCOL §7.1): the peer sees what Blender shows, the evaluated mesh
+    # (a cube subdivided twice: 98 vertices); Blender keeps its base mesh and modifier.
+    assert host_view(host)[cube]["vertices"] == 98
+    world.finish(host, made)
+    assert bpy.data.objects["Cube"].modifiers["Subdiv"].levels == 2
+    assert len(bpy.data.objects["Cube"].data.vertices) == 8
+
+
+def test_cameras_lights_and_empties(world):
+    def build():
+        empty = bpy.data.objects.new("Pivot", None)
+        bpy.context.scene.collection.objects.link(empty)
+        empty.location = (0, 0, 4)
+        spot = bpy.data.objects.new("Spot", bpy.data.lights.new("Spot", "SPOT"))
+        bpy.data.collections["Collection"].objects.link(spot)
+        spot.parent = empty
+        spot.location = (1, 0, 0)
+        cam = bpy.data.objects.new("Cam2", bpy.data.cameras.new("Cam2"))
+        bpy.context.scene.collection.objects.link(cam)
+        cam.rotation_euler = (1.1, 0, 0.8)
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Pivot", "Spot", "Cam2"))
+    host = world.host()
+    view = world.finish(host, made)
+    by_name = {v["name"]: v for v in view.values()}
+    assert by_name["Spot"]["parent"] == next(u for u, n in made.items() if n == "Pivot")
+
+
+# ------------------------------------------------------------------ edits while connected
+
+def test_unity_creates_then_adds_a_mesh(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    i = host.cmd("create auto Thing")
+    u = host.wait("created", i)["uuid"]
+    drive(lambda: bpy.data.objects.get("Thing"), what="the empty in Blender")
+    host.cmd(f"mesh {u} cube")
+    drive(lambda: bpy.data.objects["Thing"].type == "MESH", what="Thing gets its mesh")
+    world.finish(host, made, dict(world.host_made(), **{u: "Thing"}))
+    ob = bpy.data.objects["Thing"]
+    assert ob["vibesync_uuid"] == u and len(ob.data.vertices) == 8
+
+
+@pytest.mark.window_ms(100)
+def test_simultaneous_drags_from_both_sides(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    for i in range(30):
+        cube.location = (i * 0.1, 0, 0)
+        host.cmd(f"move {u} 0 {i * 0.1} 5")
+        drive_for(0.03)
+    world.finish(host, made)
+
+
+def test_rename_and_delete_during_a_batch(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]
+    cu, lu = cam["vibesync_uuid"], light["vibesync_uuid"]
+    host.cmd(f"move {cu} 1 2 3")
+    host.cmd(f"move {lu} 4 5 6")
+    drive_for(0)  # nothing applied yet
+    import time
+    time.sleep(0.5)  # the batch reaches Blender's inbox, not applied yet
+    cam.name = "Camera Renamed"
+    bpy.data.objects.remove(light)
+    made = {u: n for u, n in made.items() if u != lu}
+    view = world.finish(host, made)
+    assert lu not in view, "the person's delete wins"
+    assert view[cu]["name"] == "Camera Renamed"
+
+
+# ------------------------------------------------------------------ crashes and files
+
+@pytest.mark.window_ms(50)
+def test_kill_9_of_the_daemon_mid_first_sync_then_restart(world):
+    def build():
+        for i in range(300):
+            add_cube(f"Box{i:03d}", (i % 20, i // 20, 0), bpy.data.collections["Collection"])
+
+    host = world.host()
+    world.blender(build=build, connect=False)
+    world.connect()
+    drive(lambda: vibesync.status()["progress"]["synced"] >= 20, timeout=60,
+          what="the first sync under way")
+    assert vibesync.status()["progress"]["synced"] < 300, "killed mid-sync"
+    port = world.daemon.port
+    world.daemon.kill()
+    drive_for(0.3)
+    world.daemon.start(port=port)
+    drive(lambda: vibesync.status()["connected"], timeout=60, what="Blender reconnects")
+    made = uuids_of(STARTUP + tuple(f"Box{i:03d}" for i in range(300)))
+    world.finish(host, made)
+
+
+def test_save_and_reopen_while_connected(world, tmp_path):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    before = converge(host)
+    path = str(tmp_path / "scene" / "scene.blend")
+    os.makedirs(os.path.dirname(path))
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.data.objects["Cube"].location = (0, 0, 2)
+    drive_for(0.5)
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=path)
+    drive(lambda: vibesync.status()["connected"], timeout=20, what="reconnected after reopen")
+    view = world.finish(host, made)
+    assert set(view) == set(before), "nothing duplicated or lost by the reopen"
+    cube = next(u for u, n in made.items() if n == "Cube")
+    assert abs(view[cube]["t"][1] - 2) < 1e-4, "the saved move (canonical y) is kept"
+
+
+def test_file_switch_starts_from_each_files_own_position(world, tmp_path):
+    """Zero-config: the files carry the project the daemon paired them with and their own
+    replay position (needs the daemon's pairing, PROTOCOL §3)."""
+    require_pairing(world.daemon)
+    host = world.host()
+    world.blender(project_id=None)
+    made = uuids_of(STARTUP)
+    converge(host)
+    a = str(tmp_path / "a" / "a.blend")
+    os.makedirs(os.path.dirname(a))
+    bpy.ops.wm.save_as_mainfile(filepath=a)
+    # While file A is closed, Unity adds an object.
+    bpy.ops.wm.read_homefile(use_empty=True)
+    drive(lambda: vibesync.status()["connected"], timeout=20, what="connected with a new file")
+    converge(host)  # the new file receives the project's objects
+    i = host.cmd("create auto AddedWhileAway")
+    added = host.wait("created", i)["uuid"]
+    drive(lambda: bpy.data.objects.get("AddedWhileAway"), what="added in the new file")
+    bpy.ops.wm.open_mainfile(filepath=a)
+    drive(lambda: vibesync.status()["connected"], timeout=20, what="connected with file A")
+    drive(lambda: bpy.data.objects.get("AddedWhileAway"), timeout=20,
+          what="file A catches up from its own seq")
+    world.finish(host, made, dict(world.host_made(), **{added: "AddedWhileAway"}))
+
+
+def test_crash_before_the_first_save(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    bpy.data.objects["Cube"].location = (2, 2, 0)
+    converge(host)
+    count = len(host_view(host))
+    # Crash: the never-saved file (and its uuids) is gone; Blender starts again.
+    vibesync.disconnect()
+    world.blender()
+    drive(lambda: vibesync.status()["adopted"] >= 4, timeout=20,
+          what="the startup datablocks take back their uuids")
+    view = world.finish(host, made)
+    assert len(view) == count, "no duplicates"
+    assert {o["vibesync_uuid"] for o in bpy.data.objects} <= set(view)
+    cube = next(u for u, n in made.items() if n == "Cube")
+    assert abs(view[cube]["t"][0] - 2) < 1e-4, "the synced pose came back"
+
+
+def test_zero_config_pairing(world):
+    """No project id anywhere: Blender (unsaved file) and Unity land in one project
+    (PROTOCOL §3 pairing)."""
+    require_pairing(world.daemon)
+    host = world.host(project_id=None)
+    world.blender(project_id=None)
+    made = uuids_of(STARTUP)
+    st = vibesync.status()
+    assert st["project_id"], st
+    world.project_id = st["project_id"]
+    drive(lambda: [p for p in vibesync.status()["peers"] if p.get("client") == "unity"],
+          timeout=20, what="Unity listed as a peer")
+    world.finish(host, made)
+
