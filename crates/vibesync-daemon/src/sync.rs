@@ -337,7 +337,15 @@ impl Actor {
             }
             SyncEvent::Released { uuids } => {
                 for s in self.project_sessions() {
-                    self.send_resync(&s.session_id, &uuids, "quarantine released").await;
+                    // Never over a person's edit kept where it was made: that editor re-sends it.
+                    let theirs: Vec<String> = uuids
+                        .iter()
+                        .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.client_id != s.client_id))
+                        .cloned()
+                        .collect();
+                    if !theirs.is_empty() {
+                        self.send_resync(&s.session_id, &theirs, "quarantine released").await;
+                    }
                 }
             }
             SyncEvent::Tombstoned { origin, uuids, seq } => {
