@@ -133,13 +133,14 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         boot::write(&data.boot(), &s)?;
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
     }
-    let failures = stores.governance.lock().unwrap().global_failures();
+    let failures = stores.governance.lock().unwrap().global_failures(stores::unix_ms());
     if failures >= config.governance.global_failures.max(1) && !safe {
         safe = true;
         let mut s = boot::read(&data.boot())?;
         s.safe_mode = true;
         s.safe_mode_reason = Some(format!(
-            "{failures} sync failures in the WAL since the last reset (threshold {})",
+            "{failures} sync failures in the last {} s of the WAL (threshold {})",
+            config.governance.failure_window_ms / 1000,
             config.governance.global_failures
         ));
         boot::write(&data.boot(), &s)?;

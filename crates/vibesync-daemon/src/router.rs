@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tokio::sync::{oneshot, Notify};
 use tracing::{info, warn};
-use vibesync_engine::governance::{IdleTracker, Observed};
+use vibesync_engine::governance::IdleTracker;
 use vibesync_protocol::addon::{
     AddonCancel, AddonCommand, AddonRegistered, AddonUnregistered, CallErrorCode, CallState, CommandResponse,
     CommandResult, CommandStatus, RegistryUpdated, SceneQuery,
@@ -622,13 +622,7 @@ impl Router {
         {
             let mut gov = daemon.stores().governance.lock().unwrap();
             for r in &records {
-                gov.observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                gov.observe(&crate::stores::observed(r));
             }
         }
         let seq = records.last().map(|r| r.seq).unwrap_or(0);

@@ -106,10 +106,14 @@ pub async fn serve_connection(
         },
     };
     if let Err((code, msg)) = check_hello(&daemon, &hello) {
-        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = %hello.project_id, "handshake refused");
+        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
         let _ = send_error_and_close(&mut writer, code, msg, None).await;
         return;
     }
+    let project_id = match &hello.project_id {
+        Some(p) => p.clone(),
+        None => daemon.assign_project(&hello.editor),
+    };
     drop(ticket);
     let max_sessions = daemon.config().server.max_connections;
     if daemon.session_count() >= max_sessions {
@@ -123,16 +127,16 @@ pub async fn serve_connection(
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
     let (tx, mut rx) = mpsc::channel::<Frame>(daemon.config().server.send_queue_frames.max(1));
-    let info = SessionInfo::new(&hello, peer);
+    let info = SessionInfo::new(&hello, project_id.clone(), peer);
     let session_id = info.session_id.clone();
-    let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %hello.project_id);
+    let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
     daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
     let limits = daemon.config().limits.clone();
     let clock = std::time::Instant::now();
     let mut msg_bucket = Bucket::new(limits.messages_per_sec, limits.messages_burst, 0);
     let mut byte_bucket = Bucket::new(limits.bytes_per_sec, limits.bytes_burst, 0);
-    info!(parent: &span, %peer, client_id = %hello.client_id, "session opened");
+    info!(parent: &span, %peer, client_id = %hello.client_id, assigned = hello.project_id.is_none(), "session opened");
 
     let welcome = Outbound::Welcome {
         session_id: session_id.clone(),
@@ -140,6 +144,7 @@ pub async fn serve_connection(
         protocol: PROTOCOL_VERSION,
         seq: daemon.last_seq(),
         safe_mode: daemon.safe_mode(),
+        project_id,
     };
     if writer.send(welcome.to_frame()).await.is_err() {
         daemon.remove_session(&session_id);
@@ -317,8 +322,10 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             ),
         ));
     }
-    if let Err(m) = validate::project_id(&h.project_id) {
-        return Err((ErrorCode::BadProjectId, m));
+    if let Some(p) = &h.project_id {
+        if let Err(m) = validate::project_id(p) {
+            return Err((ErrorCode::BadProjectId, m));
+        }
     }
     if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
         return Err((

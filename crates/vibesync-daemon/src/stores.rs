@@ -10,6 +10,7 @@
 //!    later durable FINAL is noted in seq order.
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +44,53 @@ pub struct Stores {
     checkpoints: Arc<std::sync::Mutex<crate::checkpoint::Tracker>>,
     checkpointer_stop: Arc<AtomicBool>,
     boot: Arc<Value>,
-    /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
-    rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
+    /// ROLLBACK records found at boot (project, rollback), for replay to reconnecting editors.
+    rollbacks: Arc<Vec<(String, RolledBack)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
     sidecar_lock: Arc<std::sync::Mutex<()>>,
     /// Failure counters and last errors, derived from the WAL (log-as-state).
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
+}
+
+/// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolledBack {
+    /// The ROLLBACK record.
+    pub seq: u64,
+    pub uuids: Vec<String>,
+    /// uuid → client_ids that keep it locally as a person's edit (never replayed over).
+    pub kept_local: BTreeMap<String, Vec<String>>,
+}
+
+impl RolledBack {
+    fn from_record(r: &Record) -> RolledBack {
+        let kept_local = r
+            .payload
+            .get("kept_local")
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Vec<String>>>(v.clone()).ok())
+            .unwrap_or_default();
+        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What the governance index needs of a WAL record; its time comes from `ts`.
+pub fn observed(r: &Record) -> Observed<'_> {
+    let at_ms = time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
+        .unwrap_or(0);
+    Observed {
+        seq: r.seq,
+        at_ms,
+        phase: r.phase.as_str(),
+        uuids: &r.uuids,
+        error_code: r.error_code.as_deref(),
+        payload: &r.payload,
+    }
 }
 
 /// The WAL's records from the start, or (`from`) after a checkpoint position.
@@ -171,8 +213,8 @@ impl Stores {
             }])?;
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
             // uuids stay live, the registry keeps the last committed state and reconnecting
-            // editors are re-sent it (docs/PROTOCOL.md §6.6). The rollback still counts as a
-            // failure for the governance index (crash flag). Any other interrupted transaction
+            // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
+            // governance index (crashes count through the unclean-boot rule). Any other interrupted transaction
             // quarantines the uuids it touched until a person looks (docs/WAL.md).
             if tx.session_id == crate::sync::SYNC_SESSION {
                 continue;
@@ -299,13 +341,7 @@ impl Stores {
         {
             let mut gov = self.governance.lock().unwrap();
             for r in &records {
-                gov.observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                gov.observe(&observed(r));
             }
         }
         self.apply_committed(&records)?;
@@ -474,17 +510,11 @@ impl Stores {
         for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
             let from_kept = checkpoint.is_some_and(|c| r.seq <= c.seq);
             if let Some(gov) = gov.as_deref_mut() {
-                gov.observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                gov.observe(&observed(&r));
             }
             if from_kept {
                 if r.phase == Phase::Rollback {
-                    scan.rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+                    scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
                 }
                 continue;
             }
@@ -493,7 +523,7 @@ impl Stores {
                 scan.anchor_h = Some(r.h.clone());
             }
             if r.phase == Phase::Rollback {
-                scan.rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+                scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
             }
             if r.seq > since && r.phase == Phase::Final {
                 scan.marks.push(FinalMark {
@@ -508,9 +538,9 @@ impl Stores {
         Ok(scan)
     }
 
-    /// Rollbacks of `project` found in the WAL at boot (seq, uuids).
-    pub fn rolled_back_since_boot(&self, project: &str) -> Vec<(u64, Vec<String>)> {
-        self.rollbacks.iter().filter(|(p, _, _)| p == project).map(|(_, s, u)| (*s, u.clone())).collect()
+    /// Rollbacks of `project` found in the WAL at boot.
+    pub fn rolled_back_since_boot(&self, project: &str) -> Vec<RolledBack> {
+        self.rollbacks.iter().filter(|(p, _)| p == project).map(|(_, r)| r.clone()).collect()
     }
 
     /// The planner's view of a live record for `editor`.
@@ -636,7 +666,7 @@ impl Stores {
 
 #[derive(Default)]
 struct BootScan {
-    rollbacks: Vec<(String, u64, Vec<String>)>,
+    rollbacks: Vec<(String, RolledBack)>,
     marks: Vec<FinalMark>,
     anchor_h: Option<String>,
     last_seq: u64,

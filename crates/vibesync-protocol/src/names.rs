@@ -154,6 +154,8 @@ wire_enum! {
         VerifyMismatch = "VERIFY_MISMATCH",
         VerifyTimeout = "VERIFY_TIMEOUT",
         RecoveredIncomplete = "RECOVERED_INCOMPLETE",
+        /// A participant disconnected after receiving the batch, before `applied` (§6.4).
+        ParticipantLost = "PARTICIPANT_LOST",
     }
 }
 

@@ -500,9 +500,8 @@ impl Registry {
     /// Apply one committed transaction: its records (STEPs and the COMMIT; BEGIN, FINAL...
     /// may be included and are ignored). STEPs are applied in seq order; the changes,
     /// counters and `last_applied_seq = COMMIT seq` land in one sled batch. Idempotent: a
-    /// transaction whose COMMIT seq ≤ `last_applied_seq` is skipped (`applied == false`),
-    /// and a step whose seq ≤ the target record's `updated_seq` is skipped. Transactions
-    /// must be applied in COMMIT order. Not durable until [`Registry::flush`].
+    /// transaction whose COMMIT seq ≤ `last_applied_seq` is skipped (`applied == false`).
+    /// Transactions must be applied in COMMIT order; the last one committed wins. Not durable until [`Registry::flush`].
     pub fn apply_committed(&self, records: &[Record]) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut meta = self.meta.lock().unwrap();

@@ -409,13 +409,33 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
         let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
         println!("  sessions:   {}", sessions.len());
         for x in sessions {
+            let state = match x["editor_state"]["state"].as_str() {
+                Some(st) => format!(" editor_state={st} ({})", x["editor_state"]["reason"].as_str().unwrap_or("")),
+                None => String::new(),
+            };
             println!(
-                "    {} {} project={} client={}",
+                "    {} {} project={} client={}{state}",
                 x["session_id"].as_str().unwrap_or(""),
                 x["editor"].as_str().unwrap_or(""),
                 x["project_id"].as_str().unwrap_or(""),
                 x["client_id"].as_str().unwrap_or("")
             );
+        }
+        // Per project: who holds a scene, and what was kept locally after a failed sync.
+        if let Some(projects) = s["projects"].as_object() {
+            for (p, v) in projects {
+                let peers: Vec<&str> =
+                    v["peers"].as_array().into_iter().flatten().filter_map(|x| x["client"].as_str()).collect();
+                println!("  project {p}: peers [{}], conflicts {}", peers.join(", "), v["conflicts"]);
+                for n in v["not_synced"].as_array().into_iter().flatten() {
+                    println!(
+                        "    not synced: {} (kept in {}): {}",
+                        n["uuid"].as_str().unwrap_or(""),
+                        n["client"].as_str().unwrap_or(""),
+                        n["reason"].as_str().unwrap_or("")
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
