@@ -174,6 +174,7 @@ class ErrorCode:
     RECOVERED_INCOMPLETE = "RECOVERED_INCOMPLETE"
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
+    PARTICIPANT_LOST = "PARTICIPANT_LOST"
 
 
 # Codes after which the daemon closes the connection (§4).
@@ -196,6 +197,7 @@ class Status:
     TOMBSTONED = "tombstoned"
     QUEUED = "queued"
     HELD = "held"
+    COALESCED = "coalesced"
 
 
 KINDS = ("object", "mesh", "material", "armature", "action", "image", "collection",
@@ -207,7 +209,7 @@ SYNCED_KINDS = ("object", "collection")
 ITEM_ERROR_CODES = ("INVALID_UUID", "UNKNOWN_KIND", "INVALID_NAME", "INVALID_FIELD", "NON_FINITE",
                     "TOO_LARGE", "QUARANTINED", "NOT_FOUND", "DUPLICATE_IN_REQUEST", "STALE",
                     "BLOCKED", "STORAGE_FAILED")
-ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE")
+ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE", "PARTICIPANT_LOST")
 
 
 class WireError(Exception):

@@ -102,6 +102,7 @@ namespace VibeSync.Bridge.Core
         public const string Tombstoned = "tombstoned";
         public const string Queued = "queued";
         public const string Held = "held"; // change ack: queued but waiting (agent changes while people edit, §6.7)
+        public const string Coalesced = "coalesced"; // merged into a later change of this session by the rate limiter (§2)
     }
 
     /// <summary>Datablock kinds (PROTOCOL §5 register).</summary>
