@@ -15,7 +15,9 @@ from mcpclient import body, mcp_session, pumped, until
 from vibesync import manifests
 
 BUILTINS = {"scene.query", "object.create", "object.delete", "object.transform", "object.rename",
-            "object.reparent", "object.set_material", "addon.call"}
+            "object.reparent", "object.set_material", "addon.call",
+            "geonodes.catalogue", "geonodes.validate", "geonodes.from_mermaid", "geonodes.build",
+            "geonodes.describe"}
 
 
 def names(tools) -> set:
@@ -51,6 +53,13 @@ def test_a_initialize_and_list_answer_at_once_with_nothing_running(tmp_path):
             assert r.is_error and body(r)["error_code"] == "EDITOR_OFFLINE"
             r = await asyncio.wait_for(s.call_tool("scene.query", {}), 5)
             assert r.is_error and body(r)["error_code"] == "EDITOR_OFFLINE"
+            # Geometry Nodes: the catalogue answers without any editor; a broken graph never
+            # leaves the server.
+            r = await asyncio.wait_for(s.call_tool("geonodes.catalogue", {"node": "MeshCone"}), 5)
+            assert not r.is_error and body(r)["nodes"][0]["identifier"] == "GeometryNodeMeshCone", body(r)
+            r = await asyncio.wait_for(s.call_tool("geonodes.build", {"object": "Cube", "graph_json": "{\"nodes\": 3}"}), 5)
+            assert r.is_error and body(r)["error_code"] == "INVALID_ARGUMENT", body(r)
+            assert body(r)["validation"]["status"] == "ERRORS_FOUND", body(r)
     asyncio.run(scenario())
 
 

@@ -1441,8 +1441,14 @@ class Session:
         start = len(self.out_ops)
         self.automation = automation
         try:
-            for _ in range(8):  # collections/materials mark their objects: a few passes
-                if not self.dirty:
+            # Collections/materials mark their objects, meshes are encoded on the worker and
+            # their objects captured when done: a few passes, waiting for the encodings, so
+            # the whole call's changes are captured now, under `automation`.
+            for _ in range(16):
+                jobs = [f for f, _ in self.mesh_jobs.values()] + [f for f, _ in self.alias_jobs.values()]
+                if jobs:
+                    concurrent.futures.wait(jobs, timeout=10.0)
+                if not self.dirty and not jobs:
                     break
                 self._process_dirty(float("inf"))
         finally:

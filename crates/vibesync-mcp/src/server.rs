@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use vibesync_geonodes::tools::GeonodesTool;
 use vibesync_protocol::addon::CallErrorCode;
 
 use crate::link::{Link, LinkError};
@@ -74,12 +75,22 @@ impl VibeSyncMcp {
                 )
             })
             .collect();
+        // The Geometry Nodes tools (docs/GEONODES.md): three answer here, build and describe
+        // go to the Blender add-on `geonodes` (build validated first).
+        for g in GeonodesTool::ALL {
+            out.push(Tool::new(g.name(), g.description(), object(g.input_schema())).with_annotations(
+                ToolAnnotations::new().read_only(g.read_only()).destructive(g.destructive()).open_world(false),
+            ));
+        }
         out.push(
             Tool::new(tools::ADDON_CALL, tools::ADDON_CALL_DESCRIPTION, object(tools::addon_call_schema()))
                 .with_annotations(ToolAnnotations::new().read_only(false).destructive(true).open_world(false)),
         );
         if let Some(reg) = self.link.registry() {
             for t in tools::registry_tools(&reg).into_values() {
+                if GeonodesTool::from_name(&t.name).is_some() {
+                    continue; // offered above, with validation before Blender
+                }
                 out.push(Tool::new(t.name, t.description, object(t.input_schema)).with_annotations(
                     ToolAnnotations::new().read_only(t.read_only).destructive(t.destructive).open_world(false),
                 ));
@@ -299,6 +310,42 @@ impl VibeSyncMcp {
         }
     }
 
+    async fn call_geonodes(
+        &self,
+        g: GeonodesTool,
+        args: Value,
+        token: Option<ProgressToken>,
+        cancel: CancellationToken,
+    ) -> CallToolResult {
+        if let Err(e) = tools::validate_args(&g.input_schema(), &args) {
+            return refusal(e.code.as_str(), Some(&e.field), e.message);
+        }
+        let Some((addon_id, command)) = g.blender_command() else {
+            return match vibesync_geonodes::tools::call(g, &args) {
+                Ok(v) => done(true, v),
+                Err(e) => refusal(CallErrorCode::InvalidArgument.as_str(), Some(&format!("/{}", e.field)), e.message),
+            };
+        };
+        let params = if g == GeonodesTool::Build {
+            match vibesync_geonodes::tools::prepare_build(&args) {
+                Ok(p) => p,
+                Err(report) => {
+                    let mut body = json!({"error_code": CallErrorCode::InvalidArgument.as_str(), "field": "/graph_json",
+                        "message": "the graph has errors: nothing was sent to Blender; fix them (see `validation`) and retry"});
+                    body["validation"] = serde_json::to_value(&*report).unwrap_or(Value::Null);
+                    return done(false, body);
+                }
+            }
+        } else {
+            let mut a = args;
+            if let Value::Object(m) = &mut a {
+                m.remove("blender");
+            }
+            a
+        };
+        self.call_addon(addon_id, command, params, token, cancel).await
+    }
+
     async fn ask(&self, msg: Value) -> Result<Value, LinkError> {
         let (_, rx) = self.link.request(msg, None)?;
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
@@ -320,6 +367,9 @@ impl VibeSyncMcp {
                 return refusal(e.code.as_str(), Some(&e.field), e.message);
             }
             return self.call_builtin(b, args, token).await;
+        }
+        if let Some(g) = GeonodesTool::from_name(name) {
+            return self.call_geonodes(g, args, token, cancel).await;
         }
         let (addon_id, tool, tool_args) = if name == tools::ADDON_CALL {
             if let Err(e) = tools::validate_args(&tools::addon_call_schema(), &args) {

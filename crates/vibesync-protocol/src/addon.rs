@@ -62,6 +62,8 @@ pub enum CallErrorCode {
     UnknownField,
     /// A required argument is missing.
     MissingField,
+    /// An argument the tool refused for another reason (the message says why).
+    InvalidArgument,
     /// A named object, material or collection does not exist in Blender.
     NotFound,
     /// A `file_path` resolves outside the project's folder.
@@ -79,7 +81,7 @@ pub enum CallErrorCode {
 }
 
 impl CallErrorCode {
-    pub const ALL: [CallErrorCode; 18] = [
+    pub const ALL: [CallErrorCode; 19] = [
         CallErrorCode::EditorOffline,
         CallErrorCode::SafeMode,
         CallErrorCode::Blocked,
@@ -91,6 +93,7 @@ impl CallErrorCode {
         CallErrorCode::InvalidOption,
         CallErrorCode::UnknownField,
         CallErrorCode::MissingField,
+        CallErrorCode::InvalidArgument,
         CallErrorCode::NotFound,
         CallErrorCode::PathOutsideProject,
         CallErrorCode::HandlerFailed,
@@ -113,6 +116,7 @@ impl CallErrorCode {
             CallErrorCode::InvalidOption => "INVALID_OPTION",
             CallErrorCode::UnknownField => "UNKNOWN_FIELD",
             CallErrorCode::MissingField => "MISSING_FIELD",
+            CallErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             CallErrorCode::NotFound => "NOT_FOUND",
             CallErrorCode::PathOutsideProject => "PATH_OUTSIDE_PROJECT",
             CallErrorCode::HandlerFailed => "HANDLER_FAILED",
