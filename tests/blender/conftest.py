@@ -89,5 +89,19 @@ def bridge(clean_blender, daemon, project_id):
     yield daemon
     vibesync.disconnect()
 
+@pytest.fixture
+def scripted(clean_blender):
+    """A scripted daemon; tests push frames with `scripted.push(bytes)`."""
+    from test_transport import HostileDaemon
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    hostile.push = lambda data: conns[-1].sendall(data)
+    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
+    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
+    yield hostile
+    vibesync.disconnect()
+    hostile.close()
+
+
 # bpy can hang at exit: leave with pytest's status once it has reported (bpy_exit.py).
 from bpy_exit import pytest_sessionfinish, pytest_unconfigure  # noqa: E402,F401

@@ -116,18 +116,6 @@ def test_parents_are_sent_before_children_in_a_big_first_sync(clean_blender, dae
     vibesync.disconnect()
 
 
-@pytest.fixture
-def scripted(clean_blender):
-    conns = []
-    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
-    hostile.push = lambda data: conns[-1].sendall(data)
-    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
-    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
-    yield hostile
-    vibesync.disconnect()
-    hostile.close()
-
-
 def changes_for(hostile, u):
     return [(m, c) for m in hostile.received if m.get("type") == "change"
             for c in m["changes"] if c.get("uuid") == u]
@@ -340,3 +328,18 @@ def test_daemon_not_running_says_how_to_start_it(clean_blender):
         assert "Start it with `vibesync serve`" in lines
     finally:
         vibesync.disconnect()
+
+
+def test_the_result_of_a_batch_applied_as_participant_resolves_nothing_of_ours(scripted):
+    ob = make_cube("Shared2")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: changes_for(scripted, u), what="the create in flight")
+    scripted.push(batch_frames("peer-1", 20, [
+        {"op": "visibility", "uuid": u, "visible": True}]))
+    pump_until(lambda: applied_messages(scripted), what="the peer's batch applied")
+    scripted.push(result("peer-1", 21, [u]))  # every participant gets the result too
+    pump_for(0.3)
+    assert vibesync.status()["in_flight"] == 1, "our create is still unanswered"
+    scripted.push(result("ours-1", 22, [u]))
+    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="our own result")

@@ -18,22 +18,23 @@ GRAPH = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "vibesync-
                      "tests", "graphs", "scatter.json")
 
 
-def scatter_on(name: str):
+def scatter_on(name: str, grid: int = 5):
     bpy.ops.mesh.primitive_cube_add()
     ob = bpy.context.active_object
     ob.name = name
     with open(GRAPH, encoding="utf-8") as f:
         graph, _ = geonodes.parse_graph_text(f.read())
+    graph["node_settings"]["grid"].update({"Vertices X": grid, "Vertices Y": grid})
     geonodes.build(ob, graph)
     return ob
 
 
-def received_mesh(daemon, u: str, not_hash: str | None = None) -> tuple[str, dict]:
+def received_mesh(daemon, u: str, not_hash: str | None = None, timeout: float = 10.0) -> tuple[str, dict]:
     def ready():
         st = synced_states(daemon).get(u)
         h = st and st["state"].get("mesh_hash")
         return h if h and h != not_hash else None
-    h = pump_until(ready, what="mesh state committed")
+    h = pump_until(ready, timeout, what="mesh state committed")
     with open(os.path.join(daemon.data_dir, "blobs", h), "rb") as f:
         return h, wire.decode_mesh(f.read())
 
@@ -51,6 +52,15 @@ def test_scatter_arrives_with_every_instance_realized(bridge):
     xs = sorted({round(mesh["positions"][3 * i], 3) for i in range(8, len(mesh["positions"]) // 3)})
     assert min(xs) < -1.9 and max(xs) > 1.9
     assert vibesync.status()["generated_geometry_notes"] == {}
+
+
+def test_big_generated_geometry_is_encoded_off_the_main_thread(bridge):
+    daemon = bridge
+    ob = scatter_on("Big", grid=40)  # 1,600 cones: over the 20k-vertex worker threshold
+    settle()
+    u = ob[PROP]
+    _, mesh = received_mesh(daemon, u, timeout=60.0)
+    assert len(mesh["positions"]) // 3 == 8 + 1600 * 17
 
 
 def test_instances_beyond_the_limit_are_left_out_with_a_message(bridge, monkeypatch):

@@ -178,7 +178,7 @@ def test_undo_and_redo_rebind_every_uuid(bridge):
                what="the redone duplicate to be registered again")
     # Every tracked datablock resolves through the registry.
     reg = vibesync._session().registry
-    for kind, idb in all_tracked():
+    for _kind, idb in all_tracked():
         assert reg.resolve(uid(idb)).session_uid == idb.session_uid
 
 

@@ -12,7 +12,7 @@ import pytest
 import vibesync
 from conftest import pump_for, pump_until, settle
 from daemon import Client, synced_states
-from test_transport import HostileDaemon, frame
+from test_transport import frame
 from vibesync import capture, wire
 
 PROP = "vibesync_uuid"
@@ -138,19 +138,6 @@ def batch_frames(batch_id, seq, changes, path="fast"):
         out.append(frame({"type": "apply", "batch_id": batch_id, "change": c}))
     out.append(frame({"type": "batch_end", "batch_id": batch_id, "seq": seq}))
     return b"".join(out)
-
-
-@pytest.fixture
-def scripted(clean_blender):
-    """A scripted daemon; tests push frames with `scripted.push(bytes)`."""
-    conns = []
-    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
-    hostile.push = lambda data: conns[-1].sendall(data)
-    vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
-    pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
-    yield hostile
-    vibesync.disconnect()
-    hostile.close()
 
 
 def applied_messages(hostile):

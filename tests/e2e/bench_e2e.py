@@ -56,10 +56,12 @@ def main() -> int:
             since = len(host.events)
             t0 = time.monotonic()
             ob.location = ((i + 1) * 0.01, 0.0, 0.0)
-            ev = drive(lambda: host.find("applied", since, lambda e: u in (e.get("hashes") or {})), 10, "host applied")
+            ev = drive(lambda since=since: host.find("applied", since, lambda e: u in (e.get("hashes") or {})),
+                       10, "host applied")
             lat.append((ev["_t"] - t0) * 1000)
             drive_for(0.01)
-        print(f"Blender change -> host applied (window 0, n={n}): p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms")
+        print(f"Blender change -> host applied (window 0, n={n}): p50 {statistics.median(lat):.1f} ms  "
+              f"p99 {pct(lat, 0.99):.1f} ms")
 
         # 100k vertices: a 316 x 316 grid (99,856 vertices, 198,450 triangles).
         since = len(host.events)

@@ -6,7 +6,8 @@ Act 1: Blender's factory scene (Cube, Light, Camera) appears in Unity.
 Act 2: a script edits Blender like a person would: adds a sphere and a monkey, moves the cube
        around a circle; every pose arrives in Unity.
 Act 3: the Unity side moves the camera and renames the light; Blender follows.
-Then `vibesync tail` (the write-ahead log) and the audit history of what happened.
+Then `vibesync tail` (the write-ahead log) and `vibesync history` (the audit history: what
+changed in each finalized batch and who made it).
 
 Both scenes are shown side by side as they update (Blender coordinates on the left, Unity's
 on the right: Blender (x, y, z) is Unity (x, z, y)), with who made the last change of each
@@ -47,11 +48,17 @@ class View:
         self.frames = 0
 
     def blender_objects(self) -> dict[str, dict]:
+        """Objects and collections (a collection is a root GameObject in Unity; it has no
+        transform of its own)."""
         out = {}
         for ob in bpy.data.objects:
             u = ob.get("vibesync_uuid")
             if u:
                 out[u] = {"name": ob.name, "pos": list(ob.matrix_world.translation)}
+        for col in bpy.data.collections:
+            u = col.get("vibesync_uuid")
+            if u:
+                out[u] = {"name": col.name, "pos": None}
         return out
 
     def unity_objects(self) -> dict[str, dict]:
@@ -60,7 +67,8 @@ class View:
 
     def rows(self):
         b, u = self.blender_objects(), self.unity_objects()
-        not_synced = set(vibesync.status().get("not_synced") or [])
+        not_synced = {n["uuid"] if isinstance(n, dict) else n
+                      for n in vibesync.status().get("not_synced") or []}
         rows = []
         for uid in sorted(set(b) | set(u), key=lambda k: (b.get(k) or u.get(k))["name"]):
             bo, uo = b.get(uid), u.get(uid)
@@ -68,7 +76,8 @@ class View:
                 state = "NOT SYNCED"
             elif bo is None or uo is None:
                 state = "syncing…"
-            elif bo["name"] == uo["name"] and all(abs(x - y) <= EPS for x, y in zip(b2u(bo["pos"]), uo["pos"])):
+            elif bo["name"] == uo["name"] and (bo["pos"] is None or all(
+                    abs(x - y) <= EPS for x, y in zip(b2u(bo["pos"]), uo["pos"]))):
                 state = "synced"
             else:
                 state = "syncing…"
@@ -80,7 +89,7 @@ class View:
         return bool(rows) and all(r[4] == "synced" for r in rows)
 
     def frame(self, title: str) -> None:
-        fmt = lambda p: "(" + ", ".join(f"{c:6.2f}" for c in p) + ")"  # noqa: E731
+        fmt = lambda p: "(collection)" if p is None else "(" + ", ".join(f"{c:6.2f}" for c in p) + ")"  # noqa: E731
         lines = [f"== {title}", f"{'Blender':<38}  {'Unity (headless host)':<38}  {'last change by':<15} state"]
         for _uid, bo, uo, who, state in self.rows():
             left = f"{bo['name'][:14]:<14} {fmt(bo['pos'])}" if bo else "—"
@@ -183,18 +192,17 @@ def run(args) -> int:
         print("\n== vibesync tail (the write-ahead log, last 12 records)")
         tail = subprocess.run([daemon.binary, "tail", "--data-dir", data], capture_output=True, text=True, timeout=60)
         print("\n".join(tail.stdout.splitlines()[-12:]))
-        print("\n== the audit history (.git_safety: one commit per finalized batch)")
-        git_dir = os.path.join(data, ".git_safety")
+        print("\n== the audit history (vibesync history: one git commit per finalized batch, newest first)")
         deadline = time.monotonic() + 30
-        log = ""
-        while time.monotonic() < deadline:  # the audit runs after each ack; wait for it
-            out = subprocess.run(["git", "--git-dir", git_dir, "log", "--format=%h %ad %s", "--date=iso", "-n", "10"],
-                                 capture_output=True, text=True)
-            log = out.stdout if out.returncode == 0 else out.stderr
-            if out.returncode == 0 and log.strip():
+        hist = ""
+        while time.monotonic() < deadline:  # the audit commits after each ack; wait for the last
+            out = subprocess.run([daemon.binary, "history", "--project", PROJECT, "--data-dir", data, "--limit", "6"],
+                                 capture_output=True, text=True, timeout=60)
+            hist = out.stdout if out.returncode == 0 else out.stderr
+            if out.returncode == 0 and "unity" in hist:
                 break
             time.sleep(0.2)
-        print(log.rstrip())
+        print(hist.rstrip())
         print(f"\ndemo: done — {view.frames} views; both scenes converged after every act")
         return 0
     except AssertionError as e:

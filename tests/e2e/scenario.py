@@ -40,12 +40,9 @@ def blender_view() -> dict[str, dict]:
             st = capture.read_state(idb, kind, reg, {})
             verts = None
             if kind == "object" and idb.type == "MESH":
-                if capture.generated_geometry(idb):  # sent evaluated (PROTOCOL §7.1)
-                    ev = idb.evaluated_get(bpy.context.evaluated_depsgraph_get())
-                    verts = len(ev.to_mesh().vertices)
-                    ev.to_mesh_clear()
-                else:
-                    verts = len(idb.data.vertices)
+                # What Blender shows: the evaluated mesh when modifiers make it (§7.1).
+                verts = capture.evaluated_mesh_arrays(idb)[0]["n"] \
+                    if capture.generated_geometry(idb) else len(idb.data.vertices)
             out[u] = {"kind": kind, "name": st["name"], "parent": st["parent"],
                       "visible": st["visible"], "t": list(st["t"]), "r": list(st["r"]),
                       "s": list(st["s"]), "vertices": verts}
@@ -177,7 +174,7 @@ def uuids_of(names) -> dict[str, str]:
     for n in names:
         idb = bpy.data.objects.get(n) or bpy.data.collections.get(n)
         assert idb is not None, f"{n} not in Blender"
-        u = drive(lambda: idb.get("vibesync_uuid"), what=f"uuid on {n}")
+        u = drive(lambda idb=idb: idb.get("vibesync_uuid"), what=f"uuid on {n}")
         out[u] = n
     return out
 

@@ -85,7 +85,8 @@ def test_3_unity_edit_lands_in_blender_as_one_undo_step_without_echo(host, blend
     drive(lambda: ob.name == "FromUnity" and close(ob.location, (4, 6, 5)), what="Blender applies the Unity edit")
     drive_for(1.0)
     st = daemon_status(blender, project_id)
-    assert session_of(st, "blender")["received"].get("change", 0) == changes_before, "Blender echoed the applied change back"
+    assert session_of(st, "blender")["received"].get("change", 0) == changes_before, \
+        "Blender echoed the applied change back"
     assert vibesync.status()["applied_batches"] == applied_before + 1, "one batch, applied once"
 
     bpy.ops.ed.undo()
@@ -104,7 +105,8 @@ def test_4_duplicate_gets_a_new_uuid_on_both_sides(host):
     bpy.ops.object.duplicate()
     dup = bpy.context.active_object
     assert dup.name != ob.name
-    d = drive(lambda: dup.get("vibesync_uuid") if dup.get("vibesync_uuid") != u else None, what="a fresh uuid on the copy")
+    d = drive(lambda: dup.get("vibesync_uuid") if dup.get("vibesync_uuid") != u else None,
+              what="a fresh uuid on the copy")
     assert uuid_of(ob) == u, "the original keeps its uuid"
     host.wait_obj(d, what="the copy on the host")
     o = host.obj(u)
@@ -118,7 +120,8 @@ def test_5_delete_tombstones_and_removes_from_unity(host, blender):
     host.wait_obj(u)
     bpy.data.objects.remove(ob)
     drive(lambda: host.obj(u) is None, timeout=20, what="the object gone from the host")
-    tomb = drive(lambda: [r for r in blender.tail() if r["phase"] == "STEP" and r["payload"].get("op") == "tombstone" and u in r["uuids"]],
+    tomb = drive(lambda: [r for r in blender.tail() if r["phase"] == "STEP"
+                          and r["payload"].get("op") == "tombstone" and u in r["uuids"]],
                  what="a tombstone STEP in the WAL")
     assert tomb
 
@@ -146,7 +149,8 @@ def test_7_material_base_color_follows(host):
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (0.8, 0.1, 0.05, 1.0)
     bsdf.inputs["Metallic"].default_value = 0.7
-    o = host.wait_obj(u, lambda o: o.get("material") and close(o["material"]["base_color"], [0.8, 0.1, 0.05, 1.0], 1e-4),
+    o = host.wait_obj(u, lambda o: o.get("material")
+                      and close(o["material"]["base_color"], [0.8, 0.1, 0.05, 1.0], 1e-4),
                       what="the material on the host")
     assert abs(o["material"]["metallic"] - 0.7) < 1e-4
 
@@ -167,9 +171,11 @@ def test_8_kill_daemon_mid_stream_and_everything_converges(host, blender, workdi
     drive(lambda: vibesync.status()["connected"], timeout=60, what="Blender reconnects")
     host.wait("connected", since=1, timeout=60)
     try:
-        host.wait_obj(u, lambda o: close(o["transform"]["position"], [5.0, 5.0, 5.0]), timeout=30, what="scenes converge after the restart")
+        host.wait_obj(u, lambda o: close(o["transform"]["position"], [5.0, 5.0, 5.0]), timeout=30,
+                      what="scenes converge after the restart")
     except AssertionError:
-        log = open(os.path.join(os.path.dirname(daemon.data_dir), os.path.basename(daemon.data_dir) + ".stderr"), errors="replace").read()
+        log = open(os.path.join(os.path.dirname(daemon.data_dir), os.path.basename(daemon.data_dir) + ".stderr"),
+                   errors="replace").read()
         print("DAEMON LOG:\n" + "\n".join(l for l in log.splitlines() if "session opened" not in l)[-6000:])
         print("HOST EVENTS:", [e for e in host.events if e.get("event") not in ("dumped",)][-30:])
         print("HOST OBJ:", host.obj(u))
@@ -195,8 +201,13 @@ def test_9_wrong_hash_rolls_back_and_corrects_the_peer(host, blender):
     host.wait("corrupt_armed", i)
     ob.location = (2, 0, 0)
     host.wait("batch_result", i, lambda e: e.get("outcome") == "rolled_back", what="rollback")
-    rb = drive(lambda: [r for r in blender.tail() if r["phase"] == "ROLLBACK" and u in r["uuids"]], what="ROLLBACK in the WAL")
+    rb = drive(lambda: [r for r in blender.tail() if r["phase"] == "ROLLBACK" and u in r["uuids"]],
+               what="ROLLBACK in the WAL")
     assert rb[-1]["error_code"] == "VERIFY_MISMATCH"
-    # Nothing half-applied: both sides back on the authoritative (last committed) state.
+    assert rb[-1]["payload"]["kept_local"].get(u), rb[-1]
+    # The peer is corrected to the authoritative (last committed) state; the person's move
+    # stays in Blender, where it was made (PROTOCOL §6.4: kept_local, marked not synced).
     host.wait_obj(u, lambda o: close(o["transform"]["position"], [0.0, 0.0, 0.0]), what="the host corrected")
-    drive(lambda: close(ob.location, (0, 0, 0)), what="Blender corrected")
+    drive_for(1.0)
+    assert close(ob.location, (2, 0, 0)), tuple(ob.location)
+    assert [n["uuid"] for n in vibesync.status()["not_synced"]] == [u]

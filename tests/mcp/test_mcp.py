@@ -291,3 +291,51 @@ def test_g_a_handler_that_raises_halfway_changes_nothing(host, blender, project_
             assert [x["phase"] for x in recs] == ["BEGIN", "ROLLBACK"], recs
             assert recs[1]["error_code"] == "HANDLER_FAILED"
     asyncio.run(scenario())
+
+
+def test_builtin_tools_act_on_both_editors(host, blender, project_id):
+    from harness import close
+
+    def blender_obj(uid):
+        return next((o for o in bpy.data.objects if o.get("vibesync_uuid") == uid), None)
+
+    def registered(uid, name):
+        # Blender registers what it applied (its editor_ref). The daemon today can drop a
+        # just-committed state when that register lands between a batch's STEP and COMMIT
+        # (fixed in the sync actor separately): the next call waits for it to settle.
+        sess = vibesync._session()
+        return sess.registered.get(uid) == f"OB:{name}" and not sess.pending
+
+    async def scenario():
+        async with mcp_session(daemon_binary(), blender.data_dir, project_id) as s:
+            await s.initialize()
+            await pumped(asyncio.sleep(0.5))
+            # Canonical (1, 3, -2) is Blender (1, 2, 3) and Unity (1, 3, 2).
+            r = await pumped(s.call_tool("object.create", {"name": "AgentEmpty", "location": [1.0, 3.0, -2.0]}))
+            assert not r.is_error, body(r)
+            uid = body(r)["uuid"]
+            assert body(r)["outcome"] == "committed"
+            ob = await until(lambda: blender_obj(uid), what="the created object in Blender")
+            assert close(ob.location, (1.0, 2.0, 3.0)), tuple(ob.location)
+            o = host.wait_obj(uid, what="the created object in Unity")
+            assert close(o["transform"]["position"], [1.0, 3.0, 2.0]), o
+            await until(lambda: registered(uid, "AgentEmpty"), what="Blender registered it")
+            r = await pumped(s.call_tool("object.rename", {"uuid": uid, "name": "Renamed"}))
+            assert not r.is_error, body(r)
+            await until(lambda: blender_obj(uid) is not None and blender_obj(uid).name == "Renamed", what="rename")
+            await until(lambda: registered(uid, "Renamed"), what="Blender registered the new name")
+            r = await pumped(s.call_tool("object.transform", {"uuid": uid, "scale": [2.0, 2.0, 2.0]}))
+            assert not r.is_error, body(r)
+            await until(lambda: close(blender_obj(uid).scale, (2.0, 2.0, 2.0)), what="scale in Blender")
+            assert close(blender_obj(uid).location, (1.0, 2.0, 3.0))  # omitted parts kept
+            r = await pumped(s.call_tool("scene.query", {"uuid": uid}))
+            objs = body(r)["objects"]
+            assert len(objs) == 1 and objs[0]["name"] == "Renamed" and close(objs[0]["s"], [2, 2, 2]), objs
+            r = await pumped(s.call_tool("object.transform", {"uuid": "00000000-0000-4000-8000-000000000001"}))
+            assert r.is_error and body(r)["error_code"] == "NOT_FOUND", body(r)
+            r = await pumped(s.call_tool("object.delete", {"uuid": uid}))
+            assert not r.is_error, body(r)
+            await until(lambda: blender_obj(uid) is None, what="deleted in Blender")
+            from harness import drive
+            drive(lambda: host.obj(uid) is None, what="deleted in Unity")
+    asyncio.run(scenario())

@@ -161,3 +161,24 @@ def test_bad_arguments_are_refused_by_the_router_without_running(blender, projec
     assert sorted(bpy.data.objects.keys()) == names
     assert len(blender.tail()) == seq_before
     agent.close()
+
+
+def test_calls_wait_while_blender_is_in_edit_mode(blender, project_id):
+    agent = Agent(blender, project_id)
+    enable("random_mesh_generator")
+    agent.registry(lambda r: "random_mesh_generator" in ids(r))
+    cube = bpy.data.objects["Cube"]
+    bpy.context.view_layer.objects.active = cube
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        rid = agent.call("random_mesh_generator", "add_random_cube", {"name": "AfterEdit"})
+        p = drive(lambda: agent.take(lambda m: m["type"] == "command_progress" and m["state"] == "busy"),
+                  what="a busy progress while in edit mode")
+        assert "edit" in p["reason"], p
+        assert "AfterEdit" not in bpy.data.objects
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    resp = agent.result(rid)
+    assert resp["result"]["status"] == "success", resp
+    assert "AfterEdit" in bpy.data.objects
+    agent.close()

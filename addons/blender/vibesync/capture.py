@@ -438,73 +438,124 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
 
     Instances beyond MAX_REALIZED_INSTANCES (or vertices beyond MAX_GENERATED_VERTICES) are
     left out, and the returned note says how many and why (the pump logs it and shows it in
-    `status()`); otherwise the note is None.
+    `status()`); otherwise the note is None. Instances are read as whole arrays from the
+    evaluated geometry (Blender 4.3+: `Object.evaluated_geometry()`), else from the
+    depsgraph's instance list, and transformed per shared mesh in one numpy operation.
     """
     dg = bpy.context.evaluated_depsgraph_get()
     ob_eval = ob.evaluated_get(dg)
-    parts = []
     me = ob_eval.to_mesh()
     try:
-        parts.append((read_mesh_arrays(me), None))
+        base = read_mesh_arrays(me)
     finally:
         ob_eval.to_mesh_clear()
-    to_local = ob.matrix_world.inverted_safe()
-    total = parts[0][0]["n"]
-    skipped = 0
-    cache: dict[int, dict] = {}
-    count = 0
+    groups = _instance_groups(ob, ob_eval, dg)  # [(arrays, (K, 4, 4) matrices, object space)]
+    total_instances = sum(len(m) for _, m in groups)
+    parts = [(base, None)]
+    vertices, kept = base["n"], 0
+    for arrays, mats in groups:
+        room = MAX_REALIZED_INSTANCES - kept
+        if arrays["n"]:
+            room = min(room, (MAX_GENERATED_VERTICES - vertices) // arrays["n"])
+        take = max(0, min(len(mats), room))
+        if take:
+            parts.append((arrays, mats[:take]))
+            kept += take
+            vertices += take * arrays["n"]
+    note = None
+    if kept < total_instances:
+        note = (f"{ob.name}: {total_instances - kept} of {total_instances} instances not sent "
+                f"(limits: {MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} "
+                "vertices); Unity shows the rest")
+    return _concat(parts), note
+
+
+def _instance_groups(ob, ob_eval, dg) -> list:
+    """The object's mesh instances grouped by the mesh they show: [(its arrays, matrices)]
+    (meshes are read while their owner is alive: a GeometrySet frees them with itself)."""
+    fast = getattr(ob_eval, "evaluated_geometry", None)
+    if fast is not None:
+        groups = _instance_groups_geometry(fast())
+        if groups is not None:
+            return groups
+    to_local = numpy.array(ob.matrix_world.inverted_safe(), dtype=numpy.float64)
+    by_mesh: dict[int, tuple] = {}
     for inst in dg.object_instances:
         if not inst.is_instance or inst.parent is None or inst.parent.original != ob:
             continue
         data = inst.object.data
         if not isinstance(data, bpy.types.Mesh):
             continue
-        count += 1
-        key = data.as_pointer()  # instances of one geometry share its evaluated mesh
-        if key not in cache:
-            cache[key] = read_mesh_arrays(data)
-        arrays = cache[key]
-        if count > MAX_REALIZED_INSTANCES or total + arrays["n"] > MAX_GENERATED_VERTICES:
-            skipped += 1
-            continue
-        total += arrays["n"]
-        parts.append((arrays, to_local @ inst.matrix_world))
-    note = None
-    if skipped:
-        note = (f"{ob.name}: {skipped} of {count} instances not sent (limits: "
-                f"{MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} vertices); "
-                "Unity shows the rest")
-    return _concat(parts), note
+        key = data.as_pointer()
+        if key not in by_mesh:
+            by_mesh[key] = (read_mesh_arrays(data), [])
+        by_mesh[key][1].append(numpy.array(inst.matrix_world, dtype=numpy.float64))
+    return [(arrays, to_local @ numpy.stack(mats)) for arrays, mats in by_mesh.values()]
+
+
+def _instance_groups_geometry(gs) -> list | None:
+    """From an evaluated GeometrySet; None when it holds what this reader does not handle
+    (nested instances, object or collection references): the caller uses the depsgraph."""
+    pc = gs.instances_pointcloud()
+    if pc is None:
+        return []
+    meshes = []
+    for ref in gs.instance_references():
+        inner = getattr(ref, "instances_pointcloud", None)
+        if inner is None or inner() is not None:
+            return None
+        meshes.append(getattr(ref, "mesh", None))
+    n = len(pc.points)
+    flat = numpy.empty(16 * n, dtype=numpy.float32)
+    pc.attributes["instance_transform"].data.foreach_get("value", flat)
+    mats = flat.reshape(n, 4, 4).transpose(0, 2, 1).astype(numpy.float64)  # stored by column
+    index = numpy.empty(n, dtype=numpy.int32)
+    pc.attributes[".reference_index"].data.foreach_get("value", index)
+    return [(read_mesh_arrays(mesh), mats[index == i]) for i, mesh in enumerate(meshes)
+            if mesh is not None and numpy.any(index == i)]
 
 
 def _concat(parts) -> dict:
-    """One arrays dict from (arrays, matrix or None) parts: positions and normals
-    transformed, triangle and corner indices offset."""
-    co = array.array("f")
-    nor = array.array("f")
-    tris = array.array("I")
-    luv = array.array("f")
-    lv = array.array("i")
+    """One arrays dict from (arrays, None | (K, 4, 4) matrices) parts: K transformed copies
+    of each part's positions and normals, triangle and corner indices offset."""
+    co, nor, tris, luv, lv = [], [], [], [], []
     any_uv = any(a["luv"] is not None for a, _ in parts)
     base = 0
-    for a, m in parts:
+    for a, mats in parts:
         n = a["n"]
-        if m is None:
-            co.extend(a["co"])
-            nor.extend(a["nor"])
+        p = numpy.frombuffer(a["co"], dtype=numpy.float32).reshape(-1, 3).astype(numpy.float64)
+        q = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3).astype(numpy.float64)
+        t = numpy.frombuffer(a["tris"], dtype=numpy.uint32).astype(numpy.int64)
+        k = 1
+        if mats is None:
+            co.append(p)
+            nor.append(q)
+            offsets = numpy.array([base])
         else:
-            mat = numpy.array(m, dtype=numpy.float64)
-            p = numpy.frombuffer(a["co"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
-            q = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3) @ mat[:3, :3].T
-            length = numpy.linalg.norm(q, axis=1, keepdims=True)
-            q = q / numpy.where(length == 0, 1, length)
-            co.frombytes(p.astype(numpy.float32).tobytes())
-            nor.frombytes(q.astype(numpy.float32).tobytes())
-        tris.frombytes((numpy.frombuffer(a["tris"], dtype=numpy.uint32) + base).astype(numpy.uint32).tobytes())
+            k = len(mats)
+            rot = mats[:, :3, :3]
+            co.append((numpy.einsum("kij,nj->kni", rot, p) + mats[:, None, :3, 3]).reshape(-1, 3))
+            qq = numpy.einsum("kij,nj->kni", rot, q)
+            length = numpy.linalg.norm(qq, axis=2, keepdims=True)
+            nor.append((qq / numpy.where(length == 0, 1, length)).reshape(-1, 3))
+            offsets = base + n * numpy.arange(k)
+        tris.append((t[None, :] + offsets[:, None]).reshape(-1))
         if any_uv:
             if a["luv"] is not None:
-                luv.extend(a["luv"])
-                lv.frombytes((numpy.frombuffer(a["lv"], dtype=numpy.int32) + base).astype(numpy.int32).tobytes())
-        base += n
-    return {"n": base, "co": co, "nor": nor, "tris": tris,
-            "luv": luv if any_uv and len(lv) else None, "lv": lv if any_uv and len(lv) else None}
+                uv = numpy.frombuffer(a["luv"], dtype=numpy.float32)
+                corner = numpy.frombuffer(a["lv"], dtype=numpy.int32).astype(numpy.int64)
+                luv.append(numpy.tile(uv, k))
+                lv.append((corner[None, :] + offsets[:, None]).reshape(-1))
+        base += n * k
+
+    def flat(chunks, dtype, code):
+        out = array.array(code)
+        if chunks:
+            out.frombytes(numpy.concatenate(chunks).astype(dtype).tobytes())
+        return out
+
+    has_uv = any_uv and bool(lv)
+    return {"n": base, "co": flat(co, numpy.float32, "f"), "nor": flat(nor, numpy.float32, "f"),
+            "tris": flat(tris, numpy.uint32, "I"),
+            "luv": flat(luv, numpy.float32, "f") if has_uv else None,
+            "lv": flat(lv, numpy.int32, "i") if has_uv else None}

@@ -231,7 +231,7 @@ def _build_tree(tree, graph: dict, fault_at_link: int | None) -> dict:
         pointer = f"/links/{k}"
         a, b = nodes.get(link.get("from")), nodes.get(link.get("to"))
         if a is None or b is None:
-            raise BuildError("UNKNOWN_LINK_NODE", pointer, f"link names a node that does not exist", "")
+            raise BuildError("UNKNOWN_LINK_NODE", pointer, "link names a node that does not exist", "")
         src = find_socket(a, link["from_socket"], output=True, pointer=pointer + "/from_socket")
         dst = find_socket(b, link["to_socket"], output=False, pointer=pointer + "/to_socket")
         # Direction guard: Blender would silently swap a reversed link.
@@ -469,7 +469,7 @@ def auto_frame_graph(group, strategy: str = "connectivity", apply: bool = False)
         fams: dict[str, list[str]] = {}
         for n in members:
             fams.setdefault(_family(n.bl_idname), []).append(n.name)
-        for k, (fam, names) in enumerate(sorted(fams.items())):
+        for fam, names in sorted(fams.items()):
             frames.append({"id": f"frame_{fam.lower()}", "label": fam, "nodes": names,
                            "color": list(FAMILY_COLORS.get(fam, (0.5, 0.5, 0.5))) + [0.8]})
     else:

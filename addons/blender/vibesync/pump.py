@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import itertools
 import logging
-import os
 import time
 
 import bpy
@@ -53,6 +52,7 @@ log = logging.getLogger("vibesync")
 MAX_EVENTS_PER_TICK = 256
 MAX_DIRTY_PER_TICK = 512
 MAX_REGISTER_ITEMS = 10_000
+MAX_REGISTER_PER_TICK = 1_000
 SWEEP_INTERVAL_S = 1.0
 SWEEP_SOON_S = 0.1
 USER_IDLE_S = 3.0
@@ -102,6 +102,21 @@ def saved_sync_position() -> tuple[str | None, int, bool]:
     pid = pid if wire.is_valid_project_id(pid) else None
     seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
     return pid, (seq if pid is not None else 0), True
+
+
+class _StepClock:
+    """Keeps the worst duration of each named pump step (main-thread budget, §Threads)."""
+
+    def __init__(self, worst: dict[str, float]) -> None:
+        self.worst = worst
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        ms = (now - self.t) * 1000.0
+        if ms > self.worst.get(name, 0.0):
+            self.worst[name] = ms
+        self.t = now
 
 
 class Session:
@@ -168,6 +183,8 @@ class Session:
         self.pause_reason = ""
         self.daemon_unreachable: str | None = None
         self.ui_signature = None
+        # Worst duration of each pump step seen so far, in ms (status()["step_ms"]).
+        self.step_ms: dict[str, float] = {}
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
@@ -367,30 +384,40 @@ class Session:
 
     def _tick(self, budget_ms: float) -> int:
         deadline = time.perf_counter() + budget_ms / 1000.0
+        clock = _StepClock(self.step_ms)
         work = self._drain_events(deadline)
+        clock.lap("events")
         if self.file_loaded:
             self._after_load()
+            clock.lap("load")
         if self.scan_reason is not None:
             self._scan()
             work += 1
+            clock.lap("scan")
         elif self.unknown_keys:
             keys, self.unknown_keys = self.unknown_keys, set()
             self._handle_report(self.registry.adopt(keys), "new datablock")
             work += 1
+            clock.lap("adopt new datablocks")
         if self.adopt_until is not None and time.monotonic() > self.adopt_until:
             log.warning("vibesync: no replay within %.0f s of connecting; sending the file's "
                         "new datablocks as new", ADOPT_WAIT_S)
             self._open_adopt_gate()
         work += self._apply_batches(deadline)
+        clock.lap("apply")
         self.ai.poll(self)
         work += self.ai.run_pending(self)
+        clock.lap("agent tools")
         work += self._process_dirty(deadline)
+        clock.lap("capture")
         now = time.monotonic()
         if (self.sweep_due_at and now >= self.sweep_due_at) or \
                 now - self.last_sweep >= SWEEP_INTERVAL_S:
             self._sweep()
+            clock.lap("sweep")
         self._user_activity_idle(now)
         work += self._flush()
+        clock.lap("send")
         return work
 
     # -------------------------------------------------------------- transport events
@@ -1097,9 +1124,10 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
-    def _generated_ready(self, uuid: str, ob) -> None:
+    def _generated_ready(self, uuid: str, ob, key) -> bool:
         """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
-        under the object's own uuid; a note when instances were left out (limits)."""
+        under the object's own uuid; a note when instances were left out (limits). Big
+        geometry is encoded and hashed on the mesh worker (True: wait for it)."""
         arrays, note = capture.evaluated_mesh_arrays(ob)
         if note is not None:
             if self.generated_notes.get(uuid) != note:
@@ -1107,12 +1135,19 @@ class Session:
             self.generated_notes[uuid] = note
         else:
             self.generated_notes.pop(uuid, None)
+        if arrays["n"] > BIG_MESH_VERTICES:
+            fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
+            self.mesh_jobs[uuid] = (fut, {key})
+            return True
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
         self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
+        return False
 
-    def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> None:
-        """A mesh's encoding and hash are known: remember them, re-capture its users."""
+    def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> bool:
+        """A mesh's encoding and hash are known: remember them, re-capture its users.
+        Returns True when a mesh's hash changed and its users were not found here (the
+        caller finds them, once for all meshes that finished together)."""
         alias = self.mesh_alias.get(mu)
         if alias is not None:
             if alias[0] == h:
@@ -1122,10 +1157,17 @@ class Session:
         if self.mesh_hashes.get(mu) != h:
             self.mesh_hashes[mu] = h
             self.mesh_blobs[mu] = blob
-            if kind == "mesh":
-                for ob in bpy.data.objects:
-                    if ob.data is not None and ob.data.session_uid == me.session_uid:
-                        self.dirty.add(("object", ob.session_uid))
+            return kind == "mesh"
+        return False
+
+    def _dirty_users(self, mesh_sids: set[int]) -> None:
+        """Capture again every object showing one of these meshes (one pass over objects)."""
+        if not mesh_sids:
+            return
+        for ob in bpy.data.objects:
+            data = ob.data
+            if data is not None and data.session_uid in mesh_sids:
+                self.dirty.add(("object", ob.session_uid))
 
     @staticmethod
     def _finished(jobs: dict):
@@ -1144,12 +1186,15 @@ class Session:
         """Finished background encodings: record them and capture the waiting objects."""
         for mu, incoming, (_, own) in self._finished(self.alias_jobs):
             self.mesh_alias[mu] = (own, incoming)
+        changed: set[int] = set()
         for mu, keys, (blob, h) in self._finished(self.mesh_jobs):
             me = self.registry.resolve(mu)
             if me is None:
                 continue
-            self._mesh_ready(mu, me, "mesh", blob, h)
+            if self._mesh_ready(mu, me, "mesh", blob, h) and me.users > len(keys):
+                changed.add(me.session_uid)  # shown by other objects too (linked duplicates)
             self.dirty.update(keys)
+        self._dirty_users(changed)
 
     def _capture_one(self, uuid: str, idb, kind: str, key) -> None:
         b = self.registry.bindings[uuid]
@@ -1162,8 +1207,12 @@ class Session:
             return
         if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
             # Modifiers make this object's geometry: send what Blender shows (§7.1).
+            if uuid in self.mesh_jobs:
+                self.mesh_jobs[uuid][1].add(key)
+                return  # the previous evaluation is still encoding: read again once it is done
             self.geometry_dirty.discard(key)
-            self._generated_ready(uuid, idb)
+            if self._generated_ready(uuid, idb, key):
+                return  # big: encoded on the worker; this object is captured when it is ready
         if key in self.geometry_dirty:
             me = idb.data if kind == "object" else idb
             if isinstance(me, bpy.types.Mesh):
@@ -1189,7 +1238,8 @@ class Session:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
                     h = wire.mesh_hash(blob)
-                    self._mesh_ready(mu, me, kind, blob, h)
+                    if self._mesh_ready(mu, me, kind, blob, h):
+                        self._dirty_users({me.session_uid})
             else:
                 self.geometry_dirty.discard(key)
         if kind == "collection":
@@ -1315,7 +1365,10 @@ class Session:
         if self.to_register:
             alive = [u for u in self.to_register if u in self.registry.bindings
                      and self.registry.bindings[u].alive and u not in self.adoptable]
+            # A bounded slice per tick (main-thread budget); the rest goes next tick.
+            alive, later = alive[:MAX_REGISTER_PER_TICK], alive[MAX_REGISTER_PER_TICK:]
             self.to_register = {u for u in self.to_register if u in self.adoptable}
+            self.to_register.update(later)
             for start in range(0, len(alive), MAX_REGISTER_ITEMS):
                 chunk = alive[start:start + MAX_REGISTER_ITEMS]
                 items = []
@@ -1483,6 +1536,7 @@ class Session:
             "progress": self.progress(),
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
+            "step_ms": {k: round(v, 2) for k, v in self.step_ms.items()},
             "ai": {
                 "available": sorted(self.ai.scan.available) if self.ai.scan else [],
                 "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],

@@ -288,10 +288,19 @@ class AddonRouter:
         automation = {"operation_id": msg.get("operation_id") or msg.get("request_id"),
                       "tool": f"{addon_id}.{command}", "agent_session": msg.get("agent_session")}
         budget_s = max(float(msg.get("timeout_ms") or 10000), 1.0) / 1000.0
+        if bpy.context.preferences.edit.undo_steps < 2:
+            return self._answer(msg, CommandStatus.ERROR,
+                                "Blender's undo is off (Preferences > System > Undo Steps): a failed "
+                                "tool could not be undone, so none runs", CallErrorCode.HANDLER_FAILED)
         # A person's pending edits go first, as their own changes.
         session.capture_now(None)
         before = _fingerprint()
-        bpy.ops.ed.undo_push(message="VibeSync AI: before " + automation["tool"])
+        try:
+            bpy.ops.ed.undo_push(message="VibeSync AI: before " + automation["tool"])
+        except RuntimeError as e:
+            return self._answer(msg, CommandStatus.ERROR,
+                                f"cannot open an undo step here ({e}); nothing ran",
+                                CallErrorCode.EDITOR_BUSY)
         t0 = time.perf_counter()
         failure = None
         out = None

@@ -42,15 +42,41 @@ class MessageType:
     USER_ACTIVITY = "user_activity"
     RESYNC = "resync"
     SAFE_MODE = "safe_mode"
+    ADMIN = "admin"
+    ADMIN_RESULT = "admin_result"
     PEERS = "peers"
     CONFLICT = "conflict"
     EDITOR_STATE = "editor_state"
     # Agent tool calls and addon registries (§9).
     ADDON_COMMAND = "addon_command"
+    ADDON_CANCEL = "addon_cancel"
     COMMAND_RESPONSE = "command_response"
+    COMMAND_PROGRESS = "command_progress"
     REGISTRY_UPDATED = "registry_updated"
     ADDON_REGISTERED = "addon_registered"
     ADDON_UNREGISTERED = "addon_unregistered"
+    SCENE_QUERY = "scene_query"
+    SCENE = "scene"
+
+
+# Who sends each message type (tests/vectors/names.json `direction`).
+TO_DAEMON, TO_CLIENT, BOTH = "to_daemon", "to_client", "both"
+DIRECTION = {
+    MessageType.HELLO: TO_DAEMON, MessageType.PING: TO_DAEMON, MessageType.REGISTER: TO_DAEMON,
+    MessageType.TOMBSTONE: TO_DAEMON, MessageType.CHANGE: TO_DAEMON, MessageType.APPLIED: TO_DAEMON,
+    MessageType.USER_ACTIVITY: TO_DAEMON, MessageType.ADMIN: TO_DAEMON,
+    MessageType.EDITOR_STATE: TO_DAEMON, MessageType.ADDON_CANCEL: TO_DAEMON,
+    MessageType.ADDON_REGISTERED: TO_DAEMON, MessageType.ADDON_UNREGISTERED: TO_DAEMON,
+    MessageType.SCENE_QUERY: TO_DAEMON,
+    MessageType.WELCOME: TO_CLIENT, MessageType.ERROR: TO_CLIENT, MessageType.PONG: TO_CLIENT,
+    MessageType.ACK: TO_CLIENT, MessageType.BATCH_BEGIN: TO_CLIENT, MessageType.APPLY: TO_CLIENT,
+    MessageType.BATCH_END: TO_CLIENT, MessageType.BATCH_RESULT: TO_CLIENT,
+    MessageType.SAFE_MODE: TO_CLIENT, MessageType.ADMIN_RESULT: TO_CLIENT,
+    MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT,
+    MessageType.COMMAND_PROGRESS: TO_CLIENT, MessageType.SCENE: TO_CLIENT,
+    MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH, MessageType.ADDON_COMMAND: BOTH,
+    MessageType.COMMAND_RESPONSE: BOTH, MessageType.REGISTRY_UPDATED: BOTH,
+}
 
 
 class Outcome:
@@ -59,6 +85,51 @@ class Outcome:
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
     DROPPED = "dropped"
+
+
+class PathKind:
+    """`batch_begin.path` (§6.3)."""
+
+    FAST = "fast"
+    SLOW = "slow"
+    RESYNC = "resync"
+
+
+class ClientKind:
+    """`hello.editor` (§3); BLENDER and UNITY hold scenes."""
+
+    BLENDER = "blender"
+    UNITY = "unity"
+    CLI = "cli"
+    AGENT = "agent"
+    TEST = "test"
+
+
+SCENE_HOLDERS = frozenset({ClientKind.BLENDER, ClientKind.UNITY})
+
+
+class Op:
+    """`change.changes[].op` (§6.1); FAST_OPS take the fast path."""
+
+    CREATE = "create"
+    DELETE = "delete"
+    REPARENT = "reparent"
+    MESH = "mesh"
+    MATERIAL = "material"
+    TRANSFORM = "transform"
+    RENAME = "rename"
+    VISIBILITY = "visibility"
+
+
+FAST_OPS = frozenset({Op.TRANSFORM, Op.RENAME, Op.VISIBILITY})
+
+
+class AdminAction:
+    """`admin.action` (§6.7)."""
+
+    SAFE_MODE_CLEAR = "safe_mode_clear"
+    QUARANTINE_LIST = "quarantine_list"
+    QUARANTINE_RELEASE = "quarantine_release"
 
 
 class EditorState:
@@ -85,6 +156,7 @@ class ErrorCode:
     STORAGE_FAILED = "STORAGE_FAILED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SLOW_CONSUMER = "SLOW_CONSUMER"
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
     INTERNAL = "INTERNAL"
     # Per item, inside ack.results[].
     INVALID_UUID = "INVALID_UUID"
@@ -98,10 +170,11 @@ class ErrorCode:
     DUPLICATE_IN_REQUEST = "DUPLICATE_IN_REQUEST"
     STALE = "STALE"
     BLOCKED = "BLOCKED"
-    # WAL only.
+    # WAL only (also `batch_result.error_code` of a rollback).
     RECOVERED_INCOMPLETE = "RECOVERED_INCOMPLETE"
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
+    PARTICIPANT_LOST = "PARTICIPANT_LOST"
 
 
 # Codes after which the daemon closes the connection (§4).
@@ -109,6 +182,7 @@ CLOSING_ERRORS = frozenset({
     ErrorCode.FRAME_TOO_LARGE, ErrorCode.BAD_FRAME, ErrorCode.AUTH_FAILED,
     ErrorCode.PROTOCOL_MISMATCH, ErrorCode.BAD_PROJECT_ID, ErrorCode.HANDSHAKE_TIMEOUT,
     ErrorCode.NOT_AUTHENTICATED, ErrorCode.SHUTTING_DOWN, ErrorCode.SLOW_CONSUMER,
+    ErrorCode.TOO_MANY_CONNECTIONS,
 })
 
 
@@ -123,10 +197,19 @@ class Status:
     TOMBSTONED = "tombstoned"
     QUEUED = "queued"
     HELD = "held"
+    COALESCED = "coalesced"
 
 
 KINDS = ("object", "mesh", "material", "armature", "action", "image", "collection",
-         "light", "camera")
+         "light", "camera", "node_group")
+# Kinds with synced state (`create.kind`, §6.1).
+SYNCED_KINDS = ("object", "collection")
+
+# Per-item codes (`ack.results[].error_code`) and rollback codes, as subsets of ErrorCode.
+ITEM_ERROR_CODES = ("INVALID_UUID", "UNKNOWN_KIND", "INVALID_NAME", "INVALID_FIELD", "NON_FINITE",
+                    "TOO_LARGE", "QUARANTINED", "NOT_FOUND", "DUPLICATE_IN_REQUEST", "STALE",
+                    "BLOCKED", "STORAGE_FAILED")
+ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE", "PARTICIPANT_LOST")
 
 
 class WireError(Exception):

@@ -2,9 +2,12 @@
 //!
 //! `cargo bench -p vibesync-daemon --bench boot` writes N records as register transactions
 //! (BEGIN, 2 STEPs, COMMIT, FINAL: 2 uuids per transaction) through the WAL library, then
-//! times `vibesync_daemon::open` — WAL verification + registry + audit + sidecar — in three
-//! situations: first boot (registry built from the WAL), a restart with everything up to
-//! date, and a restart after the registry directory was deleted (rebuild).
+//! times `vibesync_daemon::open` — WAL verification + registry + audit + sidecar — in four
+//! situations: first boot (registry and audit built from the WAL, no checkpoint), a restart
+//! with everything up to date (the checkpoint written at the clean shutdown), the same
+//! restart without a checkpoint (the whole log read, as before checkpoints existed), and a
+//! restart after the registry directory was deleted (rebuild). The machine's fdatasync cost
+//! is printed first.
 
 use std::time::Instant;
 
@@ -19,6 +22,10 @@ fn main() {
     let n: u64 = std::env::var("BOOT_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("vibesync-boot-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    match vibesync_wal::probe::fdatasync_cost(&dir, 500) {
+        Ok(c) => println!("{c}"),
+        Err(e) => println!("fdatasync probe failed: {e}"),
+    }
     let t = Instant::now();
     {
         let (wal, _) = Wal::open(WalConfig::new(&dir)).unwrap();
@@ -64,11 +71,14 @@ fn main() {
         let d = vibesync_daemon::open(cfg.clone(), &ServeOptions::default()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let opened = t.elapsed();
+        let read = d.stores().status_json()["boot"]["wal_records_read"].clone();
         rt.block_on(d.shutdown());
-        println!("{label:<40} {:>8.2} s", opened.as_secs_f64());
+        println!("{label:<48} {:>8.2} s  (WAL records read: {read})", opened.as_secs_f64());
     };
     boot("first boot (registry + audit built)");
-    boot("restart, everything up to date");
+    boot("restart, everything up to date (checkpoint)");
+    std::fs::remove_file(vibesync_daemon::checkpoint::path(&dir)).unwrap();
+    boot("restart, no checkpoint (whole log read)");
     std::fs::remove_dir_all(dir.join("registry")).unwrap();
     boot("restart, registry deleted (rebuild)");
     let _ = std::fs::remove_dir_all(&dir);

@@ -33,16 +33,24 @@ impl Client {
         unit_scale: f64,
         last_seq: u64,
     ) -> Result<Client, DaemonError> {
+        Client::connect_hello(
+            addr,
+            json!({
+                "type": "hello", "protocol": 1, "project_id": project_id, "editor": editor,
+                "editor_version": crate::DAEMON_VERSION, "client_id": format!("{editor}-{}", std::process::id()),
+                "token": token, "unit_scale": unit_scale, "last_seq": last_seq,
+            }),
+        )
+    }
+
+    /// Connect with this exact `hello` (e.g. without `project_id`: zero-config pairing).
+    pub fn connect_hello(addr: SocketAddr, hello: Value) -> Result<Client, DaemonError> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| err(format!("cannot connect to {addr}: {e}. Is `vibesync serve` running?")))?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
         stream.set_nodelay(true).map_err(err)?;
         let mut c = Client { stream, welcome: Value::Null };
-        c.send(&json!({
-            "type": "hello", "protocol": 1, "project_id": project_id, "editor": editor,
-            "editor_version": crate::DAEMON_VERSION, "client_id": format!("{editor}-{}", std::process::id()),
-            "token": token, "unit_scale": unit_scale, "last_seq": last_seq,
-        }))?;
+        c.send(&hello)?;
         let w = c.recv()?;
         if w["type"] != "welcome" {
             return Err(err(format!("handshake refused: {} {}", w["code"], w["message"])));
@@ -95,10 +103,17 @@ impl Client {
         serde_json::from_slice(&f.json).map_err(err)
     }
 
-    /// Send a request and return the first reply.
+    /// Send a request and return its reply. Events the daemon sends on its own (`peers`,
+    /// `conflict`, `safe_mode`, `registry_updated`: they carry no `request_id`) that arrive
+    /// first are skipped.
     pub fn request(&mut self, msg: &Value) -> Result<Value, DaemonError> {
         self.send(msg)?;
-        self.recv()
+        loop {
+            let v = self.recv()?;
+            if !matches!(v["type"].as_str(), Some("peers" | "conflict" | "safe_mode" | "registry_updated")) {
+                return Ok(v);
+            }
+        }
     }
 }
 

@@ -101,6 +101,7 @@ pub struct GovernanceConfig {
     pub op_failures: u32,
     pub global_failures: u32,
     pub window_failures: usize,
+    pub failure_window_ms: u64,
     pub user_idle_ms: u64,
 }
 
@@ -111,6 +112,7 @@ impl GovernanceConfig {
             op_failures: self.op_failures.max(1),
             global_failures: self.global_failures.max(1),
             window_records: self.window_failures.max(1),
+            failure_window_ms: self.failure_window_ms.max(1),
         }
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 use vibesync_engine::register;
-use vibesync_protocol::message::{status_reply, Hello, Register, Tombstone};
+use vibesync_engine::sync::Author;
+use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
 use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
 
@@ -40,11 +41,12 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    pub fn new(h: &Hello, peer: SocketAddr) -> SessionInfo {
+    /// `project_id`: the effective project (named in the hello, or assigned to it).
+    pub fn new(h: &Hello, project_id: String, peer: SocketAddr) -> SessionInfo {
         SessionInfo {
             session_id: uuid::Uuid::new_v4().to_string(),
             editor: h.editor.clone(),
-            project_id: h.project_id.clone(),
+            project_id,
             client_id: h.client_id.clone(),
             editor_version: h.editor_version.clone(),
             unit_scale: h.unit_scale.unwrap_or(1.0),
@@ -61,10 +63,15 @@ struct Connected {
     /// Messages received, by type (shown in `status`: e.g. to check that an editor echoes
     /// nothing back).
     received: BTreeMap<&'static str, u64>,
+    /// The editor's own run state (`editor_state`, docs/PROTOCOL.md §6.7).
+    editor_state: Option<EditorState>,
 }
 
 /// Key of an in-memory claim: which live session holds a uuid for an editor kind.
 type ClaimKey = (String, String, String); // (project_id, editor, uuid)
+
+/// The project of last resort for zero-config pairing.
+pub const DEFAULT_PROJECT: &str = "default";
 
 pub struct Daemon {
     config: Config,
@@ -81,6 +88,8 @@ pub struct Daemon {
     safe_mode: AtomicBool,
     storage_failed: AtomicBool,
     fatal: Notify,
+    /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
+    stop: Notify,
     sync: SyncHub,
     /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
     router: Arc<crate::router::Router>,
@@ -105,6 +114,7 @@ impl Daemon {
             safe_mode: AtomicBool::new(safe_mode),
             storage_failed: AtomicBool::new(false),
             fatal: Notify::new(),
+            stop: Notify::new(),
             sync: SyncHub::default(),
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
@@ -142,6 +152,11 @@ impl Daemon {
         self.fatal.notified().await
     }
 
+    /// Resolves when `vibesync stop` asked for a graceful shutdown.
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await
+    }
+
     /// Authenticated sessions now connected.
     pub fn session_count(&self) -> usize {
         self.sessions.lock().unwrap().len()
@@ -151,7 +166,7 @@ impl Daemon {
         self.sessions
             .lock()
             .unwrap()
-            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new() });
+            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new(), editor_state: None });
     }
 
     pub fn remove_session(self: &Arc<Self>, session_id: &str) {
@@ -160,17 +175,103 @@ impl Daemon {
         if let Some(info) = info {
             self.router.left(self, &info);
             self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
+            if crate::sync::holds_scene(&info.editor) {
+                self.announce_peers();
+            }
         }
     }
 
-    /// Called once the session has its `welcome`: replay what it missed (§6.6).
+    /// Called once the session has its `welcome`: `peers` (D3 in docs/PROTOCOL.md §6.8), then
+    /// replay what it missed (§6.6).
     pub fn session_ready(self: &Arc<Self>, info: &SessionInfo) {
+        if crate::sync::holds_scene(&info.editor) {
+            self.remember_project(&info.project_id);
+            self.announce_peers();
+        }
         self.router.joined(self, info);
         self.sync.send(
             self,
             &info.project_id,
             SyncEvent::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
         );
+    }
+
+    /// Tell every scene-holding session who else holds a scene of its project, and which
+    /// other projects have editors (docs/PROTOCOL.md §6.8).
+    fn announce_peers(&self) {
+        let sessions = self.sessions.lock().unwrap();
+        let holders: Vec<&Connected> = sessions.values().filter(|c| crate::sync::holds_scene(&c.info.editor)).collect();
+        for me in &holders {
+            let peers: Vec<Peer> = holders
+                .iter()
+                .filter(|o| o.info.project_id == me.info.project_id && o.info.session_id != me.info.session_id)
+                .map(|o| Peer {
+                    session_id: o.info.session_id.clone(),
+                    client: o.info.editor.clone(),
+                    client_id: o.info.client_id.clone(),
+                })
+                .collect();
+            let mut others: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for o in holders.iter().filter(|o| o.info.project_id != me.info.project_id) {
+                let clients = others.entry(&o.info.project_id).or_default();
+                if !clients.contains(&o.info.editor) {
+                    clients.push(o.info.editor.clone());
+                }
+            }
+            let frame = Outbound::Peers {
+                project_id: me.info.project_id.clone(),
+                peers,
+                other_projects: others
+                    .into_iter()
+                    .map(|(p, mut clients)| {
+                        clients.sort();
+                        OtherProject { project_id: p.to_string(), clients }
+                    })
+                    .collect(),
+            }
+            .to_frame();
+            if me.handle.tx.try_send(frame).is_err() {
+                warn!(session_id = %me.info.session_id, "peers event not queued (the session's queue is full)");
+            }
+        }
+    }
+
+    /// The project for a `hello` without `project_id` (zero-config pairing, docs/PROTOCOL.md
+    /// §3): the project of the most recently joined connected scene-holding session of
+    /// another client kind, else the project most recently used by any editor (persisted),
+    /// else `default`.
+    pub fn assign_project(&self, editor: &str) -> String {
+        let joined = {
+            let sessions = self.sessions.lock().unwrap();
+            sessions
+                .values()
+                .filter(|c| crate::sync::holds_scene(&c.info.editor) && c.info.editor != editor)
+                .max_by_key(|c| c.info.connected_at)
+                .map(|c| c.info.project_id.clone())
+        };
+        if let Some(p) = joined {
+            return p;
+        }
+        match std::fs::read_to_string(self.data.last_project()) {
+            Ok(p) if vibesync_protocol::validate::project_id(p.trim()).is_ok() => p.trim().to_string(),
+            Ok(_) => DEFAULT_PROJECT.to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DEFAULT_PROJECT.to_string(),
+            Err(e) => {
+                warn!("cannot read {}: {e}; assigning `{DEFAULT_PROJECT}`", self.data.last_project().display());
+                DEFAULT_PROJECT.to_string()
+            }
+        }
+    }
+
+    /// Persist the project an editor joined last (for zero-config pairing).
+    fn remember_project(&self, project_id: &str) {
+        let path = self.data.last_project();
+        if std::fs::read_to_string(&path).is_ok_and(|p| p.trim() == project_id) {
+            return;
+        }
+        if let Err(e) = crate::fsutil::write_atomic(&path, format!("{project_id}\n").as_bytes(), None) {
+            warn!("cannot write {}: {e}", path.display());
+        }
     }
 
     pub fn session_info(&self, session_id: &str) -> Option<SessionInfo> {
@@ -269,7 +370,11 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Resync { session_id: sess.session_id.clone(), since_seq: r.since_seq },
+                    SyncEvent::Resync {
+                        session_id: sess.session_id.clone(),
+                        since_seq: r.since_seq,
+                        request_id: r.request_id,
+                    },
                 );
                 vec![]
             }
@@ -283,6 +388,13 @@ impl Daemon {
                 vec![]
             }
             Inbound::Admin(a) => vec![self.admin(&sess, a).await],
+            Inbound::EditorState(e) => {
+                info!(session_id, editor = %sess.editor, project_id = %sess.project_id, state = ?e.state, reason = %e.reason, "editor state");
+                if let Some(c) = self.sessions.lock().unwrap().get_mut(session_id) {
+                    c.editor_state = Some(e);
+                }
+                vec![]
+            }
             Inbound::AddonCommand(c) => self.router.call(self, &sess, c),
             Inbound::AddonCancel(c) => self.router.cancel(&sess, c),
             Inbound::CommandResponse(r) => self.router.response(&sess, r),
@@ -325,6 +437,8 @@ impl Daemon {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let request_id = req.request_id.clone();
+        let author =
+            if sess.editor == "agent" || req.automation.is_some() { Author::Automation } else { Author::Person };
         self.sync.send(
             self,
             &sess.project_id,
@@ -334,6 +448,7 @@ impl Daemon {
                 changes: req.changes,
                 attachment,
                 request_id,
+                author,
                 reply: tx,
             },
         );
@@ -412,6 +527,12 @@ impl Daemon {
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }
             }
+            // A graceful stop, the same as SIGTERM (the only one on Windows).
+            "stop" => {
+                info!(by = %sess.client_id, "stop requested by a person (vibesync stop)");
+                self.stop.notify_one();
+                json!({"stopping": true, "pid": std::process::id()})
+            }
             // Audit pack + blob collection now (also on a schedule: retention.rs).
             "maintain" => {
                 let (data, registry) = (self.data.clone(), self.stores.registry.clone());
@@ -489,7 +610,10 @@ impl Daemon {
                         )
                         .await
                     {
-                        Ok(seq) => released.push(json!({"project_id": project, "seq": seq})),
+                        Ok(seq) => {
+                            self.sync.send(self, &project, SyncEvent::Released { uuids: vec![uuid.clone()] });
+                            released.push(json!({"project_id": project, "seq": seq}))
+                        }
                         Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
                     }
                 }
@@ -499,7 +623,7 @@ impl Daemon {
             other => return Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain",
+                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain, stop",
                     vibesync_protocol::validate::truncate_for_message(other)
                 ),
                 rid,
@@ -620,9 +744,27 @@ impl Daemon {
                     "client_id": c.info.client_id,
                     "connected_ms": c.info.connected_at.elapsed().as_millis() as u64,
                     "received": c.received,
+                    "editor_state": c.editor_state,
                 })
             })
             .collect();
+        let mut projects = serde_json::Map::new();
+        {
+            let sessions = self.sessions.lock().unwrap();
+            for c in sessions.values().filter(|c| crate::sync::holds_scene(&c.info.editor)) {
+                let p = projects
+                    .entry(c.info.project_id.clone())
+                    .or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
+                p["peers"].as_array_mut().expect("array").push(json!({
+                    "session_id": c.info.session_id, "client": c.info.editor, "client_id": c.info.client_id,
+                }));
+            }
+        }
+        for (project, st) in self.sync.status() {
+            let p = projects.entry(project).or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
+            p["not_synced"] = json!(st.not_synced);
+            p["conflicts"] = json!(st.conflicts);
+        }
         let mut s = self.stores.status_json();
         let obj = s.as_object_mut().expect("stores status is an object");
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
@@ -633,6 +775,7 @@ impl Daemon {
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
+        obj.insert("projects".into(), Value::Object(projects));
         obj.insert("disk".into(), crate::retention::status_json(&self.data));
         s
     }

@@ -7,8 +7,9 @@
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
 //! - [`core`]: shared state and the request handlers (the mutation path); `core::registrar`
 //!   group-commits register/tombstone requests.
-//! - [`flusher`]: the background registry flush.
+//! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
+//! - [`ratelimit`]: over-budget coalescible changes are merged, never refused (pure).
 //! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
 //! - [`server`]: the accept loop and graceful shutdown; [`admission`]: the quota of
@@ -23,12 +24,13 @@
 
 pub mod admission;
 pub mod boot;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod core;
-pub mod flusher;
 pub mod fsutil;
 pub mod paths;
+pub mod ratelimit;
 pub mod restore;
 pub mod retention;
 pub mod router;
@@ -131,13 +133,14 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         boot::write(&data.boot(), &s)?;
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
     }
-    let failures = stores.governance.lock().unwrap().global_failures();
+    let failures = stores.governance.lock().unwrap().global_failures(stores::unix_ms());
     if failures >= config.governance.global_failures.max(1) && !safe {
         safe = true;
         let mut s = boot::read(&data.boot())?;
         s.safe_mode = true;
         s.safe_mode_reason = Some(format!(
-            "{failures} sync failures in the WAL since the last reset (threshold {})",
+            "{failures} sync failures in the last {} s of the WAL (threshold {})",
+            config.governance.failure_window_ms / 1000,
             config.governance.global_failures
         ));
         boot::write(&data.boot(), &s)?;

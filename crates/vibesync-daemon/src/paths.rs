@@ -54,6 +54,11 @@ impl DataDir {
     pub fn daemon_info(&self) -> PathBuf {
         self.root.join("daemon.json")
     }
+    /// `<data>/last_project`: the project an editor joined most recently (zero-config
+    /// pairing, docs/PROTOCOL.md §3).
+    pub fn last_project(&self) -> PathBuf {
+        self.root.join("last_project")
+    }
     /// `<data>/daemon.lock`: held while a daemon runs on this data dir.
     pub fn lock(&self) -> PathBuf {
         self.root.join("daemon.lock")

@@ -21,7 +21,10 @@ use vibesync_protocol::{
 
 use crate::admission::Ticket;
 use crate::core::{Daemon, SessionInfo};
+use crate::ratelimit::Overflow;
 use vibesync_engine::governance::Bucket;
+use vibesync_protocol::message::ItemResult;
+use vibesync_protocol::ItemStatus;
 
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
@@ -103,10 +106,14 @@ pub async fn serve_connection(
         },
     };
     if let Err((code, msg)) = check_hello(&daemon, &hello) {
-        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = %hello.project_id, "handshake refused");
+        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
         let _ = send_error_and_close(&mut writer, code, msg, None).await;
         return;
     }
+    let project_id = match &hello.project_id {
+        Some(p) => p.clone(),
+        None => daemon.assign_project(&hello.editor),
+    };
     drop(ticket);
     let max_sessions = daemon.config().server.max_connections;
     if daemon.session_count() >= max_sessions {
@@ -120,16 +127,16 @@ pub async fn serve_connection(
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
     let (tx, mut rx) = mpsc::channel::<Frame>(daemon.config().server.send_queue_frames.max(1));
-    let info = SessionInfo::new(&hello, peer);
+    let info = SessionInfo::new(&hello, project_id.clone(), peer);
     let session_id = info.session_id.clone();
-    let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %hello.project_id);
+    let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
     daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
     let limits = daemon.config().limits.clone();
     let clock = std::time::Instant::now();
     let mut msg_bucket = Bucket::new(limits.messages_per_sec, limits.messages_burst, 0);
     let mut byte_bucket = Bucket::new(limits.bytes_per_sec, limits.bytes_burst, 0);
-    info!(parent: &span, %peer, client_id = %hello.client_id, "session opened");
+    info!(parent: &span, %peer, client_id = %hello.client_id, assigned = hello.project_id.is_none(), "session opened");
 
     let welcome = Outbound::Welcome {
         session_id: session_id.clone(),
@@ -137,6 +144,7 @@ pub async fn serve_connection(
         protocol: PROTOCOL_VERSION,
         seq: daemon.last_seq(),
         safe_mode: daemon.safe_mode(),
+        project_id,
     };
     if writer.send(welcome.to_frame()).await.is_err() {
         daemon.remove_session(&session_id);
@@ -157,10 +165,21 @@ pub async fn serve_connection(
         .instrument(span.clone()),
     );
 
+    // Over-budget coalescible changes, merged until the budget allows (crate::ratelimit).
+    let mut overflow = Overflow::default();
+    let retry = Duration::from_micros((1e6 / limits.messages_per_sec.max(1e-3)).clamp(1000.0, 1e6) as u64);
     async {
         loop {
-                        let next = tokio::select! {
+            let next = tokio::select! {
                 n = reader.next() => n,
+                _ = tokio::time::sleep(retry), if !overflow.is_empty() => {
+                    if msg_bucket.take(1.0, clock.elapsed().as_millis() as u64)
+                        && !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await
+                    {
+                        break;
+                    }
+                    continue;
+                }
                 _ = kick.notified() => {
                     warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
                     let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
@@ -185,7 +204,19 @@ pub async fn serve_connection(
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
             if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
-                let rid = parse_inbound(&frame.json).ok().and_then(|m| m.request_id().map(str::to_string));
+                let parsed = parse_inbound(&frame.json);
+                if let Ok(Inbound::Change(c)) = &parsed {
+                    if overflow.accepts(c, !frame.attachment.is_empty()) {
+                        let Ok(Inbound::Change(c)) = parsed else { unreachable!() };
+                        overflow.push(c);
+                        continue;
+                    }
+                }
+                // Replies keep request order: what is held is submitted before this refusal.
+                if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                    break;
+                }
+                let rid = parsed.ok().and_then(|m| m.request_id().map(str::to_string));
                 let msg = format!(
                     "over this session's limit ({} messages/s, {} bytes/s); this request was not run — slow down and retry",
                     limits.messages_per_sec, limits.bytes_per_sec
@@ -195,7 +226,7 @@ pub async fn serve_connection(
                 }
                 continue;
             }
-                        // Parsing a frame of many megabytes takes long enough to stall other sessions on
+            // Parsing a frame of many megabytes takes long enough to stall other sessions on
             // this worker: big ones are parsed on the blocking pool.
             let parsed = if frame.json.len() > BIG_FRAME_BYTES {
                 let json = frame.json.clone();
@@ -216,7 +247,16 @@ pub async fn serve_connection(
                 Ok(Inbound::Hello(_)) => {
                     let _ = tx.send(Outbound::error(ErrorCode::BadMessage, "field `type`: `hello` was already accepted on this connection", None).to_frame()).await;
                 }
+                Ok(Inbound::Change(c)) if !overflow.is_empty() && overflow.accepts(&c, !frame.attachment.is_empty()) => {
+                    overflow.push(c);
+                    if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                        break;
+                    }
+                }
                 Ok(msg) => {
+                    if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
+                        break;
+                    }
                     for reply in daemon.handle(&session_id, msg, frame.attachment).await {
                         if tx.send(reply).await.is_err() {
                             break;
@@ -228,11 +268,42 @@ pub async fn serve_connection(
     }
     .instrument(span.clone())
     .await;
+    // Held changes are never dropped: submitted even when the editor is gone.
+    submit_overflow(&daemon, &session_id, &tx, &mut overflow).await;
 
     daemon.remove_session(&session_id);
     drop(tx);
     let _ = writer_task.await;
     info!(parent: &span, "session closed");
+}
+
+/// Submit what the overflow holds: each earlier held request is answered with every item
+/// `coalesced`, then the last one carries the merged changes (its `ack` comes from the sync
+/// actor). False when the session's writer is gone.
+async fn submit_overflow(
+    daemon: &Arc<Daemon>,
+    session_id: &str,
+    tx: &mpsc::Sender<Frame>,
+    overflow: &mut Overflow,
+) -> bool {
+    let Some((earlier, last)) = overflow.take() else { return true };
+    debug!(held = earlier.len() + 1, changes = last.changes.len(), "submitting coalesced over-budget changes");
+    let mut alive = true;
+    for c in earlier {
+        let results = c
+            .changes
+            .iter()
+            .map(|ch| {
+                ItemResult::ok(ch.get("uuid").and_then(|u| u.as_str()).unwrap_or_default(), ItemStatus::Coalesced)
+            })
+            .collect();
+        let ack = Outbound::Ack { request_id: c.request_id, seq: daemon.last_seq(), results };
+        alive &= tx.send(ack.to_frame()).await.is_ok();
+    }
+    for reply in daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await {
+        alive &= tx.send(reply).await.is_ok();
+    }
+    alive
 }
 
 fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
@@ -251,16 +322,18 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             ),
         ));
     }
-    if let Err(m) = validate::project_id(&h.project_id) {
-        return Err((ErrorCode::BadProjectId, m));
+    if let Some(p) = &h.project_id {
+        if let Err(m) = validate::project_id(p) {
+            return Err((ErrorCode::BadProjectId, m));
+        }
     }
-    if !validate::EDITORS.contains(&h.editor.as_str()) {
+    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
         return Err((
             ErrorCode::BadMessage,
             format!(
                 "field `editor`: `{}` is not one of {}",
                 validate::truncate_for_message(&h.editor),
-                validate::EDITORS.join(", ")
+                vibesync_protocol::ClientKind::list()
             ),
         ));
     }

@@ -10,6 +10,7 @@
 //!    later durable FINAL is noted in seq order.
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +40,66 @@ pub struct Stores {
     sidecar_dirty: Arc<AtomicBool>,
     /// Applied to the registry since its last flush.
     registry_dirty: Arc<AtomicBool>,
-    /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
-    rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
+    /// The boot checkpoint's writer (docs/WAL.md §9) and how this boot used one.
+    checkpoints: Arc<std::sync::Mutex<crate::checkpoint::Tracker>>,
+    checkpointer_stop: Arc<AtomicBool>,
+    boot: Arc<Value>,
+    /// ROLLBACK records found at boot (project, rollback), for replay to reconnecting editors.
+    rollbacks: Arc<Vec<(String, RolledBack)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
     sidecar_lock: Arc<std::sync::Mutex<()>>,
     /// Failure counters and last errors, derived from the WAL (log-as-state).
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
 }
 
-fn wal_records(dir: std::path::PathBuf) -> impl FnMut() -> Box<dyn Iterator<Item = Record>> {
-    move || match Reader::open(&dir) {
+/// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolledBack {
+    /// The ROLLBACK record.
+    pub seq: u64,
+    pub uuids: Vec<String>,
+    /// uuid → client_ids that keep it locally as a person's edit (never replayed over).
+    pub kept_local: BTreeMap<String, Vec<String>>,
+}
+
+impl RolledBack {
+    fn from_record(r: &Record) -> RolledBack {
+        let kept_local = r
+            .payload
+            .get("kept_local")
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Vec<String>>>(v.clone()).ok())
+            .unwrap_or_default();
+        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What the governance index needs of a WAL record; its time comes from `ts`.
+pub fn observed(r: &Record) -> Observed<'_> {
+    let at_ms = time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64)
+        .unwrap_or(0);
+    Observed {
+        seq: r.seq,
+        at_ms,
+        phase: r.phase.as_str(),
+        uuids: &r.uuids,
+        error_code: r.error_code.as_deref(),
+        payload: &r.payload,
+    }
+}
+
+/// The WAL's records from the start, or (`from`) after a checkpoint position.
+fn wal_records(dir: &std::path::Path, from: Option<vibesync_wal::Position>) -> Box<dyn Iterator<Item = Record>> {
+    let reader = match from {
+        Some(p) => Reader::open_at(dir, p),
+        None => Reader::open(dir),
+    };
+    match reader {
         Ok(r) => Box::new(r.map_while(|e| e.ok()).map(|e| e.record)),
         Err(_) => Box::new(std::iter::empty()),
     }
@@ -58,14 +109,26 @@ impl Stores {
     pub fn open(config: &Config, data: &DataDir, opts: &ServeOptions) -> Result<Stores, DaemonError> {
         let started = std::time::Instant::now();
         let lap = |what: &str| info!(elapsed_ms = started.elapsed().as_millis() as u64, "boot: {what}");
+        let mut checkpoint = match crate::checkpoint::load(data.root()) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("boot checkpoint unusable ({why}); moved to quarantine, reading the whole log");
+                crate::checkpoint::set_aside(data.root(), &data.quarantine());
+                None
+            }
+        };
         let wal_cfg = WalConfig {
             dir: data.wal(),
             quarantine_dir: data.quarantine(),
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
-            resume: None,
+            resume: checkpoint.as_ref().map(crate::checkpoint::Checkpoint::resume_at),
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
+        if let Some(why) = &recovery.resume_rejected {
+            warn!("boot checkpoint does not match the WAL ({why}); reading the whole log");
+            checkpoint = None;
+        }
         if let Some(t) = &recovery.torn_tail {
             warn!(file = %t.file.display(), offset = t.offset, bytes = t.bytes, quarantine = %t.quarantine_path.display(), "torn WAL tail moved to quarantine");
         }
@@ -87,7 +150,13 @@ impl Stores {
         let tail_cut = recovery.torn_tail.is_some() || recovery.repaired.is_some();
         reg_cfg.repair = opts.repair || tail_cut;
         lap("WAL recovered");
-        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal())).map_err(|e| match e {
+        let resume =
+            checkpoint.as_ref().map(|c| vibesync_registry::Resume { after_seq: c.seq, registry_seq: c.registry_seq });
+        let from = checkpoint.as_ref().map(crate::checkpoint::Checkpoint::position);
+        let wal_dir = data.wal();
+        let opened =
+            Registry::open_resuming(&reg_cfg, resume, |short| wal_records(&wal_dir, if short { from } else { None }));
+        let (registry, report) = opened.map_err(|e| match e {
             RegistryError::AheadOfWal { registry_seq, wal_last_seq, .. } => DaemonError::WalLostTail {
                 store: "registry",
                 store_seq: registry_seq,
@@ -105,6 +174,17 @@ impl Stores {
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
             registry_dirty: Arc::new(AtomicBool::new(false)),
+            checkpoints: Arc::new(std::sync::Mutex::new(crate::checkpoint::Tracker::new(
+                data.wal(),
+                data.root().to_path_buf(),
+                checkpoint.clone(),
+            ))),
+            checkpointer_stop: Arc::new(AtomicBool::new(false)),
+            boot: Arc::new(json!({
+                "resumed_after": recovery.resumed_after,
+                "wal_records_read": recovery.records,
+                "registry": report,
+            })),
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
@@ -133,8 +213,8 @@ impl Stores {
             }])?;
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
             // uuids stay live, the registry keeps the last committed state and reconnecting
-            // editors are re-sent it (docs/PROTOCOL.md §6.6). The rollback still counts as a
-            // failure for the governance index (crash flag). Any other interrupted transaction
+            // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
+            // governance index (crashes count through the unclean-boot rule). Any other interrupted transaction
             // quarantines the uuids it touched until a person looks (docs/WAL.md).
             if tx.session_id == crate::sync::SYNC_SESSION {
                 continue;
@@ -181,9 +261,15 @@ impl Stores {
         }
 
         let mut stores = stores;
-        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq)?;
+        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq, checkpoint.as_ref())?;
         lap("audit reconciled");
-        crate::flusher::spawn(Arc::downgrade(&stores.registry), stores.registry_dirty.clone());
+        stores.checkpointer_stop = crate::checkpoint::spawn(
+            stores.checkpoints.clone(),
+            stores.wal.clone(),
+            Arc::downgrade(&stores.registry),
+            stores.audit.as_ref().map(Arc::downgrade),
+            stores.registry_dirty.clone(),
+        );
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {
@@ -255,13 +341,7 @@ impl Stores {
         {
             let mut gov = self.governance.lock().unwrap();
             for r in &records {
-                gov.observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                gov.observe(&observed(r));
             }
         }
         self.apply_committed(&records)?;
@@ -288,7 +368,13 @@ impl Stores {
     /// every FINAL made durable from now on. The same pass rebuilds the governance index and
     /// collects ROLLBACKs. docs/WAL.md §5: a history that has seen a seq beyond the WAL's
     /// end, or anchors a different `h`, stops the boot unless `--repair`.
-    fn open_audit(&mut self, config: &Config, repair: bool, recovered_end: u64) -> Result<(), DaemonError> {
+    fn open_audit(
+        &mut self,
+        config: &Config,
+        repair: bool,
+        recovered_end: u64,
+        checkpoint: Option<&crate::checkpoint::Checkpoint>,
+    ) -> Result<(), DaemonError> {
         // Compared with the WAL's end before boot appended its own records.
         let wal_last = recovered_end;
         let mut head = None;
@@ -319,10 +405,13 @@ impl Stores {
             }
         }
         let since = if config.audit.enabled { head.as_ref().map(|h| h.last_seq).unwrap_or(0) } else { u64::MAX };
+        // After a checkpoint only the records after it are read, unless the audit lost
+        // commits the checkpoint counted on (docs/WAL.md §9).
+        let checkpoint = checkpoint.filter(|c| since >= c.seq);
         let mut scan = {
             let governance = self.governance.clone();
             let mut gov = governance.lock().unwrap();
-            self.boot_scan(since, since, Some(&mut gov))?
+            self.boot_scan(since, since, Some(&mut gov), checkpoint)?
         };
         if let Some(h) = &head {
             let anchored = h.wal_h.as_ref().map(|ah| (ah, scan.anchor_h.as_ref()));
@@ -343,7 +432,7 @@ impl Stores {
                         h.last_seq
                     ),
                 );
-                scan.marks = self.boot_scan(0, 0, None)?.marks;
+                scan.marks = self.boot_scan(0, 0, None, None)?.marks;
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
@@ -403,26 +492,38 @@ impl Stores {
         since: u64,
         anchor_seq: u64,
         mut gov: Option<&mut FailureIndex>,
+        checkpoint: Option<&crate::checkpoint::Checkpoint>,
     ) -> Result<BootScan, DaemonError> {
-        let reader = Reader::open(self.data.wal())?;
         let mut scan = BootScan::default();
-        for entry in reader.map_while(|e| e.ok()) {
-            let r = entry.record;
+        // From a checkpoint: its kept records first (they are all at or before it), then
+        // the log after it.
+        let (reader, kept) = match checkpoint {
+            Some(c) => {
+                scan.last_seq = c.seq;
+                if anchor_seq == c.seq {
+                    scan.anchor_h = Some(c.h.clone());
+                }
+                (Reader::open_at(self.data.wal(), c.position())?, c.kept.clone())
+            }
+            None => (Reader::open(self.data.wal())?, Vec::new()),
+        };
+        for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
+            let from_kept = checkpoint.is_some_and(|c| r.seq <= c.seq);
             if let Some(gov) = gov.as_deref_mut() {
-                gov.observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                gov.observe(&observed(&r));
+            }
+            if from_kept {
+                if r.phase == Phase::Rollback {
+                    scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
+                }
+                continue;
             }
             scan.last_seq = r.seq;
             if r.seq == anchor_seq {
                 scan.anchor_h = Some(r.h.clone());
             }
             if r.phase == Phase::Rollback {
-                scan.rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+                scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
             }
             if r.seq > since && r.phase == Phase::Final {
                 scan.marks.push(FinalMark {
@@ -437,9 +538,9 @@ impl Stores {
         Ok(scan)
     }
 
-    /// Rollbacks of `project` found in the WAL at boot (seq, uuids).
-    pub fn rolled_back_since_boot(&self, project: &str) -> Vec<(u64, Vec<String>)> {
-        self.rollbacks.iter().filter(|(p, _, _)| p == project).map(|(_, s, u)| (*s, u.clone())).collect()
+    /// Rollbacks of `project` found in the WAL at boot.
+    pub fn rolled_back_since_boot(&self, project: &str) -> Vec<RolledBack> {
+        self.rollbacks.iter().filter(|(p, _)| p == project).map(|(_, r)| r.clone()).collect()
     }
 
     /// The planner's view of a live record for `editor`.
@@ -479,6 +580,10 @@ impl Stores {
             None => json!({"enabled": false}),
         };
         json!({
+            "checkpoint": self.checkpoints.lock().unwrap().last().map(|c| json!({
+                "seq": c.seq, "registry_seq": c.registry_seq, "audit_seq": c.audit_seq, "written_at": c.written_at,
+            })),
+            "boot": *self.boot,
             "seq": w.last_seq,
             "registry": {"live": c.live, "tombstoned": c.tombstoned, "quarantined": c.quarantined},
             "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs},
@@ -499,6 +604,7 @@ impl Stores {
 
     /// Graceful close: drain the audit, flush the registry, write the sidecar, sync the WAL.
     pub async fn close(&self, timeout: Duration) {
+        self.checkpointer_stop.store(true, Ordering::SeqCst);
         if let Some(a) = &self.audit {
             // Commit everything queued (audit lag 0 after a clean stop), then join the thread.
             let a = a.clone();
@@ -513,6 +619,14 @@ impl Stores {
         if let Err(e) = self.registry.flush() {
             error!("registry flush at shutdown failed: {e}");
         }
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let audit = me.audit.as_deref();
+            if let Err(e) = me.checkpoints.lock().unwrap().checkpoint(&me.wal, &me.registry, audit) {
+                warn!("no checkpoint at shutdown (the next boot reads more of the log): {e}");
+            }
+        })
+        .await;
         self.write_sidecar_if_dirty();
         if let Err(e) = self.wal.close().await {
             error!("WAL close failed: {e}");
@@ -552,7 +666,7 @@ impl Stores {
 
 #[derive(Default)]
 struct BootScan {
-    rollbacks: Vec<(String, u64, Vec<String>)>,
+    rollbacks: Vec<(String, RolledBack)>,
     marks: Vec<FinalMark>,
     anchor_h: Option<String>,
     last_seq: u64,

@@ -6,8 +6,13 @@
 //! One batch per project is in flight at a time; the next window waits for it. All state of a
 //! project lives in its actor, so no locks are held across awaits except the daemon-wide
 //! mutation turn around COMMIT + registry apply (the registry applies in COMMIT order).
+//!
+//! Invariant (docs/PROTOCOL.md §6.4): a person's edit is never undone, deleted or overwritten
+//! in the editor where it was made. A rollback re-sends the authoritative state to the
+//! editors that were sent the batch, never to the origin of a person's edit for its uuids
+//! (`kept_local`); only automation is reverted at its origin.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,15 +20,19 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
-use vibesync_engine::governance::{Decision, Escalation, IdleTracker, Observed};
+use tracing::{debug, error, info, warn, Instrument};
+use vibesync_engine::finalize::plan_rollback;
+use vibesync_engine::forward::{self, Conflict, Ops};
+use vibesync_engine::governance::{Decision, Escalation, IdleTracker};
 use vibesync_engine::sync::{
-    apply_change, batch_path, change_to_wire, parse_change, Change, ChangeOp, ObjectState, Path, Queued, Window,
+    apply_change, batch_path, change_to_wire, coalesce_mask, parse_change, Author, Change, ChangeOp, ObjectState, Path,
+    Queued, Window,
 };
+use vibesync_engine::verify::{mismatches, Verdict, Verification};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
-use vibesync_protocol::{Frame, Outbound};
-use vibesync_registry::Status;
+use vibesync_protocol::{BatchOutcome, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
+use vibesync_registry::{Op as RegOp, Status};
 use vibesync_wal::{Phase, Record, RecordDraft};
 
 use crate::core::{Daemon, SessionInfo};
@@ -42,6 +51,8 @@ pub enum SyncEvent {
         changes: Vec<Value>,
         attachment: Bytes,
         request_id: String,
+        /// A person's edit, or automation's (an `agent` session, or `change.automation`).
+        author: Author,
         /// Completed once the `ack` (and any corrective resync after it) is queued.
         reply: oneshot::Sender<()>,
     },
@@ -58,6 +69,8 @@ pub enum SyncEvent {
     Resync {
         session_id: SessionId,
         since_seq: u64,
+        /// Echoed on the answering batch's fences (docs/PROTOCOL.md §6.6).
+        request_id: Option<String>,
     },
     Left {
         session_id: SessionId,
@@ -72,6 +85,11 @@ pub enum SyncEvent {
         session_id: SessionId,
         uuids: Vec<String>,
     },
+    /// A person released these uuids from quarantine: editors that were not replayed them
+    /// get their authoritative state.
+    Released {
+        uuids: Vec<String>,
+    },
     /// uuids tombstoned through a `tombstone` request: tell the other editors.
     Tombstoned {
         origin: SessionId,
@@ -80,25 +98,56 @@ pub enum SyncEvent {
     },
 }
 
+/// A uuid kept locally by the editor where a person made it after its propagation failed
+/// (docs/PROTOCOL.md §6.4), until a later commit covers it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotSynced {
+    pub uuid: String,
+    pub session_id: String,
+    pub client: String,
+    pub client_id: String,
+    pub reason: String,
+    /// The ROLLBACK record.
+    pub seq: u64,
+}
+
+/// What `status` shows of each project's sync.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ProjectSync {
+    pub not_synced: Vec<NotSynced>,
+    pub conflicts: u64,
+}
+
 /// Routes events to per-project actors, starting them on first use.
 #[derive(Default)]
 pub struct SyncHub {
     actors: Mutex<HashMap<String, mpsc::UnboundedSender<SyncEvent>>>,
+    /// Per project, kept up to date by its actor (read by `status`).
+    status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
 }
 
 impl SyncHub {
+    /// Sync status of every project that has an actor.
+    pub fn status(&self) -> BTreeMap<String, ProjectSync> {
+        self.status.lock().unwrap().clone()
+    }
+
     pub fn send(&self, daemon: &Arc<Daemon>, project_id: &str, ev: SyncEvent) {
         let mut actors = self.actors.lock().unwrap();
         let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let actor = Actor::new(daemon.clone(), project_id.to_string());
-            tokio::spawn(actor.run(rx));
+            let actor = Actor::new(daemon.clone(), project_id.to_string(), self.status.clone());
+            // Every line the actor logs names its project (not the session that woke it).
+            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
             tx
         });
         if let Err(e) = tx.send(ev) {
             // The actor ended (it only ends when the hub is dropped); start a fresh one.
             let (tx2, rx) = mpsc::unbounded_channel();
-            tokio::spawn(Actor::new(daemon.clone(), project_id.to_string()).run(rx));
+            let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
+            tokio::spawn(
+                Actor::new(daemon.clone(), project_id.to_string(), self.status.clone()).run(rx).instrument(span),
+            );
             let _ = tx2.send(e.0);
             *tx = tx2;
         }
@@ -111,19 +160,27 @@ struct Inflight {
     seq: u64,
     uuids: Vec<String>,
     records: Vec<Record>,
-    /// participant → uuid → expected hash (None: the uuid was deleted).
-    expected: HashMap<SessionId, HashMap<String, Option<String>>>,
-    answered: HashSet<SessionId>,
+    /// Every admitted change of the batch's window (origin = session id), arrival order.
+    changes: Vec<Queued<SessionId>>,
+    /// participant → the ops it was sent.
+    sends: BTreeMap<SessionId, Ops>,
+    /// Pipeline step `verify`: what each participant must answer, who answered.
+    verification: Verification,
+    /// participant → uuids to re-send after COMMIT (a conflict's loser).
+    corrections: BTreeMap<SessionId, Vec<String>>,
+    conflicts: Vec<Conflict>,
     origins: HashSet<SessionId>,
-    origin_clients: HashMap<String, String>,
-    deadline: Instant,
+    /// uuid → (client_id, editor kind) of its last writer in the batch.
+    origin_clients: HashMap<String, (String, String)>,
+    /// session → editor kind, for conflict events and logs.
+    kinds: HashMap<SessionId, String>,
     ops: Vec<String>,
     new_hashes: HashMap<String, String>,
 }
 
 struct ResyncCheck {
     session_id: SessionId,
-    expected: HashMap<String, Option<String>>,
+    expected: BTreeMap<String, Option<String>>,
     attempts: u32,
 }
 
@@ -132,10 +189,15 @@ struct Actor {
     project: String,
     window: Window<SessionInfo>,
     inflight: Option<Inflight>,
-    /// uuid → (seq of its last committed sync change, client_id of the editor that made it).
-    synced: HashMap<String, (u64, String)>,
-    /// (ROLLBACK seq, uuids) for replay to editors that reconnect.
-    rolled_back: Vec<(u64, Vec<String>)>,
+    /// uuid → (seq of its last committed sync change, client_id and editor kind of the
+    /// editor that made it).
+    synced: HashMap<String, (u64, String, String)>,
+    /// ROLLBACKs, for replay to editors that reconnect.
+    rolled_back: Vec<crate::stores::RolledBack>,
+    /// uuids kept locally after a failed propagation (shown by `status`).
+    not_synced: BTreeMap<String, NotSynced>,
+    conflicts: u64,
+    status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
     resyncs: HashMap<String, ResyncCheck>,
     /// Joins and resync requests wait while a batch is in flight.
     deferred: Vec<SyncEvent>,
@@ -151,10 +213,13 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(daemon: Arc<Daemon>, project: String) -> Actor {
+    fn new(daemon: Arc<Daemon>, project: String, status: Arc<Mutex<BTreeMap<String, ProjectSync>>>) -> Actor {
         let window_ms = daemon.config().sync.batch_window_ms;
         Actor {
             rolled_back: daemon.stores().rolled_back_since_boot(&project),
+            not_synced: BTreeMap::new(),
+            conflicts: 0,
+            status,
             daemon,
             project,
             window: Window::new(window_ms),
@@ -192,7 +257,8 @@ impl Actor {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let mut at: Option<Instant> = self.inflight.as_ref().map(|f| f.deadline);
+        let mut at: Option<Instant> =
+            self.inflight.as_ref().map(|f| self.epoch + Duration::from_millis(f.verification.deadline_ms()));
         if !self.held.is_empty() {
             let idle_ms = self.daemon.config().governance.user_idle_ms;
             let release = self.idle.automation_allowed_at(self.now_ms(), idle_ms).unwrap_or(self.now_ms());
@@ -210,14 +276,8 @@ impl Actor {
 
     async fn on_tick(&mut self) {
         if let Some(f) = &self.inflight {
-            if Instant::now() >= f.deadline {
-                let missing: Vec<String> = f.expected.keys().filter(|s| !f.answered.contains(*s)).cloned().collect();
-                self.rollback(
-                    "VERIFY_TIMEOUT",
-                    json!({"reason": "no `applied` within the verify timeout", "sessions": missing}),
-                )
-                .await;
-            }
+            let verdict = f.verification.tick(self.now_ms());
+            self.carry_out(verdict).await;
         }
         if !self.held.is_empty() {
             let idle_ms = self.daemon.config().governance.user_idle_ms;
@@ -241,21 +301,25 @@ impl Actor {
 
     async fn on_event(&mut self, ev: SyncEvent) {
         match ev {
-            SyncEvent::Change { session, base_seq, changes, attachment, request_id, reply } => {
-                let (results, stale) = self.enqueue(&session, base_seq, changes, attachment).await;
+            SyncEvent::Change { session, base_seq, changes, attachment, request_id, author, reply } => {
+                let (results, stale) = self.enqueue(&session, base_seq, changes, attachment, author).await;
                 // The ack first, then the corrective resync for STALE changes: an editor learns
                 // its change was refused before the state that replaces it arrives (§6.1, §6.6).
                 let ack = Outbound::Ack { request_id, seq: self.daemon.last_seq(), results }.to_frame();
                 self.daemon.send_frames(&session.session_id, vec![ack]).await;
                 if !stale.is_empty() {
-                    self.send_resync(&session.session_id, &stale, "stale change").await;
+                    let uuids: Vec<String> = stale.iter().map(|(u, _, _)| u.clone()).collect();
+                    self.stale_conflicts(&session, stale).await;
+                    self.send_resync(&session.session_id, &uuids, "stale change").await;
                 }
                 let _ = reply.send(());
             }
             SyncEvent::Applied { session_id, batch_id, hashes, held } => {
                 self.on_applied(session_id, batch_id, hashes, held).await
             }
-            ev @ (SyncEvent::Joined { .. } | SyncEvent::Resync { .. }) if self.inflight.is_some() => {
+            ev @ (SyncEvent::Joined { .. } | SyncEvent::Resync { .. } | SyncEvent::Released { .. })
+                if self.inflight.is_some() =>
+            {
                 self.deferred.push(ev)
             }
             SyncEvent::ResyncUuids { session_id, uuids } => self.send_resync(&session_id, &uuids, "deferred").await,
@@ -263,31 +327,46 @@ impl Actor {
                 let now = self.now_ms();
                 self.idle.activity(&session_id, active, now);
             }
-            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, false).await,
-            SyncEvent::Resync { session_id, since_seq } => self.replay(&session_id, since_seq, true).await,
+            SyncEvent::Joined { session_id, last_seq } => self.replay(&session_id, last_seq, None).await,
+            SyncEvent::Resync { session_id, since_seq, request_id } => {
+                self.replay(&session_id, since_seq, Some(request_id)).await
+            }
             SyncEvent::Left { session_id } => {
                 self.resyncs.retain(|_, r| r.session_id != session_id);
                 self.idle.left(&session_id);
                 self.diverged.remove(&session_id);
-                let mut all_answered = false;
+                // A participant that received the batch and went away before answering is
+                // evidence that the data may crash that editor (docs/PROTOCOL.md §6.7): the
+                // batch is never committed, so never replayed to it.
                 if let Some(f) = &mut self.inflight {
-                    if f.expected.remove(&session_id).is_some() {
-                        // A departed editor catches up by replay when it reconnects.
-                        info!(batch_id = %f.batch_id, session_id = %session_id, "participant left; it will be resynced on reconnect");
-                        all_answered = f.expected.keys().all(|s| f.answered.contains(s));
-                    }
+                    let verdict = f.verification.left(&session_id);
+                    self.carry_out(verdict).await;
                 }
-                if all_answered {
-                    self.commit().await;
+            }
+            SyncEvent::Released { uuids } => {
+                for s in self.project_sessions() {
+                    // Never over a person's edit kept where it was made: that editor re-sends it.
+                    let theirs: Vec<String> = uuids
+                        .iter()
+                        .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.client_id != s.client_id))
+                        .cloned()
+                        .collect();
+                    if !theirs.is_empty() {
+                        self.send_resync(&s.session_id, &theirs, "quarantine released").await;
+                    }
                 }
             }
             SyncEvent::Tombstoned { origin, uuids, seq } => {
                 let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
                 for s in self.project_sessions() {
                     if s.session_id != origin {
-                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, "slow", &ops).await;
+                        self.send_batch(&s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await;
                     }
                 }
+                for (u, _) in &ops {
+                    self.not_synced.remove(u);
+                }
+                self.publish_status();
             }
         }
     }
@@ -299,16 +378,18 @@ impl Actor {
         base_seq: u64,
         changes: Vec<Value>,
         attachment: Bytes,
-    ) -> (Vec<ItemResult>, Vec<String>) {
+        author: Author,
+    ) -> (Vec<ItemResult>, Vec<(String, &'static str, (String, String))>) {
         let mut results = Vec::with_capacity(changes.len());
-        let mut stale: Vec<String> = Vec::new();
+        // (uuid, op, (client_id, editor kind) of the change that won)
+        let mut stale: Vec<(String, &'static str, (String, String))> = Vec::new();
         let last_seq = self.daemon.last_seq();
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
             // Always answered: the full replay, or an empty `resync` batch carrying the
             // daemon's seq when there is nothing to replay (the refusal promises one).
-            self.replay(&session.session_id, 0, true).await;
+            self.replay(&session.session_id, 0, Some(None)).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -325,7 +406,7 @@ impl Actor {
             let change = match parse_change(raw, session.unit_scale, &at) {
                 Ok(c) => c,
                 Err(e) => {
-                    results.push(ItemResult::error(shown, e.code.as_str(), e.message));
+                    results.push(ItemResult::error(shown, e.code, e.message));
                     continue;
                 }
             };
@@ -333,21 +414,22 @@ impl Actor {
             let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
                 Ok(blob) => blob,
                 Err((code, msg)) => {
-                    if code == "STALE" {
-                        stale.push(change.uuid.clone());
+                    if code == ItemErrorCode::Stale {
+                        let winner = self.stale_winner(&change.uuid);
+                        stale.push((change.uuid.clone(), change.op.name(), winner));
                     }
                     results.push(ItemResult::error(&change.uuid, code, msg));
                     continue;
                 }
             };
             if let Some(msg) = &diverged {
-                results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
+                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
             }
             match self.consult_gate(&change) {
                 Decision::Block(reason) => {
                     info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
-                    results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {reason}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
                     continue;
                 }
                 Decision::Degrade(reasons) => {
@@ -366,17 +448,17 @@ impl Actor {
                     Ok(Err(e)) => Some(e.to_string()),
                     Err(e) => Some(e.to_string()),
                 } {
-                    results.push(ItemResult::error(&change.uuid, "STORAGE_FAILED", format!("{at}: {e}")));
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {e}")));
                     continue;
                 }
             }
             if automation_waits {
-                results.push(ItemResult::ok(&change.uuid, "held"));
-                self.held.push(Queued { origin: session.clone(), change });
+                results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
+                self.held.push(Queued { origin: session.clone(), author, change });
                 continue;
             }
-            results.push(ItemResult::ok(&change.uuid, "queued"));
-            self.window.push(self.now_ms(), Queued { origin: session.clone(), change });
+            results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
+            self.window.push(self.now_ms(), Queued { origin: session.clone(), author, change });
         }
         (results, stale)
     }
@@ -390,32 +472,35 @@ impl Actor {
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<Option<String>, (&'static str, String)> {
+    ) -> Result<Option<String>, (ItemErrorCode, String)> {
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
-                "QUARANTINED",
+                ItemErrorCode::Quarantined,
                 format!("{at}: uuid is quarantined; release it with `vibesync quarantine release {}`", change.uuid),
             ));
         }
         let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
-            || self.window.pending_uuids().any(|u| u == change.uuid)
+            || self.window.has_pending(&change.uuid)
             || self.inflight.as_ref().is_some_and(|f| f.uuids.contains(&change.uuid));
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
-            return Err(("NOT_FOUND", format!("{at}: no synced state for {}; send `create` first", change.uuid)));
+            return Err((
+                ItemErrorCode::NotFound,
+                format!("{at}: no synced state for {}; send `create` first", change.uuid),
+            ));
         }
         if change.op.path() == Path::Slow {
             if let Some(f) = self.inflight.as_ref().filter(|f| f.uuids.contains(&change.uuid)) {
-                if f.origin_clients.get(&change.uuid).is_some_and(|c| c != &session.client_id) {
+                if f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id) {
                     return Err((
-                        "STALE",
+                        ItemErrorCode::Stale,
                         format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),
                     ));
                 }
             }
-            if let Some((seq, client)) = self.synced.get(&change.uuid) {
+            if let Some((seq, client, _)) = self.synced.get(&change.uuid) {
                 if *seq > base_seq && client != &session.client_id {
-                    return Err(("STALE", format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
+                    return Err((ItemErrorCode::Stale, format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
                 }
             }
         }
@@ -425,7 +510,7 @@ impl Actor {
             let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
             if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
                 return Err((
-                    "INVALID_FIELD",
+                    ItemErrorCode::InvalidField,
                     format!(
                         "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
                         change.uuid,
@@ -439,15 +524,18 @@ impl Actor {
             if !attachment.is_empty() {
                 let actual = Mesh::hash_bytes(attachment);
                 if actual != hash {
-                    return Err(("INVALID_FIELD", format!("{at}.mesh_hash: attachment hashes to {actual}")));
+                    return Err((
+                        ItemErrorCode::InvalidField,
+                        format!("{at}.mesh_hash: attachment hashes to {actual}"),
+                    ));
                 }
                 if let Err(e) = Mesh::decode(attachment) {
-                    return Err(("INVALID_FIELD", format!("{at}: mesh attachment: {e}")));
+                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
                 }
                 return Ok(Some(hash.to_string()));
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
-                    "INVALID_FIELD",
+                    ItemErrorCode::InvalidField,
                     format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
                 ));
             }
@@ -458,8 +546,9 @@ impl Actor {
     /// L2: consult the failure index before queuing a mutation.
     fn consult_gate(&self, change: &Change) -> Decision {
         let next_hash =
-            apply_change(self.current_state(&change.uuid).as_ref(), &change.op).ok().flatten().map(|s| s.hash());
-        self.daemon.stores().governance.lock().unwrap().gate(&change.uuid, change.op.name(), next_hash.as_deref())
+            || apply_change(self.current_state(&change.uuid).as_ref(), &change.op).ok().flatten().map(|s| s.hash());
+        let now = crate::stores::unix_ms();
+        self.daemon.stores().governance.lock().unwrap().gate_with(&change.uuid, change.op.name(), next_hash, now)
     }
 
     /// Carry out what a new failure calls for, smallest thing first (L6), as WAL transactions.
@@ -522,26 +611,43 @@ impl Actor {
 
     /// Close the window: compute new states, write BEGIN/STEPs(/PROVISIONAL), forward.
     async fn start_batch(&mut self) {
-        let queued = self.window.take();
+        let queued = self.window.take_all();
         if queued.is_empty() {
             return;
         }
+
+        let mask = coalesce_mask(&queued);
+        let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
+        let mut all: Vec<Queued<SessionId>> = Vec::new();
         let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
-        for q in queued {
+        let mut kinds: HashMap<SessionId, String> = HashMap::new();
+        for (q, keep) in queued.into_iter().zip(mask) {
+            kinds.insert(q.origin.session_id.clone(), q.origin.editor.clone());
+            if !start.contains_key(&q.change.uuid) {
+                start.insert(q.change.uuid.clone(), self.current_state(&q.change.uuid));
+            }
+            let as_id = Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() };
+            if !keep {
+                all.push(as_id); // superseded in this window: its origin still holds it
+                continue;
+            }
             let cur = match states.get(&q.change.uuid) {
                 Some(s) => s.clone(),
-                None => self.current_state(&q.change.uuid),
+                None => start[&q.change.uuid].clone(),
             };
             match apply_change(cur.as_ref(), &q.change.op) {
                 Ok(next) => {
-                    if next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()) && cur.is_some() {
+                    let same = cur.is_some()
+                        && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
+                    if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
                         continue;
                     }
                     states.insert(q.change.uuid.clone(), next);
+                    all.push(as_id);
                     kept.push(q);
                 }
                 Err(e) => {
@@ -550,14 +656,28 @@ impl Actor {
                 }
             }
         }
+        if kept.is_empty() {
+            // Superseded changes of uuids that left the batch are dropped as well.
+            for q in &all {
+                dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+            }
+            all.clear();
+        }
+        let batch_uuids: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
+        for q in all.iter().filter(|q| !batch_uuids.contains(q.change.uuid.as_str())) {
+            dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+        }
+        all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
         for (session_id, uuids) in dropped {
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
-                outcome: "dropped".into(),
+                outcome: BatchOutcome::Dropped,
                 uuids: dedup(uuids),
                 error_code: None,
+                kept_local: false,
+                reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
         }
@@ -574,9 +694,21 @@ impl Actor {
             degraded.iter().map(|(u, r)| (u.clone(), json!({"decision": "degrade", "reasons": r}))).collect();
         let batch_id = uuid::Uuid::new_v4().to_string();
         let uuids: Vec<String> = dedup(kept.iter().map(|q| q.change.uuid.clone()).collect());
-        let origins: HashSet<SessionId> = kept.iter().map(|q| q.origin.session_id.clone()).collect();
-        let origin_clients: HashMap<String, String> =
-            kept.iter().map(|q| (q.change.uuid.clone(), q.origin.client_id.clone())).collect();
+        let origins: HashSet<SessionId> = all.iter().map(|q| q.origin.clone()).collect();
+        let origin_clients: HashMap<String, (String, String)> = kept
+            .iter()
+            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.clone())))
+            .collect();
+        let participants: Vec<SessionInfo> = self.project_sessions();
+        for p in &participants {
+            kinds.insert(p.session_id.clone(), p.editor.clone());
+        }
+        let kept_ids: Vec<Queued<SessionId>> = kept
+            .iter()
+            .map(|q| Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() })
+            .collect();
+        let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
+        let plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
 
         let mut drafts = vec![self.draft(
             &batch_id,
@@ -592,49 +724,55 @@ impl Actor {
             }),
         )];
         for (uuid, state) in final_states(&kept, &states) {
-            let registered = self
-                .daemon
-                .stores()
-                .registry
-                .lookup(&self.project, &uuid)
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.status != Status::Tombstoned);
+            let registered = match self.daemon.stores().registry.lookup(&self.project, &uuid) {
+                Ok(e) => e.is_some_and(|e| e.status != Status::Tombstoned),
+                Err(e) => {
+                    self.daemon.storage_failure_notice(&batch_id, &format!("registry read failed: {e}"));
+                    return;
+                }
+            };
             match state {
                 Some(s) => {
                     if !registered {
-                        drafts.push(self.draft(
+                        drafts.push(self.step(
                             &batch_id,
-                            Phase::Step,
-                            vec![uuid.clone()],
-                            "ok",
-                            json!({
-                                "op": "register", "uuid": uuid, "kind": s.kind, "name": s.name,
-                            }),
+                            &uuid,
+                            RegOp::Register {
+                                uuid: uuid.clone(),
+                                kind: s.kind.clone(),
+                                name: Some(s.name.clone()),
+                                editor: None,
+                                editor_ref: None,
+                                session_id: None,
+                                client_id: None,
+                            },
                         ));
                     }
-                    drafts.push(self.draft(
+                    let hash = plan.final_hashes.get(&uuid).cloned().flatten().unwrap_or_else(|| s.hash());
+                    drafts.push(self.step(
                         &batch_id,
-                        Phase::Step,
-                        vec![uuid.clone()],
-                        "ok",
-                        json!({
-                            "op": "state", "uuid": uuid, "state": s.to_value(), "state_hash": s.hash(),
-                        }),
+                        &uuid,
+                        RegOp::State { uuid: uuid.clone(), state: s.to_value(), state_hash: Some(hash) },
                     ));
                 }
                 None => {
                     if registered {
-                        drafts.push(self.draft(
-                            &batch_id,
-                            Phase::Step,
-                            vec![uuid.clone()],
-                            "ok",
-                            json!({"op": "tombstone", "uuid": uuid}),
-                        ));
+                        drafts.push(self.step(&batch_id, &uuid, RegOp::Tombstone { uuid: uuid.clone() }));
                     }
                 }
             }
+        }
+        for c in &plan.conflicts {
+            drafts.push(self.step(
+                &batch_id,
+                &c.uuid,
+                RegOp::Conflict {
+                    uuid: c.uuid.clone(),
+                    winner: kinds.get(&c.winner).cloned().unwrap_or_default(),
+                    loser: kinds.get(&c.loser).cloned().unwrap_or_default(),
+                    change_op: c.op.to_string(),
+                },
+            ));
         }
         if path == Path::Fast {
             drafts.push(self.draft(&batch_id, Phase::Provisional, uuids.clone(), "pending", json!({"op": "sync"})));
@@ -652,48 +790,53 @@ impl Actor {
             .find(|r| r.phase == Phase::Step)
             .map(|r| r.seq)
             .unwrap_or_else(|| records.last().map(|r| r.seq).unwrap_or(0));
-        info!(batch_id = %batch_id, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), "batch forwarded");
-
-        let mut expected: HashMap<SessionId, HashMap<String, Option<String>>> = HashMap::new();
-        for s in self.project_sessions() {
-            let ops: Vec<(String, ChangeOp)> = kept
-                .iter()
-                .filter(|q| q.origin.session_id != s.session_id)
-                .map(|q| (q.change.uuid.clone(), q.change.op.clone()))
-                .collect();
-            if ops.is_empty() {
-                continue;
-            }
-            if !self.send_batch(&s, &batch_id, seq, path.as_str(), &ops).await {
-                continue; // could not reach it: it will be resynced when it reconnects
-            }
-            let exp =
-                ops.iter().map(|(u, _)| (u.clone(), states.get(u).cloned().flatten().map(|st| st.hash()))).collect();
-            expected.insert(s.session_id.clone(), exp);
+        info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), "batch forwarded");
+        for c in &plan.conflicts {
+            warn!(batch_id = %batch_id, project_id = %self.project, uuid = %c.uuid, winner = %kinds.get(&c.winner).map(String::as_str).unwrap_or(""), loser = %kinds.get(&c.loser).map(String::as_str).unwrap_or(""), op = c.op, seq, "conflict: two editors changed one object in one window; the last writer wins");
         }
-        let timeout = Duration::from_millis(self.daemon.config().sync.verify_timeout_ms);
+
+        let mut sends = plan.sends;
+        let deadline = self.now_ms() + self.daemon.config().sync.verify_timeout_ms;
+        let mut verification = Verification::new(plan.expected, deadline);
+        for s in &participants {
+            let Some(ops) = sends.get(&s.session_id) else { continue };
+            if !self.send_batch(s, &batch_id, seq, path.kind(), ops, None).await {
+                // Could not reach it: it will be resynced when it reconnects.
+                sends.remove(&s.session_id);
+                verification.unreachable(&s.session_id);
+            }
+        }
         self.inflight = Some(Inflight {
             batch_id,
             path,
             seq,
             uuids,
             records,
-            expected,
-            answered: HashSet::new(),
+            changes: all,
+            sends,
+            verification,
+            corrections: plan.corrections,
+            conflicts: plan.conflicts,
             origins,
             origin_clients,
-            deadline: Instant::now() + timeout,
+            kinds,
             ops: ops.clone(),
-            new_hashes: states.iter().filter_map(|(u, s)| s.as_ref().map(|s| (u.clone(), s.hash()))).collect(),
+            new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
         });
-        if self.inflight.as_ref().is_some_and(|f| f.expected.is_empty()) {
-            self.commit().await; // nobody else is connected: nothing to verify
+        // Nobody else is connected: nothing to verify.
+        if let Some(v) = self.inflight.as_ref().map(|f| f.verification.verdict()) {
+            self.carry_out(v).await;
         }
     }
 
     fn draft(&self, batch_id: &str, phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value) -> RecordDraft {
         Txn { session_id: SYNC_SESSION, operation_id: batch_id, project_id: &self.project }
             .draft(phase, uuids, outcome, payload)
+    }
+
+    /// A registry STEP of a batch, built only through the registry's typed `Op`.
+    fn step(&self, batch_id: &str, uuid: &str, op: RegOp) -> RecordDraft {
+        self.draft(batch_id, Phase::Step, vec![uuid.to_string()], "ok", op.to_payload())
     }
 
     async fn on_applied(
@@ -703,7 +846,7 @@ impl Actor {
         hashes: BTreeMap<String, String>,
         held: bool,
     ) {
-        if let Some(check) = self.resyncs.get_mut(&batch_id) {
+        if let Some(check) = self.resyncs.remove(&batch_id) {
             let bad = mismatches(&check.expected, &hashes);
             if bad.is_empty() && self.diverged.get(&session_id).is_some_and(|b| b.as_deref() == Some(batch_id.as_str()))
             {
@@ -711,16 +854,16 @@ impl Actor {
                 self.diverged.remove(&session_id);
             }
             if bad.is_empty() || held {
-                self.resyncs.remove(&batch_id);
-            } else if check.attempts < 1 {
-                warn!(batch_id = %batch_id, session_id = %session_id, uuids = ?bad, "resync not matched; re-sending once");
-                check.attempts += 1;
-                let sid = check.session_id.clone();
-                self.resyncs.remove(&batch_id);
-                self.send_resync(&sid, &bad, "resync mismatch").await;
+                return;
+            }
+            if check.attempts < 1 {
+                // Re-sent once; the re-send carries its attempt count, so this never loops.
+                warn!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "resync not matched; re-sending once");
+                let Some(s) = self.daemon.session_info(&check.session_id) else { return };
+                let ops = self.authoritative_ops(&bad);
+                self.send_resync_ops(&s, ops, "resync mismatch", None, check.attempts + 1).await;
             } else {
-                error!(batch_id = %batch_id, session_id = %session_id, uuids = ?bad, "editor does not match the authoritative state after two resyncs; giving up on these uuids until they change");
-                self.resyncs.remove(&batch_id);
+                error!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "editor does not match the authoritative state after two resyncs; giving up on these uuids until they change");
             }
             return;
         }
@@ -728,24 +871,44 @@ impl Actor {
         if f.batch_id != batch_id {
             return;
         }
-        let Some(exp) = f.expected.get(&session_id) else { return };
-        if held {
+        if held && f.verification.is_participant(&session_id) {
             // The editor holds the batch (e.g. Unity Play Mode): it is not a participant any
             // more and will ask for a resync when it can apply again.
             info!(batch_id = %batch_id, session_id = %session_id, "participant holds the batch; excluded from verification");
-            f.expected.remove(&session_id);
-        } else {
-            let bad = mismatches(exp, &hashes);
-            if !bad.is_empty() {
-                warn!(batch_id = %batch_id, session_id = %session_id, uuids = ?bad, "state hash mismatch");
-                self.rollback("VERIFY_MISMATCH", json!({"session_id": session_id, "uuids": bad})).await;
-                return;
+            f.sends.remove(&session_id);
+        }
+        let verdict = f.verification.applied(&session_id, &hashes, held);
+        self.carry_out(verdict).await;
+    }
+
+    /// Carry out a verdict of the `verify` step.
+    async fn carry_out(&mut self, verdict: Verdict) {
+        let failure = match verdict {
+            Verdict::Wait => return,
+            Verdict::Commit => return self.commit().await,
+            Verdict::Rollback(failure) => failure,
+        };
+        let Some(f) = &self.inflight else { return };
+        let kinds: Vec<String> = failure.sessions.iter().filter_map(|s| f.kinds.get(s).cloned()).collect();
+        let who = join_kinds(&kinds);
+        let (detail, reason) = match failure.code {
+            vibesync_engine::verify::VERIFY_MISMATCH => {
+                warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
+                (
+                    json!({"session_id": failure.sessions.first(), "uuids": failure.uuids}),
+                    format!("{who} could not apply the change as sent (its state differs)"),
+                )
             }
-            f.answered.insert(session_id);
-        }
-        if f.expected.keys().all(|s| f.answered.contains(s)) {
-            self.commit().await;
-        }
+            vibesync_engine::verify::VERIFY_TIMEOUT => (
+                json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),
+                format!("{who} did not confirm the change in time"),
+            ),
+            _ => (
+                json!({"reason": "a participant disconnected before answering `applied`", "session_id": failure.sessions.first()}),
+                format!("{who} disconnected while applying the change"),
+            ),
+        };
+        self.rollback(failure.code, detail, reason).await;
     }
 
     async fn commit(&mut self) {
@@ -757,7 +920,7 @@ impl Actor {
             Phase::Commit,
             f.uuids.clone(),
             "ok",
-            json!({"op": "sync", "path": f.path.as_str(), "participants": f.expected.keys().collect::<Vec<_>>()}),
+            json!({"op": "sync", "path": f.path.as_str(), "participants": f.verification.participants().collect::<Vec<_>>()}),
         );
         let mut records = f.records.clone();
         match self.daemon.stores().wal.append(vec![commit]).await {
@@ -776,17 +939,55 @@ impl Actor {
         }
         drop(turn);
         for u in &f.uuids {
-            if let Some(c) = f.origin_clients.get(u) {
-                self.synced.insert(u.clone(), (f.seq, c.clone()));
+            if let Some((c, k)) = f.origin_clients.get(u) {
+                self.synced.insert(u.clone(), (f.seq, c.clone(), k.clone()));
             }
+            self.not_synced.remove(u);
         }
-        info!(batch_id = %f.batch_id, uuids = ?f.uuids, seq = commit_seq, "batch committed");
+        info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         self.daemon.finalize_later(SYNC_SESSION.into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
-        self.result(&f, commit_seq, "committed", None).await;
+        self.result(&f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), "").await;
+        // Conflicts: both editors hear of it; the loser is corrected when what it holds after
+        // applying what it was sent differs from the winner's state.
+        for c in &f.conflicts {
+            let ev = Outbound::Conflict {
+                uuid: c.uuid.clone(),
+                winner: f.kinds.get(&c.winner).cloned().unwrap_or_default(),
+                loser: f.kinds.get(&c.loser).cloned().unwrap_or_default(),
+                op: c.op.to_string(),
+                seq: f.seq,
+            }
+            .to_frame();
+            for s in [&c.winner, &c.loser] {
+                self.daemon.send_frames(s, vec![ev.clone()]).await;
+            }
+            self.conflicts += 1;
+        }
+        for (s, uuids) in &f.corrections {
+            self.send_resync(s, uuids, "conflict: corrected to the winner's state").await;
+        }
+        self.publish_status();
     }
 
-    async fn rollback(&mut self, code: &str, detail: Value) {
+    /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
+    /// origin of a person's edit keeps it (`kept_local`), everyone else who was sent the
+    /// batch is re-sent the authoritative state, automation is reverted at its origin too.
+    async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
+        let plan = plan_rollback(&f.changes, &f.sends, |s| {
+            f.kinds.get(s).is_some_and(|k| holds_scene(k))
+                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+        });
+        let kept_clients: BTreeMap<String, Vec<String>> = {
+            let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (s, uuids) in &plan.kept_local {
+                let client = self.daemon.session_info(s).map(|i| i.client_id).unwrap_or_default();
+                for u in uuids {
+                    m.entry(u.clone()).or_default().push(client.clone());
+                }
+            }
+            m
+        };
         let mut rb = self.draft(
             &f.batch_id,
             Phase::Rollback,
@@ -794,19 +995,14 @@ impl Actor {
             "error",
             json!({
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
+                "kept_local": kept_clients, "reason": reason,
             }),
         );
         rb.error_code = Some(code.to_string());
         let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
             Ok(r) => {
                 let r = r.last().expect("one record");
-                let esc = self.daemon.stores().governance.lock().unwrap().observe(&Observed {
-                    seq: r.seq,
-                    phase: r.phase.as_str(),
-                    uuids: &r.uuids,
-                    error_code: r.error_code.as_deref(),
-                    payload: &r.payload,
-                });
+                let esc = self.daemon.stores().governance.lock().unwrap().observe(&crate::stores::observed(r));
                 (r.seq, esc)
             }
             Err(e) => {
@@ -814,34 +1010,129 @@ impl Actor {
                 return;
             }
         };
-        warn!(batch_id = %f.batch_id, uuids = ?f.uuids, seq, error_code = code, "batch rolled back; re-sending the authoritative state");
-        self.rolled_back.push((seq, f.uuids.clone()));
-        // The outcome first: an origin learns its change is resolved before the authoritative
-        // state arrives, so it applies that state instead of guarding its own edit from it.
-        self.result(&f, seq, "rolled_back", Some(code.to_string())).await;
-        let mut targets: Vec<SessionId> = f.expected.keys().cloned().collect();
-        targets.extend(f.origins.iter().cloned());
-        for s in dedup(targets) {
-            self.send_resync(&s, &f.uuids, code).await;
+        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code, %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
+        self.rolled_back.push(crate::stores::RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients });
+        for (s, uuids) in &plan.kept_local {
+            let info = self.daemon.session_info(s);
+            for u in uuids {
+                self.not_synced.insert(
+                    u.clone(),
+                    NotSynced {
+                        uuid: u.clone(),
+                        session_id: s.clone(),
+                        client: f.kinds.get(s).cloned().unwrap_or_default(),
+                        client_id: info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default(),
+                        reason: reason.clone(),
+                        seq,
+                    },
+                );
+            }
+        }
+        self.publish_status();
+        // The outcome first: an origin learns its change is resolved before any authoritative
+        // state arrives.
+        self.result(&f, seq, BatchOutcome::RolledBack, RollbackCode::parse(code), &plan.kept_local, &reason).await;
+        for (s, uuids) in &plan.resync {
+            self.send_resync(s, uuids, code).await;
         }
         self.escalate(escalation).await;
     }
 
-    async fn result(&self, f: &Inflight, seq: u64, outcome: &str, error_code: Option<String>) {
-        let msg = Outbound::BatchResult {
-            batch_id: f.batch_id.clone(),
-            seq,
-            outcome: outcome.into(),
-            uuids: f.uuids.clone(),
-            error_code,
-        }
-        .to_frame();
-        let mut targets: HashSet<&SessionId> = f.expected.keys().collect();
+    async fn result(
+        &self,
+        f: &Inflight,
+        seq: u64,
+        outcome: BatchOutcome,
+        error_code: Option<RollbackCode>,
+        kept_local: &BTreeMap<SessionId, Vec<String>>,
+        reason: &str,
+    ) {
+        let mut targets: BTreeSet<&SessionId> = f.verification.participants().collect();
+        targets.extend(f.sends.keys());
         targets.extend(f.origins.iter());
         for s in targets {
-            let ok = self.daemon.send_frames(s, vec![msg.clone()]).await;
-            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome, "batch_result sent");
+            let kept = kept_local.contains_key(s);
+            let msg = Outbound::BatchResult {
+                batch_id: f.batch_id.clone(),
+                seq,
+                outcome,
+                uuids: f.uuids.clone(),
+                error_code,
+                kept_local: kept,
+                reason: kept.then(|| reason.to_string()),
+            }
+            .to_frame();
+            let ok = self.daemon.send_frames(s, vec![msg]).await;
+            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome = outcome.as_str(), kept, "batch_result sent");
         }
+    }
+
+    /// STALE refusals of slow-path changes are conflicts the other editor won: a standalone
+    /// WAL STEP (`conflict`), a log line and a `conflict` event to both editors.
+    async fn stale_conflicts(&mut self, loser: &SessionInfo, stale: Vec<(String, &'static str, (String, String))>) {
+        let seq = self.daemon.last_seq();
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let drafts: Vec<RecordDraft> = stale
+            .iter()
+            .map(|(u, op, (_, winner))| {
+                self.step(
+                    &op_id,
+                    u,
+                    RegOp::Conflict {
+                        uuid: u.clone(),
+                        winner: winner.clone(),
+                        loser: loser.editor.clone(),
+                        change_op: op.to_string(),
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = self.daemon.stores().wal.append(drafts).await {
+            self.daemon.storage_failure_notice(&op_id, &e.to_string());
+            return;
+        }
+        for (u, op, (winner_client, winner)) in stale {
+            warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
+            let ev =
+                Outbound::Conflict { uuid: u, winner, loser: loser.editor.clone(), op: op.to_string(), seq }.to_frame();
+            let mut targets = vec![loser.session_id.clone()];
+            targets.extend(
+                self.project_sessions()
+                    .into_iter()
+                    .filter(|s| s.client_id == winner_client && s.session_id != loser.session_id)
+                    .map(|s| s.session_id),
+            );
+            for s in targets {
+                self.daemon.send_frames(&s, vec![ev.clone()]).await;
+            }
+            self.conflicts += 1;
+        }
+        self.publish_status();
+    }
+
+    /// (client_id, editor kind) of the change a STALE change lost to.
+    fn stale_winner(&self, uuid: &str) -> (String, String) {
+        if let Some((c, k)) = self.inflight.as_ref().and_then(|f| f.origin_clients.get(uuid)) {
+            return (c.clone(), k.clone());
+        }
+        self.synced.get(uuid).map(|(_, c, k)| (c.clone(), k.clone())).unwrap_or_default()
+    }
+
+    fn publish_status(&self) {
+        let snapshot =
+            ProjectSync { not_synced: self.not_synced.values().cloned().collect(), conflicts: self.conflicts };
+        self.status.lock().unwrap().insert(self.project.clone(), snapshot);
+    }
+
+    /// The authoritative state of `uuids` as ops: `create` with the full state, or `delete`.
+    fn authoritative_ops(&self, uuids: &[String]) -> Vec<(String, ChangeOp)> {
+        uuids
+            .iter()
+            .map(|u| match self.current_state(u) {
+                Some(st) => (u.clone(), ChangeOp::Create(st)),
+                None => (u.clone(), ChangeOp::Delete),
+            })
+            .collect()
     }
 
     /// Send `uuids`' authoritative state to one session as a `resync` batch.
@@ -853,24 +1144,25 @@ impl Actor {
             return;
         }
         let Some(s) = self.daemon.session_info(session_id) else { return };
-        let ops: Vec<(String, ChangeOp)> = uuids
-            .iter()
-            .map(|u| match self.current_state(u) {
-                Some(st) => (u.clone(), ChangeOp::Create(st)),
-                None => (u.clone(), ChangeOp::Delete),
-            })
-            .collect();
-        self.send_resync_ops(&s, ops, why).await;
+        let ops = self.authoritative_ops(uuids);
+        self.send_resync_ops(&s, ops, why, None, 0).await;
     }
 
-    async fn send_resync_ops(&mut self, s: &SessionInfo, ops: Vec<(String, ChangeOp)>, why: &str) -> Option<String> {
+    async fn send_resync_ops(
+        &mut self,
+        s: &SessionInfo,
+        ops: Vec<(String, ChangeOp)>,
+        why: &str,
+        request_id: Option<&str>,
+        attempts: u32,
+    ) -> Option<String> {
         if ops.is_empty() {
             return None;
         }
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = self.daemon.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
-        if self.send_batch(s, &batch_id, seq, "resync", &ops).await {
+        if self.send_batch(s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
             let expected = ops
                 .iter()
                 .map(|(u, op)| {
@@ -883,27 +1175,40 @@ impl Actor {
                     )
                 })
                 .collect();
-            self.resyncs
-                .insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts: 0 });
+            self.resyncs.insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts });
             return Some(batch_id);
         }
         None
     }
 
-    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6).
-    async fn replay(&mut self, session_id: &str, last_seq: u64, always_answer: bool) {
+    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6). `answer`:
+    /// the `resync` request being answered (always answered, with its `request_id`).
+    async fn replay(&mut self, session_id: &str, last_seq: u64, answer: Option<Option<String>>) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
         if !holds_scene(&s.editor) {
             return;
         }
         let reg = &self.daemon.stores().registry;
-        let rolled: HashSet<String> =
-            self.rolled_back.iter().filter(|(seq, _)| *seq > last_seq).flat_map(|(_, u)| u.iter().cloned()).collect();
+        // Uuids of rollbacks it may have applied provisionally — except those this client
+        // kept as a person's edit (never overwritten where they were made).
+        let rolled: HashSet<String> = self
+            .rolled_back
+            .iter()
+            .filter(|r| r.seq > last_seq)
+            .flat_map(|r| {
+                r.uuids
+                    .iter()
+                    .filter(|u| !r.kept_local.get(*u).is_some_and(|c| c.contains(&s.client_id)))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let mut ops: Vec<(String, ChangeOp)> = Vec::new();
         match reg.live_entries(Some(&self.project)) {
             Ok(entries) => {
                 for e in entries {
-                    if e.status == Status::Tombstoned || !(e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
+                    // Quarantined uuids are not replayed until a person releases them.
+                    if e.status != Status::Live || !(e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
                         continue;
                     }
                     if let Some(st) = e.state.and_then(|v| serde_json::from_value::<ObjectState>(v).ok()) {
@@ -929,13 +1234,14 @@ impl Actor {
                 }
             }
         }
-        let batch_id = if ops.is_empty() && always_answer {
+        let request_id = answer.as_ref().and_then(|r| r.as_deref());
+        let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
-            self.send_batch(&s, &id, self.daemon.last_seq(), "resync", &[]).await;
+            self.send_batch(&s, &id, self.daemon.last_seq(), PathKind::Resync, &[], request_id).await;
             None
         } else {
-            self.send_resync_ops(&s, ops, "replay").await
+            self.send_resync_ops(&s, ops, "replay", request_id, 0).await
         };
         if let Some(slot) = self.diverged.get_mut(session_id) {
             *slot = batch_id;
@@ -951,13 +1257,20 @@ impl Actor {
         s: &SessionInfo,
         batch_id: &str,
         seq: u64,
-        path: &str,
+        path: PathKind,
         ops: &[(String, ChangeOp)],
+        request_id: Option<&str>,
     ) -> bool {
         let mut frames = Vec::with_capacity(ops.len() + 2);
         frames.push(
-            Outbound::BatchBegin { batch_id: batch_id.into(), seq, path: path.into(), count: ops.len() as u32 }
-                .to_frame(),
+            Outbound::BatchBegin {
+                batch_id: batch_id.into(),
+                seq,
+                path,
+                count: ops.len() as u32,
+                request_id: request_id.map(str::to_string),
+            }
+            .to_frame(),
         );
         for (uuid, op) in ops {
             let change = change_to_wire(uuid, op, s.unit_scale);
@@ -975,14 +1288,37 @@ impl Actor {
             };
             frames.push(Frame::new(json, attachment));
         }
-        frames.push(Outbound::BatchEnd { batch_id: batch_id.into(), seq }.to_frame());
+        frames.push(
+            Outbound::BatchEnd { batch_id: batch_id.into(), seq, request_id: request_id.map(str::to_string) }
+                .to_frame(),
+        );
         self.daemon.send_frames(&s.session_id, frames).await
     }
 }
 
-/// Editor kinds that hold a scene (receive batches, may ask for `resync`).
-pub fn holds_scene(editor: &str) -> bool {
+pub(crate) fn holds_scene(editor: &str) -> bool {
     matches!(editor, "blender" | "unity")
+}
+
+/// "Unity", "Blender and Unity": editor kinds for people.
+fn join_kinds(kinds: &[String]) -> String {
+    let mut names: Vec<String> = kinds
+        .iter()
+        .map(|k| {
+            let mut c = k.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_else(|| "an editor".into())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => "an editor".into(),
+        1 => names.remove(0),
+        _ => {
+            let last = names.pop().unwrap_or_default();
+            format!("{} and {last}", names.join(", "))
+        }
+    }
 }
 
 /// The last state of each uuid of a batch, in first-appearance order.
@@ -994,17 +1330,6 @@ fn final_states(
     kept.iter()
         .filter(|q| seen.insert(q.change.uuid.clone()))
         .map(|q| (q.change.uuid.clone(), states.get(&q.change.uuid).cloned().flatten()))
-        .collect()
-}
-
-fn mismatches(expected: &HashMap<String, Option<String>>, got: &BTreeMap<String, String>) -> Vec<String> {
-    expected
-        .iter()
-        .filter(|(u, h)| match h {
-            Some(h) => got.get(*u) != Some(h),
-            None => got.contains_key(*u), // deleted: must be gone
-        })
-        .map(|(u, _)| u.clone())
         .collect()
 }
 

@@ -1,11 +1,18 @@
-//! Governance, the pure part (seed 001 §9–§16, L1–L8): the failure index built from WAL
+//! Governance, the pure part (docs/PROTOCOL.md §6.7): the failure index built from WAL
 //! records (log-as-state), the gate consulted before every sync mutation, the user-edit
 //! idle tracker and the per-session token bucket. Time is always passed in.
 //!
-//! Escalation is smallest-first (L6): a uuid that keeps failing is quarantined; an op kind
-//! that keeps failing is disabled; only many failures overall put the daemon in safe mode.
-//! "No silent retry" (§13): an input (uuid + resulting state hash) that failed verification
-//! is refused if sent again unchanged; a changed input or a person (`vibesync safe-mode
+//! Escalation is smallest-first: a uuid that keeps failing is quarantined; an op kind that
+//! keeps failing is disabled; only many failures overall put the daemon in safe mode.
+//!
+//! Only **evidence** against the objects climbs that ladder: a participant that
+//! disconnected after receiving a batch and before answering (`PARTICIPANT_LOST`: the data
+//! may crash the editor). Failures the bridge itself causes (`VERIFY_MISMATCH`,
+//! `VERIFY_TIMEOUT`) only degrade the uuid to the slow path. Batches cut by a daemon crash
+//! (`RECOVERED_INCOMPLETE`) are not failures at all (crashes count through the unclean-boot
+//! rule). Failures age out after `failure_window_ms`. "No silent retry": an input (uuid +
+//! resulting state hash) that was evidence of a failure is refused if sent again unchanged
+//! while its failure is in the window; a changed input or a person (`vibesync safe-mode
 //! clear`, `vibesync quarantine release`) is needed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -13,22 +20,36 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// WAL error code of a batch rolled back because a participant disconnected after receiving
+/// it and before answering (evidence: the data may crash that editor).
+pub const PARTICIPANT_LOST: &str = "PARTICIPANT_LOST";
+/// WAL error code of a transaction cut by a daemon crash (never a sync failure).
+pub const RECOVERED_INCOMPLETE: &str = "RECOVERED_INCOMPLETE";
+
 /// Thresholds (config `[governance]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thresholds {
-    /// Failures of one uuid before it is quarantined.
+    /// Evidence failures of one uuid before it is quarantined.
     pub uuid_failures: u32,
-    /// Failures of one op kind (e.g. `mesh`) before that kind is disabled.
+    /// Evidence failures of one op kind (e.g. `mesh`) before that kind is disabled.
     pub op_failures: u32,
-    /// Failures overall (within the indexed window) before safe mode.
+    /// Evidence failures overall before safe mode.
     pub global_failures: u32,
-    /// How many most recent WAL records the index keeps (L1: "last N").
+    /// How many most recent failures the index keeps.
     pub window_records: usize,
+    /// Failures older than this (by their WAL record's time) no longer count.
+    pub failure_window_ms: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { uuid_failures: 3, op_failures: 5, global_failures: 10, window_records: 10_000 }
+        Thresholds {
+            uuid_failures: 3,
+            op_failures: 5,
+            global_failures: 10,
+            window_records: 10_000,
+            failure_window_ms: 600_000,
+        }
     }
 }
 
@@ -36,6 +57,8 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed<'a> {
     pub seq: u64,
+    /// The record's time (`ts`) in ms since the Unix epoch.
+    pub at_ms: u64,
     pub phase: &'a str,
     pub uuids: &'a [String],
     pub error_code: Option<&'a str>,
@@ -46,9 +69,12 @@ pub struct Observed<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
     pub seq: u64,
+    pub at_ms: u64,
     pub error_code: String,
     pub uuids: Vec<String>,
     pub ops: Vec<String>,
+    /// Evidence against the objects (climbs the ladder), or a bridge failure (degrades only).
+    pub evidence: bool,
 }
 
 /// What escalation a newly observed failure calls for (the daemon carries it out and logs
@@ -79,7 +105,7 @@ impl Decision {
     }
 }
 
-/// Failure counters and last errors, derived from the WAL (L1, L5, L6).
+/// Failure counters and last errors, derived from the WAL.
 #[derive(Debug, Default, Clone)]
 pub struct FailureIndex {
     pub thresholds: Thresholds,
@@ -87,8 +113,9 @@ pub struct FailureIndex {
     /// Failures counted before this seq were cleared by a person.
     reset_after: u64,
     disabled_ops: HashSet<String>,
-    /// (uuid, state hash) inputs that failed: refused until changed.
-    failed_inputs: HashSet<(String, String)>,
+    /// (uuid, state hash) inputs that were evidence of a failure → when: refused until
+    /// changed or aged out.
+    failed_inputs: HashMap<(String, String), u64>,
     last_error: HashMap<String, Failure>,
     seen: u64,
 }
@@ -106,20 +133,31 @@ impl FailureIndex {
         self.failed_inputs.clear();
     }
 
-    fn counted(&self) -> impl Iterator<Item = &Failure> {
-        self.window.iter().filter(move |f| f.seq > self.reset_after)
+    fn fresh(&self, at_ms: u64, now_ms: u64) -> bool {
+        at_ms.saturating_add(self.thresholds.failure_window_ms) > now_ms
     }
 
-    pub fn uuid_failures(&self, uuid: &str) -> u32 {
-        self.counted().filter(|f| f.uuids.iter().any(|u| u == uuid)).count() as u32
+    /// Failures within the window at `now_ms`, after the last reset.
+    fn counted(&self, now_ms: u64) -> impl Iterator<Item = &Failure> {
+        self.window.iter().filter(move |f| f.seq > self.reset_after && self.fresh(f.at_ms, now_ms))
     }
 
-    pub fn op_failures(&self, op: &str) -> u32 {
-        self.counted().filter(|f| f.ops.iter().any(|o| o == op)).count() as u32
+    /// Every counted failure of this uuid (bridge failures included: they degrade).
+    pub fn uuid_failures(&self, uuid: &str, now_ms: u64) -> u32 {
+        self.counted(now_ms).filter(|f| f.uuids.iter().any(|u| u == uuid)).count() as u32
     }
 
-    pub fn global_failures(&self) -> u32 {
-        self.counted().count() as u32
+    /// Evidence failures of this uuid (they quarantine it).
+    pub fn uuid_evidence(&self, uuid: &str, now_ms: u64) -> u32 {
+        self.counted(now_ms).filter(|f| f.evidence && f.uuids.iter().any(|u| u == uuid)).count() as u32
+    }
+
+    pub fn op_failures(&self, op: &str, now_ms: u64) -> u32 {
+        self.counted(now_ms).filter(|f| f.evidence && f.ops.iter().any(|o| o == op)).count() as u32
+    }
+
+    pub fn global_failures(&self, now_ms: u64) -> u32 {
+        self.counted(now_ms).filter(|f| f.evidence).count() as u32
     }
 
     pub fn disabled_ops(&self) -> Vec<String> {
@@ -149,6 +187,11 @@ impl FailureIndex {
         if r.phase != "ROLLBACK" || r.seq <= self.reset_after {
             return Escalation::default();
         }
+        let code = r.error_code.unwrap_or("UNKNOWN");
+        if code == RECOVERED_INCOMPLETE {
+            return Escalation::default(); // the daemon died, not the objects' fault
+        }
+        let evidence = code == PARTICIPANT_LOST;
         let ops: Vec<String> = r
             .payload
             .get("ops")
@@ -157,14 +200,18 @@ impl FailureIndex {
             .unwrap_or_default();
         let failure = Failure {
             seq: r.seq,
-            error_code: r.error_code.unwrap_or("UNKNOWN").to_string(),
+            at_ms: r.at_ms,
+            error_code: code.to_string(),
             uuids: r.uuids.to_vec(),
             ops: ops.clone(),
+            evidence,
         };
-        if let Some(hashes) = r.payload.get("state_hashes").and_then(Value::as_object) {
-            for (u, h) in hashes {
-                if let Some(h) = h.as_str() {
-                    self.failed_inputs.insert((u.clone(), h.to_string()));
+        if evidence {
+            if let Some(hashes) = r.payload.get("state_hashes").and_then(Value::as_object) {
+                for (u, h) in hashes {
+                    if let Some(h) = h.as_str() {
+                        self.failed_inputs.insert((u.clone(), h.to_string()), r.at_ms);
+                    }
                 }
             }
         }
@@ -176,41 +223,58 @@ impl FailureIndex {
             self.window.pop_front();
         }
         let mut esc = Escalation::default();
+        if !evidence {
+            return esc; // bridge failures degrade; they never climb the ladder
+        }
+        let now = r.at_ms;
         for u in r.uuids {
-            if self.uuid_failures(u) >= self.thresholds.uuid_failures {
+            if self.uuid_evidence(u, now) >= self.thresholds.uuid_failures {
                 esc.quarantine.push(u.clone());
             }
         }
         for op in ops {
-            if !self.disabled_ops.contains(&op) && self.op_failures(&op) >= self.thresholds.op_failures {
+            if !self.disabled_ops.contains(&op) && self.op_failures(&op, now) >= self.thresholds.op_failures {
                 esc.disable_ops.push(op);
             }
         }
-        if self.global_failures() >= self.thresholds.global_failures {
+        if self.global_failures(now) >= self.thresholds.global_failures {
             esc.safe_mode = Some(format!(
-                "{} sync failures (threshold {})",
-                self.global_failures(),
+                "{} sync failures in {} s (threshold {})",
+                self.global_failures(now),
+                self.thresholds.failure_window_ms / 1000,
                 self.thresholds.global_failures
             ));
         }
         esc
     }
 
-    /// The log consultation gate (L2, L3): may this op on this uuid, producing this state,
-    /// run now?
-    pub fn gate(&self, uuid: &str, op: &str, state_hash: Option<&str>) -> Decision {
+    /// The log consultation gate: may this op on this uuid, producing this state, run now?
+    pub fn gate(&self, uuid: &str, op: &str, state_hash: Option<&str>, now_ms: u64) -> Decision {
+        self.gate_with(uuid, op, || state_hash.map(str::to_string), now_ms)
+    }
+
+    /// [`FailureIndex::gate`] computing the resulting state hash only when it matters (a
+    /// failed input of this uuid is remembered).
+    pub fn gate_with(
+        &self,
+        uuid: &str,
+        op: &str,
+        state_hash: impl FnOnce() -> Option<String>,
+        now_ms: u64,
+    ) -> Decision {
         if self.disabled_ops.contains(op) {
             return Decision::Block(format!(
-                "`{op}` changes are disabled after {} failures; a person re-enables them with `vibesync safe-mode clear`",
-                self.op_failures(op)
+                "`{op}` changes are disabled after repeated failures; a person re-enables them with `vibesync safe-mode clear`"
             ));
         }
-        if let Some(h) = state_hash {
-            if self.failed_inputs.contains(&(uuid.to_string(), h.to_string())) {
-                return Decision::Block("this exact change failed verification before; change the input (or a person clears it with `vibesync safe-mode clear`)".into());
+        if self.failed_inputs.keys().any(|(u, _)| u == uuid) {
+            if let Some(h) = state_hash() {
+                if self.failed_inputs.get(&(uuid.to_string(), h)).is_some_and(|&at| self.fresh(at, now_ms)) {
+                    return Decision::Block("this exact change made an editor fail before; change the input (or a person clears it with `vibesync safe-mode clear`)".into());
+                }
             }
         }
-        let n = self.uuid_failures(uuid);
+        let n = self.uuid_failures(uuid, now_ms);
         if n > 0 {
             let last = self
                 .last_error
@@ -222,9 +286,9 @@ impl FailureIndex {
         Decision::Proceed
     }
 
-    pub fn summary(&self) -> Value {
+    pub fn summary(&self, now_ms: u64) -> Value {
         json!({
-            "failures": self.global_failures(),
+            "failures": self.global_failures(now_ms),
             "disabled_ops": self.disabled_ops(),
             "reset_after_seq": self.reset_after,
             "thresholds": self.thresholds,
@@ -296,72 +360,116 @@ mod tests {
     const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
     const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
-    fn rollback(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str) -> Escalation {
+    fn failure(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str, code: &str) -> Escalation {
         let uuids = vec![uuid.to_string()];
         let payload = json!({"ops": [op], "state_hashes": {uuid: hash}});
         idx.observe(&Observed {
             seq,
+            at_ms: 1_000_000 + seq,
             phase: "ROLLBACK",
             uuids: &uuids,
-            error_code: Some("VERIFY_MISMATCH"),
+            error_code: Some(code),
             payload: &payload,
         })
     }
 
+    fn lost(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str) -> Escalation {
+        failure(idx, seq, uuid, op, hash, PARTICIPANT_LOST)
+    }
+
+    const NOW: u64 = 1_000_100;
+
     #[test]
-    fn smallest_thing_first_then_kind_then_everything() {
-        let mut idx =
-            FailureIndex::new(Thresholds { uuid_failures: 2, op_failures: 3, global_failures: 4, window_records: 100 });
-        assert_eq!(idx.gate(U, "transform", Some("h0")), Decision::Proceed);
-        let e = rollback(&mut idx, 10, U, "transform", "h1");
+    fn evidence_escalates_smallest_thing_first_then_kind_then_everything() {
+        let mut idx = FailureIndex::new(Thresholds {
+            uuid_failures: 2,
+            op_failures: 3,
+            global_failures: 4,
+            window_records: 100,
+            failure_window_ms: 60_000,
+        });
+        assert_eq!(idx.gate(U, "transform", Some("h0"), NOW), Decision::Proceed);
+        let e = lost(&mut idx, 10, U, "transform", "h1");
         assert_eq!(e, Escalation::default());
-        assert!(matches!(idx.gate(U, "transform", Some("h2")), Decision::Degrade(_)));
+        assert!(matches!(idx.gate(U, "transform", Some("h2"), NOW), Decision::Degrade(_)));
         assert!(
-            matches!(idx.gate(U, "transform", Some("h1")), Decision::Block(_)),
+            matches!(idx.gate(U, "transform", Some("h1"), NOW), Decision::Block(_)),
             "no silent retry of the same input"
         );
-        assert_eq!(idx.gate(V, "transform", Some("h1")), Decision::Proceed, "other uuids unaffected");
-        let e = rollback(&mut idx, 11, U, "transform", "h2");
+        assert_eq!(idx.gate(V, "transform", Some("h1"), NOW), Decision::Proceed, "other uuids unaffected");
+        let e = lost(&mut idx, 11, U, "transform", "h2");
         assert_eq!(e.quarantine, vec![U.to_string()]);
         assert!(e.disable_ops.is_empty() && e.safe_mode.is_none());
-        let e = rollback(&mut idx, 12, V, "transform", "h3");
+        let e = lost(&mut idx, 12, V, "transform", "h3");
         assert_eq!(e.disable_ops, vec!["transform".to_string()]);
         assert!(e.safe_mode.is_none());
         idx.observe(&Observed {
             seq: 13,
+            at_ms: NOW,
             phase: "STEP",
             uuids: &[],
             error_code: None,
             payload: &json!({"op":"disable_op","kind":"transform"}),
         });
-        assert!(matches!(idx.gate(V, "transform", Some("h9")), Decision::Block(_)));
+        assert!(matches!(idx.gate(V, "transform", Some("h9"), NOW), Decision::Block(_)));
         assert_eq!(
-            idx.gate(V, "rename", None),
+            idx.gate(V, "rename", None, NOW),
             Decision::Degrade(vec![
-                "1 prior failure(s) on this uuid (last: VERIFY_MISMATCH at seq 12): slow path".into()
+                "1 prior failure(s) on this uuid (last: PARTICIPANT_LOST at seq 12): slow path".into()
             ])
         );
-        let e = rollback(&mut idx, 14, V, "mesh", "h4");
+        let e = lost(&mut idx, 14, V, "mesh", "h4");
         assert!(e.safe_mode.is_some());
+    }
+
+    #[test]
+    fn bridge_failures_only_degrade_and_crash_cut_batches_do_not_count() {
+        let mut idx = FailureIndex::new(Thresholds {
+            uuid_failures: 2,
+            op_failures: 2,
+            global_failures: 2,
+            window_records: 100,
+            failure_window_ms: 60_000,
+        });
+        for seq in 1..=20 {
+            let code = if seq % 2 == 0 { "VERIFY_MISMATCH" } else { "VERIFY_TIMEOUT" };
+            assert_eq!(failure(&mut idx, seq, U, "create", &format!("h{seq}"), code), Escalation::default());
+        }
+        assert!(matches!(idx.gate(U, "create", Some("h4"), NOW), Decision::Degrade(_)), "degraded, not blocked");
+        assert_eq!(idx.global_failures(NOW), 0);
+        for seq in 21..=40 {
+            assert_eq!(failure(&mut idx, seq, V, "create", "h", RECOVERED_INCOMPLETE), Escalation::default());
+        }
+        assert_eq!(idx.gate(V, "create", Some("h"), NOW), Decision::Proceed, "a crash is not the object's fault");
+    }
+
+    #[test]
+    fn failures_age_out() {
+        let mut idx = FailureIndex::new(Thresholds { failure_window_ms: 1_000, ..Thresholds::default() });
+        lost(&mut idx, 5, U, "mesh", "h");
+        let at = 1_000_005;
+        assert!(matches!(idx.gate(U, "mesh", Some("h"), at + 999), Decision::Block(_)));
+        assert_eq!(idx.gate(U, "mesh", Some("h"), at + 1_000), Decision::Proceed, "aged out");
+        assert_eq!(idx.global_failures(at + 1_000), 0);
     }
 
     #[test]
     fn a_person_resets_and_replay_reaches_the_same_state() {
         let mut idx = FailureIndex::new(Thresholds::default());
-        rollback(&mut idx, 5, U, "mesh", "h");
+        lost(&mut idx, 5, U, "mesh", "h");
         let reset = json!({"op":"governance_reset"});
-        idx.observe(&Observed { seq: 6, phase: "STEP", uuids: &[], error_code: None, payload: &reset });
-        assert_eq!(idx.global_failures(), 0);
-        assert_eq!(idx.gate(U, "mesh", Some("h")), Decision::Proceed);
+        idx.observe(&Observed { seq: 6, at_ms: NOW, phase: "STEP", uuids: &[], error_code: None, payload: &reset });
+        assert_eq!(idx.global_failures(NOW), 0);
+        assert_eq!(idx.gate(U, "mesh", Some("h"), NOW), Decision::Proceed);
     }
 
     #[test]
     fn window_keeps_only_recent_failures() {
         let mut idx = FailureIndex::new(Thresholds { window_records: 2, ..Thresholds::default() });
         for s in 0..5 {
-            rollback(&mut idx, s + 1, V, "transform", &format!("h{s}"));
+            lost(&mut idx, s + 1, V, "transform", &format!("h{s}"));
         }
-        assert_eq!(idx.global_failures(), 2);
+        assert_eq!(idx.global_failures(NOW), 2);
     }
 
     #[test]

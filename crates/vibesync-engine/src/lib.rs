@@ -7,11 +7,21 @@
 //!   (proceed / degrade / block), escalation smallest-first, user-edit idle tracking, token
 //!   buckets for rate limits.
 //! - [`sync`]: live sync — object state, change validation with unit normalization,
-//!   applying changes, coalescing, fast/slow path selection, the batch window.
+//!   applying changes, coalescing (pipeline steps `queue` and `batch`), fast/slow path
+//!   selection, the batch window.
+//! - [`forward`]: pipeline step `forward` — who is sent which ops of a batch, what each
+//!   participant must answer (`verify`), conflicts between editors and their corrections.
+//! - [`verify`]: pipeline step `verify` — collect `applied` answers, departures and the
+//!   clock for the batch in flight; decide commit, rollback (with its WAL code) or wait.
+//! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
+//!   local state (a person's edit is never undone where it was made).
 //!
 //! Invariant: every function here is deterministic in its inputs, so the daemon's behaviour
 //! can be tested without I/O and replayed from the WAL.
 
+pub mod finalize;
+pub mod forward;
 pub mod governance;
 pub mod register;
 pub mod sync;
+pub mod verify;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 use vibesync_protocol::message::{ItemResult, RegisterItem};
 use vibesync_protocol::validate;
+use vibesync_protocol::{ItemErrorCode, ItemStatus};
 
 /// What the planner needs to know about an existing live record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,17 +67,13 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             .and_then(|_| validate::name(&item.name))
             .and_then(|_| validate::editor_ref(&item.editor_ref));
         if let Err(e) = check {
-            plan.results.push(ItemResult::error(
-                shown_uuid(&item.uuid),
-                e.code.as_str(),
-                format!("items[{i}]: {}", e.message),
-            ));
+            plan.results.push(ItemResult::error(shown_uuid(&item.uuid), e.code, format!("items[{i}]: {}", e.message)));
             continue;
         }
         if let Some(first) = seen.insert(item.uuid.as_str(), i) {
             plan.results.push(ItemResult::error(
                 &item.uuid,
-                "DUPLICATE_IN_REQUEST",
+                ItemErrorCode::DuplicateInRequest,
                 format!(
                     "items[{i}]: uuid already used by items[{first}] in this request; give each datablock its own uuid"
                 ),
@@ -87,7 +84,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
         let existing = view.live(&item.uuid);
         if let Some(ex) = &existing {
             if ex.quarantined {
-                plan.results.push(ItemResult::error(&item.uuid, "QUARANTINED", format!(
+                plan.results.push(ItemResult::error(&item.uuid, ItemErrorCode::Quarantined, format!(
                     "items[{i}]: uuid is quarantined after a failure; release it with `vibesync quarantine release {}`", item.uuid)));
                 continue;
             }
@@ -105,19 +102,19 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
                 plan.collisions.push(json!({"uuid": item.uuid, "editor_ref": item.editor_ref, "reason": why}));
                 plan.results.push(ItemResult {
                     uuid: item.uuid.clone(),
-                    status: "collision".into(),
+                    status: ItemStatus::Collision,
                     error_code: None,
                     message: Some(format!("items[{i}]: {why}; give the newcomer a fresh uuid and register it")),
                 });
                 continue;
             }
             if ex.name == item.name && ex.editor_ref.as_deref() == Some(item.editor_ref.as_str()) {
-                plan.results.push(ItemResult::ok(&item.uuid, "unchanged"));
+                plan.results.push(ItemResult::ok(&item.uuid, ItemStatus::Unchanged));
                 continue;
             }
-            plan.results.push(ItemResult::ok(&item.uuid, "updated"));
+            plan.results.push(ItemResult::ok(&item.uuid, ItemStatus::Updated));
         } else {
-            plan.results.push(ItemResult::ok(&item.uuid, "registered"));
+            plan.results.push(ItemResult::ok(&item.uuid, ItemStatus::Registered));
         }
         plan.uuids.push(item.uuid.clone());
         if let Some(orig) = item.duplicate_of.as_deref().filter(|o| validate::uuid(o).is_ok() && *o != item.uuid) {
@@ -146,21 +143,25 @@ pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, u) in uuids.iter().enumerate() {
         if let Err(e) = validate::uuid(u) {
-            plan.results.push(ItemResult::error(shown_uuid(u), e.code.as_str(), format!("uuids[{i}]: {}", e.message)));
+            plan.results.push(ItemResult::error(shown_uuid(u), e.code, format!("uuids[{i}]: {}", e.message)));
             continue;
         }
         if seen.insert(u.as_str(), i).is_some() {
-            plan.results.push(ItemResult::error(u, "DUPLICATE_IN_REQUEST", format!("uuids[{i}]: listed twice")));
+            plan.results.push(ItemResult::error(
+                u,
+                ItemErrorCode::DuplicateInRequest,
+                format!("uuids[{i}]: listed twice"),
+            ));
             continue;
         }
         match view.live(u) {
             None => plan.results.push(ItemResult::error(
                 u,
-                "NOT_FOUND",
+                ItemErrorCode::NotFound,
                 format!("uuids[{i}]: no live record in this project (never registered, or already tombstoned)"),
             )),
             Some(_) => {
-                plan.results.push(ItemResult::ok(u, "tombstoned"));
+                plan.results.push(ItemResult::ok(u, ItemStatus::Tombstoned));
                 plan.uuids.push(u.clone());
                 plan.steps.push(json!({"op": "tombstone", "uuid": u}));
             }
@@ -222,11 +223,11 @@ mod tests {
             },
         );
         let p = plan_register(&[item(U1, "object", "Cube"), item(U2, "object", "New")], &who(), &v);
-        assert_eq!(p.results[0].status, "unchanged");
-        assert_eq!(p.results[1].status, "registered");
+        assert_eq!(p.results[0].status, ItemStatus::Unchanged);
+        assert_eq!(p.results[1].status, ItemStatus::Registered);
         assert_eq!(p.steps.len(), 1);
         let p = plan_register(&[item(U1, "object", "Renamed")], &who(), &v);
-        assert_eq!(p.results[0].status, "updated");
+        assert_eq!(p.results[0].status, ItemStatus::Updated);
     }
 
     #[test]
@@ -243,12 +244,12 @@ mod tests {
         );
         v.claims.insert(U1.into(), "other-session".into());
         let p = plan_register(&[item(U1, "object", "Cube.001")], &who(), &v);
-        assert_eq!(p.results[0].status, "collision");
+        assert_eq!(p.results[0].status, ItemStatus::Collision);
         assert!(p.steps.is_empty());
         assert_eq!(p.collisions.len(), 1);
         v.claims.clear();
         let p = plan_register(&[item(U1, "mesh", "Cube")], &who(), &v);
-        assert_eq!(p.results[0].status, "collision");
+        assert_eq!(p.results[0].status, ItemStatus::Collision);
     }
 
     #[test]
@@ -265,8 +266,9 @@ mod tests {
             &who(),
             &v,
         );
-        let codes: Vec<_> = p.results.iter().map(|r| r.error_code.clone().unwrap_or_default()).collect();
-        assert_eq!(codes, vec!["INVALID_UUID", "UNKNOWN_KIND", "TOO_LARGE", ""]);
+        let codes: Vec<_> = p.results.iter().map(|r| r.error_code).collect();
+        use ItemErrorCode::*;
+        assert_eq!(codes, vec![Some(InvalidUuid), Some(UnknownKind), Some(TooLarge), None]);
         assert_eq!(p.steps.len(), 1);
     }
 
@@ -276,7 +278,7 @@ mod tests {
         let mut it = item(U2, "object", "Cube.001");
         it.duplicate_of = Some(U1.into());
         let p = plan_register(&[it], &who(), &v);
-        assert_eq!(p.results[0].status, "registered");
+        assert_eq!(p.results[0].status, ItemStatus::Registered);
         assert_eq!(p.steps[0]["op"], "duplicate");
         assert_eq!(p.steps[0]["duplicate_of"], U1);
         assert_eq!(p.steps[1]["op"], "register");
@@ -290,9 +292,9 @@ mod tests {
             Existing { kind: "object".into(), name: "Cube".into(), quarantined: false, editor_ref: None },
         );
         let p = plan_tombstone(&[U1.into(), U2.into(), "bad".into()], &v);
-        let s: Vec<_> = p.results.iter().map(|r| (r.status.clone(), r.error_code.clone())).collect();
-        assert_eq!(s[0], ("tombstoned".into(), None));
-        assert_eq!(s[1], ("error".into(), Some("NOT_FOUND".into())));
-        assert_eq!(s[2], ("error".into(), Some("INVALID_UUID".into())));
+        let s: Vec<_> = p.results.iter().map(|r| (r.status, r.error_code)).collect();
+        assert_eq!(s[0], (ItemStatus::Tombstoned, None));
+        assert_eq!(s[1], (ItemStatus::Error, Some(ItemErrorCode::NotFound)));
+        assert_eq!(s[2], (ItemStatus::Error, Some(ItemErrorCode::InvalidUuid)));
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalogue::{strip_prefix, Catalogue, SocketType};
 use crate::graph::{Frame, Graph, Interface, LinkForm, LinkSpec, NodeSpec};
-use crate::validate::{interface_of, sockets_for, Side, Sock, GROUP_INPUT, GROUP_OUTPUT};
+use crate::validate::{interface_of, interface_sockets, sockets_for, Side, Sock, GROUP_INPUT, GROUP_OUTPUT};
 use crate::GeonodesError;
 
 fn refuse(line: usize, reason: impl Into<String>) -> GeonodesError {
@@ -205,26 +205,9 @@ pub fn from_mermaid(text: &str, cat: &Catalogue) -> Result<Graph, GeonodesError>
 
 fn node_sockets(cat: &Catalogue, g: &Graph, iface: &Interface, id: &str, side: Side) -> Vec<Sock> {
     let Some(n) = g.nodes.iter().find(|n| n.id == id) else { return Vec::new() };
-    let group = |list: &[crate::graph::InterfaceSocket]| -> Vec<Sock> {
-        list.iter()
-            .map(|s| {
-                let t = cat.interface_socket_type(&s.socket_type);
-                Sock {
-                    name: s.name.clone(),
-                    identifier: s.name.clone(),
-                    idname: s.socket_type.clone(),
-                    kind: t.map(|t| t.kind).unwrap_or(SocketType::Unknown),
-                    field: crate::catalogue::FieldSupport::Unknown,
-                    multi_input: false,
-                    enabled: true,
-                    default: None,
-                }
-            })
-            .collect()
-    };
     match (n.node_type.as_str(), side) {
-        (GROUP_INPUT, Side::Output) => group(&iface.inputs),
-        (GROUP_OUTPUT, Side::Input) => group(&iface.outputs),
+        (GROUP_INPUT, Side::Output) => interface_sockets(cat, &iface.inputs, Side::Output),
+        (GROUP_OUTPUT, Side::Input) => interface_sockets(cat, &iface.outputs, Side::Input),
         (t, side) => match cat.node(t) {
             Some(ty) => {
                 let (i, o, _) = sockets_for(ty, &n.properties);

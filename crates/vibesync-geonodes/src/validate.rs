@@ -258,6 +258,31 @@ pub fn interface_of(g: &Graph) -> graph::Interface {
     })
 }
 
+/// The sockets a Group Input (`side` Output: the interface inputs) or Group Output (`side`
+/// Input: the interface outputs) node has for the declared interface.
+pub fn interface_sockets(cat: &Catalogue, list: &[graph::InterfaceSocket], side: Side) -> Vec<Sock> {
+    list.iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let t = cat.interface_socket_type(&s.socket_type);
+            Sock {
+                name: s.name.clone(),
+                identifier: format!("Socket_{k}"),
+                idname: t.map(|t| t.idname.clone()).unwrap_or_else(|| s.socket_type.clone()),
+                kind: t.map(|t| t.kind).unwrap_or(SocketType::Unknown),
+                // Group inputs of a modifier's tree are single values; group outputs take fields.
+                field: match side {
+                    Side::Output => FieldSupport::Single,
+                    Side::Input => FieldSupport::Field,
+                },
+                multi_input: false,
+                enabled: true,
+                default: s.default.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Zone input idname → its output idname (`GeometryNodeRepeatInput` → `…RepeatOutput`), read
 /// from the catalogue: every `…Input` type with an `…Output` twin except group IO.
 pub fn zone_output_of(cat: &Catalogue, idname: &str) -> Option<String> {
@@ -411,29 +436,6 @@ impl<'a> Validator<'a> {
         iface
     }
 
-    fn interface_socks(&self, list: &[graph::InterfaceSocket], side: Side) -> Vec<Sock> {
-        list.iter()
-            .enumerate()
-            .map(|(k, s)| {
-                let t = self.cat.interface_socket_type(&s.socket_type);
-                Sock {
-                    name: s.name.clone(),
-                    identifier: format!("Socket_{k}"),
-                    idname: t.map(|t| t.idname.clone()).unwrap_or_else(|| s.socket_type.clone()),
-                    kind: t.map(|t| t.kind).unwrap_or(SocketType::Unknown),
-                    // Group inputs of a modifier's tree are single values; group outputs take fields.
-                    field: match side {
-                        Side::Output => FieldSupport::Single,
-                        Side::Input => FieldSupport::Field,
-                    },
-                    multi_input: false,
-                    enabled: true,
-                    default: s.default.clone(),
-                }
-            })
-            .collect()
-    }
-
     fn resolve_nodes(&mut self, iface: &graph::Interface) {
         for (i, n) in self.g.nodes.iter().enumerate() {
             let mut props = n.properties.clone();
@@ -455,12 +457,12 @@ impl<'a> Validator<'a> {
                     ty: self.cat.node(GROUP_INPUT),
                     properties: props,
                     inputs: Vec::new(),
-                    outputs: self.interface_socks(&iface.inputs, Side::Output),
+                    outputs: interface_sockets(self.cat, &iface.inputs, Side::Output),
                 },
                 GROUP_OUTPUT => Resolved {
                     ty: self.cat.node(GROUP_OUTPUT),
                     properties: props,
-                    inputs: self.interface_socks(&iface.outputs, Side::Input),
+                    inputs: interface_sockets(self.cat, &iface.outputs, Side::Input),
                     outputs: Vec::new(),
                 },
                 t => match self.cat.node(t) {

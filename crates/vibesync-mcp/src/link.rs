@@ -193,6 +193,8 @@ async fn connect(inner: &Arc<Inner>) -> Result<(), String> {
         return Err(format!("handshake refused: {} {}", welcome["code"], welcome["message"]));
     }
     inner.seq.store(welcome["seq"].as_u64().unwrap_or(0), Ordering::SeqCst);
+    // Connected: no add-on tools until the daemon sends a registry (PROTOCOL.md §9.1).
+    inner.registry.send_replace(Some(json!({"type": "registry_updated", "available_addons": []})));
     info!(%addr, project_id = %inner.project_id, session_id = %welcome["session_id"], "connected to the daemon as an agent");
     let (tx, mut rx) = mpsc::channel::<Frame>(256);
     *inner.out.lock().unwrap() = Some(tx);

@@ -233,6 +233,26 @@ impl VibeSyncMcp {
             }
             Builtin::SceneQuery => unreachable!("answered above"),
         };
+        if b == Builtin::Create {
+            // Like an editor, the agent registers the identity it creates before its state.
+            let name = s("name").unwrap_or_default();
+            let item = json!({"uuid": uuid, "kind": "object", "name": name, "editor_ref": format!("agent:{name}")});
+            match self.ask(json!({"type": "register", "items": [item]})).await {
+                Ok(a) if a["type"] == "ack" && a["results"][0]["status"] == "registered" => {}
+                Ok(a) if a["type"] == "ack" => {
+                    let r = &a["results"][0];
+                    return refusal(
+                        r["error_code"].as_str().unwrap_or("INVALID_FIELD"),
+                        None,
+                        r["message"].as_str().unwrap_or("register refused"),
+                    );
+                }
+                Ok(a) => {
+                    return refusal(a["code"].as_str().unwrap_or("INTERNAL"), None, a["message"].as_str().unwrap_or(""))
+                }
+                Err(e) => return offline(&e),
+            }
+        }
         let batch = self.link.wait_batch(vec![uuid.clone()]);
         let ack = match self.ask(json!({"type": "change", "base_seq": self.link.seq(), "changes": [op]})).await {
             Ok(a) => a,

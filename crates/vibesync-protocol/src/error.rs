@@ -105,9 +105,26 @@ pub enum ItemErrorCode {
     DuplicateInRequest,
     Stale,
     Blocked,
+    /// The daemon could not read or write its stores for this item (it stops; reconnect).
+    StorageFailed,
 }
 
 impl ItemErrorCode {
+    pub const ALL: [ItemErrorCode; 12] = [
+        ItemErrorCode::InvalidUuid,
+        ItemErrorCode::UnknownKind,
+        ItemErrorCode::InvalidName,
+        ItemErrorCode::InvalidField,
+        ItemErrorCode::NonFinite,
+        ItemErrorCode::TooLarge,
+        ItemErrorCode::Quarantined,
+        ItemErrorCode::NotFound,
+        ItemErrorCode::DuplicateInRequest,
+        ItemErrorCode::Stale,
+        ItemErrorCode::Blocked,
+        ItemErrorCode::StorageFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ItemErrorCode::InvalidUuid => "INVALID_UUID",
@@ -121,6 +138,7 @@ impl ItemErrorCode {
             ItemErrorCode::DuplicateInRequest => "DUPLICATE_IN_REQUEST",
             ItemErrorCode::Stale => "STALE",
             ItemErrorCode::Blocked => "BLOCKED",
+            ItemErrorCode::StorageFailed => "STORAGE_FAILED",
         }
     }
 }

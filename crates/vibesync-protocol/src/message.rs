@@ -10,14 +10,18 @@ use std::collections::BTreeMap;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, ItemErrorCode};
 use crate::frame::Frame;
+use crate::names::{BatchOutcome, ItemStatus, PathKind, RollbackCode};
 
 /// `hello`: the first frame of every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u32,
-    pub project_id: String,
+    /// Omitted (or null) by editors whose user set no project id: the daemon assigns one
+    /// (docs/PROTOCOL.md §3, zero-config pairing) and names it in `welcome.project_id`.
+    #[serde(default)]
+    pub project_id: Option<String>,
     pub editor: String,
     #[serde(default)]
     pub editor_version: String,
@@ -76,6 +80,37 @@ pub struct Change {
     #[serde(default)]
     pub base_seq: u64,
     pub changes: Vec<Value>,
+    /// Set when automation (an agent's tool call inside the editor) made these changes;
+    /// absent for a person's edit (docs/PROTOCOL.md §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automation: Option<Automation>,
+}
+
+/// Who, in automation, made a `change` (docs/PROTOCOL.md §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Automation {
+    #[serde(default)]
+    pub operation_id: String,
+    #[serde(default)]
+    pub tool: String,
+    #[serde(default)]
+    pub agent_session: String,
+}
+
+/// `editor_state`: an editor paused itself after repeated identical failures, or runs again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditorState {
+    pub state: EditorRunState,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Whether an editor's sync runs (docs/PROTOCOL.md §6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditorRunState {
+    Running,
+    Paused,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +165,7 @@ pub enum Inbound {
     UserActivity(UserActivity),
     Resync(Resync),
     Admin(Admin),
+    EditorState(EditorState),
     AddonCommand(crate::addon::AddonCommand),
     AddonCancel(crate::addon::AddonCancel),
     CommandResponse(crate::addon::CommandResponse),
@@ -152,6 +188,7 @@ impl Inbound {
             Inbound::UserActivity(_) => "user_activity",
             Inbound::Resync(_) => "resync",
             Inbound::Admin(_) => "admin",
+            Inbound::EditorState(_) => "editor_state",
             Inbound::AddonCommand(_) => "addon_command",
             Inbound::AddonCancel(_) => "addon_cancel",
             Inbound::CommandResponse(_) => "command_response",
@@ -294,6 +331,7 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
         "user_activity" => Inbound::UserActivity(typed(value, &request_id)?),
         "resync" => Inbound::Resync(typed(value, &request_id)?),
         "admin" => Inbound::Admin(typed(value, &request_id)?),
+        "editor_state" => Inbound::EditorState(typed(value, &request_id)?),
         "addon_command" => Inbound::AddonCommand(typed(value, &request_id)?),
         "addon_cancel" => Inbound::AddonCancel(typed(value, &request_id)?),
         "command_response" => Inbound::CommandResponse(typed(value, &request_id)?),
@@ -318,23 +356,23 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemResult {
     pub uuid: String,
-    pub status: String,
+    pub status: ItemStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    pub error_code: Option<ItemErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 impl ItemResult {
-    pub fn ok(uuid: impl Into<String>, status: &str) -> ItemResult {
-        ItemResult { uuid: uuid.into(), status: status.to_string(), error_code: None, message: None }
+    pub fn ok(uuid: impl Into<String>, status: ItemStatus) -> ItemResult {
+        ItemResult { uuid: uuid.into(), status, error_code: None, message: None }
     }
 
-    pub fn error(uuid: impl Into<String>, code: &str, message: impl Into<String>) -> ItemResult {
+    pub fn error(uuid: impl Into<String>, code: ItemErrorCode, message: impl Into<String>) -> ItemResult {
         ItemResult {
             uuid: uuid.into(),
-            status: "error".into(),
-            error_code: Some(code.to_string()),
+            status: ItemStatus::Error,
+            error_code: Some(code),
             message: Some(message.into()),
         }
     }
@@ -350,6 +388,8 @@ pub enum Outbound {
         protocol: u32,
         seq: u64,
         safe_mode: bool,
+        /// The effective project (the one the hello named, or the one assigned to it).
+        project_id: String,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -370,8 +410,11 @@ pub enum Outbound {
     BatchBegin {
         batch_id: String,
         seq: u64,
-        path: String,
+        path: PathKind,
         count: u32,
+        /// The `resync` request this batch answers (§6.6).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     Apply {
         batch_id: String,
@@ -380,14 +423,37 @@ pub enum Outbound {
     BatchEnd {
         batch_id: String,
         seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     BatchResult {
         batch_id: String,
         seq: u64,
-        outcome: String,
+        outcome: BatchOutcome,
         uuids: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        error_code: Option<String>,
+        error_code: Option<RollbackCode>,
+        /// On `rolled_back` to the origin of a person's edit: the editor keeps its state and
+        /// marks these uuids not synced (docs/PROTOCOL.md §6.4).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kept_local: bool,
+        /// Why propagation failed, for people (set with `kept_local`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The scene-holding sessions of the receiver's project changed (docs/PROTOCOL.md §6.8).
+    Peers {
+        project_id: String,
+        peers: Vec<Peer>,
+        other_projects: Vec<OtherProject>,
+    },
+    /// Two editors changed one object concurrently; `loser` was corrected (§6.2).
+    Conflict {
+        uuid: String,
+        winner: String,
+        loser: String,
+        op: String,
+        seq: u64,
     },
     SafeMode {
         active: bool,
@@ -439,6 +505,21 @@ pub enum Outbound {
         seq: u64,
         objects: Vec<Value>,
     },
+}
+
+/// One entry of `peers.peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub session_id: String,
+    pub client: String,
+    pub client_id: String,
+}
+
+/// One entry of `peers.other_projects`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherProject {
+    pub project_id: String,
+    pub clients: Vec<String>,
 }
 
 impl Outbound {

@@ -1,6 +1,7 @@
 //! Zero-trust checks applied to everything an editor sends (seed 001 §11).
 
 use crate::error::ItemErrorCode;
+use crate::names::EntityKind;
 
 pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_EDITOR_REF_BYTES: usize = 1024;
@@ -10,13 +11,6 @@ pub const MAX_ID_BYTES: usize = 128;
 pub const MIN_UNIT_SCALE: f64 = 1e-6;
 pub const MAX_UNIT_SCALE: f64 = 1e6;
 pub const MAX_ITEMS_PER_REQUEST: usize = 10_000;
-
-/// Datablock kinds the registry knows (docs/PROTOCOL.md §5).
-pub const KINDS: [&str; 10] =
-    ["object", "mesh", "material", "armature", "action", "image", "collection", "light", "camera", "node_group"];
-
-/// Editor kinds allowed in `hello.editor`.
-pub const EDITORS: [&str; 5] = ["blender", "unity", "cli", "agent", "test"];
 
 /// A per-item validation failure: a code and a message that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,15 +64,13 @@ pub fn project_id(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn kind(s: &str) -> Result<(), ItemError> {
-    if KINDS.contains(&s) {
-        Ok(())
-    } else {
-        Err(ItemError::new(
+pub fn kind(s: &str) -> Result<EntityKind, ItemError> {
+    EntityKind::parse(s).ok_or_else(|| {
+        ItemError::new(
             ItemErrorCode::UnknownKind,
-            format!("unknown kind `{}`; expected one of {}", truncate_for_message(s), KINDS.join(", ")),
-        ))
-    }
+            format!("unknown kind `{}`; expected one of {}", truncate_for_message(s), EntityKind::list()),
+        )
+    })
 }
 
 pub fn name(s: &str) -> Result<(), ItemError> {

@@ -221,6 +221,31 @@ fn gen_stable() -> Value {
     })
 }
 
+/// The wire vocabulary (D6): every name of docs/PROTOCOL.md the three implementations spell.
+fn gen_names() -> Value {
+    use vibesync_protocol::names::*;
+    use vibesync_protocol::{ErrorCode, ItemErrorCode};
+    fn names<T: Copy + std::fmt::Display>(all: &[T]) -> Value {
+        Value::Array(all.iter().map(|v| Value::String(v.to_string())).collect())
+    }
+    json!({
+        "description": "The wire vocabulary of docs/PROTOCOL.md, generated from the enums of crates/vibesync-protocol (names.rs, error.rs). Python (addons/blender/vibesync/wire.py) and C# (Runtime/Core) check their names against this file.",
+        "message_types": MessageType::ALL.iter().map(|t| json!({"type": t.as_str(), "direction": t.direction().as_str()})).collect::<Vec<_>>(),
+        "error_codes": ErrorCode::ALL.iter().map(|c| json!({"code": c.as_str(), "closes_connection": c.closes_connection()})).collect::<Vec<_>>(),
+        "item_error_codes": names(&ItemErrorCode::ALL),
+        "item_statuses": names(ItemStatus::ALL),
+        "batch_outcomes": names(BatchOutcome::ALL),
+        "rollback_codes": names(RollbackCode::ALL),
+        "path_kinds": names(PathKind::ALL),
+        "client_kinds": ClientKind::ALL.iter().map(|k| json!({"kind": k.as_str(), "holds_scene": k.holds_scene()})).collect::<Vec<_>>(),
+        "entity_kinds": EntityKind::ALL.iter().map(|k| json!({"kind": k.as_str(), "synced_state": k.has_synced_state()})).collect::<Vec<_>>(),
+        "change_ops": ChangeOpKind::ALL.iter().map(|o| json!({"op": o.as_str(), "path": o.path().as_str()})).collect::<Vec<_>>(),
+        "admin_actions": names(AdminAction::ALL),
+        "editor_run_states": names(EditorRunState::ALL),
+        "optional_fields": OPTIONAL_FIELDS.iter().map(|(t, f)| json!({"type": t.as_str(), "fields": f})).collect::<Vec<_>>(),
+    })
+}
+
 fn t_json(t: &Transform) -> Value {
     json!({"t": t.t, "r": t.r, "s": t.s})
 }
@@ -263,6 +288,7 @@ fn all_files() -> Vec<(&'static str, Value)> {
         ("quantize.json", gen_quantize()),
         ("state_hash.json", gen_state_hash()),
         ("stable.json", gen_stable()),
+        ("names.json", gen_names()),
         ("coords.json", gen_coords()),
         ("mesh.json", gen_mesh()),
     ]
@@ -355,4 +381,30 @@ fn state_hashes_match_and_epsilon_cases_agree() {
         assert_eq!(canonical_json(&case["state"]), case["canonical"].as_str().unwrap());
         assert_eq!(state_hash(&case["state"]), case["hash"].as_str().unwrap());
     }
+}
+
+/// Every name of the vocabulary is spelled in docs/PROTOCOL.md (the document is the contract).
+#[test]
+fn every_name_is_in_the_protocol_document() {
+    let doc = std::fs::read_to_string(vectors_dir().join("../../docs/PROTOCOL.md")).unwrap();
+    let names = load("names.json");
+    let mut missing = Vec::new();
+    for (key, list) in names.as_object().unwrap() {
+        let Some(list) = list.as_array() else { continue };
+        for v in list {
+            let name = match v {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => ["type", "code", "kind", "op"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => continue,
+            };
+            if !name.is_empty() && !doc.contains(&format!("`{name}`")) && !doc.contains(&format!("\"{name}\"")) {
+                missing.push(format!("{key}: {name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "names.json names missing from docs/PROTOCOL.md: {missing:?}");
 }

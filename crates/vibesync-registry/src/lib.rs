@@ -34,8 +34,11 @@
 //! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
 //! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?}` | replace the authoritative synced state and its hash. |
 //! | `{"op":"migrate","from":N,"to":M}` | schema migration (see [`migrate`]); a no-op when the registry is already at M. |
+//! | `{"op":"conflict","uuid":U,"winner":E,"loser":E,"change_op":O}` | two editors changed U concurrently and E=`loser`'s change `O` gave way (docs/PROTOCOL.md §6.2); changes no record. |
 //!
-//! A step whose seq ≤ its record's `updated_seq` is skipped (last writer by seq wins).
+//! Transactions apply in COMMIT order, each exactly once (the `last_applied_seq` watermark);
+//! within that order the last writer wins, whatever the seqs of the STEPs (a STEP written at
+//! BEGIN of a transaction that commits later still applies). `updated_seq` never decreases.
 //! Build payloads with [`Op::to_payload`] to stay in the schema.
 
 pub mod entry;
@@ -51,5 +54,5 @@ pub use entry::{Binding, Counts, Entry, Status};
 pub use error::{RegistryError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use ops::{is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep};
-pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryConfig};
+pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryConfig, Resume};
 pub use sidecar::{SidecarStatus, SidecarWritten};

@@ -14,7 +14,7 @@ use crate::error::{RegistryError, Result};
 
 /// Operation names the registry understands. STEP payloads with any other `op` (or none)
 /// belong to other consumers and are ignored.
-pub const REGISTRY_OPS: [&str; 6] = ["register", "tombstone", "quarantine", "release", "state", "migrate"];
+pub const REGISTRY_OPS: [&str; 7] = ["register", "tombstone", "quarantine", "release", "state", "migrate", "conflict"];
 
 /// A parsed registry STEP payload. See the crate docs for the JSON schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +55,14 @@ pub enum Op {
         from: u32,
         to: u32,
     },
+    /// Two editors changed one uuid concurrently; `loser`'s change gave way to `winner`'s
+    /// (docs/PROTOCOL.md §6.2). A record for people and audits: it changes no record.
+    Conflict {
+        uuid: String,
+        winner: String,
+        loser: String,
+        change_op: String,
+    },
 }
 
 impl Op {
@@ -69,7 +77,8 @@ impl Op {
             | Op::Tombstone { uuid }
             | Op::Quarantine { uuid, .. }
             | Op::Release { uuid }
-            | Op::State { uuid, .. } => Some(uuid),
+            | Op::State { uuid, .. }
+            | Op::Conflict { uuid, .. } => Some(uuid),
             Op::Migrate { .. } => None,
         }
     }
@@ -269,14 +278,12 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             report.steps_applied += 1;
             return Ok(());
         }
+        Op::Conflict { .. } => {
+            report.steps_applied += 1;
+            return Ok(());
+        }
         Op::Register { uuid, kind, name, editor, editor_ref, session_id, client_id } => {
             let cur = st.get(base, project, &uuid)?;
-            if let Some(e) = &cur {
-                if seq <= e.updated_seq {
-                    skip(report, &uuid, format!("record already at seq {}", e.updated_seq));
-                    return Ok(());
-                }
-            }
             let mut e = cur.unwrap_or_else(|| Entry {
                 project_id: project.to_owned(),
                 uuid: uuid.clone(),
@@ -306,7 +313,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
                     },
                 );
             }
-            e.updated_seq = seq;
+            e.updated_seq = e.updated_seq.max(seq);
             tracing::debug!(seq, uuid = %e.uuid, project, "registry: register");
             st.set(project, &uuid, Some(e));
         }
@@ -318,7 +325,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             };
             e.status = Status::Tombstoned;
             e.tombstone_seq = Some(seq);
-            e.updated_seq = seq;
+            e.updated_seq = e.updated_seq.max(seq);
             tracing::debug!(seq, uuid = %uuid, project, "registry: tombstone");
             st.archive.push(e);
             st.set(project, &uuid, None);
@@ -329,7 +336,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             };
             e.status = Status::Quarantined;
             e.quarantine_reason = Some(reason.unwrap_or_default());
-            e.updated_seq = seq;
+            e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));
         }
         Op::Release { uuid } => {
@@ -338,7 +345,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             };
             e.status = Status::Live;
             e.quarantine_reason = None;
-            e.updated_seq = seq;
+            e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));
         }
         Op::State { uuid, state, state_hash } => {
@@ -347,7 +354,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             };
             e.state = Some(state);
             e.state_hash = state_hash;
-            e.updated_seq = seq;
+            e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));
         }
     }
@@ -356,7 +363,13 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
 }
 
 /// The live (or quarantined) record a step may update: `None` (and the step reported as
-/// skipped) when there is none, or when the record is already at this step's seq or later.
+/// skipped) when there is none.
+///
+/// Transactions reach the registry in COMMIT order (the watermark makes a whole transaction
+/// idempotent), so a step of a later-committed transaction applies even when another
+/// transaction that committed in between wrote the record at a higher seq: a sync batch's
+/// state STEP (written at BEGIN) is never dropped because an editor registered the uuid
+/// before the batch committed. `updated_seq` never goes backwards.
 fn updatable(
     st: &mut Staging,
     base: &dyn Base,
@@ -370,10 +383,6 @@ fn updatable(
         skip(report, seq, uuid, missing.into());
         return Ok(None);
     };
-    if seq <= e.updated_seq {
-        skip(report, seq, uuid, format!("record already at seq {}", e.updated_seq));
-        return Ok(None);
-    }
     Ok(Some(e))
 }
 

@@ -86,6 +86,16 @@ impl std::fmt::Display for RebuildReason {
     }
 }
 
+/// Where a boot checkpoint lets [`Registry::open_resuming`] start (docs/WAL.md §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The checkpoint covers the records up to this seq.
+    pub after_seq: u64,
+    /// The registry watermark the checkpoint flushed: every COMMIT of a transaction that
+    /// began at or before `after_seq` is at or below it.
+    pub registry_seq: u64,
+}
+
 /// What `Registry::open` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -200,6 +210,23 @@ impl Registry {
         F: FnMut() -> I,
         I: IntoIterator<Item = Record>,
     {
+        Self::open_resuming(cfg, None, |_| wal())
+    }
+
+    /// [`Registry::open`] after a boot checkpoint (docs/WAL.md §9). `wal(true)` returns the
+    /// records after `resume.after_seq`, `wal(false)` every record from the start. The short
+    /// read is used only when the registry is at least at `resume.registry_seq` (the
+    /// watermark the checkpoint flushed); a registry behind it, missing or damaged is caught
+    /// up or rebuilt from the whole log.
+    pub fn open_resuming<F, I>(
+        cfg: &RegistryConfig,
+        resume: Option<Resume>,
+        mut wal: F,
+    ) -> Result<(Registry, OpenReport)>
+    where
+        F: FnMut(bool) -> I,
+        I: IntoIterator<Item = Record>,
+    {
         let dir = cfg.data_dir.join("registry");
         let existed = dir.exists();
         let reg = match Self::open_dir(cfg, &dir) {
@@ -207,7 +234,7 @@ impl Registry {
                 // The directory was there but sled holds nothing: data was lost (sled drops a
                 // damaged log tail silently). Keep the evidence, rebuild.
                 drop(reg);
-                return Self::rebuild(cfg, RebuildReason::MetaMissing, wal);
+                return Self::rebuild(cfg, RebuildReason::MetaMissing, || wal(false));
             }
             Ok((reg, loaded)) => {
                 if matches!(loaded, Loaded::Fresh) {
@@ -216,12 +243,18 @@ impl Registry {
                 reg
             }
             Err(RebuildReason::Locked { message }) => return Err(locked(dir, &message)),
-            Err(reason) => return Self::rebuild(cfg, reason, wal),
+            Err(reason) => return Self::rebuild(cfg, reason, || wal(false)),
         };
         let outcome = if existed { OpenOutcome::Opened } else { OpenOutcome::Created };
         let before = reg.meta().last_applied_seq;
-        match reg.catch_up(wal()) {
-            Ok(cu) => {
+        let short = resume.filter(|r| existed && before >= r.registry_seq);
+        match reg.catch_up(wal(short.is_some())) {
+            Ok(mut cu) => {
+                if let Some(r) = short {
+                    // A watermark at or before the resume point was checked when the
+                    // checkpoint was written; one after it must be a COMMIT read here.
+                    cu.found_last_commit |= before <= r.after_seq;
+                }
                 let m = reg.meta();
                 if m.last_applied_seq > cu.wal_last_seq {
                     drop(reg);
@@ -234,11 +267,11 @@ impl Registry {
                     }
                     let reason =
                         RebuildReason::AheadOfWal { registry_seq: m.last_applied_seq, wal_last_seq: cu.wal_last_seq };
-                    return Self::rebuild(cfg, reason, wal);
+                    return Self::rebuild(cfg, reason, || wal(false));
                 }
                 if before > 0 && !cu.found_last_commit {
                     drop(reg);
-                    return Self::rebuild(cfg, RebuildReason::CommitNotInWal { seq: before }, wal);
+                    return Self::rebuild(cfg, RebuildReason::CommitNotInWal { seq: before }, || wal(false));
                 }
                 reg.flush()?;
                 let report = OpenReport {
@@ -254,7 +287,7 @@ impl Registry {
             }
             Err(RegistryError::MigrationPending { from, .. }) => {
                 drop(reg);
-                Self::rebuild(cfg, RebuildReason::OldSchemaBehind { schema_version: from }, wal)
+                Self::rebuild(cfg, RebuildReason::OldSchemaBehind { schema_version: from }, || wal(false))
             }
             Err(
                 e @ (RegistryError::CorruptRecord { .. }
@@ -262,7 +295,7 @@ impl Registry {
                 | RegistryError::SledPanic { .. }),
             ) => {
                 drop(reg);
-                Self::rebuild(cfg, RebuildReason::Unreadable { message: e.to_string() }, wal)
+                Self::rebuild(cfg, RebuildReason::Unreadable { message: e.to_string() }, || wal(false))
             }
             Err(e) => Err(e),
         }
@@ -467,9 +500,8 @@ impl Registry {
     /// Apply one committed transaction: its records (STEPs and the COMMIT; BEGIN, FINAL...
     /// may be included and are ignored). STEPs are applied in seq order; the changes,
     /// counters and `last_applied_seq = COMMIT seq` land in one sled batch. Idempotent: a
-    /// transaction whose COMMIT seq ≤ `last_applied_seq` is skipped (`applied == false`),
-    /// and a step whose seq ≤ the target record's `updated_seq` is skipped. Transactions
-    /// must be applied in COMMIT order. Not durable until [`Registry::flush`].
+    /// transaction whose COMMIT seq ≤ `last_applied_seq` is skipped (`applied == false`).
+    /// Transactions must be applied in COMMIT order; the last one committed wins. Not durable until [`Registry::flush`].
     pub fn apply_committed(&self, records: &[Record]) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut meta = self.meta.lock().unwrap();

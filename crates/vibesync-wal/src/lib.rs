@@ -30,4 +30,4 @@ pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV
 pub use recovery::{Quarantined, Recovery, Repaired};
 pub use segment::{format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES};
 pub use txindex::{transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx};
-pub use wal::{DurableHook, Fault, ResumeAt, Wal, WalConfig, WalStats};
+pub use wal::{segment_stamps, DurableHook, Fault, ResumeAt, SegmentStamp, Wal, WalConfig, WalStats};

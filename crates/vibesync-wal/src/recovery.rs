@@ -12,7 +12,7 @@ use crate::error::WalError;
 use crate::record::{RecordHead, SCHEMA_VERSION};
 use crate::segment::{ensure_dir, fsync_dir, list_segments, quarantine_file_name, SegmentFile};
 use crate::txindex::{TxIndex, TxIndexBuilder};
-use crate::wal::{ResumeAt, WalConfig};
+use crate::wal::{stamp, ResumeAt, WalConfig};
 
 /// What `Wal::open` found and did.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct Recovery {
     /// (COMMIT, no FINAL). After a resume, only operations that began after it.
     pub transactions: TxIndex,
     /// Recovery started after this record (`WalConfig::resume` was used); `records` counts
-    /// only the records after it.
+    /// only the records read: those of the segment holding it, and after.
     pub resumed_after: Option<u64>,
     /// Why `WalConfig::resume` was not used (the whole log was read instead).
     pub resume_rejected: Option<String>,
@@ -164,11 +164,21 @@ pub(crate) struct Recovered {
 }
 
 /// Is `resume` the end of a real record of this log? Returns the index of its segment.
-fn check_resume(segments: &[SegmentFile], r: &ResumeAt) -> Result<usize, String> {
+fn check_resume(segments: &[SegmentFile], r: &ResumeAt) -> Result<(usize, String), String> {
     let i = segments
         .iter()
         .position(|s| s.first_seq == r.segment)
         .ok_or_else(|| format!("no segment starts at seq {}", r.segment))?;
+    let before: Vec<&SegmentFile> = segments[..i].iter().collect();
+    if before.len() != r.sealed.len() {
+        return Err(format!("{} segments before the checkpoint's, it knew {}", before.len(), r.sealed.len()));
+    }
+    for (s, known) in before.iter().zip(&r.sealed) {
+        let now = stamp(&s.path, s.first_seq).map_err(|e| format!("{}: {e}", s.path.display()))?;
+        if &now != known {
+            return Err(format!("{} changed since the checkpoint (size or modification time)", s.path.display()));
+        }
+    }
     let path = &segments[i].path;
     let len = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
     if r.offset == 0 || r.offset > len || r.seq < r.segment {
@@ -201,7 +211,14 @@ fn check_resume(segments: &[SegmentFile], r: &ResumeAt) -> Result<usize, String>
             r.h
         ));
     }
-    Ok(i)
+    // The checkpoint's own segment is read from its start (it may still have been written
+    // after the checkpoint): its first record's `prev` starts the chain there.
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut first = Vec::new();
+    std::io::BufRead::read_until(&mut std::io::BufReader::new(&mut f), b'\n', &mut first)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let head = RecordHead::parse_line(&first).map_err(|e| format!("first record of {}: {e}", path.display()))?;
+    Ok((i, head.prev.to_string()))
 }
 
 /// Longest line `check_resume` reads back (records are far smaller; see docs/WAL.md §2).
@@ -223,11 +240,11 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
     let mut resume_rejected = None;
     if let Some(r) = &cfg.resume {
         match check_resume(&segments, r) {
-            Ok(i) => {
-                chain = ChainState { next_seq: r.seq + 1, last_h: r.h.clone() };
+            Ok((i, prev)) => {
+                chain = ChainState { next_seq: segments[i].first_seq, last_h: prev };
                 tx = TxIndexBuilder::resuming();
                 first = i;
-                resume_from = Some((i, r.offset));
+                resume_from = Some((i, 0));
             }
             Err(why) => {
                 tracing::warn!("WAL: not resuming after seq {} ({why}); reading the whole log", r.seq);

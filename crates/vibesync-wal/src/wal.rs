@@ -43,6 +43,33 @@ pub struct ResumeAt {
     pub segment: u64,
     /// Byte offset just past its line (`\n` included) in that segment.
     pub offset: u64,
+    /// Size and modification time of every segment before that one, as they were: a
+    /// segment that changed since (or is missing) makes recovery read the whole log.
+    pub sealed: Vec<SegmentStamp>,
+}
+
+/// What a sealed segment looked like (see [`ResumeAt::sealed`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentStamp {
+    pub first_seq: u64,
+    pub len: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_ns: u128,
+}
+
+/// Stamps of the segments of `dir` that start before seq `segment`.
+pub fn segment_stamps(dir: &Path, segment: u64) -> std::io::Result<Vec<SegmentStamp>> {
+    let mut out = Vec::new();
+    for s in crate::segment::list_segments(dir)?.into_iter().filter(|s| s.first_seq < segment) {
+        out.push(stamp(&s.path, s.first_seq)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn stamp(path: &Path, first_seq: u64) -> std::io::Result<SegmentStamp> {
+    let m = std::fs::metadata(path)?;
+    let modified_ns = m.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    Ok(SegmentStamp { first_seq, len: m.len(), modified_ns })
 }
 
 impl WalConfig {

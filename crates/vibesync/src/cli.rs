@@ -118,6 +118,12 @@ pub enum Command {
         #[arg(long = "uuid")]
         uuids: Vec<String>,
     },
+    /// Stop the running daemon gracefully (like SIGTERM; works on every platform) and wait
+    /// until it has exited.
+    Stop {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run a maintenance pass now (pack the audit repository, collect unreferenced mesh
     /// blobs; the daemon also runs it every `storage.maintenance_interval_secs`).
     Maintain {
@@ -219,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Service { action } => service(action, json),
         Command::Geonodes { action } => crate::geonodes::run(action),
         Command::Maintain { data_dir: d } => maintain(data_dir(d), json),
+        Command::Stop { data_dir: d } => stop(data_dir(d), json),
         Command::History { data_dir: d, project, uuid, limit } => {
             crate::restore_cli::history(&data_dir(d), &project, uuid.as_deref(), limit, json)
         }
@@ -318,6 +325,7 @@ fn serve(
         let shutdown = async move {
             tokio::select! {
                 _ = signals.recv() => tracing::info!("signal received"),
+                _ = d2.stop_requested() => tracing::info!("stopping: vibesync stop"),
                 _ = d2.fatal_error() => tracing::error!("storage failure: stopping"),
             }
         };
@@ -401,13 +409,33 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
         let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
         println!("  sessions:   {}", sessions.len());
         for x in sessions {
+            let state = match x["editor_state"]["state"].as_str() {
+                Some(st) => format!(" editor_state={st} ({})", x["editor_state"]["reason"].as_str().unwrap_or("")),
+                None => String::new(),
+            };
             println!(
-                "    {} {} project={} client={}",
+                "    {} {} project={} client={}{state}",
                 x["session_id"].as_str().unwrap_or(""),
                 x["editor"].as_str().unwrap_or(""),
                 x["project_id"].as_str().unwrap_or(""),
                 x["client_id"].as_str().unwrap_or("")
             );
+        }
+        // Per project: who holds a scene, and what was kept locally after a failed sync.
+        if let Some(projects) = s["projects"].as_object() {
+            for (p, v) in projects {
+                let peers: Vec<&str> =
+                    v["peers"].as_array().into_iter().flatten().filter_map(|x| x["client"].as_str()).collect();
+                println!("  project {p}: peers [{}], conflicts {}", peers.join(", "), v["conflicts"]);
+                for n in v["not_synced"].as_array().into_iter().flatten() {
+                    println!(
+                        "    not synced: {} (kept in {}): {}",
+                        n["uuid"].as_str().unwrap_or(""),
+                        n["client"].as_str().unwrap_or(""),
+                        n["reason"].as_str().unwrap_or("")
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -513,6 +541,31 @@ fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn stop(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(r) = admin(&data, serde_json::json!({"action": "stop"}))? else {
+        if json {
+            print_json(&serde_json::json!({"stopped": false, "running": false}))?;
+        } else {
+            println!("no daemon is running on {}", data.root().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let pid = r["pid"].as_u64();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while vibesync_daemon::verify::daemon_running(&data).is_some() {
+        if std::time::Instant::now() > deadline {
+            bail!("the daemon (pid {pid:?}) did not exit within 60 s of `stop`; see its log");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if json {
+        print_json(&serde_json::json!({"stopped": true, "pid": pid}))?;
+    } else {
+        println!("stopped the daemon (pid {}) gracefully", pid.map(|p| p.to_string()).unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {

@@ -98,10 +98,13 @@ impl<W: Write> Write for JsonFixup<W> {
 }
 
 /// Rewrite `"uuids":"[\"a\", \"b\"]"` (a Debug-formatted list, wherever it appears: the
-/// event's fields, the current span, the span list) into `"uuids":["a","b"]`. A line that
-/// is not JSON, or has nothing to fix, is passed through byte for byte.
+/// event's fields, the current span, the span list) into `"uuids":["a","b"]`, and give a
+/// line that names a sync batch (`batch_id`, which is the batch's WAL operation id,
+/// docs/PROTOCOL.md §6.3) the same value as `operation_id`, so one jq filter finds every
+/// line of an operation. A line that is not JSON, or has nothing to fix, is passed through
+/// byte for byte.
 pub fn fix_line(line: &[u8]) -> Vec<u8> {
-    if !line.windows(7).any(|w| w == b"\"uuids\"") {
+    if !line.windows(7).any(|w| w == b"\"uuids\"") && !line.windows(10).any(|w| w == b"\"batch_id\"") {
         return line.to_vec();
     }
     let Ok(mut v) = serde_json::from_slice::<Value>(line) else {
@@ -114,6 +117,11 @@ pub fn fix_line(line: &[u8]) -> Vec<u8> {
 fn fix_value(v: &mut Value) {
     match v {
         Value::Object(map) => {
+            if !map.contains_key("operation_id") {
+                if let Some(b) = map.get("batch_id").filter(|b| b.is_string()).cloned() {
+                    map.insert("operation_id".into(), b);
+                }
+            }
             for (k, x) in map.iter_mut() {
                 if k == "uuids" {
                     if let Value::String(s) = x {
@@ -144,6 +152,8 @@ mod tests {
         assert_eq!(v["spans"][0]["uuids"], serde_json::json!(["c"]));
         assert_eq!(fix_line(b"not json \"uuids\""), b"not json \"uuids\"");
         assert_eq!(fix_line(br#"{"a":1}"#), br#"{"a":1}"#);
+        let v: Value = serde_json::from_slice(&fix_line(br#"{"fields":{"batch_id":"op-1"}}"#)).unwrap();
+        assert_eq!(v["fields"]["operation_id"], "op-1");
         let mut out = JsonFixup::new(Vec::new());
         out.write_all(br#"{"uuids":"[\"a\"]"}"#).unwrap();
         out.write_all(b"\n{\"b\":").unwrap();

@@ -48,7 +48,7 @@ pub fn next_steps(data: &DataDir, addr: SocketAddr, config: &ConfigSource) -> St
     );
     let _ = writeln!(
         s,
-        "  Watch:    vibesync status   |   vibesync tail --follow   |   scripts/demo (both editors, simulated)"
+        "  Watch:    vibesync status   |   vibesync tail --follow   |   scripts/demo (real Blender + headless Unity, nothing to install)"
     );
     s
 }

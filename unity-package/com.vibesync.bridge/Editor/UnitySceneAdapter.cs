@@ -292,6 +292,9 @@ namespace VibeSync.Bridge.Editor
             return fresh;
         }
 
+        // uuid -> the parent uuid a batch named that this scene did not have (the object is a root meanwhile).
+        readonly Dictionary<string, string> waitingForParent = new Dictionary<string, string>();
+
         public void ApplyBatch(IncomingBatch batch)
         {
             Undo.IncrementCurrentGroup();
@@ -301,10 +304,23 @@ namespace VibeSync.Bridge.Editor
             try
             {
                 foreach (var c in batch.Changes) ApplyOne(c, batch.UndoName, pendingParents);
+                // Children whose parent arrives in this batch, then this batch's parents. A parent this
+                // scene does not have makes the object a root (PROTOCOL §6.1) until that parent arrives.
+                foreach (var kv in new List<KeyValuePair<string, string>>(waitingForParent))
+                {
+                    var child = Find(kv.Key);
+                    var parent = Find(kv.Value);
+                    if (child == null) { waitingForParent.Remove(kv.Key); continue; }
+                    if (parent == null) continue;
+                    waitingForParent.Remove(kv.Key);
+                    Undo.SetTransformParent(child.transform, parent.transform, batch.UndoName);
+                }
                 foreach (var kv in pendingParents)
                 {
                     var parent = kv.Value == null ? null : Find(kv.Value);
-                    if (kv.Value != null && parent == null) throw new InvalidOperationException("parent " + kv.Value + " of " + UuidOf(kv.Key) + " does not exist");
+                    string uuid = UuidOf(kv.Key);
+                    if (uuid != null) waitingForParent.Remove(uuid);
+                    if (kv.Value != null && parent == null && uuid != null) waitingForParent[uuid] = kv.Value;
                     Undo.SetTransformParent(kv.Key.transform, parent != null ? parent.transform : null, batch.UndoName);
                 }
                 Undo.CollapseUndoOperations(group);

@@ -133,6 +133,7 @@ namespace VibeSync.Bridge.Editor
             if (engine == null) return;
             engine.Tick(TimeSpan.FromMilliseconds(Math.Max(1, VibeSyncSettings.instance.frameBudgetMs)));
             if (client != null && client.IncomingCount > 0) EditorApplication.QueuePlayerLoopUpdate(); // budget ran out: come back soon
+            if (client != null && client.AssignedProjectId != null) VibeSyncSettings.instance.KeepAssigned(client.AssignedProjectId);
             if (engine.LastSeq != savedSeq)
             {
                 savedSeq = engine.LastSeq;
@@ -327,7 +328,10 @@ namespace VibeSync.Bridge.Editor
         internal struct StatusInfo
         {
             public string State, Endpoint, ProjectId, SessionId, LastError, SafeModeReason;
-            public bool Connected, Running, SafeMode, Paused;
+            public bool Connected, Running, SafeMode, Paused, DaemonNotRunning;
+            public IDictionary<string, string> NotSynced;
+            public IList<Peer> Peers;
+            public IList<string> OtherProjects;
             public long LastSeq, BatchesApplied, BatchesHeld, Committed, RolledBack, ChangesSent;
             public int Tracked, Dirty;
         }
@@ -335,7 +339,7 @@ namespace VibeSync.Bridge.Editor
         public static StatusInfo Status()
         {
             var s = VibeSyncSettings.instance;
-            var st = new StatusInfo { Endpoint = s.host + ":" + s.port, ProjectId = s.EffectiveProjectId, State = "stopped" };
+            var st = new StatusInfo { Endpoint = s.host + ":" + s.port, ProjectId = s.EffectiveProjectId ?? "(assigned by the daemon)", State = "stopped" };
             if (client == null || engine == null) return st;
             st.Running = true;
             st.Connected = client.IsConnected;
@@ -352,6 +356,12 @@ namespace VibeSync.Bridge.Editor
             st.RolledBack = engine.BatchesRolledBack;
             st.ChangesSent = engine.ChangeOpsSent;
             st.LastError = client.IsConnected ? engine.LastError : (client.LastError ?? engine.LastError);
+            st.ProjectId = engine.ProjectId ?? st.ProjectId;
+            st.NotSynced = engine.NotSynced;
+            st.Peers = engine.Peers;
+            st.OtherProjects = engine.OtherProjects;
+            st.DaemonNotRunning = !st.Connected && !System.IO.File.Exists(s.EffectiveTokenFile) ||
+                (!st.Connected && client.LastError != null && client.LastError.Contains("cannot connect"));
             if (st.Paused) st.State = "paused (Play Mode)";
             else if (st.Connected && st.SafeMode) st.State = "safe mode";
             else if (st.Connected) st.State = "connected";

@@ -16,22 +16,32 @@ namespace VibeSync.Bridge.Editor
         public int port = 47800;
         [Tooltip("Empty: <daemon data dir>/token (VIBESYNC_DATA_DIR or the OS default)")]
         public string tokenFile = "";
-        [Tooltip("Empty: derived from the Unity project's product name")]
+        [Tooltip("Empty: the daemon pairs this project with the editors already running (zero-config), and the id it assigns is kept below")]
         public string projectId = "";
+        [Tooltip("The project id the daemon assigned on first connect (kept so this Unity project keeps its project and replay position)")]
+        public string assignedProjectId = "";
         [Tooltip("Milliseconds per editor frame spent applying incoming changes")]
         public int frameBudgetMs = 8;
 
         public void SaveNow() { Save(true); }
 
+        /// <summary>The id sent in hello: the one set by the user, else the one the daemon assigned
+        /// earlier, else null (omitted: the daemon assigns one, PROTOCOL §6.8).</summary>
         public string EffectiveProjectId
         {
             get
             {
                 if (!string.IsNullOrEmpty(projectId)) return projectId;
-                string p = Regex.Replace(Application.productName ?? "", "[^A-Za-z0-9._-]", "-").TrimStart('.');
-                if (p.Length > 128) p = p.Substring(0, 128);
-                return p.Length == 0 ? "unity-project" : p;
+                return string.IsNullOrEmpty(assignedProjectId) ? null : assignedProjectId;
             }
+        }
+
+        /// <summary>Keeps the id the daemon assigned (saved with the project settings).</summary>
+        public void KeepAssigned(string id)
+        {
+            if (string.IsNullOrEmpty(id) || !string.IsNullOrEmpty(projectId) || id == assignedProjectId) return;
+            assignedProjectId = id;
+            SaveNow();
         }
 
         public string EffectiveTokenFile { get { return string.IsNullOrEmpty(tokenFile) ? DataDir.DefaultTokenFile() : tokenFile; } }
@@ -39,7 +49,7 @@ namespace VibeSync.Bridge.Editor
         /// <summary>What is wrong with the settings, or null.</summary>
         public string Problem()
         {
-            if (!Msg.IsValidProjectId(EffectiveProjectId)) return "Project id \"" + EffectiveProjectId + "\" is invalid: use 1-128 chars of A-Z a-z 0-9 . _ - not starting with '.'";
+            if (EffectiveProjectId != null && !Msg.IsValidProjectId(EffectiveProjectId)) return "Project id \"" + EffectiveProjectId + "\" is invalid: use 1-128 chars of A-Z a-z 0-9 . _ - not starting with '.'";
             if (port <= 0 || port > 65535) return "Port " + port + " is out of range 1-65535";
             if (string.IsNullOrEmpty(host)) return "Host is empty";
             if (!File.Exists(EffectiveTokenFile)) return "Token file " + EffectiveTokenFile + " does not exist yet: start the daemon (`vibesync serve`)";
@@ -72,7 +82,7 @@ namespace VibeSync.Bridge.Editor
                             if (!string.IsNullOrEmpty(f)) s.tokenFile = f;
                         }
                     }
-                    s.projectId = EditorGUILayout.TextField(new GUIContent("Project id", "Empty: " + s.EffectiveProjectId), s.projectId);
+                    s.projectId = EditorGUILayout.TextField(new GUIContent("Project id", "Empty: " + (s.EffectiveProjectId ?? "assigned by the daemon")), s.projectId);
                     s.frameBudgetMs = EditorGUILayout.IntSlider(new GUIContent("Frame budget (ms)", "Time per editor frame for applying incoming changes"), s.frameBudgetMs, 1, 50);
                     if (EditorGUI.EndChangeCheck()) s.SaveNow();
                     EditorGUILayout.Space();

@@ -49,7 +49,12 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     assert!(out.contains("ON") && out.contains("unclean boots"), "{out}");
     let (code, out, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    let (m, _) = b.recv();
+    let m = loop {
+        let (m, _) = b.recv();
+        if m["type"] != "peers" {
+            break m;
+        }
+    };
     assert_eq!(m["type"], "safe_mode");
     assert_eq!(m["active"], false);
     let ack = b.send_change("c2", vec![create(&new_uuid(), "X", [0.0, 0.0, 0.0])], &[]);
@@ -62,8 +67,29 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     assert!(recs.iter().any(|r| r["payload"]["op"] == "governance_reset"), "the person's reset is in the WAL");
 }
 
+/// Unity receives the batch carrying `change` and disconnects before answering (as an
+/// editor that crashes on the data would). Returns a fresh Unity session.
+fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Value) -> Mini {
+    let mut u = u;
+    u.answer = false;
+    let before = u.batches.len();
+    let results = b.results.len();
+    let ack = b.send_change(rid, vec![change], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    assert!(u.pump_until(Duration::from_secs(20), |m| m.batches.len() > before), "the batch reached Unity");
+    drop(u);
+    assert!(b.pump_until(Duration::from_secs(20), |m| m.results.len() > results), "rolled back: {}", d.stderr_log());
+    let r = b.results.last().unwrap();
+    assert_eq!(r["outcome"], "rolled_back", "{r}");
+    assert_eq!(r["error_code"], "PARTICIPANT_LOST", "{r}");
+    assert_eq!(r["kept_local"], true, "a person's edit stays in Blender: {r}");
+    let mut u = Mini::connect(d, "unity", 1.0, 0);
+    settle(&mut [b, &mut u]);
+    u
+}
+
 #[test]
-fn failures_escalate_smallest_thing_first() {
+fn evidence_escalates_smallest_thing_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = config(
@@ -78,22 +104,22 @@ fn failures_escalate_smallest_thing_first() {
     b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
     settle(&mut [&mut b, &mut u]);
 
-    // 1st failure on X: rolled back; X now degrades to the slow path; the same input is refused.
-    u.corrupt_next = true;
-    b.send_change("m1", vec![transform(&x, 1.0)], &[]);
-    settle(&mut [&mut b, &mut u]);
-    assert_eq!(b.results.last().unwrap()["outcome"], "rolled_back");
+    // 1st failure on X (Unity went away mid-apply): X degrades to the slow path; the very
+    // input that took Unity down is refused when sent again unchanged.
+    u = fail_by_disconnect(&d, &mut b, u, "m1", transform(&x, 1.0));
     let again = b.send_change("m1b", vec![transform(&x, 1.0)], &[]);
     assert_eq!(again["results"][0]["error_code"], "BLOCKED", "no silent retry of a failed input: {again}");
     let ack = b.send_change("m2", vec![transform(&x, 2.0)], &[]);
     assert_eq!(statuses(&ack), ["queued"], "a changed input may proceed");
     settle(&mut [&mut b, &mut u]);
     assert_eq!(u.batches.last().unwrap().1, "slow", "degraded to the slow path after a failure on this uuid");
+    assert_eq!(u.states[&x]["t"], json!([2.0, 0.0, 0.0]));
 
-    // 2nd failure on X: quarantined (the smallest thing), Y untouched.
-    u.corrupt_next = true;
-    b.send_change("m3", vec![transform(&x, 3.0)], &[]);
-    settle(&mut [&mut b, &mut u]);
+    // 2nd failure on X: quarantined (the smallest thing), and not replayed; Y untouched.
+    u = fail_by_disconnect(&d, &mut b, u, "m3", transform(&x, 3.0));
+    // The fresh Unity session got the full replay: Y, but not the quarantined X.
+    assert!(!u.states.contains_key(&x), "a quarantined uuid is not replayed until a person releases it");
+    assert!(u.states.contains_key(&y));
     let ack = b.send_change("m4", vec![transform(&x, 4.0)], &[]);
     assert_eq!(ack["results"][0]["error_code"], "QUARANTINED", "{ack}");
     let ack = b.send_change("m5", vec![transform(&y, 4.0)], &[]);
@@ -104,9 +130,7 @@ fn failures_escalate_smallest_thing_first() {
     assert!(out.contains(&x) && out.contains("repeated sync failures"), "{out}");
 
     // 3rd transform failure (on Y): the op kind `transform` is disabled; renames still work.
-    u.corrupt_next = true;
-    b.send_change("m6", vec![transform(&y, 5.0)], &[]);
-    settle(&mut [&mut b, &mut u]);
+    u = fail_by_disconnect(&d, &mut b, u, "m6", transform(&y, 5.0));
     let ack = b.send_change("m7", vec![transform(&y, 6.0)], &[]);
     assert_eq!(ack["results"][0]["error_code"], "BLOCKED");
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("disabled"), "{ack}");
@@ -115,26 +139,14 @@ fn failures_escalate_smallest_thing_first() {
     settle(&mut [&mut b, &mut u]);
 
     // 4th failure overall: safe mode, announced to every editor.
-    u.corrupt_next = true;
-    b.send_change("m9", vec![json!({"op":"rename","uuid":y,"name":"Y3"})], &[]);
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut announced = false;
-    while !announced && Instant::now() < end {
-        for m in [&mut b, &mut u] {
-            m.c.set_read_timeout(Some(Duration::from_millis(100)));
-            if let Ok(f) = m.c.recv_frame() {
-                let v: Value = serde_json::from_slice(&f.json).unwrap();
-                if v["type"] == "safe_mode" {
-                    assert_eq!(v["active"], true);
-                    announced = true;
-                } else {
-                    m.c.set_read_timeout(Some(Duration::from_secs(30)));
-                    m.handle(v, f.attachment.to_vec());
-                }
-            }
-        }
-    }
-    assert!(announced, "safe mode announced");
+    u = fail_by_disconnect(&d, &mut b, u, "m9", json!({"op":"rename","uuid":y,"name":"Y3"}));
+    assert!(
+        b.events.iter().any(|e| e["type"] == "safe_mode" && e["active"] == true),
+        "safe mode announced: {:?}",
+        b.events
+    );
+    let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+    assert_eq!(st["safe_mode"], true);
 
     // A person releases X and clears safe mode; everything flows again.
     let (code, out, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
@@ -162,6 +174,68 @@ fn failures_escalate_smallest_thing_first() {
     assert!(begin["payload"]["gate"][&x]["reasons"][0].as_str().unwrap().contains("prior failure"));
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn bridge_failures_never_lock_anyone_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 2\nglobal_failures = 2\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    // Five verification mismatches in a row (a bridge problem, not the user's object).
+    for i in 1..=5 {
+        u.corrupt_next = true;
+        let ack = b.send_change(&format!("m{i}"), vec![transform(&x, i as f64)], &[]);
+        assert_eq!(statuses(&ack), ["queued"], "never blocked, quarantined or read-only: {ack}");
+        settle(&mut [&mut b, &mut u]);
+        assert_eq!(b.results.last().unwrap()["outcome"], "rolled_back");
+    }
+    // The same input again is allowed (it was not evidence against the object).
+    let ack = b.send_change("again", vec![transform(&x, 5.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.results.last().unwrap()["outcome"], "committed");
+    assert_eq!(u.states[&x]["t"], json!([5.0, 0.0, 0.0]));
+    assert_eq!(u.batches.last().unwrap().1, "slow", "degraded to the slow path");
+    assert!(!b.events.iter().any(|e| e["type"] == "safe_mode"), "{:?}", b.events);
+}
+
+#[test]
+fn batches_cut_by_daemon_crashes_are_not_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\nverify_timeout_ms = 60000\n[governance]\ncrash_loop_threshold = 100\nuuid_failures = 1\nglobal_failures = 1\n",
+    );
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let x = new_uuid();
+    for i in 0..3 {
+        let mut b = Mini::connect(&d, "blender", 1.0, 0);
+        let mut u = Mini::connect(&d, "unity", 1.0, 0);
+        assert_eq!(b.c.welcome["safe_mode"], false, "round {i}: {}", d.stderr_log());
+        u.answer = false;
+        let ack = b.send_change("c", vec![create(&x, "X", [i as f64, 0.0, 0.0])], &[]);
+        assert_eq!(statuses(&ack), ["queued"], "round {i}: never quarantined or blocked: {ack}");
+        assert!(u.pump_until(Duration::from_secs(20), |m| m.states.contains_key(&x)), "batch in flight");
+        d.kill9(); // mid-batch: BEGIN + STEPs, no COMMIT
+        drop((b, u));
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    }
+    let b = Mini::connect(&d, "blender", 1.0, 0);
+    assert_eq!(b.c.welcome["safe_mode"], false, "crash-cut batches are not evidence against objects");
+    let recs = wal_records(&data);
+    assert_eq!(recs.iter().filter(|r| r["error_code"] == "RECOVERED_INCOMPLETE").count(), 3);
 }
 
 #[test]
@@ -262,15 +336,16 @@ fn a_slow_consumer_is_disconnected_and_nobody_else_waits() {
     let mut stalled = Client::connect(d.addr, &d.token, "demo", "unity").unwrap(); // never reads
     let name = "n".repeat(1000);
     let creates: Vec<Value> = (0..4000).map(|i| create(&new_uuid(), &format!("{name}{i}"), [0.0, 0.0, 0.0])).collect();
-    let started = Instant::now();
     let ack = b.send_change("big", creates, &[]);
     assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"));
+    // The deadline is generous (debug build, shared machine): a stalled reader that blocked
+    // the batch would block it forever.
     assert!(
-        b.pump_until(Duration::from_secs(20), |m| m.results.iter().any(|r| r["outcome"] == "committed")),
-        "the batch committed without the stalled editor: {:?}",
-        b.results
+        b.pump_until(Duration::from_secs(120), |m| m.results.iter().any(|r| r["outcome"] == "committed")),
+        "the batch committed without the stalled editor: {:?}\n{}",
+        b.results,
+        d.stderr_log()
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
     let mut ping = d.client("test");
     assert_eq!(ping.request(&json!({"type":"ping"})).unwrap()["type"], "pong");
     // The stalled editor was cut off: reading now ends in SLOW_CONSUMER or a closed socket.

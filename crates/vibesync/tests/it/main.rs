@@ -3,10 +3,13 @@
 
 mod common;
 
+mod agents;
+mod checkpoint;
 mod cli;
 mod durability;
 mod governance;
 mod handshake;
+mod ingest;
 mod registry;
 mod resilience;
 mod restore;

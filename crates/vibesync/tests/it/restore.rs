@@ -157,6 +157,20 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     d.stop();
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
+
+    // Every log line of a sync batch names its project and operation (jq-friendly).
+    let mut batch_lines = 0;
+    for e in std::fs::read_dir(data.join("logs")).unwrap() {
+        for line in std::fs::read_to_string(e.unwrap().path()).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v["fields"]["batch_id"].is_string() {
+                batch_lines += 1;
+                assert_eq!(v["fields"]["operation_id"], v["fields"]["batch_id"], "{line}");
+                assert_eq!(v["span"]["project_id"], "demo", "{line}");
+            }
+        }
+    }
+    assert!(batch_lines > 0, "no sync batch lines in the log");
 }
 
 fn tri(x: f32) -> Vec<u8> {

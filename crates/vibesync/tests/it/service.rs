@@ -50,7 +50,8 @@ fn serve_says_what_to_do_next_reads_vibesync_config_and_logs_plain_json() {
         .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Not a terminal, like a service journal: no colour codes.
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     let rx = stdout_lines(&mut child);
@@ -91,6 +92,8 @@ fn serve_says_what_to_do_next_reads_vibesync_config_and_logs_plain_json() {
     assert_eq!(boot["running"], false, "{boot}");
     assert_eq!(boot["last_boot_success"], true, "{boot}");
 
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(stderr.contains("listening") && !stderr.contains('\u{1b}'), "stderr (journal) has colour codes:\n{stderr}");
     // The log file: JSON lines, no ANSI escapes, `uuids` a real array.
     let logs = read_logs(&data.join("logs"));
     assert!(!logs.contains('\u{1b}'), "ANSI escape in the log file");
@@ -220,4 +223,29 @@ fn service_install_status_uninstall() {
     assert_eq!(v["installed"], false);
     let (_, v) = run(&["service", "uninstall", "--json"]);
     assert_eq!(v["removed"], false);
+}
+
+/// `vibesync stop`: the graceful stop that works on every platform (Windows has no SIGTERM).
+#[test]
+fn vibesync_stop_is_a_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    let mut c = d.client("blender");
+    let u = new_uuid();
+    assert_eq!(statuses(&register(&mut c, "r", &[(&u, "object", "A")])), ["registered"]);
+    let (code, out, err) = cli(&["stop", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stopped"], true, "{v}");
+    assert_eq!(v["pid"], d.pid(), "{v}");
+    let mut child = d.child.take().unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), Some(0));
+    let boot: Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
+    assert_eq!(boot["running"], false, "{boot}");
+    assert_eq!(boot["last_boot_success"], true, "{boot}");
+    // Nothing running: says so, still exit 0.
+    let (code, out, _) = cli(&["stop", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no daemon is running"), "{out}");
 }

@@ -2,6 +2,10 @@
 // saved with the scene and survives domain reloads and Play Mode. Instance ids and GlobalObjectId
 // never go on the wire (ANCHORS: they do not survive sessions). The Editor assembly assigns and
 // re-assigns it (after Ctrl+D the copy gets a fresh uuid, the original keeps its own).
+// Editor-only: the class exists only in the Editor (a MonoBehaviour in an Editor-only assembly could
+// not be added to GameObjects), and VibeSyncBuildStrip removes the components from every scene
+// built into a player, so nothing of VibeSync ships in a build.
+#if UNITY_EDITOR
 using UnityEngine;
 
 namespace VibeSync.Bridge
@@ -19,3 +23,4 @@ namespace VibeSync.Bridge
         public void AssignUuid(string value) { uuid = value ?? ""; }
     }
 }
+#endif

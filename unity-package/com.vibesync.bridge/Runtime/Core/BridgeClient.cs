@@ -42,7 +42,11 @@ namespace VibeSync.Bridge.Core
         public string Host = "127.0.0.1";
         public int Port = 47800;
         public string TokenFile;          // null: <data dir>/token (DataDir)
-        public string ProjectId = "default";
+        /// <summary>
+        /// The project to join; null: omitted from `hello`, the daemon assigns one (PROTOCOL §3, §6.8)
+        /// and the client keeps using the assigned id on reconnects (see AssignedProjectId).
+        /// </summary>
+        public volatile string ProjectId;
         public string Editor = Editors.Unity;
         public string EditorVersion = "";
         public string ClientId = Msg.NewUuid();
@@ -85,10 +89,13 @@ namespace VibeSync.Bridge.Core
         long connectAttempts, connections;
         DateTime nextAttemptUtc;
 
+        /// <summary>The project id the daemon assigned when hello omitted it (null otherwise); persist it.</summary>
+        public volatile string AssignedProjectId;
+
         public BridgeClient(BridgeClientOptions options)
         {
             if (options == null) throw new ArgumentNullException("options");
-            if (!Msg.IsValidProjectId(options.ProjectId))
+            if (options.ProjectId != null && !Msg.IsValidProjectId(options.ProjectId))
                 throw new ArgumentException("project id \"" + options.ProjectId + "\" is invalid: use 1-128 chars of A-Z a-z 0-9 . _ - not starting with '.'");
             if (options.Port <= 0 || options.Port > 65535) throw new ArgumentException("port " + options.Port + " is out of range 1-65535");
             if (options.Backoff == null || options.Backoff.Length == 0) throw new ArgumentException("backoff schedule must have at least one delay");
@@ -381,6 +388,13 @@ namespace VibeSync.Bridge.Core
                                 welcomed = true;
                                 try { client.ReceiveTimeout = 0; } catch (Exception) { }
                                 lock (stateLock) { sessionId = f.Message.ContainsKey("session_id") ? f.Message["session_id"] as string : null; lastError = null; }
+                                // Zero-config pairing: keep the project the daemon assigned for later hellos.
+                                object pid;
+                                if (f.Message.TryGetValue("project_id", out pid) && pid is string && Msg.IsValidProjectId((string)pid))
+                                {
+                                    if (opt.ProjectId == null) AssignedProjectId = (string)pid;
+                                    opt.ProjectId = (string)pid;
+                                }
                                 Interlocked.Increment(ref connections);
                                 lock (outLock) { outgoing.Clear(); sessionOpen = true; }
                                 state = ConnectionState.Connected;

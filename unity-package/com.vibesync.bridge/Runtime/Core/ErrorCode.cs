@@ -18,6 +18,7 @@ namespace VibeSync.Bridge.Core
         public const string StorageFailed = "STORAGE_FAILED";
         public const string ShuttingDown = "SHUTTING_DOWN";
         public const string SlowConsumer = "SLOW_CONSUMER"; // closes: reconnect, the replay brings the latest state
+        public const string TooManyConnections = "TOO_MANY_CONNECTIONS"; // closes: retry after a moment
         public const string Internal = "INTERNAL";
 
         // Per item (ack.results[].error_code)
@@ -37,13 +38,25 @@ namespace VibeSync.Bridge.Core
         public const string RecoveredIncomplete = "RECOVERED_INCOMPLETE";
         public const string VerifyMismatch = "VERIFY_MISMATCH";
         public const string VerifyTimeout = "VERIFY_TIMEOUT";
+        public const string ParticipantLost = "PARTICIPANT_LOST"; // a participant left mid-apply (§6.4)
+
+        /// <summary>Per-item codes (ack.results[].error_code), PROTOCOL §5, §6.1.</summary>
+        public static readonly string[] ItemCodes =
+        {
+            InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
+            DuplicateInRequest, Stale, Blocked, StorageFailed,
+        };
+
+        /// <summary>batch_result.error_code of a rollback, and the WAL's ROLLBACK codes.</summary>
+        public static readonly string[] RollbackCodes = { VerifyMismatch, VerifyTimeout, RecoveredIncomplete, ParticipantLost };
 
         public static readonly string[] All =
         {
             FrameTooLarge, BadFrame, BadMessage, UnknownType, AuthFailed, ProtocolMismatch, BadProjectId,
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
-            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, SlowConsumer,
+            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, ParticipantLost, SlowConsumer,
+            TooManyConnections,
         };
 
         /// <summary>Codes after which the daemon closes the connection (PROTOCOL §4 table).</summary>
@@ -52,7 +65,7 @@ namespace VibeSync.Bridge.Core
             switch (code)
             {
                 case FrameTooLarge: case BadFrame: case AuthFailed: case ProtocolMismatch: case BadProjectId:
-                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer:
+                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer: case TooManyConnections:
                     return true;
                 default:
                     return false;

@@ -25,6 +25,58 @@ namespace VibeSync.Bridge.Core
         public const string UserActivity = "user_activity";
         public const string Resync = "resync";
         public const string SafeMode = "safe_mode";
+        public const string Admin = "admin";
+        public const string AdminResult = "admin_result";
+        public const string Peers = "peers";
+        public const string Conflict = "conflict";
+        public const string EditorState = "editor_state";
+        // Agent tool calls and addon registries (PROTOCOL §9; Unity neither sends nor receives them).
+        public const string AddonCommand = "addon_command";
+        public const string AddonCancel = "addon_cancel";
+        public const string CommandResponse = "command_response";
+        public const string CommandProgress = "command_progress";
+        public const string RegistryUpdated = "registry_updated";
+        public const string AddonRegistered = "addon_registered";
+        public const string AddonUnregistered = "addon_unregistered";
+        public const string SceneQuery = "scene_query";
+        public const string Scene = "scene";
+
+        public const string ToDaemon = "to_daemon", ToClient = "to_client", Both = "both";
+
+        /// <summary>Who sends a message type (tests/vectors/names.json `direction`).</summary>
+        public static string Direction(string type)
+        {
+            switch (type)
+            {
+                case Hello: case Ping: case Register: case Tombstone: case Change: case Applied:
+                case UserActivity: case Admin: case EditorState: case AddonCancel: case AddonRegistered:
+                case AddonUnregistered: case SceneQuery:
+                    return ToDaemon;
+                case Status: case Resync: case AddonCommand: case CommandResponse: case RegistryUpdated:
+                    return Both;
+                case Welcome: case Error: case Pong: case Ack: case BatchBegin: case Apply: case BatchEnd:
+                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case CommandProgress:
+                case Scene:
+                    return ToClient;
+                default:
+                    return null;
+            }
+        }
+    }
+
+    /// <summary>admin.action (PROTOCOL §6.7).</summary>
+    public static class AdminAction
+    {
+        public const string SafeModeClear = "safe_mode_clear";
+        public const string QuarantineList = "quarantine_list";
+        public const string QuarantineRelease = "quarantine_release";
+    }
+
+    /// <summary>editor_state.state (PROTOCOL §6.8).</summary>
+    public static class EditorRunState
+    {
+        public const string Running = "running";
+        public const string Paused = "paused";
     }
 
     public static class Editors
@@ -34,6 +86,9 @@ namespace VibeSync.Bridge.Core
         public const string Cli = "cli";
         public const string Agent = "agent";
         public const string Test = "test";
+
+        /// <summary>Editors that hold a scene and receive batches (PROTOCOL §6.2).</summary>
+        public static bool HoldsScene(string kind) { return kind == Blender || kind == Unity; }
     }
 
     /// <summary>ack.results[].status values (PROTOCOL §5, §6.1).</summary>
@@ -47,6 +102,7 @@ namespace VibeSync.Bridge.Core
         public const string Tombstoned = "tombstoned";
         public const string Queued = "queued";
         public const string Held = "held"; // change ack: queued but waiting (agent changes while people edit, §6.7)
+        public const string Coalesced = "coalesced"; // merged into a later change of this session by the rate limiter (§2)
     }
 
     /// <summary>Datablock kinds (PROTOCOL §5 register).</summary>
@@ -66,6 +122,9 @@ namespace VibeSync.Bridge.Core
         public static readonly string[] All = { Object, Mesh, Material, Armature, Action, Image, Collection, Light, Camera, NodeGroup };
 
         public static bool IsValid(string k) { return Array.IndexOf(All, k) >= 0; }
+
+        /// <summary>Kinds with synced state (`create.kind`, PROTOCOL §6.1).</summary>
+        public static bool HasSyncedState(string k) { return k == Object || k == Collection; }
     }
 
     /// <summary>change ops (PROTOCOL §6.1).</summary>
@@ -95,6 +154,7 @@ namespace VibeSync.Bridge.Core
     {
         public const string Committed = "committed";
         public const string RolledBack = "rolled_back";
+        public const string Dropped = "dropped";
     }
 
     /// <summary>A required field was missing or had the wrong type. Message names the field.</summary>
@@ -223,11 +283,10 @@ namespace VibeSync.Bridge.Core
 
         public static Dictionary<string, object> Hello(string projectId, string editor, string editorVersion, string clientId, string token, double unitScale, long lastSeq)
         {
-            return new Dictionary<string, object>
+            var hello = new Dictionary<string, object>
             {
                 { "type", MessageType.Hello },
                 { "protocol", (long)ProtocolVersion },
-                { "project_id", projectId },
                 { "editor", editor ?? Editors.Unity },
                 { "editor_version", editorVersion ?? "" },
                 { "client_id", clientId },
@@ -235,6 +294,9 @@ namespace VibeSync.Bridge.Core
                 { "unit_scale", unitScale },
                 { "last_seq", lastSeq },
             };
+            // Omitted unless set: the daemon assigns the project (PROTOCOL §6.8 zero-config pairing).
+            if (projectId != null) hello["project_id"] = projectId;
+            return hello;
         }
 
         public static Dictionary<string, object> Ping(string requestId)

@@ -85,6 +85,12 @@ namespace VibeSync.Bridge.Core
         // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
         // a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
+        // Local work whose propagation failed (batch_result kept_local, PROTOCOL §6.8): uuid -> reason.
+        // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
+        // a parent it names arrives; a committed batch_result naming it clears it.
+        readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
+        readonly List<Peer> peers = new List<Peer>();
+        readonly List<string> otherProjects = new List<string>();
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
@@ -126,6 +132,14 @@ namespace VibeSync.Bridge.Core
         /// <summary>True when the uuid has local changes a replay must not undo (§6.6).</summary>
         public bool HasUnresolvedLocalWork(string uuid) { return HasLocalWork(uuid); }
         public string LastError { get; private set; }
+        /// <summary>uuids kept locally after a failed propagation, with the reason (shown in the window).</summary>
+        public IDictionary<string, string> NotSynced { get { return notSynced; } }
+        /// <summary>The other scene-holding sessions of the project (`peers` event, PROTOCOL §6.8).</summary>
+        public IList<Peer> Peers { get { return peers; } }
+        /// <summary>Other projects that have scene-holding sessions (warn when alone in this one).</summary>
+        public IList<string> OtherProjects { get { return otherProjects; } }
+        /// <summary>The project this session is in (from `welcome`).</summary>
+        public string ProjectId { get; private set; }
 
         // ------------------------------------------------------------------ counters (status, tests)
 
@@ -157,6 +171,7 @@ namespace VibeSync.Bridge.Core
                 { "batches_applied", BatchesApplied }, { "resync_batches_applied", ResyncBatchesApplied },
                 { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
+                { "not_synced", (long)notSynced.Count }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
             };
         }
@@ -211,6 +226,15 @@ namespace VibeSync.Bridge.Core
         {
             if (Paused || uuid == null) return; // Play Mode edits are not synced
             dirty.Add(uuid);
+            if (notSynced.ContainsKey(uuid)) resendFull.Add(uuid); // retried in full on the next edit (§6.8)
+        }
+
+        /// <summary>Re-sends every not-synced uuid in full (a retry trigger of PROTOCOL §6.8).</summary>
+        public void RetryNotSynced(string why)
+        {
+            if (notSynced.Count == 0) return;
+            foreach (var u in notSynced.Keys) { resendFull.Add(u); dirty.Add(u); }
+            Emit("retry_not_synced", new Dictionary<string, object> { { "count", (long)notSynced.Count }, { "why", why } });
         }
 
         /// <summary>
@@ -226,6 +250,7 @@ namespace VibeSync.Bridge.Core
                 dirty.Remove(u);
                 unresolved.Remove(u);
                 resendFull.Remove(u);
+                notSynced.Remove(u);
             }
         }
 
@@ -346,6 +371,7 @@ namespace VibeSync.Bridge.Core
         void OnConnected(Dictionary<string, object> welcome)
         {
             SessionId = Msg.OptStr(welcome, "session_id");
+            ProjectId = Msg.OptStr(welcome, "project_id") ?? client.Options.ProjectId;
             DaemonSeq = Msg.OptLong(welcome, "seq", 0);
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
             SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
@@ -454,6 +480,7 @@ namespace VibeSync.Bridge.Core
                     Emit("safe_mode", new Dictionary<string, object> { { "active", SafeMode }, { "reason", SafeModeReason } });
                     break;
                 case MessageType.Error: OnError(m); break;
+                case MessageType.Peers: OnPeers(m); break;
                 case MessageType.Pong:
                     Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });
                     break;
@@ -601,9 +628,28 @@ namespace VibeSync.Bridge.Core
                 var s = x as string;
                 if (s == null) continue;
                 awaitingResult.Remove(s);
-                unresolved.Remove(s); // resolved, whatever the outcome (§6.6)
+                // Resolved, whatever the outcome (§6.6) — but only the changes the daemon has
+                // acknowledged: a newer change of the uuid still waiting for its ack cannot be in
+                // this batch, and stays unresolved so no replay undoes it.
+                HashSet<string> reqs;
+                if (unresolved.TryGetValue(s, out reqs))
+                {
+                    reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
+                    if (reqs.Count == 0) unresolved.Remove(s);
+                }
             }
             BatchResults++;
+            bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
+            string reason = Msg.OptStr(m, "reason");
+            foreach (var x in uuids)
+            {
+                var s = x as string;
+                if (s == null) continue;
+                if (keptLocal) notSynced[s] = reason ?? ("not synced: " + (code ?? "rolled back"));
+                else if (outcome == BatchOutcome.Committed) notSynced.Remove(s);
+            }
+            if (keptLocal)
+                Emit("not_synced", new Dictionary<string, object> { { "uuids", uuids }, { "reason", reason }, { "error_code", code } });
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -794,6 +840,43 @@ namespace VibeSync.Bridge.Core
                 return;
             }
             ApplyComplete(b);
+            if (notSynced.Count > 0)
+            {
+                var arrived = new HashSet<string>();
+                foreach (var c in b.Changes) if (c.Op == Ops.Create) arrived.Add(c.Uuid);
+                foreach (var u in new List<string>(notSynced.Keys))
+                {
+                    var st = scene.Capture(u);
+                    if (st != null && st.Parent != null && arrived.Contains(st.Parent)) { resendFull.Add(u); dirty.Add(u); }
+                }
+            }
+        }
+
+        void OnPeers(Dictionary<string, object> m)
+        {
+            var before = new HashSet<string>();
+            foreach (var p in peers) before.Add(p.SessionId);
+            peers.Clear();
+            otherProjects.Clear();
+            object v;
+            if (m.TryGetValue("peers", out v) && v is List<object>)
+                foreach (var x in (List<object>)v)
+                {
+                    var d = x as Dictionary<string, object>;
+                    if (d == null) continue;
+                    peers.Add(new Peer { SessionId = Msg.OptStr(d, "session_id"), Client = Msg.OptStr(d, "client"), ClientId = Msg.OptStr(d, "client_id") });
+                }
+            if (m.TryGetValue("other_projects", out v) && v is List<object>)
+                foreach (var x in (List<object>)v)
+                {
+                    var d = x as Dictionary<string, object>;
+                    string pid = d == null ? null : Msg.OptStr(d, "project_id");
+                    if (pid != null) otherProjects.Add(pid);
+                }
+            bool joined = false;
+            foreach (var p in peers) if (!before.Contains(p.SessionId)) joined = true;
+            Emit("peers", new Dictionary<string, object> { { "count", (long)peers.Count }, { "other_projects", (long)otherProjects.Count } });
+            if (joined) RetryNotSynced("a peer joined");
         }
 
         /// <summary>
@@ -1131,5 +1214,11 @@ namespace VibeSync.Bridge.Core
                 { "attachment_bytes", (long)(attachment == null ? 0 : attachment.Length) },
             });
         }
+    }
+
+    /// <summary>Another scene-holding session of the project (PROTOCOL §6.8 `peers`).</summary>
+    public sealed class Peer
+    {
+        public string SessionId, Client, ClientId;
     }
 }

@@ -53,7 +53,10 @@ namespace VibeSync.Bridge.Tests
                     Check.Equal(d.Token, (string)hello["token"], "token read from file and trimmed");
                     Check.Equal(1.0, (double)hello["unit_scale"], "unit_scale");
                     Check.Equal(42L, (long)hello["last_seq"], "last_seq from the host");
-                    var ev = Drain(c);
+                    // IsConnected flips on the socket thread; the event reaches Pump a moment later
+                    // (under load, later than one 1 s pump): wait for it, failing at the deadline.
+                    var ev = new List<ClientEvent>();
+                    Check.Eventually(() => { c.Pump(ev.Add, TimeSpan.FromMilliseconds(200)); return ev.Count > 0; }, TimeSpan.FromSeconds(5), "Connected event");
                     Check.True(ev.Count == 1 && ev[0].Kind == ClientEventKind.Connected, "one Connected event");
                     Check.True(c.SessionId != null, "session id kept");
                     Check.True(c.Send(Msg.Ping("p1")), "send while connected");

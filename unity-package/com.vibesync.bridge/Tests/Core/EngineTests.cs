@@ -263,7 +263,7 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow",
                     CubeCreate(u),
                     new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "Renamed" } },
-                    new Dictionary<string, object> { { "op", "reparent" }, { "uuid", u }, { "parent", Msg.NewUuid() } }); // unknown parent
+                    new Dictionary<string, object> { { "op", "visibility" }, { "uuid", Msg.NewUuid() }, { "visible", false } }); // unknown object
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
                 var hashes = (Dictionary<string, object>)applied["hashes"];
                 Check.Equal(kept, (string)hashes[a.Uuid], "the hash of the state actually kept (mismatch -> daemon rolls back)");
@@ -271,7 +271,7 @@ namespace VibeSync.Bridge.Tests
                 Check.True(r.Scene.Find(u) == null, "create rolled back");
                 Check.Equal("A", r.Scene.Find(a.Uuid).Name, "rename rolled back");
                 Check.Equal(0, r.Scene.UndoSteps, "no undo step recorded");
-                Check.True(r.Engine.LastError.Contains("does not exist"), "error explains: " + r.Engine.LastError);
+                Check.True(r.Engine.LastError.Contains("unknown object"), "error explains: " + r.Engine.LastError);
                 r.Settle();
                 Check.Equal(0, r.Daemon.Received("resync").Count, "no resync request: the daemon's rollback sends the state");
             }
@@ -432,6 +432,149 @@ namespace VibeSync.Bridge.Tests
         {
             var f = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == batchId);
             return f == null ? null : (Dictionary<string, object>)f.Message["hashes"];
+        }
+
+        /// <summary>
+        /// PROTOCOL §6.1: an object whose parent the receiver does not have is a root — the batch is
+        /// applied, not refused — and it is attached when that parent arrives.
+        /// </summary>
+        [VsTest]
+        public static void UnknownParentMakesARootAndTheParentArrivingAttachesIt()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string parent = Msg.NewUuid(), child = Msg.NewUuid(), other = Msg.NewUuid();
+                var c = CubeCreate(child);
+                c["parent"] = parent;
+                c["name"] = "Light";
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", c, CubeCreate(other));
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "batch answered", r.Pump);
+                Check.True(r.Scene.Find(child) != null && r.Scene.Find(other) != null, "the whole batch applied, not refused");
+                Check.True(r.Scene.Find(child).Parent == null, "the child is a root meanwhile");
+                Check.Equal(2, Applied(r, id).Count, "both answered with what the scene holds");
+                var p = CubeCreate(parent);
+                p["name"] = "Collection";
+                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", p);
+                Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "parent batch answered", r.Pump);
+                Check.Equal(parent, r.Scene.Find(child).Parent, "attached once its parent arrived");
+            }
+        }
+
+        /// <summary>
+        /// A batch_result resolves the changes the daemon acknowledged, never a newer change of the
+        /// same uuid still waiting for its ack: a replay that follows does not undo the newer move.
+        /// </summary>
+        [VsTest]
+        public static void BatchResultDoesNotResolveANewerChangeStillInFlight()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                var authoritative = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 2.0, 2, 2 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "first move queued", r.Pump);
+                // The daemon stops answering: the second move stays without ack.
+                r.Daemon.OnRequest = f => f.Type == "change" ? null : r.Daemon.DefaultReply(f);
+                a.Position = new[] { 3.0, 3, 3 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 3, r.Pump);
+                // The first move's batch commits.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.BatchResults == 2, TimeSpan.FromSeconds(5), "result received", r.Pump);
+                Check.True(r.Engine.HasUnresolvedLocalWork(a.Uuid), "the second move is still unresolved");
+                // A replay of the older state (it waits for the second move's ack, then is checked
+                // against the local work) does not undo the second move.
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                r.Settle();
+                var second = r.Daemon.Received("change")[2].Message;
+                r.Daemon.Broadcast(r.Daemon.Ack(second["request_id"], (List<object>)second["changes"], "uuid", AckStatus.Queued));
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
+                Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "the newer local move is kept");
+            }
+        }
+
+        /// <summary>
+        /// PROTOCOL §6.8: a rolled-back batch that carried this person's edit, answered with
+        /// kept_local, leaves the scene as it is, marks the uuid not synced with the reason, and the
+        /// edit is re-sent in full when the person edits again and when a peer joins; a committed
+        /// result clears the mark.
+        /// </summary>
+        [VsTest]
+        public static void KeptLocalMarksNotSyncedAndRetriesOnEditAndPeerJoin()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                a.Position = new[] { 4.0, 4, 4 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyMismatch },
+                    { "kept_local", true }, { "reason", "Blender could not apply it: parent missing" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "marked not synced", r.Pump);
+                Check.Equal("Blender could not apply it: parent missing", r.Engine.NotSynced[a.Uuid], "with the reason");
+                Check.Near(new[] { 4.0, 4, 4 }, a.Position, 1e-12, "the person's edit stays");
+                Check.True(r.Events.Contains("not_synced"), "not_synced event");
+
+                // The person edits again: the full state goes as `create`.
+                a.Name = "A2";
+                r.Engine.MarkDirty(a.Uuid);
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal("create", (string)op["op"], "re-sent in full after the next edit");
+
+                // A peer joins: re-sent again.
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "peers" }, { "project_id", "demo" },
+                    { "peers", new List<object> { new Dictionary<string, object> { { "session_id", "s-b" }, { "client", "blender" }, { "client_id", "c-b" } } } },
+                    { "other_projects", new List<object>() },
+                });
+                var ch2 = r.Daemon.WaitFor("change", 4, r.Pump);
+                var op2 = (Dictionary<string, object>)((List<object>)ch2[3].Message["changes"])[0];
+                Check.Equal("create", (string)op2["op"], "re-sent in full when a peer joins");
+                Check.Equal(1, r.Engine.Peers.Count, "peer listed");
+                Check.Equal("blender", r.Engine.Peers[0].Client, "its client kind");
+
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "a commit clears the mark", r.Pump);
+            }
+        }
+
+        /// <summary>PROTOCOL §6.8: without a project id, hello omits it and the client keeps the assigned one.</summary>
+        [VsTest]
+        public static void HelloOmitsAnUnsetProjectIdAndKeepsTheAssignedOne()
+        {
+            using (var d = new FakeDaemon())
+            {
+                d.OnHello = h =>
+                {
+                    var w = new Dictionary<string, object>
+                    {
+                        { "type", "welcome" }, { "session_id", Guid.NewGuid().ToString() }, { "daemon_version", "fake" }, { "protocol", 1L },
+                        { "seq", d.Seq }, { "safe_mode", false }, { "project_id", h.ContainsKey("project_id") ? h["project_id"] : "assigned-1" },
+                    };
+                    return w;
+                };
+                var c = ClientTests.NewClient(d.Port, d.TokenFile, o => o.ProjectId = null);
+                try
+                {
+                    c.Start();
+                    Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
+                    Check.True(!d.Received("hello")[0].Message.ContainsKey("project_id"), "hello omits project_id");
+                    Check.Equal("assigned-1", c.AssignedProjectId, "assigned id kept for the host to persist");
+                    d.DropAll();
+                    Check.Eventually(() => d.Received("hello").Count >= 2, TimeSpan.FromSeconds(10), "reconnected");
+                    Check.Equal("assigned-1", (string)d.Received("hello")[1].Message["project_id"], "the reconnect names the assigned project");
+                }
+                finally { c.Stop(); }
+            }
         }
 
         [VsTest]

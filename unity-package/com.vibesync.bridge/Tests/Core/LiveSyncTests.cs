@@ -251,8 +251,10 @@ namespace VibeSync.Bridge.Tests
                     host.WaitEvent("hash_corrupted", null, 15, pump);
                     var hr = host.WaitEvent("batch_result", e => (string)e["outcome"] == "rolled_back", 15, pump);
                     Check.Equal("VERIFY_MISMATCH", (string)hr["error_code"], "rollback reason");
-                    Check.Eventually(() => Math.Abs(cube.Position[0] - 1.0) < 1e-5, TimeSpan.FromSeconds(5), "A's own move undone by the resync", pump);
-                    Check.Near(new[] { 1.0, 3, 2 }, cube.Position, 1e-5, "A back at the authoritative position");
+                    // A person's move is never undone where it was made (PROTOCOL 6.4, kept_local).
+                    var keepUntil = DateTime.UtcNow.AddSeconds(1);
+                    while (DateTime.UtcNow < keepUntil) pump();
+                    Check.Near(new[] { 7.0, 0, 0 }, cube.Position, 1e-5, "A keeps its own move");
 
                     // The host is corrected too, and then moves the cube itself (host -> daemon -> A).
                     host.Send("wait-idle 20");

@@ -168,10 +168,9 @@ namespace VibeSync.Bridge.Headless
             {
                 foreach (var c in batch.Changes) ApplyOne(c);
                 // Parents are resolved after the whole batch (a child may arrive before its parent),
-                // exactly like the editor's deferred SetTransformParent.
-                foreach (var o in objects)
-                    if (o.Parent != null && Find(o.Parent) == null)
-                        throw new InvalidOperationException("parent " + o.Parent + " of " + o.Uuid + " does not exist");
+                // exactly like the editor's deferred SetTransformParent. A parent this scene does not
+                // have makes the object a root (PROTOCOL §6.1); it is attached when that parent arrives.
+                ResolveParents();
                 UndoSteps++;
                 LastUndoName = batch.UndoName;
             }
@@ -189,6 +188,28 @@ namespace VibeSync.Bridge.Headless
             }
         }
 
+        /// <summary>Objects whose parent (by uuid) this scene did not have when it was applied:
+        /// they are roots until that parent arrives (PROTOCOL §6.1).</summary>
+        public readonly Dictionary<string, string> WaitingForParent = new Dictionary<string, string>();
+
+        void ResolveParents()
+        {
+            foreach (var o in objects)
+            {
+                string want;
+                if (o.Parent == null && WaitingForParent.TryGetValue(o.Uuid, out want) && Find(want) != null)
+                {
+                    o.Parent = want;
+                    WaitingForParent.Remove(o.Uuid);
+                }
+                if (o.Parent != null && Find(o.Parent) == null)
+                {
+                    WaitingForParent[o.Uuid] = o.Parent;
+                    o.Parent = null;
+                }
+            }
+        }
+
         void ApplyOne(RemoteChange c)
         {
             var o = Find(c.Uuid);
@@ -200,6 +221,7 @@ namespace VibeSync.Bridge.Headless
                 case Ops.Create:
                     // A create for an object we have updates it in place, every field (resync batches
                     // carry full state): no mesh_hash / material means the object has none.
+                    WaitingForParent.Remove(c.Uuid); // the create names its parent afresh
                     if (o == null)
                     {
                         o = new SceneObject { Uuid = c.Uuid };
@@ -218,6 +240,7 @@ namespace VibeSync.Bridge.Headless
                     Delete(o);
                     break;
                 case Ops.Reparent:
+                    WaitingForParent.Remove(c.Uuid);
                     o.Parent = c.Parent; // checked after the batch
                     break;
                 case Ops.Mesh:

@@ -14,6 +14,7 @@ namespace UnityEngine
         public string name { get; set; }
         public HideFlags hideFlags { get; set; }
         public int GetInstanceID() { return 0; }
+        public static void DestroyImmediate(Object obj, bool allowDestroyingAssets = false) { }
         public static bool operator ==(Object a, Object b) { return ReferenceEquals(a, b); }
         public static bool operator !=(Object a, Object b) { return !ReferenceEquals(a, b); }
         public static implicit operator bool(Object o) { return !ReferenceEquals(o, null); }
@@ -270,5 +271,19 @@ namespace UnityEditor.SceneManagement
         public static event SceneOpenedCallback sceneOpened;
         public static event SceneClosingCallback sceneClosing;
         public static bool MarkSceneDirty(Scene s) { return true; }
+    }
+}
+
+namespace UnityEditor.Build.Reporting
+{
+    public sealed class BuildReport { }
+}
+
+namespace UnityEditor.Build
+{
+    public interface IOrderedCallback { int callbackOrder { get; } }
+    public interface IProcessSceneWithReport : IOrderedCallback
+    {
+        void OnProcessScene(UnityEngine.SceneManagement.Scene scene, UnityEditor.Build.Reporting.BuildReport report);
     }
 }

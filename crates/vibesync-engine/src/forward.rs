@@ -1,0 +1,221 @@
+//! Pipeline step `forward` (docs/PROTOCOL.md §6.2–§6.4): who is sent which ops of a batch,
+//! and what each participant must hold afterwards.
+//!
+//! A participant is verified against exactly what it was sent, applied on top of what it
+//! holds — its own changes of the same window included — never against ops it was not sent.
+//! When two editors changed one object in one window, the last writer in daemon arrival
+//! order wins; every other origin of that uuid is a conflict's loser, and a loser whose
+//! state differs from the winner's after applying what it was sent is corrected once the
+//! batch commits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
+
+/// Ops for one participant, in batch order.
+pub type Ops = Vec<(String, ChangeOp)>;
+
+/// Two editors changed one uuid in one window (docs/PROTOCOL.md §6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub uuid: String,
+    /// Session whose change is authoritative (the last writer in arrival order).
+    pub winner: String,
+    pub loser: String,
+    /// The loser's last op on the uuid.
+    pub op: &'static str,
+}
+
+/// What forwarding a batch means for each participant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// participant → the ops it is sent (the batch's ops from other origins, in order).
+    pub sends: BTreeMap<String, Ops>,
+    /// participant → uuid → the state hash it must answer (`None`: the uuid is deleted).
+    pub expected: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// participant → uuids it will hold differently from the authoritative state after
+    /// applying what it was sent (a conflict's loser): re-sent after COMMIT.
+    pub corrections: BTreeMap<String, Vec<String>>,
+    pub conflicts: Vec<Conflict>,
+    /// uuid → the state hash after the batch (`None`: deleted).
+    pub final_hashes: HashMap<String, Option<String>>,
+}
+
+/// Plan the forwarding of one batch.
+///
+/// * `all`: every admitted change of the window, in arrival order (before coalescing).
+/// * `kept`: the batch's changes (coalesced, no-ops dropped), in order.
+/// * `start`: each uuid's authoritative state before the batch.
+/// * `finals`: each uuid's authoritative state after the batch.
+/// * `participants`: the connected scene-holding sessions of the project.
+pub fn plan<'a>(
+    all: &[Queued<String>],
+    kept: &[Queued<String>],
+    start: &HashMap<String, Option<ObjectState>>,
+    finals: &HashMap<String, Option<ObjectState>>,
+    participants: impl IntoIterator<Item = &'a String>,
+) -> Plan {
+    let mut out = Plan::default();
+    // Indexes, so planning is linear in the batch size.
+    let mut own: HashMap<(&str, &str), Vec<&ChangeOp>> = HashMap::new();
+    for q in all {
+        own.entry((q.origin.as_str(), q.change.uuid.as_str())).or_default().push(&q.change.op);
+    }
+    out.final_hashes = finals.iter().map(|(u, s)| (u.clone(), s.as_ref().map(ObjectState::hash))).collect();
+    for p in participants {
+        let ops: Ops =
+            kept.iter().filter(|q| &q.origin != p).map(|q| (q.change.uuid.clone(), q.change.op.clone())).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        // uuid → its ops sent to this participant, in order (first-appearance order of uuids).
+        let mut sent: HashMap<&str, Vec<&ChangeOp>> = HashMap::new();
+        let mut uuids: Vec<&str> = Vec::new();
+        for (u, op) in &ops {
+            let e = sent.entry(u.as_str()).or_default();
+            if e.is_empty() {
+                uuids.push(u);
+            }
+            e.push(op);
+        }
+        let mut exp: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for u in uuids {
+            // What the participant holds: the state before the batch with its own changes…
+            let mut held = start.get(u).cloned().flatten();
+            let mine = own.get(&(p.as_str(), u)).map(Vec::as_slice).unwrap_or_default();
+            // … then what it is sent, in order.
+            for op in mine.iter().chain(sent[u].iter()) {
+                if let Ok(next) = apply_change(held.as_ref(), op) {
+                    held = next;
+                }
+            }
+            // Hashing is the costly part: equal states share the final hash.
+            let fin = finals.get(u).and_then(Option::as_ref);
+            let want = if held.as_ref() == fin {
+                out.final_hashes.get(u).cloned().flatten()
+            } else {
+                held.as_ref().map(ObjectState::hash)
+            };
+            if out.final_hashes.get(u) != Some(&want) {
+                out.corrections.entry(p.clone()).or_default().push(u.to_string());
+            }
+            exp.insert(u.to_string(), want);
+        }
+        out.expected.insert(p.clone(), exp);
+        out.sends.insert(p.clone(), ops);
+    }
+    // Conflicts: more than one origin changed a uuid in this window.
+    let mut last_writer: HashMap<&str, &str> = HashMap::new();
+    for q in kept {
+        last_writer.insert(&q.change.uuid, &q.origin);
+    }
+    let mut seen: HashMap<(&str, &str), &'static str> = HashMap::new();
+    let mut order: Vec<(&str, &str)> = Vec::new();
+    for q in all {
+        let key = (q.change.uuid.as_str(), q.origin.as_str());
+        if seen.insert(key, q.change.op.name()).is_none() {
+            order.push(key);
+        }
+    }
+    for (u, origin) in order {
+        let Some(&winner) = last_writer.get(u) else { continue };
+        if winner != origin {
+            out.conflicts.push(Conflict {
+                uuid: u.to_string(),
+                winner: winner.to_string(),
+                loser: origin.to_string(),
+                op: seen[&(u, origin)],
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{Author, Change};
+
+    const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    fn state(x: f64, name: &str) -> ObjectState {
+        ObjectState {
+            kind: "object".into(),
+            name: name.into(),
+            parent: None,
+            visible: true,
+            t: [x, 0.0, 0.0],
+            r: [0.0, 0.0, 0.0, 1.0],
+            s: [1.0; 3],
+            mesh_hash: None,
+            material: None,
+        }
+    }
+
+    fn q(origin: &str, op: ChangeOp) -> Queued<String> {
+        Queued { origin: origin.into(), author: Author::Person, change: Change { uuid: U.into(), op } }
+    }
+
+    fn tr(x: f64) -> ChangeOp {
+        ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
+    }
+
+    fn run(all: Vec<Queued<String>>, kept: Vec<Queued<String>>) -> (Plan, ObjectState) {
+        let s0 = state(0.0, "A");
+        let start: HashMap<_, _> = [(U.to_string(), Some(s0.clone()))].into();
+        let mut fin = Some(s0);
+        for k in &kept {
+            fin = apply_change(fin.as_ref(), &k.change.op).unwrap();
+        }
+        let finals: HashMap<_, _> = [(U.to_string(), fin.clone())].into();
+        let parts = ["a".to_string(), "b".to_string()];
+        (plan(&all, &kept, &start, &finals, &parts), fin.unwrap())
+    }
+
+    #[test]
+    fn each_side_is_expected_to_hold_its_own_edit_plus_what_it_was_sent() {
+        // a moves, b renames the same object in one window: both end with both edits.
+        let all = vec![q("a", tr(5.0)), q("b", ChangeOp::Rename("B".into()))];
+        let (p, fin) = run(all.clone(), all);
+        assert_eq!(p.expected["a"][U], Some(fin.hash()));
+        assert_eq!(p.expected["b"][U], Some(fin.hash()));
+        assert!(p.corrections.is_empty());
+        assert_eq!(p.sends["a"].len(), 1, "a is sent only b's rename");
+        assert_eq!(p.conflicts.len(), 1, "two people changed one object in one window");
+    }
+
+    #[test]
+    fn a_create_after_a_peer_move_verifies_each_side_against_what_it_holds() {
+        // a moves; b then re-creates the object with its own pose (full state). The batch's
+        // state is b's create; a holds b's create (sent after its own move) = authoritative;
+        // b holds its create and is then sent a's earlier move → differs: corrected after
+        // COMMIT, and verified against what it really holds (no false mismatch).
+        let create = ChangeOp::Create(state(9.0, "B"));
+        let all = vec![q("a", tr(5.0)), q("b", create.clone())];
+        let (p, fin) = run(all.clone(), all);
+        assert_eq!(fin.t[0], 9.0);
+        assert_eq!(p.expected["a"][U], Some(fin.hash()));
+        let mut b_holds = state(9.0, "B");
+        b_holds.t[0] = 5.0;
+        assert_eq!(p.expected["b"][U], Some(b_holds.hash()), "b is checked against what it was sent");
+        assert_eq!(p.corrections["b"], vec![U.to_string()]);
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict { uuid: U.into(), winner: "b".into(), loser: "a".into(), op: "transform" }]
+        );
+    }
+
+    #[test]
+    fn the_last_writer_wins_a_simultaneous_drag() {
+        // a and b both drag; coalescing keeps b's (later) transform only.
+        let all = vec![q("a", tr(1.0)), q("b", tr(2.0))];
+        let kept = vec![all[1].clone()];
+        let (p, fin) = run(all, kept);
+        assert_eq!(fin.t[0], 2.0);
+        assert!(!p.sends.contains_key("b"), "b is sent nothing: it made the winning change");
+        assert_eq!(p.expected["a"][U], Some(fin.hash()), "a is corrected by the forwarded change itself");
+        assert!(p.corrections.is_empty());
+        assert_eq!(p.conflicts[0].loser, "a");
+        assert_eq!(p.conflicts[0].winner, "b");
+    }
+}
