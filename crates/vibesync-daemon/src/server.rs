@@ -31,6 +31,9 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Futu
                     // evicted), and authenticated sessions are capped after hello.
                     let ticket = admission.admit();
                     sessions.spawn(serve_connection(daemon.clone(), stream, peer, stop_rx.clone(), ticket));
+                    // A burst of connects (a flood) must not hold a worker away from the
+                    // sessions: let them run between accepts.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
