@@ -209,7 +209,7 @@ def test_a_batch_can_give_an_empty_object_a_mesh(scripted):
     pump_until(lambda: applied_messages(scripted), what="creates applied")
     assert bpy.data.objects["GameObject"].type == "EMPTY"
     blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
-    h = wire.blake3_hex(blob)
+    h = wire.mesh_hash(blob)
     body = frame({"type": "apply", "batch_id": "e2",
                   "change": {"op": "mesh", "uuid": nu, "mesh_hash": h}})
     js = body[8:]

@@ -263,7 +263,7 @@ def test_create_reparent_material_mesh_and_delete_from_the_wire(scripted):
     pu = parent[PROP]
     nu = str(uuidlib.uuid4())
     mesh_blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
-    mesh_hash = wire.blake3_hex(mesh_blob)
+    mesh_hash = wire.mesh_hash(mesh_blob)
     scripted.push(batch_frames("op-3", 42, [
         {"op": "create", "uuid": nu, "kind": "object", "name": "Spawned", "parent": pu,
          "t": [0, 2, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True},
@@ -387,7 +387,7 @@ def test_create_with_mesh_and_material_builds_a_new_object(scripted):
     body = frame({"type": "apply", "batch_id": "c1", "change": {
         "op": "create", "uuid": nu, "kind": "object", "name": "FromUnity", "parent": None,
         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True,
-        "mesh_hash": wire.blake3_hex(blob),
+        "mesh_hash": wire.mesh_hash(blob),
         "material": {"base_color": [0, 0, 1, 1], "metallic": 0, "roughness": 1,
                      "emission": [0, 0, 0]}}})
     # Re-frame with the attachment (frame() builds JSON-only frames).
@@ -418,7 +418,7 @@ def test_mesh_from_another_editor_round_trips_and_is_not_echoed(bridge, project_
     u = ob[PROP]
     pump_until(lambda: state_of(daemon, u), what="synced state from Blender")
     blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
-    h = wire.blake3_hex(blob)
+    h = wire.mesh_hash(blob)
     unity = Client(daemon, project_id, editor="unity")
     try:
         unity.send({"type": "change", "request_id": "m1", "base_seq": unity.status()["seq"],
@@ -576,7 +576,6 @@ def test_a_big_mesh_is_encoded_off_the_main_thread_and_arrives_whole(bridge):
     """Meshes above BIG_MESH_VERTICES are read on the main thread (foreach_get) and encoded
     and hashed on a worker: Blender keeps running; the object is sent once its mesh is ready."""
     from vibesync import pump as pump_mod
-    from vibesync.blake3 import blake3_hex
     daemon = bridge
     bpy.ops.mesh.primitive_grid_add(x_subdivisions=160, y_subdivisions=160, size=4)
     grid = bpy.context.active_object
@@ -586,7 +585,7 @@ def test_a_big_mesh_is_encoded_off_the_main_thread_and_arrives_whole(bridge):
     pump_until(lambda: vibesync._session().mesh_jobs, what="a background mesh job", timeout=10)
     st = pump_until(lambda: (state_of(daemon, u) or {}).get("state", {}).get("mesh_hash") and state_of(daemon, u),
                     what="the grid with its mesh on the daemon", timeout=60)
-    expected = blake3_hex(capture.mesh_attachment(grid.data, 1.0))
+    expected = wire.mesh_hash(capture.mesh_attachment(grid.data, 1.0))
     assert st["state"]["mesh_hash"] == expected, "the worker's encoding is the one the main thread would make"
     assert not vibesync._session().mesh_jobs
 
@@ -611,7 +610,7 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
             idx += [a, a + 1, a + side, a + 1, a + side + 1, a + side]
     assert side * side > pump_mod.BIG_MESH_VERTICES
     blob = wire.encode_mesh(pos, idx)
-    h = wire.blake3_hex(blob)
+    h = wire.mesh_hash(blob)
     unity = Client(daemon, project_id, editor="unity")
     try:
         unity.send({"type": "change", "request_id": "b1", "base_seq": unity.status()["seq"],
@@ -627,3 +626,26 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
         assert len(daemon.tail()) == before, "Blender echoed the applied mesh back"
     finally:
         unity.close()
+
+
+def test_mesh_encoding_is_byte_identical_to_the_reference_encoder(clean_blender):
+    """The numpy encoder (worker thread) writes exactly the bytes `wire.encode_mesh` writes
+    from plain lists: same hash whichever path encoded a mesh (§7)."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=24, ring_count=12)  # UV seams, poles
+    me = bpy.context.active_object.data
+    a = capture.read_mesh_arrays(me)
+    for k in (1.0, 0.01, 3.7):
+        n = a["n"]
+        co, nor = a["co"], a["nor"]
+        pos, nrm = [], []
+        for i in range(n):
+            x, y, z = co[3 * i:3 * i + 3]
+            pos += [x * k, z * k, -y * k]
+            nx, ny, nz = nor[3 * i:3 * i + 3]
+            nrm += [nx, nz, -ny]
+        per_vertex = dict(zip(a["lv"], zip(a["luv"][0::2], a["luv"][1::2])))
+        uv = [0.0] * (2 * n)
+        for vi, (u, v) in per_vertex.items():
+            uv[2 * vi], uv[2 * vi + 1] = u, v
+        ref = wire.encode_mesh(pos, list(a["tris"]), normals=nrm, uv0=uv)
+        assert capture.encode_mesh_arrays(a, k) == ref, f"unit scale {k}"

@@ -10,7 +10,6 @@ import pytest
 
 from conftest import VECTORS
 from vibesync import wire
-from vibesync.blake3 import blake3_hex
 
 
 def load(name: str):
@@ -71,17 +70,17 @@ def test_several_frames_in_one_read():
     assert [json.loads(j) for j, _ in frames] == [json.loads(c["json"]) for c in FRAMES["encode"]]
 
 
-@pytest.mark.parametrize("case", load("blake3.json"), ids=lambda c: str(c["input_len"]))
-def test_blake3_vectors(case):
-    data = bytes(i % 251 for i in range(case["input_len"]))
-    assert blake3_hex(data) == case["hash"]
+def test_mesh_hash_is_sha256():
+    assert wire.mesh_hash(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert wire.mesh_hash(memoryview(b"abc")) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
-def test_blake3_numpy_and_scalar_paths_agree():
-    from vibesync import blake3 as b3
-    data = bytes(i % 251 for i in range(40 * 1024 + 17))
-    nfull = (len(data) - 1) // 1024
-    assert b3._chunk_cvs_numpy(data, nfull) == b3._chunk_cvs_scalar(data, nfull)
+def test_hashed_rotation_drops_the_largest_component():
+    assert wire.hashed_rotation([0.0, 0.2588190451, 0.0, 0.9659258263]) == [3, 0, 25882, 0]
+    assert wire.hashed_rotation([-0.0, -0.2588190451, -0.0, -0.9659258263]) == [3, 0, 25882, 0]
+    # w on either side of 0: the same rotation, the same form (the old w-sign rule flipped it)
+    assert wire.hashed_rotation([0.0, 1.0, 0.0, 1e-7]) == wire.hashed_rotation([0.0, -1.0, 0.0, 1e-7])
 
 
 @pytest.mark.parametrize("case", load("quantize.json"), ids=lambda c: repr(c["v"]))
@@ -112,7 +111,7 @@ def test_coordinate_vectors(case):
 @pytest.mark.parametrize("case", load("mesh.json"), ids=lambda c: c["name"])
 def test_mesh_vectors(case):
     data = bytes.fromhex(case["hex"])
-    assert blake3_hex(data) == case["mesh_hash"]
+    assert wire.mesh_hash(data) == case["mesh_hash"]
     mesh = wire.decode_mesh(data)
     assert len(mesh["positions"]) == 3 * case["vertex_count"]
     assert len(mesh["indices"]) == case["index_count"]

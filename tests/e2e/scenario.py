@@ -18,7 +18,7 @@ import os
 import subprocess
 import time
 
-from harness import Client, Host, bpy, drive, drive_for, vibesync
+from harness import Host, bpy, drive, drive_for, vibesync
 
 QUIET_S = 5.0
 CONVERGE_S = 30.0
@@ -121,26 +121,25 @@ def nothing_missing(view: dict, made: dict[str, str], where: str) -> None:
     assert not missing, f"lost in {where}: {missing}"
 
 
-def daemon_seq(daemon, project_id: str) -> int:
-    c = Client(daemon, project_id, editor="cli")
-    try:
-        return c.status()["seq"]
-    finally:
-        c.close()
+def transactions(daemon) -> list[dict]:
+    """BEGIN records of the WAL: one per transaction (a FINAL or audit record that
+    completes an earlier transaction is not new work)."""
+    return [r for r in daemon.tail() if r.get("phase") == "BEGIN"]
 
 
 def quiet(daemon, project_id: str, host: Host, seconds: float = QUIET_S) -> None:
-    """Nobody edits: nothing may be written or applied for `seconds`."""
-    seq0 = daemon_seq(daemon, project_id)
+    """Nobody edits: no transaction may start and no batch be applied for `seconds`."""
+    txns0 = len(transactions(daemon))
     applied0 = vibesync.status()["applied_batches"]
     host0 = host.stats().get("batches_applied")
     drive_for(seconds)
-    seq1 = daemon_seq(daemon, project_id)
+    after = transactions(daemon)
     applied1 = vibesync.status()["applied_batches"]
     host1 = host.stats().get("batches_applied")
-    assert (seq1, applied1, host1) == (seq0, applied0, host0), (
-        f"the bridge was not quiet for {seconds}s with nobody editing: WAL seq {seq0} -> "
-        f"{seq1}, Blender applied {applied0} -> {applied1}, Unity applied {host0} -> {host1}")
+    assert (len(after), applied1, host1) == (txns0, applied0, host0), (
+        f"the bridge was not quiet for {seconds}s with nobody editing: WAL transactions "
+        f"{txns0} -> {len(after)} (new: {[r.get('payload') for r in after[txns0:]][:5]}), "
+        f"Blender applied {applied0} -> {applied1}, Unity applied {host0} -> {host1}")
 
 
 def verify(daemon) -> None:
@@ -161,7 +160,8 @@ def finish(daemon, project_id: str, host: Host, blender_made: dict, host_made: d
     nothing_missing(hv, blender_made, "Unity (made in Blender)")
     nothing_missing(hv, host_made, "Unity (made there)")
     quiet(daemon, project_id, host)
-    assert not differences(blender_view(), host_view(host), meshes), "diverged while quiet"
+    diffs = differences(blender_view(), host_view(host), meshes)
+    assert not diffs, f"diverged while quiet: {diffs}; blender status: {vibesync.status()}"
     vibesync.disconnect()
     host.close()
     verify(daemon)

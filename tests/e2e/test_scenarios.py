@@ -73,6 +73,31 @@ def world(daemon, project_id, workdir):
     w.close()
 
 
+def require_pairing(daemon) -> None:
+    """Zero-config pairing is the daemon's (PROTOCOL §3): a daemon that still requires
+    `hello.project_id` makes these scenarios expected failures, reported as such."""
+    import json
+    import socket
+    import struct
+    import uuid
+    hello = {"type": "hello", "protocol": 1, "editor": "test", "editor_version": "probe",
+             "client_id": str(uuid.uuid4()), "token": daemon.token, "last_seq": 0}
+    body = json.dumps(hello).encode()
+    with socket.create_connection(daemon.addr, timeout=10) as sock:
+        sock.sendall(struct.pack(">II", 4 + len(body), len(body)) + body)
+        head = b""
+        while len(head) < 8:
+            head += sock.recv(8 - len(head))
+        total, jl = struct.unpack(">II", head)
+        data = b""
+        while len(data) < total - 4:
+            data += sock.recv(total - 4 - len(data))
+    reply = json.loads(data[:jl])
+    if reply.get("type") != "welcome" or "project_id" not in reply:
+        pytest.xfail(f"the daemon does not pair editors yet (hello without project_id -> "
+                     f"{reply.get('type')} {reply.get('code')})")
+
+
 def add_cube(name, location=(0, 0, 0), collection=None):
     me = bpy.data.meshes.get("SharedCube")
     if me is None:
@@ -200,11 +225,11 @@ def test_linked_duplicates_share_one_mesh(world):
     world.blender(build=build)
     made = uuids_of(STARTUP + ("CubeLinked",))
     host = world.host()
-    converge(host)  # the host has the replay before its view is read
+    converge(host)
     hv = host_view(host)
-    view = world.finish(host, made)
-    by_name = {v["name"]: u for u, v in view.items()}
+    by_name = {v["name"]: u for u, v in hv.items()}
     assert hv[by_name["CubeLinked"]]["vertices"] == hv[by_name["Cube"]]["vertices"] == 8
+    world.finish(host, made)
     assert bpy.data.objects["CubeLinked"].data == bpy.data.objects["Cube"].data
 
 
@@ -219,11 +244,11 @@ def test_modifiers_send_the_evaluated_mesh(world):
     converge(host)
     cube = next(u for u, n in made.items() if n == "Cube")
     # Documented (PROTOCOL §7.1): the peer sees what Blender shows, the evaluated mesh
-    # (the cube subdivided twice: 98 vertices); Blender's base mesh keeps its 8.
+    # (a cube subdivided twice: 98 vertices); Blender keeps its base mesh and modifier.
     assert host_view(host)[cube]["vertices"] == 98
-    assert len(bpy.data.objects["Cube"].data.vertices) == 8
     world.finish(host, made)
     assert bpy.data.objects["Cube"].modifiers["Subdiv"].levels == 2
+    assert len(bpy.data.objects["Cube"].data.vertices) == 8
 
 
 def test_cameras_lights_and_empties(world):
@@ -326,7 +351,7 @@ def test_save_and_reopen_while_connected(world, tmp_path):
     world.blender()
     made = uuids_of(STARTUP)
     host = world.host()
-    converge(host)
+    before = converge(host)
     path = str(tmp_path / "scene" / "scene.blend")
     os.makedirs(os.path.dirname(path))
     bpy.ops.wm.save_as_mainfile(filepath=path)
@@ -335,13 +360,16 @@ def test_save_and_reopen_while_connected(world, tmp_path):
     bpy.ops.wm.save_mainfile()
     bpy.ops.wm.open_mainfile(filepath=path)
     drive(lambda: vibesync.status()["connected"], timeout=20, what="reconnected after reopen")
-    assert {o["vibesync_uuid"] for o in bpy.data.objects} <= set(made)
-    world.finish(host, made)
+    view = world.finish(host, made)
+    assert set(view) == set(before), "nothing duplicated or lost by the reopen"
+    cube = next(u for u, n in made.items() if n == "Cube")
+    assert abs(view[cube]["t"][1] - 2) < 1e-4, "the saved move (canonical y) is kept"
 
 
 def test_file_switch_starts_from_each_files_own_position(world, tmp_path):
     """Zero-config: the files carry the project the daemon paired them with and their own
     replay position (needs the daemon's pairing, PROTOCOL §3)."""
+    require_pairing(world.daemon)
     host = world.host()
     world.blender(project_id=None)
     made = uuids_of(STARTUP)
@@ -386,6 +414,7 @@ def test_crash_before_the_first_save(world):
 def test_zero_config_pairing(world):
     """No project id anywhere: Blender (unsaved file) and Unity land in one project
     (PROTOCOL §3 pairing)."""
+    require_pairing(world.daemon)
     host = world.host(project_id=None)
     world.blender(project_id=None)
     made = uuids_of(STARTUP)

@@ -3,7 +3,6 @@
 Layout
 ------
 * `wire`      -- the protocol: frames, message/error names, canonical JSON, hashes, axes (no bpy)
-* `blake3`    -- pure-Python BLAKE3 (no bpy)
 * `transport` -- the socket thread; only moves bytes, talks through queues (no bpy)
 * `identity`  -- uuids on datablocks, bindings by session_uid, registry persistence
 * `capture`   -- reading synced state, diffing against what was sent

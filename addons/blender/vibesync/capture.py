@@ -9,6 +9,8 @@ epsilon 1e-5 (seed 002). States use the wire's canonical axes with lengths in Bl
 from __future__ import annotations
 
 import array
+import math
+import struct
 
 import bpy
 import numpy  # ships with Blender
@@ -48,14 +50,35 @@ def first_material(ob):
     return None
 
 
+def _rotation_quaternion(ob):
+    """The object's own rotation as a Quaternion, whatever its rotation mode."""
+    mode = ob.rotation_mode
+    if mode == "QUATERNION":
+        return ob.rotation_quaternion.normalized()
+    if mode == "AXIS_ANGLE":
+        angle, x, y, z = ob.rotation_axis_angle
+        return Quaternion(Vector((x, y, z)), angle)
+    return ob.rotation_euler.to_quaternion()
+
+
+def _is_identity(m) -> bool:
+    return all(m[i][j] == (1.0 if i == j else 0.0) for i in range(4) for j in range(4))
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
-    Computed from matrix_parent_inverse @ matrix_basis, which is always current; the
-    world/local matrices are only refreshed by a depsgraph evaluation.
+    With an identity parent inverse (no parent, or parented "without inverse") this is the
+    object's own location, rotation and scale as stored — exactly what `set_local_trs` wrote,
+    negative (mirrored) scales included, which a matrix decomposition cannot tell apart from
+    a 180° rotation (§6.5 "Stable values"). Otherwise it is matrix_parent_inverse @
+    matrix_basis, decomposed (always current; the world/local matrices are only refreshed by
+    a depsgraph evaluation).
     """
-    m = ob.matrix_parent_inverse @ ob.matrix_basis
-    loc, rot, scale = m.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = ob.location, _rotation_quaternion(ob), ob.scale
+    else:
+        loc, rot, scale = (ob.matrix_parent_inverse @ ob.matrix_basis).decompose()
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
 
 
@@ -63,19 +86,31 @@ def set_local_trs(ob, t, r, s) -> None:
     """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
     bt, br, bs = wire.wire_to_blender(t, r, s)
     q = Quaternion((br[3], br[0], br[1], br[2]))
-    m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
-    basis = ob.matrix_parent_inverse.inverted_safe() @ m
-    loc, rot, scale = basis.decompose()
+    if _is_identity(ob.matrix_parent_inverse):
+        loc, rot, scale = Vector(bt), q, Vector(bs)
+    else:
+        m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
+        basis = ob.matrix_parent_inverse.inverted_safe() @ m
+        loc, rot, scale = basis.decompose()
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
         ob.rotation_quaternion = rot
     elif mode == "AXIS_ANGLE":
-        axis, angle = rot.to_axis_angle()
-        ob.rotation_axis_angle = (angle, axis.x, axis.y, axis.z)
+        ob.rotation_axis_angle = _axis_angle(q if _is_identity(ob.matrix_parent_inverse) else rot)
     else:
         ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
     ob.scale = scale
+
+
+def _axis_angle(q) -> tuple[float, float, float, float]:
+    """(angle, x, y, z) of a quaternion, in double precision: mathutils' float32 acos loses
+    ~3e-4 rad for small angles, more than the state hash's 1e-5 (§6.5)."""
+    w, x, y, z = q.w, q.x, q.y, q.z
+    n = math.sqrt(x * x + y * y + z * z)
+    if n == 0.0:
+        return (0.0, 0.0, 1.0, 0.0)
+    return (2.0 * math.atan2(n, w), x / n, y / n, z / n)
 
 
 def is_visible(ob) -> bool:
@@ -135,27 +170,36 @@ def read_mesh_arrays(me) -> dict:
 def encode_mesh_arrays(a: dict, unit_scale: float) -> bytes:
     """The §7 attachment from `read_mesh_arrays` output (no bpy: safe on a worker thread).
     Positions in meters on canonical axes, vertex normals, UV0 per vertex (Blender stores
-    UVs per face corner: exact without UV seams, at a seam the last corner's UV wins)."""
-    n, co, nor = a["n"], a["co"], a["nor"]
+    UVs per face corner: exact without UV seams, at a seam the last corner's UV wins).
+    numpy does the per-vertex work (C speed, no Python loop); the bytes are exactly those
+    of `wire.encode_mesh` (float64 arithmetic rounded once to float32)."""
+    n = a["n"]
+    co = numpy.frombuffer(a["co"], dtype=numpy.float32).astype(numpy.float64).reshape(-1, 3)
+    nor = numpy.frombuffer(a["nor"], dtype=numpy.float32).reshape(-1, 3)
     k = unit_scale
-    pos = array.array("f", bytes(12 * n))
-    pos[0::3] = array.array("f", [x * k for x in co[0::3]])
-    pos[1::3] = array.array("f", [z * k for z in co[2::3]])
-    pos[2::3] = array.array("f", [-y * k for y in co[1::3]])
-    nrm = array.array("f", bytes(12 * n))
-    nrm[0::3] = nor[0::3]
-    nrm[1::3] = nor[2::3]
-    nrm[2::3] = array.array("f", [-y for y in nor[1::3]])
-    uv = None
+    pos = numpy.empty((n, 3), dtype=numpy.float64)
+    pos[:, 0] = co[:, 0] * k
+    pos[:, 1] = co[:, 2] * k
+    pos[:, 2] = -co[:, 1] * k
+    nrm = numpy.empty((n, 3), dtype=numpy.float32)
+    nrm[:, 0] = nor[:, 0]
+    nrm[:, 1] = nor[:, 2]
+    nrm[:, 2] = -nor[:, 1]
+    parts = [pos.astype("<f4").tobytes(), nrm.astype("<f4").tobytes()]
+    flags = wire.MESH_FLAG_NORMALS
     if a["luv"] is not None:
-        luv, lv = a["luv"], a["lv"]
-        per_vertex = dict(zip(lv, zip(luv[0::2], luv[1::2])))  # C-speed; the last corner wins
-        uvs = array.array("f", bytes(8 * n))
-        for vi, (u, v) in per_vertex.items():
-            uvs[2 * vi] = u
-            uvs[2 * vi + 1] = v
-        uv = uvs.tolist()
-    return wire.encode_mesh(pos.tolist(), a["tris"].tolist(), normals=nrm.tolist(), uv0=uv)
+        luv = numpy.frombuffer(a["luv"], dtype=numpy.float32).reshape(-1, 2)
+        lv = numpy.frombuffer(a["lv"], dtype=numpy.int32)
+        # The last corner of each vertex: first occurrence in the reversed corner list.
+        rev = lv[::-1]
+        verts, first = numpy.unique(rev, return_index=True)
+        uvs = numpy.zeros((n, 2), dtype=numpy.float32)
+        uvs[verts] = luv[::-1][first]
+        parts.append(uvs.astype("<f4").tobytes())
+        flags |= wire.MESH_FLAG_UV0
+    tris = numpy.frombuffer(a["tris"], dtype=numpy.uint32)
+    header = wire.MESH_MAGIC + struct.pack("<III", n, len(tris), flags)
+    return b"".join([header, *parts, tris.astype("<u4").tobytes()])
 
 
 def vertex_uvs(me) -> list[float] | None:
@@ -317,6 +361,46 @@ def snap_to(state: dict, pose: dict) -> dict:
     if "r" in out and _rotation_close(out["r"], pose["r"]):
         out["r"] = list(pose["r"])
     return out
+
+
+_OP_FIELDS = {"transform": ("t", "r", "s"), "rename": ("name",), "visibility": ("visible",),
+              "reparent": ("parent",), "mesh": ("mesh_hash",), "material": ("material",)}
+
+
+def merge_applied(prev: dict, changes, uuid: str) -> dict:
+    """`prev` (the last state sent or applied for `uuid`) with the fields a batch's changes
+    of `uuid` set: the state the batch made, whatever was edited locally since."""
+    out = dict(prev)
+    for c, _ in changes:
+        if c.get("uuid") != uuid:
+            continue
+        if c["op"] == "create":
+            out = {k: c[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s")}
+            for k in ("mesh_hash", "material"):
+                if k in c:
+                    out[k] = c[k]
+            continue
+        for f in _OP_FIELDS.get(c["op"], ()):
+            if f in c:
+                out[f] = c[f]
+    return out
+
+
+def locally_edited(state: dict, made: dict, resolvable) -> bool:
+    """True when `state` (read after applying a batch) differs from `made` (the state the
+    batch made) by more than storage precision: an edit made here that was not sent yet.
+    A parent Blender does not hold (`resolvable(parent)` false) is not an edit: the object
+    was placed at the root as §6.1 says."""
+    for f in ("kind", "name", "visible", "mesh_hash"):
+        if state.get(f) != made.get(f):
+            return True
+    if state.get("parent") != made.get("parent") and (
+            made.get("parent") is None or resolvable(made["parent"])):
+        return True
+    if not (_close(state.get("t"), made.get("t")) and _rotation_close(state.get("r"), made.get("r"))
+            and _close(state.get("s"), made.get("s"))):
+        return True
+    return not _close(state.get("material"), made.get("material"))
 
 
 def needs_attachment(op: dict) -> bool:

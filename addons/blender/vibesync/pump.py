@@ -25,10 +25,12 @@ import bpy
 
 from . import apply as apply_mod
 from . import capture, engine, identity, wire
-from .blake3 import blake3_hex
+from . import router as router_mod
 
-# Meshes above this many vertices are encoded and hashed off Blender's main thread.
-BIG_MESH_VERTICES = 20000
+# Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
+# them (reading them with foreach_get is the only mesh work on the main thread), so no
+# main-thread step waits for a hash, whatever the hash function costs.
+BIG_MESH_VERTICES = 0
 _POOL: list = []
 
 
@@ -40,7 +42,7 @@ def _mesh_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 def _encode_and_hash(arrays: dict, unit_scale: float) -> tuple[bytes, str]:
     blob = capture.encode_mesh_arrays(arrays, unit_scale)
-    return blob, blake3_hex(blob)
+    return blob, wire.mesh_hash(blob)
 
 
 from .identity import Registry  # noqa: E402
@@ -173,6 +175,14 @@ class Session:
         self.generated_notes: dict[str, str] = {}
         self.mesh_alias: dict[str, tuple[str, str]] = {}  # mesh uuid -> (own hash, applied hash)
         self.remote_deleted: set[str] = set()
+        # Deleted here by the person: a replay must not bring them back (§6.6).
+        self.deleted_here: set[str] = set()
+        # uuid -> seq of the last committed batch_result naming it: a replay older than
+        # that is stale for the uuid and is not applied to it.
+        self.result_seq: dict[str, int] = {}
+        # Batches this editor received as a participant: their batch_result says nothing
+        # about this editor's own changes.
+        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -211,6 +221,9 @@ class Session:
         self.last_handshake_error: dict | None = None
         self.applied_batches = 0
         self.pending_save_doc: dict | None = None
+        # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
+        self.ai = router_mod.AddonRouter()
+        self.automation: dict | None = None  # set while capturing a tool call's changes
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -369,6 +382,8 @@ class Session:
                         "new datablocks as new", ADOPT_WAIT_S)
             self._open_adopt_gate()
         work += self._apply_batches(deadline)
+        self.ai.poll(self)
+        work += self.ai.run_pending(self)
         work += self._process_dirty(deadline)
         now = time.monotonic()
         if (self.sweep_due_at and now >= self.sweep_due_at) or \
@@ -440,6 +455,7 @@ class Session:
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
                             "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+            self.ai.on_connected(self)
             log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
                      "registering %d datablocks", self.session_id, self.project_id,
                      welcome.get("seq"), len(self.to_register))
@@ -530,11 +546,18 @@ class Session:
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
             uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
-            self.dirty.update(self.inflight.resolve(uuids))
             outcome = msg.get("outcome")
+            if msg.get("batch_id") in self.received_batches:
+                # The result of a batch we applied as a participant, not of our changes.
+                uuids = []
+            self.dirty.update(self.inflight.resolve(uuids))
             if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
                 self.not_synced.synced(uuids)
                 self.synced.update(uuids)
+                rseq = msg.get("seq")
+                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                    for u in uuids:
+                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
             elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
@@ -551,6 +574,8 @@ class Session:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
+        elif t == wire.MessageType.ADDON_COMMAND:
+            self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
             self._on_peers(msg)
         elif t == wire.MessageType.CONFLICT:
@@ -569,6 +594,10 @@ class Session:
             except apply_mod.BatchError as e:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
+            if msg.get("type") == wire.MessageType.BATCH_BEGIN:
+                self.received_batches[str(msg.get("batch_id"))] = None
+                while len(self.received_batches) > 4096:
+                    self.received_batches.popitem(last=False)
             if batch is not None:
                 self.batches.append(batch)
                 if batch.path == "resync":
@@ -702,6 +731,8 @@ class Session:
         self.out_ops.clear()
         self.quiet.clear()
         self.remote_deleted.clear()
+        self.deleted_here.clear()
+        self.result_seq.clear()
         self._scan()
         try:
             self._check_persisted_registry()
@@ -758,6 +789,7 @@ class Session:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
         changed = report.new + report.revived + report.renamed
+        self.deleted_here.difference_update(report.revived)  # undo of a delete
         self.to_register.update(changed)
         for u in report.vanished:
             self._vanished(u)
@@ -798,6 +830,7 @@ class Session:
             return
         self.to_register.discard(uuid)
         self.to_tombstone.add(uuid)
+        self.deleted_here.add(uuid)
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
         self._mark_user_edit()
@@ -867,12 +900,14 @@ class Session:
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight:
+        if uuid in self.inflight or uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
             return False
         key = (b.kind, b.session_uid)
+        if b.alive and self.registry.resolve(uuid) is None:
+            return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
 
@@ -932,7 +967,8 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)]
+            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
+                    or batch.seq < self.result_seq.get(u, 0)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -940,8 +976,10 @@ class Session:
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay",
-                         batch.batch_id, len(kept))
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
+                         batch.batch_id, len(kept), kept)
+        # Local edits of these uuids not sent yet: applying the batch must not swallow them.
+        pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
         self.applying = True
         try:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
@@ -963,7 +1001,7 @@ class Session:
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
                 self.alias_jobs[mu] = (fut, incoming_hash)
             else:
-                own = blake3_hex(capture.mesh_attachment(me, self.unit_scale))
+                own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         poses = capture.incoming_poses(batch.changes)
@@ -979,6 +1017,15 @@ class Session:
                 # Blender stores float32: what it holds is the sent pose within storage
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, poses[uuid])
+            if uuid not in kept and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], batch.changes, uuid)
+                if uuid in pending or capture.locally_edited(
+                        state, made, lambda p: self.registry.resolve(p) is not None):
+                    # The batch is applied; the person's newer edit of this uuid (e.g. a
+                    # rename not reported yet) is a change of its own, sent after: answer
+                    # the state the batch made (§6.4), keep the edit as what is left to send.
+                    state = made
+                    self.dirty.add((b.kind, b.session_uid))
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
             if uuid in kept:
@@ -1066,7 +1113,7 @@ class Session:
             self.mesh_jobs[uuid] = (fut, {key})
             return True
         blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
-        self.mesh_hashes[uuid] = blake3_hex(blob)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
         self.mesh_blobs[uuid] = blob
         return False
 
@@ -1151,7 +1198,7 @@ class Session:
                 if mu is not None and me.session_uid not in self._hashed_this_tick:
                     self._hashed_this_tick.add(me.session_uid)
                     blob = capture.mesh_attachment(me, self.unit_scale)
-                    h = blake3_hex(blob)
+                    h = wire.mesh_hash(blob)
                     self._mesh_ready(mu, me, kind, blob, h)
             else:
                 self.geometry_dirty.discard(key)
@@ -1239,7 +1286,7 @@ class Session:
 
     # ----------------------------------------------------------------- user activity
     def _mark_user_edit(self) -> None:
-        if self.applying:
+        if self.applying or self.automation is not None:
             return
         now = time.monotonic()
         self.last_user_edit = now
@@ -1302,31 +1349,78 @@ class Session:
         if not self.changes_supported:
             self.out_ops.clear()
         elif self.out_ops:
-            # Keep the order; a frame carries at most one attachment (one mesh).
             ops, self.out_ops = self.out_ops, []
-            plain: list[dict] = []
-            for op, blob in ops:
-                if blob:
-                    if plain:
-                        self._send_change(plain)
-                        plain = []
-                        n += 1
-                    self._send_change([op], blob)
-                    n += 1
-                else:
-                    plain.append(op)
-            if plain:
-                self._send_change(plain)
-                n += 1
+            n += self._send_ops(ops)
         return n
 
-    def _send_change(self, ops: list[dict], attachment: bytes = b"") -> None:
+    def _send_ops(self, ops: list, automation: dict | None = None) -> int:
+        """Send ops in order; a frame carries at most one attachment (one mesh)."""
+        n = 0
+        plain: list[dict] = []
+        for op, blob in ops:
+            if blob:
+                if plain:
+                    self._send_change(plain, automation=automation)
+                    plain = []
+                    n += 1
+                self._send_change([op], blob, automation)
+                n += 1
+            else:
+                plain.append(op)
+        if plain:
+            self._send_change(plain, automation=automation)
+            n += 1
+        return n
+
+    def _send_change(self, ops: list[dict], attachment: bytes = b"",
+                     automation: dict | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        rid = self.request("change", {"type": wire.MessageType.CHANGE,
-                                      "base_seq": self.last_seq, "changes": ops}, uuids,
-                           attachment=attachment)
+        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq, "changes": ops}
+        if automation is not None:
+            msg["automation"] = automation  # an agent's tool call made these (§9.2)
+        rid = self.request("change", msg, uuids, attachment=attachment)
         if rid is not None:
             self.inflight.sent(rid, uuids)
+            log.debug("vibesync: change %s sent: %s", rid,
+                      [(op["op"], op.get("uuid")) for op in ops])
+
+    # ------------------------------------------------------------- agent tool calls
+    def capture_now(self, automation: dict | None) -> list:
+        """Capture everything changed so far and send it at once (§9.2). With `automation`,
+        the changes are a tool call's: sent carrying it, never counted as a person's edit.
+        Returns the uuids of the changes sent."""
+        bpy.context.view_layer.update()
+        if self.scan_reason is not None:
+            self._scan()
+        if self.unknown_keys:
+            keys, self.unknown_keys = self.unknown_keys, set()
+            self._handle_report(self.registry.adopt(keys), "new datablock")
+        start = len(self.out_ops)
+        self.automation = automation
+        try:
+            for _ in range(8):  # collections/materials mark their objects: a few passes
+                if not self.dirty:
+                    break
+                self._process_dirty(float("inf"))
+        finally:
+            self.automation = None
+        if automation is None:
+            self._flush()
+            return []
+        ops = self.out_ops[start:]
+        del self.out_ops[start:]
+        self._flush()  # registers first (new uuids), then the call's changes
+        if self.connected and self.changes_supported and not self.paused and not self.safe_mode:
+            self._send_ops(ops, automation)
+        else:
+            self.out_ops.extend(ops)
+        return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+
+    def after_rollback(self) -> None:
+        """A failed tool call was undone: rebind every datablock now (undo replaced them)."""
+        self.unknown_keys.clear()
+        self.scan_reason = "undo"
+        self._scan()
 
     # -------------------------------------------------------------------- status
     def state_name(self) -> str:
@@ -1399,4 +1493,10 @@ class Session:
             "progress": self.progress(),
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
+            "ai": {
+                "available": sorted(self.ai.scan.available) if self.ai.scan else [],
+                "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],
+                "rejected": list(self.ai.scan.rejected) if self.ai.scan else [],
+                "last_results": list(self.ai.results[-5:]),
+            },
         }

@@ -25,6 +25,13 @@ class VIBESYNC_AP_preferences(bpy.types.AddonPreferences):
         name="Project id", default="",
         description="Empty: the daemon pairs this file with the project the other editor "
                     "is in (the assigned id is saved in the .blend)")
+    ai_allowed_addons: bpy.props.StringProperty(
+        name="Add-ons allowed for AI agents", default="",
+        description="Comma-separated addon ids (addon_ai.json `addon_info.id`) whose tools "
+                    "agents may call. Add-ons shipped with VibeSync are allowed unless denied")
+    ai_denied_addons: bpy.props.StringProperty(
+        name="Add-ons denied to AI agents", default="",
+        description="Comma-separated addon ids whose tools agents may never call")
 
     def draw(self, context):
         col = self.layout.column()
@@ -32,6 +39,10 @@ class VIBESYNC_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "port")
         col.prop(self, "token_file")
         col.prop(self, "project_id")
+        col.separator()
+        col.label(text="AI agents (MCP): which add-ons' tools agents may use")
+        col.prop(self, "ai_allowed_addons")
+        col.prop(self, "ai_denied_addons")
         col.operator(VIBESYNC_OT_reconnect.bl_idname, text="Apply and reconnect")
 
 
@@ -140,6 +151,14 @@ class VIBESYNC_PT_panel(bpy.types.Panel):
         for kind, n in (st.get("tracked") or {}).items():
             if n:
                 box.label(text=f"  {kind}: {n}")
+        ai = st.get("ai") or {}
+        if ai.get("available") or ai.get("withheld") or ai.get("rejected"):
+            box = layout.box()
+            box.label(text="AI tools: " + (", ".join(ai.get("available") or []) or "none"))
+            for w in ai.get("withheld") or []:
+                box.label(text=f"{w['addon_id']}: not allowed yet (preferences)", icon="LOCKED")
+            for r in ai.get("rejected") or []:
+                box.label(text=f"{r.get('addon_id')}: {r.get('path')}: {r.get('reason')}", icon="ERROR")
         row = layout.row()
         row.operator(VIBESYNC_OT_reconnect.bl_idname, icon="FILE_REFRESH")
         row.operator(VIBESYNC_OT_pause.bl_idname,

@@ -1,9 +1,9 @@
-//! What the daemon submits: one batch of finalized operations and the registry entries
-//! they touched.
+//! What the audit is fed (one [`FinalMark`] per durable FINAL record) and what one commit
+//! covers ([`AuditBatch`]).
 
 use serde_json::Value;
 
-/// The registry content of one entry at the end of the batch.
+/// The registry content of one entry when its commit is built.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuditContent {
     /// Live (or quarantined) record → `registry/<project>/<uuid>.json`.
@@ -20,28 +20,28 @@ pub struct AuditEntry {
     pub content: AuditContent,
 }
 
-/// One or more FINALized operations, committed as one git commit.
+/// One durable FINAL record of the WAL: what the audit must cover, fed in seq order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalMark {
+    pub seq: u64,
+    /// The record's `h` (docs/WAL.md §5): the commit that covers it anchors the hash chain.
+    pub h: String,
+    pub operation_id: String,
+    pub project_id: String,
+    pub uuids: Vec<String>,
+}
+
+/// One git commit: every FINAL with seq in `first_seq..=last_seq`, in seq order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AuditBatch {
+    /// The previous commit's `last_seq` + 1 (1 for the first commit): ranges tile the log.
     pub first_seq: u64,
+    /// Seq of the last FINAL covered.
     pub last_seq: u64,
+    /// `h` of the record at `last_seq`.
+    pub wal_h: String,
+    /// One per FINAL covered, in seq order.
     pub operation_ids: Vec<String>,
     /// Applied in order: a later entry for the same path wins.
     pub entries: Vec<AuditEntry>,
-}
-
-impl AuditBatch {
-    /// Fold `later` into `self` (used when the queue is full): one commit covering both seq
-    /// ranges; entries keep their order so the later state wins.
-    pub fn merge(&mut self, later: AuditBatch) {
-        if self.operation_ids.is_empty() && self.entries.is_empty() && self.first_seq == 0 && self.last_seq == 0 {
-            *self = later;
-            return;
-        }
-        self.first_seq = self.first_seq.min(later.first_seq);
-        self.last_seq = self.last_seq.max(later.last_seq);
-        // Operation ids are unique per FINAL; no dedup (it would be quadratic under load).
-        self.operation_ids.extend(later.operation_ids);
-        self.entries.extend(later.entries);
-    }
 }

@@ -1,24 +1,35 @@
 //! The ghost audit: a bare git repository at `<data_dir>/.git_safety/` whose history is a
-//! trail of registry snapshots, one commit per FINALized batch of operations.
+//! trail of registry snapshots covering every FINALized operation of the WAL, in seq order.
 //!
 //! # Layout
-//! * [`batch`] — what the daemon submits ([`AuditBatch`], [`AuditEntry`], [`AuditContent`]).
-//! * `repo` — git: init/open the bare repo, snapshot trees, commits with trailers.
+//! * [`batch`] — what the audit is fed ([`FinalMark`]) and what one commit covers.
+//! * `repo` — git: init/open the bare repository, snapshot trees, commits with trailers.
+//! * [`history`] — read the history back and check it against the WAL (`vibesync verify`).
 //! * this file — [`Audit`], the handle to the audit thread and its queue.
 //!
-//! # Architecture invariant
-//! Exactly one thread (the audit thread) owns the `git2::Repository` (it is `Send`, not
-//! `Sync`). The daemon only talks to it through [`Audit::submit`], which never blocks on
-//! git: the queue holds at most `queue_capacity` batches; when it is full, the new batch is
-//! **coalesced** into the newest queued batch (one commit covering both seq ranges, later
-//! entries win) instead of blocking or dropping. An audit failure is logged and counted
-//! ([`AuditStats::failures`]); the thread keeps going and sync is never affected. The
-//! repository is derived data: libgit2 does not fsync, so after a crash the daemon
-//! re-submits FINALs newer than [`Audit::last_audited_seq`] from the WAL. Batches whose
-//! `last_seq` ≤ `last_audited_seq` are skipped (idempotent re-submission).
+//! # Architecture invariant: one total order over FINALs
+//! The daemon feeds [`Audit::note`] from the WAL writer's durable hook, so marks arrive in
+//! seq order, exactly once, and only for durable records; boot catch-up feeds the FINALs
+//! the history lacks the same way, in one seq-ordered pass over all projects, before any
+//! live mark. Exactly one thread (the audit thread) owns the `git2::Repository` (it is
+//! `Send`, not `Sync`). It commits in groups: one commit covers every mark noted since the
+//! previous commit (at most [`AuditConfig::max_group`]), waiting at most
+//! [`AuditConfig::group_ms`] after the oldest pending mark, so the lag is bounded and the
+//! git cost is shared by every FINAL of the group. Commit ranges tile the log: a commit
+//! covers `previous last_seq + 1 ..= its last FINAL`, so there are no gaps and no overlaps,
+//! whatever the number of projects, crashes or rebuilds.
+//!
+//! `note` never blocks on git. An audit failure is logged and counted
+//! ([`AuditStats::failures`]) and the group is retried (sync is never affected). If the
+//! pending marks exceed [`AuditConfig::max_pending`] (git failing for a long time), they
+//! are dropped and the audit stops for this run ([`AuditStats::suspended`]) rather than
+//! commit a later FINAL past a gap: the next boot catches up from the WAL. The repository is
+//! derived data: libgit2 does not fsync, so after a crash the daemon re-notes the FINALs
+//! newer than [`Audit::last_audited_seq`] from the WAL.
 //!
 //! # Tree and commit format
-//! * `registry/<project_id>/<uuid>.json` — pretty JSON of each live (or quarantined) entry.
+//! * `registry/<project_id>/<uuid>.json` — pretty JSON of each live (or quarantined) entry,
+//!   as the registry holds it when the commit is built.
 //! * `archive/<project_id>/<uuid>/<tombstone_seq>.json` — each archived version; archiving
 //!   removes the `registry/` file.
 //! * Commits on `refs/heads/main` (HEAD → main), author and committer
@@ -27,74 +38,103 @@
 //!   vibesync: seq 41-57 (3 operations, 5 entries)
 //!
 //!   VibeSync-Seq-Range: 41-57
-//!   VibeSync-Operation: <operation id>      (one line per operation)
+//!   VibeSync-Operation: <operation id>      (one line per FINAL, in seq order)
 //!   VibeSync-Entries: 5
+//!   VibeSync-Wal-Seq: 57
+//!   VibeSync-Wal-H: <h of the WAL record at seq 57>
 //!   ```
 //!
 //! # Maintenance
 //! libgit2 has no `gc`: every commit writes its blobs and trees as loose objects (about
 //! 2 + entries + depth objects per commit), and nothing packs them. Run
-//! `git --git-dir <data_dir>/.git_safety gc` from time to time (safe while the daemon runs;
-//! `vibesync` may schedule it later). `fsck --strict` is clean.
+//! `git --git-dir <data_dir>/.git_safety gc` from time to time (safe while the daemon runs).
+//! `fsck --strict` is clean.
 
 pub mod batch;
 mod error;
+pub mod history;
 mod repo;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use batch::{AuditBatch, AuditContent, AuditEntry};
+pub use batch::{AuditBatch, AuditContent, AuditEntry, FinalMark};
 pub use error::AuditError;
-pub use repo::{commit_message, parse_range, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE};
+pub use history::{check, read_history, CheckReport, CommitInfo, FinalRef};
+pub use repo::{
+    commit_message, operations, parse_range, trailer, Head, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE,
+    TRAILER_WAL_H, TRAILER_WAL_SEQ,
+};
+
+/// The registry content of `(project_id, uuid)` when a commit is built: the versions
+/// archived at a seq after `since` (oldest first), then the live record if there is one.
+/// Empty: nothing to write. Called on the audit thread.
+pub type Snapshot = Box<dyn Fn(&str, &str, u64) -> Vec<AuditContent> + Send>;
 
 /// Tuning for [`Audit::open_with`].
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
-    /// Batches queued before new ones are coalesced into the newest. Default 64.
-    pub queue_capacity: usize,
+    /// Wait at most this long after the oldest pending mark before committing the group
+    /// (the lag bound). 0 = commit as soon as the thread is free. Default 200.
+    pub group_ms: u64,
+    /// At most this many FINALs per commit (bounds one commit's memory). Default 10,000.
+    pub max_group: usize,
+    /// Pending marks beyond this suspend the audit for the run (see the crate docs).
+    /// Default 1,000,000.
+    pub max_pending: usize,
+    /// Wait this long before retrying a group whose commit failed. Default 1,000.
+    pub retry_ms: u64,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { queue_capacity: 64 }
+        AuditConfig { group_ms: 200, max_group: 10_000, max_pending: 1_000_000, retry_ms: 1_000 }
     }
 }
 
-/// Counters for `vibesync status` (`audit:{last_audited_seq, lag, failures}`).
+/// Counters for `vibesync status` (`audit:{…}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AuditStats {
     /// `last_seq` of the newest commit on main.
     pub last_audited_seq: u64,
     /// Commits on main (counted at open, then incremented).
     pub commits: u64,
-    /// Batches that failed (bad data, git errors, panics); their seqs stay unaudited.
+    /// FINALs committed since open.
+    pub finals: u64,
+    /// Commit attempts that failed (git errors, panics); their group is retried.
     pub failures: u64,
-    /// Batches queued or being committed.
+    /// Entries left out of a commit because they cannot be paths (their FINAL is covered).
+    pub rejected_entries: u64,
+    /// FINALs noted and not yet committed.
     pub pending: usize,
-    /// Submissions folded into an already queued batch because the queue was full.
-    pub coalesced: u64,
-    /// Batches skipped because they were already audited.
-    pub skipped: u64,
+    /// Age of the oldest pending FINAL, ms (0 when none).
+    pub lag_ms: u64,
+    /// Marks ignored because their seq was already noted.
+    pub duplicates: u64,
+    /// CPU time the audit thread spent building commits since open, µs.
+    pub cpu_us: u64,
+    /// True once pending marks were dropped (see [`AuditConfig::max_pending`]).
+    pub suspended: bool,
     pub last_error: Option<String>,
 }
 
-/// What [`Audit::submit`] did with a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Submitted {
-    Queued,
-    /// The queue was full: merged into the newest queued batch.
-    Coalesced,
+struct Pending {
+    mark: FinalMark,
+    at: Instant,
 }
 
 struct Queue {
-    batches: VecDeque<AuditBatch>,
+    marks: VecDeque<Pending>,
+    /// Seq of the newest mark noted (or audited): marks at or below it are duplicates.
+    noted_seq: u64,
     busy: bool,
     closing: bool,
+    /// A `flush` is waiting: commit without waiting for the group window.
+    urgent: bool,
     stats: AuditStats,
 }
 
@@ -108,57 +148,147 @@ struct Shared {
 pub struct Audit {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    capacity: usize,
+    cfg: AuditConfig,
+    head: Option<Head>,
     path: PathBuf,
+}
+
+/// What the newest commit of the repository at `git_dir` covers, without starting anything
+/// (None: no repository or no commit yet). Errors mean the repository is damaged.
+pub fn head(git_dir: impl AsRef<Path>) -> Result<Option<Head>, AuditError> {
+    let git_dir = git_dir.as_ref();
+    if !git_dir.join("HEAD").exists() {
+        return Ok(None);
+    }
+    let repo = git2::Repository::open_bare(git_dir)
+        .map_err(|source| AuditError::Open { path: git_dir.to_path_buf(), source })?;
+    repo::AuditRepo { repo, path: git_dir.to_path_buf() }.head()
+}
+
+/// Move `main` back to the newest commit whose range ends at or before `to_seq` (no branch
+/// if there is none), for a WAL whose tail was cut on purpose (`--repair`) or by recovery:
+/// the commits after it covered FINALs the WAL no longer has. Nothing is deleted: the old
+/// head stays reachable as `refs/vibesync/rewound/<old last seq>-<unix time>`. Returns the
+/// new head and how many commits left `main`.
+pub fn rewind(git_dir: impl AsRef<Path>, to_seq: u64) -> Result<(Option<Head>, u64), AuditError> {
+    let git_dir = git_dir.as_ref();
+    let r = repo::AuditRepo::open(git_dir)?;
+    let Some(old) = r.head()? else { return Ok((None, 0)) };
+    let git = |op: &'static str| {
+        let path = git_dir.to_path_buf();
+        move |source| AuditError::Git { op, path, source }
+    };
+    let old_oid = git2::Oid::from_str(&old.commit).map_err(git("parse the head id"))?;
+    let mut c = r.repo.find_commit(old_oid).map_err(git("read a commit"))?;
+    let mut dropped = 0u64;
+    let keep = loop {
+        let end = c.message().and_then(parse_range).map(|(_, e)| e).unwrap_or(u64::MAX);
+        if end <= to_seq {
+            break Some(c);
+        }
+        dropped += 1;
+        match c.parent(0) {
+            Ok(p) => c = p,
+            Err(_) => break None,
+        }
+    };
+    if dropped == 0 {
+        return Ok((Some(old), 0));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let keep_ref = format!("refs/vibesync/rewound/{}-{now}", old.last_seq);
+    r.repo
+        .reference(&keep_ref, old_oid, true, "vibesync: history kept before a rewind")
+        .map_err(git("keep the old head"))?;
+    match &keep {
+        Some(k) => {
+            r.repo.reference(BRANCH, k.id(), true, "vibesync: rewind to the WAL").map_err(git("move main back"))?;
+        }
+        None => {
+            r.repo.find_reference(BRANCH).and_then(|mut b| b.delete()).map_err(git("remove main"))?;
+        }
+    }
+    tracing::warn!(path = %git_dir.display(), to_seq, dropped, kept_as = %keep_ref, "audit: history rewound to the WAL's end");
+    drop(keep);
+    Ok((r.head()?, dropped))
 }
 
 impl Audit {
     /// Open (or create) the bare repository at `git_dir` and start the audit thread.
-    pub fn open(git_dir: impl AsRef<Path>) -> Result<Audit, AuditError> {
-        Self::open_with(git_dir, AuditConfig::default())
+    pub fn open(git_dir: impl AsRef<Path>, snapshot: Snapshot) -> Result<Audit, AuditError> {
+        Self::open_with(git_dir, AuditConfig::default(), snapshot)
     }
 
-    pub fn open_with(git_dir: impl AsRef<Path>, cfg: AuditConfig) -> Result<Audit, AuditError> {
+    pub fn open_with(git_dir: impl AsRef<Path>, cfg: AuditConfig, snapshot: Snapshot) -> Result<Audit, AuditError> {
         let git_dir = git_dir.as_ref().to_path_buf();
         let repo = repo::AuditRepo::open(&git_dir)?;
-        let last = repo.last_audited_seq()?;
+        let head = repo.head()?;
+        let last = head.as_ref().map(|h| h.last_seq).unwrap_or(0);
         let commits = repo.commit_count();
         tracing::info!(path = %git_dir.display(), last_audited_seq = last, commits, "audit: opened");
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue {
-                batches: VecDeque::new(),
+                marks: VecDeque::new(),
+                noted_seq: last,
                 busy: false,
                 closing: false,
+                urgent: false,
                 stats: AuditStats { last_audited_seq: last, commits, ..Default::default() },
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
+        let wcfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("vibesync-audit".into())
-            .spawn(move || run(repo, worker))
+            .spawn(move || run(repo, worker, wcfg, snapshot, last))
             .map_err(|source| AuditError::Spawn { source })?;
-        Ok(Audit { shared, thread: Mutex::new(Some(thread)), capacity: cfg.queue_capacity.max(1), path: git_dir })
+        Ok(Audit { shared, thread: Mutex::new(Some(thread)), cfg, head, path: git_dir })
     }
 
-    /// Queue a batch. Never blocks on git; fails only after [`Audit::close`].
-    pub fn submit(&self, batch: AuditBatch) -> Result<Submitted, AuditError> {
+    /// The newest commit when the repository was opened.
+    pub fn head_at_open(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// A durable FINAL, in seq order. Never blocks on git; a mark at or below the last
+    /// noted seq is a duplicate and ignored. Fails only after [`Audit::close`].
+    pub fn note(&self, mark: FinalMark) -> Result<(), AuditError> {
         let mut q = self.shared.q.lock().unwrap();
         if q.closing {
             return Err(AuditError::Closed);
         }
-        let how = if q.batches.len() >= self.capacity {
-            q.batches.back_mut().expect("capacity >= 1").merge(batch);
-            q.stats.coalesced += 1;
-            Submitted::Coalesced
-        } else {
-            q.batches.push_back(batch);
-            Submitted::Queued
-        };
+        if mark.seq <= q.noted_seq {
+            q.stats.duplicates += 1;
+            return Ok(());
+        }
+        q.noted_seq = mark.seq;
+        if q.stats.suspended {
+            return Ok(());
+        }
+        if q.marks.len() >= self.cfg.max_pending {
+            let dropped = q.marks.len();
+            q.marks.clear();
+            q.stats.suspended = true;
+            q.stats.last_error = Some(format!(
+                "audit suspended: {dropped} FINALs pending (git failing or too slow); they are committed from the WAL at the next boot"
+            ));
+            tracing::error!(
+                dropped,
+                "audit suspended for this run: too many pending FINALs; the next boot catches up from the WAL"
+            );
+            drop(q);
+            self.shared.idle.notify_all();
+            return Ok(());
+        }
+        q.marks.push_back(Pending { mark, at: Instant::now() });
+        let first = q.marks.len() == 1;
         drop(q);
-        self.shared.work.notify_one();
-        Ok(how)
+        if first {
+            self.shared.work.notify_one();
+        }
+        Ok(())
     }
 
     /// `last_seq` of the newest audit commit (0 = none).
@@ -169,28 +299,33 @@ impl Audit {
     pub fn stats(&self) -> AuditStats {
         let q = self.shared.q.lock().unwrap();
         let mut s = q.stats.clone();
-        s.pending = q.batches.len() + usize::from(q.busy);
+        s.pending = q.marks.len();
+        s.lag_ms = q.marks.front().map(|p| p.at.elapsed().as_millis() as u64).unwrap_or(0);
         s
     }
 
-    /// Block until every submitted batch is committed (or failed), at most `timeout`.
+    /// Block until every noted FINAL is committed (or the audit is suspended), at most
+    /// `timeout`. Commits at once instead of waiting for the group window.
     pub fn flush(&self, timeout: Duration) -> Result<(), AuditError> {
         let start = Instant::now();
         let mut q = self.shared.q.lock().unwrap();
-        while !q.batches.is_empty() || q.busy {
+        q.urgent = true;
+        self.shared.work.notify_all();
+        while !q.marks.is_empty() || q.busy {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
                 return Err(AuditError::FlushTimeout {
-                    pending: q.batches.len() + usize::from(q.busy),
+                    pending: q.marks.len(),
                     waited_ms: start.elapsed().as_millis(),
                 });
             }
             q = self.shared.idle.wait_timeout(q, left).unwrap().0;
         }
+        q.urgent = false;
         Ok(())
     }
 
-    /// Stop accepting batches, commit what is queued, join the thread. Idempotent.
+    /// Stop accepting marks, commit what is pending, join the thread. Idempotent.
     pub fn close(&self) {
         self.shared.q.lock().unwrap().closing = true;
         self.shared.work.notify_all();
@@ -219,96 +354,139 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn run(repo: repo::AuditRepo, shared: Arc<Shared>) {
+/// CPU time of the calling thread, µs (0 where unsupported).
+fn thread_cpu_us() -> u64 {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+        }
+    }
+    0
+}
+
+/// The batch for `marks`: range from `prev_last + 1`, operations in seq order, the entries
+/// of each distinct (project, uuid) in first-touched order, content read now.
+fn build_batch(prev_last: u64, marks: &[FinalMark], snapshot: &Snapshot) -> AuditBatch {
+    let last = marks.last().expect("a group has at least one mark");
+    let mut seen = HashSet::new();
+    let mut entries = Vec::new();
+    for m in marks {
+        for u in &m.uuids {
+            if seen.insert((m.project_id.as_str(), u.as_str())) {
+                for content in snapshot(&m.project_id, u, prev_last) {
+                    entries.push(AuditEntry { project_id: m.project_id.clone(), uuid: u.clone(), content });
+                }
+            }
+        }
+    }
+    AuditBatch {
+        first_seq: prev_last + 1,
+        last_seq: last.seq,
+        wal_h: last.h.clone(),
+        operation_ids: marks.iter().map(|m| m.operation_id.clone()).collect(),
+        entries,
+    }
+}
+
+fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: Snapshot, mut prev_last: u64) {
+    let window = Duration::from_millis(cfg.group_ms);
+    let mut failed_at: Option<Instant> = None;
     loop {
-        let (batch, last_audited) = {
+        let group: Vec<FinalMark> = {
             let mut q = shared.q.lock().unwrap();
             loop {
-                if let Some(b) = q.batches.pop_front() {
-                    q.busy = true;
-                    break (b, q.stats.last_audited_seq);
-                }
-                if q.closing {
+                if q.closing && (q.marks.is_empty() || failed_at.is_some()) {
+                    if !q.marks.is_empty() {
+                        tracing::error!(pending = q.marks.len(), "audit: closing with uncommitted FINALs after a failure; the next boot commits them from the WAL");
+                    }
+                    q.busy = false;
+                    shared.idle.notify_all();
                     return;
                 }
-                q = shared.work.wait(q).unwrap();
+                let Some(oldest) = q.marks.front().map(|p| p.at) else {
+                    q = shared.work.wait(q).unwrap();
+                    continue;
+                };
+                // Wait for the group window (or the retry delay) unless told to hurry.
+                let due = match failed_at {
+                    Some(t) => t + Duration::from_millis(cfg.retry_ms),
+                    None => oldest + window,
+                };
+                let now = Instant::now();
+                if now < due && !q.closing && !q.urgent && q.marks.len() < cfg.max_group {
+                    q = shared.work.wait_timeout(q, due - now).unwrap().0;
+                    continue;
+                }
+                let n = q.marks.len().min(cfg.max_group);
+                q.busy = true;
+                break q.marks.iter().take(n).map(|p| p.mark.clone()).collect();
             }
         };
-        let outcome = if batch.last_seq <= last_audited && last_audited > 0 {
-            None
-        } else {
-            let r = catch_unwind(AssertUnwindSafe(|| repo.commit_batch(&batch))).unwrap_or_else(|p| {
-                Err(AuditError::Panicked {
-                    first_seq: batch.first_seq,
-                    last_seq: batch.last_seq,
-                    message: panic_message(p),
-                })
-            });
-            Some(r)
-        };
+        let cpu0 = thread_cpu_us();
+        let batch = build_batch(prev_last, &group, &snapshot);
+        let r = catch_unwind(AssertUnwindSafe(|| repo.commit_batch(&batch))).unwrap_or_else(|p| {
+            Err(AuditError::Panicked {
+                first_seq: batch.first_seq,
+                last_seq: batch.last_seq,
+                message: panic_message(p),
+            })
+        });
+        let cpu = thread_cpu_us().saturating_sub(cpu0);
         let mut q = shared.q.lock().unwrap();
-        match outcome {
-            None => {
-                q.stats.skipped += 1;
-                tracing::debug!(
-                    first_seq = batch.first_seq,
-                    last_seq = batch.last_seq,
-                    "audit: batch already audited, skipped"
-                );
-            }
-            Some(Ok(oid)) => {
+        q.stats.cpu_us += cpu;
+        match r {
+            Ok((oid, rejected)) => {
+                failed_at = None;
+                let n = group.len();
+                // `note` may have cleared the queue (suspension) meanwhile: drain only ours.
+                if !q.stats.suspended {
+                    let k = n.min(q.marks.len());
+                    q.marks.drain(..k);
+                }
+                prev_last = batch.last_seq;
                 q.stats.commits += 1;
-                q.stats.last_audited_seq = q.stats.last_audited_seq.max(batch.last_seq);
-                tracing::debug!(first_seq = batch.first_seq, last_seq = batch.last_seq, commit = %oid, entries = batch.entries.len(), "audit: committed");
+                q.stats.finals += n as u64;
+                q.stats.last_audited_seq = batch.last_seq;
+                for e in &rejected {
+                    tracing::error!("audit: entry left out of commit {oid}: {e}");
+                }
+                q.stats.rejected_entries += rejected.len() as u64;
+                tracing::debug!(first_seq = batch.first_seq, last_seq = batch.last_seq, commit = %oid, finals = n, entries = batch.entries.len(), cpu_us = cpu, "audit: committed");
             }
-            Some(Err(e)) => {
+            Err(e) => {
+                failed_at = Some(Instant::now());
                 q.stats.failures += 1;
                 q.stats.last_error = Some(e.to_string());
-                tracing::error!(first_seq = batch.first_seq, last_seq = batch.last_seq, error = %e, "audit: batch not committed");
+                tracing::error!(first_seq = batch.first_seq, last_seq = batch.last_seq, error = %e, "audit: commit failed; retrying the group");
             }
         }
         q.busy = false;
-        if q.batches.is_empty() {
+        if q.marks.is_empty() {
             shared.idle.notify_all();
         }
     }
 }
 
-/// Offline check of an audit repository (used by `vibesync verify`): the repository opens,
-/// every commit on `main` is readable with its tree, carries a `VibeSync-Seq-Range` trailer,
-/// and the ranges grow from the oldest commit to the newest. Returns the last audited seq.
-/// Does not create anything: a missing repository is an error.
+/// Offline structural check of an audit repository: it opens, every commit on `main` is
+/// readable with its tree and carries a `VibeSync-Seq-Range` trailer, and the ranges grow
+/// without overlapping. Returns the last audited seq (0 for a repository with no commit).
+/// Completeness against the WAL is [`history::check`].
 pub fn verify(git_dir: impl AsRef<Path>) -> Result<u64, AuditError> {
     let git_dir = git_dir.as_ref();
-    let repo = git2::Repository::open_bare(git_dir)
-        .map_err(|source| AuditError::Open { path: git_dir.to_path_buf(), source })?;
-    let bad = |reason: String| AuditError::Inconsistent { path: git_dir.to_path_buf(), reason };
-    let git = |op: &'static str| {
-        let path = git_dir.to_path_buf();
-        move |source| AuditError::Git { op, path, source }
-    };
-    let mut walk = repo.revwalk().map_err(git("walk history"))?;
-    match walk.push_ref(repo::BRANCH) {
-        Ok(()) => {}
-        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(0),
-        Err(e) => return Err(git("read the main branch")(e)),
-    }
-    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE).map_err(git("sort history"))?;
-    let mut last = 0u64;
-    for oid in walk {
-        let oid = oid.map_err(git("walk history"))?;
-        let commit = repo.find_commit(oid).map_err(git("read a commit"))?;
-        commit.tree().map_err(git("read a commit's tree"))?;
-        let (first, end) = commit
-            .message()
-            .and_then(parse_range)
-            .ok_or_else(|| bad(format!("commit {oid} has no VibeSync-Seq-Range trailer")))?;
-        if first <= last && last != 0 {
-            return Err(bad(format!(
-                "commit {oid} range {first}-{end} overlaps the previous commit (ended at {last})"
-            )));
+    let hist = read_history(git_dir)?;
+    for w in hist.windows(2) {
+        if w[1].first_seq <= w[0].last_seq {
+            return Err(AuditError::Inconsistent {
+                path: git_dir.to_path_buf(),
+                reason: format!(
+                    "commit {} range {}-{} overlaps the previous commit (ended at {})",
+                    w[1].commit, w[1].first_seq, w[1].last_seq, w[0].last_seq
+                ),
+            });
         }
-        last = end;
     }
-    Ok(last)
+    Ok(hist.last().map(|c| c.last_seq).unwrap_or(0))
 }

@@ -15,6 +15,20 @@ pub const BRANCH: &str = "refs/heads/main";
 pub const TRAILER_RANGE: &str = "VibeSync-Seq-Range";
 pub const TRAILER_OPERATION: &str = "VibeSync-Operation";
 pub const TRAILER_ENTRIES: &str = "VibeSync-Entries";
+/// Seq of the last WAL record the commit covers (its last FINAL).
+pub const TRAILER_WAL_SEQ: &str = "VibeSync-Wal-Seq";
+/// `h` of that record: anchors the WAL hash chain (docs/WAL.md §5).
+pub const TRAILER_WAL_H: &str = "VibeSync-Wal-H";
+
+/// What the newest commit on `main` covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub commit: String,
+    /// Upper end of its `VibeSync-Seq-Range`.
+    pub last_seq: u64,
+    /// Its `VibeSync-Wal-H` (absent in commits written before it existed).
+    pub wal_h: Option<String>,
+}
 
 pub(crate) struct AuditRepo {
     pub repo: Repository,
@@ -56,14 +70,21 @@ impl AuditRepo {
         }
     }
 
-    /// Upper end of the `VibeSync-Seq-Range` trailer of the head commit (0 = none).
-    pub fn last_audited_seq(&self) -> Result<u64, AuditError> {
+    /// What the head commit covers (None = no commit yet). A head commit without a
+    /// `VibeSync-Seq-Range` trailer is damage ([`AuditError::Inconsistent`]).
+    pub fn head(&self) -> Result<Option<Head>, AuditError> {
         let Some(c) = self.head_commit()? else {
-            return Ok(0);
+            return Ok(None);
         };
-        Ok(c.message().and_then(parse_range).map(|(_, last)| last).unwrap_or_else(|| {
-            tracing::warn!(commit = %c.id(), "audit: head commit has no VibeSync-Seq-Range trailer");
-            0
+        let message = c.message().unwrap_or("");
+        let (_, last_seq) = parse_range(message).ok_or_else(|| AuditError::Inconsistent {
+            path: self.path.clone(),
+            reason: format!("head commit {} has no {TRAILER_RANGE} trailer", c.id()),
+        })?;
+        Ok(Some(Head {
+            commit: c.id().to_string(),
+            last_seq,
+            wal_h: trailer(message, TRAILER_WAL_H).map(str::to_owned),
         }))
     }
 
@@ -77,8 +98,9 @@ impl AuditRepo {
         walk.count() as u64
     }
 
-    /// Commit one batch as a snapshot on top of the head commit's tree.
-    pub fn commit_batch(&self, batch: &AuditBatch) -> Result<Oid, AuditError> {
+    /// Commit one batch as a snapshot on top of the head commit's tree. Entries that cannot
+    /// become paths are left out and returned (the FINALs they belong to stay covered).
+    pub fn commit_batch(&self, batch: &AuditBatch) -> Result<(Oid, Vec<AuditError>), AuditError> {
         if batch.first_seq > batch.last_seq {
             return Err(AuditError::BadBatch {
                 first_seq: batch.first_seq,
@@ -88,9 +110,14 @@ impl AuditRepo {
         }
         // Final content per path; None = remove.
         let mut paths: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let mut rejected = Vec::new();
         for e in &batch.entries {
-            check_component(&e.project_id, &e.uuid, "project_id", &e.project_id)?;
-            check_uuid(&e.project_id, &e.uuid)?;
+            if let Err(bad) = check_component(&e.project_id, &e.uuid, "project_id", &e.project_id)
+                .and_then(|_| check_uuid(&e.project_id, &e.uuid))
+            {
+                rejected.push(bad);
+                continue;
+            }
             let live_path = format!("registry/{}/{}.json", e.project_id, e.uuid);
             match &e.content {
                 AuditContent::Live(v) => {
@@ -121,6 +148,12 @@ impl AuditRepo {
         for (path, content) in &paths {
             match content {
                 Some(bytes) => {
+                    // Unchanged content: no object write, no tree update (hashing is cheap,
+                    // a loose object write is not).
+                    let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
+                    if base.get_path(Path::new(path)).is_ok_and(|e| e.id() == id) {
+                        continue;
+                    }
                     let blob = self.repo.blob(bytes).map_err(git("write a blob", &self.path))?;
                     upd.upsert(path.as_str(), blob, FileMode::Blob);
                 }
@@ -138,7 +171,7 @@ impl AuditRepo {
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
         let oid =
             self.repo.commit(Some(BRANCH), &sig, &sig, &message, &tree, &parents).map_err(git("commit", &self.path))?;
-        Ok(oid)
+        Ok((oid, rejected))
     }
 }
 
@@ -186,7 +219,7 @@ fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-/// Subject, blank line, trailers (one `VibeSync-Operation` per operation id).
+/// Subject, blank line, trailers (one `VibeSync-Operation` per FINAL covered, in seq order).
 pub fn commit_message(b: &AuditBatch) -> String {
     let n = b.operation_ids.len();
     let mut m = format!(
@@ -202,13 +235,28 @@ pub fn commit_message(b: &AuditBatch) -> String {
         m.push_str(&format!("{TRAILER_OPERATION}: {}\n", one_line(id)));
     }
     m.push_str(&format!("{TRAILER_ENTRIES}: {}\n", b.entries.len()));
+    m.push_str(&format!("{TRAILER_WAL_SEQ}: {}\n", b.last_seq));
+    m.push_str(&format!("{TRAILER_WAL_H}: {}\n", one_line(&b.wal_h)));
     m
+}
+
+/// The value of the last `key: value` trailer line of a commit message.
+pub fn trailer<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    message.lines().rev().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':'))).map(str::trim)
+}
+
+/// Every `VibeSync-Operation` trailer value, in order.
+pub fn operations(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .filter_map(|l| l.strip_prefix(TRAILER_OPERATION).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_owned())
+        .collect()
 }
 
 /// `(first, last)` from a commit message's `VibeSync-Seq-Range: a-b` trailer.
 pub fn parse_range(message: &str) -> Option<(u64, u64)> {
-    let line = message.lines().rev().find_map(|l| l.strip_prefix(TRAILER_RANGE).and_then(|r| r.strip_prefix(':')))?;
-    let (a, b) = line.trim().split_once('-')?;
+    let (a, b) = trailer(message, TRAILER_RANGE)?.split_once('-')?;
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 

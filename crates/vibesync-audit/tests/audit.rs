@@ -1,7 +1,9 @@
 //! Audit tests against real bare repositories, checked with git2 and the git CLI.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -14,27 +16,42 @@ fn uuid(n: u32) -> String {
     format!("6f1c2a4e-4b7d-4a53-9a43-{n:012x}")
 }
 
-fn live(n: u32, name: &str) -> AuditEntry {
-    AuditEntry {
-        project_id: P.into(),
-        uuid: uuid(n),
-        content: AuditContent::Live(json!({"uuid":uuid(n),"name":name,"status":"live"})),
+/// The registry as the audit thread sees it.
+#[derive(Clone, Default)]
+struct Reg(Arc<Mutex<HashMap<(String, String), AuditContent>>>);
+
+impl Reg {
+    fn live(&self, project: &str, n: u32, name: &str) {
+        let v = json!({"uuid":uuid(n),"name":name,"status":"live"});
+        self.0.lock().unwrap().insert((project.into(), uuid(n)), AuditContent::Live(v));
+    }
+    fn archive(&self, project: &str, n: u32, seq: u64) {
+        let v = json!({"uuid":uuid(n),"status":"tombstoned","tombstone_seq":seq});
+        self.0
+            .lock()
+            .unwrap()
+            .insert((project.into(), uuid(n)), AuditContent::Archived { tombstone_seq: seq, value: v });
+    }
+    fn snapshot(&self) -> Snapshot {
+        let me = self.clone();
+        Box::new(move |p, u, _since| {
+            me.0.lock().unwrap().get(&(p.to_string(), u.to_string())).cloned().into_iter().collect()
+        })
     }
 }
 
-fn archived(n: u32, seq: u64) -> AuditEntry {
-    AuditEntry {
-        project_id: P.into(),
-        uuid: uuid(n),
-        content: AuditContent::Archived {
-            tombstone_seq: seq,
-            value: json!({"uuid":uuid(n),"status":"tombstoned","tombstone_seq":seq}),
-        },
+fn mark(seq: u64, op: &str, project: &str, uuids: &[u32]) -> FinalMark {
+    FinalMark {
+        seq,
+        h: format!("h{seq}"),
+        operation_id: op.into(),
+        project_id: project.into(),
+        uuids: uuids.iter().map(|n| uuid(*n)).collect(),
     }
 }
 
-fn batch(first: u64, last: u64, ops: &[&str], entries: Vec<AuditEntry>) -> AuditBatch {
-    AuditBatch { first_seq: first, last_seq: last, operation_ids: ops.iter().map(|s| s.to_string()).collect(), entries }
+fn finals(marks: &[FinalMark]) -> Vec<FinalRef> {
+    marks.iter().map(|m| FinalRef { seq: m.seq, operation_id: m.operation_id.clone(), h: m.h.clone() }).collect()
 }
 
 fn git(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -50,25 +67,36 @@ fn file_at_head(dir: &Path, path: &str) -> Option<Value> {
     Some(serde_json::from_slice(blob.content()).unwrap())
 }
 
+/// Commit at once: one commit per flush.
+fn eager() -> AuditConfig {
+    AuditConfig { group_ms: 0, ..AuditConfig::default() }
+}
+
 #[test]
 fn commits_snapshot_trees_with_trailers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
-    let audit = Audit::open(&dir).unwrap();
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
     assert_eq!(audit.last_audited_seq(), 0);
 
-    audit.submit(batch(1, 5, &["op-a"], vec![live(1, "Cube"), live(2, "Light")])).unwrap();
-    audit.submit(batch(6, 9, &["op-b", "op-c"], vec![live(1, "Cube.renamed")])).unwrap();
-    audit.submit(batch(10, 12, &["op-d"], vec![archived(2, 11)])).unwrap();
+    reg.live(P, 1, "Cube");
+    reg.live(P, 2, "Light");
+    audit.note(mark(5, "op-a", P, &[1, 2])).unwrap();
+    audit.flush(T).unwrap();
+    reg.live(P, 1, "Cube.renamed");
+    audit.note(mark(7, "op-b", P, &[1])).unwrap();
+    audit.note(mark(9, "op-c", P, &[1])).unwrap();
+    audit.flush(T).unwrap();
+    reg.archive(P, 2, 11);
+    audit.note(mark(12, "op-d", P, &[2])).unwrap();
     audit.flush(T).unwrap();
     let s = audit.stats();
-    assert_eq!((s.commits, s.failures, s.pending, s.last_audited_seq), (3, 0, 0, 12), "{s:?}");
+    assert_eq!((s.failures, s.pending, s.last_audited_seq, s.finals), (0, 0, 12, 4), "{s:?}");
+    assert!(s.commits <= 3, "{s:?}");
 
     assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(1))).unwrap()["name"], "Cube.renamed");
-    assert!(
-        file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(2))).is_none(),
-        "archived: removed from registry/"
-    );
+    assert!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(2))).is_none(), "archived: removed");
     assert_eq!(file_at_head(&dir, &format!("archive/{P}/{}/11.json", uuid(2))).unwrap()["tombstone_seq"], 11);
 
     // Content is pretty JSON with a trailing newline.
@@ -76,156 +104,235 @@ fn commits_snapshot_trees_with_trailers() {
     assert!(ok, "{shown}");
     assert!(shown.starts_with("{\n  \"") && shown.ends_with("}\n"), "{shown}");
 
-    // Bare repo, HEAD -> main, fsck --strict clean, history visible.
     assert!(git2::Repository::open_bare(&dir).unwrap().is_bare());
     assert_eq!(git(&dir, &["symbolic-ref", "HEAD"]).1.trim(), "refs/heads/main");
     let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
     assert!(ok, "fsck: {out}");
     let (ok, log) = git(&dir, &["log", "--format=%s|%an <%ae>|%cn"]);
     assert!(ok, "{log}");
-    let subjects: Vec<&str> = log.lines().collect();
     assert_eq!(
-        subjects,
+        log.lines().collect::<Vec<_>>(),
         vec![
             "vibesync: seq 10-12 (1 operation, 1 entry)|vibesync <vibesync@localhost>|vibesync",
             "vibesync: seq 6-9 (2 operations, 1 entry)|vibesync <vibesync@localhost>|vibesync",
             "vibesync: seq 1-5 (1 operation, 2 entries)|vibesync <vibesync@localhost>|vibesync",
-        ]
+        ],
+        "ranges tile the log: each starts after the previous one"
     );
-    // Trailers parse as git trailers.
     let (ok, trailers) = git(&dir, &["log", "-1", "--skip=1", "--format=%(trailers:only,unfold)"]);
     assert!(ok, "{trailers}");
     assert_eq!(
         trailers.trim(),
-        "VibeSync-Seq-Range: 6-9\nVibeSync-Operation: op-b\nVibeSync-Operation: op-c\nVibeSync-Entries: 1"
+        "VibeSync-Seq-Range: 6-9\nVibeSync-Operation: op-b\nVibeSync-Operation: op-c\nVibeSync-Entries: 1\nVibeSync-Wal-Seq: 9\nVibeSync-Wal-H: h9"
     );
+    let all = [mark(5, "op-a", P, &[]), mark(7, "op-b", P, &[]), mark(9, "op-c", P, &[]), mark(12, "op-d", P, &[])];
+    let rep = check(&read_history(&dir).unwrap(), &finals(&all), 12);
+    assert_eq!(rep, CheckReport::default());
     audit.close();
-    assert!(matches!(audit.submit(batch(13, 13, &[], vec![])), Err(AuditError::Closed)));
+    assert!(matches!(audit.note(mark(13, "x", P, &[])), Err(AuditError::Closed)));
+}
+
+/// Many FINALs of many projects, noted faster than git commits: a few group commits cover
+/// every FINAL exactly once, in order (no per-project batches, nothing dropped).
+#[test]
+fn group_commits_cover_every_final_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let cfg = AuditConfig { group_ms: 50, max_group: 700, ..AuditConfig::default() };
+    let audit = Audit::open_with(&dir, cfg, reg.snapshot()).unwrap();
+    let projects = ["p0", "p1", "p2", "p3"];
+    let mut all = Vec::new();
+    let mut seq = 0;
+    for i in 0..3000u32 {
+        seq += 3; // BEGIN, STEP, COMMIT between FINALs
+        let p = projects[(i % 4) as usize];
+        reg.live(p, i % 50, &format!("v{i}"));
+        let m = mark(seq, &format!("op{i}"), p, &[i % 50]);
+        all.push(m.clone());
+        audit.note(m).unwrap();
+        if i % 500 == 0 {
+            audit.note(all[all.len() - 1].clone()).unwrap(); // a duplicate is ignored
+        }
+    }
+    audit.flush(T).unwrap();
+    let s = audit.stats();
+    assert_eq!((s.finals, s.failures, s.last_audited_seq, s.duplicates), (3000, 0, seq, 6), "{s:?}");
+    assert!(s.commits >= 5 && s.commits < 300, "grouped: {s:?}");
+    let hist = read_history(&dir).unwrap();
+    let rep = check(&hist, &finals(&all), seq);
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(rep.unaudited, 0);
+    for p in projects {
+        // The last write of each uuid wins.
+        let last = (0..3000u32).rev().find(|i| projects[(i % 4) as usize] == p).unwrap();
+        let name = file_at_head(&dir, &format!("registry/{p}/{}.json", uuid(last % 50))).unwrap()["name"].clone();
+        assert_eq!(name, format!("v{last}"));
+    }
+    assert_eq!(verify(&dir).unwrap(), seq);
 }
 
 #[test]
 fn reopen_continues_from_last_audited_seq() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    reg.live(P, 1, "A");
+    reg.live(P, 2, "B");
+    reg.live(P, 3, "C");
     {
-        let audit = Audit::open(&dir).unwrap();
-        audit.submit(batch(1, 4, &["a"], vec![live(1, "A")])).unwrap();
-        audit.submit(batch(5, 8, &["b"], vec![live(2, "B")])).unwrap();
+        let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
+        audit.note(mark(4, "a", P, &[1])).unwrap();
+        audit.note(mark(8, "b", P, &[2])).unwrap();
         audit.flush(T).unwrap();
     } // dropped: thread joined
+    assert_eq!(head(&dir).unwrap().unwrap().last_seq, 8);
+    assert_eq!(head(&dir).unwrap().unwrap().wal_h.as_deref(), Some("h8"));
 
-    let audit = Audit::open(&dir).unwrap();
+    let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
     assert_eq!(audit.last_audited_seq(), 8);
-    assert_eq!(audit.stats().commits, 2);
-    // Re-submitted from the WAL after a crash: already audited, skipped.
-    audit.submit(batch(5, 8, &["b"], vec![live(2, "B")])).unwrap();
-    audit.submit(batch(9, 10, &["c"], vec![live(3, "C")])).unwrap();
+    // Re-noted from the WAL after a crash: already audited, ignored.
+    audit.note(mark(8, "b", P, &[2])).unwrap();
+    audit.note(mark(10, "c", P, &[3])).unwrap();
     audit.flush(T).unwrap();
     let s = audit.stats();
-    assert_eq!((s.commits, s.skipped, s.last_audited_seq), (3, 1, 10), "{s:?}");
-    assert!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(1))).is_some(), "history continued");
-    assert_eq!(git(&dir, &["rev-list", "--count", "main"]).1.trim(), "3");
+    assert_eq!((s.duplicates, s.last_audited_seq), (1, 10), "{s:?}");
+    let hist = read_history(&dir).unwrap();
+    assert_eq!(hist.last().unwrap().first_seq, 9);
+    let rep = check(&hist, &finals(&[mark(4, "a", P, &[]), mark(8, "b", P, &[]), mark(10, "c", P, &[])]), 10);
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     assert!(git(&dir, &["fsck", "--strict"]).0);
 }
 
+/// A failing commit is retried with everything noted since: no FINAL is skipped, no range
+/// overlaps. Entries that cannot be paths are left out, their FINAL still covered.
 #[test]
-fn failures_are_counted_and_the_thread_keeps_going() {
+fn failures_are_retried_and_bad_entries_left_out() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
-    let audit = Audit::open(&dir).unwrap();
-    audit.submit(batch(1, 1, &["ok"], vec![live(1, "A")])).unwrap();
-
-    // Bad data: a path-escaping project id and a non-uuid.
-    let mut evil = live(2, "X");
-    evil.project_id = "../../etc".into();
-    audit.submit(batch(2, 2, &["evil"], vec![evil])).unwrap();
-    let mut bad_uuid = live(3, "Y");
-    bad_uuid.uuid = "a/b".into();
-    audit.submit(batch(3, 3, &["bad"], vec![bad_uuid])).unwrap();
-    audit.submit(batch(9, 4, &["backwards"], vec![])).unwrap();
+    let reg = Reg::default();
+    let cfg = AuditConfig { group_ms: 0, retry_ms: 100, ..AuditConfig::default() };
+    let audit = Audit::open_with(&dir, cfg, reg.snapshot()).unwrap();
+    reg.live(P, 1, "A");
+    reg.live("../../etc", 2, "X");
+    audit.note(mark(1, "ok", P, &[1])).unwrap();
+    audit.note(mark(2, "evil", "../../etc", &[2])).unwrap();
     audit.flush(T).unwrap();
     let s = audit.stats();
-    assert_eq!((s.commits, s.failures, s.last_audited_seq), (1, 3, 1), "{s:?}");
-    assert!(s.last_error.is_some());
+    assert_eq!((s.failures, s.rejected_entries, s.last_audited_seq), (0, 1, 2), "{s:?}");
 
     // Storage failure: the objects dir is replaced by a file (works even as root).
     let objects = dir.join("objects");
     let aside = dir.join("objects.aside");
     std::fs::rename(&objects, &aside).unwrap();
     std::fs::write(&objects, b"not a directory").unwrap();
-    audit.submit(batch(4, 4, &["disk"], vec![live(4, "Z")])).unwrap();
-    audit.flush(T).unwrap();
-    assert_eq!(audit.stats().failures, 4);
+    reg.live(P, 4, "Z");
+    audit.note(mark(4, "disk", P, &[4])).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while audit.stats().failures < 2 {
+        assert!(std::time::Instant::now() < deadline, "no retry: {:?}", audit.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reg.live(P, 5, "W");
+    audit.note(mark(6, "after", P, &[5])).unwrap();
     std::fs::remove_file(&objects).unwrap();
     std::fs::rename(&aside, &objects).unwrap();
-
-    // Still alive.
-    audit.submit(batch(5, 6, &["after"], vec![live(5, "W")])).unwrap();
     audit.flush(T).unwrap();
     let s = audit.stats();
-    assert_eq!((s.commits, s.failures, s.last_audited_seq), (2, 4, 6), "{s:?}");
+    assert_eq!((s.finals, s.last_audited_seq, s.pending), (4, 6, 0), "{s:?}");
+    assert!(s.last_error.is_some());
     assert!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(5))).is_some());
+    let all = [mark(1, "ok", P, &[]), mark(2, "evil", P, &[]), mark(4, "disk", P, &[]), mark(6, "after", P, &[])];
+    let rep = check(&read_history(&dir).unwrap(), &finals(&all), 6);
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     assert!(git(&dir, &["fsck", "--strict"]).0);
 }
 
+/// Pending marks beyond the bound suspend the audit instead of committing past a gap.
 #[test]
-fn a_full_queue_coalesces_instead_of_blocking() {
+fn too_many_pending_marks_suspend_the_audit_without_a_gap() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
-    let audit = Audit::open_with(&dir, AuditConfig { queue_capacity: 2 }).unwrap();
-    let n = 300u64;
-    let mut coalesced = 0;
-    for i in 1..=n {
-        // uuid i%10 is rewritten many times: the last write must win.
-        let e = live((i % 10) as u32, &format!("v{i}"));
-        if audit.submit(batch(i, i, &[&format!("op{i}")], vec![e])).unwrap() == Submitted::Coalesced {
-            coalesced += 1;
-        }
+    let reg = Reg::default();
+    let cfg = AuditConfig { group_ms: 60_000, max_group: 1_000_000, max_pending: 10, retry_ms: 1_000 };
+    let audit = Audit::open_with(&dir, cfg, reg.snapshot()).unwrap();
+    for i in 1..=25u64 {
+        audit.note(mark(i, &format!("op{i}"), P, &[])).unwrap();
     }
     audit.flush(T).unwrap();
     let s = audit.stats();
-    assert_eq!(s.coalesced, coalesced);
-    assert_eq!(s.commits + s.coalesced, n, "{s:?}");
-    assert_eq!((s.failures, s.last_audited_seq), (0, n));
-    for k in 0..10u64 {
-        let last = (n - 9..=n).find(|i| i % 10 == k).unwrap();
-        assert_eq!(
-            file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(k as u32))).unwrap()["name"],
-            format!("v{last}")
-        );
-    }
-    // Every operation id is in some commit's trailers.
-    let (_, all) = git(&dir, &["log", "--format=%(trailers:key=VibeSync-Operation,valueonly)"]);
-    assert_eq!(all.lines().filter(|l| !l.is_empty()).count() as u64, n);
+    assert!(s.suspended && s.pending == 0 && s.last_audited_seq == 0, "{s:?}");
+    assert!(read_history(&dir).unwrap().is_empty(), "nothing committed past the dropped marks");
 }
 
 #[test]
-fn merge_keeps_order_and_range() {
-    let mut a = batch(5, 6, &["x"], vec![live(1, "old")]);
-    a.merge(batch(7, 9, &["y"], vec![live(1, "new")]));
-    assert_eq!((a.first_seq, a.last_seq), (5, 9));
-    assert_eq!(a.operation_ids, vec!["x", "y"]);
-    assert_eq!(a.entries.len(), 2);
-    let msg = commit_message(&a);
-    assert_eq!(parse_range(&msg), Some((5, 9)));
+fn check_finds_overlaps_gaps_extras_foreign_wal_and_a_lost_tail() {
+    let c = |first, last, ops: &[&str], wal: Option<(u64, &str)>| CommitInfo {
+        commit: format!("c{first}"),
+        first_seq: first,
+        last_seq: last,
+        operations: ops.iter().map(|s| s.to_string()).collect(),
+        wal: wal.map(|(s, h)| (s, h.to_string())),
+    };
+    let f = |seq, op: &str| FinalRef { seq, operation_id: op.into(), h: format!("h{seq}") };
+    let fin = [f(3, "a"), f(6, "b"), f(9, "c"), f(12, "d")];
+
+    let good = [c(1, 6, &["a", "b"], Some((6, "h6"))), c(7, 12, &["c", "d"], Some((12, "h12")))];
+    assert_eq!(check(&good, &fin, 12), CheckReport::default());
+    // Lag after a crash: FINALs after the newest commit are counted, not problems.
+    let rep = check(&good[..1], &fin, 12);
+    assert_eq!((rep.problems.len(), rep.unaudited, rep.first_unaudited), (0, 2, Some(9)));
+
+    // Overlapping ranges (per-project catch-up of the old audit).
+    let rep = check(&[c(1, 6, &["a", "b"], None), c(4, 12, &["c", "d"], None)], &fin, 12);
+    assert!(rep.problems.iter().any(|p| p.contains("overlaps")), "{:?}", rep.problems);
+    // A FINAL in no commit (a gap between ranges) and one missing from its commit.
+    let rep = check(&[c(1, 3, &["a"], None), c(7, 12, &["d"], None)], &fin, 12);
+    assert!(rep.problems.iter().any(|p| p.contains("seq 6") && p.contains("in no audit commit")), "{:?}", rep.problems);
+    assert!(
+        rep.problems.iter().any(|p| p.contains("seq 9") && p.contains("missing from commit")),
+        "{:?}",
+        rep.problems
+    );
+    // An operation named twice.
+    let rep = check(&[c(1, 12, &["a", "b", "c", "d", "d"], None)], &fin, 12);
+    assert!(rep.problems.iter().any(|p| p.contains("operation d 1 time(s) more")), "{:?}", rep.problems);
+    // The WAL is not the log the history anchors.
+    let rep = check(&[c(1, 12, &["a", "b", "c", "d"], Some((12, "other")))], &fin, 12);
+    assert!(rep.problems.iter().any(|p| p.contains("is not the log")), "{:?}", rep.problems);
+    // The WAL lost its tail: the history has seen seq 15, the WAL ends at 12.
+    let rep = check(&[c(1, 15, &["a", "b", "c", "d", "e"], Some((15, "h15")))], &fin, 12);
+    assert!(
+        rep.problems
+            .iter()
+            .any(|p| p.contains("seen seq 15") && p.contains("ends at seq 12") && p.contains("--repair")),
+        "{:?}",
+        rep.problems
+    );
+}
+
+#[test]
+fn a_repository_with_no_commit_verifies_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    drop(Audit::open(&dir, Reg::default().snapshot()).unwrap());
+    assert_eq!(verify(&dir).unwrap(), 0);
+    assert!(read_history(&dir).unwrap().is_empty());
+    assert_eq!(head(&dir).unwrap(), None);
 }
 
 #[test]
 fn archiving_the_last_record_of_a_project_leaves_a_clean_tree() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
-    let audit = Audit::open(&dir).unwrap();
-    let mut solo = live(1, "Only");
-    solo.project_id = "solo".into();
-    audit.submit(batch(1, 2, &["a"], vec![solo])).unwrap();
-    let mut gone = archived(1, 3);
-    gone.project_id = "solo".into();
-    // Same batch: live then archived; the archived state wins.
-    let mut again = live(2, "Two");
-    again.project_id = "solo".into();
-    let mut gone2 = archived(2, 4);
-    gone2.project_id = "solo".into();
-    audit.submit(batch(3, 4, &["b"], vec![gone, again, gone2])).unwrap();
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
+    reg.live("solo", 1, "Only");
+    audit.note(mark(2, "a", "solo", &[1])).unwrap();
+    audit.flush(T).unwrap();
+    reg.archive("solo", 1, 3);
+    reg.archive("solo", 2, 4);
+    audit.note(mark(4, "b", "solo", &[1, 2])).unwrap();
     audit.flush(T).unwrap();
     assert_eq!(audit.stats().failures, 0, "{:?}", audit.stats());
     let (ok, ls) = git(&dir, &["ls-tree", "-r", "-t", "--name-only", "main"]);
@@ -249,14 +356,16 @@ fn audit_handle_is_send_and_sync() {
 fn stale_lock_files_from_a_crash_are_cleared_at_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    reg.live(P, 1, "A");
     {
-        let audit = Audit::open(&dir).unwrap();
-        audit.submit(batch(1, 2, &["a"], vec![live(1, "A")])).unwrap();
+        let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
+        audit.note(mark(2, "a", P, &[1])).unwrap();
         audit.flush(T).unwrap();
     }
     std::fs::write(dir.join("refs/heads/main.lock"), b"").unwrap();
-    let audit = Audit::open(&dir).unwrap();
-    audit.submit(batch(3, 4, &["b"], vec![live(2, "B")])).unwrap();
+    let audit = Audit::open_with(&dir, eager(), reg.snapshot()).unwrap();
+    audit.note(mark(4, "b", P, &[1])).unwrap();
     audit.flush(T).unwrap();
     let s = audit.stats();
     assert_eq!((s.failures, s.last_audited_seq), (0, 4), "{s:?}");

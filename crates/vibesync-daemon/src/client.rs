@@ -56,6 +56,14 @@ impl Client {
         Client { stream: self.stream.try_clone().expect("clone socket"), welcome: self.welcome.clone() }
     }
 
+    /// A framed connection without the handshake (the benchmarks' plain relay speaks only
+    /// the framing).
+    pub fn connect_raw(addr: SocketAddr) -> Result<Client, DaemonError> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(err)?;
+        stream.set_nodelay(true).map_err(err)?;
+        Ok(Client { stream, welcome: Value::Null })
+    }
+
     pub fn set_read_timeout(&mut self, t: Option<Duration>) {
         let _ = self.stream.set_read_timeout(t);
     }

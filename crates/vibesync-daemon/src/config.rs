@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: u32,
     pub send_queue_frames: usize,
     pub max_connections: usize,
+    /// Quota of connections waiting for `hello` (see `admission`).
+    pub max_unauthenticated: usize,
     pub shutdown_grace_secs: u64,
 }
 
@@ -80,6 +82,8 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     pub enabled: bool,
+    /// Lag bound of the group commit, ms (see `vibesync_audit::AuditConfig::group_ms`).
+    pub group_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

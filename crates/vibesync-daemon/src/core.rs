@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
-use vibesync_engine::register::{self, Existing, Plan, Requester, View};
+use vibesync_engine::register;
 use vibesync_protocol::message::{status_reply, Hello, Register, Tombstone};
 use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
@@ -22,7 +22,8 @@ use crate::paths::DataDir;
 use crate::session::SessionHandle;
 use crate::stores::Stores;
 use crate::sync::{SyncEvent, SyncHub};
-use crate::txn::Txn;
+
+mod registrar;
 
 /// Static facts about one connected session.
 #[derive(Debug, Clone)]
@@ -85,6 +86,8 @@ pub struct Daemon {
     router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
     finals: tokio_util::task::TaskTracker,
+    /// Group commit of register/tombstone requests (started on first use).
+    registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Job>>,
 }
 
 impl Daemon {
@@ -105,6 +108,7 @@ impl Daemon {
             sync: SyncHub::default(),
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
+            registrar: std::sync::OnceLock::new(),
         }
     }
 
@@ -136,6 +140,11 @@ impl Daemon {
     /// Resolves when the daemon must stop by itself (storage failure).
     pub async fn fatal_error(&self) {
         self.fatal.notified().await
+    }
+
+    /// Authenticated sessions now connected.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap().len()
     }
 
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
@@ -247,6 +256,15 @@ impl Daemon {
                 );
                 vec![]
             }
+            Inbound::Resync(r) if !crate::sync::holds_scene(&sess.editor) => vec![Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `type`: `resync` is for editor sessions (blender, unity) that hold a scene; this is a `{}` session — read state with `status` or the registry instead",
+                    sess.editor
+                ),
+                r.request_id,
+            )
+            .to_frame()],
             Inbound::Resync(r) => {
                 self.sync.send(
                     self,
@@ -330,59 +348,35 @@ impl Daemon {
         }
     }
 
-    async fn register(&self, sess: &SessionInfo, req: Register) -> Frame {
+    async fn register(self: &Arc<Self>, sess: &SessionInfo, req: Register) -> Frame {
         if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.items.len(), "items") {
             return refused;
         }
-        let _turn = self.mutation.lock().await;
-        let who = Requester { session_id: &sess.session_id, editor: &sess.editor, client_id: &sess.client_id };
-        let plan = {
-            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
-            register::plan_register(&req.items, &who, &view)
-        };
-        let claimable: Vec<String> = plan
-            .results
-            .iter()
-            .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
-            .map(|r| r.uuid.clone())
-            .collect();
-        let reply = self.commit_plan(sess, "register", &req.request_id, plan).await;
-        if matches!(reply, Outbound::Ack { .. }) {
-            let mut claims = self.claims.lock().unwrap();
-            for u in claimable {
-                claims.insert((sess.project_id.clone(), sess.editor.clone(), u), sess.session_id.clone());
-            }
-        }
-        reply.to_frame()
+        self.group_commit(sess, registrar::Request::Register(req)).await
     }
 
     async fn tombstone(self: &Arc<Self>, sess: &SessionInfo, req: Tombstone) -> Frame {
         if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
             return refused;
         }
-        let _turn = self.mutation.lock().await;
-        let plan = {
-            let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
-            register::plan_tombstone(&req.uuids, &view)
+        self.group_commit(sess, registrar::Request::Tombstone(req)).await
+    }
+
+    /// Hand a register/tombstone request to the registrar (group commit) and wait for its
+    /// answer; the session's task only awaits, it never blocks a worker.
+    async fn group_commit(self: &Arc<Self>, sess: &SessionInfo, request: registrar::Request) -> Frame {
+        let request_id = match &request {
+            registrar::Request::Register(r) => r.request_id.clone(),
+            registrar::Request::Tombstone(t) => t.request_id.clone(),
         };
-        let tombstoned = plan.uuids.clone();
-        let reply = self.commit_plan(sess, "tombstone", &req.request_id, plan).await;
-        if let Outbound::Ack { seq, .. } = &reply {
-            {
-                let mut claims = self.claims.lock().unwrap();
-                for u in &tombstoned {
-                    claims.retain(|(p, _, id), _| !(p == &sess.project_id && id == u));
-                }
-            }
-            if !tombstoned.is_empty() {
-                self.sync.send(
-                    self,
-                    &sess.project_id,
-                    SyncEvent::Tombstoned { origin: sess.session_id.clone(), uuids: tombstoned, seq: *seq },
-                );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let tx = self.registrar.get_or_init(|| registrar::start(self));
+        if tx.send(registrar::Job { sess: sess.clone(), request, reply }).is_ok() {
+            if let Ok(frame) = answer.await {
+                return frame;
             }
         }
-        reply.to_frame()
+        Outbound::error(ErrorCode::Internal, "the registrar stopped; see the daemon log", Some(request_id)).to_frame()
     }
 
     /// Operator actions (`vibesync safe-mode`, `vibesync quarantine`): cli sessions only.
@@ -586,39 +580,6 @@ impl Daemon {
         None
     }
 
-    /// Write a plan as one WAL transaction and apply it; returns the `ack` (or an error).
-    async fn commit_plan(&self, sess: &SessionInfo, op: &str, request_id: &str, plan: Plan) -> Outbound {
-        if !plan.writes_anything() {
-            return Outbound::Ack { request_id: request_id.to_string(), seq: 0, results: plan.results };
-        }
-        let operation_id = uuid::Uuid::new_v4().to_string();
-        let txn = Txn { session_id: &sess.session_id, operation_id: &operation_id, project_id: &sess.project_id };
-        let drafts = txn.drafts(
-            &plan.uuids,
-            json!({"op": op, "request_id": request_id, "editor": sess.editor, "items": plan.results.len()}),
-            plan.steps.clone(),
-            json!({"op": op, "results": summarize(&plan), "collisions": plan.collisions}),
-        );
-        for d in plan.steps.iter().filter(|s| s["op"] == "duplicate") {
-            warn!(operation_id = %operation_id, uuid = %d["uuid"].as_str().unwrap_or(""), duplicate_of = %d["duplicate_of"].as_str().unwrap_or(""), "editor resolved a duplicated uuid: the copy got a fresh uuid");
-        }
-        for c in &plan.collisions {
-            warn!(operation_id = %operation_id, uuid = %c["uuid"].as_str().unwrap_or(""), reason = %c["reason"].as_str().unwrap_or(""), "uuid collision refused");
-        }
-        let records = match self.stores.wal.append(drafts).await {
-            Ok(r) => r,
-            Err(e) => return self.storage_failure(request_id, &operation_id, e.to_string()),
-        };
-        let commit_seq = records.last().map(|r| r.seq).unwrap_or(0);
-        if let Err(e) = self.stores.apply_committed(&records) {
-            // The WAL has it; the registry will catch up from the WAL at next boot.
-            return self.storage_failure(request_id, &operation_id, format!("registry apply failed: {e}"));
-        }
-        info!(operation_id = %operation_id, uuids = ?plan.uuids, seq = commit_seq, op, "committed");
-        self.finalize_later(sess.session_id.clone(), sess.project_id.clone(), operation_id, plan.uuids.clone());
-        Outbound::Ack { request_id: request_id.to_string(), seq: commit_seq, results: plan.results }
-    }
-
     fn storage_failure(&self, request_id: &str, operation_id: &str, message: String) -> Outbound {
         error!(operation_id, "storage failure, stopping: {message}");
         if !self.storage_failed.swap(true, Ordering::SeqCst) {
@@ -666,7 +627,9 @@ impl Daemon {
         let obj = s.as_object_mut().expect("stores status is an object");
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
         obj.insert("data_dir".into(), json!(self.data.root().display().to_string()));
-        obj.insert("listen".into(), json!(self.listen.lock().unwrap().map(|a| a.to_string())));
+        let listen = *self.listen.lock().unwrap();
+        obj.insert("listen".into(), json!(listen.map(|a| a.to_string())));
+        obj.insert("reachable_from_network".into(), json!(listen.is_some_and(|a| !a.ip().is_loopback())));
         obj.insert("uptime_ms".into(), json!(self.started.elapsed().as_millis() as u64));
         obj.insert("safe_mode".into(), json!(self.safe_mode()));
         obj.insert("sessions".into(), Value::Array(sessions));
@@ -689,34 +652,6 @@ impl Daemon {
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
     }
-}
-
-struct RegistryView<'a> {
-    daemon: &'a Daemon,
-    project_id: &'a str,
-    editor: &'a str,
-}
-
-impl View for RegistryView<'_> {
-    fn live(&self, uuid: &str) -> Option<Existing> {
-        self.daemon.stores.existing(self.project_id, uuid, self.editor)
-    }
-    fn claimed_by(&self, uuid: &str) -> Option<String> {
-        self.daemon
-            .claims
-            .lock()
-            .unwrap()
-            .get(&(self.project_id.to_string(), self.editor.to_string(), uuid.to_string()))
-            .cloned()
-    }
-}
-
-fn summarize(plan: &Plan) -> Value {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for r in &plan.results {
-        *counts.entry(r.status.as_str()).or_default() += 1;
-    }
-    json!(counts)
 }
 
 /// Records of one transaction that carry registry mutations.

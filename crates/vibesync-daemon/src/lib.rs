@@ -5,22 +5,28 @@
 //! - [`paths`]: the data directory layout (every file the daemon owns is named there).
 //! - [`boot`]: boot.json (clean/unclean boots), [`token`]: the shared secret.
 //! - [`stores`]: WAL + registry + audit opened together, with boot recovery.
-//! - [`core`]: shared state and the request handlers (the mutation path).
+//! - [`core`]: shared state and the request handlers (the mutation path); `core::registrar`
+//!   group-commits register/tombstone requests.
+//! - [`flusher`]: the background registry flush.
 //! - [`sync`]: live sync, one actor per project (window → WAL → forward → verify).
 //! - [`router`]: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - [`session`]: one connection (handshake, framed read loop, writer task).
-//! - [`server`]: the accept loop and graceful shutdown.
+//! - [`server`]: the accept loop and graceful shutdown; [`admission`]: the quota of
+//!   connections waiting for `hello`.
 //! - [`client`]: a small blocking client used by the CLI and tests.
 //! - [`verify`]: the consistency check; [`restore`]: audit history and restore plans;
 //!   [`retention`]: disk use per store, audit packing, blob collection.
 //!
 //! Invariant: no reply that depends on a mutation leaves before the WAL COMMIT is fdatasync'd
-//! and the registry is flushed; a storage failure stops the daemon rather than pretending.
+//! and applied to the registry (whose flush runs in the background: boot catches it up from
+//! the WAL); a storage failure stops the daemon rather than pretending.
 
+pub mod admission;
 pub mod boot;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod flusher;
 pub mod fsutil;
 pub mod paths;
 pub mod restore;
@@ -70,6 +76,11 @@ pub enum DaemonError {
     Registry(#[from] vibesync_registry::RegistryError),
     #[error(transparent)]
     Audit(#[from] vibesync_audit::AuditError),
+    /// docs/WAL.md §5: a derived store has seen a seq the WAL does not have.
+    #[error("the {store} has seen seq {store_seq} but the WAL ends at seq {wal_last_seq}: the WAL lost its tail (a restored backup or a bad copy?). Nothing was served. Put the complete WAL back in {wal_dir}, or start with `vibesync serve --repair` to rebuild the {store} from the shorter log (acknowledged work after seq {wal_last_seq} is then lost; the audit keeps the old commits under refs/vibesync/rewound)", wal_dir = wal_dir.display())]
+    WalLostTail { store: &'static str, store_seq: u64, wal_last_seq: u64, wal_dir: PathBuf },
+    #[error("the audit history was written from another log: its newest commit {commit} anchors seq {seq} with h {audit_h}, but the WAL record at seq {seq} has h {wal_h}. Nothing was served. Put the right WAL back, or start with `vibesync serve --repair` to set the audit history aside and rebuild it from this WAL")]
+    ForeignAudit { commit: String, seq: u64, audit_h: String, wal_h: String },
     #[error("client: {0}")]
     Client(String),
 }
@@ -144,6 +155,14 @@ pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, S
     let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
     fsutil::write_atomic(&daemon.data_dir().daemon_info(), info.to_string().as_bytes(), None)
         .map_err(|e| DaemonError::DataDir { path: daemon.data_dir().daemon_info(), message: e.to_string() })?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            listen = %addr,
+            "LISTENING BEYOND LOOPBACK: {addr} is reachable from the network. VibeSync trusts only the local user: \
+             anyone who can reach this port and read the token can change your scenes. Use --listen 127.0.0.1:<port> \
+             unless you really mean this (`vibesync status` shows reachable_from_network: true)"
+        );
+    }
     info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
     Ok((listener, addr))
 }

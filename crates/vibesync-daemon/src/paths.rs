@@ -38,7 +38,7 @@ impl DataDir {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
-    /// `<data>/blobs/`: mesh attachments by blake3 hash (content-addressed, immutable).
+    /// `<data>/blobs/`: mesh attachments by `mesh_hash` (SHA-256, PROTOCOL §7) (content-addressed, immutable).
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")
     }

@@ -67,8 +67,8 @@ impl ChangeKind {
 /// The origin of an operation, as the WAL knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Who {
-    /// `blender`, `unity`, `daemon`; `None` for a session that never registered anything
-    /// (a `cli` restore or an `agent`).
+    /// `blender`, `unity`, `cli` (a restore), `agent`, `daemon`: from the batch's BEGIN
+    /// (`origin_editors`), else from the session's `register` records; `None` if unknown.
     pub editor: Option<String>,
     pub session_id: String,
     /// The agent tool, when an agent's tool call caused the change.
@@ -80,7 +80,7 @@ impl Who {
         let short = self.session_id.get(..8).unwrap_or(&self.session_id);
         let mut s = match &self.editor {
             Some(e) => format!("{e} (session {short})"),
-            None => format!("session {short} (cli or agent)"),
+            None => format!("session {short}"),
         };
         if let Some(t) = &self.tool {
             s.push_str(&format!(" via agent tool {t}"));
@@ -284,7 +284,8 @@ fn origins(data: &DataDir) -> Result<Origins, DaemonError> {
 
 fn who_of(o: &Origins, operation: &str) -> Vec<Who> {
     let Some((session, payload)) = o.begins.get(operation) else { return vec![] };
-    let tool = payload["automation"]["tool"].as_str().map(String::from);
+    // An agent's change carries `automation.tool`; a router tool call names its `tool`.
+    let tool = payload["automation"]["tool"].as_str().or(payload["tool"].as_str()).map(String::from);
     let sessions: Vec<String> = match payload["origins"].as_array() {
         Some(a) => a.iter().filter_map(|s| s.as_str().map(String::from)).collect(),
         None => vec![session.clone()],
@@ -292,7 +293,8 @@ fn who_of(o: &Origins, operation: &str) -> Vec<Who> {
     sessions
         .into_iter()
         .map(|s| {
-            let editor = o.editors.get(&s).cloned().or_else(|| {
+            let named = payload["origin_editors"][s.as_str()].as_str().map(String::from);
+            let editor = named.or_else(|| o.editors.get(&s).cloned()).or_else(|| {
                 // The daemon's own transactions (sync bookkeeping, governance) name no session.
                 (s.is_empty() || s == "sync" || s == "daemon").then(|| "daemon".to_string())
             });

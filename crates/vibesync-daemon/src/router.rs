@@ -121,6 +121,10 @@ impl Router {
                 .editors
                 .insert(info.session_id.clone(), EditorRegistry { joined, ..Default::default() });
         } else if info.editor == "agent" {
+            // An agent starts from an empty registry; it is told as soon as there is one.
+            if !self.has_registry(&info.project_id) {
+                return;
+            }
             let frame = self.registry_frame(&info.project_id);
             let (daemon, sid) = (daemon.clone(), info.session_id.clone());
             tokio::spawn(async move {
@@ -220,6 +224,13 @@ impl Router {
         info!(project_id = %sess.project_id, addon_id = %r.addon_id, "addon unregistered");
         self.push_registry(daemon, &sess.project_id);
         vec![]
+    }
+
+    fn has_registry(&self, project_id: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.projects.get(project_id).is_some_and(|p| {
+            p.editors.values().any(|e| !e.available.is_empty() || !e.rejected.is_empty() || !e.withheld.is_empty())
+        })
     }
 
     /// The project's merged registry: one entry per addon (from the most recently connected

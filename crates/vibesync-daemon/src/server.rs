@@ -18,7 +18,7 @@ use crate::session::serve_connection;
 pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
-    let max = daemon.config().server.max_connections;
+    let admission = crate::admission::Admission::new(daemon.config().server.max_unauthenticated);
     let sidecar = spawn_sidecar_writer(daemon.clone(), stop_rx.clone());
     tokio::pin!(shutdown);
     loop {
@@ -27,12 +27,10 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Futu
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     while sessions.try_join_next().is_some() {}
-                    if sessions.len() >= max {
-                        warn!(%peer, max, "connection refused: too many connections");
-                        drop(stream);
-                        continue;
-                    }
-                    sessions.spawn(serve_connection(daemon.clone(), stream, peer, stop_rx.clone()));
+                    // Bounded: at most `max_unauthenticated` wait for hello (older ones are
+                    // evicted), and authenticated sessions are capped after hello.
+                    let ticket = admission.admit();
+                    sessions.spawn(serve_connection(daemon.clone(), stream, peer, stop_rx.clone(), ticket));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

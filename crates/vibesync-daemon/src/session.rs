@@ -15,8 +15,11 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
 use vibesync_protocol::message::{parse_inbound, Hello};
 use vibesync_protocol::validate;
-use vibesync_protocol::{ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PROTOCOL_VERSION};
+use vibesync_protocol::{
+    ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PRE_AUTH_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 
+use crate::admission::Ticket;
 use crate::core::{Daemon, SessionInfo};
 use vibesync_engine::governance::Bucket;
 
@@ -36,17 +39,29 @@ pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let codec = FrameCodec::new(daemon.config().server.max_frame_bytes);
-    let mut reader = FramedRead::new(rd, codec.clone());
-    let mut writer = FramedWrite::new(wr, codec);
+    let max_frame = daemon.config().server.max_frame_bytes;
+    // Before hello: a small frame limit (docs/PROTOCOL.md §3), raised once authenticated.
+    let mut reader = FramedRead::with_capacity(rd, FrameCodec::new(PRE_AUTH_MAX_FRAME_BYTES), 1024);
+    let mut writer = FramedWrite::new(wr, FrameCodec::new(max_frame));
 
-    // Handshake, with the writer still inline (nothing else can send to us yet).
+    // Handshake, with the writer still inline (nothing else can send to us yet). The
+    // deadline covers the whole first frame, however slowly its bytes arrive.
     let timeout = Duration::from_secs(daemon.config().server.handshake_timeout_secs);
+    // Biased: a hello already received wins over an eviction that came meanwhile (an editor
+    // sends it at once, so it gets in even while hostile sockets churn the quota).
     let first = tokio::select! {
+        biased;
         r = tokio::time::timeout(timeout, reader.next()) => r,
+        _ = ticket.evicted.notified() => {
+            debug!(%peer, "connection waiting for hello evicted to admit a newer one");
+            let msg = "too many connections are waiting for `hello` and this one was the oldest; send `hello` right after connecting, then reconnect";
+            let _ = tokio::time::timeout(Duration::from_secs(1), send_error_and_close(&mut writer, ErrorCode::TooManyConnections, msg, None)).await;
+            return;
+        }
         _ = shutdown.changed() => return,
     };
     let hello = match first {
@@ -92,6 +107,17 @@ pub async fn serve_connection(
         let _ = send_error_and_close(&mut writer, code, msg, None).await;
         return;
     }
+    drop(ticket);
+    let max_sessions = daemon.config().server.max_connections;
+    if daemon.session_count() >= max_sessions {
+        warn!(%peer, max_sessions, "connection refused: too many sessions");
+        let msg = format!(
+            "the daemon already serves {max_sessions} sessions (server.max_connections); close one and reconnect"
+        );
+        let _ = send_error_and_close(&mut writer, ErrorCode::TooManyConnections, msg, None).await;
+        return;
+    }
+    reader.decoder_mut().set_max_frame_bytes(max_frame);
 
     let (tx, mut rx) = mpsc::channel::<Frame>(daemon.config().server.send_queue_frames.max(1));
     let info = SessionInfo::new(&hello, peer);
@@ -242,8 +268,17 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
         return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
     if let Some(u) = h.unit_scale {
-        if !(u.is_finite() && u > 0.0) {
-            return Err((ErrorCode::BadMessage, format!("field `unit_scale`: must be a finite number > 0, got {u}")));
+        // Bounded so that every coordinate the daemon converts for this receiver stays
+        // finite (|t| ≤ 1e9 in, ÷ unit_scale out): docs/PROTOCOL.md §3.
+        if !(u.is_finite() && (validate::MIN_UNIT_SCALE..=validate::MAX_UNIT_SCALE).contains(&u)) {
+            return Err((
+                ErrorCode::BadMessage,
+                format!(
+                    "field `unit_scale`: must be a number from {:e} to {:e} (meters per editor unit), got {u:e}",
+                    validate::MIN_UNIT_SCALE,
+                    validate::MAX_UNIT_SCALE
+                ),
+            ));
         }
     }
     Ok(())

@@ -5,20 +5,21 @@
 //! 3. Schema migration, if the registry asks for one — as a WAL transaction.
 //! 4. BEGIN without COMMIT/ROLLBACK → ROLLBACK (`RECOVERED_INCOMPLETE`) and quarantine.
 //! 5. COMMIT without FINAL → FINAL (the registry already caught up idempotently).
-//! 6. Audit (`vibesync-audit`): FINAL records newer than the last audit commit are committed.
+//! 6. Audit (`vibesync-audit`): refuse a history ahead of the WAL (docs/WAL.md §5), note the
+//!    FINALs newer than its last commit in one seq-ordered pass, then hook the WAL so every
+//!    later durable FINAL is noted in seq order.
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
-use vibesync_audit::{Audit, AuditBatch, AuditContent, AuditEntry};
+use vibesync_audit::{Audit, AuditContent, FinalMark};
 use vibesync_engine::governance::{FailureIndex, Observed};
 use vibesync_engine::register::Existing;
-use vibesync_registry::{Registry, RegistryConfig, Status};
+use vibesync_registry::{Registry, RegistryConfig, RegistryError, Status};
 use vibesync_wal::{Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub struct Stores {
     pub audit: Option<Arc<Audit>>,
     data: DataDir,
     sidecar_dirty: Arc<AtomicBool>,
+    /// Applied to the registry since its last flush.
+    registry_dirty: Arc<AtomicBool>,
     /// ROLLBACK records found at boot: (project, seq, uuids), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, u64, Vec<String>)>>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
@@ -60,6 +63,7 @@ impl Stores {
             quarantine_dir: data.quarantine(),
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
+            resume: None,
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
         if let Some(t) = &recovery.torn_tail {
@@ -77,8 +81,21 @@ impl Stores {
 
         let mut reg_cfg = RegistryConfig::new(data.root());
         reg_cfg.cache_capacity = config.storage.registry_cache_bytes;
+        // A tail the WAL recovery cut off itself (torn or repaired: logged, kept in
+        // quarantine) is not a silent loss (docs/WAL.md §5): derived stores that saw it are
+        // rebuilt instead of stopping the boot.
+        let tail_cut = recovery.torn_tail.is_some() || recovery.repaired.is_some();
+        reg_cfg.repair = opts.repair || tail_cut;
         lap("WAL recovered");
-        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal()))?;
+        let (registry, report) = Registry::open(&reg_cfg, wal_records(data.wal())).map_err(|e| match e {
+            RegistryError::AheadOfWal { registry_seq, wal_last_seq, .. } => DaemonError::WalLostTail {
+                store: "registry",
+                store_seq: registry_seq,
+                wal_last_seq,
+                wal_dir: data.wal(),
+            },
+            e => e.into(),
+        })?;
         lap("registry opened");
         info!(report = ?report, "registry opened");
         let stores = Stores {
@@ -87,6 +104,7 @@ impl Stores {
             audit: None,
             data: data.clone(),
             sidecar_dirty: Arc::new(AtomicBool::new(true)),
+            registry_dirty: Arc::new(AtomicBool::new(false)),
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
@@ -163,17 +181,9 @@ impl Stores {
         }
 
         let mut stores = stores;
-        if config.audit.enabled {
-            set_aside_audit_if_ahead(data, stores.wal.last_seq());
-            match Audit::open(data.audit()) {
-                Ok(audit) => {
-                    stores.audit = Some(Arc::new(audit));
-                }
-                Err(e) => error!("ghost audit disabled for this run: {e}"),
-            }
-        }
-        stores.boot_scan();
+        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq)?;
         lap("audit reconciled");
+        crate::flusher::spawn(Arc::downgrade(&stores.registry), stores.registry_dirty.clone());
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {
@@ -204,7 +214,7 @@ impl Stores {
         Ok(())
     }
 
-    /// Apply a committed transaction to the registry and make it durable.
+    /// Apply a committed transaction to the registry (flushed by the background flusher).
     pub fn apply_committed(&self, records: &[Record]) -> Result<(), DaemonError> {
         let report = self.registry.apply_committed(records)?;
         if !report.applied {
@@ -222,7 +232,9 @@ impl Stores {
         for s in &report.skipped {
             warn!(operation_id = %report.operation_id, seq = s.seq, uuid = ?s.uuid, "registry step skipped: {}", s.reason);
         }
-        self.registry.flush()?;
+        // Durable by the WAL already; the registry is flushed in the background (a sled
+        // flush is an fsync: never on an acknowledgement path or an async worker).
+        self.registry_dirty.store(true, Ordering::SeqCst);
         self.sidecar_dirty.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -265,99 +277,164 @@ impl Stores {
         operation_id: &str,
         uuids: Vec<String>,
     ) -> Result<(), DaemonError> {
+        // The audit is fed by the WAL's durable hook, in seq order (see `open_audit`).
         let txn = Txn { session_id, operation_id, project_id };
-        let rec = self.wal.append(vec![txn.final_draft(uuids.clone(), json!({}))]).await?;
-        let seq = rec.last().map(|r| r.seq).unwrap_or(0);
-        self.submit_audit(seq, seq, vec![operation_id.to_string()], project_id, &uuids);
+        self.wal.append(vec![txn.final_draft(uuids, json!({}))]).await?;
         Ok(())
     }
 
-    fn submit_audit(
-        &self,
-        first_seq: u64,
-        last_seq: u64,
-        operation_ids: Vec<String>,
-        project_id: &str,
-        uuids: &[String],
-    ) {
-        let Some(audit) = &self.audit else { return };
-        let entries = uuids.iter().filter_map(|u| self.audit_entry(project_id, u)).collect();
-        if let Err(e) = audit.submit(AuditBatch { first_seq, last_seq, operation_ids, entries }) {
-            warn!(first_seq, last_seq, "audit batch not queued: {e}");
-        }
-    }
-
-    fn audit_entry(&self, project_id: &str, uuid: &str) -> Option<AuditEntry> {
-        match self.registry.lookup(project_id, uuid) {
-            Ok(Some(e)) => Some(AuditEntry {
-                project_id: project_id.to_string(),
-                uuid: uuid.to_string(),
-                content: AuditContent::Live(serde_json::to_value(&e).ok()?),
-            }),
-            Ok(None) => {
-                let last = self.registry.archived(project_id, uuid).ok()?.into_iter().last()?;
-                Some(AuditEntry {
-                    project_id: project_id.to_string(),
-                    uuid: uuid.to_string(),
-                    content: AuditContent::Archived {
-                        tombstone_seq: last.tombstone_seq.unwrap_or(0),
-                        value: serde_json::to_value(&last).ok()?,
-                    },
-                })
-            }
-            Err(e) => {
-                error!(uuid, "audit snapshot: registry lookup failed: {e}");
-                None
+    /// Open the ghost audit and feed it every FINAL in seq order: first the ones its history
+    /// lacks (one pass over the WAL, all projects), then — through the WAL's durable hook —
+    /// every FINAL made durable from now on. The same pass rebuilds the governance index and
+    /// collects ROLLBACKs. docs/WAL.md §5: a history that has seen a seq beyond the WAL's
+    /// end, or anchors a different `h`, stops the boot unless `--repair`.
+    fn open_audit(&mut self, config: &Config, repair: bool, recovered_end: u64) -> Result<(), DaemonError> {
+        // Compared with the WAL's end before boot appended its own records.
+        let wal_last = recovered_end;
+        let mut head = None;
+        if config.audit.enabled {
+            head = match vibesync_audit::head(self.data.audit()) {
+                Ok(h) => h,
+                Err(e) => {
+                    set_aside_audit(&self.data, &format!("it is unreadable ({e})"));
+                    None
+                }
+            };
+            if let Some(h) = head.as_ref().filter(|h| h.last_seq > wal_last) {
+                if !repair {
+                    return Err(DaemonError::WalLostTail {
+                        store: "audit history",
+                        store_seq: h.last_seq,
+                        wal_last_seq: wal_last,
+                        wal_dir: self.data.wal(),
+                    });
+                }
+                head = match vibesync_audit::rewind(self.data.audit(), wal_last) {
+                    Ok((h, _)) => h,
+                    Err(e) => {
+                        set_aside_audit(&self.data, &format!("it could not be rewound to seq {wal_last} ({e})"));
+                        None
+                    }
+                };
             }
         }
-    }
-
-    /// Commit every FINAL the audit repository has not seen (it is derived data).
-    /// One pass over the WAL after recovery: collect ROLLBACKs (for replay to reconnecting
-    /// editors) and commit every FINAL the audit repository has not seen (it is derived data).
-    fn boot_scan(&mut self) {
-        let since = self.audit.as_ref().map(|a| a.last_audited_seq()).unwrap_or(u64::MAX);
-        let Ok(reader) = Reader::open(self.data.wal()) else {
-            return;
+        let since = if config.audit.enabled { head.as_ref().map(|h| h.last_seq).unwrap_or(0) } else { u64::MAX };
+        let mut scan = {
+            let governance = self.governance.clone();
+            let mut gov = governance.lock().unwrap();
+            self.boot_scan(since, since, Some(&mut gov))?
         };
-        let mut rollbacks = Vec::new();
-        // Group missing FINALs per project, in chunks, to keep commits few but bounded.
-        let mut pending: BTreeMap<String, (u64, u64, Vec<String>, Vec<String>)> = BTreeMap::new();
-        let mut count = 0u64;
-        let mut gov = self.governance.lock().unwrap();
-        for entry in reader.map_while(|e| e.ok()) {
-            let r = entry.record;
-            gov.observe(&Observed {
-                seq: r.seq,
-                phase: r.phase.as_str(),
-                uuids: &r.uuids,
-                error_code: r.error_code.as_deref(),
-                payload: &r.payload,
-            });
-            if r.phase == Phase::Rollback {
-                rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
-            }
-            if r.seq <= since || r.phase != Phase::Final {
-                continue;
-            }
-            count += 1;
-            let p = pending.entry(r.project_id.clone()).or_insert((r.seq, r.seq, vec![], vec![]));
-            p.1 = r.seq;
-            p.2.push(r.operation_id.clone());
-            p.3.extend(r.uuids.iter().cloned());
-            if p.2.len() >= 1000 {
-                let (a, b, ops, uuids) = pending.remove(&r.project_id).unwrap();
-                self.submit_audit(a, b, ops, &r.project_id, &dedup(uuids));
+        if let Some(h) = &head {
+            let anchored = h.wal_h.as_ref().map(|ah| (ah, scan.anchor_h.as_ref()));
+            if let Some((audit_h, wal_h)) = anchored.filter(|(a, w)| w.is_none_or(|w| w != *a)) {
+                let wal_h = wal_h.cloned().unwrap_or_else(|| "(no record)".into());
+                if !repair {
+                    return Err(DaemonError::ForeignAudit {
+                        commit: h.commit.clone(),
+                        seq: h.last_seq,
+                        audit_h: audit_h.clone(),
+                        wal_h,
+                    });
+                }
+                set_aside_audit(
+                    &self.data,
+                    &format!(
+                        "it anchors h {audit_h} at seq {} but the WAL has {wal_h} (repair or a cut WAL tail)",
+                        h.last_seq
+                    ),
+                );
+                scan.marks = self.boot_scan(0, 0, None)?.marks;
             }
         }
-        for (project, (a, b, ops, uuids)) in pending {
-            self.submit_audit(a, b, ops, &project, &dedup(uuids));
+        self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
+        if !config.audit.enabled {
+            return Ok(());
+        }
+        let registry = self.registry.clone();
+        let cfg = vibesync_audit::AuditConfig { group_ms: config.audit.group_ms, ..Default::default() };
+        let audit = match Audit::open_with(
+            self.data.audit(),
+            cfg,
+            Box::new(move |p, u, since| audit_content(&registry, p, u, since)),
+        ) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                error!("ghost audit disabled for this run: {e}");
+                return Ok(());
+            }
+        };
+        let count = scan.marks.len();
+        let scanned_to = scan.marks.last().map(|m| m.seq).unwrap_or(0);
+        for m in scan.marks {
+            let _ = audit.note(m);
+        }
+        // Nothing appends while the stores open, so the hook starts right after the scan.
+        let hooked = audit.clone();
+        let cut = self.wal.set_durable_hook(Box::new(move |records| {
+            for r in records.iter().filter(|r| r.phase == Phase::Final) {
+                let _ = hooked.note(FinalMark {
+                    seq: r.seq,
+                    h: r.h.clone(),
+                    operation_id: r.operation_id.clone(),
+                    project_id: r.project_id.clone(),
+                    uuids: r.uuids.clone(),
+                });
+            }
+        }));
+        if cut > scan.last_seq {
+            error!(
+                scanned_to = scan.last_seq,
+                cut,
+                "audit: records were appended during the boot scan; FINALs between them are audited at the next boot"
+            );
         }
         if count > 0 {
-            info!(since, finals = count, "audit reconciled from the WAL");
+            info!(since, finals = count, last = scanned_to, "audit: catching up from the WAL");
         }
-        drop(gov);
-        self.rollbacks = Arc::new(rollbacks);
+        self.audit = Some(audit);
+        Ok(())
+    }
+
+    /// One pass over the WAL: governance index, ROLLBACKs, FINALs after `since` (as audit
+    /// marks) and the `h` of the record at `anchor_seq`.
+    /// `gov` is None on a second pass (after a foreign history was set aside).
+    fn boot_scan(
+        &self,
+        since: u64,
+        anchor_seq: u64,
+        mut gov: Option<&mut FailureIndex>,
+    ) -> Result<BootScan, DaemonError> {
+        let reader = Reader::open(self.data.wal())?;
+        let mut scan = BootScan::default();
+        for entry in reader.map_while(|e| e.ok()) {
+            let r = entry.record;
+            if let Some(gov) = gov.as_deref_mut() {
+                gov.observe(&Observed {
+                    seq: r.seq,
+                    phase: r.phase.as_str(),
+                    uuids: &r.uuids,
+                    error_code: r.error_code.as_deref(),
+                    payload: &r.payload,
+                });
+            }
+            scan.last_seq = r.seq;
+            if r.seq == anchor_seq {
+                scan.anchor_h = Some(r.h.clone());
+            }
+            if r.phase == Phase::Rollback {
+                scan.rollbacks.push((r.project_id.clone(), r.seq, r.uuids.clone()));
+            }
+            if r.seq > since && r.phase == Phase::Final {
+                scan.marks.push(FinalMark {
+                    seq: r.seq,
+                    h: r.h,
+                    operation_id: r.operation_id,
+                    project_id: r.project_id,
+                    uuids: r.uuids,
+                });
+            }
+        }
+        Ok(scan)
     }
 
     /// Rollbacks of `project` found in the WAL at boot (seq, uuids).
@@ -384,7 +461,20 @@ impl Stores {
         let audit = match &self.audit {
             Some(a) => {
                 let s = a.stats();
-                json!({"enabled": true, "last_audited_seq": s.last_audited_seq, "lag": w.last_seq.saturating_sub(s.last_audited_seq), "commits": s.commits, "failures": s.failures, "pending": s.pending})
+                json!({
+                    "enabled": true,
+                    "last_audited_seq": s.last_audited_seq,
+                    "lag": w.last_seq.saturating_sub(s.last_audited_seq),
+                    "pending": s.pending,
+                    "lag_ms": s.lag_ms,
+                    "commits": s.commits,
+                    "finals": s.finals,
+                    "cpu_us": s.cpu_us,
+                    "cpu_us_per_final": if s.finals > 0 { s.cpu_us as f64 / s.finals as f64 } else { 0.0 },
+                    "failures": s.failures,
+                    "suspended": s.suspended,
+                    "last_error": s.last_error,
+                })
             }
             None => json!({"enabled": false}),
         };
@@ -451,7 +541,7 @@ impl Stores {
     /// A stored mesh, checked against its hash (a damaged blob is never sent).
     pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
         let bytes = std::fs::read(self.data.blobs().join(hash)).ok()?;
-        if blake3::hash(&bytes).to_hex().as_str() == hash {
+        if vibesync_protocol::mesh::Mesh::hash_bytes(&bytes) == hash {
             Some(bytes)
         } else {
             error!(mesh_hash = hash, "stored mesh blob fails its hash; not sent");
@@ -460,30 +550,76 @@ impl Stores {
     }
 }
 
-fn dedup(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup();
-    v
+#[derive(Default)]
+struct BootScan {
+    rollbacks: Vec<(String, u64, Vec<String>)>,
+    marks: Vec<FinalMark>,
+    anchor_h: Option<String>,
+    last_seq: u64,
 }
 
-/// The audit repository is derived from the WAL. If it claims seqs the WAL no longer has
-/// (the WAL was repaired), it is moved to quarantine whole and rebuilt from the WAL.
-fn set_aside_audit_if_ahead(data: &DataDir, wal_last_seq: u64) {
+/// What the audit commits for one uuid: the versions archived after `since`, then its
+/// live record.
+fn audit_content(registry: &Registry, project_id: &str, uuid: &str, since: u64) -> Vec<AuditContent> {
+    let mut out = Vec::new();
+    match registry.archived(project_id, uuid) {
+        Ok(versions) => {
+            for v in versions.into_iter().filter(|v| v.tombstone_seq.unwrap_or(0) > since) {
+                if let Ok(value) = serde_json::to_value(&v) {
+                    out.push(AuditContent::Archived { tombstone_seq: v.tombstone_seq.unwrap_or(0), value });
+                }
+            }
+        }
+        Err(e) => error!(project_id, uuid, "audit snapshot: registry archive lookup failed: {e}"),
+    }
+    match registry.lookup(project_id, uuid) {
+        Ok(Some(e)) => {
+            if let Ok(v) = serde_json::to_value(&e) {
+                out.push(AuditContent::Live(v));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => error!(project_id, uuid, "audit snapshot: registry lookup failed: {e}"),
+    }
+    out
+}
+
+/// Audit repositories set aside and kept in `quarantine/`; older ones are deleted (the
+/// audit is derived data: the WAL rebuilds it).
+pub const KEEP_SET_ASIDE_AUDITS: usize = 3;
+
+/// Move the audit repository to `quarantine/git_safety-<time>` (it is rebuilt from the WAL)
+/// and keep only the newest [`KEEP_SET_ASIDE_AUDITS`] set-asides, naming the ones removed.
+fn set_aside_audit(data: &DataDir, why: &str) {
     let dir = data.audit();
     if !dir.exists() {
         return;
     }
-    match vibesync_audit::verify(&dir) {
-        Ok(last) if last <= wal_last_seq => return,
-        Ok(last) => warn!(
-            audit_last_seq = last,
-            wal_last_seq, "audit repository is ahead of the WAL (repaired log); setting it aside"
-        ),
-        Err(e) => warn!("audit repository unreadable ({e}); setting it aside"),
+    let q = data.quarantine();
+    let target = q.join(format!("git_safety-{}", crate::now_rfc3339().replace(':', "")));
+    let _ = std::fs::create_dir_all(&q);
+    match std::fs::rename(&dir, &target) {
+        Ok(()) => {
+            warn!(from = %dir.display(), to = %target.display(), "audit repository set aside because {why}; rebuilding it from the WAL")
+        }
+        Err(e) => error!("could not move {} to {}: {e}", dir.display(), target.display()),
     }
-    let target = data.quarantine().join(format!("git_safety-{}", crate::now_rfc3339().replace(':', "")));
-    let _ = std::fs::create_dir_all(data.quarantine());
-    if let Err(e) = std::fs::rename(&dir, &target) {
-        error!("could not move {} to {}: {e}", dir.display(), target.display());
+    let mut old: Vec<std::path::PathBuf> = std::fs::read_dir(&q)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("git_safety-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    old.sort();
+    let excess = old.len().saturating_sub(KEEP_SET_ASIDE_AUDITS);
+    for p in &old[..excess] {
+        match std::fs::remove_dir_all(p) {
+            Ok(()) => {
+                warn!(path = %p.display(), kept = KEEP_SET_ASIDE_AUDITS, "removed an older set-aside audit repository (derived data; the newest are kept)")
+            }
+            Err(e) => error!(path = %p.display(), "could not remove an older set-aside audit repository: {e}"),
+        }
     }
 }

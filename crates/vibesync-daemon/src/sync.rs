@@ -306,7 +306,9 @@ impl Actor {
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
-            self.replay(&session.session_id, 0, false).await;
+            // Always answered: the full replay, or an empty `resync` batch carrying the
+            // daemon's seq when there is nothing to replay (the refusal promises one).
+            self.replay(&session.session_id, 0, true).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -328,13 +330,16 @@ impl Actor {
                 }
             };
 
-            if let Err((code, msg)) = self.admit(session, base_seq, &change, &attachment, &at).await {
-                if code == "STALE" {
-                    stale.push(change.uuid.clone());
+            let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
+                Ok(blob) => blob,
+                Err((code, msg)) => {
+                    if code == "STALE" {
+                        stale.push(change.uuid.clone());
+                    }
+                    results.push(ItemResult::error(&change.uuid, code, msg));
+                    continue;
                 }
-                results.push(ItemResult::error(&change.uuid, code, msg));
-                continue;
-            }
+            };
             if let Some(msg) = &diverged {
                 results.push(ItemResult::error(&change.uuid, "BLOCKED", format!("{at}: {msg}")));
                 continue;
@@ -351,6 +356,20 @@ impl Actor {
                 }
                 Decision::Proceed => {}
             }
+            // The mesh is stored only for a change that is accepted (never an orphan blob
+            // for a refused one), durable before the STEP that names it.
+            if let Some(hash) = blob {
+                let (stores, bytes) = (self.daemon.stores().clone(), attachment.clone());
+                let stored = tokio::task::spawn_blocking(move || stores.put_blob(&hash, &bytes)).await;
+                if let Some(e) = match stored {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                } {
+                    results.push(ItemResult::error(&change.uuid, "STORAGE_FAILED", format!("{at}: {e}")));
+                    continue;
+                }
+            }
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, "held"));
                 self.held.push(Queued { origin: session.clone(), change });
@@ -362,14 +381,16 @@ impl Actor {
         (results, stale)
     }
 
-    async fn admit(
+    /// Checks before the gate. `Ok(Some(hash))`: the attachment is a valid new mesh, to be
+    /// stored once the change is accepted.
+    fn admit(
         &self,
         session: &SessionInfo,
         base_seq: u64,
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<Option<String>, (&'static str, String)> {
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
@@ -398,6 +419,22 @@ impl Actor {
                 }
             }
         }
+        if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
+            // A cycle built across batches (A under B now, B under A later) is refused per
+            // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+            let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
+            if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
+                return Err((
+                    "INVALID_FIELD",
+                    format!(
+                        "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
+                        change.uuid,
+                        change.uuid,
+                        chain.join(" → ")
+                    ),
+                ));
+            }
+        }
         if let Some(hash) = change.op.mesh_hash() {
             if !attachment.is_empty() {
                 let actual = Mesh::hash_bytes(attachment);
@@ -407,12 +444,7 @@ impl Actor {
                 if let Err(e) = Mesh::decode(attachment) {
                     return Err(("INVALID_FIELD", format!("{at}: mesh attachment: {e}")));
                 }
-                let (stores, h, bytes) = (self.daemon.stores().clone(), hash.to_string(), attachment.clone());
-                match tokio::task::spawn_blocking(move || stores.put_blob(&h, &bytes)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(("STORAGE_FAILED", format!("{at}: {e}"))),
-                    Err(e) => return Err(("STORAGE_FAILED", format!("{at}: {e}"))),
-                }
+                return Ok(Some(hash.to_string()));
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
                     "INVALID_FIELD",
@@ -420,7 +452,7 @@ impl Actor {
                 ));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// L2: consult the failure index before queuing a mutation.
@@ -554,6 +586,8 @@ impl Actor {
             json!({
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
+                // Who made the batch, for `vibesync history` (restore.rs).
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];
@@ -946,7 +980,8 @@ impl Actor {
     }
 }
 
-fn holds_scene(editor: &str) -> bool {
+/// Editor kinds that hold a scene (receive batches, may ask for `resync`).
+pub fn holds_scene(editor: &str) -> bool {
     matches!(editor, "blender" | "unity")
 }
 

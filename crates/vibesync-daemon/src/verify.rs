@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use vibesync_audit::FinalRef;
 use vibesync_registry::{Registry, RegistryConfig};
 // `live` reads the WAL with the same Reader as `run`: both see exactly the bytes on disk.
 use vibesync_wal::{Phase, Reader, Record};
@@ -139,29 +140,42 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     Ok(report)
 }
 
+/// Audit repository: order, completeness (every FINAL in exactly one commit), the anchors,
+/// and a history ahead of the WAL (docs/WAL.md §5).
 fn check_audit(data: &DataDir, records: &[Record], report: &mut Report) {
     let audit_dir = data.audit();
     if !audit_dir.exists() {
         return;
     }
-    match vibesync_audit::verify(&audit_dir) {
-        Ok(last_audited) => {
-            let last_final = records.iter().filter(|r| r.phase == Phase::Final).map(|r| r.seq).max().unwrap_or(0);
-            if last_audited < last_final {
-                let what = format!(
-                    "audit: {}: last audited seq {last_audited} < last FINAL seq {last_final}",
-                    audit_dir.display()
-                );
-                match report.checked_by {
-                    CheckedBy::Offline => {
-                        report.problems.push(format!("{what}; the daemon commits the missing batches at its next boot"))
-                    }
-                    CheckedBy::Daemon => report.notes.push(format!("{what} (the audit thread is catching up)")),
-                }
-            }
+    let history = match vibesync_audit::read_history(&audit_dir) {
+        Ok(h) => h,
+        Err(e) => {
+            report.problems.push(format!("audit: {}: {e}", audit_dir.display()));
+            return;
         }
-        Err(e) => report.problems.push(format!("audit: {}: {e}", audit_dir.display())),
+    };
+    let finals: Vec<FinalRef> = records
+        .iter()
+        .filter(|r| r.phase == Phase::Final)
+        .map(|r| FinalRef { seq: r.seq, operation_id: r.operation_id.clone(), h: r.h.clone() })
+        .collect();
+    let rep = vibesync_audit::check(&history, &finals, report.last_seq);
+    for p in rep.problems {
+        report.problems.push(format!("audit: {}: {p}", audit_dir.display()));
     }
+    if rep.unaudited > 0 {
+        let what = format!(
+            "audit: {}: {} FINAL(s) from seq {} on are in no commit yet",
+            audit_dir.display(),
+            rep.unaudited,
+            rep.first_unaudited.unwrap_or(0)
+        );
+        match report.checked_by {
+            CheckedBy::Offline => report.problems.push(format!("{what}; the daemon commits them at its next boot")),
+            CheckedBy::Daemon => report.notes.push(format!("{what} (the audit thread is catching up)")),
+        }
+    }
+    report.notes.push(format!("audit: {} commits cover {} FINALs", history.len(), finals.len() as u64 - rep.unaudited));
 }
 
 /// The check made by the running daemon. The caller holds the daemon's mutation turn: no
@@ -216,6 +230,14 @@ fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, Dae
     let reg = Registry::open_for_check(&cfg)?;
     let mut out: Vec<String> =
         reg.parity(records.iter().cloned())?.into_iter().map(|p| format!("registry: {p}")).collect();
+    let wal_last = records.last().map(|r| r.seq).unwrap_or(0);
+    if reg.last_applied_seq() > wal_last {
+        out.push(format!(
+            "registry: {}: it has applied seq {} but the WAL ends at seq {wal_last}: the WAL lost its tail (docs/WAL.md §5); the daemon refuses to boot until the WAL is restored or `vibesync serve --repair` rebuilds the registry from the shorter log",
+            data.registry().display(),
+            reg.last_applied_seq()
+        ));
+    }
     match reg.check_sidecar() {
         Ok(s) if s.is_ok() => {}
         Ok(s) => out.push(format!("sidecar: {}: {s:?}", data.sidecar().display())),

@@ -6,12 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use vibesync_protocol::state::{snap, state_hash};
+use vibesync_protocol::state::{stable_rotation, stable_scalar, state_hash};
 use vibesync_protocol::validate::{self, ItemError};
 use vibesync_protocol::ItemErrorCode;
 
-/// The synced state of one object (or collection), canonical frame, meters, snapped to the
-/// 1e-5 grid. Serialized, it is exactly the object hashed by the state hash.
+/// The synced state of one object (or collection), canonical frame, meters, every float a
+/// stable value (docs/PROTOCOL.md §6.5). Serialized, it is exactly the object hashed by the state hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectState {
     pub kind: String,
@@ -177,15 +177,31 @@ fn material(v: &Value, at: &str) -> Result<Material, ItemError> {
 
 fn snap_material(m: Material) -> Material {
     Material {
-        base_color: m.base_color.map(snap),
-        metallic: snap(m.metallic),
-        roughness: snap(m.roughness),
-        emission: m.emission.map(snap),
+        base_color: m.base_color.map(stable_scalar),
+        metallic: stable_scalar(m.metallic),
+        roughness: stable_scalar(m.roughness),
+        emission: m.emission.map(stable_scalar),
     }
 }
 
 /// Translation, rotation quaternion `[x,y,z,w]`, scale.
 type Trs = ([f64; 3], [f64; 4], [f64; 3]);
+
+/// The ancestor chain that makes `uuid` under `new_parent` a cycle (`new_parent` …
+/// `uuid`), if any, walking `parent_of` (the authoritative parents). Bounded: a chain longer
+/// than 100,000 (or one that loops without reaching `uuid`) is not reported here.
+pub fn parent_cycle(uuid: &str, new_parent: &str, parent_of: impl Fn(&str) -> Option<String>) -> Option<Vec<String>> {
+    let mut chain = vec![new_parent.to_string()];
+    let mut cur = new_parent.to_string();
+    for _ in 0..100_000 {
+        if cur == uuid {
+            return Some(chain);
+        }
+        cur = parent_of(&cur)?;
+        chain.push(cur.clone());
+    }
+    None
+}
 
 /// Parse and validate one change from an editor. `unit_scale` = meters per sender unit.
 /// `at` names the change in error messages (e.g. `changes[2]`).
@@ -195,7 +211,7 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
     validate::uuid(&uuid).map_err(|e| err(e.code, format!("{at}.uuid: {}", e.message)))?;
     let op_name = string(c, "op", at)?;
     let trs = |c: &Map<String, Value>| -> Result<Trs, ItemError> {
-        let t = vec::<3>(c, "t", at)?.map(|x| snap(x * unit_scale));
+        let t = vec::<3>(c, "t", at)?.map(|x| stable_scalar(x * unit_scale));
         let r = vec::<4>(c, "r", at)?;
         let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3]).sqrt();
         if !(0.5..=1.5).contains(&n) {
@@ -204,7 +220,7 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
                 format!("{at}.r: quaternion [x,y,z,w] must be (close to) unit length, got norm {n}"),
             ));
         }
-        Ok((t, r.map(|x| snap(x / n)), vec::<3>(c, "s", at)?.map(snap)))
+        Ok((t, stable_rotation(r), vec::<3>(c, "s", at)?.map(stable_scalar)))
     };
     let op = match op_name.as_str() {
         "create" => {
@@ -395,6 +411,26 @@ impl<S: Clone> Window<S> {
     pub fn take(&mut self) -> Vec<Queued<S>> {
         self.opened_at = None;
         coalesce(std::mem::take(&mut self.pending))
+    }
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::parent_cycle;
+
+    #[test]
+    fn reparenting_under_a_descendant_is_a_cycle() {
+        // c → b → a (parents); reparent a under c: a cycle a ← c ← b ← a.
+        let parent_of = |u: &str| match u {
+            "c" => Some("b".to_string()),
+            "b" => Some("a".to_string()),
+            _ => None,
+        };
+        assert_eq!(parent_cycle("a", "c", parent_of), Some(vec!["c".into(), "b".into(), "a".into()]));
+        assert_eq!(parent_cycle("c", "a", parent_of), None, "moving a leaf under the root is fine");
+        // An existing loop that does not contain the uuid terminates.
+        let looped = |u: &str| Some(if u == "x" { "y" } else { "x" }.to_string());
+        assert_eq!(parent_cycle("a", "x", looped), None);
     }
 }
 

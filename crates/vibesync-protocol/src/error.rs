@@ -21,11 +21,12 @@ pub enum ErrorCode {
     StorageFailed,
     ShuttingDown,
     SlowConsumer,
+    TooManyConnections,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::FrameTooLarge,
         ErrorCode::BadFrame,
         ErrorCode::BadMessage,
@@ -40,6 +41,7 @@ impl ErrorCode {
         ErrorCode::StorageFailed,
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
+        ErrorCode::TooManyConnections,
         ErrorCode::Internal,
     ];
 
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::StorageFailed => "STORAGE_FAILED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -76,6 +79,7 @@ impl ErrorCode {
                 | ErrorCode::NotAuthenticated
                 | ErrorCode::ShuttingDown
                 | ErrorCode::SlowConsumer
+                | ErrorCode::TooManyConnections
         )
     }
 }

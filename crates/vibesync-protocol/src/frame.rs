@@ -57,7 +57,17 @@ impl FrameCodec {
     pub fn max_frame_bytes(&self) -> u32 {
         self.max_frame_bytes
     }
+
+    /// Change the limit for the frames decoded from now on (the daemon raises it from
+    /// [`PRE_AUTH_MAX_FRAME_BYTES`] once `hello` is accepted).
+    pub fn set_max_frame_bytes(&mut self, max: u32) {
+        self.max_frame_bytes = max;
+    }
 }
+
+/// Largest frame accepted before the handshake completes (docs/PROTOCOL.md §3): a `hello`
+/// is well under 1 KiB; larger first frames are `FRAME_TOO_LARGE` and close.
+pub const PRE_AUTH_MAX_FRAME_BYTES: u32 = 4096;
 
 impl Default for FrameCodec {
     fn default() -> Self {

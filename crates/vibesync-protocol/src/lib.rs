@@ -6,7 +6,8 @@
 //! - [`error`]: wire error codes, spelled as in the protocol document.
 //! - [`message`]: typed inbound/outbound messages and their parser (errors name the field).
 //! - [`validate`]: zero-trust checks for uuids, project ids, kinds and strings.
-//! - [`state`]: float quantization, canonical JSON and the blake3 state hash.
+//! - [`state`]: float quantization, canonical JSON, the SHA-256 state hash and the
+//!   daemon's stable (float32-safe) authoritative values.
 //! - [`coords`]: Blender / Unity ↔ canonical (glTF) coordinate conversion.
 //! - [`mesh`]: the `VSM1` binary mesh attachment.
 //!
@@ -22,7 +23,7 @@ pub mod state;
 pub mod validate;
 
 pub use error::{ErrorCode, ItemErrorCode};
-pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES};
+pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAME_BYTES};
 pub use message::{parse_inbound, Inbound, ItemResult, MessageError, Outbound};
 
 /// The protocol version this build speaks.

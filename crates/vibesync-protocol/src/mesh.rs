@@ -20,6 +20,8 @@ pub struct Mesh {
 pub enum MeshError {
     #[error("mesh attachment too short: {len} bytes, need at least {need}")]
     Truncated { len: usize, need: usize },
+    #[error("mesh attachment has {len} bytes but its header describes exactly {need}; send no trailing bytes")]
+    TrailingBytes { len: usize, need: usize },
     #[error("mesh attachment does not start with the magic `VSM1`")]
     BadMagic,
     #[error("mesh attachment has unknown flags {0:#x}")]
@@ -85,6 +87,10 @@ impl Mesh {
         if (bytes.len() as u64) < need {
             return Err(MeshError::Truncated { len: bytes.len(), need: need as usize });
         }
+        if bytes.len() as u64 > need {
+            // Both editors' decoders require the exact size: never store what they refuse.
+            return Err(MeshError::TrailingBytes { len: bytes.len(), need: need as usize });
+        }
         let mut off = HEADER;
         let mut f32s = |count: usize| -> Result<Vec<f32>, MeshError> {
             let mut v = Vec::with_capacity(count);
@@ -119,9 +125,10 @@ impl Mesh {
         Ok(Mesh { positions, normals, uv0, indices })
     }
 
-    /// `mesh_hash`: lowercase hex blake3 of the encoded attachment.
+    /// `mesh_hash`: lowercase hex SHA-256 of the encoded attachment (§7).
     pub fn hash_bytes(attachment: &[u8]) -> String {
-        blake3::hash(attachment).to_hex().to_string()
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(attachment))
     }
 }
 

@@ -196,6 +196,36 @@ impl MessageError {
     }
 }
 
+/// The first key that appears twice at the top level of a JSON object (None if there is
+/// none or the text is not an object).
+pub fn duplicate_top_level_key(json: &[u8]) -> Option<String> {
+    struct Dup(Option<String>);
+    impl<'de> serde::Deserialize<'de> for Dup {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dup, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Dup;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Dup, A::Error> {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut dup = None;
+                    while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        if dup.is_none() && !seen.insert(k.to_string()) {
+                            dup = Some(k.into_owned());
+                        }
+                    }
+                    Ok(Dup(dup))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_slice::<Dup>(json).ok().and_then(|d| d.0)
+}
+
 /// Parse the JSON part of a frame into a typed message.
 pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
     if json.is_empty() {
@@ -209,7 +239,12 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
     let Value::Object(map) = &value else {
         return Err(MessageError::bad("message must be a JSON object with a string field `type`", None));
     };
-    let request_id = map.get("request_id").and_then(Value::as_str).map(crate::validate::truncate_for_message);
+    // A request_id is echoed whole or not at all (a truncated one matches no request).
+    let request_id = map
+        .get("request_id")
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= crate::validate::MAX_ID_BYTES)
+        .map(str::to_owned);
     let ty = match map.get("type") {
         Some(Value::String(t)) => t.clone(),
         Some(_) => return Err(MessageError::bad("field `type`: must be a string", request_id)),
@@ -226,6 +261,19 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
             }
             None if rid.is_null() => {}
             None => return Err(MessageError::bad("field `request_id`: must be a string", None)),
+        }
+    }
+    if ty == "hello" {
+        // JSON objects keep the last of duplicate keys; for the handshake (token!) that
+        // ambiguity is refused.
+        if let Some(key) = duplicate_top_level_key(json) {
+            return Err(MessageError::bad(
+                format!(
+                    "field `{}`: appears more than once; send each field once",
+                    crate::validate::truncate_for_message(&key)
+                ),
+                request_id,
+            ));
         }
     }
     fn typed<T: DeserializeOwned>(v: Value, rid: &Option<String>) -> Result<T, MessageError> {
@@ -371,7 +419,7 @@ pub enum Outbound {
         uuids: Vec<String>,
         seq: u64,
     },
-    /// Daemon → agent: a call is waiting (people editing, Blender busy) (§9.3).
+    /// Daemon → agent: a call is waiting (people editing, Blender busy) (§9.2).
     CommandProgress {
         request_id: String,
         state: crate::addon::CallState,
@@ -385,7 +433,7 @@ pub enum Outbound {
         rejected: Vec<Value>,
         withheld: Vec<Value>,
     },
-    /// Daemon → agent: answer to `scene_query` (§9.4).
+    /// Daemon → agent: answer to `scene_query` (§9.3).
     Scene {
         request_id: String,
         seq: u64,

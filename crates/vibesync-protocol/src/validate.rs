@@ -6,6 +6,9 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_EDITOR_REF_BYTES: usize = 1024;
 pub const MAX_SHORT_STRING_BYTES: usize = 256;
 pub const MAX_ID_BYTES: usize = 128;
+/// `hello.unit_scale` bounds (meters per editor unit): a micrometre to a thousand km.
+pub const MIN_UNIT_SCALE: f64 = 1e-6;
+pub const MAX_UNIT_SCALE: f64 = 1e6;
 pub const MAX_ITEMS_PER_REQUEST: usize = 10_000;
 
 /// Datablock kinds the registry knows (docs/PROTOCOL.md §5).

@@ -12,7 +12,7 @@ use vibesync_protocol::coords::{self, Transform};
 use vibesync_protocol::frame::{Frame, FrameCodec, FrameError};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::parse_inbound;
-use vibesync_protocol::state::{canonical_json, quantize, state_hash};
+use vibesync_protocol::state::{canonical_json, quantize, stable_rotation, stable_scalar, state_hash};
 
 fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
@@ -116,21 +116,6 @@ fn cube_mesh() -> Mesh {
     }
 }
 
-fn gen_blake3() -> Value {
-    let lens = [
-        0usize, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 2049, 3072, 3073, 4096, 4097, 5120, 5121, 6144, 6145, 7168,
-        7169, 8192, 8193, 16384, 31744, 102400,
-    ];
-    Value::Array(
-        lens.iter()
-            .map(|&n| {
-                let input: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-                json!({"input_len": n, "hash": blake3::hash(&input).to_hex().to_string()})
-            })
-            .collect(),
-    )
-}
-
 #[allow(clippy::approx_constant)] // deliberate: values near well-known constants
 fn gen_quantize() -> Value {
     let vs = [
@@ -187,6 +172,14 @@ fn gen_state_hash() -> Value {
             "w_zero_quaternion",
             json!({"kind":"object","name":"Flip","parent":null,"visible":true,"t":[0.0,0.0,0.0],"r":[0.0,-1.0,0.0,0.0],"s":[1.0,1.0,1.0]}),
         ),
+        (
+            "w_tiny_negative_same_rotation",
+            json!({"kind":"object","name":"Flip","parent":null,"visible":true,"t":[0.0,0.0,0.0],"r":[0.0,1.0,0.0,-1e-7],"s":[1.0,1.0,1.0]}),
+        ),
+        (
+            "largest_is_x",
+            json!({"kind":"object","name":"X","parent":null,"visible":true,"t":[1234.5678,-0.00001,0.000005],"r":[-0.9,0.3,-0.1,0.3],"s":[1.0,1.0,1.0]}),
+        ),
     ];
     Value::Array(
         states
@@ -194,6 +187,38 @@ fn gen_state_hash() -> Value {
             .map(|(name, s)| json!({"name": name, "state": s, "canonical": canonical_json(&s), "hash": state_hash(&s)}))
             .collect(),
     )
+}
+
+/// Stable values (PROTOCOL §6.5): what the daemon stores for given inputs, and the state hash
+/// an editor must compute after storing and reading them back. A fixed pseudo-random
+/// sequence (no RNG dependency) of rotations, positions up to 100 km and scales.
+fn gen_stable() -> Value {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut cases = Vec::new();
+    for i in 0..500 {
+        let mut r = [next(), next(), next(), next()];
+        match i % 5 {
+            0 => r[3] *= 1e-5,                                     // near 180°
+            1 => r = [r[0] * 1e-3, r[1] * 1e-3, r[2] * 1e-3, 1.0], // near identity
+            _ => {}
+        }
+        let mag = [1.0, 10.0, 1000.0, 100_000.0][i % 4];
+        let t = [next() * mag, next() * mag, next() * mag];
+        let s = [next() * 4.0, next() * 4.0 + 4.1, 1.0];
+        let (t, r, s) = (t.map(stable_scalar), stable_rotation(r), s.map(stable_scalar));
+        let st = json!({"kind":"object","name":format!("o{i}"),"parent":null,"visible":true,"t":t,"r":r,"s":s});
+        cases.push(json!({"t": t, "r": r, "s": s, "hash": state_hash(&st)}));
+    }
+    json!({
+        "description": "Authoritative (stable) values the daemon stores; an editor that stores t, r, s in its own fields and reads them back must hash {kind:object,name:o<index>,parent:null,visible:true,t,r,s} to `hash`. Canonical frame, meters.",
+        "cases": cases,
+    })
 }
 
 fn t_json(t: &Transform) -> Value {
@@ -235,9 +260,9 @@ fn gen_mesh() -> Value {
 fn all_files() -> Vec<(&'static str, Value)> {
     vec![
         ("frames.json", gen_frames()),
-        ("blake3.json", gen_blake3()),
         ("quantize.json", gen_quantize()),
         ("state_hash.json", gen_state_hash()),
+        ("stable.json", gen_stable()),
         ("coords.json", gen_coords()),
         ("mesh.json", gen_mesh()),
     ]

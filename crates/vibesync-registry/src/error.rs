@@ -64,6 +64,12 @@ pub enum RegistryError {
     )]
     Unopenable { path: PathBuf, reason: String },
 
+    /// docs/WAL.md §5: the registry has applied a seq the WAL does not have.
+    #[error(
+        "registry {path} has applied seq {registry_seq} but the WAL ends at seq {wal_last_seq}: the WAL lost its tail; restore it, or open with repair to rebuild the registry from the shorter log"
+    )]
+    AheadOfWal { path: PathBuf, registry_seq: u64, wal_last_seq: u64 },
+
     #[error("sidecar {path} could not be encoded: {source}")]
     SidecarEncode {
         path: PathBuf,

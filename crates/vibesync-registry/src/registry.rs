@@ -26,11 +26,14 @@ pub struct RegistryConfig {
     /// sled background flush interval. Default 500 ms; durability points are explicit
     /// [`Registry::flush`] calls anyway.
     pub flush_every_ms: Option<u64>,
+    /// A registry ahead of the WAL (docs/WAL.md §5) is rebuilt from the WAL instead of
+    /// refusing to open ([`RegistryError::AheadOfWal`]). Set by `vibesync serve --repair`.
+    pub repair: bool,
 }
 
 impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        RegistryConfig { data_dir: data_dir.into(), cache_capacity: 16 << 20, flush_every_ms: Some(500) }
+        RegistryConfig { data_dir: data_dir.into(), cache_capacity: 16 << 20, flush_every_ms: Some(500), repair: false }
     }
 }
 
@@ -222,6 +225,13 @@ impl Registry {
                 let m = reg.meta();
                 if m.last_applied_seq > cu.wal_last_seq {
                     drop(reg);
+                    if !cfg.repair {
+                        return Err(RegistryError::AheadOfWal {
+                            path: dir,
+                            registry_seq: m.last_applied_seq,
+                            wal_last_seq: cu.wal_last_seq,
+                        });
+                    }
                     let reason =
                         RebuildReason::AheadOfWal { registry_seq: m.last_applied_seq, wal_last_seq: cu.wal_last_seq };
                     return Self::rebuild(cfg, reason, wal);

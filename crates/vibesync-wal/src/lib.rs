@@ -9,10 +9,12 @@
 //! - `recovery`: boot recovery (torn tail, corruption, repair) used by [`Wal::open`].
 //! - `writer`: the single writer thread (group commit, fdatasync, read-back, poison).
 //! - `wal`: the [`Wal`] handle.
+//! - [`probe`]: the machine's fdatasync cost, printed beside every durability figure.
 //! - [`reader`]: read-only access for offline tools: [`Reader`], [`read_all`], [`verify`].
 
 pub mod chain;
 mod error;
+pub mod probe;
 pub mod reader;
 pub mod record;
 mod recovery;
@@ -28,4 +30,4 @@ pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV
 pub use recovery::{Quarantined, Recovery, Repaired};
 pub use segment::{format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES};
 pub use txindex::{transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx};
-pub use wal::{Fault, Wal, WalConfig, WalStats};
+pub use wal::{DurableHook, Fault, ResumeAt, Wal, WalConfig, WalStats};

@@ -3,7 +3,7 @@
 //! the transaction index.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use crate::error::WalError;
 use crate::record::{RecordHead, SCHEMA_VERSION};
 use crate::segment::{ensure_dir, fsync_dir, list_segments, quarantine_file_name, SegmentFile};
 use crate::txindex::{TxIndex, TxIndexBuilder};
-use crate::wal::WalConfig;
+use crate::wal::{ResumeAt, WalConfig};
 
 /// What `Wal::open` found and did.
 #[derive(Debug, Clone)]
@@ -30,8 +30,13 @@ pub struct Recovery {
     /// What `repair: true` cut off (only when there was corruption).
     pub repaired: Option<Repaired>,
     /// Open operations: `incomplete` (BEGIN, no COMMIT/ROLLBACK) and `unfinalized`
-    /// (COMMIT, no FINAL).
+    /// (COMMIT, no FINAL). After a resume, only operations that began after it.
     pub transactions: TxIndex,
+    /// Recovery started after this record (`WalConfig::resume` was used); `records` counts
+    /// only the records after it.
+    pub resumed_after: Option<u64>,
+    /// Why `WalConfig::resume` was not used (the whole log was read instead).
+    pub resume_rejected: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -158,6 +163,50 @@ pub(crate) struct Recovered {
     pub tail: Option<(SegmentFile, u64)>,
 }
 
+/// Is `resume` the end of a real record of this log? Returns the index of its segment.
+fn check_resume(segments: &[SegmentFile], r: &ResumeAt) -> Result<usize, String> {
+    let i = segments
+        .iter()
+        .position(|s| s.first_seq == r.segment)
+        .ok_or_else(|| format!("no segment starts at seq {}", r.segment))?;
+    let path = &segments[i].path;
+    let len = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if r.offset == 0 || r.offset > len || r.seq < r.segment {
+        return Err(format!("offset {} is not inside {} ({len} bytes)", r.offset, path.display()));
+    }
+    // The line that ends at `offset`: read back at most one record's worth of bytes.
+    let back = (r.offset).min(MAX_RESUME_LINE);
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; back as usize];
+    f.seek(SeekFrom::Start(r.offset - back))
+        .and_then(|_| f.read_exact(&mut buf))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if buf.last() != Some(&b'\n') {
+        return Err(format!("byte {} of {} does not end a line", r.offset, path.display()));
+    }
+    let start = buf[..buf.len() - 1].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if start == 0 && back < r.offset {
+        return Err(format!("no record ends at byte {} of {}", r.offset, path.display()));
+    }
+    let head =
+        RecordHead::parse_line(&buf[start..]).map_err(|e| format!("the record before byte {}: {e}", r.offset))?;
+    if head.seq != r.seq || head.h != r.h {
+        return Err(format!(
+            "the record ending at byte {} of {} is seq {} with h {}, not seq {} with h {}",
+            r.offset,
+            path.display(),
+            head.seq,
+            head.h,
+            r.seq,
+            r.h
+        ));
+    }
+    Ok(i)
+}
+
+/// Longest line `check_resume` reads back (records are far smaller; see docs/WAL.md §2).
+const MAX_RESUME_LINE: u64 = 64 << 20;
+
 pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
     let started = Instant::now();
     let dir = &cfg.dir;
@@ -168,13 +217,45 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
     let mut torn_tail = None;
     let mut repaired = None;
     let mut tail_len = 0u64;
+    let mut first = 0;
+    // (segment index, byte offset) recovery starts at.
+    let mut resume_from: Option<(usize, u64)> = None;
+    let mut resume_rejected = None;
+    if let Some(r) = &cfg.resume {
+        match check_resume(&segments, r) {
+            Ok(i) => {
+                chain = ChainState { next_seq: r.seq + 1, last_h: r.h.clone() };
+                tx = TxIndexBuilder::resuming();
+                first = i;
+                resume_from = Some((i, r.offset));
+            }
+            Err(why) => {
+                tracing::warn!("WAL: not resuming after seq {} ({why}); reading the whole log", r.seq);
+                resume_rejected = Some(why);
+            }
+        }
+    }
 
-    for i in 0..segments.len() {
+    for i in first..segments.len() {
         let seg = segments[i].clone();
-        let bytes = fs::read(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
-        tail_len = bytes.len() as u64;
-        let Some(bad) = scan_segment(&bytes, seg.first_seq, &mut chain, &mut tx, &mut records) else {
+        let base = match resume_from {
+            Some((j, off)) if j == i => off,
+            _ => 0,
+        };
+        let bytes = read_from(&seg.path, base)?;
+        tail_len = base + bytes.len() as u64;
+        let expect_first = if base > 0 { chain.next_seq } else { seg.first_seq };
+        let Some(mut bad) = scan_segment(&bytes, expect_first, &mut chain, &mut tx, &mut records) else {
             continue;
+        };
+        let bytes = if base > 0 {
+            // Offsets below are positions in the file.
+            bad.offset += base as usize;
+            let mut all = vec![0u8; base as usize];
+            all.extend_from_slice(&bytes);
+            all
+        } else {
+            bytes
         };
         if let BadKind::NewerSchema { seq, found } = bad.kind {
             return Err(WalError::NewerSchema {
@@ -259,6 +340,8 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         torn_tail,
         repaired,
         transactions: tx.finish(),
+        resumed_after: resume_from.and(cfg.resume.as_ref().map(|r| r.seq)),
+        resume_rejected,
         elapsed: started.elapsed(),
     };
     tracing::info!(
@@ -271,6 +354,17 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         "WAL recovered"
     );
     Ok(Recovered { report, chain, tail })
+}
+
+/// The bytes of `path` from `offset` on.
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, WalError> {
+    if offset == 0 {
+        return fs::read(path).map_err(|e| WalError::io("read", path, e));
+    }
+    let mut f = fs::File::open(path).map_err(|e| WalError::io("open", path, e))?;
+    let mut out = Vec::new();
+    f.seek(SeekFrom::Start(offset)).and_then(|_| f.read_to_end(&mut out)).map_err(|e| WalError::io("read", path, e))?;
+    Ok(out)
 }
 
 /// Quarantine everything from `offset` in `seg` and all `later` segments, then cut.

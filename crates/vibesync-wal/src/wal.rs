@@ -25,6 +25,24 @@ pub struct WalConfig {
     /// On corruption, move everything from the first bad byte on to quarantine instead of
     /// refusing to open (`vibesync serve --repair`).
     pub repair: bool,
+    /// Start recovery after this record instead of at the first one (a checkpoint,
+    /// docs/WAL.md §9). Used only if the record is really there: otherwise recovery reads the
+    /// whole log and says why in [`Recovery::resume_rejected`].
+    pub resume: Option<ResumeAt>,
+}
+
+/// The end of one record: recovery continues the chain from here without reading what is
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeAt {
+    /// Seq of the record.
+    pub seq: u64,
+    /// Its `h` (the next record's `prev`).
+    pub h: String,
+    /// First seq of the segment holding it (the segment's name).
+    pub segment: u64,
+    /// Byte offset just past its line (`\n` included) in that segment.
+    pub offset: u64,
 }
 
 impl WalConfig {
@@ -36,6 +54,7 @@ impl WalConfig {
             quarantine_dir: data_dir.join("quarantine"),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             repair: false,
+            resume: None,
         }
     }
 }
@@ -86,10 +105,17 @@ impl PoisonInfo {
     }
 }
 
+/// Called on the writer thread with the records of each append, in seq order, once they are
+/// durable and before the appender is answered (see [`Wal::set_durable_hook`]).
+pub type DurableHook = Box<dyn Fn(&[Record]) + Send + Sync>;
+
 /// State shared by the handles and the writer thread.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Shared {
     pub poisoned: Mutex<Option<PoisonInfo>>,
+    /// Held while `last_seq` advances and the hook runs, so installing a hook cuts the log
+    /// at one exact seq.
+    pub hook: Mutex<Option<DurableHook>>,
     pub closed: AtomicBool,
     pub last_seq: AtomicU64,
     pub segments: AtomicU64,
@@ -244,6 +270,17 @@ impl Wal {
         }
         let rx = self.submit(drafts)?;
         rx.blocking_recv().unwrap_or_else(|_| Err(self.inner.shared.dead_error()))
+    }
+
+    /// From now on, call `hook` with every durable record, in seq order, on the writer
+    /// thread, before the appender is answered. Returns the seq of the last record made
+    /// durable before the hook was installed: every later record goes to the hook, none
+    /// earlier does. The hook must be quick (it delays every append). Replaces any
+    /// previous hook.
+    pub fn set_durable_hook(&self, hook: DurableHook) -> u64 {
+        let mut h = self.inner.shared.hook.lock().unwrap_or_else(|e| e.into_inner());
+        *h = Some(hook);
+        self.inner.shared.last_seq.load(Ordering::SeqCst)
     }
 
     /// Seq of the last durable record.

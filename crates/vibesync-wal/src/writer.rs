@@ -167,7 +167,15 @@ impl Writer {
                 self.shared.records.fetch_add(n, Ordering::Relaxed);
                 self.shared.appends.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
-                self.shared.last_seq.store(self.chain.last_seq(), Ordering::SeqCst);
+                {
+                    let hook = self.shared.hook.lock().unwrap_or_else(|e| e.into_inner());
+                    self.shared.last_seq.store(self.chain.last_seq(), Ordering::SeqCst);
+                    if let Some(hook) = &*hook {
+                        for j in &jobs {
+                            hook(&j.records);
+                        }
+                    }
+                }
                 tracing::trace!(
                     last_seq = self.chain.last_seq(),
                     appends = jobs.len(),

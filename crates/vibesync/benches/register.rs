@@ -1,29 +1,43 @@
-//! Register round-trip latency through the real daemon binary on loopback.
+//! Registration through the real daemon binary on loopback:
+//! `cargo bench -p vibesync --bench register`.
 //!
-//! `cargo bench -p vibesync --bench register` — starts `vibesync serve` on port 0 in a temp
-//! data dir, then measures `register` (one item, a full WAL transaction with fdatasync and a
-//! sled flush before the ack) and `ping` round trips from one client, then the throughput of
-//! 8 concurrent clients. Prints p50/p99 in microseconds.
+//! * `ping` and `register` (one item) round trips from one client;
+//! * 8 concurrent clients, one item per request: registrations acknowledged per second;
+//! * bulk: one client, `BENCH_BULK_ITEMS` items (default 1000) per request: items
+//!   acknowledged per second.
+//!
+//! Every `register` is a WAL transaction (BEGIN, STEPs, COMMIT) made durable before its
+//! `ack`; the machine's fdatasync cost is printed beside the figures. Knobs: `BENCH_N`
+//! (round trips and per-client requests, default 2000), `BENCH_BULK_TOTAL` (default 200000).
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use vibesync_daemon::client::Client;
+use serde_json::{json, Value};
 
 mod support;
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1e6
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn item(name: String) -> Value {
+    json!({"uuid": uuid::Uuid::new_v4().to_string(), "kind": "object", "name": name, "editor_ref": "OB:x"})
+}
+
+fn registered(ack: &Value) -> usize {
+    assert_eq!(ack["type"], "ack", "not acknowledged: {ack}");
+    ack["results"].as_array().unwrap().iter().filter(|r| r["status"] == "registered").count()
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let n = env_usize("BENCH_N", 2000);
+    let bulk_items = env_usize("BENCH_BULK_ITEMS", 1000);
+    let bulk_total = env_usize("BENCH_BULK_TOTAL", 200_000);
+    support::print_fdatasync_cost();
     let daemon = support::BenchDaemon::start("register", "");
     let (addr, token) = (daemon.addr, daemon.token.clone());
 
-    let mut c = Client::connect(addr, &token, "bench", "test").unwrap();
+    let mut c = daemon.connect("bench", "test");
     let mut ping = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
@@ -32,51 +46,83 @@ fn main() {
     }
     let mut reg = Vec::with_capacity(n);
     for i in 0..n {
-        let u = uuid::Uuid::new_v4().to_string();
         let t = Instant::now();
-        let ack = c
-            .request(&json!({"type":"register","request_id": i.to_string(),"items":[{"uuid":u,"kind":"object","name":format!("O{i}"),"editor_ref":format!("OB:O{i}")}]}))
-            .unwrap();
+        let ack =
+            c.request(&json!({"type":"register","request_id": i.to_string(),"items":[item(format!("O{i}"))]})).unwrap();
         reg.push(t.elapsed());
-        assert_eq!(ack["results"][0]["status"], "registered");
+        assert_eq!(registered(&ack), 1);
     }
     println!(
-        "ping     round trip (1 client, n={n}): p50 {:>8.0} us  p99 {:>8.0} us",
-        pct(&mut ping, 0.5),
-        pct(&mut ping, 0.99)
+        "ping     round trip (1 client, n={n}): p50 {:.3} ms  p99 {:.3} ms",
+        support::pct(&mut ping, 0.5),
+        support::pct(&mut ping, 0.99)
     );
     println!(
-        "register round trip (1 client, n={n}): p50 {:>8.0} us  p99 {:>8.0} us",
-        pct(&mut reg, 0.5),
-        pct(&mut reg, 0.99)
+        "register round trip (1 client, 1 item, n={n}): p50 {:.3} ms  p99 {:.3} ms",
+        support::pct(&mut reg, 0.5),
+        support::pct(&mut reg, 0.99)
     );
 
     let clients = 8;
-    let per = n / clients;
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|k| {
             let token = token.clone();
             std::thread::spawn(move || {
-                let mut c = Client::connect(addr, &token, "bench", "test").unwrap();
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let u = uuid::Uuid::new_v4().to_string();
+                let mut c = vibesync_daemon::client::Client::connect(addr, &token, "bench", "test").unwrap();
+                let mut lat = Vec::with_capacity(n);
+                let mut ok = 0;
+                for i in 0..n {
                     let t = Instant::now();
-                    c.request(&json!({"type":"register","request_id": i.to_string(),"items":[{"uuid":u,"kind":"object","name":format!("C{k}-{i}"),"editor_ref":"x"}]})).unwrap();
+                    let ack = c
+                        .request(
+                            &json!({"type":"register","request_id": i.to_string(),"items":[item(format!("C{k}-{i}"))]}),
+                        )
+                        .unwrap();
                     lat.push(t.elapsed());
+                    ok += registered(&ack);
                 }
-                lat
+                (ok, lat)
             })
         })
         .collect();
-    let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut ok = 0;
+    let mut all: Vec<Duration> = Vec::new();
+    for h in handles {
+        let (k, lat) = h.join().unwrap();
+        ok += k;
+        all.extend(lat);
+    }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "register, {clients} concurrent clients: {:.0} registrations/s, p50 {:.0} us  p99 {:.0} us",
-        all.len() as f64 / secs,
-        pct(&mut all, 0.5),
-        pct(&mut all, 0.99)
+        "register, {clients} concurrent clients, 1 item per request: {ok} acknowledged in {secs:.2} s = {:.0} items/s; p50 {:.3} ms  p99 {:.3} ms",
+        ok as f64 / secs,
+        support::pct(&mut all, 0.5),
+        support::pct(&mut all, 0.99)
+    );
+
+    let mut lat = Vec::new();
+    let mut ok = 0;
+    let requests: Vec<Value> = (0..bulk_total.div_ceil(bulk_items))
+        .map(|r| {
+            let items: Vec<Value> = (0..bulk_items).map(|i| item(format!("B{r}-{i}"))).collect();
+            json!({"type":"register","request_id": format!("bulk{r}"),"items":items})
+        })
+        .collect();
+    let start = Instant::now();
+    for req in &requests {
+        let t = Instant::now();
+        let ack = c.request(req).unwrap();
+        lat.push(t.elapsed());
+        ok += registered(&ack);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "register, bulk ({bulk_items} items per request, 1 client): {ok} acknowledged in {secs:.2} s = {:.0} items/s; request p50 {:.1} ms  p99 {:.1} ms",
+        ok as f64 / secs,
+        support::pct(&mut lat, 0.5),
+        support::pct(&mut lat, 0.99)
     );
     drop(daemon);
+    support::print_fdatasync_cost();
 }

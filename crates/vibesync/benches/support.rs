@@ -1,9 +1,20 @@
-//! Shared by the benches: the real `vibesync serve` on port 0 in a temporary data dir.
+//! Shared by the benches: the real `vibesync serve` on port 0 in a temporary data dir, the
+//! plain relay it is compared with, a receiving editor stand-in and an acknowledgement
+//! counter. Every figure a bench prints is what was acknowledged or what the receiver holds,
+//! never what was sent (docs/BENCHMARKS.md).
+#![allow(dead_code)] // each bench uses its own part
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vibesync_daemon::client::Client;
+use vibesync_protocol::state::state_hash;
 
 pub struct BenchDaemon {
     pub child: Child,
@@ -16,11 +27,14 @@ impl BenchDaemon {
     /// Start the daemon with `config` (TOML text, may be empty) and wait for its address.
     pub fn start(name: &str, config: &str) -> BenchDaemon {
         let dir = std::env::temp_dir().join(format!("vibesync-{name}-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, config).unwrap();
         let data = dir.join("data");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vibesync"))
+        // VIBESYNC_BENCH_BIN runs another build of the daemon (e.g. main's, for before/after).
+        let bin = std::env::var("VIBESYNC_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vibesync").to_string());
+        let mut child = Command::new(bin)
             .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args(["--config", cfg.to_str().unwrap()])
             .env("RUST_LOG", "warn")
@@ -28,11 +42,13 @@ impl BenchDaemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start vibesync serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let addr = read_listen_line(&mut child);
         let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_string();
         BenchDaemon { child, addr, token, dir }
+    }
+
+    pub fn connect(&self, project: &str, editor: &str) -> Client {
+        Client::connect(self.addr, &self.token, project, editor).unwrap()
     }
 }
 
@@ -42,4 +58,287 @@ impl Drop for BenchDaemon {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn read_listen_line(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The machine's fdatasync cost, measured now in the directory the daemons use.
+pub fn print_fdatasync_cost() {
+    let dir = std::env::temp_dir().join(format!("vibesync-fsync-probe-{}", std::process::id()));
+    match vibesync_wal::probe::fdatasync_cost(&dir, 500) {
+        Ok(c) => println!("{c}  [{}]", std::env::temp_dir().display()),
+        Err(e) => println!("fdatasync probe failed: {e}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+pub fn pct(v: &mut [Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+// ---- the plain relay ----------------------------------------------------------------------
+
+/// Environment variable that turns a bench binary into the relay process.
+pub const RELAY_ROLE: &str = "VIBESYNC_BENCH_ROLE";
+
+/// A plain TCP relay (tokio, 2 workers, same framing, no WAL, no registry, no parsing): every
+/// frame a client sends is written to every other client. The floor a live bridge is
+/// compared with; run as a separate process like the daemon.
+pub struct RelayProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RelayProc {
+    pub fn start() -> RelayProc {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(RELAY_ROLE, "relay")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the relay");
+        let addr = read_listen_line(&mut child);
+        RelayProc { child, addr }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect_raw(self.addr).unwrap()
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the relay (never returns). Called by a bench's `main` when [`RELAY_ROLE`] is set.
+pub fn run_relay() -> ! {
+    use futures::{SinkExt, StreamExt};
+    use tokio::sync::mpsc;
+    use tokio_util::codec::{FramedRead, FramedWrite};
+    use vibesync_protocol::{Frame, FrameCodec};
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("relay listening on {}", listener.local_addr().unwrap());
+        type Peers = Arc<Mutex<Vec<(u64, mpsc::Sender<Frame>)>>>;
+        let peers: Peers = Arc::default();
+        let mut next = 0u64;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let (rd, wr) = stream.into_split();
+            let (tx, mut rx) = mpsc::channel::<Frame>(1024);
+            let id = next;
+            next += 1;
+            peers.lock().unwrap().push((id, tx));
+            tokio::spawn(async move {
+                let mut w = FramedWrite::new(wr, FrameCodec::default());
+                while let Some(f) = rx.recv().await {
+                    if w.send(f).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let peers = peers.clone();
+            tokio::spawn(async move {
+                let mut r = FramedRead::new(rd, FrameCodec::default());
+                while let Some(Ok(f)) = r.next().await {
+                    let targets: Vec<_> =
+                        peers.lock().unwrap().iter().filter(|(p, _)| *p != id).map(|(_, t)| t.clone()).collect();
+                    for t in targets {
+                        let _ = t.send(f.clone()).await;
+                    }
+                }
+                peers.lock().unwrap().retain(|(p, _)| *p != id);
+            });
+        }
+    });
+    std::process::exit(0)
+}
+
+// ---- the receiving editor ----------------------------------------------------------------
+
+/// What the receiving side holds: uuid → x of the last pose it applied.
+#[derive(Default)]
+pub struct Held {
+    poses: Mutex<HashMap<String, f64>>,
+    cv: Condvar,
+}
+
+impl Held {
+    /// Wait until every uuid of `goal` holds its x; the instant it was seen, or None at the
+    /// deadline.
+    pub fn wait_for(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
+        let mut held = self.poses.lock().unwrap();
+        loop {
+            if goal.iter().all(|(u, x)| held.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
+                return Some(Instant::now());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            held = self.cv.wait_timeout(held, deadline - now).unwrap().0;
+        }
+    }
+
+    fn set(&self, updates: impl IntoIterator<Item = (String, f64)>) {
+        let mut held = self.poses.lock().unwrap();
+        for (u, x) in updates {
+            held.insert(u, x);
+        }
+        self.cv.notify_all();
+    }
+}
+
+/// Receive batches as an editor does (a batch is applied at its `batch_end`) and answer
+/// `applied` with the state hashes; runs until the connection closes.
+pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
+    let held = Arc::new(Held::default());
+    let h = held.clone();
+    c.set_read_timeout(None);
+    std::thread::spawn(move || {
+        let mut states: BTreeMap<String, Value> = BTreeMap::new();
+        let mut batch: Vec<(String, Value)> = Vec::new();
+        while let Ok(f) = c.recv_frame() {
+            let m: Value = serde_json::from_slice(&f.json).unwrap();
+            match m["type"].as_str() {
+                Some("batch_begin") => batch.clear(),
+                Some("apply") => batch.push((m["change"]["uuid"].as_str().unwrap().to_string(), m["change"].clone())),
+                Some("batch_end") => {
+                    let mut hashes = serde_json::Map::new();
+                    let mut poses = Vec::new();
+                    for (u, ch) in batch.drain(..) {
+                        let s = states.entry(u.clone()).or_insert_with(|| json!({}));
+                        match ch["op"].as_str() {
+                            Some("create") => {
+                                *s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":ch["t"],"r":ch["r"],"s":ch["s"]})
+                            }
+                            Some("transform") => {
+                                s["t"] = ch["t"].clone();
+                                s["r"] = ch["r"].clone();
+                                s["s"] = ch["s"].clone();
+                            }
+                            _ => {}
+                        }
+                        if let Some(x) = s["t"][0].as_f64() {
+                            poses.push((u.clone(), x));
+                        }
+                        hashes.insert(u.clone(), json!(state_hash(s)));
+                    }
+                    if m["batch_id"].is_string() {
+                        let _ =
+                            c.send(&json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes}));
+                    }
+                    h.set(poses);
+                }
+                _ => {}
+            }
+        }
+    });
+    held
+}
+
+/// The relay's receiver: every frame is a `change` as the sender wrote it.
+pub fn spawn_relay_receiver(mut c: Client) -> Arc<Held> {
+    let held = Arc::new(Held::default());
+    let h = held.clone();
+    c.set_read_timeout(None);
+    std::thread::spawn(move || {
+        while let Ok(f) = c.recv_frame() {
+            let m: Value = serde_json::from_slice(&f.json).unwrap();
+            let poses: Vec<(String, f64)> = m["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|ch| Some((ch["uuid"].as_str()?.to_string(), ch["t"][0].as_f64()?)))
+                .collect();
+            h.set(poses);
+        }
+    });
+    held
+}
+
+// ---- acknowledgements ----------------------------------------------------------------------
+
+/// Replies to the sender's requests, counted by a reader thread.
+#[derive(Default)]
+pub struct Acks {
+    state: Mutex<AckState>,
+    cv: Condvar,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct AckState {
+    /// Requests answered (ack or error).
+    pub replies: u64,
+    /// Items acknowledged without an error status.
+    pub ok_items: u64,
+    /// Items refused, by code; whole requests refused count every item they carried as 1.
+    pub refused: BTreeMap<String, u64>,
+    pub last_reply: Option<Instant>,
+}
+
+impl Acks {
+    /// Wait until `n` replies arrived (or the deadline); returns the counters then.
+    pub fn wait_replies(&self, n: u64, deadline: Instant) -> AckState {
+        let mut s = self.state.lock().unwrap();
+        while s.replies < n {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
+        }
+        s.clone()
+    }
+
+    pub fn snapshot(&self) -> AckState {
+        self.state.lock().unwrap().clone()
+    }
+}
+
+/// Read the sender's side of the connection, counting acknowledgements.
+pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
+    let acks = Arc::new(Acks::default());
+    let a = acks.clone();
+    c.set_read_timeout(None);
+    std::thread::spawn(move || {
+        while let Ok(f) = c.recv_frame() {
+            let m: Value = serde_json::from_slice(&f.json).unwrap();
+            let mut s = a.state.lock().unwrap();
+            match m["type"].as_str() {
+                Some("ack") => {
+                    s.replies += 1;
+                    for r in m["results"].as_array().into_iter().flatten() {
+                        if r["status"] == "error" {
+                            let code = r["error_code"].as_str().unwrap_or("error").to_string();
+                            *s.refused.entry(code).or_default() += 1;
+                        } else {
+                            s.ok_items += 1;
+                        }
+                    }
+                }
+                Some("error") if m["request_id"].is_string() => {
+                    s.replies += 1;
+                    *s.refused.entry(m["code"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                }
+                _ => continue,
+            }
+            s.last_reply = Some(Instant::now());
+            a.cv.notify_all();
+        }
+    });
+    acks
 }

@@ -1,138 +1,257 @@
-//! Live sync through the real daemon with the batch window at 0, two protocol clients
-//! standing in for the editors (no editor cost): `cargo bench -p vibesync --bench sync`.
+//! Live sync through the real daemon, side by side with a plain TCP relay (tokio, same
+//! framing, no WAL) in the same run: `cargo bench -p vibesync --bench sync`.
 //!
-//! * latency: client A sends one `transform`, client B receives the fenced batch and answers
-//!   `applied` with the right hash; measured from A's send to B's `batch_end` (the daemon's
-//!   share of an editor-to-editor change), p50/p99 over `BENCH_N` (default 500) changes;
-//! * throughput: A streams transforms for several objects without waiting, B applies and
-//!   answers; changes/s and batches/s committed over `BENCH_SECS` (default 5).
+//! Two protocol clients stand in for the editors (no editor cost): A sends `change`s, B
+//! applies each batch at its `batch_end` and answers `applied` with the state hashes, as an
+//! editor does. Figures are what was acknowledged (A's `ack`s) and what B holds, never what
+//! was sent:
+//!
+//! 1. one transform A → B, paced (send, wait until B holds it, repeat): p50/p99 for the relay,
+//!    the daemon at default settings and the daemon with `batch_window_ms = 0`;
+//! 2. a burst of 20,000 transforms on 8 objects, sent as fast as the socket takes them:
+//!    ingested = items acknowledged / time to the last ack; time until B holds the latest
+//!    pose of all 8 objects, counted from the last send;
+//! 3. a drag of 5,000 selected objects: 20 `change` requests of 5,000 transforms each (one
+//!    per editor frame): changes acknowledged per second, time until B holds the last pose.
+//!
+//! The machine's fdatasync cost is measured at the start and the end of the run.
+//! Knobs: `BENCH_N` (paced samples, default 200), `BENCH_DEFAULT_N` (paced samples at default
+//! settings, default 40), `BENCH_BURST` (default 20000), `BENCH_DRAG_OBJECTS` (default 5000),
+//! `BENCH_DRAG_FRAMES` (default 20).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vibesync_daemon::client::Client;
-use vibesync_protocol::state::state_hash;
+use vibesync_protocol::Frame;
 
 mod support;
+use support::{Acks, BenchDaemon, Held, RelayProc};
 
-struct Peer {
-    c: Client,
-    states: BTreeMap<String, Value>,
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-impl Peer {
-    /// Read until a batch ends; apply it; answer. Returns the number of changes applied.
-    fn apply_one_batch(&mut self) -> Option<(String, usize)> {
-        loop {
-            let f = self.c.recv_frame().ok()?;
-            let m: Value = serde_json::from_slice(&f.json).unwrap();
-            if m["type"] != "batch_begin" {
-                continue;
-            }
-            let id = m["batch_id"].as_str().unwrap().to_string();
-            let n = m["count"].as_u64().unwrap() as usize;
-            let mut touched = vec![];
-            for _ in 0..n {
-                let a: Value = serde_json::from_slice(&self.c.recv_frame().unwrap().json).unwrap();
-                let ch = &a["change"];
-                let u = ch["uuid"].as_str().unwrap().to_string();
-                let s = self.states.entry(u.clone()).or_insert_with(|| json!({}));
-                if ch["op"] == "create" {
-                    *s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":ch["t"],"r":ch["r"],"s":ch["s"]});
-                } else {
-                    s["t"] = ch["t"].clone();
-                    s["r"] = ch["r"].clone();
-                    s["s"] = ch["s"].clone();
-                }
-                touched.push(u);
-            }
-            let end: Value = serde_json::from_slice(&self.c.recv_frame().unwrap().json).unwrap();
-            let hashes: serde_json::Map<String, Value> =
-                touched.iter().map(|u| (u.clone(), json!(state_hash(&self.states[u])))).collect();
-            self.c.send(&json!({"type":"applied","batch_id":id,"seq":end["seq"],"hashes":hashes})).unwrap();
-            return Some((id, n));
+enum Side {
+    Daemon(#[allow(dead_code)] BenchDaemon),
+    Relay(#[allow(dead_code)] RelayProc),
+}
+
+/// A sender, a receiver and the objects they share, on the relay or on a daemon.
+struct Rig {
+    label: &'static str,
+    a: Client,
+    acks: Option<Arc<Acks>>,
+    held: Arc<Held>,
+    objects: Vec<String>,
+    next_request: u64,
+    _side: Side,
+}
+
+impl Rig {
+    fn relay(objects: usize) -> Rig {
+        let relay = RelayProc::start();
+        let held = support::spawn_relay_receiver(relay.connect());
+        let a = relay.connect();
+        std::thread::sleep(Duration::from_millis(200)); // both accepted by the relay
+        let objects = (0..objects).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        Rig { label: "relay", a, acks: None, held, objects, next_request: 0, _side: Side::Relay(relay) }
+    }
+
+    fn daemon(label: &'static str, config: &str, objects: usize) -> Rig {
+        let d = BenchDaemon::start(&label.replace([' ', ','], "-"), config);
+        let held = support::spawn_daemon_receiver(d.connect("bench", "unity"));
+        let a = d.connect("bench", "blender");
+        let acks = support::spawn_ack_counter(a.try_clone_stream());
+        let mut rig = Rig {
+            label,
+            a,
+            acks: Some(acks),
+            held,
+            objects: (0..objects).map(|_| uuid::Uuid::new_v4().to_string()).collect(),
+            next_request: 0,
+            _side: Side::Daemon(d),
+        };
+        let objs = rig.objects.clone();
+        let mut goal = HashMap::new();
+        for (k, chunk) in objs.chunks(1000).enumerate() {
+            let changes: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    goal.insert(u.clone(), 0.0);
+                    json!({"op":"create","uuid":u,"kind":"object","name":format!("O{k}-{i}"),"parent":null,"t":[0,0,0],"r":[0,0,0,1],"s":[1,1,1],"visible":true})
+                })
+                .collect();
+            rig.send_changes(changes);
         }
+        if rig.held.wait_for(&goal, Instant::now() + Duration::from_secs(300)).is_none() {
+            panic!("{label}: the receiver did not get the {} created objects within 300 s", objs.len());
+        }
+        rig
+    }
+
+    fn frame(&mut self, changes: Vec<Value>) -> Frame {
+        self.next_request += 1;
+        let m = json!({"type":"change","request_id":format!("r{}", self.next_request),"base_seq":0,"changes":changes});
+        Frame::new(serde_json::to_vec(&m).unwrap(), Vec::new())
+    }
+
+    fn send_changes(&mut self, changes: Vec<Value>) {
+        let f = self.frame(changes);
+        self.a.send_frame(&f).unwrap();
+    }
+
+    fn replies_so_far(&self) -> u64 {
+        self.acks.as_ref().map(|a| a.snapshot().replies).unwrap_or(0)
     }
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
+fn transform(uuid: &str, x: f64) -> Value {
+    json!({"op":"transform","uuid":uuid,"t":[x,0.5,0.25],"r":[0,0,0,1],"s":[1,1,1]})
+}
+
+/// Send one transform, wait until B holds it; `n` times.
+fn paced(rig: &mut Rig, n: usize, base: f64) {
+    let obj = rig.objects[0].clone();
+    let mut lat = Vec::with_capacity(n);
+    let mut lost = 0;
+    for i in 0..n {
+        let x = base + i as f64;
+        let goal = HashMap::from([(obj.clone(), x)]);
+        let t = Instant::now();
+        rig.send_changes(vec![transform(&obj, x)]);
+        match rig.held.wait_for(&goal, t + Duration::from_secs(10)) {
+            Some(at) => lat.push(at - t),
+            None => lost += 1,
+        }
+    }
+    println!(
+        "  {:<28} one transform A -> B held, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+        rig.label,
+        support::pct(&mut lat, 0.5),
+        support::pct(&mut lat, 0.99),
+        if lost > 0 { format!("  ({lost} never held within 10 s)") } else { String::new() }
+    );
+}
+
+/// Send `frames` as fast as the socket takes them; report acknowledged items and the time
+/// until B holds `goal`.
+fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: HashMap<String, f64>) {
+    let before = rig.replies_so_far();
+    let ok_before = rig.acks.as_ref().map(|a| a.snapshot().ok_items).unwrap_or(0);
+    let refused_before = rig.acks.as_ref().map(|a| a.snapshot().refused).unwrap_or_default();
+    let n = frames.len() as u64;
+    let t0 = Instant::now();
+    for f in &frames {
+        rig.a.send_frame(f).unwrap();
+    }
+    let sent = Instant::now();
+    let held_at = rig.held.wait_for(&goal, sent + Duration::from_secs(60));
+    let ingest = match &rig.acks {
+        Some(acks) => {
+            let s = acks.wait_replies(before + n, sent + Duration::from_secs(60));
+            let ok = s.ok_items - ok_before;
+            let secs = s.last_reply.map(|l| (l - t0).as_secs_f64()).unwrap_or(f64::NAN);
+            let refused: Vec<String> = s
+                .refused
+                .iter()
+                .map(|(c, k)| (c, k - refused_before.get(c).copied().unwrap_or(0)))
+                .filter(|(_, k)| *k > 0)
+                .map(|(c, k)| format!("{k} {c}"))
+                .collect();
+            format!(
+                "ingested (acknowledged) {ok} of {items} in {:.3} s = {:.0}/s{}{}",
+                secs,
+                ok as f64 / secs,
+                if refused.is_empty() { String::new() } else { format!("; refused: {}", refused.join(", ")) },
+                if s.replies < before + n {
+                    format!("; {} requests unanswered after 60 s", before + n - s.replies)
+                } else {
+                    String::new()
+                },
+            )
+        }
+        None => format!("sent {items} in {:.3} s (a relay acknowledges nothing)", (sent - t0).as_secs_f64()),
+    };
+    let held = match held_at {
+        Some(at) => format!(
+            "B holds the latest pose {:.1} ms after the last send ({:.3} s after the first)",
+            at.saturating_duration_since(sent).as_secs_f64() * 1e3,
+            (at - t0).as_secs_f64()
+        ),
+        None => "B never held the latest pose (60 s)".into(),
+    };
+    println!("  {:<28} {what}: {ingest}; {held}", rig.label);
+}
+
+fn burst(rig: &mut Rig, total: usize, base: f64) {
+    let objs = rig.objects.clone();
+    let mut goal = HashMap::new();
+    let frames: Vec<Frame> = (0..total)
+        .map(|i| {
+            let u = &objs[i % objs.len()];
+            let x = base + i as f64;
+            goal.insert(u.clone(), x);
+            rig.frame(vec![transform(u, x)])
+        })
+        .collect();
+    stream(rig, &format!("burst of {total} transforms on {} objects", objs.len()), frames, total, goal);
+}
+
+fn drag(rig: &mut Rig, frames: usize, base: f64) {
+    let objs = rig.objects.clone();
+    let mut goal = HashMap::new();
+    let out: Vec<Frame> = (0..frames)
+        .map(|k| {
+            let x = base + k as f64;
+            let changes = objs
+                .iter()
+                .map(|u| {
+                    goal.insert(u.clone(), x);
+                    transform(u, x)
+                })
+                .collect();
+            rig.frame(changes)
+        })
+        .collect();
+    stream(rig, &format!("drag of {} objects x {frames} frames", objs.len()), out, frames * objs.len(), goal);
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let daemon = support::BenchDaemon::start(
-        "sync",
-        "[sync]
-batch_window_ms = 0
-[limits]
-messages_per_sec = 1000000.0
-messages_burst = 1000000.0
-",
-    );
-    let (addr, token) = (daemon.addr, daemon.token.clone());
-
-    let mut a = Client::connect(addr, &token, "bench", "blender").unwrap();
-    let mut b = Peer { c: Client::connect(addr, &token, "bench", "unity").unwrap(), states: BTreeMap::new() };
-    let objects: Vec<String> = (0..8).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    for (i, u) in objects.iter().enumerate() {
-        a.send(&json!({"type":"change","request_id":format!("c{i}"),"base_seq":0,"changes":[{"op":"create","uuid":u,"kind":"object","name":format!("O{i}"),"parent":null,"t":[0,0,0],"r":[0,0,0,1],"s":[1,1,1],"visible":true}]})).unwrap();
-        b.apply_one_batch().unwrap();
+    if std::env::var_os(support::RELAY_ROLE).is_some() {
+        support::run_relay();
     }
-    // Drain A (acks, batch results) in the background.
-    let mut a_reader = a.try_clone_stream();
-    std::thread::spawn(move || while a_reader.recv_frame().is_ok() {});
+    let n = env_usize("BENCH_N", 200);
+    let default_n = env_usize("BENCH_DEFAULT_N", 40);
+    let total = env_usize("BENCH_BURST", 20_000);
+    let drag_objects = env_usize("BENCH_DRAG_OBJECTS", 5_000);
+    let drag_frames = env_usize("BENCH_DRAG_FRAMES", 20);
+    let window0 = "[sync]\nbatch_window_ms = 0\n";
+    support::print_fdatasync_cost();
 
-    let mut lat = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = Instant::now();
-        a.send(&json!({"type":"change","request_id":format!("l{i}"),"base_seq":0,"changes":[{"op":"transform","uuid":objects[0],"t":[i as f64 * 0.001,1,2],"r":[0,0,0,1],"s":[1,1,1]}]})).unwrap();
-        b.apply_one_batch().unwrap();
-        lat.push(t.elapsed());
-    }
-    println!(
-        "change A -> daemon -> B (window 0, 1 object, n={n}): p50 {:.0} us  p99 {:.0} us",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
-    );
+    println!("== one transform A -> B (paced)");
+    let mut relay = Rig::relay(8);
+    paced(&mut relay, n, 1.0);
+    let mut default = Rig::daemon("daemon, default settings", "", 8);
+    paced(&mut default, default_n, 1.0);
+    let mut w0 = Rig::daemon("daemon, window 0", window0, 8);
+    paced(&mut w0, n, 1.0);
 
-    // Throughput: A streams, B applies as fast as it can.
-    let stop = Instant::now() + Duration::from_secs(secs);
-    let sender = std::thread::spawn(move || {
-        let mut sent = 0u64;
-        let mut i = 0u64;
-        while Instant::now() < stop {
-            let u = &objects[(i % objects.len() as u64) as usize];
-            a.send(&json!({"type":"change","request_id":format!("t{i}"),"base_seq":0,"changes":[{"op":"transform","uuid":u,"t":[i as f64 * 1e-3,0,0],"r":[0,0,0,1],"s":[1,1,1]}]})).unwrap();
-            sent += 1;
-            i += 1;
-            if i.is_multiple_of(64) {
-                std::thread::sleep(Duration::from_micros(200)); // let acks drain
-            }
-        }
-        sent
-    });
-    let start = Instant::now();
-    let (mut batches, mut changes) = (0u64, 0u64);
-    b.c.set_read_timeout(Some(Duration::from_secs(2)));
-    while start.elapsed() < Duration::from_secs(secs) + Duration::from_secs(1) {
-        match b.apply_one_batch() {
-            Some((_, k)) => {
-                batches += 1;
-                changes += k as u64;
-            }
-            None => break,
-        }
-    }
-    let sent = sender.join().unwrap();
-    let el = start.elapsed().as_secs_f64();
-    println!(
-        "sustained: {sent} transforms sent in {secs} s ({:.0}/s); {batches} batches ({:.0}/s) carrying {changes} coalesced changes reached B",
-        sent as f64 / secs as f64,
-        batches as f64 / el,
-    );
-    drop(daemon);
+    println!("== burst");
+    burst(&mut relay, total, 100_000.0);
+    burst(&mut default, total, 100_000.0);
+    burst(&mut w0, total, 100_000.0);
+    drop((relay, default, w0));
+
+    println!("== drag");
+    let mut relay = Rig::relay(drag_objects);
+    drag(&mut relay, drag_frames, 1.0);
+    drop(relay);
+    let mut default = Rig::daemon("daemon, default settings", "", drag_objects);
+    drag(&mut default, drag_frames, 1.0);
+    drop(default);
+    support::print_fdatasync_cost();
 }

@@ -79,6 +79,17 @@ pub enum Command {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Serve AI agents over MCP (stdio): tools that act on Blender and Unity through the
+    /// daemon, as an `agent` session (docs/PROTOCOL.md §9). Starts answering at once, even
+    /// before the daemon or an editor runs.
+    Mcp {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Project whose editors the tools act on (default: $VIBESYNC_PROJECT, else `default`,
+        /// the project of an unsaved Blender file).
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// The audit points of a project a person can restore to: time, what changed, who.
     History {
         #[arg(long)]
@@ -214,7 +225,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore { data_dir: d, project, to, uuids } => {
             crate::restore_cli::restore(&data_dir(d), &project, &to, &uuids, json)
         }
+        Command::Mcp { data_dir: d, project } => mcp(data_dir(d), project),
     }
+}
+
+/// `vibesync mcp`: stdout carries MCP only, so logs go to stderr.
+fn mcp(data: DataDir, project: Option<String>) -> anyhow::Result<ExitCode> {
+    crate::logging::init_stderr("warn");
+    let project = project
+        .or_else(|| std::env::var("VIBESYNC_PROJECT").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".to_string());
+    if let Err(m) = vibesync_protocol::validate::project_id(&project) {
+        bail!("--project: {m}");
+    }
+    let discover: vibesync_mcp::Discover =
+        std::sync::Arc::new(move || client::discover(&data).map_err(|e| e.to_string()));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(vibesync_mcp::serve_stdio(project, discover))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn service(action: ServiceAction, json: bool) -> anyhow::Result<ExitCode> {

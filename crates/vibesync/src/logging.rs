@@ -53,6 +53,15 @@ pub fn init(logs_dir: &Path, level: &str, rotation: &str) -> anyhow::Result<Work
     Ok(guard)
 }
 
+/// Text logs on stderr only (for `vibesync mcp`, whose stdout is the MCP channel).
+pub fn init_stderr(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::registry()
+        .with(fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter))
+        .try_init()
+        .ok();
+}
+
 /// Colour on stderr only for a person at a terminal (a service journal is not one).
 fn stderr_colour() -> bool {
     std::io::stderr().is_terminal() && !matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty())

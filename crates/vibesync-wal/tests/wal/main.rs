@@ -4,3 +4,4 @@ mod append;
 mod common;
 mod reader;
 mod recovery;
+mod resume;

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agents;
 mod cli;
 mod durability;
 mod governance;

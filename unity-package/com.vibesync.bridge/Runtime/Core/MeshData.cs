@@ -1,7 +1,7 @@
 // Mesh attachment (PROTOCOL.md §7), little-endian:
 //   "VSM1" | u32 vertex_count | u32 index_count | u32 flags (bit0 normals, bit1 uv0)
 //   f32[3n] positions (canonical, meters) | f32[3n] normals? | f32[2n] uv0? | u32[index_count] indices
-// Triangles wind counter-clockwise in the canonical frame. mesh_hash = blake3 hex of the bytes.
+// Triangles wind counter-clockwise in the canonical frame. mesh_hash = SHA-256 hex of the bytes (PROTOCOL §7).
 using System;
 
 namespace VibeSync.Bridge.Core
@@ -63,7 +63,7 @@ namespace VibeSync.Bridge.Core
             return b;
         }
 
-        public static string HashOf(byte[] attachment) { return Blake3.HashHex(attachment); }
+        public static string HashOf(byte[] attachment) { return StateHash.Sha256Hex(attachment); }
 
         static uint U32(byte[] b, int at) { return (uint)(b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)); }
 

@@ -1,7 +1,7 @@
-// State hash (PROTOCOL.md §6.4): blake3 over the canonical JSON of an object's synced state,
+// State hash (PROTOCOL.md §6.5): SHA-256 over the canonical JSON of an object's synced state,
 // keys sorted, compact, every float replaced by its quantized integer
-// q(v) = sign(v) * floor(|v| * 100000 + 0.5) (meters, canonical frame). Quaternions (`r`) are
-// sign-canonicalized first (see CanonicalQuaternion): not yet written in PROTOCOL.md, pinned by the vectors.
+// q(v) = sign(v) * floor(|v| * 100000 + 0.5) (meters, canonical frame); the quaternion `r` in its
+// hashed "smallest three" form (HashedRotation). Mesh hashes (§7) are SHA-256 too (Sha256Hex).
 using System;
 using System.Collections;
 using System.Collections.Generic;
@@ -35,37 +35,52 @@ namespace VibeSync.Bridge.Core
 
         public static string Hash(IDictionary<string, object> state)
         {
-            return Blake3.HashHex(Encoding.UTF8.GetBytes(CanonicalJson(state)));
+            return Sha256Hex(Encoding.UTF8.GetBytes(CanonicalJson(state)));
+        }
+
+        /// <summary>Lowercase hex SHA-256 (the .NET class library's, native in Unity and Mono).</summary>
+        public static string Sha256Hex(byte[] data)
+        {
+            using (var sha = System.Security.Cryptography.SHA256.Create())
+                return ToHex(sha.ComputeHash(data));
+        }
+
+        public static string ToHex(byte[] b)
+        {
+            var sb = new StringBuilder(b.Length * 2);
+            foreach (byte x in b) sb.Append(x.ToString("x2", CultureInfo.InvariantCulture));
+            return sb.ToString();
         }
 
         /// <summary>
-        /// q and -q are the same rotation: the hashed form has w &gt; 0, or when w == 0 its first
-        /// non-zero component in the order x, y, z is positive. Applies to `r` arrays of 4 numbers.
-        /// (Matches crates/vibesync-protocol state.rs and tests/vectors/state_hash.json.)
+        /// The hashed form of a quaternion [x, y, z, w] (§6.5, "smallest three"): [L, a, b, c] with
+        /// L the index of the component of largest magnitude (ties: lowest index) and a, b, c the
+        /// other three quantized in index order, negated when component L is negative. q and -q
+        /// give the same form; the dropped component is implied by the others.
         /// </summary>
-        public static object CanonicalQuaternion(object v)
+        public static long[] HashedRotation(double[] q)
+        {
+            int big = 0;
+            for (int i = 1; i < 4; i++) if (Math.Abs(q[i]) > Math.Abs(q[big])) big = i;
+            double sign = q[big] < 0.0 ? -1.0 : 1.0;
+            var r = new long[4];
+            r[0] = big;
+            int k = 1;
+            for (int i = 0; i < 4; i++) if (i != big) r[k++] = Quantize(sign * q[i]);
+            return r;
+        }
+
+        static double[] AsQuaternion(object v)
         {
             var l = v as IList;
-            if (l == null || l.Count != 4) return v;
+            if (l == null || l.Count != 4) return null;
             var q = new double[4];
             for (int i = 0; i < 4; i++)
             {
-                if (!Json.IsNumber(l[i])) return v;
+                if (!Json.IsNumber(l[i])) return null;
                 q[i] = Json.ToDouble(l[i]);
             }
-            return Msg.List(CanonicalQuaternion(q));
-        }
-
-        public static double[] CanonicalQuaternion(double[] q)
-        {
-            bool negate = false;
-            foreach (int i in new[] { 3, 0, 1, 2 })
-            {
-                if (q[i] != 0.0) { negate = q[i] < 0.0; break; }
-            }
-            var r = new double[4];
-            for (int i = 0; i < 4; i++) r[i] = (negate ? -q[i] : q[i]) + 0.0;
-            return r;
+            return q;
         }
 
         static void Write(StringBuilder sb, object v, int depth)
@@ -93,7 +108,13 @@ namespace VibeSync.Bridge.Core
                     Json.WriteString(sb, keys[i]);
                     sb.Append(':');
                     object val = d[keys[i]];
-                    if (keys[i] == "r") val = CanonicalQuaternion(val);
+                    var q = keys[i] == "r" ? AsQuaternion(val) : null;
+                    if (q != null)
+                    {
+                        var h = HashedRotation(q);
+                        sb.Append('[').Append(h[0]).Append(',').Append(h[1]).Append(',').Append(h[2]).Append(',').Append(h[3]).Append(']');
+                        continue;
+                    }
                     Write(sb, val, depth + 1);
                 }
                 sb.Append('}');

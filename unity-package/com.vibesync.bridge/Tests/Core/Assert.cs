@@ -92,7 +92,7 @@ namespace VibeSync.Bridge.Tests
             return b;
         }
 
-        public static string ToHex(byte[] b) { return Blake3.ToHex(b); }
+        public static string ToHex(byte[] b) { return StateHash.ToHex(b); }
 
         public static double[] Doubles(object list)
         {

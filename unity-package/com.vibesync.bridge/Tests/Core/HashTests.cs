@@ -8,32 +8,62 @@ namespace VibeSync.Bridge.Tests
     public static class HashTests
     {
         [VsTest]
-        public static void Blake3MatchesSharedVectors()
+        public static void Sha256KnownAnswers()
         {
-            var list = (List<object>)Vectors.Load("blake3.json");
-            Check.True(list.Count >= 5, "vectors present");
-            bool sawMultiChunk = false;
-            foreach (Dictionary<string, object> v in list)
-            {
-                int n = (int)(long)v["input_len"];
-                var input = new byte[n];
-                for (int i = 0; i < n; i++) input[i] = (byte)(i % 251);
-                Check.Equal((string)v["hash"], Blake3.HashHex(input), "blake3 of " + n + " bytes");
-                // Incremental feeding in odd pieces gives the same hash.
-                var h = new Blake3();
-                for (int i = 0; i < n; i += 97) h.Update(input, i, Math.Min(97, n - i));
-                Check.Equal((string)v["hash"], Blake3.ToHex(h.Finalize()), "incremental blake3 of " + n + " bytes");
-                if (n > 2048) sawMultiChunk = true;
-            }
-            Check.True(sawMultiChunk, "vectors cover the chunk tree (> 2 chunks)");
+            Check.Equal("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", StateHash.Sha256Hex(new byte[0]), "empty");
+            Check.Equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", StateHash.Sha256Hex(Encoding.UTF8.GetBytes("abc")), "abc");
+            Check.Equal(StateHash.Sha256Hex(new byte[] { 1, 2 }), MeshData.HashOf(new byte[] { 1, 2 }), "mesh hash is SHA-256");
         }
 
         [VsTest]
-        public static void Blake3KnownAnswers()
+        public static void HashedRotationDropsTheLargestComponent()
         {
-            // From the official BLAKE3 test_vectors.json (input = i % 251).
-            Check.Equal("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262", Blake3.HashHex(new byte[0]), "empty");
-            Check.Equal("2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213", Blake3.HashHex(new byte[] { 0 }), "one byte");
+            Check.Equal("3,0,25882,0", string.Join(",", StateHash.HashedRotation(new[] { 0.0, 0.2588190451, 0.0, 0.9659258263 })), "cube");
+            Check.Equal("3,0,25882,0", string.Join(",", StateHash.HashedRotation(new[] { -0.0, -0.2588190451, -0.0, -0.9659258263 })), "negated");
+            Check.Equal(string.Join(",", StateHash.HashedRotation(new[] { 0.0, 1.0, 0.0, 1e-7 })),
+                string.Join(",", StateHash.HashedRotation(new[] { 0.0, -1.0, 0.0, 1e-7 })), "w on either side of 0");
+        }
+
+        /// <summary>
+        /// Equal stored poses hash equal (PROTOCOL §6.5 "Stable values"): each of the 500 poses of
+        /// tests/vectors/stable.json, applied to the headless scene (float32 storage and float32
+        /// quaternion normalization, as a Unity Transform) through the engine's apply path, is
+        /// read back with the hash the daemon expects.
+        /// </summary>
+        [VsTest]
+        public static void StoredStableValuesHashAsTheDaemonSays()
+        {
+            var v = (Dictionary<string, object>)Vectors.Load("stable.json");
+            var cases = (List<object>)v["cases"];
+            Check.True(cases.Count >= 500, "500 poses");
+            var scene = new VibeSync.Bridge.Headless.HeadlessScene();
+            int failures = 0;
+            string first = null;
+            for (int i = 0; i < cases.Count; i++)
+            {
+                var c = (Dictionary<string, object>)cases[i];
+                var u = Msg.NewUuid();
+                var change = new Dictionary<string, object>
+                {
+                    { "op", "create" }, { "uuid", u }, { "kind", "object" }, { "name", "o" + i }, { "parent", null },
+                    { "visible", true }, { "t", c["t"] }, { "r", c["r"] }, { "s", c["s"] },
+                };
+                var batch = new IncomingBatch { BatchId = "b" + i, Path = "resync", Count = 1 };
+                batch.Changes.Add(RemoteChange.Parse(change, null, 1.0));
+                scene.ApplyBatch(batch);
+                var st = scene.Capture(u);
+                if (st.Hash() != (string)c["hash"])
+                {
+                    failures++;
+                    if (first == null) first = i + ": " + StateHash.CanonicalJson(st.ToHashState());
+                }
+                var unity = Coordinates.CanonicalToUnity(new Trs(Vectors.Doubles(c["t"]), Vectors.Doubles(c["r"]), Vectors.Doubles(c["s"])), 1.0);
+                var stored = VibeSync.Bridge.Headless.HeadlessScene.StoreAsUnity(unity);
+                var back = Coordinates.UnityToCanonical(stored, 1.0);
+                Check.Equal(StateHash.CanonicalJson(new Dictionary<string, object> { { "r", Msg.List(Vectors.Doubles(c["r"])) } }),
+                    StateHash.CanonicalJson(new Dictionary<string, object> { { "r", Msg.List(back.R) } }), "rotation " + i);
+            }
+            Check.Equal(0, failures, "poses hashing differently after float32 storage; first " + first);
         }
 
         [VsTest]

@@ -22,7 +22,7 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(text, Json.Write(back), "writing is stable for " + v["name"]);
                 n++;
             }
-            foreach (var file in new[] { "state_hash.json", "coords.json", "blake3.json", "quantize.json", "mesh.json" })
+            foreach (var file in new[] { "state_hash.json", "coords.json", "stable.json", "quantize.json", "mesh.json" })
             {
                 object all = Vectors.Load(file);
                 Check.True(Json.DeepEquals(all, Json.Parse(Json.Write(all))), "round trip of " + file);

@@ -12,7 +12,7 @@ namespace VibeSync.Bridge.Tests
 {
     public static class LiveSyncTests
     {
-        const string CubeVectorHash = "84ac9bdc3982f7dc99a49c513250f3cbca2f989ce3fd1816e51e7b1857dba66b";
+        const string CubeVectorHash = "1e150c0c89aa6b5a1e0d6a9555a933a43f9197b5d899ad5a7d8924d480ae2072";
 
         /// <summary>One in-process editor: its scene, client, engine and what it saw.</summary>
         sealed class Peer : IDisposable

@@ -250,8 +250,31 @@ namespace VibeSync.Bridge.Headless
 
         void SetTrs(SceneObject o, RemoteChange c)
         {
-            var u = Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S), UnitScale);
+            var u = StoreAsUnity(Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S), UnitScale));
             o.Position = u.T; o.Rotation = u.R; o.Scale = u.S;
+        }
+
+        /// <summary>
+        /// What a Unity Transform holds after being given `u`: Vector3 and Quaternion are float32,
+        /// and the engine normalizes the rotation (in float32). The headless scene stores the same,
+        /// so its state hashes are those a real editor answers (PROTOCOL §6.5 "Stable values").
+        /// </summary>
+        public static Trs StoreAsUnity(Trs u)
+        {
+            var r = new float[4];
+            float n = 0f;
+            for (int i = 0; i < 4; i++) { r[i] = (float)u.R[i]; n += r[i] * r[i]; }
+            n = (float)Math.Sqrt(n);
+            var rd = new double[4];
+            for (int i = 0; i < 4; i++) rd[i] = n > 0f ? (double)(r[i] / n) : (i == 3 ? 1.0 : 0.0);
+            return new Trs(F32(u.T), rd, F32(u.S));
+        }
+
+        static double[] F32(double[] v)
+        {
+            var r = new double[v.Length];
+            for (int i = 0; i < v.Length; i++) r[i] = (double)(float)v[i];
+            return r;
         }
 
         // ------------------------------------------------------------------ dump / load

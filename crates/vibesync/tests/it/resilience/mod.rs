@@ -5,9 +5,13 @@
 
 pub mod editor;
 
+mod audit;
+mod blobs;
 mod kill_loop;
 mod load;
+mod preauth;
 mod security;
 mod storage;
 mod torn;
+mod validation;
 mod wire;

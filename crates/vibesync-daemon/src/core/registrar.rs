@@ -1,0 +1,264 @@
+//! Group commit for `register` and `tombstone` (docs/ARCHITECTURE.md, "registrar").
+//!
+//! Requests from every session queue for one registrar thread. It takes every request that
+//! is waiting as one group — stopping before a request that names a uuid already in the
+//! group, so the plans of a group never depend on each other — plans each against the
+//! registry, writes all of the group's transactions with one WAL append (one fdatasync),
+//! applies them to the registry in COMMIT order and answers each request. Nothing here runs
+//! on the async workers, and no request waits on a sled flush: the registry is flushed in the
+//! background (the WAL is the truth; boot catches the registry up from it, docs/WAL.md §8).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Weak};
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+use vibesync_engine::register::{self, Existing, Plan, Requester, View};
+use vibesync_protocol::message::{Register, Tombstone};
+use vibesync_protocol::{Frame, Outbound};
+
+use super::{Daemon, SessionInfo};
+use crate::sync::SyncEvent;
+use crate::txn::Txn;
+
+/// A group stops growing at this many items (bounds one append and one reply burst).
+const MAX_GROUP_ITEMS: usize = 50_000;
+
+pub(super) enum Request {
+    Register(Register),
+    Tombstone(Tombstone),
+}
+
+impl Request {
+    fn uuids(&self) -> impl Iterator<Item = &str> {
+        let (a, b) = match self {
+            Request::Register(r) => (
+                Some(r.items.iter().flat_map(|i| std::iter::once(i.uuid.as_str()).chain(i.duplicate_of.as_deref()))),
+                None,
+            ),
+            Request::Tombstone(t) => (None, Some(t.uuids.iter().map(String::as_str))),
+        };
+        a.into_iter().flatten().chain(b.into_iter().flatten())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Request::Register(r) => r.items.len(),
+            Request::Tombstone(t) => t.uuids.len(),
+        }
+    }
+
+    fn request_id(&self) -> &str {
+        match self {
+            Request::Register(r) => &r.request_id,
+            Request::Tombstone(t) => &t.request_id,
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        match self {
+            Request::Register(_) => "register",
+            Request::Tombstone(_) => "tombstone",
+        }
+    }
+}
+
+pub(super) struct Job {
+    pub sess: SessionInfo,
+    pub request: Request,
+    pub reply: oneshot::Sender<Frame>,
+}
+
+/// Start the registrar thread for `daemon`; it ends when the returned sender is dropped.
+pub(super) fn start(daemon: &Arc<Daemon>) -> Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let weak = Arc::downgrade(daemon);
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("vibesync-registrar".into())
+        .spawn(move || {
+            let _rt = rt.enter(); // sync events and FINAL tasks are spawned from here
+            run(weak, rx)
+        })
+        .expect("spawn the registrar thread");
+    tx
+}
+
+fn run(daemon: Weak<Daemon>, rx: Receiver<Job>) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        let mut touched: HashSet<String> = first.request.uuids().map(str::to_string).collect();
+        let mut items = first.request.len();
+        let mut group = vec![first];
+        while items < MAX_GROUP_ITEMS {
+            let Ok(next) = rx.try_recv() else { break };
+            if next.request.uuids().any(|u| touched.contains(u)) {
+                carry = Some(next);
+                break;
+            }
+            touched.extend(next.request.uuids().map(str::to_string));
+            items += next.request.len();
+            group.push(next);
+        }
+        let Some(d) = daemon.upgrade() else { return };
+        d.commit_group(group);
+    }
+}
+
+struct Planned {
+    job: Job,
+    plan: Plan,
+    operation_id: String,
+    records: Range<usize>,
+}
+
+impl Daemon {
+    /// Plan, log (one WAL append), apply and answer one group, under the mutation turn.
+    fn commit_group(self: &Arc<Self>, group: Vec<Job>) {
+        let turn = self.mutation.blocking_lock();
+        let mut drafts = Vec::new();
+        let mut planned = Vec::with_capacity(group.len());
+        for job in group {
+            let sess = &job.sess;
+            let plan = {
+                let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
+                match &job.request {
+                    Request::Register(r) => {
+                        let who = Requester {
+                            session_id: &sess.session_id,
+                            editor: &sess.editor,
+                            client_id: &sess.client_id,
+                        };
+                        register::plan_register(&r.items, &who, &view)
+                    }
+                    Request::Tombstone(t) => register::plan_tombstone(&t.uuids, &view),
+                }
+            };
+            let operation_id = uuid::Uuid::new_v4().to_string();
+            let start = drafts.len();
+            if plan.writes_anything() {
+                let txn =
+                    Txn { session_id: &sess.session_id, operation_id: &operation_id, project_id: &sess.project_id };
+                let op = job.request.op();
+                drafts.extend(txn.drafts(
+                    &plan.uuids,
+                    json!({"op": op, "request_id": job.request.request_id(), "editor": sess.editor, "items": plan.results.len()}),
+                    plan.steps.clone(),
+                    json!({"op": op, "results": summarize(&plan), "collisions": plan.collisions}),
+                ));
+                for d in plan.steps.iter().filter(|s| s["op"] == "duplicate") {
+                    warn!(operation_id = %operation_id, uuid = %d["uuid"].as_str().unwrap_or(""), duplicate_of = %d["duplicate_of"].as_str().unwrap_or(""), "editor resolved a duplicated uuid: the copy got a fresh uuid");
+                }
+                for c in &plan.collisions {
+                    warn!(operation_id = %operation_id, uuid = %c["uuid"].as_str().unwrap_or(""), reason = %c["reason"].as_str().unwrap_or(""), "uuid collision refused");
+                }
+            }
+            planned.push(Planned { job, plan, operation_id, records: start..drafts.len() });
+        }
+        let records = if drafts.is_empty() {
+            Vec::new()
+        } else {
+            match self.stores.wal.append_blocking(drafts) {
+                Ok(r) => r,
+                Err(e) => {
+                    for p in planned {
+                        let f = self.storage_failure(p.job.request.request_id(), &p.operation_id, e.to_string());
+                        let _ = p.job.reply.send(f.to_frame());
+                    }
+                    return;
+                }
+            }
+        };
+        let mut failed: Option<String> = None;
+        for p in planned {
+            let Planned { job, plan, operation_id, records: range } = p;
+            let request_id = job.request.request_id().to_string();
+            if let Some(why) = &failed {
+                let _ = job.reply.send(self.storage_failure(&request_id, &operation_id, why.clone()).to_frame());
+                continue;
+            }
+            let sess = &job.sess;
+            let mut seq = 0;
+            if !range.is_empty() {
+                let txn = &records[range];
+                seq = txn.last().map(|r| r.seq).unwrap_or(0);
+                if let Err(e) = self.stores.apply_committed(txn) {
+                    // The WAL has it; the registry catches up from the WAL at next boot.
+                    let why = format!("registry apply failed: {e}");
+                    failed = Some(why.clone());
+                    let _ = job.reply.send(self.storage_failure(&request_id, &operation_id, why).to_frame());
+                    continue;
+                }
+                info!(operation_id = %operation_id, uuids = ?plan.uuids, seq, op = job.request.op(), "committed");
+                self.finalize_later(sess.session_id.clone(), sess.project_id.clone(), operation_id, plan.uuids.clone());
+            }
+            match &job.request {
+                Request::Register(_) => {
+                    let mut claims = self.claims.lock().unwrap();
+                    for r in plan
+                        .results
+                        .iter()
+                        .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
+                    {
+                        claims.insert(
+                            (sess.project_id.clone(), sess.editor.clone(), r.uuid.clone()),
+                            sess.session_id.clone(),
+                        );
+                    }
+                }
+                Request::Tombstone(_) => {
+                    let gone: HashSet<&String> = plan.uuids.iter().collect();
+                    self.claims.lock().unwrap().retain(|(p, _, id), _| !(p == &sess.project_id && gone.contains(id)));
+                    if seq > 0 && !plan.uuids.is_empty() {
+                        self.sync.send(
+                            self,
+                            &sess.project_id,
+                            SyncEvent::Tombstoned { origin: sess.session_id.clone(), uuids: plan.uuids.clone(), seq },
+                        );
+                    }
+                }
+            }
+            let ack = Outbound::Ack { request_id, seq, results: plan.results };
+            let _ = job.reply.send(ack.to_frame());
+        }
+        drop(turn);
+    }
+}
+
+struct RegistryView<'a> {
+    daemon: &'a Daemon,
+    project_id: &'a str,
+    editor: &'a str,
+}
+
+impl View for RegistryView<'_> {
+    fn live(&self, uuid: &str) -> Option<Existing> {
+        self.daemon.stores.existing(self.project_id, uuid, self.editor)
+    }
+    fn claimed_by(&self, uuid: &str) -> Option<String> {
+        self.daemon
+            .claims
+            .lock()
+            .unwrap()
+            .get(&(self.project_id.to_string(), self.editor.to_string(), uuid.to_string()))
+            .cloned()
+    }
+}
+
+fn summarize(plan: &Plan) -> serde_json::Value {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for r in &plan.results {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+    }
+    json!(counts)
+}

@@ -1,0 +1,145 @@
+"""First sync of a big Blender scene (issue "big scenes do not freeze Blender"), run by
+`scripts/bench-first-sync [N ...]` (default 500 and 10000 objects):
+
+* the scene is built before connecting: N objects in 10 collections, each object with its
+  own mesh (for N <= 1000: 100 to 5,000 vertices, like a real set; above: cubes);
+* the headless Unity host is connected first; then Blender connects;
+* measured: every `vibesync.tick()` on Blender's main thread (worst, p99, count), and the
+  time from `connect()` until (a) the daemon has acknowledged every object and collection
+  (Blender's `progress`: committed `batch_result`s) and (b) the host holds all of them
+  (its scene dump) — what the receiver holds, not what was sent.
+
+Prints one line per N; docs/BENCHMARKS.md quotes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, Host, bpy, daemon_binary, vibesync  # noqa: E402
+
+
+def build(n: int) -> int:
+    """N objects with their own meshes in 10 collections; returns objects + collections."""
+    rng = random.Random(7)
+    colls = []
+    for c in range(10):
+        coll = bpy.data.collections.new(f"Set{c}")
+        bpy.context.scene.collection.children.link(coll)
+        colls.append(coll)
+    bpy.ops.mesh.primitive_cube_add()
+    cube = bpy.context.active_object
+    base = cube.data
+    bpy.data.objects.remove(cube)
+    grids = {}
+    for i in range(n):
+        if n <= 1000:
+            side = rng.randint(10, 70)  # 100 .. 4,900 vertices
+            if side not in grids:
+                bpy.ops.mesh.primitive_grid_add(x_subdivisions=side - 1, y_subdivisions=side - 1)
+                g = bpy.context.active_object
+                grids[side] = g.data
+                bpy.data.objects.remove(g)
+            me = grids[side].copy()
+        else:
+            me = base.copy()
+        ob = bpy.data.objects.new(f"Obj{i:05d}", me)
+        colls[i % 10].objects.link(ob)
+        ob.location = (rng.uniform(-50, 50), rng.uniform(-50, 50), rng.uniform(0, 10))
+        ob.rotation_euler = (rng.uniform(0, 3), rng.uniform(0, 3), rng.uniform(0, 3))
+    bpy.context.view_layer.update()
+    return n + 10
+
+
+def host_count(host: Host) -> int:
+    i = host.cmd(f"dump {host.dump_path}")
+    deadline = time.monotonic() + 60
+    while not host.find("dumped", i):
+        if time.monotonic() > deadline:
+            raise AssertionError("host dump timed out")
+        time.sleep(0.01)
+    with open(host.dump_path, encoding="utf-8") as f:
+        return len(json.load(f)["objects"])
+
+
+def run(n: int, binary: str, work: str) -> dict:
+    data = os.path.join(work, f"data{n}")
+    cfg = os.path.join(work, "c.toml")
+    with open(cfg, "w") as f:
+        f.write("[sync]\nbatch_window_ms = 100\n")
+    d = Daemon(binary, data, ["--config", cfg]).start()
+    project = "bench" + uuid.uuid4().hex[:8]
+    ticks: list[float] = []
+    try:
+        vibesync.unregister()
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        vibesync.register()
+        total = build(n)
+        host = Host(d, project, work)
+        deadline = time.monotonic() + 60
+        while not host.find("connected"):
+            if time.monotonic() > deadline:
+                raise AssertionError("host did not connect")
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        vibesync.connect("127.0.0.1", d.port, d.token, project)
+        acked_at = held_at = None
+        next_check = 0.0
+        limit = t0 + max(120.0, n * 0.1)
+        while held_at is None:
+            bpy.context.view_layer.update()
+            a = time.perf_counter()
+            vibesync.tick(8.0)
+            ticks.append((time.perf_counter() - a) * 1000)
+            now = time.monotonic()
+            p = vibesync.status()["progress"]
+            if acked_at is None and p["total"] >= total and p["synced"] >= total:
+                acked_at = now
+            if acked_at is not None and now >= next_check:
+                next_check = now + 0.5
+                if host_count(host) >= total:
+                    held_at = time.monotonic()
+            if now > limit:
+                raise AssertionError(f"N={n}: not synced within {limit - t0:.0f}s: {p}")
+            time.sleep(0.001)
+        host.close()
+        vibesync.disconnect()
+    finally:
+        d.stop()
+    ticks.sort()
+    return {"n": n, "ticks": len(ticks), "worst_ms": ticks[-1],
+            "p99_ms": ticks[int(0.99 * (len(ticks) - 1))],
+            "over_16ms": sum(1 for t in ticks if t > 16.0),
+            "acked_s": acked_at - t0, "held_s": held_at - t0}
+
+
+def main() -> int:
+    sizes = [int(a) for a in sys.argv[1:]] or [500, 10000]
+    work = tempfile.mkdtemp(prefix="vibesync-first-sync-")
+    binary = os.path.join(work, "vibesync")
+    shutil.copy2(daemon_binary(), binary)
+    try:
+        for n in sizes:
+            r = run(n, binary, work)
+            print(f"first sync of {r['n']} objects (+10 collections): main-thread tick worst "
+                  f"{r['worst_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['over_16ms']} of "
+                  f"{r['ticks']} ticks over 16 ms; all acknowledged by the daemon after "
+                  f"{r['acked_s']:.1f} s, all held by the Unity host after {r['held_s']:.1f} s",
+                  flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # bpy may hang in a static destructor at exit (see tests/e2e/conftest.py)
