@@ -32,7 +32,7 @@ VERSION_RE = re.compile(r"^\d+(\.\d+){0,2}$")
 
 # Add-ons shipped with VibeSync: their tools reach agents unless the user turns them off.
 # Every other add-on needs the user's tick in the VibeSync preferences first.
-SHIPPED = frozenset({"random_mesh_generator"})
+SHIPPED = frozenset({"random_mesh_generator", "geonodes"})
 
 
 class Problem(dict):

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use vibesync_protocol::addon::CallErrorCode;
 
+use vibesync_geonodes::tools::{self as geonodes_tools, GeonodesTool};
+
 use crate::link::{Link, LinkError};
 use crate::tools::{self, Builtin};
 
@@ -74,6 +76,13 @@ impl VibeSyncMcp {
                 )
             })
             .collect();
+        // Geometry Nodes tools that need no editor (docs/GEONODES.md §MCP tools); build and
+        // describe come with the Blender add-on `geonodes` through the registry.
+        for g in GeonodesTool::ALL.into_iter().filter(|g| !g.runs_in_blender()) {
+            out.push(Tool::new(g.name(), g.description(), object(g.input_schema())).with_annotations(
+                ToolAnnotations::new().read_only(g.read_only()).destructive(g.destructive()).open_world(false),
+            ));
+        }
         out.push(
             Tool::new(tools::ADDON_CALL, tools::ADDON_CALL_DESCRIPTION, object(tools::addon_call_schema()))
                 .with_annotations(ToolAnnotations::new().read_only(false).destructive(true).open_world(false)),
@@ -320,6 +329,30 @@ impl VibeSyncMcp {
                 return refusal(e.code.as_str(), Some(&e.field), e.message);
             }
             return self.call_builtin(b, args, token).await;
+        }
+        let mut args = args;
+        if let Some(g) = GeonodesTool::from_name(name) {
+            if !g.runs_in_blender() {
+                if let Err(e) = tools::validate_args(&g.input_schema(), &args) {
+                    return refusal(e.code.as_str(), Some(&e.field), e.message);
+                }
+                return match geonodes_tools::call(g, &args) {
+                    Ok(body) => done(true, body),
+                    // `node`/`search` both missing, or a sketch/version the tool refuses.
+                    Err(e) => {
+                        let code =
+                            if e.field == "node" { CallErrorCode::MissingField } else { CallErrorCode::InvalidOption };
+                        refusal(code.as_str(), Some(&e.field), e.message)
+                    }
+                };
+            }
+            if g == GeonodesTool::Build {
+                // A graph with errors never reaches Blender: the agent gets the report.
+                match geonodes_tools::prepare_build(&args) {
+                    Ok(params) => args = params,
+                    Err(report) => return done(false, serde_json::to_value(*report).unwrap_or(Value::Null)),
+                }
+            }
         }
         let (addon_id, tool, tool_args) = if name == tools::ADDON_CALL {
             if let Err(e) = tools::validate_args(&tools::addon_call_schema(), &args) {
