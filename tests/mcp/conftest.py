@@ -63,7 +63,7 @@ def project_id() -> str:
     return "mcp" + uuid.uuid4().hex[:10]
 
 
-FIXTURE_ADDONS = ("random_mesh_generator", "vibesync_test_tools")
+FIXTURE_ADDONS = ("random_mesh_generator", "vibesync_test_tools", "vibesync_geonodes")
 
 
 def disable_fixture_addons():

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use vibesync_geonodes::tools::GeonodesTool;
 use vibesync_protocol::addon::CallErrorCode;
 
+
 use crate::link::{Link, LinkError};
 use crate::tools::{self, Builtin};
 
