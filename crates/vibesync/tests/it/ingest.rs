@@ -43,6 +43,7 @@ fn over_budget_transforms_are_coalesced_never_refused_and_the_last_pose_arrives(
         let m: Value = serde_json::from_slice(&f.json).unwrap();
         match m["type"].as_str() {
             Some("ack") if m["request_id"].as_str().is_some_and(|r| r.starts_with('t')) => {
+                assert_eq!(m["results"].as_array().unwrap().len(), 1, "one result per change: {m}");
                 for r in m["results"].as_array().unwrap() {
                     statuses_seen.insert(r["status"].as_str().unwrap().to_string());
                 }
