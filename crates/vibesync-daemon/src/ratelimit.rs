@@ -56,7 +56,7 @@ impl Overflow {
         !has_attachment
             && !c.changes.is_empty()
             && c.changes.iter().all(|ch| key(ch).is_some())
-            && self.requests.first().map_or(true, |first| shape(first) == shape(c))
+            && self.requests.first().is_none_or(|first| shape(first) == shape(c))
     }
 
     /// Hold `c` (call only when [`Overflow::accepts`] said yes).

@@ -63,6 +63,9 @@ fn assert_registry(d: &Daemon, live: &[(String, String)], tombstoned: u64) {
     }
 }
 
+/// A named way to damage the checkpoint file.
+type Damage<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 fn assert_verifies(data: &Path) {
     let (code, out, err) = verify(data);
     assert_eq!(code, 0, "verify failed:\n{out}\n{err}");
@@ -121,7 +124,7 @@ fn a_stale_torn_lying_or_future_checkpoint_never_loses_or_double_applies() {
     let good: Checkpoint = checkpoint::load(&data).unwrap().expect("checkpoint");
     let last_seq = vibesync_wal::Reader::open(data.join("wal")).unwrap().map(|e| e.unwrap().record.seq).max().unwrap();
 
-    let bad: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let bad: Vec<Damage> = vec![
         ("stale", Box::new(|| std::fs::write(checkpoint::path(&data), &stale).unwrap())),
         (
             "torn",
