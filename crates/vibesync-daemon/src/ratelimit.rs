@@ -60,17 +60,18 @@ impl Overflow {
     }
 
     /// Hold `c` (call only when [`Overflow::accepts`] said yes).
-    pub fn push(&mut self, mut c: Change) {
-        for ch in std::mem::take(&mut c.changes) {
-            let Some(k) = key(&ch) else { continue };
-            if self.latest.insert(k.clone(), ch).is_none() {
+    pub fn push(&mut self, c: Change) {
+        for ch in &c.changes {
+            let Some(k) = key(ch) else { continue };
+            if self.latest.insert(k.clone(), ch.clone()).is_none() {
                 self.order.push(k);
             }
         }
         self.requests.push(c);
     }
 
-    /// Take everything held: the earlier requests (answered `coalesced`), and the last one
+    /// Take everything held: the earlier requests as they came (each answered `coalesced`,
+    /// one result per change), and the last one
     /// carrying every merged change in first-arrival order, with its own `base_seq`.
     pub fn take(&mut self) -> Option<(Vec<Change>, Change)> {
         let mut last = self.requests.pop()?;
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(o.len(), 4);
         let (earlier, last) = o.take().unwrap();
         assert_eq!(earlier.iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(), ["r0", "r1", "r2"]);
+        assert_eq!(earlier[0].changes.len(), 2, "earlier requests keep their changes (for their acks)");
         assert_eq!(last.request_id, "r3");
         assert_eq!(
             last.changes,

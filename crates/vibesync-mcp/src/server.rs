@@ -20,7 +20,6 @@ use tracing::{info, warn};
 use vibesync_geonodes::tools::GeonodesTool;
 use vibesync_protocol::addon::CallErrorCode;
 
-
 use crate::link::{Link, LinkError};
 use crate::tools::{self, Builtin};
 

@@ -254,6 +254,8 @@ impl Registry {
                     // A watermark at or before the resume point was checked when the
                     // checkpoint was written; one after it must be a COMMIT read here.
                     cu.found_last_commit |= before <= r.after_seq;
+                    // The log goes at least to the checkpointed record (recovery checked it).
+                    cu.wal_last_seq = cu.wal_last_seq.max(r.after_seq);
                 }
                 let m = reg.meta();
                 if m.last_applied_seq > cu.wal_last_seq {

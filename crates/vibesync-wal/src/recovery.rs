@@ -348,6 +348,21 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         break;
     }
 
+    if let (Some(r), Some(_)) = (&cfg.resume, resume_from) {
+        if chain.last_seq() < r.seq {
+            // A torn tail or a repair cut the log below the checkpointed record: it no longer
+            // describes this log. Read everything again, as without it.
+            let why = format!("the log now ends at seq {}, before the checkpointed seq {}", chain.last_seq(), r.seq);
+            tracing::warn!("WAL: {why}; reading the whole log");
+            let mut again = cfg.clone();
+            again.resume = None;
+            let mut out = recover(&again)?;
+            out.report.resume_rejected = Some(why);
+            out.report.torn_tail = out.report.torn_tail.or(torn_tail);
+            out.report.repaired = out.report.repaired.or(repaired);
+            return Ok(out);
+        }
+    }
     let tail = segments.last().cloned().map(|s| (s, tail_len));
     let report = Recovery {
         last_seq: chain.last_seq(),

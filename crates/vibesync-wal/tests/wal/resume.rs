@@ -106,3 +106,23 @@ fn a_torn_tail_after_the_resume_point_is_still_cut() {
     assert!(rec.torn_tail.is_some());
     assert_eq!(rec.last_seq, last);
 }
+
+#[test]
+fn a_repair_that_cuts_below_the_resume_point_discards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_sample_log(dir.path(), 1 << 20);
+    let at = resume_at(dir.path(), all.last().unwrap().seq);
+    let seg = std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let line5 = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(3).unwrap().0 + 1;
+    bytes[line5 + 20] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut c = cfg(dir.path(), 1 << 20);
+    c.resume = Some(at);
+    c.repair = true;
+    let (_wal, rec) = Wal::open(c).expect("open with repair");
+    assert!(rec.repaired.is_some());
+    assert_eq!(rec.resumed_after, None, "the checkpointed record was cut off");
+    assert!(rec.resume_rejected.is_some());
+    assert_eq!((rec.last_seq, rec.records), (4, 4));
+}
