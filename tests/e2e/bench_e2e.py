@@ -1,4 +1,4 @@
-"""End-to-end benchmarks (issue 5), run by `scripts/bench-e2e`:
+"""End-to-end benchmarks of live sync (docs/BENCHMARKS.md "Live sync"), run by `scripts/bench-e2e`:
 
 1. latency of one Blender change until the headless Unity host has applied it (its
    `applied` event), batch window 0, p50/p99 over N moves;

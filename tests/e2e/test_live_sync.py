@@ -1,4 +1,4 @@
-"""Live sync end to end (issue 5): real daemon + real Blender with the addon + the headless
+"""Live sync end to end: real daemon + real Blender with the addon + the headless
 Unity host. Coordinates: Blender (x, y, z) appears in Unity at (x, z, y); a rotation of θ
 about Blender's Z is a rotation of -θ about Unity's Y (docs/PROTOCOL.md §6)."""
 

@@ -1,8 +1,9 @@
 """(c), (d), (e): the builder in real Blender, on the factory startup scene's cube.
 
-(c) seed 004's example in its duplicate-key form: as written it links twice into Set
-    Position's Geometry (the validator says so; Blender would drop the first link); with a
-    Join Geometry it validates, builds and evaluates.
+(c) the widely copied example of docs/GEONODES.md ("Seed example") in its duplicate-key
+    form: as written it links twice into Set Position's Geometry (the validator says so;
+    Blender would drop the first link); with a Join Geometry it validates, builds and
+    evaluates.
 (d) "scatter cones on a grid, random scale": one instance per grid point, differing scales,
     no modifier warning.
 (e) a fault injected at link k leaves node groups and modifiers identical; one undo removes

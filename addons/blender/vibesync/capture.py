@@ -2,8 +2,9 @@
 
 `depsgraph_update_post` only records session_uids (see pump.Session.on_depsgraph); the pump
 calls `read_state()` for each dirty uuid and `diff_ops()` against the last sent state, with
-epsilon 1e-5 (seed 002). States use the wire's canonical axes with lengths in Blender units
-(the daemon scales by hello.unit_scale); `state_in_meters()` gives the form §6.4 hashes.
+epsilon 1e-5 (docs/PROTOCOL.md §6.4). States use the wire's canonical axes with lengths in
+Blender units (the daemon scales by hello.unit_scale); `state_in_meters()` gives the form
+§6.4 hashes.
 """
 
 from __future__ import annotations

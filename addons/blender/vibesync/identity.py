@@ -1,6 +1,6 @@
 """Datablock identity: `id["vibesync_uuid"]`, bindings by session_uid, persistence.
 
-Rules (seeds 000/001):
+Rules (docs/PROTOCOL.md §5 `register`):
 * every tracked datablock carries a uuid in its custom property `vibesync_uuid`;
 * while a file is open, bindings are keyed by `(kind, session_uid)`; the datablock already
   bound keeps its uuid, a newcomer carrying a taken uuid (Shift+D, copy/paste, append) gets

@@ -1,4 +1,5 @@
-//! `<data_dir>/boot.json`: was the previous run shut down cleanly? (seed 001 §9)
+//! `<data_dir>/boot.json`: was the previous run shut down cleanly?
+//! (docs/ARCHITECTURE.md, "Data directory")
 //!
 //! At start the daemon marks `running: true`; a graceful shutdown writes
 //! `running: false, last_boot_success: true`. Finding `running: true` at start means the last

@@ -1,4 +1,5 @@
-//! Durable small-file writes: temp → write → fsync → rename → fsync dir (seed 001 §1).
+//! Durable small-file writes: temp → write → fsync → rename → fsync dir, so a crash
+//! leaves either the old file or the new one, never a torn mix.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

@@ -296,7 +296,7 @@ impl FailureIndex {
     }
 }
 
-/// User-edit protection (seed 001 §10): automation waits until people have been idle.
+/// User-edit protection (docs/PROTOCOL.md §6.7): automation waits until people have been idle.
 #[derive(Debug, Clone, Default)]
 pub struct IdleTracker {
     /// session → (active flag, last activity ms)

@@ -1,4 +1,4 @@
-//! Zero-trust checks applied to everything an editor sends (seed 001 §11).
+//! Zero-trust checks applied to everything an editor sends (docs/PROTOCOL.md §2, §4, §5, §6.1).
 
 use crate::error::ItemErrorCode;
 use crate::names::EntityKind;

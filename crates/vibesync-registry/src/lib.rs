@@ -4,7 +4,8 @@
 //! * [`entry`] — the record ([`Entry`], [`Binding`], [`Status`], [`Counts`]).
 //! * [`ops`] — the STEP payload schema below and the pure logic that applies it.
 //! * `registry` — [`Registry`]: sled store, open/catch-up/rebuild, reads, [`Registry::parity`].
-//! * [`migrate`] — schema versions and the explicit migrations (seed 001 §4).
+//! * [`migrate`] — schema versions and the explicit migrations
+//!   (docs/ARCHITECTURE.md, `vibesync-registry`).
 //! * [`sidecar`] — `<data_dir>/registry.sidecar.json`, an atomic self-checking dump.
 //! * `keys` — sled key layout (one tree `registry`; `live\0<project>\0<uuid>`,
 //!   `arch\0<project>\0<uuid>\0<tombstone_seq:020>`, `meta\0<name>`).
@@ -14,9 +15,10 @@
 //! [`Registry::apply_committed`] with the records of a **committed** WAL transaction, and can
 //! always be rebuilt from the WAL ([`Registry::open`] does so when sled is damaged or
 //! disagrees with the WAL). Records are never erased: a tombstone moves the record to the
-//! archive under its tombstone seq (seed 001 §6); keys are namespaced `project_id + uuid`
-//! (§7). Durability: call [`Registry::flush`] before acknowledging anything that depends on
-//! the registry (sled otherwise flushes every 500 ms).
+//! archive under its tombstone seq (docs/PROTOCOL.md §5 `tombstone`, docs/WAL.md §9); keys are
+//! namespaced `project_id + uuid` (docs/PROTOCOL.md §2), so projects never share a record.
+//! Durability: call [`Registry::flush`] before acknowledging anything that depends on the
+//! registry (sled otherwise flushes every 500 ms).
 //!
 //! # STEP payload schema (registry ops)
 //! The registry reads the `payload` of STEP records; `project_id` comes from the record

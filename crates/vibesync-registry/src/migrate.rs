@@ -1,4 +1,5 @@
-//! Registry schema versions and the explicit migrations between them (seed 001 §4).
+//! Registry schema versions and the explicit migrations between them
+//! (docs/ARCHITECTURE.md, `vibesync-registry`).
 //!
 //! * **v0** (pre-release): one editor binding stored flat on the record
 //!   (`editor`, `editor_ref`, `session_id`, `client_id`), no `bindings`, no `state`.

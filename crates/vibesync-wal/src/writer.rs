@@ -227,7 +227,7 @@ impl Writer {
         }
         self.file.sync_data().map_err(|e| fail(format!("fdatasync failed: {e}")))?;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        // Write verification (seed 001 L7): the bytes the file returns are the bytes we wrote.
+        // Write verification (docs/WAL.md §6): the bytes the file returns are the bytes we wrote.
         let mut back = vec![0u8; pending.buf.len()];
         (|| {
             self.file.seek(SeekFrom::Start(offset))?;

@@ -46,7 +46,8 @@ namespace VibeSync.Bridge.Editor
             return id;
         }
 
-        /// <summary>Rebuilds uuid -> object after a domain reload or scene load (seed 002 phase 6).</summary>
+        /// <summary>Rebuilds uuid -> object after a domain reload or scene load
+        /// (Documentation~/index.md, "Domain reload").</summary>
         public void Rescan()
         {
             var scan = new List<IdentityRegistry<VibeSyncId>.ScanItem>();

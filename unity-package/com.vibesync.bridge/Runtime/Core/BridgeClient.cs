@@ -6,7 +6,8 @@
 // budget). Network problems never throw into the caller; they become Disconnected events and a
 // reconnect after a backoff.
 //
-// Backoff: 0, 1, 3, 5, 10, 30 s, then every 30 s (ANCHORS: CoplayDev/unity-mcp). The attempt
+// Backoff: 0, 1, 3, 5, 10, 30 s, then every 30 s: quick retries while a daemon
+// restarts, then a slow poll that costs nothing while none runs. The attempt
 // counter resets after a welcome, so a dropped connection is retried immediately once.
 // Queues are bounded: a full outgoing queue makes Send return false; a full incoming queue makes the
 // reader wait (TCP backpressure reaches the daemon) instead of growing without limit.

@@ -1,8 +1,9 @@
 // uuid <-> object bookkeeping for one editor. The uuid is the identity; the handle T is an
 // ephemeral editor reference (a component in Unity, a scene object in the headless host)
-// that is dropped and re-resolved after reloads (seed 002 phase 6).
+// that is dropped and re-resolved after reloads (Documentation~/index.md, "Domain reload").
 //
-// The duplicate rule (seed 002 phase 5, ANCHORS guid-based-reference lesson):
+// The duplicate rule (Documentation~/index.md, "Identity and duplicates"; docs/PROTOCOL.md §5
+// `register`). A copy that kept the original's uuid would make two objects one on the wire, so:
 // an object reported as newly created (Ctrl+D, paste, instantiate) that carries a uuid already
 // bound to another live object gets a fresh uuid; the original keeps its own.
 // Without a creation event (a rescan after a domain reload found two objects with one uuid) the

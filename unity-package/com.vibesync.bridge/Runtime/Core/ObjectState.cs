@@ -140,7 +140,7 @@ namespace VibeSync.Bridge.Core
         }
     }
 
-    /// <summary>Diffing with the numerical-invariance epsilon of seed 002 (1e-5).</summary>
+    /// <summary>Diffing with the numerical-invariance epsilon 1e-5 (docs/PROTOCOL.md §6.4).</summary>
     public static class StateDiff
     {
         public static bool Near(double[] a, double[] b, double eps)

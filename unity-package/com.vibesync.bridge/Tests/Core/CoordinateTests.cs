@@ -35,7 +35,8 @@ namespace VibeSync.Bridge.Tests
                 var unity = Read(v["unity"]);
                 Same(canonical, Coordinates.UnityToCanonical(unity), name + " unity->canonical");
                 Same(unity, Coordinates.CanonicalToUnity(canonical), name + " canonical->unity");
-                // Blender lengths are in Blender units: convert to meters first (unit normalization, seed 002).
+                // Blender lengths are in Blender units: convert to meters first
+                // (unit normalization, docs/PROTOCOL.md §6).
                 var blenderMeters = Read(v["blender"], bu);
                 Same(canonical, Coordinates.BlenderToCanonical(blenderMeters), name + " blender->canonical");
                 Same(unity, Coordinates.CanonicalToUnity(Coordinates.BlenderToCanonical(blenderMeters)), name + " blender->unity composed");

@@ -1,4 +1,4 @@
-//! Resilience suites (issue 6): kill loop, torn writes, storage faults, hostile wire input,
+//! Resilience suites: kill loop, torn writes, storage faults, hostile wire input,
 //! load, and security checks — all against the real binary (or, for most torn-write
 //! offsets, the daemon library in-process). docs/RESILIENCE.md describes each suite.
 //! Long variants are driven by environment variables set by `scripts/soak`.
