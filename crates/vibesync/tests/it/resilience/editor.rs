@@ -149,17 +149,24 @@ impl Editor {
                 let id = m["batch_id"].as_str().unwrap_or_default().to_string();
                 let count = m["count"].as_u64().unwrap_or(0) as usize;
                 let mut touched = vec![];
-                for _ in 0..count {
-                    let (ap, _) = self.recv()?;
-                    if ap["type"] != "apply" || ap["batch_id"] != id.as_str() {
-                        return Err(format!("expected apply of {id}, got {ap}"));
+                // Replies and events of other requests may arrive between the fences
+                // (docs/PROTOCOL.md §6.3): handle them as usual, they are not part of the batch.
+                let end = loop {
+                    let (f, att) = self.recv()?;
+                    match f["type"].as_str() {
+                        Some("apply") if f["batch_id"] == id.as_str() && touched.len() < count => {
+                            touched.push(self.apply(&f["change"]))
+                        }
+                        Some("batch_end") if f["batch_id"] == id.as_str() && touched.len() == count => break f,
+                        Some("apply" | "batch_end" | "batch_begin") => {
+                            return Err(format!(
+                                "batch {id}: unexpected {f} after {} of {count} applies",
+                                touched.len()
+                            ))
+                        }
+                        _ => self.handle(f, att)?,
                     }
-                    touched.push(self.apply(&ap["change"]));
-                }
-                let (end, _) = self.recv()?;
-                if end["type"] != "batch_end" {
-                    return Err(format!("expected batch_end, got {end}"));
-                }
+                };
                 self.last_seq = self.last_seq.max(end["seq"].as_u64().unwrap_or(0));
                 self.batches.push((id.clone(), m["path"].as_str().unwrap_or("").to_string(), count));
                 if self.answer {
