@@ -33,7 +33,8 @@ async def wait_tool(s, name: str):
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky: passes alone, failed once in the clean-clone run (open, see the closing note of issue 12)")
+@pytest.mark.xfail(strict=False, reason="known flaky: passes alone, failed once in the "
+                   "clean-clone run (open: issue 12 note)")
 def test_d_scatter_built_through_mcp_appears_in_unity(blender, host, project_id):
     bpy.ops.mesh.primitive_cube_add(size=2, location=(0, 0, 0))
     ob = bpy.context.active_object
