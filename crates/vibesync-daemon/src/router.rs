@@ -68,6 +68,13 @@ struct State {
     joins: u64,
 }
 
+impl State {
+    /// The registry an editor session reported, created on first use.
+    fn editor(&mut self, sess: &SessionInfo) -> &mut EditorRegistry {
+        self.projects.entry(sess.project_id.clone()).or_default().editors.entry(sess.session_id.clone()).or_default()
+    }
+}
+
 /// The daemon's router for agent tool calls.
 pub struct Router {
     state: Mutex<State>,
@@ -167,13 +174,7 @@ impl Router {
         }
         {
             let mut st = self.state.lock().unwrap();
-            let e = st
-                .projects
-                .entry(sess.project_id.clone())
-                .or_default()
-                .editors
-                .entry(sess.session_id.clone())
-                .or_default();
+            let e = st.editor(sess);
             e.available = r
                 .available_addons
                 .into_iter()
@@ -193,13 +194,7 @@ impl Router {
         }
         {
             let mut st = self.state.lock().unwrap();
-            let e = st
-                .projects
-                .entry(sess.project_id.clone())
-                .or_default()
-                .editors
-                .entry(sess.session_id.clone())
-                .or_default();
+            let e = st.editor(sess);
             let mut entry = r.manifest;
             if let Value::Object(m) = &mut entry {
                 m.insert("addon_id".into(), json!(r.addon_id));
