@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`record`]: one record and its byte-exact line format (checksum rule).
+//! - [`anchor`]: compaction: removing covered segments behind `wal/anchor.json`.
 //! - [`chain`]: the hash chain as pure logic.
 //! - [`txindex`]: the transaction index (incomplete / unfinalized operations), pure logic.
 //! - `segment`: segment file naming, listing, directory fsync, quarantine names.
@@ -12,6 +13,7 @@
 //! - [`probe`]: the machine's fdatasync cost, printed beside every durability figure.
 //! - [`reader`]: read-only access for offline tools: [`Reader`], [`read_all`], [`verify`].
 
+pub mod anchor;
 pub mod chain;
 mod error;
 pub mod probe;
@@ -23,6 +25,7 @@ pub mod txindex;
 mod wal;
 mod writer;
 
+pub use anchor::{compact, load_anchor, plan_compaction, Anchor, CompactStop, Compacted, CompactionPlan, ANCHOR_FILE};
 pub use chain::{ChainBreak, ChainState};
 pub use error::WalError;
 pub use reader::{read_all, verify, Entry, Position, Problem, ProblemKind, Reader};

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::anchor::{load_anchor, Anchor};
 use crate::chain::{ChainBreak, ChainState};
 use crate::error::WalError;
 use crate::record::{LineError, Record};
@@ -49,6 +50,8 @@ pub enum ProblemKind {
     TornTail,
     /// A file could not be read.
     Io,
+    /// The compaction anchor (`wal/anchor.json`) is damaged while the log needs it.
+    BadAnchor,
 }
 
 /// Something wrong in the log, and where.
@@ -87,10 +90,14 @@ pub struct Reader {
     line: Vec<u8>,
     stashed: Option<Entry>,
     failed: bool,
+    /// The compaction anchor the log starts after (docs/WAL.md §11).
+    anchor: Option<Anchor>,
 }
 
 impl Reader {
-    /// Read from the first record of the log.
+    /// Read from the first record of the log: seq 1, or the first record after the
+    /// compaction anchor (docs/WAL.md §11), whose `prev` must be the anchor's `h`. A damaged
+    /// anchor in front of a compacted log is [`WalError::Corrupt`] (it names the file).
     pub fn open(dir: impl AsRef<Path>) -> Result<Reader, WalError> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
@@ -100,14 +107,25 @@ impl Reader {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             ));
         }
+        let anchor = match load_anchor(&dir) {
+            Ok(a) => a,
+            Err(e) => {
+                let segs = list_segments(&dir).map_err(|e| WalError::io("list", &dir, e))?;
+                if segs.first().is_some_and(|s| s.first_seq != 1) {
+                    return Err(e);
+                }
+                None // nothing was removed yet: the anchor is not needed (boot sets it aside)
+            }
+        };
         Ok(Reader {
             dir,
             cur: None,
             start: None,
-            chain: Some(ChainState::genesis()),
+            chain: Some(anchor.as_ref().map_or_else(ChainState::genesis, Anchor::chain)),
             line: Vec::new(),
             stashed: None,
             failed: false,
+            anchor,
         })
     }
 
@@ -134,6 +152,11 @@ impl Reader {
             }
             None => Reader::open(dir),
         }
+    }
+
+    /// The compaction anchor this reader started after, if the log was compacted.
+    pub fn anchor(&self) -> Option<&Anchor> {
+        self.anchor.as_ref()
     }
 
     /// Where the next line will be read from.
@@ -175,7 +198,7 @@ impl Reader {
                     ));
                 }
             },
-            (None, None) => match segs.first() {
+            (None, None) => match segs.iter().find(|s| self.anchor.as_ref().is_none_or(|a| s.first_seq > a.seq)) {
                 Some(s) => (s.clone(), 0),
                 None => return Ok(false),
             },
@@ -359,7 +382,13 @@ pub fn read_all(dir: impl AsRef<Path>) -> Result<Vec<Entry>, WalError> {
 /// Check the whole log without changing it: every checksum, the chain, seq continuity,
 /// segment names and the tail. An empty list means the log is intact.
 pub fn verify(dir: impl AsRef<Path>) -> Result<Vec<Problem>, WalError> {
-    let mut reader = Reader::open(dir)?;
+    let mut reader = match Reader::open(dir) {
+        Ok(r) => r,
+        Err(WalError::Corrupt { file, offset, reason }) => {
+            return Ok(vec![Problem { file, offset, kind: ProblemKind::BadAnchor, description: reason }])
+        }
+        Err(e) => return Err(e),
+    };
     let mut problems = Vec::new();
     for item in &mut reader {
         if let Err(p) = item {

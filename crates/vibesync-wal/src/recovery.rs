@@ -7,12 +7,13 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::anchor::{drop_segments, load_anchor, split_compacted, Anchor};
 use crate::chain::ChainState;
 use crate::error::WalError;
 use crate::record::{RecordHead, SCHEMA_VERSION};
 use crate::segment::{ensure_dir, fsync_dir, list_segments, quarantine_file_name, SegmentFile};
 use crate::txindex::{TxIndex, TxIndexBuilder};
-use crate::wal::{stamp, ResumeAt, WalConfig};
+use crate::wal::{stamp, ResumeAt, SegmentStamp, WalConfig};
 
 /// What `Wal::open` found and did.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct Recovery {
     pub resumed_after: Option<u64>,
     /// Why `WalConfig::resume` was not used (the whole log was read instead).
     pub resume_rejected: Option<String>,
+    /// The compaction anchor the log starts after (docs/WAL.md §11), if it was compacted.
+    pub anchor: Option<Anchor>,
+    /// Segments a compaction cut short by a crash had left; removed (or archived) now.
+    pub finished_compaction: usize,
     pub elapsed: Duration,
 }
 
@@ -164,18 +169,20 @@ pub(crate) struct Recovered {
 }
 
 /// Is `resume` the end of a real record of this log? Returns the index of its segment.
-fn check_resume(segments: &[SegmentFile], r: &ResumeAt) -> Result<(usize, String), String> {
+fn check_resume(segments: &[SegmentFile], r: &ResumeAt, anchor: Option<&Anchor>) -> Result<(usize, String), String> {
     let i = segments
         .iter()
         .position(|s| s.first_seq == r.segment)
         .ok_or_else(|| format!("no segment starts at seq {}", r.segment))?;
     let before: Vec<&SegmentFile> = segments[..i].iter().collect();
-    if before.len() != r.sealed.len() {
-        return Err(format!("{} segments before the checkpoint's, it knew {}", before.len(), r.sealed.len()));
+    // Segments compacted since the checkpoint was written are covered by the anchor.
+    let sealed: Vec<&SegmentStamp> = r.sealed.iter().filter(|s| anchor.is_none_or(|a| s.first_seq > a.seq)).collect();
+    if before.len() != sealed.len() {
+        return Err(format!("{} segments before the checkpoint's, it knew {}", before.len(), sealed.len()));
     }
-    for (s, known) in before.iter().zip(&r.sealed) {
+    for (s, known) in before.iter().zip(sealed) {
         let now = stamp(&s.path, s.first_seq).map_err(|e| format!("{}: {e}", s.path.display()))?;
-        if &now != known {
+        if now != *known {
             return Err(format!("{} changed since the checkpoint (size or modification time)", s.path.display()));
         }
     }
@@ -227,8 +234,33 @@ const MAX_RESUME_LINE: u64 = 64 << 20;
 pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
     let started = Instant::now();
     let dir = &cfg.dir;
-    let mut segments = list_segments(dir).map_err(|e| WalError::io("list", dir, e))?;
-    let mut chain = ChainState::genesis();
+    let all = list_segments(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let anchor = match load_anchor(dir) {
+        Ok(a) => a,
+        // Nothing was removed yet (the log still starts at seq 1): the anchor is not needed.
+        Err(e) if all.first().is_none_or(|s| s.first_seq == 1) => {
+            tracing::warn!("{e}; the log still starts at seq 1, so the anchor is set aside and not used");
+            set_aside_anchor(cfg)?;
+            None
+        }
+        Err(e) if cfg.repair => {
+            tracing::warn!("{e}; repairing");
+            let first = all.first().expect("checked above");
+            Some(crate::anchor::reanchor(dir, &cfg.quarantine_dir, first)?)
+        }
+        Err(e) => return Err(e),
+    };
+    let (mut segments, leftovers) = split_compacted(all, anchor.as_ref());
+    if !leftovers.is_empty() {
+        // A compaction was cut short after its anchor was durable: finish it.
+        tracing::warn!(
+            anchor_seq = anchor.as_ref().map_or(0, |a| a.seq),
+            segments = leftovers.len(),
+            "WAL: finishing a compaction interrupted after its anchor was written"
+        );
+        drop_segments(dir, &leftovers, cfg.archive_dir.as_deref())?;
+    }
+    let mut chain = anchor.as_ref().map_or_else(ChainState::genesis, Anchor::chain);
     let mut tx = TxIndexBuilder::new();
     let mut records = 0u64;
     let mut torn_tail = None;
@@ -239,7 +271,7 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
     let mut resume_from: Option<(usize, u64)> = None;
     let mut resume_rejected = None;
     if let Some(r) = &cfg.resume {
-        match check_resume(&segments, r) {
+        match check_resume(&segments, r, anchor.as_ref()) {
             Ok((i, prev)) => {
                 chain = ChainState { next_seq: segments[i].first_seq, last_h: prev };
                 tx = TxIndexBuilder::resuming();
@@ -311,6 +343,26 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         let later = &segments[i + 1..];
         if !cfg.repair {
             let mut reason = bad.reason;
+            if bad.kind == BadKind::SegmentName {
+                reason.push_str(&match &anchor {
+                    Some(a) => format!(
+                        "; the compaction anchor ({}) covers records up to seq {} only, so records {}..{} \
+                         are missing, not compacted: put the missing segment back (from a backup or the WAL \
+                         archive directory)",
+                        crate::anchor::anchor_path(dir).display(),
+                        a.seq,
+                        chain.next_seq,
+                        seg.first_seq.saturating_sub(1)
+                    ),
+                    None => format!(
+                        "; records {}..{} are missing (there is no compaction anchor {}): put the missing \
+                         segment back (from a backup or the WAL archive directory)",
+                        chain.next_seq,
+                        seg.first_seq.saturating_sub(1),
+                        crate::anchor::anchor_path(dir).display()
+                    ),
+                });
+            }
             reason.push_str(&format!(
                 "; {} bytes follow in this segment and {} later segment(s)",
                 rest.len() - rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1),
@@ -374,6 +426,8 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         transactions: tx.finish(),
         resumed_after: resume_from.and(cfg.resume.as_ref().map(|r| r.seq)),
         resume_rejected,
+        anchor,
+        finished_compaction: leftovers.len(),
         elapsed: started.elapsed(),
     };
     tracing::info!(
@@ -386,6 +440,17 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         "WAL recovered"
     );
     Ok(Recovered { report, chain, tail })
+}
+
+/// Move a damaged anchor that is not needed (the log still starts at seq 1) to quarantine.
+fn set_aside_anchor(cfg: &WalConfig) -> Result<(), WalError> {
+    let from = crate::anchor::anchor_path(&cfg.dir);
+    let q = &cfg.quarantine_dir;
+    ensure_dir(q).map_err(|e| WalError::io("create quarantine directory", q, e))?;
+    let to = q.join(format!("anchor-{}.json", crate::segment::now_ts().replace(':', "")));
+    fs::rename(&from, &to).map_err(|e| WalError::io("move to quarantine", &from, e))?;
+    fsync_dir(q).map_err(|e| WalError::io("fsync directory", q, e))?;
+    fsync_dir(&cfg.dir).map_err(|e| WalError::io("fsync directory", &cfg.dir, e))
 }
 
 /// The bytes of `path` from `offset` on.

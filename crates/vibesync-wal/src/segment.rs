@@ -40,6 +40,9 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegmentFile>> {
         let name = entry.file_name();
         match name.to_str().and_then(parse_segment_name) {
             Some(first_seq) => out.push(SegmentFile { first_seq, path: entry.path() }),
+            None if name
+                .to_str()
+                .is_some_and(|n| n == crate::anchor::ANCHOR_FILE || n.starts_with(".anchor.json.tmp")) => {}
             None => {
                 tracing::warn!(file = %entry.path().display(), "ignoring non-segment file in WAL directory")
             }

@@ -29,6 +29,10 @@ pub struct WalConfig {
     /// docs/WAL.md §9). Used only if the record is really there: otherwise recovery reads the
     /// whole log and says why in [`Recovery::resume_rejected`].
     pub resume: Option<ResumeAt>,
+    /// Where segments removed by compaction go (docs/WAL.md §11): `None` deletes them. Used
+    /// by [`crate::compact`] callers and by recovery when it finishes a compaction a crash
+    /// cut short.
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// The end of one record: recovery continues the chain from here without reading what is
@@ -82,6 +86,7 @@ impl WalConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             repair: false,
             resume: None,
+            archive_dir: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod append;
 mod common;
+mod compaction;
 mod reader;
 mod recovery;
 mod resume;
