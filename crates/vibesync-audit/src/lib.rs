@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 pub use batch::{AuditBatch, AuditContent, AuditEntry, FinalMark};
 pub use error::AuditError;
-pub use history::{check, read_history, CheckReport, CommitInfo, FinalRef};
+pub use history::{check, check_compacted, read_history, CheckReport, CommitInfo, FinalRef};
 pub use repo::{
     commit_message, operations, parse_range, trailer, Head, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE,
     TRAILER_WAL_H, TRAILER_WAL_SEQ,

@@ -377,3 +377,35 @@ fn stale_lock_files_from_a_crash_are_cleared_at_open() {
     assert_eq!(verify(&dir).unwrap(), 4);
     assert!(git(&dir, &["fsck", "--strict"]).0);
 }
+
+/// After WAL compaction (docs/WAL.md §11) the FINALs at or before the anchor are gone: the
+/// commits covering them are not problems, a commit straddling the anchor is checked for
+/// the FINALs still in the log, and everything after is checked as before.
+#[test]
+fn check_against_a_compacted_wal_checks_only_what_the_log_still_holds() {
+    let c = |first, last, ops: &[&str], wal: Option<(u64, &str)>| CommitInfo {
+        commit: format!("c{first}"),
+        first_seq: first,
+        last_seq: last,
+        operations: ops.iter().map(|s| s.to_string()).collect(),
+        wal: wal.map(|(s, h)| (s, h.to_string())),
+    };
+    let f = |seq, op: &str| FinalRef { seq, operation_id: op.into(), h: format!("h{seq}") };
+    let history = [
+        c(1, 6, &["a", "b"], Some((6, "h6"))),
+        c(7, 12, &["c", "d"], Some((12, "h12"))),
+        c(13, 15, &["e"], Some((15, "h15"))),
+    ];
+    // Compacted up to 10: FINALs 3, 6 and 9 are gone; 12 and 15 remain.
+    let kept = [f(12, "d"), f(15, "e")];
+    assert!(!check(&history, &kept, 15).problems.is_empty(), "the plain check sees missing FINALs");
+    assert_eq!(check_compacted(&history, &kept, 15, 10), CheckReport::default());
+    // A kept FINAL missing from its commit is still found.
+    let bad = [c(1, 6, &["a", "b"], None), c(7, 12, &["c"], None), c(13, 15, &["e"], None)];
+    let rep = check_compacted(&bad, &kept, 15, 10);
+    assert!(
+        rep.problems.iter().any(|p| p.contains("seq 12") && p.contains("missing from commit")),
+        "{:?}",
+        rep.problems
+    );
+}

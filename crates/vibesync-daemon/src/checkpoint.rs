@@ -155,15 +155,16 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// Continue from `from` (the checkpoint boot used), or from the start of the log.
-    pub fn new(wal_dir: PathBuf, data_dir: PathBuf, from: Option<Checkpoint>) -> Tracker {
+    /// Continue from `from` (the checkpoint boot used), or from the start of the log, which
+    /// after a compaction starts with what the anchor carries (`carry`, docs/WAL.md §11).
+    pub fn new(wal_dir: PathBuf, data_dir: PathBuf, from: Option<Checkpoint>, carry: Vec<Record>) -> Tracker {
         Tracker {
             wal_dir,
             data_dir,
             pos: from.as_ref().map(Checkpoint::position),
             open: HashMap::new(),
             ends: VecDeque::new(),
-            pending: Vec::new(),
+            pending: if from.is_some() { Vec::new() } else { carry },
             last_read: from.as_ref().map_or(0, |c| c.seq),
             last: from,
         }

@@ -76,6 +76,13 @@ pub struct StorageConfig {
     pub sidecar_interval_secs: u64,
     pub maintenance_interval_secs: u64,
     pub blob_grace_secs: u64,
+    /// WAL compaction (docs/WAL.md §11): a closed segment is removed once every store holds
+    /// its records and its last write is older than this (0 = as soon as covered).
+    pub wal_retention_secs: u64,
+    /// Whether compaction runs at all.
+    pub wal_compaction: bool,
+    /// Move compacted segments to `<data_dir>/wal-archive/` instead of deleting them.
+    pub wal_archive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

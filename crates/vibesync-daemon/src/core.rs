@@ -533,11 +533,10 @@ impl Daemon {
                 self.stop.notify_one();
                 json!({"stopping": true, "pid": std::process::id()})
             }
-            // Audit pack + blob collection now (also on a schedule: retention.rs).
+            // WAL compaction + audit pack + blob collection now (also on a schedule: retention.rs).
             "maintain" => {
-                let (data, registry) = (self.data.clone(), self.stores.registry.clone());
-                let grace = std::time::Duration::from_secs(self.config.storage.blob_grace_secs);
-                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &registry, grace)).await {
+                let (data, stores, storage) = (self.data.clone(), self.stores.clone(), self.config.storage.clone());
+                match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &stores, &storage)).await {
                     Ok(report) => report,
                     Err(e) => return Outbound::error(ErrorCode::Internal, e.to_string(), rid).to_frame(),
                 }

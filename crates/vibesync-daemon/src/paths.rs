@@ -18,6 +18,11 @@ impl DataDir {
     pub fn wal(&self) -> PathBuf {
         self.root.join("wal")
     }
+    /// `<data>/wal-archive/`: WAL segments removed by compaction when `storage.wal_archive`
+    /// is on (docs/WAL.md §11).
+    pub fn wal_archive(&self) -> PathBuf {
+        self.root.join("wal-archive")
+    }
     /// `<data>/registry/`: the sled registry (derived from the WAL).
     pub fn registry(&self) -> PathBuf {
         self.root.join("registry")

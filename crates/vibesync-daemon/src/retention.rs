@@ -1,6 +1,7 @@
 //! Bounded disk (docs/ARCHITECTURE.md "Disk use and retention"): disk use per store for
-//! `status`, packing of the audit repository, and collection of unreferenced mesh blobs,
-//! run by [`maintain`] on a schedule (`storage.maintenance_interval_secs`).
+//! `status`, WAL compaction (`Stores::compact_wal`, docs/WAL.md §11), packing of the audit
+//! repository, and collection of unreferenced mesh blobs, run by [`maintain`] on a schedule
+//! (`storage.maintenance_interval_secs`).
 //!
 //! * **Audit pack.** libgit2 writes every audit object loose (several files per commit).
 //!   [`pack_audit`] packs the loose objects into one pack (with deltas: successive versions
@@ -253,9 +254,22 @@ pub fn status_json(data: &DataDir) -> Value {
     v
 }
 
-/// One maintenance pass: pack the audit, collect blobs. Errors are logged, never fatal.
-pub fn maintain(data: &DataDir, registry: &Registry, blob_grace: Duration) -> Value {
-    let report = maintain_once(data, registry, blob_grace);
+/// One maintenance pass: compact the WAL, pack the audit, collect blobs. Errors are logged,
+/// never fatal.
+pub fn maintain(data: &DataDir, stores: &crate::stores::Stores, storage: &crate::config::StorageConfig) -> Value {
+    let wal = if storage.wal_compaction {
+        match stores.compact_wal(Duration::from_secs(storage.wal_retention_secs), storage.wal_archive) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("WAL compaction failed (nothing was lost; retried at the next pass): {e}");
+                serde_json::json!({"error": e})
+            }
+        }
+    } else {
+        serde_json::json!({"skipped": "storage.wal_compaction is false"})
+    };
+    let mut report = maintain_once(data, &stores.registry, Duration::from_secs(storage.blob_grace_secs));
+    report["wal_compaction"] = wal;
     let mut g = STATUS.lock().unwrap_or_else(|p| p.into_inner());
     *g = Some(StatusCache {
         root: data.root().to_path_buf(),
@@ -268,8 +282,7 @@ pub fn maintain(data: &DataDir, registry: &Registry, blob_grace: Duration) -> Va
 
 /// Run [`maintain`] every `interval` (0 = never) until the task is dropped.
 pub async fn schedule(daemon: std::sync::Arc<crate::Daemon>) {
-    let s = &daemon.config().storage;
-    let (interval, grace) = (s.maintenance_interval_secs, Duration::from_secs(s.blob_grace_secs));
+    let interval = daemon.config().storage.maintenance_interval_secs;
     if interval == 0 {
         return;
     }
@@ -278,7 +291,7 @@ pub async fn schedule(daemon: std::sync::Arc<crate::Daemon>) {
     loop {
         tick.tick().await;
         let d = daemon.clone();
-        let _ = tokio::task::spawn_blocking(move || maintain(d.data_dir(), &d.stores().registry, grace)).await;
+        let _ = tokio::task::spawn_blocking(move || maintain(d.data_dir(), d.stores(), &d.config().storage)).await;
     }
 }
 

@@ -11,7 +11,7 @@
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub struct Stores {
     sidecar_lock: Arc<std::sync::Mutex<()>>,
     /// Failure counters and last errors, derived from the WAL (log-as-state).
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
+    /// The WAL was compacted up to this seq (docs/WAL.md §11; 0 = never).
+    anchor_seq: Arc<AtomicU64>,
 }
 
 /// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
@@ -123,6 +125,7 @@ impl Stores {
             segment_bytes: config.storage.wal_segment_bytes,
             repair: opts.repair,
             resume: checkpoint.as_ref().map(crate::checkpoint::Checkpoint::resume_at),
+            archive_dir: config.storage.wal_archive.then(|| data.wal_archive()),
         };
         let (wal, recovery) = Wal::open(wal_cfg)?;
         if let Some(why) = &recovery.resume_rejected {
@@ -144,6 +147,22 @@ impl Stores {
 
         let mut reg_cfg = RegistryConfig::new(data.root());
         reg_cfg.cache_capacity = config.storage.registry_cache_bytes;
+        // A compacted WAL starts after its anchor; the registry base it keeps is what the
+        // removed records built (docs/WAL.md §11).
+        let (anchor_seq, carry) = match &recovery.anchor {
+            Some(a) => {
+                reg_cfg.anchor_seq = a.seq;
+                reg_cfg.base = a.base.get("registry").and_then(|b| {
+                    serde_json::from_value::<vibesync_registry::RegistryBase>(b.clone())
+                        .map_err(|e| error!("compaction anchor: the registry base is unreadable ({e})"))
+                        .ok()
+                        .map(Arc::new)
+                });
+                info!(anchor_seq = a.seq, carried = a.carry.len(), "WAL compacted up to the anchor");
+                (a.seq, a.carry.clone())
+            }
+            None => (0, Vec::new()),
+        };
         // A tail the WAL recovery cut off itself (torn or repaired: logged, kept in
         // quarantine) is not a silent loss (docs/WAL.md §5): derived stores that saw it are
         // rebuilt instead of stopping the boot.
@@ -178,6 +197,7 @@ impl Stores {
                 data.wal(),
                 data.root().to_path_buf(),
                 checkpoint.clone(),
+                carry.clone(),
             ))),
             checkpointer_stop: Arc::new(AtomicBool::new(false)),
             boot: Arc::new(json!({
@@ -188,6 +208,7 @@ impl Stores {
             rollbacks: Arc::new(Vec::new()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
+            anchor_seq: Arc::new(AtomicU64::new(anchor_seq)),
         };
 
         if let Some(payload) = stores.registry.migration_payload() {
@@ -261,7 +282,7 @@ impl Stores {
         }
 
         let mut stores = stores;
-        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq, checkpoint.as_ref())?;
+        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq, checkpoint.as_ref(), &carry)?;
         lap("audit reconciled");
         stores.checkpointer_stop = crate::checkpoint::spawn(
             stores.checkpoints.clone(),
@@ -374,6 +395,7 @@ impl Stores {
         repair: bool,
         recovered_end: u64,
         checkpoint: Option<&crate::checkpoint::Checkpoint>,
+        carry: &[Record],
     ) -> Result<(), DaemonError> {
         // Compared with the WAL's end before boot appended its own records.
         let wal_last = recovered_end;
@@ -411,8 +433,26 @@ impl Stores {
         let mut scan = {
             let governance = self.governance.clone();
             let mut gov = governance.lock().unwrap();
-            self.boot_scan(since, since, Some(&mut gov), checkpoint)?
+            self.boot_scan(since, since, Some(&mut gov), checkpoint, carry)?
         };
+        // A history whose newest commit is at or before the compaction anchor cannot be
+        // compared with a record that is gone (docs/WAL.md §11); at the anchor it is compared
+        // with the anchor's h.
+        let anchor = self.anchor_seq();
+        if anchor > 0 && since <= anchor {
+            match vibesync_wal::load_anchor(&self.data.wal()) {
+                Ok(Some(a)) if a.seq == since => scan.anchor_h = Some(a.h),
+                _ => {
+                    if head.is_some() {
+                        warn!(audit_seq = since, anchor, "audit: its newest commit is before the WAL's compaction anchor; its anchor cannot be checked");
+                    }
+                    head = head.map(|mut h| {
+                        h.wal_h = None;
+                        h
+                    });
+                }
+            }
+        }
         if let Some(h) = &head {
             let anchored = h.wal_h.as_ref().map(|ah| (ah, scan.anchor_h.as_ref()));
             if let Some((audit_h, wal_h)) = anchored.filter(|(a, w)| w.is_none_or(|w| w != *a)) {
@@ -432,7 +472,7 @@ impl Stores {
                         h.last_seq
                     ),
                 );
-                scan.marks = self.boot_scan(0, 0, None, None)?.marks;
+                scan.marks = self.boot_scan(0, 0, None, None, carry)?.marks;
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
@@ -493,6 +533,7 @@ impl Stores {
         anchor_seq: u64,
         mut gov: Option<&mut FailureIndex>,
         checkpoint: Option<&crate::checkpoint::Checkpoint>,
+        carry: &[Record],
     ) -> Result<BootScan, DaemonError> {
         let mut scan = BootScan::default();
         // From a checkpoint: its kept records first (they are all at or before it), then
@@ -505,10 +546,12 @@ impl Stores {
                 }
                 (Reader::open_at(self.data.wal(), c.position())?, c.kept.clone())
             }
-            None => (Reader::open(self.data.wal())?, Vec::new()),
+            // A compacted log: what the anchor carries of the removed records first.
+            None => (Reader::open(self.data.wal())?, carry.to_vec()),
         };
+        let kept_upto = checkpoint.map_or(self.anchor_seq(), |c| c.seq);
         for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
-            let from_kept = checkpoint.is_some_and(|c| r.seq <= c.seq);
+            let from_kept = r.seq <= kept_upto;
             if let Some(gov) = gov.as_deref_mut() {
                 gov.observe(&observed(&r));
             }
@@ -536,6 +579,72 @@ impl Stores {
             }
         }
         Ok(scan)
+    }
+
+    /// The WAL was compacted up to this seq (0 = never; docs/WAL.md §11).
+    pub fn anchor_seq(&self) -> u64 {
+        self.anchor_seq.load(Ordering::SeqCst)
+    }
+
+    /// One WAL compaction (docs/WAL.md §11), run by the maintenance pass. Removes the closed
+    /// segments whose every record is at or before the boot checkpoint and the audit's last
+    /// commit, and whose last write is older than `retention`; the anchor written first
+    /// carries the checkpoint's kept records and a registry base. Holds the checkpointer's
+    /// lock, so no checkpoint is written meanwhile.
+    pub fn compact_wal(&self, retention: Duration, archive: bool) -> Result<Value, String> {
+        let Some(audit) = &self.audit else {
+            return Ok(
+                json!({"skipped": "the audit is off: nothing else holds the history, so the WAL is kept whole"}),
+            );
+        };
+        let tracker = self.checkpoints.lock().unwrap();
+        let Some(c) = tracker.last() else {
+            return Ok(json!({"skipped": "no boot checkpoint yet"}));
+        };
+        let covered = c.seq.min(audit.last_audited_seq());
+        let wal_dir = self.data.wal();
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let stamps = vibesync_wal::segment_stamps(&wal_dir, u64::MAX).map_err(|e| e.to_string())?;
+        let upto = match stamps.iter().find(|s| s.modified_ns > cutoff) {
+            Some(young) => covered.min(young.first_seq.saturating_sub(1)),
+            None => covered,
+        };
+        let plan = match vibesync_wal::plan_compaction(&wal_dir, upto).map_err(|e| e.to_string())? {
+            Some(p) => p,
+            None => return Ok(json!({"removed_segments": 0, "covered_seq": covered, "retained_upto": upto})),
+        };
+        let carry: Vec<Record> = c.kept.iter().filter(|r| r.seq <= plan.anchor_seq).cloned().collect();
+        let base = self.registry.export_base(c.registry_seq).map_err(|e| e.to_string())?;
+        let base = json!({ "registry": base });
+        let archive_dir = archive.then(|| self.data.wal_archive());
+        let done = vibesync_wal::compact(
+            &wal_dir,
+            &plan,
+            carry,
+            base,
+            archive_dir.as_deref(),
+            vibesync_wal::CompactStop::Never,
+        )
+        .map_err(|e| e.to_string())?;
+        self.anchor_seq.store(done.anchor.seq, Ordering::SeqCst);
+        self.wal.note_compacted(done.removed.len() as u64, done.bytes);
+        info!(
+            anchor_seq = done.anchor.seq,
+            removed = done.removed.len(),
+            bytes = done.bytes,
+            archived = archive,
+            "WAL compacted"
+        );
+        Ok(json!({
+            "anchor_seq": done.anchor.seq,
+            "removed_segments": done.removed.len(),
+            "removed_bytes": done.bytes,
+            "archived": archive,
+            "carried_records": done.anchor.carry.len(),
+        }))
     }
 
     /// Rollbacks of `project` found in the WAL at boot.
@@ -586,7 +695,7 @@ impl Stores {
             "boot": *self.boot,
             "seq": w.last_seq,
             "registry": {"live": c.live, "tombstoned": c.tombstoned, "quarantined": c.quarantined},
-            "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs},
+            "wal": {"segments": w.segments, "bytes": w.bytes, "appends": w.appends, "syncs": w.syncs, "compacted_upto": self.anchor_seq()},
             "audit": audit,
         })
     }

@@ -1203,12 +1203,19 @@ impl Actor {
                     .collect::<Vec<_>>()
             })
             .collect();
+        // An editor that was away since before the WAL's compaction anchor gets every live
+        // object, not a delta (docs/WAL.md §11): never a silent gap.
+        let anchor = self.daemon.stores().anchor_seq();
+        let full = last_seq > 0 && last_seq < anchor;
+        if full {
+            info!(session_id, last_seq, anchor, "replay: last_seq is before the WAL's compaction anchor; full resync");
+        }
         let mut ops: Vec<(String, ChangeOp)> = Vec::new();
         match reg.live_entries(Some(&self.project)) {
             Ok(entries) => {
                 for e in entries {
                     // Quarantined uuids are not replayed until a person releases them.
-                    if e.status != Status::Live || !(e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
+                    if e.status != Status::Live || !(full || e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
                         continue;
                     }
                     if let Some(st) = e.state.and_then(|v| serde_json::from_value::<ObjectState>(v).ok()) {

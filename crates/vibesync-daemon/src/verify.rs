@@ -106,9 +106,15 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     for p in vibesync_wal::verify(data.wal())? {
         report.problems.push(format!("wal: {p}"));
     }
-    let records: Vec<Record> = Reader::open(data.wal())?.map_while(|e| e.ok()).map(|e| e.record).collect();
+    // A damaged compaction anchor is listed above; nothing of the log can be read after it.
+    let records: Vec<Record> = match Reader::open(data.wal()) {
+        Ok(r) => r.map_while(|e| e.ok()).map(|e| e.record).collect(),
+        Err(vibesync_wal::WalError::Corrupt { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let compacted = Compacted::load(data, &mut report);
     report.records = records.len() as u64;
-    report.last_seq = records.last().map(|r| r.seq).unwrap_or(0);
+    report.last_seq = records.last().map(|r| r.seq).unwrap_or(compacted.seq);
 
     // 2. Transactions left open (normal right after a crash; boot recovery closes them).
     let tx = vibesync_wal::transaction_index(records.iter());
@@ -127,7 +133,7 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
 
     // 3. Registry ↔ WAL parity, on a scratch copy so nothing here writes to the data dir.
     if data.registry().exists() {
-        match check_registry(data, &records) {
+        match check_registry(data, &records, &compacted) {
             Ok(mut lines) => report.problems.append(&mut lines),
             Err(e) => report.problems.push(format!("registry: {}: {e}", data.registry().display())),
         }
@@ -136,13 +142,40 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     }
 
     // 4. Audit repository.
-    check_audit(data, &records, &mut report);
+    check_audit(data, &records, compacted.seq, &mut report);
     Ok(report)
+}
+
+/// What a compacted WAL starts from (docs/WAL.md §11): the anchor's seq and registry base.
+#[derive(Default)]
+struct Compacted {
+    seq: u64,
+    base: Option<vibesync_registry::RegistryBase>,
+}
+
+impl Compacted {
+    fn load(data: &DataDir, report: &mut Report) -> Compacted {
+        match vibesync_wal::load_anchor(&data.wal()) {
+            Ok(Some(a)) => {
+                let base = a.base.get("registry").and_then(|b| serde_json::from_value(b.clone()).ok());
+                report.notes.push(format!(
+                    "wal: compacted up to seq {} ({} segments removed so far); the kept log chains to the anchor's h {}{}",
+                    a.seq,
+                    a.removed_segments,
+                    a.h,
+                    if base.is_some() { "" } else { "; the anchor holds no registry base" }
+                ));
+                Compacted { seq: a.seq, base }
+            }
+            // A damaged anchor is listed by the WAL check above.
+            _ => Compacted::default(),
+        }
+    }
 }
 
 /// Audit repository: order, completeness (every FINAL in exactly one commit), the anchors,
 /// and a history ahead of the WAL (docs/WAL.md §5).
-fn check_audit(data: &DataDir, records: &[Record], report: &mut Report) {
+fn check_audit(data: &DataDir, records: &[Record], compacted_upto: u64, report: &mut Report) {
     let audit_dir = data.audit();
     if !audit_dir.exists() {
         return;
@@ -159,7 +192,7 @@ fn check_audit(data: &DataDir, records: &[Record], report: &mut Report) {
         .filter(|r| r.phase == Phase::Final)
         .map(|r| FinalRef { seq: r.seq, operation_id: r.operation_id.clone(), h: r.h.clone() })
         .collect();
-    let rep = vibesync_audit::check(&history, &finals, report.last_seq);
+    let rep = vibesync_audit::check_compacted(&history, &finals, report.last_seq, compacted_upto);
     for p in rep.problems {
         report.problems.push(format!("audit: {}: {p}", audit_dir.display()));
     }
@@ -184,6 +217,7 @@ fn check_audit(data: &DataDir, records: &[Record], report: &mut Report) {
 /// after `last_seq` (by batches in flight) are not part of the snapshot.
 pub fn live(data: &DataDir, registry: &Registry, last_seq: u64) -> Result<Report, DaemonError> {
     let mut report = Report { checked_by: CheckedBy::Daemon, ..Report::default() };
+    let compacted = Compacted::load(data, &mut report);
     let mut records = Vec::new();
     for item in Reader::open(data.wal())? {
         match item {
@@ -193,7 +227,7 @@ pub fn live(data: &DataDir, registry: &Registry, last_seq: u64) -> Result<Report
         }
     }
     report.records = records.len() as u64;
-    report.last_seq = records.last().map(|r| r.seq).unwrap_or(0);
+    report.last_seq = records.last().map(|r| r.seq).unwrap_or(compacted.seq);
     if report.last_seq != last_seq {
         report.problems.push(format!(
             "wal: {}: the readable log ends at seq {} but the writer has made seq {last_seq} durable",
@@ -209,15 +243,15 @@ pub fn live(data: &DataDir, registry: &Registry, last_seq: u64) -> Result<Report
             tx.unfinalized.len()
         ));
     }
-    for p in registry.parity(records.iter().cloned())? {
+    for p in registry.parity_from(compacted.base.as_ref(), records.iter().cloned())? {
         report.problems.push(format!("registry: {p}"));
     }
     report.notes.push("sidecar: rewritten on a timer while running; checked by offline verify".into());
-    check_audit(data, &records, &mut report);
+    check_audit(data, &records, compacted.seq, &mut report);
     Ok(report)
 }
 
-fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, DaemonError> {
+fn check_registry(data: &DataDir, records: &[Record], compacted: &Compacted) -> Result<Vec<String>, DaemonError> {
     let scratch = tempfile_dir()?;
     copy_dir(&data.registry(), &scratch.join("registry")).map_err(|e| DaemonError::DataDir {
         path: data.registry(),
@@ -228,9 +262,12 @@ fn check_registry(data: &DataDir, records: &[Record]) -> Result<Vec<String>, Dae
     }
     let cfg = RegistryConfig::new(&scratch);
     let reg = Registry::open_for_check(&cfg)?;
-    let mut out: Vec<String> =
-        reg.parity(records.iter().cloned())?.into_iter().map(|p| format!("registry: {p}")).collect();
-    let wal_last = records.last().map(|r| r.seq).unwrap_or(0);
+    let mut out: Vec<String> = reg
+        .parity_from(compacted.base.as_ref(), records.iter().cloned())?
+        .into_iter()
+        .map(|p| format!("registry: {p}"))
+        .collect();
+    let wal_last = records.last().map(|r| r.seq).unwrap_or(compacted.seq);
     if reg.last_applied_seq() > wal_last {
         out.push(format!(
             "registry: {}: it has applied seq {} but the WAL ends at seq {wal_last}: the WAL lost its tail (docs/WAL.md §5); the daemon refuses to boot until the WAL is restored or `vibesync serve --repair` rebuilds the registry from the shorter log",

@@ -56,5 +56,5 @@ pub use entry::{Binding, Counts, Entry, Status};
 pub use error::{RegistryError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use ops::{is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep};
-pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryConfig, Resume};
+pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryBase, RegistryConfig, Resume};
 pub use sidecar::{SidecarStatus, SidecarWritten};

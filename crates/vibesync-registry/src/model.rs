@@ -68,9 +68,27 @@ impl Model {
         c
     }
 
-    /// Rebuild from a full WAL scan.
-    pub fn from_wal<I: IntoIterator<Item = Record>>(records: I) -> Result<(Model, u64)> {
+    /// Rebuild from a WAL scan: from nothing (a whole log), or from a compacted log's base
+    /// snapshot and then its kept records.
+    pub fn from_base_and_wal<I: IntoIterator<Item = Record>>(
+        base: Option<&crate::registry::RegistryBase>,
+        records: I,
+    ) -> Result<(Model, u64)> {
         let mut m = Model::default();
+        if let Some(b) = base {
+            for e in &b.entries {
+                match e.status {
+                    Status::Tombstoned => {
+                        let s = e.tombstone_seq.unwrap_or(e.updated_seq);
+                        m.archive.insert((e.project_id.clone(), e.uuid.clone(), s), e.clone());
+                    }
+                    _ => {
+                        m.live.insert((e.project_id.clone(), e.uuid.clone()), e.clone());
+                    }
+                }
+            }
+            m.last_applied_seq = b.seq;
+        }
         let mut g = Grouper::default();
         for r in records {
             if let Some(txn) = g.push(r) {

@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vibesync_wal::Record;
 
 use crate::entry::{Counts, Entry, Status};
@@ -29,12 +29,40 @@ pub struct RegistryConfig {
     /// A registry ahead of the WAL (docs/WAL.md §5) is rebuilt from the WAL instead of
     /// refusing to open ([`RegistryError::AheadOfWal`]). Set by `vibesync serve --repair`.
     pub repair: bool,
+    /// The WAL was compacted up to this seq (docs/WAL.md §11; 0 = never): records at or
+    /// before it are gone, and a COMMIT there is not looked for.
+    pub anchor_seq: u64,
+    /// The registry snapshot the compacted WAL starts from: a registry built anew (missing,
+    /// damaged, or behind `floor`) is seeded with it before the kept log is replayed.
+    pub base: Option<std::sync::Arc<RegistryBase>>,
 }
 
 impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        RegistryConfig { data_dir: data_dir.into(), cache_capacity: 16 << 20, flush_every_ms: Some(500), repair: false }
+        RegistryConfig {
+            data_dir: data_dir.into(),
+            cache_capacity: 16 << 20,
+            flush_every_ms: Some(500),
+            repair: false,
+            anchor_seq: 0,
+            base: None,
+        }
     }
+}
+
+/// A snapshot of the registry kept in the WAL's compaction anchor (docs/WAL.md §11): what
+/// the removed records built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryBase {
+    /// Every transaction with a record at or before the anchor has its COMMIT at or below
+    /// this seq (the boot checkpoint's registry watermark): a registry at or above it misses
+    /// nothing the compaction removed.
+    pub floor: u64,
+    /// The snapshot's watermark (its last applied COMMIT seq; at or above `floor`).
+    pub seq: u64,
+    pub schema_version: u32,
+    /// Live and quarantined records, then archived ones.
+    pub entries: Vec<Entry>,
 }
 
 /// Why the registry was rebuilt from the WAL.
@@ -57,6 +85,8 @@ pub enum RebuildReason {
     OldSchemaBehind { schema_version: u32 },
     /// Another process holds the registry's lock: not damage, never rebuilt (an error).
     Locked { message: String },
+    /// Behind the compaction's floor: transactions it misses were compacted out of the WAL.
+    BehindCompaction { registry_seq: u64, floor: u64 },
 }
 
 impl std::fmt::Display for RebuildReason {
@@ -82,6 +112,10 @@ impl std::fmt::Display for RebuildReason {
                 write!(f, "it is at old schema v{schema_version} and behind the WAL")
             }
             RebuildReason::Locked { message } => write!(f, "it is locked by another process ({message})"),
+            RebuildReason::BehindCompaction { registry_seq, floor } => write!(
+                f,
+                "it is at seq {registry_seq}, behind the compacted WAL's base (seq {floor}): rebuilt from the base"
+            ),
         }
     }
 }
@@ -239,6 +273,7 @@ impl Registry {
             Ok((reg, loaded)) => {
                 if matches!(loaded, Loaded::Fresh) {
                     reg.init_meta()?;
+                    reg.seed(cfg)?;
                 }
                 reg
             }
@@ -247,9 +282,18 @@ impl Registry {
         };
         let outcome = if existed { OpenOutcome::Opened } else { OpenOutcome::Created };
         let before = reg.meta().last_applied_seq;
+        if let Some(b) = cfg.base.as_ref().filter(|b| before < b.floor) {
+            let reason = RebuildReason::BehindCompaction { registry_seq: before, floor: b.floor };
+            drop(reg);
+            return Self::rebuild(cfg, reason, || wal(false));
+        }
         let short = resume.filter(|r| existed && before >= r.registry_seq);
         match reg.catch_up(wal(short.is_some())) {
             Ok(mut cu) => {
+                // A watermark at or before the compaction anchor names a COMMIT that was
+                // compacted (it was checked against the base's floor above).
+                cu.found_last_commit |= before <= cfg.anchor_seq;
+                cu.wal_last_seq = cu.wal_last_seq.max(cfg.anchor_seq);
                 if let Some(r) = short {
                     // A watermark at or before the resume point was checked when the
                     // checkpoint was written; one after it must be a COMMIT read here.
@@ -316,7 +360,9 @@ impl Registry {
             Err(r) => return Err(RegistryError::Unopenable { path: dir, reason: r.to_string() }),
         };
         reg.init_meta()?;
-        let cu = reg.catch_up(wal())?;
+        reg.seed(cfg)?;
+        let mut cu = reg.catch_up(wal())?;
+        cu.wal_last_seq = cu.wal_last_seq.max(cfg.anchor_seq);
         reg.flush()?;
         let report = OpenReport {
             outcome: OpenOutcome::Rebuilt { reason, quarantined_to },
@@ -451,6 +497,53 @@ impl Registry {
         self.tree.apply_batch(b).map_err(|e| self.sled_err("write meta", e))?;
         *self.meta.lock().unwrap() =
             Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() };
+        Ok(())
+    }
+
+    /// Seed a registry built anew with the compacted WAL's base (docs/WAL.md §11). Without
+    /// a base over a compacted WAL, what the removed records built is gone: said loudly.
+    fn seed(&self, cfg: &RegistryConfig) -> Result<()> {
+        let Some(base) = &cfg.base else {
+            if cfg.anchor_seq > 0 {
+                tracing::error!(
+                    anchor_seq = cfg.anchor_seq,
+                    "registry: built from a compacted WAL without a base snapshot: objects last changed at or \
+                     before seq {} are missing (restore them from the audit history with `vibesync restore`)",
+                    cfg.anchor_seq
+                );
+            }
+            return Ok(());
+        };
+        if base.schema_version != SCHEMA_VERSION {
+            return Err(RegistryError::NoMigrationPath {
+                from: base.schema_version,
+                to: SCHEMA_VERSION,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let mut model = Model::default();
+        let mut b = sled::Batch::default();
+        for e in &base.entries {
+            match e.status {
+                Status::Tombstoned => {
+                    let s = e.tombstone_seq.unwrap_or(e.updated_seq);
+                    b.insert(archive_key(&e.project_id, &e.uuid, s), encode(e));
+                    model.archive.insert((e.project_id.clone(), e.uuid.clone(), s), e.clone());
+                }
+                _ => {
+                    b.insert(live_key(&e.project_id, &e.uuid), encode(e));
+                    model.live.insert((e.project_id.clone(), e.uuid.clone()), e.clone());
+                }
+            }
+        }
+        let counts = model.counts();
+        put_counts(&mut b, counts);
+        b.insert(meta_key(META_LAST), base.seq.to_string().as_bytes());
+        self.tree.apply_batch(b).map_err(|e| self.sled_err("seed from the compaction base", e))?;
+        let mut meta = self.meta.lock().unwrap();
+        meta.last_applied_seq = base.seq;
+        meta.counts = counts;
+        tracing::info!(seq = base.seq, records = base.entries.len(), "registry: seeded from the compacted WAL's base");
         Ok(())
     }
 
@@ -719,7 +812,16 @@ impl Registry {
     /// Compare this registry with one rebuilt in memory from `records` (the whole WAL).
     /// Empty = in parity. Used by `vibesync verify`.
     pub fn parity<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<Vec<Problem>> {
-        let (model, wal_last_seq) = Model::from_wal(records)?;
+        self.parity_from(None, records)
+    }
+
+    /// [`Registry::parity`] over a compacted WAL: the reference starts from its `base`.
+    pub fn parity_from<I: IntoIterator<Item = Record>>(
+        &self,
+        base: Option<&RegistryBase>,
+        records: I,
+    ) -> Result<Vec<Problem>> {
+        let (model, wal_last_seq) = Model::from_base_and_wal(base, records)?;
         let mut problems = Vec::new();
         if let Some((from, to)) = self.needs_migration() {
             problems.push(Problem::MigrationPending { from, to });
@@ -743,6 +845,13 @@ impl Registry {
             problems.push(Problem::CountersWrong { counters: counts, records: mine.counts() });
         }
         Ok(problems)
+    }
+
+    /// The base a WAL compaction keeps (docs/WAL.md §11): a consistent snapshot, with the
+    /// `floor` the caller vouches for.
+    pub fn export_base(&self, floor: u64) -> Result<RegistryBase> {
+        let (schema_version, seq, entries) = self.snapshot()?;
+        Ok(RegistryBase { floor: floor.min(seq), seq, schema_version, entries })
     }
 
     /// A consistent (seq, records) snapshot: live records then archived ones, key order.

@@ -315,6 +315,13 @@ impl Wal {
         self.inner.shared.last_seq.load(Ordering::SeqCst)
     }
 
+    /// Account for segments a [`crate::compact`] removed (for [`Wal::stats`]).
+    pub fn note_compacted(&self, segments: u64, bytes: u64) {
+        let s = &self.inner.shared;
+        let _ = s.segments.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(segments)));
+        let _ = s.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(bytes)));
+    }
+
     /// Seq of the last durable record.
     pub fn last_seq(&self) -> u64 {
         self.inner.shared.last_seq.load(Ordering::SeqCst)

@@ -6,6 +6,7 @@ mod common;
 mod agents;
 mod checkpoint;
 mod cli;
+mod compaction;
 mod durability;
 mod governance;
 mod handshake;
