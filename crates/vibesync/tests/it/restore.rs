@@ -327,7 +327,6 @@ fn disk_use_per_store_under_many_transforms_stays_within_the_documented_bound() 
         assert!(Instant::now() < end, "no checkpoint near seq {last} within 30 s");
         std::thread::sleep(Duration::from_millis(250));
     }
-    drop(status);
 
     let status = || -> Value {
         let (_, out, _) = cli(&["status", "--json", "--data-dir", data.to_str().unwrap()]);
