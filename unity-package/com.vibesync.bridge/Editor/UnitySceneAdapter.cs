@@ -15,66 +15,7 @@ namespace VibeSync.Bridge.Editor
 {
     internal sealed class UnitySceneAdapter : ISceneAdapter
     {
-        public readonly IdentityRegistry<GameObject> Identity = new IdentityRegistry<GameObject>();
-        // Identity lives in a side store, never on the GameObjects (IdentityStore.cs): nothing is
-        // added to objects, scenes or prefabs, so a prefab the user never touched stays clean.
-        readonly IdentityStore store;
-        readonly string storePath;
-
-        const string SessionKey = "VibeSync.IdentitySession";
-
-        public UnitySceneAdapter()
-        {
-            // The session token tells this editor session's unsaved objects from a previous run's.
-            string session = SessionState.GetString(SessionKey, "");
-            if (session.Length == 0) { session = Guid.NewGuid().ToString("N"); SessionState.SetString(SessionKey, session); }
-            storePath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Application.dataPath), "UserSettings/VibeSync/identity.json");
-            store = LoadStore(storePath, session);
-        }
-
-        IdentityStore LoadStore(string path, string session)
-        {
-            if (!System.IO.File.Exists(path)) return new IdentityStore(session);
-            List<string> dropped;
-            try
-            {
-                var s = IdentityStore.Load(System.IO.File.ReadAllBytes(path), session, out dropped);
-                if (dropped.Count > 0) Debug.Log("VibeSync: forgot " + dropped.Count + " object(s) of an earlier editor session that were never saved");
-                return s;
-            }
-            catch (FormatException e)
-            {
-                // Never reset identity silently: keep the damaged file for a person, fail loudly.
-                string aside = path + ".damaged-" + DateTime.UtcNow.ToString("yyyyMMddTHHmmssZ");
-                System.IO.File.Move(path, aside);
-                throw new InvalidOperationException("VibeSync identity store " + path + " is damaged (" + e.Message + "); moved to " + aside + ". Restore it from a backup, or delete it to re-identify every object (the other editor will see them as new)");
-            }
-        }
-
-        /// <summary>Write the side store if it changed (atomically). Called from the editor loop, at
-        /// save, before a domain reload and when quitting.</summary>
-        public void SaveStore()
-        {
-            if (!store.Dirty) return;
-            System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(storePath));
-            string tmp = storePath + ".tmp";
-            System.IO.File.WriteAllBytes(tmp, store.Serialize());
-            if (System.IO.File.Exists(storePath)) System.IO.File.Replace(tmp, storePath, null);
-            else System.IO.File.Move(tmp, storePath);
-        }
-
-        /// <summary>A scene was saved: its new objects now have a local file id, so their temporary
-        /// keys become GlobalObjectIds.</summary>
-        public void OnSceneSaved(Scene saved)
-        {
-            foreach (var u in Identity.Uuids)
-            {
-                GameObject go;
-                if (!Identity.TryGet(u, out go) || go == null || go.scene != saved) continue;
-                store.Rekey(IdentityStore.TemporaryKey(store.Session, go.GetInstanceID()), KeyOf(go));
-            }
-            SaveStore();
-        }
+        public readonly IdentityRegistry<VibeSyncId> Identity = new IdentityRegistry<VibeSyncId>();
         // Mesh buffers are costly to build: cache per mesh instance, dropped when the mesh asset changes.
         readonly Dictionary<int, KeyValuePair<string, byte[]>> meshCache = new Dictionary<int, KeyValuePair<string, byte[]>>();
 
@@ -96,47 +37,38 @@ namespace VibeSync.Bridge.Editor
             }
         }
 
-        /// <summary>The object's key in the side store: its GlobalObjectId once saved (stable across
-        /// sessions, prefab instances included), else a temporary key for this session.</summary>
-        string KeyOf(GameObject go)
+        static VibeSyncId EnsureId(GameObject go)
         {
-            var gid = GlobalObjectId.GetGlobalObjectIdSlow(go);
-            return gid.targetObjectId == 0 ? IdentityStore.TemporaryKey(store.Session, go.GetInstanceID()) : gid.ToString();
-        }
-
-        /// <summary>The uuid stored for the object (or carried by a VibeSyncId component of an older
-        /// version of the bridge, read once and moved into the store; the component is left alone).</summary>
-        string StoredUuid(GameObject go)
-        {
-            string uuid;
-            if (store.TryGet(KeyOf(go), out uuid)) return uuid;
-            var legacy = go.GetComponent<VibeSyncId>();
-            return legacy != null && Msg.IsValidUuid(legacy.Uuid) ? legacy.Uuid : null;
+            var id = go.GetComponent<VibeSyncId>();
+            if (id != null) return id;
+            id = go.AddComponent<VibeSyncId>(); // identity is bookkeeping, not a user edit: no Undo entry
+            if (go.scene.IsValid()) EditorSceneManager.MarkSceneDirty(go.scene);
+            return id;
         }
 
         /// <summary>Rebuilds uuid -> object after a domain reload or scene load
         /// (Documentation~/index.md, "Domain reload").</summary>
         public void Rescan()
         {
-            var scan = new List<IdentityRegistry<GameObject>.ScanItem>();
+            var scan = new List<IdentityRegistry<VibeSyncId>.ScanItem>();
             foreach (var go in AllSceneObjects())
-                scan.Add(new IdentityRegistry<GameObject>.ScanItem(go, StoredUuid(go), PathOf(go.transform)));
+            {
+                var id = EnsureId(go);
+                scan.Add(new IdentityRegistry<VibeSyncId>.ScanItem(id, id.Uuid, PathOf(go.transform)));
+            }
             foreach (var fix in Identity.Rebuild(scan))
             {
                 Write(fix.Key, fix.Value.NewUuid);
                 if (fix.Value.OldUuid != null) Say("re-identified " + PathOf(fix.Key.transform) + ": " + fix.Value.Reason);
             }
-            foreach (var go in AllSceneObjects())
-            {
-                string u;
-                if (Identity.TryGetUuid(go, out u)) store.Set(KeyOf(go), u); // legacy ids move into the store
-            }
-            SaveStore();
         }
 
-        /// <summary>Identity is bookkeeping, not a user edit: the side store changes, never the
-        /// object, its scene or its prefab.</summary>
-        void Write(GameObject go, string uuid) { store.Set(KeyOf(go), uuid); }
+        static void Write(VibeSyncId id, string uuid)
+        {
+            id.AssignUuid(uuid);
+            EditorUtility.SetDirty(id);
+            if (id.gameObject.scene.IsValid()) EditorSceneManager.MarkSceneDirty(id.gameObject.scene);
+        }
 
         /// <summary>A hierarchy appeared (Ctrl+D, paste, new, undo of a delete). Returns the uuids to mark dirty.</summary>
         public List<string> OnHierarchyCreated(GameObject root)
@@ -144,11 +76,10 @@ namespace VibeSync.Bridge.Editor
             var uuids = new List<string>();
             foreach (var t in root.GetComponentsInChildren<Transform>(true))
             {
-                var go = t.gameObject;
-                string stored = StoredUuid(go);
+                var id = EnsureId(t.gameObject);
                 IdentityChange change;
-                string uuid = Identity.OnCreated(go, stored, PathOf(t), out change);
-                if (change != null || stored == null) Write(go, uuid); // the copy gets a fresh uuid; the original keeps its own
+                string uuid = Identity.OnCreated(id, id.Uuid, PathOf(t), out change);
+                if (change != null) Write(id, uuid); // the copy gets a fresh uuid; the original keeps its own
                 uuids.Add(uuid);
             }
             return uuids;
@@ -157,8 +88,9 @@ namespace VibeSync.Bridge.Editor
         public string UuidOf(GameObject go)
         {
             if (go == null) return null;
+            var id = go.GetComponent<VibeSyncId>();
             string uuid;
-            return Identity.TryGetUuid(go, out uuid) ? uuid : null;
+            return id != null && Identity.TryGetUuid(id, out uuid) ? uuid : null;
         }
 
         /// <summary>Tracked objects whose GameObject is gone. They are untracked and returned.</summary>
@@ -167,8 +99,8 @@ namespace VibeSync.Bridge.Editor
             var gone = new List<string>();
             foreach (var u in new List<string>(Identity.Uuids))
             {
-                GameObject go;
-                if (Identity.TryGet(u, out go) && go == null) gone.Add(u); // Unity's null: destroyed
+                VibeSyncId id;
+                if (Identity.TryGet(u, out id) && id == null) gone.Add(u); // Unity's null: destroyed
             }
             foreach (var u in gone) Identity.Remove(u);
             return gone;
@@ -180,8 +112,8 @@ namespace VibeSync.Bridge.Editor
             var l = new List<string>();
             foreach (var u in Identity.Uuids)
             {
-                GameObject go;
-                if (Identity.TryGet(u, out go) && go != null && go.scene == scene) l.Add(u);
+                VibeSyncId id;
+                if (Identity.TryGet(u, out id) && id != null && id.gameObject.scene == scene) l.Add(u);
             }
             return l;
         }
@@ -199,8 +131,8 @@ namespace VibeSync.Bridge.Editor
 
         GameObject Find(string uuid)
         {
-            GameObject go;
-            return Identity.TryGet(uuid, out go) && go != null ? go : null;
+            VibeSyncId id;
+            return Identity.TryGet(uuid, out id) && id != null ? id.gameObject : null;
         }
 
         // ------------------------------------------------------------------ capture
@@ -354,10 +286,10 @@ namespace VibeSync.Bridge.Editor
 
         public string ReassignUuid(string uuid)
         {
-            GameObject go;
-            if (!Identity.TryGet(uuid, out go) || go == null) return null;
+            VibeSyncId id;
+            if (!Identity.TryGet(uuid, out id) || id == null) return null;
             string fresh = Identity.Reassign(uuid);
-            Write(go, fresh);
+            Write(id, fresh);
             return fresh;
         }
 
@@ -415,8 +347,9 @@ namespace VibeSync.Bridge.Editor
                     {
                         go = new GameObject(c.Name);
                         Undo.RegisterCreatedObjectUndo(go, undoName);
-                        Identity.Bind(c.Uuid, go, null);
-                        Write(go, c.Uuid);
+                        var id = go.AddComponent<VibeSyncId>();
+                        id.AssignUuid(c.Uuid);
+                        Identity.Bind(c.Uuid, id, null);
                     }
                     else
                     {

@@ -92,17 +92,13 @@ namespace VibeSync.Bridge.Editor
                 ObjectChangeEvents.changesPublished += OnChangesPublished;
                 EditorSceneManager.sceneOpened += OnSceneOpened;
                 EditorSceneManager.sceneClosing += OnSceneClosing;
-                EditorSceneManager.sceneSaved += OnSceneSaved;
                 EditorApplication.quitting += Shutdown;
             }
             client.Start();
         }
 
-        static void OnSceneSaved(Scene saved) { if (scene != null) scene.OnSceneSaved(saved); }
-
         public static void Shutdown()
         {
-            if (scene != null) scene.SaveStore();
             if (client != null) client.Stop(); // synchronous: the socket is closed when this returns
             client = null;
             engine = null;
@@ -143,15 +139,7 @@ namespace VibeSync.Bridge.Editor
                 savedSeq = engine.LastSeq;
                 SessionState.SetString(LastSeqKey, savedSeq.ToString());
             }
-            if (scene != null && DateTime.UtcNow >= nextStoreSave)
-            {
-                nextStoreSave = DateTime.UtcNow.AddSeconds(2);
-                try { scene.SaveStore(); }
-                catch (Exception e) { Debug.LogWarning("VibeSync: could not write the identity store (retried): " + e.Message); }
-            }
         }
-
-        static DateTime nextStoreSave;
 
         static void OnEngineEvent(string name, Dictionary<string, object> f)
         {
@@ -312,10 +300,10 @@ namespace VibeSync.Bridge.Editor
             if (asset is Mesh) scene.InvalidateMesh(asset.GetInstanceID());
             foreach (var u in new List<string>(scene.Identity.Uuids))
             {
-                GameObject go;
-                if (!scene.Identity.TryGet(u, out go) || go == null) continue;
-                var mf = go.GetComponent<MeshFilter>();
-                var r = go.GetComponent<Renderer>();
+                VibeSyncId id;
+                if (!scene.Identity.TryGet(u, out id) || id == null) continue;
+                var mf = id.GetComponent<MeshFilter>();
+                var r = id.GetComponent<Renderer>();
                 if ((mf != null && mf.sharedMesh == asset) || (r != null && r.sharedMaterial == asset)) engine.MarkDirty(u);
             }
         }

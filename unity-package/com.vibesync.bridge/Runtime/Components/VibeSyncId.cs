@@ -1,8 +1,10 @@
-// The identity component of earlier versions of the bridge: a uuid in a serialized field. The
-// bridge no longer adds it (identity lives in the side store, Runtime/Core/IdentityStore.cs, so
-// prefabs and scenes stay untouched); an existing one is read once and its uuid moved into the
-// store, and the component is left alone. Editor-only: the class exists only in the Editor, and
-// VibeSyncBuildStrip removes such components from every scene built into a player.
+// The identity of a synced GameObject: a lowercase RFC 4122 uuid in a serialized field, so it is
+// saved with the scene and survives domain reloads and Play Mode. Instance ids and GlobalObjectId
+// never go on the wire: they do not survive sessions. The Editor assembly assigns and
+// re-assigns it (after Ctrl+D the copy gets a fresh uuid, the original keeps its own).
+// Editor-only: the class exists only in the Editor (a MonoBehaviour in an Editor-only assembly could
+// not be added to GameObjects), and VibeSyncBuildStrip removes the components from every scene
+// built into a player, so nothing of VibeSync ships in a build.
 #if UNITY_EDITOR
 using UnityEngine;
 

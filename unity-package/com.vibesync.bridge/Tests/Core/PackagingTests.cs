@@ -39,21 +39,6 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void IdentityNeverTouchesGameObjectsScenesOrPrefabs()
-        {
-            // Identity lives in the side store (IdentityStore): the glue adds no component and
-            // marks no scene dirty for it, so a prefab the user never touched stays clean.
-            foreach (var f in Directory.GetFiles(Path.Combine(Pkg(), "Editor"), "*.cs"))
-            {
-                string text = File.ReadAllText(f);
-                Check.True(!text.Contains("AddComponent<VibeSyncId>"), Path.GetFileName(f) + " adds no VibeSyncId");
-                Check.True(!text.Contains("MarkSceneDirty"), Path.GetFileName(f) + " never dirties a scene for bookkeeping");
-            }
-            string adapter = File.ReadAllText(Path.Combine(Path.Combine(Pkg(), "Editor"), "UnitySceneAdapter.cs"));
-            Check.True(adapter.Contains("GlobalObjectId.GetGlobalObjectIdSlow") && adapter.Contains("IdentityStore"), "keys are GlobalObjectIds in the side store");
-        }
-
-        [VsTest]
         public static void PackageDeclaresItsLicense()
         {
             Check.Equal("MIT OR Apache-2.0", (string)JsonFile("package.json")["license"], "package.json license");

@@ -86,7 +86,7 @@ namespace UnityEngine
     public sealed class MeshFilter : Component { public Mesh sharedMesh { get; set; } }
     public class Renderer : Component { public Material sharedMaterial { get; set; } }
     public sealed class MeshRenderer : Renderer { }
-    public static class Application { public static string productName { get { return ""; } } public static string unityVersion { get { return ""; } } public static string dataPath { get { return "/project/Assets"; } } }
+    public static class Application { public static string productName { get { return ""; } } public static string unityVersion { get { return ""; } } }
     public static class Debug { public static void Log(object m) { } public static void LogWarning(object m) { } }
     public class GUIContent { public GUIContent(string t) { } public GUIContent(string t, string tooltip) { } }
     public static class GUILayout
@@ -175,16 +175,6 @@ namespace UnityEditor
         public static event AssemblyReloadCallback beforeAssemblyReload;
         public static event AssemblyReloadCallback afterAssemblyReload;
     }
-    public struct GlobalObjectId
-    {
-        public int identifierType { get { return 0; } }
-        public GUID assetGUID { get { return default(GUID); } }
-        public ulong targetObjectId { get { return 0; } }
-        public ulong targetPrefabId { get { return 0; } }
-        public static GlobalObjectId GetGlobalObjectIdSlow(UnityEngine.Object targetObject) { return default(GlobalObjectId); }
-        public override string ToString() { return "GlobalObjectId_V1-0-00000000000000000000000000000000-0-0"; }
-    }
-    public struct GUID { }
     public static class SessionState
     {
         public static bool GetBool(string k, bool d) { return d; }
@@ -280,8 +270,6 @@ namespace UnityEditor.SceneManagement
         public delegate void SceneClosingCallback(Scene scene, bool removingScene);
         public static event SceneOpenedCallback sceneOpened;
         public static event SceneClosingCallback sceneClosing;
-        public delegate void SceneSavedCallback(Scene scene);
-        public static event SceneSavedCallback sceneSaved;
         public static bool MarkSceneDirty(Scene s) { return true; }
     }
 }
