@@ -512,7 +512,6 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
-                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
