@@ -124,6 +124,10 @@ pub struct SyncHub {
     actors: Mutex<HashMap<String, mpsc::UnboundedSender<SyncEvent>>>,
     /// Per project, kept up to date by its actor (read by `status`).
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
+    /// The actors' tasks, awaited by [`SyncHub::stop`].
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SyncHub {
@@ -134,22 +138,45 @@ impl SyncHub {
 
     pub fn send(&self, daemon: &Arc<Daemon>, project_id: &str, ev: SyncEvent) {
         let mut actors = self.actors.lock().unwrap();
-        let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return; // the daemon is stopping: nothing new starts
+        }
+        let spawn = || {
             let (tx, rx) = mpsc::unbounded_channel();
             let actor = Actor::new(daemon.clone(), project_id.to_string(), self.status.clone());
             // Every line the actor logs names its project (not the session that woke it).
-            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
-            tx
-        });
-        if let Err(e) = tx.send(ev) {
-            // The actor ended (it only ends when the hub is dropped); start a fresh one.
-            let (tx2, rx) = mpsc::unbounded_channel();
             let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
-            tokio::spawn(
-                Actor::new(daemon.clone(), project_id.to_string(), self.status.clone()).run(rx).instrument(span),
-            );
+            self.tasks.lock().unwrap().push(tokio::spawn(actor.run(rx).instrument(span)));
+            tx
+        };
+        let tx = actors.entry(project_id.to_string()).or_insert_with(spawn);
+        if let Err(e) = tx.send(ev) {
+            // The actor ended (it only ends when its channel closes); start a fresh one.
+            let tx2 = spawn();
             let _ = tx2.send(e.0);
             *tx = tx2;
+        }
+    }
+
+    /// A graceful stop, before the stores close: every actor finishes the event it is
+    /// handling and ends; nothing more is appended to the WAL by sync. A batch still waiting
+    /// for answers is left open: the next boot ends it as `RECOVERED_INCOMPLETE` — a cut
+    /// batch, never a failure counted against its objects (docs/PROTOCOL.md §6.7) — and its
+    /// origin re-sends it (docs/WAL.md).
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        let tasks = {
+            let mut actors = self.actors.lock().unwrap();
+            self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            actors.clear(); // closes every channel: each actor's loop ends
+            std::mem::take(&mut *self.tasks.lock().unwrap())
+        };
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            warn!("sync actors still busy after {timeout:?} at shutdown; stopping without them");
         }
     }
 }
