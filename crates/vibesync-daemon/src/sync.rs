@@ -644,6 +644,11 @@ impl Actor {
         }
 
         let mask = coalesce_mask(&queued);
+        // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
+        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
+        for q in &queued {
+            own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
+        }
         let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
@@ -696,17 +701,46 @@ impl Actor {
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
+        let mut corrections: Vec<(SessionId, Vec<String>)> = Vec::new();
         for (session_id, uuids) in dropped {
+            let uuids = dedup(uuids);
+            // A dropped change whose uuid is not in the batch leaves its origin holding what it
+            // made; where that differs from the authoritative state (it lost a same-window
+            // conflict to a change that turned out a no-op, docs/PROTOCOL.md §6.2) the origin
+            // is corrected like any conflict's loser — never over work it keeps locally.
+            let differ: Vec<String> = uuids
+                .iter()
+                .filter(|u| !batch_uuids.contains(u.as_str()))
+                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
+                .filter(|u| {
+                    let auth = start.get(*u).cloned().flatten();
+                    let mut held = auth.clone();
+                    for op in own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default() {
+                        if let Ok(next) = apply_change(held.as_ref(), op) {
+                            held = next;
+                        }
+                    }
+                    held.map(|s| s.hash()) != auth.map(|s| s.hash())
+                })
+                .cloned()
+                .collect();
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
                 outcome: BatchOutcome::Dropped,
-                uuids: dedup(uuids),
+                uuids,
                 error_code: None,
                 kept_local: false,
                 reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
+            if !differ.is_empty() {
+                corrections.push((session_id, differ));
+            }
+        }
+        for (session_id, uuids) in corrections {
+            info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
+            self.send_resync(&session_id, &uuids, "conflict").await;
         }
         if kept.is_empty() {
             return;
@@ -1001,10 +1035,16 @@ impl Actor {
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
     async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
-        let plan = plan_rollback(&f.changes, &f.sends, |s| {
-            f.kinds.get(s).is_some_and(|k| holds_scene(k))
-                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
-        });
+        let plan = plan_rollback(
+            &f.changes,
+            &f.sends,
+            |s| {
+                f.kinds.get(s).is_some_and(|k| holds_scene(k))
+                    || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+            },
+            // Never over a person's edit kept from an earlier rollback (docs/PROTOCOL.md §6.4).
+            |s, u| self.not_synced.get(u).is_some_and(|n| n.session_id == s),
+        );
         let kept_clients: BTreeMap<String, Vec<String>> = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (s, uuids) in &plan.kept_local {

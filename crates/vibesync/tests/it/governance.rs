@@ -409,6 +409,8 @@ fn a_graceful_stop_mid_batch_is_not_evidence_against_the_objects() {
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     assert_eq!(b.c.welcome["safe_mode"], false, "a clean stop is not an unclean boot");
+    // Both replays arrived (X at its committed pose) before anyone edits again.
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m.iter().all(|m| m.states.contains_key(&x)));
     let ack = b.send_change("m2", vec![transform(&x, 5.0)], &[]);
     assert_eq!(statuses(&ack), ["queued"], "the same input is not refused as a failure: {ack}");
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| {
