@@ -1,7 +1,8 @@
 //! WAL compaction (docs/WAL.md §11) with the real binary: covered segments go behind
 //! `wal/anchor.json`; boot, `vibesync verify`, the registry rebuilt after sled is lost, the
 //! replay to an editor that was away since before the anchor (a full resync, never a gap),
-//! and `history` stay correct; kill -9 during a compaction loses nothing.
+//! `history` and `restore` to a point before the anchor stay correct; kill -9 during a
+//! compaction loses nothing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -98,6 +99,27 @@ fn compaction_keeps_boot_verify_the_registry_replay_and_history_correct() {
         let held = late.states.get(o).unwrap_or_else(|| panic!("{o} missing from the full resync"));
         assert_eq!(held["t"][0].as_f64(), Some(last_x), "{o}: {held}");
     }
+    // `restore` to an audit point before the anchor: the audit keeps every point, so the
+    // objects go back to a pose the compacted WAL no longer holds, and both editors follow.
+    let (code, out, err) = cli(&["history", "--json", "--project", "demo", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let points: Value = serde_json::from_str(&out).unwrap();
+    let old = points["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["last_seq"].as_u64().is_some_and(|s| s + 50 < anchor))
+        .unwrap_or_else(|| panic!("no audit point well before the anchor {anchor}: {points}"))
+        .clone();
+    let (code, r, text) =
+        crate::restore::restore(&data, &mut [&mut b, &mut u, &mut late], &["--to", old["commit"].as_str().unwrap()]);
+    assert_eq!(code, 0, "restore to {old}: {text}");
+    assert!(r.is_object(), "{text}");
+    for o in &objs {
+        let (bx, ux) = (b.states[o]["t"][0].as_f64().unwrap(), u.states[o]["t"][0].as_f64().unwrap());
+        assert!(bx < last_x && (bx - ux).abs() < 1e-6, "{o}: restored to {bx} in Blender, {ux} in Unity");
+    }
+    let expect: Vec<f64> = objs.iter().map(|o| b.states[o]["t"][0].as_f64().unwrap()).collect();
     drop((b, u, late));
     assert_eq!(d.stop(), Some(0));
     let (code, out, err) = verify(&data);
@@ -113,8 +135,8 @@ fn compaction_keeps_boot_verify_the_registry_replay_and_history_correct() {
     assert_eq!(s["registry"]["live"], json!(objs.len()), "{}", s["registry"]);
     let mut fresh = Mini::connect(&d, "unity", 1.0, 0);
     settle(&mut [&mut fresh]);
-    for o in &objs {
-        assert_eq!(fresh.states[o]["t"][0].as_f64(), Some(last_x), "{o} after the rebuild");
+    for (o, x) in objs.iter().zip(&expect) {
+        assert_eq!(fresh.states[o]["t"][0].as_f64(), Some(*x), "{o} after the rebuild: today's (restored) pose");
     }
     let (code, out, err) = cli(&["history", "--json", "--project", "demo", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");

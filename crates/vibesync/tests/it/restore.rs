@@ -45,7 +45,7 @@ fn history(data: &std::path::Path, extra: &[&str]) -> Vec<Value> {
 }
 
 /// Run `vibesync restore …` while both editors keep answering their batches.
-fn restore(data: &std::path::Path, minis: &mut [&mut Mini], extra: &[&str]) -> (i32, Value, String) {
+pub(crate) fn restore(data: &std::path::Path, minis: &mut [&mut Mini], extra: &[&str]) -> (i32, Value, String) {
     let mut child = Command::new(BIN)
         .args(["restore", "--json", "--project", "demo", "--data-dir", data.to_str().unwrap()])
         .args(extra)
@@ -346,6 +346,7 @@ fn disk_use_per_store_under_many_transforms_stays_within_the_documented_bound() 
     let report = json!({
         "transforms": n, "batches": batches, "audit_commits": commits, "seconds": elapsed.as_secs_f64(),
         "maintenance_passes_during_run": passes, "peak_wal_bytes_during_run": peak_wal,
+        "fdatasync": vibesync_wal::probe::fdatasync_cost(dir.path(), 200).map(|c| c.to_string()).unwrap_or_else(|e| e.to_string()),
         "wal_segment_bytes": SEGMENT, "compacted_upto": status()["wal"]["compacted_upto"],
         "before_maintenance": before["disk"], "after_maintenance": after, "maintenance": maint,
         "bytes_per_batch_after": {"wal": per(&after, "wal"), "audit": per(&after, "audit"), "registry": per(&after, "registry"), "total": per(&after, "total")},
