@@ -303,7 +303,7 @@ fn disk_use_per_store_under_many_transforms_stays_within_the_documented_bound() 
         u.drain(Duration::from_millis(1));
         b.drain(Duration::from_millis(1));
         peak_wal = peak_wal.max(dir_bytes(&data.join("wal")));
-        if msg % 100 == 0 {
+        if msg.is_multiple_of(100) {
             // A maintenance pass during the run, as the schedule would make.
             let (code, _, err) = cli(&["maintain", "--json", "--data-dir", data.to_str().unwrap()]);
             assert_eq!(code, 0, "{err}");
