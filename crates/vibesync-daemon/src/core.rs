@@ -322,6 +322,12 @@ impl Daemon {
         let _ = self.storage_failure("", operation_id, message.to_string());
     }
 
+    /// A storage error while answering `request_id`: stop the daemon; the `STORAGE_FAILED`
+    /// error frame to send.
+    pub fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame {
+        self.storage_failure(request_id, operation_id, message).to_frame()
+    }
+
     /// Handle one request; returns the frames to send back, in order.
     pub async fn handle(self: &Arc<Self>, session_id: &str, msg: Inbound, attachment: Bytes) -> Vec<Frame> {
         let Some(sess) = self.session_info(session_id) else {
@@ -556,15 +562,19 @@ impl Daemon {
                             .collect();
                         json!({"project_id": project, "seq": self.last_seq(), "items": items})
                     }
-                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
                 }
             }
             "quarantine_list" => {
-                let items: Vec<Value> = self
-                    .stores
-                    .registry
-                    .live_entries(a.project_id.as_deref())
-                    .unwrap_or_default()
+                let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
+                };
+                let items: Vec<Value> = entries
                     .into_iter()
                     .filter(|e| e.status == vibesync_registry::Status::Quarantined)
                     .map(|e| json!({"project_id": e.project_id, "uuid": e.uuid, "kind": e.kind, "name": e.name, "reason": e.quarantine_reason, "since_seq": e.updated_seq}))
@@ -580,11 +590,13 @@ impl Daemon {
                     )
                     .to_frame();
                 };
-                let found: Vec<String> = self
-                    .stores
-                    .registry
-                    .live_entries(a.project_id.as_deref())
-                    .unwrap_or_default()
+                let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
+                };
+                let found: Vec<String> = entries
                     .into_iter()
                     .filter(|e| e.uuid == uuid && e.status == vibesync_registry::Status::Quarantined)
                     .map(|e| e.project_id)

@@ -658,8 +658,7 @@ impl Router {
         let entries = match daemon.stores().registry.live_entries(Some(&sess.project_id)) {
             Ok(e) => e,
             Err(e) => {
-                return Outbound::error(ErrorCode::Internal, format!("registry read failed: {e}"), Some(q.request_id))
-                    .to_frame()
+                return daemon.storage_failure_frame(&q.request_id, "scene_query", format!("registry read failed: {e}"))
             }
         };
         let objects: Vec<Value> = entries

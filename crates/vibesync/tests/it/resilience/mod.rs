@@ -10,6 +10,7 @@ mod blobs;
 mod kill_loop;
 mod load;
 mod preauth;
+mod read_faults;
 mod security;
 mod storage;
 mod torn;
