@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use vibesync_engine::register;
 use vibesync_engine::sync::Author;
 use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
-use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
+use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
@@ -41,6 +41,12 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether this session is a client of `kind` (`hello.editor` was validated against
+    /// [`ClientKind`] at the handshake).
+    pub fn is(&self, kind: ClientKind) -> bool {
+        self.editor == kind.as_str()
+    }
+
     /// `project_id`: the effective project (named in the hello, or assigned to it).
     pub fn new(h: &Hello, project_id: String, peer: SocketAddr) -> SessionInfo {
         SessionInfo {
@@ -444,7 +450,7 @@ impl Daemon {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let request_id = req.request_id.clone();
         let author =
-            if sess.editor == "agent" || req.automation.is_some() { Author::Automation } else { Author::Person };
+            if sess.is(ClientKind::Agent) || req.automation.is_some() { Author::Automation } else { Author::Person };
         self.sync.send(
             self,
             &sess.project_id,
@@ -503,7 +509,7 @@ impl Daemon {
     /// Operator actions (`vibesync safe-mode`, `vibesync quarantine`): cli sessions only.
     async fn admin(self: &Arc<Self>, sess: &SessionInfo, a: vibesync_protocol::message::Admin) -> Frame {
         let rid = Some(a.request_id.clone());
-        if sess.editor != "cli" {
+        if !sess.is(ClientKind::Cli) {
             return Outbound::error(
                 ErrorCode::BadMessage,
                 "field `type`: `admin` is accepted only from `cli` sessions (the vibesync command line)",
@@ -692,7 +698,7 @@ impl Daemon {
     }
 
     fn refuse_automation_in_safe_mode(&self, sess: &SessionInfo, request_id: &str) -> Option<Frame> {
-        (self.safe_mode() && sess.editor == "agent").then(|| {
+        (self.safe_mode() && sess.is(ClientKind::Agent)).then(|| {
             Outbound::error(
                 ErrorCode::SafeMode,
                 "safe mode: automation is disabled until a person runs `vibesync safe-mode clear`",

@@ -224,7 +224,7 @@ impl Stores {
                 project_id: tx.project_id.clone(),
                 phase: Phase::Rollback,
                 outcome: "error".into(),
-                error_code: Some("RECOVERED_INCOMPLETE".into()),
+                error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
                 payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
             }])?;
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its

@@ -394,7 +394,7 @@ impl Actor {
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
         });
-        let automation_waits = session.editor == "agent"
+        let automation_waits = session.is(vibesync_protocol::ClientKind::Agent)
             && self.idle.automation_allowed_at(self.now_ms(), self.daemon.config().governance.user_idle_ms).is_some();
         for (i, raw) in changes.iter().enumerate() {
             let at = format!("changes[{i}]");
@@ -926,14 +926,14 @@ impl Actor {
         let kinds: Vec<String> = failure.sessions.iter().filter_map(|s| f.kinds.get(s).cloned()).collect();
         let who = join_kinds(&kinds);
         let (detail, reason) = match failure.code {
-            vibesync_engine::verify::VERIFY_MISMATCH => {
+            RollbackCode::VerifyMismatch => {
                 warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
                 (
                     json!({"session_id": failure.sessions.first(), "uuids": failure.uuids}),
                     format!("{who} could not apply the change as sent (its state differs)"),
                 )
             }
-            vibesync_engine::verify::VERIFY_TIMEOUT => (
+            RollbackCode::VerifyTimeout => (
                 json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),
                 format!("{who} did not confirm the change in time"),
             ),
@@ -1006,7 +1006,7 @@ impl Actor {
     /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
     /// origin of a person's edit keeps it (`kept_local`), everyone else who was sent the
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
-    async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
+    async fn rollback(&mut self, code: RollbackCode, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
         let plan = plan_rollback(&f.changes, &f.sends, |s| {
             f.kinds.get(s).is_some_and(|k| holds_scene(k))
@@ -1032,7 +1032,7 @@ impl Actor {
                 "kept_local": kept_clients, "reason": reason,
             }),
         );
-        rb.error_code = Some(code.to_string());
+        rb.error_code = Some(code.as_str().to_string());
         let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
             Ok(r) => {
                 let r = r.last().expect("one record");
@@ -1044,7 +1044,7 @@ impl Actor {
                 return;
             }
         };
-        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code, %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
+        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
         self.rolled_back.push(crate::stores::RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients });
         for (s, uuids) in &plan.kept_local {
             let info = self.daemon.session_info(s);
@@ -1065,9 +1065,9 @@ impl Actor {
         self.publish_status();
         // The outcome first: an origin learns its change is resolved before any authoritative
         // state arrives.
-        self.result(&f, seq, BatchOutcome::RolledBack, RollbackCode::parse(code), &plan.kept_local, &reason).await;
+        self.result(&f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &reason).await;
         for (s, uuids) in &plan.resync {
-            self.send_resync(s, uuids, code).await;
+            self.send_resync(s, uuids, code.as_str()).await;
         }
         self.escalate(escalation).await;
     }
@@ -1358,7 +1358,7 @@ fn replay_ops(
 }
 
 pub(crate) fn holds_scene(editor: &str) -> bool {
-    matches!(editor, "blender" | "unity")
+    vibesync_protocol::ClientKind::parse(editor).is_some_and(vibesync_protocol::ClientKind::holds_scene)
 }
 
 /// "Unity", "Blender and Unity": editor kinds for people.
