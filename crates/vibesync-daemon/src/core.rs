@@ -295,8 +295,10 @@ impl Daemon {
             .collect()
     }
 
-    /// Queue frames on a session's writer. A consumer that cannot take them within the
-    /// timeout is not waited for longer (it is resynced when it reconnects); returns false.
+    /// Queue frames on a session's writer as one unit: they are written back to back, with
+    /// nothing else between them (a fenced batch is contiguous, docs/PROTOCOL.md §6.3). A
+    /// consumer that cannot take them within the timeout is not waited for longer (it is
+    /// resynced when it reconnects); returns false.
     pub async fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> bool {
         let Some((tx, kick)) =
             self.sessions.lock().unwrap().get(session_id).map(|c| (c.handle.tx.clone(), c.handle.kick.clone()))
@@ -304,18 +306,15 @@ impl Daemon {
             return false;
         };
         let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
-        for f in frames {
-            match tokio::time::timeout(patience, tx.send(f)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return false,
-                Err(_) => {
-                    warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
-                    kick.notify_one();
-                    return false;
-                }
+        match tokio::time::timeout(patience, tx.send_all(frames)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
+                kick.notify_one();
+                false
             }
         }
-        true
     }
 
     /// The daemon-wide mutation turn: held around WAL COMMIT + registry apply.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
@@ -29,10 +29,61 @@ use vibesync_protocol::ItemStatus;
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
 
+/// A session's writer queue. What is queued together — one frame, or every frame of a
+/// fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is written together: nothing
+/// queued by anyone else lands between them (docs/PROTOCOL.md §6.3). Bounded in frames
+/// (`server.send_queue_frames`): a sender waits for room for all of its frames at once (a
+/// unit larger than the queue takes all of it).
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Unit>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// Frames written together, and the room they hold in the queue until written.
+struct Unit {
+    frames: Vec<Frame>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The session's writer is gone (or, for `try_send`, its queue is full).
+#[derive(Debug)]
+pub struct Closed;
+
+impl Outbox {
+    fn new(capacity: usize) -> (Outbox, mpsc::UnboundedReceiver<Unit>) {
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Outbox { tx, room: Arc::new(Semaphore::new(capacity)), capacity }, rx)
+    }
+
+    /// Queue `frames` as one unit, waiting for room for all of them.
+    pub async fn send_all(&self, frames: Vec<Frame>) -> Result<(), Closed> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let n = u32::try_from(frames.len().min(self.capacity)).unwrap_or(u32::MAX);
+        let room = self.room.clone().acquire_many_owned(n).await.map_err(|_| Closed)?;
+        self.tx.send(Unit { frames, _room: room }).map_err(|_| Closed)
+    }
+
+    /// Queue one frame, waiting for room.
+    pub async fn send(&self, frame: Frame) -> Result<(), Closed> {
+        self.send_all(vec![frame]).await
+    }
+
+    /// Queue one frame now, or not at all when the queue is full or the writer gone.
+    pub fn try_send(&self, frame: Frame) -> Result<(), Closed> {
+        let room = self.room.clone().try_acquire_owned().map_err(|_| Closed)?;
+        self.tx.send(Unit { frames: vec![frame], _room: room }).map_err(|_| Closed)
+    }
+}
+
 /// What the rest of the daemon may send to a connected session.
 #[derive(Clone)]
 pub struct SessionHandle {
-    pub tx: mpsc::Sender<Frame>,
+    pub tx: Outbox,
     /// Notified when the session must be disconnected (it does not take its messages).
     pub kick: Arc<tokio::sync::Notify>,
 }
@@ -126,7 +177,7 @@ pub async fn serve_connection(
     }
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
-    let (tx, mut rx) = mpsc::channel::<Frame>(daemon.config().server.send_queue_frames.max(1));
+    let (tx, mut rx) = Outbox::new(daemon.config().server.send_queue_frames);
     let info = SessionInfo::new(&hello, project_id.clone(), peer);
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
@@ -152,13 +203,22 @@ pub async fn serve_connection(
     }
     daemon.session_ready(&info);
 
+    let room = tx.room.clone();
     let writer_task = tokio::spawn(
         async move {
-            while let Some(frame) = rx.recv().await {
-                if writer.send(frame).await.is_err() {
+            // One unit at a time, its frames back to back, then one flush.
+            'units: while let Some(unit) = rx.recv().await {
+                for frame in unit.frames {
+                    if writer.feed(frame).await.is_err() {
+                        break 'units;
+                    }
+                }
+                if writer.flush().await.is_err() {
                     break;
                 }
             }
+            // Senders waiting for room learn that the writer is gone.
+            room.close();
             let _ = writer.flush().await;
             let _ = writer.into_inner().shutdown().await;
         }
@@ -257,10 +317,8 @@ pub async fn serve_connection(
                     if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
                         break;
                     }
-                    for reply in daemon.handle(&session_id, msg, frame.attachment).await {
-                        if tx.send(reply).await.is_err() {
-                            break;
-                        }
+                    if tx.send_all(daemon.handle(&session_id, msg, frame.attachment).await).await.is_err() {
+                        break;
                     }
                 }
             }
@@ -280,12 +338,7 @@ pub async fn serve_connection(
 /// Submit what the overflow holds: each earlier held request is answered with every item
 /// `coalesced`, then the last one carries the merged changes (its `ack` comes from the sync
 /// actor). False when the session's writer is gone.
-async fn submit_overflow(
-    daemon: &Arc<Daemon>,
-    session_id: &str,
-    tx: &mpsc::Sender<Frame>,
-    overflow: &mut Overflow,
-) -> bool {
+async fn submit_overflow(daemon: &Arc<Daemon>, session_id: &str, tx: &Outbox, overflow: &mut Overflow) -> bool {
     let Some((earlier, last)) = overflow.take() else { return true };
     debug!(held = earlier.len() + 1, changes = last.changes.len(), "submitting coalesced over-budget changes");
     let mut alive = true;
@@ -300,9 +353,7 @@ async fn submit_overflow(
         let ack = Outbound::Ack { request_id: c.request_id, seq: daemon.last_seq(), results };
         alive &= tx.send(ack.to_frame()).await.is_ok();
     }
-    for reply in daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await {
-        alive &= tx.send(reply).await.is_ok();
-    }
+    alive &= tx.send_all(daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await).await.is_ok();
     alive
 }
 

@@ -7,6 +7,7 @@ pub mod editor;
 
 mod audit;
 mod blobs;
+mod fences;
 mod kill_loop;
 mod load;
 mod preauth;
