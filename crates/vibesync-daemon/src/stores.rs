@@ -725,13 +725,11 @@ fn set_aside_audit(data: &DataDir, why: &str) {
         return;
     }
     let q = data.quarantine();
-    let target = q.join(format!("git_safety-{}", crate::now_rfc3339().replace(':', "")));
-    let _ = std::fs::create_dir_all(&q);
-    match std::fs::rename(&dir, &target) {
-        Ok(()) => {
+    match vibesync_wal::fsutil::set_aside(&dir, &q, "git_safety", "") {
+        Ok(target) => {
             warn!(from = %dir.display(), to = %target.display(), "audit repository set aside because {why}; rebuilding it from the WAL")
         }
-        Err(e) => error!("could not move {} to {}: {e}", dir.display(), target.display()),
+        Err(e) => error!("could not move {} to {}: {e}", dir.display(), q.display()),
     }
     let mut old: Vec<std::path::PathBuf> = std::fs::read_dir(&q)
         .map(|rd| {

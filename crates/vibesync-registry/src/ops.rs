@@ -143,20 +143,16 @@ fn validate(op: &Op) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Lowercase hyphenated RFC 4122 text, not nil (protocol §2).
+/// Lowercase hyphenated RFC 4122 text, not nil (docs/PROTOCOL.md §2; the rule itself is
+/// `vibesync_protocol::validate::uuid`).
 pub fn is_valid_uuid(s: &str) -> bool {
-    match uuid::Uuid::try_parse(s) {
-        Ok(u) => !u.is_nil() && s.len() == 36 && u.hyphenated().to_string() == s,
-        Err(_) => false,
-    }
+    vibesync_protocol::validate::uuid(s).is_ok()
 }
 
-/// `[A-Za-z0-9._-]{1,128}`, not starting with `.` (protocol §2).
+/// `[A-Za-z0-9._-]{1,128}`, not starting with `.` (docs/PROTOCOL.md §2; the rule itself is
+/// `vibesync_protocol::validate::project_id`).
 pub fn is_valid_project_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    vibesync_protocol::validate::project_id(s).is_ok()
 }
 
 /// A step that was not applied, and why.

@@ -896,31 +896,9 @@ fn decode(key: &[u8], v: &[u8]) -> Result<Entry> {
 /// Move `dir` to `<data_dir>/quarantine/registry-<UTC timestamp>[-n]/`.
 fn quarantine_dir(data_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let qdir = data_dir.join("quarantine");
-    std::fs::create_dir_all(&qdir).map_err(|source| RegistryError::Io { op: "create", path: qdir.clone(), source })?;
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
-    );
-    let mut target = qdir.join(format!("registry-{stamp}"));
-    let mut n = 1;
-    while target.exists() {
-        target = qdir.join(format!("registry-{stamp}-{n}"));
-        n += 1;
-    }
-    std::fs::rename(dir, &target).map_err(|source| RegistryError::Quarantine {
-        from: dir.to_path_buf(),
-        to: target.clone(),
-        source,
+    let target = vibesync_wal::fsutil::set_aside(dir, &qdir, "registry", "").map_err(|source| {
+        RegistryError::Quarantine { from: dir.to_path_buf(), to: qdir.join("registry-<time>"), source }
     })?;
-    crate::sidecar::fsync_dir(&qdir).ok();
-    crate::sidecar::fsync_dir(data_dir).ok();
     tracing::warn!(from = %dir.display(), to = %target.display(), "registry: damaged registry moved to quarantine");
     Ok(target)
 }

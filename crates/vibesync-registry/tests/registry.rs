@@ -446,7 +446,7 @@ fn sidecar_atomic_write_check_and_repair() {
     assert_eq!(doc["schema_version"], json!(SCHEMA_VERSION));
     let mut covered = doc.clone();
     covered.as_object_mut().unwrap().remove("checksum");
-    let expect = blake3::hash(&sidecar::canonical_json(&covered)).to_hex().to_string();
+    let expect = blake3::hash(&sidecar::sorted_json(&covered)).to_hex().to_string();
     assert_eq!(doc["checksum"], json!(expect));
     let recs: Vec<Entry> = serde_json::from_value(doc["records"].clone()).unwrap();
     assert_eq!(recs.len(), 5);
