@@ -54,6 +54,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    fn with_capacity(items: usize) -> Plan {
+        Plan {
+            results: Vec::with_capacity(items),
+            steps: vec![],
+            uuids: vec![],
+            collisions: vec![],
+            storage_failure: None,
+        }
+    }
+
     pub fn writes_anything(&self) -> bool {
         !self.steps.is_empty() || !self.collisions.is_empty()
     }
@@ -73,13 +83,7 @@ pub const MAX_ITEMS: usize = validate::MAX_ITEMS_PER_REQUEST;
 
 /// Plan a `register` request.
 pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn View) -> Plan {
-    let mut plan = Plan {
-        results: Vec::with_capacity(items.len()),
-        steps: vec![],
-        uuids: vec![],
-        collisions: vec![],
-        storage_failure: None,
-    };
+    let mut plan = Plan::with_capacity(items.len());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let check = validate::uuid(&item.uuid)
@@ -165,13 +169,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
 
 /// Plan a `tombstone` request.
 pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
-    let mut plan = Plan {
-        results: Vec::with_capacity(uuids.len()),
-        steps: vec![],
-        uuids: vec![],
-        collisions: vec![],
-        storage_failure: None,
-    };
+    let mut plan = Plan::with_capacity(uuids.len());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, u) in uuids.iter().enumerate() {
         if let Err(e) = validate::uuid(u) {

@@ -4,6 +4,7 @@
 //! Long variants are driven by environment variables set by `scripts/soak`.
 
 pub mod editor;
+pub mod inproc;
 
 mod audit;
 mod blobs;
