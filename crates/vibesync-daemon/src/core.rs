@@ -297,8 +297,8 @@ impl Daemon {
 
     /// Queue frames on a session's writer as one unit: they are written back to back, with
     /// nothing else between them (a fenced batch is contiguous, docs/PROTOCOL.md §6.3). A
-    /// consumer that cannot take them within the timeout is not waited for longer (it is
-    /// resynced when it reconnects); returns false.
+    /// consumer that cannot take a frame within the timeout is not waited for longer (it is
+    /// disconnected, `SLOW_CONSUMER`, and resynced when it reconnects); returns false.
     pub async fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> bool {
         let Some((tx, kick)) =
             self.sessions.lock().unwrap().get(session_id).map(|c| (c.handle.tx.clone(), c.handle.kick.clone()))
@@ -306,10 +306,10 @@ impl Daemon {
             return false;
         };
         let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
-        match tokio::time::timeout(patience, tx.send_all(frames)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
-            Err(_) => {
+        match tx.send_all(frames, Some(patience)).await {
+            Ok(()) => true,
+            Err(crate::session::SendError::Closed) => false,
+            Err(crate::session::SendError::Slow) => {
                 warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
                 kick.notify_one();
                 false

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
@@ -29,54 +29,73 @@ use vibesync_protocol::ItemStatus;
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
 
-/// A session's writer queue. What is queued together — one frame, or every frame of a
-/// fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is written together: nothing
-/// queued by anyone else lands between them (docs/PROTOCOL.md §6.3). Bounded in frames
-/// (`server.send_queue_frames`): a sender waits for room for all of its frames at once (a
-/// unit larger than the queue takes all of it).
+/// A session's writer queue (`server.send_queue_frames` frames). What is sent together — one
+/// frame, or every frame of a fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is
+/// written together: a sender holds the session's send turn while its frames go into the
+/// queue, so nothing anyone else sends lands between them (docs/PROTOCOL.md §6.3). Each frame
+/// still waits for room on its own, so a consumer that stops reading is noticed mid-batch
+/// (`SLOW_CONSUMER`), whatever the batch's size.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Unit>,
-    room: Arc<Semaphore>,
-    capacity: usize,
+    tx: mpsc::Sender<Frame>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Frames written together, and the room they hold in the queue until written.
-struct Unit {
-    frames: Vec<Frame>,
-    _room: OwnedSemaphorePermit,
+/// Why frames were not (all) queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The session's writer is gone.
+    Closed,
+    /// A frame found no room within the patience given: the consumer does not read.
+    Slow,
 }
-
-/// The session's writer is gone (or, for `try_send`, its queue is full).
-#[derive(Debug)]
-pub struct Closed;
 
 impl Outbox {
-    fn new(capacity: usize) -> (Outbox, mpsc::UnboundedReceiver<Unit>) {
-        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Outbox { tx, room: Arc::new(Semaphore::new(capacity)), capacity }, rx)
+    fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())) }, rx)
     }
 
-    /// Queue `frames` as one unit, waiting for room for all of them.
-    pub async fn send_all(&self, frames: Vec<Frame>) -> Result<(), Closed> {
+    /// Queue `frames` back to back under the send turn; each waits for room at most
+    /// `patience` (None: as long as the writer lives).
+    pub async fn send_all(&self, frames: Vec<Frame>, patience: Option<Duration>) -> Result<(), SendError> {
         if frames.is_empty() {
             return Ok(());
         }
-        let n = u32::try_from(frames.len().min(self.capacity)).unwrap_or(u32::MAX);
-        let room = self.room.clone().acquire_many_owned(n).await.map_err(|_| Closed)?;
-        self.tx.send(Unit { frames, _room: room }).map_err(|_| Closed)
+        let _turn = self.turn.lock().await;
+        for f in frames {
+            let sent = match patience {
+                Some(p) => tokio::time::timeout(p, self.tx.send(f)).await.map_err(|_| SendError::Slow)?,
+                None => self.tx.send(f).await,
+            };
+            sent.map_err(|_| SendError::Closed)?;
+        }
+        Ok(())
     }
 
     /// Queue one frame, waiting for room.
-    pub async fn send(&self, frame: Frame) -> Result<(), Closed> {
-        self.send_all(vec![frame]).await
+    pub async fn send(&self, frame: Frame) -> Result<(), SendError> {
+        self.send_all(vec![frame], None).await
     }
 
-    /// Queue one frame now, or not at all when the queue is full or the writer gone.
-    pub fn try_send(&self, frame: Frame) -> Result<(), Closed> {
-        let room = self.room.clone().try_acquire_owned().map_err(|_| Closed)?;
-        self.tx.send(Unit { frames: vec![frame], _room: room }).map_err(|_| Closed)
+    /// Queue one frame without waiting: at once when the turn is free and there is room; when
+    /// another sender holds the turn (a batch going out), right after it, from a task of its
+    /// own. Err when the queue is full or the writer is gone.
+    pub fn try_send(&self, frame: Frame) -> Result<(), SendError> {
+        match self.turn.try_lock() {
+            Ok(_turn) => self.tx.try_send(frame).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::Slow,
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+            }),
+            Err(_) => {
+                let Ok(rt) = tokio::runtime::Handle::try_current() else { return Err(SendError::Slow) };
+                let me = self.clone();
+                rt.spawn(async move {
+                    let _ = me.send(frame).await;
+                });
+                Ok(())
+            }
+        }
     }
 }
 
@@ -203,22 +222,13 @@ pub async fn serve_connection(
     }
     daemon.session_ready(&info);
 
-    let room = tx.room.clone();
     let writer_task = tokio::spawn(
         async move {
-            // One unit at a time, its frames back to back, then one flush.
-            'units: while let Some(unit) = rx.recv().await {
-                for frame in unit.frames {
-                    if writer.feed(frame).await.is_err() {
-                        break 'units;
-                    }
-                }
-                if writer.flush().await.is_err() {
+            while let Some(frame) = rx.recv().await {
+                if writer.send(frame).await.is_err() {
                     break;
                 }
             }
-            // Senders waiting for room learn that the writer is gone.
-            room.close();
             let _ = writer.flush().await;
             let _ = writer.into_inner().shutdown().await;
         }
@@ -317,7 +327,7 @@ pub async fn serve_connection(
                     if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
                         break;
                     }
-                    if tx.send_all(daemon.handle(&session_id, msg, frame.attachment).await).await.is_err() {
+                    if tx.send_all(daemon.handle(&session_id, msg, frame.attachment).await, None).await.is_err() {
                         break;
                     }
                 }
@@ -353,7 +363,8 @@ async fn submit_overflow(daemon: &Arc<Daemon>, session_id: &str, tx: &Outbox, ov
         let ack = Outbound::Ack { request_id: c.request_id, seq: daemon.last_seq(), results };
         alive &= tx.send(ack.to_frame()).await.is_ok();
     }
-    alive &= tx.send_all(daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await).await.is_ok();
+    alive &=
+        tx.send_all(daemon.handle(session_id, Inbound::Change(last), bytes::Bytes::new()).await, None).await.is_ok();
     alive
 }
 
