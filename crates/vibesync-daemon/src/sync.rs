@@ -1035,16 +1035,10 @@ impl Actor {
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
     async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
-        let plan = plan_rollback(
-            &f.changes,
-            &f.sends,
-            |s| {
-                f.kinds.get(s).is_some_and(|k| holds_scene(k))
-                    || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
-            },
-            // Never over a person's edit kept from an earlier rollback (docs/PROTOCOL.md §6.4).
-            |s, u| self.not_synced.get(u).is_some_and(|n| n.session_id == s),
-        );
+        let plan = plan_rollback(&f.changes, &f.sends, |s| {
+            f.kinds.get(s).is_some_and(|k| holds_scene(k))
+                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+        });
         let kept_clients: BTreeMap<String, Vec<String>> = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (s, uuids) in &plan.kept_local {
