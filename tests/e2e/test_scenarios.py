@@ -366,8 +366,6 @@ def test_save_and_reopen_while_connected(world, tmp_path):
     assert abs(view[cube]["t"][1] - 2) < 1e-4, "the saved move (canonical y) is kept"
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky in a clean-clone run: file A sometimes does "
-                   "not catch up from its own seq within 20 s (open: issue 9 note)")
 def test_file_switch_starts_from_each_files_own_position(world, tmp_path):
     """Zero-config: the files carry the project the daemon paired them with and their own
     replay position (needs the daemon's pairing, PROTOCOL §3)."""

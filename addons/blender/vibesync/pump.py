@@ -514,6 +514,13 @@ class Session:
             self._error(str(payload.get("code")), f"bad frame from the daemon: "
                         f"{payload.get('detail')}")
         elif kind == "message":
+            if payload.get("generation") != self.generation:
+                # From a connection this file has left (a file switch, §6.6): its replies
+                # belong to the previous file (a `batch_result` would move this file's
+                # replay position past objects it never received).
+                log.debug("vibesync: dropped a %s from an earlier connection",
+                          payload["message"].get("type"))
+                return
             self._handle_message(payload["message"], payload.get("attachment", b""))
 
     def _seen_seq(self, seq) -> None:
