@@ -154,6 +154,10 @@ class Session:
         self.master_dirty = False
         self.unknown_keys: set[tuple[str, int]] = set()
         self.scan_reason: str | None = "initial"
+        # A scan or sweep in progress (generators resumed each tick within its budget).
+        self.scan_job: tuple | None = None  # (Registry.scan_steps generator, reason)
+        self.sweep_job = None               # Registry.sweep_steps generator
+        self._ui_progress: tuple | None = None  # (when, progress()) for the sidebar
         self.file_loaded = False
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
@@ -297,9 +301,19 @@ class Session:
                                     time.monotonic() + SWEEP_SOON_S)
 
     def on_undo_redo(self, which: str) -> None:
-        self.scan_reason = which
+        self.registry.invalidate()  # undo reallocates datablocks
+        # A scan or sweep in progress holds datablocks of before the undo: start over,
+        # keeping what a first scan of the file does (initial / load).
+        first = {self.scan_reason, self.scan_job[1] if self.scan_job else None} \
+            & {"initial", "load"}
+        self.scan_job = None
+        self.sweep_job = None
+        self.scan_reason = first.pop() if first else which
 
     def on_load(self) -> None:
+        self.registry.invalidate()
+        self.scan_job = None
+        self.sweep_job = None
         self.file_loaded = True
         self.scan_reason = "load"
 
@@ -384,17 +398,22 @@ class Session:
 
     def _tick(self, budget_ms: float) -> int:
         deadline = time.perf_counter() + budget_ms / 1000.0
+        self.registry.new_epoch()
         clock = _StepClock(self.step_ms)
-        work = self._drain_events(deadline)
-        clock.lap("events")
         if self.file_loaded:
             self._after_load()
             clock.lap("load")
-        if self.scan_reason is not None:
-            self._scan()
-            work += 1
+        if self.scan_job is not None or self.scan_reason is not None:
+            running = self._scan_step(deadline)
             clock.lap("scan")
-        elif self.unknown_keys:
+            if running:
+                return 1  # nothing else reads the registry until the scan has finished
+            work = 1
+        else:
+            work = 0
+        work += self._drain_events(deadline)
+        clock.lap("events")
+        if self.unknown_keys:
             keys, self.unknown_keys = self.unknown_keys, set()
             self._handle_report(self.registry.adopt(keys), "new datablock")
             work += 1
@@ -411,9 +430,9 @@ class Session:
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
-        if (self.sweep_due_at and now >= self.sweep_due_at) or \
-                now - self.last_sweep >= SWEEP_INTERVAL_S:
-            self._sweep()
+        if self.sweep_job is not None or (self.sweep_due_at and now >= self.sweep_due_at) \
+                or now - self.last_sweep >= SWEEP_INTERVAL_S:
+            self._sweep_step(deadline)
             clock.lap("sweep")
         self._user_activity_idle(now)
         work += self._flush()
@@ -767,12 +786,11 @@ class Session:
         self.remote_deleted.clear()
         self.deleted_here.clear()
         self.result_seq.clear()
-        self._scan()
-        try:
-            self._check_persisted_registry()
-        except Exception as e:  # never let a bad registry file break a load
-            log.exception("vibesync: registry check failed")
-            self.registry_check = {"agree": False, "problems": [str(e)]}
+        # The file's scan runs in slices from this tick on (`_scan_step`, reason "load");
+        # nothing else reads the registry until it has finished.
+        self.scan_job = None
+        self.sweep_job = None
+        self.scan_reason = "load"
         new_project = self.project_id
         self.unit_scale = current_unit_scale()
         if self.transport is not None:
@@ -783,6 +801,13 @@ class Session:
             self.generation = None
             log.info("vibesync: file loaded; reconnecting as project %r from seq %d",
                      new_project, self.last_seq)
+
+    def _after_load_scan(self) -> None:
+        try:
+            self._check_persisted_registry()
+        except Exception as e:  # never let a bad registry file break a load
+            log.exception("vibesync: registry check failed")
+            self.registry_check = {"agree": False, "problems": [str(e)]}
 
     def _check_persisted_registry(self) -> None:
         problems = []
@@ -813,10 +838,30 @@ class Session:
                      check["blend_entries"])
 
     def _scan(self) -> None:
-        reason = self.scan_reason or "scan"
-        self.scan_reason = None
-        self.unknown_keys.clear()
-        self._handle_report(self.registry.scan(), reason)
+        """A whole scan now (a save, an agent's tool call, a rollback): a scan in progress
+        is finished first."""
+        while self.scan_job is not None or self.scan_reason is not None:
+            self._scan_step(float("inf"))
+
+    def _scan_step(self, deadline: float) -> bool:
+        """Start or resume the scan; slices until `deadline` (at least one). True while it
+        is still running."""
+        if self.scan_job is None:
+            self.scan_job = (self.registry.scan_steps(), self.scan_reason or "scan")
+            self.scan_reason = None
+            self.unknown_keys.clear()
+        steps, reason = self.scan_job
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                self.scan_job = None
+                self._handle_report(done.value, reason)
+                if reason == "load":
+                    self._after_load_scan()
+                return False
+            if time.perf_counter() >= deadline:
+                return True
 
     def _handle_report(self, report, reason: str) -> None:
         for c in report.collisions:
@@ -878,9 +923,24 @@ class Session:
         log.info("vibesync: %s deleted -> tombstone", uuid)
 
     def _sweep(self) -> None:
+        """A whole sweep now."""
+        self._sweep_step(float("inf"))
+
+    def _sweep_step(self, deadline: float) -> None:
+        """Start or resume the sweep; slices until `deadline` (at least one)."""
+        if self.sweep_job is None:
+            self.sweep_job = self.registry.sweep_steps()
+            self.sweep_due_at = 0.0
+        while True:
+            try:
+                next(self.sweep_job)
+            except StopIteration as done:
+                gone, renamed, unknown = done.value
+                break
+            if time.perf_counter() >= deadline:
+                return
+        self.sweep_job = None
         self.last_sweep = time.monotonic()
-        self.sweep_due_at = 0.0
-        gone, renamed, unknown = self.registry.sweep()
         for u in gone:
             self._vanished(u)
         self.dirty.update(renamed)
@@ -1497,8 +1557,12 @@ class Session:
         return {"synced": sum(1 for u in alive if u in self.synced), "total": len(alive)}
 
     def ui_summary(self) -> tuple:
-        """What the sidebar shows; a change triggers a redraw."""
-        p = self.progress()
+        """What the sidebar shows; a change triggers a redraw. Called every tick: the
+        progress (a pass over every binding) is recounted at most every 0.25 s."""
+        now = time.monotonic()
+        if self._ui_progress is None or now - self._ui_progress[0] >= 0.25:
+            self._ui_progress = (now, self.progress())
+        p = self._ui_progress[1]
         return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
                 self.blocked_reason, len(self.not_synced), len(self.collisions),
                 len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
