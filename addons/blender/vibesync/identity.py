@@ -105,6 +105,33 @@ class ScanReport:
 
 # Datablocks read per slice by the resumable scan and sweep (~0.5-1 ms of main-thread time).
 SCAN_SLICE = 256
+# A resumable pass yields once a slice has run this long (its items cost 1-40 us each).
+SLICE_S = 0.002
+YIELD = object()  # what `slices` puts between two slices
+
+
+def slices(items, seconds: float = SLICE_S):
+    """The items, with `YIELD` inserted whenever the current slice has run `seconds`: a
+    generator looping over them yields there, so a pass over 20,000 entries is spread over
+    pump ticks (checked every 32 items)."""
+    start = time.perf_counter()
+    for n, item in enumerate(items):
+        if n & 31 == 31 and time.perf_counter() - start > seconds:
+            yield YIELD
+            start = time.perf_counter()
+        yield item
+
+
+def _release(*containers):
+    """Empty big containers a slice at a time (a generator yielding between slices)."""
+    for c in containers:
+        while c:
+            if isinstance(c, list):
+                del c[-4096:]
+            else:
+                for _ in range(min(4096, len(c))):
+                    c.pop() if isinstance(c, set) else c.popitem()
+            yield
 
 
 class Registry:
@@ -225,6 +252,7 @@ class Registry:
         """
         report = ScanReport()
         present: list[tuple[str, object, int]] = []
+        live_keys: set[tuple[str, int]] = set()
         for kind, (attr, _code) in KIND_TABLE.items():
             coll = getattr(bpy.data, attr)
             start = 0
@@ -234,16 +262,19 @@ class Registry:
                     break
                 for idb in chunk:
                     if _trackable(idb):
-                        present.append((kind, idb, idb.session_uid))
+                        sid = idb.session_uid
+                        present.append((kind, idb, sid))
+                        live_keys.add((kind, sid))
                 start += len(chunk)
                 yield
-        live_keys = {(kind, sid) for kind, _idb, sid in present}
 
         taken: dict[str, tuple[str, int]] = {}
         newcomers: list[tuple[str, object]] = []
-        for n, (kind, idb, sid) in enumerate(present):
-            if n and n % SCAN_SLICE == 0:
+        for entry in slices(present):
+            if entry is YIELD:
                 yield
+                continue
+            kind, idb, sid = entry
             key = (kind, sid)
             try:
                 prop = idb.get(PROP)
@@ -277,16 +308,23 @@ class Registry:
             return other is not None and (other.kind, other.session_uid) in live_keys \
                 and (other.kind, other.session_uid) != key
 
-        for n, (kind, idb) in enumerate(newcomers):
-            if n and n % SCAN_SLICE == 0:
+        for entry in slices(newcomers):
+            if entry is YIELD:
                 yield
+                continue
+            kind, idb = entry
             try:
                 uuid = self._bind_newcomer(kind, idb, report, holder_alive)
             except ReferenceError:
                 continue
             taken[uuid] = (kind, idb.session_uid)
 
-        missing = [u for u, b in self.bindings.items() if b.alive and u not in taken]
+        missing = []
+        for b in slices(list(self.bindings.values())):
+            if b is YIELD:
+                yield
+            elif b.alive and b.uuid not in taken:
+                missing.append(b.uuid)
         if missing:
             yield
             for kind in {self.bindings[u].kind for u in missing}:
@@ -296,6 +334,8 @@ class Registry:
                 if self.lookup(b.kind, b.session_uid) is None:
                     b.alive = False
                     report.vanished.append(u)
+        # Freeing 20,000 entries at once is itself a pause: release them a slice at a time.
+        yield from _release(present, newcomers, live_keys, taken)
         return report
 
     def adopt(self, keys) -> "ScanReport":
@@ -391,8 +431,12 @@ class Registry:
                 start += len(chunk)
                 yield
         gone = []
-        missing = [b for b in self.bindings.values()
-                   if b.alive and (b.kind, b.session_uid) not in seen]
+        missing = []
+        for b in slices(list(self.bindings.values())):
+            if b is YIELD:
+                yield
+            elif b.alive and (b.kind, b.session_uid) not in seen:
+                missing.append(b)
         if missing:
             yield
             for kind in {b.kind for b in missing}:
@@ -401,6 +445,7 @@ class Registry:
                 if self.lookup(b.kind, b.session_uid) is None:
                     b.alive = False
                     gone.append(b.uuid)
+        yield from _release(seen)
         return gone, renamed, unknown
 
     def rebind_uuid(self, old: str, new: str) -> None:

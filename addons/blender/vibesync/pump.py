@@ -105,18 +105,23 @@ def saved_sync_position() -> tuple[str | None, int, bool]:
 
 
 class _StepClock:
-    """Keeps the worst duration of each named pump step (main-thread budget, §Threads)."""
+    """Keeps the worst duration of each named pump step (main-thread budget, §Threads): wall
+    time, and the main thread's own CPU time (what the step costs Blender's frame, without
+    the time the thread spent descheduled on a loaded machine)."""
 
-    def __init__(self, worst: dict[str, float]) -> None:
+    def __init__(self, worst: dict[str, float], worst_cpu: dict[str, float]) -> None:
         self.worst = worst
+        self.worst_cpu = worst_cpu
         self.t = time.perf_counter()
+        self.c = time.thread_time()
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        ms = (now - self.t) * 1000.0
-        if ms > self.worst.get(name, 0.0):
-            self.worst[name] = ms
-        self.t = now
+        now, cpu = time.perf_counter(), time.thread_time()
+        for table, ms in ((self.worst, (now - self.t) * 1000.0),
+                          (self.worst_cpu, (cpu - self.c) * 1000.0)):
+            if ms > table.get(name, 0.0):
+                table[name] = ms
+        self.t, self.c = now, cpu
 
 
 class Session:
@@ -189,6 +194,7 @@ class Session:
         self.ui_signature = None
         # Worst duration of each pump step seen so far, in ms (status()["step_ms"]).
         self.step_ms: dict[str, float] = {}
+        self.step_cpu_ms: dict[str, float] = {}  # the same, main-thread CPU time
         self.applied_hash: dict[str, str] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
@@ -399,7 +405,7 @@ class Session:
     def _tick(self, budget_ms: float) -> int:
         deadline = time.perf_counter() + budget_ms / 1000.0
         self.registry.new_epoch()
-        clock = _StepClock(self.step_ms)
+        clock = _StepClock(self.step_ms, self.step_cpu_ms)
         if self.file_loaded:
             self._after_load()
             clock.lap("load")
@@ -848,39 +854,51 @@ class Session:
         """Start or resume the scan; slices until `deadline` (at least one). True while it
         is still running."""
         if self.scan_job is None:
-            self.scan_job = (self.registry.scan_steps(), self.scan_reason or "scan")
+            reason = self.scan_reason or "scan"
+            self.scan_job = (self._scan_steps(reason), reason)
             self.scan_reason = None
             self.unknown_keys.clear()
-        steps, reason = self.scan_job
+            self.sweep_job = None
+        steps = self.scan_job[0]
         while True:
             try:
                 next(steps)
-            except StopIteration as done:
+            except StopIteration:
                 self.scan_job = None
-                self._handle_report(done.value, reason)
-                if reason == "load":
-                    self._after_load_scan()
                 return False
             if time.perf_counter() >= deadline:
                 return True
 
+    def _scan_steps(self, reason: str):
+        report = yield from self.registry.scan_steps()
+        yield from self._report_steps(report, reason)
+        if reason == "load":
+            self._after_load_scan()
+
     def _handle_report(self, report, reason: str) -> None:
+        """A whole report at once (a few new datablocks, a synchronous scan)."""
+        for _ in self._report_steps(report, reason):
+            pass
+
+    def _report_steps(self, report, reason: str):
+        """What a scan found, acted on in time slices (a generator: the first scan of a
+        10,000-object file reports 20,000 datablocks; see `identity.slices`)."""
         for c in report.collisions:
             self.collisions.append(dict(c, source="local"))
             self.duplicate_of[c["newcomer"]] = c["original"]
         changed = report.new + report.revived + report.renamed
         self.deleted_here.difference_update(report.revived)  # undo of a delete
         self.to_register.update(changed)
-        for u in report.vanished:
+        for u in identity.slices(report.vanished):
+            if u is identity.YIELD:
+                yield
+                continue
             self._vanished(u)
+        bindings = self.registry.bindings
         if reason in ("undo", "redo", "load"):
             # Report the rebound set: registering is idempotent (`unchanged`).
             self.to_register.update(report.rebound)
-            for u in report.rebound + report.revived:
-                b = self.registry.bindings[u]
-                self.dirty.add((b.kind, b.session_uid))
-                if b.kind in ("mesh", "object"):
-                    self.geometry_dirty.add((b.kind, b.session_uid))
+            yield from self._mark_dirty(report.rebound + report.revived)
             self.last_rebind = {"reason": reason, "rebound": len(report.rebound),
                                 "revived": len(report.revived),
                                 "vanished": len(report.vanished), "new": len(report.new),
@@ -892,14 +910,25 @@ class Session:
         if reason in ("initial", "load"):
             self.quiet.update(report.new)
             if not self.file_has_registry:
-                for u in report.assigned:
-                    b = self.registry.bindings.get(u)
+                for u in identity.slices(report.assigned):
+                    if u is identity.YIELD:
+                        yield
+                        continue
+                    b = bindings.get(u)
                     if b is not None and b.kind in SYNCED_KINDS:
                         self.adoptable[u] = (b.kind, b.name)
                 if self.adoptable:
                     self._await_adoption()
-        for u in report.new + report.revived:
-            b = self.registry.bindings[u]
+        yield from self._mark_dirty(report.new + report.revived)
+
+    def _mark_dirty(self, uuids: list):
+        """Mark these uuids for capture (geometry too), in time slices."""
+        bindings = self.registry.bindings
+        for u in identity.slices(uuids):
+            if u is identity.YIELD:
+                yield
+                continue
+            b = bindings[u]
             self.dirty.add((b.kind, b.session_uid))
             if b.kind in ("mesh", "object"):
                 self.geometry_dirty.add((b.kind, b.session_uid))
@@ -1618,6 +1647,7 @@ class Session:
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
             "step_ms": {k: round(v, 2) for k, v in self.step_ms.items()},
+            "step_cpu_ms": {k: round(v, 2) for k, v in self.step_cpu_ms.items()},
             "ai": {
                 "available": sorted(self.ai.scan.available) if self.ai.scan else [],
                 "withheld": list(self.ai.scan.withheld) if self.ai.scan else [],
