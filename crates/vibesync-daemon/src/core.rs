@@ -512,7 +512,6 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
-                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
@@ -780,9 +779,17 @@ impl Daemon {
         s
     }
 
+    /// First step of a graceful stop, before sessions are closed: the sync actors end, so
+    /// an editor disconnected by the stop is never taken for a participant lost mid-batch
+    /// (which is evidence against the batch's objects, docs/PROTOCOL.md §6.7). Idempotent.
+    pub async fn stop_sync(&self) {
+        self.sync.stop(Duration::from_secs(10)).await;
+    }
+
     /// Graceful stop: close the stores in order (WAL synced, registry flushed, sidecar,
     /// audit drained) and mark a clean boot.
     pub async fn shutdown(&self) {
+        self.stop_sync().await;
         self.finals.close();
         self.finals.wait().await;
         self.stores.close(Duration::from_secs(10)).await;

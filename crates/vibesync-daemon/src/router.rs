@@ -63,8 +63,6 @@ struct State {
     dispatched: HashMap<String, (String, oneshot::Sender<CommandResponse>)>,
     /// (agent session, agent request_id) → control of a call not finished yet.
     calls: HashMap<(String, String), CallCtl>,
-    /// (project, `addon_id.tool`) → failures since the last reset.
-    tool_failures: HashMap<(String, String), u32>,
     joins: u64,
 }
 
@@ -160,11 +158,6 @@ impl Router {
         let now = self.now_ms();
         let mut st = self.state.lock().unwrap();
         st.projects.entry(info.project_id.clone()).or_default().idle.activity(&info.session_id, active, now);
-    }
-
-    /// Safe mode cleared by a person: the per-tool failure counters start again.
-    pub fn reset_failures(&self) {
-        self.state.lock().unwrap().tool_failures.clear();
     }
 
     // ------------------------------------------------------------------ registries
@@ -396,8 +389,7 @@ impl Router {
                     ),
                 );
             }
-            let failures =
-                self.state.lock().unwrap().tool_failures.get(&(project.clone(), tool.clone())).copied().unwrap_or(0);
+            let failures = daemon.stores().governance.lock().unwrap().tool_failures(&project, &tool);
             if failures >= cfg.tool_failures.max(1) {
                 return refused(
                     req,
@@ -630,12 +622,9 @@ impl Router {
                 uuids.clone(),
             );
         } else {
-            let n = {
-                let mut st = self.state.lock().unwrap();
-                let n = st.tool_failures.entry((sess.project_id.clone(), tool.to_string())).or_default();
-                *n += 1;
-                *n
-            };
+            // Counted by the governance index from the ROLLBACK just written (so a restart
+            // rebuilds it from the WAL).
+            let n = daemon.stores().governance.lock().unwrap().tool_failures(&sess.project_id, tool);
             warn!(error_code = ?result.error_code, failures = n, seq, "tool call failed and was undone in Blender: ROLLBACK");
         }
         Outbound::CommandResponse {

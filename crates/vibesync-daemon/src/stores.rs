@@ -85,6 +85,7 @@ pub fn observed(r: &Record) -> Observed<'_> {
         .unwrap_or(0);
     Observed {
         seq: r.seq,
+        project_id: &r.project_id,
         at_ms,
         phase: r.phase.as_str(),
         uuids: &r.uuids,

@@ -124,6 +124,10 @@ pub struct SyncHub {
     actors: Mutex<HashMap<String, mpsc::UnboundedSender<SyncEvent>>>,
     /// Per project, kept up to date by its actor (read by `status`).
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
+    /// The actors' tasks, awaited by [`SyncHub::stop`].
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SyncHub {
@@ -134,22 +138,45 @@ impl SyncHub {
 
     pub fn send(&self, daemon: &Arc<Daemon>, project_id: &str, ev: SyncEvent) {
         let mut actors = self.actors.lock().unwrap();
-        let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return; // the daemon is stopping: nothing new starts
+        }
+        let spawn = || {
             let (tx, rx) = mpsc::unbounded_channel();
             let actor = Actor::new(daemon.clone(), project_id.to_string(), self.status.clone());
             // Every line the actor logs names its project (not the session that woke it).
-            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
-            tx
-        });
-        if let Err(e) = tx.send(ev) {
-            // The actor ended (it only ends when the hub is dropped); start a fresh one.
-            let (tx2, rx) = mpsc::unbounded_channel();
             let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
-            tokio::spawn(
-                Actor::new(daemon.clone(), project_id.to_string(), self.status.clone()).run(rx).instrument(span),
-            );
+            self.tasks.lock().unwrap().push(tokio::spawn(actor.run(rx).instrument(span)));
+            tx
+        };
+        let tx = actors.entry(project_id.to_string()).or_insert_with(spawn);
+        if let Err(e) = tx.send(ev) {
+            // The actor ended (it only ends when its channel closes); start a fresh one.
+            let tx2 = spawn();
             let _ = tx2.send(e.0);
             *tx = tx2;
+        }
+    }
+
+    /// A graceful stop, before the stores close: every actor finishes the event it is
+    /// handling and ends; nothing more is appended to the WAL by sync. A batch still waiting
+    /// for answers is left open: the next boot ends it as `RECOVERED_INCOMPLETE` — a cut
+    /// batch, never a failure counted against its objects (docs/PROTOCOL.md §6.7) — and its
+    /// origin re-sends it (docs/WAL.md).
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        let tasks = {
+            let mut actors = self.actors.lock().unwrap();
+            self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            actors.clear(); // closes every channel: each actor's loop ends
+            std::mem::take(&mut *self.tasks.lock().unwrap())
+        };
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            warn!("sync actors still busy after {timeout:?} at shutdown; stopping without them");
         }
     }
 }
@@ -617,6 +644,11 @@ impl Actor {
         }
 
         let mask = coalesce_mask(&queued);
+        // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
+        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
+        for q in &queued {
+            own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
+        }
         let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
@@ -669,17 +701,46 @@ impl Actor {
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
+        let mut corrections: Vec<(SessionId, Vec<String>)> = Vec::new();
         for (session_id, uuids) in dropped {
+            let uuids = dedup(uuids);
+            // A dropped change whose uuid is not in the batch leaves its origin holding what it
+            // made; where that differs from the authoritative state (it lost a same-window
+            // conflict to a change that turned out a no-op, docs/PROTOCOL.md §6.2) the origin
+            // is corrected like any conflict's loser — never over work it keeps locally.
+            let differ: Vec<String> = uuids
+                .iter()
+                .filter(|u| !batch_uuids.contains(u.as_str()))
+                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
+                .filter(|u| {
+                    let auth = start.get(*u).cloned().flatten();
+                    let mut held = auth.clone();
+                    for op in own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default() {
+                        if let Ok(next) = apply_change(held.as_ref(), op) {
+                            held = next;
+                        }
+                    }
+                    held.map(|s| s.hash()) != auth.map(|s| s.hash())
+                })
+                .cloned()
+                .collect();
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
                 outcome: BatchOutcome::Dropped,
-                uuids: dedup(uuids),
+                uuids,
                 error_code: None,
                 kept_local: false,
                 reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
+            if !differ.is_empty() {
+                corrections.push((session_id, differ));
+            }
+        }
+        for (session_id, uuids) in corrections {
+            info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
+            self.send_resync(&session_id, &uuids, "conflict").await;
         }
         if kept.is_empty() {
             return;
@@ -974,10 +1035,16 @@ impl Actor {
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
     async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
-        let plan = plan_rollback(&f.changes, &f.sends, |s| {
-            f.kinds.get(s).is_some_and(|k| holds_scene(k))
-                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
-        });
+        let plan = plan_rollback(
+            &f.changes,
+            &f.sends,
+            |s| {
+                f.kinds.get(s).is_some_and(|k| holds_scene(k))
+                    || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+            },
+            // Never over a person's edit kept from an earlier rollback (docs/PROTOCOL.md §6.4).
+            |s, u| self.not_synced.get(u).is_some_and(|n| n.session_id == s),
+        );
         let kept_clients: BTreeMap<String, Vec<String>> = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (s, uuids) in &plan.kept_local {

@@ -18,7 +18,7 @@ namespace VibeSync.Bridge.Headless
 
     public sealed class SceneObject
     {
-        public string Uuid;              // the serialized VibeSyncId
+        public string Uuid;              // its entry in the scene's saved identity map
         public string Name = "";
         public string Kind = Kinds.Object;
         public string Parent;            // uuid or null
