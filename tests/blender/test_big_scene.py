@@ -107,3 +107,24 @@ def test_the_pump_runs_a_big_scan_over_several_ticks_and_nothing_else_meanwhile(
     assert len([b for b in s.registry.bindings.values() if b.kind == "object"]) == 3000
     assert all(o.get(identity.PROP) for o in bpy.data.objects)
     vibesync.disconnect()
+
+
+def test_an_undo_during_the_first_scan_leaves_nothing_uncaptured(clean_blender):
+    build(3000)
+    vibesync.unregister()
+    vibesync.register()
+    vibesync.connect("127.0.0.1", 9, "a" * 64, "big")  # nothing listens: no daemon needed
+    s = vibesync._session()
+    # Until every datablock is bound: the scan is then acting on its report (marking the
+    # new uuids for capture), the moment an undo can cut it short.
+    while len(s.registry.bindings) < 3001:
+        vibesync.tick(0.2)
+    assert s.scan_job is not None, "still acting on the report"
+    s.on_undo_redo("undo")  # what Blender's undo_post handler calls
+    pump_until(lambda: s.scan_job is None and s.scan_reason is None, what="the scan finished")
+    for ob in bpy.data.objects:
+        u = ob.get(identity.PROP)
+        assert u and s.registry.resolve(u) == ob
+        assert ("object", ob.session_uid) in s.dirty or u in s.last_sent, \
+            f"{ob.name} is neither captured nor marked for capture"
+    vibesync.disconnect()

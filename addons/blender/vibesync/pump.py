@@ -309,12 +309,15 @@ class Session:
     def on_undo_redo(self, which: str) -> None:
         self.registry.invalidate()  # undo reallocates datablocks
         # A scan or sweep in progress holds datablocks of before the undo: start over,
-        # keeping what a first scan of the file does (initial / load).
-        first = {self.scan_reason, self.scan_job[1] if self.scan_job else None} \
-            & {"initial", "load"}
+        # keeping what a first scan of the file does. A first scan cut short may have bound
+        # datablocks without marking them: "load" (unlike "initial") captures the rebound too.
+        if self.scan_job is not None and self.scan_job[1] in ("initial", "load"):
+            which = "load"
+        elif self.scan_reason in ("initial", "load"):
+            which = self.scan_reason
         self.scan_job = None
         self.sweep_job = None
-        self.scan_reason = first.pop() if first else which
+        self.scan_reason = which
 
     def on_load(self) -> None:
         self.registry.invalidate()
