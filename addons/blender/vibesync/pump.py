@@ -1635,6 +1635,8 @@ class Session:
             "applied_batches": self.applied_batches,
             "user_active": self.user_active,
             "last_rebind": dict(self.last_rebind),
+            # A scan of the file is under way (it runs over several ticks in a big file).
+            "scanning": self.file_loaded or self.scan_job is not None or self.scan_reason is not None,
             "registry_check": dict(self.registry_check),
             "generated_geometry_notes": dict(self.generated_notes),
             "handshake_error": self.last_handshake_error,
