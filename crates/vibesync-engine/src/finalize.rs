@@ -23,14 +23,11 @@ pub struct RollbackPlan {
 
 /// Plan a rollback. `changes`: the batch's changes (every admitted change of its window);
 /// `sends`: what each participant was sent; `holds_scene`: whether a session holds a scene
-/// (only those are sent resyncs); `keeps(session, uuid)`: the session already keeps a
-/// person's edit of that uuid from an earlier rollback (it is "not synced" there) — what it
-/// was sent of that uuid is not re-sent over it either.
+/// (only those are sent resyncs).
 pub fn plan_rollback(
     changes: &[Queued<String>],
     sends: &BTreeMap<String, Ops>,
     holds_scene: impl Fn(&str) -> bool,
-    keeps: impl Fn(&str, &str) -> bool,
 ) -> RollbackPlan {
     let mut kept: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut revert: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -40,14 +37,8 @@ pub fn plan_rollback(
             Author::Automation => revert.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone()),
         };
     }
-    // Automation is reverted even over kept work: it must never be re-sent later as a
-    // person's edit.
-    let automated: BTreeSet<&str> =
-        changes.iter().filter(|q| q.author == Author::Automation).map(|q| q.change.uuid.as_str()).collect();
     for (s, ops) in sends {
-        // What it was sent, except over a person's edit it keeps from an earlier rollback.
-        let sent = ops.iter().map(|(u, _)| u.clone()).filter(|u| automated.contains(u.as_str()) || !keeps(s, u));
-        revert.entry(s.clone()).or_default().extend(sent);
+        revert.entry(s.clone()).or_default().extend(ops.iter().map(|(u, _)| u.clone()));
     }
     let mut plan = RollbackPlan::default();
     for (s, uuids) in revert {
@@ -84,7 +75,7 @@ mod tests {
     fn a_persons_edit_stays_in_its_origin_and_peers_are_corrected() {
         let changes = vec![q("blender", Author::Person, U)];
         let sends = BTreeMap::from([("unity".to_string(), sent(&[U]))]);
-        let p = plan_rollback(&changes, &sends, |_| true, |_, _| false);
+        let p = plan_rollback(&changes, &sends, |_| true);
         assert_eq!(p.resync, BTreeMap::from([("unity".to_string(), vec![U.to_string()])]));
         assert_eq!(p.kept_local, BTreeMap::from([("blender".to_string(), vec![U.to_string()])]));
     }
@@ -93,7 +84,7 @@ mod tests {
     fn automation_is_reverted_everywhere_origin_included() {
         let changes = vec![q("blender", Author::Automation, U), q("blender", Author::Person, V)];
         let sends = BTreeMap::from([("unity".to_string(), sent(&[U, V]))]);
-        let p = plan_rollback(&changes, &sends, |_| true, |_, _| false);
+        let p = plan_rollback(&changes, &sends, |_| true);
         assert_eq!(p.resync["blender"], vec![U.to_string()], "the agent's change is undone at its origin");
         assert_eq!(p.resync["unity"], vec![U.to_string(), V.to_string()]);
         assert_eq!(p.kept_local["blender"], vec![V.to_string()]);
@@ -103,26 +94,16 @@ mod tests {
     fn two_people_on_one_object_both_keep_their_edit() {
         let changes = vec![q("blender", Author::Person, U), q("unity", Author::Person, U)];
         let sends = BTreeMap::from([("blender".to_string(), sent(&[U])), ("unity".to_string(), sent(&[U]))]);
-        let p = plan_rollback(&changes, &sends, |_| true, |_, _| false);
+        let p = plan_rollback(&changes, &sends, |_| true);
         assert!(p.resync.is_empty(), "{p:?}");
         assert_eq!(p.kept_local.len(), 2);
-    }
-
-    #[test]
-    fn work_kept_from_an_earlier_rollback_is_not_overwritten_by_a_later_one() {
-        // Unity keeps U (a person's edit, not synced after an earlier rollback); Blender's
-        // batch touching U and V rolls back: Unity is re-sent V only.
-        let changes = vec![q("blender", Author::Person, U), q("blender", Author::Person, V)];
-        let sends = BTreeMap::from([("unity".to_string(), sent(&[U, V]))]);
-        let p = plan_rollback(&changes, &sends, |_| true, |s, u| s == "unity" && u == U);
-        assert_eq!(p.resync["unity"], vec![V.to_string()]);
     }
 
     #[test]
     fn sessions_without_a_scene_get_no_resync() {
         let changes = vec![q("agent", Author::Automation, U)];
         let sends = BTreeMap::from([("unity".to_string(), sent(&[U]))]);
-        let p = plan_rollback(&changes, &sends, |s| s != "agent", |_, _| false);
+        let p = plan_rollback(&changes, &sends, |s| s != "agent");
         assert_eq!(p.resync.keys().collect::<Vec<_>>(), ["unity"]);
         assert!(p.kept_local.is_empty());
     }

@@ -20,11 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// WAL error code of a batch rolled back because a participant disconnected after receiving
-/// it and before answering (evidence: the data may crash that editor).
-pub const PARTICIPANT_LOST: &str = "PARTICIPANT_LOST";
-/// WAL error code of a transaction cut by a daemon crash (never a sync failure).
-pub const RECOVERED_INCOMPLETE: &str = "RECOVERED_INCOMPLETE";
+use vibesync_protocol::RollbackCode;
 
 /// Thresholds (config `[governance]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,7 +196,8 @@ impl FailureIndex {
             return Escalation::default();
         }
         let code = r.error_code.unwrap_or("UNKNOWN");
-        if code == RECOVERED_INCOMPLETE {
+        let typed = RollbackCode::parse(code);
+        if typed == Some(RollbackCode::RecoveredIncomplete) {
             return Escalation::default(); // the daemon died, not the objects' fault
         }
         if r.payload.get("op").and_then(Value::as_str) == Some("tool_call") {
@@ -208,7 +205,9 @@ impl FailureIndex {
                 *self.tool_failures.entry((r.project_id.to_string(), tool.to_string())).or_default() += 1;
             }
         }
-        let evidence = code == PARTICIPANT_LOST;
+        // A participant lost after receiving the batch, before answering: evidence that the
+        // data may crash that editor.
+        let evidence = typed == Some(RollbackCode::ParticipantLost);
         let ops: Vec<String> = r
             .payload
             .get("ops")
@@ -392,7 +391,7 @@ mod tests {
     }
 
     fn lost(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str) -> Escalation {
-        failure(idx, seq, uuid, op, hash, PARTICIPANT_LOST)
+        failure(idx, seq, uuid, op, hash, RollbackCode::ParticipantLost.as_str())
     }
 
     const NOW: u64 = 1_000_100;
@@ -451,13 +450,16 @@ mod tests {
             failure_window_ms: 60_000,
         });
         for seq in 1..=20 {
-            let code = if seq % 2 == 0 { "VERIFY_MISMATCH" } else { "VERIFY_TIMEOUT" };
+            let code = if seq % 2 == 0 { RollbackCode::VerifyMismatch } else { RollbackCode::VerifyTimeout }.as_str();
             assert_eq!(failure(&mut idx, seq, U, "create", &format!("h{seq}"), code), Escalation::default());
         }
         assert!(matches!(idx.gate(U, "create", Some("h4"), NOW), Decision::Degrade(_)), "degraded, not blocked");
         assert_eq!(idx.global_failures(NOW), 0);
         for seq in 21..=40 {
-            assert_eq!(failure(&mut idx, seq, V, "create", "h", RECOVERED_INCOMPLETE), Escalation::default());
+            assert_eq!(
+                failure(&mut idx, seq, V, "create", "h", RollbackCode::RecoveredIncomplete.as_str()),
+                Escalation::default()
+            );
         }
         assert_eq!(idx.gate(V, "create", Some("h"), NOW), Decision::Proceed, "a crash is not the object's fault");
     }

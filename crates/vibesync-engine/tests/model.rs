@@ -332,10 +332,7 @@ impl World {
             }
             Verdict::Rollback(_) => {
                 self.rollbacks += 1;
-                let kept_before: Vec<BTreeSet<String>> = before.iter().map(|e| e.not_synced.clone()).collect();
-                let keeps =
-                    |s: &str, u: &str| EDITORS.iter().position(|e| *e == s).is_some_and(|i| kept_before[i].contains(u));
-                let rb = plan_rollback(&all, &plan.sends, |s| s != AGENT, keeps);
+                let rb = plan_rollback(&all, &plan.sends, |s| s != AGENT);
                 for (s, uuids) in &rb.resync {
                     let i = EDITORS.iter().position(|e| e == s).unwrap();
                     for u in uuids {

@@ -215,7 +215,7 @@ namespace VibeSync.Bridge.Editor
             var c = Coordinates.UnityToCanonical(new Trs(new double[] { p.x, p.y, p.z }, new double[] { q.x, q.y, q.z, q.w }, new double[] { s.x, s.y, s.z }));
             var st = new ObjectState
             {
-                Uuid = uuid, Kind = Kinds.Object, Name = go.name, Parent = UuidOf(t.parent != null ? t.parent.gameObject : null),
+                Uuid = uuid, Kind = EntityKind.Object, Name = go.name, Parent = UuidOf(t.parent != null ? t.parent.gameObject : null),
                 Visible = go.activeSelf, T = c.T, R = c.R, S = c.S,
             };
             var mf = go.GetComponent<MeshFilter>();

@@ -73,7 +73,7 @@ namespace VibeSync.Bridge.Editor
             client = new BridgeClient(new BridgeClientOptions
             {
                 Host = settings.host, Port = settings.port, TokenFile = settings.EffectiveTokenFile, ProjectId = settings.EffectiveProjectId,
-                Editor = Editors.Unity, EditorVersion = Application.unityVersion, ClientId = clientId, UnitScale = 1.0, Wake = Wake,
+                Editor = ClientKind.Unity, EditorVersion = Application.unityVersion, ClientId = clientId, UnitScale = 1.0, Wake = Wake,
             });
             engine = new SyncEngine(client, scene);
             long resumeSeq;
