@@ -267,6 +267,64 @@ def test_project_id_is_omitted_then_kept_per_file_with_its_own_replay_position(c
         hostile.close()
 
 
+def test_a_reply_to_the_previous_file_does_not_move_the_next_files_replay_position(
+        clean_blender, tmp_path):
+    """A `batch_result` of the connection a file switch left, read after the switch, must
+    not become the opened file's `last_seq` (it would skip what that file never got)."""
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    hostile.welcome_extra = {"project_id": "paired"}
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, None)
+        pump_until(lambda: vibesync.status()["project_id"] == "paired", what="assigned id")
+        conns[-1].sendall(result("x", 40, []))
+        pump_until(lambda: vibesync.status()["last_seq"] == 40, what="last_seq 40")
+        a = str(tmp_path / "a" / "a.blend")
+        os.makedirs(os.path.dirname(a))
+        bpy.ops.wm.save_as_mainfile(filepath=a)
+        bpy.ops.wm.read_homefile(use_empty=True)
+        pump_until(lambda: len(hostile.hellos) >= 2 and vibesync.status()["connected"],
+                   what="connected with the new file")
+        s = vibesync._session()
+        left = s.generation
+        bpy.ops.wm.open_mainfile(filepath=a)
+        vibesync.tick(20.0)  # the load is handled: file A's position, reconnect requested
+        assert vibesync.status()["last_seq"] == 40
+        # The reply to the new file's last batch, read off the socket just before it closed.
+        s.transport.inbox.put(("message", {
+            "message": {"type": "batch_result", "batch_id": "late", "seq": 95,
+                        "outcome": "committed", "uuids": [], "error_code": None},
+            "attachment": b"", "generation": left}))
+        pump_until(lambda: len(hostile.hellos) >= 3 and vibesync.status()["connected"],
+                   what="reconnect after reopening")
+        assert hostile.hellos[-1]["last_seq"] == 40, "file A replays from its own position"
+        assert vibesync.status()["last_seq"] == 40
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
+def test_frames_queued_before_a_file_switch_are_sent_before_the_reconnect(clean_blender):
+    """The `applied` answer of a batch applied just before a file switch reaches the
+    daemon: the batch is answered, not reported lost (which would count as evidence
+    against the objects, docs/PROTOCOL.md §6.7)."""
+    hostile = HostileDaemon(lambda n, conn: None)
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        s = vibesync._session()
+        # Both in the outbox before the socket thread looks: the answer, then the switch.
+        s.transport.outbox.put((s.generation, {"type": "applied", "batch_id": "b1", "seq": 7,
+                                               "hashes": {}}, b""))
+        s.transport.reconnect()
+        pump_until(lambda: len(hostile.hellos) >= 2, what="the reconnect")
+        pump_until(lambda: [m for m in hostile.received if m.get("batch_id") == "b1"],
+                   what="the queued answer at the daemon")
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
 def test_a_crash_before_the_first_save_duplicates_nothing(daemon, project_id):
     startup_scene()
     vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)

@@ -229,7 +229,7 @@ def test_reload_reports_a_sidecar_that_disagrees(bridge, tmp_path):
     doc["checksum"] = identity.checksum(doc)
     identity.write_sidecar(side, doc)
     bpy.ops.wm.open_mainfile(filepath=path)
-    vibesync.tick()
+    pump_until(lambda: not vibesync.status()["scanning"], what="the load scan")
     check = vibesync.status()["registry_check"]
     assert not check["agree"]
     assert any("OB:Ghost" in p and "sidecar but not the .blend" in p for p in check["problems"])
@@ -239,7 +239,7 @@ def test_reload_reports_a_sidecar_that_disagrees(bridge, tmp_path):
     with open(side, "w") as f:
         json.dump(doc, f)
     bpy.ops.wm.open_mainfile(filepath=path)
-    vibesync.tick()
+    pump_until(lambda: not vibesync.status()["scanning"], what="the load scan")
     check = vibesync.status()["registry_check"]
     assert any("checksum mismatch" in p for p in check["problems"])
 

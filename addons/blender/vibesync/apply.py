@@ -346,45 +346,142 @@ def _set_collection_visible(coll, visible: bool) -> None:
 
 
 def _ensure_mesh_object(ob, registry):
-    """`ob` if it holds a mesh; an object without data (Unity's GameObject before its mesh
-    is added) is replaced by a mesh object with the same uuid, name, custom properties,
-    transform, parent, children, collections and visibility: Blender cannot give an Empty
-    data. Other object types (lights, cameras) cannot hold a mesh: LookupError."""
+    """`ob` if it holds a mesh. An Empty (Unity's GameObject before its mesh is added) is
+    replaced by a mesh object with the same uuid and name that keeps everything a person
+    made on it: Blender cannot give an Empty data (only an image) nor change an object's
+    type. `_carry_over` copies the object's own settings; `user_remap` then points every
+    reference to the Empty at the new object (collections, children, other objects'
+    constraints, modifiers and drivers, the view layers), and the per-view-layer state
+    (selected, active, hidden) is restored. An Empty that shows an image or instances a
+    collection, and other object types (lights, cameras), cannot hold a mesh: LookupError,
+    the person's object is left as it is."""
     if isinstance(ob.data, bpy.types.Mesh):
         return ob
     if ob.data is not None:
         raise LookupError(f"{ob.name} is a {ob.type.lower()} object; it cannot hold a mesh")
+    if ob.instance_type == "COLLECTION" and ob.instance_collection is not None:
+        raise LookupError(f"{ob.name} instances the collection {ob.instance_collection.name} "
+                          "in Blender; it cannot also hold a mesh")
     uuid = ob.get(identity.PROP)
     name = ob.name
     me = bpy.data.meshes.new(name)
     registry.bind_new(me, identity.new_uuid())
     new = bpy.data.objects.new(name, me)
-    for k in ob.keys():
-        if k != identity.PROP:
-            new[k] = ob[k]
-    new.parent = ob.parent
-    new.matrix_parent_inverse = ob.matrix_parent_inverse.copy()
-    new.rotation_mode = ob.rotation_mode
-    new.matrix_basis = ob.matrix_basis.copy()
-    new.hide_viewport = ob.hide_viewport
-    for c in ob.users_collection:
-        c.objects.link(new)
-    for child in list(ob.children):
-        inverse = child.matrix_parent_inverse.copy()
-        child.parent = new
-        child.matrix_parent_inverse = inverse
-    try:
-        hidden = ob.hide_get()
-    except RuntimeError:
-        hidden = False
+    _carry_over(ob, new)
+    layers = []
+    for scene in bpy.data.scenes:
+        for vl in scene.view_layers:
+            try:
+                layers.append((vl, ob.select_get(view_layer=vl), ob.hide_get(view_layer=vl),
+                               vl.objects.active == ob))
+            except RuntimeError:
+                pass  # not in this view layer
+    ob.user_remap(new)
+    _carry_field(ob, new)
     bpy.data.objects.remove(ob)
     new.name = name
-    try:
-        new.hide_set(hidden)
-    except RuntimeError:
-        pass
+    for vl, selected, hidden, active in layers:
+        try:
+            new.select_set(selected, view_layer=vl)
+            new.hide_set(hidden, view_layer=vl)
+        except RuntimeError:
+            continue
+        if active:
+            vl.objects.active = new
     registry.bind_new(new, uuid)
     return new
+
+
+# Object settings not copied as plain values: identity, data and derived matrices, or
+# handled by `_carry_over` itself (parenting, rotation mode first, instancing).
+_NOT_CARRIED = frozenset((
+    "name", "data", "tag", "is_runtime_data", "use_extra_user", "asset_data", "type", "mode",
+    "parent", "matrix_world", "matrix_local", "matrix_basis", "matrix_parent_inverse",
+    "dimensions", "rotation_mode", "active_material", "active_material_index",
+    "active_shape_key_index", "active_selection_set"))
+# Settings structs an Empty may carry (a force field, display, line art, ...).
+_NESTED = ("display", "lineart", "light_linking", "animation_visualization",
+           "cycles")
+
+
+def _copy_values(src, dst, skip=frozenset()) -> None:
+    """Every writable RNA property of `src` onto `dst` (what the type accepts)."""
+    for prop in src.bl_rna.properties:
+        key = prop.identifier
+        if prop.is_readonly or key in skip or key == "rna_type":
+            continue
+        try:
+            setattr(dst, key, getattr(src, key))
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            pass  # not meaningful for the new type (e.g. an Empty's display size)
+
+
+def _carry_over(ob, new) -> None:
+    """What a person made on the object `ob`, onto `new` (see `_ensure_mesh_object`)."""
+    new.rotation_mode = ob.rotation_mode  # before the rotations: setting it converts them
+    _copy_values(ob, new, _NOT_CARRIED)
+    for key in _NESTED:
+        src = getattr(ob, key, None)
+        if src is not None:
+            _copy_values(src, getattr(new, key))
+    new.parent = ob.parent
+    new.parent_type = ob.parent_type
+    new.parent_bone = ob.parent_bone
+    new.matrix_parent_inverse = ob.matrix_parent_inverse.copy()
+    for k in ob.keys():
+        if k == identity.PROP:
+            continue
+        value = ob[k]
+        if hasattr(value, "to_dict") and k in new.keys():
+            new[k].update(value.to_dict())  # an add-on's settings group already made above
+            continue
+        new[k] = value
+        try:
+            new.id_properties_ui(k).update(**ob.id_properties_ui(k).as_dict())
+        except TypeError:
+            pass  # a property type without UI data (group, array of ids, ...)
+    for c in ob.constraints:
+        new.constraints.copy(c)
+    _carry_animation(ob, new)
+
+
+def _carry_field(ob, new) -> None:
+    """An Empty used as a force field: the field settings exist only once made, and only
+    the operator makes them (on an object in the view layer: after `user_remap`)."""
+    if ob.field is None or ob.field.type == "NONE":
+        return
+    if new.field is None:
+        with bpy.context.temp_override(object=new, active_object=new):
+            bpy.ops.object.forcefield_toggle()
+    if new.field is not None:
+        _copy_values(ob.field, new.field)
+
+
+def _carry_animation(ob, new) -> None:
+    """The action (and its slot), drivers and NLA tracks of `ob`, onto `new`."""
+    src = ob.animation_data
+    if src is None:
+        return
+    dst = new.animation_data_create()
+    for key in ("action_extrapolation", "action_blend_type", "action_influence", "use_nla"):
+        setattr(dst, key, getattr(src, key))
+    if src.action is not None:
+        dst.action = src.action
+        if getattr(src, "action_slot", None) is not None:
+            dst.action_slot = src.action_slot  # Blender 4.4+: slotted actions
+    for fc in src.drivers:
+        dst.drivers.from_existing(src_driver=fc)
+    for track in src.nla_tracks:
+        t = dst.nla_tracks.new()
+        for key in ("name", "mute", "is_solo", "lock"):
+            setattr(t, key, getattr(track, key))
+        for strip in track.strips:
+            if strip.action is None:
+                continue
+            st = t.strips.new(strip.name, int(strip.frame_start), strip.action)
+            _copy_values(strip, st, frozenset(("action", "frame_start_ui", "frame_end_ui",
+                                               "frame_start_raw", "frame_end_raw",
+                                               "select")))
 
 
 def _place(idb, parent) -> None:

@@ -103,6 +103,37 @@ class ScanReport:
         self.assigned: list[str] = []      # datablocks that had no valid uuid
 
 
+# Datablocks read per slice by the resumable scan and sweep (~0.5-1 ms of main-thread time).
+SCAN_SLICE = 256
+# A resumable pass yields once a slice has run this long (its items cost 1-40 us each).
+SLICE_S = 0.002
+YIELD = object()  # what `slices` puts between two slices
+
+
+def slices(items, seconds: float = SLICE_S):
+    """The items, with `YIELD` inserted whenever the current slice has run `seconds`: a
+    generator looping over them yields there, so a pass over 20,000 entries is spread over
+    pump ticks (checked every 32 items)."""
+    start = time.perf_counter()
+    for n, item in enumerate(items):
+        if n & 31 == 31 and time.perf_counter() - start > seconds:
+            yield YIELD
+            start = time.perf_counter()
+        yield item
+
+
+def _release(*containers):
+    """Empty big containers a slice at a time (a generator yielding between slices)."""
+    for c in containers:
+        while c:
+            if isinstance(c, list):
+                del c[-4096:]
+            else:
+                for _ in range(min(4096, len(c))):
+                    c.pop() if isinstance(c, set) else c.popitem()
+            yield
+
+
 class Registry:
     """uuid <-> (kind, session_uid) bindings of the open file."""
 
@@ -110,11 +141,52 @@ class Registry:
         self.bindings: dict = {}  # uuid -> Binding
         self.by_key: dict[tuple[str, int], str] = {}
         self.collision_log = collections.deque(maxlen=1000)
+        # kind -> {session_uid: datablock}: `bpy.data.<kind>.get(name)` is a linear search
+        # (~3 ms per lookup in a 10,000-object file), this makes `resolve` O(1). Built in one
+        # pass when needed, rebuilt at most once per epoch (pump tick) on a miss, dropped on
+        # undo/redo and file load (`invalidate`); every hit is checked (session_uid, and a
+        # removed datablock raises ReferenceError).
+        self._index: dict[str, dict[int, object]] = {}
+        self._built_in: dict[str, int] = {}
+        self.epoch = 0
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
         self.bindings.clear()
         self.by_key.clear()
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Datablocks may have been reallocated (undo, redo, load): drop the index."""
+        self._index.clear()
+        self._built_in.clear()
+
+    def new_epoch(self) -> None:
+        self.epoch += 1
+
+    def lookup(self, kind: str, session_uid: int):
+        """The live datablock of this kind with this session_uid, or None."""
+        idx = self._index.get(kind)
+        if idx is not None:
+            idb = idx.get(session_uid)
+            if idb is not None:
+                try:
+                    if idb.session_uid == session_uid:
+                        return idb
+                except ReferenceError:
+                    pass  # removed since it was indexed
+            if self._built_in.get(kind) == self.epoch:
+                return None  # indexed this epoch and not there: gone
+        idx = self._index[kind] = {}
+        for idb in getattr(bpy.data, KIND_TABLE[kind][0]):
+            idx[idb.session_uid] = idb
+        self._built_in[kind] = self.epoch
+        return idx.get(session_uid)
+
+    def _indexed(self, kind: str, idb) -> None:
+        idx = self._index.get(kind)
+        if idx is not None:
+            idx[idb.session_uid] = idb
 
     # ---------------------------------------------------------------------- queries
     def alive_uuids(self) -> list[str]:
@@ -138,15 +210,12 @@ class Registry:
         b = self.bindings.get(uuid)
         if b is None or not b.alive:
             return None
-        coll = getattr(bpy.data, KIND_TABLE[b.kind][0])
-        idb = coll.get(b.name)
-        if idb is not None and idb.session_uid == b.session_uid and _trackable(idb):
-            return idb
-        for idb in coll:  # renamed since we last looked
-            if idb.session_uid == b.session_uid:
-                b.name = idb.name
-                return idb
-        return None
+        idb = self.lookup(b.kind, b.session_uid)
+        if idb is None or not _trackable(idb):
+            return None
+        if idb.name != b.name:
+            b.name = idb.name  # renamed since we last looked
+        return idb
 
     # ------------------------------------------------------------------------- scan
     def bind_new(self, idb, uuid: str) -> None:
@@ -158,33 +227,65 @@ class Registry:
             self.by_key.pop((old.kind, old.session_uid), None)
         self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name)
         self.by_key[(kind, idb.session_uid)] = uuid
+        self._indexed(kind, idb)
 
     def scan(self):
-        """Enforce uuids on every tracked datablock and rebuild the bindings.
+        """A whole scan at once (a save, an agent's tool call): see `scan_steps`."""
+        steps = self.scan_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def scan_steps(self):
+        """Enforce uuids on every tracked datablock and rebuild the bindings, in slices of
+        `SCAN_SLICE` datablocks: a generator that yields between slices (the pump resumes
+        it on its next tick, so a 10,000-object file never blocks Blender's main thread)
+        and returns the `ScanReport`.
 
         Bound datablocks go first so that, whatever Blender's iteration order, the datablock
-        already holding a uuid keeps it and only newcomers are renumbered.
+        already holding a uuid keeps it and only newcomers are renumbered. Datablocks made
+        or removed between slices may be missed by this pass (the depsgraph and the sweep
+        report them); a bound uuid not seen is declared vanished only if a fresh lookup by
+        session_uid does not find its datablock either.
         """
         report = ScanReport()
-        present: list[tuple[str, object]] = []
+        present: list[tuple[str, object, int]] = []
         live_keys: set[tuple[str, int]] = set()
         for kind, (attr, _code) in KIND_TABLE.items():
-            for idb in getattr(bpy.data, attr):
-                if not _trackable(idb):
-                    continue
-                present.append((kind, idb))
-                live_keys.add((kind, idb.session_uid))
+            coll = getattr(bpy.data, attr)
+            start = 0
+            while True:
+                chunk = coll[start:start + SCAN_SLICE]
+                if not chunk:
+                    break
+                for idb in chunk:
+                    if _trackable(idb):
+                        sid = idb.session_uid
+                        present.append((kind, idb, sid))
+                        live_keys.add((kind, sid))
+                start += len(chunk)
+                yield
 
         taken: dict[str, tuple[str, int]] = {}
         newcomers: list[tuple[str, object]] = []
-        for kind, idb in present:
-            key = (kind, idb.session_uid)
+        for entry in slices(present):
+            if entry is YIELD:
+                yield
+                continue
+            kind, idb, sid = entry
+            key = (kind, sid)
+            try:
+                prop = idb.get(PROP)
+                name = idb.name
+            except ReferenceError:
+                continue  # removed since the slice was read
             bound = self.by_key.get(key)
             if bound is None:
                 newcomers.append((kind, idb))
                 continue
             b = self.bindings[bound]
-            prop = idb.get(PROP)
             if prop != bound:
                 # Undo/redo rewound the property (e.g. a duplicate's fresh uuid): restore.
                 idb[PROP] = bound
@@ -194,10 +295,11 @@ class Registry:
                 report.revived.append(bound)
             else:
                 report.rebound.append(bound)
-            if b.name != idb.name:
-                b.name = idb.name
+            if b.name != name:
+                b.name = name
                 report.renamed.append(bound)
             taken[bound] = key
+            self._indexed(kind, idb)
 
         def holder_alive(uuid: str, key: tuple) -> bool:
             if uuid in taken:
@@ -206,14 +308,34 @@ class Registry:
             return other is not None and (other.kind, other.session_uid) in live_keys \
                 and (other.kind, other.session_uid) != key
 
-        for kind, idb in newcomers:
-            uuid = self._bind_newcomer(kind, idb, report, holder_alive)
+        for entry in slices(newcomers):
+            if entry is YIELD:
+                yield
+                continue
+            kind, idb = entry
+            try:
+                uuid = self._bind_newcomer(kind, idb, report, holder_alive)
+            except ReferenceError:
+                continue
             taken[uuid] = (kind, idb.session_uid)
 
-        for uuid, b in self.bindings.items():
-            if b.alive and uuid not in taken:
-                b.alive = False
-                report.vanished.append(uuid)
+        missing = []
+        for b in slices(list(self.bindings.values())):
+            if b is YIELD:
+                yield
+            elif b.alive and b.uuid not in taken:
+                missing.append(b.uuid)
+        if missing:
+            yield
+            for kind in {self.bindings[u].kind for u in missing}:
+                self._index.pop(kind, None)  # the next lookup reads this kind afresh
+            for u in missing:
+                b = self.bindings[u]
+                if self.lookup(b.kind, b.session_uid) is None:
+                    b.alive = False
+                    report.vanished.append(u)
+        # Freeing 20,000 entries at once is itself a pause: release them a slice at a time.
+        yield from _release(present, newcomers, live_keys, taken)
         return report
 
     def adopt(self, keys) -> "ScanReport":
@@ -235,9 +357,9 @@ class Registry:
             return self.resolve(uuid) is not None
 
         for kind, sids in wanted.items():
-            for idb in getattr(bpy.data, KIND_TABLE[kind][0]):
-                if idb.session_uid in sids and _trackable(idb) \
-                        and (kind, idb.session_uid) not in self.by_key:
+            for sid in sids:
+                idb = self.lookup(kind, sid)  # O(1): no pass over a big file
+                if idb is not None and _trackable(idb) and (kind, sid) not in self.by_key:
                     self._bind_newcomer(kind, idb, report, holder_alive)
         return report
 
@@ -265,33 +387,65 @@ class Registry:
             self.by_key.pop((old.kind, old.session_uid), None)
         self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name)
         self.by_key[key] = uuid
+        self._indexed(kind, idb)
         report.new.append(uuid)
         return uuid
 
     def sweep(self) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
-        """Cheap check without assignment: bound uuids whose datablock is gone, keys whose
-        name changed (some renames, e.g. of collections, send no depsgraph update) and keys
-        not bound yet (datablocks created without a depsgraph update, e.g. orphan data)."""
-        live: dict[str, dict[int, str]] = {}
+        """A whole sweep at once: see `sweep_steps`."""
+        steps = self.sweep_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def sweep_steps(self):
+        """Cheap check without assignment, in slices of `SCAN_SLICE` datablocks (a generator
+        like `scan_steps`, returning `(gone, renamed, unknown)`): bound uuids whose datablock
+        is gone, keys whose name changed (some renames, e.g. of collections, send no
+        depsgraph update) and keys not bound yet (datablocks created without a depsgraph
+        update, e.g. orphan data). A bound uuid not seen by the pass (its datablock may
+        have moved between slices) is gone only if a fresh lookup does not find it."""
+        seen: set[tuple[str, int]] = set()
         unknown = []
-        for kind, (attr, _code) in KIND_TABLE.items():
-            names = live[kind] = {}
-            for idb in getattr(bpy.data, attr):
-                sid = idb.session_uid
-                names[sid] = idb.name
-                if (kind, sid) not in self.by_key and idb.library is None:
-                    unknown.append((kind, sid))
-        gone = []
         renamed = []
-        for uuid, b in self.bindings.items():
-            if not b.alive:
-                continue
-            name = live[b.kind].get(b.session_uid)
-            if name is None:
-                b.alive = False
-                gone.append(uuid)
-            elif name != b.name:
-                renamed.append((b.kind, b.session_uid))
+        for kind, (attr, _code) in KIND_TABLE.items():
+            coll = getattr(bpy.data, attr)
+            start = 0
+            while True:
+                chunk = coll[start:start + SCAN_SLICE]
+                if not chunk:
+                    break
+                for idb in chunk:
+                    key = (kind, idb.session_uid)
+                    seen.add(key)
+                    u = self.by_key.get(key)
+                    if u is None:
+                        if idb.library is None:
+                            unknown.append(key)
+                        continue
+                    b = self.bindings.get(u)
+                    if b is not None and b.alive and b.name != idb.name:
+                        renamed.append(key)
+                start += len(chunk)
+                yield
+        gone = []
+        missing = []
+        for b in slices(list(self.bindings.values())):
+            if b is YIELD:
+                yield
+            elif b.alive and (b.kind, b.session_uid) not in seen:
+                missing.append(b)
+        if missing:
+            yield
+            for kind in {b.kind for b in missing}:
+                self._index.pop(kind, None)  # the next lookup reads this kind afresh
+            for b in missing:
+                if self.lookup(b.kind, b.session_uid) is None:
+                    b.alive = False
+                    gone.append(b.uuid)
+        yield from _release(seen)
         return gone, renamed, unknown
 
     def rebind_uuid(self, old: str, new: str) -> None:
@@ -306,11 +460,7 @@ class Registry:
         self.by_key[(b.kind, b.session_uid)] = new
 
     def resolve_binding(self, b: Binding):
-        coll = getattr(bpy.data, KIND_TABLE[b.kind][0])
-        for idb in coll:
-            if idb.session_uid == b.session_uid:
-                return idb
-        return None
+        return self.lookup(b.kind, b.session_uid)
 
     def has_unknown(self, kind: str, session_uid: int) -> bool:
         return (kind, session_uid) not in self.by_key

@@ -8,8 +8,14 @@ thread-safe queues:
   next one (the main thread re-sends its state after each `connected` event).
 * `inbox` (thread -> main): events `(kind, payload)`:
   `("connected", {"welcome": dict, "generation": int})`, `("disconnected", {"reason": str})`,
-  `("message", {"message": dict, "attachment": bytes})`,
+  `("message", {"message": dict, "attachment": bytes, "generation": int})`,
   `("bad_frame", {"code": str, "detail": str})`, `("handshake_error", {"code", "message"})`.
+  A message carries the generation of the connection it came on: the main thread drops
+  those of a connection it has already left (a file switch), whose replies would otherwise
+  land in the next file (e.g. a `batch_result` advancing the new file's `last_seq`).
+* A requested reconnect (file switch) first sends the frames already queued for the
+  current connection (e.g. the `applied` answer of a batch just applied), within
+  `FLUSH_BEFORE_RECONNECT_S`: a batch that was applied is answered, never reported lost.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ log = logging.getLogger("vibesync.transport")
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 HELLO_TIMEOUT_S = 5.0
+FLUSH_BEFORE_RECONNECT_S = 2.0
 _RECV_BYTES = 256 * 1024
 
 
@@ -261,7 +268,7 @@ class Transport:
             log.warning("dropped a bad message from the daemon: %s", e)
             self._post("bad_frame", code=e.code, detail=e.message)
             return
-        self._post("message", message=msg, attachment=attachment)
+        self._post("message", message=msg, attachment=attachment, generation=self.generation)
 
     def _serve(self, sock) -> str:
         decoder = self._sock_decoder
@@ -274,6 +281,7 @@ class Transport:
                 except queue.Empty:
                     break
                 if gen == "reconnect":
+                    self._flush_before_reconnect(sock, pending)
                     return "reconnect requested"
                 if gen != self.generation:
                     continue  # queued for an older connection: the main thread resends
@@ -307,3 +315,14 @@ class Transport:
                 for json_bytes, attachment in frames:
                     self._deliver(json_bytes, attachment)
         return "stopped"
+
+    def _flush_before_reconnect(self, sock, pending: bytearray) -> None:
+        """Send what is already queued for this connection before leaving it (bounded)."""
+        if not pending:
+            return
+        try:
+            sock.setblocking(True)
+            sock.settimeout(FLUSH_BEFORE_RECONNECT_S)
+            sock.sendall(bytes(pending))
+        except OSError as e:
+            log.warning("%d queued bytes not sent before the reconnect: %s", len(pending), e)

@@ -13,8 +13,11 @@ using VibeSync.Bridge.Core;
 
 namespace VibeSync.Bridge.Editor
 {
-    internal sealed class UnitySceneAdapter : ISceneAdapter
+    internal sealed class UnitySceneAdapter : ISceneAdapter, IAdoptingScene
     {
+        // Objects that carried no uuid when their scene was opened (not saved since they were
+        // synced, e.g. an editor crash): they may take back the daemon's uuids (Adoption.cs).
+        readonly HashSet<string> fresh = new HashSet<string>();
         public readonly IdentityRegistry<GameObject> Identity = new IdentityRegistry<GameObject>();
         // Mesh buffers are costly to build: cache per mesh instance, dropped when the mesh asset changes.
         readonly Dictionary<int, KeyValuePair<string, byte[]>> meshCache = new Dictionary<int, KeyValuePair<string, byte[]>>();
@@ -102,6 +105,7 @@ namespace VibeSync.Bridge.Editor
             foreach (var fix in Identity.Rebuild(scan))
             {
                 Write(fix.Key, fix.Value.NewUuid);
+                if (fix.Value.OldUuid == null) fresh.Add(fix.Value.NewUuid);
                 if (fix.Value.OldUuid != null) Say("re-identified " + PathOf(fix.Key.transform) + ": " + fix.Value.Reason);
             }
         }
@@ -336,6 +340,23 @@ namespace VibeSync.Bridge.Editor
         }
 
         // ------------------------------------------------------------------ apply
+
+        public ICollection<string> FreshUuids { get { return new List<string>(fresh); } }
+
+        public bool AdoptUuid(string freshUuid, string known)
+        {
+            GameObject go, other;
+            if (!Identity.TryGet(freshUuid, out go) || go == null) return false;
+            if (Identity.TryGet(known, out other) && other != null) return false;
+            Identity.Remove(freshUuid);
+            Identity.Bind(known, go, PathOf(go.transform));
+            Write(go, known);
+            fresh.Remove(freshUuid);
+            Say("took back " + known + " for " + PathOf(go.transform) + " (the scene was not saved since it was synced)");
+            return true;
+        }
+
+        public void KeepFresh(string uuid) { fresh.Remove(uuid); }
 
         public string ReassignUuid(string uuid)
         {

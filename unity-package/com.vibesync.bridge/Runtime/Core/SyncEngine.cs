@@ -94,6 +94,10 @@ namespace VibeSync.Bridge.Core
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
+        // Fresh uuids (IAdoptingScene) waiting for the first replay: neither registered nor sent
+        // until it has arrived (or AdoptWaitLimit has passed), then matched (Adoption.Match).
+        readonly HashSet<string> adoptable = new HashSet<string>();
+        Stopwatch adoptWait;
         IncomingBatch current;
         long lastSeq;
         long requestCounter;
@@ -159,6 +163,10 @@ namespace VibeSync.Bridge.Core
         public long BatchesCommitted { get; private set; }
         public long BatchesRolledBack { get; private set; }
         public long ResyncsRequested { get; private set; }
+        /// <summary>Objects that took back the uuid the daemon knows them by (Adoption, PROTOCOL §6.6).</summary>
+        public long Adopted { get; private set; }
+        /// <summary>How long fresh uuids wait for the first replay before they are sent as new objects.</summary>
+        public TimeSpan AdoptWaitLimit = TimeSpan.FromSeconds(10);
         /// <summary>uuids of resync batches not applied because this editor had unresolved local work (§6.6).</summary>
         public long ReplayKeptLocal { get; private set; }
 
@@ -172,7 +180,7 @@ namespace VibeSync.Bridge.Core
                 { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
                 { "not_synced", (long)notSynced.Count }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
-                { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
+                { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
             };
         }
 
@@ -339,6 +347,11 @@ namespace VibeSync.Bridge.Core
             TimeSpan left = budget - sw.Elapsed;
             if (left < TimeSpan.FromMilliseconds(1)) left = TimeSpan.FromMilliseconds(1);
             ProcessDirty(left);
+            if (adoptWait != null && adoptWait.Elapsed > AdoptWaitLimit && client.IsConnected)
+            {
+                Emit("adopt_timeout", new Dictionary<string, object> { { "fresh", (long)adoptable.Count } });
+                OpenAdoptGate();
+            }
             if (userActive && sinceUserEdit.Elapsed > UserIdleAfter && client.IsConnected)
             {
                 if (client.Send(Msg.UserActivity(false))) userActive = false;
@@ -388,7 +401,68 @@ namespace VibeSync.Bridge.Core
             });
             // In Play Mode the scene holds runtime objects: register once back in Edit Mode.
             // No resync request: the daemon sends what changed since hello.last_seq by itself.
+            var adopting = scene as IAdoptingScene;
+            if (adopting != null) foreach (var u in adopting.FreshUuids) adoptable.Add(u);
             if (!Paused) RegisterAll();
+            if (adoptable.Count > 0 && !Paused) AwaitAdoption();
+        }
+
+        /// <summary>
+        /// Fresh uuids wait for a replay: the daemon may know their objects under older uuids (an
+        /// editor crash before the scene was saved). The request asks for the whole project
+        /// (since_seq 0), so the answer names every object the daemon holds whatever LastSeq says.
+        /// </summary>
+        void AwaitAdoption()
+        {
+            string rid = NextRequestId("y");
+            if (!client.Send(Msg.Resync(rid, 0))) { OpenAdoptGate(); return; }
+            ResyncsRequested++;
+            adoptWait = Stopwatch.StartNew();
+            Emit("awaiting_adoption", new Dictionary<string, object> { { "fresh", (long)adoptable.Count }, { "request_id", rid } });
+        }
+
+        /// <summary>The first replay since connecting: fresh objects the daemon knows take their uuids back.</summary>
+        void Adopt(IncomingBatch b)
+        {
+            var adopting = (IAdoptingScene)scene;
+            var fresh = new Dictionary<string, ObjectState>();
+            foreach (var u in adoptable)
+            {
+                var st = scene.Capture(u);
+                if (st != null) fresh[u] = st;
+            }
+            var pairs = Adoption.Match(b.Changes, fresh, u => scene.Capture(u) != null);
+            var taken = new List<ObjectState>();
+            foreach (var kv in pairs)
+            {
+                if (!adopting.AdoptUuid(kv.Key, kv.Value)) continue;
+                adoptable.Remove(kv.Key);
+                Forget(new[] { kv.Key });
+                dirty.Remove(kv.Value);
+                Adopted++;
+                Emit("adopted", new Dictionary<string, object> { { "fresh", kv.Key }, { "uuid", kv.Value } });
+                var st = scene.Capture(kv.Value);
+                if (st != null) taken.Add(st);
+            }
+            OpenAdoptGate();
+            if (taken.Count > 0) SendRegister(taken); // their editor_ref here (idempotent)
+        }
+
+        /// <summary>The rest of the fresh uuids are the objects' own: register (and create) them.</summary>
+        void OpenAdoptGate()
+        {
+            adoptWait = null;
+            if (adoptable.Count == 0) return;
+            var adopting = scene as IAdoptingScene;
+            var rest = new List<ObjectState>();
+            foreach (var u in adoptable)
+            {
+                if (adopting != null) adopting.KeepFresh(u);
+                var st = scene.Capture(u);
+                if (st != null) rest.Add(st);
+            }
+            adoptable.Clear();
+            if (rest.Count > 0 && client.IsConnected) SendRegister(rest);
         }
 
         void OnDisconnected(string reason)
@@ -412,6 +486,7 @@ namespace VibeSync.Bridge.Core
                 kv.Value.Add(LostRequest);
                 if (!unacked.Contains(kv.Key)) { resendFull.Add(kv.Key); dirty.Add(kv.Key); }
             }
+            adoptWait = null; // the fresh uuids wait for the next connection's replay
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
@@ -428,7 +503,8 @@ namespace VibeSync.Bridge.Core
         void RegisterAll()
         {
             var all = scene.CaptureAll();
-            var items = new List<ObjectState>(all);
+            var items = new List<ObjectState>();
+            foreach (var st in all) if (!adoptable.Contains(st.Uuid)) items.Add(st);
             if (items.Count == 0)
             {
                 initialRegisterDone = true;
@@ -839,6 +915,7 @@ namespace VibeSync.Bridge.Core
                 if (b.Path != BatchPath.Resync) RequestResync();
                 return;
             }
+            if (adoptable.Count > 0 && adoptWait != null && b.Path == BatchPath.Resync) Adopt(b);
             ApplyComplete(b);
             if (notSynced.Count > 0)
             {
@@ -1038,6 +1115,7 @@ namespace VibeSync.Bridge.Core
             foreach (var uuid in dirty)
             {
                 if (registering.Contains(uuid)) continue; // decided when the register ack arrives
+                if (adoptable.Contains(uuid)) continue; // waits for the first replay (Adopt)
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);

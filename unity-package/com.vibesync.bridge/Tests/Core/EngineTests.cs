@@ -945,6 +945,102 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal("Lost?", (string)ops[ops.Count - 1]["name"], "with the current name");
             }
         }
+
+        // ---------------------------------------------------- adoption (crash before the save)
+
+        static HeadlessScene SceneFromFile(string json)
+        {
+            string path = System.IO.Path.GetTempFileName();
+            try
+            {
+                System.IO.File.WriteAllText(path, json);
+                var s = new HeadlessScene();
+                s.Load(path);
+                return s;
+            }
+            finally { System.IO.File.Delete(path); }
+        }
+
+        const string Tr = "\"transform\":{\"position\":[0,0,0],\"rotation\":[0,0,0,1],\"scale\":[1,1,1]}";
+
+        static Dictionary<string, object> NamedCreate(string uuid, string name)
+        {
+            var c = CubeCreate(uuid);
+            c["name"] = name;
+            return c;
+        }
+
+        [VsTest]
+        public static void AdoptionPairsOnlyUnambiguousMatchesTheSceneDoesNotHold()
+        {
+            Func<string, string, RemoteChange> create = (u, n) => new RemoteChange { Op = "create", Uuid = u, Kind = "object", Name = n };
+            string k1 = Msg.NewUuid(), k2 = Msg.NewUuid(), k3 = Msg.NewUuid(), k4 = Msg.NewUuid(), held = Msg.NewUuid();
+            string f1 = Msg.NewUuid(), f2 = Msg.NewUuid(), f3 = Msg.NewUuid(), f4 = Msg.NewUuid(), f5 = Msg.NewUuid();
+            var replay = new List<RemoteChange> { create(k1, "Main Camera"), create(k2, "Twin"), create(k3, "Twin"), create(k4, "Lamp"), create(held, "Held") };
+            var fresh = new Dictionary<string, ObjectState>
+            {
+                { f1, new ObjectState { Uuid = f1, Kind = "object", Name = "Main Camera" } },
+                { f2, new ObjectState { Uuid = f2, Kind = "object", Name = "Twin" } },     // two replayed Twins: ambiguous
+                { f3, new ObjectState { Uuid = f3, Kind = "object", Name = "Lamp" } },
+                { f4, new ObjectState { Uuid = f4, Kind = "object", Name = "Lamp" } },     // two local Lamps: ambiguous
+                { f5, new ObjectState { Uuid = f5, Kind = "collection", Name = "Held" } },
+            };
+            var pairs = Adoption.Match(replay, fresh, u => u == held);
+            Check.Equal(1, pairs.Count, "one unambiguous pair");
+            Check.Equal(k1, pairs[f1], "Main Camera takes back its uuid");
+        }
+
+        [VsTest]
+        public static void AfterACrashBeforeTheSaveFreshObjectsTakeBackTheirUuidsFromTheReplay()
+        {
+            string saved = Msg.NewUuid(), known = Msg.NewUuid(), other = Msg.NewUuid();
+            var scene = SceneFromFile("{\"objects\":[{\"name\":\"Main Camera\"," + Tr + "},{\"name\":\"Lamp\"," + Tr + "},"
+                                      + "{\"uuid\":\"" + saved + "\",\"name\":\"Saved\"," + Tr + "}]}");
+            var fresh = new List<string>(scene.FreshUuids);
+            Check.Equal(2, fresh.Count, "the two objects without a uuid are fresh");
+            using (var r = new Rig(rig => rig.Scene = scene))
+            {
+                r.StartAndRegister();
+                var reg = (List<object>)r.Daemon.Received("register")[0].Message["items"];
+                Check.Equal(1, reg.Count, "only the saved object is registered before the replay");
+                Check.Equal(saved, (string)((Dictionary<string, object>)reg[0])["uuid"], "the saved one");
+                var rs = r.Daemon.WaitFor("resync", 1, r.Pump);
+                Check.Equal(0L, (long)rs[0].Message["since_seq"], "the whole project is asked for");
+                r.Settle();
+                Check.Equal(0, r.Ops().FindAll(o => (string)o["op"] == "create" && fresh.Contains((string)o["uuid"])).Count,
+                    "no create for a fresh uuid before the replay");
+                // The replay: the daemon knows Main Camera (its uuid before the crash) and another object.
+                r.Daemon.Knows(known);
+                r.Daemon.Knows(other);
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", NamedCreate(known, "Main Camera"), NamedCreate(other, "Added elsewhere"));
+                Check.Eventually(() => r.Engine.Adopted == 1 && r.Scene.Find(other) != null, TimeSpan.FromSeconds(5), "adopted and applied", r.Pump);
+                var cam = r.Scene.FindByName("Main Camera");
+                Check.Equal(known, cam.Uuid, "Main Camera carries the daemon's uuid");
+                Check.Near(new[] { 1.0, 3, 2 }, cam.Position, 1e-9, "and the synced state (canonical [1,3,-2] in the Unity frame)");
+                Check.Equal(4, r.Scene.Objects.Count, "nothing duplicated in the scene");
+                // Lamp matched nothing: it is a new object, registered and created now.
+                string lamp = r.Scene.FindByName("Lamp").Uuid;
+                Check.Eventually(() => r.Ops().Exists(o => (string)o["op"] == "create" && (string)o["uuid"] == lamp), TimeSpan.FromSeconds(5), "Lamp created", r.Pump);
+                r.Settle();
+                Check.Equal(0, r.Ops().FindAll(o => (string)o["op"] == "create" && (string)o["uuid"] != lamp && (string)o["uuid"] != saved).Count,
+                    "no create for Main Camera under any uuid");
+                Check.Equal(0, new List<string>(r.Scene.FreshUuids).Count, "nothing is fresh any more");
+            }
+        }
+
+        [VsTest]
+        public static void FreshObjectsAreSentAsNewWhenNoReplayComes()
+        {
+            var scene = SceneFromFile("{\"objects\":[{\"name\":\"Lonely\"," + Tr + "}]}");
+            using (var r = new Rig(rig => rig.Scene = scene))
+            {
+                r.Engine.AdoptWaitLimit = TimeSpan.FromMilliseconds(300);
+                r.StartAndRegister();
+                string u = r.Scene.FindByName("Lonely").Uuid;
+                Check.Eventually(() => r.Ops().Exists(o => (string)o["op"] == "create" && (string)o["uuid"] == u), TimeSpan.FromSeconds(5), "created after the wait", r.Pump);
+                Check.True(r.Events.Contains("adopt_timeout"), "the wait ended by its limit");
+            }
+        }
     }
 }
 #endif

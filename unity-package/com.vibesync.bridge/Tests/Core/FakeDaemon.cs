@@ -187,6 +187,9 @@ namespace VibeSync.Bridge.Tests
             return id;
         }
 
+        /// <summary>The registry holds this uuid already (a later `register` of it is `unchanged`).</summary>
+        public void Knows(string uuid) { lock (gate) registered.Add(uuid); }
+
         /// <summary>`batch_result` (§6.4).</summary>
         public void SendResult(string batchId, long resultSeq, string outcome, IEnumerable<string> uuids, string errorCode = null)
         {

@@ -38,8 +38,12 @@ namespace VibeSync.Bridge.Headless
         }
     }
 
-    public sealed class HeadlessScene : ISceneAdapter
+    public sealed class HeadlessScene : ISceneAdapter, IAdoptingScene
     {
+        // Objects that carried no uuid in the loaded scene file (a scene never saved since they
+        // were synced, e.g. an editor crash before the save): the engine lets them take back the
+        // uuids the daemon knows them by (Adoption, PROTOCOL §6.6).
+        readonly HashSet<string> fresh = new HashSet<string>();
         // Insertion order = hierarchy order (like Unity's root order).
         readonly List<SceneObject> objects = new List<SceneObject>();
         public readonly IdentityRegistry<SceneObject> Identity = new IdentityRegistry<SceneObject>();
@@ -148,6 +152,22 @@ namespace VibeSync.Bridge.Headless
             var o = Find(uuid);
             return o == null || o.Mesh == null ? null : o.Mesh.Buffer;
         }
+
+        public ICollection<string> FreshUuids { get { return new List<string>(fresh); } }
+
+        public bool AdoptUuid(string freshUuid, string known)
+        {
+            var o = Find(freshUuid);
+            if (o == null || Find(known) != null || !Msg.IsValidUuid(known)) return false;
+            Identity.Remove(freshUuid);
+            o.Uuid = known;
+            Identity.Bind(known, o, PathOf(o));
+            foreach (var c in objects) if (c.Parent == freshUuid) c.Parent = known;
+            fresh.Remove(freshUuid);
+            return true;
+        }
+
+        public void KeepFresh(string uuid) { fresh.Remove(uuid); }
 
         public string ReassignUuid(string uuid)
         {
@@ -356,6 +376,7 @@ namespace VibeSync.Bridge.Headless
                 if (d.TryGetValue("material", out mat) && mat != null) o.Material = MaterialState.FromJson(Msg.Obj(d, "material", path), path + ".material");
                 var ch = Add(o);
                 if (ch != null) changes.Add(ch);
+                if (ch != null && !Msg.IsValidUuid(ch.OldUuid)) fresh.Add(o.Uuid);
             }
             return changes;
         }
