@@ -10,6 +10,7 @@ mod durability;
 mod governance;
 mod handshake;
 mod ingest;
+mod live;
 mod registry;
 mod resilience;
 mod restore;

@@ -28,6 +28,11 @@ pub struct Mini {
     pub events: Vec<Value>,
     /// Sent as `change.automation` (changes made by an agent's tool inside the editor).
     pub automation: Option<Value>,
+    /// `live` frames received (PROTOCOL §6.3), applied at once like an editor does.
+    pub lives: Vec<Value>,
+    /// Every message type handled, in arrival order (`apply`/`batch_end` inside batches
+    /// excluded).
+    pub order: Vec<String>,
 }
 
 impl Mini {
@@ -46,6 +51,8 @@ impl Mini {
             answer: true,
             events: vec![],
             automation: None,
+            lives: vec![],
+            order: vec![],
         }
     }
 
@@ -121,7 +128,16 @@ impl Mini {
         if std::env::var("MINI_DEBUG").is_ok() {
             eprintln!("[{}] {}", self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"), m);
         }
+        self.order.push(m["type"].as_str().unwrap_or("?").to_string());
         match m["type"].as_str().unwrap() {
+            "live" => {
+                // A live preview: applied at once, not answered (PROTOCOL §6.3).
+                let ch = m["change"].clone();
+                if ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
+                    self.apply(&ch, vec![]);
+                }
+                self.lives.push(m);
+            }
             "batch_begin" => {
                 let id = m["batch_id"].as_str().unwrap().to_string();
                 let count = m["count"].as_u64().unwrap() as usize;
