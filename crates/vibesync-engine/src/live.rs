@@ -20,6 +20,9 @@ struct Pending<P> {
     payload: P,
 }
 
+/// A timer-queue entry: (due, generation, uuid, receiver, op).
+type Due<R> = Reverse<(u64, u64, String, R, &'static str)>;
+
 /// Per-key rate limit with "latest wins, trailing value always delivered".
 /// `R`: the receiver; keys are `(R, uuid, op)`; `P`: what is sent.
 pub struct Throttle<R, P> {
@@ -29,7 +32,7 @@ pub struct Throttle<R, P> {
     /// uuid → (receiver, op) → the value waiting for its interval.
     pending: HashMap<String, HashMap<(R, &'static str), Pending<P>>>,
     /// (due, generation, uuid, receiver, op): the timer queue, entries checked lazily.
-    heap: BinaryHeap<Reverse<(u64, u64, String, R, &'static str)>>,
+    heap: BinaryHeap<Due<R>>,
     generation: u64,
     offers: u64,
 }

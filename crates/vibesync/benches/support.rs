@@ -169,20 +169,42 @@ pub fn run_relay() -> ! {
 
 // ---- the receiving editor ----------------------------------------------------------------
 
-/// What the receiving side holds: uuid → x of the last pose it applied.
+/// What the receiving side holds: uuid → x of the last pose it applied, from any frame
+/// (`live` previews included), and of the last pose a fenced batch applied.
 #[derive(Default)]
 pub struct Held {
-    poses: Mutex<HashMap<String, f64>>,
+    poses: Mutex<Poses>,
     cv: Condvar,
 }
 
+#[derive(Default)]
+struct Poses {
+    shown: HashMap<String, f64>,
+    batched: HashMap<String, f64>,
+}
+
 impl Held {
-    /// Wait until every uuid of `goal` holds its x; the instant it was seen, or None at the
-    /// deadline.
+    /// Wait until every uuid of `goal` holds its x (from a live preview or a batch); the
+    /// instant it was seen, or None at the deadline.
     pub fn wait_for(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
+        self.wait(goal, deadline, |p| &p.shown)
+    }
+
+    /// Wait until a fenced batch (verified by the daemon) made every uuid of `goal` hold its x.
+    pub fn wait_for_batch(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
+        self.wait(goal, deadline, |p| &p.batched)
+    }
+
+    fn wait(
+        &self,
+        goal: &HashMap<String, f64>,
+        deadline: Instant,
+        which: impl Fn(&Poses) -> &HashMap<String, f64>,
+    ) -> Option<Instant> {
         let mut held = self.poses.lock().unwrap();
         loop {
-            if goal.iter().all(|(u, x)| held.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
+            let m = which(&held);
+            if goal.iter().all(|(u, x)| m.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
                 return Some(Instant::now());
             }
             let now = Instant::now();
@@ -193,17 +215,21 @@ impl Held {
         }
     }
 
-    fn set(&self, updates: impl IntoIterator<Item = (String, f64)>) {
+    fn set(&self, updates: impl IntoIterator<Item = (String, f64)>, batch: bool) {
         let mut held = self.poses.lock().unwrap();
         for (u, x) in updates {
-            held.insert(u, x);
+            if batch {
+                held.batched.insert(u.clone(), x);
+            }
+            held.shown.insert(u, x);
         }
         self.cv.notify_all();
     }
 }
 
 /// Receive batches as an editor does (a batch is applied at its `batch_end`) and answer
-/// `applied` with the state hashes; runs until the connection closes.
+/// `applied` with the state hashes; apply `live` previews at once (docs/PROTOCOL.md §6.3);
+/// runs until the connection closes.
 pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
     let held = Arc::new(Held::default());
     let h = held.clone();
@@ -214,6 +240,18 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
         while let Ok(f) = c.recv_frame() {
             let m: Value = serde_json::from_slice(&f.json).unwrap();
             match m["type"].as_str() {
+                Some("live") => {
+                    let ch = &m["change"];
+                    let Some(u) = ch["uuid"].as_str() else { continue };
+                    if let (Some(s), Some("transform")) = (states.get_mut(u), ch["op"].as_str()) {
+                        s["t"] = ch["t"].clone();
+                        s["r"] = ch["r"].clone();
+                        s["s"] = ch["s"].clone();
+                        if let Some(x) = ch["t"][0].as_f64() {
+                            h.set([(u.to_string(), x)], false);
+                        }
+                    }
+                }
                 Some("batch_begin") => batch.clear(),
                 Some("apply") => batch.push((m["change"]["uuid"].as_str().unwrap().to_string(), m["change"].clone())),
                 Some("batch_end") => {
@@ -241,7 +279,7 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
                         let _ =
                             c.send(&json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes}));
                     }
-                    h.set(poses);
+                    h.set(poses, true);
                 }
                 _ => {}
             }
@@ -264,7 +302,7 @@ pub fn spawn_relay_receiver(mut c: Client) -> Arc<Held> {
                 .flatten()
                 .filter_map(|ch| Some((ch["uuid"].as_str()?.to_string(), ch["t"][0].as_f64()?)))
                 .collect();
-            h.set(poses);
+            h.set(poses, false);
         }
     });
     held
@@ -288,6 +326,9 @@ pub struct AckState {
     /// Items refused, by code; whole requests refused count every item they carried as 1.
     pub refused: BTreeMap<String, u64>,
     pub last_reply: Option<Instant>,
+    /// `batch_result`s with outcome `committed` (the sender's changes verified and durable).
+    pub committed: u64,
+    pub last_committed: Option<Instant>,
 }
 
 impl Acks {
@@ -302,6 +343,19 @@ impl Acks {
             s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
         }
         s.clone()
+    }
+
+    /// Wait until `n` committed `batch_result`s arrived; the instant the n-th was read.
+    pub fn wait_committed(&self, n: u64, deadline: Instant) -> Option<Instant> {
+        let mut s = self.state.lock().unwrap();
+        while s.committed < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
+        }
+        s.last_committed
     }
 
     pub fn snapshot(&self) -> AckState {
@@ -333,6 +387,12 @@ pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
                 Some("error") if m["request_id"].is_string() => {
                     s.replies += 1;
                     *s.refused.entry(m["code"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                }
+                Some("batch_result") if m["outcome"] == "committed" => {
+                    s.committed += 1;
+                    s.last_committed = Some(Instant::now());
+                    a.cv.notify_all();
+                    continue;
                 }
                 _ => continue,
             }
