@@ -312,6 +312,23 @@ impl Daemon {
         true
     }
 
+    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3) without ever waiting:
+    /// only while the session's writer queue is at most half full, so they never hold back
+    /// the sender nor crowd out the batches that supersede them. Returns how many were queued.
+    pub fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> usize {
+        let Some(tx) = self.sessions.lock().unwrap().get(session_id).map(|c| c.handle.tx.clone()) else {
+            return 0;
+        };
+        let mut queued = 0;
+        for f in frames {
+            if tx.capacity() * 2 < tx.max_capacity() || tx.try_send(f).is_err() {
+                break;
+            }
+            queued += 1;
+        }
+        queued
+    }
+
     /// The daemon-wide mutation turn: held around WAL COMMIT + registry apply.
     pub async fn mutation_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.mutation.lock().await

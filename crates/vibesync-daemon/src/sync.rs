@@ -291,7 +291,7 @@ impl Actor {
     }
 
     async fn on_tick(&mut self) {
-        self.flush_live().await;
+        self.flush_live();
         if let Some(f) = &self.inflight {
             let verdict = f.verification.tick(self.now_ms());
             self.carry_out(verdict).await;
@@ -487,7 +487,7 @@ impl Actor {
             }
             self.window.push(self.now_ms(), Queued { origin: session.clone(), author, change });
         }
-        self.forward_live(session, live).await;
+        self.forward_live(session, live);
         (results, stale)
     }
 
@@ -500,7 +500,7 @@ impl Actor {
     /// Pipeline step `forward`, live half: send admitted fast-path changes to the project's
     /// other scene holders at once, at most one frame per receiver, uuid and op per
     /// `sync.live_interval_ms` (the rest wait in the throttle, the latest value winning).
-    async fn forward_live(&mut self, origin: &SessionInfo, changes: Vec<(String, ChangeOp)>) {
+    fn forward_live(&mut self, origin: &SessionInfo, changes: Vec<(String, ChangeOp)>) {
         if changes.is_empty() {
             return;
         }
@@ -517,14 +517,25 @@ impl Actor {
                     Some(live_frame(uuid, &sent.0, sent.1, r.unit_scale))
                 })
                 .collect();
-            if !frames.is_empty() {
-                self.daemon.send_frames(&r.session_id, frames).await;
-            }
+            self.offer_live(&r.session_id, frames);
+        }
+    }
+
+    /// Previews never wait for a receiver: one whose writer queue is half full gets none
+    /// (the window's batch brings it the state).
+    fn offer_live(&self, session_id: &str, frames: Vec<Frame>) {
+        let n = frames.len();
+        if n == 0 {
+            return;
+        }
+        let queued = self.daemon.offer_frames(session_id, frames);
+        if queued < n {
+            debug!(session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
         }
     }
 
     /// Deliver the live previews whose interval has passed (the trailing values).
-    async fn flush_live(&mut self) {
+    fn flush_live(&mut self) {
         let due = self.live.take_due(self.now_ms());
         if due.is_empty() {
             return;
@@ -538,7 +549,7 @@ impl Actor {
         for (r, items) in per {
             let Some(s) = self.daemon.session_info(&r) else { continue };
             let frames = items.iter().map(|(u, op, k)| live_frame(u, op, *k, s.unit_scale)).collect();
-            self.daemon.send_frames(&r, frames).await;
+            self.offer_live(&r, frames);
         }
     }
 
