@@ -39,7 +39,7 @@ impl BenchDaemon {
             .args(["--config", cfg.to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start vibesync serve");
         let addr = read_listen_line(&mut child);
@@ -60,9 +60,13 @@ impl Drop for BenchDaemon {
     }
 }
 
+/// The address from the first stdout line; the rest of stdout is drained in the background
+/// (`serve` prints more after that line, and a closed pipe would make it fail).
 fn read_listen_line(child: &mut Child) -> SocketAddr {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
 
@@ -181,31 +185,35 @@ pub struct Held {
 struct Poses {
     shown: HashMap<String, f64>,
     batched: HashMap<String, f64>,
+    /// When the receiver thread last applied a pose (of any frame, of a batch): a goal that
+    /// holds was reached then, not when the waiting thread happened to wake up.
+    shown_at: Option<Instant>,
+    batched_at: Option<Instant>,
 }
 
 impl Held {
     /// Wait until every uuid of `goal` holds its x (from a live preview or a batch); the
     /// instant it was seen, or None at the deadline.
     pub fn wait_for(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
-        self.wait(goal, deadline, |p| &p.shown)
+        self.wait(goal, deadline, |p| (&p.shown, p.shown_at))
     }
 
     /// Wait until a fenced batch (verified by the daemon) made every uuid of `goal` hold its x.
     pub fn wait_for_batch(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
-        self.wait(goal, deadline, |p| &p.batched)
+        self.wait(goal, deadline, |p| (&p.batched, p.batched_at))
     }
 
     fn wait(
         &self,
         goal: &HashMap<String, f64>,
         deadline: Instant,
-        which: impl Fn(&Poses) -> &HashMap<String, f64>,
+        which: impl Fn(&Poses) -> (&HashMap<String, f64>, Option<Instant>),
     ) -> Option<Instant> {
         let mut held = self.poses.lock().unwrap();
         loop {
-            let m = which(&held);
+            let (m, at) = which(&held);
             if goal.iter().all(|(u, x)| m.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
-                return Some(Instant::now());
+                return Some(at.unwrap_or_else(Instant::now));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -217,11 +225,14 @@ impl Held {
 
     fn set(&self, updates: impl IntoIterator<Item = (String, f64)>, batch: bool) {
         let mut held = self.poses.lock().unwrap();
+        let now = Instant::now();
         for (u, x) in updates {
             if batch {
                 held.batched.insert(u.clone(), x);
+                held.batched_at = Some(now);
             }
             held.shown.insert(u, x);
+            held.shown_at = Some(now);
         }
         self.cv.notify_all();
     }
@@ -275,11 +286,12 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
                         }
                         hashes.insert(u.clone(), json!(state_hash(s)));
                     }
+                    // An editor holds the batch's poses before it answers.
+                    h.set(poses, true);
                     if m["batch_id"].is_string() {
                         let _ =
                             c.send(&json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes}));
                     }
-                    h.set(poses, true);
                 }
                 _ => {}
             }
