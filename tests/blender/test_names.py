@@ -34,11 +34,11 @@ def test_error_codes_and_which_close_the_connection():
 
 
 def test_statuses_outcomes_paths():
-    assert _values(wire.Status) == set(NAMES["item_statuses"])
-    assert _values(wire.Outcome) == set(NAMES["batch_outcomes"])
+    assert _values(wire.ItemStatus) == set(NAMES["item_statuses"])
+    assert _values(wire.BatchOutcome) == set(NAMES["batch_outcomes"])
     assert _values(wire.PathKind) == set(NAMES["path_kinds"])
     assert _values(wire.AdminAction) == set(NAMES["admin_actions"])
-    assert _values(wire.EditorState) == set(NAMES["editor_run_states"])
+    assert _values(wire.EditorRunState) == set(NAMES["editor_run_states"])
 
 
 def test_kinds_and_ops():

@@ -160,3 +160,38 @@ def test_auto_frame_graph_suggests_and_applies(fresh_file):
     by_type = geonodes.auto_frame_graph(group, strategy="type", apply=True)
     assert {f["label"] for f in by_type} >= {"Mesh", "Instances"}
     assert group.nodes["cone"].parent is not None
+
+
+@pytest.mark.parametrize("source", [
+    {"id": "src", "type": "FunctionNodeRandomValue", "properties": {"data_type": "INT"},
+     "socket": "Value"},
+    {"id": "src", "type": "FunctionNodeCombineColor", "socket": "Color"},
+])
+def test_a_link_blender_refuses_is_built_through_the_inserted_conversion_node(fresh_file, source):
+    """Integer / Color into Instance on Points' Rotation: Blender refuses the link itself;
+    the validator inserts Euler to Rotation (docs/GEONODES.md §Conversions) and Blender
+    accepts, builds and evaluates the graph it answers with."""
+    graph, _ = geonodes.parse_graph_text(read("scatter.json"))
+    socket = source.pop("socket")
+    graph["nodes"].append(source)
+    graph["links"].append({"from": "src", "from_socket": socket, "to": "iop", "to_socket": "Rotation"})
+    cube = bpy.data.objects["Cube"]
+    before = state()
+    # Blender itself refuses the link as written (the differential half of the rule).
+    with pytest.raises(geonodes.BuildError) as err:
+        geonodes.build(cube, graph)
+    assert err.value.code == "INCOMPATIBLE_SOCKETS", err.value.message
+    assert state() == before
+    proc = run_cli("validate", "-", "--blender", VERSION, stdin=json.dumps(graph))
+    report = json.loads(proc.stdout)
+    assert report["status"] == "GRAPH_OK", report
+    assert [w["code"] for w in report["warnings"]] == ["CONVERSION_INSERTED"], report
+    built = report["graph"]
+    summary = geonodes.build(cube, built)
+    assert summary["links"] == len(graph["links"]) + 1
+    group = cube.modifiers["GeometryNodes"].node_group
+    conv = group.nodes[f"convert_{len(graph['links']) - 1}"]
+    assert conv.bl_idname == "FunctionNodeEulerToRotation"
+    assert all(link.is_valid for link in group.links)
+    ev = geonodes.evaluated_summary(cube)
+    assert ev["instances"] == 25 and ev["warnings"] == [], ev

@@ -122,7 +122,7 @@ def test_validator_agrees_with_blender_on_every_link(catalogue):
     assert len(corpus) > 500, len(corpus)
     reports = validate_many([g for g, _, _ in corpus])
     mismatches, unresolved = [], []
-    for (graph, valid, what), report in zip(corpus, reports):
+    for (_graph, valid, what), report in zip(corpus, reports):
         at_link = [e for e in report["errors"] if e["pointer"].startswith("/links/0")]
         other = [e for e in at_link if e["code"] not in LINK_CODES]
         if other:
@@ -135,5 +135,6 @@ def test_validator_agrees_with_blender_on_every_link(catalogue):
     invalid = sum(1 for _, v, _ in corpus if not v)
     print(f"Blender {VERSION}: {len(corpus)} links, {invalid} invalid in Blender")
     assert not unresolved, f"{len(unresolved)} links not resolved:\n" + "\n".join(unresolved[:20])
-    assert not mismatches, f"{len(mismatches)} of {len(corpus)} disagree:\n" + "\n".join(mismatches[:int(os.environ.get("GEONODES_SHOW", "30"))])
+    show = int(os.environ.get("GEONODES_SHOW", "30"))
+    assert not mismatches, f"{len(mismatches)} of {len(corpus)} disagree:\n" + "\n".join(mismatches[:show])
     assert invalid > 50, "the corpus must contain links Blender refuses"

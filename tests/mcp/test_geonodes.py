@@ -53,7 +53,8 @@ def test_d_scatter_built_through_mcp_appears_in_unity(blender, host, project_id)
             assert body(r)["status"] == "GRAPH_OK", body(r)
             # Errors are answered by the validator: nothing reaches Blender.
             groups = sorted(g.name for g in bpy.data.node_groups)
-            r = await pumped(s.call_tool("geonodes.build", {"object": "Scatter", "graph_json": read("seed_example.json")}))
+            r = await pumped(s.call_tool("geonodes.build",
+                                         {"object": "Scatter", "graph_json": read("seed_example.json")}))
             assert r.is_error and body(r)["validation"]["status"] == "ERRORS_FOUND", body(r)
             assert body(r)["error_code"] == "INVALID_ARGUMENT" and body(r)["field"] == "/graph_json", body(r)
             assert sorted(g.name for g in bpy.data.node_groups) == groups and not ob.modifiers

@@ -57,7 +57,8 @@ def test_a_initialize_and_list_answer_at_once_with_nothing_running(tmp_path):
             # leaves the server.
             r = await asyncio.wait_for(s.call_tool("geonodes.catalogue", {"node": "MeshCone"}), 5)
             assert not r.is_error and body(r)["nodes"][0]["identifier"] == "GeometryNodeMeshCone", body(r)
-            r = await asyncio.wait_for(s.call_tool("geonodes.build", {"object": "Cube", "graph_json": "{\"nodes\": 3}"}), 5)
+            r = await asyncio.wait_for(
+                s.call_tool("geonodes.build", {"object": "Cube", "graph_json": "{\"nodes\": 3}"}), 5)
             assert r.is_error and body(r)["error_code"] == "INVALID_ARGUMENT", body(r)
             assert body(r)["validation"]["status"] == "ERRORS_FOUND", body(r)
     asyncio.run(scenario())
@@ -87,7 +88,8 @@ def test_b_enabling_the_addon_adds_tools_with_list_changed(blender, project_id):
             r = await pumped(s.call_tool("random_mesh_generator.add_random_sphere", {"name": "Ball", "seed": 1}))
             assert not r.is_error, body(r)
             assert "Ball" in bpy.data.objects
-            r = await pumped(s.call_tool("addon.call", {"addon_id": "random_mesh_generator", "tool": "add_random_cylinder",
+            r = await pumped(s.call_tool("addon.call", {"addon_id": "random_mesh_generator",
+                                                        "tool": "add_random_cylinder",
                                                         "arguments": {"name": "Can", "seed": 2}}))
             assert not r.is_error, body(r)
             assert "Can" in bpy.data.objects
@@ -97,12 +99,14 @@ def test_b_enabling_the_addon_adds_tools_with_list_changed(blender, project_id):
             await until(lambda: s.notes.list_changed > n, timeout=2.0, what="list_changed after disabling")
             listed = await pumped(s.list_tools())
             assert not any(x.startswith("random_mesh_generator.") for x in names(listed))
-            r = await pumped(s.call_tool("addon.call", {"addon_id": "random_mesh_generator", "tool": "add_random_cube"}))
+            r = await pumped(s.call_tool("addon.call",
+                                         {"addon_id": "random_mesh_generator", "tool": "add_random_cube"}))
             assert r.is_error and body(r)["error_code"] == "UNKNOWN_TOOL"
             n = s.notes.list_changed
             enable("random_mesh_generator")
             await until(lambda: s.notes.list_changed > n, timeout=2.0, what="list_changed after re-enabling")
-            r = await pumped(s.call_tool("addon.call", {"addon_id": "random_mesh_generator", "tool": "add_surprise_mesh",
+            r = await pumped(s.call_tool("addon.call", {"addon_id": "random_mesh_generator",
+                                                        "tool": "add_surprise_mesh",
                                                         "arguments": {"kind": "cube", "seed": 3}}))
             assert not r.is_error, body(r)
     asyncio.run(scenario())
@@ -264,7 +268,7 @@ def test_f_safe_mode_refuses_and_a_failing_tool_alone_is_blocked(blender, projec
             out = subprocess.run([blender.binary, "safe-mode", "clear", "--data-dir", blender.data_dir],
                                  capture_output=True, text=True, timeout=30)
             assert out.returncode == 0, out.stderr
-            for i in range(3):
+            for _ in range(3):
                 r = await pumped(s.call_tool("vibesync_test_tools.explode_halfway", {}))
                 assert r.is_error and body(r)["error_code"] == "HANDLER_FAILED", body(r)
             r = await pumped(s.call_tool("vibesync_test_tools.explode_halfway", {}))

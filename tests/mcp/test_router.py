@@ -8,10 +8,10 @@ import json
 import os
 
 from agent import Agent
-from conftest import disable, enable
+from conftest import enable
 from harness import bpy, drive, vibesync
 
-from vibesync import manifests, wire
+from vibesync import manifests
 
 
 def ids(reg) -> set:
@@ -147,8 +147,10 @@ def test_bad_arguments_are_refused_by_the_router_without_running(blender, projec
         ("random_mesh_generator", "add_random_cube", {"size": 1000}, "OUT_OF_RANGE", "/size"),
         ("random_mesh_generator", "add_surprise_mesh", {"kind": "torus"}, "INVALID_OPTION", "/kind"),
         ("random_mesh_generator", "add_random_cube", {"material": "NoSuchMaterial"}, "NOT_FOUND", "/material"),
-        ("vibesync_test_tools", "rename_object", {"object_name": "Ghost", "new_name": "x"}, "NOT_FOUND", "/object_name"),
-        ("vibesync_test_tools", "import_points", {"file_path": "../outside.json"}, "PATH_OUTSIDE_PROJECT", "/file_path"),
+        ("vibesync_test_tools", "rename_object", {"object_name": "Ghost", "new_name": "x"},
+         "NOT_FOUND", "/object_name"),
+        ("vibesync_test_tools", "import_points", {"file_path": "../outside.json"},
+         "PATH_OUTSIDE_PROJECT", "/file_path"),
         ("random_mesh_generator", "add_random_cube", {"colour": [1, 0, 0]}, "UNKNOWN_FIELD", "/colour"),
         ("random_mesh_generator", "add_random_cube", {"size": "big"}, "INVALID_TYPE", "/size"),
         ("random_mesh_generator", "add_random_cube", {"location": [1, 2]}, "OUT_OF_RANGE", "/location"),

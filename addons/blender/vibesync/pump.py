@@ -358,7 +358,7 @@ class Session:
         self.paused = True
         self.pause_reason = reason
         log.error("vibesync: paused: %s", reason)
-        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.PAUSED,
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorRunState.PAUSED,
                     "reason": reason})
 
     def resume(self) -> None:
@@ -366,7 +366,7 @@ class Session:
         self.pause_reason = ""
         self.error_loop.reset()
         log.info("vibesync: resumed")
-        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorState.RUNNING,
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorRunState.RUNNING,
                     "reason": "resumed by the user"})
 
     def _redraw_if_changed(self) -> None:
@@ -484,7 +484,7 @@ class Session:
                 self._await_adoption()
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
-                            "state": wire.EditorState.PAUSED, "reason": self.pause_reason})
+                            "state": wire.EditorRunState.PAUSED, "reason": self.pause_reason})
             self.ai.on_connected(self)
             log.info("vibesync: connected (session %s, project %s, daemon seq %s); "
                      "registering %d datablocks", self.session_id, self.project_id,
@@ -546,7 +546,7 @@ class Session:
                 self._on_tombstone_ack(ctx, results)
             elif what == "change":
                 for r in results:
-                    if isinstance(r, dict) and r.get("status") == wire.Status.ERROR:
+                    if isinstance(r, dict) and r.get("status") == wire.ItemStatus.ERROR:
                         self._change_rejected(r, rid)
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
@@ -581,14 +581,14 @@ class Session:
                 # The result of a batch we applied as a participant, not of our changes.
                 uuids = []
             self.dirty.update(self.inflight.resolve(uuids))
-            if outcome in (wire.Outcome.COMMITTED, wire.Outcome.DROPPED):
+            if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
                 self.not_synced.synced(uuids)
                 self.synced.update(uuids)
                 rseq = msg.get("seq")
-                if outcome == wire.Outcome.COMMITTED and isinstance(rseq, int):
+                if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
                     for u in uuids:
                         self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-            elif outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is True:
+            elif outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
                 self.not_synced.mark(uuids, reason)
@@ -600,7 +600,7 @@ class Session:
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if outcome == wire.Outcome.ROLLED_BACK and msg.get("kept_local") is not True:
+            if outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is not True:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
@@ -732,10 +732,10 @@ class Session:
             item = items[i]
             uuid = item["uuid"]
             status = r.get("status")
-            if status in (wire.Status.REGISTERED, wire.Status.UPDATED, wire.Status.UNCHANGED):
+            if status in (wire.ItemStatus.REGISTERED, wire.ItemStatus.UPDATED, wire.ItemStatus.UNCHANGED):
                 self.registered[uuid] = item["editor_ref"]
                 self.duplicate_of.pop(uuid, None)
-            elif status == wire.Status.COLLISION:
+            elif status == wire.ItemStatus.COLLISION:
                 self._daemon_collision(uuid, str(r.get("message")))
             else:
                 self._error(str(r.get("error_code")), f"register {uuid} "
@@ -786,7 +786,7 @@ class Session:
             if not isinstance(r, dict) or i >= len(uuids):
                 continue
             status = r.get("status")
-            if status == wire.Status.TOMBSTONED:
+            if status == wire.ItemStatus.TOMBSTONED:
                 self.tombstoned.append(uuids[i])
                 self.registered.pop(uuids[i], None)
             elif r.get("error_code") == wire.ErrorCode.NOT_FOUND:

@@ -81,8 +81,8 @@ DIRECTION = {
 }
 
 
-class Outcome:
-    """`batch_result.outcome` values (§6.4)."""
+class BatchOutcome:
+    """`batch_result.outcome` values (§6.4); Rust `BatchOutcome`, C# `BatchOutcome`."""
 
     COMMITTED = "committed"
     ROLLED_BACK = "rolled_back"
@@ -134,8 +134,8 @@ class AdminAction:
     QUARANTINE_RELEASE = "quarantine_release"
 
 
-class EditorState:
-    """`editor_state.state` values (§6.7)."""
+class EditorRunState:
+    """`editor_state.state` values (§6.7); Rust and C# `EditorRunState`."""
 
     PAUSED = "paused"
     RUNNING = "running"
@@ -188,8 +188,8 @@ CLOSING_ERRORS = frozenset({
 })
 
 
-class Status:
-    """`ack.results[].status` values (§5, §6.1)."""
+class ItemStatus:
+    """`ack.results[].status` values (§5, §6.1); Rust `ItemStatus`."""
 
     REGISTERED = "registered"
     UPDATED = "updated"

@@ -181,38 +181,22 @@ fn pretty(v: &serde_json::Value) -> Vec<u8> {
     b
 }
 
+/// The project id becomes a path in the audit tree: docs/PROTOCOL.md §2's rule
+/// (`vibesync_protocol::validate::project_id`) keeps it one safe component.
 fn check_component(project_id: &str, uuid: &str, what: &str, s: &str) -> Result<(), AuditError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(AuditError::BadEntry {
-            project_id: project_id.into(),
-            uuid: uuid.into(),
-            reason: format!("{what} {s:?} is not `[A-Za-z0-9._-]{{1,128}}` (it becomes a path in the audit tree)"),
-        })
-    }
+    vibesync_protocol::validate::project_id(s).map_err(|why| AuditError::BadEntry {
+        project_id: project_id.into(),
+        uuid: uuid.into(),
+        reason: format!("{what} {s:?}: {why} (it becomes a path in the audit tree)"),
+    })
 }
 
 fn check_uuid(project_id: &str, uuid: &str) -> Result<(), AuditError> {
-    let b = uuid.as_bytes();
-    let ok = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(AuditError::BadEntry {
-            project_id: project_id.into(),
-            uuid: uuid.into(),
-            reason: "uuid is not 36-char lowercase hyphenated hex".into(),
-        })
-    }
+    vibesync_protocol::validate::uuid(uuid).map_err(|e| AuditError::BadEntry {
+        project_id: project_id.into(),
+        uuid: uuid.into(),
+        reason: e.message,
+    })
 }
 
 fn one_line(s: &str) -> String {

@@ -117,10 +117,8 @@ pub fn write(data_dir: &Path, c: &Checkpoint) -> std::io::Result<()> {
 /// Move a damaged checkpoint aside (never deleted) so the next one can be written.
 pub fn set_aside(data_dir: &Path, quarantine: &Path) {
     let from = path(data_dir);
-    let _ = std::fs::create_dir_all(quarantine);
-    let to = quarantine.join(format!("checkpoint-{}.json", crate::now_rfc3339().replace(':', "")));
-    if let Err(e) = std::fs::rename(&from, &to) {
-        warn!("could not move {} to {}: {e}", from.display(), to.display());
+    if let Err(e) = vibesync_wal::fsutil::set_aside(&from, quarantine, "checkpoint", ".json") {
+        warn!("could not move {} to {}: {e}", from.display(), quarantine.display());
     }
 }
 

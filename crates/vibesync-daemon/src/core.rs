@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use vibesync_engine::register;
 use vibesync_engine::sync::Author;
 use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
-use vibesync_protocol::{ErrorCode, Frame, Inbound, Outbound};
+use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
@@ -41,6 +41,12 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether this session is a client of `kind` (`hello.editor` was validated against
+    /// [`ClientKind`] at the handshake).
+    pub fn is(&self, kind: ClientKind) -> bool {
+        self.editor == kind.as_str()
+    }
+
     /// `project_id`: the effective project (named in the hello, or assigned to it).
     pub fn new(h: &Hello, project_id: String, peer: SocketAddr) -> SessionInfo {
         SessionInfo {
@@ -289,8 +295,10 @@ impl Daemon {
             .collect()
     }
 
-    /// Queue frames on a session's writer. A consumer that cannot take them within the
-    /// timeout is not waited for longer (it is resynced when it reconnects); returns false.
+    /// Queue frames on a session's writer as one unit: they are written back to back, with
+    /// nothing else between them (a fenced batch is contiguous, docs/PROTOCOL.md §6.3). A
+    /// consumer that cannot take a frame within the timeout is not waited for longer (it is
+    /// disconnected, `SLOW_CONSUMER`, and resynced when it reconnects); returns false.
     pub async fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> bool {
         let Some((tx, kick)) =
             self.sessions.lock().unwrap().get(session_id).map(|c| (c.handle.tx.clone(), c.handle.kick.clone()))
@@ -298,35 +306,26 @@ impl Daemon {
             return false;
         };
         let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
-        for f in frames {
-            match tokio::time::timeout(patience, tx.send(f)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return false,
-                Err(_) => {
-                    warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
-                    kick.notify_one();
-                    return false;
-                }
+        match tx.send_all(frames, Some(patience)).await {
+            Ok(()) => true,
+            Err(crate::session::SendError::Closed) => false,
+            Err(crate::session::SendError::Slow) => {
+                warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
+                kick.notify_one();
+                false
             }
         }
-        true
     }
 
-    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3) without ever waiting:
-    /// only while the session's writer queue is at most half full, so they never hold back
-    /// the sender nor crowd out the batches that supersede them. Returns how many were queued.
-    pub fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> usize {
+    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3) without waiting for
+    /// the consumer (`Outbox::offer`; another sender's frames going in are waited for at most
+    /// 5 ms): they never hold back the sender nor crowd out the batches that supersede them.
+    /// Returns how many were queued.
+    pub async fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> usize {
         let Some(tx) = self.sessions.lock().unwrap().get(session_id).map(|c| c.handle.tx.clone()) else {
             return 0;
         };
-        let mut queued = 0;
-        for f in frames {
-            if tx.capacity() * 2 < tx.max_capacity() || tx.try_send(f).is_err() {
-                break;
-            }
-            queued += 1;
-        }
-        queued
+        tx.offer(frames, Duration::from_millis(5)).await
     }
 
     /// The daemon-wide mutation turn: held around WAL COMMIT + registry apply.
@@ -337,6 +336,12 @@ impl Daemon {
     /// A storage error outside a request (the sync actor): stop the daemon.
     pub fn storage_failure_notice(&self, operation_id: &str, message: &str) {
         let _ = self.storage_failure("", operation_id, message.to_string());
+    }
+
+    /// A storage error while answering `request_id`: stop the daemon; the `STORAGE_FAILED`
+    /// error frame to send.
+    pub fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame {
+        self.storage_failure(request_id, operation_id, message).to_frame()
     }
 
     /// Handle one request; returns the frames to send back, in order.
@@ -455,7 +460,7 @@ impl Daemon {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let request_id = req.request_id.clone();
         let author =
-            if sess.editor == "agent" || req.automation.is_some() { Author::Automation } else { Author::Person };
+            if sess.is(ClientKind::Agent) || req.automation.is_some() { Author::Automation } else { Author::Person };
         self.sync.send(
             self,
             &sess.project_id,
@@ -514,7 +519,7 @@ impl Daemon {
     /// Operator actions (`vibesync safe-mode`, `vibesync quarantine`): cli sessions only.
     async fn admin(self: &Arc<Self>, sess: &SessionInfo, a: vibesync_protocol::message::Admin) -> Frame {
         let rid = Some(a.request_id.clone());
-        if sess.editor != "cli" {
+        if !sess.is(ClientKind::Cli) {
             return Outbound::error(
                 ErrorCode::BadMessage,
                 "field `type`: `admin` is accepted only from `cli` sessions (the vibesync command line)",
@@ -529,7 +534,6 @@ impl Daemon {
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
                         self.set_safe_mode(false, "cleared by a person (vibesync safe-mode clear)");
-                        self.router.reset_failures();
                         json!({"safe_mode": false, "seq": seq, "failures_cleared": true})
                     }
                     Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
@@ -573,15 +577,19 @@ impl Daemon {
                             .collect();
                         json!({"project_id": project, "seq": self.last_seq(), "items": items})
                     }
-                    Err(e) => return Outbound::error(ErrorCode::Internal, format!("registry: {e}"), rid).to_frame(),
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
                 }
             }
             "quarantine_list" => {
-                let items: Vec<Value> = self
-                    .stores
-                    .registry
-                    .live_entries(a.project_id.as_deref())
-                    .unwrap_or_default()
+                let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
+                };
+                let items: Vec<Value> = entries
                     .into_iter()
                     .filter(|e| e.status == vibesync_registry::Status::Quarantined)
                     .map(|e| json!({"project_id": e.project_id, "uuid": e.uuid, "kind": e.kind, "name": e.name, "reason": e.quarantine_reason, "since_seq": e.updated_seq}))
@@ -597,11 +605,13 @@ impl Daemon {
                     )
                     .to_frame();
                 };
-                let found: Vec<String> = self
-                    .stores
-                    .registry
-                    .live_entries(a.project_id.as_deref())
-                    .unwrap_or_default()
+                let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                    }
+                };
+                let found: Vec<String> = entries
                     .into_iter()
                     .filter(|e| e.uuid == uuid && e.status == vibesync_registry::Status::Quarantined)
                     .map(|e| e.project_id)
@@ -697,7 +707,7 @@ impl Daemon {
     }
 
     fn refuse_automation_in_safe_mode(&self, sess: &SessionInfo, request_id: &str) -> Option<Frame> {
-        (self.safe_mode() && sess.editor == "agent").then(|| {
+        (self.safe_mode() && sess.is(ClientKind::Agent)).then(|| {
             Outbound::error(
                 ErrorCode::SafeMode,
                 "safe mode: automation is disabled until a person runs `vibesync safe-mode clear`",
@@ -797,9 +807,17 @@ impl Daemon {
         s
     }
 
+    /// First step of a graceful stop, before sessions are closed: the sync actors end, so
+    /// an editor disconnected by the stop is never taken for a participant lost mid-batch
+    /// (which is evidence against the batch's objects, docs/PROTOCOL.md §6.7). Idempotent.
+    pub async fn stop_sync(&self) {
+        self.sync.stop(Duration::from_secs(10)).await;
+    }
+
     /// Graceful stop: close the stores in order (WAL synced, registry flushed, sidecar,
     /// audit drained) and mark a clean boot.
     pub async fn shutdown(&self) {
+        self.stop_sync().await;
         self.finals.close();
         self.finals.wait().await;
         self.stores.close(Duration::from_secs(10)).await;

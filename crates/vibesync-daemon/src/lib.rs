@@ -93,10 +93,9 @@ pub struct ServeOptions {
     pub repair: bool,
 }
 
-/// RFC 3339 UTC timestamp with microseconds.
+/// RFC 3339 UTC timestamp with microseconds, as in WAL records (`vibesync_wal::format_ts`).
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    vibesync_wal::format_ts(time::OffsetDateTime::now_utc())
 }
 
 /// Boot: data dir, boot.json, token, stores (with recovery). Does not listen yet.

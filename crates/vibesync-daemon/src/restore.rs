@@ -104,10 +104,7 @@ fn open_repo(data: &DataDir) -> Result<git2::Repository, DaemonError> {
 }
 
 fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
+    time::OffsetDateTime::from_unix_timestamp(unix).map(vibesync_wal::format_ts).unwrap_or_else(|_| unix.to_string())
 }
 
 /// Every commit on the audit branch, newest first, with its seq range and operations (no

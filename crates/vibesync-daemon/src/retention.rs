@@ -166,7 +166,8 @@ fn referenced_blobs(data: &DataDir, registry: &Registry) -> Result<HashSet<Strin
         })
         .map_err(|e| e.message().to_string())?;
         for oid in ids {
-            let Ok(obj) = odb.read(oid) else { continue };
+            // An unreadable object stops the collection (what it names must not look unused).
+            let obj = odb.read(oid).map_err(|e| format!("audit object {oid} unreadable, no blob collected: {e}"))?;
             if obj.kind() != git2::ObjectType::Blob {
                 continue;
             }
@@ -179,8 +180,12 @@ fn referenced_blobs(data: &DataDir, registry: &Registry) -> Result<HashSet<Strin
         }
     }
     if data.wal().exists() {
-        let records: Vec<_> =
-            Reader::open(data.wal()).map_err(|e| e.to_string())?.filter_map(|e| e.ok()).map(|e| e.record).collect();
+        // A WAL read error stops the collection: a blob named after it must not look unused.
+        let records: Vec<_> = Reader::open(data.wal())
+            .map_err(|e| e.to_string())?
+            .map(|e| e.map(|e| e.record))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the WAL could not be read, no blob collected: {e}"))?;
         let rolled_back: HashSet<&str> =
             records.iter().filter(|r| r.phase == Phase::Rollback).map(|r| r.operation_id.as_str()).collect();
         for r in &records {

@@ -29,7 +29,7 @@ use vibesync_protocol::addon::{
     AddonCancel, AddonCommand, AddonRegistered, AddonUnregistered, CallErrorCode, CallState, CommandResponse,
     CommandResult, CommandStatus, RegistryUpdated, SceneQuery,
 };
-use vibesync_protocol::{ErrorCode, Frame, Outbound};
+use vibesync_protocol::{ClientKind, ErrorCode, Frame, MessageType, Outbound};
 use vibesync_wal::Phase;
 
 use crate::core::{Daemon, SessionInfo};
@@ -63,8 +63,6 @@ struct State {
     dispatched: HashMap<String, (String, oneshot::Sender<CommandResponse>)>,
     /// (agent session, agent request_id) → control of a call not finished yet.
     calls: HashMap<(String, String), CallCtl>,
-    /// (project, `addon_id.tool`) → failures since the last reset.
-    tool_failures: HashMap<(String, String), u32>,
     joins: u64,
 }
 
@@ -99,8 +97,8 @@ fn refused(req: &AddonCommand, op: &str, result: CommandResult) -> Outbound {
     }
 }
 
-fn only_from(sess: &SessionInfo, editor: &str, ty: &str, request_id: Option<String>) -> Option<Frame> {
-    (sess.editor != editor).then(|| {
+fn only_from(sess: &SessionInfo, editor: ClientKind, ty: MessageType, request_id: Option<String>) -> Option<Frame> {
+    (!sess.is(editor)).then(|| {
         Outbound::error(
             ErrorCode::BadMessage,
             format!("field `type`: `{ty}` is accepted only from `{editor}` sessions (docs/PROTOCOL.md §9)"),
@@ -118,7 +116,7 @@ impl Router {
     // ------------------------------------------------------------------ sessions
     /// A session got its `welcome`: agents are told the project's tools at once.
     pub fn joined(&self, daemon: &Arc<Daemon>, info: &SessionInfo) {
-        if info.editor == "blender" {
+        if info.is(ClientKind::Blender) {
             let mut st = self.state.lock().unwrap();
             st.joins += 1;
             let joined = st.joins;
@@ -127,7 +125,7 @@ impl Router {
                 .or_default()
                 .editors
                 .insert(info.session_id.clone(), EditorRegistry { joined, ..Default::default() });
-        } else if info.editor == "agent" {
+        } else if info.is(ClientKind::Agent) {
             // An agent starts from an empty registry; it is told as soon as there is one.
             if !self.has_registry(&info.project_id) {
                 return;
@@ -162,14 +160,9 @@ impl Router {
         st.projects.entry(info.project_id.clone()).or_default().idle.activity(&info.session_id, active, now);
     }
 
-    /// Safe mode cleared by a person: the per-tool failure counters start again.
-    pub fn reset_failures(&self) {
-        self.state.lock().unwrap().tool_failures.clear();
-    }
-
     // ------------------------------------------------------------------ registries
     pub fn registry_updated(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: RegistryUpdated) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "blender", "registry_updated", None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::RegistryUpdated, None) {
             return vec![f];
         }
         {
@@ -189,7 +182,7 @@ impl Router {
     }
 
     pub fn addon_registered(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: AddonRegistered) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "blender", "addon_registered", None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonRegistered, None) {
             return vec![f];
         }
         {
@@ -207,7 +200,7 @@ impl Router {
     }
 
     pub fn addon_unregistered(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: AddonUnregistered) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "blender", "addon_unregistered", None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonUnregistered, None) {
             return vec![f];
         }
         {
@@ -260,8 +253,12 @@ impl Router {
 
     fn push_registry(&self, daemon: &Arc<Daemon>, project_id: &str) {
         let frame = self.registry_frame(project_id);
-        let agents: Vec<String> =
-            daemon.sessions_of(project_id).into_iter().filter(|s| s.editor == "agent").map(|s| s.session_id).collect();
+        let agents: Vec<String> = daemon
+            .sessions_of(project_id)
+            .into_iter()
+            .filter(|s| s.is(ClientKind::Agent))
+            .map(|s| s.session_id)
+            .collect();
         let daemon = daemon.clone();
         tokio::spawn(async move {
             for sid in agents {
@@ -302,7 +299,7 @@ impl Router {
     // ------------------------------------------------------------------ calls
     /// `addon_command` from an agent: answered later by `command_response`.
     pub fn call(self: &Arc<Self>, daemon: &Arc<Daemon>, sess: &SessionInfo, req: AddonCommand) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "agent", "addon_command", Some(req.request_id.clone())) {
+        if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::AddonCommand, Some(req.request_id.clone())) {
             return vec![f];
         }
         let key = (sess.session_id.clone(), req.request_id.clone());
@@ -334,7 +331,7 @@ impl Router {
     /// `addon_cancel`: a held call ends with CANCELLED; a running handler is not interrupted
     /// (its time budget bounds it).
     pub fn cancel(&self, sess: &SessionInfo, c: AddonCancel) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "agent", "addon_cancel", Some(c.request_id.clone())) {
+        if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::AddonCancel, Some(c.request_id.clone())) {
             return vec![f];
         }
         if let Some(ctl) = self.state.lock().unwrap().calls.get(&(sess.session_id.clone(), c.request_id)) {
@@ -345,7 +342,8 @@ impl Router {
 
     /// `command_response` from Blender.
     pub fn response(&self, sess: &SessionInfo, r: CommandResponse) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, "blender", "command_response", Some(r.request_id.clone())) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::CommandResponse, Some(r.request_id.clone()))
+        {
             return vec![f];
         }
         let waiting = {
@@ -396,8 +394,7 @@ impl Router {
                     ),
                 );
             }
-            let failures =
-                self.state.lock().unwrap().tool_failures.get(&(project.clone(), tool.clone())).copied().unwrap_or(0);
+            let failures = daemon.stores().governance.lock().unwrap().tool_failures(&project, &tool);
             if failures >= cfg.tool_failures.max(1) {
                 return refused(
                     req,
@@ -630,12 +627,9 @@ impl Router {
                 uuids.clone(),
             );
         } else {
-            let n = {
-                let mut st = self.state.lock().unwrap();
-                let n = st.tool_failures.entry((sess.project_id.clone(), tool.to_string())).or_default();
-                *n += 1;
-                *n
-            };
+            // Counted by the governance index from the ROLLBACK just written (so a restart
+            // rebuilds it from the WAL).
+            let n = daemon.stores().governance.lock().unwrap().tool_failures(&sess.project_id, tool);
             warn!(error_code = ?result.error_code, failures = n, seq, "tool call failed and was undone in Blender: ROLLBACK");
         }
         Outbound::CommandResponse {
@@ -652,14 +646,13 @@ impl Router {
     // ------------------------------------------------------------------ queries
     /// `scene_query`: the authoritative (committed) state of the project's live objects.
     pub fn scene(&self, daemon: &Daemon, sess: &SessionInfo, q: SceneQuery) -> Frame {
-        if let Some(f) = only_from(sess, "agent", "scene_query", Some(q.request_id.clone())) {
+        if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::SceneQuery, Some(q.request_id.clone())) {
             return f;
         }
         let entries = match daemon.stores().registry.live_entries(Some(&sess.project_id)) {
             Ok(e) => e,
             Err(e) => {
-                return Outbound::error(ErrorCode::Internal, format!("registry read failed: {e}"), Some(q.request_id))
-                    .to_frame()
+                return daemon.storage_failure_frame(&q.request_id, "scene_query", format!("registry read failed: {e}"))
             }
         };
         let objects: Vec<Value> = entries

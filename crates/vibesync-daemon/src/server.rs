@@ -52,6 +52,7 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: impl Futu
     }
     info!("shutting down: no new connections");
     drop(listener);
+    daemon.stop_sync().await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(daemon.config().server.shutdown_grace_secs);
     let drained = tokio::time::timeout(grace, async { while sessions.join_next().await.is_some() {} }).await;

@@ -85,6 +85,7 @@ pub fn observed(r: &Record) -> Observed<'_> {
         .unwrap_or(0);
     Observed {
         seq: r.seq,
+        project_id: &r.project_id,
         at_ms,
         phase: r.phase.as_str(),
         uuids: &r.uuids,
@@ -93,16 +94,32 @@ pub fn observed(r: &Record) -> Observed<'_> {
     }
 }
 
-/// The WAL's records from the start, or (`from`) after a checkpoint position.
-fn wal_records(dir: &std::path::Path, from: Option<vibesync_wal::Position>) -> Box<dyn Iterator<Item = Record>> {
+/// The WAL's records from the start, or (`from`) after a checkpoint position. A read error
+/// is the stream's last item (the registry's open fails with it), never an early end.
+fn wal_records(
+    dir: &std::path::Path,
+    from: Option<vibesync_wal::Position>,
+) -> Box<dyn Iterator<Item = vibesync_registry::WalRead>> {
     let reader = match from {
         Some(p) => Reader::open_at(dir, p),
         None => Reader::open(dir),
     };
     match reader {
-        Ok(r) => Box::new(r.map_while(|e| e.ok()).map(|e| e.record)),
-        Err(_) => Box::new(std::iter::empty()),
+        Ok(r) => Box::new(until_error(r.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from)))),
+        Err(e) => Box::new(std::iter::once(Err(e))),
     }
+}
+
+/// `items` up to and including its first error.
+pub(crate) fn until_error<T, E>(items: impl Iterator<Item = Result<T, E>>) -> impl Iterator<Item = Result<T, E>> {
+    let mut failed = false;
+    items.map_while(move |r| {
+        if failed {
+            return None;
+        }
+        failed = r.is_err();
+        Some(r)
+    })
 }
 
 impl Stores {
@@ -208,7 +225,7 @@ impl Stores {
                 project_id: tx.project_id.clone(),
                 phase: Phase::Rollback,
                 outcome: "error".into(),
-                error_code: Some("RECOVERED_INCOMPLETE".into()),
+                error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
                 payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
             }])?;
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
@@ -219,14 +236,13 @@ impl Stores {
             if tx.session_id == crate::sync::SYNC_SESSION {
                 continue;
             }
-            let live: Vec<String> = tx
-                .uuids
-                .iter()
-                .filter(
-                    |u| matches!(stores.registry.lookup(&tx.project_id, u), Ok(Some(e)) if e.status == Status::Live),
-                )
-                .cloned()
-                .collect();
+            let mut live: Vec<String> = Vec::new();
+            for u in &tx.uuids {
+                // A read error stops the boot: an unreadable uuid is never left unquarantined.
+                if stores.registry.lookup(&tx.project_id, u)?.is_some_and(|e| e.status == Status::Live) {
+                    live.push(u.clone());
+                }
+            }
             if !live.is_empty() {
                 let op = uuid::Uuid::new_v4().to_string();
                 let steps = live
@@ -507,7 +523,10 @@ impl Stores {
             }
             None => (Reader::open(self.data.wal())?, Vec::new()),
         };
-        for r in kept.into_iter().chain(reader.map_while(|e| e.ok()).map(|e| e.record)) {
+        // A read error stops the boot: records after it are never taken as absent.
+        let read = reader.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from));
+        for r in kept.into_iter().map(Ok).chain(read) {
+            let r = r?;
             let from_kept = checkpoint.is_some_and(|c| r.seq <= c.seq);
             if let Some(gov) = gov.as_deref_mut() {
                 gov.observe(&observed(&r));
@@ -543,17 +562,14 @@ impl Stores {
         self.rollbacks.iter().filter(|(p, _)| p == project).map(|(_, r)| r.clone()).collect()
     }
 
-    /// The planner's view of a live record for `editor`.
-    pub fn existing(&self, project_id: &str, uuid: &str, editor: &str) -> Option<Existing> {
-        match self.registry.lookup(project_id, uuid) {
-            Ok(Some(e)) => Some(Existing {
-                kind: e.kind.clone(),
-                name: e.name.clone(),
-                quarantined: e.status == Status::Quarantined,
-                editor_ref: e.bindings.get(editor).map(|b| b.editor_ref.clone()),
-            }),
-            _ => None,
-        }
+    /// The planner's view of a live record for `editor`; a read error is an error.
+    pub fn existing(&self, project_id: &str, uuid: &str, editor: &str) -> Result<Option<Existing>, RegistryError> {
+        Ok(self.registry.lookup(project_id, uuid)?.map(|e| Existing {
+            kind: e.kind.clone(),
+            name: e.name.clone(),
+            quarantined: e.status == Status::Quarantined,
+            editor_ref: e.bindings.get(editor).map(|b| b.editor_ref.clone()),
+        }))
     }
 
     pub fn status_json(&self) -> Value {
@@ -710,13 +726,11 @@ fn set_aside_audit(data: &DataDir, why: &str) {
         return;
     }
     let q = data.quarantine();
-    let target = q.join(format!("git_safety-{}", crate::now_rfc3339().replace(':', "")));
-    let _ = std::fs::create_dir_all(&q);
-    match std::fs::rename(&dir, &target) {
-        Ok(()) => {
+    match vibesync_wal::fsutil::set_aside(&dir, &q, "git_safety", "") {
+        Ok(target) => {
             warn!(from = %dir.display(), to = %target.display(), "audit repository set aside because {why}; rebuilding it from the WAL")
         }
-        Err(e) => error!("could not move {} to {}: {e}", dir.display(), target.display()),
+        Err(e) => error!("could not move {} to {}: {e}", dir.display(), q.display()),
     }
     let mut old: Vec<std::path::PathBuf> = std::fs::read_dir(&q)
         .map(|rd| {
@@ -735,5 +749,65 @@ fn set_aside_audit(data: &DataDir, why: &str) {
             }
             Err(e) => error!(path = %p.display(), "could not remove an older set-aside audit repository: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(op: &str) -> RecordDraft {
+        RecordDraft {
+            session_id: DAEMON_SESSION.into(),
+            operation_id: op.into(),
+            uuids: vec![],
+            project_id: "demo".into(),
+            phase: Phase::Begin,
+            outcome: "pending".into(),
+            error_code: None,
+            payload: json!({"op": "test"}),
+        }
+    }
+
+    /// The stream the registry is rebuilt from ends with the read error, never early as if
+    /// the log ended there (docs/ARCHITECTURE.md, storage invariant).
+    #[test]
+    fn wal_records_end_with_the_read_error_not_early() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(WalConfig::new(tmp.path())).unwrap();
+        for i in 0..5 {
+            wal.append_blocking(vec![draft(&format!("op{i}"))]).unwrap();
+        }
+        drop(wal);
+        let dir = tmp.path().join("wal");
+        let clean: Vec<_> = wal_records(&dir, None).collect();
+        assert_eq!(clean.len(), 5);
+        assert!(clean.iter().all(Result::is_ok));
+        // Flip one byte inside the third record.
+        let seg = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let third = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 20;
+        bytes[third] ^= 0x01;
+        std::fs::write(&seg, &bytes).unwrap();
+        let read: Vec<_> = wal_records(&dir, None).collect();
+        assert_eq!(read.iter().filter(|r| r.is_ok()).count(), 2, "the records before the damage");
+        assert!(read.last().unwrap().is_err(), "the damage is the stream's last item");
+        assert_eq!(read.len(), 3);
+        // The registry does not open on it (it would otherwise take the log as two records).
+        let reg_cfg = RegistryConfig::new(tmp.path());
+        let opened = Registry::open(&reg_cfg, || wal_records(&dir, None));
+        assert!(matches!(opened, Err(RegistryError::WalRead { .. })), "{:?}", opened.map(|(_, r)| r));
+    }
+
+    #[test]
+    fn until_error_keeps_the_first_error_and_stops() {
+        let items = vec![Ok(1), Err("x"), Ok(2), Err("y")];
+        let out: Vec<_> = until_error(items.into_iter()).collect();
+        assert_eq!(out, vec![Ok(1), Err("x")]);
     }
 }

@@ -125,6 +125,10 @@ pub struct SyncHub {
     actors: Mutex<HashMap<String, mpsc::UnboundedSender<SyncEvent>>>,
     /// Per project, kept up to date by its actor (read by `status`).
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
+    /// The actors' tasks, awaited by [`SyncHub::stop`].
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered after it.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SyncHub {
@@ -135,22 +139,45 @@ impl SyncHub {
 
     pub fn send(&self, daemon: &Arc<Daemon>, project_id: &str, ev: SyncEvent) {
         let mut actors = self.actors.lock().unwrap();
-        let tx = actors.entry(project_id.to_string()).or_insert_with(|| {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return; // the daemon is stopping: nothing new starts
+        }
+        let spawn = || {
             let (tx, rx) = mpsc::unbounded_channel();
             let actor = Actor::new(daemon.clone(), project_id.to_string(), self.status.clone());
             // Every line the actor logs names its project (not the session that woke it).
-            tokio::spawn(actor.run(rx).instrument(tracing::info_span!(parent: None, "sync", project_id = %project_id)));
-            tx
-        });
-        if let Err(e) = tx.send(ev) {
-            // The actor ended (it only ends when the hub is dropped); start a fresh one.
-            let (tx2, rx) = mpsc::unbounded_channel();
             let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
-            tokio::spawn(
-                Actor::new(daemon.clone(), project_id.to_string(), self.status.clone()).run(rx).instrument(span),
-            );
+            self.tasks.lock().unwrap().push(tokio::spawn(actor.run(rx).instrument(span)));
+            tx
+        };
+        let tx = actors.entry(project_id.to_string()).or_insert_with(spawn);
+        if let Err(e) = tx.send(ev) {
+            // The actor ended (it only ends when its channel closes); start a fresh one.
+            let tx2 = spawn();
             let _ = tx2.send(e.0);
             *tx = tx2;
+        }
+    }
+
+    /// A graceful stop, before the stores close: every actor finishes the event it is
+    /// handling and ends; nothing more is appended to the WAL by sync. A batch still waiting
+    /// for answers is left open: the next boot ends it as `RECOVERED_INCOMPLETE` — a cut
+    /// batch, never a failure counted against its objects (docs/PROTOCOL.md §6.7) — and its
+    /// origin re-sends it (docs/WAL.md).
+    pub async fn stop(&self, timeout: std::time::Duration) {
+        let tasks = {
+            let mut actors = self.actors.lock().unwrap();
+            self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            actors.clear(); // closes every channel: each actor's loop ends
+            std::mem::take(&mut *self.tasks.lock().unwrap())
+        };
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            warn!("sync actors still busy after {timeout:?} at shutdown; stopping without them");
         }
     }
 }
@@ -291,7 +318,7 @@ impl Actor {
     }
 
     async fn on_tick(&mut self) {
-        self.flush_live();
+        self.flush_live().await;
         if let Some(f) = &self.inflight {
             let verdict = f.verification.tick(self.now_ms());
             self.carry_out(verdict).await;
@@ -411,7 +438,7 @@ impl Actor {
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
         });
-        let automation_waits = session.editor == "agent"
+        let automation_waits = session.is(vibesync_protocol::ClientKind::Agent)
             && self.idle.automation_allowed_at(self.now_ms(), self.daemon.config().governance.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
         let mut live: Vec<(String, ChangeOp)> = Vec::new();
@@ -433,6 +460,9 @@ impl Actor {
             let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
                 Ok(blob) => blob,
                 Err((code, msg)) => {
+                    if code == ItemErrorCode::StorageFailed {
+                        self.daemon.storage_failure_notice("sync", &msg);
+                    }
                     if code == ItemErrorCode::Stale {
                         let winner = self.stale_winner(&change.uuid);
                         stale.push((change.uuid.clone(), change.op.name(), winner));
@@ -445,7 +475,15 @@ impl Actor {
                 results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
             }
-            match self.consult_gate(&change) {
+            let decision = match self.consult_gate(&change) {
+                Ok(d) => d,
+                Err(why) => {
+                    self.daemon.storage_failure_notice("sync", &why);
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {why}")));
+                    continue;
+                }
+            };
+            match decision {
                 Decision::Block(reason) => {
                     info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
                     results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
@@ -487,7 +525,7 @@ impl Actor {
             }
             self.window.push(self.now_ms(), Queued { origin: session.clone(), author, change });
         }
-        self.forward_live(session, live);
+        self.forward_live(session, live).await;
         (results, stale)
     }
 
@@ -500,7 +538,7 @@ impl Actor {
     /// Pipeline step `forward`, live half: send admitted fast-path changes to the project's
     /// other scene holders at once, at most one frame per receiver, uuid and op per
     /// `sync.live_interval_ms` (the rest wait in the throttle, the latest value winning).
-    fn forward_live(&mut self, origin: &SessionInfo, changes: Vec<(String, ChangeOp)>) {
+    async fn forward_live(&mut self, origin: &SessionInfo, changes: Vec<(String, ChangeOp)>) {
         if changes.is_empty() {
             return;
         }
@@ -517,25 +555,25 @@ impl Actor {
                     Some(live_frame(uuid, &sent.0, sent.1, r.unit_scale))
                 })
                 .collect();
-            self.offer_live(&r.session_id, frames);
+            self.offer_live(&r.session_id, frames).await;
         }
     }
 
     /// Previews never wait for a receiver: one whose writer queue is half full gets none
     /// (the window's batch brings it the state).
-    fn offer_live(&self, session_id: &str, frames: Vec<Frame>) {
+    async fn offer_live(&self, session_id: &str, frames: Vec<Frame>) {
         let n = frames.len();
         if n == 0 {
             return;
         }
-        let queued = self.daemon.offer_frames(session_id, frames);
+        let queued = self.daemon.offer_frames(session_id, frames).await;
         if queued < n {
             debug!(session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
         }
     }
 
     /// Deliver the live previews whose interval has passed (the trailing values).
-    fn flush_live(&mut self) {
+    async fn flush_live(&mut self) {
         let due = self.live.take_due(self.now_ms());
         if due.is_empty() {
             return;
@@ -549,7 +587,7 @@ impl Actor {
         for (r, items) in per {
             let Some(s) = self.daemon.session_info(&r) else { continue };
             let frames = items.iter().map(|(u, op, k)| live_frame(u, op, *k, s.unit_scale)).collect();
-            self.offer_live(&r, frames);
+            self.offer_live(&r, frames).await;
         }
     }
 
@@ -563,7 +601,10 @@ impl Actor {
         attachment: &Bytes,
         at: &str,
     ) -> Result<Option<String>, (ItemErrorCode, String)> {
-        let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).ok().flatten();
+        // A read failure answers STORAGE_FAILED for this item, never "unknown uuid".
+        let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).map_err(|e| {
+            (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
+        })?;
         if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
             return Err((
                 ItemErrorCode::Quarantined,
@@ -597,8 +638,19 @@ impl Actor {
         if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
             // A cycle built across batches (A under B now, B under A later) is refused per
             // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
-            let parent_of = |u: &str| self.current_state(u).and_then(|s| s.parent);
-            if let Some(chain) = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of) {
+            let failed = std::cell::RefCell::new(None);
+            let parent_of = |u: &str| match self.current_state(u) {
+                Ok(s) => s.and_then(|s| s.parent),
+                Err(why) => {
+                    failed.borrow_mut().get_or_insert(why);
+                    None
+                }
+            };
+            let cycle = vibesync_engine::sync::parent_cycle(&change.uuid, p, parent_of);
+            if let Some(why) = failed.into_inner() {
+                return Err((ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")));
+            }
+            if let Some(chain) = cycle {
                 return Err((
                     ItemErrorCode::InvalidField,
                     format!(
@@ -634,11 +686,11 @@ impl Actor {
     }
 
     /// L2: consult the failure index before queuing a mutation.
-    fn consult_gate(&self, change: &Change) -> Decision {
-        let next_hash =
-            || apply_change(self.current_state(&change.uuid).as_ref(), &change.op).ok().flatten().map(|s| s.hash());
+    fn consult_gate(&self, change: &Change) -> Result<Decision, String> {
+        let current = self.current_state(&change.uuid)?;
+        let next_hash = || apply_change(current.as_ref(), &change.op).ok().flatten().map(|s| s.hash());
         let now = crate::stores::unix_ms();
-        self.daemon.stores().governance.lock().unwrap().gate_with(&change.uuid, change.op.name(), next_hash, now)
+        Ok(self.daemon.stores().governance.lock().unwrap().gate_with(&change.uuid, change.op.name(), next_hash, now))
     }
 
     /// Carry out what a new failure calls for, smallest thing first (L6), as WAL transactions.
@@ -691,12 +743,18 @@ impl Actor {
         self.daemon.sessions_of(&self.project).into_iter().filter(|s| holds_scene(&s.editor)).collect()
     }
 
-    fn current_state(&self, uuid: &str) -> Option<ObjectState> {
-        let e = self.daemon.stores().registry.lookup(&self.project, uuid).ok().flatten()?;
-        if e.status == Status::Tombstoned {
-            return None;
+    /// The committed state of `uuid` (`None`: no state). A registry read failure or a stored
+    /// state that does not parse is an error, never "absent" (an absent state is sent as
+    /// `delete` by a resync).
+    fn current_state(&self, uuid: &str) -> Result<Option<ObjectState>, String> {
+        let entry = self.daemon.stores().registry.lookup(&self.project, uuid);
+        let Some(e) = entry.map_err(|e| format!("registry read failed: {e}"))? else { return Ok(None) };
+        match e.state {
+            Some(v) if e.status != Status::Tombstoned => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|err| format!("the registry's state of {uuid} is unreadable: {err}")),
+            _ => Ok(None),
         }
-        serde_json::from_value(e.state?).ok()
     }
 
     /// Close the window: compute new states, write BEGIN/STEPs(/PROVISIONAL), forward.
@@ -708,6 +766,11 @@ impl Actor {
         }
 
         let mask = coalesce_mask(&queued);
+        // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
+        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
+        for q in &queued {
+            own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
+        }
         let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
@@ -717,7 +780,10 @@ impl Actor {
         for (q, keep) in queued.into_iter().zip(mask) {
             kinds.insert(q.origin.session_id.clone(), q.origin.editor.clone());
             if !start.contains_key(&q.change.uuid) {
-                start.insert(q.change.uuid.clone(), self.current_state(&q.change.uuid));
+                match self.current_state(&q.change.uuid) {
+                    Ok(st) => start.insert(q.change.uuid.clone(), st),
+                    Err(why) => return self.daemon.storage_failure_notice("sync", &why),
+                };
             }
             let as_id = Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() };
             if !keep {
@@ -760,17 +826,46 @@ impl Actor {
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
+        let mut corrections: Vec<(SessionId, Vec<String>)> = Vec::new();
         for (session_id, uuids) in dropped {
+            let uuids = dedup(uuids);
+            // A dropped change whose uuid is not in the batch leaves its origin holding what it
+            // made; where that differs from the authoritative state (it lost a same-window
+            // conflict to a change that turned out a no-op, docs/PROTOCOL.md §6.2) the origin
+            // is corrected like any conflict's loser — never over work it keeps locally.
+            let differ: Vec<String> = uuids
+                .iter()
+                .filter(|u| !batch_uuids.contains(u.as_str()))
+                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
+                .filter(|u| {
+                    let auth = start.get(*u).cloned().flatten();
+                    let mut held = auth.clone();
+                    for op in own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default() {
+                        if let Ok(next) = apply_change(held.as_ref(), op) {
+                            held = next;
+                        }
+                    }
+                    held.map(|s| s.hash()) != auth.map(|s| s.hash())
+                })
+                .cloned()
+                .collect();
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
                 outcome: BatchOutcome::Dropped,
-                uuids: dedup(uuids),
+                uuids,
                 error_code: None,
                 kept_local: false,
                 reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
+            if !differ.is_empty() {
+                corrections.push((session_id, differ));
+            }
+        }
+        for (session_id, uuids) in corrections {
+            info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
+            self.send_resync(&session_id, &uuids, "conflict").await;
         }
         if kept.is_empty() {
             return;
@@ -958,7 +1053,7 @@ impl Actor {
                 // Re-sent once; the re-send carries its attempt count, so this never loops.
                 warn!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "resync not matched; re-sending once");
                 let Some(s) = self.daemon.session_info(&check.session_id) else { return };
-                let ops = self.authoritative_ops(&bad);
+                let Some(ops) = self.authoritative_ops(&bad) else { return };
                 self.send_resync_ops(&s, ops, "resync mismatch", None, check.attempts + 1).await;
             } else {
                 error!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "editor does not match the authoritative state after two resyncs; giving up on these uuids until they change");
@@ -990,14 +1085,14 @@ impl Actor {
         let kinds: Vec<String> = failure.sessions.iter().filter_map(|s| f.kinds.get(s).cloned()).collect();
         let who = join_kinds(&kinds);
         let (detail, reason) = match failure.code {
-            vibesync_engine::verify::VERIFY_MISMATCH => {
+            RollbackCode::VerifyMismatch => {
                 warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
                 (
                     json!({"session_id": failure.sessions.first(), "uuids": failure.uuids}),
                     format!("{who} could not apply the change as sent (its state differs)"),
                 )
             }
-            vibesync_engine::verify::VERIFY_TIMEOUT => (
+            RollbackCode::VerifyTimeout => (
                 json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),
                 format!("{who} did not confirm the change in time"),
             ),
@@ -1070,7 +1165,7 @@ impl Actor {
     /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
     /// origin of a person's edit keeps it (`kept_local`), everyone else who was sent the
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
-    async fn rollback(&mut self, code: &str, detail: Value, reason: String) {
+    async fn rollback(&mut self, code: RollbackCode, detail: Value, reason: String) {
         let Some(f) = self.inflight.take() else { return };
         let plan = plan_rollback(&f.changes, &f.sends, |s| {
             f.kinds.get(s).is_some_and(|k| holds_scene(k))
@@ -1096,7 +1191,7 @@ impl Actor {
                 "kept_local": kept_clients, "reason": reason,
             }),
         );
-        rb.error_code = Some(code.to_string());
+        rb.error_code = Some(code.as_str().to_string());
         let (seq, escalation) = match self.daemon.stores().wal.append(vec![rb]).await {
             Ok(r) => {
                 let r = r.last().expect("one record");
@@ -1108,7 +1203,7 @@ impl Actor {
                 return;
             }
         };
-        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code, %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
+        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
         self.rolled_back.push(crate::stores::RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients });
         for (s, uuids) in &plan.kept_local {
             let info = self.daemon.session_info(s);
@@ -1129,9 +1224,9 @@ impl Actor {
         self.publish_status();
         // The outcome first: an origin learns its change is resolved before any authoritative
         // state arrives.
-        self.result(&f, seq, BatchOutcome::RolledBack, RollbackCode::parse(code), &plan.kept_local, &reason).await;
+        self.result(&f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &reason).await;
         for (s, uuids) in &plan.resync {
-            self.send_resync(s, uuids, code).await;
+            self.send_resync(s, uuids, code.as_str()).await;
         }
         self.escalate(escalation).await;
     }
@@ -1223,14 +1318,21 @@ impl Actor {
     }
 
     /// The authoritative state of `uuids` as ops: `create` with the full state, or `delete`.
-    fn authoritative_ops(&self, uuids: &[String]) -> Vec<(String, ChangeOp)> {
-        uuids
-            .iter()
-            .map(|u| match self.current_state(u) {
-                Some(st) => (u.clone(), ChangeOp::Create(st)),
-                None => (u.clone(), ChangeOp::Delete),
-            })
-            .collect()
+    /// `None` after a storage read failure (the daemon stops; nothing is sent — a read
+    /// failure must never reach an editor as `delete`).
+    fn authoritative_ops(&self, uuids: &[String]) -> Option<Vec<(String, ChangeOp)>> {
+        let mut ops = Vec::with_capacity(uuids.len());
+        for u in uuids {
+            match self.current_state(u) {
+                Ok(Some(st)) => ops.push((u.clone(), ChangeOp::Create(st))),
+                Ok(None) => ops.push((u.clone(), ChangeOp::Delete)),
+                Err(why) => {
+                    self.daemon.storage_failure_notice("sync", &why);
+                    return None;
+                }
+            }
+        }
+        Some(ops)
     }
 
     /// Send `uuids`' authoritative state to one session as a `resync` batch.
@@ -1242,7 +1344,7 @@ impl Actor {
             return;
         }
         let Some(s) = self.daemon.session_info(session_id) else { return };
-        let ops = self.authoritative_ops(uuids);
+        let Some(ops) = self.authoritative_ops(uuids) else { return };
         self.send_resync_ops(&s, ops, why, None, 0).await;
     }
 
@@ -1301,38 +1403,19 @@ impl Actor {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let mut ops: Vec<(String, ChangeOp)> = Vec::new();
-        match reg.live_entries(Some(&self.project)) {
-            Ok(entries) => {
-                for e in entries {
-                    // Quarantined uuids are not replayed until a person releases them.
-                    if e.status != Status::Live || !(e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
-                        continue;
-                    }
-                    if let Some(st) = e.state.and_then(|v| serde_json::from_value::<ObjectState>(v).ok()) {
-                        ops.push((e.uuid, ChangeOp::Create(st)));
-                    }
-                }
-            }
-            Err(e) => error!("replay: registry read failed: {e}"),
-        }
-        // Parents before children, so an editor can attach each object as it arrives.
-        order_parents_first(&mut ops);
-        if last_seq > 0 {
-            if let Ok(archived) = reg.archived_entries(Some(&self.project)) {
-                let mut seen = HashSet::new();
-                for e in archived {
-                    if e.tombstone_seq.unwrap_or(0) > last_seq
-                        && e.state.is_some()
-                        && seen.insert(e.uuid.clone())
-                        && reg.lookup(&self.project, &e.uuid).ok().flatten().is_none()
-                    {
-                        ops.push((e.uuid, ChangeOp::Delete));
-                    }
-                }
-            }
-        }
         let request_id = answer.as_ref().and_then(|r| r.as_deref());
+        let ops = match replay_ops(reg, &self.project, last_seq, &rolled) {
+            Ok(ops) => ops,
+            Err(why) => {
+                // Never a partial or empty replay (an editor would take it as up to date):
+                // the request is answered STORAGE_FAILED and the daemon stops.
+                let frame = self.daemon.storage_failure_frame(request_id.unwrap_or(""), "replay", why);
+                if answer.is_some() {
+                    self.daemon.send_frames(session_id, vec![frame]).await;
+                }
+                return;
+            }
+        };
         let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
@@ -1399,8 +1482,47 @@ fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) ->
     Outbound::Live { change: change_to_wire(uuid, op, unit_scale), origin }.to_frame()
 }
 
+/// What a replay after `last_seq` sends (docs/PROTOCOL.md §6.6): the live state of every
+/// uuid changed after it or rolled back since (`rolled`), parents first, then `delete` for
+/// uuids tombstoned after it. Any read failure is an error.
+fn replay_ops(
+    reg: &vibesync_registry::Registry,
+    project: &str,
+    last_seq: u64,
+    rolled: &HashSet<String>,
+) -> Result<Vec<(String, ChangeOp)>, String> {
+    let read = |e: vibesync_registry::RegistryError| format!("registry read failed: {e}");
+    let mut ops: Vec<(String, ChangeOp)> = Vec::new();
+    for e in reg.live_entries(Some(project)).map_err(read)? {
+        // Quarantined uuids are not replayed until a person releases them.
+        if e.status != Status::Live || !(e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
+            continue;
+        }
+        if let Some(v) = e.state {
+            let st = serde_json::from_value::<ObjectState>(v)
+                .map_err(|err| format!("the registry's state of {} is unreadable: {err}", e.uuid))?;
+            ops.push((e.uuid, ChangeOp::Create(st)));
+        }
+    }
+    // Parents before children, so an editor can attach each object as it arrives.
+    order_parents_first(&mut ops);
+    if last_seq > 0 {
+        let mut seen = HashSet::new();
+        for e in reg.archived_entries(Some(project)).map_err(read)? {
+            if e.tombstone_seq.unwrap_or(0) > last_seq
+                && e.state.is_some()
+                && seen.insert(e.uuid.clone())
+                && reg.lookup(project, &e.uuid).map_err(read)?.is_none()
+            {
+                ops.push((e.uuid, ChangeOp::Delete));
+            }
+        }
+    }
+    Ok(ops)
+}
+
 pub(crate) fn holds_scene(editor: &str) -> bool {
-    matches!(editor, "blender" | "unity")
+    vibesync_protocol::ClientKind::parse(editor).is_some_and(vibesync_protocol::ClientKind::holds_scene)
 }
 
 /// "Unity", "Blender and Unity": editor kinds for people.

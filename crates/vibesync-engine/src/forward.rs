@@ -65,7 +65,29 @@ pub fn plan<'a>(
     for p in participants {
         let ops: Ops =
             kept.iter().filter(|q| &q.origin != p).map(|q| (q.change.uuid.clone(), q.change.op.clone())).collect();
+        // An origin whose own change of a batch uuid was superseded in the window, and that
+        // was sent nothing of that uuid, still holds what it made: it is corrected after
+        // COMMIT like any loser (it is not verified on that uuid: it was sent nothing of it).
+        let sent_uuids: std::collections::HashSet<&str> = ops.iter().map(|(u, _)| u.as_str()).collect();
+        let mut lost: Vec<String> = own
+            .iter()
+            .filter(|((o, u), _)| *o == p.as_str() && !sent_uuids.contains(u) && finals.contains_key(*u))
+            .filter(|((_, u), mine)| {
+                let mut held = start.get(*u).cloned().flatten();
+                for op in mine.iter() {
+                    if let Ok(next) = apply_change(held.as_ref(), op) {
+                        held = next;
+                    }
+                }
+                held.as_ref() != finals.get(*u).and_then(Option::as_ref)
+            })
+            .map(|((_, u), _)| u.to_string())
+            .collect();
+        lost.sort();
         if ops.is_empty() {
+            if !lost.is_empty() {
+                out.corrections.insert(p.clone(), lost);
+            }
             continue;
         }
         // uuid → its ops sent to this participant, in order (first-appearance order of uuids).
@@ -100,6 +122,9 @@ pub fn plan<'a>(
                 out.corrections.entry(p.clone()).or_default().push(u.to_string());
             }
             exp.insert(u.to_string(), want);
+        }
+        if !lost.is_empty() {
+            out.corrections.entry(p.clone()).or_default().extend(lost);
         }
         out.expected.insert(p.clone(), exp);
         out.sends.insert(p.clone(), ops);

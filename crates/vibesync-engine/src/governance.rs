@@ -20,11 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// WAL error code of a batch rolled back because a participant disconnected after receiving
-/// it and before answering (evidence: the data may crash that editor).
-pub const PARTICIPANT_LOST: &str = "PARTICIPANT_LOST";
-/// WAL error code of a transaction cut by a daemon crash (never a sync failure).
-pub const RECOVERED_INCOMPLETE: &str = "RECOVERED_INCOMPLETE";
+use vibesync_protocol::RollbackCode;
 
 /// Thresholds (config `[governance]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +53,8 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed<'a> {
     pub seq: u64,
+    /// The record's project (`""` for the daemon's own transactions).
+    pub project_id: &'a str,
     /// The record's time (`ts`) in ms since the Unix epoch.
     pub at_ms: u64,
     pub phase: &'a str,
@@ -117,6 +115,10 @@ pub struct FailureIndex {
     /// changed or aged out.
     failed_inputs: HashMap<(String, String), u64>,
     last_error: HashMap<String, Failure>,
+    /// (project, `addon_id.tool`) → agent tool calls rolled back since the last reset
+    /// (docs/PROTOCOL.md §9.2: after `agents.tool_failures` of them that tool is `BLOCKED`).
+    /// Rebuilt from the WAL like everything here, so a restart does not unblock a tool.
+    tool_failures: HashMap<(String, String), u32>,
     seen: u64,
 }
 
@@ -131,6 +133,12 @@ impl FailureIndex {
         self.window.clear();
         self.disabled_ops.clear();
         self.failed_inputs.clear();
+        self.tool_failures.clear();
+    }
+
+    /// Rolled-back calls of one agent tool in a project since a person last cleared them.
+    pub fn tool_failures(&self, project_id: &str, tool: &str) -> u32 {
+        self.tool_failures.get(&(project_id.to_string(), tool.to_string())).copied().unwrap_or(0)
     }
 
     fn fresh(&self, at_ms: u64, now_ms: u64) -> bool {
@@ -188,10 +196,18 @@ impl FailureIndex {
             return Escalation::default();
         }
         let code = r.error_code.unwrap_or("UNKNOWN");
-        if code == RECOVERED_INCOMPLETE {
+        let typed = RollbackCode::parse(code);
+        if typed == Some(RollbackCode::RecoveredIncomplete) {
             return Escalation::default(); // the daemon died, not the objects' fault
         }
-        let evidence = code == PARTICIPANT_LOST;
+        if r.payload.get("op").and_then(Value::as_str) == Some("tool_call") {
+            if let Some(tool) = r.payload.get("tool").and_then(Value::as_str) {
+                *self.tool_failures.entry((r.project_id.to_string(), tool.to_string())).or_default() += 1;
+            }
+        }
+        // A participant lost after receiving the batch, before answering: evidence that the
+        // data may crash that editor.
+        let evidence = typed == Some(RollbackCode::ParticipantLost);
         let ops: Vec<String> = r
             .payload
             .get("ops")
@@ -365,6 +381,7 @@ mod tests {
         let payload = json!({"ops": [op], "state_hashes": {uuid: hash}});
         idx.observe(&Observed {
             seq,
+            project_id: "p",
             at_ms: 1_000_000 + seq,
             phase: "ROLLBACK",
             uuids: &uuids,
@@ -374,7 +391,7 @@ mod tests {
     }
 
     fn lost(idx: &mut FailureIndex, seq: u64, uuid: &str, op: &str, hash: &str) -> Escalation {
-        failure(idx, seq, uuid, op, hash, PARTICIPANT_LOST)
+        failure(idx, seq, uuid, op, hash, RollbackCode::ParticipantLost.as_str())
     }
 
     const NOW: u64 = 1_000_100;
@@ -405,6 +422,7 @@ mod tests {
         assert!(e.safe_mode.is_none());
         idx.observe(&Observed {
             seq: 13,
+            project_id: "",
             at_ms: NOW,
             phase: "STEP",
             uuids: &[],
@@ -432,13 +450,16 @@ mod tests {
             failure_window_ms: 60_000,
         });
         for seq in 1..=20 {
-            let code = if seq % 2 == 0 { "VERIFY_MISMATCH" } else { "VERIFY_TIMEOUT" };
+            let code = if seq % 2 == 0 { RollbackCode::VerifyMismatch } else { RollbackCode::VerifyTimeout }.as_str();
             assert_eq!(failure(&mut idx, seq, U, "create", &format!("h{seq}"), code), Escalation::default());
         }
         assert!(matches!(idx.gate(U, "create", Some("h4"), NOW), Decision::Degrade(_)), "degraded, not blocked");
         assert_eq!(idx.global_failures(NOW), 0);
         for seq in 21..=40 {
-            assert_eq!(failure(&mut idx, seq, V, "create", "h", RECOVERED_INCOMPLETE), Escalation::default());
+            assert_eq!(
+                failure(&mut idx, seq, V, "create", "h", RollbackCode::RecoveredIncomplete.as_str()),
+                Escalation::default()
+            );
         }
         assert_eq!(idx.gate(V, "create", Some("h"), NOW), Decision::Proceed, "a crash is not the object's fault");
     }
@@ -458,9 +479,63 @@ mod tests {
         let mut idx = FailureIndex::new(Thresholds::default());
         lost(&mut idx, 5, U, "mesh", "h");
         let reset = json!({"op":"governance_reset"});
-        idx.observe(&Observed { seq: 6, at_ms: NOW, phase: "STEP", uuids: &[], error_code: None, payload: &reset });
+        idx.observe(&Observed {
+            seq: 6,
+            project_id: "",
+            at_ms: NOW,
+            phase: "STEP",
+            uuids: &[],
+            error_code: None,
+            payload: &reset,
+        });
         assert_eq!(idx.global_failures(NOW), 0);
         assert_eq!(idx.gate(U, "mesh", Some("h"), NOW), Decision::Proceed);
+    }
+
+    #[test]
+    fn tool_failures_count_per_project_and_tool_until_a_person_resets() {
+        let mut idx = FailureIndex::new(Thresholds::default());
+        let call = |tool: &str| json!({"op": "tool_call", "tool": tool, "status": "error"});
+        let rollback = |idx: &mut FailureIndex, seq: u64, project: &str, payload: &Value| {
+            idx.observe(&Observed {
+                seq,
+                project_id: project,
+                at_ms: NOW,
+                phase: "ROLLBACK",
+                uuids: &[],
+                error_code: Some("HANDLER_FAILED"),
+                payload,
+            })
+        };
+        let (a, b) = (call("rmg.add_random_cube"), call("rmg.add_surprise_mesh"));
+        for seq in 1..=3 {
+            rollback(&mut idx, seq, "p", &a);
+        }
+        rollback(&mut idx, 4, "q", &a);
+        rollback(&mut idx, 5, "p", &b);
+        assert_eq!(idx.tool_failures("p", "rmg.add_random_cube"), 3);
+        assert_eq!(idx.tool_failures("q", "rmg.add_random_cube"), 1, "per project");
+        assert_eq!(idx.tool_failures("p", "rmg.add_surprise_mesh"), 1, "per tool");
+        // A sync batch's ROLLBACK is not a tool failure.
+        rollback(&mut idx, 6, "p", &json!({"ops": ["transform"]}));
+        assert_eq!(idx.tool_failures("p", "transform"), 0);
+        let reset = json!({"op": "governance_reset"});
+        idx.observe(&Observed {
+            seq: 7,
+            project_id: "",
+            at_ms: NOW,
+            phase: "STEP",
+            uuids: &[],
+            error_code: None,
+            payload: &reset,
+        });
+        assert_eq!(idx.tool_failures("p", "rmg.add_random_cube"), 0);
+        // Replaying the same records (a restart) reaches the same state.
+        let mut again = FailureIndex::new(Thresholds::default());
+        for seq in 1..=3 {
+            rollback(&mut again, seq, "p", &a);
+        }
+        assert_eq!(again.tool_failures("p", "rmg.add_random_cube"), 3);
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct Existing {
 
 /// Read-only access to the registry and to live claims.
 pub trait View {
-    /// The live (or quarantined) record of `uuid` in the request's project.
-    fn live(&self, uuid: &str) -> Option<Existing>;
+    /// The live (or quarantined) record of `uuid` in the request's project; `Err` (what
+    /// failed) when the registry could not be read — never "absent".
+    fn live(&self, uuid: &str) -> Result<Option<Existing>, String>;
     /// The session that currently holds `uuid` for the requesting editor kind, if it is
     /// connected (claims live only in memory and end with the session).
     fn claimed_by(&self, uuid: &str) -> Option<String>;
@@ -47,11 +48,34 @@ pub struct Plan {
     pub uuids: Vec<String>,
     /// uuids that collided, with a description of the holder (logged in the COMMIT record).
     pub collisions: Vec<Value>,
+    /// The first registry read that failed: its items answer `STORAGE_FAILED` and nothing
+    /// is written for them (docs/PROTOCOL.md §5).
+    pub storage_failure: Option<String>,
 }
 
 impl Plan {
+    fn with_capacity(items: usize) -> Plan {
+        Plan {
+            results: Vec::with_capacity(items),
+            steps: vec![],
+            uuids: vec![],
+            collisions: vec![],
+            storage_failure: None,
+        }
+    }
+
     pub fn writes_anything(&self) -> bool {
         !self.steps.is_empty() || !self.collisions.is_empty()
+    }
+
+    /// The registry could not say whether `uuid` exists: the item fails, nothing is planned.
+    fn read_failed(&mut self, uuid: &str, at: &str, why: String) {
+        self.results.push(ItemResult::error(
+            uuid,
+            ItemErrorCode::StorageFailed,
+            format!("{at}: the registry could not be read ({why}); nothing was written for this item"),
+        ));
+        self.storage_failure.get_or_insert(why);
     }
 }
 
@@ -59,7 +83,7 @@ pub const MAX_ITEMS: usize = validate::MAX_ITEMS_PER_REQUEST;
 
 /// Plan a `register` request.
 pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn View) -> Plan {
-    let mut plan = Plan { results: Vec::with_capacity(items.len()), steps: vec![], uuids: vec![], collisions: vec![] };
+    let mut plan = Plan::with_capacity(items.len());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let check = validate::uuid(&item.uuid)
@@ -81,7 +105,13 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             continue;
         }
         let holder = view.claimed_by(&item.uuid).filter(|s| s != who.session_id);
-        let existing = view.live(&item.uuid);
+        let existing = match view.live(&item.uuid) {
+            Ok(e) => e,
+            Err(why) => {
+                plan.read_failed(&item.uuid, &format!("items[{i}]"), why);
+                continue;
+            }
+        };
         if let Some(ex) = &existing {
             if ex.quarantined {
                 plan.results.push(ItemResult::error(&item.uuid, ItemErrorCode::Quarantined, format!(
@@ -139,7 +169,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
 
 /// Plan a `tombstone` request.
 pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
-    let mut plan = Plan { results: Vec::with_capacity(uuids.len()), steps: vec![], uuids: vec![], collisions: vec![] };
+    let mut plan = Plan::with_capacity(uuids.len());
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, u) in uuids.iter().enumerate() {
         if let Err(e) = validate::uuid(u) {
@@ -155,12 +185,13 @@ pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
             continue;
         }
         match view.live(u) {
-            None => plan.results.push(ItemResult::error(
+            Err(why) => plan.read_failed(u, &format!("uuids[{i}]"), why),
+            Ok(None) => plan.results.push(ItemResult::error(
                 u,
                 ItemErrorCode::NotFound,
                 format!("uuids[{i}]: no live record in this project (never registered, or already tombstoned)"),
             )),
-            Some(_) => {
+            Ok(Some(_)) => {
                 plan.results.push(ItemResult::ok(u, ItemStatus::Tombstoned));
                 plan.uuids.push(u.clone());
                 plan.steps.push(json!({"op": "tombstone", "uuid": u}));
@@ -183,10 +214,14 @@ mod tests {
     struct Fake {
         live: HashMap<String, Existing>,
         claims: HashMap<String, String>,
+        unreadable: std::collections::HashSet<String>,
     }
     impl View for Fake {
-        fn live(&self, uuid: &str) -> Option<Existing> {
-            self.live.get(uuid).cloned()
+        fn live(&self, uuid: &str) -> Result<Option<Existing>, String> {
+            if self.unreadable.contains(uuid) {
+                return Err(format!("sled read of {uuid} failed"));
+            }
+            Ok(self.live.get(uuid).cloned())
         }
         fn claimed_by(&self, uuid: &str) -> Option<String> {
             self.claims.get(uuid).cloned()
@@ -296,5 +331,22 @@ mod tests {
         assert_eq!(s[0], (ItemStatus::Tombstoned, None));
         assert_eq!(s[1], (ItemStatus::Error, Some(ItemErrorCode::NotFound)));
         assert_eq!(s[2], (ItemStatus::Error, Some(ItemErrorCode::InvalidUuid)));
+    }
+
+    /// A read failure is never "absent": a register of an existing uuid of another kind must
+    /// not answer `registered` (it would skip the kind-clash check), nor a tombstone
+    /// `NOT_FOUND`. The item answers `STORAGE_FAILED`, the others go through.
+    #[test]
+    fn a_read_failure_fails_the_item_never_absent() {
+        let mut v = Fake::default();
+        v.unreadable.insert(U1.into());
+        let p = plan_register(&[item(U1, "mesh", "Cube"), item(U2, "object", "New")], &who(), &v);
+        assert_eq!(p.results[0].error_code, Some(ItemErrorCode::StorageFailed));
+        assert_eq!(p.results[1].status, ItemStatus::Registered);
+        assert_eq!(p.uuids, vec![U2.to_string()]);
+        assert!(p.storage_failure.as_deref().is_some_and(|w| w.contains(U1)));
+        let p = plan_tombstone(&[U1.into()], &v);
+        assert_eq!(p.results[0].error_code, Some(ItemErrorCode::StorageFailed));
+        assert!(p.steps.is_empty() && p.storage_failure.is_some());
     }
 }

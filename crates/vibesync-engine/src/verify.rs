@@ -6,18 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::governance::PARTICIPANT_LOST;
-
-/// WAL error code of a hash that differs from what the participant must hold.
-pub const VERIFY_MISMATCH: &str = "VERIFY_MISMATCH";
-/// WAL error code of a participant that did not answer in time.
-pub const VERIFY_TIMEOUT: &str = "VERIFY_TIMEOUT";
+use vibesync_protocol::RollbackCode;
 
 /// Why verification failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// `VERIFY_MISMATCH`, `VERIFY_TIMEOUT` or `PARTICIPANT_LOST`.
-    pub code: &'static str,
+    /// The WAL code of the ROLLBACK: `VerifyMismatch` (a hash differs from what the
+    /// participant must hold), `VerifyTimeout` (no answer in time) or `ParticipantLost`.
+    pub code: RollbackCode,
     /// The sessions that failed it.
     pub sessions: Vec<String>,
     /// For a mismatch: the uuids whose hash differs.
@@ -89,7 +85,7 @@ impl Verification {
         let bad = mismatches(exp, hashes);
         if !bad.is_empty() {
             return Verdict::Rollback(Failure {
-                code: VERIFY_MISMATCH,
+                code: RollbackCode::VerifyMismatch,
                 sessions: vec![session.to_string()],
                 uuids: bad,
             });
@@ -106,7 +102,7 @@ impl Verification {
         self.answered.remove(session);
         if lost {
             return Verdict::Rollback(Failure {
-                code: PARTICIPANT_LOST,
+                code: RollbackCode::ParticipantLost,
                 sessions: vec![session.to_string()],
                 uuids: vec![],
             });
@@ -122,9 +118,11 @@ impl Verification {
     /// The clock: past the deadline, whoever has not answered fails the batch.
     pub fn tick(&self, now_ms: u64) -> Verdict {
         match self.settled() {
-            Verdict::Wait if now_ms >= self.deadline_ms => {
-                Verdict::Rollback(Failure { code: VERIFY_TIMEOUT, sessions: self.missing(), uuids: vec![] })
-            }
+            Verdict::Wait if now_ms >= self.deadline_ms => Verdict::Rollback(Failure {
+                code: RollbackCode::VerifyTimeout,
+                sessions: self.missing(),
+                uuids: vec![],
+            }),
             v => v,
         }
     }
@@ -175,7 +173,7 @@ mod tests {
         let mut v = two();
         match v.applied("b", &hashes(&[(U, "h1"), (V, "x")]), false) {
             Verdict::Rollback(f) => {
-                assert_eq!(f.code, VERIFY_MISMATCH);
+                assert_eq!(f.code, RollbackCode::VerifyMismatch);
                 assert_eq!(f.uuids, vec![V.to_string()]);
             }
             other => panic!("{other:?}"),
@@ -188,7 +186,9 @@ mod tests {
         assert_eq!(v.applied("a", &hashes(&[]), true), Verdict::Wait, "a holds the batch");
         assert!(!v.is_participant("a"));
         match v.tick(1000) {
-            Verdict::Rollback(f) => assert_eq!((f.code, f.sessions), (VERIFY_TIMEOUT, vec!["b".to_string()])),
+            Verdict::Rollback(f) => {
+                assert_eq!((f.code, f.sessions), (RollbackCode::VerifyTimeout, vec!["b".to_string()]))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(v.applied("a", &hashes(&[(U, "h1")]), false), Verdict::Wait);
         assert_eq!(v.left("a"), Verdict::Wait, "a answered before it left");
         match v.left("b") {
-            Verdict::Rollback(f) => assert_eq!(f.code, PARTICIPANT_LOST),
+            Verdict::Rollback(f) => assert_eq!(f.code, RollbackCode::ParticipantLost),
             other => panic!("{other:?}"),
         }
         let mut v = two();

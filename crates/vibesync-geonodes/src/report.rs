@@ -59,12 +59,13 @@ pub enum Code {
     // Warnings.
     DuplicateSocketKey,
     VariantApproximate,
+    ConversionInserted,
 }
 
 impl Code {
     pub fn severity(self) -> Severity {
         match self {
-            Code::DuplicateSocketKey | Code::VariantApproximate => Severity::Warning,
+            Code::DuplicateSocketKey | Code::VariantApproximate | Code::ConversionInserted => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -107,6 +108,7 @@ pub(crate) const CODE_NAMES: &[(Code, &str)] = &[
     (Code::InvalidFrame, "INVALID_FRAME"),
     (Code::DuplicateSocketKey, "DUPLICATE_SOCKET_KEY"),
     (Code::VariantApproximate, "VARIANT_APPROXIMATE"),
+    (Code::ConversionInserted, "CONVERSION_INSERTED"),
 ];
 
 /// One finding. `pointer` is an RFC 6901 JSON pointer into the submitted graph
@@ -205,6 +207,11 @@ pub struct Report {
     pub blender: String,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// The graph to build, when it differs from the one submitted: the validator inserted
+    /// conversion nodes (`CONVERSION_INSERTED` warnings, docs/GEONODES.md §Conversions).
+    /// Absent when the submitted graph is built as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<crate::graph::Graph>,
 }
 
 impl Report {
@@ -215,6 +222,7 @@ impl Report {
             blender: blender.to_string(),
             errors,
             warnings,
+            graph: None,
         }
     }
 

@@ -210,6 +210,10 @@ pub fn prepare_build(args: &Value) -> Result<Value, Box<Report>> {
             params.insert(key.into(), v.clone());
         }
     }
+    // Blender builds what the validator accepted: with the conversion nodes it inserted.
+    if let Some(g) = &report.graph {
+        params.insert("graph_json".into(), Value::String(g.to_json_pretty()));
+    }
     Ok(Value::Object(params))
 }
 

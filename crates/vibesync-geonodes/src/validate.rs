@@ -51,11 +51,117 @@ pub fn validate_str(text: &str, cat: &Catalogue, limits: &Limits) -> Report {
     }
 }
 
-/// Validate a parsed graph.
+/// Validate a parsed graph. A link Blender refuses but a conversion rule covers
+/// ([`conversion_node`]) is a `CONVERSION_INSERTED` warning, and the report carries the
+/// graph to build with the conversion nodes in it — itself validated, so what is built is
+/// exactly a graph the validator accepts.
 pub fn validate(parsed: &Parsed, cat: &Catalogue, limits: &Limits) -> Report {
-    let mut v = Validator { cat, parsed, g: &parsed.graph, out: parsed.diagnostics.clone(), nodes: Vec::new() };
+    let mut v = Validator {
+        cat,
+        parsed,
+        g: &parsed.graph,
+        out: parsed.diagnostics.clone(),
+        nodes: Vec::new(),
+        conversions: Vec::new(),
+    };
     v.run(limits);
-    Report::from_diagnostics(cat.version.as_str(), v.out)
+    let conversions = std::mem::take(&mut v.conversions);
+    let mut report = Report::from_diagnostics(cat.version.as_str(), v.out);
+    if report.is_ok() && !conversions.is_empty() {
+        let converted = with_conversions(&parsed.graph, &conversions);
+        let again = validate(&Parsed::from_graph(converted.clone()), cat, limits);
+        if again.is_ok() && !again.has(Code::ConversionInserted) {
+            report.graph = Some(converted);
+        } else {
+            // A rule that does not hold for this catalogue: refuse rather than build
+            // something the validator has not accepted.
+            report = Report::from_diagnostics(
+                cat.version.as_str(),
+                report.warnings.into_iter().chain(again.errors).chain(again.warnings).collect(),
+            );
+            if report.is_ok() {
+                report.errors.push(Diagnostic::new(
+                    Code::IncompatibleSockets,
+                    Pointer::root().key("links"),
+                    "the conversion nodes could not be inserted cleanly",
+                    "insert the conversion nodes named in the warnings yourself",
+                ));
+                report.status = crate::report::Status::ErrorsFound;
+            }
+        }
+    }
+    report
+}
+
+/// The conversion node for a socket-type pair Blender refuses to link but that converts
+/// the same way as a neighbouring pair Blender accepts (docs/GEONODES.md §Conversions):
+/// Integer, Boolean and Color into Rotation go through Euler to Rotation (as Blender's own
+/// Float/Vector → Rotation reads the value as Euler angles); Rotation into Color goes through
+/// Rotation to Euler (as Blender's own Rotation → Vector). Returns (node, input, output).
+pub fn conversion_node(from: SocketType, to: SocketType) -> Option<(&'static str, &'static str, &'static str)> {
+    use SocketType::*;
+    match (from, to) {
+        (Int | Boolean | Rgba, Rotation) => Some(("FunctionNodeEulerToRotation", "Euler", "Rotation")),
+        (Rotation, Rgba) => Some(("FunctionNodeRotationToEuler", "Rotation", "Euler")),
+        _ => None,
+    }
+}
+
+/// One inserted conversion: the link it replaces and the node that goes in between.
+#[derive(Clone, Debug)]
+struct Conversion {
+    link: usize,
+    node: &'static str,
+    input: &'static str,
+    output: &'static str,
+}
+
+/// `g` with each converted link split in two around a new conversion node (`convert_<k>`,
+/// placed between its ends and in every frame holding both). The first half keeps the
+/// link's index, the second half is appended, so pointers into `links` stay meaningful.
+fn with_conversions(g: &Graph, conversions: &[Conversion]) -> Graph {
+    let mut out = g.clone();
+    let mut taken: BTreeSet<String> = g.nodes.iter().map(|n| n.id.clone()).collect();
+    for c in conversions {
+        let link = out.links[c.link].clone();
+        let mut id = format!("convert_{}", c.link);
+        while taken.contains(&id) {
+            id.push('_');
+        }
+        taken.insert(id.clone());
+        let at = |nid: &str| out.nodes.iter().find(|n| n.id == nid).and_then(|n| n.location);
+        let location = match (at(&link.from), at(&link.to)) {
+            (Some(a), Some(b)) => Some([(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0]),
+            _ => None,
+        };
+        out.nodes.push(NodeSpec {
+            id: id.clone(),
+            node_type: c.node.to_string(),
+            label: Some(format!("converted for {}.{}", link.to, link.to_socket)),
+            location,
+            ..NodeSpec::default()
+        });
+        for f in &mut out.frames {
+            if f.nodes.contains(&link.from) && f.nodes.contains(&link.to) {
+                f.nodes.push(id.clone());
+            }
+        }
+        out.links[c.link] = LinkSpec {
+            from: link.from.clone(),
+            from_socket: link.from_socket.clone(),
+            to: id.clone(),
+            to_socket: c.input.to_string(),
+            form: graph::LinkForm::Canonical,
+        };
+        out.links.push(LinkSpec {
+            from: id,
+            from_socket: c.output.to_string(),
+            to: link.to,
+            to_socket: link.to_socket,
+            form: graph::LinkForm::Canonical,
+        });
+    }
+    out
 }
 
 /// A socket of a node as this graph has it (after properties / interface).
@@ -300,6 +406,7 @@ struct Validator<'a> {
     g: &'a Graph,
     out: Vec<Diagnostic>,
     nodes: Vec<Resolved<'a>>,
+    conversions: Vec<Conversion>,
 }
 
 fn node_ptr(i: usize) -> Pointer {
@@ -684,7 +791,7 @@ impl<'a> Validator<'a> {
 
     fn check_link(
         &mut self,
-        _k: usize,
+        k: usize,
         l: &LinkSpec,
         at: &Pointer,
         ids: &HashMap<String, usize>,
@@ -723,6 +830,26 @@ impl<'a> Validator<'a> {
         let (from, to) = (&self.nodes[a].outputs[o], &self.nodes[b].inputs[i]);
         match self.cat.link_types_valid(from.kind, to.kind) {
             Some(true) => Some((a, o, b, i)),
+            Some(false) if conversion_node(from.kind, to.kind).is_some_and(|(n, ..)| self.cat.node(n).is_some()) => {
+                let (node, input, output) = conversion_node(from.kind, to.kind)?;
+                let label = self.cat.node(node).map(|n| n.label.clone()).unwrap_or_default();
+                self.push(
+                    Code::ConversionInserted,
+                    at.clone(),
+                    format!(
+                        "{} output \"{}\" of {} does not link into {} input \"{}\" of {} directly; {label} ({node}) is inserted between them",
+                        from.idname,
+                        from.name,
+                        self.describe(a),
+                        to.idname,
+                        to.name,
+                        self.describe(b)
+                    ),
+                    "nothing to do; the graph to build (`graph`) has the node",
+                );
+                self.conversions.push(Conversion { link: k, node, input, output });
+                Some((a, o, b, i))
+            }
             Some(false) => {
                 let msg = format!(
                     "{} output \"{}\" of {} cannot link into {} input \"{}\" of {}",
@@ -765,9 +892,6 @@ impl<'a> Validator<'a> {
         use SocketType::*;
         let node = |id: &str| self.cat.node(id).map(|n| format!("{} ({id})", n.label));
         let via = match (from, to) {
-            (Int | Boolean, Rotation) => {
-                node("FunctionNodeEulerToRotation").map(|n| format!("convert through Combine XYZ and {n}"))
-            }
             (Rotation, Value | Int | Boolean) => {
                 node("FunctionNodeRotationToEuler").map(|n| format!("insert {n} and Separate XYZ"))
             }

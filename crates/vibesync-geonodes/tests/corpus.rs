@@ -298,3 +298,45 @@ fn every_version_validates_the_scatter_graph() {
         assert_eq!(r.status, Status::GraphOk, "Blender {v}: {:#?}", r.errors);
     }
 }
+
+#[test]
+fn links_blender_refuses_but_a_rule_converts_get_a_conversion_node() {
+    // An integer into a Rotation input: Blender refuses the link; it converts the way Blender's
+    // own Float → Rotation does, through Euler to Rotation.
+    let mut g = base();
+    g["nodes"].as_array_mut().unwrap().push(json!({"id": "ri", "type": "FunctionNodeRandomValue",
+        "properties": {"data_type": "INT"}, "location": [0.0, 100.0]}));
+    let iop = node_index(&g, "iop");
+    g["nodes"][iop]["location"] = json!([200.0, 0.0]);
+    g["links"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"from": "ri", "from_socket": "Value", "to": "iop", "to_socket": "Rotation"}));
+    let r = check(&g);
+    assert_eq!(r.status, Status::GraphOk, "{:#?}", r.errors);
+    expect(&r, Code::ConversionInserted, "/links/7");
+    let built = r.graph.as_ref().expect("the graph to build");
+    let conv = built.nodes.iter().find(|n| n.id == "convert_7").expect("conversion node");
+    assert_eq!(conv.node_type, "FunctionNodeEulerToRotation");
+    assert_eq!(conv.location, Some([100.0, 50.0]), "placed between its ends");
+    let l = &built.links[7];
+    assert_eq!((l.from.as_str(), l.to.as_str(), l.to_socket.as_str()), ("ri", "convert_7", "Euler"));
+    let l = built.links.last().unwrap();
+    assert_eq!(
+        (l.from.as_str(), l.from_socket.as_str(), l.to.as_str(), l.to_socket.as_str()),
+        ("convert_7", "Rotation", "iop", "Rotation")
+    );
+    // What is built validates as it is: no further conversion.
+    let again = check(&serde_json::to_value(built).unwrap());
+    assert!(again.is_ok() && again.graph.is_none() && again.warnings.is_empty(), "{again:#?}");
+    // A graph that needs nothing carries no `graph`.
+    assert!(check(&base()).graph.is_none());
+
+    // Rotation into a single number has no conversion that keeps its meaning: still refused.
+    let mut g = base();
+    g["nodes"].as_array_mut().unwrap().push(json!({"id": "rot", "type": "FunctionNodeAlignRotationToVector"}));
+    g["links"][3] = json!({"from": "rot", "from_socket": "Rotation", "to": "rand", "to_socket": "Min"});
+    let r = check(&g);
+    expect(&r, Code::IncompatibleSockets, "/links/3");
+    assert!(r.graph.is_none());
+}

@@ -70,6 +70,18 @@ pub enum RegistryError {
     )]
     AheadOfWal { path: PathBuf, registry_seq: u64, wal_last_seq: u64 },
 
+    /// A STEP of a committed transaction the registry does not understand (docs/WAL.md
+    /// "Registry STEP payloads"): never skipped — the transaction is not applied.
+    #[error("WAL STEP at seq {seq} (operation {operation_id}) is not understood: {reason}. The transaction was not applied; was this log written by a newer vibesync? Run `vibesync verify` and use the vibesync that wrote it")]
+    UnknownStep { seq: u64, operation_id: String, reason: String },
+
+    /// The WAL could not be read while the registry was brought in line with it.
+    #[error("reading the WAL to bring the registry in line failed: {source}")]
+    WalRead {
+        #[source]
+        source: vibesync_wal::WalError,
+    },
+
     #[error("sidecar {path} could not be encoded: {source}")]
     SidecarEncode {
         path: PathBuf,

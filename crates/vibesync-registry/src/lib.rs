@@ -23,10 +23,13 @@
 //! # STEP payload schema (registry ops)
 //! The registry reads the `payload` of STEP records; `project_id` comes from the record
 //! itself, the seq of the STEP becomes `created_seq` / `updated_seq` / `bound_seq` /
-//! `tombstone_seq`. Payloads whose `op` is not one of these belong to other consumers and
-//! are ignored. Unknown fields are rejected. `uuid` must be lowercase RFC 4122 (not nil),
-//! `project_id` `[A-Za-z0-9._-]{1,128}` not starting with `.`; a malformed registry step is
-//! skipped and reported in [`ApplyReport::skipped`] (never a crash, same result on rebuild).
+//! `tombstone_seq`. The STEP ops the daemon writes for other consumers
+//! ([`ops::FOREIGN_OPS`]) are passed over. Unknown fields are rejected. `uuid` must be
+//! lowercase RFC 4122 (not nil), `project_id` `[A-Za-z0-9._-]{1,128}` not starting with `.`.
+//! A STEP that is not understood — no `op`, an unknown `op`, a malformed registry op — is an
+//! error ([`RegistryError::UnknownStep`]): the transaction is not applied (never a crash,
+//! never a silent skip). A step that changes nothing (e.g. `tombstone` of a uuid that is not
+//! live) is reported in [`ApplyReport::skipped`], the same on every rebuild.
 //!
 //! | payload | effect |
 //! |---|---|
@@ -56,5 +59,7 @@ pub use entry::{Binding, Counts, Entry, Status};
 pub use error::{RegistryError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use ops::{is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep};
-pub use registry::{OpenOutcome, OpenReport, Problem, RebuildReason, Registry, RegistryConfig, Resume};
+pub use registry::{
+    OpenOutcome, OpenReport, Problem, ReadFault, RebuildReason, Registry, RegistryConfig, Resume, WalRead,
+};
 pub use sidecar::{SidecarStatus, SidecarWritten};

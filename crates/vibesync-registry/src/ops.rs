@@ -12,9 +12,15 @@ use vibesync_wal::{Phase, Record};
 use crate::entry::{Binding, Entry, Status};
 use crate::error::{RegistryError, Result};
 
-/// Operation names the registry understands. STEP payloads with any other `op` (or none)
-/// belong to other consumers and are ignored.
+/// Operation names the registry understands.
 pub const REGISTRY_OPS: [&str; 7] = ["register", "tombstone", "quarantine", "release", "state", "migrate", "conflict"];
+
+/// STEP ops the daemon writes for other consumers (docs/WAL.md "Registry STEP payloads"):
+/// a duplicated uuid an editor resolved, an agent tool call's effect, an op kind disabled
+/// by governance, a person's governance reset. The registry passes over them; a STEP with
+/// any other `op`, or none, is not understood and is an error
+/// ([`crate::RegistryError::UnknownStep`]), never skipped.
+pub const FOREIGN_OPS: [&str; 4] = ["duplicate", "tool_effect", "disable_op", "governance_reset"];
 
 /// A parsed registry STEP payload. See the crate docs for the JSON schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,19 +94,26 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParsedStep {
     Op(Op),
-    /// Not a registry op (another consumer's STEP).
+    /// Another consumer's STEP (one of [`FOREIGN_OPS`]).
     Foreign,
-    /// Names a registry op but is malformed; the step is skipped.
+    /// Not understood: no `op`, an `op` nobody writes, or a malformed registry op.
     Malformed(String),
 }
 
-/// Parse a STEP payload. Never fails: the WAL is trusted for order, not for content.
+/// Parse a STEP payload. The WAL is trusted for order, not for content: a payload that is
+/// not understood is reported as [`ParsedStep::Malformed`], and applying it is an error.
 pub fn parse_payload(payload: &Value) -> ParsedStep {
     let Some(name) = payload.get("op").and_then(Value::as_str) else {
-        return ParsedStep::Foreign;
+        return ParsedStep::Malformed("STEP payload has no `op`".into());
     };
-    if !REGISTRY_OPS.contains(&name) {
+    if FOREIGN_OPS.contains(&name) {
         return ParsedStep::Foreign;
+    }
+    if !REGISTRY_OPS.contains(&name) {
+        return ParsedStep::Malformed(format!(
+            "STEP op `{}` is neither a registry op nor one the daemon writes for others",
+            name.chars().take(64).collect::<String>()
+        ));
     }
     match serde_json::from_value::<Op>(payload.clone()) {
         Ok(op) => match validate(&op) {
@@ -130,20 +143,16 @@ fn validate(op: &Op) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Lowercase hyphenated RFC 4122 text, not nil (protocol §2).
+/// Lowercase hyphenated RFC 4122 text, not nil (docs/PROTOCOL.md §2; the rule itself is
+/// `vibesync_protocol::validate::uuid`).
 pub fn is_valid_uuid(s: &str) -> bool {
-    match uuid::Uuid::try_parse(s) {
-        Ok(u) => !u.is_nil() && s.len() == 36 && u.hyphenated().to_string() == s,
-        Err(_) => false,
-    }
+    vibesync_protocol::validate::uuid(s).is_ok()
 }
 
-/// `[A-Za-z0-9._-]{1,128}`, not starting with `.` (protocol §2).
+/// `[A-Za-z0-9._-]{1,128}`, not starting with `.` (docs/PROTOCOL.md §2; the rule itself is
+/// `vibesync_protocol::validate::project_id`).
 pub fn is_valid_project_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    vibesync_protocol::validate::project_id(s).is_ok()
 }
 
 /// A step that was not applied, and why.
@@ -162,9 +171,10 @@ pub struct ApplyReport {
     /// False when the whole transaction was already applied (commit seq ≤ last_applied_seq).
     pub applied: bool,
     pub steps_applied: usize,
-    /// Registry steps that changed nothing or were invalid (not found, already newer, ...).
+    /// Registry steps that changed nothing (the record is not live, ...): the same on every
+    /// rebuild. A step that is not understood is an error instead.
     pub skipped: Vec<SkippedStep>,
-    /// STEPs with a non-registry `op` (other consumers' steps).
+    /// STEPs of other consumers ([`FOREIGN_OPS`]).
     pub foreign: usize,
     /// `Some((from, to))` when this transaction migrated the schema.
     pub migrated: Option<(u32, u32)>,
@@ -257,20 +267,18 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             return Ok(());
         }
         ParsedStep::Malformed(reason) => {
-            tracing::warn!(seq = rec.seq, operation_id = %rec.operation_id, %reason, "registry: malformed STEP skipped");
-            report.skipped.push(SkippedStep { seq: rec.seq, uuid: None, reason });
-            return Ok(());
+            return Err(RegistryError::UnknownStep { seq: rec.seq, operation_id: rec.operation_id.clone(), reason });
         }
         ParsedStep::Op(op) => op,
     };
     let seq = rec.seq;
     let project = rec.project_id.as_str();
-    let skip = |report: &mut ApplyReport, uuid: &str, reason: String| skip(report, seq, uuid, reason);
-    if let Some(uuid) = op.uuid() {
-        if !is_valid_project_id(project) {
-            skip(report, uuid, format!("project_id {project:?} is invalid"));
-            return Ok(());
-        }
+    if op.uuid().is_some() && !is_valid_project_id(project) {
+        return Err(RegistryError::UnknownStep {
+            seq,
+            operation_id: rec.operation_id.clone(),
+            reason: format!("project_id {project:?} is invalid"),
+        });
     }
     match op {
         Op::Migrate { from, to } => {

@@ -7,6 +7,21 @@ use std::sync::Mutex;
 use serde::Serialize;
 use vibesync_wal::Record;
 
+/// One item of the WAL stream [`Registry::open`] reads: a record, or the read error that
+/// ends the stream.
+pub type WalRead = std::result::Result<Record, vibesync_wal::WalError>;
+
+/// Reads to fail on purpose (tests only: set through [`Registry::inject_read_fault`] with
+/// the `fault-injection` feature). Real sled stays underneath; the read answers the error
+/// sled gives for a failed I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFault {
+    /// Every read (lookups and scans) fails.
+    All,
+    /// Reads of this uuid fail: its lookups, and scans that reach a record of it.
+    Uuid(String),
+}
+
 use crate::entry::{Counts, Entry, Status};
 use crate::error::{RegistryError, Result};
 use crate::keys::{self, *};
@@ -160,6 +175,7 @@ pub struct Registry {
     dir: PathBuf,
     data_dir: PathBuf,
     meta: Mutex<Meta>,
+    read_fault: Mutex<Option<ReadFault>>,
 }
 
 struct SledBase<'a>(&'a Registry);
@@ -202,13 +218,14 @@ impl Registry {
     /// Open `<data_dir>/registry/`, then bring it in line with the WAL.
     ///
     /// `wal` returns a fresh iterator over every WAL record from the start, in seq order; it
-    /// is called once, or twice when the registry has to be rebuilt after a first pass.
+    /// is called once, or twice when the registry has to be rebuilt after a first pass. A
+    /// read error in it fails the open ([`RegistryError::WalRead`]).
     /// Never panics on damaged sled files: they are moved to `<data_dir>/quarantine/` and the
     /// registry is rebuilt. Fails only when the rebuilt registry cannot be written either.
     pub fn open<F, I>(cfg: &RegistryConfig, mut wal: F) -> Result<(Registry, OpenReport)>
     where
         F: FnMut() -> I,
-        I: IntoIterator<Item = Record>,
+        I: IntoIterator<Item = WalRead>,
     {
         Self::open_resuming(cfg, None, |_| wal())
     }
@@ -225,7 +242,7 @@ impl Registry {
     ) -> Result<(Registry, OpenReport)>
     where
         F: FnMut(bool) -> I,
-        I: IntoIterator<Item = Record>,
+        I: IntoIterator<Item = WalRead>,
     {
         let dir = cfg.data_dir.join("registry");
         let existed = dir.exists();
@@ -306,7 +323,7 @@ impl Registry {
     fn rebuild<F, I>(cfg: &RegistryConfig, reason: RebuildReason, mut wal: F) -> Result<(Registry, OpenReport)>
     where
         F: FnMut() -> I,
-        I: IntoIterator<Item = Record>,
+        I: IntoIterator<Item = WalRead>,
     {
         let dir = cfg.data_dir.join("registry");
         tracing::warn!(path = %dir.display(), %reason, "registry: rebuilding from the WAL");
@@ -369,6 +386,7 @@ impl Registry {
             dir: dir.to_path_buf(),
             data_dir: cfg.data_dir.clone(),
             meta: Mutex::new(Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() }),
+            read_fault: Mutex::new(None),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
@@ -481,6 +499,10 @@ impl Registry {
     }
 
     fn get_entry(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.injected("read", |f| match f {
+            ReadFault::All => true,
+            ReadFault::Uuid(u) => key.ends_with(u.as_bytes()),
+        })?;
         let Some(v) = self.tree.get(key).map_err(|e| self.sled_err("read", e))? else {
             return Ok(None);
         };
@@ -489,12 +511,32 @@ impl Registry {
 
     fn scan(&self, prefix: Vec<u8>) -> Result<Vec<Entry>> {
         self.check_schema()?;
+        self.injected("scan", |f| *f == ReadFault::All)?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
-            out.push(decode(&k, &v)?);
+            let e = decode(&k, &v)?;
+            self.injected("scan", |f| matches!(f, ReadFault::Uuid(u) if *u == e.uuid))?;
+            out.push(e);
         }
         Ok(out)
+    }
+
+    /// The injected read failure `hits` selects, as the error sled gives for a failed read.
+    fn injected(&self, op: &'static str, hits: impl Fn(&ReadFault) -> bool) -> Result<()> {
+        match &*self.read_fault.lock().unwrap() {
+            Some(f) if hits(f) => {
+                Err(self.sled_err(op, sled::Error::Io(std::io::Error::other(format!("injected read fault ({f:?})")))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Make reads fail (`Some`) or work again (`None`): real sled underneath, the failure on
+    /// top. Tests only.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_read_fault(&self, fault: Option<ReadFault>) {
+        *self.read_fault.lock().unwrap() = fault;
     }
 
     // ---- public API -------------------------------------------------------------------
@@ -621,10 +663,13 @@ impl Registry {
     }
 
     /// Replay committed transactions newer than `last_applied_seq`.
-    fn catch_up<I: IntoIterator<Item = Record>>(&self, records: I) -> Result<CatchUp> {
+    fn catch_up<I: IntoIterator<Item = WalRead>>(&self, records: I) -> Result<CatchUp> {
         let mut g = Grouper { watch_commit: Some(self.last_applied_seq()), ..Default::default() };
         let mut cu = CatchUp::default();
         for r in records {
+            // A read error ends the catch-up with that error: the records after it are never
+            // taken as absent (docs/ARCHITECTURE.md, storage invariant).
+            let r = r.map_err(|source| RegistryError::WalRead { source })?;
             if let Some(txn) = g.push(r) {
                 let rep = self.apply_committed(&txn)?;
                 if rep.applied {
@@ -851,31 +896,9 @@ fn decode(key: &[u8], v: &[u8]) -> Result<Entry> {
 /// Move `dir` to `<data_dir>/quarantine/registry-<UTC timestamp>[-n]/`.
 fn quarantine_dir(data_dir: &Path, dir: &Path) -> Result<PathBuf> {
     let qdir = data_dir.join("quarantine");
-    std::fs::create_dir_all(&qdir).map_err(|source| RegistryError::Io { op: "create", path: qdir.clone(), source })?;
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
-    );
-    let mut target = qdir.join(format!("registry-{stamp}"));
-    let mut n = 1;
-    while target.exists() {
-        target = qdir.join(format!("registry-{stamp}-{n}"));
-        n += 1;
-    }
-    std::fs::rename(dir, &target).map_err(|source| RegistryError::Quarantine {
-        from: dir.to_path_buf(),
-        to: target.clone(),
-        source,
+    let target = vibesync_wal::fsutil::set_aside(dir, &qdir, "registry", "").map_err(|source| {
+        RegistryError::Quarantine { from: dir.to_path_buf(), to: qdir.join("registry-<time>"), source }
     })?;
-    crate::sidecar::fsync_dir(&qdir).ok();
-    crate::sidecar::fsync_dir(data_dir).ok();
     tracing::warn!(from = %dir.display(), to = %target.display(), "registry: damaged registry moved to quarantine");
     Ok(target)
 }

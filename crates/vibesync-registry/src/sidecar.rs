@@ -8,16 +8,16 @@
 //! `records` holds live and quarantined records ordered by (project_id, uuid), then archived
 //! ones ordered by (project_id, uuid, tombstone_seq).
 //!
-//! **What the checksum covers**: `checksum = hex(blake3(C))` where `C` is the canonical JSON
-//! of the object `{"records": [...], "schema_version": N, "seq": N}` — every field of the
-//! file except `checksum` itself. Canonical JSON: object keys sorted by their UTF-8 bytes at
-//! every depth, no whitespace, strings escaped as serde_json does (`"`, `\`, control
-//! characters; `\n` style where one exists, else `\u00xx` lowercase), numbers as serde_json
-//! prints them. Formatting of the file (the pretty-printing) is not covered, so it can be
+//! **What the checksum covers**: `checksum = hex(blake3(C))` where `C` is the sorted JSON
+//! ([`sorted_json`]) of the object `{"records": [...], "schema_version": N, "seq": N}` —
+//! every field of the file except `checksum` itself. Sorted JSON: object keys sorted by their
+//! UTF-8 bytes at every depth, no whitespace, strings escaped as serde_json does (`"`, `\`,
+//! control characters; `\n` style where one exists, else `\u00xx` lowercase), numbers
+//! exactly as serde_json prints them (not the state hash's canonical JSON,
+//! `vibesync_protocol::state::canonical_json`, which quantizes numbers). Formatting of the
+//! file (the pretty-printing) is not covered, so it can be
 //! re-indented without invalidating it.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -75,14 +75,14 @@ pub struct SidecarWritten {
     pub checksum: String,
 }
 
-/// Canonical JSON bytes (see module docs).
-pub fn canonical_json(v: &Value) -> Vec<u8> {
+/// Sorted JSON bytes (see module docs): exact values, keys sorted at every depth.
+pub fn sorted_json(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
-    write_canonical(v, &mut out);
+    write_sorted(v, &mut out);
     out
 }
 
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+fn write_sorted(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
@@ -94,7 +94,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 }
                 out.extend_from_slice(&serde_json::to_vec(k).expect("string serializes"));
                 out.push(b':');
-                write_canonical(&m[k.as_str()], out);
+                write_sorted(&m[k.as_str()], out);
             }
             out.push(b'}');
         }
@@ -104,7 +104,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(x, out);
+                write_sorted(x, out);
             }
             out.push(b']');
         }
@@ -115,38 +115,17 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
 /// The sidecar checksum of (schema_version, seq, records).
 pub fn sidecar_checksum(schema_version: u32, seq: u64, records: &Value) -> String {
     let covered = serde_json::json!({"records": records, "schema_version": schema_version, "seq": seq});
-    blake3::hash(&canonical_json(&covered)).to_hex().to_string()
+    blake3::hash(&sorted_json(&covered)).to_hex().to_string()
 }
 
-/// fsync a directory so a rename or create in it is durable.
-pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same dir, write, fsync, rename,
-/// fsync the dir. The temp file is removed on failure.
+/// Write `bytes` to `path` atomically (`vibesync_wal::fsutil::write_atomic`: temp file,
+/// fsync, rename, fsync of the directory; the temp file is removed on failure).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let tmp = dir.join(format!(".{name}.tmp.{}.{nanos}", std::process::id()));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| RegistryError::Io { op, path: p, source }
-    };
-    let result = (|| {
-        let mut f = File::options().write(true).create_new(true).open(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
-        fsync_dir(dir).map_err(io("fsync directory", dir))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    vibesync_wal::fsutil::write_atomic(path, bytes, None).map_err(|source| RegistryError::Io {
+        op: "write atomically",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn entry_id(e: &Entry) -> String {
@@ -168,8 +147,8 @@ impl Registry {
         let (schema_version, seq, entries) = self.snapshot()?;
         // Streamed one record at a time: building the whole registry as one `Value` tree
         // costs ~10x the file's size in memory (seen as RSS growth under load). The checksum
-        // is the same as `sidecar_checksum` over the parsed file: canonical JSON of
-        // {"records","schema_version","seq"} is the records' canonical forms joined.
+        // is the same as `sidecar_checksum` over the parsed file: the sorted JSON of
+        // {"records","schema_version","seq"} is the records' sorted forms joined.
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"{\"records\":[");
         let mut records_json = Vec::with_capacity(entries.len() * 512 + 2);
@@ -177,7 +156,7 @@ impl Registry {
         for (i, e) in entries.iter().enumerate() {
             let v = serde_json::to_value(e)
                 .map_err(|source| RegistryError::SidecarEncode { path: path.clone(), source })?;
-            let b = canonical_json(&v);
+            let b = sorted_json(&v);
             if i > 0 {
                 hasher.update(b",");
                 records_json.push(b',');

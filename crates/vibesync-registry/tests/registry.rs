@@ -62,8 +62,8 @@ impl Wal {
         txn
     }
 
-    fn all(&self) -> impl FnMut() -> Vec<Record> + '_ {
-        move || self.records.clone()
+    fn all(&self) -> impl FnMut() -> Vec<WalRead> + '_ {
+        move || self.records.iter().cloned().map(Ok).collect()
     }
 }
 
@@ -94,7 +94,7 @@ fn sample_wal() -> Wal {
     w.push("op7", P, Phase::Begin, json!({}));
     w.push("op7", P, Phase::Step, register(9, "Ghost"));
     w.push("op7", P, Phase::Rollback, json!({}));
-    w.txn_in("other", "op8", &[register(1, "OtherCube"), json!({"op":"transform","uuid":uuid(1)})]);
+    w.txn_in("other", "op8", &[register(1, "OtherCube"), json!({"op":"tool_effect","uuid":uuid(1),"tool":"a.b"})]);
     // incomplete at the tail: never applied
     w.push("op9", P, Phase::Begin, json!({}));
     w.push("op9", P, Phase::Step, register(10, "Half"));
@@ -183,21 +183,35 @@ fn reapplying_a_transaction_is_a_no_op() {
 }
 
 #[test]
-fn bad_input_is_reported_not_applied() {
+fn bad_input_is_an_error_not_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let mut w = Wal::default();
     let (reg, _) = open(tmp.path(), &w);
     let t = w.txn(
         "a",
         &[
-            json!({"op":"register","uuid":"NOT-A-UUID","kind":"object"}),
-            json!({"op":"register","uuid":uuid(1)}),  // no kind
-            json!({"op":"transform","uuid":uuid(1)}), // another consumer's step
+            json!({"op":"tool_effect","uuid":uuid(1),"tool":"a.b"}), // another consumer's step
+            json!({"op":"tombstone","uuid":uuid(7)}),                // changes nothing: skipped
             register(2, "Ok"),
         ],
     );
     let r = reg.apply_committed(&t).unwrap();
-    assert_eq!((r.steps_applied, r.skipped.len(), r.foreign), (1, 2, 1));
+    assert_eq!((r.steps_applied, r.skipped.len(), r.foreign), (1, 1, 1));
+    // Payloads the registry does not understand: the transaction is refused, nothing applied.
+    for bad in [
+        json!({"op":"register","uuid":"NOT-A-UUID","kind":"object"}),
+        json!({"op":"register","uuid":uuid(1)}),  // no kind
+        json!({"op":"transform","uuid":uuid(1)}), // nobody writes this as a STEP
+        json!({"uuid":uuid(1)}),                  // no op
+    ] {
+        let before = content(&reg);
+        let t = w.txn("bad", &[register(5, "Fine"), bad.clone()]);
+        match reg.apply_committed(&t) {
+            Err(RegistryError::UnknownStep { seq, .. }) => assert_eq!(seq, t[2].seq, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+        assert_eq!(content(&reg), before, "{bad}: nothing of the transaction applied");
+    }
     // No COMMIT: refused.
     let no_commit: Vec<Record> = t.iter().filter(|r| r.phase != Phase::Commit).cloned().collect();
     assert!(matches!(reg.apply_committed(&no_commit), Err(RegistryError::NotCommitted { .. })));
@@ -432,7 +446,7 @@ fn sidecar_atomic_write_check_and_repair() {
     assert_eq!(doc["schema_version"], json!(SCHEMA_VERSION));
     let mut covered = doc.clone();
     covered.as_object_mut().unwrap().remove("checksum");
-    let expect = blake3::hash(&sidecar::canonical_json(&covered)).to_hex().to_string();
+    let expect = blake3::hash(&sidecar::sorted_json(&covered)).to_hex().to_string();
     assert_eq!(doc["checksum"], json!(expect));
     let recs: Vec<Entry> = serde_json::from_value(doc["records"].clone()).unwrap();
     assert_eq!(recs.len(), 5);
@@ -542,4 +556,52 @@ fn old_schema_behind_the_wal_is_rebuilt() {
         "{rep}"
     );
     assert_eq!(reg.counts().live, 2);
+}
+
+/// A WAL read error while the registry is brought in line is an error: the records after it
+/// are never taken as absent, on a fresh open and on a rebuild alike.
+#[test]
+fn a_wal_read_error_fails_the_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = sample_wal();
+    let broken = || {
+        let mut v: Vec<WalRead> = w.records[..4].iter().cloned().map(Ok).collect();
+        v.push(Err(vibesync_wal::WalError::Corrupt {
+            file: "wal/00000000000000000001.jsonl".into(),
+            offset: 4096,
+            reason: "injected".into(),
+        }));
+        v.extend(w.records[4..].iter().cloned().map(Ok));
+        v
+    };
+    match Registry::open(&RegistryConfig::new(tmp.path()), broken) {
+        Err(RegistryError::WalRead { source }) => assert!(source.to_string().contains("4096"), "{source}"),
+        other => panic!("expected WalRead, got {:?}", other.map(|(_, r)| r)),
+    }
+    // The same log read without the error opens; the registry is complete.
+    let (reg, _) = open(tmp.path(), &w);
+    assert!(reg.parity(w.records.clone()).unwrap().is_empty());
+}
+
+/// Injected sled read faults (real sled underneath): lookups and scans answer an error,
+/// never "absent"; only the faulted uuid fails when one is named.
+#[test]
+fn injected_read_faults_are_errors_not_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = sample_wal();
+    let (reg, _) = open(tmp.path(), &w);
+    reg.inject_read_fault(Some(ReadFault::Uuid(uuid(1))));
+    assert!(matches!(reg.lookup(P, &uuid(1)), Err(RegistryError::Sled { .. })));
+    assert!(reg.lookup(P, &uuid(3)).unwrap().is_some(), "other uuids read");
+    assert!(matches!(reg.live_entries(Some(P)), Err(RegistryError::Sled { .. })));
+    assert!(reg.archived(P, &uuid(2)).is_ok());
+    reg.inject_read_fault(Some(ReadFault::All));
+    assert!(matches!(reg.lookup(P, &uuid(3)), Err(RegistryError::Sled { .. })));
+    assert!(matches!(reg.archived_entries(None), Err(RegistryError::Sled { .. })));
+    // Applying a transaction reads the records it changes: the read fails, nothing applied.
+    let mut w2 = sample_wal();
+    let t = w2.txn("late", &[register(3, "CamRenamed")]);
+    assert!(matches!(reg.apply_committed(&t), Err(RegistryError::Sled { .. })));
+    reg.inject_read_fault(None);
+    assert_eq!(reg.lookup(P, &uuid(3)).unwrap().unwrap().name, "Cam");
 }

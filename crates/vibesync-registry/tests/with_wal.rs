@@ -24,7 +24,8 @@ fn registry_follows_the_real_wal() {
     let wal_dir = tmp.path().join("wal");
     let (wal, _) = Wal::open(WalConfig::new(tmp.path())).unwrap();
     let reader = || Reader::open(&wal_dir).unwrap().map(|e| e.expect("clean WAL").record);
-    let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), reader).unwrap();
+    let stream = || reader().map(Ok);
+    let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), stream).unwrap();
     assert_eq!(rep.outcome, OpenOutcome::Created);
 
     let register = Op::Register {
@@ -56,7 +57,7 @@ fn registry_follows_the_real_wal() {
     .unwrap();
     drop(reg);
 
-    let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), reader).unwrap();
+    let (reg, rep) = Registry::open(&RegistryConfig::new(tmp.path()), stream).unwrap();
     assert_eq!((rep.outcome.clone(), rep.caught_up_txns), (OpenOutcome::Opened, 1), "{rep}");
     assert!(reg.lookup("demo", u).unwrap().is_none());
     assert_eq!(reg.archived("demo", u).unwrap().len(), 1);

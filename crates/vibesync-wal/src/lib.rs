@@ -5,7 +5,8 @@
 //! - [`record`]: one record and its byte-exact line format (checksum rule).
 //! - [`chain`]: the hash chain as pure logic.
 //! - [`txindex`]: the transaction index (incomplete / unfinalized operations), pure logic.
-//! - `segment`: segment file naming, listing, directory fsync, quarantine names.
+//! - [`fsutil`]: directory fsync and atomic small-file writes (every store's one copy).
+//! - `segment`: segment file naming, listing, quarantine names.
 //! - `recovery`: boot recovery (torn tail, corruption, repair) used by [`Wal::open`].
 //! - `writer`: the single writer thread (group commit, fdatasync, read-back, poison).
 //! - `wal`: the [`Wal`] handle.
@@ -14,6 +15,7 @@
 
 pub mod chain;
 mod error;
+pub mod fsutil;
 pub mod probe;
 pub mod reader;
 pub mod record;
@@ -28,6 +30,8 @@ pub use error::WalError;
 pub use reader::{read_all, verify, Entry, Position, Problem, ProblemKind, Reader};
 pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV, SCHEMA_VERSION};
 pub use recovery::{Quarantined, Recovery, Repaired};
-pub use segment::{format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES};
+pub use segment::{
+    file_ts, format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES,
+};
 pub use txindex::{transaction_index, IncompleteTx, TxAnomaly, TxIndex, TxIndexBuilder, UnfinalizedTx};
 pub use wal::{segment_stamps, DurableHook, Fault, ResumeAt, SegmentStamp, Wal, WalConfig, WalStats};

@@ -335,6 +335,13 @@ impl Reader {
     }
 }
 
+impl From<Problem> for WalError {
+    /// A problem met while reading, as the error of whoever needed the records.
+    fn from(p: Problem) -> WalError {
+        WalError::Corrupt { file: p.file, offset: p.offset, reason: format!("{:?}: {}", p.kind, p.description) }
+    }
+}
+
 impl Iterator for Reader {
     type Item = Result<Entry, Problem>;
 

@@ -49,19 +49,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegmentFile>> {
     Ok(out)
 }
 
-/// fsync a directory so a created, renamed or removed entry survives a crash.
-pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // NTFS journals directory metadata; a directory cannot be opened as a File here.
-        let _ = dir;
-        Ok(())
-    }
-}
+pub(crate) use crate::fsutil::fsync_dir;
 
 /// Create `dir` (and parents) if missing and fsync its parent so the entry is durable.
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
@@ -122,11 +110,15 @@ pub(crate) fn now_ts() -> String {
     format_ts(OffsetDateTime::now_utc())
 }
 
+/// A UTC time as it appears in file names: `yyyymmddThhmmss.ffffffZ` (sorts by time).
+pub fn file_ts(t: OffsetDateTime) -> String {
+    t.format(FILE_TS_FORMAT).expect("UTC timestamp formats")
+}
+
 /// Name of a quarantine file for bytes cut from `segment_name` at `offset`:
 /// `<segment>.at-<offset>.<UTC yyyymmddThhmmss.ffffffZ>.<kind>`, kind `torn` or `repair`.
 pub fn quarantine_file_name(segment_name: &str, offset: u64, kind: &str) -> String {
-    let ts = OffsetDateTime::now_utc().format(FILE_TS_FORMAT).expect("UTC timestamp formats");
-    format!("{segment_name}.at-{offset}.{ts}.{kind}")
+    format!("{segment_name}.at-{offset}.{}.{kind}", file_ts(OffsetDateTime::now_utc()))
 }
 
 #[cfg(test)]

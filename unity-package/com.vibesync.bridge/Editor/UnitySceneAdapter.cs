@@ -15,7 +15,7 @@ namespace VibeSync.Bridge.Editor
 {
     internal sealed class UnitySceneAdapter : ISceneAdapter
     {
-        public readonly IdentityRegistry<VibeSyncId> Identity = new IdentityRegistry<VibeSyncId>();
+        public readonly IdentityRegistry<GameObject> Identity = new IdentityRegistry<GameObject>();
         // Mesh buffers are costly to build: cache per mesh instance, dropped when the mesh asset changes.
         readonly Dictionary<int, KeyValuePair<string, byte[]>> meshCache = new Dictionary<int, KeyValuePair<string, byte[]>>();
 
@@ -37,25 +37,68 @@ namespace VibeSync.Bridge.Editor
             }
         }
 
-        static VibeSyncId EnsureId(GameObject go)
+        // Identity lives in one hidden VibeSyncIdentityMap per scene, never on the synced objects
+        // (Documentation~/index.md, "Identity and duplicates").
+        // scene handle -> its map (found once per scene, not once per object).
+        static readonly Dictionary<int, VibeSyncIdentityMap> maps = new Dictionary<int, VibeSyncIdentityMap>();
+
+        static VibeSyncIdentityMap MapOf(Scene scene, bool create)
         {
-            var id = go.GetComponent<VibeSyncId>();
-            if (id != null) return id;
-            id = go.AddComponent<VibeSyncId>(); // identity is bookkeeping, not a user edit: no Undo entry
-            if (go.scene.IsValid()) EditorSceneManager.MarkSceneDirty(go.scene);
-            return id;
+            VibeSyncIdentityMap m;
+            if (maps.TryGetValue(scene.handle, out m) && m != null && m.gameObject.scene == scene) return m;
+            maps.Remove(scene.handle);
+            foreach (var root in scene.GetRootGameObjects())
+            {
+                m = root.GetComponent<VibeSyncIdentityMap>();
+                if (m != null) { maps[scene.handle] = m; return m; }
+            }
+            if (!create) return null;
+            var holder = new GameObject(VibeSyncIdentityMap.ObjectName);
+            holder.hideFlags = HideFlags.HideInHierarchy | HideFlags.HideInInspector | HideFlags.NotEditable;
+            SceneManager.MoveGameObjectToScene(holder, scene);
+            m = holder.AddComponent<VibeSyncIdentityMap>(); // bookkeeping, not a user edit: no Undo entry
+            maps[scene.handle] = m;
+            return m;
+        }
+
+        /// <summary>The uuid saved for this object: its scene's map, else another open scene's
+        /// (it was moved between scenes; the entry moves with it), else a VibeSyncId component
+        /// from an older version (migrated into the map).</summary>
+        static string StoredUuid(GameObject go)
+        {
+            var own = MapOf(go.scene, false);
+            string u = own != null ? own.UuidOf(go) : null;
+            if (u != null) return u;
+            for (int i = 0; i < SceneManager.sceneCount; i++)
+            {
+                var other = SceneManager.GetSceneAt(i);
+                if (!other.isLoaded || other == go.scene) continue;
+                var m = MapOf(other, false);
+                u = m != null ? m.UuidOf(go) : null;
+                if (u == null) continue;
+                m.Remove(go);
+                EditorUtility.SetDirty(m);
+                Write(go, u);
+                return u;
+            }
+            var legacy = go.GetComponent<VibeSyncId>();
+            if (legacy == null) return null;
+            u = legacy.Uuid;
+            Write(go, u);
+            // Removing a component the bridge added reverts an added-component override; a
+            // component that is part of a prefab asset is left (removing it would be an override).
+            if (!PrefabUtility.IsPartOfPrefabInstance(legacy) || PrefabUtility.IsAddedComponentOverride(legacy))
+                UnityEngine.Object.DestroyImmediate(legacy);
+            return string.IsNullOrEmpty(u) ? null : u;
         }
 
         /// <summary>Rebuilds uuid -> object after a domain reload or scene load
         /// (Documentation~/index.md, "Domain reload").</summary>
         public void Rescan()
         {
-            var scan = new List<IdentityRegistry<VibeSyncId>.ScanItem>();
+            var scan = new List<IdentityRegistry<GameObject>.ScanItem>();
             foreach (var go in AllSceneObjects())
-            {
-                var id = EnsureId(go);
-                scan.Add(new IdentityRegistry<VibeSyncId>.ScanItem(id, id.Uuid, PathOf(go.transform)));
-            }
+                scan.Add(new IdentityRegistry<GameObject>.ScanItem(go, StoredUuid(go), PathOf(go.transform)));
             foreach (var fix in Identity.Rebuild(scan))
             {
                 Write(fix.Key, fix.Value.NewUuid);
@@ -63,11 +106,20 @@ namespace VibeSync.Bridge.Editor
             }
         }
 
-        static void Write(VibeSyncId id, string uuid)
+        static void Write(GameObject go, string uuid)
         {
-            id.AssignUuid(uuid);
-            EditorUtility.SetDirty(id);
-            if (id.gameObject.scene.IsValid()) EditorSceneManager.MarkSceneDirty(id.gameObject.scene);
+            if (!go.scene.IsValid()) return;
+            var map = MapOf(go.scene, true);
+            map.Set(go, uuid);
+            EditorUtility.SetDirty(map);
+            EditorSceneManager.MarkSceneDirty(go.scene);
+        }
+
+        /// <summary>The scene is being saved: pairs of objects deleted for good are dropped.</summary>
+        public static void PruneBeforeSave(Scene scene)
+        {
+            var map = MapOf(scene, false);
+            if (map != null && map.Prune() > 0) EditorUtility.SetDirty(map);
         }
 
         /// <summary>A hierarchy appeared (Ctrl+D, paste, new, undo of a delete). Returns the uuids to mark dirty.</summary>
@@ -76,10 +128,12 @@ namespace VibeSync.Bridge.Editor
             var uuids = new List<string>();
             foreach (var t in root.GetComponentsInChildren<Transform>(true))
             {
-                var id = EnsureId(t.gameObject);
+                var go = t.gameObject;
                 IdentityChange change;
-                string uuid = Identity.OnCreated(id, id.Uuid, PathOf(t), out change);
-                if (change != null) Write(id, uuid); // the copy gets a fresh uuid; the original keeps its own
+                // A copy (Ctrl+D, paste) has no entry: it gets a fresh uuid. Undo of a delete
+                // brings back the same object, whose entry is still in the map.
+                string uuid = Identity.OnCreated(go, StoredUuid(go), PathOf(t), out change);
+                if (change != null) Write(go, uuid);
                 uuids.Add(uuid);
             }
             return uuids;
@@ -88,9 +142,8 @@ namespace VibeSync.Bridge.Editor
         public string UuidOf(GameObject go)
         {
             if (go == null) return null;
-            var id = go.GetComponent<VibeSyncId>();
             string uuid;
-            return id != null && Identity.TryGetUuid(id, out uuid) ? uuid : null;
+            return Identity.TryGetUuid(go, out uuid) ? uuid : null;
         }
 
         /// <summary>Tracked objects whose GameObject is gone. They are untracked and returned.</summary>
@@ -99,8 +152,8 @@ namespace VibeSync.Bridge.Editor
             var gone = new List<string>();
             foreach (var u in new List<string>(Identity.Uuids))
             {
-                VibeSyncId id;
-                if (Identity.TryGet(u, out id) && id == null) gone.Add(u); // Unity's null: destroyed
+                GameObject go;
+                if (Identity.TryGet(u, out go) && go == null) gone.Add(u); // Unity's null: destroyed
             }
             foreach (var u in gone) Identity.Remove(u);
             return gone;
@@ -112,8 +165,8 @@ namespace VibeSync.Bridge.Editor
             var l = new List<string>();
             foreach (var u in Identity.Uuids)
             {
-                VibeSyncId id;
-                if (Identity.TryGet(u, out id) && id != null && id.gameObject.scene == scene) l.Add(u);
+                GameObject go;
+                if (Identity.TryGet(u, out go) && go != null && go.scene == scene) l.Add(u);
             }
             return l;
         }
@@ -131,8 +184,8 @@ namespace VibeSync.Bridge.Editor
 
         GameObject Find(string uuid)
         {
-            VibeSyncId id;
-            return Identity.TryGet(uuid, out id) && id != null ? id.gameObject : null;
+            GameObject go;
+            return Identity.TryGet(uuid, out go) && go != null ? go : null;
         }
 
         // ------------------------------------------------------------------ capture
@@ -158,7 +211,7 @@ namespace VibeSync.Bridge.Editor
             var c = Coordinates.UnityToCanonical(new Trs(new double[] { p.x, p.y, p.z }, new double[] { q.x, q.y, q.z, q.w }, new double[] { s.x, s.y, s.z }));
             var st = new ObjectState
             {
-                Uuid = uuid, Kind = Kinds.Object, Name = go.name, Parent = UuidOf(t.parent != null ? t.parent.gameObject : null),
+                Uuid = uuid, Kind = EntityKind.Object, Name = go.name, Parent = UuidOf(t.parent != null ? t.parent.gameObject : null),
                 Visible = go.activeSelf, T = c.T, R = c.R, S = c.S,
             };
             var mf = go.GetComponent<MeshFilter>();
@@ -286,10 +339,10 @@ namespace VibeSync.Bridge.Editor
 
         public string ReassignUuid(string uuid)
         {
-            VibeSyncId id;
-            if (!Identity.TryGet(uuid, out id) || id == null) return null;
+            GameObject go;
+            if (!Identity.TryGet(uuid, out go) || go == null) return null;
             string fresh = Identity.Reassign(uuid);
-            Write(id, fresh);
+            Write(go, fresh);
             return fresh;
         }
 
@@ -376,9 +429,8 @@ namespace VibeSync.Bridge.Editor
                     {
                         go = new GameObject(c.Name);
                         Undo.RegisterCreatedObjectUndo(go, undoName);
-                        var id = go.AddComponent<VibeSyncId>();
-                        id.AssignUuid(c.Uuid);
-                        Identity.Bind(c.Uuid, id, null);
+                        Write(go, c.Uuid);
+                        Identity.Bind(c.Uuid, go, null);
                     }
                     else
                     {

@@ -73,7 +73,7 @@ namespace VibeSync.Bridge.Editor
             client = new BridgeClient(new BridgeClientOptions
             {
                 Host = settings.host, Port = settings.port, TokenFile = settings.EffectiveTokenFile, ProjectId = settings.EffectiveProjectId,
-                Editor = Editors.Unity, EditorVersion = Application.unityVersion, ClientId = clientId, UnitScale = 1.0, Wake = Wake,
+                Editor = ClientKind.Unity, EditorVersion = Application.unityVersion, ClientId = clientId, UnitScale = 1.0, Wake = Wake,
             });
             engine = new SyncEngine(client, scene);
             long resumeSeq;
@@ -92,6 +92,7 @@ namespace VibeSync.Bridge.Editor
                 ObjectChangeEvents.changesPublished += OnChangesPublished;
                 EditorSceneManager.sceneOpened += OnSceneOpened;
                 EditorSceneManager.sceneClosing += OnSceneClosing;
+                EditorSceneManager.sceneSaving += OnSceneSaving;
                 EditorApplication.quitting += Shutdown;
             }
             client.Start();
@@ -300,10 +301,10 @@ namespace VibeSync.Bridge.Editor
             if (asset is Mesh) scene.InvalidateMesh(asset.GetInstanceID());
             foreach (var u in new List<string>(scene.Identity.Uuids))
             {
-                VibeSyncId id;
-                if (!scene.Identity.TryGet(u, out id) || id == null) continue;
-                var mf = id.GetComponent<MeshFilter>();
-                var r = id.GetComponent<Renderer>();
+                GameObject go;
+                if (!scene.Identity.TryGet(u, out go) || go == null) continue;
+                var mf = go.GetComponent<MeshFilter>();
+                var r = go.GetComponent<Renderer>();
                 if ((mf != null && mf.sharedMesh == asset) || (r != null && r.sharedMaterial == asset)) engine.MarkDirty(u);
             }
         }
@@ -313,6 +314,11 @@ namespace VibeSync.Bridge.Editor
             if (engine == null) return;
             scene.Rescan();
             engine.MarkAllDirty(); // new objects get registered; known ones diff to nothing
+        }
+
+        static void OnSceneSaving(Scene s, string path)
+        {
+            UnitySceneAdapter.PruneBeforeSave(s); // identity pairs of objects deleted for good
         }
 
         static void OnSceneClosing(Scene s, bool removingScene)

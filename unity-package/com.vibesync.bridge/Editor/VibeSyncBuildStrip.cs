@@ -1,6 +1,6 @@
 // Nothing of VibeSync ships in a player build: the assemblies are Editor-only (asmdef
-// includePlatforms ["Editor"]) and this build step removes the VibeSyncId components from every
-// scene as it is built into a player (Unity calls it with a null report when entering Play Mode,
+// includePlatforms ["Editor"]) and this build step removes the hidden VibeSync Identity object
+// (and VibeSyncId components an older version added) from every scene as it is built into a player (Unity calls it with a null report when entering Play Mode,
 // where the ids are kept). The scene files themselves are not changed.
 using UnityEditor.Build;
 using UnityEditor.Build.Reporting;
@@ -17,8 +17,15 @@ namespace VibeSync.Bridge.Editor
         {
             if (report == null) return; // entering Play Mode, not building a player
             foreach (var root in scene.GetRootGameObjects())
+            {
+                if (root.GetComponent<VibeSyncIdentityMap>() != null)
+                {
+                    Object.DestroyImmediate(root, false);
+                    continue;
+                }
                 foreach (var id in root.GetComponentsInChildren<VibeSyncId>(true))
                     Object.DestroyImmediate(id, false);
+            }
         }
     }
 }

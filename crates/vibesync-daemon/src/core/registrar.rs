@@ -145,6 +145,11 @@ impl Daemon {
                 }
             };
             let operation_id = uuid::Uuid::new_v4().to_string();
+            if let Some(why) = &plan.storage_failure {
+                // Its items answer STORAGE_FAILED; the registry can no longer be trusted, so
+                // the daemon stops (docs/ARCHITECTURE.md, storage invariant).
+                self.storage_failure_notice(&operation_id, &format!("registry read failed: {why}"));
+            }
             let start = drafts.len();
             if plan.writes_anything() {
                 let txn =
@@ -242,8 +247,8 @@ struct RegistryView<'a> {
 }
 
 impl View for RegistryView<'_> {
-    fn live(&self, uuid: &str) -> Option<Existing> {
-        self.daemon.stores.existing(self.project_id, uuid, self.editor)
+    fn live(&self, uuid: &str) -> Result<Option<Existing>, String> {
+        self.daemon.stores.existing(self.project_id, uuid, self.editor).map_err(|e| e.to_string())
     }
     fn claimed_by(&self, uuid: &str) -> Option<String> {
         self.daemon

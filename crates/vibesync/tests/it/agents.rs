@@ -160,4 +160,25 @@ fn tool_calls_are_gated_relayed_and_logged_as_one_transaction() {
     assert_eq!(reg["available_addons"], json!([]));
     call(&mut agent, "r10", "rmg", "other");
     assert_eq!(response(&mut agent, "r10")["result"]["error_code"], "EDITOR_OFFLINE");
+
+    // The count is the WAL's ROLLBACKs: a restart does not unblock the tool; a person does.
+    drop(agent);
+    let mut d = d;
+    assert_eq!(d.stop(), Some(0), "clean shutdown: {}", d.stderr_log());
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut agent = d.client("agent");
+    let mut blender = d.client("blender");
+    blender
+        .send(&json!({"type": "registry_updated", "available_addons": [{"addon_id": "rmg", "tools": tools}],
+            "rejected": [], "withheld": []}))
+        .unwrap();
+    recv_type(&mut agent, "registry_updated");
+    call(&mut agent, "r11", "rmg", "mk");
+    assert_eq!(response(&mut agent, "r11")["result"]["error_code"], "BLOCKED", "a restart unblocked the tool");
+    let (code, _, err) = cli(&["safe-mode", "clear", "--data-dir", d.data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    call(&mut agent, "r12", "rmg", "mk");
+    let cmd = recv_type(&mut blender, "addon_command");
+    answer(&mut blender, &cmd, json!({"status": "success", "message": "made"}), &[]);
+    assert_eq!(response(&mut agent, "r12")["result"]["status"], "success");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::sync::{create, settle, Mini};
+use crate::sync::{create, settle, until, Mini};
 
 fn config(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
     let p = dir.join(name);
@@ -368,4 +368,54 @@ fn a_slow_consumer_is_disconnected_and_nobody_else_waits() {
         }
     }
     assert!(saw_end, "the slow consumer was disconnected");
+}
+
+/// A graceful stop while a batch waits for an editor's answer: the stop disconnects the
+/// editor, which must not be taken for a participant lost mid-apply (evidence against the
+/// objects). The batch is cut — `RECOVERED_INCOMPLETE` at the next boot, never
+/// `PARTICIPANT_LOST` — nothing is appended after the WAL closes, the stop is clean, and the
+/// same change goes through afterwards.
+#[test]
+fn a_graceful_stop_mid_batch_is_not_evidence_against_the_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 0\nverify_timeout_ms = 60000\n");
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+
+    u.answer = false;
+    let before = u.batches.len();
+    let ack = b.send_change("m", vec![transform(&x, 5.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    assert!(u.pump_until(Duration::from_secs(20), |m| m.batches.len() > before), "the batch reached Unity");
+    assert_eq!(d.stop(), Some(0), "clean stop: {}", d.stderr_log());
+    let log = d.stderr_log();
+    assert!(!log.contains("PARTICIPANT_LOST"), "the stop was taken for a lost participant:\n{log}");
+    assert!(!log.contains("WAL is closed") && !log.contains("storage failure"), "appended after close:\n{log}");
+    drop((b, u));
+
+    let d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let recs = wal_records(&data);
+    assert!(!recs.iter().any(|r| r["error_code"] == "PARTICIPANT_LOST"), "no evidence was recorded");
+    assert!(
+        recs.iter().any(|r| r["phase"] == "ROLLBACK" && r["error_code"] == "RECOVERED_INCOMPLETE"),
+        "the cut batch is closed at boot as incomplete"
+    );
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    assert_eq!(b.c.welcome["safe_mode"], false, "a clean stop is not an unclean boot");
+    // Both replays arrived (X at its committed pose) before anyone edits again.
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m.iter().all(|m| m.states.contains_key(&x)));
+    let ack = b.send_change("m2", vec![transform(&x, 5.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "the same input is not refused as a failure: {ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| {
+        m[1].states.get(&x).is_some_and(|s| s["t"] == json!([5.0, 0.0, 0.0]))
+    });
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
 }

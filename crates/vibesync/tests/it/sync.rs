@@ -627,6 +627,36 @@ fn two_editors_change_one_object_in_one_window() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Unity hides the cube while Blender, later in the same window, sets it visible — which it
+/// already is. Blender's change wins and is a no-op, so no batch forms; Unity, the loser,
+/// still holds the cube hidden and must be corrected (found by the engine's model test).
+#[test]
+fn a_loser_to_a_no_op_winner_is_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m[1].states.contains_key(&id));
+    let ack = u.send_change("h", vec![json!({"op":"visibility","uuid":id,"visible":false})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    let ack = b.send_change("v", vec![json!({"op":"visibility","uuid":id,"visible":true})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    // Blender's change reaches Unity live at once (PROTOCOL §6.3); the window's outcome follows.
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| {
+        m[1].states[&id]["visible"] == json!(true) && m[1].results.iter().any(|r| r["outcome"] == "dropped")
+    });
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&id]["visible"], json!(true), "the loser ends on the winner's state");
+    drop((b, u));
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 #[test]
 fn a_registration_between_step_and_commit_keeps_the_committed_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,17 +1,16 @@
-// The identity of a synced GameObject: a lowercase RFC 4122 uuid in a serialized field, so it is
-// saved with the scene and survives domain reloads and Play Mode. Instance ids and GlobalObjectId
-// never go on the wire: they do not survive sessions. The Editor assembly assigns and
-// re-assigns it (after Ctrl+D the copy gets a fresh uuid, the original keeps its own).
-// Editor-only: the class exists only in the Editor (a MonoBehaviour in an Editor-only assembly could
-// not be added to GameObjects), and VibeSyncBuildStrip removes the components from every scene
-// built into a player, so nothing of VibeSync ships in a build.
+// The per-object identity component of earlier versions: a lowercase RFC 4122 uuid in a
+// serialized field. It is no longer added: identity now lives in the scene's hidden
+// VibeSyncIdentityMap, so synced objects carry nothing (no prefab-instance override). The class
+// stays so scenes saved with it load without "missing script" warnings; the Editor adapter moves
+// each uuid into the map and removes the component (unless it is part of a prefab asset).
+// Editor-only; VibeSyncBuildStrip removes any left from every scene built into a player.
 #if UNITY_EDITOR
 using UnityEngine;
 
 namespace VibeSync.Bridge
 {
     [DisallowMultipleComponent]
-    [AddComponentMenu("VibeSync/VibeSync Id")]
+    [AddComponentMenu("")]
     public sealed class VibeSyncId : MonoBehaviour
     {
         [SerializeField, Tooltip("VibeSync identity of this object (managed by the bridge; do not edit)")]

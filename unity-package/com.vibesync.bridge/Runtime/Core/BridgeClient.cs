@@ -48,7 +48,7 @@ namespace VibeSync.Bridge.Core
         /// and the client keeps using the assigned id on reconnects (see AssignedProjectId).
         /// </summary>
         public volatile string ProjectId;
-        public string Editor = Editors.Unity;
+        public string Editor = ClientKind.Unity;
         public string EditorVersion = "";
         public string ClientId = Msg.NewUuid();
         public double UnitScale = 1.0;

@@ -306,11 +306,38 @@ namespace VibeSync.Bridge.Core
 
         // ------------------------------------------------------------------ writing
 
+        /// <summary>
+        /// How <see cref="WriteValue"/> writes: key order, numbers, and members written in a form
+        /// of their own. The one JSON writer serves the wire (<see cref="Write"/>), sorted keys
+        /// (<see cref="WriteCanonical"/>) and the state hash's canonical form (StateHash).
+        /// </summary>
+        public class WriteStyle
+        {
+            public readonly bool SortKeys;
+            public WriteStyle(bool sortKeys) { SortKeys = sortKeys; }
+
+            /// <summary>Writes a number (long, int, uint, ulong, double or float).</summary>
+            public virtual void WriteNumber(StringBuilder sb, object v)
+            {
+                if (v is long) sb.Append(((long)v).ToString(CultureInfo.InvariantCulture));
+                else if (v is int) sb.Append(((int)v).ToString(CultureInfo.InvariantCulture));
+                else if (v is uint) sb.Append(((uint)v).ToString(CultureInfo.InvariantCulture));
+                else if (v is ulong) sb.Append(((ulong)v).ToString(CultureInfo.InvariantCulture));
+                else if (v is double) WriteDouble(sb, (double)v);
+                else WriteDouble(sb, (double)(float)v);
+            }
+
+            /// <summary>Writes the value of member <paramref name="key"/> itself and returns true, or returns false to have it written as usual.</summary>
+            public virtual bool WriteMember(StringBuilder sb, string key, object value) { return false; }
+        }
+
+        static readonly WriteStyle Plain = new WriteStyle(false), Sorted = new WriteStyle(true);
+
         /// <summary>Compact JSON text (no spaces) with the escaping rules of PROTOCOL §6.4.</summary>
         public static string Write(object value)
         {
             var sb = new StringBuilder();
-            WriteValue(sb, value, false, 0);
+            WriteValue(sb, value, Plain, 0);
             return sb.ToString();
         }
 
@@ -320,29 +347,25 @@ namespace VibeSync.Bridge.Core
         public static string WriteCanonical(object value)
         {
             var sb = new StringBuilder();
-            WriteValue(sb, value, true, 0);
+            WriteValue(sb, value, Sorted, 0);
             return sb.ToString();
         }
 
-        static void WriteValue(StringBuilder sb, object v, bool sortKeys, int depth)
+        /// <summary>Writes <paramref name="v"/> compactly in <paramref name="style"/>.</summary>
+        public static void WriteValue(StringBuilder sb, object v, WriteStyle style, int depth)
         {
             if (depth > MaxDepth) throw new ArgumentException("JSON value nested deeper than " + MaxDepth + " levels");
             if (v == null) { sb.Append("null"); return; }
             var s = v as string;
             if (s != null) { WriteString(sb, s); return; }
             if (v is bool) { sb.Append((bool)v ? "true" : "false"); return; }
-            if (v is long) { sb.Append(((long)v).ToString(CultureInfo.InvariantCulture)); return; }
-            if (v is int) { sb.Append(((int)v).ToString(CultureInfo.InvariantCulture)); return; }
-            if (v is uint) { sb.Append(((uint)v).ToString(CultureInfo.InvariantCulture)); return; }
-            if (v is ulong) { sb.Append(((ulong)v).ToString(CultureInfo.InvariantCulture)); return; }
-            if (v is double) { WriteDouble(sb, (double)v); return; }
-            if (v is float) { WriteDouble(sb, (double)(float)v); return; }
+            if (v is long || v is int || v is uint || v is ulong || v is double || v is float) { style.WriteNumber(sb, v); return; }
             var dict = v as IDictionary<string, object>;
             if (dict != null)
             {
                 sb.Append('{');
                 IEnumerable<string> keys = dict.Keys;
-                if (sortKeys)
+                if (style.SortKeys)
                 {
                     var list = new List<string>(dict.Keys);
                     list.Sort(string.CompareOrdinal);
@@ -355,7 +378,7 @@ namespace VibeSync.Bridge.Core
                     first = false;
                     WriteString(sb, k);
                     sb.Append(':');
-                    WriteValue(sb, dict[k], sortKeys, depth + 1);
+                    if (!style.WriteMember(sb, k, dict[k])) WriteValue(sb, dict[k], style, depth + 1);
                 }
                 sb.Append('}');
                 return;
@@ -369,7 +392,7 @@ namespace VibeSync.Bridge.Core
                 {
                     if (!first) sb.Append(',');
                     first = false;
-                    WriteValue(sb, item, sortKeys, depth + 1);
+                    WriteValue(sb, item, style, depth + 1);
                 }
                 sb.Append(']');
                 return;

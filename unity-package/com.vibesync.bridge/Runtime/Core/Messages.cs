@@ -81,7 +81,7 @@ namespace VibeSync.Bridge.Core
         public const string Paused = "paused";
     }
 
-    public static class Editors
+    public static class ClientKind
     {
         public const string Blender = "blender";
         public const string Unity = "unity";
@@ -94,7 +94,7 @@ namespace VibeSync.Bridge.Core
     }
 
     /// <summary>ack.results[].status values (PROTOCOL §5, §6.1).</summary>
-    public static class AckStatus
+    public static class ItemStatus
     {
         public const string Registered = "registered";
         public const string Updated = "updated";
@@ -108,7 +108,7 @@ namespace VibeSync.Bridge.Core
     }
 
     /// <summary>Datablock kinds (PROTOCOL §5 register).</summary>
-    public static class Kinds
+    public static class EntityKind
     {
         public const string Object = "object";
         public const string Mesh = "mesh";
@@ -289,7 +289,7 @@ namespace VibeSync.Bridge.Core
             {
                 { "type", MessageType.Hello },
                 { "protocol", (long)ProtocolVersion },
-                { "editor", editor ?? Editors.Unity },
+                { "editor", editor ?? ClientKind.Unity },
                 { "editor_version", editorVersion ?? "" },
                 { "client_id", clientId },
                 { "token", token },

@@ -49,7 +49,7 @@ namespace VibeSync.Bridge.Core
     public sealed class ObjectState
     {
         public string Uuid;
-        public string Kind = Kinds.Object;
+        public string Kind = EntityKind.Object;
         public string Name = "";
         public string Parent;          // uuid or null
         public bool Visible = true;

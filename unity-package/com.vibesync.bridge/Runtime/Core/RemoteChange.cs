@@ -27,7 +27,7 @@ namespace VibeSync.Bridge.Core
             {
                 case Ops.Create:
                     rc.Kind = Msg.Str(c, "kind", path);
-                    if (!Kinds.IsValid(rc.Kind)) throw new MessageFormatException(path + ".kind", "unknown kind \"" + rc.Kind + "\"");
+                    if (!EntityKind.IsValid(rc.Kind)) throw new MessageFormatException(path + ".kind", "unknown kind \"" + rc.Kind + "\"");
                     rc.Name = Msg.Str(c, "name", path);
                     rc.Parent = ParentField(c, path);
                     ReadTrs(rc, c, path, unitScale);

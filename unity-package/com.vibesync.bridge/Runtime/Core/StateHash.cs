@@ -29,7 +29,7 @@ namespace VibeSync.Bridge.Core
         public static string CanonicalJson(IDictionary<string, object> state)
         {
             var sb = new StringBuilder();
-            Write(sb, state, 0);
+            Json.WriteValue(sb, state, Canonical, 0);
             return sb.ToString();
         }
 
@@ -83,58 +83,28 @@ namespace VibeSync.Bridge.Core
             return q;
         }
 
-        static void Write(StringBuilder sb, object v, int depth)
+        /// <summary>The state hash's canonical form, written by the one JSON writer (Json.WriteValue):
+        /// sorted keys, every number quantized, `r` in its hashed form.</summary>
+        sealed class HashStyle : Json.WriteStyle
         {
-            if (depth > Json.MaxDepth) throw new ArgumentException("state nested too deeply");
-            if (v == null) { sb.Append("null"); return; }
-            var s = v as string;
-            if (s != null) { Json.WriteString(sb, s); return; }
-            if (v is bool) { sb.Append((bool)v ? "true" : "false"); return; }
-            if (Json.IsNumber(v))
+            public HashStyle() : base(true) { }
+
+            // All numbers in a synced state are floats (positions, quaternions, scales, colors).
+            public override void WriteNumber(StringBuilder sb, object v)
             {
-                // All numbers in a synced state are floats (positions, quaternions, scales, colors).
                 sb.Append(Quantize(Json.ToDouble(v)).ToString(CultureInfo.InvariantCulture));
-                return;
             }
-            var d = v as IDictionary<string, object>;
-            if (d != null)
+
+            public override bool WriteMember(StringBuilder sb, string key, object value)
             {
-                var keys = new List<string>(d.Keys);
-                keys.Sort(string.CompareOrdinal);
-                sb.Append('{');
-                for (int i = 0; i < keys.Count; i++)
-                {
-                    if (i > 0) sb.Append(',');
-                    Json.WriteString(sb, keys[i]);
-                    sb.Append(':');
-                    object val = d[keys[i]];
-                    var q = keys[i] == "r" ? AsQuaternion(val) : null;
-                    if (q != null)
-                    {
-                        var h = HashedRotation(q);
-                        sb.Append('[').Append(h[0]).Append(',').Append(h[1]).Append(',').Append(h[2]).Append(',').Append(h[3]).Append(']');
-                        continue;
-                    }
-                    Write(sb, val, depth + 1);
-                }
-                sb.Append('}');
-                return;
+                var q = key == "r" ? AsQuaternion(value) : null;
+                if (q == null) return false;
+                var h = HashedRotation(q);
+                sb.Append('[').Append(h[0]).Append(',').Append(h[1]).Append(',').Append(h[2]).Append(',').Append(h[3]).Append(']');
+                return true;
             }
-            var e = v as IEnumerable;
-            if (e != null)
-            {
-                sb.Append('[');
-                bool first = true;
-                foreach (var item in e)
-                {
-                    if (!first) sb.Append(',');
-                    first = false;
-                    Write(sb, item, depth + 1);
-                }
-                sb.Append(']');
-                return;
-            }
-            throw new ArgumentException("cannot hash a value of type " + v.GetType().FullName);
         }
+
+        static readonly HashStyle Canonical = new HashStyle();
     }
 }

@@ -580,7 +580,7 @@ namespace VibeSync.Bridge.Core
                 var r = results[i] as Dictionary<string, object>;
                 string status = r == null ? null : Msg.OptStr(r, "status");
                 string uuid = r == null ? null : Msg.OptStr(r, "uuid");
-                if (uuid != null && (status == AckStatus.Queued || status == AckStatus.Held)) pending.Add(uuid);
+                if (uuid != null && (status == ItemStatus.Queued || status == ItemStatus.Held)) pending.Add(uuid);
             }
             // A refused change is resolved: nothing of it will be forwarded (§6.6).
             foreach (var kv in sent) if (!pending.Contains(kv.Key)) ResolveRequest(kv.Key, rid);
@@ -590,12 +590,12 @@ namespace VibeSync.Bridge.Core
                 if (r == null) continue;
                 string status = Msg.OptStr(r, "status");
                 string uuid = Msg.OptStr(r, "uuid");
-                if (status == AckStatus.Queued || status == AckStatus.Held)
+                if (status == ItemStatus.Queued || status == ItemStatus.Held)
                 {
                     if (uuid != null) awaitingResult[uuid] = now;
                     continue;
                 }
-                if (status != AckStatus.Error) continue;
+                if (status != ItemStatus.Error) continue;
                 ChangeErrors++;
                 string code = Msg.OptStr(r, "error_code");
                 string message = Msg.OptStr(r, "message");
@@ -692,7 +692,7 @@ namespace VibeSync.Bridge.Core
                 var state = scene.Capture(uuid);
                 switch (status)
                 {
-                    case AckStatus.Registered:
+                    case ItemStatus.Registered:
                         registerStats_registered++;
                         if (state != null)
                         {
@@ -701,13 +701,13 @@ namespace VibeSync.Bridge.Core
                             resendFull.Remove(uuid); // this create is the full state
                         }
                         break;
-                    case AckStatus.Updated:
-                    case AckStatus.Unchanged:
-                        if (status == AckStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
+                    case ItemStatus.Updated:
+                    case ItemStatus.Unchanged:
+                        if (status == ItemStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
                         // The daemon knows this object; replay via hello.last_seq brings any newer state.
                         if (state != null && !synced.ContainsKey(uuid)) synced[uuid] = state;
                         break;
-                    case AckStatus.Collision:
+                    case ItemStatus.Collision:
                         registerStats_collision++;
                         string fresh = scene.ReassignUuid(uuid);
                         synced.Remove(uuid);

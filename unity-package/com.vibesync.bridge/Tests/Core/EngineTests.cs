@@ -562,7 +562,7 @@ namespace VibeSync.Bridge.Tests
                 string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
                 r.Settle();
                 var second = r.Daemon.Received("change")[2].Message;
-                r.Daemon.Broadcast(r.Daemon.Ack(second["request_id"], (List<object>)second["changes"], "uuid", AckStatus.Queued));
+                r.Daemon.Broadcast(r.Daemon.Ack(second["request_id"], (List<object>)second["changes"], "uuid", ItemStatus.Queued));
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
                 Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "the newer local move is kept");
             }

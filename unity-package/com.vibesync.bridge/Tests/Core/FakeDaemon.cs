@@ -132,12 +132,12 @@ namespace VibeSync.Bridge.Tests
                             string u = (string)it["uuid"];
                             bool known;
                             lock (gate) { known = registered.Contains(u); registered.Add(u); }
-                            results.Add(new Dictionary<string, object> { { "uuid", u }, { "status", known ? AckStatus.Unchanged : AckStatus.Registered } });
+                            results.Add(new Dictionary<string, object> { { "uuid", u }, { "status", known ? ItemStatus.Unchanged : ItemStatus.Registered } });
                         }
                         return new Dictionary<string, object> { { "type", "ack" }, { "request_id", rid }, { "seq", NextSeq() }, { "results", results } };
                     }
                 case "change":
-                    return Ack(rid, (List<object>)m["changes"], "uuid", AckStatus.Queued);
+                    return Ack(rid, (List<object>)m["changes"], "uuid", ItemStatus.Queued);
                 case "ping":
                     return new Dictionary<string, object> { { "type", "pong" }, { "request_id", rid }, { "seq", Seq } };
                 default:

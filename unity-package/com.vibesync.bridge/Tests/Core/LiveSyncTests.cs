@@ -24,7 +24,7 @@ namespace VibeSync.Bridge.Tests
             public readonly List<Dictionary<string, object>> Applied = new List<Dictionary<string, object>>();
             public readonly List<string> Errors = new List<string>();
 
-            public Peer(DaemonProcess d, string project = "demo", string editor = Editors.Unity)
+            public Peer(DaemonProcess d, string project = "demo", string editor = ClientKind.Unity)
             {
                 Client = ClientTests.NewClient(d.Port, d.TokenFile, o => { o.ProjectId = project; o.Editor = editor; });
                 Engine = new SyncEngine(Client, Scene);
@@ -173,7 +173,7 @@ namespace VibeSync.Bridge.Tests
             // PROTOCOL §6.6: local work is never overwritten by a replay.
             using (var d = DaemonProcess.WithBatchWindow(20).Start())
             using (var a = new Peer(d))
-            using (var b = new Peer(d, "demo", Editors.Blender)) // the other side (registering A's uuid after the restart is no collision)
+            using (var b = new Peer(d, "demo", ClientKind.Blender)) // the other side (registering A's uuid after the restart is no collision)
             {
                 var pump = PumpAll(a, b);
                 Func<string> why = () => " (daemon stderr: " + d.StderrTail() + ")";

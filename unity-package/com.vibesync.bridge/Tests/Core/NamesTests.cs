@@ -59,7 +59,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void StatusesOutcomesPathsActions()
         {
-            SameSet(Strings("item_statuses"), Consts(typeof(AckStatus)), "ack statuses");
+            SameSet(Strings("item_statuses"), Consts(typeof(ItemStatus)), "ack statuses");
             SameSet(Strings("batch_outcomes"), Consts(typeof(BatchOutcome)), "batch outcomes");
             SameSet(Strings("path_kinds"), Consts(typeof(BatchPath)), "batch paths");
             SameSet(Strings("admin_actions"), Consts(typeof(AdminAction)), "admin actions");
@@ -70,11 +70,11 @@ namespace VibeSync.Bridge.Tests
         public static void KindsAndOps()
         {
             var clients = Objects("client_kinds");
-            SameSet(clients.Select(c => (string)c["kind"]), Consts(typeof(Editors)), "client kinds");
-            foreach (var c in clients) Check.Equal((bool)c["holds_scene"], Editors.HoldsScene((string)c["kind"]), "holds scene: " + c["kind"]);
+            SameSet(clients.Select(c => (string)c["kind"]), Consts(typeof(ClientKind)), "client kinds");
+            foreach (var c in clients) Check.Equal((bool)c["holds_scene"], ClientKind.HoldsScene((string)c["kind"]), "holds scene: " + c["kind"]);
             var kinds = Objects("entity_kinds");
-            Check.Equal(string.Join(",", kinds.Select(k => (string)k["kind"])), string.Join(",", Kinds.All), "entity kinds");
-            foreach (var k in kinds) Check.Equal((bool)k["synced_state"], Kinds.HasSyncedState((string)k["kind"]), "synced state: " + k["kind"]);
+            Check.Equal(string.Join(",", kinds.Select(k => (string)k["kind"])), string.Join(",", EntityKind.All), "entity kinds");
+            foreach (var k in kinds) Check.Equal((bool)k["synced_state"], EntityKind.HasSyncedState((string)k["kind"]), "synced state: " + k["kind"]);
             var ops = Objects("change_ops");
             SameSet(ops.Select(o => (string)o["op"]), Consts(typeof(Ops)), "change ops");
             foreach (var o in ops) Check.Equal((string)o["path"] == BatchPath.Fast, Ops.IsFastPath((string)o["op"]), "fast path: " + o["op"]);

@@ -1,5 +1,6 @@
 // Packaging rules that can be checked without Unity: nothing of VibeSync ships in a player build,
 // and the package declares its license.
+using System;
 using System.Collections.Generic;
 using System.IO;
 using VibeSync.Bridge.Core;
@@ -36,6 +37,31 @@ namespace VibeSync.Bridge.Tests
             Check.True(id.Contains("#if UNITY_EDITOR") && id.TrimEnd().EndsWith("#endif"), "VibeSyncId is compiled only in the Editor");
             string strip = File.ReadAllText(Path.Combine(Path.Combine(Pkg(), "Editor"), "VibeSyncBuildStrip.cs"));
             Check.True(strip.Contains("IProcessSceneWithReport") && strip.Contains("DestroyImmediate"), "a build step removes the components from built scenes");
+            string map = File.ReadAllText(Path.Combine(Path.Combine(Path.Combine(Pkg(), "Runtime"), "Components"), "VibeSyncIdentityMap.cs"));
+            Check.True(map.Contains("#if UNITY_EDITOR") && map.TrimEnd().EndsWith("#endif"), "the identity map is compiled only in the Editor");
+            Check.True(strip.Contains("VibeSyncIdentityMap"), "the build step removes the hidden identity object");
+        }
+
+        // Identity must not dirty prefabs the user never touched: nothing is added to a synced
+        // GameObject. The adapter keeps uuids in the per-scene map on a hidden object and only
+        // ever removes the old per-object component (migration). (Source check: the Unity glue
+        // cannot run here; scripts/test-unity compiles it against the API stubs.)
+        [VsTest]
+        public static void IdentityAddsNothingToSyncedObjects()
+        {
+            string editor = Path.Combine(Pkg(), "Editor");
+            foreach (var file in Directory.GetFiles(editor, "*.cs"))
+            {
+                string src = File.ReadAllText(file);
+                Check.True(!src.Contains("AddComponent<VibeSyncId>"), Path.GetFileName(file) + " adds no VibeSyncId component");
+                int i = src.IndexOf("AddComponent<VibeSyncIdentityMap>", StringComparison.Ordinal);
+                if (i < 0) continue;
+                string before = src.Substring(Math.Max(0, i - 600), Math.Min(600, i));
+                Check.True(before.Contains("HideFlags.HideInHierarchy") && before.Contains("new GameObject(VibeSyncIdentityMap.ObjectName)"),
+                    "the map goes only on its own hidden object");
+            }
+            string adapter = File.ReadAllText(Path.Combine(editor, "UnitySceneAdapter.cs"));
+            Check.True(adapter.Contains("IdentityRegistry<GameObject>"), "identity is tracked per GameObject, not per component");
         }
 
         [VsTest]

@@ -84,7 +84,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
 
         public static int Main(string[] args)
         {
-            string host = "127.0.0.1", tokenFile = null, project = "default", script = null, sceneFile = null, editor = Editors.Unity, clientId = null;
+            string host = "127.0.0.1", tokenFile = null, project = "default", script = null, sceneFile = null, editor = ClientKind.Unity, clientId = null;
             int port = 47800;
             long lastSeq = 0;
             double unitScale = 1.0;

@@ -18,9 +18,9 @@ namespace VibeSync.Bridge.Headless
 
     public sealed class SceneObject
     {
-        public string Uuid;              // the serialized VibeSyncId
+        public string Uuid;              // its entry in the scene's saved identity map
         public string Name = "";
-        public string Kind = Kinds.Object;
+        public string Kind = EntityKind.Object;
         public string Parent;            // uuid or null
         public bool Visible = true;
         public double[] Position = { 0, 0, 0 };    // Unity frame, local
@@ -357,7 +357,7 @@ namespace VibeSync.Bridge.Headless
                 var o = new SceneObject
                 {
                     Uuid = Msg.OptStr(d, "uuid", path), Name = Msg.Str(d, "name", path),
-                    Kind = Msg.OptStr(d, "kind", path) ?? Kinds.Object, Parent = Msg.OptStr(d, "parent", path),
+                    Kind = Msg.OptStr(d, "kind", path) ?? EntityKind.Object, Parent = Msg.OptStr(d, "parent", path),
                     Visible = Msg.OptBool(d, "visible", true),
                     Position = Msg.Vec(tr, "position", 3, path + ".transform"),
                     Rotation = Msg.Vec(tr, "rotation", 4, path + ".transform"),

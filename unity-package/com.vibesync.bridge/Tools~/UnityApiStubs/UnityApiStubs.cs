@@ -1,5 +1,5 @@
 // Compile-check stubs: the subset of the UnityEngine / UnityEditor API that the Editor glue and
-// the VibeSyncId component use, declared with the signatures of Unity 2021.3's documentation.
+// the VibeSyncId / VibeSyncIdentityMap components use, declared with the signatures of Unity 2021.3's documentation.
 // scripts/test-unity compiles Editor/ and Runtime/Components/ against these with mcs so typos and
 // C# errors are caught without a Unity installation. They are NOT Unity: behaviour is not tested
 // here, and a wrong belief about an API would be mirrored in these stubs. Never shipped (Tools~).
@@ -114,6 +114,7 @@ namespace UnityEngine.SceneManagement
 {
     public struct Scene
     {
+        public int handle { get { return 0; } }
         public bool isLoaded { get { return true; } }
         public bool IsValid() { return true; }
         public GameObject[] GetRootGameObjects() { return new GameObject[0]; }
@@ -122,7 +123,12 @@ namespace UnityEngine.SceneManagement
         public override bool Equals(object o) { return true; }
         public override int GetHashCode() { return 0; }
     }
-    public static class SceneManager { public static int sceneCount { get { return 0; } } public static Scene GetSceneAt(int i) { return default(Scene); } }
+    public static class SceneManager
+    {
+        public static int sceneCount { get { return 0; } }
+        public static Scene GetSceneAt(int i) { return default(Scene); }
+        public static void MoveGameObjectToScene(GameObject go, Scene scene) { }
+    }
 }
 
 namespace UnityEditor
@@ -182,6 +188,11 @@ namespace UnityEditor
         public static string GetString(string k, string d) { return d; }
         public static void SetString(string k, string v) { }
         public static void EraseString(string k) { }
+    }
+    public static class PrefabUtility
+    {
+        public static bool IsPartOfPrefabInstance(Object componentOrGameObject) { return false; }
+        public static bool IsAddedComponentOverride(Object component) { return false; }
     }
     public static class EditorUtility
     {
@@ -268,8 +279,10 @@ namespace UnityEditor.SceneManagement
     {
         public delegate void SceneOpenedCallback(Scene scene, OpenSceneMode mode);
         public delegate void SceneClosingCallback(Scene scene, bool removingScene);
+        public delegate void SceneSavingCallback(Scene scene, string path);
         public static event SceneOpenedCallback sceneOpened;
         public static event SceneClosingCallback sceneClosing;
+        public static event SceneSavingCallback sceneSaving;
         public static bool MarkSceneDirty(Scene s) { return true; }
     }
 }

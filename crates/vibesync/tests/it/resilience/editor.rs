@@ -149,22 +149,21 @@ impl Editor {
                 let id = m["batch_id"].as_str().unwrap_or_default().to_string();
                 let count = m["count"].as_u64().unwrap_or(0) as usize;
                 let mut touched = vec![];
-                // Replies and events of other requests may arrive between the fences
-                // (docs/PROTOCOL.md §6.3): handle them as usual, they are not part of the batch.
+                // A batch is contiguous (docs/PROTOCOL.md §6.3): exactly its `count` applies,
+                // then its `batch_end`, with nothing else between the fences.
                 let end = loop {
-                    let (f, att) = self.recv()?;
+                    let (f, _) = self.recv()?;
                     match f["type"].as_str() {
                         Some("apply") if f["batch_id"] == id.as_str() && touched.len() < count => {
                             touched.push(self.apply(&f["change"]))
                         }
                         Some("batch_end") if f["batch_id"] == id.as_str() && touched.len() == count => break f,
-                        Some("apply" | "batch_end" | "batch_begin") => {
+                        _ => {
                             return Err(format!(
-                                "batch {id}: unexpected {f} after {} of {count} applies",
+                                "batch {id}: {f} between its fences after {} of {count} applies (PROTOCOL §6.3: a batch is contiguous)",
                                 touched.len()
                             ))
                         }
-                        _ => self.handle(f, att)?,
                     }
                 };
                 self.last_seq = self.last_seq.max(end["seq"].as_u64().unwrap_or(0));

@@ -2,8 +2,10 @@
 //! window) register and sync transforms at an editor's drag rate for `VIBESYNC_LOAD_SECS`
 //! (default 5 s; `scripts/soak` runs 30 s), while a separate client pings.
 //!
-//! Asserted: no error frame and no per-item error except `RATE_LIMITED`, no rolled-back
-//! batch, every client's object converges to its last pose on every peer of its project,
+//! Asserted: no error frame and no per-item error except `RATE_LIMITED`; every request is
+//! answered and every client's object converges to its last pose on every peer of its
+//! project, each within a deadline (events, never a quiet period; rolled-back batches — a
+//! propagation failure, the person's edit stays — are reported);
 //! daemon RSS stays under `VIBESYNC_LOAD_MAX_RSS_MB` (default 300), the pinger never fails
 //! and its p99 stays under a very generous sanity bound (1 s; CI machines vary). The
 //! figures (ping p50/p99, changes/s, RSS) are printed and, with `VIBESYNC_LOAD_REPORT=<file>`,
@@ -11,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,6 +25,8 @@ use crate::common::*;
 
 const PROJECTS: usize = 8;
 const PER_PROJECT: usize = 8;
+/// How long a client waits for an event (its acks, its peers' final poses) before failing.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Default, Debug)]
 struct Stats {
@@ -39,6 +43,10 @@ struct Stats {
     held: BTreeMap<String, String>,
 }
 
+/// What every client publishes once all its requests are answered: its uuid and the hash of
+/// its final pose. Peers then wait (with a deadline) until they hold each of them.
+type Finals = Arc<(Mutex<BTreeMap<String, String>>, Barrier)>;
+
 fn client(
     addr: std::net::SocketAddr,
     token: String,
@@ -46,6 +54,7 @@ fn client(
     idx: usize,
     secs: f64,
     go: Arc<Barrier>,
+    finals: Finals,
 ) -> Stats {
     let editor = if idx.is_multiple_of(2) { "blender" } else { "unity" };
     let mut e = Editor::connect_to(addr, &token, &project, editor, 0).expect("connect");
@@ -84,8 +93,35 @@ fn client(
         let wait = next_change.min(next_register).saturating_duration_since(Instant::now());
         e.pump_until(wait.max(Duration::from_millis(1)), |_| false).expect("pump");
     }
-    // Quiet period: let the last batches commit and every peer converge.
-    e.pump_until(Duration::from_secs(3), |_| false).expect("final pump");
+    // Events, each with a deadline (never a quiet period): every request answered…
+    let expected = (st.changes_sent + st.registers_sent) as usize;
+    let answered = e.pump_until(DEADLINE, |e| e.unsolicited_acks + e.errors.len() >= expected).expect("pump");
+    assert!(
+        answered,
+        "client {idx}: {} of {expected} requests answered within {DEADLINE:?}",
+        e.unsolicited_acks + e.errors.len()
+    );
+    // … then every peer of the project holds every client's final pose.
+    let mine = state_hash(&e.states[&me]);
+    finals.0.lock().unwrap().insert(me.clone(), mine);
+    finals.1.wait();
+    let want: BTreeMap<String, String> = finals.0.lock().unwrap().clone();
+    let project_uuids: Vec<String> = want.keys().cloned().collect();
+    let converged = e
+        .pump_until(DEADLINE, |e| project_uuids.iter().all(|u| e.states.get(u).map(state_hash).as_ref() == want.get(u)))
+        .expect("pump");
+    if !converged {
+        let off: Vec<String> = project_uuids
+            .iter()
+            .filter(|u| e.states.get(*u).map(state_hash).as_ref() != want.get(*u))
+            .map(|u| format!("{u}: holds {:?}", e.states.get(u).map(|s| s["t"].clone())))
+            .collect();
+        panic!(
+            "client {idx} ({project}): peers' final poses not held within {DEADLINE:?}: {off:?}; errors {:?}; last results {:?}",
+            e.errors,
+            e.results.iter().rev().take(3).collect::<Vec<_>>()
+        );
+    }
     st.acks = e.unsolicited_acks + 1;
     st.committed = e.results.iter().filter(|r| r["outcome"] == "committed").count();
     st.rolled_back = e.results.iter().filter(|r| r["outcome"] != "committed").cloned().collect();
@@ -108,10 +144,11 @@ fn sixty_four_clients_sync_with_bounded_rss_and_low_ping_latency() {
     let go = Arc::new(Barrier::new(PROJECTS * PER_PROJECT + 1));
     let mut threads = vec![];
     for p in 0..PROJECTS {
+        let finals: Finals = Arc::new((Mutex::new(BTreeMap::new()), Barrier::new(PER_PROJECT)));
         for k in 0..PER_PROJECT {
-            let (a, t, g) = (d.addr, d.token.clone(), go.clone());
+            let (a, t, g, f) = (d.addr, d.token.clone(), go.clone(), finals.clone());
             let project = format!("load{p}");
-            threads.push(std::thread::spawn(move || client(a, t, project, p * PER_PROJECT + k, secs, g)));
+            threads.push(std::thread::spawn(move || client(a, t, project, p * PER_PROJECT + k, secs, g, f)));
         }
     }
     // The pinger: its own project, one ping every 20 ms, RSS sampled alongside.

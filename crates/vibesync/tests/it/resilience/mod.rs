@@ -4,12 +4,15 @@
 //! Long variants are driven by environment variables set by `scripts/soak`.
 
 pub mod editor;
+pub mod inproc;
 
 mod audit;
 mod blobs;
+mod fences;
 mod kill_loop;
 mod load;
 mod preauth;
+mod read_faults;
 mod security;
 mod storage;
 mod torn;

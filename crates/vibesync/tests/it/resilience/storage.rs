@@ -18,10 +18,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use vibesync_daemon::{Config, ServeOptions};
+use vibesync_daemon::Config;
 use vibesync_wal::Fault;
 
 use super::editor::*;
+use super::inproc::InProc;
 use crate::common::*;
 
 /// Register batches of `n` uuids with long names until a reply is not an ack; returns
@@ -156,32 +157,19 @@ fn full_disk_answers_storage_failed_acks_only_durable_and_stops() {
 
 /// The daemon in-process on a tokio runtime, the WAL told to fail once.
 fn injected_fault_case(fault: Fault) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut cfg = Config::default();
-    cfg.storage.data_dir = data.display().to_string();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    let daemon = vibesync_daemon::open(cfg, &ServeOptions::default()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (listener, addr) = rt.block_on(vibesync_daemon::bind(&daemon, "127.0.0.1:0".parse().unwrap())).unwrap();
-    let d2 = daemon.clone();
-    let server =
-        rt.spawn(vibesync_daemon::server::run(listener, daemon.clone(), async move { d2.fatal_error().await }));
-    let token = std::fs::read_to_string(data.join("token")).unwrap().trim().to_string();
-    let mut c = Client::connect(addr, &token, "demo", "blender").unwrap();
-    let (acked, _) = {
-        let mut acked = vec![];
-        for i in 0..5 {
-            let (u, n) = (new_uuid(), format!("ok{i}"));
-            let ack = c
-                .request(&json!({"type":"register","request_id":"r","items":[{"uuid":u,"kind":"object","name":n,"editor_ref":eref(&n)}]}))
-                .unwrap();
-            assert_eq!(statuses(&ack), ["registered"]);
-            acked.push((u, n));
-        }
-        (acked, ())
-    };
-    daemon.stores().wal.inject_fault(fault);
+    let d = InProc::start(Config::default().sync.batch_window_ms);
+    let data = d.daemon.data_dir().root().to_path_buf();
+    let mut c = d.client("blender");
+    let mut acked = vec![];
+    for i in 0..5 {
+        let (u, n) = (new_uuid(), format!("ok{i}"));
+        let ack = c
+            .request(&json!({"type":"register","request_id":"r","items":[{"uuid":u,"kind":"object","name":n,"editor_ref":eref(&n)}]}))
+            .unwrap();
+        assert_eq!(statuses(&ack), ["registered"]);
+        acked.push((u, n));
+    }
+    d.daemon.stores().wal.inject_fault(fault);
     let doomed = new_uuid();
     let reply = c
         .request(&json!({"type":"register","request_id":"doomed","items":[{"uuid":doomed,"kind":"object","name":"doomed","editor_ref":"OB:doomed"}]}))
@@ -189,13 +177,8 @@ fn injected_fault_case(fault: Fault) {
     assert_storage_failed(&reply);
     assert_eq!(reply.unwrap()["request_id"], "doomed");
     // The server loop ends by itself (the fatal notification), without a signal.
-    rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), server).await })
-        .expect("daemon stops after a storage failure")
-        .unwrap();
-    assert!(daemon.storage_failed());
+    let dir = d.assert_stops();
     drop(c);
-    drop(daemon);
-    drop(rt);
     let boot: Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();
     assert_eq!(boot["running"], true, "a storage failure is not marked as a clean shutdown: {boot}");
     assert!(boot["last_clean_shutdown"].is_null(), "{boot}");
