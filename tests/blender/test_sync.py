@@ -5,6 +5,7 @@ serves sync, a scripted daemon where the test must control the bytes."""
 from __future__ import annotations
 
 import math
+import time
 
 import bpy
 import pytest
@@ -636,3 +637,90 @@ def test_mesh_encoding_is_byte_identical_to_the_reference_encoder(clean_blender)
             uv[2 * vi], uv[2 * vi + 1] = u, v
         ref = wire.encode_mesh(pos, list(a["tris"]), normals=nrm, uv0=uv)
         assert capture.encode_mesh_arrays(a, k) == ref, f"unit scale {k}"
+
+
+# ------------------------------------------------------------ live previews (§6.3)
+
+def live_frame(change, origin="unity"):
+    return frame({"type": "live", "change": change, "origin": origin})
+
+
+def resolved_cube(scripted, name):
+    """A cube whose create the (scripted) daemon has committed: nothing local is pending."""
+    ob = make_cube(name)
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: any(c.get("uuid") == u for m in scripted.received
+                           if m.get("type") == "change" for c in m["changes"]),
+               what="the create sent")
+    scripted.push(frame({"type": "batch_result", "batch_id": "c-" + name, "seq": 10,
+                         "outcome": "committed", "uuids": [u], "error_code": None}))
+    pump_until(lambda: u not in vibesync._session().inflight, what="create resolved")
+    return bpy.data.objects[name], u
+
+
+def test_a_live_preview_is_applied_at_once_outside_undo_and_not_echoed(scripted):
+    other = make_cube("Other", location=(0, 5, 0))
+    ob, u = resolved_cube(scripted, "Live")
+    bpy.ops.ed.undo_push(message="before")
+    other.name = "Marker"
+    settle()
+    bpy.ops.ed.undo_push(message="marker")
+    pump_for(0.3)
+    scripted.received.clear()
+    edits_before = vibesync._session().last_user_edit
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 3, -2],
+                              "r": [0, S15, 0, C15], "s": [2, 2, 2]}))
+    pump_until(lambda: vibesync.status()["live_applied"] == 1, what="live applied")
+    ob = bpy.data.objects["Live"]
+    assert tuple(ob.location) == pytest.approx((1, 2, 3), abs=1e-5)
+    assert ob.rotation_euler.z == pytest.approx(math.radians(30), abs=1e-5)
+    scripted.push(live_frame({"op": "rename", "uuid": u, "name": "LiveRenamed"}))
+    pump_until(lambda: vibesync.status()["live_applied"] == 2, what="live rename")
+    assert bpy.data.objects.get("LiveRenamed") is ob
+    # Not answered, not echoed, not user activity.
+    pump_for(0.3)
+    sent = [m for m in scripted.received if m.get("type") in ("change", "applied")]
+    assert sent == [], sent
+    assert vibesync._session().last_user_edit == edits_before
+    assert vibesync.status()["live_dropped"] == {}
+    # No undo step of its own: one undo goes back past "marker" to "before".
+    bpy.ops.ed.undo()
+    settle()
+    assert "Other" in bpy.data.objects and "Marker" not in bpy.data.objects
+
+
+def test_a_live_preview_never_overwrites_a_persons_unsent_edit(scripted):
+    ob, u = resolved_cube(scripted, "Mine")
+    ob.location = (5, 5, 5)
+    bpy.context.view_layer.update()  # the depsgraph marks it; not captured yet
+    s = vibesync._session()
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 0, 0],
+                              "r": [0, 0, 0, 1], "s": [1, 1, 1]}))
+    end = time.monotonic() + 10
+    while s.transport.inbox.empty():  # no tick: the edit stays uncaptured meanwhile
+        assert time.monotonic() < end, "the live frame never reached the inbox"
+        time.sleep(0.01)
+    assert s.dirty and u not in s.inflight, "the edit is marked, not sent"
+    vibesync.tick(20.0)
+    assert vibesync.status()["live_dropped"] == {"local edit": 1}
+    assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((5, 5, 5), abs=1e-5)
+    # The person's edit is sent as it is (the window's batch decides).
+    pump_until(lambda: any(c.get("uuid") == u and c.get("op") == "transform"
+                           and c["t"][0] == pytest.approx(5, abs=1e-5)
+                           for m in scripted.received if m.get("type") == "change"
+                           for c in m["changes"]), what="the edit sent")
+    # While that edit is in flight, previews of the uuid are dropped too; others apply.
+    scripted.push(live_frame({"op": "visibility", "uuid": u, "visible": False}))
+    pump_until(lambda: sum(vibesync.status()["live_dropped"].values()) == 2, what="second live")
+    assert not bpy.data.objects["Mine"].hide_get()
+
+
+def test_a_malformed_live_frame_is_reported_not_applied(scripted):
+    ob, u = resolved_cube(scripted, "Safe")
+    scripted.push(live_frame({"op": "delete", "uuid": u}))
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 2], "r": [0, 0, 0, 1],
+                              "s": [1, 1, 1]}))
+    pump_until(lambda: len([e for e in vibesync.status()["errors"]
+                            if "live" in e["message"]]) == 2, what="two errors")
+    assert "Safe" in bpy.data.objects and vibesync.status()["live_applied"] == 0

@@ -2,7 +2,10 @@
 
 1. latency of one Blender change until the headless Unity host has applied it (its
    `applied` event), batch window 0, p50/p99 over N moves;
-2. a 100k-vertex mesh from Blender to the host: time from the change until the host has
+2. the same at DEFAULT settings (300 ms window, 16 ms live interval): until the host applied
+   the `live` preview (its `live` event, docs/PROTOCOL.md §6.3), and until it applied the
+   window's verified batch (each move waits for that batch before the next);
+3. a 100k-vertex mesh from Blender to the host: time from the change until the host has
    applied it, and bytes on the wire (the VSM1 attachment).
 
 Prints the figures; docs/BENCHMARKS.md quotes them.
@@ -83,8 +86,50 @@ def main() -> int:
         vibesync.disconnect()
     finally:
         d.stop()
+    try:
+        default_settings(int(os.environ.get("BENCH_DEFAULT_N", "40")), work)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def default_settings(n: int, work: str) -> None:
+    """A Blender move until the host applied it, at the daemon's default settings."""
+    cfg = os.path.join(work, "default.toml")
+    with open(cfg, "w") as f:
+        f.write("")  # every setting at its default
+    d = Daemon(os.path.join(work, "vibesync"), os.path.join(work, "data-default"), ["--config", cfg]).start()
+    project = "bench" + uuid.uuid4().hex[:8]
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        vibesync.connect("127.0.0.1", d.port, d.token, project)
+        drive(lambda: vibesync.status()["connected"])
+        host = Host(d, project, work)
+        host.wait("connected", timeout=30)
+        bpy.ops.mesh.primitive_cube_add()
+        ob = bpy.context.active_object
+        u = drive(lambda: ob.get("vibesync_uuid"))
+        host.wait_obj(u)
+        drive(lambda: not len(vibesync._session().inflight), 15, "the create committed")
+        live, batch = [], []
+        for i in range(n):
+            since = len(host.events)
+            t0 = time.monotonic()
+            ob.location = ((i + 1) * 0.01, 0.0, 0.0)
+            ev = drive(lambda since=since: host.find("live", since, lambda e: e.get("uuid") == u),
+                       10, "host applied the live preview")
+            live.append((ev["_t"] - t0) * 1000)
+            ev = drive(lambda since=since: host.find("applied", since, lambda e: u in (e.get("hashes") or {})),
+                       10, "host applied the batch")
+            batch.append((ev["_t"] - t0) * 1000)
+            drive(lambda: not len(vibesync._session().inflight), 10, "the move committed")
+        print(f"Blender change -> host applied, DEFAULT settings (n={n}): live preview p50 "
+              f"{statistics.median(live):.1f} ms  p99 {pct(live, 0.99):.1f} ms; window's batch p50 "
+              f"{statistics.median(batch):.1f} ms  p99 {pct(batch, 0.99):.1f} ms")
+        host.close()
+        vibesync.disconnect()
+    finally:
+        d.stop()
 
 
 if __name__ == "__main__":

@@ -201,7 +201,10 @@ def run(args) -> int:
             hist = out.stdout if out.returncode == 0 else out.stderr
             if out.returncode == 0 and "unity" in hist:
                 break
-            time.sleep(0.2)
+            # Keep Blender's pump running, as Blender's timers do: the scenes already agree
+            # through live previews (docs/PROTOCOL.md §6.3), and the window's batch that
+            # commits Unity's edit still needs Blender's `applied`.
+            drive_for(0.2)
         print(hist.rstrip())
         print(f"\ndemo: done — {view.frames} views; both scenes converged after every act")
         return 0

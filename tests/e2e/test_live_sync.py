@@ -211,3 +211,34 @@ def test_9_wrong_hash_rolls_back_and_corrects_the_peer(host, blender):
     drive_for(1.0)
     assert close(ob.location, (2, 0, 0)), tuple(ob.location)
     assert [n["uuid"] for n in vibesync.status()["not_synced"]] == [u]
+
+
+@pytest.mark.window_ms(300)
+def test_10_a_blender_move_reaches_unity_live_before_the_windows_batch(host):
+    """At the default window (300 ms) a move is previewed in Unity at once (`live`,
+    docs/PROTOCOL.md §6.3); the window's batch follows and is verified as before, and
+    nothing echoes back."""
+    ob = add_cube("Live", location=(0, 0, 0), rot_z_deg=0, scale=1)
+    u = drive(lambda: ob.get("vibesync_uuid"))
+    host.wait_obj(u)
+    drive(lambda: not len(vibesync._session().inflight), what="the create committed")
+    changes_before = host.stats()["change_messages"]
+    with host.lock:
+        mark = len(host.events)
+    ob.location = (4.0, 5.0, 6.0)
+    bpy.context.view_layer.update()
+    host.wait("live", mark, lambda e: e.get("uuid") == u, what="the live preview")
+    host.wait("applied", mark, lambda e: u in (e.get("hashes") or {}), what="the window's batch")
+    with host.lock:
+        events = list(host.events[mark:])
+    kinds = [(e.get("event"), e.get("uuid")) for e in events]
+    i_live = kinds.index(("live", u))
+    i_batch = next(i for i, e in enumerate(events)
+                   if e.get("event") == "applied" and u in (e.get("hashes") or {}))
+    assert i_live < i_batch, kinds
+    assert close(host.obj(u)["transform"]["position"], [4.0, 6.0, 5.0])
+    # Verified and committed like any batch; Unity sent nothing back.
+    drive(lambda: not len(vibesync._session().inflight), what="Blender's move committed")
+    assert not vibesync.status()["not_synced"]
+    assert host.stats()["change_messages"] == changes_before
+    assert host.stats()["live_applied"] >= 1

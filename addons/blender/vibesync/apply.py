@@ -22,6 +22,8 @@ from .identity import KIND_TABLE
 log = logging.getLogger("vibesync.apply")
 
 _OPS = {"create", "delete", "reparent", "mesh", "material", "transform", "rename", "visibility"}
+# The fast-path ops a `live` preview may carry (§6.3).
+LIVE_OPS = ("transform", "rename", "visibility")
 
 
 class BatchError(Exception):
@@ -550,6 +552,16 @@ def _set_visible(ob, visible: bool) -> None:
         ob.hide_set(not visible)
     except RuntimeError:
         ob.hide_viewport = not visible
+
+
+def apply_live(change: dict, registry) -> None:
+    """Apply one validated live preview (§6.3) at once: no undo step (the batch that follows
+    is the undo step). Raises LookupError when the uuid is gone."""
+    apply_change(change, b"", registry, 1.0, set())
+    try:
+        bpy.context.view_layer.update()
+    except (RuntimeError, AttributeError):
+        pass
 
 
 def apply_batch(batch, registry, unit_scale: float) -> dict:

@@ -247,6 +247,9 @@ class Session:
         self.last_daemon_status: dict | None = None
         self.last_handshake_error: dict | None = None
         self.applied_batches = 0
+        # Live previews (§6.3): applied at once, and dropped (the batch brings the state).
+        self.live_applied = 0
+        self.live_dropped: collections.Counter[str] = collections.Counter()
         self.pending_save_doc: dict | None = None
         # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
         self.ai = router_mod.AddonRouter()
@@ -637,6 +640,8 @@ class Session:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
+        elif t == wire.MessageType.LIVE:
+            self._on_live(msg.get("change"))
         elif t == wire.MessageType.ADDON_COMMAND:
             self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
@@ -671,6 +676,69 @@ class Session:
                             break
         else:
             log.debug("vibesync: ignoring message of type %r", t)
+
+    def _on_live(self, change) -> None:
+        """A live preview (§6.3): another editor's transform, rename or visibility, applied
+        at once, outside any undo step (the batch that follows is the undo step), never
+        answered. What is applied becomes the state this editor last knows as synced, so
+        reading it back is no change of ours (no echo). Dropped — the window's batch brings
+        the state — when it cannot be applied now or would overwrite a person's edit here."""
+        try:
+            apply_mod.validate_change(change)
+        except apply_mod.BatchError as e:
+            self._error(wire.ErrorCode.BAD_MESSAGE, f"live: {e}")
+            return
+        op, uuid = change["op"], change["uuid"]
+        if op not in apply_mod.LIVE_OPS:
+            self._error(wire.ErrorCode.BAD_MESSAGE, f"live: op {op} is not a fast-path op")
+            return
+        reason = self._live_refusal(uuid)
+        if reason is not None:
+            self.live_dropped[reason] += 1
+            log.debug("vibesync: live %s of %s dropped: %s", op, uuid, reason)
+            return
+        b = self.registry.bindings[uuid]
+        idb = self.registry.resolve(uuid)
+        self.applying = True
+        try:
+            apply_mod.apply_live(change, self.registry)
+        except (LookupError, ValueError, TypeError, RuntimeError) as e:
+            self.live_dropped["failed"] += 1
+            log.warning("vibesync: live %s of %s not applied: %s", op, uuid, e)
+            return
+        finally:
+            self.applying = False
+        state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+        if op == "transform":
+            state = capture.snap_to(state, change)
+        self.last_sent[uuid] = state
+        self.applied_hash[uuid] = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        self.live_applied += 1
+
+    def _live_refusal(self, uuid: str) -> str | None:
+        """Why a live preview of `uuid` is not applied now, or None."""
+        if self.paused:
+            return "paused"
+        if self.batches or self.collector.current is not None:
+            return "batches waiting"  # older than the preview: it must not jump ahead of them
+        b = self.registry.bindings.get(uuid)
+        idb = self.registry.resolve(uuid) if b is not None else None
+        if idb is None or uuid not in self.last_sent:
+            return "not held here"
+        if apply_mod.modal_running() or capture.in_edit_mode(idb):
+            return "busy"
+        key = (b.kind, b.session_uid)
+        if uuid in self.inflight or uuid in self.deleted_here or uuid in self.not_synced \
+                or key in self.geometry_dirty or key in self.waiting_edit \
+                or any(key in keys for keys in self.parent_waiters.values()):
+            return "local edit"
+        if key in self.dirty:
+            # Marked by any depsgraph update (our own applies too): only a real difference
+            # from what the daemon knows is the person's edit, and it wins here.
+            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            if capture.diff_ops(uuid, self.last_sent[uuid], now):
+                return "local edit"
+        return None
 
     def _on_peers(self, msg: dict) -> None:
         peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
@@ -1633,6 +1701,8 @@ class Session:
             "deferred_batches": len(self.batches),
             "blocked_reason": self.blocked_reason,
             "applied_batches": self.applied_batches,
+            "live_applied": self.live_applied,
+            "live_dropped": dict(self.live_dropped),
             "user_active": self.user_active,
             "last_rebind": dict(self.last_rebind),
             # A scan of the file is under way (it runs over several ticks in a big file).

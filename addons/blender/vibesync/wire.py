@@ -47,6 +47,8 @@ class MessageType:
     PEERS = "peers"
     CONFLICT = "conflict"
     EDITOR_STATE = "editor_state"
+    # A fast-path change forwarded at once, before its batch (§6.3 live previews).
+    LIVE = "live"
     # Agent tool calls and addon registries (§9).
     ADDON_COMMAND = "addon_command"
     ADDON_CANCEL = "addon_cancel"
@@ -72,7 +74,7 @@ DIRECTION = {
     MessageType.ACK: TO_CLIENT, MessageType.BATCH_BEGIN: TO_CLIENT, MessageType.APPLY: TO_CLIENT,
     MessageType.BATCH_END: TO_CLIENT, MessageType.BATCH_RESULT: TO_CLIENT,
     MessageType.SAFE_MODE: TO_CLIENT, MessageType.ADMIN_RESULT: TO_CLIENT,
-    MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT,
+    MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT, MessageType.LIVE: TO_CLIENT,
     MessageType.COMMAND_PROGRESS: TO_CLIENT, MessageType.SCENE: TO_CLIENT,
     MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH, MessageType.ADDON_COMMAND: BOTH,
     MessageType.COMMAND_RESPONSE: BOTH, MessageType.REGISTRY_UPDATED: BOTH,

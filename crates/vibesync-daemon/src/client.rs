@@ -104,13 +104,13 @@ impl Client {
     }
 
     /// Send a request and return its reply. Events the daemon sends on its own (`peers`,
-    /// `conflict`, `safe_mode`, `registry_updated`: they carry no `request_id`) that arrive
-    /// first are skipped.
+    /// `conflict`, `live`, `safe_mode`, `registry_updated`: they carry no `request_id`) that
+    /// arrive first are skipped.
     pub fn request(&mut self, msg: &Value) -> Result<Value, DaemonError> {
         self.send(msg)?;
         loop {
             let v = self.recv()?;
-            if !matches!(v["type"].as_str(), Some("peers" | "conflict" | "safe_mode" | "registry_updated")) {
+            if !matches!(v["type"].as_str(), Some("peers" | "conflict" | "live" | "safe_mode" | "registry_updated")) {
                 return Ok(v);
             }
         }

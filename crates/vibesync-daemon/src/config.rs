@@ -52,6 +52,9 @@ pub struct LimitsConfig {
 pub struct SyncConfig {
     pub batch_window_ms: u64,
     pub verify_timeout_ms: u64,
+    /// Live previews of fast-path changes: at most one `live` frame per receiver, uuid and
+    /// op per this many ms (0 = no throttle); docs/PROTOCOL.md §6.3.
+    pub live_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

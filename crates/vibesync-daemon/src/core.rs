@@ -317,6 +317,17 @@ impl Daemon {
         }
     }
 
+    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3) without waiting for
+    /// the consumer (`Outbox::offer`; another sender's frames going in are waited for at most
+    /// 5 ms): they never hold back the sender nor crowd out the batches that supersede them.
+    /// Returns how many were queued.
+    pub async fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> usize {
+        let Some(tx) = self.sessions.lock().unwrap().get(session_id).map(|c| c.handle.tx.clone()) else {
+            return 0;
+        };
+        tx.offer(frames, Duration::from_millis(5)).await
+    }
+
     /// The daemon-wide mutation turn: held around WAL COMMIT + registry apply.
     pub async fn mutation_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.mutation.lock().await

@@ -78,6 +78,22 @@ impl Outbox {
         self.send_all(vec![frame], None).await
     }
 
+    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3), never out of order
+    /// and never waiting for the consumer: the send turn is awaited at most `turn_wait` (another
+    /// sender's frames going in), then frames go only while the queue is at most half full;
+    /// the others are dropped. Returns how many were queued.
+    pub async fn offer(&self, frames: Vec<Frame>, turn_wait: Duration) -> usize {
+        let Ok(_turn) = tokio::time::timeout(turn_wait, self.turn.lock()).await else { return 0 };
+        let mut queued = 0;
+        for f in frames {
+            if self.tx.capacity() * 2 < self.tx.max_capacity() || self.tx.try_send(f).is_err() {
+                break;
+            }
+            queued += 1;
+        }
+        queued
+    }
+
     /// Queue one frame without waiting: at once when the turn is free and there is room; when
     /// another sender holds the turn (a batch going out), right after it, from a task of its
     /// own. Err when the queue is full or the writer is gone.

@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use vibesync_engine::finalize::plan_rollback;
 use vibesync_engine::forward::{self, Conflict, Ops};
 use vibesync_engine::governance::{Decision, Escalation, IdleTracker};
+use vibesync_engine::live::Throttle;
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, coalesce_mask, parse_change, Author, Change, ChangeOp, ObjectState, Path,
     Queued, Window,
@@ -31,7 +32,7 @@ use vibesync_engine::sync::{
 use vibesync_engine::verify::{mismatches, Verdict, Verification};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
-use vibesync_protocol::{BatchOutcome, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
+use vibesync_protocol::{BatchOutcome, ClientKind, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
 use vibesync_registry::{Op as RegOp, Status};
 use vibesync_wal::{Phase, Record, RecordDraft};
 
@@ -203,6 +204,8 @@ struct Inflight {
     kinds: HashMap<SessionId, String>,
     ops: Vec<String>,
     new_hashes: HashMap<String, String>,
+    /// The uuids of a slow batch: no live preview of them until it ends (per-uuid order).
+    holds_live: HashSet<String>,
 }
 
 struct ResyncCheck {
@@ -237,11 +240,18 @@ struct Actor {
     degraded: HashMap<String, Vec<String>>,
     /// Sessions whose sequence diverged: blocked until they acknowledge a full replay.
     diverged: HashMap<SessionId, Option<String>>,
+    /// Live previews (docs/PROTOCOL.md §6.3): receiver, uuid, op → last send and the value
+    /// waiting for its interval.
+    live: Throttle<SessionId, (ChangeOp, ClientKind)>,
+    /// uuids with a slow-path change in the window: no live preview of them until its batch
+    /// has ended (per-uuid order).
+    slow_queued: HashSet<String>,
 }
 
 impl Actor {
     fn new(daemon: Arc<Daemon>, project: String, status: Arc<Mutex<BTreeMap<String, ProjectSync>>>) -> Actor {
         let window_ms = daemon.config().sync.batch_window_ms;
+        let live_interval_ms = daemon.config().sync.live_interval_ms;
         Actor {
             rolled_back: daemon.stores().rolled_back_since_boot(&project),
             not_synced: BTreeMap::new(),
@@ -259,6 +269,8 @@ impl Actor {
             held: Vec::new(),
             degraded: HashMap::new(),
             diverged: HashMap::new(),
+            live: Throttle::new(live_interval_ms),
+            slow_queued: HashSet::new(),
         }
     }
 
@@ -283,9 +295,13 @@ impl Actor {
         }
     }
 
-    fn next_wake(&self) -> Option<Instant> {
+    fn next_wake(&mut self) -> Option<Instant> {
         let mut at: Option<Instant> =
             self.inflight.as_ref().map(|f| self.epoch + Duration::from_millis(f.verification.deadline_ms()));
+        if let Some(d) = self.live.next_due() {
+            let w = self.epoch + Duration::from_millis(d);
+            at = Some(at.map_or(w, |a| a.min(w)));
+        }
         if !self.held.is_empty() {
             let idle_ms = self.daemon.config().governance.user_idle_ms;
             let release = self.idle.automation_allowed_at(self.now_ms(), idle_ms).unwrap_or(self.now_ms());
@@ -302,6 +318,7 @@ impl Actor {
     }
 
     async fn on_tick(&mut self) {
+        self.flush_live().await;
         if let Some(f) = &self.inflight {
             let verdict = f.verification.tick(self.now_ms());
             self.carry_out(verdict).await;
@@ -423,6 +440,8 @@ impl Actor {
         });
         let automation_waits = session.is(vibesync_protocol::ClientKind::Agent)
             && self.idle.automation_allowed_at(self.now_ms(), self.daemon.config().governance.user_idle_ms).is_some();
+        // Admitted fast-path changes, forwarded at once as live previews (§6.3).
+        let mut live: Vec<(String, ChangeOp)> = Vec::new();
         for (i, raw) in changes.iter().enumerate() {
             let at = format!("changes[{i}]");
             let shown = raw
@@ -500,9 +519,80 @@ impl Actor {
                 continue;
             }
             results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
+            if change.op.path() == Path::Slow || self.degraded.contains_key(&change.uuid) {
+                // Its batch carries everything of this uuid from now on, in order.
+                self.slow_queued.insert(change.uuid.clone());
+                self.live.cancel_uuid(&change.uuid);
+                live.retain(|(u, _)| u != &change.uuid);
+            } else if !self.holds_live(&change.uuid) {
+                live.push((change.uuid.clone(), change.op.clone()));
+            }
             self.window.push(self.now_ms(), Queued { origin: session.clone(), author, change });
         }
+        self.forward_live(session, live).await;
         (results, stale)
+    }
+
+    /// No live preview for a uuid with a slow-path change queued or in flight: its changes
+    /// reach the other editors only through batches, in order (§6.3).
+    fn holds_live(&self, uuid: &str) -> bool {
+        self.slow_queued.contains(uuid) || self.inflight.as_ref().is_some_and(|f| f.holds_live.contains(uuid))
+    }
+
+    /// Pipeline step `forward`, live half: send admitted fast-path changes to the project's
+    /// other scene holders at once, at most one frame per receiver, uuid and op per
+    /// `sync.live_interval_ms` (the rest wait in the throttle, the latest value winning).
+    async fn forward_live(&mut self, origin: &SessionInfo, changes: Vec<(String, ChangeOp)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let Some(kind) = ClientKind::parse(&origin.editor) else { return };
+        let now = self.now_ms();
+        for r in self.project_sessions() {
+            if r.session_id == origin.session_id {
+                continue;
+            }
+            let frames: Vec<Frame> = changes
+                .iter()
+                .filter_map(|(uuid, op)| {
+                    let sent = self.live.offer(now, r.session_id.clone(), uuid, op.name(), (op.clone(), kind))?;
+                    Some(live_frame(uuid, &sent.0, sent.1, r.unit_scale))
+                })
+                .collect();
+            self.offer_live(&r.session_id, frames).await;
+        }
+    }
+
+    /// Previews never wait for a receiver: one whose writer queue is half full gets none
+    /// (the window's batch brings it the state).
+    async fn offer_live(&self, session_id: &str, frames: Vec<Frame>) {
+        let n = frames.len();
+        if n == 0 {
+            return;
+        }
+        let queued = self.daemon.offer_frames(session_id, frames).await;
+        if queued < n {
+            debug!(session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
+        }
+    }
+
+    /// Deliver the live previews whose interval has passed (the trailing values).
+    async fn flush_live(&mut self) {
+        let due = self.live.take_due(self.now_ms());
+        if due.is_empty() {
+            return;
+        }
+        let mut per: BTreeMap<SessionId, Vec<(String, ChangeOp, ClientKind)>> = BTreeMap::new();
+        for (r, uuid, (op, kind)) in due {
+            if !self.holds_live(&uuid) {
+                per.entry(r).or_default().push((uuid, op, kind));
+            }
+        }
+        for (r, items) in per {
+            let Some(s) = self.daemon.session_info(&r) else { continue };
+            let frames = items.iter().map(|(u, op, k)| live_frame(u, op, *k, s.unit_scale)).collect();
+            self.offer_live(&r, frames).await;
+        }
     }
 
     /// Checks before the gate. `Ok(Some(hash))`: the attachment is a valid new mesh, to be
@@ -674,6 +764,7 @@ impl Actor {
     /// Close the window: compute new states, write BEGIN/STEPs(/PROVISIONAL), forward.
     async fn start_batch(&mut self) {
         let queued = self.window.take_all();
+        self.slow_queued.clear();
         if queued.is_empty() {
             return;
         }
@@ -807,6 +898,11 @@ impl Actor {
             .map(|q| Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() })
             .collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
+        // The batch carries the latest value of its uuids to every participant: live previews
+        // still waiting for them are superseded (and could arrive after a rollback's resync).
+        for u in &uuids {
+            self.live.cancel_uuid(u);
+        }
         let plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
 
         let mut drafts = vec![self.draft(
@@ -905,6 +1001,7 @@ impl Actor {
                 verification.unreachable(&s.session_id);
             }
         }
+        let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::new() };
         self.inflight = Some(Inflight {
             batch_id,
             path,
@@ -921,6 +1018,7 @@ impl Actor {
             kinds,
             ops: ops.clone(),
             new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
+            holds_live,
         });
         // Nobody else is connected: nothing to verify.
         if let Some(v) = self.inflight.as_ref().map(|f| f.verification.verdict()) {
@@ -1388,6 +1486,11 @@ impl Actor {
         );
         self.daemon.send_frames(&s.session_id, frames).await
     }
+}
+
+/// A `live` frame (§6.3): one change, lengths in the receiver's units.
+fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
+    Outbound::Live { change: change_to_wire(uuid, op, unit_scale), origin }.to_frame()
 }
 
 /// What a replay after `last_seq` sends (docs/PROTOCOL.md §6.6): the live state of every

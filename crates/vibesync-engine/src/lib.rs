@@ -11,6 +11,8 @@
 //!   selection, the batch window.
 //! - [`forward`]: pipeline step `forward` — who is sent which ops of a batch, what each
 //!   participant must answer (`verify`), conflicts between editors and their corrections.
+//! - [`live`]: pipeline step `forward`, live half — the per-receiver, per-object throttle of
+//!   live previews of fast-path changes (latest value wins, the trailing one is delivered).
 //! - [`verify`]: pipeline step `verify` — collect `applied` answers, departures and the
 //!   clock for the batch in flight; decide commit, rollback (with its WAL code) or wait.
 //! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
@@ -22,6 +24,7 @@
 pub mod finalize;
 pub mod forward;
 pub mod governance;
+pub mod live;
 pub mod register;
 pub mod sync;
 pub mod verify;

@@ -455,6 +455,14 @@ pub enum Outbound {
         op: String,
         seq: u64,
     },
+    /// A fast-path change of another editor, forwarded at once as a live preview, before
+    /// the window's batch carries and verifies it (docs/PROTOCOL.md §6.3). Not answered.
+    Live {
+        /// One change as in `apply.change`, lengths in the receiver's units.
+        change: Value,
+        /// The editor kind that made it.
+        origin: crate::ClientKind,
+    },
     SafeMode {
         active: bool,
         reason: String,

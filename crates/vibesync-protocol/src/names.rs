@@ -95,6 +95,8 @@ wire_enum! {
         Conflict = "conflict",
         /// An editor paused or resumed itself (§6.8).
         EditorState = "editor_state",
+        /// A fast-path change forwarded at once as a live preview, before its batch (§6.3).
+        Live = "live",
         /// Agent tool calls and addon registries (§9).
         AddonCommand = "addon_command",
         AddonCancel = "addon_cancel",
@@ -115,7 +117,7 @@ impl MessageType {
             Hello | Ping | Register | Tombstone | Change | Applied | UserActivity | Admin | EditorState
             | AddonCancel | AddonRegistered | AddonUnregistered | SceneQuery => Direction::ToDaemon,
             Welcome | Error | Pong | Ack | BatchBegin | Apply | BatchEnd | BatchResult | SafeMode | AdminResult
-            | Peers | Conflict | CommandProgress | Scene => Direction::ToClient,
+            | Peers | Conflict | Live | CommandProgress | Scene => Direction::ToClient,
             // addon_command: agent → daemon → Blender; command_response: Blender → daemon →
             // agent; registry_updated: Blender → daemon → agents (§9).
             Status | Resync | AddonCommand | CommandResponse | RegistryUpdated => Direction::Both,

@@ -39,7 +39,7 @@ impl BenchDaemon {
             .args(["--config", cfg.to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start vibesync serve");
         let addr = read_listen_line(&mut child);
@@ -60,9 +60,13 @@ impl Drop for BenchDaemon {
     }
 }
 
+/// The address from the first stdout line; the rest of stdout is drained in the background
+/// (`serve` prints more after that line, and a closed pipe would make it fail).
 fn read_listen_line(child: &mut Child) -> SocketAddr {
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
 
@@ -169,21 +173,47 @@ pub fn run_relay() -> ! {
 
 // ---- the receiving editor ----------------------------------------------------------------
 
-/// What the receiving side holds: uuid → x of the last pose it applied.
+/// What the receiving side holds: uuid → x of the last pose it applied, from any frame
+/// (`live` previews included), and of the last pose a fenced batch applied.
 #[derive(Default)]
 pub struct Held {
-    poses: Mutex<HashMap<String, f64>>,
+    poses: Mutex<Poses>,
     cv: Condvar,
 }
 
+#[derive(Default)]
+struct Poses {
+    shown: HashMap<String, f64>,
+    batched: HashMap<String, f64>,
+    /// When the receiver thread last applied a pose (of any frame, of a batch): a goal that
+    /// holds was reached then, not when the waiting thread happened to wake up.
+    shown_at: Option<Instant>,
+    batched_at: Option<Instant>,
+}
+
 impl Held {
-    /// Wait until every uuid of `goal` holds its x; the instant it was seen, or None at the
-    /// deadline.
+    /// Wait until every uuid of `goal` holds its x (from a live preview or a batch); the
+    /// instant it was seen, or None at the deadline.
     pub fn wait_for(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
+        self.wait(goal, deadline, |p| (&p.shown, p.shown_at))
+    }
+
+    /// Wait until a fenced batch (verified by the daemon) made every uuid of `goal` hold its x.
+    pub fn wait_for_batch(&self, goal: &HashMap<String, f64>, deadline: Instant) -> Option<Instant> {
+        self.wait(goal, deadline, |p| (&p.batched, p.batched_at))
+    }
+
+    fn wait(
+        &self,
+        goal: &HashMap<String, f64>,
+        deadline: Instant,
+        which: impl Fn(&Poses) -> (&HashMap<String, f64>, Option<Instant>),
+    ) -> Option<Instant> {
         let mut held = self.poses.lock().unwrap();
         loop {
-            if goal.iter().all(|(u, x)| held.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
-                return Some(Instant::now());
+            let (m, at) = which(&held);
+            if goal.iter().all(|(u, x)| m.get(u).is_some_and(|h| (h - x).abs() < 1e-6)) {
+                return Some(at.unwrap_or_else(Instant::now));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -193,17 +223,24 @@ impl Held {
         }
     }
 
-    fn set(&self, updates: impl IntoIterator<Item = (String, f64)>) {
+    fn set(&self, updates: impl IntoIterator<Item = (String, f64)>, batch: bool) {
         let mut held = self.poses.lock().unwrap();
+        let now = Instant::now();
         for (u, x) in updates {
-            held.insert(u, x);
+            if batch {
+                held.batched.insert(u.clone(), x);
+                held.batched_at = Some(now);
+            }
+            held.shown.insert(u, x);
+            held.shown_at = Some(now);
         }
         self.cv.notify_all();
     }
 }
 
 /// Receive batches as an editor does (a batch is applied at its `batch_end`) and answer
-/// `applied` with the state hashes; runs until the connection closes.
+/// `applied` with the state hashes; apply `live` previews at once (docs/PROTOCOL.md §6.3);
+/// runs until the connection closes.
 pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
     let held = Arc::new(Held::default());
     let h = held.clone();
@@ -214,6 +251,18 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
         while let Ok(f) = c.recv_frame() {
             let m: Value = serde_json::from_slice(&f.json).unwrap();
             match m["type"].as_str() {
+                Some("live") => {
+                    let ch = &m["change"];
+                    let Some(u) = ch["uuid"].as_str() else { continue };
+                    if let (Some(s), Some("transform")) = (states.get_mut(u), ch["op"].as_str()) {
+                        s["t"] = ch["t"].clone();
+                        s["r"] = ch["r"].clone();
+                        s["s"] = ch["s"].clone();
+                        if let Some(x) = ch["t"][0].as_f64() {
+                            h.set([(u.to_string(), x)], false);
+                        }
+                    }
+                }
                 Some("batch_begin") => batch.clear(),
                 Some("apply") => batch.push((m["change"]["uuid"].as_str().unwrap().to_string(), m["change"].clone())),
                 Some("batch_end") => {
@@ -237,11 +286,12 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
                         }
                         hashes.insert(u.clone(), json!(state_hash(s)));
                     }
+                    // An editor holds the batch's poses before it answers.
+                    h.set(poses, true);
                     if m["batch_id"].is_string() {
                         let _ =
                             c.send(&json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes}));
                     }
-                    h.set(poses);
                 }
                 _ => {}
             }
@@ -264,7 +314,7 @@ pub fn spawn_relay_receiver(mut c: Client) -> Arc<Held> {
                 .flatten()
                 .filter_map(|ch| Some((ch["uuid"].as_str()?.to_string(), ch["t"][0].as_f64()?)))
                 .collect();
-            h.set(poses);
+            h.set(poses, false);
         }
     });
     held
@@ -288,6 +338,9 @@ pub struct AckState {
     /// Items refused, by code; whole requests refused count every item they carried as 1.
     pub refused: BTreeMap<String, u64>,
     pub last_reply: Option<Instant>,
+    /// `batch_result`s with outcome `committed` (the sender's changes verified and durable).
+    pub committed: u64,
+    pub last_committed: Option<Instant>,
 }
 
 impl Acks {
@@ -302,6 +355,19 @@ impl Acks {
             s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
         }
         s.clone()
+    }
+
+    /// Wait until `n` committed `batch_result`s arrived; the instant the n-th was read.
+    pub fn wait_committed(&self, n: u64, deadline: Instant) -> Option<Instant> {
+        let mut s = self.state.lock().unwrap();
+        while s.committed < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
+        }
+        s.last_committed
     }
 
     pub fn snapshot(&self) -> AckState {
@@ -333,6 +399,12 @@ pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
                 Some("error") if m["request_id"].is_string() => {
                     s.replies += 1;
                     *s.refused.entry(m["code"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                }
+                Some("batch_result") if m["outcome"] == "committed" => {
+                    s.committed += 1;
+                    s.last_committed = Some(Instant::now());
+                    a.cv.notify_all();
+                    continue;
                 }
                 _ => continue,
             }

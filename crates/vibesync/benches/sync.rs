@@ -7,10 +7,14 @@
 //! was sent:
 //!
 //! 1. one transform A → B, paced (send, wait until B holds it, repeat): p50/p99 for the relay,
-//!    the daemon at default settings and the daemon with `batch_window_ms = 0`;
+//!    the daemon at default settings and the daemon with `batch_window_ms = 0`. On the daemon
+//!    B holds it first through the `live` preview (docs/PROTOCOL.md §6.3); the second figure
+//!    is until A's `batch_result` says the window's batch committed (verified, durable), and
+//!    the next transform is sent only then;
 //! 2. a burst of 20,000 transforms on 8 objects, sent as fast as the socket takes them:
 //!    ingested = items acknowledged / time to the last ack; time until B holds the latest
-//!    pose of all 8 objects, counted from the last send;
+//!    pose of all 8 objects (live or batch), and until a verified batch brought it, counted
+//!    from the last send;
 //! 3. a drag of 5,000 selected objects: 20 `change` requests of 5,000 transforms each (one
 //!    per editor frame): changes acknowledged per second, time until B holds the last pose.
 //!
@@ -113,28 +117,50 @@ fn transform(uuid: &str, x: f64) -> Value {
     json!({"op":"transform","uuid":uuid,"t":[x,0.5,0.25],"r":[0,0,0,1],"s":[1,1,1]})
 }
 
-/// Send one transform, wait until B holds it; `n` times.
+/// Send one transform, wait until B holds it (and, on a daemon, until A hears it committed);
+/// `n` times.
 fn paced(rig: &mut Rig, n: usize, base: f64) {
     let obj = rig.objects[0].clone();
-    let mut lat = Vec::with_capacity(n);
-    let mut lost = 0;
-    for i in 0..n {
+    let (mut lat, mut committed) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut lost, mut uncommitted) = (0, 0);
+    // Sample 0 is a warm-up, not recorded: once it is committed, nothing sent before it (the
+    // objects' creates) is still in flight.
+    for i in 0..=n {
         let x = base + i as f64;
         let goal = HashMap::from([(obj.clone(), x)]);
+        let c0 = rig.acks.as_ref().map(|a| a.snapshot().committed);
         let t = Instant::now();
         rig.send_changes(vec![transform(&obj, x)]);
         match rig.held.wait_for(&goal, t + Duration::from_secs(10)) {
-            Some(at) => lat.push(at - t),
+            Some(at) if i > 0 => lat.push(at - t),
+            Some(_) => {}
             None => lost += 1,
         }
+        if let (Some(acks), Some(c0)) = (&rig.acks, c0) {
+            match acks.wait_committed(c0 + 1, t + Duration::from_secs(10)) {
+                Some(at) if i > 0 => committed.push(at - t),
+                Some(_) => {}
+                None => uncommitted += 1,
+            }
+        }
     }
+    let held_how = if rig.acks.is_some() { "held (live)" } else { "held" };
     println!(
-        "  {:<28} one transform A -> B held, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+        "  {:<28} one transform A -> B {held_how}, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
         rig.label,
         support::pct(&mut lat, 0.5),
         support::pct(&mut lat, 0.99),
         if lost > 0 { format!("  ({lost} never held within 10 s)") } else { String::new() }
     );
+    if rig.acks.is_some() {
+        println!(
+            "  {:<28} one transform A -> committed at A, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+            rig.label,
+            support::pct(&mut committed, 0.5),
+            support::pct(&mut committed, 0.99),
+            if uncommitted > 0 { format!("  ({uncommitted} not committed within 10 s)") } else { String::new() }
+        );
+    }
 }
 
 /// Send `frames` as fast as the socket takes them; report acknowledged items and the time
@@ -150,6 +176,7 @@ fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: Has
     }
     let sent = Instant::now();
     let held_at = rig.held.wait_for(&goal, sent + Duration::from_secs(60));
+    let batch_at = rig.acks.as_ref().map(|_| rig.held.wait_for_batch(&goal, sent + Duration::from_secs(60)));
     let ingest = match &rig.acks {
         Some(acks) => {
             let s = acks.wait_replies(before + n, sent + Duration::from_secs(60));
@@ -184,7 +211,15 @@ fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: Has
         ),
         None => "B never held the latest pose (60 s)".into(),
     };
-    println!("  {:<28} {what}: {ingest}; {held}", rig.label);
+    let verified = match batch_at {
+        None => String::new(),
+        Some(Some(at)) => format!(
+            "; a verified batch brought it {:.1} ms after the last send",
+            at.saturating_duration_since(sent).as_secs_f64() * 1e3
+        ),
+        Some(None) => "; no batch brought it within 60 s".into(),
+    };
+    println!("  {:<28} {what}: {ingest}; {held}{verified}", rig.label);
 }
 
 fn burst(rig: &mut Rig, total: usize, base: f64) {

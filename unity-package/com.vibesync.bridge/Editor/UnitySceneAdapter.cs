@@ -409,6 +409,35 @@ namespace VibeSync.Bridge.Editor
             SceneView.RepaintAll();
         }
 
+        /// <summary>
+        /// A live preview (PROTOCOL §6.3): set at once with no Undo record — the batch that follows is
+        /// the undo step, so one Ctrl+Z still takes the whole remote edit back.
+        /// </summary>
+        public void ApplyLive(RemoteChange c)
+        {
+            var go = Find(c.Uuid);
+            if (go == null) throw new InvalidOperationException("`" + c.Op + "` for object " + c.Uuid + ", which is not in the open scenes");
+            switch (c.Op)
+            {
+                case Ops.Transform:
+                    var u = Coordinates.CanonicalToUnity(new Trs(c.T, c.R, c.S));
+                    var t = go.transform;
+                    t.localPosition = new Vector3((float)u.T[0], (float)u.T[1], (float)u.T[2]);
+                    t.localRotation = new Quaternion((float)u.R[0], (float)u.R[1], (float)u.R[2], (float)u.R[3]);
+                    t.localScale = new Vector3((float)u.S[0], (float)u.S[1], (float)u.S[2]);
+                    break;
+                case Ops.Rename:
+                    go.name = c.Name;
+                    break;
+                case Ops.Visibility:
+                    go.SetActive(c.Visible.Value);
+                    break;
+                default:
+                    throw new InvalidOperationException("`" + c.Op + "` is not a live op");
+            }
+            SceneView.RepaintAll();
+        }
+
         void ApplyOne(RemoteChange c, string undoName, List<KeyValuePair<GameObject, string>> pendingParents)
         {
             var go = Find(c.Uuid);

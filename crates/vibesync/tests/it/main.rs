@@ -11,6 +11,7 @@ mod durability;
 mod governance;
 mod handshake;
 mod ingest;
+mod live;
 mod registry;
 mod resilience;
 mod restore;

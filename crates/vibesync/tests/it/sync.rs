@@ -28,6 +28,11 @@ pub struct Mini {
     pub events: Vec<Value>,
     /// Sent as `change.automation` (changes made by an agent's tool inside the editor).
     pub automation: Option<Value>,
+    /// `live` frames received (PROTOCOL §6.3), applied at once like an editor does.
+    pub lives: Vec<Value>,
+    /// Every message type handled, in arrival order (`apply`/`batch_end` inside batches
+    /// excluded).
+    pub order: Vec<String>,
 }
 
 impl Mini {
@@ -46,6 +51,8 @@ impl Mini {
             answer: true,
             events: vec![],
             automation: None,
+            lives: vec![],
+            order: vec![],
         }
     }
 
@@ -121,7 +128,16 @@ impl Mini {
         if std::env::var("MINI_DEBUG").is_ok() {
             eprintln!("[{}] {}", self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"), m);
         }
+        self.order.push(m["type"].as_str().unwrap_or("?").to_string());
         match m["type"].as_str().unwrap() {
+            "live" => {
+                // A live preview: applied at once, not answered (PROTOCOL §6.3).
+                let ch = m["change"].clone();
+                if ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
+                    self.apply(&ch, vec![]);
+                }
+                self.lives.push(m);
+            }
             "batch_begin" => {
                 let id = m["batch_id"].as_str().unwrap().to_string();
                 let count = m["count"].as_u64().unwrap() as usize;
@@ -629,8 +645,12 @@ fn a_loser_to_a_no_op_winner_is_corrected() {
     assert_eq!(statuses(&ack), ["queued"]);
     let ack = b.send_change("v", vec![json!({"op":"visibility","uuid":id,"visible":true})], &[]);
     assert_eq!(statuses(&ack), ["queued"]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m[1].states[&id]["visible"] == json!(true));
-    assert!(u.results.iter().any(|r| r["outcome"] == "dropped"), "{:?}", u.results);
+    // Blender's change reaches Unity live at once (PROTOCOL §6.3); the window's outcome follows.
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| {
+        m[1].states[&id]["visible"] == json!(true) && m[1].results.iter().any(|r| r["outcome"] == "dropped")
+    });
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&id]["visible"], json!(true), "the loser ends on the winner's state");
     drop((b, u));
     d.stop();
     let (code, out, err) = verify(&data);

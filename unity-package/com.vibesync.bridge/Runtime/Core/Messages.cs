@@ -30,6 +30,8 @@ namespace VibeSync.Bridge.Core
         public const string Peers = "peers";
         public const string Conflict = "conflict";
         public const string EditorState = "editor_state";
+        /// <summary>A fast-path change forwarded at once, before its batch (PROTOCOL §6.3 live previews).</summary>
+        public const string Live = "live";
         // Agent tool calls and addon registries (PROTOCOL §9; Unity neither sends nor receives them).
         public const string AddonCommand = "addon_command";
         public const string AddonCancel = "addon_cancel";
@@ -55,7 +57,7 @@ namespace VibeSync.Bridge.Core
                 case Status: case Resync: case AddonCommand: case CommandResponse: case RegistryUpdated:
                     return Both;
                 case Welcome: case Error: case Pong: case Ack: case BatchBegin: case Apply: case BatchEnd:
-                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case CommandProgress:
+                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case Live: case CommandProgress:
                 case Scene:
                     return ToClient;
                 default:

@@ -24,6 +24,10 @@
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
 //    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
 //    nothing: the daemon sends the current state as a `resync` batch.
+//  * Live previews (§6.3): another editor's transform / rename / visibility, applied at once through
+//    ISceneAdapter.ApplyLive (no undo step), never answered, remembered as applied (no echo). Dropped
+//    — the window's batch brings the state — while paused, while batches wait, for a uuid this
+//    editor does not hold, and for a uuid with local work not yet resolved (the person's edit wins).
 //  * Paused (Unity Play Mode): no local changes are captured or sent; incoming batches are
 //    answered `applied {held: true}` at once (the daemon then does not wait for this editor) and
 //    not applied; when the pause ends the editor asks for `resync {since_seq: LastSeq}`.
@@ -49,6 +53,11 @@ namespace VibeSync.Bridge.Core
         string ReassignUuid(string uuid);
         /// <summary>Applies all changes as one undo step. Throwing marks the batch as failed.</summary>
         void ApplyBatch(IncomingBatch batch);
+        /// <summary>
+        /// Applies one live preview (PROTOCOL §6.3: `transform`, `rename` or `visibility` of an object
+        /// the scene holds) at once, recording no undo step (the batch that follows is the undo step).
+        /// </summary>
+        void ApplyLive(RemoteChange change);
     }
 
     public sealed class SyncEngine
@@ -169,6 +178,9 @@ namespace VibeSync.Bridge.Core
         public TimeSpan AdoptWaitLimit = TimeSpan.FromSeconds(10);
         /// <summary>uuids of resync batches not applied because this editor had unresolved local work (§6.6).</summary>
         public long ReplayKeptLocal { get; private set; }
+        /// <summary>Live previews applied, and dropped (the batch brings their state).</summary>
+        public long LiveApplied { get; private set; }
+        public long LiveDropped { get; private set; }
 
         /// <summary>Every counter by name (the headless host prints these).</summary>
         public Dictionary<string, object> Stats()
@@ -181,6 +193,7 @@ namespace VibeSync.Bridge.Core
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
                 { "not_synced", (long)notSynced.Count }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
+                { "live_applied", LiveApplied }, { "live_dropped", LiveDropped },
             };
         }
 
@@ -557,6 +570,7 @@ namespace VibeSync.Bridge.Core
                     break;
                 case MessageType.Error: OnError(m); break;
                 case MessageType.Peers: OnPeers(m); break;
+                case MessageType.Live: OnLive(m); break;
                 case MessageType.Pong:
                     Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });
                     break;
@@ -927,6 +941,60 @@ namespace VibeSync.Bridge.Core
                     if (st != null && st.Parent != null && arrived.Contains(st.Parent)) { resendFull.Add(u); dirty.Add(u); }
                 }
             }
+        }
+
+        /// <summary>A live preview (PROTOCOL §6.3): applied at once, outside any undo step, not answered.</summary>
+        void OnLive(Dictionary<string, object> m)
+        {
+            RemoteChange c;
+            try
+            {
+                c = RemoteChange.Parse(Msg.Obj(m, "change"), null, unitScale, "change");
+            }
+            catch (MessageFormatException e)
+            {
+                Fail("live frame not applied: " + e.Message);
+                return;
+            }
+            if (c.Op != Ops.Transform && c.Op != Ops.Rename && c.Op != Ops.Visibility)
+            {
+                Fail("live frame not applied: op " + c.Op + " is not a fast-path op");
+                return;
+            }
+            string reason = LiveRefusal(c.Uuid);
+            if (reason == null)
+            {
+                try { scene.ApplyLive(c); }
+                catch (Exception e) { reason = "failed: " + e.Message; }
+            }
+            if (reason != null)
+            {
+                LiveDropped++;
+                Emit("live_dropped", new Dictionary<string, object> { { "uuid", c.Uuid }, { "op", c.Op }, { "reason", reason } });
+                return;
+            }
+            // What we applied is what the daemon will hold: its change events are not ours (no echo).
+            var st = scene.Capture(c.Uuid);
+            if (st != null)
+            {
+                synced[c.Uuid] = st;
+                appliedHash[c.Uuid] = st.Hash();
+            }
+            LiveApplied++;
+            Emit("live", new Dictionary<string, object> { { "uuid", c.Uuid }, { "op", c.Op }, { "origin", Msg.OptStr(m, "origin") } });
+        }
+
+        /// <summary>Why a live preview of the uuid is not applied now, or null.</summary>
+        string LiveRefusal(string uuid)
+        {
+            if (Paused) return "paused";
+            if (current != null || waitingForAcks.Count > 0) return "batches waiting"; // older: never overtake them
+            if (!synced.ContainsKey(uuid) || scene.Capture(uuid) == null) return "not held here";
+            if (notSynced.ContainsKey(uuid) || HasLocalWork(uuid)) return "local edit";
+            foreach (var list in pendingChange.Values)
+                foreach (var kv in list)
+                    if (kv.Key == uuid) return "local edit";
+            return null;
         }
 
         void OnPeers(Dictionary<string, object> m)

@@ -174,6 +174,78 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        static Dictionary<string, object> Live(Dictionary<string, object> change)
+        {
+            return new Dictionary<string, object> { { "type", "live" }, { "change", change }, { "origin", "blender" } };
+        }
+
+        static Dictionary<string, object> TransformOp(string uuid, double x, double y, double z)
+        {
+            return new Dictionary<string, object> { { "op", "transform" }, { "uuid", uuid }, { "t", Msg.List(x, y, z) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) } };
+        }
+
+        [VsTest]
+        public static void ALivePreviewIsAppliedAtOnceWithoutUndoStepAnswerOrEcho()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string u = Msg.NewUuid();
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u));
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                int changesBefore = r.Daemon.Received("change").Count;
+                r.Daemon.Broadcast(Live(TransformOp(u, 5, 0, -1)));
+                Check.Eventually(() => r.Engine.LiveApplied == 1, TimeSpan.FromSeconds(5), "live applied", r.Pump);
+                var o = r.Scene.Find(u);
+                Check.Near(new[] { 5.0, 0, 1 }, o.Position, 1e-12, "Unity position of the canonical (5, 0, -1)");
+                r.Daemon.Broadcast(Live(new Dictionary<string, object> { { "op", "rename" }, { "uuid", u }, { "name", "Live" } }));
+                Check.Eventually(() => r.Engine.LiveApplied == 2, TimeSpan.FromSeconds(5), "live rename", r.Pump);
+                Check.Equal("Live", o.Name, "renamed");
+                Check.Equal(1, r.Scene.UndoSteps, "no undo step for live previews (only the batch's)");
+                Check.Equal(2, r.Scene.LiveApplied, "applied through ApplyLive");
+                // Unity reports our own apply a frame later: not a change of ours, and never answered.
+                r.Engine.MarkDirty(u);
+                r.Settle();
+                Check.Equal(changesBefore, r.Daemon.Received("change").Count, "no echo");
+                Check.Equal(1, r.Daemon.Received("applied").Count, "live frames are not answered");
+                Check.Equal(0L, r.Engine.LiveDropped, "nothing dropped");
+                // The batch that follows carries the same pose and verifies it.
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", TransformOp(u, 5, 0, -1));
+                var applied = r.Daemon.WaitFor("applied", 2, r.Pump)[1].Message;
+                Check.Equal(o.Name, "Live", "the batch leaves the previewed state");
+                Check.True(((Dictionary<string, object>)applied["hashes"]).ContainsKey(u), "the batch is answered");
+                r.Settle();
+                Check.Equal(changesBefore, r.Daemon.Received("change").Count, "still no echo");
+            }
+        }
+
+        [VsTest]
+        public static void ALivePreviewNeverOverwritesAPersonsUnsentEdit()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string u = Msg.NewUuid();
+                string free = Msg.NewUuid();
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u), CubeCreate(free));
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                var o = r.Scene.Find(u);
+                o.Position = new[] { 9.0, 9, 9 }; // the person's edit, not captured yet
+                r.Engine.MarkDirty(u);
+                r.Daemon.Broadcast(Live(TransformOp(u, 1, 1, 1)));
+                r.Daemon.Broadcast(Live(TransformOp(free, 1, 1, 1)));
+                Check.Eventually(() => r.Engine.LiveDropped == 1 && r.Engine.LiveApplied == 1, TimeSpan.FromSeconds(5), "one dropped, one applied", r.Pump);
+                Check.Near(new[] { 9.0, 9, 9 }, o.Position, 0, "the person's edit stays");
+                Check.Near(new[] { 1.0, 1, -1 }, r.Scene.Find(free).Position, 1e-12, "the other object is previewed");
+                // The edit goes to the daemon as it is (the window's batch decides).
+                Check.Eventually(() => r.Ops().Exists(op => (string)op["uuid"] == u && (string)op["op"] == "transform"), TimeSpan.FromSeconds(5), "edit sent", r.Pump);
+                bool dropped = false;
+                for (int i = 0; i < r.EventFields.Count; i++)
+                    if (r.Events[i] == "live_dropped" && (string)r.EventFields[i]["reason"] == "local edit") dropped = true;
+                Check.True(dropped, "live_dropped event with reason `local edit`");
+            }
+        }
+
         [VsTest]
         public static void LocalEditIsSentAsCanonicalChangeAndUserActivity()
         {

@@ -208,6 +208,17 @@ namespace VibeSync.Bridge.Headless
             }
         }
 
+        /// <summary>Live previews applied (PROTOCOL §6.3): no undo step each.</summary>
+        public int LiveApplied;
+
+        public void ApplyLive(RemoteChange c)
+        {
+            if (c.Op != Ops.Transform && c.Op != Ops.Rename && c.Op != Ops.Visibility)
+                throw new InvalidOperationException("`" + c.Op + "` is not a live op");
+            ApplyOne(c);
+            LiveApplied++;
+        }
+
         /// <summary>Objects whose parent (by uuid) this scene did not have when it was applied:
         /// they are roots until that parent arrives (PROTOCOL §6.1).</summary>
         public readonly Dictionary<string, string> WaitingForParent = new Dictionary<string, string>();

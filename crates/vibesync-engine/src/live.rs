@@ -1,0 +1,216 @@
+//! Pipeline step `forward`, live half (docs/PROTOCOL.md §6.3 "Live previews"): fast-path
+//! changes (transform, rename, visibility) go to the other editors as soon as they are
+//! admitted, before the window's batch carries and verifies them.
+//!
+//! [`Throttle`] bounds what a receiver is sent: at most one frame per key (receiver, uuid,
+//! op) per `interval_ms`. A change offered sooner waits as the key's *pending* value, which
+//! later offers replace (the latest value wins); it is delivered when the interval has passed
+//! (the trailing value is never lost), unless [`Throttle::cancel_uuid`] drops it because the
+//! uuid's batch (or a structural change of it) now carries the state.
+//!
+//! Pure: time is passed in; the daemon's actor asks [`Throttle::next_due`] for its timer.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
+
+/// One pending value of a key, and its heap generation (older heap entries are stale).
+struct Pending<P> {
+    generation: u64,
+    payload: P,
+}
+
+/// A timer-queue entry: (due, generation, uuid, receiver, op).
+type Due<R> = Reverse<(u64, u64, String, R, &'static str)>;
+
+/// Per-key rate limit with "latest wins, trailing value always delivered".
+/// `R`: the receiver; keys are `(R, uuid, op)`; `P`: what is sent.
+pub struct Throttle<R, P> {
+    interval_ms: u64,
+    /// uuid → (receiver, op) → when a frame was last sent.
+    last: HashMap<String, HashMap<(R, &'static str), u64>>,
+    /// uuid → (receiver, op) → the value waiting for its interval.
+    pending: HashMap<String, HashMap<(R, &'static str), Pending<P>>>,
+    /// (due, generation, uuid, receiver, op): the timer queue, entries checked lazily.
+    heap: BinaryHeap<Due<R>>,
+    generation: u64,
+    offers: u64,
+}
+
+impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
+    /// `interval_ms` 0: every offer is sent at once.
+    pub fn new(interval_ms: u64) -> Self {
+        Throttle {
+            interval_ms,
+            last: HashMap::new(),
+            pending: HashMap::new(),
+            heap: BinaryHeap::new(),
+            generation: 0,
+            offers: 0,
+        }
+    }
+
+    /// A new value for `(receiver, uuid, op)` at `now_ms`. `Some(payload)`: send it now.
+    /// `None`: it waits (replacing any value already waiting) until the interval has passed.
+    pub fn offer(&mut self, now_ms: u64, receiver: R, uuid: &str, op: &'static str, payload: P) -> Option<P> {
+        self.offers += 1;
+        if self.offers.is_multiple_of(4096) {
+            self.prune(now_ms);
+        }
+        let key = (receiver, op);
+        if let Some(p) = self.pending.get_mut(uuid).and_then(|m| m.get_mut(&key)) {
+            p.payload = payload; // the latest value wins; its due time stands
+            return None;
+        }
+        let last = self.last.get(uuid).and_then(|m| m.get(&key)).copied();
+        match last {
+            Some(t) if now_ms < t.saturating_add(self.interval_ms) => {
+                let due = t + self.interval_ms;
+                self.generation += 1;
+                let generation = self.generation;
+                self.heap.push(Reverse((due, generation, uuid.to_string(), key.0.clone(), op)));
+                self.pending.entry(uuid.to_string()).or_default().insert(key, Pending { generation, payload });
+                None
+            }
+            _ => {
+                self.last.entry(uuid.to_string()).or_default().insert(key, now_ms);
+                Some(payload)
+            }
+        }
+    }
+
+    /// When the earliest waiting value is due (None: nothing waits).
+    pub fn next_due(&mut self) -> Option<u64> {
+        while let Some(Reverse((due, generation, uuid, r, op))) = self.heap.peek() {
+            let live = self
+                .pending
+                .get(uuid)
+                .and_then(|m| m.get(&(r.clone(), *op)))
+                .is_some_and(|p| p.generation == *generation);
+            if live {
+                return Some(*due);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Every waiting value due at `now_ms`, in due order: (receiver, uuid, payload). Each
+    /// counts as sent now.
+    pub fn take_due(&mut self, now_ms: u64) -> Vec<(R, String, P)> {
+        let mut out = Vec::new();
+        while let Some(due) = self.next_due() {
+            if due > now_ms {
+                break;
+            }
+            let Some(Reverse((_, _, uuid, r, op))) = self.heap.pop() else { break };
+            let key = (r, op);
+            let Some(m) = self.pending.get_mut(&uuid) else { continue };
+            let Some(p) = m.remove(&key) else { continue };
+            if m.is_empty() {
+                self.pending.remove(&uuid);
+            }
+            self.last.entry(uuid.clone()).or_default().insert(key.clone(), now_ms);
+            out.push((key.0, uuid, p.payload));
+        }
+        out
+    }
+
+    /// Drop every value waiting for `uuid` (its batch, or a structural change, now carries
+    /// its state to every receiver). Returns how many were dropped.
+    pub fn cancel_uuid(&mut self, uuid: &str) -> usize {
+        self.pending.remove(uuid).map_or(0, |m| m.len())
+    }
+
+    /// Values waiting, over all keys.
+    pub fn pending_len(&self) -> usize {
+        self.pending.values().map(HashMap::len).sum()
+    }
+
+    /// Forget send times older than the interval (they no longer hold anything back).
+    fn prune(&mut self, now_ms: u64) {
+        let horizon = now_ms.saturating_sub(self.interval_ms);
+        self.last.retain(|_, m| {
+            m.retain(|_, t| *t > horizon);
+            !m.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+    const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    #[test]
+    fn first_value_goes_at_once_later_ones_wait_and_the_latest_wins() {
+        let mut t: Throttle<&str, u32> = Throttle::new(16);
+        assert_eq!(t.offer(100, "b", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(101, "b", U, "transform", 2), None);
+        assert_eq!(t.offer(105, "b", U, "transform", 3), None);
+        assert_eq!(t.next_due(), Some(116));
+        assert!(t.take_due(115).is_empty(), "not before its interval");
+        assert_eq!(t.take_due(116), vec![("b", U.to_string(), 3)], "the trailing value, the latest");
+        assert_eq!(t.next_due(), None);
+        // The trailing send counts: the next offer within 16 ms of it waits again.
+        assert_eq!(t.offer(120, "b", U, "transform", 4), None);
+        assert_eq!(t.next_due(), Some(132));
+        assert_eq!(t.offer(140, "b", V, "transform", 9), Some(9), "another uuid has its own interval");
+    }
+
+    #[test]
+    fn keys_are_per_receiver_and_op() {
+        let mut t: Throttle<&str, u32> = Throttle::new(16);
+        assert_eq!(t.offer(0, "b", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(1, "c", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(2, "b", U, "rename", 5), Some(5));
+        assert_eq!(t.offer(3, "b", U, "transform", 2), None);
+        assert_eq!(t.pending_len(), 1);
+    }
+
+    #[test]
+    fn a_burst_sends_few_frames_and_ends_on_the_last_value() {
+        // 1,000 changes 1 ms apart on one object: ~1 frame per 16 ms, the last value delivered.
+        let mut t: Throttle<&str, u32> = Throttle::new(16);
+        let mut sent = Vec::new();
+        for i in 0..1000u64 {
+            for (_, _, p) in t.take_due(i) {
+                sent.push(p);
+            }
+            if let Some(p) = t.offer(i, "b", U, "transform", i as u32) {
+                sent.push(p);
+            }
+        }
+        let end = t.next_due().expect("the last value waits");
+        sent.extend(t.take_due(end).into_iter().map(|(_, _, p)| p));
+        assert_eq!(sent.last(), Some(&999));
+        assert!(sent.len() <= 1000 / 16 + 2, "{} frames", sent.len());
+        assert!(sent.windows(2).all(|w| w[0] < w[1]), "never an older value after a newer one");
+    }
+
+    #[test]
+    fn cancel_drops_waiting_values_of_a_uuid_only() {
+        let mut t: Throttle<&str, u32> = Throttle::new(16);
+        t.offer(0, "b", U, "transform", 1);
+        t.offer(0, "b", V, "transform", 1);
+        t.offer(1, "b", U, "transform", 2);
+        t.offer(1, "b", V, "transform", 2);
+        assert_eq!(t.cancel_uuid(U), 1);
+        assert_eq!(t.take_due(100), vec![("b", V.to_string(), 2)]);
+        assert_eq!(t.next_due(), None);
+        // A cancelled key starts a fresh wait after its last send.
+        assert_eq!(t.offer(5, "b", U, "transform", 3), None);
+        assert_eq!(t.take_due(16), vec![("b", U.to_string(), 3)]);
+    }
+
+    #[test]
+    fn zero_interval_never_waits() {
+        let mut t: Throttle<&str, u32> = Throttle::new(0);
+        for i in 0..10 {
+            assert_eq!(t.offer(7, "b", U, "transform", i), Some(i));
+        }
+        assert_eq!(t.next_due(), None);
+    }
+}
