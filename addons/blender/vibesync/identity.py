@@ -73,6 +73,15 @@ def _trackable(idb) -> bool:
     return idb.library is None and not getattr(idb, "is_embedded_data", False)
 
 
+def run_to_end(steps):
+    """Drive a sliced generator (`scan_steps`, `sweep_steps`) to the end in one go and return
+    what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
 class Binding:
     """What we remember about one uuid: never a bpy reference."""
 
@@ -231,12 +240,7 @@ class Registry:
 
     def scan(self):
         """A whole scan at once (a save, an agent's tool call): see `scan_steps`."""
-        steps = self.scan_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_to_end(self.scan_steps())
 
     def scan_steps(self):
         """Enforce uuids on every tracked datablock and rebuild the bindings, in slices of
@@ -393,12 +397,7 @@ class Registry:
 
     def sweep(self) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
         """A whole sweep at once: see `sweep_steps`."""
-        steps = self.sweep_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_to_end(self.sweep_steps())
 
     def sweep_steps(self):
         """Cheap check without assignment, in slices of `SCAN_SLICE` datablocks (a generator

@@ -843,13 +843,8 @@ impl Actor {
                 .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
                 .filter(|u| {
                     let auth = start.get(*u).cloned().flatten();
-                    let mut held = auth.clone();
-                    for op in own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default() {
-                        if let Ok(next) = apply_change(held.as_ref(), op) {
-                            held = next;
-                        }
-                    }
-                    held.map(|s| s.hash()) != auth.map(|s| s.hash())
+                    let mine = own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default();
+                    forward::held_after(auth.clone(), mine).map(|s| s.hash()) != auth.map(|s| s.hash())
                 })
                 .cloned()
                 .collect();

@@ -12,6 +12,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
 
+/// What an editor holds after applying `ops` in order to `start` — as an editor does: an op
+/// that does not apply (e.g. to an object it does not have) changes nothing.
+pub fn held_after<'o>(start: Option<ObjectState>, ops: impl IntoIterator<Item = &'o ChangeOp>) -> Option<ObjectState> {
+    let mut held = start;
+    for op in ops {
+        if let Ok(next) = apply_change(held.as_ref(), op) {
+            held = next;
+        }
+    }
+    held
+}
+
 /// Ops for one participant, in batch order.
 pub type Ops = Vec<(String, ChangeOp)>;
 
@@ -73,13 +85,8 @@ pub fn plan<'a>(
             .iter()
             .filter(|((o, u), _)| *o == p.as_str() && !sent_uuids.contains(u) && finals.contains_key(*u))
             .filter(|((_, u), mine)| {
-                let mut held = start.get(*u).cloned().flatten();
-                for op in mine.iter() {
-                    if let Ok(next) = apply_change(held.as_ref(), op) {
-                        held = next;
-                    }
-                }
-                held.as_ref() != finals.get(*u).and_then(Option::as_ref)
+                held_after(start.get(*u).cloned().flatten(), mine.iter().copied()).as_ref()
+                    != finals.get(*u).and_then(Option::as_ref)
             })
             .map(|((_, u), _)| u.to_string())
             .collect();
@@ -103,14 +110,9 @@ pub fn plan<'a>(
         let mut exp: BTreeMap<String, Option<String>> = BTreeMap::new();
         for u in uuids {
             // What the participant holds: the state before the batch with its own changes…
-            let mut held = start.get(u).cloned().flatten();
             let mine = own.get(&(p.as_str(), u)).map(Vec::as_slice).unwrap_or_default();
             // … then what it is sent, in order.
-            for op in mine.iter().chain(sent[u].iter()) {
-                if let Ok(next) = apply_change(held.as_ref(), op) {
-                    held = next;
-                }
-            }
+            let held = held_after(start.get(u).cloned().flatten(), mine.iter().chain(sent[u].iter()).copied());
             // Hashing is the costly part: equal states share the final hash.
             let fin = finals.get(u).and_then(Option::as_ref);
             let want = if held.as_ref() == fin {
