@@ -333,13 +333,15 @@ impl Actor {
                 }
             }
         }
-        if self.inflight.is_none() && self.window.is_due(self.now_ms()) {
-            self.start_batch().await;
-        }
+        // Deferred replays first: a session that joined while a batch was in flight gets the
+        // state that batch committed before it is made a participant of the next one.
         if self.inflight.is_none() && !self.deferred.is_empty() {
             for ev in std::mem::take(&mut self.deferred) {
                 Box::pin(self.on_event(ev)).await;
             }
+        }
+        if self.inflight.is_none() && self.window.is_due(self.now_ms()) {
+            self.start_batch().await;
         }
     }
 
