@@ -1,0 +1,215 @@
+//! Pipeline step `queue` (docs/PROTOCOL.md §6.2 "Pipelining"): where an admitted change
+//! waits for its batch, and which waiting changes may start a batch while others are in
+//! flight.
+//!
+//! Two windows. The **main** window holds everything by default; it becomes a batch only
+//! when no batch of the project is in flight (its batch may be slow, and slow batches keep
+//! one order for the whole project). While a **slow** batch is in flight, a fast-path change
+//! (transform, rename, visibility) whose uuid is *free* — not in that slow batch, no
+//! ancestor in it, not degraded to the slow path by the gate, and no change of it already
+//! waiting in the main window — waits in the **pipelined** window instead. That window
+//! becomes a fast batch when it is due and no *fast* batch is in flight, even though the slow
+//! batch still is: at most one slow and one fast batch per project are in flight, their uuids
+//! disjoint.
+//!
+//! Per-uuid order: every change of a uuid in the pipelined window arrived before every
+//! change of it in the main window (a uuid with a change in the main window stays there), and
+//! when nothing is in flight both windows close together, the pipelined one first. So the
+//! batches carry each uuid's changes in arrival order, and a uuid is in at most one batch in
+//! flight.
+//!
+//! Pure: time is passed in; the actor says what is in flight ([`Flight`]) and whether a
+//! change is held back by the slow batch ([`held_back`]).
+
+use std::collections::HashSet;
+
+use crate::sync::{Path, Queued, Window};
+
+/// What is in flight for a project, as the queue needs to know it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flight {
+    /// A slow batch is in flight.
+    pub slow: bool,
+    /// A fast batch is in flight.
+    pub fast: bool,
+    /// Something waits until no batch is in flight (a replay for a session that joined
+    /// meanwhile, which must get its state before it is made a participant of a new batch):
+    /// no pipelined batch starts.
+    pub drain: bool,
+}
+
+impl Flight {
+    /// No batch in flight.
+    pub fn idle(&self) -> bool {
+        !self.slow && !self.fast
+    }
+}
+
+/// The window a change waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Becomes a batch when no batch is in flight.
+    Main,
+    /// Becomes a fast batch beside a slow batch in flight.
+    Pipelined,
+}
+
+/// Whether `uuid` must wait for the slow batch in flight: it, or an ancestor on its
+/// authoritative parent chain (`parent_of`), is one of that batch's uuids (`slow_uuids`).
+/// Bounded like [`crate::sync::parent_cycle`]: a chain longer than 1,000 is held back.
+pub fn held_back(uuid: &str, slow_uuids: &HashSet<String>, mut parent_of: impl FnMut(&str) -> Option<String>) -> bool {
+    let mut cur = uuid.to_string();
+    for _ in 0..1_000 {
+        if slow_uuids.contains(&cur) {
+            return true;
+        }
+        match parent_of(&cur) {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The two windows of one project (see the module documentation).
+#[derive(Debug)]
+pub struct Queue<S> {
+    main: Window<S>,
+    pipelined: Window<S>,
+}
+
+impl<S: Clone> Queue<S> {
+    pub fn new(window_ms: u64) -> Self {
+        Queue { main: Window::new(window_ms), pipelined: Window::new(window_ms) }
+    }
+
+    /// Queue an admitted change. `slow_in_flight`: a slow batch of the project is in flight;
+    /// `held_back`: the change must wait for it ([`held_back`], or the gate degraded it).
+    pub fn push(&mut self, now_ms: u64, q: Queued<S>, slow_in_flight: bool, held_back: bool) -> Lane {
+        let free = slow_in_flight
+            && !held_back
+            && q.change.op.path() == Path::Fast
+            && !self.main.has_pending(&q.change.uuid);
+        if free {
+            self.pipelined.push(now_ms, q);
+            Lane::Pipelined
+        } else {
+            self.main.push(now_ms, q);
+            Lane::Main
+        }
+    }
+
+    /// Whether a change of `uuid` waits in either window.
+    pub fn has_pending(&self, uuid: &str) -> bool {
+        self.main.has_pending(uuid) || self.pipelined.has_pending(uuid)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.main.is_empty() && self.pipelined.is_empty()
+    }
+
+    /// When [`Queue::take_due`] will next return a batch, given what is in flight (None: not
+    /// before something in flight ends).
+    pub fn deadline(&self, flight: Flight) -> Option<u64> {
+        if flight.idle() {
+            match (self.main.deadline(), self.pipelined.deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        } else if !flight.fast && !flight.drain {
+            self.pipelined.deadline()
+        } else {
+            None
+        }
+    }
+
+    /// The changes of the next batch, in arrival order per uuid (not coalesced), and the
+    /// window they come from: with nothing in flight, both windows (the pipelined one first)
+    /// once either is due; beside a slow batch, the pipelined window once it is due.
+    pub fn take_due(&mut self, now_ms: u64, flight: Flight) -> Option<(Vec<Queued<S>>, Lane)> {
+        let due = self.deadline(flight).is_some_and(|d| now_ms >= d);
+        if !due {
+            return None;
+        }
+        let mut out = self.pipelined.take_all();
+        if flight.idle() {
+            out.extend(self.main.take_all());
+            Some((out, Lane::Main))
+        } else {
+            Some((out, Lane::Pipelined))
+        }
+    }
+
+    /// Take every waiting change of both windows (the pipelined one first), whatever is in
+    /// flight.
+    pub fn take_all(&mut self) -> Vec<Queued<S>> {
+        let mut out = self.pipelined.take_all();
+        out.extend(self.main.take_all());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{Author, Change, ChangeOp};
+
+    fn q(uuid: &str, op: ChangeOp) -> Queued<&'static str> {
+        Queued { origin: "a", author: Author::Person, change: Change { uuid: uuid.into(), op } }
+    }
+    fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
+        q(uuid, ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] })
+    }
+    const SLOW: Flight = Flight { slow: true, fast: false, drain: false };
+    const BOTH: Flight = Flight { slow: true, fast: true, drain: false };
+
+    #[test]
+    fn nothing_pipelines_without_a_slow_batch_in_flight() {
+        let mut qu: Queue<&str> = Queue::new(0);
+        assert_eq!(qu.push(0, tr("y", 1.0), false, false), Lane::Main);
+        assert_eq!(qu.take_due(0, Flight { fast: true, ..Flight::default() }), None, "a fast batch in flight: wait");
+        let (got, lane) = qu.take_due(0, Flight::default()).unwrap();
+        assert_eq!((got.len(), lane), (1, Lane::Main));
+    }
+
+    #[test]
+    fn a_free_transform_goes_beside_the_slow_batch_a_held_back_one_waits() {
+        let mut qu: Queue<&str> = Queue::new(300);
+        assert_eq!(qu.push(0, tr("y", 1.0), true, false), Lane::Pipelined);
+        assert_eq!(qu.push(0, tr("x", 1.0), true, true), Lane::Main, "x is in the slow batch");
+        assert_eq!(qu.push(10, q("z", ChangeOp::Delete), true, false), Lane::Main, "structural: main");
+        assert_eq!(qu.push(20, tr("z", 2.0), true, false), Lane::Main, "z has a change in main: stays behind it");
+        assert_eq!(qu.deadline(SLOW), Some(300));
+        assert_eq!(qu.take_due(299, SLOW), None);
+        let (got, lane) = qu.take_due(300, SLOW).unwrap();
+        assert_eq!(lane, Lane::Pipelined);
+        assert_eq!(got.iter().map(|q| q.change.uuid.as_str()).collect::<Vec<_>>(), ["y"]);
+        assert_eq!(qu.deadline(SLOW), None, "the rest waits for the slow batch");
+        assert!(qu.has_pending("x") && qu.has_pending("z") && !qu.has_pending("y"));
+        // A second pipelined batch waits for the first.
+        assert_eq!(qu.push(400, tr("y", 2.0), true, false), Lane::Pipelined);
+        assert_eq!(qu.take_due(10_000, BOTH), None);
+        assert_eq!(qu.deadline(Flight { drain: true, ..SLOW }), None, "a replay waits: nothing new starts");
+        // Nothing in flight: both windows, pipelined first.
+        let (got, lane) = qu.take_due(10_000, Flight::default()).unwrap();
+        assert_eq!(lane, Lane::Main);
+        let order: Vec<(&str, &str)> = got.iter().map(|q| (q.change.uuid.as_str(), q.change.op.name())).collect();
+        assert_eq!(order, [("y", "transform"), ("x", "transform"), ("z", "delete"), ("z", "transform")]);
+        assert!(qu.is_empty());
+    }
+
+    #[test]
+    fn an_object_under_a_parent_in_the_slow_batch_is_held_back() {
+        let slow: HashSet<String> = ["p".to_string()].into();
+        let parent_of = |u: &str| match u {
+            "c" => Some("b".to_string()),
+            "b" => Some("p".to_string()),
+            _ => None,
+        };
+        assert!(held_back("c", &slow, parent_of), "grandparent in the slow batch");
+        assert!(held_back("p", &slow, parent_of));
+        assert!(!held_back("q", &slow, parent_of));
+        let looped = |u: &str| Some(if u == "x" { "y" } else { "x" }.to_string());
+        assert!(held_back("x", &slow, looped), "a loop is held back, never walked forever");
+    }
+}
