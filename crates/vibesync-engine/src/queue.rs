@@ -213,3 +213,145 @@ mod tests {
         assert!(held_back("x", &slow, looped), "a loop is held back, never walked forever");
     }
 }
+
+#[cfg(test)]
+mod order {
+    //! Property: whatever the interleaving of changes, window closes and batch ends, the
+    //! batches in flight never share a uuid, at most one slow and one fast are in flight, and
+    //! every uuid's changes leave the queue exactly once, in arrival order.
+
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sync::{batch_path, Author, Change, ChangeOp};
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        /// A change of uuid `u`: fast (transform) or slow (mesh).
+        Push { u: usize, slow: bool },
+        /// Time passes by this many ms, then the actor asks for due batches.
+        Tick(u64),
+        /// The batch in flight at this index (modulo) ends.
+        End(usize),
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            6 => (0..5usize, prop::bool::weighted(0.3)).prop_map(|(u, slow)| Ev::Push { u, slow }),
+            3 => (0..4u64).prop_map(Ev::Tick),
+            2 => any::<usize>().prop_map(Ev::End),
+        ]
+    }
+
+    fn change(u: usize, id: u64, slow: bool) -> Queued<()> {
+        let op = if slow {
+            ChangeOp::Mesh(format!("{id:064}"))
+        } else {
+            ChangeOp::Transform { t: [id as f64, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
+        };
+        Queued { origin: (), author: Author::Person, change: Change { uuid: format!("u{u}"), op } }
+    }
+
+    fn id_of(q: &Queued<()>) -> u64 {
+        match &q.change.op {
+            ChangeOp::Mesh(h) => h.parse().unwrap(),
+            ChangeOp::Transform { t, .. } => t[0] as u64,
+            _ => unreachable!(),
+        }
+    }
+
+    struct Sim {
+        queue: Queue<()>,
+        now: u64,
+        /// Batches in flight: (path, uuids).
+        flight: Vec<(Path, Vec<String>)>,
+        /// uuid → ids in the order they left the queue.
+        out: HashMap<String, Vec<u64>>,
+    }
+
+    impl Sim {
+        fn flight(&self) -> Flight {
+            Flight {
+                slow: self.flight.iter().any(|(p, _)| *p == Path::Slow),
+                fast: self.flight.iter().any(|(p, _)| *p == Path::Fast),
+                drain: false,
+            }
+        }
+
+        fn start(&mut self, batch: Vec<Queued<()>>, lane: Lane) {
+            let path = batch_path(&batch);
+            if lane == Lane::Pipelined {
+                assert_eq!(path, Path::Fast, "a pipelined batch is fast");
+                assert!(self.flight().slow && !self.flight().fast);
+            } else {
+                assert!(self.flight().idle(), "the main window waits for every batch in flight");
+            }
+            let mut uuids: Vec<String> = batch.iter().map(|q| q.change.uuid.clone()).collect();
+            uuids.sort();
+            uuids.dedup();
+            for (_, theirs) in &self.flight {
+                assert!(uuids.iter().all(|u| !theirs.contains(u)), "a uuid in two batches in flight");
+            }
+            for q in &batch {
+                self.out.entry(q.change.uuid.clone()).or_default().push(id_of(q));
+            }
+            if !batch.is_empty() {
+                self.flight.push((path, uuids));
+            }
+            assert!(self.flight.iter().filter(|(p, _)| *p == Path::Slow).count() <= 1);
+            assert!(self.flight.iter().filter(|(p, _)| *p == Path::Fast).count() <= 1);
+        }
+
+        fn tick(&mut self) {
+            while let Some((batch, lane)) = self.queue.take_due(self.now, self.flight()) {
+                self.start(batch, lane);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn per_uuid_order_is_kept_and_batches_in_flight_are_disjoint(
+            window_ms in 0..3u64,
+            evs in prop::collection::vec(ev(), 1..200),
+        ) {
+            let mut sim = Sim { queue: Queue::new(window_ms), now: 0, flight: Vec::new(), out: HashMap::new() };
+            let mut pushed: HashMap<String, Vec<u64>> = HashMap::new();
+            for (id, e) in evs.into_iter().enumerate() {
+                match e {
+                    Ev::Push { u, slow } => {
+                        let q = change(u, id as u64, slow);
+                        let slow_uuids: HashSet<String> = sim
+                            .flight
+                            .iter()
+                            .filter(|(p, _)| *p == Path::Slow)
+                            .flat_map(|(_, us)| us.iter().cloned())
+                            .collect();
+                        let held = held_back(&q.change.uuid, &slow_uuids, |_| None);
+                        pushed.entry(q.change.uuid.clone()).or_default().push(id as u64);
+                        let slow_in_flight = sim.flight().slow;
+                        sim.queue.push(sim.now, q, slow_in_flight, held);
+                    }
+                    Ev::Tick(ms) => sim.now += ms,
+                    Ev::End(i) => {
+                        if !sim.flight.is_empty() {
+                            let n = sim.flight.len();
+                            sim.flight.remove(i % n);
+                        }
+                    }
+                }
+                sim.tick();
+            }
+            // Quiet: every batch ends, every window closes.
+            for _ in 0..4 {
+                sim.flight.clear();
+                sim.now += 10;
+                sim.tick();
+            }
+            prop_assert!(sim.queue.is_empty());
+            prop_assert_eq!(sim.out, pushed);
+        }
+    }
+}
