@@ -27,11 +27,11 @@ use vibesync_engine::finalize::plan_rollback;
 use vibesync_engine::forward::{self, Conflict, Ops};
 use vibesync_engine::governance::{Decision, Escalation, IdleTracker};
 use vibesync_engine::live::Throttle;
+use vibesync_engine::queue::{self, Flight, Lane, Queue};
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, coalesce_mask, parse_change, Author, Change, ChangeOp, ObjectState, Path,
     Queued,
 };
-use vibesync_engine::queue::{self, Flight, Lane, Queue};
 use vibesync_engine::verify::{mismatches, Verdict, Verification};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;

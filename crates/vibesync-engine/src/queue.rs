@@ -86,10 +86,8 @@ impl<S: Clone> Queue<S> {
     /// Queue an admitted change. `slow_in_flight`: a slow batch of the project is in flight;
     /// `held_back`: the change must wait for it ([`held_back`], or the gate degraded it).
     pub fn push(&mut self, now_ms: u64, q: Queued<S>, slow_in_flight: bool, held_back: bool) -> Lane {
-        let free = slow_in_flight
-            && !held_back
-            && q.change.op.path() == Path::Fast
-            && !self.main.has_pending(&q.change.uuid);
+        let free =
+            slow_in_flight && !held_back && q.change.op.path() == Path::Fast && !self.main.has_pending(&q.change.uuid);
         if free {
             self.pipelined.push(now_ms, q);
             Lane::Pipelined

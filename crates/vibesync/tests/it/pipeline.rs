@@ -26,11 +26,8 @@ fn material(u: &str) -> Value {
 /// The participant's `applied` for `batch_id`: the hash of everything it holds (extra uuids
 /// are not checked), or a wrong hash for each when `wrong`.
 fn answer(m: &mut Mini, batch_id: &str, wrong: bool) {
-    let hashes: serde_json::Map<String, Value> = m
-        .states
-        .iter()
-        .map(|(u, s)| (u.clone(), json!(if wrong { "0".repeat(64) } else { state_hash(s) })))
-        .collect();
+    let hashes: serde_json::Map<String, Value> =
+        m.states.iter().map(|(u, s)| (u.clone(), json!(if wrong { "0".repeat(64) } else { state_hash(s) }))).collect();
     m.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":m.last_seq,"hashes":hashes})).unwrap();
 }
 
@@ -191,7 +188,8 @@ fn a_crash_with_the_slow_batch_open_after_a_pipelined_commit_recovers_both() {
     r.d.kill9();
     let mut d = Daemon::start(&data);
     let wal = wal_records(&data);
-    let rb = wal.iter().find(|x| x["operation_id"] == slow.as_str() && x["phase"] == "ROLLBACK").expect("slow rolled back");
+    let rb =
+        wal.iter().find(|x| x["operation_id"] == slow.as_str() && x["phase"] == "ROLLBACK").expect("slow rolled back");
     assert_eq!(rb["error_code"], "RECOVERED_INCOMPLETE");
     assert!(!wal.iter().any(|x| x["operation_id"] == fast.as_str() && x["phase"] == "ROLLBACK"));
     let mut fresh = Mini::connect(&d, "unity", 1.0, 0);
