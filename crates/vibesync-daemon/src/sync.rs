@@ -378,8 +378,11 @@ impl Actor {
 
     /// Queue an admitted change in its window (pipeline step `queue`).
     fn push(&mut self, now: u64, q: Queued<SessionInfo>) -> Lane {
-        let slow: Option<HashSet<String>> =
-            self.inflight.iter().find(|f| f.path == Path::Slow).map(|f| f.uuids.iter().cloned().collect());
+        let slow: Option<HashSet<String>> = self
+            .inflight
+            .iter()
+            .find(|f| f.path == Path::Slow && self.daemon.config().sync.pipelining)
+            .map(|f| f.uuids.iter().cloned().collect());
         let held_back = match &slow {
             None => false,
             Some(slow) => {
