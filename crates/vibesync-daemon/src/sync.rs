@@ -887,25 +887,18 @@ impl Actor {
             dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
-        // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
-        let mut corrections: Vec<(SessionId, Vec<String>)> = Vec::new();
+        // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
+        // then the engine's corrections for origins a dropped change left off the
+        // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.
+        let dropped: Vec<(SessionId, Vec<String>)> = dropped.into_iter().map(|(s, u)| (s, dedup(u))).collect();
+        let corrections = forward::dropped_corrections(
+            dropped.iter().map(|(s, u)| (s, u.as_slice())),
+            |u| batch_uuids.contains(u),
+            &start,
+            &own_ops,
+            |s, u| self.not_synced.get(u).is_some_and(|n| &n.session_id == s),
+        );
         for (session_id, uuids) in dropped {
-            let uuids = dedup(uuids);
-            // A dropped change whose uuid is not in the batch leaves its origin holding what it
-            // made; where that differs from the authoritative state (it lost a same-window
-            // conflict to a change that turned out a no-op, docs/PROTOCOL.md §6.2) the origin
-            // is corrected like any conflict's loser — never over work it keeps locally.
-            let differ: Vec<String> = uuids
-                .iter()
-                .filter(|u| !batch_uuids.contains(u.as_str()))
-                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
-                .filter(|u| {
-                    let auth = start.get(*u).cloned().flatten();
-                    let mine = own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default();
-                    forward::held_after(auth.clone(), mine).map(|s| s.hash()) != auth.map(|s| s.hash())
-                })
-                .cloned()
-                .collect();
             self.expose(self.daemon.last_seq());
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
@@ -917,9 +910,6 @@ impl Actor {
                 reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
-            if !differ.is_empty() {
-                corrections.push((session_id, differ));
-            }
         }
         for (session_id, uuids) in corrections {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
