@@ -19,8 +19,8 @@ use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
 use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
+use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
-use crate::session::SessionHandle;
 use crate::stores::Stores;
 use crate::sync::{SyncEvent, SyncHub};
 
@@ -308,8 +308,8 @@ impl Daemon {
         let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
         match tx.send_all(frames, Some(patience)).await {
             Ok(()) => true,
-            Err(crate::session::SendError::Closed) => false,
-            Err(crate::session::SendError::Slow) => {
+            Err(crate::outbox::SendError::Closed) => false,
+            Err(crate::outbox::SendError::Slow) => {
                 warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
                 kick.notify_one();
                 false

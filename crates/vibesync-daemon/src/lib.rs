@@ -29,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod fsutil;
+pub mod outbox;
 pub mod paths;
 pub mod ratelimit;
 pub mod restore;

@@ -258,7 +258,7 @@ impl Stores {
             // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
             // governance index (crashes count through the unclean-boot rule). Any other interrupted transaction
             // quarantines the uuids it touched until a person looks (docs/WAL.md).
-            if tx.session_id == crate::sync::SYNC_SESSION {
+            if tx.session_id == crate::txn::SYNC_SESSION {
                 continue;
             }
             let mut live: Vec<String> = Vec::new();

@@ -38,11 +38,9 @@ use vibesync_wal::{Outcome, Phase, Record, RecordDraft};
 
 use crate::core::{Daemon, SessionInfo};
 use crate::txn::Txn;
+pub use crate::txn::SYNC_SESSION;
 
 type SessionId = String;
-
-/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
-pub const SYNC_SESSION: &str = "sync";
 
 /// Messages to a project's actor.
 pub enum SyncEvent {

@@ -4,6 +4,9 @@
 use serde_json::Value;
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
+/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
+pub const SYNC_SESSION: &str = "sync";
+
 /// Who writes a transaction and what it is about.
 pub struct Txn<'a> {
     pub session_id: &'a str,
