@@ -16,7 +16,6 @@ use vibesync_engine::register;
 use vibesync_engine::sync::Author;
 use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
-use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
 use crate::outbox::SessionHandle;
@@ -829,9 +828,4 @@ impl Daemon {
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
     }
-}
-
-/// Records of one transaction that carry registry mutations.
-pub fn steps_of(records: &[Record]) -> impl Iterator<Item = &Record> {
-    records.iter().filter(|r| r.phase == Phase::Step)
 }
