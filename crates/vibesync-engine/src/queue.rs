@@ -12,9 +12,11 @@
 //! batch still is: at most one slow and one fast batch per project are in flight, their uuids
 //! disjoint.
 //!
-//! Per-uuid order: every change of a uuid in the pipelined window arrived before every
-//! change of it in the main window (a uuid with a change in the main window stays there), and
-//! when nothing is in flight both windows close together, the pipelined one first. So the
+//! Per-uuid order: a uuid's changes wait in one window at a time. A change that must wait in
+//! the main window takes the uuid's changes waiting in the pipelined window with it (in
+//! order, so changes of one uuid from two editors are decided in one batch, as in a window
+//! without pipelining), and a uuid with a change in the main window stays there; when nothing
+//! is in flight both windows close together. So the
 //! batches carry each uuid's changes in arrival order, and a uuid is in at most one batch in
 //! flight.
 //!
@@ -92,6 +94,12 @@ impl<S: Clone> Queue<S> {
             self.pipelined.push(now_ms, q);
             Lane::Pipelined
         } else {
+            // The uuid's earlier changes waiting in the pipelined window go with it: a batch
+            // beside the slow one must not carry an older change of a uuid that a later one
+            // (e.g. another editor's) waits behind — the two are decided in one batch.
+            for earlier in self.pipelined.take_uuid(&q.change.uuid) {
+                self.main.push(now_ms, earlier);
+            }
             self.main.push(now_ms, q);
             Lane::Main
         }
@@ -177,6 +185,9 @@ mod tests {
         assert_eq!(qu.push(0, tr("x", 1.0), true, true), Lane::Main, "x is in the slow batch");
         assert_eq!(qu.push(10, q("z", ChangeOp::Delete), true, false), Lane::Main, "structural: main");
         assert_eq!(qu.push(20, tr("z", 2.0), true, false), Lane::Main, "z has a change in main: stays behind it");
+        assert_eq!(qu.push(25, tr("w", 1.0), true, false), Lane::Pipelined);
+        assert_eq!(qu.push(26, q("w", ChangeOp::Delete), true, false), Lane::Main, "w's transform moves with it");
+        assert!(!qu.pipelined.has_pending("w"));
         assert_eq!(qu.deadline(SLOW), Some(300));
         assert_eq!(qu.take_due(299, SLOW), None);
         let (got, lane) = qu.take_due(300, SLOW).unwrap();
@@ -192,7 +203,17 @@ mod tests {
         let (got, lane) = qu.take_due(10_000, Flight::default()).unwrap();
         assert_eq!(lane, Lane::Main);
         let order: Vec<(&str, &str)> = got.iter().map(|q| (q.change.uuid.as_str(), q.change.op.name())).collect();
-        assert_eq!(order, [("y", "transform"), ("x", "transform"), ("z", "delete"), ("z", "transform")]);
+        assert_eq!(
+            order,
+            [
+                ("y", "transform"),
+                ("x", "transform"),
+                ("z", "delete"),
+                ("z", "transform"),
+                ("w", "transform"),
+                ("w", "delete")
+            ]
+        );
         assert!(qu.is_empty());
     }
 
