@@ -23,7 +23,7 @@ import time
 import bpy
 
 from . import apply as apply_mod
-from . import capture, engine, identity, wire
+from . import budget, capture, engine, identity, wire
 from . import router as router_mod
 
 # Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
@@ -53,10 +53,13 @@ MAX_EVENTS_PER_TICK = 256
 MAX_DIRTY_PER_TICK = 512
 MAX_REGISTER_ITEMS = 10_000
 MAX_REGISTER_PER_TICK = 1_000
+# Items of a big message (a `batch_result`'s uuids, an `ack`'s results) handled per slice.
+RESULT_CHUNK = 512
 SWEEP_INTERVAL_S = 1.0
 SWEEP_SOON_S = 0.1
 USER_IDLE_S = 3.0
 USER_ACTIVITY_RESEND_S = 1.0
+PROGRESS_INTERVAL_S = 0.25
 
 STATE_CONNECTED = "connected"
 STATE_RECONNECTING = "reconnecting"
@@ -162,7 +165,17 @@ class Session:
         # A scan or sweep in progress (generators resumed each tick within its budget).
         self.scan_job: tuple | None = None  # (Registry.scan_steps generator, reason)
         self.sweep_job = None               # Registry.sweep_steps generator
-        self._ui_progress: tuple | None = None  # (when, progress()) for the sidebar
+        # First-sync progress, counted in slices (`_progress_steps`) at most every
+        # PROGRESS_INTERVAL_S: {"synced", "total"} and when it was counted.
+        self._progress: dict | None = None
+        self._progress_at = 0.0
+        self.progress_job = None
+        # A transport event being handled over several ticks (a big `batch_result` or
+        # register `ack`, the `connected` resend of a big file): (generator, kind).
+        self.event_job: tuple | None = None
+        # Full garbage collections are held off while a big sync runs (budget.GcHold).
+        self.gc_hold = budget.GcHold()
+        self.scan_big = False  # the scan in progress is of a big file (GC hold)
         self.file_loaded = False
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
@@ -269,6 +282,8 @@ class Session:
             self.transport.stop()
             self.transport = None
         self.connected = False
+        self.event_job = None
+        self.gc_hold.release()
 
     def _hello(self) -> dict:
         return {"protocol": wire.PROTOCOL_VERSION, "project_id": self.project_id,
@@ -306,6 +321,7 @@ class Session:
             if key not in self.registry.by_key:
                 self.unknown_keys.add(key)
         if structure:
+            self.registry.membership_changed()  # which collection holds which object
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
                                     time.monotonic() + SWEEP_SOON_S)
 
@@ -365,8 +381,32 @@ class Session:
             log.exception("vibesync: pump step failed")
             self._failed("pump step", e)
             work = 0
+        self.gc_hold.update(self._big_sync())
         self._redraw_if_changed()
         return work
+
+    def backlog(self) -> int:
+        """Work items waiting that the pump can work off now (a first sync's backlog):
+        datablocks to capture, meshes encoding, changes to send or waiting for their
+        result, registers, batches to apply, a scan or an event being handled."""
+        n = len(self.dirty) + len(self.mesh_jobs) + len(self.batches)
+        if self.scan_job is not None or self.scan_reason is not None:
+            n += 1
+        if self.connected:
+            n += len(self.to_register) + len(self.out_ops) + len(self.inflight) \
+                + (self.event_job is not None)
+        return n
+
+    def _big_sync(self) -> bool:
+        """A big sync is under way: a scan of a big file, or a backlog of at least
+        GC_HOLD_MIN_ITEMS; once held, until the backlog is gone (budget.GcHold)."""
+        if self.paused:
+            return False
+        scanning = self.scan_job is not None or self.scan_reason is not None
+        if scanning and self.scan_big:
+            return True
+        n = self.backlog()
+        return n > 0 if self.gc_hold.active else n >= budget.GC_HOLD_MIN_ITEMS
 
     def _failed(self, where: str, e: BaseException) -> None:
         """Record a failure; the same one `ERROR_LOOP_THRESHOLD` times pauses the addon."""
@@ -425,6 +465,8 @@ class Session:
             work = 0
         work += self._drain_events(deadline)
         clock.lap("events")
+        if self.event_job is not None:
+            return work + 1  # the rest of the tick sees the whole message, next tick
         if self.unknown_keys:
             keys, self.unknown_keys = self.unknown_keys, set()
             self._handle_report(self.registry.adopt(keys), "new datablock")
@@ -449,27 +491,45 @@ class Session:
         self._user_activity_idle(now)
         work += self._flush()
         clock.lap("send")
+        self._progress_step(deadline)
+        clock.lap("progress")
         return work
 
     # -------------------------------------------------------------- transport events
     def _drain_events(self, deadline: float) -> int:
+        """Handle transport events in arrival order until `deadline`. A big message is
+        handled in slices (`_event_steps` yields between them): it is resumed on the next
+        tick, and no later event is handled before it has finished."""
         if self.transport is None:
             return 0
         n = 0
         inbox = self.transport.inbox
-        while n < MAX_EVENTS_PER_TICK and not inbox.empty():
-            if n and time.perf_counter() > deadline:
-                break
-            kind, payload = inbox.get_nowait()
-            n += 1
+        while True:
+            if self.event_job is None:
+                if n >= MAX_EVENTS_PER_TICK or inbox.empty() \
+                        or (n and time.perf_counter() > deadline):
+                    return n
+                kind, payload = inbox.get_nowait()
+                n += 1
+                self.event_job = (self._event_steps(kind, payload), kind)
+            steps, kind = self.event_job
             try:
-                self._handle_event(kind, payload)
+                while True:
+                    next(steps)
+                    if time.perf_counter() > deadline:
+                        return n  # resumed next tick
+            except StopIteration:
+                self.event_job = None
             except Exception as e:  # a bad message must never break Blender
+                self.event_job = None
                 log.exception("vibesync: dropped %s event after an error: %s", kind, e)
                 self._failed(f"handling {kind}", e)
-        return n
 
     def _handle_event(self, kind: str, payload: dict) -> None:
+        """One transport event, handled whole."""
+        identity.run_to_end(self._event_steps(kind, payload))
+
+    def _event_steps(self, kind: str, payload: dict):
         if kind == "connected":
             welcome = payload["welcome"]
             self.generation = payload["generation"]
@@ -494,19 +554,30 @@ class Session:
                 self.transport.update_hello(project_id=self.project_id)
             # The daemon may have restarted: tell it everything we hold (idempotent).
             self.registered.clear()
-            self.to_register = set(self.registry.alive_uuids())
             # Nothing sent on the last connection will be answered now.
             self.dirty.update(self.inflight.reset())
             # Changes in flight when the last connection died may never have been committed:
             # re-send the full state of every object and collection as `create` (the daemon
-            # drops repeats whose hash it already holds). Not a user edit.
-            bindings, applied = self.registry.bindings, self.applied_hash
-            resend = [bindings[u] for u in self.to_register
-                      if bindings[u].kind in SYNCED_KINDS and u not in applied]
-            for bnd in resend:
+            # drops repeats whose hash it already holds). Not a user edit. In slices: a big
+            # file holds 20,000 bindings.
+            applied = self.applied_hash
+            to_register: set[str] = set()
+            resend = []
+            for b in identity.slices(list(self.registry.bindings.values())):
+                if b is identity.YIELD:
+                    yield
+                elif b.alive:
+                    to_register.add(b.uuid)
+                    if b.kind in SYNCED_KINDS and b.uuid not in applied:
+                        resend.append(b)
+            self.to_register = to_register
+            for bnd in identity.slices(resend):
+                if bnd is identity.YIELD:
+                    yield
+                    continue
                 self.last_sent.pop(bnd.uuid, None)
-            self.quiet.update(bnd.uuid for bnd in resend)
-            self.dirty.update((bnd.kind, bnd.session_uid) for bnd in resend)
+                self.quiet.add(bnd.uuid)
+                self.dirty.add((bnd.kind, bnd.session_uid))
             self.out_ops.clear()
             self.parent_waiters.clear()
             if self.adoptable:
@@ -553,7 +624,7 @@ class Session:
                 log.debug("vibesync: dropped a %s from an earlier connection",
                           payload["message"].get("type"))
                 return
-            self._handle_message(payload["message"], payload.get("attachment", b""))
+            yield from self._message_steps(payload["message"], payload.get("attachment", b""))
 
     def _seen_seq(self, seq) -> None:
         if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.daemon_seq:
@@ -566,6 +637,11 @@ class Session:
                   f" (request {request_id})" if request_id else "")
 
     def _handle_message(self, msg: dict, attachment: bytes) -> None:
+        """One message, handled whole."""
+        identity.run_to_end(self._message_steps(msg, attachment))
+
+    def _message_steps(self, msg: dict, attachment: bytes):
+        """Handle one message; a generator yielding between slices of a big one."""
         t = msg["type"]
         rid = msg.get("request_id")
         if t == wire.MessageType.ACK:
@@ -577,7 +653,7 @@ class Session:
                 return
             what, ctx = entry
             if what == "register":
-                self._on_register_ack(ctx, results, msg.get("seq"))
+                yield from self._on_register_ack(ctx, results)
             elif what == "tombstone":
                 self._on_tombstone_ack(ctx, results)
             elif what == "change":
@@ -611,25 +687,33 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
-            uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
+            # A first sync's result names thousands of uuids: handled in chunks, last_seq
+            # moves once all of them are.
             outcome = msg.get("outcome")
-            if msg.get("batch_id") in self.received_batches:
+            raw = msg.get("uuids")
+            if not isinstance(raw, list) or msg.get("batch_id") in self.received_batches:
                 # The result of a batch we applied as a participant, not of our changes.
-                uuids = []
-            self.dirty.update(self.inflight.resolve(uuids))
-            if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
-                self.not_synced.synced(uuids)
-                self.synced.update(uuids)
-                rseq = msg.get("seq")
-                if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
-                    for u in uuids:
-                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-            elif outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True:
-                # D1: a person's edit stays here; it is marked and retried later (§6.4).
-                reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
-                self.not_synced.mark(uuids, reason)
+                raw = []
+            kept_local = outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True
+            reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
+            rseq = msg.get("seq")
+            for start in range(0, len(raw), RESULT_CHUNK):
+                if start:
+                    yield
+                uuids = [u for u in raw[start:start + RESULT_CHUNK] if isinstance(u, str)]
+                self.dirty.update(self.inflight.resolve(uuids))
+                if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
+                    self.not_synced.synced(uuids)
+                    self.synced.update(uuids)
+                    if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
+                        for u in uuids:
+                            self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
+                elif kept_local:
+                    # D1: a person's edit stays here; it is marked and retried later (§6.4).
+                    self.not_synced.mark(uuids, reason)
+            if kept_local:
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
-                            len(uuids), reason)
+                            len(raw), reason)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
@@ -760,9 +844,13 @@ class Session:
             self.quiet.add(u)
             self.dirty.add((b.kind, b.session_uid))
 
-    def _on_register_ack(self, ctx: dict, results: list, seq) -> None:
+    def _on_register_ack(self, ctx: dict, results: list):
+        """A register `ack` (up to MAX_REGISTER_PER_TICK items): a generator yielding
+        between slices."""
         items = ctx["items"]
         for i, r in enumerate(results):
+            if i and i % RESULT_CHUNK == 0:
+                yield
             if not isinstance(r, dict) or i >= len(items):
                 continue
             item = items[i]
@@ -834,6 +922,9 @@ class Session:
     # ---------------------------------------------------------------- identity scans
     def _after_load(self) -> None:
         self.file_loaded = False
+        self.event_job = None  # a message of the previous file's connection
+        self._progress = None
+        self.progress_job = None
         self.registry.clear()
         self.mesh_hashes.clear()
         self.mesh_blobs.clear()
@@ -927,6 +1018,8 @@ class Session:
         if self.scan_job is None:
             reason = self.scan_reason or "scan"
             self.scan_job = (self._scan_steps(reason), reason)
+            self.scan_big = len(bpy.data.objects) + len(bpy.data.meshes) \
+                >= budget.GC_HOLD_MIN_ITEMS
             self.scan_reason = None
             self.unknown_keys.clear()
             self.sweep_job = None
@@ -1180,6 +1273,7 @@ class Session:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
         finally:
             self.applying = False
+            self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
         for sid, (incoming_hash, blob) in result["meshes"].items():
             mu = self.registry.by_key.get(("mesh", sid))
@@ -1604,6 +1698,7 @@ class Session:
         the changes are a tool call's: sent carrying it, never counted as a person's edit.
         Returns the uuids of the changes sent."""
         bpy.context.view_layer.update()
+        self.registry.membership_changed()  # the tool may have moved objects
         if self.scan_reason is not None:
             self._scan()
         if self.unknown_keys:
@@ -1655,18 +1750,43 @@ class Session:
         return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
 
     def progress(self) -> dict:
-        """First-sync progress: objects and collections the daemon holds as synced."""
-        alive = [u for u, b in self.registry.bindings.items()
-                 if b.alive and b.kind in SYNCED_KINDS]
-        return {"synced": sum(1 for u in alive if u in self.synced), "total": len(alive)}
+        """First-sync progress: objects and collections the daemon holds as synced. The
+        count is a pass over every binding: the pump recounts it in slices at most every
+        PROGRESS_INTERVAL_S (`_progress_step`); this returns the last count (counted now
+        only if there is none yet)."""
+        if self._progress is None:
+            identity.run_to_end(self._progress_steps())
+        return dict(self._progress)
+
+    def _progress_step(self, deadline: float) -> None:
+        """Resume (or start, when due) the progress count; one slice at least."""
+        if self.progress_job is None:
+            if self._progress is not None \
+                    and time.monotonic() - self._progress_at < PROGRESS_INTERVAL_S:
+                return
+            self.progress_job = self._progress_steps()
+        try:
+            while True:
+                next(self.progress_job)
+                if time.perf_counter() > deadline:
+                    return
+        except StopIteration:
+            self.progress_job = None
+
+    def _progress_steps(self):
+        synced, n, total = self.synced, 0, 0
+        for b in identity.slices(list(self.registry.bindings.values())):
+            if b is identity.YIELD:
+                yield
+            elif b.alive and b.kind in SYNCED_KINDS:
+                total += 1
+                n += b.uuid in synced
+        self._progress = {"synced": n, "total": total}
+        self._progress_at = time.monotonic()
 
     def ui_summary(self) -> tuple:
-        """What the sidebar shows; a change triggers a redraw. Called every tick: the
-        progress (a pass over every binding) is recounted at most every 0.25 s."""
-        now = time.monotonic()
-        if self._ui_progress is None or now - self._ui_progress[0] >= 0.25:
-            self._ui_progress = (now, self.progress())
-        p = self._ui_progress[1]
+        """What the sidebar shows; a change triggers a redraw. Called every tick."""
+        p = self.progress()
         return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
                 self.blocked_reason, len(self.not_synced), len(self.collisions),
                 len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
