@@ -135,9 +135,12 @@ def test_an_undo_during_the_first_scan_leaves_nothing_uncaptured(clean_blender):
 
 def test_a_big_sync_holds_full_garbage_collections_and_restores_the_thresholds(clean_blender):
     """CPython's full collections (tens of ms over Blender's heap) do not start while a big
-    sync runs; afterwards the user's thresholds are exactly as they were (budget.GcHold)."""
+    sync runs; afterwards the user's thresholds are exactly as they were, what was alive is
+    frozen (so the collection the sync made due is cheap), and disconnecting thaws it
+    (budget.GcHold)."""
     build(3000)
     before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
     vibesync.unregister()
     vibesync.register()
     vibesync.connect("127.0.0.1", 9, "a" * 64, "big")  # nothing listens: no daemon needed
@@ -151,12 +154,27 @@ def test_a_big_sync_holds_full_garbage_collections_and_restores_the_thresholds(c
     vibesync.tick(2.0)
     assert s.gc_hold.holds == 1
     assert not s.gc_hold.active and gc.get_threshold() == before
-    # Disconnecting in the middle of a hold restores them too.
+    frozen = gc.get_freeze_count()
+    assert frozen > 3000, "the registry and Blender's objects left the collected generations"
+    # Disconnecting in the middle of a hold restores everything too.
     s.scan_reason = "scan"
     vibesync.tick(0.5)
     assert s.gc_hold.active
     vibesync.disconnect()
-    assert gc.get_threshold() == before
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_loading_a_file_thaws_the_frozen_objects(clean_blender):
+    build(1500)
+    vibesync.unregister()
+    vibesync.register()
+    vibesync.connect("127.0.0.1", 9, "a" * 64, "big")
+    s = vibesync._session()
+    pump_until(lambda: s.gc_hold.frozen, what="the sync's end")
+    assert gc.get_freeze_count() > 0
+    bpy.ops.wm.read_factory_settings(use_empty=True)  # a load: load_post thaws
+    assert gc.get_freeze_count() == 0 and not s.gc_hold.frozen
+    vibesync.disconnect()
 
 
 def test_a_small_file_does_not_touch_the_garbage_collector(clean_blender):
@@ -168,6 +186,7 @@ def test_a_small_file_does_not_touch_the_garbage_collector(clean_blender):
     s = vibesync._session()
     pump_until(lambda: s.scan_job is None and not s.dirty, what="the scan finished")
     assert s.gc_hold.holds == 0 and gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
     vibesync.disconnect()
 
 

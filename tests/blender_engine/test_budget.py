@@ -16,8 +16,22 @@ _spec.loader.exec_module(budget)
 
 
 class FakeGc:
-    def __init__(self, thresholds=(700, 10, 10)) -> None:
+    def __init__(self, thresholds=(700, 10, 10), frozen: int = 0) -> None:
         self.t = tuple(thresholds)
+        self.frozen = frozen
+        self.collected = 0
+
+    def get_freeze_count(self):
+        return self.frozen
+
+    def freeze(self):
+        self.frozen += 1000
+
+    def unfreeze(self):
+        self.frozen = 0
+
+    def collect(self):
+        self.collected += 1
 
     def get_threshold(self):
         return self.t
@@ -47,6 +61,7 @@ def test_the_budget_fits_in_a_frame():
 
 def test_a_big_sync_holds_full_collections_and_restores_the_real_thresholds():
     before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
     hold = budget.GcHold()
     try:
         hold.update(True)
@@ -56,10 +71,34 @@ def test_a_big_sync_holds_full_collections_and_restores_the_real_thresholds():
         assert t[2] > 1_000_000, "no full collection starts while the sync runs"
         hold.update(True)
         assert hold.holds == 1
-    finally:
         hold.update(False)
-    assert not hold.active
-    assert gc.get_threshold() == before
+        assert not hold.active and gc.get_threshold() == before
+        assert hold.frozen and gc.get_freeze_count() > 0, "what the sync left is frozen"
+    finally:
+        hold.thaw()
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+
+def test_thaw_collects_only_when_asked_and_only_what_it_froze():
+    fake = FakeGc()
+    hold = budget.GcHold(fake)
+    hold.thaw(collect=True)
+    assert fake.collected == 0, "nothing frozen: nothing to do"
+    hold.update(True)
+    hold.update(False)
+    assert fake.frozen
+    hold.thaw(collect=True)
+    assert fake.frozen == 0 and fake.collected == 1
+
+
+def test_someone_elses_freeze_is_left_alone():
+    fake = FakeGc(frozen=5)
+    hold = budget.GcHold(fake)
+    hold.update(True)
+    hold.update(False)
+    assert not hold.frozen and fake.frozen == 5
+    hold.thaw()
+    assert fake.frozen == 5
 
 
 def test_thresholds_changed_by_someone_else_during_the_hold_are_left_alone():
@@ -79,6 +118,7 @@ def test_a_backlog_that_never_drains_is_released_after_the_maximum_and_not_held_
     clock.now = budget.GC_HOLD_MAX_S + 1
     hold.update(True)
     assert not hold.active and fake.get_threshold() == (700, 10, 10)
+    assert not hold.frozen, "an expired hold does not freeze"
     clock.now += 10
     hold.update(True)
     assert not hold.active, "held again before the backlog drained"

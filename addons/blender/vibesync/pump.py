@@ -283,7 +283,7 @@ class Session:
             self.transport = None
         self.connected = False
         self.event_job = None
-        self.gc_hold.release()
+        self.gc_hold.thaw()
 
     def _hello(self) -> dict:
         return {"protocol": wire.PROTOCOL_VERSION, "project_id": self.project_id,
@@ -339,6 +339,9 @@ class Session:
         self.scan_reason = which
 
     def on_load(self) -> None:
+        # Blender's collector as it was before the last sync: the full collection this
+        # leads to runs now, as part of the load (budget.GcHold).
+        self.gc_hold.thaw(collect=True)
         self.registry.invalidate()
         self.scan_job = None
         self.sweep_job = None
