@@ -60,6 +60,8 @@ SWEEP_SOON_S = 0.1
 USER_IDLE_S = 3.0
 USER_ACTIVITY_RESEND_S = 1.0
 PROGRESS_INTERVAL_S = 0.25
+# A step left out of ticks that used their whole budget runs one slice anyway after this.
+STARVED_S = 1.0
 
 STATE_CONNECTED = "connected"
 STATE_RECONNECTING = "reconnecting"
@@ -487,8 +489,13 @@ class Session:
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
-        if self.sweep_job is not None or (self.sweep_due_at and now >= self.sweep_due_at) \
-                or now - self.last_sweep >= SWEEP_INTERVAL_S:
+        if (self.sweep_job is not None or (self.sweep_due_at and now >= self.sweep_due_at)
+                or now - self.last_sweep >= SWEEP_INTERVAL_S) \
+                and (time.perf_counter() < deadline
+                     or now - self.last_sweep >= SWEEP_INTERVAL_S + STARVED_S
+                     or (self.sweep_due_at and now - self.sweep_due_at >= STARVED_S)):
+            # Within the tick's budget; a tick that used it all leaves the sweep to the
+            # next one, unless the sweep has waited STARVED_S (then one slice).
             self._sweep_step(deadline)
             clock.lap("sweep")
         self._user_activity_idle(now)
@@ -1762,11 +1769,15 @@ class Session:
         return dict(self._progress)
 
     def _progress_step(self, deadline: float) -> None:
-        """Resume (or start, when due) the progress count; one slice at least."""
+        """Resume (or start, when due) the progress count: within the tick's budget, or
+        one slice when the last count is older than STARVED_S."""
+        age = time.monotonic() - self._progress_at
+        if self.progress_job is None and self._progress is not None \
+                and age < PROGRESS_INTERVAL_S:
+            return
+        if time.perf_counter() >= deadline and age < STARVED_S:
+            return
         if self.progress_job is None:
-            if self._progress is not None \
-                    and time.monotonic() - self._progress_at < PROGRESS_INTERVAL_S:
-                return
             self.progress_job = self._progress_steps()
         try:
             while True:
