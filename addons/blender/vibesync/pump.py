@@ -1213,13 +1213,16 @@ class Session:
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
         their uuids, so nothing is duplicated on either side."""
-        alive = {u for u, b in self.registry.bindings.items() if b.alive}
+        bindings = self.registry.bindings
         incoming = [(c["uuid"], c.get("kind"), c.get("name")) for c, _ in batch.changes
                     if c.get("op") == "create"]
+        # Only what the replay names (a big unsaved file has 10,000s of fresh datablocks).
+        alive = {u for u, _, _ in incoming if u in bindings and bindings[u].alive}
+        wanted = {(kind, name) for _, kind, name in incoming}
         fresh = {}
         for u in self.adoptable:
-            b = self.registry.bindings.get(u)
-            if b is not None and b.alive:
+            b = bindings.get(u)
+            if b is not None and b.alive and (b.kind, b.name) in wanted:
                 fresh[(b.kind, b.name)] = u
         pairs = engine.match_adoptions(incoming, fresh, alive)
         for old, new in pairs.items():
@@ -1252,8 +1255,7 @@ class Session:
 
     def _open_adopt_gate(self) -> None:
         self.adopt_until = None
-        for u in self.adoptable:
-            self.to_register.add(u)
+        self.to_register.update(self.adoptable)
         self.adoptable.clear()
         self.dirty.update(self.gated_keys)
         self.gated_keys.clear()
