@@ -6,8 +6,12 @@
 * the headless Unity host is connected first; then Blender connects;
 * measured: every `vibesync.tick()` on Blender's main thread (worst, p99, count), and the
   time from `connect()` until (a) the daemon has acknowledged every object and collection
-  (Blender's `progress`: committed `batch_result`s) and (b) the host holds all of them
-  (its scene dump) — what the receiver holds, not what was sent.
+  (Blender's `progress`: committed `batch_result`s, recounted every 0.25 s) and (b) the
+  host holds all of them (its scene dump) — what the receiver holds, not what was sent;
+  ticks go on AFTER_S seconds after (b), and every full (generation-2) garbage collection
+  on the main thread, wherever it lands, is timed from (a connect) to the end;
+* `VIBESYNC_BENCH_TRACE=1` prints the pump's queues every 5 s (where the time goes);
+  `VIBESYNC_BENCH_PROFILE=path` writes a cProfile of the ticks to `path.N`.
 
 Prints one line per N; docs/BENCHMARKS.md quotes them.
 """
@@ -171,6 +175,7 @@ def run(n: int, binary: str, work: str) -> dict:
         gc.collect()
         full_now = ((time.perf_counter() - w0) * 1000, (time.thread_time() - c0) * 1000)
         tracked = len(gc.get_objects())
+        frozen = gc.get_freeze_count()
         steps = vibesync.status()["step_ms"]
         cpu_steps = vibesync.status()["step_cpu_ms"]
         host.close()
@@ -185,7 +190,7 @@ def run(n: int, binary: str, work: str) -> dict:
             "p99_ms": ticks[int(0.99 * (len(ticks) - 1))],
             "over_16ms": sum(1 for t in ticks if t > 16.0),
             "acked_s": acked_at - t0, "held_s": held_at - t0, "steps": steps,
-            "full_gc": full_gc, "full_gc_now": full_now, "tracked": tracked,
+            "full_gc": full_gc, "full_gc_now": full_now, "tracked": tracked, "frozen": frozen,
             "cpu_steps": cpu_steps}
 
 
@@ -211,7 +216,8 @@ def main() -> int:
                   f"{len(r['full_gc'])} (wall/CPU ms: "
                   f"{[(round(a, 1), round(b, 1)) for a, b in r['full_gc']]}); one full "
                   f"collection at the end: {r['full_gc_now'][0]:.1f} ms wall, "
-                  f"{r['full_gc_now'][1]:.1f} ms CPU over {r['tracked']:,} tracked objects",
+                  f"{r['full_gc_now'][1]:.1f} ms CPU over {r['tracked']:,} tracked objects "
+                  f"({r['frozen']:,} frozen)",
                   flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -397,7 +397,7 @@ class Session:
         n = len(self.dirty) + len(self.mesh_jobs) + len(self.batches)
         if self.scan_job is not None or self.scan_reason is not None:
             n += 1
-        if self.connected:
+        if self.connected and not self.safe_mode:
             n += len(self.to_register) + len(self.out_ops) + len(self.inflight) \
                 + (self.event_job is not None)
         return n
