@@ -468,6 +468,16 @@ class Session:
             work = 1
         else:
             work = 0
+        # A step left out of busy ticks for STARVED_S runs one slice first, so that what
+        # follows stops within the same budget.
+        now = time.monotonic()
+        if self._sweep_due(now) and (now - self.last_sweep >= SWEEP_INTERVAL_S + STARVED_S
+                                     or (self.sweep_due_at and now - self.sweep_due_at >= STARVED_S)):
+            self._sweep_step(0.0)
+            clock.lap("sweep")
+        if now - self._progress_at >= STARVED_S:
+            self._progress_step(0.0)
+            clock.lap("progress")
         work += self._drain_events(deadline)
         clock.lap("events")
         if self.event_job is not None:
@@ -489,21 +499,20 @@ class Session:
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
-        if (self.sweep_job is not None or (self.sweep_due_at and now >= self.sweep_due_at)
-                or now - self.last_sweep >= SWEEP_INTERVAL_S) \
-                and (time.perf_counter() < deadline
-                     or now - self.last_sweep >= SWEEP_INTERVAL_S + STARVED_S
-                     or (self.sweep_due_at and now - self.sweep_due_at >= STARVED_S)):
-            # Within the tick's budget; a tick that used it all leaves the sweep to the
-            # next one, unless the sweep has waited STARVED_S (then one slice).
-            self._sweep_step(deadline)
+        if self._sweep_due(now) and time.perf_counter() < deadline:
+            self._sweep_step(deadline)  # within the budget only (see the start of the tick)
             clock.lap("sweep")
         self._user_activity_idle(now)
         work += self._flush()
         clock.lap("send")
-        self._progress_step(deadline)
-        clock.lap("progress")
+        if time.perf_counter() < deadline:
+            self._progress_step(deadline)
+            clock.lap("progress")
         return work
+
+    def _sweep_due(self, now: float) -> bool:
+        return self.sweep_job is not None or bool(self.sweep_due_at and now >= self.sweep_due_at) \
+            or now - self.last_sweep >= SWEEP_INTERVAL_S
 
     # -------------------------------------------------------------- transport events
     def _drain_events(self, deadline: float) -> int:
@@ -1771,13 +1780,10 @@ class Session:
         return dict(self._progress)
 
     def _progress_step(self, deadline: float) -> None:
-        """Resume (or start, when due) the progress count: within the tick's budget, or
-        one slice when the last count is older than STARVED_S."""
-        age = time.monotonic() - self._progress_at
+        """Resume (or start, when due) the progress count until `deadline` (one slice at
+        least)."""
         if self.progress_job is None and self._progress is not None \
-                and age < PROGRESS_INTERVAL_S:
-            return
-        if time.perf_counter() >= deadline and age < STARVED_S:
+                and time.monotonic() - self._progress_at < PROGRESS_INTERVAL_S:
             return
         if self.progress_job is None:
             self.progress_job = self._progress_steps()
