@@ -2,7 +2,7 @@
 //! work tree, commit with trailers. Only the audit thread calls this (Repository is Send,
 //! not Sync).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use git2::build::TreeUpdateBuilder;
@@ -145,22 +145,21 @@ impl AuditRepo {
             }
         };
         let mut upd = TreeUpdateBuilder::new();
-        let mut dirs = HashMap::new();
+        let mut base_entries = BaseTree::new(&self.repo, base.clone());
         for (path, content) in &paths {
-            let existing = self.entry_id(&base, &mut dirs, path);
             match content {
                 Some(bytes) => {
                     // Unchanged content: no object write, no tree update (hashing is cheap,
                     // a loose object write is not).
                     let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
-                    if existing == Some(id) {
+                    if base_entries.blob_id(path) == Some(id) {
                         continue;
                     }
                     let blob = self.repo.blob(bytes).map_err(git("write a blob", &self.path))?;
                     upd.upsert(path.as_str(), blob, FileMode::Blob);
                 }
                 None => {
-                    if existing.is_some() {
+                    if base_entries.blob_id(path).is_some() {
                         upd.remove(path.as_str());
                     }
                 }
@@ -177,22 +176,38 @@ impl AuditRepo {
     }
 }
 
-impl AuditRepo {
-    /// The blob id at `path` in `base`, or None. Each directory's tree is read once per
-    /// batch (`dirs`): `Tree::get_path` reads and re-hashes every tree on the way for each
-    /// path, and a project's directory holds one entry per uuid, so a batch of a 10,000-
-    /// object first sync read ~10,000 × 500 KB.
-    fn entry_id<'r>(
-        &'r self,
-        base: &git2::Tree<'r>,
-        dirs: &mut HashMap<String, Option<git2::Tree<'r>>>,
-        path: &str,
-    ) -> Option<Oid> {
-        let (dir, name) = path.rsplit_once('/')?;
-        let tree = dirs
-            .entry(dir.to_owned())
-            .or_insert_with(|| base.get_path(Path::new(dir)).ok().and_then(|e| self.repo.find_tree(e.id()).ok()));
-        tree.as_ref()?.get_name(name).map(|e| e.id())
+/// Entries of the head commit's tree, looked up by path with each directory read once per
+/// commit. `Tree::get_path` reads every directory on the way from the object store on each
+/// call, and libgit2 does not cache trees over 4 KiB, so a commit touching n objects of a
+/// project with K objects inflated the K-entry directory n times: O(n·K). Here a directory
+/// is read once and its entries found by binary search (`Tree::get_name`).
+struct BaseTree<'r> {
+    repo: &'r Repository,
+    /// directory path ("" = the root) → its tree (None: it does not exist in the base).
+    dirs: std::collections::HashMap<String, Option<git2::Tree<'r>>>,
+}
+
+impl<'r> BaseTree<'r> {
+    fn new(repo: &'r Repository, root: git2::Tree<'r>) -> Self {
+        BaseTree { repo, dirs: std::collections::HashMap::from([(String::new(), Some(root))]) }
+    }
+
+    fn dir(&mut self, dir: &str) -> Option<&git2::Tree<'r>> {
+        if !self.dirs.contains_key(dir) {
+            let (parent, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+            let tree = self
+                .dir(parent)
+                .and_then(|p| p.get_name(name).map(|e| e.id()))
+                .and_then(|id| self.repo.find_tree(id).ok());
+            self.dirs.insert(dir.to_string(), tree);
+        }
+        self.dirs.get(dir).and_then(Option::as_ref)
+    }
+
+    /// The blob at `path` in the base tree (None: no such entry).
+    fn blob_id(&mut self, path: &str) -> Option<Oid> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.dir(dir)?.get_name(name).filter(|e| e.kind() == Some(git2::ObjectType::Blob)).map(|e| e.id())
     }
 }
 
