@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import math
 import time
 
 import bpy
@@ -1654,6 +1655,14 @@ class Session:
             return STATE_NO_DAEMON
         return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
 
+    def next_try_s(self) -> int | None:
+        """Whole seconds until the next connection attempt while reconnecting, else None."""
+        t = self.transport
+        if self.connected or t is None:
+            return None
+        left = t.next_attempt_at - time.monotonic()
+        return math.ceil(left) if left > 0 else None
+
     def progress(self) -> dict:
         """First-sync progress: objects and collections the daemon holds as synced."""
         alive = [u for u, b in self.registry.bindings.items()
@@ -1667,16 +1676,18 @@ class Session:
         if self._ui_progress is None or now - self._ui_progress[0] >= 0.25:
             self._ui_progress = (now, self.progress())
         p = self._ui_progress[1]
-        return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
+        return (self.state_name(), self.next_try_s(), self.project_id, self.pause_reason,
+                self.safe_mode_reason,
                 self.blocked_reason, len(self.not_synced), len(self.collisions),
                 len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
                 len(self.other_projects), p["synced"], p["total"], len(self.batches),
-                len(self.errors))
+                len(self.errors), str((self.last_handshake_error or {}).get("code")))
 
     def status(self) -> dict:
         counts = self.registry.counts()
         return {
             "state": self.state_name(),
+            "next_try_s": self.next_try_s(),
             "connected": self.connected,
             "safe_mode": self.safe_mode,
             "paused": self.paused,

@@ -100,6 +100,14 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
         readonly List<Peer> peers = new List<Peer>();
         readonly List<string> otherProjects = new List<string>();
+        readonly List<OtherProject> otherProjectsWithClients = new List<OtherProject>();
+        // What the status view shows (StatusView): the last collisions and conflicts, bounded.
+        public const int MaxRemembered = 100;
+        readonly List<CollisionInfo> collisions = new List<CollisionInfo>();
+        readonly List<ConflictInfo> conflicts = new List<ConflictInfo>();
+        // uuids the daemon holds as synced at least once on this connection (a committed or dropped
+        // batch_result naming them, an applied batch, a register that found them): first-sync progress.
+        readonly HashSet<string> confirmed = new HashSet<string>();
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
@@ -144,13 +152,50 @@ namespace VibeSync.Bridge.Core
         public int UnresolvedCount { get { return unresolved.Count; } }
         /// <summary>True when the uuid has local changes a replay must not undo (§6.6).</summary>
         public bool HasUnresolvedLocalWork(string uuid) { return HasLocalWork(uuid); }
+        /// <summary>The last error, as one line ("CODE: message" for the daemon's).</summary>
         public string LastError { get; private set; }
+        /// <summary>The last error's code (the daemon's, or the code of a refusal), null for the editor's own failures.</summary>
+        public string LastErrorCode { get; private set; }
+        public string LastErrorMessage { get; private set; }
+        /// <summary>Why sync is paused (SetPaused), null when it is not.</summary>
+        public string PauseReason { get; private set; }
         /// <summary>uuids kept locally after a failed propagation, with the reason (shown in the window).</summary>
         public IDictionary<string, string> NotSynced { get { return notSynced; } }
         /// <summary>The other scene-holding sessions of the project (`peers` event, PROTOCOL §6.8).</summary>
         public IList<Peer> Peers { get { return peers; } }
         /// <summary>Other projects that have scene-holding sessions (warn when alone in this one).</summary>
         public IList<string> OtherProjects { get { return otherProjects; } }
+        /// <summary>The same, with the editor kinds each has (`peers.other_projects[].clients`).</summary>
+        public IList<OtherProject> OtherProjectsWithClients { get { return otherProjectsWithClients; } }
+        /// <summary>The last uuid collisions the daemon reported (this editor's object got a fresh uuid), oldest first.</summary>
+        public IList<CollisionInfo> Collisions { get { return collisions; } }
+        /// <summary>The last `conflict` events (PROTOCOL §6.2), oldest first.</summary>
+        public IList<ConflictInfo> Conflicts { get { return conflicts; } }
+
+        /// <summary>Batches this editor received and has not applied yet, and why (status view).</summary>
+        public int DeferredBatches { get { return Paused ? heldWhilePaused : waitingForAcks.Count; } }
+        public string DeferredReason
+        {
+            get
+            {
+                if (Paused) return "paused: " + (PauseReason ?? "by the user") + " (answered `held`; a resync brings them after the pause)";
+                return waitingForAcks.Count > 0 ? "waiting for the daemon's ack of this editor's own changes to the same objects" : null;
+            }
+        }
+
+        /// <summary>
+        /// First-sync progress: of the objects this editor tracks, how many the daemon has confirmed as
+        /// synced since the connection began (committed or dropped results, applied batches, objects
+        /// the register found known). Linear in the tracked objects: call it a few times a second at most.
+        /// </summary>
+        public SyncProgress Progress()
+        {
+            var p = new SyncProgress();
+            foreach (var u in synced.Keys) { p.Total++; if (confirmed.Contains(u)) p.Synced++; }
+            foreach (var u in registering) if (!synced.ContainsKey(u)) p.Total++;
+            foreach (var u in adoptable) if (!synced.ContainsKey(u) && !registering.Contains(u)) p.Total++;
+            return p;
+        }
         /// <summary>The project this session is in (from `welcome`).</summary>
         public string ProjectId { get; private set; }
 
@@ -232,9 +277,11 @@ namespace VibeSync.Bridge.Core
             if (h != null) h(name, fields ?? new Dictionary<string, object>());
         }
 
-        void Fail(string what, string requestId = null)
+        void Fail(string what, string requestId = null, string code = null)
         {
-            LastError = what;
+            LastError = code == null ? what : code + ": " + what;
+            LastErrorCode = code;
+            LastErrorMessage = what;
             var f = new Dictionary<string, object> { { "message", what } };
             if (requestId != null) f["request_id"] = requestId;
             Emit("error", f);
@@ -291,10 +338,11 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>Enter (true) or leave (false) a pause such as Play Mode.</summary>
-        public void SetPaused(bool paused, Dictionary<string, ObjectState> restoreSnapshot = null)
+        public void SetPaused(bool paused, Dictionary<string, ObjectState> restoreSnapshot = null, string reason = null)
         {
             if (paused == Paused) return;
             Paused = paused;
+            PauseReason = paused ? (reason ?? StatusView.PlayModePause) : null;
             if (paused)
             {
                 dirty.Clear();
@@ -386,7 +434,7 @@ namespace VibeSync.Bridge.Core
             }
             catch (MessageFormatException ex)
             {
-                Fail("daemon sent a malformed message: " + ex.Message);
+                Fail("daemon sent a malformed message: " + ex.Message, null, ErrorCode.BadMessage);
             }
             catch (Exception ex) // a bug here must not kill the editor's update loop
             {
@@ -406,6 +454,7 @@ namespace VibeSync.Bridge.Core
             pendingRegister.Clear();
             registering.Clear();
             awaitingResult.Clear();
+            confirmed.Clear();
             initialRegisterDone = false;
             registerStats_registered = registerStats_updated = registerStats_unchanged = registerStats_collision = registerStats_error = 0;
             Emit("connected", new Dictionary<string, object>
@@ -570,6 +619,7 @@ namespace VibeSync.Bridge.Core
                     break;
                 case MessageType.Error: OnError(m); break;
                 case MessageType.Peers: OnPeers(m); break;
+                case MessageType.Conflict: OnConflict(m); break;
                 case MessageType.Live: OnLive(m); break;
                 case MessageType.Pong:
                     Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });
@@ -613,6 +663,8 @@ namespace VibeSync.Bridge.Core
                 if (pendingRegister.Count == 0 && !initialRegisterDone) { initialRegisterDone = true; Emit("registered", RegisterSummary(0)); }
             }
             LastError = code + ": " + message;
+            LastErrorCode = code;
+            LastErrorMessage = message;
             Emit("daemon_error", new Dictionary<string, object> { { "code", code }, { "message", message }, { "request_id", rid } });
         }
 
@@ -688,7 +740,7 @@ namespace VibeSync.Bridge.Core
                     // `resync` batch, which replaces this edit (the other editor's change wins).
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
-                else Fail("change refused for " + uuid + ": " + code + ": " + message, rid);
+                else Fail("change refused for " + uuid + ": " + message, rid, code);
             }
             Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
             if (recreate.Count == 0) return;
@@ -737,6 +789,7 @@ namespace VibeSync.Bridge.Core
                 if (s == null) continue;
                 if (keptLocal) notSynced[s] = reason ?? ("not synced: " + (code ?? "rolled back"));
                 else if (outcome == BatchOutcome.Committed) notSynced.Remove(s);
+                if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
             }
             if (keptLocal)
                 Emit("not_synced", new Dictionary<string, object> { { "uuids", uuids }, { "reason", reason }, { "error_code", code } });
@@ -782,10 +835,16 @@ namespace VibeSync.Bridge.Core
                         if (status == ItemStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
                         // The daemon knows this object; replay via hello.last_seq brings any newer state.
                         if (state != null && !synced.ContainsKey(uuid)) synced[uuid] = state;
+                        confirmed.Add(uuid);
                         break;
                     case ItemStatus.Collision:
                         registerStats_collision++;
                         string fresh = scene.ReassignUuid(uuid);
+                        Remember(collisions, new CollisionInfo
+                        {
+                            Uuid = uuid, NewUuid = fresh, Kind = state != null ? state.Kind : null, Name = state != null ? state.Name : null,
+                            Message = Msg.OptStr(r, "message"),
+                        });
                         synced.Remove(uuid);
                         Emit("collision", new Dictionary<string, object> { { "uuid", uuid }, { "new_uuid", fresh }, { "message", Msg.OptStr(r, "message") } });
                         var st = fresh != null ? scene.Capture(fresh) : null;
@@ -793,7 +852,7 @@ namespace VibeSync.Bridge.Core
                         break;
                     default:
                         registerStats_error++;
-                        Fail("register refused for " + uuid + ": " + Msg.OptStr(r, "error_code") + ": " + Msg.OptStr(r, "message"));
+                        Fail("register refused for " + uuid + ": " + Msg.OptStr(r, "message"), null, Msg.OptStr(r, "error_code"));
                         break;
                 }
             }
@@ -997,12 +1056,34 @@ namespace VibeSync.Bridge.Core
             return null;
         }
 
+        /// <summary>Two people changed one object in one window (PROTOCOL §6.2); the loser is corrected by a resync.</summary>
+        void OnConflict(Dictionary<string, object> m)
+        {
+            var c = new ConflictInfo
+            {
+                Uuid = Msg.OptStr(m, "uuid"), Winner = Msg.OptStr(m, "winner"), Loser = Msg.OptStr(m, "loser"),
+                Op = Msg.OptStr(m, "op"), Seq = Msg.OptLong(m, "seq", 0),
+            };
+            Remember(conflicts, c);
+            Emit("conflict", new Dictionary<string, object>
+            {
+                { "uuid", c.Uuid }, { "winner", c.Winner }, { "loser", c.Loser }, { "op", c.Op }, { "seq", c.Seq },
+            });
+        }
+
+        static void Remember<T>(List<T> list, T item)
+        {
+            if (list.Count == MaxRemembered) list.RemoveAt(0);
+            list.Add(item);
+        }
+
         void OnPeers(Dictionary<string, object> m)
         {
             var before = new HashSet<string>();
             foreach (var p in peers) before.Add(p.SessionId);
             peers.Clear();
             otherProjects.Clear();
+            otherProjectsWithClients.Clear();
             object v;
             if (m.TryGetValue("peers", out v) && v is List<object>)
                 foreach (var x in (List<object>)v)
@@ -1016,7 +1097,13 @@ namespace VibeSync.Bridge.Core
                 {
                     var d = x as Dictionary<string, object>;
                     string pid = d == null ? null : Msg.OptStr(d, "project_id");
-                    if (pid != null) otherProjects.Add(pid);
+                    if (pid == null) continue;
+                    otherProjects.Add(pid);
+                    var op = new OtherProject { ProjectId = pid };
+                    object cl;
+                    if (d.TryGetValue("clients", out cl) && cl is List<object>)
+                        foreach (var k in (List<object>)cl) if (k is string) op.Clients.Add((string)k);
+                    otherProjectsWithClients.Add(op);
                 }
             bool joined = false;
             foreach (var p in peers) if (!before.Contains(p.SessionId)) joined = true;
@@ -1149,6 +1236,7 @@ namespace VibeSync.Bridge.Core
                 hashes[c.Uuid] = h;
                 synced[c.Uuid] = st;
                 appliedHash[c.Uuid] = h;
+                confirmed.Add(c.Uuid);
             }
             if (anyDelete)
             {
@@ -1360,6 +1448,12 @@ namespace VibeSync.Bridge.Core
                 { "attachment_bytes", (long)(attachment == null ? 0 : attachment.Length) },
             });
         }
+    }
+
+    /// <summary>First-sync progress (SyncEngine.Progress): objects confirmed synced of those tracked.</summary>
+    public struct SyncProgress
+    {
+        public long Synced, Total;
     }
 
     /// <summary>Another scene-holding session of the project (PROTOCOL §6.8 `peers`).</summary>

@@ -11,7 +11,7 @@ namespace VibeSync.Bridge.Tests
 {
     public static class EngineTests
     {
-        sealed class Rig : IDisposable
+        internal sealed class Rig : IDisposable
         {
             public FakeDaemon Daemon = new FakeDaemon();
             public HeadlessScene Scene = new HeadlessScene();
@@ -490,7 +490,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>A created, its create committed (resolved): the start of the replay tests.</summary>
-        static SceneObject CommittedObject(Rig r, double x)
+        internal static SceneObject CommittedObject(Rig r, double x)
         {
             var a = r.Add("A", x, x, x);
             r.StartAndRegister();

@@ -52,6 +52,8 @@ commands:
   delete <uuid>                          delete the object and its children
   dump [FILE]                            write the scene JSON (default: --dump FILE)
   stats                                  print {""event"":""stats"",...} with the sync counters
+  status-view                            print {""event"":""status_view"",""lines"":[{key,level,text}]}: what the
+                                         editor's VibeSync window shows now (the same lines as Blender's sidebar)
   corrupt-next-hash                      the next `applied` answer carries a wrong hash for every uuid
   pause | resume                         enter / leave Play Mode (batches answered `held`; resync after)
   ping | status | resync                 protocol requests
@@ -404,6 +406,15 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 case "stats":
                     Print("stats", engine.Stats());
                     return null;
+                case "status-view":
+                    {
+                        // The lines the Unity window (and Blender's sidebar) would show now (StatusView).
+                        var lines = new List<object>();
+                        foreach (var l in StatusView.Lines(StatusView.From(engine, DateTime.UtcNow)))
+                            lines.Add(new Dictionary<string, object> { { "key", l.Key }, { "level", l.Level }, { "text", l.Text } });
+                        Print("status_view", F("lines", lines));
+                        return null;
+                    }
                 case "corrupt-next-hash":
                     corruptNext = true;
                     Print("corrupt_armed", null);
