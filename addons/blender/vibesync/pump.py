@@ -210,7 +210,10 @@ class Session:
         self.result_seq: dict[str, int] = {}
         # Batches this editor received as a participant: their batch_result says nothing
         # about this editor's own changes.
-        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Batches received between fences: batch id -> the uuids whose change the daemon had
+        # acknowledged when its batch_begin arrived (all its result can end, §6.4).
+        self.received_batches: collections.OrderedDict[str, frozenset] = \
+            collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -612,32 +615,20 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
-            uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
-            outcome = msg.get("outcome")
-            if msg.get("batch_id") in self.received_batches:
-                # The result of a batch we applied as a participant, not of our changes.
-                uuids = []
-            self.dirty.update(self.inflight.resolve(uuids))
-            if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
-                self.not_synced.synced(uuids)
-                self.synced.update(uuids)
-                rseq = msg.get("seq")
-                if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
-                    for u in uuids:
-                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-            elif outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True:
+            effect = engine.on_batch_result(msg, self.received_batches, self.inflight,
+                                            self.not_synced, self.synced, self.result_seq)
+            self.dirty.update(effect.recapture)
+            if effect.kept_local is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
-                reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
-                self.not_synced.mark(uuids, reason)
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
-                            len(uuids), reason)
+                            len(effect.uuids), effect.kept_local)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is not True:
+            if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and effect.kept_local is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
@@ -664,7 +655,8 @@ class Session:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
             if msg.get("type") == wire.MessageType.BATCH_BEGIN:
-                self.received_batches[str(msg.get("batch_id"))] = None
+                self.received_batches[str(msg.get("batch_id"))] = \
+                    self.inflight.acknowledged(self.pending)
                 while len(self.received_batches) > 4096:
                     self.received_batches.popitem(last=False)
             if batch is not None:
@@ -744,9 +736,9 @@ class Session:
     def _on_peers(self, msg: dict) -> None:
         peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
         others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
-        before = {p.get("session_id") for p in self.peers}
+        joined = engine.peer_joined(self.peers, peers)
         self.peers, self.other_projects = peers, others
-        if {p.get("session_id") for p in peers} - before and len(self.not_synced):
+        if joined and len(self.not_synced):
             # A peer (re)joined: what could not reach it before may now (D1).
             self._retry_not_synced(list(self.not_synced.reasons))
 
@@ -1431,7 +1423,8 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
-        if uuid in self.inflight:
+        mode = engine.send_mode(uuid, self.inflight, self.not_synced, prev is not None)
+        if mode == engine.SEND_WAIT:
             # One change per uuid in flight: this edit goes once the last one is resolved,
             # so its result cannot be mistaken for this one's (§6.6).
             self.inflight.wait(uuid, key)
@@ -1452,7 +1445,7 @@ class Session:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
         else:
             self._mark_user_edit()
-        if uuid in self.not_synced and prev is not None:
+        if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
             ops = capture.diff_ops(uuid, None, state)
         for op in ops:

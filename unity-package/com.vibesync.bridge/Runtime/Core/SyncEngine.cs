@@ -8,7 +8,9 @@
 //    (one undo step); then `applied` with the state hash (§6.5) of every uuid of the batch the
 //    editor still has (§6.4). A batch that cannot be applied is answered with the hashes the
 //    editor actually holds, so the daemon rolls it back at once instead of timing out.
-//  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names; a
+//  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names (of a
+//    batch this editor also received between fences: only the changes acknowledged before its
+//    batch_begin, the ones it can carry); a
 //    `rolled_back` one is followed by a `resync` batch with the authoritative state, applied like
 //    any batch (the change it corrects is resolved by then).
 //  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
@@ -20,7 +22,8 @@
 //    refused change is resolved: the resync is then applied). Forwarded fast/slow batches are
 //    always applied.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
-//    epsilon 1e-5 and sends `change` ops. Echoes of our own applies are suppressed by state hash:
+//    epsilon 1e-5 and sends `change` ops, one change per uuid in flight (§6.6): a uuid whose
+//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends. Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
 //    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
 //    nothing: the daemon sends the current state as a `resync` batch.
@@ -108,6 +111,12 @@ namespace VibeSync.Bridge.Core
         // uuids the daemon holds as synced at least once on this connection (a committed or dropped
         // batch_result naming them, an applied batch, a register that found them): first-sync progress.
         readonly HashSet<string> confirmed = new HashSet<string>();
+        // Batches received between fences (this editor a participant): batch id -> the uuids whose
+        // change the daemon had acknowledged when its batch_begin arrived. Their batch_result ends
+        // only those (§6.4): a change a batch carries is acknowledged before the batch is forwarded.
+        readonly Dictionary<string, HashSet<string>> receivedBatches = new Dictionary<string, HashSet<string>>();
+        readonly Queue<string> receivedOrder = new Queue<string>();
+        const int MaxReceivedBatches = 4096;
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
@@ -765,7 +774,16 @@ namespace VibeSync.Bridge.Core
             var uuids = new List<object>();
             object u;
             if (m.TryGetValue("uuids", out u) && u is List<object>) uuids = (List<object>)u;
-            foreach (var x in uuids)
+            // The uuids whose change of this editor the result ends: of a batch also received as a
+            // participant, only those it carried of this editor's work (acknowledged before its fences).
+            var ends = uuids;
+            HashSet<string> covered;
+            if (receivedBatches.TryGetValue(id, out covered))
+            {
+                ends = new List<object>();
+                foreach (var x in uuids) if (x is string && covered.Contains((string)x)) ends.Add(x);
+            }
+            foreach (var x in ends)
             {
                 var s = x as string;
                 if (s == null) continue;
@@ -783,7 +801,7 @@ namespace VibeSync.Bridge.Core
             BatchResults++;
             bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
             string reason = Msg.OptStr(m, "reason");
-            foreach (var x in uuids)
+            foreach (var x in ends)
             {
                 var s = x as string;
                 if (s == null) continue;
@@ -792,7 +810,7 @@ namespace VibeSync.Bridge.Core
                 if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
             }
             if (keptLocal)
-                Emit("not_synced", new Dictionary<string, object> { { "uuids", uuids }, { "reason", reason }, { "error_code", code } });
+                Emit("not_synced", new Dictionary<string, object> { { "uuids", ends }, { "reason", reason }, { "error_code", code } });
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -869,6 +887,19 @@ namespace VibeSync.Bridge.Core
             if (reqs.Count == 0) unresolved.Remove(uuid);
         }
 
+        /// <summary>A change of the uuid was sent on this connection and has not ended yet (§6.6).</summary>
+        bool InFlight(string uuid)
+        {
+            HashSet<string> reqs;
+            if (!unresolved.TryGetValue(uuid, out reqs)) return false;
+            foreach (var r in reqs) if (r != LostRequest) return true;
+            return false;
+        }
+
+        /// <summary>uuids whose change is in flight (sent, not ended by a batch_result or a refusal).</summary>
+        public int InFlightCount { get { int n = 0; foreach (var u in unresolved.Keys) if (InFlight(u)) n++; return n; } }
+        public bool IsInFlight(string uuid) { return InFlight(uuid); }
+
         /// <summary>Unresolved only because a change was sent on a connection that died, not re-sent yet.</summary>
         bool OnlyLost(string uuid)
         {
@@ -892,6 +923,16 @@ namespace VibeSync.Bridge.Core
             }
             if (b.Count < 0) b.Broken = "negative count";
             current = b;
+            if (!receivedBatches.ContainsKey(b.BatchId))
+            {
+                var acked = new HashSet<string>();
+                foreach (var kv in unresolved)
+                    foreach (var rid in kv.Value)
+                        if (rid != LostRequest && !pendingChange.ContainsKey(rid)) { acked.Add(kv.Key); break; }
+                receivedBatches[b.BatchId] = acked;
+                receivedOrder.Enqueue(b.BatchId);
+                if (receivedOrder.Count > MaxReceivedBatches) receivedBatches.Remove(receivedOrder.Dequeue());
+            }
         }
 
         void OnApply(Dictionary<string, object> m, byte[] attachment)
@@ -1272,6 +1313,10 @@ namespace VibeSync.Bridge.Core
             {
                 if (registering.Contains(uuid)) continue; // decided when the register ack arrives
                 if (adoptable.Contains(uuid)) continue; // waits for the first replay (Adopt)
+                // One change per uuid in flight (PROTOCOL §6.6, pipeline step `send`): a newer edit
+                // waits, still dirty, until the previous change ends (batch_result naming the uuid, or
+                // a refusal), so a result never resolves work it did not cover. Edits meanwhile coalesce.
+                if (InFlight(uuid)) continue;
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);
