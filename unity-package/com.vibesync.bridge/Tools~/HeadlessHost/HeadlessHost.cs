@@ -50,6 +50,8 @@ commands:
   material <uuid> r g b a metallic roughness
   duplicate <uuid>                       Ctrl+D: the copy gets a fresh uuid, the original keeps its own
   delete <uuid>                          delete the object and its children
+  together CMD ; CMD ...                 several edits in one editor frame: they leave in one `change`
+                                         (one change per object is in flight, PROTOCOL §6.6)
   dump [FILE]                            write the scene JSON (default: --dump FILE)
   stats                                  print {""event"":""stats"",...} with the sync counters
   status-view                            print {""event"":""status_view"",""lines"":[{key,level,text}]}: what the
@@ -313,6 +315,18 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             string verb = p[0];
             switch (verb)
             {
+                case "together":
+                    {
+                        // Several edits in one editor frame (one engine tick): they leave in one `change`.
+                        Need(p, 2, "together <command> ; <command> ...");
+                        foreach (var part in line.Substring(verb.Length).Split(new[] { ';' }, StringSplitOptions.RemoveEmptyEntries))
+                        {
+                            string one = part.Trim();
+                            if (one.Length == 0) continue;
+                            if (Execute(one) != null) throw new ArgumentException("together: `" + one + "` waits; only edits can go together");
+                        }
+                        return null;
+                    }
                 case "create":
                     {
                         Need(p, 3, "create <uuid|auto> <name> [parent]");
