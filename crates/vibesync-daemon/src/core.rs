@@ -16,11 +16,10 @@ use vibesync_engine::register;
 use vibesync_engine::sync::Author;
 use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
-use vibesync_wal::{Phase, Record};
 
 use crate::config::Config;
+use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
-use crate::session::SessionHandle;
 use crate::stores::Stores;
 use crate::sync::{SyncEvent, SyncHub};
 
@@ -308,8 +307,8 @@ impl Daemon {
         let patience = Duration::from_millis(self.config.limits.slow_consumer_ms);
         match tx.send_all(frames, Some(patience)).await {
             Ok(()) => true,
-            Err(crate::session::SendError::Closed) => false,
-            Err(crate::session::SendError::Slow) => {
+            Err(crate::outbox::SendError::Closed) => false,
+            Err(crate::outbox::SendError::Slow) => {
                 warn!(session_id, "session does not take its messages: disconnecting it (SLOW_CONSUMER)");
                 kick.notify_one();
                 false
@@ -829,9 +828,4 @@ impl Daemon {
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
     }
-}
-
-/// Records of one transaction that carry registry mutations.
-pub fn steps_of(records: &[Record]) -> impl Iterator<Item = &Record> {
-    records.iter().filter(|r| r.phase == Phase::Step)
 }

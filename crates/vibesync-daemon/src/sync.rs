@@ -34,15 +34,13 @@ use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{BatchOutcome, ClientKind, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
 use vibesync_registry::{Op as RegOp, Status};
-use vibesync_wal::{Phase, Record, RecordDraft};
+use vibesync_wal::{Outcome, Phase, Record, RecordDraft};
 
 use crate::core::{Daemon, SessionInfo};
 use crate::txn::Txn;
+pub use crate::txn::SYNC_SESSION;
 
 type SessionId = String;
-
-/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
-pub const SYNC_SESSION: &str = "sync";
 
 /// Messages to a project's actor.
 pub enum SyncEvent {
@@ -906,7 +904,7 @@ impl Actor {
             &batch_id,
             Phase::Begin,
             uuids.clone(),
-            "pending",
+            Outcome::Pending,
             json!({
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
@@ -967,7 +965,13 @@ impl Actor {
             ));
         }
         if path == Path::Fast {
-            drafts.push(self.draft(&batch_id, Phase::Provisional, uuids.clone(), "pending", json!({"op": "sync"})));
+            drafts.push(self.draft(
+                &batch_id,
+                Phase::Provisional,
+                uuids.clone(),
+                Outcome::Pending,
+                json!({"op": "sync"}),
+            ));
         }
         let records = match self.daemon.stores().wal.append(drafts).await {
             Ok(r) => r,
@@ -1023,14 +1027,14 @@ impl Actor {
         }
     }
 
-    fn draft(&self, batch_id: &str, phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value) -> RecordDraft {
+    fn draft(&self, batch_id: &str, phase: Phase, uuids: Vec<String>, outcome: Outcome, payload: Value) -> RecordDraft {
         Txn { session_id: SYNC_SESSION, operation_id: batch_id, project_id: &self.project }
             .draft(phase, uuids, outcome, payload)
     }
 
     /// A registry STEP of a batch, built only through the registry's typed `Op`.
     fn step(&self, batch_id: &str, uuid: &str, op: RegOp) -> RecordDraft {
-        self.draft(batch_id, Phase::Step, vec![uuid.to_string()], "ok", op.to_payload())
+        self.draft(batch_id, Phase::Step, vec![uuid.to_string()], Outcome::Ok, op.to_payload())
     }
 
     async fn on_applied(
@@ -1113,7 +1117,7 @@ impl Actor {
             &f.batch_id,
             Phase::Commit,
             f.uuids.clone(),
-            "ok",
+            Outcome::Ok,
             json!({"op": "sync", "path": f.path.as_str(), "participants": f.verification.participants().collect::<Vec<_>>()}),
         );
         let mut records = f.records.clone();
@@ -1186,7 +1190,7 @@ impl Actor {
             &f.batch_id,
             Phase::Rollback,
             f.uuids.clone(),
-            "error",
+            Outcome::Error,
             json!({
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
                 "kept_local": kept_clients, "reason": reason,
