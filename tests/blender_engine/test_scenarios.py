@@ -1,5 +1,5 @@
 """The shared engine scenarios (`tests/vectors/engine_scenarios.json`) against the addon's
-bpy-free engine (`vibesync/engine.py`: `send_mode`, `InFlight`, `on_batch_result`,
+bpy-free engine (`vibesync/engine.py`: `send_mode`, `InFlight`, `refusal`, `on_batch_result`,
 `NotSynced`, `peer_joined` — what `pump.py` calls), under plain CPython. The Unity core's
 `ScenarioTests` run the same file against `SyncEngine`."""
 
@@ -62,7 +62,14 @@ class Editor:
                 rid = self.inflight.requests.get(name)
                 self.unanswered.discard(rid)
                 if status != "queued":
+                    # pump._change_rejected
                     self.capture(self.inflight.refused(rid, [name]))
+                    action = engine.refusal(status)
+                    if action == engine.REFUSED_KEEP:
+                        self.not_synced.mark([name], f"{status}: scenario")
+                    elif action == engine.REFUSED_RESEND_FULL:
+                        self.last_sent.discard(name)
+                        self.capture([name])
         elif do == "batch":
             # pump: BATCH_BEGIN records what the daemon had acknowledged (`pending` = unanswered).
             self.received[s["id"]] = self.inflight.acknowledged(self.unanswered)
@@ -108,3 +115,4 @@ def test_outcomes_are_the_wire_vocabulary():
     with open(os.path.join(HERE, "..", "vectors", "names.json"), encoding="utf-8") as f:
         names = json.load(f)
     assert [engine.COMMITTED, engine.ROLLED_BACK, engine.DROPPED] == names["batch_outcomes"]
+    assert {engine.NOT_FOUND, engine.BLOCKED, engine.QUARANTINED} <= set(names["item_error_codes"])

@@ -12,7 +12,7 @@ docs/PROTOCOL.md §6:
   (re)joining or a quarantine release.
 * `ErrorLoop` -- §6.7 editor state: the same failure repeated `threshold` times within
   `window_s` pauses the addon (it tells the daemon with `editor_state`).
-* `send_mode`, `on_batch_result`, `peer_joined` -- the decisions of `send` and `verify`
+* `send_mode`, `refusal`, `on_batch_result`, `peer_joined` -- the decisions of `send` and `verify`
   that the Unity package's `SyncEngine` makes too; `tests/vectors/engine_scenarios.json`
   holds both to the same scenarios.
 * `match_adoptions` -- `replay`: after a crash before the first save, datablocks that were
@@ -26,8 +26,15 @@ import time
 from collections.abc import Callable, Container, Iterable, Mapping
 from typing import NamedTuple
 
-# Wire words this module reads (PROTOCOL §6.4 `batch_result.outcome`; tests/vectors/names.json).
+# Wire words this module reads (tests/vectors/names.json): `batch_result.outcome` (§6.4) and
+# the per-item refusals of a `change` that need more than ending it (§6.1).
 COMMITTED, ROLLED_BACK, DROPPED = "committed", "rolled_back", "dropped"
+NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
+
+# What an editor does with a change the daemon refused per item (`refusal`).
+REFUSED_RESEND_FULL = "resend_full"  # the daemon holds no state for it: send the full state
+REFUSED_KEEP = "keep"                # kept here, marked not synced, retried like a kept_local
+REFUSED_END = "end"                  # ended; nothing to do (e.g. STALE: its resync follows)
 
 # What `send` does with a captured edit of a uuid (`send_mode`).
 SEND_WAIT = "wait"  # its previous change is in flight: send it once that one has ended
@@ -166,6 +173,18 @@ def send_mode(uuid: str, inflight: InFlight, not_synced: NotSynced, sent_before:
     if uuid in not_synced or not sent_before:
         return SEND_FULL
     return SEND_DIFF
+
+
+def refusal(code: str) -> str:
+    """`send`: what a per-item refusal of a change means for the editor (§6.1). Every refusal
+    ends the change; `NOT_FOUND` is answered with the full state (`create`); a change refused
+    by governance (`BLOCKED`, `QUARANTINED`) stays here, marked not synced with the reason,
+    and is re-sent in full on the next edit, a peer joining or a quarantine release (§6.4)."""
+    if code == NOT_FOUND:
+        return REFUSED_RESEND_FULL
+    if code in (BLOCKED, QUARANTINED):
+        return REFUSED_KEEP
+    return REFUSED_END
 
 
 class ResultEffect(NamedTuple):

@@ -778,12 +778,12 @@ class Session:
         if isinstance(uuid, str):
             self.dirty.update(self.inflight.refused(rid, [uuid]))
         b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
-        if b is not None and b.alive and code in (wire.ErrorCode.BLOCKED,
-                                                   wire.ErrorCode.QUARANTINED):
+        action = engine.refusal(code)
+        if b is not None and b.alive and action == engine.REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).
             self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
-        if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
+        if b is not None and b.alive and action == engine.REFUSED_RESEND_FULL:
             # The daemon has no state for it (e.g. its data was reset): send a create.
             self.last_sent.pop(uuid, None)
             self.dirty.add((b.kind, b.session_uid))

@@ -749,7 +749,17 @@ namespace VibeSync.Bridge.Core
                     // `resync` batch, which replaces this edit (the other editor's change wins).
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
-                else Fail("change refused for " + uuid + ": " + message, rid, code);
+                else
+                {
+                    if ((code == ErrorCode.Blocked || code == ErrorCode.Quarantined) && uuid != null && scene.Capture(uuid) != null)
+                    {
+                        // Refused by governance: the person's edit stays here, marked not synced, and is
+                        // re-sent in full on the next edit, a peer joining or a quarantine release (§6.4).
+                        notSynced[uuid] = code + ": " + message;
+                        Emit("not_synced", new Dictionary<string, object> { { "uuids", new List<object> { uuid } }, { "reason", notSynced[uuid] }, { "error_code", code } });
+                    }
+                    Fail("change refused for " + uuid + ": " + message, rid, code);
+                }
             }
             Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
             if (recreate.Count == 0) return;
