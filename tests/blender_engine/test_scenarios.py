@@ -5,20 +5,11 @@ bpy-free engine (`vibesync/engine.py`: `send_mode`, `InFlight`, `refusal`, `on_b
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-
 import pytest
+from plain import load, vector
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_PATH = os.path.join(HERE, "..", "..", "addons", "blender", "vibesync", "engine.py")
-_spec = importlib.util.spec_from_file_location("vibesync_engine_scenarios", _PATH)
-engine = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine)
-
-with open(os.path.join(HERE, "..", "vectors", "engine_scenarios.json"), encoding="utf-8") as _f:
-    SCENARIOS = json.load(_f)["scenarios"]
+engine = load("engine")
+SCENARIOS = vector("engine_scenarios.json")["scenarios"]
 STEPS = ("send", "verify", "replay")
 
 
@@ -112,7 +103,6 @@ def test_scenario(scenario):
 
 
 def test_outcomes_are_the_wire_vocabulary():
-    with open(os.path.join(HERE, "..", "vectors", "names.json"), encoding="utf-8") as f:
-        names = json.load(f)
+    names = vector("names.json")
     assert [engine.COMMITTED, engine.ROLLED_BACK, engine.DROPPED] == names["batch_outcomes"]
     assert {engine.NOT_FOUND, engine.BLOCKED, engine.QUARANTINED} <= set(names["item_error_codes"])

@@ -4,27 +4,17 @@ editors say the same thing about the same state."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-
 import pytest
+from plain import load, source, vector
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_PATH = os.path.join(HERE, "..", "..", "addons", "blender", "vibesync", "statusview.py")
-_spec = importlib.util.spec_from_file_location("vibesync_statusview_plain", _PATH)
-statusview = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(statusview)
-
-with open(os.path.join(HERE, "..", "vectors", "status_view.json"), encoding="utf-8") as _f:
-    VECTOR = json.load(_f)
+statusview = load("statusview")
+VECTOR = vector("status_view.json")
 LEVELS = {statusview.PLAIN, statusview.OK, statusview.INFO, statusview.PROGRESS,
           statusview.WARNING, statusview.ERROR}
 
 
 def test_statusview_module_does_not_need_bpy():
-    with open(_PATH, encoding="utf-8") as f:
-        text = f.read()
+    text = source("statusview")
     assert "import bpy" not in text and "from . import" not in text
 
 
@@ -42,8 +32,7 @@ def test_the_vector_reads_only_the_fields_of_the_view():
 
 def test_the_vector_covers_every_line_the_view_can_say():
     keys = {line["key"] for case in VECTOR["cases"] for line in case["lines"]}
-    with open(_PATH, encoding="utf-8") as f:
-        text = f.read()
+    text = source("statusview")
     said = {k for k in ("state", "daemon_not_running", "handshake_error", "paused",
                         "safe_mode", "daemon", "project", "peer", "alone", "other_project",
                         "first_sync", "seq", "held_batches", "not_synced", "collisions",

@@ -6,8 +6,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Net;
-using System.Net.Sockets;
 using VibeSync.Bridge.Core;
 
 namespace VibeSync.Bridge.Tests
@@ -200,12 +198,8 @@ namespace VibeSync.Bridge.Tests
         public static void NoDaemonSaysHowToStartIt()
         {
             // Nothing listens on the port, then no token file at all: both read "daemon not running".
-            var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            int port = ((IPEndPoint)l.LocalEndpoint).Port;
-            l.Stop();
-            string tok = Path.GetTempFileName();
-            File.WriteAllText(tok, "abc");
+            string tok;
+            int port = ClientTests.ClosedPort(out tok);
             foreach (var tokenFile in new[] { tok, "/nonexistent/vibesync/token" })
             {
                 var c = ClientTests.NewClient(port, tokenFile);
