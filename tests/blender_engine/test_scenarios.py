@@ -27,6 +27,7 @@ class Editor:
         self.last_sent = set(objects)  # objects whose last sent state the daemon holds
         self.peers: list[dict] = []
         self.sent: list[list[list[str]]] = []
+        self.kept: list[str] = []
         self.n = 0
 
     def capture(self, names) -> None:
@@ -83,6 +84,16 @@ class Editor:
                 retry = list(self.not_synced.reasons)
                 self.last_sent.difference_update(retry)  # the daemon never took them: in full
                 self.capture(retry)
+        elif do == "replay":
+            self.n += 1
+            first = s["objects"][0]
+            seq = self.result_seq[first] - 1 if s.get("stale") else self.n
+            self.kept = [name for name in s["objects"] if engine.replay_keeps(
+                name, seq, False, self.inflight, self.not_synced, self.result_seq)]
+            # pump.apply_now: kept uuids are sent in full; the others hold the replayed state.
+            self.last_sent.update(name for name in s["objects"] if name not in self.kept)
+            self.last_sent.difference_update(self.kept)
+            self.capture(self.kept)
         else:
             raise AssertionError(f"unknown step {do!r}")
 
@@ -100,6 +111,8 @@ def test_scenario(scenario):
         assert sorted(u for u in scenario["objects"] if u in ed.inflight) == sorted(
             want["in_flight"]), where
         assert ed.not_synced.reasons == want["not_synced"], where
+        if "kept" in want:
+            assert sorted(ed.kept) == sorted(want["kept"]), where
 
 
 def test_outcomes_are_the_wire_vocabulary():

@@ -12,7 +12,7 @@ docs/PROTOCOL.md §6:
   (re)joining or a quarantine release.
 * `ErrorLoop` -- §6.7 editor state: the same failure repeated `threshold` times within
   `window_s` pauses the addon (it tells the daemon with `editor_state`).
-* `send_mode`, `refusal`, `on_batch_result`, `peer_joined` -- the decisions of `send` and `verify`
+* `send_mode`, `refusal`, `on_batch_result`, `peer_joined`, `replay_keeps` -- the decisions of `send` and `verify`
   that the Unity package's `SyncEngine` makes too; `tests/vectors/engine_scenarios.json`
   holds both to the same scenarios.
 * `match_adoptions` -- `replay`: after a crash before the first save, datablocks that were
@@ -221,6 +221,15 @@ def on_batch_result(msg: dict, received: Mapping[str, Container[str]], inflight:
         kept = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
         not_synced.mark(uuids, kept)
     return ResultEffect(uuids, recapture, kept)
+
+
+def replay_keeps(uuid: str, replay_seq: int, edited: bool, inflight: InFlight,
+                 not_synced: NotSynced, result_seq: dict[str, int]) -> bool:
+    """`replay`: a `resync` batch skips a uuid with local work not yet resolved — `edited`
+    here and not sent, a change in flight, or marked not synced — and one for which it is
+    older than the last committed `batch_result` this editor got (stale for it) (§6.6)."""
+    return (edited or uuid in inflight or uuid in not_synced
+            or replay_seq < result_seq.get(uuid, 0))
 
 
 def peer_joined(before: Iterable[dict], after: Iterable[dict]) -> bool:

@@ -1086,9 +1086,9 @@ class Session:
             n += 1
         return n
 
-    def _has_local_work(self, uuid: str) -> bool:
-        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight or uuid in self.deleted_here:
+    def _edited_here(self, uuid: str) -> bool:
+        """Changed here and not sent yet (deleted, dirty, waiting for edit mode or a parent)."""
+        if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
@@ -1098,6 +1098,10 @@ class Session:
             return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
+
+    def _has_local_work(self, uuid: str) -> bool:
+        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
+        return uuid in self.inflight or self._edited_here(uuid)
 
     def _adopt(self, batch) -> None:
         """The first replay after connecting: fresh datablocks the daemon already knows
@@ -1155,8 +1159,9 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
-                    or batch.seq < self.result_seq.get(u, 0)]
+            kept = [u for u in dict.fromkeys(batch.uuids())
+                    if engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
+                                           self.not_synced, self.result_seq)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:

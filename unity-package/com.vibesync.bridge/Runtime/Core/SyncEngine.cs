@@ -15,7 +15,8 @@
 //    any batch (the change it corrects is resolved by then).
 //  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
 //    not yet resolved — dirty with a real difference, or sent with no `batch_result` (nor refusal)
-//    yet, also across a reconnect — answers the hash this editor holds for it, and sends its full
+//    yet, also across a reconnect, or marked not synced — and every uuid for which it is older than
+//    the last committed batch_result, answers the hash this editor holds for it, and sends its full
 //    state as `create` unless exactly that state is already queued at the daemon on this
 //    connection (event `replay_kept_local`). A resync naming a uuid whose `change` still
 //    awaits its ack waits for that ack (a STALE refusal comes after the resync it causes, and a
@@ -111,6 +112,9 @@ namespace VibeSync.Bridge.Core
         // uuids the daemon holds as synced at least once on this connection (a committed or dropped
         // batch_result naming them, an applied batch, a register that found them): first-sync progress.
         readonly HashSet<string> confirmed = new HashSet<string>();
+        // uuid -> seq of the last committed batch_result that ended this editor's change of it: an
+        // older replay is stale for the uuid (§6.6).
+        readonly Dictionary<string, long> committedSeq = new Dictionary<string, long>();
         // Batches received between fences (this editor a participant): batch id -> the uuids whose
         // change the daemon had acknowledged when its batch_begin arrived. Their batch_result ends
         // only those (§6.4): a change a batch carries is acknowledged before the batch is forwarded.
@@ -328,6 +332,7 @@ namespace VibeSync.Bridge.Core
                 unresolved.Remove(u);
                 resendFull.Remove(u);
                 notSynced.Remove(u);
+                committedSeq.Remove(u);
             }
         }
 
@@ -818,6 +823,8 @@ namespace VibeSync.Bridge.Core
                 if (keptLocal) notSynced[s] = reason ?? ("not synced: " + (code ?? "rolled back"));
                 else if (outcome == BatchOutcome.Committed) notSynced.Remove(s);
                 if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
+                long had;
+                if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;
             }
             if (keptLocal)
                 Emit("not_synced", new Dictionary<string, object> { { "uuids", ends }, { "reason", reason }, { "error_code", code } });
@@ -895,6 +902,16 @@ namespace VibeSync.Bridge.Core
             if (!unresolved.TryGetValue(uuid, out reqs)) return;
             reqs.Remove(rid);
             if (reqs.Count == 0) unresolved.Remove(uuid);
+        }
+
+        /// <summary>
+        /// A replay older than the last committed batch_result of the uuid this editor got: stale for
+        /// it (§6.6), it would put back a state this editor's own committed change replaced.
+        /// </summary>
+        bool StaleReplay(string uuid, long replaySeq)
+        {
+            long committedAt;
+            return committedSeq.TryGetValue(uuid, out committedAt) && replaySeq < committedAt;
         }
 
         /// <summary>A change of the uuid was sent on this connection and has not ended yet (§6.6).</summary>
@@ -1193,7 +1210,7 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         bool HasLocalWork(string uuid)
         {
-            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid)) return true;
+            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid)) return true;
             if (!dirty.Contains(uuid)) return false;
             ObjectState before;
             if (!synced.TryGetValue(uuid, out before) || before == null) return false; // never synced here: the daemon's state is applied
@@ -1231,7 +1248,7 @@ namespace VibeSync.Bridge.Core
             {
                 var keptSet = new HashSet<string>();
                 foreach (var c in b.Changes)
-                    if (!keptSet.Contains(c.Uuid) && HasLocalWork(c.Uuid)) { keptSet.Add(c.Uuid); kept.Add(c.Uuid); }
+                    if (!keptSet.Contains(c.Uuid) && (HasLocalWork(c.Uuid) || StaleReplay(c.Uuid, b.Seq))) { keptSet.Add(c.Uuid); kept.Add(c.Uuid); }
                 if (kept.Count > 0)
                 {
                     toApply = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };

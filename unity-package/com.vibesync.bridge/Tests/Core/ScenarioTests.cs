@@ -43,6 +43,8 @@ namespace VibeSync.Bridge.Tests
                 var byUuid = objs.ToDictionary(kv => kv.Value.Uuid, kv => kv.Key);
                 var peers = new List<object>();
                 var received = new Dictionary<string, string>(); // scenario batch name -> batch id
+                var committedAt = new Dictionary<string, long>(); // object -> seq of its last committed result
+                List<string> kept = null;
 
                 var steps = ((List<object>)scenario["steps"]).Cast<Dictionary<string, object>>().ToList();
                 for (int i = 0; i < steps.Count; i++)
@@ -95,6 +97,8 @@ namespace VibeSync.Bridge.Tests
                                     { "outcome", step["outcome"] }, { "uuids", Strings(step["objects"]).Select(n => (object)objs[n].Uuid).ToList() },
                                 };
                                 foreach (var k in new[] { "error_code", "kept_local", "reason" }) if (step.ContainsKey(k)) m[k] = step[k];
+                                if ((string)step["outcome"] == BatchOutcome.Committed && !step.ContainsKey("batch"))
+                                    foreach (var n in Strings(step["objects"])) committedAt[n] = (long)m["seq"];
                                 r.Daemon.Broadcast(m);
                                 break;
                             }
@@ -108,6 +112,25 @@ namespace VibeSync.Bridge.Tests
                                 int answered = r.Daemon.Received("applied").Count;
                                 received[(string)step["id"]] = r.Daemon.SendBatch(r.Daemon.NextSeq(), BatchPath.Fast, moves);
                                 r.Daemon.WaitFor("applied", answered + 1, r.Pump);
+                                break;
+                            }
+                        case "replay":
+                            {
+                                // A resync batch with other states (position 7, 7, 7 in Unity's frame).
+                                long seq = step.ContainsKey("stale") && (bool)step["stale"] ? committedAt[Strings(step["objects"])[0]] - 1 : r.Daemon.NextSeq();
+                                var creates = Strings(step["objects"]).Select(n =>
+                                {
+                                    var st = r.Scene.Capture(objs[n].Uuid).Clone();
+                                    st.T = new[] { 7.0, 7, -7 };
+                                    return st.ToCreateOp();
+                                }).ToArray();
+                                int answered = r.Daemon.Received("applied").Count;
+                                string id = r.Daemon.SendBatch(seq, BatchPath.Resync, creates);
+                                r.Daemon.WaitFor("applied", answered + 1, r.Pump);
+                                int ev = r.EventFields.FindIndex(f => r.Events[r.EventFields.IndexOf(f)] == "replay_kept_local" && (string)f["batch_id"] == id);
+                                kept = ev < 0 ? new List<string>() : ((List<object>)r.EventFields[ev]["uuids"]).Select(u => byUuid[(string)u]).ToList();
+                                foreach (var n in Strings(step["objects"]))
+                                    Check.True(kept.Contains(n) == !StateDiff.Near(objs[n].Position, new[] { 7.0, 7, 7 }, 1e-9), where + ": " + n + " applied or kept as reported");
                                 break;
                             }
                         case "peers":
@@ -133,6 +156,7 @@ namespace VibeSync.Bridge.Tests
                     Check.Equal(string.Join(" / ", wantSent), string.Join(" / ", sent()), where + ": sent");
                     Check.Equal(wantFlight, flight(), where + ": in flight");
                     Check.Equal(wantNotSynced, notSynced(), where + ": not synced");
+                    if (want.ContainsKey("kept")) Check.Equal(Describe(Strings(want["kept"])), Describe(kept), where + ": kept by the replay");
                 }
             }
         }
