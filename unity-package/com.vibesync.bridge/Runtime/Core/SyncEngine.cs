@@ -249,7 +249,7 @@ namespace VibeSync.Bridge.Core
                 { "batches_applied", BatchesApplied }, { "resync_batches_applied", ResyncBatchesApplied },
                 { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
-                { "not_synced", (long)notSynced.Count }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
+                { "not_synced", (long)notSynced.Count }, { "in_flight", (long)InFlightCount }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
                 { "live_applied", LiveApplied }, { "live_dropped", LiveDropped },
             };
