@@ -162,7 +162,9 @@ namespace VibeSync.Bridge.Editor
                     Debug.LogWarning("[VibeSync] daemon: " + f["code"] + ": " + f["message"]);
                     break;
                 case "batch_result":
-                    if ((string)f["outcome"] == BatchOutcome.RolledBack)
+                    if ((string)f["outcome"] == BatchOutcome.RolledBack && (bool)f["kept_local"])
+                        Debug.LogWarning("[VibeSync] batch " + f["batch_id"] + " was rolled back (" + f["error_code"] + "); your edits are kept here, marked not synced, and sent again on your next edit");
+                    else if ((string)f["outcome"] == BatchOutcome.RolledBack)
                         Debug.LogWarning("[VibeSync] batch " + f["batch_id"] + " was rolled back (" + f["error_code"] + "); the daemon's state was re-applied");
                     break;
                 case "safe_mode":

@@ -839,6 +839,7 @@ namespace VibeSync.Bridge.Core
             Emit("batch_result", new Dictionary<string, object>
             {
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
+                { "kept_local", keptLocal && ends.Count > 0 },
             });
         }
 
