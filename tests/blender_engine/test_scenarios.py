@@ -1,7 +1,7 @@
 """The shared engine scenarios (`tests/vectors/engine_scenarios.json`) against the addon's
 bpy-free engine (`vibesync/engine.py`: `send_mode`, `InFlight`, `refusal`, `on_batch_result`,
-`NotSynced`, `peer_joined` — what `pump.py` calls), under plain CPython. The Unity core's
-`ScenarioTests` run the same file against `SyncEngine`."""
+`NotSynced`, `peer_joined`, `replay_keeps`, `live_refusal` — what `pump.py` calls), under
+plain CPython. The Unity core's `ScenarioTests` run the same file against `SyncEngine`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from plain import load, vector
 
 engine = load("engine")
 SCENARIOS = vector("engine_scenarios.json")["scenarios"]
-STEPS = ("send", "verify", "replay")
+STEPS = ("send", "verify", "replay", "apply")
 
 
 class Editor:
@@ -28,6 +28,7 @@ class Editor:
         self.peers: list[dict] = []
         self.sent: list[list[list[str]]] = []
         self.kept: list[str] = []
+        self.live: dict[str, str] = {}
         self.n = 0
 
     def capture(self, names) -> None:
@@ -84,6 +85,12 @@ class Editor:
                 retry = list(self.not_synced.reasons)
                 self.last_sent.difference_update(retry)  # the daemon never took them: in full
                 self.capture(retry)
+        elif do == "live":
+            # pump._live_refusal: the scene holds the object, nothing else waits; a capture
+            # of this model's objects always happens in the step that edits them.
+            self.live = {name: "dropped" if engine.live_refusal(
+                name, False, False, True, False, self.inflight, self.not_synced,
+                lambda: False) else "applied" for name in s["objects"]}
         elif do == "replay":
             self.n += 1
             first = s["objects"][0]
@@ -111,6 +118,8 @@ def test_scenario(scenario):
         assert sorted(u for u in scenario["objects"] if u in ed.inflight) == sorted(
             want["in_flight"]), where
         assert ed.not_synced.reasons == want["not_synced"], where
+        if "live" in want:
+            assert ed.live == want["live"], where
         if "kept" in want:
             assert sorted(ed.kept) == sorted(want["kept"]), where
 

@@ -12,9 +12,10 @@ docs/PROTOCOL.md §6:
   (re)joining or a quarantine release.
 * `ErrorLoop` -- §6.7 editor state: the same failure repeated `threshold` times within
   `window_s` pauses the addon (it tells the daemon with `editor_state`).
-* `send_mode`, `refusal`, `on_batch_result`, `peer_joined`, `replay_keeps` -- the decisions of `send` and `verify`
-  that the Unity package's `SyncEngine` makes too; `tests/vectors/engine_scenarios.json`
-  holds both to the same scenarios.
+* `send_mode`, `refusal`, `on_batch_result`, `peer_joined`, `replay_keeps`,
+  `live_refusal` -- the decisions of `send`, `verify`, `replay` and `apply` that the Unity
+  package's `SyncEngine` makes too; `tests/vectors/engine_scenarios.json` holds both to the
+  same scenarios.
 * `match_adoptions` -- `replay`: after a crash before the first save, datablocks that were
   given fresh uuids take back the uuids the daemon already holds for them (same kind and
   name), instead of being duplicated on both sides.
@@ -230,6 +231,26 @@ def replay_keeps(uuid: str, replay_seq: int, edited: bool, inflight: InFlight,
     older than the last committed `batch_result` this editor got (stale for it) (§6.6)."""
     return (edited or uuid in inflight or uuid in not_synced
             or replay_seq < result_seq.get(uuid, 0))
+
+
+def live_refusal(uuid: str, paused: bool, batches_waiting: bool, held: bool, busy: bool,
+                 inflight: InFlight, not_synced: NotSynced,
+                 edited: Callable[[], bool]) -> str | None:
+    """`apply` of a `live` preview (§6.3): why it is dropped (the window's batch brings the
+    state), or None to apply it. The person's own edit wins here: a uuid with a change in
+    flight, kept here not synced, or `edited` and not sent yet (asked last: it may read the
+    scene) is not overwritten by another editor's preview."""
+    if paused:
+        return "paused"
+    if batches_waiting:
+        return "batches waiting"  # older than the preview: it must not jump ahead of them
+    if not held:
+        return "not held here"
+    if busy:
+        return "busy"
+    if uuid in inflight or uuid in not_synced or edited():
+        return "local edit"
+    return None
 
 
 def peer_joined(before: Iterable[dict], after: Iterable[dict]) -> bool:

@@ -709,29 +709,28 @@ class Session:
         self.live_applied += 1
 
     def _live_refusal(self, uuid: str) -> str | None:
-        """Why a live preview of `uuid` is not applied now, or None."""
-        if self.paused:
-            return "paused"
-        if self.batches or self.collector.current is not None:
-            return "batches waiting"  # older than the preview: it must not jump ahead of them
+        """Why a live preview of `uuid` is not applied now, or None (`engine.live_refusal`)."""
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
-        if idb is None or uuid not in self.last_sent:
-            return "not held here"
-        if apply_mod.modal_running() or capture.in_edit_mode(idb):
-            return "busy"
-        key = (b.kind, b.session_uid)
-        if uuid in self.inflight or uuid in self.deleted_here or uuid in self.not_synced \
-                or key in self.geometry_dirty or key in self.waiting_edit \
-                or any(key in keys for keys in self.parent_waiters.values()):
-            return "local edit"
-        if key in self.dirty:
-            # Marked by any depsgraph update (our own applies too): only a real difference
-            # from what the daemon knows is the person's edit, and it wins here.
-            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            if capture.diff_ops(uuid, self.last_sent[uuid], now):
-                return "local edit"
-        return None
+        held = idb is not None and uuid in self.last_sent
+        busy = held and (apply_mod.modal_running() or capture.in_edit_mode(idb))
+
+        def edited() -> bool:
+            key = (b.kind, b.session_uid)
+            if uuid in self.deleted_here or key in self.geometry_dirty \
+                    or key in self.waiting_edit \
+                    or any(key in keys for keys in self.parent_waiters.values()):
+                return True
+            if key in self.dirty:
+                # Marked by any depsgraph update (our own applies too): only a real
+                # difference from what the daemon knows is the person's edit.
+                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+                return bool(capture.diff_ops(uuid, self.last_sent[uuid], now))
+            return False
+
+        return engine.live_refusal(uuid, self.paused,
+                                   bool(self.batches) or self.collector.current is not None,
+                                   held, busy, self.inflight, self.not_synced, edited)
 
     def _on_peers(self, msg: dict) -> None:
         peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]

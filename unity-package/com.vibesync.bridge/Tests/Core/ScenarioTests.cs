@@ -13,7 +13,7 @@ namespace VibeSync.Bridge.Tests
 {
     public static class ScenarioTests
     {
-        static readonly string[] Steps = { "send", "verify", "replay" };
+        static readonly string[] Steps = { "send", "verify", "replay", "apply" };
 
         [VsTest]
         public static void SharedEngineScenarios()
@@ -45,6 +45,7 @@ namespace VibeSync.Bridge.Tests
                 var received = new Dictionary<string, string>(); // scenario batch name -> batch id
                 var committedAt = new Dictionary<string, long>(); // object -> seq of its last committed result
                 List<string> kept = null;
+                Dictionary<string, string> live = null;
 
                 var steps = ((List<object>)scenario["steps"]).Cast<Dictionary<string, object>>().ToList();
                 for (int i = 0; i < steps.Count; i++)
@@ -114,6 +115,23 @@ namespace VibeSync.Bridge.Tests
                                 r.Daemon.WaitFor("applied", answered + 1, r.Pump);
                                 break;
                             }
+                        case "live":
+                            {
+                                // Another editor's live preview (a transform), one object at a time.
+                                live = new Dictionary<string, string>();
+                                foreach (var n in Strings(step["objects"]))
+                                {
+                                    long before = r.Engine.LiveApplied + r.Engine.LiveDropped, applied = r.Engine.LiveApplied;
+                                    r.Daemon.Broadcast(new Dictionary<string, object>
+                                    {
+                                        { "type", MessageType.Live }, { "origin", ClientKind.Blender },
+                                        { "change", new Dictionary<string, object> { { "op", Ops.Transform }, { "uuid", objs[n].Uuid }, { "t", Msg.List(5, 5, 5) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) } } },
+                                    });
+                                    Check.Eventually(() => r.Engine.LiveApplied + r.Engine.LiveDropped > before, TimeSpan.FromSeconds(5), where + ": live handled", r.Pump);
+                                    live[n] = r.Engine.LiveApplied > applied ? "applied" : "dropped";
+                                }
+                                break;
+                            }
                         case "replay":
                             {
                                 // A resync batch with other states (position 7, 7, 7 in Unity's frame).
@@ -156,6 +174,8 @@ namespace VibeSync.Bridge.Tests
                     Check.Equal(string.Join(" / ", wantSent), string.Join(" / ", sent()), where + ": sent");
                     Check.Equal(wantFlight, flight(), where + ": in flight");
                     Check.Equal(wantNotSynced, notSynced(), where + ": not synced");
+                    if (want.ContainsKey("live"))
+                        Check.Equal(Describe(((Dictionary<string, object>)want["live"]).Select(kv => kv.Key + " " + kv.Value)), Describe(live.Select(kv => kv.Key + " " + kv.Value)), where + ": live preview");
                     if (want.ContainsKey("kept")) Check.Equal(Describe(Strings(want["kept"])), Describe(kept), where + ": kept by the replay");
                 }
             }
