@@ -409,3 +409,37 @@ fn check_against_a_compacted_wal_checks_only_what_the_log_still_holds() {
         rep.problems
     );
 }
+
+/// A commit touches only what changed: an entry whose snapshot is the same as in the head
+/// tree is not rewritten (looked up in its directory, read once per commit), whichever
+/// project or archive directory it is in.
+#[test]
+fn unchanged_snapshots_are_left_out_of_the_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+    for n in 1..=50 {
+        reg.live(P, n, "Cube");
+        reg.live("other", n, "Light");
+    }
+    reg.archive(P, 60, 3);
+    audit.note(mark(5, "op-a", P, &(1..=50).chain([60]).collect::<Vec<_>>())).unwrap();
+    audit.note(mark(6, "op-b", "other", &(1..=50).collect::<Vec<_>>())).unwrap();
+    audit.flush(T).unwrap();
+    reg.live(P, 7, "Cube.moved");
+    reg.live("other", 9, "Light.moved");
+    audit.note(mark(8, "op-c", P, &(1..=50).chain([60]).collect::<Vec<_>>())).unwrap();
+    audit.note(mark(9, "op-d", "other", &(1..=50).collect::<Vec<_>>())).unwrap();
+    audit.flush(T).unwrap();
+    let (ok, changed) = git(&dir, &["diff-tree", "-r", "--name-status", "main~1", "main"]);
+    assert!(ok, "{changed}");
+    assert_eq!(
+        changed.lines().collect::<Vec<_>>(),
+        vec![format!("M\tregistry/{P}/{}.json", uuid(7)), format!("M\tregistry/other/{}.json", uuid(9))],
+        "only the two changed snapshots"
+    );
+    assert_eq!(file_at_head(&dir, &format!("archive/{P}/{}/3.json", uuid(60))).unwrap()["tombstone_seq"], 3);
+    let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert!(ok, "fsck: {out}");
+}
