@@ -17,7 +17,7 @@
 //! - [`live`]: pipeline step `forward`, live half — the per-receiver, per-object throttle of
 //!   live previews of fast-path changes (latest value wins, the trailing one is delivered).
 //! - [`verify`]: pipeline step `verify` — collect `applied` answers, departures and the
-//!   clock for the batch in flight; decide commit, rollback (with its WAL code) or wait.
+//!   clock for one batch in flight; decide commit, rollback (with its WAL code) or wait.
 //! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
 //!   local state (a person's edit is never undone where it was made).
 //!
