@@ -600,7 +600,7 @@ impl Actor {
         if changes.is_empty() {
             return;
         }
-        let Some(kind) = ClientKind::parse(&origin.editor) else { return };
+        let kind = origin.editor;
         let now = self.now_ms();
         for r in self.project_sessions() {
             if r.session_id == origin.session_id {
@@ -798,7 +798,7 @@ impl Actor {
     /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
     /// `agent`, `cli` and `test` sessions only send.
     fn project_sessions(&self) -> Vec<SessionInfo> {
-        self.daemon.sessions_of(&self.project).into_iter().filter(|s| holds_scene(&s.editor)).collect()
+        self.daemon.sessions_of(&self.project).into_iter().filter(|s| s.editor.holds_scene()).collect()
     }
 
     /// The committed state of `uuid` (`None`: no state). A registry read failure or a stored
@@ -838,7 +838,7 @@ impl Actor {
         let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
         let mut kinds: HashMap<SessionId, String> = HashMap::new();
         for (q, keep) in queued.into_iter().zip(mask) {
-            kinds.insert(q.origin.session_id.clone(), q.origin.editor.clone());
+            kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
             if !start.contains_key(&q.change.uuid) {
                 match self.current_state(&q.change.uuid) {
                     Ok(st) => start.insert(q.change.uuid.clone(), st),
@@ -929,11 +929,11 @@ impl Actor {
         let origins: HashSet<SessionId> = all.iter().map(|q| q.origin.clone()).collect();
         let origin_clients: HashMap<String, (String, String)> = kept
             .iter()
-            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.clone())))
+            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.to_string())))
             .collect();
         let participants: Vec<SessionInfo> = self.project_sessions();
         for p in &participants {
-            kinds.insert(p.session_id.clone(), p.editor.clone());
+            kinds.insert(p.session_id.clone(), p.editor.to_string());
         }
         let kept_ids: Vec<Queued<SessionId>> = kept
             .iter()
@@ -956,7 +956,7 @@ impl Actor {
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
                 // Who made the batch, for `vibesync history` (restore.rs).
-                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor)).collect::<std::collections::BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];
@@ -1227,8 +1227,8 @@ impl Actor {
     async fn rollback(&mut self, batch_id: &str, code: RollbackCode, detail: Value, reason: String) {
         let Some(f) = self.take_inflight(batch_id) else { return };
         let plan = plan_rollback(&f.changes, &f.sends, |s| {
-            f.kinds.get(s).is_some_and(|k| holds_scene(k))
-                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+            f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
+                || self.daemon.session_info(s).is_some_and(|i| i.editor.holds_scene())
         });
         let kept_clients: BTreeMap<String, Vec<String>> = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1334,7 +1334,7 @@ impl Actor {
                     RegOp::Conflict {
                         uuid: u.clone(),
                         winner: winner.clone(),
-                        loser: loser.editor.clone(),
+                        loser: loser.editor.to_string(),
                         change_op: op.to_string(),
                     },
                 )
@@ -1346,8 +1346,8 @@ impl Actor {
         }
         for (u, op, (winner_client, winner)) in stale {
             warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
-            let ev =
-                Outbound::Conflict { uuid: u, winner, loser: loser.editor.clone(), op: op.to_string(), seq }.to_frame();
+            let ev = Outbound::Conflict { uuid: u, winner, loser: loser.editor.to_string(), op: op.to_string(), seq }
+                .to_frame();
             let mut targets = vec![loser.session_id.clone()];
             targets.extend(
                 self.project_sessions()
@@ -1450,7 +1450,7 @@ impl Actor {
     /// the `resync` request being answered (always answered, with its `request_id`).
     async fn replay(&mut self, session_id: &str, last_seq: u64, answer: Option<Option<String>>) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
-        if !holds_scene(&s.editor) {
+        if !s.editor.holds_scene() {
             return;
         }
         let reg = &self.daemon.stores().registry;
@@ -1600,10 +1600,6 @@ fn replay_ops(
         }
     }
     Ok(ops)
-}
-
-pub(crate) fn holds_scene(editor: &str) -> bool {
-    vibesync_protocol::ClientKind::parse(editor).is_some_and(vibesync_protocol::ClientKind::holds_scene)
 }
 
 /// "Unity", "Blender and Unity": editor kinds for people.
