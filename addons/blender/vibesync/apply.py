@@ -239,6 +239,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     uuid = change["uuid"]
     if op == "create":
         existing = registry.resolve(uuid)
+        fresh = existing is None  # made here: unhidden, in the scene's master collection only
         if existing is not None:
             idb = existing  # a create for a uuid we hold updates it in place (resync)
             if idb.name != change["name"]:
@@ -271,9 +272,12 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
             # An unknown parent: treat as a root (§6.1).
-            _place(idb, registry.resolve(parent) if parent else None)
+            _place(idb, registry.resolve(parent) if parent else None, registry, fresh)
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
-            _set_visible(idb, change.get("visible", True))
+            if not (fresh and change.get("visible", True)):
+                # `hide_set` re-syncs the view layer after each new object: skipped for a
+                # new visible object (quadratic over a big incoming batch).
+                _set_visible(idb, change.get("visible", True))
             if capture.generated_geometry(idb):
                 # Its modifiers make what was sent: the base mesh stays as the person left it.
                 pass
@@ -313,7 +317,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         pob = registry.resolve(parent) if parent else None
         if parent and pob is None:
             raise LookupError(f"reparent {uuid}: parent {parent} not found")
-        _place(idb, pob)
+        _place(idb, pob, registry)
     elif op == "material":
         mat = idb if isinstance(idb, bpy.types.Material) else _object_material(idb, create=True)
         if mat is None:
@@ -486,11 +490,15 @@ def _carry_animation(ob, new) -> None:
                                                "select")))
 
 
-def _place(idb, parent) -> None:
+def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     """Put an object or collection under `parent` (an object, a collection or None = root).
 
     A collection parent means membership (Blender collections are the wire's `collection`
     kind); None puts it at scene level (the master collection) unless it is already there.
+    `fresh`: the object was just made and linked to the scene's master collection only.
+    Never reads `Object.users_collection` (a tuple of every object of every collection,
+    built per call: quadratic over a big incoming batch); the collections holding the
+    object are found with `registry.container_of` and a name lookup per collection.
     """
     scene_coll = bpy.context.scene.collection
     if isinstance(idb, bpy.types.Collection):
@@ -512,23 +520,39 @@ def _place(idb, parent) -> None:
         idb.parent = None
         idb.matrix_parent_inverse.identity()
     target = parent if isinstance(parent, bpy.types.Collection) else None
-    current = capture.container_collection(idb)
+    if fresh:
+        if target is not None:
+            target.objects.link(idb)
+            scene_coll.objects.unlink(idb)
+            if registry is not None:
+                registry.set_container(idb, target)
+        return
+    current = registry.container_of(idb) if registry is not None \
+        else capture.container_collection(idb)
     if target is not None and current == target:
         return  # already there: other collections the person linked it to stay
     if target is None:
-        if current is None and idb.name in scene_coll.objects:
+        if current is None and scene_coll.objects.get(idb.name) == idb:
             return
-        if idb.name not in scene_coll.objects:
+        if scene_coll.objects.get(idb.name) != idb:
             scene_coll.objects.link(idb)
-        for c in list(idb.users_collection):
-            if c != scene_coll:
-                c.objects.unlink(idb)
+        for c in _holders(idb):
+            c.objects.unlink(idb)
+        if registry is not None:
+            registry.set_container(idb, None)
         return
     if target.objects.get(idb.name) != idb:
         target.objects.link(idb)
-    for c in list(idb.users_collection):
-        if c != target:
+    for c in _holders(idb) + [scene_coll]:
+        if c != target and c.objects.get(idb.name) == idb:
             c.objects.unlink(idb)
+    if registry is not None:
+        registry.set_container(idb, target)
+
+
+def _holders(ob) -> list:
+    """The collections (not a scene's master) holding object `ob`."""
+    return [c for c in bpy.data.collections if c.objects.get(ob.name) == ob]
 
 
 def _object_material(ob, create: bool):
@@ -566,6 +590,17 @@ def apply_live(change: dict, registry) -> None:
 
 def apply_batch(batch, registry, unit_scale: float) -> dict:
     """Apply every change of a batch, then push one undo step. Returns a report dict."""
+    result: dict = {}
+    for _ in apply_batch_steps(batch, registry, unit_scale, result):
+        pass
+    return result
+
+
+def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
+    """`apply_batch` as a generator: yields after each change, so that the pump spreads a
+    big batch over several ticks (docs/ARCHITECTURE.md "Main-thread budget"); the changes
+    are applied in order, the view layer is updated and one undo step is pushed at the
+    end, and `result` is filled in when it is exhausted."""
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
@@ -579,8 +614,10 @@ def apply_batch(batch, registry, unit_scale: float) -> dict:
                       change.get("op"), change.get("uuid"), e)
             failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
                            "error": str(e)})
+        yield
     if not batch.changes:
-        return {"touched": touched, "failed": failed, "deleted": [], "meshes": {}}
+        result.update({"touched": touched, "failed": failed, "deleted": [], "meshes": {}})
+        return
     try:
         bpy.context.view_layer.update()
     except (RuntimeError, AttributeError):
@@ -589,4 +626,5 @@ def apply_batch(batch, registry, unit_scale: float) -> dict:
         bpy.ops.ed.undo_push(message=f"VibeSync: apply batch {batch.seq}")
     except RuntimeError as e:  # e.g. no undo stack in this context
         log.warning("batch %s: could not push an undo step: %s", batch.batch_id, e)
-    return {"touched": touched, "failed": failed, "deleted": sorted(deleted), "meshes": meshes}
+    result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
+                   "meshes": meshes})
