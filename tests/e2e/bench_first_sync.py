@@ -15,7 +15,8 @@
 
 The receiving direction (`scripts/bench-first-sync --receive [N ...]`): the host loads a
 scene file of N objects (10 roots, each the parent of N/10 objects, at spread transforms),
-connects first; Blender connects with its factory startup scene (Cube, Camera, Light in
+connects first and waits until the daemon has committed all of it; Blender then connects
+with its factory startup scene (Cube, Camera, Light in
 "Collection") and is measured the same way until it holds all N objects (its registry binds
 every one of the host's uuids) — the daemon's replay of a big project to a joining editor.
 
@@ -133,6 +134,15 @@ def run(n: int, binary: str, work: str, receive: bool = False) -> dict:
             if time.monotonic() > deadline:
                 raise AssertionError("host did not connect")
             time.sleep(0.01)
+        if receive:
+            # The host's scene is committed in the daemon first: Blender joins a project
+            # that holds N objects (the replay of a big project, not a race with its sync).
+            i = host.cmd("wait-idle 1200")
+            deadline = time.monotonic() + 1200
+            while not host.find("idle", i):
+                if time.monotonic() > deadline:
+                    raise AssertionError("the host's scene was not committed")
+                time.sleep(0.05)
         t0 = time.monotonic()
         vibesync.connect("127.0.0.1", d.port, d.token, project)
         acked_at = held_at = None
