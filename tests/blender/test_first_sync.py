@@ -434,9 +434,13 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     pump_until(lambda: s.apply_job is not None or applied_messages(scripted),
                what="the batch's apply started")
     assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
+    in_scene = len(bpy.context.scene.objects)
     ticks = 0
     while s.apply_job is not None:
         assert not applied_messages(scripted), "answered before the batch was applied"
+        # New objects join the scene together at the end: a link or parent per tick would
+        # make Blender rebuild the whole scene's dependency graph after every tick.
+        assert len(bpy.context.scene.objects) == in_scene, "linked before the batch's end"
         vibesync.tick(1.0)
         ticks += 1
         assert ticks < 10000, "the batch's apply did not finish"
