@@ -397,10 +397,13 @@ class Session:
         """Work items waiting that the pump can work off now (a first sync's backlog):
         datablocks to capture, meshes encoding, changes to send or waiting for their
         result, registers, changes of the batches to apply (the one under way counts whole
-        until it has finished), a scan or an event being handled."""
+        until it has finished, the one still arriving what has arrived), a scan or an event
+        being handled."""
         n = len(self.dirty) + len(self.mesh_jobs) + sum(len(b.changes) for b in self.batches)
         if self.apply_job is not None:
             n += self.apply_job_size
+        if self.collector.current is not None:
+            n += len(self.collector.current.changes)  # a big replay still arriving
         if self.scan_job is not None or self.scan_reason is not None:
             n += 1
         if self.connected and not self.safe_mode:
