@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import math
 import time
 
 import bpy
@@ -224,7 +225,10 @@ class Session:
         self.result_seq: dict[str, int] = {}
         # Batches this editor received as a participant: their batch_result says nothing
         # about this editor's own changes.
-        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Batches received between fences: batch id -> the uuids whose change the daemon had
+        # acknowledged when its batch_begin arrived (all its result can end, §6.4).
+        self.received_batches: collections.OrderedDict[str, frozenset] = \
+            collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -717,40 +721,31 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
-            # A first sync's result names thousands of uuids: handled in chunks, last_seq
-            # moves once all of them are.
-            outcome = msg.get("outcome")
+            # A first sync's result names thousands of uuids: handled in chunks (one
+            # `engine.on_batch_result` each), last_seq moves once all of them are.
             raw = msg.get("uuids")
-            if not isinstance(raw, list) or msg.get("batch_id") in self.received_batches:
-                # The result of a batch we applied as a participant, not of our changes.
-                raw = []
-            kept_local = outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True
-            reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
-            rseq = msg.get("seq")
+            raw = raw if isinstance(raw, list) else []
+            kept_reason, kept_n = None, 0
             for start in range(0, len(raw), RESULT_CHUNK):
                 if start:
                     yield
-                uuids = [u for u in raw[start:start + RESULT_CHUNK] if isinstance(u, str)]
-                self.dirty.update(self.inflight.resolve(uuids))
-                if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
-                    self.not_synced.synced(uuids)
-                    self.synced.update(uuids)
-                    if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
-                        for u in uuids:
-                            self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-                elif kept_local:
-                    # D1: a person's edit stays here; it is marked and retried later (§6.4).
-                    self.not_synced.mark(uuids, reason)
-            if kept_local:
+                effect = engine.on_batch_result(dict(msg, uuids=raw[start:start + RESULT_CHUNK]),
+                                                self.received_batches, self.inflight,
+                                                self.not_synced, self.synced, self.result_seq)
+                self.dirty.update(effect.recapture)
+                if effect.kept_local is not None:
+                    kept_reason, kept_n = effect.kept_local, kept_n + len(effect.uuids)
+            if kept_reason is not None:
+                # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
-                            len(raw), reason)
+                            kept_n, kept_reason)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is not True:
+            if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and effect.kept_local is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
@@ -777,7 +772,8 @@ class Session:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
             if msg.get("type") == wire.MessageType.BATCH_BEGIN:
-                self.received_batches[str(msg.get("batch_id"))] = None
+                self.received_batches[str(msg.get("batch_id"))] = \
+                    self.inflight.acknowledged(self.pending)
                 while len(self.received_batches) > 4096:
                     self.received_batches.popitem(last=False)
             if batch is not None:
@@ -830,36 +826,35 @@ class Session:
         self.live_applied += 1
 
     def _live_refusal(self, uuid: str) -> str | None:
-        """Why a live preview of `uuid` is not applied now, or None."""
-        if self.paused:
-            return "paused"
-        if self.batches or self.collector.current is not None:
-            return "batches waiting"  # older than the preview: it must not jump ahead of them
+        """Why a live preview of `uuid` is not applied now, or None (`engine.live_refusal`)."""
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
-        if idb is None or uuid not in self.last_sent:
-            return "not held here"
-        if apply_mod.modal_running() or capture.in_edit_mode(idb):
-            return "busy"
-        key = (b.kind, b.session_uid)
-        if uuid in self.inflight or uuid in self.deleted_here or uuid in self.not_synced \
-                or key in self.geometry_dirty or key in self.waiting_edit \
-                or any(key in keys for keys in self.parent_waiters.values()):
-            return "local edit"
-        if key in self.dirty:
-            # Marked by any depsgraph update (our own applies too): only a real difference
-            # from what the daemon knows is the person's edit, and it wins here.
-            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            if capture.diff_ops(uuid, self.last_sent[uuid], now):
-                return "local edit"
-        return None
+        held = idb is not None and uuid in self.last_sent
+        busy = held and (apply_mod.modal_running() or capture.in_edit_mode(idb))
+
+        def edited() -> bool:
+            key = (b.kind, b.session_uid)
+            if uuid in self.deleted_here or key in self.geometry_dirty \
+                    or key in self.waiting_edit \
+                    or any(key in keys for keys in self.parent_waiters.values()):
+                return True
+            if key in self.dirty:
+                # Marked by any depsgraph update (our own applies too): only a real
+                # difference from what the daemon knows is the person's edit.
+                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+                return bool(capture.diff_ops(uuid, self.last_sent[uuid], now))
+            return False
+
+        return engine.live_refusal(uuid, self.paused,
+                                   bool(self.batches) or self.collector.current is not None,
+                                   held, busy, self.inflight, self.not_synced, edited)
 
     def _on_peers(self, msg: dict) -> None:
         peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
         others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
-        before = {p.get("session_id") for p in self.peers}
+        joined = engine.peer_joined(self.peers, peers)
         self.peers, self.other_projects = peers, others
-        if {p.get("session_id") for p in peers} - before and len(self.not_synced):
+        if joined and len(self.not_synced):
             # A peer (re)joined: what could not reach it before may now (D1).
             self._retry_not_synced(list(self.not_synced.reasons))
 
@@ -903,12 +898,12 @@ class Session:
         if isinstance(uuid, str):
             self.dirty.update(self.inflight.refused(rid, [uuid]))
         b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
-        if b is not None and b.alive and code in (wire.ErrorCode.BLOCKED,
-                                                   wire.ErrorCode.QUARANTINED):
+        action = engine.refusal(code)
+        if b is not None and b.alive and action == engine.REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).
             self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
-        if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
+        if b is not None and b.alive and action == engine.REFUSED_RESEND_FULL:
             # The daemon has no state for it (e.g. its data was reset): send a create.
             self.last_sent.pop(uuid, None)
             self.dirty.add((b.kind, b.session_uid))
@@ -1240,9 +1235,9 @@ class Session:
             self.apply_job = None
             raise
 
-    def _has_local_work(self, uuid: str) -> bool:
-        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight or uuid in self.deleted_here:
+    def _edited_here(self, uuid: str) -> bool:
+        """Changed here and not sent yet (deleted, dirty, waiting for edit mode or a parent)."""
+        if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
@@ -1252,6 +1247,10 @@ class Session:
             return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
+
+    def _has_local_work(self, uuid: str) -> bool:
+        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
+        return uuid in self.inflight or self._edited_here(uuid)
 
     def _adopt(self, batch) -> None:
         """The first replay after connecting: fresh datablocks the daemon already knows
@@ -1320,8 +1319,9 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
-                    or batch.seq < self.result_seq.get(u, 0)]
+            kept = [u for u in dict.fromkeys(batch.uuids())
+                    if engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
+                                           self.not_synced, self.result_seq)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -1597,7 +1597,8 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
-        if uuid in self.inflight:
+        mode = engine.send_mode(uuid, self.inflight, self.not_synced, prev is not None)
+        if mode == engine.SEND_WAIT:
             # One change per uuid in flight: this edit goes once the last one is resolved,
             # so its result cannot be mistaken for this one's (§6.6).
             self.inflight.wait(uuid, key)
@@ -1618,7 +1619,7 @@ class Session:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
         else:
             self._mark_user_edit()
-        if uuid in self.not_synced and prev is not None:
+        if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
             ops = capture.diff_ops(uuid, None, state)
         for op in ops:
@@ -1822,6 +1823,14 @@ class Session:
             return STATE_NO_DAEMON
         return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
 
+    def next_try_s(self) -> int | None:
+        """Whole seconds until the next connection attempt while reconnecting, else None."""
+        t = self.transport
+        if self.connected or t is None:
+            return None
+        left = t.next_attempt_at - time.monotonic()
+        return math.ceil(left) if left > 0 else None
+
     def progress(self) -> dict:
         """First-sync progress: objects and collections the daemon holds as synced. The
         count is a pass over every binding: the pump recounts it in slices at most every
@@ -1861,16 +1870,18 @@ class Session:
     def ui_summary(self) -> tuple:
         """What the sidebar shows; a change triggers a redraw. Called every tick."""
         p = self.progress()
-        return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
+        return (self.state_name(), self.next_try_s(), self.project_id, self.pause_reason,
+                self.safe_mode_reason,
                 self.blocked_reason, len(self.not_synced), len(self.collisions),
                 len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
                 len(self.other_projects), p["synced"], p["total"], len(self.batches),
-                len(self.errors))
+                len(self.errors), str((self.last_handshake_error or {}).get("code")))
 
     def status(self) -> dict:
         counts = self.registry.counts()
         return {
             "state": self.state_name(),
+            "next_try_s": self.next_try_s(),
             "connected": self.connected,
             "safe_mode": self.safe_mode,
             "paused": self.paused,

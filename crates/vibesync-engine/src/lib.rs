@@ -6,6 +6,9 @@
 //! - [`governance`]: the failure index built from WAL records (log-as-state), the gate
 //!   (proceed / degrade / block), escalation smallest-first, user-edit idle tracking, token
 //!   buckets for rate limits.
+//! - [`queue`]: pipeline step `queue` — the main and the pipelined window of a project:
+//!   which waiting changes may start a fast batch beside a slow batch in flight, keeping
+//!   per-uuid order.
 //! - [`sync`]: live sync — object state, change validation with unit normalization,
 //!   applying changes, coalescing (pipeline steps `queue` and `batch`), fast/slow path
 //!   selection, the batch window.
@@ -25,6 +28,7 @@ pub mod finalize;
 pub mod forward;
 pub mod governance;
 pub mod live;
+pub mod queue;
 pub mod register;
 pub mod sync;
 pub mod verify;
