@@ -401,3 +401,66 @@ def test_the_result_of_a_batch_applied_as_participant_resolves_nothing_of_ours(s
     assert vibesync.status()["in_flight"] == 1, "our create is still unanswered"
     scripted.push(result("ours-1", 22, [u]))
     pump_until(lambda: vibesync.status()["in_flight"] == 0, what="our own result")
+
+
+def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, monkeypatch):
+    """A replay of a big project (a peer holds it, Blender joins with its factory startup
+    scene) is applied in slices over several pump ticks, in the batch's order: parents
+    before their children, into the batch's collection; nothing is captured or sent back
+    while it is under way, and one `applied` answers the whole batch at its end. Objects
+    are placed without `Object.users_collection` (quadratic in a big file)."""
+    from vibesync import capture
+    s = vibesync._session()
+    n = 400
+    cu = str(uuidlib.uuid4())
+    roots = [str(uuidlib.uuid4()) for _ in range(4)]
+    changes = [{"op": "create", "uuid": cu, "kind": "collection", "name": "Incoming",
+                "parent": None, "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1],
+                "visible": True}]
+    changes += [{"op": "create", "uuid": u, "kind": "object", "name": f"Root{i}",
+                 "parent": cu, "t": [i, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1],
+                 "visible": True} for i, u in enumerate(roots)]
+    kids = [str(uuidlib.uuid4()) for _ in range(n)]
+    changes += [{"op": "create", "uuid": u, "kind": "object", "name": f"Kid{i:04d}",
+                 "parent": roots[i % 4], "t": [0, i, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1],
+                 "visible": i % 50 != 7} for i, u in enumerate(kids)]
+
+    def no_users_collection(ob):
+        raise AssertionError("apply read Object.users_collection")
+    monkeypatch.setattr(capture, "container_collection", no_users_collection)
+    pump_for(0.2)
+    scripted.received.clear()
+    scripted.push(batch_frames("big-1", 50, changes, path="resync"))
+    pump_until(lambda: s.apply_job is not None or applied_messages(scripted),
+               what="the batch's apply started")
+    assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
+    in_scene = len(bpy.context.scene.objects)
+    ticks = 0
+    while s.apply_job is not None:
+        assert not applied_messages(scripted), "answered before the batch was applied"
+        # New objects join the scene together at the end: a link or parent per tick would
+        # make Blender rebuild the whole scene's dependency graph after every tick.
+        assert len(bpy.context.scene.objects) in (in_scene, in_scene + 4 + n), \
+            "new objects linked one slice at a time"
+        vibesync.tick(1.0)
+        ticks += 1
+        assert ticks < 10000, "the batch's apply did not finish"
+    assert ticks > 1, "applied over several ticks"
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    answers = applied_messages(scripted)
+    assert len(answers) == 1 and set(answers[0]["hashes"]) == {cu, *roots, *kids}
+    coll = bpy.data.collections["Incoming"]
+    for i, u in enumerate(roots):
+        ob = s.registry.resolve(u)
+        assert ob.name == f"Root{i}" and ob.parent is None
+        assert coll.objects.get(ob.name) == ob
+        assert bpy.context.scene.collection.objects.get(ob.name) is None
+    for i, u in enumerate(kids):
+        ob = s.registry.resolve(u)
+        assert ob.parent == s.registry.resolve(roots[i % 4])
+        assert ob.hide_get() == (i % 50 == 7)
+    pump_for(0.3)
+    sent = [c for m in scripted.received if m.get("type") == "change"
+            for c in m.get("changes", []) if c.get("uuid") in {cu, *roots, *kids}]
+    assert not sent, f"applied states echoed back: {sent[:2]}"
+    assert not [e for e in vibesync.status()["errors"]], vibesync.status()["errors"]

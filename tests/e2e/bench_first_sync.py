@@ -13,6 +13,13 @@
 * `VIBESYNC_BENCH_TRACE=1` prints the pump's queues every 5 s (where the time goes);
   `VIBESYNC_BENCH_PROFILE=path` writes a cProfile of the ticks to `path.N`.
 
+The receiving direction (`scripts/bench-first-sync --receive [N ...]`): the host loads a
+scene file of N objects (10 roots, each the parent of N/10 objects, at spread transforms),
+connects first and waits until the daemon has committed all of it; Blender then connects
+with its factory startup scene (Cube, Camera, Light in
+"Collection") and is measured the same way until it holds all N objects (its registry binds
+every one of the host's uuids) — the daemon's replay of a big project to a joining editor.
+
 Prints one line per N; docs/BENCHMARKS.md quotes them.
 """
 
@@ -67,6 +74,26 @@ def build(n: int) -> int:
     return n + 10
 
 
+def host_scene(n: int, path: str) -> list[str]:
+    """A host scene file of 10 roots with N objects under them; returns every uuid."""
+    rng = random.Random(7)
+    objs = []
+    roots = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(10)]
+    for r, u in enumerate(roots):
+        objs.append({"uuid": u, "name": f"Set{r}", "parent": None, "visible": True,
+                     "transform": {"position": [0, 0, 0], "rotation": [0, 0, 0, 1],
+                                   "scale": [1, 1, 1]}})
+    for i in range(n):
+        objs.append({"uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                     "name": f"Obj{i:05d}", "parent": roots[i % 10], "visible": True,
+                     "transform": {"position": [rng.uniform(-50, 50), rng.uniform(0, 10),
+                                                rng.uniform(-50, 50)],
+                                   "rotation": [0, 0, 0, 1], "scale": [1, 1, 1]}})
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"objects": objs}, f)
+    return [o["uuid"] for o in objs]
+
+
 def host_count(host: Host) -> int:
     i = host.cmd(f"dump {host.dump_path}")
     deadline = time.monotonic() + 60
@@ -78,7 +105,7 @@ def host_count(host: Host) -> int:
         return len(json.load(f)["objects"])
 
 
-def run(n: int, binary: str, work: str) -> dict:
+def run(n: int, binary: str, work: str, receive: bool = False) -> dict:
     data = os.path.join(work, f"data{n}")
     cfg = os.path.join(work, "c.toml")
     with open(cfg, "w") as f:
@@ -92,15 +119,30 @@ def run(n: int, binary: str, work: str) -> dict:
     cpu: list[float] = []
     try:
         vibesync.unregister()
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.wm.read_factory_settings(use_empty=not receive)
         vibesync.register()
-        total = build(n)
-        host = Host(d, project, work)
+        if receive:
+            scene = os.path.join(work, f"host-scene-{n}.json")
+            wanted = host_scene(n, scene)
+            total = len(wanted)
+            host = Host(d, project, work, ["--scene", scene])
+        else:
+            total = build(n)
+            host = Host(d, project, work)
         deadline = time.monotonic() + 60
         while not host.find("connected"):
             if time.monotonic() > deadline:
                 raise AssertionError("host did not connect")
             time.sleep(0.01)
+        if receive:
+            # The host's scene is committed in the daemon first: Blender joins a project
+            # that holds N objects (the replay of a big project, not a race with its sync).
+            i = host.cmd("wait-idle 1200")
+            deadline = time.monotonic() + 1200
+            while not host.find("idle", i):
+                if time.monotonic() > deadline:
+                    raise AssertionError("the host's scene was not committed")
+                time.sleep(0.05)
         t0 = time.monotonic()
         vibesync.connect("127.0.0.1", d.port, d.token, project)
         acked_at = held_at = None
@@ -141,9 +183,16 @@ def run(n: int, binary: str, work: str) -> dict:
             now = time.monotonic()
             p = vibesync._session().progress()  # recounted every 0.25 s (status() would
             # also list and count every binding, each loop: not what the sync costs)
-            if acked_at is None and p["total"] >= total and p["synced"] >= total:
+            if receive:
+                if held_at is None and now >= next_check:
+                    next_check = now + 0.5
+                    bindings = vibesync._session().registry.bindings
+                    if all(u in bindings for u in wanted):
+                        acked_at = held_at = time.monotonic()  # held by Blender
+                        end_at = held_at + AFTER_S
+            elif acked_at is None and p["total"] >= total and p["synced"] >= total:
                 acked_at = now
-            if acked_at is not None and now >= next_check:
+            if not receive and acked_at is not None and now >= next_check:
                 next_check = now + 0.5
                 if held_at is None and host_count(host) >= total:
                     held_at = time.monotonic()
@@ -198,19 +247,25 @@ def main() -> int:
     import faulthandler
     import signal
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
-    sizes = [int(a) for a in sys.argv[1:]] or [500, 10000]
+    args = sys.argv[1:]
+    receive = "--receive" in args
+    sizes = [int(a) for a in args if a != "--receive"] or [500, 10000]
     work = tempfile.mkdtemp(prefix="vibesync-first-sync-")
     binary = os.path.join(work, "vibesync")
     shutil.copy2(daemon_binary(), binary)
     try:
         for n in sizes:
-            r = run(n, binary, work)
-            print(f"first sync of {r['n']} objects (+10 collections): main-thread tick CPU time "
+            r = run(n, binary, work, receive)
+            what = (f"first sync of {r['n']} objects (+10 roots) RECEIVED by Blender "
+                    f"(factory startup scene)" if receive
+                    else f"first sync of {r['n']} objects (+10 collections)")
+            print(f"{what}: main-thread tick CPU time "
                   f"worst {r['cpu_worst_ms']:.1f} ms, p99 {r['cpu_p99_ms']:.1f} ms, "
                   f"{r['cpu_over_16ms']} of {r['ticks']} ticks over 16 ms; wall time worst "
                   f"{r['worst_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['over_16ms']} over 16 ms; "
                   f"load average {os.getloadavg()[0]:.1f}; all acknowledged by the daemon after "
-                  f"{r['acked_s']:.1f} s, all held by the Unity host after {r['held_s']:.1f} s; "
+                  f"{r['acked_s']:.1f} s, all held by "
+                  f"{'Blender' if receive else 'the Unity host'} after {r['held_s']:.1f} s; "
                   f"worst per step (wall ms): {r['steps']}; (main-thread CPU ms): {r['cpu_steps']}; "
                   f"full garbage collections during the sync and {AFTER_S:.0f} s after: "
                   f"{len(r['full_gc'])} (wall/CPU ms: "

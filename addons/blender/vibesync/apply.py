@@ -227,18 +227,25 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 
 
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
-                 deleted: set[str], meshes: dict | None = None) -> str:
+                 deleted: set[str], meshes: dict | None = None,
+                 unplaced: dict | None = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
     (mesh_hash, attachment)) so the pump keeps the incoming hash as that mesh's identity.
+    `unplaced` (uuid -> (object, parent uuid, visible)): a new object is made outside every
+    scene and recorded there, to be linked and parented by `place_unplaced` (see
+    `apply_batch_steps`); a later change of the same uuid places it first.
     """
     if meshes is None:
         meshes = {}
     op = change["op"]
     uuid = change["uuid"]
+    if unplaced and uuid in unplaced:
+        place_unplaced({uuid: unplaced.pop(uuid)}, registry)
     if op == "create":
         existing = registry.resolve(uuid)
+        fresh = existing is None  # made here: unhidden, in the scene's master collection only
         if existing is not None:
             idb = existing  # a create for a uuid we hold updates it in place (resync)
             if idb.name != change["name"]:
@@ -252,7 +259,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                     data = bpy.data.meshes.new(change["name"])
                     registry.bind_new(data, identity.new_uuid())
                 idb = bpy.data.objects.new(change["name"], data)
-                bpy.context.scene.collection.objects.link(idb)
+                if unplaced is None:
+                    bpy.context.scene.collection.objects.link(idb)
             elif kind == "material":
                 idb = bpy.data.materials.new(change["name"])
             elif kind == "mesh":
@@ -270,10 +278,16 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             return uuid
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
-            # An unknown parent: treat as a root (§6.1).
-            _place(idb, registry.resolve(parent) if parent else None)
+            if fresh and unplaced is not None:
+                unplaced[uuid] = (idb, parent, change.get("visible", True))
+            else:
+                # An unknown parent: treat as a root (§6.1).
+                _place(idb, registry.resolve(parent) if parent else None, registry, fresh)
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
-            _set_visible(idb, change.get("visible", True))
+            if not fresh or (unplaced is None and not change.get("visible", True)):
+                # `hide_set` re-syncs the view layer after each new object: skipped for a
+                # new visible object (quadratic over a big incoming batch).
+                _set_visible(idb, change.get("visible", True))
             if capture.generated_geometry(idb):
                 # Its modifiers make what was sent: the base mesh stays as the person left it.
                 pass
@@ -313,7 +327,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         pob = registry.resolve(parent) if parent else None
         if parent and pob is None:
             raise LookupError(f"reparent {uuid}: parent {parent} not found")
-        _place(idb, pob)
+        _place(idb, pob, registry)
     elif op == "material":
         mat = idb if isinstance(idb, bpy.types.Material) else _object_material(idb, create=True)
         if mat is None:
@@ -486,11 +500,15 @@ def _carry_animation(ob, new) -> None:
                                                "select")))
 
 
-def _place(idb, parent) -> None:
+def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     """Put an object or collection under `parent` (an object, a collection or None = root).
 
     A collection parent means membership (Blender collections are the wire's `collection`
     kind); None puts it at scene level (the master collection) unless it is already there.
+    `fresh`: the object was just made and linked to the scene's master collection only.
+    Never reads `Object.users_collection` (a tuple of every object of every collection,
+    built per call: quadratic over a big incoming batch); the collections holding the
+    object are found with `registry.container_of` and a name lookup per collection.
     """
     scene_coll = bpy.context.scene.collection
     if isinstance(idb, bpy.types.Collection):
@@ -512,23 +530,63 @@ def _place(idb, parent) -> None:
         idb.parent = None
         idb.matrix_parent_inverse.identity()
     target = parent if isinstance(parent, bpy.types.Collection) else None
-    current = capture.container_collection(idb)
+    if fresh:
+        if target is not None:
+            target.objects.link(idb)
+            scene_coll.objects.unlink(idb)
+            if registry is not None:
+                registry.set_container(idb, target)
+        return
+    current = registry.container_of(idb) if registry is not None \
+        else capture.container_collection(idb)
     if target is not None and current == target:
         return  # already there: other collections the person linked it to stay
     if target is None:
-        if current is None and idb.name in scene_coll.objects:
+        if current is None and scene_coll.objects.get(idb.name) == idb:
             return
-        if idb.name not in scene_coll.objects:
+        if scene_coll.objects.get(idb.name) != idb:
             scene_coll.objects.link(idb)
-        for c in list(idb.users_collection):
-            if c != scene_coll:
-                c.objects.unlink(idb)
+        for c in _holders(idb):
+            c.objects.unlink(idb)
+        if registry is not None:
+            registry.set_container(idb, None)
         return
     if target.objects.get(idb.name) != idb:
         target.objects.link(idb)
-    for c in list(idb.users_collection):
-        if c != target:
+    for c in _holders(idb) + [scene_coll]:
+        if c != target and c.objects.get(idb.name) == idb:
             c.objects.unlink(idb)
+    if registry is not None:
+        registry.set_container(idb, target)
+
+
+def place_unplaced(unplaced: dict, registry) -> None:
+    """Link and parent the new objects `apply_change` made outside every scene (uuid ->
+    (object, parent uuid, visible)), in one pass; an unknown parent makes a root (§6.1)."""
+    scene_coll = bpy.context.scene.collection
+    hidden = []
+    for ob, parent, visible in unplaced.values():
+        pob = registry.resolve(parent) if parent else None
+        try:
+            if isinstance(pob, bpy.types.Collection):
+                pob.objects.link(ob)
+                registry.set_container(ob, pob)
+            else:
+                scene_coll.objects.link(ob)
+                if isinstance(pob, bpy.types.Object):
+                    ob.parent = pob
+        except (ReferenceError, RuntimeError) as e:  # removed, or a parent loop
+            log.error("cannot place %s under %s: %s", ob, parent, e)
+            continue
+        if not visible:
+            hidden.append(ob)
+    for ob in hidden:  # once every object is linked: one view-layer resync
+        _set_visible(ob, False)
+
+
+def _holders(ob) -> list:
+    """The collections (not a scene's master) holding object `ob`."""
+    return [c for c in bpy.data.collections if c.objects.get(ob.name) == ob]
 
 
 def _object_material(ob, create: bool):
@@ -566,21 +624,42 @@ def apply_live(change: dict, registry) -> None:
 
 def apply_batch(batch, registry, unit_scale: float) -> dict:
     """Apply every change of a batch, then push one undo step. Returns a report dict."""
+    result: dict = {}
+    for _ in apply_batch_steps(batch, registry, unit_scale, result):
+        pass
+    return result
+
+
+def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
+    """`apply_batch` as a generator: yields after each change, so that the pump spreads a
+    big batch over several ticks (docs/ARCHITECTURE.md "Main-thread budget"); the changes
+    are applied in order, the view layer is updated and one undo step is pushed at the
+    end, and `result` is filled in when it is exhausted.
+
+    New objects are made outside every scene and linked and parented together at the end
+    (`place_unplaced`): each link or parent tags Blender's dependency graph for a rebuild
+    of the whole scene (~600 ms at 10,000 objects, measured), which Blender would otherwise
+    redo after every tick of the batch."""
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
     meshes: dict = {}
+    unplaced: dict = {}
     for change, attachment in batch.changes:
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes))
+                                        meshes, unplaced))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)
             failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
                            "error": str(e)})
+        yield
+    if unplaced:
+        place_unplaced(unplaced, registry)
     if not batch.changes:
-        return {"touched": touched, "failed": failed, "deleted": [], "meshes": {}}
+        result.update({"touched": touched, "failed": failed, "deleted": [], "meshes": {}})
+        return
     try:
         bpy.context.view_layer.update()
     except (RuntimeError, AttributeError):
@@ -589,4 +668,5 @@ def apply_batch(batch, registry, unit_scale: float) -> dict:
         bpy.ops.ed.undo_push(message=f"VibeSync: apply batch {batch.seq}")
     except RuntimeError as e:  # e.g. no undo stack in this context
         log.warning("batch %s: could not push an undo step: %s", batch.batch_id, e)
-    return {"touched": touched, "failed": failed, "deleted": sorted(deleted), "meshes": meshes}
+    result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
+                   "meshes": meshes})

@@ -200,6 +200,15 @@ class Registry:
         csid = self._container.get(ob.session_uid)
         return None if csid is None else self.lookup("collection", csid)
 
+    def set_container(self, ob, coll) -> None:
+        """`ob` was just moved into collection `coll` only (None: the scene's master):
+        the container map, if built, follows without a rebuild."""
+        if self._container is not None:
+            if coll is None:
+                self._container.pop(ob.session_uid, None)
+            else:
+                self._container[ob.session_uid] = coll.session_uid
+
     def new_epoch(self) -> None:
         self.epoch += 1
 

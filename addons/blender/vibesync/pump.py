@@ -249,6 +249,8 @@ class Session:
         # Incoming.
         self.collector = apply_mod.BatchCollector()
         self.batches = collections.deque()
+        self.apply_job = None  # the batch being applied over several ticks (_apply_steps)
+        self.apply_job_size = 0
         self.blocked_reason: str | None = None
         # User activity.
         self.user_active = False
@@ -289,6 +291,7 @@ class Session:
             self.transport = None
         self.connected = False
         self.event_job = None
+        self.apply_job = None
         self.gc_hold.thaw()
 
     def _hello(self) -> dict:
@@ -397,8 +400,14 @@ class Session:
     def backlog(self) -> int:
         """Work items waiting that the pump can work off now (a first sync's backlog):
         datablocks to capture, meshes encoding, changes to send or waiting for their
-        result, registers, batches to apply, a scan or an event being handled."""
-        n = len(self.dirty) + len(self.mesh_jobs) + len(self.batches)
+        result, registers, changes of the batches to apply (the one under way counts whole
+        until it has finished, the one still arriving what has arrived), a scan or an event
+        being handled."""
+        n = len(self.dirty) + len(self.mesh_jobs) + sum(len(b.changes) for b in self.batches)
+        if self.apply_job is not None:
+            n += self.apply_job_size
+        if self.collector.current is not None:
+            n += len(self.collector.current.changes)  # a big replay still arriving
         if self.scan_job is not None or self.scan_reason is not None:
             n += 1
         if self.connected and not self.safe_mode:
@@ -497,6 +506,8 @@ class Session:
             self._open_adopt_gate()
         work += self._apply_batches(deadline)
         clock.lap("apply")
+        if self.apply_job is not None:
+            return work  # a big batch is being applied over several ticks
         self.ai.poll(self)
         work += self.ai.run_pending(self)
         clock.lap("agent tools")
@@ -937,6 +948,7 @@ class Session:
     def _after_load(self) -> None:
         self.file_loaded = False
         self.event_job = None  # a message of the previous file's connection
+        self.apply_job = None
         self._progress = None
         self.progress_job = None
         self.registry.clear()
@@ -1163,9 +1175,13 @@ class Session:
 
     # --------------------------------------------------------------------- incoming
     def _apply_batches(self, deadline: float) -> int:
-        if not self.batches:
-            return 0
         n = 0
+        if self.apply_job is not None:
+            n += 1
+            if not self._run_apply_job(deadline):
+                return n
+        if not self.batches:
+            return n
         while self.batches and (n == 0 or time.perf_counter() < deadline):
             batch = self.batches[0]
             if self.paused:
@@ -1196,9 +1212,28 @@ class Session:
                 n += 1
                 continue
             self.batches.popleft()
-            self.apply_now(batch)
+            self.apply_job = self._apply_steps(batch, {})
+            self.apply_job_size = len(batch.changes)
             n += 1
+            if not self._run_apply_job(deadline):
+                return n
         return n
+
+    def _run_apply_job(self, deadline: float) -> bool:
+        """Go on applying the batch under way until `deadline`; True when it is done. No
+        other batch, capture or send runs before it has finished (`_tick`): the states it
+        made are remembered as applied (echo suppression) only at its end."""
+        try:
+            while True:
+                next(self.apply_job)
+                if time.perf_counter() > deadline:
+                    return False  # resumed next tick
+        except StopIteration:
+            self.apply_job = None
+            return True
+        except Exception:
+            self.apply_job = None
+            raise
 
     def _edited_here(self, uuid: str) -> bool:
         """Changed here and not sent yet (deleted, dirty, waiting for edit mode or a parent)."""
@@ -1270,6 +1305,15 @@ class Session:
 
     def apply_now(self, batch) -> dict:
         """Apply one batch, remember the applied state (echo suppression), answer."""
+        result: dict = {}
+        for _ in self._apply_steps(batch, result):
+            pass
+        return result
+
+    def _apply_steps(self, batch, result: dict):
+        """`apply_now` as a generator: yields after each change applied and each state read
+        back, so that `_apply_batches` spreads a big batch over ticks (docs/ARCHITECTURE.md
+        "Main-thread budget"); `result` is filled in when it is exhausted."""
         kept: list[str] = []
         if batch.path == "resync" and self.adopt_until is not None:
             self._adopt(batch)
@@ -1289,11 +1333,18 @@ class Session:
                          batch.batch_id, len(kept), kept)
         # Local edits of these uuids not sent yet: applying the batch must not swallow them.
         pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
-        self.applying = True
+        steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result)
         try:
-            result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
+            while True:
+                self.applying = True
+                try:
+                    next(steps)
+                except StopIteration:
+                    break
+                finally:
+                    self.applying = False
+                yield
         finally:
-            self.applying = False
             self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
         for sid, (incoming_hash, blob) in result["meshes"].items():
@@ -1315,8 +1366,10 @@ class Session:
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
         poses = capture.incoming_poses(batch.changes)
+        deleted = set(result["deleted"])
         for uuid in dict.fromkeys(result["touched"] + kept):
-            if uuid in result["deleted"]:
+            yield
+            if uuid in deleted:
                 continue
             idb = self.registry.resolve(uuid)
             if idb is None:
@@ -1360,7 +1413,6 @@ class Session:
         log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
                  batch.batch_id, batch.seq, len(result["touched"]), len(result["failed"]))
         result["hashes"] = hashes
-        return result
 
     # ---------------------------------------------------------------------- capture
     def _process_dirty(self, deadline: float) -> int:
