@@ -6,6 +6,9 @@ speed itself is measured by scripts/bench-first-sync (docs/BENCHMARKS.md), not h
 
 from __future__ import annotations
 
+import gc
+import uuid as uuidlib
+
 import bpy
 
 import vibesync
@@ -128,3 +131,90 @@ def test_an_undo_during_the_first_scan_leaves_nothing_uncaptured(clean_blender):
         assert ("object", ob.session_uid) in s.dirty or u in s.last_sent, \
             f"{ob.name} is neither captured nor marked for capture"
     vibesync.disconnect()
+
+
+def test_a_big_sync_holds_full_garbage_collections_and_restores_the_thresholds(clean_blender):
+    """CPython's full collections (tens of ms over Blender's heap) do not start while a big
+    sync runs; afterwards the user's thresholds are exactly as they were, what was alive is
+    frozen (so the collection the sync made due is cheap), and disconnecting thaws it
+    (budget.GcHold)."""
+    build(3000)
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    vibesync.unregister()
+    vibesync.register()
+    vibesync.connect("127.0.0.1", 9, "a" * 64, "big")  # nothing listens: no daemon needed
+    s = vibesync._session()
+    vibesync.tick(2.0)
+    assert s.scan_job is not None
+    assert gc.get_threshold()[:2] == before[:2], "young generations are still collected"
+    assert gc.get_threshold()[2] > 1_000_000, "no full collection during the big scan"
+    pump_until(lambda: s.scan_job is None and not s.dirty and not s.mesh_jobs,
+               what="the scan and the capture finished")
+    vibesync.tick(2.0)
+    assert s.gc_hold.holds == 1
+    assert not s.gc_hold.active and gc.get_threshold() == before
+    frozen = gc.get_freeze_count()
+    assert frozen > 3000, "the registry and Blender's objects left the collected generations"
+    # Disconnecting in the middle of a hold restores everything too.
+    s.scan_reason = "scan"
+    vibesync.tick(0.5)
+    assert s.gc_hold.active
+    vibesync.disconnect()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_loading_a_file_thaws_the_frozen_objects(clean_blender):
+    build(1500)
+    vibesync.unregister()
+    vibesync.register()
+    vibesync.connect("127.0.0.1", 9, "a" * 64, "big")
+    s = vibesync._session()
+    pump_until(lambda: s.gc_hold.frozen, what="the sync's end")
+    assert gc.get_freeze_count() > 0
+    bpy.ops.wm.read_factory_settings(use_empty=True)  # a load: load_post thaws
+    assert gc.get_freeze_count() == 0 and not s.gc_hold.frozen
+    vibesync.disconnect()
+
+
+def test_a_small_file_does_not_touch_the_garbage_collector(clean_blender):
+    build(50)
+    before = gc.get_threshold()
+    vibesync.unregister()
+    vibesync.register()
+    vibesync.connect("127.0.0.1", 9, "a" * 64, "small")
+    s = vibesync._session()
+    pump_until(lambda: s.scan_job is None and not s.dirty, what="the scan finished")
+    assert s.gc_hold.holds == 0 and gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    vibesync.disconnect()
+
+
+def test_a_big_batch_result_is_handled_over_several_ticks_in_order(scripted):
+    """A first sync's `batch_result` names thousands of uuids: it is handled in slices
+    resumed on the next ticks, nothing else runs in between, and last_seq moves once every
+    uuid is resolved."""
+    s = vibesync._session()
+    uuids = [str(uuidlib.uuid4()) for _ in range(20_000)]
+    s.inflight.sent("c1", uuids)
+    seq0 = s.last_seq
+    result = {"type": "batch_result", "batch_id": "b-big", "seq": seq0 + 7,
+              "outcome": "committed", "uuids": uuids}
+    pong = {"type": "pong", "request_id": "x", "seq": seq0 + 8}
+    for msg in (result, pong):
+        s.transport.inbox.put(("message", {"message": msg, "attachment": b"",
+                                           "generation": s.generation}))
+    vibesync.tick(0.05)
+    assert s.event_job is not None, "20,000 uuids are not handled in one 0.05 ms tick"
+    assert 0 < len(s.inflight) < len(uuids), "part of it is handled"
+    assert s.last_seq == seq0, "last_seq moves only once the whole result is handled"
+    assert s.daemon_seq < seq0 + 8, "the next message waits for the big one"
+    ticks = 1
+    while s.event_job is not None:
+        vibesync.tick(0.05)
+        ticks += 1
+        assert ticks < 10_000
+    assert ticks > 2
+    assert len(s.inflight) == 0 and s.last_seq == seq0 + 7
+    assert set(uuids) <= s.synced and s.result_seq[uuids[-1]] == seq0 + 7
+    pump_until(lambda: s.daemon_seq == seq0 + 8, what="the pong after it")

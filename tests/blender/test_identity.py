@@ -102,6 +102,11 @@ def test_shift_d_gives_the_copy_a_new_uuid(bridge):
     collisions = vibesync.status()["collisions"]
     assert {c["original"] for c in collisions} == {original_ob, original_me}
     assert {c["newcomer"] for c in collisions} == {uid(copy), uid(copy.data)}
+    # The sidebar says so, as the Unity window would (tests/vectors/status_view.json).
+    from vibesync import ui
+    texts = [t for t, _ in ui.panel_lines(vibesync.status())]
+    assert any(t.startswith("2 uuid collision(s); last: ") and t.endswith("got a fresh uuid")
+               for t in texts), texts
     # The daemon hears of both, and the copy is registered as a new record.
     wait_registered(daemon, [original_ob, original_me, uid(copy), uid(copy.data)])
     recs = registry_records(daemon)

@@ -204,6 +204,8 @@ def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
                     "held": True}
     st = vibesync.status()
     assert "edit mode" in st["blocked_reason"] and st["deferred_batches"] == 1
+    from vibesync import ui
+    assert (f"1 batch(es) held: {st['blocked_reason']}", "TIME") in ui.panel_lines(st)
     pump_for(0.3)
     assert tuple(ob.location) == pytest.approx((0, 0, 0))
     assert not [m for m in scripted.received if m.get("type") == "resync"]

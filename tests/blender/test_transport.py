@@ -224,6 +224,18 @@ def test_wrong_token_is_reported_not_raised(clean_blender, daemon, project_id):
                == "AUTH_FAILED", what="AUTH_FAILED")
     st = vibesync.status()
     assert st["state"] == "reconnecting" and not st["connected"]
+    # The sidebar says why, with the daemon's code, and when it tries again (the shared
+    # status view, tests/vectors/status_view.json).
+    pump_until(lambda: vibesync.status()["next_try_s"], what="a retry is scheduled")
+    from vibesync import ui
+    texts = [t for t, _ in ui.panel_lines(vibesync.status())]
+    assert any(t.startswith("State: reconnecting (next try in ") for t in texts), texts
+    assert any(t.startswith("AUTH_FAILED: ") for t in texts), texts
+    # Refused attempts back off (0.5 s doubling): a handful in a second, not a busy loop.
+    t0, n0 = time.monotonic(), vibesync._session().transport.connect_attempts
+    pump_for(1.0)
+    n = vibesync._session().transport.connect_attempts - n0
+    assert n <= 3, f"{n} attempts in {time.monotonic() - t0:.1f} s"
     vibesync.disconnect()
 
 

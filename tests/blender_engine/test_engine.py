@@ -3,22 +3,16 @@ module is loaded from its file, so the package (which imports bpy) is never impo
 
 from __future__ import annotations
 
-import importlib.util
-import os
+from plain import load, source
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_PATH = os.path.join(HERE, "..", "..", "addons", "blender", "vibesync", "engine.py")
-_spec = importlib.util.spec_from_file_location("vibesync_engine_plain", _PATH)
-engine = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine)
+engine = load("engine")
 
 A, B, C = ("a" * 8 + "-0000-4000-8000-" + "0" * 12, "b" * 8 + "-0000-4000-8000-" + "0" * 12,
            "c" * 8 + "-0000-4000-8000-" + "0" * 12)
 
 
 def test_engine_module_does_not_need_bpy():
-    with open(_PATH, encoding="utf-8") as f:
-        text = f.read()
+    text = source("engine")
     assert "import bpy" not in text and "from . import" not in text
 
 

@@ -100,13 +100,18 @@ def _r(v):
 
 
 def converge(host: Host, timeout: float = CONVERGE_S, meshes: bool = True) -> dict:
-    """Drive both editors until they agree; fails with the differences at the deadline."""
+    """Drive both editors until they agree and neither has a change in flight (two editors
+    may agree before the daemon does, e.g. on a person's edit kept locally and being re-sent);
+    fails with the differences at the deadline."""
     end = time.monotonic() + timeout
     last: list[str] = []
     while True:
         drive_for(0.2)
         bv, hv = blender_view(), host_view(host)
         last = differences(bv, hv, meshes)
+        flying = (vibesync.status()["in_flight"], host.stats().get("in_flight"))
+        if flying != (0, 0):
+            last = last + [f"changes in flight (Blender, Unity): {flying}"]
         if not last:
             return bv
         if time.monotonic() > end:

@@ -80,8 +80,9 @@ def test_3_unity_edit_lands_in_blender_as_one_undo_step_without_echo(host, blend
     changes_before = session_of(st, "blender")["received"].get("change", 0)
     applied_before = vibesync.status()["applied_batches"]
 
-    host.cmd(f"rename {u} FromUnity")
-    host.cmd(f"move {u} 4 5 6")  # Unity frame: Blender gets (4, 6, 5)
+    # One editor frame: both edits leave in one change (a second change of the object would
+    # wait for the first one's batch_result, PROTOCOL §6.6, and become a batch of its own).
+    host.cmd(f"together rename {u} FromUnity ; move {u} 4 5 6")  # Blender gets (4, 6, 5)
     drive(lambda: ob.name == "FromUnity" and close(ob.location, (4, 6, 5)), what="Blender applies the Unity edit")
     drive_for(1.0)
     st = daemon_status(blender, project_id)

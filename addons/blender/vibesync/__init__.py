@@ -24,15 +24,13 @@ import uuid as _uuidlib
 import bpy
 from bpy.app.handlers import persistent
 
-from . import wire
+from . import budget, wire
 from .pump import Session
 from .transport import default_token_path
 
 log = logging.getLogger("vibesync")
 
-TIMER_INTERVAL_S = 0.05
-IDLE_TIMER_INTERVAL_S = 0.25
-TICK_BUDGET_MS = 8.0
+TICK_BUDGET_MS = budget.TICK_BUDGET_MS  # the per-tick budget lives in budget.py
 
 _state = {"session": None, "registered": False, "classes": False, "atexit": False,
           "autoconnect_done": False}
@@ -209,9 +207,12 @@ def _timer():
                 connect_from_preferences()
         s = _state["session"]
         if s is None:
-            return IDLE_TIMER_INTERVAL_S
+            return budget.IDLE_TIMER_INTERVAL_S
         work = s.tick(TICK_BUDGET_MS)
-        return TIMER_INTERVAL_S if work or s.dirty or s.batches else IDLE_TIMER_INTERVAL_S
+        if s.backlog() >= budget.BUSY_BACKLOG_ITEMS:
+            return budget.BUSY_TIMER_INTERVAL_S  # a first sync: come back soon
+        return budget.TIMER_INTERVAL_S if work or s.dirty or s.batches \
+            else budget.IDLE_TIMER_INTERVAL_S
     except Exception:  # a timer that raises is removed by Blender: log and keep going
         log.exception("vibesync: pump tick failed")
         return 1.0

@@ -261,7 +261,7 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
         if idb.parent is not None:
             parent = registry.uuid_for(idb.parent)
         else:
-            coll = container_collection(idb)
+            coll = registry.container_of(idb)
             parent = registry.uuid_for(coll) if coll is not None else None
         state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})
         du = geometry_key(registry, idb)

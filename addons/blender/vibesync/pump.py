@@ -18,12 +18,13 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import math
 import time
 
 import bpy
 
 from . import apply as apply_mod
-from . import capture, engine, identity, wire
+from . import budget, capture, engine, identity, wire
 from . import router as router_mod
 
 # Meshes above this many vertices are encoded and hashed off Blender's main thread: all of
@@ -53,10 +54,15 @@ MAX_EVENTS_PER_TICK = 256
 MAX_DIRTY_PER_TICK = 512
 MAX_REGISTER_ITEMS = 10_000
 MAX_REGISTER_PER_TICK = 1_000
+# Items of a big message (a `batch_result`'s uuids, an `ack`'s results) handled per slice.
+RESULT_CHUNK = 512
 SWEEP_INTERVAL_S = 1.0
 SWEEP_SOON_S = 0.1
 USER_IDLE_S = 3.0
 USER_ACTIVITY_RESEND_S = 1.0
+PROGRESS_INTERVAL_S = 0.25
+# A step left out of ticks that used their whole budget runs one slice anyway after this.
+STARVED_S = 1.0
 
 STATE_CONNECTED = "connected"
 STATE_RECONNECTING = "reconnecting"
@@ -162,7 +168,17 @@ class Session:
         # A scan or sweep in progress (generators resumed each tick within its budget).
         self.scan_job: tuple | None = None  # (Registry.scan_steps generator, reason)
         self.sweep_job = None               # Registry.sweep_steps generator
-        self._ui_progress: tuple | None = None  # (when, progress()) for the sidebar
+        # First-sync progress, counted in slices (`_progress_steps`) at most every
+        # PROGRESS_INTERVAL_S: {"synced", "total"} and when it was counted.
+        self._progress: dict | None = None
+        self._progress_at = 0.0
+        self.progress_job = None
+        # A transport event being handled over several ticks (a big `batch_result` or
+        # register `ack`, the `connected` resend of a big file): (generator, kind).
+        self.event_job: tuple | None = None
+        # Full garbage collections are held off while a big sync runs (budget.GcHold).
+        self.gc_hold = budget.GcHold()
+        self.scan_big = False  # the scan in progress is of a big file (GC hold)
         self.file_loaded = False
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
@@ -209,7 +225,10 @@ class Session:
         self.result_seq: dict[str, int] = {}
         # Batches this editor received as a participant: their batch_result says nothing
         # about this editor's own changes.
-        self.received_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Batches received between fences: batch id -> the uuids whose change the daemon had
+        # acknowledged when its batch_begin arrived (all its result can end, §6.4).
+        self.received_batches: collections.OrderedDict[str, frozenset] = \
+            collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -269,6 +288,8 @@ class Session:
             self.transport.stop()
             self.transport = None
         self.connected = False
+        self.event_job = None
+        self.gc_hold.thaw()
 
     def _hello(self) -> dict:
         return {"protocol": wire.PROTOCOL_VERSION, "project_id": self.project_id,
@@ -306,6 +327,7 @@ class Session:
             if key not in self.registry.by_key:
                 self.unknown_keys.add(key)
         if structure:
+            self.registry.membership_changed()  # which collection holds which object
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
                                     time.monotonic() + SWEEP_SOON_S)
 
@@ -323,6 +345,9 @@ class Session:
         self.scan_reason = which
 
     def on_load(self) -> None:
+        # Blender's collector as it was before the last sync: the full collection this
+        # leads to runs now, as part of the load (budget.GcHold).
+        self.gc_hold.thaw(collect=True)
         self.registry.invalidate()
         self.scan_job = None
         self.sweep_job = None
@@ -365,8 +390,32 @@ class Session:
             log.exception("vibesync: pump step failed")
             self._failed("pump step", e)
             work = 0
+        self.gc_hold.update(self._big_sync())
         self._redraw_if_changed()
         return work
+
+    def backlog(self) -> int:
+        """Work items waiting that the pump can work off now (a first sync's backlog):
+        datablocks to capture, meshes encoding, changes to send or waiting for their
+        result, registers, batches to apply, a scan or an event being handled."""
+        n = len(self.dirty) + len(self.mesh_jobs) + len(self.batches)
+        if self.scan_job is not None or self.scan_reason is not None:
+            n += 1
+        if self.connected and not self.safe_mode:
+            n += len(self.to_register) + len(self.out_ops) + len(self.inflight) \
+                + (self.event_job is not None)
+        return n
+
+    def _big_sync(self) -> bool:
+        """A big sync is under way: a scan of a big file, or a backlog of at least
+        GC_HOLD_MIN_ITEMS; once held, until the backlog is gone (budget.GcHold)."""
+        if self.paused:
+            return False
+        scanning = self.scan_job is not None or self.scan_reason is not None
+        if scanning and self.scan_big:
+            return True
+        n = self.backlog()
+        return n > 0 if self.gc_hold.active else n >= budget.GC_HOLD_MIN_ITEMS
 
     def _failed(self, where: str, e: BaseException) -> None:
         """Record a failure; the same one `ERROR_LOOP_THRESHOLD` times pauses the addon."""
@@ -423,8 +472,20 @@ class Session:
             work = 1
         else:
             work = 0
+        # A step left out of busy ticks for STARVED_S runs one slice first, so that what
+        # follows stops within the same budget.
+        now = time.monotonic()
+        if self._sweep_due(now) and (now - self.last_sweep >= SWEEP_INTERVAL_S + STARVED_S
+                                     or (self.sweep_due_at and now - self.sweep_due_at >= STARVED_S)):
+            self._sweep_step(0.0)
+            clock.lap("sweep")
+        if now - self._progress_at >= STARVED_S:
+            self._progress_step(0.0)
+            clock.lap("progress")
         work += self._drain_events(deadline)
         clock.lap("events")
+        if self.event_job is not None:
+            return work + 1  # the rest of the tick sees the whole message, next tick
         if self.unknown_keys:
             keys, self.unknown_keys = self.unknown_keys, set()
             self._handle_report(self.registry.adopt(keys), "new datablock")
@@ -442,34 +503,56 @@ class Session:
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
-        if self.sweep_job is not None or (self.sweep_due_at and now >= self.sweep_due_at) \
-                or now - self.last_sweep >= SWEEP_INTERVAL_S:
-            self._sweep_step(deadline)
+        if self._sweep_due(now) and time.perf_counter() < deadline:
+            self._sweep_step(deadline)  # within the budget only (see the start of the tick)
             clock.lap("sweep")
         self._user_activity_idle(now)
         work += self._flush()
         clock.lap("send")
+        if time.perf_counter() < deadline:
+            self._progress_step(deadline)
+            clock.lap("progress")
         return work
+
+    def _sweep_due(self, now: float) -> bool:
+        return self.sweep_job is not None or bool(self.sweep_due_at and now >= self.sweep_due_at) \
+            or now - self.last_sweep >= SWEEP_INTERVAL_S
 
     # -------------------------------------------------------------- transport events
     def _drain_events(self, deadline: float) -> int:
+        """Handle transport events in arrival order until `deadline`. A big message is
+        handled in slices (`_event_steps` yields between them): it is resumed on the next
+        tick, and no later event is handled before it has finished."""
         if self.transport is None:
             return 0
         n = 0
         inbox = self.transport.inbox
-        while n < MAX_EVENTS_PER_TICK and not inbox.empty():
-            if n and time.perf_counter() > deadline:
-                break
-            kind, payload = inbox.get_nowait()
-            n += 1
+        while True:
+            if self.event_job is None:
+                if n >= MAX_EVENTS_PER_TICK or inbox.empty() \
+                        or (n and time.perf_counter() > deadline):
+                    return n
+                kind, payload = inbox.get_nowait()
+                n += 1
+                self.event_job = (self._event_steps(kind, payload), kind)
+            steps, kind = self.event_job
             try:
-                self._handle_event(kind, payload)
+                while True:
+                    next(steps)
+                    if time.perf_counter() > deadline:
+                        return n  # resumed next tick
+            except StopIteration:
+                self.event_job = None
             except Exception as e:  # a bad message must never break Blender
+                self.event_job = None
                 log.exception("vibesync: dropped %s event after an error: %s", kind, e)
                 self._failed(f"handling {kind}", e)
-        return n
 
     def _handle_event(self, kind: str, payload: dict) -> None:
+        """One transport event, handled whole."""
+        identity.run_to_end(self._event_steps(kind, payload))
+
+    def _event_steps(self, kind: str, payload: dict):
         if kind == "connected":
             welcome = payload["welcome"]
             self.generation = payload["generation"]
@@ -494,19 +577,30 @@ class Session:
                 self.transport.update_hello(project_id=self.project_id)
             # The daemon may have restarted: tell it everything we hold (idempotent).
             self.registered.clear()
-            self.to_register = set(self.registry.alive_uuids())
             # Nothing sent on the last connection will be answered now.
             self.dirty.update(self.inflight.reset())
             # Changes in flight when the last connection died may never have been committed:
             # re-send the full state of every object and collection as `create` (the daemon
-            # drops repeats whose hash it already holds). Not a user edit.
-            bindings, applied = self.registry.bindings, self.applied_hash
-            resend = [bindings[u] for u in self.to_register
-                      if bindings[u].kind in SYNCED_KINDS and u not in applied]
-            for bnd in resend:
+            # drops repeats whose hash it already holds). Not a user edit. In slices: a big
+            # file holds 20,000 bindings.
+            applied = self.applied_hash
+            to_register: set[str] = set()
+            resend = []
+            for b in identity.slices(list(self.registry.bindings.values())):
+                if b is identity.YIELD:
+                    yield
+                elif b.alive:
+                    to_register.add(b.uuid)
+                    if b.kind in SYNCED_KINDS and b.uuid not in applied:
+                        resend.append(b)
+            self.to_register = to_register
+            for bnd in identity.slices(resend):
+                if bnd is identity.YIELD:
+                    yield
+                    continue
                 self.last_sent.pop(bnd.uuid, None)
-            self.quiet.update(bnd.uuid for bnd in resend)
-            self.dirty.update((bnd.kind, bnd.session_uid) for bnd in resend)
+                self.quiet.add(bnd.uuid)
+                self.dirty.add((bnd.kind, bnd.session_uid))
             self.out_ops.clear()
             self.parent_waiters.clear()
             if self.adoptable:
@@ -553,7 +647,7 @@ class Session:
                 log.debug("vibesync: dropped a %s from an earlier connection",
                           payload["message"].get("type"))
                 return
-            self._handle_message(payload["message"], payload.get("attachment", b""))
+            yield from self._message_steps(payload["message"], payload.get("attachment", b""))
 
     def _seen_seq(self, seq) -> None:
         if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.daemon_seq:
@@ -566,6 +660,11 @@ class Session:
                   f" (request {request_id})" if request_id else "")
 
     def _handle_message(self, msg: dict, attachment: bytes) -> None:
+        """One message, handled whole."""
+        identity.run_to_end(self._message_steps(msg, attachment))
+
+    def _message_steps(self, msg: dict, attachment: bytes):
+        """Handle one message; a generator yielding between slices of a big one."""
         t = msg["type"]
         rid = msg.get("request_id")
         if t == wire.MessageType.ACK:
@@ -577,7 +676,7 @@ class Session:
                 return
             what, ctx = entry
             if what == "register":
-                self._on_register_ack(ctx, results, msg.get("seq"))
+                yield from self._on_register_ack(ctx, results)
             elif what == "tombstone":
                 self._on_tombstone_ack(ctx, results)
             elif what == "change":
@@ -611,32 +710,31 @@ class Session:
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
-            uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
-            outcome = msg.get("outcome")
-            if msg.get("batch_id") in self.received_batches:
-                # The result of a batch we applied as a participant, not of our changes.
-                uuids = []
-            self.dirty.update(self.inflight.resolve(uuids))
-            if outcome in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
-                self.not_synced.synced(uuids)
-                self.synced.update(uuids)
-                rseq = msg.get("seq")
-                if outcome == wire.BatchOutcome.COMMITTED and isinstance(rseq, int):
-                    for u in uuids:
-                        self.result_seq[u] = max(rseq, self.result_seq.get(u, 0))
-            elif outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is True:
+            # A first sync's result names thousands of uuids: handled in chunks (one
+            # `engine.on_batch_result` each), last_seq moves once all of them are.
+            raw = msg.get("uuids")
+            raw = raw if isinstance(raw, list) else []
+            kept_reason, kept_n = None, 0
+            for start in range(0, len(raw), RESULT_CHUNK):
+                if start:
+                    yield
+                effect = engine.on_batch_result(dict(msg, uuids=raw[start:start + RESULT_CHUNK]),
+                                                self.received_batches, self.inflight,
+                                                self.not_synced, self.synced, self.result_seq)
+                self.dirty.update(effect.recapture)
+                if effect.kept_local is not None:
+                    kept_reason, kept_n = effect.kept_local, kept_n + len(effect.uuids)
+            if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
-                reason = str(msg.get("reason") or msg.get("error_code") or "propagation failed")
-                self.not_synced.mark(uuids, reason)
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
-                            len(uuids), reason)
+                            kept_n, kept_reason)
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
                 self.last_seq = seq
                 if self.transport is not None:
                     self.transport.update_hello(last_seq=seq)
             self._seen_seq(seq)
-            if outcome == wire.BatchOutcome.ROLLED_BACK and msg.get("kept_local") is not True:
+            if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and effect.kept_local is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
@@ -663,7 +761,8 @@ class Session:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
             if msg.get("type") == wire.MessageType.BATCH_BEGIN:
-                self.received_batches[str(msg.get("batch_id"))] = None
+                self.received_batches[str(msg.get("batch_id"))] = \
+                    self.inflight.acknowledged(self.pending)
                 while len(self.received_batches) > 4096:
                     self.received_batches.popitem(last=False)
             if batch is not None:
@@ -716,36 +815,35 @@ class Session:
         self.live_applied += 1
 
     def _live_refusal(self, uuid: str) -> str | None:
-        """Why a live preview of `uuid` is not applied now, or None."""
-        if self.paused:
-            return "paused"
-        if self.batches or self.collector.current is not None:
-            return "batches waiting"  # older than the preview: it must not jump ahead of them
+        """Why a live preview of `uuid` is not applied now, or None (`engine.live_refusal`)."""
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
-        if idb is None or uuid not in self.last_sent:
-            return "not held here"
-        if apply_mod.modal_running() or capture.in_edit_mode(idb):
-            return "busy"
-        key = (b.kind, b.session_uid)
-        if uuid in self.inflight or uuid in self.deleted_here or uuid in self.not_synced \
-                or key in self.geometry_dirty or key in self.waiting_edit \
-                or any(key in keys for keys in self.parent_waiters.values()):
-            return "local edit"
-        if key in self.dirty:
-            # Marked by any depsgraph update (our own applies too): only a real difference
-            # from what the daemon knows is the person's edit, and it wins here.
-            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            if capture.diff_ops(uuid, self.last_sent[uuid], now):
-                return "local edit"
-        return None
+        held = idb is not None and uuid in self.last_sent
+        busy = held and (apply_mod.modal_running() or capture.in_edit_mode(idb))
+
+        def edited() -> bool:
+            key = (b.kind, b.session_uid)
+            if uuid in self.deleted_here or key in self.geometry_dirty \
+                    or key in self.waiting_edit \
+                    or any(key in keys for keys in self.parent_waiters.values()):
+                return True
+            if key in self.dirty:
+                # Marked by any depsgraph update (our own applies too): only a real
+                # difference from what the daemon knows is the person's edit.
+                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+                return bool(capture.diff_ops(uuid, self.last_sent[uuid], now))
+            return False
+
+        return engine.live_refusal(uuid, self.paused,
+                                   bool(self.batches) or self.collector.current is not None,
+                                   held, busy, self.inflight, self.not_synced, edited)
 
     def _on_peers(self, msg: dict) -> None:
         peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
         others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
-        before = {p.get("session_id") for p in self.peers}
+        joined = engine.peer_joined(self.peers, peers)
         self.peers, self.other_projects = peers, others
-        if {p.get("session_id") for p in peers} - before and len(self.not_synced):
+        if joined and len(self.not_synced):
             # A peer (re)joined: what could not reach it before may now (D1).
             self._retry_not_synced(list(self.not_synced.reasons))
 
@@ -760,9 +858,13 @@ class Session:
             self.quiet.add(u)
             self.dirty.add((b.kind, b.session_uid))
 
-    def _on_register_ack(self, ctx: dict, results: list, seq) -> None:
+    def _on_register_ack(self, ctx: dict, results: list):
+        """A register `ack` (up to MAX_REGISTER_PER_TICK items): a generator yielding
+        between slices."""
         items = ctx["items"]
         for i, r in enumerate(results):
+            if i and i % RESULT_CHUNK == 0:
+                yield
             if not isinstance(r, dict) or i >= len(items):
                 continue
             item = items[i]
@@ -785,12 +887,12 @@ class Session:
         if isinstance(uuid, str):
             self.dirty.update(self.inflight.refused(rid, [uuid]))
         b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
-        if b is not None and b.alive and code in (wire.ErrorCode.BLOCKED,
-                                                   wire.ErrorCode.QUARANTINED):
+        action = engine.refusal(code)
+        if b is not None and b.alive and action == engine.REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).
             self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
-        if b is not None and b.alive and code == wire.ErrorCode.NOT_FOUND:
+        if b is not None and b.alive and action == engine.REFUSED_RESEND_FULL:
             # The daemon has no state for it (e.g. its data was reset): send a create.
             self.last_sent.pop(uuid, None)
             self.dirty.add((b.kind, b.session_uid))
@@ -834,6 +936,9 @@ class Session:
     # ---------------------------------------------------------------- identity scans
     def _after_load(self) -> None:
         self.file_loaded = False
+        self.event_job = None  # a message of the previous file's connection
+        self._progress = None
+        self.progress_job = None
         self.registry.clear()
         self.mesh_hashes.clear()
         self.mesh_blobs.clear()
@@ -927,6 +1032,8 @@ class Session:
         if self.scan_job is None:
             reason = self.scan_reason or "scan"
             self.scan_job = (self._scan_steps(reason), reason)
+            self.scan_big = len(bpy.data.objects) + len(bpy.data.meshes) \
+                >= budget.GC_HOLD_MIN_ITEMS
             self.scan_reason = None
             self.unknown_keys.clear()
             self.sweep_job = None
@@ -1093,9 +1200,9 @@ class Session:
             n += 1
         return n
 
-    def _has_local_work(self, uuid: str) -> bool:
-        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        if uuid in self.inflight or uuid in self.deleted_here:
+    def _edited_here(self, uuid: str) -> bool:
+        """Changed here and not sent yet (deleted, dirty, waiting for edit mode or a parent)."""
+        if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
         if b is None:
@@ -1106,17 +1213,24 @@ class Session:
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
 
+    def _has_local_work(self, uuid: str) -> bool:
+        """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
+        return uuid in self.inflight or self._edited_here(uuid)
+
     def _adopt(self, batch) -> None:
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
         their uuids, so nothing is duplicated on either side."""
-        alive = {u for u, b in self.registry.bindings.items() if b.alive}
+        bindings = self.registry.bindings
         incoming = [(c["uuid"], c.get("kind"), c.get("name")) for c, _ in batch.changes
                     if c.get("op") == "create"]
+        # Only what the replay names (a big unsaved file has 10,000s of fresh datablocks).
+        alive = {u for u, _, _ in incoming if u in bindings and bindings[u].alive}
+        wanted = {(kind, name) for _, kind, name in incoming}
         fresh = {}
         for u in self.adoptable:
-            b = self.registry.bindings.get(u)
-            if b is not None and b.alive:
+            b = bindings.get(u)
+            if b is not None and b.alive and (b.kind, b.name) in wanted:
                 fresh[(b.kind, b.name)] = u
         pairs = engine.match_adoptions(incoming, fresh, alive)
         for old, new in pairs.items():
@@ -1149,8 +1263,7 @@ class Session:
 
     def _open_adopt_gate(self) -> None:
         self.adopt_until = None
-        for u in self.adoptable:
-            self.to_register.add(u)
+        self.to_register.update(self.adoptable)
         self.adoptable.clear()
         self.dirty.update(self.gated_keys)
         self.gated_keys.clear()
@@ -1162,8 +1275,9 @@ class Session:
             self._adopt(batch)
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids()) if self._has_local_work(u)
-                    or batch.seq < self.result_seq.get(u, 0)]
+            kept = [u for u in dict.fromkeys(batch.uuids())
+                    if engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
+                                           self.not_synced, self.result_seq)]
             if kept:
                 batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
                 for u in kept:
@@ -1180,6 +1294,7 @@ class Session:
             result = apply_mod.apply_batch(batch, self.registry, self.unit_scale)
         finally:
             self.applying = False
+            self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
         for sid, (incoming_hash, blob) in result["meshes"].items():
             mu = self.registry.by_key.get(("mesh", sid))
@@ -1430,7 +1545,8 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
-        if uuid in self.inflight:
+        mode = engine.send_mode(uuid, self.inflight, self.not_synced, prev is not None)
+        if mode == engine.SEND_WAIT:
             # One change per uuid in flight: this edit goes once the last one is resolved,
             # so its result cannot be mistaken for this one's (§6.6).
             self.inflight.wait(uuid, key)
@@ -1451,7 +1567,7 @@ class Session:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
         else:
             self._mark_user_edit()
-        if uuid in self.not_synced and prev is not None:
+        if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
             ops = capture.diff_ops(uuid, None, state)
         for op in ops:
@@ -1604,6 +1720,7 @@ class Session:
         the changes are a tool call's: sent carrying it, never counted as a person's edit.
         Returns the uuids of the changes sent."""
         bpy.context.view_layer.update()
+        self.registry.membership_changed()  # the tool may have moved objects
         if self.scan_reason is not None:
             self._scan()
         if self.unknown_keys:
@@ -1654,29 +1771,65 @@ class Session:
             return STATE_NO_DAEMON
         return STATE_RECONNECTING if self.transport is not None else STATE_DISCONNECTED
 
+    def next_try_s(self) -> int | None:
+        """Whole seconds until the next connection attempt while reconnecting, else None."""
+        t = self.transport
+        if self.connected or t is None:
+            return None
+        left = t.next_attempt_at - time.monotonic()
+        return math.ceil(left) if left > 0 else None
+
     def progress(self) -> dict:
-        """First-sync progress: objects and collections the daemon holds as synced."""
-        alive = [u for u, b in self.registry.bindings.items()
-                 if b.alive and b.kind in SYNCED_KINDS]
-        return {"synced": sum(1 for u in alive if u in self.synced), "total": len(alive)}
+        """First-sync progress: objects and collections the daemon holds as synced. The
+        count is a pass over every binding: the pump recounts it in slices at most every
+        PROGRESS_INTERVAL_S (`_progress_step`); this returns the last count (counted now
+        only if there is none yet)."""
+        if self._progress is None:
+            identity.run_to_end(self._progress_steps())
+        return dict(self._progress)
+
+    def _progress_step(self, deadline: float) -> None:
+        """Resume (or start, when due) the progress count until `deadline` (one slice at
+        least)."""
+        if self.progress_job is None and self._progress is not None \
+                and time.monotonic() - self._progress_at < PROGRESS_INTERVAL_S:
+            return
+        if self.progress_job is None:
+            self.progress_job = self._progress_steps()
+        try:
+            while True:
+                next(self.progress_job)
+                if time.perf_counter() > deadline:
+                    return
+        except StopIteration:
+            self.progress_job = None
+
+    def _progress_steps(self):
+        synced, n, total = self.synced, 0, 0
+        for b in identity.slices(list(self.registry.bindings.values())):
+            if b is identity.YIELD:
+                yield
+            elif b.alive and b.kind in SYNCED_KINDS:
+                total += 1
+                n += b.uuid in synced
+        self._progress = {"synced": n, "total": total}
+        self._progress_at = time.monotonic()
 
     def ui_summary(self) -> tuple:
-        """What the sidebar shows; a change triggers a redraw. Called every tick: the
-        progress (a pass over every binding) is recounted at most every 0.25 s."""
-        now = time.monotonic()
-        if self._ui_progress is None or now - self._ui_progress[0] >= 0.25:
-            self._ui_progress = (now, self.progress())
-        p = self._ui_progress[1]
-        return (self.state_name(), self.project_id, self.pause_reason, self.safe_mode_reason,
+        """What the sidebar shows; a change triggers a redraw. Called every tick."""
+        p = self.progress()
+        return (self.state_name(), self.next_try_s(), self.project_id, self.pause_reason,
+                self.safe_mode_reason,
                 self.blocked_reason, len(self.not_synced), len(self.collisions),
                 len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
                 len(self.other_projects), p["synced"], p["total"], len(self.batches),
-                len(self.errors))
+                len(self.errors), str((self.last_handshake_error or {}).get("code")))
 
     def status(self) -> dict:
         counts = self.registry.counts()
         return {
             "state": self.state_name(),
+            "next_try_s": self.next_try_s(),
             "connected": self.connected,
             "safe_mode": self.safe_mode,
             "paused": self.paused,

@@ -137,9 +137,10 @@ class Transport:
             sock = None
             try:
                 sock = self._connect()
-                if sock is None:
-                    continue
-                reason = self._serve(sock)
+                if sock is not None:
+                    reason = self._serve(sock)
+                # A failed connect or handshake waits its backoff too (below): no retry loop
+                # that hammers a daemon refusing the token, or spins while none runs.
             except Exception as e:  # never let the thread die silently
                 reason = f"{type(e).__name__}: {e}"
                 log.debug("transport error", exc_info=True)

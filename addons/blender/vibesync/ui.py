@@ -3,6 +3,8 @@
 
 import bpy
 
+from . import statusview
+
 _PACKAGE = __package__ or "vibesync"
 
 
@@ -73,64 +75,28 @@ class VIBESYNC_OT_pause(bpy.types.Operator):
         return {"FINISHED"}
 
 
-_CLIENT_NAMES = {"unity": "Unity", "blender": "Blender"}
+# Blender icons of the shared status lines (statusview.py: what they say, in both editors).
+_STATE_ICONS = {statusview.CONNECTED: "CHECKMARK", statusview.RECONNECTING: "FILE_REFRESH",
+                statusview.SAFE_MODE: "ERROR", statusview.PAUSED: "PAUSE",
+                statusview.NO_DAEMON: "ERROR"}
+_KEY_ICONS = {"daemon_not_running": "CONSOLE", "handshake_error": "ERROR", "paused": "PAUSE",
+              "safe_mode": "ERROR", "peer": "LINKED", "alone": "UNLINKED",
+              "other_project": "ERROR", "first_sync": "TIME", "held_batches": "TIME",
+              "not_synced": "ERROR", "collisions": "INFO", "conflict": "INFO",
+              "last_error": "ERROR"}
 
 
 def panel_lines(st: dict) -> list[tuple[str, str]]:
-    """What the sidebar says, as (text, icon) lines, from `status()` (plain data: tested
-    without a UI)."""
-    state = st["state"]
-    icon = {"connected": "CHECKMARK", "reconnecting": "FILE_REFRESH", "safe mode": "ERROR",
-            "paused": "PAUSE", "daemon not running": "ERROR"}.get(state, "X")
-    lines = [(f"State: {state}", icon)]
-    if state == "daemon not running":
-        lines.append(("Start it with `vibesync serve`", "CONSOLE"))
-    if st.get("handshake_error") and not st.get("connected"):
-        he = st["handshake_error"]
-        lines.append((f"{he.get('code')}: {he.get('message')}", "ERROR"))
-    if st.get("pause_reason"):
-        lines.append((f"Paused: {st['pause_reason']}", "PAUSE"))
-    if st.get("safe_mode"):
-        lines.append((f"Safe mode: {st.get('safe_mode_reason') or 'sync is read-only'}; "
-                      "`vibesync safe-mode clear`", "ERROR"))
-    lines.append((f"Daemon: {st.get('host')}:{st.get('port')}", "NONE"))
-    lines.append((f"Project: {st.get('project_id') or '(assigned by the daemon)'}", "NONE"))
-    if st.get("connected"):
-        peers = st.get("peers") or []
-        if peers:
-            for p in peers:
-                name = _CLIENT_NAMES.get(p.get("client"), str(p.get("client")))
-                lines.append((f"{name}: connected", "LINKED"))
+    """What the sidebar says, as (text, icon) lines, from `status()`: the shared status view
+    (`statusview.lines`, the same lines as the Unity window) with Blender's icons."""
+    out = []
+    for line in statusview.lines(st):
+        if line.key == "state":
+            icon = _STATE_ICONS.get(st.get("state"), "X")
         else:
-            lines.append(("No other editor in this project", "UNLINKED"))
-            for other in st.get("other_projects") or []:
-                clients = ", ".join(_CLIENT_NAMES.get(c, c) for c in other.get("clients", []))
-                lines.append((f"{clients} is in project {other.get('project_id')}: set the "
-                              "same project id to sync", "ERROR"))
-        prog = st.get("progress") or {}
-        if prog.get("total") and prog.get("synced", 0) < prog["total"]:
-            lines.append((f"First sync: {prog['synced']:,} / {prog['total']:,} objects",
-                          "TIME"))
-    lines.append((f"Last seq: {st.get('daemon_seq')} (applied {st.get('last_seq')})", "NONE"))
-    if st.get("blocked_reason"):
-        lines.append((f"{st.get('deferred_batches', 0)} batch(es) held: "
-                      f"{st['blocked_reason']}", "TIME"))
-    not_synced = st.get("not_synced") or []
-    if not_synced:
-        lines.append((f"{len(not_synced)} object(s) not synced (kept here): "
-                      f"{not_synced[-1]['reason']}", "ERROR"))
-    if st.get("collisions"):
-        c = st["collisions"][-1]
-        lines.append((f"{len(st['collisions'])} uuid collision(s); last: {c.get('kind')} "
-                      f"{c.get('name')!r} got a fresh uuid", "INFO"))
-    if st.get("conflicts"):
-        c = st["conflicts"][-1]
-        lines.append((f"Conflict: {c.get('winner')} won over {c.get('loser')} "
-                      f"({c.get('op')})", "INFO"))
-    if st.get("errors"):
-        e = st["errors"][-1]
-        lines.append((f"Last error: {e['code']}: {e.get('message', '')}"[:200], "ERROR"))
-    return lines
+            icon = _KEY_ICONS.get(line.key, "NONE")
+        out.append((line.text, icon))
+    return out
 
 
 class VIBESYNC_PT_panel(bpy.types.Panel):

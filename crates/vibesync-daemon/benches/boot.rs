@@ -40,7 +40,7 @@ fn main() {
                 uuids: vec![a.clone(), b.clone()],
                 project_id: "bench".into(),
                 phase,
-                outcome: "ok".into(),
+                outcome: if phase == Phase::Begin { vibesync_wal::Outcome::Pending } else { vibesync_wal::Outcome::Ok },
                 error_code: None,
                 payload,
             };

@@ -62,6 +62,7 @@ impl Admission {
     }
 
     /// (connections waiting for `hello`, evicted since start).
+    #[cfg(test)]
     pub fn counts(&self) -> (usize, u64) {
         let w = self.waiting.lock().unwrap();
         (w.by_id.len(), w.evicted)

@@ -46,6 +46,7 @@ impl Overflow {
     }
 
     /// Held requests.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.requests.len()
     }

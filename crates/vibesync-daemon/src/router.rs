@@ -30,7 +30,7 @@ use vibesync_protocol::addon::{
     CommandResult, CommandStatus, RegistryUpdated, SceneQuery,
 };
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, MessageType, Outbound};
-use vibesync_wal::Phase;
+use vibesync_wal::{Outcome, Phase};
 
 use crate::core::{Daemon, SessionInfo};
 use crate::txn::Txn;
@@ -593,9 +593,9 @@ impl Router {
                 Some(c) if c.counts_as_tool_failure() => c,
                 _ => CallErrorCode::HandlerFailed,
             };
-            let mut rb = txn.draft(Phase::Rollback, uuids.clone(), "error", summary);
+            let mut rb = txn.draft(Phase::Rollback, uuids.clone(), Outcome::Error, summary);
             rb.error_code = Some(failure_code.as_str().to_string());
-            vec![txn.draft(Phase::Begin, uuids.clone(), "pending", begin), rb]
+            vec![txn.draft(Phase::Begin, uuids.clone(), Outcome::Pending, begin), rb]
         };
         let records = match daemon.stores().wal.append(drafts).await {
             Ok(r) => r,

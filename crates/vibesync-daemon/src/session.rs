@@ -9,18 +9,19 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
 use vibesync_protocol::message::{parse_inbound, Hello};
 use vibesync_protocol::validate;
 use vibesync_protocol::{
-    ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PRE_AUTH_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    ErrorCode, FrameCodec, FrameError, Inbound, Outbound, PRE_AUTH_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 
 use crate::admission::Ticket;
 use crate::core::{Daemon, SessionInfo};
+use crate::outbox::{Outbox, SessionHandle};
 use crate::ratelimit::Overflow;
 use vibesync_engine::governance::Bucket;
 use vibesync_protocol::message::ItemResult;
@@ -28,100 +29,6 @@ use vibesync_protocol::ItemStatus;
 
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
-
-/// A session's writer queue (`server.send_queue_frames` frames). What is sent together — one
-/// frame, or every frame of a fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is
-/// written together: a sender holds the session's send turn while its frames go into the
-/// queue, so nothing anyone else sends lands between them (docs/PROTOCOL.md §6.3). Each frame
-/// still waits for room on its own, so a consumer that stops reading is noticed mid-batch
-/// (`SLOW_CONSUMER`), whatever the batch's size.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
-    turn: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Why frames were not (all) queued.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// The session's writer is gone.
-    Closed,
-    /// A frame found no room within the patience given: the consumer does not read.
-    Slow,
-}
-
-impl Outbox {
-    fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())) }, rx)
-    }
-
-    /// Queue `frames` back to back under the send turn; each waits for room at most
-    /// `patience` (None: as long as the writer lives).
-    pub async fn send_all(&self, frames: Vec<Frame>, patience: Option<Duration>) -> Result<(), SendError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let _turn = self.turn.lock().await;
-        for f in frames {
-            let sent = match patience {
-                Some(p) => tokio::time::timeout(p, self.tx.send(f)).await.map_err(|_| SendError::Slow)?,
-                None => self.tx.send(f).await,
-            };
-            sent.map_err(|_| SendError::Closed)?;
-        }
-        Ok(())
-    }
-
-    /// Queue one frame, waiting for room.
-    pub async fn send(&self, frame: Frame) -> Result<(), SendError> {
-        self.send_all(vec![frame], None).await
-    }
-
-    /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3), never out of order
-    /// and never waiting for the consumer: the send turn is awaited at most `turn_wait` (another
-    /// sender's frames going in), then frames go only while the queue is at most half full;
-    /// the others are dropped. Returns how many were queued.
-    pub async fn offer(&self, frames: Vec<Frame>, turn_wait: Duration) -> usize {
-        let Ok(_turn) = tokio::time::timeout(turn_wait, self.turn.lock()).await else { return 0 };
-        let mut queued = 0;
-        for f in frames {
-            if self.tx.capacity() * 2 < self.tx.max_capacity() || self.tx.try_send(f).is_err() {
-                break;
-            }
-            queued += 1;
-        }
-        queued
-    }
-
-    /// Queue one frame without waiting: at once when the turn is free and there is room; when
-    /// another sender holds the turn (a batch going out), right after it, from a task of its
-    /// own. Err when the queue is full or the writer is gone.
-    pub fn try_send(&self, frame: Frame) -> Result<(), SendError> {
-        match self.turn.try_lock() {
-            Ok(_turn) => self.tx.try_send(frame).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Slow,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            }),
-            Err(_) => {
-                let Ok(rt) = tokio::runtime::Handle::try_current() else { return Err(SendError::Slow) };
-                let me = self.clone();
-                rt.spawn(async move {
-                    let _ = me.send(frame).await;
-                });
-                Ok(())
-            }
-        }
-    }
-}
-
-/// What the rest of the daemon may send to a connected session.
-#[derive(Clone)]
-pub struct SessionHandle {
-    pub tx: Outbox,
-    /// Notified when the session must be disconnected (it does not take its messages).
-    pub kick: Arc<tokio::sync::Notify>,
-}
 
 pub async fn serve_connection(
     daemon: Arc<Daemon>,
@@ -191,14 +98,17 @@ pub async fn serve_connection(
             }
         },
     };
-    if let Err((code, msg)) = check_hello(&daemon, &hello) {
-        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
-        let _ = send_error_and_close(&mut writer, code, msg, None).await;
-        return;
-    }
+    let editor = match check_hello(&daemon, &hello) {
+        Ok(editor) => editor,
+        Err((code, msg)) => {
+            warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
+            let _ = send_error_and_close(&mut writer, code, msg, None).await;
+            return;
+        }
+    };
     let project_id = match &hello.project_id {
         Some(p) => p.clone(),
-        None => daemon.assign_project(&hello.editor),
+        None => daemon.assign_project(editor),
     };
     drop(ticket);
     let max_sessions = daemon.config().server.max_connections;
@@ -213,7 +123,7 @@ pub async fn serve_connection(
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
     let (tx, mut rx) = Outbox::new(daemon.config().server.send_queue_frames);
-    let info = SessionInfo::new(&hello, project_id.clone(), peer);
+    let info = SessionInfo::new(&hello, editor, project_id.clone(), peer);
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
@@ -384,7 +294,8 @@ async fn submit_overflow(daemon: &Arc<Daemon>, session_id: &str, tx: &Outbox, ov
     alive
 }
 
-fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
+/// The hello's client kind, or why the handshake is refused.
+fn check_hello(daemon: &Daemon, h: &Hello) -> Result<vibesync_protocol::ClientKind, (ErrorCode, String)> {
     if !crate::token::matches(daemon.token(), h.token.trim()) {
         return Err((
             ErrorCode::AuthFailed,
@@ -405,7 +316,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             return Err((ErrorCode::BadProjectId, m));
         }
     }
-    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
+    let Some(editor) = vibesync_protocol::ClientKind::parse(&h.editor) else {
         return Err((
             ErrorCode::BadMessage,
             format!(
@@ -414,7 +325,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
                 vibesync_protocol::ClientKind::list()
             ),
         ));
-    }
+    };
     if h.client_id.len() > validate::MAX_ID_BYTES || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES {
         return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
@@ -432,7 +343,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             ));
         }
     }
-    Ok(())
+    Ok(editor)
 }
 
 fn frame_error_message(e: &FrameError) -> (Option<ErrorCode>, String) {

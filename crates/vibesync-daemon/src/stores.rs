@@ -18,10 +18,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 use vibesync_audit::{Audit, AuditContent, FinalMark};
-use vibesync_engine::governance::{FailureIndex, Observed};
+use vibesync_engine::governance::{FailureIndex, Observed, SeenPhase};
 use vibesync_engine::register::Existing;
 use vibesync_registry::{Registry, RegistryConfig, RegistryError, Status};
-use vibesync_wal::{Phase, Reader, Record, RecordDraft, Wal, WalConfig};
+use vibesync_wal::{Outcome, Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
 use crate::paths::DataDir;
@@ -89,7 +89,11 @@ pub fn observed(r: &Record) -> Observed<'_> {
         seq: r.seq,
         project_id: &r.project_id,
         at_ms,
-        phase: r.phase.as_str(),
+        phase: match r.phase {
+            Phase::Step => SeenPhase::Step,
+            Phase::Rollback => SeenPhase::Rollback,
+            _ => SeenPhase::Other,
+        },
         uuids: &r.uuids,
         error_code: r.error_code.as_deref(),
         payload: &r.payload,
@@ -245,7 +249,7 @@ impl Stores {
                 uuids: tx.uuids.clone(),
                 project_id: tx.project_id.clone(),
                 phase: Phase::Rollback,
-                outcome: "error".into(),
+                outcome: Outcome::Error,
                 error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
                 payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
             }])?;
@@ -254,7 +258,7 @@ impl Stores {
             // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
             // governance index (crashes count through the unclean-boot rule). Any other interrupted transaction
             // quarantines the uuids it touched until a person looks (docs/WAL.md).
-            if tx.session_id == crate::sync::SYNC_SESSION {
+            if tx.session_id == crate::txn::SYNC_SESSION {
                 continue;
             }
             let mut live: Vec<String> = Vec::new();
@@ -291,7 +295,7 @@ impl Stores {
                 uuids: tx.uuids.clone(),
                 project_id: tx.project_id.clone(),
                 phase: Phase::Final,
-                outcome: "ok".into(),
+                outcome: Outcome::Ok,
                 error_code: None,
                 payload: json!({"recovered": true, "commit_seq": tx.commit_seq}),
             }])?;
@@ -872,7 +876,7 @@ mod tests {
             uuids: vec![],
             project_id: "demo".into(),
             phase: Phase::Begin,
-            outcome: "pending".into(),
+            outcome: Outcome::Pending,
             error_code: None,
             payload: json!({"op": "test"}),
         }

@@ -2,7 +2,10 @@
 //! COMMIT (written together, one group commit), later FINAL.
 
 use serde_json::Value;
-use vibesync_wal::{Phase, RecordDraft};
+use vibesync_wal::{Outcome, Phase, RecordDraft};
+
+/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
+pub const SYNC_SESSION: &str = "sync";
 
 /// Who writes a transaction and what it is about.
 pub struct Txn<'a> {
@@ -12,14 +15,14 @@ pub struct Txn<'a> {
 }
 
 impl Txn<'_> {
-    pub fn draft(&self, phase: Phase, uuids: Vec<String>, outcome: &str, payload: Value) -> RecordDraft {
+    pub fn draft(&self, phase: Phase, uuids: Vec<String>, outcome: Outcome, payload: Value) -> RecordDraft {
         RecordDraft {
             session_id: self.session_id.to_string(),
             operation_id: self.operation_id.to_string(),
             uuids,
             project_id: self.project_id.to_string(),
             phase,
-            outcome: outcome.to_string(),
+            outcome,
             error_code: None,
             payload,
         }
@@ -28,17 +31,17 @@ impl Txn<'_> {
     /// BEGIN (`begin` payload), a STEP per payload (its `uuid` field names the uuid), COMMIT.
     pub fn drafts(&self, uuids: &[String], begin: Value, steps: Vec<Value>, commit: Value) -> Vec<RecordDraft> {
         let mut out = Vec::with_capacity(steps.len() + 2);
-        out.push(self.draft(Phase::Begin, uuids.to_vec(), "pending", begin));
+        out.push(self.draft(Phase::Begin, uuids.to_vec(), Outcome::Pending, begin));
         for s in steps {
             let u = s["uuid"].as_str().map(|s| vec![s.to_string()]).unwrap_or_default();
-            out.push(self.draft(Phase::Step, u, "ok", s));
+            out.push(self.draft(Phase::Step, u, Outcome::Ok, s));
         }
-        out.push(self.draft(Phase::Commit, uuids.to_vec(), "ok", commit));
+        out.push(self.draft(Phase::Commit, uuids.to_vec(), Outcome::Ok, commit));
         out
     }
 
     /// FINAL: the transaction's side effects (registry, sidecar) are done.
     pub fn final_draft(&self, uuids: Vec<String>, payload: Value) -> RecordDraft {
-        self.draft(Phase::Final, uuids, "ok", payload)
+        self.draft(Phase::Final, uuids, Outcome::Ok, payload)
     }
 }

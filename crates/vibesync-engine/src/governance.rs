@@ -49,6 +49,15 @@ impl Default for Thresholds {
     }
 }
 
+/// What the index tells apart of a WAL record's phase (docs/WAL.md §3): registry STEPs
+/// (resets, disabled ops) and ROLLBACKs (failures); every other phase is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenPhase {
+    Step,
+    Rollback,
+    Other,
+}
+
 /// The part of a WAL record the index needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed<'a> {
@@ -57,7 +66,7 @@ pub struct Observed<'a> {
     pub project_id: &'a str,
     /// The record's time (`ts`) in ms since the Unix epoch.
     pub at_ms: u64,
-    pub phase: &'a str,
+    pub phase: SeenPhase,
     pub uuids: &'a [String],
     pub error_code: Option<&'a str>,
     pub payload: &'a Value,
@@ -182,17 +191,17 @@ impl FailureIndex {
     pub fn observe(&mut self, r: &Observed<'_>) -> Escalation {
         self.seen = self.seen.max(r.seq);
         // A person's reset, logged as a governance transaction, replays as a reset.
-        if r.phase == "STEP" && r.payload.get("op").and_then(Value::as_str) == Some("governance_reset") {
+        if r.phase == SeenPhase::Step && r.payload.get("op").and_then(Value::as_str) == Some("governance_reset") {
             self.reset(r.seq);
             return Escalation::default();
         }
-        if r.phase == "STEP" && r.payload.get("op").and_then(Value::as_str) == Some("disable_op") {
+        if r.phase == SeenPhase::Step && r.payload.get("op").and_then(Value::as_str) == Some("disable_op") {
             if let Some(op) = r.payload.get("kind").and_then(Value::as_str) {
                 self.disabled_ops.insert(op.to_string());
             }
             return Escalation::default();
         }
-        if r.phase != "ROLLBACK" || r.seq <= self.reset_after {
+        if r.phase != SeenPhase::Rollback || r.seq <= self.reset_after {
             return Escalation::default();
         }
         let code = r.error_code.unwrap_or("UNKNOWN");
@@ -383,7 +392,7 @@ mod tests {
             seq,
             project_id: "p",
             at_ms: 1_000_000 + seq,
-            phase: "ROLLBACK",
+            phase: SeenPhase::Rollback,
             uuids: &uuids,
             error_code: Some(code),
             payload: &payload,
@@ -424,7 +433,7 @@ mod tests {
             seq: 13,
             project_id: "",
             at_ms: NOW,
-            phase: "STEP",
+            phase: SeenPhase::Step,
             uuids: &[],
             error_code: None,
             payload: &json!({"op":"disable_op","kind":"transform"}),
@@ -483,7 +492,7 @@ mod tests {
             seq: 6,
             project_id: "",
             at_ms: NOW,
-            phase: "STEP",
+            phase: SeenPhase::Step,
             uuids: &[],
             error_code: None,
             payload: &reset,
@@ -501,7 +510,7 @@ mod tests {
                 seq,
                 project_id: project,
                 at_ms: NOW,
-                phase: "ROLLBACK",
+                phase: SeenPhase::Rollback,
                 uuids: &[],
                 error_code: Some("HANDLER_FAILED"),
                 payload,
@@ -524,7 +533,7 @@ mod tests {
             seq: 7,
             project_id: "",
             at_ms: NOW,
-            phase: "STEP",
+            phase: SeenPhase::Step,
             uuids: &[],
             error_code: None,
             payload: &reset,

@@ -32,7 +32,7 @@ impl Wal {
             uuids: vec![],
             project_id: project.into(),
             phase,
-            outcome: "ok".into(),
+            outcome: vibesync_wal::Outcome::Ok,
             error_code: None,
             schema_version: WAL_SCHEMA,
             payload,

@@ -11,7 +11,7 @@ fn draft(op: &str, phase: Phase, payload: Value) -> RecordDraft {
         uuids: vec![],
         project_id: "demo".into(),
         phase,
-        outcome: if phase == Phase::Rollback { "error".into() } else { "ok".into() },
+        outcome: if phase == Phase::Rollback { vibesync_wal::Outcome::Error } else { vibesync_wal::Outcome::Ok },
         error_code: None,
         payload,
     }

@@ -30,7 +30,7 @@ fn draft(i: u64) -> RecordDraft {
         uuids: vec!["6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a".into()],
         project_id: "demo".into(),
         phase: Phase::Step,
-        outcome: "ok".into(),
+        outcome: vibesync_wal::Outcome::Ok,
         error_code: None,
         payload: serde_json::json!({
             "op": "transform",

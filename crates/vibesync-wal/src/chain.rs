@@ -85,7 +85,7 @@ mod tests {
                     uuids: vec![],
                     project_id: "p".into(),
                     phase: Phase::Step,
-                    outcome: "ok".into(),
+                    outcome: crate::Outcome::Ok,
                     error_code: None,
                     schema_version: SCHEMA_VERSION,
                     payload: serde_json::json!({}),

@@ -31,7 +31,7 @@ pub use anchor::{compact, load_anchor, plan_compaction, Anchor, CompactStop, Com
 pub use chain::{ChainBreak, ChainState};
 pub use error::WalError;
 pub use reader::{read_all, verify, Entry, Position, Problem, ProblemKind, Reader};
-pub use record::{LineError, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV, SCHEMA_VERSION};
+pub use record::{LineError, Outcome, Phase, Record, RecordDraft, RecordHead, GENESIS_PREV, SCHEMA_VERSION};
 pub use recovery::{Quarantined, Recovery, Repaired};
 pub use segment::{
     file_ts, format_ts, parse_segment_name, quarantine_file_name, segment_file_name, DEFAULT_SEGMENT_BYTES,

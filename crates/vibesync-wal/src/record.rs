@@ -52,6 +52,35 @@ impl Phase {
     }
 }
 
+/// A record's `outcome` (docs/WAL.md §2): whether what the record says is known to have
+/// worked. Any other spelling makes the line invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// BEGIN, PROVISIONAL: the result is not known yet.
+    Pending,
+    /// STEP, COMMIT, FINAL that succeeded.
+    Ok,
+    /// ROLLBACK, a failed STEP.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the caller supplies; the WAL fills in `seq`, `ts`, `process_id`, `schema_version`,
 /// `prev` and `h` when it appends.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +90,7 @@ pub struct RecordDraft {
     pub uuids: Vec<String>,
     pub project_id: String,
     pub phase: Phase,
-    /// `pending` (BEGIN, PROVISIONAL), `ok`, or `error` (ROLLBACK, failed STEP).
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error_code: Option<String>,
     pub payload: serde_json::Value,
 }
@@ -78,7 +106,7 @@ pub struct Record {
     pub uuids: Vec<String>,
     pub project_id: String,
     pub phase: Phase,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error_code: Option<String>,
     pub schema_version: u32,
     pub payload: serde_json::Value,
@@ -108,7 +136,7 @@ struct Unsealed<'a> {
     uuids: &'a [String],
     project_id: &'a str,
     phase: Phase,
-    outcome: &'a str,
+    outcome: Outcome,
     error_code: &'a Option<String>,
     schema_version: u32,
     payload: &'a serde_json::Value,
@@ -128,7 +156,7 @@ impl Record {
             uuids: &self.uuids,
             project_id: &self.project_id,
             phase: self.phase,
-            outcome: &self.outcome,
+            outcome: self.outcome,
             error_code: &self.error_code,
             schema_version: self.schema_version,
             payload: &self.payload,
@@ -163,7 +191,7 @@ impl Record {
             uuids: self.uuids.iter().map(|u| Cow::Borrowed(u.as_str())).collect(),
             project_id: Cow::Borrowed(&self.project_id),
             phase: self.phase,
-            outcome: Cow::Borrowed(&self.outcome),
+            outcome: self.outcome,
             error_code: self.error_code.as_deref().map(Cow::Borrowed),
             schema_version: self.schema_version,
             payload_checked: Validated,
@@ -240,8 +268,7 @@ pub struct RecordHead<'a> {
     #[serde(borrow)]
     pub project_id: Cow<'a, str>,
     pub phase: Phase,
-    #[serde(borrow)]
-    pub outcome: Cow<'a, str>,
+    pub outcome: Outcome,
     pub error_code: Option<Cow<'a, str>>,
     pub schema_version: u32,
     #[allow(dead_code)]
@@ -305,7 +332,7 @@ mod tests {
             uuids: vec!["6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a".into()],
             project_id: "demo".into(),
             phase: Phase::Begin,
-            outcome: "pending".into(),
+            outcome: Outcome::Pending,
             error_code: None,
             schema_version: SCHEMA_VERSION,
             payload: serde_json::json!({"op":"register"}),
@@ -331,6 +358,27 @@ mod tests {
             let mut bad = line.clone();
             bad[i] ^= 0x01;
             assert!(Record::parse_line(&bad).is_err(), "flip at {i} not detected");
+        }
+    }
+
+    #[test]
+    fn an_outcome_or_phase_outside_the_documented_spellings_makes_the_line_invalid() {
+        let line = String::from_utf8(sample().seal()).unwrap();
+        // The sealed line without `\n` and without its `,"h":"<64 hex>"}` suffix.
+        let open_body = &line[..line.len() - 1 - 72];
+        for (good, bad) in [
+            ("\"outcome\":\"pending\"", "\"outcome\":\"PENDING\""),
+            ("\"outcome\":\"pending\"", "\"outcome\":\"done\""),
+            ("\"phase\":\"BEGIN\"", "\"phase\":\"begin\""),
+            ("\"phase\":\"BEGIN\"", "\"phase\":\"ABORT\""),
+        ] {
+            assert!(open_body.contains(good), "{open_body}");
+            // Re-seal with a correct checksum so only the spelling is wrong.
+            let body = open_body.replace(good, bad);
+            let h = blake3::hash(format!("{body}}}").as_bytes()).to_hex();
+            let bad_line = format!("{body},\"h\":\"{h}\"}}\n");
+            assert!(matches!(Record::parse_line(bad_line.as_bytes()), Err(LineError::Json(_))), "{bad}");
+            assert!(matches!(RecordHead::parse_line(bad_line.as_bytes()), Err(LineError::Json(_))), "{bad}");
         }
     }
 
@@ -364,7 +412,7 @@ mod doc_example {
             uuids: vec!["6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a".into()],
             project_id: "demo".into(),
             phase: Phase::Begin,
-            outcome: "pending".into(),
+            outcome: Outcome::Pending,
             error_code: None,
             schema_version: SCHEMA_VERSION,
             payload: serde_json::json!({"op":"register","count":1}),

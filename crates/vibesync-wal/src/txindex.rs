@@ -230,7 +230,7 @@ mod tests {
             uuids: uuids.iter().map(|s| s.to_string()).collect(),
             project_id: "demo".into(),
             phase,
-            outcome: "ok".into(),
+            outcome: crate::Outcome::Ok,
             error_code: None,
             schema_version: SCHEMA_VERSION,
             payload: serde_json::Value::Null,

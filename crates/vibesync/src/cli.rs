@@ -635,7 +635,7 @@ fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Resul
                 uuids: vec![],
                 project_id: String::new(),
                 phase,
-                outcome: "ok".into(),
+                outcome: vibesync_wal::Outcome::Ok,
                 error_code: None,
                 payload,
             };

@@ -162,11 +162,16 @@ namespace VibeSync.Bridge.Editor
                     Debug.LogWarning("[VibeSync] daemon: " + f["code"] + ": " + f["message"]);
                     break;
                 case "batch_result":
-                    if ((string)f["outcome"] == BatchOutcome.RolledBack)
+                    if ((string)f["outcome"] == BatchOutcome.RolledBack && (bool)f["kept_local"])
+                        Debug.LogWarning("[VibeSync] batch " + f["batch_id"] + " was rolled back (" + f["error_code"] + "); your edits are kept here, marked not synced, and sent again on your next edit");
+                    else if ((string)f["outcome"] == BatchOutcome.RolledBack)
                         Debug.LogWarning("[VibeSync] batch " + f["batch_id"] + " was rolled back (" + f["error_code"] + "); the daemon's state was re-applied");
                     break;
                 case "safe_mode":
                     Debug.LogWarning("[VibeSync] daemon safe mode " + ((bool)f["active"] ? "ON: " + f["reason"] : "off"));
+                    break;
+                case "conflict":
+                    Debug.Log("[VibeSync] conflict on " + f["uuid"] + " (" + f["op"] + "): " + StatusView.ClientName((string)f["winner"]) + " won over " + StatusView.ClientName((string)f["loser"]));
                     break;
             }
         }
@@ -331,59 +336,45 @@ namespace VibeSync.Bridge.Editor
 
         // ------------------------------------------------------------------ status for the UI
 
+        /// <summary>What the status window draws: the shared status view (StatusView, the same lines as
+        /// Blender's sidebar) and a few Unity-only counters.</summary>
         internal struct StatusInfo
         {
-            public string State, Endpoint, ProjectId, SessionId, LastError, SafeModeReason;
-            public bool Connected, Running, SafeMode, Paused, DaemonNotRunning;
-            public IDictionary<string, string> NotSynced;
-            public IList<Peer> Peers;
-            public IList<string> OtherProjects;
-            public long LastSeq, BatchesApplied, BatchesHeld, Committed, RolledBack, ChangesSent;
+            public List<StatusLine> Lines;
+            public string SessionId;
+            public bool Connected, Running;
+            public long BatchesApplied, Committed, RolledBack, ChangesSent;
             public int Tracked, Dirty;
+            public IDictionary<string, string> NotSynced;
         }
 
         public static StatusInfo Status()
         {
             var s = VibeSyncSettings.instance;
-            var st = new StatusInfo { Endpoint = s.host + ":" + s.port, ProjectId = s.EffectiveProjectId ?? "(assigned by the daemon)", State = "stopped" };
-            if (client == null || engine == null) return st;
+            var st = new StatusInfo();
+            if (client == null || engine == null)
+            {
+                st.Lines = StatusView.Lines(StatusView.Stopped(s.host, s.port, s.EffectiveProjectId));
+                return st;
+            }
+            st.Lines = StatusView.Lines(StatusView.From(engine, DateTime.UtcNow));
             st.Running = true;
             st.Connected = client.IsConnected;
-            st.SafeMode = engine.SafeMode;
-            st.SafeModeReason = engine.SafeModeReason;
-            st.Paused = engine.Paused;
             st.SessionId = engine.SessionId;
-            st.LastSeq = engine.LastSeq;
             st.Tracked = engine.TrackedObjects;
             st.Dirty = engine.DirtyCount;
             st.BatchesApplied = engine.BatchesApplied;
-            st.BatchesHeld = engine.BatchesHeld;
             st.Committed = engine.BatchesCommitted;
             st.RolledBack = engine.BatchesRolledBack;
             st.ChangesSent = engine.ChangeOpsSent;
-            st.LastError = client.IsConnected ? engine.LastError : (client.LastError ?? engine.LastError);
-            st.ProjectId = engine.ProjectId ?? st.ProjectId;
             st.NotSynced = engine.NotSynced;
-            st.Peers = engine.Peers;
-            st.OtherProjects = engine.OtherProjects;
-            st.DaemonNotRunning = !st.Connected && !System.IO.File.Exists(s.EffectiveTokenFile) ||
-                (!st.Connected && client.LastError != null && client.LastError.Contains("cannot connect"));
-            if (st.Paused) st.State = "paused (Play Mode)";
-            else if (st.Connected && st.SafeMode) st.State = "safe mode";
-            else if (st.Connected) st.State = "connected";
-            else
-            {
-                var wait = client.NextAttemptUtc - DateTime.UtcNow;
-                st.State = client.State == ConnectionState.WaitingToReconnect && wait > TimeSpan.Zero
-                    ? "reconnecting (next try in " + Math.Ceiling(wait.TotalSeconds) + " s)" : "reconnecting";
-            }
             return st;
         }
 
         public static string StatusLine()
         {
             var st = Status();
-            return st.State + (st.Running ? " · seq " + st.LastSeq + " · " + st.Tracked + " objects" : "");
+            return st.Lines[0].Text + (st.Running ? " · " + st.Tracked + " objects" : "");
         }
     }
 }

@@ -10,11 +10,10 @@ pub fn draft(op: &str, phase: Phase, uuids: &[&str]) -> RecordDraft {
         project_id: "demo".into(),
         phase,
         outcome: match phase {
-            Phase::Begin | Phase::Provisional => "pending",
-            Phase::Rollback => "error",
-            _ => "ok",
-        }
-        .into(),
+            Phase::Begin | Phase::Provisional => vibesync_wal::Outcome::Pending,
+            Phase::Rollback => vibesync_wal::Outcome::Error,
+            _ => vibesync_wal::Outcome::Ok,
+        },
         error_code: None,
         payload: serde_json::json!({"op": "register", "name": "Cube", "note": "x".repeat(40)}),
     }

@@ -74,7 +74,7 @@ fn follow_picks_up_new_records_and_waits_for_incomplete_lines() {
         uuids: vec![],
         project_id: "demo".into(),
         phase: Phase::Step,
-        outcome: "ok".into(),
+        outcome: vibesync_wal::Outcome::Ok,
         error_code: None,
         schema_version: SCHEMA_VERSION,
         payload: serde_json::json!({}),

@@ -188,7 +188,7 @@ fn begin_without_commit_is_rolled_back_and_quarantined() {
         uuids: vec![live.clone(), fresh.clone()],
         project_id: "demo".into(),
         phase,
-        outcome: "pending".into(),
+        outcome: vibesync_wal::Outcome::Pending,
         error_code: None,
         payload,
     };
@@ -301,7 +301,7 @@ fn provisional_sync_batch_is_rolled_back_without_quarantine() {
         uuids: vec![x.clone()],
         project_id: "demo".into(),
         phase,
-        outcome: "pending".into(),
+        outcome: vibesync_wal::Outcome::Pending,
         error_code: None,
         payload,
     };

@@ -84,7 +84,7 @@ namespace VibeSync.Bridge.Core
         TcpClient tcp;              // guarded by stateLock
         bool sessionOpen;           // guarded by outLock: writer may run
         bool writing;               // guarded by outLock: a dequeued frame is being written
-        string lastError;
+        string lastError, daemonUnreachable, handshakeErrorCode, handshakeErrorMessage;
         string sessionId;
         int attempt;
         long connectAttempts, connections;
@@ -107,6 +107,14 @@ namespace VibeSync.Bridge.Core
         public ConnectionState State { get { return state; } }
         public bool IsConnected { get { return state == ConnectionState.Connected; } }
         public string LastError { get { lock (stateLock) return lastError; } }
+        /// <summary>
+        /// Why the daemon looks not running (its token file is missing or unreadable, or nothing
+        /// accepts the TCP connection), or null once a connection was accepted.
+        /// </summary>
+        public string DaemonUnreachable { get { lock (stateLock) return daemonUnreachable; } }
+        /// <summary>The `error` the daemon refused the last handshake with (code, message); null after a welcome.</summary>
+        public string HandshakeErrorCode { get { lock (stateLock) return handshakeErrorCode; } }
+        public string HandshakeErrorMessage { get { lock (stateLock) return handshakeErrorMessage; } }
         public string SessionId { get { lock (stateLock) return sessionId; } }
         /// <summary>Number of TCP connect attempts so far (for status and tests).</summary>
         public long ConnectAttempts { get { return Interlocked.Read(ref connectAttempts); } }
@@ -243,6 +251,7 @@ namespace VibeSync.Bridge.Core
         // ------------------------------------------------------------------ background side
 
         void SetError(string e) { lock (stateLock) lastError = e; }
+        void SetUnreachable(string why) { lock (stateLock) daemonUnreachable = why; }
 
         void Enqueue(ClientEvent e, bool control)
         {
@@ -312,7 +321,7 @@ namespace VibeSync.Bridge.Core
             reason = null;
             string token;
             try { token = DataDir.ReadToken(opt.TokenFile); }
-            catch (IOException e) { reason = e.Message; return false; }
+            catch (IOException e) { reason = e.Message; SetUnreachable(reason); return false; }
 
             Interlocked.Increment(ref connectAttempts);
             var client = new TcpClient();
@@ -329,6 +338,7 @@ namespace VibeSync.Bridge.Core
                 if (which == WaitHandle.WaitTimeout)
                 {
                     reason = "connecting to " + opt.Host + ":" + opt.Port + " timed out after " + opt.ConnectTimeout.TotalSeconds + " s";
+                    SetUnreachable(reason);
                     return false;
                 }
                 client.EndConnect(ar);
@@ -336,8 +346,10 @@ namespace VibeSync.Bridge.Core
             catch (Exception e) when (e is SocketException || e is IOException || e is ObjectDisposedException || e is InvalidOperationException)
             {
                 reason = "cannot connect to the daemon at " + opt.Host + ":" + opt.Port + " (" + e.Message + "): is `vibesync serve` running?";
+                SetUnreachable(reason);
                 return false;
             }
+            SetUnreachable(null); // something listens there
 
             client.NoDelay = true;
             NetworkStream stream;
@@ -388,7 +400,12 @@ namespace VibeSync.Bridge.Core
                             {
                                 welcomed = true;
                                 try { client.ReceiveTimeout = 0; } catch (Exception) { }
-                                lock (stateLock) { sessionId = f.Message.ContainsKey("session_id") ? f.Message["session_id"] as string : null; lastError = null; }
+                                lock (stateLock)
+                                {
+                                    sessionId = f.Message.ContainsKey("session_id") ? f.Message["session_id"] as string : null;
+                                    lastError = null;
+                                    handshakeErrorCode = handshakeErrorMessage = null;
+                                }
                                 // Zero-config pairing: keep the project the daemon assigned for later hellos.
                                 object pid;
                                 if (f.Message.TryGetValue("project_id", out pid) && pid is string && Msg.IsValidProjectId((string)pid))
@@ -409,6 +426,11 @@ namespace VibeSync.Bridge.Core
                                 f.Message.TryGetValue("code", out code);
                                 f.Message.TryGetValue("message", out message);
                                 sessionReason = "daemon refused the handshake: " + code + ": " + message + HandshakeHint(code as string);
+                                lock (stateLock)
+                                {
+                                    handshakeErrorCode = code as string ?? "?";
+                                    handshakeErrorMessage = (message as string ?? "") + HandshakeHint(code as string);
+                                }
                             }
                             else sessionReason = "daemon sent `" + f.Type + "` before `welcome`";
                             return;

@@ -8,19 +8,23 @@
 //    (one undo step); then `applied` with the state hash (§6.5) of every uuid of the batch the
 //    editor still has (§6.4). A batch that cannot be applied is answered with the hashes the
 //    editor actually holds, so the daemon rolls it back at once instead of timing out.
-//  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names; a
+//  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names (of a
+//    batch this editor also received between fences: only the changes acknowledged before its
+//    batch_begin, the ones it can carry); a
 //    `rolled_back` one is followed by a `resync` batch with the authoritative state, applied like
 //    any batch (the change it corrects is resolved by then).
 //  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
 //    not yet resolved — dirty with a real difference, or sent with no `batch_result` (nor refusal)
-//    yet, also across a reconnect — answers the hash this editor holds for it, and sends its full
+//    yet, also across a reconnect, or marked not synced — and every uuid for which it is older than
+//    the last committed batch_result, answers the hash this editor holds for it, and sends its full
 //    state as `create` unless exactly that state is already queued at the daemon on this
 //    connection (event `replay_kept_local`). A resync naming a uuid whose `change` still
 //    awaits its ack waits for that ack (a STALE refusal comes after the resync it causes, and a
 //    refused change is resolved: the resync is then applied). Forwarded fast/slow batches are
 //    always applied.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
-//    epsilon 1e-5 and sends `change` ops. Echoes of our own applies are suppressed by state hash:
+//    epsilon 1e-5 and sends `change` ops, one change per uuid in flight (§6.6): a uuid whose
+//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends. Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
 //    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
 //    nothing: the daemon sends the current state as a `resync` batch.
@@ -100,6 +104,23 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
         readonly List<Peer> peers = new List<Peer>();
         readonly List<string> otherProjects = new List<string>();
+        readonly List<OtherProject> otherProjectsWithClients = new List<OtherProject>();
+        // What the status view shows (StatusView): the last collisions and conflicts, bounded.
+        public const int MaxRemembered = 100;
+        readonly List<CollisionInfo> collisions = new List<CollisionInfo>();
+        readonly List<ConflictInfo> conflicts = new List<ConflictInfo>();
+        // uuids the daemon holds as synced at least once on this connection (a committed or dropped
+        // batch_result naming them, an applied batch, a register that found them): first-sync progress.
+        readonly HashSet<string> confirmed = new HashSet<string>();
+        // uuid -> seq of the last committed batch_result that ended this editor's change of it: an
+        // older replay is stale for the uuid (§6.6).
+        readonly Dictionary<string, long> committedSeq = new Dictionary<string, long>();
+        // Batches received between fences (this editor a participant): batch id -> the uuids whose
+        // change the daemon had acknowledged when its batch_begin arrived. Their batch_result ends
+        // only those (§6.4): a change a batch carries is acknowledged before the batch is forwarded.
+        readonly Dictionary<string, HashSet<string>> receivedBatches = new Dictionary<string, HashSet<string>>();
+        readonly Queue<string> receivedOrder = new Queue<string>();
+        const int MaxReceivedBatches = 4096;
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
@@ -144,13 +165,50 @@ namespace VibeSync.Bridge.Core
         public int UnresolvedCount { get { return unresolved.Count; } }
         /// <summary>True when the uuid has local changes a replay must not undo (§6.6).</summary>
         public bool HasUnresolvedLocalWork(string uuid) { return HasLocalWork(uuid); }
+        /// <summary>The last error, as one line ("CODE: message" for the daemon's).</summary>
         public string LastError { get; private set; }
+        /// <summary>The last error's code (the daemon's, or the code of a refusal), null for the editor's own failures.</summary>
+        public string LastErrorCode { get; private set; }
+        public string LastErrorMessage { get; private set; }
+        /// <summary>Why sync is paused (SetPaused), null when it is not.</summary>
+        public string PauseReason { get; private set; }
         /// <summary>uuids kept locally after a failed propagation, with the reason (shown in the window).</summary>
         public IDictionary<string, string> NotSynced { get { return notSynced; } }
         /// <summary>The other scene-holding sessions of the project (`peers` event, PROTOCOL §6.8).</summary>
         public IList<Peer> Peers { get { return peers; } }
         /// <summary>Other projects that have scene-holding sessions (warn when alone in this one).</summary>
         public IList<string> OtherProjects { get { return otherProjects; } }
+        /// <summary>The same, with the editor kinds each has (`peers.other_projects[].clients`).</summary>
+        public IList<OtherProject> OtherProjectsWithClients { get { return otherProjectsWithClients; } }
+        /// <summary>The last uuid collisions the daemon reported (this editor's object got a fresh uuid), oldest first.</summary>
+        public IList<CollisionInfo> Collisions { get { return collisions; } }
+        /// <summary>The last `conflict` events (PROTOCOL §6.2), oldest first.</summary>
+        public IList<ConflictInfo> Conflicts { get { return conflicts; } }
+
+        /// <summary>Batches this editor received and has not applied yet, and why (status view).</summary>
+        public int DeferredBatches { get { return Paused ? heldWhilePaused : waitingForAcks.Count; } }
+        public string DeferredReason
+        {
+            get
+            {
+                if (Paused) return "paused: " + (PauseReason ?? "by the user") + " (answered `held`; a resync brings them after the pause)";
+                return waitingForAcks.Count > 0 ? "waiting for the daemon's ack of this editor's own changes to the same objects" : null;
+            }
+        }
+
+        /// <summary>
+        /// First-sync progress: of the objects this editor tracks, how many the daemon has confirmed as
+        /// synced since the connection began (committed or dropped results, applied batches, objects
+        /// the register found known). Linear in the tracked objects: call it a few times a second at most.
+        /// </summary>
+        public SyncProgress Progress()
+        {
+            var p = new SyncProgress();
+            foreach (var u in synced.Keys) { p.Total++; if (confirmed.Contains(u)) p.Synced++; }
+            foreach (var u in registering) if (!synced.ContainsKey(u)) p.Total++;
+            foreach (var u in adoptable) if (!synced.ContainsKey(u) && !registering.Contains(u)) p.Total++;
+            return p;
+        }
         /// <summary>The project this session is in (from `welcome`).</summary>
         public string ProjectId { get; private set; }
 
@@ -191,7 +249,7 @@ namespace VibeSync.Bridge.Core
                 { "batches_applied", BatchesApplied }, { "resync_batches_applied", ResyncBatchesApplied },
                 { "batches_held", BatchesHeld }, { "batches_failed", BatchesFailed },
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
-                { "not_synced", (long)notSynced.Count }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
+                { "not_synced", (long)notSynced.Count }, { "in_flight", (long)InFlightCount }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
                 { "live_applied", LiveApplied }, { "live_dropped", LiveDropped },
             };
@@ -232,9 +290,11 @@ namespace VibeSync.Bridge.Core
             if (h != null) h(name, fields ?? new Dictionary<string, object>());
         }
 
-        void Fail(string what, string requestId = null)
+        void Fail(string what, string requestId = null, string code = null)
         {
-            LastError = what;
+            LastError = code == null ? what : code + ": " + what;
+            LastErrorCode = code;
+            LastErrorMessage = what;
             var f = new Dictionary<string, object> { { "message", what } };
             if (requestId != null) f["request_id"] = requestId;
             Emit("error", f);
@@ -272,6 +332,7 @@ namespace VibeSync.Bridge.Core
                 unresolved.Remove(u);
                 resendFull.Remove(u);
                 notSynced.Remove(u);
+                committedSeq.Remove(u);
             }
         }
 
@@ -291,10 +352,11 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>Enter (true) or leave (false) a pause such as Play Mode.</summary>
-        public void SetPaused(bool paused, Dictionary<string, ObjectState> restoreSnapshot = null)
+        public void SetPaused(bool paused, Dictionary<string, ObjectState> restoreSnapshot = null, string reason = null)
         {
             if (paused == Paused) return;
             Paused = paused;
+            PauseReason = paused ? (reason ?? StatusView.PlayModePause) : null;
             if (paused)
             {
                 dirty.Clear();
@@ -386,7 +448,7 @@ namespace VibeSync.Bridge.Core
             }
             catch (MessageFormatException ex)
             {
-                Fail("daemon sent a malformed message: " + ex.Message);
+                Fail("daemon sent a malformed message: " + ex.Message, null, ErrorCode.BadMessage);
             }
             catch (Exception ex) // a bug here must not kill the editor's update loop
             {
@@ -406,6 +468,7 @@ namespace VibeSync.Bridge.Core
             pendingRegister.Clear();
             registering.Clear();
             awaitingResult.Clear();
+            confirmed.Clear();
             initialRegisterDone = false;
             registerStats_registered = registerStats_updated = registerStats_unchanged = registerStats_collision = registerStats_error = 0;
             Emit("connected", new Dictionary<string, object>
@@ -570,6 +633,7 @@ namespace VibeSync.Bridge.Core
                     break;
                 case MessageType.Error: OnError(m); break;
                 case MessageType.Peers: OnPeers(m); break;
+                case MessageType.Conflict: OnConflict(m); break;
                 case MessageType.Live: OnLive(m); break;
                 case MessageType.Pong:
                     Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });
@@ -613,6 +677,8 @@ namespace VibeSync.Bridge.Core
                 if (pendingRegister.Count == 0 && !initialRegisterDone) { initialRegisterDone = true; Emit("registered", RegisterSummary(0)); }
             }
             LastError = code + ": " + message;
+            LastErrorCode = code;
+            LastErrorMessage = message;
             Emit("daemon_error", new Dictionary<string, object> { { "code", code }, { "message", message }, { "request_id", rid } });
         }
 
@@ -688,7 +754,17 @@ namespace VibeSync.Bridge.Core
                     // `resync` batch, which replaces this edit (the other editor's change wins).
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
-                else Fail("change refused for " + uuid + ": " + code + ": " + message, rid);
+                else
+                {
+                    if ((code == ErrorCode.Blocked || code == ErrorCode.Quarantined) && uuid != null && scene.Capture(uuid) != null)
+                    {
+                        // Refused by governance: the person's edit stays here, marked not synced, and is
+                        // re-sent in full on the next edit, a peer joining or a quarantine release (§6.4).
+                        notSynced[uuid] = code + ": " + message;
+                        Emit("not_synced", new Dictionary<string, object> { { "uuids", new List<object> { uuid } }, { "reason", notSynced[uuid] }, { "error_code", code } });
+                    }
+                    Fail("change refused for " + uuid + ": " + message, rid, code);
+                }
             }
             Emit("change_ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
             if (recreate.Count == 0) return;
@@ -713,7 +789,16 @@ namespace VibeSync.Bridge.Core
             var uuids = new List<object>();
             object u;
             if (m.TryGetValue("uuids", out u) && u is List<object>) uuids = (List<object>)u;
-            foreach (var x in uuids)
+            // The uuids whose change of this editor the result ends: of a batch also received as a
+            // participant, only those it carried of this editor's work (acknowledged before its fences).
+            var ends = uuids;
+            HashSet<string> covered;
+            if (receivedBatches.TryGetValue(id, out covered))
+            {
+                ends = new List<object>();
+                foreach (var x in uuids) if (x is string && covered.Contains((string)x)) ends.Add(x);
+            }
+            foreach (var x in ends)
             {
                 var s = x as string;
                 if (s == null) continue;
@@ -731,15 +816,18 @@ namespace VibeSync.Bridge.Core
             BatchResults++;
             bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
             string reason = Msg.OptStr(m, "reason");
-            foreach (var x in uuids)
+            foreach (var x in ends)
             {
                 var s = x as string;
                 if (s == null) continue;
                 if (keptLocal) notSynced[s] = reason ?? ("not synced: " + (code ?? "rolled back"));
                 else if (outcome == BatchOutcome.Committed) notSynced.Remove(s);
+                if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
+                long had;
+                if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;
             }
             if (keptLocal)
-                Emit("not_synced", new Dictionary<string, object> { { "uuids", uuids }, { "reason", reason }, { "error_code", code } });
+                Emit("not_synced", new Dictionary<string, object> { { "uuids", ends }, { "reason", reason }, { "error_code", code } });
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -751,6 +839,7 @@ namespace VibeSync.Bridge.Core
             Emit("batch_result", new Dictionary<string, object>
             {
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
+                { "kept_local", keptLocal && ends.Count > 0 },
             });
         }
 
@@ -782,10 +871,16 @@ namespace VibeSync.Bridge.Core
                         if (status == ItemStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
                         // The daemon knows this object; replay via hello.last_seq brings any newer state.
                         if (state != null && !synced.ContainsKey(uuid)) synced[uuid] = state;
+                        confirmed.Add(uuid);
                         break;
                     case ItemStatus.Collision:
                         registerStats_collision++;
                         string fresh = scene.ReassignUuid(uuid);
+                        Remember(collisions, new CollisionInfo
+                        {
+                            Uuid = uuid, NewUuid = fresh, Kind = state != null ? state.Kind : null, Name = state != null ? state.Name : null,
+                            Message = Msg.OptStr(r, "message"),
+                        });
                         synced.Remove(uuid);
                         Emit("collision", new Dictionary<string, object> { { "uuid", uuid }, { "new_uuid", fresh }, { "message", Msg.OptStr(r, "message") } });
                         var st = fresh != null ? scene.Capture(fresh) : null;
@@ -793,7 +888,7 @@ namespace VibeSync.Bridge.Core
                         break;
                     default:
                         registerStats_error++;
-                        Fail("register refused for " + uuid + ": " + Msg.OptStr(r, "error_code") + ": " + Msg.OptStr(r, "message"));
+                        Fail("register refused for " + uuid + ": " + Msg.OptStr(r, "message"), null, Msg.OptStr(r, "error_code"));
                         break;
                 }
             }
@@ -809,6 +904,29 @@ namespace VibeSync.Bridge.Core
             reqs.Remove(rid);
             if (reqs.Count == 0) unresolved.Remove(uuid);
         }
+
+        /// <summary>
+        /// A replay older than the last committed batch_result of the uuid this editor got: stale for
+        /// it (§6.6), it would put back a state this editor's own committed change replaced.
+        /// </summary>
+        bool StaleReplay(string uuid, long replaySeq)
+        {
+            long committedAt;
+            return committedSeq.TryGetValue(uuid, out committedAt) && replaySeq < committedAt;
+        }
+
+        /// <summary>A change of the uuid was sent on this connection and has not ended yet (§6.6).</summary>
+        bool InFlight(string uuid)
+        {
+            HashSet<string> reqs;
+            if (!unresolved.TryGetValue(uuid, out reqs)) return false;
+            foreach (var r in reqs) if (r != LostRequest) return true;
+            return false;
+        }
+
+        /// <summary>uuids whose change is in flight (sent, not ended by a batch_result or a refusal).</summary>
+        public int InFlightCount { get { int n = 0; foreach (var u in unresolved.Keys) if (InFlight(u)) n++; return n; } }
+        public bool IsInFlight(string uuid) { return InFlight(uuid); }
 
         /// <summary>Unresolved only because a change was sent on a connection that died, not re-sent yet.</summary>
         bool OnlyLost(string uuid)
@@ -833,6 +951,16 @@ namespace VibeSync.Bridge.Core
             }
             if (b.Count < 0) b.Broken = "negative count";
             current = b;
+            if (!receivedBatches.ContainsKey(b.BatchId))
+            {
+                var acked = new HashSet<string>();
+                foreach (var kv in unresolved)
+                    foreach (var rid in kv.Value)
+                        if (rid != LostRequest && !pendingChange.ContainsKey(rid)) { acked.Add(kv.Key); break; }
+                receivedBatches[b.BatchId] = acked;
+                receivedOrder.Enqueue(b.BatchId);
+                if (receivedOrder.Count > MaxReceivedBatches) receivedBatches.Remove(receivedOrder.Dequeue());
+            }
         }
 
         void OnApply(Dictionary<string, object> m, byte[] attachment)
@@ -997,12 +1125,34 @@ namespace VibeSync.Bridge.Core
             return null;
         }
 
+        /// <summary>Two people changed one object in one window (PROTOCOL §6.2); the loser is corrected by a resync.</summary>
+        void OnConflict(Dictionary<string, object> m)
+        {
+            var c = new ConflictInfo
+            {
+                Uuid = Msg.OptStr(m, "uuid"), Winner = Msg.OptStr(m, "winner"), Loser = Msg.OptStr(m, "loser"),
+                Op = Msg.OptStr(m, "op"), Seq = Msg.OptLong(m, "seq", 0),
+            };
+            Remember(conflicts, c);
+            Emit("conflict", new Dictionary<string, object>
+            {
+                { "uuid", c.Uuid }, { "winner", c.Winner }, { "loser", c.Loser }, { "op", c.Op }, { "seq", c.Seq },
+            });
+        }
+
+        static void Remember<T>(List<T> list, T item)
+        {
+            if (list.Count == MaxRemembered) list.RemoveAt(0);
+            list.Add(item);
+        }
+
         void OnPeers(Dictionary<string, object> m)
         {
             var before = new HashSet<string>();
             foreach (var p in peers) before.Add(p.SessionId);
             peers.Clear();
             otherProjects.Clear();
+            otherProjectsWithClients.Clear();
             object v;
             if (m.TryGetValue("peers", out v) && v is List<object>)
                 foreach (var x in (List<object>)v)
@@ -1016,7 +1166,13 @@ namespace VibeSync.Bridge.Core
                 {
                     var d = x as Dictionary<string, object>;
                     string pid = d == null ? null : Msg.OptStr(d, "project_id");
-                    if (pid != null) otherProjects.Add(pid);
+                    if (pid == null) continue;
+                    otherProjects.Add(pid);
+                    var op = new OtherProject { ProjectId = pid };
+                    object cl;
+                    if (d.TryGetValue("clients", out cl) && cl is List<object>)
+                        foreach (var k in (List<object>)cl) if (k is string) op.Clients.Add((string)k);
+                    otherProjectsWithClients.Add(op);
                 }
             bool joined = false;
             foreach (var p in peers) if (!before.Contains(p.SessionId)) joined = true;
@@ -1055,7 +1211,7 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         bool HasLocalWork(string uuid)
         {
-            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid)) return true;
+            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid)) return true;
             if (!dirty.Contains(uuid)) return false;
             ObjectState before;
             if (!synced.TryGetValue(uuid, out before) || before == null) return false; // never synced here: the daemon's state is applied
@@ -1093,7 +1249,7 @@ namespace VibeSync.Bridge.Core
             {
                 var keptSet = new HashSet<string>();
                 foreach (var c in b.Changes)
-                    if (!keptSet.Contains(c.Uuid) && HasLocalWork(c.Uuid)) { keptSet.Add(c.Uuid); kept.Add(c.Uuid); }
+                    if (!keptSet.Contains(c.Uuid) && (HasLocalWork(c.Uuid) || StaleReplay(c.Uuid, b.Seq))) { keptSet.Add(c.Uuid); kept.Add(c.Uuid); }
                 if (kept.Count > 0)
                 {
                     toApply = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
@@ -1149,6 +1305,7 @@ namespace VibeSync.Bridge.Core
                 hashes[c.Uuid] = h;
                 synced[c.Uuid] = st;
                 appliedHash[c.Uuid] = h;
+                confirmed.Add(c.Uuid);
             }
             if (anyDelete)
             {
@@ -1184,6 +1341,10 @@ namespace VibeSync.Bridge.Core
             {
                 if (registering.Contains(uuid)) continue; // decided when the register ack arrives
                 if (adoptable.Contains(uuid)) continue; // waits for the first replay (Adopt)
+                // One change per uuid in flight (PROTOCOL §6.6, pipeline step `send`): a newer edit
+                // waits, still dirty, until the previous change ends (batch_result naming the uuid, or
+                // a refusal), so a result never resolves work it did not cover. Edits meanwhile coalesce.
+                if (InFlight(uuid)) continue;
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);
@@ -1360,6 +1521,12 @@ namespace VibeSync.Bridge.Core
                 { "attachment_bytes", (long)(attachment == null ? 0 : attachment.Length) },
             });
         }
+    }
+
+    /// <summary>First-sync progress (SyncEngine.Progress): objects confirmed synced of those tracked.</summary>
+    public struct SyncProgress
+    {
+        public long Synced, Total;
     }
 
     /// <summary>Another scene-holding session of the project (PROTOCOL §6.8 `peers`).</summary>

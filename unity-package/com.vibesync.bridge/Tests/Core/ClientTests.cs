@@ -18,6 +18,18 @@ namespace VibeSync.Bridge.Tests
             return new BridgeClient(o);
         }
 
+        /// <summary>A loopback port nothing listens on (bound, read, closed), and a token file for it.</summary>
+        internal static int ClosedPort(out string tokenFile)
+        {
+            var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            int port = ((IPEndPoint)l.LocalEndpoint).Port;
+            l.Stop();
+            tokenFile = Path.GetTempFileName();
+            File.WriteAllText(tokenFile, "abc");
+            return port;
+        }
+
         static List<ClientEvent> Drain(BridgeClient c)
         {
             var l = new List<ClientEvent>();
@@ -105,13 +117,8 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void RefusedConnectionBacksOffWithoutThrowing()
         {
-            // A port with nothing listening: bind, read the port, close.
-            var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            int port = ((IPEndPoint)l.LocalEndpoint).Port;
-            l.Stop();
-            string tok = Path.GetTempFileName();
-            File.WriteAllText(tok, "abc");
+            string tok;
+            int port = ClosedPort(out tok);
             var c = NewClient(port, tok, o => o.Backoff = new[] { TimeSpan.Zero, TimeSpan.FromMilliseconds(300) });
             try
             {

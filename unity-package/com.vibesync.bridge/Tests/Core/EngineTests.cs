@@ -11,7 +11,7 @@ namespace VibeSync.Bridge.Tests
 {
     public static class EngineTests
     {
-        sealed class Rig : IDisposable
+        internal sealed class Rig : IDisposable
         {
             public FakeDaemon Daemon = new FakeDaemon();
             public HeadlessScene Scene = new HeadlessScene();
@@ -249,7 +249,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void LocalEditIsSentAsCanonicalChangeAndUserActivity()
         {
-            using (var r = new Rig())
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
                 var a = r.Add("A");
                 r.StartAndRegister();
@@ -275,7 +275,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void DuplicateIsRegisteredUnderAFreshUuidAndDeleteIsSent()
         {
-            using (var r = new Rig())
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
                 var a = r.Add("A");
                 r.StartAndRegister();
@@ -490,7 +490,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>A created, its create committed (resolved): the start of the replay tests.</summary>
-        static SceneObject CommittedObject(Rig r, double x)
+        internal static SceneObject CommittedObject(Rig r, double x)
         {
             var a = r.Add("A", x, x, x);
             r.StartAndRegister();
@@ -537,8 +537,13 @@ namespace VibeSync.Bridge.Tests
         /// A batch_result resolves the changes the daemon acknowledged, never a newer change of the
         /// same uuid still waiting for its ack: a replay that follows does not undo the newer move.
         /// </summary>
+        /// <summary>
+        /// PROTOCOL §6.6, one change per uuid in flight: a newer edit of a uuid whose change has no
+        /// batch_result yet waits (so that result cannot be taken for it), a replay meanwhile does
+        /// not undo it, and it goes once the result arrives.
+        /// </summary>
         [VsTest]
-        public static void BatchResultDoesNotResolveANewerChangeStillInFlight()
+        public static void ANewerEditWaitsForTheResultOfTheChangeInFlight()
         {
             using (var r = new Rig())
             {
@@ -548,23 +553,22 @@ namespace VibeSync.Bridge.Tests
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "first move queued", r.Pump);
-                // The daemon stops answering: the second move stays without ack.
-                r.Daemon.OnRequest = f => f.Type == "change" ? null : r.Daemon.DefaultReply(f);
                 a.Position = new[] { 3.0, 3, 3 };
                 r.Engine.MarkDirty(a.Uuid);
-                r.Daemon.WaitFor("change", 3, r.Pump);
-                // The first move's batch commits.
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
-                Check.Eventually(() => r.Engine.BatchResults == 2, TimeSpan.FromSeconds(5), "result received", r.Pump);
-                Check.True(r.Engine.HasUnresolvedLocalWork(a.Uuid), "the second move is still unresolved");
-                // A replay of the older state (it waits for the second move's ack, then is checked
-                // against the local work) does not undo the second move.
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
                 r.Settle();
-                var second = r.Daemon.Received("change")[2].Message;
-                r.Daemon.Broadcast(r.Daemon.Ack(second["request_id"], (List<object>)second["changes"], "uuid", ItemStatus.Queued));
+                Check.Equal(2, r.Daemon.Received("change").Count, "the second move waits for the first one's batch_result");
+                Check.True(r.Engine.IsInFlight(a.Uuid) && r.Engine.HasUnresolvedLocalWork(a.Uuid), "in flight, and local work");
+                // A replay of the older state does not undo the waiting move.
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
                 Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "the newer local move is kept");
+                // The first move's batch commits: the second goes now, with the current state.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                Check.Equal(a.Uuid, (string)op["uuid"], "the waiting move");
+                Check.Near(new[] { 3.0, 3, -3 }, Vectors.Doubles(op["t"]), 1e-12, "the current position (canonical)");
+                Check.True(r.Engine.IsInFlight(a.Uuid), "in flight again until its own result");
             }
         }
 
@@ -600,6 +604,14 @@ namespace VibeSync.Bridge.Tests
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
                 var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
                 Check.Equal("create", (string)op["op"], "re-sent in full after the next edit");
+                // It fails again (one change per uuid in flight: the next retry waits for this result).
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                    { "kept_local", true }, { "reason", "still failing" },
+                });
+                Check.Eventually(() => !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the retry ended", r.Pump);
 
                 // A peer joins: re-sent again.
                 r.Daemon.Broadcast(new Dictionary<string, object>
@@ -685,6 +697,8 @@ namespace VibeSync.Bridge.Tests
                 r.Pump();
                 Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
                 Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "still kept");
+                // The queued move (5, 5, 5) commits; the edit made since goes then (one change per uuid in flight).
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
                 var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
                 Check.Equal("create", (string)op["op"], "full state sent as create");
@@ -820,7 +834,7 @@ namespace VibeSync.Bridge.Tests
         public static void NotFoundIsAnsweredWithACreateAndStaleWaitsForTheResync()
         {
             bool refuse = true;
-            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            using (var r = new Rig(rig => { rig.Daemon.Commits = true; rig.Daemon.OnRequest = f =>
             {
                 if (f.Type != "change" || !refuse) return rig.Daemon.DefaultReply(f);
                 var results = new List<object>();
@@ -833,7 +847,7 @@ namespace VibeSync.Bridge.Tests
                         : new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", code }, { "message", "test" } });
                 }
                 return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", 0L }, { "results", results } };
-            }))
+            }; }))
             {
                 var a = r.Add("A");
                 var b = r.Add("B");
@@ -933,7 +947,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void RemoteDeleteOfAParentReportsTheChildrenItTookAlong()
         {
-            using (var r = new Rig())
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
                 var a = r.Add("A");
                 var b = r.Add("B");
@@ -977,7 +991,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void SafeModeHoldsLocalChangesUntilItEnds()
         {
-            using (var r = new Rig())
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
                 var a = r.Add("A");
                 r.StartAndRegister();
@@ -1000,7 +1014,7 @@ namespace VibeSync.Bridge.Tests
         public static void UnacknowledgedChangesAreResentAfterReconnect()
         {
             bool swallow = false;
-            using (var r = new Rig(rig => rig.Daemon.OnRequest = f => (swallow && f.Type == "change") ? null : rig.Daemon.DefaultReply(f)))
+            using (var r = new Rig(rig => { rig.Daemon.Commits = true; rig.Daemon.OnRequest = f => (swallow && f.Type == "change") ? null : rig.Daemon.DefaultReply(f); }))
             {
                 var a = r.Add("A");
                 r.StartAndRegister();

@@ -35,6 +35,12 @@ namespace VibeSync.Bridge.Tests
         public Func<Frame, Dictionary<string, object>> OnRequest;
         public bool SilentHandshake; // never answer hello
         public bool SafeModeAtWelcome;
+        /// <summary>
+        /// Like the real daemon with no other editor connected: after acknowledging a `change`, send
+        /// a `committed` batch_result naming its queued uuids (an editor sends a uuid's next change
+        /// only after that, PROTOCOL §6.6). Off: tests send results themselves.
+        /// </summary>
+        public volatile bool Commits;
 
         public FakeDaemon()
         {
@@ -92,6 +98,18 @@ namespace VibeSync.Bridge.Tests
                         }
                         var r = OnRequest != null ? OnRequest(f) : DefaultReply(f);
                         if (r != null) Write(c, r, null);
+                        if (r != null && Commits && f.Type == MessageType.Change && (string)r["type"] == MessageType.Ack)
+                        {
+                            var queued = new List<object>();
+                            foreach (Dictionary<string, object> res in (List<object>)r["results"])
+                                if ((string)res["status"] == ItemStatus.Queued) queued.Add(res["uuid"]);
+                            if (queued.Count > 0)
+                                Write(c, new Dictionary<string, object>
+                                {
+                                    { "type", MessageType.BatchResult }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", NextSeq() },
+                                    { "outcome", BatchOutcome.Committed }, { "uuids", queued },
+                                }, null);
+                        }
                     }
                 }
             }

@@ -50,8 +50,12 @@ commands:
   material <uuid> r g b a metallic roughness
   duplicate <uuid>                       Ctrl+D: the copy gets a fresh uuid, the original keeps its own
   delete <uuid>                          delete the object and its children
+  together CMD ; CMD ...                 several edits in one editor frame: they leave in one `change`
+                                         (one change per object is in flight, PROTOCOL §6.6)
   dump [FILE]                            write the scene JSON (default: --dump FILE)
   stats                                  print {""event"":""stats"",...} with the sync counters
+  status-view                            print {""event"":""status_view"",""lines"":[{key,level,text}]}: what the
+                                         editor's VibeSync window shows now (the same lines as Blender's sidebar)
   corrupt-next-hash                      the next `applied` answer carries a wrong hash for every uuid
   pause | resume                         enter / leave Play Mode (batches answered `held`; resync after)
   ping | status | resync                 protocol requests
@@ -311,6 +315,18 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             string verb = p[0];
             switch (verb)
             {
+                case "together":
+                    {
+                        // Several edits in one editor frame (one engine tick): they leave in one `change`.
+                        Need(p, 2, "together <command> ; <command> ...");
+                        foreach (var part in line.Substring(verb.Length).Split(new[] { ';' }, StringSplitOptions.RemoveEmptyEntries))
+                        {
+                            string one = part.Trim();
+                            if (one.Length == 0) continue;
+                            if (Execute(one) != null) throw new ArgumentException("together: `" + one + "` waits; only edits can go together");
+                        }
+                        return null;
+                    }
                 case "create":
                     {
                         Need(p, 3, "create <uuid|auto> <name> [parent]");
@@ -404,6 +420,15 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 case "stats":
                     Print("stats", engine.Stats());
                     return null;
+                case "status-view":
+                    {
+                        // The lines the Unity window (and Blender's sidebar) would show now (StatusView).
+                        var lines = new List<object>();
+                        foreach (var l in StatusView.Lines(StatusView.From(engine, DateTime.UtcNow)))
+                            lines.Add(new Dictionary<string, object> { { "key", l.Key }, { "level", l.Level }, { "text", l.Text } });
+                        Print("status_view", F("lines", lines));
+                        return null;
+                    }
                 case "corrupt-next-hash":
                     corruptNext = true;
                     Print("corrupt_armed", null);

@@ -237,6 +237,8 @@ namespace UnityEditor
         public static int IntSlider(GUIContent l, int v, int a, int b) { return v; }
         public static void Space() { }
         public static void HelpBox(string m, MessageType t) { }
+        public static void LabelField(string l, params GUILayoutOption[] o) { }
+        public static void LabelField(string l, GUIStyle s, params GUILayoutOption[] o) { }
         public static void LabelField(string l, string v) { }
         public static void LabelField(string l, string v, GUIStyle s) { }
         public class HorizontalScope : IDisposable { public HorizontalScope() { } public void Dispose() { } }

@@ -1,0 +1,123 @@
+"""The main thread's time budget, in one place, and the garbage-collector hold of a big sync.
+
+Free of bpy (plain CPython tests drive it). docs/ARCHITECTURE.md "Main-thread budget":
+
+* `TICK_BUDGET_MS` -- the work one pump tick starts (each step checks the tick's deadline
+  and leaves the rest for the next tick); `FRAME_MS` -- what no main-thread step of the
+  addon may exceed (one frame at 60 Hz; measured by `scripts/bench-first-sync`);
+  `SLICE_S` -- how long a resumable pass (scan, sweep, a big message, the progress count)
+  runs before it yields; `TIMER_INTERVAL_S` / `BUSY_TIMER_INTERVAL_S` (a backlog of
+  `BUSY_BACKLOG_ITEMS` or more) / `IDLE_TIMER_INTERVAL_S` -- how often Blender's timer
+  runs the pump.
+* `GcHold` -- CPython's cyclic garbage collector walks every tracked Python object of
+  Blender in a full (generation 2) collection: ~50 ms of CPU in a 10,000-object file,
+  landing in whichever step happens to allocate. While a big sync runs (a scan of a big
+  file, or a backlog of `GC_HOLD_MIN_ITEMS` items or more), the hold raises the
+  generation-2 threshold (`gc.set_threshold`) so that no full collection starts; young
+  generations are still collected. When the backlog is gone the user's thresholds are put
+  back exactly as they were (unless someone else changed them meanwhile: theirs stay) and
+  `gc.freeze()` moves the objects alive at that moment (Blender's and the registry built
+  by the sync) to CPython's permanent generation: the full collection that the sync made
+  due then walks only newer objects instead of pausing Blender for the whole heap.
+  `thaw()` (`gc.unfreeze()`) puts them back into the oldest generation on disconnect,
+  unregister and file load (where the collection it leads to is part of the load), so
+  Blender's collector is left as it was. Frozen objects are still freed by reference
+  counting; only cyclic garbage among them waits for the thaw. Nothing is frozen when
+  another party already uses `gc.freeze()`. A backlog older than `GC_HOLD_MAX_S` (a peer
+  that never answers) is released without freezing and not held again until it drains.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("vibesync")
+
+TICK_BUDGET_MS = 8.0
+FRAME_MS = 16.0
+SLICE_S = 0.002
+TIMER_INTERVAL_S = 0.05
+# While a backlog is being worked off (a first sync), the timer comes back sooner: each
+# tick stays within TICK_BUDGET_MS, and Blender's event loop runs between two ticks.
+BUSY_TIMER_INTERVAL_S = 0.01
+BUSY_BACKLOG_ITEMS = 100  # what counts as "a backlog" for the timer
+IDLE_TIMER_INTERVAL_S = 0.25
+
+GC_HOLD_MIN_ITEMS = 1000
+GC_HOLD_MAX_S = 900.0
+_HELD_GEN2 = 2**31 - 1
+
+
+class GcHold:
+    """Holds CPython's full collections off while a big sync runs; restores after."""
+
+    def __init__(self, gc_module=gc, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gc = gc_module
+        self.clock = clock
+        self.saved: tuple[int, int, int] | None = None  # the user's thresholds
+        self.held: tuple[int, int, int] | None = None   # what we set
+        self.since = 0.0
+        self.holds = 0  # how many holds were started (diagnostics, tests)
+        self.expired = False
+        self.frozen = False  # we called gc.freeze() and have not thawed yet
+
+    @property
+    def active(self) -> bool:
+        return self.held is not None
+
+    def update(self, busy: bool) -> None:
+        """Called once per tick: `busy` says a big sync is under way."""
+        if not busy:
+            self.expired = False
+            if self.held is not None:
+                self.release()
+                self.freeze()
+        elif self.held is None:
+            if not self.expired:
+                self.start()
+        elif self.clock() - self.since > GC_HOLD_MAX_S:
+            # A backlog that never drains (e.g. a peer that never answers) does not keep
+            # the collector held: released, and not held again until it has drained.
+            self.release()
+            self.expired = True
+
+    def start(self) -> None:
+        saved = tuple(self.gc.get_threshold())
+        held = (saved[0], saved[1], max(saved[2], _HELD_GEN2))
+        self.gc.set_threshold(*held)
+        self.saved, self.held = saved, held
+        self.since = self.clock()
+        self.holds += 1
+        log.debug("vibesync: big sync: full garbage collections held (thresholds %s)", saved)
+
+    def freeze(self) -> None:
+        """Move every object alive now to the permanent generation (see the module)."""
+        if self.gc.get_freeze_count() and not self.frozen:
+            return  # someone else freezes objects: their freeze is theirs to undo
+        self.gc.freeze()
+        self.frozen = True
+
+    def thaw(self, collect: bool = False) -> None:
+        """Undo our freeze (and release a hold); `collect` runs the full collection now
+        (where a pause is expected anyway, e.g. a file load)."""
+        self.release()
+        if self.frozen:
+            self.gc.unfreeze()
+            self.frozen = False
+            if collect:
+                self.gc.collect()
+
+    def release(self) -> None:
+        """Put the user's thresholds back (no-op when not holding)."""
+        if self.held is None:
+            return
+        if tuple(self.gc.get_threshold()) == self.held:
+            self.gc.set_threshold(*self.saved)
+        else:
+            log.info("vibesync: garbage-collector thresholds changed by someone else during "
+                     "the sync; leaving theirs (%s)", self.gc.get_threshold())
+        self.saved = self.held = None
+        log.debug("vibesync: full garbage collections released")

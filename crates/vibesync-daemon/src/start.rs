@@ -1,0 +1,88 @@
+//! Starting the daemon: the boot sequence and its policy (data dir, token, stores with
+//! recovery, the boot counter, safe mode after a crash loop or too many recent failures),
+//! then binding the listener (docs/RESILIENCE.md §1: the crash-loop rule).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::{boot, fsutil, now_rfc3339, stores, token, Config, Daemon, DaemonError, DataDir, DAEMON_VERSION};
+
+/// Options of `vibesync serve` beyond the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub repair: bool,
+}
+
+/// Boot: data dir, boot.json, token, stores (with recovery). Does not listen yet.
+pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonError> {
+    let data = DataDir::new(config.data_dir());
+    std::fs::create_dir_all(data.root()).map_err(|e| DaemonError::DataDir {
+        path: data.root().to_path_buf(),
+        message: format!("cannot create: {e}"),
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data.root(), std::fs::Permissions::from_mode(0o700));
+    }
+    let now = now_rfc3339();
+    let token = token::load_or_create(&data.token())?;
+    let stores = stores::Stores::open(&config, &data, opts)?;
+    // Only after the stores opened (the WAL holds the data-dir lock) is this boot counted.
+    let (previous, current) = boot::begin(&data.boot(), &now)?;
+    if !previous.last_boot_success || previous.running {
+        warn!(
+            consecutive_unclean_boots = current.consecutive_unclean_boots,
+            "previous run did not shut down cleanly; recovered from the WAL"
+        );
+    }
+    let threshold = config.governance.crash_loop_threshold;
+    let mut safe = current.safe_mode;
+    if threshold > 0 && current.consecutive_unclean_boots >= threshold && !safe {
+        safe = true;
+        let mut s = current.clone();
+        s.safe_mode = true;
+        s.safe_mode_reason =
+            Some(format!("{} unclean boots in a row (threshold {threshold})", current.consecutive_unclean_boots));
+        boot::write(&data.boot(), &s)?;
+        warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
+    }
+    let failures = stores.governance.lock().unwrap().global_failures(stores::unix_ms());
+    if failures >= config.governance.global_failures.max(1) && !safe {
+        safe = true;
+        let mut s = boot::read(&data.boot())?;
+        s.safe_mode = true;
+        s.safe_mode_reason = Some(format!(
+            "{failures} sync failures in the last {} s of the WAL (threshold {})",
+            config.governance.failure_window_ms / 1000,
+            config.governance.global_failures
+        ));
+        boot::write(&data.boot(), &s)?;
+        warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
+    }
+    Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
+}
+
+/// Bind the configured address (or `listen`), record it in daemon.json, and return the
+/// listener with its real address.
+pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(listen).await.map_err(|source| DaemonError::Listen { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen { addr: listen, source })?;
+    daemon.set_listen_addr(addr);
+    let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string(), "version": DAEMON_VERSION});
+    fsutil::write_atomic(&daemon.data_dir().daemon_info(), info.to_string().as_bytes(), None)
+        .map_err(|e| DaemonError::DataDir { path: daemon.data_dir().daemon_info(), message: e.to_string() })?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            listen = %addr,
+            "LISTENING BEYOND LOOPBACK: {addr} is reachable from the network. VibeSync trusts only the local user: \
+             anyone who can reach this port and read the token can change your scenes. Use --listen 127.0.0.1:<port> \
+             unless you really mean this (`vibesync status` shows reachable_from_network: true)"
+        );
+    }
+    info!(listen = %addr, data_dir = %daemon.data_dir().root().display(), "listening");
+    Ok((listener, addr))
+}
