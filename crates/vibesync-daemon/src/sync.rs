@@ -36,7 +36,7 @@ use vibesync_engine::verify::{mismatches, Verdict, Verification};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{BatchOutcome, ClientKind, Frame, ItemErrorCode, ItemStatus, Outbound, PathKind, RollbackCode};
-use vibesync_registry::{Op as RegOp, Status};
+use vibesync_registry::{Entry, Op as RegOp, Status};
 use vibesync_wal::{Outcome, Phase, Record, RecordDraft};
 
 use crate::core::{Daemon, SessionInfo};
@@ -188,6 +188,8 @@ struct Inflight {
     path: Path,
     seq: u64,
     uuids: Vec<String>,
+    /// `uuids` as a set: admission asks "is it in flight?" once per change.
+    members: HashSet<String>,
     records: Vec<Record>,
     /// Every admitted change of the batch's window (origin = session id), arrival order.
     changes: Vec<Queued<SessionId>>,
@@ -339,7 +341,7 @@ impl Actor {
 
     /// The batch in flight that holds `uuid`.
     fn inflight_with(&self, uuid: &str) -> Option<&Inflight> {
-        self.inflight.iter().find(|f| f.uuids.iter().any(|u| u == uuid))
+        self.inflight.iter().find(|f| f.members.contains(uuid))
     }
 
     async fn on_tick(&mut self) {
@@ -510,8 +512,8 @@ impl Actor {
                 }
             };
 
-            let blob = match self.admit(session, base_seq, &change, &attachment, &at) {
-                Ok(blob) => blob,
+            let Admitted { blob, entry } = match self.admit(session, base_seq, &change, &attachment, &at) {
+                Ok(a) => a,
                 Err((code, msg)) => {
                     if code == ItemErrorCode::StorageFailed {
                         self.daemon.storage_failure_notice("sync", &msg);
@@ -528,7 +530,7 @@ impl Actor {
                 results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
             }
-            let decision = match self.consult_gate(&change) {
+            let decision = match self.consult_gate(&change, entry) {
                 Ok(d) => d,
                 Err(why) => {
                     self.daemon.storage_failure_notice("sync", &why);
@@ -658,7 +660,7 @@ impl Actor {
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<Option<String>, (ItemErrorCode, String)> {
+    ) -> Result<Admitted, (ItemErrorCode, String)> {
         // A read failure answers STORAGE_FAILED for this item, never "unknown uuid".
         let entry = self.daemon.stores().registry.lookup(&self.project, &change.uuid).map_err(|e| {
             (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
@@ -732,7 +734,7 @@ impl Actor {
                 if let Err(e) = Mesh::decode(attachment) {
                     return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
                 }
-                return Ok(Some(hash.to_string()));
+                return Ok(Admitted { blob: Some(hash.to_string()), entry });
             } else if !self.daemon.stores().has_blob(hash) {
                 return Err((
                     ItemErrorCode::InvalidField,
@@ -740,12 +742,13 @@ impl Actor {
                 ));
             }
         }
-        Ok(None)
+        Ok(Admitted { blob: None, entry })
     }
 
-    /// L2: consult the failure index before queuing a mutation.
-    fn consult_gate(&self, change: &Change) -> Result<Decision, String> {
-        let current = self.current_state(&change.uuid)?;
+    /// L2: consult the failure index before queuing a mutation. `entry`: the uuid's registry
+    /// entry as admission read it (one registry read per change, not two).
+    fn consult_gate(&self, change: &Change, entry: Option<Entry>) -> Result<Decision, String> {
+        let current = state_of(&change.uuid, entry)?;
         let next_hash = || apply_change(current.as_ref(), &change.op).ok().flatten().map(|s| s.hash());
         let now = crate::stores::unix_ms();
         Ok(self.daemon.stores().governance.lock().unwrap().gate_with(&change.uuid, change.op.name(), next_hash, now))
@@ -806,13 +809,7 @@ impl Actor {
     /// `delete` by a resync).
     fn current_state(&self, uuid: &str) -> Result<Option<ObjectState>, String> {
         let entry = self.daemon.stores().registry.lookup(&self.project, uuid);
-        let Some(e) = entry.map_err(|e| format!("registry read failed: {e}"))? else { return Ok(None) };
-        match e.state {
-            Some(v) if e.status != Status::Tombstoned => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|err| format!("the registry's state of {uuid} is unreadable: {err}")),
-            _ => Ok(None),
-        }
+        state_of(uuid, entry.map_err(|e| format!("registry read failed: {e}"))?)
     }
 
     /// A window closed (`queued`, from `lane`): compute new states, write
@@ -832,6 +829,9 @@ impl Actor {
             own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
         }
         let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
+        // uuid → registered (live or quarantined) before the batch: read with `start`, one
+        // registry read per uuid of the window.
+        let mut registered: HashMap<String, bool> = HashMap::new();
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
         let mut kept: Vec<Queued<SessionInfo>> = Vec::new();
         let mut all: Vec<Queued<SessionId>> = Vec::new();
@@ -840,7 +840,13 @@ impl Actor {
         for (q, keep) in queued.into_iter().zip(mask) {
             kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
             if !start.contains_key(&q.change.uuid) {
-                match self.current_state(&q.change.uuid) {
+                let entry = match self.daemon.stores().registry.lookup(&self.project, &q.change.uuid) {
+                    Ok(e) => e,
+                    Err(e) => return self.daemon.storage_failure_notice("sync", &format!("registry read failed: {e}")),
+                };
+                registered
+                    .insert(q.change.uuid.clone(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
+                match state_of(&q.change.uuid, entry) {
                     Ok(st) => start.insert(q.change.uuid.clone(), st),
                     Err(why) => return self.daemon.storage_failure_notice("sync", &why),
                 };
@@ -961,13 +967,7 @@ impl Actor {
             }),
         )];
         for (uuid, state) in final_states(&kept, &states) {
-            let registered = match self.daemon.stores().registry.lookup(&self.project, &uuid) {
-                Ok(e) => e.is_some_and(|e| e.status != Status::Tombstoned),
-                Err(e) => {
-                    self.daemon.storage_failure_notice(&batch_id, &format!("registry read failed: {e}"));
-                    return;
-                }
-            };
+            let registered = registered.get(&uuid).copied().unwrap_or(false);
             match state {
                 Some(s) => {
                     if !registered {
@@ -1054,6 +1054,7 @@ impl Actor {
             batch_id,
             path,
             seq,
+            members: uuids.iter().cloned().collect(),
             uuids,
             records,
             changes: all,
@@ -1553,6 +1554,25 @@ impl Actor {
                 .to_frame(),
         );
         self.daemon.send_frames(&s.session_id, frames).await
+    }
+}
+
+/// What admission found out about one change: the mesh to store once it is accepted, and
+/// the uuid's registry entry (the gate reads the current state from it).
+struct Admitted {
+    blob: Option<String>,
+    entry: Option<Entry>,
+}
+
+/// The committed state held by a registry entry (`None`: no state, or tombstoned). A stored
+/// state that does not parse is an error, never "absent".
+fn state_of(uuid: &str, entry: Option<Entry>) -> Result<Option<ObjectState>, String> {
+    let Some(e) = entry else { return Ok(None) };
+    match e.state {
+        Some(v) if e.status != Status::Tombstoned => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|err| format!("the registry's state of {uuid} is unreadable: {err}")),
+        _ => Ok(None),
     }
 }
 
