@@ -48,7 +48,7 @@ fn main() {
         for group_ms in [0u64, 50, 200] {
             let dir = tmp.path().join(format!("git-{set}-{group_ms}"));
             let cfg = AuditConfig { group_ms, ..AuditConfig::default() };
-            let snapshot = Box::new(|p: &str, u: &str, _since: u64| {
+            let snapshot = Box::new(|p: &str, u: &str, _since: u64, _upto: u64| {
                 vec![AuditContent::Live(
                     json!({"uuid":u,"project_id":p,"name":"Cube","kind":"object","status":"live","bindings":{"blender":{"editor_ref":"OB:Cube"}}}),
                 )]

@@ -70,10 +70,13 @@ pub use repo::{
     TRAILER_WAL_H, TRAILER_WAL_SEQ,
 };
 
-/// The registry content of `(project_id, uuid)` when a commit is built: the versions
-/// archived at a seq after `since` (oldest first), then the live record if there is one.
-/// Empty: nothing to write. Called on the audit thread.
-pub type Snapshot = Box<dyn Fn(&str, &str, u64) -> Vec<AuditContent> + Send>;
+/// The registry content of `(project_id, uuid)` when a commit covering WAL seqs up to `upto`
+/// is built: the versions archived at a seq after `since` and at most `upto` (oldest first),
+/// then the live record if it was last changed at or before `upto`. A record changed after
+/// `upto` (the registry applies a COMMIT before its FINAL reaches the audit) is left out:
+/// the commit of that later FINAL carries it, so no commit holds a state newer than the seq
+/// it records. Empty: nothing to write. Called on the audit thread.
+pub type Snapshot = Box<dyn Fn(&str, &str, u64, u64) -> Vec<AuditContent> + Send>;
 
 /// Tuning for [`Audit::open_with`].
 #[derive(Debug, Clone)]
@@ -376,7 +379,7 @@ fn build_batch(prev_last: u64, marks: &[FinalMark], snapshot: &Snapshot) -> Audi
     for m in marks {
         for u in &m.uuids {
             if seen.insert((m.project_id.as_str(), u.as_str())) {
-                for content in snapshot(&m.project_id, u, prev_last) {
+                for content in snapshot(&m.project_id, u, prev_last, last.seq) {
                     entries.push(AuditEntry { project_id: m.project_id.clone(), uuid: u.clone(), content });
                 }
             }

@@ -34,7 +34,7 @@ impl Reg {
     }
     fn snapshot(&self) -> Snapshot {
         let me = self.clone();
-        Box::new(move |p, u, _since| {
+        Box::new(move |p, u, _since, _upto| {
             me.0.lock().unwrap().get(&(p.to_string(), u.to_string())).cloned().into_iter().collect()
         })
     }

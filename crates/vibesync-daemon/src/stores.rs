@@ -504,7 +504,7 @@ impl Stores {
         let audit = match Audit::open_with(
             self.data.audit(),
             cfg,
-            Box::new(move |p, u, since| audit_content(&registry, p, u, since)),
+            Box::new(move |p, u, since, upto| audit_content(&registry, p, u, since, upto)),
         ) {
             Ok(a) => Arc::new(a),
             Err(e) => {
@@ -801,13 +801,14 @@ struct BootScan {
     last_seq: u64,
 }
 
-/// What the audit commits for one uuid: the versions archived after `since`, then its
-/// live record.
-fn audit_content(registry: &Registry, project_id: &str, uuid: &str, since: u64) -> Vec<AuditContent> {
+/// What the audit commits for one uuid in a commit covering seqs up to `upto`: the versions
+/// archived after `since` (and at most `upto`), then its live record unless it changed after
+/// `upto` (`vibesync_audit::Snapshot`: a later commit carries it).
+fn audit_content(registry: &Registry, project_id: &str, uuid: &str, since: u64, upto: u64) -> Vec<AuditContent> {
     let mut out = Vec::new();
     match registry.archived(project_id, uuid) {
         Ok(versions) => {
-            for v in versions.into_iter().filter(|v| v.tombstone_seq.unwrap_or(0) > since) {
+            for v in versions.into_iter().filter(|v| (since + 1..=upto).contains(&v.tombstone_seq.unwrap_or(0))) {
                 if let Ok(value) = serde_json::to_value(&v) {
                     out.push(AuditContent::Archived { tombstone_seq: v.tombstone_seq.unwrap_or(0), value });
                 }
@@ -816,12 +817,12 @@ fn audit_content(registry: &Registry, project_id: &str, uuid: &str, since: u64) 
         Err(e) => error!(project_id, uuid, "audit snapshot: registry archive lookup failed: {e}"),
     }
     match registry.lookup(project_id, uuid) {
-        Ok(Some(e)) => {
+        Ok(Some(e)) if e.updated_seq <= upto => {
             if let Ok(v) = serde_json::to_value(&e) {
                 out.push(AuditContent::Live(v));
             }
         }
-        Ok(None) => {}
+        Ok(_) => {}
         Err(e) => error!(project_id, uuid, "audit snapshot: registry lookup failed: {e}"),
     }
     out

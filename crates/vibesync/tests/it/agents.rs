@@ -134,8 +134,7 @@ fn tool_calls_are_gated_relayed_and_logged_as_one_transaction() {
     assert_eq!(response(&mut agent, "r7")["result"]["error_code"], "BLOCKED");
 
     // People editing: the call is held (progress), then runs after the idle period.
-    blender.send(&json!({"type": "user_activity", "active": true})).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    active(&mut blender);
     let t0 = Instant::now();
     call(&mut agent, "r8", "rmg", "other");
     let p = recv_type(&mut agent, "command_progress");
@@ -147,8 +146,7 @@ fn tool_calls_are_gated_relayed_and_logged_as_one_transaction() {
     assert_eq!(response(&mut agent, "r8")["result"]["status"], "warning");
 
     // Cancelled while held: nothing reaches Blender.
-    blender.send(&json!({"type": "user_activity", "active": true})).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    active(&mut blender);
     call(&mut agent, "r9", "rmg", "other");
     recv_type(&mut agent, "command_progress");
     agent.send(&json!({"type": "addon_cancel", "request_id": "r9"})).unwrap();
@@ -181,4 +179,16 @@ fn tool_calls_are_gated_relayed_and_logged_as_one_transaction() {
     let cmd = recv_type(&mut blender, "addon_command");
     answer(&mut blender, &cmd, json!({"status": "success", "message": "made"}), &[]);
     assert_eq!(response(&mut agent, "r12")["result"]["status"], "success");
+}
+
+/// Blender says a person is editing, and the daemon has handled it: its messages are handled
+/// in order, so the `pong` to the ping sent right after is the event (not a sleep).
+fn active(blender: &mut Client) {
+    blender.send(&json!({"type": "user_activity", "active": true})).unwrap();
+    let pong = blender.request(&json!({"type": "ping", "request_id": "after-user-activity"})).unwrap();
+    assert_eq!(
+        (pong["type"].as_str(), pong["request_id"].as_str()),
+        (Some("pong"), Some("after-user-activity")),
+        "{pong}"
+    );
 }

@@ -250,8 +250,7 @@ fn automation_waits_while_people_edit() {
     b.send_change("c", vec![create(&mine, "Mine", [0.0, 0.0, 0.0])], &[]);
     settle(&mut [&mut b, &mut u, &mut bot]);
 
-    b.c.send(&json!({"type":"user_activity","active":true})).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    b.tell(&json!({"type":"user_activity","active":true}));
     let ack = bot.send_change("a", vec![create(&bots, "BotMade", [1.0, 0.0, 0.0])], &[]);
     assert_eq!(statuses(&ack), ["held"], "automation is held while a person works: {ack}");
     b.send_change("p", vec![transform(&mine, 3.0)], &[]);

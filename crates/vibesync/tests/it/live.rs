@@ -169,7 +169,7 @@ fn held_automation_is_not_previewed() {
         ms[1].states.contains_key(&id) && !ms[0].results.is_empty()
     });
     // A person is editing in Blender: an agent's transform is held, not forwarded.
-    b.c.send(&json!({"type":"user_activity","active":true})).unwrap();
+    b.tell(&json!({"type":"user_activity","active":true}));
     let mut agent = d.client_for("agent", "demo");
     let ack =
         agent.request(&json!({"type":"change","request_id":"a","base_seq":0,"changes":[transform(&id, 4.0)]})).unwrap();

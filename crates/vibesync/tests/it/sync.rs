@@ -84,6 +84,22 @@ impl Mini {
         }
     }
 
+    /// Send `msg` (one that has no answer, e.g. `user_activity`) and return once the daemon
+    /// has handled it: a session's messages are handled in order, so the `pong` to a ping
+    /// sent right after it is the event (other traffic meanwhile is handled as usual).
+    pub fn tell(&mut self, msg: &Value) {
+        self.c.send(msg).unwrap();
+        let rid = format!("after-{}", msg["type"].as_str().unwrap_or("message"));
+        self.c.send(&json!({"type":"ping","request_id":rid})).unwrap();
+        loop {
+            let (m, a) = self.recv();
+            if m["type"] == "pong" && m["request_id"] == rid.as_str() {
+                return;
+            }
+            self.handle(m, a);
+        }
+    }
+
     /// Pump until nothing arrives for `quiet`.
     pub fn drain(&mut self, quiet: Duration) -> usize {
         let mut n = 0;
