@@ -55,6 +55,9 @@ pub struct SyncConfig {
     /// Live previews of fast-path changes: at most one `live` frame per receiver, uuid and
     /// op per this many ms (0 = no throttle); docs/PROTOCOL.md §6.3.
     pub live_interval_ms: u64,
+    /// Fast batches of free uuids start beside a slow batch in flight (docs/PROTOCOL.md §6.2
+    /// "Pipelining"); `false`: every batch waits for the one in flight.
+    pub pipelining: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -29,7 +29,7 @@ mod registrar;
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
     pub session_id: String,
-    pub editor: String,
+    pub editor: ClientKind,
     pub project_id: String,
     pub client_id: String,
     pub editor_version: String,
@@ -43,14 +43,14 @@ impl SessionInfo {
     /// Whether this session is a client of `kind` (`hello.editor` was validated against
     /// [`ClientKind`] at the handshake).
     pub fn is(&self, kind: ClientKind) -> bool {
-        self.editor == kind.as_str()
+        self.editor == kind
     }
 
     /// `project_id`: the effective project (named in the hello, or assigned to it).
-    pub fn new(h: &Hello, project_id: String, peer: SocketAddr) -> SessionInfo {
+    pub fn new(h: &Hello, editor: ClientKind, project_id: String, peer: SocketAddr) -> SessionInfo {
         SessionInfo {
             session_id: uuid::Uuid::new_v4().to_string(),
-            editor: h.editor.clone(),
+            editor,
             project_id,
             client_id: h.client_id.clone(),
             editor_version: h.editor_version.clone(),
@@ -73,7 +73,7 @@ struct Connected {
 }
 
 /// Key of an in-memory claim: which live session holds a uuid for an editor kind.
-type ClaimKey = (String, String, String); // (project_id, editor, uuid)
+type ClaimKey = (String, ClientKind, String); // (project_id, editor, uuid)
 
 /// The project of last resort for zero-config pairing.
 pub const DEFAULT_PROJECT: &str = "default";
@@ -180,7 +180,7 @@ impl Daemon {
         if let Some(info) = info {
             self.router.left(self, &info);
             self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
-            if crate::sync::holds_scene(&info.editor) {
+            if info.editor.holds_scene() {
                 self.announce_peers();
             }
         }
@@ -189,7 +189,7 @@ impl Daemon {
     /// Called once the session has its `welcome`: `peers` (D3 in docs/PROTOCOL.md §6.8), then
     /// replay what it missed (§6.6).
     pub fn session_ready(self: &Arc<Self>, info: &SessionInfo) {
-        if crate::sync::holds_scene(&info.editor) {
+        if info.editor.holds_scene() {
             self.remember_project(&info.project_id);
             self.announce_peers();
         }
@@ -205,22 +205,22 @@ impl Daemon {
     /// other projects have editors (docs/PROTOCOL.md §6.8).
     fn announce_peers(&self) {
         let sessions = self.sessions.lock().unwrap();
-        let holders: Vec<&Connected> = sessions.values().filter(|c| crate::sync::holds_scene(&c.info.editor)).collect();
+        let holders: Vec<&Connected> = sessions.values().filter(|c| c.info.editor.holds_scene()).collect();
         for me in &holders {
             let peers: Vec<Peer> = holders
                 .iter()
                 .filter(|o| o.info.project_id == me.info.project_id && o.info.session_id != me.info.session_id)
                 .map(|o| Peer {
                     session_id: o.info.session_id.clone(),
-                    client: o.info.editor.clone(),
+                    client: o.info.editor,
                     client_id: o.info.client_id.clone(),
                 })
                 .collect();
-            let mut others: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            let mut others: BTreeMap<&str, Vec<ClientKind>> = BTreeMap::new();
             for o in holders.iter().filter(|o| o.info.project_id != me.info.project_id) {
                 let clients = others.entry(&o.info.project_id).or_default();
                 if !clients.contains(&o.info.editor) {
-                    clients.push(o.info.editor.clone());
+                    clients.push(o.info.editor);
                 }
             }
             let frame = Outbound::Peers {
@@ -245,12 +245,12 @@ impl Daemon {
     /// §3): the project of the most recently joined connected scene-holding session of
     /// another client kind, else the project most recently used by any editor (persisted),
     /// else `default`.
-    pub fn assign_project(&self, editor: &str) -> String {
+    pub fn assign_project(&self, editor: ClientKind) -> String {
         let joined = {
             let sessions = self.sessions.lock().unwrap();
             sessions
                 .values()
-                .filter(|c| crate::sync::holds_scene(&c.info.editor) && c.info.editor != editor)
+                .filter(|c| c.info.editor.holds_scene() && c.info.editor != editor)
                 .max_by_key(|c| c.info.connected_at)
                 .map(|c| c.info.project_id.clone())
         };
@@ -378,7 +378,7 @@ impl Daemon {
                 );
                 vec![]
             }
-            Inbound::Resync(r) if !crate::sync::holds_scene(&sess.editor) => vec![Outbound::error(
+            Inbound::Resync(r) if !sess.editor.holds_scene() => vec![Outbound::error(
                 ErrorCode::BadMessage,
                 format!(
                     "field `type`: `resync` is for editor sessions (blender, unity) that hold a scene; this is a `{}` session — read state with `status` or the registry instead",
@@ -776,7 +776,7 @@ impl Daemon {
         let mut projects = serde_json::Map::new();
         {
             let sessions = self.sessions.lock().unwrap();
-            for c in sessions.values().filter(|c| crate::sync::holds_scene(&c.info.editor)) {
+            for c in sessions.values().filter(|c| c.info.editor.holds_scene()) {
                 let p = projects
                     .entry(c.info.project_id.clone())
                     .or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));

@@ -98,14 +98,17 @@ pub async fn serve_connection(
             }
         },
     };
-    if let Err((code, msg)) = check_hello(&daemon, &hello) {
-        warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
-        let _ = send_error_and_close(&mut writer, code, msg, None).await;
-        return;
-    }
+    let editor = match check_hello(&daemon, &hello) {
+        Ok(editor) => editor,
+        Err((code, msg)) => {
+            warn!(%peer, code = code.as_str(), editor = %hello.editor, project_id = ?hello.project_id, "handshake refused");
+            let _ = send_error_and_close(&mut writer, code, msg, None).await;
+            return;
+        }
+    };
     let project_id = match &hello.project_id {
         Some(p) => p.clone(),
-        None => daemon.assign_project(&hello.editor),
+        None => daemon.assign_project(editor),
     };
     drop(ticket);
     let max_sessions = daemon.config().server.max_connections;
@@ -120,7 +123,7 @@ pub async fn serve_connection(
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
     let (tx, mut rx) = Outbox::new(daemon.config().server.send_queue_frames);
-    let info = SessionInfo::new(&hello, project_id.clone(), peer);
+    let info = SessionInfo::new(&hello, editor, project_id.clone(), peer);
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
@@ -291,7 +294,8 @@ async fn submit_overflow(daemon: &Arc<Daemon>, session_id: &str, tx: &Outbox, ov
     alive
 }
 
-fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
+/// The hello's client kind, or why the handshake is refused.
+fn check_hello(daemon: &Daemon, h: &Hello) -> Result<vibesync_protocol::ClientKind, (ErrorCode, String)> {
     if !crate::token::matches(daemon.token(), h.token.trim()) {
         return Err((
             ErrorCode::AuthFailed,
@@ -312,7 +316,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             return Err((ErrorCode::BadProjectId, m));
         }
     }
-    if vibesync_protocol::ClientKind::parse(&h.editor).is_none() {
+    let Some(editor) = vibesync_protocol::ClientKind::parse(&h.editor) else {
         return Err((
             ErrorCode::BadMessage,
             format!(
@@ -321,7 +325,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
                 vibesync_protocol::ClientKind::list()
             ),
         ));
-    }
+    };
     if h.client_id.len() > validate::MAX_ID_BYTES || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES {
         return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
     }
@@ -339,7 +343,7 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<(), (ErrorCode, String)> {
             ));
         }
     }
-    Ok(())
+    Ok(editor)
 }
 
 fn frame_error_message(e: &FrameError) -> (Option<ErrorCode>, String) {

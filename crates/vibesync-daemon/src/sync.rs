@@ -3,8 +3,10 @@
 //! commits or rolls back (docs/PROTOCOL.md §6). The decisions themselves (validation,
 //! coalescing, state transitions, paths) are pure functions in `vibesync_engine::sync`.
 //!
-//! One batch per project is in flight at a time; the next window waits for it. All state of a
-//! project lives in its actor, so no locks are held across awaits except the daemon-wide
+//! Batches of a project are pipelined (docs/PROTOCOL.md §6.2 "Pipelining"): while a slow batch
+//! waits for its participants, fast batches of uuids it does not hold may start, be verified
+//! and commit beside it (the pure rule is `vibesync_engine::queue`); everything else waits
+//! until no batch is in flight. All state of a project lives in its actor, so no locks are held across awaits except the daemon-wide
 //! mutation turn around COMMIT + registry apply (the registry applies in COMMIT order).
 //!
 //! Invariant (docs/PROTOCOL.md §6.4): a person's edit is never undone, deleted or overwritten
@@ -25,9 +27,10 @@ use vibesync_engine::finalize::plan_rollback;
 use vibesync_engine::forward::{self, Conflict, Ops};
 use vibesync_engine::governance::{Decision, Escalation, IdleTracker};
 use vibesync_engine::live::Throttle;
+use vibesync_engine::queue::{self, Flight, Lane, Queue};
 use vibesync_engine::sync::{
     apply_change, batch_path, change_to_wire, coalesce_mask, parse_change, Author, Change, ChangeOp, ObjectState, Path,
-    Queued, Window,
+    Queued,
 };
 use vibesync_engine::verify::{mismatches, Verdict, Verification};
 use vibesync_protocol::mesh::Mesh;
@@ -215,8 +218,16 @@ struct ResyncCheck {
 struct Actor {
     daemon: Arc<Daemon>,
     project: String,
-    window: Window<SessionInfo>,
-    inflight: Option<Inflight>,
+    /// Pipeline step `queue`: the main and the pipelined window.
+    queue: Queue<SessionInfo>,
+    /// The batches in flight, oldest first: at most one slow and one fast, uuids disjoint.
+    inflight: Vec<Inflight>,
+    /// Batches that committed after a later seq had been sent to editors (a pipelined batch's
+    /// fences or result): (COMMIT seq, uuids). An editor whose `last_seq` is below the COMMIT
+    /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them.
+    late_commits: Vec<(u64, Vec<String>)>,
+    /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
+    exposed_seq: std::sync::atomic::AtomicU64,
     /// uuid → (seq of its last committed sync change, client_id and editor kind of the
     /// editor that made it).
     synced: HashMap<String, (u64, String, String)>,
@@ -257,8 +268,10 @@ impl Actor {
             status,
             daemon,
             project,
-            window: Window::new(window_ms),
-            inflight: None,
+            queue: Queue::new(window_ms),
+            inflight: Vec::new(),
+            late_commits: Vec::new(),
+            exposed_seq: std::sync::atomic::AtomicU64::new(0),
             synced: HashMap::new(),
             resyncs: HashMap::new(),
             deferred: Vec::new(),
@@ -295,7 +308,7 @@ impl Actor {
 
     fn next_wake(&mut self) -> Option<Instant> {
         let mut at: Option<Instant> =
-            self.inflight.as_ref().map(|f| self.epoch + Duration::from_millis(f.verification.deadline_ms()));
+            self.inflight.iter().map(|f| self.epoch + Duration::from_millis(f.verification.deadline_ms())).min();
         if let Some(d) = self.live.next_due() {
             let w = self.epoch + Duration::from_millis(d);
             at = Some(at.map_or(w, |a| a.min(w)));
@@ -306,20 +319,36 @@ impl Actor {
             let w = self.epoch + Duration::from_millis(release);
             at = Some(at.map_or(w, |a| a.min(w)));
         }
-        if self.inflight.is_none() {
-            if let Some(d) = self.window.deadline() {
-                let w = self.epoch + Duration::from_millis(d);
-                at = Some(at.map_or(w, |a| a.min(w)));
-            }
+        if let Some(d) = self.queue.deadline(self.flight()) {
+            let w = self.epoch + Duration::from_millis(d);
+            at = Some(at.map_or(w, |a| a.min(w)));
         }
         at
     }
 
+    /// What is in flight, for the `queue` step.
+    fn flight(&self) -> Flight {
+        Flight {
+            slow: self.inflight.iter().any(|f| f.path == Path::Slow),
+            fast: self.inflight.iter().any(|f| f.path == Path::Fast),
+            // A replay waiting for the batches in flight: its session is made a participant
+            // of no new batch before it has its state.
+            drain: self.deferred.iter().any(|e| matches!(e, SyncEvent::Joined { .. } | SyncEvent::Resync { .. })),
+        }
+    }
+
+    /// The batch in flight that holds `uuid`.
+    fn inflight_with(&self, uuid: &str) -> Option<&Inflight> {
+        self.inflight.iter().find(|f| f.uuids.iter().any(|u| u == uuid))
+    }
+
     async fn on_tick(&mut self) {
         self.flush_live().await;
-        if let Some(f) = &self.inflight {
-            let verdict = f.verification.tick(self.now_ms());
-            self.carry_out(verdict).await;
+        let now = self.now_ms();
+        let verdicts: Vec<(String, Verdict)> =
+            self.inflight.iter().map(|f| (f.batch_id.clone(), f.verification.tick(now))).collect();
+        for (batch_id, verdict) in verdicts {
+            self.carry_out(&batch_id, verdict).await;
         }
         if !self.held.is_empty() {
             let idle_ms = self.daemon.config().governance.user_idle_ms;
@@ -327,20 +356,43 @@ impl Actor {
                 let now = self.now_ms();
                 info!(changes = self.held.len(), "people idle: running held automation changes");
                 for q in std::mem::take(&mut self.held) {
-                    self.window.push(now, q);
+                    self.push(now, q);
                 }
             }
         }
         // Deferred replays first: a session that joined while a batch was in flight gets the
         // state that batch committed before it is made a participant of the next one.
-        if self.inflight.is_none() && !self.deferred.is_empty() {
+        if self.inflight.is_empty() && !self.deferred.is_empty() {
             for ev in std::mem::take(&mut self.deferred) {
                 Box::pin(self.on_event(ev)).await;
             }
         }
-        if self.inflight.is_none() && self.window.is_due(self.now_ms()) {
-            self.start_batch().await;
+        // Pipeline step `queue`: the main window when nothing is in flight, the pipelined one
+        // beside a slow batch (at most one slow and one fast batch in flight).
+        while let Some((queued, lane)) = self.queue.take_due(self.now_ms(), self.flight()) {
+            self.start_batch(queued, lane).await;
         }
+    }
+
+    /// Queue an admitted change in its window (pipeline step `queue`).
+    fn push(&mut self, now: u64, q: Queued<SessionInfo>) -> Lane {
+        let slow: Option<HashSet<String>> = self
+            .inflight
+            .iter()
+            .find(|f| f.path == Path::Slow && self.daemon.config().sync.pipelining)
+            .map(|f| f.uuids.iter().cloned().collect());
+        let held_back = match &slow {
+            None => false,
+            Some(slow) => {
+                self.degraded.contains_key(&q.change.uuid)
+                    || queue::held_back(&q.change.uuid, slow, |u| match self.current_state(u) {
+                        Ok(st) => st.and_then(|s| s.parent),
+                        // Unreadable: never guessed free (the caller's reads report the failure).
+                        Err(_) => Some(u.to_string()),
+                    })
+            }
+        };
+        self.queue.push(now, q, slow.is_some(), held_back)
     }
 
     async fn on_event(&mut self, ev: SyncEvent) {
@@ -362,7 +414,7 @@ impl Actor {
                 self.on_applied(session_id, batch_id, hashes, held).await
             }
             ev @ (SyncEvent::Joined { .. } | SyncEvent::Resync { .. } | SyncEvent::Released { .. })
-                if self.inflight.is_some() =>
+                if !self.inflight.is_empty() =>
             {
                 self.deferred.push(ev)
             }
@@ -382,9 +434,10 @@ impl Actor {
                 // A participant that received the batch and went away before answering is
                 // evidence that the data may crash that editor (docs/PROTOCOL.md §6.7): the
                 // batch is never committed, so never replayed to it.
-                if let Some(f) = &mut self.inflight {
-                    let verdict = f.verification.left(&session_id);
-                    self.carry_out(verdict).await;
+                let verdicts: Vec<(String, Verdict)> =
+                    self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(&session_id))).collect();
+                for (batch_id, verdict) in verdicts {
+                    self.carry_out(&batch_id, verdict).await;
                 }
             }
             SyncEvent::Released { uuids } => {
@@ -527,7 +580,8 @@ impl Actor {
             } else if !self.holds_live(&change.uuid) {
                 live.push((change.uuid.clone(), change.op.clone()));
             }
-            self.window.push(self.now_ms(), Queued { origin: session.clone(), author, change });
+            let now = self.now_ms();
+            self.push(now, Queued { origin: session.clone(), author, change });
         }
         self.forward_live(session, live).await;
         (results, stale)
@@ -536,7 +590,7 @@ impl Actor {
     /// No live preview for a uuid with a slow-path change queued or in flight: its changes
     /// reach the other editors only through batches, in order (§6.3).
     fn holds_live(&self, uuid: &str) -> bool {
-        self.slow_queued.contains(uuid) || self.inflight.as_ref().is_some_and(|f| f.holds_live.contains(uuid))
+        self.slow_queued.contains(uuid) || self.inflight.iter().any(|f| f.holds_live.contains(uuid))
     }
 
     /// Pipeline step `forward`, live half: send admitted fast-path changes to the project's
@@ -546,7 +600,7 @@ impl Actor {
         if changes.is_empty() {
             return;
         }
-        let Some(kind) = ClientKind::parse(&origin.editor) else { return };
+        let kind = origin.editor;
         let now = self.now_ms();
         for r in self.project_sessions() {
             if r.session_id == origin.session_id {
@@ -616,8 +670,8 @@ impl Actor {
             ));
         }
         let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
-            || self.window.has_pending(&change.uuid)
-            || self.inflight.as_ref().is_some_and(|f| f.uuids.contains(&change.uuid));
+            || self.queue.has_pending(&change.uuid)
+            || self.inflight_with(&change.uuid).is_some();
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
             return Err((
                 ItemErrorCode::NotFound,
@@ -625,7 +679,7 @@ impl Actor {
             ));
         }
         if change.op.path() == Path::Slow {
-            if let Some(f) = self.inflight.as_ref().filter(|f| f.uuids.contains(&change.uuid)) {
+            if let Some(f) = self.inflight_with(&change.uuid) {
                 if f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id) {
                     return Err((
                         ItemErrorCode::Stale,
@@ -744,7 +798,7 @@ impl Actor {
     /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
     /// `agent`, `cli` and `test` sessions only send.
     fn project_sessions(&self) -> Vec<SessionInfo> {
-        self.daemon.sessions_of(&self.project).into_iter().filter(|s| holds_scene(&s.editor)).collect()
+        self.daemon.sessions_of(&self.project).into_iter().filter(|s| s.editor.holds_scene()).collect()
     }
 
     /// The committed state of `uuid` (`None`: no state). A registry read failure or a stored
@@ -761,10 +815,12 @@ impl Actor {
         }
     }
 
-    /// Close the window: compute new states, write BEGIN/STEPs(/PROVISIONAL), forward.
-    async fn start_batch(&mut self) {
-        let queued = self.window.take_all();
-        self.slow_queued.clear();
+    /// A window closed (`queued`, from `lane`): compute new states, write
+    /// BEGIN/STEPs(/PROVISIONAL), forward.
+    async fn start_batch(&mut self, queued: Vec<Queued<SessionInfo>>, lane: Lane) {
+        if lane == Lane::Main {
+            self.slow_queued.clear(); // the main window held every slow change
+        }
         if queued.is_empty() {
             return;
         }
@@ -782,7 +838,7 @@ impl Actor {
         let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
         let mut kinds: HashMap<SessionId, String> = HashMap::new();
         for (q, keep) in queued.into_iter().zip(mask) {
-            kinds.insert(q.origin.session_id.clone(), q.origin.editor.clone());
+            kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
             if !start.contains_key(&q.change.uuid) {
                 match self.current_state(&q.change.uuid) {
                     Ok(st) => start.insert(q.change.uuid.clone(), st),
@@ -829,25 +885,19 @@ impl Actor {
             dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
-        // Origins hear about every change: dropped ones (no-op or no longer applicable) too.
-        let mut corrections: Vec<(SessionId, Vec<String>)> = Vec::new();
+        // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
+        // then the engine's corrections for origins a dropped change left off the
+        // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.
+        let dropped: Vec<(SessionId, Vec<String>)> = dropped.into_iter().map(|(s, u)| (s, dedup(u))).collect();
+        let corrections = forward::dropped_corrections(
+            dropped.iter().map(|(s, u)| (s, u.as_slice())),
+            |u| batch_uuids.contains(u),
+            &start,
+            &own_ops,
+            |s, u| self.not_synced.get(u).is_some_and(|n| &n.session_id == s),
+        );
         for (session_id, uuids) in dropped {
-            let uuids = dedup(uuids);
-            // A dropped change whose uuid is not in the batch leaves its origin holding what it
-            // made; where that differs from the authoritative state (it lost a same-window
-            // conflict to a change that turned out a no-op, docs/PROTOCOL.md §6.2) the origin
-            // is corrected like any conflict's loser — never over work it keeps locally.
-            let differ: Vec<String> = uuids
-                .iter()
-                .filter(|u| !batch_uuids.contains(u.as_str()))
-                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.session_id != session_id))
-                .filter(|u| {
-                    let auth = start.get(*u).cloned().flatten();
-                    let mine = own_ops.get(&(session_id.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default();
-                    forward::held_after(auth.clone(), mine).map(|s| s.hash()) != auth.map(|s| s.hash())
-                })
-                .cloned()
-                .collect();
+            self.expose(self.daemon.last_seq());
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: self.daemon.last_seq(),
@@ -858,9 +908,6 @@ impl Actor {
                 reason: None,
             };
             self.daemon.send_frames(&session_id, vec![msg.to_frame()]).await;
-            if !differ.is_empty() {
-                corrections.push((session_id, differ));
-            }
         }
         for (session_id, uuids) in corrections {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
@@ -882,11 +929,11 @@ impl Actor {
         let origins: HashSet<SessionId> = all.iter().map(|q| q.origin.clone()).collect();
         let origin_clients: HashMap<String, (String, String)> = kept
             .iter()
-            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.clone())))
+            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.to_string())))
             .collect();
         let participants: Vec<SessionInfo> = self.project_sessions();
         for p in &participants {
-            kinds.insert(p.session_id.clone(), p.editor.clone());
+            kinds.insert(p.session_id.clone(), p.editor.to_string());
         }
         let kept_ids: Vec<Queued<SessionId>> = kept
             .iter()
@@ -909,7 +956,7 @@ impl Actor {
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
                 // Who made the batch, for `vibesync history` (restore.rs).
-                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor)).collect::<std::collections::BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];
@@ -986,7 +1033,7 @@ impl Actor {
             .find(|r| r.phase == Phase::Step)
             .map(|r| r.seq)
             .unwrap_or_else(|| records.last().map(|r| r.seq).unwrap_or(0));
-        info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), "batch forwarded");
+        info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), pipelined = lane == Lane::Pipelined, "batch forwarded");
         for c in &plan.conflicts {
             warn!(batch_id = %batch_id, project_id = %self.project, uuid = %c.uuid, winner = %kinds.get(&c.winner).map(String::as_str).unwrap_or(""), loser = %kinds.get(&c.loser).map(String::as_str).unwrap_or(""), op = c.op, seq, "conflict: two editors changed one object in one window; the last writer wins");
         }
@@ -1003,7 +1050,7 @@ impl Actor {
             }
         }
         let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::new() };
-        self.inflight = Some(Inflight {
+        self.inflight.push(Inflight {
             batch_id,
             path,
             seq,
@@ -1022,8 +1069,8 @@ impl Actor {
             holds_live,
         });
         // Nobody else is connected: nothing to verify.
-        if let Some(v) = self.inflight.as_ref().map(|f| f.verification.verdict()) {
-            self.carry_out(v).await;
+        if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {
+            self.carry_out(&id, v).await;
         }
     }
 
@@ -1065,10 +1112,7 @@ impl Actor {
             }
             return;
         }
-        let Some(f) = &mut self.inflight else { return };
-        if f.batch_id != batch_id {
-            return;
-        }
+        let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == batch_id) else { return };
         if held && f.verification.is_participant(&session_id) {
             // The editor holds the batch (e.g. Unity Play Mode): it is not a participant any
             // more and will ask for a resync when it can apply again.
@@ -1076,17 +1120,17 @@ impl Actor {
             f.sends.remove(&session_id);
         }
         let verdict = f.verification.applied(&session_id, &hashes, held);
-        self.carry_out(verdict).await;
+        self.carry_out(&batch_id, verdict).await;
     }
 
-    /// Carry out a verdict of the `verify` step.
-    async fn carry_out(&mut self, verdict: Verdict) {
+    /// Carry out a verdict of the `verify` step for the batch in flight `batch_id`.
+    async fn carry_out(&mut self, batch_id: &str, verdict: Verdict) {
         let failure = match verdict {
             Verdict::Wait => return,
-            Verdict::Commit => return self.commit().await,
+            Verdict::Commit => return self.commit(batch_id).await,
             Verdict::Rollback(failure) => failure,
         };
-        let Some(f) = &self.inflight else { return };
+        let Some(f) = self.inflight.iter().find(|f| f.batch_id == batch_id) else { return };
         let kinds: Vec<String> = failure.sessions.iter().filter_map(|s| f.kinds.get(s).cloned()).collect();
         let who = join_kinds(&kinds);
         let (detail, reason) = match failure.code {
@@ -1106,11 +1150,17 @@ impl Actor {
                 format!("{who} disconnected while applying the change"),
             ),
         };
-        self.rollback(failure.code, detail, reason).await;
+        self.rollback(batch_id, failure.code, detail, reason).await;
     }
 
-    async fn commit(&mut self) {
-        let Some(f) = self.inflight.take() else { return };
+    /// Take the batch `batch_id` out of the batches in flight.
+    fn take_inflight(&mut self, batch_id: &str) -> Option<Inflight> {
+        let i = self.inflight.iter().position(|f| f.batch_id == batch_id)?;
+        Some(self.inflight.remove(i))
+    }
+
+    async fn commit(&mut self, batch_id: &str) {
+        let Some(f) = self.take_inflight(batch_id) else { return };
         let daemon = self.daemon.clone();
         let turn = daemon.mutation_turn().await;
         let commit = self.draft(
@@ -1142,6 +1192,10 @@ impl Actor {
             }
             self.not_synced.remove(u);
         }
+        if self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq {
+            // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
+            self.late_commits.push((commit_seq, f.uuids.clone()));
+        }
         info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         self.daemon.finalize_later(SYNC_SESSION.into(), self.project.clone(), f.batch_id.clone(), f.uuids.clone());
         self.result(&f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), "").await;
@@ -1170,11 +1224,11 @@ impl Actor {
     /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
     /// origin of a person's edit keeps it (`kept_local`), everyone else who was sent the
     /// batch is re-sent the authoritative state, automation is reverted at its origin too.
-    async fn rollback(&mut self, code: RollbackCode, detail: Value, reason: String) {
-        let Some(f) = self.inflight.take() else { return };
+    async fn rollback(&mut self, batch_id: &str, code: RollbackCode, detail: Value, reason: String) {
+        let Some(f) = self.take_inflight(batch_id) else { return };
         let plan = plan_rollback(&f.changes, &f.sends, |s| {
-            f.kinds.get(s).is_some_and(|k| holds_scene(k))
-                || self.daemon.session_info(s).is_some_and(|i| holds_scene(&i.editor))
+            f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
+                || self.daemon.session_info(s).is_some_and(|i| i.editor.holds_scene())
         });
         let kept_clients: BTreeMap<String, Vec<String>> = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1248,6 +1302,7 @@ impl Actor {
         let mut targets: BTreeSet<&SessionId> = f.verification.participants().collect();
         targets.extend(f.sends.keys());
         targets.extend(f.origins.iter());
+        self.expose(seq);
         for s in targets {
             let kept = kept_local.contains_key(s);
             let msg = Outbound::BatchResult {
@@ -1279,7 +1334,7 @@ impl Actor {
                     RegOp::Conflict {
                         uuid: u.clone(),
                         winner: winner.clone(),
-                        loser: loser.editor.clone(),
+                        loser: loser.editor.to_string(),
                         change_op: op.to_string(),
                     },
                 )
@@ -1291,8 +1346,8 @@ impl Actor {
         }
         for (u, op, (winner_client, winner)) in stale {
             warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
-            let ev =
-                Outbound::Conflict { uuid: u, winner, loser: loser.editor.clone(), op: op.to_string(), seq }.to_frame();
+            let ev = Outbound::Conflict { uuid: u, winner, loser: loser.editor.to_string(), op: op.to_string(), seq }
+                .to_frame();
             let mut targets = vec![loser.session_id.clone()];
             targets.extend(
                 self.project_sessions()
@@ -1310,10 +1365,15 @@ impl Actor {
 
     /// (client_id, editor kind) of the change a STALE change lost to.
     fn stale_winner(&self, uuid: &str) -> (String, String) {
-        if let Some((c, k)) = self.inflight.as_ref().and_then(|f| f.origin_clients.get(uuid)) {
+        if let Some((c, k)) = self.inflight_with(uuid).and_then(|f| f.origin_clients.get(uuid)) {
             return (c.clone(), k.clone());
         }
         self.synced.get(uuid).map(|(_, c, k)| (c.clone(), k.clone())).unwrap_or_default()
+    }
+
+    /// A seq goes to an editor (fences, `batch_result`): see `late_commits`.
+    fn expose(&self, seq: u64) {
+        self.exposed_seq.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn publish_status(&self) {
@@ -1342,7 +1402,7 @@ impl Actor {
 
     /// Send `uuids`' authoritative state to one session as a `resync` batch.
     async fn send_resync(&mut self, session_id: &str, uuids: &[String], why: &str) {
-        if self.inflight.as_ref().is_some_and(|f| uuids.iter().any(|u| f.uuids.contains(u))) {
+        if uuids.iter().any(|u| self.inflight_with(u).is_some()) {
             // The authoritative state of these uuids is about to change: send it once the
             // batch in flight is committed or rolled back, never the state before it.
             self.deferred.push(SyncEvent::ResyncUuids { session_id: session_id.to_string(), uuids: uuids.to_vec() });
@@ -1390,7 +1450,7 @@ impl Actor {
     /// the `resync` request being answered (always answered, with its `request_id`).
     async fn replay(&mut self, session_id: &str, last_seq: u64, answer: Option<Option<String>>) {
         let Some(s) = self.daemon.session_info(session_id) else { return };
-        if !holds_scene(&s.editor) {
+        if !s.editor.holds_scene() {
             return;
         }
         let reg = &self.daemon.stores().registry;
@@ -1407,6 +1467,12 @@ impl Actor {
                     .cloned()
                     .collect::<Vec<_>>()
             })
+            .collect();
+        // Batches that committed after `last_seq` with STEPs before it: the editor may have
+        // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
+        let rolled: HashSet<String> = rolled
+            .into_iter()
+            .chain(self.late_commits.iter().filter(|(c, _)| *c > last_seq).flat_map(|(_, u)| u.iter().cloned()))
             .collect();
         // An editor that was away since before the WAL's compaction anchor gets every live
         // object, not a delta (docs/WAL.md §11): never a silent gap.
@@ -1454,6 +1520,7 @@ impl Actor {
         ops: &[(String, ChangeOp)],
         request_id: Option<&str>,
     ) -> bool {
+        self.expose(seq);
         let mut frames = Vec::with_capacity(ops.len() + 2);
         frames.push(
             Outbound::BatchBegin {
@@ -1533,10 +1600,6 @@ fn replay_ops(
         }
     }
     Ok(ops)
-}
-
-pub(crate) fn holds_scene(editor: &str) -> bool {
-    vibesync_protocol::ClientKind::parse(editor).is_some_and(vibesync_protocol::ClientKind::holds_scene)
 }
 
 /// "Unity", "Blender and Unity": editor kinds for people.

@@ -158,6 +158,41 @@ pub fn plan<'a>(
     out
 }
 
+/// The origins of dropped changes (docs/PROTOCOL.md §6.4 `dropped`) to correct, and their
+/// uuids: a dropped change whose uuid is not in the batch (`in_batch`) leaves its origin
+/// holding what it made — the authoritative state (`start`) with its own ops of the window
+/// (`own`) applied. Where that differs from the authoritative state (it lost a same-window
+/// conflict to a change that turned out a no-op, §6.2) the origin is sent the authoritative
+/// state after its `dropped` result, like any conflict's loser — never over a uuid it keeps
+/// locally (`kept_locally`, §6.4).
+///
+/// `dropped`: origin → the uuids of its dropped changes (deduplicated, in order).
+pub fn dropped_corrections<'a, S: Clone + Eq + std::hash::Hash + 'a>(
+    dropped: impl IntoIterator<Item = (&'a S, &'a [String])>,
+    in_batch: impl Fn(&str) -> bool,
+    start: &HashMap<String, Option<ObjectState>>,
+    own: &HashMap<(S, String), Vec<ChangeOp>>,
+    kept_locally: impl Fn(&S, &str) -> bool,
+) -> Vec<(S, Vec<String>)> {
+    let mut out = Vec::new();
+    for (origin, uuids) in dropped {
+        let differ: Vec<String> = uuids
+            .iter()
+            .filter(|u| !in_batch(u) && !kept_locally(origin, u))
+            .filter(|u| {
+                let auth = start.get(*u).cloned().flatten();
+                let mine = own.get(&(origin.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default();
+                held_after(auth.clone(), mine).map(|s| s.hash()) != auth.map(|s| s.hash())
+            })
+            .cloned()
+            .collect();
+        if !differ.is_empty() {
+            out.push((origin.clone(), differ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +265,25 @@ mod tests {
             p.conflicts,
             vec![Conflict { uuid: U.into(), winner: "b".into(), loser: "a".into(), op: "transform" }]
         );
+    }
+
+    #[test]
+    fn a_loser_to_a_no_op_winner_is_corrected_after_its_dropped_result() {
+        // The object is at x = 0. a moves it to 5; b, later in the window, moves it back to
+        // 0: b's transform wins and is a no-op, so no batch forms and both changes are
+        // dropped. a holds 5: it is corrected to 0. b holds 0: nothing to correct.
+        let start: HashMap<_, _> = [(U.to_string(), Some(state(0.0, "A")))].into();
+        let own: HashMap<(String, String), Vec<ChangeOp>> =
+            [(("a".to_string(), U.to_string()), vec![tr(5.0)]), (("b".to_string(), U.to_string()), vec![tr(0.0)])]
+                .into();
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let uuids = vec![U.to_string()];
+        let dropped = [(&a, uuids.as_slice()), (&b, uuids.as_slice())];
+        let fix = dropped_corrections(dropped, |_| false, &start, &own, |_, _| false);
+        assert_eq!(fix, vec![(a.clone(), uuids.clone())]);
+        // Never over work a keeps locally, and never for a uuid the batch carries.
+        assert!(dropped_corrections(dropped, |_| false, &start, &own, |o, _| o == "a").is_empty());
+        assert!(dropped_corrections(dropped, |u| u == U, &start, &own, |_, _| false).is_empty());
     }
 
     #[test]

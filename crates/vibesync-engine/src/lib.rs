@@ -6,6 +6,9 @@
 //! - [`governance`]: the failure index built from WAL records (log-as-state), the gate
 //!   (proceed / degrade / block), escalation smallest-first, user-edit idle tracking, token
 //!   buckets for rate limits.
+//! - [`queue`]: pipeline step `queue` — the main and the pipelined window of a project:
+//!   which waiting changes may start a fast batch beside a slow batch in flight, keeping
+//!   per-uuid order.
 //! - [`sync`]: live sync — object state, change validation with unit normalization,
 //!   applying changes, coalescing (pipeline steps `queue` and `batch`), fast/slow path
 //!   selection, the batch window.
@@ -14,7 +17,7 @@
 //! - [`live`]: pipeline step `forward`, live half — the per-receiver, per-object throttle of
 //!   live previews of fast-path changes (latest value wins, the trailing one is delivered).
 //! - [`verify`]: pipeline step `verify` — collect `applied` answers, departures and the
-//!   clock for the batch in flight; decide commit, rollback (with its WAL code) or wait.
+//!   clock for one batch in flight; decide commit, rollback (with its WAL code) or wait.
 //! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
 //!   local state (a person's edit is never undone where it was made).
 //!
@@ -25,6 +28,7 @@ pub mod finalize;
 pub mod forward;
 pub mod governance;
 pub mod live;
+pub mod queue;
 pub mod register;
 pub mod sync;
 pub mod verify;

@@ -437,6 +437,20 @@ impl<S: Clone> Window<S> {
         self.uuids.contains(uuid)
     }
 
+    /// Remove and return the changes of `uuid`, in arrival order.
+    pub fn take_uuid(&mut self, uuid: &str) -> Vec<Queued<S>> {
+        if !self.uuids.remove(uuid) {
+            return Vec::new();
+        }
+        let (out, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|q| q.change.uuid == uuid);
+        self.pending = keep;
+        if self.pending.is_empty() {
+            self.opened_at = None;
+        }
+        out
+    }
+
     /// Close the window: the coalesced changes, in order.
     pub fn take(&mut self) -> Vec<Queued<S>> {
         coalesce(self.take_all())

@@ -1,5 +1,5 @@
 //! Pipeline step `verify` (docs/PROTOCOL.md §6.4): collect the participants' `applied`
-//! answers for the batch in flight and decide — commit, roll back, or keep waiting.
+//! answers for one batch in flight and decide — commit, roll back, or keep waiting.
 //!
 //! Pure: the daemon feeds it answers, departures and the clock (`now_ms`) and carries out
 //! the verdict.

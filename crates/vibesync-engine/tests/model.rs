@@ -1,9 +1,15 @@
 //! Model test of the sync pipeline's pure steps (docs/ARCHITECTURE.md, "vibesync-engine"):
-//! `queue` → `batch` (coalesce) → `forward` (plan) → `verify` → `finalize` (commit, or the
-//! rollback plan), driven by random interleavings of people's edits in two editors, an agent's
-//! changes, automation inside an editor, and every kind of answer a participant can give —
-//! the expected hashes, a wrong hash, silence until the deadline, a disconnect before answering
-//! — plus reconnects and re-sends of work kept locally.
+//! `queue` (the main and the pipelined window) → `batch` (coalesce) → `forward` (plan) →
+//! `verify` → `finalize` (commit, or the rollback plan), driven by random interleavings of
+//! people's edits in two editors, an agent's changes, automation inside an editor, and every
+//! kind of answer a participant can give — the expected hashes, a wrong hash, silence until
+//! the deadline, a disconnect before answering — plus reconnects and re-sends of work kept
+//! locally. A slow batch may stay in flight over later steps (`OpenSlow` … `Finish`): edits
+//! go on meanwhile, and fast batches of free uuids are pipelined, verified and committed or
+//! rolled back beside it (docs/PROTOCOL.md §6.2 "Pipelining"). An editor does not send a
+//! change of a uuid while its batch is in flight (§6.6, one change per uuid in flight): it
+//! keeps the edit and sends the uuid's full state when the batch has ended, and a resync never
+//! overwrites such unsent local work.
 //!
 //! After every step it checks the rules of docs/PROTOCOL.md §6.4:
 //! * a rollback never changes, in its origin, a uuid a person edited there (`kept_local`);
@@ -16,12 +22,13 @@
 //! The number of cases is `PROPTEST_CASES` (scripts/soak raises it); each case runs up to 60
 //! steps plus the quiet phase.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use proptest::prelude::*;
 use vibesync_engine::finalize::plan_rollback;
 use vibesync_engine::forward;
-use vibesync_engine::sync::{apply_change, coalesce, Author, Change, ChangeOp, ObjectState, Queued};
+use vibesync_engine::queue::{held_back, Flight, Queue};
+use vibesync_engine::sync::{apply_change, batch_path, coalesce, Author, Change, ChangeOp, ObjectState, Path, Queued};
 use vibesync_engine::verify::{Verdict, Verification};
 
 const EDITORS: [&str; 2] = ["blender", "unity"];
@@ -88,8 +95,13 @@ enum Step {
     AutomationInEditor { editor: usize, uuid: usize, edit: Edit },
     /// An `agent` session sends a change (it holds no scene).
     Agent { uuid: usize, edit: Edit },
-    /// The window closes: one batch, answered as given per editor.
+    /// The window closes: one batch, answered as given per editor (beside a slow batch in
+    /// flight: the pipelined window's fast batch).
     Close([Answer; 2]),
+    /// The window closes; a slow batch stays in flight until `Finish`, then answered as given.
+    OpenSlow([Answer; 2]),
+    /// The slow batch in flight gets its answers.
+    Finish,
     /// An editor re-sends the uuids it keeps locally (a peer joined, the person edited again).
     Resend { editor: usize },
 }
@@ -120,6 +132,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(editor, uuid, edit)| Step::AutomationInEditor { editor, uuid, edit }),
         1 => (0..UUIDS.len(), edit()).prop_map(|(uuid, edit)| Step::Agent { uuid, edit }),
         4 => [answer(), answer()].prop_map(Step::Close),
+        2 => [answer(), answer()].prop_map(Step::OpenSlow),
+        1 => Just(Step::Finish),
         1 => (0..2usize).prop_map(|editor| Step::Resend { editor }),
     ]
 }
@@ -132,16 +146,49 @@ struct Editor {
     unresolved: BTreeSet<String>,
     /// uuids marked "not synced" after a rollback kept them (`kept_local`).
     not_synced: BTreeSet<String>,
+    /// uuids edited here while a batch carrying them is in flight: not sent yet (one change
+    /// per uuid in flight), sent in full once it has ended; a resync skips them.
+    unsent: BTreeMap<String, Author>,
+    /// uuids with a change sent from here that waits in the daemon's queue (any author): local
+    /// work a replay skips (§6.6).
+    queued: BTreeSet<String>,
 }
 
-#[derive(Default)]
+/// A batch forwarded and waiting for its answers.
+struct Forwarded {
+    all: Vec<Queued<String>>,
+    kept: Vec<Queued<String>>,
+    finals: HashMap<String, Option<ObjectState>>,
+    plan: forward::Plan,
+    path: Path,
+    answers: [Answer; 2],
+    /// Each participant's `applied` hashes, worked out right after it applied the batch.
+    applied: [BTreeMap<String, String>; 2],
+}
+
 struct World {
     registry: HashMap<String, Option<ObjectState>>,
     editors: [Editor; 2],
-    window: Vec<Queued<String>>,
+    queue: Queue<String>,
+    /// A slow batch in flight (`OpenSlow`).
+    open: Option<Forwarded>,
     now_ms: u64,
     commits: u64,
     rollbacks: u64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            registry: HashMap::new(),
+            editors: Default::default(),
+            queue: Queue::new(0),
+            open: None,
+            now_ms: 0,
+            commits: 0,
+            rollbacks: 0,
+        }
+    }
 }
 
 fn name(i: usize) -> String {
@@ -156,7 +203,9 @@ impl World {
         if matches!(op, ChangeOp::Create(_)) && !self.editors[i].scene.contains_key(uuid) {
             let known = self.registry.contains_key(uuid)
                 || self.editors.iter().any(|e| e.scene.contains_key(uuid))
-                || self.window.iter().any(|q| q.change.uuid == uuid);
+                || self.queue.has_pending(uuid)
+                || self.in_flight(uuid)
+                || self.editors.iter().any(|e| e.unsent.contains_key(uuid));
             if known {
                 return;
             }
@@ -175,13 +224,39 @@ impl World {
         if author == Author::Person {
             ed.unresolved.insert(uuid.to_string());
         }
+        if self.open.as_ref().is_some_and(|f| f.kept.iter().any(|q| q.change.uuid == uuid)) {
+            // Its batch is in flight: kept here, sent in full when that batch has ended.
+            let a = ed.unsent.entry(uuid.to_string()).or_insert(author);
+            if author == Author::Person {
+                *a = Author::Person;
+            }
+            return;
+        }
         // A uuid marked not synced is re-sent in full when it is edited again (§6.4): the
         // daemon never took the earlier state.
         let op = match (ed.not_synced.remove(uuid), &next) {
             (true, Some(s)) => ChangeOp::Create(s.clone()),
             _ => op,
         };
-        self.window.push(Queued { origin: name(i), author, change: Change { uuid: uuid.into(), op } });
+        self.push(Queued { origin: name(i), author, change: Change { uuid: uuid.into(), op } });
+    }
+
+    /// Whether `uuid` is in the slow batch in flight.
+    fn in_flight(&self, uuid: &str) -> bool {
+        self.open.as_ref().is_some_and(|f| f.kept.iter().any(|q| q.change.uuid == uuid))
+    }
+
+    /// Pipeline step `queue`, as the daemon's actor does it.
+    fn push(&mut self, q: Queued<String>) {
+        let slow: HashSet<String> =
+            self.open.as_ref().map(|f| f.kept.iter().map(|q| q.change.uuid.clone()).collect()).unwrap_or_default();
+        let registry = &self.registry;
+        let held = held_back(&q.change.uuid, &slow, |u| registry.get(u).cloned().flatten().and_then(|s| s.parent));
+        let slow_in_flight = self.open.is_some();
+        if let Some(i) = EDITORS.iter().position(|e| *e == q.origin) {
+            self.editors[i].queued.insert(q.change.uuid.clone());
+        }
+        self.queue.push(self.now_ms, q, slow_in_flight, held);
     }
 
     fn agent_edit(&mut self, uuid: &str, edit: &Edit) {
@@ -190,7 +265,7 @@ impl World {
         if apply_change(self.registry.get(uuid).cloned().flatten().as_ref(), &op).is_err() {
             return;
         }
-        self.window.push(Queued {
+        self.push(Queued {
             origin: AGENT.into(),
             author: Author::Automation,
             change: Change { uuid: uuid.into(), op },
@@ -198,24 +273,73 @@ impl World {
     }
 
     fn resend(&mut self, i: usize) {
-        let ed = &mut self.editors[i];
-        let kept: Vec<String> = std::mem::take(&mut ed.not_synced).into_iter().collect();
+        let kept: Vec<String> = std::mem::take(&mut self.editors[i].not_synced).into_iter().collect();
         for u in kept {
+            if self.in_flight(&u) {
+                // Sent once the batch carrying it has ended.
+                self.editors[i].unsent.insert(u, Author::Person);
+                continue;
+            }
             // The full state as `create` (or the delete the person made).
-            let op = match ed.scene.get(&u) {
+            let op = match self.editors[i].scene.get(&u) {
                 Some(s) => ChangeOp::Create(s.clone()),
                 None => ChangeOp::Delete,
             };
-            self.window.push(Queued { origin: name(i), author: Author::Person, change: Change { uuid: u, op } });
+            self.push(Queued { origin: name(i), author: Author::Person, change: Change { uuid: u, op } });
         }
     }
 
-    /// The `batch` step plus admission: coalesce the window, drop what no longer applies
-    /// (the daemon answers those `dropped`), compute each uuid's state before and after.
-    fn close(&mut self, answers: [Answer; 2]) {
-        let all = std::mem::take(&mut self.window);
-        if all.is_empty() {
+    /// A batch has ended: each editor sends the full state of the uuids it edited while the
+    /// batch was in flight.
+    fn send_unsent(&mut self) {
+        for i in 0..2 {
+            let unsent = std::mem::take(&mut self.editors[i].unsent);
+            for (u, author) in unsent {
+                self.editors[i].not_synced.remove(&u);
+                let op = match self.editors[i].scene.get(&u) {
+                    Some(s) => ChangeOp::Create(s.clone()),
+                    None => ChangeOp::Delete,
+                };
+                self.push(Queued { origin: name(i), author, change: Change { uuid: u, op } });
+            }
+        }
+    }
+
+    /// A window closes (pipeline step `queue`): with nothing in flight, both windows; beside
+    /// a slow batch, the pipelined one. `keep_open`: a slow batch stays in flight.
+    fn close(&mut self, answers: [Answer; 2], keep_open: bool) {
+        let flight = Flight { slow: self.open.is_some(), fast: false, drain: false };
+        let Some((all, _)) = self.queue.take_due(self.now_ms, flight) else { return };
+        for q in &all {
+            if let Some(i) = EDITORS.iter().position(|e| *e == q.origin) {
+                self.editors[i].queued.remove(&q.change.uuid);
+            }
+        }
+        let Some(fwd) = self.forward(all, answers) else { return };
+        if self.open.is_some() {
+            assert_eq!(fwd.path, Path::Fast, "only fast batches are pipelined beside a slow one");
+        }
+        if keep_open && fwd.path == Path::Slow && self.open.is_none() {
+            self.open = Some(fwd);
             return;
+        }
+        self.finish(fwd);
+    }
+
+    /// The slow batch in flight gets its answers.
+    fn finish_open(&mut self) {
+        if let Some(f) = self.open.take() {
+            self.finish(f);
+        }
+    }
+
+    /// The `batch` step plus admission: coalesce, drop what no longer applies (the daemon
+    /// answers those `dropped`), compute each uuid's state before and after; then `forward`:
+    /// each participant applies what it was sent (on top of its own changes) and works out
+    /// its `applied` answer at once.
+    fn forward(&mut self, all: Vec<Queued<String>>, answers: [Answer; 2]) -> Option<Forwarded> {
+        if all.is_empty() {
+            return None;
         }
         let start: HashMap<String, Option<ObjectState>> =
             all.iter().map(|q| (q.change.uuid.clone(), self.registry.get(&q.change.uuid).cloned().flatten())).collect();
@@ -251,20 +375,19 @@ impl World {
                 continue;
             }
             if self.editors[i].scene.get(u) != self.registry.get(u).cloned().flatten().as_ref() {
-                self.set_authoritative(i, u);
+                self.resync(i, u);
             }
         }
         if kept.is_empty() {
-            return;
+            return None;
         }
+        // As the daemon does: the batch is about its own uuids only.
+        let mut all = all;
+        all.retain(|q| batch_uuids.contains(&q.change.uuid));
+        finals.retain(|u, _| batch_uuids.contains(u));
         let participants: Vec<String> = EDITORS.iter().map(|e| e.to_string()).collect();
         let plan = forward::plan(&all, &kept, &start, &finals, participants.iter());
-
-        // `forward`: each participant applies what it was sent (on top of its own changes).
-        let before: [Editor; 2] = self.editors.clone();
-        let mut v = Verification::new(plan.expected.clone(), self.now_ms + DEADLINE_MS);
-        let mut verdict = v.verdict();
-        let mut left = BTreeSet::new();
+        let mut applied: [BTreeMap<String, String>; 2] = Default::default();
         for (i, ed) in self.editors.iter_mut().enumerate() {
             let Some(ops) = plan.sends.get(&name(i)) else { continue };
             for (u, op) in ops {
@@ -275,16 +398,28 @@ impl World {
                     };
                 }
             }
+            // An editor answers right after applying (§6.4): later edits are not part of it.
+            let exp = &plan.expected[&name(i)];
+            applied[i] = exp.keys().filter_map(|u| ed.scene.get(u).map(|s| (u.clone(), s.hash()))).collect();
         }
+        let path = batch_path(&kept);
+        Some(Forwarded { all, kept, finals, plan, path, answers, applied })
+    }
+
+    /// Pipeline steps `verify` and `finalize` for a forwarded batch.
+    fn finish(&mut self, fwd: Forwarded) {
+        let Forwarded { all, kept, finals, plan, answers, applied, .. } = fwd;
+        let before: [Editor; 2] = self.editors.clone();
+        let mut v = Verification::new(plan.expected.clone(), self.now_ms + DEADLINE_MS);
+        let mut verdict = v.verdict();
+        let mut left = BTreeSet::new();
         // `verify`: the answers, in editor order.
         for (i, a) in answers.iter().enumerate() {
             if !matches!(verdict, Verdict::Wait) {
                 break;
             }
             let Some(exp) = plan.expected.get(&name(i)) else { continue };
-            let ed = &self.editors[i];
-            let mut hashes: BTreeMap<String, String> =
-                exp.keys().filter_map(|u| ed.scene.get(u).map(|s| (u.clone(), s.hash()))).collect();
+            let mut hashes = applied[i].clone();
             verdict = match a {
                 Answer::Right => v.applied(&name(i), &hashes, false),
                 Answer::WrongHash => {
@@ -325,8 +460,9 @@ impl World {
                 for (p, uuids) in &plan.corrections {
                     let i = EDITORS.iter().position(|e| e == p).unwrap();
                     for u in uuids {
-                        self.set_authoritative(i, u);
-                        self.editors[i].unresolved.remove(u);
+                        if self.resync(i, u) {
+                            self.editors[i].unresolved.remove(u);
+                        }
                     }
                 }
             }
@@ -336,7 +472,7 @@ impl World {
                 for (s, uuids) in &rb.resync {
                     let i = EDITORS.iter().position(|e| e == s).unwrap();
                     for u in uuids {
-                        self.set_authoritative(i, u);
+                        self.resync(i, u);
                     }
                 }
                 for (s, uuids) in &rb.kept_local {
@@ -364,14 +500,16 @@ impl World {
                     }
                 }
                 // Automation is reverted everywhere, its origin included (unless a person
-                // there also changed the uuid in this batch: then it stays, marked).
+                // there also changed the uuid in this batch, or the editor changed it again
+                // since and has not sent that yet: then it stays, marked or to be sent).
                 for q in all.iter().filter(|q| q.author == Author::Automation) {
                     for (i, ed) in self.editors.iter().enumerate() {
                         let persons = all.iter().any(|p| {
                             p.origin == name(i) && p.change.uuid == q.change.uuid && p.author == Author::Person
                         });
                         let sent = plan.sends.get(&name(i)).is_some_and(|o| o.iter().any(|(u, _)| *u == q.change.uuid));
-                        if !persons && (sent || q.origin == name(i)) {
+                        let newer = ed.unsent.contains_key(&q.change.uuid) || ed.queued.contains(&q.change.uuid);
+                        if !persons && !newer && (sent || q.origin == name(i)) {
                             assert_eq!(
                                 ed.scene.get(&q.change.uuid),
                                 self.registry.get(&q.change.uuid).cloned().flatten().as_ref(),
@@ -384,15 +522,69 @@ impl World {
                 }
             }
         }
-        // A disconnected editor reconnects and is replayed what it missed — never over its
-        // unresolved local work (docs/PROTOCOL.md §6.6).
+        // An editor that went away before answering fails the slow batch in flight too
+        // (PARTICIPANT_LOST), then reconnects and is replayed what it missed — never over
+        // its unresolved or unsent local work (docs/PROTOCOL.md §6.6).
+        if !left.is_empty() {
+            if let Some(mut open) = self.open.take() {
+                for &i in &left {
+                    open.answers[i] = Answer::Disconnect;
+                }
+                self.finish(open);
+            }
+        }
         for i in left {
             for u in UUIDS {
-                if !self.editors[i].unresolved.contains(u) {
-                    self.set_authoritative(i, u);
+                if !self.editors[i].unresolved.contains(u) && !self.editors[i].queued.contains(u) {
+                    self.resync(i, u);
                 }
             }
         }
+        if self.open.is_none() {
+            self.send_unsent();
+        }
+    }
+
+    /// A resync of `u` to editor `i`: skipped where it has local work not resolved yet — a
+    /// change not sent, or sent and waiting in the daemon's queue (§6.6).
+    fn resync(&mut self, i: usize, u: &str) -> bool {
+        let skip = self.editors[i].unsent.contains_key(u) || self.editors[i].queued.contains(u);
+        if !skip {
+            self.set_authoritative(i, u);
+        }
+        !skip
+    }
+
+    /// `MODEL_TRACE=1`: the world after a step, on stderr.
+    fn trace(&self, step: &str) {
+        if std::env::var_os("MODEL_TRACE").is_none() {
+            return;
+        }
+        let names = |m: &BTreeMap<String, ObjectState>| {
+            m.iter().map(|(u, s)| format!("{}:{}", &u[..1], s.name)).collect::<Vec<_>>()
+        };
+        let short = |m: &BTreeSet<String>| m.iter().map(|u| u[..1].to_string()).collect::<Vec<_>>();
+        let reg: Vec<String> =
+            self.registry.iter().filter_map(|(u, s)| s.as_ref().map(|s| format!("{}:{}", &u[..1], s.name))).collect();
+        eprintln!("{step}\n   registry {reg:?}");
+        for (i, e) in self.editors.iter().enumerate() {
+            eprintln!(
+                "   {} {:?} unresolved {:?} queued {:?} unsent {:?} not_synced {:?}",
+                EDITORS[i],
+                names(&e.scene),
+                short(&e.unresolved),
+                short(&e.queued),
+                e.unsent.keys().map(|u| u[..1].to_string()).collect::<Vec<_>>(),
+                short(&e.not_synced)
+            );
+        }
+        let open = self.open.as_ref().map(|f| {
+            f.kept
+                .iter()
+                .map(|q| format!("{}:{}:{}", q.origin, &q.change.uuid[..1], q.change.op.name()))
+                .collect::<Vec<_>>()
+        });
+        eprintln!("   open {open:?}");
     }
 
     fn set_authoritative(&mut self, i: usize, u: &str) {
@@ -406,12 +598,14 @@ impl World {
     /// Nobody edits any more: editors re-send what they kept, windows close with every
     /// answer right; at most a few rounds.
     fn quiet(&mut self) {
+        self.finish_open();
         for _ in 0..4 {
             for i in 0..2 {
                 self.resend(i);
             }
-            self.close([Answer::Right, Answer::Right]);
+            self.close([Answer::Right, Answer::Right], false);
         }
+        assert!(self.queue.is_empty() && self.open.is_none());
     }
 }
 
@@ -424,12 +618,19 @@ fn run(steps: &[Step]) -> World {
                 w.editor_edit(*editor, UUIDS[*uuid], edit, Author::Automation)
             }
             Step::Agent { uuid, edit } => w.agent_edit(UUIDS[*uuid], edit),
-            Step::Close(a) => w.close(*a),
+            Step::Close(a) => w.close(*a, false),
+            Step::OpenSlow(a) => w.close(*a, true),
+            Step::Finish => w.finish_open(),
             Step::Resend { editor } => w.resend(*editor),
         }
+        w.trace(&format!("{s:?}"));
     }
-    w.close([Answer::Right, Answer::Right]);
+    w.finish_open();
+    w.trace("end: finish_open");
+    w.close([Answer::Right, Answer::Right], false);
+    w.trace("end: close");
     w.quiet();
+    w.trace("end: quiet");
     w
 }
 

@@ -519,7 +519,7 @@ pub enum Outbound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub session_id: String,
-    pub client: String,
+    pub client: crate::ClientKind,
     pub client_id: String,
 }
 
@@ -527,7 +527,7 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtherProject {
     pub project_id: String,
-    pub clients: Vec<String>,
+    pub clients: Vec<crate::ClientKind>,
 }
 
 impl Outbound {

@@ -80,6 +80,14 @@ pub fn print_fdatasync_cost() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The machine's load average (shared machines: figures are comparable within one run).
+pub fn print_load() {
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(l) => println!("load average: {}", l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+        Err(_) => println!("load average: unknown (no /proc/loadavg)"),
+    }
+}
+
 pub fn pct(v: &mut [Duration], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -189,6 +197,7 @@ struct Poses {
     /// holds was reached then, not when the waiting thread happened to wake up.
     shown_at: Option<Instant>,
     batched_at: Option<Instant>,
+    mesh_batches: u64,
 }
 
 impl Held {
@@ -223,6 +232,29 @@ impl Held {
         }
     }
 
+    /// Batches carrying a mesh received so far.
+    pub fn mesh_batches(&self) -> u64 {
+        self.poses.lock().unwrap().mesh_batches
+    }
+
+    /// Wait until more than `n` batches carrying a mesh were received.
+    pub fn wait_mesh_batches(&self, n: u64, deadline: Instant) -> bool {
+        let mut held = self.poses.lock().unwrap();
+        while held.mesh_batches <= n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            held = self.cv.wait_timeout(held, deadline - now).unwrap().0;
+        }
+        true
+    }
+
+    fn mesh_batch(&self) {
+        self.poses.lock().unwrap().mesh_batches += 1;
+        self.cv.notify_all();
+    }
+
     fn set(&self, updates: impl IntoIterator<Item = (String, f64)>, batch: bool) {
         let mut held = self.poses.lock().unwrap();
         let now = Instant::now();
@@ -241,13 +273,22 @@ impl Held {
 /// Receive batches as an editor does (a batch is applied at its `batch_end`) and answer
 /// `applied` with the state hashes; apply `live` previews at once (docs/PROTOCOL.md §6.3);
 /// runs until the connection closes.
-pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
+pub fn spawn_daemon_receiver(c: Client) -> Arc<Held> {
+    spawn_daemon_receiver_with(c, Duration::ZERO, false)
+}
+
+/// The receiving editor stand-in, taking `mesh_apply` to answer a batch that carries a mesh
+/// (as an editor applying a large mesh does). `in_order`: batches are answered in arrival
+/// order, so the batches after a mesh wait for it (the shipped editors apply batches in
+/// order); otherwise each is answered as soon as it is applied.
+pub fn spawn_daemon_receiver_with(mut c: Client, mesh_apply: Duration, in_order: bool) -> Arc<Held> {
     let held = Arc::new(Held::default());
     let h = held.clone();
     c.set_read_timeout(None);
     std::thread::spawn(move || {
         let mut states: BTreeMap<String, Value> = BTreeMap::new();
         let mut batch: Vec<(String, Value)> = Vec::new();
+        let answers = spawn_answerer(c.try_clone_stream(), in_order);
         while let Ok(f) = c.recv_frame() {
             let m: Value = serde_json::from_slice(&f.json).unwrap();
             match m["type"].as_str() {
@@ -268,11 +309,20 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
                 Some("batch_end") => {
                     let mut hashes = serde_json::Map::new();
                     let mut poses = Vec::new();
+                    let mut mesh = false;
                     for (u, ch) in batch.drain(..) {
                         let s = states.entry(u.clone()).or_insert_with(|| json!({}));
                         match ch["op"].as_str() {
                             Some("create") => {
-                                *s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":ch["t"],"r":ch["r"],"s":ch["s"]})
+                                *s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":ch["t"],"r":ch["r"],"s":ch["s"]});
+                                if ch["mesh_hash"].is_string() {
+                                    s["mesh_hash"] = ch["mesh_hash"].clone();
+                                    mesh = true;
+                                }
+                            }
+                            Some("mesh") => {
+                                s["mesh_hash"] = ch["mesh_hash"].clone();
+                                mesh = true;
                             }
                             Some("transform") => {
                                 s["t"] = ch["t"].clone();
@@ -288,9 +338,15 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
                     }
                     // An editor holds the batch's poses before it answers.
                     h.set(poses, true);
+                    if mesh {
+                        h.mesh_batch();
+                    }
                     if m["batch_id"].is_string() {
-                        let _ =
-                            c.send(&json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes}));
+                        let at = Instant::now() + if mesh { mesh_apply } else { Duration::ZERO };
+                        let msg = json!({"type":"applied","batch_id":m["batch_id"],"seq":m["seq"],"hashes":hashes});
+                        if answers.send((at, msg)).is_err() {
+                            break;
+                        }
                     }
                 }
                 _ => {}
@@ -298,6 +354,38 @@ pub fn spawn_daemon_receiver(mut c: Client) -> Arc<Held> {
         }
     });
     held
+}
+
+/// Sends `applied` answers at their time (`(when, message)`), in arrival order when
+/// `in_order`, else each when due.
+fn spawn_answerer(mut c: Client, in_order: bool) -> std::sync::mpsc::Sender<(Instant, Value)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Value)>();
+    std::thread::spawn(move || {
+        let mut waiting: std::collections::VecDeque<(Instant, Value)> = Default::default();
+        loop {
+            let now = Instant::now();
+            while let Some(i) = waiting.iter().position(|(at, _)| *at <= now) {
+                if in_order && i > 0 {
+                    break;
+                }
+                let (_, msg) = waiting.remove(i).unwrap();
+                if c.send(&msg).is_err() {
+                    return;
+                }
+            }
+            let next = if in_order { waiting.front().map(|a| a.0) } else { waiting.iter().map(|a| a.0).min() };
+            let got = match next {
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(a) => waiting.push_back(a),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    });
+    tx
 }
 
 /// The relay's receiver: every frame is a `change` as the sender wrote it.
@@ -341,6 +429,8 @@ pub struct AckState {
     /// `batch_result`s with outcome `committed` (the sender's changes verified and durable).
     pub committed: u64,
     pub last_committed: Option<Instant>,
+    /// uuid → when the last committed `batch_result` naming it was read.
+    pub committed_at: HashMap<String, Instant>,
 }
 
 impl Acks {
@@ -368,6 +458,21 @@ impl Acks {
             s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
         }
         s.last_committed
+    }
+
+    /// Wait until a committed `batch_result` naming `uuid` is read after `after`; its instant.
+    pub fn wait_committed_uuid(&self, uuid: &str, after: Instant, deadline: Instant) -> Option<Instant> {
+        let mut s = self.state.lock().unwrap();
+        loop {
+            if let Some(at) = s.committed_at.get(uuid).filter(|at| **at > after) {
+                return Some(*at);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
+        }
     }
 
     pub fn snapshot(&self) -> AckState {
@@ -401,8 +506,12 @@ pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
                     *s.refused.entry(m["code"].as_str().unwrap_or("?").to_string()).or_default() += 1;
                 }
                 Some("batch_result") if m["outcome"] == "committed" => {
+                    let now = Instant::now();
                     s.committed += 1;
-                    s.last_committed = Some(Instant::now());
+                    s.last_committed = Some(now);
+                    for u in m["uuids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                        s.committed_at.insert(u.to_string(), now);
+                    }
                     a.cv.notify_all();
                     continue;
                 }

@@ -16,12 +16,21 @@
 //!    pose of all 8 objects (live or batch), and until a verified batch brought it, counted
 //!    from the last send;
 //! 3. a drag of 5,000 selected objects: 20 `change` requests of 5,000 transforms each (one
-//!    per editor frame): changes acknowledged per second, time until B holds the last pose.
+//!    per editor frame): changes acknowledged per second, time until B holds the last pose;
+//! 4. one transform while a 100k-vertex mesh batch is in flight (docs/PROTOCOL.md §6.2
+//!    "Pipelining"): A sends a `mesh` change of another object (100,000 vertices), B receives
+//!    its slow batch and takes `BENCH_MESH_APPLY_MS` (default 500) to answer it, as an editor
+//!    applying that mesh; right after B received it, A moves an object. Until a verified batch
+//!    makes B hold the pose, and until A's `batch_result` says it committed; with pipelining
+//!    (the default) and without (`sync.pipelining = false`: every batch waits for the one in
+//!    flight, the behaviour before), each with B answering batches as they are applied and in
+//!    arrival order (the shipped editors apply and answer in order).
 //!
 //! The machine's fdatasync cost is measured at the start and the end of the run.
 //! Knobs: `BENCH_N` (paced samples, default 200), `BENCH_DEFAULT_N` (paced samples at default
 //! settings, default 40), `BENCH_BURST` (default 20000), `BENCH_DRAG_OBJECTS` (default 5000),
-//! `BENCH_DRAG_FRAMES` (default 20).
+//! `BENCH_DRAG_FRAMES` (default 20), `BENCH_MESH_N` (samples beside a mesh, default 10),
+//! `BENCH_MESH_APPLY_MS` (default 500).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vibesync_daemon::client::Client;
+use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::Frame;
 
 mod support;
@@ -65,8 +75,14 @@ impl Rig {
     }
 
     fn daemon(label: &'static str, config: &str, objects: usize) -> Rig {
-        let d = BenchDaemon::start(&label.replace([' ', ','], "-"), config);
-        let held = support::spawn_daemon_receiver(d.connect("bench", "unity"));
+        Rig::daemon_with(label, config, objects, Duration::ZERO, false)
+    }
+
+    /// A daemon rig whose receiver takes `mesh_apply` to answer a batch with a mesh (in
+    /// arrival order when `in_order`).
+    fn daemon_with(label: &'static str, config: &str, objects: usize, mesh_apply: Duration, in_order: bool) -> Rig {
+        let d = BenchDaemon::start(&label.replace([' ', ',', '(', ')', '='], "-"), config);
+        let held = support::spawn_daemon_receiver_with(d.connect("bench", "unity"), mesh_apply, in_order);
         let a = d.connect("bench", "blender");
         let acks = support::spawn_ack_counter(a.try_clone_stream());
         let mut rig = Rig {
@@ -255,6 +271,69 @@ fn drag(rig: &mut Rig, frames: usize, base: f64) {
     stream(rig, &format!("drag of {} objects x {frames} frames", objs.len()), out, frames * objs.len(), goal);
 }
 
+/// A mesh of `vertices` vertices (a strip of triangles); `k` makes each one different.
+fn big_mesh(vertices: usize, k: usize) -> Vec<u8> {
+    let positions: Vec<[f32; 3]> =
+        (0..vertices).map(|i| [(i % 1000) as f32 * 0.01, (i / 1000) as f32 * 0.01, k as f32 * 1e-3]).collect();
+    let indices: Vec<u32> = (0..vertices as u32 - 2).flat_map(|i| [i, i + 1, i + 2]).collect();
+    Mesh { positions, normals: None, uv0: None, indices }.encode()
+}
+
+/// Scenario 4: one transform of object 0 right after B received a mesh batch of object 1.
+fn beside_mesh(rig: &mut Rig, n: usize) {
+    let (obj, meshed) = (rig.objects[0].clone(), rig.objects[1].clone());
+    let acks = rig.acks.clone().expect("a daemon rig");
+    let (mut held, mut committed, mut mesh_committed) = (vec![], vec![], vec![]);
+    let mut lost = 0;
+    for i in 0..=n {
+        let mesh = big_mesh(100_000, i);
+        let hash = Mesh::hash_bytes(&mesh);
+        let before = rig.held.mesh_batches();
+        rig.next_request += 1;
+        let m = json!({"type":"change","request_id":format!("r{}", rig.next_request),"base_seq":0,
+            "changes":[{"op":"mesh","uuid":meshed,"mesh_hash":hash}]});
+        let t_mesh = Instant::now();
+        rig.a.send_frame(&Frame::new(serde_json::to_vec(&m).unwrap(), mesh)).unwrap();
+        if !rig.held.wait_mesh_batches(before, t_mesh + Duration::from_secs(60)) {
+            panic!("{}: B never received the mesh batch", rig.label);
+        }
+        // The mesh batch is in flight (B is applying it): move the other object.
+        let x = 1000.0 + i as f64;
+        let t = Instant::now();
+        rig.send_changes(vec![transform(&obj, x)]);
+        let end = t + Duration::from_secs(30);
+        let by_batch = rig.held.wait_for_batch(&HashMap::from([(obj.clone(), x)]), end);
+        let done = acks.wait_committed_uuid(&obj, t, end);
+        // After B received it (an earlier commit naming the object may still be read after
+        // the mesh was sent: its create's, when the sender reads results late).
+        let mesh_done = acks.wait_committed_uuid(&meshed, t, end);
+        if i == 0 {
+            continue; // warm-up
+        }
+        match (by_batch, done, mesh_done) {
+            (Some(h), Some(c), Some(mc)) => {
+                if std::env::var_os("BENCH_TRACE").is_some() {
+                    eprintln!("sample {i}: mesh batch at B +{:?}, held {:?} committed {:?} mesh committed +{:?} (from mesh send)", t - t_mesh, h - t, c - t, mc - t_mesh);
+                }
+                held.push(h - t);
+                committed.push(c - t);
+                mesh_committed.push(mc - t);
+            }
+            _ => lost += 1,
+        }
+    }
+    println!(
+        "  {:<44} n={n}: transform held at B by its batch p50 {:>7.1} ms p99 {:>7.1} ms; committed at A p50 {:>7.1} ms p99 {:>7.1} ms; (the mesh committed p50 {:>7.1} ms after the transform was sent){}",
+        rig.label,
+        support::pct(&mut held, 0.5),
+        support::pct(&mut held, 0.99),
+        support::pct(&mut committed, 0.5),
+        support::pct(&mut committed, 0.99),
+        support::pct(&mut mesh_committed, 0.5),
+        if lost > 0 { format!("  ({lost} samples incomplete within 30 s)") } else { String::new() }
+    );
+}
+
 fn main() {
     if std::env::var_os(support::RELAY_ROLE).is_some() {
         support::run_relay();
@@ -264,8 +343,36 @@ fn main() {
     let total = env_usize("BENCH_BURST", 20_000);
     let drag_objects = env_usize("BENCH_DRAG_OBJECTS", 5_000);
     let drag_frames = env_usize("BENCH_DRAG_FRAMES", 20);
+    let mesh_n = env_usize("BENCH_MESH_N", 10);
+    let mesh_apply = Duration::from_millis(env_usize("BENCH_MESH_APPLY_MS", 500) as u64);
+    let only_mesh = std::env::var_os("BENCH_ONLY_MESH").is_some();
     let window0 = "[sync]\nbatch_window_ms = 0\n";
     support::print_fdatasync_cost();
+    support::print_load();
+
+    println!(
+        "== one transform beside a 100k-vertex mesh batch in flight (B answers the mesh after {} ms)",
+        mesh_apply.as_millis()
+    );
+    for (window, wlabel) in [("", "default settings"), (window0, "window 0")] {
+        for (pipelining, plabel) in [("", "pipelining"), ("pipelining = false\n", "no pipelining (before)")] {
+            for (in_order, olabel) in [(false, "answers as applied"), (true, "answers in order")] {
+                let config = if window.is_empty() && pipelining.is_empty() {
+                    String::new()
+                } else {
+                    format!("[sync]\n{}{pipelining}", window.trim_start_matches("[sync]\n"))
+                };
+                let label: &'static str = Box::leak(format!("{wlabel}, {plabel}, {olabel}").into_boxed_str());
+                let mut rig = Rig::daemon_with(label, &config, 2, mesh_apply, in_order);
+                beside_mesh(&mut rig, mesh_n);
+            }
+        }
+    }
+    if only_mesh {
+        support::print_load();
+        support::print_fdatasync_cost();
+        return;
+    }
 
     println!("== one transform A -> B (paced)");
     let mut relay = Rig::relay(8);
@@ -288,5 +395,6 @@ fn main() {
     let mut default = Rig::daemon("daemon, default settings", "", drag_objects);
     drag(&mut default, drag_frames, 1.0);
     drop(default);
+    support::print_load();
     support::print_fdatasync_cost();
 }

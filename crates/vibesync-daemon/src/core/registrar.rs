@@ -131,12 +131,12 @@ impl Daemon {
         for job in group {
             let sess = &job.sess;
             let plan = {
-                let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: &sess.editor };
+                let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: sess.editor };
                 match &job.request {
                     Request::Register(r) => {
                         let who = Requester {
                             session_id: &sess.session_id,
-                            editor: &sess.editor,
+                            editor: sess.editor.as_str(),
                             client_id: &sess.client_id,
                         };
                         register::plan_register(&r.items, &who, &view)
@@ -215,10 +215,7 @@ impl Daemon {
                         .iter()
                         .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
                     {
-                        claims.insert(
-                            (sess.project_id.clone(), sess.editor.clone(), r.uuid.clone()),
-                            sess.session_id.clone(),
-                        );
+                        claims.insert((sess.project_id.clone(), sess.editor, r.uuid.clone()), sess.session_id.clone());
                     }
                 }
                 Request::Tombstone(_) => {
@@ -243,20 +240,15 @@ impl Daemon {
 struct RegistryView<'a> {
     daemon: &'a Daemon,
     project_id: &'a str,
-    editor: &'a str,
+    editor: vibesync_protocol::ClientKind,
 }
 
 impl View for RegistryView<'_> {
     fn live(&self, uuid: &str) -> Result<Option<Existing>, String> {
-        self.daemon.stores.existing(self.project_id, uuid, self.editor).map_err(|e| e.to_string())
+        self.daemon.stores.existing(self.project_id, uuid, self.editor.as_str()).map_err(|e| e.to_string())
     }
     fn claimed_by(&self, uuid: &str) -> Option<String> {
-        self.daemon
-            .claims
-            .lock()
-            .unwrap()
-            .get(&(self.project_id.to_string(), self.editor.to_string(), uuid.to_string()))
-            .cloned()
+        self.daemon.claims.lock().unwrap().get(&(self.project_id.to_string(), self.editor, uuid.to_string())).cloned()
     }
 }
 

@@ -12,6 +12,7 @@ mod governance;
 mod handshake;
 mod ingest;
 mod live;
+mod pipeline;
 mod registry;
 mod resilience;
 mod restore;

@@ -431,15 +431,24 @@ fn a_huge_frame_does_not_stall_other_sessions() {
     }
     million.extend_from_slice(b"]}");
     let mut s = authed(&d);
+    let mut answered_in = Duration::MAX;
     for _ in 0..2 {
         send_raw_json(&mut s, &million, &[]);
+        let sent = Instant::now();
         let Some(m) = read_msg(&mut s) else { panic!("closed: {}", d.stderr_log()) };
+        answered_in = answered_in.min(sent.elapsed());
         assert_error(&m, "BAD_MESSAGE", "items", "1M items");
     }
     stop.store(true, Ordering::SeqCst);
     let mut lat = ping.join().unwrap();
     lat.sort();
     let max = *lat.last().unwrap();
-    assert!(max < Duration::from_millis(250), "another session's ping waited {max:?} behind a big frame");
+    // Not a speed bound (that is a benchmark's job) but the event that shows the stall: a
+    // ping parked behind the big frame on the worker parsing it waits as long as the parse
+    // itself. Off the workers, no ping waits even half as long as the big frame's answer took.
+    assert!(
+        max < answered_in / 2,
+        "another session's ping waited {max:?} behind a big frame that took {answered_in:?} to answer"
+    );
     assert_eq!(ping_then_stop(&mut d), Some(0));
 }

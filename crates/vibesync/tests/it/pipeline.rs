@@ -1,0 +1,204 @@
+//! Pipelining (docs/PROTOCOL.md §6.2 "Pipelining"): while a slow batch waits for a
+//! participant that has not answered, a fast batch of other uuids is forwarded, verified and
+//! committed beside it; a change of a uuid in the slow batch, or of an object under it, waits
+//! for it; a rollback of the slow batch leaves the committed fast one alone; both transactions
+//! interleave in the WAL and every check (`vibesync verify`, boot recovery) holds.
+//! Every wait has a deadline; nothing asserts timing.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vibesync_protocol::state::state_hash;
+
+use crate::common::*;
+use crate::sync::{create, fast_config, until, Mini};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn transform(u: &str, x: f64) -> Value {
+    json!({"op":"transform","uuid":u,"t":[x,1.0,2.0],"r":[0,0,0,1],"s":[1,1,1]})
+}
+
+fn material(u: &str) -> Value {
+    json!({"op":"material","uuid":u,"material":{"base_color":[1,0,0,1],"metallic":0,"roughness":0.5,"emission":[0,0,0]}})
+}
+
+/// The participant's `applied` for `batch_id`: the hash of everything it holds (extra uuids
+/// are not checked), or a wrong hash for each when `wrong`.
+fn answer(m: &mut Mini, batch_id: &str, wrong: bool) {
+    let hashes: serde_json::Map<String, Value> =
+        m.states.iter().map(|(u, s)| (u.clone(), json!(if wrong { "0".repeat(64) } else { state_hash(s) }))).collect();
+    m.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":m.last_seq,"hashes":hashes})).unwrap();
+}
+
+/// `batch_result`s naming `uuid`, as (outcome, batch_id).
+fn results_for(m: &Mini, uuid: &str) -> Vec<(String, String)> {
+    m.results
+        .iter()
+        .filter(|r| r["uuids"].as_array().is_some_and(|a| a.iter().any(|x| x == uuid)))
+        .map(|r| (r["outcome"].as_str().unwrap().to_string(), r["batch_id"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    d: Daemon,
+    b: Mini,
+    u: Mini,
+    /// Parent P with child C, and a free object Y.
+    p: String,
+    c: String,
+    y: String,
+}
+
+/// Two editors holding P, C (under P) and Y; Unity then stops answering on its own.
+fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    // Window 0 (every change is its own window); a verify timeout far beyond the test.
+    let cfg = fast_config(dir.path(), 0, 120_000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (p, c, y) = (new_uuid(), new_uuid(), new_uuid());
+    let mut child = create(&c, "Child", [0.0; 3]);
+    child["parent"] = json!(p);
+    b.send_change("c", vec![create(&p, "Parent", [0.0; 3]), child, create(&y, "Free", [0.0; 3])], &[]);
+    until(&mut [&mut b, &mut u], DEADLINE, |ms| ms[1].states.len() == 3 && !ms[0].results.is_empty());
+    u.answer = false;
+    Rig { dir, d, b, u, p, c, y }
+}
+
+/// Blender changes P's material (a slow batch); Unity receives it and does not answer.
+/// Returns the slow batch's id.
+fn slow_batch_waiting(r: &mut Rig) -> String {
+    let seen = r.u.batches.len();
+    let ack = r.b.send_change("slow", vec![material(&r.p)], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
+    let (id, path, count) = r.u.batches[seen].clone();
+    assert_eq!((path.as_str(), count), ("slow", 1));
+    id
+}
+
+#[test]
+fn a_transform_of_another_object_commits_while_a_slow_batch_waits_and_dependents_wait_for_it() {
+    let mut r = rig();
+    let slow = slow_batch_waiting(&mut r);
+    let seen = r.u.batches.len();
+    // Held back: C (its parent P is in the slow batch) and P itself. Free: Y, sent last.
+    r.b.send_change("tc", vec![transform(&r.c, 1.0)], &[]);
+    r.b.send_change("tp", vec![transform(&r.p, 2.0)], &[]);
+    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
+    // Unity gets a fast batch carrying Y's transform only, and answers it.
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
+    let (fast, path, count) = r.u.batches[seen].clone();
+    assert_eq!((path.as_str(), count), ("fast", 1), "only Y's transform: {:?}", r.u.batches);
+    answer(&mut r.u, &fast, false);
+    let y = r.y.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    assert!(results_for(&r.b, &r.y).contains(&("committed".to_string(), fast.clone())), "{:?}", r.b.results);
+    // The slow batch is still unanswered: nothing of P or C has ended, and nothing of them
+    // reached Unity as a batch after the slow one.
+    assert!(results_for(&r.b, &r.p).iter().all(|(_, id)| id != &slow), "{:?}", r.b.results);
+    assert!(results_for(&r.b, &r.c).len() == 1, "only C's create ended: {:?}", r.b.results);
+    assert_eq!(r.u.batches.len(), seen + 1, "P's and C's transforms wait for the slow batch: {:?}", r.u.batches);
+
+    // Unity answers the slow batch: it commits, then the held-back transforms follow.
+    answer(&mut r.u, &slow, false);
+    r.u.answer = true;
+    let (p, c) = (r.p.clone(), r.c.clone());
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| {
+        ms[1].states[&p]["t"] == json!([2.0, 1.0, 2.0])
+            && ms[1].states[&c]["t"] == json!([1.0, 1.0, 2.0])
+            && results_for(ms[0], &p).iter().filter(|(o, _)| o == "committed").count() >= 3
+            && results_for(ms[0], &c).iter().filter(|(o, _)| o == "committed").count() >= 2
+    });
+    assert!(r.b.results.iter().all(|x| x["outcome"] != "rolled_back"), "{:?}", r.b.results);
+    assert_eq!(r.u.states[&r.p]["material"]["base_color"], json!([1.0, 0.0, 0.0, 1.0]));
+
+    // In the WAL the two transactions interleave: the fast one begins after the slow one and
+    // commits before it (docs/WAL.md §3).
+    let wal = wal_records(&r.dir.path().join("data"));
+    let at = |op: &str, phase: &str| {
+        wal.iter().find(|x| x["operation_id"] == op && x["phase"] == phase).map(|x| x["seq"].as_u64().unwrap())
+    };
+    let (sb, sc) = (at(&slow, "BEGIN").unwrap(), at(&slow, "COMMIT").unwrap());
+    let (fb, fc) = (at(&fast, "BEGIN").unwrap(), at(&fast, "COMMIT").unwrap());
+    assert!(sb < fb && fc < sc, "slow {sb}..{sc}, fast {fb}..{fc}");
+    assert!(at(&fast, "FINAL").is_some() && at(&slow, "FINAL").is_some());
+    drop((r.b, r.u));
+    r.d.stop();
+    let (code, out, err) = verify(&r.dir.path().join("data"));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn rolling_back_the_slow_batch_leaves_the_committed_fast_batch_alone() {
+    let mut r = rig();
+    let slow = slow_batch_waiting(&mut r);
+    let seen = r.u.batches.len();
+    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
+    let fast = r.u.batches[seen].0.clone();
+    answer(&mut r.u, &fast, false);
+    let y = r.y.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    // Unity's answer to the slow batch is wrong: it rolls back.
+    answer(&mut r.u, &slow, true);
+    r.u.answer = true;
+    let p = r.p.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| {
+        results_for(ms[0], &p).iter().any(|(o, id)| o == "rolled_back" && id == &slow)
+            && ms[1].states[&p].get("material").is_none()
+    });
+    let rb = r.b.results.iter().find(|x| x["batch_id"] == slow.as_str()).unwrap();
+    assert_eq!(rb["kept_local"], true, "a person's edit stays in Blender: {rb}");
+    // Y keeps the committed pose everywhere: a replay from 0 to a fresh Unity shows it.
+    assert_eq!(r.u.states[&r.y]["t"], json!([3.0, 1.0, 2.0]));
+    let mut fresh = Mini::connect(&r.d, "unity", 1.0, 0);
+    let y = r.y.clone();
+    until(&mut [&mut fresh], DEADLINE, |ms| ms[0].states.contains_key(&y));
+    assert_eq!(fresh.states[&r.y]["t"], json!([3.0, 1.0, 2.0]), "the fast batch stays committed");
+    assert!(fresh.states[&r.p].get("material").is_none(), "the slow batch was rolled back");
+    drop((r.b, r.u, fresh));
+    r.d.stop();
+    let (code, out, err) = verify(&r.dir.path().join("data"));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_crash_with_the_slow_batch_open_after_a_pipelined_commit_recovers_both() {
+    let mut r = rig();
+    let slow = slow_batch_waiting(&mut r);
+    let seen = r.u.batches.len();
+    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
+    let fast = r.u.batches[seen].0.clone();
+    answer(&mut r.u, &fast, false);
+    let y = r.y.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    // The FINAL of the fast batch is written after its result: wait for it in the WAL.
+    let data = r.dir.path().join("data");
+    let end = std::time::Instant::now() + DEADLINE;
+    while !wal_records(&data).iter().any(|x| x["operation_id"] == fast.as_str() && x["phase"] == "FINAL") {
+        assert!(std::time::Instant::now() < end, "no FINAL for the fast batch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((r.b, r.u));
+    r.d.kill9();
+    let mut d = Daemon::start(&data);
+    let wal = wal_records(&data);
+    let rb =
+        wal.iter().find(|x| x["operation_id"] == slow.as_str() && x["phase"] == "ROLLBACK").expect("slow rolled back");
+    assert_eq!(rb["error_code"], "RECOVERED_INCOMPLETE");
+    assert!(!wal.iter().any(|x| x["operation_id"] == fast.as_str() && x["phase"] == "ROLLBACK"));
+    let mut fresh = Mini::connect(&d, "unity", 1.0, 0);
+    let (y, p) = (r.y.clone(), r.p.clone());
+    until(&mut [&mut fresh], DEADLINE, |ms| ms[0].states.contains_key(&y) && ms[0].states.contains_key(&p));
+    assert_eq!(fresh.states[&r.y]["t"], json!([3.0, 1.0, 2.0]));
+    assert!(fresh.states[&r.p].get("material").is_none());
+    drop(fresh);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
