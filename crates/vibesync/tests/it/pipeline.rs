@@ -135,14 +135,7 @@ fn a_transform_of_another_object_commits_while_a_slow_batch_waits_and_dependents
 #[test]
 fn rolling_back_the_slow_batch_leaves_the_committed_fast_batch_alone() {
     let mut r = rig();
-    let slow = slow_batch_waiting(&mut r);
-    let seen = r.u.batches.len();
-    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
-    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
-    let fast = r.u.batches[seen].0.clone();
-    answer(&mut r.u, &fast, false);
-    let y = r.y.clone();
-    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    let (slow, _fast) = fast_batch_committed_beside_a_slow_one(&mut r);
     // Unity's answer to the slow batch is wrong: it rolls back.
     answer(&mut r.u, &slow, true);
     r.u.answer = true;
@@ -169,14 +162,7 @@ fn rolling_back_the_slow_batch_leaves_the_committed_fast_batch_alone() {
 #[test]
 fn a_crash_with_the_slow_batch_open_after_a_pipelined_commit_recovers_both() {
     let mut r = rig();
-    let slow = slow_batch_waiting(&mut r);
-    let seen = r.u.batches.len();
-    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
-    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
-    let fast = r.u.batches[seen].0.clone();
-    answer(&mut r.u, &fast, false);
-    let y = r.y.clone();
-    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    let (slow, fast) = fast_batch_committed_beside_a_slow_one(&mut r);
     // The FINAL of the fast batch is written after its result: wait for it in the WAL.
     let data = r.dir.path().join("data");
     let end = std::time::Instant::now() + DEADLINE;
@@ -201,4 +187,18 @@ fn a_crash_with_the_slow_batch_open_after_a_pipelined_commit_recovers_both() {
     d.stop();
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// A slow batch waits for Unity; meanwhile Blender moves Y, and that fast batch is forwarded,
+/// answered and committed beside it. Returns (slow batch id, fast batch id).
+fn fast_batch_committed_beside_a_slow_one(r: &mut Rig) -> (String, String) {
+    let slow = slow_batch_waiting(r);
+    let seen = r.u.batches.len();
+    r.b.send_change("ty", vec![transform(&r.y, 3.0)], &[]);
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| ms[1].batches.len() > seen);
+    let fast = r.u.batches[seen].0.clone();
+    answer(&mut r.u, &fast, false);
+    let y = r.y.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
+    (slow, fast)
 }
