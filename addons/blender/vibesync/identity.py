@@ -132,6 +132,22 @@ def slices(items, seconds: float = SLICE_S):
         yield item
 
 
+def datablock_slices():
+    """Every datablock of every synced kind as `(kind, idb)`, read `SCAN_SLICE` at a time
+    with `YIELD` after each slice (the scan and the sweep walk `bpy.data` this way)."""
+    for kind, (attr, _code) in KIND_TABLE.items():
+        coll = getattr(bpy.data, attr)
+        start = 0
+        while True:
+            chunk = coll[start:start + SCAN_SLICE]
+            if not chunk:
+                break
+            for idb in chunk:
+                yield kind, idb
+            start += len(chunk)
+            yield YIELD
+
+
 def _release(*containers):
     """Empty big containers a slice at a time (a generator yielding between slices)."""
     for c in containers:
@@ -296,20 +312,15 @@ class Registry:
         report = ScanReport()
         present: list[tuple[str, object, int]] = []
         live_keys: set[tuple[str, int]] = set()
-        for kind, (attr, _code) in KIND_TABLE.items():
-            coll = getattr(bpy.data, attr)
-            start = 0
-            while True:
-                chunk = coll[start:start + SCAN_SLICE]
-                if not chunk:
-                    break
-                for idb in chunk:
-                    if _trackable(idb):
-                        sid = idb.session_uid
-                        present.append((kind, idb, sid))
-                        live_keys.add((kind, sid))
-                start += len(chunk)
+        for entry in datablock_slices():
+            if entry is YIELD:
                 yield
+                continue
+            kind, idb = entry
+            if _trackable(idb):
+                sid = idb.session_uid
+                present.append((kind, idb, sid))
+                live_keys.add((kind, sid))
 
         taken: dict[str, tuple[str, int]] = {}
         newcomers: list[tuple[str, object]] = []
@@ -448,26 +459,21 @@ class Registry:
         seen: set[tuple[str, int]] = set()
         unknown = []
         renamed = []
-        for kind, (attr, _code) in KIND_TABLE.items():
-            coll = getattr(bpy.data, attr)
-            start = 0
-            while True:
-                chunk = coll[start:start + SCAN_SLICE]
-                if not chunk:
-                    break
-                for idb in chunk:
-                    key = (kind, idb.session_uid)
-                    seen.add(key)
-                    u = self.by_key.get(key)
-                    if u is None:
-                        if idb.library is None:
-                            unknown.append(key)
-                        continue
-                    b = self.bindings.get(u)
-                    if b is not None and b.alive and b.name != idb.name:
-                        renamed.append(key)
-                start += len(chunk)
+        for entry in datablock_slices():
+            if entry is YIELD:
                 yield
+                continue
+            kind, idb = entry
+            key = (kind, idb.session_uid)
+            seen.add(key)
+            u = self.by_key.get(key)
+            if u is None:
+                if idb.library is None:
+                    unknown.append(key)
+                continue
+            b = self.bindings.get(u)
+            if b is not None and b.alive and b.name != idb.name:
+                renamed.append(key)
         gone = []
         missing = []
         for b in slices(list(self.bindings.values())):
