@@ -28,18 +28,6 @@ fn wait_checkpoint(d: &Daemon, seq: u64) -> u64 {
     }
 }
 
-/// Register `n` new objects (in requests of 50); returns their (uuid, name).
-fn register_n(d: &Daemon, tag: &str, n: usize) -> Vec<(String, String)> {
-    let mut c = d.client("blender");
-    let all: Vec<(String, String)> = (0..n).map(|i| (new_uuid(), format!("{tag}{i}"))).collect();
-    for (k, chunk) in all.chunks(50).enumerate() {
-        let items: Vec<(&str, &str, &str)> = chunk.iter().map(|(u, n)| (u.as_str(), "object", n.as_str())).collect();
-        let ack = register(&mut c, &format!("{tag}-{k}"), &items);
-        assert!(statuses(&ack).iter().all(|s| s == "registered"), "{ack}");
-    }
-    all
-}
-
 fn tombstone(d: &Daemon, uuids: &[String]) {
     let ack = d.client("blender").request(&json!({"type":"tombstone","request_id":"t","uuids":uuids})).unwrap();
     assert!(statuses(&ack).iter().all(|s| s == "tombstoned"), "{ack}");
@@ -80,10 +68,10 @@ fn restart_after_kill9_reads_only_the_records_after_the_checkpoint() {
     std::fs::write(&cfg, "[storage]\nwal_segment_bytes = 16384\n").unwrap();
     let args = ["--config", cfg.to_str().unwrap()];
     let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    let mut live = register_n(&d, "a", 300);
+    let mut live = register_n(&d, "a", 300, 50);
     let seq = status(&d)["seq"].as_u64().unwrap();
     let covered = wait_checkpoint(&d, seq - 10);
-    live.extend(register_n(&d, "b", 200));
+    live.extend(register_n(&d, "b", 200, 50));
     let total = status(&d)["seq"].as_u64().unwrap();
     d.kill9();
 
@@ -108,18 +96,18 @@ fn a_stale_torn_lying_or_future_checkpoint_never_loses_or_double_applies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut d = Daemon::start(&data);
-    let mut live = register_n(&d, "a", 100);
+    let mut live = register_n(&d, "a", 100, 50);
     assert_eq!(d.stop(), Some(0));
     let stale = std::fs::read(checkpoint::path(&data)).expect("a clean stop writes a checkpoint");
 
     let mut d = Daemon::start(&data);
     assert!(status(&d)["boot"]["resumed_after"].is_u64(), "a clean restart resumes from the checkpoint");
-    live.extend(register_n(&d, "b", 100));
+    live.extend(register_n(&d, "b", 100, 50));
     let gone: Vec<String> = live.drain(..10).map(|(u, _)| u).collect();
     tombstone(&d, &gone);
     let seq = status(&d)["seq"].as_u64().unwrap();
     wait_checkpoint(&d, seq - 5);
-    live.extend(register_n(&d, "c", 50));
+    live.extend(register_n(&d, "c", 50, 50));
     d.kill9();
     let good: Checkpoint = checkpoint::load(&data).unwrap().expect("checkpoint");
     let last_seq = vibesync_wal::Reader::open(data.join("wal")).unwrap().map(|e| e.unwrap().record.seq).max().unwrap();

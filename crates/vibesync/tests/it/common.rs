@@ -145,6 +145,19 @@ pub fn register(c: &mut Client, rid: &str, items: &[(&str, &str, &str)]) -> Valu
     c.request(&json!({"type":"register","request_id": rid, "items": items})).unwrap()
 }
 
+/// Register `n` new objects from a Blender session, `per_request` items per `register`
+/// (fewer per request: more transactions in the WAL); returns their (uuid, name).
+pub fn register_n(d: &Daemon, tag: &str, n: usize, per_request: usize) -> Vec<(String, String)> {
+    let mut c = d.client("blender");
+    let all: Vec<(String, String)> = (0..n).map(|i| (new_uuid(), format!("{tag}{i}"))).collect();
+    for (k, chunk) in all.chunks(per_request).enumerate() {
+        let items: Vec<(&str, &str, &str)> = chunk.iter().map(|(u, n)| (u.as_str(), "object", n.as_str())).collect();
+        let ack = register(&mut c, &format!("{tag}-{k}"), &items);
+        assert!(statuses(&ack).iter().all(|s| s == "registered"), "{ack}");
+    }
+    all
+}
+
 pub fn statuses(ack: &Value) -> Vec<String> {
     ack["results"]
         .as_array()

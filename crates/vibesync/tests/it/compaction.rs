@@ -148,18 +148,6 @@ fn compaction_keeps_boot_verify_the_registry_replay_and_history_correct() {
     assert_eq!(code, 0, "verify after the rebuild:\n{out}\n{err}");
 }
 
-/// Register `n` objects in requests of 25; returns their (uuid, name).
-fn register_n(d: &Daemon, tag: &str, n: usize) -> Vec<(String, String)> {
-    let mut c = d.client("blender");
-    let all: Vec<(String, String)> = (0..n).map(|i| (new_uuid(), format!("{tag}{i}"))).collect();
-    for (k, chunk) in all.chunks(25).enumerate() {
-        let items: Vec<(&str, &str, &str)> = chunk.iter().map(|(u, n)| (u.as_str(), "object", n.as_str())).collect();
-        let ack = register(&mut c, &format!("{tag}-{k}"), &items);
-        assert!(statuses(&ack).iter().all(|s| s == "registered"), "{ack}");
-    }
-    all
-}
-
 /// Every registered object is there, unchanged, and the counter is exact.
 fn assert_registry(d: &Daemon, data: &Path, live: &[(String, String)]) {
     assert_eq!(status(data)["registry"]["live"], json!(live.len()));
@@ -188,7 +176,7 @@ fn kill9_during_compaction_loses_nothing() {
     for round in 0..rounds {
         let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
         assert_registry(&d, &data, &live);
-        live.extend(register_n(&d, &format!("r{round}-"), 150));
+        live.extend(register_n(&d, &format!("r{round}-"), 150, 25));
         let seq = status(&data)["seq"].as_u64().unwrap();
         wait_covered(&data, seq - 1);
         // Compaction in flight, then kill -9 at a different moment each round.
