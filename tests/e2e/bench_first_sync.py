@@ -11,7 +11,8 @@
   ticks go on AFTER_S seconds after (b), and every full (generation-2) garbage collection
   on the main thread, wherever it lands, is timed from (a connect) to the end;
 * `VIBESYNC_BENCH_TRACE=1` prints the pump's queues every 5 s (where the time goes);
-  `VIBESYNC_BENCH_PROFILE=path` writes a cProfile of the ticks to `path.N`.
+  `VIBESYNC_BENCH_PROFILE=path` writes a cProfile of the ticks to `path.N`,
+  `VIBESYNC_BENCH_PROFILE_SLOW=path` one of the ticks over 16 ms of CPU only.
 
 The receiving direction (`scripts/bench-first-sync --receive [N ...]`): the host loads a
 scene file of N objects (10 roots, each the parent of N/10 objects, at spread transforms),
@@ -19,6 +20,11 @@ connects first and waits until the daemon has committed all of it; Blender then 
 with its factory startup scene (Cube, Camera, Light in
 "Collection") and is measured the same way until it holds all N objects (its registry binds
 every one of the host's uuids) — the daemon's replay of a big project to a joining editor.
+`--meshes M [--grid S]`: M of the N objects carry an S x S vertex grid mesh; `--reconnect`:
+then Blender reconnects with a replay position of 0 (an unsaved file) and receives the whole
+project again into the scene that holds it; `--blender-costs`: Blender's own cost of N
+objects joining a scene at once and in slices (bpy only). Blender's own dependency-graph
+evaluation between two ticks is timed apart from the addon's ticks.
 
 Prints one line per N; docs/BENCHMARKS.md quotes them.
 """
@@ -142,6 +148,9 @@ class Ticks:
         if os.environ.get("VIBESYNC_BENCH_PROFILE"):
             import cProfile
             self.prof = cProfile.Profile()
+        # VIBESYNC_BENCH_PROFILE_SLOW=path: a cProfile of only the ticks over 16 ms of CPU.
+        self.slow_prof = None
+        self.slow_path = os.environ.get("VIBESYNC_BENCH_PROFILE_SLOW")
 
     def _on_gc(self, phase, info) -> None:
         if info.get("generation") != 2:
@@ -177,15 +186,25 @@ class Ticks:
         bpy.context.view_layer.update()
         self.blender_eval.append((time.thread_time() - c) * 1000)
         a, c = time.perf_counter(), time.thread_time()
-        if self.prof is not None:
-            self.prof.enable()
+        prof = self.prof
+        if self.slow_path:
+            import cProfile
+            prof = cProfile.Profile()
+        if prof is not None:
+            prof.enable()
         vibesync.tick(8.0)
-        if self.prof is not None:
-            self.prof.disable()
+        if prof is not None:
+            prof.disable()
         self.wall.append((time.perf_counter() - a) * 1000)
         self.cpu.append((time.thread_time() - c) * 1000)
         if self.cpu[-1] > 16.0:
             self.slow.append((round(self.cpu[-1], 1), [x for x in self._laps if x[1] >= 1.0]))
+            if self.slow_path:
+                import pstats
+                if self.slow_prof is None:
+                    self.slow_prof = pstats.Stats(prof)
+                else:
+                    self.slow_prof.add(prof)
         self._laps.clear()
         time.sleep(0.001)
 
@@ -239,6 +258,8 @@ def measure(n: int, t0: float, done, limit_s: float) -> tuple[dict, float]:
                     f"errors {list(s.errors)[-3:]}")
     if ticks.prof is not None:
         ticks.prof.dump_stats(f"{os.environ['VIBESYNC_BENCH_PROFILE']}.{n}")
+    if ticks.slow_prof is not None:
+        ticks.slow_prof.dump_stats(f"{ticks.slow_path}.{n}.{int(t0)}")
     return ticks.figures(), done_at - t0
 
 

@@ -1346,15 +1346,25 @@ class Session:
                     kept.append(u)
             if kept:
                 keep = set(kept)
-                batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in keep]
+                changes = []
+                for item in identity.slices(batch.changes):
+                    if item is identity.YIELD:
+                        yield
+                    elif item[0].get("uuid") not in keep:
+                        changes.append(item)
+                batch.changes = changes
                 uuids = [u for u in uuids if u not in keep]
-                for u in kept:
+                for u in identity.slices(kept):
+                    if u is identity.YIELD:
+                        yield
+                        continue
                     b = self.registry.bindings.get(u)
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
-                         batch.batch_id, len(kept), kept)
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: "
+                         "%s%s", batch.batch_id, len(kept), kept[:20],
+                         " …" if len(kept) > 20 else "")
         # Local edits of these uuids not sent yet: applying the batch must not swallow them.
         pending = set()
         for u in identity.slices(uuids):
