@@ -60,7 +60,23 @@ impl AuditRepo {
         if !head_is_main {
             repo.set_head(BRANCH).map_err(git("point HEAD at main", git_dir))?;
         }
+        let pack_config = git_dir.join(PACK_CONFIG);
+        if std::fs::read_to_string(&pack_config).ok().as_deref() != Some(PACK_CONFIG_TEXT) {
+            std::fs::write(&pack_config, PACK_CONFIG_TEXT).map_err(|e| AuditError::Inconsistent {
+                path: pack_config.clone(),
+                reason: format!("cannot write the pack settings: {e}"),
+            })?;
+        }
         Ok(AuditRepo { repo, path: git_dir.to_path_buf() })
+    }
+
+    /// A handle of its own for one commit or merge, with [`PACK_CONFIG`] on top of the
+    /// repository's configuration (for this handle only: the git CLI never reads it).
+    fn writer(&self, op: &'static str) -> Result<Repository, AuditError> {
+        let w = Repository::open_bare(&self.path).map_err(git(op, &self.path))?;
+        let mut cfg = w.config().map_err(git(op, &self.path))?;
+        cfg.add_file(&self.path.join(PACK_CONFIG), git2::ConfigLevel::App, true).map_err(git(op, &self.path))?;
+        Ok(w)
     }
 
     fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
@@ -133,7 +149,7 @@ impl AuditRepo {
         // backend, on a repository handle opened for this commit only) and then to disk as
         // one packfile, before `main` moves: one pack per commit instead of one loose file
         // per object (file creation, not zlib or SHA-1, was the audit's largest cost).
-        let w = Repository::open_bare(&self.path).map_err(git("open the repository for a commit", &self.path))?;
+        let w = self.writer("open the repository for a commit")?;
         let odb = w.odb().map_err(git("open the object store", &self.path))?;
         let _mem =
             odb.add_new_mempack_backend(MEMPACK_PRIORITY).map_err(git("add the in-memory object store", &self.path))?;
@@ -233,7 +249,7 @@ impl AuditRepo {
         if small.len() < MERGE_AT_PACKS {
             return Ok(0);
         }
-        let w = Repository::open_bare(&self.path).map_err(git("open the repository to merge packs", &self.path))?;
+        let w = self.writer("open the repository to merge packs")?;
         let odb = w.odb().map_err(git("open the object store", &self.path))?;
         let all: Vec<Oid> = small.iter().flat_map(|(_, o)| o.iter().copied()).collect();
         let before: BTreeSet<_> = small.iter().map(|(p, _)| p.clone()).collect();
@@ -261,6 +277,17 @@ fn head_commit<'r>(repo: &'r Repository, path: &Path) -> Result<Option<git2::Com
         Err(e) => Err(git("read the main branch", path)(e)),
     }
 }
+
+/// Settings the audit's own pack writes use (file in the git directory, read only through
+/// [`AuditRepo::writer`]).
+const PACK_CONFIG: &str = "vibesync-pack.config";
+/// No delta search: it was the audit's largest CPU cost once objects were packed (≈ 1/3 of
+/// the audit thread in a drag of 5,000 objects), and a snapshot's objects are zlib-compressed
+/// either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
+/// no delta) from `pack.deltaCacheSize`; both keys are set, so a libgit2 that reads
+/// `core.bigFileThreshold` behaves the same. `git gc` (which never reads this file) still
+/// packs with deltas.
+const PACK_CONFIG_TEXT: &str = "[pack]\n\tdeltaCacheSize = 1\n[core]\n\tbigFileThreshold = 1\n";
 
 /// Above the loose (1) and pack (2) backends: new objects of a commit go to memory.
 const MEMPACK_PRIORITY: i32 = 1000;

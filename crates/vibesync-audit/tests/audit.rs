@@ -494,6 +494,17 @@ fn each_commit_is_one_pack_and_small_packs_are_merged() {
     audit.flush(T).unwrap();
     assert_eq!(packs(&dir), 1, "16 small packs merged into one");
     assert_eq!(loose_objects(&dir), 0);
+    // Written without delta search (its CPU cost, docs/BENCHMARKS.md): every object whole.
+    let idx = std::fs::read_dir(dir.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    let out = Command::new("git").arg("verify-pack").arg("-v").arg(&idx).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listing.contains("non delta:"), "{listing}");
+    assert!(!listing.contains("chain length"), "no deltas: {listing}");
     audit.close();
     let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
     assert!(ok, "fsck: {out}");
