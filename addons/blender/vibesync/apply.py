@@ -16,7 +16,7 @@ import sys
 
 import bpy
 
-from . import capture, identity, wire
+from . import budget, capture, identity, wire
 from .identity import KIND_TABLE
 
 log = logging.getLogger("vibesync.apply")
@@ -676,6 +676,8 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     meshes: dict = {}
     unplaced: dict = {}
     for change, attachment in batch.changes:
+        if attachment:
+            yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
                                         meshes, unplaced))

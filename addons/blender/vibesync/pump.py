@@ -1222,12 +1222,17 @@ class Session:
 
     def _run_apply_job(self, deadline: float) -> bool:
         """Go on applying the batch under way until `deadline` (or until it yields
-        `budget.END_TICK`); True when it is done. No other batch, capture or send runs
+        `budget.END_TICK`, or `budget.HEAVY_NEXT` once this tick has run more than
+        `budget.HEAVY_START_S`); True when it is done. No other batch, capture or send runs
         before it has finished (`_tick`): the states it made are remembered as applied
         (echo suppression) only at its end."""
+        started = time.perf_counter()
         try:
             while True:
-                if next(self.apply_job) is budget.END_TICK or time.perf_counter() > deadline:
+                step = next(self.apply_job)
+                now = time.perf_counter()
+                if step is budget.END_TICK or now > deadline or (
+                        step is budget.HEAVY_NEXT and now - started > budget.HEAVY_START_S):
                     return False  # resumed next tick
         except StopIteration:
             self.apply_job = None
@@ -1377,12 +1382,12 @@ class Session:
             while True:
                 self.applying = True
                 try:
-                    next(steps)
+                    step = next(steps)
                 except StopIteration:
                     break
                 finally:
                     self.applying = False
-                yield
+                yield step
         finally:
             self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
