@@ -100,18 +100,7 @@ pub enum SyncEvent {
     },
 }
 
-/// A uuid kept locally by the editor where a person made it after its propagation failed
-/// (docs/PROTOCOL.md §6.4), until a later commit covers it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NotSynced {
-    pub uuid: String,
-    pub session_id: String,
-    pub client: String,
-    pub client_id: String,
-    pub reason: String,
-    /// The ROLLBACK record.
-    pub seq: u64,
-}
+pub use crate::notsynced::NotSynced;
 
 /// What `status` shows of each project's sync.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -265,7 +254,8 @@ impl Actor {
         let live_interval_ms = daemon.config().sync.live_interval_ms;
         Actor {
             rolled_back: daemon.stores().rolled_back_since_boot(&project),
-            not_synced: BTreeMap::new(),
+            // Rebuilt from the WAL at boot (crate::notsynced): a restart forgets no kept edit.
+            not_synced: daemon.stores().not_synced_at_boot(&project),
             conflicts: 0,
             status,
             daemon,
@@ -900,7 +890,7 @@ impl Actor {
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
-            |s, u| self.not_synced.get(u).is_some_and(|n| &n.session_id == s),
+            |s, u| self.kept_by(s, u),
         );
         for (session_id, uuids) in dropped {
             self.expose(self.daemon.last_seq());
@@ -1231,15 +1221,19 @@ impl Actor {
             f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
                 || self.daemon.session_info(s).is_some_and(|i| i.editor.holds_scene())
         });
-        let kept_clients: BTreeMap<String, Vec<String>> = {
+        // `kept_by` names each keeping editor's session and kind, for the not-synced list
+        // rebuilt at boot (crate::notsynced).
+        let (kept_clients, kept_by) = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut by = serde_json::Map::new();
             for (s, uuids) in &plan.kept_local {
                 let client = self.daemon.session_info(s).map(|i| i.client_id).unwrap_or_default();
+                by.insert(client.clone(), json!({"session_id": s, "client": f.kinds.get(s)}));
                 for u in uuids {
                     m.entry(u.clone()).or_default().push(client.clone());
                 }
             }
-            m
+            (m, by)
         };
         let mut rb = self.draft(
             &f.batch_id,
@@ -1248,7 +1242,7 @@ impl Actor {
             Outcome::Error,
             json!({
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
-                "kept_local": kept_clients, "reason": reason,
+                "kept_local": kept_clients, "kept_by": kept_by, "reason": reason,
             }),
         );
         rb.error_code = Some(code.as_str().to_string());
@@ -1377,6 +1371,12 @@ impl Actor {
         self.exposed_seq.fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Does the editor of session `s` keep `u` as a person's edit (not synced)? By
+    /// `client_id`, which outlives sessions and daemon restarts.
+    fn kept_by(&self, s: &str, u: &str) -> bool {
+        self.not_synced.get(u).is_some_and(|n| self.daemon.session_info(s).is_some_and(|i| i.client_id == n.client_id))
+    }
+
     fn publish_status(&self) {
         let snapshot =
             ProjectSync { not_synced: self.not_synced.values().cloned().collect(), conflicts: self.conflicts };
@@ -1483,8 +1483,9 @@ impl Actor {
             info!(session_id, last_seq, anchor, "replay: last_seq is before the WAL's compaction anchor; full resync");
         }
         let request_id = answer.as_ref().and_then(|r| r.as_deref());
-        let ops = match replay_ops(reg, &self.project, last_seq, full, &rolled) {
-            Ok(ops) => ops,
+        let ops: Vec<(String, ChangeOp)> = match replay_ops(reg, &self.project, last_seq, full, &rolled) {
+            // Never over a person's edit this editor kept (§6.6): it re-sends it itself.
+            Ok(ops) => ops.into_iter().filter(|(u, _)| !self.kept_by(session_id, u)).collect(),
             Err(why) => {
                 // Never a partial or empty replay (an editor would take it as up to date):
                 // the request is answered STORAGE_FAILED and the daemon stops.
