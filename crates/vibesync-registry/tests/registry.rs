@@ -610,6 +610,16 @@ fn injected_read_faults_are_errors_not_absent() {
 /// applying each transaction on its own, across chunk boundaries (re-creates, tombstones and
 /// renames of the same uuid in neighbouring transactions), and a replay that stops mid-way
 /// (a WAL read error) leaves a consistent registry that the next open completes.
+/// A registry that applied `txns` one transaction at a time (with its directory).
+fn one_at_a_time(txns: &[Vec<Record>]) -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _) = Registry::open(&RegistryConfig::new(dir.path()), Vec::new).unwrap();
+    for t in txns {
+        let _ = reg.apply_committed(t);
+    }
+    (dir, reg)
+}
+
 /// A registry built from nothing stages the build in memory and writes it in sorted batches
 /// of `bulk_build_records`; past the first batch it reads through sled. Whatever the batch
 /// size, the result equals applying one transaction at a time, and a rebuild (registry
@@ -631,11 +641,7 @@ fn a_bulk_build_equals_one_at_a_time_whatever_its_batch_size() {
         };
         txns.push(w.txn(&format!("op{i}"), &steps));
     }
-    let one = tempfile::tempdir().unwrap();
-    let (reg1, _) = Registry::open(&RegistryConfig::new(one.path()), Vec::new).unwrap();
-    for t in &txns {
-        let _ = reg1.apply_committed(t);
-    }
+    let (_one, reg1) = one_at_a_time(&txns);
     let expected = content(&reg1);
     assert!(expected.2.live > 100 && expected.2.tombstoned > 50 && expected.2.quarantined > 50, "{:?}", expected.2);
     for bulk in [1, 7, 250, 100_000] {
@@ -668,12 +674,7 @@ fn chunked_catch_up_equals_one_at_a_time_and_resumes_after_a_stop() {
         };
         txns.push(w.txn(&format!("op{i}"), &steps));
     }
-    // One at a time.
-    let one = tempfile::tempdir().unwrap();
-    let (reg1, _) = Registry::open(&RegistryConfig::new(one.path()), Vec::new).unwrap();
-    for t in &txns {
-        let _ = reg1.apply_committed(t);
-    }
+    let (_one, reg1) = one_at_a_time(&txns);
     // Chunked, stopped by a read error after ~1500 transactions, then completed.
     let two = tempfile::tempdir().unwrap();
     let cut = w.records.len() * 1500 / 2600;
