@@ -238,28 +238,30 @@ struct Chunk {
 const CATCH_UP_CHUNK: usize = 1000;
 
 /// Staged records (live keys and archived versions) per sled batch when a registry that
-/// holds nothing is built (first boot, rebuild without a compaction base): the build runs
-/// in memory and lands in one sorted batch up to this size. sled's random inserts and
-/// lookups into a tree larger than its cache re-read evicted nodes from disk for every
-/// record (84 s for 1 M WAL records, docs/BENCHMARKS.md); a sorted batch into an empty tree
-/// does not, and a uuid not staged is known absent without asking sled.
-pub const BULK_BUILD_RECORDS: usize = 2_000_000;
+/// holds nothing is built (first boot, rebuild without a compaction base). Such a build also
+/// keeps the set of live keys it has written, so a uuid it has not seen is known absent
+/// without asking sled: 38 % of the first boot's registry phase at 1 M records was sled
+/// lookups of uuids not there yet, each re-reading evicted nodes from sled's log
+/// (docs/BENCHMARKS.md). Bounded: one sled batch holds every node version it makes until it
+/// ends (2,000,000 records per batch took the first boot at 1 M records from 5.7 to 10.1 GB).
+pub const BULK_BUILD_RECORDS: usize = 20_000;
 
 /// Reads through a chunk's staged values to sled.
 struct ChunkBase<'a> {
     reg: &'a Registry,
     chunk: &'a Chunk,
-    /// sled holds no record yet (an empty registry being built, nothing written): a uuid
-    /// not staged is absent.
-    sled_empty: bool,
+    /// Building from nothing: the live keys sled holds (all written by this build); a uuid
+    /// neither staged nor here is absent.
+    known: Option<&'a std::collections::HashSet<(String, String)>>,
 }
 
 impl Base for ChunkBase<'_> {
     fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>> {
-        if let Some(v) = self.chunk.live.get(&(project.to_owned(), uuid.to_owned())) {
+        let key = (project.to_owned(), uuid.to_owned());
+        if let Some(v) = self.chunk.live.get(&key) {
             return Ok(v.clone());
         }
-        if self.sled_empty {
+        if self.known.is_some_and(|k| !k.contains(&key)) {
             return Ok(None);
         }
         self.reg.get_entry(&live_key(project, uuid))
@@ -840,9 +842,10 @@ impl Registry {
         let mut cu = CatchUp::default();
         let mut chunk = Chunk::default();
         // A registry that holds nothing (watermark 0, no records: the counters were checked
-        // against the records at open) is built in memory (see BULK_BUILD_RECORDS).
+        // against the records at open) keeps the keys it writes (see BULK_BUILD_RECORDS).
         let m = self.meta();
-        let mut sled_empty = m.last_applied_seq == 0 && m.counts == Counts::default();
+        let mut known = (m.last_applied_seq == 0 && m.counts == Counts::default())
+            .then(std::collections::HashSet::<(String, String)>::new);
         for r in records {
             // A read error ends the catch-up with that error: the records after it are never
             // taken as absent (docs/ARCHITECTURE.md, storage invariant).
@@ -855,7 +858,7 @@ impl Registry {
             };
             if let Some(txn) = g.push(r) {
                 let rep = if self.meta().schema_version == SCHEMA_VERSION {
-                    match self.stage_into(&mut chunk, &txn, sled_empty) {
+                    match self.stage_into(&mut chunk, &txn, known.as_ref()) {
                         Ok(rep) => rep,
                         Err(e) => {
                             // The transactions before the failing one are kept, as when each
@@ -866,20 +869,26 @@ impl Registry {
                     }
                 } else {
                     self.write_chunk(&mut chunk)?;
-                    sled_empty = false;
+                    known = None;
                     self.apply_committed(&txn)?
                 };
                 if rep.applied {
                     cu.txns += 1;
                     cu.skipped += rep.skipped.len() as u64;
                 }
-                let full = if sled_empty {
-                    chunk.live.len() + chunk.archive.len() >= bulk_records
-                } else {
-                    chunk.txns >= CATCH_UP_CHUNK
+                let full = match known {
+                    Some(_) => chunk.live.len() + chunk.archive.len() >= bulk_records,
+                    None => chunk.txns >= CATCH_UP_CHUNK,
                 };
                 if full {
-                    sled_empty &= chunk.txns == 0;
+                    if let Some(k) = known.as_mut() {
+                        for (key, value) in &chunk.live {
+                            match value {
+                                Some(_) => k.insert(key.clone()),
+                                None => k.remove(key),
+                            };
+                        }
+                    }
                     self.write_chunk(&mut chunk)?;
                 }
             }
@@ -892,7 +901,12 @@ impl Registry {
 
     /// [`Registry::apply_committed`] for catch-up: stage one transaction (schema current) over
     /// the chunk's earlier transactions, without writing.
-    fn stage_into(&self, chunk: &mut Chunk, records: &[Record], sled_empty: bool) -> Result<ApplyReport> {
+    fn stage_into(
+        &self,
+        chunk: &mut Chunk,
+        records: &[Record],
+        known: Option<&std::collections::HashSet<(String, String)>>,
+    ) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
         let meta = self.meta();
@@ -902,7 +916,7 @@ impl Registry {
         }
         let mut st = Staging::default();
         {
-            let base = ChunkBase { reg: self, chunk, sled_empty };
+            let base = ChunkBase { reg: self, chunk, known };
             for r in &steps {
                 ops::apply_step(&base, &mut st, &mut report, r)?;
             }
