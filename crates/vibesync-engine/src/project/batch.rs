@@ -30,6 +30,15 @@ impl Project {
         }
 
         let mask = coalesce_mask(&queued);
+        // Origins that made their change before they applied a batch carrying the uuid.
+        let mut overtaken: Vec<(SessionId, String)> = Vec::new();
+        for q in &queued {
+            let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+            let Some(base) = self.bases.remove(&key) else { continue };
+            if self.forwarded.get(&key).is_some_and(|seq| *seq > base) {
+                overtaken.push(key);
+            }
+        }
         // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
         let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
         for q in &queued {
@@ -107,7 +116,7 @@ impl Project {
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
-            |s, u| self.not_synced.get(u).is_some_and(|n| &n.session_id == s),
+            |s, u| self.keeps(s, u),
         );
         for (session_id, uuids) in dropped {
             self.expose(cx.view.last_seq());
@@ -125,6 +134,17 @@ impl Project {
         for (session_id, uuids) in corrections {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
             self.send_resync(cx, &session_id, &uuids, "conflict").await;
+        }
+        // A dropped change whose origin applied a later-forwarded batch of the uuid after
+        // making it: that origin holds the batch's state, not the authoritative one.
+        let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
+            overtaken.into_iter().partition(|(_, u)| batch_uuids.contains(u.as_str()));
+        for (session_id, u) in dropped_over {
+            if self.keeps(&session_id, &u) {
+                continue; // kept locally: never corrected (docs/PROTOCOL.md §6.4)
+            }
+            info!(session_id = %session_id, uuid = %u, "a change made before its editor applied a batch of the same object was dropped: corrected");
+            self.send_resync(cx, &session_id, std::slice::from_ref(&u), "overtaken").await;
         }
         if kept.is_empty() {
             return;
@@ -247,7 +267,11 @@ impl Project {
         let mut verification = Verification::new(plan.expected, deadline);
         for s in &participants {
             let Some(ops) = sends.get(&s.session_id) else { continue };
-            if !self.send_batch(cx, s, &batch_id, seq, path.kind(), ops, None).await {
+            if self.send_batch(cx, s, &batch_id, seq, path.kind(), ops, None).await {
+                for (u, _) in ops {
+                    self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+                }
+            } else {
                 // Could not reach it: it will be resynced when it reconnects.
                 sends.remove(&s.session_id);
                 verification.unreachable(&s.session_id);
@@ -272,6 +296,7 @@ impl Project {
             ops: ops.clone(),
             new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
             holds_live,
+            overtaken: in_batch,
         });
         // Nobody else is connected: nothing to verify.
         if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {

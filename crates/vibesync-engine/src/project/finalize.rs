@@ -44,7 +44,7 @@ impl Project {
             if let Some((c, k)) = f.origin_clients.get(u) {
                 self.synced.insert(u.clone(), (f.seq, c.clone(), k.clone()));
             }
-            self.not_synced.remove(u);
+            self.not_synced.retain(|(x, _), _| x != u);
         }
         if self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq {
             // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
@@ -71,6 +71,15 @@ impl Project {
         }
         for (s, uuids) in &f.corrections {
             self.send_resync(cx, s, uuids, "conflict: corrected to the winner's state").await;
+        }
+        // Origins that applied an earlier-forwarded batch of the uuid after making their
+        // change hold that batch's state: they are sent the state their change made.
+        for (s, u) in &f.overtaken {
+            if f.corrections.get(s).is_some_and(|c| c.contains(u)) {
+                continue;
+            }
+            info!(batch_id = %f.batch_id, session_id = %s, uuid = %u, "an editor applied an older batch of this object after its own change: sent the committed state");
+            self.send_resync(cx, s, std::slice::from_ref(u), "overtaken").await;
         }
         self.publish_status(cx).await;
     }
@@ -123,12 +132,12 @@ impl Project {
             _ => Default::default(),
         };
         warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
-        self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients });
+        self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
         for (s, uuids) in &plan.kept_local {
             let info = cx.view.session(s);
             for u in uuids {
                 self.not_synced.insert(
-                    u.clone(),
+                    (u.clone(), s.clone()),
                     NotSynced {
                         uuid: u.clone(),
                         session_id: s.clone(),

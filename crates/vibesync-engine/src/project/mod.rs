@@ -240,6 +240,8 @@ pub struct RolledBack {
     pub uuids: Vec<String>,
     /// uuid → client_ids that keep it locally as a person's edit (never replayed over).
     pub kept_local: BTreeMap<String, Vec<String>>,
+    /// A sync batch's ROLLBACK (its ops may have reached editors), not another transaction's.
+    pub sync: bool,
 }
 
 impl RolledBack {
@@ -250,7 +252,7 @@ impl RolledBack {
             .get("kept_local")
             .and_then(|v| serde_json::from_value::<BTreeMap<String, Vec<String>>>(v.clone()).ok())
             .unwrap_or_default();
-        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local }
+        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local, sync: r.session_id == SYNC_SESSION }
     }
 }
 
@@ -281,6 +283,9 @@ struct Inflight {
     new_hashes: HashMap<String, String>,
     /// The uuids of a slow batch: no live preview of them until it ends (per-uuid order).
     holds_live: HashSet<String>,
+    /// (origin, uuid) of changes made before their origin applied a batch carrying the uuid
+    /// (see `Project::overtaken`): corrected after the COMMIT.
+    overtaken: Vec<(SessionId, String)>,
 }
 
 /// A resync batch sent, and what its receiver must answer.
@@ -293,10 +298,12 @@ struct ResyncCheck {
 /// What waits until no batch is in flight.
 enum Deferred {
     Input(Input),
-    /// Re-send these uuids' authoritative state to one session.
+    /// Re-send these uuids' authoritative state to one session (`attempts`: see
+    /// `Project::send_resync_attempt`).
     Resync {
         session_id: SessionId,
         uuids: Vec<String>,
+        attempts: u32,
     },
 }
 
@@ -320,7 +327,8 @@ pub struct Project {
     /// ROLLBACKs, for replay to editors that reconnect.
     rolled_back: Vec<RolledBack>,
     /// uuids kept locally after a failed propagation (shown by `status`).
-    not_synced: BTreeMap<String, NotSynced>,
+    /// (uuid, session) → kept by that session; two people may each keep one uuid.
+    not_synced: BTreeMap<(String, SessionId), NotSynced>,
     conflicts: u64,
     resyncs: HashMap<String, ResyncCheck>,
     /// Joins, resync requests and releases wait while a batch is in flight.
@@ -339,6 +347,17 @@ pub struct Project {
     /// uuids with a slow-path change in the window: no live preview of them until its batch
     /// has ended (per-uuid order).
     slow_queued: HashSet<String>,
+    /// (session, uuid) → the seq of the last batch carrying the uuid that was delivered to
+    /// the session (forwarded, a tombstone's, or a resync).
+    forwarded: HashMap<(SessionId, String), u64>,
+    /// (origin, uuid) → the `base_seq` of its latest queued change. When the change's batch
+    /// starts and such a batch reached the origin after that `base_seq`, the origin made its
+    /// change before it read that batch, so it holds either the batch's state (a forwarded
+    /// batch is always applied) or a state the resync did not correct (a resync skips
+    /// unresolved local work, docs/PROTOCOL.md §6.6) — not the authoritative state with its
+    /// change applied: when its change commits or is dropped, it is sent the authoritative
+    /// state (docs/PROTOCOL.md §6.6, "overtaken").
+    bases: HashMap<(SessionId, String), u64>,
 }
 
 /// The link between a running step and its driver: the effect the step waits on, its
@@ -460,12 +479,24 @@ impl Project {
     /// The sync state of `project`, as at boot: `rolled_back` are its ROLLBACKs found in the
     /// WAL (replayed to editors that reconnect).
     pub fn new(project: String, settings: Settings, rolled_back: Vec<RolledBack>) -> Project {
+        Project::with_late_commits(project, settings, rolled_back, Vec::new())
+    }
+
+    /// [`Project::new`], also given batches known to have committed late: (COMMIT seq,
+    /// uuids) — see `late_commits`. The daemon starts with none (docs/PROTOCOL.md §6.6:
+    /// "since the daemon started"); the model test seeds them from the WAL at a restart.
+    pub fn with_late_commits(
+        project: String,
+        settings: Settings,
+        rolled_back: Vec<RolledBack>,
+        late_commits: Vec<(u64, Vec<String>)>,
+    ) -> Project {
         Project {
             project,
             settings,
             queue: Queue::new(settings.batch_window_ms),
             inflight: Vec::new(),
-            late_commits: Vec::new(),
+            late_commits,
             exposed_seq: AtomicU64::new(0),
             synced: HashMap::new(),
             rolled_back,
@@ -479,6 +510,8 @@ impl Project {
             diverged: HashMap::new(),
             live: Throttle::new(settings.live_interval_ms),
             slow_queued: HashSet::new(),
+            forwarded: HashMap::new(),
+            bases: HashMap::new(),
         }
     }
 
@@ -546,6 +579,12 @@ impl Project {
         }
     }
 
+    /// Whether `session_id` keeps `uuid` locally as a person's edit after a failed
+    /// propagation: nothing the daemon sends may correct it there (docs/PROTOCOL.md §6.4).
+    fn keeps(&self, session_id: &str, uuid: &str) -> bool {
+        self.not_synced.contains_key(&(uuid.to_string(), session_id.to_string()))
+    }
+
     /// The batch in flight that holds `uuid`.
     fn inflight_with(&self, uuid: &str) -> Option<&Inflight> {
         self.inflight.iter().find(|f| f.members.contains(uuid))
@@ -572,8 +611,13 @@ impl Project {
             for d in std::mem::take(&mut self.deferred) {
                 match d {
                     Deferred::Input(ev) => Box::pin(self.on_input(cx, ev)).await,
-                    Deferred::Resync { session_id, uuids } => {
-                        Box::pin(self.send_resync(cx, &session_id, &uuids, "deferred")).await
+                    Deferred::Resync { session_id, uuids, attempts } => {
+                        // Decided before the batch ended: never over a person's edit its
+                        // rollback kept in that editor (docs/PROTOCOL.md §6.4).
+                        let uuids: Vec<String> = uuids.into_iter().filter(|u| !self.keeps(&session_id, u)).collect();
+                        if !uuids.is_empty() {
+                            Box::pin(self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts)).await
+                        }
                     }
                 }
             }

@@ -149,6 +149,7 @@ impl Project {
                     continue;
                 }
             }
+            self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
                 self.held.push(Queued { origin: session.clone(), author, change });

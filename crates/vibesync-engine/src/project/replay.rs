@@ -33,15 +33,32 @@ impl Project {
 
     /// Send `uuids`' authoritative state to one session as a `resync` batch.
     pub(super) async fn send_resync(&mut self, cx: &Cx<'_>, session_id: &str, uuids: &[String], why: &str) {
+        self.send_resync_attempt(cx, session_id, uuids, why, 0).await
+    }
+
+    /// [`Project::send_resync`], the `attempts`-th time for these uuids (a re-send after a
+    /// mismatch is attempt 1, never re-sent again).
+    pub(super) async fn send_resync_attempt(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: &str,
+        uuids: &[String],
+        why: &str,
+        attempts: u32,
+    ) {
         if uuids.iter().any(|u| self.inflight_with(u).is_some()) {
             // The authoritative state of these uuids is about to change: send it once the
             // batch in flight is committed or rolled back, never the state before it.
-            self.deferred.push(Deferred::Resync { session_id: session_id.to_string(), uuids: uuids.to_vec() });
+            self.deferred.push(Deferred::Resync {
+                session_id: session_id.to_string(),
+                uuids: uuids.to_vec(),
+                attempts,
+            });
             return;
         }
         let Some(s) = cx.view.session(session_id) else { return };
         let Some(ops) = self.authoritative_ops(cx, uuids).await else { return };
-        self.send_resync_ops(cx, &s, ops, why, None, 0).await;
+        self.send_resync_ops(cx, &s, ops, why, None, attempts).await;
     }
 
     pub(super) async fn send_resync_ops(
@@ -60,6 +77,11 @@ impl Project {
         let seq = cx.view.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
         if self.send_batch(cx, s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
+            // An editor skips a resync for a uuid with unresolved local work (docs/PROTOCOL.md
+            // §6.6): a change it made before reading this is corrected once it commits.
+            for (u, _) in &ops {
+                self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+            }
             let expected = ops
                 .iter()
                 .map(|(u, op)| {
@@ -93,18 +115,22 @@ impl Project {
         }
         // Uuids of rollbacks it may have applied provisionally — except those this client
         // kept as a person's edit (never overwritten where they were made).
-        let rolled: HashSet<String> = self
-            .rolled_back
-            .iter()
-            .filter(|r| r.seq > last_seq)
-            .flat_map(|r| {
-                r.uuids
-                    .iter()
-                    .filter(|u| !r.kept_local.get(*u).is_some_and(|c| c.contains(&s.client_id)))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let theirs = |r: &&crate::project::RolledBack| r.seq > last_seq;
+        let not_kept = |r: &crate::project::RolledBack| {
+            r.uuids
+                .iter()
+                .filter(|u| !r.kept_local.get(*u).is_some_and(|c| c.contains(&s.client_id)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let rolled: HashSet<String> = self.rolled_back.iter().filter(theirs).flat_map(not_kept).collect();
+        // Sync batches rolled back after `last_seq` whose uuids have no committed state: the
+        // editor may hold their provisional create (only after a `last_seq` of its own).
+        let gone: HashSet<String> = if last_seq > 0 {
+            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect()
+        } else {
+            HashSet::new()
+        };
         // Batches that committed after `last_seq` with STEPs before it: the editor may have
         // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
         let rolled: HashSet<String> = rolled
@@ -119,7 +145,7 @@ impl Project {
             info!(session_id, last_seq, anchor, "replay: last_seq is before the WAL's compaction anchor; full resync");
         }
         let request_id = answer.as_ref().and_then(|r| r.as_deref());
-        let ops = match replay_ops(cx.view, last_seq, full, &rolled) {
+        let ops = match replay_ops(cx.view, last_seq, full, &rolled, &gone) {
             Ok(ops) => ops,
             Err(why) => {
                 // Never a partial or empty replay (an editor would take it as up to date):
@@ -151,7 +177,7 @@ impl Project {
         for s in self.project_sessions(cx) {
             let theirs: Vec<String> = uuids
                 .iter()
-                .filter(|u| self.not_synced.get(*u).is_none_or(|n| n.client_id != s.client_id))
+                .filter(|u| !self.not_synced.iter().any(|((x, _), n)| x == *u && n.client_id == s.client_id))
                 .cloned()
                 .collect();
             if !theirs.is_empty() {
@@ -165,12 +191,16 @@ impl Project {
     pub(super) async fn on_tombstoned(&mut self, cx: &Cx<'_>, origin: &str, uuids: Vec<String>, seq: u64) {
         let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
         for s in self.project_sessions(cx) {
-            if s.session_id != origin {
-                self.send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await;
+            if s.session_id != origin
+                && self.send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await
+            {
+                for (u, _) in &ops {
+                    self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+                }
             }
         }
         for (u, _) in &ops {
-            self.not_synced.remove(u);
+            self.not_synced.retain(|(x, _), _| x != u);
         }
         self.publish_status(cx).await;
     }
@@ -179,12 +209,14 @@ impl Project {
 /// What a replay after `last_seq` sends (docs/PROTOCOL.md §6.6): the live state of every
 /// uuid changed after it or rolled back since (`rolled`) — of every live uuid when `full`
 /// (`last_seq` is before the WAL's compaction anchor, docs/WAL.md §11) — parents first, then
-/// `delete` for uuids tombstoned after it. Any read failure is an error.
+/// `delete` for uuids of rolled-back sync batches (`gone`) that have no committed state and for
+/// uuids tombstoned after it. Any read failure is an error.
 pub fn replay_ops(
     view: &dyn View,
     last_seq: u64,
     full: bool,
     rolled: &HashSet<String>,
+    gone: &HashSet<String>,
 ) -> Result<Vec<(String, ChangeOp)>, String> {
     let read = |e: String| format!("registry read failed: {e}");
     let mut ops: Vec<(String, ChangeOp)> = Vec::new();
@@ -201,8 +233,18 @@ pub fn replay_ops(
     }
     // Parents before children, so an editor can attach each object as it arrives.
     order_parents_first(&mut ops);
+    let mut seen = HashSet::new();
+    // A uuid of a rolled-back sync batch that has no committed state (its create was never
+    // committed, e.g. a batch cut by a crash): the authoritative state is its absence
+    // (docs/PROTOCOL.md §6.4).
+    let mut absent: Vec<&String> = gone.iter().collect();
+    absent.sort();
+    for u in absent {
+        if view.lookup(u).map_err(read)?.is_none() && seen.insert(u.clone()) {
+            ops.push((u.clone(), ChangeOp::Delete));
+        }
+    }
     if last_seq > 0 {
-        let mut seen = HashSet::new();
         for e in view.archived_entries().map_err(read)? {
             if e.tombstone_seq.unwrap_or(0) > last_seq
                 && e.state.is_some()

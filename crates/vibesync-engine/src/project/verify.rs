@@ -33,9 +33,13 @@ impl Project {
             if check.attempts < 1 {
                 // Re-sent once; the re-send carries its attempt count, so this never loops.
                 warn!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "resync not matched; re-sending once");
-                let Some(s) = cx.view.session(&check.session_id) else { return };
-                let Some(ops) = self.authoritative_ops(cx, &bad).await else { return };
-                self.send_resync_ops(cx, &s, ops, "resync mismatch", None, check.attempts + 1).await;
+                // Never over a person's edit it keeps since (a rollback while the resync was
+                // on its way, docs/PROTOCOL.md §6.4): that editor re-sends it. A uuid in a
+                // batch in flight is re-sent after its outcome, never the state before it.
+                let bad: Vec<String> = bad.into_iter().filter(|u| !self.keeps(&check.session_id, u)).collect();
+                if !bad.is_empty() {
+                    self.send_resync_attempt(cx, &check.session_id, &bad, "resync mismatch", check.attempts + 1).await;
+                }
             } else {
                 error!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "editor does not match the authoritative state after two resyncs; giving up on these uuids until they change");
             }
@@ -59,6 +63,8 @@ impl Project {
         self.resyncs.retain(|_, r| r.session_id != session_id);
         self.idle.left(session_id);
         self.diverged.remove(session_id);
+        self.forwarded.retain(|(s, _), _| s != session_id);
+        self.bases.retain(|(s, _), _| s != session_id);
         let verdicts: Vec<(String, Verdict)> =
             self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(session_id))).collect();
         for (batch_id, verdict) in verdicts {
