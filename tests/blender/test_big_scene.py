@@ -218,3 +218,43 @@ def test_a_big_batch_result_is_handled_over_several_ticks_in_order(scripted):
     assert len(s.inflight) == 0 and s.last_seq == seq0 + 7
     assert set(uuids) <= s.synced and s.result_seq[uuids[-1]] == seq0 + 7
     pump_until(lambda: s.daemon_seq == seq0 + 8, what="the pong after it")
+
+
+def test_an_apply_step_that_cannot_be_split_starts_a_tick_and_the_undo_step_follows_a_tick_later(
+        scripted):
+    """`Session._run_apply_job` (docs/ARCHITECTURE.md "Main-thread budget"): a batch yields
+    `budget.HEAVY_NEXT` before a change built in one go (a mesh); the tick ends there unless
+    it has only just started, so the change runs first thing next tick (never deferred for
+    good). `budget.END_TICK` ends the tick at once (the undo step after the answer)."""
+    import time
+
+    from vibesync import apply as apply_mod
+    from vibesync import budget
+    s = vibesync._session()
+    ran = []
+
+    def job():
+        time.sleep(0.003)  # this tick has done work already
+        ran.append("light")
+        yield None
+        yield budget.HEAVY_NEXT
+        ran.append("heavy")  # first thing of the next tick
+        yield None
+        yield budget.HEAVY_NEXT  # at the start of a tick: not deferred
+        ran.append("heavy again")
+        yield None
+        yield budget.END_TICK
+        ran.append("undo step")
+
+    s.apply_job = job()
+    far = time.perf_counter() + 10.0
+    assert s._run_apply_job(far) is False and ran == ["light"]
+    assert s._run_apply_job(far) is False and ran == ["light", "heavy", "heavy again"]
+    assert s._run_apply_job(far) is True and ran[-1] == "undo step" and s.apply_job is None
+    # A batch marks every change that carries a mesh attachment this way.
+    batch = apply_mod.Batch("b", 1, "fast", 2)
+    batch.changes = [({"op": "rename", "uuid": str(uuidlib.uuid4()), "name": "x"}, b""),
+                     ({"op": "mesh", "uuid": str(uuidlib.uuid4()), "mesh_hash": "0" * 64},
+                      b"VSM1")]
+    steps = list(apply_mod.apply_batch_steps(batch, s.registry, 1.0, {}))
+    assert steps.count(budget.HEAVY_NEXT) == 1 and steps.index(budget.HEAVY_NEXT) == 1

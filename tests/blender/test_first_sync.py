@@ -408,7 +408,9 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     scene) is applied in slices over several pump ticks, in the batch's order: parents
     before their children, into the batch's collection; nothing is captured or sent back
     while it is under way, and one `applied` answers the whole batch at its end. Objects
-    are placed without `Object.users_collection` (quadratic in a big file)."""
+    are placed without `Object.users_collection` (quadratic in a big file). The addon never
+    evaluates the dependency graph itself (Blender's event loop does, after the tick), and
+    the undo step is pushed on the tick after the answer (`budget.END_TICK`)."""
     from vibesync import capture
     s = vibesync._session()
     n = 400
@@ -436,8 +438,11 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
     in_scene = len(bpy.context.scene.objects)
     ticks = 0
+    placed_at = answered_at = None
+    applied_before = s.applied_batches
     while s.apply_job is not None:
-        assert not applied_messages(scripted), "answered before the batch was applied"
+        if answered_at is None:
+            assert not applied_messages(scripted), "answered before the batch was applied"
         # New objects join the scene together at the end: a link or parent per tick would
         # make Blender rebuild the whole scene's dependency graph after every tick.
         assert len(bpy.context.scene.objects) in (in_scene, in_scene + 4 + n), \
@@ -445,7 +450,24 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         vibesync.tick(1.0)
         ticks += 1
         assert ticks < 10000, "the batch's apply did not finish"
+        if placed_at is None and len(bpy.context.scene.objects) == in_scene + 4 + n:
+            placed_at = ticks
+        if placed_at is not None and answered_at is None:
+            # The addon leaves the dependency graph to Blender's event loop (after the
+            # tick): what it placed is not evaluated yet (world matrices still identity).
+            kid = s.registry.resolve(kids[5])
+            assert tuple(kid.location) != (0, 0, 0)
+            assert kid.matrix_world.translation.length == 0, \
+                "the addon evaluated the dependency graph inside its tick"
+        if answered_at is None and s.applied_batches > applied_before:
+            answered_at = ticks
+            assert s.apply_job is not None, \
+                "the undo step is pushed on a tick after the answer, not in it"
+            # What Blender's event loop does between two ticks: evaluate what the batch made.
+            bpy.context.view_layer.update()
     assert ticks > 1, "applied over several ticks"
+    assert placed_at is not None and answered_at is not None and ticks == answered_at + 1, \
+        (placed_at, answered_at, ticks)
     pump_until(lambda: applied_messages(scripted), what="the batch answered")
     answers = applied_messages(scripted)
     assert len(answers) == 1 and set(answers[0]["hashes"]) == {cu, *roots, *kids}

@@ -209,8 +209,8 @@ def _timer():
         if s is None:
             return budget.IDLE_TIMER_INTERVAL_S
         work = s.tick(TICK_BUDGET_MS)
-        if s.backlog() >= budget.BUSY_BACKLOG_ITEMS:
-            return budget.BUSY_TIMER_INTERVAL_S  # a first sync: come back soon
+        if s.apply_job is not None or s.backlog() >= budget.BUSY_BACKLOG_ITEMS:
+            return budget.BUSY_TIMER_INTERVAL_S  # a first sync or a batch's end: come back soon
         return budget.TIMER_INTERVAL_S if work or s.dirty or s.batches \
             else budget.IDLE_TIMER_INTERVAL_S
     except Exception:  # a timer that raises is removed by Blender: log and keep going

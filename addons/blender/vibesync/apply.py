@@ -16,7 +16,7 @@ import sys
 
 import bpy
 
-from . import capture, identity, wire
+from . import budget, capture, identity, wire
 from .identity import KIND_TABLE
 
 log = logging.getLogger("vibesync.apply")
@@ -139,10 +139,32 @@ def modal_running() -> bool:
     return False
 
 
+# Data kinds with an edit mode of their own (`is_editmode`), read in one C-speed pass each.
+_EDITABLE_DATA = ("meshes", "curves", "armatures", "lattices", "metaballs")
+
+
+def _nothing_in_edit_mode() -> bool:
+    """True when no datablock is in edit mode and the active object is in object mode: then
+    no object of a batch can be (O(1) per datablock kind, not a lookup per uuid)."""
+    for attr in _EDITABLE_DATA:
+        coll = getattr(bpy.data, attr, None)
+        if coll is None or not len(coll):
+            continue
+        flags = array.array("b", bytes(len(coll)))
+        coll.foreach_get("is_editmode", flags)
+        if any(flags):
+            return False
+    view_layer = getattr(bpy.context, "view_layer", None)
+    active = view_layer.objects.active if view_layer is not None else None
+    return active is None or active.mode == "OBJECT"
+
+
 def blocked_reason(batch, registry) -> str | None:
     """Why the batch must wait (modal operator, edit mode), or None."""
     if modal_running():
         return "a modal operator is running"
+    if _nothing_in_edit_mode():
+        return None
     for uuid in batch.uuids():
         idb = registry.resolve(uuid)
         if idb is None:
@@ -562,17 +584,23 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
 
 def place_unplaced(unplaced: dict, registry) -> None:
     """Link and parent the new objects `apply_change` made outside every scene (uuid ->
-    (object, parent uuid, visible)), in one pass; an unknown parent makes a root (§6.1)."""
-    scene_coll = bpy.context.scene.collection
+    (object, parent uuid, visible)), in one pass; an unknown parent makes a root (§6.1).
+    One step on purpose: every link or parent tags Blender's dependency graph for a rebuild
+    of the whole scene, which its event loop runs after the tick -- spread over k ticks, it
+    would be built k times (docs/BENCHMARKS.md). Each parent is resolved once."""
+    link = bpy.context.scene.collection.objects.link
+    parents: dict = {None: None}
     hidden = []
     for ob, parent, visible in unplaced.values():
-        pob = registry.resolve(parent) if parent else None
+        pob = parents.get(parent, parents)
+        if pob is parents:
+            pob = parents[parent] = registry.resolve(parent)
         try:
             if isinstance(pob, bpy.types.Collection):
                 pob.objects.link(ob)
                 registry.set_container(ob, pob)
             else:
-                scene_coll.objects.link(ob)
+                link(ob)
                 if isinstance(pob, bpy.types.Object):
                     ob.parent = pob
         except (ReferenceError, RuntimeError) as e:  # removed, or a parent loop
@@ -614,38 +642,42 @@ def _set_visible(ob, visible: bool) -> None:
 
 def apply_live(change: dict, registry) -> None:
     """Apply one validated live preview (§6.3) at once: no undo step (the batch that follows
-    is the undo step). Raises LookupError when the uuid is gone."""
+    is the undo step). Raises LookupError when the uuid is gone. The view layer is not
+    updated here: Blender evaluates its dependency graph after the tick, once for every
+    preview of the tick (docs/ARCHITECTURE.md "Main-thread budget")."""
     apply_change(change, b"", registry, 1.0, set())
-    try:
-        bpy.context.view_layer.update()
-    except (RuntimeError, AttributeError):
-        pass
 
 
 def apply_batch(batch, registry, unit_scale: float) -> dict:
-    """Apply every change of a batch, then push one undo step. Returns a report dict."""
+    """Apply every change of a batch, then push its undo step. Returns a report dict."""
     result: dict = {}
     for _ in apply_batch_steps(batch, registry, unit_scale, result):
         pass
+    push_undo_step(batch)
     return result
 
 
 def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     """`apply_batch` as a generator: yields after each change, so that the pump spreads a
     big batch over several ticks (docs/ARCHITECTURE.md "Main-thread budget"); the changes
-    are applied in order, the view layer is updated and one undo step is pushed at the
-    end, and `result` is filled in when it is exhausted.
+    are applied in order, and `result` is filled in when it is exhausted. The caller pushes
+    the batch's undo step (`push_undo_step`) once it is done with it.
 
     New objects are made outside every scene and linked and parented together at the end
     (`place_unplaced`): each link or parent tags Blender's dependency graph for a rebuild
     of the whole scene (~600 ms at 10,000 objects, measured), which Blender would otherwise
-    redo after every tick of the batch."""
+    redo after every tick of the batch. The view layer is not updated here: that rebuild is
+    Blender's own, run by its event loop right after the tick (docs/BENCHMARKS.md), and
+    nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
+    reads local transforms, parents and flags)."""
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
     meshes: dict = {}
     unplaced: dict = {}
     for change, attachment in batch.changes:
+        if attachment:
+            yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
                                         meshes, unplaced))
@@ -657,16 +689,19 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
         yield
     if unplaced:
         place_unplaced(unplaced, registry)
+    result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
+                   "meshes": meshes})
+
+
+def push_undo_step(batch) -> None:
+    """The batch's one undo step (PROTOCOL.md §6.3). `bpy.ops` updates the view layer before
+    and after every operator: run on a tick after the batch's own, once Blender's event loop
+    has evaluated the new scene, that update has nothing left to do (at 10,000 new objects
+    it is the ~0.7 s dependency-graph build otherwise paid inside this step). An empty batch
+    pushes none."""
     if not batch.changes:
-        result.update({"touched": touched, "failed": failed, "deleted": [], "meshes": {}})
         return
-    try:
-        bpy.context.view_layer.update()
-    except (RuntimeError, AttributeError):
-        pass
     try:
         bpy.ops.ed.undo_push(message=f"VibeSync: apply batch {batch.seq}")
     except RuntimeError as e:  # e.g. no undo stack in this context
         log.warning("batch %s: could not push an undo step: %s", batch.batch_id, e)
-    result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
-                   "meshes": meshes})

@@ -6,9 +6,11 @@ Free of bpy (plain CPython tests drive it). docs/ARCHITECTURE.md "Main-thread bu
   and leaves the rest for the next tick); `FRAME_MS` -- what no main-thread step of the
   addon may exceed (one frame at 60 Hz; measured by `scripts/bench-first-sync`);
   `SLICE_S` -- how long a resumable pass (scan, sweep, a big message, the progress count)
-  runs before it yields; `TIMER_INTERVAL_S` / `BUSY_TIMER_INTERVAL_S` (a backlog of
-  `BUSY_BACKLOG_ITEMS` or more) / `IDLE_TIMER_INTERVAL_S` -- how often Blender's timer
-  runs the pump.
+  runs before it yields; `END_TICK` -- what a resumable step yields to end its tick
+  early, so that Blender evaluates what it did before it goes on (`HEAVY_NEXT`: before
+  an item that cannot be split, unless the tick has just started); `TIMER_INTERVAL_S` /
+  `BUSY_TIMER_INTERVAL_S` (a backlog of `BUSY_BACKLOG_ITEMS` or more, or a batch being
+  applied) / `IDLE_TIMER_INTERVAL_S` -- how often Blender's timer runs the pump.
 * `GcHold` -- CPython's cyclic garbage collector walks every tracked Python object of
   Blender in a full (generation 2) collection: ~50 ms of CPU in a 10,000-object file,
   landing in whichever step happens to allocate. While a big sync runs (a scan of a big
@@ -45,6 +47,15 @@ TIMER_INTERVAL_S = 0.05
 BUSY_TIMER_INTERVAL_S = 0.01
 BUSY_BACKLOG_ITEMS = 100  # what counts as "a backlog" for the timer
 IDLE_TIMER_INTERVAL_S = 0.25
+
+# What a resumable step (an incoming batch's apply) yields to end the tick at once: what it
+# did so far is evaluated by Blender's event loop (its dependency graph) before it goes on.
+END_TICK = "end of tick"
+# What it yields before an item that cannot be split and may take most of a tick (a mesh
+# built from its attachment): the tick ends there unless it has only just started, so the
+# item runs at the start of the next tick instead of past this one's budget.
+HEAVY_NEXT = "heavy item next"
+HEAVY_START_S = 0.001  # "only just started"
 
 GC_HOLD_MIN_ITEMS = 1000
 GC_HOLD_MAX_S = 900.0

@@ -14,6 +14,7 @@ the work under a per-tick time budget and caps:
 
 from __future__ import annotations
 
+import array
 import collections
 import concurrent.futures
 import itertools
@@ -1220,13 +1221,18 @@ class Session:
         return n
 
     def _run_apply_job(self, deadline: float) -> bool:
-        """Go on applying the batch under way until `deadline`; True when it is done. No
-        other batch, capture or send runs before it has finished (`_tick`): the states it
-        made are remembered as applied (echo suppression) only at its end."""
+        """Go on applying the batch under way until `deadline` (or until it yields
+        `budget.END_TICK`, or `budget.HEAVY_NEXT` once this tick has run more than
+        `budget.HEAVY_START_S`); True when it is done. No other batch, capture or send runs
+        before it has finished (`_tick`): the states it made are remembered as applied
+        (echo suppression) only at its end."""
+        started = time.perf_counter()
         try:
             while True:
-                next(self.apply_job)
-                if time.perf_counter() > deadline:
+                step = next(self.apply_job)
+                now = time.perf_counter()
+                if step is budget.END_TICK or now > deadline or (
+                        step is budget.HEAVY_NEXT and now - started > budget.HEAVY_START_S):
                     return False  # resumed next tick
         except StopIteration:
             self.apply_job = None
@@ -1252,23 +1258,36 @@ class Session:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
         return uuid in self.inflight or self._edited_here(uuid)
 
-    def _adopt(self, batch) -> None:
+    def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
-        their uuids, so nothing is duplicated on either side."""
+        their uuids, so nothing is duplicated on either side. A generator yielding between
+        slices (a 10,000-create replay, an unsaved file of 10,000 fresh datablocks)."""
         bindings = self.registry.bindings
-        incoming = [(c["uuid"], c.get("kind"), c.get("name")) for c, _ in batch.changes
-                    if c.get("op") == "create"]
-        # Only what the replay names (a big unsaved file has 10,000s of fresh datablocks).
-        alive = {u for u, _, _ in incoming if u in bindings and bindings[u].alive}
-        wanted = {(kind, name) for _, kind, name in incoming}
-        fresh = {}
-        for u in self.adoptable:
+        fresh = {}  # (kind, name) -> the fresh uuid (what the local file may hold twice)
+        for u in identity.slices(list(self.adoptable)):
+            if u is identity.YIELD:
+                yield
+                continue
             b = bindings.get(u)
-            if b is not None and b.alive and (b.kind, b.name) in wanted:
+            if b is not None and b.alive:
                 fresh[(b.kind, b.name)] = u
+        # Only what the replay names with a kind and name a fresh datablock has.
+        incoming = []
+        for item in identity.slices(batch.changes):
+            if item is identity.YIELD:
+                yield
+                continue
+            c = item[0]
+            if c.get("op") == "create" and (c.get("kind"), c.get("name")) in fresh:
+                incoming.append((c["uuid"], c.get("kind"), c.get("name")))
+        alive = {u for u, _, _ in incoming if u in bindings and bindings[u].alive}
         pairs = engine.match_adoptions(incoming, fresh, alive)
-        for old, new in pairs.items():
+        for item in identity.slices(list(pairs.items())):
+            if item is identity.YIELD:
+                yield
+                continue
+            old, new = item
             self.registry.rebind_uuid(old, new)
             b = self.registry.bindings[new]
             key = (b.kind, b.session_uid)
@@ -1312,42 +1331,68 @@ class Session:
 
     def _apply_steps(self, batch, result: dict):
         """`apply_now` as a generator: yields after each change applied and each state read
-        back, so that `_apply_batches` spreads a big batch over ticks (docs/ARCHITECTURE.md
-        "Main-thread budget"); `result` is filled in when it is exhausted."""
+        back, and between slices of every pass over the batch, so that `_apply_batches`
+        spreads a big batch over ticks (docs/ARCHITECTURE.md "Main-thread budget"); after
+        the `applied` answer it yields `budget.END_TICK` and pushes the batch's undo step on
+        the next tick, once Blender has evaluated what the batch made. `result` is filled in
+        when it is exhausted."""
         kept: list[str] = []
+        keep: set[str] = set()
         if batch.path == "resync" and self.adopt_until is not None:
-            self._adopt(batch)
+            yield from self._adopt_steps(batch)
+        uuids = list(dict.fromkeys(batch.uuids()))
         if batch.path == "resync":
             # A replay never undoes local work: keep those uuids, send them instead (§6.6).
-            kept = [u for u in dict.fromkeys(batch.uuids())
-                    if engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
-                                           self.not_synced, self.result_seq)]
+            for u in identity.slices(uuids):
+                if u is identity.YIELD:
+                    yield
+                elif engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
+                                         self.not_synced, self.result_seq):
+                    kept.append(u)
             if kept:
-                batch.changes = [(c, a) for c, a in batch.changes if c.get("uuid") not in kept]
-                for u in kept:
+                keep = set(kept)
+                changes = []
+                for item in identity.slices(batch.changes):
+                    if item is identity.YIELD:
+                        yield
+                    elif item[0].get("uuid") not in keep:
+                        changes.append(item)
+                batch.changes = changes
+                uuids = [u for u in uuids if u not in keep]
+                for u in identity.slices(kept):
+                    if u is identity.YIELD:
+                        yield
+                        continue
                     b = self.registry.bindings.get(u)
                     if b is not None:
                         self.dirty.add((b.kind, b.session_uid))
                         self.last_sent.pop(u, None)
-                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: %s",
-                         batch.batch_id, len(kept), kept)
+                log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: "
+                         "%s%s", batch.batch_id, len(kept), kept[:20],
+                         " …" if len(kept) > 20 else "")
         # Local edits of these uuids not sent yet: applying the batch must not swallow them.
-        pending = {u for u in batch.uuids() if u not in kept and self._has_local_work(u)}
+        pending = set()
+        for u in identity.slices(uuids):
+            if u is identity.YIELD:
+                yield
+            elif self._has_local_work(u):
+                pending.add(u)
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result)
         try:
             while True:
                 self.applying = True
                 try:
-                    next(steps)
+                    step = next(steps)
                 except StopIteration:
                     break
                 finally:
                     self.applying = False
-                yield
+                yield step
         finally:
             self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
         for sid, (incoming_hash, blob) in result["meshes"].items():
+            yield  # one mesh read (and, when small, encoded and hashed) per step
             mu = self.registry.by_key.get(("mesh", sid))
             me = self.registry.resolve(mu) if mu else None
             if me is None:
@@ -1365,7 +1410,13 @@ class Session:
                 own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
         hashes = {}
-        poses = capture.incoming_poses(batch.changes)
+        # Each uuid's changes, in order (one pass; `merge_applied` reads only its own).
+        changes_of: dict[str, list] = {}
+        for item in identity.slices(batch.changes):
+            if item is identity.YIELD:
+                yield
+            else:
+                changes_of.setdefault(item[0]["uuid"], []).append(item)
         deleted = set(result["deleted"])
         for uuid in dict.fromkeys(result["touched"] + kept):
             yield
@@ -1376,12 +1427,14 @@ class Session:
                 continue
             b = self.registry.bindings[uuid]
             state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            if uuid not in kept and uuid in poses:
+            mine = changes_of.get(uuid, ())
+            pose = capture.incoming_poses(mine).get(uuid)
+            if uuid not in keep and pose is not None:
                 # Blender stores float32: what it holds is the sent pose within storage
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
-                state = capture.snap_to(state, poses[uuid])
-            if uuid not in kept and uuid in self.last_sent:
-                made = capture.merge_applied(self.last_sent[uuid], batch.changes, uuid)
+                state = capture.snap_to(state, pose)
+            if uuid not in keep and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], mine, uuid)
                 if uuid in pending or capture.locally_edited(
                         state, made, lambda p: self.registry.resolve(p) is not None):
                     # The batch is applied; the person's newer edit of this uuid (e.g. a
@@ -1391,14 +1444,14 @@ class Session:
                     self.dirty.add((b.kind, b.session_uid))
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
-            if uuid in kept:
+            if uuid in keep:
                 continue  # ours, still to be sent: not an applied state
             self.last_sent[uuid] = state
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
         arrived = set(hashes)
-        self.synced.update(u for u in arrived if u not in kept)
+        self.synced.update(u for u in arrived if u not in keep)
         if len(self.not_synced):
             # A parent that was missing arrived: its kept-local children go again (D1).
             waiting = self.not_synced.waiting_for(
@@ -1413,6 +1466,11 @@ class Session:
         log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
                  batch.batch_id, batch.seq, len(result["touched"]), len(result["failed"]))
         result["hashes"] = hashes
+        # Blender's event loop evaluates what the batch made after this tick (the dependency
+        # graph of new objects is its own cost, paid once); the undo step follows on the
+        # next tick, where `bpy.ops`' view-layer update finds nothing left to do.
+        yield budget.END_TICK
+        apply_mod.push_undo_step(batch)
 
     # ---------------------------------------------------------------------- capture
     def _process_dirty(self, deadline: float) -> int:
@@ -1421,9 +1479,11 @@ class Session:
         if self.master_dirty:
             self.master_dirty = False
             scene = bpy.context.scene
-            if scene is not None:
-                for ob in scene.collection.objects:
-                    self.dirty.add(("object", ob.session_uid))
+            if scene is not None:  # C-speed read of the session uids (10,000: ~1 ms)
+                objs = scene.collection.objects
+                sids = array.array("i", bytes(4 * len(objs)))
+                objs.foreach_get("session_uid", sids)
+                self.dirty.update(zip(itertools.repeat("object"), sids))
             # Collection visibility/membership edits are reported on the master collection.
             for c in bpy.data.collections:
                 self.dirty.add(("collection", c.session_uid))

@@ -44,10 +44,15 @@
 //!   VibeSync-Wal-H: <h of the WAL record at seq 57>
 //!   ```
 //!
-//! # Maintenance
-//! libgit2 has no `gc`: every commit writes its blobs and trees as loose objects (about
-//! 2 + entries + depth objects per commit), and nothing packs them. Run
-//! `git --git-dir <data_dir>/.git_safety gc` from time to time (safe while the daemon runs).
+//! # Storage: one pack per commit
+//! A commit's new objects (changed snapshots, the trees on their paths, the commit) are
+//! built in memory (libgit2's mempack backend) and written as **one packfile**, indexed,
+//! before `main` moves to the commit: no loose object files (creating one file per object
+//! was the audit's largest cost). Once [`MERGE_AT_PACKS`] packs of fewer than
+//! [`SMALL_PACK_OBJECTS`] objects exist, the audit thread merges them into one and
+//! removes them (after the merged pack is indexed), so the pack count stays bounded. Nothing
+//! is rewritten: the same objects, repacked. `git --git-dir <data_dir>/.git_safety gc`
+//! stays safe while the daemon runs.
 //! `fsck --strict` is clean.
 
 pub mod batch;
@@ -66,8 +71,8 @@ pub use batch::{AuditBatch, AuditContent, AuditEntry, FinalMark};
 pub use error::AuditError;
 pub use history::{check, check_compacted, read_history, CheckReport, CommitInfo, FinalRef};
 pub use repo::{
-    commit_message, operations, parse_range, trailer, Head, BRANCH, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE,
-    TRAILER_WAL_H, TRAILER_WAL_SEQ,
+    commit_message, operations, parse_range, trailer, Head, BRANCH, MERGE_AT_PACKS, SMALL_PACK_OBJECTS,
+    TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE, TRAILER_WAL_H, TRAILER_WAL_SEQ,
 };
 
 /// The registry content of `(project_id, uuid)` when a commit covering WAL seqs up to `upto`
@@ -437,6 +442,16 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
                 message: panic_message(p),
             })
         });
+        if r.is_ok() {
+            // The commit is in and `main` moved: a failed merge is only logged (the small
+            // packs stay and the next commit tries again).
+            match catch_unwind(AssertUnwindSafe(|| repo.merge_small_packs())) {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(packs = n, "audit: merged small packs"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "audit: merging small packs failed; they are kept"),
+                Err(p) => tracing::error!("audit: merging small packs panicked: {}", panic_message(p)),
+            }
+        }
         let cpu = thread_cpu_us().saturating_sub(cpu0);
         let mut q = shared.q.lock().unwrap();
         q.stats.cpu_us += cpu;

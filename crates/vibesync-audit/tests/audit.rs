@@ -443,3 +443,79 @@ fn unchanged_snapshots_are_left_out_of_the_commit() {
     let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
     assert!(ok, "fsck: {out}");
 }
+
+fn loose_objects(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum()
+}
+
+fn packs(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count()
+}
+
+/// Each commit's objects reach the disk as one pack (no loose object files), written before
+/// `main` moves; once there are 16 small packs they are merged into one, and every commit,
+/// tree and snapshot stays readable (git fsck, the history check, the content at head).
+#[test]
+fn each_commit_is_one_pack_and_small_packs_are_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+    let mut marks = vec![];
+    for i in 1..=15u32 {
+        for n in 1..=20 {
+            reg.live(P, n, &format!("Cube.{i}"));
+        }
+        if i == 3 {
+            reg.archive(P, 20, 9);
+        }
+        let m = mark(u64::from(i) * 2, &format!("op-{i}"), P, &(1..=20).collect::<Vec<_>>());
+        marks.push(m.clone());
+        audit.note(m).unwrap();
+        audit.flush(T).unwrap();
+        assert_eq!(loose_objects(&dir), 0, "commit {i} wrote loose objects");
+        assert_eq!(packs(&dir), i as usize, "one pack per commit");
+    }
+    assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(7))).unwrap()["name"], "Cube.15");
+    // The 16th small pack triggers the merge.
+    reg.live(P, 1, "Cube.last");
+    let m = mark(40, "op-16", P, &[1]);
+    marks.push(m.clone());
+    audit.note(m).unwrap();
+    audit.flush(T).unwrap();
+    assert_eq!(packs(&dir), 1, "16 small packs merged into one");
+    assert_eq!(loose_objects(&dir), 0);
+    // Written without delta search (its CPU cost, docs/BENCHMARKS.md): every object whole.
+    let idx = std::fs::read_dir(dir.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    let out = Command::new("git").arg("verify-pack").arg("-v").arg(&idx).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listing.contains("non delta:"), "{listing}");
+    assert!(!listing.contains("chain length"), "no deltas: {listing}");
+    audit.close();
+    let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert!(ok, "fsck: {out}");
+    let hist = read_history(&dir).unwrap();
+    assert_eq!(hist.len(), 16);
+    let report = check(&hist, &finals(&marks), 40);
+    assert!(report.problems.is_empty() && report.unaudited == 0, "{report:?}");
+    assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(1))).unwrap()["name"], "Cube.last");
+    assert_eq!(file_at_head(&dir, &format!("archive/{P}/{}/9.json", uuid(20))).unwrap()["tombstone_seq"], 9);
+    // Every commit's tree is still readable after the merge removed the packs it came from.
+    let (ok, out) = git(&dir, &["log", "--format=%H", "-p", "main"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Cube.3"), "an old version is still in the history");
+}

@@ -13,7 +13,8 @@
 //!   every transaction that began at or before S;
 //! * every FINAL at or before S is in the audit (`audit_seq`, when the audit is on);
 //! * `kept` holds every record at or before S that boot-derived state needs besides the
-//!   registry (ROLLBACKs for replays, governance and quarantine steps), in seq order.
+//!   registry (ROLLBACKs for replays, governance and quarantine steps, the COMMITs that
+//!   covered a not-synced uuid: `crate::notsynced`), in seq order.
 //!
 //! The file is checksummed and replaced atomically. Boot uses it only if the WAL record it
 //! names is really there with the same `h`, the registry is at least at `registry_seq` and
@@ -31,10 +32,13 @@ use vibesync_audit::Audit;
 use vibesync_registry::Registry;
 use vibesync_wal::{parse_segment_name, segment_stamps, Phase, Position, Reader, Record, ResumeAt, SegmentStamp, Wal};
 
+use crate::notsynced::NotSyncedIndex;
+
 /// File name under the data dir.
 pub const FILE: &str = "checkpoint.json";
-/// Format version of the file.
-pub const VERSION: u32 = 1;
+/// Format version of the file. 2: `kept` also holds the COMMITs that covered a not-synced
+/// uuid; a version 1 file is set aside like a damaged one (boot reads the whole log once).
+pub const VERSION: u32 = 2;
 /// How often a dirty registry is flushed.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How often a checkpoint is written while the log grows.
@@ -148,6 +152,8 @@ pub struct Tracker {
     ends: VecDeque<(u64, u64, u64, String)>,
     /// Records `keep` wants that are after the last checkpoint.
     pending: Vec<Record>,
+    /// The not-synced uuids as of `last_read`: a record that changes them is kept too.
+    not_synced: NotSyncedIndex,
     last: Option<Checkpoint>,
     last_read: u64,
 }
@@ -156,7 +162,12 @@ impl Tracker {
     /// Continue from `from` (the checkpoint boot used), or from the start of the log, which
     /// after a compaction starts with what the anchor carries (`carry`, docs/WAL.md §11).
     pub fn new(wal_dir: PathBuf, data_dir: PathBuf, from: Option<Checkpoint>, carry: Vec<Record>) -> Tracker {
+        let mut not_synced = NotSyncedIndex::default();
+        for r in from.as_ref().map_or(&carry, |c| &c.kept) {
+            not_synced.observe(r);
+        }
         Tracker {
+            not_synced,
             wal_dir,
             data_dir,
             pos: from.as_ref().map(Checkpoint::position),
@@ -206,7 +217,7 @@ impl Tracker {
                 }
                 _ => {}
             }
-            if keep(&r) {
+            if self.not_synced.observe(&r) | keep(&r) {
                 self.pending.push(r.clone());
             }
             self.ends.push_back((r.seq, segment, end, r.h));

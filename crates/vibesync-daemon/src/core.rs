@@ -785,7 +785,16 @@ impl Daemon {
                 }));
             }
         }
-        for (project, st) in self.sync.status() {
+        let sync = self.sync.status();
+        // Projects whose actor has published nothing yet show the list rebuilt at boot.
+        for (project, not_synced) in self.stores.not_synced_projects_at_boot() {
+            if !sync.contains_key(&project) {
+                let p =
+                    projects.entry(project).or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
+                p["not_synced"] = json!(not_synced);
+            }
+        }
+        for (project, st) in sync {
             let p = projects.entry(project).or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
             p["not_synced"] = json!(st.not_synced);
             p["conflicts"] = json!(st.conflicts);

@@ -10,7 +10,8 @@
 //! - `core`: shared state and the request handlers (the mutation path); `core::registrar`
 //!   group-commits register/tombstone requests.
 //! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
-//! - `sync`: live sync, one actor per project (window → WAL → forward → verify).
+//! - `sync`: live sync, one actor per project (window → WAL → forward → verify);
+//!   `notsynced`: its not-synced uuids as a fold over the WAL (rebuilt at boot, pure).
 //! - `ratelimit`: over-budget coalescible changes are merged, never refused (pure).
 //! - `router`: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - `session`: one connection (handshake, framed read loop, writer task); `outbox`: what the
@@ -36,6 +37,7 @@ pub mod config;
 pub(crate) mod core;
 mod error;
 pub mod fsutil;
+pub(crate) mod notsynced;
 pub(crate) mod outbox;
 pub(crate) mod paths;
 pub(crate) mod ratelimit;

@@ -10,6 +10,7 @@
 //!    later durable FINAL is noted in seq order.
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use vibesync_registry::{Registry, RegistryConfig, RegistryError, Status};
 use vibesync_wal::{Outcome, Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
+use crate::notsynced::{NotSynced, NotSyncedIndex};
 use crate::paths::DataDir;
 use crate::txn::Txn;
 use crate::{DaemonError, ServeOptions};
@@ -45,6 +47,9 @@ pub struct Stores {
     boot: Arc<Value>,
     /// ROLLBACK records found at boot (project, rollback), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, RolledBack)>>,
+    /// The not-synced uuids per project found at boot (docs/PROTOCOL.md §6.4), seeding the
+    /// sync actors.
+    not_synced: Arc<NotSyncedIndex>,
     /// One sidecar writer at a time (boot check thread, timer, shutdown).
     sidecar_lock: Arc<std::sync::Mutex<()>>,
     /// Failure counters and last errors, derived from the WAL (log-as-state).
@@ -207,6 +212,7 @@ impl Stores {
                 "registry": report,
             })),
             rollbacks: Arc::new(Vec::new()),
+            not_synced: Arc::new(NotSyncedIndex::default()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
             anchor_seq: Arc::new(AtomicU64::new(anchor_seq)),
@@ -476,6 +482,7 @@ impl Stores {
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
+        self.not_synced = Arc::new(std::mem::take(&mut scan.not_synced));
         if !config.audit.enabled {
             return Ok(());
         }
@@ -524,8 +531,8 @@ impl Stores {
         Ok(())
     }
 
-    /// One pass over the WAL: governance index, ROLLBACKs, FINALs after `since` (as audit
-    /// marks) and the `h` of the record at `anchor_seq`.
+    /// One pass over the WAL: governance index, ROLLBACKs, the not-synced uuids, FINALs after
+    /// `since` (as audit marks) and the `h` of the record at `anchor_seq`.
     /// `gov` is None on a second pass (after a foreign history was set aside).
     fn boot_scan(
         &self,
@@ -558,6 +565,7 @@ impl Stores {
             if let Some(gov) = gov.as_deref_mut() {
                 gov.observe(&observed(&r));
             }
+            scan.not_synced.observe(&r);
             if from_kept {
                 if r.phase == Phase::Rollback {
                     scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
@@ -653,6 +661,16 @@ impl Stores {
     /// Rollbacks of `project` found in the WAL at boot.
     pub fn rolled_back_since_boot(&self, project: &str) -> Vec<RolledBack> {
         self.rollbacks.iter().filter(|(p, _)| p == project).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// The not-synced uuids of `project` found in the WAL at boot (crate::notsynced).
+    pub fn not_synced_at_boot(&self, project: &str) -> BTreeMap<String, NotSynced> {
+        self.not_synced.project(project)
+    }
+
+    /// Every project with not-synced uuids at boot, and its list.
+    pub fn not_synced_projects_at_boot(&self) -> Vec<(String, Vec<NotSynced>)> {
+        self.not_synced.projects().map(|(p, m)| (p.clone(), m.values().cloned().collect())).collect()
     }
 
     /// The planner's view of a live record for `editor`; a read error is an error.
@@ -776,6 +794,7 @@ impl Stores {
 #[derive(Default)]
 struct BootScan {
     rollbacks: Vec<(String, RolledBack)>,
+    not_synced: NotSyncedIndex,
     marks: Vec<FinalMark>,
     anchor_h: Option<String>,
     last_seq: u64,

@@ -172,7 +172,14 @@ impl Actor {
             user_idle_ms: c.governance.user_idle_ms,
             pipelining: c.sync.pipelining,
         };
-        let machine = Project::new(project.clone(), settings, daemon.stores().rolled_back_since_boot(&project));
+        // The not-synced list rebuilt from the WAL at boot (crate::notsynced): a restart
+        // forgets no kept edit.
+        let machine = Project::new(
+            project.clone(),
+            settings,
+            daemon.stores().rolled_back_since_boot(&project),
+            daemon.stores().not_synced_at_boot(&project).into_values(),
+        );
         Actor { daemon, project, machine, status, epoch: Instant::now() }
     }
 

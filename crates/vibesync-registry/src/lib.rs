@@ -1,6 +1,8 @@
 //! The VibeSync UUID registry: who is who, per project, derived from the WAL.
 //!
 //! # Layout
+//! * `cache` — the decoded live records most recently read or written (each changed uuid is
+//!   read once per change on the sync path; sled's JSON is decoded once, not per read).
 //! * [`entry`] — the record ([`Entry`], [`Binding`], [`Status`], [`Counts`]).
 //! * [`ops`] — the STEP payload schema below and the pure logic that applies it.
 //! * `registry` — [`Registry`]: sled store, open/catch-up/rebuild, reads, [`Registry::parity`].
@@ -46,6 +48,7 @@
 //! BEGIN of a transaction that commits later still applies). `updated_seq` never decreases.
 //! Build payloads with [`Op::to_payload`] to stay in the schema.
 
+mod cache;
 pub mod entry;
 mod error;
 mod keys;

@@ -22,6 +22,7 @@ pub enum ReadFault {
     Uuid(String),
 }
 
+use crate::cache::{Cached, EntryCache};
 use crate::entry::{Counts, Entry, Status};
 use crate::error::{RegistryError, Result};
 use crate::keys::{self, *};
@@ -210,6 +211,8 @@ pub struct Registry {
     data_dir: PathBuf,
     meta: Mutex<Meta>,
     read_fault: Mutex<Option<ReadFault>>,
+    /// Decoded live records (module `cache`): updated by every write, under `meta`'s lock.
+    cache: EntryCache,
 }
 
 struct SledBase<'a>(&'a Registry);
@@ -472,6 +475,7 @@ impl Registry {
             data_dir: cfg.data_dir.clone(),
             meta: Mutex::new(Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() }),
             read_fault: Mutex::new(None),
+            cache: EntryCache::default(),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
@@ -597,6 +601,7 @@ impl Registry {
         put_counts(&mut b, counts);
         b.insert(meta_key(META_LAST), base.seq.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("seed from the compaction base", e))?;
+        self.cache.clear();
         let mut meta = self.meta.lock().unwrap();
         meta.last_applied_seq = base.seq;
         meta.counts = counts;
@@ -635,10 +640,16 @@ impl Registry {
             ReadFault::All => true,
             ReadFault::Uuid(u) => key.ends_with(u.as_bytes()),
         })?;
-        let Some(v) = self.tree.get(key).map_err(|e| self.sled_err("read", e))? else {
-            return Ok(None);
+        let generation = match self.cache.get(key) {
+            Cached::Hit(e) => return Ok(e),
+            Cached::Miss(generation) => generation,
         };
-        decode(key, &v).map(Some)
+        let e = match self.tree.get(key).map_err(|e| self.sled_err("read", e))? {
+            Some(v) => Some(decode(key, &v)?),
+            None => None,
+        };
+        self.cache.fill(key, generation, &e);
+        Ok(e)
     }
 
     fn scan(&self, prefix: Vec<u8>) -> Result<Vec<Entry>> {
@@ -723,6 +734,7 @@ impl Registry {
         put_counts(&mut b, counts);
         b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
+        self.cache.wrote(st.live.iter().map(|((p, u), (_, value))| (live_key(p, u), value)));
         meta.last_applied_seq = commit_seq;
         meta.counts = counts;
         report.applied = true;
@@ -787,6 +799,7 @@ impl Registry {
         b.insert(meta_key(META_SCHEMA), SCHEMA_VERSION.to_string().as_bytes());
         b.insert(meta_key(META_LAST), report.commit_seq.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("apply migration batch", e))?;
+        self.cache.clear();
         *meta = Meta { schema_version: SCHEMA_VERSION, last_applied_seq: report.commit_seq, counts };
         report.applied = true;
         report.migrated = Some((from, to));
@@ -898,6 +911,7 @@ impl Registry {
         put_counts(&mut b, c.counts);
         b.insert(meta_key(META_LAST), c.last.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
+        self.cache.clear();
         meta.last_applied_seq = c.last;
         meta.counts = c.counts;
         tracing::debug!(seq = c.last, txns = c.txns, "registry: catch-up chunk written");

@@ -109,6 +109,7 @@ fn main() {
             json!({"type":"register","request_id": format!("bulk{r}"),"items":items})
         })
         .collect();
+    let cpu0 = support::thread_cpu(daemon.child.id());
     let start = Instant::now();
     for req in &requests {
         let t = Instant::now();
@@ -122,6 +123,12 @@ fn main() {
         ok as f64 / secs,
         support::pct(&mut lat, 0.5),
         support::pct(&mut lat, 0.99)
+    );
+    // The audit's group commits follow the acknowledgements: count them too.
+    support::wait_cpu_idle(daemon.child.id(), Duration::from_secs(10));
+    println!(
+        "  daemon CPU by thread (bulk): {}",
+        support::cpu_used(&cpu0, &support::thread_cpu(daemon.child.id()), ok)
     );
     drop(daemon);
     support::print_fdatasync_cost();

@@ -523,3 +523,55 @@ pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
     });
     acks
 }
+
+/// CPU seconds used so far by each thread of process `pid`, summed by thread name (Linux
+/// `/proc/<pid>/task/*/stat`; empty elsewhere). Taken before and after a scenario, the
+/// difference is the daemon's own cost of it, whatever else the machine runs.
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    // SAFETY: sysconf reads a constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut by_name = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        // The name, then (from field 3 on) utime and stime are fields 14 and 15.
+        let name = stat[open + 1..close].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: f64 = rest.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + rest.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *by_name.entry(name).or_insert(0.0) += ticks / tick;
+    }
+    by_name
+}
+
+/// `after - before` of [`thread_cpu`], as "name 1.23 s, …, total 4.56 s = 7.8 µs per item".
+pub fn cpu_used(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    items: usize,
+) -> String {
+    let mut parts = vec![];
+    let mut total = 0.0;
+    for (name, a) in after {
+        let d = a - before.get(name).copied().unwrap_or(0.0);
+        total += d;
+        if d >= 0.005 {
+            parts.push(format!("{name} {d:.2} s"));
+        }
+    }
+    format!("{}; total {total:.2} s = {:.1} µs per item", parts.join(", "), total * 1e6 / items.max(1) as f64)
+}
+
+/// Wait until process `pid` stops using CPU (< 10 ms in 500 ms), `max` at most.
+pub fn wait_cpu_idle(pid: u32, max: Duration) {
+    let end = Instant::now() + max;
+    let mut last = thread_cpu(pid).values().sum::<f64>();
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = thread_cpu(pid).values().sum::<f64>();
+        if now - last < 0.01 {
+            return;
+        }
+        last = now;
+    }
+}

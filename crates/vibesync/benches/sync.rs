@@ -74,6 +74,27 @@ impl Rig {
         Rig { label: "relay", a, acks: None, held, objects, next_request: 0, _side: Side::Relay(relay) }
     }
 
+    fn daemon_pid(&self) -> Option<u32> {
+        match &self._side {
+            Side::Daemon(d) => Some(d.child.id()),
+            Side::Relay(_) => None,
+        }
+    }
+
+    /// The daemon's CPU since `before` (from [`support::thread_cpu`]), by thread.
+    fn print_cpu(&self, before: Option<std::collections::BTreeMap<String, f64>>, items: usize) {
+        if let (Some(before), Some(pid)) = (before, self.daemon_pid()) {
+            // The verified batches, their commits and the audit's group commits run after
+            // B holds the pose: count them too.
+            support::wait_cpu_idle(pid, Duration::from_secs(10));
+            println!(
+                "  {:<28} daemon CPU by thread: {}",
+                self.label,
+                support::cpu_used(&before, &support::thread_cpu(pid), items)
+            );
+        }
+    }
+
     fn daemon(label: &'static str, config: &str, objects: usize) -> Rig {
         Rig::daemon_with(label, config, objects, Duration::ZERO, false)
     }
@@ -249,7 +270,9 @@ fn burst(rig: &mut Rig, total: usize, base: f64) {
             rig.frame(vec![transform(u, x)])
         })
         .collect();
+    let cpu0 = rig.daemon_pid().map(support::thread_cpu);
     stream(rig, &format!("burst of {total} transforms on {} objects", objs.len()), frames, total, goal);
+    rig.print_cpu(cpu0, total);
 }
 
 fn drag(rig: &mut Rig, frames: usize, base: f64) {
@@ -268,7 +291,9 @@ fn drag(rig: &mut Rig, frames: usize, base: f64) {
             rig.frame(changes)
         })
         .collect();
+    let cpu0 = rig.daemon_pid().map(support::thread_cpu);
     stream(rig, &format!("drag of {} objects x {frames} frames", objs.len()), out, frames * objs.len(), goal);
+    rig.print_cpu(cpu0, frames * objs.len());
 }
 
 /// A mesh of `vertices` vertices (a strip of triangles); `k` makes each one different.

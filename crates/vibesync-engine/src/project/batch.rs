@@ -116,7 +116,7 @@ impl Project {
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
-            |s, u| self.keeps(s, u),
+            |s, u| self.keeps(cx, s, u),
         );
         for (session_id, uuids) in dropped {
             self.expose(cx.view.last_seq());
@@ -140,7 +140,7 @@ impl Project {
         let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
             overtaken.into_iter().partition(|(_, u)| batch_uuids.contains(u.as_str()));
         for (session_id, u) in dropped_over {
-            if self.keeps(&session_id, &u) {
+            if self.keeps(cx, &session_id, &u) {
                 continue; // kept locally: never corrected (docs/PROTOCOL.md §6.4)
             }
             info!(session_id = %session_id, uuid = %u, "a change made before its editor applied a batch of the same object was dropped: corrected");

@@ -100,15 +100,19 @@ impl Project {
             f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
                 || cx.view.session(s).is_some_and(|i| i.editor.holds_scene())
         });
-        let kept_clients: BTreeMap<String, Vec<String>> = {
+        // `kept_by` names each keeping editor's session and kind, for the not-synced list
+        // rebuilt at boot (the daemon's `notsynced`).
+        let (kept_clients, kept_by) = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut by = serde_json::Map::new();
             for (s, uuids) in &plan.kept_local {
                 let client = cx.view.session(s).map(|i| i.client_id).unwrap_or_default();
+                by.insert(client.clone(), json!({"session_id": s, "client": f.kinds.get(s)}));
                 for u in uuids {
                     m.entry(u.clone()).or_default().push(client.clone());
                 }
             }
-            m
+            (m, by)
         };
         let mut rb: RecordDraft = self.draft(
             &f.batch_id,
@@ -117,7 +121,7 @@ impl Project {
             Outcome::Error,
             json!({
                 "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
-                "kept_local": kept_clients, "reason": reason,
+                "kept_local": kept_clients, "kept_by": kept_by, "reason": reason,
             }),
         );
         rb.error_code = Some(code.as_str().to_string());
@@ -135,9 +139,10 @@ impl Project {
         self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
         for (s, uuids) in &plan.kept_local {
             let info = cx.view.session(s);
+            let client_id = info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default();
             for u in uuids {
                 self.not_synced.insert(
-                    (u.clone(), s.clone()),
+                    (u.clone(), client_id.clone()),
                     NotSynced {
                         uuid: u.clone(),
                         session_id: s.clone(),

@@ -217,7 +217,9 @@ pub trait View: Sync {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NotSynced {
     pub uuid: String,
+    /// The session that kept it (it may have ended since; after a restart it always has).
     pub session_id: String,
+    /// Its editor kind (`blender`, `unity`).
     pub client: String,
     pub client_id: String,
     pub reason: String,
@@ -327,8 +329,9 @@ pub struct Project {
     /// ROLLBACKs, for replay to editors that reconnect.
     rolled_back: Vec<RolledBack>,
     /// uuids kept locally after a failed propagation (shown by `status`).
-    /// (uuid, session) → kept by that session; two people may each keep one uuid.
-    not_synced: BTreeMap<(String, SessionId), NotSynced>,
+    /// (uuid, client_id) → kept by that editor (by `client_id`, which outlives sessions and
+    /// daemon restarts); two people may each keep one uuid.
+    not_synced: BTreeMap<(String, String), NotSynced>,
     conflicts: u64,
     resyncs: HashMap<String, ResyncCheck>,
     /// Joins, resync requests and releases wait while a batch is in flight.
@@ -477,9 +480,17 @@ impl Step<'_> {
 
 impl Project {
     /// The sync state of `project`, as at boot: `rolled_back` are its ROLLBACKs found in the
-    /// WAL (replayed to editors that reconnect).
-    pub fn new(project: String, settings: Settings, rolled_back: Vec<RolledBack>) -> Project {
-        Project::with_late_commits(project, settings, rolled_back, Vec::new())
+    /// WAL (replayed to editors that reconnect), `not_synced` the uuids editors keep as a
+    /// person's edit, rebuilt from the WAL (a restart neither forgets nor replays over them).
+    pub fn new(
+        project: String,
+        settings: Settings,
+        rolled_back: Vec<RolledBack>,
+        not_synced: impl IntoIterator<Item = NotSynced>,
+    ) -> Project {
+        let mut p = Project::with_late_commits(project, settings, rolled_back, Vec::new());
+        p.not_synced = not_synced.into_iter().map(|n| ((n.uuid.clone(), n.client_id.clone()), n)).collect();
+        p
     }
 
     /// [`Project::new`], also given batches known to have committed late: (COMMIT seq,
@@ -579,10 +590,11 @@ impl Project {
         }
     }
 
-    /// Whether `session_id` keeps `uuid` locally as a person's edit after a failed
-    /// propagation: nothing the daemon sends may correct it there (docs/PROTOCOL.md §6.4).
-    fn keeps(&self, session_id: &str, uuid: &str) -> bool {
-        self.not_synced.contains_key(&(uuid.to_string(), session_id.to_string()))
+    /// Whether the editor of `session_id` keeps `uuid` locally as a person's edit after a
+    /// failed propagation: nothing the daemon sends may correct it there (docs/PROTOCOL.md
+    /// §6.4). By `client_id`, which outlives sessions and daemon restarts.
+    fn keeps(&self, cx: &Cx<'_>, session_id: &str, uuid: &str) -> bool {
+        cx.view.session(session_id).is_some_and(|s| self.not_synced.contains_key(&(uuid.to_string(), s.client_id)))
     }
 
     /// The batch in flight that holds `uuid`.
@@ -614,7 +626,8 @@ impl Project {
                     Deferred::Resync { session_id, uuids, attempts } => {
                         // Decided before the batch ended: never over a person's edit its
                         // rollback kept in that editor (docs/PROTOCOL.md §6.4).
-                        let uuids: Vec<String> = uuids.into_iter().filter(|u| !self.keeps(&session_id, u)).collect();
+                        let uuids: Vec<String> =
+                            uuids.into_iter().filter(|u| !self.keeps(cx, &session_id, u)).collect();
                         if !uuids.is_empty() {
                             Box::pin(self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts)).await
                         }

@@ -145,8 +145,9 @@ impl Project {
             info!(session_id, last_seq, anchor, "replay: last_seq is before the WAL's compaction anchor; full resync");
         }
         let request_id = answer.as_ref().and_then(|r| r.as_deref());
-        let ops = match replay_ops(cx.view, last_seq, full, &rolled, &gone) {
-            Ok(ops) => ops,
+        let ops: Vec<(String, ChangeOp)> = match replay_ops(cx.view, last_seq, full, &rolled, &gone) {
+            // Never over a person's edit this editor kept (§6.6): it re-sends it itself.
+            Ok(ops) => ops.into_iter().filter(|(u, _)| !self.keeps(cx, session_id, u)).collect(),
             Err(why) => {
                 // Never a partial or empty replay (an editor would take it as up to date):
                 // the request is answered STORAGE_FAILED and the daemon stops.

@@ -36,7 +36,7 @@ impl Project {
                 // Never over a person's edit it keeps since (a rollback while the resync was
                 // on its way, docs/PROTOCOL.md §6.4): that editor re-sends it. A uuid in a
                 // batch in flight is re-sent after its outcome, never the state before it.
-                let bad: Vec<String> = bad.into_iter().filter(|u| !self.keeps(&check.session_id, u)).collect();
+                let bad: Vec<String> = bad.into_iter().filter(|u| !self.keeps(cx, &check.session_id, u)).collect();
                 if !bad.is_empty() {
                     self.send_resync_attempt(cx, &check.session_id, &bad, "resync mismatch", check.attempts + 1).await;
                 }

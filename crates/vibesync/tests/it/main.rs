@@ -12,6 +12,7 @@ mod governance;
 mod handshake;
 mod ingest;
 mod live;
+mod not_synced;
 mod pipeline;
 mod registry;
 mod resilience;

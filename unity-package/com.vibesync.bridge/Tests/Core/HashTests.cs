@@ -15,6 +15,34 @@ namespace VibeSync.Bridge.Tests
             Check.Equal(StateHash.Sha256Hex(new byte[] { 1, 2 }), MeshData.HashOf(new byte[] { 1, 2 }), "mesh hash is SHA-256");
         }
 
+        /// <summary>A scene file's <c>"mesh": {"grid": N}</c> (the first-sync benchmark's
+        /// meshes): an N x N vertex grid of 2 (N-1)^2 triangles, hashed as its attachment; a
+        /// bad size is refused with the field's path.</summary>
+        [VsTest]
+        public static void SceneFileGridMeshLoadsAsAnNByNGrid()
+        {
+            string file = System.IO.Path.GetTempFileName();
+            try
+            {
+                System.IO.File.WriteAllText(file, "{\"objects\":[{\"uuid\":\"" + Msg.NewUuid() + "\",\"name\":\"G\",\"parent\":null,"
+                    + "\"transform\":{\"position\":[0,0,0],\"rotation\":[0,0,0,1],\"scale\":[1,1,1]},\"mesh\":{\"grid\":50}}]}");
+                var scene = new VibeSync.Bridge.Headless.HeadlessScene();
+                scene.Load(file);
+                var mesh = scene.Objects[0].Mesh;
+                Check.True(mesh != null, "the object carries its mesh");
+                Check.Equal(2500, mesh.VertexCount, "50 x 50 vertices");
+                Check.Equal(2 * 49 * 49, mesh.TriangleCount, "two triangles per cell");
+                Check.Equal(MeshData.HashOf(mesh.Buffer), mesh.MeshHash, "hash of the attachment");
+                System.IO.File.WriteAllText(file, "{\"objects\":[{\"name\":\"G\",\"transform\":{\"position\":[0,0,0],"
+                    + "\"rotation\":[0,0,0,1],\"scale\":[1,1,1]},\"mesh\":{\"grid\":1}}]}");
+                string error = null;
+                try { new VibeSync.Bridge.Headless.HeadlessScene().Load(file); }
+                catch (MessageFormatException e) { error = e.Message; }
+                Check.True(error != null && error.Contains("objects[0].mesh.grid"), "refused with its path: " + error);
+            }
+            finally { System.IO.File.Delete(file); }
+        }
+
         [VsTest]
         public static void HashedRotationDropsTheLargestComponent()
         {

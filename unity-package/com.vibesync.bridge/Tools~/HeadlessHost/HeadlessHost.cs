@@ -30,6 +30,7 @@ options:
   --dump FILE           where `dump` writes; also written on exit
   --script FILE         run these commands first, then read stdin
   --scene FILE          load objects from a dump-format JSON file before connecting
+                        (an object may carry ""mesh"": {""grid"": N}: an N x N vertex grid)
   --editor NAME         editor name in hello (default unity)
   --client-id ID        stable client id (default: random per run)
   --last-seq N          resume from this seq (as after a domain reload)

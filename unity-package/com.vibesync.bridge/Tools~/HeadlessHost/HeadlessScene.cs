@@ -385,11 +385,47 @@ namespace VibeSync.Bridge.Headless
                 };
                 object mat;
                 if (d.TryGetValue("material", out mat) && mat != null) o.Material = MaterialState.FromJson(Msg.Obj(d, "material", path), path + ".material");
+                object mesh;
+                if (d.TryGetValue("mesh", out mesh) && mesh != null)
+                {
+                    // {"grid": side}: a flat side x side vertex grid (what a test scene needs
+                    // of a real mesh: a few thousand vertices), generated, not stored.
+                    var md = Msg.Obj(d, "mesh", path);
+                    long side = Msg.Long(md, "grid", path + ".mesh");
+                    if (side < 2 || side > 1000) throw new MessageFormatException(path + ".mesh.grid", "expected 2..1000");
+                    byte[] buf = GridMesh((int)side, 1f);
+                    var m = MeshData.Parse(buf);
+                    o.Mesh = new MeshInfo { Buffer = buf, MeshHash = MeshData.HashOf(buf), VertexCount = m.VertexCount, TriangleCount = m.TriangleCount };
+                }
                 var ch = Add(o);
                 if (ch != null) changes.Add(ch);
                 if (ch != null && !Msg.IsValidUuid(ch.OldUuid)) fresh.Add(o.Uuid);
             }
             return changes;
+        }
+
+        /// <summary>A flat grid of side x side vertices spanning [-half, half] in x and z
+        /// (2 (side-1)^2 triangles), canonical frame, CCW winding seen from +y.</summary>
+        public static byte[] GridMesh(int side, float half)
+        {
+            var pos = new float[3 * side * side];
+            for (int i = 0; i < side; i++)
+                for (int j = 0; j < side; j++)
+                {
+                    int v = 3 * (i * side + j);
+                    pos[v] = -half + 2 * half * j / (side - 1);
+                    pos[v + 2] = -half + 2 * half * i / (side - 1);
+                }
+            var idx = new uint[6 * (side - 1) * (side - 1)];
+            int k = 0;
+            for (int i = 0; i < side - 1; i++)
+                for (int j = 0; j < side - 1; j++)
+                {
+                    uint a = (uint)(i * side + j), b = a + 1, c = a + (uint)side, e = c + 1;
+                    idx[k++] = a; idx[k++] = c; idx[k++] = b;
+                    idx[k++] = b; idx[k++] = c; idx[k++] = e;
+                }
+            return new MeshData { Positions = pos, Indices = idx }.Encode();
         }
 
         /// <summary>A unit cube (8 vertices, 12 triangles), canonical frame, CCW winding.</summary>

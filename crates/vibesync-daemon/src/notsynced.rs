@@ -1,0 +1,180 @@
+//! The not-synced uuids of each project, derived from the WAL (docs/PROTOCOL.md §6.4,
+//! docs/WAL.md §9): a uuid an editor kept locally as a person's edit after its propagation
+//! failed, until a later commit covers it.
+//!
+//! Pure: a fold over WAL records in seq order. A sync batch's `ROLLBACK` adds every uuid of
+//! its `kept_local` (the last `client_id` listed wins; the sync machine, seeded with it, keeps
+//! one entry per uuid and editor while it runs); a later
+//! `COMMIT` of a sync batch, or of a `tombstone` request, naming the uuid removes it. The
+//! sync actor keeps the same list while it runs and is seeded with this fold at boot, so a
+//! restart neither forgets a kept edit nor replays over it.
+//!
+//! Checkpoints and compaction keep it exact: [`NotSyncedIndex::observe`] says whether a
+//! record changed the list, and the checkpoint's `kept` (hence a compaction anchor's `carry`)
+//! holds every such record — every kept-local `ROLLBACK` and every `COMMIT` that covered a
+//! listed uuid — so folding `kept` and then the log after the checkpoint gives what folding
+//! the whole log gives (the records left out change nothing).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use vibesync_protocol::names::MessageType;
+use vibesync_wal::{Phase, Record};
+
+use crate::txn::SYNC_SESSION;
+
+/// The machine's entry type (`vibesync_engine::project`), built here from the WAL.
+pub use vibesync_engine::project::NotSynced;
+
+/// Per project, uuid → its entry.
+#[derive(Debug, Default, Clone)]
+pub struct NotSyncedIndex {
+    projects: BTreeMap<String, BTreeMap<String, NotSynced>>,
+}
+
+impl NotSyncedIndex {
+    /// Fold one record (in seq order). True when it changed the list: such a record must be
+    /// kept by a checkpoint (see the module docs).
+    pub fn observe(&mut self, r: &Record) -> bool {
+        match r.phase {
+            Phase::Rollback => {
+                let Some(kept) = r.payload.get("kept_local").and_then(Value::as_object) else { return false };
+                let reason = r.payload.get("reason").and_then(Value::as_str).unwrap_or_default();
+                let by = r.payload.get("kept_by");
+                let mut changed = false;
+                for (uuid, clients) in kept {
+                    let Some(client_id) = clients.as_array().and_then(|c| c.last()).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let who = by.and_then(|b| b.get(client_id));
+                    let field = |k: &str| who.and_then(|w| w.get(k)).and_then(Value::as_str).unwrap_or_default();
+                    self.projects.entry(r.project_id.clone()).or_default().insert(
+                        uuid.clone(),
+                        NotSynced {
+                            uuid: uuid.clone(),
+                            session_id: field("session_id").to_string(),
+                            client: field("client").to_string(),
+                            client_id: client_id.to_string(),
+                            reason: reason.to_string(),
+                            seq: r.seq,
+                        },
+                    );
+                    changed = true;
+                }
+                changed
+            }
+            Phase::Commit if covers(r) => {
+                let Some(listed) = self.projects.get_mut(&r.project_id) else { return false };
+                let mut changed = false;
+                for u in &r.uuids {
+                    changed |= listed.remove(u).is_some();
+                }
+                if listed.is_empty() {
+                    self.projects.remove(&r.project_id);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// The list of `project`, uuid order.
+    pub fn project(&self, project: &str) -> BTreeMap<String, NotSynced> {
+        self.projects.get(project).cloned().unwrap_or_default()
+    }
+
+    /// Every project with a listed uuid.
+    pub fn projects(&self) -> impl Iterator<Item = (&String, &BTreeMap<String, NotSynced>)> {
+        self.projects.iter()
+    }
+}
+
+/// A COMMIT that covers its uuids: a sync batch's, or a `tombstone` request's (docs/WAL.md §9).
+fn covers(r: &Record) -> bool {
+    r.session_id == SYNC_SESSION || r.payload.get("op").and_then(Value::as_str) == Some(MessageType::Tombstone.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use vibesync_wal::Outcome;
+
+    fn rec(seq: u64, session: &str, phase: Phase, uuids: &[&str], payload: Value) -> Record {
+        Record {
+            seq,
+            ts: "2026-11-22T00:00:00.000000Z".into(),
+            process_id: 1,
+            session_id: session.into(),
+            operation_id: format!("op{seq}"),
+            uuids: uuids.iter().map(|u| u.to_string()).collect(),
+            project_id: "p".into(),
+            phase,
+            outcome: if phase == Phase::Rollback { Outcome::Error } else { Outcome::Ok },
+            error_code: None,
+            schema_version: 1,
+            payload,
+            prev: String::new(),
+            h: String::new(),
+        }
+    }
+
+    fn rollback(seq: u64, kept: Value) -> Record {
+        rec(
+            seq,
+            SYNC_SESSION,
+            Phase::Rollback,
+            &["a", "b"],
+            json!({"op":"sync","kept_local":kept,"reason":"Unity could not apply it",
+                   "kept_by":{"c1":{"session_id":"s1","client":"blender"}}}),
+        )
+    }
+
+    #[test]
+    fn a_kept_rollback_lists_and_a_later_commit_or_tombstone_covers() {
+        let mut ix = NotSyncedIndex::default();
+        assert!(ix.observe(&rollback(5, json!({"a":["c1"],"b":["c2"]}))));
+        let a = &ix.project("p")["a"];
+        assert_eq!((a.session_id.as_str(), a.client.as_str(), a.client_id.as_str(), a.seq), ("s1", "blender", "c1", 5));
+        assert_eq!(a.reason, "Unity could not apply it");
+        assert_eq!(ix.project("p")["b"].client, "", "no kept_by entry: the editor kind is unknown");
+        // A register COMMIT does not cover; a sync COMMIT does, for its uuids only.
+        assert!(!ix.observe(&rec(6, "s9", Phase::Commit, &["a"], json!({"op":"register"}))));
+        assert!(ix.observe(&rec(7, SYNC_SESSION, Phase::Commit, &["a"], json!({"op":"sync"}))));
+        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"]);
+        assert!(
+            !ix.observe(&rec(8, SYNC_SESSION, Phase::Commit, &["a"], json!({"op":"sync"}))),
+            "nothing left to cover"
+        );
+        assert!(ix.observe(&rec(9, "s2", Phase::Commit, &["b"], json!({"op":"tombstone"}))));
+        assert!(ix.project("p").is_empty());
+        assert_eq!(ix.projects().count(), 0);
+        // A rollback without kept_local (automation, a crash) lists nothing.
+        assert!(!ix.observe(&rec(10, SYNC_SESSION, Phase::Rollback, &["a"], json!({"op":"sync"}))));
+        assert!(!ix.observe(&rollback(11, json!({}))));
+    }
+
+    /// Folding only the records `observe` marked (what a checkpoint keeps) gives the same list
+    /// as folding everything.
+    #[test]
+    fn folding_the_changing_records_equals_folding_all() {
+        let log = [
+            rollback(1, json!({"a":["c1"]})),
+            rec(2, SYNC_SESSION, Phase::Commit, &["b"], json!({"op":"sync"})),
+            rollback(3, json!({"b":["c1"]})),
+            rec(4, SYNC_SESSION, Phase::Commit, &["a"], json!({"op":"sync"})),
+            rec(5, "s", Phase::Commit, &["b"], json!({"op":"register"})),
+            rollback(6, json!({"a":["c1","c2"]})),
+        ];
+        let mut all = NotSyncedIndex::default();
+        let kept: Vec<&Record> = log.iter().filter(|r| all.observe(r)).collect();
+        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3, 4, 6]);
+        let mut again = NotSyncedIndex::default();
+        for r in kept {
+            again.observe(r);
+        }
+        assert_eq!(again.project("p"), all.project("p"));
+        assert_eq!(all.project("p")["a"].client_id, "c2", "the last listed client wins");
+        assert_eq!(all.project("p")["b"].seq, 3);
+    }
+}

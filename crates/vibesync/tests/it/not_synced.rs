@@ -1,0 +1,126 @@
+//! The not-synced uuids (docs/PROTOCOL.md §5 `status`, §6.4) survive a daemon restart: they
+//! are rebuilt from the WAL at boot — from the checkpoint's kept records and the log after
+//! it, or from the whole log — so `status` still lists a person's edit kept locally after a
+//! failed propagation, and a reconnecting origin is not replayed over it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::sync::{create, fast_config, settle, until, Mini};
+
+fn status(d: &Daemon) -> Value {
+    d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap()
+}
+
+fn move_to(m: &mut Mini, rid: &str, id: &str, t: [f64; 3]) {
+    m.send_change(rid, vec![json!({"op":"transform","uuid":id,"t":t,"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+}
+
+/// The uuids `status` lists as not synced in project `demo`.
+fn listed(st: &Value) -> Vec<Value> {
+    st["projects"]["demo"]["not_synced"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (kept, covered) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&kept, "Kept", [1.0, 2.0, 3.0]), create(&covered, "Covered", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+
+    // `covered`: a person's move fails to propagate (kept locally), then a later move commits.
+    u.corrupt_next = true;
+    move_to(&mut b, "c1", &covered, [5.0, 5.0, 5.0]);
+    settle(&mut [&mut b, &mut u]);
+    move_to(&mut b, "c2", &covered, [6.0, 6.0, 6.0]);
+    settle(&mut [&mut b, &mut u]);
+    // `kept`: a person's move fails to propagate and nothing covers it.
+    u.corrupt_next = true;
+    move_to(&mut b, "k1", &kept, [9.0, 9.0, 9.0]);
+    settle(&mut [&mut b, &mut u]);
+    let rb = b.results.iter().rfind(|r| r["outcome"] == "rolled_back").expect("rolled back").clone();
+    assert_eq!(rb["kept_local"], true, "{rb}");
+    assert_eq!(rb["uuids"], json!([kept]), "{rb}");
+    let before = listed(&status(&d));
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0]["uuid"], kept.as_str());
+
+    // A checkpoint covering all of it, so the restart reads only what follows it (a
+    // checkpoint never passes the audit's last FINAL: one more transaction puts one after).
+    let other = new_uuid();
+    let ack = register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")]);
+    assert_eq!(statuses(&ack), ["registered"], "{ack}");
+    let seq = rb["seq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
+        assert!(Instant::now() < deadline, "no checkpoint at seq {seq} within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b_states = b.states.clone();
+    drop((b, u));
+    d.kill9();
+
+    // 1. Restart from the checkpoint (its kept records: both ROLLBACKs and the COMMIT that
+    //    covered `covered`); 2. restart reading the whole log (checkpoint removed).
+    for (round, from_checkpoint) in [(1, true), (2, false)] {
+        if !from_checkpoint {
+            std::fs::remove_file(data.join("checkpoint.json")).unwrap();
+        }
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+        let st = status(&d);
+        assert_eq!(st["boot"]["resumed_after"].is_u64(), from_checkpoint, "round {round}: {}", st["boot"]);
+        let after = listed(&st);
+        assert_eq!(after.len(), 1, "round {round}: only the uncovered uuid is listed: {after:?}");
+        let e = &after[0];
+        assert_eq!(e["uuid"], kept.as_str());
+        assert_eq!(e["client"], "blender", "{e}");
+        assert_eq!(e["client_id"], format!("blender-{}", std::process::id()), "{e}");
+        assert_eq!(e["seq"], rb["seq"], "the ROLLBACK record: {e}");
+        assert_eq!(e["reason"], rb["reason"], "{e}");
+        assert_eq!(e, &before[0], "round {round}: the same entry as before the restart");
+
+        // The origin reconnects from seq 0: it is replayed every object but the one it kept.
+        let mut b = Mini::connect(&d, "blender", 1.0, 0);
+        b.states = b_states.clone();
+        until(&mut [&mut b], Duration::from_secs(30), |m| !m[0].batches.is_empty());
+        settle(&mut [&mut b]);
+        assert_eq!(b.batches.len(), 1, "round {round}: one replay: {:?}", b.batches);
+        assert_eq!(b.batches[0].1, "resync");
+        assert_eq!(b.batches[0].2, 1, "round {round}: `covered` only, never the kept uuid");
+        assert_eq!(b.states[&kept]["t"], json!([9.0, 9.0, 9.0]), "the person's edit is not replayed over");
+        assert_eq!(b.states[&covered]["t"], json!([6.0, 6.0, 6.0]));
+        drop(b);
+        if from_checkpoint {
+            d.kill9();
+        } else {
+            d.stop(); // a third kill -9 in a row would be a crash loop (safe mode)
+        }
+    }
+
+    // The person edits it again: it propagates, and a later commit covers it — also after a
+    // restart.
+    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    b.states = b_states;
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    settle(&mut [&mut b, &mut u]);
+    move_to(&mut b, "k2", &kept, [8.0, 8.0, 8.0]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&kept]["t"], json!([8.0, 8.0, 8.0]));
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new());
+    drop((b, u));
+    d.stop();
+    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new(), "covered before the restart");
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
