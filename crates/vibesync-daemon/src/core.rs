@@ -95,7 +95,7 @@ pub struct Daemon {
     fatal: Notify,
     /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
     stop: Notify,
-    sync: SyncHub,
+    sync: SyncHub<Daemon>,
     /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
     router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
@@ -836,5 +836,56 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
+    }
+}
+
+impl From<&SessionInfo> for vibesync_engine::project::Editor {
+    fn from(s: &SessionInfo) -> Self {
+        vibesync_engine::project::Editor {
+            session_id: s.session_id.clone(),
+            editor: s.editor,
+            client_id: s.client_id.clone(),
+            unit_scale: s.unit_scale,
+        }
+    }
+}
+
+/// The sync actors' narrow view of the daemon (`crate::sync::Host`).
+impl crate::sync::Host for Daemon {
+    fn config(&self) -> &Config {
+        Daemon::config(self)
+    }
+    fn stores(&self) -> &Stores {
+        Daemon::stores(self)
+    }
+    fn last_seq(&self) -> u64 {
+        Daemon::last_seq(self)
+    }
+    fn sessions_of(&self, project: &str) -> Vec<vibesync_engine::project::Editor> {
+        Daemon::sessions_of(self, project).iter().map(Into::into).collect()
+    }
+    fn session(&self, session_id: &str) -> Option<vibesync_engine::project::Editor> {
+        self.session_info(session_id).as_ref().map(Into::into)
+    }
+    fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + Send {
+        Daemon::send_frames(self, session_id, frames)
+    }
+    fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = usize> + Send {
+        Daemon::offer_frames(self, session_id, frames)
+    }
+    fn mutation_turn(&self) -> impl std::future::Future<Output = tokio::sync::MutexGuard<'_, ()>> + Send {
+        Daemon::mutation_turn(self)
+    }
+    fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
+        Daemon::finalize_later(self, session_id, project_id, operation_id, uuids)
+    }
+    fn storage_failure_notice(&self, operation_id: &str, message: &str) {
+        Daemon::storage_failure_notice(self, operation_id, message)
+    }
+    fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame {
+        Daemon::storage_failure_frame(self, request_id, operation_id, message)
+    }
+    fn set_safe_mode(&self, active: bool, reason: &str) {
+        Daemon::set_safe_mode(self, active, reason)
     }
 }

@@ -22,18 +22,35 @@ use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{Done, Editor, Effect, Project, Settings, View};
 use vibesync_registry::Entry;
 
-use crate::core::{Daemon, SessionInfo};
+use crate::config::Config;
+use crate::stores::Stores;
 pub use vibesync_engine::project::{Input, ProjectSync};
+use vibesync_protocol::Frame;
 
-impl From<&SessionInfo> for Editor {
-    fn from(s: &SessionInfo) -> Editor {
-        Editor {
-            session_id: s.session_id.clone(),
-            editor: s.editor,
-            client_id: s.client_id.clone(),
-            unit_scale: s.unit_scale,
-        }
-    }
+/// What a project's actor needs of the daemon, and nothing more: its settings and stores,
+/// the WAL's position, the project's sessions, sending to a session, the daemon-wide mutation
+/// turn, FINALs, storage failures and safe mode. The daemon's core implements it, so this
+/// module depends on neither the core nor the session layer (no module circle).
+pub trait Host: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    fn stores(&self) -> &Stores;
+    fn last_seq(&self) -> u64;
+    /// The connected sessions of `project` (any client kind).
+    fn sessions_of(&self, project: &str) -> Vec<Editor>;
+    fn session(&self, session_id: &str) -> Option<Editor>;
+    /// Queue frames as one unit on a session's writer; false when not delivered.
+    fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + Send;
+    /// Best-effort frames (live previews); how many were queued.
+    fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = usize> + Send;
+    /// The daemon-wide turn held around COMMIT + registry apply.
+    fn mutation_turn(&self) -> impl std::future::Future<Output = tokio::sync::MutexGuard<'_, ()>> + Send;
+    /// Write a committed transaction's FINAL and note it for the audit, off the ack path.
+    fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>);
+    /// A storage failure outside a request: stop the daemon.
+    fn storage_failure_notice(&self, operation_id: &str, message: &str);
+    /// A storage failure answering `request_id`: stop the daemon; the frame to send.
+    fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame;
+    fn set_safe_mode(&self, active: bool, reason: &str);
 }
 
 /// A message to a project's actor: an input, and for a `change` request the reply completed
@@ -41,8 +58,7 @@ impl From<&SessionInfo> for Editor {
 type Envelope = (Input, Option<oneshot::Sender<()>>);
 
 /// Routes inputs to per-project actors, starting them on first use.
-#[derive(Default)]
-pub struct SyncHub {
+pub struct SyncHub<H> {
     actors: Mutex<HashMap<String, mpsc::UnboundedSender<Envelope>>>,
     /// Per project, kept up to date by its actor (read by `status`).
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
@@ -50,24 +66,37 @@ pub struct SyncHub {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered after it.
     stopped: std::sync::atomic::AtomicBool,
+    host: std::marker::PhantomData<fn() -> H>,
 }
 
-impl SyncHub {
+impl<H> Default for SyncHub<H> {
+    fn default() -> Self {
+        SyncHub {
+            actors: Mutex::default(),
+            status: Arc::default(),
+            tasks: Mutex::default(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            host: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<H: Host> SyncHub<H> {
     /// Sync status of every project that has an actor.
     pub fn status(&self) -> BTreeMap<String, ProjectSync> {
         self.status.lock().unwrap().clone()
     }
 
-    pub fn send(&self, daemon: &Arc<Daemon>, project_id: &str, input: Input) {
+    pub fn send(&self, daemon: &Arc<H>, project_id: &str, input: Input) {
         self.deliver(daemon, project_id, (input, None));
     }
 
     /// A `change` request: `reply` is completed once its `ack` is queued.
-    pub fn change(&self, daemon: &Arc<Daemon>, project_id: &str, input: Input, reply: oneshot::Sender<()>) {
+    pub fn change(&self, daemon: &Arc<H>, project_id: &str, input: Input, reply: oneshot::Sender<()>) {
         self.deliver(daemon, project_id, (input, Some(reply)));
     }
 
-    fn deliver(&self, daemon: &Arc<Daemon>, project_id: &str, ev: Envelope) {
+    fn deliver(&self, daemon: &Arc<H>, project_id: &str, ev: Envelope) {
         let mut actors = self.actors.lock().unwrap();
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return; // the daemon is stopping: nothing new starts
@@ -114,12 +143,12 @@ impl SyncHub {
 
 /// What the machine reads of the daemon: the project's registry entries, the blob store,
 /// the WAL's position, the connected sessions and the governance gate.
-struct DaemonView<'a> {
-    daemon: &'a Daemon,
+struct DaemonView<'a, H> {
+    daemon: &'a H,
     project: &'a str,
 }
 
-impl View for DaemonView<'_> {
+impl<H: Host> View for DaemonView<'_, H> {
     fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String> {
         self.daemon.stores().registry.lookup(self.project, uuid).map_err(|e| e.to_string())
     }
@@ -142,10 +171,10 @@ impl View for DaemonView<'_> {
         self.daemon.stores().anchor_seq()
     }
     fn sessions(&self) -> Vec<Editor> {
-        self.daemon.sessions_of(self.project).iter().map(Editor::from).collect()
+        self.daemon.sessions_of(self.project)
     }
     fn session(&self, session_id: &str) -> Option<Editor> {
-        self.daemon.session_info(session_id).as_ref().map(Editor::from)
+        self.daemon.session(session_id)
     }
     fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision {
         let now = crate::stores::unix_ms();
@@ -154,16 +183,16 @@ impl View for DaemonView<'_> {
 }
 
 /// One project's actor: its machine, and what carries out the machine's effects.
-struct Actor {
-    daemon: Arc<Daemon>,
+struct Actor<H> {
+    daemon: Arc<H>,
     project: String,
     machine: Project,
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
     epoch: Instant,
 }
 
-impl Actor {
-    fn new(daemon: Arc<Daemon>, project: String, status: Arc<Mutex<BTreeMap<String, ProjectSync>>>) -> Actor {
+impl<H: Host> Actor<H> {
+    fn new(daemon: Arc<H>, project: String, status: Arc<Mutex<BTreeMap<String, ProjectSync>>>) -> Actor<H> {
         let c = daemon.config();
         let settings = Settings {
             batch_window_ms: c.sync.batch_window_ms,
@@ -212,7 +241,7 @@ impl Actor {
     async fn drive(&mut self, input: Option<Input>) {
         let epoch = self.epoch;
         let now = || epoch.elapsed().as_millis() as u64;
-        let view = DaemonView { daemon: &self.daemon, project: &self.project };
+        let view = DaemonView { daemon: &*self.daemon, project: &self.project };
         let mut step = match input {
             Some(input) => self.machine.input(&view, input, now()),
             None => self.machine.tick(&view, now()),
@@ -225,8 +254,8 @@ impl Actor {
 }
 
 /// Carry out one effect of a project's machine.
-async fn perform(
-    daemon: &Arc<Daemon>,
+async fn perform<H: Host>(
+    daemon: &Arc<H>,
     project: &str,
     status: &Mutex<BTreeMap<String, ProjectSync>>,
     effect: Effect,
@@ -282,7 +311,7 @@ async fn perform(
 
 /// Carry out what a new failure calls for, smallest thing first (docs/PROTOCOL.md §6.7), as
 /// WAL transactions.
-async fn escalate(daemon: &Arc<Daemon>, project: &str, esc: Escalation) {
+async fn escalate<H: Host>(daemon: &Arc<H>, project: &str, esc: Escalation) {
     if !esc.quarantine.is_empty() {
         let _turn = daemon.mutation_turn().await;
         let steps = esc
