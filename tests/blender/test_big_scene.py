@@ -84,6 +84,38 @@ def test_a_sweep_in_slices_reports_only_what_was_deleted():
     assert ("object", renamed_uid) in renamed
 
 
+def test_datablocks_bound_while_a_sweep_runs_are_not_gone_and_are_checked_in_slices(
+        monkeypatch):
+    """An incoming batch binds new datablocks between two slices of a sweep (the sweep's
+    starved slice runs while a big batch is applied): the pass did not see them, so each is
+    looked up again -- in slices, and none is taken for deleted."""
+    build(300)
+    reg = identity.Registry()
+    reg.scan()
+    sliced = []
+    real_slices = identity.slices
+
+    def recording(items, *a):
+        items = list(items)
+        sliced.append(items)
+        return real_slices(items, *a)
+    monkeypatch.setattr(identity, "slices", recording)
+    steps = reg.sweep_steps()
+    for _ in range(3):  # past the objects (2 slices) and the mesh: new objects are not seen
+        next(steps)
+    made = []
+    for i in range(N * 4):
+        ob = bpy.data.objects.new(f"New{i:05d}", None)  # as `apply_change` makes them
+        u = str(uuidlib.uuid4())
+        reg.bind_new(ob, u)
+        made.append(u)
+    (gone, _renamed, _unknown), _ = finish(steps)
+    assert gone == [], "a datablock bound during the sweep was taken for deleted"
+    assert all(reg.bindings[u].alive for u in made)
+    assert any(len(x) == len(made) and {b.uuid for b in x} == set(made) for x in sliced), \
+        "the bindings the pass did not see were not looked up in slices"
+
+
 def test_resolve_does_not_search_by_name_and_survives_renames_and_removal():
     build(300)
     reg = identity.Registry()

