@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
-use crate::sync::{SyncEvent, SyncHub};
+use crate::sync::{Input, SyncHub};
 
 mod registrar;
 
@@ -179,7 +179,7 @@ impl Daemon {
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
         if let Some(info) = info {
             self.router.left(self, &info);
-            self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
+            self.sync.send(self, &info.project_id, Input::Left { session_id: session_id.to_string() });
             if info.editor.holds_scene() {
                 self.announce_peers();
             }
@@ -197,7 +197,7 @@ impl Daemon {
         self.sync.send(
             self,
             &info.project_id,
-            SyncEvent::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
+            Input::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
         );
     }
 
@@ -369,7 +369,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Applied {
+                    Input::Applied {
                         session_id: sess.session_id.clone(),
                         batch_id: a.batch_id,
                         hashes: a.hashes,
@@ -391,7 +391,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Resync {
+                    Input::Resync {
                         session_id: sess.session_id.clone(),
                         since_seq: r.since_seq,
                         request_id: r.request_id,
@@ -404,7 +404,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::UserActivity { session_id: sess.session_id.clone(), active: a.active },
+                    Input::UserActivity { session_id: sess.session_id.clone(), active: a.active },
                 );
                 vec![]
             }
@@ -460,18 +460,18 @@ impl Daemon {
         let request_id = req.request_id.clone();
         let author =
             if sess.is(ClientKind::Agent) || req.automation.is_some() { Author::Automation } else { Author::Person };
-        self.sync.send(
+        self.sync.change(
             self,
             &sess.project_id,
-            SyncEvent::Change {
-                session: Box::new(sess.clone()),
+            Input::Change {
+                session: Box::new(vibesync_engine::project::Editor::from(sess)),
                 base_seq: req.base_seq,
                 changes: req.changes,
                 attachment,
                 request_id,
                 author,
-                reply: tx,
             },
+            tx,
         );
         match rx.await {
             Ok(()) => vec![],
@@ -636,7 +636,7 @@ impl Daemon {
                         .await
                     {
                         Ok(seq) => {
-                            self.sync.send(self, &project, SyncEvent::Released { uuids: vec![uuid.clone()] });
+                            self.sync.send(self, &project, Input::Released { uuids: vec![uuid.clone()] });
                             released.push(json!({"project_id": project, "seq": seq}))
                         }
                         Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
