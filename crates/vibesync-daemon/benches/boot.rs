@@ -8,6 +8,10 @@
 //! restart without a checkpoint (the whole log read, as before checkpoints existed), and a
 //! restart after the registry directory was deleted (rebuild). The machine's fdatasync cost
 //! is printed first.
+//!
+//! `BOOT_DIR=<dir>` keeps the data directory: a first run writes the log and runs the first
+//! boot; with `BOOT_ONLY=restart` a later run over the same directory only times the
+//! restart with the checkpoint (and keeps the directory), to compare builds on one log.
 
 use std::time::Instant;
 
@@ -20,14 +24,21 @@ fn main() {
         tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     }
     let n: u64 = std::env::var("BOOT_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let dir = std::env::temp_dir().join(format!("vibesync-boot-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let kept = std::env::var_os("BOOT_DIR").map(std::path::PathBuf::from);
+    let only_restart = std::env::var("BOOT_ONLY").is_ok_and(|v| v == "restart");
+    let dir = kept
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("vibesync-boot-bench-{}", std::process::id())));
+    let reuse = kept.is_some() && dir.join("wal").exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     match vibesync_wal::probe::fdatasync_cost(&dir, 500) {
         Ok(c) => println!("{c}"),
         Err(e) => println!("fdatasync probe failed: {e}"),
     }
     let t = Instant::now();
-    {
+    if !reuse {
         let (wal, _) = Wal::open(WalConfig::new(&dir)).unwrap();
         let mut written = 0u64;
         let mut batch = Vec::new();
@@ -66,6 +77,9 @@ fn main() {
     let mut cfg = Config::default();
     cfg.storage.data_dir = dir.display().to_string();
     cfg.audit.enabled = std::env::var("BOOT_AUDIT").map(|v| v != "0").unwrap_or(true);
+    if let Some(mb) = std::env::var("BOOT_CACHE_MB").ok().and_then(|s| s.parse::<u64>().ok()) {
+        cfg.storage.registry_cache_bytes = mb << 20;
+    }
     let boot = |label: &str| {
         let t = Instant::now();
         let d = vibesync_daemon::open(cfg.clone(), &ServeOptions::default()).unwrap();
@@ -75,8 +89,17 @@ fn main() {
         rt.block_on(d.shutdown());
         println!("{label:<48} {:>8.2} s  (WAL records read: {read})", opened.as_secs_f64());
     };
-    boot("first boot (registry + audit built)");
+    if only_restart {
+        boot("restart, everything up to date (checkpoint)");
+        return;
+    }
+    if !reuse {
+        boot("first boot (registry + audit built)");
+    }
     boot("restart, everything up to date (checkpoint)");
+    if kept.is_some() {
+        return;
+    }
     std::fs::remove_file(vibesync_daemon::checkpoint::path(&dir)).unwrap();
     boot("restart, no checkpoint (whole log read)");
     std::fs::remove_dir_all(dir.join("registry")).unwrap();

@@ -74,3 +74,106 @@ pub struct Counts {
     pub tombstoned: u64,
     pub quarantined: u64,
 }
+
+/// The shape of an [`Entry`], checked without building one: the same fields, types and
+/// defaults, strings borrowed (no copy unless escaped), `state` syntax-checked only (any JSON
+/// value is a valid state). A record parses as an `EntryCheck` exactly when it parses as an
+/// `Entry` (a test pins it); the consistency pass at open uses it on every record, so a
+/// restart does not build (and free) every record's state.
+#[derive(Deserialize)]
+pub(crate) struct EntryCheck<'a> {
+    #[serde(borrow)]
+    pub project_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub uuid: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "kind")]
+    _kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "name")]
+    _name: std::borrow::Cow<'a, str>,
+    pub status: Status,
+    #[serde(default, borrow, rename = "bindings")]
+    _bindings: BTreeMap<std::borrow::Cow<'a, str>, BindingCheck<'a>>,
+    #[serde(default, rename = "state")]
+    _state: Option<serde::de::IgnoredAny>,
+    #[serde(default, borrow, rename = "state_hash")]
+    _state_hash: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, rename = "quarantine_reason")]
+    _quarantine_reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "created_seq")]
+    _created_seq: u64,
+    #[serde(rename = "updated_seq")]
+    _updated_seq: u64,
+    #[serde(default)]
+    pub tombstone_seq: Option<u64>,
+}
+
+/// The shape of a [`Binding`] (see [`EntryCheck`]).
+#[derive(Deserialize)]
+struct BindingCheck<'a> {
+    #[serde(borrow, rename = "editor_ref")]
+    _editor_ref: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "session_id")]
+    _session_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "client_id")]
+    _client_id: std::borrow::Cow<'a, str>,
+    #[serde(rename = "bound_seq")]
+    _bound_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `EntryCheck` accepts exactly what `Entry` accepts.
+    #[test]
+    fn entry_check_accepts_exactly_what_entry_accepts() {
+        let good = json!({"project_id":"p","uuid":"u","kind":"object","name":"Cube \"1\"","status":"live",
+            "bindings":{"blender":{"editor_ref":"OB:Cube","session_id":"s","client_id":"c","bound_seq":3}},
+            "state":{"t":[1,2,3],"n":null},"state_hash":"h","quarantine_reason":null,
+            "created_seq":1,"updated_seq":3,"tombstone_seq":null});
+        let mut cases = vec![good.clone()];
+        for key in ["project_id", "uuid", "kind", "name", "status", "created_seq", "updated_seq"] {
+            let mut v = good.clone();
+            v.as_object_mut().unwrap().remove(key);
+            cases.push(v); // a required field missing
+        }
+        for key in ["bindings", "state", "state_hash", "quarantine_reason", "tombstone_seq"] {
+            let mut v = good.clone();
+            v.as_object_mut().unwrap().remove(key);
+            cases.push(v); // an optional field missing
+        }
+        for (key, bad) in [
+            ("kind", json!(1)),
+            ("name", json!(null)),
+            ("status", json!("gone")),
+            ("created_seq", json!(-1)),
+            ("updated_seq", json!("3")),
+            ("tombstone_seq", json!("x")),
+            ("state_hash", json!(5)),
+            ("quarantine_reason", json!([])),
+            ("bindings", json!([])),
+            ("bindings", json!({"blender":{"editor_ref":"x","session_id":"s","client_id":"c"}})),
+            ("bindings", json!({"blender":{"editor_ref":1,"session_id":"s","client_id":"c","bound_seq":1}})),
+            ("state", json!(null)),
+            ("state", json!("any value")),
+            ("extra", json!({"ignored": true})),
+        ] {
+            let mut v = good.clone();
+            v[key] = bad;
+            cases.push(v);
+        }
+        let mut texts: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+        texts.push(good.to_string().replace("\"live\"", "\"live\",\"status\":\"live\"")); // duplicate field
+        texts.push(good.to_string()[..40].to_string()); // torn
+        texts.push("not json".into());
+        let mut accepted = 0;
+        for t in &texts {
+            let full = serde_json::from_str::<Entry>(t).is_ok();
+            let check = serde_json::from_str::<EntryCheck>(t).is_ok();
+            assert_eq!(full, check, "Entry {full}, EntryCheck {check}: {t}");
+            accepted += usize::from(full);
+        }
+        assert!(accepted > 5 && accepted < texts.len() - 5, "both kinds of case are covered");
+    }
+}

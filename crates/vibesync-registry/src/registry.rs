@@ -23,7 +23,7 @@ pub enum ReadFault {
 }
 
 use crate::cache::{Cached, EntryCache};
-use crate::entry::{Counts, Entry, Status};
+use crate::entry::{Counts, Entry, EntryCheck, Status};
 use crate::error::{RegistryError, Result};
 use crate::keys::{self, *};
 use crate::migrate::{self, SCHEMA_VERSION};
@@ -51,6 +51,10 @@ pub struct RegistryConfig {
     /// The registry snapshot the compacted WAL starts from: a registry built anew (missing,
     /// damaged, or behind `floor`) is seeded with it before the kept log is replayed.
     pub base: Option<std::sync::Arc<RegistryBase>>,
+    /// A registry that holds nothing (first boot, rebuild without a base) is built in memory
+    /// and written in sorted sled batches of up to this many records. Default
+    /// [`BULK_BUILD_RECORDS`].
+    pub bulk_build_records: usize,
 }
 
 impl RegistryConfig {
@@ -62,6 +66,7 @@ impl RegistryConfig {
             repair: false,
             anchor_seq: 0,
             base: None,
+            bulk_build_records: BULK_BUILD_RECORDS,
         }
     }
 }
@@ -229,19 +234,33 @@ struct Chunk {
     txns: usize,
 }
 
-/// Transactions per sled batch during catch-up / rebuild.
+/// Transactions per sled batch during catch-up.
 const CATCH_UP_CHUNK: usize = 1000;
+
+/// Staged records (live keys and archived versions) per sled batch when a registry that
+/// holds nothing is built (first boot, rebuild without a compaction base): the build runs
+/// in memory and lands in one sorted batch up to this size. sled's random inserts and
+/// lookups into a tree larger than its cache re-read evicted nodes from disk for every
+/// record (84 s for 1 M WAL records, docs/BENCHMARKS.md); a sorted batch into an empty tree
+/// does not, and a uuid not staged is known absent without asking sled.
+pub const BULK_BUILD_RECORDS: usize = 2_000_000;
 
 /// Reads through a chunk's staged values to sled.
 struct ChunkBase<'a> {
     reg: &'a Registry,
     chunk: &'a Chunk,
+    /// sled holds no record yet (an empty registry being built, nothing written): a uuid
+    /// not staged is absent.
+    sled_empty: bool,
 }
 
 impl Base for ChunkBase<'_> {
     fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>> {
         if let Some(v) = self.chunk.live.get(&(project.to_owned(), uuid.to_owned())) {
             return Ok(v.clone());
+        }
+        if self.sled_empty {
+            return Ok(None);
         }
         self.reg.get_entry(&live_key(project, uuid))
     }
@@ -338,7 +357,7 @@ impl Registry {
             return Self::rebuild(cfg, reason, || wal(false));
         }
         let short = resume.filter(|r| existed && before >= r.registry_seq);
-        match reg.catch_up(wal(short.is_some())) {
+        match reg.catch_up(wal(short.is_some()), cfg.bulk_build_records) {
             Ok(mut cu) => {
                 // A watermark at or before the compaction anchor names a COMMIT that was
                 // compacted (it was checked against the base's floor above).
@@ -411,7 +430,7 @@ impl Registry {
         };
         reg.init_meta()?;
         reg.seed(cfg)?;
-        let mut cu = reg.catch_up(wal())?;
+        let mut cu = reg.catch_up(wal(), cfg.bulk_build_records)?;
         cu.wal_last_seq = cu.wal_last_seq.max(cfg.anchor_seq);
         reg.flush()?;
         let report = OpenReport {
@@ -521,22 +540,25 @@ impl Registry {
                 return Err(unreadable(format!("unexpected key {:?}", keys::show(&k))));
             }
             let bad = |e: serde_json::Error| unreadable(format!("record {:?}: {e}", keys::show(&k)));
-            let e: Entry = if schema < SCHEMA_VERSION {
+            let (project_id, uuid, status, tombstone_seq) = if schema < SCHEMA_VERSION {
                 let value: serde_json::Value = serde_json::from_slice(&v).map_err(bad)?;
-                serde_json::from_value(migrate::migrate_entry(schema, value).map_err(unreadable)?).map_err(bad)?
+                let e: Entry =
+                    serde_json::from_value(migrate::migrate_entry(schema, value).map_err(unreadable)?).map_err(bad)?;
+                (e.project_id.into(), e.uuid.into(), e.status, e.tombstone_seq)
             } else {
-                // Current schema: straight into an Entry (no intermediate Value), the same
-                // checks at half the cost on a large registry's every boot.
-                serde_json::from_slice(&v).map_err(bad)?
+                // Current schema: the same checks as decoding an Entry, without building one
+                // (`EntryCheck`): a large registry is checked at every boot.
+                let e: EntryCheck = serde_json::from_slice(&v).map_err(bad)?;
+                (e.project_id, e.uuid, e.status, e.tombstone_seq)
             };
-            let expect_key = match e.status {
-                Status::Tombstoned => archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(u64::MAX)),
-                _ => live_key(&e.project_id, &e.uuid),
+            let expect_key = match status {
+                Status::Tombstoned => archive_key(&project_id, &uuid, tombstone_seq.unwrap_or(u64::MAX)),
+                _ => live_key(&project_id, &uuid),
             };
             if expect_key != k.as_ref() {
                 return Err(unreadable(format!("record under {:?} does not match its key", keys::show(&k))));
             }
-            match e.status {
+            match status {
                 Status::Live => seen.live += 1,
                 Status::Tombstoned => seen.tombstoned += 1,
                 Status::Quarantined => seen.quarantined += 1,
@@ -734,7 +756,7 @@ impl Registry {
         put_counts(&mut b, counts);
         b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
-        self.cache.wrote(st.live.iter().map(|((p, u), (_, value))| (live_key(p, u), value)));
+        self.cache.wrote(st.live.into_iter().map(|((p, u), (_, value))| (live_key(&p, &u), value)));
         meta.last_applied_seq = commit_seq;
         meta.counts = counts;
         report.applied = true;
@@ -813,10 +835,14 @@ impl Registry {
     /// the chunk's last COMMIT seq, atomically): a crash mid-replay leaves the registry at a
     /// chunk boundary, caught up from there at the next open. A migration (old schema) goes
     /// through [`Registry::apply_committed`] one transaction at a time.
-    fn catch_up<I: IntoIterator<Item = WalRead>>(&self, records: I) -> Result<CatchUp> {
+    fn catch_up<I: IntoIterator<Item = WalRead>>(&self, records: I, bulk_records: usize) -> Result<CatchUp> {
         let mut g = Grouper { watch_commit: Some(self.last_applied_seq()), ..Default::default() };
         let mut cu = CatchUp::default();
         let mut chunk = Chunk::default();
+        // A registry that holds nothing (watermark 0, no records: the counters were checked
+        // against the records at open) is built in memory (see BULK_BUILD_RECORDS).
+        let m = self.meta();
+        let mut sled_empty = m.last_applied_seq == 0 && m.counts == Counts::default();
         for r in records {
             // A read error ends the catch-up with that error: the records after it are never
             // taken as absent (docs/ARCHITECTURE.md, storage invariant).
@@ -829,7 +855,7 @@ impl Registry {
             };
             if let Some(txn) = g.push(r) {
                 let rep = if self.meta().schema_version == SCHEMA_VERSION {
-                    match self.stage_into(&mut chunk, &txn) {
+                    match self.stage_into(&mut chunk, &txn, sled_empty) {
                         Ok(rep) => rep,
                         Err(e) => {
                             // The transactions before the failing one are kept, as when each
@@ -840,13 +866,20 @@ impl Registry {
                     }
                 } else {
                     self.write_chunk(&mut chunk)?;
+                    sled_empty = false;
                     self.apply_committed(&txn)?
                 };
                 if rep.applied {
                     cu.txns += 1;
                     cu.skipped += rep.skipped.len() as u64;
                 }
-                if chunk.txns >= CATCH_UP_CHUNK {
+                let full = if sled_empty {
+                    chunk.live.len() + chunk.archive.len() >= bulk_records
+                } else {
+                    chunk.txns >= CATCH_UP_CHUNK
+                };
+                if full {
+                    sled_empty &= chunk.txns == 0;
                     self.write_chunk(&mut chunk)?;
                 }
             }
@@ -859,7 +892,7 @@ impl Registry {
 
     /// [`Registry::apply_committed`] for catch-up: stage one transaction (schema current) over
     /// the chunk's earlier transactions, without writing.
-    fn stage_into(&self, chunk: &mut Chunk, records: &[Record]) -> Result<ApplyReport> {
+    fn stage_into(&self, chunk: &mut Chunk, records: &[Record], sled_empty: bool) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
         let meta = self.meta();
@@ -869,7 +902,7 @@ impl Registry {
         }
         let mut st = Staging::default();
         {
-            let base = ChunkBase { reg: self, chunk };
+            let base = ChunkBase { reg: self, chunk, sled_empty };
             for r in &steps {
                 ops::apply_step(&base, &mut st, &mut report, r)?;
             }

@@ -610,6 +610,54 @@ fn injected_read_faults_are_errors_not_absent() {
 /// applying each transaction on its own, across chunk boundaries (re-creates, tombstones and
 /// renames of the same uuid in neighbouring transactions), and a replay that stops mid-way
 /// (a WAL read error) leaves a consistent registry that the next open completes.
+/// A registry that applied `txns` one transaction at a time (with its directory).
+fn one_at_a_time(txns: &[Vec<Record>]) -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, _) = Registry::open(&RegistryConfig::new(dir.path()), Vec::new).unwrap();
+    for t in txns {
+        let _ = reg.apply_committed(t);
+    }
+    (dir, reg)
+}
+
+/// A registry built from nothing stages the build in memory and writes it in sorted batches
+/// of `bulk_build_records`; past the first batch it reads through sled. Whatever the batch
+/// size, the result equals applying one transaction at a time, and a rebuild (registry
+/// deleted) gives the same again.
+#[test]
+fn a_bulk_build_equals_one_at_a_time_whatever_its_batch_size() {
+    let mut w = Wal::default();
+    let mut txns = Vec::new();
+    for i in 0..900u32 {
+        let n = i % 300;
+        let steps = match i % 5 {
+            0 | 1 => vec![register(n, &format!("N{i}")), register(3000 + i, "X")],
+            2 => vec![tombstone((i - 1) % 300)],
+            3 => vec![json!({"op":"quarantine","uuid":uuid(3000 + i - 3),"reason":"r"})],
+            _ => vec![
+                register(n, &format!("R{i}")),
+                json!({"op":"state","uuid":uuid(n),"state":{"i":i},"state_hash":"h"}),
+            ],
+        };
+        txns.push(w.txn(&format!("op{i}"), &steps));
+    }
+    let (_one, reg1) = one_at_a_time(&txns);
+    let expected = content(&reg1);
+    assert!(expected.2.live > 100 && expected.2.tombstoned > 50 && expected.2.quarantined > 50, "{:?}", expected.2);
+    for bulk in [1, 7, 250, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = RegistryConfig::new(dir.path());
+        cfg.bulk_build_records = bulk;
+        let (reg, rep) = Registry::open(&cfg, w.all()).unwrap();
+        assert_eq!(rep.outcome, OpenOutcome::Created);
+        assert_eq!(content(&reg), expected, "bulk batches of {bulk}");
+        assert!(reg.parity(w.records.clone()).unwrap().is_empty());
+        drop(reg);
+        // Reopened as it is on disk (the counters checked against the records).
+        assert_eq!(content(&Registry::open_for_check(&cfg).unwrap()), expected);
+    }
+}
+
 #[test]
 fn chunked_catch_up_equals_one_at_a_time_and_resumes_after_a_stop() {
     let mut w = Wal::default();
@@ -626,12 +674,7 @@ fn chunked_catch_up_equals_one_at_a_time_and_resumes_after_a_stop() {
         };
         txns.push(w.txn(&format!("op{i}"), &steps));
     }
-    // One at a time.
-    let one = tempfile::tempdir().unwrap();
-    let (reg1, _) = Registry::open(&RegistryConfig::new(one.path()), Vec::new).unwrap();
-    for t in &txns {
-        let _ = reg1.apply_committed(t);
-    }
+    let (_one, reg1) = one_at_a_time(&txns);
     // Chunked, stopped by a read error after ~1500 transactions, then completed.
     let two = tempfile::tempdir().unwrap();
     let cut = w.records.len() * 1500 / 2600;

@@ -101,7 +101,7 @@ impl Project {
                     if code == ItemErrorCode::StorageFailed {
                         cx.storage_failed("sync", &msg).await;
                     }
-                    if code == ItemErrorCode::Stale {
+                    if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
                         let winner = self.stale_winner(&change.uuid);
                         stale.push((change.uuid.clone(), change.op.name(), winner));
                     }
@@ -196,6 +196,18 @@ impl Project {
     /// reach the other editors only through batches, in order (§6.3).
     pub(super) fn holds_live(&self, uuid: &str) -> bool {
         self.slow_queued.contains(uuid) || self.inflight.iter().any(|f| f.holds_live.contains(uuid))
+    }
+
+    /// Would `change` leave the uuid's committed state as it is (equal state hashes, §6.5)?
+    /// Then a `STALE` refusal of it is no conflict: the editor already holds the state that
+    /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
+    /// cannot be read counts as changed (the conflict is reported).
+    fn changes_nothing(&self, cx: &Cx<'_>, change: &Change) -> bool {
+        let Ok(Some(current)) = self.current_state(cx, &change.uuid) else { return false };
+        match apply_change(Some(&current), &change.op) {
+            Ok(Some(next)) => next.hash() == current.hash(),
+            Ok(None) | Err(_) => false,
+        }
     }
 
     /// Checks before the gate. `Ok(Some(hash))`: the attachment is a valid new mesh, to be
