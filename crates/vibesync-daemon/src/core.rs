@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
-use crate::sync::{SyncEvent, SyncHub};
+use crate::sync::{Input, SyncHub};
 
 mod registrar;
 
@@ -95,7 +95,7 @@ pub struct Daemon {
     fatal: Notify,
     /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
     stop: Notify,
-    sync: SyncHub,
+    sync: SyncHub<Daemon>,
     /// Agent tool calls and addon registries (docs/PROTOCOL.md §9).
     router: Arc<crate::router::Router>,
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
@@ -179,7 +179,7 @@ impl Daemon {
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
         if let Some(info) = info {
             self.router.left(self, &info);
-            self.sync.send(self, &info.project_id, SyncEvent::Left { session_id: session_id.to_string() });
+            self.sync.send(self, &info.project_id, Input::Left { session_id: session_id.to_string() });
             if info.editor.holds_scene() {
                 self.announce_peers();
             }
@@ -197,7 +197,7 @@ impl Daemon {
         self.sync.send(
             self,
             &info.project_id,
-            SyncEvent::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
+            Input::Joined { session_id: info.session_id.clone(), last_seq: info.last_seq },
         );
     }
 
@@ -369,7 +369,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Applied {
+                    Input::Applied {
                         session_id: sess.session_id.clone(),
                         batch_id: a.batch_id,
                         hashes: a.hashes,
@@ -391,7 +391,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::Resync {
+                    Input::Resync {
                         session_id: sess.session_id.clone(),
                         since_seq: r.since_seq,
                         request_id: r.request_id,
@@ -404,7 +404,7 @@ impl Daemon {
                 self.sync.send(
                     self,
                     &sess.project_id,
-                    SyncEvent::UserActivity { session_id: sess.session_id.clone(), active: a.active },
+                    Input::UserActivity { session_id: sess.session_id.clone(), active: a.active },
                 );
                 vec![]
             }
@@ -460,18 +460,18 @@ impl Daemon {
         let request_id = req.request_id.clone();
         let author =
             if sess.is(ClientKind::Agent) || req.automation.is_some() { Author::Automation } else { Author::Person };
-        self.sync.send(
+        self.sync.change(
             self,
             &sess.project_id,
-            SyncEvent::Change {
-                session: Box::new(sess.clone()),
+            Input::Change {
+                session: Box::new(vibesync_engine::project::Editor::from(sess)),
                 base_seq: req.base_seq,
                 changes: req.changes,
                 attachment,
                 request_id,
                 author,
-                reply: tx,
             },
+            tx,
         );
         match rx.await {
             Ok(()) => vec![],
@@ -636,7 +636,7 @@ impl Daemon {
                         .await
                     {
                         Ok(seq) => {
-                            self.sync.send(self, &project, SyncEvent::Released { uuids: vec![uuid.clone()] });
+                            self.sync.send(self, &project, Input::Released { uuids: vec![uuid.clone()] });
                             released.push(json!({"project_id": project, "seq": seq}))
                         }
                         Err(e) => return self.storage_failure(&a.request_id, "admin", e.to_string()).to_frame(),
@@ -836,5 +836,56 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(self.data.daemon_info());
         info!("stopped");
+    }
+}
+
+impl From<&SessionInfo> for vibesync_engine::project::Editor {
+    fn from(s: &SessionInfo) -> Self {
+        vibesync_engine::project::Editor {
+            session_id: s.session_id.clone(),
+            editor: s.editor,
+            client_id: s.client_id.clone(),
+            unit_scale: s.unit_scale,
+        }
+    }
+}
+
+/// The sync actors' narrow view of the daemon (`crate::sync::Host`).
+impl crate::sync::Host for Daemon {
+    fn config(&self) -> &Config {
+        Daemon::config(self)
+    }
+    fn stores(&self) -> &Stores {
+        Daemon::stores(self)
+    }
+    fn last_seq(&self) -> u64 {
+        Daemon::last_seq(self)
+    }
+    fn sessions_of(&self, project: &str) -> Vec<vibesync_engine::project::Editor> {
+        Daemon::sessions_of(self, project).iter().map(Into::into).collect()
+    }
+    fn session(&self, session_id: &str) -> Option<vibesync_engine::project::Editor> {
+        self.session_info(session_id).as_ref().map(Into::into)
+    }
+    fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + Send {
+        Daemon::send_frames(self, session_id, frames)
+    }
+    fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = usize> + Send {
+        Daemon::offer_frames(self, session_id, frames)
+    }
+    fn mutation_turn(&self) -> impl std::future::Future<Output = tokio::sync::MutexGuard<'_, ()>> + Send {
+        Daemon::mutation_turn(self)
+    }
+    fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
+        Daemon::finalize_later(self, session_id, project_id, operation_id, uuids)
+    }
+    fn storage_failure_notice(&self, operation_id: &str, message: &str) {
+        Daemon::storage_failure_notice(self, operation_id, message)
+    }
+    fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame {
+        Daemon::storage_failure_frame(self, request_id, operation_id, message)
+    }
+    fn set_safe_mode(&self, active: bool, reason: &str) {
+        Daemon::set_safe_mode(self, active, reason)
     }
 }

@@ -3,7 +3,8 @@
 //! failed, until a later commit covers it.
 //!
 //! Pure: a fold over WAL records in seq order. A sync batch's `ROLLBACK` adds every uuid of
-//! its `kept_local` (the last `client_id` listed wins, as in the sync actor); a later
+//! its `kept_local` (the last `client_id` listed wins; the sync machine, seeded with it, keeps
+//! one entry per uuid and editor while it runs); a later
 //! `COMMIT` of a sync batch, or of a `tombstone` request, naming the uuid removes it. The
 //! sync actor keeps the same list while it runs and is seeded with this fold at boot, so a
 //! restart neither forgets a kept edit nor replays over it.
@@ -22,20 +23,8 @@ use vibesync_wal::{Phase, Record};
 
 use crate::txn::SYNC_SESSION;
 
-/// A uuid kept locally by the editor where a person made it after its propagation failed
-/// (docs/PROTOCOL.md §6.4), until a later commit covers it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct NotSynced {
-    pub uuid: String,
-    /// The session that kept it (it may have ended since; after a restart it always has).
-    pub session_id: String,
-    /// Its editor kind (`blender`, `unity`).
-    pub client: String,
-    pub client_id: String,
-    pub reason: String,
-    /// The ROLLBACK record.
-    pub seq: u64,
-}
+/// The machine's entry type (`vibesync_engine::project`), built here from the WAL.
+pub use vibesync_engine::project::NotSynced;
 
 /// Per project, uuid → its entry.
 #[derive(Debug, Default, Clone)]

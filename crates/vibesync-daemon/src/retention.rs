@@ -3,8 +3,9 @@
 //! repository, and collection of unreferenced mesh blobs, run by [`maintain`] on a schedule
 //! (`storage.maintenance_interval_secs`).
 //!
-//! * **Audit pack.** libgit2 writes every audit object loose (several files per commit).
-//!   [`pack_audit`] packs the loose objects into one pack (with deltas: successive versions
+//! * **Audit pack.** The audit thread writes each commit as one pack (`vibesync-audit`);
+//!   repositories written before that hold loose objects (several files per commit).
+//!   [`pack_audit`] packs any loose objects into one pack (with deltas: successive versions
 //!   of a registry entry compress well) and then removes exactly the loose files it packed.
 //!   Nothing is rewritten: the same objects, stored packed; history is untouched.
 //! * **Blob collection.** A mesh blob is kept while anything can still ask for it: a live or

@@ -58,26 +58,7 @@ pub struct Stores {
     anchor_seq: Arc<AtomicU64>,
 }
 
-/// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolledBack {
-    /// The ROLLBACK record.
-    pub seq: u64,
-    pub uuids: Vec<String>,
-    /// uuid → client_ids that keep it locally as a person's edit (never replayed over).
-    pub kept_local: BTreeMap<String, Vec<String>>,
-}
-
-impl RolledBack {
-    fn from_record(r: &Record) -> RolledBack {
-        let kept_local = r
-            .payload
-            .get("kept_local")
-            .and_then(|v| serde_json::from_value::<BTreeMap<String, Vec<String>>>(v.clone()).ok())
-            .unwrap_or_default();
-        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local }
-    }
-}
+pub use vibesync_engine::project::RolledBack;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms() -> u64 {

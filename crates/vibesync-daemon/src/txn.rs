@@ -5,7 +5,7 @@ use serde_json::Value;
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
 /// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
-pub const SYNC_SESSION: &str = "sync";
+pub use vibesync_engine::project::SYNC_SESSION;
 
 /// Who writes a transaction and what it is about.
 pub struct Txn<'a> {

@@ -18,6 +18,9 @@
 //!   live previews of fast-path changes (latest value wins, the trailing one is delivered).
 //! - [`verify`]: pipeline step `verify` — collect `applied` answers, departures and the
 //!   clock for one batch in flight; decide commit, rollback (with its WAL code) or wait.
+//! - [`project`]: a project's sync as one state machine over all six steps (queue, batch,
+//!   forward, verify, finalize, replay): inputs and the clock in, effects (WAL drafts,
+//!   frames, registry ops at COMMIT) out, committed state read through a narrow `View`.
 //! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
 //!   local state (a person's edit is never undone where it was made).
 //!
@@ -28,6 +31,7 @@ pub mod finalize;
 pub mod forward;
 pub mod governance;
 pub mod live;
+pub mod project;
 pub mod queue;
 pub mod register;
 pub mod sync;

@@ -634,8 +634,16 @@ fn run(steps: &[Step]) -> World {
     w
 }
 
+#[path = "model/machine.rs"]
+mod machine;
+
+/// `PROPTEST_CASES` when set (scripts/soak), else `ci` (scripts/test).
+fn cases(ci: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(ci)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn persons_work_survives_and_editors_converge(steps in prop::collection::vec(step(), 1..60)) {
@@ -645,6 +653,41 @@ proptest! {
                 w.registry.iter().filter_map(|(u, s)| s.clone().map(|s| (u.clone(), s))).collect();
             prop_assert_eq!(&ed.scene, &live, "{} does not hold the registry's state once quiet", EDITORS[i]);
             prop_assert!(ed.not_synced.is_empty(), "{} still has not-synced uuids once quiet", EDITORS[i]);
+        }
+    }
+}
+
+/// `MODEL_SEED`: unset — a fixed seed (scripts/test: the same interleavings every run);
+/// `random` — a new seed each run (scripts/soak); a number — that seed (to replay one).
+fn seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    match std::env::var("MODEL_SEED").as_deref() {
+        Err(_) => RngSeed::Fixed(20_261_122),
+        Ok("random") => RngSeed::Random,
+        Ok(n) => RngSeed::Fixed(n.parse().expect("MODEL_SEED is `random` or a number")),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(256),
+        rng_seed: seed(),
+        max_shrink_iters: 256,
+        ..ProptestConfig::default()
+    })]
+
+    /// The project state machine itself, driven as the daemon drives it (module `machine`).
+    #[test]
+    fn the_machine_keeps_peoples_work_and_converges_across_restarts(acts in prop::collection::vec(machine::act(), 1..80)) {
+        let mut sim = machine::Sim::new();
+        for (i, a) in acts.iter().enumerate() {
+            sim.run(a);
+            if let Err(e) = sim.check() {
+                prop_assert!(false, "after step {} ({:?}): {}", i, a, e);
+            }
+        }
+        if let Err(e) = sim.quiet() {
+            prop_assert!(false, "once quiet: {}", e);
         }
     }
 }

@@ -60,14 +60,14 @@ impl EntryCache {
     }
 
     /// A write of these live keys reached sled (None = removed from the live tree).
-    pub fn wrote<'a>(&self, writes: impl IntoIterator<Item = (Vec<u8>, &'a Option<Entry>)>) {
+    pub fn wrote(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Entry>)>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.generation += 1;
         for (key, value) in writes {
             if g.map.len() >= CAPACITY {
                 g.map.clear();
             }
-            g.map.insert(key, value.clone());
+            g.map.insert(key, value);
         }
     }
 
@@ -110,7 +110,7 @@ mod tests {
         let c = EntryCache::default();
         let Cached::Miss(generation) = c.get(b"k") else { panic!("empty cache hit") };
         // A write lands between the reader's sled read (old value) and its fill.
-        c.wrote([(b"k".to_vec(), &entry("new"))]);
+        c.wrote([(b"k".to_vec(), entry("new"))]);
         c.fill(b"k", generation, &entry("old"));
         match c.get(b"k") {
             Cached::Hit(e) => assert_eq!(e.unwrap().name, "new"),

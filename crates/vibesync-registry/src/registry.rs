@@ -758,7 +758,7 @@ impl Registry {
         put_counts(&mut b, counts);
         b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
         self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
-        self.cache.wrote(st.live.iter().map(|((p, u), (_, value))| (live_key(p, u), value)));
+        self.cache.wrote(st.live.into_iter().map(|((p, u), (_, value))| (live_key(&p, &u), value)));
         meta.last_applied_seq = commit_seq;
         meta.counts = counts;
         report.applied = true;

@@ -369,7 +369,7 @@ fn rebuild_when_meta_is_missing_or_registry_is_ahead_of_the_wal() {
 
     // Remove meta by hand.
     {
-        let db = sled::open(tmp.path().join("registry")).unwrap();
+        let db = open_sled_when_released(&tmp.path().join("registry"));
         let t = db.open_tree("registry").unwrap();
         t.remove(b"meta\0last_applied_seq").unwrap();
         db.flush().unwrap();
@@ -481,7 +481,7 @@ fn v0_registry_is_migrated_explicitly_and_persisted() {
     let commit0 = t0.last().unwrap().seq;
     // A v0 registry (documented key layout, flat binding fields) at the WAL's head.
     {
-        let db = sled::open(tmp.path().join("registry")).unwrap();
+        let db = open_sled_when_released(&tmp.path().join("registry"));
         let t = db.open_tree("registry").unwrap();
         let key = format!("live\0{P}\0{}", uuid(1));
         let v0 = json!({"project_id":P,"uuid":uuid(1),"kind":"object","name":"Cube","status":"live",
@@ -540,7 +540,7 @@ fn old_schema_behind_the_wal_is_rebuilt() {
     w.txn("a", &[register(1, "Cube")]);
     let t = w.txn("b", &[register(2, "Two")]);
     {
-        let db = sled::open(tmp.path().join("registry")).unwrap();
+        let db = open_sled_when_released(&tmp.path().join("registry"));
         let tr = db.open_tree("registry").unwrap();
         tr.insert(b"meta\0schema_version", b"0".as_ref()).unwrap();
         tr.insert(b"meta\0last_applied_seq", b"3".as_ref()).unwrap(); // COMMIT of "a"
@@ -747,5 +747,21 @@ fn lookups_follow_every_write_with_readers_racing_the_writer() {
     let in_sled = reg.live_entries(Some(P)).unwrap();
     for n in 1..=9 {
         assert_eq!(reg.lookup(P, &uuid(n)).unwrap(), in_sled.iter().find(|e| e.uuid == uuid(n)).cloned(), "uuid {n}");
+    }
+}
+
+/// Open the registry's sled database by hand once the dropped `Registry` has let go of it:
+/// sled's background flusher releases the file lock a moment after the drop (the registry's
+/// own open waits the same way). Fails at its deadline.
+fn open_sled_when_released(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(25))
+            }
+            Err(e) => panic!("cannot open {}: {e}", dir.display()),
+        }
     }
 }

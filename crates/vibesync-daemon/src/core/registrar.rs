@@ -21,7 +21,7 @@ use vibesync_protocol::message::{Register, Tombstone};
 use vibesync_protocol::{Frame, Outbound};
 
 use super::{Daemon, SessionInfo};
-use crate::sync::SyncEvent;
+use crate::sync::Input;
 use crate::txn::Txn;
 
 /// A group stops growing at this many items (bounds one append and one reply burst).
@@ -225,7 +225,7 @@ impl Daemon {
                         self.sync.send(
                             self,
                             &sess.project_id,
-                            SyncEvent::Tombstoned { origin: sess.session_id.clone(), uuids: plan.uuids.clone(), seq },
+                            Input::Tombstoned { origin: sess.session_id.clone(), uuids: plan.uuids.clone(), seq },
                         );
                     }
                 }

@@ -530,6 +530,45 @@ fn stale_structural_change_is_refused_and_corrected() {
     assert_eq!(b.states[&id]["parent"], p.as_str());
 }
 
+/// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
+/// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
+/// have changed the state is one (docs/PROTOCOL.md §6.2).
+#[test]
+fn a_stale_change_that_changes_nothing_is_no_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m[1].states.contains_key(&id));
+    // Unity re-sends the state it holds, as from a fresh replay position.
+    u.last_seq = 0;
+    let same = u.send_change("same", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    assert_eq!(same["results"][0]["error_code"], "STALE", "{same}");
+    // Then a stale create that would change the object: that one is a conflict.
+    let other = u.send_change("other", vec![create(&id, "Renamed", [1.0, 2.0, 3.0])], &[]);
+    assert_eq!(other["results"][0]["error_code"], "STALE", "{other}");
+    let conflict = |m: &Mini| m.events.iter().any(|e| e["type"] == "conflict");
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| ms.iter().all(|m| conflict(m)));
+    // The refused editor is sent the state that stands (after each refusal's ack).
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| ms[1].states[&id]["name"] == "Cube");
+    // A conflict event for the first refusal would have come before the second's, to both.
+    for m in [&b, &u] {
+        let events: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(events.len(), 1, "one conflict, for the change that would have changed it: {events:?}");
+    }
+    drop((b, u));
+    d.stop();
+    let steps =
+        wal_records(&data).into_iter().filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict").count();
+    assert_eq!(steps, 1, "one conflict STEP");
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 #[test]
 fn bad_changes_get_clear_per_item_errors() {
     let dir = tempfile::tempdir().unwrap();

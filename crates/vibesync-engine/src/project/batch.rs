@@ -1,0 +1,343 @@
+//! Pipeline step `batch` of a project's sync: a closed window becomes a WAL transaction —
+//! new states computed from the committed ones, no-op and inapplicable changes dropped (their
+//! origins told, and corrected where a dropped change left them off the authoritative
+//! state), BEGIN / STEP… (/ PROVISIONAL on the fast path) written — and is forwarded to the
+//! participants (docs/PROTOCOL.md §6.2, docs/WAL.md §3).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{json, Value};
+use tracing::{debug, info, warn};
+use vibesync_protocol::{BatchOutcome, Outbound};
+use vibesync_registry::{Op as RegOp, Status};
+use vibesync_wal::{Outcome, Phase, RecordDraft};
+
+use super::{dedup, state_of, Cx, Editor, Inflight, Project, SessionId, SYNC_SESSION};
+use crate::forward;
+use crate::queue::Lane;
+use crate::sync::{apply_change, batch_path, coalesce_mask, ChangeOp, ObjectState, Path, Queued};
+use crate::verify::Verification;
+
+impl Project {
+    /// A window closed (`queued`, from `lane`): compute new states, write
+    /// BEGIN/STEPs(/PROVISIONAL), forward.
+    pub(super) async fn start_batch(&mut self, cx: &Cx<'_>, queued: Vec<Queued<Editor>>, lane: Lane) {
+        if lane == Lane::Main {
+            self.slow_queued.clear(); // the main window held every slow change
+        }
+        if queued.is_empty() {
+            return;
+        }
+
+        let mask = coalesce_mask(&queued);
+        // Origins that made their change before they applied a batch carrying the uuid.
+        let mut overtaken: Vec<(SessionId, String)> = Vec::new();
+        for q in &queued {
+            let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+            let Some(base) = self.bases.remove(&key) else { continue };
+            if self.forwarded.get(&key).is_some_and(|seq| *seq > base) {
+                overtaken.push(key);
+            }
+        }
+        // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
+        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
+        for q in &queued {
+            own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
+        }
+        let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
+        // uuid → registered (live or quarantined) before the batch: read with `start`, one
+        // registry read per uuid of the window.
+        let mut registered: HashMap<String, bool> = HashMap::new();
+        let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
+        let mut kept: Vec<Queued<Editor>> = Vec::new();
+        let mut all: Vec<Queued<SessionId>> = Vec::new();
+        let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
+        let mut kinds: HashMap<SessionId, String> = HashMap::new();
+        for (q, keep) in queued.into_iter().zip(mask) {
+            kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
+            if !start.contains_key(&q.change.uuid) {
+                let entry = match cx.view.lookup(&q.change.uuid) {
+                    Ok(e) => e,
+                    Err(e) => return cx.storage_failed("sync", &format!("registry read failed: {e}")).await,
+                };
+                registered
+                    .insert(q.change.uuid.clone(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
+                match state_of(&q.change.uuid, entry) {
+                    Ok(st) => start.insert(q.change.uuid.clone(), st),
+                    Err(why) => return cx.storage_failed("sync", &why).await,
+                };
+            }
+            let as_id = Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() };
+            if !keep {
+                all.push(as_id); // superseded in this window: its origin still holds it
+                continue;
+            }
+            let cur = match states.get(&q.change.uuid) {
+                Some(s) => s.clone(),
+                None => start[&q.change.uuid].clone(),
+            };
+            match apply_change(cur.as_ref(), &q.change.op) {
+                Ok(next) => {
+                    let same = cur.is_some()
+                        && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
+                    if same {
+                        debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
+                        dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+                        continue;
+                    }
+                    states.insert(q.change.uuid.clone(), next);
+                    all.push(as_id);
+                    kept.push(q);
+                }
+                Err(e) => {
+                    warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message);
+                    dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+                }
+            }
+        }
+        if kept.is_empty() {
+            // Superseded changes of uuids that left the batch are dropped as well.
+            for q in &all {
+                dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+            }
+            all.clear();
+        }
+        let batch_uuids: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
+        for q in all.iter().filter(|q| !batch_uuids.contains(q.change.uuid.as_str())) {
+            dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+        }
+        all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
+        // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
+        // then the engine's corrections for origins a dropped change left off the
+        // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.
+        let dropped: Vec<(SessionId, Vec<String>)> = dropped.into_iter().map(|(s, u)| (s, dedup(u))).collect();
+        let corrections = forward::dropped_corrections(
+            dropped.iter().map(|(s, u)| (s, u.as_slice())),
+            |u| batch_uuids.contains(u),
+            &start,
+            &own_ops,
+            |s, u| self.keeps(cx, s, u),
+        );
+        for (session_id, uuids) in dropped {
+            self.expose(cx.view.last_seq());
+            let msg = Outbound::BatchResult {
+                batch_id: uuid::Uuid::new_v4().to_string(),
+                seq: cx.view.last_seq(),
+                outcome: BatchOutcome::Dropped,
+                uuids,
+                error_code: None,
+                kept_local: false,
+                reason: None,
+            };
+            cx.send(&session_id, vec![msg.to_frame()]).await;
+        }
+        for (session_id, uuids) in corrections {
+            info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
+            self.send_resync(cx, &session_id, &uuids, "conflict").await;
+        }
+        // A dropped change whose origin applied a later-forwarded batch of the uuid after
+        // making it: that origin holds the batch's state, not the authoritative one.
+        let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
+            overtaken.into_iter().partition(|(_, u)| batch_uuids.contains(u.as_str()));
+        for (session_id, u) in dropped_over {
+            if self.keeps(cx, &session_id, &u) {
+                continue; // kept locally: never corrected (docs/PROTOCOL.md §6.4)
+            }
+            info!(session_id = %session_id, uuid = %u, "a change made before its editor applied a batch of the same object was dropped: corrected");
+            self.send_resync(cx, &session_id, std::slice::from_ref(&u), "overtaken").await;
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let degraded: Vec<(String, Vec<String>)> = kept
+            .iter()
+            .filter_map(|q| self.degraded.remove(&q.change.uuid).map(|r| (q.change.uuid.clone(), r)))
+            .collect();
+        let path = if degraded.is_empty() { batch_path(&kept) } else { Path::Slow };
+        let ops: Vec<String> = dedup(kept.iter().map(|q| q.change.op.name().to_string()).collect());
+        let gate: serde_json::Map<String, Value> =
+            degraded.iter().map(|(u, r)| (u.clone(), json!({"decision": "degrade", "reasons": r}))).collect();
+        let batch_id = uuid::Uuid::new_v4().to_string();
+        let uuids: Vec<String> = dedup(kept.iter().map(|q| q.change.uuid.clone()).collect());
+        let origins: HashSet<SessionId> = all.iter().map(|q| q.origin.clone()).collect();
+        let origin_clients: HashMap<String, (String, String)> = kept
+            .iter()
+            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.to_string())))
+            .collect();
+        let participants: Vec<Editor> = self.project_sessions(cx);
+        for p in &participants {
+            kinds.insert(p.session_id.clone(), p.editor.to_string());
+        }
+        let kept_ids: Vec<Queued<SessionId>> = kept
+            .iter()
+            .map(|q| Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() })
+            .collect();
+        let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
+        // The batch carries the latest value of its uuids to every participant: live previews
+        // still waiting for them are superseded (and could arrive after a rollback's resync).
+        for u in &uuids {
+            self.live.cancel_uuid(u);
+        }
+        let plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
+
+        let mut drafts = vec![self.draft(
+            &batch_id,
+            Phase::Begin,
+            uuids.clone(),
+            Outcome::Pending,
+            json!({
+                "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
+                "origins": origins.iter().collect::<Vec<_>>(),
+                // Who made the batch, for `vibesync history` (the daemon's restore).
+                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor)).collect::<BTreeMap<_, _>>(),
+                "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
+            }),
+        )];
+        for (uuid, state) in final_states(&kept, &states) {
+            let registered = registered.get(&uuid).copied().unwrap_or(false);
+            match state {
+                Some(s) => {
+                    if !registered {
+                        drafts.push(self.step(
+                            &batch_id,
+                            &uuid,
+                            RegOp::Register {
+                                uuid: uuid.clone(),
+                                kind: s.kind.clone(),
+                                name: Some(s.name.clone()),
+                                editor: None,
+                                editor_ref: None,
+                                session_id: None,
+                                client_id: None,
+                            },
+                        ));
+                    }
+                    let hash = plan.final_hashes.get(&uuid).cloned().flatten().unwrap_or_else(|| s.hash());
+                    drafts.push(self.step(
+                        &batch_id,
+                        &uuid,
+                        RegOp::State { uuid: uuid.clone(), state: s.to_value(), state_hash: Some(hash) },
+                    ));
+                }
+                None => {
+                    if registered {
+                        drafts.push(self.step(&batch_id, &uuid, RegOp::Tombstone { uuid: uuid.clone() }));
+                    }
+                }
+            }
+        }
+        for c in &plan.conflicts {
+            drafts.push(self.step(
+                &batch_id,
+                &c.uuid,
+                RegOp::Conflict {
+                    uuid: c.uuid.clone(),
+                    winner: kinds.get(&c.winner).cloned().unwrap_or_default(),
+                    loser: kinds.get(&c.loser).cloned().unwrap_or_default(),
+                    change_op: c.op.to_string(),
+                },
+            ));
+        }
+        if path == Path::Fast {
+            drafts.push(self.draft(
+                &batch_id,
+                Phase::Provisional,
+                uuids.clone(),
+                Outcome::Pending,
+                json!({"op": "sync"}),
+            ));
+        }
+        let records = match cx.append(drafts).await {
+            Ok(r) => r,
+            Err(e) => return cx.storage_failed(&batch_id, &e).await,
+        };
+        let seq = records
+            .iter()
+            .rev()
+            .find(|r| r.phase == Phase::Step)
+            .map(|r| r.seq)
+            .unwrap_or_else(|| records.last().map(|r| r.seq).unwrap_or(0));
+        info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), pipelined = lane == Lane::Pipelined, "batch forwarded");
+        for c in &plan.conflicts {
+            warn!(batch_id = %batch_id, project_id = %self.project, uuid = %c.uuid, winner = %kinds.get(&c.winner).map(String::as_str).unwrap_or(""), loser = %kinds.get(&c.loser).map(String::as_str).unwrap_or(""), op = c.op, seq, "conflict: two editors changed one object in one window; the last writer wins");
+        }
+
+        let mut sends = plan.sends;
+        let deadline = cx.now() + self.settings.verify_timeout_ms;
+        let mut verification = Verification::new(plan.expected, deadline);
+        for s in &participants {
+            let Some(ops) = sends.get(&s.session_id) else { continue };
+            if self.send_batch(cx, s, &batch_id, seq, path.kind(), ops, None).await {
+                for (u, _) in ops {
+                    self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+                }
+            } else {
+                // Could not reach it: it will be resynced when it reconnects.
+                sends.remove(&s.session_id);
+                verification.unreachable(&s.session_id);
+            }
+        }
+        let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::new() };
+        self.inflight.push(Inflight {
+            batch_id,
+            path,
+            seq,
+            members: uuids.iter().cloned().collect(),
+            uuids,
+            records,
+            changes: all,
+            sends,
+            verification,
+            corrections: plan.corrections,
+            conflicts: plan.conflicts,
+            origins,
+            origin_clients,
+            kinds,
+            ops: ops.clone(),
+            new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
+            holds_live,
+            overtaken: in_batch,
+        });
+        // Nobody else is connected: nothing to verify.
+        if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {
+            self.carry_out(cx, &id, v).await;
+        }
+    }
+
+    pub(super) fn draft(
+        &self,
+        batch_id: &str,
+        phase: Phase,
+        uuids: Vec<String>,
+        outcome: Outcome,
+        payload: Value,
+    ) -> RecordDraft {
+        RecordDraft {
+            session_id: SYNC_SESSION.to_string(),
+            operation_id: batch_id.to_string(),
+            uuids,
+            project_id: self.project.clone(),
+            phase,
+            outcome,
+            error_code: None,
+            payload,
+        }
+    }
+
+    /// A registry STEP of a batch, built only through the registry's typed `Op`.
+    pub(super) fn step(&self, batch_id: &str, uuid: &str, op: RegOp) -> RecordDraft {
+        self.draft(batch_id, Phase::Step, vec![uuid.to_string()], Outcome::Ok, op.to_payload())
+    }
+}
+
+/// The last state of each uuid of a batch, in first-appearance order.
+fn final_states(
+    kept: &[Queued<Editor>],
+    states: &HashMap<String, Option<ObjectState>>,
+) -> Vec<(String, Option<ObjectState>)> {
+    let mut seen = HashSet::new();
+    kept.iter()
+        .filter(|q| seen.insert(q.change.uuid.clone()))
+        .map(|q| (q.change.uuid.clone(), states.get(&q.change.uuid).cloned().flatten()))
+        .collect()
+}

@@ -1,0 +1,252 @@
+//! Pipeline step `finalize` of a project's sync: COMMIT (registry applied under the
+//! daemon-wide turn, FINAL scheduled, `batch_result`, conflict events, the losers'
+//! corrections) or ROLLBACK (governance observes it; the engine's rollback plan: people's
+//! edits kept where they were made, the others re-sent the authoritative state), and the
+//! STALE refusals logged as conflicts (docs/PROTOCOL.md §6.2, §6.4, docs/WAL.md §3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+use tracing::{debug, info, warn};
+use vibesync_protocol::{BatchOutcome, ClientKind, Outbound, RollbackCode};
+use vibesync_registry::Op as RegOp;
+use vibesync_wal::{Outcome, Phase, RecordDraft};
+
+use super::queue::Stale;
+use super::{Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
+use crate::finalize::plan_rollback;
+
+impl Project {
+    /// Take the batch `batch_id` out of the batches in flight.
+    fn take_inflight(&mut self, batch_id: &str) -> Option<Inflight> {
+        let i = self.inflight.iter().position(|f| f.batch_id == batch_id)?;
+        Some(self.inflight.remove(i))
+    }
+
+    pub(super) async fn commit(&mut self, cx: &Cx<'_>, batch_id: &str) {
+        let Some(f) = self.take_inflight(batch_id) else { return };
+        let commit = self.draft(
+            &f.batch_id,
+            Phase::Commit,
+            f.uuids.clone(),
+            Outcome::Ok,
+            json!({"op": "sync", "path": f.path.as_str(), "participants": f.verification.participants().collect::<Vec<_>>()}),
+        );
+        let written = match cx.io(Effect::Commit { commit, records: f.records.clone() }).await {
+            Done::Appended(r) => r,
+            other => Err(format!("the COMMIT was answered {other:?}")),
+        };
+        let commit_seq = match written {
+            Ok(r) => r.last().map(|r| r.seq).unwrap_or(0),
+            Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
+        };
+        for u in &f.uuids {
+            if let Some((c, k)) = f.origin_clients.get(u) {
+                self.synced.insert(u.clone(), (f.seq, c.clone(), k.clone()));
+            }
+            self.not_synced.retain(|(x, _), _| x != u);
+        }
+        if self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq {
+            // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
+            self.late_commits.push((commit_seq, f.uuids.clone()));
+        }
+        info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
+        cx.io(Effect::Finalize { batch_id: f.batch_id.clone(), uuids: f.uuids.clone() }).await;
+        self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), "").await;
+        // Conflicts: both editors hear of it; the loser is corrected when what it holds after
+        // applying what it was sent differs from the winner's state.
+        for c in &f.conflicts {
+            let ev = Outbound::Conflict {
+                uuid: c.uuid.clone(),
+                winner: f.kinds.get(&c.winner).cloned().unwrap_or_default(),
+                loser: f.kinds.get(&c.loser).cloned().unwrap_or_default(),
+                op: c.op.to_string(),
+                seq: f.seq,
+            }
+            .to_frame();
+            for s in [&c.winner, &c.loser] {
+                cx.send(s, vec![ev.clone()]).await;
+            }
+            self.conflicts += 1;
+        }
+        for (s, uuids) in &f.corrections {
+            self.send_resync(cx, s, uuids, "conflict: corrected to the winner's state").await;
+        }
+        // Origins that applied an earlier-forwarded batch of the uuid after making their
+        // change hold that batch's state: they are sent the state their change made.
+        for (s, u) in &f.overtaken {
+            if f.corrections.get(s).is_some_and(|c| c.contains(u)) {
+                continue;
+            }
+            info!(batch_id = %f.batch_id, session_id = %s, uuid = %u, "an editor applied an older batch of this object after its own change: sent the committed state");
+            self.send_resync(cx, s, std::slice::from_ref(u), "overtaken").await;
+        }
+        self.publish_status(cx).await;
+    }
+
+    /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
+    /// origin of a person's edit keeps it (`kept_local`), everyone else who was sent the
+    /// batch is re-sent the authoritative state, automation is reverted at its origin too.
+    pub(super) async fn rollback(
+        &mut self,
+        cx: &Cx<'_>,
+        batch_id: &str,
+        code: RollbackCode,
+        detail: Value,
+        reason: String,
+    ) {
+        let Some(f) = self.take_inflight(batch_id) else { return };
+        let plan = plan_rollback(&f.changes, &f.sends, |s| {
+            f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
+                || cx.view.session(s).is_some_and(|i| i.editor.holds_scene())
+        });
+        // `kept_by` names each keeping editor's session and kind, for the not-synced list
+        // rebuilt at boot (the daemon's `notsynced`).
+        let (kept_clients, kept_by) = {
+            let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut by = serde_json::Map::new();
+            for (s, uuids) in &plan.kept_local {
+                let client = cx.view.session(s).map(|i| i.client_id).unwrap_or_default();
+                by.insert(client.clone(), json!({"session_id": s, "client": f.kinds.get(s)}));
+                for u in uuids {
+                    m.entry(u.clone()).or_default().push(client.clone());
+                }
+            }
+            (m, by)
+        };
+        let mut rb: RecordDraft = self.draft(
+            &f.batch_id,
+            Phase::Rollback,
+            f.uuids.clone(),
+            Outcome::Error,
+            json!({
+                "op": "sync", "detail": detail, "ops": f.ops, "state_hashes": f.new_hashes,
+                "kept_local": kept_clients, "kept_by": kept_by, "reason": reason,
+            }),
+        );
+        rb.error_code = Some(code.as_str().to_string());
+        let record = match cx.append(vec![rb]).await {
+            Ok(mut r) if !r.is_empty() => r.remove(r.len() - 1),
+            Ok(_) => return cx.storage_failed(&f.batch_id, "the WAL wrote no ROLLBACK record").await,
+            Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
+        };
+        let seq = record.seq;
+        let escalation = match cx.io(Effect::Observe(record)).await {
+            Done::Escalation(e) => e,
+            _ => Default::default(),
+        };
+        warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
+        self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
+        for (s, uuids) in &plan.kept_local {
+            let info = cx.view.session(s);
+            let client_id = info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default();
+            for u in uuids {
+                self.not_synced.insert(
+                    (u.clone(), client_id.clone()),
+                    NotSynced {
+                        uuid: u.clone(),
+                        session_id: s.clone(),
+                        client: f.kinds.get(s).cloned().unwrap_or_default(),
+                        client_id: info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default(),
+                        reason: reason.clone(),
+                        seq,
+                    },
+                );
+            }
+        }
+        self.publish_status(cx).await;
+        // The outcome first: an origin learns its change is resolved before any authoritative
+        // state arrives.
+        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &reason).await;
+        for (s, uuids) in &plan.resync {
+            self.send_resync(cx, s, uuids, code.as_str()).await;
+        }
+        if !escalation.quarantine.is_empty() || !escalation.disable_ops.is_empty() || escalation.safe_mode.is_some() {
+            cx.io(Effect::Escalate(escalation)).await;
+        }
+    }
+
+    /// The batch's `batch_result` to its participants, the sessions it was sent to and its
+    /// origins.
+    #[allow(clippy::too_many_arguments)]
+    async fn result(
+        &self,
+        cx: &Cx<'_>,
+        f: &Inflight,
+        seq: u64,
+        outcome: BatchOutcome,
+        error_code: Option<RollbackCode>,
+        kept_local: &BTreeMap<SessionId, Vec<String>>,
+        reason: &str,
+    ) {
+        let mut targets: BTreeSet<&SessionId> = f.verification.participants().collect();
+        targets.extend(f.sends.keys());
+        targets.extend(f.origins.iter());
+        self.expose(seq);
+        for s in targets {
+            let kept = kept_local.contains_key(s);
+            let msg = Outbound::BatchResult {
+                batch_id: f.batch_id.clone(),
+                seq,
+                outcome,
+                uuids: f.uuids.clone(),
+                error_code,
+                kept_local: kept,
+                reason: kept.then(|| reason.to_string()),
+            }
+            .to_frame();
+            let ok = cx.send(s, vec![msg]).await;
+            debug!(batch_id = %f.batch_id, session_id = %s, ok, outcome = outcome.as_str(), kept, "batch_result sent");
+        }
+    }
+
+    /// STALE refusals of slow-path changes are conflicts the other editor won: a standalone
+    /// WAL STEP (`conflict`), a log line and a `conflict` event to both editors.
+    pub(super) async fn stale_conflicts(&mut self, cx: &Cx<'_>, loser: &Editor, stale: Vec<Stale>) {
+        let seq = cx.view.last_seq();
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let drafts: Vec<RecordDraft> = stale
+            .iter()
+            .map(|(u, op, (_, winner))| {
+                self.step(
+                    &op_id,
+                    u,
+                    RegOp::Conflict {
+                        uuid: u.clone(),
+                        winner: winner.clone(),
+                        loser: loser.editor.to_string(),
+                        change_op: op.to_string(),
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = cx.append(drafts).await {
+            return cx.storage_failed(&op_id, &e).await;
+        }
+        for (u, op, (winner_client, winner)) in stale {
+            warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
+            let ev = Outbound::Conflict { uuid: u, winner, loser: loser.editor.to_string(), op: op.to_string(), seq }
+                .to_frame();
+            let mut targets = vec![loser.session_id.clone()];
+            targets.extend(
+                self.project_sessions(cx)
+                    .into_iter()
+                    .filter(|s| s.client_id == winner_client && s.session_id != loser.session_id)
+                    .map(|s| s.session_id),
+            );
+            for s in targets {
+                cx.send(&s, vec![ev.clone()]).await;
+            }
+            self.conflicts += 1;
+        }
+        self.publish_status(cx).await;
+    }
+
+    /// (client_id, editor kind) of the change a STALE change lost to.
+    pub(super) fn stale_winner(&self, uuid: &str) -> (String, String) {
+        if let Some((c, k)) = self.inflight_with(uuid).and_then(|f| f.origin_clients.get(uuid)) {
+            return (c.clone(), k.clone());
+        }
+        self.synced.get(uuid).map(|(_, c, k)| (c.clone(), k.clone())).unwrap_or_default()
+    }
+}

@@ -1,0 +1,707 @@
+//! A project's sync as one state machine (docs/PROTOCOL.md §6): everything between "a change
+//! arrives" and "FINAL" for one project — the queue, the batches in flight, the answers
+//! awaited, retries, the not-synced uuids, conflicts, the live-preview throttle — and every
+//! decision made over it. The daemon's actor (`vibesync-daemon`, `sync.rs`) only feeds it
+//! inputs and carries out its effects.
+//!
+//! **Inputs:** an [`Input`] (admitted changes, peer answers, joins, leaves, resync requests,
+//! user activity, releases, tombstones) or a tick of the clock ([`Project::tick`]); the
+//! clock is `now_ms`, given with every input and every outcome.
+//!
+//! **Outputs:** [`Effect`]s, one at a time, each answered by its [`Done`] before the machine
+//! goes on: WAL drafts to append (the written records, with their seqs, are the answer —
+//! the WAL assigns seqs, the machine never guesses them), a COMMIT to write and apply to the
+//! registry under the daemon-wide turn, frames to send to a session (answered: delivered or
+//! not), previews to offer, a mesh blob to store, a FINAL to schedule, a ROLLBACK for the
+//! governance index to observe and the escalation it calls for, a storage failure, the
+//! status to publish. A step is a [`Step`]: the driver calls [`Step::next`] with the outcome
+//! of the previous effect until it returns `None`. Dropping a step before its end is a crash
+//! at that point: nothing after it happened.
+//!
+//! **Reads** of committed state — the registry, the blob store, the WAL's last seq and
+//! compaction anchor, the connected sessions, the governance gate — go through the narrow
+//! [`View`] the daemon implements (an in-memory map in tests). A read error is an error,
+//! never "absent".
+//!
+//! The sub-steps carry the pipeline's step names (docs/ARCHITECTURE.md): [`queue`] (admission,
+//! the gate, the two windows, held automation), `batch` (a window becomes a WAL transaction),
+//! `forward` (fenced batches and live previews), `verify` (answers, departures, the
+//! deadline), `finalize` (COMMIT or ROLLBACK and what follows each), `replay` (joins,
+//! reconnects, resync requests, corrections).
+//!
+//! Invariant (docs/PROTOCOL.md §6.4): a person's edit is never undone, deleted or overwritten
+//! in the editor where it was made. A rollback re-sends the authoritative state to the
+//! editors that were sent the batch, never to the origin of a person's edit for its uuids
+//! (`kept_local`); only automation is reverted at its origin.
+//!
+//! How a step suspends: the machine's code is ordinary `async` Rust over a [`Link`] that
+//! never touches I/O — awaiting an effect parks it in the link and yields; the driver polls
+//! with a no-op waker, so the compiler-built future *is* the state machine between effects.
+
+mod batch;
+mod finalize;
+mod forward;
+mod queue;
+mod replay;
+mod verify;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tracing::info;
+use vibesync_protocol::{ClientKind, Frame};
+use vibesync_registry::Entry;
+use vibesync_wal::{Record, RecordDraft};
+
+use crate::forward::{Conflict, Ops};
+use crate::governance::{Decision, Escalation, IdleTracker};
+use crate::live::Throttle;
+use crate::queue::{Flight, Queue};
+use crate::sync::{Author, ChangeOp, Path, Queued};
+use crate::verify::Verification;
+
+pub use replay::{order_parents_first, replay_ops};
+
+/// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
+pub const SYNC_SESSION: &str = "sync";
+
+type SessionId = String;
+
+/// A connected session as sync knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Editor {
+    pub session_id: String,
+    pub editor: ClientKind,
+    pub client_id: String,
+    /// Metres per editor unit (`hello.unit_scale`): lengths on the wire are converted.
+    pub unit_scale: f64,
+}
+
+/// The settings a project's sync runs with (`[sync]`, `[governance]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub batch_window_ms: u64,
+    pub live_interval_ms: u64,
+    pub verify_timeout_ms: u64,
+    pub user_idle_ms: u64,
+    pub pipelining: bool,
+}
+
+/// The inputs of a project's sync.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Change {
+        session: Box<Editor>,
+        base_seq: u64,
+        changes: Vec<Value>,
+        attachment: Bytes,
+        request_id: String,
+        /// A person's edit, or automation's (an `agent` session, or `change.automation`).
+        author: Author,
+    },
+    Applied {
+        session_id: SessionId,
+        batch_id: String,
+        hashes: BTreeMap<String, String>,
+        held: bool,
+    },
+    Joined {
+        session_id: SessionId,
+        last_seq: u64,
+    },
+    Resync {
+        session_id: SessionId,
+        since_seq: u64,
+        /// Echoed on the answering batch's fences (docs/PROTOCOL.md §6.6).
+        request_id: Option<String>,
+    },
+    Left {
+        session_id: SessionId,
+    },
+    /// A person started or stopped editing in this session's editor.
+    UserActivity {
+        session_id: SessionId,
+        active: bool,
+    },
+    /// A person released these uuids from quarantine: editors that were not replayed them
+    /// get their authoritative state.
+    Released {
+        uuids: Vec<String>,
+    },
+    /// uuids tombstoned through a `tombstone` request: tell the other editors.
+    Tombstoned {
+        origin: SessionId,
+        uuids: Vec<String>,
+        seq: u64,
+    },
+}
+
+/// What the machine asks of the daemon. Each is answered by a [`Done`] (named on each
+/// variant) before the machine goes on.
+#[derive(Debug)]
+pub enum Effect {
+    /// Queue frames on a session's writer as one unit. → [`Done::Sent`] (false: not delivered —
+    /// the session is gone or too slow and was disconnected).
+    Send { session_id: SessionId, frames: Vec<Frame> },
+    /// Best-effort frames (live previews), never waiting for the consumer. → [`Done::Offered`].
+    Offer { session_id: SessionId, frames: Vec<Frame> },
+    /// Append records to the WAL (durable when answered). → [`Done::Appended`].
+    Append(Vec<RecordDraft>),
+    /// Under the daemon-wide mutation turn: append the COMMIT draft, then apply `records` plus
+    /// the written COMMIT to the registry (COMMIT order). → [`Done::Appended`] with the COMMIT
+    /// record (an error for a failed append or apply).
+    Commit { commit: RecordDraft, records: Vec<Record> },
+    /// Store a mesh attachment by hash, durable before the STEP that names it. →
+    /// [`Done::Stored`].
+    StoreBlob { hash: String, bytes: Bytes },
+    /// A committed batch: write its FINAL and note it for the audit, off the acknowledgement
+    /// path. → [`Done::Ok`].
+    Finalize { batch_id: String, uuids: Vec<String> },
+    /// Feed a ROLLBACK record to the daemon-wide governance index. → [`Done::Escalation`].
+    Observe(Record),
+    /// Carry out an escalation (quarantine, disable an op kind, safe mode) as governance
+    /// transactions. → [`Done::Ok`].
+    Escalate(Escalation),
+    /// Storage failed: stop the daemon. With `answer`, also answer that request
+    /// (`STORAGE_FAILED`) on that session. → [`Done::Ok`].
+    StorageFailed { operation_id: String, message: String, answer: Option<(SessionId, String)> },
+    /// The project's sync status changed (`vibesync status`). → [`Done::Ok`].
+    Status(ProjectSync),
+}
+
+/// The outcome of an [`Effect`].
+#[derive(Debug)]
+pub enum Done {
+    Ok,
+    Sent(bool),
+    Offered(usize),
+    /// The written records (their seqs assigned by the WAL), or why the write failed.
+    Appended(Result<Vec<Record>, String>),
+    Stored(Result<(), String>),
+    Escalation(Escalation),
+}
+
+/// Reads of committed state and of who is connected (the daemon's stores and session table;
+/// a map in tests). A read that fails is an error, never "absent".
+pub trait View: Sync {
+    /// The project's registry entry of `uuid` (any status).
+    fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String>;
+    /// The project's live and quarantined entries.
+    fn live_entries(&self) -> Result<Vec<Entry>, String>;
+    /// The project's archived (tombstoned) versions.
+    fn archived_entries(&self) -> Result<Vec<Entry>, String>;
+    /// Whether a mesh blob is stored.
+    fn has_blob(&self, hash: &str) -> bool;
+    /// A stored mesh blob.
+    fn blob(&self, hash: &str) -> Option<Vec<u8>>;
+    /// The WAL's last written seq.
+    fn last_seq(&self) -> u64;
+    /// The WAL's compaction anchor (docs/WAL.md §11): replays from before it are full.
+    fn anchor_seq(&self) -> u64;
+    /// The project's connected sessions (any client kind).
+    fn sessions(&self) -> Vec<Editor>;
+    /// A connected session.
+    fn session(&self, session_id: &str) -> Option<Editor>;
+    /// The governance gate for a proposed change (`next_hash`: the state hash it would make).
+    fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision;
+}
+
+/// A uuid kept locally by the editor where a person made it after its propagation failed
+/// (docs/PROTOCOL.md §6.4), until a later commit covers it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NotSynced {
+    pub uuid: String,
+    /// The session that kept it (it may have ended since; after a restart it always has).
+    pub session_id: String,
+    /// Its editor kind (`blender`, `unity`).
+    pub client: String,
+    pub client_id: String,
+    pub reason: String,
+    /// The ROLLBACK record.
+    pub seq: u64,
+}
+
+/// What `status` shows of each project's sync.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ProjectSync {
+    pub not_synced: Vec<NotSynced>,
+    pub conflicts: u64,
+}
+
+/// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolledBack {
+    /// The ROLLBACK record.
+    pub seq: u64,
+    pub uuids: Vec<String>,
+    /// uuid → client_ids that keep it locally as a person's edit (never replayed over).
+    pub kept_local: BTreeMap<String, Vec<String>>,
+    /// A sync batch's ROLLBACK (its ops may have reached editors), not another transaction's.
+    pub sync: bool,
+}
+
+impl RolledBack {
+    /// From a ROLLBACK record (its payload's `kept_local`).
+    pub fn from_record(r: &Record) -> RolledBack {
+        let kept_local = r
+            .payload
+            .get("kept_local")
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, Vec<String>>>(v.clone()).ok())
+            .unwrap_or_default();
+        RolledBack { seq: r.seq, uuids: r.uuids.clone(), kept_local, sync: r.session_id == SYNC_SESSION }
+    }
+}
+
+/// One batch in flight.
+struct Inflight {
+    batch_id: String,
+    path: Path,
+    seq: u64,
+    uuids: Vec<String>,
+    /// `uuids` as a set: admission asks "is it in flight?" once per change.
+    members: HashSet<String>,
+    records: Vec<Record>,
+    /// Every admitted change of the batch's window (origin = session id), arrival order.
+    changes: Vec<Queued<SessionId>>,
+    /// participant → the ops it was sent.
+    sends: BTreeMap<SessionId, Ops>,
+    /// Pipeline step `verify`: what each participant must answer, who answered.
+    verification: Verification,
+    /// participant → uuids to re-send after COMMIT (a conflict's loser).
+    corrections: BTreeMap<SessionId, Vec<String>>,
+    conflicts: Vec<Conflict>,
+    origins: HashSet<SessionId>,
+    /// uuid → (client_id, editor kind) of its last writer in the batch.
+    origin_clients: HashMap<String, (String, String)>,
+    /// session → editor kind, for conflict events and logs.
+    kinds: HashMap<SessionId, String>,
+    ops: Vec<String>,
+    new_hashes: HashMap<String, String>,
+    /// The uuids of a slow batch: no live preview of them until it ends (per-uuid order).
+    holds_live: HashSet<String>,
+    /// (origin, uuid) of changes made before their origin applied a batch carrying the uuid
+    /// (see `Project::overtaken`): corrected after the COMMIT.
+    overtaken: Vec<(SessionId, String)>,
+}
+
+/// A resync batch sent, and what its receiver must answer.
+struct ResyncCheck {
+    session_id: SessionId,
+    expected: BTreeMap<String, Option<String>>,
+    attempts: u32,
+}
+
+/// What waits until no batch is in flight.
+enum Deferred {
+    Input(Input),
+    /// Re-send these uuids' authoritative state to one session (`attempts`: see
+    /// `Project::send_resync_attempt`).
+    Resync {
+        session_id: SessionId,
+        uuids: Vec<String>,
+        attempts: u32,
+    },
+}
+
+/// The sync state of one project (see the module documentation).
+pub struct Project {
+    project: String,
+    settings: Settings,
+    /// Pipeline step `queue`: the main and the pipelined window.
+    queue: Queue<Editor>,
+    /// The batches in flight, oldest first: at most one slow and one fast, uuids disjoint.
+    inflight: Vec<Inflight>,
+    /// Batches that committed after a later seq had been sent to editors (a pipelined batch's
+    /// fences or result): (COMMIT seq, uuids). An editor whose `last_seq` is below the COMMIT
+    /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them.
+    late_commits: Vec<(u64, Vec<String>)>,
+    /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
+    exposed_seq: AtomicU64,
+    /// uuid → (seq of its last committed sync change, client_id and editor kind of the
+    /// editor that made it).
+    synced: HashMap<String, (u64, String, String)>,
+    /// ROLLBACKs, for replay to editors that reconnect.
+    rolled_back: Vec<RolledBack>,
+    /// uuids kept locally after a failed propagation (shown by `status`).
+    /// (uuid, client_id) → kept by that editor (by `client_id`, which outlives sessions and
+    /// daemon restarts); two people may each keep one uuid.
+    not_synced: BTreeMap<(String, String), NotSynced>,
+    conflicts: u64,
+    resyncs: HashMap<String, ResyncCheck>,
+    /// Joins, resync requests and releases wait while a batch is in flight.
+    deferred: Vec<Deferred>,
+    /// People's activity per session (user-edit protection).
+    idle: IdleTracker,
+    /// Changes from automation waiting for people to be idle.
+    held: Vec<Queued<Editor>>,
+    /// uuids the gate degraded to the slow path, with its reasons.
+    degraded: HashMap<String, Vec<String>>,
+    /// Sessions whose sequence diverged: blocked until they acknowledge a full replay.
+    diverged: HashMap<SessionId, Option<String>>,
+    /// Live previews (docs/PROTOCOL.md §6.3): receiver, uuid, op → last send and the value
+    /// waiting for its interval.
+    live: Throttle<SessionId, (ChangeOp, ClientKind)>,
+    /// uuids with a slow-path change in the window: no live preview of them until its batch
+    /// has ended (per-uuid order).
+    slow_queued: HashSet<String>,
+    /// (session, uuid) → the seq of the last batch carrying the uuid that was delivered to
+    /// the session (forwarded, a tombstone's, or a resync).
+    forwarded: HashMap<(SessionId, String), u64>,
+    /// (origin, uuid) → the `base_seq` of its latest queued change. When the change's batch
+    /// starts and such a batch reached the origin after that `base_seq`, the origin made its
+    /// change before it read that batch, so it holds either the batch's state (a forwarded
+    /// batch is always applied) or a state the resync did not correct (a resync skips
+    /// unresolved local work, docs/PROTOCOL.md §6.6) — not the authoritative state with its
+    /// change applied: when its change commits or is dropped, it is sent the authoritative
+    /// state (docs/PROTOCOL.md §6.6, "overtaken").
+    bases: HashMap<(SessionId, String), u64>,
+}
+
+/// The link between a running step and its driver: the effect the step waits on, its
+/// outcome, and the clock.
+struct Link {
+    state: Mutex<LinkState>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    effect: Option<Effect>,
+    done: Option<Done>,
+    now_ms: u64,
+}
+
+/// Waits once: the driver takes the effect, carries it out and polls again with its outcome.
+struct Yield<'l> {
+    link: &'l Link,
+    yielded: bool,
+}
+
+impl Future for Yield<'_> {
+    type Output = Done;
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Done> {
+        if !self.yielded {
+            self.yielded = true;
+            return Poll::Pending;
+        }
+        // The driver polls again only with the outcome (`Step::next`); an outcome missing
+        // is the driver's bug, answered as "not done" rather than a panic in the daemon.
+        Poll::Ready(self.link.state.lock().unwrap().done.take().unwrap_or(Done::Ok))
+    }
+}
+
+/// What a running step reads and awaits.
+struct Cx<'a> {
+    link: &'a Link,
+    view: &'a dyn View,
+}
+
+impl Cx<'_> {
+    fn now(&self) -> u64 {
+        self.link.state.lock().unwrap().now_ms
+    }
+
+    async fn io(&self, effect: Effect) -> Done {
+        self.link.state.lock().unwrap().effect = Some(effect);
+        Yield { link: self.link, yielded: false }.await
+    }
+
+    /// Queue frames on a session's writer; false when they were not delivered.
+    async fn send(&self, session_id: &str, frames: Vec<Frame>) -> bool {
+        matches!(self.io(Effect::Send { session_id: session_id.to_string(), frames }).await, Done::Sent(true))
+    }
+
+    async fn offer(&self, session_id: &str, frames: Vec<Frame>) -> usize {
+        match self.io(Effect::Offer { session_id: session_id.to_string(), frames }).await {
+            Done::Offered(n) => n,
+            _ => 0,
+        }
+    }
+
+    async fn append(&self, drafts: Vec<RecordDraft>) -> Result<Vec<Record>, String> {
+        match self.io(Effect::Append(drafts)).await {
+            Done::Appended(r) => r,
+            other => Err(format!("the WAL append was answered {other:?}")),
+        }
+    }
+
+    /// A storage failure outside a request: the daemon stops.
+    async fn storage_failed(&self, operation_id: &str, message: &str) {
+        self.io(Effect::StorageFailed {
+            operation_id: operation_id.to_string(),
+            message: message.to_string(),
+            answer: None,
+        })
+        .await;
+    }
+}
+
+/// One step of the machine: an input (or a tick) being handled. Drive it with
+/// [`Step::next`].
+pub struct Step<'a> {
+    fut: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    link: Arc<Link>,
+    over: bool,
+}
+
+impl Step<'_> {
+    /// The next effect to carry out, given the outcome of the previous one (`None` on the
+    /// first call) and the clock; `None` when the step is over.
+    pub fn next(&mut self, done: Option<Done>, now_ms: u64) -> Option<Effect> {
+        if self.over {
+            return None;
+        }
+        {
+            let mut s = self.link.state.lock().unwrap();
+            s.done = done;
+            s.now_ms = now_ms;
+        }
+        match self.fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(()) => {
+                self.over = true;
+                None
+            }
+            Poll::Pending => {
+                let effect = self.link.state.lock().unwrap().effect.take();
+                if effect.is_none() {
+                    // Only an effect suspends the machine's code.
+                    self.over = true;
+                }
+                effect
+            }
+        }
+    }
+}
+
+impl Project {
+    /// The sync state of `project`, as at boot: `rolled_back` are its ROLLBACKs found in the
+    /// WAL (replayed to editors that reconnect), `not_synced` the uuids editors keep as a
+    /// person's edit, rebuilt from the WAL (a restart neither forgets nor replays over them).
+    pub fn new(
+        project: String,
+        settings: Settings,
+        rolled_back: Vec<RolledBack>,
+        not_synced: impl IntoIterator<Item = NotSynced>,
+    ) -> Project {
+        let mut p = Project::with_late_commits(project, settings, rolled_back, Vec::new());
+        p.not_synced = not_synced.into_iter().map(|n| ((n.uuid.clone(), n.client_id.clone()), n)).collect();
+        p
+    }
+
+    /// [`Project::new`], also given batches known to have committed late: (COMMIT seq,
+    /// uuids) — see `late_commits`. The daemon starts with none (docs/PROTOCOL.md §6.6:
+    /// "since the daemon started"); the model test seeds them from the WAL at a restart.
+    pub fn with_late_commits(
+        project: String,
+        settings: Settings,
+        rolled_back: Vec<RolledBack>,
+        late_commits: Vec<(u64, Vec<String>)>,
+    ) -> Project {
+        Project {
+            project,
+            settings,
+            queue: Queue::new(settings.batch_window_ms),
+            inflight: Vec::new(),
+            late_commits,
+            exposed_seq: AtomicU64::new(0),
+            synced: HashMap::new(),
+            rolled_back,
+            not_synced: BTreeMap::new(),
+            conflicts: 0,
+            resyncs: HashMap::new(),
+            deferred: Vec::new(),
+            idle: IdleTracker::default(),
+            held: Vec::new(),
+            degraded: HashMap::new(),
+            diverged: HashMap::new(),
+            live: Throttle::new(settings.live_interval_ms),
+            slow_queued: HashSet::new(),
+            forwarded: HashMap::new(),
+            bases: HashMap::new(),
+        }
+    }
+
+    pub fn project_id(&self) -> &str {
+        &self.project
+    }
+
+    /// What `status` shows now.
+    pub fn status(&self) -> ProjectSync {
+        ProjectSync { not_synced: self.not_synced.values().cloned().collect(), conflicts: self.conflicts }
+    }
+
+    /// Handle one input. Follow it with a [`Project::tick`] (a zero-length window closes at
+    /// once).
+    pub fn input<'a>(&'a mut self, view: &'a dyn View, input: Input, now_ms: u64) -> Step<'a> {
+        self.run(view, now_ms, Some(input))
+    }
+
+    /// The clock reached [`Project::next_wake`] (or any time): deadlines, trailing live
+    /// previews, held automation, deferred replays, due windows.
+    pub fn tick<'a>(&'a mut self, view: &'a dyn View, now_ms: u64) -> Step<'a> {
+        self.run(view, now_ms, None)
+    }
+
+    fn run<'a>(&'a mut self, view: &'a dyn View, now_ms: u64, input: Option<Input>) -> Step<'a> {
+        let link = Arc::new(Link { state: Mutex::new(LinkState { now_ms, ..LinkState::default() }) });
+        let inner = link.clone();
+        let fut = Box::pin(async move {
+            let cx = Cx { link: &inner, view };
+            match input {
+                Some(input) => self.on_input(&cx, input).await,
+                None => self.on_tick(&cx).await,
+            }
+        });
+        Step { fut, link, over: false }
+    }
+
+    /// When the machine next needs a tick (ms on the caller's clock), if ever.
+    pub fn next_wake(&mut self, now_ms: u64) -> Option<u64> {
+        let mut at: Option<u64> = self.inflight.iter().map(|f| f.verification.deadline_ms()).min();
+        let mut consider = |w: u64| at = Some(at.map_or(w, |a| a.min(w)));
+        if let Some(d) = self.live.next_due() {
+            consider(d);
+        }
+        if !self.held.is_empty() {
+            consider(self.idle.automation_allowed_at(now_ms, self.settings.user_idle_ms).unwrap_or(now_ms));
+        }
+        if let Some(d) = self.queue.deadline(self.flight()) {
+            consider(d);
+        }
+        at
+    }
+
+    /// What is in flight, for the `queue` step.
+    fn flight(&self) -> Flight {
+        Flight {
+            slow: self.inflight.iter().any(|f| f.path == Path::Slow),
+            fast: self.inflight.iter().any(|f| f.path == Path::Fast),
+            // A replay waiting for the batches in flight: its session is made a participant
+            // of no new batch before it has its state.
+            drain: self
+                .deferred
+                .iter()
+                .any(|e| matches!(e, Deferred::Input(Input::Joined { .. } | Input::Resync { .. }))),
+        }
+    }
+
+    /// Whether the editor of `session_id` keeps `uuid` locally as a person's edit after a
+    /// failed propagation: nothing the daemon sends may correct it there (docs/PROTOCOL.md
+    /// §6.4). By `client_id`, which outlives sessions and daemon restarts.
+    fn keeps(&self, cx: &Cx<'_>, session_id: &str, uuid: &str) -> bool {
+        cx.view.session(session_id).is_some_and(|s| self.not_synced.contains_key(&(uuid.to_string(), s.client_id)))
+    }
+
+    /// The batch in flight that holds `uuid`.
+    fn inflight_with(&self, uuid: &str) -> Option<&Inflight> {
+        self.inflight.iter().find(|f| f.members.contains(uuid))
+    }
+
+    async fn on_tick(&mut self, cx: &Cx<'_>) {
+        self.flush_live(cx).await;
+        let now = cx.now();
+        let verdicts: Vec<(String, crate::verify::Verdict)> =
+            self.inflight.iter().map(|f| (f.batch_id.clone(), f.verification.tick(now))).collect();
+        for (batch_id, verdict) in verdicts {
+            self.carry_out(cx, &batch_id, verdict).await;
+        }
+        if !self.held.is_empty() && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_none() {
+            let now = cx.now();
+            info!(changes = self.held.len(), "people idle: running held automation changes");
+            for q in std::mem::take(&mut self.held) {
+                self.push(cx, now, q);
+            }
+        }
+        // Deferred replays first: a session that joined while a batch was in flight gets the
+        // state that batch committed before it is made a participant of the next one.
+        if self.inflight.is_empty() && !self.deferred.is_empty() {
+            for d in std::mem::take(&mut self.deferred) {
+                match d {
+                    Deferred::Input(ev) => Box::pin(self.on_input(cx, ev)).await,
+                    Deferred::Resync { session_id, uuids, attempts } => {
+                        // Decided before the batch ended: never over a person's edit its
+                        // rollback kept in that editor (docs/PROTOCOL.md §6.4).
+                        let uuids: Vec<String> =
+                            uuids.into_iter().filter(|u| !self.keeps(cx, &session_id, u)).collect();
+                        if !uuids.is_empty() {
+                            Box::pin(self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts)).await
+                        }
+                    }
+                }
+            }
+        }
+        // Pipeline step `queue`: the main window when nothing is in flight, the pipelined one
+        // beside a slow batch (at most one slow and one fast batch in flight).
+        while let Some((queued, lane)) = self.queue.take_due(cx.now(), self.flight()) {
+            self.start_batch(cx, queued, lane).await;
+        }
+    }
+
+    async fn on_input(&mut self, cx: &Cx<'_>, ev: Input) {
+        match ev {
+            Input::Change { session, base_seq, changes, attachment, request_id, author } => {
+                self.on_change(cx, &session, base_seq, changes, attachment, request_id, author).await
+            }
+            Input::Applied { session_id, batch_id, hashes, held } => {
+                self.on_applied(cx, session_id, batch_id, hashes, held).await
+            }
+            ev @ (Input::Joined { .. } | Input::Resync { .. } | Input::Released { .. })
+                if !self.inflight.is_empty() =>
+            {
+                self.deferred.push(Deferred::Input(ev))
+            }
+            Input::UserActivity { session_id, active } => {
+                let now = cx.now();
+                self.idle.activity(&session_id, active, now);
+            }
+            Input::Joined { session_id, last_seq } => self.replay(cx, &session_id, last_seq, None).await,
+            Input::Resync { session_id, since_seq, request_id } => {
+                self.replay(cx, &session_id, since_seq, Some(request_id)).await
+            }
+            Input::Left { session_id } => self.on_left(cx, &session_id).await,
+            Input::Released { uuids } => self.on_released(cx, &uuids).await,
+            Input::Tombstoned { origin, uuids, seq } => self.on_tombstoned(cx, &origin, uuids, seq).await,
+        }
+    }
+
+    async fn publish_status(&self, cx: &Cx<'_>) {
+        cx.io(Effect::Status(self.status())).await;
+    }
+
+    /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
+    /// `agent`, `cli` and `test` sessions only send.
+    fn project_sessions(&self, cx: &Cx<'_>) -> Vec<Editor> {
+        cx.view.sessions().into_iter().filter(|s| s.editor.holds_scene()).collect()
+    }
+
+    /// The committed state of `uuid` (`None`: no state). A registry read failure or a stored
+    /// state that does not parse is an error, never "absent" (an absent state is sent as
+    /// `delete` by a resync).
+    fn current_state(&self, cx: &Cx<'_>, uuid: &str) -> Result<Option<crate::sync::ObjectState>, String> {
+        let entry = cx.view.lookup(uuid);
+        state_of(uuid, entry.map_err(|e| format!("registry read failed: {e}"))?)
+    }
+}
+
+/// The committed state held by a registry entry (`None`: no state, or tombstoned). A stored
+/// state that does not parse is an error, never "absent".
+pub fn state_of(uuid: &str, entry: Option<Entry>) -> Result<Option<crate::sync::ObjectState>, String> {
+    let Some(e) = entry else { return Ok(None) };
+    match e.state {
+        Some(v) if e.status != vibesync_registry::Status::Tombstoned => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|err| format!("the registry's state of {uuid} is unreadable: {err}")),
+        _ => Ok(None),
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}

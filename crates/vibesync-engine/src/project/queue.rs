@@ -1,0 +1,315 @@
+//! Pipeline step `queue` of a project's sync: admission of a `change` request (zero-trust
+//! parsing, quarantine, unknown uuids, STALE structural changes, parent cycles, mesh
+//! attachments), the governance gate, automation held while people edit, and the two
+//! windows (`crate::queue`). The `ack` goes out before anything that follows from it.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tracing::info;
+use vibesync_protocol::mesh::Mesh;
+use vibesync_protocol::message::ItemResult;
+use vibesync_protocol::{ClientKind, ItemErrorCode, ItemStatus, Outbound};
+use vibesync_registry::{Entry, Status};
+
+use super::{state_of, Cx, Done, Editor, Effect, Project};
+use crate::governance::Decision;
+use crate::queue::{self, Lane};
+use crate::sync::{apply_change, parse_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
+
+/// A STALE refusal: (uuid, op, (client_id, editor kind) of the change that won).
+pub(super) type Stale = (String, &'static str, (String, String));
+
+/// What admission found out about one change: the mesh to store once it is accepted, and
+/// the uuid's registry entry (the gate reads the current state from it).
+struct Admitted {
+    blob: Option<String>,
+    entry: Option<Entry>,
+}
+
+impl Project {
+    /// A `change` request: admit and queue each change, answer the `ack`, then the corrective
+    /// resync for STALE changes — an editor learns its change was refused before the state
+    /// that replaces it arrives (docs/PROTOCOL.md §6.1, §6.6).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn on_change(
+        &mut self,
+        cx: &Cx<'_>,
+        session: &Editor,
+        base_seq: u64,
+        changes: Vec<Value>,
+        attachment: Bytes,
+        request_id: String,
+        author: Author,
+    ) {
+        let (results, stale) = self.enqueue(cx, session, base_seq, changes, attachment, author).await;
+        let ack = Outbound::Ack { request_id, seq: cx.view.last_seq(), results }.to_frame();
+        cx.send(&session.session_id, vec![ack]).await;
+        if !stale.is_empty() {
+            let uuids: Vec<String> = stale.iter().map(|(u, _, _)| u.clone()).collect();
+            self.stale_conflicts(cx, session, stale).await;
+            self.send_resync(cx, &session.session_id, &uuids, "stale change").await;
+        }
+    }
+
+    /// Validate (zero trust) and queue one `change` request; returns its `ack` results.
+    async fn enqueue(
+        &mut self,
+        cx: &Cx<'_>,
+        session: &Editor,
+        base_seq: u64,
+        changes: Vec<Value>,
+        attachment: Bytes,
+        author: Author,
+    ) -> (Vec<ItemResult>, Vec<Stale>) {
+        let mut results = Vec::with_capacity(changes.len());
+        let mut stale: Vec<Stale> = Vec::new();
+        let last_seq = cx.view.last_seq();
+        if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
+            tracing::warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
+            self.diverged.insert(session.session_id.clone(), None);
+            // Always answered: the full replay, or an empty `resync` batch carrying the
+            // daemon's seq when there is nothing to replay (the refusal promises one).
+            self.replay(cx, &session.session_id, 0, Some(None)).await;
+        }
+        let diverged = self.diverged.contains_key(&session.session_id).then(|| {
+            format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
+        });
+        let automation_waits = session.editor == ClientKind::Agent
+            && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
+        // Admitted fast-path changes, forwarded at once as live previews (§6.3).
+        let mut live: Vec<(String, ChangeOp)> = Vec::new();
+        for (i, raw) in changes.iter().enumerate() {
+            let at = format!("changes[{i}]");
+            let shown = raw
+                .get("uuid")
+                .and_then(Value::as_str)
+                .map(vibesync_protocol::validate::truncate_for_message)
+                .unwrap_or_default();
+            let change = match parse_change(raw, session.unit_scale, &at) {
+                Ok(c) => c,
+                Err(e) => {
+                    results.push(ItemResult::error(shown, e.code, e.message));
+                    continue;
+                }
+            };
+
+            let Admitted { blob, entry } = match self.admit(cx, session, base_seq, &change, &attachment, &at) {
+                Ok(a) => a,
+                Err((code, msg)) => {
+                    if code == ItemErrorCode::StorageFailed {
+                        cx.storage_failed("sync", &msg).await;
+                    }
+                    if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
+                        let winner = self.stale_winner(&change.uuid);
+                        stale.push((change.uuid.clone(), change.op.name(), winner));
+                    }
+                    results.push(ItemResult::error(&change.uuid, code, msg));
+                    continue;
+                }
+            };
+            if let Some(msg) = &diverged {
+                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
+                continue;
+            }
+            let decision = match self.consult_gate(cx, &change, entry) {
+                Ok(d) => d,
+                Err(why) => {
+                    cx.storage_failed("sync", &why).await;
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {why}")));
+                    continue;
+                }
+            };
+            match decision {
+                Decision::Block(reason) => {
+                    info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
+                    continue;
+                }
+                Decision::Degrade(reasons) => {
+                    // Once per uuid and window, not per change: a degraded uuid that keeps moving
+                    // made one line per transform (300 MB of logs over 1,000,000 transforms).
+                    if !self.degraded.contains_key(&change.uuid) {
+                        info!(uuid = %change.uuid, op = change.op.name(), ?reasons, "gate: degraded to the slow path");
+                    }
+                    self.degraded.insert(change.uuid.clone(), reasons);
+                }
+                Decision::Proceed => {}
+            }
+            // The mesh is stored only for a change that is accepted (never an orphan blob
+            // for a refused one), durable before the STEP that names it.
+            if let Some(hash) = blob {
+                let stored = match cx.io(Effect::StoreBlob { hash, bytes: attachment.clone() }).await {
+                    Done::Stored(r) => r,
+                    other => Err(format!("the blob store was answered {other:?}")),
+                };
+                if let Err(e) = stored {
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::StorageFailed, format!("{at}: {e}")));
+                    continue;
+                }
+            }
+            self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
+            if automation_waits {
+                results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
+                self.held.push(Queued { origin: session.clone(), author, change });
+                continue;
+            }
+            results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
+            if change.op.path() == Path::Slow || self.degraded.contains_key(&change.uuid) {
+                // Its batch carries everything of this uuid from now on, in order.
+                self.slow_queued.insert(change.uuid.clone());
+                self.live.cancel_uuid(&change.uuid);
+                live.retain(|(u, _)| u != &change.uuid);
+            } else if !self.holds_live(&change.uuid) {
+                live.push((change.uuid.clone(), change.op.clone()));
+            }
+            let now = cx.now();
+            self.push(cx, now, Queued { origin: session.clone(), author, change });
+        }
+        self.forward_live(cx, session, live).await;
+        (results, stale)
+    }
+
+    /// Queue an admitted change in its window (pipeline step `queue`).
+    pub(super) fn push(&mut self, cx: &Cx<'_>, now: u64, q: Queued<Editor>) -> Lane {
+        let slow: Option<HashSet<String>> = self
+            .inflight
+            .iter()
+            .find(|f| f.path == Path::Slow && self.settings.pipelining)
+            .map(|f| f.uuids.iter().cloned().collect());
+        let held_back = match &slow {
+            None => false,
+            Some(slow) => {
+                self.degraded.contains_key(&q.change.uuid)
+                    || queue::held_back(&q.change.uuid, slow, |u| match self.current_state(cx, u) {
+                        Ok(st) => st.and_then(|s| s.parent),
+                        // Unreadable: never guessed free (the caller's reads report the failure).
+                        Err(_) => Some(u.to_string()),
+                    })
+            }
+        };
+        self.queue.push(now, q, slow.is_some(), held_back)
+    }
+
+    /// No live preview for a uuid with a slow-path change queued or in flight: its changes
+    /// reach the other editors only through batches, in order (§6.3).
+    pub(super) fn holds_live(&self, uuid: &str) -> bool {
+        self.slow_queued.contains(uuid) || self.inflight.iter().any(|f| f.holds_live.contains(uuid))
+    }
+
+    /// Would `change` leave the uuid's committed state as it is (equal state hashes, §6.5)?
+    /// Then a `STALE` refusal of it is no conflict: the editor already holds the state that
+    /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
+    /// cannot be read counts as changed (the conflict is reported).
+    fn changes_nothing(&self, cx: &Cx<'_>, change: &Change) -> bool {
+        let Ok(Some(current)) = self.current_state(cx, &change.uuid) else { return false };
+        match apply_change(Some(&current), &change.op) {
+            Ok(Some(next)) => next.hash() == current.hash(),
+            Ok(None) | Err(_) => false,
+        }
+    }
+
+    /// Checks before the gate. `Ok(Some(hash))`: the attachment is a valid new mesh, to be
+    /// stored once the change is accepted.
+    fn admit(
+        &self,
+        cx: &Cx<'_>,
+        session: &Editor,
+        base_seq: u64,
+        change: &Change,
+        attachment: &Bytes,
+        at: &str,
+    ) -> Result<Admitted, (ItemErrorCode, String)> {
+        // A read failure answers STORAGE_FAILED for this item, never "unknown uuid".
+        let entry = cx.view.lookup(&change.uuid).map_err(|e| {
+            (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
+        })?;
+        if entry.as_ref().is_some_and(|e| e.status == Status::Quarantined) {
+            return Err((
+                ItemErrorCode::Quarantined,
+                format!("{at}: uuid is quarantined; release it with `vibesync quarantine release {}`", change.uuid),
+            ));
+        }
+        let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
+            || self.queue.has_pending(&change.uuid)
+            || self.inflight_with(&change.uuid).is_some();
+        if !known && !matches!(change.op, ChangeOp::Create(_)) {
+            return Err((
+                ItemErrorCode::NotFound,
+                format!("{at}: no synced state for {}; send `create` first", change.uuid),
+            ));
+        }
+        if change.op.path() == Path::Slow {
+            if let Some(f) = self.inflight_with(&change.uuid) {
+                if f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id) {
+                    return Err((
+                        ItemErrorCode::Stale,
+                        format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),
+                    ));
+                }
+            }
+            if let Some((seq, client, _)) = self.synced.get(&change.uuid) {
+                if *seq > base_seq && client != &session.client_id {
+                    return Err((ItemErrorCode::Stale, format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
+                }
+            }
+        }
+        if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
+            // A cycle built across batches (A under B now, B under A later) is refused per
+            // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+            let failed = std::cell::RefCell::new(None);
+            let parent_of = |u: &str| match self.current_state(cx, u) {
+                Ok(s) => s.and_then(|s| s.parent),
+                Err(why) => {
+                    failed.borrow_mut().get_or_insert(why);
+                    None
+                }
+            };
+            let cycle = crate::sync::parent_cycle(&change.uuid, p, parent_of);
+            if let Some(why) = failed.into_inner() {
+                return Err((ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")));
+            }
+            if let Some(chain) = cycle {
+                return Err((
+                    ItemErrorCode::InvalidField,
+                    format!(
+                        "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
+                        change.uuid,
+                        change.uuid,
+                        chain.join(" → ")
+                    ),
+                ));
+            }
+        }
+        if let Some(hash) = change.op.mesh_hash() {
+            if !attachment.is_empty() {
+                let actual = Mesh::hash_bytes(attachment);
+                if actual != hash {
+                    return Err((
+                        ItemErrorCode::InvalidField,
+                        format!("{at}.mesh_hash: attachment hashes to {actual}"),
+                    ));
+                }
+                if let Err(e) = Mesh::decode(attachment) {
+                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
+                }
+                return Ok(Admitted { blob: Some(hash.to_string()), entry });
+            } else if !cx.view.has_blob(hash) {
+                return Err((
+                    ItemErrorCode::InvalidField,
+                    format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
+                ));
+            }
+        }
+        Ok(Admitted { blob: None, entry })
+    }
+
+    /// The governance gate before queuing a mutation. `entry`: the uuid's registry entry as
+    /// admission read it (one registry read per change, not two).
+    fn consult_gate(&self, cx: &Cx<'_>, change: &Change, entry: Option<Entry>) -> Result<Decision, String> {
+        let current = state_of(&change.uuid, entry)?;
+        let next_hash = || apply_change(current.as_ref(), &change.op).ok().flatten().map(|s| s.hash());
+        Ok(cx.view.gate(&change.uuid, change.op.name(), &next_hash))
+    }
+}

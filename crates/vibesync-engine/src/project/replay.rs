@@ -1,0 +1,284 @@
+//! Pipeline step `replay` of a project's sync: what a (re)connecting editor missed after its
+//! `last_seq` (docs/PROTOCOL.md §6.6), answers to `resync` requests, and the corrective
+//! resync batches the other steps ask for (a STALE change, a conflict's loser, a rollback,
+//! a released quarantine), each checked against the hashes its receiver answers.
+
+use std::collections::{HashMap, HashSet};
+
+use tracing::{debug, info};
+use vibesync_protocol::PathKind;
+use vibesync_registry::Status;
+
+use super::{Cx, Deferred, Editor, Effect, Project, ResyncCheck, View};
+use crate::sync::{ChangeOp, ObjectState};
+
+impl Project {
+    /// The authoritative state of `uuids` as ops: `create` with the full state, or `delete`.
+    /// `None` after a storage read failure (the daemon stops; nothing is sent — a read
+    /// failure must never reach an editor as `delete`).
+    pub(super) async fn authoritative_ops(&self, cx: &Cx<'_>, uuids: &[String]) -> Option<Vec<(String, ChangeOp)>> {
+        let mut ops = Vec::with_capacity(uuids.len());
+        for u in uuids {
+            match self.current_state(cx, u) {
+                Ok(Some(st)) => ops.push((u.clone(), ChangeOp::Create(st))),
+                Ok(None) => ops.push((u.clone(), ChangeOp::Delete)),
+                Err(why) => {
+                    cx.storage_failed("sync", &why).await;
+                    return None;
+                }
+            }
+        }
+        Some(ops)
+    }
+
+    /// Send `uuids`' authoritative state to one session as a `resync` batch.
+    pub(super) async fn send_resync(&mut self, cx: &Cx<'_>, session_id: &str, uuids: &[String], why: &str) {
+        self.send_resync_attempt(cx, session_id, uuids, why, 0).await
+    }
+
+    /// [`Project::send_resync`], the `attempts`-th time for these uuids (a re-send after a
+    /// mismatch is attempt 1, never re-sent again).
+    pub(super) async fn send_resync_attempt(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: &str,
+        uuids: &[String],
+        why: &str,
+        attempts: u32,
+    ) {
+        if uuids.iter().any(|u| self.inflight_with(u).is_some()) {
+            // The authoritative state of these uuids is about to change: send it once the
+            // batch in flight is committed or rolled back, never the state before it.
+            self.deferred.push(Deferred::Resync {
+                session_id: session_id.to_string(),
+                uuids: uuids.to_vec(),
+                attempts,
+            });
+            return;
+        }
+        let Some(s) = cx.view.session(session_id) else { return };
+        let Some(ops) = self.authoritative_ops(cx, uuids).await else { return };
+        self.send_resync_ops(cx, &s, ops, why, None, attempts).await;
+    }
+
+    pub(super) async fn send_resync_ops(
+        &mut self,
+        cx: &Cx<'_>,
+        s: &Editor,
+        ops: Vec<(String, ChangeOp)>,
+        why: &str,
+        request_id: Option<&str>,
+        attempts: u32,
+    ) -> Option<String> {
+        if ops.is_empty() {
+            return None;
+        }
+        let batch_id = uuid::Uuid::new_v4().to_string();
+        let seq = cx.view.last_seq();
+        debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
+        if self.send_batch(cx, s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
+            // An editor skips a resync for a uuid with unresolved local work (docs/PROTOCOL.md
+            // §6.6): a change it made before reading this is corrected once it commits.
+            for (u, _) in &ops {
+                self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+            }
+            let expected = ops
+                .iter()
+                .map(|(u, op)| {
+                    (
+                        u.clone(),
+                        match op {
+                            ChangeOp::Create(st) => Some(st.hash()),
+                            _ => None,
+                        },
+                    )
+                })
+                .collect();
+            self.resyncs.insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts });
+            return Some(batch_id);
+        }
+        None
+    }
+
+    /// Replay for a (re)connecting editor: what changed after `last_seq` (§6.6). `answer`:
+    /// the `resync` request being answered (always answered, with its `request_id`).
+    pub(super) async fn replay(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: &str,
+        last_seq: u64,
+        answer: Option<Option<String>>,
+    ) {
+        let Some(s) = cx.view.session(session_id) else { return };
+        if !s.editor.holds_scene() {
+            return;
+        }
+        // Uuids of rollbacks it may have applied provisionally — except those this client
+        // kept as a person's edit (never overwritten where they were made).
+        let theirs = |r: &&crate::project::RolledBack| r.seq > last_seq;
+        let not_kept = |r: &crate::project::RolledBack| {
+            r.uuids
+                .iter()
+                .filter(|u| !r.kept_local.get(*u).is_some_and(|c| c.contains(&s.client_id)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let rolled: HashSet<String> = self.rolled_back.iter().filter(theirs).flat_map(not_kept).collect();
+        // Sync batches rolled back after `last_seq` whose uuids have no committed state: the
+        // editor may hold their provisional create (only after a `last_seq` of its own).
+        let gone: HashSet<String> = if last_seq > 0 {
+            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect()
+        } else {
+            HashSet::new()
+        };
+        // Batches that committed after `last_seq` with STEPs before it: the editor may have
+        // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
+        let rolled: HashSet<String> = rolled
+            .into_iter()
+            .chain(self.late_commits.iter().filter(|(c, _)| *c > last_seq).flat_map(|(_, u)| u.iter().cloned()))
+            .collect();
+        // An editor that was away since before the WAL's compaction anchor gets every live
+        // object, not a delta (docs/WAL.md §11): never a silent gap.
+        let anchor = cx.view.anchor_seq();
+        let full = last_seq > 0 && last_seq < anchor;
+        if full {
+            info!(session_id, last_seq, anchor, "replay: last_seq is before the WAL's compaction anchor; full resync");
+        }
+        let request_id = answer.as_ref().and_then(|r| r.as_deref());
+        let ops: Vec<(String, ChangeOp)> = match replay_ops(cx.view, last_seq, full, &rolled, &gone) {
+            // Never over a person's edit this editor kept (§6.6): it re-sends it itself.
+            Ok(ops) => ops.into_iter().filter(|(u, _)| !self.keeps(cx, session_id, u)).collect(),
+            Err(why) => {
+                // Never a partial or empty replay (an editor would take it as up to date):
+                // the request is answered STORAGE_FAILED and the daemon stops.
+                let answer = answer.is_some().then(|| (session_id.to_string(), request_id.unwrap_or("").to_string()));
+                cx.io(Effect::StorageFailed { operation_id: "replay".into(), message: why, answer }).await;
+                return;
+            }
+        };
+        let batch_id = if ops.is_empty() && answer.is_some() {
+            // Nothing missed: an empty resync batch tells the editor it is up to date.
+            let id = uuid::Uuid::new_v4().to_string();
+            self.send_batch(cx, &s, &id, cx.view.last_seq(), PathKind::Resync, &[], request_id).await;
+            None
+        } else {
+            self.send_resync_ops(cx, &s, ops, "replay", request_id, 0).await
+        };
+        if let Some(slot) = self.diverged.get_mut(session_id) {
+            *slot = batch_id;
+            if slot.is_none() {
+                self.diverged.remove(session_id); // nothing to replay: coherent again
+            }
+        }
+    }
+
+    /// A person released `uuids` from quarantine: editors get their authoritative state —
+    /// never over a person's edit kept where it was made (that editor re-sends it).
+    pub(super) async fn on_released(&mut self, cx: &Cx<'_>, uuids: &[String]) {
+        for s in self.project_sessions(cx) {
+            let theirs: Vec<String> = uuids
+                .iter()
+                .filter(|u| !self.not_synced.iter().any(|((x, _), n)| x == *u && n.client_id == s.client_id))
+                .cloned()
+                .collect();
+            if !theirs.is_empty() {
+                self.send_resync(cx, &s.session_id, &theirs, "quarantine released").await;
+            }
+        }
+    }
+
+    /// uuids tombstoned through a `tombstone` request (WAL `seq`): the other editors delete
+    /// them; they are no longer "not synced".
+    pub(super) async fn on_tombstoned(&mut self, cx: &Cx<'_>, origin: &str, uuids: Vec<String>, seq: u64) {
+        let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
+        for s in self.project_sessions(cx) {
+            if s.session_id != origin
+                && self.send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await
+            {
+                for (u, _) in &ops {
+                    self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
+                }
+            }
+        }
+        for (u, _) in &ops {
+            self.not_synced.retain(|(x, _), _| x != u);
+        }
+        self.publish_status(cx).await;
+    }
+}
+
+/// What a replay after `last_seq` sends (docs/PROTOCOL.md §6.6): the live state of every
+/// uuid changed after it or rolled back since (`rolled`) — of every live uuid when `full`
+/// (`last_seq` is before the WAL's compaction anchor, docs/WAL.md §11) — parents first, then
+/// `delete` for uuids of rolled-back sync batches (`gone`) that have no committed state and for
+/// uuids tombstoned after it. Any read failure is an error.
+pub fn replay_ops(
+    view: &dyn View,
+    last_seq: u64,
+    full: bool,
+    rolled: &HashSet<String>,
+    gone: &HashSet<String>,
+) -> Result<Vec<(String, ChangeOp)>, String> {
+    let read = |e: String| format!("registry read failed: {e}");
+    let mut ops: Vec<(String, ChangeOp)> = Vec::new();
+    for e in view.live_entries().map_err(read)? {
+        // Quarantined uuids are not replayed until a person releases them.
+        if e.status != Status::Live || !(full || e.updated_seq > last_seq || rolled.contains(&e.uuid)) {
+            continue;
+        }
+        if let Some(v) = e.state {
+            let st = serde_json::from_value::<ObjectState>(v)
+                .map_err(|err| format!("the registry's state of {} is unreadable: {err}", e.uuid))?;
+            ops.push((e.uuid, ChangeOp::Create(st)));
+        }
+    }
+    // Parents before children, so an editor can attach each object as it arrives.
+    order_parents_first(&mut ops);
+    let mut seen = HashSet::new();
+    // A uuid of a rolled-back sync batch that has no committed state (its create was never
+    // committed, e.g. a batch cut by a crash): the authoritative state is its absence
+    // (docs/PROTOCOL.md §6.4).
+    let mut absent: Vec<&String> = gone.iter().collect();
+    absent.sort();
+    for u in absent {
+        if view.lookup(u).map_err(read)?.is_none() && seen.insert(u.clone()) {
+            ops.push((u.clone(), ChangeOp::Delete));
+        }
+    }
+    if last_seq > 0 {
+        for e in view.archived_entries().map_err(read)? {
+            if e.tombstone_seq.unwrap_or(0) > last_seq
+                && e.state.is_some()
+                && seen.insert(e.uuid.clone())
+                && view.lookup(&e.uuid).map_err(read)?.is_none()
+            {
+                ops.push((e.uuid, ChangeOp::Delete));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// Order `create` ops so that each parent comes before its children (depth on the parent
+/// chain among the ops, bounded at 64).
+pub fn order_parents_first(ops: &mut Vec<(String, ChangeOp)>) {
+    let index: HashMap<String, usize> = ops.iter().enumerate().map(|(i, (u, _))| (u.clone(), i)).collect();
+    let depth = |mut i: usize| {
+        let mut d = 0;
+        while let ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &ops[i].1 {
+            match index.get(p) {
+                Some(&j) if d < 64 => {
+                    i = j;
+                    d += 1;
+                }
+                _ => break,
+            }
+        }
+        d
+    };
+    let depths: Vec<usize> = (0..ops.len()).map(depth).collect();
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| depths[i]);
+    let taken: Vec<(String, ChangeOp)> = order.into_iter().map(|i| ops[i].clone()).collect();
+    *ops = taken;
+}

@@ -1,0 +1,125 @@
+//! Pipeline step `verify` of a project's sync: `applied` answers (of batches in flight and of
+//! resync batches), departures and the deadline, each turned into a verdict of
+//! `crate::verify` and carried out (docs/PROTOCOL.md §6.4, §6.7).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tracing::{error, info, warn};
+use vibesync_protocol::RollbackCode;
+
+use super::{Cx, Project, SessionId};
+use crate::verify::{mismatches, Verdict};
+
+impl Project {
+    pub(super) async fn on_applied(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: SessionId,
+        batch_id: String,
+        hashes: BTreeMap<String, String>,
+        held: bool,
+    ) {
+        if let Some(check) = self.resyncs.remove(&batch_id) {
+            let bad = mismatches(&check.expected, &hashes);
+            if bad.is_empty() && self.diverged.get(&session_id).is_some_and(|b| b.as_deref() == Some(batch_id.as_str()))
+            {
+                info!(session_id = %session_id, "diverged session acknowledged the full replay; its changes flow again");
+                self.diverged.remove(&session_id);
+            }
+            if bad.is_empty() || held {
+                return;
+            }
+            if check.attempts < 1 {
+                // Re-sent once; the re-send carries its attempt count, so this never loops.
+                warn!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "resync not matched; re-sending once");
+                // Never over a person's edit it keeps since (a rollback while the resync was
+                // on its way, docs/PROTOCOL.md §6.4): that editor re-sends it. A uuid in a
+                // batch in flight is re-sent after its outcome, never the state before it.
+                let bad: Vec<String> = bad.into_iter().filter(|u| !self.keeps(cx, &check.session_id, u)).collect();
+                if !bad.is_empty() {
+                    self.send_resync_attempt(cx, &check.session_id, &bad, "resync mismatch", check.attempts + 1).await;
+                }
+            } else {
+                error!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?bad, "editor does not match the authoritative state after two resyncs; giving up on these uuids until they change");
+            }
+            return;
+        }
+        let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == batch_id) else { return };
+        if held && f.verification.is_participant(&session_id) {
+            // The editor holds the batch (e.g. Unity Play Mode): it is not a participant any
+            // more and will ask for a resync when it can apply again.
+            info!(batch_id = %batch_id, session_id = %session_id, "participant holds the batch; excluded from verification");
+            f.sends.remove(&session_id);
+        }
+        let verdict = f.verification.applied(&session_id, &hashes, held);
+        self.carry_out(cx, &batch_id, verdict).await;
+    }
+
+    /// A session left: its resync checks end, and a participant that received a batch and
+    /// went away before answering is evidence that the data may crash that editor
+    /// (docs/PROTOCOL.md §6.7): the batch is never committed, so never replayed to it.
+    pub(super) async fn on_left(&mut self, cx: &Cx<'_>, session_id: &str) {
+        self.resyncs.retain(|_, r| r.session_id != session_id);
+        self.idle.left(session_id);
+        self.diverged.remove(session_id);
+        self.forwarded.retain(|(s, _), _| s != session_id);
+        self.bases.retain(|(s, _), _| s != session_id);
+        let verdicts: Vec<(String, Verdict)> =
+            self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(session_id))).collect();
+        for (batch_id, verdict) in verdicts {
+            self.carry_out(cx, &batch_id, verdict).await;
+        }
+    }
+
+    /// Carry out a verdict of the `verify` step for the batch in flight `batch_id`.
+    pub(super) async fn carry_out(&mut self, cx: &Cx<'_>, batch_id: &str, verdict: Verdict) {
+        let failure = match verdict {
+            Verdict::Wait => return,
+            Verdict::Commit => return self.commit(cx, batch_id).await,
+            Verdict::Rollback(failure) => failure,
+        };
+        let Some(f) = self.inflight.iter().find(|f| f.batch_id == batch_id) else { return };
+        let kinds: Vec<String> = failure.sessions.iter().filter_map(|s| f.kinds.get(s).cloned()).collect();
+        let who = join_kinds(&kinds);
+        let (detail, reason) = match failure.code {
+            RollbackCode::VerifyMismatch => {
+                warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
+                (
+                    json!({"session_id": failure.sessions.first(), "uuids": failure.uuids}),
+                    format!("{who} could not apply the change as sent (its state differs)"),
+                )
+            }
+            RollbackCode::VerifyTimeout => (
+                json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),
+                format!("{who} did not confirm the change in time"),
+            ),
+            _ => (
+                json!({"reason": "a participant disconnected before answering `applied`", "session_id": failure.sessions.first()}),
+                format!("{who} disconnected while applying the change"),
+            ),
+        };
+        self.rollback(cx, batch_id, failure.code, detail, reason).await;
+    }
+}
+
+/// "Unity", "Blender and Unity": editor kinds for people.
+fn join_kinds(kinds: &[String]) -> String {
+    let mut names: Vec<String> = kinds
+        .iter()
+        .map(|k| {
+            let mut c = k.chars();
+            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_else(|| "an editor".into())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    match names.len() {
+        0 => "an editor".into(),
+        1 => names.remove(0),
+        _ => {
+            let last = names.pop().unwrap_or_default();
+            format!("{} and {last}", names.join(", "))
+        }
+    }
+}

@@ -1,0 +1,985 @@
+//! The model test of the project state machine itself (`vibesync_engine::project`): the
+//! machine is driven exactly as the daemon's actor drives it — inputs, ticks of a simulated
+//! clock, each effect carried out and answered — by two scene editors (Blender, Unity) with
+//! people and automation in them, an `agent` session, random answers (the right hashes, a
+//! wrong hash, silence past the deadline, a disconnect on receipt), disconnects, reconnects
+//! and daemon restarts. A restart may cut the machine in the middle of a step (after any
+//! effect: between BEGIN and COMMIT, between COMMIT and FINAL, …); the new machine is built
+//! the way the daemon's boot builds it: the WAL written so far is recovered (a ROLLBACK
+//! `RECOVERED_INCOMPLETE` for each transaction left open, a FINAL for each COMMIT without
+//! one, from the WAL's own transaction index), the registry is rebuilt from the WAL's
+//! committed transactions, and the machine is seeded with the WAL's ROLLBACKs.
+//!
+//! The simulated daemon around the machine: a WAL (a list of records, seqs assigned on
+//! append), a registry applied at COMMIT from the typed STEP payloads, the session table and
+//! one inbox per session. The governance gate always proceeds (the gate's rules have their
+//! own tests in `governance`); live previews are not applied by the simulated editors (they
+//! are superseded by the batch that carries the same change).
+//!
+//! The simulated editors follow docs/PROTOCOL.md §6: one change per uuid in flight (a person
+//! waits for the outcome before editing that object again); a `batch_result` ends the
+//! editor's own changes by the rule of §6.4 (a result of a batch it received between fences
+//! ends only the changes acknowledged before that batch's `batch_begin`); a rollback with
+//! `kept_local` marks its person's uuids not synced, re-sent as full state when the person
+//! edits them again, when a peer joins and when everything is quiet; a resync does not
+//! overwrite unresolved local work; after a reconnect an editor re-sends the changes whose
+//! outcome it never heard.
+//!
+//! Checked after every step:
+//! * WAL phases follow docs/WAL.md §3 per transaction (BEGIN → STEP… → PROVISIONAL? →
+//!   COMMIT → FINAL, or → ROLLBACK), and the WAL's transaction index finds no anomaly;
+//! * no batch is both committed and rolled back;
+//! * the registry equals the registry rebuilt from the WAL's committed transactions;
+//! * a person's edit is never reverted in its origin: no resync reaches an editor for a uuid
+//!   it keeps as a person's edit after a rollback (`kept_local`).
+//!
+//! And once quiet (everyone connected and answering, kept work re-sent, the clock run until
+//! the machine needs no more ticks): no acknowledged change is lost (every change answered
+//! `queued` or `held` has ended in exactly one `batch_result` at its origin, or was re-sent
+//! after a reconnect), and both editors hold exactly the registry's state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use vibesync_engine::governance::{Decision, Escalation};
+use vibesync_engine::project::{Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION};
+use vibesync_engine::sync::{apply_change, change_to_wire, parse_change, Author, ChangeOp, ObjectState};
+use vibesync_protocol::{ClientKind, Frame, RollbackCode};
+use vibesync_registry::{parse_payload, Entry, Op, ParsedStep, Status};
+use vibesync_wal::{transaction_index, Outcome, Phase, Record, RecordDraft};
+
+use super::{state, Edit, UUIDS};
+
+const PROJECT: &str = "model";
+const SETTINGS: Settings = Settings {
+    batch_window_ms: 40,
+    live_interval_ms: 20,
+    verify_timeout_ms: 1_000,
+    user_idle_ms: 150,
+    pipelining: true,
+};
+
+/// How an editor answers the data batches it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Right,
+    Wrong,
+    Silent,
+    /// Disconnect on receipt, before answering.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// A person (or automation inside the editor, `auto`) edits a uuid in editor `ed`.
+    Edit {
+        ed: usize,
+        uuid: usize,
+        edit: Edit,
+        auto: bool,
+    },
+    /// The agent changes a uuid.
+    Agent {
+        uuid: usize,
+        edit: Edit,
+    },
+    /// How editor `ed` answers from now on.
+    Answer {
+        ed: usize,
+        mode: Mode,
+    },
+    /// Editor `ed` reads what it was sent.
+    Deliver {
+        ed: usize,
+    },
+    /// Time passes.
+    Wait {
+        ms: u16,
+    },
+    Disconnect {
+        ed: usize,
+    },
+    Reconnect {
+        ed: usize,
+    },
+    /// A person starts or stops editing in editor `ed`.
+    Activity {
+        ed: usize,
+        active: bool,
+    },
+    /// The daemon restarts; with `cut`, in the middle of a tick, after that many effects.
+    Restart {
+        cut: Option<u8>,
+    },
+}
+
+pub fn act() -> impl Strategy<Value = Act> {
+    let ed = 0..2usize;
+    let uuid = 0..UUIDS.len();
+    prop_oneof![
+        8 => (ed.clone(), uuid.clone(), super::edit(), prop::bool::weighted(0.2))
+            .prop_map(|(ed, uuid, edit, auto)| Act::Edit { ed, uuid, edit, auto }),
+        2 => (uuid, super::edit()).prop_map(|(uuid, edit)| Act::Agent { uuid, edit }),
+        3 => (ed.clone(), prop_oneof![6 => Just(Mode::Right), 1 => Just(Mode::Wrong), 1 => Just(Mode::Silent), 1 => Just(Mode::Drop)])
+            .prop_map(|(ed, mode)| Act::Answer { ed, mode }),
+        8 => ed.clone().prop_map(|ed| Act::Deliver { ed }),
+        6 => (0u16..1_500).prop_map(|ms| Act::Wait { ms }),
+        1 => ed.clone().prop_map(|ed| Act::Disconnect { ed }),
+        2 => ed.clone().prop_map(|ed| Act::Reconnect { ed }),
+        1 => (ed, any::<bool>()).prop_map(|(ed, active)| Act::Activity { ed, active }),
+        1 => prop::option::of(0u8..12).prop_map(|cut| Act::Restart { cut }),
+    ]
+}
+
+/// The simulated daemon's stores and session table (what the machine reads through `View`),
+/// behind a lock so that effects can change them while a step holds the view.
+#[derive(Default)]
+struct Stores {
+    wal: Vec<Record>,
+    registry: BTreeMap<String, Entry>,
+    archive: Vec<Entry>,
+    sessions: Vec<Editor>,
+    inbox: BTreeMap<String, Vec<Frame>>,
+}
+
+#[derive(Default)]
+struct Mem(Mutex<Stores>);
+
+impl View for Mem {
+    fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String> {
+        Ok(self.0.lock().unwrap().registry.get(uuid).cloned())
+    }
+    fn live_entries(&self) -> Result<Vec<Entry>, String> {
+        Ok(self.0.lock().unwrap().registry.values().cloned().collect())
+    }
+    fn archived_entries(&self) -> Result<Vec<Entry>, String> {
+        Ok(self.0.lock().unwrap().archive.clone())
+    }
+    fn has_blob(&self, _: &str) -> bool {
+        false
+    }
+    fn blob(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn last_seq(&self) -> u64 {
+        self.0.lock().unwrap().wal.last().map_or(0, |r| r.seq)
+    }
+    fn anchor_seq(&self) -> u64 {
+        0
+    }
+    fn sessions(&self) -> Vec<Editor> {
+        self.0.lock().unwrap().sessions.clone()
+    }
+    fn session(&self, session_id: &str) -> Option<Editor> {
+        self.0.lock().unwrap().sessions.iter().find(|s| s.session_id == session_id).cloned()
+    }
+    fn gate(&self, _: &str, _: &str, _: &dyn Fn() -> Option<String>) -> Decision {
+        Decision::Proceed
+    }
+}
+
+fn write(wal: &mut Vec<Record>, drafts: Vec<RecordDraft>) -> Vec<Record> {
+    let mut out = Vec::new();
+    for d in drafts {
+        let seq = wal.last().map_or(1, |r| r.seq + 1);
+        let r = Record {
+            seq,
+            ts: "2026-01-01T00:00:00Z".into(),
+            process_id: 1,
+            session_id: d.session_id,
+            operation_id: d.operation_id,
+            uuids: d.uuids,
+            project_id: d.project_id,
+            phase: d.phase,
+            outcome: d.outcome,
+            error_code: d.error_code,
+            schema_version: 1,
+            payload: d.payload,
+            prev: String::new(),
+            h: String::new(),
+        };
+        wal.push(r.clone());
+        out.push(r);
+    }
+    out
+}
+
+/// Apply one committed transaction's STEPs to a registry (COMMIT order).
+fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps: &[&Record]) -> Result<(), String> {
+    for r in steps.iter().filter(|r| r.phase == Phase::Step) {
+        let op = match parse_payload(&r.payload) {
+            ParsedStep::Op(op) => op,
+            other => return Err(format!("seq {}: a STEP the registry does not take: {other:?}", r.seq)),
+        };
+        match op {
+            Op::Register { uuid, kind, name, .. } => {
+                registry.insert(
+                    uuid.clone(),
+                    Entry {
+                        project_id: PROJECT.into(),
+                        uuid,
+                        kind,
+                        name: name.unwrap_or_default(),
+                        status: Status::Live,
+                        bindings: BTreeMap::new(),
+                        state: None,
+                        state_hash: None,
+                        quarantine_reason: None,
+                        created_seq: r.seq,
+                        updated_seq: r.seq,
+                        tombstone_seq: None,
+                    },
+                );
+            }
+            Op::State { uuid, state, state_hash } => {
+                let e = registry.get_mut(&uuid).ok_or(format!("seq {}: state of unregistered {uuid}", r.seq))?;
+                e.state = Some(state);
+                e.state_hash = state_hash;
+                e.updated_seq = r.seq;
+            }
+            Op::Tombstone { uuid } => {
+                let mut e = registry.remove(&uuid).ok_or(format!("seq {}: tombstone of unregistered {uuid}", r.seq))?;
+                e.status = Status::Tombstoned;
+                e.tombstone_seq = Some(r.seq);
+                archive.push(e);
+            }
+            Op::Conflict { .. } => {}
+            other => return Err(format!("seq {}: sync wrote {other:?}", r.seq)),
+        }
+    }
+    Ok(())
+}
+
+/// The registry rebuilt from the WAL: committed transactions in COMMIT order.
+fn rebuild(wal: &[Record]) -> Result<(BTreeMap<String, Entry>, Vec<Entry>), String> {
+    let mut registry = BTreeMap::new();
+    let mut archive = Vec::new();
+    for c in wal.iter().filter(|r| r.phase == Phase::Commit) {
+        let steps: Vec<&Record> = wal.iter().filter(|r| r.operation_id == c.operation_id && r.seq < c.seq).collect();
+        apply(&mut registry, &mut archive, &steps)?;
+    }
+    Ok((registry, archive))
+}
+
+/// docs/WAL.md §3, per operation: BEGIN → STEP… → PROVISIONAL? → COMMIT → FINAL, or →
+/// ROLLBACK (a FINAL after it is accepted); a STEP of no open operation is standalone.
+fn check_phases(wal: &[Record]) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum S {
+        Open,
+        Provisional,
+        Committed,
+        Final,
+        RolledBack,
+    }
+    let mut ops: BTreeMap<&str, S> = BTreeMap::new();
+    for r in wal {
+        let cur = ops.get(r.operation_id.as_str()).copied();
+        let next = match (r.phase, cur) {
+            (Phase::Begin, None) => S::Open,
+            (Phase::Step, None) => continue,
+            (Phase::Step, Some(S::Open)) => S::Open,
+            (Phase::Provisional, Some(S::Open)) => S::Provisional,
+            (Phase::Commit, Some(S::Open | S::Provisional)) => S::Committed,
+            (Phase::Rollback, Some(S::Open | S::Provisional)) => S::RolledBack,
+            (Phase::Final, Some(S::Committed)) => S::Final,
+            (Phase::Final, Some(S::RolledBack)) => S::RolledBack,
+            (p, c) => return Err(format!("seq {}: {p:?} of operation {} after {c:?}", r.seq, r.operation_id)),
+        };
+        ops.insert(&r.operation_id, next);
+    }
+    let idx = transaction_index(wal);
+    if idx.anomaly_count > 0 {
+        return Err(format!("the WAL's transaction index finds anomalies: {:?}", idx.anomalies));
+    }
+    Ok(())
+}
+
+/// A batch being received between its fences.
+struct Incoming {
+    batch_id: String,
+    seq: u64,
+    path: String,
+    changes: Vec<Value>,
+}
+
+/// One simulated scene editor.
+struct Ed {
+    kind: ClientKind,
+    client_id: String,
+    session: Option<String>,
+    scene: BTreeMap<String, ObjectState>,
+    last_seq: u64,
+    /// uuid → (frame count when its `queued`/`held` ack arrived, who made it): changes whose
+    /// outcome is not known yet.
+    outstanding: BTreeMap<String, (u64, Author)>,
+    /// uuids kept as a person's edit after a rollback (`kept_local`): not synced.
+    kept: BTreeSet<String>,
+    /// Kept uuids that a forwarded batch has changed since (another editor's newer change):
+    /// a later resync of them restores that, not the person's edit.
+    overtaken: BTreeSet<String>,
+    /// request_id → (uuid, who made it): changes sent whose `ack` has not been read.
+    sent: BTreeMap<String, (String, Author)>,
+    /// batch_id → frame count at its `batch_begin`.
+    received: BTreeMap<String, u64>,
+    frames: u64,
+    incoming: Option<Incoming>,
+    mode: Mode,
+}
+
+impl Ed {
+    fn new(kind: ClientKind) -> Ed {
+        Ed {
+            kind,
+            client_id: format!("{kind}-client"),
+            session: None,
+            scene: BTreeMap::new(),
+            last_seq: 0,
+            outstanding: BTreeMap::new(),
+            kept: BTreeSet::new(),
+            overtaken: BTreeSet::new(),
+            sent: BTreeMap::new(),
+            received: BTreeMap::new(),
+            frames: 0,
+            incoming: None,
+            mode: Mode::Right,
+        }
+    }
+
+    fn editor(&self) -> Option<Editor> {
+        Some(Editor {
+            session_id: self.session.clone()?,
+            editor: self.kind,
+            client_id: self.client_id.clone(),
+            unit_scale: 1.0,
+        })
+    }
+
+    /// A change of `u` is in flight: sent and not yet answered, or queued and not ended.
+    fn busy(&self, u: &str) -> bool {
+        self.outstanding.contains_key(u) || self.sent.values().any(|(x, _)| x == u)
+    }
+
+    fn hashes(&self, uuids: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
+        uuids.into_iter().filter_map(|u| self.scene.get(&u).map(|s| (u, s.hash()))).collect()
+    }
+}
+
+/// What a simulated editor must tell the machine after reading a frame.
+enum Reply {
+    Input(Input),
+    Disconnect,
+    /// Send its full state of these uuids (kept work a resync skipped, docs/PROTOCOL.md §6.6).
+    Resend(Vec<(String, Author)>),
+}
+
+pub struct Sim {
+    mem: Mem,
+    machine: Project,
+    eds: [Ed; 2],
+    agent: Ed,
+    now: u64,
+    sessions: u64,
+    requests: u64,
+    /// Every batch_id with a COMMIT and with a ROLLBACK (phases are checked on the WAL too).
+    pub log: Vec<String>,
+}
+
+/// The machine after a restart, from the WAL written so far: its ROLLBACKs, and — standing in
+/// for what the daemon forgets at a restart (docs/PROTOCOL.md §6.6 "since the daemon
+/// started") — every sync batch that committed with another record between its first STEP
+/// and its COMMIT, a late commit for any editor that learnt a seq in between.
+fn new_machine(wal: &[Record]) -> Project {
+    let rolled: Vec<RolledBack> = wal
+        .iter()
+        .filter(|r| r.phase == Phase::Rollback && r.project_id == PROJECT)
+        .map(RolledBack::from_record)
+        .collect();
+    let mut late = Vec::new();
+    for c in wal.iter().filter(|r| r.phase == Phase::Commit && r.session_id == SYNC_SESSION) {
+        let Some(first) = wal.iter().find(|r| r.operation_id == c.operation_id && r.phase == Phase::Step) else {
+            continue;
+        };
+        if wal.iter().any(|r| r.seq > first.seq && r.seq < c.seq && r.operation_id != c.operation_id) {
+            late.push((c.seq, c.uuids.clone()));
+        }
+    }
+    Project::with_late_commits(PROJECT.into(), SETTINGS, rolled, late)
+}
+
+impl Sim {
+    pub fn new() -> Sim {
+        let mut sim = Sim {
+            mem: Mem::default(),
+            machine: new_machine(&[]),
+            eds: [Ed::new(ClientKind::Blender), Ed::new(ClientKind::Unity)],
+            agent: Ed::new(ClientKind::Agent),
+            now: 0,
+            sessions: 0,
+            requests: 0,
+            log: Vec::new(),
+        };
+        for i in 0..2 {
+            sim.connect(i);
+        }
+        sim.connect_agent();
+        sim
+    }
+
+    fn next_id(&mut self, what: &str) -> String {
+        self.sessions += 1;
+        format!("{what}-{}", self.sessions)
+    }
+
+    /// Run one step of the machine to its end (or, with `cut`, drop it after that many
+    /// effects: a crash there).
+    fn step(&mut self, input: Option<Input>, cut: Option<usize>) {
+        let now = self.now;
+        let mem = &self.mem;
+        let mut step = match input {
+            Some(i) => self.machine.input(mem, i, now),
+            None => self.machine.tick(mem, now),
+        };
+        let mut done = None;
+        let mut n = 0;
+        while let Some(effect) = step.next(done.take(), now) {
+            if cut.is_some_and(|c| n >= c) {
+                return; // the step is dropped: nothing after this point happened
+            }
+            n += 1;
+            assert!(n < 100_000, "a step that never ends: {effect:?}");
+            done = Some(perform(mem, effect));
+        }
+    }
+
+    /// An input and the tick after it, as the daemon's actor does.
+    fn feed(&mut self, input: Input) {
+        self.step(Some(input), None);
+        self.step(None, None);
+    }
+
+    fn connect(&mut self, i: usize) {
+        if self.eds[i].session.is_some() {
+            return;
+        }
+        let id = self.next_id(self.eds[i].kind.as_str());
+        let ed = &mut self.eds[i];
+        ed.session = Some(id.clone());
+        ed.received.clear();
+        ed.incoming = None;
+        self.mem.0.lock().unwrap().sessions.push(ed.editor().unwrap());
+        let last_seq = ed.last_seq;
+        self.feed(Input::Joined { session_id: id, last_seq });
+        // Re-send what it never heard the outcome of (its batch may have been cut), and what
+        // it keeps; the other editor sees a peer join and re-sends what it keeps.
+        let ed = &mut self.eds[i];
+        let mut unresolved: Vec<(String, Author)> =
+            std::mem::take(&mut ed.outstanding).into_iter().map(|(u, (_, a))| (u, a)).collect();
+        unresolved.extend(std::mem::take(&mut ed.sent).into_values());
+        for (u, author) in unresolved {
+            self.resend(i, &u, author);
+        }
+        for j in 0..2 {
+            for u in self.eds[j].kept.clone() {
+                self.resend(j, &u, Author::Person);
+            }
+        }
+    }
+
+    fn connect_agent(&mut self) {
+        let id = self.next_id("agent");
+        self.agent.session = Some(id);
+        self.agent.outstanding.clear();
+        self.agent.sent.clear();
+        self.mem.0.lock().unwrap().sessions.push(self.agent.editor().unwrap());
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        let Some(id) = self.eds[i].session.take() else { return };
+        self.eds[i].incoming = None;
+        {
+            let mut s = self.mem.0.lock().unwrap();
+            s.sessions.retain(|e| e.session_id != id);
+            s.inbox.remove(&id);
+        }
+        self.feed(Input::Left { session_id: id });
+    }
+
+    /// Send the editor's full state of `u` (create, or delete when it has none).
+    fn resend(&mut self, i: usize, u: &str, author: Author) {
+        let ed = &self.eds[i];
+        if ed.session.is_none() || ed.busy(u) {
+            return;
+        }
+        let op = match ed.scene.get(u) {
+            Some(s) => ChangeOp::Create(s.clone()),
+            None => ChangeOp::Delete,
+        };
+        self.eds[i].kept.remove(u);
+        self.eds[i].overtaken.remove(u);
+        self.send(Some(i), u, &op, author);
+    }
+
+    fn send(&mut self, i: Option<usize>, u: &str, op: &ChangeOp, author: Author) {
+        self.requests += 1;
+        let request_id = format!("r{}", self.requests);
+        let ed = match i {
+            Some(i) => &mut self.eds[i],
+            None => &mut self.agent,
+        };
+        let Some(session) = ed.editor() else { return };
+        ed.sent.insert(request_id.clone(), (u.to_string(), author));
+        let input = Input::Change {
+            session: Box::new(session),
+            base_seq: ed.last_seq,
+            changes: vec![change_to_wire(u, op, 1.0)],
+            attachment: Bytes::new(),
+            request_id,
+            author,
+        };
+        self.feed(input);
+        // The agent reads its answers at once (it holds no scene).
+        if i.is_none() {
+            self.deliver_agent();
+        }
+    }
+
+    /// An edit as the editor's scene resolves it: `create` for an object it does not have.
+    fn resolve(scene: &BTreeMap<String, ObjectState>, u: &str, edit: &Edit) -> ChangeOp {
+        match (scene.contains_key(u), edit) {
+            (false, Edit::Create(x)) => ChangeOp::Create(state(&format!("c{x}"), f64::from(*x))),
+            (false, _) => ChangeOp::Create(state("made", 1.0)),
+            (true, Edit::Create(x)) => Edit::Move(*x).op(),
+            (true, e) => e.op(),
+        }
+    }
+
+    fn edit(&mut self, i: usize, u: &str, edit: &Edit, auto: bool) {
+        let ed = &self.eds[i];
+        if ed.session.is_none() || ed.busy(u) {
+            return; // offline edits are not modelled; one change per uuid in flight
+        }
+        // Through the wire, as the daemon will read it (stable values).
+        let op = wire_op(u, &Self::resolve(&ed.scene, u, edit));
+        let author = if auto { Author::Automation } else { Author::Person };
+        match apply_change(ed.scene.get(u), &op) {
+            Ok(Some(s)) => {
+                self.eds[i].scene.insert(u.to_string(), s);
+            }
+            Ok(None) => {
+                self.eds[i].scene.remove(u);
+            }
+            Err(_) => return,
+        }
+        if self.eds[i].kept.contains(u) && author == Author::Person {
+            // Edited again: its full state goes out (docs/PROTOCOL.md §6.4).
+            return self.resend(i, u, Author::Person);
+        }
+        self.eds[i].kept.remove(u);
+        self.eds[i].overtaken.remove(u);
+        self.send(Some(i), u, &op, author);
+    }
+
+    fn agent_edit(&mut self, u: &str, edit: &Edit) {
+        if self.agent.busy(u) {
+            return;
+        }
+        let current: BTreeMap<String, ObjectState> = self
+            .mem
+            .0
+            .lock()
+            .unwrap()
+            .registry
+            .get(u)
+            .and_then(|e| e.state.clone())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .map(|s| BTreeMap::from([(u.to_string(), s)]))
+            .unwrap_or_default();
+        let op = wire_op(u, &Self::resolve(&current, u, edit));
+        self.send(None, u, &op, Author::Automation);
+    }
+
+    fn deliver_agent(&mut self) {
+        let Some(id) = self.agent.session.clone() else { return };
+        let frames = self.mem.0.lock().unwrap().inbox.remove(&id).unwrap_or_default();
+        for f in frames {
+            read(&mut self.agent, &f, &mut self.log);
+        }
+    }
+
+    /// Editor `i` reads its inbox (and what its answers bring), at most `limit` frames.
+    fn deliver(&mut self, i: usize, limit: usize) {
+        for _ in 0..limit {
+            let Some(id) = self.eds[i].session.clone() else { return };
+            let frame = {
+                let mut s = self.mem.0.lock().unwrap();
+                let Some(q) = s.inbox.get_mut(&id) else { return };
+                if q.is_empty() {
+                    return;
+                }
+                q.remove(0)
+            };
+            for reply in read(&mut self.eds[i], &frame, &mut self.log) {
+                match reply {
+                    Reply::Input(input) => self.feed(input),
+                    Reply::Disconnect => return self.disconnect(i),
+                    Reply::Resend(uuids) => {
+                        for (u, author) in uuids {
+                            self.resend(i, &u, author);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self, cut: Option<u8>) {
+        if let Some(c) = cut {
+            self.step(None, Some(usize::from(c)));
+        }
+        // Every connection dies with the daemon.
+        for ed in self.eds.iter_mut().chain(std::iter::once(&mut self.agent)) {
+            ed.session = None;
+            ed.incoming = None;
+        }
+        self.agent.outstanding.clear(); // its calls fail with the connection; it is told
+        let mut s = self.mem.0.lock().unwrap();
+        s.sessions.clear();
+        s.inbox.clear();
+        // Boot recovery (docs/WAL.md §3): open transactions rolled back, committed ones
+        // finalized; the registry rebuilt from the WAL.
+        let idx = transaction_index(&s.wal);
+        for tx in idx.incomplete {
+            let draft = RecordDraft {
+                session_id: tx.session_id,
+                operation_id: tx.operation_id,
+                uuids: tx.uuids,
+                project_id: tx.project_id,
+                phase: Phase::Rollback,
+                outcome: Outcome::Error,
+                error_code: Some(RollbackCode::RecoveredIncomplete.as_str().into()),
+                payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot"}),
+            };
+            write(&mut s.wal, vec![draft]);
+        }
+        for tx in idx.unfinalized {
+            let draft = RecordDraft {
+                session_id: tx.session_id,
+                operation_id: tx.operation_id,
+                uuids: tx.uuids,
+                project_id: tx.project_id,
+                phase: Phase::Final,
+                outcome: Outcome::Ok,
+                error_code: None,
+                payload: json!({"recovered": true}),
+            };
+            write(&mut s.wal, vec![draft]);
+        }
+        let (registry, archive) = rebuild(&s.wal).expect("the WAL rebuilds");
+        s.registry = registry;
+        s.archive = archive;
+        self.machine = new_machine(&s.wal);
+        drop(s);
+        self.connect_agent();
+    }
+
+    /// One step (`MODEL_TRACE=1`: logged with every frame the editors read, shown on failure).
+    pub fn run(&mut self, a: &Act) {
+        if std::env::var_os("MODEL_TRACE").is_some() {
+            self.log.push(format!("{a:?}"));
+        }
+        match a {
+            Act::Edit { ed, uuid, edit, auto } => self.edit(*ed, UUIDS[*uuid], edit, *auto),
+            Act::Agent { uuid, edit } => self.agent_edit(UUIDS[*uuid], edit),
+            Act::Answer { ed, mode } => self.eds[*ed].mode = *mode,
+            Act::Deliver { ed } => self.deliver(*ed, 64),
+            Act::Wait { ms } => {
+                self.now += u64::from(*ms);
+                self.step(None, None);
+                self.deliver_agent();
+            }
+            Act::Disconnect { ed } => self.disconnect(*ed),
+            Act::Reconnect { ed } => self.connect(*ed),
+            Act::Activity { ed, active } => {
+                if let Some(session_id) = self.eds[*ed].session.clone() {
+                    self.feed(Input::UserActivity { session_id, active: *active });
+                }
+            }
+            Act::Restart { cut } => self.restart(*cut),
+        }
+    }
+
+    /// The invariants that hold after every step.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_inner().map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+    }
+
+    fn check_inner(&self) -> Result<(), String> {
+        let s = self.mem.0.lock().unwrap();
+        check_phases(&s.wal)?;
+        let (registry, archive) = rebuild(&s.wal)?;
+        if registry != s.registry {
+            return Err(format!("the registry is not the WAL's: {:?} vs {:?}", s.registry, registry));
+        }
+        if archive.len() != s.archive.len() {
+            return Err("the archive is not the WAL's".into());
+        }
+        if let Some(v) = self.log.iter().find(|l| l.starts_with("VIOLATION")) {
+            return Err(v.clone());
+        }
+        Ok(())
+    }
+
+    /// Everyone connected and answering, kept work re-sent, the clock run until nothing is
+    /// due; then nothing acknowledged is lost and both editors hold the registry's state.
+    pub fn quiet(&mut self) -> Result<(), String> {
+        self.quiet_inner().map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+    }
+
+    fn quiet_inner(&mut self) -> Result<(), String> {
+        for i in 0..2 {
+            self.eds[i].mode = Mode::Right;
+            self.connect(i);
+        }
+        self.feed(Input::UserActivity { session_id: self.eds[0].session.clone().unwrap(), active: false });
+        self.feed(Input::UserActivity { session_id: self.eds[1].session.clone().unwrap(), active: false });
+        let mut settled = false;
+        for _ in 0..60 {
+            for i in 0..2 {
+                self.deliver(i, 100);
+                for u in self.eds[i].kept.clone() {
+                    self.resend(i, &u, Author::Person);
+                }
+            }
+            self.deliver_agent();
+            let idle = {
+                let s = self.mem.0.lock().unwrap();
+                s.inbox.values().all(Vec::is_empty)
+            } && self.eds.iter().all(|e| e.outstanding.is_empty() && e.kept.is_empty())
+                && self.agent.outstanding.is_empty();
+            match self.machine.next_wake(self.now) {
+                Some(at) => {
+                    self.now = self.now.max(at) + 1;
+                    self.step(None, None);
+                }
+                None if idle => {
+                    settled = true;
+                    break;
+                }
+                None => {
+                    self.now += 10;
+                    self.step(None, None);
+                }
+            }
+        }
+        self.check_inner()?;
+        if !settled {
+            return Err("the bridge does not settle once nobody edits".into());
+        }
+        for (i, ed) in self.eds.iter().enumerate() {
+            if !ed.outstanding.is_empty() {
+                return Err(format!("editor {i}: acknowledged changes never ended: {:?}", ed.outstanding));
+            }
+        }
+        if !self.agent.outstanding.is_empty() {
+            return Err(format!("the agent's acknowledged changes never ended: {:?}", self.agent.outstanding));
+        }
+        let s = self.mem.0.lock().unwrap();
+        let want: BTreeMap<String, String> =
+            s.registry.values().filter_map(|e| Some((e.uuid.clone(), e.state_hash.clone()?))).collect();
+        for (i, ed) in self.eds.iter().enumerate() {
+            let holds: BTreeMap<String, String> = ed.scene.iter().map(|(u, st)| (u.clone(), st.hash())).collect();
+            if holds != want {
+                return Err(format!("editor {i} holds {holds:?}, the registry {want:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An op as the daemon reads it from the wire.
+fn wire_op(u: &str, op: &ChangeOp) -> ChangeOp {
+    parse_change(&change_to_wire(u, op, 1.0), 1.0, "model").expect("a valid change").op
+}
+
+/// The simulated daemon carries out one effect.
+fn perform(mem: &Mem, effect: Effect) -> Done {
+    let mut s = mem.0.lock().unwrap();
+    match effect {
+        Effect::Send { session_id, frames } => {
+            if !s.sessions.iter().any(|e| e.session_id == session_id) {
+                return Done::Sent(false);
+            }
+            s.inbox.entry(session_id).or_default().extend(frames);
+            Done::Sent(true)
+        }
+        Effect::Offer { session_id, frames } => {
+            let n = frames.len();
+            if s.sessions.iter().any(|e| e.session_id == session_id) {
+                s.inbox.entry(session_id).or_default().extend(frames);
+                Done::Offered(n)
+            } else {
+                Done::Offered(0)
+            }
+        }
+        Effect::Append(drafts) => Done::Appended(Ok(write(&mut s.wal, drafts))),
+        Effect::Commit { commit, records } => {
+            let written = write(&mut s.wal, vec![commit]);
+            let all: Vec<&Record> = records.iter().chain(written.iter()).collect();
+            let Stores { registry, archive, .. } = &mut *s;
+            match apply(registry, archive, &all) {
+                Ok(()) => Done::Appended(Ok(written)),
+                Err(e) => Done::Appended(Err(e)),
+            }
+        }
+        Effect::StoreBlob { .. } => Done::Stored(Ok(())),
+        Effect::Finalize { batch_id, uuids } => {
+            let draft = RecordDraft {
+                session_id: SYNC_SESSION.into(),
+                operation_id: batch_id,
+                uuids,
+                project_id: PROJECT.into(),
+                phase: Phase::Final,
+                outcome: Outcome::Ok,
+                error_code: None,
+                payload: json!({}),
+            };
+            write(&mut s.wal, vec![draft]);
+            Done::Ok
+        }
+        Effect::Observe(_) => Done::Escalation(Escalation::default()),
+        Effect::Escalate(_) | Effect::Status(_) => Done::Ok,
+        Effect::StorageFailed { message, .. } => panic!("the model's storage never fails: {message}"),
+    }
+}
+
+/// A simulated editor reads one frame; what it must tell the daemon.
+fn read(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Vec<Reply> {
+    read_one(ed, frame, log).unwrap_or_default()
+}
+
+fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Reply>> {
+    ed.frames += 1;
+    let v: Value = serde_json::from_slice(&frame.json).expect("frames are JSON");
+    if std::env::var_os("MODEL_TRACE").is_some() {
+        let mut shown = v.clone();
+        if let Some(c) = shown.get_mut("change") {
+            *c = json!([c["op"], c["uuid"].as_str().map(|u| &u[..2]), c["name"], c["t"]]);
+        }
+        log.push(format!("  {} reads {shown}", ed.kind));
+    }
+    let seq = v["seq"].as_u64().unwrap_or(0);
+    match v["type"].as_str()? {
+        "ack" => {
+            let (_, author) = ed.sent.remove(v["request_id"].as_str()?)?;
+            let mut resend = Vec::new();
+            for r in v["results"].as_array()? {
+                let u = r["uuid"].as_str()?.to_string();
+                match (r["status"].as_str()?, r["error_code"].as_str()) {
+                    ("queued" | "held", _) => {
+                        ed.outstanding.insert(u, (ed.frames, author));
+                    }
+                    // No state on the daemon: answered with the full state (§6.1); a delete
+                    // of an object the daemon never had needs nothing more.
+                    (_, Some("NOT_FOUND")) if ed.scene.contains_key(&u) => resend.push((u, author)),
+                    // A STALE change is corrected by the resync that follows; the gate never
+                    // refuses in this model.
+                    _ => {}
+                }
+            }
+            Some(vec![Reply::Resend(resend)])
+        }
+        "batch_begin" => {
+            ed.received.insert(v["batch_id"].as_str()?.to_string(), ed.frames);
+            ed.incoming = Some(Incoming {
+                batch_id: v["batch_id"].as_str()?.to_string(),
+                seq,
+                path: v["path"].as_str()?.to_string(),
+                changes: Vec::new(),
+            });
+            None
+        }
+        "apply" => {
+            ed.incoming.as_mut()?.changes.push(v["change"].clone());
+            None
+        }
+        "batch_end" => {
+            let inc = ed.incoming.take()?;
+            ed.last_seq = ed.last_seq.max(inc.seq);
+            let mut uuids: Vec<String> = Vec::new();
+            let mut skipped_kept: Vec<String> = Vec::new();
+            for c in &inc.changes {
+                let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
+                let u = change.uuid.clone();
+                if !uuids.contains(&u) {
+                    uuids.push(u.clone());
+                }
+                if inc.path == "resync" {
+                    if ed.kept.contains(&u) {
+                        // The rollback that made it kept must not correct its origin
+                        // (docs/PROTOCOL.md §6.4); the editor skips it anyway (§6.6).
+                        if !ed.overtaken.contains(&u) {
+                            log.push(format!(
+                                "VIOLATION: a resync of {u} reached {} which keeps a person's edit of it",
+                                ed.kind
+                            ));
+                        }
+                        skipped_kept.push(u);
+                        continue;
+                    }
+                    if ed.busy(&u) {
+                        continue; // unresolved local work: re-sent when it resolves
+                    }
+                } else if ed.kept.contains(&u) {
+                    ed.overtaken.insert(u.clone());
+                }
+                match apply_change(ed.scene.get(&u), &change.op) {
+                    Ok(Some(s)) => {
+                        ed.scene.insert(u, s);
+                    }
+                    Ok(None) => {
+                        ed.scene.remove(&u);
+                    }
+                    Err(_) => {}
+                }
+            }
+            let mut hashes = ed.hashes(uuids.iter().cloned());
+            if inc.path != "resync" {
+                match ed.mode {
+                    Mode::Right => {}
+                    Mode::Wrong => {
+                        hashes.insert(uuids.first()?.clone(), "0".repeat(64));
+                    }
+                    Mode::Silent => return None,
+                    Mode::Drop => return Some(vec![Reply::Disconnect]),
+                }
+            }
+            let session_id = ed.session.clone()?;
+            let applied = Reply::Input(Input::Applied { session_id, batch_id: inc.batch_id, hashes, held: false });
+            Some(vec![applied, Reply::Resend(skipped_kept.into_iter().map(|u| (u, Author::Person)).collect())])
+        }
+        "batch_result" => {
+            ed.last_seq = ed.last_seq.max(seq);
+            let batch_id = v["batch_id"].as_str()?;
+            let began = ed.received.get(batch_id).copied();
+            let kept_local = v["kept_local"].as_bool().unwrap_or(false);
+            let rolled_back = v["outcome"] == "rolled_back";
+            for u in v["uuids"].as_array()?.iter().filter_map(Value::as_str) {
+                let Some(&(acked, author)) = ed.outstanding.get(u) else { continue };
+                if began.is_some_and(|b| acked > b) {
+                    continue; // acknowledged after this batch's fences: not in it
+                }
+                ed.outstanding.remove(u);
+                if rolled_back && kept_local && author == Author::Person {
+                    ed.kept.insert(u.to_string());
+                    ed.overtaken.remove(u);
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
