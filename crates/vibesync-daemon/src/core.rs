@@ -14,53 +14,17 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 use vibesync_engine::register;
 use vibesync_engine::sync::Author;
-use vibesync_protocol::message::{status_reply, EditorState, Hello, OtherProject, Peer, Register, Tombstone};
+use vibesync_protocol::message::{status_reply, EditorState, OtherProject, Peer, Register, Tombstone};
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
 
 use crate::config::Config;
+pub(crate) use crate::host::SessionInfo;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
 use crate::sync::{Input, SyncHub};
 
 mod registrar;
-
-/// Static facts about one connected session.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub session_id: String,
-    pub editor: ClientKind,
-    pub project_id: String,
-    pub client_id: String,
-    pub editor_version: String,
-    pub unit_scale: f64,
-    pub last_seq: u64,
-    pub peer: SocketAddr,
-    pub connected_at: Instant,
-}
-
-impl SessionInfo {
-    /// Whether this session is a client of `kind` (`hello.editor` was validated against
-    /// [`ClientKind`] at the handshake).
-    pub fn is(&self, kind: ClientKind) -> bool {
-        self.editor == kind
-    }
-
-    /// `project_id`: the effective project (named in the hello, or assigned to it).
-    pub fn new(h: &Hello, editor: ClientKind, project_id: String, peer: SocketAddr) -> SessionInfo {
-        SessionInfo {
-            session_id: uuid::Uuid::new_v4().to_string(),
-            editor,
-            project_id,
-            client_id: h.client_id.clone(),
-            editor_version: h.editor_version.clone(),
-            unit_scale: h.unit_scale.unwrap_or(1.0),
-            last_seq: h.last_seq.unwrap_or(0),
-            peer,
-            connected_at: Instant::now(),
-        }
-    }
-}
 
 struct Connected {
     info: SessionInfo,
@@ -422,7 +386,7 @@ impl Daemon {
             Inbound::RegistryUpdated(r) => self.router.registry_updated(self, &sess, r),
             Inbound::AddonRegistered(r) => self.router.addon_registered(self, &sess, r),
             Inbound::AddonUnregistered(r) => self.router.addon_unregistered(self, &sess, r),
-            Inbound::SceneQuery(q) => vec![self.router.scene(self, &sess, q)],
+            Inbound::SceneQuery(q) => vec![self.router.scene(&**self, &sess, q)],
             Inbound::Hello(_) => vec![],
         }
     }
@@ -839,19 +803,8 @@ impl Daemon {
     }
 }
 
-impl From<&SessionInfo> for vibesync_engine::project::Editor {
-    fn from(s: &SessionInfo) -> Self {
-        vibesync_engine::project::Editor {
-            session_id: s.session_id.clone(),
-            editor: s.editor,
-            client_id: s.client_id.clone(),
-            unit_scale: s.unit_scale,
-        }
-    }
-}
-
-/// The sync actors' narrow view of the daemon (`crate::sync::Host`).
-impl crate::sync::Host for Daemon {
+/// The narrow view of the daemon that sync and the router get (`crate::host::Host`).
+impl crate::host::Host for Daemon {
     fn config(&self) -> &Config {
         Daemon::config(self)
     }
@@ -884,6 +837,9 @@ impl crate::sync::Host for Daemon {
     }
     fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame {
         Daemon::storage_failure_frame(self, request_id, operation_id, message)
+    }
+    fn safe_mode(&self) -> bool {
+        Daemon::safe_mode(self)
     }
     fn set_safe_mode(&self, active: bool, reason: &str) {
         Daemon::set_safe_mode(self, active, reason)

@@ -9,6 +9,8 @@
 //! - `stores`: WAL + registry + audit opened together, with boot recovery.
 //! - `core`: shared state and the request handlers (the mutation path); `core::registrar`
 //!   group-commits register/tombstone requests.
+//! - `host`: the seam below `core`, `sync` and `router` — `SessionInfo` and the `Host` trait
+//!   (what sync and the router may ask of the daemon), so no module circle runs through core.
 //! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
 //! - `sync`: live sync, one actor per project (window → WAL → forward → verify);
 //!   `notsynced`: its not-synced uuids as a fold over the WAL (rebuilt at boot, pure).
@@ -37,6 +39,7 @@ pub mod config;
 pub(crate) mod core;
 mod error;
 pub mod fsutil;
+pub(crate) mod host;
 pub(crate) mod notsynced;
 pub(crate) mod outbox;
 pub(crate) mod paths;

@@ -32,7 +32,7 @@ use vibesync_protocol::addon::{
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, MessageType, Outbound};
 use vibesync_wal::{Outcome, Phase};
 
-use crate::core::{Daemon, SessionInfo};
+use crate::host::{Host, SessionInfo};
 use crate::txn::Txn;
 
 /// What one Blender session reported.
@@ -115,7 +115,7 @@ impl Router {
 
     // ------------------------------------------------------------------ sessions
     /// A session got its `welcome`: agents are told the project's tools at once.
-    pub fn joined(&self, daemon: &Arc<Daemon>, info: &SessionInfo) {
+    pub fn joined<H: Host>(&self, daemon: &Arc<H>, info: &SessionInfo) {
         if info.is(ClientKind::Blender) {
             let mut st = self.state.lock().unwrap();
             st.joins += 1;
@@ -139,7 +139,7 @@ impl Router {
     }
 
     /// A session closed: its addons disappear; calls waiting on it end.
-    pub fn left(&self, daemon: &Arc<Daemon>, info: &SessionInfo) {
+    pub fn left<H: Host>(&self, daemon: &Arc<H>, info: &SessionInfo) {
         let changed = {
             let mut st = self.state.lock().unwrap();
             let sid = &info.session_id;
@@ -161,7 +161,7 @@ impl Router {
     }
 
     // ------------------------------------------------------------------ registries
-    pub fn registry_updated(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: RegistryUpdated) -> Vec<Frame> {
+    pub fn registry_updated<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: RegistryUpdated) -> Vec<Frame> {
         if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::RegistryUpdated, None) {
             return vec![f];
         }
@@ -181,7 +181,7 @@ impl Router {
         vec![]
     }
 
-    pub fn addon_registered(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: AddonRegistered) -> Vec<Frame> {
+    pub fn addon_registered<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: AddonRegistered) -> Vec<Frame> {
         if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonRegistered, None) {
             return vec![f];
         }
@@ -199,7 +199,7 @@ impl Router {
         vec![]
     }
 
-    pub fn addon_unregistered(&self, daemon: &Arc<Daemon>, sess: &SessionInfo, r: AddonUnregistered) -> Vec<Frame> {
+    pub fn addon_unregistered<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: AddonUnregistered) -> Vec<Frame> {
         if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonUnregistered, None) {
             return vec![f];
         }
@@ -251,12 +251,12 @@ impl Router {
         .to_frame()
     }
 
-    fn push_registry(&self, daemon: &Arc<Daemon>, project_id: &str) {
+    fn push_registry<H: Host>(&self, daemon: &Arc<H>, project_id: &str) {
         let frame = self.registry_frame(project_id);
         let agents: Vec<String> = daemon
             .sessions_of(project_id)
             .into_iter()
-            .filter(|s| s.is(ClientKind::Agent))
+            .filter(|s| s.editor == ClientKind::Agent)
             .map(|s| s.session_id)
             .collect();
         let daemon = daemon.clone();
@@ -298,7 +298,7 @@ impl Router {
 
     // ------------------------------------------------------------------ calls
     /// `addon_command` from an agent: answered later by `command_response`.
-    pub fn call(self: &Arc<Self>, daemon: &Arc<Daemon>, sess: &SessionInfo, req: AddonCommand) -> Vec<Frame> {
+    pub fn call<H: Host>(self: &Arc<Self>, daemon: &Arc<H>, sess: &SessionInfo, req: AddonCommand) -> Vec<Frame> {
         if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::AddonCommand, Some(req.request_id.clone())) {
             return vec![f];
         }
@@ -367,9 +367,9 @@ impl Router {
         vec![]
     }
 
-    async fn run_call(
+    async fn run_call<H: Host>(
         &self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<H>,
         sess: &SessionInfo,
         req: &AddonCommand,
         cancel: Arc<Notify>,
@@ -516,9 +516,9 @@ impl Router {
 
     /// Wait one progress interval (or until cancelled / timed out), telling the agent why.
     #[allow(clippy::too_many_arguments)]
-    async fn wait(
+    async fn wait<H: Host>(
         &self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<H>,
         sess: &SessionInfo,
         req: &AddonCommand,
         operation_id: &str,
@@ -557,9 +557,9 @@ impl Router {
 
     /// The call ran (or Blender never answered): write its WAL transaction and answer.
     #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    async fn finish<H: Host>(
         &self,
-        daemon: &Arc<Daemon>,
+        daemon: &Arc<H>,
         sess: &SessionInfo,
         req: &AddonCommand,
         tool: &str,
@@ -645,7 +645,7 @@ impl Router {
 
     // ------------------------------------------------------------------ queries
     /// `scene_query`: the authoritative (committed) state of the project's live objects.
-    pub fn scene(&self, daemon: &Daemon, sess: &SessionInfo, q: SceneQuery) -> Frame {
+    pub fn scene<H: Host>(&self, daemon: &H, sess: &SessionInfo, q: SceneQuery) -> Frame {
         if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::SceneQuery, Some(q.request_id.clone())) {
             return f;
         }

@@ -22,36 +22,9 @@ use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{Done, Editor, Effect, Project, Settings, View};
 use vibesync_registry::Entry;
 
-use crate::config::Config;
-use crate::stores::Stores;
 pub use vibesync_engine::project::{Input, ProjectSync};
-use vibesync_protocol::Frame;
 
-/// What a project's actor needs of the daemon, and nothing more: its settings and stores,
-/// the WAL's position, the project's sessions, sending to a session, the daemon-wide mutation
-/// turn, FINALs, storage failures and safe mode. The daemon's core implements it, so this
-/// module depends on neither the core nor the session layer (no module circle).
-pub trait Host: Send + Sync + 'static {
-    fn config(&self) -> &Config;
-    fn stores(&self) -> &Stores;
-    fn last_seq(&self) -> u64;
-    /// The connected sessions of `project` (any client kind).
-    fn sessions_of(&self, project: &str) -> Vec<Editor>;
-    fn session(&self, session_id: &str) -> Option<Editor>;
-    /// Queue frames as one unit on a session's writer; false when not delivered.
-    fn send_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = bool> + Send;
-    /// Best-effort frames (live previews); how many were queued.
-    fn offer_frames(&self, session_id: &str, frames: Vec<Frame>) -> impl std::future::Future<Output = usize> + Send;
-    /// The daemon-wide turn held around COMMIT + registry apply.
-    fn mutation_turn(&self) -> impl std::future::Future<Output = tokio::sync::MutexGuard<'_, ()>> + Send;
-    /// Write a committed transaction's FINAL and note it for the audit, off the ack path.
-    fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>);
-    /// A storage failure outside a request: stop the daemon.
-    fn storage_failure_notice(&self, operation_id: &str, message: &str);
-    /// A storage failure answering `request_id`: stop the daemon; the frame to send.
-    fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame;
-    fn set_safe_mode(&self, active: bool, reason: &str);
-}
+pub(crate) use crate::host::Host;
 
 /// A message to a project's actor: an input, and for a `change` request the reply completed
 /// once its `ack` (and any corrective resync after it) is queued.
