@@ -101,6 +101,9 @@ impl Project {
                     if code == ItemErrorCode::StorageFailed {
                         cx.storage_failed("sync", &msg).await;
                     }
+                    if code == ItemErrorCode::Stale {
+                        self.sent_again(session, &change.uuid);
+                    }
                     if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
                         let winner = self.stale_winner(&change.uuid);
                         stale.push((change.uuid.clone(), change.op.name(), winner));
@@ -150,6 +153,7 @@ impl Project {
                 }
             }
             self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
+            self.sent_again(session, &change.uuid);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
                 self.held.push(Queued { origin: session.clone(), author, change });
@@ -169,6 +173,15 @@ impl Project {
         }
         self.forward_live(cx, session, live).await;
         (results, stale)
+    }
+
+    /// An editor sent a change of `uuid` that was queued (or held) or refused `STALE`: it no
+    /// longer keeps it as a person's edit (docs/PROTOCOL.md §6.4) — it re-sent what it kept,
+    /// or it never read the `kept_local` result (it reconnected and re-sent the change whose
+    /// outcome it never heard). From now on that change's outcome decides: a commit, a
+    /// rollback that keeps it again, or the corrections of a drop or a refusal.
+    fn sent_again(&mut self, session: &Editor, uuid: &str) {
+        self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
     }
 
     /// Queue an admitted change in its window (pipeline step `queue`).
