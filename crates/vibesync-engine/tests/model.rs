@@ -833,3 +833,31 @@ fn machine_regression_kept_uuid_sent_again_4() {
         panic!("{e}");
     }
 }
+
+/// After a restart Blender re-sends a `create` whose outcome it never heard; it equals the
+/// committed state, but a batch in flight deletes the uuid: the `STALE` refusal is no
+/// conflict (nothing would change), and its resync — which must still follow (PROTOCOL
+/// §6.2) — was not sent, so Blender kept an object the registry had tombstoned.
+#[test]
+fn machine_regression_stale_without_conflict_still_resyncs() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Move(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Reconnect { ed: 0 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Rename(15), auto: true },
+        Restart { cut: Some(11) },
+        Reconnect { ed: 1 },
+        Wait { ms: 778 },
+        Agent { uuid: 2, edit: crate::Edit::Move(220) },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Delete, auto: true },
+        Wait { ms: 279 },
+        Reconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
