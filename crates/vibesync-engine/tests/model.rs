@@ -861,3 +861,29 @@ fn machine_regression_stale_without_conflict_still_resyncs() {
         panic!("{e}");
     }
 }
+
+/// Blender keeps a person's create after Unity is lost mid-apply; the person then deletes it
+/// (its re-send: a `delete`, refused `NOT_FOUND`); an agent's create of the same uuid reaches
+/// Blender, which is lost before answering: the replay at its reconnect left out the
+/// rollback's `delete`, as if Blender still kept the uuid. A refused re-send ends "kept" too.
+#[test]
+fn machine_regression_refused_resend_ends_kept() {
+    use machine::Act::*;
+    let acts = vec![
+        Answer { ed: 1, mode: machine::Mode::Drop },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Delete, auto: false },
+        Reconnect { ed: 1 },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+        Deliver { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

@@ -106,8 +106,10 @@ impl Project {
                     if code == ItemErrorCode::StorageFailed {
                         cx.storage_failed("sync", &msg).await;
                     }
+                    if !matches!(code, ItemErrorCode::Blocked | ItemErrorCode::Quarantined) {
+                        self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
+                    }
                     if code == ItemErrorCode::Stale {
-                        self.sent_again(session, &change.uuid);
                         refused.push(change.uuid.clone());
                     }
                     if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
@@ -181,11 +183,12 @@ impl Project {
         (results, stale, refused)
     }
 
-    /// An editor sent a change of `uuid` that was queued (or held) or refused `STALE`: it no
-    /// longer keeps it as a person's edit (docs/PROTOCOL.md §6.4) — it re-sent what it kept,
-    /// or it never read the `kept_local` result (it reconnected and re-sent the change whose
-    /// outcome it never heard). From now on that change's outcome decides: a commit, a
-    /// rollback that keeps it again, or the corrections of a drop or a refusal.
+    /// An editor sent a change of `uuid` that was queued (or held) or refused other than
+    /// `BLOCKED` / `QUARANTINED` (which it keeps): it no longer keeps it as a person's edit
+    /// (docs/PROTOCOL.md §6.4) — it re-sent what it kept (e.g. a person's delete of it), or it
+    /// never read the `kept_local` result (it reconnected and re-sent the change whose outcome
+    /// it never heard). From now on that change's outcome decides: a commit, a rollback that
+    /// keeps it again, or the corrections of a drop or a refusal.
     fn sent_again(&mut self, session: &Editor, uuid: &str) {
         self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
     }
