@@ -691,3 +691,199 @@ proptest! {
         }
     }
 }
+
+/// Replays one machine case step by step (`MODEL_TRACE=1` shows every frame read): the cases
+/// below were found with `MODEL_SEED=random` and are kept as fixed regressions.
+fn replay_machine(acts: &[machine::Act]) -> Result<(), String> {
+    let mut sim = machine::Sim::new();
+    for (i, a) in acts.iter().enumerate() {
+        sim.run(a);
+        sim.check().map_err(|e| format!("after step {i} ({a:?}): {e}"))?;
+    }
+    sim.quiet().map_err(|e| format!("once quiet: {e}"))
+}
+
+/// An editor keeps a person's create after a verify timeout (`kept_local`); automation in
+/// that editor then edits it: a not-synced uuid goes out in full (`create`), as the editors
+/// do — the model used to send a `transform` the daemon dropped (no state), leaving the
+/// editor holding an object the registry does not have.
+#[test]
+fn machine_regression_automation_edits_a_kept_uuid() {
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Answer { ed: 0, mode: Mode::Wrong },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Deliver { ed: 1 },
+        Wait { ms: 40 },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: true },
+        Deliver { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor re-sends a change of a uuid the machine still counted as kept by it (it had
+/// re-sent the kept state, or reconnected without reading the `kept_local` result): the
+/// change was refused `STALE` or dropped, and its correction (the resync that follows) was
+/// withheld as if the editor still kept the uuid — the editor stayed off the registry's
+/// state. A change sent again ends "kept" (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_kept_uuid_sent_again_1() {
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Reconnect { ed: 0 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Answer { ed: 0, mode: Mode::Silent },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor re-sends a change of a uuid the machine still counted as kept by it (it had
+/// re-sent the kept state, or reconnected without reading the `kept_local` result): the
+/// change was refused `STALE` or dropped, and its correction (the resync that follows) was
+/// withheld as if the editor still kept the uuid — the editor stayed off the registry's
+/// state. A change sent again ends "kept" (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_kept_uuid_sent_again_2() {
+    use machine::Act::*;
+    let acts = vec![
+        Reconnect { ed: 0 },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Disconnect { ed: 1 },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Wait { ms: 1000 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor re-sends a change of a uuid the machine still counted as kept by it (it had
+/// re-sent the kept state, or reconnected without reading the `kept_local` result): the
+/// change was refused `STALE` or dropped, and its correction (the resync that follows) was
+/// withheld as if the editor still kept the uuid — the editor stayed off the registry's
+/// state. A change sent again ends "kept" (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_kept_uuid_sent_again_3() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 393 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Wait { ms: 607 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Delete, auto: false },
+        Wait { ms: 1052 },
+        Deliver { ed: 1 },
+        Restart { cut: Some(1) },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor re-sends a change of a uuid the machine still counted as kept by it (it had
+/// re-sent the kept state, or reconnected without reading the `kept_local` result): the
+/// change was refused `STALE` or dropped, and its correction (the resync that follows) was
+/// withheld as if the editor still kept the uuid — the editor stayed off the registry's
+/// state. A change sent again ends "kept" (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_kept_uuid_sent_again_4() {
+    use machine::Act::*;
+    let acts = vec![
+        Activity { ed: 0, active: true },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Answer { ed: 1, mode: machine::Mode::Silent },
+        Disconnect { ed: 0 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Reconnect { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// After a restart Blender re-sends a `create` whose outcome it never heard; it equals the
+/// committed state, but a batch in flight deletes the uuid: the `STALE` refusal is no
+/// conflict (nothing would change), and its resync — which must still follow (PROTOCOL
+/// §6.2) — was not sent, so Blender kept an object the registry had tombstoned.
+#[test]
+fn machine_regression_stale_without_conflict_still_resyncs() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Move(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Reconnect { ed: 0 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Rename(15), auto: true },
+        Restart { cut: Some(11) },
+        Reconnect { ed: 1 },
+        Wait { ms: 778 },
+        Agent { uuid: 2, edit: crate::Edit::Move(220) },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Delete, auto: true },
+        Wait { ms: 279 },
+        Reconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Blender keeps a person's create after Unity is lost mid-apply; the person then deletes it
+/// (its re-send: a `delete`, refused `NOT_FOUND`); an agent's create of the same uuid reaches
+/// Blender, which is lost before answering: the replay at its reconnect left out the
+/// rollback's `delete`, as if Blender still kept the uuid. A refused re-send ends "kept" too.
+#[test]
+fn machine_regression_refused_resend_ends_kept() {
+    use machine::Act::*;
+    let acts = vec![
+        Answer { ed: 1, mode: machine::Mode::Drop },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Delete, auto: false },
+        Reconnect { ed: 1 },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+        Deliver { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

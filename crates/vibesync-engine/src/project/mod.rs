@@ -213,7 +213,9 @@ pub trait View: Sync {
 }
 
 /// A uuid kept locally by the editor where a person made it after its propagation failed
-/// (docs/PROTOCOL.md §6.4), until a later commit covers it.
+/// (docs/PROTOCOL.md §6.4), until a later commit covers it or that editor sends a change of
+/// it again (queued, held, or refused other than `BLOCKED` / `QUARANTINED`: that change's
+/// outcome decides from then on).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NotSynced {
     pub uuid: String,

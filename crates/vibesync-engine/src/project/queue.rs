@@ -13,7 +13,7 @@ use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, ItemErrorCode, ItemStatus, Outbound};
 use vibesync_registry::{Entry, Status};
 
-use super::{state_of, Cx, Done, Editor, Effect, Project};
+use super::{dedup, state_of, Cx, Done, Editor, Effect, Project};
 use crate::governance::Decision;
 use crate::queue::{self, Lane};
 use crate::sync::{apply_change, parse_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
@@ -43,17 +43,21 @@ impl Project {
         request_id: String,
         author: Author,
     ) {
-        let (results, stale) = self.enqueue(cx, session, base_seq, changes, attachment, author).await;
+        let (results, stale, refused) = self.enqueue(cx, session, base_seq, changes, attachment, author).await;
         let ack = Outbound::Ack { request_id, seq: cx.view.last_seq(), results }.to_frame();
         cx.send(&session.session_id, vec![ack]).await;
         if !stale.is_empty() {
-            let uuids: Vec<String> = stale.iter().map(|(u, _, _)| u.clone()).collect();
             self.stale_conflicts(cx, session, stale).await;
-            self.send_resync(cx, &session.session_id, &uuids, "stale change").await;
+        }
+        // Every STALE refusal is followed by the state that stands — also one that is no
+        // conflict (it would change nothing now, but a batch in flight may change the uuid).
+        if !refused.is_empty() {
+            self.send_resync(cx, &session.session_id, &dedup(refused), "stale change").await;
         }
     }
 
-    /// Validate (zero trust) and queue one `change` request; returns its `ack` results.
+    /// Validate (zero trust) and queue one `change` request; returns its `ack` results, its
+    /// STALE conflicts and the uuids of every STALE refusal.
     async fn enqueue(
         &mut self,
         cx: &Cx<'_>,
@@ -62,9 +66,10 @@ impl Project {
         changes: Vec<Value>,
         attachment: Bytes,
         author: Author,
-    ) -> (Vec<ItemResult>, Vec<Stale>) {
+    ) -> (Vec<ItemResult>, Vec<Stale>, Vec<String>) {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<Stale> = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         let last_seq = cx.view.last_seq();
         if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
             tracing::warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
@@ -100,6 +105,12 @@ impl Project {
                 Err((code, msg)) => {
                     if code == ItemErrorCode::StorageFailed {
                         cx.storage_failed("sync", &msg).await;
+                    }
+                    if !matches!(code, ItemErrorCode::Blocked | ItemErrorCode::Quarantined) {
+                        self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
+                    }
+                    if code == ItemErrorCode::Stale {
+                        refused.push(change.uuid.clone());
                     }
                     if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
                         let winner = self.stale_winner(&change.uuid);
@@ -150,6 +161,7 @@ impl Project {
                 }
             }
             self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
+            self.sent_again(session, &change.uuid);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
                 self.held.push(Queued { origin: session.clone(), author, change });
@@ -168,7 +180,17 @@ impl Project {
             self.push(cx, now, Queued { origin: session.clone(), author, change });
         }
         self.forward_live(cx, session, live).await;
-        (results, stale)
+        (results, stale, refused)
+    }
+
+    /// An editor sent a change of `uuid` that was queued (or held) or refused other than
+    /// `BLOCKED` / `QUARANTINED` (which it keeps): it no longer keeps it as a person's edit
+    /// (docs/PROTOCOL.md §6.4) — it re-sent what it kept (e.g. a person's delete of it), or it
+    /// never read the `kept_local` result (it reconnected and re-sent the change whose outcome
+    /// it never heard). From now on that change's outcome decides: a commit, a rollback that
+    /// keeps it again, or the corrections of a drop or a refusal.
+    fn sent_again(&mut self, session: &Editor, uuid: &str) {
+        self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
     }
 
     /// Queue an admitted change in its window (pipeline step `queue`).

@@ -574,9 +574,11 @@ impl Sim {
             }
             Err(_) => return,
         }
-        if self.eds[i].kept.contains(u) && author == Author::Person {
-            // Edited again: its full state goes out (docs/PROTOCOL.md §6.4).
-            return self.resend(i, u, Author::Person);
+        if self.eds[i].kept.contains(u) {
+            // Edited again, by its person or by automation in the editor: a not-synced uuid
+            // goes out as its full state (docs/PROTOCOL.md §6.4; the addon's `send_mode`,
+            // Unity's `resendFull`), never as a diff the daemon may find inapplicable.
+            return self.resend(i, u, author);
         }
         self.eds[i].kept.remove(u);
         self.eds[i].overtaken.remove(u);
