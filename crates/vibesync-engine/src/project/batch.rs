@@ -139,12 +139,19 @@ impl Project {
         // making it: that origin holds the batch's state, not the authoritative one.
         let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
             overtaken.into_iter().partition(|(_, u)| batch_uuids.contains(u.as_str()));
+        // One resync per editor for all its overtaken uuids (an editor that re-sends its
+        // whole scene after a reconnect would otherwise get one batch per object).
+        let mut overtaken_by: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
         for (session_id, u) in dropped_over {
             if self.keeps(cx, &session_id, &u) {
                 continue; // kept locally: never corrected (docs/PROTOCOL.md §6.4)
             }
-            info!(session_id = %session_id, uuid = %u, "a change made before its editor applied a batch of the same object was dropped: corrected");
-            self.send_resync(cx, &session_id, std::slice::from_ref(&u), "overtaken").await;
+            overtaken_by.entry(session_id).or_default().push(u);
+        }
+        for (session_id, uuids) in overtaken_by {
+            let uuids = dedup(uuids);
+            info!(session_id = %session_id, uuids = ?uuids, "changes made before their editor applied a batch of the same objects were dropped: corrected");
+            self.send_resync(cx, &session_id, &uuids, "overtaken").await;
         }
         if kept.is_empty() {
             return;
