@@ -13,7 +13,7 @@ use vibesync_registry::Op as RegOp;
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
 use super::queue::Stale;
-use super::{Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
+use super::{dedup, Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
 use crate::finalize::plan_rollback;
 
 impl Project {
@@ -74,12 +74,18 @@ impl Project {
         }
         // Origins that applied an earlier-forwarded batch of the uuid after making their
         // change hold that batch's state: they are sent the state their change made.
+        // One resync per editor for all of them.
+        let mut overtaken_by: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         for (s, u) in &f.overtaken {
             if f.corrections.get(s).is_some_and(|c| c.contains(u)) {
                 continue;
             }
-            info!(batch_id = %f.batch_id, session_id = %s, uuid = %u, "an editor applied an older batch of this object after its own change: sent the committed state");
-            self.send_resync(cx, s, std::slice::from_ref(u), "overtaken").await;
+            overtaken_by.entry(s).or_default().push(u.clone());
+        }
+        for (s, uuids) in overtaken_by {
+            let uuids = dedup(uuids);
+            info!(batch_id = %f.batch_id, session_id = %s, uuids = ?uuids, "an editor applied an older batch of these objects after its own change: sent the committed state");
+            self.send_resync(cx, s, &uuids, "overtaken").await;
         }
         self.publish_status(cx).await;
     }
