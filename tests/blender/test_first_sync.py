@@ -7,6 +7,7 @@ daemon does not send by itself."""
 from __future__ import annotations
 
 import os
+import time
 import uuid as uuidlib
 
 import bpy
@@ -432,11 +433,16 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     monkeypatch.setattr(capture, "container_collection", no_users_collection)
     pump_for(0.2)
     scripted.received.clear()
-    scripted.push(batch_frames("big-1", 50, changes, path="resync"))
-    pump_until(lambda: s.apply_job is not None or applied_messages(scripted),
-               what="the batch's apply started")
-    assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
+    # Counted before the batch arrives: a 20 ms tick on a quiet machine may take the batch
+    # as far as its end step, so what the scene holds once the apply has started is no base.
     in_scene = len(bpy.context.scene.objects)
+    scripted.push(batch_frames("big-1", 50, changes, path="resync"))
+    # Ticks of a 1 ms budget from the batch's arrival on, so the apply's steps are seen.
+    deadline = time.monotonic() + 10.0
+    while s.apply_job is None and not applied_messages(scripted):
+        assert time.monotonic() < deadline, "timed out waiting for the batch's apply to start"
+        vibesync.tick(1.0)
+    assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
     ticks = 0
     placed_at = answered_at = None
     applied_before = s.applied_batches

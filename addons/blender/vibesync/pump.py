@@ -1047,6 +1047,11 @@ class Session:
             self.scan_job = (self._scan_steps(reason), reason)
             self.scan_big = len(bpy.data.objects) + len(bpy.data.meshes) \
                 >= budget.GC_HOLD_MIN_ITEMS
+            if self.scan_big and not self.paused:
+                # The hold covers the scan itself: a scan that ends within its first tick
+                # (a fast machine) still counts as a big sync, so its end freezes what it
+                # made (budget.GcHold).
+                self.gc_hold.update(True)
             self.scan_reason = None
             self.unknown_keys.clear()
             self.sweep_job = None
