@@ -22,16 +22,14 @@ pub struct Overflow {
     requests: Vec<Change>,
 }
 
-/// A request's identity apart from its changes: only requests alike in everything else
-/// (e.g. the same `automation` marking) are merged.
-fn shape(c: &Change) -> Value {
-    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        for k in ["changes", "request_id", "base_seq"] {
-            o.remove(k);
-        }
-    }
-    v
+/// Are two requests alike in everything but their changes, `request_id` and `base_seq`
+/// (e.g. the same `automation` marking)? Only such requests are merged. The destructuring
+/// is exhaustive, so a field added to `Change` must be decided on here. (Comparing fields,
+/// not serialized requests: serializing every held request's changes to compare them was a
+/// fifth of a session's CPU in a burst, docs/BENCHMARKS.md.)
+fn same_shape(a: &Change, b: &Change) -> bool {
+    let Change { request_id: _, base_seq: _, changes: _, automation } = a;
+    *automation == b.automation
 }
 
 fn key(change: &Value) -> Option<(String, String)> {
@@ -57,7 +55,7 @@ impl Overflow {
         !has_attachment
             && !c.changes.is_empty()
             && c.changes.iter().all(|ch| key(ch).is_some())
-            && self.requests.first().is_none_or(|first| shape(first) == shape(c))
+            && self.requests.first().is_none_or(|first| same_shape(first, c))
     }
 
     /// Hold `c` (call only when [`Overflow::accepts`] said yes).
@@ -128,5 +126,24 @@ mod tests {
         assert!(!o.accepts(&change("r", json!([{"op":"transform","uuid":"a"}])), true));
         assert!(!o.accepts(&change("r", json!([])), false));
         assert!(!o.accepts(&change("r", json!([{"op":"transform"}])), false));
+    }
+
+    #[test]
+    fn requests_are_merged_only_with_the_same_automation_marking() {
+        let mut o = Overflow::default();
+        let person = change("r0", json!([{"op":"transform","uuid":"a","t":[1,0,0]}]));
+        let mut agent = change("r1", json!([{"op":"transform","uuid":"a","t":[2,0,0]}]));
+        agent.automation = Some(vibesync_protocol::message::Automation {
+            operation_id: "op".into(),
+            tool: "t".into(),
+            agent_session: "s".into(),
+        });
+        assert!(o.accepts(&person, false));
+        o.push(person.clone());
+        assert!(!o.accepts(&agent, false), "a person's and automation's changes are not merged");
+        let mut other_base = person.clone();
+        other_base.base_seq = 99;
+        other_base.request_id = "r2".into();
+        assert!(o.accepts(&other_base, false), "request_id and base_seq do not matter");
     }
 }
