@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 use vibesync_engine::register::{self, Existing, Plan, Requester, View};
 use vibesync_protocol::message::{Register, Tombstone};
-use vibesync_protocol::{Frame, Outbound};
+use vibesync_protocol::{Frame, ItemStatus, Outbound};
 
 use super::{Daemon, SessionInfo};
 use crate::sync::Input;
@@ -210,11 +210,9 @@ impl Daemon {
             match &job.request {
                 Request::Register(_) => {
                     let mut claims = self.claims.lock().unwrap();
-                    for r in plan
-                        .results
-                        .iter()
-                        .filter(|r| matches!(r.status.as_str(), "registered" | "updated" | "unchanged"))
-                    {
+                    for r in plan.results.iter().filter(|r| {
+                        matches!(r.status, ItemStatus::Registered | ItemStatus::Updated | ItemStatus::Unchanged)
+                    }) {
                         claims.insert((sess.project_id.clone(), sess.editor, r.uuid.clone()), sess.session_id.clone());
                     }
                 }
@@ -253,9 +251,9 @@ impl View for RegistryView<'_> {
 }
 
 fn summarize(plan: &Plan) -> serde_json::Value {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
+    let mut counts: HashMap<ItemStatus, u64> = HashMap::new();
     for r in &plan.results {
-        *counts.entry(r.status.as_str()).or_default() += 1;
+        *counts.entry(r.status).or_default() += 1;
     }
-    json!(counts)
+    json!(counts.into_iter().map(|(k, v)| (k.as_str(), v)).collect::<HashMap<_, _>>())
 }
