@@ -19,6 +19,10 @@ use serde_json::json;
 use vibesync_daemon::{Config, ServeOptions};
 use vibesync_wal::{Phase, RecordDraft, Wal, WalConfig};
 
+/// The allocator of the `vibesync` binary, so this bench times what the daemon does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if std::env::var("BOOT_LOG").is_ok() {
         tracing_subscriber::fmt().with_writer(std::io::stderr).init();
