@@ -19,6 +19,9 @@ pub const META_LAST: &str = "last_applied_seq";
 pub const META_LIVE: &str = "count_live";
 pub const META_TOMB: &str = "count_tombstoned";
 pub const META_QUAR: &str = "count_quarantined";
+/// Present while a build from the WAL writes its staged records over several sled batches;
+/// the last batch removes it. Found at open: the build was cut off, rebuild.
+pub const META_BUILDING: &str = "building";
 
 pub fn live_key(project: &str, uuid: &str) -> Vec<u8> {
     let mut k = LIVE.to_vec();

@@ -115,7 +115,8 @@ pub fn parse_payload(payload: &Value) -> ParsedStep {
             name.chars().take(64).collect::<String>()
         ));
     }
-    match serde_json::from_value::<Op>(payload.clone()) {
+    // Deserialized from the borrowed value (no copy of the payload first).
+    match <Op as serde::Deserialize>::deserialize(payload) {
         Ok(op) => match validate(&op) {
             Ok(()) => ParsedStep::Op(op),
             Err(e) => ParsedStep::Malformed(e),

@@ -37,7 +37,7 @@ pub struct RegistryConfig {
     /// are moved to `<data_dir>/quarantine/registry-<timestamp>/`, the sidecar is
     /// `<data_dir>/registry.sidecar.json`.
     pub data_dir: PathBuf,
-    /// sled page cache, bytes. Default 16 MiB.
+    /// sled page cache, bytes (an upper bound). Default 256 MiB (docs/BENCHMARKS.md, boot).
     pub cache_capacity: u64,
     /// sled background flush interval. Default 500 ms; durability points are explicit
     /// [`Registry::flush`] calls anyway.
@@ -55,18 +55,21 @@ pub struct RegistryConfig {
     /// and written in sorted sled batches of up to this many records. Default
     /// [`BULK_BUILD_RECORDS`].
     pub bulk_build_records: usize,
+    /// …after staging up to this many records in memory (default [`BULK_STAGE_RECORDS`]).
+    pub bulk_stage_records: usize,
 }
 
 impl RegistryConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         RegistryConfig {
             data_dir: data_dir.into(),
-            cache_capacity: 16 << 20,
+            cache_capacity: 256 << 20,
             flush_every_ms: Some(500),
             repair: false,
             anchor_seq: 0,
             base: None,
             bulk_build_records: BULK_BUILD_RECORDS,
+            bulk_stage_records: BULK_STAGE_RECORDS,
         }
     }
 }
@@ -246,6 +249,15 @@ const CATCH_UP_CHUNK: usize = 1000;
 /// ends (2,000,000 records per batch took the first boot at 1 M records from 5.7 to 10.1 GB).
 pub const BULK_BUILD_RECORDS: usize = 20_000;
 
+/// Staged records a build from nothing holds in memory before it writes them: the build
+/// writes its staged records in key order, [`BULK_BUILD_RECORDS`] per sled batch, so each
+/// batch fills neighbouring leaves instead of touching the whole tree (random uuids written
+/// as they come rewrote most of sled's nodes once per batch). The counters and the watermark
+/// go in the last batch, and a `building` mark written before the first batch is removed by
+/// it: a crash in between leaves the mark, and the next open rebuilds (docs/WAL.md §9).
+/// About 1 KB of memory per staged record.
+pub const BULK_STAGE_RECORDS: usize = 1_000_000;
+
 /// Reads through a chunk's staged values to sled.
 struct ChunkBase<'a> {
     reg: &'a Registry,
@@ -359,7 +371,7 @@ impl Registry {
             return Self::rebuild(cfg, reason, || wal(false));
         }
         let short = resume.filter(|r| existed && before >= r.registry_seq);
-        match reg.catch_up(wal(short.is_some()), cfg.bulk_build_records) {
+        match reg.catch_up(wal(short.is_some()), cfg.bulk_build_records, cfg.bulk_stage_records) {
             Ok(mut cu) => {
                 // A watermark at or before the compaction anchor names a COMMIT that was
                 // compacted (it was checked against the base's floor above).
@@ -432,7 +444,7 @@ impl Registry {
         };
         reg.init_meta()?;
         reg.seed(cfg)?;
-        let mut cu = reg.catch_up(wal(), cfg.bulk_build_records)?;
+        let mut cu = reg.catch_up(wal(), cfg.bulk_build_records, cfg.bulk_stage_records)?;
         cu.wal_last_seq = cu.wal_last_seq.max(cfg.anchor_seq);
         reg.flush()?;
         let report = OpenReport {
@@ -522,6 +534,9 @@ impl Registry {
                 return if empty { Ok(Loaded::Fresh) } else { Err(RebuildReason::MetaMissing) };
             }
         };
+        if self.read_meta(META_BUILDING).map_err(|e| unreadable(e.to_string()))?.is_some() {
+            return Err(unreadable("a build from the WAL was cut off before its last batch".into()));
+        }
         let schema = u32::try_from(schema).map_err(|_| RebuildReason::UnsupportedSchema { found: u32::MAX })?;
         if !(migrate::OLDEST_MIGRATABLE..=SCHEMA_VERSION).contains(&schema) {
             return Err(RebuildReason::UnsupportedSchema { found: schema });
@@ -837,7 +852,12 @@ impl Registry {
     /// the chunk's last COMMIT seq, atomically): a crash mid-replay leaves the registry at a
     /// chunk boundary, caught up from there at the next open. A migration (old schema) goes
     /// through [`Registry::apply_committed`] one transaction at a time.
-    fn catch_up<I: IntoIterator<Item = WalRead>>(&self, records: I, bulk_records: usize) -> Result<CatchUp> {
+    fn catch_up<I: IntoIterator<Item = WalRead>>(
+        &self,
+        records: I,
+        bulk_records: usize,
+        stage_records: usize,
+    ) -> Result<CatchUp> {
         let mut g = Grouper { watch_commit: Some(self.last_applied_seq()), ..Default::default() };
         let mut cu = CatchUp::default();
         let mut chunk = Chunk::default();
@@ -852,7 +872,7 @@ impl Registry {
             let r = match r {
                 Ok(r) => r,
                 Err(source) => {
-                    self.write_chunk(&mut chunk)?;
+                    self.write_chunk(&mut chunk, bulk_records)?;
                     return Err(RegistryError::WalRead { source });
                 }
             };
@@ -863,12 +883,12 @@ impl Registry {
                         Err(e) => {
                             // The transactions before the failing one are kept, as when each
                             // was written on its own.
-                            self.write_chunk(&mut chunk)?;
+                            self.write_chunk(&mut chunk, bulk_records)?;
                             return Err(e);
                         }
                     }
                 } else {
-                    self.write_chunk(&mut chunk)?;
+                    self.write_chunk(&mut chunk, bulk_records)?;
                     known = None;
                     self.apply_committed(&txn)?
                 };
@@ -877,7 +897,7 @@ impl Registry {
                     cu.skipped += rep.skipped.len() as u64;
                 }
                 let full = match known {
-                    Some(_) => chunk.live.len() + chunk.archive.len() >= bulk_records,
+                    Some(_) => chunk.live.len() + chunk.archive.len() >= stage_records.max(1),
                     None => chunk.txns >= CATCH_UP_CHUNK,
                 };
                 if full {
@@ -889,11 +909,11 @@ impl Registry {
                             };
                         }
                     }
-                    self.write_chunk(&mut chunk)?;
+                    self.write_chunk(&mut chunk, bulk_records)?;
                 }
             }
         }
-        self.write_chunk(&mut chunk)?;
+        self.write_chunk(&mut chunk, bulk_records)?;
         cu.wal_last_seq = g.last_seq;
         cu.found_last_commit = g.watch_found;
         Ok(cu)
@@ -939,25 +959,43 @@ impl Registry {
     }
 
     /// Write a chunk staged by [`Registry::stage_into`] as one sled batch; empties it.
-    fn write_chunk(&self, chunk: &mut Chunk) -> Result<()> {
+    fn write_chunk(&self, chunk: &mut Chunk, bulk_records: usize) -> Result<()> {
         if chunk.txns == 0 {
             return Ok(());
         }
         let c = std::mem::take(chunk);
         let mut meta = self.meta.lock().unwrap();
-        let mut b = sled::Batch::default();
+        // Key order, in batches of `bulk_records` (see BULK_STAGE_RECORDS); a catch-up chunk
+        // (CATCH_UP_CHUNK transactions) is one batch.
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(c.live.len() + c.archive.len());
         for ((p, u), value) in &c.live {
-            match value {
-                Some(e) => b.insert(live_key(p, u), encode(e)),
-                None => b.remove(live_key(p, u)),
-            }
+            writes.push((live_key(p, u), value.as_ref().map(encode)));
         }
         for e in &c.archive {
-            b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
+            writes.push((archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), Some(encode(e))));
         }
-        put_counts(&mut b, c.counts);
-        b.insert(meta_key(META_LAST), c.last.to_string().as_bytes());
-        self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
+        writes.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of two writes of one key, the later wins
+        let per_batch = bulk_records.max(1);
+        let batches = writes.len().div_ceil(per_batch).max(1);
+        let mut writes = writes.into_iter();
+        if batches > 1 {
+            self.tree.insert(meta_key(META_BUILDING), b"1".as_slice()).map_err(|e| self.sled_err("mark the build", e))?;
+        }
+        for n in 0..batches {
+            let mut b = sled::Batch::default();
+            for (key, value) in writes.by_ref().take(per_batch) {
+                match value {
+                    Some(v) => b.insert(key, v),
+                    None => b.remove(key),
+                }
+            }
+            if n + 1 == batches {
+                put_counts(&mut b, c.counts);
+                b.insert(meta_key(META_LAST), c.last.to_string().as_bytes());
+                b.remove(meta_key(META_BUILDING));
+            }
+            self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
+        }
         self.cache.clear();
         meta.last_applied_seq = c.last;
         meta.counts = c.counts;

@@ -644,18 +644,53 @@ fn a_bulk_build_equals_one_at_a_time_whatever_its_batch_size() {
     let (_one, reg1) = one_at_a_time(&txns);
     let expected = content(&reg1);
     assert!(expected.2.live > 100 && expected.2.tombstoned > 50 && expected.2.quarantined > 50, "{:?}", expected.2);
-    for bulk in [1, 7, 250, 100_000] {
+    // (records per sled batch, records staged in memory before a write)
+    for (bulk, stage) in [(1, 1), (7, 7), (7, 250), (250, 100_000), (100_000, 100_000), (3, 1_000_000)] {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = RegistryConfig::new(dir.path());
         cfg.bulk_build_records = bulk;
+        cfg.bulk_stage_records = stage;
         let (reg, rep) = Registry::open(&cfg, w.all()).unwrap();
         assert_eq!(rep.outcome, OpenOutcome::Created);
-        assert_eq!(content(&reg), expected, "bulk batches of {bulk}");
+        assert_eq!(content(&reg), expected, "bulk batches of {bulk}, staging {stage}");
         assert!(reg.parity(w.records.clone()).unwrap().is_empty());
         drop(reg);
         // Reopened as it is on disk (the counters checked against the records).
         assert_eq!(content(&Registry::open_for_check(&cfg).unwrap()), expected);
     }
+}
+
+/// A build from nothing that writes its staged records over several sled batches marks the
+/// registry `building` first and clears the mark in its last batch. A registry found with
+/// the mark (the daemon died between the batches) is rebuilt at the next open, never used.
+#[test]
+fn a_build_cut_off_between_its_batches_is_rebuilt_at_the_next_open() {
+    let mut w = Wal::default();
+    for i in 0..200u32 {
+        w.txn(&format!("op{i}"), &[register(i, &format!("N{i}"))]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RegistryConfig::new(dir.path());
+    cfg.bulk_build_records = 16;
+    let (reg, rep) = Registry::open(&cfg, w.all()).unwrap();
+    assert_eq!(rep.outcome, OpenOutcome::Created);
+    let expected = content(&reg);
+    drop(reg);
+    // What a cut-off build leaves: its first batches and the mark, not the last batch (the
+    // counters and watermark): written straight into sled.
+    {
+        let db = sled::open(dir.path().join("registry")).unwrap();
+        let tree = db.open_tree("registry").unwrap();
+        tree.insert(b"meta\0building".as_slice(), b"1".as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+    let (reg, rep) = Registry::open(&cfg, w.all()).unwrap();
+    assert!(matches!(rep.outcome, OpenOutcome::Rebuilt { .. }), "{:?}", rep.outcome);
+    assert_eq!(content(&reg), expected);
+    drop(reg);
+    // The rebuilt registry has no mark: it opens as it is.
+    let (_reg, rep) = Registry::open(&cfg, w.all()).unwrap();
+    assert_eq!(rep.outcome, OpenOutcome::Opened);
 }
 
 #[test]
