@@ -64,6 +64,7 @@ fn main() {
     );
 
     let clients = 8;
+    let cpu_clients = support::thread_cpu(daemon.child.id());
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|k| {
@@ -99,6 +100,10 @@ fn main() {
         ok as f64 / secs,
         support::pct(&mut all, 0.5),
         support::pct(&mut all, 0.99)
+    );
+    println!(
+        "  daemon CPU by thread ({clients} clients, while they ran): {}",
+        support::cpu_used(&cpu_clients, &support::thread_cpu(daemon.child.id()), ok)
     );
 
     let mut lat = Vec::new();
