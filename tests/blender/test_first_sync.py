@@ -408,8 +408,9 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     """A replay of a big project (a peer holds it, Blender joins with its factory startup
     scene) is applied in slices over several pump ticks, in the batch's order: parents
     before their children, into the batch's collection; nothing is captured or sent back
-    while it is under way, and one `applied` answers the whole batch at its end. Objects
-    are placed without `Object.users_collection` (quadratic in a big file). The addon never
+    while it is under way, and one `applied` answers the whole batch at its end. New
+    objects are parented outside the scene (in slices), then linked in one step of a tick of
+    its own, in the batch's order. Objects are placed without `Object.users_collection` (quadratic in a big file). The addon never
     evaluates the dependency graph itself (Blender's event loop does, after the tick), and
     the undo step is pushed on the tick after the answer (`budget.END_TICK`)."""
     from vibesync import capture
@@ -444,18 +445,26 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         vibesync.tick(1.0)
     assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
     ticks = 0
-    placed_at = answered_at = None
+    placed_at = answered_at = parented_at = None
     applied_before = s.applied_batches
+
+    def all_parented() -> bool:
+        obs = [s.registry.resolve(u) for u in kids]
+        return all(ob is not None and ob.parent == s.registry.resolve(roots[i % 4])
+                   for i, ob in enumerate(obs))
     while s.apply_job is not None:
         if answered_at is None:
             assert not applied_messages(scripted), "answered before the batch was applied"
-        # New objects join the scene together at the end: a link or parent per tick would
-        # make Blender rebuild the whole scene's dependency graph after every tick.
+        # New objects join the scene together at the end: a link per tick would make
+        # Blender rebuild the whole scene's dependency graph after every tick.
         assert len(bpy.context.scene.objects) in (in_scene, in_scene + 4 + n), \
             "new objects linked one slice at a time"
         vibesync.tick(1.0)
         ticks += 1
         assert ticks < 10000, "the batch's apply did not finish"
+        if parented_at is None and len(bpy.context.scene.objects) == in_scene \
+                and all_parented():
+            parented_at = ticks  # parented outside the scene (cheap there), not yet linked
         if placed_at is None and len(bpy.context.scene.objects) == in_scene + 4 + n:
             placed_at = ticks
         if placed_at is not None and answered_at is None:
@@ -474,6 +483,9 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     assert ticks > 1, "applied over several ticks"
     assert placed_at is not None and answered_at is not None and ticks == answered_at + 1, \
         (placed_at, answered_at, ticks)
+    # Parent before link: every new object had its parent in a tick before the one that
+    # linked them all (the link step starts a tick of its own, `budget.END_TICK`).
+    assert parented_at is not None and parented_at < placed_at, (parented_at, placed_at)
     pump_until(lambda: applied_messages(scripted), what="the batch answered")
     answers = applied_messages(scripted)
     assert len(answers) == 1 and set(answers[0]["hashes"]) == {cu, *roots, *kids}
@@ -487,6 +499,10 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         ob = s.registry.resolve(u)
         assert ob.parent == s.registry.resolve(roots[i % 4])
         assert ob.hide_get() == (i % 50 == 7)
+    # Linked in the batch's order (deterministic, whatever the slices were).
+    linked = [ob.name for ob in bpy.context.scene.collection.objects
+              if ob.name.startswith("Kid")]
+    assert linked == [f"Kid{i:04d}" for i in range(n)]
     pump_for(0.3)
     sent = [c for m in scripted.received if m.get("type") == "change"
             for c in m.get("changes", []) if c.get("uuid") in {cu, *roots, *kids}]
