@@ -410,9 +410,10 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     before their children, into the batch's collection; nothing is captured or sent back
     while it is under way, and one `applied` answers the whole batch at its end. New
     objects are parented outside the scene (in slices), then linked in one step of a tick of
-    its own, in the batch's order. Objects are placed without `Object.users_collection` (quadratic in a big file). The addon never
-    evaluates the dependency graph itself (Blender's event loop does, after the tick), and
-    the undo step is pushed on the tick after the answer (`budget.END_TICK`)."""
+    its own, in the batch's order. Objects are placed without `Object.users_collection`
+    (quadratic in a big file). The addon never evaluates the dependency graph itself
+    (Blender's event loop does, after the tick), and the undo step is pushed on the tick
+    after the answer (`budget.END_TICK`)."""
     from vibesync import capture
     s = vibesync._session()
     n = 400
