@@ -511,10 +511,15 @@ class Session:
             log.warning("vibesync: no replay within %.0f s of connecting; sending the file's "
                         "new datablocks as new", ADOPT_WAIT_S)
             self._open_adopt_gate()
-        work += self._apply_batches(deadline)
+        applied = self._apply_batches(deadline)
+        work += applied
         clock.lap("apply")
         if self.apply_job is not None:
             return work  # a big batch is being applied over several ticks
+        if applied and time.perf_counter() > deadline:
+            # A batch's last step (its undo push) used the tick: capture and send go on
+            # next tick instead of adding to it.
+            return work
         self.ai.poll(self)
         work += self.ai.run_pending(self)
         clock.lap("agent tools")
