@@ -399,7 +399,7 @@ def report(r: dict, receive: bool, meshes: int, grid: int) -> str:
 
 def blender_costs(n: int, parts: int = 10) -> str:
     """Blender's own costs when N new objects (10 roots, N parented to them) join a scene,
-    main-thread CPU, no addon: why `apply.place_unplaced` links and parents in one step.
+    main-thread CPU, no addon: why `apply.link_unplaced` links them in one step.
     (a) linked and parented at once, then one `view_layer.update` (Blender's event loop
     after the tick); (b) the same in `parts` slices with an update after each (as if each
     slice were a tick of its own); (c) one undo push in that scene; (d) one more object
