@@ -404,6 +404,49 @@ def test_the_result_of_a_batch_applied_as_participant_resolves_nothing_of_ours(s
     pump_until(lambda: vibesync.status()["in_flight"] == 0, what="our own result")
 
 
+def test_in_a_big_scene_a_batchs_new_objects_are_parented_in_the_link_step(scripted):
+    """Parenting an object, even one outside every scene, tags the relations of every
+    dependency graph for a rebuild that Blender runs after the tick and that grows with the
+    scene (docs/BENCHMARKS.md): in a scene of more than
+    `budget.SLICED_PARENTING_MAX_OBJECTS` objects the new objects are not parented in
+    slices over ticks but in the one step that links them, in the batch's order."""
+    from vibesync import budget
+    s = vibesync._session()
+    for i in range(budget.SLICED_PARENTING_MAX_OBJECTS + 1):
+        bpy.context.scene.collection.objects.link(bpy.data.objects.new(f"Held{i:04d}", None))
+    bpy.context.view_layer.update()
+    pump_until(lambda: not s.dirty and s.scan_job is None and s.scan_reason is None,
+               timeout=60.0, what="the scene's objects captured")
+    in_scene = len(bpy.context.scene.objects)
+    root = str(uuidlib.uuid4())
+    kids = [str(uuidlib.uuid4()) for _ in range(300)]
+    pose = {"r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}
+    changes = [{"op": "create", "uuid": root, "kind": "object", "name": "NewRoot",
+                "parent": None, "t": [0, 0, 0], **pose}]
+    changes += [{"op": "create", "uuid": u, "kind": "object", "name": f"NewKid{i:04d}",
+                 "parent": root, "t": [0, i, 0], **pose} for i, u in enumerate(kids)]
+    scripted.push(batch_frames("big-scene-1", 60, changes, path="resync"))
+    deadline = time.monotonic() + 10.0
+    while s.apply_job is None:
+        assert time.monotonic() < deadline, "timed out waiting for the batch's apply to start"
+        vibesync.tick(1.0)
+    ticks = 0
+    while s.apply_job is not None:
+        if len(bpy.context.scene.objects) == in_scene:
+            made = [s.registry.resolve(u) for u in kids]
+            assert not [ob for ob in made if ob is not None and ob.parent is not None], \
+                "parented in a tick before the link step"
+        vibesync.tick(1.0)
+        ticks += 1
+        assert ticks < 10_000
+    assert len(bpy.context.scene.objects) == in_scene + 1 + len(kids)
+    parent = s.registry.resolve(root)
+    assert all(s.registry.resolve(u).parent == parent for u in kids)
+    linked = [ob.name for ob in bpy.context.scene.collection.objects
+              if ob.name.startswith("New")]
+    assert linked == ["NewRoot"] + [f"NewKid{i:04d}" for i in range(len(kids))]
+
+
 def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, monkeypatch):
     """A replay of a big project (a peer holds it, Blender joins with its factory startup
     scene) is applied in slices over several pump ticks, in the batch's order: parents

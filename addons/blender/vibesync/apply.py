@@ -594,9 +594,11 @@ def parent_unplaced_steps(unplaced: dict, registry):
     (`identity.slices`); returns what `link_unplaced` links, in the same order: (object,
     the collection it joins or None for the scene's, visible). An unknown parent makes a
     root (§6.1); each parent is resolved once. An object outside every scene is cheap to
-    parent: Blender's dependency graph only holds what a scene holds, so parenting it in
-    slices over ticks costs no rebuild of the scene (docs/ARCHITECTURE.md "Main-thread
-    budget", docs/BENCHMARKS.md)."""
+    parent (no scene's dependency graph holds it), but each parenting still tags the
+    relations of every dependency graph for a rebuild that Blender runs after the tick and
+    that grows with the scene: `apply_batch_steps` slices this pass only in a small scene
+    (`budget.SLICED_PARENTING_MAX_OBJECTS`; docs/ARCHITECTURE.md "Main-thread budget",
+    docs/BENCHMARKS.md)."""
     parents: dict = {None: None}
     placed = []
     for item in identity.slices(list(unplaced.values())):
@@ -696,11 +698,14 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     the batch's undo step (`push_undo_step`) once it is done with it.
 
     New objects are made outside every scene, parented there in time slices
-    (`parent_unplaced_steps`: cheap, the scene's dependency graph does not hold them), then
-    the tick ends (`budget.END_TICK`) and they are linked to their collections in one step
-    at the start of the next (`link_unplaced`): each link tags Blender's dependency graph
-    for a rebuild of the whole scene (~600 ms at 10,000 objects, measured), which Blender
-    would otherwise redo after every tick of the batch. The view layer is not updated here: that rebuild is
+    (`parent_unplaced_steps`: cheap, the scene's dependency graph does not hold them; only
+    in a scene of at most `budget.SLICED_PARENTING_MAX_OBJECTS`, where the relations
+    rebuild each parenting tick leads to is small), then the tick ends (`budget.END_TICK`)
+    and they are linked to their collections in one step at the start of the next
+    (`link_unplaced`; in a bigger scene parented in that step too, `place_unplaced`): each
+    link tags Blender's dependency graph for a rebuild of the whole scene (~600 ms at
+    10,000 objects, measured), which Blender would otherwise redo after every tick of the
+    batch. The view layer is not updated here: that rebuild is
     Blender's own, run by its event loop right after the tick (docs/BENCHMARKS.md), and
     nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
     reads local transforms, parents and flags)."""
@@ -722,11 +727,17 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
                            "error": str(e)})
         yield
     if unplaced:
-        # Parented in slices while outside every scene, then the tick ends and the link
-        # step starts the next one: the one step that puts them in the scene.
-        placed = yield from parent_unplaced_steps(unplaced, registry)
-        yield budget.END_TICK
-        link_unplaced(placed, registry)
+        if len(bpy.context.scene.objects) <= budget.SLICED_PARENTING_MAX_OBJECTS:
+            # Parented in slices while outside every scene, then the tick ends and the
+            # link step starts the next one: the one step that puts them in the scene.
+            placed = yield from parent_unplaced_steps(unplaced, registry)
+            yield budget.END_TICK
+            link_unplaced(placed, registry)
+        else:
+            # A big scene: each parenting tick would be followed by Blender's rebuild of
+            # the whole scene's relations; parented and linked in one step, one rebuild.
+            yield budget.END_TICK
+            place_unplaced(unplaced, registry)
         yield  # ~10 ms at 10,000 objects: what follows waits for the next tick
     result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
                    "meshes": meshes})
