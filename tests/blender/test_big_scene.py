@@ -290,3 +290,62 @@ def test_an_apply_step_that_cannot_be_split_starts_a_tick_and_the_undo_step_foll
                       b"VSM1")]
     steps = list(apply_mod.apply_batch_steps(batch, s.registry, 1.0, {}))
     assert steps.count(budget.HEAVY_NEXT) == 1 and steps.index(budget.HEAVY_NEXT) == 1
+
+
+def test_a_material_change_marks_every_object_showing_it_over_several_ticks(scripted):
+    """A material travels in the state of every object that shows it (§6.1): its capture
+    marks them all for capture again. That is a pass over every object
+    (`capture.first_material` each, ~16 ms at 10,000 objects): `Session._material_step` runs
+    it in slices over ticks, marking exactly the objects that show the material, each once,
+    in `bpy.data.objects` order; an object removed between two slices is skipped, not
+    read."""
+    s = vibesync._session()
+    mat = bpy.data.materials.new("Shared")
+    shown = bpy.data.meshes.new("Shown")
+    shown.materials.append(mat)
+    plain = bpy.data.meshes.new("Plain")
+    n = 6000
+    for i in range(n):
+        ob = bpy.data.objects.new(f"Obj{i:05d}", shown if i % 3 else plain)
+        bpy.context.scene.collection.objects.link(ob)
+    bpy.context.view_layer.update()
+    # The first sync's captures (the scripted daemon answers nothing: they stay in flight).
+    pump_until(lambda: not s.dirty and s.scan_job is None and s.scan_reason is None,
+               timeout=60.0, what="the new objects captured")
+    assert s.material_job is None and not s.material_users
+
+    class Marks(set):
+        """The pump's dirty set, recording which tick marked what."""
+        tick = 0
+        at: list = []
+
+        def add(self, key):
+            self.at.append((self.tick, key))
+            super().add(key)
+    s.dirty = Marks(s.dirty)
+    users = {ob.session_uid for ob in bpy.data.objects if ob.data == shown}
+    mat.diffuse_color = (1.0, 0.0, 0.0, 1.0)
+    bpy.context.view_layer.update()  # the depsgraph reports the material
+    del Marks.at[:]  # (and may report some of its objects: the pump's marks are counted)
+    gone = None
+    ticks = 0
+    while True:
+        Marks.tick = ticks
+        vibesync.tick(0.01)  # past its budget at once: one slice per tick
+        ticks += 1
+        assert ticks < 10_000, "the material's pass did not finish"
+        if s.material_job is not None and gone is None:
+            # A person deletes an object the pass has not reached yet, between two ticks.
+            victim = bpy.data.objects[f"Obj{n - 1:05d}"]
+            gone = victim.session_uid
+            bpy.data.objects.remove(victim)
+            users.discard(gone)
+        if gone is not None and s.material_job is None and not s.material_users:
+            break
+    marked = [(t, k[1]) for t, k in Marks.at if k[0] == "object"]
+    assert {sid for _, sid in marked} == users, "exactly the objects showing the material"
+    assert len(marked) == len(users), "each once"
+    assert len({t for t, _ in marked}) > 1, "marked over several ticks, not in one"
+    order = [sid for _, sid in marked]
+    expected = [ob.session_uid for ob in bpy.data.objects if ob.session_uid in users]
+    assert order == expected, "in bpy.data.objects order"

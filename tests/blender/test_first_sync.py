@@ -404,14 +404,59 @@ def test_the_result_of_a_batch_applied_as_participant_resolves_nothing_of_ours(s
     pump_until(lambda: vibesync.status()["in_flight"] == 0, what="our own result")
 
 
+def test_in_a_big_scene_a_batchs_new_objects_are_parented_in_the_link_step(scripted):
+    """Parenting an object, even one outside every scene, tags the relations of every
+    dependency graph for a rebuild that Blender runs after the tick and that grows with the
+    scene (docs/BENCHMARKS.md): in a scene of more than
+    `budget.SLICED_PARENTING_MAX_OBJECTS` objects the new objects are not parented in
+    slices over ticks but in the one step that links them, in the batch's order."""
+    from vibesync import budget
+    s = vibesync._session()
+    for i in range(budget.SLICED_PARENTING_MAX_OBJECTS + 1):
+        bpy.context.scene.collection.objects.link(bpy.data.objects.new(f"Held{i:04d}", None))
+    bpy.context.view_layer.update()
+    pump_until(lambda: not s.dirty and s.scan_job is None and s.scan_reason is None,
+               timeout=60.0, what="the scene's objects captured")
+    in_scene = len(bpy.context.scene.objects)
+    root = str(uuidlib.uuid4())
+    kids = [str(uuidlib.uuid4()) for _ in range(300)]
+    pose = {"r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}
+    changes = [{"op": "create", "uuid": root, "kind": "object", "name": "NewRoot",
+                "parent": None, "t": [0, 0, 0], **pose}]
+    changes += [{"op": "create", "uuid": u, "kind": "object", "name": f"NewKid{i:04d}",
+                 "parent": root, "t": [0, i, 0], **pose} for i, u in enumerate(kids)]
+    scripted.push(batch_frames("big-scene-1", 60, changes, path="resync"))
+    deadline = time.monotonic() + 10.0
+    while s.apply_job is None:
+        assert time.monotonic() < deadline, "timed out waiting for the batch's apply to start"
+        vibesync.tick(1.0)
+    ticks = 0
+    while s.apply_job is not None:
+        if len(bpy.context.scene.objects) == in_scene:
+            made = [s.registry.resolve(u) for u in kids]
+            assert not [ob for ob in made if ob is not None and ob.parent is not None], \
+                "parented in a tick before the link step"
+        vibesync.tick(1.0)
+        ticks += 1
+        assert ticks < 10_000
+    assert len(bpy.context.scene.objects) == in_scene + 1 + len(kids)
+    parent = s.registry.resolve(root)
+    assert all(s.registry.resolve(u).parent == parent for u in kids)
+    linked = [ob.name for ob in bpy.context.scene.collection.objects
+              if ob.name.startswith("New")]
+    assert linked == ["NewRoot"] + [f"NewKid{i:04d}" for i in range(len(kids))]
+
+
 def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, monkeypatch):
     """A replay of a big project (a peer holds it, Blender joins with its factory startup
     scene) is applied in slices over several pump ticks, in the batch's order: parents
     before their children, into the batch's collection; nothing is captured or sent back
-    while it is under way, and one `applied` answers the whole batch at its end. Objects
-    are placed without `Object.users_collection` (quadratic in a big file). The addon never
-    evaluates the dependency graph itself (Blender's event loop does, after the tick), and
-    the undo step is pushed on the tick after the answer (`budget.END_TICK`)."""
+    while it is under way, and one `applied` answers the whole batch at its end. New
+    objects are parented outside the scene (in slices), then linked in one step of a tick of
+    its own, in the batch's order. Objects are placed without `Object.users_collection`
+    (quadratic in a big file). The addon never evaluates the dependency graph itself
+    (Blender's event loop does, after the tick), and the undo step is pushed on the tick
+    after the answer (`budget.END_TICK`)."""
     from vibesync import capture
     s = vibesync._session()
     n = 400
@@ -444,18 +489,26 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         vibesync.tick(1.0)
     assert s.apply_job is not None, "a 405-change batch is not applied in one tick"
     ticks = 0
-    placed_at = answered_at = None
+    placed_at = answered_at = parented_at = None
     applied_before = s.applied_batches
+
+    def all_parented() -> bool:
+        obs = [s.registry.resolve(u) for u in kids]
+        return all(ob is not None and ob.parent == s.registry.resolve(roots[i % 4])
+                   for i, ob in enumerate(obs))
     while s.apply_job is not None:
         if answered_at is None:
             assert not applied_messages(scripted), "answered before the batch was applied"
-        # New objects join the scene together at the end: a link or parent per tick would
-        # make Blender rebuild the whole scene's dependency graph after every tick.
+        # New objects join the scene together at the end: a link per tick would make
+        # Blender rebuild the whole scene's dependency graph after every tick.
         assert len(bpy.context.scene.objects) in (in_scene, in_scene + 4 + n), \
             "new objects linked one slice at a time"
         vibesync.tick(1.0)
         ticks += 1
         assert ticks < 10000, "the batch's apply did not finish"
+        if parented_at is None and len(bpy.context.scene.objects) == in_scene \
+                and all_parented():
+            parented_at = ticks  # parented outside the scene (cheap there), not yet linked
         if placed_at is None and len(bpy.context.scene.objects) == in_scene + 4 + n:
             placed_at = ticks
         if placed_at is not None and answered_at is None:
@@ -474,6 +527,9 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     assert ticks > 1, "applied over several ticks"
     assert placed_at is not None and answered_at is not None and ticks == answered_at + 1, \
         (placed_at, answered_at, ticks)
+    # Parent before link: every new object had its parent in a tick before the one that
+    # linked them all (the link step starts a tick of its own, `budget.END_TICK`).
+    assert parented_at is not None and parented_at < placed_at, (parented_at, placed_at)
     pump_until(lambda: applied_messages(scripted), what="the batch answered")
     answers = applied_messages(scripted)
     assert len(answers) == 1 and set(answers[0]["hashes"]) == {cu, *roots, *kids}
@@ -487,6 +543,10 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         ob = s.registry.resolve(u)
         assert ob.parent == s.registry.resolve(roots[i % 4])
         assert ob.hide_get() == (i % 50 == 7)
+    # Linked in the batch's order (deterministic, whatever the slices were).
+    linked = [ob.name for ob in bpy.context.scene.collection.objects
+              if ob.name.startswith("Kid")]
+    assert linked == [f"Kid{i:04d}" for i in range(n)]
     pump_for(0.3)
     sent = [c for m in scripted.received if m.get("type") == "change"
             for c in m.get("changes", []) if c.get("uuid") in {cu, *roots, *kids}]

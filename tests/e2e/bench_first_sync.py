@@ -399,11 +399,12 @@ def report(r: dict, receive: bool, meshes: int, grid: int) -> str:
 
 def blender_costs(n: int, parts: int = 10) -> str:
     """Blender's own costs when N new objects (10 roots, N parented to them) join a scene,
-    main-thread CPU, no addon: why `apply.place_unplaced` links and parents in one step.
+    main-thread CPU, no addon: why `apply.link_unplaced` links them in one step.
     (a) linked and parented at once, then one `view_layer.update` (Blender's event loop
     after the tick); (b) the same in `parts` slices with an update after each (as if each
     slice were a tick of its own); (c) one undo push in that scene; (d) one more object
-    linked, then an update (any structural edit in a scene of that size)."""
+    linked, then an update (any structural edit in a scene of that size); (e) the addon
+    receiving them as one batch (`receive_costs`)."""
     def t():
         return time.thread_time() * 1000.0
 
@@ -460,7 +461,96 @@ def blender_costs(n: int, parts: int = 10) -> str:
             f"(b) in {parts} slices with an update after each: link and parent "
             f"{sliced_link:.1f} ms, updates {sliced_eval:.1f} ms in all (each: "
             f"{', '.join(f'{e:.0f}' for e in evals)} ms); (c) one undo push in that scene "
-            f"{undo:.1f} ms; (d) one more object linked, then an update: {one_more:.1f} ms")
+            f"{undo:.1f} ms; (d) one more object linked, then an update: {one_more:.1f} ms; "
+            f"{receive_costs(n)}; {receive_costs(n, held=n)}")
+
+
+def receive_costs(n: int, held: int = 0) -> str:
+    """(e) The addon receives N new objects (10 roots, N parented to them) as one `resync`
+    batch into the factory startup scene, no daemon: the batch is handed to a session that
+    is not connected, and the loop does what Blender's event loop does between two timer
+    ticks (`view_layer.update`, timed apart) and the addon's tick (8 ms budget, main-thread
+    CPU). Reports the worst tick and what it ran, the ticks over 16 ms, the link step
+    (`apply.link_unplaced`, when the addon has one) and the time until every object is held
+    (the batch applied and answered, its undo step pushed). (f) `held`: the same into a
+    scene that already holds that many objects (bound and captured before the batch)."""
+    from vibesync import apply as apply_mod
+    from vibesync import budget, pump
+
+    def t():
+        return time.thread_time() * 1000.0
+
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    bpy.context.preferences.edit.undo_steps = 32
+    for i in range(held):
+        bpy.context.scene.collection.objects.link(bpy.data.objects.new(f"Held{i:05d}", None))
+    bpy.context.view_layer.update()
+    s = pump.Session("127.0.0.1", 1, "0" * 64, None, "bench", str(uuid.uuid4()))
+    vibesync._state["session"] = s
+    while s.scan_job is not None or s.scan_reason is not None or s.dirty:
+        s.tick(budget.TICK_BUDGET_MS)
+    links: list[float] = []
+    undos: list[float] = []
+    link = getattr(apply_mod, "link_unplaced", None)
+    undo = apply_mod.push_undo_step
+
+    def timed(fn, into):
+        def run(*a, **k):
+            c = t()
+            try:
+                return fn(*a, **k)
+            finally:
+                into.append((t() - c, len(ticks)))
+        return run
+    if link is not None:
+        apply_mod.link_unplaced = timed(link, links)
+    apply_mod.push_undo_step = timed(undo, undos)
+    roots = [str(uuid.uuid4()) for _ in range(10)]
+    kids = [str(uuid.uuid4()) for _ in range(n)]
+    batch = apply_mod.Batch("bench-receive", 1, "resync", n + 10)
+    pose = {"r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}
+    batch.changes = [({"op": "create", "uuid": u, "kind": "object", "name": f"Root{i}",
+                       "parent": None, "t": [i, 0, 0], **pose}, b"") for i, u in enumerate(roots)]
+    batch.changes += [({"op": "create", "uuid": u, "kind": "object", "name": f"Kid{i:05d}",
+                        "parent": roots[i % 10], "t": [0, i * 0.01, 0], **pose}, b"")
+                      for i, u in enumerate(kids)]
+    gc.collect()
+    start = time.perf_counter()
+    s.batches.append(batch)
+    ticks: list[tuple[float, dict]] = []
+    evals: list[float] = []
+    try:
+        while s.batches or s.apply_job is not None:
+            s.step_cpu_ms.clear()
+            c = t()
+            s.tick(budget.TICK_BUDGET_MS)
+            ticks.append((t() - c, dict(s.step_cpu_ms)))
+            c = t()
+            bpy.context.view_layer.update()  # Blender's event loop after the tick
+            evals.append(t() - c)
+        held_s = time.perf_counter() - start
+        got = sum(1 for u in roots + kids if s.registry.resolve(u) is not None)
+    finally:
+        if link is not None:
+            apply_mod.link_unplaced = link
+        apply_mod.push_undo_step = undo
+        vibesync._state["session"] = None
+    worst, worst_steps = max(ticks, key=lambda x: x[0])
+    worst_at = next(i for i, x in enumerate(ticks) if x[0] == worst)
+    what = {i: f"link {ms:.1f}" for ms, i in links}
+    what.update({i: f"undo push {ms:.1f}" for ms, i in undos})
+    over = [round(ms, 1) for ms, _ in ticks if ms > 16.0]
+    return (f"{'(f)' if held else '(e)'} the addon receives {n} new objects (+10 roots) as one "
+            f"batch into a scene of {len(bpy.context.scene.objects) - n - 10} objects (load "
+            f"{os.getloadavg()[0]:.1f}): {len(ticks)} ticks, worst {worst:.1f} ms CPU "
+            f"(tick {worst_at}: {what.get(worst_at, '')}; steps: "
+            f"{', '.join(f'{k} {v:.1f}' for k, v in worst_steps.items() if v >= 1.0)}), "
+            f"ticks over 16 ms: {len(over)} {over}; link step "
+            f"{', '.join(f'{x:.1f} (tick {i})' for x, i in links) or 'none (with the parenting)'}"
+            f" ms; undo push {', '.join(f'{x:.1f} (tick {i})' for x, i in undos)} ms; "
+            f"Blender's own evaluation between ticks: worst {max(evals):.1f} ms, "
+            f"{sum(1 for e in evals if e > 16.0)} over 16 ms, {sum(evals) / 1000:.2f} s in all; "
+            f"all {got} held after {held_s:.2f} s")
 
 
 def main() -> int:

@@ -256,8 +256,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
     (mesh_hash, attachment)) so the pump keeps the incoming hash as that mesh's identity.
     `unplaced` (uuid -> (object, parent uuid, visible)): a new object is made outside every
-    scene and recorded there, to be linked and parented by `place_unplaced` (see
-    `apply_batch_steps`); a later change of the same uuid places it first.
+    scene and recorded there, to be parented and linked at the batch's end (see
+    `apply_batch_steps`); a later change of the same uuid places it first (`place_unplaced`).
     """
     if meshes is None:
         meshes = {}
@@ -583,28 +583,62 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
 
 
 def place_unplaced(unplaced: dict, registry) -> None:
-    """Link and parent the new objects `apply_change` made outside every scene (uuid ->
-    (object, parent uuid, visible)), in one pass; an unknown parent makes a root (§6.1).
-    One step on purpose: every link or parent tags Blender's dependency graph for a rebuild
-    of the whole scene, which its event loop runs after the tick -- spread over k ticks, it
-    would be built k times (docs/BENCHMARKS.md). Each parent is resolved once."""
-    link = bpy.context.scene.collection.objects.link
+    """Parent, then link, the new objects `apply_change` made outside every scene (uuid ->
+    (object, parent uuid, visible)), in one go (`parent_unplaced_steps`, `link_unplaced`)."""
+    link_unplaced(identity.run_to_end(parent_unplaced_steps(unplaced, registry)), registry)
+
+
+def parent_unplaced_steps(unplaced: dict, registry):
+    """Parent the new objects made outside every scene (uuid -> (object, parent uuid,
+    visible)) in the batch's order, a generator yielding between time slices
+    (`identity.slices`); returns what `link_unplaced` links, in the same order: (object,
+    the collection it joins or None for the scene's, visible). An unknown parent makes a
+    root (§6.1); each parent is resolved once. An object outside every scene is cheap to
+    parent (no scene's dependency graph holds it), but each parenting still tags the
+    relations of every dependency graph for a rebuild that Blender runs after the tick and
+    that grows with the scene: `apply_batch_steps` slices this pass only in a small scene
+    (`budget.SLICED_PARENTING_MAX_OBJECTS`; docs/ARCHITECTURE.md "Main-thread budget",
+    docs/BENCHMARKS.md)."""
     parents: dict = {None: None}
-    hidden = []
-    for ob, parent, visible in unplaced.values():
+    placed = []
+    for item in identity.slices(list(unplaced.values())):
+        if item is identity.YIELD:
+            yield
+            continue
+        ob, parent, visible = item
         pob = parents.get(parent, parents)
         if pob is parents:
             pob = parents[parent] = registry.resolve(parent)
+        if isinstance(pob, bpy.types.Object):
+            try:
+                ob.parent = pob
+            except (ReferenceError, RuntimeError) as e:  # removed, or a parent loop
+                log.error("cannot parent %s to %s: %s", ob, parent, e)
+        placed.append((ob, pob if isinstance(pob, bpy.types.Collection) else None, visible))
+    return placed
+
+
+def link_unplaced(placed: list, registry) -> None:
+    """Link the objects `parent_unplaced_steps` parented to their collections, in one step:
+    every link tags Blender's dependency graph for a rebuild of the whole scene, which its
+    event loop runs after the tick -- spread over k ticks, it would be built k times
+    (docs/BENCHMARKS.md). Hidden ones are hidden once all are linked (one view-layer
+    resync). A collection removed meanwhile (a person, between two ticks) leaves the object
+    in the scene's collection."""
+    scene_link = bpy.context.scene.collection.objects.link
+    hidden = []
+    for ob, coll, visible in placed:
         try:
-            if isinstance(pob, bpy.types.Collection):
-                pob.objects.link(ob)
-                registry.set_container(ob, pob)
+            if coll is not None:
+                try:
+                    coll.objects.link(ob)
+                    registry.set_container(ob, coll)
+                except ReferenceError:
+                    scene_link(ob)
             else:
-                link(ob)
-                if isinstance(pob, bpy.types.Object):
-                    ob.parent = pob
-        except (ReferenceError, RuntimeError) as e:  # removed, or a parent loop
-            log.error("cannot place %s under %s: %s", ob, parent, e)
+                scene_link(ob)
+        except (ReferenceError, RuntimeError) as e:  # removed meanwhile
+            log.error("cannot link %s: %s", ob, e)
             continue
         if not visible:
             hidden.append(ob)
@@ -663,10 +697,15 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     are applied in order, and `result` is filled in when it is exhausted. The caller pushes
     the batch's undo step (`push_undo_step`) once it is done with it.
 
-    New objects are made outside every scene and linked and parented together at the end
-    (`place_unplaced`): each link or parent tags Blender's dependency graph for a rebuild
-    of the whole scene (~600 ms at 10,000 objects, measured), which Blender would otherwise
-    redo after every tick of the batch. The view layer is not updated here: that rebuild is
+    New objects are made outside every scene, parented there in time slices
+    (`parent_unplaced_steps`: cheap, the scene's dependency graph does not hold them; only
+    in a scene of at most `budget.SLICED_PARENTING_MAX_OBJECTS`, where the relations
+    rebuild each parenting tick leads to is small), then the tick ends (`budget.END_TICK`)
+    and they are linked to their collections in one step at the start of the next
+    (`link_unplaced`; in a bigger scene parented in that step too, `place_unplaced`): each
+    link tags Blender's dependency graph for a rebuild of the whole scene (~600 ms at
+    10,000 objects, measured), which Blender would otherwise redo after every tick of the
+    batch. The view layer is not updated here: that rebuild is
     Blender's own, run by its event loop right after the tick (docs/BENCHMARKS.md), and
     nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
     reads local transforms, parents and flags)."""
@@ -688,7 +727,18 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
                            "error": str(e)})
         yield
     if unplaced:
-        place_unplaced(unplaced, registry)
+        if len(bpy.context.scene.objects) <= budget.SLICED_PARENTING_MAX_OBJECTS:
+            # Parented in slices while outside every scene, then the tick ends and the
+            # link step starts the next one: the one step that puts them in the scene.
+            placed = yield from parent_unplaced_steps(unplaced, registry)
+            yield budget.END_TICK
+            link_unplaced(placed, registry)
+        else:
+            # A big scene: each parenting tick would be followed by Blender's rebuild of
+            # the whole scene's relations; parented and linked in one step, one rebuild.
+            yield budget.END_TICK
+            place_unplaced(unplaced, registry)
+        yield  # ~10 ms at 10,000 objects: what follows waits for the next tick
     result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
                    "meshes": meshes})
 

@@ -174,6 +174,10 @@ class Session:
         self._progress: dict | None = None
         self._progress_at = 0.0
         self.progress_job = None
+        # Materials captured as changed whose users (every object showing them) are still
+        # to be marked for capture, and the pass marking them in slices (`_material_step`).
+        self.material_users: set[int] = set()
+        self.material_job = None
         # A transport event being handled over several ticks (a big `batch_result` or
         # register `ack`, the `connected` resend of a big file): (generator, kind).
         self.event_job: tuple | None = None
@@ -346,6 +350,7 @@ class Session:
             which = self.scan_reason
         self.scan_job = None
         self.sweep_job = None
+        self._drop_material_pass()  # the rescan marks the rebound objects anyway
         self.scan_reason = which
 
     def on_load(self) -> None:
@@ -411,6 +416,7 @@ class Session:
             n += len(self.collector.current.changes)  # a big replay still arriving
         if self.scan_job is not None or self.scan_reason is not None:
             n += 1
+        n += self.material_job is not None or bool(self.material_users)
         if self.connected and not self.safe_mode:
             n += len(self.to_register) + len(self.out_ops) + len(self.inflight) \
                 + (self.event_job is not None)
@@ -505,13 +511,20 @@ class Session:
             log.warning("vibesync: no replay within %.0f s of connecting; sending the file's "
                         "new datablocks as new", ADOPT_WAIT_S)
             self._open_adopt_gate()
-        work += self._apply_batches(deadline)
+        applied = self._apply_batches(deadline)
+        work += applied
         clock.lap("apply")
         if self.apply_job is not None:
             return work  # a big batch is being applied over several ticks
+        if applied and time.perf_counter() > deadline:
+            # A batch's last step (its undo push) used the tick: capture and send go on
+            # next tick instead of adding to it.
+            return work
         self.ai.poll(self)
         work += self.ai.run_pending(self)
         clock.lap("agent tools")
+        work += self._material_step(deadline)
+        clock.lap("material users")
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
@@ -959,6 +972,7 @@ class Session:
         self.dirty.clear()
         self.geometry_dirty.clear()
         self.waiting_edit.clear()
+        self._drop_material_pass()
         self.batches.clear()
         self.collector.current = None
         # Another file: its own project and replay position (§6.6), nothing of the last one.
@@ -1527,6 +1541,51 @@ class Session:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
         return n
 
+    def _material_step(self, deadline: float) -> int:
+        """Mark for capture every object showing a material captured as changed: start (or
+        resume) the pass over every object and run it until `deadline`, one slice at least
+        (docs/ARCHITECTURE.md "Main-thread budget": `capture.first_material` per object is
+        ~16 ms at 10,000 objects). Materials changed while a pass runs get a pass of their
+        own after it. Returns 1 when it did work."""
+        if self.material_job is None:
+            if not self.material_users:
+                return 0
+            self.material_job = self._material_steps(self.material_users)
+            self.material_users = set()
+        try:
+            while True:
+                next(self.material_job)
+                if time.perf_counter() >= deadline:
+                    return 1
+        except StopIteration:
+            self.material_job = None
+        return 1
+
+    def _material_steps(self, materials: set[int]):
+        """The pass of `_material_step` over the objects there are when it starts (their
+        session_uids, read at C speed; each looked up when its slice comes, so an object
+        renamed or removed meanwhile is neither skipped nor read after its removal; one
+        added meanwhile is captured whole as a new object)."""
+        objs = bpy.data.objects
+        sids = array.array("i", bytes(4 * len(objs)))
+        objs.foreach_get("session_uid", sids)
+        lookup = self.registry.lookup
+        for sid in identity.slices(sids):
+            if sid is identity.YIELD:
+                yield
+                continue
+            ob = lookup("object", sid)
+            if ob is None:
+                continue
+            mat = capture.first_material(ob)
+            if mat is not None and mat.session_uid in materials:
+                self.dirty.add(("object", sid))
+
+    def _drop_material_pass(self) -> None:
+        """Undo, redo and load mark every rebound object anyway: no pass is left over."""
+        self.material_users.clear()
+        self.material_job = None
+
     def _generated_ready(self, uuid: str, ob, key) -> bool:
         """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
         under the object's own uuid; a note when instances were left out (limits). Big
@@ -1652,11 +1711,9 @@ class Session:
             for c in idb.children:
                 self.dirty.add(("collection", c.session_uid))
         if kind == "material":
-            # The material travels in the state of every object that shows it.
-            for ob in bpy.data.objects:
-                mat = capture.first_material(ob)
-                if mat is not None and mat.session_uid == idb.session_uid:
-                    self.dirty.add(("object", ob.session_uid))
+            # The material travels in the state of every object that shows it: a pass over
+            # every object, in slices over ticks (`_material_step`).
+            self.material_users.add(idb.session_uid)
         state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)
         prev = self.last_sent.get(uuid)
         ops = capture.diff_ops(uuid, prev, state)
@@ -1853,6 +1910,8 @@ class Session:
                 jobs = [f for f, _ in self.mesh_jobs.values()] + [f for f, _ in self.alias_jobs.values()]
                 if jobs:
                     concurrent.futures.wait(jobs, timeout=10.0)
+                while self._material_step(float("inf")):
+                    pass
                 if not self.dirty and not jobs:
                     break
                 self._process_dirty(float("inf"))
