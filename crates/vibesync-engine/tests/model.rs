@@ -887,3 +887,25 @@ fn machine_regression_refused_resend_ends_kept() {
         panic!("{e}");
     }
 }
+
+/// Blender applies an agent's slow batch (seq 5) while it is still in flight, then a person
+/// deletes one of its objects with `base_seq` 5: the delete was refused `STALE` as if made
+/// before the batch, the resync was lost in a disconnect, and the replay after `last_seq` 5
+/// did not bring the object back. A change based on the batch's seq or later is not stale: it
+/// waits for the batch and commits after it (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_change_after_inflight_batch_is_not_stale() {
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Delete, auto: false },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
