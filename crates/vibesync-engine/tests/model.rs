@@ -909,3 +909,25 @@ fn machine_regression_change_after_inflight_batch_is_not_stale() {
         panic!("{e}");
     }
 }
+
+/// Unity, reconnecting with `last_seq` 0 while an agent's create is in flight, creates the
+/// same uuid as a person's edit: refused `STALE` (its base is before the batch). The daemon
+/// restarts before the batch commits (rolled back, `RECOVERED_INCOMPLETE`) and before the
+/// resync: the replay from `last_seq` 0 sent no `delete` for the never-committed uuid, and
+/// Unity kept an object the registry does not have (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_replay_from_zero_deletes_rolled_back_uuids() {
+    use machine::Act::*;
+    let acts = vec![
+        Disconnect { ed: 1 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

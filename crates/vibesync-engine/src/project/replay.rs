@@ -125,12 +125,10 @@ impl Project {
         };
         let rolled: HashSet<String> = self.rolled_back.iter().filter(theirs).flat_map(not_kept).collect();
         // Sync batches rolled back after `last_seq` whose uuids have no committed state: the
-        // editor may hold their provisional create (only after a `last_seq` of its own).
-        let gone: HashSet<String> = if last_seq > 0 {
-            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect()
-        } else {
-            HashSet::new()
-        };
+        // editor may hold their provisional create, or its own create refused beside it —
+        // also from `last_seq` 0 (a fresh file, an editor that never applied a batch).
+        let gone: HashSet<String> =
+            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect();
         // Batches that committed after `last_seq` with STEPs before it: the editor may have
         // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
         let rolled: HashSet<String> = rolled
@@ -211,7 +209,8 @@ impl Project {
 /// uuid changed after it or rolled back since (`rolled`) — of every live uuid when `full`
 /// (`last_seq` is before the WAL's compaction anchor, docs/WAL.md §11) — parents first, then
 /// `delete` for uuids of rolled-back sync batches (`gone`) that have no committed state and for
-/// uuids tombstoned after it. Any read failure is an error.
+/// uuids tombstoned after it, also after `last_seq` 0. The caller leaves out the uuids its
+/// editor keeps as a person's edit. Any read failure is an error.
 pub fn replay_ops(
     view: &dyn View,
     last_seq: u64,
@@ -245,15 +244,15 @@ pub fn replay_ops(
             ops.push((u.clone(), ChangeOp::Delete));
         }
     }
-    if last_seq > 0 {
-        for e in view.archived_entries().map_err(read)? {
-            if e.tombstone_seq.unwrap_or(0) > last_seq
-                && e.state.is_some()
-                && seen.insert(e.uuid.clone())
-                && view.lookup(&e.uuid).map_err(read)?.is_none()
-            {
-                ops.push((e.uuid, ChangeOp::Delete));
-            }
+    // Tombstoned after `last_seq` — from `last_seq` 0 too: an editor with nothing synced may
+    // still hold the object (a file opened without its saved seq, a create it made itself).
+    for e in view.archived_entries().map_err(read)? {
+        if e.tombstone_seq.unwrap_or(0) > last_seq
+            && e.state.is_some()
+            && seen.insert(e.uuid.clone())
+            && view.lookup(&e.uuid).map_err(read)?.is_none()
+        {
+            ops.push((e.uuid, ChangeOp::Delete));
         }
     }
     Ok(ops)
