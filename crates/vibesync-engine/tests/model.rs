@@ -931,3 +931,58 @@ fn machine_regression_replay_from_zero_deletes_rolled_back_uuids() {
         panic!("{e}");
     }
 }
+
+/// An editor reconnects with `last_seq` 0 while a batch is in flight (its replay waits for
+/// it) and re-sends a create refused `STALE`: the resync that follows went out at once,
+/// before the replay, with the daemon's last seq, so the editor's `last_seq` passed objects
+/// the replay was to bring; it disconnected before reading the replay and the next replay,
+/// after that seq, left them out. A resync waits behind a pending replay of its session
+/// (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_resync_waits_behind_pending_replay_1() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Restart { cut: None },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor reconnects with `last_seq` 0 while a batch is in flight (its replay waits for
+/// it) and re-sends a create refused `STALE`: the resync that follows went out at once,
+/// before the replay, with the daemon's last seq, so the editor's `last_seq` passed objects
+/// the replay was to bring; it disconnected before reading the replay and the next replay,
+/// after that seq, left them out. A resync waits behind a pending replay of its session
+/// (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_resync_waits_behind_pending_replay_2() {
+    use machine::Act::*;
+    let acts = vec![
+        Restart { cut: None },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Reconnect { ed: 1 },
+        Wait { ms: 40 },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

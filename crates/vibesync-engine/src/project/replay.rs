@@ -9,7 +9,7 @@ use tracing::{debug, info};
 use vibesync_protocol::PathKind;
 use vibesync_registry::Status;
 
-use super::{Cx, Deferred, Editor, Effect, Project, ResyncCheck, View};
+use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, View};
 use crate::sync::{ChangeOp, ObjectState};
 
 impl Project {
@@ -46,9 +46,12 @@ impl Project {
         why: &str,
         attempts: u32,
     ) {
-        if uuids.iter().any(|u| self.inflight_with(u).is_some()) {
+        if uuids.iter().any(|u| self.inflight_with(u).is_some()) || self.replay_pending(session_id) {
             // The authoritative state of these uuids is about to change: send it once the
-            // batch in flight is committed or rolled back, never the state before it.
+            // batch in flight is committed or rolled back, never the state before it. And
+            // never before a replay that waits for this session (it joined or asked while a
+            // batch was in flight): a resync's seq would move the editor's `last_seq` past
+            // objects that replay is to bring (docs/PROTOCOL.md §6.6) — it goes after it.
             self.deferred.push(Deferred::Resync {
                 session_id: session_id.to_string(),
                 uuids: uuids.to_vec(),
@@ -59,6 +62,15 @@ impl Project {
         let Some(s) = cx.view.session(session_id) else { return };
         let Some(ops) = self.authoritative_ops(cx, uuids).await else { return };
         self.send_resync_ops(cx, &s, ops, why, None, attempts).await;
+    }
+
+    /// Whether a replay for `session_id` (its join, or its `resync` request) waits for the
+    /// batches in flight.
+    fn replay_pending(&self, session_id: &str) -> bool {
+        self.deferred.iter().any(|d| {
+            matches!(d, Deferred::Input(Input::Joined { session_id: s, .. } | Input::Resync { session_id: s, .. })
+                if s == session_id)
+        })
     }
 
     pub(super) async fn send_resync_ops(
