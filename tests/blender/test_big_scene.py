@@ -349,3 +349,28 @@ def test_a_material_change_marks_every_object_showing_it_over_several_ticks(scri
     order = [sid for _, sid in marked]
     expected = [ob.session_uid for ob in bpy.data.objects if ob.session_uid in users]
     assert order == expected, "in bpy.data.objects order"
+
+
+def test_a_delete_of_a_uuid_blender_does_not_hold_is_a_no_op(caplog):
+    """PROTOCOL.md §6.1: a `delete` of an object the receiver does not have (a replay from
+    `last_seq` 0 sends the deletes of tombstoned uuids, §6.6) removes nothing and is no
+    failure; it is logged at debug level, never as an error. Other ops still fail."""
+    import logging
+
+    from vibesync import apply as apply_mod
+    build(3)
+    reg = identity.Registry()
+    reg.scan()
+    gone = str(uuidlib.uuid4())
+    batch = apply_mod.Batch("b", 1, "resync", 2)
+    batch.changes = [({"op": "delete", "uuid": gone}, b""),
+                     ({"op": "rename", "uuid": str(uuidlib.uuid4()), "name": "x"}, b"")]
+    result = {}
+    with caplog.at_level(logging.DEBUG, logger="vibesync.apply"):
+        list(apply_mod.apply_batch_steps(batch, reg, 1.0, result))
+    assert result["touched"] == [gone] and result["deleted"] == []
+    assert [f["op"] for f in result["failed"]] == ["rename"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "rename" in errors[0].getMessage()
+    assert any(r.levelno == logging.DEBUG and gone in r.getMessage() for r in caplog.records)
+    assert len(bpy.data.objects) == 3

@@ -324,6 +324,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         return uuid
 
     idb = registry.resolve(uuid)
+    if idb is None and op == "delete":
+        # Nothing to remove: already gone here (deleted with its parent, by the person) or
+        # never held (a replay deletes uuids an editor may not have, PROTOCOL.md §6.1, §6.6).
+        log.debug("delete %s: no datablock carries it; nothing to do", uuid)
+        return uuid
     if idb is None:
         raise LookupError(f"{op}: no datablock carries {uuid} (deleted or never synced)")
     if op == "delete":

@@ -887,3 +887,102 @@ fn machine_regression_refused_resend_ends_kept() {
         panic!("{e}");
     }
 }
+
+/// Blender applies an agent's slow batch (seq 5) while it is still in flight, then a person
+/// deletes one of its objects with `base_seq` 5: the delete was refused `STALE` as if made
+/// before the batch, the resync was lost in a disconnect, and the replay after `last_seq` 5
+/// did not bring the object back. A change based on the batch's seq or later is not stale: it
+/// waits for the batch and commits after it (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_change_after_inflight_batch_is_not_stale() {
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Delete, auto: false },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Unity, reconnecting with `last_seq` 0 while an agent's create is in flight, creates the
+/// same uuid as a person's edit: refused `STALE` (its base is before the batch). The daemon
+/// restarts before the batch commits (rolled back, `RECOVERED_INCOMPLETE`) and before the
+/// resync: the replay from `last_seq` 0 sent no `delete` for the never-committed uuid, and
+/// Unity kept an object the registry does not have (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_replay_from_zero_deletes_rolled_back_uuids() {
+    use machine::Act::*;
+    let acts = vec![
+        Disconnect { ed: 1 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor reconnects with `last_seq` 0 while a batch is in flight (its replay waits for
+/// it) and re-sends a create refused `STALE`: the resync that follows went out at once,
+/// before the replay, with the daemon's last seq, so the editor's `last_seq` passed objects
+/// the replay was to bring; it disconnected before reading the replay and the next replay,
+/// after that seq, left them out. A resync waits behind a pending replay of its session
+/// (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_resync_waits_behind_pending_replay_1() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Restart { cut: None },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// An editor reconnects with `last_seq` 0 while a batch is in flight (its replay waits for
+/// it) and re-sends a create refused `STALE`: the resync that follows went out at once,
+/// before the replay, with the daemon's last seq, so the editor's `last_seq` passed objects
+/// the replay was to bring; it disconnected before reading the replay and the next replay,
+/// after that seq, left them out. A resync waits behind a pending replay of its session
+/// (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_resync_waits_behind_pending_replay_2() {
+    use machine::Act::*;
+    let acts = vec![
+        Restart { cut: None },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Reconnect { ed: 1 },
+        Wait { ms: 40 },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

@@ -264,7 +264,12 @@ impl Project {
         }
         if change.op.path() == Path::Slow {
             if let Some(f) = self.inflight_with(&change.uuid) {
-                if f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id) {
+                // Stale only when made before that batch (docs/PROTOCOL.md §6.1): a change
+                // based on the batch's seq or later was made over its state, and waits in the
+                // main window for it to end.
+                if base_seq < f.seq
+                    && f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id)
+                {
                     return Err((
                         ItemErrorCode::Stale,
                         format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),

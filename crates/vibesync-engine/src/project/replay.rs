@@ -9,7 +9,7 @@ use tracing::{debug, info};
 use vibesync_protocol::PathKind;
 use vibesync_registry::Status;
 
-use super::{Cx, Deferred, Editor, Effect, Project, ResyncCheck, View};
+use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, View};
 use crate::sync::{ChangeOp, ObjectState};
 
 impl Project {
@@ -46,9 +46,12 @@ impl Project {
         why: &str,
         attempts: u32,
     ) {
-        if uuids.iter().any(|u| self.inflight_with(u).is_some()) {
+        if uuids.iter().any(|u| self.inflight_with(u).is_some()) || self.replay_pending(session_id) {
             // The authoritative state of these uuids is about to change: send it once the
-            // batch in flight is committed or rolled back, never the state before it.
+            // batch in flight is committed or rolled back, never the state before it. And
+            // never before a replay that waits for this session (it joined or asked while a
+            // batch was in flight): a resync's seq would move the editor's `last_seq` past
+            // objects that replay is to bring (docs/PROTOCOL.md §6.6) — it goes after it.
             self.deferred.push(Deferred::Resync {
                 session_id: session_id.to_string(),
                 uuids: uuids.to_vec(),
@@ -59,6 +62,15 @@ impl Project {
         let Some(s) = cx.view.session(session_id) else { return };
         let Some(ops) = self.authoritative_ops(cx, uuids).await else { return };
         self.send_resync_ops(cx, &s, ops, why, None, attempts).await;
+    }
+
+    /// Whether a replay for `session_id` (its join, or its `resync` request) waits for the
+    /// batches in flight.
+    fn replay_pending(&self, session_id: &str) -> bool {
+        self.deferred.iter().any(|d| {
+            matches!(d, Deferred::Input(Input::Joined { session_id: s, .. } | Input::Resync { session_id: s, .. })
+                if s == session_id)
+        })
     }
 
     pub(super) async fn send_resync_ops(
@@ -125,12 +137,10 @@ impl Project {
         };
         let rolled: HashSet<String> = self.rolled_back.iter().filter(theirs).flat_map(not_kept).collect();
         // Sync batches rolled back after `last_seq` whose uuids have no committed state: the
-        // editor may hold their provisional create (only after a `last_seq` of its own).
-        let gone: HashSet<String> = if last_seq > 0 {
-            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect()
-        } else {
-            HashSet::new()
-        };
+        // editor may hold their provisional create, or its own create refused beside it —
+        // also from `last_seq` 0 (a fresh file, an editor that never applied a batch).
+        let gone: HashSet<String> =
+            self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect();
         // Batches that committed after `last_seq` with STEPs before it: the editor may have
         // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
         let rolled: HashSet<String> = rolled
@@ -211,7 +221,8 @@ impl Project {
 /// uuid changed after it or rolled back since (`rolled`) — of every live uuid when `full`
 /// (`last_seq` is before the WAL's compaction anchor, docs/WAL.md §11) — parents first, then
 /// `delete` for uuids of rolled-back sync batches (`gone`) that have no committed state and for
-/// uuids tombstoned after it. Any read failure is an error.
+/// uuids tombstoned after it, also after `last_seq` 0. The caller leaves out the uuids its
+/// editor keeps as a person's edit. Any read failure is an error.
 pub fn replay_ops(
     view: &dyn View,
     last_seq: u64,
@@ -245,15 +256,15 @@ pub fn replay_ops(
             ops.push((u.clone(), ChangeOp::Delete));
         }
     }
-    if last_seq > 0 {
-        for e in view.archived_entries().map_err(read)? {
-            if e.tombstone_seq.unwrap_or(0) > last_seq
-                && e.state.is_some()
-                && seen.insert(e.uuid.clone())
-                && view.lookup(&e.uuid).map_err(read)?.is_none()
-            {
-                ops.push((e.uuid, ChangeOp::Delete));
-            }
+    // Tombstoned after `last_seq` — from `last_seq` 0 too: an editor with nothing synced may
+    // still hold the object (a file opened without its saved seq, a create it made itself).
+    for e in view.archived_entries().map_err(read)? {
+        if e.tombstone_seq.unwrap_or(0) > last_seq
+            && e.state.is_some()
+            && seen.insert(e.uuid.clone())
+            && view.lookup(&e.uuid).map_err(read)?.is_none()
+        {
+            ops.push((e.uuid, ChangeOp::Delete));
         }
     }
     Ok(ops)
