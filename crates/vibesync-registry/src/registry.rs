@@ -972,14 +972,17 @@ impl Registry {
             writes.push((live_key(p, u), value.as_ref().map(encode)));
         }
         for e in &c.archive {
-            writes.push((archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), Some(encode(e))));
+            writes
+                .push((archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), Some(encode(e))));
         }
         writes.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of two writes of one key, the later wins
         let per_batch = bulk_records.max(1);
         let batches = writes.len().div_ceil(per_batch).max(1);
         let mut writes = writes.into_iter();
         if batches > 1 {
-            self.tree.insert(meta_key(META_BUILDING), b"1".as_slice()).map_err(|e| self.sled_err("mark the build", e))?;
+            self.tree
+                .insert(meta_key(META_BUILDING), b"1".as_slice())
+                .map_err(|e| self.sled_err("mark the build", e))?;
         }
         for n in 0..batches {
             let mut b = sled::Batch::default();

@@ -267,8 +267,7 @@ impl Project {
                 // Stale only when made before that batch (docs/PROTOCOL.md §6.1): a change
                 // based on the batch's seq or later was made over its state, and waits in the
                 // main window for it to end.
-                if base_seq < f.seq
-                    && f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id)
+                if base_seq < f.seq && f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id)
                 {
                     return Err((
                         ItemErrorCode::Stale,
