@@ -731,19 +731,23 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
             failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
                            "error": str(e)})
         yield
-    if unplaced:
-        if len(bpy.context.scene.objects) <= budget.SLICED_PARENTING_MAX_OBJECTS:
-            # Parented in slices while outside every scene, then the tick ends and the
-            # link step starts the next one: the one step that puts them in the scene.
-            placed = yield from parent_unplaced_steps(unplaced, registry)
-            yield budget.END_TICK
-            link_unplaced(placed, registry)
-        else:
-            # A big scene: each parenting tick would be followed by Blender's rebuild of
-            # the whole scene's relations; parented and linked in one step, one rebuild.
-            yield budget.END_TICK
+    if len(unplaced) < budget.LINK_STEP_MIN_OBJECTS:
+        # A few new objects: parented and linked in this tick (budget.LINK_STEP_MIN_OBJECTS).
+        if unplaced:
             place_unplaced(unplaced, registry)
+    elif len(bpy.context.scene.objects) <= budget.SLICED_PARENTING_MAX_OBJECTS:
+        # Parented in slices while outside every scene, then the tick ends and the link
+        # step starts the next one: the one step that puts them in the scene.
+        placed = yield from parent_unplaced_steps(unplaced, registry)
+        yield budget.END_TICK
+        link_unplaced(placed, registry)
         yield  # ~10 ms at 10,000 objects: what follows waits for the next tick
+    else:
+        # A big scene: each parenting tick would be followed by Blender's rebuild of the
+        # whole scene's relations; parented and linked in one step, one rebuild.
+        yield budget.END_TICK
+        place_unplaced(unplaced, registry)
+        yield
     result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
                    "meshes": meshes})
 

@@ -12,7 +12,8 @@ Free of bpy (plain CPython tests drive it). docs/ARCHITECTURE.md "Main-thread bu
   `BUSY_TIMER_INTERVAL_S` (a backlog of `BUSY_BACKLOG_ITEMS` or more, or a batch being
   applied) / `IDLE_TIMER_INTERVAL_S` -- how often Blender's timer runs the pump;
   `SLICED_PARENTING_MAX_OBJECTS` -- up to which scene size a batch's new objects are
-  parented in slices before the one step that links them.
+  parented in slices before the one step that links them; `LINK_STEP_MIN_OBJECTS` -- from
+  how many new objects that link step gets a tick of its own.
 * `GcHold` -- CPython's cyclic garbage collector walks every tracked Python object of
   Blender in a full (generation 2) collection: ~50 ms of CPU in a 10,000-object file,
   landing in whichever step happens to allocate. While a big sync runs (a scan of a big
@@ -65,6 +66,12 @@ HEAVY_START_S = 0.001  # "only just started"
 # grows with the scene (measured: ~1 ms at 100 objects, ~7 ms at 400, ~28 ms at 1,000,
 # ~400 ms at 10,000). In a bigger scene they are parented in the link step (one rebuild).
 SLICED_PARENTING_MAX_OBJECTS = 500
+
+# A batch making at least this many new objects links them at the start of a tick of its
+# own (`END_TICK` first: ~10 ms at 10,000 objects). A smaller one links them in the tick
+# that made them, so a batch of a few objects is applied and answered within one tick: an
+# answer left for a later tick is lost when the person opens another file in between.
+LINK_STEP_MIN_OBJECTS = 200
 
 GC_HOLD_MIN_ITEMS = 1000
 GC_HOLD_MAX_S = 900.0
