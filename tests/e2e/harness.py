@@ -42,6 +42,21 @@ def drive(cond, timeout: float = 15.0, what: str = "condition"):
         time.sleep(0.005)
 
 
+def drive_ticks(cond, budget_ms: float, timeout: float = 15.0, what: str = "condition"):
+    """Like `drive`, with a pump budget of `budget_ms` per tick and `cond` checked after
+    every tick: a test that must stop Blender at a step of its work (one slice of it)."""
+    end = time.monotonic() + timeout
+    while True:
+        bpy.context.view_layer.update()
+        vibesync.tick(budget_ms)
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; blender: {vibesync.status()}")
+        time.sleep(0.005)
+
+
 def drive_for(seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:

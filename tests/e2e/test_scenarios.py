@@ -7,10 +7,11 @@ and `vibesync verify` passes."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, vibesync
+from harness import Host, bpy, drive, drive_for, drive_ticks, vibesync
 from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
@@ -337,16 +338,34 @@ def test_kill_9_of_the_daemon_mid_first_sync_then_restart(world):
 
     host = world.host()
     world.blender(build=build, connect=False)
+    with host.lock:
+        before = len(host.events)
     world.connect()
-    drive(lambda: vibesync.status()["progress"]["synced"] >= 20, timeout=60,
-          what="the first sync under way")
-    assert vibesync.status()["progress"]["synced"] < 300, "killed mid-sync"
+    # Blender ticks with a 1 ms budget until 20 of its changes are in flight (a slice of
+    # the scene), then the test waits, without ticking, until Unity has applied them: the
+    # daemon is killed with that part synced and the rest not yet sent. (Polling Blender's
+    # progress instead raced the sync: a fast machine finished it between two counts.)
+    drive_ticks(lambda: vibesync.status()["in_flight"] >= 20, budget_ms=1.0,
+                what="Blender's first changes of the first sync in flight")
+    deadline = time.monotonic() + 30
+    while host.find("applied", before) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Unity applied none of Blender's first changes in 30 s; "
+                                 f"blender: {vibesync.status()}")
+        time.sleep(0.01)
+    time.sleep(0.2)  # anything else the daemon sends on by now reaches Unity before the kill
+    made = uuids_of(STARTUP + tuple(f"Box{i:03d}" for i in range(300)))
+    with host.lock:
+        applied = {u for e in host.events[before:] if e.get("event") == "applied"
+                   for u in e["hashes"]}
+    boxes = [u for u, n in made.items() if n.startswith("Box")]
+    assert applied and any(u not in applied for u in boxes), \
+        f"killed mid-sync: Unity holds {sum(u in applied for u in boxes)} of the 300 boxes"
     port = world.daemon.port
     world.daemon.kill()
     drive_for(0.3)
     world.daemon.start(port=port)
     drive(lambda: vibesync.status()["connected"], timeout=60, what="Blender reconnects")
-    made = uuids_of(STARTUP + tuple(f"Box{i:03d}" for i in range(300)))
     world.finish(host, made)
 
 
