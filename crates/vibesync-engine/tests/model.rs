@@ -987,15 +987,14 @@ fn machine_regression_resync_waits_behind_pending_replay_2() {
     }
 }
 
-/// OPEN (docs/ARCHITECTURE.md, the model's "Open:" list), found with `MODEL_TOMBSTONES=1`:
-/// editor 0 reconnects, so a replay that creates uuid 0 waits unread in its inbox; its
-/// person deletes uuid 0 and the editor sends a `tombstone` request, which commits; the
-/// tombstone's delete goes to every other editor, not to the origin, and the replay read
-/// afterwards re-creates uuid 0 in editor 0, which then holds an object the registry has
-/// archived. Run with `cargo test -p vibesync-engine --test model -- --ignored`.
+/// Found when the model's editors began to send `tombstone` requests: editor 0 reconnects,
+/// so a replay that creates uuid 0 waits unread in its inbox; its person deletes uuid 0 and
+/// the editor sends a `tombstone` request, which commits; the tombstone's delete goes to
+/// every other editor, not to the origin, and the replay read afterwards re-created uuid 0
+/// in editor 0, which then held an object the registry had archived. The replay is older
+/// than the tombstone (the ack's seq): stale for the uuid, skipped (docs/PROTOCOL.md §6.6).
 #[test]
-#[ignore = "open: a tombstone request racing an unread replay in its origin"]
-fn machine_open_tombstone_request_beside_an_unread_replay() {
+fn machine_regression_tombstone_request_beside_an_unread_replay() {
     use machine::Act::*;
     let acts = vec![
         Disconnect { ed: 0 },
@@ -1011,6 +1010,88 @@ fn machine_open_tombstone_request_beside_an_unread_replay() {
         Deliver { ed: 1 },
         Reconnect { ed: 0 },
         Tombstone { ed: 0, uuid: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// After editor 0 tombstoned uuid 2, an agent made uuid 2 again; its batch reached editor 0,
+/// timed out on the absent Unity and rolled back, and the resync `delete` that followed is
+/// newer than the tombstone: an editor that skipped every replay of a uuid its person had
+/// deleted kept the object the registry does not hold. Only a replay older than the
+/// tombstone is skipped (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_a_replay_newer_than_a_tombstone_reaches_its_origin() {
+    use machine::Act::*;
+    let acts = vec![
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Tombstone { ed: 0, uuid: 2 },
+        Wait { ms: 40 },
+        Agent { uuid: 1, edit: crate::Edit::Delete },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Editor 1 tombstoned uuid 2, then editor 0's person made uuid 2 again while editor 1 was
+/// away: the replay editor 1 gets at its reconnect creates uuid 2 after the tombstone and
+/// must be applied there (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_a_uuid_made_again_reaches_the_editor_that_tombstoned_it() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Tombstone { ed: 1, uuid: 2 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Disconnect { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Editor 1 reconnects while an agent's batch is in flight, so its replay waits for that
+/// batch; meanwhile editor 0's person deletes uuid 1 and tombstones it. The tombstone's
+/// `delete` went to editor 1 at once, before its replay, and its seq moved editor 1's
+/// `last_seq` past uuid 2, made while it was away: it disconnected before the replay came,
+/// and the next replay, after that seq, left uuid 2 out. The delete now goes in that replay
+/// (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_a_tombstone_waits_behind_a_pending_replay() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Tombstone { ed: 0, uuid: 1 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 1 },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");

@@ -202,7 +202,12 @@ impl Project {
     pub(super) async fn on_tombstoned(&mut self, cx: &Cx<'_>, origin: &str, uuids: Vec<String>, seq: u64) {
         let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
         for s in self.project_sessions(cx) {
+            // Not to a session whose replay waits for the batches in flight: that replay is
+            // read from the registry when it goes out, so it carries these deletes, and this
+            // batch's seq would move the editor's `last_seq` past what it is to bring
+            // (docs/PROTOCOL.md §6.6), as a resync's would.
             if s.session_id != origin
+                && !self.replay_pending(&s.session_id)
                 && self.send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await
             {
                 for (u, _) in &ops {

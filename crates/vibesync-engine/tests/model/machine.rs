@@ -123,9 +123,8 @@ pub enum Act {
     },
 }
 
-/// With `MODEL_TOMBSTONES=1` the editors also send `tombstone` requests (`Act::Tombstone`).
-/// Off by default: the model then finds a case that is still open (docs/ARCHITECTURE.md, the
-/// model's "Open:" list), and a CI run must stay green on what is fixed.
+/// One step of a case. The editors also send `tombstone` requests (`Act::Tombstone`);
+/// `MODEL_TOMBSTONES=0` leaves them out (to tell whether a case needs one).
 pub fn act() -> BoxedStrategy<Act> {
     let ed = 0..2usize;
     let uuid = 0..UUIDS.len();
@@ -142,10 +141,10 @@ pub fn act() -> BoxedStrategy<Act> {
         1 => (ed.clone(), any::<bool>()).prop_map(|(ed, active)| Act::Activity { ed, active }),
         1 => prop::option::of(0u8..12).prop_map(|cut| Act::Restart { cut }),
     ];
-    if std::env::var("MODEL_TOMBSTONES").is_ok_and(|v| v == "1") {
-        prop_oneof![32 => base, 1 => (ed, uuid).prop_map(|(ed, uuid)| Act::Tombstone { ed, uuid })].boxed()
-    } else {
+    if std::env::var("MODEL_TOMBSTONES").is_ok_and(|v| v == "0") {
         base.boxed()
+    } else {
+        prop_oneof![32 => base, 1 => (ed, uuid).prop_map(|(ed, uuid)| Act::Tombstone { ed, uuid })].boxed()
     }
 }
 
@@ -336,6 +335,10 @@ struct Ed {
     /// Kept uuids that a forwarded batch has changed since (another editor's newer change):
     /// a later resync of them restores that, not the person's edit.
     overtaken: BTreeSet<String>,
+    /// uuid → the seq of the `tombstone` its person's delete became (the ack's seq): a
+    /// replay older than that is stale for it and skipped (docs/PROTOCOL.md §6.6), so it
+    /// never re-creates the object the person deleted.
+    deleted: BTreeMap<String, u64>,
     /// request_id → (uuid, who made it): changes sent whose `ack` has not been read.
     sent: BTreeMap<String, (String, Author)>,
     /// batch_id → frame count at its `batch_begin`.
@@ -356,6 +359,7 @@ impl Ed {
             outstanding: BTreeMap::new(),
             kept: BTreeSet::new(),
             overtaken: BTreeSet::new(),
+            deleted: BTreeMap::new(),
             sent: BTreeMap::new(),
             received: BTreeMap::new(),
             frames: 0,
@@ -774,6 +778,7 @@ impl Sim {
         };
         self.eds[i].scene.remove(u);
         self.eds[i].overtaken.remove(u);
+        self.eds[i].deleted.insert(u.to_string(), seq);
         self.feed(Input::Tombstoned { origin: session_id, uuids: vec![u.to_string()], seq });
     }
 
@@ -997,6 +1002,9 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     }
                     if ed.busy(&u) {
                         continue; // unresolved local work: re-sent when it resolves
+                    }
+                    if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) {
+                        continue; // older than the person's delete (§6.6): stale for it
                     }
                 } else if ed.kept.contains(&u) {
                     ed.overtaken.insert(u.clone());
