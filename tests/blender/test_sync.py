@@ -540,6 +540,57 @@ def test_a_replay_never_undoes_local_work(scripted):
     assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((1, 0, 0), abs=1e-5)
 
 
+def test_a_replay_older_than_a_persons_delete_is_skipped_a_newer_one_applied(scripted):
+    """A person's delete is local work until its `tombstone` is acknowledged; then a replay
+    older than the tombstone (the ack's seq) is stale for the uuid and never re-creates the
+    object, and a newer one -- the uuid made again elsewhere since -- is applied (§6.6)."""
+    ob = make_cube("Doomed")
+    settle()
+    u = ob[PROP]
+
+    def create_sent():
+        return next((m for m in scripted.received if m.get("type") == "change"
+                     and any(c.get("uuid") == u for c in m["changes"])), None)
+
+    pump_until(create_sent, what="the object's create")
+    scripted.push(frame({"type": "ack", "request_id": create_sent()["request_id"], "seq": 0,
+                         "results": [{"uuid": u, "status": "queued"}]}))
+    scripted.push(frame({"type": "batch_result", "batch_id": "b0", "seq": 60,
+                         "outcome": "committed", "uuids": [u]}))
+    pump_until(lambda: u not in vibesync._session().inflight, what="the create committed")
+    bpy.data.objects.remove(ob)
+    settle()
+
+    def tombstone_request():
+        return next((m for m in scripted.received if m.get("type") == "tombstone"
+                     and u in m.get("uuids", [])), None)
+
+    pump_until(tombstone_request, what="the tombstone request")
+    rid = tombstone_request()["request_id"]
+
+    def replay(batch_id, seq, x):
+        scripted.push(batch_frames(batch_id, seq, [
+            {"op": "create", "uuid": u, "kind": "object", "name": "Doomed", "parent": None,
+             "t": [x, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
+
+    def holder():
+        return next((o for o in bpy.data.objects if o.get(PROP) == u), None)
+
+    replay("r1", 70, 1)  # the delete is not resolved yet: local work
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="the first replay answered")
+    assert holder() is None, "a replay re-created what the person deleted (delete unresolved)"
+    scripted.push(frame({"type": "ack", "request_id": rid, "seq": 80,
+                         "results": [{"uuid": u, "status": "tombstoned"}]}))
+    pump_until(lambda: u in vibesync.status()["tombstoned"], what="the tombstone ack")
+    replay("r2", 75, 2)  # made before the tombstone (seq 80): stale for it
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the stale replay answered")
+    assert holder() is None, "a replay older than the tombstone re-created the object"
+    replay("r3", 90, 3)  # the uuid was made again after the tombstone
+    pump_until(lambda: len(applied_messages(scripted)) == 3, what="the newer replay answered")
+    assert holder() is not None, "a replay newer than the tombstone was skipped"
+    assert tuple(holder().location) == pytest.approx((3, 0, 0), abs=1e-5)
+
+
 def test_uvs_travel_per_vertex_both_ways(clean_blender):
     """UV0 goes on the wire per vertex (§7): a seamless grid round-trips exactly."""
     bpy.ops.mesh.primitive_grid_add(x_subdivisions=3, y_subdivisions=3, size=2)

@@ -703,7 +703,7 @@ class Session:
             if what == "register":
                 yield from self._on_register_ack(ctx, results)
             elif what == "tombstone":
-                self._on_tombstone_ack(ctx, results)
+                self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == "change":
                 for r in results:
                     if isinstance(r, dict) and r.get("status") == wire.ItemStatus.ERROR:
@@ -944,14 +944,22 @@ class Session:
         log.warning("vibesync: daemon reported a collision for %s (%s): %s; gave our %s %r "
                     "the fresh uuid %s", uuid, b.kind, message, b.kind, b.name, fresh)
 
-    def _on_tombstone_ack(self, uuids: list, results: list) -> None:
+    def _on_tombstone_ack(self, uuids: list, results: list, seq) -> None:
+        """The person's deletes the daemon has tombstoned are resolved (§6.6): from now on a
+        replay older than the tombstone (the ack's `seq`, its COMMIT) is stale for the uuid
+        and skipped, and a newer one -- the uuid made again since, elsewhere -- is applied."""
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
         for i, r in enumerate(results):
             if not isinstance(r, dict) or i >= len(uuids):
                 continue
             status = r.get("status")
             if status == wire.ItemStatus.TOMBSTONED:
-                self.tombstoned.append(uuids[i])
-                self.registered.pop(uuids[i], None)
+                u = uuids[i]
+                self.tombstoned.append(u)
+                self.registered.pop(u, None)
+                if seq > 0:
+                    self.result_seq[u] = max(seq, self.result_seq.get(u, 0))
+                    self.deleted_here.discard(u)
             elif r.get("error_code") == wire.ErrorCode.NOT_FOUND:
                 self.registered.pop(uuids[i], None)  # never registered or already gone
             else:
