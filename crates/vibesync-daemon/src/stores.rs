@@ -175,23 +175,59 @@ impl Stores {
         let tail_cut = recovery.torn_tail.is_some() || recovery.repaired.is_some();
         reg_cfg.repair = opts.repair || tail_cut;
         lap("WAL recovered");
+        // The audit's head, and the boot scan of the WAL (governance index, ROLLBACKs,
+        // not-synced uuids, FINALs the audit lacks) on a thread of its own while the registry
+        // opens: it needs neither the registry nor anything boot appends (those records are
+        // observed after it, below), and a first boot's registry build is the long pass.
+        let audit_repair = opts.repair || tail_cut;
+        let head = audit_head(config, data, audit_repair, recovery.last_seq)?;
+        let since = if config.audit.enabled { head.as_ref().map_or(0, |h| h.last_seq) } else { u64::MAX };
+        // After a checkpoint only the records after it are read, unless the audit lost
+        // commits the checkpoint counted on (docs/WAL.md §9).
+        let scan_from = checkpoint.clone().filter(|c| since >= c.seq);
+        let governance = Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds())));
+        let scan_job = {
+            let (scan_data, governance, carry) = (data.clone(), governance.clone(), carry.clone());
+            std::thread::Builder::new()
+                .name("boot-scan".into())
+                .spawn(move || {
+                    let mut gov = governance.lock().unwrap();
+                    boot_scan(&scan_data, anchor_seq, since, since, Some(&mut gov), scan_from.as_ref(), &carry)
+                })
+                .map_err(|e| DaemonError::DataDir {
+                    path: data.root().to_path_buf(),
+                    message: format!("cannot start the boot scan thread: {e}"),
+                })?
+        };
+        let join_scan = |job: std::thread::JoinHandle<Result<BootScan, DaemonError>>| match job.join() {
+            Ok(scan) => scan,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         let resume =
             checkpoint.as_ref().map(|c| vibesync_registry::Resume { after_seq: c.seq, registry_seq: c.registry_seq });
         let from = checkpoint.as_ref().map(crate::checkpoint::Checkpoint::position);
         let wal_dir = data.wal();
         let opened =
             Registry::open_resuming(&reg_cfg, resume, |short| wal_records(&wal_dir, if short { from } else { None }));
-        let (registry, report) = opened.map_err(|e| match e {
-            RegistryError::AheadOfWal { registry_seq, wal_last_seq, .. } => DaemonError::WalLostTail {
-                store: "registry",
-                store_seq: registry_seq,
-                wal_last_seq,
-                wal_dir: data.wal(),
-            },
-            e => e.into(),
-        })?;
+        let (registry, report) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                let _ = join_scan(scan_job);
+                return Err(match e {
+                    RegistryError::AheadOfWal { registry_seq, wal_last_seq, .. } => DaemonError::WalLostTail {
+                        store: "registry",
+                        store_seq: registry_seq,
+                        wal_last_seq,
+                        wal_dir: data.wal(),
+                    },
+                    e => e.into(),
+                });
+            }
+        };
         lap("registry opened");
         info!(report = ?report, "registry opened");
+        let mut scan = join_scan(scan_job)?;
+        lap("boot scan joined");
         let stores = Stores {
             wal,
             registry: Arc::new(registry),
@@ -214,22 +250,25 @@ impl Stores {
             rollbacks: Arc::new(Vec::new()),
             not_synced: Arc::new(NotSyncedIndex::default()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
-            governance: Arc::new(std::sync::Mutex::new(FailureIndex::new(config.governance.thresholds()))),
+            governance,
             anchor_seq: Arc::new(AtomicU64::new(anchor_seq)),
         };
 
+        // What boot appends itself, observed by the scan after it (it read the WAL up to here).
+        let mut boot_appended: Vec<Record> = Vec::new();
         if let Some(payload) = stores.registry.migration_payload() {
             let op = uuid::Uuid::new_v4().to_string();
             info!(operation_id = %op, payload = %payload, "migrating registry schema");
             let records = stores.append_txn_blocking(&op, "", vec![], vec![payload], json!({"op":"migrate"}))?;
             stores.registry.apply_committed(&records)?;
             stores.registry.flush()?;
-            stores.final_blocking(&op, "", vec![])?;
+            boot_appended.extend(records);
+            boot_appended.extend(stores.final_blocking(&op, "", vec![])?);
         }
 
         for tx in &recovery.transactions.incomplete {
             warn!(operation_id = %tx.operation_id, uuids = ?tx.uuids, begin_seq = tx.begin_seq, "rolling back a transaction left incomplete by a crash");
-            stores.wal.append_blocking(vec![RecordDraft {
+            boot_appended.extend(stores.wal.append_blocking(vec![RecordDraft {
                 session_id: tx.session_id.clone(),
                 operation_id: tx.operation_id.clone(),
                 uuids: tx.uuids.clone(),
@@ -238,7 +277,7 @@ impl Stores {
                 outcome: Outcome::Error,
                 error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
                 payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
-            }])?;
+            }])?);
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
             // uuids stay live, the registry keeps the last committed state and reconnecting
             // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
@@ -269,13 +308,14 @@ impl Stores {
                 )?;
                 stores.registry.apply_committed(&records)?;
                 stores.registry.flush()?;
-                stores.final_blocking(&op, &tx.project_id, live)?;
+                boot_appended.extend(records);
+                boot_appended.extend(stores.final_blocking(&op, &tx.project_id, live)?);
             }
         }
         for tx in &recovery.transactions.unfinalized {
             info!(operation_id = %tx.operation_id, uuids = ?tx.uuids, commit_seq = tx.commit_seq, "finalizing a committed transaction after a crash");
             stores.registry.flush()?;
-            stores.wal.append_blocking(vec![RecordDraft {
+            boot_appended.extend(stores.wal.append_blocking(vec![RecordDraft {
                 session_id: tx.session_id.clone(),
                 operation_id: tx.operation_id.clone(),
                 uuids: tx.uuids.clone(),
@@ -284,11 +324,17 @@ impl Stores {
                 outcome: Outcome::Ok,
                 error_code: None,
                 payload: json!({"recovered": true, "commit_seq": tx.commit_seq}),
-            }])?;
+            }])?);
         }
 
         let mut stores = stores;
-        stores.open_audit(config, opts.repair || tail_cut, recovery.last_seq, checkpoint.as_ref(), &carry)?;
+        {
+            let mut gov = stores.governance.lock().unwrap();
+            for r in boot_appended {
+                scan.observe(r, Some(&mut gov), since, since, false);
+            }
+        }
+        stores.open_audit(config, audit_repair, head, since, scan, &carry)?;
         lap("audit reconciled");
         stores.checkpointer_stop = crate::checkpoint::spawn(
             stores.checkpoints.clone(),
@@ -321,10 +367,9 @@ impl Stores {
         Ok(self.wal.append_blocking(txn.drafts(&uuids, summary.clone(), steps, summary))?)
     }
 
-    fn final_blocking(&self, op: &str, project_id: &str, uuids: Vec<String>) -> Result<(), DaemonError> {
+    fn final_blocking(&self, op: &str, project_id: &str, uuids: Vec<String>) -> Result<Vec<Record>, DaemonError> {
         let txn = Txn { session_id: DAEMON_SESSION, operation_id: op, project_id };
-        self.wal.append_blocking(vec![txn.final_draft(uuids, json!({}))])?;
-        Ok(())
+        Ok(self.wal.append_blocking(vec![txn.final_draft(uuids, json!({}))])?)
     }
 
     /// Apply a committed transaction to the registry (flushed by the background flusher).
@@ -391,56 +436,19 @@ impl Stores {
     }
 
     /// Open the ghost audit and feed it every FINAL in seq order: first the ones its history
-    /// lacks (one pass over the WAL, all projects), then — through the WAL's durable hook —
-    /// every FINAL made durable from now on. The same pass rebuilds the governance index and
-    /// collects ROLLBACKs. docs/WAL.md §5: a history that has seen a seq beyond the WAL's
-    /// end, or anchors a different `h`, stops the boot unless `--repair`.
+    /// lacks (`scan`: one pass over the WAL, all projects, started by `open`), then — through
+    /// the WAL's durable hook — every FINAL made durable from now on. The same pass rebuilt the
+    /// governance index and collected ROLLBACKs. docs/WAL.md §5: a history that anchors a
+    /// different `h` stops the boot unless `--repair`.
     fn open_audit(
         &mut self,
         config: &Config,
         repair: bool,
-        recovered_end: u64,
-        checkpoint: Option<&crate::checkpoint::Checkpoint>,
+        mut head: Option<vibesync_audit::Head>,
+        since: u64,
+        mut scan: BootScan,
         carry: &[Record],
     ) -> Result<(), DaemonError> {
-        // Compared with the WAL's end before boot appended its own records.
-        let wal_last = recovered_end;
-        let mut head = None;
-        if config.audit.enabled {
-            head = match vibesync_audit::head(self.data.audit()) {
-                Ok(h) => h,
-                Err(e) => {
-                    set_aside_audit(&self.data, &format!("it is unreadable ({e})"));
-                    None
-                }
-            };
-            if let Some(h) = head.as_ref().filter(|h| h.last_seq > wal_last) {
-                if !repair {
-                    return Err(DaemonError::WalLostTail {
-                        store: "audit history",
-                        store_seq: h.last_seq,
-                        wal_last_seq: wal_last,
-                        wal_dir: self.data.wal(),
-                    });
-                }
-                head = match vibesync_audit::rewind(self.data.audit(), wal_last) {
-                    Ok((h, _)) => h,
-                    Err(e) => {
-                        set_aside_audit(&self.data, &format!("it could not be rewound to seq {wal_last} ({e})"));
-                        None
-                    }
-                };
-            }
-        }
-        let since = if config.audit.enabled { head.as_ref().map(|h| h.last_seq).unwrap_or(0) } else { u64::MAX };
-        // After a checkpoint only the records after it are read, unless the audit lost
-        // commits the checkpoint counted on (docs/WAL.md §9).
-        let checkpoint = checkpoint.filter(|c| since >= c.seq);
-        let mut scan = {
-            let governance = self.governance.clone();
-            let mut gov = governance.lock().unwrap();
-            self.boot_scan(since, since, Some(&mut gov), checkpoint, carry)?
-        };
         // A history whose newest commit is at or before the compaction anchor cannot be
         // compared with a record that is gone (docs/WAL.md §11); at the anchor it is compared
         // with the anchor's h.
@@ -478,7 +486,7 @@ impl Stores {
                         h.last_seq
                     ),
                 );
-                scan.marks = self.boot_scan(0, 0, None, None, carry)?.marks;
+                scan.marks = boot_scan(&self.data, self.anchor_seq(), 0, 0, None, None, carry)?.marks;
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
@@ -529,67 +537,6 @@ impl Stores {
         }
         self.audit = Some(audit);
         Ok(())
-    }
-
-    /// One pass over the WAL: governance index, ROLLBACKs, the not-synced uuids, FINALs after
-    /// `since` (as audit marks) and the `h` of the record at `anchor_seq`.
-    /// `gov` is None on a second pass (after a foreign history was set aside).
-    fn boot_scan(
-        &self,
-        since: u64,
-        anchor_seq: u64,
-        mut gov: Option<&mut FailureIndex>,
-        checkpoint: Option<&crate::checkpoint::Checkpoint>,
-        carry: &[Record],
-    ) -> Result<BootScan, DaemonError> {
-        let mut scan = BootScan::default();
-        // From a checkpoint: its kept records first (they are all at or before it), then
-        // the log after it.
-        let (reader, kept) = match checkpoint {
-            Some(c) => {
-                scan.last_seq = c.seq;
-                if anchor_seq == c.seq {
-                    scan.anchor_h = Some(c.h.clone());
-                }
-                (Reader::open_at(self.data.wal(), c.position())?, c.kept.clone())
-            }
-            // A compacted log: what the anchor carries of the removed records first.
-            None => (Reader::open(self.data.wal())?, carry.to_vec()),
-        };
-        let kept_upto = checkpoint.map_or(self.anchor_seq(), |c| c.seq);
-        // A read error stops the boot: records after it are never taken as absent.
-        let read = reader.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from));
-        for r in kept.into_iter().map(Ok).chain(read) {
-            let r = r?;
-            let from_kept = r.seq <= kept_upto;
-            if let Some(gov) = gov.as_deref_mut() {
-                gov.observe(&observed(&r));
-            }
-            scan.not_synced.observe(&r);
-            if from_kept {
-                if r.phase == Phase::Rollback {
-                    scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
-                }
-                continue;
-            }
-            scan.last_seq = r.seq;
-            if r.seq == anchor_seq {
-                scan.anchor_h = Some(r.h.clone());
-            }
-            if r.phase == Phase::Rollback {
-                scan.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
-            }
-            if r.seq > since && r.phase == Phase::Final {
-                scan.marks.push(FinalMark {
-                    seq: r.seq,
-                    h: r.h,
-                    operation_id: r.operation_id,
-                    project_id: r.project_id,
-                    uuids: r.uuids,
-                });
-            }
-        }
-        Ok(scan)
     }
 
     /// The WAL was compacted up to this seq (0 = never; docs/WAL.md §11).
@@ -791,6 +738,7 @@ impl Stores {
     }
 }
 
+/// What the boot scan found (`boot_scan`).
 #[derive(Default)]
 struct BootScan {
     rollbacks: Vec<(String, RolledBack)>,
@@ -798,6 +746,112 @@ struct BootScan {
     marks: Vec<FinalMark>,
     anchor_h: Option<String>,
     last_seq: u64,
+}
+
+impl BootScan {
+    /// One record, in seq order: FINALs after `since` become audit marks, the record at
+    /// `anchor_seq` gives its `h`; `from_kept`: a checkpoint's or anchor's kept record (only
+    /// the governance index, the not-synced fold and ROLLBACKs take it).
+    fn observe(&mut self, r: Record, gov: Option<&mut FailureIndex>, since: u64, anchor_seq: u64, from_kept: bool) {
+        if let Some(gov) = gov {
+            gov.observe(&observed(&r));
+        }
+        self.not_synced.observe(&r);
+        if r.phase == Phase::Rollback {
+            self.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
+        }
+        if from_kept {
+            return;
+        }
+        self.last_seq = r.seq;
+        if r.seq == anchor_seq {
+            self.anchor_h = Some(r.h.clone());
+        }
+        if r.seq > since && r.phase == Phase::Final {
+            self.marks.push(FinalMark {
+                seq: r.seq,
+                h: r.h,
+                operation_id: r.operation_id,
+                project_id: r.project_id,
+                uuids: r.uuids,
+            });
+        }
+    }
+}
+
+/// One pass over the WAL: governance index, ROLLBACKs, the not-synced uuids, FINALs after
+/// `since` (as audit marks) and the `h` of the record at `anchor_seq`; from `checkpoint`
+/// (its kept records, then the log after it), else from the start of a log compacted up to
+/// `compacted_upto` (the anchor's `carry` first). `gov` is None on a second pass (after a
+/// foreign history was set aside). A read error stops the boot: records after it are never
+/// taken as absent.
+fn boot_scan(
+    data: &DataDir,
+    compacted_upto: u64,
+    since: u64,
+    anchor_seq: u64,
+    mut gov: Option<&mut FailureIndex>,
+    checkpoint: Option<&crate::checkpoint::Checkpoint>,
+    carry: &[Record],
+) -> Result<BootScan, DaemonError> {
+    let mut scan = BootScan::default();
+    let (reader, kept) = match checkpoint {
+        Some(c) => {
+            scan.last_seq = c.seq;
+            if anchor_seq == c.seq {
+                scan.anchor_h = Some(c.h.clone());
+            }
+            (Reader::open_at(data.wal(), c.position())?, c.kept.clone())
+        }
+        None => (Reader::open(data.wal())?, carry.to_vec()),
+    };
+    let kept_upto = checkpoint.map_or(compacted_upto, |c| c.seq);
+    let read = reader.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from));
+    for r in kept.into_iter().map(Ok).chain(read) {
+        let r = r?;
+        let from_kept = r.seq <= kept_upto;
+        scan.observe(r, gov.as_deref_mut(), since, anchor_seq, from_kept);
+    }
+    Ok(scan)
+}
+
+/// The audit history's head, checked against the WAL's end before boot appended anything
+/// (docs/WAL.md §5): a history that has seen a seq beyond it stops the boot unless
+/// `repair`, which rewinds it; an unreadable one is set aside. None with the audit off.
+fn audit_head(
+    config: &Config,
+    data: &DataDir,
+    repair: bool,
+    wal_last: u64,
+) -> Result<Option<vibesync_audit::Head>, DaemonError> {
+    if !config.audit.enabled {
+        return Ok(None);
+    }
+    let head = match vibesync_audit::head(data.audit()) {
+        Ok(h) => h,
+        Err(e) => {
+            set_aside_audit(data, &format!("it is unreadable ({e})"));
+            None
+        }
+    };
+    let Some(h) = head.as_ref().filter(|h| h.last_seq > wal_last) else {
+        return Ok(head);
+    };
+    if !repair {
+        return Err(DaemonError::WalLostTail {
+            store: "audit history",
+            store_seq: h.last_seq,
+            wal_last_seq: wal_last,
+            wal_dir: data.wal(),
+        });
+    }
+    Ok(match vibesync_audit::rewind(data.audit(), wal_last) {
+        Ok((h, _)) => h,
+        Err(e) => {
+            set_aside_audit(data, &format!("it could not be rewound to seq {wal_last} ({e})"));
+            None
+        }
+    })
 }
 
 /// What the audit commits for one uuid in a commit covering seqs up to `upto`: the versions
