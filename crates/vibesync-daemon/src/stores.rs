@@ -191,8 +191,12 @@ impl Stores {
             std::thread::Builder::new()
                 .name("boot-scan".into())
                 .spawn(move || {
+                    let t = std::time::Instant::now();
                     let mut gov = governance.lock().unwrap();
-                    boot_scan(&scan_data, anchor_seq, since, since, Some(&mut gov), scan_from.as_ref(), &carry)
+                    let scan =
+                        boot_scan(&scan_data, anchor_seq, since, since, Some(&mut gov), scan_from.as_ref(), &carry);
+                    info!(elapsed_ms = t.elapsed().as_millis() as u64, "boot: the WAL scan took (beside the registry)");
+                    scan
                 })
                 .map_err(|e| DaemonError::DataDir {
                     path: data.root().to_path_buf(),
