@@ -102,6 +102,12 @@ namespace VibeSync.Bridge.Core
         // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
         // a parent it names arrives; a committed batch_result naming it clears it.
         readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
+        // Peers that joined so far (`peers` naming a new session), and the count when each uuid's
+        // last change was sent: a change kept after a rollback is re-sent at once when a peer
+        // joined after it was sent — that peer never saw it, and its join came before the result
+        // (PROTOCOL §6.4).
+        long peerJoins;
+        readonly Dictionary<string, long> sentAtJoins = new Dictionary<string, long>();
         readonly List<Peer> peers = new List<Peer>();
         readonly List<string> otherProjects = new List<string>();
         readonly List<OtherProject> otherProjectsWithClients = new List<OtherProject>();
@@ -333,6 +339,7 @@ namespace VibeSync.Bridge.Core
                 resendFull.Remove(u);
                 notSynced.Remove(u);
                 committedSeq.Remove(u);
+                sentAtJoins.Remove(u);
             }
         }
 
@@ -827,7 +834,21 @@ namespace VibeSync.Bridge.Core
                 if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;
             }
             if (keptLocal)
+            {
                 Emit("not_synced", new Dictionary<string, object> { { "uuids", ends }, { "reason", reason }, { "error_code", code } });
+                int again = 0;
+                foreach (var x in ends)
+                {
+                    var s = x as string;
+                    long at;
+                    if (s == null || !sentAtJoins.TryGetValue(s, out at) || at >= peerJoins) continue;
+                    resendFull.Add(s);
+                    dirty.Add(s);
+                    again++;
+                }
+                if (again > 0)
+                    Emit("retry_not_synced", new Dictionary<string, object> { { "count", (long)again }, { "why", "a peer joined after it was sent" } });
+            }
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -1177,7 +1198,9 @@ namespace VibeSync.Bridge.Core
             bool joined = false;
             foreach (var p in peers) if (!before.Contains(p.SessionId)) joined = true;
             Emit("peers", new Dictionary<string, object> { { "count", (long)peers.Count }, { "other_projects", (long)otherProjects.Count } });
-            if (joined) RetryNotSynced("a peer joined");
+            if (!joined) return;
+            peerJoins++;
+            RetryNotSynced("a peer joined");
         }
 
         /// <summary>
@@ -1508,6 +1531,7 @@ namespace VibeSync.Bridge.Core
                 if (!unresolved.TryGetValue(u, out reqs)) unresolved[u] = reqs = new HashSet<string>();
                 reqs.Remove(LostRequest); // this change carries the current state: it replaces the lost one
                 reqs.Add(rid);
+                sentAtJoins[u] = peerJoins;
             }
             ChangeMessagesSent++;
             ChangeOpsSent += ops.Count;
