@@ -228,8 +228,8 @@ def test_a_big_batch_result_is_handled_over_several_ticks_in_order(scripted):
     uuid is resolved."""
     s = vibesync._session()
     uuids = [str(uuidlib.uuid4()) for _ in range(20_000)]
-    s.inflight.sent("c1", uuids)
-    seq0 = s.last_seq
+    s.engine.inflight.sent("c1", uuids)
+    seq0 = s.engine.last_seq
     result = {"type": "batch_result", "batch_id": "b-big", "seq": seq0 + 7,
               "outcome": "committed", "uuids": uuids}
     pong = {"type": "pong", "request_id": "x", "seq": seq0 + 8}
@@ -238,18 +238,18 @@ def test_a_big_batch_result_is_handled_over_several_ticks_in_order(scripted):
                                            "generation": s.generation}))
     vibesync.tick(0.05)
     assert s.event_job is not None, "20,000 uuids are not handled in one 0.05 ms tick"
-    assert 0 < len(s.inflight) < len(uuids), "part of it is handled"
-    assert s.last_seq == seq0, "last_seq moves only once the whole result is handled"
-    assert s.daemon_seq < seq0 + 8, "the next message waits for the big one"
+    assert 0 < len(s.engine.inflight) < len(uuids), "part of it is handled"
+    assert s.engine.last_seq == seq0, "last_seq moves only once the whole result is handled"
+    assert s.engine.daemon_seq < seq0 + 8, "the next message waits for the big one"
     ticks = 1
     while s.event_job is not None:
         vibesync.tick(0.05)
         ticks += 1
         assert ticks < 10_000
     assert ticks > 2
-    assert len(s.inflight) == 0 and s.last_seq == seq0 + 7
-    assert set(uuids) <= s.synced and s.result_seq[uuids[-1]] == seq0 + 7
-    pump_until(lambda: s.daemon_seq == seq0 + 8, what="the pong after it")
+    assert len(s.engine.inflight) == 0 and s.engine.last_seq == seq0 + 7
+    assert set(uuids) <= s.engine.synced and s.engine.result_seq[uuids[-1]] == seq0 + 7
+    pump_until(lambda: s.engine.daemon_seq == seq0 + 8, what="the pong after it")
 
 
 def test_an_apply_step_that_cannot_be_split_starts_a_tick_and_the_undo_step_follows_a_tick_later(

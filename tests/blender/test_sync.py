@@ -222,7 +222,7 @@ def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
     sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change" for c in m["changes"]})
     scripted.push(frame({"type": "batch_result", "batch_id": "r", "seq": 41, "outcome": "committed",
                          "uuids": sent, "error_code": None}))
-    pump_until(lambda: len(vibesync._session().inflight) == 0, what="changes resolved")
+    pump_until(lambda: len(vibesync._session().engine.inflight) == 0, what="changes resolved")
     scripted.push(batch_frames("op-3", 42, [
         {"op": "create", "uuid": u, "kind": "object", "name": "Busy", "parent": None,
          "t": [0, 1, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
@@ -532,7 +532,7 @@ def test_a_replay_never_undoes_local_work(scripted):
                what="the kept local state sent")
     scripted.push(frame({"type": "batch_result", "batch_id": "b2", "seq": 51, "outcome": "committed",
                          "uuids": [u], "error_code": None}))
-    pump_until(lambda: u not in vibesync._session().inflight, what="resolved")
+    pump_until(lambda: u not in vibesync._session().engine.inflight, what="resolved")
     scripted.push(batch_frames("op-10", 52, [
         {"op": "create", "uuid": u, "kind": "object", "name": "Mine", "parent": None,
          "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="resync"))
@@ -708,7 +708,7 @@ def resolved_cube(scripted, name):
                what="the create sent")
     scripted.push(frame({"type": "batch_result", "batch_id": "c-" + name, "seq": 10,
                          "outcome": "committed", "uuids": [u], "error_code": None}))
-    pump_until(lambda: u not in vibesync._session().inflight, what="create resolved")
+    pump_until(lambda: u not in vibesync._session().engine.inflight, what="create resolved")
     return bpy.data.objects[name], u
 
 
@@ -754,7 +754,7 @@ def test_a_live_preview_never_overwrites_a_persons_unsent_edit(scripted):
     while s.transport.inbox.empty():  # no tick: the edit stays uncaptured meanwhile
         assert time.monotonic() < end, "the live frame never reached the inbox"
         time.sleep(0.01)
-    assert s.dirty and u not in s.inflight, "the edit is marked, not sent"
+    assert s.dirty and u not in s.engine.inflight, "the edit is marked, not sent"
     vibesync.tick(20.0)
     assert vibesync.status()["live_dropped"] == {"local edit": 1}
     assert tuple(bpy.data.objects["Mine"].location) == pytest.approx((5, 5, 5), abs=1e-5)

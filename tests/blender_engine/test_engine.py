@@ -78,3 +78,154 @@ def test_adoption_pairs_only_unambiguous_unknown_names():
              ("object", "Twin"): "f3", ("object", "Camera"): "f4", ("object", "Light"): "f5"}
     known = {C}  # Light's uuid is already bound here: nothing to adopt
     assert engine.match_adoptions(incoming, fresh, known) == {"f1": A, "f2": B}
+
+
+class Scene:
+    """A `SceneAdapter` that records what the engine asked of it."""
+
+    def __init__(self, alive=()) -> None:
+        self.objects = set(alive)
+        self.captured: list = []   # editor keys captured again
+        self.forgotten: list[str] = []
+        self.marked: list[tuple] = []  # (uuid, geometry, quiet)
+
+    def alive(self, uuid):
+        return uuid in self.objects
+
+    def capture(self, keys):
+        self.captured.extend(keys)
+
+    def forget_sent(self, uuid):
+        self.forgotten.append(uuid)
+
+    def mark_for_capture(self, uuid, geometry=False, quiet=False):
+        self.marked.append((uuid, geometry, quiet))
+
+
+def test_sync_engine_a_new_connection_drops_what_the_old_one_left_unanswered():
+    scene = Scene()
+    e = engine.SyncEngine(scene, last_seq=7)
+    e.sent("c1", engine.CHANGE, [A])
+    e.sent("r2", "register", {"uuids": [B]})
+    assert A in e.inflight and B not in e.inflight, "only a change's uuids are in flight"
+    e.send_mode(A, "ka", True)  # a newer edit of A waits
+    e.changes_supported = False
+    e.connected(12)
+    assert e.pending == {} and len(e.inflight) == 0 and e.changes_supported
+    assert scene.captured == ["ka"], "the waiting edit is captured again"
+    assert e.daemon_seq == 12 and e.last_seq == 7, "welcome's seq is seen, not applied"
+    e.sent("c3", engine.CHANGE, [A])
+    e.disconnected()
+    assert e.pending == {} and A in e.inflight, "in flight until the next connection says"
+
+
+def test_sync_engine_seqs_only_move_forward_on_integers():
+    e = engine.SyncEngine(Scene(), last_seq=5)
+    for seq in (None, True, "9", 3.0):
+        e.seen_seq(seq)
+        assert not e.result_done(seq)
+    assert e.daemon_seq == 0 and e.last_seq == 5
+    e.seen_seq(9)
+    e.seen_seq(4)
+    assert e.daemon_seq == 9
+    assert not e.result_done(5) and e.last_seq == 5, "not past the position it has"
+    assert e.result_done(11) and e.last_seq == 11 and e.daemon_seq == 11
+
+
+def test_sync_engine_a_loaded_file_starts_from_its_own_position():
+    scene = Scene()
+    e = engine.SyncEngine(scene, last_seq=40)
+    e.sent("c1", engine.CHANGE, [A])
+    e.send_mode(A, "ka", True)
+    e.not_synced.mark([B], "kept")
+    e.synced.add(C)
+    e.result_seq[C] = 39
+    e.file_loaded(3)
+    assert e.last_seq == 3 and len(e.inflight) == 0 and len(e.not_synced) == 0
+    assert not e.synced and not e.result_seq
+    assert scene.captured == [], "the last file's waiting edits are not captured here"
+
+
+def test_sync_engine_an_error_ends_the_whole_change_and_unknown_type_stops_sending():
+    scene = Scene()
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [A, B])
+    e.sent("c2", engine.CHANGE, [C])
+    e.send_mode(B, "kb", True)
+    assert e.answered("c1") == (engine.CHANGE, [A, B]) and e.answered("c1") is None
+    assert e.answered(None) is None and e.answered(["c2"]) is None, "no request id: nothing"
+    e.on_change_error("c1", "RATE_LIMITED")
+    assert A not in e.inflight and B not in e.inflight and C in e.inflight
+    assert scene.captured == ["kb"] and e.changes_supported
+    e.on_change_error("c2", engine.UNKNOWN_TYPE)
+    assert C not in e.inflight and not e.changes_supported
+
+
+def test_sync_engine_a_refusal_of_an_object_gone_here_keeps_and_resends_nothing():
+    scene = Scene(alive=[B])
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [A, B])
+    refused = e.on_change_ack("c1", [
+        {"uuid": A, "status": engine.ITEM_ERROR, "error_code": engine.QUARANTINED, "message": "q"},
+        {"uuid": B, "status": engine.ITEM_ERROR, "error_code": engine.NOT_FOUND},
+        {"uuid": 5, "status": engine.ITEM_ERROR, "error_code": "INVALID_UUID"},
+        "not an item"])
+    assert refused == [(A, engine.QUARANTINED, "q"), (B, engine.NOT_FOUND, None),
+                       (5, "INVALID_UUID", None)]
+    assert len(e.not_synced) == 0, "A is gone here: nothing to keep"
+    assert scene.forgotten == [B] and scene.marked == [(B, True, False)], "B in full, geometry too"
+    assert len(e.inflight) == 0
+
+
+def test_sync_engine_a_peer_joining_retries_what_is_still_here_and_forgets_the_rest():
+    scene = Scene(alive=[A])
+    e = engine.SyncEngine(scene)
+    e.not_synced.mark([A, B], "kept")
+    e.on_peers({"peers": [{"session_id": "s1"}, "junk"], "other_projects": [{"id": "p"}, 3]})
+    assert e.peers == [{"session_id": "s1"}] and e.other_projects == [{"id": "p"}]
+    assert scene.forgotten == [A] and scene.marked == [(A, False, True)], "quiet: not an edit"
+    assert e.not_synced.reasons == {A: "kept"}, "B is gone here: not synced any more"
+    e.on_peers({"peers": [{"session_id": "s1"}]})
+    assert scene.marked == [(A, False, True)] and e.other_projects == [], "nobody new"
+
+
+def test_sync_engine_an_applied_batch_counts_as_synced_and_retries_children_of_its_parents():
+    scene = Scene(alive=[A, B])
+    e = engine.SyncEngine(scene, last_seq=10)
+    e.not_synced.mark([A], "parent missing in Unity")
+    parents = {A: C}
+    e.applied(8, {C, B}, {B}, parents.get)
+    assert e.synced == {C}, "a uuid the replay kept is not synced by it"
+    assert scene.marked == [(A, False, True)] and e.last_seq == 10
+    e.applied(12, set(), set(), parents.get)
+    assert e.last_seq == 12
+
+
+def test_sync_engine_remembers_a_bounded_number_of_received_batches():
+    e = engine.SyncEngine(Scene())
+    e.sent("c1", engine.CHANGE, [A])
+    e.batch_begun("b0")
+    e.answered("c1")
+    for i in range(1, engine.MAX_RECEIVED_BATCHES + 1):
+        e.batch_begun(f"b{i}")
+    assert len(e.received_batches) == engine.MAX_RECEIVED_BATCHES and "b0" not in e.received_batches
+    assert e.received_batches["b1"] == frozenset([A]), "acknowledged by then"
+
+
+def test_sync_engine_a_resync_batch_answers_the_oldest_resync_request():
+    e = engine.SyncEngine(Scene())
+    e.sent("r1", engine.RESYNC, None)
+    e.sent("c2", engine.CHANGE, [A])
+    e.sent("r3", engine.RESYNC, None)
+    e.resync_answered()
+    assert list(e.pending) == ["c2", "r3"]
+    e.resync_answered()
+    e.resync_answered()
+    assert list(e.pending) == ["c2"]
+
+
+def test_sync_engine_keeps_the_last_hundred_conflicts():
+    e = engine.SyncEngine(Scene())
+    for i in range(105):
+        e.on_conflict({"type": "conflict", "uuid": A, "n": i})
+    assert len(e.conflicts) == 100 and e.conflicts[0]["n"] == 5 and "at" in e.conflicts[-1]

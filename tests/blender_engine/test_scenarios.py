@@ -1,7 +1,7 @@
 """The shared engine scenarios (`tests/vectors/engine_scenarios.json`) against the addon's
-bpy-free engine (`vibesync/engine.py`: `send_mode`, `InFlight`, `refusal`, `on_batch_result`,
-`NotSynced`, `peer_joined`, `replay_keeps`, `live_refusal` — what `pump.py` calls), under
-plain CPython. The Unity core's `ScenarioTests` run the same file against `SyncEngine`."""
+bpy-free `engine.SyncEngine` (what `pump.Session` delegates to), under plain CPython, with a
+scene of named objects as its `SceneAdapter`. The Unity core's `ScenarioTests` run the same
+file against its `SyncEngine`."""
 
 from __future__ import annotations
 
@@ -13,59 +13,78 @@ SCENARIOS = vector("engine_scenarios.json")["scenarios"]
 STEPS = ("send", "verify", "replay", "apply")
 
 
-class Editor:
-    """The addon's bookkeeping as `pump.py` wires it, with objects named instead of read
-    from Blender: an edit always changes the object, so a capture always finds a change."""
+class Scene:
+    """`engine.SceneAdapter` over named objects: an edit always changes the object, so a
+    capture always finds a change."""
 
     def __init__(self, objects: list[str]) -> None:
-        self.inflight = engine.InFlight()
-        self.not_synced = engine.NotSynced()
-        self.received: dict[str, frozenset] = {}  # batch id -> acknowledged at its fences
-        self.unanswered: set[str] = set()  # change requests with no ack or refusal yet
-        self.synced: set[str] = set(objects)
-        self.result_seq: dict[str, int] = {}
+        self.objects = set(objects)
         self.last_sent = set(objects)  # objects whose last sent state the daemon holds
+        self.marked: list[str] = []    # marked for capture, in order
+
+    def alive(self, uuid: str) -> bool:
+        return uuid in self.objects
+
+    def capture(self, keys) -> None:
+        self.marked.extend(keys)  # an object's editor key is its name
+
+    def forget_sent(self, uuid: str) -> None:
+        self.last_sent.discard(uuid)
+
+    def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
+        if uuid in self.objects:
+            self.marked.append(uuid)
+
+
+class Editor:
+    """The scenario's steps as messages to `SyncEngine`, and the `capture` and `send` the
+    pump runs on what the engine (or a person's edit) marked, once per step."""
+
+    def __init__(self, objects: list[str]) -> None:
+        self.scene = Scene(objects)
+        self.engine = engine.SyncEngine(self.scene)
+        self.engine.synced.update(objects)
+        self.last_change: dict[str, str] = {}  # object -> the last change naming it
         self.peers: list[dict] = []
         self.sent: list[list[list[str]]] = []
         self.kept: list[str] = []
         self.live: dict[str, str] = {}
         self.n = 0
 
-    def capture(self, names) -> None:
+    def capture_and_send(self) -> None:
+        names, self.scene.marked = list(dict.fromkeys(self.scene.marked)), []
         ops = []
         for name in names:
-            mode = engine.send_mode(name, self.inflight, self.not_synced, name in self.last_sent)
-            if mode == engine.SEND_WAIT:
-                self.inflight.wait(name, name)
-                continue
-            ops.append([name, "create" if mode == engine.SEND_FULL else "edit"])
+            mode = self.engine.send_mode(name, name, name in self.scene.last_sent)
+            if mode != engine.SEND_WAIT:
+                ops.append([name, "create" if mode == engine.SEND_FULL else "edit"])
         if ops:
             self.n += 1
-            self.inflight.sent(f"c{self.n}", [name for name, _ in ops])
-            self.unanswered.add(f"c{self.n}")
-            self.last_sent.update(name for name, _ in ops)
+            rid = f"c{self.n}"
+            self.engine.sent(rid, engine.CHANGE, [name for name, _ in ops])
+            self.scene.last_sent.update(name for name, _ in ops)
+            self.last_change.update((name, rid) for name, _ in ops)
             self.sent.append(ops)
 
     def step(self, s: dict) -> None:
-        do = s["do"]
+        do, eng = s["do"], self.engine
         if do == "edit":
-            self.capture(s["objects"])
+            self.scene.marked.extend(s["objects"])
         elif do == "ack":
+            # One `ack` per change the results answer, in the order they were sent.
+            acks: dict[str, list[dict]] = {}
             for name, status in s["results"].items():
-                rid = self.inflight.requests.get(name)
-                self.unanswered.discard(rid)
-                if status != "queued":
-                    # pump._change_rejected
-                    self.capture(self.inflight.refused(rid, [name]))
-                    action = engine.refusal(status)
-                    if action == engine.REFUSED_KEEP:
-                        self.not_synced.mark([name], f"{status}: scenario")
-                    elif action == engine.REFUSED_RESEND_FULL:
-                        self.last_sent.discard(name)
-                        self.capture([name])
+                r = {"uuid": name, "status": "queued"} if status == "queued" else {
+                    "uuid": name, "status": engine.ITEM_ERROR, "error_code": status,
+                    "message": "scenario"}
+                acks.setdefault(self.last_change[name], []).append(r)
+            for rid, results in acks.items():
+                assert eng.answered(rid)[0] == engine.CHANGE, "answers a pending change"
+                refused = eng.on_change_ack(rid, results)
+                assert [(x.uuid, x.code) for x in refused] == [
+                    (r["uuid"], r["error_code"]) for r in results if r["status"] != "queued"]
         elif do == "batch":
-            # pump: BATCH_BEGIN records what the daemon had acknowledged (`pending` = unanswered).
-            self.received[s["id"]] = self.inflight.acknowledged(self.unanswered)
+            eng.batch_begun(s["id"])
         elif do == "batch_result":
             self.n += 1
             msg = {"type": "batch_result", "batch_id": s.get("batch", f"b{self.n}"),
@@ -73,36 +92,33 @@ class Editor:
             for k in ("error_code", "kept_local", "reason"):
                 if k in s:
                     msg[k] = s[k]
-            effect = engine.on_batch_result(msg, self.received, self.inflight, self.not_synced,
-                                            self.synced, self.result_seq)
-            self.capture(effect.recapture)
+            eng.on_batch_result(msg)
+            assert eng.result_done(msg["seq"]) and eng.last_seq == self.n
         elif do == "peers":
             self.n += 1
-            after = self.peers + [{"session_id": f"s{self.n}", "client": "unity"}]
-            joined = engine.peer_joined(self.peers, after)
-            self.peers = after
-            if joined and len(self.not_synced):
-                retry = list(self.not_synced.reasons)
-                self.last_sent.difference_update(retry)  # the daemon never took them: in full
-                self.capture(retry)
+            self.peers = self.peers + [{"session_id": f"s{self.n}", "client": "unity"}]
+            eng.on_peers({"type": "peers", "peers": self.peers, "other_projects": []})
+            assert eng.peers == self.peers
         elif do == "live":
             # pump._live_refusal: the scene holds the object, nothing else waits; a capture
             # of this model's objects always happens in the step that edits them.
-            self.live = {name: "dropped" if engine.live_refusal(
-                name, False, False, True, False, self.inflight, self.not_synced,
-                lambda: False) else "applied" for name in s["objects"]}
+            self.live = {name: "dropped" if eng.live_refusal(
+                name, False, False, True, False, lambda: False) else "applied"
+                for name in s["objects"]}
         elif do == "replay":
             self.n += 1
             first = s["objects"][0]
-            seq = self.result_seq[first] - 1 if s.get("stale") else self.n
-            self.kept = [name for name in s["objects"] if engine.replay_keeps(
-                name, seq, False, self.inflight, self.not_synced, self.result_seq)]
-            # pump.apply_now: kept uuids are sent in full; the others hold the replayed state.
-            self.last_sent.update(name for name in s["objects"] if name not in self.kept)
-            self.last_sent.difference_update(self.kept)
-            self.capture(self.kept)
+            seq = eng.result_seq[first] - 1 if s.get("stale") else self.n
+            self.kept = [name for name in s["objects"] if eng.replay_keeps(name, seq, False)]
+            for name in s["objects"]:
+                if name in self.kept:
+                    eng.replay_kept(name)  # sent in full instead
+                else:
+                    self.scene.last_sent.add(name)  # holds the replayed state
+            eng.applied(seq, set(s["objects"]), set(self.kept), lambda u: None)
         else:
             raise AssertionError(f"unknown step {do!r}")
+        self.capture_and_send()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
@@ -115,9 +131,9 @@ def test_scenario(scenario):
         where = f"step {i} ({s['do']})"
         want = s["expect"]
         assert [sorted(m) for m in ed.sent[before:]] == [sorted(m) for m in want["sent"]], where
-        assert sorted(u for u in scenario["objects"] if u in ed.inflight) == sorted(
+        assert sorted(u for u in scenario["objects"] if u in ed.engine.inflight) == sorted(
             want["in_flight"]), where
-        assert ed.not_synced.reasons == want["not_synced"], where
+        assert ed.engine.not_synced.reasons == want["not_synced"], where
         if "live" in want:
             assert ed.live == want["live"], where
         if "kept" in want:
@@ -128,3 +144,5 @@ def test_outcomes_are_the_wire_vocabulary():
     names = vector("names.json")
     assert [engine.COMMITTED, engine.ROLLED_BACK, engine.DROPPED] == names["batch_outcomes"]
     assert {engine.NOT_FOUND, engine.BLOCKED, engine.QUARANTINED} <= set(names["item_error_codes"])
+    assert engine.ITEM_ERROR in names["item_statuses"]
+    assert engine.UNKNOWN_TYPE in {e["code"] for e in names["error_codes"]}

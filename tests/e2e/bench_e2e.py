@@ -110,7 +110,7 @@ def default_settings(n: int, work: str) -> None:
         ob = bpy.context.active_object
         u = drive(lambda: ob.get("vibesync_uuid"))
         host.wait_obj(u)
-        drive(lambda: not len(vibesync._session().inflight), 15, "the create committed")
+        drive(lambda: not len(vibesync._session().engine.inflight), 15, "the create committed")
         live, batch = [], []
         for i in range(n):
             since = len(host.events)
@@ -122,7 +122,7 @@ def default_settings(n: int, work: str) -> None:
             ev = drive(lambda since=since: host.find("applied", since, lambda e: u in (e.get("hashes") or {})),
                        10, "host applied the batch")
             batch.append((ev["_t"] - t0) * 1000)
-            drive(lambda: not len(vibesync._session().inflight), 10, "the move committed")
+            drive(lambda: not len(vibesync._session().engine.inflight), 10, "the move committed")
         print(f"Blender change -> host applied, DEFAULT settings (n={n}): live preview p50 "
               f"{statistics.median(live):.1f} ms  p99 {pct(live, 0.99):.1f} ms; window's batch p50 "
               f"{statistics.median(batch):.1f} ms  p99 {pct(batch, 0.99):.1f} ms")

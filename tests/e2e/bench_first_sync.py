@@ -222,9 +222,9 @@ class Ticks:
 
 def trace_line(t0: float, n_ticks: int) -> str:
     s = vibesync._session()
-    return (f"  t={time.monotonic() - t0:6.1f}s {s.progress()} in flight {len(s.inflight)}, "
+    return (f"  t={time.monotonic() - t0:6.1f}s {s.progress()} in flight {len(s.engine.inflight)}, "
             f"out_ops {len(s.out_ops)}, dirty {len(s.dirty)}, mesh jobs {len(s.mesh_jobs)}, "
-            f"pending {len(s.pending)}, inbox {s.transport.inbox.qsize()}, "
+            f"pending {len(s.engine.pending)}, inbox {s.transport.inbox.qsize()}, "
             f"to_register {len(s.to_register)}, registered {len(s.registered)}, "
             f"ticks {n_ticks}, waiting for parents {sum(map(len, s.parent_waiters.values()))}, "
             f"apply job {s.apply_job is not None}, batches {len(s.batches)}")
@@ -254,7 +254,7 @@ def measure(n: int, t0: float, done, limit_s: float) -> tuple[dict, float]:
                 s = vibesync._session()
                 raise AssertionError(
                     f"N={n}: not done within {limit_s:.0f}s: {trace_line(t0, len(ticks.wall))}; "
-                    f"gated {len(s.gated_keys)}, not synced {len(s.not_synced)}, "
+                    f"gated {len(s.gated_keys)}, not synced {len(s.engine.not_synced)}, "
                     f"errors {list(s.errors)[-3:]}")
     if ticks.prof is not None:
         ticks.prof.dump_stats(f"{os.environ['VIBESYNC_BENCH_PROFILE']}.{n}")

@@ -222,7 +222,7 @@ def test_10_a_blender_move_reaches_unity_live_before_the_windows_batch(host):
     ob = add_cube("Live", location=(0, 0, 0), rot_z_deg=0, scale=1)
     u = drive(lambda: ob.get("vibesync_uuid"))
     host.wait_obj(u)
-    drive(lambda: not len(vibesync._session().inflight), what="the create committed")
+    drive(lambda: not len(vibesync._session().engine.inflight), what="the create committed")
     changes_before = host.stats()["change_messages"]
     with host.lock:
         mark = len(host.events)
@@ -239,7 +239,7 @@ def test_10_a_blender_move_reaches_unity_live_before_the_windows_batch(host):
     assert i_live < i_batch, kinds
     assert close(host.obj(u)["transform"]["position"], [4.0, 6.0, 5.0])
     # Verified and committed like any batch; Unity sent nothing back.
-    drive(lambda: not len(vibesync._session().inflight), what="Blender's move committed")
+    drive(lambda: not len(vibesync._session().engine.inflight), what="Blender's move committed")
     assert not vibesync.status()["not_synced"]
     assert host.stats()["change_messages"] == changes_before
     assert host.stats()["live_applied"] >= 1

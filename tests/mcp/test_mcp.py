@@ -317,7 +317,7 @@ def test_builtin_tools_act_on_both_editors(host, blender, project_id):
         # just-committed state when that register lands between a batch's STEP and COMMIT
         # (fixed in the sync actor separately): the next call waits for it to settle.
         sess = vibesync._session()
-        return sess.registered.get(uid) == f"OB:{name}" and not sess.pending
+        return sess.registered.get(uid) == f"OB:{name}" and not sess.engine.pending
 
     async def scenario():
         async with mcp_session(daemon_binary(), blender.data_dir, project_id) as s:

@@ -1,8 +1,12 @@
 """The addon's sync bookkeeping, free of bpy (plain CPython tests drive it directly).
 
-The main-thread pump (`pump.py`) is the bpy glue: it reads and writes datablocks and asks
-these objects what to send, what to keep and when to stop. Each class keeps one rule of
-docs/PROTOCOL.md §6:
+`SyncEngine` is the twin of the Unity core's `SyncEngine`: it owns the protocol-level state
+of one editor session (the changes in flight, the not-synced marks, the requests awaiting an
+answer, `last_seq`, peers, conflicts) and decides what each message does to it. Everything
+that touches Blender goes through a `SceneAdapter` (the twin of `ISceneAdapter`), which the
+main-thread pump (`pump.py`, the bpy glue) implements over its registry and capture marks.
+`tests/vectors/engine_scenarios.json` holds both engines to the same scenarios. The pieces
+it is made of each keep one rule of docs/PROTOCOL.md §6:
 
 * `InFlight` -- `send`: at most one change per uuid is in flight; a newer local edit of
   that uuid waits for the `batch_result` (or refusal) of the previous one, so a result can
@@ -13,9 +17,7 @@ docs/PROTOCOL.md §6:
 * `ErrorLoop` -- §6.7 editor state: the same failure repeated `threshold` times within
   `window_s` pauses the addon (it tells the daemon with `editor_state`).
 * `send_mode`, `refusal`, `on_batch_result`, `peer_joined`, `replay_keeps`,
-  `live_refusal` -- the decisions of `send`, `verify`, `replay` and `apply` that the Unity
-  package's `SyncEngine` makes too; `tests/vectors/engine_scenarios.json` holds both to the
-  same scenarios.
+  `live_refusal` -- the decisions of `send`, `verify`, `replay` and `apply`.
 * `match_adoptions` -- `replay`: after a crash before the first save, datablocks that were
   given fresh uuids take back the uuids the daemon already holds for them (same kind and
   name), instead of being duplicated on both sides.
@@ -23,14 +25,23 @@ docs/PROTOCOL.md §6:
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Container, Iterable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 # Wire words this module reads (tests/vectors/names.json): `batch_result.outcome` (§6.4) and
 # the per-item refusals of a `change` that need more than ending it (§6.1).
 COMMITTED, ROLLED_BACK, DROPPED = "committed", "rolled_back", "dropped"
 NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
+# An item the daemon refused (`ack.results[].status`), and the `error` of a daemon that does
+# not take `change` at all (§4).
+ITEM_ERROR, UNKNOWN_TYPE = "error", "UNKNOWN_TYPE"
+
+# The pending-request kinds this engine reads (`SyncEngine.sent`; the pump names the others).
+CHANGE, RESYNC = "change", "resync"
+# Batches received between fences remembered for their `batch_result` (oldest forgotten).
+MAX_RECEIVED_BATCHES = 4096
 
 # What an editor does with a change the daemon refused per item (`refusal`).
 REFUSED_RESEND_FULL = "resend_full"  # the daemon holds no state for it: send the full state
@@ -257,3 +268,234 @@ def peer_joined(before: Iterable[dict], after: Iterable[dict]) -> bool:
     """A `peers` event names a session the previous one did not: not-synced work is retried."""
     old = {p.get("session_id") for p in before}
     return any(p.get("session_id") not in old for p in after)
+
+
+class SceneAdapter(Protocol):
+    """What `SyncEngine` needs from the editor's scene (the twin of the Unity core's
+    `ISceneAdapter`). The pump implements it over its registry and capture marks; the
+    plain-CPython tests over a scene of named objects."""
+
+    def alive(self, uuid: str) -> bool:
+        """The scene holds `uuid` (bound here, not deleted)."""
+        ...
+
+    def capture(self, keys: Iterable) -> None:
+        """`capture` these editor keys again (edits that waited for a change to end)."""
+        ...
+
+    def forget_sent(self, uuid: str) -> None:
+        """Forget the state last sent for `uuid`: its next `capture` sends it in full."""
+        ...
+
+    def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
+        """Mark `uuid` for `capture` (its geometry too); `quiet`: not a person's edit."""
+        ...
+
+
+class Refused(NamedTuple):
+    """An item of a `change` the daemon refused (`ack`), for the editor to report."""
+    uuid: object   # as the daemon named it
+    code: str
+    message: object
+
+
+class SyncEngine:
+    """One editor session's sync bookkeeping (the twin of the Unity core's `SyncEngine`): the
+    changes in flight, the not-synced marks, what the daemon holds as synced, the requests
+    awaiting an answer, the replay position, peers and conflicts; and what each answer of
+    the daemon does to them. It decides; the scene (`SceneAdapter`) captures, and the pump
+    moves the messages, slices big ones over ticks, and reports."""
+
+    def __init__(self, scene: SceneAdapter, last_seq: int = 0) -> None:
+        self.scene = scene
+        # Last daemon seq this client applied (hello.last_seq), for this file's project.
+        self.last_seq = last_seq
+        self.daemon_seq = 0    # highest daemon seq seen (welcome/ack/pong)
+        # Requests sent on this connection with no answer yet: request id -> (what, ctx); a
+        # `change`'s ctx is its uuids. A change counts as acknowledged once it is not here.
+        self.pending: dict[str, tuple[str, object]] = {}
+        self.changes_supported = True
+        # uuids of changes sent with no `batch_result` yet: local work a replay must not undo
+        # (PROTOCOL.md §6.6); at most one change per uuid is in flight.
+        self.inflight = InFlight()
+        # Kept locally after a failed propagation (D1, §6.4): uuid -> reason.
+        self.not_synced = NotSynced()
+        # uuids the daemon holds as synced (committed / dropped / applied): first-sync
+        # progress (§ UI).
+        self.synced: set[str] = set()
+        # uuid -> seq of the last committed batch_result naming it: a replay older than
+        # that is stale for the uuid and is not applied to it.
+        self.result_seq: dict[str, int] = {}
+        # Batches received between fences: batch id -> the uuids whose change the daemon had
+        # acknowledged when its batch_begin arrived (all its result can end, §6.4).
+        self.received_batches: collections.OrderedDict[str, frozenset] = \
+            collections.OrderedDict()
+        self.peers: list[dict] = []
+        self.other_projects: list[dict] = []
+        self.conflicts: collections.deque = collections.deque(maxlen=100)
+
+    # ------------------------------------------------------------ connection and file
+    def seen_seq(self, seq) -> None:
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.daemon_seq:
+            self.daemon_seq = seq
+
+    def connected(self, seq) -> None:
+        """A new connection (`welcome` with the daemon's `seq`): nothing sent on the last
+        one will be answered; the edits that waited for it are captured again."""
+        self.seen_seq(seq)
+        self.changes_supported = True
+        self.pending.clear()
+        self.scene.capture(self.inflight.reset())
+
+    def disconnected(self) -> None:
+        self.pending.clear()
+
+    def file_loaded(self, last_seq: int) -> None:
+        """Another file: its own replay position (§6.6), nothing of the last one's work."""
+        self.last_seq = last_seq
+        self.inflight.reset()  # its waiting edits were the last file's
+        self.not_synced = NotSynced()
+        self.synced.clear()
+        self.result_seq.clear()
+
+    # ----------------------------------------------------------------------- send
+    def sent(self, request_id: str, what: str, ctx) -> None:
+        """A request went out, awaiting its answer; a `change`'s uuids (`ctx`) are in
+        flight until its `batch_result` or refusal (`send`, §6.6)."""
+        self.pending[request_id] = (what, ctx)
+        if what == CHANGE:
+            self.inflight.sent(request_id, ctx)
+
+    def answered(self, request_id) -> tuple[str, object] | None:
+        """The request an `ack` or `error` answers, no longer pending (None: unknown)."""
+        return self.pending.pop(request_id, None) if isinstance(request_id, str) else None
+
+    def send_mode(self, uuid: str, key, sent_before: bool) -> str:
+        """`capture` found an edit of `uuid` (editor key `key`): send it in full, as what
+        changed, or not yet (`send_mode`); a waiting edit is captured again once the change
+        in flight has ended."""
+        mode = send_mode(uuid, self.inflight, self.not_synced, sent_before)
+        if mode == SEND_WAIT:
+            # One change per uuid in flight: this edit goes once the last one is resolved,
+            # so its result cannot be mistaken for this one's (§6.6).
+            self.inflight.wait(uuid, key)
+        return mode
+
+    def on_change_ack(self, request_id: str, results: list) -> list[Refused]:
+        """`send`: the `ack` of a `change`; returns the items it refused (§6.1)."""
+        refused = []
+        for r in results:
+            if isinstance(r, dict) and r.get("status") == ITEM_ERROR:
+                refused.append(self._change_rejected(r, request_id))
+        return refused
+
+    def _change_rejected(self, r: dict, request_id: str) -> Refused:
+        uuid, code = r.get("uuid"), str(r.get("error_code"))
+        # Refused: nothing of it is pending any more (a STALE refusal is followed by the
+        # current state, which must now be applied, not guarded against).
+        if isinstance(uuid, str):
+            self.scene.capture(self.inflight.refused(request_id, [uuid]))
+        alive = isinstance(uuid, str) and self.scene.alive(uuid)
+        action = refusal(code)
+        if alive and action == REFUSED_KEEP:
+            # Refused local work stays here, marked, and is re-sent when the block is
+            # lifted (a peer joins, a quarantine is released, the person edits again).
+            self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
+        if alive and action == REFUSED_RESEND_FULL:
+            # The daemon has no state for it (e.g. its data was reset): send a create.
+            self.scene.forget_sent(uuid)
+            self.scene.mark_for_capture(uuid, geometry=True)
+        return Refused(uuid, code, r.get("message"))
+
+    def on_change_error(self, request_id: str, code: str) -> None:
+        """`send`: an `error` answering a `change` refuses all of it: its changes end and
+        the edits that waited are captured again. `UNKNOWN_TYPE`: the daemon does not take
+        `change`; capture goes on, sending is off for this connection."""
+        self.scene.capture(self.inflight.refused(request_id))
+        if code == UNKNOWN_TYPE:
+            self.changes_supported = False
+
+    # --------------------------------------------------------------------- verify
+    def batch_begun(self, batch_id) -> None:
+        """A batch arrives between fences (`batch_begin`): its result can end only the
+        changes the daemon has acknowledged by now (§6.4, `on_batch_result`)."""
+        self.received_batches[str(batch_id)] = self.inflight.acknowledged(self.pending)
+        while len(self.received_batches) > MAX_RECEIVED_BATCHES:
+            self.received_batches.popitem(last=False)
+
+    def on_batch_result(self, msg: dict) -> ResultEffect:
+        """`verify`: a `batch_result` (or a chunk of its uuids) ends this editor's changes of
+        them (`on_batch_result`); the edits that waited are captured again. `last_seq`
+        moves once the whole result is handled (`result_done`)."""
+        effect = on_batch_result(msg, self.received_batches, self.inflight, self.not_synced,
+                                 self.synced, self.result_seq)
+        self.scene.capture(effect.recapture)
+        return effect
+
+    def result_done(self, seq) -> bool:
+        """A whole `batch_result` is handled: `last_seq` moves to its `seq`. True when it
+        moved (the next hello says so)."""
+        moved = isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq
+        if moved:
+            self.last_seq = seq
+        self.seen_seq(seq)
+        return moved
+
+    def resync_answered(self) -> None:
+        """A `resync` batch arrived: it answers the oldest `resync` request (§6.6)."""
+        for rid, (what, _ctx) in list(self.pending.items()):
+            if what == RESYNC:
+                del self.pending[rid]
+                break
+
+    # ------------------------------------------------------------ replay and apply
+    def replay_keeps(self, uuid: str, replay_seq: int, edited: bool) -> bool:
+        """`replay`: a `resync` batch skips `uuid` (`replay_keeps`)."""
+        return replay_keeps(uuid, replay_seq, edited, self.inflight, self.not_synced,
+                            self.result_seq)
+
+    def replay_kept(self, uuid: str) -> None:
+        """`replay`: a uuid the replay skipped is sent instead, in full (§6.6)."""
+        self.scene.mark_for_capture(uuid)
+        self.scene.forget_sent(uuid)
+
+    def applied(self, seq: int, arrived: set[str], kept: Container[str],
+                parent_of: Callable[[str], str | None]) -> None:
+        """`apply`: a batch is applied: what arrived counts as synced (not the uuids a
+        replay kept), not-synced children of an arrived parent go again (D1), `last_seq`
+        moves to the batch's seq."""
+        self.synced.update(u for u in arrived if u not in kept)
+        if len(self.not_synced):
+            # A parent that was missing arrived: its kept-local children go again (D1).
+            self.retry_not_synced(self.not_synced.waiting_for(arrived, parent_of))
+        self.last_seq = max(self.last_seq, seq)
+
+    def live_refusal(self, uuid: str, paused: bool, batches_waiting: bool, held: bool,
+                     busy: bool, edited: Callable[[], bool]) -> str | None:
+        """`apply` of a `live` preview: why it is dropped, or None (`live_refusal`)."""
+        return live_refusal(uuid, paused, batches_waiting, held, busy, self.inflight,
+                            self.not_synced, edited)
+
+    # ------------------------------------------------------------- peers, conflicts
+    def on_peers(self, msg: dict) -> None:
+        """A `peers` event: a peer (re)joined, so what could not reach it before may now
+        (D1): the not-synced uuids are sent again in full."""
+        peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
+        others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
+        joined = peer_joined(self.peers, peers)
+        self.peers, self.other_projects = peers, others
+        if joined and len(self.not_synced):
+            self.retry_not_synced(list(self.not_synced.reasons))
+
+    def retry_not_synced(self, uuids: Iterable[str]) -> None:
+        """Re-send the full state of kept-local uuids as `create` (D1 retry); a uuid the
+        scene no longer holds is not synced any more."""
+        for u in uuids:
+            if not self.scene.alive(u):
+                self.not_synced.synced([u])
+                continue
+            self.scene.forget_sent(u)
+            self.scene.mark_for_capture(u, quiet=True)
+
+    def on_conflict(self, msg: dict) -> None:
+        self.conflicts.append(dict(msg, at=time.time()))

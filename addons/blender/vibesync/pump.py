@@ -131,8 +131,39 @@ class _StepClock:
         self.t, self.c = now, cpu
 
 
+class _BlenderScene:
+    """`engine.SceneAdapter` over the pump's registry and capture marks: what the sync
+    engine asks of Blender (docs/ARCHITECTURE.md "Blender addon")."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def alive(self, uuid: str) -> bool:
+        b = self.session.registry.bindings.get(uuid)
+        return b is not None and b.alive
+
+    def capture(self, keys) -> None:
+        self.session.dirty.update(keys)
+
+    def forget_sent(self, uuid: str) -> None:
+        self.session.last_sent.pop(uuid, None)
+
+    def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
+        s = self.session
+        b = s.registry.bindings.get(uuid)
+        if b is None:
+            return
+        if quiet:
+            s.quiet.add(uuid)
+        s.dirty.add((b.kind, b.session_uid))
+        if geometry:
+            s.geometry_dirty.add((b.kind, b.session_uid))
+
+
 class Session:
-    """One connection to the daemon plus everything the pump remembers between ticks."""
+    """One connection to the daemon plus everything the pump remembers between ticks: the
+    bpy glue, scheduling, transport and UI around `self.engine` (`engine.SyncEngine`, the
+    protocol-level sync bookkeeping)."""
 
     def __init__(self, host: str, port: int, token: str | None, token_path: str | None,
                  project_id: str | None, client_id: str) -> None:
@@ -155,9 +186,10 @@ class Session:
         self.safe_mode = False
         self.safe_mode_reason = ""
         self.paused = False
-        # Last daemon seq this client applied (hello.last_seq), for this file's project.
-        self.last_seq = saved_seq if self.project_id == saved_pid else 0
-        self.daemon_seq = 0    # highest daemon seq seen (welcome/ack/pong)
+        # The sync bookkeeping (in flight, not synced, pending requests, last_seq, peers),
+        # from this file's replay position for its project.
+        self.engine = engine.SyncEngine(_BlenderScene(self),
+                                        saved_seq if self.project_id == saved_pid else 0)
         self.unit_scale = 1.0
         # Capture.
         self.dirty: set[tuple[str, int]] = set()
@@ -188,11 +220,6 @@ class Session:
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
         self.last_sent: dict[str, dict] = {}
-        # uuids of changes sent with no `batch_result` yet: local work a replay must not undo
-        # (PROTOCOL.md §6.6); at most one change per uuid is in flight.
-        self.inflight = engine.InFlight()
-        # Kept locally after a failed propagation (D1, §6.4): uuid -> reason.
-        self.not_synced = engine.NotSynced()
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -203,12 +230,6 @@ class Session:
         self.gated_keys: set[tuple[str, int]] = set()
         # Children waiting for their parent's create to be queued: parent uuid -> keys.
         self.parent_waiters: dict[str, set] = {}
-        # uuids the daemon holds as synced (committed / dropped / applied): first-sync
-        # progress (§ UI).
-        self.synced: set[str] = set()
-        self.peers: list[dict] = []
-        self.other_projects: list[dict] = []
-        self.conflicts = collections.deque(maxlen=100)
         self.error_loop = engine.ErrorLoop(ERROR_LOOP_THRESHOLD, ERROR_LOOP_WINDOW_S)
         self.pause_reason = ""
         self.daemon_unreachable: str | None = None
@@ -225,15 +246,6 @@ class Session:
         self.remote_deleted: set[str] = set()
         # Deleted here by the person: a replay must not bring them back (§6.6).
         self.deleted_here: set[str] = set()
-        # uuid -> seq of the last committed batch_result naming it: a replay older than
-        # that is stale for the uuid and is not applied to it.
-        self.result_seq: dict[str, int] = {}
-        # Batches this editor received as a participant: their batch_result says nothing
-        # about this editor's own changes.
-        # Batches received between fences: batch id -> the uuids whose change the daemon had
-        # acknowledged when its batch_begin arrived (all its result can end, §6.4).
-        self.received_batches: collections.OrderedDict[str, frozenset] = \
-            collections.OrderedDict()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -248,8 +260,6 @@ class Session:
         # Own encodings of big applied meshes, hashed on the worker: mesh uuid -> (Future,
         # the sender's hash). Until done, captures of that mesh wait (no echo).
         self.alias_jobs: dict[str, tuple[concurrent.futures.Future, str]] = {}
-        self.changes_supported = True
-        self.pending: dict[str, tuple[str, object]] = {}
         self._ids = itertools.count(1)
         # Incoming.
         self.collector = apply_mod.BatchCollector()
@@ -303,7 +313,7 @@ class Session:
         return {"protocol": wire.PROTOCOL_VERSION, "project_id": self.project_id,
                 "editor": "blender", "editor_version": editor_version(),
                 "client_id": self.client_id, "unit_scale": self.unit_scale,
-                "last_seq": self.last_seq}
+                "last_seq": self.engine.last_seq}
 
     # ------------------------------------------------------------ handler entry points
     def on_depsgraph(self, depsgraph) -> None:
@@ -369,12 +379,13 @@ class Session:
         # that never showed up in a depsgraph update); cheap next to writing the file.
         self.scan_reason = self.scan_reason or "save"
         self._scan()
-        doc = self.registry.snapshot(self.project_id, self.last_seq)
+        doc = self.registry.snapshot(self.project_id, self.engine.last_seq)
         identity.write_text_block(doc)
         self.pending_save_doc = doc
 
     def on_save_post(self) -> None:
-        doc = self.pending_save_doc or self.registry.snapshot(self.project_id, self.last_seq)
+        doc = self.pending_save_doc or self.registry.snapshot(self.project_id,
+                                                              self.engine.last_seq)
         self.pending_save_doc = None
         # The file now holds every uuid: nothing in it is fresh any more.
         self.file_has_registry = True
@@ -418,7 +429,7 @@ class Session:
             n += 1
         n += self.material_job is not None or bool(self.material_users)
         if self.connected and not self.safe_mode:
-            n += len(self.to_register) + len(self.out_ops) + len(self.inflight) \
+            n += len(self.to_register) + len(self.out_ops) + len(self.engine.inflight) \
                 + (self.event_job is not None)
         return n
 
@@ -586,10 +597,10 @@ class Session:
                 self.reconnects += 1
             self.ever_connected = True
             self.session_id = welcome.get("session_id")
-            self._seen_seq(welcome.get("seq"))
+            # Nothing sent on the last connection will be answered now: the edits that
+            # waited for it are captured again.
+            self.engine.connected(welcome.get("seq"))
             self.safe_mode = bool(welcome.get("safe_mode"))
-            self.changes_supported = True
-            self.pending.clear()
             self.last_handshake_error = None
             self.daemon_unreachable = None
             assigned = welcome.get("project_id")
@@ -602,8 +613,6 @@ class Session:
                 self.transport.update_hello(project_id=self.project_id)
             # The daemon may have restarted: tell it everything we hold (idempotent).
             self.registered.clear()
-            # Nothing sent on the last connection will be answered now.
-            self.dirty.update(self.inflight.reset())
             # Changes in flight when the last connection died may never have been committed:
             # re-send the full state of every object and collection as `create` (the daemon
             # drops repeats whose hash it already holds). Not a user edit. In slices: a big
@@ -643,7 +652,7 @@ class Session:
                             payload.get("reason"))
             self.connected = False
             self.generation = None
-            self.pending.clear()
+            self.engine.disconnected()
             self.collector.current = None
         elif kind == "handshake_error":
             self.last_handshake_error = payload
@@ -674,10 +683,6 @@ class Session:
                 return
             yield from self._message_steps(payload["message"], payload.get("attachment", b""))
 
-    def _seen_seq(self, seq) -> None:
-        if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.daemon_seq:
-            self.daemon_seq = seq
-
     def _error(self, code: str, message: str, request_id: str | None = None) -> None:
         self.errors.append({"code": code, "message": message, "request_id": request_id,
                             "at": time.time()})
@@ -693,8 +698,8 @@ class Session:
         t = msg["type"]
         rid = msg.get("request_id")
         if t == wire.MessageType.ACK:
-            self._seen_seq(msg.get("seq"))
-            entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
+            self.engine.seen_seq(msg.get("seq"))
+            entry = self.engine.answered(rid)
             results = msg.get("results")
             if entry is None or not isinstance(results, list):
                 log.warning("vibesync: ack for unknown request %r ignored", rid)
@@ -705,21 +710,20 @@ class Session:
             elif what == "tombstone":
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == "change":
-                for r in results:
-                    if isinstance(r, dict) and r.get("status") == wire.ItemStatus.ERROR:
-                        self._change_rejected(r, rid)
+                for refused in self.engine.on_change_ack(rid, results):
+                    self._error(refused.code, f"change {refused.uuid}: {refused.message}", rid)
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
-            entry = self.pending.pop(rid, None) if isinstance(rid, str) else None
+            entry = self.engine.answered(rid)
             if entry is not None and entry[0] == "change":
-                self.dirty.update(self.inflight.refused(rid))
-            if entry is not None and entry[0] == "change" and code == wire.ErrorCode.UNKNOWN_TYPE:
-                if self.changes_supported:
-                    log.warning("vibesync: the daemon does not accept `change` yet; change "
-                                "capture continues locally, sending is off for this "
-                                "connection")
-                self.changes_supported = False
-                return
+                supported = self.engine.changes_supported
+                self.engine.on_change_error(rid, code)
+                if code == wire.ErrorCode.UNKNOWN_TYPE:
+                    if supported:
+                        log.warning("vibesync: the daemon does not accept `change` yet; "
+                                    "change capture continues locally, sending is off for "
+                                    "this connection")
+                    return
             if entry is not None and entry[0] == "register":
                 self.to_register.update(entry[1]["uuids"])
             if entry is not None and entry[0] == "tombstone":
@@ -728,25 +732,23 @@ class Session:
                 self.safe_mode = True
             self._error(code, str(msg.get("message")), rid)
         elif t == wire.MessageType.PONG:
-            self._seen_seq(msg.get("seq"))
-            self.pending.pop(rid, None)
+            self.engine.seen_seq(msg.get("seq"))
+            self.engine.pending.pop(rid, None)
         elif t == wire.MessageType.STATUS:
-            self.pending.pop(rid, None)
+            self.engine.pending.pop(rid, None)
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
             # A first sync's result names thousands of uuids: handled in chunks (one
-            # `engine.on_batch_result` each), last_seq moves once all of them are.
+            # `SyncEngine.on_batch_result` each), last_seq moves once all of them are.
             raw = msg.get("uuids")
             raw = raw if isinstance(raw, list) else []
             kept_reason, kept_n = None, 0
             for start in range(0, len(raw), RESULT_CHUNK):
                 if start:
                     yield
-                effect = engine.on_batch_result(dict(msg, uuids=raw[start:start + RESULT_CHUNK]),
-                                                self.received_batches, self.inflight,
-                                                self.not_synced, self.synced, self.result_seq)
-                self.dirty.update(effect.recapture)
+                effect = self.engine.on_batch_result(
+                    dict(msg, uuids=raw[start:start + RESULT_CHUNK]))
                 if effect.kept_local is not None:
                     kept_reason, kept_n = effect.kept_local, kept_n + len(effect.uuids)
             if kept_reason is not None:
@@ -754,11 +756,8 @@ class Session:
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
                             kept_n, kept_reason)
             seq = msg.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool) and seq > self.last_seq:
-                self.last_seq = seq
-                if self.transport is not None:
-                    self.transport.update_hello(last_seq=seq)
-            self._seen_seq(seq)
+            if self.engine.result_done(seq) and self.transport is not None:
+                self.transport.update_hello(last_seq=seq)
             if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and effect.kept_local is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
@@ -768,9 +767,9 @@ class Session:
         elif t == wire.MessageType.ADDON_COMMAND:
             self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
-            self._on_peers(msg)
+            self.engine.on_peers(msg)
         elif t == wire.MessageType.CONFLICT:
-            self.conflicts.append(dict(msg, at=time.time()))
+            self.engine.on_conflict(msg)
             log.warning("vibesync: conflict on %s (%s): %s won over %s", msg.get("uuid"),
                         msg.get("op"), msg.get("winner"), msg.get("loser"))
         elif t == wire.MessageType.SAFE_MODE:
@@ -786,18 +785,11 @@ class Session:
                 self._error(wire.ErrorCode.BAD_MESSAGE, str(e))
                 return
             if msg.get("type") == wire.MessageType.BATCH_BEGIN:
-                self.received_batches[str(msg.get("batch_id"))] = \
-                    self.inflight.acknowledged(self.pending)
-                while len(self.received_batches) > 4096:
-                    self.received_batches.popitem(last=False)
+                self.engine.batch_begun(msg.get("batch_id"))
             if batch is not None:
                 self.batches.append(batch)
                 if batch.path == "resync":
-                    # The oldest `resync` request is answered by this batch (§6.6).
-                    for rid_, (what, _ctx) in list(self.pending.items()):
-                        if what == "resync":
-                            del self.pending[rid_]
-                            break
+                    self.engine.resync_answered()  # the oldest `resync` request (§6.6)
         else:
             log.debug("vibesync: ignoring message of type %r", t)
 
@@ -840,7 +832,8 @@ class Session:
         self.live_applied += 1
 
     def _live_refusal(self, uuid: str) -> str | None:
-        """Why a live preview of `uuid` is not applied now, or None (`engine.live_refusal`)."""
+        """Why a live preview of `uuid` is not applied now, or None
+        (`SyncEngine.live_refusal`)."""
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         held = idb is not None and uuid in self.last_sent
@@ -859,29 +852,9 @@ class Session:
                 return bool(capture.diff_ops(uuid, self.last_sent[uuid], now))
             return False
 
-        return engine.live_refusal(uuid, self.paused,
-                                   bool(self.batches) or self.collector.current is not None,
-                                   held, busy, self.inflight, self.not_synced, edited)
-
-    def _on_peers(self, msg: dict) -> None:
-        peers = [p for p in msg.get("peers") or [] if isinstance(p, dict)]
-        others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
-        joined = engine.peer_joined(self.peers, peers)
-        self.peers, self.other_projects = peers, others
-        if joined and len(self.not_synced):
-            # A peer (re)joined: what could not reach it before may now (D1).
-            self._retry_not_synced(list(self.not_synced.reasons))
-
-    def _retry_not_synced(self, uuids) -> None:
-        """Re-send the full state of kept-local uuids as `create` (D1 retry)."""
-        for u in uuids:
-            b = self.registry.bindings.get(u)
-            if b is None or not b.alive:
-                self.not_synced.synced([u])
-                continue
-            self.last_sent.pop(u, None)
-            self.quiet.add(u)
-            self.dirty.add((b.kind, b.session_uid))
+        return self.engine.live_refusal(
+            uuid, self.paused, bool(self.batches) or self.collector.current is not None,
+            held, busy, edited)
 
     def _on_register_ack(self, ctx: dict, results: list):
         """A register `ack` (up to MAX_REGISTER_PER_TICK items): a generator yielding
@@ -903,25 +876,6 @@ class Session:
             else:
                 self._error(str(r.get("error_code")), f"register {uuid} "
                             f"({item['editor_ref']}): {r.get('message')}", ctx.get("rid"))
-
-    def _change_rejected(self, r: dict, rid: str) -> None:
-        uuid, code = r.get("uuid"), str(r.get("error_code"))
-        self._error(code, f"change {uuid}: {r.get('message')}", rid)
-        # Refused: nothing of it is pending any more (a STALE refusal is followed by the
-        # current state, which must now be applied, not guarded against).
-        if isinstance(uuid, str):
-            self.dirty.update(self.inflight.refused(rid, [uuid]))
-        b = self.registry.bindings.get(uuid) if isinstance(uuid, str) else None
-        action = engine.refusal(code)
-        if b is not None and b.alive and action == engine.REFUSED_KEEP:
-            # Refused local work stays here, marked, and is re-sent when the block is
-            # lifted (a peer joins, a quarantine is released, the person edits again).
-            self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
-        if b is not None and b.alive and action == engine.REFUSED_RESEND_FULL:
-            # The daemon has no state for it (e.g. its data was reset): send a create.
-            self.last_sent.pop(uuid, None)
-            self.dirty.add((b.kind, b.session_uid))
-            self.geometry_dirty.add((b.kind, b.session_uid))
 
     def _daemon_collision(self, uuid: str, message: str) -> None:
         """The daemon knows `uuid` as another datablock: our holder is the newcomer."""
@@ -986,16 +940,13 @@ class Session:
         # Another file: its own project and replay position (§6.6), nothing of the last one.
         saved_pid, saved_seq, self.file_has_registry = saved_sync_position()
         self.project_id = self.explicit_project_id or saved_pid
-        self.last_seq = saved_seq if self.project_id == saved_pid else 0
+        self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)
         self.last_sent.clear()
         self.applied_hash.clear()
-        self.inflight.reset()
-        self.not_synced = engine.NotSynced()
         self.adoptable.clear()
         self.adopt_until = None
         self.gated_keys.clear()
         self.parent_waiters.clear()
-        self.synced.clear()
         self.registered.clear()
         self.to_register.clear()
         self.to_tombstone.clear()
@@ -1003,7 +954,6 @@ class Session:
         self.quiet.clear()
         self.remote_deleted.clear()
         self.deleted_here.clear()
-        self.result_seq.clear()
         # The file's scan runs in slices from this tick on (`_scan_step`, reason "load");
         # nothing else reads the registry until it has finished.
         self.scan_job = None
@@ -1013,12 +963,12 @@ class Session:
         self.unit_scale = current_unit_scale()
         if self.transport is not None:
             self.transport.update_hello(project_id=new_project, unit_scale=self.unit_scale,
-                                        last_seq=self.last_seq)
+                                        last_seq=self.engine.last_seq)
             self.transport.reconnect()
             self.connected = False
             self.generation = None
             log.info("vibesync: file loaded; reconnecting as project %r from seq %d",
-                     new_project, self.last_seq)
+                     new_project, self.engine.last_seq)
 
     def _after_load_scan(self) -> None:
         try:
@@ -1234,9 +1184,9 @@ class Session:
                 held = [b for b in self.batches if b.held]
                 self.batches = collections.deque(b for b in self.batches if not b.held)
                 self.request("resync", {"type": wire.MessageType.RESYNC,
-                                        "since_seq": self.last_seq})
+                                        "since_seq": self.engine.last_seq})
                 log.info("vibesync: %d held batch(es) dropped; asked for a resync since seq %d",
-                         len(held), self.last_seq)
+                         len(held), self.engine.last_seq)
                 n += 1
                 continue
             self.batches.popleft()
@@ -1283,7 +1233,7 @@ class Session:
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
-        return uuid in self.inflight or self._edited_here(uuid)
+        return uuid in self.engine.inflight or self._edited_here(uuid)
 
     def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
@@ -1340,7 +1290,8 @@ class Session:
         if self.adopt_until is not None or not self.connected:
             return
         self.adopt_until = time.monotonic() + ADOPT_WAIT_S
-        self.request("resync", {"type": wire.MessageType.RESYNC, "since_seq": self.daemon_seq})
+        self.request("resync", {"type": wire.MessageType.RESYNC,
+                                "since_seq": self.engine.daemon_seq})
 
     def _open_adopt_gate(self) -> None:
         self.adopt_until = None
@@ -1373,8 +1324,7 @@ class Session:
             for u in identity.slices(uuids):
                 if u is identity.YIELD:
                     yield
-                elif engine.replay_keeps(u, batch.seq, self._edited_here(u), self.inflight,
-                                         self.not_synced, self.result_seq):
+                elif self.engine.replay_keeps(u, batch.seq, self._edited_here(u)):
                     kept.append(u)
             if kept:
                 keep = set(kept)
@@ -1389,11 +1339,8 @@ class Session:
                 for u in identity.slices(kept):
                     if u is identity.YIELD:
                         yield
-                        continue
-                    b = self.registry.bindings.get(u)
-                    if b is not None:
-                        self.dirty.add((b.kind, b.session_uid))
-                        self.last_sent.pop(u, None)
+                    else:
+                        self.engine.replay_kept(u)
                 log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: "
                          "%s%s", batch.batch_id, len(kept), kept[:20],
                          " …" if len(kept) > 20 else "")
@@ -1477,17 +1424,12 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
-        arrived = set(hashes)
-        self.synced.update(u for u in arrived if u not in keep)
-        if len(self.not_synced):
-            # A parent that was missing arrived: its kept-local children go again (D1).
-            waiting = self.not_synced.waiting_for(
-                arrived, lambda u: (self.last_sent.get(u) or {}).get("parent"))
-            self._retry_not_synced(waiting)
-        self.last_seq = max(self.last_seq, batch.seq)
+        # Synced now; a parent that was missing arrived: its kept-local children go again.
+        self.engine.applied(batch.seq, set(hashes), keep,
+                            lambda u: (self.last_sent.get(u) or {}).get("parent"))
         self.applied_batches += 1
         if self.transport is not None:
-            self.transport.update_hello(last_seq=self.last_seq)
+            self.transport.update_hello(last_seq=self.engine.last_seq)
         self._send({"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
                     "seq": batch.seq, "hashes": hashes})
         log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
@@ -1727,12 +1669,9 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
-        mode = engine.send_mode(uuid, self.inflight, self.not_synced, prev is not None)
+        mode = self.engine.send_mode(uuid, key, prev is not None)
         if mode == engine.SEND_WAIT:
-            # One change per uuid in flight: this edit goes once the last one is resolved,
-            # so its result cannot be mistaken for this one's (§6.6).
-            self.inflight.wait(uuid, key)
-            return
+            return  # captured again once its change in flight has ended (§6.6)
         parent = state.get("parent")
         if parent is not None and parent not in self.last_sent:
             # Dependencies first: the parent's create goes before anything naming it.
@@ -1823,7 +1762,7 @@ class Session:
         rid = self._rid(what[0])
         msg["request_id"] = rid
         if self._send(msg, attachment):
-            self.pending[rid] = (what, ctx)
+            self.engine.sent(rid, what, ctx)  # a change's uuids (ctx) are in flight now
             return rid
         return None
 
@@ -1858,7 +1797,7 @@ class Session:
             self.request("tombstone", {"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
                          uuids)
             n += 1
-        if not self.changes_supported:
+        if not self.engine.changes_supported:
             self.out_ops.clear()
         elif self.out_ops:
             ops, self.out_ops = self.out_ops, []
@@ -1887,12 +1826,12 @@ class Session:
     def _send_change(self, ops: list[dict], attachment: bytes = b"",
                      automation: dict | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.last_seq, "changes": ops}
+        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.engine.last_seq,
+               "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)
-        rid = self.request("change", msg, uuids, attachment=attachment)
+        rid = self.request(engine.CHANGE, msg, uuids, attachment=attachment)
         if rid is not None:
-            self.inflight.sent(rid, uuids)
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
 
@@ -1931,7 +1870,8 @@ class Session:
         ops = self.out_ops[start:]
         del self.out_ops[start:]
         self._flush()  # registers first (new uuids), then the call's changes
-        if self.connected and self.changes_supported and not self.paused and not self.safe_mode:
+        if self.connected and self.engine.changes_supported and not self.paused \
+                and not self.safe_mode:
             self._send_ops(ops, automation)
         else:
             self.out_ops.extend(ops)
@@ -1989,7 +1929,7 @@ class Session:
             self.progress_job = None
 
     def _progress_steps(self):
-        synced, n, total = self.synced, 0, 0
+        synced, n, total = self.engine.synced, 0, 0
         for b in identity.slices(list(self.registry.bindings.values())):
             if b is identity.YIELD:
                 yield
@@ -2004,9 +1944,10 @@ class Session:
         p = self.progress()
         return (self.state_name(), self.next_try_s(), self.project_id, self.pause_reason,
                 self.safe_mode_reason,
-                self.blocked_reason, len(self.not_synced), len(self.collisions),
-                len(self.conflicts), tuple(sorted(str(x.get("client")) for x in self.peers)),
-                len(self.other_projects), p["synced"], p["total"], len(self.batches),
+                self.blocked_reason, len(self.engine.not_synced), len(self.collisions),
+                len(self.engine.conflicts),
+                tuple(sorted(str(x.get("client")) for x in self.engine.peers)),
+                len(self.engine.other_projects), p["synced"], p["total"], len(self.batches),
                 len(self.errors), str((self.last_handshake_error or {}).get("code")))
 
     def status(self) -> dict:
@@ -2021,12 +1962,12 @@ class Session:
             "port": self.port,
             "project_id": self.project_id,
             "session_id": self.session_id,
-            "last_seq": self.last_seq,
-            "daemon_seq": self.daemon_seq,
+            "last_seq": self.engine.last_seq,
+            "daemon_seq": self.engine.daemon_seq,
             "tracked": counts,
             "tracked_total": sum(counts.values()),
             "registered": len(self.registered),
-            "pending_requests": len(self.pending),
+            "pending_requests": len(self.engine.pending),
             "to_register": len(self.to_register),
             "to_tombstone": len(self.to_tombstone),
             "tombstoned": list(self.tombstoned),
@@ -2034,7 +1975,7 @@ class Session:
             "bad_frames": self.bad_frames,
             "errors": list(self.errors),
             "reconnects": self.reconnects,
-            "changes_supported": self.changes_supported,
+            "changes_supported": self.engine.changes_supported,
             "deferred_batches": len(self.batches),
             "blocked_reason": self.blocked_reason,
             "applied_batches": self.applied_batches,
@@ -2050,11 +1991,11 @@ class Session:
             "backoff_s": self.transport.backoff_s if self.transport else None,
             "pause_reason": self.pause_reason,
             "safe_mode_reason": self.safe_mode_reason,
-            "not_synced": self.not_synced.as_list(),
-            "in_flight": len(self.inflight),
-            "peers": list(self.peers),
-            "other_projects": list(self.other_projects),
-            "conflicts": list(self.conflicts),
+            "not_synced": self.engine.not_synced.as_list(),
+            "in_flight": len(self.engine.inflight),
+            "peers": list(self.engine.peers),
+            "other_projects": list(self.engine.other_projects),
+            "conflicts": list(self.engine.conflicts),
             "progress": self.progress(),
             "adopted": self.adopted,
             "daemon_unreachable": self.daemon_unreachable,
