@@ -557,7 +557,7 @@ def test_a_replay_older_than_a_persons_delete_is_skipped_a_newer_one_applied(scr
                          "results": [{"uuid": u, "status": "queued"}]}))
     scripted.push(frame({"type": "batch_result", "batch_id": "b0", "seq": 60,
                          "outcome": "committed", "uuids": [u]}))
-    pump_until(lambda: u not in vibesync._session().inflight, what="the create committed")
+    pump_until(lambda: u not in vibesync._session().engine.inflight, what="the create committed")
     bpy.data.objects.remove(ob)
     settle()
 

@@ -333,6 +333,12 @@ class SyncEngine:
         self.peers: list[dict] = []
         self.other_projects: list[dict] = []
         self.conflicts: collections.deque = collections.deque(maxlen=100)
+        # Peers that joined so far (`peers` naming a new session), and the count when each
+        # uuid's last change was sent: a change kept after a rollback is re-sent at once when
+        # a peer joined after it was sent — that peer never saw it, and its join came before
+        # the result (§6.4).
+        self.peer_joins = 0
+        self.sent_at_joins: dict[str, int] = {}
 
     # ------------------------------------------------------------ connection and file
     def seen_seq(self, seq) -> None:
@@ -357,6 +363,7 @@ class SyncEngine:
         self.not_synced = NotSynced()
         self.synced.clear()
         self.result_seq.clear()
+        self.sent_at_joins.clear()
 
     # ----------------------------------------------------------------------- send
     def sent(self, request_id: str, what: str, ctx) -> None:
@@ -365,6 +372,8 @@ class SyncEngine:
         self.pending[request_id] = (what, ctx)
         if what == CHANGE:
             self.inflight.sent(request_id, ctx)
+            for u in ctx:
+                self.sent_at_joins[u] = self.peer_joins
 
     def answered(self, request_id) -> tuple[str, object] | None:
         """The request an `ack` or `error` answers, no longer pending (None: unknown)."""
@@ -430,6 +439,9 @@ class SyncEngine:
         effect = on_batch_result(msg, self.received_batches, self.inflight, self.not_synced,
                                  self.synced, self.result_seq)
         self.scene.capture(effect.recapture)
+        if effect.kept_local is not None:
+            self.retry_not_synced([u for u in effect.uuids
+                                   if self.sent_at_joins.get(u, self.peer_joins) < self.peer_joins])
         return effect
 
     def result_done(self, seq) -> bool:
@@ -453,6 +465,12 @@ class SyncEngine:
         """`replay`: a `resync` batch skips `uuid` (`replay_keeps`)."""
         return replay_keeps(uuid, replay_seq, edited, self.inflight, self.not_synced,
                             self.result_seq)
+
+    def tombstoned(self, uuid: str, seq: int) -> None:
+        """The person's delete of `uuid` is resolved: the daemon tombstoned it at `seq` (its
+        `ack`). A replay older than that is stale for it (§6.6)."""
+        if seq > 0:
+            self.result_seq[uuid] = max(seq, self.result_seq.get(uuid, 0))
 
     def replay_kept(self, uuid: str) -> None:
         """`replay`: a uuid the replay skipped is sent instead, in full (§6.6)."""
@@ -484,6 +502,8 @@ class SyncEngine:
         others = [p for p in msg.get("other_projects") or [] if isinstance(p, dict)]
         joined = peer_joined(self.peers, peers)
         self.peers, self.other_projects = peers, others
+        if joined:
+            self.peer_joins += 1
         if joined and len(self.not_synced):
             self.retry_not_synced(list(self.not_synced.reasons))
 

@@ -912,7 +912,7 @@ class Session:
                 self.tombstoned.append(u)
                 self.registered.pop(u, None)
                 if seq > 0:
-                    self.result_seq[u] = max(seq, self.result_seq.get(u, 0))
+                    self.engine.tombstoned(u, seq)
                     self.deleted_here.discard(u)
             elif r.get("error_code") == wire.ErrorCode.NOT_FOUND:
                 self.registered.pop(uuids[i], None)  # never registered or already gone
