@@ -591,6 +591,16 @@ def test_a_replay_older_than_a_persons_delete_is_skipped_a_newer_one_applied(scr
     assert tuple(holder().location) == pytest.approx((3, 0, 0), abs=1e-5)
 
 
+def test_a_rolled_back_result_naming_no_uuid_is_handled(scripted):
+    """A `batch_result` may name no uuid of this editor (PROTOCOL §6.4): its last_seq still
+    moves, and nothing fails (it used to raise in the pump, counted towards the error loop
+    that pauses the addon)."""
+    scripted.push(frame({"type": "batch_result", "batch_id": "b-empty", "seq": 77,
+                         "outcome": "rolled_back", "uuids": [], "error_code": "VERIFY_TIMEOUT"}))
+    pump_until(lambda: vibesync.status()["last_seq"] == 77, what="the result handled")
+    assert vibesync.status()["errors"] == [], vibesync.status()["errors"]
+
+
 def test_uvs_travel_per_vertex_both_ways(clean_blender):
     """UV0 goes on the wire per vertex (§7): a seamless grid round-trips exactly."""
     bpy.ops.mesh.primitive_grid_add(x_subdivisions=3, y_subdivisions=3, size=2)

@@ -758,7 +758,7 @@ class Session:
             seq = msg.get("seq")
             if self.engine.result_done(seq) and self.transport is not None:
                 self.transport.update_hello(last_seq=seq)
-            if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and effect.kept_local is None:
+            if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and kept_reason is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
