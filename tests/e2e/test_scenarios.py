@@ -413,6 +413,43 @@ def test_file_switch_starts_from_each_files_own_position(world, tmp_path):
     world.finish(host, made, dict(world.host_made(), **{added: "AddedWhileAway"}))
 
 
+def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
+    """The person opens a file while Blender is applying a batch of Unity's over several
+    ticks: the old file's connection leaves the batch unanswered, the
+    objects the person made in Unity stay there, kept and marked not synced, and are re-sent
+    to the newly opened file — at once if its connection joined before the rollback's
+    result, else when it joins (PROTOCOL §6.4). Blender said it was closing that connection
+    (`editor_state` `closing`), so the rollback is `PARTICIPANT_LEFT`, no evidence against
+    the objects: the same create goes again (PROTOCOL §6.7, §6.8); as `PARTICIPANT_LOST` it
+    was refused `BLOCKED` and never arrived."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    a = str(tmp_path / "a" / "a.blend")
+    os.makedirs(os.path.dirname(a))
+    bpy.ops.wm.save_as_mainfile(filepath=a)
+    names = [f"FromUnity{i:03d}" for i in range(250)]
+    with host.lock:
+        since = len(host.events)
+    host.cmd("together " + " ; ".join(f"create auto {n}" for n in names))
+    drive(lambda: host.count("created", since) == len(names), what="Unity made the objects")
+    with host.lock:
+        created = {e["uuid"]: e["name"] for e in host.events[since:] if e.get("event") == "created"}
+    # A batch of 250 new objects is applied over several ticks (its link step has a tick of
+    # its own, ARCHITECTURE "Main-thread budget"): stop between two of them.
+    session = vibesync._session()
+    drive_ticks(lambda: session.apply_job is not None, budget_ms=8.0,
+                what="Blender applying Unity's batch")
+    assert not all(bpy.data.objects.get(n) and bpy.data.objects[n].users_collection
+                   for n in names), "the batch was applied in one tick"
+    bpy.ops.wm.open_mainfile(filepath=a)
+    drive(lambda: vibesync.status()["connected"], timeout=20, what="connected with file A")
+    drive(lambda: all(bpy.data.objects.get(n) for n in names), timeout=30,
+          what="Unity's objects in the newly opened file")
+    world.finish(host, made, dict(world.host_made(), **created))
+
+
 def test_crash_before_the_first_save(world):
     world.blender()
     made = uuids_of(STARTUP)

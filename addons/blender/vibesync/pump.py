@@ -300,8 +300,16 @@ class Session:
         log.info("vibesync: connecting to %s:%s as project %r", self.host, self.port,
                  self.project_id)
 
+    def _closing(self, reason: str) -> None:
+        """Say this connection closes on purpose (`editor_state` `closing`, §6.8): a batch
+        left unanswered by it is no evidence against the data (§6.7), and a person's change
+        in it goes again unchanged to the next connection."""
+        self._send({"type": wire.MessageType.EDITOR_STATE, "state": wire.EditorRunState.CLOSING,
+                    "reason": reason})
+
     def stop(self) -> None:
         if self.transport is not None:
+            self._closing("the addon disconnects")
             self.transport.stop()
             self.transport = None
         self.connected = False
@@ -962,6 +970,7 @@ class Session:
         new_project = self.project_id
         self.unit_scale = current_unit_scale()
         if self.transport is not None:
+            self._closing("another file was opened")
             self.transport.update_hello(project_id=new_project, unit_scale=self.unit_scale,
                                         last_seq=self.engine.last_seq)
             self.transport.reconnect()

@@ -315,6 +315,19 @@ class Transport:
                     return f"bad frame: {e.code}"
                 for json_bytes, attachment in frames:
                     self._deliver(json_bytes, attachment)
+        # Stopped: what the main thread queued for this connection before the stop (its
+        # `editor_state` `closing`) still goes out (bounded).
+        while True:
+            try:
+                gen, msg, att = self.outbox.get_nowait()
+            except queue.Empty:
+                break
+            if gen == self.generation:
+                try:
+                    pending += wire.encode_frame(msg, att)
+                except (wire.WireError, ValueError, TypeError) as e:
+                    log.error("cannot encode outgoing %s message: %s", msg.get("type"), e)
+        self._flush_before_reconnect(sock, pending)
         return "stopped"
 
     def _flush_before_reconnect(self, sock, pending: bytearray) -> None:

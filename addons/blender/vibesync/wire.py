@@ -139,6 +139,7 @@ class EditorRunState:
 
     PAUSED = "paused"
     RUNNING = "running"
+    CLOSING = "closing"  # about to close this connection on purpose (§6.8)
 
 
 class ErrorCode:
@@ -177,6 +178,7 @@ class ErrorCode:
     VERIFY_MISMATCH = "VERIFY_MISMATCH"
     VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
     PARTICIPANT_LOST = "PARTICIPANT_LOST"
+    PARTICIPANT_LEFT = "PARTICIPANT_LEFT"
 
 
 # Codes after which the daemon closes the connection (§4).
@@ -211,7 +213,8 @@ SYNCED_KINDS = ("object", "collection")
 ITEM_ERROR_CODES = ("INVALID_UUID", "UNKNOWN_KIND", "INVALID_NAME", "INVALID_FIELD", "NON_FINITE",
                     "TOO_LARGE", "QUARANTINED", "NOT_FOUND", "DUPLICATE_IN_REQUEST", "STALE",
                     "BLOCKED", "STORAGE_FAILED")
-ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE", "PARTICIPANT_LOST")
+ROLLBACK_CODES = ("VERIFY_MISMATCH", "VERIFY_TIMEOUT", "RECOVERED_INCOMPLETE", "PARTICIPANT_LOST",
+                  "PARTICIPANT_LEFT")
 
 
 class WireError(Exception):

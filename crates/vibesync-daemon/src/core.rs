@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 use vibesync_engine::register;
 use vibesync_engine::sync::Author;
-use vibesync_protocol::message::{status_reply, EditorState, OtherProject, Peer, Register, Tombstone};
+use vibesync_protocol::message::{status_reply, EditorRunState, EditorState, OtherProject, Peer, Register, Tombstone};
 use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
 
 use crate::config::Config;
@@ -139,11 +139,14 @@ impl Daemon {
     }
 
     pub fn remove_session(self: &Arc<Self>, session_id: &str) {
-        let info = self.sessions.lock().unwrap().remove(session_id).map(|c| c.info);
+        let gone = self.sessions.lock().unwrap().remove(session_id);
         self.claims.lock().unwrap().retain(|_, s| s != session_id);
-        if let Some(info) = info {
+        if let Some(Connected { info, editor_state, .. }) = gone {
+            // It said it was closing on purpose (a file opened, the editor quitting): a batch it
+            // leaves unanswered is no evidence against the data (docs/PROTOCOL.md §6.7).
+            let closing = editor_state.is_some_and(|e| e.state == EditorRunState::Closing);
             self.router.left(self, &info);
-            self.sync.send(self, &info.project_id, Input::Left { session_id: session_id.to_string() });
+            self.sync.send(self, &info.project_id, Input::Left { session_id: session_id.to_string(), closing });
             if info.editor.holds_scene() {
                 self.announce_peers();
             }

@@ -10,7 +10,8 @@
 //! may crash the editor). Failures the bridge itself causes (`VERIFY_MISMATCH`,
 //! `VERIFY_TIMEOUT`) only degrade the uuid to the slow path. Batches cut by a daemon crash
 //! (`RECOVERED_INCOMPLETE`) are not failures at all (crashes count through the unclean-boot
-//! rule). Failures age out after `failure_window_ms`. "No silent retry": an input (uuid +
+//! rule), nor is a participant that said it was closing its connection on purpose before
+//! it left (`PARTICIPANT_LEFT`: a file opened in Blender, an editor quitting). Failures age out after `failure_window_ms`. "No silent retry": an input (uuid +
 //! resulting state hash) that was evidence of a failure is refused if sent again unchanged
 //! while its failure is in the window; a changed input or a person (`vibesync safe-mode
 //! clear`, `vibesync quarantine release`) is needed.
@@ -208,6 +209,9 @@ impl FailureIndex {
         let typed = RollbackCode::parse(code);
         if typed == Some(RollbackCode::RecoveredIncomplete) {
             return Escalation::default(); // the daemon died, not the objects' fault
+        }
+        if typed == Some(RollbackCode::ParticipantLeft) {
+            return Escalation::default(); // a person closed the file: not the objects' fault
         }
         if r.payload.get("op").and_then(Value::as_str) == Some("tool_call") {
             if let Some(tool) = r.payload.get("tool").and_then(Value::as_str) {
@@ -471,6 +475,18 @@ mod tests {
             );
         }
         assert_eq!(idx.gate(V, "create", Some("h"), NOW), Decision::Proceed, "a crash is not the object's fault");
+        const W: &str = "00000000-0000-4000-8000-0000000000ee";
+        for seq in 41..=60 {
+            assert_eq!(
+                failure(&mut idx, seq, W, "create", "h", RollbackCode::ParticipantLeft.as_str()),
+                Escalation::default()
+            );
+        }
+        assert_eq!(
+            idx.gate(W, "create", Some("h"), NOW),
+            Decision::Proceed,
+            "an editor that closed its file on purpose is no evidence: the same change goes again"
+        );
     }
 
     #[test]

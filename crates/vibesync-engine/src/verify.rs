@@ -94,15 +94,16 @@ impl Verification {
         self.settled()
     }
 
-    /// A session disconnected. One that received the batch and had not answered fails it
-    /// (evidence: the data may crash that editor, docs/PROTOCOL.md §6.7).
-    pub fn left(&mut self, session: &str) -> Verdict {
+    /// A session disconnected. One that received the batch and had not answered fails it:
+    /// `ParticipantLost` (evidence: the data may crash that editor, docs/PROTOCOL.md §6.7),
+    /// or `ParticipantLeft` when it said it was `closing` on purpose (no evidence).
+    pub fn left(&mut self, session: &str, closing: bool) -> Verdict {
         let lost = self.expected.contains_key(session) && !self.answered.contains(session);
         self.expected.remove(session);
         self.answered.remove(session);
         if lost {
             return Verdict::Rollback(Failure {
-                code: RollbackCode::ParticipantLost,
+                code: if closing { RollbackCode::ParticipantLeft } else { RollbackCode::ParticipantLost },
                 sessions: vec![session.to_string()],
                 uuids: vec![],
             });
@@ -197,9 +198,14 @@ mod tests {
     fn leaving_before_answering_is_evidence_after_answering_is_not() {
         let mut v = two();
         assert_eq!(v.applied("a", &hashes(&[(U, "h1")]), false), Verdict::Wait);
-        assert_eq!(v.left("a"), Verdict::Wait, "a answered before it left");
-        match v.left("b") {
+        assert_eq!(v.left("a", false), Verdict::Wait, "a answered before it left");
+        match v.left("b", false) {
             Verdict::Rollback(f) => assert_eq!(f.code, RollbackCode::ParticipantLost),
+            other => panic!("{other:?}"),
+        }
+        let mut v = two();
+        match v.left("b", true) {
+            Verdict::Rollback(f) => assert_eq!(f.code, RollbackCode::ParticipantLeft, "it said it was closing"),
             other => panic!("{other:?}"),
         }
         let mut v = two();

@@ -434,7 +434,7 @@ impl World {
                 Answer::Silent => Verdict::Wait,
                 Answer::Disconnect => {
                     left.insert(i);
-                    v.left(&name(i))
+                    v.left(&name(i), false)
                 }
             };
         }

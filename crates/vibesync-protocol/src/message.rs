@@ -105,12 +105,14 @@ pub struct EditorState {
     pub reason: String,
 }
 
-/// Whether an editor's sync runs (docs/PROTOCOL.md §6.7).
+/// Whether an editor's sync runs (docs/PROTOCOL.md §6.7); `Closing`: it is about to close
+/// this connection on purpose (§6.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EditorRunState {
     Running,
     Paused,
+    Closing,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -158,6 +158,9 @@ wire_enum! {
         RecoveredIncomplete = "RECOVERED_INCOMPLETE",
         /// A participant disconnected after receiving the batch, before `applied` (§6.4).
         ParticipantLost = "PARTICIPANT_LOST",
+        /// The same, after it said it was closing the connection on purpose (`editor_state`
+        /// `closing`: a file opened or closed, the editor quitting): not evidence (§6.7).
+        ParticipantLeft = "PARTICIPANT_LEFT",
     }
 }
 
@@ -249,6 +252,7 @@ wire_enum! {
     EditorRunState {
         Running = "running",
         Paused = "paused",
+        Closing = "closing",
     }
 }
 

@@ -98,8 +98,13 @@ namespace VibeSync.Bridge.Editor
             client.Start();
         }
 
-        public static void Shutdown()
+        public static void Shutdown() { Shutdown("Unity stops the bridge"); }
+
+        static void Shutdown(string why)
         {
+            // On purpose: a batch left unanswered is no evidence against the data (PROTOCOL §6.8).
+            if (engine != null) engine.Closing(why);
+            if (client != null) client.Flush(TimeSpan.FromMilliseconds(250)); // bounded
             if (client != null) client.Stop(); // synchronous: the socket is closed when this returns
             client = null;
             engine = null;
@@ -113,8 +118,7 @@ namespace VibeSync.Bridge.Editor
             if (engine == null) return;
             SessionState.SetBool(ResumeKey, true);
             SessionState.SetString(LastSeqKey, engine.LastSeq.ToString());
-            if (client != null) client.Flush(TimeSpan.FromMilliseconds(250)); // bounded: never stall the reload
-            Shutdown();
+            Shutdown("scripts reload"); // its flush is bounded: never stall the reload
         }
 
         // Called on the connection thread: only hand a callback to the main thread's context.

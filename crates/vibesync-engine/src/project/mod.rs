@@ -123,6 +123,8 @@ pub enum Input {
     },
     Left {
         session_id: SessionId,
+        /// It said it was closing the connection on purpose (`editor_state` `closing`).
+        closing: bool,
     },
     /// A person started or stopped editing in this session's editor.
     UserActivity {
@@ -665,7 +667,7 @@ impl Project {
             Input::Resync { session_id, since_seq, request_id } => {
                 self.replay(cx, &session_id, since_seq, Some(request_id)).await
             }
-            Input::Left { session_id } => self.on_left(cx, &session_id).await,
+            Input::Left { session_id, closing } => self.on_left(cx, &session_id, closing).await,
             Input::Released { uuids } => self.on_released(cx, &uuids).await,
             Input::Tombstoned { origin, uuids, seq } => self.on_tombstoned(cx, &origin, uuids, seq).await,
         }

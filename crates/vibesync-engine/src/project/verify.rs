@@ -57,16 +57,17 @@ impl Project {
     }
 
     /// A session left: its resync checks end, and a participant that received a batch and
-    /// went away before answering is evidence that the data may crash that editor
-    /// (docs/PROTOCOL.md §6.7): the batch is never committed, so never replayed to it.
-    pub(super) async fn on_left(&mut self, cx: &Cx<'_>, session_id: &str) {
+    /// went away before answering fails it — evidence that the data may crash that editor
+    /// (docs/PROTOCOL.md §6.7) unless it said it was `closing` on purpose: the batch is never
+    /// committed, so never replayed to it.
+    pub(super) async fn on_left(&mut self, cx: &Cx<'_>, session_id: &str, closing: bool) {
         self.resyncs.retain(|_, r| r.session_id != session_id);
         self.idle.left(session_id);
         self.diverged.remove(session_id);
         self.forwarded.retain(|(s, _), _| s != session_id);
         self.bases.retain(|(s, _), _| s != session_id);
         let verdicts: Vec<(String, Verdict)> =
-            self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(session_id))).collect();
+            self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(session_id, closing))).collect();
         for (batch_id, verdict) in verdicts {
             self.carry_out(cx, &batch_id, verdict).await;
         }
@@ -93,6 +94,10 @@ impl Project {
             RollbackCode::VerifyTimeout => (
                 json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),
                 format!("{who} did not confirm the change in time"),
+            ),
+            RollbackCode::ParticipantLeft => (
+                json!({"reason": "a participant closed its connection on purpose before answering `applied`", "session_id": failure.sessions.first()}),
+                format!("{who} closed its file or quit while applying the change"),
             ),
             _ => (
                 json!({"reason": "a participant disconnected before answering `applied`", "session_id": failure.sessions.first()}),

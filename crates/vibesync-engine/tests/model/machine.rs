@@ -524,7 +524,7 @@ impl Sim {
             s.sessions.retain(|e| e.session_id != id);
             s.inbox.remove(&id);
         }
-        self.feed(Input::Left { session_id: id });
+        self.feed(Input::Left { session_id: id, closing: false });
     }
 
     /// Send the editor's full state of `u` (create, or delete when it has none).

@@ -88,6 +88,60 @@ fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Valu
     u
 }
 
+/// An editor that says it is closing its connection on purpose (`editor_state` `closing`:
+/// Blender opening another file) and leaves a batch unanswered: the batch rolls back
+/// `PARTICIPANT_LEFT`, the person's edit stays in its origin, and the very same input goes
+/// again unchanged — no evidence, so never `BLOCKED` nor quarantined (PROTOCOL §6.7, §6.8).
+#[test]
+fn an_editor_closing_on_purpose_is_no_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 3\nglobal_failures = 4\n",
+    );
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    for i in 0..4 {
+        u.answer = false;
+        let before = u.batches.len();
+        let results = b.results.len();
+        let ack = b.send_change(&format!("m{i}"), vec![transform(&x, 1.0)], &[]);
+        assert_eq!(statuses(&ack), ["queued"], "the same input goes again unchanged ({i}): {ack}");
+        assert!(u.pump_until(Duration::from_secs(20), |m| m.batches.len() > before), "the batch reached Unity");
+        u.c.send(&json!({"type": "editor_state", "state": "closing", "reason": "a file is being opened"})).unwrap();
+        drop(u);
+        assert!(
+            b.pump_until(Duration::from_secs(20), |m| m.results.len() > results),
+            "rolled back: {}",
+            d.stderr_log()
+        );
+        let r = b.results.last().unwrap();
+        assert_eq!(r["outcome"], "rolled_back", "{r}");
+        assert_eq!(r["error_code"], "PARTICIPANT_LEFT", "{r}");
+        assert_eq!(r["kept_local"], true, "a person's edit stays in Blender: {r}");
+        u = Mini::connect(&d, "unity", 1.0, 0);
+        settle(&mut [&mut b, &mut u]);
+    }
+    let ack = b.send_change("again", vec![transform(&x, 1.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&x]["t"], json!([1.0, 0.0, 0.0]), "it reached the editor's next connection");
+    let (code, out, err) = cli(&["quarantine", "list", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(&x), "not quarantined: {out}");
+    drop((b, u));
+    d.stop();
+    let recs = wal_records(&data);
+    assert_eq!(recs.iter().filter(|r| r["error_code"] == "PARTICIPANT_LEFT").count(), 4);
+    assert!(!recs.iter().any(|r| r["error_code"] == "PARTICIPANT_LOST"), "no evidence was recorded");
+}
+
 #[test]
 fn evidence_escalates_smallest_thing_first() {
     let dir = tempfile::tempdir().unwrap();

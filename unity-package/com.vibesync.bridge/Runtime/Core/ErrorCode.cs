@@ -39,6 +39,7 @@ namespace VibeSync.Bridge.Core
         public const string VerifyMismatch = "VERIFY_MISMATCH";
         public const string VerifyTimeout = "VERIFY_TIMEOUT";
         public const string ParticipantLost = "PARTICIPANT_LOST"; // a participant left mid-apply (§6.4)
+        public const string ParticipantLeft = "PARTICIPANT_LEFT"; // the same, after saying it was `closing` (§6.8)
 
         /// <summary>Per-item codes (ack.results[].error_code), PROTOCOL §5, §6.1.</summary>
         public static readonly string[] ItemCodes =
@@ -48,14 +49,14 @@ namespace VibeSync.Bridge.Core
         };
 
         /// <summary>batch_result.error_code of a rollback, and the WAL's ROLLBACK codes.</summary>
-        public static readonly string[] RollbackCodes = { VerifyMismatch, VerifyTimeout, RecoveredIncomplete, ParticipantLost };
+        public static readonly string[] RollbackCodes = { VerifyMismatch, VerifyTimeout, RecoveredIncomplete, ParticipantLost, ParticipantLeft };
 
         public static readonly string[] All =
         {
             FrameTooLarge, BadFrame, BadMessage, UnknownType, AuthFailed, ProtocolMismatch, BadProjectId,
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
-            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, ParticipantLost, SlowConsumer,
+            DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, ParticipantLost, ParticipantLeft, SlowConsumer,
             TooManyConnections,
         };
 

@@ -79,6 +79,8 @@ namespace VibeSync.Bridge.Core
     {
         public const string Running = "running";
         public const string Paused = "paused";
+        /// <summary>About to close this connection on purpose (a scene closed, the editor quitting), PROTOCOL §6.8.</summary>
+        public const string Closing = "closing";
     }
 
     public static class ClientKind

@@ -409,6 +409,21 @@ namespace VibeSync.Bridge.Core
             return batch.Count;
         }
 
+        /// <summary>
+        /// Says this connection closes on purpose (`editor_state` `closing`, PROTOCOL §6.8): a batch
+        /// the editor leaves unanswered is then no evidence against the data (§6.7), and a person's
+        /// change in it goes again unchanged. Call right before closing the connection (quitting, a
+        /// domain reload); send nothing after it.
+        /// </summary>
+        public void Closing(string reason)
+        {
+            if (!client.IsConnected) return;
+            client.Send(new Dictionary<string, object>
+            {
+                { "type", MessageType.EditorState }, { "state", EditorRunState.Closing }, { "reason", reason ?? "" },
+            });
+        }
+
         /// <summary>Asks the daemon to replay what changed after LastSeq (PROTOCOL §6.6).</summary>
         public void RequestResync()
         {

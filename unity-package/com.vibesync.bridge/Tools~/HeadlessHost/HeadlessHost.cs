@@ -213,6 +213,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             }
             finally
             {
+                engine.Closing("the host quits"); // on purpose (PROTOCOL §6.8)
                 client.Flush(TimeSpan.FromSeconds(2)); // let the last `applied`/`change` reach the daemon
                 client.Stop();
                 FinalDump();
