@@ -85,16 +85,20 @@ pub fn observed(r: &Record) -> Observed<'_> {
     }
 }
 
-/// The WAL's records from the start, or (`from`) after a checkpoint position. A read error
-/// is the stream's last item (the registry's open fails with it), never an early end.
+/// The WAL's records from the start, or (`from`) after a checkpoint position; those this
+/// boot's recovery verified (`verified`, see [`Reader::verified`]) are not hashed again. A
+/// read error is the stream's last item (the registry's open fails with it), never an early
+/// end.
 fn wal_records(
     dir: &std::path::Path,
     from: Option<vibesync_wal::Position>,
+    verified: (u64, u64),
 ) -> Box<dyn Iterator<Item = vibesync_registry::WalRead>> {
     let reader = match from {
         Some(p) => Reader::open_at(dir, p),
         None => Reader::open(dir),
-    };
+    }
+    .map(|r| r.verified(verified.0, verified.1));
     match reader {
         Ok(r) => Box::new(until_error(r.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from)))),
         Err(e) => Box::new(std::iter::once(Err(e))),
@@ -180,6 +184,8 @@ impl Stores {
         // opens: it needs neither the registry nor anything boot appends (those records are
         // observed after it, below), and a first boot's registry build is the long pass.
         let audit_repair = opts.repair || tail_cut;
+        // What the recovery pass just verified: later passes of this boot do not hash it again.
+        let verified = (recovery.resumed_after.unwrap_or(0), recovery.last_seq);
         let head = audit_head(config, data, audit_repair, recovery.last_seq)?;
         let since = if config.audit.enabled { head.as_ref().map_or(0, |h| h.last_seq) } else { u64::MAX };
         // After a checkpoint only the records after it are read, unless the audit lost
@@ -193,8 +199,13 @@ impl Stores {
                 .spawn(move || {
                     let t = std::time::Instant::now();
                     let mut gov = governance.lock().unwrap();
-                    let scan =
-                        boot_scan(&scan_data, anchor_seq, since, since, Some(&mut gov), scan_from.as_ref(), &carry);
+                    let span = ScanSpan {
+                        compacted_upto: anchor_seq,
+                        checkpoint: scan_from.as_ref(),
+                        carry: &carry,
+                        verified,
+                    };
+                    let scan = boot_scan(&scan_data, span, since, since, Some(&mut gov));
                     info!(elapsed_ms = t.elapsed().as_millis() as u64, "boot: the WAL scan took (beside the registry)");
                     scan
                 })
@@ -211,8 +222,9 @@ impl Stores {
             checkpoint.as_ref().map(|c| vibesync_registry::Resume { after_seq: c.seq, registry_seq: c.registry_seq });
         let from = checkpoint.as_ref().map(crate::checkpoint::Checkpoint::position);
         let wal_dir = data.wal();
-        let opened =
-            Registry::open_resuming(&reg_cfg, resume, |short| wal_records(&wal_dir, if short { from } else { None }));
+        let opened = Registry::open_resuming(&reg_cfg, resume, |short| {
+            wal_records(&wal_dir, if short { from } else { None }, verified)
+        });
         let (registry, report) = match opened {
             Ok(opened) => opened,
             Err(e) => {
@@ -490,7 +502,8 @@ impl Stores {
                         h.last_seq
                     ),
                 );
-                scan.marks = boot_scan(&self.data, self.anchor_seq(), 0, 0, None, None, carry)?.marks;
+                let span = ScanSpan { compacted_upto: self.anchor_seq(), checkpoint: None, carry, verified: (0, 0) };
+                scan.marks = boot_scan(&self.data, span, 0, 0, None)?.marks;
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
@@ -783,21 +796,28 @@ impl BootScan {
     }
 }
 
+/// Where a boot scan reads: from `checkpoint` (its kept records, then the log after it), else
+/// from the start of a log compacted up to `compacted_upto` (the anchor's `carry` first);
+/// `verified`: what this boot's recovery verified ([`Reader::verified`]).
+struct ScanSpan<'a> {
+    compacted_upto: u64,
+    checkpoint: Option<&'a crate::checkpoint::Checkpoint>,
+    carry: &'a [Record],
+    verified: (u64, u64),
+}
+
 /// One pass over the WAL: governance index, ROLLBACKs, the not-synced uuids, FINALs after
-/// `since` (as audit marks) and the `h` of the record at `anchor_seq`; from `checkpoint`
-/// (its kept records, then the log after it), else from the start of a log compacted up to
-/// `compacted_upto` (the anchor's `carry` first). `gov` is None on a second pass (after a
-/// foreign history was set aside). A read error stops the boot: records after it are never
-/// taken as absent.
+/// `since` (as audit marks) and the `h` of the record at `anchor_seq`. `gov` is None on a
+/// second pass (after a foreign history was set aside). A read error stops the boot: records
+/// after it are never taken as absent.
 fn boot_scan(
     data: &DataDir,
-    compacted_upto: u64,
+    span: ScanSpan<'_>,
     since: u64,
     anchor_seq: u64,
     mut gov: Option<&mut FailureIndex>,
-    checkpoint: Option<&crate::checkpoint::Checkpoint>,
-    carry: &[Record],
 ) -> Result<BootScan, DaemonError> {
+    let ScanSpan { compacted_upto, checkpoint, carry, verified } = span;
     let mut scan = BootScan::default();
     let (reader, kept) = match checkpoint {
         Some(c) => {
@@ -805,9 +825,9 @@ fn boot_scan(
             if anchor_seq == c.seq {
                 scan.anchor_h = Some(c.h.clone());
             }
-            (Reader::open_at(data.wal(), c.position())?, c.kept.clone())
+            (Reader::open_at(data.wal(), c.position())?.verified(verified.0, verified.1), c.kept.clone())
         }
-        None => (Reader::open(data.wal())?, carry.to_vec()),
+        None => (Reader::open(data.wal())?.verified(verified.0, verified.1), carry.to_vec()),
     };
     let kept_upto = checkpoint.map_or(compacted_upto, |c| c.seq);
     let read = reader.map(|e| e.map(|e| e.record).map_err(vibesync_wal::WalError::from));
@@ -951,7 +971,7 @@ mod tests {
         }
         drop(wal);
         let dir = tmp.path().join("wal");
-        let clean: Vec<_> = wal_records(&dir, None).collect();
+        let clean: Vec<_> = wal_records(&dir, None, (0, 0)).collect();
         assert_eq!(clean.len(), 5);
         assert!(clean.iter().all(Result::is_ok));
         // Flip one byte inside the third record.
@@ -965,13 +985,17 @@ mod tests {
         let third = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0 + 20;
         bytes[third] ^= 0x01;
         std::fs::write(&seg, &bytes).unwrap();
-        let read: Vec<_> = wal_records(&dir, None).collect();
-        assert_eq!(read.iter().filter(|r| r.is_ok()).count(), 2, "the records before the damage");
-        assert!(read.last().unwrap().is_err(), "the damage is the stream's last item");
-        assert_eq!(read.len(), 3);
+        // Also when the records before it were verified by this boot's recovery: the damaged
+        // one is outside that span and hashed as always.
+        for verified in [(0, 0), (0, 2)] {
+            let read: Vec<_> = wal_records(&dir, None, verified).collect();
+            assert_eq!(read.iter().filter(|r| r.is_ok()).count(), 2, "the records before the damage");
+            assert!(read.last().unwrap().is_err(), "the damage is the stream's last item");
+            assert_eq!(read.len(), 3);
+        }
         // The registry does not open on it (it would otherwise take the log as two records).
         let reg_cfg = RegistryConfig::new(tmp.path());
-        let opened = Registry::open(&reg_cfg, || wal_records(&dir, None));
+        let opened = Registry::open(&reg_cfg, || wal_records(&dir, None, (0, 0)));
         assert!(matches!(opened, Err(RegistryError::WalRead { .. })), "{:?}", opened.map(|(_, r)| r));
     }
 

@@ -180,6 +180,14 @@ impl Record {
         Ok(rec)
     }
 
+    /// [`Record::parse_line`] without hashing the line again: for bytes this process has
+    /// verified already (boot's recovery pass, docs/WAL.md §5). The `h` suffix's form is still
+    /// checked; the caller verifies the checksum of any record outside what was verified.
+    pub(crate) fn parse_verified_line(line: &[u8]) -> Result<Record, LineError> {
+        let (line, _, _) = split_checksum(line)?;
+        serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))
+    }
+
     /// The borrowed head of this record (everything but the payload).
     pub fn head(&self) -> RecordHead<'_> {
         RecordHead {
@@ -289,8 +297,12 @@ impl<'a> RecordHead<'a> {
     }
 }
 
-/// Check the `,"h":"<64 hex>"}` suffix against blake3 of the rest; return the line without `\n`.
-fn verify_line_checksum(line: &[u8]) -> Result<&[u8], LineError> {
+/// A line split at its checksum: the line without `\n`, its body before the
+/// `,"h":"<64 hex>"}` suffix, and the stated checksum.
+type Split<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// [`Split`] a line (the suffix's form checked, nothing hashed).
+fn split_checksum(line: &[u8]) -> Result<Split<'_>, LineError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     // suffix: ,"h":"<64 hex>"}  = 6 + 64 + 2 = 72 bytes
     const SUFFIX_LEN: usize = 72;
@@ -305,6 +317,12 @@ fn verify_line_checksum(line: &[u8]) -> Result<&[u8], LineError> {
     if !stated.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
         return Err(LineError::MissingChecksum);
     }
+    Ok((line, body, stated))
+}
+
+/// Check the `,"h":"<64 hex>"}` suffix against blake3 of the rest; return the line without `\n`.
+pub(crate) fn verify_line_checksum(line: &[u8]) -> Result<&[u8], LineError> {
+    let (line, body, stated) = split_checksum(line)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(body);
     hasher.update(b"}");
