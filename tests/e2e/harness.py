@@ -28,23 +28,9 @@ from daemon import Client, Daemon, daemon_binary  # noqa: E402,F401
 HOST_EXE = os.environ.get("VIBESYNC_HOST_EXE") or os.path.join(REPO, "build", "unity", "VibeSyncHeadlessHost.exe")
 
 
-def drive(cond, timeout: float = 15.0, what: str = "condition"):
-    """Tick Blender's pump until cond() is truthy; return its value."""
-    end = time.monotonic() + timeout
-    while True:
-        bpy.context.view_layer.update()
-        vibesync.tick(20.0)
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; blender: {vibesync.status()}")
-        time.sleep(0.005)
-
-
-def drive_ticks(cond, budget_ms: float, timeout: float = 15.0, what: str = "condition"):
-    """Like `drive`, with a pump budget of `budget_ms` per tick and `cond` checked after
-    every tick: a test that must stop Blender at a step of its work (one slice of it)."""
+def drive(cond, timeout: float = 15.0, what: str = "condition", budget_ms: float = 20.0):
+    """Tick Blender's pump (`budget_ms` per tick) until cond() is truthy, checked after every
+    tick; return its value. A small budget stops Blender at a step of its work (a slice)."""
     end = time.monotonic() + timeout
     while True:
         bpy.context.view_layer.update()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, drive_ticks, vibesync
+from harness import Host, bpy, drive, drive_for, vibesync
 from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
@@ -345,8 +345,8 @@ def test_kill_9_of_the_daemon_mid_first_sync_then_restart(world):
     # the scene), then the test waits, without ticking, until Unity has applied them: the
     # daemon is killed with that part synced and the rest not yet sent. (Polling Blender's
     # progress instead raced the sync: a fast machine finished it between two counts.)
-    drive_ticks(lambda: vibesync.status()["in_flight"] >= 20, budget_ms=1.0,
-                what="Blender's first changes of the first sync in flight")
+    drive(lambda: vibesync.status()["in_flight"] >= 20, budget_ms=1.0,
+          what="Blender's first changes of the first sync in flight")
     deadline = time.monotonic() + 30
     while host.find("applied", before) is None:
         if time.monotonic() > deadline:
@@ -439,8 +439,8 @@ def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
     # A batch of 250 new objects is applied over several ticks (its link step has a tick of
     # its own, ARCHITECTURE "Main-thread budget"): stop between two of them.
     session = vibesync._session()
-    drive_ticks(lambda: session.apply_job is not None, budget_ms=8.0,
-                what="Blender applying Unity's batch")
+    drive(lambda: session.apply_job is not None, budget_ms=8.0,
+          what="Blender applying Unity's batch")
     assert not all(bpy.data.objects.get(n) and bpy.data.objects[n].users_collection
                    for n in names), "the batch was applied in one tick"
     bpy.ops.wm.open_mainfile(filepath=a)

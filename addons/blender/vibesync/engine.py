@@ -38,7 +38,8 @@ NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
 # not take `change` at all (§4).
 ITEM_ERROR, UNKNOWN_TYPE = "error", "UNKNOWN_TYPE"
 
-# The pending-request kinds this engine reads (`SyncEngine.sent`; the pump names the others).
+# The pending-request kinds this engine reads (`SyncEngine.sent`): a request's kind is its
+# message type.
 CHANGE, RESYNC = "change", "resync"
 # Batches received between fences remembered for their `batch_result` (oldest forgotten).
 MAX_RECEIVED_BATCHES = 4096

@@ -713,17 +713,17 @@ class Session:
                 log.warning("vibesync: ack for unknown request %r ignored", rid)
                 return
             what, ctx = entry
-            if what == "register":
+            if what == wire.MessageType.REGISTER:
                 yield from self._on_register_ack(ctx, results)
-            elif what == "tombstone":
+            elif what == wire.MessageType.TOMBSTONE:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
-            elif what == "change":
+            elif what == wire.MessageType.CHANGE:
                 for refused in self.engine.on_change_ack(rid, results):
                     self._error(refused.code, f"change {refused.uuid}: {refused.message}", rid)
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
             entry = self.engine.answered(rid)
-            if entry is not None and entry[0] == "change":
+            if entry is not None and entry[0] == wire.MessageType.CHANGE:
                 supported = self.engine.changes_supported
                 self.engine.on_change_error(rid, code)
                 if code == wire.ErrorCode.UNKNOWN_TYPE:
@@ -732,18 +732,18 @@ class Session:
                                     "change capture continues locally, sending is off for "
                                     "this connection")
                     return
-            if entry is not None and entry[0] == "register":
+            if entry is not None and entry[0] == wire.MessageType.REGISTER:
                 self.to_register.update(entry[1]["uuids"])
-            if entry is not None and entry[0] == "tombstone":
+            if entry is not None and entry[0] == wire.MessageType.TOMBSTONE:
                 self.to_tombstone.update(entry[1])
             if code == wire.ErrorCode.SAFE_MODE:
                 self.safe_mode = True
             self._error(code, str(msg.get("message")), rid)
         elif t == wire.MessageType.PONG:
             self.engine.seen_seq(msg.get("seq"))
-            self.engine.pending.pop(rid, None)
+            self.engine.answered(rid)
         elif t == wire.MessageType.STATUS:
-            self.engine.pending.pop(rid, None)
+            self.engine.answered(rid)
             self.last_daemon_status = msg
         elif t == wire.MessageType.BATCH_RESULT:
             # Our own changes ended (committed / rolled_back / dropped): advance last_seq.
@@ -1192,7 +1192,7 @@ class Session:
                 # What we held may be outdated: drop held batches, ask for the current state.
                 held = [b for b in self.batches if b.held]
                 self.batches = collections.deque(b for b in self.batches if not b.held)
-                self.request("resync", {"type": wire.MessageType.RESYNC,
+                self.request({"type": wire.MessageType.RESYNC,
                                         "since_seq": self.engine.last_seq})
                 log.info("vibesync: %d held batch(es) dropped; asked for a resync since seq %d",
                          len(held), self.engine.last_seq)
@@ -1299,7 +1299,7 @@ class Session:
         if self.adopt_until is not None or not self.connected:
             return
         self.adopt_until = time.monotonic() + ADOPT_WAIT_S
-        self.request("resync", {"type": wire.MessageType.RESYNC,
+        self.request({"type": wire.MessageType.RESYNC,
                                 "since_seq": self.engine.daemon_seq})
 
     def _open_adopt_gate(self) -> None:
@@ -1767,7 +1767,9 @@ class Session:
         self.transport.send(self.generation, msg, attachment)
         return True
 
-    def request(self, what: str, msg: dict, ctx=None, attachment: bytes = b"") -> str | None:
+    def request(self, msg: dict, ctx=None, attachment: bytes = b"") -> str | None:
+        """Send a request; its answer is matched by `request_id`, its kind is its `type`."""
+        what = msg["type"]
         rid = self._rid(what[0])
         msg["request_id"] = rid
         if self._send(msg, attachment):
@@ -1797,13 +1799,13 @@ class Session:
                         # Not in PROTOCOL.md yet: optional, readers ignore unknown fields.
                         item["duplicate_of"] = self.duplicate_of[u]
                     items.append(item)
-                self.request("register", {"type": wire.MessageType.REGISTER, "items": items},
+                self.request({"type": wire.MessageType.REGISTER, "items": items},
                              {"items": items, "uuids": chunk})
                 n += 1
         if self.to_tombstone:
             uuids = sorted(self.to_tombstone)
             self.to_tombstone.clear()
-            self.request("tombstone", {"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
+            self.request({"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
                          uuids)
             n += 1
         if not self.engine.changes_supported:
@@ -1839,7 +1841,7 @@ class Session:
                "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)
-        rid = self.request(engine.CHANGE, msg, uuids, attachment=attachment)
+        rid = self.request(msg, uuids, attachment=attachment)
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])

@@ -275,21 +275,9 @@ class Transport:
         decoder = self._sock_decoder
         pending = bytearray()
         while not self._stop.is_set():
-            # Collect outgoing frames of this generation.
-            while True:
-                try:
-                    gen, msg, att = self.outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if gen == "reconnect":
-                    self._flush_before_reconnect(sock, pending)
-                    return "reconnect requested"
-                if gen != self.generation:
-                    continue  # queued for an older connection: the main thread resends
-                try:
-                    pending += wire.encode_frame(msg, att)
-                except (wire.WireError, ValueError, TypeError) as e:
-                    log.error("cannot encode outgoing %s message: %s", msg.get("type"), e)
+            if self._take_outgoing(pending):
+                self._flush_before_reconnect(sock, pending)
+                return "reconnect requested"
             wants = [sock] if pending else []
             r, w, _ = select.select([sock, self._wake_r], wants, [], 1.0)
             if self._wake_r in r:
@@ -317,18 +305,26 @@ class Transport:
                     self._deliver(json_bytes, attachment)
         # Stopped: what the main thread queued for this connection before the stop (its
         # `editor_state` `closing`) still goes out (bounded).
+        self._take_outgoing(pending)
+        self._flush_before_reconnect(sock, pending)
+        return "stopped"
+
+    def _take_outgoing(self, pending: bytearray) -> bool:
+        """Move the queued frames of this connection into `pending`, up to a reconnect
+        request (True when one was taken; what follows it stays queued)."""
         while True:
             try:
                 gen, msg, att = self.outbox.get_nowait()
             except queue.Empty:
-                break
-            if gen == self.generation:
-                try:
-                    pending += wire.encode_frame(msg, att)
-                except (wire.WireError, ValueError, TypeError) as e:
-                    log.error("cannot encode outgoing %s message: %s", msg.get("type"), e)
-        self._flush_before_reconnect(sock, pending)
-        return "stopped"
+                return False
+            if gen == "reconnect":
+                return True
+            if gen != self.generation:
+                continue  # queued for an older connection: the main thread resends
+            try:
+                pending += wire.encode_frame(msg, att)
+            except (wire.WireError, ValueError, TypeError) as e:
+                log.error("cannot encode outgoing %s message: %s", msg.get("type"), e)
 
     def _flush_before_reconnect(self, sock, pending: bytearray) -> None:
         """Send what is already queued for this connection before leaving it (bounded)."""

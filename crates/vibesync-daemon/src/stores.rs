@@ -176,17 +176,16 @@ impl Stores {
         // A tail the WAL recovery cut off itself (torn or repaired: logged, kept in
         // quarantine) is not a silent loss (docs/WAL.md §5): derived stores that saw it are
         // rebuilt instead of stopping the boot.
-        let tail_cut = recovery.torn_tail.is_some() || recovery.repaired.is_some();
-        reg_cfg.repair = opts.repair || tail_cut;
+        let repair = opts.repair || recovery.torn_tail.is_some() || recovery.repaired.is_some();
+        reg_cfg.repair = repair;
         lap("WAL recovered");
         // The audit's head, and the boot scan of the WAL (governance index, ROLLBACKs,
         // not-synced uuids, FINALs the audit lacks) on a thread of its own while the registry
         // opens: it needs neither the registry nor anything boot appends (those records are
         // observed after it, below), and a first boot's registry build is the long pass.
-        let audit_repair = opts.repair || tail_cut;
         // What the recovery pass just verified: later passes of this boot do not hash it again.
         let verified = (recovery.resumed_after.unwrap_or(0), recovery.last_seq);
-        let head = audit_head(config, data, audit_repair, recovery.last_seq)?;
+        let head = audit_head(config, data, repair, recovery.last_seq)?;
         let since = if config.audit.enabled { head.as_ref().map_or(0, |h| h.last_seq) } else { u64::MAX };
         // After a checkpoint only the records after it are read, unless the audit lost
         // commits the checkpoint counted on (docs/WAL.md §9).
@@ -350,7 +349,7 @@ impl Stores {
                 scan.observe(r, Some(&mut gov), since, since, false);
             }
         }
-        stores.open_audit(config, audit_repair, head, since, scan, &carry)?;
+        stores.open_audit(config, repair, head, since, scan, &carry)?;
         lap("audit reconciled");
         stores.checkpointer_stop = crate::checkpoint::spawn(
             stores.checkpoints.clone(),

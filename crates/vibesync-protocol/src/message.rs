@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorCode, ItemErrorCode};
 use crate::frame::Frame;
+pub use crate::names::EditorRunState;
 use crate::names::{BatchOutcome, ItemStatus, PathKind, RollbackCode};
 
 /// `hello`: the first frame of every connection.
@@ -103,16 +104,6 @@ pub struct EditorState {
     pub state: EditorRunState,
     #[serde(default)]
     pub reason: String,
-}
-
-/// Whether an editor's sync runs (docs/PROTOCOL.md §6.7); `Closing`: it is about to close
-/// this connection on purpose (§6.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EditorRunState {
-    Running,
-    Paused,
-    Closing,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

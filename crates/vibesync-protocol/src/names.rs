@@ -248,7 +248,8 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// `editor_state.state` (§6.8).
+    /// `editor_state.state` (§6.8): whether an editor's sync runs; `Closing`: it is about to
+    /// close this connection on purpose.
     EditorRunState {
         Running = "running",
         Paused = "paused",

@@ -70,6 +70,14 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
 /// Unity receives the batch carrying `change` and disconnects before answering (as an
 /// editor that crashes on the data would). Returns a fresh Unity session.
 fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Value) -> Mini {
+    leave_mid_batch(d, b, u, rid, change, false)
+}
+
+/// Unity receives the batch carrying `change` and leaves before answering — after saying it
+/// closes its connection on purpose when `closing` (`editor_state`, PROTOCOL §6.8). The batch
+/// rolls back (`PARTICIPANT_LEFT` or `PARTICIPANT_LOST`) and Blender keeps the person's edit.
+/// Returns a fresh Unity session.
+fn leave_mid_batch(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Value, closing: bool) -> Mini {
     let mut u = u;
     u.answer = false;
     let before = u.batches.len();
@@ -77,15 +85,36 @@ fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Valu
     let ack = b.send_change(rid, vec![change], &[]);
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
     assert!(u.pump_until(Duration::from_secs(20), |m| m.batches.len() > before), "the batch reached Unity");
+    if closing {
+        u.c.send(&json!({"type": "editor_state", "state": "closing", "reason": "a file is being opened"})).unwrap();
+    }
     drop(u);
     assert!(b.pump_until(Duration::from_secs(20), |m| m.results.len() > results), "rolled back: {}", d.stderr_log());
     let r = b.results.last().unwrap();
     assert_eq!(r["outcome"], "rolled_back", "{r}");
-    assert_eq!(r["error_code"], "PARTICIPANT_LOST", "{r}");
+    assert_eq!(r["error_code"], if closing { "PARTICIPANT_LEFT" } else { "PARTICIPANT_LOST" }, "{r}");
     assert_eq!(r["kept_local"], true, "a person's edit stays in Blender: {r}");
     let mut u = Mini::connect(d, "unity", 1.0, 0);
     settle(&mut [b, &mut u]);
     u
+}
+
+/// A daemon with the governance ladder set low (a uuid quarantined after 2 evidence failures,
+/// an op kind after 3, safe mode after 4), Blender and Unity connected, and `objects`
+/// created and synced.
+fn ladder(dir: &std::path::Path, objects: &[&str]) -> (Daemon, Mini, Mini) {
+    let cfg = config(
+        dir,
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 3\nglobal_failures = 4\n",
+    );
+    let d = Daemon::start_with(&dir.join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let creates = objects.iter().enumerate().map(|(i, x)| create(x, &format!("O{i}"), [0.0, 0.0, 0.0])).collect();
+    b.send_change("c", creates, &[]);
+    settle(&mut [&mut b, &mut u]);
+    (d, b, u)
 }
 
 /// An editor that says it is closing its connection on purpose (`editor_state` `closing`:
@@ -96,37 +125,11 @@ fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Valu
 fn an_editor_closing_on_purpose_is_no_evidence() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config(
-        dir.path(),
-        "c.toml",
-        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 3\nglobal_failures = 4\n",
-    );
-    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let x = new_uuid();
-    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (mut d, mut b, mut u) = ladder(dir.path(), &[&x]);
     for i in 0..4 {
-        u.answer = false;
-        let before = u.batches.len();
-        let results = b.results.len();
-        let ack = b.send_change(&format!("m{i}"), vec![transform(&x, 1.0)], &[]);
-        assert_eq!(statuses(&ack), ["queued"], "the same input goes again unchanged ({i}): {ack}");
-        assert!(u.pump_until(Duration::from_secs(20), |m| m.batches.len() > before), "the batch reached Unity");
-        u.c.send(&json!({"type": "editor_state", "state": "closing", "reason": "a file is being opened"})).unwrap();
-        drop(u);
-        assert!(
-            b.pump_until(Duration::from_secs(20), |m| m.results.len() > results),
-            "rolled back: {}",
-            d.stderr_log()
-        );
-        let r = b.results.last().unwrap();
-        assert_eq!(r["outcome"], "rolled_back", "{r}");
-        assert_eq!(r["error_code"], "PARTICIPANT_LEFT", "{r}");
-        assert_eq!(r["kept_local"], true, "a person's edit stays in Blender: {r}");
-        u = Mini::connect(&d, "unity", 1.0, 0);
-        settle(&mut [&mut b, &mut u]);
+        // The same input each time: never refused, as a `PARTICIPANT_LOST` one would be.
+        u = leave_mid_batch(&d, &mut b, u, &format!("m{i}"), transform(&x, 1.0), true);
     }
     let ack = b.send_change("again", vec![transform(&x, 1.0)], &[]);
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
@@ -146,17 +149,8 @@ fn an_editor_closing_on_purpose_is_no_evidence() {
 fn evidence_escalates_smallest_thing_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config(
-        dir.path(),
-        "c.toml",
-        "[sync]\nbatch_window_ms = 20\n[governance]\nuuid_failures = 2\nop_failures = 3\nglobal_failures = 4\n",
-    );
-    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (x, y) = (new_uuid(), new_uuid());
-    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (mut d, mut b, mut u) = ladder(dir.path(), &[&x, &y]);
 
     // 1st failure on X (Unity went away mid-apply): X degrades to the slow path; the very
     // input that took Unity down is refused when sent again unchanged.
