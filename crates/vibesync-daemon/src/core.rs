@@ -66,6 +66,8 @@ pub struct Daemon {
     finals: tokio_util::task::TaskTracker,
     /// Group commit of register/tombstone requests (started on first use).
     registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Job>>,
+    /// The registrar's FINALs waiting to ride with its next WAL append (`core::registrar`).
+    registrar_finals: Mutex<Vec<registrar::PendingFinal>>,
 }
 
 impl Daemon {
@@ -88,6 +90,7 @@ impl Daemon {
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
             registrar: std::sync::OnceLock::new(),
+            registrar_finals: Mutex::new(Vec::new()),
         }
     }
 
@@ -792,6 +795,7 @@ impl Daemon {
     /// audit drained) and mark a clean boot.
     pub async fn shutdown(&self) {
         self.stop_sync().await;
+        self.write_registrar_finals().await;
         self.finals.close();
         self.finals.wait().await;
         self.stores.close(Duration::from_secs(10)).await;

@@ -389,7 +389,21 @@ impl Stores {
 
     /// Apply a committed transaction to the registry (flushed by the background flusher).
     pub fn apply_committed(&self, records: &[Record]) -> Result<(), DaemonError> {
-        let report = self.registry.apply_committed(records)?;
+        self.apply_committed_group(&[records])
+    }
+
+    /// [`Stores::apply_committed`] for consecutive committed transactions in COMMIT order,
+    /// written to the registry as one sled batch (`Registry::apply_committed_group`).
+    pub fn apply_committed_group(&self, txns: &[&[Record]]) -> Result<(), DaemonError> {
+        let reports = self.registry.apply_committed_group(txns)?;
+        // Durable by the WAL already; the registry is flushed in the background (a sled
+        // flush is an fsync: never on an acknowledgement path or an async worker).
+        self.registry_dirty.store(true, Ordering::SeqCst);
+        self.sidecar_dirty.store(true, Ordering::SeqCst);
+        reports.into_iter().try_for_each(|r| self.applied(r))
+    }
+
+    fn applied(&self, report: vibesync_registry::ApplyReport) -> Result<(), DaemonError> {
         if !report.applied {
             // Would mean a transaction reached the registry out of COMMIT order: never
             // acknowledge it as if it had been applied.
@@ -405,10 +419,6 @@ impl Stores {
         for s in &report.skipped {
             warn!(operation_id = %report.operation_id, seq = s.seq, uuid = ?s.uuid, "registry step skipped: {}", s.reason);
         }
-        // Durable by the WAL already; the registry is flushed in the background (a sled
-        // flush is an fsync: never on an acknowledgement path or an async worker).
-        self.registry_dirty.store(true, Ordering::SeqCst);
-        self.sidecar_dirty.store(true, Ordering::SeqCst);
         Ok(())
     }
 

@@ -8,7 +8,8 @@
 //!
 //! Every `register` is a WAL transaction (BEGIN, STEPs, COMMIT) made durable before its
 //! `ack`; the machine's fdatasync cost is printed beside the figures. Knobs: `BENCH_N`
-//! (round trips and per-client requests, default 2000), `BENCH_BULK_TOTAL` (default 200000).
+//! (round trips and per-client requests, default 2000), `BENCH_BULK_TOTAL` (default 200000),
+//! `BENCH_CONFIG` (the daemon's config file text, default empty: every default).
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ fn main() {
     let bulk_items = env_usize("BENCH_BULK_ITEMS", 1000);
     let bulk_total = env_usize("BENCH_BULK_TOTAL", 200_000);
     support::print_fdatasync_cost();
-    let daemon = support::BenchDaemon::start("register", "");
+    // BENCH_CONFIG: TOML text for the daemon (e.g. "[audit]\nenabled = false"), for experiments.
+    let daemon = support::BenchDaemon::start("register", &std::env::var("BENCH_CONFIG").unwrap_or_default());
     let (addr, token) = (daemon.addr, daemon.token.clone());
 
     let mut c = daemon.connect("bench", "test");

@@ -4,14 +4,18 @@
 //! is waiting as one group — stopping before a request that names a uuid already in the
 //! group, so the plans of a group never depend on each other — plans each against the
 //! registry, writes all of the group's transactions with one WAL append (one fdatasync),
-//! applies them to the registry in COMMIT order and answers each request. Nothing here runs
+//! applies them to the registry in COMMIT order as one sled batch and answers each request.
+//! A group's FINALs (written once it is applied, docs/WAL.md §9) ride with the next group's
+//! append, so a stream of requests pays one fdatasync per group, not two; when no request
+//! comes within [`FINAL_LINGER`] they are written alone. Nothing here runs
 //! on the async workers, and no request waits on a sled flush: the registry is flushed in the
 //! background (the WAL is the truth; boot catches the registry up from it, docs/WAL.md §8).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -26,6 +30,24 @@ use crate::txn::Txn;
 
 /// A group stops growing at this many items (bounds one append and one reply burst).
 const MAX_GROUP_ITEMS: usize = 50_000;
+/// How long applied groups' FINALs wait for the next group's append before they are
+/// written alone (the audit's lag grows by at most this).
+const FINAL_LINGER: Duration = Duration::from_millis(5);
+
+/// The FINAL of an applied, acknowledged registrar transaction, not yet written.
+pub(super) struct PendingFinal {
+    session_id: String,
+    project_id: String,
+    operation_id: String,
+    uuids: Vec<String>,
+}
+
+impl PendingFinal {
+    fn draft(&self) -> vibesync_wal::RecordDraft {
+        let txn = Txn { session_id: &self.session_id, operation_id: &self.operation_id, project_id: &self.project_id };
+        txn.final_draft(self.uuids.clone(), json!({}))
+    }
+}
 
 pub(super) enum Request {
     Register(Register),
@@ -92,9 +114,9 @@ fn run(daemon: Weak<Daemon>, rx: Receiver<Job>) {
     loop {
         let first = match carry.take() {
             Some(j) => j,
-            None => match rx.recv() {
-                Ok(j) => j,
-                Err(_) => return,
+            None => match next_job(&daemon, &rx) {
+                Some(j) => j,
+                None => return,
             },
         };
         let mut touched: HashSet<String> = first.request.uuids().map(str::to_string).collect();
@@ -115,6 +137,35 @@ fn run(daemon: Weak<Daemon>, rx: Receiver<Job>) {
     }
 }
 
+/// The next request; while FINALs wait for a ride, wait at most [`FINAL_LINGER`] for it and
+/// then write them alone. None: the daemon is gone (the FINALs left are written first).
+fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Job>) -> Option<Job> {
+    loop {
+        match rx.try_recv() {
+            Ok(j) => return Some(j),
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {}
+        }
+        // The daemon is not held while waiting: dropping it is what ends this thread.
+        let waiting = daemon.upgrade().is_some_and(|d| !d.registrar_finals.lock().unwrap().is_empty());
+        let got =
+            if waiting { rx.recv_timeout(FINAL_LINGER) } else { rx.recv().map_err(|_| RecvTimeoutError::Disconnected) };
+        match got {
+            Ok(j) => return Some(j),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(d) = daemon.upgrade() {
+                    d.write_registrar_finals_blocking();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if let Some(d) = daemon.upgrade() {
+        d.write_registrar_finals_blocking();
+    }
+    None
+}
+
 struct Planned {
     job: Job,
     plan: Plan,
@@ -126,7 +177,8 @@ impl Daemon {
     /// Plan, log (one WAL append), apply and answer one group, under the mutation turn.
     fn commit_group(self: &Arc<Self>, group: Vec<Job>) {
         let turn = self.mutation.blocking_lock();
-        let mut drafts = Vec::new();
+        // The FINALs of earlier groups (applied before this append starts) go first.
+        let mut drafts = self.take_registrar_finals();
         let mut planned = Vec::with_capacity(group.len());
         for job in group {
             let sess = &job.sess;
@@ -184,7 +236,16 @@ impl Daemon {
                 }
             }
         };
+        // The whole group goes to the registry as one sled batch, in COMMIT order.
+        let txns: Vec<&[vibesync_wal::Record]> =
+            planned.iter().filter(|p| !p.records.is_empty()).map(|p| &records[p.records.clone()]).collect();
         let mut failed: Option<String> = None;
+        if !txns.is_empty() {
+            if let Err(e) = self.stores.apply_committed_group(&txns) {
+                // The WAL has it; the registry catches up from the WAL at next boot.
+                failed = Some(format!("registry apply failed: {e}"));
+            }
+        }
         for p in planned {
             let Planned { job, plan, operation_id, records: range } = p;
             let request_id = job.request.request_id().to_string();
@@ -197,15 +258,13 @@ impl Daemon {
             if !range.is_empty() {
                 let txn = &records[range];
                 seq = txn.last().map(|r| r.seq).unwrap_or(0);
-                if let Err(e) = self.stores.apply_committed(txn) {
-                    // The WAL has it; the registry catches up from the WAL at next boot.
-                    let why = format!("registry apply failed: {e}");
-                    failed = Some(why.clone());
-                    let _ = job.reply.send(self.storage_failure(&request_id, &operation_id, why).to_frame());
-                    continue;
-                }
                 info!(operation_id = %operation_id, uuids = ?plan.uuids, seq, op = job.request.op(), "committed");
-                self.finalize_later(sess.session_id.clone(), sess.project_id.clone(), operation_id, plan.uuids.clone());
+                self.registrar_finals.lock().unwrap().push(PendingFinal {
+                    session_id: sess.session_id.clone(),
+                    project_id: sess.project_id.clone(),
+                    operation_id,
+                    uuids: plan.uuids.clone(),
+                });
             }
             match &job.request {
                 Request::Register(_) => {
@@ -232,6 +291,32 @@ impl Daemon {
             let _ = job.reply.send(ack.to_frame());
         }
         drop(turn);
+    }
+}
+
+impl Daemon {
+    fn take_registrar_finals(&self) -> Vec<vibesync_wal::RecordDraft> {
+        std::mem::take(&mut *self.registrar_finals.lock().unwrap()).iter().map(PendingFinal::draft).collect()
+    }
+
+    /// Write the FINALs waiting for a ride, alone (the registrar thread, idle).
+    fn write_registrar_finals_blocking(&self) {
+        let drafts = self.take_registrar_finals();
+        if !drafts.is_empty() {
+            if let Err(e) = self.stores.wal.append_blocking(drafts) {
+                tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
+            }
+        }
+    }
+
+    /// Write the FINALs waiting for a ride (graceful shutdown, before the stores close).
+    pub(super) async fn write_registrar_finals(&self) {
+        let drafts = self.take_registrar_finals();
+        if !drafts.is_empty() {
+            if let Err(e) = self.stores.wal.append(drafts).await {
+                tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
+            }
+        }
     }
 }
 

@@ -142,3 +142,53 @@ fn register_statuses_collisions_and_tombstones() {
     assert!(ls.contains(&format!("registry/demo/{u1}.json")), "{ls}");
     assert!(ls.contains(&format!("archive/demo/{u2}/")), "{ls}");
 }
+
+/// A registration's FINAL rides with the registrar's next WAL append; with no next request it
+/// is written alone shortly after, while the daemon keeps running (never only at shutdown or
+/// by the next boot's recovery).
+#[test]
+fn a_registration_is_finalized_while_the_daemon_runs_with_no_later_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = Daemon::start(&data);
+    let mut a = d.client("blender");
+    let mut b = d.client("unity");
+    // Back-to-back requests from two sessions (FINALs riding along), then nothing more.
+    for k in 0..20 {
+        let (c, editor) = if k % 2 == 0 { (&mut a, "a") } else { (&mut b, "b") };
+        let u = new_uuid();
+        let ack = register(c, &format!("{editor}{k}"), &[(&u, "object", &format!("O{k}"))]);
+        assert_eq!(statuses(&ack), ["registered"], "{ack}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let recs = wal_records(&data);
+        let ops = |phase: &str| -> std::collections::BTreeSet<String> {
+            recs.iter()
+                .filter(|r| r["phase"] == phase)
+                .map(|r| r["operation_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (commits, finals) = (ops("COMMIT"), ops("FINAL"));
+        assert_eq!(commits.len(), 20, "one transaction per registration");
+        if commits == finals {
+            // Each FINAL follows its own COMMIT.
+            for op in &commits {
+                let seq = |phase: &str| {
+                    recs.iter().find(|r| r["phase"] == phase && r["operation_id"] == op.as_str()).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap()
+                };
+                assert!(seq("FINAL") > seq("COMMIT"), "{op}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registrations never finalized while the daemon ran: {:?}",
+            commits.difference(&finals).collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop((a, b));
+}
