@@ -65,7 +65,9 @@ pub struct Daemon {
     /// FINAL + audit tasks spawned after acknowledgements; drained at shutdown.
     finals: tokio_util::task::TaskTracker,
     /// Group commit of register/tombstone requests (started on first use).
-    registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Job>>,
+    registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Event>>,
+    /// Ids of the registrar's groups (matches an append's outcome to its group).
+    registrar_groups: std::sync::atomic::AtomicU64,
     /// The registrar's FINALs waiting to ride with its next WAL append (`core::registrar`).
     registrar_finals: Mutex<Vec<registrar::PendingFinal>>,
 }
@@ -90,6 +92,7 @@ impl Daemon {
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
             registrar: std::sync::OnceLock::new(),
+            registrar_groups: std::sync::atomic::AtomicU64::new(0),
             registrar_finals: Mutex::new(Vec::new()),
         }
     }
@@ -477,7 +480,7 @@ impl Daemon {
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         let tx = self.registrar.get_or_init(|| registrar::start(self));
-        if tx.send(registrar::Job { sess: sess.clone(), request, reply }).is_ok() {
+        if tx.send(registrar::Event::Job(registrar::Job { sess: sess.clone(), request, reply })).is_ok() {
             if let Ok(frame) = answer.await {
                 return frame;
             }

@@ -11,7 +11,7 @@ use crate::error::WalError;
 use crate::record::{Record, RecordDraft};
 use crate::recovery::{recover, Recovery};
 use crate::segment::{ensure_dir, fsync_dir, lock_dir, segment_file_name, DEFAULT_SEGMENT_BYTES};
-use crate::writer::{create_segment, open_segment, Msg, Writer};
+use crate::writer::{create_segment, open_segment, Msg, Reply, Writer};
 
 /// Where the WAL lives and how it behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,14 +273,35 @@ impl Wal {
     }
 
     fn submit(&self, drafts: Vec<RecordDraft>) -> Result<oneshot::Receiver<Result<Vec<Record>, WalError>>, WalError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_append(drafts, Reply::Channel(reply))?;
+        Ok(rx)
+    }
+
+    fn send_append(&self, drafts: Vec<RecordDraft>, reply: Reply) -> Result<(), WalError> {
         let shared = &self.inner.shared;
         if let Some(info) = &*shared.poisoned.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(info.to_error());
         }
-        let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or(WalError::Closed)?;
-        tx.send(Msg::Append { drafts, reply }).map_err(|_| shared.dead_error())?;
-        Ok(rx)
+        tx.send(Msg::Append { drafts, reply }).map_err(|_| shared.dead_error())
+    }
+
+    /// Start an append without waiting for it: `then` is called with what
+    /// [`append`](Wal::append) would return, on the writer thread, once the records are
+    /// durable and verified (or the append failed). It must be quick (it delays the writer).
+    /// An error here means the append was not started and `then` is never called. Lets one
+    /// thread keep several appends in flight (the registrar's pipeline).
+    pub fn append_then(
+        &self,
+        drafts: Vec<RecordDraft>,
+        then: impl FnOnce(Result<Vec<Record>, WalError>) + Send + 'static,
+    ) -> Result<(), WalError> {
+        if drafts.is_empty() {
+            then(Ok(Vec::new()));
+            return Ok(());
+        }
+        self.send_append(drafts, Reply::Call(Box::new(then)))
     }
 
     /// Append the drafts as contiguous records and return them (with seq, ts, prev, h) once

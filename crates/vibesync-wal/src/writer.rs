@@ -18,7 +18,23 @@ use crate::record::{Record, RecordDraft, SCHEMA_VERSION};
 use crate::segment::{fsync_dir, now_ts, segment_file_name, DirLock};
 use crate::wal::{PoisonInfo, Shared};
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<Record>, WalError>>;
+/// How an append is answered: a channel the appender waits on, or a call made on this
+/// thread (`Wal::append_then`).
+pub(crate) enum Reply {
+    Channel(oneshot::Sender<Result<Vec<Record>, WalError>>),
+    Call(Box<dyn FnOnce(Result<Vec<Record>, WalError>) + Send>),
+}
+
+impl Reply {
+    pub(crate) fn send(self, outcome: Result<Vec<Record>, WalError>) {
+        match self {
+            Reply::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Call(then) => then(outcome),
+        }
+    }
+}
 
 pub(crate) enum Msg {
     Append { drafts: Vec<RecordDraft>, reply: Reply },
@@ -183,7 +199,7 @@ impl Writer {
                     "WAL group commit"
                 );
                 for j in jobs {
-                    let _ = j.reply.send(Ok(j.records));
+                    j.reply.send(Ok(j.records));
                 }
                 Ok(())
             }
@@ -195,11 +211,11 @@ impl Writer {
                     if let Some(r) = j.records.first() {
                         tracing::error!(operation_id = %r.operation_id, seq = r.seq, "WAL append failed: {err}");
                     }
-                    let _ = j.reply.send(Err(info.to_error()));
+                    j.reply.send(Err(info.to_error()));
                 }
                 // Jobs not reached in this drain (after a failed rotation).
                 for reply in replies {
-                    let _ = reply.send(Err(info.to_error()));
+                    reply.send(Err(info.to_error()));
                 }
                 Err(info)
             }
@@ -278,7 +294,7 @@ impl Writer {
         loop {
             match self.rx.try_recv() {
                 Ok(Msg::Append { reply, .. }) => {
-                    let _ = reply.send(Err(info.to_error()));
+                    reply.send(Err(info.to_error()));
                 }
                 Ok(Msg::Close { reply }) => {
                     let _ = reply.send(());

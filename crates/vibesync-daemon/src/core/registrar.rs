@@ -2,16 +2,19 @@
 //!
 //! Requests from every session queue for one registrar thread. It takes every request that
 //! is waiting as one group — stopping before a request that names a uuid already in the
-//! group, so the plans of a group never depend on each other — plans each against the
-//! registry, writes all of the group's transactions with one WAL append (one fdatasync),
-//! applies them to the registry in COMMIT order as one sled batch and answers each request.
+//! group or in a group in flight, so no plan depends on a transaction not yet applied —
+//! plans each against the registry and starts the group's WAL append (one append for all of
+//! its transactions) without waiting for it: while up to [`PIPELINE_DEPTH`] appends are in
+//! flight (the WAL writer syncs what is queued together), new requests form the next group.
+//! As each append becomes durable, in append order (= COMMIT order), the group is applied to
+//! the registry as one sled batch and each request answered.
 //! A group's FINALs (written once it is applied, docs/WAL.md §9) ride with the next group's
 //! append, so a stream of requests pays one fdatasync per group, not two; when no request
 //! comes within [`FINAL_LINGER`] they are written alone. Nothing here runs
 //! on the async workers, and no request waits on a sled flush: the registry is flushed in the
 //! background (the WAL is the truth; boot catches the registry up from it, docs/WAL.md §8).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Weak};
@@ -94,8 +97,26 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Frame>,
 }
 
+/// What the registrar thread receives: requests, and the outcome of its own WAL appends.
+pub(super) enum Event {
+    Job(Job),
+    /// The append of in-flight group `id` is durable (or failed).
+    Durable {
+        id: u64,
+        outcome: Result<Vec<vibesync_wal::Record>, vibesync_wal::WalError>,
+    },
+}
+
+/// Groups whose WAL append may be in flight at once. A group never names a uuid of a group
+/// in flight, so its plan does not depend on them; they are applied in the order they were
+/// appended, which is COMMIT order.
+const PIPELINE_DEPTH: usize = 4;
+/// Groups started under one hold of the mutation turn; then the turn is released (after the
+/// groups in flight are applied) so the sync actors' commits are not starved.
+const GROUPS_PER_TURN: u64 = 16;
+
 /// Start the registrar thread for `daemon`; it ends when the returned sender is dropped.
-pub(super) fn start(daemon: &Arc<Daemon>) -> Sender<Job> {
+pub(super) fn start(daemon: &Arc<Daemon>) -> Sender<Event> {
     let (tx, rx) = std::sync::mpsc::channel();
     let weak = Arc::downgrade(daemon);
     let rt = tokio::runtime::Handle::current();
@@ -109,40 +130,28 @@ pub(super) fn start(daemon: &Arc<Daemon>) -> Sender<Job> {
     tx
 }
 
-fn run(daemon: Weak<Daemon>, rx: Receiver<Job>) {
-    let mut carry: Option<Job> = None;
+fn run(daemon: Weak<Daemon>, rx: Receiver<Event>) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
-        let first = match carry.take() {
-            Some(j) => j,
-            None => match next_job(&daemon, &rx) {
-                Some(j) => j,
+        if waiting.is_empty() {
+            match next_job(&daemon, &rx) {
+                Some(j) => waiting.push_back(j),
                 None => return,
-            },
-        };
-        let mut touched: HashSet<String> = first.request.uuids().map(str::to_string).collect();
-        let mut items = first.request.len();
-        let mut group = vec![first];
-        while items < MAX_GROUP_ITEMS {
-            let Ok(next) = rx.try_recv() else { break };
-            if next.request.uuids().any(|u| touched.contains(u)) {
-                carry = Some(next);
-                break;
             }
-            touched.extend(next.request.uuids().map(str::to_string));
-            items += next.request.len();
-            group.push(next);
         }
         let Some(d) = daemon.upgrade() else { return };
-        d.commit_group(group);
+        d.pipeline(&rx, &mut waiting);
     }
 }
 
 /// The next request; while FINALs wait for a ride, wait at most [`FINAL_LINGER`] for it and
 /// then write them alone. None: the daemon is gone (the FINALs left are written first).
-fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Job>) -> Option<Job> {
+/// Called with nothing in flight, so only requests arrive.
+fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Event>) -> Option<Job> {
     loop {
         match rx.try_recv() {
-            Ok(j) => return Some(j),
+            Ok(Event::Job(j)) => return Some(j),
+            Ok(Event::Durable { .. }) => continue,
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Empty) => {}
         }
@@ -151,7 +160,8 @@ fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Job>) -> Option<Job> {
         let got =
             if waiting { rx.recv_timeout(FINAL_LINGER) } else { rx.recv().map_err(|_| RecvTimeoutError::Disconnected) };
         match got {
-            Ok(j) => return Some(j),
+            Ok(Event::Job(j)) => return Some(j),
+            Ok(Event::Durable { .. }) => {}
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(d) = daemon.upgrade() {
                     d.write_registrar_finals_blocking();
@@ -166,6 +176,24 @@ fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Job>) -> Option<Job> {
     None
 }
 
+/// Take the next group from the front of `waiting`: every request up to the first that names
+/// a uuid of the group or of a group in flight (`busy`), at most [`MAX_GROUP_ITEMS`] items.
+fn take_group(waiting: &mut VecDeque<Job>, busy: &HashSet<String>) -> (Vec<Job>, HashSet<String>) {
+    let mut touched: HashSet<String> = HashSet::new();
+    let mut items = 0;
+    let mut group = Vec::new();
+    while let Some(next) = waiting.front() {
+        if items >= MAX_GROUP_ITEMS || next.request.uuids().any(|u| touched.contains(u) || busy.contains(u)) {
+            break;
+        }
+        let next = waiting.pop_front().expect("front exists");
+        touched.extend(next.request.uuids().map(str::to_string));
+        items += next.request.len();
+        group.push(next);
+    }
+    (group, touched)
+}
+
 struct Planned {
     job: Job,
     plan: Plan,
@@ -173,10 +201,79 @@ struct Planned {
     records: Range<usize>,
 }
 
+/// A group whose append was started.
+struct InFlight {
+    id: u64,
+    planned: Vec<Planned>,
+    touched: HashSet<String>,
+    outcome: Option<Result<Vec<vibesync_wal::Record>, vibesync_wal::WalError>>,
+}
+
 impl Daemon {
-    /// Plan, log (one WAL append), apply and answer one group, under the mutation turn.
-    fn commit_group(self: &Arc<Self>, group: Vec<Job>) {
+    /// Under the mutation turn: start groups from `waiting` (plan, WAL append) while the
+    /// pipeline has room, and apply and answer each one once its append is durable, in append
+    /// order; new requests are taken in while appends are in flight. Returns with nothing in
+    /// flight: when no request is left, or after [`GROUPS_PER_TURN`] groups (the rest stay in
+    /// `waiting`).
+    fn pipeline(self: &Arc<Self>, rx: &Receiver<Event>, waiting: &mut VecDeque<Job>) {
         let turn = self.mutation.blocking_lock();
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        let mut started = 0u64;
+        loop {
+            // Take in everything that arrived.
+            while let Ok(e) = rx.try_recv() {
+                self.take_in(e, waiting, &mut inflight);
+            }
+            // Apply and answer the groups at the front whose appends are done, in order.
+            while inflight.front().is_some_and(|g| g.outcome.is_some()) {
+                let g = inflight.pop_front().expect("front exists");
+                self.finish_group(g);
+            }
+            if inflight.len() < PIPELINE_DEPTH && started < GROUPS_PER_TURN && !waiting.is_empty() {
+                let busy: HashSet<String> = inflight.iter().flat_map(|g| g.touched.iter().cloned()).collect();
+                let (group, touched) = take_group(waiting, &busy);
+                if !group.is_empty() {
+                    started += 1;
+                    if let Some(g) = self.start_group(group, touched) {
+                        inflight.push_back(g);
+                    }
+                    continue;
+                }
+            }
+            if inflight.is_empty() {
+                break;
+            }
+            // Wait for an append to finish or a request to arrive. Each append in flight
+            // holds a sender, so the channel cannot close while one is.
+            match rx.recv() {
+                Ok(e) => self.take_in(e, waiting, &mut inflight),
+                Err(_) => {
+                    let why = "the registrar's channel closed with appends in flight".to_string();
+                    for g in inflight.drain(..) {
+                        self.fail_group(g.planned, &why);
+                    }
+                    break;
+                }
+            }
+        }
+        drop(turn);
+    }
+
+    fn take_in(&self, e: Event, waiting: &mut VecDeque<Job>, inflight: &mut VecDeque<InFlight>) {
+        match e {
+            Event::Job(j) => waiting.push_back(j),
+            Event::Durable { id, outcome } => {
+                if let Some(g) = inflight.iter_mut().find(|g| g.id == id) {
+                    g.outcome = Some(outcome);
+                }
+            }
+        }
+    }
+
+    /// Plan a group and start its WAL append (with the FINALs of groups already applied in
+    /// front). None: the group was answered at once (nothing to write, or the append could
+    /// not start).
+    fn start_group(self: &Arc<Self>, group: Vec<Job>, touched: HashSet<String>) -> Option<InFlight> {
         // The FINALs of earlier groups (applied before this append starts) go first.
         let mut drafts = self.take_registrar_finals();
         let mut planned = Vec::with_capacity(group.len());
@@ -222,37 +319,52 @@ impl Daemon {
             }
             planned.push(Planned { job, plan, operation_id, records: start..drafts.len() });
         }
-        let records = if drafts.is_empty() {
-            Vec::new()
-        } else {
-            match self.stores.wal.append_blocking(drafts) {
-                Ok(r) => r,
-                Err(e) => {
-                    for p in planned {
-                        let f = self.storage_failure(p.job.request.request_id(), &p.operation_id, e.to_string());
-                        let _ = p.job.reply.send(f.to_frame());
-                    }
-                    return;
-                }
+        let id = self.registrar_groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if drafts.is_empty() {
+            self.finish_group(InFlight { id, planned, touched, outcome: Some(Ok(Vec::new())) });
+            return None;
+        }
+        let tx = self.registrar.get().expect("the registrar runs, so its sender is set").clone();
+        let then = move |outcome| {
+            let _ = tx.send(Event::Durable { id, outcome });
+        };
+        match self.stores.wal.append_then(drafts, then) {
+            Ok(()) => Some(InFlight { id, planned, touched, outcome: None }),
+            Err(e) => {
+                self.fail_group(planned, &e.to_string());
+                None
             }
+        }
+    }
+
+    /// Answer every request of a group with STORAGE_FAILED (`why`).
+    fn fail_group(&self, planned: Vec<Planned>, why: &str) {
+        for p in planned {
+            let f = self.storage_failure(p.job.request.request_id(), &p.operation_id, why.to_string());
+            let _ = p.job.reply.send(f.to_frame());
+        }
+    }
+
+    /// Apply a group whose append finished to the registry (one sled batch, COMMIT order),
+    /// then answer each request and queue its FINAL.
+    fn finish_group(self: &Arc<Self>, g: InFlight) {
+        let InFlight { planned, outcome, .. } = g;
+        let records = match outcome.expect("finished groups have an outcome") {
+            Ok(r) => r,
+            Err(e) => return self.fail_group(planned, &e.to_string()),
         };
         // The whole group goes to the registry as one sled batch, in COMMIT order.
         let txns: Vec<&[vibesync_wal::Record]> =
             planned.iter().filter(|p| !p.records.is_empty()).map(|p| &records[p.records.clone()]).collect();
-        let mut failed: Option<String> = None;
         if !txns.is_empty() {
             if let Err(e) = self.stores.apply_committed_group(&txns) {
                 // The WAL has it; the registry catches up from the WAL at next boot.
-                failed = Some(format!("registry apply failed: {e}"));
+                return self.fail_group(planned, &format!("registry apply failed: {e}"));
             }
         }
         for p in planned {
             let Planned { job, plan, operation_id, records: range } = p;
             let request_id = job.request.request_id().to_string();
-            if let Some(why) = &failed {
-                let _ = job.reply.send(self.storage_failure(&request_id, &operation_id, why.clone()).to_frame());
-                continue;
-            }
             let sess = &job.sess;
             let mut seq = 0;
             if !range.is_empty() {
@@ -290,7 +402,6 @@ impl Daemon {
             let ack = Outbound::Ack { request_id, seq, results: plan.results };
             let _ = job.reply.send(ack.to_frame());
         }
-        drop(turn);
     }
 }
 

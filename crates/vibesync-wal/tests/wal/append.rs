@@ -220,6 +220,61 @@ fn poison_fails_every_concurrent_waiter() {
 }
 
 #[test]
+fn appends_started_without_waiting_are_answered_in_order_once_durable() {
+    let d = TempDir::new().unwrap();
+    let (wal, _) = open(d.path(), 1 << 20);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Several appends in flight from one thread; each answer comes on the writer thread.
+    for i in 0..20u32 {
+        let tx = tx.clone();
+        let drafts = vec![draft(&format!("t{i}"), Phase::Begin, &[U1]), draft(&format!("t{i}"), Phase::Commit, &[])];
+        wal.append_then(drafts, move |outcome| {
+            let _ = tx.send((i, outcome, std::thread::current().name().map(str::to_owned)));
+        })
+        .unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(rx.recv_timeout(std::time::Duration::from_secs(10)).expect("every append is answered"));
+    }
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..20).collect::<Vec<_>>(), "answered in order");
+    let mut seqs = Vec::new();
+    for (i, outcome, thread) in got {
+        let recs = outcome.unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].operation_id, format!("t{i}"));
+        assert_ne!(thread.as_deref(), Some(std::thread::current().name().unwrap_or("")));
+        seqs.extend(recs.iter().map(|r| r.seq));
+        // Durable when answered: on disk already.
+        assert!(wal.last_seq() >= recs[1].seq);
+    }
+    assert_eq!(seqs, (1..=40).collect::<Vec<u64>>());
+    // Nothing to write: answered at once with nothing.
+    let (tx2, rx2) = std::sync::mpsc::channel();
+    wal.append_then(vec![], move |o| tx2.send(o.unwrap().len()).unwrap()).unwrap();
+    assert_eq!(rx2.try_recv().unwrap(), 0);
+    // A failed write answers the append in flight with the error; a poisoned WAL refuses to
+    // start another (and never calls it).
+    wal.inject_fault(Fault::FailNextSync);
+    let (tx3, rx3) = std::sync::mpsc::channel();
+    wal.append_then(vec![draft("bad", Phase::Step, &[])], move |o| tx3.send(o.is_err()).unwrap()).unwrap();
+    assert!(
+        rx3.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+        "the failed append is answered with its error"
+    );
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = called.clone();
+    let refused = wal.append_then(vec![draft("late", Phase::Step, &[])], move |_| {
+        c.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(matches!(refused, Err(WalError::Poisoned { .. })), "{refused:?}");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    drop(wal);
+    assert_eq!(records_in(d.path()).len(), 40);
+}
+
+#[test]
 fn close_drains_and_then_refuses() {
     let d = TempDir::new().unwrap();
     let (wal, _) = open(d.path(), 1 << 20);

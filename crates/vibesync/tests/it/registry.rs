@@ -192,3 +192,69 @@ fn a_registration_is_finalized_while_the_daemon_runs_with_no_later_request() {
     }
     drop((a, b));
 }
+
+/// Send a request and return its answer, skipping what the daemon sends meanwhile (the
+/// tombstones' delete batches to the peers, left unanswered here).
+fn ask(c: &mut vibesync_daemon::client::Client, msg: serde_json::Value) -> serde_json::Value {
+    c.send(&msg).unwrap();
+    loop {
+        let v = c.recv().unwrap();
+        if v["request_id"] == msg["request_id"] {
+            return v;
+        }
+    }
+}
+
+/// The registrar keeps several groups in flight (docs/ARCHITECTURE.md, `core::registrar`):
+/// concurrent sessions registering fresh and shared uuids and tombstoning some end with a
+/// registry that equals the fold of the WAL (`vibesync verify`), every request answered, and
+/// every transaction finalized.
+#[test]
+fn concurrent_registrations_with_shared_uuids_end_equal_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    let shared: std::sync::Arc<Vec<String>> = std::sync::Arc::new((0..40).map(|_| new_uuid()).collect());
+    let clients: Vec<_> = ["blender", "unity", "blender", "unity"]
+        .iter()
+        .enumerate()
+        .map(|(k, editor)| {
+            let mut c = d.client(editor);
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                for i in 0..150usize {
+                    let fresh = new_uuid();
+                    let s = &shared[(i * 7 + k * 13) % shared.len()];
+                    let items = [(&fresh, format!("F{k}-{i}")), (s, format!("S{i}"))].map(|(u, name)| {
+                        serde_json::json!({"uuid": u, "kind": "object", "name": name, "editor_ref": format!("OB:{name}")})
+                    });
+                    let ack = ask(&mut c, serde_json::json!({"type":"register","request_id":format!("c{k}-{i}"),"items":items}));
+                    let st = statuses(&ack);
+                    assert_eq!(st[0], "registered", "{ack}");
+                    assert!(["registered", "updated", "unchanged", "collision"].contains(&st[1].as_str()), "{ack}");
+                    if i % 5 == 0 {
+                        let ack =
+                            ask(&mut c, serde_json::json!({"type":"tombstone","request_id":format!("t{k}-{i}"),"uuids":[fresh]}));
+                        assert_eq!(statuses(&ack), ["tombstoned"], "{ack}");
+                    } else {
+                        kept.push(fresh);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    let kept: usize = clients.into_iter().map(|h| h.join().unwrap().len()).sum();
+    let mut c = d.client("blender");
+    let st = c.request(&serde_json::json!({"type":"status","request_id":"s"})).unwrap();
+    assert_eq!(st["registry"]["live"], (kept + shared.len()) as u64, "{st}");
+    assert_eq!(st["registry"]["tombstoned"], (4 * 30) as u64, "{st}");
+    drop(c);
+    assert_eq!(d.stop(), Some(0), "graceful stop: {}", d.stderr_log());
+    let recs = wal_records(&data);
+    let count = |phase: &str| recs.iter().filter(|r| r["phase"] == phase).count();
+    assert_eq!(count("COMMIT"), count("FINAL"), "every COMMIT has its FINAL");
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "verify: {out}{err}");
+}
