@@ -14,8 +14,10 @@
 //! live mark. Exactly one thread (the audit thread) owns the `git2::Repository` (it is
 //! `Send`, not `Sync`). It commits in groups: one commit covers every mark noted since the
 //! previous commit (at most [`AuditConfig::max_group`]), waiting at most
-//! [`AuditConfig::group_ms`] after the oldest pending mark, so the lag is bounded and the
-//! git cost is shared by every FINAL of the group. Commit ranges tile the log: a commit
+//! [`AuditConfig::group_ms`] after the oldest pending mark — or, once commits have become
+//! expensive, [`AuditConfig::rest_factor`] times the previous commit's CPU time after it —
+//! so the lag is bounded, the audit's share of a core is bounded, and the git cost is shared
+//! by every FINAL of the group. Commit ranges tile the log: a commit
 //! covers `previous last_seq + 1 ..= its last FINAL`, so there are no gaps and no overlaps,
 //! whatever the number of projects, crashes or rebuilds.
 //!
@@ -96,11 +98,18 @@ pub struct AuditConfig {
     pub max_pending: usize,
     /// Wait this long before retrying a group whose commit failed. Default 1,000.
     pub retry_ms: u64,
+    /// After a commit that took `t` of CPU, the next one waits until `rest_factor × t` after
+    /// it ended (or [`AuditConfig::group_ms`] after its oldest mark, whichever is later; a
+    /// full group or a flush does not wait). A commit rewrites the directories it touches, so
+    /// its cost grows with the project: under load the audit then takes at most
+    /// `1 / (rest_factor + 1)` of a core and makes fewer, larger commits, and the lag grows
+    /// instead (reported by `lag_ms`). 0 = no rest. Default 4.
+    pub rest_factor: u32,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { group_ms: 200, max_group: 10_000, max_pending: 1_000_000, retry_ms: 1_000 }
+        AuditConfig { group_ms: 200, max_group: 10_000, max_pending: 1_000_000, retry_ms: 1_000, rest_factor: 4 }
     }
 }
 
@@ -422,6 +431,8 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
     lower_thread_priority();
     let window = Duration::from_millis(cfg.group_ms);
     let mut failed_at: Option<Instant> = None;
+    // When the previous commit ended, and the rest it earned (`AuditConfig::rest_factor`).
+    let mut rested_until: Option<Instant> = None;
     loop {
         let group: Vec<FinalMark> = {
             let mut q = shared.q.lock().unwrap();
@@ -441,7 +452,7 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
                 // Wait for the group window (or the retry delay) unless told to hurry.
                 let due = match failed_at {
                     Some(t) => t + Duration::from_millis(cfg.retry_ms),
-                    None => oldest + window,
+                    None => rested_until.map_or(oldest + window, |r| r.max(oldest + window)),
                 };
                 let now = Instant::now();
                 if now < due && !q.closing && !q.urgent && q.marks.len() < cfg.max_group {
@@ -473,6 +484,7 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
             }
         }
         let cpu = thread_cpu_us().saturating_sub(cpu0);
+        rested_until = Some(Instant::now() + Duration::from_micros(cpu.saturating_mul(cfg.rest_factor as u64)));
         let mut q = shared.q.lock().unwrap();
         q.stats.cpu_us += cpu;
         match r {

@@ -258,7 +258,7 @@ fn too_many_pending_marks_suspend_the_audit_without_a_gap() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(".git_safety");
     let reg = Reg::default();
-    let cfg = AuditConfig { group_ms: 60_000, max_group: 1_000_000, max_pending: 10, retry_ms: 1_000 };
+    let cfg = AuditConfig { group_ms: 60_000, max_group: 1_000_000, max_pending: 10, retry_ms: 1_000, rest_factor: 4 };
     let audit = Audit::open_with(&dir, cfg, reg.snapshot()).unwrap();
     for i in 1..=25u64 {
         audit.note(mark(i, &format!("op{i}"), P, &[])).unwrap();
@@ -518,4 +518,41 @@ fn each_commit_is_one_pack_and_small_packs_are_merged() {
     let (ok, out) = git(&dir, &["log", "--format=%H", "-p", "main"]);
     assert!(ok, "{out}");
     assert!(out.contains("Cube.3"), "an old version is still in the history");
+}
+
+/// After each commit the audit rests `rest_factor` times that commit's CPU time before the
+/// next (its share of a core stays bounded however big the commits grow); a flush does not
+/// wait, and with no rest the next group commits at once.
+#[test]
+fn the_audit_rests_after_a_commit_in_proportion_to_its_cost() {
+    let wait_commits = |audit: &Audit, n: u64| {
+        let deadline = std::time::Instant::now() + T;
+        while audit.stats().commits < n {
+            assert!(std::time::Instant::now() < deadline, "commit {n} never came: {:?}", audit.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Reg::default();
+    reg.live(P, 1, "Cube");
+    // Any commit costs well over 1 µs of CPU: a factor of 10^6 makes the rest over a second.
+    let cfg = AuditConfig { group_ms: 0, rest_factor: 1_000_000, ..AuditConfig::default() };
+    let audit = Audit::open_with(&tmp.path().join("a"), cfg, reg.snapshot()).unwrap();
+    audit.note(mark(1, "op-1", P, &[1])).unwrap();
+    wait_commits(&audit, 1);
+    audit.note(mark(2, "op-2", P, &[1])).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let s = audit.stats();
+    assert_eq!((s.commits, s.pending), (1, 1), "resting: the second group waits {s:?}");
+    audit.flush(T).unwrap();
+    assert_eq!(audit.stats().commits, 2, "a flush does not wait for the rest");
+    audit.close();
+
+    let cfg = AuditConfig { group_ms: 0, rest_factor: 0, ..AuditConfig::default() };
+    let audit = Audit::open_with(&tmp.path().join("b"), cfg, reg.snapshot()).unwrap();
+    audit.note(mark(1, "op-1", P, &[1])).unwrap();
+    wait_commits(&audit, 1);
+    audit.note(mark(2, "op-2", P, &[1])).unwrap();
+    wait_commits(&audit, 2);
+    audit.close();
 }
