@@ -537,7 +537,7 @@ fn the_audit_rests_after_a_commit_in_proportion_to_its_cost() {
     reg.live(P, 1, "Cube");
     // Any commit costs well over 1 µs of CPU: a factor of 10^6 makes the rest over a second.
     let cfg = AuditConfig { group_ms: 0, rest_factor: 1_000_000, ..AuditConfig::default() };
-    let audit = Audit::open_with(&tmp.path().join("a"), cfg, reg.snapshot()).unwrap();
+    let audit = Audit::open_with(tmp.path().join("a"), cfg, reg.snapshot()).unwrap();
     audit.note(mark(1, "op-1", P, &[1])).unwrap();
     wait_commits(&audit, 1);
     audit.note(mark(2, "op-2", P, &[1])).unwrap();
@@ -549,7 +549,7 @@ fn the_audit_rests_after_a_commit_in_proportion_to_its_cost() {
     audit.close();
 
     let cfg = AuditConfig { group_ms: 0, rest_factor: 0, ..AuditConfig::default() };
-    let audit = Audit::open_with(&tmp.path().join("b"), cfg, reg.snapshot()).unwrap();
+    let audit = Audit::open_with(tmp.path().join("b"), cfg, reg.snapshot()).unwrap();
     audit.note(mark(1, "op-1", P, &[1])).unwrap();
     wait_commits(&audit, 1);
     audit.note(mark(2, "op-2", P, &[1])).unwrap();
