@@ -8,7 +8,8 @@
 //! state differs from the winner's after applying what it was sent is corrected once the
 //! batch commits.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::fast::HashMap;
+use std::collections::BTreeMap;
 
 use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
 
@@ -69,7 +70,7 @@ pub fn plan<'a>(
 ) -> Plan {
     let mut out = Plan::default();
     // Indexes, so planning is linear in the batch size.
-    let mut own: HashMap<(&str, &str), Vec<&ChangeOp>> = HashMap::new();
+    let mut own: HashMap<(&str, &str), Vec<&ChangeOp>> = HashMap::default();
     for q in all {
         own.entry((q.origin.as_str(), q.change.uuid.as_str())).or_default().push(&q.change.op);
     }
@@ -80,7 +81,7 @@ pub fn plan<'a>(
         // An origin whose own change of a batch uuid was superseded in the window, and that
         // was sent nothing of that uuid, still holds what it made: it is corrected after
         // COMMIT like any loser (it is not verified on that uuid: it was sent nothing of it).
-        let sent_uuids: std::collections::HashSet<&str> = ops.iter().map(|(u, _)| u.as_str()).collect();
+        let sent_uuids: crate::fast::HashSet<&str> = ops.iter().map(|(u, _)| u.as_str()).collect();
         let mut lost: Vec<String> = own
             .iter()
             .filter(|((o, u), _)| *o == p.as_str() && !sent_uuids.contains(u) && finals.contains_key(*u))
@@ -98,7 +99,7 @@ pub fn plan<'a>(
             continue;
         }
         // uuid → its ops sent to this participant, in order (first-appearance order of uuids).
-        let mut sent: HashMap<&str, Vec<&ChangeOp>> = HashMap::new();
+        let mut sent: HashMap<&str, Vec<&ChangeOp>> = HashMap::default();
         let mut uuids: Vec<&str> = Vec::new();
         for (u, op) in &ops {
             let e = sent.entry(u.as_str()).or_default();
@@ -132,11 +133,11 @@ pub fn plan<'a>(
         out.sends.insert(p.clone(), ops);
     }
     // Conflicts: more than one origin changed a uuid in this window.
-    let mut last_writer: HashMap<&str, &str> = HashMap::new();
+    let mut last_writer: HashMap<&str, &str> = HashMap::default();
     for q in kept {
         last_writer.insert(&q.change.uuid, &q.origin);
     }
-    let mut seen: HashMap<(&str, &str), &'static str> = HashMap::new();
+    let mut seen: HashMap<(&str, &str), &'static str> = HashMap::default();
     let mut order: Vec<(&str, &str)> = Vec::new();
     for q in all {
         let key = (q.change.uuid.as_str(), q.origin.as_str());
@@ -224,12 +225,12 @@ mod tests {
 
     fn run(all: Vec<Queued<String>>, kept: Vec<Queued<String>>) -> (Plan, ObjectState) {
         let s0 = state(0.0, "A");
-        let start: HashMap<_, _> = [(U.to_string(), Some(s0.clone()))].into();
+        let start: HashMap<_, _> = [(U.to_string(), Some(s0.clone()))].into_iter().collect();
         let mut fin = Some(s0);
         for k in &kept {
             fin = apply_change(fin.as_ref(), &k.change.op).unwrap();
         }
-        let finals: HashMap<_, _> = [(U.to_string(), fin.clone())].into();
+        let finals: HashMap<_, _> = [(U.to_string(), fin.clone())].into_iter().collect();
         let parts = ["a".to_string(), "b".to_string()];
         (plan(&all, &kept, &start, &finals, &parts), fin.unwrap())
     }
@@ -272,10 +273,11 @@ mod tests {
         // The object is at x = 0. a moves it to 5; b, later in the window, moves it back to
         // 0: b's transform wins and is a no-op, so no batch forms and both changes are
         // dropped. a holds 5: it is corrected to 0. b holds 0: nothing to correct.
-        let start: HashMap<_, _> = [(U.to_string(), Some(state(0.0, "A")))].into();
+        let start: HashMap<_, _> = [(U.to_string(), Some(state(0.0, "A")))].into_iter().collect();
         let own: HashMap<(String, String), Vec<ChangeOp>> =
             [(("a".to_string(), U.to_string()), vec![tr(5.0)]), (("b".to_string(), U.to_string()), vec![tr(0.0)])]
-                .into();
+                .into_iter()
+                .collect();
         let (a, b) = ("a".to_string(), "b".to_string());
         let uuids = vec![U.to_string()];
         let dropped = [(&a, uuids.as_slice()), (&b, uuids.as_slice())];

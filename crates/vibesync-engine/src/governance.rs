@@ -16,7 +16,8 @@
 //! while its failure is in the window; a changed input or a person (`vibesync safe-mode
 //! clear`, `vibesync quarantine release`) is needed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::fast::{HashMap, HashSet};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -27,6 +27,7 @@
 //! Invariant: every function here is deterministic in its inputs, so the daemon's behaviour
 //! can be tested without I/O and replayed from the WAL.
 
+pub mod fast;
 pub mod finalize;
 pub mod forward;
 pub mod governance;

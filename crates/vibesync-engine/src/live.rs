@@ -10,8 +10,9 @@
 //!
 //! Pure: time is passed in; the daemon's actor asks [`Throttle::next_due`] for its timer.
 
+use crate::fast::HashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 
 /// One pending value of a key, and its heap generation (older heap entries are stale).
@@ -42,8 +43,8 @@ impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
     pub fn new(interval_ms: u64) -> Self {
         Throttle {
             interval_ms,
-            last: HashMap::new(),
-            pending: HashMap::new(),
+            last: HashMap::default(),
+            pending: HashMap::default(),
             heap: BinaryHeap::new(),
             generation: 0,
             offers: 0,

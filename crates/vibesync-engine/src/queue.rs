@@ -23,7 +23,7 @@
 //! Pure: time is passed in; the actor says what is in flight ([`Flight`]) and whether a
 //! change is held back by the slow batch ([`held_back`]).
 
-use std::collections::HashSet;
+use crate::fast::HashSet;
 
 use crate::sync::{Path, Queued, Window};
 
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn an_object_under_a_parent_in_the_slow_batch_is_held_back() {
-        let slow: HashSet<String> = ["p".to_string()].into();
+        let slow: HashSet<String> = ["p".to_string()].into_iter().collect();
         let parent_of = |u: &str| match u {
             "c" => Some("b".to_string()),
             "b" => Some("p".to_string()),
@@ -239,7 +239,7 @@ mod order {
     //! batches in flight never share a uuid, at most one slow and one fast are in flight, and
     //! every uuid's changes leave the queue exactly once, in arrival order.
 
-    use std::collections::HashMap;
+    use crate::fast::HashMap;
 
     use proptest::prelude::*;
 
@@ -336,8 +336,8 @@ mod order {
             window_ms in 0..3u64,
             evs in prop::collection::vec(ev(), 1..200),
         ) {
-            let mut sim = Sim { queue: Queue::new(window_ms), now: 0, flight: Vec::new(), out: HashMap::new() };
-            let mut pushed: HashMap<String, Vec<u64>> = HashMap::new();
+            let mut sim = Sim { queue: Queue::new(window_ms), now: 0, flight: Vec::new(), out: HashMap::default() };
+            let mut pushed: HashMap<String, Vec<u64>> = HashMap::default();
             for (id, e) in evs.into_iter().enumerate() {
                 match e {
                     Ev::Push { u, slow } => {

@@ -4,7 +4,7 @@
 //! item (same order) and the registry STEP payloads to write in one WAL transaction.
 //! Nothing is written for invalid items, unchanged items or collisions.
 
-use std::collections::HashMap;
+use crate::fast::HashMap;
 
 use serde_json::{json, Value};
 use vibesync_protocol::message::{ItemResult, RegisterItem};
@@ -84,7 +84,7 @@ pub const MAX_ITEMS: usize = validate::MAX_ITEMS_PER_REQUEST;
 /// Plan a `register` request.
 pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn View) -> Plan {
     let mut plan = Plan::with_capacity(items.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::default();
     for (i, item) in items.iter().enumerate() {
         let check = validate::uuid(&item.uuid)
             .and_then(|_| validate::kind(&item.kind))
@@ -170,7 +170,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
 /// Plan a `tombstone` request.
 pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
     let mut plan = Plan::with_capacity(uuids.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::default();
     for (i, u) in uuids.iter().enumerate() {
         if let Err(e) = validate::uuid(u) {
             plan.results.push(ItemResult::error(shown_uuid(u), e.code, format!("uuids[{i}]: {}", e.message)));
@@ -208,13 +208,13 @@ fn shown_uuid(u: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::fast::HashMap;
 
     #[derive(Default)]
     struct Fake {
         live: HashMap<String, Existing>,
         claims: HashMap<String, String>,
-        unreadable: std::collections::HashSet<String>,
+        unreadable: crate::fast::HashSet<String>,
     }
     impl View for Fake {
         fn live(&self, uuid: &str) -> Result<Option<Existing>, String> {

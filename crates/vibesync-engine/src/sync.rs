@@ -366,10 +366,10 @@ pub fn coalesce<S: Clone>(window: Vec<Queued<S>>) -> Vec<Queued<S>> {
 
 /// Which changes of a window survive coalescing (see [`coalesce`]).
 pub fn coalesce_mask<S>(window: &[Queued<S>]) -> Vec<bool> {
-    use std::collections::HashSet;
+    use crate::fast::HashSet;
     let mut keep = vec![true; window.len()];
-    let mut deleted_later: HashSet<&str> = HashSet::new();
-    let mut fast_later: HashSet<(&str, &str)> = HashSet::new();
+    let mut deleted_later: HashSet<&str> = HashSet::default();
+    let mut fast_later: HashSet<(&str, &str)> = HashSet::default();
     for (i, q) in window.iter().enumerate().rev() {
         let (u, op) = (q.change.uuid.as_str(), &q.change.op);
         if deleted_later.contains(u) {
@@ -399,7 +399,7 @@ pub struct Window<S> {
     opened_at: Option<u64>,
     pending: Vec<Queued<S>>,
     /// uuids in `pending` (membership checks in O(1)).
-    uuids: std::collections::HashSet<String>,
+    uuids: crate::fast::HashSet<String>,
 }
 
 impl<S: Clone> Window<S> {

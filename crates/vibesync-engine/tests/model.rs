@@ -22,7 +22,9 @@
 //! The number of cases is `PROPTEST_CASES` (scripts/soak raises it); each case runs up to 60
 //! steps plus the quiet phase.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use vibesync_engine::fast::{HashMap, HashSet};
 
 use proptest::prelude::*;
 use vibesync_engine::finalize::plan_rollback;
@@ -180,7 +182,7 @@ struct World {
 impl Default for World {
     fn default() -> Self {
         World {
-            registry: HashMap::new(),
+            registry: HashMap::default(),
             editors: Default::default(),
             queue: Queue::new(0),
             open: None,

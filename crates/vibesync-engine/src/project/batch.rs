@@ -4,7 +4,8 @@
 //! state), BEGIN / STEP… (/ PROVISIONAL on the fast path) written — and is forwarded to the
 //! participants (docs/PROTOCOL.md §6.2, docs/WAL.md §3).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::fast::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
@@ -40,19 +41,19 @@ impl Project {
             }
         }
         // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
-        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::new();
+        let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::default();
         for q in &queued {
             own_ops.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default().push(q.change.op.clone());
         }
-        let mut start: HashMap<String, Option<ObjectState>> = HashMap::new();
+        let mut start: HashMap<String, Option<ObjectState>> = HashMap::default();
         // uuid → registered (live or quarantined) before the batch: read with `start`, one
         // registry read per uuid of the window.
-        let mut registered: HashMap<String, bool> = HashMap::new();
-        let mut states: HashMap<String, Option<ObjectState>> = HashMap::new();
+        let mut registered: HashMap<String, bool> = HashMap::default();
+        let mut states: HashMap<String, Option<ObjectState>> = HashMap::default();
         let mut kept: Vec<Queued<Editor>> = Vec::new();
         let mut all: Vec<Queued<SessionId>> = Vec::new();
-        let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::new();
-        let mut kinds: HashMap<SessionId, String> = HashMap::new();
+        let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::default();
+        let mut kinds: HashMap<SessionId, String> = HashMap::default();
         for (q, keep) in queued.into_iter().zip(mask) {
             kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
             if !start.contains_key(&q.change.uuid) {
@@ -284,7 +285,7 @@ impl Project {
                 verification.unreachable(&s.session_id);
             }
         }
-        let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::new() };
+        let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::default() };
         self.inflight.push(Inflight {
             batch_id,
             path,
@@ -342,7 +343,7 @@ fn final_states(
     kept: &[Queued<Editor>],
     states: &HashMap<String, Option<ObjectState>>,
 ) -> Vec<(String, Option<ObjectState>)> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     kept.iter()
         .filter(|q| seen.insert(q.change.uuid.clone()))
         .map(|q| (q.change.uuid.clone(), states.get(&q.change.uuid).cloned().flatten()))

@@ -45,7 +45,8 @@ mod queue;
 mod replay;
 mod verify;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::fast::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -513,20 +514,20 @@ impl Project {
             inflight: Vec::new(),
             late_commits,
             exposed_seq: AtomicU64::new(0),
-            synced: HashMap::new(),
+            synced: HashMap::default(),
             rolled_back,
             not_synced: BTreeMap::new(),
             conflicts: 0,
-            resyncs: HashMap::new(),
+            resyncs: HashMap::default(),
             deferred: Vec::new(),
             idle: IdleTracker::default(),
             held: Vec::new(),
-            degraded: HashMap::new(),
-            diverged: HashMap::new(),
+            degraded: HashMap::default(),
+            diverged: HashMap::default(),
             live: Throttle::new(settings.live_interval_ms),
-            slow_queued: HashSet::new(),
-            forwarded: HashMap::new(),
-            bases: HashMap::new(),
+            slow_queued: HashSet::default(),
+            forwarded: HashMap::default(),
+            bases: HashMap::default(),
         }
     }
 
@@ -705,7 +706,7 @@ pub fn state_of(uuid: &str, entry: Option<Entry>) -> Result<Option<crate::sync::
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     v.retain(|x| seen.insert(x.clone()));
     v
 }

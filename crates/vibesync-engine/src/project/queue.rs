@@ -3,7 +3,7 @@
 //! attachments), the governance gate, automation held while people edit, and the two
 //! windows (`crate::queue`). The `ack` goes out before anything that follows from it.
 
-use std::collections::HashSet;
+use crate::fast::HashSet;
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! resync batches the other steps ask for (a STALE change, a conflict's loser, a rollback,
 //! a released quarantine), each checked against the hashes its receiver answers.
 
-use std::collections::{HashMap, HashSet};
+use crate::fast::{HashMap, HashSet};
 
 use tracing::{debug, info};
 use vibesync_protocol::PathKind;
@@ -250,7 +250,7 @@ pub fn replay_ops(
     }
     // Parents before children, so an editor can attach each object as it arrives.
     order_parents_first(&mut ops);
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     // A uuid of a rolled-back sync batch that has no committed state (its create was never
     // committed, e.g. a batch cut by a crash): the authoritative state is its absence
     // (docs/PROTOCOL.md §6.4).
