@@ -6,8 +6,9 @@
 //! plans each against the registry and starts the group's WAL append (one append for all of
 //! its transactions) without waiting for it: while up to [`PIPELINE_DEPTH`] appends are in
 //! flight (the WAL writer syncs what is queued together), new requests form the next group.
-//! As each append becomes durable, in append order (= COMMIT order), the group is applied to
-//! the registry as one sled batch and each request answered.
+//! As appends become durable, in append order (= COMMIT order), the groups whose appends
+//! finished together are applied to the registry as one sled batch and each request
+//! answered.
 //! A group's FINALs (written once it is applied, docs/WAL.md §9) ride with the next group's
 //! append, so a stream of requests pays one fdatasync per group, not two; when no request
 //! comes within [`FINAL_LINGER`] they are written alone. Nothing here runs
@@ -225,10 +226,13 @@ impl Daemon {
                 self.take_in(e, waiting, &mut inflight);
             }
             // Apply and answer the groups at the front whose appends are done, in order.
+            // Appends the WAL writer synced together finish together: their groups go to the
+            // registry as one sled batch.
+            let mut done = Vec::new();
             while inflight.front().is_some_and(|g| g.outcome.is_some()) {
-                let g = inflight.pop_front().expect("front exists");
-                self.finish_group(g);
+                done.push(inflight.pop_front().expect("front exists"));
             }
+            self.finish_groups(done);
             if inflight.len() < PIPELINE_DEPTH && started < GROUPS_PER_TURN && !waiting.is_empty() {
                 let busy: HashSet<String> = inflight.iter().flat_map(|g| g.touched.iter().cloned()).collect();
                 let (group, touched) = take_group(waiting, &busy);
@@ -321,7 +325,7 @@ impl Daemon {
         }
         let id = self.registrar_groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if drafts.is_empty() {
-            self.finish_group(InFlight { id, planned, touched, outcome: Some(Ok(Vec::new())) });
+            self.finish_groups(vec![InFlight { id, planned, touched, outcome: Some(Ok(Vec::new())) }]);
             return None;
         }
         let tx = self.registrar.get().expect("the registrar runs, so its sender is set").clone();
@@ -345,23 +349,48 @@ impl Daemon {
         }
     }
 
-    /// Apply a group whose append finished to the registry (one sled batch, COMMIT order),
-    /// then answer each request and queue its FINAL.
-    fn finish_group(self: &Arc<Self>, g: InFlight) {
-        let InFlight { planned, outcome, .. } = g;
-        let records = match outcome.expect("finished groups have an outcome") {
-            Ok(r) => r,
-            Err(e) => return self.fail_group(planned, &e.to_string()),
-        };
-        // The whole group goes to the registry as one sled batch, in COMMIT order.
-        let txns: Vec<&[vibesync_wal::Record]> =
-            planned.iter().filter(|p| !p.records.is_empty()).map(|p| &records[p.records.clone()]).collect();
+    /// Apply groups whose appends finished (in append order) to the registry — each run of
+    /// successful appends as one sled batch, in COMMIT order — then answer each request and
+    /// queue its FINAL. A failed append fails its group.
+    fn finish_groups(self: &Arc<Self>, groups: Vec<InFlight>) {
+        let mut run: Vec<(Vec<Planned>, Vec<vibesync_wal::Record>)> = Vec::new();
+        for g in groups {
+            match g.outcome.expect("finished groups have an outcome") {
+                Ok(records) => run.push((g.planned, records)),
+                Err(e) => {
+                    self.answer_groups(std::mem::take(&mut run));
+                    self.fail_group(g.planned, &e.to_string());
+                }
+            }
+        }
+        self.answer_groups(run);
+    }
+
+    /// Apply consecutive durable groups to the registry as one sled batch and answer them.
+    fn answer_groups(self: &Arc<Self>, run: Vec<(Vec<Planned>, Vec<vibesync_wal::Record>)>) {
+        let txns: Vec<&[vibesync_wal::Record]> = run
+            .iter()
+            .flat_map(|(planned, records)| {
+                planned.iter().filter(|p| !p.records.is_empty()).map(move |p| &records[p.records.clone()])
+            })
+            .collect();
         if !txns.is_empty() {
             if let Err(e) = self.stores.apply_committed_group(&txns) {
                 // The WAL has it; the registry catches up from the WAL at next boot.
-                return self.fail_group(planned, &format!("registry apply failed: {e}"));
+                let why = format!("registry apply failed: {e}");
+                for (planned, _) in run {
+                    self.fail_group(planned, &why);
+                }
+                return;
             }
         }
+        for (planned, records) in run {
+            self.answer_group(planned, &records);
+        }
+    }
+
+    /// Answer each request of an applied group and queue its FINAL.
+    fn answer_group(self: &Arc<Self>, planned: Vec<Planned>, records: &[vibesync_wal::Record]) {
         for p in planned {
             let Planned { job, plan, operation_id, records: range } = p;
             let request_id = job.request.request_id().to_string();
