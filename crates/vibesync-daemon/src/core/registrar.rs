@@ -124,7 +124,7 @@ pub(super) fn start(daemon: &Arc<Daemon>) -> Sender<Event> {
     std::thread::Builder::new()
         .name("vibesync-registrar".into())
         .spawn(move || {
-            let _rt = rt.enter(); // sync events and FINAL tasks are spawned from here
+            let _rt = rt.enter(); // the tombstones' sync events are sent from here
             run(weak, rx)
         })
         .expect("spawn the registrar thread");
