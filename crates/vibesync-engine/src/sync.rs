@@ -125,11 +125,15 @@ fn field<'a>(c: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a Valu
     c.get(name).ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.{name}: missing")))
 }
 
-fn num(v: &Value, at: &str) -> Result<f64, ItemError> {
-    let f = v.as_f64().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}: must be a number")))?;
-    validate::finite(at, f)?;
+/// A finite number within ±1e9. `at` names the field in an error; it is only built on
+/// one (every dragged transform has ten numbers).
+fn num(v: &Value, at: impl Fn() -> String) -> Result<f64, ItemError> {
+    let f = v.as_f64().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{}: must be a number", at())))?;
+    if !f.is_finite() {
+        validate::finite(&at(), f)?;
+    }
     if f.abs() > 1e9 {
-        return Err(err(ItemErrorCode::InvalidField, format!("{at}: {f} is out of range (|v| <= 1e9)")));
+        return Err(err(ItemErrorCode::InvalidField, format!("{}: {f} is out of range (|v| <= 1e9)", at())));
     }
     Ok(f)
 }
@@ -141,7 +145,7 @@ fn vec<const N: usize>(c: &Map<String, Value>, name: &str, at: &str) -> Result<[
         .ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}.{name}: must be an array of {N} numbers")))?;
     let mut out = [0.0; N];
     for (i, v) in a.iter().enumerate() {
-        out[i] = num(v, &format!("{at}.{name}[{i}]"))?;
+        out[i] = num(v, || format!("{at}.{name}[{i}]"))?;
     }
     Ok(out)
 }
@@ -176,8 +180,8 @@ fn material(v: &Value, at: &str) -> Result<Material, ItemError> {
     let m = v.as_object().ok_or_else(|| err(ItemErrorCode::InvalidField, format!("{at}: must be an object")))?;
     let m = Material {
         base_color: vec::<4>(m, "base_color", at)?,
-        metallic: num(field(m, "metallic", at)?, &format!("{at}.metallic"))?,
-        roughness: num(field(m, "roughness", at)?, &format!("{at}.roughness"))?,
+        metallic: num(field(m, "metallic", at)?, || format!("{at}.metallic"))?,
+        roughness: num(field(m, "roughness", at)?, || format!("{at}.roughness"))?,
         emission: vec::<3>(m, "emission", at)?,
     };
     Ok(snap_material(m))
