@@ -87,14 +87,14 @@ impl Project {
         let mut live: Vec<(String, ChangeOp)> = Vec::new();
         for (i, raw) in changes.iter().enumerate() {
             let at = format!("changes[{i}]");
-            let shown = raw
-                .get("uuid")
-                .and_then(Value::as_str)
-                .map(vibesync_protocol::validate::truncate_for_message)
-                .unwrap_or_default();
             let change = match parse_change(raw, session.unit_scale, &at) {
                 Ok(c) => c,
                 Err(e) => {
+                    let shown = raw
+                        .get("uuid")
+                        .and_then(Value::as_str)
+                        .map(vibesync_protocol::validate::truncate_for_message)
+                        .unwrap_or_default();
                     results.push(ItemResult::error(shown, e.code, e.message));
                     continue;
                 }
@@ -190,17 +190,17 @@ impl Project {
     /// it never heard). From now on that change's outcome decides: a commit, a rollback that
     /// keeps it again, or the corrections of a drop or a refusal.
     fn sent_again(&mut self, session: &Editor, uuid: &str) {
-        self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
+        if !self.not_synced.is_empty() {
+            self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
+        }
     }
 
     /// Queue an admitted change in its window (pipeline step `queue`).
     pub(super) fn push(&mut self, cx: &Cx<'_>, now: u64, q: Queued<Editor>) -> Lane {
-        let slow: Option<HashSet<String>> = self
-            .inflight
-            .iter()
-            .find(|f| f.path == Path::Slow && self.settings.pipelining)
-            .map(|f| f.uuids.iter().cloned().collect());
-        let held_back = match &slow {
+        // The slow batch in flight (its uuids as a set, not copied per change).
+        let slow: Option<&HashSet<String>> =
+            self.inflight.iter().find(|f| f.path == Path::Slow && self.settings.pipelining).map(|f| &f.members);
+        let held_back = match slow {
             None => false,
             Some(slow) => {
                 self.degraded.contains_key(&q.change.uuid)
