@@ -66,8 +66,6 @@ pub struct Daemon {
     finals: tokio_util::task::TaskTracker,
     /// Group commit of register/tombstone requests (started on first use).
     registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Event>>,
-    /// Ids of the registrar's groups (matches an append's outcome to its group).
-    registrar_groups: std::sync::atomic::AtomicU64,
     /// The registrar's FINALs waiting to ride with its next WAL append (`core::registrar`).
     registrar_finals: Mutex<Vec<registrar::PendingFinal>>,
 }
@@ -92,7 +90,6 @@ impl Daemon {
             router: Arc::default(),
             finals: tokio_util::task::TaskTracker::new(),
             registrar: std::sync::OnceLock::new(),
-            registrar_groups: std::sync::atomic::AtomicU64::new(0),
             registrar_finals: Mutex::new(Vec::new()),
         }
     }

@@ -223,8 +223,6 @@ pub struct Registry {
     cache: EntryCache,
 }
 
-struct SledBase<'a>(&'a Registry);
-
 /// Transactions a catch-up has staged and not yet written (see [`Registry::catch_up`]).
 #[derive(Default)]
 struct Chunk {
@@ -277,12 +275,6 @@ impl Base for ChunkBase<'_> {
             return Ok(None);
         }
         self.reg.get_entry(&live_key(project, uuid))
-    }
-}
-
-impl Base for SledBase<'_> {
-    fn live(&self, project: &str, uuid: &str) -> Result<Option<Entry>> {
-        self.0.get_entry(&live_key(project, uuid))
     }
 }
 
@@ -731,7 +723,7 @@ impl Registry {
     pub fn apply_committed(&self, records: &[Record]) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut meta = self.meta.lock().unwrap();
-        let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
+        let report = ApplyReport { operation_id, commit_seq, ..Default::default() };
         if commit_seq <= meta.last_applied_seq {
             tracing::debug!(
                 seq = commit_seq,
@@ -750,33 +742,8 @@ impl Registry {
                 None => Err(RegistryError::MigrationPending { from: meta.schema_version, to: SCHEMA_VERSION }),
             };
         }
-        let mut st = Staging::default();
-        for r in &steps {
-            ops::apply_step(&SledBase(self), &mut st, &mut report, r)?;
-        }
-        let d = st.count_delta();
-        let counts = Counts {
-            live: add(meta.counts.live, d[0]),
-            tombstoned: add(meta.counts.tombstoned, d[1]),
-            quarantined: add(meta.counts.quarantined, d[2]),
-        };
-        let mut b = sled::Batch::default();
-        for ((p, u), (_, value)) in &st.live {
-            match value {
-                Some(e) => b.insert(live_key(p, u), encode(e)),
-                None => b.remove(live_key(p, u)),
-            }
-        }
-        for e in &st.archive {
-            b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
-        }
-        put_counts(&mut b, counts);
-        b.insert(meta_key(META_LAST), commit_seq.to_string().as_bytes());
-        self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
-        self.cache.wrote(st.live.into_iter().map(|((p, u), (_, value))| (live_key(&p, &u), value)));
-        meta.last_applied_seq = commit_seq;
-        meta.counts = counts;
-        report.applied = true;
+        let mut reports = self.apply_staged(&mut meta, &[records])?;
+        let report = reports.pop().expect("one report per transaction");
         tracing::debug!(seq = commit_seq, operation_id = %report.operation_id, steps = report.steps_applied, skipped = report.skipped.len(), "registry: transaction applied");
         Ok(report)
     }
@@ -791,27 +758,25 @@ impl Registry {
     /// nothing of the group is written. An old schema (a migration pending) applies them one
     /// at a time.
     pub fn apply_committed_group(&self, txns: &[&[Record]]) -> Result<Vec<ApplyReport>> {
-        if txns.len() <= 1 || self.meta().schema_version != SCHEMA_VERSION {
+        let mut meta = self.meta.lock().unwrap();
+        if meta.schema_version != SCHEMA_VERSION {
+            drop(meta);
             return txns.iter().map(|t| self.apply_committed(t)).collect();
         }
+        self.apply_staged(&mut meta, txns)
+    }
+
+    /// Stage `txns` (schema current) over each other from `meta` and write what they change
+    /// as one sled batch, under the caller's hold of `meta`: the one place a committed
+    /// transaction reaches sled at run time.
+    fn apply_staged(&self, meta: &mut Meta, txns: &[&[Record]]) -> Result<Vec<ApplyReport>> {
         let mut chunk = Chunk::default();
         let mut reports = Vec::with_capacity(txns.len());
-        let base_seq = self.meta().last_applied_seq;
         for t in txns {
-            reports.push(self.stage_into(&mut chunk, t, None)?);
+            reports.push(self.stage_into(meta, &mut chunk, t, None)?);
         }
         if chunk.txns == 0 {
             return Ok(reports);
-        }
-        let mut meta = self.meta.lock().unwrap();
-        if meta.last_applied_seq != base_seq {
-            // Another writer applied meanwhile: the staging read a base that is gone.
-            return Err(RegistryError::NotCommitted {
-                operation_id: format!(
-                    "{} (the registry moved from seq {base_seq} to {} while the group was staged)",
-                    reports[0].operation_id, meta.last_applied_seq
-                ),
-            });
         }
         let mut b = sled::Batch::default();
         for ((p, u), value) in &chunk.live {
@@ -829,7 +794,6 @@ impl Registry {
         self.cache.wrote(chunk.live.into_iter().map(|((p, u), value)| (live_key(&p, &u), value)));
         meta.last_applied_seq = chunk.last;
         meta.counts = chunk.counts;
-        tracing::debug!(seq = chunk.last, txns = chunk.txns, "registry: group of transactions applied");
         Ok(reports)
     }
 
@@ -930,7 +894,7 @@ impl Registry {
             };
             if let Some(txn) = g.push(r) {
                 let rep = if self.meta().schema_version == SCHEMA_VERSION {
-                    match self.stage_into(&mut chunk, &txn, known.as_ref()) {
+                    match self.stage_into(&self.meta(), &mut chunk, &txn, known.as_ref()) {
                         Ok(rep) => rep,
                         Err(e) => {
                             // The transactions before the failing one are kept, as when each
@@ -975,13 +939,13 @@ impl Registry {
     /// the chunk's earlier transactions, without writing.
     fn stage_into(
         &self,
+        meta: &Meta,
         chunk: &mut Chunk,
         records: &[Record],
         known: Option<&std::collections::HashSet<(String, String)>>,
     ) -> Result<ApplyReport> {
         let (operation_id, commit_seq, steps) = ops::split_transaction(records)?;
         let mut report = ApplyReport { operation_id, commit_seq, ..Default::default() };
-        let meta = self.meta();
         let last = if chunk.txns > 0 { chunk.last } else { meta.last_applied_seq };
         if commit_seq <= last {
             return Ok(report);

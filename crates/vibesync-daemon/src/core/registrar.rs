@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -150,16 +150,13 @@ fn run(daemon: Weak<Daemon>, rx: Receiver<Event>) {
 /// Called with nothing in flight, so only requests arrive.
 fn next_job(daemon: &Weak<Daemon>, rx: &Receiver<Event>) -> Option<Job> {
     loop {
-        match rx.try_recv() {
-            Ok(Event::Job(j)) => return Some(j),
-            Ok(Event::Durable { .. }) => continue,
-            Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {}
-        }
         // The daemon is not held while waiting: dropping it is what ends this thread.
-        let waiting = daemon.upgrade().is_some_and(|d| !d.registrar_finals.lock().unwrap().is_empty());
-        let got =
-            if waiting { rx.recv_timeout(FINAL_LINGER) } else { rx.recv().map_err(|_| RecvTimeoutError::Disconnected) };
+        let finals_wait = daemon.upgrade().is_some_and(|d| !d.registrar_finals.lock().unwrap().is_empty());
+        let got = if finals_wait {
+            rx.recv_timeout(FINAL_LINGER)
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
         match got {
             Ok(Event::Job(j)) => return Some(j),
             Ok(Event::Durable { .. }) => {}
@@ -237,8 +234,9 @@ impl Daemon {
                 let busy: HashSet<String> = inflight.iter().flat_map(|g| g.touched.iter().cloned()).collect();
                 let (group, touched) = take_group(waiting, &busy);
                 if !group.is_empty() {
+                    // Ids only tell apart the groups of this call: it returns with none in flight.
                     started += 1;
-                    if let Some(g) = self.start_group(group, touched) {
+                    if let Some(g) = self.start_group(started, group, touched) {
                         inflight.push_back(g);
                     }
                     continue;
@@ -277,7 +275,7 @@ impl Daemon {
     /// Plan a group and start its WAL append (with the FINALs of groups already applied in
     /// front). None: the group was answered at once (nothing to write, or the append could
     /// not start).
-    fn start_group(self: &Arc<Self>, group: Vec<Job>, touched: HashSet<String>) -> Option<InFlight> {
+    fn start_group(self: &Arc<Self>, id: u64, group: Vec<Job>, touched: HashSet<String>) -> Option<InFlight> {
         // The FINALs of earlier groups (applied before this append starts) go first.
         let mut drafts = self.take_registrar_finals();
         let mut planned = Vec::with_capacity(group.len());
@@ -323,7 +321,6 @@ impl Daemon {
             }
             planned.push(Planned { job, plan, operation_id, records: start..drafts.len() });
         }
-        let id = self.registrar_groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if drafts.is_empty() {
             self.finish_groups(vec![InFlight { id, planned, touched, outcome: Some(Ok(Vec::new())) }]);
             return None;

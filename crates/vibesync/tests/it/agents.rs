@@ -10,14 +10,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 fn recv_type(c: &mut Client, ty: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "no `{ty}` within 20 s");
-        let m = c.recv().expect("message");
-        if m["type"] == ty {
-            return m;
-        }
-    }
+    recv_until(c, &format!("`{ty}`"), |m| m["type"] == ty)
 }
 
 fn call(agent: &mut Client, rid: &str, addon: &str, command: &str) {

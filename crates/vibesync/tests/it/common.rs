@@ -137,6 +137,25 @@ fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
+/// Read messages until one satisfies `pred`, skipping the rest (events, batches); fails
+/// naming `what` when none comes within 20 s.
+pub fn recv_until(c: &mut Client, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    c.set_read_timeout(Some(Duration::from_secs(20)));
+    loop {
+        let m = c.recv().unwrap_or_else(|e| panic!("no {what} within 20 s: {e}"));
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+/// Send a request and return its answer (the message echoing its `request_id`), skipping
+/// whatever the daemon sends meanwhile.
+pub fn ask(c: &mut Client, msg: &Value) -> Value {
+    c.send(msg).unwrap();
+    recv_until(c, &format!("answer to {}", msg["request_id"]), |m| m["request_id"] == msg["request_id"])
+}
+
 pub fn register(c: &mut Client, rid: &str, items: &[(&str, &str, &str)]) -> Value {
     let items: Vec<Value> = items
         .iter()

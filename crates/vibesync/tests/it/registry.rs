@@ -193,18 +193,6 @@ fn a_registration_is_finalized_while_the_daemon_runs_with_no_later_request() {
     drop((a, b));
 }
 
-/// Send a request and return its answer, skipping what the daemon sends meanwhile (the
-/// tombstones' delete batches to the peers, left unanswered here).
-fn ask(c: &mut vibesync_daemon::client::Client, msg: serde_json::Value) -> serde_json::Value {
-    c.send(&msg).unwrap();
-    loop {
-        let v = c.recv().unwrap();
-        if v["request_id"] == msg["request_id"] {
-            return v;
-        }
-    }
-}
-
 /// The registrar keeps several groups in flight (docs/ARCHITECTURE.md, `core::registrar`):
 /// concurrent sessions registering fresh and shared uuids and tombstoning some end with a
 /// registry that equals the fold of the WAL (`vibesync verify`), every request answered, and
@@ -229,13 +217,13 @@ fn concurrent_registrations_with_shared_uuids_end_equal_to_the_log() {
                     let items = [(&fresh, format!("F{k}-{i}")), (s, format!("S{i}"))].map(|(u, name)| {
                         serde_json::json!({"uuid": u, "kind": "object", "name": name, "editor_ref": format!("OB:{name}")})
                     });
-                    let ack = ask(&mut c, serde_json::json!({"type":"register","request_id":format!("c{k}-{i}"),"items":items}));
+                    let ack = ask(&mut c, &serde_json::json!({"type":"register","request_id":format!("c{k}-{i}"),"items":items}));
                     let st = statuses(&ack);
                     assert_eq!(st[0], "registered", "{ack}");
                     assert!(["registered", "updated", "unchanged", "collision"].contains(&st[1].as_str()), "{ack}");
                     if i % 5 == 0 {
                         let ack =
-                            ask(&mut c, serde_json::json!({"type":"tombstone","request_id":format!("t{k}-{i}"),"uuids":[fresh]}));
+                            ask(&mut c, &serde_json::json!({"type":"tombstone","request_id":format!("t{k}-{i}"),"uuids":[fresh]}));
                         assert_eq!(statuses(&ack), ["tombstoned"], "{ack}");
                     } else {
                         kept.push(fresh);

@@ -751,13 +751,7 @@ fn hello(d: &Daemon, editor: &str, project: Option<&str>) -> Client {
 
 /// Read events until a `peers` event satisfying `pred` arrives (fails at the deadline).
 fn peers_until(c: &mut Client, pred: impl Fn(&Value) -> bool) -> Value {
-    c.set_read_timeout(Some(Duration::from_secs(10)));
-    loop {
-        let m = c.recv().expect("a peers event before the deadline");
-        if m["type"] == "peers" && pred(&m) {
-            return m;
-        }
-    }
+    recv_until(c, "such a peers event", |m| m["type"] == "peers" && pred(m))
 }
 
 #[test]
