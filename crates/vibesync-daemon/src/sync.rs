@@ -122,8 +122,8 @@ struct DaemonView<'a, H> {
 }
 
 impl<H: Host> View for DaemonView<'_, H> {
-    fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String> {
-        self.daemon.stores().registry.lookup(self.project, uuid).map_err(|e| e.to_string())
+    fn lookup(&self, uuid: &str) -> Result<Option<Arc<Entry>>, String> {
+        self.daemon.stores().registry.lookup_shared(self.project, uuid).map_err(|e| e.to_string())
     }
     fn live_entries(&self) -> Result<Vec<Entry>, String> {
         self.daemon.stores().registry.live_entries(Some(self.project)).map_err(|e| e.to_string())

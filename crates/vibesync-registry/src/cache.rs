@@ -5,12 +5,15 @@
 //! # Invariant
 //! The cache never returns a value older than the last write that finished before the read
 //! began. Every write updates (or clears) the cache after sled holds it, under the writer's
-//! turn; a read that missed fills the cache only if no write happened since it looked
-//! (a generation number), so a value read from sled before a concurrent write can never be
-//! put back over that write's result. Absent records are cached too (`None`).
+//! turn, and a key leaves the cache only when the whole cache is cleared. A read that missed
+//! fills the cache only if its key is still not held and no clear happened since it looked
+//! (an epoch number): a write of that key since the miss put the key in the cache (or a
+//! clear ended the epoch), so a value read from sled before a concurrent write can never be
+//! put back over that write's result. Writes of other keys do not stop the fill (the
+//! registrar writes while sessions read). Absent records are cached too (`None`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::entry::Entry;
 
@@ -19,17 +22,31 @@ pub(crate) const CAPACITY: usize = 50_000;
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<Vec<u8>, Option<Entry>>,
-    /// Bumped by every write.
-    generation: u64,
+    /// Shared, so a hit costs a reference count, not a copy of the record and its state.
+    map: HashMap<Vec<u8>, Option<Arc<Entry>>>,
+    /// Bumped by every clear (keys leave the map only then).
+    epoch: u64,
+}
+
+impl Inner {
+    fn start_over(&mut self) {
+        self.epoch += 1;
+        self.map.clear();
+    }
+
+    fn make_room(&mut self) {
+        if self.map.len() >= CAPACITY {
+            self.start_over();
+        }
+    }
 }
 
 /// What [`EntryCache::get`] found.
 // A transient return value, moved once: boxing the hit would cost an allocation per read.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Cached {
-    Hit(Option<Entry>),
-    /// Not held; pass the generation to [`EntryCache::fill`] with what sled returned.
+    Hit(Option<Arc<Entry>>),
+    /// Not held; pass the epoch to [`EntryCache::fill`] with what sled returned.
     Miss(u64),
 }
 
@@ -43,39 +60,33 @@ impl EntryCache {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match g.map.get(key) {
             Some(v) => Cached::Hit(v.clone()),
-            None => Cached::Miss(g.generation),
+            None => Cached::Miss(g.epoch),
         }
     }
 
-    /// Remember what a read that missed at `generation` found, unless a write happened since.
-    pub fn fill(&self, key: &[u8], generation: u64, value: &Option<Entry>) {
+    /// Remember what a read that missed at `epoch` found, unless that key was written (it is
+    /// held again) or the cache was cleared since.
+    pub fn fill(&self, key: &[u8], epoch: u64, value: &Option<Arc<Entry>>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.generation != generation {
+        if g.epoch != epoch || g.map.contains_key(key) {
             return;
         }
-        if g.map.len() >= CAPACITY {
-            g.map.clear();
-        }
+        g.make_room();
         g.map.insert(key.to_vec(), value.clone());
     }
 
     /// A write of these live keys reached sled (None = removed from the live tree).
     pub fn wrote(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Entry>)>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.generation += 1;
         for (key, value) in writes {
-            if g.map.len() >= CAPACITY {
-                g.map.clear();
-            }
-            g.map.insert(key, value);
+            g.make_room();
+            g.map.insert(key, value.map(Arc::new));
         }
     }
 
     /// A write this cache does not follow key by key (catch-up, migration, seeding).
     pub fn clear(&self) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.generation += 1;
-        g.map.clear();
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).start_over();
     }
 
     #[cfg(test)]
@@ -89,7 +100,11 @@ mod tests {
     use super::*;
 
     fn entry(name: &str) -> Option<Entry> {
-        Some(Entry {
+        shared(name).map(Arc::unwrap_or_clone)
+    }
+
+    fn shared(name: &str) -> Option<Arc<Entry>> {
+        Some(Arc::new(Entry {
             project_id: "p".into(),
             uuid: "u".into(),
             kind: "object".into(),
@@ -102,16 +117,16 @@ mod tests {
             created_seq: 1,
             updated_seq: 1,
             tombstone_seq: None,
-        })
+        }))
     }
 
     #[test]
     fn a_read_from_before_a_write_is_not_put_back_over_it() {
         let c = EntryCache::default();
-        let Cached::Miss(generation) = c.get(b"k") else { panic!("empty cache hit") };
+        let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
         // A write lands between the reader's sled read (old value) and its fill.
         c.wrote([(b"k".to_vec(), entry("new"))]);
-        c.fill(b"k", generation, &entry("old"));
+        c.fill(b"k", epoch, &shared("old"));
         match c.get(b"k") {
             Cached::Hit(e) => assert_eq!(e.unwrap().name, "new"),
             Cached::Miss(_) => panic!("the write's value is held"),
@@ -119,10 +134,33 @@ mod tests {
     }
 
     #[test]
+    fn a_read_from_before_a_write_and_a_clear_is_not_put_back() {
+        let c = EntryCache::default();
+        let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
+        // The write's value was held, then the cache started over: the key is gone again.
+        c.wrote([(b"k".to_vec(), entry("new"))]);
+        c.clear();
+        c.fill(b"k", epoch, &shared("old"));
+        assert!(matches!(c.get(b"k"), Cached::Miss(_)), "the old value must not come back");
+    }
+
+    #[test]
+    fn writes_of_other_keys_do_not_stop_a_fill() {
+        let c = EntryCache::default();
+        let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
+        c.wrote([(b"other".to_vec(), entry("x"))]);
+        c.fill(b"k", epoch, &shared("read"));
+        match c.get(b"k") {
+            Cached::Hit(e) => assert_eq!(e.unwrap().name, "read"),
+            Cached::Miss(_) => panic!("the fill was dropped for another key's write"),
+        }
+    }
+
+    #[test]
     fn absent_records_are_cached_and_clear_forgets_everything() {
         let c = EntryCache::default();
-        let Cached::Miss(generation) = c.get(b"k") else { panic!() };
-        c.fill(b"k", generation, &None);
+        let Cached::Miss(epoch) = c.get(b"k") else { panic!() };
+        c.fill(b"k", epoch, &None);
         assert!(matches!(c.get(b"k"), Cached::Hit(None)));
         c.clear();
         assert!(matches!(c.get(b"k"), Cached::Miss(_)));
@@ -132,8 +170,8 @@ mod tests {
     fn the_cache_is_bounded() {
         let c = EntryCache::default();
         for i in 0..CAPACITY + 10 {
-            let Cached::Miss(generation) = c.get(i.to_string().as_bytes()) else { panic!() };
-            c.fill(i.to_string().as_bytes(), generation, &None);
+            let Cached::Miss(epoch) = c.get(i.to_string().as_bytes()) else { panic!() };
+            c.fill(i.to_string().as_bytes(), epoch, &None);
         }
         assert!(c.len() <= CAPACITY);
     }

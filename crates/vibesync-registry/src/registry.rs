@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use vibesync_wal::Record;
@@ -274,7 +274,7 @@ impl Base for ChunkBase<'_> {
         if self.known.is_some_and(|k| !k.contains(&key)) {
             return Ok(None);
         }
-        self.reg.get_entry(&live_key(project, uuid))
+        Ok(self.reg.get_entry(&live_key(project, uuid))?.map(Arc::unwrap_or_clone))
     }
 }
 
@@ -666,20 +666,20 @@ impl Registry {
         }
     }
 
-    fn get_entry(&self, key: &[u8]) -> Result<Option<Entry>> {
+    fn get_entry(&self, key: &[u8]) -> Result<Option<Arc<Entry>>> {
         self.injected("read", |f| match f {
             ReadFault::All => true,
             ReadFault::Uuid(u) => key.ends_with(u.as_bytes()),
         })?;
-        let generation = match self.cache.get(key) {
+        let epoch = match self.cache.get(key) {
             Cached::Hit(e) => return Ok(e),
-            Cached::Miss(generation) => generation,
+            Cached::Miss(epoch) => epoch,
         };
         let e = match self.tree.get(key).map_err(|e| self.sled_err("read", e))? {
-            Some(v) => Some(decode(key, &v)?),
+            Some(v) => Some(Arc::new(decode(key, &v)?)),
             None => None,
         };
-        self.cache.fill(key, generation, &e);
+        self.cache.fill(key, epoch, &e);
         Ok(e)
     }
 
@@ -1041,6 +1041,12 @@ impl Registry {
 
     /// The live (or quarantined) record of `project_id` + `uuid`.
     pub fn lookup(&self, project_id: &str, uuid: &str) -> Result<Option<Entry>> {
+        Ok(self.lookup_shared(project_id, uuid)?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`Registry::lookup`] without copying the record: the cached record itself, shared (a
+    /// record read on every change, e.g. by the sync path, is not copied each time).
+    pub fn lookup_shared(&self, project_id: &str, uuid: &str) -> Result<Option<Arc<Entry>>> {
         self.check_schema()?;
         self.get_entry(&live_key(project_id, uuid))
     }

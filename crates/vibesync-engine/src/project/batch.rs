@@ -63,7 +63,7 @@ impl Project {
                 };
                 registered
                     .insert(q.change.uuid.clone(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
-                match state_of(&q.change.uuid, entry) {
+                match state_of(&q.change.uuid, entry.as_deref()) {
                     Ok(st) => start.insert(q.change.uuid.clone(), st),
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };

@@ -193,8 +193,9 @@ pub enum Done {
 /// Reads of committed state and of who is connected (the daemon's stores and session table;
 /// a map in tests). A read that fails is an error, never "absent".
 pub trait View: Sync {
-    /// The project's registry entry of `uuid` (any status).
-    fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String>;
+    /// The project's registry entry of `uuid` (any status), shared: read on every change,
+    /// it is not copied.
+    fn lookup(&self, uuid: &str) -> Result<Option<Arc<Entry>>, String>;
     /// The project's live and quarantined entries.
     fn live_entries(&self) -> Result<Vec<Entry>, String>;
     /// The project's archived (tombstoned) versions.
@@ -688,17 +689,18 @@ impl Project {
     /// state that does not parse is an error, never "absent" (an absent state is sent as
     /// `delete` by a resync).
     fn current_state(&self, cx: &Cx<'_>, uuid: &str) -> Result<Option<crate::sync::ObjectState>, String> {
-        let entry = cx.view.lookup(uuid);
-        state_of(uuid, entry.map_err(|e| format!("registry read failed: {e}"))?)
+        let entry = cx.view.lookup(uuid).map_err(|e| format!("registry read failed: {e}"))?;
+        state_of(uuid, entry.as_deref())
     }
 }
 
 /// The committed state held by a registry entry (`None`: no state, or tombstoned). A stored
 /// state that does not parse is an error, never "absent".
-pub fn state_of(uuid: &str, entry: Option<Entry>) -> Result<Option<crate::sync::ObjectState>, String> {
+pub fn state_of(uuid: &str, entry: Option<&Entry>) -> Result<Option<crate::sync::ObjectState>, String> {
+    use serde::Deserialize;
     let Some(e) = entry else { return Ok(None) };
-    match e.state {
-        Some(v) if e.status != vibesync_registry::Status::Tombstoned => serde_json::from_value(v)
+    match &e.state {
+        Some(v) if e.status != vibesync_registry::Status::Tombstoned => crate::sync::ObjectState::deserialize(v)
             .map(Some)
             .map_err(|err| format!("the registry's state of {uuid} is unreadable: {err}")),
         _ => Ok(None),

@@ -5,6 +5,8 @@
 
 use crate::fast::HashSet;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::Value;
 use tracing::info;
@@ -25,7 +27,7 @@ pub(super) type Stale = (String, &'static str, (String, String));
 /// the uuid's registry entry (the gate reads the current state from it).
 struct Admitted {
     blob: Option<String>,
-    entry: Option<Entry>,
+    entry: Option<Arc<Entry>>,
 }
 
 impl Project {
@@ -333,8 +335,8 @@ impl Project {
 
     /// The governance gate before queuing a mutation. `entry`: the uuid's registry entry as
     /// admission read it (one registry read per change, not two).
-    fn consult_gate(&self, cx: &Cx<'_>, change: &Change, entry: Option<Entry>) -> Result<Decision, String> {
-        let current = state_of(&change.uuid, entry)?;
+    fn consult_gate(&self, cx: &Cx<'_>, change: &Change, entry: Option<Arc<Entry>>) -> Result<Decision, String> {
+        let current = state_of(&change.uuid, entry.as_deref())?;
         let next_hash = || apply_change(current.as_ref(), &change.op).ok().flatten().map(|s| s.hash());
         Ok(cx.view.gate(&change.uuid, change.op.name(), &next_hash))
     }

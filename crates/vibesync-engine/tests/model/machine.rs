@@ -39,7 +39,7 @@
 //! after a reconnect), and both editors hold exactly the registry's state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -163,8 +163,8 @@ struct Stores {
 struct Mem(Mutex<Stores>);
 
 impl View for Mem {
-    fn lookup(&self, uuid: &str) -> Result<Option<Entry>, String> {
-        Ok(self.0.lock().unwrap().registry.get(uuid).cloned())
+    fn lookup(&self, uuid: &str) -> Result<Option<Arc<Entry>>, String> {
+        Ok(self.0.lock().unwrap().registry.get(uuid).cloned().map(Arc::new))
     }
     fn live_entries(&self) -> Result<Vec<Entry>, String> {
         Ok(self.0.lock().unwrap().registry.values().cloned().collect())
