@@ -49,9 +49,9 @@ fn main() {
             let dir = tmp.path().join(format!("git-{set}-{group_ms}"));
             let cfg = AuditConfig { group_ms, ..AuditConfig::default() };
             let snapshot = Box::new(|p: &str, u: &str, _since: u64, _upto: u64| {
-                vec![AuditContent::Live(
+                Ok(vec![AuditContent::Live(
                     json!({"uuid":u,"project_id":p,"name":"Cube","kind":"object","status":"live","bindings":{"blender":{"editor_ref":"OB:Cube"}}}),
-                )]
+                )])
             });
             let audit = Audit::open_with(&dir, cfg, snapshot).unwrap();
             let start = Instant::now();

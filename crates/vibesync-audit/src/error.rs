@@ -25,6 +25,9 @@ pub enum AuditError {
     #[error("audit entry {project_id}/{uuid} rejected: {reason}; the daemon must pass validated project ids and lowercase uuids")]
     BadEntry { project_id: String, uuid: String, reason: String },
 
+    #[error("audit commit of seq {first_seq}-{last_seq} not made: the registry could not be read for {project_id}/{uuid} ({reason}); the group is retried, nothing is left out")]
+    SnapshotRead { project_id: String, uuid: String, first_seq: u64, last_seq: u64, reason: String },
+
     #[error("audit batch seq {first_seq}-{last_seq} rejected: {reason}")]
     BadBatch { first_seq: u64, last_seq: u64, reason: String },
 

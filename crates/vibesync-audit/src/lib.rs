@@ -82,8 +82,10 @@ pub use repo::{
 /// then the live record if it was last changed at or before `upto`. A record changed after
 /// `upto` (the registry applies a COMMIT before its FINAL reaches the audit) is left out:
 /// the commit of that later FINAL carries it, so no commit holds a state newer than the seq
-/// it records. Empty: nothing to write. Called on the audit thread.
-pub type Snapshot = Box<dyn Fn(&str, &str, u64, u64) -> Vec<AuditContent> + Send>;
+/// it records. Empty: nothing to write. `Err` (what failed): the registry could not be read
+/// for that uuid — never taken as "nothing to write": the commit is not made and the group is
+/// retried like a failed commit. Called on the audit thread.
+pub type Snapshot = Box<dyn Fn(&str, &str, u64, u64) -> Result<Vec<AuditContent>, String> + Send>;
 
 /// Tuning for [`Audit::open_with`].
 #[derive(Debug, Clone)]
@@ -386,26 +388,34 @@ fn thread_cpu_us() -> u64 {
 
 /// The batch for `marks`: range from `prev_last + 1`, operations in seq order, the entries
 /// of each distinct (project, uuid) in first-touched order, content read now.
-fn build_batch(prev_last: u64, marks: &[FinalMark], snapshot: &Snapshot) -> AuditBatch {
+fn build_batch(prev_last: u64, marks: &[FinalMark], snapshot: &Snapshot) -> Result<AuditBatch, AuditError> {
     let last = marks.last().expect("a group has at least one mark");
     let mut seen = HashSet::new();
     let mut entries = Vec::new();
     for m in marks {
         for u in &m.uuids {
             if seen.insert((m.project_id.as_str(), u.as_str())) {
-                for content in snapshot(&m.project_id, u, prev_last, last.seq) {
+                let contents =
+                    snapshot(&m.project_id, u, prev_last, last.seq).map_err(|reason| AuditError::SnapshotRead {
+                        project_id: m.project_id.clone(),
+                        uuid: u.clone(),
+                        first_seq: prev_last + 1,
+                        last_seq: last.seq,
+                        reason,
+                    })?;
+                for content in contents {
                     entries.push(AuditEntry { project_id: m.project_id.clone(), uuid: u.clone(), content });
                 }
             }
         }
     }
-    AuditBatch {
+    Ok(AuditBatch {
         first_seq: prev_last + 1,
         last_seq: last.seq,
         wal_h: last.h.clone(),
         operation_ids: marks.iter().map(|m| m.operation_id.clone()).collect(),
         entries,
-    }
+    })
 }
 
 /// The audit thread's scheduling niceness (Linux): it is derived, background work, never on
@@ -465,14 +475,12 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
             }
         };
         let cpu0 = thread_cpu_us();
-        let batch = build_batch(prev_last, &group, &snapshot);
-        let r = catch_unwind(AssertUnwindSafe(|| repo.commit_batch(&batch))).unwrap_or_else(|p| {
-            Err(AuditError::Panicked {
-                first_seq: batch.first_seq,
-                last_seq: batch.last_seq,
-                message: panic_message(p),
-            })
-        });
+        let (first_seq, last_seq) = (prev_last + 1, group.last().map_or(prev_last, |m| m.seq));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let batch = build_batch(prev_last, &group, &snapshot)?;
+            repo.commit_batch(&batch).map(|done| (done, batch.entries.len()))
+        }))
+        .unwrap_or_else(|p| Err(AuditError::Panicked { first_seq, last_seq, message: panic_message(p) }));
         if r.is_ok() {
             // The commit is in and `main` moved: a failed merge is only logged (the small
             // packs stay and the next commit tries again).
@@ -488,7 +496,7 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
         let mut q = shared.q.lock().unwrap();
         q.stats.cpu_us += cpu;
         match r {
-            Ok((oid, rejected)) => {
+            Ok(((oid, rejected), entries)) => {
                 failed_at = None;
                 let n = group.len();
                 // `note` may have cleared the queue (suspension) meanwhile: drain only ours.
@@ -496,21 +504,21 @@ fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: S
                     let k = n.min(q.marks.len());
                     q.marks.drain(..k);
                 }
-                prev_last = batch.last_seq;
+                prev_last = last_seq;
                 q.stats.commits += 1;
                 q.stats.finals += n as u64;
-                q.stats.last_audited_seq = batch.last_seq;
+                q.stats.last_audited_seq = last_seq;
                 for e in &rejected {
                     tracing::error!("audit: entry left out of commit {oid}: {e}");
                 }
                 q.stats.rejected_entries += rejected.len() as u64;
-                tracing::debug!(first_seq = batch.first_seq, last_seq = batch.last_seq, commit = %oid, finals = n, entries = batch.entries.len(), cpu_us = cpu, "audit: committed");
+                tracing::debug!(first_seq, last_seq, commit = %oid, finals = n, entries, cpu_us = cpu, "audit: committed");
             }
             Err(e) => {
                 failed_at = Some(Instant::now());
                 q.stats.failures += 1;
                 q.stats.last_error = Some(e.to_string());
-                tracing::error!(first_seq = batch.first_seq, last_seq = batch.last_seq, error = %e, "audit: commit failed; retrying the group");
+                tracing::error!(first_seq, last_seq, error = %e, "audit: commit failed; retrying the group");
             }
         }
         q.busy = false;

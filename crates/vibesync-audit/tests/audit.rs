@@ -35,7 +35,7 @@ impl Reg {
     fn snapshot(&self) -> Snapshot {
         let me = self.clone();
         Box::new(move |p, u, _since, _upto| {
-            me.0.lock().unwrap().get(&(p.to_string(), u.to_string())).cloned().into_iter().collect()
+            Ok(me.0.lock().unwrap().get(&(p.to_string(), u.to_string())).cloned().into_iter().collect())
         })
     }
 }
@@ -250,6 +250,51 @@ fn failures_are_retried_and_bad_entries_left_out() {
     let rep = check(&read_history(&dir).unwrap(), &finals(&all), 6);
     assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     assert!(git(&dir, &["fsck", "--strict"]).0);
+}
+
+/// A registry read that fails while a commit is built is an error, never "nothing to write":
+/// no commit is made without that uuid's content, the group is retried, and once the
+/// registry reads again the commit carries it.
+#[test]
+fn a_registry_read_failure_is_retried_never_committed_as_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let snapshot: Snapshot = {
+        let (inner, failing) = (reg.snapshot(), failing.clone());
+        Box::new(move |p, u, since, upto| {
+            if failing.load(std::sync::atomic::Ordering::SeqCst) && u == uuid(2) {
+                return Err("sled read failed (injected)".into());
+            }
+            inner(p, u, since, upto)
+        })
+    };
+    let cfg = AuditConfig { group_ms: 0, retry_ms: 50, ..AuditConfig::default() };
+    let audit = Audit::open_with(&dir, cfg, snapshot).unwrap();
+    reg.live(P, 1, "A");
+    reg.live(P, 2, "B");
+    audit.note(mark(3, "op", P, &[1, 2])).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while audit.stats().failures < 2 {
+        assert!(std::time::Instant::now() < deadline, "no failed attempt: {:?}", audit.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = audit.stats();
+    assert_eq!((s.commits, s.last_audited_seq, s.pending), (0, 0, 1), "nothing committed: {s:?}");
+    let why = s.last_error.clone().unwrap();
+    assert!(why.contains(&uuid(2)) && why.contains("injected") && why.contains("retried"), "{why}");
+    assert!(git2::Repository::open_bare(&dir).unwrap().find_reference(BRANCH).is_err(), "no commit on main");
+
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    audit.flush(T).unwrap();
+    let s = audit.stats();
+    assert_eq!((s.commits, s.last_audited_seq, s.pending), (1, 3, 0), "{s:?}");
+    for (n, name) in [(1, "A"), (2, "B")] {
+        let v = file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(n))).expect("both uuids committed");
+        assert_eq!(v["name"], name);
+    }
+    assert!(check(&read_history(&dir).unwrap(), &finals(&[mark(3, "op", P, &[])]), 3).problems.is_empty());
 }
 
 /// Pending marks beyond the bound suspend the audit instead of committing past a gap.

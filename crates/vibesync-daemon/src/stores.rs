@@ -889,29 +889,28 @@ fn audit_head(
 
 /// What the audit commits for one uuid in a commit covering seqs up to `upto`: the versions
 /// archived after `since` (and at most `upto`), then its live record unless it changed after
-/// `upto` (`vibesync_audit::Snapshot`: a later commit carries it).
-fn audit_content(registry: &Registry, project_id: &str, uuid: &str, since: u64, upto: u64) -> Vec<AuditContent> {
+/// `upto` (`vibesync_audit::Snapshot`: a later commit carries it). A registry read that fails
+/// is an error (the audit retries the group), never "nothing to write".
+fn audit_content(
+    registry: &Registry,
+    project_id: &str,
+    uuid: &str,
+    since: u64,
+    upto: u64,
+) -> Result<Vec<AuditContent>, String> {
     let mut out = Vec::new();
-    match registry.archived(project_id, uuid) {
-        Ok(versions) => {
-            for v in versions.into_iter().filter(|v| (since + 1..=upto).contains(&v.tombstone_seq.unwrap_or(0))) {
-                if let Ok(value) = serde_json::to_value(&v) {
-                    out.push(AuditContent::Archived { tombstone_seq: v.tombstone_seq.unwrap_or(0), value });
-                }
-            }
-        }
-        Err(e) => error!(project_id, uuid, "audit snapshot: registry archive lookup failed: {e}"),
+    let versions = registry.archived(project_id, uuid).map_err(|e| format!("archived versions: {e}"))?;
+    for v in versions.into_iter().filter(|v| (since + 1..=upto).contains(&v.tombstone_seq.unwrap_or(0))) {
+        let value = serde_json::to_value(&v).map_err(|e| format!("archived version as JSON: {e}"))?;
+        out.push(AuditContent::Archived { tombstone_seq: v.tombstone_seq.unwrap_or(0), value });
     }
-    match registry.lookup(project_id, uuid) {
-        Ok(Some(e)) if e.updated_seq <= upto => {
-            if let Ok(v) = serde_json::to_value(&e) {
-                out.push(AuditContent::Live(v));
-            }
+    match registry.lookup_shared(project_id, uuid).map_err(|e| format!("live record: {e}"))? {
+        Some(e) if e.updated_seq <= upto => {
+            out.push(AuditContent::Live(serde_json::to_value(&*e).map_err(|e| format!("live record as JSON: {e}"))?));
         }
-        Ok(_) => {}
-        Err(e) => error!(project_id, uuid, "audit snapshot: registry lookup failed: {e}"),
+        _ => {}
     }
-    out
+    Ok(out)
 }
 
 /// Audit repositories set aside and kept in `quarantine/`; older ones are deleted (the
