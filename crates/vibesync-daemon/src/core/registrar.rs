@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -37,6 +38,8 @@ const MAX_GROUP_ITEMS: usize = 50_000;
 /// How long applied groups' FINALs wait for the next group's append before they are
 /// written alone (the audit's lag grows by at most this).
 const FINAL_LINGER: Duration = Duration::from_millis(5);
+/// How long a graceful stop waits for FINALs the idle registrar is writing.
+const SHUTDOWN_FINALS_WAIT: Duration = Duration::from_secs(10);
 
 /// The FINAL of an applied, acknowledged registrar transaction, not yet written.
 pub(super) struct PendingFinal {
@@ -436,23 +439,42 @@ impl Daemon {
         std::mem::take(&mut *self.registrar_finals.lock().unwrap()).iter().map(PendingFinal::draft).collect()
     }
 
-    /// Write the FINALs waiting for a ride, alone (the registrar thread, idle).
+    /// Write the FINALs waiting for a ride, alone (the registrar thread, idle). The take and
+    /// the raise of `registrar_finals_writing` happen under one lock, so a graceful stop never
+    /// sees "nothing waiting, nothing being written" while these are on their way.
     fn write_registrar_finals_blocking(&self) {
-        let drafts = self.take_registrar_finals();
-        if !drafts.is_empty() {
-            if let Err(e) = self.stores.wal.append_blocking(drafts) {
-                tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
+        let drafts: Vec<vibesync_wal::RecordDraft> = {
+            let mut waiting = self.registrar_finals.lock().unwrap();
+            if waiting.is_empty() {
+                return;
             }
+            self.registrar_finals_writing.fetch_add(1, Ordering::SeqCst);
+            std::mem::take(&mut *waiting).iter().map(PendingFinal::draft).collect()
+        };
+        if let Err(e) = self.stores.wal.append_blocking(drafts) {
+            tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
         }
+        self.registrar_finals_writing.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Write the FINALs waiting for a ride (graceful shutdown, before the stores close).
+    /// Graceful shutdown, before the stores close: write the FINALs waiting for a ride, and
+    /// wait for the ones the registrar is writing alone, so the audit (fed when they are
+    /// durable) holds them before it closes (at most `SHUTDOWN_FINALS_WAIT`; what is left is
+    /// committed by the next boot, docs/WAL.md §9).
     pub(super) async fn write_registrar_finals(&self) {
         let drafts = self.take_registrar_finals();
         if !drafts.is_empty() {
             if let Err(e) = self.stores.wal.append(drafts).await {
                 tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
             }
+        }
+        let deadline = std::time::Instant::now() + SHUTDOWN_FINALS_WAIT;
+        while self.registrar_finals_writing.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("registrar FINALs still being written at shutdown; the next boot audits them");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
