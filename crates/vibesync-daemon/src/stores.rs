@@ -648,7 +648,7 @@ impl Stores {
 
     /// The planner's view of a live record for `editor`; a read error is an error.
     pub fn existing(&self, project_id: &str, uuid: &str, editor: &str) -> Result<Option<Existing>, RegistryError> {
-        Ok(self.registry.lookup(project_id, uuid)?.map(|e| Existing {
+        Ok(self.registry.lookup_shared(project_id, uuid)?.map(|e| Existing {
             kind: e.kind.clone(),
             name: e.name.clone(),
             quarantined: e.status == Status::Quarantined,
