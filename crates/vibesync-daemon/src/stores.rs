@@ -393,10 +393,11 @@ impl Stores {
     }
 
     /// [`Stores::apply_committed`] for consecutive committed transactions in COMMIT order,
-    /// written to the registry as one sled batch (`Registry::apply_committed_group`).
+    /// applied to the registry as one group (`Registry::apply_committed_group`).
     pub fn apply_committed_group(&self, txns: &[&[Record]]) -> Result<(), DaemonError> {
         let reports = self.registry.apply_committed_group(txns)?;
-        // Durable by the WAL already; the registry is flushed in the background (a sled
+        // Durable by the WAL already; the registry writes to sled and flushes in the
+        // background, on the checkpointer (a sled batch wakes sled's writer threads and a
         // flush is an fsync: never on an acknowledgement path or an async worker).
         self.registry_dirty.store(true, Ordering::SeqCst);
         self.sidecar_dirty.store(true, Ordering::SeqCst);

@@ -4,8 +4,8 @@
 //!
 //! # Invariant
 //! The cache never returns a value older than the last write that finished before the read
-//! began. Every write updates (or clears) the cache after sled holds it, under the writer's
-//! turn, and a key leaves the cache only when the whole cache is cleared. A read that missed
+//! began. Every write updates (or clears) the cache once it is applied (held in memory by
+//! module `write_behind`, which reads look in first, or in sled), under the writer's turn, and a key leaves the cache only when the whole cache is cleared. A read that missed
 //! fills the cache only if its key is still not held and no clear happened since it looked
 //! (an epoch number): a write of that key since the miss put the key in the cache (or a
 //! clear ended the epoch), so a value read from sled before a concurrent write can never be
@@ -75,12 +75,12 @@ impl EntryCache {
         g.map.insert(key.to_vec(), value.clone());
     }
 
-    /// A write of these live keys reached sled (None = removed from the live tree).
-    pub fn wrote(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Entry>)>) {
+    /// A write of these live keys was applied (None = removed from the live tree).
+    pub fn wrote(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Arc<Entry>>)>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for (key, value) in writes {
             g.make_room();
-            g.map.insert(key, value.map(Arc::new));
+            g.map.insert(key, value);
         }
     }
 
@@ -98,10 +98,6 @@ impl EntryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(name: &str) -> Option<Entry> {
-        shared(name).map(Arc::unwrap_or_clone)
-    }
 
     fn shared(name: &str) -> Option<Arc<Entry>> {
         Some(Arc::new(Entry {
@@ -125,7 +121,7 @@ mod tests {
         let c = EntryCache::default();
         let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
         // A write lands between the reader's sled read (old value) and its fill.
-        c.wrote([(b"k".to_vec(), entry("new"))]);
+        c.wrote([(b"k".to_vec(), shared("new"))]);
         c.fill(b"k", epoch, &shared("old"));
         match c.get(b"k") {
             Cached::Hit(e) => assert_eq!(e.unwrap().name, "new"),
@@ -138,7 +134,7 @@ mod tests {
         let c = EntryCache::default();
         let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
         // The write's value was held, then the cache started over: the key is gone again.
-        c.wrote([(b"k".to_vec(), entry("new"))]);
+        c.wrote([(b"k".to_vec(), shared("new"))]);
         c.clear();
         c.fill(b"k", epoch, &shared("old"));
         assert!(matches!(c.get(b"k"), Cached::Miss(_)), "the old value must not come back");
@@ -148,7 +144,7 @@ mod tests {
     fn writes_of_other_keys_do_not_stop_a_fill() {
         let c = EntryCache::default();
         let Cached::Miss(epoch) = c.get(b"k") else { panic!("empty cache hit") };
-        c.wrote([(b"other".to_vec(), entry("x"))]);
+        c.wrote([(b"other".to_vec(), shared("x"))]);
         c.fill(b"k", epoch, &shared("read"));
         match c.get(b"k") {
             Cached::Hit(e) => assert_eq!(e.unwrap().name, "read"),

@@ -9,6 +9,8 @@
 //! * [`migrate`] — schema versions and the explicit migrations
 //!   (docs/ARCHITECTURE.md, `vibesync-registry`).
 //! * [`sidecar`] — `<data_dir>/registry.sidecar.json`, an atomic self-checking dump.
+//! * `write_behind` — applied transactions not in sled yet: read at once, written to sled
+//!   many to a batch at the next flush, scan or close.
 //! * `keys` — sled key layout (one tree `registry`; `live\0<project>\0<uuid>`,
 //!   `arch\0<project>\0<uuid>\0<tombstone_seq:020>`, `meta\0<name>`).
 //!
@@ -57,6 +59,7 @@ mod model;
 pub mod ops;
 mod registry;
 pub mod sidecar;
+mod write_behind;
 
 pub use entry::{Binding, Counts, Entry, Status};
 pub use error::{RegistryError, Result};

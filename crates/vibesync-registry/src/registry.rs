@@ -29,6 +29,7 @@ use crate::keys::{self, *};
 use crate::migrate::{self, SCHEMA_VERSION};
 use crate::model::{Grouper, Model};
 use crate::ops::{self, ApplyReport, Base, Op, ParsedStep, Staging};
+use crate::write_behind::{Held, Layer, WriteBehind};
 
 /// Where and how to open the registry.
 #[derive(Debug, Clone)]
@@ -221,7 +222,14 @@ pub struct Registry {
     read_fault: Mutex<Option<ReadFault>>,
     /// Decoded live records (module `cache`): updated by every write, under `meta`'s lock.
     cache: EntryCache,
+    /// Applied transactions not yet in sled (module `write_behind`), read before the cache.
+    unwritten: WriteBehind,
 }
+
+/// Applied records held unwritten at most (≈ 1 KiB each): an apply that finds this many
+/// writes them first, itself (the daemon's checkpointer writes them every 100 ms; this
+/// bounds memory when it falls behind).
+const MAX_UNWRITTEN_RECORDS: usize = 100_000;
 
 /// Transactions a catch-up has staged and not yet written (see [`Registry::catch_up`]).
 #[derive(Default)]
@@ -291,6 +299,16 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 enum Loaded {
     Fresh,
     Meta(Meta),
+}
+
+impl Drop for Registry {
+    /// Applied transactions still held in memory reach sled (a dropped registry keeps what a
+    /// flushed one would; sled flushes what it holds when its last handle goes).
+    fn drop(&mut self) {
+        if let Err(e) = self.write_unwritten() {
+            tracing::error!("registry: applied transactions not written at close (boot catches up from the WAL): {e}");
+        }
+    }
 }
 
 impl Registry {
@@ -501,6 +519,7 @@ impl Registry {
             meta: Mutex::new(Meta { schema_version: SCHEMA_VERSION, last_applied_seq: 0, counts: Counts::default() }),
             read_fault: Mutex::new(None),
             cache: EntryCache::default(),
+            unwritten: WriteBehind::default(),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
@@ -671,6 +690,9 @@ impl Registry {
             ReadFault::All => true,
             ReadFault::Uuid(u) => key.ends_with(u.as_bytes()),
         })?;
+        if let Held::Here(e) = self.unwritten.get(key) {
+            return Ok(e);
+        }
         let epoch = match self.cache.get(key) {
             Cached::Hit(e) => return Ok(e),
             Cached::Miss(epoch) => epoch,
@@ -686,6 +708,7 @@ impl Registry {
     fn scan(&self, prefix: Vec<u8>) -> Result<Vec<Entry>> {
         self.check_schema()?;
         self.injected("scan", |f| *f == ReadFault::All)?;
+        self.write_unwritten()?;
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
@@ -778,23 +801,22 @@ impl Registry {
         if chunk.txns == 0 {
             return Ok(reports);
         }
-        let mut b = sled::Batch::default();
-        for ((p, u), value) in &chunk.live {
-            match value {
-                Some(e) => b.insert(live_key(p, u), encode(e)),
-                None => b.remove(live_key(p, u)),
-            }
+        if self.unwritten.records() >= MAX_UNWRITTEN_RECORDS {
+            self.write_unwritten()?; // before this group is held: an error applies nothing
         }
-        for e in &chunk.archive {
-            b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
-        }
-        put_counts(&mut b, chunk.counts);
-        b.insert(meta_key(META_LAST), chunk.last.to_string().as_bytes());
-        self.tree.apply_batch(b).map_err(|e| self.sled_err("apply batch", e))?;
-        self.cache.wrote(chunk.live.into_iter().map(|((p, u), value)| (live_key(&p, &u), value)));
+        let live: Vec<(Vec<u8>, Option<Arc<Entry>>)> =
+            chunk.live.into_iter().map(|((p, u), value)| (live_key(&p, &u), value.map(Arc::new))).collect();
+        self.unwritten.add(live.iter().cloned(), chunk.archive, chunk.counts, chunk.last, chunk.txns);
+        self.cache.wrote(live);
         meta.last_applied_seq = chunk.last;
         meta.counts = chunk.counts;
         Ok(reports)
+    }
+
+    /// Write the applied transactions sled does not hold yet (module `write_behind`), each
+    /// layer as one sled batch with its counters and watermark.
+    fn write_unwritten(&self) -> Result<usize> {
+        self.unwritten.write(|l| self.tree.apply_batch(layer_batch(l)).map_err(|e| self.sled_err("apply batch", e)))
     }
 
     fn migrate_locked(
@@ -809,6 +831,7 @@ impl Registry {
             return Err(RegistryError::NoMigrationPath { from, to, supported: SCHEMA_VERSION });
         }
         tracing::info!(from, to, seq = report.commit_seq, "registry: migrating schema");
+        self.write_unwritten()?;
         let mut model = Model::default();
         let mut old_keys = Vec::new();
         for item in self.tree.iter() {
@@ -981,6 +1004,8 @@ impl Registry {
         }
         let c = std::mem::take(chunk);
         let mut meta = self.meta.lock().unwrap();
+        // Nothing is held while the registry opens; were it, it would go first.
+        self.write_unwritten()?;
         // Key order, in batches of `bulk_records` (see BULK_STAGE_RECORDS); a catch-up chunk
         // (CATCH_UP_CHUNK transactions) is one batch.
         let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(c.live.len() + c.archive.len());
@@ -1068,6 +1093,7 @@ impl Registry {
 
     /// Project ids that have live or archived records.
     pub fn projects(&self) -> Result<Vec<String>> {
+        self.write_unwritten()?;
         let mut out = std::collections::BTreeSet::new();
         for item in self.tree.iter() {
             let (k, _) = item.map_err(|e| self.sled_err("scan", e))?;
@@ -1094,6 +1120,7 @@ impl Registry {
     /// Make everything applied so far durable. Call before any acknowledgement that
     /// depends on the registry. Returns bytes flushed.
     pub fn flush(&self) -> Result<usize> {
+        self.write_unwritten()?;
         self.db.flush().map_err(|e| self.sled_err("flush", e))
     }
 
@@ -1157,6 +1184,7 @@ impl Registry {
         if meta.schema_version != SCHEMA_VERSION {
             return Err(RegistryError::MigrationPending { from: meta.schema_version, to: SCHEMA_VERSION });
         }
+        self.write_unwritten()?;
         let mut out = Vec::new();
         for prefix in [live_prefix(None), archive_prefix(None)] {
             for item in self.tree.scan_prefix(&prefix) {
@@ -1244,6 +1272,23 @@ fn put_counts(b: &mut sled::Batch, c: Counts) {
     b.insert(meta_key(META_LIVE), c.live.to_string().as_bytes());
     b.insert(meta_key(META_TOMB), c.tombstoned.to_string().as_bytes());
     b.insert(meta_key(META_QUAR), c.quarantined.to_string().as_bytes());
+}
+
+/// One sled batch for a layer of applied transactions (module `write_behind`).
+fn layer_batch(l: &Layer) -> sled::Batch {
+    let mut b = sled::Batch::default();
+    for (key, value) in &l.live {
+        match value {
+            Some(e) => b.insert(key.as_slice(), encode(e)),
+            None => b.remove(key.as_slice()),
+        }
+    }
+    for e in &l.archive {
+        b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
+    }
+    put_counts(&mut b, l.counts);
+    b.insert(meta_key(META_LAST), l.last.to_string().as_bytes());
+    b
 }
 
 fn encode(e: &Entry) -> Vec<u8> {

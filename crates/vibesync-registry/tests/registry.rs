@@ -787,7 +787,7 @@ fn lookups_follow_every_write_with_readers_racing_the_writer() {
     let reg = std::sync::Arc::new(reg);
     reg.apply_committed(&w.txn("r", &(1..=8).map(|n| register(n, "Cube")).collect::<Vec<_>>())).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..2)
+    let mut readers: Vec<_> = (0..2)
         .map(|_| {
             let (reg, stop) = (reg.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -799,6 +799,16 @@ fn lookups_follow_every_write_with_readers_racing_the_writer() {
             })
         })
         .collect();
+    // …and a flusher moving applied records from memory into sled meanwhile (module
+    // `write_behind`), as the daemon's checkpointer does.
+    readers.push({
+        let (reg, stop) = (reg.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                reg.flush().unwrap();
+            }
+        })
+    });
     for i in 0..300u32 {
         let n = (i / 3) % 8 + 1; // state, tombstone, re-register: each uuid in turn
         let step = match i % 3 {
@@ -822,6 +832,46 @@ fn lookups_follow_every_write_with_readers_racing_the_writer() {
     for n in 1..=9 {
         assert_eq!(reg.lookup(P, &uuid(n)).unwrap(), in_sled.iter().find(|e| e.uuid == uuid(n)).cloned(), "uuid {n}");
     }
+}
+
+/// Applied transactions reach sled later, many to a batch (module `write_behind`): reads see
+/// them at once, a scan writes them first, and a registry closed without a flush still
+/// leaves sled holding every one of them, so the next open has nothing to catch up.
+#[test]
+fn applied_transactions_held_in_memory_are_read_at_once_and_written_at_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = Wal::default();
+    let (reg, _) = open(tmp.path(), &w);
+    let mut by_one = Vec::new();
+    for i in 0..60u32 {
+        let step = match i % 3 {
+            0 | 1 => register(i, &format!("N{i}")),
+            _ => tombstone(i - 2),
+        };
+        let t = w.txn(&format!("op{i}"), &[step]);
+        assert!(reg.apply_committed(&t).unwrap().applied);
+        by_one.push(t);
+        // Read at once, before any flush.
+        let e = reg.lookup(P, &uuid(i)).unwrap();
+        match i % 3 {
+            0 | 1 => assert_eq!(e.map(|e| e.name), Some(format!("N{i}")), "txn {i}"),
+            _ => assert!(reg.lookup(P, &uuid(i - 2)).unwrap().is_none(), "txn {i}: tombstoned"),
+        }
+    }
+    let expected = content(&reg); // scans: these write what is held first
+    assert_eq!((expected.0.len(), expected.1.len()), (20, 20), "live and archived");
+    let (_one, reg1) = one_at_a_time(&by_one);
+    assert_eq!(content(&reg1), expected);
+    for i in 60..90u32 {
+        reg.apply_committed(&w.txn(&format!("op{i}"), &[register(i, "Late")])).unwrap();
+    }
+    let last = reg.last_applied_seq();
+    drop(reg); // no flush
+    let (reopened, rep) = open(tmp.path(), &w);
+    assert_eq!(rep.outcome, OpenOutcome::Opened);
+    assert_eq!(rep.caught_up_txns, 0, "sled held every applied transaction");
+    assert_eq!(reopened.last_applied_seq(), last);
+    assert_eq!(reopened.live_entries(None).unwrap().len(), 50);
 }
 
 /// Open the registry's sled database by hand once the dropped `Registry` has let go of it:
