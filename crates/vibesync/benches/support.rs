@@ -26,7 +26,11 @@ pub struct BenchDaemon {
 impl BenchDaemon {
     /// Start the daemon with `config` (TOML text, may be empty) and wait for its address.
     pub fn start(name: &str, config: &str) -> BenchDaemon {
-        let dir = std::env::temp_dir().join(format!("vibesync-{name}-bench-{}", std::process::id()));
+        // One directory per daemon, even for two alive at once under one label (a dropped
+        // daemon removes its directory).
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vibesync-{name}-bench-{}-{k}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("config.toml");
