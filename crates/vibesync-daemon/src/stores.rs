@@ -358,6 +358,18 @@ impl Stores {
             stores.audit.as_ref().map(Arc::downgrade),
             stores.registry_dirty.clone(),
         );
+        // The live-key filter (a registration of a new uuid then skips sled's read of an
+        // absent key) is built off the boot path too; until it is ready, sled answers.
+        let registry = Arc::downgrade(&stores.registry);
+        let spawned = std::thread::Builder::new().name("vibesync-keys".into()).spawn(move || {
+            let Some(registry) = registry.upgrade() else { return };
+            if let Err(e) = registry.index_keys() {
+                warn!("live-key filter not built (new uuids are looked up in sled): {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            warn!("live-key filter not built (new uuids are looked up in sled): cannot start its thread: {e}");
+        }
         // The sidecar is a backup: its full comparison runs off the boot path.
         let bg = stores.clone();
         std::thread::spawn(move || {

@@ -9,6 +9,8 @@
 //! * [`migrate`] — schema versions and the explicit migrations
 //!   (docs/ARCHITECTURE.md, `vibesync-registry`).
 //! * [`sidecar`] — `<data_dir>/registry.sidecar.json`, an atomic self-checking dump.
+//! * `key_filter` — a Bloom filter of the live keys, so a uuid never held is answered
+//!   absent without a sled read (built once after open: [`Registry::index_keys`]).
 //! * `write_behind` — applied transactions not in sled yet: read at once, written to sled
 //!   many to a batch at the next flush, scan or close.
 //! * `keys` — sled key layout (one tree `registry`; `live\0<project>\0<uuid>`,
@@ -53,6 +55,7 @@
 mod cache;
 pub mod entry;
 mod error;
+mod key_filter;
 mod keys;
 pub mod migrate;
 mod model;

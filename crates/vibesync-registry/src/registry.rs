@@ -25,6 +25,7 @@ pub enum ReadFault {
 use crate::cache::{Cached, EntryCache};
 use crate::entry::{Counts, Entry, EntryCheck, Status};
 use crate::error::{RegistryError, Result};
+use crate::key_filter::KeyFilter;
 use crate::keys::{self, *};
 use crate::migrate::{self, SCHEMA_VERSION};
 use crate::model::{Grouper, Model};
@@ -224,6 +225,8 @@ pub struct Registry {
     cache: EntryCache,
     /// Applied transactions not yet in sled (module `write_behind`), read before the cache.
     unwritten: WriteBehind,
+    /// Live keys that may exist (module `key_filter`), consulted after the cache.
+    keys: KeyFilter,
 }
 
 /// Applied records held unwritten at most (≈ 1 KiB each): an apply that finds this many
@@ -520,6 +523,7 @@ impl Registry {
             read_fault: Mutex::new(None),
             cache: EntryCache::default(),
             unwritten: WriteBehind::default(),
+            keys: KeyFilter::default(),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
@@ -697,6 +701,9 @@ impl Registry {
             Cached::Hit(e) => return Ok(e),
             Cached::Miss(epoch) => epoch,
         };
+        if self.keys.surely_absent(key) {
+            return Ok(None);
+        }
         let e = match self.tree.get(key).map_err(|e| self.sled_err("read", e))? {
             Some(v) => Some(Arc::new(decode(key, &v)?)),
             None => None,
@@ -734,6 +741,13 @@ impl Registry {
     #[cfg(feature = "fault-injection")]
     pub fn inject_read_fault(&self, fault: Option<ReadFault>) {
         *self.read_fault.lock().unwrap() = fault;
+    }
+
+    /// Forget every decoded record held in memory (module `cache`), so that the next reads
+    /// go past it. Tests only.
+    #[cfg(feature = "fault-injection")]
+    pub fn forget_cached(&self) {
+        self.cache.clear();
     }
 
     // ---- public API -------------------------------------------------------------------
@@ -806,6 +820,9 @@ impl Registry {
         }
         let live: Vec<(Vec<u8>, Option<Arc<Entry>>)> =
             chunk.live.into_iter().map(|((p, u), value)| (live_key(&p, &u), value.map(Arc::new))).collect();
+        for (key, _) in live.iter().filter(|(_, v)| v.is_some()) {
+            self.keys.add(key);
+        }
         self.unwritten.add(live.iter().cloned(), chunk.archive, chunk.counts, chunk.last, chunk.txns);
         self.cache.wrote(live);
         meta.last_applied_seq = chunk.last;
@@ -831,6 +848,7 @@ impl Registry {
             return Err(RegistryError::NoMigrationPath { from, to, supported: SCHEMA_VERSION });
         }
         tracing::info!(from, to, seq = report.commit_seq, "registry: migrating schema");
+        self.keys.turn_off(); // the keys are rewritten below, not by applies
         self.write_unwritten()?;
         let mut model = Model::default();
         let mut old_keys = Vec::new();
@@ -1115,6 +1133,37 @@ impl Registry {
     /// COMMIT seq of the last applied transaction (0 = none).
     pub fn last_applied_seq(&self) -> u64 {
         self.meta().last_applied_seq
+    }
+
+    /// Build the live-key filter (module `key_filter`): from now on a uuid never held is
+    /// answered absent without a sled read. Scans every live key once (call it off the
+    /// request path, after open; the daemon does so on a thread of its own); a second call
+    /// does nothing. Returns the number of keys scanned.
+    pub fn index_keys(&self) -> Result<usize> {
+        {
+            // Under the appliers' turn: from here each apply adds the keys it makes live.
+            let meta = self.meta.lock().unwrap();
+            if meta.schema_version != SCHEMA_VERSION || !self.keys.create(meta.counts.live as usize) {
+                return Ok(0);
+            }
+        }
+        // Keys applied before the filter existed are in memory or sled: write the first to
+        // the second, then scan it.
+        self.write_unwritten()?;
+        let mut n = 0;
+        for item in self.tree.scan_prefix(live_prefix(None)).keys() {
+            let key = item.map_err(|e| self.sled_err("scan keys", e))?;
+            self.keys.add(&key);
+            n += 1;
+        }
+        self.keys.set_ready();
+        tracing::info!(keys = n, "registry: live-key filter ready");
+        Ok(n)
+    }
+
+    /// Whether [`Registry::index_keys`] finished (and no migration turned the filter off).
+    pub fn keys_indexed(&self) -> bool {
+        self.keys.is_ready()
     }
 
     /// Make everything applied so far durable. Call before any acknowledgement that

@@ -874,6 +874,61 @@ fn applied_transactions_held_in_memory_are_read_at_once_and_written_at_close() {
     assert_eq!(reopened.live_entries(None).unwrap().len(), 50);
 }
 
+/// The live-key filter (module `key_filter`) answers "absent" without a sled read only for
+/// keys never held: keys from before a restart, keys applied while it is built (from another
+/// thread, some still held in memory) and keys applied after it are all found, and a key
+/// tombstoned then registered again comes back.
+#[test]
+fn the_live_key_filter_never_hides_a_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = Wal::default();
+    let (reg, _) = open(tmp.path(), &w);
+    for i in 0..300u32 {
+        reg.apply_committed(&w.txn(&format!("a{i}"), &[register(i, "Before")])).unwrap();
+    }
+    reg.apply_committed(&w.txn("t5", &[tombstone(5)])).unwrap();
+    drop(reg);
+    let racing: Vec<Vec<Record>> = (300..900u32).map(|i| w.txn(&format!("b{i}"), &[register(i, "During")])).collect();
+    let (reg, rep) = open(tmp.path(), &Wal { records: w.records[..w.records.len() - racing.len() * 4].to_vec() });
+    assert_eq!(rep.outcome, OpenOutcome::Opened);
+    assert!(!reg.keys_indexed(), "built only when asked");
+    let reg = std::sync::Arc::new(reg);
+    let writer = {
+        let reg = reg.clone();
+        std::thread::spawn(move || {
+            for t in &racing {
+                assert!(reg.apply_committed(t).unwrap().applied);
+            }
+        })
+    };
+    let scanned = reg.index_keys().unwrap();
+    writer.join().unwrap();
+    assert!(reg.keys_indexed());
+    assert!(scanned >= 299, "at least the keys from before the restart: {scanned}");
+    assert_eq!(reg.index_keys().unwrap(), 0, "built once");
+    // Past the records held unwritten and the cache of decoded ones: the filter, then sled,
+    // answer.
+    reg.flush().unwrap();
+    reg.forget_cached();
+    for i in (0..900u32).filter(|i| *i != 5) {
+        assert!(reg.lookup(P, &uuid(i)).unwrap().is_some(), "uuid {i} hidden by the filter");
+    }
+    assert!(reg.lookup(P, &uuid(5)).unwrap().is_none(), "tombstoned");
+    for i in 10_000..10_200u32 {
+        assert!(reg.lookup(P, &uuid(i)).unwrap().is_none());
+    }
+    for i in 900..950u32 {
+        reg.apply_committed(&w.txn(&format!("c{i}"), &[register(i, "After")])).unwrap();
+    }
+    reg.apply_committed(&w.txn("r5", &[register(5, "Again")])).unwrap();
+    reg.flush().unwrap();
+    reg.forget_cached();
+    for i in 0..950u32 {
+        assert!(reg.lookup(P, &uuid(i)).unwrap().is_some(), "uuid {i} hidden by the filter");
+    }
+    assert_eq!(reg.live_entries(Some(P)).unwrap().len(), 950);
+}
+
 /// Open the registry's sled database by hand once the dropped `Registry` has let go of it:
 /// sled's background flusher releases the file lock a moment after the drop (the registry's
 /// own open waits the same way). Fails at its deadline.
