@@ -24,14 +24,26 @@ struct Pending<P> {
 /// A timer-queue entry: (due, generation, uuid, receiver, op).
 type Due<R> = Reverse<(u64, u64, String, R, &'static str)>;
 
+/// One uuid's (receiver, op) → value: a handful of entries (receivers × fast-path ops),
+/// searched in place, so an offer neither hashes nor copies its receiver.
+type PerKey<R, V> = Vec<(R, &'static str, V)>;
+
+fn slot<'a, R: Eq, V>(m: &'a mut PerKey<R, V>, r: &R, op: &str) -> Option<&'a mut V> {
+    m.iter_mut().find(|(k, o, _)| k == r && *o == op).map(|(_, _, v)| v)
+}
+
+fn get<'a, R: Eq, V>(m: &'a PerKey<R, V>, r: &R, op: &str) -> Option<&'a V> {
+    m.iter().find(|(k, o, _)| k == r && *o == op).map(|(_, _, v)| v)
+}
+
 /// Per-key rate limit with "latest wins, trailing value always delivered".
 /// `R`: the receiver; keys are `(R, uuid, op)`; `P`: what is sent.
 pub struct Throttle<R, P> {
     interval_ms: u64,
     /// uuid → (receiver, op) → when a frame was last sent.
-    last: HashMap<String, HashMap<(R, &'static str), u64>>,
+    last: HashMap<String, PerKey<R, u64>>,
     /// uuid → (receiver, op) → the value waiting for its interval.
-    pending: HashMap<String, HashMap<(R, &'static str), Pending<P>>>,
+    pending: HashMap<String, PerKey<R, Pending<P>>>,
     /// (due, generation, uuid, receiver, op): the timer queue, entries checked lazily.
     heap: BinaryHeap<Due<R>>,
     generation: u64,
@@ -53,29 +65,47 @@ impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
 
     /// A new value for `(receiver, uuid, op)` at `now_ms`. `Some(payload)`: send it now.
     /// `None`: it waits (replacing any value already waiting) until the interval has passed.
-    pub fn offer(&mut self, now_ms: u64, receiver: R, uuid: &str, op: &'static str, payload: P) -> Option<P> {
+    pub fn offer(&mut self, now_ms: u64, receiver: &R, uuid: &str, op: &'static str, payload: P) -> Option<P> {
         self.offers += 1;
         if self.offers.is_multiple_of(4096) {
             self.prune(now_ms);
         }
-        let key = (receiver, op);
-        if let Some(p) = self.pending.get_mut(uuid).and_then(|m| m.get_mut(&key)) {
+        if let Some(p) = self.pending.get_mut(uuid).and_then(|m| slot(m, receiver, op)) {
             p.payload = payload; // the latest value wins; its due time stands
             return None;
         }
-        let last = self.last.get(uuid).and_then(|m| m.get(&key)).copied();
+        let last = self.last.get(uuid).and_then(|m| get(m, receiver, op)).copied();
         match last {
             Some(t) if now_ms < t.saturating_add(self.interval_ms) => {
                 let due = t + self.interval_ms;
                 self.generation += 1;
                 let generation = self.generation;
-                self.heap.push(Reverse((due, generation, uuid.to_string(), key.0.clone(), op)));
-                self.pending.entry(uuid.to_string()).or_default().insert(key, Pending { generation, payload });
+                self.heap.push(Reverse((due, generation, uuid.to_string(), receiver.clone(), op)));
+                let waiting = (receiver.clone(), op, Pending { generation, payload });
+                match self.pending.get_mut(uuid) {
+                    Some(m) => m.push(waiting),
+                    None => {
+                        self.pending.insert(uuid.to_string(), vec![waiting]);
+                    }
+                }
                 None
             }
             _ => {
-                self.last.entry(uuid.to_string()).or_default().insert(key, now_ms);
+                self.sent(now_ms, receiver, uuid, op);
                 Some(payload)
+            }
+        }
+    }
+
+    /// Record a send of `(receiver, uuid, op)` at `now_ms`.
+    fn sent(&mut self, now_ms: u64, receiver: &R, uuid: &str, op: &'static str) {
+        match self.last.get_mut(uuid) {
+            Some(m) => match slot(m, receiver, op) {
+                Some(t) => *t = now_ms,
+                None => m.push((receiver.clone(), op, now_ms)),
+            },
+            None => {
+                self.last.insert(uuid.to_string(), vec![(receiver.clone(), op, now_ms)]);
             }
         }
     }
@@ -83,11 +113,7 @@ impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
     /// When the earliest waiting value is due (None: nothing waits).
     pub fn next_due(&mut self) -> Option<u64> {
         while let Some(Reverse((due, generation, uuid, r, op))) = self.heap.peek() {
-            let live = self
-                .pending
-                .get(uuid)
-                .and_then(|m| m.get(&(r.clone(), *op)))
-                .is_some_and(|p| p.generation == *generation);
+            let live = self.pending.get(uuid).and_then(|m| get(m, r, op)).is_some_and(|p| p.generation == *generation);
             if live {
                 return Some(*due);
             }
@@ -105,14 +131,14 @@ impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
                 break;
             }
             let Some(Reverse((_, _, uuid, r, op))) = self.heap.pop() else { break };
-            let key = (r, op);
             let Some(m) = self.pending.get_mut(&uuid) else { continue };
-            let Some(p) = m.remove(&key) else { continue };
+            let Some(i) = m.iter().position(|(k, o, _)| *k == r && *o == op) else { continue };
+            let (_, _, p) = m.swap_remove(i);
             if m.is_empty() {
                 self.pending.remove(&uuid);
             }
-            self.last.entry(uuid.clone()).or_default().insert(key.clone(), now_ms);
-            out.push((key.0, uuid, p.payload));
+            self.sent(now_ms, &r, &uuid, op);
+            out.push((r, uuid, p.payload));
         }
         out
     }
@@ -125,14 +151,14 @@ impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
 
     /// Values waiting, over all keys.
     pub fn pending_len(&self) -> usize {
-        self.pending.values().map(HashMap::len).sum()
+        self.pending.values().map(Vec::len).sum()
     }
 
     /// Forget send times older than the interval (they no longer hold anything back).
     fn prune(&mut self, now_ms: u64) {
         let horizon = now_ms.saturating_sub(self.interval_ms);
         self.last.retain(|_, m| {
-            m.retain(|_, t| *t > horizon);
+            m.retain(|(_, _, t)| *t > horizon);
             !m.is_empty()
         });
     }
@@ -148,26 +174,26 @@ mod tests {
     #[test]
     fn first_value_goes_at_once_later_ones_wait_and_the_latest_wins() {
         let mut t: Throttle<&str, u32> = Throttle::new(16);
-        assert_eq!(t.offer(100, "b", U, "transform", 1), Some(1));
-        assert_eq!(t.offer(101, "b", U, "transform", 2), None);
-        assert_eq!(t.offer(105, "b", U, "transform", 3), None);
+        assert_eq!(t.offer(100, &"b", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(101, &"b", U, "transform", 2), None);
+        assert_eq!(t.offer(105, &"b", U, "transform", 3), None);
         assert_eq!(t.next_due(), Some(116));
         assert!(t.take_due(115).is_empty(), "not before its interval");
         assert_eq!(t.take_due(116), vec![("b", U.to_string(), 3)], "the trailing value, the latest");
         assert_eq!(t.next_due(), None);
         // The trailing send counts: the next offer within 16 ms of it waits again.
-        assert_eq!(t.offer(120, "b", U, "transform", 4), None);
+        assert_eq!(t.offer(120, &"b", U, "transform", 4), None);
         assert_eq!(t.next_due(), Some(132));
-        assert_eq!(t.offer(140, "b", V, "transform", 9), Some(9), "another uuid has its own interval");
+        assert_eq!(t.offer(140, &"b", V, "transform", 9), Some(9), "another uuid has its own interval");
     }
 
     #[test]
     fn keys_are_per_receiver_and_op() {
         let mut t: Throttle<&str, u32> = Throttle::new(16);
-        assert_eq!(t.offer(0, "b", U, "transform", 1), Some(1));
-        assert_eq!(t.offer(1, "c", U, "transform", 1), Some(1));
-        assert_eq!(t.offer(2, "b", U, "rename", 5), Some(5));
-        assert_eq!(t.offer(3, "b", U, "transform", 2), None);
+        assert_eq!(t.offer(0, &"b", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(1, &"c", U, "transform", 1), Some(1));
+        assert_eq!(t.offer(2, &"b", U, "rename", 5), Some(5));
+        assert_eq!(t.offer(3, &"b", U, "transform", 2), None);
         assert_eq!(t.pending_len(), 1);
     }
 
@@ -180,7 +206,7 @@ mod tests {
             for (_, _, p) in t.take_due(i) {
                 sent.push(p);
             }
-            if let Some(p) = t.offer(i, "b", U, "transform", i as u32) {
+            if let Some(p) = t.offer(i, &"b", U, "transform", i as u32) {
                 sent.push(p);
             }
         }
@@ -194,15 +220,15 @@ mod tests {
     #[test]
     fn cancel_drops_waiting_values_of_a_uuid_only() {
         let mut t: Throttle<&str, u32> = Throttle::new(16);
-        t.offer(0, "b", U, "transform", 1);
-        t.offer(0, "b", V, "transform", 1);
-        t.offer(1, "b", U, "transform", 2);
-        t.offer(1, "b", V, "transform", 2);
+        t.offer(0, &"b", U, "transform", 1);
+        t.offer(0, &"b", V, "transform", 1);
+        t.offer(1, &"b", U, "transform", 2);
+        t.offer(1, &"b", V, "transform", 2);
         assert_eq!(t.cancel_uuid(U), 1);
         assert_eq!(t.take_due(100), vec![("b", V.to_string(), 2)]);
         assert_eq!(t.next_due(), None);
         // A cancelled key starts a fresh wait after its last send.
-        assert_eq!(t.offer(5, "b", U, "transform", 3), None);
+        assert_eq!(t.offer(5, &"b", U, "transform", 3), None);
         assert_eq!(t.take_due(16), vec![("b", U.to_string(), 3)]);
     }
 
@@ -210,7 +236,7 @@ mod tests {
     fn zero_interval_never_waits() {
         let mut t: Throttle<&str, u32> = Throttle::new(0);
         for i in 0..10 {
-            assert_eq!(t.offer(7, "b", U, "transform", i), Some(i));
+            assert_eq!(t.offer(7, &"b", U, "transform", i), Some(i));
         }
         assert_eq!(t.next_due(), None);
     }

@@ -415,7 +415,9 @@ impl<S: Clone> Window<S> {
         if self.opened_at.is_none() {
             self.opened_at = Some(now_ms);
         }
-        self.uuids.insert(q.change.uuid.clone());
+        if !self.uuids.contains(&q.change.uuid) {
+            self.uuids.insert(q.change.uuid.clone());
+        }
         self.pending.push(q);
     }
 

@@ -55,7 +55,9 @@ impl Project {
         let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
         for (q, keep) in queued.into_iter().zip(mask) {
-            kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
+            if !kinds.contains_key(&q.origin.session_id) {
+                kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
+            }
             if !start.contains_key(&q.change.uuid) {
                 let entry = match cx.view.lookup(&q.change.uuid) {
                     Ok(e) => e,

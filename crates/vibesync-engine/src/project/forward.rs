@@ -39,7 +39,7 @@ impl Project {
             let frames: Vec<Frame> = changes
                 .iter()
                 .filter_map(|(uuid, op)| {
-                    let sent = self.live.offer(now, r.session_id.clone(), uuid, op.name(), (op.clone(), kind))?;
+                    let sent = self.live.offer(now, &r.session_id, uuid, op.name(), (op.clone(), kind))?;
                     Some(live_frame(uuid, &sent.0, sent.1, r.unit_scale))
                 })
                 .collect();
