@@ -68,10 +68,10 @@ pub struct Daemon {
     registrar: std::sync::OnceLock<std::sync::mpsc::Sender<registrar::Event>>,
     /// The registrar's FINALs waiting to ride with its next WAL append (`core::registrar`).
     registrar_finals: Mutex<Vec<registrar::PendingFinal>>,
-    /// FINALs the idle registrar took from `registrar_finals` and is writing alone (raised
-    /// under that lock, with the take): a graceful stop waits for them before the audit
-    /// closes.
-    registrar_finals_writing: std::sync::atomic::AtomicUsize,
+    /// How many writes of FINALs the idle registrar took from `registrar_finals` are under
+    /// way (raised under that lock, with the take): a graceful stop waits for 0 before the
+    /// audit closes.
+    registrar_finals_writing: tokio::sync::watch::Sender<usize>,
 }
 
 impl Daemon {
@@ -95,7 +95,7 @@ impl Daemon {
             finals: tokio_util::task::TaskTracker::new(),
             registrar: std::sync::OnceLock::new(),
             registrar_finals: Mutex::new(Vec::new()),
-            registrar_finals_writing: std::sync::atomic::AtomicUsize::new(0),
+            registrar_finals_writing: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -17,7 +17,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -448,13 +447,13 @@ impl Daemon {
             if waiting.is_empty() {
                 return;
             }
-            self.registrar_finals_writing.fetch_add(1, Ordering::SeqCst);
+            self.registrar_finals_writing.send_modify(|n| *n += 1);
             std::mem::take(&mut *waiting).iter().map(PendingFinal::draft).collect()
         };
         if let Err(e) = self.stores.wal.append_blocking(drafts) {
             tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
         }
-        self.registrar_finals_writing.fetch_sub(1, Ordering::SeqCst);
+        self.registrar_finals_writing.send_modify(|n| *n -= 1);
     }
 
     /// Graceful shutdown, before the stores close: write the FINALs waiting for a ride, and
@@ -468,13 +467,9 @@ impl Daemon {
                 tracing::error!("registrar FINALs not written: {e}; boot recovery will finalize them");
             }
         }
-        let deadline = std::time::Instant::now() + SHUTDOWN_FINALS_WAIT;
-        while self.registrar_finals_writing.load(Ordering::SeqCst) > 0 {
-            if std::time::Instant::now() >= deadline {
-                tracing::warn!("registrar FINALs still being written at shutdown; the next boot audits them");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut writing = self.registrar_finals_writing.subscribe();
+        if tokio::time::timeout(SHUTDOWN_FINALS_WAIT, writing.wait_for(|n| *n == 0)).await.is_err() {
+            tracing::warn!("registrar FINALs still being written at shutdown; the next boot audits them");
         }
     }
 }
