@@ -548,6 +548,17 @@ pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
     by_name
 }
 
+/// CPU time (user + system, seconds) of this process so far, ended threads included: the
+/// bench's own clients share the machine's cores with the daemon.
+pub fn own_cpu() -> f64 {
+    // SAFETY: an all-zero `rusage` is a valid value, and getrusage only writes the struct
+    // it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 /// `after - before` of [`thread_cpu`], as "name 1.23 s, …, total 4.56 s = 7.8 µs per item".
 pub fn cpu_used(
     before: &std::collections::BTreeMap<String, f64>,
