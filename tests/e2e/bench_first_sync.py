@@ -539,7 +539,9 @@ def receive_costs(n: int, held: int = 0) -> str:
     worst_at = next(i for i, x in enumerate(ticks) if x[0] == worst)
     what = {i: f"link {ms:.1f}" for ms, i in links}
     what.update({i: f"undo push {ms:.1f}" for ms, i in undos})
-    over = [round(ms, 1) for ms, _ in ticks if ms > 16.0]
+    # Each tick over 16 ms with its pump steps of 1 ms or more (and a link or undo push in it).
+    over = [(round(ms, 1), what.get(i, ""), {k: round(v, 1) for k, v in st.items() if v >= 1.0})
+            for i, (ms, st) in enumerate(ticks) if ms > 16.0]
     return (f"{'(f)' if held else '(e)'} the addon receives {n} new objects (+10 roots) as one "
             f"batch into a scene of {len(bpy.context.scene.objects) - n - 10} objects (load "
             f"{os.getloadavg()[0]:.1f}): {len(ticks)} ticks, worst {worst:.1f} ms CPU "
