@@ -786,14 +786,12 @@ impl Registry {
     }
 
     /// [`Registry::apply_committed`] for consecutive committed transactions (in COMMIT
-    /// order), written as **one** sled batch: their changes, the counters and
-    /// `last_applied_seq` = the last one's COMMIT seq land together. Each transaction is
-    /// staged over the ones before it, so the result is what applying them one by one gives;
-    /// one report per transaction, in order. A sled batch rolls sled's I/O buffer and hands
-    /// its write to a sled thread, so one batch per transaction made a group commit of n
-    /// registrations pay n buffer writes (docs/BENCHMARKS.md, "Registration"). On an error
-    /// nothing of the group is written. An old schema (a migration pending) applies them one
-    /// at a time.
+    /// order), applied as one group: their changes, the counters and `last_applied_seq` =
+    /// the last one's COMMIT seq are held together (module `write_behind`) and reach sled in
+    /// one batch with whatever else is held. Each transaction is staged over the ones before
+    /// it, so the result is what applying them one by one gives; one report per transaction,
+    /// in order. On an error nothing of the group is applied. An old schema (a migration
+    /// pending) applies them one at a time.
     pub fn apply_committed_group(&self, txns: &[&[Record]]) -> Result<Vec<ApplyReport>> {
         let mut meta = self.meta.lock().unwrap();
         if meta.schema_version != SCHEMA_VERSION {
