@@ -59,6 +59,10 @@ pub struct RegistryConfig {
     pub bulk_build_records: usize,
     /// …after staging up to this many records in memory (default [`BULK_STAGE_RECORDS`]).
     pub bulk_stage_records: usize,
+    /// Applied records held in memory, not yet in sled, at most (module `write_behind`):
+    /// an apply that finds this many writes them itself first. Default
+    /// [`MAX_UNWRITTEN_RECORDS`].
+    pub max_unwritten_records: usize,
 }
 
 impl RegistryConfig {
@@ -72,6 +76,7 @@ impl RegistryConfig {
             base: None,
             bulk_build_records: BULK_BUILD_RECORDS,
             bulk_stage_records: BULK_STAGE_RECORDS,
+            max_unwritten_records: MAX_UNWRITTEN_RECORDS,
         }
     }
 }
@@ -227,12 +232,14 @@ pub struct Registry {
     unwritten: WriteBehind,
     /// Live keys that may exist (module `key_filter`), consulted after the cache.
     keys: KeyFilter,
+    /// [`RegistryConfig::max_unwritten_records`].
+    max_unwritten: usize,
 }
 
 /// Applied records held unwritten at most (≈ 1 KiB each): an apply that finds this many
 /// writes them first, itself (the daemon's checkpointer writes them every 100 ms; this
 /// bounds memory when it falls behind).
-const MAX_UNWRITTEN_RECORDS: usize = 100_000;
+pub const MAX_UNWRITTEN_RECORDS: usize = 100_000;
 
 /// Transactions a catch-up has staged and not yet written (see [`Registry::catch_up`]).
 #[derive(Default)]
@@ -524,6 +531,7 @@ impl Registry {
             cache: EntryCache::default(),
             unwritten: WriteBehind::default(),
             keys: KeyFilter::default(),
+            max_unwritten: cfg.max_unwritten_records.max(1),
         };
         let loaded = match catch_unwind(AssertUnwindSafe(|| reg.load())) {
             Ok(r) => r?,
@@ -813,7 +821,7 @@ impl Registry {
         if chunk.txns == 0 {
             return Ok(reports);
         }
-        if self.unwritten.records() >= MAX_UNWRITTEN_RECORDS {
+        if self.unwritten.records() >= self.max_unwritten {
             self.write_unwritten()?; // before this group is held: an error applies nothing
         }
         let live: Vec<(Vec<u8>, Option<Arc<Entry>>)> =
