@@ -13,7 +13,6 @@
 use crate::fast::HashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::Hash;
 
 /// One pending value of a key, and its heap generation (older heap entries are stale).
 struct Pending<P> {
@@ -50,7 +49,7 @@ pub struct Throttle<R, P> {
     offers: u64,
 }
 
-impl<R: Clone + Eq + Hash + Ord, P> Throttle<R, P> {
+impl<R: Clone + Eq + Ord, P> Throttle<R, P> {
     /// `interval_ms` 0: every offer is sent at once.
     pub fn new(interval_ms: u64) -> Self {
         Throttle {

@@ -191,13 +191,21 @@ fn back_to_back(rig: &mut Rig, n: usize) {
     }
     let how = if rig.acks.is_some() { "held (live)" } else { "held" };
     println!(
-        "  {:<28} one transform A -> B {how}, back to back over {} objects, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+        "  {:<28} one transform A -> B {how}, back to back over {} objects, n={n}: {}",
         rig.label,
         rig.objects.len(),
-        support::pct(&mut lat, 0.5),
-        support::pct(&mut lat, 0.99),
-        if lost > 0 { format!("  ({lost} never held within 10 s)") } else { String::new() }
+        latencies(&mut lat, lost, "never held")
     );
+}
+
+/// "p50 … ms  p99 … ms", and how many samples `missed` their 10 s deadline.
+fn latencies(lat: &mut [Duration], missed: usize, what: &str) -> String {
+    format!(
+        "p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+        support::pct(lat, 0.5),
+        support::pct(lat, 0.99),
+        if missed > 0 { format!("  ({missed} {what} within 10 s)") } else { String::new() }
+    )
 }
 
 /// Send one transform, wait until B holds it (and, on a daemon, until A hears it committed);
@@ -228,20 +236,12 @@ fn paced(rig: &mut Rig, n: usize, base: f64) {
         }
     }
     let held_how = if rig.acks.is_some() { "held (live)" } else { "held" };
-    println!(
-        "  {:<28} one transform A -> B {held_how}, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
-        rig.label,
-        support::pct(&mut lat, 0.5),
-        support::pct(&mut lat, 0.99),
-        if lost > 0 { format!("  ({lost} never held within 10 s)") } else { String::new() }
-    );
+    println!("  {:<28} one transform A -> B {held_how}, n={n}: {}", rig.label, latencies(&mut lat, lost, "never held"));
     if rig.acks.is_some() {
         println!(
-            "  {:<28} one transform A -> committed at A, n={n}: p50 {:>8.3} ms  p99 {:>8.3} ms{}",
+            "  {:<28} one transform A -> committed at A, n={n}: {}",
             rig.label,
-            support::pct(&mut committed, 0.5),
-            support::pct(&mut committed, 0.99),
-            if uncommitted > 0 { format!("  ({uncommitted} not committed within 10 s)") } else { String::new() }
+            latencies(&mut committed, uncommitted, "not committed")
         );
     }
 }
