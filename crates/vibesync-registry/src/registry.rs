@@ -724,6 +724,11 @@ impl Registry {
         self.check_schema()?;
         self.injected("scan", |f| *f == ReadFault::All)?;
         self.write_unwritten()?;
+        self.scan_sled(prefix)
+    }
+
+    /// What sled holds under `prefix` (held records not included).
+    fn scan_sled(&self, prefix: Vec<u8>) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item.map_err(|e| self.sled_err("scan", e))?;
@@ -1101,8 +1106,24 @@ impl Registry {
     }
 
     /// Every archived (tombstoned) version of `project_id` + `uuid`, oldest first.
+    ///
+    /// Held versions (module `write_behind`) are read beside sled's, not written first: the
+    /// audit asks this for every uuid it commits, and a write per ask put sled's batch writes
+    /// on the audit thread.
     pub fn archived(&self, project_id: &str, uuid: &str) -> Result<Vec<Entry>> {
-        self.scan(archive_uuid_prefix(project_id, uuid))
+        self.check_schema()?;
+        self.injected("scan", |f| *f == ReadFault::All)?;
+        let held = self.unwritten.archived(project_id, uuid);
+        let mut out = self.scan_sled(archive_uuid_prefix(project_id, uuid))?;
+        let seq = |e: &Entry| e.tombstone_seq.unwrap_or(e.updated_seq);
+        for e in held {
+            self.injected("scan", |f| matches!(f, ReadFault::Uuid(u) if *u == e.uuid))?;
+            if !out.iter().any(|o| seq(o) == seq(&e)) {
+                out.push(e);
+            }
+        }
+        out.sort_by_key(seq);
+        Ok(out)
     }
 
     /// Live and quarantined records, of one project or all, ordered by (project, uuid).
@@ -1129,6 +1150,11 @@ impl Registry {
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// Records applied and not yet written to sled (module `write_behind`).
+    pub fn unwritten_records(&self) -> usize {
+        self.unwritten.records()
     }
 
     /// Maintained counters; O(1).

@@ -11,7 +11,8 @@
 //!
 //! # Invariant
 //! A read sees every applied transaction: a live key is looked up here before the cache and
-//! sled, and a layer leaves here only once sled holds it. While its batch is written, a layer
+//! sled, a uuid's archived versions are read here beside sled's, and a layer leaves here only
+//! once sled holds it. While its batch is written, a layer
 //! stays readable; a failed write keeps it, and the next write retries it first. Layers reach
 //! sled whole and in the order they were applied, each as one batch that also carries the
 //! counters and `last_applied_seq` of its last transaction, so sled always holds a prefix of
@@ -29,6 +30,8 @@ pub(crate) struct Layer {
     pub live: HashMap<Vec<u8>, Option<Arc<Entry>>>,
     /// Archived versions written, in apply order.
     pub archive: Vec<Entry>,
+    /// (project, uuid) -> where its versions are in `archive`.
+    archive_index: HashMap<(String, String), Vec<usize>>,
     /// Counters after the last transaction.
     pub counts: Counts,
     /// COMMIT seq of the last transaction.
@@ -94,11 +97,32 @@ impl WriteBehind {
         let mut g = self.inner();
         let l = &mut g.current;
         l.live.extend(live);
-        l.archive.extend(archive);
+        for e in archive {
+            l.archive_index.entry((e.project_id.clone(), e.uuid.clone())).or_default().push(l.archive.len());
+            l.archive.push(e);
+        }
         l.counts = counts;
         l.last = last;
         l.txns += txns;
         g.current.records() + g.writing.as_ref().map_or(0, |l| l.records())
+    }
+
+    /// The archived versions of `(project, uuid)` held here, in apply order. A reader that
+    /// asks here first and then sled misses none: a layer leaves only once sled holds it (it
+    /// may find one in both).
+    pub fn archived(&self, project: &str, uuid: &str) -> Vec<Entry> {
+        let g = self.inner();
+        if g.current.archive.is_empty() && g.writing.as_ref().is_none_or(|l| l.archive.is_empty()) {
+            return Vec::new();
+        }
+        let key = (project.to_string(), uuid.to_string());
+        let mut out = Vec::new();
+        for l in g.writing.iter().map(|l| &**l).chain(std::iter::once(&g.current)) {
+            for &i in l.archive_index.get(&key).into_iter().flatten() {
+                out.push(l.archive[i].clone());
+            }
+        }
+        out
     }
 
     /// Records held (for the caller's bound on memory).

@@ -855,14 +855,37 @@ fn applied_transactions_held_in_memory_are_read_at_once_and_written_at_close() {
         let e = reg.lookup(P, &uuid(i)).unwrap();
         match i % 3 {
             0 | 1 => assert_eq!(e.map(|e| e.name), Some(format!("N{i}")), "txn {i}"),
-            _ => assert!(reg.lookup(P, &uuid(i - 2)).unwrap().is_none(), "txn {i}: tombstoned"),
+            _ => {
+                assert!(reg.lookup(P, &uuid(i - 2)).unwrap().is_none(), "txn {i}: tombstoned");
+                // Its archived version is read where it is held, without writing it first.
+                let held = reg.unwritten_records();
+                let versions = reg.archived(P, &uuid(i - 2)).unwrap();
+                assert_eq!(versions.len(), 1, "txn {i}");
+                assert_eq!(versions[0].name, format!("N{}", i - 2));
+                assert_eq!(reg.unwritten_records(), held, "asking wrote nothing");
+            }
         }
     }
+    // Tombstoned again after a re-create: the older version in sled, the newer one held,
+    // one list in tombstone order, and the same list once everything is written.
+    reg.flush().unwrap();
+    assert_eq!(reg.unwritten_records(), 0);
+    for (i, step) in [(60u32, register(0, "Again")), (61, tombstone(0))] {
+        let t = w.txn(&format!("op{i}"), &[step]);
+        assert!(reg.apply_committed(&t).unwrap().applied);
+        by_one.push(t);
+    }
+    let both = reg.archived(P, &uuid(0)).unwrap();
+    assert!(reg.unwritten_records() > 0, "the newer version is still held");
+    assert_eq!(both.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["N0", "Again"]);
+    assert!(both[0].tombstone_seq < both[1].tombstone_seq);
+    reg.flush().unwrap();
+    assert_eq!(reg.archived(P, &uuid(0)).unwrap(), both);
     let expected = content(&reg); // scans: these write what is held first
-    assert_eq!((expected.0.len(), expected.1.len()), (20, 20), "live and archived");
+    assert_eq!((expected.0.len(), expected.1.len()), (20, 21), "live and archived");
     let (_one, reg1) = one_at_a_time(&by_one);
     assert_eq!(content(&reg1), expected);
-    for i in 60..90u32 {
+    for i in 62..92u32 {
         reg.apply_committed(&w.txn(&format!("op{i}"), &[register(i, "Late")])).unwrap();
     }
     let last = reg.last_applied_seq();
