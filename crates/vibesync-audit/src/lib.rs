@@ -48,9 +48,11 @@
 //!
 //! # Storage: one pack per commit
 //! A commit's new objects (changed snapshots, the trees on their paths, the commit) are
-//! built in memory (libgit2's mempack backend) and written as **one packfile**, indexed,
-//! before `main` moves to the commit: no loose object files (creating one file per object
-//! was the audit's largest cost). Once [`MERGE_AT_PACKS`] packs of fewer than
+//! written as **one packfile**, indexed, before `main` moves to the commit: no loose object
+//! files (creating one file per object was the audit's largest cost). The trees and the
+//! commit are built in memory (libgit2's mempack backend); the snapshots go straight into
+//! the pack stream (module `pack`: libgit2 re-reads the pack directory for each object
+//! it stores). Once [`MERGE_AT_PACKS`] packs of fewer than
 //! [`SMALL_PACK_OBJECTS`] objects exist, the audit thread merges them into one and
 //! removes them (after the merged pack is indexed), so the pack count stays bounded. Nothing
 //! is rewritten: the same objects, repacked. `git --git-dir <data_dir>/.git_safety gc`
@@ -60,6 +62,7 @@
 pub mod batch;
 mod error;
 pub mod history;
+mod pack;
 mod repo;
 
 use std::collections::{HashSet, VecDeque};

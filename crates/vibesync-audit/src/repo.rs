@@ -11,6 +11,7 @@ use git2::{FileMode, Oid, Repository, RepositoryInitOptions, Signature};
 
 use crate::batch::{AuditBatch, AuditContent};
 use crate::error::AuditError;
+use crate::pack::PackStream;
 
 pub const BRANCH: &str = "refs/heads/main";
 pub const TRAILER_RANGE: &str = "VibeSync-Seq-Range";
@@ -45,6 +46,11 @@ impl AuditRepo {
     /// Open the bare repository at `git_dir`, creating it (HEAD → refs/heads/main) if missing.
     pub fn open(git_dir: &Path) -> Result<AuditRepo, AuditError> {
         let open_err = |source| AuditError::Open { path: git_dir.to_path_buf(), source };
+        // A commit's trees name blobs that are in no object store until its pack is indexed
+        // (module `pack`), so libgit2 must not look each one up when a tree is built
+        // (process-wide; the audit is the daemon's only git writer and builds every object
+        // it names).
+        git2::opts::strict_object_creation(false);
         remove_stale_locks(git_dir);
         let repo = if git_dir.join("HEAD").exists() {
             Repository::open_bare(git_dir).map_err(open_err)?
@@ -145,41 +151,41 @@ impl AuditRepo {
                 }
             }
         }
-        // Every object of this commit goes to an in-memory object store (libgit2's mempack
-        // backend, on a repository handle opened for this commit only) and then to disk as
-        // one packfile, before `main` moves: one pack per commit instead of one loose file
-        // per object (file creation, not zlib or SHA-1, was the audit's largest cost).
+        // The commit's trees and the commit itself go to an in-memory object store
+        // (libgit2's mempack backend, on a repository handle opened for this commit only);
+        // its blobs go to no store at all: they go straight into the pack (module `pack`),
+        // which is then indexed to disk as one packfile before `main` moves. One pack per
+        // commit instead of one loose file per object, and no pack-directory scan per blob.
         let w = self.writer("open the repository for a commit")?;
         let odb = w.odb().map_err(git("open the object store", &self.path))?;
         let _mem =
             odb.add_new_mempack_backend(MEMPACK_PRIORITY).map_err(git("add the in-memory object store", &self.path))?;
         let head = head_commit(&w, &self.path)?;
-        let mut new_objects = Vec::new();
+        let mut pack = PackStream::new();
+        // Trees and the commit, read back from memory once built.
+        let mut stored = Vec::new();
         let base = match &head {
             Some(c) => c.tree().map_err(git("read the head tree", &self.path))?,
             None => {
                 let empty =
                     w.treebuilder(None).and_then(|b| b.write()).map_err(git("write the empty tree", &self.path))?;
-                new_objects.push(empty);
+                stored.push(empty);
                 w.find_tree(empty).map_err(git("read the empty tree", &self.path))?
             }
         };
         let mut upd = TreeUpdateBuilder::new();
         let mut base_entries = BaseTree::new(&w, base.clone());
-        // New objects, for the pack: blobs, then the trees on the changed paths, the commit.
         let mut changed_dirs = BTreeSet::new();
         for (path, content) in &paths {
             match content {
                 Some(bytes) => {
-                    // Unchanged content: no object write, no tree update (hashing is cheap,
-                    // writing is not).
+                    // Unchanged content: no object, no tree update.
                     let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
                     if base_entries.blob_id(path) == Some(id) {
                         continue;
                     }
-                    let blob = w.blob(bytes).map_err(git("write a blob", &self.path))?;
-                    new_objects.push(blob);
-                    upd.upsert(path.as_str(), blob, FileMode::Blob);
+                    pack.add(id, git2::ObjectType::Blob, bytes);
+                    upd.upsert(path.as_str(), id, FileMode::Blob);
                 }
                 None => {
                     if base_entries.blob_id(path).is_none() {
@@ -199,19 +205,26 @@ impl AuditRepo {
         drop(base_entries);
         let tree_id = upd.create_updated(&w, &base).map_err(git("build the snapshot tree", &self.path))?;
         let tree = w.find_tree(tree_id).map_err(git("read the snapshot tree", &self.path))?;
-        new_objects.push(tree_id);
+        stored.push(tree_id);
         for dir in &changed_dirs {
             // A directory emptied by this commit is gone from the new tree.
             if let Ok(e) = tree.get_path(Path::new(dir)) {
-                new_objects.push(e.id());
+                stored.push(e.id());
             }
         }
         let sig = Signature::now("vibesync", "vibesync@localhost").map_err(git("make the signature", &self.path))?;
         let message = commit_message(batch);
         let parents: Vec<&git2::Commit<'_>> = head.iter().collect();
         let oid = w.commit(None, &sig, &sig, &message, &tree, &parents).map_err(git("commit", &self.path))?;
-        new_objects.push(oid);
-        write_pack(&w, &odb, &new_objects).map_err(git("write the commit's pack", &self.path))?;
+        stored.push(oid);
+        for id in stored {
+            let o = odb.read(id).map_err(git("read a new object back from memory", &self.path))?;
+            pack.add(id, o.kind(), o.data());
+        }
+        let mut pw = odb.packwriter().map_err(git("start the commit's pack", &self.path))?;
+        pw.write_all(&pack.finish())
+            .map_err(|e| git("write the commit's pack", &self.path)(git2::Error::from_str(&e.to_string())))?;
+        pw.commit().map_err(git("index the commit's pack", &self.path))?;
         // The pack is on disk and indexed: only now does `main` point at it.
         let log = format!("vibesync: audit seq {}-{}", batch.first_seq, batch.last_seq);
         match &head {

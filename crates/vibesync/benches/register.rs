@@ -141,8 +141,19 @@ fn main() {
         support::pct(&mut lat, 0.5),
         support::pct(&mut lat, 0.99)
     );
-    // The audit's group commits follow the acknowledgements: count them too.
-    support::wait_cpu_idle(daemon.child.id(), Duration::from_secs(10));
+    // The audit's group commits follow the acknowledgements: count them too, once the
+    // audit holds the last FINAL (its `status`), and say how long after the last ack that was.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let audited = loop {
+        let s = c.request(&json!({"type":"status","request_id":"audited?"})).unwrap();
+        let a = &s["audit"];
+        if a["enabled"] == false || (a["pending"] == 0 && a["last_audited_seq"] == s["seq"]) {
+            break start.elapsed().as_secs_f64() - secs;
+        }
+        assert!(Instant::now() < deadline, "the audit did not catch up within 300 s: {a}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("  the audit held the last FINAL {audited:.2} s after the last ack");
     println!(
         "  daemon CPU by thread (bulk): {}",
         support::cpu_used(&cpu0, &support::thread_cpu(daemon.child.id()), ok)

@@ -1,0 +1,142 @@
+//! The packfile of one audit commit, encoded here and indexed by libgit2 (docs/ARCHITECTURE.md,
+//! `vibesync-audit`, "pack").
+//!
+//! libgit2 can build a pack only from objects its object store already holds, and every
+//! object written to the store first asks whether it exists, which on a miss re-reads the
+//! pack directory (`git_odb__freshen` → `git_odb_refresh`): one directory scan per new blob.
+//! With a blob per touched uuid that was the audit's largest cost (a third of the audit
+//! thread when registering in bulk, docs/BENCHMARKS.md "Registration"). So a commit's blobs
+//! are never written to the object store: their ids are computed (`Oid::hash_object`), the
+//! trees name them, and their bytes go straight into this stream beside the few trees and
+//! the commit (read from the commit's in-memory store). The stream is handed to libgit2's
+//! indexer (`Odb::packwriter`), which checks every object and the trailer and writes the
+//! `.pack` and `.idx`.
+//!
+//! # Format (git's pack format, version 2, no deltas)
+//! `"PACK"`, version 2 and the object count (big-endian u32 each); per object a header (type
+//! in bits 4–6 of the first byte, the size in 4 bits there and 7 bits in each following
+//! byte, low bits first, the top bit meaning "more follows") and the zlib stream of its
+//! bytes; then the SHA-1 of everything before it.
+//!
+//! # Invariant
+//! An object is added at most once (its id is remembered), and [`PackStream::finish`] is the
+//! only way out, so a stream always carries the count it says and a trailer over all of it.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use git2::{ObjectType, Oid};
+use sha1::{Digest, Sha1};
+
+/// zlib level 1: snapshots are small JSON files and trees of hashes; level 6 (libgit2's)
+/// cost about three times the CPU for a few per cent of size.
+const LEVEL: u32 = 1;
+
+pub(crate) struct PackStream {
+    buf: Vec<u8>,
+    ids: HashSet<Oid>,
+}
+
+impl PackStream {
+    pub fn new() -> PackStream {
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(b"PACK");
+        buf.extend_from_slice(&2u32.to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes()); // the count, set by `finish`
+        PackStream { buf, ids: HashSet::new() }
+    }
+
+    /// Add object `id` (`kind`, `data`) unless it is already in the stream.
+    pub fn add(&mut self, id: Oid, kind: ObjectType, data: &[u8]) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        let code: u8 = match kind {
+            ObjectType::Commit => 1,
+            ObjectType::Tree => 2,
+            ObjectType::Blob => 3,
+            ObjectType::Tag => 4,
+            ObjectType::Any => unreachable!("an object read from a store has a concrete type"),
+        };
+        let mut size = data.len();
+        let mut byte = (code << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size != 0 {
+            self.buf.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        self.buf.push(byte);
+        let mut z = ZlibEncoder::new(&mut self.buf, Compression::new(LEVEL));
+        z.write_all(data).expect("writing to a Vec cannot fail");
+        z.finish().expect("writing to a Vec cannot fail");
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The whole pack: the count filled in, the SHA-1 trailer appended.
+    pub fn finish(mut self) -> Vec<u8> {
+        let count = u32::try_from(self.ids.len()).expect("fewer than 2^32 objects per commit");
+        self.buf[8..12].copy_from_slice(&count.to_be_bytes());
+        let sum = Sha1::digest(&self.buf);
+        self.buf.extend_from_slice(&sum);
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pack of a blob, a tree naming it and a commit (sizes over 15 and over 2,047 bytes,
+    /// so the size header takes one, two and three bytes) is accepted by libgit2's indexer,
+    /// and every object reads back byte for byte.
+    #[test]
+    fn a_stream_is_indexed_by_libgit2_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let small = b"tiny".to_vec();
+        let medium = vec![b'a'; 300];
+        let big: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut pack = PackStream::new();
+        let mut ids = Vec::new();
+        for data in [&small, &medium, &big] {
+            let id = Oid::hash_object(ObjectType::Blob, data).unwrap();
+            pack.add(id, ObjectType::Blob, data);
+            pack.add(id, ObjectType::Blob, data); // a second add is ignored
+            ids.push((id, data.clone()));
+        }
+        assert_eq!(pack.len(), 3);
+        let odb = repo.odb().unwrap();
+        let mut w = odb.packwriter().unwrap();
+        w.write_all(&pack.finish()).unwrap();
+        w.commit().unwrap();
+        let odb = repo.odb().unwrap();
+        for (id, data) in ids {
+            let o = odb.read(id).unwrap();
+            assert_eq!(o.kind(), ObjectType::Blob);
+            assert_eq!(o.data(), &data[..]);
+        }
+    }
+
+    /// A damaged stream (one byte of an object changed) is refused by the indexer.
+    #[test]
+    fn a_damaged_stream_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let data = b"hello, audit".to_vec();
+        let mut pack = PackStream::new();
+        pack.add(Oid::hash_object(ObjectType::Blob, &data).unwrap(), ObjectType::Blob, &data);
+        let mut bytes = pack.finish();
+        bytes[14] ^= 0x55;
+        let odb = repo.odb().unwrap();
+        let mut w = odb.packwriter().unwrap();
+        let written = w.write_all(&bytes).is_ok();
+        assert!(!written || w.commit().is_err(), "a damaged pack must not be indexed");
+    }
+}
