@@ -66,12 +66,14 @@ impl AuditRepo {
         if !head_is_main {
             repo.set_head(BRANCH).map_err(git("point HEAD at main", git_dir))?;
         }
-        let pack_config = git_dir.join(PACK_CONFIG);
-        if std::fs::read_to_string(&pack_config).ok().as_deref() != Some(PACK_CONFIG_TEXT) {
-            std::fs::write(&pack_config, PACK_CONFIG_TEXT).map_err(|e| AuditError::Inconsistent {
-                path: pack_config.clone(),
-                reason: format!("cannot write the pack settings: {e}"),
-            })?;
+        for (file, text) in [(PACK_CONFIG, PACK_CONFIG_TEXT), (DELTA_PACK_CONFIG, DELTA_PACK_CONFIG_TEXT)] {
+            let path = git_dir.join(file);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+                std::fs::write(&path, text).map_err(|e| AuditError::Inconsistent {
+                    path: path.clone(),
+                    reason: format!("cannot write the pack settings: {e}"),
+                })?;
+            }
         }
         Ok(AuditRepo { repo, path: git_dir.to_path_buf() })
     }
@@ -79,9 +81,13 @@ impl AuditRepo {
     /// A handle of its own for one commit or merge, with [`PACK_CONFIG`] on top of the
     /// repository's configuration (for this handle only: the git CLI never reads it).
     fn writer(&self, op: &'static str) -> Result<Repository, AuditError> {
+        self.handle_with(op, PACK_CONFIG)
+    }
+
+    fn handle_with(&self, op: &'static str, config: &str) -> Result<Repository, AuditError> {
         let w = Repository::open_bare(&self.path).map_err(git(op, &self.path))?;
         let mut cfg = w.config().map_err(git(op, &self.path))?;
-        cfg.add_file(&self.path.join(PACK_CONFIG), git2::ConfigLevel::App, true).map_err(git(op, &self.path))?;
+        cfg.add_file(&self.path.join(config), git2::ConfigLevel::App, true).map_err(git(op, &self.path))?;
         Ok(w)
     }
 
@@ -235,8 +241,9 @@ impl AuditRepo {
         Ok((oid, rejected))
     }
 
-    /// Merge the small packs (fewer than [`SMALL_PACK_OBJECTS`] objects each) into one once
-    /// there are [`MERGE_AT_PACKS`] of them, then remove them: the pack count stays bounded
+    /// Merge the small packs (fewer than [`SMALL_PACK_OBJECTS`] objects each) into two once
+    /// there are [`MERGE_AT_PACKS`] of them — the snapshots without delta search, the trees
+    /// and commits with it — then remove them: the pack count stays bounded
     /// (each lookup of a missing object scans every pack) and each object is rewritten a
     /// bounded number of times (log base [`MERGE_AT_PACKS`] of [`SMALL_PACK_OBJECTS`]).
     /// Packs with a `.keep` file are left alone. Returns how many packs were merged (0:
@@ -264,15 +271,32 @@ impl AuditRepo {
         }
         let w = self.writer("open the repository to merge packs")?;
         let odb = w.odb().map_err(git("open the object store", &self.path))?;
-        let all: Vec<Oid> = small.iter().flat_map(|(_, o)| o.iter().copied()).collect();
+        // Snapshots whole; trees and commits with deltas: every commit rewrites its project's
+        // directory whole (`registry/<project>/`, one entry per object), and the versions of
+        // one directory differ in a few entries, so they delta against each other.
+        let (mut snapshots, mut trees) = (Vec::new(), Vec::new());
+        for id in small.iter().flat_map(|(_, o)| o.iter().copied()) {
+            match odb.read_header(id).map_err(git("read an object's header", &self.path))?.1 {
+                git2::ObjectType::Blob => snapshots.push(id),
+                _ => trees.push(id),
+            }
+        }
         let before: BTreeSet<_> = small.iter().map(|(p, _)| p.clone()).collect();
-        let name = write_pack(&w, &odb, &all).map_err(git("write the merged pack", &self.path))?;
-        if !dir.join(format!("{name}.pack")).exists()
-            || before.iter().any(|p| p.file_stem().is_some_and(|s| *s == *name))
-        {
-            // Not where expected, or identical to a pack already there: keep everything.
-            tracing::warn!(pack = %name, "audit: merged pack not found under its expected name; small packs kept");
-            return Ok(0);
+        let plain = self.handle_with("open the repository to merge packs", DELTA_PACK_CONFIG)?;
+        let mut names = Vec::new();
+        for (repo, ids, what) in [(&w, &snapshots, "snapshots"), (&plain, &trees, "trees")] {
+            if ids.is_empty() {
+                continue;
+            }
+            let name = write_pack(repo, &odb, ids).map_err(git("write a merged pack", &self.path))?;
+            if !dir.join(format!("{name}.pack")).exists()
+                || before.iter().any(|p| p.file_stem().is_some_and(|s| *s == *name))
+            {
+                // Not where expected, or identical to a pack already there: keep everything.
+                tracing::warn!(pack = %name, what, "audit: merged pack not found under its expected name; small packs kept");
+                return Ok(0);
+            }
+            names.push(name);
         }
         for p in &before {
             for ext in ["keep", "rev", "pack", "idx"] {
@@ -294,13 +318,19 @@ fn head_commit<'r>(repo: &'r Repository, path: &Path) -> Result<Option<git2::Com
 /// Settings the audit's own pack writes use (file in the git directory, read only through
 /// [`AuditRepo::writer`]).
 const PACK_CONFIG: &str = "vibesync-pack.config";
-/// No delta search: it was the audit's largest CPU cost once objects were packed (≈ 1/3 of
+/// No delta search (a commit's pack, and the snapshots' merged pack): it was the audit's
+/// largest CPU cost once objects were packed (≈ 1/3 of
 /// the audit thread in a drag of 5,000 objects), and a snapshot's objects are zlib-compressed
 /// either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
 /// no delta) from `pack.deltaCacheSize`; both keys are set, so a libgit2 that reads
 /// `core.bigFileThreshold` behaves the same. `git gc` (which never reads this file) still
 /// packs with deltas.
 const PACK_CONFIG_TEXT: &str = "[pack]\n\tdeltaCacheSize = 1\n[core]\n\tbigFileThreshold = 1\n";
+/// Settings of the merge of trees and commits, which does search deltas: the delta window
+/// (libgit2's 10 objects) holds at most 64 MiB, so the merge of a project with hundreds of
+/// thousands of objects (a 14 MB directory per version) stays within that.
+const DELTA_PACK_CONFIG: &str = "vibesync-pack-delta.config";
+const DELTA_PACK_CONFIG_TEXT: &str = "[pack]\n\twindowMemory = 67108864\n";
 
 /// Above the loose (1) and pack (2) backends: new objects of a commit go to memory.
 const MEMPACK_PRIORITY: i32 = 1000;

@@ -507,8 +507,9 @@ fn packs(dir: &Path) -> usize {
 }
 
 /// Each commit's objects reach the disk as one pack (no loose object files), written before
-/// `main` moves; once there are 16 small packs they are merged into one, and every commit,
-/// tree and snapshot stays readable (git fsck, the history check, the content at head).
+/// `main` moves; once there are 16 small packs they are merged into two (snapshots whole,
+/// trees and commits as deltas), and every commit, tree and snapshot stays readable (git
+/// fsck, the history check, the content at head).
 #[test]
 fn each_commit_is_one_pack_and_small_packs_are_merged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -537,19 +538,32 @@ fn each_commit_is_one_pack_and_small_packs_are_merged() {
     marks.push(m.clone());
     audit.note(m).unwrap();
     audit.flush(T).unwrap();
-    assert_eq!(packs(&dir), 1, "16 small packs merged into one");
+    assert_eq!(packs(&dir), 2, "16 small packs merged into one of snapshots and one of trees and commits");
     assert_eq!(loose_objects(&dir), 0);
-    // Written without delta search (its CPU cost, docs/BENCHMARKS.md): every object whole.
-    let idx = std::fs::read_dir(dir.join("objects/pack"))
+    // The snapshots are written without delta search (its CPU cost, docs/BENCHMARKS.md):
+    // every one whole. The versions of the project's directory are deltas of each other.
+    let mut kinds = Vec::new();
+    for idx in std::fs::read_dir(dir.join("objects/pack"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "idx"))
-        .unwrap();
-    let out = Command::new("git").arg("verify-pack").arg("-v").arg(&idx).output().unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && listing.contains("non delta:"), "{listing}");
-    assert!(!listing.contains("chain length"), "no deltas: {listing}");
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+    {
+        let out = Command::new("git").arg("verify-pack").arg("-v").arg(&idx).output().unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && listing.contains("non delta:"), "{listing}");
+        let blobs = listing.lines().any(|l| l.contains(" blob "));
+        let trees = listing.lines().any(|l| l.contains(" tree "));
+        assert!(blobs != trees, "snapshots and trees are packed apart: {listing}");
+        if blobs {
+            assert!(!listing.contains("chain length"), "snapshots are whole: {listing}");
+        } else {
+            assert!(listing.contains("chain length"), "the directory's versions are deltas: {listing}");
+        }
+        kinds.push(blobs);
+    }
+    kinds.sort();
+    assert_eq!(kinds, [false, true]);
     audit.close();
     let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
     assert!(ok, "fsck: {out}");

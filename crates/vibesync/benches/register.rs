@@ -9,7 +9,9 @@
 //! Every `register` is a WAL transaction (BEGIN, STEPs, COMMIT) made durable before its
 //! `ack`; the machine's fdatasync cost is printed beside the figures. Knobs: `BENCH_N`
 //! (round trips and per-client requests, default 2000), `BENCH_BULK_TOTAL` (default 200000),
-//! `BENCH_CONFIG` (the daemon's config file text, default empty: every default).
+//! `BENCH_CONFIG` (the daemon's config file text, default empty: every default),
+//! `BENCH_AUDIT_COMMITS` (default 0: then that many single registrations, one per audit
+//! commit, printing what each commit adds to the audit repository on disk).
 
 use std::time::{Duration, Instant};
 
@@ -158,6 +160,51 @@ fn main() {
         "  daemon CPU by thread (bulk): {}",
         support::cpu_used(&cpu0, &support::thread_cpu(daemon.child.id()), ok)
     );
+
+    // BENCH_AUDIT_COMMITS=k: then k single registrations, one per audit commit, in the project
+    // the phases above filled: what each commit adds to the audit repository on disk.
+    let commits = env_usize("BENCH_AUDIT_COMMITS", 0);
+    if commits > 0 {
+        let audit_dir = daemon.dir.join("data").join(".git_safety");
+        let size = || dir_bytes(&audit_dir);
+        let status = |c: &mut vibesync_daemon::client::Client| c.request(&json!({"type":"status","request_id":"s"})).unwrap();
+        let s0 = status(&mut c);
+        let (before, commits0, cpu0) =
+            (size(), s0["audit"]["commits"].as_u64().unwrap(), s0["audit"]["cpu_us"].as_u64().unwrap());
+        for i in 0..commits {
+            let want = status(&mut c)["audit"]["commits"].as_u64().unwrap() + 1;
+            let ack = c.request(&json!({"type":"register","request_id": format!("a{i}"),"items":[item(format!("A{i}"))]})).unwrap();
+            assert_eq!(registered(&ack), 1);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while status(&mut c)["audit"]["commits"].as_u64().unwrap() < want {
+                assert!(Instant::now() < deadline, "no audit commit within 60 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let s = status(&mut c);
+        let made = s["audit"]["commits"].as_u64().unwrap() - commits0;
+        println!(
+            "  audit on disk: {made} commits of one registration each, in a project of {} live records: {:.0} bytes per commit ({before} -> {} bytes); audit CPU {:.1} ms per commit",
+            s["registry"]["live"],
+            (size() - before) as f64 / made.max(1) as f64,
+            size(),
+            (s["audit"]["cpu_us"].as_u64().unwrap() - cpu0) as f64 / 1000.0 / made.max(1) as f64
+        );
+    }
     drop(daemon);
     support::print_fdatasync_cost();
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
