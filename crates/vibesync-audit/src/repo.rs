@@ -283,7 +283,6 @@ impl AuditRepo {
         }
         let before: BTreeSet<_> = small.iter().map(|(p, _)| p.clone()).collect();
         let plain = self.handle_with("open the repository to merge packs", DELTA_PACK_CONFIG)?;
-        let mut names = Vec::new();
         for (repo, ids, what) in [(&w, &snapshots, "snapshots"), (&plain, &trees, "trees")] {
             if ids.is_empty() {
                 continue;
@@ -296,7 +295,6 @@ impl AuditRepo {
                 tracing::warn!(pack = %name, what, "audit: merged pack not found under its expected name; small packs kept");
                 return Ok(0);
             }
-            names.push(name);
         }
         for p in &before {
             for ext in ["keep", "rev", "pack", "idx"] {

@@ -167,13 +167,16 @@ fn main() {
     if commits > 0 {
         let audit_dir = daemon.dir.join("data").join(".git_safety");
         let size = || dir_bytes(&audit_dir);
-        let status = |c: &mut vibesync_daemon::client::Client| c.request(&json!({"type":"status","request_id":"s"})).unwrap();
+        let status =
+            |c: &mut vibesync_daemon::client::Client| c.request(&json!({"type":"status","request_id":"s"})).unwrap();
         let s0 = status(&mut c);
         let (before, commits0, cpu0) =
             (size(), s0["audit"]["commits"].as_u64().unwrap(), s0["audit"]["cpu_us"].as_u64().unwrap());
         for i in 0..commits {
             let want = status(&mut c)["audit"]["commits"].as_u64().unwrap() + 1;
-            let ack = c.request(&json!({"type":"register","request_id": format!("a{i}"),"items":[item(format!("A{i}"))]})).unwrap();
+            let ack = c
+                .request(&json!({"type":"register","request_id": format!("a{i}"),"items":[item(format!("A{i}"))]}))
+                .unwrap();
             assert_eq!(registered(&ack), 1);
             let deadline = Instant::now() + Duration::from_secs(60);
             while status(&mut c)["audit"]["commits"].as_u64().unwrap() < want {
