@@ -4,6 +4,8 @@
 //! # Layout
 //! * [`batch`] — what the audit is fed ([`FinalMark`]) and what one commit covers.
 //! * `repo` — git: init/open the bare repository, snapshot trees, commits with trailers.
+//! * `pack` — the pack stream of one commit (its snapshots, trees and commit), for libgit2's
+//!   indexer.
 //! * [`history`] — read the history back and check it against the WAL (`vibesync verify`).
 //! * this file — [`Audit`], the handle to the audit thread and its queue.
 //!
