@@ -4,8 +4,9 @@
 //! libgit2 can build a pack only from objects its object store already holds, and every
 //! object written to the store first asks whether it exists, which on a miss re-reads the
 //! pack directory (`git_odb__freshen` → `git_odb_refresh`): one directory scan per new blob.
-//! With a blob per touched uuid that was the audit's largest cost (a third of the audit
-//! thread when registering in bulk, docs/BENCHMARKS.md "Registration"). So a commit's blobs
+//! With a blob per touched uuid that was the audit's largest cost (27 % of the audit
+//! thread when registering in bulk, docs/BENCHMARKS.md "Daemon: round trips on loopback",
+//! session 11). So a commit's blobs
 //! are never written to the object store: their ids are computed (`Oid::hash_object`), the
 //! trees name them, and their bytes go straight into this stream beside the few trees and
 //! the commit (read from the commit's in-memory store). The stream is handed to libgit2's
