@@ -77,7 +77,11 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
-        static HostRun RunHost(string args, string stdin, int timeoutMs = 30000)
+        /// <summary>Runs the headless host with <paramref name="stdin"/> as its script. If it has
+        /// not exited after <paramref name="timeoutMs"/>, it is killed and the test fails with what
+        /// it printed so far (its own "timed out: ..." errors name the wait that failed) and
+        /// <paramref name="context"/> (e.g. the daemon's log).</summary>
+        static HostRun RunHost(string args, string stdin, int timeoutMs = 30000, Func<string> context = null)
         {
             var psi = new ProcessStartInfo("mono", "\"" + HostExe() + "\" " + args)
             {
@@ -86,18 +90,25 @@ namespace VibeSync.Bridge.Tests
             using (var p = Process.Start(psi))
             {
                 var err = new StringBuilder();
+                var output = new StringBuilder();
                 p.ErrorDataReceived += (s, e) => { if (e.Data != null) lock (err) err.AppendLine(e.Data); };
+                p.OutputDataReceived += (s, e) => { if (e.Data != null) lock (output) output.AppendLine(e.Data); };
                 p.BeginErrorReadLine();
-                var outTask = p.StandardOutput.ReadToEndAsync();
+                p.BeginOutputReadLine();
                 p.StandardInput.Write(stdin);
                 p.StandardInput.Close();
                 if (!p.WaitForExit(timeoutMs))
                 {
                     p.Kill();
-                    throw new AssertionException("headless host did not exit within " + timeoutMs + " ms; stdout so far: " + (outTask.IsCompleted ? outTask.Result : "?"));
+                    string so, se;
+                    lock (output) so = output.ToString();
+                    lock (err) se = err.ToString();
+                    throw new AssertionException("headless host did not exit within " + timeoutMs + " ms; stdout so far:\n" + so +
+                        "stderr so far:\n" + se + (context != null ? context() : ""));
                 }
-                p.WaitForExit();
-                var run = new HostRun { ExitCode = p.ExitCode, Stdout = outTask.Result };
+                p.WaitForExit(); // also waits for the output readers to finish
+                var run = new HostRun { ExitCode = p.ExitCode };
+                lock (output) run.Stdout = output.ToString();
                 lock (err) run.Stderr = err.ToString();
                 foreach (var line in run.Stdout.Split('\n'))
                 {
@@ -125,8 +136,11 @@ namespace VibeSync.Bridge.Tests
                     "{\"uuid\":\"" + u1 + "\",\"name\":\"Cube\",\"kind\":\"object\",\"parent\":null,\"visible\":true,\"transform\":{\"position\":[1,3,2],\"rotation\":[0,-0.2588190451025207,0,0.9659258262890683],\"scale\":[2,2,2]},\"mesh\":null,\"material\":null}," +
                     "{\"uuid\":\"" + u1 + "\",\"name\":\"Cube (1)\",\"kind\":\"object\",\"parent\":null,\"visible\":true,\"transform\":{\"position\":[0,0,0],\"rotation\":[0,0,0,1],\"scale\":[1,1,1]},\"mesh\":null,\"material\":null}]}");
                 string dump = Path.Combine(dir, "dump.json");
+                // The host's own waits (20 + 10 s) end before the kill (60 s), so a wait that fails
+                // is reported by the host ("timed out: ...") with the daemon's log beside it.
                 var run = RunHost("--connect " + d.Address + " --token-file \"" + d.TokenFile + "\" --project e2e --scene \"" + sceneFile + "\" --dump \"" + dump + "\"",
-                    "wait-registered 20\ncreate auto Light @Cube\nwait-idle 10\nstatus\nsleep 300\nquit\n");
+                    "wait-registered 20\ncreate auto Light @Cube\nwait-idle 10\nstatus\nsleep 300\nquit\n", 60000,
+                    () => "daemon:\n" + d.StderrTail());
                 Check.Equal(0, run.ExitCode, "host exit code; stdout:\n" + run.Stdout + "\nstderr:\n" + run.Stderr + "\ndaemon:\n" + d.StderrTail());
                 Check.Equal(1, run.Named("reidentified").Count, "duplicate in the scene file re-identified");
                 var conn = run.Named("connected");
