@@ -316,8 +316,9 @@ fn head_commit<'r>(repo: &'r Repository, path: &Path) -> Result<Option<git2::Com
 /// Settings the audit's own pack writes use (file in the git directory, read only through
 /// [`AuditRepo::writer`]).
 const PACK_CONFIG: &str = "vibesync-pack.config";
-/// No delta search (a commit's pack, and the snapshots' merged pack): it was the audit's
-/// largest CPU cost once objects were packed (≈ 1/3 of
+/// No delta search (the snapshots' merged pack; a commit's own pack is encoded by module
+/// `pack`, whole objects only): it was the audit's largest CPU cost once objects were
+/// packed (≈ 1/3 of
 /// the audit thread in a drag of 5,000 objects), and a snapshot's objects are zlib-compressed
 /// either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
 /// no delta) from `pack.deltaCacheSize`; both keys are set, so a libgit2 that reads

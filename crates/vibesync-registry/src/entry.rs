@@ -66,6 +66,14 @@ pub struct Entry {
     pub tombstone_seq: Option<u64>,
 }
 
+impl Entry {
+    /// The seq an archived version is kept under (its archive key's last part): its
+    /// tombstone's seq, or its last change's for a version written without one.
+    pub fn archive_seq(&self) -> u64 {
+        self.tombstone_seq.unwrap_or(self.updated_seq)
+    }
+}
+
 /// Record counts. `tombstoned` counts archived versions (one per tombstone), so a uuid that
 /// was created and deleted twice counts twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,7 +52,7 @@ impl Model {
             }
         }
         for e in st.archive {
-            let seq = e.tombstone_seq.unwrap_or(e.updated_seq);
+            let seq = e.archive_seq();
             self.archive.insert((e.project_id.clone(), e.uuid.clone(), seq), e);
         }
     }
@@ -79,7 +79,7 @@ impl Model {
             for e in &b.entries {
                 match e.status {
                     Status::Tombstoned => {
-                        let s = e.tombstone_seq.unwrap_or(e.updated_seq);
+                        let s = e.archive_seq();
                         m.archive.insert((e.project_id.clone(), e.uuid.clone(), s), e.clone());
                     }
                     _ => {

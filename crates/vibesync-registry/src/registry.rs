@@ -649,7 +649,7 @@ impl Registry {
         for e in &base.entries {
             match e.status {
                 Status::Tombstoned => {
-                    let s = e.tombstone_seq.unwrap_or(e.updated_seq);
+                    let s = e.archive_seq();
                     b.insert(archive_key(&e.project_id, &e.uuid, s), encode(e));
                     model.archive.insert((e.project_id.clone(), e.uuid.clone(), s), e.clone());
                 }
@@ -876,9 +876,7 @@ impl Registry {
                 .map_err(|e| RegistryError::CorruptRecord { key: keys::show(&k), reason: e.to_string() })?;
             match e.status {
                 Status::Tombstoned => {
-                    model
-                        .archive
-                        .insert((e.project_id.clone(), e.uuid.clone(), e.tombstone_seq.unwrap_or(e.updated_seq)), e);
+                    model.archive.insert((e.project_id.clone(), e.uuid.clone(), e.archive_seq()), e);
                 }
                 _ => {
                     model.live.insert((e.project_id.clone(), e.uuid.clone()), e);
@@ -1042,8 +1040,7 @@ impl Registry {
             writes.push((live_key(p, u), value.as_ref().map(encode)));
         }
         for e in &c.archive {
-            writes
-                .push((archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), Some(encode(e))));
+            writes.push((archive_key(&e.project_id, &e.uuid, e.archive_seq()), Some(encode(e))));
         }
         writes.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of two writes of one key, the later wins
         let per_batch = bulk_records.max(1);
@@ -1115,14 +1112,13 @@ impl Registry {
         self.injected("scan", |f| *f == ReadFault::All)?;
         let held = self.unwritten.archived(project_id, uuid);
         let mut out = self.scan_sled(archive_uuid_prefix(project_id, uuid))?;
-        let seq = |e: &Entry| e.tombstone_seq.unwrap_or(e.updated_seq);
         for e in held {
             self.injected("scan", |f| matches!(f, ReadFault::Uuid(u) if *u == e.uuid))?;
-            if !out.iter().any(|o| seq(o) == seq(&e)) {
+            if !out.iter().any(|o| o.archive_seq() == e.archive_seq()) {
                 out.push(e);
             }
         }
-        out.sort_by_key(seq);
+        out.sort_by_key(Entry::archive_seq);
         Ok(out)
     }
 
@@ -1364,8 +1360,8 @@ fn layer_batch(l: &Layer) -> sled::Batch {
             None => b.remove(key.as_slice()),
         }
     }
-    for e in &l.archive {
-        b.insert(archive_key(&e.project_id, &e.uuid, e.tombstone_seq.unwrap_or(e.updated_seq)), encode(e));
+    for e in l.archive() {
+        b.insert(archive_key(&e.project_id, &e.uuid, e.archive_seq()), encode(e));
     }
     put_counts(&mut b, l.counts);
     b.insert(meta_key(META_LAST), l.last.to_string().as_bytes());

@@ -28,8 +28,9 @@ use crate::entry::{Counts, Entry};
 pub(crate) struct Layer {
     /// Live key -> value after these transactions (None = removed from the live tree).
     pub live: HashMap<Vec<u8>, Option<Arc<Entry>>>,
-    /// Archived versions written, in apply order.
-    pub archive: Vec<Entry>,
+    /// Archived versions written, in apply order (only [`WriteBehind::add`] adds to it, and
+    /// to its index with it).
+    archive: Vec<Entry>,
     /// (project, uuid) -> where its versions are in `archive`.
     archive_index: HashMap<(String, String), Vec<usize>>,
     /// Counters after the last transaction.
@@ -40,6 +41,11 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    /// Archived versions written, in apply order.
+    pub fn archive(&self) -> &[Entry] {
+        &self.archive
+    }
+
     fn records(&self) -> usize {
         self.live.len() + self.archive.len()
     }
