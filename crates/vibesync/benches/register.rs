@@ -19,6 +19,12 @@ use serde_json::{json, Value};
 
 mod support;
 
+/// The WAL's (appends, fdatasyncs) so far, from `status`.
+fn wal_counters(c: &mut vibesync_daemon::client::Client) -> (u64, u64) {
+    let s = c.request(&json!({"type":"status","request_id":"wal?"})).unwrap();
+    (s["wal"]["appends"].as_u64().unwrap_or(0), s["wal"]["syncs"].as_u64().unwrap_or(0))
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -37,6 +43,7 @@ fn main() {
     let bulk_items = env_usize("BENCH_BULK_ITEMS", 1000);
     let bulk_total = env_usize("BENCH_BULK_TOTAL", 200_000);
     support::print_fdatasync_cost();
+    support::print_handoff_cost();
     // BENCH_CONFIG: TOML text for the daemon (e.g. "[audit]\nenabled = false"), for experiments.
     let daemon = support::BenchDaemon::start("register", &std::env::var("BENCH_CONFIG").unwrap_or_default());
     let (addr, token) = (daemon.addr, daemon.token.clone());
@@ -92,6 +99,7 @@ fn main() {
             })
         })
         .collect();
+    let wal0 = wal_counters(&mut c);
     ready.wait();
     let cpu_clients = support::thread_cpu(daemon.child.id());
     let own_clients = support::own_cpu();
@@ -115,6 +123,13 @@ fn main() {
         support::cpu_used(&cpu_clients, &support::thread_cpu(daemon.child.id()), ok)
     );
     let own = support::own_cpu() - own_clients;
+    let wal1 = wal_counters(&mut c);
+    let syncs = (wal1.1 - wal0.1).max(1);
+    println!(
+        "  WAL ({clients} clients): {} appends, {syncs} fdatasyncs = {:.1} items per fdatasync",
+        wal1.0 - wal0.0,
+        ok as f64 / syncs as f64
+    );
     println!(
         "  the bench's own {clients} client threads, on the same cores: {own:.2} s of CPU = {:.1} µs per item",
         own * 1e6 / ok.max(1) as f64

@@ -84,6 +84,43 @@ pub fn print_fdatasync_cost() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The machine's cost of waking a parked thread, measured now: a message sent over a std
+/// channel to a thread blocked on it and answered the same way (two hand-offs), after the
+/// thread has parked, from a thread that stays busy. Each step of the daemon's pipeline that runs on its own thread pays
+/// one hand-off when it is idle (docs/BENCHMARKS.md, "Where the 8-client figure goes").
+pub fn print_handoff_cost() {
+    let (to, from_main) = std::sync::mpsc::channel::<u32>();
+    let (back, from_thread) = std::sync::mpsc::channel::<u32>();
+    let echo = std::thread::spawn(move || {
+        for v in from_main {
+            if back.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut rtt = Vec::with_capacity(2000);
+    for i in 0..2000 {
+        // Let the echo thread park first, as an idle pipeline step does, while this thread
+        // stays on its core (as the busy step handing work over does): the wake is then one
+        // from another core, which is what the daemon's hand-offs mostly are.
+        let parked = Instant::now();
+        while parked.elapsed() < Duration::from_micros(200) {
+            std::hint::spin_loop();
+        }
+        let t = Instant::now();
+        to.send(i).unwrap();
+        from_thread.recv().unwrap();
+        rtt.push(t.elapsed());
+    }
+    drop(to);
+    let _ = echo.join();
+    println!(
+        "thread hand-off to a parked thread and back (std channel, n=2000): p50 {:.0} us, p99 {:.0} us",
+        pct(&mut rtt, 0.5) * 1e3,
+        pct(&mut rtt, 0.99) * 1e3
+    );
+}
+
 /// The machine's load average (shared machines: figures are comparable within one run).
 pub fn print_load() {
     match std::fs::read_to_string("/proc/loadavg") {

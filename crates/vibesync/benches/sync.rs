@@ -419,6 +419,7 @@ fn main() {
     let only_mesh = std::env::var_os("BENCH_ONLY_MESH").is_some();
     let window0 = "[sync]\nbatch_window_ms = 0\n";
     support::print_fdatasync_cost();
+    support::print_handoff_cost();
     support::print_load();
 
     println!(
