@@ -282,8 +282,8 @@ impl AuditRepo {
             }
         }
         let before: BTreeSet<_> = small.iter().map(|(p, _)| p.clone()).collect();
-        let plain = self.handle_with("open the repository to merge packs", DELTA_PACK_CONFIG)?;
-        for (repo, ids, what) in [(&w, &snapshots, "snapshots"), (&plain, &trees, "trees")] {
+        let delta = self.handle_with("open the repository to merge packs", DELTA_PACK_CONFIG)?;
+        for (repo, ids, what) in [(&w, &snapshots, "snapshots"), (&delta, &trees, "trees")] {
             if ids.is_empty() {
                 continue;
             }
@@ -318,9 +318,8 @@ fn head_commit<'r>(repo: &'r Repository, path: &Path) -> Result<Option<git2::Com
 const PACK_CONFIG: &str = "vibesync-pack.config";
 /// No delta search (the snapshots' merged pack; a commit's own pack is encoded by module
 /// `pack`, whole objects only): it was the audit's largest CPU cost once objects were
-/// packed (≈ 1/3 of
-/// the audit thread in a drag of 5,000 objects), and a snapshot's objects are zlib-compressed
-/// either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
+/// packed (≈ 1/3 of the audit thread in a drag of 5,000 objects), and a snapshot's objects
+/// are zlib-compressed either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
 /// no delta) from `pack.deltaCacheSize`; both keys are set, so a libgit2 that reads
 /// `core.bigFileThreshold` behaves the same. `git gc` (which never reads this file) still
 /// packs with deltas.

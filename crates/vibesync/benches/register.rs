@@ -22,7 +22,8 @@ mod support;
 /// The WAL's (appends, fdatasyncs) so far, from `status`.
 fn wal_counters(c: &mut vibesync_daemon::client::Client) -> (u64, u64) {
     let s = c.request(&json!({"type":"status","request_id":"wal?"})).unwrap();
-    (s["wal"]["appends"].as_u64().unwrap_or(0), s["wal"]["syncs"].as_u64().unwrap_or(0))
+    let count = |k: &str| s["wal"][k].as_u64().unwrap_or_else(|| panic!("status has no wal.{k}: {s}"));
+    (count("appends"), count("syncs"))
 }
 
 fn env_usize(name: &str, default: usize) -> usize {

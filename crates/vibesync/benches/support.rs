@@ -86,8 +86,9 @@ pub fn print_fdatasync_cost() {
 
 /// The machine's cost of waking a parked thread, measured now: a message sent over a std
 /// channel to a thread blocked on it and answered the same way (two hand-offs), after the
-/// thread has parked, from a thread that stays busy. Each step of the daemon's pipeline that runs on its own thread pays
-/// one hand-off when it is idle (docs/BENCHMARKS.md, "Where the 8-client figure goes").
+/// thread has parked, from a thread that stays busy. Each step of the daemon's pipeline
+/// that runs on its own thread pays one hand-off when it is idle (docs/BENCHMARKS.md,
+/// "Daemon: round trips on loopback", session 12).
 pub fn print_handoff_cost() {
     let (to, from_main) = std::sync::mpsc::channel::<u32>();
     let (back, from_thread) = std::sync::mpsc::channel::<u32>();
