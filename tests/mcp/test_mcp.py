@@ -122,14 +122,19 @@ def allow_test_tools():
     manifests.set_consent("vibesync_test_tools", True)
 
 
-async def wait_tool(s, name: str):
-    async def listed():
-        return name in names(await s.list_tools())
-    end = time.monotonic() + 5
-    while not await pumped(listed()):
+async def wait_tool(s, name: str, timeout: float = 10.0):
+    """Wait until the MCP server lists tool `name`. Blender's pump runs the whole time, as
+    an editor's timers do (between list calls too: its registry poll sends the manifest);
+    fails at the deadline naming what was listed and what Blender knew."""
+    end = time.monotonic() + timeout
+    while True:
+        listed = names(await pumped(s.list_tools()))
+        if name in listed:
+            return
         if time.monotonic() > end:
-            raise AssertionError(f"tool {name} never appeared")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"tool {name} never appeared within {timeout} s; listed: {sorted(listed)}; "
+                                 f"blender: {vibesync.status()}")
+        await pumped(asyncio.sleep(0.05))
 
 
 def blender_hashes() -> dict:
