@@ -80,6 +80,11 @@ impl Client {
         self.send_frame(&Frame::new(serde_json::to_vec(msg).map_err(err)?, Vec::new()))
     }
 
+    /// Bytes as they are, framed or not (tests of the daemon's framing).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), DaemonError> {
+        self.stream.write_all(bytes).map_err(err)
+    }
+
     pub fn send_frame(&mut self, f: &Frame) -> Result<(), DaemonError> {
         self.stream.write_all(&f.to_bytes()).map_err(err)
     }

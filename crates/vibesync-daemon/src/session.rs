@@ -1,5 +1,6 @@
-//! One client connection: handshake, then a read loop that dispatches requests in order,
-//! and a writer task fed by a bounded queue. Nothing a client sends can take the daemon down
+//! One client connection: handshake, then a read loop that handles requests one at a time,
+//! in order (while one waits, the next frame is read and parsed: [`read_ahead`]), and a
+//! writer task fed by a bounded queue. Nothing a client sends can take the daemon down
 //! or reach another session: every error is answered on this connection only.
 
 use std::net::SocketAddr;
@@ -13,10 +14,10 @@ use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::{debug, info, info_span, warn, Instrument};
 use vibesync_protocol::frame::looks_like_http;
-use vibesync_protocol::message::{parse_inbound, Hello};
+use vibesync_protocol::message::{parse_inbound, Hello, MessageError};
 use vibesync_protocol::validate;
 use vibesync_protocol::{
-    ErrorCode, FrameCodec, FrameError, Inbound, Outbound, PRE_AUTH_MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    ErrorCode, Frame, FrameCodec, FrameError, Inbound, Outbound, PRE_AUTH_MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 
 use crate::admission::Ticket;
@@ -164,31 +165,41 @@ pub async fn serve_connection(
     // Over-budget coalescible changes, merged until the budget allows (crate::ratelimit).
     let mut overflow = Overflow::default();
     let retry = Duration::from_micros((1e6 / limits.messages_per_sec.max(1e-3)).clamp(1000.0, 1e6) as u64);
+    // A frame read (and parsed) while the request before it was handled (`read_ahead`).
+    let mut ahead: Option<Ahead> = None;
     async {
         loop {
-            let next = tokio::select! {
-                n = reader.next() => n,
-                _ = tokio::time::sleep(retry), if !overflow.is_empty() => {
-                    if msg_bucket.take(1.0, clock.elapsed().as_millis() as u64)
-                        && !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await
-                    {
+            let next = if let Some(a) = ahead.take() {
+                a.resolve().await
+            } else {
+                tokio::select! {
+                    n = reader.next() => match n {
+                        None => None,
+                        Some(Err(e)) => Some(Err(e)),
+                        Some(Ok(frame)) => Ahead::parse(frame).resolve().await,
+                    },
+                    _ = tokio::time::sleep(retry), if !overflow.is_empty() => {
+                        if msg_bucket.take(1.0, clock.elapsed().as_millis() as u64)
+                            && !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = kick.notified() => {
+                        warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
+                        let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
                         break;
                     }
-                    continue;
-                }
-                _ = kick.notified() => {
-                    warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
-                    let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
-                    break;
-                }
-                _ = shutdown.changed() => {
-                    let _ = tx.send(Outbound::error(ErrorCode::ShuttingDown, "daemon is shutting down; reconnect when it is back", None).to_frame()).await;
-                    break;
+                    _ = shutdown.changed() => {
+                        let _ = tx.send(Outbound::error(ErrorCode::ShuttingDown, "daemon is shutting down; reconnect when it is back", None).to_frame()).await;
+                        break;
+                    }
                 }
             };
-            let frame = match next {
+            let (frame, parsed) = match next {
                 None => break,
-                Some(Ok(f)) => f,
+                Some(Ok(read)) => read,
                 Some(Err(e)) => {
                     let (code, msg) = frame_error_message(&e);
                     if let Some(code) = code {
@@ -200,7 +211,6 @@ pub async fn serve_connection(
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
             if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
-                let parsed = parse_inbound(&frame.json);
                 if let Ok(Inbound::Change(c)) = &parsed {
                     if overflow.accepts(c, !frame.attachment.is_empty()) {
                         let Ok(Inbound::Change(c)) = parsed else { unreachable!() };
@@ -222,17 +232,6 @@ pub async fn serve_connection(
                 }
                 continue;
             }
-            // Parsing a frame of many megabytes takes long enough to stall other sessions on
-            // this worker: big ones are parsed on the blocking pool.
-            let parsed = if frame.json.len() > BIG_FRAME_BYTES {
-                let json = frame.json.clone();
-                match tokio::task::spawn_blocking(move || parse_inbound(&json)).await {
-                    Ok(p) => p,
-                    Err(_) => break,
-                }
-            } else {
-                parse_inbound(&frame.json)
-            };
             match parsed {
                 Err(e) => {
                     debug!(code = e.code.as_str(), "bad message: {}", e.message);
@@ -253,7 +252,8 @@ pub async fn serve_connection(
                     if !submit_overflow(&daemon, &session_id, &tx, &mut overflow).await {
                         break;
                     }
-                    if tx.send_all(daemon.handle(&session_id, msg, frame.attachment).await, None).await.is_err() {
+                    let replies = read_ahead(daemon.handle(&session_id, msg, frame.attachment), &mut reader, &mut ahead);
+                    if tx.send_all(replies.await, None).await.is_err() {
                         break;
                     }
                 }
@@ -269,6 +269,73 @@ pub async fn serve_connection(
     drop(tx);
     let _ = writer_task.await;
     info!(parent: &span, "session closed");
+}
+
+/// A frame off the socket with its message parsed, or why the stream cannot go on.
+type ReadFrame = Result<(Frame, Result<Inbound, MessageError>), FrameError>;
+
+/// What the session read while it handled the request before.
+enum Ahead {
+    /// Boxed: a parsed message is large, and most frames never wait here.
+    Read(Box<ReadFrame>),
+    /// A big frame whose message is being parsed on the blocking pool.
+    Parsing(Frame, tokio::task::JoinHandle<Result<Inbound, MessageError>>),
+    /// The connection ended.
+    End,
+}
+
+impl Ahead {
+    /// Start parsing `frame`'s message. Parsing a frame of many megabytes takes long enough
+    /// to stall other sessions on this worker: big ones are parsed on the blocking pool.
+    fn parse(frame: Frame) -> Ahead {
+        if frame.json.len() > BIG_FRAME_BYTES {
+            let json = frame.json.clone();
+            Ahead::Parsing(frame, tokio::task::spawn_blocking(move || parse_inbound(&json)))
+        } else {
+            let parsed = parse_inbound(&frame.json);
+            Ahead::Read(Box::new(Ok((frame, parsed))))
+        }
+    }
+
+    /// The frame and its parsed message; None when the connection ended (or the parser
+    /// panicked: the session closes).
+    async fn resolve(self) -> Option<ReadFrame> {
+        match self {
+            Ahead::Read(r) => Some(*r),
+            Ahead::Parsing(frame, parsing) => parsing.await.ok().map(|parsed| Ok((frame, parsed))),
+            Ahead::End => None,
+        }
+    }
+}
+
+/// Handle one request and, while it waits (a `change` waits for the project's sync actor, a
+/// `register` for the registrar), read and parse the next frame into `ahead`, so parsing
+/// overlaps that wait instead of following it. A request answered at once (a `ping`) never
+/// touches the socket here, and with nothing to read the wait costs nothing. Requests are
+/// still handled one at a time, in order, and replies keep request order; at most one frame
+/// is read ahead.
+async fn read_ahead(
+    handled: impl std::future::Future<Output = Vec<Frame>>,
+    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    ahead: &mut Option<Ahead>,
+) -> Vec<Frame> {
+    tokio::pin!(handled);
+    if ahead.is_some() {
+        return handled.await;
+    }
+    tokio::select! {
+        biased;
+        replies = &mut handled => replies,
+        // Cancel-safe: a frame only partly received stays in the reader's buffer.
+        next = reader.next() => {
+            *ahead = Some(match next {
+                None => Ahead::End,
+                Some(Err(e)) => Ahead::Read(Box::new(Err(e))),
+                Some(Ok(frame)) => Ahead::parse(frame),
+            });
+            handled.await
+        }
+    }
 }
 
 /// Submit what the overflow holds: each earlier held request is answered with every item

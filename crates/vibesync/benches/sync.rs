@@ -33,7 +33,8 @@
 //! Knobs: `BENCH_N` (paced samples, default 200), `BENCH_DEFAULT_N` (paced samples at default
 //! settings, default 40), `BENCH_BURST` (default 20000), `BENCH_DRAG_OBJECTS` (default 5000),
 //! `BENCH_DRAG_FRAMES` (default 20), `BENCH_MESH_N` (samples beside a mesh, default 10),
-//! `BENCH_MESH_APPLY_MS` (default 500).
+//! `BENCH_MESH_APPLY_MS` (default 500); `BENCH_ONLY_MESH` / `BENCH_ONLY_DRAG` (set: run only that
+//! part).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -417,11 +418,30 @@ fn main() {
     let mesh_n = env_usize("BENCH_MESH_N", 10);
     let mesh_apply = Duration::from_millis(env_usize("BENCH_MESH_APPLY_MS", 500) as u64);
     let only_mesh = std::env::var_os("BENCH_ONLY_MESH").is_some();
-    let window0 = "[sync]\nbatch_window_ms = 0\n";
+    let only_drag = std::env::var_os("BENCH_ONLY_DRAG").is_some();
     support::print_fdatasync_cost();
     support::print_handoff_cost();
     support::print_load();
 
+    if !only_drag {
+        others(n, default_n, total, mesh_n, mesh_apply, only_mesh);
+    }
+    if !only_mesh {
+        println!("== drag");
+        let mut relay = Rig::relay(drag_objects);
+        drag(&mut relay, drag_frames, 1.0);
+        drop(relay);
+        let mut default = Rig::daemon("daemon, default settings", "", drag_objects);
+        drag(&mut default, drag_frames, 1.0);
+        drop(default);
+    }
+    support::print_load();
+    support::print_fdatasync_cost();
+}
+
+/// Every part but the drag: beside a mesh, paced, back to back, burst.
+fn others(n: usize, default_n: usize, total: usize, mesh_n: usize, mesh_apply: Duration, only_mesh: bool) {
+    let window0 = "[sync]\nbatch_window_ms = 0\n";
     println!(
         "== one transform beside a 100k-vertex mesh batch in flight (B answers the mesh after {} ms)",
         mesh_apply.as_millis()
@@ -441,8 +461,6 @@ fn main() {
         }
     }
     if only_mesh {
-        support::print_load();
-        support::print_fdatasync_cost();
         return;
     }
 
@@ -466,14 +484,4 @@ fn main() {
     burst(&mut default, total, 100_000.0);
     burst(&mut w0, total, 100_000.0);
     drop((relay, default, w0));
-
-    println!("== drag");
-    let mut relay = Rig::relay(drag_objects);
-    drag(&mut relay, drag_frames, 1.0);
-    drop(relay);
-    let mut default = Rig::daemon("daemon, default settings", "", drag_objects);
-    drag(&mut default, drag_frames, 1.0);
-    drop(default);
-    support::print_load();
-    support::print_fdatasync_cost();
 }

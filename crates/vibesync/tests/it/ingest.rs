@@ -89,3 +89,62 @@ fn resync_answer_carries_its_request_id_and_nothing_precedes_it_when_up_to_date(
         break;
     }
 }
+
+/// A session reads and parses its next frame while the request before it waits on the sync
+/// actor or the registrar (docs/ARCHITECTURE.md, "session"). Requests are still handled one
+/// at a time: written back to back in one burst — a register, changes (one big enough to be
+/// parsed off the async workers), pings, a status, an unknown message type — every reply
+/// comes in request order, and the framing error written after them is answered last, then
+/// the connection closes.
+#[test]
+fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_error_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut c = vibesync_daemon::client::Client::connect(d.addr, &d.token, "order", "blender").unwrap();
+    let id = new_uuid();
+    let moves: Vec<Value> = (0..3000)
+        .map(|i| json!({"op":"transform","uuid":id,"t":[i as f64, 0.5, 0.25],"r":[0,0,0,1],"s":[1,1,1]}))
+        .collect();
+    let requests = [
+        json!({"type":"register","request_id":"1-register","items":[{"uuid":new_uuid(),"kind":"object","name":"R","editor_ref":"OB:R"}]}),
+        json!({"type":"change","request_id":"2-create","base_seq":0,"changes":[create(&id, "Cube", [0.0, 0.0, 0.0])]}),
+        json!({"type":"ping","request_id":"3-ping"}),
+        json!({"type":"change","request_id":"4-big","base_seq":0,"changes":moves}),
+        json!({"type":"no_such_message","request_id":"5-unknown"}),
+        json!({"type":"status","request_id":"6-status"}),
+        json!({"type":"change","request_id":"7-move","base_seq":0,"changes":[{"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]}]}),
+        json!({"type":"ping","request_id":"8-ping"}),
+    ];
+    let mut burst = Vec::new();
+    for r in &requests {
+        burst.extend(vibesync_protocol::Frame::new(serde_json::to_vec(r).unwrap(), Vec::new()).to_bytes());
+    }
+    assert!(burst.len() > 300 * 1024, "the big change must be parsed on the blocking pool");
+    // json_len > total_len - 4: BAD_FRAME (docs/PROTOCOL.md §3), then close.
+    burst.extend([0, 0, 0, 10, 0, 0, 0, 20, 1, 2, 3, 4, 5, 6]);
+    c.send_raw(&burst).unwrap();
+
+    c.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut order = Vec::new();
+    let framing_error = loop {
+        let m = c.recv().unwrap_or_else(|e| panic!("the connection ended after {order:?} without BAD_FRAME: {e}"));
+        match (m["type"].as_str(), m["request_id"].as_str()) {
+            (Some("error"), None) => break m,
+            (Some("ack" | "pong" | "status" | "error"), Some(rid)) => {
+                if rid.ends_with("-unknown") {
+                    assert_eq!(m["code"], "UNKNOWN_TYPE", "{m}");
+                } else if m["type"] == "ack" {
+                    assert!(m["results"].as_array().unwrap().iter().all(|r| r["error_code"].is_null()), "{m}");
+                }
+                order.push(rid.to_string());
+            }
+            _ => {} // batches and events the daemon sends on its own
+        }
+    };
+    let want: Vec<String> = requests.iter().map(|r| r["request_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, want, "one reply per request, in request order");
+    assert_eq!(framing_error["code"], "BAD_FRAME", "{framing_error}");
+    // Then the daemon closes the connection (frames it sends on its own may come first).
+    let closed = (0..1000).any(|_| c.recv_frame().is_err());
+    assert!(closed, "the connection stayed open after BAD_FRAME");
+}
