@@ -397,28 +397,68 @@ pub fn batch_path<S>(changes: &[Queued<S>]) -> Path {
 }
 
 /// The batch window of one project. The first change opens it; it closes `window_ms` later.
+///
+/// A fast-path change that supersedes the uuid's last waiting change — same origin, same
+/// author, same op kind, nothing else of that uuid in between — replaces it at once (it
+/// moves to the newer one's position, as [`coalesce`] would place it). What the window
+/// hands out then coalesces exactly as the changes pushed would have, and a drag that sends
+/// the same objects every frame keeps the window at one entry per object and op instead
+/// of growing with every frame.
 #[derive(Debug)]
 pub struct Window<S> {
     window_ms: u64,
     opened_at: Option<u64>,
-    pending: Vec<Queued<S>>,
-    /// uuids in `pending` (membership checks in O(1)).
-    uuids: crate::fast::HashSet<String>,
+    /// Arrival order; None where a later change superseded it at push.
+    pending: Vec<Option<Queued<S>>>,
+    /// How many of `pending` are None.
+    superseded: usize,
+    /// uuid → the index in `pending` of its last waiting change (membership in O(1)).
+    last_of: crate::fast::HashMap<String, usize>,
 }
 
-impl<S: Clone> Window<S> {
+/// Superseded slots are compacted away once there are this many and they are at least half
+/// of the window.
+const COMPACT_AT: usize = 1024;
+
+impl<S: Clone + PartialEq> Window<S> {
     pub fn new(window_ms: u64) -> Self {
-        Window { window_ms, opened_at: None, pending: Vec::new(), uuids: Default::default() }
+        Window { window_ms, opened_at: None, pending: Vec::new(), superseded: 0, last_of: Default::default() }
     }
 
     pub fn push(&mut self, now_ms: u64, q: Queued<S>) {
         if self.opened_at.is_none() {
             self.opened_at = Some(now_ms);
         }
-        if !self.uuids.contains(&q.change.uuid) {
-            self.uuids.insert(q.change.uuid.clone());
+        let at = self.pending.len();
+        match self.last_of.get_mut(&q.change.uuid) {
+            Some(last) => {
+                if self.pending[*last].as_ref().is_some_and(|prev| supersedes(&q, prev)) {
+                    self.pending[*last] = None;
+                    self.superseded += 1;
+                }
+                *last = at;
+            }
+            None => {
+                self.last_of.insert(q.change.uuid.clone(), at);
+            }
         }
-        self.pending.push(q);
+        self.pending.push(Some(q));
+        if self.superseded >= COMPACT_AT && self.superseded * 2 >= self.pending.len() {
+            self.compact();
+        }
+    }
+
+    /// Drop the superseded slots and re-index.
+    fn compact(&mut self) {
+        self.pending.retain(Option::is_some);
+        self.superseded = 0;
+        for (i, q) in self.pending.iter().enumerate() {
+            if let Some(q) = q {
+                if let Some(last) = self.last_of.get_mut(&q.change.uuid) {
+                    *last = i;
+                }
+            }
+        }
     }
 
     /// When the window closes (None when empty).
@@ -431,26 +471,27 @@ impl<S: Clone> Window<S> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.last_of.is_empty()
     }
 
     pub fn pending_uuids(&self) -> impl Iterator<Item = &str> {
-        self.pending.iter().map(|q| q.change.uuid.as_str())
+        self.pending.iter().flatten().map(|q| q.change.uuid.as_str())
     }
 
     /// Whether a change of `uuid` waits in the window.
     pub fn has_pending(&self, uuid: &str) -> bool {
-        self.uuids.contains(uuid)
+        self.last_of.contains_key(uuid)
     }
 
     /// Remove and return the changes of `uuid`, in arrival order.
     pub fn take_uuid(&mut self, uuid: &str) -> Vec<Queued<S>> {
-        if !self.uuids.remove(uuid) {
+        if self.last_of.remove(uuid).is_none() {
             return Vec::new();
         }
         let (out, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|q| q.change.uuid == uuid);
-        self.pending = keep;
+            std::mem::take(&mut self.pending).into_iter().flatten().partition(|q| q.change.uuid == uuid);
+        self.pending = keep.into_iter().map(Some).collect();
+        self.compact();
         if self.pending.is_empty() {
             self.opened_at = None;
         }
@@ -462,12 +503,24 @@ impl<S: Clone> Window<S> {
         coalesce(self.take_all())
     }
 
-    /// Close the window: every queued change, in arrival order, not coalesced.
+    /// Close the window: every queued change, in arrival order, not coalesced (but without
+    /// the changes superseded at push: see the type's docs).
     pub fn take_all(&mut self) -> Vec<Queued<S>> {
         self.opened_at = None;
-        self.uuids.clear();
-        std::mem::take(&mut self.pending)
+        self.last_of.clear();
+        self.superseded = 0;
+        std::mem::take(&mut self.pending).into_iter().flatten().collect()
     }
+}
+
+/// Whether `next` supersedes `prev`, the last waiting change of its uuid: both fast-path
+/// ops of one kind (each sets its field whole: the later one is what the origin holds) from
+/// the same origin and author.
+fn supersedes<S: PartialEq>(next: &Queued<S>, prev: &Queued<S>) -> bool {
+    next.change.op.path() == Path::Fast
+        && prev.change.op.name() == next.change.op.name()
+        && prev.origin == next.origin
+        && prev.author == next.author
 }
 
 #[cfg(test)]
@@ -641,5 +694,91 @@ mod tests {
         let op = ChangeOp::Transform { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
         let v = change_to_wire(U1, &op, 0.01);
         assert_eq!(v["t"], json!([100.0, 200.0, 300.0]));
+    }
+
+    mod window_push {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn op(kind: u8, v: u8) -> ChangeOp {
+            match kind {
+                0 | 1 => ChangeOp::Transform { t: [f64::from(v), 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] },
+                2 => ChangeOp::Rename(format!("N{v}")),
+                3 => ChangeOp::Visibility(v.is_multiple_of(2)),
+                4 => ChangeOp::Delete,
+                _ => ChangeOp::Reparent(None),
+            }
+        }
+
+        fn queued((origin, author, u, kind, v): (u8, bool, u8, u8, u8)) -> Queued<u8> {
+            Queued {
+                origin,
+                author: if author { Author::Automation } else { Author::Person },
+                change: Change { uuid: format!("u{u}"), op: op(kind, v) },
+            }
+        }
+
+        /// What `origin` holds of each uuid after its own ops, in order (a transform, rename
+        /// or visibility sets its field whole).
+        fn holds(list: &[Queued<u8>], origin: u8) -> Vec<(String, String, String)> {
+            let mut last: std::collections::BTreeMap<(String, String), String> = Default::default();
+            for q in list.iter().filter(|q| q.origin == origin) {
+                last.insert((q.change.uuid.clone(), q.change.op.name().to_string()), format!("{:?}", q.change.op));
+            }
+            last.into_iter().map(|((u, k), v)| (u, k, v)).collect()
+        }
+
+        proptest! {
+            /// Superseding at push changes nothing a batch is made of: the window coalesces to
+            /// exactly what the pushed changes coalesce to, and each origin's own ops leave it
+            /// holding the same values.
+            #[test]
+            fn superseding_at_push_coalesces_like_the_changes_pushed(
+                evs in prop::collection::vec((0..2u8, any::<bool>(), 0..3u8, 0..6u8, any::<u8>()), 0..300),
+            ) {
+                let all: Vec<Queued<u8>> = evs.into_iter().map(queued).collect();
+                let mut w: Window<u8> = Window::new(300);
+                for q in &all {
+                    w.push(0, q.clone());
+                }
+                let uuids: std::collections::BTreeSet<&str> = all.iter().map(|q| q.change.uuid.as_str()).collect();
+                for u in &uuids {
+                    prop_assert!(w.has_pending(u));
+                }
+                let got = w.take_all();
+                prop_assert!(w.is_empty() && w.deadline().is_none());
+                prop_assert_eq!(coalesce(got.clone()), coalesce(all.clone()));
+                for origin in 0..2 {
+                    prop_assert_eq!(holds(&got, origin), holds(&all, origin));
+                }
+                // Per uuid, what is left keeps arrival order (a subsequence of what was pushed).
+                let mut rest = all.iter();
+                for q in &got {
+                    prop_assert!(rest.any(|a| a == q), "not in arrival order: {:?}", q);
+                }
+            }
+        }
+
+        #[test]
+        fn a_drag_keeps_one_entry_per_object_and_take_uuid_still_works() {
+            let mut w: Window<u8> = Window::new(300);
+            for frame in 0..200u8 {
+                for u in 0..50u8 {
+                    w.push(u64::from(frame), queued((0, false, u, 0, frame)));
+                }
+            }
+            assert!(w.pending.len() <= 50 + 2 * COMPACT_AT, "{} slots for 50 objects", w.pending.len());
+            let mine = w.take_uuid("u7");
+            assert_eq!(mine.len(), 1);
+            assert_eq!(mine[0].change.op, op(0, 199), "the last pose wins");
+            assert!(!w.has_pending("u7") && w.has_pending("u8"));
+            // Another origin's move of the same object is not superseded: both stay for the batch.
+            w.push(300, queued((1, false, 8, 0, 1)));
+            w.push(301, queued((0, false, 8, 0, 2)));
+            let out = w.take_all();
+            assert_eq!(out.len(), 49 + 2);
+            assert_eq!(out.iter().filter(|q| q.change.uuid == "u8").count(), 3);
+            assert_eq!(out.last().unwrap().change.op, op(0, 2));
+        }
     }
 }
