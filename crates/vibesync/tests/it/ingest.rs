@@ -93,9 +93,9 @@ fn resync_answer_carries_its_request_id_and_nothing_precedes_it_when_up_to_date(
 /// A session reads and parses its next frame while the request before it waits on the sync
 /// actor or the registrar (docs/ARCHITECTURE.md, "session"). Requests are still handled one
 /// at a time: written back to back in one burst — a register, changes (one big enough to be
-/// parsed off the async workers), pings, a status, an unknown message type — every reply
-/// comes in request order, and the framing error written after them is answered last, then
-/// the connection closes.
+/// parsed off the async workers, one refused at once), pings, a status, an unknown message
+/// type — every reply comes in request order, and the framing error written after them is
+/// answered last, then the connection closes.
 #[test]
 fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_error_last() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,6 +110,12 @@ fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_err
         json!({"type":"change","request_id":"2-create","base_seq":0,"changes":[create(&id, "Cube", [0.0, 0.0, 0.0])]}),
         json!({"type":"ping","request_id":"3-ping"}),
         json!({"type":"change","request_id":"4-big","base_seq":0,"changes":moves}),
+        json!({"type":"change","request_id":"4a-move","base_seq":0,"changes":[{"op":"transform","uuid":id,"t":[1,1,1],"r":[0,0,0,1],"s":[1,1,1]}]}),
+        json!({"type":"change","request_id":"4b-move","base_seq":0,"changes":[{"op":"visibility","uuid":id,"visible":false}]}),
+        // Refused at once (an attachment on a change of two): still after the acks before it.
+        json!({"type":"change","request_id":"4c-refused","base_seq":0,"changes":[
+            {"op":"visibility","uuid":id,"visible":true},{"op":"visibility","uuid":id,"visible":false}]}),
+        json!({"type":"change","request_id":"4d-move","base_seq":0,"changes":[{"op":"transform","uuid":id,"t":[2,2,2],"r":[0,0,0,1],"s":[1,1,1]}]}),
         json!({"type":"no_such_message","request_id":"5-unknown"}),
         json!({"type":"status","request_id":"6-status"}),
         json!({"type":"change","request_id":"7-move","base_seq":0,"changes":[{"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]}]}),
@@ -117,7 +123,8 @@ fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_err
     ];
     let mut burst = Vec::new();
     for r in &requests {
-        burst.extend(vibesync_protocol::Frame::new(serde_json::to_vec(r).unwrap(), Vec::new()).to_bytes());
+        let attachment = if r["request_id"] == "4c-refused" { vec![1u8, 2, 3] } else { Vec::new() };
+        burst.extend(vibesync_protocol::Frame::new(serde_json::to_vec(r).unwrap(), attachment).to_bytes());
     }
     assert!(burst.len() > 300 * 1024, "the big change must be parsed on the blocking pool");
     // json_len > total_len - 4: BAD_FRAME (docs/PROTOCOL.md §3), then close.
@@ -133,6 +140,8 @@ fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_err
             (Some("ack" | "pong" | "status" | "error"), Some(rid)) => {
                 if rid.ends_with("-unknown") {
                     assert_eq!(m["code"], "UNKNOWN_TYPE", "{m}");
+                } else if rid.ends_with("-refused") {
+                    assert_eq!(m["code"], "BAD_MESSAGE", "{m}");
                 } else if m["type"] == "ack" {
                     assert!(m["results"].as_array().unwrap().iter().all(|r| r["error_code"].is_null()), "{m}");
                 }
