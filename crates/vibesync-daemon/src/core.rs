@@ -441,7 +441,7 @@ impl Daemon {
             Input::Change {
                 session: Box::new(vibesync_engine::project::Editor::from(sess)),
                 base_seq: req.base_seq,
-                changes: req.changes,
+                changes: vibesync_engine::sync::parse_changes(&req.changes, sess.unit_scale),
                 attachment,
                 request_id,
                 author,

@@ -31,6 +31,10 @@ use vibesync_protocol::ItemStatus;
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
 
+/// The writer task writes the frames already waiting in a session's queue together, up to
+/// about this many bytes a write (a frame bigger than this is written alone).
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 pub async fn serve_connection(
     daemon: Arc<Daemon>,
     stream: TcpStream,
@@ -151,8 +155,22 @@ pub async fn serve_connection(
 
     let writer_task = tokio::spawn(
         async move {
-            while let Some(frame) = rx.recv().await {
-                if writer.send(frame).await.is_err() {
+            // One write for every frame already queued (up to WRITE_BATCH_BYTES), not one per
+            // frame: a fenced batch or a drag's live previews go out in a few writes. A frame
+            // that finds the queue empty is written at once, as before.
+            'frames: while let Some(frame) = rx.recv().await {
+                let mut pending = frame.json.len() + frame.attachment.len();
+                if writer.feed(frame).await.is_err() {
+                    break;
+                }
+                while pending < WRITE_BATCH_BYTES {
+                    let Ok(next) = rx.try_recv() else { break };
+                    pending += next.json.len() + next.attachment.len();
+                    if writer.feed(next).await.is_err() {
+                        break 'frames;
+                    }
+                }
+                if writer.flush().await.is_err() {
                     break;
                 }
             }

@@ -5,7 +5,9 @@
 //! Time is passed in (`now_ms`), never read, so tests run with paused time.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use vibesync_protocol::message::ItemResult;
+use vibesync_protocol::names::ChangeOpKind;
 use vibesync_protocol::state::{stable_rotation, stable_scalar, state_hash};
 use vibesync_protocol::validate::{self, ItemError};
 use vibesync_protocol::ItemErrorCode;
@@ -87,17 +89,22 @@ impl Path {
 }
 
 impl ChangeOp {
-    pub fn name(&self) -> &'static str {
+    /// The op's wire name (`change.changes[].op`).
+    pub fn kind(&self) -> ChangeOpKind {
         match self {
-            ChangeOp::Create(_) => "create",
-            ChangeOp::Delete => "delete",
-            ChangeOp::Reparent(_) => "reparent",
-            ChangeOp::Mesh(_) => "mesh",
-            ChangeOp::Material(_) => "material",
-            ChangeOp::Transform { .. } => "transform",
-            ChangeOp::Rename(_) => "rename",
-            ChangeOp::Visibility(_) => "visibility",
+            ChangeOp::Create(_) => ChangeOpKind::Create,
+            ChangeOp::Delete => ChangeOpKind::Delete,
+            ChangeOp::Reparent(_) => ChangeOpKind::Reparent,
+            ChangeOp::Mesh(_) => ChangeOpKind::Mesh,
+            ChangeOp::Material(_) => ChangeOpKind::Material,
+            ChangeOp::Transform { .. } => ChangeOpKind::Transform,
+            ChangeOp::Rename(_) => ChangeOpKind::Rename,
+            ChangeOp::Visibility(_) => ChangeOpKind::Visibility,
         }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
     }
 
     pub fn path(&self) -> Path {
@@ -286,6 +293,23 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
     Ok(Change { uuid, op })
 }
 
+/// Parse every change of one `change` request (zero trust, docs/PROTOCOL.md §6.1) from an
+/// editor whose lengths are `unit_scale` meters: each a valid change, or the error result
+/// its `ack` carries (naming the uuid as sent, shortened). Done by the session that read the
+/// request, so the project's sync actor — the serial step — gets typed changes.
+pub fn parse_changes(raw: &[Value], unit_scale: f64) -> Vec<Result<Change, ItemResult>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_change(v, unit_scale, &format!("changes[{i}]")).map_err(|e| {
+                let shown =
+                    v.get("uuid").and_then(Value::as_str).map(validate::truncate_for_message).unwrap_or_default();
+                ItemResult::error(shown, e.code, e.message)
+            })
+        })
+        .collect()
+}
+
 /// Apply a change to the current authoritative state. `None` in = no state yet;
 /// `Ok(None)` out = deleted.
 pub fn apply_change(current: Option<&ObjectState>, op: &ChangeOp) -> Result<Option<ObjectState>, ItemError> {
@@ -316,28 +340,100 @@ pub fn apply_change(current: Option<&ObjectState>, op: &ChangeOp) -> Result<Opti
     Ok(Some(next))
 }
 
-/// The wire form of a change for a receiver with `unit_scale` (meters per its unit).
+/// The wire form of a change for a receiver with `unit_scale` (meters per its unit), as a
+/// JSON value (what [`WireChange`] serializes to).
 pub fn change_to_wire(uuid: &str, op: &ChangeOp, unit_scale: f64) -> Value {
-    let t_out = |t: &[f64; 3]| json!(t.map(|x| x / unit_scale));
-    match op {
-        ChangeOp::Create(s) => {
-            let mut v = json!({"op":"create","uuid":uuid,"kind":s.kind,"name":s.name,"parent":s.parent,
-                "t":t_out(&s.t),"r":s.r,"s":s.s,"visible":s.visible});
-            if let Some(h) = &s.mesh_hash {
-                v["mesh_hash"] = json!(h);
+    serde_json::to_value(WireChange { uuid, op, unit_scale }).expect("a change serializes")
+}
+
+/// A change as the wire carries it (`apply.change`, `live.change`, docs/PROTOCOL.md §6.1,
+/// §6.3), lengths in the receiver's units (`unit_scale`: meters per its unit). Serialized
+/// straight into a frame, with no `serde_json::Value` built on the way: a drag forwards
+/// one per object, receiver and editor frame. Keys come in sorted order, as in a `Value`
+/// of it, so [`change_to_wire`] and a frame holding a `WireChange` are the same bytes.
+pub struct WireChange<'a> {
+    pub uuid: &'a str,
+    pub op: &'a ChangeOp,
+    pub unit_scale: f64,
+}
+
+impl Serialize for WireChange<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t_out = |t: &[f64; 3]| t.map(|x| x / self.unit_scale);
+        let op = self.op.kind();
+        let mut m = ser.serialize_map(None)?;
+        match self.op {
+            ChangeOp::Create(s) => {
+                m.serialize_entry("kind", &s.kind)?;
+                if let Some(mat) = &s.material {
+                    m.serialize_entry("material", &SortedMaterial(mat))?;
+                }
+                if let Some(h) = &s.mesh_hash {
+                    m.serialize_entry("mesh_hash", h)?;
+                }
+                m.serialize_entry("name", &s.name)?;
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("parent", &s.parent)?;
+                m.serialize_entry("r", &s.r)?;
+                m.serialize_entry("s", &s.s)?;
+                m.serialize_entry("t", &t_out(&s.t))?;
+                m.serialize_entry("uuid", self.uuid)?;
+                m.serialize_entry("visible", &s.visible)?;
             }
-            if let Some(m) = &s.material {
-                v["material"] = serde_json::to_value(m).unwrap();
+            ChangeOp::Delete => {
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("uuid", self.uuid)?;
             }
-            v
+            ChangeOp::Reparent(p) => {
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("parent", p)?;
+                m.serialize_entry("uuid", self.uuid)?;
+            }
+            ChangeOp::Mesh(h) => {
+                m.serialize_entry("mesh_hash", h)?;
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("uuid", self.uuid)?;
+            }
+            ChangeOp::Material(mat) => {
+                m.serialize_entry("material", &SortedMaterial(mat))?;
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("uuid", self.uuid)?;
+            }
+            ChangeOp::Transform { t, r, s } => {
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("r", r)?;
+                m.serialize_entry("s", s)?;
+                m.serialize_entry("t", &t_out(t))?;
+                m.serialize_entry("uuid", self.uuid)?;
+            }
+            ChangeOp::Rename(n) => {
+                m.serialize_entry("name", n)?;
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("uuid", self.uuid)?;
+            }
+            ChangeOp::Visibility(v) => {
+                m.serialize_entry("op", &op)?;
+                m.serialize_entry("uuid", self.uuid)?;
+                m.serialize_entry("visible", v)?;
+            }
         }
-        ChangeOp::Delete => json!({"op":"delete","uuid":uuid}),
-        ChangeOp::Reparent(p) => json!({"op":"reparent","uuid":uuid,"parent":p}),
-        ChangeOp::Mesh(h) => json!({"op":"mesh","uuid":uuid,"mesh_hash":h}),
-        ChangeOp::Material(m) => json!({"op":"material","uuid":uuid,"material":m}),
-        ChangeOp::Transform { t, r, s } => json!({"op":"transform","uuid":uuid,"t":t_out(t),"r":r,"s":s}),
-        ChangeOp::Rename(n) => json!({"op":"rename","uuid":uuid,"name":n}),
-        ChangeOp::Visibility(v) => json!({"op":"visibility","uuid":uuid,"visible":v}),
+        m.end()
+    }
+}
+
+/// A material with its keys in sorted order (as in a `Value` of it).
+struct SortedMaterial<'a>(&'a Material);
+
+impl Serialize for SortedMaterial<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(4))?;
+        m.serialize_entry("base_color", &self.0.base_color)?;
+        m.serialize_entry("emission", &self.0.emission)?;
+        m.serialize_entry("metallic", &self.0.metallic)?;
+        m.serialize_entry("roughness", &self.0.roughness)?;
+        m.end()
     }
 }
 
@@ -546,6 +642,7 @@ mod cycle_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const U1: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
     const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";

@@ -5,16 +5,40 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde::Serialize;
 use tracing::{debug, error};
-use vibesync_protocol::{ClientKind, Frame, Outbound, PathKind};
+use vibesync_protocol::{ClientKind, Frame, MessageType, Outbound, PathKind};
 
 use super::{Cx, Editor, Project, SessionId};
-use crate::sync::{change_to_wire, ChangeOp};
+use crate::sync::{ChangeOp, WireChange};
 
-/// A `live` frame (§6.3): one change, lengths in the receiver's units.
-fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
-    Outbound::Live { change: change_to_wire(uuid, op, unit_scale), origin }.to_frame()
+/// A `live` frame (§6.3): one change, lengths in the receiver's units. The same bytes as
+/// `Outbound::Live`, written without building a `serde_json::Value` (a drag sends one per
+/// object and receiver every editor frame).
+pub(crate) fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
+    #[derive(Serialize)]
+    struct Live<'a> {
+        #[serde(rename = "type")]
+        kind: MessageType,
+        change: WireChange<'a>,
+        origin: ClientKind,
+    }
+    let live = Live { kind: MessageType::Live, change: WireChange { uuid, op, unit_scale }, origin };
+    Frame::new(serde_json::to_vec(&live).expect("a live frame serializes"), Bytes::new())
+}
+
+/// An `apply` frame's message (§6.1): one change of a fenced batch, lengths in the receiver's
+/// units.
+pub(crate) fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Apply<'a> {
+        batch_id: &'a str,
+        change: WireChange<'a>,
+        #[serde(rename = "type")]
+        kind: MessageType,
+    }
+    let apply = Apply { batch_id, change: WireChange { uuid, op, unit_scale }, kind: MessageType::Apply };
+    serde_json::to_vec(&apply).expect("an apply frame serializes")
 }
 
 impl Project {
@@ -91,9 +115,7 @@ impl Project {
             .to_frame(),
         );
         for (uuid, op) in ops {
-            let change = change_to_wire(uuid, op, s.unit_scale);
-            let json = serde_json::to_vec(&json!({"type": "apply", "batch_id": batch_id, "change": change}))
-                .expect("apply serializes");
+            let json = apply_json(batch_id, uuid, op, s.unit_scale);
             let attachment = match op.mesh_hash() {
                 Some(h) => match cx.view.blob(h) {
                     Some(b) => Bytes::from(b),
@@ -124,5 +146,87 @@ async fn offer_live(cx: &Cx<'_>, session_id: &str, frames: Vec<Frame>) {
     let queued = cx.offer(session_id, frames).await;
     if queued < n {
         debug!(session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use vibesync_protocol::{ClientKind, Outbound};
+
+    use super::{apply_json, live_frame};
+    use crate::sync::{change_to_wire, ChangeOp, Material, ObjectState};
+
+    /// The wire form of a change as it was built before `WireChange`, through a `Value`: the
+    /// reference the typed encoder must match byte for byte.
+    fn reference(uuid: &str, op: &ChangeOp, unit_scale: f64) -> Value {
+        let t_out = |t: &[f64; 3]| json!(t.map(|x| x / unit_scale));
+        match op {
+            ChangeOp::Create(s) => {
+                let mut v = json!({"op":"create","uuid":uuid,"kind":s.kind,"name":s.name,"parent":s.parent,
+                    "t":t_out(&s.t),"r":s.r,"s":s.s,"visible":s.visible});
+                if let Some(h) = &s.mesh_hash {
+                    v["mesh_hash"] = json!(h);
+                }
+                if let Some(m) = &s.material {
+                    v["material"] = serde_json::to_value(m).unwrap();
+                }
+                v
+            }
+            ChangeOp::Delete => json!({"op":"delete","uuid":uuid}),
+            ChangeOp::Reparent(p) => json!({"op":"reparent","uuid":uuid,"parent":p}),
+            ChangeOp::Mesh(h) => json!({"op":"mesh","uuid":uuid,"mesh_hash":h}),
+            ChangeOp::Material(m) => json!({"op":"material","uuid":uuid,"material":m}),
+            ChangeOp::Transform { t, r, s } => json!({"op":"transform","uuid":uuid,"t":t_out(t),"r":r,"s":s}),
+            ChangeOp::Rename(n) => json!({"op":"rename","uuid":uuid,"name":n}),
+            ChangeOp::Visibility(v) => json!({"op":"visibility","uuid":uuid,"visible":v}),
+        }
+    }
+
+    fn every_op() -> Vec<ChangeOp> {
+        let material =
+            Material { base_color: [0.8, 0.1, 0.25, 1.0], metallic: 0.5, roughness: 0.125, emission: [0.0, 1.5, 0.0] };
+        let state = |parent: Option<&str>, mesh: Option<&str>, material: Option<Material>| ObjectState {
+            kind: "object".into(),
+            name: "Cube \"quoted\" \u{1}".into(),
+            parent: parent.map(str::to_string),
+            visible: false,
+            t: [1.0, -2.5, 1e-7],
+            r: [0.0, 0.7071067690849304, 0.0, 0.7071067690849304],
+            s: [1.0, 2.0, 0.3333333432674408],
+            mesh_hash: mesh.map(str::to_string),
+            material,
+        };
+        let hash = "ab".repeat(32);
+        vec![
+            ChangeOp::Create(state(None, None, None)),
+            ChangeOp::Create(state(Some("6f1c2d3e-0000-4000-8000-000000000001"), Some(&hash), Some(material.clone()))),
+            ChangeOp::Delete,
+            ChangeOp::Reparent(None),
+            ChangeOp::Reparent(Some("6f1c2d3e-0000-4000-8000-000000000001".into())),
+            ChangeOp::Mesh(hash.clone()),
+            ChangeOp::Material(material),
+            ChangeOp::Transform { t: [123456.789, -0.1, 3.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0, 1.0, 1.0] },
+            ChangeOp::Rename("Würfel.001".into()),
+            ChangeOp::Visibility(true),
+        ]
+    }
+
+    #[test]
+    fn typed_frames_are_the_bytes_of_the_value_built_ones() {
+        let uuid = "6f1c2d3e-0000-4000-8000-00000000000a";
+        for op in every_op() {
+            for unit_scale in [1.0, 0.01, 3.0] {
+                let want = reference(uuid, &op, unit_scale);
+                assert_eq!(change_to_wire(uuid, &op, unit_scale), want, "{op:?}");
+                let live = live_frame(uuid, &op, ClientKind::Unity, unit_scale);
+                let old_live = Outbound::Live { change: want.clone(), origin: ClientKind::Unity }.to_json();
+                assert_eq!(String::from_utf8(live.json.to_vec()).unwrap(), String::from_utf8(old_live).unwrap());
+                let apply = apply_json("b-1", uuid, &op, unit_scale);
+                let old_apply =
+                    serde_json::to_vec(&json!({"type": "apply", "batch_id": "b-1", "change": want})).unwrap();
+                assert_eq!(String::from_utf8(apply).unwrap(), String::from_utf8(old_apply).unwrap());
+            }
+        }
     }
 }

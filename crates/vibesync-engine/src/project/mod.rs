@@ -54,8 +54,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use serde_json::Value;
 use tracing::info;
+use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, Frame};
 use vibesync_registry::Entry;
 use vibesync_wal::{Record, RecordDraft};
@@ -64,7 +64,7 @@ use crate::forward::{Conflict, Ops};
 use crate::governance::{Decision, Escalation, IdleTracker};
 use crate::live::Throttle;
 use crate::queue::{Flight, Queue};
-use crate::sync::{Author, ChangeOp, Path, Queued};
+use crate::sync::{Author, Change, ChangeOp, Path, Queued};
 use crate::verify::Verification;
 
 pub use replay::{order_parents_first, replay_ops};
@@ -100,7 +100,9 @@ pub enum Input {
     Change {
         session: Box<Editor>,
         base_seq: u64,
-        changes: Vec<Value>,
+        /// The request's changes as its session parsed them (`sync::parse_changes`): each a
+        /// valid change or the error result its `ack` carries.
+        changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         request_id: String,
         /// A person's edit, or automation's (an `agent` session, or `change.automation`).

@@ -8,7 +8,6 @@ use crate::fast::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::Value;
 use tracing::info;
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
@@ -18,7 +17,7 @@ use vibesync_registry::{Entry, Status};
 use super::{dedup, state_of, Cx, Done, Editor, Effect, Project};
 use crate::governance::Decision;
 use crate::queue::{self, Lane};
-use crate::sync::{apply_change, parse_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
+use crate::sync::{apply_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
 
 /// A STALE refusal: (uuid, op, (client_id, editor kind) of the change that won).
 pub(super) type Stale = (String, &'static str, (String, String));
@@ -40,7 +39,7 @@ impl Project {
         cx: &Cx<'_>,
         session: &Editor,
         base_seq: u64,
-        changes: Vec<Value>,
+        changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         request_id: String,
         author: Author,
@@ -65,7 +64,7 @@ impl Project {
         cx: &Cx<'_>,
         session: &Editor,
         base_seq: u64,
-        changes: Vec<Value>,
+        changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         author: Author,
     ) -> (Vec<ItemResult>, Vec<Stale>, Vec<String>) {
@@ -87,20 +86,15 @@ impl Project {
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
         let mut live: Vec<(String, ChangeOp)> = Vec::new();
-        for (i, raw) in changes.iter().enumerate() {
-            let at = format!("changes[{i}]");
-            let change = match parse_change(raw, session.unit_scale, &at) {
+        for (i, parsed) in changes.into_iter().enumerate() {
+            let change = match parsed {
                 Ok(c) => c,
-                Err(e) => {
-                    let shown = raw
-                        .get("uuid")
-                        .and_then(Value::as_str)
-                        .map(vibesync_protocol::validate::truncate_for_message)
-                        .unwrap_or_default();
-                    results.push(ItemResult::error(shown, e.code, e.message));
+                Err(refused) => {
+                    results.push(refused);
                     continue;
                 }
             };
+            let at = format!("changes[{i}]");
 
             let Admitted { blob, entry } = match self.admit(cx, session, base_seq, &change, &attachment, &at) {
                 Ok(a) => a,

@@ -46,7 +46,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION};
-use vibesync_engine::sync::{apply_change, change_to_wire, parse_change, Author, ChangeOp, ObjectState};
+use vibesync_engine::sync::{apply_change, change_to_wire, parse_change, parse_changes, Author, ChangeOp, ObjectState};
 use vibesync_protocol::{ClientKind, Frame, RollbackCode};
 use vibesync_registry::{parse_payload, Entry, Op, ParsedStep, Status};
 use vibesync_wal::{transaction_index, Outcome, Phase, Record, RecordDraft};
@@ -554,7 +554,7 @@ impl Sim {
         let input = Input::Change {
             session: Box::new(session),
             base_seq: ed.last_seq,
-            changes: vec![change_to_wire(u, op, 1.0)],
+            changes: parse_changes(&[change_to_wire(u, op, 1.0)], 1.0),
             attachment: Bytes::new(),
             request_id,
             author,
