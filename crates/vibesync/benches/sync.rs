@@ -33,8 +33,8 @@
 //! Knobs: `BENCH_N` (paced samples, default 200), `BENCH_DEFAULT_N` (paced samples at default
 //! settings, default 40), `BENCH_BURST` (default 20000), `BENCH_DRAG_OBJECTS` (default 5000),
 //! `BENCH_DRAG_FRAMES` (default 20), `BENCH_MESH_N` (samples beside a mesh, default 10),
-//! `BENCH_MESH_APPLY_MS` (default 500); `BENCH_ONLY_MESH` / `BENCH_ONLY_DRAG` (set: run only that
-//! part).
+//! `BENCH_MESH_APPLY_MS` (default 500); `BENCH_ONLY_MESH` / `BENCH_ONLY_DRAG` / `BENCH_ONLY_B2B`
+//! (set: run only that part; B2B: the back-to-back transform, `BENCH_N` of them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -423,6 +423,13 @@ fn main() {
     support::print_handoff_cost();
     support::print_load();
 
+    if std::env::var_os("BENCH_ONLY_B2B").is_some() {
+        // The back-to-back transform alone (e.g. to profile the daemon's live path).
+        println!("== one transform A -> B, back to back (the next sent once B holds it; objects in turn)");
+        back_to_back(&mut Rig::relay(BACK_TO_BACK_OBJECTS), n);
+        back_to_back(&mut Rig::daemon("daemon, default settings", "", BACK_TO_BACK_OBJECTS), n);
+        return;
+    }
     if !only_drag {
         others(n, default_n, total, mesh_n, mesh_apply, only_mesh);
     }
