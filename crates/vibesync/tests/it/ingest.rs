@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::sync::{create, Mini};
+use crate::sync::{create, until, Mini};
 
 #[test]
 fn over_budget_transforms_are_coalesced_never_refused_and_the_last_pose_arrives() {
@@ -156,4 +156,49 @@ fn requests_written_back_to_back_are_answered_in_request_order_and_a_framing_err
     // Then the daemon closes the connection (frames it sends on its own may come first).
     let closed = (0..1000).any(|_| c.recv_frame().is_err());
     assert!(closed, "the connection stayed open after BAD_FRAME");
+}
+
+#[test]
+fn a_big_change_request_is_answered_item_by_item_in_its_order_in_the_senders_units() {
+    // 300 changes: parsed off the async workers (more than 256), as a drag's are.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::sync::fast_config(dir.path(), 50, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "unity", 1.0, 0);
+    // Centimeters: 100 of the sender's units are 1 m for the receiver.
+    let mut a = Mini::connect(&d, "blender", 0.01, 0);
+    let ids: Vec<String> = (0..300).map(|_| new_uuid()).collect();
+    let bad = [7usize, 150, 299];
+    let changes: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match i {
+            7 => json!({"op":"create","uuid":"not-a-uuid","kind":"object"}),
+            150 => json!({"op":"teleport","uuid":id}),
+            299 => json!({"op":"create","uuid":id,"kind":"object","name":"X","parent":null,"t":[1,2],"r":[0,0,0,1],"s":[1,1,1]}),
+            _ => create(id, &format!("Obj{i}"), [100.0 * i as f64, 0.0, 0.0]),
+        })
+        .collect();
+    let ack = a.send_change("big", changes, &[]);
+    let results = ack["results"].as_array().unwrap();
+    assert_eq!(results.len(), 300, "one result per change: {ack}");
+    for (i, r) in results.iter().enumerate() {
+        if bad.contains(&i) {
+            assert!(r["error_code"].is_string(), "change {i} is invalid: {r}");
+            assert!(r["message"].as_str().unwrap().contains(&format!("changes[{i}]")), "{r}");
+        } else {
+            assert_eq!(r["status"], "queued", "change {i}: {r}");
+            assert_eq!(r["uuid"], ids[i].as_str(), "results in request order");
+        }
+    }
+    assert_eq!(results[7]["error_code"], "INVALID_UUID");
+    // The receiver holds every valid object, in its own units (meters).
+    let valid: Vec<(usize, &String)> = ids.iter().enumerate().filter(|(i, _)| !bad.contains(i)).collect();
+    until(&mut [&mut a, &mut b], Duration::from_secs(30), |m| {
+        valid.iter().all(|(_, id)| m[1].states.contains_key(*id))
+    });
+    for (i, id) in &valid {
+        assert_eq!(b.states[*id]["t"][0].as_f64().unwrap(), *i as f64, "{id}");
+    }
+    assert!(!b.states.contains_key(&ids[150]) && !b.states.contains_key(&ids[299]));
 }
