@@ -55,7 +55,8 @@
 //! commit are built in memory (libgit2's mempack backend); the snapshots go straight into
 //! the pack stream (module `pack`: libgit2 re-reads the pack directory for each object
 //! it stores). Once [`MERGE_AT_PACKS`] packs of fewer than
-//! [`SMALL_PACK_OBJECTS`] objects exist, the audit thread merges them into two — the
+//! [`SMALL_PACK_OBJECTS`] objects exist, the audit thread merges the smallest of them
+//! (rolled up geometrically, `repo::packs_to_merge`) into two — the
 //! snapshots whole, the trees and commits with deltas (each commit rewrites its project's
 //! directory whole, one entry per object; its versions delta against each other: a commit of
 //! one change in a project of 21,848 objects costs 140 KB of disk instead of 1.0 MB) — and
