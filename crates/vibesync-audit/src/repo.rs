@@ -246,9 +246,10 @@ impl AuditRepo {
     /// and commits with it — then remove them: the pack count stays bounded (each lookup of a
     /// missing object scans every pack). Which ones: the smallest, rolled up geometrically
     /// ([`packs_to_merge`]), so a merged pack is not rewritten at every merge and each object
-    /// is rewritten a few times. Packs with a `.keep` file are left alone. Returns how many packs were merged (0:
-    /// nothing to do). Nothing is lost on a crash part-way: the old packs are removed only
-    /// once the merged pack is indexed, and an object in two packs is harmless.
+    /// is rewritten a few times. Packs with a `.keep` file are left alone. Returns how many
+    /// packs were merged (0: nothing to do). Nothing is lost on a crash part-way: the old
+    /// packs are removed only once the merged pack is indexed, and an object in two packs is
+    /// harmless.
     pub fn merge_small_packs(&self) -> Result<usize, AuditError> {
         let dir = self.path.join("objects").join("pack");
         let io = |e: std::io::Error| AuditError::Inconsistent {

@@ -15,7 +15,7 @@ use crate::sync::{ChangeOp, WireChange};
 /// A `live` frame (§6.3): one change, lengths in the receiver's units. The same bytes as
 /// `Outbound::Live`, written without building a `serde_json::Value` (a drag sends one per
 /// object and receiver every editor frame).
-pub(crate) fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
+fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
     #[derive(Serialize)]
     struct Live<'a> {
         #[serde(rename = "type")]
@@ -29,7 +29,7 @@ pub(crate) fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_sca
 
 /// An `apply` frame's message (§6.1): one change of a fenced batch, lengths in the receiver's
 /// units.
-pub(crate) fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64) -> Vec<u8> {
+fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64) -> Vec<u8> {
     #[derive(Serialize)]
     struct Apply<'a> {
         batch_id: &'a str,
