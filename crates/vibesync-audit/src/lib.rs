@@ -33,7 +33,9 @@
 //!
 //! # Tree and commit format
 //! * `registry/<project_id>/<uuid>.json` — pretty JSON of each live (or quarantined) entry,
-//!   as the registry holds it when the commit is built.
+//!   as the registry holds it when the commit is built; once a project's directory holds
+//!   [`FAN_OUT_AT`] entries, `registry/<project_id>/<first two hex digits of the
+//!   uuid>/<uuid>.json` ([`project_entries`] reads either).
 //! * `archive/<project_id>/<uuid>/<tombstone_seq>.json` — each archived version; archiving
 //!   removes the `registry/` file.
 //! * Commits on `refs/heads/main` (HEAD → main), author and committer
@@ -82,8 +84,8 @@ pub use batch::{AuditBatch, AuditContent, AuditEntry, FinalMark};
 pub use error::AuditError;
 pub use history::{check, check_compacted, read_history, CheckReport, CommitInfo, FinalRef};
 pub use repo::{
-    commit_message, operations, parse_range, trailer, Head, BRANCH, MERGE_AT_PACKS, SMALL_PACK_OBJECTS,
-    TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE, TRAILER_WAL_H, TRAILER_WAL_SEQ,
+    commit_message, operations, parse_range, project_entries, trailer, Head, BRANCH, FAN_OUT_AT, MERGE_AT_PACKS,
+    SMALL_PACK_OBJECTS, TRAILER_ENTRIES, TRAILER_OPERATION, TRAILER_RANGE, TRAILER_WAL_H, TRAILER_WAL_SEQ,
 };
 
 /// The registry content of `(project_id, uuid)` when a commit covering WAL seqs up to `upto`

@@ -133,28 +133,16 @@ impl AuditRepo {
                 reason: "first_seq is after last_seq".into(),
             });
         }
-        // Final content per path; None = remove.
-        let mut paths: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        // The entries that can become paths (the others are returned, their FINALs stay
+        // covered).
+        let mut valid = Vec::new();
         let mut rejected = Vec::new();
         for e in &batch.entries {
-            if let Err(bad) = check_component(&e.project_id, &e.uuid, "project_id", &e.project_id)
+            match check_component(&e.project_id, &e.uuid, "project_id", &e.project_id)
                 .and_then(|_| check_uuid(&e.project_id, &e.uuid))
             {
-                rejected.push(bad);
-                continue;
-            }
-            let live_path = format!("registry/{}/{}.json", e.project_id, e.uuid);
-            match &e.content {
-                AuditContent::Live(v) => {
-                    paths.insert(live_path, Some(pretty(v)));
-                }
-                AuditContent::Archived { tombstone_seq, value } => {
-                    paths.insert(live_path, None);
-                    paths.insert(
-                        format!("archive/{}/{}/{}.json", e.project_id, e.uuid, tombstone_seq),
-                        Some(pretty(value)),
-                    );
-                }
+                Ok(()) => valid.push(e),
+                Err(bad) => rejected.push(bad),
             }
         }
         // The commit's trees and the commit itself go to an in-memory object store
@@ -181,10 +169,51 @@ impl AuditRepo {
         };
         let mut upd = TreeUpdateBuilder::new();
         let mut base_entries = BaseTree::new(&w, base.clone());
+        // Final content per path. A project whose directory reaches FAN_OUT_AT entries is
+        // fanned out by this commit: its entries move under their buckets unchanged (the same
+        // blobs), then the batch's entries apply on top.
+        let mut paths: BTreeMap<String, Content> = BTreeMap::new();
+        let mut fanned: BTreeMap<&str, bool> = BTreeMap::new();
+        for e in &valid {
+            if fanned.contains_key(e.project_id.as_str()) {
+                continue;
+            }
+            let dir = format!("registry/{}", e.project_id);
+            let layout = base_entries.layout(&dir);
+            if let Layout::Flat(entries) = &layout {
+                if entries.len() >= FAN_OUT_AT {
+                    for (name, id) in entries {
+                        let Some(uuid) = name.strip_suffix(".json") else { continue };
+                        paths.insert(format!("{dir}/{name}"), Content::Remove);
+                        paths.insert(live_path(&e.project_id, uuid, true), Content::Keep(*id));
+                    }
+                }
+            }
+            let fan = match layout {
+                Layout::Fanned => true,
+                Layout::Flat(entries) => entries.len() >= FAN_OUT_AT,
+            };
+            fanned.insert(e.project_id.as_str(), fan);
+        }
+        for e in &valid {
+            let live = live_path(&e.project_id, &e.uuid, fanned[e.project_id.as_str()]);
+            match &e.content {
+                AuditContent::Live(v) => {
+                    paths.insert(live, Content::Put(pretty(v)));
+                }
+                AuditContent::Archived { tombstone_seq, value } => {
+                    paths.insert(live, Content::Remove);
+                    paths.insert(
+                        format!("archive/{}/{}/{}.json", e.project_id, e.uuid, tombstone_seq),
+                        Content::Put(pretty(value)),
+                    );
+                }
+            }
+        }
         let mut changed_dirs = BTreeSet::new();
         for (path, content) in &paths {
             match content {
-                Some(bytes) => {
+                Content::Put(bytes) => {
                     // Unchanged content: no object, no tree update.
                     let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
                     if base_entries.blob_id(path) == Some(id) {
@@ -193,7 +222,14 @@ impl AuditRepo {
                     pack.add(id, git2::ObjectType::Blob, bytes);
                     upd.upsert(path.as_str(), id, FileMode::Blob);
                 }
-                None => {
+                // A snapshot the repository holds already, at a new path.
+                Content::Keep(id) => {
+                    if base_entries.blob_id(path) == Some(*id) {
+                        continue;
+                    }
+                    upd.upsert(path.as_str(), *id, FileMode::Blob);
+                }
+                Content::Remove => {
                     if base_entries.blob_id(path).is_none() {
                         continue;
                     }
@@ -406,6 +442,73 @@ fn pack_index_oids(idx: &Path) -> Option<Vec<Oid>> {
 /// call, and libgit2 does not cache trees over 4 KiB, so a commit touching n objects of a
 /// project with K objects inflated the K-entry directory n times: O(n·K). Here a directory
 /// is read once and its entries found by binary search (`Tree::get_name`).
+/// What a commit does at one path.
+enum Content {
+    /// Write these bytes (a new snapshot).
+    Put(Vec<u8>),
+    /// Point at this blob, which the repository already holds (an entry moved by a fan-out).
+    Keep(Oid),
+    /// Remove the file.
+    Remove,
+}
+
+/// A project's directory of live entries (`registry/<project>/`) in a commit's tree.
+enum Layout {
+    /// `<uuid>.json` files, with their blobs (name, id); empty when there is no directory.
+    Flat(Vec<(String, Oid)>),
+    /// `<2 hex>/<uuid>.json` (docs/WAL.md §9).
+    Fanned,
+}
+
+/// A project's directory of live entries is fanned out (`registry/<project>/<first two hex
+/// digits of the uuid>/<uuid>.json`) by the first commit that finds it holding this many
+/// entries or more: every commit rewrites the directories on its paths whole, and a flat
+/// directory of N objects made each commit cost ~6 µs per object of the project
+/// (docs/BENCHMARKS.md, "Disk use per store"). A fanned-out project stays fanned out.
+pub const FAN_OUT_AT: usize = 4096;
+
+/// The path of a live entry: flat, or under its bucket (the uuid's first two hex digits).
+fn live_path(project_id: &str, uuid: &str, fanned: bool) -> String {
+    if fanned {
+        format!("registry/{project_id}/{}/{uuid}.json", &uuid[..2])
+    } else {
+        format!("registry/{project_id}/{uuid}.json")
+    }
+}
+
+/// The live entries of `project_id` in `tree`, whatever its layout (docs/WAL.md §9): uuid →
+/// blob id. No directory: none.
+pub fn project_entries(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    project_id: &str,
+) -> Result<BTreeMap<String, Oid>, git2::Error> {
+    let mut out = BTreeMap::new();
+    let dir = match tree.get_path(Path::new("registry").join(project_id).as_path()) {
+        Ok(e) => repo.find_tree(e.id())?,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in dir.iter() {
+        match e.kind() {
+            Some(git2::ObjectType::Blob) => {
+                if let Some(uuid) = e.name().and_then(|n| n.strip_suffix(".json")) {
+                    out.insert(uuid.to_string(), e.id());
+                }
+            }
+            Some(git2::ObjectType::Tree) => {
+                for b in repo.find_tree(e.id())?.iter() {
+                    if let Some(uuid) = b.name().and_then(|n| n.strip_suffix(".json")) {
+                        out.insert(uuid.to_string(), b.id());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 struct BaseTree<'r> {
     repo: &'r Repository,
     /// directory path ("" = the root) → its tree (None: it does not exist in the base).
@@ -427,6 +530,20 @@ impl<'r> BaseTree<'r> {
             self.dirs.insert(dir.to_string(), tree);
         }
         self.dirs.get(dir).and_then(Option::as_ref)
+    }
+
+    /// The layout of the directory `dir` (`registry/<project>`) in the base tree.
+    fn layout(&mut self, dir: &str) -> Layout {
+        let Some(tree) = self.dir(dir) else { return Layout::Flat(Vec::new()) };
+        if tree.iter().any(|e| e.kind() == Some(git2::ObjectType::Tree)) {
+            return Layout::Fanned;
+        }
+        Layout::Flat(
+            tree.iter()
+                .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+                .filter_map(|e| Some((e.name()?.to_string(), e.id())))
+                .collect(),
+        )
     }
 
     /// The blob at `path` in the base tree (None: no such entry).

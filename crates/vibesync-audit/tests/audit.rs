@@ -615,3 +615,94 @@ fn the_audit_rests_after_a_commit_in_proportion_to_its_cost() {
     wait_commits(&audit, 2);
     audit.close();
 }
+
+/// uuids spread over every bucket (the first two hex digits vary).
+fn spread(n: u32) -> String {
+    format!("{:08x}-4b7d-4a53-9a43-{n:012x}", n.wrapping_mul(2_654_435_761))
+}
+
+fn put_live(reg: &Reg, u: &str, name: &str) {
+    let v = json!({"uuid":u,"name":name,"status":"live"});
+    reg.0.lock().unwrap().insert((P.into(), u.to_string()), AuditContent::Live(v));
+}
+
+fn spread_mark(seq: u64, op: &str, uuids: &[String]) -> FinalMark {
+    FinalMark { seq, h: format!("h{seq}"), operation_id: op.into(), project_id: P.into(), uuids: uuids.to_vec() }
+}
+
+fn entries_at(dir: &Path, rev: &str) -> std::collections::BTreeMap<String, String> {
+    let repo = git2::Repository::open_bare(dir).unwrap();
+    let tree = repo.revparse_single(rev).unwrap().peel_to_commit().unwrap().tree().unwrap();
+    project_entries(&repo, &tree, P)
+        .unwrap()
+        .into_iter()
+        .map(|(u, id)| {
+            let v: Value = serde_json::from_slice(repo.find_blob(id).unwrap().content()).unwrap();
+            (u, v["name"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// A project whose directory reaches FAN_OUT_AT entries is fanned out by the next commit
+/// (docs/WAL.md §9): every entry moves under its bucket unchanged, the commit's own changes
+/// apply on top, the older commits keep the flat layout and read the same, and from then on
+/// a commit rewrites only the buckets it touches.
+#[test]
+fn a_big_project_is_fanned_out_and_reads_the_same_in_either_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+    let all: Vec<String> = (0..FAN_OUT_AT as u32).map(spread).collect();
+    for u in &all {
+        put_live(&reg, u, "Obj");
+    }
+    let mut marks = vec![spread_mark(2, "op-1", &all)];
+    audit.note(marks[0].clone()).unwrap();
+    audit.flush(T).unwrap();
+    // Up to the threshold: flat.
+    assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", all[0])).unwrap()["name"], "Obj");
+    let flat = entries_at(&dir, "main");
+    assert_eq!(flat.len(), FAN_OUT_AT);
+
+    // The next commit: one renamed, one archived, one new.
+    let (renamed, gone, new) = (all[10].clone(), all[20].clone(), spread(1_000_000));
+    put_live(&reg, &renamed, "Renamed");
+    put_live(&reg, &new, "New");
+    let v = json!({"uuid":gone,"status":"tombstoned","tombstone_seq":3});
+    reg.0.lock().unwrap().insert((P.into(), gone.clone()), AuditContent::Archived { tombstone_seq: 3, value: v });
+    marks.push(spread_mark(4, "op-2", &[renamed.clone(), gone.clone(), new.clone()]));
+    audit.note(marks[1].clone()).unwrap();
+    audit.flush(T).unwrap();
+    let (_, ls) = git(&dir, &["ls-tree", "--name-only", &format!("main:registry/{P}")]);
+    assert!(ls.lines().all(|l| l.len() == 2), "only buckets left in the project's directory: {ls}");
+    assert_eq!(ls.lines().count(), 256, "{ls}");
+    let bucket = |u: &str| format!("registry/{P}/{}/{u}.json", &u[..2]);
+    assert_eq!(file_at_head(&dir, &bucket(&renamed)).unwrap()["name"], "Renamed");
+    assert_eq!(file_at_head(&dir, &bucket(&new)).unwrap()["name"], "New");
+    assert_eq!(file_at_head(&dir, &bucket(&all[0])).unwrap()["name"], "Obj");
+    assert!(
+        file_at_head(&dir, &bucket(&gone)).is_none()
+            && file_at_head(&dir, &format!("registry/{P}/{gone}.json")).is_none()
+    );
+    assert_eq!(file_at_head(&dir, &format!("archive/{P}/{gone}/3.json")).unwrap()["tombstone_seq"], 3);
+    let mut want = flat.clone();
+    want.insert(renamed.clone(), "Renamed".into());
+    want.insert(new.clone(), "New".into());
+    want.remove(&gone);
+    assert_eq!(entries_at(&dir, "main"), want, "the fanned-out commit reads as the flat one plus its changes");
+    assert_eq!(entries_at(&dir, "main~1"), flat, "the commit before keeps its flat layout");
+
+    // Fanned out for good: a commit of one change rewrites that bucket only.
+    put_live(&reg, &all[30], "Again");
+    marks.push(spread_mark(6, "op-3", std::slice::from_ref(&all[30])));
+    audit.note(marks[2].clone()).unwrap();
+    audit.flush(T).unwrap();
+    let (_, changed) = git(&dir, &["diff", "--name-only", "main~1", "main"]);
+    assert_eq!(changed.trim(), bucket(&all[30]), "{changed}");
+    audit.close();
+    let (ok, out) = git(&dir, &["fsck", "--strict", "--no-dangling"]);
+    assert!(ok, "fsck: {out}");
+    let report = check(&read_history(&dir).unwrap(), &finals(&marks), 6);
+    assert!(report.problems.is_empty() && report.unaudited == 0, "{report:?}");
+}

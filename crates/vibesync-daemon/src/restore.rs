@@ -191,19 +191,16 @@ fn entries_at(
     project_id: &str,
 ) -> Result<BTreeMap<String, Value>, DaemonError> {
     let mut out = BTreeMap::new();
-    let dir = match tree.get_path(std::path::Path::new("registry").join(project_id).as_path()) {
-        Ok(e) => e,
-        Err(_) => return Ok(out), // the project has no live entry at this point
-    };
-    let sub = repo.find_tree(dir.id()).map_err(|e| git_err("read a tree", data, e))?;
-    for e in sub.iter() {
-        let Some(name) = e.name().and_then(|n| n.strip_suffix(".json")) else { continue };
-        let blob = repo.find_blob(e.id()).map_err(|e| git_err("read a blob", data, e))?;
+    // Flat or fanned out (docs/WAL.md §9); no directory: no live entry at this point.
+    let ids = vibesync_audit::project_entries(repo, tree, project_id)
+        .map_err(|e| git_err("read the project's entries", data, e))?;
+    for (uuid, id) in ids {
+        let blob = repo.find_blob(id).map_err(|e| git_err("read a blob", data, e))?;
         let v: Value = serde_json::from_slice(blob.content()).map_err(|err| DaemonError::DataDir {
             path: data.audit(),
-            message: format!("audit entry registry/{project_id}/{name}.json is not JSON: {err}"),
+            message: format!("audit entry of {uuid} in registry/{project_id}/ is not JSON: {err}"),
         })?;
-        out.insert(name.to_string(), v);
+        out.insert(uuid, v);
     }
     Ok(out)
 }

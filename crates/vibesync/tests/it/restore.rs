@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::sync::{create, fast_config, settle, Mini};
+use crate::sync::{create, fast_config, settle, until, Mini};
 
 /// Wait until the audit has committed everything FINAL (fails at the deadline).
 fn audit_caught_up(data: &std::path::Path) {
@@ -394,4 +394,71 @@ fn audit_caught_up_all(data: &std::path::Path) {
         assert!(Instant::now() < end, "the audit did not catch up within 60 s: {}", s["audit"]);
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A project big enough to be fanned out in the audit (docs/WAL.md §9): its history and a
+/// restore read the commits before the fan-out (flat) and after it alike.
+#[test]
+fn history_and_restore_read_a_big_project_across_its_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 0, 20000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let n = vibesync_audit::FAN_OUT_AT + 4;
+    let ids: Vec<String> = (0..n).map(|_| new_uuid()).collect();
+    let committed = |m: &Mini, uuid: &str| {
+        m.results.iter().any(|r| {
+            r["outcome"] == "committed" && r["uuids"].as_array().is_some_and(|us| us.iter().any(|x| x == uuid))
+        })
+    };
+    // Point 1: every object created, at x = 1 (a flat directory of n entries).
+    let creates: Vec<Value> =
+        ids.iter().enumerate().map(|(i, id)| create(id, &format!("O{i}"), [1.0, 0.0, 0.0])).collect();
+    let ack = b.send_change("c1", creates, &[]);
+    assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"), "{ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(60), |m| m[1].states.len() == n && committed(m[0], &ids[0]));
+    audit_caught_up(&data);
+    let p1 = history(&data, &[])[0].clone();
+    assert_eq!(p1["changes"].as_array().unwrap().len(), n, "every create listed at point 1");
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Point 2 (the commit that fans the directory out): one object moved.
+    b.results.clear();
+    b.send_change("c2", vec![json!({"op":"transform","uuid":ids[3],"t":[2,0,0],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(60), |m| {
+        m[1].states[&ids[3]]["t"] == json!([2.0, 0.0, 0.0]) && committed(m[0], &ids[3])
+    });
+    audit_caught_up(&data);
+    let p2 = history(&data, &[])[0].clone();
+    let changes = p2["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the moved object changed across the fan-out: {p2}");
+    assert_eq!(changes[0]["uuid"], ids[3].as_str());
+    assert_eq!(changes[0]["change"], "changed", "{p2}");
+    let ls = |rev: &str| {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(data.join(".git_safety"))
+            .args(["ls-tree", "--name-only", &format!("{rev}:registry/demo")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(ls(p1["commit"].as_str().unwrap()).len(), n, "flat at point 1");
+    let buckets = ls(p2["commit"].as_str().unwrap());
+    assert!(buckets.len() <= 256 && buckets.iter().all(|b| b.len() == 2), "fanned out at point 2: {buckets:?}");
+
+    // Restore to point 1 (flat): the moved object goes back, nothing else changes.
+    let commit = p1["commit"].as_str().unwrap()[..10].to_string();
+    let (code, r, text) = restore(&data, &mut [&mut b, &mut u], &["--to", &commit]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(r["changes"], 1, "{r}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(60), |m| {
+        m.iter().all(|e| e.states[&ids[3]]["t"] == json!([1.0, 0.0, 0.0]) && e.states.len() == n)
+    });
+    drop((b, u));
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
 }
