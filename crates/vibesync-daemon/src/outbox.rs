@@ -1,23 +1,86 @@
-//! What the rest of the daemon holds of a connected session: its writer queue (`Outbox`) and
-//! the handle to kick it. Kept apart from the connection loop (`session`) so that the
-//! daemon's core can send to sessions without depending on how connections are served.
+//! What the rest of the daemon holds of a connected session: its writer queue (`Outbox`),
+//! the socket it writes to, and the handle to kick it. Kept apart from the connection loop
+//! (`session`) so that the daemon's core can send to sessions without depending on how
+//! connections are served.
+//!
+//! # Written where they are sent, when nothing waits
+//! Frames reach the socket in the order they were sent, by one of two writers: the sender
+//! itself, or the session's writer task ([`Writer`]). A sender holding the session's send
+//! turn writes its frames straight to the socket (a non-blocking write, no task hand-off)
+//! when nothing it must follow is still unwritten: the queue holds no frame and the writer
+//! task is not writing. Otherwise — and for what the socket did not take at once — the
+//! frames go into the queue, behind what is there, and the writer task writes them. So a
+//! `live` preview or an `ack` to an idle session is on the wire before its sender's step
+//! ends, instead of after a wake-up of the writer task (docs/BENCHMARKS.md, "Live sync
+//! against a plain relay"); a session that is behind on reading still fills its queue and is
+//! noticed as before (`SLOW_CONSUMER`, docs/PROTOCOL.md §4).
+//!
+//! *Invariant:* bytes reach the socket in send order and never interleave: a direct write
+//! happens only under the send turn, with [`Wire::unwritten`] at 0, while holding the
+//! socket ([`Wire::claim`]); the writer task holds the socket while it writes queued
+//! frames, and a queued frame counts as unwritten until it is on the socket.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
-use vibesync_protocol::Frame;
+use tokio_util::codec::Encoder;
+use vibesync_protocol::{Frame, FrameCodec};
+
+/// The writer task writes the frames already waiting in a session's queue together, up to
+/// about this many bytes a write (a frame bigger than this is written alone). Frames sent
+/// together that are larger than this in all go through the queue, never straight to the
+/// socket: a sender never encodes a big batch on its own task.
+pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// A session's writer queue (`server.send_queue_frames` frames). What is sent together — one
 /// frame, or every frame of a fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is
-/// written together: a sender holds the session's send turn while its frames go into the
-/// queue, so nothing anyone else sends lands between them (docs/PROTOCOL.md §6.3). Each frame
-/// still waits for room on its own, so a consumer that stops reading is noticed mid-batch
-/// (`SLOW_CONSUMER`), whatever the batch's size.
+/// written together: a sender holds the session's send turn while its frames go onto the
+/// socket or into the queue, so nothing anyone else sends lands between them
+/// (docs/PROTOCOL.md §6.3). Each queued frame still waits for room on its own, so a
+/// consumer that stops reading is noticed mid-batch (`SLOW_CONSUMER`), whatever the batch's
+/// size.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Out>,
     turn: Arc<tokio::sync::Mutex<()>>,
+    wire: Arc<Wire>,
+}
+
+/// What waits in the queue: a frame, or the rest of a direct write the socket did not take.
+enum Out {
+    Frame(Frame),
+    Bytes(Bytes),
+}
+
+/// The session's socket (write half), shared by the writer task and direct senders.
+struct Wire {
+    sock: OwnedWriteHalf,
+    /// Frames and byte runs queued and not yet on the socket (incremented before queueing,
+    /// decremented by the writer task once written).
+    unwritten: AtomicUsize,
+    /// Whoever writes to the socket holds this.
+    busy: AtomicBool,
+    /// The writer task has ended (the socket failed or the session closed).
+    closed: AtomicBool,
+    /// Set by the session while more requests of its own are already read: its replies then
+    /// go through the queue, and the writer task writes them many to a write instead of one
+    /// write each ([`Outbox::cork`]).
+    corked: AtomicBool,
+    max_frame: u32,
+}
+
+impl Wire {
+    fn claim(&self) -> bool {
+        self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
 }
 
 /// Why frames were not (all) queued.
@@ -29,25 +92,83 @@ pub enum SendError {
     Slow,
 }
 
+/// What a direct write did with the frames it was given.
+enum Direct {
+    /// On the socket, or (what the socket did not take) first in the queue.
+    Written,
+    /// Not written: they go into the queue.
+    Queue(Vec<Frame>),
+}
+
 impl Outbox {
-    pub(crate) fn new(capacity: usize) -> (Outbox, mpsc::Receiver<Frame>) {
+    /// The outbox of a session writing to `sock` (frames up to `max_frame` bytes), and its
+    /// writer task's body.
+    pub(crate) fn new(capacity: usize, sock: OwnedWriteHalf, max_frame: u32) -> (Outbox, Writer) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())) }, rx)
+        let wire = Arc::new(Wire {
+            sock,
+            // The first frame (`welcome`, [`Outbox::send_first`]) is unwritten until written.
+            unwritten: AtomicUsize::new(1),
+            busy: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            corked: AtomicBool::new(false),
+            max_frame,
+        });
+        (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())), wire: wire.clone() }, Writer { rx, wire })
     }
 
-    /// Queue `frames` back to back under the send turn; each waits for room at most
-    /// `patience` (None: as long as the writer lives).
+    /// While `on`, frames are queued, never written by their sender: the session sets it
+    /// while requests it has already read wait behind the one it handles (a burst), so their
+    /// replies are written many to a write by the writer task — on the other core — instead
+    /// of one system call each on the session's. One request at a time (an editor's edits at
+    /// a person's pace) is answered at once.
+    pub(crate) fn cork(&self, on: bool) {
+        self.wire.corked.store(on, Ordering::Relaxed);
+    }
+
+    /// Write the session's first frame (`welcome`) before the writer task starts: whatever
+    /// others send meanwhile waits in the queue behind it.
+    pub(crate) async fn send_first(&self, frame: Frame) -> Result<(), SendError> {
+        let wire = &*self.wire;
+        let mut buf = BytesMut::new();
+        FrameCodec::new(wire.max_frame).encode(frame, &mut buf).map_err(|_| SendError::Closed)?;
+        while !wire.claim() {
+            tokio::task::yield_now().await;
+        }
+        let written = write_all(&wire.sock, &buf).await;
+        wire.unwritten.fetch_sub(1, Ordering::AcqRel);
+        wire.release();
+        written.map_err(|_| SendError::Closed)
+    }
+
+    /// Queue `frames` back to back under the send turn (or write them at once, see the
+    /// module docs); each queued frame waits for room at most `patience` (None: as long as
+    /// the writer lives).
     pub async fn send_all(&self, frames: Vec<Frame>, patience: Option<Duration>) -> Result<(), SendError> {
         if frames.is_empty() {
             return Ok(());
         }
         let _turn = self.turn.lock().await;
+        let frames = match self.write_now(frames)? {
+            Direct::Written => return Ok(()),
+            Direct::Queue(frames) => frames,
+        };
         for f in frames {
+            self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
             let sent = match patience {
-                Some(p) => tokio::time::timeout(p, self.tx.send(f)).await.map_err(|_| SendError::Slow)?,
-                None => self.tx.send(f).await,
+                Some(p) => match tokio::time::timeout(p, self.tx.send(Out::Frame(f))).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
+                        return Err(SendError::Slow);
+                    }
+                },
+                None => self.tx.send(Out::Frame(f)).await,
             };
-            sent.map_err(|_| SendError::Closed)?;
+            if sent.is_err() {
+                self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
+                return Err(SendError::Closed);
+            }
         }
         Ok(())
     }
@@ -60,7 +181,7 @@ impl Outbox {
     /// Queue best-effort frames (live previews, docs/PROTOCOL.md §6.3), never out of order
     /// and never waiting for the consumer: the send turn is awaited at most `turn_wait` (another
     /// sender's frames going in), then frames go only while the queue is at most half full;
-    /// the others are dropped. Returns how many were queued.
+    /// the others are dropped. Returns how many were queued (or written).
     pub async fn offer(&self, frames: Vec<Frame>, turn_wait: Duration) -> usize {
         // The turn is nearly always free: take it without arming a timer.
         let _turn = match self.turn.try_lock() {
@@ -70,9 +191,20 @@ impl Outbox {
                 Err(_) => return 0,
             },
         };
+        let n = frames.len();
+        let frames = match self.write_now(frames) {
+            Ok(Direct::Written) => return n,
+            Ok(Direct::Queue(frames)) => frames,
+            Err(_) => return 0,
+        };
         let mut queued = 0;
         for f in frames {
-            if self.tx.capacity() * 2 < self.tx.max_capacity() || self.tx.try_send(f).is_err() {
+            if self.tx.capacity() * 2 < self.tx.max_capacity() {
+                break;
+            }
+            self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
+            if self.tx.try_send(Out::Frame(f)).is_err() {
+                self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
                 break;
             }
             queued += 1;
@@ -85,10 +217,20 @@ impl Outbox {
     /// own. Err when the queue is full or the writer is gone.
     pub fn try_send(&self, frame: Frame) -> Result<(), SendError> {
         match self.turn.try_lock() {
-            Ok(_turn) => self.tx.try_send(frame).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Slow,
-                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-            }),
+            Ok(_turn) => {
+                let frame = match self.write_now(vec![frame])? {
+                    Direct::Written => return Ok(()),
+                    Direct::Queue(mut frames) => frames.remove(0),
+                };
+                self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
+                self.tx.try_send(Out::Frame(frame)).map_err(|e| {
+                    self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
+                    match e {
+                        mpsc::error::TrySendError::Full(_) => SendError::Slow,
+                        mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+                    }
+                })
+            }
             Err(_) => {
                 let Ok(rt) = tokio::runtime::Handle::try_current() else { return Err(SendError::Slow) };
                 let me = self.clone();
@@ -99,6 +241,122 @@ impl Outbox {
             }
         }
     }
+
+    /// Under the send turn: write `frames` straight to the socket when nothing waits to be
+    /// written before them and they are small; what the socket does not take at once goes
+    /// first into the queue (it is empty) for the writer task. `Direct::Queue` (untouched)
+    /// when they must be queued instead.
+    fn write_now(&self, frames: Vec<Frame>) -> Result<Direct, SendError> {
+        let wire = &*self.wire;
+        let size: usize = frames.iter().map(|f| 8 + f.json.len() + f.attachment.len()).sum();
+        if size > WRITE_BATCH_BYTES
+            || frames.iter().any(|f| 4 + f.json.len() + f.attachment.len() > wire.max_frame as usize)
+            || wire.corked.load(Ordering::Relaxed)
+            || wire.unwritten.load(Ordering::Acquire) != 0
+            || !wire.claim()
+        {
+            return Ok(Direct::Queue(frames));
+        }
+        // Holding the socket: the writer task is not writing, and with the turn held and
+        // nothing unwritten, nothing can be queued before these frames.
+        if wire.closed.load(Ordering::Acquire) || self.tx.is_closed() {
+            wire.release();
+            return Err(SendError::Closed);
+        }
+        let mut buf = BytesMut::with_capacity(size);
+        let mut codec = FrameCodec::new(wire.max_frame);
+        for f in frames {
+            // Sizes were checked above: encoding cannot fail.
+            let _ = codec.encode(f, &mut buf);
+        }
+        let written = match wire.sock.try_write(&buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                // The writer task meets the same error on its next write and ends.
+                wire.release();
+                return Err(SendError::Closed);
+            }
+        };
+        let outcome = if written == buf.len() {
+            Ok(Direct::Written)
+        } else {
+            let rest = buf.split_off(written).freeze();
+            wire.unwritten.fetch_add(1, Ordering::AcqRel);
+            // The queue is empty (nothing unwritten, the turn held): there is room.
+            match self.tx.try_send(Out::Bytes(rest)) {
+                Ok(()) => Ok(Direct::Written),
+                Err(_) => {
+                    wire.unwritten.fetch_sub(1, Ordering::AcqRel);
+                    Err(SendError::Closed)
+                }
+            }
+        };
+        wire.release();
+        outcome
+    }
+}
+
+/// The session's writer task: writes what is queued, in order, several frames a write.
+pub(crate) struct Writer {
+    rx: mpsc::Receiver<Out>,
+    wire: Arc<Wire>,
+}
+
+impl Writer {
+    /// Write queued frames until the socket fails or every sender is gone, then shut the
+    /// socket's write side down (the client reads the end of the stream after the last
+    /// frame).
+    pub(crate) async fn run(mut self) {
+        let mut codec = FrameCodec::new(self.wire.max_frame);
+        let mut buf = BytesMut::new();
+        'items: while let Some(first) = self.rx.recv().await {
+            // One write for every item already queued (up to WRITE_BATCH_BYTES), not one per
+            // frame: a fenced batch or a drag's live previews go out in a few writes.
+            let mut taken = 0;
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                taken += 1;
+                match item {
+                    Out::Frame(f) => {
+                        if codec.encode(f, &mut buf).is_err() {
+                            break 'items; // a frame over the limit: the session cannot go on
+                        }
+                    }
+                    Out::Bytes(b) => buf.extend_from_slice(&b),
+                }
+                if buf.len() < WRITE_BATCH_BYTES {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            // A direct sender holds the socket only for one non-blocking write.
+            while !self.wire.claim() {
+                tokio::task::yield_now().await;
+            }
+            let written = write_all(&self.wire.sock, &buf).await;
+            buf.clear();
+            self.wire.unwritten.fetch_sub(taken, Ordering::AcqRel);
+            self.wire.release();
+            if written.is_err() {
+                break;
+            }
+        }
+        self.wire.closed.store(true, Ordering::Release);
+        let _ = socket2::SockRef::from(self.wire.sock.as_ref()).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+async fn write_all(sock: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        sock.writable().await?;
+        match sock.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// What the rest of the daemon may send to a connected session.
@@ -107,4 +365,126 @@ pub struct SessionHandle {
     pub tx: Outbox,
     /// Notified when the session must be disconnected (it does not take its messages).
     pub kick: Arc<tokio::sync::Notify>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::codec::FramedRead;
+    use vibesync_protocol::{Frame, FrameCodec};
+
+    use super::{Outbox, WRITE_BATCH_BYTES};
+
+    /// A session's outbox on one end of a loopback connection, and the client's end.
+    async fn pair(capacity: usize) -> (Outbox, tokio::task::JoinHandle<()>, FramedRead<TcpStream, FrameCodec>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        std::mem::forget(_rd); // keep the connection open for the test's length
+        let (tx, writer) = Outbox::new(capacity, wr, 64 << 20);
+        tx.send_first(frame("welcome", 0)).await.unwrap();
+        let task = tokio::spawn(writer.run());
+        (tx, task, FramedRead::new(client, FrameCodec::new(64 << 20)))
+    }
+
+    fn frame(tag: &str, pad: usize) -> Frame {
+        Frame::new(format!("{{\"t\":\"{tag}\",\"p\":\"{}\"}}", "x".repeat(pad)).into_bytes(), Vec::new())
+    }
+
+    fn tag(f: &Frame) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&f.json).unwrap();
+        v["t"].as_str().unwrap().to_string()
+    }
+
+    /// Four senders, each sending numbered groups of frames (one frame, small groups written
+    /// at once, groups over the direct-write size that must be queued), while the client
+    /// does not read at first: the socket fills, direct writes are cut short and their rest
+    /// queued, later sends queue behind it. Every frame arrives once, each sender's in order,
+    /// each group contiguous.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_arrive_in_send_order_and_groups_stay_whole_whatever_writes_them() {
+        let (tx, _writer, mut client) = pair(4096).await;
+        let mut senders = Vec::new();
+        for s in 0..4 {
+            let tx = tx.clone();
+            senders.push(tokio::spawn(async move {
+                for g in 0..150 {
+                    // Every third group is bigger than a direct write may be.
+                    let (n, pad) = if g % 3 == 2 { (3, WRITE_BATCH_BYTES / 2) } else { (1 + g % 4, 200) };
+                    let frames = (0..n).map(|i| frame(&format!("{s}:{g}:{i}:{n}"), pad)).collect();
+                    tx.send_all(frames, None).await.unwrap();
+                }
+            }));
+        }
+        // Let the socket's buffers fill before reading anything.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(tag(&client.next().await.unwrap().unwrap()), "welcome");
+        let mut next_group = [0usize; 4];
+        let mut open: Option<(usize, usize, usize, usize)> = None; // sender, group, next index, count
+        let mut frames = 0;
+        while next_group.iter().any(|&g| g < 150) {
+            let f =
+                tokio::time::timeout(Duration::from_secs(20), client.next()).await.expect("a frame").unwrap().unwrap();
+            frames += 1;
+            let t = tag(&f);
+            let p: Vec<usize> = t.split(':').map(|x| x.parse().unwrap()).collect();
+            let (s, g, i, n) = (p[0], p[1], p[2], p[3]);
+            match open {
+                Some((os, og, oi, on)) => {
+                    assert_eq!((s, g, i, n), (os, og, oi, on), "frame {t} inside another sender's group");
+                }
+                None => {
+                    assert_eq!(i, 0, "frame {t} is not the first of its group");
+                    assert_eq!(g, next_group[s], "sender {s}'s group {g} out of order");
+                }
+            }
+            open = if i + 1 == n {
+                next_group[s] += 1;
+                None
+            } else {
+                Some((s, g, i + 1, n))
+            };
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        assert!(frames > 600);
+    }
+
+    /// Frames sent before `welcome` is written (others can send once the session is added)
+    /// reach the client after it, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_is_sent_before_welcome_follows_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        let (tx, writer) = Outbox::new(16, wr, 1 << 20);
+        tx.send(frame("early-1", 10)).await.unwrap();
+        assert_eq!(tx.offer(vec![frame("early-2", 10)], Duration::from_millis(5)).await, 1);
+        tx.send_first(frame("welcome", 0)).await.unwrap();
+        tokio::spawn(writer.run());
+        tx.send(frame("late", 10)).await.unwrap();
+        let mut client = FramedRead::new(client, FrameCodec::new(1 << 20));
+        for want in ["welcome", "early-1", "early-2", "late"] {
+            assert_eq!(tag(&client.next().await.unwrap().unwrap()), want);
+        }
+    }
+
+    /// The writer ends when every sender is gone, and the client reads the end of the stream
+    /// after the last frame; sends after the writer ended fail `Closed`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stream_ends_after_the_last_frame() {
+        let (tx, writer, mut client) = pair(16).await;
+        tx.send(frame("last", 10)).await.unwrap();
+        drop(tx);
+        writer.await.unwrap();
+        assert_eq!(tag(&client.next().await.unwrap().unwrap()), "welcome");
+        assert_eq!(tag(&client.next().await.unwrap().unwrap()), "last");
+        assert!(client.next().await.is_none(), "the stream ends");
+    }
 }

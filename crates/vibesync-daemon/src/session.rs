@@ -31,10 +31,6 @@ use vibesync_protocol::ItemStatus;
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
 
-/// The writer task writes the frames already waiting in a session's queue together, up to
-/// about this many bytes a write (a frame bigger than this is written alone).
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
-
 pub async fn serve_connection(
     daemon: Arc<Daemon>,
     stream: TcpStream,
@@ -127,11 +123,14 @@ pub async fn serve_connection(
     }
     reader.decoder_mut().set_max_frame_bytes(max_frame);
 
-    let (tx, mut rx) = Outbox::new(daemon.config().server.send_queue_frames);
     let info = SessionInfo::new(&hello, editor, project_id.clone(), peer);
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
+    // From here on frames go through the outbox: written at once by their sender when
+    // nothing waits before them, else by the writer task (crate::outbox). Until `welcome`
+    // is written everything others send waits in the queue behind it.
+    let (tx, writer_loop) = Outbox::new(daemon.config().server.send_queue_frames, writer.into_inner(), max_frame);
     daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
     let limits = daemon.config().limits.clone();
     let clock = std::time::Instant::now();
@@ -147,38 +146,13 @@ pub async fn serve_connection(
         safe_mode: daemon.safe_mode(),
         project_id,
     };
-    if writer.send(welcome.to_frame()).await.is_err() {
+    if tx.send_first(welcome.to_frame()).await.is_err() {
         daemon.remove_session(&session_id);
         return;
     }
     daemon.session_ready(&info);
 
-    let writer_task = tokio::spawn(
-        async move {
-            // One write for every frame already queued (up to WRITE_BATCH_BYTES), not one per
-            // frame: a fenced batch or a drag's live previews go out in a few writes. A frame
-            // that finds the queue empty is written at once, as before.
-            'frames: while let Some(frame) = rx.recv().await {
-                let mut pending = frame.json.len() + frame.attachment.len();
-                if writer.feed(frame).await.is_err() {
-                    break;
-                }
-                while pending < WRITE_BATCH_BYTES {
-                    let Ok(next) = rx.try_recv() else { break };
-                    pending += next.json.len() + next.attachment.len();
-                    if writer.feed(next).await.is_err() {
-                        break 'frames;
-                    }
-                }
-                if writer.flush().await.is_err() {
-                    break;
-                }
-            }
-            let _ = writer.flush().await;
-            let _ = writer.into_inner().shutdown().await;
-        }
-        .instrument(span.clone()),
-    );
+    let writer_task = tokio::spawn(writer_loop.run().instrument(span.clone()));
 
     // Over-budget coalescible changes, merged until the budget allows (crate::ratelimit).
     let mut overflow = Overflow::default();
@@ -226,6 +200,9 @@ pub async fn serve_connection(
                     break;
                 }
             };
+            // More requests already read (a burst): replies are queued for the writer task to
+            // write together rather than written one by one here (crate::outbox).
+            tx.cork(ahead.is_some() || !reader.read_buffer().is_empty());
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
             if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
