@@ -454,26 +454,27 @@ impl Daemon {
         } else {
             vibesync_engine::sync::parse_changes(&req.changes, unit_scale)
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let request_id = req.request_id.clone();
         let author =
             if sess.is(ClientKind::Agent) || req.automation.is_some() { Author::Automation } else { Author::Person };
-        self.sync.change(
-            self,
-            &sess.project_id,
-            Input::Change {
-                session: Box::new(vibesync_engine::project::Editor::from(sess)),
-                base_seq: req.base_seq,
-                changes,
-                attachment,
-                request_id,
-                author,
-            },
-            tx,
-        );
-        match rx.await {
-            Ok(()) => vec![],
-            Err(_) => vec![Outbound::error(
+        let driven = self
+            .sync
+            .change(
+                self,
+                &sess.project_id,
+                Input::Change {
+                    session: Box::new(vibesync_engine::project::Editor::from(sess)),
+                    base_seq: req.base_seq,
+                    changes,
+                    attachment,
+                    request_id,
+                    author,
+                },
+            )
+            .await;
+        match driven {
+            true => vec![],
+            false => vec![Outbound::error(
                 ErrorCode::Internal,
                 "the sync actor for this project stopped; see the daemon log",
                 Some(req.request_id),

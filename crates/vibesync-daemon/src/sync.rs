@@ -1,21 +1,36 @@
-//! Live sync, the I/O part: one actor task per project feeds the project's pure state
-//! machine (`vibesync_engine::project::Project`, docs/PROTOCOL.md §6) its inputs and the
-//! clock, and carries out the effects it asks for, one at a time and in order: WAL appends
-//! (the written records go back to the machine), the COMMIT + registry apply under the
-//! daemon-wide mutation turn (the registry applies in COMMIT order), frames to sessions,
-//! blob writes, FINALs, governance. Every decision — queue, batch, forward, verify,
-//! finalize, replay — is the machine's; reads of committed state reach it through
-//! [`DaemonView`].
+//! Live sync, the I/O part: one actor per project feeds the project's pure state machine
+//! (`vibesync_engine::project::Project`, docs/PROTOCOL.md §6) its inputs and the clock, and
+//! carries out the effects it asks for, one at a time and in order: WAL appends (the written
+//! records go back to the machine), the COMMIT + registry apply under the daemon-wide
+//! mutation turn (the registry applies in COMMIT order), frames to sessions, blob writes,
+//! FINALs, governance. Every decision — queue, batch, forward, verify, finalize, replay — is
+//! the machine's; reads of committed state reach it through [`DaemonView`].
 //!
-//! All state of a project lives in its machine, so no locks are held across awaits except
+//! # Who drives the machine
+//! The machine sits behind its project's lock, and one input or tick is driven to its end
+//! under it. The actor task drives the clock (ticks at [`Project::next_wake`]) and the inputs
+//! sent to it through its channel ([`SyncHub::send`]: joins, leaves, `applied`, resyncs, …).
+//! A `change` request is driven by the session that read it, on its own task, when nothing
+//! sent through the channel is still waiting ([`SyncHub::change`]): its `ack` and its `live`
+//! previews are then queued (or written, crate::outbox) without a hand-off to the actor and
+//! back — the change's path is as short as a plain relay's (docs/BENCHMARKS.md, "Live sync
+//! against a plain relay"). Otherwise the change goes through the channel behind what waits
+//! there, as every input did before. Either way inputs are driven one at a time, in the
+//! order they were sent: a change is driven directly only when every input sent before it
+//! has been driven. What follows the input — a window that closes at once, a batch to start
+//! with its WAL appends — is the actor's, woken for it: a session never waits on a batch's
+//! fsyncs.
+//!
+//! No locks are held across awaits except the project's lock while one step is driven and
 //! the mutation turn around COMMIT + registry apply.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tracing::{warn, Instrument};
 use vibesync_engine::governance::{Decision, Escalation};
@@ -30,16 +45,42 @@ pub(crate) use crate::host::Host;
 /// once its `ack` (and any corrective resync after it) is queued.
 type Envelope = (Input, Option<oneshot::Sender<()>>);
 
+/// What the hub, the actor task and the sessions share of one project.
+struct Shared<H> {
+    /// The machine and what carries out its effects; held while one step is driven.
+    actor: tokio::sync::Mutex<Actor<H>>,
+    /// Inputs sent through the channel and not driven yet: a `change` is driven by its
+    /// session only when this is 0 (nothing sent before it is still waiting).
+    queued: AtomicUsize,
+    /// When the actor task's clock is set to wake it (ms on the actor's clock; `u64::MAX`:
+    /// not set).
+    armed_ms: AtomicU64,
+    /// Wakes the actor task to look at the clock again (a session's step made a wake due
+    /// sooner).
+    rearm: Notify,
+    /// Every line the machine logs names its project (not the session that drove it).
+    span: tracing::Span,
+}
+
+/// The hub's hold on a project's actor. Weak: the actor task owns its state (which holds
+/// the daemon), so the state goes when the task ends and never keeps the daemon alive.
+struct Handle<H> {
+    tx: mpsc::UnboundedSender<Envelope>,
+    shared: Weak<Shared<H>>,
+}
+
 /// Routes inputs to per-project actors, starting them on first use.
 pub struct SyncHub<H> {
-    actors: Mutex<HashMap<String, mpsc::UnboundedSender<Envelope>>>,
+    actors: Mutex<HashMap<String, Handle<H>>>,
     /// Per project, kept up to date by its actor (read by `status`).
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
     /// The actors' tasks, awaited by [`SyncHub::stop`].
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered after it.
-    stopped: std::sync::atomic::AtomicBool,
-    host: std::marker::PhantomData<fn() -> H>,
+    /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered or driven after
+    /// it.
+    stopped: Arc<AtomicBool>,
+    /// Every project's shared state, for [`SyncHub::stop`] to wait on steps in progress.
+    all: Mutex<Vec<Weak<Shared<H>>>>,
 }
 
 impl<H> Default for SyncHub<H> {
@@ -48,8 +89,8 @@ impl<H> Default for SyncHub<H> {
             actors: Mutex::default(),
             status: Arc::default(),
             tasks: Mutex::default(),
-            stopped: std::sync::atomic::AtomicBool::new(false),
-            host: std::marker::PhantomData,
+            stopped: Arc::new(AtomicBool::new(false)),
+            all: Mutex::default(),
         }
     }
 }
@@ -60,52 +101,112 @@ impl<H: Host> SyncHub<H> {
         self.status.lock().unwrap().clone()
     }
 
+    /// Send `input` to the project's actor (it is driven after every input sent before it).
     pub fn send(&self, daemon: &Arc<H>, project_id: &str, input: Input) {
         self.deliver(daemon, project_id, (input, None));
     }
 
-    /// A `change` request: `reply` is completed once its `ack` is queued.
-    pub fn change(&self, daemon: &Arc<H>, project_id: &str, input: Input, reply: oneshot::Sender<()>) {
-        self.deliver(daemon, project_id, (input, Some(reply)));
+    /// A `change` request, driven to its end (its `ack` queued) when this returns: by the
+    /// calling session itself when nothing sent to the project before it is still waiting,
+    /// else by the actor after those. False when sync has stopped (the daemon is stopping).
+    pub async fn change(&self, daemon: &Arc<H>, project_id: &str, input: Input) -> bool {
+        let Some(shared) = self.shared(daemon, project_id) else { return false };
+        if shared.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(mut actor) = shared.actor.try_lock() {
+                // Under the lock nothing else is driven; an input sent meanwhile waits for it.
+                if shared.queued.load(Ordering::Acquire) == 0 && !self.stopped.load(Ordering::SeqCst) {
+                    actor.drive(Some(input)).instrument(shared.span.clone()).await;
+                    // A window that closes now, a due deadline, a deferred replay: the actor's.
+                    let now = actor.now_ms();
+                    let wake = actor.machine.next_wake(now);
+                    let due = actor.machine.tick_due(now);
+                    drop(actor);
+                    if due || wake.is_some_and(|w| w < shared.armed_ms.load(Ordering::Acquire)) {
+                        shared.rearm.notify_one();
+                    }
+                    return true;
+                }
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.deliver(daemon, project_id, (input, Some(tx)));
+        rx.await.is_ok()
+    }
+
+    /// The project's shared state, its actor started on first use; None once stopped.
+    fn shared(&self, daemon: &Arc<H>, project_id: &str) -> Option<Arc<Shared<H>>> {
+        let mut actors = self.actors.lock().unwrap();
+        if self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.handle(&mut actors, daemon, project_id).1
+    }
+
+    /// The project's actor (started now if it has none, or if its task ended: it ends only
+    /// when its channel closes or a step panicked) and its shared state.
+    fn handle<'m>(
+        &self,
+        actors: &'m mut HashMap<String, Handle<H>>,
+        daemon: &Arc<H>,
+        project_id: &str,
+    ) -> (&'m mut Handle<H>, Option<Arc<Shared<H>>>) {
+        if let Some(h) = actors.get(project_id) {
+            if let Some(shared) = h.shared.upgrade().filter(|_| !h.tx.is_closed()) {
+                return (actors.get_mut(project_id).unwrap(), Some(shared));
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Every line the actor logs names its project (not the session that woke it).
+        let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
+        let shared = Arc::new(Shared {
+            actor: tokio::sync::Mutex::new(Actor::new(daemon.clone(), project_id.to_string(), self.status.clone())),
+            queued: AtomicUsize::new(0),
+            armed_ms: AtomicU64::new(u64::MAX),
+            rearm: Notify::new(),
+            span: span.clone(),
+        });
+        self.all.lock().unwrap().push(Arc::downgrade(&shared));
+        self.tasks.lock().unwrap().push(tokio::spawn(run(shared.clone(), rx).instrument(span)));
+        let handle = Handle { tx, shared: Arc::downgrade(&shared) };
+        actors.insert(project_id.to_string(), handle);
+        (actors.get_mut(project_id).unwrap(), Some(shared))
     }
 
     fn deliver(&self, daemon: &Arc<H>, project_id: &str, ev: Envelope) {
         let mut actors = self.actors.lock().unwrap();
-        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stopped.load(Ordering::SeqCst) {
             return; // the daemon is stopping: nothing new starts
         }
-        let spawn = || {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let actor = Actor::new(daemon.clone(), project_id.to_string(), self.status.clone());
-            // Every line the actor logs names its project (not the session that woke it).
-            let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
-            self.tasks.lock().unwrap().push(tokio::spawn(actor.run(rx).instrument(span)));
-            tx
-        };
-        let tx = actors.entry(project_id.to_string()).or_insert_with(spawn);
-        if let Err(e) = tx.send(ev) {
-            // The actor ended (it only ends when its channel closes); start a fresh one.
-            let tx2 = spawn();
-            let _ = tx2.send(e.0);
-            *tx = tx2;
+        let (handle, shared) = self.handle(&mut actors, daemon, project_id);
+        let Some(shared) = shared else { return };
+        // Counted before it is sent: a session that then finds the count at 0 knows this
+        // input has been driven.
+        shared.queued.fetch_add(1, Ordering::AcqRel);
+        if handle.tx.send(ev).is_err() {
+            // The actor ends only when its channel closes (stop), never while it is in the map.
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// A graceful stop, before the stores close: every actor finishes the event it is
-    /// handling and ends; nothing more is appended to the WAL by sync. A batch still waiting
-    /// for answers is left open: the next boot ends it as `RECOVERED_INCOMPLETE` — a cut
-    /// batch, never a failure counted against its objects (docs/PROTOCOL.md §6.7) — and its
-    /// origin re-sends it (docs/WAL.md).
+    /// A graceful stop, before the stores close: every actor finishes the step it is
+    /// driving (a session's `change` too) and ends; nothing more is appended to the WAL by
+    /// sync. A batch still waiting for answers is left open: the next boot ends it as
+    /// `RECOVERED_INCOMPLETE` — a cut batch, never a failure counted against its objects
+    /// (docs/PROTOCOL.md §6.7) — and its origin re-sends it (docs/WAL.md).
     pub async fn stop(&self, timeout: std::time::Duration) {
-        let tasks = {
+        let (tasks, all) = {
             let mut actors = self.actors.lock().unwrap();
-            self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.stopped.store(true, Ordering::SeqCst);
             actors.clear(); // closes every channel: each actor's loop ends
-            std::mem::take(&mut *self.tasks.lock().unwrap())
+            (std::mem::take(&mut *self.tasks.lock().unwrap()), std::mem::take(&mut *self.all.lock().unwrap()))
         };
         let all = async {
             for t in tasks {
                 let _ = t.await;
+            }
+            // A step a session is driving ends before the stores close.
+            for shared in all.iter().filter_map(Weak::upgrade) {
+                let _ = shared.actor.lock().await;
             }
         };
         if tokio::time::timeout(timeout, all).await.is_err() {
@@ -189,26 +290,6 @@ impl<H: Host> Actor<H> {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-        loop {
-            let wake = self.machine.next_wake(self.now_ms()).map(|ms| self.epoch + Duration::from_millis(ms));
-            let ev = match wake {
-                Some(at) => tokio::select! {
-                    ev = rx.recv() => ev,
-                    _ = tokio::time::sleep_until(at) => { self.drive(None).await; continue; }
-                },
-                None => rx.recv().await,
-            };
-            let Some((input, reply)) = ev else { return };
-            self.drive(Some(input)).await;
-            if let Some(reply) = reply {
-                let _ = reply.send(());
-            }
-            // Zero-length windows close at once.
-            self.drive(None).await;
-        }
-    }
-
     /// Run one step of the machine (an input, or a tick when `None`) to its end, carrying
     /// out each effect and handing its outcome back.
     async fn drive(&mut self, input: Option<Input>) {
@@ -223,6 +304,49 @@ impl<H: Host> Actor<H> {
         while let Some(effect) = step.next(done.take(), now()) {
             done = Some(perform(&self.daemon, &self.project, &self.status, effect).await);
         }
+    }
+}
+
+/// The actor task: the clock, and the inputs sent through the channel, each driven under the
+/// project's lock after every input sent before it.
+async fn run<H: Host>(shared: Arc<Shared<H>>, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+    loop {
+        let (epoch, wake) = {
+            let mut actor = shared.actor.lock().await;
+            let now = actor.now_ms();
+            let wake = actor.machine.next_wake(now);
+            shared.armed_ms.store(wake.unwrap_or(u64::MAX), Ordering::Release);
+            (actor.epoch, wake)
+        };
+        let ev = match wake {
+            Some(ms) => tokio::select! {
+                ev = rx.recv() => ev,
+                _ = tokio::time::sleep_until(epoch + Duration::from_millis(ms)) => {
+                    shared.actor.lock().await.drive(None).await;
+                    continue;
+                }
+                _ = shared.rearm.notified() => {
+                    shared.actor.lock().await.drive(None).await;
+                    continue;
+                }
+            },
+            None => tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shared.rearm.notified() => {
+                    shared.actor.lock().await.drive(None).await;
+                    continue;
+                }
+            },
+        };
+        let Some((input, reply)) = ev else { return };
+        let mut actor = shared.actor.lock().await;
+        actor.drive(Some(input)).await;
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if let Some(reply) = reply {
+            let _ = reply.send(());
+        }
+        // Zero-length windows close at once.
+        actor.drive(None).await;
     }
 }
 

@@ -584,6 +584,13 @@ impl Project {
         at
     }
 
+    /// Whether a [`Project::tick`] has work now: a wake that is due, or replays deferred
+    /// behind batches that have all ended. A driver that runs an input and leaves the tick
+    /// to another task asks this.
+    pub fn tick_due(&mut self, now_ms: u64) -> bool {
+        self.next_wake(now_ms).is_some_and(|w| w <= now_ms) || (self.inflight.is_empty() && !self.deferred.is_empty())
+    }
+
     /// What is in flight, for the `queue` step.
     fn flight(&self) -> Flight {
         Flight {
