@@ -473,9 +473,38 @@ pub struct AckState {
     pub last_committed: Option<Instant>,
     /// uuid → when the last committed `batch_result` naming it was read.
     pub committed_at: HashMap<String, Instant>,
+    /// Request number (`request_id` "r<N>") → items acknowledged without an error, and
+    /// when its reply was read: a phase counts only its own requests' replies.
+    pub by_request: HashMap<u64, (u64, Instant)>,
 }
 
 impl Acks {
+    /// Wait until every request numbered `first..=last` is answered (or the deadline);
+    /// returns (requests answered, items acknowledged without an error, when the last of
+    /// those replies was read) over that range only.
+    pub fn wait_requests(&self, first: u64, last: u64, deadline: Instant) -> (u64, u64, Option<Instant>) {
+        let mut s = self.state.lock().unwrap();
+        let count = |s: &AckState| {
+            let mut r = (0, 0, None::<Instant>);
+            for k in first..=last {
+                if let Some((ok, at)) = s.by_request.get(&k) {
+                    r.0 += 1;
+                    r.1 += ok;
+                    r.2 = Some(r.2.map_or(*at, |t: Instant| t.max(*at)));
+                }
+            }
+            r
+        };
+        loop {
+            let r = count(&s);
+            let now = Instant::now();
+            if r.0 > last - first || now >= deadline {
+                return r;
+            }
+            s = self.cv.wait_timeout(s, deadline - now).unwrap().0;
+        }
+    }
+
     /// Wait until `n` replies arrived (or the deadline); returns the counters then.
     pub fn wait_replies(&self, n: u64, deadline: Instant) -> AckState {
         let mut s = self.state.lock().unwrap();
@@ -534,13 +563,18 @@ pub fn spawn_ack_counter(mut c: Client) -> Arc<Acks> {
             match m["type"].as_str() {
                 Some("ack") => {
                     s.replies += 1;
+                    let mut ok = 0;
                     for r in m["results"].as_array().into_iter().flatten() {
                         if r["status"] == "error" {
                             let code = r["error_code"].as_str().unwrap_or("error").to_string();
                             *s.refused.entry(code).or_default() += 1;
                         } else {
                             s.ok_items += 1;
+                            ok += 1;
                         }
+                    }
+                    if let Some(k) = m["request_id"].as_str().and_then(|r| r.strip_prefix('r')?.parse().ok()) {
+                        s.by_request.insert(k, (ok, Instant::now()));
                     }
                 }
                 Some("error") if m["request_id"].is_string() => {

@@ -158,10 +158,6 @@ impl Rig {
         let f = self.frame(changes);
         self.a.send_frame(&f).unwrap();
     }
-
-    fn replies_so_far(&self) -> u64 {
-        self.acks.as_ref().map(|a| a.snapshot().replies).unwrap_or(0)
-    }
 }
 
 fn transform(uuid: &str, x: f64) -> Value {
@@ -250,10 +246,10 @@ fn paced(rig: &mut Rig, n: usize, base: f64) {
 /// Send `frames` as fast as the socket takes them; report acknowledged items and the time
 /// until B holds `goal`.
 fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: HashMap<String, f64>) {
-    let before = rig.replies_so_far();
-    let ok_before = rig.acks.as_ref().map(|a| a.snapshot().ok_items).unwrap_or(0);
+    // This phase's requests are numbered `first..=last` (`Rig::frame`): only their replies
+    // count, whatever replies of earlier phases still arrive meanwhile.
+    let (first, last) = (rig.next_request + 1 - frames.len() as u64, rig.next_request);
     let refused_before = rig.acks.as_ref().map(|a| a.snapshot().refused).unwrap_or_default();
-    let n = frames.len() as u64;
     let t0 = Instant::now();
     for f in &frames {
         rig.a.send_frame(f).unwrap();
@@ -263,9 +259,9 @@ fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: Has
     let batch_at = rig.acks.as_ref().map(|_| rig.held.wait_for_batch(&goal, sent + Duration::from_secs(60)));
     let ingest = match &rig.acks {
         Some(acks) => {
-            let s = acks.wait_replies(before + n, sent + Duration::from_secs(60));
-            let ok = s.ok_items - ok_before;
-            let secs = s.last_reply.map(|l| (l - t0).as_secs_f64()).unwrap_or(f64::NAN);
+            let (answered, ok, last_reply) = acks.wait_requests(first, last, sent + Duration::from_secs(60));
+            let s = acks.snapshot();
+            let secs = last_reply.map(|l| (l - t0).as_secs_f64()).unwrap_or(f64::NAN);
             let refused: Vec<String> = s
                 .refused
                 .iter()
@@ -273,16 +269,13 @@ fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: Has
                 .filter(|(_, k)| *k > 0)
                 .map(|(c, k)| format!("{k} {c}"))
                 .collect();
+            let n = last + 1 - first;
             format!(
                 "ingested (acknowledged) {ok} of {items} in {:.3} s = {:.0}/s{}{}",
                 secs,
                 ok as f64 / secs,
                 if refused.is_empty() { String::new() } else { format!("; refused: {}", refused.join(", ")) },
-                if s.replies < before + n {
-                    format!("; {} requests unanswered after 60 s", before + n - s.replies)
-                } else {
-                    String::new()
-                },
+                if answered < n { format!("; {} requests unanswered after 60 s", n - answered) } else { String::new() },
             )
         }
         None => format!("sent {items} in {:.3} s (a relay acknowledges nothing)", (sent - t0).as_secs_f64()),
