@@ -481,15 +481,24 @@ pub struct AckState {
 impl Acks {
     /// Wait until every request numbered `first..=last` is answered (or the deadline);
     /// returns (requests answered, items acknowledged without an error, when the last of
-    /// those replies was read) over that range only.
-    pub fn wait_requests(&self, first: u64, last: u64, deadline: Instant) -> (u64, u64, Option<Instant>) {
+    /// those replies was read) over that range only. A request counts at most `per_request`
+    /// items: the `ack` of a request that carried changes merged over the rate limit lists
+    /// them again (docs/PROTOCOL.md §2), after the requests they came in were answered
+    /// `coalesced`.
+    pub fn wait_requests(
+        &self,
+        first: u64,
+        last: u64,
+        per_request: u64,
+        deadline: Instant,
+    ) -> (u64, u64, Option<Instant>) {
         let mut s = self.state.lock().unwrap();
         let count = |s: &AckState| {
             let mut r = (0, 0, None::<Instant>);
             for k in first..=last {
                 if let Some((ok, at)) = s.by_request.get(&k) {
                     r.0 += 1;
-                    r.1 += ok;
+                    r.1 += (*ok).min(per_request);
                     r.2 = Some(r.2.map_or(*at, |t: Instant| t.max(*at)));
                 }
             }

@@ -259,7 +259,9 @@ fn stream(rig: &mut Rig, what: &str, frames: Vec<Frame>, items: usize, goal: Has
     let batch_at = rig.acks.as_ref().map(|_| rig.held.wait_for_batch(&goal, sent + Duration::from_secs(60)));
     let ingest = match &rig.acks {
         Some(acks) => {
-            let (answered, ok, last_reply) = acks.wait_requests(first, last, sent + Duration::from_secs(60));
+            let per_request = (items / frames.len()) as u64;
+            let (answered, ok, last_reply) =
+                acks.wait_requests(first, last, per_request, sent + Duration::from_secs(60));
             let s = acks.snapshot();
             let secs = last_reply.map(|l| (l - t0).as_secs_f64()).unwrap_or(f64::NAN);
             let refused: Vec<String> = s
