@@ -81,6 +81,19 @@ impl Wire {
     fn release(&self) {
         self.busy.store(false, Ordering::Release);
     }
+
+    /// Write `buf` — `items` queued frames or byte runs (the welcome counts as one) — as the
+    /// writer that waits for the socket: a direct sender holds it only for one non-blocking
+    /// write, so the wait is short. They stop counting as unwritten once written (or failed).
+    async fn write_claimed(&self, buf: &[u8], items: usize) -> std::io::Result<()> {
+        while !self.claim() {
+            tokio::task::yield_now().await;
+        }
+        let written = write_all(&self.sock, buf).await;
+        self.unwritten.fetch_sub(items, Ordering::AcqRel);
+        self.release();
+        written
+    }
 }
 
 /// Why frames were not (all) queued.
@@ -129,16 +142,9 @@ impl Outbox {
     /// Write the session's first frame (`welcome`) before the writer task starts: whatever
     /// others send meanwhile waits in the queue behind it.
     pub(crate) async fn send_first(&self, frame: Frame) -> Result<(), SendError> {
-        let wire = &*self.wire;
         let mut buf = BytesMut::new();
-        FrameCodec::new(wire.max_frame).encode(frame, &mut buf).map_err(|_| SendError::Closed)?;
-        while !wire.claim() {
-            tokio::task::yield_now().await;
-        }
-        let written = write_all(&wire.sock, &buf).await;
-        wire.unwritten.fetch_sub(1, Ordering::AcqRel);
-        wire.release();
-        written.map_err(|_| SendError::Closed)
+        FrameCodec::new(self.wire.max_frame).encode(frame, &mut buf).map_err(|_| SendError::Closed)?;
+        self.wire.write_claimed(&buf, 1).await.map_err(|_| SendError::Closed)
     }
 
     /// Queue `frames` back to back under the send turn (or write them at once, see the
@@ -329,14 +335,8 @@ impl Writer {
                     next = self.rx.try_recv().ok();
                 }
             }
-            // A direct sender holds the socket only for one non-blocking write.
-            while !self.wire.claim() {
-                tokio::task::yield_now().await;
-            }
-            let written = write_all(&self.wire.sock, &buf).await;
+            let written = self.wire.write_claimed(&buf, taken).await;
             buf.clear();
-            self.wire.unwritten.fetch_sub(taken, Ordering::AcqRel);
-            self.wire.release();
             if written.is_err() {
                 break;
             }

@@ -60,6 +60,10 @@ struct Shared<H> {
     rearm: Notify,
     /// Every line the machine logs names its project (not the session that drove it).
     span: tracing::Span,
+    /// A step a session drove panicked: the machine may be half-way through it. The actor
+    /// task ends and the next input starts a fresh one, as when a step of the actor task
+    /// itself panics (the task ends with it).
+    broken: AtomicBool,
 }
 
 /// The hub's hold on a project's actor. Weak: the actor task owns its state (which holds
@@ -78,9 +82,7 @@ pub struct SyncHub<H> {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered or driven after
     /// it.
-    stopped: Arc<AtomicBool>,
-    /// Every project's shared state, for [`SyncHub::stop`] to wait on steps in progress.
-    all: Mutex<Vec<Weak<Shared<H>>>>,
+    stopped: AtomicBool,
 }
 
 impl<H> Default for SyncHub<H> {
@@ -89,8 +91,7 @@ impl<H> Default for SyncHub<H> {
             actors: Mutex::default(),
             status: Arc::default(),
             tasks: Mutex::default(),
-            stopped: Arc::new(AtomicBool::new(false)),
-            all: Mutex::default(),
+            stopped: AtomicBool::new(false),
         }
     }
 }
@@ -115,7 +116,13 @@ impl<H: Host> SyncHub<H> {
             if let Ok(mut actor) = shared.actor.try_lock() {
                 // Under the lock nothing else is driven; an input sent meanwhile waits for it.
                 if shared.queued.load(Ordering::Acquire) == 0 && !self.stopped.load(Ordering::SeqCst) {
-                    actor.drive(Some(input)).instrument(shared.span.clone()).await;
+                    let step = std::panic::AssertUnwindSafe(actor.drive(Some(input)).instrument(shared.span.clone()));
+                    if futures::FutureExt::catch_unwind(step).await.is_err() {
+                        tracing::error!(parent: &shared.span, "a sync step panicked; the project's sync restarts from the stores");
+                        shared.broken.store(true, Ordering::SeqCst);
+                        shared.rearm.notify_one();
+                        return false;
+                    }
                     // A window that closes now, a due deadline, a deferred replay: the actor's.
                     let now = actor.now_ms();
                     let wake = actor.machine.next_wake(now);
@@ -151,7 +158,8 @@ impl<H: Host> SyncHub<H> {
         project_id: &str,
     ) -> (&'m mut Handle<H>, Option<Arc<Shared<H>>>) {
         if let Some(h) = actors.get(project_id) {
-            if let Some(shared) = h.shared.upgrade().filter(|_| !h.tx.is_closed()) {
+            let alive = |s: &Arc<Shared<H>>| !h.tx.is_closed() && !s.broken.load(Ordering::SeqCst);
+            if let Some(shared) = h.shared.upgrade().filter(alive) {
                 return (actors.get_mut(project_id).unwrap(), Some(shared));
             }
         }
@@ -164,8 +172,8 @@ impl<H: Host> SyncHub<H> {
             armed_ms: AtomicU64::new(u64::MAX),
             rearm: Notify::new(),
             span: span.clone(),
+            broken: AtomicBool::new(false),
         });
-        self.all.lock().unwrap().push(Arc::downgrade(&shared));
         self.tasks.lock().unwrap().push(tokio::spawn(run(shared.clone(), rx).instrument(span)));
         let handle = Handle { tx, shared: Arc::downgrade(&shared) };
         actors.insert(project_id.to_string(), handle);
@@ -194,18 +202,20 @@ impl<H: Host> SyncHub<H> {
     /// `RECOVERED_INCOMPLETE` — a cut batch, never a failure counted against its objects
     /// (docs/PROTOCOL.md §6.7) — and its origin re-sends it (docs/WAL.md).
     pub async fn stop(&self, timeout: std::time::Duration) {
-        let (tasks, all) = {
+        let (tasks, driven) = {
             let mut actors = self.actors.lock().unwrap();
             self.stopped.store(true, Ordering::SeqCst);
-            actors.clear(); // closes every channel: each actor's loop ends
-            (std::mem::take(&mut *self.tasks.lock().unwrap()), std::mem::take(&mut *self.all.lock().unwrap()))
+            // Closing every channel ends each actor's loop; a session may still be driving a
+            // step, holding the project's state.
+            let driven: Vec<Weak<Shared<H>>> = actors.drain().map(|(_, h)| h.shared).collect();
+            (std::mem::take(&mut *self.tasks.lock().unwrap()), driven)
         };
         let all = async {
             for t in tasks {
                 let _ = t.await;
             }
             // A step a session is driving ends before the stores close.
-            for shared in all.iter().filter_map(Weak::upgrade) {
+            for shared in driven.iter().filter_map(Weak::upgrade) {
                 let _ = shared.actor.lock().await;
             }
         };
@@ -313,39 +323,46 @@ async fn run<H: Host>(shared: Arc<Shared<H>>, mut rx: mpsc::UnboundedReceiver<En
     loop {
         let (epoch, wake) = {
             let mut actor = shared.actor.lock().await;
+            if shared.broken.load(Ordering::SeqCst) {
+                return; // the waiting inputs' replies are dropped: their sessions are told
+            }
             let now = actor.now_ms();
             let wake = actor.machine.next_wake(now);
             shared.armed_ms.store(wake.unwrap_or(u64::MAX), Ordering::Release);
             (actor.epoch, wake)
         };
-        let ev = match wake {
-            Some(ms) => tokio::select! {
-                ev = rx.recv() => ev,
-                _ = tokio::time::sleep_until(epoch + Duration::from_millis(ms)) => {
-                    shared.actor.lock().await.drive(None).await;
-                    continue;
-                }
-                _ = shared.rearm.notified() => {
-                    shared.actor.lock().await.drive(None).await;
-                    continue;
-                }
-            },
-            None => tokio::select! {
-                ev = rx.recv() => ev,
-                _ = shared.rearm.notified() => {
-                    shared.actor.lock().await.drive(None).await;
-                    continue;
-                }
-            },
+        let at = epoch + Duration::from_millis(wake.unwrap_or(0));
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = tokio::time::sleep_until(at), if wake.is_some() => {
+                tick(&shared).await;
+                continue;
+            }
+            // A session's step made a wake due sooner than the one armed.
+            _ = shared.rearm.notified() => {
+                tick(&shared).await;
+                continue;
+            }
         };
         let Some((input, reply)) = ev else { return };
         let mut actor = shared.actor.lock().await;
+        if shared.broken.load(Ordering::SeqCst) {
+            return;
+        }
         actor.drive(Some(input)).await;
         shared.queued.fetch_sub(1, Ordering::AcqRel);
         if let Some(reply) = reply {
             let _ = reply.send(());
         }
         // Zero-length windows close at once.
+        actor.drive(None).await;
+    }
+}
+
+/// A tick of the clock, unless a step a session drove left the machine broken.
+async fn tick<H: Host>(shared: &Shared<H>) {
+    let mut actor = shared.actor.lock().await;
+    if !shared.broken.load(Ordering::SeqCst) {
         actor.drive(None).await;
     }
 }
