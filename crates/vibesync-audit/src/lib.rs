@@ -68,8 +68,10 @@
 //! `fsck --strict` is clean.
 
 pub mod batch;
+mod delta;
 mod error;
 pub mod history;
+mod merge;
 mod pack;
 mod repo;
 
@@ -192,7 +194,7 @@ pub fn head(git_dir: impl AsRef<Path>) -> Result<Option<Head>, AuditError> {
     }
     let repo = git2::Repository::open_bare(git_dir)
         .map_err(|source| AuditError::Open { path: git_dir.to_path_buf(), source })?;
-    repo::AuditRepo { repo, path: git_dir.to_path_buf() }.head()
+    repo::AuditRepo::with(repo, git_dir).head()
 }
 
 /// Move `main` back to the newest commit whose range ends at or before `to_seq` (no branch

@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{FileMode, Oid, Repository, RepositoryInitOptions, Signature};
 
 use crate::batch::{AuditBatch, AuditContent};
 use crate::error::AuditError;
+use crate::merge::{self, Hints};
 use crate::pack::PackStream;
 
 pub const BRANCH: &str = "refs/heads/main";
@@ -35,6 +37,8 @@ pub struct Head {
 pub(crate) struct AuditRepo {
     pub repo: Repository,
     pub path: PathBuf,
+    /// Which object replaced which, for the merges' deltas (module `merge`).
+    hints: Mutex<Hints>,
 }
 
 fn git(op: &'static str, path: &Path) -> impl FnOnce(git2::Error) -> AuditError {
@@ -66,29 +70,22 @@ impl AuditRepo {
         if !head_is_main {
             repo.set_head(BRANCH).map_err(git("point HEAD at main", git_dir))?;
         }
-        for (file, text) in [(PACK_CONFIG, PACK_CONFIG_TEXT), (DELTA_PACK_CONFIG, DELTA_PACK_CONFIG_TEXT)] {
-            let path = git_dir.join(file);
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
-                std::fs::write(&path, text).map_err(|e| AuditError::Inconsistent {
-                    path: path.clone(),
-                    reason: format!("cannot write the pack settings: {e}"),
-                })?;
-            }
+        // Pack settings files earlier versions wrote for libgit2's pack builder, which the
+        // audit no longer uses (module `merge`).
+        for file in ["vibesync-pack.config", "vibesync-pack-delta.config"] {
+            let _ = std::fs::remove_file(git_dir.join(file));
         }
-        Ok(AuditRepo { repo, path: git_dir.to_path_buf() })
+        Ok(AuditRepo::with(repo, git_dir))
     }
 
-    /// A handle of its own for one commit or merge, with [`PACK_CONFIG`] on top of the
-    /// repository's configuration (for this handle only: the git CLI never reads it).
+    pub fn with(repo: Repository, git_dir: &Path) -> AuditRepo {
+        AuditRepo { repo, path: git_dir.to_path_buf(), hints: Mutex::new(Hints::default()) }
+    }
+
+    /// A handle of its own for one commit (its object store gets the commit's in-memory
+    /// backend).
     fn writer(&self, op: &'static str) -> Result<Repository, AuditError> {
-        self.handle_with(op, PACK_CONFIG)
-    }
-
-    fn handle_with(&self, op: &'static str, config: &str) -> Result<Repository, AuditError> {
-        let w = Repository::open_bare(&self.path).map_err(git(op, &self.path))?;
-        let mut cfg = w.config().map_err(git(op, &self.path))?;
-        cfg.add_file(&self.path.join(config), git2::ConfigLevel::App, true).map_err(git(op, &self.path))?;
-        Ok(w)
+        Repository::open_bare(&self.path).map_err(git(op, &self.path))
     }
 
     fn head_commit(&self) -> Result<Option<git2::Commit<'_>>, AuditError> {
@@ -211,14 +208,18 @@ impl AuditRepo {
             }
         }
         let mut changed_dirs = BTreeSet::new();
+        // (old, new) object at the same path: the bases a later merge deltas against.
+        let mut replaced: Vec<(Oid, Oid)> = Vec::new();
         for (path, content) in &paths {
             match content {
                 Content::Put(bytes) => {
                     // Unchanged content: no object, no tree update.
                     let id = Oid::hash_object(git2::ObjectType::Blob, bytes).map_err(git("hash a blob", &self.path))?;
-                    if base_entries.blob_id(path) == Some(id) {
+                    let old = base_entries.blob_id(path);
+                    if old == Some(id) {
                         continue;
                     }
+                    replaced.extend(old.map(|o| (o, id)));
                     pack.add(id, git2::ObjectType::Blob, bytes);
                     upd.upsert(path.as_str(), id, FileMode::Blob);
                 }
@@ -244,14 +245,17 @@ impl AuditRepo {
                 dir = parent;
             }
         }
+        let old_dirs: Vec<Option<Oid>> = changed_dirs.iter().map(|d| base_entries.dir(d).map(|t| t.id())).collect();
         drop(base_entries);
         let tree_id = upd.create_updated(&w, &base).map_err(git("build the snapshot tree", &self.path))?;
         let tree = w.find_tree(tree_id).map_err(git("read the snapshot tree", &self.path))?;
         stored.push(tree_id);
-        for dir in &changed_dirs {
+        replaced.push((base.id(), tree_id));
+        for (dir, old) in changed_dirs.iter().zip(old_dirs) {
             // A directory emptied by this commit is gone from the new tree.
             if let Ok(e) = tree.get_path(Path::new(dir)) {
                 stored.push(e.id());
+                replaced.extend(old.map(|o| (o, e.id())));
             }
         }
         let sig = Signature::now("vibesync", "vibesync@localhost").map_err(git("make the signature", &self.path))?;
@@ -274,18 +278,20 @@ impl AuditRepo {
             None => w.reference(BRANCH, oid, false, &log),
         }
         .map_err(git("move the main branch", &self.path))?;
+        self.hints.lock().unwrap_or_else(|p| p.into_inner()).record(replaced);
         Ok((oid, rejected))
     }
 
-    /// Merge small packs (fewer than [`SMALL_PACK_OBJECTS`] objects each) into two once
-    /// there are [`MERGE_AT_PACKS`] of them — the snapshots without delta search, the trees
-    /// and commits with it — then remove them: the pack count stays bounded (each lookup of a
-    /// missing object scans every pack). Which ones: the smallest, rolled up geometrically
-    /// ([`packs_to_merge`]), so a merged pack is not rewritten at every merge and each object
-    /// is rewritten a few times. Packs with a `.keep` file are left alone. Returns how many
-    /// packs were merged (0: nothing to do). Nothing is lost on a crash part-way: the old
-    /// packs are removed only once the merged pack is indexed, and an object in two packs is
-    /// harmless.
+    /// Merge small packs (fewer than [`SMALL_PACK_OBJECTS`] objects each) into one once
+    /// there are [`MERGE_AT_PACKS`] of them, then remove them: the pack count stays bounded
+    /// (each lookup of a missing object scans every pack). Which ones: the smallest, rolled
+    /// up geometrically ([`packs_to_merge`]), so a merged pack is not rewritten at every
+    /// merge and each object is rewritten a few times — as the bytes it already has in its
+    /// pack (module `merge`: only a commit's whole trees and snapshots are re-encoded, once,
+    /// as deltas against their next version). Packs with a `.keep` file are left alone.
+    /// Returns how many packs were merged (0: nothing to do). Nothing is lost on a crash
+    /// part-way: the old packs are removed only once the merged pack and its index are
+    /// synced and in place, and an object in two packs is harmless.
     pub fn merge_small_packs(&self) -> Result<usize, AuditError> {
         let dir = self.path.join("objects").join("pack");
         let io = |e: std::io::Error| AuditError::Inconsistent {
@@ -296,44 +302,27 @@ impl AuditRepo {
         for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "idx") && !p.with_extension("keep").exists() {
-                if let Some(oids) = pack_index_oids(&p) {
-                    if oids.len() < SMALL_PACK_OBJECTS {
-                        small.push((p, oids));
+                if let Some(n) = merge::index_count(&p) {
+                    if n < SMALL_PACK_OBJECTS {
+                        small.push((p, n));
                     }
                 }
             }
         }
-        let sizes: Vec<usize> = small.iter().map(|(_, oids)| oids.len()).collect();
+        let sizes: Vec<usize> = small.iter().map(|(_, n)| *n).collect();
         let Some(chosen) = packs_to_merge(&sizes) else { return Ok(0) };
-        let small: Vec<_> = small.into_iter().enumerate().filter(|(i, _)| chosen.contains(i)).map(|(_, p)| p).collect();
-        let w = self.writer("open the repository to merge packs")?;
-        let odb = w.odb().map_err(git("open the object store", &self.path))?;
-        // Snapshots whole; trees and commits with deltas: every commit rewrites its project's
-        // directory whole (`registry/<project>/`, one entry per object), and the versions of
-        // one directory differ in a few entries, so they delta against each other.
-        let (mut snapshots, mut trees) = (Vec::new(), Vec::new());
-        for id in small.iter().flat_map(|(_, o)| o.iter().copied()) {
-            match odb.read_header(id).map_err(git("read an object's header", &self.path))?.1 {
-                git2::ObjectType::Blob => snapshots.push(id),
-                _ => trees.push(id),
-            }
-        }
-        let before: BTreeSet<_> = small.iter().map(|(p, _)| p.clone()).collect();
-        let delta = self.handle_with("open the repository to merge packs", DELTA_PACK_CONFIG)?;
-        for (repo, ids, what) in [(&w, &snapshots, "snapshots"), (&delta, &trees, "trees")] {
-            if ids.is_empty() {
-                continue;
-            }
-            let name = write_pack(repo, &odb, ids).map_err(git("write a merged pack", &self.path))?;
-            if !dir.join(format!("{name}.pack")).exists()
-                || before.iter().any(|p| p.file_stem().is_some_and(|s| *s == *name))
-            {
-                // Not where expected, or identical to a pack already there: keep everything.
-                tracing::warn!(pack = %name, what, "audit: merged pack not found under its expected name; small packs kept");
-                return Ok(0);
-            }
-        }
+        let before: Vec<PathBuf> = chosen.iter().map(|&i| small[i].0.clone()).collect();
+        let odb = self.repo.odb().map_err(git("open the object store", &self.path))?;
+        let read = |id: Oid| odb.read(id).ok().map(|o| o.data().to_vec());
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        let name = merge::merge(&dir, &before, &mut hints, &read).map_err(|e| AuditError::Inconsistent {
+            path: dir.clone(),
+            reason: format!("merging small packs: {}", e.0),
+        })?;
         for p in &before {
+            if p.file_stem().is_some_and(|s| *s == *name) {
+                continue; // the merged pack is one of them, byte for byte
+            }
             for ext in ["keep", "rev", "pack", "idx"] {
                 let _ = std::fs::remove_file(p.with_extension(ext));
             }
@@ -349,23 +338,6 @@ fn head_commit<'r>(repo: &'r Repository, path: &Path) -> Result<Option<git2::Com
         Err(e) => Err(git("read the main branch", path)(e)),
     }
 }
-
-/// Settings the audit's own pack writes use (file in the git directory, read only through
-/// [`AuditRepo::writer`]).
-const PACK_CONFIG: &str = "vibesync-pack.config";
-/// No delta search (the snapshots' merged pack; a commit's own pack is encoded by module
-/// `pack`, whole objects only): it was the audit's largest CPU cost once objects were
-/// packed (≈ 1/3 of the audit thread in a drag of 5,000 objects), and a snapshot's objects
-/// are zlib-compressed either way. libgit2 1.8's pack builder reads its big-file threshold (objects above it get
-/// no delta) from `pack.deltaCacheSize`; both keys are set, so a libgit2 that reads
-/// `core.bigFileThreshold` behaves the same. `git gc` (which never reads this file) still
-/// packs with deltas.
-const PACK_CONFIG_TEXT: &str = "[pack]\n\tdeltaCacheSize = 1\n[core]\n\tbigFileThreshold = 1\n";
-/// Settings of the merge of trees and commits, which does search deltas: the delta window
-/// (libgit2's 10 objects) holds at most 64 MiB, so the merge of a project with hundreds of
-/// thousands of objects (a 14 MB directory per version) stays within that.
-const DELTA_PACK_CONFIG: &str = "vibesync-pack-delta.config";
-const DELTA_PACK_CONFIG_TEXT: &str = "[pack]\n\twindowMemory = 67108864\n";
 
 /// Above the loose (1) and pack (2) backends: new objects of a commit go to memory.
 const MEMPACK_PRIORITY: i32 = 1000;
@@ -405,36 +377,6 @@ pub fn packs_to_merge(sizes: &[usize]) -> Option<Vec<usize>> {
     // A run already geometric throughout: the two smallest, so the count still goes down.
     order.truncate(end.max(2));
     Some(order)
-}
-
-/// Write `objects` (readable through `repo`) to the object store as one indexed pack;
-/// returns the pack's name (`pack-<hash>`).
-fn write_pack(repo: &Repository, odb: &git2::Odb<'_>, objects: &[Oid]) -> Result<String, git2::Error> {
-    let mut pb = repo.packbuilder()?;
-    for id in objects {
-        pb.insert_object(*id, None)?;
-    }
-    let mut buf = git2::Buf::new();
-    pb.write_buf(&mut buf)?;
-    // The pack's name is the SHA-1 of its objects' ids in order (its trailer's checksum
-    // is what the indexer names the file after); read it back from the trailer.
-    let mut w = odb.packwriter()?;
-    w.write_all(&buf).map_err(|e| git2::Error::from_str(&format!("write the pack: {e}")))?;
-    w.commit()?;
-    let trailer = &buf[buf.len().saturating_sub(20)..];
-    Ok(format!("pack-{}", trailer.iter().map(|b| format!("{b:02x}")).collect::<String>()))
-}
-
-/// The object ids a version-2 pack index lists (None: not a readable v2 index).
-fn pack_index_oids(idx: &Path) -> Option<Vec<Oid>> {
-    let b = std::fs::read(idx).ok()?;
-    if b.len() < 8 + 256 * 4 || b[..4] != [0xff, b't', b'O', b'c'] || b[4..8] != [0, 0, 0, 2] {
-        return None;
-    }
-    let n = u32::from_be_bytes(b[8 + 255 * 4..8 + 256 * 4].try_into().ok()?) as usize;
-    let start = 8 + 256 * 4;
-    let table = b.get(start..start + n * 20)?;
-    table.chunks_exact(20).map(|c| Oid::from_bytes(c).ok()).collect()
 }
 
 /// Entries of the head commit's tree, looked up by path with each directory read once per

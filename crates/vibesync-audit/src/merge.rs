@@ -1,0 +1,632 @@
+//! Merging the audit's small packs into one (docs/ARCHITECTURE.md, `vibesync-audit`,
+//! "merge"), written here rather than by libgit2's pack builder.
+//!
+//! libgit2's pack builder reuses nothing: every merge inflated each object of the packs it
+//! rolled up, searched a delta for it among ten others and compressed it again, so an
+//! object paid that each time its pack was rolled into a bigger one, and a one-change commit
+//! in a project of ~21,000 objects cost 6 ms after 100 commits and 34 ms after 800
+//! (docs/BENCHMARKS.md, "Disk use per store"). Here an object's bytes in its pack are copied
+//! as they are (their CRC checked against the index, as git checks what it reuses), and
+//! only the objects that come whole from a commit's own pack are re-encoded, once, as a
+//! delta against the next version of the same path when that version is in the merged pack
+//! too ([`Hints`], recorded by the commit that replaced them; module `delta`). The newest
+//! version stays whole, so reading `main`'s tree applies no delta. The merged pack and its
+//! index (git's version 2) are written here, synced, and renamed into place before the
+//! caller removes the packs they replace.
+//!
+//! # Invariants
+//! Every object of the merged packs is in the merged one, with the same id and content; a
+//! delta's base is in the same pack and no chain is longer than [`MAX_DEPTH`]; nothing is
+//! renamed into place before it is fully written and synced.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use git2::Oid;
+use sha1::{Digest, Sha1};
+
+use crate::delta::{self, Records};
+
+/// Longest delta chain a merge makes (git's default depth).
+pub const MAX_DEPTH: usize = 50;
+/// zlib level of a delta (as `pack.rs` for whole objects).
+const LEVEL: u32 = 1;
+
+const OBJ_COMMIT: u8 = 1;
+const OBJ_TREE: u8 = 2;
+const OBJ_BLOB: u8 = 3;
+const OBJ_OFS_DELTA: u8 = 6;
+const OBJ_REF_DELTA: u8 = 7;
+
+/// Which object replaced which at the same path, as the commits recorded it: the delta
+/// bases a merge may use. In memory only (after a restart the older versions stay whole
+/// until a path changes again); an entry is dropped once a merge has packed either side.
+#[derive(Default)]
+pub(crate) struct Hints {
+    /// Replaced object → (its successor, the number of the commit that replaced it).
+    next: HashMap<Oid, (Oid, u64)>,
+    commits: u64,
+}
+
+impl Hints {
+    /// One commit's replacements: (old object, new object) at the same path.
+    pub fn record(&mut self, pairs: impl IntoIterator<Item = (Oid, Oid)>) {
+        self.commits += 1;
+        for (old, new) in pairs {
+            if old != new {
+                self.next.insert(old, (new, self.commits));
+            }
+        }
+    }
+
+    fn forget(&mut self, packed: &HashSet<Oid>) {
+        self.next.retain(|old, (new, _)| !packed.contains(old) && !packed.contains(new));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.next.len()
+    }
+}
+
+/// Why a merge was not made (the caller keeps the small packs).
+#[derive(Debug)]
+pub(crate) struct MergeError(pub String);
+
+fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> MergeError {
+    move |e| MergeError(format!("{what}: {e}"))
+}
+
+/// A pack index (version 2): ids in sorted order with each one's CRC and offset.
+pub(crate) struct PackIndex {
+    pub oids: Vec<Oid>,
+    crcs: Vec<u32>,
+    offsets: Vec<u64>,
+}
+
+/// How many objects the index at `idx` lists (None: not a readable version-2 index). Reads
+/// the header and fan-out table only.
+pub(crate) fn index_count(idx: &Path) -> Option<usize> {
+    let mut head = [0u8; 8 + 256 * 4];
+    File::open(idx).ok()?.read_exact(&mut head).ok()?;
+    if head[..4] != [0xff, b't', b'O', b'c'] || head[4..8] != [0, 0, 0, 2] {
+        return None;
+    }
+    Some(u32::from_be_bytes(head[8 + 255 * 4..].try_into().ok()?) as usize)
+}
+
+pub(crate) fn read_index(idx: &Path) -> Result<PackIndex, MergeError> {
+    let b = std::fs::read(idx).map_err(fail(format_args!("read {}", idx.display())))?;
+    let bad = || MergeError(format!("{} is not a version-2 pack index", idx.display()));
+    if b.len() < 8 + 256 * 4 || b[..4] != [0xff, b't', b'O', b'c'] || b[4..8] != [0, 0, 0, 2] {
+        return Err(bad());
+    }
+    let n = u32::from_be_bytes(b[8 + 255 * 4..8 + 256 * 4].try_into().unwrap()) as usize;
+    let ids_at = 8 + 256 * 4;
+    let crcs_at = ids_at + n * 20;
+    let offs_at = crcs_at + n * 4;
+    let large_at = offs_at + n * 4;
+    let be32 = |at: usize| b.get(at..at + 4).map(|s| u32::from_be_bytes(s.try_into().unwrap()));
+    let mut oids = Vec::with_capacity(n);
+    let mut crcs = Vec::with_capacity(n);
+    let mut offsets = Vec::with_capacity(n);
+    for i in 0..n {
+        oids.push(Oid::from_bytes(b.get(ids_at + i * 20..ids_at + i * 20 + 20).ok_or_else(bad)?).map_err(|_| bad())?);
+        crcs.push(be32(crcs_at + i * 4).ok_or_else(bad)?);
+        let off = be32(offs_at + i * 4).ok_or_else(bad)?;
+        offsets.push(if off & 0x8000_0000 != 0 {
+            let at = large_at + (off & 0x7fff_ffff) as usize * 8;
+            u64::from_be_bytes(b.get(at..at + 8).ok_or_else(bad)?.try_into().unwrap())
+        } else {
+            u64::from(off)
+        });
+    }
+    Ok(PackIndex { oids, crcs, offsets })
+}
+
+/// One object as it sits in a source pack.
+struct Entry {
+    oid: Oid,
+    pack: usize,
+    offset: u64,
+    /// Bytes from the entry's header to the next entry.
+    len: usize,
+    crc: u32,
+}
+
+/// An entry's header: its type, the size it announces, and where its zlib data starts;
+/// for deltas, the base (an offset back in the same pack, or an id).
+struct Header {
+    kind: u8,
+    size: usize,
+    data_at: usize,
+    base: Option<Base>,
+}
+
+enum Base {
+    Offset(u64),
+    Id(Oid),
+}
+
+fn parse_header(raw: &[u8], offset: u64) -> Option<Header> {
+    let mut at = 0;
+    let mut c = *raw.first()?;
+    at += 1;
+    let kind = (c >> 4) & 7;
+    let mut size = usize::from(c & 0x0f);
+    let mut shift = 4;
+    while c & 0x80 != 0 {
+        c = *raw.get(at)?;
+        at += 1;
+        size |= usize::from(c & 0x7f).checked_shl(shift)?;
+        shift += 7;
+    }
+    let base = match kind {
+        OBJ_OFS_DELTA => {
+            let mut c = *raw.get(at)?;
+            at += 1;
+            let mut back = u64::from(c & 0x7f);
+            while c & 0x80 != 0 {
+                c = *raw.get(at)?;
+                at += 1;
+                back = ((back + 1) << 7) | u64::from(c & 0x7f);
+            }
+            Some(Base::Offset(offset.checked_sub(back)?))
+        }
+        OBJ_REF_DELTA => {
+            let id = Oid::from_bytes(raw.get(at..at + 20)?).ok()?;
+            at += 20;
+            Some(Base::Id(id))
+        }
+        OBJ_COMMIT..=OBJ_BLOB | 4 => None,
+        _ => return None,
+    };
+    Some(Header { kind, size, data_at: at, base })
+}
+
+fn put_header(out: &mut Vec<u8>, kind: u8, mut size: usize) {
+    let mut byte = (kind << 4) | (size & 0x0f) as u8;
+    size >>= 4;
+    while size != 0 {
+        out.push(byte | 0x80);
+        byte = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    out.push(byte);
+}
+
+fn inflate(data: &[u8], size: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(size);
+    ZlibDecoder::new(data).read_to_end(&mut out).ok()?;
+    (out.len() == size).then_some(out)
+}
+
+/// What the merged pack holds for one object.
+enum Out {
+    /// The source entry's bytes as they are.
+    Raw,
+    /// The source entry's zlib data behind a new header naming its base by id.
+    Rebased(Oid),
+    /// A delta against `base`, computed by this merge.
+    Delta { base: Oid, delta: Vec<u8> },
+}
+
+/// Merge the packs whose indexes are `idxs` into one pack in `dir`; returns its name
+/// (`pack-<hex>`). The caller removes the source packs. `read` gives an object's content
+/// (the repository's object store).
+pub(crate) fn merge(
+    dir: &Path,
+    idxs: &[PathBuf],
+    hints: &mut Hints,
+    read: &dyn Fn(Oid) -> Option<Vec<u8>>,
+) -> Result<String, MergeError> {
+    let mut files = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut seen: HashMap<Oid, usize> = HashMap::new();
+    // (pack, offset) → id, to name an offset delta's base.
+    let mut at_offset: HashMap<(usize, u64), Oid> = HashMap::new();
+    for (k, idx) in idxs.iter().enumerate() {
+        let index = read_index(idx)?;
+        let path = idx.with_extension("pack");
+        let file = File::open(&path).map_err(fail(format_args!("open {}", path.display())))?;
+        let pack_len = file.metadata().map_err(fail(format_args!("stat {}", path.display())))?.len();
+        let mut order: Vec<usize> = (0..index.oids.len()).collect();
+        order.sort_by_key(|&i| index.offsets[i]);
+        for (j, &i) in order.iter().enumerate() {
+            let end = order.get(j + 1).map_or(pack_len.saturating_sub(20), |&n| index.offsets[n]);
+            let (oid, offset) = (index.oids[i], index.offsets[i]);
+            at_offset.insert((k, offset), oid);
+            if end <= offset {
+                return Err(MergeError(format!("{}: entry {oid} has no bytes", path.display())));
+            }
+            if seen.contains_key(&oid) {
+                continue;
+            }
+            seen.insert(oid, entries.len());
+            entries.push(Entry { oid, pack: k, offset, len: (end - offset) as usize, crc: index.crcs[i] });
+        }
+        files.push((path, file));
+    }
+    // Each entry's bytes, checked, and its header.
+    let mut raws = Vec::with_capacity(entries.len());
+    let mut heads = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let (path, file) = &files[e.pack];
+        let mut raw = vec![0u8; e.len];
+        file.read_exact_at(&mut raw, e.offset).map_err(fail(format_args!("read {}", path.display())))?;
+        if crc32fast::hash(&raw) != e.crc {
+            return Err(MergeError(format!("{}: object {} does not match its CRC", path.display(), e.oid)));
+        }
+        let h = parse_header(&raw, e.offset)
+            .ok_or_else(|| MergeError(format!("{}: object {} has a bad header", path.display(), e.oid)))?;
+        raws.push(raw);
+        heads.push(h);
+    }
+    // The base of each entry that is a delta already, by id (all in this merge: a source
+    // pack holds its deltas' bases).
+    let mut outs: Vec<Out> = Vec::with_capacity(entries.len());
+    let mut base_of: HashMap<Oid, Oid> = HashMap::new();
+    for (e, h) in entries.iter().zip(&heads) {
+        outs.push(match &h.base {
+            None => Out::Raw,
+            Some(Base::Id(b)) => {
+                base_of.insert(e.oid, *b);
+                Out::Raw
+            }
+            Some(Base::Offset(o)) => {
+                let b = *at_offset
+                    .get(&(e.pack, *o))
+                    .ok_or_else(|| MergeError(format!("object {}: its delta base is not in its pack", e.oid)))?;
+                base_of.insert(e.oid, b);
+                Out::Rebased(b)
+            }
+        });
+        if let Some(b) = base_of.get(&e.oid) {
+            if !seen.contains_key(b) {
+                return Err(MergeError(format!("object {}: delta base {b} is in none of the merged packs", e.oid)));
+            }
+        }
+    }
+    // Whole trees and snapshots with a successor in this merge become deltas against it,
+    // newest replacement first, so a base is settled before anything points at it (and
+    // nothing can point back: no cycle).
+    let mut candidates: Vec<(u64, usize, Oid)> = Vec::new();
+    for (i, (e, h)) in entries.iter().zip(&heads).enumerate() {
+        if matches!(h.kind, OBJ_TREE | OBJ_BLOB) {
+            if let Some(&(next, n)) = hints.next.get(&e.oid) {
+                if seen.contains_key(&next) {
+                    candidates.push((n, i, next));
+                }
+            }
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let pending: HashSet<Oid> = candidates.iter().map(|c| entries[c.1].oid).collect();
+    // An object some copied delta is based on stays whole (its dependents' chains would grow).
+    let bases: HashSet<Oid> = base_of.values().copied().collect();
+    let mut settled: HashSet<Oid> = HashSet::new();
+    for (_, i, next) in candidates {
+        let oid = entries[i].oid;
+        settled.insert(oid);
+        if bases.contains(&oid) || (pending.contains(&next) && !settled.contains(&next)) {
+            continue; // stays whole
+        }
+        // Nothing points at `oid` yet (copied deltas do not, candidates settled so far
+        // only point at settled ones), so its chain is `next`'s plus one.
+        let Some(depth) = depth_under(next, oid, &base_of) else { continue };
+        if depth + 1 > MAX_DEPTH {
+            continue;
+        }
+        let h = &heads[i];
+        let Some(target) = inflate(&raws[i][h.data_at..], h.size) else {
+            return Err(MergeError(format!("object {oid} does not inflate to its size")));
+        };
+        let Some(base) = read(next) else { continue };
+        let records = if h.kind == OBJ_TREE { Records::TreeEntries } else { Records::Lines };
+        let d = delta::encode(&base, &target, records);
+        if d.len() * 2 >= target.len() {
+            continue;
+        }
+        // Checked before it replaces a whole object (cheap next to the zlib it saves).
+        if delta::apply(&base, &d).as_deref() != Some(&target[..]) {
+            return Err(MergeError(format!("the delta of {oid} against {next} does not rebuild it")));
+        }
+        base_of.insert(oid, next);
+        outs[i] = Out::Delta { base: next, delta: d };
+    }
+    // The pack, to a temporary file.
+    let tmp = dir.join(format!("tmp_vibesync_merge_{}.pack", std::process::id()));
+    let result = write_pack(&tmp, &entries, &raws, &heads, &outs);
+    let (sum, table) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("pack-{hex}");
+    let tmp_idx = tmp.with_extension("idx");
+    if let Err(e) = write_index(&tmp_idx, table, &sum) {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&tmp_idx);
+        return Err(e);
+    }
+    let pack = dir.join(format!("{name}.pack"));
+    let idx = dir.join(format!("{name}.idx"));
+    // The pack first: a pack without its index is not yet part of the store.
+    std::fs::rename(&tmp, &pack).map_err(fail(format_args!("rename into {}", pack.display())))?;
+    std::fs::rename(&tmp_idx, &idx).map_err(fail(format_args!("rename into {}", idx.display())))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(fail(format_args!("sync {}", dir.display())))?;
+    let packed: HashSet<Oid> = entries.iter().map(|e| e.oid).collect();
+    hints.forget(&packed);
+    Ok(name)
+}
+
+/// How many deltas lie under `from` before a whole object; None when the chain passes
+/// through `avoid` (a loop) or is longer than [`MAX_DEPTH`].
+fn depth_under(from: Oid, avoid: Oid, base_of: &HashMap<Oid, Oid>) -> Option<usize> {
+    let (mut at, mut depth) = (from, 0);
+    while let Some(&b) = base_of.get(&at) {
+        if at == avoid || depth > MAX_DEPTH {
+            return None;
+        }
+        depth += 1;
+        at = b;
+    }
+    (at != avoid).then_some(depth)
+}
+
+/// (id, CRC, offset) of each object written.
+type Table = Vec<(Oid, u32, u64)>;
+
+fn write_pack(
+    path: &Path,
+    entries: &[Entry],
+    raws: &[Vec<u8>],
+    heads: &[Header],
+    outs: &[Out],
+) -> Result<([u8; 20], Table), MergeError> {
+    let file = File::create(path).map_err(fail(format_args!("create {}", path.display())))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    let mut sha = Sha1::new();
+    let mut put = |b: &[u8]| -> Result<(), MergeError> {
+        sha.update(b);
+        w.write_all(b).map_err(fail(format_args!("write {}", path.display())))
+    };
+    let count = u32::try_from(entries.len()).map_err(|_| MergeError("more than 2^32 objects".into()))?;
+    let mut head = Vec::with_capacity(12);
+    head.extend_from_slice(b"PACK");
+    head.extend_from_slice(&2u32.to_be_bytes());
+    head.extend_from_slice(&count.to_be_bytes());
+    put(&head)?;
+    let mut offset = head.len() as u64;
+    let mut table = Vec::with_capacity(entries.len());
+    let mut entry = Vec::new();
+    for (((e, raw), h), out) in entries.iter().zip(raws).zip(heads).zip(outs) {
+        let bytes: &[u8] = match out {
+            Out::Raw => raw,
+            Out::Rebased(base) => {
+                entry.clear();
+                put_header(&mut entry, OBJ_REF_DELTA, h.size);
+                entry.extend_from_slice(base.as_bytes());
+                entry.extend_from_slice(&raw[h.data_at..]);
+                &entry
+            }
+            Out::Delta { base, delta } => {
+                entry.clear();
+                put_header(&mut entry, OBJ_REF_DELTA, delta.len());
+                entry.extend_from_slice(base.as_bytes());
+                let mut z = ZlibEncoder::new(&mut entry, Compression::new(LEVEL));
+                z.write_all(delta).expect("writing to a Vec cannot fail");
+                z.finish().expect("writing to a Vec cannot fail");
+                &entry
+            }
+        };
+        put(bytes)?;
+        table.push((e.oid, crc32fast::hash(bytes), offset));
+        offset += bytes.len() as u64;
+    }
+    let sum: [u8; 20] = sha.finalize().into();
+    w.write_all(&sum).map_err(fail(format_args!("write {}", path.display())))?;
+    let file = w.into_inner().map_err(|e| MergeError(format!("write {}: {}", path.display(), e.error())))?;
+    file.sync_all().map_err(fail(format_args!("sync {}", path.display())))?;
+    Ok((sum, table))
+}
+
+/// Git's pack index, version 2: fan-out, sorted ids, CRCs, offsets (those past 2 GiB in a
+/// table of their own), the pack's checksum, then the index's own.
+fn write_index(path: &Path, mut table: Table, pack_sum: &[u8; 20]) -> Result<(), MergeError> {
+    table.sort_by_key(|e| e.0);
+    let mut b = Vec::with_capacity(8 + 1024 + table.len() * 28 + 40);
+    b.extend_from_slice(&[0xff, b't', b'O', b'c', 0, 0, 0, 2]);
+    let mut fan = [0u32; 256];
+    for (oid, _, _) in &table {
+        fan[usize::from(oid.as_bytes()[0])] += 1;
+    }
+    let mut total = 0u32;
+    for n in fan {
+        total += n;
+        b.extend_from_slice(&total.to_be_bytes());
+    }
+    for (oid, _, _) in &table {
+        b.extend_from_slice(oid.as_bytes());
+    }
+    for (_, crc, _) in &table {
+        b.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for (_, _, off) in &table {
+        if *off < 0x8000_0000 {
+            b.extend_from_slice(&(*off as u32).to_be_bytes());
+        } else {
+            b.extend_from_slice(&(0x8000_0000 | large.len() as u32).to_be_bytes());
+            large.push(*off);
+        }
+    }
+    for off in large {
+        b.extend_from_slice(&off.to_be_bytes());
+    }
+    b.extend_from_slice(pack_sum);
+    let sum = Sha1::digest(&b);
+    b.extend_from_slice(&sum);
+    let mut f = File::create(path).map_err(fail(format_args!("create {}", path.display())))?;
+    f.write_all(&b).map_err(fail(format_args!("write {}", path.display())))?;
+    f.sync_all().map_err(fail(format_args!("sync {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::PackStream;
+    use git2::{ObjectType, Repository};
+    use std::process::{Command, Stdio};
+
+    /// 40 versions of one snapshot, each a field changed from the one before.
+    fn versions() -> Vec<Vec<u8>> {
+        (0..40u32)
+            .map(|v| {
+                let fields: String =
+                    (0..60).map(|f| format!("  \"field_{f}\": {},\n", if f == v % 60 { v * 7 } else { f })).collect();
+                format!("{{\n{fields}  \"version\": {v}\n}}\n").into_bytes()
+            })
+            .collect()
+    }
+
+    fn idxs(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Three packs as each writer makes them — git's own (offset deltas), libgit2's pack
+    /// builder (deltas by id) and the audit's commit stream (whole objects, with the
+    /// replacements a commit records) — merge into one pack that git verifies, in which
+    /// every object reads back byte for byte, the stream's older versions are deltas of the
+    /// next and the newest is whole.
+    #[test]
+    fn packs_from_every_writer_merge_into_one_that_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(tmp.path()).unwrap();
+        let pack_dir = tmp.path().join("objects/pack");
+        let vs = versions();
+        let ids: Vec<Oid> = vs.iter().map(|v| Oid::hash_object(ObjectType::Blob, v).unwrap()).collect();
+        for v in &vs[..30] {
+            repo.blob(v).unwrap();
+        }
+        // git pack-objects, offset deltas.
+        let mut child = Command::new("git")
+            .args(["pack-objects", "--delta-base-offset", "-q"])
+            .arg(pack_dir.join("pack"))
+            .env("GIT_DIR", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let list: String = ids[..20].iter().map(|i| format!("{i}\n")).collect();
+        child.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        // libgit2's pack builder.
+        let mut pb = repo.packbuilder().unwrap();
+        for id in &ids[20..30] {
+            pb.insert_object(*id, None).unwrap();
+        }
+        let mut buf = git2::Buf::new();
+        pb.write_buf(&mut buf).unwrap();
+        let odb = repo.odb().unwrap();
+        let mut w = odb.packwriter().unwrap();
+        w.write_all(&buf).unwrap();
+        w.commit().unwrap();
+        // The audit's stream.
+        let mut stream = PackStream::new();
+        for (v, id) in vs[30..].iter().zip(&ids[30..]) {
+            stream.add(*id, ObjectType::Blob, v);
+        }
+        let mut w = odb.packwriter().unwrap();
+        w.write_all(&stream.finish()).unwrap();
+        w.commit().unwrap();
+        // Only the packs hold the objects now.
+        let loose = tmp.path().join("objects");
+        for e in std::fs::read_dir(&loose).unwrap().flatten() {
+            if e.file_name().len() == 2 {
+                std::fs::remove_dir_all(e.path()).unwrap();
+            }
+        }
+        let listing = |idx: &Path| {
+            let out = Command::new("git").arg("verify-pack").arg("-v").arg(idx).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let sources = idxs(&pack_dir);
+        assert_eq!(sources.len(), 3);
+        assert!(sources.iter().map(|i| listing(i)).any(|l| l.contains("chain length")), "some source deltas");
+        let mut hints = Hints::default();
+        for w in ids.windows(2) {
+            hints.record([(w[0], w[1])]);
+        }
+        let reader = Repository::open_bare(tmp.path()).unwrap();
+        let odb2 = reader.odb().unwrap();
+        let read = |id: Oid| odb2.read(id).ok().map(|o| o.data().to_vec());
+        let name = merge(&pack_dir, &sources, &mut hints, &read).unwrap();
+        for s in &sources {
+            std::fs::remove_file(s).unwrap();
+            std::fs::remove_file(s.with_extension("pack")).unwrap();
+        }
+        assert_eq!(idxs(&pack_dir), vec![pack_dir.join(format!("{name}.idx"))]);
+        assert_eq!(hints.len(), 0, "the hints of packed objects are dropped");
+        let l = listing(&pack_dir.join(format!("{name}.idx")));
+        let is_delta =
+            |id: &Oid| l.lines().find(|x| x.starts_with(&id.to_string())).unwrap().split_whitespace().count() > 5;
+        assert!(ids[30..39].iter().all(is_delta), "the stream's older versions are deltas:\n{l}");
+        assert!(!is_delta(&ids[39]), "the newest version is whole");
+        let fresh = Repository::open_bare(tmp.path()).unwrap();
+        for (id, v) in ids.iter().zip(&vs) {
+            assert_eq!(fresh.find_blob(*id).unwrap().content(), &v[..], "object {id}");
+        }
+        let out = Command::new("git").args(["fsck", "--strict"]).env("GIT_DIR", tmp.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A byte changed inside an object of a source pack fails the merge (the CRC), and no
+    /// pack is written.
+    #[test]
+    fn a_damaged_source_pack_is_not_merged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(tmp.path()).unwrap();
+        let pack_dir = tmp.path().join("objects/pack");
+        let odb = repo.odb().unwrap();
+        for vs in versions().chunks(20) {
+            let mut stream = PackStream::new();
+            for v in vs {
+                stream.add(Oid::hash_object(ObjectType::Blob, v).unwrap(), ObjectType::Blob, v);
+            }
+            let mut w = odb.packwriter().unwrap();
+            w.write_all(&stream.finish()).unwrap();
+            w.commit().unwrap();
+        }
+        let sources = idxs(&pack_dir);
+        let pack = sources[1].with_extension("pack");
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[40] ^= 0x20;
+        std::fs::write(&pack, &bytes).unwrap();
+        let read = |_: Oid| None;
+        let e = merge(&pack_dir, &sources, &mut Hints::default(), &read).expect_err("a damaged pack is refused");
+        assert!(e.0.contains("CRC"), "{}", e.0);
+        assert_eq!(idxs(&pack_dir), sources, "no pack written");
+        assert!(std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("tmp_")));
+    }
+}
