@@ -308,6 +308,8 @@ pub(crate) fn merge(
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     let pending: HashSet<Oid> = candidates.iter().map(|c| entries[c.1].oid).collect();
+    // The content of each object re-encoded so far (the next older version's base).
+    let mut contents: HashMap<Oid, Vec<u8>> = HashMap::new();
     // An object some copied delta is based on stays whole (its dependents' chains would grow).
     let bases: HashSet<Oid> = base_of.values().copied().collect();
     let mut settled: HashSet<Oid> = HashSet::new();
@@ -327,7 +329,20 @@ pub(crate) fn merge(
         let Some(target) = inflate(&raws[i][h.data_at..], h.size) else {
             return Err(MergeError(format!("object {oid} does not inflate to its size")));
         };
-        let Some(base) = read(next) else { continue };
+        // The base's content: kept from its own re-encoding, inflated from its entry when
+        // it is whole, else read through the object store (a delta already).
+        let base = match contents.get(&next) {
+            Some(b) => b.clone(),
+            None => {
+                let j = seen[&next];
+                let hb = &heads[j];
+                match (&hb.base, &outs[j]) {
+                    (None, Out::Raw) => inflate(&raws[j][hb.data_at..], hb.size),
+                    _ => read(next),
+                }
+                .ok_or_else(|| MergeError(format!("object {next} cannot be read")))?
+            }
+        };
         let records = if h.kind == OBJ_TREE { Records::TreeEntries } else { Records::Lines };
         let d = delta::encode(&base, &target, records);
         if d.len() * 2 >= target.len() {
@@ -339,6 +354,7 @@ pub(crate) fn merge(
         }
         base_of.insert(oid, next);
         outs[i] = Out::Delta { base: next, delta: d };
+        contents.insert(oid, target);
     }
     // The pack, to a temporary file.
     let tmp = dir.join(format!("tmp_vibesync_merge_{}.pack", std::process::id()));

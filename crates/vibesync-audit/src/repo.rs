@@ -39,6 +39,8 @@ pub(crate) struct AuditRepo {
     pub path: PathBuf,
     /// Which object replaced which, for the merges' deltas (module `merge`).
     hints: Mutex<Hints>,
+    /// Object count of each pack index seen (file name → count).
+    pack_counts: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 fn git(op: &'static str, path: &Path) -> impl FnOnce(git2::Error) -> AuditError {
@@ -79,7 +81,12 @@ impl AuditRepo {
     }
 
     pub fn with(repo: Repository, git_dir: &Path) -> AuditRepo {
-        AuditRepo { repo, path: git_dir.to_path_buf(), hints: Mutex::new(Hints::default()) }
+        AuditRepo {
+            repo,
+            path: git_dir.to_path_buf(),
+            hints: Mutex::new(Hints::default()),
+            pack_counts: Mutex::new(Default::default()),
+        }
     }
 
     /// A handle of its own for one commit (its object store gets the commit's in-memory
@@ -298,17 +305,30 @@ impl AuditRepo {
             path: dir.clone(),
             reason: format!("cannot read the pack directory: {e}"),
         };
+        let names: BTreeSet<String> =
+            std::fs::read_dir(&dir).map_err(io)?.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+        // Object counts by index file (a pack never changes under its name): each index is
+        // read once, not at every commit.
+        let mut counts = self.pack_counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.retain(|name, _| names.contains(name));
         let mut small = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(io)?.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "idx") && !p.with_extension("keep").exists() {
-                if let Some(n) = merge::index_count(&p) {
-                    if n < SMALL_PACK_OBJECTS {
-                        small.push((p, n));
-                    }
-                }
+        for name in &names {
+            let Some(stem) = name.strip_suffix(".idx") else { continue };
+            if names.contains(&format!("{stem}.keep")) {
+                continue;
+            }
+            let n = match counts.get(name) {
+                Some(n) => *n,
+                None => match merge::index_count(&dir.join(name)) {
+                    Some(n) => *counts.entry(name.clone()).or_insert(n),
+                    None => continue,
+                },
+            };
+            if n < SMALL_PACK_OBJECTS {
+                small.push((dir.join(name), n));
             }
         }
+        drop(counts);
         let sizes: Vec<usize> = small.iter().map(|(_, n)| *n).collect();
         let Some(chosen) = packs_to_merge(&sizes) else { return Ok(0) };
         let before: Vec<PathBuf> = chosen.iter().map(|&i| small[i].0.clone()).collect();
