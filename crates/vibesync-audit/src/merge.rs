@@ -45,14 +45,19 @@ const OBJ_OFS_DELTA: u8 = 6;
 const OBJ_REF_DELTA: u8 = 7;
 
 /// Which object replaced which at the same path, as the commits recorded it: the delta
-/// bases a merge may use. In memory only (after a restart the older versions stay whole
-/// until a path changes again); an entry is dropped once a merge has packed either side.
+/// bases a merge may use. A pair waits until one merge holds both sides (a directory's
+/// bucket is touched again hundreds of commits later, and the geometric roll-up brings the
+/// two versions into one pack only then); at most [`MAX_HINTS`] are kept, the oldest
+/// dropped first. In memory only: after a restart the older versions stay whole.
 #[derive(Default)]
 pub(crate) struct Hints {
     /// Replaced object → (its successor, the number of the commit that replaced it).
     next: HashMap<Oid, (Oid, u64)>,
     commits: u64,
 }
+
+/// Most pairs kept (~100 bytes each).
+pub const MAX_HINTS: usize = 100_000;
 
 impl Hints {
     /// One commit's replacements: (old object, new object) at the same path.
@@ -63,10 +68,17 @@ impl Hints {
                 self.next.insert(old, (new, self.commits));
             }
         }
+        if self.next.len() > MAX_HINTS {
+            let mut ns: Vec<u64> = self.next.values().map(|v| v.1).collect();
+            let (_, cut, _) = ns.select_nth_unstable(self.next.len() - MAX_HINTS / 2);
+            let cut = *cut;
+            self.next.retain(|_, v| v.1 >= cut);
+        }
     }
 
+    /// Drop the pairs a merge held both sides of (used, or not worth a delta).
     fn forget(&mut self, packed: &HashSet<Oid>) {
-        self.next.retain(|old, (new, _)| !packed.contains(old) && !packed.contains(new));
+        self.next.retain(|old, (new, _)| !(packed.contains(old) && packed.contains(new)));
     }
 
     #[cfg(test)]
@@ -293,9 +305,10 @@ pub(crate) fn merge(
             }
         }
     }
-    // Whole trees and snapshots with a successor in this merge become deltas against it,
-    // newest replacement first, so a base is settled before anything points at it (and
-    // nothing can point back: no cycle).
+    // Whole trees and snapshots with a successor in this merge become deltas against it —
+    // a commit's own whole objects and older versions packed whole by earlier merges alike —
+    // newest replacement first, so a base is settled before the older version that points
+    // at it (a loop is refused by `depth_under`).
     let mut candidates: Vec<(u64, usize, Oid)> = Vec::new();
     for (i, (e, h)) in entries.iter().zip(&heads).enumerate() {
         if matches!(h.kind, OBJ_TREE | OBJ_BLOB) {
@@ -308,21 +321,24 @@ pub(crate) fn merge(
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     let pending: HashSet<Oid> = candidates.iter().map(|c| entries[c.1].oid).collect();
-    // The content of each object re-encoded so far (the next older version's base).
+    let wanted: HashSet<Oid> = candidates.iter().map(|c| c.2).collect();
+    // The content of each object re-encoded so far that an older version is based on.
     let mut contents: HashMap<Oid, Vec<u8>> = HashMap::new();
-    // An object some copied delta is based on stays whole (its dependents' chains would grow).
-    let bases: HashSet<Oid> = base_of.values().copied().collect();
+    // What is based on what (copied deltas, then each re-encoding): a re-encoded object's
+    // dependents move one level deeper with it.
+    let mut children: HashMap<Oid, Vec<Oid>> = HashMap::new();
+    for (o, b) in &base_of {
+        children.entry(*b).or_default().push(*o);
+    }
     let mut settled: HashSet<Oid> = HashSet::new();
     for (_, i, next) in candidates {
         let oid = entries[i].oid;
         settled.insert(oid);
-        if bases.contains(&oid) || (pending.contains(&next) && !settled.contains(&next)) {
-            continue; // stays whole
+        if pending.contains(&next) && !settled.contains(&next) {
+            continue; // its successor is decided later: stays whole
         }
-        // Nothing points at `oid` yet (copied deltas do not, candidates settled so far
-        // only point at settled ones), so its chain is `next`'s plus one.
         let Some(depth) = depth_under(next, oid, &base_of) else { continue };
-        if depth + 1 > MAX_DEPTH {
+        if depth + 1 + height(oid, &children, 0) > MAX_DEPTH {
             continue;
         }
         let h = &heads[i];
@@ -353,8 +369,11 @@ pub(crate) fn merge(
             return Err(MergeError(format!("the delta of {oid} against {next} does not rebuild it")));
         }
         base_of.insert(oid, next);
+        children.entry(next).or_default().push(oid);
         outs[i] = Out::Delta { base: next, delta: d };
-        contents.insert(oid, target);
+        if wanted.contains(&oid) {
+            contents.insert(oid, target);
+        }
     }
     // The pack, to a temporary file.
     let tmp = dir.join(format!("tmp_vibesync_merge_{}.pack", std::process::id()));
@@ -397,6 +416,14 @@ fn depth_under(from: Oid, avoid: Oid, base_of: &HashMap<Oid, Oid>) -> Option<usi
         at = b;
     }
     (at != avoid).then_some(depth)
+}
+
+/// The longest chain of deltas based on `oid` (0: none), or more than [`MAX_DEPTH`].
+fn height(oid: Oid, children: &HashMap<Oid, Vec<Oid>>, above: usize) -> usize {
+    if above > MAX_DEPTH {
+        return MAX_DEPTH + 1;
+    }
+    children.get(&oid).map_or(0, |cs| cs.iter().map(|c| 1 + height(*c, children, above + 1)).max().unwrap_or(0))
 }
 
 /// (id, CRC, offset) of each object written.
@@ -506,7 +533,11 @@ mod tests {
 
     /// 40 versions of one snapshot, each a field changed from the one before.
     fn versions() -> Vec<Vec<u8>> {
-        (0..40u32)
+        versions_n(40)
+    }
+
+    fn versions_n(n: u32) -> Vec<Vec<u8>> {
+        (0..n)
             .map(|v| {
                 let fields: String =
                     (0..60).map(|f| format!("  \"field_{f}\": {},\n", if f == v % 60 { v * 7 } else { f })).collect();
@@ -612,6 +643,85 @@ mod tests {
         }
         let out = Command::new("git").args(["fsck", "--strict"]).env("GIT_DIR", tmp.path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn stream_pack(odb: &git2::Odb<'_>, vs: &[Vec<u8>]) {
+        let mut stream = PackStream::new();
+        for v in vs {
+            stream.add(Oid::hash_object(ObjectType::Blob, v).unwrap(), ObjectType::Blob, v);
+        }
+        let mut w = odb.packwriter().unwrap();
+        w.write_all(&stream.finish()).unwrap();
+        w.commit().unwrap();
+    }
+
+    /// A version an earlier merge packed whole (the newest of its time, and the base of the
+    /// versions before it) becomes a delta of its successor once a later roll-up holds both,
+    /// unless that would make a chain longer than MAX_DEPTH; every version reads back.
+    #[test]
+    fn an_older_whole_version_becomes_a_delta_when_a_roll_up_meets_its_successor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(tmp.path()).unwrap();
+        let pack_dir = tmp.path().join("objects/pack");
+        let odb = repo.odb().unwrap();
+        let vs = versions_n(60);
+        let ids: Vec<Oid> = vs.iter().map(|v| Oid::hash_object(ObjectType::Blob, v).unwrap()).collect();
+        let mut hints = Hints::default();
+        let merge_all = |hints: &mut Hints| {
+            let sources = idxs(&pack_dir);
+            let reader = Repository::open_bare(tmp.path()).unwrap();
+            let odb2 = reader.odb().unwrap();
+            let read = |id: Oid| odb2.read(id).ok().map(|o| o.data().to_vec());
+            let name = merge(&pack_dir, &sources, hints, &read).unwrap();
+            for s in &sources {
+                if !s.ends_with(format!("{name}.idx")) {
+                    std::fs::remove_file(s).unwrap();
+                    std::fs::remove_file(s.with_extension("pack")).unwrap();
+                }
+            }
+            let idx = pack_dir.join(format!("{name}.idx"));
+            let out = Command::new("git").arg("verify-pack").arg("-v").arg(&idx).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let is_delta = |l: &str, id: &Oid| {
+            l.lines().find(|x| x.starts_with(&id.to_string())).unwrap().split_whitespace().count() > 5
+        };
+        let longest = |l: &str| {
+            l.lines()
+                .filter_map(|l| l.strip_prefix("chain length = "))
+                .filter_map(|l| l.split(':').next()?.trim().parse::<usize>().ok())
+                .max()
+                .unwrap_or(0)
+        };
+        // Three roll-ups of 20 versions each, every version replaced by the next.
+        let mut listings = Vec::new();
+        for stage in 0..3 {
+            let range = stage * 20..stage * 20 + 20;
+            if stage > 0 {
+                hints.record([(ids[range.start - 1], ids[range.start])]);
+            }
+            for k in range.clone() {
+                stream_pack(&odb, &vs[k..k + 1]);
+                if k + 1 < range.end {
+                    hints.record([(ids[k], ids[k + 1])]);
+                }
+            }
+            let l = merge_all(&mut hints);
+            assert!(!is_delta(&l, &ids[range.end - 1]), "stage {stage}: the newest is whole");
+            assert!(is_delta(&l, &ids[range.start]), "stage {stage}: the older versions are deltas");
+            assert!(longest(&l) <= MAX_DEPTH, "stage {stage}: a chain of {}", longest(&l));
+            listings.push(l);
+        }
+        // The second roll-up joined the first one's chain (19 + 1 + 19 deltas deep)...
+        assert!(is_delta(&listings[1], &ids[19]), "the first merge's newest became a delta of its successor");
+        assert_eq!(longest(&listings[1]), 39);
+        // ...and the third could not without a chain of 59: that version stays whole.
+        assert!(!is_delta(&listings[2], &ids[39]), "joining would pass MAX_DEPTH");
+        let fresh = Repository::open_bare(tmp.path()).unwrap();
+        for (id, v) in ids.iter().zip(&vs) {
+            assert_eq!(fresh.find_blob(*id).unwrap().content(), &v[..], "object {id}");
+        }
     }
 
     /// A byte changed inside an object of a source pack fails the merge (the CRC), and no

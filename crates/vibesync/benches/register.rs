@@ -10,7 +10,9 @@
 //! `ack`; the machine's fdatasync cost is printed beside the figures. Knobs: `BENCH_N`
 //! (round trips and per-client requests, default 2000), `BENCH_BULK_TOTAL` (default 200000),
 //! `BENCH_CONFIG` (the daemon's config file text, default empty: every default),
-//! `BENCH_AUDIT_COMMITS` (default 0: then that many single registrations, one per audit
+//! `BENCH_BIG_N` (default 0: then the 8 clients again, that many single registrations each, in
+//! the project the bulk filled, and what the audit cost per FINAL there), `BENCH_AUDIT_COMMITS`
+//! (default 0: then that many single registrations, one per audit
 //! commit, printing what each commit adds to the audit repository on disk).
 
 use std::time::{Duration, Instant};
@@ -47,7 +49,6 @@ fn main() {
     support::print_handoff_cost();
     // BENCH_CONFIG: TOML text for the daemon (e.g. "[audit]\nenabled = false"), for experiments.
     let daemon = support::BenchDaemon::start("register", &std::env::var("BENCH_CONFIG").unwrap_or_default());
-    let (addr, token) = (daemon.addr, daemon.token.clone());
 
     let mut c = daemon.connect("bench", "test");
     let mut ping = Vec::with_capacity(n);
@@ -76,65 +77,7 @@ fn main() {
     );
 
     let clients = 8;
-    // Each client connects and builds its requests first; the clock and the CPU counters
-    // start once all of them are ready (as in bulk, the requests are built before timing).
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
-    let handles: Vec<_> = (0..clients)
-        .map(|k| {
-            let (token, ready) = (token.clone(), ready.clone());
-            std::thread::spawn(move || {
-                let mut c = vibesync_daemon::client::Client::connect(addr, &token, "bench", "test").unwrap();
-                let requests: Vec<Value> = (0..n)
-                    .map(|i| json!({"type":"register","request_id": i.to_string(),"items":[item(format!("C{k}-{i}"))]}))
-                    .collect();
-                let mut lat = Vec::with_capacity(n);
-                let mut ok = 0;
-                ready.wait();
-                for req in &requests {
-                    let t = Instant::now();
-                    let ack = c.request(req).unwrap();
-                    lat.push(t.elapsed());
-                    ok += registered(&ack);
-                }
-                (ok, lat)
-            })
-        })
-        .collect();
-    let wal0 = wal_counters(&mut c);
-    ready.wait();
-    let cpu_clients = support::thread_cpu(daemon.child.id());
-    let own_clients = support::own_cpu();
-    let start = Instant::now();
-    let mut ok = 0;
-    let mut all: Vec<Duration> = Vec::new();
-    for h in handles {
-        let (k, lat) = h.join().unwrap();
-        ok += k;
-        all.extend(lat);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "register, {clients} concurrent clients, 1 item per request: {ok} acknowledged in {secs:.2} s = {:.0} items/s; p50 {:.3} ms  p99 {:.3} ms",
-        ok as f64 / secs,
-        support::pct(&mut all, 0.5),
-        support::pct(&mut all, 0.99)
-    );
-    println!(
-        "  daemon CPU by thread ({clients} clients, while they ran): {}",
-        support::cpu_used(&cpu_clients, &support::thread_cpu(daemon.child.id()), ok)
-    );
-    let own = support::own_cpu() - own_clients;
-    let wal1 = wal_counters(&mut c);
-    let syncs = (wal1.1 - wal0.1).max(1);
-    println!(
-        "  WAL ({clients} clients): {} appends, {syncs} fdatasyncs = {:.1} items per fdatasync",
-        wal1.0 - wal0.0,
-        ok as f64 / syncs as f64
-    );
-    println!(
-        "  the bench's own {clients} client threads, on the same cores: {own:.2} s of CPU = {:.1} µs per item",
-        own * 1e6 / ok.max(1) as f64
-    );
+    concurrent(&daemon, &mut c, clients, n, "C");
 
     let mut lat = Vec::new();
     let mut ok = 0;
@@ -177,6 +120,38 @@ fn main() {
         support::cpu_used(&cpu0, &support::thread_cpu(daemon.child.id()), ok)
     );
 
+    // BENCH_BIG_N=k: then the 8 clients again, k single registrations each, in the project
+    // the bulk filled: what the audit's group commits cost per FINAL there, once it caught up.
+    let big_n = env_usize("BENCH_BIG_N", 0);
+    if big_n > 0 {
+        let audit = |c: &mut vibesync_daemon::client::Client| {
+            c.request(&json!({"type":"status","request_id":"a"})).unwrap()["audit"].clone()
+        };
+        let a0 = audit(&mut c);
+        println!(
+            "in the project of {} live records:",
+            c.request(&json!({"type":"status","request_id":"s"})).unwrap()["registry"]["live"]
+        );
+        let ok = concurrent(&daemon, &mut c, clients, big_n, "G");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let a1 = loop {
+            let s = c.request(&json!({"type":"status","request_id":"caught up?"})).unwrap();
+            if s["audit"]["pending"] == 0 && s["audit"]["last_audited_seq"] == s["seq"] {
+                break s["audit"].clone();
+            }
+            assert!(Instant::now() < deadline, "the audit did not catch up within 300 s");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let d = |k: &str| a1[k].as_u64().unwrap() - a0[k].as_u64().unwrap();
+        let (finals, commits, cpu) = (d("finals"), d("commits").max(1), d("cpu_us"));
+        println!(
+            "  audit: {ok} registrations acknowledged, {finals} FINALs in {commits} commits ({:.1} per commit): {:.1} µs of audit CPU per FINAL, {:.2} ms per commit",
+            finals as f64 / commits as f64,
+            cpu as f64 / finals.max(1) as f64,
+            cpu as f64 / 1000.0 / commits as f64
+        );
+    }
+
     // BENCH_AUDIT_COMMITS=k: then k single registrations, one per audit commit, in the project
     // the phases above filled: what each commit adds to the audit repository on disk.
     let commits = env_usize("BENCH_AUDIT_COMMITS", 0);
@@ -212,6 +187,79 @@ fn main() {
     }
     drop(daemon);
     support::print_fdatasync_cost();
+}
+
+/// `clients` connections each registering `n` single items as fast as answers come;
+/// prints what was acknowledged, the latencies, the daemon's CPU by thread and the WAL's
+/// fdatasyncs. Returns how many were acknowledged.
+fn concurrent(
+    daemon: &support::BenchDaemon,
+    c: &mut vibesync_daemon::client::Client,
+    clients: usize,
+    n: usize,
+    prefix: &'static str,
+) -> usize {
+    // Each client connects and builds its requests first; the clock and the CPU counters
+    // start once all of them are ready (as in bulk, the requests are built before timing).
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
+    let handles: Vec<_> = (0..clients)
+        .map(|k| {
+            let (token, ready, addr) = (daemon.token.clone(), ready.clone(), daemon.addr);
+            std::thread::spawn(move || {
+                let mut c = vibesync_daemon::client::Client::connect(addr, &token, "bench", "test").unwrap();
+                let requests: Vec<Value> = (0..n)
+                    .map(|i| json!({"type":"register","request_id": i.to_string(),"items":[item(format!("{prefix}{k}-{i}"))]}))
+                    .collect();
+                let mut lat = Vec::with_capacity(n);
+                let mut ok = 0;
+                ready.wait();
+                for req in &requests {
+                    let t = Instant::now();
+                    let ack = c.request(req).unwrap();
+                    lat.push(t.elapsed());
+                    ok += registered(&ack);
+                }
+                (ok, lat)
+            })
+        })
+        .collect();
+    let wal0 = wal_counters(c);
+    ready.wait();
+    let cpu_clients = support::thread_cpu(daemon.child.id());
+    let own_clients = support::own_cpu();
+    let start = Instant::now();
+    let mut ok = 0;
+    let mut all: Vec<Duration> = Vec::new();
+    for h in handles {
+        let (k, lat) = h.join().unwrap();
+        ok += k;
+        all.extend(lat);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "register, {clients} concurrent clients, 1 item per request: {ok} acknowledged in {secs:.2} s = {:.0} items/s; p50 {:.3} ms  p99 {:.3} ms",
+        ok as f64 / secs,
+        support::pct(&mut all, 0.5),
+        support::pct(&mut all, 0.99)
+    );
+    println!(
+        "  daemon CPU by thread ({clients} clients, while they ran): {}",
+        support::cpu_used(&cpu_clients, &support::thread_cpu(daemon.child.id()), ok)
+    );
+    let own = support::own_cpu() - own_clients;
+    let wal1 = wal_counters(c);
+    let syncs = (wal1.1 - wal0.1).max(1);
+    println!(
+        "  WAL ({clients} clients): {} appends, {syncs} fdatasyncs = {:.1} items per fdatasync",
+        wal1.0 - wal0.0,
+        ok as f64 / syncs as f64
+    );
+    println!(
+        "  the bench's own {clients} client threads, on the same cores: {own:.2} s of CPU = {:.1} µs per item",
+        own * 1e6 / ok.max(1) as f64
+    );
+
+    ok
 }
 
 fn dir_bytes(p: &std::path::Path) -> u64 {
