@@ -7,12 +7,12 @@
 //! in a project of ~21,000 objects cost 6 ms after 100 commits and 34 ms after 800
 //! (docs/BENCHMARKS.md, "Disk use per store"). Here an object's bytes in its pack are copied
 //! as they are (their CRC checked against the index, as git checks what it reuses), and
-//! only the objects that come whole from a commit's own pack are re-encoded, once, as a
-//! delta against the next version of the same path when that version is in the merged pack
-//! too ([`Hints`], recorded by the commit that replaced them; module `delta`). The newest
-//! version stays whole, so reading `main`'s tree applies no delta. The merged pack and its
-//! index (git's version 2) are written here, synced, and renamed into place before the
-//! caller removes the packs they replace.
+//! only whole trees and snapshots are re-encoded, each once, as a delta against the next
+//! version of the same path when that version is in the merged pack too ([`Hints`],
+//! recorded by the commit that replaced them; module `delta`). The newest version stays
+//! whole, so reading `main`'s tree applies no delta. The merged pack and its index (git's
+//! version 2) are written here, synced, and renamed into place before the caller removes the
+//! packs they replace.
 //!
 //! # Invariants
 //! Every object of the merged packs is in the merged one, with the same id and content; a

@@ -58,6 +58,7 @@ impl AuditRepo {
         // it names).
         git2::opts::strict_object_creation(false);
         remove_stale_locks(git_dir);
+        remove_merge_leftovers(&git_dir.join("objects").join("pack"));
         let repo = if git_dir.join("HEAD").exists() {
             Repository::open_bare(git_dir).map_err(open_err)?
         } else {
@@ -607,6 +608,27 @@ fn remove_stale_locks(git_dir: &Path) {
         }
     }
     walk(git_dir, 0);
+}
+
+/// What a crash during a pack merge or a commit's indexing leaves in the pack directory:
+/// temporary files, and a merged pack renamed into place without its index yet (not part of
+/// the store: git and libgit2 read a pack only through its index; the packs it was to
+/// replace are all still there).
+fn remove_merge_leftovers(pack_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(pack_dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let leftover = name.starts_with("tmp_vibesync_merge_")
+            || name.starts_with("pack_git2_")
+            || (name.starts_with("pack-") && name.ends_with(".pack") && !p.with_extension("idx").exists());
+        if leftover {
+            match std::fs::remove_file(&p) {
+                Ok(()) => tracing::warn!(path = %p.display(), "audit: removed a partly written pack left by a crash"),
+                Err(err) => tracing::error!(path = %p.display(), "audit: cannot remove a partly written pack: {err}"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -423,6 +423,49 @@ fn stale_lock_files_from_a_crash_are_cleared_at_open() {
     assert!(git(&dir, &["fsck", "--strict"]).0);
 }
 
+/// A crash in the middle of a pack merge leaves its temporary files, or the merged pack
+/// renamed into place without its index: the next open removes them, the packs the merge
+/// was to replace still hold everything, and the audit goes on.
+#[test]
+fn a_pack_merge_cut_short_by_a_crash_is_cleared_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let pack_dir = dir.join("objects/pack");
+    {
+        let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+        for i in 1..=5u32 {
+            reg.live(P, i, &format!("v{i}"));
+            audit.note(mark(u64::from(i), &format!("op-{i}"), P, &[i])).unwrap();
+            audit.flush(T).unwrap();
+        }
+    }
+    let pack = std::fs::read_dir(&pack_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let bytes = std::fs::read(&pack).unwrap();
+    std::fs::write(pack_dir.join("tmp_vibesync_merge_4242.pack"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(pack_dir.join("tmp_vibesync_merge_4242.idx"), b"torn").unwrap();
+    let orphan = pack_dir.join(format!("pack-{}.pack", "ab".repeat(20)));
+    std::fs::write(&orphan, &bytes).unwrap();
+    let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+    let names: Vec<String> =
+        std::fs::read_dir(&pack_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("tmp_") && !n.starts_with("pack-abab")), "{names:?}");
+    assert_eq!(packs(&dir), 5);
+    reg.live(P, 1, "after");
+    audit.note(mark(6, "op-6", P, &[1])).unwrap();
+    audit.flush(T).unwrap();
+    audit.close();
+    assert_eq!(verify(&dir).unwrap(), 6);
+    let (ok, out) = git(&dir, &["fsck", "--strict"]);
+    assert!(ok, "fsck: {out}");
+    assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(3))).unwrap()["name"], "v3");
+}
+
 /// After WAL compaction (docs/WAL.md §11) the FINALs at or before the anchor are gone: the
 /// commits covering them are not problems, a commit straddling the anchor is checked for
 /// the FINALs still in the log, and everything after is checked as before.
