@@ -58,11 +58,11 @@
 //! the pack stream (module `pack`: libgit2 re-reads the pack directory for each object
 //! it stores). Once [`MERGE_AT_PACKS`] packs of fewer than
 //! [`SMALL_PACK_OBJECTS`] objects exist, the audit thread merges the smallest of them
-//! (rolled up geometrically, `repo::packs_to_merge`) into two — the
-//! snapshots whole, the trees and commits with deltas (each commit rewrites its project's
-//! directory whole, one entry per object; its versions delta against each other: a commit of
-//! one change in a project of 21,848 objects costs 140 KB of disk instead of 1.0 MB) — and
-//! removes them (after the merged packs are indexed), so the pack count stays bounded.
+//! (rolled up geometrically, `repo::packs_to_merge`) into one (module `merge`): each
+//! object's entry copied as it is, and each whole tree or snapshot re-encoded once as a delta
+//! against the next version of its path when the merge holds both (module `delta`) — and
+//! removes them (after the merged pack and its index are synced and in place), so the pack
+//! count stays bounded.
 //! Nothing is rewritten: the same objects, repacked. `git --git-dir <data_dir>/.git_safety gc`
 //! stays safe while the daemon runs.
 //! `fsck --strict` is clean.
