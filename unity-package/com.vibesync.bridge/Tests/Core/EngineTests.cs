@@ -814,10 +814,13 @@ namespace VibeSync.Bridge.Tests
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "move acknowledged, no result", r.Pump);
+                r.Daemon.Down = true;
                 r.Daemon.DropAll(); // the daemon dies before the batch_result
                 Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
                 a.Position = new[] { 6.0, 6, 6 }; // the user keeps working while it is down
                 r.Engine.MarkDirty(a.Uuid);
+                r.Pump();
+                r.Daemon.Down = false; // back only now: the edit above was made while it was down
                 Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
                 // The welcome replay brings the older state: kept.
                 string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());

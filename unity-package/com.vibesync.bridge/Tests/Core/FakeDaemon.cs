@@ -34,6 +34,8 @@ namespace VibeSync.Bridge.Tests
         /// <summary>Reply to other requests; default: register -> all registered, change -> all queued.</summary>
         public Func<Frame, Dictionary<string, object>> OnRequest;
         public bool SilentHandshake; // never answer hello
+        /// <summary>The daemon is down: a connection is closed as soon as it is accepted.</summary>
+        public volatile bool Down;
         public bool SafeModeAtWelcome;
         /// <summary>
         /// Like the real daemon with no other editor connected: after acknowledging a `change`, send
@@ -64,6 +66,7 @@ namespace VibeSync.Bridge.Tests
                 TcpClient c;
                 try { c = listener.AcceptTcpClient(); }
                 catch (Exception) { return; }
+                if (Down) { try { c.Close(); } catch (Exception) { } continue; }
                 lock (gate) { conns.Add(c); connections++; }
                 var t = new Thread(() => Serve(c)) { IsBackground = true, Name = "fake daemon conn" };
                 t.Start();
@@ -86,30 +89,13 @@ namespace VibeSync.Bridge.Tests
                     dec.Feed(buf, 0, n, frames.Add, e => { });
                     foreach (var f in frames)
                     {
-                        lock (gate) { received.Add(f); Monitor.PulseAll(gate); }
-                        if (!welcomed)
-                        {
-                            if (SilentHandshake) continue;
-                            var reply = OnHello != null ? OnHello(f.Message) : DefaultHello(f.Message);
-                            Write(c, reply, null);
-                            if ((string)reply["type"] != MessageType.Welcome) { c.Close(); return; }
-                            welcomed = true;
-                            continue;
-                        }
-                        var r = OnRequest != null ? OnRequest(f) : DefaultReply(f);
-                        if (r != null) Write(c, r, null);
-                        if (r != null && Commits && f.Type == MessageType.Change && (string)r["type"] == MessageType.Ack)
-                        {
-                            var queued = new List<object>();
-                            foreach (Dictionary<string, object> res in (List<object>)r["results"])
-                                if ((string)res["status"] == ItemStatus.Queued) queued.Add(res["uuid"]);
-                            if (queued.Count > 0)
-                                Write(c, new Dictionary<string, object>
-                                {
-                                    { "type", MessageType.BatchResult }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", NextSeq() },
-                                    { "outcome", BatchOutcome.Committed }, { "uuids", queued },
-                                }, null);
-                        }
+                        // A frame counts as received once it is answered: a test that waits for it
+                        // and then sends something never gets ahead of the answer (as with the
+                        // daemon, whose ack of a change precedes any batch_result naming it).
+                        bool keep;
+                        try { keep = Answer(c, f, ref welcomed); }
+                        finally { lock (gate) { received.Add(f); Monitor.PulseAll(gate); } }
+                        if (!keep) return;
                     }
                 }
             }
@@ -119,6 +105,35 @@ namespace VibeSync.Bridge.Tests
                 lock (gate) conns.Remove(c);
                 try { c.Close(); } catch (Exception) { }
             }
+        }
+
+        /// <summary>Answers one frame; false when the connection is to be closed.</summary>
+        bool Answer(TcpClient c, Frame f, ref bool welcomed)
+        {
+            if (!welcomed)
+            {
+                if (SilentHandshake) return true;
+                var reply = OnHello != null ? OnHello(f.Message) : DefaultHello(f.Message);
+                Write(c, reply, null);
+                if ((string)reply["type"] != MessageType.Welcome) { c.Close(); return false; }
+                welcomed = true;
+                return true;
+            }
+            var r = OnRequest != null ? OnRequest(f) : DefaultReply(f);
+            if (r != null) Write(c, r, null);
+            if (r != null && Commits && f.Type == MessageType.Change && (string)r["type"] == MessageType.Ack)
+            {
+                var queued = new List<object>();
+                foreach (Dictionary<string, object> res in (List<object>)r["results"])
+                    if ((string)res["status"] == ItemStatus.Queued) queued.Add(res["uuid"]);
+                if (queued.Count > 0)
+                    Write(c, new Dictionary<string, object>
+                    {
+                        { "type", MessageType.BatchResult }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", NextSeq() },
+                        { "outcome", BatchOutcome.Committed }, { "uuids", queued },
+                    }, null);
+            }
+            return true;
         }
 
         Dictionary<string, object> DefaultHello(Dictionary<string, object> hello)
