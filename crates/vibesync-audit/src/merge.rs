@@ -265,19 +265,14 @@ pub(crate) fn merge(
         }
         files.push((path, file));
     }
-    // Each entry's bytes, checked, and its header.
-    let mut raws = Vec::with_capacity(entries.len());
+    // Each entry's header, its bytes checked against the CRC. Bytes are read again when
+    // needed (from the page cache): a merge holds headers, not packs, in memory.
+    let src = Sources(files);
     let mut heads = Vec::with_capacity(entries.len());
     for e in &entries {
-        let (path, file) = &files[e.pack];
-        let mut raw = vec![0u8; e.len];
-        file.read_exact_at(&mut raw, e.offset).map_err(fail(format_args!("read {}", path.display())))?;
-        if crc32fast::hash(&raw) != e.crc {
-            return Err(MergeError(format!("{}: object {} does not match its CRC", path.display(), e.oid)));
-        }
+        let raw = src.read(e)?;
         let h = parse_header(&raw, e.offset)
-            .ok_or_else(|| MergeError(format!("{}: object {} has a bad header", path.display(), e.oid)))?;
-        raws.push(raw);
+            .ok_or_else(|| MergeError(format!("{}: object {} has a bad header", src.0[e.pack].0.display(), e.oid)))?;
         heads.push(h);
     }
     // The base of each entry that is a delta already, by id (all in this merge: a source
@@ -342,7 +337,7 @@ pub(crate) fn merge(
             continue;
         }
         let h = &heads[i];
-        let Some(target) = inflate(&raws[i][h.data_at..], h.size) else {
+        let Some(target) = inflate(&src.read(&entries[i])?[h.data_at..], h.size) else {
             return Err(MergeError(format!("object {oid} does not inflate to its size")));
         };
         // The base's content: kept from its own re-encoding, inflated from its entry when
@@ -353,7 +348,7 @@ pub(crate) fn merge(
                 let j = seen[&next];
                 let hb = &heads[j];
                 match (&hb.base, &outs[j]) {
-                    (None, Out::Raw) => inflate(&raws[j][hb.data_at..], hb.size),
+                    (None, Out::Raw) => inflate(&src.read(&entries[j])?[hb.data_at..], hb.size),
                     _ => read(next),
                 }
                 .ok_or_else(|| MergeError(format!("object {next} cannot be read")))?
@@ -377,7 +372,7 @@ pub(crate) fn merge(
     }
     // The pack, to a temporary file.
     let tmp = dir.join(format!("tmp_vibesync_merge_{}.pack", std::process::id()));
-    let result = write_pack(&tmp, &entries, &raws, &heads, &outs);
+    let result = write_pack(&tmp, &entries, &src, &heads, &outs);
     let (sum, table) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -426,13 +421,29 @@ fn height(oid: Oid, children: &HashMap<Oid, Vec<Oid>>, above: usize) -> usize {
     children.get(&oid).map_or(0, |cs| cs.iter().map(|c| 1 + height(*c, children, above + 1)).max().unwrap_or(0))
 }
 
+/// The source packs (path, open file), in the order of the merge's indexes.
+struct Sources(Vec<(PathBuf, File)>);
+
+impl Sources {
+    /// An entry's bytes, checked against the CRC its index holds.
+    fn read(&self, e: &Entry) -> Result<Vec<u8>, MergeError> {
+        let (path, file) = &self.0[e.pack];
+        let mut raw = vec![0u8; e.len];
+        file.read_exact_at(&mut raw, e.offset).map_err(fail(format_args!("read {}", path.display())))?;
+        if crc32fast::hash(&raw) != e.crc {
+            return Err(MergeError(format!("{}: object {} does not match its CRC", path.display(), e.oid)));
+        }
+        Ok(raw)
+    }
+}
+
 /// (id, CRC, offset) of each object written.
 type Table = Vec<(Oid, u32, u64)>;
 
 fn write_pack(
     path: &Path,
     entries: &[Entry],
-    raws: &[Vec<u8>],
+    src: &Sources,
     heads: &[Header],
     outs: &[Out],
 ) -> Result<([u8; 20], Table), MergeError> {
@@ -452,9 +463,13 @@ fn write_pack(
     let mut offset = head.len() as u64;
     let mut table = Vec::with_capacity(entries.len());
     let mut entry = Vec::new();
-    for (((e, raw), h), out) in entries.iter().zip(raws).zip(heads).zip(outs) {
+    for ((e, h), out) in entries.iter().zip(heads).zip(outs) {
+        let raw = match out {
+            Out::Delta { .. } => Vec::new(),
+            _ => src.read(e)?,
+        };
         let bytes: &[u8] = match out {
-            Out::Raw => raw,
+            Out::Raw => &raw,
             Out::Rebased(base) => {
                 entry.clear();
                 put_header(&mut entry, OBJ_REF_DELTA, h.size);
