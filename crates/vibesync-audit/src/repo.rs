@@ -344,7 +344,7 @@ impl AuditRepo {
             if p.file_stem().is_some_and(|s| *s == *name) {
                 continue; // the merged pack is one of them, byte for byte
             }
-            for ext in ["keep", "rev", "pack", "idx"] {
+            for ext in ["keep", "rev", "bitmap", "mtimes", "pack", "idx"] {
                 let _ = std::fs::remove_file(p.with_extension(ext));
             }
         }
