@@ -344,7 +344,10 @@ impl AuditRepo {
             if p.file_stem().is_some_and(|s| *s == *name) {
                 continue; // the merged pack is one of them, byte for byte
             }
-            for ext in ["keep", "rev", "bitmap", "mtimes", "pack", "idx"] {
+            // The index first: without it the pack is no longer part of the store, so a
+            // reader never finds an index whose pack is gone (and a crash here leaves a pack
+            // without index, which the next open removes).
+            for ext in ["idx", "keep", "rev", "bitmap", "mtimes", "pack"] {
                 let _ = std::fs::remove_file(p.with_extension(ext));
             }
         }
