@@ -423,6 +423,38 @@ fn stale_lock_files_from_a_crash_are_cleared_at_open() {
     assert!(git(&dir, &["fsck", "--strict"]).0);
 }
 
+/// `git gc` run by a person while the audit commits (it repacks everything and removes the
+/// packs the audit's commit handle has open): the commits go on, and the history is whole.
+#[test]
+fn git_gc_between_commits_is_harmless() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(".git_safety");
+    let reg = Reg::default();
+    let audit = Audit::open_with(&dir, manual(), reg.snapshot()).unwrap();
+    let mut marks = vec![];
+    for i in 1..=12u32 {
+        reg.live(P, 1 + i % 4, &format!("v{i}"));
+        let m = mark(u64::from(i), &format!("op-{i}"), P, &[1 + i % 4]);
+        marks.push(m.clone());
+        audit.note(m).unwrap();
+        audit.flush(T).unwrap();
+        if i % 4 == 0 {
+            let (ok, out) = git(&dir, &["gc", "--quiet", "--prune=now"]);
+            assert!(ok, "gc: {out}");
+        }
+    }
+    assert_eq!(audit.stats().failures, 0, "{:?}", audit.stats());
+    audit.close();
+    let (ok, out) = git(&dir, &["fsck", "--strict"]);
+    assert!(ok, "fsck: {out}");
+    let report = check(&read_history(&dir).unwrap(), &finals(&marks), 12);
+    assert!(report.problems.is_empty() && report.unaudited == 0, "{report:?}");
+    for n in 1..=4u32 {
+        let last = (1..=12u32).filter(|i| 1 + i % 4 == n).max().unwrap();
+        assert_eq!(file_at_head(&dir, &format!("registry/{P}/{}.json", uuid(n))).unwrap()["name"], format!("v{last}"));
+    }
+}
+
 /// A crash in the middle of a pack merge leaves its temporary files, or the merged pack
 /// renamed into place without its index: the next open removes them, the packs the merge
 /// was to replace still hold everything, and the audit goes on.
