@@ -26,17 +26,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
 use git2::Oid;
 use sha1::{Digest, Sha1};
 
 use crate::delta::{self, Records};
+use crate::pack::Deflater;
 
 /// Longest delta chain a merge makes (git's default depth).
 pub const MAX_DEPTH: usize = 50;
-/// zlib level of a delta (as `pack.rs` for whole objects).
-const LEVEL: u32 = 1;
 
 const OBJ_COMMIT: u8 = 1;
 const OBJ_TREE: u8 = 2;
@@ -463,6 +460,7 @@ fn write_pack(
     let mut offset = head.len() as u64;
     let mut table = Vec::with_capacity(entries.len());
     let mut entry = Vec::new();
+    let mut z = Deflater::new();
     for ((e, h), out) in entries.iter().zip(heads).zip(outs) {
         let raw = match out {
             Out::Delta { .. } => Vec::new(),
@@ -481,9 +479,7 @@ fn write_pack(
                 entry.clear();
                 put_header(&mut entry, OBJ_REF_DELTA, delta.len());
                 entry.extend_from_slice(base.as_bytes());
-                let mut z = ZlibEncoder::new(&mut entry, Compression::new(LEVEL));
-                z.write_all(delta).expect("writing to a Vec cannot fail");
-                z.finish().expect("writing to a Vec cannot fail");
+                z.append(delta, &mut entry);
                 &entry
             }
         };
