@@ -22,6 +22,14 @@ pub enum AuditError {
         source: git2::Error,
     },
 
+    #[error("audit repository {}: {op} failed: {source}; check permissions and free disk space", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("audit entry {project_id}/{uuid} rejected: {reason}; the daemon must pass validated project ids and lowercase uuids")]
     BadEntry { project_id: String, uuid: String, reason: String },
 

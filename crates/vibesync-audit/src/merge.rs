@@ -30,7 +30,7 @@ use git2::Oid;
 use sha1::{Digest, Sha1};
 
 use crate::delta::{self, Records};
-use crate::pack::Deflater;
+use crate::pack::{self, Deflater, Table};
 
 /// Longest delta chain a merge makes (git's default depth).
 pub const MAX_DEPTH: usize = 50;
@@ -377,20 +377,9 @@ pub(crate) fn merge(
             return Err(e);
         }
     };
-    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
-    let name = format!("pack-{hex}");
-    let tmp_idx = tmp.with_extension("idx");
-    if let Err(e) = write_index(&tmp_idx, table, &sum) {
-        let _ = std::fs::remove_file(&tmp);
-        let _ = std::fs::remove_file(&tmp_idx);
-        return Err(e);
-    }
-    let pack = dir.join(format!("{name}.pack"));
-    let idx = dir.join(format!("{name}.idx"));
-    // The pack first: a pack without its index is not yet part of the store.
-    std::fs::rename(&tmp, &pack).map_err(fail(format_args!("rename into {}", pack.display())))?;
-    std::fs::rename(&tmp_idx, &idx).map_err(fail(format_args!("rename into {}", idx.display())))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(fail(format_args!("sync {}", dir.display())))?;
+    // Synced, then renamed into place: the pack first, then its index.
+    let name = pack::install(dir, &tmp, table, &sum, true)
+        .map_err(fail(format_args!("put the merged pack in place in {}", dir.display())))?;
     let packed: HashSet<Oid> = entries.iter().map(|e| e.oid).collect();
     hints.forget(&packed);
     Ok(name)
@@ -433,9 +422,6 @@ impl Sources {
         Ok(raw)
     }
 }
-
-/// (id, CRC, offset) of each object written.
-type Table = Vec<(Oid, u32, u64)>;
 
 fn write_pack(
     path: &Path,
@@ -489,50 +475,8 @@ fn write_pack(
     }
     let sum: [u8; 20] = sha.finalize().into();
     w.write_all(&sum).map_err(fail(format_args!("write {}", path.display())))?;
-    let file = w.into_inner().map_err(|e| MergeError(format!("write {}: {}", path.display(), e.error())))?;
-    file.sync_all().map_err(fail(format_args!("sync {}", path.display())))?;
+    w.into_inner().map_err(|e| MergeError(format!("write {}: {}", path.display(), e.error())))?;
     Ok((sum, table))
-}
-
-/// Git's pack index, version 2: fan-out, sorted ids, CRCs, offsets (those past 2 GiB in a
-/// table of their own), the pack's checksum, then the index's own.
-fn write_index(path: &Path, mut table: Table, pack_sum: &[u8; 20]) -> Result<(), MergeError> {
-    table.sort_by_key(|e| e.0);
-    let mut b = Vec::with_capacity(8 + 1024 + table.len() * 28 + 40);
-    b.extend_from_slice(&[0xff, b't', b'O', b'c', 0, 0, 0, 2]);
-    let mut fan = [0u32; 256];
-    for (oid, _, _) in &table {
-        fan[usize::from(oid.as_bytes()[0])] += 1;
-    }
-    let mut total = 0u32;
-    for n in fan {
-        total += n;
-        b.extend_from_slice(&total.to_be_bytes());
-    }
-    for (oid, _, _) in &table {
-        b.extend_from_slice(oid.as_bytes());
-    }
-    for (_, crc, _) in &table {
-        b.extend_from_slice(&crc.to_be_bytes());
-    }
-    let mut large = Vec::new();
-    for (_, _, off) in &table {
-        if *off < 0x8000_0000 {
-            b.extend_from_slice(&(*off as u32).to_be_bytes());
-        } else {
-            b.extend_from_slice(&(0x8000_0000 | large.len() as u32).to_be_bytes());
-            large.push(*off);
-        }
-    }
-    for off in large {
-        b.extend_from_slice(&off.to_be_bytes());
-    }
-    b.extend_from_slice(pack_sum);
-    let sum = Sha1::digest(&b);
-    b.extend_from_slice(&sum);
-    let mut f = File::create(path).map_err(fail(format_args!("create {}", path.display())))?;
-    f.write_all(&b).map_err(fail(format_args!("write {}", path.display())))?;
-    f.sync_all().map_err(fail(format_args!("sync {}", path.display())))
 }
 
 #[cfg(test)]
@@ -612,7 +556,7 @@ mod tests {
             stream.add(*id, ObjectType::Blob, v);
         }
         let mut w = odb.packwriter().unwrap();
-        w.write_all(&stream.finish()).unwrap();
+        w.write_all(&stream.finish().0).unwrap();
         w.commit().unwrap();
         // Only the packs hold the objects now.
         let loose = tmp.path().join("objects");
@@ -662,7 +606,7 @@ mod tests {
             stream.add(Oid::hash_object(ObjectType::Blob, v).unwrap(), ObjectType::Blob, v);
         }
         let mut w = odb.packwriter().unwrap();
-        w.write_all(&stream.finish()).unwrap();
+        w.write_all(&stream.finish().0).unwrap();
         w.commit().unwrap();
     }
 
@@ -749,7 +693,7 @@ mod tests {
                 stream.add(Oid::hash_object(ObjectType::Blob, v).unwrap(), ObjectType::Blob, v);
             }
             let mut w = odb.packwriter().unwrap();
-            w.write_all(&stream.finish()).unwrap();
+            w.write_all(&stream.finish().0).unwrap();
             w.commit().unwrap();
         }
         let sources = idxs(&pack_dir);

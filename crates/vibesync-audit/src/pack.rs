@@ -1,4 +1,4 @@
-//! The packfile of one audit commit, encoded here and indexed by libgit2 (docs/ARCHITECTURE.md,
+//! The packfile of one audit commit and its index, encoded here (docs/ARCHITECTURE.md,
 //! `vibesync-audit`, "pack").
 //!
 //! libgit2 can build a pack only from objects its object store already holds, and every
@@ -9,9 +9,13 @@
 //! session 11). So a commit's blobs
 //! are never written to the object store: their ids are computed (`Oid::hash_object`), the
 //! trees name them, and their bytes go straight into this stream beside the few trees and
-//! the commit (read from the commit's in-memory store). The stream is handed to libgit2's
-//! indexer (`Odb::packwriter`), which checks every object and the trailer and writes the
-//! `.pack` and `.idx`.
+//! the commit (read from the commit's in-memory store). The stream and its index (git's
+//! version 2, from the ids and entry CRCs the stream kept) are written to the pack
+//! directory, the index last, which is what makes the pack part of the store
+//! ([`PackStream::store`]; module `merge` puts its merged packs in place the same way).
+//! libgit2's indexer, used before, inflated and hashed every object again. Tests check the
+//! index byte for byte against the one libgit2's indexer writes, and the stream against the
+//! indexer itself.
 //!
 //! # Format (git's pack format, version 2, no deltas)
 //! `"PACK"`, version 2 and the object count (big-endian u32 each); per object a header (type
@@ -21,9 +25,11 @@
 //!
 //! # Invariant
 //! An object is added at most once (its id is remembered), and [`PackStream::finish`] is the
-//! only way out, so a stream always carries the count it says and a trailer over all of it.
+//! only way out, so a stream always carries the count it says and a trailer over all of it;
+//! its index lists every object once, at the offset and with the CRC of its entry.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::{ObjectType, Oid};
@@ -59,10 +65,14 @@ impl Deflater {
     }
 }
 
+/// (id, CRC-32 of its entry, offset of its entry) of each object in a pack.
+pub(crate) type Table = Vec<(Oid, u32, u64)>;
+
 pub(crate) struct PackStream {
     buf: Vec<u8>,
     ids: HashSet<Oid>,
     z: Deflater,
+    table: Table,
 }
 
 impl PackStream {
@@ -71,7 +81,7 @@ impl PackStream {
         buf.extend_from_slice(b"PACK");
         buf.extend_from_slice(&2u32.to_be_bytes());
         buf.extend_from_slice(&0u32.to_be_bytes()); // the count, set by `finish`
-        PackStream { buf, ids: HashSet::new(), z: Deflater::new() }
+        PackStream { buf, ids: HashSet::new(), z: Deflater::new(), table: Vec::new() }
     }
 
     /// Add object `id` (`kind`, `data`) unless it is already in the stream.
@@ -86,6 +96,7 @@ impl PackStream {
             ObjectType::Tag => 4,
             ObjectType::Any => unreachable!("an object read from a store has a concrete type"),
         };
+        let at = self.buf.len();
         let mut size = data.len();
         let mut byte = (code << 4) | (size & 0x0f) as u8;
         size >>= 4;
@@ -96,6 +107,7 @@ impl PackStream {
         }
         self.buf.push(byte);
         self.z.append(data, &mut self.buf);
+        self.table.push((id, crc32fast::hash(&self.buf[at..]), at as u64));
     }
 
     #[cfg(test)]
@@ -103,14 +115,96 @@ impl PackStream {
         self.ids.len()
     }
 
-    /// The whole pack: the count filled in, the SHA-1 trailer appended.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The whole pack (the count filled in, the SHA-1 trailer appended) and its table.
+    pub fn finish(mut self) -> (Vec<u8>, Table) {
         let count = u32::try_from(self.ids.len()).expect("fewer than 2^32 objects per commit");
         self.buf[8..12].copy_from_slice(&count.to_be_bytes());
         let sum = Sha1::digest(&self.buf);
         self.buf.extend_from_slice(&sum);
-        self.buf
+        (self.buf, self.table)
     }
+
+    /// Write the pack and its index into the pack directory `dir`; returns the pack's name.
+    /// Not synced, as libgit2's indexer did not sync it (the audit is derived data, and
+    /// boot finds a lost tail, docs/WAL.md §9). The ids and entries are this stream's own,
+    /// so nothing is inflated or hashed again (libgit2's indexer did both: a fifth of the
+    /// audit's time in bulk registration, docs/BENCHMARKS.md "Disk use per store").
+    pub fn store(self, dir: &Path) -> std::io::Result<String> {
+        let (bytes, table) = self.finish();
+        let tmp = dir.join(format!("tmp_vibesync_commit_{}.pack", std::process::id()));
+        std::fs::write(&tmp, &bytes)?;
+        let sum: [u8; 20] = bytes[bytes.len() - 20..].try_into().expect("a pack ends with its 20-byte checksum");
+        install(dir, &tmp, table, &sum, false)
+    }
+}
+
+/// Put the finished pack at `tmp` in place as `pack-<checksum>` with its index (git's
+/// version 2, written here): the pack first, then the index, which is what makes it part of
+/// the store. `sync`: both files and the directory are synced first. Returns the name.
+pub(crate) fn install(dir: &Path, tmp: &Path, table: Table, sum: &[u8; 20], sync: bool) -> std::io::Result<String> {
+    let name = format!("pack-{}", sum.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let tmp_idx = tmp.with_extension("idx");
+    let put = || -> std::io::Result<()> {
+        write_index(&tmp_idx, table, sum, sync)?;
+        if sync {
+            std::fs::File::open(tmp)?.sync_all()?;
+        }
+        std::fs::rename(tmp, dir.join(format!("{name}.pack")))?;
+        std::fs::rename(&tmp_idx, dir.join(format!("{name}.idx")))?;
+        if sync {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    put().inspect_err(|_| {
+        let _ = std::fs::remove_file(tmp);
+        let _ = std::fs::remove_file(&tmp_idx);
+    })?;
+    Ok(name)
+}
+
+/// Git's pack index, version 2: fan-out, sorted ids, CRCs, offsets (those past 2 GiB in a
+/// table of their own), the pack's checksum, then the index's own.
+fn write_index(path: &Path, mut table: Table, pack_sum: &[u8; 20], sync: bool) -> std::io::Result<()> {
+    table.sort_by_key(|e| e.0);
+    let mut b = Vec::with_capacity(8 + 1024 + table.len() * 28 + 40);
+    b.extend_from_slice(&[0xff, b't', b'O', b'c', 0, 0, 0, 2]);
+    let mut fan = [0u32; 256];
+    for (oid, _, _) in &table {
+        fan[usize::from(oid.as_bytes()[0])] += 1;
+    }
+    let mut total = 0u32;
+    for n in fan {
+        total += n;
+        b.extend_from_slice(&total.to_be_bytes());
+    }
+    for (oid, _, _) in &table {
+        b.extend_from_slice(oid.as_bytes());
+    }
+    for (_, crc, _) in &table {
+        b.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for (_, _, off) in &table {
+        if *off < 0x8000_0000 {
+            b.extend_from_slice(&(*off as u32).to_be_bytes());
+        } else {
+            b.extend_from_slice(&(0x8000_0000 | large.len() as u32).to_be_bytes());
+            large.push(*off);
+        }
+    }
+    for off in large {
+        b.extend_from_slice(&off.to_be_bytes());
+    }
+    b.extend_from_slice(pack_sum);
+    let sum = Sha1::digest(&b);
+    b.extend_from_slice(&sum);
+    let mut f = std::fs::File::create(path)?;
+    std::io::Write::write_all(&mut f, &b)?;
+    if sync {
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,7 +233,7 @@ mod tests {
         assert_eq!(pack.len(), 3);
         let odb = repo.odb().unwrap();
         let mut w = odb.packwriter().unwrap();
-        w.write_all(&pack.finish()).unwrap();
+        w.write_all(&pack.finish().0).unwrap();
         w.commit().unwrap();
         let odb = repo.odb().unwrap();
         for (id, data) in ids {
@@ -174,6 +268,43 @@ mod tests {
         }
     }
 
+    /// `store` writes the index libgit2's indexer writes for the same pack, byte for byte,
+    /// and git verifies the pack and index it put in place.
+    #[test]
+    fn store_writes_the_index_libgit2_writes() {
+        let objects: Vec<Vec<u8>> =
+            (0..300u32).map(|i| format!("{{\n  \"n\": {i}\n}}\n").repeat(1 + i as usize % 7).into_bytes()).collect();
+        let stream = || {
+            let mut p = PackStream::new();
+            for o in &objects {
+                p.add(Oid::hash_object(ObjectType::Blob, o).unwrap(), ObjectType::Blob, o);
+            }
+            p
+        };
+        let ours = tempfile::tempdir().unwrap();
+        git2::Repository::init_bare(ours.path()).unwrap();
+        let dir = ours.path().join("objects/pack");
+        let name = stream().store(&dir).unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(theirs.path()).unwrap();
+        let odb = repo.odb().unwrap();
+        let mut w = odb.packwriter().unwrap();
+        w.write_all(&stream().finish().0).unwrap();
+        w.commit().unwrap();
+        let idx = |d: &Path| std::fs::read(d.join(format!("{name}.idx"))).unwrap();
+        assert_eq!(idx(&dir), idx(&theirs.path().join("objects/pack")), "the same index");
+        let names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.starts_with("tmp_")), "{names:?}");
+        let out =
+            std::process::Command::new("git").arg("verify-pack").arg(dir.join(format!("{name}.idx"))).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let repo = git2::Repository::open_bare(ours.path()).unwrap();
+        for o in &objects {
+            assert_eq!(repo.find_blob(Oid::hash_object(ObjectType::Blob, o).unwrap()).unwrap().content(), &o[..]);
+        }
+    }
+
     /// A damaged stream (one byte of an object changed) is refused by the indexer.
     #[test]
     fn a_damaged_stream_is_refused() {
@@ -182,7 +313,7 @@ mod tests {
         let data = b"hello, audit".to_vec();
         let mut pack = PackStream::new();
         pack.add(Oid::hash_object(ObjectType::Blob, &data).unwrap(), ObjectType::Blob, &data);
-        let mut bytes = pack.finish();
+        let mut bytes = pack.finish().0;
         bytes[14] ^= 0x55;
         let odb = repo.odb().unwrap();
         let mut w = odb.packwriter().unwrap();

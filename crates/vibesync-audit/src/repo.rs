@@ -3,7 +3,6 @@
 //! not Sync).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -308,10 +307,12 @@ impl AuditRepo {
             writer.memory += o.data().len();
             pack.add(id, o.kind(), o.data());
         }
-        let mut pw = odb.packwriter().map_err(git("start the commit's pack", &self.path))?;
-        pw.write_all(&pack.finish())
-            .map_err(|e| git("write the commit's pack", &self.path)(git2::Error::from_str(&e.to_string())))?;
-        pw.commit().map_err(git("index the commit's pack", &self.path))?;
+        let dir = self.path.join("objects").join("pack");
+        pack.store(&dir).map_err(|source| AuditError::Io {
+            op: "write the commit's pack",
+            path: dir.clone(),
+            source,
+        })?;
         // The pack is on disk and indexed: only now does `main` point at it.
         let log = format!("vibesync: audit seq {}-{}", batch.first_seq, batch.last_seq);
         match &head {
@@ -657,7 +658,7 @@ fn remove_merge_leftovers(pack_dir: &Path) {
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        let leftover = name.starts_with("tmp_vibesync_merge_")
+        let leftover = name.starts_with("tmp_vibesync_")
             || name.starts_with("pack_git2_")
             || (name.starts_with("pack-") && name.ends_with(".pack") && !p.with_extension("idx").exists());
         if leftover {
