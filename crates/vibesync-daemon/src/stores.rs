@@ -374,6 +374,12 @@ impl Stores {
         let bg = stores.clone();
         std::thread::spawn(move || {
             let _turn = bg.sidecar_lock.lock().unwrap();
+            // A graceful close that began first wrote what it had: nothing is written into
+            // the data directory after `close` returns (it takes this turn after setting the
+            // flag).
+            if bg.checkpointer_stop.load(Ordering::SeqCst) {
+                return;
+            }
             match bg.registry.ensure_sidecar() {
                 Ok(status) => info!(?status, "sidecar checked"),
                 Err(e) => error!("sidecar check failed: {e}"),
