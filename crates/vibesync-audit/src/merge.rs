@@ -30,16 +30,12 @@ use git2::Oid;
 use sha1::{Digest, Sha1};
 
 use crate::delta::{self, Records};
-use crate::pack::{self, Deflater, Table};
+use crate::pack::{
+    self, parse_header, put_header, read_index, Base, Deflater, Header, Table, OBJ_BLOB, OBJ_REF_DELTA, OBJ_TREE,
+};
 
 /// Longest delta chain a merge makes (git's default depth).
 pub const MAX_DEPTH: usize = 50;
-
-const OBJ_COMMIT: u8 = 1;
-const OBJ_TREE: u8 = 2;
-const OBJ_BLOB: u8 = 3;
-const OBJ_OFS_DELTA: u8 = 6;
-const OBJ_REF_DELTA: u8 = 7;
 
 /// Which object replaced which at the same path, as the commits recorded it: the delta
 /// bases a merge may use. A pair waits until one merge holds both sides (a directory's
@@ -92,53 +88,6 @@ fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) ->
     move |e| MergeError(format!("{what}: {e}"))
 }
 
-/// A pack index (version 2): ids in sorted order with each one's CRC and offset.
-pub(crate) struct PackIndex {
-    pub oids: Vec<Oid>,
-    crcs: Vec<u32>,
-    offsets: Vec<u64>,
-}
-
-/// How many objects the index at `idx` lists (None: not a readable version-2 index). Reads
-/// the header and fan-out table only.
-pub(crate) fn index_count(idx: &Path) -> Option<usize> {
-    let mut head = [0u8; 8 + 256 * 4];
-    File::open(idx).ok()?.read_exact(&mut head).ok()?;
-    if head[..4] != [0xff, b't', b'O', b'c'] || head[4..8] != [0, 0, 0, 2] {
-        return None;
-    }
-    Some(u32::from_be_bytes(head[8 + 255 * 4..].try_into().ok()?) as usize)
-}
-
-pub(crate) fn read_index(idx: &Path) -> Result<PackIndex, MergeError> {
-    let b = std::fs::read(idx).map_err(fail(format_args!("read {}", idx.display())))?;
-    let bad = || MergeError(format!("{} is not a version-2 pack index", idx.display()));
-    if b.len() < 8 + 256 * 4 || b[..4] != [0xff, b't', b'O', b'c'] || b[4..8] != [0, 0, 0, 2] {
-        return Err(bad());
-    }
-    let n = u32::from_be_bytes(b[8 + 255 * 4..8 + 256 * 4].try_into().unwrap()) as usize;
-    let ids_at = 8 + 256 * 4;
-    let crcs_at = ids_at + n * 20;
-    let offs_at = crcs_at + n * 4;
-    let large_at = offs_at + n * 4;
-    let be32 = |at: usize| b.get(at..at + 4).map(|s| u32::from_be_bytes(s.try_into().unwrap()));
-    let mut oids = Vec::with_capacity(n);
-    let mut crcs = Vec::with_capacity(n);
-    let mut offsets = Vec::with_capacity(n);
-    for i in 0..n {
-        oids.push(Oid::from_bytes(b.get(ids_at + i * 20..ids_at + i * 20 + 20).ok_or_else(bad)?).map_err(|_| bad())?);
-        crcs.push(be32(crcs_at + i * 4).ok_or_else(bad)?);
-        let off = be32(offs_at + i * 4).ok_or_else(bad)?;
-        offsets.push(if off & 0x8000_0000 != 0 {
-            let at = large_at + (off & 0x7fff_ffff) as usize * 8;
-            u64::from_be_bytes(b.get(at..at + 8).ok_or_else(bad)?.try_into().unwrap())
-        } else {
-            u64::from(off)
-        });
-    }
-    Ok(PackIndex { oids, crcs, offsets })
-}
-
 /// One object as it sits in a source pack.
 struct Entry {
     oid: Oid,
@@ -147,67 +96,6 @@ struct Entry {
     /// Bytes from the entry's header to the next entry.
     len: usize,
     crc: u32,
-}
-
-/// An entry's header: its type, the size it announces, and where its zlib data starts;
-/// for deltas, the base (an offset back in the same pack, or an id).
-struct Header {
-    kind: u8,
-    size: usize,
-    data_at: usize,
-    base: Option<Base>,
-}
-
-enum Base {
-    Offset(u64),
-    Id(Oid),
-}
-
-fn parse_header(raw: &[u8], offset: u64) -> Option<Header> {
-    let mut at = 0;
-    let mut c = *raw.first()?;
-    at += 1;
-    let kind = (c >> 4) & 7;
-    let mut size = usize::from(c & 0x0f);
-    let mut shift = 4;
-    while c & 0x80 != 0 {
-        c = *raw.get(at)?;
-        at += 1;
-        size |= usize::from(c & 0x7f).checked_shl(shift)?;
-        shift += 7;
-    }
-    let base = match kind {
-        OBJ_OFS_DELTA => {
-            let mut c = *raw.get(at)?;
-            at += 1;
-            let mut back = u64::from(c & 0x7f);
-            while c & 0x80 != 0 {
-                c = *raw.get(at)?;
-                at += 1;
-                back = ((back + 1) << 7) | u64::from(c & 0x7f);
-            }
-            Some(Base::Offset(offset.checked_sub(back)?))
-        }
-        OBJ_REF_DELTA => {
-            let id = Oid::from_bytes(raw.get(at..at + 20)?).ok()?;
-            at += 20;
-            Some(Base::Id(id))
-        }
-        OBJ_COMMIT..=OBJ_BLOB | 4 => None,
-        _ => return None,
-    };
-    Some(Header { kind, size, data_at: at, base })
-}
-
-fn put_header(out: &mut Vec<u8>, kind: u8, mut size: usize) {
-    let mut byte = (kind << 4) | (size & 0x0f) as u8;
-    size >>= 4;
-    while size != 0 {
-        out.push(byte | 0x80);
-        byte = (size & 0x7f) as u8;
-        size >>= 7;
-    }
-    out.push(byte);
 }
 
 fn inflate(data: &[u8], size: usize) -> Option<Vec<u8>> {
@@ -241,7 +129,7 @@ pub(crate) fn merge(
     // (pack, offset) → id, to name an offset delta's base.
     let mut at_offset: HashMap<(usize, u64), Oid> = HashMap::new();
     for (k, idx) in idxs.iter().enumerate() {
-        let index = read_index(idx)?;
+        let index = read_index(idx).map_err(MergeError)?;
         let path = idx.with_extension("pack");
         let file = File::open(&path).map_err(fail(format_args!("open {}", path.display())))?;
         let pack_len = file.metadata().map_err(fail(format_args!("stat {}", path.display())))?.len();
@@ -551,13 +439,7 @@ mod tests {
         w.write_all(&buf).unwrap();
         w.commit().unwrap();
         // The audit's stream.
-        let mut stream = PackStream::new();
-        for (v, id) in vs[30..].iter().zip(&ids[30..]) {
-            stream.add(*id, ObjectType::Blob, v);
-        }
-        let mut w = odb.packwriter().unwrap();
-        w.write_all(&stream.finish().0).unwrap();
-        w.commit().unwrap();
+        stream_pack(&odb, &vs[30..]);
         // Only the packs hold the objects now.
         let loose = tmp.path().join("objects");
         for e in std::fs::read_dir(&loose).unwrap().flatten() {
@@ -600,6 +482,7 @@ mod tests {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// One pack of the audit's stream holding `vs`, indexed by libgit2.
     fn stream_pack(odb: &git2::Odb<'_>, vs: &[Vec<u8>]) {
         let mut stream = PackStream::new();
         for v in vs {
@@ -688,13 +571,7 @@ mod tests {
         let pack_dir = tmp.path().join("objects/pack");
         let odb = repo.odb().unwrap();
         for vs in versions().chunks(20) {
-            let mut stream = PackStream::new();
-            for v in vs {
-                stream.add(Oid::hash_object(ObjectType::Blob, v).unwrap(), ObjectType::Blob, v);
-            }
-            let mut w = odb.packwriter().unwrap();
-            w.write_all(&stream.finish().0).unwrap();
-            w.commit().unwrap();
+            stream_pack(&odb, vs);
         }
         let sources = idxs(&pack_dir);
         let pack = sources[1].with_extension("pack");

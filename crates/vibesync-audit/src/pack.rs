@@ -39,6 +39,133 @@ use sha1::{Digest, Sha1};
 /// cost about three times the CPU for a few per cent of size.
 const LEVEL: u32 = 1;
 
+/// Entry types of git's pack format.
+pub(crate) const OBJ_COMMIT: u8 = 1;
+pub(crate) const OBJ_TREE: u8 = 2;
+pub(crate) const OBJ_BLOB: u8 = 3;
+pub(crate) const OBJ_TAG: u8 = 4;
+/// A delta whose base is named by its distance back in the same pack.
+pub(crate) const OBJ_OFS_DELTA: u8 = 6;
+/// A delta whose base is named by its id (in the same pack).
+pub(crate) const OBJ_REF_DELTA: u8 = 7;
+
+/// An entry's header: its type, the size it announces, and where its zlib data starts;
+/// for deltas, the base (an offset back in the same pack, or an id).
+pub(crate) struct Header {
+    pub kind: u8,
+    pub size: usize,
+    pub data_at: usize,
+    pub base: Option<Base>,
+}
+
+pub(crate) enum Base {
+    Offset(u64),
+    Id(Oid),
+}
+
+/// The header of the entry at `offset` whose bytes start `raw` (None: not a valid one).
+pub(crate) fn parse_header(raw: &[u8], offset: u64) -> Option<Header> {
+    let mut at = 0;
+    let mut c = *raw.first()?;
+    at += 1;
+    let kind = (c >> 4) & 7;
+    let mut size = usize::from(c & 0x0f);
+    let mut shift = 4;
+    while c & 0x80 != 0 {
+        c = *raw.get(at)?;
+        at += 1;
+        size |= usize::from(c & 0x7f).checked_shl(shift)?;
+        shift += 7;
+    }
+    let base = match kind {
+        OBJ_OFS_DELTA => {
+            let mut c = *raw.get(at)?;
+            at += 1;
+            let mut back = u64::from(c & 0x7f);
+            while c & 0x80 != 0 {
+                c = *raw.get(at)?;
+                at += 1;
+                back = ((back + 1) << 7) | u64::from(c & 0x7f);
+            }
+            Some(Base::Offset(offset.checked_sub(back)?))
+        }
+        OBJ_REF_DELTA => {
+            let id = Oid::from_bytes(raw.get(at..at + 20)?).ok()?;
+            at += 20;
+            Some(Base::Id(id))
+        }
+        OBJ_COMMIT..=OBJ_TAG => None,
+        _ => return None,
+    };
+    Some(Header { kind, size, data_at: at, base })
+}
+
+/// Append an entry header: type `kind` (`OBJ_*`) and the size of the object (or delta).
+pub(crate) fn put_header(out: &mut Vec<u8>, kind: u8, mut size: usize) {
+    let mut byte = (kind << 4) | (size & 0x0f) as u8;
+    size >>= 4;
+    while size != 0 {
+        out.push(byte | 0x80);
+        byte = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    out.push(byte);
+}
+
+/// A pack index (version 2): ids in sorted order with each one's CRC and offset.
+pub(crate) struct PackIndex {
+    pub oids: Vec<Oid>,
+    pub crcs: Vec<u32>,
+    pub offsets: Vec<u64>,
+}
+
+/// How many objects the index at `idx` lists (None: not a readable version-2 index). Reads
+/// the header and fan-out table only.
+pub(crate) fn index_count(idx: &Path) -> Option<usize> {
+    let mut head = [0u8; IDX_HEAD];
+    std::io::Read::read_exact(&mut std::fs::File::open(idx).ok()?, &mut head).ok()?;
+    index_head_count(&head)
+}
+
+/// Bytes of a version-2 index before its ids: magic, version, fan-out table.
+const IDX_HEAD: usize = 8 + 256 * 4;
+const IDX_MAGIC: [u8; 8] = [0xff, b't', b'O', b'c', 0, 0, 0, 2];
+
+/// The object count a version-2 index's head gives (None: not one).
+fn index_head_count(b: &[u8]) -> Option<usize> {
+    if b.get(..8)? != IDX_MAGIC {
+        return None;
+    }
+    Some(u32::from_be_bytes(b.get(IDX_HEAD - 4..IDX_HEAD)?.try_into().ok()?) as usize)
+}
+
+/// The whole index at `idx` (Err: what is wrong, naming the file).
+pub(crate) fn read_index(idx: &Path) -> Result<PackIndex, String> {
+    let b = std::fs::read(idx).map_err(|e| format!("read {}: {e}", idx.display()))?;
+    let bad = || format!("{} is not a version-2 pack index", idx.display());
+    let n = index_head_count(&b).ok_or_else(bad)?;
+    let ids_at = IDX_HEAD;
+    let crcs_at = ids_at + n * 20;
+    let offs_at = crcs_at + n * 4;
+    let large_at = offs_at + n * 4;
+    let be32 = |at: usize| b.get(at..at + 4).map(|s| u32::from_be_bytes(s.try_into().unwrap()));
+    let mut oids = Vec::with_capacity(n);
+    let mut crcs = Vec::with_capacity(n);
+    let mut offsets = Vec::with_capacity(n);
+    for i in 0..n {
+        oids.push(Oid::from_bytes(b.get(ids_at + i * 20..ids_at + i * 20 + 20).ok_or_else(bad)?).map_err(|_| bad())?);
+        crcs.push(be32(crcs_at + i * 4).ok_or_else(bad)?);
+        let off = be32(offs_at + i * 4).ok_or_else(bad)?;
+        offsets.push(if off & 0x8000_0000 != 0 {
+            let at = large_at + (off & 0x7fff_ffff) as usize * 8;
+            u64::from_be_bytes(b.get(at..at + 8).ok_or_else(bad)?.try_into().unwrap())
+        } else {
+            u64::from(off)
+        });
+    }
+    Ok(PackIndex { oids, crcs, offsets })
+}
+
 /// One zlib stream per object, from one compressor reset between objects: a new encoder
 /// per object allocated and initialised zlib's state each time (~270 KB), which was most
 /// of the audit's compression time for small snapshots.
@@ -90,22 +217,14 @@ impl PackStream {
             return;
         }
         let code: u8 = match kind {
-            ObjectType::Commit => 1,
-            ObjectType::Tree => 2,
-            ObjectType::Blob => 3,
-            ObjectType::Tag => 4,
+            ObjectType::Commit => OBJ_COMMIT,
+            ObjectType::Tree => OBJ_TREE,
+            ObjectType::Blob => OBJ_BLOB,
+            ObjectType::Tag => OBJ_TAG,
             ObjectType::Any => unreachable!("an object read from a store has a concrete type"),
         };
         let at = self.buf.len();
-        let mut size = data.len();
-        let mut byte = (code << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        while size != 0 {
-            self.buf.push(byte | 0x80);
-            byte = (size & 0x7f) as u8;
-            size >>= 7;
-        }
-        self.buf.push(byte);
+        put_header(&mut self.buf, code, data.len());
         self.z.append(data, &mut self.buf);
         self.table.push((id, crc32fast::hash(&self.buf[at..]), at as u64));
     }

@@ -354,7 +354,7 @@ impl AuditRepo {
             }
             let n = match counts.get(name) {
                 Some(n) => *n,
-                None => match merge::index_count(&dir.join(name)) {
+                None => match crate::pack::index_count(&dir.join(name)) {
                     Some(n) => *counts.entry(name.clone()).or_insert(n),
                     None => continue,
                 },

@@ -28,6 +28,21 @@ fn wal_counters(c: &mut vibesync_daemon::client::Client) -> (u64, u64) {
     (count("appends"), count("syncs"))
 }
 
+/// Wait until the audit holds the last FINAL (or is disabled); its `status` then. Fails
+/// after 300 s.
+fn audit_caught_up(c: &mut vibesync_daemon::client::Client) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let s = c.request(&json!({"type":"status","request_id":"audited?"})).unwrap();
+        let a = &s["audit"];
+        if a["enabled"] == false || (a["pending"] == 0 && a["last_audited_seq"] == s["seq"]) {
+            return a.clone();
+        }
+        assert!(Instant::now() < deadline, "the audit did not catch up within 300 s: {a}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -104,16 +119,8 @@ fn main() {
     );
     // The audit's group commits follow the acknowledgements: count them too, once the
     // audit holds the last FINAL (its `status`), and say how long after the last ack that was.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let audited = loop {
-        let s = c.request(&json!({"type":"status","request_id":"audited?"})).unwrap();
-        let a = &s["audit"];
-        if a["enabled"] == false || (a["pending"] == 0 && a["last_audited_seq"] == s["seq"]) {
-            break start.elapsed().as_secs_f64() - secs;
-        }
-        assert!(Instant::now() < deadline, "the audit did not catch up within 300 s: {a}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    audit_caught_up(&mut c);
+    let audited = start.elapsed().as_secs_f64() - secs;
     println!("  the audit held the last FINAL {audited:.2} s after the last ack");
     println!(
         "  daemon CPU by thread (bulk): {}",
@@ -133,15 +140,7 @@ fn main() {
             c.request(&json!({"type":"status","request_id":"s"})).unwrap()["registry"]["live"]
         );
         let ok = concurrent(&daemon, &mut c, clients, big_n, "G");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let a1 = loop {
-            let s = c.request(&json!({"type":"status","request_id":"caught up?"})).unwrap();
-            if s["audit"]["pending"] == 0 && s["audit"]["last_audited_seq"] == s["seq"] {
-                break s["audit"].clone();
-            }
-            assert!(Instant::now() < deadline, "the audit did not catch up within 300 s");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let a1 = audit_caught_up(&mut c);
         let d = |k: &str| a1[k].as_u64().unwrap() - a0[k].as_u64().unwrap();
         let (finals, commits, cpu) = (d("finals"), d("commits").max(1), d("cpu_us"));
         println!(
