@@ -787,3 +787,40 @@ def test_a_malformed_live_frame_is_reported_not_applied(scripted):
     pump_until(lambda: len([e for e in vibesync.status()["errors"]
                             if "live" in e["message"]]) == 2, what="two errors")
     assert "Safe" in bpy.data.objects and vibesync.status()["live_applied"] == 0
+
+
+def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
+    """PROTOCOL.md §6.1: a received `delete` removes that one object. A collection's objects
+    and child collections that it alone held move to its parent (as the Outliner's Delete
+    does) rather than leave the scene with it, and that move is not sent back (no echo)."""
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    sub = bpy.data.collections.new("Sub")
+    props.children.link(sub)
+    chair = make_cube("Chair")
+    for c in list(chair.users_collection):
+        c.objects.unlink(chair)
+    props.objects.link(chair)
+    shared = make_cube("Shared")  # in the scene's collection and in Props
+    props.objects.link(shared)
+    settle()
+    pump_until(lambda: all(idb.get(PROP) for idb in (props, sub, chair, shared)), what="uuids")
+    pump_until(lambda: sum(len(m["changes"]) for m in scripted.received
+                           if m.get("type") == "change") >= 4, what="the four sent")
+    sent_before = len([m for m in scripted.received if m.get("type") == "change"])
+    scripted.push(batch_frames("op-c", 90, [{"op": "delete", "uuid": props[PROP]}], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="delete applied")
+    assert "Props" not in bpy.data.collections
+    scene_coll = bpy.context.scene.collection
+    assert scene_coll.objects.get("Chair") == chair, "its object stays in the scene"
+    assert scene_coll.children.get("Sub") == sub, "its child collection too"
+    assert [c.name for c in shared.users_collection] == [scene_coll.name], "no extra link"
+    # The person's next edit goes alone: the moves were the batch's doing.
+    probe = make_cube("Probe")
+    settle()
+    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"])
+               > sent_before, what="the next change")
+    later = [m for m in scripted.received if m.get("type") == "change"][sent_before:]
+    named = {c["uuid"] for m in later for c in m["changes"]}
+    assert chair[PROP] not in named and sub[PROP] not in named, later
+    assert probe.get(PROP) in named

@@ -514,3 +514,117 @@ def test_zero_config_pairing(world):
           timeout=20, what="Unity listed as a peer")
     world.finish(host, made)
 
+
+
+# ------------------------------------------------------------------ everyday edits after connect
+
+def test_move_an_object_to_a_new_collection(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    cube = bpy.data.objects["Cube"]
+    props.objects.link(cube)
+    bpy.data.collections["Collection"].objects.unlink(cube)
+    made.update(uuids_of(["Props"]))
+    view = world.finish(host, made)
+    assert view[cube["vibesync_uuid"]]["parent"] == props["vibesync_uuid"]
+
+
+def test_deleting_a_collection_keeps_its_objects_in_both_editors(world):
+    """The Outliner's Delete of "Collection": its objects move to the scene collection. Unity
+    got the collection's `delete` before Blender's reparents and destroyed its children with
+    it, then sent their deletes back: the person's Cube, Camera and Light were deleted in
+    Blender (PROTOCOL.md §6.1: a received `delete` removes that one object)."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    coll = bpy.data.collections["Collection"]
+    cu = coll["vibesync_uuid"]
+    for ob in list(coll.objects):
+        bpy.context.scene.collection.objects.link(ob)
+    bpy.data.collections.remove(coll)
+    made.pop(cu)
+    view = world.finish(host, made)
+    assert cu not in view
+    assert all(view[u]["parent"] is None for u in made)
+
+
+def test_parent_set_keep_transform_then_clear(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
+    with bpy.context.temp_override(object=cube, active_object=cube, selected_objects=[cam, cube],
+                                   selected_editable_objects=[cam, cube]):
+        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    view = converge(host)
+    assert view[cam["vibesync_uuid"]]["parent"] == cube["vibesync_uuid"]
+    cube.location = (3, 2, 1)
+    drive_for(0.2)
+    with bpy.context.temp_override(object=cam, active_object=cam, selected_objects=[cam],
+                                   selected_editable_objects=[cam]):
+        bpy.ops.object.parent_clear(type="CLEAR_KEEP_TRANSFORM")
+    view = world.finish(host, made)
+    assert view[cam["vibesync_uuid"]]["parent"] == bpy.data.collections["Collection"]["vibesync_uuid"]
+
+
+def test_undo_of_a_delete_brings_the_object_back_in_both_editors(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    bpy.ops.ed.undo_push(message="before the delete")
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    with bpy.context.temp_override(selected_objects=[cube], object=cube, active_object=cube):
+        bpy.ops.object.delete()
+    bpy.ops.ed.undo_push(message="delete")
+    drive(lambda: host.obj(u) is None, timeout=15, what="the Cube gone in Unity")
+    bpy.ops.ed.undo()
+    view = world.finish(host, made)
+    assert u in view and view[u]["name"] == "Cube"
+
+
+def test_join_two_meshes(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    bpy.ops.mesh.primitive_uv_sphere_add(location=(3, 0, 0))
+    sphere = bpy.context.active_object
+    su = drive(lambda: sphere.get("vibesync_uuid"), what="the sphere's uuid")
+    converge(host)
+    cube = bpy.data.objects["Cube"]
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube, sphere],
+                                   selected_editable_objects=[cube, sphere]):
+        bpy.ops.object.join()
+    view = world.finish(host, made)
+    assert su not in view, "the joined sphere is deleted everywhere"
+    assert view[cube["vibesync_uuid"]]["vertices"] > 8
+
+
+def test_unity_reparents_then_deletes_a_hierarchy(world):
+    """A person in Unity parents the Light under the Cube, then deletes the Cube: Unity
+    destroys the hierarchy and sends both deletes; Blender follows (a person's edit there)."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cu = bpy.data.objects["Cube"]["vibesync_uuid"]
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    host.cmd(f"parent {lu} {cu}")
+    drive(lambda: bpy.data.objects["Light"].parent is not None, timeout=15,
+          what="the Light under the Cube in Blender")
+    view = converge(host)
+    assert view[lu]["parent"] == cu
+    host.cmd(f"delete {cu}")
+    made.pop(cu)
+    made.pop(lu)
+    view = world.finish(host, made)
+    assert cu not in view and lu not in view

@@ -250,7 +250,7 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                  deleted: set[str], meshes: dict | None = None,
-                 unplaced: dict | None = None) -> str:
+                 unplaced: dict | None = None, rehomed: list | None = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
@@ -258,6 +258,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     `unplaced` (uuid -> (object, parent uuid, visible)): a new object is made outside every
     scene and recorded there, to be parented and linked at the batch's end (see
     `apply_batch_steps`); a later change of the same uuid places it first (`place_unplaced`).
+    `rehomed` gets the uuids a `delete` of a collection moved to its parent (`_remove_collection`).
     """
     if meshes is None:
         meshes = {}
@@ -332,8 +333,13 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     if idb is None:
         raise LookupError(f"{op}: no datablock carries {uuid} (deleted or never synced)")
     if op == "delete":
-        coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
-        coll.remove(idb)
+        if isinstance(idb, bpy.types.Collection):
+            moved = _remove_collection(idb)
+            if rehomed is not None:
+                rehomed.extend(moved)
+        else:
+            coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
+            coll.remove(idb)
         registry.bindings[uuid].alive = False
         deleted.add(uuid)
     elif op == "rename":
@@ -651,6 +657,36 @@ def link_unplaced(placed: list, registry) -> None:
         _set_visible(ob, False)
 
 
+def _remove_collection(coll) -> list[str]:
+    """Remove one collection as the Outliner's Delete does: what it alone held (objects,
+    child collections) moves to the collections holding it (the scene's master collection
+    at the top), so nothing leaves the scene with it. A received `delete` removes that one
+    object (PROTOCOL.md §6.1); what happens to its children is the origin's to send.
+    Returns the uuids moved."""
+    scene_coll = bpy.context.scene.collection
+    parents = [c for c in list(bpy.data.collections) + [scene_coll]
+               if c != coll and c.children.get(coll.name) == coll] or [scene_coll]
+    moved = []
+    for ob in list(coll.objects):
+        if all(c == coll for c in ob.users_collection):
+            for p in parents:
+                if p.objects.get(ob.name) != ob:
+                    p.objects.link(ob)
+            if ob.get("vibesync_uuid"):
+                moved.append(ob["vibesync_uuid"])
+    for child in list(coll.children):
+        held = [c for c in list(bpy.data.collections) + [s.collection for s in bpy.data.scenes]
+                if c != coll and c.children.get(child.name) == child]
+        if not held:
+            for p in parents:
+                if p.children.get(child.name) != child:
+                    p.children.link(child)
+            if child.get("vibesync_uuid"):
+                moved.append(child["vibesync_uuid"])
+    bpy.data.collections.remove(coll)
+    return moved
+
+
 def _holders(ob) -> list:
     """The collections (not a scene's master) holding object `ob`."""
     return [c for c in bpy.data.collections if c.objects.get(ob.name) == ob]
@@ -717,6 +753,7 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
+    rehomed: list[str] = []
     meshes: dict = {}
     unplaced: dict = {}
     for change, attachment in batch.changes:
@@ -724,7 +761,7 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced))
+                                        meshes, unplaced, rehomed))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)
@@ -749,7 +786,7 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
         place_unplaced(unplaced, registry)
         yield
     result.update({"touched": touched, "failed": failed, "deleted": sorted(deleted),
-                   "meshes": meshes})
+                   "meshes": meshes, "rehomed": rehomed})
 
 
 def push_undo_step(batch) -> None:

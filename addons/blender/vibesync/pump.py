@@ -1433,6 +1433,18 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
+        for uuid in result.get("rehomed", ()):
+            # Moved out of a collection the batch deleted (apply._remove_collection): the
+            # batch's doing, not the person's, so not sent back (no echo); the origin sends
+            # its fate (PROTOCOL.md §6.1).
+            idb = self.registry.resolve(uuid)
+            if uuid in changes_of or uuid in deleted or uuid in keep or idb is None \
+                    or uuid not in self.last_sent:
+                continue
+            b = self.registry.bindings[uuid]
+            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            # Only the parent moved: any other edit of the person's is still to be sent.
+            self.last_sent[uuid] = {**self.last_sent[uuid], "parent": now["parent"]}
         # Synced now; a parent that was missing arrived: its kept-local children go again.
         self.engine.applied(batch.seq, set(hashes), keep,
                             lambda u: (self.last_sent.get(u) or {}).get("parent"))

@@ -477,6 +477,11 @@ namespace VibeSync.Bridge.Editor
                     }
                     break;
                 case Ops.Delete:
+                    // A received `delete` removes that one object (PROTOCOL.md §6.1): its children
+                    // become roots where they stand in the world, and the origin sends their fate.
+                    var children = new List<Transform>();
+                    for (int i = 0; i < go.transform.childCount; i++) children.Add(go.transform.GetChild(i));
+                    foreach (var child in children) Undo.SetTransformParent(child, null, undoName);
                     Undo.DestroyObjectImmediate(go);
                     SweepDestroyed();
                     break;

@@ -76,6 +76,18 @@ namespace VibeSync.Bridge.Core
                 throw new ArgumentOutOfRangeException("unitScale", "unit_scale must be finite and > 0 (PROTOCOL §3)");
         }
 
+        /// <summary>The Hamilton product a·b of quaternions [x,y,z,w]: rotation b, then a.</summary>
+        public static double[] Multiply(double[] a, double[] b)
+        {
+            return new[]
+            {
+                a[3] * b[0] + a[0] * b[3] + a[1] * b[2] - a[2] * b[1],
+                a[3] * b[1] - a[0] * b[2] + a[1] * b[3] + a[2] * b[0],
+                a[3] * b[2] + a[0] * b[1] - a[1] * b[0] + a[2] * b[3],
+                a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2],
+            };
+        }
+
         /// <summary>
         /// Rotates vector v by unit quaternion q ([x,y,z,w]). Used by tests to check that a
         /// converted rotation maps converted vectors like the original (handedness check).

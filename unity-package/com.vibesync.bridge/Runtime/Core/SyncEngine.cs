@@ -1326,10 +1326,10 @@ namespace VibeSync.Bridge.Core
                 var st = scene.Capture(u);
                 if (st != null) hashes[u] = st.Hash(); // deleted here: omitted, like any deleted uuid
             }
-            bool anyDelete = false;
+            var deletedHere = new HashSet<string>(StringComparer.Ordinal);
             foreach (var c in toApply.Changes)
             {
-                if (c.Op == Ops.Delete) anyDelete = true;
+                if (c.Op == Ops.Delete) deletedHere.Add(c.Uuid);
                 var st = scene.Capture(c.Uuid);
                 dirty.Remove(c.Uuid);
                 if (st == null)
@@ -1345,12 +1345,25 @@ namespace VibeSync.Bridge.Core
                 appliedHash[c.Uuid] = h;
                 confirmed.Add(c.Uuid);
             }
-            if (anyDelete)
+            if (deletedHere.Count > 0)
             {
-                // Deleting an object deletes its children in Unity: those the batch did not name are
-                // gone here too, so tell the daemon (a `delete` each) like a local delete.
+                // A received `delete` removes that one object (PROTOCOL.md §6.1): the scene made
+                // its children roots where they stand, and their fate is the origin's to send.
+                // That is the batch's doing, not a person's edit here: no echo. Anything else
+                // the batch did not name and that is gone now is told to the daemon (a `delete`
+                // each) like a local delete.
                 foreach (var u in new List<string>(synced.Keys))
-                    if (!hashes.ContainsKey(u) && scene.Capture(u) == null) dirty.Add(u);
+                {
+                    if (hashes.ContainsKey(u)) continue;
+                    var st = scene.Capture(u);
+                    if (st == null) { dirty.Add(u); continue; }
+                    ObjectState was = synced[u];
+                    if (was != null && was.Parent != null && deletedHere.Contains(was.Parent) && st.Parent == null && !dirty.Contains(u))
+                    {
+                        synced[u] = st;
+                        appliedHash[u] = st.Hash();
+                    }
+                }
             }
             if (b.Seq > LastSeq) LastSeq = b.Seq;
             BatchesApplied++;

@@ -948,13 +948,19 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void RemoteDeleteOfAParentReportsTheChildrenItTookAlong()
+        public static void RemoteDeleteOfAParentKeepsItsChildrenWhereTheyStandWithoutEcho()
         {
+            // PROTOCOL.md §6.1: a received `delete` removes that one object; its children's fate
+            // is the origin's to send (Blender keeps them). Destroying them with the parent, as
+            // Unity does for a person's delete, deleted a person's objects in the other editor.
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
-                var a = r.Add("A");
-                var b = r.Add("B");
+                var a = r.Add("A", 1, 2, 3);
+                a.Rotation = new[] { 0, 0, Math.Sin(Math.PI / 4), Math.Cos(Math.PI / 4) }; // 90° about Z
+                a.Scale = new[] { 2.0, 2.0, 2.0 };
+                var b = r.Add("B", 1, 0, 0);
                 b.Parent = a.Uuid;
+                var c = r.Add("C");
                 r.StartAndRegister();
                 r.Daemon.WaitFor("change", 1, r.Pump);
                 // A delete of an unknown uuid is a no-op, not a failure.
@@ -963,12 +969,21 @@ namespace VibeSync.Bridge.Tests
                     new Dictionary<string, object> { { "op", "delete" }, { "uuid", Msg.NewUuid() } });
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
                 Check.Equal(0, ((Dictionary<string, object>)applied["hashes"]).Count, "deleted uuids are omitted");
-                Check.True(r.Scene.Find(b.Uuid) == null, "child destroyed with its parent (as in Unity)");
+                Check.True(r.Scene.Find(a.Uuid) == null, "the parent is deleted");
+                var kept = r.Scene.Find(b.Uuid);
+                Check.True(kept != null, "the child is kept");
+                Check.True(kept.Parent == null, "as a root");
+                // World pose: A's position + A's rotation (90° about Z) of A's scale (2) × (1, 0, 0).
+                Check.Near(new[] { 1.0, 4.0, 3.0 }, kept.Position, 1e-9, "where it stood in the world");
+                Check.Near(a.Rotation, kept.Rotation, 1e-9, "turned as it was");
+                Check.Near(new[] { 2.0, 2.0, 2.0 }, kept.Scale, 1e-9, "scaled as it was");
+                // The next local edit goes alone: the child's new parent was the batch's doing.
+                c.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(c.Uuid);
                 var ch = r.Daemon.WaitFor("change", 2, r.Pump);
-                var op = (Dictionary<string, object>)((List<object>)ch[1].Message["changes"])[0];
-                Check.Equal("delete", (string)op["op"], "the child's delete is sent");
-                Check.Equal(b.Uuid, (string)op["uuid"], "for the child only");
-                Check.Equal(1, ((List<object>)ch[1].Message["changes"]).Count, "not for the parent the daemon already deleted");
+                var ops = (List<object>)ch[1].Message["changes"];
+                foreach (Dictionary<string, object> op in ops)
+                    Check.Equal(c.Uuid, (string)op["uuid"], "only the person's edit is sent (no echo of the kept child)");
             }
         }
 

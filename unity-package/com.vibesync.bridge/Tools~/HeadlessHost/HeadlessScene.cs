@@ -114,6 +114,45 @@ namespace VibeSync.Bridge.Headless
             return removed;
         }
 
+        /// <summary>
+        /// A received `delete` removes that one object (PROTOCOL.md §6.1): what happens to its
+        /// children is the origin editor's to say, in changes of their own. Until they come, the
+        /// children are roots where they stand in the world, as Unity's
+        /// `Undo.SetTransformParent(child, null)` leaves them. (A person's delete in Unity takes
+        /// the hierarchy: <see cref="Delete"/>.)
+        /// </summary>
+        void RemoveOne(SceneObject o)
+        {
+            foreach (var c in objects)
+            {
+                if (c.Parent != o.Uuid || c == o) continue;
+                var w = WorldOf(c);
+                c.Parent = null;
+                c.Position = w.T; c.Rotation = w.R; c.Scale = w.S;
+            }
+            objects.Remove(o);
+            Identity.OnDestroyed(o);
+        }
+
+        /// <summary>An object's pose in the world (Unity frame): its parents' poses composed
+        /// with its own, scale per axis (no skew, as a Transform's lossy scale).</summary>
+        Trs WorldOf(SceneObject o)
+        {
+            var t = (double[])o.Position.Clone();
+            var r = (double[])o.Rotation.Clone();
+            var s = (double[])o.Scale.Clone();
+            var seen = new HashSet<SceneObject> { o };
+            for (var p = o.Parent == null ? null : Find(o.Parent); p != null && seen.Add(p); p = p.Parent == null ? null : Find(p.Parent))
+            {
+                var scaled = new[] { p.Scale[0] * t[0], p.Scale[1] * t[1], p.Scale[2] * t[2] };
+                var moved = Coordinates.Rotate(p.Rotation, scaled);
+                t = new[] { p.Position[0] + moved[0], p.Position[1] + moved[1], p.Position[2] + moved[2] };
+                r = Coordinates.Multiply(p.Rotation, r);
+                s = new[] { p.Scale[0] * s[0], p.Scale[1] * s[1], p.Scale[2] * s[2] };
+            }
+            return new Trs(t, r, s);
+        }
+
         // ------------------------------------------------------------------ ISceneAdapter
 
         public ObjectState StateOf(SceneObject o)
@@ -268,7 +307,7 @@ namespace VibeSync.Bridge.Headless
                         o.Mesh = new MeshInfo { MeshHash = c.MeshHash }; // the daemon sent no buffer: the hash is still the state
                     break;
                 case Ops.Delete:
-                    Delete(o);
+                    RemoveOne(o);
                     break;
                 case Ops.Reparent:
                     WaitingForParent.Remove(c.Uuid);

@@ -37,6 +37,8 @@ namespace UnityEngine
         public Vector3 localScale { get; set; }
         public Transform parent { get; set; }
         public void SetParent(Transform p, bool worldPositionStays) { }
+        public int childCount { get { return 0; } }
+        public Transform GetChild(int index) { return null; }
     }
     public sealed class GameObject : Object
     {
