@@ -628,3 +628,28 @@ def test_unity_reparents_then_deletes_a_hierarchy(world):
     made.pop(lu)
     view = world.finish(host, made)
     assert cu not in view and lu not in view
+
+
+def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
+    """Blender keeps the children of a deleted object (PROTOCOL.md §6.1); Unity, which gets
+    the parent's `delete` before their reparents, must not take them along."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cube, cam, light = (bpy.data.objects[n] for n in ("Cube", "Camera", "Light"))
+    cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
+    for child in (cam, light):
+        with bpy.context.temp_override(object=cube, active_object=cube, selected_objects=[child, cube],
+                                       selected_editable_objects=[child, cube]):
+            bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    view = converge(host)
+    assert view[cam["vibesync_uuid"]]["parent"] == cube["vibesync_uuid"]
+    cu = cube["vibesync_uuid"]
+    with bpy.context.temp_override(selected_objects=[cube], object=cube, active_object=cube):
+        bpy.ops.object.delete()
+    made.pop(cu)
+    view = world.finish(host, made)
+    assert cu not in view
+    home = bpy.data.collections["Collection"]["vibesync_uuid"]
+    assert view[cam["vibesync_uuid"]]["parent"] == home and view[light["vibesync_uuid"]]["parent"] == home
