@@ -653,3 +653,27 @@ def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
     assert cu not in view
     home = bpy.data.collections["Collection"]["vibesync_uuid"]
     assert view[cam["vibesync_uuid"]]["parent"] == home and view[light["vibesync_uuid"]]["parent"] == home
+
+
+def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
+    """The person in Blender enters and leaves Edit Mode on the Cube (no edit) while a person
+    in Unity moves it. Blender holds the batch while in Edit Mode, then asks for a resync;
+    the visit marked the Cube as edited, so the replay kept Blender's state and sent it in
+    full: the move was undone in Unity, where the person made it (PROTOCOL.md §6.6)."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    bpy.context.view_layer.objects.active = cube
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+        bpy.ops.object.mode_set(mode="EDIT")
+    host.cmd(f"move {u} 0 0 4")
+    drive(lambda: vibesync.status().get("deferred_batches"), timeout=15,
+          what="the move's batch held while the Cube is in Edit Mode")
+    assert abs(cube.location.x) < 1e-6, "nothing is applied in Edit Mode"
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+        bpy.ops.object.mode_set(mode="OBJECT")
+    view = world.finish(host, made)
+    assert view[u]["t"] == pytest.approx([0, 0, -4], abs=1e-5), "the move made in Unity stands"

@@ -32,6 +32,9 @@ from . import router as router_mod
 # them (reading them with foreach_get is the only mesh work on the main thread), so no
 # main-thread step waits for a hash, whatever the hash function costs.
 BIG_MESH_VERTICES = 0
+# After batches were held (edit mode, a modal operator), the resync that replaces them waits
+# at most this long for the captures of what changed meanwhile.
+RESYNC_SETTLE_S = 2.0
 _POOL: list = []
 
 
@@ -195,6 +198,7 @@ class Session:
         self.dirty: set[tuple[str, int]] = set()
         self.geometry_dirty: set[tuple[str, int]] = set()
         self.waiting_edit: set[tuple[str, int]] = set()
+        self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.master_dirty = False
         self.unknown_keys: set[tuple[str, int]] = set()
         self.scan_reason: str | None = "initial"
@@ -1189,7 +1193,16 @@ class Session:
                 return n
             self.blocked_reason = None
             if batch.held:
-                # What we held may be outdated: drop held batches, ask for the current state.
+                # What we held may be outdated: drop held batches, ask for the current state
+                # -- once what was edited meanwhile (in edit mode, say) is read and hashed,
+                # so that the replay keeps only what really changed here (`_changed_here`);
+                # at most RESYNC_SETTLE_S after the block ended.
+                now = time.monotonic()
+                if self.settle_since is None:
+                    self.settle_since = now
+                if not self._captures_settled() and now - self.settle_since < RESYNC_SETTLE_S:
+                    return n
+                self.settle_since = None
                 held = [b for b in self.batches if b.held]
                 self.batches = collections.deque(b for b in self.batches if not b.held)
                 self.request({"type": wire.MessageType.RESYNC,
@@ -1239,6 +1252,38 @@ class Session:
             return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
             or any(key in keys for keys in self.parent_waiters.values())
+
+    def _changed_here(self, uuid: str) -> bool:
+        """`_edited_here`, read off the scene where a mark does not prove an edit: a
+        depsgraph update marks every object it touches (our own applies, a selection, a
+        visit to edit mode), so a replay keeps a uuid only when what it holds differs from
+        what the daemon last had from it, or when that is not known yet (in edit mode,
+        waiting for a parent, its geometry not hashed yet: hashes are made off the main
+        thread). A visit to edit mode without an edit made a replay keep the object and
+        send it in full, which overwrote the other editor's move of it (PROTOCOL.md §6.6);
+        the resync after such a visit waits for its capture (`_captures_settled`)."""
+        if not self._edited_here(uuid):
+            return False
+        b = self.registry.bindings[uuid]
+        key = (b.kind, b.session_uid)
+        idb = self.registry.resolve(uuid)
+        prev = self.last_sent.get(uuid)
+        if uuid in self.deleted_here or idb is None or prev is None \
+                or key in self.geometry_dirty or key in self.waiting_edit \
+                or any(key in keys for keys in self.parent_waiters.values()):
+            return True
+        if b.kind == "object" and capture.in_edit_mode(idb):
+            return True
+        mu = capture.geometry_key(self.registry, idb) if b.kind == "object" else None
+        if mu is not None and (mu in self.mesh_jobs or mu in self.alias_jobs):
+            return True
+        now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+        return bool(capture.diff_ops(uuid, prev, now))
+
+    def _captures_settled(self) -> bool:
+        """Nothing marked waits to be read or hashed: what the scene holds is known."""
+        return not (self.waiting_edit or self.geometry_dirty or self.mesh_jobs
+                    or self.alias_jobs)
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
@@ -1333,7 +1378,7 @@ class Session:
             for u in identity.slices(uuids):
                 if u is identity.YIELD:
                     yield
-                elif self.engine.replay_keeps(u, batch.seq, self._edited_here(u)):
+                elif self.engine.replay_keeps(u, batch.seq, self._changed_here(u)):
                     kept.append(u)
             if kept:
                 keep = set(kept)
