@@ -824,3 +824,40 @@ def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
     named = {c["uuid"] for m in later for c in m["changes"]}
     assert chair[PROP] not in named and sub[PROP] not in named, later
     assert probe.get(PROP) in named
+
+
+def test_a_received_mesh_for_one_linked_duplicate_changes_that_object_only(scripted):
+    """Linked duplicates share one mesh in Blender but are separate objects in Unity: a `mesh`
+    for one of them gives that object its own copy (PROTOCOL.md §6.1); a batch that gives
+    every one of them the same mesh keeps them linked."""
+    a = make_cube("Left")
+    b = bpy.data.objects.new("Right", a.data)
+    bpy.context.scene.collection.objects.link(b)
+    c = bpy.data.objects.new("Third", a.data)
+    bpy.context.scene.collection.objects.link(c)
+    settle()
+    pump_until(lambda: all(o.get(PROP) for o in (a, b, c)), what="uuids")
+    tri = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 1, 0], [0, 1, 2])
+    th = wire.mesh_hash(tri)
+    begin = frame({"type": "batch_begin", "batch_id": "op-m1", "seq": 95, "path": "slow",
+                   "count": 1})
+    body = b'{"type":"apply","batch_id":"op-m1","change":{"op":"mesh","uuid":"%s","mesh_hash":"%s"}}' % (
+        a[PROP].encode(), th.encode())
+    mesh_frame = (len(body) + 4 + len(tri)).to_bytes(4, "big") + len(body).to_bytes(4, "big") \
+        + body + tri
+    scripted.push(begin + mesh_frame + frame({"type": "batch_end", "batch_id": "op-m1", "seq": 95}))
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="mesh applied")
+    assert len(a.data.vertices) == 3, "the object the other editor changed"
+    assert b.data == c.data != a.data and len(b.data.vertices) == 8, "its twins keep theirs"
+    assert a.data.get(PROP) and a.data[PROP] != b.data[PROP], "the copy is a mesh of its own"
+    # The same mesh for both remaining twins: they stay linked.
+    frames = frame({"type": "batch_begin", "batch_id": "op-m2", "seq": 96, "path": "slow",
+                    "count": 2})
+    for ob in (b, c):
+        body = b'{"type":"apply","batch_id":"op-m2","change":{"op":"mesh","uuid":"%s","mesh_hash":"%s"}}' % (
+            ob[PROP].encode(), th.encode())
+        frames += (len(body) + 4 + len(tri)).to_bytes(4, "big") + len(body).to_bytes(4, "big") \
+            + body + tri
+    scripted.push(frames + frame({"type": "batch_end", "batch_id": "op-m2", "seq": 96}))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="second batch applied")
+    assert b.data == c.data and len(b.data.vertices) == 3

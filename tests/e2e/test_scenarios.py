@@ -677,3 +677,25 @@ def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
         bpy.ops.object.mode_set(mode="OBJECT")
     view = world.finish(host, made)
     assert view[u]["t"] == pytest.approx([0, 0, -4], abs=1e-5), "the move made in Unity stands"
+
+
+def test_unity_changes_the_mesh_of_one_linked_duplicate(world):
+    """Cube and Twin share one mesh in Blender; a person in Unity changes the Cube's. Blender
+    wrote it into the shared mesh, so the Twin changed too, in both editors, though nobody
+    touched it. The Cube now gets its own copy of the mesh (PROTOCOL.md §6.1)."""
+    def build():
+        twin = bpy.data.objects.new("Twin", bpy.data.objects["Cube"].data)
+        bpy.data.collections["Collection"].objects.link(twin)
+        twin.location = (3, 0, 0)
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Twin",))
+    host = world.host()
+    converge(host)
+    cube, twin = bpy.data.objects["Cube"], bpy.data.objects["Twin"]
+    host.cmd(f"mesh {cube['vibesync_uuid']} cube 2")
+    drive(lambda: abs(max(v.co.x for v in cube.data.vertices) - 2) < 1e-4, timeout=15,
+          what="the new mesh on the Cube in Blender")
+    world.finish(host, made)
+    assert max(v.co.x for v in twin.data.vertices) == pytest.approx(1.0), "the Twin keeps its mesh"
+    assert cube.data != twin.data

@@ -250,7 +250,8 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                  deleted: set[str], meshes: dict | None = None,
-                 unplaced: dict | None = None, rehomed: list | None = None) -> str:
+                 unplaced: dict | None = None, rehomed: list | None = None,
+                 mesh_plan: "MeshPlan | None" = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
@@ -259,6 +260,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     scene and recorded there, to be parented and linked at the batch's end (see
     `apply_batch_steps`); a later change of the same uuid places it first (`place_unplaced`).
     `rehomed` gets the uuids a `delete` of a collection moved to its parent (`_remove_collection`).
+    `mesh_plan`: the meshes the batch carries and the ones held here (`_writable_mesh`).
     """
     if meshes is None:
         meshes = {}
@@ -316,8 +318,9 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 pass
             elif change.get("mesh_hash") and attachment:
                 idb = _ensure_mesh_object(idb, registry)
-                _mesh_from_attachment(idb.data, attachment, unit_scale)
-                meshes[idb.data.session_uid] = (change["mesh_hash"], attachment)
+                me = _writable_mesh(idb, registry, mesh_plan)
+                _mesh_from_attachment(me, attachment, unit_scale)
+                meshes[me.session_uid] = (change["mesh_hash"], attachment)
             if change.get("material"):
                 _set_material(_object_material(idb, create=True), change["material"])
         elif "material" in change and isinstance(idb, bpy.types.Material):
@@ -375,6 +378,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         me = idb.data if isinstance(idb, bpy.types.Object) else idb
         if not isinstance(me, bpy.types.Mesh):
             raise LookupError(f"mesh {uuid}: not a mesh object")
+        if isinstance(idb, bpy.types.Object):
+            me = _writable_mesh(idb, registry, mesh_plan)
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
@@ -657,6 +662,40 @@ def link_unplaced(placed: list, registry) -> None:
         _set_visible(ob, False)
 
 
+class MeshPlan:
+    """What a batch does to meshes: the mesh_hash it gives each uuid (`sent`), and the hash
+    each mesh held here has, by mesh uuid (`held`, the pump's)."""
+
+    def __init__(self, sent: dict[str, str], held: dict[str, str]) -> None:
+        self.sent = sent
+        self.held = held
+
+
+def _writable_mesh(ob, registry, plan: MeshPlan | None):
+    """The mesh a received mesh of object `ob` is written into. Objects sharing one mesh
+    (Blender's linked duplicates) are separate objects in the other editor: a `mesh` for one
+    of them changes that object only (PROTOCOL.md §6.1), so it gets its own copy of the
+    mesh first -- unless the batch gives every object sharing it that same mesh (the other
+    editor changed them all), or the mesh holds it already: they stay linked."""
+    me = ob.data
+    if me.users <= 1:
+        return me
+    plan = plan or MeshPlan({}, {})
+    want = plan.sent.get(ob.get(identity.PROP))
+    if want is not None and plan.held.get(me.get(identity.PROP)) == want:
+        return me  # what it holds already (a resync re-sending it): nothing changes
+    others = [o for o in bpy.data.objects if o.data == me and o != ob]
+    if not others or (want is not None and all(plan.sent.get(o.get(identity.PROP)) == want
+                                               for o in others)):
+        return me
+    own = me.copy()
+    registry.bind_new(own, identity.new_uuid())
+    ob.data = own
+    log.info("mesh of %s: its own copy of %s (shared with %d other object(s) the batch does "
+             "not change)", ob.name, me.name, len(others))
+    return own
+
+
 def _remove_collection(coll) -> list[str]:
     """Remove one collection as the Outliner's Delete does: what it alone held (objects,
     child collections) moves to the collections holding it (the scene's master collection
@@ -732,7 +771,8 @@ def apply_batch(batch, registry, unit_scale: float) -> dict:
     return result
 
 
-def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
+def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
+                      mesh_hashes: dict | None = None):
     """`apply_batch` as a generator: yields after each change, so that the pump spreads a
     big batch over several ticks (docs/ARCHITECTURE.md "Main-thread budget"); the changes
     are applied in order, and `result` is filled in when it is exhausted. The caller pushes
@@ -756,12 +796,14 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict):
     rehomed: list[str] = []
     meshes: dict = {}
     unplaced: dict = {}
+    mesh_plan = MeshPlan({c["uuid"]: c["mesh_hash"] for c, _ in batch.changes
+                          if c.get("mesh_hash")}, mesh_hashes or {})
     for change, attachment in batch.changes:
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced, rehomed))
+                                        meshes, unplaced, rehomed, mesh_plan))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)

@@ -1405,7 +1405,8 @@ class Session:
                 yield
             elif self._has_local_work(u):
                 pending.add(u)
-        steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result)
+        steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
+                                            self.mesh_hashes)
         try:
             while True:
                 self.applying = True
