@@ -699,3 +699,25 @@ def test_unity_changes_the_mesh_of_one_linked_duplicate(world):
     world.finish(host, made)
     assert max(v.co.x for v in twin.data.vertices) == pytest.approx(1.0), "the Twin keeps its mesh"
     assert cube.data != twin.data
+
+
+def test_exclude_from_view_layer_hides_the_collection_in_unity(world):
+    """The Outliner's "Exclude from View Layer" checkbox takes a collection out of Blender's
+    viewport: Unity hides it too; a person in Unity showing it again includes it again."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    coll = bpy.data.collections["Collection"]
+    cu = coll["vibesync_uuid"]
+    lc = bpy.context.view_layer.layer_collection.children["Collection"]
+    lc.exclude = True
+    host.wait_obj(cu, lambda o: o.get("visible") is False, timeout=15,
+                  what="the excluded collection hidden in Unity")
+    view = converge(host)
+    assert not view[cu]["visible"]
+    host.cmd(f"visible {cu} true")
+    drive(lambda: not bpy.context.view_layer.layer_collection.children["Collection"].exclude,
+          timeout=15, what="the collection included again in Blender")
+    view = world.finish(host, made)
+    assert view[cu]["visible"]

@@ -386,12 +386,14 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
 
 
 def _set_collection_visible(coll, visible: bool) -> None:
-    """Show: clear both "Disable in Viewports" and the outliner's eye. Hide: the eye (what a
-    person uses), which `capture.collection_visible` reads back as hidden."""
+    """Show: clear "Disable in Viewports", the outliner's eye and "Exclude from View Layer".
+    Hide: the eye (what a person uses), which `capture.collection_visible` reads back as
+    hidden."""
     lc = capture.layer_collection(coll)
     if visible:
         coll.hide_viewport = False
         if lc is not None:
+            lc.exclude = False
             lc.hide_viewport = False
     elif lc is not None:
         lc.hide_viewport = True

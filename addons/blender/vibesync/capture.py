@@ -138,12 +138,12 @@ def layer_collection(coll, view_layer=None):
 
 
 def collection_visible(coll) -> bool:
-    """A collection is shown unless "Disable in Viewports" or the outliner's eye (the view
-    layer's hide flag) hides it."""
+    """A collection is shown unless "Disable in Viewports", the outliner's eye (the view
+    layer's hide flag) or its "Exclude from View Layer" checkbox hides it."""
     if coll.hide_viewport:
         return False
     lc = layer_collection(coll)
-    return not (lc is not None and lc.hide_viewport)
+    return not (lc is not None and (lc.hide_viewport or lc.exclude))
 
 
 def read_mesh_arrays(me) -> dict:
