@@ -721,3 +721,20 @@ def test_exclude_from_view_layer_hides_the_collection_in_unity(world):
           timeout=15, what="the collection included again in Blender")
     view = world.finish(host, made)
     assert view[cu]["visible"]
+
+
+def test_a_name_blender_cannot_hold_ends_as_blenders_form_in_both_editors(world):
+    """PROTOCOL.md §6.1: names taken in Blender or longer than 63 bytes get Blender's form,
+    which Blender sends back; both editors converge on it (nothing loops, nothing is lost)."""
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    camu = bpy.data.objects["Camera"]["vibesync_uuid"]
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    host.cmd(f"rename {camu} Cube")
+    long = "Kamera-" + "é" * 40 + "🎥" * 5
+    host.cmd(f"rename {lu} {long}")
+    view = world.finish(host, made)
+    assert view[camu]["name"] == "Cube.001"
+    assert long.startswith(view[lu]["name"]) and len(view[lu]["name"].encode()) <= 63
