@@ -738,3 +738,27 @@ def test_a_name_blender_cannot_hold_ends_as_blenders_form_in_both_editors(world)
     view = world.finish(host, made)
     assert view[camu]["name"] == "Cube.001"
     assert long.startswith(view[lu]["name"]) and len(view[lu]["name"].encode()) <= 63
+
+
+def test_unity_recolors_one_of_two_objects_sharing_a_material(world):
+    """Cube and Crate show one material in Blender; a person in Unity recolors the Cube.
+    Blender wrote the color into the shared material, so the Crate turned red too, in both
+    editors, though nobody touched it. The Cube now gets its own copy (PROTOCOL.md §6.1)."""
+    def build():
+        crate = add_cube("Crate", (3, 0, 0), bpy.data.collections["Collection"])
+        crate.data.materials.clear()
+        crate.data.materials.append(bpy.data.objects["Cube"].active_material)
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Crate",))
+    host = world.host()
+    converge(host)
+    cube, crate = bpy.data.objects["Cube"], bpy.data.objects["Crate"]
+    host.cmd(f"material {cube['vibesync_uuid']} 1 0 0 1 0 0.5")
+    drive(lambda: tuple(cube.active_material.diffuse_color)[:3] == pytest.approx((1, 0, 0)),
+          timeout=15, what="the Cube red in Blender")
+    converge(host)
+    crate_in_unity = host.obj(crate["vibesync_uuid"])
+    assert crate_in_unity["material"]["base_color"][:3] == pytest.approx([0.8, 0.8, 0.8])
+    world.finish(host, made)
+    assert tuple(crate.active_material.diffuse_color)[:3] == pytest.approx((0.8, 0.8, 0.8))

@@ -251,7 +251,7 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                  deleted: set[str], meshes: dict | None = None,
                  unplaced: dict | None = None, rehomed: list | None = None,
-                 mesh_plan: "MeshPlan | None" = None) -> str:
+                 shared: "SharedPlan | None" = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
@@ -260,7 +260,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     scene and recorded there, to be parented and linked at the batch's end (see
     `apply_batch_steps`); a later change of the same uuid places it first (`place_unplaced`).
     `rehomed` gets the uuids a `delete` of a collection moved to its parent (`_remove_collection`).
-    `mesh_plan`: the meshes the batch carries and the ones held here (`_writable_mesh`).
+    `shared`: what the batch gives to data objects may share (`SharedPlan`).
     """
     if meshes is None:
         meshes = {}
@@ -318,11 +318,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 pass
             elif change.get("mesh_hash") and attachment:
                 idb = _ensure_mesh_object(idb, registry)
-                me = _writable_mesh(idb, registry, mesh_plan)
+                me = _writable_mesh(idb, registry, shared)
                 _mesh_from_attachment(me, attachment, unit_scale)
                 meshes[me.session_uid] = (change["mesh_hash"], attachment)
             if change.get("material"):
-                _set_material(_object_material(idb, create=True), change["material"])
+                _set_material(_writable_material(idb, registry, shared), change["material"])
         elif "material" in change and isinstance(idb, bpy.types.Material):
             _set_material(idb, change["material"])
         return uuid
@@ -365,7 +365,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             raise LookupError(f"reparent {uuid}: parent {parent} not found")
         _place(idb, pob, registry)
     elif op == "material":
-        mat = idb if isinstance(idb, bpy.types.Material) else _object_material(idb, create=True)
+        mat = idb if isinstance(idb, bpy.types.Material) else _writable_material(idb, registry, shared)
         if mat is None:
             raise LookupError(f"material {uuid}: the object cannot hold a material")
         _set_material(mat, change["material"])
@@ -379,7 +379,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         if not isinstance(me, bpy.types.Mesh):
             raise LookupError(f"mesh {uuid}: not a mesh object")
         if isinstance(idb, bpy.types.Object):
-            me = _writable_mesh(idb, registry, mesh_plan)
+            me = _writable_mesh(idb, registry, shared)
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
@@ -664,16 +664,60 @@ def link_unplaced(placed: list, registry) -> None:
         _set_visible(ob, False)
 
 
-class MeshPlan:
-    """What a batch does to meshes: the mesh_hash it gives each uuid (`sent`), and the hash
-    each mesh held here has, by mesh uuid (`held`, the pump's)."""
+class SharedPlan:
+    """What a batch gives to data Blender objects may share (meshes, materials): the
+    mesh_hash and the material it gives each uuid, and the hash each mesh held here has,
+    by mesh uuid (`held_meshes`, the pump's). See `_writable_mesh`, `_writable_material`."""
 
-    def __init__(self, sent: dict[str, str], held: dict[str, str]) -> None:
-        self.sent = sent
-        self.held = held
+    def __init__(self, changes, held_meshes: dict[str, str]) -> None:
+        self.meshes = {c["uuid"]: c["mesh_hash"] for c, _ in changes if c.get("mesh_hash")}
+        self.materials = {c["uuid"]: c["material"] for c, _ in changes if c.get("material")}
+        self.held_meshes = held_meshes
 
 
-def _writable_mesh(ob, registry, plan: MeshPlan | None):
+def _same_material(a: dict | None, b: dict | None) -> bool:
+    """Equal material values within float32 storage (§6.5's epsilon)."""
+    if a is None or b is None or set(a) != set(b):
+        return a is b
+    for k in a:
+        x, y = a[k], b[k]
+        xs, ys = (x, y) if isinstance(x, (list, tuple)) else ([x], [y])
+        if len(xs) != len(ys) or any(abs(float(i) - float(j)) > 1e-5 for i, j in zip(xs, ys)):
+            return False
+    return True
+
+
+def _writable_material(ob, registry, plan: "SharedPlan | None"):
+    """The material a received material of object `ob` is written into (its first slot's,
+    made if it has none). Objects sharing one material are separate objects elsewhere: a
+    `material` for one of them changes that object only (PROTOCOL.md §6.1), so it gets its
+    own copy first -- unless the batch gives every object showing it those same values, or
+    the material holds them already. Linked duplicates (a shared mesh holding the slot)
+    keep sharing it."""
+    mat = capture.first_material(ob)
+    if mat is None or mat.users <= 1:
+        return _object_material(ob, create=True)
+    plan = plan or SharedPlan((), {})
+    want = plan.materials.get(ob.get(identity.PROP))
+    held = capture.read_state(mat, "material", registry, {}).get("material")
+    if want is not None and _same_material(held, want):
+        return mat
+    others = [o for o in bpy.data.objects if o != ob and capture.first_material(o) == mat]
+    if not others or (want is not None and all(
+            _same_material(plan.materials.get(o.get(identity.PROP)), want) for o in others)):
+        return mat
+    slot = ob.material_slots[0]
+    if slot.link == "DATA" and ob.data is not None and ob.data.users > 1:
+        return mat  # the slot is the shared mesh's: linked duplicates show one material
+    own = mat.copy()
+    registry.bind_new(own, identity.new_uuid())
+    slot.material = own
+    log.info("material of %s: its own copy of %s (shown by %d other object(s) the batch "
+             "does not change)", ob.name, mat.name, len(others))
+    return own
+
+
+def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
     """The mesh a received mesh of object `ob` is written into. Objects sharing one mesh
     (Blender's linked duplicates) are separate objects in the other editor: a `mesh` for one
     of them changes that object only (PROTOCOL.md §6.1), so it gets its own copy of the
@@ -682,12 +726,12 @@ def _writable_mesh(ob, registry, plan: MeshPlan | None):
     me = ob.data
     if me.users <= 1:
         return me
-    plan = plan or MeshPlan({}, {})
-    want = plan.sent.get(ob.get(identity.PROP))
-    if want is not None and plan.held.get(me.get(identity.PROP)) == want:
+    plan = plan or SharedPlan((), {})
+    want = plan.meshes.get(ob.get(identity.PROP))
+    if want is not None and plan.held_meshes.get(me.get(identity.PROP)) == want:
         return me  # what it holds already (a resync re-sending it): nothing changes
     others = [o for o in bpy.data.objects if o.data == me and o != ob]
-    if not others or (want is not None and all(plan.sent.get(o.get(identity.PROP)) == want
+    if not others or (want is not None and all(plan.meshes.get(o.get(identity.PROP)) == want
                                                for o in others)):
         return me
     own = me.copy()
@@ -798,14 +842,13 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     rehomed: list[str] = []
     meshes: dict = {}
     unplaced: dict = {}
-    mesh_plan = MeshPlan({c["uuid"]: c["mesh_hash"] for c, _ in batch.changes
-                          if c.get("mesh_hash")}, mesh_hashes or {})
+    shared = SharedPlan(batch.changes, mesh_hashes or {})
     for change, attachment in batch.changes:
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced, rehomed, mesh_plan))
+                                        meshes, unplaced, rehomed, shared))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)
