@@ -376,6 +376,8 @@ namespace VibeSync.Bridge.Editor
             int group = Undo.GetCurrentGroup();
             Undo.SetCurrentGroupName(batch.UndoName);
             var pendingParents = new List<KeyValuePair<GameObject, string>>();
+            batchMaterials.Clear();
+            foreach (var c in batch.Changes) if (c.Material != null) batchMaterials[c.Uuid] = c.Material;
             try
             {
                 foreach (var c in batch.Changes) ApplyOne(c, batch.UndoName, pendingParents);
@@ -535,7 +537,10 @@ namespace VibeSync.Bridge.Editor
             t.localScale = new Vector3((float)u.S[0], (float)u.S[1], (float)u.S[2]);
         }
 
-        static void ApplyMaterial(GameObject go, MaterialState ms, string undoName)
+        /// <summary>The material each uuid of the batch being applied is given.</summary>
+        readonly Dictionary<string, MaterialState> batchMaterials = new Dictionary<string, MaterialState>(StringComparer.Ordinal);
+
+        void ApplyMaterial(GameObject go, MaterialState ms, string undoName)
         {
             var r = go.GetComponent<Renderer>();
             if (r == null) r = Undo.AddComponent<MeshRenderer>(go);
@@ -548,8 +553,32 @@ namespace VibeSync.Bridge.Editor
                 Undo.RecordObject(r, undoName);
                 r.sharedMaterial = mat;
             }
+            else if (!ReadMaterial(mat).NearlyEquals(ms, 1e-5) && SharedWithOthers(go, mat, ms))
+            {
+                // A `material` changes the named object only (PROTOCOL.md §6.1): a material other
+                // objects show, that the batch does not give the same values, is copied first.
+                mat = new Material(mat) { name = mat.name + " (" + go.name + ")" };
+                Undo.RecordObject(r, undoName);
+                r.sharedMaterial = mat;
+            }
             Undo.RecordObject(mat, undoName);
             WriteMaterial(mat, ms);
+        }
+
+        /// <summary>Another object of the open scenes shows <paramref name="mat"/> and the batch
+        /// does not give it <paramref name="ms"/>.</summary>
+        bool SharedWithOthers(GameObject go, Material mat, MaterialState ms)
+        {
+            foreach (var other in AllSceneObjects())
+            {
+                if (other == go) continue;
+                var r = other.GetComponent<Renderer>();
+                if (r == null || r.sharedMaterial != mat) continue;
+                string u = UuidOf(other);
+                MaterialState given;
+                if (u == null || !batchMaterials.TryGetValue(u, out given) || !given.NearlyEquals(ms, 1e-5)) return true;
+            }
+            return false;
         }
     }
 }

@@ -77,6 +77,7 @@ namespace UnityEngine
     public class Material : Object
     {
         public Material(Shader s) { }
+        public Material(Material source) { }
         public bool HasProperty(string n) { return false; }
         public Color GetColor(string n) { return default(Color); }
         public void SetColor(string n, Color c) { }
