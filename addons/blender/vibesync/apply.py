@@ -338,6 +338,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     if op == "delete":
         if isinstance(idb, bpy.types.Collection):
             moved = _remove_collection(idb)
+            registry.membership_changed()
             if rehomed is not None:
                 rehomed.extend(moved)
         else:
