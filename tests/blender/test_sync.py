@@ -793,8 +793,10 @@ def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
     """PROTOCOL.md §6.1: a received `delete` removes that one object. A collection's objects
     and child collections that it alone held move to its parent (as the Outliner's Delete
     does) rather than leave the scene with it, and that move is not sent back (no echo)."""
+    outer = bpy.data.collections.new("Outer")
+    bpy.context.scene.collection.children.link(outer)
     props = bpy.data.collections.new("Props")
-    bpy.context.scene.collection.children.link(props)
+    outer.children.link(props)
     sub = bpy.data.collections.new("Sub")
     props.children.link(sub)
     chair = make_cube("Chair")
@@ -804,17 +806,20 @@ def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
     shared = make_cube("Shared")  # in the scene's collection and in Props
     props.objects.link(shared)
     settle()
-    pump_until(lambda: all(idb.get(PROP) for idb in (props, sub, chair, shared)), what="uuids")
+    pump_until(lambda: all(idb.get(PROP) for idb in (outer, props, sub, chair, shared)),
+               what="uuids")
     pump_until(lambda: sum(len(m["changes"]) for m in scripted.received
-                           if m.get("type") == "change") >= 4, what="the four sent")
+                           if m.get("type") == "change") >= 5, what="the five sent")
     sent_before = len([m for m in scripted.received if m.get("type") == "change"])
     scripted.push(batch_frames("op-c", 90, [{"op": "delete", "uuid": props[PROP]}], path="slow"))
     pump_until(lambda: applied_messages(scripted), what="delete applied")
     assert "Props" not in bpy.data.collections
     scene_coll = bpy.context.scene.collection
-    assert scene_coll.objects.get("Chair") == chair, "its object stays in the scene"
-    assert scene_coll.children.get("Sub") == sub, "its child collection too"
+    assert outer.objects.get("Chair") == chair, "its object moves to the collection holding it"
+    assert outer.children.get("Sub") == sub, "its child collection too"
     assert [c.name for c in shared.users_collection] == [scene_coll.name], "no extra link"
+    s = vibesync._session()
+    assert s.last_sent[chair[PROP]]["parent"] == outer[PROP], "known as applied, not as an edit"
     # The person's next edit goes alone: the moves were the batch's doing.
     probe = make_cube("Probe")
     settle()
