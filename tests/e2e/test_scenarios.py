@@ -762,3 +762,40 @@ def test_unity_recolors_one_of_two_objects_sharing_a_material(world):
     assert crate_in_unity["material"]["base_color"][:3] == pytest.approx([0.8, 0.8, 0.8])
     world.finish(host, made)
     assert tuple(crate.active_material.diffuse_color)[:3] == pytest.approx((0.8, 0.8, 0.8))
+
+
+def test_undo_of_a_collection_delete_brings_it_back_with_its_objects(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    bpy.ops.ed.undo_push(message="before")
+    coll = bpy.data.collections["Collection"]
+    cu = coll["vibesync_uuid"]
+    for ob in list(coll.objects):
+        bpy.context.scene.collection.objects.link(ob)
+    bpy.data.collections.remove(coll)
+    bpy.ops.ed.undo_push(message="delete collection")
+    drive(lambda: host.obj(cu) is None, timeout=15, what="the collection gone in Unity")
+    converge(host)
+    bpy.ops.ed.undo()
+    view = world.finish(host, made)
+    assert cu in view
+    assert all(view[u]["parent"] == cu for u in made if u != cu), "its objects back in it"
+
+
+def test_undo_of_a_delete_hierarchy_brings_everything_back(world):
+    world.blender()
+    made = uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    bpy.ops.ed.undo_push(message="before")
+    coll = bpy.data.collections["Collection"]
+    for ob in list(coll.objects):
+        bpy.data.objects.remove(ob)
+    bpy.data.collections.remove(coll)
+    bpy.ops.ed.undo_push(message="delete all")
+    drive(lambda: all(host.obj(u) is None for u in made), timeout=15, what="everything gone in Unity")
+    bpy.ops.ed.undo()
+    view = world.finish(host, made)
+    assert all(u in view for u in made)
