@@ -12,7 +12,7 @@ import time
 import pytest
 
 from harness import Host, bpy, drive, drive_for, vibesync
-from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, rot_z, uuids_of
+from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, quiet, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
 # Unity's default scene as a never-saved scene: its objects carry no uuid.
@@ -799,3 +799,39 @@ def test_undo_of_a_delete_hierarchy_brings_everything_back(world):
     bpy.ops.ed.undo()
     view = world.finish(host, made)
     assert all(u in view for u in made)
+
+
+def test_unity_moves_an_object_to_another_blender_collection(world):
+    def build():
+        bpy.context.scene.collection.children.link(bpy.data.collections.new("Props"))
+
+    world.blender(build=build)
+    made = uuids_of(STARTUP + ("Props",))
+    host = world.host()
+    converge(host)
+    cube = bpy.data.objects["Cube"]
+    pu = bpy.data.collections["Props"]["vibesync_uuid"]
+    host.cmd(f"parent {cube['vibesync_uuid']} {pu}")
+    view = world.finish(host, made)
+    assert view[cube["vibesync_uuid"]]["parent"] == pu
+    assert [c.name for c in cube.users_collection] == ["Props"]
+
+
+def test_unity_puts_a_blender_collection_under_an_object_it_stays_there_not_synced(world):
+    """A Blender collection cannot be under an object. Blender put it at the top instead,
+    answered as if applied, and sent that back as its own edit: the move was undone in Unity,
+    where a person made it. Now Blender refuses it, the batch rolls back, and Unity keeps
+    the move, marked not synced (PROTOCOL.md §6.4)."""
+    world.blender()
+    uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cu = bpy.data.collections["Collection"]["vibesync_uuid"]
+    cam_u = next(u for u, n in world.host_made().items() if n == "Main Camera")
+    host.cmd(f"parent {cu} {cam_u}")
+    host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
+              what="the collection marked not synced in Unity")
+    quiet(world.daemon, world.project_id, host)
+    assert host.obj(cu)["parent"] == cam_u, "the person's move stays in Unity"
+    assert bpy.context.scene.collection.children.get("Collection") is not None
+    assert len(bpy.data.collections["Collection"].objects) == 3

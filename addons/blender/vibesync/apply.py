@@ -553,6 +553,13 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     """
     scene_coll = bpy.context.scene.collection
     if isinstance(idb, bpy.types.Collection):
+        if parent is not None and not isinstance(parent, bpy.types.Collection):
+            # Not representable here: refused (the batch fails verification, §6.4), so the
+            # other editor keeps what its person made, marked not synced -- never "placed"
+            # somewhere else and sent back as if a person here had moved it.
+            raise LookupError(f"{idb.name} is a collection in Blender: it can only be inside "
+                              f"another collection, not under the object {parent.name}; it "
+                              "stays where it is")
         target = parent if isinstance(parent, bpy.types.Collection) else scene_coll
         holders = [c for c in list(bpy.data.collections) + [scene_coll]
                    if c.children.get(idb.name) == idb]
