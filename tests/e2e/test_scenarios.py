@@ -835,3 +835,30 @@ def test_unity_puts_a_blender_collection_under_an_object_it_stays_there_not_sync
     assert host.obj(cu)["parent"] == cam_u, "the person's move stays in Unity"
     assert bpy.context.scene.collection.children.get("Collection") is not None
     assert len(bpy.data.collections["Collection"].objects) == 3
+
+
+def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
+    """A Blender collection has no transform. Blender ignored the move, answered as if it had
+    applied it, then sent its own pose back: the move of "Collection" made by a person in Unity
+    was undone there. Now Blender refuses it and Unity keeps it, not synced, however often the
+    person moves it, and nothing else stops syncing (PROTOCOL.md §6.1)."""
+    world.blender()
+    uuids_of(STARTUP)
+    host = world.host()
+    converge(host)
+    cu = bpy.data.collections["Collection"]["vibesync_uuid"]
+    for x in (5, 6, 7):
+        rolled = host.stats()["rolled_back"]
+        host.cmd(f"move {cu} {x} 0 0")
+        drive(lambda rolled=rolled: host.stats()["rolled_back"] > rolled, timeout=15,
+              what=f"the move to x={x} refused by Blender")
+    host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
+              what="the move kept in Unity, not synced")
+    quiet(world.daemon, world.project_id, host)
+    assert host.obj(cu)["transform"]["position"] == pytest.approx([7, 0, 0])
+    assert host.stats()["not_synced"] == 1
+    cube = bpy.data.objects["Cube"]
+    cube.location = (1, 2, 3)
+    host.wait_obj(cube["vibesync_uuid"],
+                  lambda o: o["transform"]["position"] == pytest.approx([1, 3, 2], abs=1e-5),
+                  timeout=15, what="a later edit in Blender still reaches Unity")

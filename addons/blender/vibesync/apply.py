@@ -30,6 +30,19 @@ class BatchError(Exception):
     """A batch that violates the protocol; it is dropped as a whole."""
 
 
+class Unrepresentable(LookupError):
+    """A change Blender cannot hold as sent (a collection's transform, a collection under an
+    object): not applied, so the batch fails verification and the other editor keeps what
+    its person made, marked not synced (PROTOCOL.md §6.1, §6.4)."""
+
+
+def _is_identity(change: dict) -> bool:
+    """The pose a Blender collection holds: no offset, no rotation, unit scale."""
+    t, r, s = change.get("t", (0, 0, 0)), change.get("r", (0, 0, 0, 1)), change.get("s", (1, 1, 1))
+    return (all(abs(v) <= 1e-6 for v in t) and all(abs(v) <= 1e-6 for v in r[:3])
+            and abs(abs(r[3]) - 1) <= 1e-6 and all(abs(v - 1) <= 1e-6 for v in s))
+
+
 class Batch:
     def __init__(self, batch_id: str, seq: int, path: str, count: int) -> None:
         self.batch_id = batch_id
@@ -297,6 +310,9 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 raise LookupError(f"create of kind {kind} is not supported by the Blender addon")
             registry.bind_new(idb, uuid)
         if isinstance(idb, bpy.types.Collection):
+            if not _is_identity(change):
+                raise Unrepresentable(f"{idb.name} is a collection in Blender, which has no "
+                                      "transform: move its objects instead")
             parent = change.get("parent")
             _place(idb, registry.resolve(parent) if parent else None)
             _set_collection_visible(idb, change.get("visible", True))
@@ -351,7 +367,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         registry.bindings[uuid].name = idb.name
     elif op == "transform":
         if isinstance(idb, bpy.types.Collection):
-            log.warning("transform %s: a Blender collection has no transform; ignored", uuid)
+            if not _is_identity(change):
+                # Not representable here: refused, never "ignored" and then sent back as if a
+                # person here had moved it back (the other editor's move would be undone).
+                raise Unrepresentable(f"{idb.name} is a collection in Blender, which has no "
+                                      "transform: move its objects instead")
         else:
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
     elif op == "visibility":
@@ -557,7 +577,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
             # Not representable here: refused (the batch fails verification, §6.4), so the
             # other editor keeps what its person made, marked not synced -- never "placed"
             # somewhere else and sent back as if a person here had moved it.
-            raise LookupError(f"{idb.name} is a collection in Blender: it can only be inside "
+            raise Unrepresentable(f"{idb.name} is a collection in Blender: it can only be inside "
                               f"another collection, not under the object {parent.name}; it "
                               "stays where it is")
         target = parent if isinstance(parent, bpy.types.Collection) else scene_coll

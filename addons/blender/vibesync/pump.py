@@ -830,6 +830,11 @@ class Session:
         self.applying = True
         try:
             apply_mod.apply_live(change, self.registry)
+        except apply_mod.Unrepresentable as e:
+            # Every frame of a drag in the other editor: its batch says why, once.
+            self.live_dropped["unrepresentable"] += 1
+            log.debug("vibesync: live %s of %s not applied: %s", op, uuid, e)
+            return
         except (LookupError, ValueError, TypeError, RuntimeError) as e:
             self.live_dropped["failed"] += 1
             log.warning("vibesync: live %s of %s not applied: %s", op, uuid, e)
