@@ -852,8 +852,9 @@ def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
         host.cmd(f"move {cu} {x} 0 0")
         drive(lambda rolled=rolled: host.stats()["rolled_back"] > rolled, timeout=15,
               what=f"the move to x={x} refused by Blender")
-    host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
-              what="the move kept in Unity, not synced")
+    ev = host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
+                   what="the move kept in Unity, not synced")
+    assert "no transform" in ev["reason"], ev  # Blender's own words, shown in Unity
     quiet(world.daemon, world.project_id, host)
     assert host.obj(cu)["transform"]["position"] == pytest.approx([7, 0, 0])
     assert host.stats()["not_synced"] == 1

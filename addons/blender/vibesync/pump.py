@@ -1502,8 +1502,15 @@ class Session:
         self.applied_batches += 1
         if self.transport is not None:
             self.transport.update_hello(last_seq=self.engine.last_seq)
-        self._send({"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
-                    "seq": batch.seq, "hashes": hashes})
+        applied = {"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
+                   "seq": batch.seq, "hashes": hashes}
+        failed = {}
+        for f in result["failed"]:
+            if isinstance(f.get("uuid"), str):
+                failed.setdefault(f["uuid"], f["error"])
+        if failed:
+            applied["failed"] = failed  # why, for the origin's person (§6.4)
+        self._send(applied)
         log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
                  batch.batch_id, batch.seq, len(result["touched"]), len(result["failed"]))
         result["hashes"] = hashes

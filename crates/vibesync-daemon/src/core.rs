@@ -353,6 +353,7 @@ impl Daemon {
                         batch_id: a.batch_id,
                         hashes: a.hashes,
                         held: a.held,
+                        failed: a.failed,
                     },
                 );
                 vec![]

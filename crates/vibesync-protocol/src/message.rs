@@ -117,6 +117,11 @@ pub struct Applied {
     /// resync when it can apply again. Not a verification failure.
     #[serde(default)]
     pub held: bool,
+    /// uuid → why the editor could not apply that uuid's changes as sent (e.g. "a Blender
+    /// collection has no transform"): shown to the origin's person with the rollback
+    /// (docs/PROTOCOL.md §6.4). Optional.
+    #[serde(default)]
+    pub failed: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -603,6 +608,25 @@ mod tests {
             assert_eq!(e.code, ErrorCode::BadMessage);
             assert!(e.message.contains(field), "{field}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn applied_may_say_why_a_uuid_was_not_applied() {
+        let Inbound::Applied(a) = parse_inbound(br#"{"type":"applied","batch_id":"b","seq":3,"hashes":{}}"#).unwrap()
+        else {
+            panic!("not applied")
+        };
+        assert!(a.failed.is_empty() && !a.held);
+        let Inbound::Applied(a) =
+            parse_inbound(br#"{"type":"applied","batch_id":"b","seq":3,"hashes":{},"failed":{"u":"no transform"}}"#)
+                .unwrap()
+        else {
+            panic!("not applied")
+        };
+        assert_eq!(a.failed.get("u").map(String::as_str), Some("no transform"));
+        let e = parse_inbound(br#"{"type":"applied","batch_id":"b","hashes":{},"failed":{"u":3}}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert!(e.message.contains("failed.u"), "{}", e.message);
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl Project {
             kinds,
             ops: ops.clone(),
             new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
+            why_failed: BTreeMap::new(),
             holds_live,
             overtaken: in_batch,
         });

@@ -113,6 +113,8 @@ pub enum Input {
         batch_id: String,
         hashes: BTreeMap<String, String>,
         held: bool,
+        /// uuid → why the editor could not apply it as sent (`applied.failed`).
+        failed: BTreeMap<String, String>,
     },
     Joined {
         session_id: SessionId,
@@ -291,6 +293,9 @@ struct Inflight {
     kinds: HashMap<SessionId, String>,
     ops: Vec<String>,
     new_hashes: HashMap<String, String>,
+    /// uuid → why a participant could not apply it as sent (`applied.failed`): the reason a
+    /// rollback gives the origin's person.
+    why_failed: BTreeMap<String, String>,
     /// The uuids of a slow batch: no live preview of them until it ends (per-uuid order).
     holds_live: HashSet<String>,
     /// (origin, uuid) of changes made before their origin applied a batch carrying the uuid
@@ -662,8 +667,8 @@ impl Project {
             Input::Change { session, base_seq, changes, attachment, request_id, author } => {
                 self.on_change(cx, &session, base_seq, changes, attachment, request_id, author).await
             }
-            Input::Applied { session_id, batch_id, hashes, held } => {
-                self.on_applied(cx, session_id, batch_id, hashes, held).await
+            Input::Applied { session_id, batch_id, hashes, held, failed } => {
+                self.on_applied(cx, session_id, batch_id, hashes, held, failed).await
             }
             ev @ (Input::Joined { .. } | Input::Resync { .. } | Input::Released { .. })
                 if !self.inflight.is_empty() =>

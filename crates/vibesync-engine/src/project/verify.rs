@@ -11,6 +11,9 @@ use vibesync_protocol::RollbackCode;
 use super::{Cx, Project, SessionId};
 use crate::verify::{mismatches, Verdict};
 
+/// At most this many characters of an editor's reason for not applying a uuid are kept.
+const MAX_WHY_CHARS: usize = 300;
+
 impl Project {
     pub(super) async fn on_applied(
         &mut self,
@@ -19,6 +22,7 @@ impl Project {
         batch_id: String,
         hashes: BTreeMap<String, String>,
         held: bool,
+        failed: BTreeMap<String, String>,
     ) {
         if let Some(check) = self.resyncs.remove(&batch_id) {
             let bad = mismatches(&check.expected, &hashes);
@@ -51,6 +55,12 @@ impl Project {
             // more and will ask for a resync when it can apply again.
             info!(batch_id = %batch_id, session_id = %session_id, "participant holds the batch; excluded from verification");
             f.sends.remove(&session_id);
+        }
+        for (uuid, why) in failed {
+            if f.members.contains(&uuid) {
+                // Bounded: a reason is shown in editors' UIs and logged, never a payload.
+                f.why_failed.entry(uuid).or_insert_with(|| why.chars().take(MAX_WHY_CHARS).collect());
+            }
         }
         let verdict = f.verification.applied(&session_id, &hashes, held);
         self.carry_out(cx, &batch_id, verdict).await;
@@ -86,10 +96,18 @@ impl Project {
         let (detail, reason) = match failure.code {
             RollbackCode::VerifyMismatch => {
                 warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
-                (
-                    json!({"session_id": failure.sessions.first(), "uuids": failure.uuids}),
-                    format!("{who} could not apply the change as sent (its state differs)"),
-                )
+                let why: Vec<&str> = {
+                    let mut w: Vec<&str> =
+                        failure.uuids.iter().filter_map(|u| f.why_failed.get(u).map(String::as_str)).collect();
+                    w.dedup();
+                    w
+                };
+                let reason = if why.is_empty() {
+                    format!("{who} could not apply the change as sent (its state differs)")
+                } else {
+                    format!("{who} could not apply the change as sent: {}", why.join("; "))
+                };
+                (json!({"session_id": failure.sessions.first(), "uuids": failure.uuids, "why": why}), reason)
             }
             RollbackCode::VerifyTimeout => (
                 json!({"reason": "no `applied` within the verify timeout", "sessions": failure.sessions}),

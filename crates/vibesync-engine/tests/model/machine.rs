@@ -1031,7 +1031,13 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 }
             }
             let session_id = ed.session.clone()?;
-            let applied = Reply::Input(Input::Applied { session_id, batch_id: inc.batch_id, hashes, held: false });
+            let applied = Reply::Input(Input::Applied {
+                session_id,
+                batch_id: inc.batch_id,
+                hashes,
+                held: false,
+                failed: Default::default(),
+            });
             Some(vec![applied, Reply::Resend(skipped_kept.into_iter().map(|u| (u, Author::Person)).collect())])
         }
         "batch_result" => {

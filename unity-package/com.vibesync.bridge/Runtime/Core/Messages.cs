@@ -342,7 +342,9 @@ namespace VibeSync.Bridge.Core
         /// `applied` (§6.4). <paramref name="held"/>: the editor received the batch but cannot apply it
         /// now (Unity Play Mode); it sends `resync` when it can apply again. Then hashes is empty.
         /// </summary>
-        public static Dictionary<string, object> Applied(string batchId, long seq, IDictionary<string, string> hashes, bool held = false)
+        /// <param name="failed">uuid → why it could not be applied as sent (§6.4), or null.</param>
+        public static Dictionary<string, object> Applied(string batchId, long seq, IDictionary<string, string> hashes, bool held = false,
+                                                         IDictionary<string, string> failed = null)
         {
             var h = new Dictionary<string, object>();
             if (hashes != null) foreach (var kv in hashes) h[kv.Key] = kv.Value;
@@ -351,6 +353,12 @@ namespace VibeSync.Bridge.Core
                 { "type", MessageType.Applied }, { "batch_id", batchId }, { "seq", seq }, { "hashes", h },
             };
             if (held) m["held"] = true;
+            if (failed != null && failed.Count > 0)
+            {
+                var f = new Dictionary<string, object>();
+                foreach (var kv in failed) f[kv.Key] = kv.Value;
+                m["failed"] = f;
+            }
             return m;
         }
 

@@ -1226,20 +1226,22 @@ namespace VibeSync.Bridge.Core
         {
             BatchesFailed++;
             var hashes = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            var failed = new SortedDictionary<string, string>(StringComparer.Ordinal);
             foreach (var c in b.Changes)
             {
                 var st = scene.Capture(c.Uuid);
                 if (st != null) hashes[c.Uuid] = st.Hash();
+                failed[c.Uuid] = b.Broken;
             }
-            SendApplied(b, hashes);
+            SendApplied(b, hashes, failed);
             Emit("apply_failed", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "reason", b.Broken } });
         }
 
-        void SendApplied(IncomingBatch b, SortedDictionary<string, string> hashes)
+        void SendApplied(IncomingBatch b, SortedDictionary<string, string> hashes, IDictionary<string, string> failed = null)
         {
             var h = BeforeAppliedSent;
             if (h != null) h(b, hashes);
-            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes));
+            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes, false, failed));
         }
 
         /// <summary>
