@@ -46,6 +46,15 @@ class World:
         vibesync.connect("127.0.0.1", self.daemon.port, self.daemon.token, pid)
         drive(lambda: vibesync.status()["connected"], timeout=20, what="Blender connected")
 
+    def startup_synced(self):
+        """Blender's factory startup scene connected, then the Unity host with its default
+        scene, both converged: (uuid -> name of what Blender made, the host)."""
+        self.blender()
+        made = uuids_of(STARTUP)
+        host = self.host()
+        converge(host)
+        return made, host
+
     def host(self, scene: str | None = UNITY_DEFAULT_SCENE, project_id: str | None | bool = True):
         pid = self.project_id if project_id is True else project_id
         h = Host(self.daemon, pid, self.workdir, ["--scene", scene] if scene else None)
@@ -279,10 +288,7 @@ def test_cameras_lights_and_empties(world):
 # ------------------------------------------------------------------ edits while connected
 
 def test_unity_creates_then_adds_a_mesh(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     i = host.cmd("create auto Thing")
     u = host.wait("created", i)["uuid"]
     drive(lambda: bpy.data.objects.get("Thing"), what="the empty in Blender")
@@ -295,10 +301,7 @@ def test_unity_creates_then_adds_a_mesh(world):
 
 @pytest.mark.window_ms(100)
 def test_simultaneous_drags_from_both_sides(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
     for i in range(30):
@@ -309,10 +312,7 @@ def test_simultaneous_drags_from_both_sides(world):
 
 
 def test_rename_and_delete_during_a_batch(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]
     cu, lu = cam["vibesync_uuid"], light["vibesync_uuid"]
     host.cmd(f"move {cu} 1 2 3")
@@ -422,10 +422,7 @@ def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
     (`editor_state` `closing`), so the rollback is `PARTICIPANT_LEFT`, no evidence against
     the objects: the same create goes again (PROTOCOL §6.7, §6.8); as `PARTICIPANT_LOST` it
     was refused `BLOCKED` and never arrived."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     a = str(tmp_path / "a" / "a.blend")
     os.makedirs(os.path.dirname(a))
     bpy.ops.wm.save_as_mainfile(filepath=a)
@@ -451,10 +448,7 @@ def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
 
 
 def test_crash_before_the_first_save(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     bpy.data.objects["Cube"].location = (2, 2, 0)
     converge(host)
     count = len(host_view(host))
@@ -519,10 +513,7 @@ def test_zero_config_pairing(world):
 # ------------------------------------------------------------------ everyday edits after connect
 
 def test_move_an_object_to_a_new_collection(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     props = bpy.data.collections.new("Props")
     bpy.context.scene.collection.children.link(props)
     cube = bpy.data.objects["Cube"]
@@ -538,10 +529,7 @@ def test_deleting_a_collection_keeps_its_objects_in_both_editors(world):
     got the collection's `delete` before Blender's reparents and destroyed its children with
     it, then sent their deletes back: the person's Cube, Camera and Light were deleted in
     Blender (PROTOCOL.md §6.1: a received `delete` removes that one object)."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     coll = bpy.data.collections["Collection"]
     cu = coll["vibesync_uuid"]
     for ob in list(coll.objects):
@@ -554,10 +542,7 @@ def test_deleting_a_collection_keeps_its_objects_in_both_editors(world):
 
 
 def test_parent_set_keep_transform_then_clear(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
     with bpy.context.temp_override(object=cube, active_object=cube, selected_objects=[cam, cube],
@@ -575,10 +560,7 @@ def test_parent_set_keep_transform_then_clear(world):
 
 
 def test_undo_of_a_delete_brings_the_object_back_in_both_editors(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     bpy.ops.ed.undo_push(message="before the delete")
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
@@ -592,10 +574,7 @@ def test_undo_of_a_delete_brings_the_object_back_in_both_editors(world):
 
 
 def test_join_two_meshes(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     bpy.ops.mesh.primitive_uv_sphere_add(location=(3, 0, 0))
     sphere = bpy.context.active_object
     su = drive(lambda: sphere.get("vibesync_uuid"), what="the sphere's uuid")
@@ -612,10 +591,7 @@ def test_join_two_meshes(world):
 def test_unity_reparents_then_deletes_a_hierarchy(world):
     """A person in Unity parents the Light under the Cube, then deletes the Cube: Unity
     destroys the hierarchy and sends both deletes; Blender follows (a person's edit there)."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cu = bpy.data.objects["Cube"]["vibesync_uuid"]
     lu = bpy.data.objects["Light"]["vibesync_uuid"]
     host.cmd(f"parent {lu} {cu}")
@@ -633,10 +609,7 @@ def test_unity_reparents_then_deletes_a_hierarchy(world):
 def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
     """Blender keeps the children of a deleted object (PROTOCOL.md §6.1); Unity, which gets
     the parent's `delete` before their reparents, must not take them along."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cube, cam, light = (bpy.data.objects[n] for n in ("Cube", "Camera", "Light"))
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
     for child in (cam, light):
@@ -660,10 +633,7 @@ def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
     in Unity moves it. Blender holds the batch while in Edit Mode, then asks for a resync;
     the visit marked the Cube as edited, so the replay kept Blender's state and sent it in
     full: the move was undone in Unity, where the person made it (PROTOCOL.md §6.6)."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
     bpy.context.view_layer.objects.active = cube
@@ -704,10 +674,7 @@ def test_unity_changes_the_mesh_of_one_linked_duplicate(world):
 def test_exclude_from_view_layer_hides_the_collection_in_unity(world):
     """The Outliner's "Exclude from View Layer" checkbox takes a collection out of Blender's
     viewport: Unity hides it too; a person in Unity showing it again includes it again."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     coll = bpy.data.collections["Collection"]
     cu = coll["vibesync_uuid"]
     lc = bpy.context.view_layer.layer_collection.children["Collection"]
@@ -726,10 +693,7 @@ def test_exclude_from_view_layer_hides_the_collection_in_unity(world):
 def test_a_name_blender_cannot_hold_ends_as_blenders_form_in_both_editors(world):
     """PROTOCOL.md §6.1: names taken in Blender or longer than 63 bytes get Blender's form,
     which Blender sends back; both editors converge on it (nothing loops, nothing is lost)."""
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     camu = bpy.data.objects["Camera"]["vibesync_uuid"]
     lu = bpy.data.objects["Light"]["vibesync_uuid"]
     host.cmd(f"rename {camu} Cube")
@@ -765,10 +729,7 @@ def test_unity_recolors_one_of_two_objects_sharing_a_material(world):
 
 
 def test_undo_of_a_collection_delete_brings_it_back_with_its_objects(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     bpy.ops.ed.undo_push(message="before")
     coll = bpy.data.collections["Collection"]
     cu = coll["vibesync_uuid"]
@@ -785,10 +746,7 @@ def test_undo_of_a_collection_delete_brings_it_back_with_its_objects(world):
 
 
 def test_undo_of_a_delete_hierarchy_brings_everything_back(world):
-    world.blender()
-    made = uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced()
     bpy.ops.ed.undo_push(message="before")
     coll = bpy.data.collections["Collection"]
     for ob in list(coll.objects):
@@ -822,10 +780,7 @@ def test_unity_puts_a_blender_collection_under_an_object_it_stays_there_not_sync
     answered as if applied, and sent that back as its own edit: the move was undone in Unity,
     where a person made it. Now Blender refuses it, the batch rolls back, and Unity keeps
     the move, marked not synced (PROTOCOL.md §6.4)."""
-    world.blender()
-    uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    _, host = world.startup_synced()
     cu = bpy.data.collections["Collection"]["vibesync_uuid"]
     cam_u = next(u for u, n in world.host_made().items() if n == "Main Camera")
     host.cmd(f"parent {cu} {cam_u}")
@@ -842,10 +797,7 @@ def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
     applied it, then sent its own pose back: the move of "Collection" made by a person in Unity
     was undone there. Now Blender refuses it and Unity keeps it, not synced, however often the
     person moves it, and nothing else stops syncing (PROTOCOL.md §6.1)."""
-    world.blender()
-    uuids_of(STARTUP)
-    host = world.host()
-    converge(host)
+    _, host = world.startup_synced()
     cu = bpy.data.collections["Collection"]["vibesync_uuid"]
     for x in (5, 6, 7):
         rolled = host.stats()["rolled_back"]

@@ -737,12 +737,8 @@ def _writable_material(ob, registry, plan: "SharedPlan | None"):
     slot = ob.material_slots[0]
     if slot.link == "DATA" and ob.data is not None and ob.data.users > 1:
         return mat  # the slot is the shared mesh's: linked duplicates show one material
-    own = mat.copy()
-    registry.bind_new(own, identity.new_uuid())
-    slot.material = own
-    log.info("material of %s: its own copy of %s (shown by %d other object(s) the batch "
-             "does not change)", ob.name, mat.name, len(others))
-    return own
+    slot.material = _own_copy(mat, registry, ob, len(others))
+    return slot.material
 
 
 def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
@@ -762,11 +758,17 @@ def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
     if not others or (want is not None and all(plan.meshes.get(o.get(identity.PROP)) == want
                                                for o in others)):
         return me
-    own = me.copy()
+    ob.data = _own_copy(me, registry, ob, len(others))
+    return ob.data
+
+
+def _own_copy(idb, registry, ob, others: int):
+    """A copy of `idb` (a mesh or material `ob` shares with `others` objects) with a uuid of
+    its own, for `ob` alone."""
+    own = idb.copy()
     registry.bind_new(own, identity.new_uuid())
-    ob.data = own
-    log.info("mesh of %s: its own copy of %s (shared with %d other object(s) the batch does "
-             "not change)", ob.name, me.name, len(others))
+    log.info("%s: its own copy of %s %s (shared with %d other object(s) the batch does not "
+             "change)", ob.name, type(idb).__name__.lower(), idb.name, others)
     return own
 
 
