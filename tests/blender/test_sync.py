@@ -866,3 +866,40 @@ def test_a_received_mesh_for_one_linked_duplicate_changes_that_object_only(scrip
     scripted.push(frames + frame({"type": "batch_end", "batch_id": "op-m2", "seq": 96}))
     pump_until(lambda: len(applied_messages(scripted)) == 2, what="second batch applied")
     assert b.data == c.data and len(b.data.vertices) == 3
+
+
+def test_what_blender_cannot_hold_as_sent_is_answered_as_held_and_never_sent_back(scripted,
+                                                                                  monkeypatch):
+    """If Blender holds a field differently than a batch sent it and no person here changed
+    it, it answers what it holds (the batch rolls back, the other editor keeps its person's
+    edit) and names why in `applied.failed`; it never sends its own value back as if a person
+    here had made it (PROTOCOL.md §6.4). Simulated: poses that do not stick."""
+    ob = make_cube("Stubborn", location=(1, 0, 0))
+    settle()
+    pump_until(lambda: ob.get(PROP), what="uuid")
+    u = ob[PROP]
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"
+                        and any(c["uuid"] == u for c in m["changes"])], what="its create")
+    # Resolved, as the real daemon does: no local work is left on it.
+    scripted.push(frame({"type": "batch_result", "batch_id": "r", "seq": 96, "outcome": "committed",
+                         "uuids": [u], "error_code": None}))
+    pump_until(lambda: len(vibesync._session().engine.inflight) == 0, what="its create resolved")
+    sent_before = len([m for m in scripted.received if m.get("type") == "change"])
+    monkeypatch.setattr(capture, "set_local_trs", lambda *a, **k: None)
+    scripted.push(batch_frames("op-s", 97, [{"op": "transform", "uuid": u, "t": [0, 9, 0],
+                                             "r": [0, 0, 0, 1], "s": [1, 1, 1]}], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    a = applied_messages(scripted)[-1]
+    s = vibesync._session()
+    held = wire.state_hash(capture.state_in_meters(
+        capture.read_state(ob, "object", s.registry, s.mesh_hashes), s.unit_scale))
+    assert a["hashes"][u] == held, "answers what it holds"
+    assert "pose" in a["failed"][u], a
+    probe = make_cube("Probe")
+    settle()
+    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"])
+               > sent_before, what="the next change")
+    later = [m for m in scripted.received if m.get("type") == "change"][sent_before:]
+    named = {c["uuid"] for m in later for c in m["changes"]}
+    assert u not in named, "nothing sent back"
+    assert probe.get(PROP) in named

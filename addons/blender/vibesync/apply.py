@@ -282,6 +282,9 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     if unplaced and uuid in unplaced:
         place_unplaced({uuid: unplaced.pop(uuid)}, registry)
     if op == "create":
+        if change.get("kind") == "collection" and not _is_identity(change):
+            raise Unrepresentable(f"{change['name']} is a collection in Blender, which has no "
+                                  "transform: move its objects instead")
         existing = registry.resolve(uuid)
         fresh = existing is None  # made here: unhidden, in the scene's master collection only
         if existing is not None:
@@ -310,9 +313,6 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 raise LookupError(f"create of kind {kind} is not supported by the Blender addon")
             registry.bind_new(idb, uuid)
         if isinstance(idb, bpy.types.Collection):
-            if not _is_identity(change):
-                raise Unrepresentable(f"{idb.name} is a collection in Blender, which has no "
-                                      "transform: move its objects instead")
             parent = change.get("parent")
             _place(idb, registry.resolve(parent) if parent else None)
             _set_collection_visible(idb, change.get("visible", True))
@@ -787,8 +787,8 @@ def _remove_collection(coll) -> list[str]:
             for p in parents:
                 if p.objects.get(ob.name) != ob:
                     p.objects.link(ob)
-            if ob.get("vibesync_uuid"):
-                moved.append(ob["vibesync_uuid"])
+            if ob.get(identity.PROP):
+                moved.append(ob[identity.PROP])
     for child in list(coll.children):
         held = [c for c in list(bpy.data.collections) + [s.collection for s in bpy.data.scenes]
                 if c != coll and c.children.get(child.name) == child]
@@ -796,8 +796,8 @@ def _remove_collection(coll) -> list[str]:
             for p in parents:
                 if p.children.get(child.name) != child:
                     p.children.link(child)
-            if child.get("vibesync_uuid"):
-                moved.append(child["vibesync_uuid"])
+            if child.get(identity.PROP):
+                moved.append(child[identity.PROP])
     bpy.data.collections.remove(coll)
     return moved
 

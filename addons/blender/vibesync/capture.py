@@ -387,21 +387,21 @@ def merge_applied(prev: dict, changes, uuid: str) -> dict:
     return out
 
 
-def locally_edited(state: dict, made: dict, resolvable) -> bool:
-    """True when `state` (read after applying a batch) differs from `made` (the state the
-    batch made) by more than storage precision: an edit made here that was not sent yet.
-    A parent Blender does not hold (`resolvable(parent)` false) is not an edit: the object
-    was placed at the root as §6.1 says."""
-    for f in ("kind", "name", "visible", "mesh_hash"):
-        if state.get(f) != made.get(f):
-            return True
+def differing_fields(state: dict, made: dict, resolvable) -> list[str]:
+    """The fields in which `state` (read after applying a batch) differs from `made` (the
+    state the batch made) by more than storage precision ("pose" for t, r and s). A parent
+    Blender does not hold (`resolvable(parent)` false) is no difference: the object was
+    placed at the root as §6.1 says."""
+    out = [f for f in ("kind", "name", "visible", "mesh_hash") if state.get(f) != made.get(f)]
     if state.get("parent") != made.get("parent") and (
             made.get("parent") is None or resolvable(made["parent"])):
-        return True
+        out.append("parent")
     if not (_close(state.get("t"), made.get("t")) and _rotation_close(state.get("r"), made.get("r"))
             and _close(state.get("s"), made.get("s"))):
-        return True
-    return not _close(state.get("material"), made.get("material"))
+        out.append("pose")
+    if not _close(state.get("material"), made.get("material")):
+        out.append("material")
+    return out
 
 
 def needs_attachment(op: dict) -> bool:

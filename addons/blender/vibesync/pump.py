@@ -855,23 +855,9 @@ class Session:
         idb = self.registry.resolve(uuid) if b is not None else None
         held = idb is not None and uuid in self.last_sent
         busy = held and (apply_mod.modal_running() or capture.in_edit_mode(idb))
-
-        def edited() -> bool:
-            key = (b.kind, b.session_uid)
-            if uuid in self.deleted_here or key in self.geometry_dirty \
-                    or key in self.waiting_edit \
-                    or any(key in keys for keys in self.parent_waiters.values()):
-                return True
-            if key in self.dirty:
-                # Marked by any depsgraph update (our own applies too): only a real
-                # difference from what the daemon knows is the person's edit.
-                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-                return bool(capture.diff_ops(uuid, self.last_sent[uuid], now))
-            return False
-
         return self.engine.live_refusal(
             uuid, self.paused, bool(self.batches) or self.collector.current is not None,
-            held, busy, edited)
+            held, busy, lambda: self._changed_here(uuid))
 
     def _on_register_ack(self, ctx: dict, results: list):
         """A register `ack` (up to MAX_REGISTER_PER_TICK items): a generator yielding
@@ -1452,6 +1438,9 @@ class Session:
             else:
                 changes_of.setdefault(item[0]["uuid"], []).append(item)
         deleted = set(result["deleted"])
+        # uuid -> why it was not applied as sent (`applied.failed`, §6.4).
+        failed = {f["uuid"]: f["error"] for f in reversed(result["failed"])
+                  if isinstance(f.get("uuid"), str)}
         for uuid in dict.fromkeys(result["touched"] + kept):
             yield
             if uuid in deleted:
@@ -1467,19 +1456,30 @@ class Session:
                 # Blender stores float32: what it holds is the sent pose within storage
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, pose)
+            held_back = False
             if uuid not in keep and uuid in self.last_sent:
                 made = capture.merge_applied(self.last_sent[uuid], mine, uuid)
-                if uuid in pending or capture.locally_edited(
-                        state, made, lambda p: self.registry.resolve(p) is not None):
+                differs = capture.differing_fields(
+                    state, made, lambda p: self.registry.resolve(p) is not None)
+                if uuid in pending or differs == ["name"]:
                     # The batch is applied; the person's newer edit of this uuid (e.g. a
-                    # rename not reported yet) is a change of its own, sent after: answer
-                    # the state the batch made (§6.4), keep the edit as what is left to send.
+                    # rename not reported yet), or the name Blender made of the one sent
+                    # (§6.1), is a change of its own, sent after: answer the state the
+                    # batch made (§6.4), keep the edit as what is left to send.
                     state = made
                     self.dirty.add((b.kind, b.session_uid))
+                elif differs:
+                    # Blender holds something else than was sent, and no person here
+                    # changed it: answer what it holds, so the batch rolls back and the
+                    # other editor keeps its person's edit (§6.4). Never sent back as if a
+                    # person here had made it: what was last sent stays what it was.
+                    held_back = True
+                    failed.setdefault(uuid, f"{idb.name}: Blender holds its {', '.join(differs)} "
+                                            "differently than sent")
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
-            if uuid in keep:
-                continue  # ours, still to be sent: not an applied state
+            if uuid in keep or held_back:
+                continue  # ours, still to be sent, or not what was sent: not an applied state
             self.last_sent[uuid] = state
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
@@ -1504,10 +1504,6 @@ class Session:
             self.transport.update_hello(last_seq=self.engine.last_seq)
         applied = {"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
                    "seq": batch.seq, "hashes": hashes}
-        failed = {}
-        for f in result["failed"]:
-            if isinstance(f.get("uuid"), str):
-                failed.setdefault(f["uuid"], f["error"])
         if failed:
             applied["failed"] = failed  # why, for the origin's person (§6.4)
         self._send(applied)

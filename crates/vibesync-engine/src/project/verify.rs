@@ -96,12 +96,13 @@ impl Project {
         let (detail, reason) = match failure.code {
             RollbackCode::VerifyMismatch => {
                 warn!(batch_id = %f.batch_id, project_id = %self.project, sessions = ?failure.sessions, uuids = ?failure.uuids, "state hash mismatch");
-                let why: Vec<&str> = {
-                    let mut w: Vec<&str> =
-                        failure.uuids.iter().filter_map(|u| f.why_failed.get(u).map(String::as_str)).collect();
-                    w.dedup();
-                    w
-                };
+                let why: Vec<&str> = failure
+                    .uuids
+                    .iter()
+                    .filter_map(|u| f.why_failed.get(u).map(String::as_str))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 let reason = if why.is_empty() {
                     format!("{who} could not apply the change as sent (its state differs)")
                 } else {
