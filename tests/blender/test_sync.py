@@ -789,6 +789,20 @@ def test_a_malformed_live_frame_is_reported_not_applied(scripted):
     assert "Safe" in bpy.data.objects and vibesync.status()["live_applied"] == 0
 
 
+def uuids_sent_with_a_new_edit(scripted, sent_before: int):
+    """Make a new cube (a person's edit), wait for the change that sends it, and return the
+    uuids named by every change sent after the first `sent_before` ones (and those changes):
+    anything else in them was sent beside the person's edit."""
+    probe = make_cube("Probe")
+    settle()
+    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"])
+               > sent_before, what="the next change")
+    later = [m for m in scripted.received if m.get("type") == "change"][sent_before:]
+    named = {c["uuid"] for m in later for c in m["changes"]}
+    assert probe.get(PROP) in named, later
+    return named, later
+
+
 def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
     """PROTOCOL.md §6.1: a received `delete` removes that one object. A collection's objects
     and child collections that it alone held move to its parent (as the Outliner's Delete
@@ -821,14 +835,8 @@ def test_a_received_delete_of_a_collection_keeps_what_it_alone_held(scripted):
     s = vibesync._session()
     assert s.last_sent[chair[PROP]]["parent"] == outer[PROP], "known as applied, not as an edit"
     # The person's next edit goes alone: the moves were the batch's doing.
-    probe = make_cube("Probe")
-    settle()
-    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"])
-               > sent_before, what="the next change")
-    later = [m for m in scripted.received if m.get("type") == "change"][sent_before:]
-    named = {c["uuid"] for m in later for c in m["changes"]}
+    named, later = uuids_sent_with_a_new_edit(scripted, sent_before)
     assert chair[PROP] not in named and sub[PROP] not in named, later
-    assert probe.get(PROP) in named
 
 
 def test_a_received_mesh_for_one_linked_duplicate_changes_that_object_only(scripted):
@@ -895,11 +903,5 @@ def test_what_blender_cannot_hold_as_sent_is_answered_as_held_and_never_sent_bac
         capture.read_state(ob, "object", s.registry, s.mesh_hashes), s.unit_scale))
     assert a["hashes"][u] == held, "answers what it holds"
     assert "pose" in a["failed"][u], a
-    probe = make_cube("Probe")
-    settle()
-    pump_until(lambda: len([m for m in scripted.received if m.get("type") == "change"])
-               > sent_before, what="the next change")
-    later = [m for m in scripted.received if m.get("type") == "change"][sent_before:]
-    named = {c["uuid"] for m in later for c in m["changes"]}
-    assert u not in named, "nothing sent back"
-    assert probe.get(PROP) in named
+    named, later = uuids_sent_with_a_new_edit(scripted, sent_before)
+    assert u not in named, ("nothing sent back", later)
