@@ -701,6 +701,8 @@ class SharedPlan:
         self.meshes = {c["uuid"]: c["mesh_hash"] for c, _ in changes if c.get("mesh_hash")}
         self.materials = {c["uuid"]: c["material"] for c, _ in changes if c.get("material")}
         self.held_meshes = held_meshes
+        # mesh uuid -> the mesh_hash this batch wrote into it (shared ones: checked once).
+        self.written: dict[str, str] = {}
 
 
 def _same_material(a: dict | None, b: dict | None) -> bool:
@@ -752,11 +754,14 @@ def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
         return me
     plan = plan or SharedPlan((), {})
     want = plan.meshes.get(ob.get(identity.PROP))
-    if want is not None and plan.held_meshes.get(me.get(identity.PROP)) == want:
-        return me  # what it holds already (a resync re-sending it): nothing changes
+    mu = me.get(identity.PROP)
+    if want is not None and want in (plan.held_meshes.get(mu), plan.written.get(mu)):
+        return me  # what it holds already (a resync re-sending it, or a twin of this batch)
     others = [o for o in bpy.data.objects if o.data == me and o != ob]
     if not others or (want is not None and all(plan.meshes.get(o.get(identity.PROP)) == want
                                                for o in others)):
+        if mu is not None and want is not None:
+            plan.written[mu] = want  # its other users need no scan of every object
         return me
     ob.data = _own_copy(me, registry, ob, len(others))
     return ob.data
