@@ -649,6 +649,48 @@ def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
     assert view[u]["t"] == pytest.approx([0, 0, -4], abs=1e-5), "the move made in Unity stands"
 
 
+def test_modelling_in_edit_mode_while_unity_moves_the_object_keeps_both(world):
+    """The person in Blender models the Cube in Edit Mode while a person in Unity moves it.
+    The daemon refused Blender's mesh as STALE (Unity's move was newer) and sent Blender the
+    old mesh: the modelling was undone in Blender. Then, with that fixed, Blender's replay
+    kept the Cube whole and sent it in full: the old pose in it undid the move in Unity.
+    Staleness is per part, and a replay's parts the person did not change are applied
+    (PROTOCOL.md §6.1, §6.6): both edits stand, in both editors, and the mesh Blender holds
+    is the mesh Unity holds."""
+    import bmesh
+
+    from vibesync import capture
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    bpy.context.view_layer.objects.active = cube
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+        bpy.ops.object.mode_set(mode="EDIT")
+    host.cmd(f"move {u} 0 0 4")
+    drive(lambda: vibesync.status().get("deferred_batches"), timeout=15,
+          what="the move's batch held while the Cube is in Edit Mode")
+    bm = bmesh.from_edit_mesh(cube.data)
+    for v in bm.verts:
+        v.co.x *= 2
+    bmesh.update_edit_mesh(cube.data)
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+        bpy.ops.object.mode_set(mode="OBJECT")
+    widest = [max(v.co.x for v in cube.data.vertices)]
+
+    def unity_holds_blenders_mesh():
+        widest[0] = min(widest[0], max(v.co.x for v in cube.data.vertices))
+        s = vibesync._session()
+        held = s.mesh_hashes.get(capture.geometry_key(s.registry, cube))
+        o = host.obj(u)
+        return o is not None and o.get("mesh") is not None and o["mesh"]["mesh_hash"] == held
+
+    drive(unity_holds_blenders_mesh, timeout=20, what="Unity holding the mesh modelled in Blender")
+    view = world.finish(host, made)
+    assert widest[0] == pytest.approx(2.0), "the modelling was never undone in Blender, not even for a tick"
+    assert max(v.co.x for v in cube.data.vertices) == pytest.approx(2.0), "the modelling stands"
+    assert view[u]["t"] == pytest.approx([0, 0, -4], abs=1e-5), "the move made in Unity stands"
+
+
 def test_unity_changes_the_mesh_of_one_linked_duplicate(world):
     """Cube and Twin share one mesh in Blender; a person in Unity changes the Cube's. Blender
     wrote it into the shared mesh, so the Twin changed too, in both editors, though nobody

@@ -473,10 +473,13 @@ class SyncEngine:
         if seq > 0:
             self.result_seq[uuid] = max(seq, self.result_seq.get(uuid, 0))
 
-    def replay_kept(self, uuid: str) -> None:
-        """`replay`: a uuid the replay skipped is sent instead, in full (§6.6)."""
+    def replay_kept(self, uuid: str, merged: bool = False) -> None:
+        """`replay`: a uuid the replay skipped is sent instead (§6.6): in full, or — `merged`:
+        the replay's parts not changed here were applied, and what was last sent is now the
+        replay's state — only the parts changed here."""
         self.scene.mark_for_capture(uuid)
-        self.scene.forget_sent(uuid)
+        if not merged:
+            self.scene.forget_sent(uuid)
 
     def applied(self, seq: int, arrived: set[str], kept: Container[str],
                 parent_of: Callable[[str], str | None]) -> None:

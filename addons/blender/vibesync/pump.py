@@ -224,6 +224,9 @@ class Session:
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
         self.last_sent: dict[str, dict] = {}
+        # uuid -> the ops sent (or queued) for it since its last resolved change: what a
+        # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
+        self.sent_parts: dict[str, set[str]] = {}
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -648,6 +651,7 @@ class Session:
                 self.quiet.add(bnd.uuid)
                 self.dirty.add((bnd.kind, bnd.session_uid))
             self.out_ops.clear()
+            self.sent_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable:
                 self._await_adoption()
@@ -763,6 +767,7 @@ class Session:
                     dict(msg, uuids=raw[start:start + RESULT_CHUNK]))
                 if effect.kept_local is not None:
                     kept_reason, kept_n = effect.kept_local, kept_n + len(effect.uuids)
+                self._forget_sent_parts(effect.uuids)
             if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
@@ -954,6 +959,7 @@ class Session:
         self.to_register.clear()
         self.to_tombstone.clear()
         self.out_ops.clear()
+        self.sent_parts.clear()
         self.quiet.clear()
         self.remote_deleted.clear()
         self.deleted_here.clear()
@@ -1271,6 +1277,65 @@ class Session:
         now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
         return bool(capture.diff_ops(uuid, prev, now))
 
+    def _parts_not_changed_here(self, item) -> list | None:
+        """A replayed `create` of a uuid kept for local work (§6.6), cut to the parts of it
+        this editor did not change: the ops that bring those parts to the replay's state,
+        ready to apply. What was last sent becomes the replay's state, so only the parts the
+        person changed here are sent after. A mesh modelled in Edit Mode while a person in
+        Unity moved the object: the move is applied here, the mesh is sent, both stand (it
+        was sent in full, and the old pose in it undid the move in Unity).
+
+        None — keep the whole uuid and send it in full, as before — when the item is no
+        `create`, or what Blender holds is not fully known yet (nothing sent before, a
+        geometry not hashed, edit mode, a parent awaited)."""
+        change, attachment = item
+        uuid = change.get("uuid")
+        if change.get("op") != wire.Op.CREATE or uuid in self.deleted_here \
+                or uuid in self.engine.not_synced:
+            return None
+        b = self.registry.bindings.get(uuid)
+        idb = self.registry.resolve(uuid) if b is not None else None
+        prev = self.last_sent.get(uuid)
+        if b is None or idb is None or prev is None:
+            return None
+        key = (b.kind, b.session_uid)
+        if key in self.geometry_dirty or key in self.waiting_edit \
+                or any(key in keys for keys in self.parent_waiters.values()):
+            return None
+        if b.kind == "object":
+            if capture.in_edit_mode(idb):
+                return None
+            mu = capture.geometry_key(self.registry, idb)
+            if mu is not None and (mu in self.mesh_jobs or mu in self.alias_jobs):
+                return None
+        now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+        if ("mesh_hash" in prev) != ("mesh_hash" in now):
+            return None
+        theirs = {k: change[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s",
+                                          "mesh_hash", "material") if k in change}
+        if theirs.get("kind") != now["kind"]:
+            return None
+        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)}
+        # What was sent and is not resolved yet is the person's too (`last_sent` has it).
+        if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
+            mine |= self.sent_parts.get(uuid, set())
+        else:
+            self.sent_parts.pop(uuid, None)
+        if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
+            return None
+        parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
+                 for op in capture.diff_ops(uuid, now, theirs) if op["op"] not in mine]
+        self.last_sent[uuid] = theirs
+        return parts
+
+    def _forget_sent_parts(self, uuids) -> None:
+        """These uuids' changes are resolved: what was sent of them is no longer unresolved
+        local work (unless a newer change of theirs is queued or in flight)."""
+        queued = {op.get("uuid") for op, _ in self.out_ops} if self.out_ops else ()
+        for u in uuids:
+            if u not in self.engine.inflight and u not in queued:
+                self.sent_parts.pop(u, None)
+
     def _captures_settled(self) -> bool:
         """Nothing marked waits to be read or hashed: what the scene holds is known."""
         return not (self.waiting_edit or self.geometry_dirty or self.mesh_jobs
@@ -1374,18 +1439,24 @@ class Session:
             if kept:
                 keep = set(kept)
                 changes = []
+                merged: set[str] = set()
                 for item in identity.slices(batch.changes):
                     if item is identity.YIELD:
                         yield
                     elif item[0].get("uuid") not in keep:
                         changes.append(item)
+                    else:
+                        parts = self._parts_not_changed_here(item)
+                        if parts is not None:
+                            changes.extend(parts)
+                            merged.add(item[0]["uuid"])
                 batch.changes = changes
                 uuids = [u for u in uuids if u not in keep]
                 for u in identity.slices(kept):
                     if u is identity.YIELD:
                         yield
                     else:
-                        self.engine.replay_kept(u)
+                        self.engine.replay_kept(u, merged=u in merged)
                 log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: "
                          "%s%s", batch.batch_id, len(kept), kept[:20],
                          " …" if len(kept) > 20 else "")
@@ -1778,6 +1849,7 @@ class Session:
                         continue
                     blob = b""
             self.out_ops.append((op, blob))
+            self.sent_parts.setdefault(uuid, set()).add(op["op"])
         self._release_children(uuid)
 
     def _release_children(self, uuid: str) -> None:

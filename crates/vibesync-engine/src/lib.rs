@@ -35,5 +35,6 @@ pub mod live;
 pub mod project;
 pub mod queue;
 pub mod register;
+pub mod stale;
 pub mod sync;
 pub mod verify;

@@ -16,6 +16,7 @@ use vibesync_wal::{Outcome, Phase, RecordDraft};
 use super::{dedup, state_of, Cx, Editor, Inflight, Project, SessionId, SYNC_SESSION};
 use crate::forward;
 use crate::queue::Lane;
+use crate::stale::{LastWrites, Parts};
 use crate::sync::{apply_change, batch_path, coalesce_mask, ChangeOp, ObjectState, Path, Queued};
 use crate::verify::Verification;
 
@@ -170,10 +171,6 @@ impl Project {
         let batch_id = uuid::Uuid::new_v4().to_string();
         let uuids: Vec<String> = dedup(kept.iter().map(|q| q.change.uuid.clone()).collect());
         let origins: HashSet<SessionId> = all.iter().map(|q| q.origin.clone()).collect();
-        let origin_clients: HashMap<String, (String, String)> = kept
-            .iter()
-            .map(|q| (q.change.uuid.clone(), (q.origin.client_id.clone(), q.origin.editor.to_string())))
-            .collect();
         let participants: Vec<Editor> = self.project_sessions(cx);
         for p in &participants {
             kinds.insert(p.session_id.clone(), p.editor.to_string());
@@ -267,6 +264,16 @@ impl Project {
             .find(|r| r.phase == Phase::Step)
             .map(|r| r.seq)
             .unwrap_or_else(|| records.last().map(|r| r.seq).unwrap_or(0));
+        // Who writes which part of each uuid, for staleness (docs/PROTOCOL.md §6.1).
+        let mut writes: HashMap<String, LastWrites> = HashMap::default();
+        for q in &kept {
+            writes.entry(q.change.uuid.clone()).or_default().record(
+                Parts::written_by(&q.change.op),
+                seq,
+                &q.origin.client_id,
+                q.origin.editor.as_str(),
+            );
+        }
         info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), pipelined = lane == Lane::Pipelined, "batch forwarded");
         for c in &plan.conflicts {
             warn!(batch_id = %batch_id, project_id = %self.project, uuid = %c.uuid, winner = %kinds.get(&c.winner).map(String::as_str).unwrap_or(""), loser = %kinds.get(&c.loser).map(String::as_str).unwrap_or(""), op = c.op, seq, "conflict: two editors changed one object in one window; the last writer wins");
@@ -301,7 +308,7 @@ impl Project {
             corrections: plan.corrections,
             conflicts: plan.conflicts,
             origins,
-            origin_clients,
+            writes,
             kinds,
             ops: ops.clone(),
             new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),

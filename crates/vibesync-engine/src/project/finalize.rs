@@ -15,6 +15,8 @@ use vibesync_wal::{Outcome, Phase, RecordDraft};
 use super::queue::Stale;
 use super::{dedup, Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
 use crate::finalize::plan_rollback;
+use crate::stale::{Parts, Write};
+use crate::sync::Change;
 
 impl Project {
     /// Take the batch `batch_id` out of the batches in flight.
@@ -41,8 +43,8 @@ impl Project {
             Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
         };
         for u in &f.uuids {
-            if let Some((c, k)) = f.origin_clients.get(u) {
-                self.synced.insert(u.clone(), (f.seq, c.clone(), k.clone()));
+            if let Some(w) = f.writes.get(u) {
+                self.synced.entry(u.clone()).or_default().merge(w);
             }
             self.not_synced.retain(|(x, _), _| x != u);
         }
@@ -248,11 +250,14 @@ impl Project {
         self.publish_status(cx).await;
     }
 
-    /// (client_id, editor kind) of the change a STALE change lost to.
-    pub(super) fn stale_winner(&self, uuid: &str) -> (String, String) {
-        if let Some((c, k)) = self.inflight_with(uuid).and_then(|f| f.origin_clients.get(uuid)) {
-            return (c.clone(), k.clone());
-        }
-        self.synced.get(uuid).map(|(_, c, k)| (c.clone(), k.clone())).unwrap_or_default()
+    /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,
+    /// if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part `change` writes or
+    /// depends on — in the batch in flight with the uuid, else in a committed batch.
+    pub(super) fn stale_by(&self, change: &Change, base_seq: u64, me: &str) -> Option<&Write> {
+        let parts = Parts::stale_against(&change.op);
+        self.inflight_with(&change.uuid)
+            .and_then(|f| f.writes.get(&change.uuid))
+            .and_then(|w| w.newer_by_other(parts, base_seq, me))
+            .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_by_other(parts, base_seq, me)))
     }
 }

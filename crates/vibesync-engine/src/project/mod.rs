@@ -64,6 +64,7 @@ use crate::forward::{Conflict, Ops};
 use crate::governance::{Decision, Escalation, IdleTracker};
 use crate::live::Throttle;
 use crate::queue::{Flight, Queue};
+use crate::stale::LastWrites;
 use crate::sync::{Author, Change, ChangeOp, Path, Queued};
 use crate::verify::Verification;
 
@@ -287,8 +288,8 @@ struct Inflight {
     corrections: BTreeMap<SessionId, Vec<String>>,
     conflicts: Vec<Conflict>,
     origins: HashSet<SessionId>,
-    /// uuid → (client_id, editor kind) of its last writer in the batch.
-    origin_clients: HashMap<String, (String, String)>,
+    /// uuid → who writes which of its parts in this batch (staleness, docs/PROTOCOL.md §6.1).
+    writes: HashMap<String, LastWrites>,
     /// session → editor kind, for conflict events and logs.
     kinds: HashMap<SessionId, String>,
     ops: Vec<String>,
@@ -336,9 +337,9 @@ pub struct Project {
     late_commits: Vec<(u64, Vec<String>)>,
     /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
     exposed_seq: AtomicU64,
-    /// uuid → (seq of its last committed sync change, client_id and editor kind of the
-    /// editor that made it).
-    synced: HashMap<String, (u64, String, String)>,
+    /// uuid → who last wrote each of its parts in a committed batch, and at which seq
+    /// (staleness, docs/PROTOCOL.md §6.1).
+    synced: HashMap<String, LastWrites>,
     /// ROLLBACKs, for replay to editors that reconnect.
     rolled_back: Vec<RolledBack>,
     /// uuids kept locally after a failed propagation (shown by `status`).

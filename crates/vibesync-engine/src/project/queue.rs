@@ -109,7 +109,10 @@ impl Project {
                         refused.push(change.uuid.clone());
                     }
                     if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
-                        let winner = self.stale_winner(&change.uuid);
+                        let winner = self
+                            .stale_by(&change, base_seq, &session.client_id)
+                            .map(|w| (w.client.clone(), w.editor.clone()))
+                            .unwrap_or_default();
                         stale.push((change.uuid.clone(), change.op.name(), winner));
                     }
                     results.push(ItemResult::error(&change.uuid, code, msg));
@@ -259,22 +262,17 @@ impl Project {
             ));
         }
         if change.op.path() == Path::Slow {
-            if let Some(f) = self.inflight_with(&change.uuid) {
-                // Stale only when made before that batch (docs/PROTOCOL.md §6.1): a change
-                // based on the batch's seq or later was made over its state, and waits in the
-                // main window for it to end.
-                if base_seq < f.seq && f.origin_clients.get(&change.uuid).is_some_and(|(c, _)| c != &session.client_id)
-                {
-                    return Err((
-                        ItemErrorCode::Stale,
-                        format!("{at}: {} is being changed by another editor (batch seq {}); you are sent its current state — apply it, then retry", change.uuid, f.seq),
-                    ));
-                }
-            }
-            if let Some((seq, client, _)) = self.synced.get(&change.uuid) {
-                if *seq > base_seq && client != &session.client_id {
-                    return Err((ItemErrorCode::Stale, format!("{at}: {} changed at seq {seq} after your base_seq {base_seq}; you are sent its current state — apply it, then retry", change.uuid)));
-                }
+            // Stale only when another editor changed a part this change writes or depends on
+            // after `base_seq` (docs/PROTOCOL.md §6.1): a mesh edited while another editor
+            // moved the object stands. A change based on an in-flight batch's seq or later was
+            // made over its state, and waits in the main window for it to end.
+            if let Some(w) = self.stale_by(change, base_seq, &session.client_id) {
+                let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
+                let what = if in_flight { "is being changed" } else { "was changed" };
+                return Err((
+                    ItemErrorCode::Stale,
+                    format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it, then retry", change.uuid, w.editor, w.seq),
+                ));
             }
         }
         if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {

@@ -530,6 +530,57 @@ fn stale_structural_change_is_refused_and_corrected() {
     assert_eq!(b.states[&id]["parent"], p.as_str());
 }
 
+/// Staleness is per part (docs/PROTOCOL.md §6.1): a material change made before the editor
+/// read another editor's move of the object is not stale — both edits stand — while one
+/// made before it read another editor's material change is.
+#[test]
+fn a_stale_change_of_another_part_stands_beside_the_other_editors_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let red = json!({"base_color":[1.0,0.0,0.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let blue = json!({"base_color":[0.0,0.0,1.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    // Unity sends a change from `base` before reading what Blender sent meanwhile.
+    let stale_send = |b: &mut Mini, u: &mut Mini, rid: &str, base: u64, change: Value| -> Value {
+        std::thread::sleep(Duration::from_millis(100)); // Blender's batch is forwarded
+        b.drain(Duration::from_millis(50));
+        u.c.send(&json!({"type":"change","request_id":rid,"base_seq":base,"changes":[change]})).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < end, "no ack for {rid}");
+            let (m, a) = u.recv();
+            if m["type"] == "ack" && m["request_id"] == rid {
+                return m;
+            }
+            u.handle(m, a);
+            b.drain(Duration::from_millis(20));
+        }
+    };
+    let base = u.last_seq;
+    b.send_change("t", vec![json!({"op":"transform","uuid":id,"t":[4.0,5.0,6.0],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    let ack = stale_send(&mut b, &mut u, "m", base, json!({"op":"material","uuid":id,"material":red}));
+    assert_eq!(statuses(&ack), ["queued"], "a move is another part: not stale: {ack}");
+    u.states.get_mut(&id).unwrap()["material"] = red.clone(); // Unity holds what it sent
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["t"], json!([4.0, 5.0, 6.0]), "the move stands: {}", d.stderr_log());
+        assert_eq!(m.states[&id]["material"]["base_color"], json!([1.0, 0.0, 0.0, 1.0]), "the colour stands");
+    }
+    // Blender recolours; Unity, before reading it, recolours too: the same part, STALE.
+    let base = u.last_seq;
+    b.send_change("m2", vec![json!({"op":"material","uuid":id,"material":blue})], &[]);
+    let ack = stale_send(&mut b, &mut u, "m3", base, json!({"op":"material","uuid":id,"material":red}));
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&id]["material"]["base_color"], json!([0.0, 0.0, 1.0, 1.0]), "the colour that stands");
+    assert_eq!(b.states[&id]["material"]["base_color"], json!([0.0, 0.0, 1.0, 1.0]));
+}
+
 /// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
 /// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
 /// have changed the state is one (docs/PROTOCOL.md §6.2).

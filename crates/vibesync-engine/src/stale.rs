@@ -1,0 +1,197 @@
+//! Stale changes, per part of an object (docs/PROTOCOL.md §6.1 "Stale changes"): which parts
+//! of an object's state a change writes, which parts a slow-path change is stale against, and
+//! who last wrote each part in a committed or in-flight batch.
+//!
+//! A slow-path change made before the editor heard of another editor's change of the same
+//! object is refused `STALE` only when that other change wrote a part the refused change
+//! writes or depends on. A mesh edited in Blender's Edit Mode while a person in Unity moved
+//! the object is not stale: both edits stand. (Refusing it sent Blender the old mesh and the
+//! person's modelling was undone.)
+//!
+//! Pure: no I/O, no clock.
+
+use crate::sync::ChangeOp;
+
+/// A set of parts of an object's synced state (§6.5's fields, grouped as ops write them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parts(u8);
+
+impl Parts {
+    pub const NONE: Parts = Parts(0);
+    /// `t`, `r`, `s` (op `transform`).
+    pub const POSE: Parts = Parts(1);
+    /// `name` (op `rename`).
+    pub const NAME: Parts = Parts(1 << 1);
+    /// `visible` (op `visibility`).
+    pub const VISIBILITY: Parts = Parts(1 << 2);
+    /// `parent` (op `reparent`).
+    pub const PARENT: Parts = Parts(1 << 3);
+    /// `mesh_hash` (op `mesh`).
+    pub const MESH: Parts = Parts(1 << 4);
+    /// `material` (op `material`).
+    pub const MATERIAL: Parts = Parts(1 << 5);
+    /// The object itself: made (`create`, every field) or removed (`delete`).
+    pub const EXISTENCE: Parts = Parts(1 << 6);
+    pub const ALL: Parts = Parts(0x7f);
+
+    pub const fn union(self, other: Parts) -> Parts {
+        Parts(self.0 | other.0)
+    }
+
+    pub const fn intersects(self, other: Parts) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub const fn without(self, other: Parts) -> Parts {
+        Parts(self.0 & !other.0)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// What of the object `op` changes.
+    pub fn written_by(op: &ChangeOp) -> Parts {
+        match op {
+            ChangeOp::Create(_) | ChangeOp::Delete => Parts::ALL,
+            ChangeOp::Transform { .. } => Parts::POSE,
+            ChangeOp::Rename(_) => Parts::NAME,
+            ChangeOp::Visibility(_) => Parts::VISIBILITY,
+            ChangeOp::Reparent(_) => Parts::PARENT,
+            ChangeOp::Mesh(_) => Parts::MESH,
+            ChangeOp::Material(_) => Parts::MATERIAL,
+        }
+    }
+
+    /// What a slow-path `op` is stale against when another editor changed it after the
+    /// change's `base_seq`: what it writes, and what its meaning depends on. A `reparent`
+    /// depends on the pose (a local pose is relative to its parent); a `create` carries the
+    /// whole state and a `delete` removes it, so both depend on every part. Fast-path ops are
+    /// never stale (they are rebased, §6.1): empty.
+    pub fn stale_against(op: &ChangeOp) -> Parts {
+        match op {
+            ChangeOp::Create(_) | ChangeOp::Delete => Parts::ALL,
+            ChangeOp::Reparent(_) => Parts::PARENT.union(Parts::POSE).union(Parts::EXISTENCE),
+            ChangeOp::Mesh(_) => Parts::MESH.union(Parts::EXISTENCE),
+            ChangeOp::Material(_) => Parts::MATERIAL.union(Parts::EXISTENCE),
+            ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) => Parts::NONE,
+        }
+    }
+}
+
+/// One writer of some parts of an object: at `seq`, by `client` (its `client_id`) of editor
+/// kind `editor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub parts: Parts,
+    pub seq: u64,
+    pub client: String,
+    pub editor: String,
+}
+
+/// Who last wrote each part of one object (at most one entry per part; entries with no part
+/// left are dropped, so at most seven).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastWrites(Vec<Write>);
+
+impl LastWrites {
+    /// `client` wrote `parts` at `seq`: it is now their last writer.
+    pub fn record(&mut self, parts: Parts, seq: u64, client: &str, editor: &str) {
+        if parts.is_empty() {
+            return;
+        }
+        for w in &mut self.0 {
+            w.parts = w.parts.without(parts);
+        }
+        self.0.retain(|w| !w.parts.is_empty());
+        if let Some(w) = self.0.iter_mut().find(|w| w.seq == seq && w.client == client && w.editor == editor) {
+            w.parts = w.parts.union(parts);
+        } else {
+            self.0.push(Write { parts, seq, client: client.to_string(), editor: editor.to_string() });
+        }
+    }
+
+    /// Every write of `other` is newer than those here (a later batch's writes).
+    pub fn merge(&mut self, other: &LastWrites) {
+        for w in &other.0 {
+            self.record(w.parts, w.seq, &w.client, &w.editor);
+        }
+    }
+
+    /// The newest write by a client other than `me`, after `base_seq`, of a part in `parts`:
+    /// what makes a change of `me` made at `base_seq` stale (`None`: not stale).
+    pub fn newer_by_other(&self, parts: Parts, base_seq: u64, me: &str) -> Option<&Write> {
+        self.0.iter().filter(|w| w.parts.intersects(parts) && w.seq > base_seq && w.client != me).max_by_key(|w| w.seq)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tr() -> ChangeOp {
+        ChangeOp::Transform { t: [1.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
+    }
+
+    #[test]
+    fn a_mesh_edit_is_not_stale_against_another_editors_move() {
+        let mut w = LastWrites::default();
+        w.record(Parts::written_by(&tr()), 41, "unity", "unity");
+        let mesh = ChangeOp::Mesh("a".repeat(64));
+        assert!(w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").is_none());
+        let mat = ChangeOp::Material(crate::sync::Material { base_color: [1.0; 4], metallic: 0.0, roughness: 0.5, emission: [0.0; 3] });
+        assert!(w.newer_by_other(Parts::stale_against(&mat), 40, "blender").is_none());
+    }
+
+    #[test]
+    fn a_change_is_stale_against_another_editors_write_of_the_same_part() {
+        let mut w = LastWrites::default();
+        w.record(Parts::MESH, 41, "unity", "unity");
+        let mesh = ChangeOp::Mesh("a".repeat(64));
+        let by = w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").unwrap();
+        assert_eq!((by.seq, by.client.as_str()), (41, "unity"));
+        // Made over that write (base_seq at or after it), or by the same editor: not stale.
+        assert!(w.newer_by_other(Parts::stale_against(&mesh), 41, "blender").is_none());
+        assert!(w.newer_by_other(Parts::stale_against(&mesh), 40, "unity").is_none());
+    }
+
+    #[test]
+    fn reparent_depends_on_the_pose_and_create_delete_on_everything() {
+        let mut w = LastWrites::default();
+        w.record(Parts::POSE, 41, "unity", "unity");
+        assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_some());
+        assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Delete), 40, "blender").is_some());
+        let mut x = LastWrites::default();
+        x.record(Parts::NAME, 41, "unity", "unity");
+        assert!(x.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_none());
+        // Another editor's create or delete writes every part.
+        let mut y = LastWrites::default();
+        y.record(Parts::written_by(&ChangeOp::Delete), 41, "unity", "unity");
+        assert!(y.newer_by_other(Parts::stale_against(&ChangeOp::Mesh("b".repeat(64))), 40, "blender").is_some());
+        // Fast-path ops are never stale.
+        assert!(y.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+    }
+
+    #[test]
+    fn the_last_writer_of_each_part_is_kept_and_entries_stay_few() {
+        let mut w = LastWrites::default();
+        w.record(Parts::ALL, 10, "blender", "blender");
+        w.record(Parts::POSE, 11, "unity", "unity");
+        w.record(Parts::MESH, 12, "unity", "unity");
+        w.record(Parts::POSE, 13, "blender", "blender");
+        assert_eq!(w.0.len(), 3, "{w:?}");
+        let mesh = ChangeOp::Mesh("a".repeat(64));
+        assert_eq!(w.newer_by_other(Parts::stale_against(&mesh), 11, "blender").unwrap().seq, 12);
+        // Blender wrote the pose last: Unity's reparent from base 12 is stale against it.
+        assert_eq!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 12, "unity").unwrap().seq, 13);
+        let mut all = LastWrites::default();
+        for s in 0..100 {
+            all.record(Parts::POSE, s, if s % 2 == 0 { "a" } else { "b" }, "blender");
+        }
+        assert_eq!(all.0.len(), 1);
+    }
+}
