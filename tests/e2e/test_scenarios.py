@@ -311,6 +311,33 @@ def test_simultaneous_drags_from_both_sides(world):
     world.finish(host, made)
 
 
+def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(world):
+    """A person in Unity moves the Cube; its batch reaches Blender's socket; then, before
+    Blender reads it, the person in Blender moves the Cube too. Blender applied the batch
+    over the move it had not sent yet: the Cube jumped to Unity's pose and the person's move
+    was never sent — lost, with no conflict anywhere. The batch's op of a part a person
+    changed here is not applied; the person's move is sent after it and, the later of the
+    two, stands in both editors (PROTOCOL.md §6.4)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(f"move {u} 0 0 4")
+    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
+    cube.location = (3, 0, 0)
+    moved_away = []
+
+    def unity_holds_the_move():
+        if abs(cube.location.x - 3) > 1e-5:
+            moved_away.append(tuple(cube.location))
+        o = host.obj(u)
+        return o is not None and abs(o["transform"]["position"][0] - 3) < 1e-5
+
+    drive(unity_holds_the_move, timeout=15, what="the move made in Blender reaching Unity")
+    view = world.finish(host, made)
+    assert not moved_away, f"the person's move was overwritten in Blender: {moved_away[:3]}"
+    assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
+
+
 def test_rename_and_delete_during_a_batch(world):
     made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]

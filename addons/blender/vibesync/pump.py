@@ -1328,6 +1328,36 @@ class Session:
         self.last_sent[uuid] = theirs
         return parts
 
+    def _parts_changed_here(self, uuid: str) -> set[str]:
+        """The ops (`change.op` names, §6.1) of a person's changes of `uuid` here that the
+        daemon has not taken yet: what differs between the scene and what was last sent or
+        applied, what was sent and is unresolved, and a mesh being read or hashed. Never a
+        `create` or `delete` (the object's existence is not spared)."""
+        b = self.registry.bindings.get(uuid)
+        idb = self.registry.resolve(uuid) if b is not None else None
+        out: set[str] = set()
+        if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
+            out |= self.sent_parts.get(uuid, set())
+        prev = self.last_sent.get(uuid)
+        if idb is None or prev is None:  # gone here, or never sent: nothing to compare with
+            return out - {wire.Op.CREATE, wire.Op.DELETE}
+        key = (b.kind, b.session_uid)
+        if b.kind == "object":
+            mu = capture.geometry_key(self.registry, idb)
+            if mu is not None and idb.type == "MESH" and not capture.generated_geometry(idb) \
+                    and (key in self.geometry_dirty or mu in self.mesh_jobs):
+                # Marked, not proven (a material slot, a visit to edit mode) or still being
+                # hashed: hashed here, once, so that only a real edit is spared — a mark
+                # taken for an edit would send the old mesh back over the other person's.
+                own = wire.mesh_hash(capture.mesh_attachment(idb.data, self.unit_scale))
+                alias = self.mesh_alias.get(mu)
+                if own != self.mesh_hashes.get(mu) and not (alias and alias[0] == own):
+                    out.add(wire.Op.MESH)
+        if key not in self.waiting_edit:
+            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
+        return out - {wire.Op.CREATE, wire.Op.DELETE}
+
     def _forget_sent_parts(self, uuids) -> None:
         """These uuids' changes are resolved: what was sent of them is no longer unresolved
         local work (unless a newer change of theirs is queued or in flight)."""
@@ -1467,6 +1497,30 @@ class Session:
                 yield
             elif self._has_local_work(u):
                 pending.add(u)
+        # What the batch made, for the answer: every change, also those spared below.
+        answered = batch.changes
+        spared: list[str] = []
+        if pending and batch.path != "resync":
+            # A part a person changed here and the daemon has not taken yet (not captured,
+            # or sent and unresolved) is not overwritten: that op is not applied, the
+            # answer is still the state the batch made, and the person's edit is sent after
+            # as a change of its own (§6.4). Applying it moved the object the person had
+            # just moved, and their move was never sent.
+            mine = {u: self._parts_changed_here(u) for u in pending}
+            kept_ops = []
+            for item in identity.slices(batch.changes):
+                if item is identity.YIELD:
+                    yield
+                elif item[0].get("op") in mine.get(item[0].get("uuid"), ()):
+                    spared.append(item[0]["uuid"])
+                else:
+                    kept_ops.append(item)
+            if spared:
+                batch.changes = kept_ops
+                spared = list(dict.fromkeys(spared))
+                log.info("vibesync: batch %s: a person's unsent edit of %d uuid(s) kept over "
+                         "the same part in the batch: %s", batch.batch_id, len(spared),
+                         spared[:20])
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
                                             self.mesh_hashes)
         try:
@@ -1503,7 +1557,7 @@ class Session:
         hashes = {}
         # Each uuid's changes, in order (one pass; `merge_applied` reads only its own).
         changes_of: dict[str, list] = {}
-        for item in identity.slices(batch.changes):
+        for item in identity.slices(answered):
             if item is identity.YIELD:
                 yield
             else:
@@ -1512,7 +1566,7 @@ class Session:
         # uuid -> why it was not applied as sent (`applied.failed`, §6.4).
         failed = {f["uuid"]: f["error"] for f in reversed(result["failed"])
                   if isinstance(f.get("uuid"), str)}
-        for uuid in dict.fromkeys(result["touched"] + kept):
+        for uuid in dict.fromkeys(result["touched"] + kept + spared):
             yield
             if uuid in deleted:
                 continue

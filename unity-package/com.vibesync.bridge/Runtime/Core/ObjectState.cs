@@ -212,5 +212,35 @@ namespace VibeSync.Bridge.Core
                 ops.Add(new Dictionary<string, object> { { "op", Ops.Material }, { "uuid", u }, { "material", after.Material.ToJson() } });
             return ops;
         }
+
+        /// <summary>
+        /// The state <paramref name="change"/> makes of <paramref name="state"/> (null: none; the
+        /// result is null after a `delete`) — what the daemon holds after it (PROTOCOL.md §6.1).
+        /// An op on no object changes nothing.
+        /// </summary>
+        public static ObjectState Apply(ObjectState state, RemoteChange change)
+        {
+            if (change.Op == Ops.Delete) return null;
+            if (change.Op == Ops.Create)
+                return new ObjectState
+                {
+                    Uuid = change.Uuid, Kind = change.Kind, Name = change.Name, Parent = change.Parent,
+                    Visible = change.Visible ?? true, T = (double[])change.T.Clone(), R = (double[])change.R.Clone(),
+                    S = (double[])change.S.Clone(), MeshHash = change.MeshHash,
+                    Material = change.Material == null ? null : change.Material.Clone(),
+                };
+            if (state == null) return null;
+            var s = state.Clone();
+            switch (change.Op)
+            {
+                case Ops.Transform: s.T = (double[])change.T.Clone(); s.R = (double[])change.R.Clone(); s.S = (double[])change.S.Clone(); break;
+                case Ops.Rename: s.Name = change.Name; break;
+                case Ops.Visibility: s.Visible = change.Visible ?? s.Visible; break;
+                case Ops.Reparent: s.Parent = change.Parent; break;
+                case Ops.Mesh: s.MeshHash = change.MeshHash; break;
+                case Ops.Material: s.Material = change.Material == null ? null : change.Material.Clone(); break;
+            }
+            return s;
+        }
     }
 }

@@ -1263,6 +1263,26 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
+        /// The ops (`change.op` names) of a person's edit of the uuid here not captured yet: what
+        /// differs between the scene and the last synced state (never `create` / `delete`: the
+        /// object's existence is not spared). Empty for our own apply coming back, or for a uuid
+        /// never synced here.
+        /// </summary>
+        HashSet<string> PartsChangedHere(string uuid)
+        {
+            var parts = new HashSet<string>(StringComparer.Ordinal);
+            ObjectState before;
+            if (!synced.TryGetValue(uuid, out before) || before == null) return parts;
+            var cur = scene.Capture(uuid);
+            string h;
+            if (cur == null || (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash())) return parts;
+            foreach (var op in StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale)) parts.Add((string)op["op"]);
+            parts.Remove(Ops.Create);
+            parts.Remove(Ops.Delete);
+            return parts;
+        }
+
+        /// <summary>
         /// The state this editor holds for the uuid is exactly what it sent on this connection, and
         /// the daemon queued it (acknowledged, no batch_result yet): it ends in a batch_result and
         /// becomes authoritative, so sending it again would only repeat it.
@@ -1308,6 +1328,42 @@ namespace VibeSync.Bridge.Core
                     Emit("replay_kept_local", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "uuids", kl } });
                 }
             }
+            // A person's edit here not captured yet (PROTOCOL.md §6.4): the batch's op of a part
+            // the person changed is not applied, the answer is the state the batch made, and the
+            // edit stays dirty, to be sent after as a change of its own. Applying over it took the
+            // person's value away, and capturing the uuid as applied swallowed the rest of the edit.
+            var made = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            if (b.Path != BatchPath.Resync)
+            {
+                var mine = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+                foreach (var c in b.Changes)
+                {
+                    if (mine.ContainsKey(c.Uuid) || !dirty.Contains(c.Uuid)) continue;
+                    var parts = PartsChangedHere(c.Uuid);
+                    if (parts.Count > 0) mine[c.Uuid] = parts;
+                }
+                if (mine.Count > 0)
+                {
+                    var spare = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
+                    foreach (var c in b.Changes)
+                    {
+                        HashSet<string> parts;
+                        if (mine.TryGetValue(c.Uuid, out parts))
+                        {
+                            ObjectState s;
+                            if (!made.TryGetValue(c.Uuid, out s)) synced.TryGetValue(c.Uuid, out s);
+                            made[c.Uuid] = StateDiff.Apply(s, c);
+                            if (parts.Contains(c.Op)) continue;
+                        }
+                        spare.Changes.Add(c);
+                    }
+                    spare.Count = spare.Changes.Count;
+                    toApply = spare;
+                    var ml = new List<object>();
+                    foreach (var u in mine.Keys) ml.Add(u);
+                    Emit("local_edit_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ml } });
+                }
+            }
             if (kept.Count == 0 || toApply.Changes.Count > 0)
             {
                 try
@@ -1328,9 +1384,19 @@ namespace VibeSync.Bridge.Core
                 var st = scene.Capture(u);
                 if (st != null) hashes[u] = st.Hash(); // deleted here: omitted, like any deleted uuid
             }
+            foreach (var kv in made)
+            {
+                // What the batch made, as the daemon holds it; the person's edit stays dirty.
+                appliedHash.Remove(kv.Key);
+                if (kv.Value == null) { synced.Remove(kv.Key); hashes.Remove(kv.Key); continue; }
+                synced[kv.Key] = kv.Value;
+                hashes[kv.Key] = kv.Value.Hash();
+                dirty.Add(kv.Key);
+            }
             var deletedHere = new HashSet<string>(StringComparer.Ordinal);
             foreach (var c in toApply.Changes)
             {
+                if (made.ContainsKey(c.Uuid)) continue;
                 if (c.Op == Ops.Delete) deletedHere.Add(c.Uuid);
                 var st = scene.Capture(c.Uuid);
                 dirty.Remove(c.Uuid);

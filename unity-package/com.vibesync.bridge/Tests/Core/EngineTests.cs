@@ -988,6 +988,46 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void APersonsEditNotCapturedYetIsNotOverwrittenByABatch()
+        {
+            // PROTOCOL.md §6.4: a person moved and renamed A in Unity; before the engine captured
+            // it, a batch from Blender moves A and hides it. The batch was applied over the move
+            // and A was captured as applied: the move was undone and the rename never sent. Now
+            // the batch's op of a part the person changed is not applied, its other ops are, the
+            // answer is the state the batch made, and the person's edit is sent after it.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                var before = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 5.0, 0, 0 };
+                a.Name = "Mine";
+                r.Engine.MarkDirty(a.Uuid);
+                var move = new Dictionary<string, object> { { "op", "transform" }, { "uuid", a.Uuid }, { "t", Msg.List(0, 0, 9) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) } };
+                var hide = new Dictionary<string, object> { { "op", "visibility" }, { "uuid", a.Uuid }, { "visible", false } };
+                int changes = r.Daemon.Received("change").Count;
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", move, hide);
+                Check.Eventually(() => r.Client.IncomingCount >= 4, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var made = StateDiff.Apply(StateDiff.Apply(before, RemoteChange.Parse(move, null, 1.0)), RemoteChange.Parse(hide, null, 1.0));
+                Check.Equal(made.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is the state the batch made");
+                Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the person's move stays");
+                Check.Equal("Mine", a.Name, "the person's rename stays");
+                Check.True(!a.Visible, "the batch's other part is applied");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var ops = new HashSet<string>();
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"])
+                {
+                    Check.Equal(a.Uuid, (string)op["uuid"], "only A");
+                    ops.Add((string)op["op"]);
+                }
+                Check.True(ops.SetEquals(new[] { "transform", "rename" }), "the person's edit is sent after: " + string.Join(",", ops));
+            }
+        }
+
+        [VsTest]
         public static void ConnectingDuringPlayModeRegistersOnlyAfterPlay()
         {
             // After the domain reload that entering Play causes, the editor reconnects while paused.
