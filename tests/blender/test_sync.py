@@ -141,6 +141,26 @@ def batch_frames(batch_id, seq, changes, path="fast"):
     return b"".join(out)
 
 
+def resolve_sent(scripted, seq):
+    """What a real daemon does with every change: end it with a `batch_result` (committed),
+    until Blender has nothing in flight (a capture may send more meanwhile)."""
+    s = vibesync._session()
+    n = [0]
+    pump_for(0.3)  # what was captured is sent
+
+    def resolved():
+        if not s.engine.inflight:
+            return True
+        n[0] += 1
+        uuids = sorted(s.engine.inflight.requests)
+        scripted.push(frame({"type": "batch_result", "batch_id": f"r{seq}-{n[0]}", "seq": seq,
+                             "outcome": "committed", "uuids": uuids, "error_code": None}))
+        pump_for(0.1)
+        return not s.engine.inflight
+
+    pump_until(resolved, what="Blender's changes resolved")
+
+
 def applied_messages(hostile):
     return [m for m in hostile.received if m.get("type") == "applied"]
 
@@ -274,6 +294,9 @@ def test_create_reparent_material_mesh_and_delete_from_the_wire(scripted):
                                                     "roughness": 0.5, "emission": [0, 0, 0]}}})
     parent.data.materials.append(bpy.data.materials.new("Slot"))
     settle()
+    # The daemon ends the person's change (the new slot) before the batch: a change still
+    # unresolved would keep its part over the batch's (PROTOCOL.md §6.4).
+    resolve_sent(scripted, 42)
     del_frame = frame({"type": "apply", "batch_id": "op-4",
                        "change": {"op": "delete", "uuid": nu}})
     end = frame({"type": "batch_end", "batch_id": "op-4", "seq": 43})
@@ -905,3 +928,44 @@ def test_what_blender_cannot_hold_as_sent_is_answered_as_held_and_never_sent_bac
     assert "pose" in a["failed"][u], a
     named, later = uuids_sent_with_a_new_edit(scripted, sent_before)
     assert u not in named, ("nothing sent back", later)
+
+
+def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted):
+    """A big batch is applied over several ticks; between two of them the person moves the
+    Cube, which the batch moves further on. Applying that change overwrote the move, and
+    the read-back took the batch's pose for applied: the person's move was never sent. The
+    change is left unapplied, the answer is the state the batch made, and the move is sent
+    after it (PROTOCOL.md §6.4)."""
+    import uuid as uuidlib
+    s = vibesync._session()
+    cube = make_cube("Mover")
+    settle()
+    cu = cube[PROP]
+    pump_until(lambda: cu in s.last_sent, what="the Mover sent")
+    resolve_sent(scripted, 40)
+    before = dict(s.last_sent[cu])
+    move = {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}
+    changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
+                "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
+                "s": [1, 1, 1], "visible": True} for i in range(300)] + [move]
+    scripted.received.clear()
+    scripted.push(batch_frames("big-m", 41, changes, path="slow"))
+    deadline = time.monotonic() + 10.0
+    while s.apply_job is None:
+        assert time.monotonic() < deadline, "the batch's apply did not start"
+        assert not applied_messages(scripted), "a 301-change batch is not applied in one tick"
+        vibesync.tick(1.0)
+    cube.location = (3, 0, 0)  # the person's move, between two ticks of the batch
+    bpy.context.view_layer.update()
+    pump_until(lambda: applied_messages(scripted), what="the batch applied")
+    [applied] = applied_messages(scripted)
+    made = {**before, "t": move["t"], "r": move["r"], "s": move["s"]}
+    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
+               what="the person's move sent after the batch")
+    [t] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+           if c["uuid"] == cu and c["op"] == "transform"]
+    assert t["t"] == pytest.approx([3, 0, 0])

@@ -853,7 +853,7 @@ def apply_batch(batch, registry, unit_scale: float) -> dict:
 
 
 def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
-                      mesh_hashes: dict | None = None):
+                      mesh_hashes: dict | None = None, spare=None):
     """`apply_batch` as a generator: yields after each change, so that the pump spreads a
     big batch over several ticks (docs/ARCHITECTURE.md "Main-thread budget"); the changes
     are applied in order, and `result` is filled in when it is exhausted. The caller pushes
@@ -870,7 +870,11 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     batch. The view layer is not updated here: that rebuild is
     Blender's own, run by its event loop right after the tick (docs/BENCHMARKS.md), and
     nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
-    reads local transforms, parents and flags)."""
+    reads local transforms, parents and flags).
+
+    `spare(change)`, asked right before each change is applied (the batch may span ticks, and
+    a person may edit between them): True leaves that change unapplied (a part a person
+    changed here meanwhile, PROTOCOL.md §6.4); the caller answers for it."""
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
@@ -879,6 +883,9 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     unplaced: dict = {}
     shared = SharedPlan(batch.changes, mesh_hashes or {})
     for change, attachment in batch.changes:
+        if spare is not None and spare(change):
+            yield
+            continue
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:

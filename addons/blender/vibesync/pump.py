@@ -1521,8 +1521,30 @@ class Session:
                 log.info("vibesync: batch %s: a person's unsent edit of %d uuid(s) kept over "
                          "the same part in the batch: %s", batch.batch_id, len(spared),
                          spared[:20])
+        spare = None
+        if batch.path != "resync":
+            reached: set[str] = set()
+
+            def spare(change) -> bool:
+                # A person's edit between two ticks of this batch, of a uuid the batch has not
+                # reached yet: spared like one made before it (above).
+                u = change.get("uuid")
+                first = u not in reached
+                reached.add(u)
+                b = self.registry.bindings.get(u)
+                if u in pending or not first or b is None or (b.kind, b.session_uid) not in self.dirty:
+                    return u in spared_now and change.get("op") in spared_now[u]
+                parts = self._parts_changed_here(u)
+                if not parts:
+                    return False
+                pending.add(u)
+                spared.append(u)
+                spared_now[u] = parts
+                return change.get("op") in parts
+
+            spared_now: dict[str, set[str]] = {}
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
-                                            self.mesh_hashes)
+                                            self.mesh_hashes, spare)
         try:
             while True:
                 self.applying = True
@@ -1891,6 +1913,10 @@ class Session:
         if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
             ops = capture.diff_ops(uuid, None, state)
+        if uuid not in self.engine.inflight:
+            # A new change after the last one ended: only its parts are unresolved (a part
+            # left over from a change whose end went unseen would be spared for nothing).
+            self.sent_parts[uuid] = set()
         for op in ops:
             blob = b""
             if capture.needs_attachment(op):
