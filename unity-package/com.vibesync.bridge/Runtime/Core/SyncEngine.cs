@@ -1263,6 +1263,33 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
+        /// A replayed `create` of a uuid kept for a person's edit not sent yet (§6.6), cut to the
+        /// changes that bring the parts the person did not change to the replay's state; null —
+        /// keep the whole uuid and send it in full — when the edit was sent (its parts are not
+        /// known here), the uuid is not synced, or the person deleted it.
+        /// </summary>
+        List<RemoteChange> PartsNotChangedHere(RemoteChange c)
+        {
+            string u = c.Uuid;
+            if (c.Op != Ops.Create || unresolved.ContainsKey(u) || resendFull.Contains(u) || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
+            ObjectState before;
+            if (!synced.TryGetValue(u, out before) || before == null) return null;
+            var cur = scene.Capture(u);
+            if (cur == null || cur.Kind != c.Kind) return null;
+            var mine = PartsChangedHere(u);
+            if (mine.Count == 0) return null;
+            var theirs = StateDiff.Apply(null, c);
+            var outList = new List<RemoteChange>();
+            foreach (var op in StateDiff.Diff(cur, theirs, StateHash.Epsilon, unitScale))
+            {
+                string name = (string)op["op"];
+                if (mine.Contains(name)) continue;
+                outList.Add(RemoteChange.Parse(op, name == Ops.Mesh ? c.Attachment : null, unitScale, "replay"));
+            }
+            return outList;
+        }
+
+        /// <summary>
         /// The ops (`change.op` names) of a person's edit of the uuid here not captured yet: what
         /// differs between the scene and the last synced state (never `create` / `delete`: the
         /// object's existence is not spared). Empty for our own apply coming back, or for a uuid
@@ -1304,6 +1331,8 @@ namespace VibeSync.Bridge.Core
         {
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
             var kept = new List<string>();
+            // Kept uuids whose replayed parts the person did not change are applied (§6.6): uuid → the replay's state.
+            var replayed = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
             var toApply = b;
             if (b.Path == BatchPath.Resync)
             {
@@ -1313,11 +1342,19 @@ namespace VibeSync.Bridge.Core
                 if (kept.Count > 0)
                 {
                     toApply = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
-                    foreach (var c in b.Changes) if (!keptSet.Contains(c.Uuid)) toApply.Changes.Add(c);
+                    foreach (var c in b.Changes)
+                    {
+                        if (!keptSet.Contains(c.Uuid)) { toApply.Changes.Add(c); continue; }
+                        var parts = PartsNotChangedHere(c);
+                        if (parts == null) continue;
+                        toApply.Changes.AddRange(parts);
+                        replayed[c.Uuid] = StateDiff.Apply(null, c);
+                    }
                     toApply.Count = toApply.Changes.Count;
                     foreach (var u in kept)
                     {
                         appliedHash.Remove(u); // what we hold is ours, not an applied state: never an echo
+                        if (replayed.ContainsKey(u)) continue; // its other parts applied; the person's are sent
                         if (SentStateIsCurrent(u)) continue; // already on its way: it becomes authoritative
                         resendFull.Add(u);
                         dirty.Add(u);
@@ -1384,6 +1421,12 @@ namespace VibeSync.Bridge.Core
                 var st = scene.Capture(u);
                 if (st != null) hashes[u] = st.Hash(); // deleted here: omitted, like any deleted uuid
             }
+            foreach (var kv in replayed)
+            {
+                // What the daemon holds now; the person's parts stay dirty and are sent as changes.
+                synced[kv.Key] = kv.Value;
+                dirty.Add(kv.Key);
+            }
             foreach (var kv in made)
             {
                 // What the batch made, as the daemon holds it; the person's edit stays dirty.
@@ -1396,7 +1439,7 @@ namespace VibeSync.Bridge.Core
             var deletedHere = new HashSet<string>(StringComparer.Ordinal);
             foreach (var c in toApply.Changes)
             {
-                if (made.ContainsKey(c.Uuid)) continue;
+                if (made.ContainsKey(c.Uuid) || replayed.ContainsKey(c.Uuid)) continue;
                 if (c.Op == Ops.Delete) deletedHere.Add(c.Uuid);
                 var st = scene.Capture(c.Uuid);
                 dirty.Remove(c.Uuid);

@@ -762,7 +762,9 @@ namespace VibeSync.Bridge.Tests
                 var ops = (List<object>)ch[2].Message["changes"];
                 Check.Equal(1, ops.Count, "only the kept object is sent");
                 var op = (Dictionary<string, object>)ops[0];
-                Check.Equal("create", (string)op["op"], "in full");
+                // Only the part the person changed: the replay's other parts are what A holds
+                // (PROTOCOL.md §6.6).
+                Check.Equal("transform", (string)op["op"], "the person's part");
                 Check.Equal(a.Uuid, (string)op["uuid"], "the kept uuid");
                 Check.Near(new[] { 7.0, 7, -7 }, Vectors.Doubles(op["t"]), 1e-12, "with the local position");
                 r.Settle();
@@ -1024,6 +1026,41 @@ namespace VibeSync.Bridge.Tests
                     ops.Add((string)op["op"]);
                 }
                 Check.True(ops.SetEquals(new[] { "transform", "rename" }), "the person's edit is sent after: " + string.Join(",", ops));
+            }
+        }
+
+        [VsTest]
+        public static void AReplayOfAUuidKeptForAPersonsEditAppliesTheOtherParts()
+        {
+            // PROTOCOL.md §6.6: a person renamed A in Unity (not sent yet) when a replay brings A
+            // moved by Blender. A was kept whole and sent in full: the old pose in it undid the
+            // move made in Blender. Now the replay's other parts are applied, and only the
+            // rename is sent.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                a.Name = "Mine";
+                r.Engine.MarkDirty(a.Uuid);
+                var replay = new Dictionary<string, object>
+                {
+                    { "op", "create" }, { "uuid", a.Uuid }, { "kind", "object" }, { "name", "A" }, { "parent", null },
+                    { "t", Msg.List(0, 0, 9) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) }, { "visible", true },
+                };
+                int changes = r.Daemon.Received("change").Count;
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", replay);
+                Check.Eventually(() => r.Client.IncomingCount >= 3, TimeSpan.FromSeconds(5), "the replay waiting, unread");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal("Mine", a.Name, "the person's rename stays");
+                var held = r.Scene.Capture(a.Uuid);
+                Check.Near(new[] { 0.0, 0, 9 }, held.T, 1e-9, "the move made in Blender is applied");
+                Check.Equal(held.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is what it holds");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var ops = new List<string>();
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"] + ":" + (string)op["uuid"]);
+                Check.Equal("rename:" + a.Uuid, string.Join(",", ops), "only the rename is sent, not the old pose");
             }
         }
 
