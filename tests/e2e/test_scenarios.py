@@ -655,11 +655,9 @@ def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
     assert view[cam["vibesync_uuid"]]["parent"] == home and view[light["vibesync_uuid"]]["parent"] == home
 
 
-def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
-    """The person in Blender enters and leaves Edit Mode on the Cube (no edit) while a person
-    in Unity moves it. Blender holds the batch while in Edit Mode, then asks for a resync;
-    the visit marked the Cube as edited, so the replay kept Blender's state and sent it in
-    full: the move was undone in Unity, where the person made it (PROTOCOL.md §6.6)."""
+def in_edit_mode_while_unity_moves_the_cube(world):
+    """The factory startup scene synced; the Cube in Edit Mode in Blender; a person in Unity
+    moves it by (0, 0, 4), and Blender holds that batch: (made, host, cube, its uuid)."""
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
@@ -669,6 +667,15 @@ def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
     host.cmd(f"move {u} 0 0 4")
     drive(lambda: vibesync.status().get("deferred_batches"), timeout=15,
           what="the move's batch held while the Cube is in Edit Mode")
+    return made, host, cube, u
+
+
+def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
+    """The person in Blender enters and leaves Edit Mode on the Cube (no edit) while a person
+    in Unity moves it. Blender holds the batch while in Edit Mode, then asks for a resync;
+    the visit marked the Cube as edited, so the replay kept Blender's state and sent it in
+    full: the move was undone in Unity, where the person made it (PROTOCOL.md §6.6)."""
+    made, host, cube, u = in_edit_mode_while_unity_moves_the_cube(world)
     assert abs(cube.location.x) < 1e-6, "nothing is applied in Edit Mode"
     with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
         bpy.ops.object.mode_set(mode="OBJECT")
@@ -687,15 +694,7 @@ def test_modelling_in_edit_mode_while_unity_moves_the_object_keeps_both(world):
     import bmesh
 
     from vibesync import capture
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
-    bpy.context.view_layer.objects.active = cube
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
-        bpy.ops.object.mode_set(mode="EDIT")
-    host.cmd(f"move {u} 0 0 4")
-    drive(lambda: vibesync.status().get("deferred_batches"), timeout=15,
-          what="the move's batch held while the Cube is in Edit Mode")
+    made, host, cube, u = in_edit_mode_while_unity_moves_the_cube(world)
     bm = bmesh.from_edit_mesh(cube.data)
     for v in bm.verts:
         v.co.x *= 2

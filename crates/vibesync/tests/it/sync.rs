@@ -265,6 +265,19 @@ pub fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
     json!({"op":"create","uuid":u,"kind":"object","name":name,"parent":null,"t":t,"r":[0,0,0,1],"s":[1,1,1],"visible":true})
 }
 
+/// A daemon with a 20 ms window, Blender and Unity connected, and a Cube made in Blender at
+/// (1, 2, 3) that both hold: (daemon, blender, unity, the Cube's uuid).
+pub fn a_synced_cube(dir: &std::path::Path) -> (Daemon, Mini, Mini, String) {
+    let cfg = fast_config(dir, 20, 5000);
+    let d = Daemon::start_with(&dir.join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    (d, b, u, id)
+}
+
 pub fn fast_config(dir: &std::path::Path, window_ms: u64, verify_ms: u64) -> std::path::PathBuf {
     let p = dir.join(format!("sync-{window_ms}-{verify_ms}.toml"));
     std::fs::write(&p, format!("[sync]\nbatch_window_ms = {window_ms}\nverify_timeout_ms = {verify_ms}\n")).unwrap();
@@ -536,13 +549,7 @@ fn stale_structural_change_is_refused_and_corrected() {
 #[test]
 fn a_stale_change_of_another_part_stands_beside_the_other_editors_change() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [0.0, 0.0, 0.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
     let red = json!({"base_color":[1.0,0.0,0.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
     let blue = json!({"base_color":[0.0,0.0,1.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
     // Unity sends a change from `base` before reading what Blender sent meanwhile.
@@ -649,13 +656,7 @@ fn bad_changes_get_clear_per_item_errors() {
 #[test]
 fn automation_is_reverted_everywhere_origin_included() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (_d, mut b, mut u, id) = a_synced_cube(dir.path());
     // An agent's tool call inside Blender moves the cube; Unity cannot apply it.
     b.automation = Some(json!({"operation_id":"op-7","tool":"demo.move","agent_session":"a-1"}));
     u.corrupt_next = true;
@@ -670,13 +671,7 @@ fn automation_is_reverted_everywhere_origin_included() {
 #[test]
 fn an_idle_bridge_is_idle_a_mismatched_resync_is_resent_once() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (_d, mut b, mut u, _id) = a_synced_cube(dir.path());
     // An editor that can never match (it keeps answering other hashes) asks for a resync.
     u.corrupt_always = true;
     let before = u.batches.len();
