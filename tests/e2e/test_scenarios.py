@@ -396,6 +396,40 @@ def test_kill_9_of_the_daemon_mid_first_sync_then_restart(world):
     world.finish(host, made)
 
 
+@pytest.mark.parametrize("unity_edit", ["rename", "material"])
+def test_both_people_edit_one_object_while_the_daemon_is_down(world, unity_edit):
+    """The daemon stops; the person in Blender moves the Cube, the person in Unity renames
+    (or recolours) it; the daemon starts again and both reconnect. Blender re-sent the Cube
+    in full: before the replay, from its old base_seq, so it was refused STALE and the
+    resync undid the move; or after a replay that kept it whole, so its old name overwrote
+    the rename. Blender now waits for the replay, applies its parts the person did not
+    change, and sends only the move (PROTOCOL.md §6.6): both edits stand in both editors."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    port = world.daemon.port
+    world.daemon.kill()
+    drive(lambda: not vibesync.status()["connected"], timeout=15, what="Blender disconnected")
+    cube.location = (3, 0, 0)
+    if unity_edit == "rename":
+        host.cmd(f"rename {u} Renamed In Unity")
+    else:
+        host.cmd(f"material {u} 1 0 0 1 0 0.5")
+    drive_for(0.5)
+    world.daemon.start(port=port)
+    drive(lambda: vibesync.status()["connected"], timeout=30, what="Blender reconnected")
+    if unity_edit == "material":
+        drive(lambda: tuple(cube.active_material.diffuse_color)[:3] == pytest.approx((1, 0, 0)),
+              timeout=20, what="Unity's colour in Blender")
+    view = world.finish(host, made)
+    assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5), "Blender's move stands"
+    if unity_edit == "rename":
+        assert view[u]["name"] == "Renamed In Unity", "Unity's rename stands"
+    else:
+        assert tuple(cube.active_material.diffuse_color)[:3] == pytest.approx((1, 0, 0)), \
+            "Unity's colour stands"
+
+
 def test_save_and_reopen_while_connected(world, tmp_path):
     world.blender()
     made = uuids_of(STARTUP)

@@ -224,6 +224,9 @@ class Session:
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
         self.last_sent: dict[str, dict] = {}
+        # uuid -> (what was last sent, the parts then in flight) when the connection was
+        # made again: the base of a person's edits until the first replay is applied.
+        self.reconnect_base: dict[str, tuple[dict, set[str]]] = {}
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
@@ -534,8 +537,8 @@ class Session:
             work += 1
             clock.lap("adopt new datablocks")
         if self.adopt_until is not None and time.monotonic() > self.adopt_until:
-            log.warning("vibesync: no replay within %.0f s of connecting; sending the file's "
-                        "new datablocks as new", ADOPT_WAIT_S)
+            log.warning("vibesync: no replay within %.0f s of connecting; sending what this "
+                        "file holds as it is (new datablocks as new)", ADOPT_WAIT_S)
             self._open_adopt_gate()
         applied = self._apply_batches(deadline)
         work += applied
@@ -643,17 +646,29 @@ class Session:
                     if b.kind in SYNCED_KINDS and b.uuid not in applied:
                         resend.append(b)
             self.to_register = to_register
+            # They wait for the first replay (or the answer that there is none): sent before
+            # it, from the old base_seq, a person's edit made while away was refused STALE
+            # beside another editor's newer change of another part, and the resync undid it;
+            # sent after a replay that kept them whole, their old parts overwrote that change.
+            # What was last sent (and what was in flight) is kept as the base that tells the
+            # person's parts from the replay's (`_parts_not_changed_here`).
+            self.reconnect_base = {}
             for bnd in identity.slices(resend):
                 if bnd is identity.YIELD:
                     yield
                     continue
-                self.last_sent.pop(bnd.uuid, None)
+                base = self.last_sent.pop(bnd.uuid, None)
+                if base is not None:
+                    self.reconnect_base[bnd.uuid] = (base, self.sent_parts.get(bnd.uuid, set()))
                 self.quiet.add(bnd.uuid)
-                self.dirty.add((bnd.kind, bnd.session_uid))
+                key = (bnd.kind, bnd.session_uid)
+                if key in self.dirty or key in self.geometry_dirty:
+                    self.dirty.discard(key)
+                self.gated_keys.add(key)
             self.out_ops.clear()
             self.sent_parts.clear()
             self.parent_waiters.clear()
-            if self.adoptable:
+            if self.adoptable or self.gated_keys:
                 self._await_adoption()
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
@@ -950,6 +965,7 @@ class Session:
         self.project_id = self.explicit_project_id or saved_pid
         self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)
         self.last_sent.clear()
+        self.reconnect_base.clear()
         self.applied_hash.clear()
         self.adoptable.clear()
         self.adopt_until = None
@@ -1265,6 +1281,10 @@ class Session:
         key = (b.kind, b.session_uid)
         idb = self.registry.resolve(uuid)
         prev = self.last_sent.get(uuid)
+        if prev is None and uuid in self.reconnect_base:
+            prev, in_flight = self.reconnect_base[uuid]
+            if in_flight:
+                return True  # sent before the connection dropped, maybe never taken
         if uuid in self.deleted_here or idb is None or prev is None \
                 or key in self.geometry_dirty or key in self.waiting_edit \
                 or any(key in keys for keys in self.parent_waiters.values()):
@@ -1296,6 +1316,9 @@ class Session:
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         prev = self.last_sent.get(uuid)
+        away: set[str] = set()
+        if prev is None and uuid in self.reconnect_base:
+            prev, away = self.reconnect_base[uuid]  # sent before the connection dropped
         if b is None or idb is None or prev is None:
             return None
         key = (b.kind, b.session_uid)
@@ -1315,7 +1338,7 @@ class Session:
                                           "mesh_hash", "material") if k in change}
         if theirs.get("kind") != now["kind"]:
             return None
-        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)}
+        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
         if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
             mine |= self.sent_parts.get(uuid, set())
@@ -1326,6 +1349,7 @@ class Session:
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
                  for op in capture.diff_ops(uuid, now, theirs) if op["op"] not in mine]
         self.last_sent[uuid] = theirs
+        self.reconnect_base.pop(uuid, None)
         return parts
 
     def _parts_changed_here(self, uuid: str) -> set[str]:
