@@ -1265,13 +1265,15 @@ namespace VibeSync.Bridge.Core
         /// <summary>
         /// A replayed `create` of a uuid kept for a person's edit not sent yet (§6.6), cut to the
         /// changes that bring the parts the person did not change to the replay's state; null —
-        /// keep the whole uuid and send it in full — when the edit was sent (its parts are not
-        /// known here), the uuid is not synced, or the person deleted it.
+        /// keep the whole uuid and send it in full — when the edit was sent and acknowledged
+        /// (its parts are not known here), the uuid is not synced, or the person deleted it. A
+        /// change sent but never acknowledged before its connection died counts as not sent:
+        /// the last synced state went back to what it was before it.
         /// </summary>
         List<RemoteChange> PartsNotChangedHere(RemoteChange c)
         {
             string u = c.Uuid;
-            if (c.Op != Ops.Create || unresolved.ContainsKey(u) || resendFull.Contains(u) || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
+            if (c.Op != Ops.Create || (unresolved.ContainsKey(u) && !OnlyLost(u)) || resendFull.Contains(u) || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
             ObjectState before;
             if (!synced.TryGetValue(u, out before) || before == null) return null;
             var cur = scene.Capture(u);

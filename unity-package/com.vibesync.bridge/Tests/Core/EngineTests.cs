@@ -1065,6 +1065,42 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AMoveLostWithItsConnectionKeepsOnlyItsPartOverTheReplay()
+        {
+            // PROTOCOL.md §6.6: Unity moved A; the daemon died before acknowledging it. While it
+            // was down Blender renamed A. The replay brings the rename: it is applied, and only
+            // the move is sent again (sent in full, the old name in it overwrote the rename).
+            bool ack = true;
+            using (var r = new Rig(rig => { rig.Daemon.Commits = true; rig.Daemon.OnRequest = f => f.Type == "change" && !ack ? null : rig.Daemon.DefaultReply(f); }))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                var before = r.Scene.Capture(a.Uuid);
+                ack = false;
+                a.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                r.Daemon.DropAll(); // the daemon dies before it acknowledged the move
+                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                ack = true;
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                var renamed = before.Clone();
+                renamed.Name = "Renamed In Blender";
+                int changes = r.Daemon.Received("change").Count;
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
+                Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var ops = new List<string>();
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
+                Check.Equal("transform", string.Join(",", ops), "only the move is sent again");
+            }
+        }
+
+        [VsTest]
         public static void ConnectingDuringPlayModeRegistersOnlyAfterPlay()
         {
             // After the domain reload that entering Play causes, the editor reconnects while paused.
