@@ -46,11 +46,12 @@ class World:
         vibesync.connect("127.0.0.1", self.daemon.port, self.daemon.token, pid)
         drive(lambda: vibesync.status()["connected"], timeout=20, what="Blender connected")
 
-    def startup_synced(self):
-        """Blender's factory startup scene connected, then the Unity host with its default
-        scene, both converged: (uuid -> name of what Blender made, the host)."""
-        self.blender()
-        made = uuids_of(STARTUP)
+    def startup_synced(self, build=None, also: tuple = ()):
+        """Blender's factory startup scene (with what `build()` adds, named in `also`)
+        connected, then the Unity host with its default scene, both converged: (uuid -> name
+        of what Blender made, the host)."""
+        self.blender(build=build)
+        made = uuids_of(STARTUP + also)
         host = self.host()
         converge(host)
         return made, host
@@ -235,10 +236,7 @@ def test_linked_duplicates_share_one_mesh(world):
         bpy.data.collections["Collection"].objects.link(b)
         b.location = (3, 0, 0)
 
-    world.blender(build=build)
-    made = uuids_of(STARTUP + ("CubeLinked",))
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced(build, also=("CubeLinked",))
     hv = host_view(host)
     by_name = {v["name"]: u for u, v in hv.items()}
     assert hv[by_name["CubeLinked"]]["vertices"] == hv[by_name["Cube"]]["vertices"] == 8
@@ -760,10 +758,7 @@ def test_unity_changes_the_mesh_of_one_linked_duplicate(world):
         bpy.data.collections["Collection"].objects.link(twin)
         twin.location = (3, 0, 0)
 
-    world.blender(build=build)
-    made = uuids_of(STARTUP + ("Twin",))
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced(build, also=("Twin",))
     cube, twin = bpy.data.objects["Cube"], bpy.data.objects["Twin"]
     host.cmd(f"mesh {cube['vibesync_uuid']} cube 2")
     drive(lambda: abs(max(v.co.x for v in cube.data.vertices) - 2) < 1e-4, timeout=15,
@@ -815,10 +810,7 @@ def test_unity_recolors_one_of_two_objects_sharing_a_material(world):
         crate.data.materials.clear()
         crate.data.materials.append(bpy.data.objects["Cube"].active_material)
 
-    world.blender(build=build)
-    made = uuids_of(STARTUP + ("Crate",))
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced(build, also=("Crate",))
     cube, crate = bpy.data.objects["Cube"], bpy.data.objects["Crate"]
     host.cmd(f"material {cube['vibesync_uuid']} 1 0 0 1 0 0.5")
     drive(lambda: tuple(cube.active_material.diffuse_color)[:3] == pytest.approx((1, 0, 0)),
@@ -865,10 +857,7 @@ def test_unity_moves_an_object_to_another_blender_collection(world):
     def build():
         bpy.context.scene.collection.children.link(bpy.data.collections.new("Props"))
 
-    world.blender(build=build)
-    made = uuids_of(STARTUP + ("Props",))
-    host = world.host()
-    converge(host)
+    made, host = world.startup_synced(build, also=("Props",))
     cube = bpy.data.objects["Cube"]
     pu = bpy.data.collections["Props"]["vibesync_uuid"]
     host.cmd(f"parent {cube['vibesync_uuid']} {pu}")

@@ -662,8 +662,7 @@ class Session:
                     self.reconnect_base[bnd.uuid] = (base, self.sent_parts.get(bnd.uuid, set()))
                 self.quiet.add(bnd.uuid)
                 key = (bnd.kind, bnd.session_uid)
-                if key in self.dirty or key in self.geometry_dirty:
-                    self.dirty.discard(key)
+                self.dirty.discard(key)  # captured once the gate opens
                 self.gated_keys.add(key)
             self.out_ops.clear()
             self.sent_parts.clear()
@@ -1338,12 +1337,9 @@ class Session:
                                           "mesh_hash", "material") if k in change}
         if theirs.get("kind") != now["kind"]:
             return None
-        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
-        if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
-            mine |= self.sent_parts.get(uuid, set())
-        else:
-            self.sent_parts.pop(uuid, None)
+        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away \
+            | self._unresolved_sent_parts(uuid)
         if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
             return None
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
@@ -1359,9 +1355,7 @@ class Session:
         `create` or `delete` (the object's existence is not spared)."""
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
-        out: set[str] = set()
-        if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
-            out |= self.sent_parts.get(uuid, set())
+        out = set(self._unresolved_sent_parts(uuid))
         prev = self.last_sent.get(uuid)
         if idb is None or prev is None:  # gone here, or never sent: nothing to compare with
             return out - {wire.Op.CREATE, wire.Op.DELETE}
@@ -1382,9 +1376,16 @@ class Session:
             out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
         return out - {wire.Op.CREATE, wire.Op.DELETE}
 
+    def _unresolved_sent_parts(self, uuid: str) -> set[str]:
+        """The ops sent (or queued) for `uuid` whose change the daemon has not ended yet."""
+        if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
+            return self.sent_parts.get(uuid, set())
+        return set()
+
     def _forget_sent_parts(self, uuids) -> None:
         """These uuids' changes are resolved: what was sent of them is no longer unresolved
-        local work (unless a newer change of theirs is queued or in flight)."""
+        local work (unless a newer change of theirs is queued or in flight). One pass over
+        the queue: a first sync's result names thousands of uuids."""
         queued = {op.get("uuid") for op, _ in self.out_ops} if self.out_ops else ()
         for u in uuids:
             if u not in self.engine.inflight and u not in queued:

@@ -94,11 +94,17 @@ namespace VibeSync.Bridge.Core
 
         public static ObjectState FromJson(IDictionary<string, object> d, string path = "state")
         {
-            var rc = RemoteChange.Parse(new Dictionary<string, object>(d) { { "op", Ops.Create } }, null, 1.0, path);
+            return FromCreate(RemoteChange.Parse(new Dictionary<string, object>(d) { { "op", Ops.Create } }, null, 1.0, path));
+        }
+
+        /// <summary>The state a `create` change carries (its own copy of every field).</summary>
+        public static ObjectState FromCreate(RemoteChange rc)
+        {
             return new ObjectState
             {
                 Uuid = rc.Uuid, Kind = rc.Kind, Name = rc.Name, Parent = rc.Parent, Visible = rc.Visible ?? true,
-                T = rc.T, R = rc.R, S = rc.S, MeshHash = rc.MeshHash, Material = rc.Material,
+                T = (double[])rc.T.Clone(), R = (double[])rc.R.Clone(), S = (double[])rc.S.Clone(), MeshHash = rc.MeshHash,
+                Material = rc.Material == null ? null : rc.Material.Clone(),
             };
         }
 
@@ -221,14 +227,7 @@ namespace VibeSync.Bridge.Core
         public static ObjectState Apply(ObjectState state, RemoteChange change)
         {
             if (change.Op == Ops.Delete) return null;
-            if (change.Op == Ops.Create)
-                return new ObjectState
-                {
-                    Uuid = change.Uuid, Kind = change.Kind, Name = change.Name, Parent = change.Parent,
-                    Visible = change.Visible ?? true, T = (double[])change.T.Clone(), R = (double[])change.R.Clone(),
-                    S = (double[])change.S.Clone(), MeshHash = change.MeshHash,
-                    Material = change.Material == null ? null : change.Material.Clone(),
-                };
+            if (change.Op == Ops.Create) return ObjectState.FromCreate(change);
             if (state == null) return null;
             var s = state.Clone();
             switch (change.Op)
