@@ -95,6 +95,9 @@ namespace VibeSync.Bridge.Core
         // reconnects: a change sent on a connection that died is marked LostRequest.
         readonly Dictionary<string, HashSet<string>> unresolved = new Dictionary<string, HashSet<string>>();
         const string LostRequest = "(connection lost)";
+        // uuid -> the parts (`change.op` names, §6.1) of its changes sent and not resolved yet, kept
+        // across reconnects with `unresolved`: what a replay merge must leave to the person (§6.6).
+        readonly Dictionary<string, HashSet<string>> sentParts = new Dictionary<string, HashSet<string>>();
         // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
         // a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
@@ -335,7 +338,7 @@ namespace VibeSync.Bridge.Core
                 synced.Remove(u);
                 appliedHash.Remove(u);
                 dirty.Remove(u);
-                unresolved.Remove(u);
+                Resolved(u);
                 resendFull.Remove(u);
                 notSynced.Remove(u);
                 committedSeq.Remove(u);
@@ -576,8 +579,10 @@ namespace VibeSync.Bridge.Core
                 }
             // Changes acknowledged but without a batch_result may not have survived (the daemon may
             // have died before writing them): their full state is sent again after the reconnect
-            // (a repeat of what the daemon holds ends as `dropped`). All stay unresolved until then,
-            // so the replay at the next welcome does not undo them (§6.6).
+            // (a repeat of what the daemon holds ends as `dropped`) — or, when the first replay
+            // names the uuid and the parts those changes carried are known (`sentParts`), only
+            // those parts and the person's newer ones, over the replay's others (§6.6). All stay
+            // unresolved until then, so the replay at the next welcome does not undo them.
             foreach (var kv in unresolved)
             {
                 kv.Value.Clear();
@@ -832,7 +837,7 @@ namespace VibeSync.Bridge.Core
                 if (unresolved.TryGetValue(s, out reqs))
                 {
                     reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
-                    if (reqs.Count == 0) unresolved.Remove(s);
+                    if (reqs.Count == 0) Resolved(s);
                 }
             }
             BatchResults++;
@@ -938,7 +943,25 @@ namespace VibeSync.Bridge.Core
             HashSet<string> reqs;
             if (!unresolved.TryGetValue(uuid, out reqs)) return;
             reqs.Remove(rid);
-            if (reqs.Count == 0) unresolved.Remove(uuid);
+            if (reqs.Count == 0) Resolved(uuid);
+        }
+
+        /// <summary>Every change naming the uuid has ended: nothing of it is unresolved any more.</summary>
+        void Resolved(string uuid)
+        {
+            unresolved.Remove(uuid);
+            sentParts.Remove(uuid);
+        }
+
+        /// <summary>
+        /// The parts (§6.1) of the uuid's changes sent and not resolved, when they are all known
+        /// and none is the object's existence (`create` / `delete`); null otherwise.
+        /// </summary>
+        HashSet<string> UnresolvedSentParts(string uuid)
+        {
+            HashSet<string> parts;
+            if (!sentParts.TryGetValue(uuid, out parts) || parts.Contains(Ops.Create) || parts.Contains(Ops.Delete)) return null;
+            return parts;
         }
 
         /// <summary>
@@ -1263,22 +1286,34 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
-        /// A replayed `create` of a uuid kept for a person's edit not sent yet (§6.6), cut to the
-        /// changes that bring the parts the person did not change to the replay's state; null —
-        /// keep the whole uuid and send it in full — when the edit was sent and acknowledged
-        /// (its parts are not known here), the uuid is not synced, or the person deleted it. A
-        /// change sent but never acknowledged before its connection died counts as not sent:
-        /// the last synced state went back to what it was before it.
+        /// A replayed `create` of a uuid kept for a person's edit (§6.6), cut to the changes that
+        /// bring the parts the person did not change to the replay's state; null — keep the
+        /// whole uuid and send it in full — when a change of it is in flight on this connection,
+        /// the uuid is not synced, the person deleted it, or a lost change's parts are not
+        /// known (it carried the object's existence). The person's parts: what differs from
+        /// the last synced state, plus the parts of changes sent on a connection that died and
+        /// never resolved. A change never acknowledged counts as not sent (the last synced
+        /// state went back to what it was before it); one acknowledged with no `batch_result`
+        /// may or may not have been taken, so its parts stay the person's.
         /// </summary>
         List<RemoteChange> PartsNotChangedHere(RemoteChange c)
         {
             string u = c.Uuid;
-            if (c.Op != Ops.Create || (unresolved.ContainsKey(u) && !OnlyLost(u)) || resendFull.Contains(u) || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
+            if (c.Op != Ops.Create || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
+            HashSet<string> lost = null;
+            if (unresolved.ContainsKey(u))
+            {
+                if (!OnlyLost(u)) return null;
+                lost = UnresolvedSentParts(u);
+                if (lost == null && resendFull.Contains(u)) return null;
+            }
+            else if (resendFull.Contains(u)) return null;
             ObjectState before;
             if (!synced.TryGetValue(u, out before) || before == null) return null;
             var cur = scene.Capture(u);
             if (cur == null || cur.Kind != c.Kind) return null;
             var mine = PartsChangedHere(u);
+            if (lost != null) mine.UnionWith(lost);
             if (mine.Count == 0) return null;
             var theirs = StateDiff.Apply(null, c);
             var outList = new List<RemoteChange>();
@@ -1356,7 +1391,7 @@ namespace VibeSync.Bridge.Core
                     foreach (var u in kept)
                     {
                         appliedHash.Remove(u); // what we hold is ours, not an applied state: never an echo
-                        if (replayed.ContainsKey(u)) continue; // its other parts applied; the person's are sent
+                        if (replayed.ContainsKey(u)) { resendFull.Remove(u); continue; } // its other parts applied; the person's are sent
                         if (SentStateIsCurrent(u)) continue; // already on its way: it becomes authoritative
                         resendFull.Add(u);
                         dirty.Add(u);
@@ -1666,6 +1701,16 @@ namespace VibeSync.Bridge.Core
                 return;
             }
             pendingChange[rid] = prev;
+            var started = new HashSet<string>(StringComparer.Ordinal);
+            for (int i = 0; i < ops.Count; i++)
+            {
+                string u = uuids[i];
+                // A uuid with nothing unresolved starts a new set; one whose change was lost with its
+                // connection adds to what that change carried (this one re-sends it).
+                if (started.Add(u) && (!unresolved.ContainsKey(u) || !sentParts.ContainsKey(u)))
+                    sentParts[u] = new HashSet<string>(StringComparer.Ordinal);
+                sentParts[u].Add((string)((Dictionary<string, object>)ops[i])["op"]);
+            }
             foreach (var u in seen)
             {
                 HashSet<string> reqs;

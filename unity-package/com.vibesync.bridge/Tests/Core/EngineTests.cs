@@ -806,7 +806,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void ChangeLostWithTheConnectionIsKeptOverTheReplayAndResentInFull()
+        public static void ChangeLostWithTheConnectionIsKeptOverTheReplayAndItsPartReSent()
         {
             using (var r = new Rig())
             {
@@ -829,8 +829,12 @@ namespace VibeSync.Bridge.Tests
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
                 Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "local work kept over the replay");
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
-                var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
-                Check.Equal("create", (string)op["op"], "re-sent in full");
+                // The replay named the uuid: its parts the person did not touch are the replay's,
+                // so only the move (the lost change's part, at its latest value) is sent (§6.6).
+                var changes = (List<object>)ch[2].Message["changes"];
+                Check.Equal(1, changes.Count, "one op");
+                var op = (Dictionary<string, object>)changes[0];
+                Check.Equal("transform", (string)op["op"], "the lost change's part is re-sent");
                 Check.Near(new[] { 6.0, 6, -6 }, Vectors.Doubles(op["t"]), 1e-12, "the latest local position");
             }
         }
@@ -1097,6 +1101,75 @@ namespace VibeSync.Bridge.Tests
                 var ops = new List<string>();
                 foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
                 Check.Equal("transform", string.Join(",", ops), "only the move is sent again");
+            }
+        }
+
+        [VsTest]
+        public static void AMoveAcknowledgedButUnresolvedAtADisconnectKeepsOnlyItsPartOverTheReplay()
+        {
+            // PROTOCOL.md §6.6: Unity moved A; the daemon acknowledged the move (`queued`) and
+            // died before its batch_result. While it was down Blender renamed A. The replay
+            // brings the rename with the old pose: the rename is applied, the move is kept and
+            // only the move is sent again (sent in full, the old name in it overwrote the rename).
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                var before = r.Scene.Capture(a.Uuid);
+                r.Daemon.Commits = false; // acknowledged, never ended by a batch_result
+                a.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Events.FindAll(e => e == "change_ack").Count == 2, TimeSpan.FromSeconds(5), "the move acknowledged", r.Pump);
+                Check.True(r.Engine.IsInFlight(a.Uuid), "the move is in flight");
+                r.Daemon.DropAll();
+                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                r.Daemon.Commits = true;
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                var renamed = before.Clone();
+                renamed.Name = "Renamed In Blender";
+                int changes = r.Daemon.Received("change").Count;
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
+                Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var ops = new List<string>();
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
+                Check.Equal("transform", string.Join(",", ops), "only the move is sent again");
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "nothing else is sent");
+            }
+        }
+
+        [VsTest]
+        public static void AnAcknowledgedCreateLostWithItsConnectionIsStillSentWhole()
+        {
+            // A `create` acknowledged and lost carries the object's existence: its parts are not
+            // the person's alone, so a replay naming the uuid keeps it whole and it is sent in full.
+            using (var r = new Rig(rig => rig.Daemon.Commits = false))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                Check.Eventually(() => r.Events.Contains("change_ack"), TimeSpan.FromSeconds(5), "the create acknowledged", r.Pump);
+                var held = r.Scene.Capture(a.Uuid);
+                r.Daemon.DropAll();
+                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                r.Daemon.Commits = true;
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                var other = held.Clone();
+                other.Name = "Someone Else's";
+                int changes = r.Daemon.Received("change").Count;
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", other.ToCreateOp());
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                Check.Equal("A", a.Name, "the object as the person made it is kept");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
+                Check.Equal("create", (string)op["op"], "sent whole");
+                Check.Equal("A", (string)op["name"], "with the person's name");
             }
         }
 
