@@ -336,6 +336,38 @@ def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(w
     assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
 
 
+def test_a_move_sent_while_unitys_rename_of_the_object_waits_commits_both(world):
+    """A person in Unity renames the Cube; its batch waits in Blender's socket; the person in
+    Blender moves the Cube, and Blender sends the move before it reads the batch. Blender
+    answered the rename's batch with the renamed, moved Cube; the daemon expected the rename
+    alone, rolled the rename back and then the move too (each editor holding the other's
+    edit): two failed propagations, both edits marked not synced, where nobody did anything
+    wrong. The editor's own change queued after the batch's window accounts for the
+    difference (PROTOCOL.md §6.4): both commit, nothing rolls back."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    rollbacks = sum(r.get("phase") == "ROLLBACK" for r in world.daemon.tail())
+    host.cmd(f"rename {u} Crate")
+    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
+    cube.location = (3, 0, 0)
+    # A tick that read its socket just before the batch arrived, then captured and sent the
+    # move: the pump's steps after `events` (capture, send), without reading.
+    bpy.context.view_layer.update()
+    session = vibesync._session()
+    session._process_dirty(time.perf_counter() + 0.05)
+    assert session._flush() > 0, "the move is sent before the batch is read"
+    drive(lambda: cube.name == "Crate" and (o := host.obj(u)) is not None
+          and abs(o["transform"]["position"][0] - 3) < 1e-5,
+          timeout=15, what="both edits in both editors")
+    assert not vibesync.status()["not_synced"], vibesync.status()
+    assert host.stats()["not_synced"] == 0
+    view = world.finish(host, made)
+    assert view[u]["name"] == "Crate" and view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
+    after = sum(r.get("phase") == "ROLLBACK" for r in world.daemon.tail())
+    assert after == rollbacks, "a batch rolled back although both edits applied everywhere"
+
+
 def test_rename_and_delete_during_a_batch(world):
     made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]

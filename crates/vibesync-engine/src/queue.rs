@@ -114,6 +114,11 @@ impl<S: Clone + PartialEq> Queue<S> {
         self.main.is_empty() && self.pipelined.is_empty()
     }
 
+    /// The waiting changes of `uuid`, in arrival order (they wait in one window at a time).
+    pub fn pending_of<'q>(&'q self, uuid: &'q str) -> impl Iterator<Item = &'q Queued<S>> + 'q {
+        self.pipelined.pending_of(uuid).chain(self.main.pending_of(uuid))
+    }
+
     /// When [`Queue::take_due`] will next return a batch, given what is in flight (None: not
     /// before something in flight ends).
     pub fn deadline(&self, flight: Flight) -> Option<u64> {

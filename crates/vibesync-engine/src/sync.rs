@@ -579,6 +579,12 @@ impl<S: Clone + PartialEq> Window<S> {
         self.last_of.contains_key(uuid)
     }
 
+    /// The waiting changes of `uuid`, in arrival order (a scan of the window).
+    pub fn pending_of<'w>(&'w self, uuid: &'w str) -> impl Iterator<Item = &'w Queued<S>> + 'w {
+        let waits = self.has_pending(uuid);
+        self.pending.iter().flatten().filter(move |q| waits && q.change.uuid == uuid)
+    }
+
     /// Remove and return the changes of `uuid`, in arrival order.
     pub fn take_uuid(&mut self, uuid: &str) -> Vec<Queued<S>> {
         if self.last_of.remove(uuid).is_none() {

@@ -48,6 +48,11 @@ impl Verification {
         self.deadline_ms
     }
 
+    /// What `session` must answer: uuid → hash (`None`: gone); None for a non-participant.
+    pub fn expected_of(&self, session: &str) -> Option<&BTreeMap<String, Option<String>>> {
+        self.expected.get(session)
+    }
+
     /// Whether `session` is still waited for or was verified (a participant).
     pub fn is_participant(&self, session: &str) -> bool {
         self.expected.contains_key(session)

@@ -13,7 +13,7 @@ use vibesync_protocol::{BatchOutcome, Outbound};
 use vibesync_registry::{Op as RegOp, Status};
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
-use super::{dedup, state_of, Cx, Editor, Inflight, Project, SessionId, SYNC_SESSION};
+use super::{dedup, state_of, Cx, Editor, Inflight, Project, Rebased, SessionId, SYNC_SESSION};
 use crate::forward;
 use crate::queue::Lane;
 use crate::stale::{LastWrites, Parts};
@@ -34,12 +34,15 @@ impl Project {
         let mask = coalesce_mask(&queued);
         // Origins that made their change before they applied a batch carrying the uuid.
         let mut overtaken: Vec<(SessionId, String)> = Vec::new();
+        // (origin, uuid) → the `base_seq` of the origin's latest change of the uuid.
+        let mut base_of: HashMap<(SessionId, String), u64> = HashMap::default();
         for q in &queued {
             let key = (q.origin.session_id.clone(), q.change.uuid.clone());
             let Some(base) = self.bases.remove(&key) else { continue };
             if self.forwarded.get(&key).is_some_and(|seq| *seq > base) {
-                overtaken.push(key);
+                overtaken.push(key.clone());
             }
+            base_of.insert(key, base);
         }
         // (origin, uuid) → the origin's own ops of this window, in order: what it holds.
         let mut own_ops: HashMap<(SessionId, String), Vec<ChangeOp>> = HashMap::default();
@@ -186,6 +189,7 @@ impl Project {
             self.live.cancel_uuid(u);
         }
         let plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
+        let rebased = self.rebased(&kept, &base_of, &plan.conflicts);
 
         let mut drafts = vec![self.draft(
             &batch_id,
@@ -242,6 +246,18 @@ impl Project {
                     winner: kinds.get(&c.winner).cloned().unwrap_or_default(),
                     loser: kinds.get(&c.loser).cloned().unwrap_or_default(),
                     change_op: c.op.to_string(),
+                },
+            ));
+        }
+        for r in &rebased {
+            drafts.push(self.step(
+                &batch_id,
+                &r.uuid,
+                RegOp::Conflict {
+                    uuid: r.uuid.clone(),
+                    winner: kinds.get(&r.winner).cloned().unwrap_or_default(),
+                    loser: r.loser.editor.clone(),
+                    change_op: r.op.to_string(),
                 },
             ));
         }
@@ -307,6 +323,7 @@ impl Project {
             verification,
             corrections: plan.corrections,
             conflicts: plan.conflicts,
+            rebased,
             origins,
             writes,
             kinds,
@@ -320,6 +337,45 @@ impl Project {
         if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {
             self.carry_out(cx, &id, v).await;
         }
+    }
+
+    /// Fast-path changes of the batch made before their editor heard of another editor's
+    /// committed change of the same part (its `base_seq` older than that write): rebased, the
+    /// later writer wins (docs/PROTOCOL.md §6.1) — a conflict across windows, reported like
+    /// one in a window (§6.2). One per uuid, part and loser; none where the window's own
+    /// conflict rule already names the uuid.
+    fn rebased(
+        &self,
+        kept: &[Queued<Editor>],
+        base_of: &HashMap<(SessionId, String), u64>,
+        in_window: &[forward::Conflict],
+    ) -> Vec<Rebased> {
+        let mut out: Vec<Rebased> = Vec::new();
+        for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast) {
+            if in_window.iter().any(|c| c.uuid == q.change.uuid) {
+                continue;
+            }
+            let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+            let Some(base) = base_of.get(&key) else { continue };
+            let Some(w) = self
+                .synced
+                .get(&q.change.uuid)
+                .and_then(|w| w.newer_by_other(Parts::written_by(&q.change.op), *base, &q.origin.client_id))
+            else {
+                continue;
+            };
+            let op = q.change.op.name();
+            if out.iter().any(|r| r.uuid == q.change.uuid && r.op == op && r.loser.client == w.client) {
+                continue;
+            }
+            out.push(Rebased {
+                uuid: q.change.uuid.clone(),
+                winner: q.origin.session_id.clone(),
+                loser: w.clone(),
+                op,
+            });
+        }
+        out
     }
 
     pub(super) fn draft(

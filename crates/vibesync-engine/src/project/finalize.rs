@@ -71,6 +71,31 @@ impl Project {
             }
             self.conflicts += 1;
         }
+        // Across windows: the loser is corrected by the batch it was sent (it holds the
+        // winner's value); both hear of it.
+        for r in &f.rebased {
+            let winner = f.kinds.get(&r.winner).cloned().unwrap_or_default();
+            warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?[&r.uuid], winner = %winner, loser = %r.loser.editor, op = r.op, seq = f.seq, overridden_seq = r.loser.seq, "conflict: a change made before its editor heard of another editor's change of the same part overrides it; the later writer wins");
+            let ev = Outbound::Conflict {
+                uuid: r.uuid.clone(),
+                winner,
+                loser: r.loser.editor.clone(),
+                op: r.op.to_string(),
+                seq: f.seq,
+            }
+            .to_frame();
+            let mut targets = vec![r.winner.clone()];
+            targets.extend(
+                self.project_sessions(cx)
+                    .into_iter()
+                    .filter(|s| s.client_id == r.loser.client && s.session_id != r.winner)
+                    .map(|s| s.session_id),
+            );
+            for s in targets {
+                cx.send(&s, vec![ev.clone()]).await;
+            }
+            self.conflicts += 1;
+        }
         for (s, uuids) in &f.corrections {
             self.send_resync(cx, s, uuids, "conflict: corrected to the winner's state").await;
         }

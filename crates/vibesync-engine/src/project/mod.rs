@@ -287,6 +287,9 @@ struct Inflight {
     /// participant → uuids to re-send after COMMIT (a conflict's loser).
     corrections: BTreeMap<SessionId, Vec<String>>,
     conflicts: Vec<Conflict>,
+    /// Fast-path changes rebased over another editor's committed change of the same part
+    /// made after their `base_seq`: conflicts across windows (docs/PROTOCOL.md §6.2).
+    rebased: Vec<Rebased>,
     origins: HashSet<SessionId>,
     /// uuid → who writes which of its parts in this batch (staleness, docs/PROTOCOL.md §6.1).
     writes: HashMap<String, LastWrites>,
@@ -302,6 +305,18 @@ struct Inflight {
     /// (origin, uuid) of changes made before their origin applied a batch carrying the uuid
     /// (see `Project::overtaken`): corrected after the COMMIT.
     overtaken: Vec<(SessionId, String)>,
+}
+
+/// A fast-path change of a batch that overrides another editor's committed change of the
+/// same part its editor had not heard of (docs/PROTOCOL.md §6.1 "rebased"): a conflict.
+struct Rebased {
+    uuid: String,
+    /// The session whose change wins (the later writer).
+    winner: SessionId,
+    /// The overridden write: its part, seq, `client_id` and editor kind.
+    loser: crate::stale::Write,
+    /// The winner's op (the loser's write was of the same part).
+    op: &'static str,
 }
 
 /// A resync batch sent, and what its receiver must answer.

@@ -8,7 +8,9 @@ use serde_json::json;
 use tracing::{error, info, warn};
 use vibesync_protocol::RollbackCode;
 
-use super::{Cx, Project, SessionId};
+use super::{state_of, Cx, Project, SessionId};
+use crate::forward::held_after;
+use crate::sync::ChangeOp;
 use crate::verify::{mismatches, Verdict};
 
 /// At most this many characters of an editor's reason for not applying a uuid are kept.
@@ -49,6 +51,10 @@ impl Project {
             }
             return;
         }
+        let hashes = match self.own_later_changes_accounted(cx, &batch_id, &session_id, hashes) {
+            Ok(h) => h,
+            Err(why) => return cx.storage_failed("sync", &why).await,
+        };
         let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == batch_id) else { return };
         if held && f.verification.is_participant(&session_id) {
             // The editor holds the batch (e.g. Unity Play Mode): it is not a participant any
@@ -64,6 +70,54 @@ impl Project {
         }
         let verdict = f.verification.applied(&session_id, &hashes, held);
         self.carry_out(cx, &batch_id, verdict).await;
+    }
+
+    /// A participant's answer for a uuid that differs from what it must hold only by its own
+    /// changes of that uuid the daemon queued after the batch's window (sent before the
+    /// editor read the batch, or while it applied it: an editor answers the state it holds
+    /// with every change it sent, docs/PROTOCOL.md §6.4) is what it must hold: those changes
+    /// follow in a batch of their own. Such an answer is taken as the expected hash; any
+    /// other difference stays a mismatch. Only a differing answer is looked at (a registry
+    /// read and a replay of the uuid's ops).
+    fn own_later_changes_accounted(
+        &self,
+        cx: &Cx<'_>,
+        batch_id: &str,
+        session_id: &str,
+        mut hashes: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let Some(f) = self.inflight.iter().find(|f| f.batch_id == batch_id) else { return Ok(hashes) };
+        let Some(expected) = f.verification.expected_of(session_id) else { return Ok(hashes) };
+        for (uuid, want) in expected {
+            if hashes.get(uuid) == want.as_ref() {
+                continue;
+            }
+            let later: Vec<&ChangeOp> = self
+                .queue
+                .pending_of(uuid)
+                .chain(self.held.iter().filter(|q| &q.change.uuid == uuid))
+                .filter(|q| q.origin.session_id == session_id)
+                .map(|q| &q.change.op)
+                .collect();
+            if later.is_empty() {
+                continue;
+            }
+            let entry = cx.view.lookup(uuid).map_err(|e| format!("registry read failed: {e}"))?;
+            let start = state_of(uuid, entry.as_deref())?;
+            let own =
+                f.changes.iter().filter(|q| q.origin == session_id && &q.change.uuid == uuid).map(|q| &q.change.op);
+            let sent = f.sends.get(session_id).into_iter().flatten().filter(|(u, _)| u == uuid).map(|(_, op)| op);
+            let holds = held_after(start, own.chain(sent).chain(later)).map(|s| s.hash());
+            if holds.as_ref() != hashes.get(uuid) {
+                continue;
+            }
+            info!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?[uuid], "the answer also holds the editor's own change queued after the batch's window: verified without it");
+            match want {
+                Some(h) => hashes.insert(uuid.clone(), h.clone()),
+                None => hashes.remove(uuid),
+            };
+        }
+        Ok(hashes)
     }
 
     /// A session left: its resync checks end, and a participant that received a batch and

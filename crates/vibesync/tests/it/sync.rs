@@ -588,6 +588,99 @@ fn a_stale_change_of_another_part_stands_beside_the_other_editors_change() {
     assert_eq!(b.states[&id]["material"]["base_color"], json!([0.0, 0.0, 1.0, 1.0]));
 }
 
+/// An editor's change of one part is in flight when a batch of another part of the same
+/// object reaches it, and the daemon queued that change after the batch's window: the
+/// editor answers the batch with a state holding both. Its own queued change accounts for
+/// the difference, so the batch commits — it is no failed propagation (docs/PROTOCOL.md
+/// §6.4) — and the change follows in a batch of its own.
+#[test]
+fn a_batch_answered_with_the_editors_own_later_change_of_another_part_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let before = b.last_seq;
+    let seen = b.batches.len();
+    b.answer = false;
+    let ack = u.send_change("rename", vec![json!({"op":"rename","uuid":id,"name":"Renamed In Unity"})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = b.batches[seen].clone();
+    assert_eq!(b.states[&id]["name"], "Renamed In Unity");
+    // Blender moved the cube before it read the batch: its change goes out from the old base.
+    b.last_seq = before;
+    let ack = b.send_change(
+        "move",
+        vec![json!({"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]})],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    b.answer = true;
+    let held = state_hash(&b.states[&id]);
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): held}})).unwrap();
+    settle(&mut [&mut b, &mut u]);
+    let outcomes: Vec<(String, String)> = u
+        .results
+        .iter()
+        .chain(b.results.iter())
+        .map(|r| (r["batch_id"].as_str().unwrap_or("").to_string(), r["outcome"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(outcomes.iter().all(|(_, o)| o != "rolled_back"), "nothing rolls back: {outcomes:?}\n{}", d.stderr_log());
+    assert!(outcomes.contains(&(batch_id.clone(), "committed".to_string())), "the rename commits: {outcomes:?}");
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["name"], "Renamed In Unity", "the rename stands");
+        assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the move stands");
+    }
+}
+
+/// Blender moves the cube before it heard of Unity's committed move of it: the later writer
+/// wins (fast-path ops are rebased, docs/PROTOCOL.md §6.1), and that is a conflict across
+/// windows — both editors hear of it (§6.2), as they do within one window. A move made after
+/// Blender heard of Unity's is no conflict.
+#[test]
+fn a_move_rebased_over_another_editors_move_it_had_not_heard_of_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let move_to = |t: [f64; 3]| json!({"op":"transform","uuid":id,"t":t,"r":[0,0,0,1],"s":[1,1,1]});
+    let base = b.last_seq;
+    let ack = u.send_change("u-move", vec![move_to([4.0, 5.0, 6.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&id]["t"], json!([4.0, 5.0, 6.0]));
+    // Blender's move, made before it read Unity's batch.
+    b.last_seq = base;
+    b.states.get_mut(&id).unwrap()["t"] = json!([7.0, 8.0, 9.0]);
+    let ack = b.send_change("b-move", vec![move_to([7.0, 8.0, 9.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "rebased, not refused: {ack}");
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the later writer wins");
+        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}\n{}", d.stderr_log());
+        let c = conflicts[0];
+        assert_eq!(
+            (c["uuid"].as_str(), c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
+            (Some(id.as_str()), Some("blender"), Some("unity"), Some("transform"))
+        );
+    }
+    let conflict_steps = || {
+        wal_records(&dir.path().join("data"))
+            .into_iter()
+            .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
+            .count()
+    };
+    assert_eq!(conflict_steps(), 1, "a conflict STEP");
+    // A move made over Unity's (Blender heard of it): no conflict.
+    b.send_change("b-again", vec![move_to([1.0, 1.0, 1.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let ack = u.send_change("u-again", vec![move_to([2.0, 2.0, 2.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.events.iter().filter(|e| e["type"] == "conflict").count(), 1, "no new conflict");
+        assert_eq!(m.states[&id]["t"], json!([2.0, 2.0, 2.0]));
+    }
+    assert_eq!(conflict_steps(), 1, "no new conflict STEP");
+}
+
 /// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
 /// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
 /// have changed the state is one (docs/PROTOCOL.md §6.2).
