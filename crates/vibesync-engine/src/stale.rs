@@ -32,7 +32,10 @@ impl Parts {
     pub const MATERIAL: Parts = Parts(1 << 5);
     /// The object itself: made (`create`, every field) or removed (`delete`).
     pub const EXISTENCE: Parts = Parts(1 << 6);
+    /// Every part above: what a `create` writes.
     pub const ALL: Parts = Parts(0x7f);
+    /// Removed: written by a `delete` only (beside every other part).
+    pub const GONE: Parts = Parts(1 << 7);
 
     pub const fn union(self, other: Parts) -> Parts {
         Parts(self.0 | other.0)
@@ -53,7 +56,8 @@ impl Parts {
     /// What of the object `op` changes.
     pub fn written_by(op: &ChangeOp) -> Parts {
         match op {
-            ChangeOp::Create(_) | ChangeOp::Delete => Parts::ALL,
+            ChangeOp::Create(_) => Parts::ALL,
+            ChangeOp::Delete => Parts::ALL.union(Parts::GONE),
             ChangeOp::Transform { .. } => Parts::POSE,
             ChangeOp::Rename(_) => Parts::NAME,
             ChangeOp::Visibility(_) => Parts::VISIBILITY,
@@ -63,18 +67,21 @@ impl Parts {
         }
     }
 
-    /// What a slow-path `op` is stale against when another editor changed it after the
-    /// change's `base_seq`: what it writes, and what its meaning depends on. A `reparent`
-    /// depends on the pose (a local pose is relative to its parent); a `create` carries the
-    /// whole state and a `delete` removes it, so both depend on every part. Fast-path ops are
-    /// never stale (they are rebased, §6.1): empty.
+    /// What `op` is stale against when another editor changed it after the change's
+    /// `base_seq`: what it writes, and what its meaning depends on. A `reparent` depends on
+    /// the pose (a local pose is relative to its parent); a `create` carries the whole state
+    /// and a `delete` removes it, so both depend on every part; slow-path ops depend on the
+    /// object's existence (another editor's `create` or `delete` of it). A fast-path op is
+    /// stale only against another editor's `delete` (the object it changes is gone: a
+    /// conflict the delete won); otherwise it is rebased (§6.1, the later writer wins, a
+    /// conflict across windows).
     pub fn stale_against(op: &ChangeOp) -> Parts {
         match op {
-            ChangeOp::Create(_) | ChangeOp::Delete => Parts::ALL,
+            ChangeOp::Create(_) | ChangeOp::Delete => Parts::ALL.union(Parts::GONE),
             ChangeOp::Reparent(_) => Parts::PARENT.union(Parts::POSE).union(Parts::EXISTENCE),
             ChangeOp::Mesh(_) => Parts::MESH.union(Parts::EXISTENCE),
             ChangeOp::Material(_) => Parts::MATERIAL.union(Parts::EXISTENCE),
-            ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) => Parts::NONE,
+            ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) => Parts::GONE,
         }
     }
 }
@@ -177,8 +184,15 @@ mod tests {
         let mut y = LastWrites::default();
         y.record(Parts::written_by(&ChangeOp::Delete), 41, "unity", "unity");
         assert!(y.newer_by_other(Parts::stale_against(&ChangeOp::Mesh("b".repeat(64))), 40, "blender").is_some());
-        // Fast-path ops are never stale.
-        assert!(y.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+        // A move of an object another editor deleted since is stale; a move beside another
+        // editor's create, move or rename is rebased, not stale.
+        assert!(y.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_some());
+        let mut made = LastWrites::default();
+        made.record(Parts::written_by(&ChangeOp::Delete), 30, "unity", "unity");
+        made.record(Parts::ALL, 41, "unity", "unity"); // what a `create` writes
+        assert!(made.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+        assert!(w.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+        assert!(x.newer_by_other(Parts::stale_against(&ChangeOp::Rename("n".into())), 40, "blender").is_none());
     }
 
     #[test]

@@ -255,25 +255,29 @@ impl Project {
         let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
             || self.queue.has_pending(&change.uuid)
             || self.inflight_with(&change.uuid).is_some();
+        // Stale only when another editor changed a part this change writes or depends on
+        // after `base_seq` (docs/PROTOCOL.md §6.1): a mesh edited while another editor moved
+        // the object stands; a move of an object another editor deleted since does not (it
+        // is a conflict the delete won). A change based on an in-flight batch's seq or later
+        // was made over its state, and waits in the main window for it to end. Checked before
+        // "unknown": a uuid another editor deleted after `base_seq` is no unknown uuid.
+        if let Some(w) = self.stale_by(change, base_seq, &session.client_id) {
+            let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
+            let what = match (in_flight, known) {
+                (true, _) => "is being changed",
+                (false, true) => "was changed",
+                (false, false) => "was deleted",
+            };
+            return Err((
+                ItemErrorCode::Stale,
+                format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it, then retry", change.uuid, w.editor, w.seq),
+            ));
+        }
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
             return Err((
                 ItemErrorCode::NotFound,
                 format!("{at}: no synced state for {}; send `create` first", change.uuid),
             ));
-        }
-        if change.op.path() == Path::Slow {
-            // Stale only when another editor changed a part this change writes or depends on
-            // after `base_seq` (docs/PROTOCOL.md §6.1): a mesh edited while another editor
-            // moved the object stands. A change based on an in-flight batch's seq or later was
-            // made over its state, and waits in the main window for it to end.
-            if let Some(w) = self.stale_by(change, base_seq, &session.client_id) {
-                let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
-                let what = if in_flight { "is being changed" } else { "was changed" };
-                return Err((
-                    ItemErrorCode::Stale,
-                    format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it, then retry", change.uuid, w.editor, w.seq),
-                ));
-            }
         }
         if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
             // A cycle built across batches (A under B now, B under A later) is refused per

@@ -681,6 +681,53 @@ fn a_move_rebased_over_another_editors_move_it_had_not_heard_of_is_a_conflict() 
     assert_eq!(conflict_steps(), 1, "no new conflict STEP");
 }
 
+/// Unity deletes the cube; Blender, before it heard of it, moves it. The move is refused
+/// `STALE` — not `NOT_FOUND`, which an editor answers with a `create` that would bring the
+/// object back — and it is a conflict the delete won (docs/PROTOCOL.md §6.1, §6.2): a STEP,
+/// and both editors hear of it. Blender is sent the delete.
+#[test]
+fn a_move_of_an_object_another_editor_deleted_meanwhile_is_a_conflict_the_delete_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let base = b.last_seq;
+    let held = b.states[&id].clone();
+    let ack = u.send_change("delete", vec![json!({"op":"delete","uuid":id})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    assert!(!u.states.contains_key(&id));
+    // Blender still held the cube when its person moved it (it had not read the batch yet).
+    b.states.insert(id.clone(), held);
+    b.c.send(&json!({"type":"change","request_id":"move","base_seq":base,
+        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}))
+        .unwrap();
+    let ack = loop {
+        let (m, a) = b.recv();
+        if m["type"] == "ack" && m["request_id"] == "move" {
+            break m;
+        }
+        b.handle(m, a);
+    };
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("was deleted by another editor"), "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert!(!b.states.contains_key(&id), "Blender is sent the delete: {}", d.stderr_log());
+    assert!(!u.states.contains_key(&id), "the delete stands");
+    for m in [&b, &u] {
+        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let c = conflicts[0];
+        assert_eq!(
+            (c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
+            (Some("unity"), Some("blender"), Some("transform"))
+        );
+    }
+    let steps = wal_records(&dir.path().join("data"))
+        .into_iter()
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
+        .count();
+    assert_eq!(steps, 1, "a conflict STEP");
+}
+
 /// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
 /// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
 /// have changed the state is one (docs/PROTOCOL.md §6.2).
