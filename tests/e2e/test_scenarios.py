@@ -368,6 +368,40 @@ def test_a_move_sent_while_unitys_rename_of_the_object_waits_commits_both(world)
     assert after == rollbacks, "a batch rolled back although both edits applied everywhere"
 
 
+def test_a_move_of_an_object_unity_deleted_meanwhile_is_a_conflict_the_delete_won(world):
+    """A person in Unity deletes the Cube; before Blender reads that batch, the person in
+    Blender moves the Cube. The delete is applied (an object's existence is not spared), and
+    the move vanished with the Cube: nobody heard of it, in either editor or the WAL. Blender
+    now still sends the move, from the base it had before the batch; the daemon refuses it
+    STALE (the Cube was deleted by another editor after that base), a conflict the delete
+    won: a WAL STEP, shown in both editors (PROTOCOL.md §6.1, §6.2)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(f"delete {u}")
+    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
+    cube.location = (3, 0, 0)
+
+    def conflict_here():
+        return [c for c in vibesync.status()["conflicts"] if c.get("uuid") == u]
+
+    drive(lambda: "Cube" not in bpy.data.objects and conflict_here(), timeout=15,
+          what="the delete applied and the conflict shown in Blender")
+    c = conflict_here()[0]
+    assert (c["winner"], c["loser"], c["op"]) == ("unity", "blender", "transform"), c
+    ev = host.wait("conflict", pred=lambda e: e.get("uuid") == u, timeout=15,
+                   what="the conflict shown in Unity")
+    assert (ev["winner"], ev["loser"]) == ("unity", "blender"), ev
+    assert host.obj(u) is None, "the delete stands in Unity"
+    made = {k: v for k, v in made.items() if k != u}
+    view = world.finish(host, made)
+    assert u not in view, "the delete stands"
+    steps = [r for r in world.daemon.tail()
+             if r.get("phase") == "STEP" and (r.get("payload") or {}).get("op") == "conflict"
+             and r.get("uuids") == [u]]
+    assert len(steps) == 1, steps
+
+
 def test_rename_and_delete_during_a_batch(world):
     made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]

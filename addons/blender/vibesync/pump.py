@@ -230,6 +230,9 @@ class Session:
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
+        # A person's unsent changes of objects a forwarded batch deleted, with the base_seq
+        # from before that batch: sent to be refused STALE, a conflict (`_report_deleted_over`).
+        self.deleted_over: list[tuple[list[dict], int]] = []
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -665,6 +668,7 @@ class Session:
                 self.dirty.discard(key)  # captured once the gate opens
                 self.gated_keys.add(key)
             self.out_ops.clear()
+            self.deleted_over.clear()  # its base belongs to the connection that ended
             self.sent_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable or self.gated_keys:
@@ -974,6 +978,7 @@ class Session:
         self.to_register.clear()
         self.to_tombstone.clear()
         self.out_ops.clear()
+        self.deleted_over.clear()
         self.sent_parts.clear()
         self.quiet.clear()
         self.remote_deleted.clear()
@@ -1376,6 +1381,30 @@ class Session:
             out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
         return out - {wire.Op.CREATE, wire.Op.DELETE}
 
+    def _report_deleted_over(self, batch, pending: set[str]) -> None:
+        """A forwarded `delete` of an object a person here changed and Blender has not sent
+        yet: the delete is applied (the object's existence is not spared) and the person's
+        change is still sent, from the `base_seq` Blender had before the batch, so the
+        daemon refuses it `STALE` — a conflict the delete won, recorded in the WAL and shown
+        in both editors (PROTOCOL.md §6.1). Without it the edit vanished with the object
+        and nobody heard of it. A change already sent meets the same refusal by itself."""
+        gone = {c.get("uuid") for c, _ in batch.changes if c.get("op") == wire.Op.DELETE}
+        base = min(self.engine.last_seq, batch.seq - 1)
+        for u in gone & pending:
+            b = self.registry.bindings.get(u)
+            idb = self.registry.resolve(u) if b is not None else None
+            prev = self.last_sent.get(u)
+            if idb is None or prev is None or (b.kind, b.session_uid) in self.waiting_edit:
+                continue
+            now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            ops = [op for op in capture.diff_ops(u, prev, now)
+                   if op["op"] not in (wire.Op.CREATE, wire.Op.DELETE, wire.Op.MESH)]
+            if ops:
+                self.deleted_over.append((ops, base))
+                log.info("vibesync: batch %s deletes %s, which a person here changed (%s); "
+                         "the change is reported as a conflict the delete won", batch.batch_id,
+                         idb.name, [op["op"] for op in ops])
+
     def _unresolved_sent_parts(self, uuid: str) -> set[str]:
         """The ops sent (or queued) for `uuid` whose change the daemon has not ended yet."""
         if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
@@ -1532,6 +1561,7 @@ class Session:
             # as a change of its own (§6.4). Applying it moved the object the person had
             # just moved, and their move was never sent.
             mine = {u: self._parts_changed_here(u) for u in pending}
+            self._report_deleted_over(batch, pending)
             kept_ops = []
             for item in identity.slices(batch.changes):
                 if item is identity.YIELD:
@@ -2053,9 +2083,15 @@ class Session:
             n += 1
         if not self.engine.changes_supported:
             self.out_ops.clear()
-        elif self.out_ops:
-            ops, self.out_ops = self.out_ops, []
-            n += self._send_ops(ops)
+            self.deleted_over.clear()
+        else:
+            if self.out_ops:
+                ops, self.out_ops = self.out_ops, []
+                n += self._send_ops(ops)
+            reports, self.deleted_over = self.deleted_over, []
+            for ops, base in reports:
+                self._send_change(ops, base_seq=base)
+                n += 1
         return n
 
     def _send_ops(self, ops: list, automation: dict | None = None) -> int:
@@ -2078,9 +2114,10 @@ class Session:
         return n
 
     def _send_change(self, ops: list[dict], attachment: bytes = b"",
-                     automation: dict | None = None) -> None:
+                     automation: dict | None = None, base_seq: int | None = None) -> None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
-        msg = {"type": wire.MessageType.CHANGE, "base_seq": self.engine.last_seq,
+        msg = {"type": wire.MessageType.CHANGE,
+               "base_seq": self.engine.last_seq if base_seq is None else base_seq,
                "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)

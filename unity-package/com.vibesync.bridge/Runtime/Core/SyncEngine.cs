@@ -98,6 +98,9 @@ namespace VibeSync.Bridge.Core
         // uuid -> the parts (`change.op` names, §6.1) of its changes sent and not resolved yet, kept
         // across reconnects with `unresolved`: what a replay merge must leave to the person (§6.6).
         readonly Dictionary<string, HashSet<string>> sentParts = new Dictionary<string, HashSet<string>>();
+        // uuid -> a person's unsent ops of an object the batch being applied deletes
+        // (ReportDeletedOver): sent after its answer.
+        readonly Dictionary<string, List<object>> deletedOver = new Dictionary<string, List<object>>(StringComparer.Ordinal);
         // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
         // a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
@@ -1327,6 +1330,38 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
+        /// A forwarded `delete` of an object the person changed here and has not sent: the
+        /// delete is applied (an object's existence is not spared), and the person's change is
+        /// still sent after the answer, from the base before the batch, so the daemon refuses it
+        /// `STALE` — a conflict the delete won, in the WAL and in both editors (PROTOCOL.md
+        /// §6.1). Without it the edit vanished with the object and nobody heard of it.
+        /// </summary>
+        void ReportDeletedOver(IncomingBatch b, Dictionary<string, HashSet<string>> mine)
+        {
+            foreach (var c in b.Changes)
+            {
+                if (c.Op != Ops.Delete || !mine.ContainsKey(c.Uuid) || deletedOver.ContainsKey(c.Uuid)) continue;
+                ObjectState before;
+                var cur = scene.Capture(c.Uuid);
+                if (cur == null || !synced.TryGetValue(c.Uuid, out before) || before == null) continue;
+                var ops = new List<object>();
+                foreach (var op in StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale))
+                {
+                    string name = (string)op["op"];
+                    if (name != Ops.Create && name != Ops.Delete && name != Ops.Mesh) ops.Add(op);
+                }
+                if (ops.Count > 0) deletedOver[c.Uuid] = ops;
+            }
+        }
+
+        static List<string> RepeatUuid(string uuid, int n)
+        {
+            var l = new List<string>(n);
+            for (int i = 0; i < n; i++) l.Add(uuid);
+            return l;
+        }
+
+        /// <summary>
         /// The ops (`change.op` names) of a person's edit of the uuid here not captured yet: what
         /// differs between the scene and the last synced state (never `create` / `delete`: the
         /// object's existence is not spared). Empty for our own apply coming back, or for a uuid
@@ -1366,6 +1401,7 @@ namespace VibeSync.Bridge.Core
 
         void ApplyComplete(IncomingBatch b)
         {
+            deletedOver.Clear();
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
             var kept = new List<string>();
             // Kept uuids whose replayed parts the person did not change are applied (§6.6): uuid → the replay's state.
@@ -1418,6 +1454,7 @@ namespace VibeSync.Bridge.Core
                 }
                 if (mine.Count > 0)
                 {
+                    ReportDeletedOver(b, mine);
                     var spare = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
                     foreach (var c in b.Changes)
                     {
@@ -1513,10 +1550,16 @@ namespace VibeSync.Bridge.Core
                     }
                 }
             }
+            long baseBefore = Math.Min(LastSeq, b.Seq - 1);
             if (b.Seq > LastSeq) LastSeq = b.Seq;
             BatchesApplied++;
             if (b.Path == BatchPath.Resync) ResyncBatchesApplied++;
             SendApplied(b, hashes);
+            // The person's edits of objects the batch deleted go out after the answer, from
+            // the base before the batch: refused STALE, a conflict the delete won (§6.1).
+            foreach (var r in deletedOver)
+                if (client.IsConnected) SendOne(r.Value, RepeatUuid(r.Key, r.Value.Count), null, baseBefore);
+            deletedOver.Clear();
             var hf = new Dictionary<string, object>();
             foreach (var kv in hashes) hf[kv.Key] = kv.Value;
             Emit("applied", new Dictionary<string, object>
@@ -1680,7 +1723,7 @@ namespace VibeSync.Bridge.Core
             order.Add(i);
         }
 
-        void SendOne(List<object> ops, List<string> uuids, byte[] attachment)
+        void SendOne(List<object> ops, List<string> uuids, byte[] attachment, long baseSeq = -1)
         {
             string rid = NextRequestId("c");
             // Remember the previous synced state so an unacknowledged change can be retried.
@@ -1695,7 +1738,7 @@ namespace VibeSync.Bridge.Core
                 var now = scene.Capture(u);
                 if (now == null) synced.Remove(u); else synced[u] = now;
             }
-            if (!client.Send(Msg.Change(rid, LastSeq, ops), attachment))
+            if (!client.Send(Msg.Change(rid, baseSeq < 0 ? LastSeq : baseSeq, ops), attachment))
             {
                 foreach (var kv in prev) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
                 return;

@@ -1034,6 +1034,40 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void APersonsUnsentEditOfAnObjectABatchDeletesIsStillSentFromTheOldBase()
+        {
+            // PROTOCOL.md §6.1: a person moved A in Unity; before the engine captured it, a batch
+            // from Blender deletes A. The delete is applied, and the move — which vanished with A,
+            // unheard of — is sent after the answer from the base before the batch, so that the
+            // daemon refuses it STALE: a conflict the delete won, in both editors and the WAL.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.Add("A");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                long baseBefore = r.Engine.LastSeq;
+                a.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                int changes = r.Daemon.Received("change").Count;
+                long seq = r.Daemon.NextSeq();
+                r.Daemon.SendBatch(seq, "slow", new Dictionary<string, object> { { "op", "delete" }, { "uuid", a.Uuid } });
+                Check.Eventually(() => r.Client.IncomingCount >= 3, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.True(!((Dictionary<string, object>)applied["hashes"]).ContainsKey(a.Uuid), "answered as deleted");
+                Check.True(r.Scene.Capture(a.Uuid) == null, "the delete is applied");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
+                Check.Equal("transform", (string)op["op"], "the person's move is sent");
+                Check.Equal(a.Uuid, (string)op["uuid"], "of A");
+                Check.Equal(baseBefore, (long)sent["base_seq"], "from the base before the batch");
+                Check.True(baseBefore < seq, "below the delete's seq");
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "sent once, nothing else");
+            }
+        }
+
+        [VsTest]
         public static void AReplayOfAUuidKeptForAPersonsEditAppliesTheOtherParts()
         {
             // PROTOCOL.md §6.6: a person renamed A in Unity (not sent yet) when a replay brings A
