@@ -97,7 +97,7 @@ pub struct Write {
 }
 
 /// Who last wrote each part of one object (at most one entry per part; entries with no part
-/// left are dropped, so at most seven).
+/// left are dropped, so at most eight).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LastWrites(Vec<Write>);
 
