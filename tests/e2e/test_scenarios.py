@@ -402,6 +402,42 @@ def test_a_move_of_an_object_unity_deleted_meanwhile_is_a_conflict_the_delete_wo
     assert len(steps) == 1, steps
 
 
+@pytest.mark.parametrize("delay", [0.02, 0.1, 0.25])
+def test_a_person_deletes_the_cube_while_unitys_move_of_it_is_on_its_way(world, delay):
+    """A person in Unity moves the Cube; `delay` s later the person in Blender deletes it,
+    before Blender read the move: the move is still in the daemon's window (0.02 s) or its
+    batch is on its way to Blender (0.1, 0.25 s). Blender answered that batch without the
+    Cube before it sent its delete: the move rolled back as a failed propagation, Unity
+    marked the Cube "not synced" although it was gone, and no conflict was recorded. The
+    delete now goes first; it is the later writer and wins — a conflict, in the WAL and
+    shown in both editors, and nothing rolls back (PROTOCOL.md §6.2, §6.4)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(f"move {u} 0 0 4")
+    time.sleep(delay)
+    bpy.data.objects.remove(cube)
+
+    def conflict_here():
+        return [c for c in vibesync.status()["conflicts"] if c.get("uuid") == u]
+
+    drive(lambda: conflict_here() and host.obj(u) is None, timeout=15,
+          what="the conflict shown in Blender and the Cube gone in Unity")
+    c = conflict_here()[0]
+    assert (c["winner"], c["loser"], c["op"]) == ("blender", "unity", "transform"), c
+    host.wait("conflict", pred=lambda e: e.get("uuid") == u, timeout=15, what="the conflict in Unity")
+    stats = host.stats()
+    assert (stats["rolled_back"], stats["not_synced"]) == (0, 0), stats
+    assert not vibesync.status()["not_synced"]
+    made = {k: v for k, v in made.items() if k != u}
+    view = world.finish(host, made)
+    assert u not in view
+    wal = world.daemon.tail()
+    assert not [r for r in wal if r.get("phase") == "ROLLBACK"], "nothing rolls back"
+    assert len([r for r in wal if r.get("phase") == "STEP"
+                and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]) == 1
+
+
 def test_rename_and_delete_during_a_batch(world):
     made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]

@@ -1381,6 +1381,31 @@ class Session:
             out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
         return out - {wire.Op.CREATE, wire.Op.DELETE}
 
+    def _deleted_before(self, batch, pending: set[str]) -> None:
+        """Objects of a forwarded batch that the person deleted here before it was applied:
+        nothing of them is applied (they are gone) and the answer leaves them out, and their
+        delete goes to the daemon now, before the answer — so the daemon has it when the
+        answer arrives: the delete is the later writer, a conflict the batch's change lost,
+        and the batch is no failed propagation (PROTOCOL.md §6.2, §6.4). Answered before
+        the delete was sent, the batch rolled back over a delete that then went through."""
+        bindings = self.registry.bindings
+        gone = set()
+        for u in pending:
+            b = bindings.get(u)
+            if u in self.deleted_here or (b is not None and b.alive and self.registry.resolve(u) is None):
+                gone.add(u)
+        if not gone:
+            return
+        for u in gone:
+            if u not in self.deleted_here:
+                self._vanished(u)
+        batch.changes = [item for item in batch.changes if item[0].get("uuid") not in gone]
+        if self.connected and not self.paused and not self.safe_mode:
+            self._send_tombstones()
+        log.info("vibesync: batch %s changes %d object(s) deleted here before it arrived; "
+                 "not applied, the delete sent first: %s", batch.batch_id, len(gone),
+                 sorted(gone)[:20])
+
     def _report_deleted_over(self, batch, pending: set[str]) -> None:
         """A forwarded `delete` of an object a person here changed and Blender has not sent
         yet: the delete is applied (the object's existence is not spared) and the person's
@@ -1554,6 +1579,8 @@ class Session:
         # What the batch made, for the answer: every change, also those spared below.
         answered = batch.changes
         spared: list[str] = []
+        if pending and batch.path != "resync":
+            self._deleted_before(batch, pending)
         if pending and batch.path != "resync":
             # A part a person changed here and the daemon has not taken yet (not captured,
             # or sent and unresolved) is not overwritten: that op is not applied, the
@@ -2075,12 +2102,7 @@ class Session:
                 self.request({"type": wire.MessageType.REGISTER, "items": items},
                              {"items": items, "uuids": chunk})
                 n += 1
-        if self.to_tombstone:
-            uuids = sorted(self.to_tombstone)
-            self.to_tombstone.clear()
-            self.request({"type": wire.MessageType.TOMBSTONE, "uuids": uuids},
-                         uuids)
-            n += 1
+        n += self._send_tombstones()
         if not self.engine.changes_supported:
             self.out_ops.clear()
             self.deleted_over.clear()
@@ -2093,6 +2115,15 @@ class Session:
                 self._send_change(ops, base_seq=base)
                 n += 1
         return n
+
+    def _send_tombstones(self) -> int:
+        """The person's deletes not sent yet, as one `tombstone` request."""
+        if not self.to_tombstone:
+            return 0
+        uuids = sorted(self.to_tombstone)
+        self.to_tombstone.clear()
+        self.request({"type": wire.MessageType.TOMBSTONE, "uuids": uuids}, uuids)
+        return 1
 
     def _send_ops(self, ops: list, automation: dict | None = None) -> int:
         """Send ops in order; a frame carries at most one attachment (one mesh)."""

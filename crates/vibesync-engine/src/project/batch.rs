@@ -332,6 +332,7 @@ impl Project {
             why_failed: BTreeMap::new(),
             holds_live,
             overtaken: in_batch,
+            tombstoned: HashSet::default(),
         });
         // Nobody else is connected: nothing to verify.
         if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {

@@ -305,6 +305,9 @@ struct Inflight {
     /// (origin, uuid) of changes made before their origin applied a batch carrying the uuid
     /// (see `Project::overtaken`): corrected after the COMMIT.
     overtaken: Vec<(SessionId, String)>,
+    /// uuids of the batch deleted through a `tombstone` request while it was in flight: an
+    /// answer without them is what the participant holds after that later delete.
+    tombstoned: HashSet<String>,
 }
 
 /// A fast-path change of a batch that overrides another editor's committed change of the

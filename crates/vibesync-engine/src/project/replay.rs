@@ -4,12 +4,14 @@
 //! a released quarantine), each checked against the hashes its receiver answers.
 
 use crate::fast::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
-use tracing::{debug, info};
-use vibesync_protocol::PathKind;
-use vibesync_registry::Status;
+use tracing::{debug, info, warn};
+use vibesync_protocol::{Outbound, PathKind};
+use vibesync_registry::{Op as RegOp, Status};
+use vibesync_wal::RecordDraft;
 
-use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, View};
+use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, SessionId, View};
 use crate::sync::{ChangeOp, ObjectState};
 
 impl Project {
@@ -201,6 +203,27 @@ impl Project {
     /// them; they are no longer "not synced".
     pub(super) async fn on_tombstoned(&mut self, cx: &Cx<'_>, origin: &str, uuids: Vec<String>, seq: u64) {
         let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
+        // The origin's delete is its write of every part (staleness, docs/PROTOCOL.md §6.1): a
+        // change another editor made before it heard of it is refused `STALE`, a conflict
+        // the delete won — never `NOT_FOUND`, answered with a `create` that brings it back.
+        if let Some(by) = cx.view.session(origin) {
+            for (u, op) in &ops {
+                self.synced.entry(u.clone()).or_default().record(
+                    crate::stale::Parts::written_by(op),
+                    seq,
+                    &by.client_id,
+                    by.editor.as_str(),
+                );
+            }
+            self.deleted_over(cx, &by, &ops, seq).await;
+        }
+        for f in self.inflight.iter_mut() {
+            for (u, _) in &ops {
+                if f.members.contains(u) {
+                    f.tombstoned.insert(u.clone());
+                }
+            }
+        }
         for s in self.project_sessions(cx) {
             // Not to a session whose replay waits for the batches in flight: that replay is
             // read from the registry when it goes out, so it carries these deletes, and this
@@ -219,6 +242,75 @@ impl Project {
             self.not_synced.retain(|(x, _), _| x != u);
         }
         self.publish_status(cx).await;
+    }
+}
+
+impl Project {
+    /// A delete through a `tombstone` request of uuids another editor's change of which is
+    /// waiting in a window or in a batch in flight: the delete is the later writer and wins
+    /// (the waiting change is dropped, the batch's state of the uuid is not applied to a
+    /// deleted record), and that is a conflict (docs/PROTOCOL.md §6.2): a standalone
+    /// `conflict` STEP per loser and uuid, a log line and the event to both editors.
+    async fn deleted_over(&mut self, cx: &Cx<'_>, by: &Editor, ops: &[(String, ChangeOp)], seq: u64) {
+        // (loser session, uuid) → the loser's last op of it.
+        let mut lost: BTreeMap<(SessionId, String), &'static str> = BTreeMap::new();
+        for (u, _) in ops {
+            let waiting = self.queue.pending_of(u).map(|q| (q.origin.session_id.clone(), q.change.op.name()));
+            let in_flight = self
+                .inflight
+                .iter()
+                .flat_map(|f| f.changes.iter())
+                .filter(|q| &q.change.uuid == u)
+                .map(|q| (q.origin.clone(), q.change.op.name()));
+            for (s, op) in in_flight.chain(waiting) {
+                if s != by.session_id {
+                    lost.insert((s, u.clone()), op);
+                }
+            }
+        }
+        if lost.is_empty() {
+            return;
+        }
+        let losers: Vec<(Editor, String, &'static str)> = lost
+            .into_iter()
+            .filter_map(|((s, u), op)| cx.view.session(&s).filter(|e| e.client_id != by.client_id).map(|e| (e, u, op)))
+            .collect();
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let drafts: Vec<RecordDraft> = losers
+            .iter()
+            .map(|(loser, u, op)| {
+                self.step(
+                    &op_id,
+                    u,
+                    RegOp::Conflict {
+                        uuid: u.clone(),
+                        winner: by.editor.to_string(),
+                        loser: loser.editor.to_string(),
+                        change_op: op.to_string(),
+                    },
+                )
+            })
+            .collect();
+        if drafts.is_empty() {
+            return;
+        }
+        if let Err(e) = cx.append(drafts).await {
+            return cx.storage_failed(&op_id, &e).await;
+        }
+        for (loser, u, op) in losers {
+            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&u], winner = %by.editor, loser = %loser.editor, op, seq, "conflict: an object another editor was changing was deleted; the delete stands");
+            let ev = Outbound::Conflict {
+                uuid: u,
+                winner: by.editor.to_string(),
+                loser: loser.editor.to_string(),
+                op: op.to_string(),
+                seq,
+            }
+            .to_frame();
+            cx.send(&by.session_id, vec![ev.clone()]).await;
+            cx.send(&loser.session_id, vec![ev]).await;
+            self.conflicts += 1;
+        }
     }
 }
 

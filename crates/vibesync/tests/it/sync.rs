@@ -728,6 +728,97 @@ fn a_move_of_an_object_another_editor_deleted_meanwhile_is_a_conflict_the_delete
     assert_eq!(steps, 1, "a conflict STEP");
 }
 
+/// Blender deletes the cube (a `tombstone` request, as the addon sends a person's delete);
+/// Unity, before it heard of it, moves the cube. The move is refused `STALE`, a conflict the
+/// delete won — not `NOT_FOUND`, which Unity answers with a `create` that brought the cube
+/// back in both editors, undoing the person's delete in Blender (docs/PROTOCOL.md §6.1).
+#[test]
+fn a_move_of_an_object_another_editor_tombstoned_meanwhile_is_a_conflict_the_delete_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let base = u.last_seq;
+    b.states.remove(&id);
+    b.c.send(&json!({"type":"tombstone","request_id":"del","uuids":[id]})).unwrap();
+    let ack = loop {
+        let (m, a) = b.recv();
+        if m["type"] == "ack" && m["request_id"] == "del" {
+            break m;
+        }
+        b.handle(m, a);
+    };
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    u.c.send(&json!({"type":"change","request_id":"move","base_seq":base,
+        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}))
+        .unwrap();
+    let ack = loop {
+        let (m, a) = u.recv();
+        if m["type"] == "ack" && m["request_id"] == "move" {
+            break m;
+        }
+        u.handle(m, a);
+    };
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert!(!u.states.contains_key(&id), "Unity is sent the delete: {}", d.stderr_log());
+    for m in [&b, &u] {
+        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!((conflicts[0]["winner"].as_str(), conflicts[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+    }
+}
+
+/// Unity moves the cube; its batch is in flight to Blender when the person there deletes the
+/// cube (a `tombstone` request), and Blender then answers the batch without it. The delete is
+/// the later writer and wins: a conflict, shown in both editors and written to the WAL; the
+/// move's batch is no failed propagation (no rollback, nothing marked not synced, nothing
+/// counted against the object), and the cube is gone in Unity too (docs/PROTOCOL.md §6.2).
+#[test]
+fn a_move_in_flight_when_another_editor_deletes_the_object_is_a_conflict_the_delete_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let seen = b.batches.len();
+    b.answer = false;
+    let ack = u.send_change(
+        "move",
+        vec![json!({"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]})],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = b.batches[seen].clone();
+    b.states.remove(&id);
+    b.c.send(&json!({"type":"tombstone","request_id":"del","uuids":[id]})).unwrap();
+    loop {
+        let (m, a) = b.recv();
+        if m["type"] == "ack" && m["request_id"] == "del" {
+            assert_eq!(m["results"][0]["status"], "tombstoned", "{m}");
+            break;
+        }
+        b.handle(m, a);
+    }
+    b.answer = true;
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{}})).unwrap();
+    settle(&mut [&mut b, &mut u]);
+    assert!(!u.states.contains_key(&id), "the delete stands in Unity: {}", d.stderr_log());
+    let outcomes: Vec<&Value> = u.results.iter().filter(|r| r["batch_id"] == batch_id.as_str()).collect();
+    assert_eq!(outcomes.len(), 1, "{:?}", u.results);
+    assert_eq!(outcomes[0]["outcome"], "committed", "no rollback: {}", d.stderr_log());
+    for m in [&b, &u] {
+        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let c = conflicts[0];
+        assert_eq!(
+            (c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
+            (Some("blender"), Some("unity"), Some("transform"))
+        );
+    }
+    let recs = wal_records(&dir.path().join("data"));
+    assert_eq!(recs.iter().filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict").count(), 1);
+    assert_eq!(recs.iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+    let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+    assert_eq!(st["projects"]["demo"]["not_synced"], json!([]), "nothing marked not synced: {st}");
+}
+
 /// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
 /// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
 /// have changed the state is one (docs/PROTOCOL.md §6.2).
