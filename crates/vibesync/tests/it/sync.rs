@@ -100,6 +100,20 @@ impl Mini {
         }
     }
 
+    /// Send `msg` as it is (e.g. a `change` from an old `base_seq`, or a `tombstone`) and
+    /// return its `ack`, handling other traffic meanwhile.
+    pub fn ask(&mut self, msg: &Value) -> Value {
+        let rid = msg["request_id"].clone();
+        self.c.send(msg).unwrap();
+        loop {
+            let (m, a) = self.recv();
+            if m["type"] == "ack" && m["request_id"] == rid {
+                return m;
+            }
+            self.handle(m, a);
+        }
+    }
+
     /// Pump until nothing arrives for `quiet`.
     pub fn drain(&mut self, quiet: Duration) -> usize {
         let mut n = 0;
@@ -697,16 +711,8 @@ fn a_move_of_an_object_another_editor_deleted_meanwhile_is_a_conflict_the_delete
     assert!(!u.states.contains_key(&id));
     // Blender still held the cube when its person moved it (it had not read the batch yet).
     b.states.insert(id.clone(), held);
-    b.c.send(&json!({"type":"change","request_id":"move","base_seq":base,
-        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}))
-        .unwrap();
-    let ack = loop {
-        let (m, a) = b.recv();
-        if m["type"] == "ack" && m["request_id"] == "move" {
-            break m;
-        }
-        b.handle(m, a);
-    };
+    let ack = b.ask(&json!({"type":"change","request_id":"move","base_seq":base,
+        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}));
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("was deleted by another editor"), "{ack}");
     settle(&mut [&mut b, &mut u]);
@@ -738,25 +744,10 @@ fn a_move_of_an_object_another_editor_tombstoned_meanwhile_is_a_conflict_the_del
     let (d, mut b, mut u, id) = a_synced_cube(dir.path());
     let base = u.last_seq;
     b.states.remove(&id);
-    b.c.send(&json!({"type":"tombstone","request_id":"del","uuids":[id]})).unwrap();
-    let ack = loop {
-        let (m, a) = b.recv();
-        if m["type"] == "ack" && m["request_id"] == "del" {
-            break m;
-        }
-        b.handle(m, a);
-    };
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[id]}));
     assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
-    u.c.send(&json!({"type":"change","request_id":"move","base_seq":base,
-        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}))
-        .unwrap();
-    let ack = loop {
-        let (m, a) = u.recv();
-        if m["type"] == "ack" && m["request_id"] == "move" {
-            break m;
-        }
-        u.handle(m, a);
-    };
+    let ack = u.ask(&json!({"type":"change","request_id":"move","base_seq":base,
+        "changes":[{"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]}]}));
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
     settle(&mut [&mut b, &mut u]);
     assert!(!u.states.contains_key(&id), "Unity is sent the delete: {}", d.stderr_log());
@@ -787,15 +778,8 @@ fn a_move_in_flight_when_another_editor_deletes_the_object_is_a_conflict_the_del
     until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
     let (batch_id, _, _) = b.batches[seen].clone();
     b.states.remove(&id);
-    b.c.send(&json!({"type":"tombstone","request_id":"del","uuids":[id]})).unwrap();
-    loop {
-        let (m, a) = b.recv();
-        if m["type"] == "ack" && m["request_id"] == "del" {
-            assert_eq!(m["results"][0]["status"], "tombstoned", "{m}");
-            break;
-        }
-        b.handle(m, a);
-    }
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[id]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
     b.answer = true;
     b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{}})).unwrap();
     settle(&mut [&mut b, &mut u]);
