@@ -1102,6 +1102,24 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>The daemon drops every connection; `whileDown` runs once the engine saw it;
+        /// then the engine's second connection is up.</summary>
+        static void DropAndReconnect(Rig r, Action whileDown)
+        {
+            r.Daemon.DropAll();
+            Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+            whileDown();
+            Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+        }
+
+        /// <summary>The `op` names of a `change` message, in order, joined with commas.</summary>
+        static string OpNames(Dictionary<string, object> change)
+        {
+            var ops = new List<string>();
+            foreach (Dictionary<string, object> op in (List<object>)change["changes"]) ops.Add((string)op["op"]);
+            return string.Join(",", ops);
+        }
+
         [VsTest]
         public static void AMoveLostWithItsConnectionKeepsOnlyItsPartOverTheReplay()
         {
@@ -1120,10 +1138,7 @@ namespace VibeSync.Bridge.Tests
                 a.Position = new[] { 5.0, 0, 0 };
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
-                r.Daemon.DropAll(); // the daemon dies before it acknowledged the move
-                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
-                ack = true;
-                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                DropAndReconnect(r, () => ack = true); // the daemon dies before it acknowledged the move
                 var renamed = before.Clone();
                 renamed.Name = "Renamed In Blender";
                 int changes = r.Daemon.Received("change").Count;
@@ -1132,9 +1147,7 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
                 Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
                 var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
-                var ops = new List<string>();
-                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
-                Check.Equal("transform", string.Join(",", ops), "only the move is sent again");
+                Check.Equal("transform", OpNames(sent), "only the move is sent again");
             }
         }
 
@@ -1158,10 +1171,7 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Events.FindAll(e => e == "change_ack").Count == 2, TimeSpan.FromSeconds(5), "the move acknowledged", r.Pump);
                 Check.True(r.Engine.IsInFlight(a.Uuid), "the move is in flight");
-                r.Daemon.DropAll();
-                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
-                r.Daemon.Commits = true;
-                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 var renamed = before.Clone();
                 renamed.Name = "Renamed In Blender";
                 int changes = r.Daemon.Received("change").Count;
@@ -1170,9 +1180,7 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
                 Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
                 var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
-                var ops = new List<string>();
-                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
-                Check.Equal("transform", string.Join(",", ops), "only the move is sent again");
+                Check.Equal("transform", OpNames(sent), "only the move is sent again");
                 r.Settle();
                 Check.Equal(changes + 1, r.Daemon.Received("change").Count, "nothing else is sent");
             }
@@ -1190,10 +1198,7 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.WaitFor("change", 1, r.Pump);
                 Check.Eventually(() => r.Events.Contains("change_ack"), TimeSpan.FromSeconds(5), "the create acknowledged", r.Pump);
                 var held = r.Scene.Capture(a.Uuid);
-                r.Daemon.DropAll();
-                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
-                r.Daemon.Commits = true;
-                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 var other = held.Clone();
                 other.Name = "Someone Else's";
                 int changes = r.Daemon.Received("change").Count;
