@@ -275,6 +275,20 @@ pub fn until(minis: &mut [&mut Mini], timeout: Duration, pred: impl Fn(&[&mut Mi
     }
 }
 
+/// Each editor heard of exactly one conflict, with this winner, loser and op (PROTOCOL §6.2).
+pub fn one_conflict_in_each(minis: &[&Mini], winner: &str, loser: &str, op: &str) {
+    for m in minis {
+        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let c = conflicts[0];
+        assert_eq!(
+            (c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
+            (Some(winner), Some(loser), Some(op)),
+            "{c}"
+        );
+    }
+}
+
 pub fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
     json!({"op":"create","uuid":u,"kind":"object","name":name,"parent":null,"t":t,"r":[0,0,0,1],"s":[1,1,1],"visible":true})
 }
@@ -666,15 +680,9 @@ fn a_move_rebased_over_another_editors_move_it_had_not_heard_of_is_a_conflict() 
     assert_eq!(statuses(&ack), ["queued"], "rebased, not refused: {ack}");
     settle(&mut [&mut b, &mut u]);
     for m in [&b, &u] {
-        assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the later writer wins");
-        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}\n{}", d.stderr_log());
-        let c = conflicts[0];
-        assert_eq!(
-            (c["uuid"].as_str(), c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
-            (Some(id.as_str()), Some("blender"), Some("unity"), Some("transform"))
-        );
+        assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the later writer wins: {}", d.stderr_log());
     }
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
     let conflict_steps = || {
         wal_records(&dir.path().join("data"))
             .into_iter()
@@ -718,15 +726,7 @@ fn a_move_of_an_object_another_editor_deleted_meanwhile_is_a_conflict_the_delete
     settle(&mut [&mut b, &mut u]);
     assert!(!b.states.contains_key(&id), "Blender is sent the delete: {}", d.stderr_log());
     assert!(!u.states.contains_key(&id), "the delete stands");
-    for m in [&b, &u] {
-        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        let c = conflicts[0];
-        assert_eq!(
-            (c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
-            (Some("unity"), Some("blender"), Some("transform"))
-        );
-    }
+    one_conflict_in_each(&[&b, &u], "unity", "blender", "transform");
     let steps = wal_records(&dir.path().join("data"))
         .into_iter()
         .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
@@ -751,11 +751,7 @@ fn a_move_of_an_object_another_editor_tombstoned_meanwhile_is_a_conflict_the_del
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
     settle(&mut [&mut b, &mut u]);
     assert!(!u.states.contains_key(&id), "Unity is sent the delete: {}", d.stderr_log());
-    for m in [&b, &u] {
-        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert_eq!((conflicts[0]["winner"].as_str(), conflicts[0]["loser"].as_str()), (Some("blender"), Some("unity")));
-    }
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
 }
 
 /// Unity moves the cube; its batch is in flight to Blender when the person there deletes the
@@ -787,15 +783,7 @@ fn a_move_in_flight_when_another_editor_deletes_the_object_is_a_conflict_the_del
     let outcomes: Vec<&Value> = u.results.iter().filter(|r| r["batch_id"] == batch_id.as_str()).collect();
     assert_eq!(outcomes.len(), 1, "{:?}", u.results);
     assert_eq!(outcomes[0]["outcome"], "committed", "no rollback: {}", d.stderr_log());
-    for m in [&b, &u] {
-        let conflicts: Vec<&Value> = m.events.iter().filter(|e| e["type"] == "conflict").collect();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        let c = conflicts[0];
-        assert_eq!(
-            (c["winner"].as_str(), c["loser"].as_str(), c["op"].as_str()),
-            (Some("blender"), Some("unity"), Some("transform"))
-        );
-    }
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
     let recs = wal_records(&dir.path().join("data"));
     assert_eq!(recs.iter().filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict").count(), 1);
     assert_eq!(recs.iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
