@@ -438,6 +438,30 @@ def test_a_person_deletes_the_cube_while_unitys_move_of_it_is_on_its_way(world, 
                 and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]) == 1
 
 
+def test_a_cube_added_and_deleted_again_at_once_stays_deleted(world):
+    """A person adds a cube and deletes it (or undoes the add) a moment later: Blender sent
+    the cube's `create`, which waited in the daemon's window, then its delete. At batch time
+    the waiting `create` brought the cube back: Unity showed it, and the daemon held it as
+    live — a replay would have put it back into Blender. The editor's own delete supersedes
+    its waiting changes (PROTOCOL.md §6.2)."""
+    made, host = world.startup_synced()
+    bpy.ops.mesh.primitive_cube_add(location=(4, 0, 0))
+    added = bpy.context.active_object
+    s = vibesync._session()
+    drive(lambda: s.engine.inflight, timeout=10, what="the new cube's create sent")
+    u = added["vibesync_uuid"]
+    bpy.data.objects.remove(added)  # before the create's window (300 ms) closed
+    view = world.finish(host, made)
+    assert u not in view
+    wal = world.daemon.tail()
+    gone = [r["seq"] for r in wal if r.get("phase") == "COMMIT"
+            and (r.get("payload") or {}).get("op") == "tombstone" and u in r.get("uuids", ())]
+    assert gone, "the delete was committed"
+    later = [r for r in wal if r["seq"] > gone[-1] and r.get("phase") == "STEP"
+             and (r.get("payload") or {}).get("op") in ("state", "register") and r.get("uuids") == [u]]
+    assert not later, f"the deleted cube was brought back: {later}"
+
+
 def test_rename_and_delete_during_a_batch(world):
     made, host = world.startup_synced()
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]

@@ -114,6 +114,21 @@ impl<S: Clone + PartialEq> Queue<S> {
         self.main.is_empty() && self.pipelined.is_empty()
     }
 
+    /// Remove the waiting changes of `uuid` that `drop` picks; the others keep their order (in
+    /// the main window, where a uuid's changes that must wait go). Returns the removed ones.
+    pub fn remove_of(&mut self, uuid: &str, mut drop: impl FnMut(&Queued<S>) -> bool, now_ms: u64) -> Vec<Queued<S>> {
+        if !self.has_pending(uuid) {
+            return Vec::new();
+        }
+        let mut all = self.pipelined.take_uuid(uuid);
+        all.extend(self.main.take_uuid(uuid));
+        let (gone, keep): (Vec<_>, Vec<_>) = all.into_iter().partition(|q| drop(q));
+        for q in keep {
+            self.main.push(now_ms, q);
+        }
+        gone
+    }
+
     /// The waiting changes of `uuid`, in arrival order (they wait in one window at a time).
     pub fn pending_of<'q>(&'q self, uuid: &'q str) -> impl Iterator<Item = &'q Queued<S>> + 'q {
         self.pipelined.pending_of(uuid).chain(self.main.pending_of(uuid))

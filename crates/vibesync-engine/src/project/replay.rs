@@ -216,6 +216,35 @@ impl Project {
                 );
             }
             self.deleted_over(cx, &by, &ops, seq).await;
+            // The deleting editor's own changes of these uuids still waiting (a `create` of an
+            // object added and deleted within one window) are superseded by its delete: a
+            // waiting `create` applied at batch time brought the deleted object back.
+            let now = cx.now();
+            let mut dropped: Vec<String> = Vec::new();
+            for (u, _) in &ops {
+                if !self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now).is_empty() {
+                    dropped.push(u.clone());
+                }
+                let before = self.held.len();
+                self.held.retain(|q| !(q.origin.session_id == by.session_id && &q.change.uuid == u));
+                if self.held.len() != before && !dropped.contains(u) {
+                    dropped.push(u.clone());
+                }
+            }
+            if !dropped.is_empty() {
+                info!(project_id = %self.project, session_id = %by.session_id, uuids = ?dropped, "its editor deleted these objects: its changes of them still waiting are dropped");
+                self.expose(seq);
+                let msg = Outbound::BatchResult {
+                    batch_id: uuid::Uuid::new_v4().to_string(),
+                    seq,
+                    outcome: vibesync_protocol::BatchOutcome::Dropped,
+                    uuids: dropped,
+                    error_code: None,
+                    kept_local: false,
+                    reason: None,
+                };
+                cx.send(&by.session_id, vec![msg.to_frame()]).await;
+            }
         }
         for f in self.inflight.iter_mut() {
             for (u, _) in &ops {

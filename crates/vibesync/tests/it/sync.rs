@@ -791,6 +791,37 @@ fn a_move_in_flight_when_another_editor_deletes_the_object_is_a_conflict_the_del
     assert_eq!(st["projects"]["demo"]["not_synced"], json!([]), "nothing marked not synced: {st}");
 }
 
+/// A person adds an object and deletes it again within one window: the `create` waits in the
+/// window when its editor's `tombstone` of the uuid arrives. The delete is the later change
+/// of the same editor: the waiting `create` must not bring the object back at batch time.
+#[test]
+fn an_object_created_and_tombstoned_within_one_window_stays_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 300, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    let ack = register(&mut b.c, "r", &[(id.as_str(), "object", "Gone")]);
+    assert_eq!(ack["results"][0]["status"], "registered", "{ack}");
+    let ack = b.send_change("c", vec![create(&id, "Gone", [1.0, 2.0, 3.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    b.states.remove(&id);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[id]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert!(!u.states.contains_key(&id), "never shown in Unity: {}", d.stderr_log());
+    let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+    let (_, out, _) = cli(&["tail", "--data-dir", dir.path().join("data").to_str().unwrap(), "--json"]);
+    assert!(
+        !out.lines().any(|l| l.contains("\"op\":\"register\"")
+            && l.contains("STEP")
+            && l.contains(&id)
+            && l.contains("\"sync\"")),
+        "{st}"
+    );
+}
+
 /// An editor that re-sends what it already holds (its objects as `create` after a reconnect,
 /// from `base_seq` 0) is refused `STALE` but is no conflict: only a refused change that would
 /// have changed the state is one (docs/PROTOCOL.md §6.2).
