@@ -101,6 +101,10 @@ namespace VibeSync.Bridge.Core
         // uuid -> a person's unsent ops of an object the batch being applied deletes
         // (ReportDeletedOver): sent after its answer.
         readonly Dictionary<string, List<object>> deletedOver = new Dictionary<string, List<object>>(StringComparer.Ordinal);
+        // A person's deletes go as `tombstone` requests (PROTOCOL §5, §6.2: the delete is the
+        // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
+        readonly Dictionary<string, List<string>> pendingTombstones = new Dictionary<string, List<string>>();
+        readonly HashSet<string> tombstoning = new HashSet<string>(StringComparer.Ordinal);
         // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
         // a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
@@ -592,6 +596,10 @@ namespace VibeSync.Bridge.Core
                 kv.Value.Add(LostRequest);
                 if (!unacked.Contains(kv.Key)) { resendFull.Add(kv.Key); dirty.Add(kv.Key); }
             }
+            // Deletes not acknowledged: sent again (what was synced is kept until the ack).
+            foreach (var l in pendingTombstones.Values) foreach (var u in l) dirty.Add(u);
+            pendingTombstones.Clear();
+            tombstoning.Clear();
             adoptWait = null; // the fresh uuids wait for the next connection's replay
             pendingChange.Clear();
             pendingRegister.Clear();
@@ -700,6 +708,13 @@ namespace VibeSync.Bridge.Core
                     foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
                 DrainWaiting();
             }
+            List<string> notGone;
+            if (rid != null && pendingTombstones.TryGetValue(rid, out notGone))
+            {
+                // Refused as a whole: the deletes are sent again with the next capture.
+                pendingTombstones.Remove(rid);
+                foreach (var u in notGone) { tombstoning.Remove(u); dirty.Add(u); }
+            }
             if (rid != null && pendingRegister.ContainsKey(rid))
             {
                 foreach (var u in pendingRegister[rid]) registering.Remove(u);
@@ -730,6 +745,13 @@ namespace VibeSync.Bridge.Core
                 }
                 return;
             }
+            List<string> gone;
+            if (rid != null && pendingTombstones.TryGetValue(rid, out gone))
+            {
+                pendingTombstones.Remove(rid);
+                OnTombstoneAck(gone, results);
+                return;
+            }
             List<KeyValuePair<string, ObjectState>> sent;
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
@@ -739,6 +761,50 @@ namespace VibeSync.Bridge.Core
                 return;
             }
             Emit("ack", new Dictionary<string, object> { { "request_id", rid }, { "seq", seq }, { "results", results } });
+        }
+
+        /// <summary>
+        /// One result per uuid of a `tombstone` (§5): `tombstoned`, or `NOT_FOUND` (already gone):
+        /// the uuid is no longer tracked. Another refusal keeps it not synced, retried like a
+        /// kept edit (§6.8).
+        /// </summary>
+        void OnTombstoneAck(List<string> uuids, List<object> results)
+        {
+            for (int i = 0; i < uuids.Count; i++)
+            {
+                string u = uuids[i];
+                tombstoning.Remove(u);
+                var r = results != null && i < results.Count ? results[i] as Dictionary<string, object> : null;
+                string status = r == null ? null : Msg.OptStr(r, "status");
+                string code = r == null ? null : Msg.OptStr(r, "error_code");
+                if (status == ItemStatus.Tombstoned || code == ErrorCode.NotFound)
+                {
+                    synced.Remove(u);
+                    appliedHash.Remove(u);
+                    resendFull.Remove(u);
+                    notSynced.Remove(u);
+                    Resolved(u);
+                    continue;
+                }
+                string why = (code ?? "error") + ": " + (r == null ? "no result" : Msg.OptStr(r, "message"));
+                notSynced[u] = "delete not synced: " + why;
+                Fail("delete of " + u + " refused: " + why, null, code);
+            }
+            var ul = new List<object>();
+            foreach (var u in uuids) ul.Add(u);
+            Emit("tombstone_ack", new Dictionary<string, object> { { "uuids", ul } });
+        }
+
+        /// <summary>A person's deletes, as one `tombstone` request (§5, §6.2: the delete is the
+        /// later writer and wins over another editor's change still on its way).</summary>
+        void SendTombstone(List<string> uuids)
+        {
+            if (uuids.Count == 0 || !client.IsConnected) return;
+            string rid = NextRequestId("t");
+            if (!client.Send(Msg.Tombstone(rid, uuids))) { foreach (var u in uuids) dirty.Add(u); return; }
+            pendingTombstones[rid] = uuids;
+            tombstoning.UnionWith(uuids);
+            MarkUserActive();
         }
 
         /// <summary>One result per change (§6.1): `queued`, or `error` with a per-item code.</summary>
@@ -1277,7 +1343,7 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         bool HasLocalWork(string uuid)
         {
-            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid)) return true;
+            if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid) || tombstoning.Contains(uuid)) return true;
             if (!dirty.Contains(uuid)) return false;
             ObjectState before;
             if (!synced.TryGetValue(uuid, out before) || before == null) return false; // never synced here: the daemon's state is applied
@@ -1352,6 +1418,36 @@ namespace VibeSync.Bridge.Core
                 }
                 if (ops.Count > 0) deletedOver[c.Uuid] = ops;
             }
+        }
+
+        /// <summary>
+        /// Objects of a forwarded batch the person deleted here before it was applied (not
+        /// captured yet, or their `tombstone` awaiting its ack): nothing of them is applied and
+        /// the answer leaves them out, and their delete goes to the daemon now, before the
+        /// answer, so the daemon has it when the answer arrives — the delete is the later writer
+        /// and wins, a conflict, and the batch is no failed propagation (PROTOCOL.md §6.2, §6.4).
+        /// Applied over the missing object, the whole batch failed and rolled back.
+        /// </summary>
+        IncomingBatch WithoutDeletedHere(IncomingBatch b)
+        {
+            var gone = new HashSet<string>(StringComparer.Ordinal);
+            var send = new List<string>();
+            foreach (var c in b.Changes)
+            {
+                if (c.Op == Ops.Create || gone.Contains(c.Uuid)) continue;
+                ObjectState before;
+                bool deletedHere = synced.TryGetValue(c.Uuid, out before) && before != null && scene.Capture(c.Uuid) == null;
+                if (!deletedHere && !tombstoning.Contains(c.Uuid)) continue;
+                gone.Add(c.Uuid);
+                if (!tombstoning.Contains(c.Uuid)) send.Add(c.Uuid);
+            }
+            if (gone.Count == 0) return b;
+            foreach (var u in send) dirty.Remove(u);
+            SendTombstone(send);
+            var rest = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
+            foreach (var c in b.Changes) if (!gone.Contains(c.Uuid)) rest.Changes.Add(c);
+            rest.Count = rest.Changes.Count;
+            return rest;
         }
 
         static List<string> RepeatUuid(string uuid, int n)
@@ -1443,6 +1539,7 @@ namespace VibeSync.Bridge.Core
             // edit stays dirty, to be sent after as a change of its own. Applying over it took the
             // person's value away, and capturing the uuid as applied swallowed the rest of the edit.
             var made = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            if (b.Path != BatchPath.Resync) toApply = WithoutDeletedHere(toApply);
             if (b.Path != BatchPath.Resync)
             {
                 var mine = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
@@ -1578,6 +1675,7 @@ namespace VibeSync.Bridge.Core
             var ops = new List<Dictionary<string, object>>();
             var opUuids = new List<string>();
             var toRegister = new List<ObjectState>();
+            var toTombstone = new List<string>();
             var done = new List<string>();
             foreach (var uuid in dirty)
             {
@@ -1586,12 +1684,19 @@ namespace VibeSync.Bridge.Core
                 // One change per uuid in flight (PROTOCOL §6.6, pipeline step `send`): a newer edit
                 // waits, still dirty, until the previous change ends (batch_result naming the uuid, or
                 // a refusal), so a result never resolves work it did not cover. Edits meanwhile coalesce.
-                if (InFlight(uuid)) continue;
+                if (InFlight(uuid) || tombstoning.Contains(uuid)) continue;
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);
                 ObjectState before;
                 synced.TryGetValue(uuid, out before);
+                if (cur == null)
+                {
+                    // A person's delete: a `tombstone` request (§5), not a change (§6.2).
+                    resendFull.Remove(uuid);
+                    if (before != null || unresolved.ContainsKey(uuid)) toTombstone.Add(uuid);
+                    continue;
+                }
                 // Kept over a replay or unresolved when the connection dropped: the daemon's state is
                 // unknown, send ours in full. A change lost with its connection that diffs to nothing
                 // (or looks like an echo) is also sent in full, so it ends in a batch_result.
@@ -1612,11 +1717,7 @@ namespace VibeSync.Bridge.Core
                     continue;
                 }
                 var diff = full ? new List<Dictionary<string, object>>() : StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale);
-                if (diff.Count == 0 && (full || OnlyLost(uuid)))
-                {
-                    if (cur != null) diff.Add(cur.ToCreateOp(unitScale));
-                    else if (before != null || unresolved.ContainsKey(uuid)) diff.Add(new Dictionary<string, object> { { "op", Ops.Delete }, { "uuid", uuid } });
-                }
+                if (diff.Count == 0 && (full || OnlyLost(uuid))) diff.Add(cur.ToCreateOp(unitScale));
                 foreach (var op in diff)
                 {
                     ops.Add(op);
@@ -1625,9 +1726,12 @@ namespace VibeSync.Bridge.Core
             }
             foreach (var u in done) dirty.Remove(u);
             if (toRegister.Count > 0) SendRegister(toRegister);
-            if (ops.Count == 0) return;
-            MarkUserActive();
-            SendChanges(ops, opUuids);
+            if (ops.Count > 0)
+            {
+                MarkUserActive();
+                SendChanges(ops, opUuids);
+            }
+            SendTombstone(toTombstone); // after the changes: a child's reparent out of it goes first
         }
 
         void MarkUserActive()

@@ -273,7 +273,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
-        public static void DuplicateIsRegisteredUnderAFreshUuidAndDeleteIsSent()
+        public static void DuplicateIsRegisteredUnderAFreshUuidAndDeleteIsSentAsATombstone()
         {
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
@@ -290,11 +290,14 @@ namespace VibeSync.Bridge.Tests
                 Check.True(copy.Uuid != a.Uuid, "original keeps its own uuid");
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 foreach (var u in r.Scene.Delete(a)) r.Engine.MarkDirty(u);
-                r.Daemon.WaitFor("change", 3, r.Pump);
-                var ops = r.Ops();
-                var last = ops[ops.Count - 1];
-                Check.Equal("delete", (string)last["op"], "delete op");
-                Check.Equal(a.Uuid, (string)last["uuid"], "of the original");
+                // A person's delete is a `tombstone` request (PROTOCOL §5, §6.2).
+                var t = r.Daemon.WaitFor("tombstone", 1, r.Pump)[0].Message;
+                var gone = (List<object>)t["uuids"];
+                Check.Equal(1, gone.Count, "one uuid");
+                Check.Equal(a.Uuid, (string)gone[0], "of the original");
+                Check.Eventually(() => r.Events.Contains("tombstone_ack"), TimeSpan.FromSeconds(5), "acknowledged", r.Pump);
+                r.Settle();
+                Check.Equal(2, r.Daemon.Received("change").Count, "no `delete` change besides");
             }
         }
 
@@ -1064,6 +1067,40 @@ namespace VibeSync.Bridge.Tests
                 Check.True(baseBefore < seq, "below the delete's seq");
                 r.Settle();
                 Check.Equal(changes + 1, r.Daemon.Received("change").Count, "sent once, nothing else");
+            }
+        }
+
+        [VsTest]
+        public static void AnObjectDeletedHereBeforeABatchOfItIsLeftOutAndItsDeleteGoesFirst()
+        {
+            // PROTOCOL.md §6.2, §6.4: a person deleted A in Unity; before the engine captured it,
+            // a batch from Blender moves A and B. Applied over the missing A, the whole batch
+            // failed (B's move too) and rolled back. Now A's ops are left out, A's delete (a
+            // `tombstone`) goes to the daemon before the answer, and B's move is applied.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.Add("A");
+                var bObj = r.Add("B");
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Settle();
+                r.Scene.Delete(a);
+                r.Engine.MarkDirty(a.Uuid);
+                Func<string, double, Dictionary<string, object>> move = (u, x) => new Dictionary<string, object> { { "op", "transform" }, { "uuid", u }, { "t", Msg.List(x, 0, 0) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) } };
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", move(a.Uuid, 3), move(bObj.Uuid, 4));
+                Check.Eventually(() => r.Client.IncomingCount >= 4, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var hashes = (Dictionary<string, object>)applied["hashes"];
+                Check.True(!hashes.ContainsKey(a.Uuid), "A left out of the answer");
+                Check.Equal(r.Scene.Capture(bObj.Uuid).Hash(), (string)hashes[bObj.Uuid], "B answered as moved");
+                Check.Near(new[] { 4.0, 0, 0 }, bObj.Position, 1e-12, "B's move is applied");
+                var types = r.Daemon.ReceivedTypes();
+                int t = types.IndexOf("tombstone"), ans = types.IndexOf("applied");
+                Check.True(t >= 0 && t < ans, "A's delete goes before the answer: " + string.Join(",", types));
+                Check.Equal(a.Uuid, (string)((List<object>)r.Daemon.Received("tombstone")[0].Message["uuids"])[0], "of A");
+                r.Settle();
+                Check.Equal(1, r.Daemon.Received("tombstone").Count, "sent once");
+                Check.Equal(0L, (long)r.Engine.Stats()["not_synced"], "nothing not synced");
             }
         }
 

@@ -171,6 +171,13 @@ namespace VibeSync.Bridge.Tests
                     }
                 case "change":
                     return Ack(rid, (List<object>)m["changes"], "uuid", ItemStatus.Queued);
+                case "tombstone":
+                    {
+                        var results = new List<object>();
+                        foreach (var u in (List<object>)m["uuids"])
+                            results.Add(new Dictionary<string, object> { { "uuid", u }, { "status", ItemStatus.Tombstoned } });
+                        return new Dictionary<string, object> { { "type", "ack" }, { "request_id", rid }, { "seq", NextSeq() }, { "results", results } };
+                    }
                 case "ping":
                     return new Dictionary<string, object> { { "type", "pong" }, { "request_id", rid }, { "seq", Seq } };
                 default:
@@ -248,6 +255,14 @@ namespace VibeSync.Bridge.Tests
         }
 
         public void ClearReceived() { lock (gate) received.Clear(); }
+
+        /// <summary>The types of every frame received, in arrival order.</summary>
+        public List<string> ReceivedTypes()
+        {
+            var l = new List<string>();
+            lock (gate) foreach (var f in received) l.Add(f.Type);
+            return l;
+        }
 
         /// <summary>Waits until at least <paramref name="count"/> frames of the type arrived; pumps the engine meanwhile.</summary>
         public List<Frame> WaitFor(string type, int count, Action pump, double seconds = 5)
