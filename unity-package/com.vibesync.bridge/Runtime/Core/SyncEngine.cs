@@ -24,7 +24,8 @@
 //    always applied.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
 //    epsilon 1e-5 and sends `change` ops, one change per uuid in flight (§6.6): a uuid whose
-//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends. Echoes of our own applies are suppressed by state hash:
+//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends; a deleted
+//    object goes as a `tombstone` request (§5, §6.2). Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
 //    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
 //    nothing: the daemon sends the current state as a `resync` batch.
