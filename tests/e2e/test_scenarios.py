@@ -309,6 +309,28 @@ def test_simultaneous_drags_from_both_sides(world):
     world.finish(host, made)
 
 
+def unity_edits_the_cube_before_blender_reads_it(world, command: str):
+    """The factory startup scene synced; then `command` (its `{u}` the Cube's uuid) in Unity,
+    whose batch (300 ms window) is left in Blender's socket, not read yet."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(command.format(u=u))
+    time.sleep(1.0)
+    return made, host, cube, u
+
+
+def blender_conflicts(u: str) -> list:
+    """The conflicts Blender shows (its `status()`) for `u`."""
+    return [c for c in vibesync.status()["conflicts"] if c.get("uuid") == u]
+
+
+def wal_conflict_steps(world, u: str) -> list:
+    """The WAL's `conflict` STEPs naming `u`."""
+    return [r for r in world.daemon.tail() if r.get("phase") == "STEP"
+            and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]
+
+
 def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(world):
     """A person in Unity moves the Cube; its batch reaches Blender's socket; then, before
     Blender reads it, the person in Blender moves the Cube too. Blender applied the batch
@@ -316,11 +338,7 @@ def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(w
     was never sent — lost, with no conflict anywhere. The batch's op of a part a person
     changed here is not applied; the person's move is sent after it and, the later of the
     two, stands in both editors (PROTOCOL.md §6.4)."""
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
-    host.cmd(f"move {u} 0 0 4")
-    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
+    made, host, cube, u = unity_edits_the_cube_before_blender_reads_it(world, "move {u} 0 0 4")
     cube.location = (3, 0, 0)
     moved_away = []
 
@@ -344,12 +362,8 @@ def test_a_move_sent_while_unitys_rename_of_the_object_waits_commits_both(world)
     edit): two failed propagations, both edits marked not synced, where nobody did anything
     wrong. The editor's own change queued after the batch's window accounts for the
     difference (PROTOCOL.md §6.4): both commit, nothing rolls back."""
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
+    made, host, cube, u = unity_edits_the_cube_before_blender_reads_it(world, "rename {u} Crate")
     rollbacks = sum(r.get("phase") == "ROLLBACK" for r in world.daemon.tail())
-    host.cmd(f"rename {u} Crate")
-    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
     cube.location = (3, 0, 0)
     # A tick that read its socket just before the batch arrived, then captured and sent the
     # move: the pump's steps after `events` (capture, send), without reading.
@@ -375,19 +389,11 @@ def test_a_move_of_an_object_unity_deleted_meanwhile_is_a_conflict_the_delete_wo
     now still sends the move, from the base it had before the batch; the daemon refuses it
     STALE (the Cube was deleted by another editor after that base), a conflict the delete
     won: a WAL STEP, shown in both editors (PROTOCOL.md §6.1, §6.2)."""
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
-    host.cmd(f"delete {u}")
-    time.sleep(1.0)  # its batch (300 ms window) is in Blender's socket, not read yet
+    made, host, cube, u = unity_edits_the_cube_before_blender_reads_it(world, "delete {u}")
     cube.location = (3, 0, 0)
-
-    def conflict_here():
-        return [c for c in vibesync.status()["conflicts"] if c.get("uuid") == u]
-
-    drive(lambda: "Cube" not in bpy.data.objects and conflict_here(), timeout=15,
+    drive(lambda: "Cube" not in bpy.data.objects and blender_conflicts(u), timeout=15,
           what="the delete applied and the conflict shown in Blender")
-    c = conflict_here()[0]
+    c = blender_conflicts(u)[0]
     assert (c["winner"], c["loser"], c["op"]) == ("unity", "blender", "transform"), c
     ev = host.wait("conflict", pred=lambda e: e.get("uuid") == u, timeout=15,
                    what="the conflict shown in Unity")
@@ -396,9 +402,7 @@ def test_a_move_of_an_object_unity_deleted_meanwhile_is_a_conflict_the_delete_wo
     made = {k: v for k, v in made.items() if k != u}
     view = world.finish(host, made)
     assert u not in view, "the delete stands"
-    steps = [r for r in world.daemon.tail()
-             if r.get("phase") == "STEP" and (r.get("payload") or {}).get("op") == "conflict"
-             and r.get("uuids") == [u]]
+    steps = wal_conflict_steps(world, u)
     assert len(steps) == 1, steps
 
 
@@ -418,12 +422,9 @@ def test_a_person_deletes_the_cube_while_unitys_move_of_it_is_on_its_way(world, 
     time.sleep(delay)
     bpy.data.objects.remove(cube)
 
-    def conflict_here():
-        return [c for c in vibesync.status()["conflicts"] if c.get("uuid") == u]
-
-    drive(lambda: conflict_here() and host.obj(u) is None, timeout=15,
+    drive(lambda: blender_conflicts(u) and host.obj(u) is None, timeout=15,
           what="the conflict shown in Blender and the Cube gone in Unity")
-    c = conflict_here()[0]
+    c = blender_conflicts(u)[0]
     assert (c["winner"], c["loser"], c["op"]) == ("blender", "unity", "transform"), c
     host.wait("conflict", pred=lambda e: e.get("uuid") == u, timeout=15, what="the conflict in Unity")
     stats = host.stats()
@@ -432,10 +433,8 @@ def test_a_person_deletes_the_cube_while_unitys_move_of_it_is_on_its_way(world, 
     made = {k: v for k, v in made.items() if k != u}
     view = world.finish(host, made)
     assert u not in view
-    wal = world.daemon.tail()
-    assert not [r for r in wal if r.get("phase") == "ROLLBACK"], "nothing rolls back"
-    assert len([r for r in wal if r.get("phase") == "STEP"
-                and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]) == 1
+    assert not [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"], "nothing rolls back"
+    assert len(wal_conflict_steps(world, u)) == 1
 
 
 def test_a_cube_added_and_deleted_again_at_once_stays_deleted(world):

@@ -1381,7 +1381,7 @@ class Session:
             out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
         return out - {wire.Op.CREATE, wire.Op.DELETE}
 
-    def _deleted_before(self, batch, pending: set[str]) -> None:
+    def _leave_out_deleted_here(self, batch, pending: set[str]) -> None:
         """Objects of a forwarded batch that the person deleted here before it was applied:
         nothing of them is applied (they are gone) and the answer leaves them out, and their
         delete goes to the daemon now, before the answer — so the daemon has it when the
@@ -1580,8 +1580,7 @@ class Session:
         answered = batch.changes
         spared: list[str] = []
         if pending and batch.path != "resync":
-            self._deleted_before(batch, pending)
-        if pending and batch.path != "resync":
+            self._leave_out_deleted_here(batch, pending)
             # A part a person changed here and the daemon has not taken yet (not captured,
             # or sent and unresolved) is not overwritten: that op is not applied, the
             # answer is still the state the batch made, and the person's edit is sent after

@@ -237,29 +237,12 @@ impl Project {
                 }
             }
         }
+        let kind = |s: &SessionId| kinds.get(s).cloned().unwrap_or_default();
         for c in &plan.conflicts {
-            drafts.push(self.step(
-                &batch_id,
-                &c.uuid,
-                RegOp::Conflict {
-                    uuid: c.uuid.clone(),
-                    winner: kinds.get(&c.winner).cloned().unwrap_or_default(),
-                    loser: kinds.get(&c.loser).cloned().unwrap_or_default(),
-                    change_op: c.op.to_string(),
-                },
-            ));
+            drafts.push(self.conflict_step(&batch_id, &c.uuid, &kind(&c.winner), &kind(&c.loser), c.op));
         }
         for r in &rebased {
-            drafts.push(self.step(
-                &batch_id,
-                &r.uuid,
-                RegOp::Conflict {
-                    uuid: r.uuid.clone(),
-                    winner: kinds.get(&r.winner).cloned().unwrap_or_default(),
-                    loser: r.loser.editor.clone(),
-                    change_op: r.op.to_string(),
-                },
-            ));
+            drafts.push(self.conflict_step(&batch_id, &r.uuid, &kind(&r.winner), &r.loser.editor, r.op));
         }
         if path == Path::Fast {
             drafts.push(self.draft(

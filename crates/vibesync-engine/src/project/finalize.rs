@@ -16,7 +16,7 @@ use super::queue::Stale;
 use super::{dedup, Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
 use crate::finalize::plan_rollback;
 use crate::stale::{Parts, Write};
-use crate::sync::Change;
+use crate::sync::{Change, ChangeOp};
 
 impl Project {
     /// Take the batch `batch_id` out of the batches in flight.
@@ -57,44 +57,18 @@ impl Project {
         self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), "").await;
         // Conflicts: both editors hear of it; the loser is corrected when what it holds after
         // applying what it was sent differs from the winner's state.
+        let kind = |s: &SessionId| f.kinds.get(s).cloned().unwrap_or_default();
         for c in &f.conflicts {
-            let ev = Outbound::Conflict {
-                uuid: c.uuid.clone(),
-                winner: f.kinds.get(&c.winner).cloned().unwrap_or_default(),
-                loser: f.kinds.get(&c.loser).cloned().unwrap_or_default(),
-                op: c.op.to_string(),
-                seq: f.seq,
-            }
-            .to_frame();
-            for s in [&c.winner, &c.loser] {
-                cx.send(s, vec![ev.clone()]).await;
-            }
-            self.conflicts += 1;
+            let to = [c.winner.clone(), c.loser.clone()];
+            self.announce_conflict(cx, &c.uuid, (&kind(&c.winner), &kind(&c.loser)), c.op, f.seq, &to).await;
         }
         // Across windows: the loser is corrected by the batch it was sent (it holds the
         // winner's value); both hear of it.
         for r in &f.rebased {
-            let winner = f.kinds.get(&r.winner).cloned().unwrap_or_default();
+            let winner = kind(&r.winner);
             warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?[&r.uuid], winner = %winner, loser = %r.loser.editor, op = r.op, seq = f.seq, overridden_seq = r.loser.seq, "conflict: a change made before its editor heard of another editor's change of the same part overrides it; the later writer wins");
-            let ev = Outbound::Conflict {
-                uuid: r.uuid.clone(),
-                winner,
-                loser: r.loser.editor.clone(),
-                op: r.op.to_string(),
-                seq: f.seq,
-            }
-            .to_frame();
-            let mut targets = vec![r.winner.clone()];
-            targets.extend(
-                self.project_sessions(cx)
-                    .into_iter()
-                    .filter(|s| s.client_id == r.loser.client && s.session_id != r.winner)
-                    .map(|s| s.session_id),
-            );
-            for s in targets {
-                cx.send(&s, vec![ev.clone()]).await;
-            }
-            self.conflicts += 1;
+            let to = self.with_sessions_of(cx, &r.winner, &r.loser.client);
+            self.announce_conflict(cx, &r.uuid, (&winner, &r.loser.editor), r.op, f.seq, &to).await;
         }
         for (s, uuids) in &f.corrections {
             self.send_resync(cx, s, uuids, "conflict: corrected to the winner's state").await;
@@ -233,46 +207,124 @@ impl Project {
         }
     }
 
+    /// The WAL STEP that records a conflict (registry op `conflict`, docs/WAL.md): in the
+    /// batch that resolved it, or standalone under `operation_id`.
+    pub(super) fn conflict_step(
+        &self,
+        operation_id: &str,
+        uuid: &str,
+        winner: &str,
+        loser: &str,
+        op: &str,
+    ) -> RecordDraft {
+        self.step(
+            operation_id,
+            uuid,
+            RegOp::Conflict {
+                uuid: uuid.to_string(),
+                winner: winner.to_string(),
+                loser: loser.to_string(),
+                change_op: op.to_string(),
+            },
+        )
+    }
+
+    /// The `conflict` event (docs/PROTOCOL.md §6.2, §6.8) to each of `to` once, counted for
+    /// `status`. `winner` and `loser` are editor kinds.
+    pub(super) async fn announce_conflict(
+        &mut self,
+        cx: &Cx<'_>,
+        uuid: &str,
+        (winner, loser): (&str, &str),
+        op: &str,
+        seq: u64,
+        to: &[SessionId],
+    ) {
+        let ev = Outbound::Conflict {
+            uuid: uuid.to_string(),
+            winner: winner.to_string(),
+            loser: loser.to_string(),
+            op: op.to_string(),
+            seq,
+        }
+        .to_frame();
+        let to: BTreeSet<&SessionId> = to.iter().collect();
+        for s in to {
+            cx.send(s, vec![ev.clone()]).await;
+        }
+        self.conflicts += 1;
+    }
+
+    /// `session` and the project's sessions of `client_id` (a side known by its client id,
+    /// e.g. the writer of a committed change, whose session may have changed since).
+    pub(super) fn with_sessions_of(&self, cx: &Cx<'_>, session: &str, client_id: &str) -> Vec<SessionId> {
+        let mut out = vec![session.to_string()];
+        out.extend(self.project_sessions(cx).into_iter().filter(|s| s.client_id == client_id).map(|s| s.session_id));
+        out
+    }
+
     /// STALE refusals of slow-path changes are conflicts the other editor won: a standalone
     /// WAL STEP (`conflict`), a log line and a `conflict` event to both editors.
     pub(super) async fn stale_conflicts(&mut self, cx: &Cx<'_>, loser: &Editor, stale: Vec<Stale>) {
         let seq = cx.view.last_seq();
         let op_id = uuid::Uuid::new_v4().to_string();
-        let drafts: Vec<RecordDraft> = stale
-            .iter()
-            .map(|(u, op, (_, winner))| {
-                self.step(
-                    &op_id,
-                    u,
-                    RegOp::Conflict {
-                        uuid: u.clone(),
-                        winner: winner.clone(),
-                        loser: loser.editor.to_string(),
-                        change_op: op.to_string(),
-                    },
-                )
-            })
-            .collect();
+        let loser_kind = loser.editor.to_string();
+        let drafts: Vec<RecordDraft> =
+            stale.iter().map(|(u, op, (_, winner))| self.conflict_step(&op_id, u, winner, &loser_kind, op)).collect();
         if let Err(e) = cx.append(drafts).await {
             return cx.storage_failed(&op_id, &e).await;
         }
         for (u, op, (winner_client, winner)) in stale {
             warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
-            let ev = Outbound::Conflict { uuid: u, winner, loser: loser.editor.to_string(), op: op.to_string(), seq }
-                .to_frame();
-            let mut targets = vec![loser.session_id.clone()];
-            targets.extend(
-                self.project_sessions(cx)
-                    .into_iter()
-                    .filter(|s| s.client_id == winner_client && s.session_id != loser.session_id)
-                    .map(|s| s.session_id),
-            );
-            for s in targets {
-                cx.send(&s, vec![ev.clone()]).await;
-            }
-            self.conflicts += 1;
+            let to = self.with_sessions_of(cx, &loser.session_id, &winner_client);
+            self.announce_conflict(cx, &u, (&winner, &loser_kind), op, seq, &to).await;
         }
         self.publish_status(cx).await;
+    }
+
+    /// A delete through a `tombstone` request (by `by`) of uuids another editor's change of
+    /// which is waiting in a window or in a batch in flight: the delete is the later writer and
+    /// wins (the waiting change is dropped at batch time, the batch's state of the uuid is not
+    /// applied to a deleted record), and that is a conflict (docs/PROTOCOL.md §6.2): a
+    /// standalone `conflict` STEP per loser and uuid, a log line and the event to both editors.
+    pub(super) async fn tombstone_conflicts(&mut self, cx: &Cx<'_>, by: &Editor, ops: &[(String, ChangeOp)], seq: u64) {
+        // (loser session, uuid) → the loser's last op of it.
+        let mut lost: BTreeMap<(SessionId, String), &'static str> = BTreeMap::new();
+        for (u, _) in ops {
+            let waiting = self.queue.pending_of(u).map(|q| (q.origin.session_id.clone(), q.change.op.name()));
+            let in_flight = self
+                .inflight
+                .iter()
+                .flat_map(|f| f.changes.iter())
+                .filter(|q| &q.change.uuid == u)
+                .map(|q| (q.origin.clone(), q.change.op.name()));
+            for (s, op) in in_flight.chain(waiting) {
+                if s != by.session_id {
+                    lost.insert((s, u.clone()), op);
+                }
+            }
+        }
+        let losers: Vec<(Editor, String, &'static str)> = lost
+            .into_iter()
+            .filter_map(|((s, u), op)| cx.view.session(&s).filter(|e| e.client_id != by.client_id).map(|e| (e, u, op)))
+            .collect();
+        if losers.is_empty() {
+            return;
+        }
+        let winner = by.editor.to_string();
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let drafts: Vec<RecordDraft> = losers
+            .iter()
+            .map(|(loser, u, op)| self.conflict_step(&op_id, u, &winner, loser.editor.as_str(), op))
+            .collect();
+        if let Err(e) = cx.append(drafts).await {
+            return cx.storage_failed(&op_id, &e).await;
+        }
+        for (loser, u, op) in losers {
+            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&u], winner = %winner, loser = %loser.editor, op, seq, "conflict: an object another editor was changing was deleted; the delete stands");
+            let to = [by.session_id.clone(), loser.session_id.clone()];
+            self.announce_conflict(cx, &u, (&winner, loser.editor.as_str()), op, seq, &to).await;
+        }
     }
 
     /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,

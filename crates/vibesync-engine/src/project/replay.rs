@@ -4,14 +4,12 @@
 //! a released quarantine), each checked against the hashes its receiver answers.
 
 use crate::fast::{HashMap, HashSet};
-use std::collections::BTreeMap;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use vibesync_protocol::{Outbound, PathKind};
-use vibesync_registry::{Op as RegOp, Status};
-use vibesync_wal::RecordDraft;
+use vibesync_registry::Status;
 
-use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, SessionId, View};
+use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, View};
 use crate::sync::{ChangeOp, ObjectState};
 
 impl Project {
@@ -215,7 +213,7 @@ impl Project {
                     by.editor.as_str(),
                 );
             }
-            self.deleted_over(cx, &by, &ops, seq).await;
+            self.tombstone_conflicts(cx, &by, &ops, seq).await;
             // The deleting editor's own changes of these uuids still waiting (a `create` of an
             // object added and deleted within one window) are superseded by its delete: a
             // waiting `create` applied at batch time brought the deleted object back.
@@ -271,75 +269,6 @@ impl Project {
             self.not_synced.retain(|(x, _), _| x != u);
         }
         self.publish_status(cx).await;
-    }
-}
-
-impl Project {
-    /// A delete through a `tombstone` request of uuids another editor's change of which is
-    /// waiting in a window or in a batch in flight: the delete is the later writer and wins
-    /// (the waiting change is dropped, the batch's state of the uuid is not applied to a
-    /// deleted record), and that is a conflict (docs/PROTOCOL.md §6.2): a standalone
-    /// `conflict` STEP per loser and uuid, a log line and the event to both editors.
-    async fn deleted_over(&mut self, cx: &Cx<'_>, by: &Editor, ops: &[(String, ChangeOp)], seq: u64) {
-        // (loser session, uuid) → the loser's last op of it.
-        let mut lost: BTreeMap<(SessionId, String), &'static str> = BTreeMap::new();
-        for (u, _) in ops {
-            let waiting = self.queue.pending_of(u).map(|q| (q.origin.session_id.clone(), q.change.op.name()));
-            let in_flight = self
-                .inflight
-                .iter()
-                .flat_map(|f| f.changes.iter())
-                .filter(|q| &q.change.uuid == u)
-                .map(|q| (q.origin.clone(), q.change.op.name()));
-            for (s, op) in in_flight.chain(waiting) {
-                if s != by.session_id {
-                    lost.insert((s, u.clone()), op);
-                }
-            }
-        }
-        if lost.is_empty() {
-            return;
-        }
-        let losers: Vec<(Editor, String, &'static str)> = lost
-            .into_iter()
-            .filter_map(|((s, u), op)| cx.view.session(&s).filter(|e| e.client_id != by.client_id).map(|e| (e, u, op)))
-            .collect();
-        let op_id = uuid::Uuid::new_v4().to_string();
-        let drafts: Vec<RecordDraft> = losers
-            .iter()
-            .map(|(loser, u, op)| {
-                self.step(
-                    &op_id,
-                    u,
-                    RegOp::Conflict {
-                        uuid: u.clone(),
-                        winner: by.editor.to_string(),
-                        loser: loser.editor.to_string(),
-                        change_op: op.to_string(),
-                    },
-                )
-            })
-            .collect();
-        if drafts.is_empty() {
-            return;
-        }
-        if let Err(e) = cx.append(drafts).await {
-            return cx.storage_failed(&op_id, &e).await;
-        }
-        for (loser, u, op) in losers {
-            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&u], winner = %by.editor, loser = %loser.editor, op, seq, "conflict: an object another editor was changing was deleted; the delete stands");
-            let ev = Outbound::Conflict {
-                uuid: u,
-                winner: by.editor.to_string(),
-                loser: loser.editor.to_string(),
-                op: op.to_string(),
-                seq,
-            }
-            .to_frame();
-            cx.send(&by.session_id, vec![ev.clone()]).await;
-            cx.send(&loser.session_id, vec![ev]).await;
-            self.conflicts += 1;
-        }
     }
 }
 

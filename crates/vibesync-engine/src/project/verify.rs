@@ -51,7 +51,7 @@ impl Project {
             }
             return;
         }
-        let hashes = match self.own_later_changes_accounted(cx, &batch_id, &session_id, hashes) {
+        let hashes = match self.answer_explained_by_later_edits(cx, &batch_id, &session_id, hashes) {
             Ok(h) => h,
             Err(why) => return cx.storage_failed("sync", &why).await,
         };
@@ -72,14 +72,16 @@ impl Project {
         self.carry_out(cx, &batch_id, verdict).await;
     }
 
-    /// A participant's answer for a uuid that differs from what it must hold only by its own
-    /// changes of that uuid the daemon queued after the batch's window (sent before the
+    /// A participant's answer for a uuid that differs from what it must hold only by edits
+    /// made after the batch went out is what it must hold (docs/PROTOCOL.md §6.4): a uuid
+    /// deleted since through a `tombstone` request, left out; or its own changes of that uuid
+    /// the daemon queued after the batch's window (sent before the
     /// editor read the batch, or while it applied it: an editor answers the state it holds
     /// with every change it sent, docs/PROTOCOL.md §6.4) is what it must hold: those changes
     /// follow in a batch of their own. Such an answer is taken as the expected hash; any
     /// other difference stays a mismatch. Only a differing answer is looked at (a registry
     /// read and a replay of the uuid's ops).
-    fn own_later_changes_accounted(
+    fn answer_explained_by_later_edits(
         &self,
         cx: &Cx<'_>,
         batch_id: &str,

@@ -106,8 +106,8 @@ namespace VibeSync.Bridge.Core
         // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
         readonly Dictionary<string, List<string>> pendingTombstones = new Dictionary<string, List<string>>();
         readonly HashSet<string> tombstoning = new HashSet<string>(StringComparer.Ordinal);
-        // uuids whose full state is sent as `create` (or `delete`) on the next ProcessDirty: kept over
-        // a replay, or awaiting a batch_result when the connection dropped.
+        // uuids whose full state is sent as `create` (or, deleted here, as a `tombstone`) on the next
+        // ProcessDirty: kept over a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
         // Local work whose propagation failed (batch_result kept_local, PROTOCOL §6.8): uuid -> reason.
         // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
@@ -1429,7 +1429,7 @@ namespace VibeSync.Bridge.Core
         /// and wins, a conflict, and the batch is no failed propagation (PROTOCOL.md §6.2, §6.4).
         /// Applied over the missing object, the whole batch failed and rolled back.
         /// </summary>
-        IncomingBatch WithoutDeletedHere(IncomingBatch b)
+        IncomingBatch LeaveOutDeletedHere(IncomingBatch b)
         {
             var gone = new HashSet<string>(StringComparer.Ordinal);
             var send = new List<string>();
@@ -1540,9 +1540,9 @@ namespace VibeSync.Bridge.Core
             // edit stays dirty, to be sent after as a change of its own. Applying over it took the
             // person's value away, and capturing the uuid as applied swallowed the rest of the edit.
             var made = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
-            if (b.Path != BatchPath.Resync) toApply = WithoutDeletedHere(toApply);
             if (b.Path != BatchPath.Resync)
             {
+                toApply = LeaveOutDeletedHere(toApply);
                 var mine = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
                 foreach (var c in b.Changes)
                 {

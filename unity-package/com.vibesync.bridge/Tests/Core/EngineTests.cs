@@ -37,6 +37,17 @@ namespace VibeSync.Bridge.Tests
                 Check.Eventually(() => Engine.InitialRegisterDone, TimeSpan.FromSeconds(5), "initial register done", Pump);
             }
 
+            /// <summary>A scene of one object `name`, connected, registered, its `create` sent and
+            /// the traffic settled: the start of a test about what follows a synced object.</summary>
+            public SceneObject StartWithOneSynced(string name)
+            {
+                var o = Add(name);
+                StartAndRegister();
+                Daemon.WaitFor("change", 1, Pump);
+                Settle();
+                return o;
+            }
+
             public SceneObject Add(string name, double x = 0, double y = 0, double z = 0)
             {
                 var o = new SceneObject { Uuid = Msg.NewUuid(), Name = name, Position = new[] { x, y, z } };
@@ -1006,10 +1017,7 @@ namespace VibeSync.Bridge.Tests
             // answer is the state the batch made, and the person's edit is sent after it.
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
-                var a = r.Add("A");
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Settle();
+                var a = r.StartWithOneSynced("A");
                 var before = r.Scene.Capture(a.Uuid);
                 a.Position = new[] { 5.0, 0, 0 };
                 a.Name = "Mine";
@@ -1045,10 +1053,7 @@ namespace VibeSync.Bridge.Tests
             // daemon refuses it STALE: a conflict the delete won, in both editors and the WAL.
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
-                var a = r.Add("A");
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Settle();
+                var a = r.StartWithOneSynced("A");
                 long baseBefore = r.Engine.LastSeq;
                 a.Position = new[] { 5.0, 0, 0 };
                 r.Engine.MarkDirty(a.Uuid);
@@ -1113,10 +1118,7 @@ namespace VibeSync.Bridge.Tests
             // rename is sent.
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
-                var a = r.Add("A");
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Settle();
+                var a = r.StartWithOneSynced("A");
                 a.Name = "Mine";
                 r.Engine.MarkDirty(a.Uuid);
                 var replay = new Dictionary<string, object>
@@ -1166,10 +1168,7 @@ namespace VibeSync.Bridge.Tests
             bool ack = true;
             using (var r = new Rig(rig => { rig.Daemon.Commits = true; rig.Daemon.OnRequest = f => f.Type == "change" && !ack ? null : rig.Daemon.DefaultReply(f); }))
             {
-                var a = r.Add("A");
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Settle();
+                var a = r.StartWithOneSynced("A");
                 var before = r.Scene.Capture(a.Uuid);
                 ack = false;
                 a.Position = new[] { 5.0, 0, 0 };
@@ -1197,10 +1196,7 @@ namespace VibeSync.Bridge.Tests
             // only the move is sent again (sent in full, the old name in it overwrote the rename).
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
-                var a = r.Add("A");
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Settle();
+                var a = r.StartWithOneSynced("A");
                 var before = r.Scene.Capture(a.Uuid);
                 r.Daemon.Commits = false; // acknowledged, never ended by a batch_result
                 a.Position = new[] { 5.0, 0, 0 };
