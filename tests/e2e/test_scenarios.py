@@ -913,17 +913,21 @@ def test_exclude_from_view_layer_hides_the_collection_in_unity(world):
 
 
 def test_a_name_blender_cannot_hold_ends_as_blenders_form_in_both_editors(world):
-    """PROTOCOL.md §6.1: names taken in Blender or longer than 63 bytes get Blender's form,
-    which Blender sends back; both editors converge on it (nothing loops, nothing is lost)."""
+    """PROTOCOL.md §6.1: names taken in Blender or longer than it holds (63 bytes; 255 from
+    Blender 5.0) get Blender's form, which Blender sends back; both editors converge on it
+    (nothing loops, nothing is lost)."""
     made, host = world.startup_synced()
     camu = bpy.data.objects["Camera"]["vibesync_uuid"]
     lu = bpy.data.objects["Light"]["vibesync_uuid"]
     host.cmd(f"rename {camu} Cube")
-    long = "Kamera-" + "é" * 40 + "🎥" * 5
+    long = "Kamera-" + "é" * 130 + "🎥" * 5  # 287 bytes: longer than any Blender holds
     host.cmd(f"rename {lu} {long}")
     view = world.finish(host, made)
     assert view[camu]["name"] == "Cube.001"
-    assert long.startswith(view[lu]["name"]) and len(view[lu]["name"].encode()) <= 63
+    limit = 255 if bpy.app.version >= (5, 0, 0) else 63
+    held = view[lu]["name"]
+    assert long.startswith(held) and limit - 4 < len(held.encode()) <= limit, (len(held.encode()), limit)
+    assert bpy.data.objects[held]["vibesync_uuid"] == lu
 
 
 def test_unity_recolors_one_of_two_objects_sharing_a_material(world):

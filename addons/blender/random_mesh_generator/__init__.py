@@ -35,7 +35,8 @@ def _material(rng, name, material):
     if material:
         return bpy.data.materials[material]
     mat = bpy.data.materials.new(name + "Material")
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0: every material uses its nodes
+        mat.use_nodes = True
     color = (rng.random(), rng.random(), rng.random(), 1.0)
     bsdf = mat.node_tree.nodes.get("Principled BSDF")
     if bsdf is not None:

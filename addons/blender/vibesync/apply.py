@@ -197,8 +197,9 @@ def _set_material(mat, m: dict) -> None:
         mat.metallic = m["metallic"]
     if "roughness" in m:
         mat.roughness = m["roughness"]
-    if mat.use_nodes and mat.node_tree is not None:
-        for node in mat.node_tree.nodes:
+    tree = capture.shader_nodes(mat)
+    if tree is not None:
+        for node in tree.nodes:
             if node.type == "BSDF_PRINCIPLED":
                 node.inputs["Base Color"].default_value = base
                 if "metallic" in m:
@@ -817,7 +818,7 @@ def _object_material(ob, create: bool):
     mat = capture.first_material(ob)
     if mat is None and create and ob.data is not None and hasattr(ob.data, "materials"):
         mat = bpy.data.materials.new(ob.name)
-        mat.use_nodes = True
+        capture.use_shader_nodes(mat)
         if len(ob.material_slots):
             ob.material_slots[0].material = mat
         else:

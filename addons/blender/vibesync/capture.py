@@ -22,14 +22,33 @@ from . import wire
 EPSILON = wire.EPSILON
 
 
+# Blender 5.0 renders every material with its node tree and deprecates `Material.use_nodes`
+# (to be removed in 6.0); before 5.0 the tree counts only with `use_nodes` on.
+_NODES_ALWAYS = bpy.app.version >= (5, 0, 0)
+
+
+def shader_nodes(mat):
+    """The node tree material `mat` renders with, or None (it uses its plain settings)."""
+    if _NODES_ALWAYS or mat.use_nodes:
+        return mat.node_tree
+    return None
+
+
+def use_shader_nodes(mat) -> None:
+    """Make a new material render with its node tree (its Principled BSDF)."""
+    if not _NODES_ALWAYS:
+        mat.use_nodes = True
+
+
 def _principled(mat) -> dict | None:
     """Base color, metallic, roughness and emission of a material (Principled BSDF if any)."""
     base = list(mat.diffuse_color)
     metallic = float(mat.metallic)
     roughness = float(mat.roughness)
     emission = [0.0, 0.0, 0.0]
-    if mat.use_nodes and mat.node_tree is not None:
-        for node in mat.node_tree.nodes:
+    tree = shader_nodes(mat)
+    if tree is not None:
+        for node in tree.nodes:
             if node.type == "BSDF_PRINCIPLED":
                 base = list(node.inputs["Base Color"].default_value)
                 metallic = float(node.inputs["Metallic"].default_value)
