@@ -242,6 +242,9 @@ impl<H: Host> View for DaemonView<'_, H> {
     fn archived_entries(&self) -> Result<Vec<Entry>, String> {
         self.daemon.stores().registry.archived_entries(Some(self.project)).map_err(|e| e.to_string())
     }
+    fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
+        self.daemon.stores().registry.archived(self.project, uuid).map_err(|e| e.to_string())
+    }
     fn has_blob(&self, hash: &str) -> bool {
         self.daemon.stores().has_blob(hash)
     }

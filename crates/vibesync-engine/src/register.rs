@@ -167,8 +167,8 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
     plan
 }
 
-/// Plan a `tombstone` request.
-pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
+/// Plan a `tombstone` request by `who` (named in each STEP: the record keeps who deleted it).
+pub fn plan_tombstone(uuids: &[String], who: &Requester<'_>, view: &dyn View) -> Plan {
     let mut plan = Plan::with_capacity(uuids.len());
     let mut seen: HashMap<&str, usize> = HashMap::default();
     for (i, u) in uuids.iter().enumerate() {
@@ -194,7 +194,8 @@ pub fn plan_tombstone(uuids: &[String], view: &dyn View) -> Plan {
             Ok(Some(_)) => {
                 plan.results.push(ItemResult::ok(u, ItemStatus::Tombstoned));
                 plan.uuids.push(u.clone());
-                plan.steps.push(json!({"op": "tombstone", "uuid": u}));
+                plan.steps
+                    .push(json!({"op": "tombstone", "uuid": u, "client_id": who.client_id, "editor": who.editor}));
             }
         }
     }
@@ -326,11 +327,14 @@ mod tests {
             U1.into(),
             Existing { kind: "object".into(), name: "Cube".into(), quarantined: false, editor_ref: None },
         );
-        let p = plan_tombstone(&[U1.into(), U2.into(), "bad".into()], &v);
+        let p = plan_tombstone(&[U1.into(), U2.into(), "bad".into()], &who(), &v);
         let s: Vec<_> = p.results.iter().map(|r| (r.status, r.error_code)).collect();
         assert_eq!(s[0], (ItemStatus::Tombstoned, None));
         assert_eq!(s[1], (ItemStatus::Error, Some(ItemErrorCode::NotFound)));
         assert_eq!(s[2], (ItemStatus::Error, Some(ItemErrorCode::InvalidUuid)));
+        // The STEP names who deleted it (the record keeps it: docs/WAL.md, registry ops).
+        let w = who();
+        assert_eq!(p.steps, vec![json!({"op": "tombstone", "uuid": U1, "client_id": w.client_id, "editor": w.editor})]);
     }
 
     /// A read failure is never "absent": a register of an existing uuid of another kind must
@@ -345,7 +349,7 @@ mod tests {
         assert_eq!(p.results[1].status, ItemStatus::Registered);
         assert_eq!(p.uuids, vec![U2.to_string()]);
         assert!(p.storage_failure.as_deref().is_some_and(|w| w.contains(U1)));
-        let p = plan_tombstone(&[U1.into()], &v);
+        let p = plan_tombstone(&[U1.into()], &who(), &v);
         assert_eq!(p.results[0].error_code, Some(ItemErrorCode::StorageFailed));
         assert!(p.steps.is_empty() && p.storage_failure.is_some());
     }

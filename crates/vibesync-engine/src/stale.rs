@@ -102,13 +102,17 @@ pub struct Write {
 pub struct LastWrites(Vec<Write>);
 
 impl LastWrites {
-    /// `client` wrote `parts` at `seq`: it is now their last writer.
+    /// `client` wrote `parts` at `seq`: it is now their last writer. A write of the object's
+    /// existence (a `create`, e.g. the undo of a delete) also ends an earlier delete's
+    /// `GONE`: the object is there again, and a move made before both is rebased over the
+    /// create, not refused as a move of a deleted object.
     pub fn record(&mut self, parts: Parts, seq: u64, client: &str, editor: &str) {
         if parts.is_empty() {
             return;
         }
+        let overwritten = if parts.intersects(Parts::EXISTENCE) { parts.union(Parts::GONE) } else { parts };
         for w in &mut self.0 {
-            w.parts = w.parts.without(parts);
+            w.parts = w.parts.without(overwritten);
         }
         self.0.retain(|w| !w.parts.is_empty());
         if let Some(w) = self.0.iter_mut().find(|w| w.seq == seq && w.client == client && w.editor == editor) {
@@ -191,6 +195,16 @@ mod tests {
         made.record(Parts::written_by(&ChangeOp::Delete), 30, "unity", "unity");
         made.record(Parts::ALL, 41, "unity", "unity"); // what a `create` writes
         assert!(made.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+        // Deleted and made again (a person's undo of the delete) after the move's base: the
+        // object is there, the move is rebased over the create (not stale); a mesh edit made
+        // before both is stale against the create.
+        let mut undone = LastWrites::default();
+        undone.record(Parts::written_by(&ChangeOp::Delete), 41, "unity", "unity");
+        undone.record(Parts::ALL, 42, "unity", "unity");
+        assert!(undone.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
+        assert_eq!(undone.newer_by_other(Parts::written_by(&tr()), 40, "blender").unwrap().seq, 42);
+        let mesh = ChangeOp::Mesh("c".repeat(64));
+        assert_eq!(undone.newer_by_other(Parts::stale_against(&mesh), 40, "blender").unwrap().seq, 42);
         assert!(w.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
         assert!(x.newer_by_other(Parts::stale_against(&ChangeOp::Rename("n".into())), 40, "blender").is_none());
     }

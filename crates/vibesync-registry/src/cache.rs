@@ -113,6 +113,7 @@ mod tests {
             created_seq: 1,
             updated_seq: 1,
             tombstone_seq: None,
+            deleted_by: None,
         }))
     }
 

@@ -37,6 +37,15 @@ pub struct Binding {
     pub bound_seq: u64,
 }
 
+/// Who deleted a record: the client (its `client_id`) and editor kind whose `tombstone` STEP
+/// archived it. Kept so that a change made before that delete by another editor is refused
+/// `STALE` also after a daemon restart (docs/PROTOCOL.md §6.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedBy {
+    pub client_id: String,
+    pub editor: String,
+}
+
 /// One registry record, keyed by `project_id` + `uuid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -64,6 +73,10 @@ pub struct Entry {
     /// Seq of the tombstone STEP (archived records only).
     #[serde(default)]
     pub tombstone_seq: Option<u64>,
+    /// Who deleted it (archived records whose `tombstone` STEP named its client; absent in
+    /// records tombstoned by older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<DeletedBy>,
 }
 
 impl Entry {
@@ -113,6 +126,17 @@ pub(crate) struct EntryCheck<'a> {
     _updated_seq: u64,
     #[serde(default)]
     pub tombstone_seq: Option<u64>,
+    #[serde(default, borrow, rename = "deleted_by")]
+    _deleted_by: Option<DeletedByCheck<'a>>,
+}
+
+/// The shape of a [`DeletedBy`] (see [`EntryCheck`]).
+#[derive(Deserialize)]
+struct DeletedByCheck<'a> {
+    #[serde(borrow, rename = "client_id")]
+    _client_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "editor")]
+    _editor: std::borrow::Cow<'a, str>,
 }
 
 /// The shape of a [`Binding`] (see [`EntryCheck`]).
@@ -139,14 +163,15 @@ mod tests {
         let good = json!({"project_id":"p","uuid":"u","kind":"object","name":"Cube \"1\"","status":"live",
             "bindings":{"blender":{"editor_ref":"OB:Cube","session_id":"s","client_id":"c","bound_seq":3}},
             "state":{"t":[1,2,3],"n":null},"state_hash":"h","quarantine_reason":null,
-            "created_seq":1,"updated_seq":3,"tombstone_seq":null});
+            "created_seq":1,"updated_seq":3,"tombstone_seq":null,
+            "deleted_by":{"client_id":"c","editor":"unity"}});
         let mut cases = vec![good.clone()];
         for key in ["project_id", "uuid", "kind", "name", "status", "created_seq", "updated_seq"] {
             let mut v = good.clone();
             v.as_object_mut().unwrap().remove(key);
             cases.push(v); // a required field missing
         }
-        for key in ["bindings", "state", "state_hash", "quarantine_reason", "tombstone_seq"] {
+        for key in ["bindings", "state", "state_hash", "quarantine_reason", "tombstone_seq", "deleted_by"] {
             let mut v = good.clone();
             v.as_object_mut().unwrap().remove(key);
             cases.push(v); // an optional field missing
@@ -158,6 +183,8 @@ mod tests {
             ("created_seq", json!(-1)),
             ("updated_seq", json!("3")),
             ("tombstone_seq", json!("x")),
+            ("deleted_by", json!("unity")),
+            ("deleted_by", json!({"client_id": "c"})),
             ("state_hash", json!(5)),
             ("quarantine_reason", json!([])),
             ("bindings", json!([])),

@@ -40,7 +40,7 @@
 //! | payload | effect |
 //! |---|---|
 //! | `{"op":"register","uuid":U,"kind":K,"name":N?,"editor":E?,"editor_ref":R?,"session_id":S?,"client_id":C?}` | create a live record (created_seq = step seq), or update kind/name of the existing live/quarantined one; when `editor` is given, set `bindings[E] = {editor_ref, session_id, client_id, bound_seq}` (missing strings = `""`). |
-//! | `{"op":"tombstone","uuid":U}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq. Skipped if not live. |
+//! | `{"op":"tombstone","uuid":U,"client_id":C?,"editor":E?}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq and, when both `client_id` and `editor` are given (the client that deleted it), `deleted_by = {client_id, editor}`. Skipped if not live. |
 //! | `{"op":"quarantine","uuid":U,"reason":R?}` | `status:"quarantined"`, `quarantine_reason` = R. Skipped if not live. |
 //! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
 //! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?}` | replace the authoritative synced state and its hash. |
@@ -64,7 +64,7 @@ mod registry;
 pub mod sidecar;
 mod write_behind;
 
-pub use entry::{Binding, Counts, Entry, Status};
+pub use entry::{Binding, Counts, DeletedBy, Entry, Status};
 pub use error::{RegistryError, Result};
 pub use migrate::SCHEMA_VERSION;
 pub use ops::{is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vibesync_wal::{Phase, Record};
 
-use crate::entry::{Binding, Entry, Status};
+use crate::entry::{Binding, DeletedBy, Entry, Status};
 use crate::error::{RegistryError, Result};
 
 /// Operation names the registry understands.
@@ -42,6 +42,11 @@ pub enum Op {
     },
     Tombstone {
         uuid: String,
+        /// The client that deleted it (`client_id`) and its editor kind.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        editor: Option<String>,
     },
     Quarantine {
         uuid: String,
@@ -80,7 +85,7 @@ impl Op {
     pub fn uuid(&self) -> Option<&str> {
         match self {
             Op::Register { uuid, .. }
-            | Op::Tombstone { uuid }
+            | Op::Tombstone { uuid, .. }
             | Op::Quarantine { uuid, .. }
             | Op::Release { uuid }
             | Op::State { uuid, .. }
@@ -306,6 +311,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
                 created_seq: seq,
                 updated_seq: seq,
                 tombstone_seq: None,
+                deleted_by: None,
             });
             e.kind = kind;
             if let Some(n) = name {
@@ -326,7 +332,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             tracing::debug!(seq, uuid = %e.uuid, project, "registry: register");
             st.set(project, &uuid, Some(e));
         }
-        Op::Tombstone { uuid } => {
+        Op::Tombstone { uuid, client_id, editor } => {
             let Some(mut e) =
                 updatable(st, base, project, &uuid, seq, report, "not live (unknown or already tombstoned)")?
             else {
@@ -334,6 +340,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             };
             e.status = Status::Tombstoned;
             e.tombstone_seq = Some(seq);
+            e.deleted_by = client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor });
             e.updated_seq = e.updated_seq.max(seq);
             tracing::debug!(seq, uuid = %uuid, project, "registry: tombstone");
             st.archive.push(e);

@@ -285,16 +285,14 @@ impl Daemon {
             let sess = &job.sess;
             let plan = {
                 let view = RegistryView { daemon: self, project_id: &sess.project_id, editor: sess.editor };
+                let who = Requester {
+                    session_id: &sess.session_id,
+                    editor: sess.editor.as_str(),
+                    client_id: &sess.client_id,
+                };
                 match &job.request {
-                    Request::Register(r) => {
-                        let who = Requester {
-                            session_id: &sess.session_id,
-                            editor: sess.editor.as_str(),
-                            client_id: &sess.client_id,
-                        };
-                        register::plan_register(&r.items, &who, &view)
-                    }
-                    Request::Tombstone(t) => register::plan_tombstone(&t.uuids, &view),
+                    Request::Register(r) => register::plan_register(&r.items, &who, &view),
+                    Request::Tombstone(t) => register::plan_tombstone(&t.uuids, &who, &view),
                 }
             };
             let operation_id = uuid::Uuid::new_v4().to_string();

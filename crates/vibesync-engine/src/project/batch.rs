@@ -232,7 +232,17 @@ impl Project {
                 }
                 None => {
                     if registered {
-                        drafts.push(self.step(&batch_id, &uuid, RegOp::Tombstone { uuid: uuid.clone() }));
+                        // Who deleted it: the origin of the uuid's last change (its delete).
+                        let by = kept.iter().rev().find(|q| q.change.uuid == uuid).map(|q| &q.origin);
+                        drafts.push(self.step(
+                            &batch_id,
+                            &uuid,
+                            RegOp::Tombstone {
+                                uuid: uuid.clone(),
+                                client_id: by.map(|e| e.client_id.clone()),
+                                editor: by.map(|e| e.editor.to_string()),
+                            },
+                        ));
                     }
                 }
             }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 use vibesync_protocol::{BatchOutcome, ClientKind, Outbound, RollbackCode};
-use vibesync_registry::Op as RegOp;
+use vibesync_registry::{Entry, Op as RegOp};
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
 use super::queue::Stale;
@@ -330,11 +330,40 @@ impl Project {
     /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,
     /// if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part `change` writes or
     /// depends on — in the batch in flight with the uuid, else in a committed batch.
-    pub(super) fn stale_by(&self, change: &Change, base_seq: u64, me: &str) -> Option<&Write> {
+    fn stale_by(&self, change: &Change, base_seq: u64, me: &str) -> Option<&Write> {
         let parts = Parts::stale_against(&change.op);
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
             .and_then(|w| w.newer_by_other(parts, base_seq, me))
             .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_by_other(parts, base_seq, me)))
+    }
+
+    /// What makes `change` stale (docs/PROTOCOL.md §6.1): [`Self::stale_by`]'s write, or —
+    /// for a uuid with no live record and no change waiting (`known` false) — its delete by
+    /// another client after `base_seq` as the registry keeps it (the newest archived version's
+    /// `tombstone_seq` and `deleted_by`): a delete this daemon has not seen a batch write
+    /// because it committed before the daemon started. Every op is stale against a delete.
+    /// Err: the registry could not be read.
+    pub(super) fn stale_write(
+        &self,
+        cx: &Cx<'_>,
+        change: &Change,
+        base_seq: u64,
+        me: &str,
+        known: bool,
+    ) -> Result<Option<Write>, String> {
+        if let Some(w) = self.stale_by(change, base_seq, me) {
+            return Ok(Some(w.clone()));
+        }
+        if known {
+            return Ok(None);
+        }
+        let newest = cx.view.archived(&change.uuid)?.into_iter().max_by_key(Entry::archive_seq);
+        Ok(newest.and_then(|e| {
+            let seq = e.tombstone_seq.filter(|s| *s > base_seq)?;
+            let by = e.deleted_by.filter(|by| by.client_id != me)?;
+            let parts = Parts::written_by(&ChangeOp::Delete);
+            Some(Write { parts, seq, client: by.client_id, editor: by.editor })
+        }))
     }
 }

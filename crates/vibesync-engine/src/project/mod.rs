@@ -205,6 +205,8 @@ pub trait View: Sync {
     fn live_entries(&self) -> Result<Vec<Entry>, String>;
     /// The project's archived (tombstoned) versions.
     fn archived_entries(&self) -> Result<Vec<Entry>, String>;
+    /// The archived (tombstoned) versions of one uuid, oldest first.
+    fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String>;
     /// Whether a mesh blob is stored.
     fn has_blob(&self, hash: &str) -> bool;
     /// A stored mesh blob.

@@ -109,9 +109,13 @@ impl Project {
                         refused.push(change.uuid.clone());
                     }
                     if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
+                        // Read again as admission read it (a STALE uuid was either written
+                        // by another editor since, or is deleted: `known` false is both).
                         let winner = self
-                            .stale_by(&change, base_seq, &session.client_id)
-                            .map(|w| (w.client.clone(), w.editor.clone()))
+                            .stale_write(cx, &change, base_seq, &session.client_id, false)
+                            .ok()
+                            .flatten()
+                            .map(|w| (w.client, w.editor))
                             .unwrap_or_default();
                         stale.push((change.uuid.clone(), change.op.name(), winner));
                     }
@@ -260,8 +264,12 @@ impl Project {
         // the object stands; a move of an object another editor deleted since does not (it
         // is a conflict the delete won). A change based on an in-flight batch's seq or later
         // was made over its state, and waits in the main window for it to end. Checked before
-        // "unknown": a uuid another editor deleted after `base_seq` is no unknown uuid.
-        if let Some(w) = self.stale_by(change, base_seq, &session.client_id) {
+        // "unknown": a uuid another editor deleted after `base_seq` is no unknown uuid — also
+        // when that delete committed before this daemon started (the registry keeps who).
+        let stale = self.stale_write(cx, change, base_seq, &session.client_id, known).map_err(|e| {
+            (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
+        })?;
+        if let Some(w) = stale {
             let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
             let what = match (in_flight, known) {
                 (true, _) => "is being changed",

@@ -48,7 +48,7 @@ use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION};
 use vibesync_engine::sync::{apply_change, change_to_wire, parse_change, parse_changes, Author, ChangeOp, ObjectState};
 use vibesync_protocol::{ClientKind, Frame, RollbackCode};
-use vibesync_registry::{parse_payload, Entry, Op, ParsedStep, Status};
+use vibesync_registry::{parse_payload, DeletedBy, Entry, Op, ParsedStep, Status};
 use vibesync_wal::{transaction_index, Outcome, Phase, Record, RecordDraft};
 
 use super::{state, Edit, UUIDS};
@@ -172,6 +172,9 @@ impl View for Mem {
     fn archived_entries(&self) -> Result<Vec<Entry>, String> {
         Ok(self.0.lock().unwrap().archive.clone())
     }
+    fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
+        Ok(self.0.lock().unwrap().archive.iter().filter(|e| e.uuid == uuid).cloned().collect())
+    }
     fn has_blob(&self, _: &str) -> bool {
         false
     }
@@ -245,6 +248,7 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                         created_seq: r.seq,
                         updated_seq: r.seq,
                         tombstone_seq: None,
+                        deleted_by: None,
                     },
                 );
             }
@@ -254,10 +258,11 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                 e.state_hash = state_hash;
                 e.updated_seq = r.seq;
             }
-            Op::Tombstone { uuid } => {
+            Op::Tombstone { uuid, client_id, editor } => {
                 let mut e = registry.remove(&uuid).ok_or(format!("seq {}: tombstone of unregistered {uuid}", r.seq))?;
                 e.status = Status::Tombstoned;
                 e.tombstone_seq = Some(r.seq);
+                e.deleted_by = client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor });
                 archive.push(e);
             }
             Op::Conflict { .. } => {}
@@ -765,7 +770,10 @@ impl Sim {
                 &mut s.wal,
                 vec![
                     draft(Phase::Begin, json!({"op": "tombstone"})),
-                    draft(Phase::Step, json!({"op": "tombstone", "uuid": u})),
+                    draft(
+                        Phase::Step,
+                        json!({"op": "tombstone", "uuid": u, "client_id": self.eds[i].client_id, "editor": self.eds[i].kind.as_str()}),
+                    ),
                     draft(Phase::Commit, json!({"op": "tombstone"})),
                 ],
             );

@@ -754,6 +754,89 @@ fn a_move_of_an_object_another_editor_tombstoned_meanwhile_is_a_conflict_the_del
     one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
 }
 
+/// Blender deletes the cube and its person undoes the delete (the cube is made again, a
+/// `create` of the same uuid); Unity, which heard of neither, moves the cube. The object is
+/// there again: the move is rebased over the create — a conflict across windows that the
+/// later writer wins — not refused `STALE` as a move of a deleted object (which lost the
+/// person's move in Unity).
+#[test]
+fn a_move_made_before_a_delete_and_its_undo_is_rebased_over_the_object_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let base = u.last_seq;
+    let held = u.states[&id].clone();
+    b.states.remove(&id);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[id]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    let ack = b.send_change("undo", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert!(u.states.contains_key(&id), "the undone delete reaches Unity");
+    // Unity's person moved the cube before Unity read the delete and the create.
+    u.last_seq = base;
+    u.states.insert(id.clone(), held);
+    u.states.get_mut(&id).unwrap()["t"] = json!([7.0, 8.0, 9.0]);
+    let mv = json!({"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let ack = u.send_change("move", vec![mv], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "rebased, not refused: {ack}");
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the later writer wins: {}", d.stderr_log());
+    }
+    one_conflict_in_each(&[&b, &u], "unity", "blender", "transform");
+}
+
+/// The same after a daemon restart: Blender deletes the cube (a `tombstone` request), the
+/// daemon stops (and is started again, from its checkpoint or reading the whole log), and
+/// Unity — which had not heard of the delete — sends its move, then its `create` as an
+/// editor answers `NOT_FOUND`. The registry keeps who deleted the cube, so the move is
+/// still `STALE`, a conflict the delete won: the cube is not brought back (docs/PROTOCOL.md
+/// §6.1). Blender's own later change of it (after the undo of its delete) is no conflict.
+#[test]
+fn a_move_of_an_object_another_editor_deleted_before_a_restart_is_still_stale() {
+    for from_checkpoint in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (mut d, mut b, u, id) = a_synced_cube(dir.path());
+        let base = u.last_seq;
+        let held = u.states[&id].clone();
+        b.states.remove(&id);
+        let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[id]}));
+        assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+        drop((b, u));
+        d.stop();
+        if !from_checkpoint {
+            let _ = std::fs::remove_file(data.join("checkpoint.json"));
+        }
+        let cfg = fast_config(dir.path(), 20, 5000);
+        let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+        // Unity comes back holding the cube with its move not yet sent (its replay position
+        // from before the delete).
+        let mut u = Mini::connect(&d, "unity", 1.0, base);
+        u.states.insert(id.clone(), held.clone());
+        let mv = json!({"op":"transform","uuid":id,"t":[7.0,8.0,9.0],"r":[0,0,0,1],"s":[1,1,1]});
+        let ack = u.ask(&json!({"type":"change","request_id":"move","base_seq":base,"changes":[mv]}));
+        assert_eq!(ack["results"][0]["error_code"], "STALE", "checkpoint {from_checkpoint}: {ack}");
+        let msg = ack["results"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("was deleted by another editor (blender"), "{msg}");
+        let c = create(&id, "Cube", [7.0, 8.0, 9.0]);
+        let ack = u.ask(&json!({"type":"change","request_id":"again","base_seq":base,"changes":[c]}));
+        assert_eq!(ack["results"][0]["error_code"], "STALE", "a create does not bring it back either: {ack}");
+        let mut b = Mini::connect(&d, "blender", 1.0, 0);
+        settle(&mut [&mut b, &mut u]);
+        assert!(!b.states.contains_key(&id) && !u.states.contains_key(&id), "the delete stands: {}", d.stderr_log());
+        let conflicts: Vec<&Value> = u.events.iter().filter(|e| e["type"] == "conflict").collect();
+        assert_eq!(conflicts.len(), 2, "{:?}", u.events);
+        assert_eq!((conflicts[0]["winner"].as_str(), conflicts[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+        // The person in Blender undoes the delete: Blender's `create` from before its own
+        // delete is its own later write, never stale.
+        let ack = b.ask(&json!({"type":"change","request_id":"undo","base_seq":base,"changes":[create(&id, "Cube", [1.0, 2.0, 3.0])]}));
+        assert_eq!(statuses(&ack), ["queued"], "{ack}");
+        settle(&mut [&mut b, &mut u]);
+        assert!(u.states.contains_key(&id), "the undone delete reaches Unity");
+    }
+}
+
 /// Unity moves the cube; its batch is in flight to Blender when the person there deletes the
 /// cube (a `tombstone` request), and Blender then answers the batch without it. The delete is
 /// the later writer and wins: a conflict, shown in both editors and written to the WAL; the
