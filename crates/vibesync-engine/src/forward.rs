@@ -132,31 +132,36 @@ pub fn plan<'a>(
         out.expected.insert(p.clone(), exp);
         out.sends.insert(p.clone(), ops);
     }
-    // Conflicts: more than one origin changed a uuid in this window.
+    let in_batch: crate::fast::HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
+    out.conflicts = conflicts(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())));
+    out
+}
+
+/// The conflicts among a window's changes (docs/PROTOCOL.md §6.2), in arrival order: for each
+/// uuid more than one origin changed, the last writer in arrival order wins — also when its
+/// change turned out a no-op that undid another editor's (dropped from the batch) — and
+/// every other origin of it is a loser (`op`: its last op of the uuid).
+pub fn conflicts<'q>(window: impl IntoIterator<Item = &'q Queued<String>>) -> Vec<Conflict> {
     let mut last_writer: HashMap<&str, &str> = HashMap::default();
-    for q in kept {
-        last_writer.insert(&q.change.uuid, &q.origin);
-    }
     let mut seen: HashMap<(&str, &str), &'static str> = HashMap::default();
     let mut order: Vec<(&str, &str)> = Vec::new();
-    for q in all {
+    for q in window {
+        last_writer.insert(&q.change.uuid, &q.origin);
         let key = (q.change.uuid.as_str(), q.origin.as_str());
         if seen.insert(key, q.change.op.name()).is_none() {
             order.push(key);
         }
     }
-    for (u, origin) in order {
-        let Some(&winner) = last_writer.get(u) else { continue };
-        if winner != origin {
-            out.conflicts.push(Conflict {
-                uuid: u.to_string(),
-                winner: winner.to_string(),
-                loser: origin.to_string(),
-                op: seen[&(u, origin)],
-            });
-        }
-    }
-    out
+    order
+        .into_iter()
+        .filter(|(u, origin)| last_writer[u] != *origin)
+        .map(|(u, origin)| Conflict {
+            uuid: u.to_string(),
+            winner: last_writer[u].to_string(),
+            loser: origin.to_string(),
+            op: seen[&(u, origin)],
+        })
+        .collect()
 }
 
 /// The origins of dropped changes (docs/PROTOCOL.md §6.4 `dropped`) to correct, and their
@@ -300,5 +305,26 @@ mod tests {
         assert!(p.corrections.is_empty());
         assert_eq!(p.conflicts[0].loser, "a");
         assert_eq!(p.conflicts[0].winner, "b");
+    }
+
+    #[test]
+    fn a_last_writer_whose_change_undid_the_other_editors_is_the_winner() {
+        // a renames and hides the object; b, later in the window, shows it again: b's
+        // visibility is a no-op over the committed state and is dropped from the batch, which
+        // carries a's rename only — but b wrote last and won the visibility: a is the loser
+        // (of its `visibility`), and it is corrected (its hide did not stand).
+        let all = vec![
+            q("a", ChangeOp::Rename("Z".into())),
+            q("a", ChangeOp::Visibility(false)),
+            q("b", ChangeOp::Visibility(true)),
+        ];
+        let kept = vec![all[0].clone()];
+        let (p, fin) = run(all, kept);
+        assert!(fin.visible && fin.name == "Z");
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict { uuid: U.into(), winner: "b".into(), loser: "a".into(), op: "visibility" }]
+        );
+        assert_eq!(p.corrections["a"], vec![U.to_string()]);
     }
 }

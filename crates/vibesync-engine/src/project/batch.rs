@@ -90,6 +90,9 @@ impl Project {
                     if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+                        // Still one of the window's changes: its origin holds it, and it may
+                        // be the last writer of a conflict (it undid another editor's change).
+                        all.push(as_id);
                         continue;
                     }
                     states.insert(q.change.uuid.clone(), next);
@@ -102,6 +105,12 @@ impl Project {
                 }
             }
         }
+        // Two editors changed a uuid in the window and no batch carries it (the last writer's
+        // change undid the other's, a no-op): still a conflict the last writer won (§6.2),
+        // logged after the `dropped` results and corrections below.
+        let carried: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
+        let unbatched = forward::conflicts(all.iter().filter(|q| !carried.contains(q.change.uuid.as_str())));
+        drop(carried);
         if kept.is_empty() {
             // Superseded changes of uuids that left the batch are dropped as well.
             for q in &all {
@@ -142,6 +151,7 @@ impl Project {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
             self.send_resync(cx, &session_id, &uuids, "conflict").await;
         }
+        self.unbatched_conflicts(cx, unbatched, &kinds).await;
         // A dropped change whose origin applied a later-forwarded batch of the uuid after
         // making it: that origin holds the batch's state, not the authoritative one.
         let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
@@ -199,8 +209,9 @@ impl Project {
             json!({
                 "op": "sync", "path": path.as_str(), "changes": kept.len(), "ops": ops,
                 "origins": origins.iter().collect::<Vec<_>>(),
-                // Who made the batch, for `vibesync history` (the daemon's restore).
-                "origin_editors": kept.iter().map(|q| (q.origin.session_id.to_string(), q.origin.editor)).collect::<BTreeMap<_, _>>(),
+                // Who made the batch, for `vibesync history` (the daemon's restore): every
+                // origin of the window, also one whose changes were superseded in it.
+                "origin_editors": origins.iter().map(|s| (s.to_string(), kinds.get(s).cloned().unwrap_or_default())).collect::<BTreeMap<_, _>>(),
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];

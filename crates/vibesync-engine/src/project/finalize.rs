@@ -15,6 +15,7 @@ use vibesync_wal::{Outcome, Phase, RecordDraft};
 use super::queue::Stale;
 use super::{dedup, Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
 use crate::finalize::plan_rollback;
+use crate::forward::Conflict;
 use crate::stale::{Parts, Write};
 use crate::sync::{Change, ChangeOp};
 
@@ -278,6 +279,38 @@ impl Project {
             warn!(project_id = %self.project, operation_id = %op_id, uuid = %u, winner = %winner, loser = %loser.editor, op, seq, "conflict: a stale structural change was refused; the other editor's change stands");
             let to = self.with_sessions_of(cx, &loser.session_id, &winner_client);
             self.announce_conflict(cx, &u, (&winner, &loser_kind), op, seq, &to).await;
+        }
+        self.publish_status(cx).await;
+    }
+
+    /// Conflicts of a window that no batch carries — the last writer's change undid the
+    /// other editor's, so every change of the uuid was dropped (docs/PROTOCOL.md §6.2): a
+    /// standalone `conflict` STEP each, a log line and the event to both editors (`seq`: the
+    /// daemon's last seq before the STEPs). `kinds`: session → editor kind.
+    pub(super) async fn unbatched_conflicts(
+        &mut self,
+        cx: &Cx<'_>,
+        conflicts: Vec<Conflict>,
+        kinds: &crate::fast::HashMap<SessionId, String>,
+    ) {
+        if conflicts.is_empty() {
+            return;
+        }
+        let seq = cx.view.last_seq();
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let kind = |s: &SessionId| kinds.get(s).cloned().unwrap_or_default();
+        let drafts: Vec<RecordDraft> = conflicts
+            .iter()
+            .map(|c| self.conflict_step(&op_id, &c.uuid, &kind(&c.winner), &kind(&c.loser), c.op))
+            .collect();
+        if let Err(e) = cx.append(drafts).await {
+            return cx.storage_failed(&op_id, &e).await;
+        }
+        for c in conflicts {
+            let (winner, loser) = (kind(&c.winner), kind(&c.loser));
+            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&c.uuid], winner = %winner, loser = %loser, op = c.op, seq, "conflict: two editors changed one object in one window and the last writer undid the other's change; the object stays as it was");
+            self.announce_conflict(cx, &c.uuid, (&winner, &loser), c.op, seq, &[c.winner.clone(), c.loser.clone()])
+                .await;
         }
         self.publish_status(cx).await;
     }

@@ -44,9 +44,17 @@ impl Project {
         request_id: String,
         author: Author,
     ) {
-        let (results, stale, refused) = self.enqueue(cx, session, base_seq, changes, attachment, author).await;
+        let (results, stale, refused, diverged_now) =
+            self.enqueue(cx, session, base_seq, changes, attachment, author).await;
         let ack = Outbound::Ack { request_id, seq: cx.view.last_seq(), results }.to_frame();
         cx.send(&session.session_id, vec![ack]).await;
+        if diverged_now {
+            // After the `BLOCKED` ack, as a STALE refusal's resync follows its ack: the editor
+            // has ended the refused changes before the replay that realigns it arrives.
+            // Always answered: the full replay, or an empty `resync` batch carrying the
+            // daemon's seq when there is nothing to replay (the refusal promises one).
+            self.replay(cx, &session.session_id, 0, Some(None)).await;
+        }
         if !stale.is_empty() {
             self.stale_conflicts(cx, session, stale).await;
         }
@@ -58,7 +66,8 @@ impl Project {
     }
 
     /// Validate (zero trust) and queue one `change` request; returns its `ack` results, its
-    /// STALE conflicts and the uuids of every STALE refusal.
+    /// STALE conflicts, the uuids of every STALE refusal, and whether this request found the
+    /// session diverged (its full replay then follows the `ack`).
     async fn enqueue(
         &mut self,
         cx: &Cx<'_>,
@@ -67,17 +76,15 @@ impl Project {
         changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         author: Author,
-    ) -> (Vec<ItemResult>, Vec<Stale>, Vec<String>) {
+    ) -> (Vec<ItemResult>, Vec<Stale>, Vec<String>, bool) {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<Stale> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
         let last_seq = cx.view.last_seq();
-        if base_seq > last_seq && !self.diverged.contains_key(&session.session_id) {
+        let diverged_now = base_seq > last_seq && !self.diverged.contains_key(&session.session_id);
+        if diverged_now {
             tracing::warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
             self.diverged.insert(session.session_id.clone(), None);
-            // Always answered: the full replay, or an empty `resync` batch carrying the
-            // daemon's seq when there is nothing to replay (the refusal promises one).
-            self.replay(cx, &session.session_id, 0, Some(None)).await;
         }
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
@@ -183,7 +190,7 @@ impl Project {
             self.push(cx, now, Queued { origin: session.clone(), author, change });
         }
         self.forward_live(cx, session, live).await;
-        (results, stale, refused)
+        (results, stale, refused, diverged_now)
     }
 
     /// An editor sent a change of `uuid` that was queued (or held) or refused other than
@@ -278,7 +285,7 @@ impl Project {
             };
             return Err((
                 ItemErrorCode::Stale,
-                format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it, then retry", change.uuid, w.editor, w.seq),
+                format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it; the change is not re-sent (a person may make it again)", change.uuid, w.editor, w.seq),
             ));
         }
         if !known && !matches!(change.op, ChangeOp::Create(_)) {

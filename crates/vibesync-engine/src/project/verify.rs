@@ -72,8 +72,9 @@ impl Project {
         self.carry_out(cx, &batch_id, verdict).await;
     }
 
-    /// A participant's answer for a uuid that differs from what it must hold only by edits
-    /// made after the batch went out is what it must hold (docs/PROTOCOL.md §6.4): a uuid
+    /// A participant's answer for a uuid that is the batch's authoritative state (what it
+    /// commits), or that differs from what it must hold only by edits made after the batch
+    /// went out, is what it must hold (docs/PROTOCOL.md §6.4): a uuid
     /// deleted since through a `tombstone` request, left out; or its own changes of that uuid
     /// the daemon queued after the batch's window (sent before the
     /// editor read the batch, or while it applied it: an editor answers the state it holds
@@ -92,6 +93,17 @@ impl Project {
         let Some(expected) = f.verification.expected_of(session_id) else { return Ok(hashes) };
         for (uuid, want) in expected {
             if hashes.get(uuid) == want.as_ref() {
+                continue;
+            }
+            if hashes.get(uuid).is_some_and(|h| f.new_hashes.get(uuid) == Some(h)) {
+                // It holds what the batch commits: e.g. it kept its own later value of a part
+                // that another editor's earlier op of the window, sent to it, also set
+                // (docs/PROTOCOL.md §6.4: a person's value sent without a result stays).
+                info!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?[uuid], "the answer is the batch's authoritative state: verified");
+                match want {
+                    Some(h) => hashes.insert(uuid.clone(), h.clone()),
+                    None => hashes.remove(uuid),
+                };
                 continue;
             }
             if f.tombstoned.contains(uuid) && !hashes.contains_key(uuid) {

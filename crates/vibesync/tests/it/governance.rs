@@ -363,6 +363,7 @@ fn sequence_divergence_blocks_until_replayed() {
     let ack = lost.send_change("z", vec![transform(&x, 9.0)], &[]);
     assert_eq!(ack["results"][0]["error_code"], "BLOCKED", "{ack}");
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("divergence"));
+    assert!(!lost.states.contains_key(&x), "the full replay follows the BLOCKED ack (docs/PROTOCOL.md §6.7)");
     settle(&mut [&mut b, &mut lost]);
     assert!(lost.states.contains_key(&x), "the diverged editor was sent a full replay");
     lost.last_seq = 0;

@@ -659,6 +659,132 @@ fn a_batch_answered_with_the_editors_own_later_change_of_another_part_commits() 
     }
 }
 
+/// Blender and then Unity recolour the cube in one window. Unity, the later writer, is sent
+/// Blender's earlier colour; as §6.4 says of a person's value sent without a result, it keeps
+/// its own and answers the state it holds — the batch's authoritative state. That answer
+/// matches: the batch commits (it rolled back with both edits marked not synced), both end
+/// with Unity's colour, and the conflict is shown in both.
+#[test]
+fn a_winner_that_keeps_its_own_value_over_the_losers_op_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let seen = u.batches.len();
+    u.answer = false;
+    b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
+    let ack = b.send_change("b-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.25)})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    let ack = u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.75)})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = u.batches[seen].clone();
+    // Unity kept its own colour over Blender's earlier one.
+    u.states.get_mut(&id).unwrap()["material"] = colour(0.75);
+    u.answer = true;
+    let held = state_hash(&u.states[&id]);
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{id.clone(): held}})).unwrap();
+    settle(&mut [&mut b, &mut u]);
+    let outcome =
+        |m: &Mini| m.results.iter().find(|r| r["batch_id"] == batch_id.as_str()).map(|r| r["outcome"].clone());
+    assert_eq!(outcome(&u), Some(json!("committed")), "{:?}\n{}", u.results, d.stderr_log());
+    assert_eq!(outcome(&b), Some(json!("committed")), "{:?}", b.results);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["material"], colour(0.75), "the later writer's colour stands");
+    }
+    one_conflict_in_each(&[&b, &u], "unity", "blender", "material");
+}
+
+/// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
+/// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
+/// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
+/// both editors, and is corrected; the rename stands (docs/PROTOCOL.md §6.2).
+#[test]
+fn a_last_writer_that_undid_the_other_editors_change_wins_the_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let data = dir.path().join("data");
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    u.states.get_mut(&id).unwrap()["name"] = json!("Zu");
+    u.states.get_mut(&id).unwrap()["visible"] = json!(false);
+    let ack = u.send_change(
+        "u",
+        vec![json!({"op":"rename","uuid":id,"name":"Zu"}), json!({"op":"visibility","uuid":id,"visible":false})],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["queued", "queued"]);
+    // Blender's person sees Unity's live preview of the hide, and shows it again.
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].states[&id]["visible"] == false);
+    b.states.get_mut(&id).unwrap()["visible"] = json!(true);
+    let ack = b.send_change("b", vec![json!({"op":"visibility","uuid":id,"visible":true})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&id]["name"], "Zu", "{who}: the rename stands: {}", d.stderr_log());
+        assert_eq!(m.states[&id]["visible"], true, "{who}: the last writer's visibility stands: {}", d.stderr_log());
+    }
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "visibility");
+    let steps: Vec<Value> = wal_records(&data)
+        .into_iter()
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict")
+        .map(|r| r["payload"].clone())
+        .collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+}
+
+/// Unity moves the cube; Blender, later in the same window, moves it back where it was. No
+/// batch forms (the last writer's move is a no-op over the committed state), yet Unity's
+/// move was undone by Blender's: a standalone conflict STEP, the event to both editors, and
+/// Unity is corrected (docs/PROTOCOL.md §6.2).
+#[test]
+fn a_window_whose_last_writer_undid_the_only_other_change_is_a_conflict_without_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let data = dir.path().join("data");
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let batches = (b.batches.len(), u.batches.len());
+    u.states.get_mut(&id).unwrap()["t"] = json!([5.0, 5.0, 5.0]);
+    let mv = |t: [f64; 3]| json!({"op":"transform","uuid":id,"t":t,"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u", vec![mv([5.0, 5.0, 5.0])], &[])), ["queued"]);
+    // Blender's person sees Unity's live preview of the move, and drags it back.
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].states[&id]["t"] == json!([5.0, 5.0, 5.0]));
+    b.states.get_mut(&id).unwrap()["t"] = json!([1.0, 2.0, 3.0]);
+    assert_eq!(statuses(&b.send_change("b", vec![mv([1.0, 2.0, 3.0])], &[])), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(
+            m.states[&id]["t"],
+            json!([1.0, 2.0, 3.0]),
+            "{who}: the cube is where the last writer put it: {}",
+            d.stderr_log()
+        );
+    }
+    assert_eq!(b.batches.len(), batches.0, "no batch formed for Blender");
+    assert!(u.batches.len() > batches.1, "Unity is corrected");
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
+    let conflict_steps = wal_records(&data)
+        .into_iter()
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
+        .count();
+    assert_eq!(conflict_steps, 1, "a standalone conflict STEP");
+}
+
 /// Blender moves the cube before it heard of Unity's committed move of it: the later writer
 /// wins (fast-path ops are rebased, docs/PROTOCOL.md §6.1), and that is a conflict across
 /// windows — both editors hear of it (§6.2), as they do within one window. A move made after
