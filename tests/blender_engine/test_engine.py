@@ -28,6 +28,36 @@ def test_a_result_resolves_only_the_change_it_covered():
     assert f.resolve([A]) == []
 
 
+def test_a_drag_sends_each_pose_and_a_result_ends_the_moves_up_to_its_through():
+    f = engine.InFlight()
+    ns = engine.NotSynced()
+    f.sent("m1", [A, A])  # two ops of A in one request: one request in flight
+    assert f.requests[A] == ["m1"]
+    # Only fast-path changes of A in flight: the next pose goes at once (PROTOCOL §6.6).
+    assert engine.send_mode(A, f, ns, True, fast=True) == engine.SEND_DIFF
+    assert engine.send_mode(A, f, ns, True, fast=False) == engine.SEND_WAIT, "a mesh waits"
+    f.sent("m2", [A])
+    f.sent("m3", [A])
+    # The first window's result ends m1 and m2, not m3 (sent after it closed).
+    assert f.resolve([A], {A: "m2"}) == [] and A in f
+    # A result naming a request that already ended leaves the later ones in flight.
+    assert f.resolve([A], {A: "m1"}) == [] and A in f
+    f.wait(A, "ka")
+    assert f.resolve([A], {A: "m3"}) == ["ka"] and A not in f
+    # A slow change in flight: nothing else of the uuid goes until it ends.
+    f.sent("c1", [B], slow={B})
+    assert engine.send_mode(B, f, ns, True, fast=True) == engine.SEND_WAIT
+    # No `through` (an older daemon): the result ends every change of the uuid.
+    f.sent("m4", [A])
+    f.sent("m5", [A])
+    assert f.resolve([A]) == [] and A not in f
+    # A refusal ends only its own request.
+    f.sent("m6", [C])
+    f.sent("m7", [C])
+    f.refused("m6", [C])
+    assert C in f and f.requests[C] == ["m7"]
+
+
 def test_a_refusal_resolves_only_its_own_request():
     f = engine.InFlight()
     f.sent("c1", [A, B])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -244,3 +245,34 @@ def test_10_a_blender_move_reaches_unity_live_before_the_windows_batch(host):
     assert not vibesync.status()["not_synced"]
     assert host.stats()["change_messages"] == changes_before
     assert host.stats()["live_applied"] >= 1
+
+
+@pytest.mark.window_ms(300)
+def test_11_a_drag_in_blender_moves_the_object_in_unity_continuously_at_default_settings(host):
+    """A person drags the cube for a second at the default 300 ms window: each pose goes to
+    the daemon as it is made (fast-path changes do not wait for the previous one's result,
+    docs/PROTOCOL.md §6.6) and reaches Unity at once as a live preview (§6.3). Unity shows
+    the drag frame by frame — not one pose per window — the batches verify the coalesced
+    poses, and both end on the last pose with nothing marked not synced."""
+    ob = add_cube("Dragged", location=(0, 0, 0), rot_z_deg=0, scale=1)
+    u = drive(lambda: ob.get("vibesync_uuid"))
+    host.wait_obj(u)
+    drive(lambda: not len(vibesync._session().engine.inflight), what="the create committed")
+    with host.lock:
+        mark = len(host.events)
+    frames = 60
+    for i in range(1, frames + 1):
+        ob.location = (i * 0.05, 0.0, 0.0)  # one pose per editor frame
+        bpy.context.view_layer.update()
+        vibesync.tick(8.0)
+        time.sleep(0.017)
+    drive(lambda: not len(vibesync._session().engine.inflight), what="the drag committed")
+    host.wait_obj(u, lambda o: close(o["transform"]["position"], [3.0, 0.0, 0.0]), what="the last pose")
+    with host.lock:
+        events = list(host.events[mark:])
+    previews = sum(1 for e in events if e.get("event") == "live" and e.get("uuid") == u)
+    batches = sum(1 for e in events if e.get("event") == "applied" and u in (e.get("hashes") or {}))
+    # One change per uuid in flight gave one pose per window (about 4 in this drag).
+    assert previews >= frames // 2, (previews, batches)
+    assert batches < previews, "the batches carry the coalesced poses"
+    assert not vibesync.status()["not_synced"]

@@ -8,9 +8,11 @@ main-thread pump (`pump.py`, the bpy glue) implements over its registry and capt
 `tests/vectors/engine_scenarios.json` holds both engines to the same scenarios. The pieces
 it is made of each keep one rule of docs/PROTOCOL.md §6:
 
-* `InFlight` -- `send`: at most one change per uuid is in flight; a newer local edit of
-  that uuid waits for the `batch_result` (or refusal) of the previous one, so a result can
-  never resolve work it did not cover (§6.6, "local work").
+* `InFlight` -- `send`: one change per uuid in flight, except fast-path ones: while only
+  `transform`/`rename`/`visibility` changes of a uuid are in flight, the next one goes at
+  once (a drag reaches the other editor continuously), and each `batch_result` ends those up
+  to the request its `through` names; any other newer edit waits for the `batch_result` (or
+  refusal) of the previous change, so a result never resolves work it did not cover (§6.6).
 * `NotSynced` -- D1 of §6.4: uuids whose propagation failed but whose local state is kept
   (`kept_local`), with the reason; retried on a new edit, a parent's arrival, a peer
   (re)joining or a quarantine release.
@@ -49,6 +51,9 @@ REFUSED_RESEND_FULL = "resend_full"  # the daemon holds no state for it: send th
 REFUSED_KEEP = "keep"                # kept here, marked not synced, retried like a kept_local
 REFUSED_END = "end"                  # ended; nothing to do (e.g. STALE: its resync follows)
 
+# The fast-path ops (§6.2): several changes of a uuid made only of these may be in flight.
+FAST_OPS = frozenset({"transform", "rename", "visibility"})
+
 # What `send` does with a captured edit of a uuid (`send_mode`).
 SEND_WAIT = "wait"  # its previous change is in flight: send it once that one has ended
 SEND_FULL = "full"  # the daemon does not hold what this editor holds: send the whole state
@@ -56,10 +61,12 @@ SEND_DIFF = "diff"  # send what changed since the last state sent
 
 
 class InFlight:
-    """uuid -> request id of its change that has no `batch_result` or refusal yet."""
+    """uuid -> request ids of its changes that have no `batch_result` or refusal yet, in the
+    order sent (more than one only while all of them are fast-path changes)."""
 
     def __init__(self) -> None:
-        self.requests: dict[str, str] = {}
+        self.requests: dict[str, list[str]] = {}
+        self.slow: set[str] = set()  # uuids with a change in flight that is not fast-path
         self.waiting: dict[str, object] = {}  # uuid -> editor key whose capture waits
 
     def __contains__(self, uuid: str) -> bool:
@@ -68,19 +75,49 @@ class InFlight:
     def __len__(self) -> int:
         return len(self.requests)
 
-    def sent(self, request_id: str, uuids: Iterable[str]) -> None:
+    def sent(self, request_id: str, uuids: Iterable[str], slow: Container[str] = ()) -> None:
+        """A change naming `uuids` went out; `slow`: those whose ops are not all fast-path."""
         for u in uuids:
-            self.requests[u] = request_id
+            reqs = self.requests.setdefault(u, [])
+            if request_id not in reqs:  # a request with several ops of one uuid counts once
+                reqs.append(request_id)
+            if u in slow:
+                self.slow.add(u)
+
+    def fast_only(self, uuid: str) -> bool:
+        """Only fast-path changes of `uuid` are in flight (at least one)."""
+        return uuid in self.requests and uuid not in self.slow
 
     def wait(self, uuid: str, key: object) -> None:
         """A newer edit of `uuid` exists: capture it again once the uuid is resolved."""
         self.waiting[uuid] = key
 
-    def resolve(self, uuids: Iterable[str]) -> list:
-        """The daemon ended these uuids' changes: returns the keys to capture again."""
+    def _end(self, u: str, through: str | None) -> bool:
+        """End `u`'s changes up to the request `through` (all of them when None). True when
+        none is left in flight."""
+        reqs = self.requests.get(u)
+        if reqs is not None:
+            if through is None:
+                reqs.clear()
+            elif through in reqs:
+                del reqs[:reqs.index(through) + 1]
+            # else: that request has ended already (e.g. a `dropped` result came first); the
+            # ones left were sent after it and are not ended by this result.
+            if reqs:
+                return False
+        self.requests.pop(u, None)
+        self.slow.discard(u)
+        return True
+
+    def resolve(self, uuids: Iterable[str], through: Mapping[str, str] | None = None) -> list:
+        """The daemon ended these uuids' changes — per uuid up to the request `through`
+        names, when it names one (`batch_result.through`, §6.4): returns the keys to capture
+        again (for the uuids with nothing left in flight)."""
         keys = []
         for u in uuids:
-            self.requests.pop(u, None)
+            last = through.get(u) if through else None
+            if not self._end(u, last if isinstance(last, str) else None):
+                continue
             k = self.waiting.pop(u, None)
             if k is not None:
                 keys.append(k)
@@ -89,18 +126,26 @@ class InFlight:
     def refused(self, request_id: str, uuids: Iterable[str] | None = None) -> list:
         """A refusal of a whole request (uuids None) or of some of its items."""
         if uuids is None:
-            uuids = [u for u, r in self.requests.items() if r == request_id]
-        return self.resolve([u for u in uuids if self.requests.get(u) == request_id])
+            uuids = [u for u, r in self.requests.items() if request_id in r]
+        keys = []
+        for u in uuids:
+            reqs = self.requests.get(u)
+            if reqs is None or request_id not in reqs:
+                continue
+            reqs.remove(request_id)
+            keys.extend(self.resolve([u]) if not reqs else ())
+        return keys
 
     def acknowledged(self, unanswered: Container[str]) -> frozenset[str]:
-        """uuids whose change in flight the daemon has acknowledged (its request id is not
+        """uuids with a change in flight the daemon has acknowledged (its request id is not
         among the `unanswered` ones): what a batch whose fences arrive now can carry."""
-        return frozenset(u for u, r in self.requests.items() if r not in unanswered)
+        return frozenset(u for u, rs in self.requests.items() if any(r not in unanswered for r in rs))
 
     def reset(self) -> list:
         """The connection changed: nothing old will be answered (everything is re-sent)."""
         keys = list(self.waiting.values())
         self.requests.clear()
+        self.slow.clear()
         self.waiting.clear()
         return keys
 
@@ -178,10 +223,15 @@ def match_adoptions(incoming: Iterable[tuple[str, str, str]],
     return out
 
 
-def send_mode(uuid: str, inflight: InFlight, not_synced: NotSynced, sent_before: bool) -> str:
-    """`send`: one change per uuid in flight (§6.6); a not-synced uuid, or one never sent,
-    goes as its full state (`create`, §6.4)."""
+def send_mode(uuid: str, inflight: InFlight, not_synced: NotSynced, sent_before: bool,
+              fast: bool = False) -> str:
+    """`send`: one change per uuid in flight (§6.6) — except a `fast` edit (only fast-path
+    ops) while only fast-path changes of the uuid are in flight: it goes at once, so a drag
+    reaches the other editor continuously. A not-synced uuid, or one never sent, goes as its
+    full state (`create`, §6.4)."""
     if uuid in inflight:
+        if fast and inflight.fast_only(uuid) and uuid not in not_synced:
+            return SEND_DIFF
         return SEND_WAIT
     if uuid in not_synced or not sent_before:
         return SEND_FULL
@@ -220,7 +270,8 @@ def on_batch_result(msg: dict, received: Mapping[str, Container[str]], inflight:
     covered = received.get(msg.get("batch_id"))
     if covered is not None:
         uuids = [u for u in uuids if u in covered]
-    recapture = inflight.resolve(uuids)
+    through = msg.get("through")
+    recapture = inflight.resolve(uuids, through if isinstance(through, dict) else None)
     outcome = msg.get("outcome")
     kept = None
     if outcome in (COMMITTED, DROPPED):
@@ -367,12 +418,13 @@ class SyncEngine:
         self.sent_at_joins.clear()
 
     # ----------------------------------------------------------------------- send
-    def sent(self, request_id: str, what: str, ctx) -> None:
+    def sent(self, request_id: str, what: str, ctx, slow: Container[str] = ()) -> None:
         """A request went out, awaiting its answer; a `change`'s uuids (`ctx`) are in
-        flight until its `batch_result` or refusal (`send`, §6.6)."""
+        flight until its `batch_result` or refusal (`send`, §6.6); `slow`: those of its uuids
+        whose ops are not all fast-path."""
         self.pending[request_id] = (what, ctx)
         if what == CHANGE:
-            self.inflight.sent(request_id, ctx)
+            self.inflight.sent(request_id, ctx, slow)
             for u in ctx:
                 self.sent_at_joins[u] = self.peer_joins
 
@@ -380,11 +432,11 @@ class SyncEngine:
         """The request an `ack` or `error` answers, no longer pending (None: unknown)."""
         return self.pending.pop(request_id, None) if isinstance(request_id, str) else None
 
-    def send_mode(self, uuid: str, key, sent_before: bool) -> str:
-        """`capture` found an edit of `uuid` (editor key `key`): send it in full, as what
-        changed, or not yet (`send_mode`); a waiting edit is captured again once the change
-        in flight has ended."""
-        mode = send_mode(uuid, self.inflight, self.not_synced, sent_before)
+    def send_mode(self, uuid: str, key, sent_before: bool, fast: bool = False) -> str:
+        """`capture` found an edit of `uuid` (editor key `key`; `fast`: only fast-path ops):
+        send it in full, as what changed, or not yet (`send_mode`); a waiting edit is
+        captured again once the change in flight has ended."""
+        mode = send_mode(uuid, self.inflight, self.not_synced, sent_before, fast)
         if mode == SEND_WAIT:
             # One change per uuid in flight: this edit goes once the last one is resolved,
             # so its result cannot be mistaken for this one's (§6.6).

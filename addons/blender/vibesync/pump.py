@@ -1972,7 +1972,10 @@ class Session:
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
-        mode = self.engine.send_mode(uuid, key, prev is not None)
+        # A drag: an edit of fast-path parts only goes at once, also while an earlier one of
+        # the uuid is in flight (each pose reaches the other editor as it is made, §6.3).
+        fast = all(op["op"] in engine.FAST_OPS for op in ops)
+        mode = self.engine.send_mode(uuid, key, prev is not None, fast)
         if mode == engine.SEND_WAIT:
             return  # captured again once its change in flight has ended (§6.6)
         parent = state.get("parent")
@@ -2066,13 +2069,14 @@ class Session:
         self.transport.send(self.generation, msg, attachment)
         return True
 
-    def request(self, msg: dict, ctx=None, attachment: bytes = b"") -> str | None:
-        """Send a request; its answer is matched by `request_id`, its kind is its `type`."""
+    def request(self, msg: dict, ctx=None, attachment: bytes = b"", slow=()) -> str | None:
+        """Send a request; its answer is matched by `request_id`, its kind is its `type`.
+        `slow`: a change's uuids whose ops are not all fast-path."""
         what = msg["type"]
         rid = self._rid(what[0])
         msg["request_id"] = rid
         if self._send(msg, attachment):
-            self.engine.sent(rid, what, ctx)  # a change's uuids (ctx) are in flight now
+            self.engine.sent(rid, what, ctx, slow)  # a change's uuids (ctx) are in flight now
             return rid
         return None
 
@@ -2151,7 +2155,8 @@ class Session:
                "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)
-        rid = self.request(msg, uuids, attachment=attachment)
+        slow = {op["uuid"] for op in ops if op.get("op") not in engine.FAST_OPS}
+        rid = self.request(msg, uuids, attachment=attachment, slow=slow)
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])

@@ -64,7 +64,12 @@ mod tests {
     const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn q(origin: &str, author: Author, uuid: &str) -> Queued<String> {
-        Queued { origin: origin.into(), author, change: Change { uuid: uuid.into(), op: ChangeOp::Delete } }
+        Queued {
+            request: Default::default(),
+            origin: origin.into(),
+            author,
+            change: Change { uuid: uuid.into(), op: ChangeOp::Delete },
+        }
     }
 
     fn sent(uuids: &[&str]) -> Ops {

@@ -221,7 +221,12 @@ mod tests {
     }
 
     fn q(origin: &str, op: ChangeOp) -> Queued<String> {
-        Queued { origin: origin.into(), author: Author::Person, change: Change { uuid: U.into(), op } }
+        Queued {
+            request: Default::default(),
+            origin: origin.into(),
+            author: Author::Person,
+            change: Change { uuid: U.into(), op },
+        }
     }
 
     fn tr(x: f64) -> ChangeOp {

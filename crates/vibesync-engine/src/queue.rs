@@ -181,7 +181,12 @@ mod tests {
     use crate::sync::{Author, Change, ChangeOp};
 
     fn q(uuid: &str, op: ChangeOp) -> Queued<&'static str> {
-        Queued { origin: "a", author: Author::Person, change: Change { uuid: uuid.into(), op } }
+        Queued {
+            request: Default::default(),
+            origin: "a",
+            author: Author::Person,
+            change: Change { uuid: uuid.into(), op },
+        }
     }
     fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
         q(uuid, ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] })
@@ -290,7 +295,12 @@ mod order {
         } else {
             ChangeOp::Transform { t: [id as f64, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
         };
-        Queued { origin: (), author: Author::Person, change: Change { uuid: format!("u{u}"), op } }
+        Queued {
+            request: Default::default(),
+            origin: (),
+            author: Author::Person,
+            change: Change { uuid: format!("u{u}"), op },
+        }
     }
 
     fn id_of(q: &Queued<()>) -> u64 {

@@ -451,6 +451,9 @@ pub struct Queued<S> {
     pub origin: S,
     pub author: Author,
     pub change: Change,
+    /// The `request_id` of the `change` request that carried it: a `batch_result` names, per
+    /// uuid, the last request of its origin it ends (`through`, docs/PROTOCOL.md §6.4).
+    pub request: std::sync::Arc<str>,
 }
 
 /// Coalesce one window (docs/PROTOCOL.md §6.2): per uuid the last transform, rename and
@@ -655,6 +658,7 @@ mod tests {
 
     fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
         Queued {
+            request: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -715,6 +719,7 @@ mod tests {
     fn coalescing_keeps_last_transform_and_structural_order() {
         let mut w = vec![tr(U1, 1.0), tr(U2, 1.0), tr(U1, 2.0)];
         w.push(Queued {
+            request: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) },
@@ -734,8 +739,12 @@ mod tests {
 
     #[test]
     fn delete_drops_earlier_ops_of_its_uuid() {
-        let del =
-            Queued { origin: "b", author: Author::Person, change: Change { uuid: U1.into(), op: ChangeOp::Delete } };
+        let del = Queued {
+            request: Default::default(),
+            origin: "b",
+            author: Author::Person,
+            change: Change { uuid: U1.into(), op: ChangeOp::Delete },
+        };
         let out = coalesce(vec![tr(U1, 1.0), tr(U2, 1.0), del]);
         assert_eq!(out.len(), 2);
         assert_eq!(batch_path(&out), Path::Slow);
@@ -757,6 +766,7 @@ mod tests {
         assert!(out.iter().all(|q| matches!(q.change.op, ChangeOp::Transform { t, .. } if t[0] == 19.0)));
         // create, delete, create again: the delete drops only what came before it.
         let c = |u: &str| Queued {
+            request: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -768,6 +778,7 @@ mod tests {
             },
         };
         let d = |u: &str| Queued {
+            request: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change { uuid: u.into(), op: ChangeOp::Delete },
@@ -815,6 +826,7 @@ mod tests {
 
         fn queued((origin, author, u, kind, v): (u8, bool, u8, u8, u8)) -> Queued<u8> {
             Queued {
+                request: Default::default(),
                 origin,
                 author: if author { Author::Automation } else { Author::Person },
                 change: Change { uuid: format!("u{u}"), op: op(kind, v) },

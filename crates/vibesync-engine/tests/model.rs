@@ -240,7 +240,12 @@ impl World {
             (true, Some(s)) => ChangeOp::Create(s.clone()),
             _ => op,
         };
-        self.push(Queued { origin: name(i), author, change: Change { uuid: uuid.into(), op } });
+        self.push(Queued {
+            request: Default::default(),
+            origin: name(i),
+            author,
+            change: Change { uuid: uuid.into(), op },
+        });
     }
 
     /// Whether `uuid` is in the slow batch in flight.
@@ -268,6 +273,7 @@ impl World {
             return;
         }
         self.push(Queued {
+            request: Default::default(),
             origin: AGENT.into(),
             author: Author::Automation,
             change: Change { uuid: uuid.into(), op },
@@ -287,7 +293,12 @@ impl World {
                 Some(s) => ChangeOp::Create(s.clone()),
                 None => ChangeOp::Delete,
             };
-            self.push(Queued { origin: name(i), author: Author::Person, change: Change { uuid: u, op } });
+            self.push(Queued {
+                request: Default::default(),
+                origin: name(i),
+                author: Author::Person,
+                change: Change { uuid: u, op },
+            });
         }
     }
 
@@ -302,7 +313,12 @@ impl World {
                     Some(s) => ChangeOp::Create(s.clone()),
                     None => ChangeOp::Delete,
                 };
-                self.push(Queued { origin: name(i), author, change: Change { uuid: u, op } });
+                self.push(Queued {
+                    request: Default::default(),
+                    origin: name(i),
+                    author,
+                    change: Change { uuid: u, op },
+                });
             }
         }
     }

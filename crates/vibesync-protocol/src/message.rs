@@ -454,6 +454,11 @@ pub enum Outbound {
         /// Why propagation failed, for people (set with `kept_local`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// uuid → the `request_id` of the receiver's last change of that uuid this result
+        /// ends (its earlier ones too; later ones are not ended): an editor with several
+        /// fast-path changes of one uuid in flight knows which (docs/PROTOCOL.md §6.4).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        through: BTreeMap<String, String>,
     },
     /// The scene-holding sessions of the receiver's project changed (docs/PROTOCOL.md §6.8).
     Peers {

@@ -260,7 +260,7 @@ wire_enum! {
 /// Optional fields that protocol 1 readers must understand, per message type (§6.8).
 pub const OPTIONAL_FIELDS: &[(MessageType, &[&str])] = &[
     (MessageType::Change, &["automation"]),
-    (MessageType::BatchResult, &["kept_local", "reason"]),
+    (MessageType::BatchResult, &["kept_local", "reason", "through"]),
     (MessageType::Hello, &["project_id"]),
 ];
 

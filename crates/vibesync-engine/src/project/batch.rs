@@ -56,7 +56,10 @@ impl Project {
         let mut states: HashMap<String, Option<ObjectState>> = HashMap::default();
         let mut kept: Vec<Queued<Editor>> = Vec::new();
         let mut all: Vec<Queued<SessionId>> = Vec::new();
+        let mut window: Vec<Queued<SessionId>> = Vec::new();
         let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::default();
+        // Per origin, uuid → the request of its last dropped change of it (`through`).
+        let mut dropped_through: HashMap<SessionId, BTreeMap<String, String>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
@@ -74,7 +77,14 @@ impl Project {
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };
             }
-            let as_id = Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() };
+            let as_id = Queued {
+                origin: q.origin.session_id.clone(),
+                author: q.author,
+                change: q.change.clone(),
+                request: q.request.clone(),
+            };
+            // Every change of the window that applies, in arrival order: who wrote last (§6.2).
+            window.push(as_id.clone());
             if !keep {
                 all.push(as_id); // superseded in this window: its origin still holds it
                 continue;
@@ -90,9 +100,12 @@ impl Project {
                     if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
-                        // Still one of the window's changes: its origin holds it, and it may
-                        // be the last writer of a conflict (it undid another editor's change).
-                        all.push(as_id);
+                        dropped_through
+                            .entry(q.origin.session_id.clone())
+                            .or_default()
+                            .insert(q.change.uuid.clone(), q.request.to_string());
+                        // Still in `window`: it may be the last writer of a conflict (it undid
+                        // another editor's change).
                         continue;
                     }
                     states.insert(q.change.uuid.clone(), next);
@@ -102,6 +115,10 @@ impl Project {
                 Err(e) => {
                     warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message);
                     dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+                    dropped_through
+                        .entry(q.origin.session_id.clone())
+                        .or_default()
+                        .insert(q.change.uuid.clone(), q.request.to_string());
                 }
             }
         }
@@ -109,18 +126,23 @@ impl Project {
         // change undid the other's, a no-op): still a conflict the last writer won (§6.2),
         // logged after the `dropped` results and corrections below.
         let carried: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
-        let unbatched = forward::conflicts(all.iter().filter(|q| !carried.contains(q.change.uuid.as_str())));
+        let unbatched = forward::conflicts(window.iter().filter(|q| !carried.contains(q.change.uuid.as_str())));
         drop(carried);
         if kept.is_empty() {
             // Superseded changes of uuids that left the batch are dropped as well.
             for q in &all {
                 dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+                dropped_through
+                    .entry(q.origin.clone())
+                    .or_default()
+                    .insert(q.change.uuid.clone(), q.request.to_string());
             }
             all.clear();
         }
         let batch_uuids: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
         for q in all.iter().filter(|q| !batch_uuids.contains(q.change.uuid.as_str())) {
             dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
+            dropped_through.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone(), q.request.to_string());
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
@@ -136,6 +158,7 @@ impl Project {
         );
         for (session_id, uuids) in dropped {
             self.expose(cx.view.last_seq());
+            let through = dropped_through.remove(&session_id).unwrap_or_default();
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: cx.view.last_seq(),
@@ -144,6 +167,7 @@ impl Project {
                 error_code: None,
                 kept_local: false,
                 reason: None,
+                through,
             };
             cx.send(&session_id, vec![msg.to_frame()]).await;
         }
@@ -190,7 +214,12 @@ impl Project {
         }
         let kept_ids: Vec<Queued<SessionId>> = kept
             .iter()
-            .map(|q| Queued { origin: q.origin.session_id.clone(), author: q.author, change: q.change.clone() })
+            .map(|q| Queued {
+                origin: q.origin.session_id.clone(),
+                author: q.author,
+                change: q.change.clone(),
+                request: q.request.clone(),
+            })
             .collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
         // The batch carries the latest value of its uuids to every participant: live previews
@@ -198,7 +227,10 @@ impl Project {
         for u in &uuids {
             self.live.cancel_uuid(u);
         }
-        let plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
+        let mut plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
+        // The winner of each conflict is the last writer among every change of the window,
+        // also a no-op one that undid the other editor's (not in `all`).
+        plan.conflicts = forward::conflicts(window.iter().filter(|q| batch_uuids.contains(q.change.uuid.as_str())));
         let rebased = self.rebased(&kept, &base_of, &plan.conflicts);
 
         let mut drafts = vec![self.draft(

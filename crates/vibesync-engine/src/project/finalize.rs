@@ -201,6 +201,7 @@ impl Project {
                 error_code,
                 kept_local: kept,
                 reason: kept.then(|| reason.to_string()),
+                through: through_of(f.changes.iter().filter(|q| &q.origin == s)),
             }
             .to_frame();
             let ok = cx.send(s, vec![msg]).await;
@@ -399,4 +400,12 @@ impl Project {
             Some(Write { parts, seq, client: by.client_id, editor: by.editor })
         }))
     }
+}
+
+/// A `batch_result`'s `through` (docs/PROTOCOL.md §6.4): per uuid, the request of the last of
+/// `changes` (one origin's, in arrival order) that the result ends.
+pub(super) fn through_of<'q>(
+    changes: impl IntoIterator<Item = &'q crate::sync::Queued<SessionId>>,
+) -> BTreeMap<String, String> {
+    changes.into_iter().map(|q| (q.change.uuid.clone(), q.request.to_string())).collect()
 }

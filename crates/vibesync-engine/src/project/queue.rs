@@ -44,8 +44,9 @@ impl Project {
         request_id: String,
         author: Author,
     ) {
+        let request: std::sync::Arc<str> = request_id.as_str().into();
         let (results, stale, refused, diverged_now) =
-            self.enqueue(cx, session, base_seq, changes, attachment, author).await;
+            self.enqueue(cx, session, base_seq, changes, attachment, author, request).await;
         let ack = Outbound::Ack { request_id, seq: cx.view.last_seq(), results }.to_frame();
         cx.send(&session.session_id, vec![ack]).await;
         if diverged_now {
@@ -68,6 +69,7 @@ impl Project {
     /// Validate (zero trust) and queue one `change` request; returns its `ack` results, its
     /// STALE conflicts, the uuids of every STALE refusal, and whether this request found the
     /// session diverged (its full replay then follows the `ack`).
+    #[allow(clippy::too_many_arguments)]
     async fn enqueue(
         &mut self,
         cx: &Cx<'_>,
@@ -76,6 +78,7 @@ impl Project {
         changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         author: Author,
+        request: std::sync::Arc<str>,
     ) -> (Vec<ItemResult>, Vec<Stale>, Vec<String>, bool) {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<Stale> = Vec::new();
@@ -174,7 +177,7 @@ impl Project {
             self.sent_again(session, &change.uuid);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
-                self.held.push(Queued { origin: session.clone(), author, change });
+                self.held.push(Queued { origin: session.clone(), author, change, request: request.clone() });
                 continue;
             }
             results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
@@ -187,7 +190,7 @@ impl Project {
                 live.push((change.uuid.clone(), change.op.clone()));
             }
             let now = cx.now();
-            self.push(cx, now, Queued { origin: session.clone(), author, change });
+            self.push(cx, now, Queued { origin: session.clone(), author, change, request: request.clone() });
         }
         self.forward_live(cx, session, live).await;
         (results, stale, refused, diverged_now)

@@ -4,6 +4,7 @@
 //! a released quarantine), each checked against the hashes its receiver answers.
 
 use crate::fast::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use tracing::{debug, info};
 use vibesync_protocol::{Outbound, PathKind};
@@ -219,14 +220,26 @@ impl Project {
             // waiting `create` applied at batch time brought the deleted object back.
             let now = cx.now();
             let mut dropped: Vec<String> = Vec::new();
+            let mut through: BTreeMap<String, String> = BTreeMap::new();
             for (u, _) in &ops {
-                if !self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now).is_empty() {
+                let gone = self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now);
+                if let Some(last) = gone.last() {
                     dropped.push(u.clone());
+                    through.insert(u.clone(), last.request.to_string());
                 }
-                let before = self.held.len();
-                self.held.retain(|q| !(q.origin.session_id == by.session_id && &q.change.uuid == u));
-                if self.held.len() != before && !dropped.contains(u) {
-                    dropped.push(u.clone());
+                let (held, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                    .into_iter()
+                    .partition(|q| q.origin.session_id == by.session_id && &q.change.uuid == u);
+                self.held = keep;
+                if let Some(last) = held.last() {
+                    if dropped.contains(u) {
+                        // Queued and held changes both ended: no single last one to name, so
+                        // none is named (the result ends every change of the uuid).
+                        through.remove(u);
+                    } else {
+                        dropped.push(u.clone());
+                        through.insert(u.clone(), last.request.to_string());
+                    }
                 }
             }
             if !dropped.is_empty() {
@@ -240,6 +253,7 @@ impl Project {
                     error_code: None,
                     kept_local: false,
                     reason: None,
+                    through,
                 };
                 cx.send(&by.session_id, vec![msg.to_frame()]).await;
             }

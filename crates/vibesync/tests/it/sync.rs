@@ -785,6 +785,43 @@ fn a_window_whose_last_writer_undid_the_only_other_change_is_a_conflict_without_
     assert_eq!(conflict_steps, 1, "a standalone conflict STEP");
 }
 
+/// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
+/// one's result. Each `batch_result` names, per uuid, the last request it ends (`through`,
+/// docs/PROTOCOL.md §6.4): the first batch's result ends the moves sent before its window
+/// closed and not the one sent after, which the next batch's result ends.
+#[test]
+fn a_batch_result_names_the_last_request_it_ends_per_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let mv = |x: f64| json!({"op":"transform","uuid":id,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let seen = u.batches.len();
+    u.answer = false;
+    assert_eq!(statuses(&b.send_change("m1", vec![mv(1.0)], &[])), ["queued"]);
+    assert_eq!(statuses(&b.send_change("m2", vec![mv(2.0)], &[])), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (first, _, _) = u.batches[seen].clone();
+    // Sent while the first batch waits for Unity: the next window's.
+    assert_eq!(statuses(&b.send_change("m3", vec![mv(3.0)], &[])), ["queued"]);
+    u.answer = true;
+    let h = state_hash(&u.states[&id]);
+    u.c.send(&json!({"type":"applied","batch_id":first,"seq":u.last_seq,"hashes":{id.clone(): h}})).unwrap();
+    settle(&mut [&mut b, &mut u]);
+    let ends: Vec<(String, Value)> = b
+        .results
+        .iter()
+        .filter(|r| r["uuids"].as_array().is_some_and(|a| a.contains(&json!(id))))
+        .skip(1) // the create's
+        .map(|r| (r["outcome"].as_str().unwrap_or("").to_string(), r["through"][&id].clone()))
+        .collect();
+    assert_eq!(
+        ends,
+        vec![("committed".to_string(), json!("m2")), ("committed".to_string(), json!("m3"))],
+        "{:?}",
+        b.results
+    );
+    assert_eq!(u.states[&id]["t"], json!([3.0, 0.0, 0.0]));
+}
+
 /// Blender moves the cube before it heard of Unity's committed move of it: the later writer
 /// wins (fast-path ops are rebased, docs/PROTOCOL.md §6.1), and that is a conflict across
 /// windows — both editors hear of it (§6.2), as they do within one window. A move made after

@@ -889,6 +889,14 @@ namespace VibeSync.Bridge.Core
             // The uuids whose change of this editor the result ends: of a batch also received as a
             // participant, only those it carried of this editor's work (acknowledged before its fences).
             var ends = uuids;
+            // uuid → the last of this editor's requests the result ends (PROTOCOL §6.4).
+            Dictionary<string, string> through = null;
+            object t;
+            if (m.TryGetValue("through", out t) && t is Dictionary<string, object>)
+            {
+                through = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var kv in (Dictionary<string, object>)t) if (kv.Value is string) through[kv.Key] = (string)kv.Value;
+            }
             HashSet<string> covered;
             if (receivedBatches.TryGetValue(id, out covered))
             {
@@ -902,11 +910,18 @@ namespace VibeSync.Bridge.Core
                 awaitingResult.Remove(s);
                 // Resolved, whatever the outcome (§6.6) — but only the changes the daemon has
                 // acknowledged: a newer change of the uuid still waiting for its ack cannot be in
-                // this batch, and stays unresolved so no replay undoes it.
+                // this batch, and stays unresolved so no replay undoes it. With `through` (§6.4),
+                // only this editor's changes of the uuid up to the request it names.
                 HashSet<string> reqs;
                 if (unresolved.TryGetValue(s, out reqs))
                 {
-                    reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
+                    string last;
+                    if (through != null && through.TryGetValue(s, out last))
+                    {
+                        long upto = RequestNumber(last);
+                        reqs.RemoveWhere(r => r == LostRequest || (RequestNumber(r) >= 0 && RequestNumber(r) <= upto && !pendingChange.ContainsKey(r)));
+                    }
+                    else reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
                     if (reqs.Count == 0) Resolved(s);
                 }
             }
@@ -1021,6 +1036,13 @@ namespace VibeSync.Bridge.Core
         {
             unresolved.Remove(uuid);
             sentParts.Remove(uuid);
+        }
+
+        /// <summary>The send order of a `change` request id ("c" + counter); -1 for anything else.</summary>
+        static long RequestNumber(string rid)
+        {
+            long n;
+            return rid != null && rid.Length > 1 && rid[0] == 'c' && long.TryParse(rid.Substring(1), out n) ? n : -1;
         }
 
         /// <summary>
