@@ -49,19 +49,24 @@ class Editor:
         self.sent: list[list[list[str]]] = []
         self.kept: list[str] = []
         self.live: dict[str, str] = {}
+        self.slow_edits: set[str] = set()  # objects whose pending edit is not a move
         self.n = 0
 
     def capture_and_send(self) -> None:
         names, self.scene.marked = list(dict.fromkeys(self.scene.marked)), []
         ops = []
         for name in names:
-            mode = self.engine.send_mode(name, name, name in self.scene.last_sent)
+            # An edit is a move (fast-path, PROTOCOL §6.6) unless the step said `slow`.
+            fast = name not in self.slow_edits
+            mode = self.engine.send_mode(name, name, name in self.scene.last_sent, fast)
             if mode != engine.SEND_WAIT:
                 ops.append([name, "create" if mode == engine.SEND_FULL else "edit"])
         if ops:
             self.n += 1
             rid = f"c{self.n}"
-            self.engine.sent(rid, engine.CHANGE, [name for name, _ in ops])
+            slow = {name for name, kind in ops if kind == "create" or name in self.slow_edits}
+            self.slow_edits.difference_update(name for name, _ in ops)
+            self.engine.sent(rid, engine.CHANGE, [name for name, _ in ops], slow)
             self.scene.last_sent.update(name for name, _ in ops)
             self.last_change.update((name, rid) for name, _ in ops)
             self.sent.append(ops)
@@ -70,6 +75,8 @@ class Editor:
         do, eng = s["do"], self.engine
         if do == "edit":
             self.scene.marked.extend(s["objects"])
+            if s.get("slow"):
+                self.slow_edits.update(s["objects"])
         elif do == "ack":
             # One `ack` per change the results answer, in the order they were sent.
             acks: dict[str, list[dict]] = {}

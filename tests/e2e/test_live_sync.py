@@ -276,3 +276,25 @@ def test_11_a_drag_in_blender_moves_the_object_in_unity_continuously_at_default_
     assert previews >= frames // 2, (previews, batches)
     assert batches < previews, "the batches carry the coalesced poses"
     assert not vibesync.status()["not_synced"]
+
+
+@pytest.mark.window_ms(300)
+def test_12_a_drag_in_unity_moves_the_object_in_blender_continuously_at_default_settings(host):
+    """The same drag made in Unity (the headless host moving the cube once per editor frame
+    for a second, default window): Blender applies the poses as live previews as they come,
+    not one per window, and both end on the last pose (docs/PROTOCOL.md §6.3, §6.6)."""
+    ob = add_cube("DraggedInUnity", location=(0, 0, 0), rot_z_deg=0, scale=1)
+    u = drive(lambda: ob.get("vibesync_uuid"))
+    host.wait_obj(u)
+    drive(lambda: not len(vibesync._session().engine.inflight), what="the create committed")
+    before = vibesync.status()["live_applied"]
+    frames = 60
+    for i in range(1, frames + 1):
+        host.cmd(f"move {u} {i * 0.05} 0 0")  # Unity coordinates: x is Blender's x
+        drive_for(0.017)
+    drive(lambda: close(list(ob.location), [3.0, 0.0, 0.0]), what="the last pose in Blender")
+    previews = vibesync.status()["live_applied"] - before
+    # One change per uuid in flight gave one pose per window (about 4 in this drag).
+    assert previews >= frames // 3, previews
+    drive(lambda: not vibesync.status()["not_synced"] and host.stats().get("in_flight", 0) == 0,
+          what="nothing left in flight or marked")

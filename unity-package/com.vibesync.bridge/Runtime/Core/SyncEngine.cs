@@ -10,7 +10,7 @@
 //    editor actually holds, so the daemon rolls it back at once instead of timing out.
 //  * `batch_result` (§6.4) advances LastSeq and resolves the changes of the uuids it names (of a
 //    batch this editor also received between fences: only the changes acknowledged before its
-//    batch_begin, the ones it can carry); a
+//    batch_begin, the ones it can carry; with `through`, a uuid's changes up to that request); a
 //    `rolled_back` one is followed by a `resync` batch with the authoritative state, applied like
 //    any batch (the change it corrects is resolved by then).
 //  * A replay never undoes local work (§6.6): a `resync` batch skips every uuid with local changes
@@ -24,7 +24,9 @@
 //    always applied.
 //  * Local edits: the host marks uuids dirty; Tick diffs them against the last synced state with
 //    epsilon 1e-5 and sends `change` ops, one change per uuid in flight (§6.6): a uuid whose
-//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends; a deleted
+//    change has no batch_result (nor refusal) yet stays dirty and goes when it ends — except a
+//    drag: while only fast-path changes of the uuid are in flight, an edit of fast-path parts
+//    only (transform, name, visibility) goes at once, each frame; a deleted
 //    object goes as a `tombstone` request (§5, §6.2). Echoes of our own applies are suppressed by state hash:
 //    change events arrive a frame after the apply, so a "currently applying" flag cannot work.
 //    `NOT_FOUND` (no synced state at the daemon) is answered with a `create`; `STALE` needs
@@ -96,6 +98,10 @@ namespace VibeSync.Bridge.Core
         // reconnects: a change sent on a connection that died is marked LostRequest.
         readonly Dictionary<string, HashSet<string>> unresolved = new Dictionary<string, HashSet<string>>();
         const string LostRequest = "(connection lost)";
+        // uuids with a change in flight that is not only fast-path ops: nothing else of them is
+        // sent until it ends. While only fast-path changes of a uuid are in flight, an edit of
+        // fast-path parts only goes at once (a drag reaches the other editor continuously, §6.6).
+        readonly HashSet<string> slowInFlight = new HashSet<string>(StringComparer.Ordinal);
         // uuid -> the parts (`change.op` names, §6.1) of its changes sent and not resolved yet, kept
         // across reconnects with `unresolved`: what a replay merge must leave to the person (§6.6).
         readonly Dictionary<string, HashSet<string>> sentParts = new Dictionary<string, HashSet<string>>();
@@ -1036,6 +1042,23 @@ namespace VibeSync.Bridge.Core
         {
             unresolved.Remove(uuid);
             sentParts.Remove(uuid);
+            slowInFlight.Remove(uuid);
+        }
+
+        /// <summary>
+        /// The edit of the uuid (the scene against what was last sent) changes fast-path parts
+        /// only (transform, name, visibility), and no echo of an applied state is involved.
+        /// </summary>
+        bool FastEditOnly(string uuid)
+        {
+            ObjectState before;
+            if (!synced.TryGetValue(uuid, out before) || before == null) return false;
+            var cur = scene.Capture(uuid);
+            if (cur == null) return false; // a delete waits for the change in flight
+            var diff = StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale);
+            if (diff.Count == 0) return false;
+            foreach (var op in diff) if (!Ops.IsFastPath((string)op["op"])) return false;
+            return true;
         }
 
         /// <summary>The send order of a `change` request id ("c" + counter); -1 for anything else.</summary>
@@ -1707,7 +1730,12 @@ namespace VibeSync.Bridge.Core
                 // One change per uuid in flight (PROTOCOL §6.6, pipeline step `send`): a newer edit
                 // waits, still dirty, until the previous change ends (batch_result naming the uuid, or
                 // a refusal), so a result never resolves work it did not cover. Edits meanwhile coalesce.
-                if (InFlight(uuid) || tombstoning.Contains(uuid)) continue;
+                // Except a drag: while only fast-path changes of the uuid are in flight, an edit of
+                // fast-path parts only goes at once (the result's `through` says which it ends).
+                bool busy = InFlight(uuid);
+                if (tombstoning.Contains(uuid)) continue;
+                if (busy && (slowInFlight.Contains(uuid) || notSynced.ContainsKey(uuid) || resendFull.Contains(uuid))) continue;
+                if (busy && !FastEditOnly(uuid)) continue;
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);
@@ -1879,7 +1907,9 @@ namespace VibeSync.Bridge.Core
                 // connection adds to what that change carried (this one re-sends it).
                 if (started.Add(u) && (!unresolved.ContainsKey(u) || !sentParts.ContainsKey(u)))
                     sentParts[u] = new HashSet<string>(StringComparer.Ordinal);
-                sentParts[u].Add((string)((Dictionary<string, object>)ops[i])["op"]);
+                string opName = (string)((Dictionary<string, object>)ops[i])["op"];
+                sentParts[u].Add(opName);
+                if (!Ops.IsFastPath(opName)) slowInFlight.Add(u);
             }
             foreach (var u in seen)
             {

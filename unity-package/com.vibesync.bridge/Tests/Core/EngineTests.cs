@@ -552,9 +552,9 @@ namespace VibeSync.Bridge.Tests
         /// same uuid still waiting for its ack: a replay that follows does not undo the newer move.
         /// </summary>
         /// <summary>
-        /// PROTOCOL §6.6, one change per uuid in flight: a newer edit of a uuid whose change has no
-        /// batch_result yet waits (so that result cannot be taken for it), a replay meanwhile does
-        /// not undo it, and it goes once the result arrives.
+        /// PROTOCOL §6.6, one change per uuid in flight: a newer edit of a uuid whose change (here a
+        /// recolour, not only fast-path ops) has no batch_result yet waits (so that result cannot be
+        /// taken for it), a replay meanwhile does not undo it, and it goes once the result arrives.
         /// </summary>
         [VsTest]
         public static void ANewerEditWaitsForTheResultOfTheChangeInFlight()
@@ -562,8 +562,10 @@ namespace VibeSync.Bridge.Tests
             using (var r = new Rig())
             {
                 var a = CommittedObject(r, 1);
+                a.Material = new MaterialState { BaseColor = new[] { 1.0, 0, 0, 1 } };
                 var authoritative = r.Scene.Capture(a.Uuid);
                 a.Position = new[] { 2.0, 2, 2 };
+                a.Material = new MaterialState { BaseColor = new[] { 0.0, 0, 1, 1 } };
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "first move queued", r.Pump);
@@ -583,6 +585,51 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(a.Uuid, (string)op["uuid"], "the waiting move");
                 Check.Near(new[] { 3.0, 3, -3 }, Vectors.Doubles(op["t"]), 1e-12, "the current position (canonical)");
                 Check.True(r.Engine.IsInFlight(a.Uuid), "in flight again until its own result");
+            }
+        }
+
+        /// <summary>
+        /// PROTOCOL §6.6, a drag: while only fast-path changes of a uuid are in flight, each newer
+        /// move goes at once (the other editor sees it as it is made); a batch_result ends the
+        /// moves up to the request its `through` names (§6.4), the later ones stay in flight; a
+        /// recolour meanwhile waits for all of them.
+        /// </summary>
+        [VsTest]
+        public static void ADragSendsEachMoveAtOnceAndAResultEndsThemUpToItsThrough()
+        {
+            using (var r = new Rig())
+            {
+                var a = CommittedObject(r, 1);
+                for (int i = 1; i <= 3; i++)
+                {
+                    a.Position = new[] { i * 1.0, 0, 0 };
+                    r.Engine.MarkDirty(a.Uuid);
+                    r.Daemon.WaitFor("change", 1 + i, r.Pump);
+                }
+                var moves = r.Daemon.Received("change");
+                Check.Equal(4, moves.Count, "each move went at once");
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "acknowledged", r.Pump);
+                a.Material = new MaterialState { BaseColor = new[] { 0.0, 1, 0, 1 } };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(4, r.Daemon.Received("change").Count, "the recolour waits for the moves in flight");
+                // The first window's result ends the first two moves; the third stays in flight.
+                string second = (string)moves[2].Message["request_id"], third = (string)moves[3].Message["request_id"];
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, second } } },
+                });
+                r.Settle();
+                Check.True(r.Engine.IsInFlight(a.Uuid), "the third move is still in flight");
+                Check.Equal(4, r.Daemon.Received("change").Count, "the recolour still waits");
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, third } } },
+                });
+                var ch = r.Daemon.WaitFor("change", 5, r.Pump);
+                Check.Equal("material", OpNames(ch[4].Message), "the recolour goes once every move has ended");
             }
         }
 
@@ -1174,11 +1221,12 @@ namespace VibeSync.Bridge.Tests
                 a.Position = new[] { 5.0, 0, 0 };
                 r.Engine.MarkDirty(a.Uuid);
                 r.Daemon.WaitFor("change", 2, r.Pump);
-                DropAndReconnect(r, () => ack = true); // the daemon dies before it acknowledged the move
                 var renamed = before.Clone();
                 renamed.Name = "Renamed In Blender";
                 int changes = r.Daemon.Received("change").Count;
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
+                // The replay comes right after the next welcome, as the daemon sends it.
+                string id = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq(), renamed.ToCreateOp());
+                DropAndReconnect(r, () => ack = true); // the daemon dies before it acknowledged the move
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
                 Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
                 Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
@@ -1204,11 +1252,11 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Events.FindAll(e => e == "change_ack").Count == 2, TimeSpan.FromSeconds(5), "the move acknowledged", r.Pump);
                 Check.True(r.Engine.IsInFlight(a.Uuid), "the move is in flight");
-                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 var renamed = before.Clone();
                 renamed.Name = "Renamed In Blender";
                 int changes = r.Daemon.Received("change").Count;
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
+                string id = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq(), renamed.ToCreateOp());
+                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
                 Check.Equal("Renamed In Blender", a.Name, "the rename made meanwhile is applied");
                 Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the move is kept");
@@ -1231,11 +1279,11 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.WaitFor("change", 1, r.Pump);
                 Check.Eventually(() => r.Events.Contains("change_ack"), TimeSpan.FromSeconds(5), "the create acknowledged", r.Pump);
                 var held = r.Scene.Capture(a.Uuid);
-                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 var other = held.Clone();
                 other.Name = "Someone Else's";
                 int changes = r.Daemon.Received("change").Count;
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", other.ToCreateOp());
+                string id = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq(), other.ToCreateOp());
+                DropAndReconnect(r, () => r.Daemon.Commits = true);
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
                 Check.Equal("A", a.Name, "the object as the person made it is kept");
                 var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;

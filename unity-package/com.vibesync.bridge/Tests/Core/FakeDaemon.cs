@@ -117,6 +117,11 @@ namespace VibeSync.Bridge.Tests
                 Write(c, reply, null);
                 if ((string)reply["type"] != MessageType.Welcome) { c.Close(); return false; }
                 welcomed = true;
+                // The replay the daemon sends right after `welcome`, before it answers anything
+                // (PROTOCOL §6.6), when a test set one up.
+                List<Dictionary<string, object>> replay;
+                lock (gate) { replay = welcomeReplay; welcomeReplay = null; }
+                if (replay != null) foreach (var m in replay) Write(c, m, null);
                 return true;
             }
             var r = OnRequest != null ? OnRequest(f) : DefaultReply(f);
@@ -214,6 +219,26 @@ namespace VibeSync.Bridge.Tests
             Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", batchSeq }, { "path", path }, { "count", (long)changes.Length } });
             foreach (var ch in changes) Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch } });
             Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq } });
+            return id;
+        }
+
+        List<Dictionary<string, object>> welcomeReplay;
+
+        /// <summary>
+        /// A `resync` batch sent on the next connection right after its `welcome`, before any
+        /// request is answered — as the daemon sends a reconnecting editor's replay (§6.6).
+        /// Returns its batch id.
+        /// </summary>
+        public string ReplayAtNextWelcome(long batchSeq, params Dictionary<string, object>[] changes)
+        {
+            string id = Guid.NewGuid().ToString();
+            var frames = new List<Dictionary<string, object>>
+            {
+                new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", batchSeq }, { "path", "resync" }, { "count", (long)changes.Length } },
+            };
+            foreach (var ch in changes) frames.Add(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch } });
+            frames.Add(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq } });
+            lock (gate) welcomeReplay = frames;
             return id;
         }
 

@@ -59,7 +59,10 @@ namespace VibeSync.Bridge.Tests
                             foreach (var n in Strings(step["objects"]))
                             {
                                 var o = objs[n];
-                                o.Position = new[] { o.Position[0] + 1, o.Position[1], o.Position[2] };
+                                // A move (fast-path, PROTOCOL §6.6), or with `slow` a recolour.
+                                if (step.ContainsKey("slow") && (bool)step["slow"])
+                                    o.Material = new MaterialState { BaseColor = new[] { (o.Material == null ? 0.0 : o.Material.BaseColor[0] + 0.125) % 1.0, 0, 0, 1 } };
+                                else o.Position = new[] { o.Position[0] + 1, o.Position[1], o.Position[2] };
                                 r.Engine.MarkDirty(o.Uuid);
                             }
                             break;
