@@ -289,6 +289,15 @@ pub fn one_conflict_in_each(minis: &[&Mini], winner: &str, loser: &str, op: &str
     }
 }
 
+/// The payloads of the WAL's `conflict` STEPs naming `uuid` (docs/WAL.md, registry ops).
+pub fn conflict_steps(data: &std::path::Path, uuid: &str) -> Vec<Value> {
+    wal_records(data)
+        .into_iter()
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([uuid]))
+        .map(|r| r["payload"].clone())
+        .collect()
+}
+
 pub fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
     json!({"op":"create","uuid":u,"kind":"object","name":name,"parent":null,"t":t,"r":[0,0,0,1],"s":[1,1,1],"visible":true})
 }
@@ -296,7 +305,12 @@ pub fn create(u: &str, name: &str, t: [f64; 3]) -> Value {
 /// A daemon with a 20 ms window, Blender and Unity connected, and a Cube made in Blender at
 /// (1, 2, 3) that both hold: (daemon, blender, unity, the Cube's uuid).
 pub fn a_synced_cube(dir: &std::path::Path) -> (Daemon, Mini, Mini, String) {
-    let cfg = fast_config(dir, 20, 5000);
+    a_synced_cube_in_window(dir, 20)
+}
+
+/// [`a_synced_cube`] with a `window_ms` batch window.
+pub fn a_synced_cube_in_window(dir: &std::path::Path, window_ms: u64) -> (Daemon, Mini, Mini, String) {
+    let cfg = fast_config(dir, window_ms, 5000);
     let d = Daemon::start_with(&dir.join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
@@ -667,13 +681,7 @@ fn a_batch_answered_with_the_editors_own_later_change_of_another_part_commits() 
 #[test]
 fn a_winner_that_keeps_its_own_value_over_the_losers_op_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 400, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
     let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
     let seen = u.batches.len();
     u.answer = false;
@@ -707,14 +715,7 @@ fn a_winner_that_keeps_its_own_value_over_the_losers_op_verifies() {
 #[test]
 fn a_last_writer_that_undid_the_other_editors_change_wins_the_conflict() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 400, 5000);
-    let data = dir.path().join("data");
-    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
     u.states.get_mut(&id).unwrap()["name"] = json!("Zu");
     u.states.get_mut(&id).unwrap()["visible"] = json!(false);
     let ack = u.send_change(
@@ -734,11 +735,7 @@ fn a_last_writer_that_undid_the_other_editors_change_wins_the_conflict() {
         assert_eq!(m.states[&id]["visible"], true, "{who}: the last writer's visibility stands: {}", d.stderr_log());
     }
     one_conflict_in_each(&[&b, &u], "blender", "unity", "visibility");
-    let steps: Vec<Value> = wal_records(&data)
-        .into_iter()
-        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict")
-        .map(|r| r["payload"].clone())
-        .collect();
+    let steps = conflict_steps(&dir.path().join("data"), &id);
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
 }
@@ -750,14 +747,7 @@ fn a_last_writer_that_undid_the_other_editors_change_wins_the_conflict() {
 #[test]
 fn a_window_whose_last_writer_undid_the_only_other_change_is_a_conflict_without_a_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 400, 5000);
-    let data = dir.path().join("data");
-    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
     let batches = (b.batches.len(), u.batches.len());
     u.states.get_mut(&id).unwrap()["t"] = json!([5.0, 5.0, 5.0]);
     let mv = |t: [f64; 3]| json!({"op":"transform","uuid":id,"t":t,"r":[0,0,0,1],"s":[1,1,1]});
@@ -778,11 +768,7 @@ fn a_window_whose_last_writer_undid_the_only_other_change_is_a_conflict_without_
     assert_eq!(b.batches.len(), batches.0, "no batch formed for Blender");
     assert!(u.batches.len() > batches.1, "Unity is corrected");
     one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
-    let conflict_steps = wal_records(&data)
-        .into_iter()
-        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
-        .count();
-    assert_eq!(conflict_steps, 1, "a standalone conflict STEP");
+    assert_eq!(conflict_steps(&dir.path().join("data"), &id).len(), 1, "a standalone conflict STEP");
 }
 
 /// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
@@ -846,12 +832,7 @@ fn a_move_rebased_over_another_editors_move_it_had_not_heard_of_is_a_conflict() 
         assert_eq!(m.states[&id]["t"], json!([7.0, 8.0, 9.0]), "the later writer wins: {}", d.stderr_log());
     }
     one_conflict_in_each(&[&b, &u], "blender", "unity", "transform");
-    let conflict_steps = || {
-        wal_records(&dir.path().join("data"))
-            .into_iter()
-            .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
-            .count()
-    };
+    let conflict_steps = || conflict_steps(&dir.path().join("data"), &id).len();
     assert_eq!(conflict_steps(), 1, "a conflict STEP");
     // A move made over Unity's (Blender heard of it): no conflict.
     b.send_change("b-again", vec![move_to([1.0, 1.0, 1.0])], &[]);
@@ -890,11 +871,7 @@ fn a_move_of_an_object_another_editor_deleted_meanwhile_is_a_conflict_the_delete
     assert!(!b.states.contains_key(&id), "Blender is sent the delete: {}", d.stderr_log());
     assert!(!u.states.contains_key(&id), "the delete stands");
     one_conflict_in_each(&[&b, &u], "unity", "blender", "transform");
-    let steps = wal_records(&dir.path().join("data"))
-        .into_iter()
-        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "conflict" && r["uuids"] == json!([id]))
-        .count();
-    assert_eq!(steps, 1, "a conflict STEP");
+    assert_eq!(conflict_steps(&dir.path().join("data"), &id).len(), 1, "a conflict STEP");
 }
 
 /// Blender deletes the cube (a `tombstone` request, as the addon sends a person's delete);
