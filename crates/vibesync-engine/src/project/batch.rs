@@ -6,6 +6,7 @@
 
 use crate::fast::{HashMap, HashSet};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
@@ -57,9 +58,9 @@ impl Project {
         let mut kept: Vec<Queued<Editor>> = Vec::new();
         let mut all: Vec<Queued<SessionId>> = Vec::new();
         let mut window: Vec<Queued<SessionId>> = Vec::new();
-        let mut dropped: HashMap<SessionId, Vec<String>> = HashMap::default();
-        // Per origin, uuid → the request of its last dropped change of it (`through`).
-        let mut dropped_through: HashMap<SessionId, BTreeMap<String, String>> = HashMap::default();
+        // Per origin, its dropped changes in arrival order: (uuid, request) — the `dropped`
+        // result's uuids and, per uuid, the last request it ends (`through`).
+        let mut dropped: HashMap<SessionId, Vec<(String, Arc<str>)>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
@@ -83,7 +84,8 @@ impl Project {
                 change: q.change.clone(),
                 request: q.request.clone(),
             };
-            // Every change of the window that applies, in arrival order: who wrote last (§6.2).
+            // Every change of the window, in arrival order: what each origin holds, and who
+            // wrote last (§6.2).
             window.push(as_id.clone());
             if !keep {
                 all.push(as_id); // superseded in this window: its origin still holds it
@@ -99,11 +101,7 @@ impl Project {
                         && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
                     if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
-                        dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
-                        dropped_through
-                            .entry(q.origin.session_id.clone())
-                            .or_default()
-                            .insert(q.change.uuid.clone(), q.request.to_string());
+                        dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                         // Still in `window`: it may be the last writer of a conflict (it undid
                         // another editor's change).
                         continue;
@@ -114,11 +112,7 @@ impl Project {
                 }
                 Err(e) => {
                     warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message);
-                    dropped.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
-                    dropped_through
-                        .entry(q.origin.session_id.clone())
-                        .or_default()
-                        .insert(q.change.uuid.clone(), q.request.to_string());
+                    dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                 }
             }
         }
@@ -128,37 +122,32 @@ impl Project {
         let carried: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
         let unbatched = forward::conflicts(window.iter().filter(|q| !carried.contains(q.change.uuid.as_str())));
         drop(carried);
-        if kept.is_empty() {
-            // Superseded changes of uuids that left the batch are dropped as well.
-            for q in &all {
-                dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
-                dropped_through
-                    .entry(q.origin.clone())
-                    .or_default()
-                    .insert(q.change.uuid.clone(), q.request.to_string());
-            }
-            all.clear();
-        }
+        // Superseded changes of uuids that left the batch (all of them when nothing is kept)
+        // are dropped as well.
         let batch_uuids: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
         for q in all.iter().filter(|q| !batch_uuids.contains(q.change.uuid.as_str())) {
-            dropped.entry(q.origin.clone()).or_default().push(q.change.uuid.clone());
-            dropped_through.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone(), q.request.to_string());
+            dropped.entry(q.origin.clone()).or_default().push(drop_key(q));
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
         // then the engine's corrections for origins a dropped change left off the
         // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.
-        let dropped: Vec<(SessionId, Vec<String>)> = dropped.into_iter().map(|(s, u)| (s, dedup(u))).collect();
+        let dropped: Vec<(SessionId, Vec<String>, BTreeMap<String, String>)> = dropped
+            .into_iter()
+            .map(|(s, d)| {
+                let through = d.iter().map(|(u, r)| (u.clone(), r.to_string())).collect();
+                (s, dedup(d.into_iter().map(|(u, _)| u).collect()), through)
+            })
+            .collect();
         let corrections = forward::dropped_corrections(
-            dropped.iter().map(|(s, u)| (s, u.as_slice())),
+            dropped.iter().map(|(s, u, _)| (s, u.as_slice())),
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
             |s, u| self.keeps(cx, s, u),
         );
-        for (session_id, uuids) in dropped {
+        for (session_id, uuids, through) in dropped {
             self.expose(cx.view.last_seq());
-            let through = dropped_through.remove(&session_id).unwrap_or_default();
             let msg = Outbound::BatchResult {
                 batch_id: uuid::Uuid::new_v4().to_string(),
                 seq: cx.view.last_seq(),
@@ -227,10 +216,9 @@ impl Project {
         for u in &uuids {
             self.live.cancel_uuid(u);
         }
-        let mut plan = forward::plan(&all, &kept_ids, &start, &states, &participant_ids);
-        // The winner of each conflict is the last writer among every change of the window,
-        // also a no-op one that undid the other editor's (not in `all`).
-        plan.conflicts = forward::conflicts(window.iter().filter(|q| batch_uuids.contains(q.change.uuid.as_str())));
+        // Every change of the window: what each participant holds, and the winner of each
+        // conflict — also a no-op change that undid the other editor's (not in `all`).
+        let plan = forward::plan(&window, &kept_ids, &start, &states, &participant_ids);
         let rebased = self.rebased(&kept, &base_of, &plan.conflicts);
 
         let mut drafts = vec![self.draft(
@@ -451,4 +439,9 @@ fn final_states(
         .filter(|q| seen.insert(q.change.uuid.clone()))
         .map(|q| (q.change.uuid.clone(), states.get(&q.change.uuid).cloned().flatten()))
         .collect()
+}
+
+/// A dropped change as its `dropped` result names it: (uuid, request).
+fn drop_key<S>(q: &Queued<S>) -> (String, Arc<str>) {
+    (q.change.uuid.clone(), q.request.clone())
 }

@@ -220,26 +220,12 @@ impl Project {
             // waiting `create` applied at batch time brought the deleted object back.
             let now = cx.now();
             let mut dropped: Vec<String> = Vec::new();
-            let mut through: BTreeMap<String, String> = BTreeMap::new();
             for (u, _) in &ops {
-                let gone = self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now);
-                if let Some(last) = gone.last() {
+                let queued = !self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now).is_empty();
+                let before = self.held.len();
+                self.held.retain(|q| !(q.origin.session_id == by.session_id && &q.change.uuid == u));
+                if queued || self.held.len() != before {
                     dropped.push(u.clone());
-                    through.insert(u.clone(), last.request.to_string());
-                }
-                let (held, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-                    .into_iter()
-                    .partition(|q| q.origin.session_id == by.session_id && &q.change.uuid == u);
-                self.held = keep;
-                if let Some(last) = held.last() {
-                    if dropped.contains(u) {
-                        // Queued and held changes both ended: no single last one to name, so
-                        // none is named (the result ends every change of the uuid).
-                        through.remove(u);
-                    } else {
-                        dropped.push(u.clone());
-                        through.insert(u.clone(), last.request.to_string());
-                    }
                 }
             }
             if !dropped.is_empty() {
@@ -253,7 +239,9 @@ impl Project {
                     error_code: None,
                     kept_local: false,
                     reason: None,
-                    through,
+                    // Every change of these uuids its editor still has in flight ends: it
+                    // deleted them (no `through`, docs/PROTOCOL.md §6.4).
+                    through: BTreeMap::new(),
                 };
                 cx.send(&by.session_id, vec![msg.to_frame()]).await;
             }
