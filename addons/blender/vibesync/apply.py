@@ -23,7 +23,6 @@ log = logging.getLogger("vibesync.apply")
 
 _OPS = {"create", "delete", "reparent", "mesh", "material", "transform", "rename", "visibility"}
 # The fast-path ops a `live` preview may carry (§6.3).
-LIVE_OPS = ("transform", "rename", "visibility")
 
 
 class BatchError(Exception):

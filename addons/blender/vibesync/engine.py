@@ -51,9 +51,6 @@ REFUSED_RESEND_FULL = "resend_full"  # the daemon holds no state for it: send th
 REFUSED_KEEP = "keep"                # kept here, marked not synced, retried like a kept_local
 REFUSED_END = "end"                  # ended; nothing to do (e.g. STALE: its resync follows)
 
-# The fast-path ops (§6.2): several changes of a uuid made only of these may be in flight.
-FAST_OPS = frozenset({"transform", "rename", "visibility"})
-
 # What `send` does with a captured edit of a uuid (`send_mode`).
 SEND_WAIT = "wait"  # its previous change is in flight: send it once that one has ended
 SEND_FULL = "full"  # the daemon does not hold what this editor holds: send the whole state

@@ -840,7 +840,7 @@ class Session:
             self._error(wire.ErrorCode.BAD_MESSAGE, f"live: {e}")
             return
         op, uuid = change["op"], change["uuid"]
-        if op not in apply_mod.LIVE_OPS:
+        if op not in wire.FAST_OPS:
             self._error(wire.ErrorCode.BAD_MESSAGE, f"live: op {op} is not a fast-path op")
             return
         reason = self._live_refusal(uuid)
@@ -1974,7 +1974,7 @@ class Session:
             return
         # A drag: an edit of fast-path parts only goes at once, also while an earlier one of
         # the uuid is in flight (each pose reaches the other editor as it is made, §6.3).
-        fast = all(op["op"] in engine.FAST_OPS for op in ops)
+        fast = all(op["op"] in wire.FAST_OPS for op in ops)
         mode = self.engine.send_mode(uuid, key, prev is not None, fast)
         if mode == engine.SEND_WAIT:
             return  # captured again once its change in flight has ended (§6.6)
@@ -2155,7 +2155,7 @@ class Session:
                "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)
-        slow = {op["uuid"] for op in ops if op.get("op") not in engine.FAST_OPS}
+        slow = {op["uuid"] for op in ops if op.get("op") not in wire.FAST_OPS}
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,

@@ -1045,22 +1045,6 @@ namespace VibeSync.Bridge.Core
             slowInFlight.Remove(uuid);
         }
 
-        /// <summary>
-        /// The edit of the uuid (the scene against what was last sent) changes fast-path parts
-        /// only (transform, name, visibility), and no echo of an applied state is involved.
-        /// </summary>
-        bool FastEditOnly(string uuid)
-        {
-            ObjectState before;
-            if (!synced.TryGetValue(uuid, out before) || before == null) return false;
-            var cur = scene.Capture(uuid);
-            if (cur == null) return false; // a delete waits for the change in flight
-            var diff = StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale);
-            if (diff.Count == 0) return false;
-            foreach (var op in diff) if (!Ops.IsFastPath((string)op["op"])) return false;
-            return true;
-        }
-
         /// <summary>The send order of a `change` request id ("c" + counter); -1 for anything else.</summary>
         static long RequestNumber(string rid)
         {
@@ -1735,12 +1719,16 @@ namespace VibeSync.Bridge.Core
                 bool busy = InFlight(uuid);
                 if (tombstoning.Contains(uuid)) continue;
                 if (busy && (slowInFlight.Contains(uuid) || notSynced.ContainsKey(uuid) || resendFull.Contains(uuid))) continue;
-                if (busy && !FastEditOnly(uuid)) continue;
                 if (sw.Elapsed > budget && done.Count > 0) break;
                 done.Add(uuid);
                 var cur = scene.Capture(uuid);
                 ObjectState before;
                 synced.TryGetValue(uuid, out before);
+                if (cur == null && busy)
+                {
+                    done.RemoveAt(done.Count - 1); // a delete waits, still dirty, for the moves in flight
+                    continue;
+                }
                 if (cur == null)
                 {
                     // A person's delete: a `tombstone` request (§5), not a change (§6.2).
@@ -1769,6 +1757,11 @@ namespace VibeSync.Bridge.Core
                 }
                 var diff = full ? new List<Dictionary<string, object>>() : StateDiff.Diff(before, cur, StateHash.Epsilon, unitScale);
                 if (diff.Count == 0 && (full || OnlyLost(uuid))) diff.Add(cur.ToCreateOp(unitScale));
+                if (busy && diff.Exists(op => !Ops.IsFastPath((string)op["op"])))
+                {
+                    done.RemoveAt(done.Count - 1); // waits, still dirty, for the moves in flight
+                    continue;
+                }
                 foreach (var op in diff)
                 {
                     ops.Add(op);
