@@ -2,12 +2,12 @@
 private user resources dir, enable it, let its timer auto-connect, print a JSON report."""
 
 import json
-import os
 import sys
 import time
 
 import bpy  # first: it puts Blender's script modules (addon_utils) on sys.path
 import addon_utils  # noqa: E402
+from bpy_exit import leave  # noqa: E402
 
 zip_path, port = sys.argv[1], int(sys.argv[2])
 report = {}
@@ -45,4 +45,4 @@ report["after_disable"] = {
     "panel": hasattr(bpy.types, "VIBESYNC_PT_panel"),
 }
 print("REPORT " + json.dumps(report), flush=True)
-os._exit(0)  # see conftest.py: the bpy module can hang in a static destructor at exit
+leave(0)  # the bpy module can hang in a static destructor at exit (bpy_exit.py)

@@ -23,6 +23,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, Host, bpy, daemon_binary, drive, drive_for, vibesync  # noqa: E402
+from bpy_exit import leave  # noqa: E402
 
 
 def pct(xs, p):
@@ -134,5 +135,4 @@ def default_settings(n: int, work: str) -> None:
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    os._exit(code)  # bpy may hang in a static destructor at exit (see tests/e2e/conftest.py)
+    leave(code)  # bpy may hang in a static destructor at exit (tests/blender/bpy_exit.py)

@@ -43,6 +43,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Daemon, Host, bpy, daemon_binary, vibesync  # noqa: E402
+from bpy_exit import leave  # noqa: E402
 
 
 AFTER_S = 5.0  # ticks are measured this long after the host holds everything
@@ -593,5 +594,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    os._exit(code)  # bpy may hang at exit (see tests/e2e/conftest.py)
+    leave(code)  # bpy may hang in a static destructor at exit (tests/blender/bpy_exit.py)

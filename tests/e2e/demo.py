@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import Daemon, Host, bpy, daemon_binary, drive, drive_for, vibesync  # noqa: E402
+from bpy_exit import leave  # noqa: E402
 
 PROJECT = "demo"
 EPS = 1e-4
@@ -225,8 +226,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short non-interactive run (used by the tests)")
     ap.add_argument("--data-dir", help="keep the daemon's data here (default: a temporary dir, removed)")
     code = run(ap.parse_args())
-    sys.stdout.flush()
-    os._exit(code)  # bpy can hang in a static destructor at exit (tests/blender/bpy_exit.py)
+    leave(code)  # bpy can hang in a static destructor at exit (tests/blender/bpy_exit.py)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "addons", "blender"))
+sys.path.insert(0, os.path.join(HERE, "..", "blender"))
 
 import bpy  # noqa: E402
 
+from bpy_exit import leave  # noqa: E402
 from vibesync import capture, geonodes, wire  # noqa: E402
 
 GRAPH = os.path.join(HERE, "..", "..", "crates", "vibesync-geonodes", "tests", "graphs", "scatter.json")
@@ -43,8 +45,7 @@ def main() -> None:
             r = ((t1 - t0) * 1000, (t2 - t1) * 1000)
             best = r if best is None or sum(r) < sum(best) else best
         print(f"{n * n} | {arrays['n']} | {len(blob)} | {best[0]:.1f} | {best[1]:.1f}")
-    sys.stdout.flush()
-    os._exit(0)  # bpy can hang in a static destructor at exit (tests/blender/bpy_exit.py)
+    leave(0)  # bpy can hang in a static destructor at exit (tests/blender/bpy_exit.py)
 
 
 if __name__ == "__main__":
