@@ -728,8 +728,11 @@ def test_mesh_encoding_is_byte_identical_to_the_reference_encoder(clean_blender)
 
 # ------------------------------------------------------------ live previews (§6.3)
 
-def live_frame(change, origin="unity"):
-    return frame({"type": "live", "change": change, "origin": origin})
+def live_frame(change, origin="unity", mark=None):
+    m = {"type": "live", "change": change, "origin": origin}
+    if mark is not None:
+        m["mark"] = mark
+    return frame(m)
 
 
 def resolved_cube(scripted, name):
@@ -775,6 +778,28 @@ def test_a_live_preview_is_applied_at_once_outside_undo_and_not_echoed(scripted)
     bpy.ops.ed.undo()
     settle()
     assert "Other" in bpy.data.objects and "Marker" not in bpy.data.objects
+
+
+def test_a_persons_change_after_a_live_preview_names_its_mark_in_seen(scripted):
+    """§6.1 `seen`: the person moved the cube after Unity's move arrived as a live preview;
+    the change names that preview's mark (no conflict with it, §6.2). A change of an object
+    with no preview applied names none."""
+    ob, u = resolved_cube(scripted, "Seen")
+    other, v = resolved_cube(scripted, "Unseen")
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 0, 0],
+                              "r": [0, 0, 0, 1], "s": [1, 1, 1]}, mark=17))
+    pump_until(lambda: vibesync.status()["live_applied"] == 1, what="live applied")
+    scripted.received.clear()
+    bpy.data.objects["Seen"].location = (4, 0, 0)
+    bpy.data.objects["Unseen"].location = (0, 4, 0)
+    settle()
+
+    def sent(uuid):
+        return [m for m in scripted.received if m.get("type") == "change"
+                and any(c.get("uuid") == uuid for c in m["changes"])]
+    pump_until(lambda: sent(u) and sent(v), what="both moves sent")
+    assert sent(u)[0].get("seen", {}).get(u) == 17, sent(u)
+    assert v not in sent(v)[0].get("seen", {}), sent(v)
 
 
 def test_a_live_preview_never_overwrites_a_persons_unsent_edit(scripted):

@@ -251,6 +251,9 @@ class Session:
         self.step_ms: dict[str, float] = {}
         self.step_cpu_ms: dict[str, float] = {}  # the same, main-thread CPU time
         self.applied_hash: dict[str, str] = {}
+        # uuid -> the `mark` of the last `live` frame applied on this connection: a person's
+        # next change of it is made over that value, and says so in `seen` (§6.1).
+        self.live_seen: dict[str, int] = {}
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
         # Objects whose generated geometry was not sent whole (too many instances): uuid -> why.
@@ -618,6 +621,7 @@ class Session:
                 self.reconnects += 1
             self.ever_connected = True
             self.session_id = welcome.get("session_id")
+            self.live_seen.clear()  # marks mean something on the connection that sent them
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
             self.engine.connected(welcome.get("seq"))
@@ -798,7 +802,7 @@ class Session:
                             "the authoritative state", msg.get("batch_id"),
                             msg.get("error_code"), msg.get("uuids"))
         elif t == wire.MessageType.LIVE:
-            self._on_live(msg.get("change"))
+            self._on_live(msg.get("change"), msg.get("mark"))
         elif t == wire.MessageType.ADDON_COMMAND:
             self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
@@ -828,7 +832,7 @@ class Session:
         else:
             log.debug("vibesync: ignoring message of type %r", t)
 
-    def _on_live(self, change) -> None:
+    def _on_live(self, change, mark=None) -> None:
         """A live preview (§6.3): another editor's transform, rename or visibility, applied
         at once, outside any undo step (the batch that follows is the undo step), never
         answered. What is applied becomes the state this editor last knows as synced, so
@@ -869,6 +873,8 @@ class Session:
             state = capture.snap_to(state, change)
         self.last_sent[uuid] = state
         self.applied_hash[uuid] = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        if isinstance(mark, int) and not isinstance(mark, bool) and mark > 0:
+            self.live_seen[uuid] = mark
         self.live_applied += 1
 
     def _live_refusal(self, uuid: str) -> str | None:
@@ -2155,6 +2161,9 @@ class Session:
                "changes": ops}
         if automation is not None:
             msg["automation"] = automation  # an agent's tool call made these (§9.2)
+        seen = {u: self.live_seen[u] for u in uuids if u in self.live_seen}
+        if seen:
+            msg["seen"] = seen  # made over these live previews: no conflict with them (§6.2)
         slow = {op["uuid"] for op in ops if op.get("op") not in wire.FAST_OPS}
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
         if rid is not None:

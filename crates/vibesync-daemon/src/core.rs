@@ -470,6 +470,7 @@ impl Daemon {
                     attachment,
                     request_id,
                     author,
+                    seen: req.seen,
                 },
             )
             .await;

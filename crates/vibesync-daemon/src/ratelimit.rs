@@ -20,6 +20,8 @@ pub struct Overflow {
     latest: HashMap<(String, String), Value>,
     /// Held requests, oldest first; the last one carries the merged changes.
     requests: Vec<Change>,
+    /// uuid → the latest `seen` mark of the held requests (marks only grow on a connection).
+    seen: std::collections::BTreeMap<String, u64>,
 }
 
 /// Are two requests alike in everything but their changes, `request_id` and `base_seq`
@@ -28,7 +30,8 @@ pub struct Overflow {
 /// not serialized requests: serializing every held request's changes to compare them was a
 /// fifth of a session's CPU in a burst, docs/BENCHMARKS.md.)
 fn same_shape(a: &Change, b: &Change) -> bool {
-    let Change { request_id: _, base_seq: _, changes: _, automation } = a;
+    // `seen` is merged (the latest mark per uuid), like the changes.
+    let Change { request_id: _, base_seq: _, changes: _, automation, seen: _ } = a;
     *automation == b.automation
 }
 
@@ -66,6 +69,10 @@ impl Overflow {
                 self.order.push(k);
             }
         }
+        for (u, m) in &c.seen {
+            let e = self.seen.entry(u.clone()).or_default();
+            *e = (*e).max(*m);
+        }
         self.requests.push(c);
     }
 
@@ -77,6 +84,7 @@ impl Overflow {
         let earlier = std::mem::take(&mut self.requests);
         let mut latest = std::mem::take(&mut self.latest);
         last.changes = std::mem::take(&mut self.order).into_iter().filter_map(|k| latest.remove(&k)).collect();
+        last.seen = std::mem::take(&mut self.seen);
         Some((earlier, last))
     }
 }

@@ -66,6 +66,7 @@ mod tests {
     fn q(origin: &str, author: Author, uuid: &str) -> Queued<String> {
         Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: origin.into(),
             author,
             change: Change { uuid: uuid.into(), op: ChangeOp::Delete },

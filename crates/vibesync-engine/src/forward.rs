@@ -142,24 +142,32 @@ pub fn plan<'a>(
 /// change turned out a no-op that undid another editor's (dropped from the batch) — and
 /// every other origin of it is a loser (`op`: its last op of the uuid).
 pub fn conflicts<'q>(window: impl IntoIterator<Item = &'q Queued<String>>) -> Vec<Conflict> {
-    let mut last_writer: HashMap<&str, &str> = HashMap::default();
-    let mut seen: HashMap<(&str, &str), &'static str> = HashMap::default();
+    let mut last_writer: HashMap<&str, &Queued<String>> = HashMap::default();
+    // (uuid, origin) → its last op, and every change of it as (op, mark).
+    type Changes = (&'static str, Vec<(&'static str, u64)>);
+    let mut seen: HashMap<(&str, &str), Changes> = HashMap::default();
     let mut order: Vec<(&str, &str)> = Vec::new();
     for q in window {
-        last_writer.insert(&q.change.uuid, &q.origin);
+        last_writer.insert(&q.change.uuid, q);
         let key = (q.change.uuid.as_str(), q.origin.as_str());
-        if seen.insert(key, q.change.op.name()).is_none() {
+        let e = seen.entry(key).or_insert_with(|| {
             order.push(key);
-        }
+            ("", Vec::new())
+        });
+        e.0 = q.change.op.name();
+        e.1.push((q.change.op.name(), q.sight.mark));
     }
     order
         .into_iter()
-        .filter(|(u, origin)| last_writer[u] != *origin)
+        .filter(|(u, origin)| last_writer[u].origin != *origin)
+        // No conflict when the winner's last change was made over every change of the other
+        // editor: its person had applied them as live previews (§6.2, §6.3 `mark`/`seen`).
+        .filter(|(u, origin)| seen[&(*u, *origin)].1.iter().any(|(op, mark)| !last_writer[u].sight.sees(op, *mark)))
         .map(|(u, origin)| Conflict {
             uuid: u.to_string(),
-            winner: last_writer[u].to_string(),
+            winner: last_writer[u].origin.clone(),
             loser: origin.to_string(),
-            op: seen[&(u, origin)],
+            op: seen[&(u, origin)].0,
         })
         .collect()
 }
@@ -223,6 +231,7 @@ mod tests {
     fn q(origin: &str, op: ChangeOp) -> Queued<String> {
         Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: origin.into(),
             author: Author::Person,
             change: Change { uuid: U.into(), op },
@@ -331,5 +340,43 @@ mod tests {
             vec![Conflict { uuid: U.into(), winner: "b".into(), loser: "a".into(), op: "visibility" }]
         );
         assert_eq!(p.corrections["a"], vec![U.to_string()]);
+    }
+
+    #[test]
+    fn a_change_made_over_the_others_live_preview_is_no_conflict() {
+        use crate::live::Sight;
+        let at = |origin: &str, op: ChangeOp, mark: u64, saw: [u64; 3]| Queued {
+            sight: Sight { mark, saw },
+            ..q(origin, op)
+        };
+        // a drags (marks 1, 3); b had applied a's preview of mark 3 when its person moved the
+        // object: b made its move over a's, no conflict — the batch still carries b's.
+        let all = vec![at("a", tr(1.0), 1, [0; 3]), at("a", tr(2.0), 3, [0; 3]), at("b", tr(5.0), 4, [3, 0, 0])];
+        let (p, fin) = run(all.clone(), vec![all[2].clone()]);
+        assert_eq!(fin.t[0], 5.0);
+        assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+        // b had applied only the first preview: a's second move was not in front of its
+        // person — a conflict, as before.
+        let all = vec![at("a", tr(1.0), 1, [0; 3]), at("a", tr(2.0), 3, [0; 3]), at("b", tr(5.0), 4, [1, 0, 0])];
+        let (p, _) = run(all.clone(), vec![all[2].clone()]);
+        assert_eq!(p.conflicts.len(), 1);
+        // A preview of another op does not cover a move; a slow-path change is never previewed.
+        let all = vec![at("a", tr(1.0), 1, [0; 3]), at("b", tr(5.0), 4, [0, 9, 9])];
+        assert_eq!(run(all.clone(), vec![all[1].clone()]).0.conflicts.len(), 1);
+        let all = vec![
+            at(
+                "a",
+                ChangeOp::Material(crate::sync::Material {
+                    base_color: [1.0; 4],
+                    metallic: 0.0,
+                    roughness: 0.5,
+                    emission: [0.0; 3],
+                }),
+                1,
+                [0; 3],
+            ),
+            at("b", tr(5.0), 4, [9, 9, 9]),
+        ];
+        assert_eq!(run(all.clone(), all).0.conflicts.len(), 1);
     }
 }

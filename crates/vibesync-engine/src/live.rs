@@ -8,6 +8,12 @@
 //! (the trailing value is never lost), unless [`Throttle::cancel_uuid`] drops it because the
 //! uuid's batch (or a structural change of it) now carries the state.
 //!
+//! [`Delivered`] remembers which marks (§6.3 `mark`: a change's admission number in its
+//! project) each receiver was sent, so that the `seen` mark of that receiver's next change
+//! tells which of the other editors' changes its person had in front of them ([`Sight`]):
+//! a change made after its editor applied the other editor's value as a live preview is no
+//! conflict with it (§6.2), nor stale against it (§6.1).
+//!
 //! Pure: time is passed in; the daemon's actor asks [`Throttle::next_due`] for its timer.
 
 use crate::fast::HashMap;
@@ -163,9 +169,133 @@ impl<R: Clone + Eq + Ord, P> Throttle<R, P> {
     }
 }
 
+/// The fast-path ops a live frame carries, in [`Sight::saw`]'s order.
+pub const LIVE_OPS: [&str; 3] = ["transform", "rename", "visibility"];
+
+/// Where `op` (a fast-path op's name) sits in [`Sight::saw`]; None for slow-path ops.
+pub fn live_op_index(op: &str) -> Option<usize> {
+    LIVE_OPS.iter().position(|o| *o == op)
+}
+
+/// A change's place among its project's live previews (docs/PROTOCOL.md §6.2, §6.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sight {
+    /// Its admission mark (0: none — e.g. built by the daemon itself).
+    pub mark: u64,
+    /// Per fast-path op ([`LIVE_OPS`]): the newest mark of that op's live frames of the uuid
+    /// its editor had applied when it made the change (0: none).
+    pub saw: [u64; 3],
+}
+
+impl Sight {
+    /// Had this change's editor applied a live frame carrying another editor's change of the
+    /// same uuid with op `op` and mark `mark` (or a later value of that op)?
+    pub fn sees(&self, op: &str, mark: u64) -> bool {
+        mark != 0 && live_op_index(op).is_some_and(|i| self.saw[i] >= mark)
+    }
+
+    /// Its own mark in the slot of its op (`op`, its op's name), for [`crate::stale::Write`].
+    pub fn own_marks(&self, op: &str) -> [u64; 3] {
+        let mut m = [0; 3];
+        if let Some(i) = live_op_index(op) {
+            m[i] = self.mark;
+        }
+        m
+    }
+}
+
+/// One delivered live frame: receiver, op index, mark, when.
+type Sent<R> = (R, u8, u64, u64);
+
+/// The live frames each receiver was sent, per uuid (the last [`Delivered::KEEP`] of each
+/// uuid, none older than [`Delivered::MAX_AGE_MS`]): what a receiver's `seen` mark covers.
+pub struct Delivered<R> {
+    per: HashMap<String, Vec<Sent<R>>>,
+    records: u64,
+}
+
+impl<R> Default for Delivered<R> {
+    fn default() -> Self {
+        Delivered { per: HashMap::default(), records: 0 }
+    }
+}
+
+impl<R: Eq> Delivered<R> {
+    /// Frames kept per uuid (over all receivers and ops).
+    pub const KEEP: usize = 32;
+    /// A change is made within moments of the preview its person saw: older frames are
+    /// forgotten (their batch has long brought the state, and `base_seq` says so).
+    pub const MAX_AGE_MS: u64 = 60_000;
+
+    /// `receiver` was sent the live frame of `uuid`, op `op`, mark `mark` at `now_ms`.
+    pub fn record(&mut self, now_ms: u64, receiver: R, uuid: &str, op: &str, mark: u64) {
+        let Some(i) = live_op_index(op) else { return };
+        self.records += 1;
+        if self.records.is_multiple_of(4096) {
+            let horizon = now_ms.saturating_sub(Self::MAX_AGE_MS);
+            self.per.retain(|_, v| {
+                v.retain(|e| e.3 > horizon);
+                !v.is_empty()
+            });
+        }
+        let v = match self.per.get_mut(uuid) {
+            Some(v) => v,
+            None => self.per.entry(uuid.to_string()).or_default(),
+        };
+        if v.len() >= Self::KEEP {
+            v.remove(0);
+        }
+        v.push((receiver, i as u8, mark, now_ms));
+    }
+
+    /// What a change of `uuid` from `receiver` whose `seen` mark is `seen` had in front of it:
+    /// per op, the newest mark at or below `seen` that `receiver` was sent.
+    pub fn saw(&self, receiver: &R, uuid: &str, seen: u64) -> [u64; 3] {
+        let mut out = [0; 3];
+        for (r, i, m, _) in self.per.get(uuid).into_iter().flatten() {
+            if r == receiver && *m <= seen {
+                let slot = &mut out[*i as usize];
+                *slot = (*slot).max(*m);
+            }
+        }
+        out
+    }
+
+    /// Forget a receiver (its session ended: its marks meant something on that connection only).
+    pub fn forget(&mut self, receiver: &R) {
+        self.per.retain(|_, v| {
+            v.retain(|e| &e.0 != receiver);
+            !v.is_empty()
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seen_mark_covers_what_the_receiver_was_sent_up_to_it_per_op() {
+        let mut d: Delivered<&str> = Delivered::default();
+        d.record(0, "b", U, "transform", 3);
+        d.record(1, "b", U, "rename", 4);
+        d.record(2, "c", U, "transform", 5);
+        d.record(3, "b", U, "transform", 7);
+        // "b" applied up to mark 4: transform 3 and rename 4; not 7 (still on its way), and
+        // never what "c" was sent.
+        assert_eq!(d.saw(&"b", U, 4), [3, 4, 0]);
+        assert_eq!(d.saw(&"b", U, 7), [7, 4, 0]);
+        assert_eq!(d.saw(&"c", U, 9), [5, 0, 0]);
+        assert_eq!(d.saw(&"b", V, 9), [0, 0, 0]);
+        let s = Sight { mark: 9, saw: d.saw(&"b", U, 4) };
+        assert!(s.sees("transform", 3) && s.sees("rename", 4));
+        assert!(!s.sees("transform", 5), "a later transform of another editor was not in front of it");
+        assert!(!s.sees("reparent", 1), "slow-path changes are never previewed");
+        assert!(!s.sees("transform", 0), "a change without a mark is never seen");
+        d.forget(&"b");
+        assert_eq!(d.saw(&"b", U, 9), [0, 0, 0]);
+        assert_eq!(d.saw(&"c", U, 9), [5, 0, 0]);
+    }
 
     const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
     const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";

@@ -183,6 +183,7 @@ mod tests {
     fn q(uuid: &str, op: ChangeOp) -> Queued<&'static str> {
         Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "a",
             author: Author::Person,
             change: Change { uuid: uuid.into(), op },
@@ -297,6 +298,7 @@ mod order {
         };
         Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: (),
             author: Author::Person,
             change: Change { uuid: format!("u{u}"), op },

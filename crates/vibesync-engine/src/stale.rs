@@ -41,6 +41,10 @@ impl Parts {
         Parts(self.0 | other.0)
     }
 
+    pub const fn intersection(self, other: Parts) -> Parts {
+        Parts(self.0 & other.0)
+    }
+
     pub const fn intersects(self, other: Parts) -> bool {
         self.0 & other.0 != 0
     }
@@ -94,6 +98,28 @@ pub struct Write {
     pub seq: u64,
     pub client: String,
     pub editor: String,
+    /// Per fast-path part (pose, name, visibility: `live::LIVE_OPS`' order), the admission
+    /// mark of the change that wrote it (0: none known): an editor that applied that
+    /// change's live preview made its own change over it (docs/PROTOCOL.md §6.1, §6.3).
+    pub marks: [u64; 3],
+}
+
+/// The fast-path parts, in `live::LIVE_OPS`' order.
+const LIVE_PARTS: [Parts; 3] = [Parts::POSE, Parts::NAME, Parts::VISIBILITY];
+
+impl Write {
+    /// Were the parts of `parts` this write wrote in front of an editor that had applied
+    /// the live previews `saw` (per fast-path op, the newest mark)? Only fast-path parts are
+    /// ever previewed.
+    fn seen_in(&self, parts: Parts, saw: [u64; 3]) -> bool {
+        let mut rest = self.parts.intersection(parts);
+        for (i, p) in LIVE_PARTS.iter().enumerate() {
+            if rest.intersects(*p) && self.marks[i] != 0 && saw[i] >= self.marks[i] {
+                rest = rest.without(*p);
+            }
+        }
+        rest.is_empty()
+    }
 }
 
 /// Who last wrote each part of one object (at most one entry per part; entries with no part
@@ -106,7 +132,9 @@ impl LastWrites {
     /// existence (a `create`, e.g. the undo of a delete) also ends an earlier delete's
     /// `GONE`: the object is there again, and a move made before both is rebased over the
     /// create, not refused as a move of a deleted object.
-    pub fn record(&mut self, parts: Parts, seq: u64, client: &str, editor: &str) {
+    ///
+    /// `marks`: per fast-path part, the admission mark of the change that wrote it (0: none).
+    pub fn record(&mut self, parts: Parts, seq: u64, (client, editor): (&str, &str), marks: [u64; 3]) {
         if parts.is_empty() {
             return;
         }
@@ -117,22 +145,35 @@ impl LastWrites {
         self.0.retain(|w| !w.parts.is_empty());
         if let Some(w) = self.0.iter_mut().find(|w| w.seq == seq && w.client == client && w.editor == editor) {
             w.parts = w.parts.union(parts);
+            for (m, n) in w.marks.iter_mut().zip(marks) {
+                *m = (*m).max(n);
+            }
         } else {
-            self.0.push(Write { parts, seq, client: client.to_string(), editor: editor.to_string() });
+            self.0.push(Write { parts, seq, client: client.to_string(), editor: editor.to_string(), marks });
         }
     }
 
     /// Every write of `other` is newer than those here (a later batch's writes).
     pub fn merge(&mut self, other: &LastWrites) {
         for w in &other.0 {
-            self.record(w.parts, w.seq, &w.client, &w.editor);
+            self.record(w.parts, w.seq, (&w.client, &w.editor), w.marks);
         }
     }
 
     /// The newest write by a client other than `me`, after `base_seq`, of a part in `parts`:
     /// what makes a change of `me` made at `base_seq` stale (`None`: not stale).
     pub fn newer_by_other(&self, parts: Parts, base_seq: u64, me: &str) -> Option<&Write> {
-        self.0.iter().filter(|w| w.parts.intersects(parts) && w.seq > base_seq && w.client != me).max_by_key(|w| w.seq)
+        self.newer_unseen_by_other(parts, base_seq, me, [0; 3])
+    }
+
+    /// [`Self::newer_by_other`], leaving out writes whose parts (of `parts`) `me`'s change was
+    /// made over: their values were in front of its person as live previews (`saw`, per
+    /// fast-path op the newest mark its editor had applied).
+    pub fn newer_unseen_by_other(&self, parts: Parts, base_seq: u64, me: &str, saw: [u64; 3]) -> Option<&Write> {
+        self.0
+            .iter()
+            .filter(|w| w.parts.intersects(parts) && w.seq > base_seq && w.client != me && !w.seen_in(parts, saw))
+            .max_by_key(|w| w.seq)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -151,7 +192,7 @@ mod tests {
     #[test]
     fn a_mesh_edit_is_not_stale_against_another_editors_move() {
         let mut w = LastWrites::default();
-        w.record(Parts::written_by(&tr()), 41, "unity", "unity");
+        w.record(Parts::written_by(&tr()), 41, ("unity", "unity"), [0; 3]);
         let mesh = ChangeOp::Mesh("a".repeat(64));
         assert!(w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").is_none());
         let mat = ChangeOp::Material(crate::sync::Material {
@@ -166,7 +207,7 @@ mod tests {
     #[test]
     fn a_change_is_stale_against_another_editors_write_of_the_same_part() {
         let mut w = LastWrites::default();
-        w.record(Parts::MESH, 41, "unity", "unity");
+        w.record(Parts::MESH, 41, ("unity", "unity"), [0; 3]);
         let mesh = ChangeOp::Mesh("a".repeat(64));
         let by = w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").unwrap();
         assert_eq!((by.seq, by.client.as_str()), (41, "unity"));
@@ -178,29 +219,29 @@ mod tests {
     #[test]
     fn reparent_depends_on_the_pose_and_create_delete_on_everything() {
         let mut w = LastWrites::default();
-        w.record(Parts::POSE, 41, "unity", "unity");
+        w.record(Parts::POSE, 41, ("unity", "unity"), [0; 3]);
         assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_some());
         assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Delete), 40, "blender").is_some());
         let mut x = LastWrites::default();
-        x.record(Parts::NAME, 41, "unity", "unity");
+        x.record(Parts::NAME, 41, ("unity", "unity"), [0; 3]);
         assert!(x.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_none());
         // Another editor's create or delete writes every part.
         let mut y = LastWrites::default();
-        y.record(Parts::written_by(&ChangeOp::Delete), 41, "unity", "unity");
+        y.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3]);
         assert!(y.newer_by_other(Parts::stale_against(&ChangeOp::Mesh("b".repeat(64))), 40, "blender").is_some());
         // A move of an object another editor deleted since is stale; a move beside another
         // editor's create, move or rename is rebased, not stale.
         assert!(y.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_some());
         let mut made = LastWrites::default();
-        made.record(Parts::written_by(&ChangeOp::Delete), 30, "unity", "unity");
-        made.record(Parts::ALL, 41, "unity", "unity"); // what a `create` writes
+        made.record(Parts::written_by(&ChangeOp::Delete), 30, ("unity", "unity"), [0; 3]);
+        made.record(Parts::ALL, 41, ("unity", "unity"), [0; 3]); // what a `create` writes
         assert!(made.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
         // Deleted and made again (a person's undo of the delete) after the move's base: the
         // object is there, the move is rebased over the create (not stale); a mesh edit made
         // before both is stale against the create.
         let mut undone = LastWrites::default();
-        undone.record(Parts::written_by(&ChangeOp::Delete), 41, "unity", "unity");
-        undone.record(Parts::ALL, 42, "unity", "unity");
+        undone.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3]);
+        undone.record(Parts::ALL, 42, ("unity", "unity"), [0; 3]);
         assert!(undone.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
         assert_eq!(undone.newer_by_other(Parts::written_by(&tr()), 40, "blender").unwrap().seq, 42);
         let mesh = ChangeOp::Mesh("c".repeat(64));
@@ -212,10 +253,10 @@ mod tests {
     #[test]
     fn the_last_writer_of_each_part_is_kept_and_entries_stay_few() {
         let mut w = LastWrites::default();
-        w.record(Parts::ALL, 10, "blender", "blender");
-        w.record(Parts::POSE, 11, "unity", "unity");
-        w.record(Parts::MESH, 12, "unity", "unity");
-        w.record(Parts::POSE, 13, "blender", "blender");
+        w.record(Parts::ALL, 10, ("blender", "blender"), [0; 3]);
+        w.record(Parts::POSE, 11, ("unity", "unity"), [0; 3]);
+        w.record(Parts::MESH, 12, ("unity", "unity"), [0; 3]);
+        w.record(Parts::POSE, 13, ("blender", "blender"), [0; 3]);
         assert_eq!(w.0.len(), 3, "{w:?}");
         let mesh = ChangeOp::Mesh("a".repeat(64));
         assert_eq!(w.newer_by_other(Parts::stale_against(&mesh), 11, "blender").unwrap().seq, 12);
@@ -223,8 +264,31 @@ mod tests {
         assert_eq!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 12, "unity").unwrap().seq, 13);
         let mut all = LastWrites::default();
         for s in 0..100 {
-            all.record(Parts::POSE, s, if s % 2 == 0 { "a" } else { "b" }, "blender");
+            all.record(Parts::POSE, s, (if s % 2 == 0 { "a" } else { "b" }, "blender"), [0; 3]);
         }
         assert_eq!(all.0.len(), 1);
+    }
+
+    #[test]
+    fn a_write_its_person_had_in_front_of_them_as_a_live_preview_is_not_missed() {
+        // Unity moved the object (mark 7) and committed at seq 41; Blender, at base 40, had
+        // applied that move's live preview when its person reparented: made over it, not stale.
+        let mut w = LastWrites::default();
+        w.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0]);
+        let reparent = Parts::stale_against(&ChangeOp::Reparent(None));
+        assert!(w.newer_unseen_by_other(reparent, 40, "blender", [7, 0, 0]).is_none());
+        assert!(w.newer_unseen_by_other(reparent, 40, "blender", [8, 0, 0]).is_none());
+        assert_eq!(w.newer_unseen_by_other(reparent, 40, "blender", [6, 0, 0]).unwrap().seq, 41, "an earlier preview");
+        assert_eq!(w.newer_unseen_by_other(reparent, 40, "blender", [0, 7, 7]).unwrap().seq, 41, "another op's");
+        // A write of a part no preview carries (the parent) is never covered.
+        let mut x = LastWrites::default();
+        x.record(Parts::PARENT.union(Parts::POSE), 41, ("unity", "unity"), [7, 0, 0]);
+        assert!(x.newer_unseen_by_other(reparent, 40, "blender", [9, 9, 9]).is_some());
+        // Marks merge per part when one batch writes several parts of one editor.
+        let mut y = LastWrites::default();
+        y.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0]);
+        y.record(Parts::NAME, 41, ("unity", "unity"), [0, 8, 0]);
+        assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 8, 0]).is_none());
+        assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 7, 0]).is_some());
     }
 }

@@ -454,6 +454,9 @@ pub struct Queued<S> {
     /// The `request_id` of the `change` request that carried it: a `batch_result` names, per
     /// uuid, the last request of its origin it ends (`through`, docs/PROTOCOL.md §6.4).
     pub request: std::sync::Arc<str>,
+    /// Its admission mark and the live previews its editor had applied when it made it
+    /// (docs/PROTOCOL.md §6.2, §6.3): which other editors' changes it was made over.
+    pub sight: crate::live::Sight,
 }
 
 /// Coalesce one window (docs/PROTOCOL.md §6.2): per uuid the last transform, rename and
@@ -659,6 +662,7 @@ mod tests {
     fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
         Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -720,6 +724,7 @@ mod tests {
         let mut w = vec![tr(U1, 1.0), tr(U2, 1.0), tr(U1, 2.0)];
         w.push(Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) },
@@ -741,6 +746,7 @@ mod tests {
     fn delete_drops_earlier_ops_of_its_uuid() {
         let del = Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change { uuid: U1.into(), op: ChangeOp::Delete },
@@ -767,6 +773,7 @@ mod tests {
         // create, delete, create again: the delete drops only what came before it.
         let c = |u: &str| Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -779,6 +786,7 @@ mod tests {
         };
         let d = |u: &str| Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: "b",
             author: Author::Person,
             change: Change { uuid: u.into(), op: ChangeOp::Delete },
@@ -827,6 +835,7 @@ mod tests {
         fn queued((origin, author, u, kind, v): (u8, bool, u8, u8, u8)) -> Queued<u8> {
             Queued {
                 request: Default::default(),
+                sight: Default::default(),
                 origin,
                 author: if author { Author::Automation } else { Author::Person },
                 change: Change { uuid: format!("u{u}"), op: op(kind, v) },

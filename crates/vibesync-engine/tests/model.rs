@@ -242,6 +242,7 @@ impl World {
         };
         self.push(Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: name(i),
             author,
             change: Change { uuid: uuid.into(), op },
@@ -274,6 +275,7 @@ impl World {
         }
         self.push(Queued {
             request: Default::default(),
+            sight: Default::default(),
             origin: AGENT.into(),
             author: Author::Automation,
             change: Change { uuid: uuid.into(), op },
@@ -295,6 +297,7 @@ impl World {
             };
             self.push(Queued {
                 request: Default::default(),
+                sight: Default::default(),
                 origin: name(i),
                 author: Author::Person,
                 change: Change { uuid: u, op },
@@ -315,6 +318,7 @@ impl World {
                 };
                 self.push(Queued {
                     request: Default::default(),
+                    sight: Default::default(),
                     origin: name(i),
                     author,
                     change: Change { uuid: u, op },

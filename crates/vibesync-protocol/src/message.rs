@@ -85,6 +85,12 @@ pub struct Change {
     /// absent for a person's edit (docs/PROTOCOL.md §6.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automation: Option<Automation>,
+    /// uuid → the `mark` of the last `live` frame of that uuid the editor had applied on this
+    /// connection when it observed these changes (docs/PROTOCOL.md §6.1, §6.3): a person who
+    /// saw another editor's change as a live preview and changed the object after it made no
+    /// conflict with it (§6.2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen: BTreeMap<String, u64>,
 }
 
 /// Who, in automation, made a `change` (docs/PROTOCOL.md §6.1).
@@ -481,6 +487,9 @@ pub enum Outbound {
         change: Value,
         /// The editor kind that made it.
         origin: crate::ClientKind,
+        /// The change's admission mark in its project (increasing within one daemon run);
+        /// an editor's later `change` names the last one it applied in `seen`.
+        mark: u64,
     },
     SafeMode {
         active: bool,

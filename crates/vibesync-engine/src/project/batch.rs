@@ -83,6 +83,7 @@ impl Project {
                 author: q.author,
                 change: q.change.clone(),
                 request: q.request.clone(),
+                sight: q.sight,
             };
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
@@ -208,6 +209,7 @@ impl Project {
                 author: q.author,
                 change: q.change.clone(),
                 request: q.request.clone(),
+                sight: q.sight,
             })
             .collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
@@ -310,8 +312,8 @@ impl Project {
             writes.entry(q.change.uuid.clone()).or_default().record(
                 Parts::written_by(&q.change.op),
                 seq,
-                &q.origin.client_id,
-                q.origin.editor.as_str(),
+                (&q.origin.client_id, q.origin.editor.as_str()),
+                q.sight.own_marks(q.change.op.name()),
             );
         }
         info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), pipelined = lane == Lane::Pipelined, "batch forwarded");
@@ -382,11 +384,9 @@ impl Project {
             }
             let key = (q.origin.session_id.clone(), q.change.uuid.clone());
             let Some(base) = base_of.get(&key) else { continue };
-            let Some(w) = self
-                .synced
-                .get(&q.change.uuid)
-                .and_then(|w| w.newer_by_other(Parts::written_by(&q.change.op), *base, &q.origin.client_id))
-            else {
+            let Some(w) = self.synced.get(&q.change.uuid).and_then(|w| {
+                w.newer_unseen_by_other(Parts::written_by(&q.change.op), *base, &q.origin.client_id, q.sight.saw)
+            }) else {
                 continue;
             };
             let op = q.change.op.name();

@@ -364,12 +364,12 @@ impl Project {
     /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,
     /// if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part `change` writes or
     /// depends on — in the batch in flight with the uuid, else in a committed batch.
-    fn stale_by(&self, change: &Change, base_seq: u64, me: &str) -> Option<&Write> {
+    fn stale_by(&self, change: &Change, (base_seq, saw): (u64, [u64; 3]), me: &str) -> Option<&Write> {
         let parts = Parts::stale_against(&change.op);
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
-            .and_then(|w| w.newer_by_other(parts, base_seq, me))
-            .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_by_other(parts, base_seq, me)))
+            .and_then(|w| w.newer_unseen_by_other(parts, base_seq, me, saw))
+            .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other(parts, base_seq, me, saw)))
     }
 
     /// What makes `change` stale (docs/PROTOCOL.md §6.1): [`Self::stale_by`]'s write, or —
@@ -382,11 +382,11 @@ impl Project {
         &self,
         cx: &Cx<'_>,
         change: &Change,
-        base_seq: u64,
+        (base_seq, saw): (u64, [u64; 3]),
         me: &str,
         known: bool,
     ) -> Result<Option<Write>, String> {
-        if let Some(w) = self.stale_by(change, base_seq, me) {
+        if let Some(w) = self.stale_by(change, (base_seq, saw), me) {
             return Ok(Some(w.clone()));
         }
         if known {
@@ -397,7 +397,7 @@ impl Project {
             let seq = e.tombstone_seq.filter(|s| *s > base_seq)?;
             let by = e.deleted_by.filter(|by| by.client_id != me)?;
             let parts = Parts::written_by(&ChangeOp::Delete);
-            Some(Write { parts, seq, client: by.client_id, editor: by.editor })
+            Some(Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3] })
         }))
     }
 }

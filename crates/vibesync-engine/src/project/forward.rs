@@ -15,15 +15,16 @@ use crate::sync::{ChangeOp, WireChange};
 /// A `live` frame (§6.3): one change, lengths in the receiver's units. The same bytes as
 /// `Outbound::Live`, written without building a `serde_json::Value` (a drag sends one per
 /// object and receiver every editor frame).
-fn live_frame(uuid: &str, op: &ChangeOp, origin: ClientKind, unit_scale: f64) -> Frame {
+fn live_frame(uuid: &str, op: &ChangeOp, (origin, mark): (ClientKind, u64), unit_scale: f64) -> Frame {
     #[derive(Serialize)]
     struct Live<'a> {
         #[serde(rename = "type")]
         kind: MessageType,
         change: WireChange<'a>,
         origin: ClientKind,
+        mark: u64,
     }
-    let live = Live { kind: MessageType::Live, change: WireChange { uuid, op, unit_scale }, origin };
+    let live = Live { kind: MessageType::Live, change: WireChange { uuid, op, unit_scale }, origin, mark };
     Frame::new(serde_json::to_vec(&live).expect("a live frame serializes"), Bytes::new())
 }
 
@@ -50,7 +51,7 @@ impl Project {
     /// Send admitted fast-path changes to the project's other scene holders at once, at most
     /// one frame per receiver, uuid and op per `sync.live_interval_ms` (the rest wait in the
     /// throttle, the latest value winning).
-    pub(super) async fn forward_live(&mut self, cx: &Cx<'_>, origin: &Editor, changes: Vec<(String, ChangeOp)>) {
+    pub(super) async fn forward_live(&mut self, cx: &Cx<'_>, origin: &Editor, changes: Vec<(String, ChangeOp, u64)>) {
         if changes.is_empty() {
             return;
         }
@@ -60,14 +61,15 @@ impl Project {
             if r.session_id == origin.session_id {
                 continue;
             }
-            let frames: Vec<Frame> = changes
+            let items: Vec<(String, ChangeOp, ClientKind, u64)> = changes
                 .iter()
-                .filter_map(|(uuid, op)| {
-                    let sent = self.live.offer(now, &r.session_id, uuid, op.name(), (op.clone(), kind))?;
-                    Some(live_frame(uuid, &sent.0, sent.1, r.unit_scale))
+                .filter_map(|(uuid, op, mark)| {
+                    let (op, kind, mark) =
+                        self.live.offer(now, &r.session_id, uuid, op.name(), (op.clone(), kind, *mark))?;
+                    Some((uuid.clone(), op, kind, mark))
                 })
                 .collect();
-            offer_live(cx, &r.session_id, frames).await;
+            self.offer_live(cx, &r, items).await;
         }
     }
 
@@ -77,16 +79,33 @@ impl Project {
         if due.is_empty() {
             return;
         }
-        let mut per: BTreeMap<SessionId, Vec<(String, ChangeOp, ClientKind)>> = BTreeMap::new();
-        for (r, uuid, (op, kind)) in due {
+        let mut per: BTreeMap<SessionId, Vec<(String, ChangeOp, ClientKind, u64)>> = BTreeMap::new();
+        for (r, uuid, (op, kind, mark)) in due {
             if !self.holds_live(&uuid) {
-                per.entry(r).or_default().push((uuid, op, kind));
+                per.entry(r).or_default().push((uuid, op, kind, mark));
             }
         }
         for (r, items) in per {
             let Some(s) = cx.view.session(&r) else { continue };
-            let frames = items.iter().map(|(u, op, k)| live_frame(u, op, *k, s.unit_scale)).collect();
-            offer_live(cx, &r, frames).await;
+            self.offer_live(cx, &s, items).await;
+        }
+    }
+
+    /// Offer live frames to one receiver (best effort, §6.3) and remember the marks of those
+    /// it was sent (a change it makes later names the last one it applied in `seen`).
+    async fn offer_live(&mut self, cx: &Cx<'_>, r: &Editor, items: Vec<(String, ChangeOp, ClientKind, u64)>) {
+        let n = items.len();
+        if n == 0 {
+            return;
+        }
+        let frames = items.iter().map(|(u, op, k, mark)| live_frame(u, op, (*k, *mark), r.unit_scale)).collect();
+        let queued = cx.offer(&r.session_id, frames).await;
+        if queued < n {
+            debug!(session_id = %r.session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
+        }
+        let now = cx.now();
+        for (u, op, _, mark) in items.into_iter().take(queued) {
+            self.delivered.record(now, r.session_id.clone(), &u, op.name(), mark);
         }
     }
 
@@ -138,17 +157,6 @@ impl Project {
 
 /// Previews never wait for a receiver: one whose writer queue is half full gets none (the
 /// window's batch brings it the state).
-async fn offer_live(cx: &Cx<'_>, session_id: &str, frames: Vec<Frame>) {
-    let n = frames.len();
-    if n == 0 {
-        return;
-    }
-    let queued = cx.offer(session_id, frames).await;
-    if queued < n {
-        debug!(session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -219,8 +227,8 @@ mod tests {
             for unit_scale in [1.0, 0.01, 3.0] {
                 let want = reference(uuid, &op, unit_scale);
                 assert_eq!(change_to_wire(uuid, &op, unit_scale), want, "{op:?}");
-                let live = live_frame(uuid, &op, ClientKind::Unity, unit_scale);
-                let old_live = Outbound::Live { change: want.clone(), origin: ClientKind::Unity }.to_json();
+                let live = live_frame(uuid, &op, (ClientKind::Unity, 17), unit_scale);
+                let old_live = Outbound::Live { change: want.clone(), origin: ClientKind::Unity, mark: 17 }.to_json();
                 assert_eq!(String::from_utf8(live.json.to_vec()).unwrap(), String::from_utf8(old_live).unwrap());
                 let apply = apply_json("b-1", uuid, &op, unit_scale);
                 let old_apply =

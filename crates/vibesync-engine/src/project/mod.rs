@@ -62,7 +62,7 @@ use vibesync_wal::{Record, RecordDraft};
 
 use crate::forward::{Conflict, Ops};
 use crate::governance::{Decision, Escalation, IdleTracker};
-use crate::live::Throttle;
+use crate::live::{Delivered, Throttle};
 use crate::queue::{Flight, Queue};
 use crate::stale::LastWrites;
 use crate::sync::{Author, Change, ChangeOp, Path, Queued};
@@ -108,6 +108,8 @@ pub enum Input {
         request_id: String,
         /// A person's edit, or automation's (an `agent` session, or `change.automation`).
         author: Author,
+        /// uuid → the `mark` of the last `live` frame of it the editor had applied (§6.1 `seen`).
+        seen: BTreeMap<String, u64>,
     },
     Applied {
         session_id: SessionId,
@@ -380,7 +382,12 @@ pub struct Project {
     diverged: HashMap<SessionId, Option<String>>,
     /// Live previews (docs/PROTOCOL.md §6.3): receiver, uuid, op → last send and the value
     /// waiting for its interval.
-    live: Throttle<SessionId, (ChangeOp, ClientKind)>,
+    /// (The payload: the change, its editor kind, its admission mark.)
+    live: Throttle<SessionId, (ChangeOp, ClientKind, u64)>,
+    /// The live frames each receiver was sent: what its changes' `seen` marks cover (§6.1).
+    delivered: Delivered<SessionId>,
+    /// The last admission mark given (§6.3 `mark`; increasing within this daemon run).
+    next_mark: u64,
     /// uuids with a slow-path change in the window: no live preview of them until its batch
     /// has ended (per-uuid order).
     slow_queued: HashSet<String>,
@@ -554,6 +561,8 @@ impl Project {
             degraded: HashMap::default(),
             diverged: HashMap::default(),
             live: Throttle::new(settings.live_interval_ms),
+            delivered: Delivered::default(),
+            next_mark: 0,
             slow_queued: HashSet::default(),
             forwarded: HashMap::default(),
             bases: HashMap::default(),
@@ -685,8 +694,8 @@ impl Project {
 
     async fn on_input(&mut self, cx: &Cx<'_>, ev: Input) {
         match ev {
-            Input::Change { session, base_seq, changes, attachment, request_id, author } => {
-                self.on_change(cx, &session, base_seq, changes, attachment, request_id, author).await
+            Input::Change { session, base_seq, changes, attachment, request_id, author, seen } => {
+                self.on_change(cx, &session, (base_seq, &seen), changes, attachment, request_id, author).await
             }
             Input::Applied { session_id, batch_id, hashes, held, failed } => {
                 self.on_applied(cx, session_id, batch_id, hashes, held, failed).await

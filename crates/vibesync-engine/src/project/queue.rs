@@ -5,6 +5,7 @@
 
 use crate::fast::HashSet;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use vibesync_registry::{Entry, Status};
 
 use super::{dedup, state_of, Cx, Done, Editor, Effect, Project};
 use crate::governance::Decision;
+use crate::live::Sight;
 use crate::queue::{self, Lane};
 use crate::sync::{apply_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
 
@@ -38,7 +40,7 @@ impl Project {
         &mut self,
         cx: &Cx<'_>,
         session: &Editor,
-        base_seq: u64,
+        (base_seq, seen): (u64, &BTreeMap<String, u64>),
         changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         request_id: String,
@@ -46,7 +48,7 @@ impl Project {
     ) {
         let request: std::sync::Arc<str> = request_id.as_str().into();
         let (results, stale, refused, diverged_now) =
-            self.enqueue(cx, session, base_seq, changes, attachment, author, request).await;
+            self.enqueue(cx, session, (base_seq, seen), changes, attachment, author, request).await;
         let ack = Outbound::Ack { request_id, seq: cx.view.last_seq(), results }.to_frame();
         cx.send(&session.session_id, vec![ack]).await;
         if diverged_now {
@@ -74,7 +76,7 @@ impl Project {
         &mut self,
         cx: &Cx<'_>,
         session: &Editor,
-        base_seq: u64,
+        (base_seq, seen): (u64, &BTreeMap<String, u64>),
         changes: Vec<Result<Change, ItemResult>>,
         attachment: Bytes,
         author: Author,
@@ -95,7 +97,7 @@ impl Project {
         let automation_waits = session.editor == ClientKind::Agent
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
-        let mut live: Vec<(String, ChangeOp)> = Vec::new();
+        let mut live: Vec<(String, ChangeOp, u64)> = Vec::new();
         for (i, parsed) in changes.into_iter().enumerate() {
             let change = match parsed {
                 Ok(c) => c,
@@ -105,8 +107,16 @@ impl Project {
                 }
             };
             let at = format!("changes[{i}]");
+            // Its mark, and what its person had in front of them: the other editors' changes
+            // of the uuid this editor had applied as live previews (§6.1 `seen`, §6.3).
+            self.next_mark += 1;
+            let saw = match seen.get(&change.uuid) {
+                Some(m) => self.delivered.saw(&session.session_id, &change.uuid, *m),
+                None => [0; 3],
+            };
+            let sight = Sight { mark: self.next_mark, saw };
 
-            let Admitted { blob, entry } = match self.admit(cx, session, base_seq, &change, &attachment, &at) {
+            let Admitted { blob, entry } = match self.admit(cx, session, (base_seq, saw), &change, &attachment, &at) {
                 Ok(a) => a,
                 Err((code, msg)) => {
                     if code == ItemErrorCode::StorageFailed {
@@ -122,7 +132,7 @@ impl Project {
                         // Read again as admission read it (a STALE uuid was either written
                         // by another editor since, or is deleted: `known` false is both).
                         let winner = self
-                            .stale_write(cx, &change, base_seq, &session.client_id, false)
+                            .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
                             .ok()
                             .flatten()
                             .map(|w| (w.client, w.editor))
@@ -177,7 +187,7 @@ impl Project {
             self.sent_again(session, &change.uuid);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
-                self.held.push(Queued { origin: session.clone(), author, change, request: request.clone() });
+                self.held.push(Queued { origin: session.clone(), author, change, request: request.clone(), sight });
                 continue;
             }
             results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
@@ -185,12 +195,12 @@ impl Project {
                 // Its batch carries everything of this uuid from now on, in order.
                 self.slow_queued.insert(change.uuid.clone());
                 self.live.cancel_uuid(&change.uuid);
-                live.retain(|(u, _)| u != &change.uuid);
+                live.retain(|(u, _, _)| u != &change.uuid);
             } else if !self.holds_live(&change.uuid) {
-                live.push((change.uuid.clone(), change.op.clone()));
+                live.push((change.uuid.clone(), change.op.clone(), sight.mark));
             }
             let now = cx.now();
-            self.push(cx, now, Queued { origin: session.clone(), author, change, request: request.clone() });
+            self.push(cx, now, Queued { origin: session.clone(), author, change, request: request.clone(), sight });
         }
         self.forward_live(cx, session, live).await;
         (results, stale, refused, diverged_now)
@@ -251,7 +261,7 @@ impl Project {
         &self,
         cx: &Cx<'_>,
         session: &Editor,
-        base_seq: u64,
+        (base_seq, saw): (u64, [u64; 3]),
         change: &Change,
         attachment: &Bytes,
         at: &str,
@@ -276,7 +286,9 @@ impl Project {
         // was made over its state, and waits in the main window for it to end. Checked before
         // "unknown": a uuid another editor deleted after `base_seq` is no unknown uuid — also
         // when that delete committed before this daemon started (the registry keeps who).
-        let stale = self.stale_write(cx, change, base_seq, &session.client_id, known).map_err(|e| {
+        // A write whose value its person had in front of them as a live preview (`saw`) was
+        // made over, not missed (§6.1).
+        let stale = self.stale_write(cx, change, (base_seq, saw), &session.client_id, known).map_err(|e| {
             (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
         })?;
         if let Some(w) = stale {

@@ -210,8 +210,8 @@ impl Project {
                 self.synced.entry(u.clone()).or_default().record(
                     crate::stale::Parts::written_by(op),
                     seq,
-                    &by.client_id,
-                    by.editor.as_str(),
+                    (&by.client_id, by.editor.as_str()),
+                    [0; 3],
                 );
             }
             self.tombstone_conflicts(cx, &by, &ops, seq).await;

@@ -153,6 +153,7 @@ impl Project {
         self.diverged.remove(session_id);
         self.forwarded.retain(|(s, _), _| s != session_id);
         self.bases.retain(|(s, _), _| s != session_id);
+        self.delivered.forget(&session_id.to_string());
         let verdicts: Vec<(String, Verdict)> =
             self.inflight.iter_mut().map(|f| (f.batch_id.clone(), f.verification.left(session_id, closing))).collect();
         for (batch_id, verdict) in verdicts {

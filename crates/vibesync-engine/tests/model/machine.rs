@@ -563,6 +563,7 @@ impl Sim {
             attachment: Bytes::new(),
             request_id,
             author,
+            seen: Default::default(),
         };
         self.feed(input);
         // The agent reads its answers at once (it holds no scene).

@@ -179,3 +179,39 @@ fn held_automation_is_not_previewed() {
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| ms[1].states[&id]["t"][0] == 4.0);
     assert!(lives_of(&u, &id).is_empty(), "held automation is never previewed: {:?}", u.lives);
 }
+
+/// Blender moves the cube; Unity shows the move as a live preview; Unity's person then moves
+/// the cube — in the same window, or before Unity applied Blender's batch. Unity's change
+/// names the preview in `seen`: it was made over Blender's move, so it wins and it is no
+/// conflict (PROTOCOL §6.1, §6.2). The same move made without having seen the preview is.
+#[test]
+fn a_move_made_over_the_other_editors_live_preview_is_no_conflict() {
+    for (window_ms, report_seen) in [(300, true), (300, false), (20, true), (20, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, mut b, mut u, id) = crate::sync::a_synced_cube_in_window(dir.path(), window_ms);
+        u.report_seen = report_seen;
+        let before = u.last_seq;
+        b.send_change("m1", vec![transform(&id, 5.0)], &[]);
+        assert!(u.pump_until(Duration::from_secs(20), |m| !lives_of(m, &id).is_empty()), "the live preview");
+        assert_eq!(u.last_seq, before, "Unity has not applied Blender's batch yet");
+        let ack = u.send_change("m2", vec![transform(&id, 9.0)], &[]);
+        assert_eq!(statuses(&ack), ["queued"]);
+        until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
+            let ended = |m: &Mini, rid: &str| m.results.iter().any(|r| r["through"][&id] == rid);
+            ended(ms[0], "m1") && ended(ms[1], "m2")
+        });
+        settle(&mut [&mut b, &mut u]);
+        assert_eq!((b.states[&id]["t"][0].as_f64(), u.states[&id]["t"][0].as_f64()), (Some(9.0), Some(9.0)));
+        let events = |m: &Mini| m.events.iter().filter(|e| e["type"] == "conflict").count();
+        let steps = crate::sync::conflict_steps(&dir.path().join("data"), &id);
+        let case = format!("window {window_ms} ms, seen reported: {report_seen}");
+        if report_seen {
+            assert_eq!((events(&b), events(&u), steps.len()), (0, 0, 0), "{case}: {steps:?}");
+        } else {
+            assert_eq!((events(&b), events(&u), steps.len()), (1, 1, 1), "{case}: {steps:?}");
+            assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
+        }
+        drop((b, u));
+        d.stop();
+    }
+}

@@ -33,6 +33,11 @@ pub struct Mini {
     /// Every message type handled, in arrival order (`apply`/`batch_end` inside batches
     /// excluded).
     pub order: Vec<String>,
+    /// Name the last applied `live` mark of each uuid in `change.seen`, as an editor does
+    /// (PROTOCOL §6.1); off by default.
+    pub report_seen: bool,
+    /// uuid → the mark of the last `live` frame applied.
+    pub seen: BTreeMap<String, u64>,
 }
 
 impl Mini {
@@ -53,6 +58,8 @@ impl Mini {
             automation: None,
             lives: vec![],
             order: vec![],
+            report_seen: false,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -72,6 +79,16 @@ impl Mini {
         let mut msg = json!({"type":"change","request_id":rid,"base_seq":self.last_seq,"changes":changes});
         if let Some(a) = &self.automation {
             msg["automation"] = a.clone();
+        }
+        if self.report_seen {
+            let seen: serde_json::Map<String, Value> = changes
+                .iter()
+                .filter_map(|c| c["uuid"].as_str())
+                .filter_map(|u| self.seen.get(u).map(|m| (u.to_string(), json!(m))))
+                .collect();
+            if !seen.is_empty() {
+                msg["seen"] = Value::Object(seen);
+            }
         }
         self.c.send_frame(&Frame::new(serde_json::to_vec(&msg).unwrap(), attachment.to_vec())).unwrap();
         // Other traffic (batches) may come first: handle it until the ack arrives.
@@ -165,6 +182,7 @@ impl Mini {
                 let ch = m["change"].clone();
                 if ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
                     self.apply(&ch, vec![]);
+                    self.seen.insert(ch["uuid"].as_str().unwrap().to_string(), m["mark"].as_u64().unwrap());
                 }
                 self.lives.push(m);
             }

@@ -330,12 +330,16 @@ namespace VibeSync.Bridge.Core
             return new Dictionary<string, object> { { "type", MessageType.Tombstone }, { "request_id", requestId }, { "uuids", l } };
         }
 
-        public static Dictionary<string, object> Change(string requestId, long baseSeq, List<object> changes)
+        /// <param name="seen">uuid → the mark of the last `live` frame of it applied (§6.1 `seen`); empty or null: none.</param>
+        public static Dictionary<string, object> Change(string requestId, long baseSeq, List<object> changes,
+                                                        Dictionary<string, object> seen = null)
         {
-            return new Dictionary<string, object>
+            var m = new Dictionary<string, object>
             {
                 { "type", MessageType.Change }, { "request_id", requestId }, { "base_seq", baseSeq }, { "changes", changes },
             };
+            if (seen != null && seen.Count > 0) m["seen"] = seen;
+            return m;
         }
 
         /// <summary>

@@ -87,6 +87,8 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, ObjectState> synced = new Dictionary<string, ObjectState>();
         // Hash of the state we last applied from the daemon, per uuid (echo suppression).
         readonly Dictionary<string, string> appliedHash = new Dictionary<string, string>();
+        /// <summary>uuid → the `mark` of the last `live` frame applied on this connection (PROTOCOL §6.1 `seen`).</summary>
+        readonly Dictionary<string, long> liveSeen = new Dictionary<string, long>(StringComparer.Ordinal);
         readonly HashSet<string> dirty = new HashSet<string>();
         readonly HashSet<string> registering = new HashSet<string>(); // register sent, ack pending
         readonly Dictionary<string, List<string>> pendingRegister = new Dictionary<string, List<string>>();
@@ -503,6 +505,7 @@ namespace VibeSync.Bridge.Core
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
             SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
             current = null;
+            liveSeen.Clear(); // marks mean something on the connection that sent them only
             waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
@@ -1266,6 +1269,9 @@ namespace VibeSync.Bridge.Core
                 synced[c.Uuid] = st;
                 appliedHash[c.Uuid] = st.Hash();
             }
+            // A person's next change of it is made over this value: named in `seen` (§6.1).
+            long mark = Msg.OptLong(m, "mark", 0);
+            if (mark > 0) liveSeen[c.Uuid] = mark;
             LiveApplied++;
             Emit("live", new Dictionary<string, object> { { "uuid", c.Uuid }, { "op", c.Op }, { "origin", Msg.OptStr(m, "origin") } });
         }
@@ -1886,7 +1892,13 @@ namespace VibeSync.Bridge.Core
                 var now = scene.Capture(u);
                 if (now == null) synced.Remove(u); else synced[u] = now;
             }
-            if (!client.Send(Msg.Change(rid, baseSeq < 0 ? LastSeq : baseSeq, ops), attachment))
+            var marks = new Dictionary<string, object>(StringComparer.Ordinal);
+            foreach (var u in seen)
+            {
+                long mark;
+                if (liveSeen.TryGetValue(u, out mark)) marks[u] = mark;
+            }
+            if (!client.Send(Msg.Change(rid, baseSeq < 0 ? LastSeq : baseSeq, ops, marks), attachment))
             {
                 foreach (var kv in prev) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
                 return;

@@ -230,6 +230,39 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.1 `seen`: a person's change of an object made after a live preview of it
+        /// was applied names that preview's mark; a change of another object, or made on a new
+        /// connection, names none.
+        /// </summary>
+        [VsTest]
+        public static void APersonsChangeAfterALivePreviewNamesItsMarkInSeen()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string u = Msg.NewUuid(), v = Msg.NewUuid();
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u), CubeCreate(v));
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                var live = Live(TransformOp(u, 5, 0, -1));
+                live["mark"] = 17L;
+                r.Daemon.Broadcast(live);
+                Check.Eventually(() => r.Engine.LiveApplied == 1, TimeSpan.FromSeconds(5), "live applied", r.Pump);
+                int before = r.Daemon.Received("change").Count;
+                var o = r.Scene.Find(u);
+                o.Position = new[] { 7.0, 0, 0 };
+                r.Engine.MarkDirty(u);
+                var m = r.Daemon.WaitFor("change", before + 1, r.Pump)[before].Message;
+                var seen = m["seen"] as Dictionary<string, object>;
+                Check.True(seen != null && seen.Count == 1, "seen names the previewed object only");
+                Check.Equal(17L, Convert.ToInt64(seen[u]), "the mark of the last live frame applied");
+                r.Scene.Find(v).Position = new[] { 1.0, 2, 3 };
+                r.Engine.MarkDirty(v);
+                var m2 = r.Daemon.WaitFor("change", before + 2, r.Pump)[before + 1].Message;
+                Check.True(!m2.ContainsKey("seen"), "no live frame of that object was applied: no seen");
+            }
+        }
+
         [VsTest]
         public static void ALivePreviewNeverOverwritesAPersonsUnsentEdit()
         {
