@@ -351,6 +351,7 @@ impl Daemon {
                     Input::Applied {
                         session_id: sess.session_id.clone(),
                         batch_id: a.batch_id,
+                        seq: a.seq,
                         hashes: a.hashes,
                         held: a.held,
                         failed: a.failed,
@@ -604,6 +605,9 @@ impl Daemon {
                     )
                     .to_frame();
                 };
+                if let Err(e) = vibesync_protocol::validate::uuid(&uuid) {
+                    return Outbound::error(ErrorCode::BadMessage, format!("field `uuid`: {}", e.message), rid).to_frame();
+                }
                 let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
                     Ok(entries) => entries,
                     Err(e) => {

@@ -114,6 +114,8 @@ pub enum Input {
     Applied {
         session_id: SessionId,
         batch_id: String,
+        /// The `seq` the editor says it applied through (sequence coherence, §6.7).
+        seq: u64,
         hashes: BTreeMap<String, String>,
         held: bool,
         /// uuid → why the editor could not apply it as sent (`applied.failed`).
@@ -697,8 +699,13 @@ impl Project {
             Input::Change { session, base_seq, changes, attachment, request_id, author, seen } => {
                 self.on_change(cx, &session, (base_seq, &seen), changes, attachment, request_id, author).await
             }
-            Input::Applied { session_id, batch_id, hashes, held, failed } => {
-                self.on_applied(cx, session_id, batch_id, hashes, held, failed).await
+            Input::Applied { session_id, batch_id, seq, hashes, held, failed } => {
+                let diverged_now = self.diverges(cx, &session_id, ("applied", "seq", seq));
+                self.on_applied(cx, session_id.clone(), batch_id, hashes, held, failed).await;
+                if diverged_now {
+                    // The full replay that realigns it (§6.7), after its answer is handled.
+                    self.replay(cx, &session_id, 0, Some(None)).await;
+                }
             }
             ev @ (Input::Joined { .. } | Input::Resync { .. } | Input::Released { .. })
                 if !self.inflight.is_empty() =>

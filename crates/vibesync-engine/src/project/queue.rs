@@ -15,7 +15,7 @@ use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, ItemErrorCode, ItemStatus, Outbound};
 use vibesync_registry::{Entry, Status};
 
-use super::{dedup, state_of, Cx, Done, Editor, Effect, Project};
+use super::{dedup, state_of, Cx, Done, Editor, Effect, Project, SessionId};
 use crate::governance::Decision;
 use crate::live::Sight;
 use crate::queue::{self, Lane};
@@ -86,11 +86,7 @@ impl Project {
         let mut stale: Vec<Stale> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
         let last_seq = cx.view.last_seq();
-        let diverged_now = base_seq > last_seq && !self.diverged.contains_key(&session.session_id);
-        if diverged_now {
-            tracing::warn!(session_id = %session.session_id, base_seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
-            self.diverged.insert(session.session_id.clone(), None);
-        }
+        let diverged_now = self.diverges(cx, &session.session_id, ("change", "base_seq", base_seq));
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
             format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
         });
@@ -204,6 +200,26 @@ impl Project {
         }
         self.forward_live(cx, session, live).await;
         (results, stale, refused, diverged_now)
+    }
+
+    /// Sequence coherence (docs/PROTOCOL.md §6.7): a `change`'s `base_seq` or an `applied`'s
+    /// `seq` (`(message, field, value)`) beyond the daemon's last seq — the editor followed
+    /// another history. Marks the session diverged (its changes are refused `BLOCKED` until
+    /// it acknowledges a full replay); true when this message showed it first (the caller
+    /// then sends the replay).
+    pub(super) fn diverges(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: &SessionId,
+        (message, field, seq): (&str, &str, u64),
+    ) -> bool {
+        let last_seq = cx.view.last_seq();
+        if seq <= last_seq || self.diverged.contains_key(session_id) {
+            return false;
+        }
+        tracing::warn!(session_id = %session_id, project_id = %self.project, message, field, seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
+        self.diverged.insert(session_id.clone(), None);
+        true
     }
 
     /// An editor sent a change of `uuid` that was queued (or held) or refused other than

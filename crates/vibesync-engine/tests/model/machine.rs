@@ -1043,6 +1043,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             let applied = Reply::Input(Input::Applied {
                 session_id,
                 batch_id: inc.batch_id,
+                seq: ed.last_seq,
                 hashes,
                 held: false,
                 failed: Default::default(),
