@@ -53,7 +53,7 @@ mod start;
 pub(crate) mod stores;
 pub(crate) mod sync;
 pub(crate) mod token;
-pub(crate) mod txn;
+pub mod txn;
 pub mod verify;
 
 pub use crate::config::Config;

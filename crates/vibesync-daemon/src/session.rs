@@ -193,7 +193,7 @@ pub async fn serve_connection(
                 None => break,
                 Some(Ok(read)) => read,
                 Some(Err(e)) => {
-                    let (code, msg) = frame_error_message(&e);
+                    let (code, msg) = frame_error_message(&e, false);
                     if let Some(code) = code {
                         let _ = tx.send(Outbound::error(code, msg, None).to_frame()).await;
                     }
@@ -408,9 +408,18 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<vibesync_protocol::ClientKi
     Ok(editor)
 }
 
-fn frame_error_message(e: &FrameError) -> (Option<ErrorCode>, String) {
+/// The `error` for a framing failure; `before_hello`: on a connection still in its handshake
+/// (whose frames have a fixed 4096-byte limit, docs/PROTOCOL.md §3).
+fn frame_error_message(e: &FrameError, before_hello: bool) -> (Option<ErrorCode>, String) {
     match e {
-        FrameError::TooLarge { .. } => (Some(ErrorCode::FrameTooLarge), e.to_string()),
+        FrameError::TooLarge { .. } if before_hello => (
+            Some(ErrorCode::FrameTooLarge),
+            format!("{e}: a connection's frames before `hello` may be at most 4096 bytes (send `hello` first)"),
+        ),
+        FrameError::TooLarge { .. } => (
+            Some(ErrorCode::FrameTooLarge),
+            format!("{e}, or raise `server.max_frame_bytes` in the daemon's config (docs/PROTOCOL.md §1)"),
+        ),
         FrameError::BadFrame { .. } => (Some(ErrorCode::BadFrame), e.to_string()),
         FrameError::Io(_) => (None, e.to_string()),
     }
@@ -420,7 +429,7 @@ async fn frame_error<W>(writer: &mut FramedWrite<W, FrameCodec>, e: FrameError)
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    if let (Some(code), msg) = frame_error_message(&e) {
+    if let (Some(code), msg) = frame_error_message(&e, true) {
         let _ = send_error_and_close(writer, code, msg, None).await;
     }
 }

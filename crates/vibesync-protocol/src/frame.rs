@@ -33,9 +33,7 @@ impl Frame {
 /// Why a byte stream is not a valid sequence of frames. Both are fatal for the connection.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error(
-        "frame length {len} bytes exceeds the limit of {max} bytes; split the payload or raise limits.max_frame_bytes"
-    )]
+    #[error("frame length {len} bytes exceeds the limit of {max} bytes; split the payload")]
     TooLarge { len: u64, max: u32 },
     #[error("malformed frame header: total_len {total_len}, json_len {json_len} (json_len must be <= total_len - 4)")]
     BadFrame { total_len: u32, json_len: u32 },

@@ -194,7 +194,8 @@ pub enum SafeModeAction {
 
 #[derive(Subcommand, Debug)]
 pub enum QuarantineAction {
-    /// List quarantined uuids with the reason.
+    /// List quarantined uuids with the reason (the daemon must be running: it answers from
+    /// its registry).
     List {
         /// Only this project.
         #[arg(long)]
@@ -629,23 +630,12 @@ fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Resul
             let (wal, _) = vibesync_wal::Wal::open(vibesync_wal::WalConfig::new(data.root()))
                 .context("opening the WAL to record the reset (is a daemon starting on this data dir?)")?;
             let op = format!("cli-{}", std::process::id());
-            let d = |phase, payload| vibesync_wal::RecordDraft {
-                session_id: "cli".into(),
-                operation_id: op.clone(),
-                uuids: vec![],
-                project_id: String::new(),
-                phase,
-                outcome: vibesync_wal::Outcome::Ok,
-                error_code: None,
-                payload,
-            };
+            // The daemon's own transaction shape (BEGIN pending, STEP, COMMIT, FINAL).
+            let txn = vibesync_daemon::txn::Txn { session_id: "cli", operation_id: &op, project_id: "" };
             let reset = serde_json::json!({"op": "governance_reset", "by": "cli (offline)"});
-            let records = wal.append_blocking(vec![
-                d(Phase::Begin, reset.clone()),
-                d(Phase::Step, reset.clone()),
-                d(Phase::Commit, reset),
-                d(Phase::Final, serde_json::json!({})),
-            ])?;
+            let mut drafts = txn.drafts(&[], reset.clone(), vec![reset.clone()], reset);
+            drafts.push(txn.final_draft(vec![], serde_json::json!({})));
+            let records = wal.append_blocking(drafts)?;
             wal.close_blocking()?;
             let mut b = vibesync_daemon::boot::read(&data.boot())?;
             b.safe_mode = false;

@@ -67,6 +67,39 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     assert!(recs.iter().any(|r| r["payload"]["op"] == "governance_reset"), "the person's reset is in the WAL");
 }
 
+/// `vibesync safe-mode clear` with the daemon stopped writes the reset as the daemon's own
+/// transactions are written (docs/WAL.md §3): BEGIN `pending`, STEP, COMMIT, FINAL — and the
+/// next boot is out of safe mode, with `verify` clean.
+#[test]
+fn an_offline_safe_mode_clear_is_a_well_formed_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    for _ in 0..3 {
+        d.kill9();
+        d = Daemon::start(&data);
+    }
+    assert_eq!(d.client("blender").welcome["safe_mode"], true);
+    d.stop();
+    let (code, out, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("daemon not running"), "{out}");
+    let recs: Vec<Value> = wal_records(&data)
+        .into_iter()
+        .filter(|r| r["payload"]["by"] == "cli (offline)" || r["session_id"] == "cli")
+        .collect();
+    let shape: Vec<(&str, &str)> =
+        recs.iter().map(|r| (r["phase"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
+    assert_eq!(shape, [("BEGIN", "pending"), ("STEP", "ok"), ("COMMIT", "ok"), ("FINAL", "ok")], "{recs:?}");
+    assert_eq!(recs[1]["payload"]["op"], "governance_reset");
+    let mut d = Daemon::start(&data);
+    assert_eq!(d.client("blender").welcome["safe_mode"], false);
+    d.stop();
+    // The next boot applied and audited it like any transaction of its own.
+    let (code, out, err) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Unity receives the batch carrying `change` and disconnects before answering (as an
 /// editor that crashes on the data would). Returns a fresh Unity session.
 fn fail_by_disconnect(d: &Daemon, b: &mut Mini, u: Mini, rid: &str, change: Value) -> Mini {
@@ -197,6 +230,8 @@ fn evidence_escalates_smallest_thing_first() {
     assert_eq!(st["safe_mode"], true);
 
     // A person releases X and clears safe mode; everything flows again.
+    let (code, _, err) = cli(&["quarantine", "release", "NOT-A-UUID", "--data-dir", data.to_str().unwrap()]);
+    assert!(code != 0 && err.contains("not a lowercase RFC 4122 uuid"), "a mistyped uuid is named as such: {err}");
     let (code, out, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
@@ -369,6 +404,34 @@ fn sequence_divergence_blocks_until_replayed() {
     lost.last_seq = 0;
     let ack = lost.send_change("z2", vec![transform(&x, 9.0)], &[]);
     assert_eq!(statuses(&ack), ["queued"], "after acknowledging the replay it may change things again: {ack}");
+}
+
+/// PROTOCOL §6.7: an `applied` whose `seq` is beyond the daemon's last seq shows the editor
+/// followed another history, as a `change`'s `base_seq` does: blocked, then a full replay.
+#[test]
+fn an_applied_beyond_the_daemons_seq_is_a_sequence_divergence_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let x = new_uuid();
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b]);
+    let mut lost = Mini::connect(&d, "unity", 1.0, 0);
+    settle(&mut [&mut b, &mut lost]);
+    assert!(lost.states.contains_key(&x));
+    let replays = lost.batches.len();
+    // An answer from another history: seq 1,000,000 (an unknown batch id, as after a restore).
+    lost.c.send(&json!({"type":"applied","batch_id":new_uuid(),"seq":1_000_000u64,"hashes":{}})).unwrap();
+    let ack = lost.send_change("z", vec![transform(&x, 9.0)], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "BLOCKED", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("divergence"), "{ack}");
+    settle(&mut [&mut b, &mut lost]);
+    assert!(lost.batches.len() > replays, "the diverged editor was sent a full replay: {:?}", lost.batches);
+    assert_eq!(lost.batches.last().unwrap().1, "resync");
+    let ack = lost.send_change("z2", vec![transform(&x, 9.0)], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "after acknowledging the replay it may change things again: {ack}");
+    assert!(d.stderr_log().contains("sequence divergence"), "logged");
 }
 
 #[test]

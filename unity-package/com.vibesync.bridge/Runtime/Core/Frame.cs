@@ -38,7 +38,7 @@ namespace VibeSync.Bridge.Core
             long total = 4L + json.Length + attachment.Length;
             if (total > maxFrameBytes)
                 throw new ArgumentException("frame of " + total + " bytes exceeds the limit of " + maxFrameBytes +
-                                            " bytes (PROTOCOL §1 limits.max_frame_bytes); split the payload");
+                                            " bytes (PROTOCOL §1, the daemon's server.max_frame_bytes); split the payload");
             var buf = new byte[4 + total];
             WriteU32BE(buf, 0, (uint)total);
             WriteU32BE(buf, 4, (uint)json.Length);
