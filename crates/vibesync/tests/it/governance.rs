@@ -411,14 +411,7 @@ fn sequence_divergence_blocks_until_replayed() {
 #[test]
 fn an_applied_beyond_the_daemons_seq_is_a_sequence_divergence_too() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let x = new_uuid();
-    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0])], &[]);
-    settle(&mut [&mut b]);
-    let mut lost = Mini::connect(&d, "unity", 1.0, 0);
-    settle(&mut [&mut b, &mut lost]);
+    let (d, mut b, mut lost, x) = crate::sync::a_synced_cube(dir.path());
     assert!(lost.states.contains_key(&x));
     let replays = lost.batches.len();
     // An answer from another history: seq 1,000,000 (an unknown batch id, as after a restore).
