@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, vibesync
+from harness import Host, bpy, close, drive, drive_for, vibesync
 from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, quiet, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
@@ -352,6 +352,35 @@ def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(w
     view = world.finish(host, made)
     assert not moved_away, f"the person's move was overwritten in Blender: {moved_away[:3]}"
     assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
+
+
+def test_a_move_made_after_seeing_unitys_move_live_is_no_conflict(world):
+    """A person in Unity moves the Cube; Blender shows the move at once as a live preview;
+    then the person in Blender, who saw it, moves the Cube again — within the same 300 ms
+    window. That is one person changing the object after the other, not two at once: the
+    Blender move names the preview in `seen` and wins with no conflict in either editor or
+    in the WAL (PROTOCOL.md §6.1, §6.2). Before, it was logged as a conflict."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    seen_before = vibesync.status()["live_applied"]
+    host.cmd(f"move {u} 0 0 4")
+    drive(lambda: vibesync.status()["live_applied"] > seen_before, timeout=15,
+          what="Unity's move shown in Blender as a live preview")
+    assert not close(list(cube.location), [0.0, 0.0, 0.0]), "the preview moved the Cube"
+    cube.location = (3, 0, 0)
+    drive(lambda: (o := host.obj(u)) is not None and abs(o["transform"]["position"][0] - 3) < 1e-5
+          and not vibesync._session().engine.inflight,
+          timeout=15, what="the move made in Blender reaching Unity, and its result Blender")
+    # A conflict's STEP is in its batch's transaction, written before the batch goes out:
+    # the WAL says now whether there was one; the editors hear of it right after the result.
+    assert not wal_conflict_steps(world, u), wal_conflict_steps(world, u)
+    drive_for(0.5)
+    assert not blender_conflicts(u), vibesync.status()["conflicts"]
+    view = world.finish(host, made)
+    assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
+    assert host.count("conflict") == 0, host.find("conflict")
+    assert not wal_conflict_steps(world, u)
 
 
 def test_a_move_sent_while_unitys_rename_of_the_object_waits_commits_both(world):
