@@ -354,6 +354,37 @@ def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(w
     assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
 
 
+def test_hiding_an_object_with_the_eye_and_showing_it_again_reaches_unity(world):
+    """The outliner's eye (or H / Alt-H: `hide_set`) on an object. Blender reports only a
+    scene update for it, never one of the object, so the hide never reached Unity (found by
+    a tester trying what users do)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    cube.hide_set(True)
+    host.wait_obj(u, lambda o: o.get("visible") is False, timeout=15, what="hidden in Unity")
+    converge(host)
+    cube.hide_set(False)
+    host.wait_obj(u, lambda o: o.get("visible") is True, timeout=15, what="shown in Unity")
+    view = world.finish(host, made)
+    assert view[u]["visible"]
+
+
+def test_blender_shows_again_what_unity_hid(world):
+    """A person in Unity hides the Cube (Blender follows); the person in Blender clicks the
+    Cube's eye to show it again: Unity shows it too (before, the editors stayed apart)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(f"visible {u} false")
+    drive(lambda: bpy.data.objects["Cube"].hide_get(), timeout=15, what="hidden in Blender")
+    converge(host)
+    bpy.data.objects["Cube"].hide_set(False)
+    host.wait_obj(u, lambda o: o.get("visible") is True, timeout=15, what="shown again in Unity")
+    view = world.finish(host, made)
+    assert view[u]["visible"]
+
+
 def test_a_move_made_after_seeing_unitys_move_live_is_no_conflict(world):
     """A person in Unity moves the Cube; Blender shows the move at once as a live preview;
     then the person in Blender, who saw it, moves the Cube again — within the same 300 ms

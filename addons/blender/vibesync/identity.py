@@ -449,13 +449,15 @@ class Registry:
         """A whole sweep at once: see `sweep_steps`."""
         return run_to_end(self.sweep_steps())
 
-    def sweep_steps(self):
+    def sweep_steps(self, differs=None):
         """Cheap check without assignment, in slices of `SCAN_SLICE` datablocks (a generator
         like `scan_steps`, returning `(gone, renamed, unknown)`): bound uuids whose datablock
         is gone, keys whose name changed (some renames, e.g. of collections, send no
-        depsgraph update) and keys not bound yet (datablocks created without a depsgraph
-        update, e.g. orphan data). A bound uuid not seen by the pass (its datablock may
-        have moved between slices) is gone only if a fresh lookup does not find it."""
+        depsgraph update) or for which `differs(uuid, datablock)` is true (what the caller
+        last sent differs in a way no depsgraph update reports, e.g. an object hidden with
+        the outliner's eye or H), and keys not bound yet (datablocks created without a
+        depsgraph update, e.g. orphan data). A bound uuid not seen by the pass (its datablock
+        may have moved between slices) is gone only if a fresh lookup does not find it."""
         seen: set[tuple[str, int]] = set()
         unknown = []
         renamed = []
@@ -472,7 +474,7 @@ class Registry:
                     unknown.append(key)
                 continue
             b = self.bindings.get(u)
-            if b is not None and b.alive and b.name != idb.name:
+            if b is not None and b.alive and (b.name != idb.name or (differs is not None and differs(u, kind, idb))):
                 renamed.append(key)
         gone = []
         missing = []

@@ -1156,6 +1156,15 @@ class Session:
                     self.dirty.add((b.kind, b.session_uid))
         log.info("vibesync: %s deleted -> tombstone", uuid)
 
+    def _shown_differently(self, uuid: str, kind: str, idb) -> bool:
+        """Is an object shown otherwise than it was last sent? Hiding it with the outliner's
+        eye or H (`hide_set`) changes the view layer, and Blender reports only a scene
+        update, never one of the object: the sweep compares (a `visibility` change, §6.1)."""
+        if kind != "object":
+            return False
+        sent = self.last_sent.get(uuid)
+        return sent is not None and sent.get("visible") != capture.is_visible(idb)
+
     def _sweep(self) -> None:
         """A whole sweep now."""
         self._sweep_step(float("inf"))
@@ -1163,7 +1172,7 @@ class Session:
     def _sweep_step(self, deadline: float) -> None:
         """Start or resume the sweep; slices until `deadline` (at least one)."""
         if self.sweep_job is None:
-            self.sweep_job = self.registry.sweep_steps()
+            self.sweep_job = self.registry.sweep_steps(self._shown_differently)
             self.sweep_due_at = 0.0
         while True:
             try:
