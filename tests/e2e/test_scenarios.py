@@ -354,6 +354,24 @@ def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(w
     assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5)
 
 
+def test_a_move_made_while_disconnected_survives_reconnect(world):
+    """The person moves the Cube while the bridge is disconnected, then presses Reconnect.
+    The move stands in Blender and reaches Unity. The Cube's capture waits for its mesh's
+    hash on the worker thread for a moment after reconnecting; a replay arriving then was
+    applied over the move (about half the runs: found by a tester)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    vibesync.disconnect()
+    cube.location = (4, 0, 0)
+    bpy.context.view_layer.update()
+    world.connect()
+    view = world.finish(host, made)
+    assert tuple(bpy.data.objects["Cube"].location) == pytest.approx((4, 0, 0)), \
+        "the person's move was overwritten in Blender"
+    assert view[u]["t"] == pytest.approx([4, 0, 0], abs=1e-5)
+
+
 def test_hiding_an_object_with_the_eye_and_showing_it_again_reaches_unity(world):
     """The outliner's eye (or H / Alt-H: `hide_set`) on an object. Blender reports only a
     scene update for it, never one of the object, so the hide never reached Unity (found by

@@ -1273,7 +1273,8 @@ class Session:
             raise
 
     def _edited_here(self, uuid: str) -> bool:
-        """Changed here and not sent yet (deleted, dirty, waiting for edit mode or a parent)."""
+        """Changed here and not sent yet (deleted, dirty, waiting for edit mode, a parent or
+        its mesh's hash on the worker thread: captured, not read back yet)."""
         if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
@@ -1283,7 +1284,8 @@ class Session:
         if b.alive and self.registry.resolve(uuid) is None:
             return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
-            or any(key in keys for keys in self.parent_waiters.values())
+            or any(key in keys for keys in self.parent_waiters.values()) \
+            or any(key in keys for _, keys in self.mesh_jobs.values())
 
     def _changed_here(self, uuid: str) -> bool:
         """`_edited_here`, read off the scene where a mark does not prove an edit: a
