@@ -33,7 +33,7 @@ log = logging.getLogger("vibesync")
 TICK_BUDGET_MS = budget.TICK_BUDGET_MS  # the per-tick budget lives in budget.py
 
 _state = {"session": None, "registered": False, "classes": False, "atexit": False,
-          "autoconnect_done": False}
+          "autoconnect_done": False, "carry": None}
 _CLIENT_ID = str(_uuidlib.uuid4())
 
 
@@ -58,7 +58,11 @@ def connect(host: str = wire.DEFAULT_HOST, port: int = wire.DEFAULT_PORT,
     old = _state["session"]
     if old is not None:
         old.stop()
+        _state["carry"] = old.carry()
     s = Session(host, port, token, token_path, project_id, _CLIENT_ID)
+    carry, _state["carry"] = _state["carry"], None
+    if carry is not None:
+        s.inherit(carry)
     _state["session"] = s
     s.start()
     return s.status()
@@ -89,6 +93,7 @@ def disconnect() -> None:
     _state["session"] = None
     if s is not None:
         s.stop()
+        _state["carry"] = s.carry()  # for a Reconnect in this file (Session.inherit)
 
 
 def connect_from_preferences() -> dict:
@@ -130,6 +135,7 @@ def _on_redo(*_args):
 
 @persistent
 def _on_load(*_args):
+    _state["carry"] = None  # another file: nothing of the last one's sync carries over
     s = _state["session"]
     if s is not None:
         s.on_load()
@@ -245,6 +251,7 @@ def unregister() -> None:
         bpy.app.timers.unregister(_timer)
     _remove_handlers()
     disconnect()
+    _state["carry"] = None  # without handlers a load would go unseen: nothing carries over
     if _state["classes"]:
         for cls in reversed(ui.CLASSES):
             try:

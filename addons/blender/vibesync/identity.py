@@ -516,12 +516,20 @@ class Registry:
         return (kind, session_uid) not in self.by_key
 
     # ------------------------------------------------------------------- persistence
-    def snapshot(self, project_id: str | None, last_seq: int = 0) -> dict:
+    def snapshot(self, project_id: str | None, last_seq: int = 0,
+                 synced: dict | None = None, unresolved: dict | None = None) -> dict:
         """The persisted registry; `project_id` and `last_seq` are the file's sync position
-        (the project it belongs to and the last daemon seq its contents reflect)."""
+        (the project it belongs to and the last daemon seq its contents reflect). Optional:
+        `synced` (uuid -> state) what this file last sent or applied of each object — the
+        base a person's later edits are told apart by (PROTOCOL.md §6.6) — and `unresolved`
+        (uuid -> parts) the parts of its changes that had no outcome yet."""
         entries = {u: b.as_dict() for u, b in sorted(self.bindings.items()) if b.alive}
         doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id,
                "last_seq": int(last_seq), "entries": entries}
+        if synced:
+            doc["synced"] = {u: synced[u] for u in sorted(synced) if u in entries}
+        if unresolved:
+            doc["unresolved"] = {u: list(unresolved[u]) for u in sorted(unresolved) if u in entries}
         doc["checksum"] = checksum(doc)
         return doc
 

@@ -114,6 +114,32 @@ def saved_sync_position() -> tuple[str | None, int, bool]:
     return pid, (seq if pid is not None else 0), True
 
 
+def _open_file() -> tuple:
+    """Which file is open, in this Blender process: its path and its scenes' session uids
+    (a new or reloaded file, saved or not, makes new datablocks with new uids)."""
+    return (bpy.data.filepath, tuple(sorted(sc.session_uid for sc in bpy.data.scenes)))
+
+
+def saved_sync_base() -> tuple[dict[str, dict], dict[str, set[str]]]:
+    """What the open .blend says of its objects at its saved `last_seq`: uuid -> the state
+    last sent or applied (the registry's `synced`; empty when it has none), the base a
+    person's edits made since are told apart by, so that a replay on reopening the file
+    applies another editor's changes to the objects nobody changed here (§6.6); and uuid ->
+    the parts of its changes that had no outcome yet when the file was saved (`unresolved`:
+    sent again after the replay, as after a reconnect)."""
+    try:
+        doc = identity.read_text_block()
+    except identity.RegistryFileError:
+        return {}, {}  # already reported by saved_sync_position
+    synced = (doc or {}).get("synced")
+    unresolved = (doc or {}).get("unresolved")
+    base = {u: st for u, st in synced.items() if isinstance(u, str) and isinstance(st, dict)} \
+        if isinstance(synced, dict) else {}
+    away = {u: {p for p in parts if isinstance(p, str)} for u, parts in unresolved.items()
+            if isinstance(u, str) and isinstance(parts, list)} if isinstance(unresolved, dict) else {}
+    return base, away
+
+
 class _StepClock:
     """Keeps the worst duration of each named pump step (main-thread budget, §Threads): wall
     time, and the main thread's own CPU time (what the step costs Blender's frame, without
@@ -199,6 +225,7 @@ class Session:
         self.geometry_dirty: set[tuple[str, int]] = set()
         self.waiting_edit: set[tuple[str, int]] = set()
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
+        self.replay_settle_since: float | None = None  # a replay waiting for hashes
         self.master_dirty = False
         self.unknown_keys: set[tuple[str, int]] = set()
         self.scan_reason: str | None = "initial"
@@ -223,6 +250,9 @@ class Session:
         self.file_loaded = False
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
+        # uuid -> what the daemon holds of it as far as this editor knows: what it last sent
+        # or applied. A file's saved base seeds it (`saved_sync_base`), so a replay after
+        # reopening tells the person's edits from the other editor's.
         self.last_sent: dict[str, dict] = {}
         # uuid -> (what was last sent, the parts then in flight) when the connection was
         # made again: the base of a person's edits until the first replay is applied.
@@ -230,6 +260,8 @@ class Session:
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
+        if self.project_id == saved_pid and saved_pid:
+            self._start_from_saved_base()
         # A person's unsent changes of objects a forwarded batch deleted, with the base_seq
         # from before that batch: sent to be refused STALE, a conflict (`_report_deleted_over`).
         self.deleted_over: list[tuple[list[dict], int]] = []
@@ -403,13 +435,58 @@ class Session:
         # that never showed up in a depsgraph update); cheap next to writing the file.
         self.scan_reason = self.scan_reason or "save"
         self._scan()
-        doc = self.registry.snapshot(self.project_id, self.engine.last_seq)
+        doc = self.registry.snapshot(self.project_id, self.engine.last_seq, self.last_sent,
+                                     self.unresolved_parts())
         identity.write_text_block(doc)
         self.pending_save_doc = doc
 
+    def carry(self) -> dict:
+        """What this session knew of the daemon's state, for the next session in the same
+        open file (a Reconnect, `Session.inherit`): the file, the project, the replay
+        position and `sync_base`."""
+        return {"file": _open_file(), "project_id": self.project_id,
+                "last_seq": self.engine.last_seq, "base": dict(self.last_sent),
+                "unresolved": self.unresolved_parts()}
+
+    def inherit(self, carry: dict) -> None:
+        """Start from what the previous session in this file knew (`carry`), when it is the
+        same file and project: its replay position (the scene holds what it applied) and its
+        base, so the replay tells the person's edits from another editor's (§6.6). Without
+        it a Reconnect started from the saved file's position, or 0 in an unsaved file, and
+        every object counted as the person's work: sent in full, it undid what the other
+        editor changed meanwhile."""
+        if carry.get("file") != _open_file():
+            return
+        pid = carry.get("project_id")
+        if self.explicit_project_id is not None and self.explicit_project_id != pid:
+            return
+        if self.project_id is not None and self.project_id != pid:
+            return
+        self.project_id = pid
+        self.engine.last_seq = int(carry.get("last_seq") or 0)
+        self.last_sent.clear()
+        self.last_sent.update(carry.get("base") or {})
+        self.sent_parts = {u: set(p) for u, p in (carry.get("unresolved") or {}).items()}
+
+    def _start_from_saved_base(self) -> None:
+        """The saved file's base and unresolved parts (`saved_sync_base`): when the
+        connection is made, they are the base of a reconnect (`reconnect_base`)."""
+        base, away = saved_sync_base()
+        self.last_sent.update(base)
+        self.sent_parts = away
+
+    def unresolved_parts(self) -> dict[str, list[str]]:
+        """uuid -> the parts of its changes sent or queued and not ended yet (what a
+        reconnect sends again after the replay, `reconnect_base`)."""
+        out = {u: sorted(p) for u, p in self.sent_parts.items()
+               if p and self._unresolved_sent_parts(u)}
+        for u in self.engine.not_synced.reasons:
+            out[u] = [wire.Op.CREATE]  # kept here after a failed propagation: all of it again
+        return out
+
     def on_save_post(self) -> None:
-        doc = self.pending_save_doc or self.registry.snapshot(self.project_id,
-                                                              self.engine.last_seq)
+        doc = self.pending_save_doc or self.registry.snapshot(
+            self.project_id, self.engine.last_seq, self.last_sent, self.unresolved_parts())
         self.pending_save_doc = None
         # The file now holds every uuid: nothing in it is fresh any more.
         self.file_has_registry = True
@@ -986,6 +1063,8 @@ class Session:
         self.out_ops.clear()
         self.deleted_over.clear()
         self.sent_parts.clear()
+        if self.project_id == saved_pid and saved_pid:
+            self._start_from_saved_base()
         self.quiet.clear()
         self.remote_deleted.clear()
         self.deleted_here.clear()
@@ -1076,6 +1155,13 @@ class Session:
     def _scan_steps(self, reason: str):
         report = yield from self.registry.scan_steps()
         yield from self._report_steps(report, reason)
+        if reason in ("initial", "load"):
+            # The base this session started from (a saved file's, or the previous
+            # session's in this file) names objects the scene no longer holds: a person
+            # deleted them meanwhile (e.g. while disconnected) — their delete goes out.
+            bindings = self.registry.bindings
+            for u in [u for u in self.last_sent if u not in bindings or not bindings[u].alive]:
+                self._vanished(u)
         if reason == "load":
             self._after_load_scan()
 
@@ -1243,6 +1329,18 @@ class Session:
                          len(held), self.engine.last_seq)
                 n += 1
                 continue
+            if batch.path == "resync" and not self._hashes_settled():
+                # A replay keeps what was changed here (`_changed_here`); an object whose
+                # mesh is still being hashed (every one, just after a file is loaded) cannot
+                # be told apart yet and would be kept whole, its saved state sent over what
+                # the other editor changed meanwhile. Wait for the hashes, at most
+                # RESYNC_SETTLE_S.
+                now = time.monotonic()
+                if self.replay_settle_since is None:
+                    self.replay_settle_since = now
+                if now - self.replay_settle_since < RESYNC_SETTLE_S:
+                    return n
+            self.replay_settle_since = None
             self.batches.popleft()
             self.apply_job = self._apply_steps(batch, {})
             self.apply_job_size = len(batch.changes)
@@ -1273,8 +1371,9 @@ class Session:
             raise
 
     def _edited_here(self, uuid: str) -> bool:
-        """Changed here and not sent yet (deleted, dirty, waiting for edit mode, a parent or
-        its mesh's hash on the worker thread: captured, not read back yet)."""
+        """Changed here and not sent yet (deleted, dirty, waiting for edit mode, a parent,
+        the first replay after connecting (`gated_keys`) or its mesh's hash on the worker
+        thread: captured, not read back yet)."""
         if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
@@ -1284,6 +1383,7 @@ class Session:
         if b.alive and self.registry.resolve(uuid) is None:
             return True  # deleted here, not noticed by a sweep yet
         return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
+            or key in self.gated_keys \
             or any(key in keys for keys in self.parent_waiters.values()) \
             or any(key in keys for _, keys in self.mesh_jobs.values())
 
@@ -1461,6 +1561,17 @@ class Session:
         for u in uuids:
             if u not in self.engine.inflight and u not in queued:
                 self.sent_parts.pop(u, None)
+
+    def _hashes_settled(self) -> bool:
+        """What a replay needs to tell the person's edits apart is known: no geometry
+        waits to be hashed, but that of fresh datablocks (`adoptable`: they wait for the
+        replay themselves, and are new to it anyway)."""
+        if self.mesh_jobs or self.alias_jobs:
+            return False
+        if not self.geometry_dirty:
+            return True
+        by_key = self.registry.by_key
+        return all(by_key.get(k) in self.adoptable for k in self.geometry_dirty)
 
     def _captures_settled(self) -> bool:
         """Nothing marked waits to be read or hashed: what the scene holds is known."""
@@ -1984,6 +2095,11 @@ class Session:
             # The material travels in the state of every object that shows it: a pass over
             # every object, in slices over ticks (`_material_step`).
             self.material_users.add(idb.session_uid)
+        if key in self.gated_keys:
+            # Waits for the first replay after connecting (`reconnect_base`): its geometry
+            # is hashed now (the replay tells what changed here by it), nothing is sent
+            # before the replay — captured again when the gate opens.
+            return
         state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)
         prev = self.last_sent.get(uuid)
         ops = capture.diff_ops(uuid, prev, state)
