@@ -67,6 +67,7 @@ mod tests {
         Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: origin.into(),
             author,
             change: Change { uuid: uuid.into(), op: ChangeOp::Delete },

@@ -232,6 +232,7 @@ mod tests {
         Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: origin.into(),
             author: Author::Person,
             change: Change { uuid: U.into(), op },

@@ -184,6 +184,7 @@ mod tests {
         Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "a",
             author: Author::Person,
             change: Change { uuid: uuid.into(), op },
@@ -299,6 +300,7 @@ mod order {
         Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: (),
             author: Author::Person,
             change: Change { uuid: format!("u{u}"), op },

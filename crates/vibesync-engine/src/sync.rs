@@ -457,6 +457,11 @@ pub struct Queued<S> {
     /// Its admission mark and the live previews its editor had applied when it made it
     /// (docs/PROTOCOL.md §6.2, §6.3): which other editors' changes it was made over.
     pub sight: crate::live::Sight,
+    /// The daemon's last seq when it was admitted (None: not admitted from a request, e.g.
+    /// built by the daemon itself): a `tombstone` its own editor committed after that
+    /// supersedes it, also when the batch forms before the sync heard of the tombstone
+    /// (docs/PROTOCOL.md §6.2).
+    pub admitted_seq: Option<u64>,
 }
 
 /// Coalesce one window (docs/PROTOCOL.md §6.2): per uuid the last transform, rename and
@@ -663,6 +668,7 @@ mod tests {
         Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -725,6 +731,7 @@ mod tests {
         w.push(Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "b",
             author: Author::Person,
             change: Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) },
@@ -747,6 +754,7 @@ mod tests {
         let del = Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "b",
             author: Author::Person,
             change: Change { uuid: U1.into(), op: ChangeOp::Delete },
@@ -774,6 +782,7 @@ mod tests {
         let c = |u: &str| Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "b",
             author: Author::Person,
             change: Change {
@@ -787,6 +796,7 @@ mod tests {
         let d = |u: &str| Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: "b",
             author: Author::Person,
             change: Change { uuid: u.into(), op: ChangeOp::Delete },
@@ -836,6 +846,7 @@ mod tests {
             Queued {
                 request: Default::default(),
                 sight: Default::default(),
+                admitted_seq: None,
                 origin,
                 author: if author { Author::Automation } else { Author::Person },
                 change: Change { uuid: format!("u{u}"), op: op(kind, v) },

@@ -243,6 +243,7 @@ impl World {
         self.push(Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: name(i),
             author,
             change: Change { uuid: uuid.into(), op },
@@ -276,6 +277,7 @@ impl World {
         self.push(Queued {
             request: Default::default(),
             sight: Default::default(),
+            admitted_seq: None,
             origin: AGENT.into(),
             author: Author::Automation,
             change: Change { uuid: uuid.into(), op },
@@ -298,6 +300,7 @@ impl World {
             self.push(Queued {
                 request: Default::default(),
                 sight: Default::default(),
+                admitted_seq: None,
                 origin: name(i),
                 author: Author::Person,
                 change: Change { uuid: u, op },
@@ -319,6 +322,7 @@ impl World {
                 self.push(Queued {
                     request: Default::default(),
                     sight: Default::default(),
+                    admitted_seq: None,
                     origin: name(i),
                     author,
                     change: Change { uuid: u, op },

@@ -62,6 +62,8 @@ impl Project {
         // result's uuids and, per uuid, the last request it ends (`through`).
         let mut dropped: HashMap<SessionId, Vec<(String, Arc<str>)>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
+        // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
+        let mut deleted: HashMap<String, (String, u64)> = HashMap::default();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -73,10 +75,26 @@ impl Project {
                 };
                 registered
                     .insert(q.change.uuid.clone(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
+                if let Some(e) = entry.as_ref().filter(|e| e.status == Status::Tombstoned) {
+                    if let (Some(by), Some(seq)) = (&e.deleted_by, e.tombstone_seq) {
+                        deleted.insert(q.change.uuid.clone(), (by.client_id.clone(), seq));
+                    }
+                }
                 match state_of(&q.change.uuid, entry.as_deref()) {
                     Ok(st) => start.insert(q.change.uuid.clone(), st),
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };
+            }
+            // Its own editor deleted the uuid after this change was admitted, and the batch
+            // forms before the sync heard of that `tombstone` (it commits apart): the delete
+            // supersedes the change, as it would have in the window (§6.2) — an object added
+            // and deleted at once is never created.
+            if let (Some((by, at)), Some(admitted)) = (deleted.get(&q.change.uuid), q.admitted_seq) {
+                if *by == q.origin.client_id && *at > admitted {
+                    debug!(uuid = %q.change.uuid, op = q.change.op.name(), "change superseded by its editor's delete");
+                    dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
+                    continue;
+                }
             }
             let as_id = Queued {
                 origin: q.origin.session_id.clone(),
@@ -84,6 +102,7 @@ impl Project {
                 change: q.change.clone(),
                 request: q.request.clone(),
                 sight: q.sight,
+                admitted_seq: q.admitted_seq,
             };
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
@@ -210,6 +229,7 @@ impl Project {
                 change: q.change.clone(),
                 request: q.request.clone(),
                 sight: q.sight,
+                admitted_seq: q.admitted_seq,
             })
             .collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();

@@ -183,7 +183,14 @@ impl Project {
             self.sent_again(session, &change.uuid);
             if automation_waits {
                 results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
-                self.held.push(Queued { origin: session.clone(), author, change, request: request.clone(), sight });
+                self.held.push(Queued {
+                    origin: session.clone(),
+                    author,
+                    change,
+                    request: request.clone(),
+                    sight,
+                    admitted_seq: Some(last_seq),
+                });
                 continue;
             }
             results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
@@ -196,7 +203,18 @@ impl Project {
                 live.push((change.uuid.clone(), change.op.clone(), sight.mark));
             }
             let now = cx.now();
-            self.push(cx, now, Queued { origin: session.clone(), author, change, request: request.clone(), sight });
+            self.push(
+                cx,
+                now,
+                Queued {
+                    origin: session.clone(),
+                    author,
+                    change,
+                    request: request.clone(),
+                    sight,
+                    admitted_seq: Some(last_seq),
+                },
+            );
         }
         self.forward_live(cx, session, live).await;
         (results, stale, refused, diverged_now)
