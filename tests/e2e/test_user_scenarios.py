@@ -153,7 +153,11 @@ def test_rename_a_collection_and_move_an_object_between_collections(world):
     props = bpy.data.collections["Props"]
     select_only(cube)
     with ctx(cube, [cube]):
-        bpy.ops.object.move_to_collection(collection_index=2)  # M -> Props
+        # M -> Props (Blender 5.0 names the collection by its session uid, 4.x by menu index)
+        if bpy.app.version >= (5, 0, 0):
+            bpy.ops.object.move_to_collection(collection_uid=props.session_uid)
+        else:
+            bpy.ops.object.move_to_collection(collection_index=2)
     assert [c.name for c in cube.users_collection] == ["Props"], [c.name for c in cube.users_collection]
     host.wait_obj(cube["vibesync_uuid"], lambda o: o["parent"] == props["vibesync_uuid"],
                   timeout=15, what="the Cube under Props in Unity")
