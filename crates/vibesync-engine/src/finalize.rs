@@ -64,14 +64,7 @@ mod tests {
     const V: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn q(origin: &str, author: Author, uuid: &str) -> Queued<String> {
-        Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: origin.into(),
-            author,
-            change: Change { uuid: uuid.into(), op: ChangeOp::Delete },
-        }
+        Queued::new(origin.into(), author, Change { uuid: uuid.into(), op: ChangeOp::Delete })
     }
 
     fn sent(uuids: &[&str]) -> Ops {

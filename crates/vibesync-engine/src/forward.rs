@@ -229,14 +229,7 @@ mod tests {
     }
 
     fn q(origin: &str, op: ChangeOp) -> Queued<String> {
-        Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: origin.into(),
-            author: Author::Person,
-            change: Change { uuid: U.into(), op },
-        }
+        Queued::new(origin.into(), Author::Person, Change { uuid: U.into(), op })
     }
 
     fn tr(x: f64) -> ChangeOp {

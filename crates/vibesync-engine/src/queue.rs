@@ -181,14 +181,7 @@ mod tests {
     use crate::sync::{Author, Change, ChangeOp};
 
     fn q(uuid: &str, op: ChangeOp) -> Queued<&'static str> {
-        Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "a",
-            author: Author::Person,
-            change: Change { uuid: uuid.into(), op },
-        }
+        Queued::new("a", Author::Person, Change { uuid: uuid.into(), op })
     }
     fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
         q(uuid, ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] })
@@ -297,14 +290,7 @@ mod order {
         } else {
             ChangeOp::Transform { t: [id as f64, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
         };
-        Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: (),
-            author: Author::Person,
-            change: Change { uuid: format!("u{u}"), op },
-        }
+        Queued::new((), Author::Person, Change { uuid: format!("u{u}"), op })
     }
 
     fn id_of(q: &Queued<()>) -> u64 {

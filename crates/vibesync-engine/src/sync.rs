@@ -464,6 +464,25 @@ pub struct Queued<S> {
     pub admitted_seq: Option<u64>,
 }
 
+impl<S> Queued<S> {
+    /// A change not admitted from an editor's request (no request id, mark or admission seq).
+    pub fn new(origin: S, author: Author, change: Change) -> Queued<S> {
+        Queued { origin, author, change, request: Default::default(), sight: Default::default(), admitted_seq: None }
+    }
+
+    /// The same change with another handle of its origin (e.g. its session id).
+    pub fn with_origin<T>(&self, origin: T) -> Queued<T> {
+        Queued {
+            origin,
+            author: self.author,
+            change: self.change.clone(),
+            request: self.request.clone(),
+            sight: self.sight,
+            admitted_seq: self.admitted_seq,
+        }
+    }
+}
+
 /// Coalesce one window (docs/PROTOCOL.md §6.2): per uuid the last transform, rename and
 /// visibility win (kept at the position of their last occurrence); structural ops keep
 /// their order; a delete drops the earlier ops of its uuid.
@@ -665,17 +684,14 @@ mod tests {
     const U2: &str = "7f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn tr(uuid: &str, x: f64) -> Queued<&'static str> {
-        Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "b",
-            author: Author::Person,
-            change: Change {
+        Queued::new(
+            "b",
+            Author::Person,
+            Change {
                 uuid: uuid.into(),
                 op: ChangeOp::Transform { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] },
             },
-        }
+        )
     }
 
     fn create_json(uuid: &str) -> Value {
@@ -728,14 +744,7 @@ mod tests {
     #[test]
     fn coalescing_keeps_last_transform_and_structural_order() {
         let mut w = vec![tr(U1, 1.0), tr(U2, 1.0), tr(U1, 2.0)];
-        w.push(Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "b",
-            author: Author::Person,
-            change: Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) },
-        });
+        w.push(Queued::new("b", Author::Person, Change { uuid: U2.into(), op: ChangeOp::Rename("N".into()) }));
         w.push(tr(U1, 3.0));
         let out = coalesce(w);
         let xs: Vec<(String, String)> =
@@ -751,14 +760,7 @@ mod tests {
 
     #[test]
     fn delete_drops_earlier_ops_of_its_uuid() {
-        let del = Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "b",
-            author: Author::Person,
-            change: Change { uuid: U1.into(), op: ChangeOp::Delete },
-        };
+        let del = Queued::new("b", Author::Person, Change { uuid: U1.into(), op: ChangeOp::Delete });
         let out = coalesce(vec![tr(U1, 1.0), tr(U2, 1.0), del]);
         assert_eq!(out.len(), 2);
         assert_eq!(batch_path(&out), Path::Slow);
@@ -779,28 +781,20 @@ mod tests {
         assert_eq!(out.len(), 5000);
         assert!(out.iter().all(|q| matches!(q.change.op, ChangeOp::Transform { t, .. } if t[0] == 19.0)));
         // create, delete, create again: the delete drops only what came before it.
-        let c = |u: &str| Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "b",
-            author: Author::Person,
-            change: Change {
-                uuid: u.into(),
-                op: apply_change(None, &parse_change(&create_json(u), 1.0, "c").unwrap().op)
-                    .unwrap()
-                    .map(ChangeOp::Create)
-                    .unwrap(),
-            },
+        let c = |u: &str| {
+            Queued::new(
+                "b",
+                Author::Person,
+                Change {
+                    uuid: u.into(),
+                    op: apply_change(None, &parse_change(&create_json(u), 1.0, "c").unwrap().op)
+                        .unwrap()
+                        .map(ChangeOp::Create)
+                        .unwrap(),
+                },
+            )
         };
-        let d = |u: &str| Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: "b",
-            author: Author::Person,
-            change: Change { uuid: u.into(), op: ChangeOp::Delete },
-        };
+        let d = |u: &str| Queued::new("b", Author::Person, Change { uuid: u.into(), op: ChangeOp::Delete });
         let out = coalesce(vec![c(U1), tr(U1, 1.0), d(U1), c(U1), tr(U1, 2.0)]);
         let names: Vec<&str> = out.iter().map(|q| q.change.op.name()).collect();
         assert_eq!(names, ["delete", "create", "transform"]);
@@ -843,14 +837,11 @@ mod tests {
         }
 
         fn queued((origin, author, u, kind, v): (u8, bool, u8, u8, u8)) -> Queued<u8> {
-            Queued {
-                request: Default::default(),
-                sight: Default::default(),
-                admitted_seq: None,
+            Queued::new(
                 origin,
-                author: if author { Author::Automation } else { Author::Person },
-                change: Change { uuid: format!("u{u}"), op: op(kind, v) },
-            }
+                if author { Author::Automation } else { Author::Person },
+                Change { uuid: format!("u{u}"), op: op(kind, v) },
+            )
         }
 
         /// What `origin` holds of each uuid after its own ops, in order (a transform, rename

@@ -240,14 +240,7 @@ impl World {
             (true, Some(s)) => ChangeOp::Create(s.clone()),
             _ => op,
         };
-        self.push(Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: name(i),
-            author,
-            change: Change { uuid: uuid.into(), op },
-        });
+        self.push(Queued::new(name(i), author, Change { uuid: uuid.into(), op }));
     }
 
     /// Whether `uuid` is in the slow batch in flight.
@@ -274,14 +267,7 @@ impl World {
         if apply_change(self.registry.get(uuid).cloned().flatten().as_ref(), &op).is_err() {
             return;
         }
-        self.push(Queued {
-            request: Default::default(),
-            sight: Default::default(),
-            admitted_seq: None,
-            origin: AGENT.into(),
-            author: Author::Automation,
-            change: Change { uuid: uuid.into(), op },
-        });
+        self.push(Queued::new(AGENT.into(), Author::Automation, Change { uuid: uuid.into(), op }));
     }
 
     fn resend(&mut self, i: usize) {
@@ -297,14 +283,7 @@ impl World {
                 Some(s) => ChangeOp::Create(s.clone()),
                 None => ChangeOp::Delete,
             };
-            self.push(Queued {
-                request: Default::default(),
-                sight: Default::default(),
-                admitted_seq: None,
-                origin: name(i),
-                author: Author::Person,
-                change: Change { uuid: u, op },
-            });
+            self.push(Queued::new(name(i), Author::Person, Change { uuid: u, op }));
         }
     }
 
@@ -319,14 +298,7 @@ impl World {
                     Some(s) => ChangeOp::Create(s.clone()),
                     None => ChangeOp::Delete,
                 };
-                self.push(Queued {
-                    request: Default::default(),
-                    sight: Default::default(),
-                    admitted_seq: None,
-                    origin: name(i),
-                    author,
-                    change: Change { uuid: u, op },
-                });
+                self.push(Queued::new(name(i), author, Change { uuid: u, op }));
             }
         }
     }

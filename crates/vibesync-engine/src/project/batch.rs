@@ -96,14 +96,7 @@ impl Project {
                     continue;
                 }
             }
-            let as_id = Queued {
-                origin: q.origin.session_id.clone(),
-                author: q.author,
-                change: q.change.clone(),
-                request: q.request.clone(),
-                sight: q.sight,
-                admitted_seq: q.admitted_seq,
-            };
+            let as_id = q.with_origin(q.origin.session_id.clone());
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
             window.push(as_id.clone());
@@ -221,17 +214,8 @@ impl Project {
         for p in &participants {
             kinds.insert(p.session_id.clone(), p.editor.to_string());
         }
-        let kept_ids: Vec<Queued<SessionId>> = kept
-            .iter()
-            .map(|q| Queued {
-                origin: q.origin.session_id.clone(),
-                author: q.author,
-                change: q.change.clone(),
-                request: q.request.clone(),
-                sight: q.sight,
-                admitted_seq: q.admitted_seq,
-            })
-            .collect();
+        let kept_ids: Vec<Queued<SessionId>> =
+            kept.iter().map(|q| q.with_origin(q.origin.session_id.clone())).collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
         // The batch carries the latest value of its uuids to every participant: live previews
         // still waiting for them are superseded (and could arrive after a rollback's resync).

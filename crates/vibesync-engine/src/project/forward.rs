@@ -15,7 +15,7 @@ use crate::sync::{ChangeOp, WireChange};
 /// A `live` frame (§6.3): one change, lengths in the receiver's units. The same bytes as
 /// `Outbound::Live`, written without building a `serde_json::Value` (a drag sends one per
 /// object and receiver every editor frame).
-fn live_frame(uuid: &str, op: &ChangeOp, (origin, mark): (ClientKind, u64), unit_scale: f64) -> Frame {
+fn live_frame(uuid: &str, p: &Preview, unit_scale: f64) -> Frame {
     #[derive(Serialize)]
     struct Live<'a> {
         #[serde(rename = "type")]
@@ -24,7 +24,12 @@ fn live_frame(uuid: &str, op: &ChangeOp, (origin, mark): (ClientKind, u64), unit
         origin: ClientKind,
         mark: u64,
     }
-    let live = Live { kind: MessageType::Live, change: WireChange { uuid, op, unit_scale }, origin, mark };
+    let live = Live {
+        kind: MessageType::Live,
+        change: WireChange { uuid, op: &p.op, unit_scale },
+        origin: p.origin,
+        mark: p.mark,
+    };
     Frame::new(serde_json::to_vec(&live).expect("a live frame serializes"), Bytes::new())
 }
 
@@ -42,6 +47,15 @@ fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64) -> Vec
     serde_json::to_vec(&apply).expect("an apply frame serializes")
 }
 
+/// A live preview (§6.3), waiting in the throttle or going out: the change, the editor kind
+/// that made it, its admission mark.
+#[derive(Debug, Clone)]
+pub(super) struct Preview {
+    pub op: ChangeOp,
+    pub origin: ClientKind,
+    pub mark: u64,
+}
+
 impl Project {
     /// A seq goes to an editor (fences, `batch_result`): see `late_commits`.
     pub(super) fn expose(&self, seq: u64) {
@@ -51,22 +65,20 @@ impl Project {
     /// Send admitted fast-path changes to the project's other scene holders at once, at most
     /// one frame per receiver, uuid and op per `sync.live_interval_ms` (the rest wait in the
     /// throttle, the latest value winning).
-    pub(super) async fn forward_live(&mut self, cx: &Cx<'_>, origin: &Editor, changes: Vec<(String, ChangeOp, u64)>) {
+    pub(super) async fn forward_live(&mut self, cx: &Cx<'_>, origin: &Editor, changes: Vec<(String, Preview)>) {
         if changes.is_empty() {
             return;
         }
-        let kind = origin.editor;
         let now = cx.now();
         for r in self.project_sessions(cx) {
             if r.session_id == origin.session_id {
                 continue;
             }
-            let items: Vec<(String, ChangeOp, ClientKind, u64)> = changes
+            let items: Vec<(String, Preview)> = changes
                 .iter()
-                .filter_map(|(uuid, op, mark)| {
-                    let (op, kind, mark) =
-                        self.live.offer(now, &r.session_id, uuid, op.name(), (op.clone(), kind, *mark))?;
-                    Some((uuid.clone(), op, kind, mark))
+                .filter_map(|(uuid, p)| {
+                    let p = self.live.offer(now, &r.session_id, uuid, p.op.name(), p.clone())?;
+                    Some((uuid.clone(), p))
                 })
                 .collect();
             self.offer_live(cx, &r, items).await;
@@ -79,10 +91,10 @@ impl Project {
         if due.is_empty() {
             return;
         }
-        let mut per: BTreeMap<SessionId, Vec<(String, ChangeOp, ClientKind, u64)>> = BTreeMap::new();
-        for (r, uuid, (op, kind, mark)) in due {
+        let mut per: BTreeMap<SessionId, Vec<(String, Preview)>> = BTreeMap::new();
+        for (r, uuid, p) in due {
             if !self.holds_live(&uuid) {
-                per.entry(r).or_default().push((uuid, op, kind, mark));
+                per.entry(r).or_default().push((uuid, p));
             }
         }
         for (r, items) in per {
@@ -91,21 +103,23 @@ impl Project {
         }
     }
 
-    /// Offer live frames to one receiver (best effort, §6.3) and remember the marks of those
-    /// it was sent (a change it makes later names the last one it applied in `seen`).
-    async fn offer_live(&mut self, cx: &Cx<'_>, r: &Editor, items: Vec<(String, ChangeOp, ClientKind, u64)>) {
+    /// Offer live frames to one receiver and remember the marks of those it was sent (a
+    /// change it makes later names the last one it applied in `seen`). Previews never wait
+    /// for a receiver: one whose writer queue is half full gets none (the window's batch
+    /// brings it the state, §6.3).
+    async fn offer_live(&mut self, cx: &Cx<'_>, r: &Editor, items: Vec<(String, Preview)>) {
         let n = items.len();
         if n == 0 {
             return;
         }
-        let frames = items.iter().map(|(u, op, k, mark)| live_frame(u, op, (*k, *mark), r.unit_scale)).collect();
+        let frames = items.iter().map(|(u, p)| live_frame(u, p, r.unit_scale)).collect();
         let queued = cx.offer(&r.session_id, frames).await;
         if queued < n {
             debug!(session_id = %r.session_id, dropped = n - queued, "live previews dropped: the receiver's queue is busy");
         }
         let now = cx.now();
-        for (u, op, _, mark) in items.into_iter().take(queued) {
-            self.delivered.record(now, r.session_id.clone(), &u, op.name(), mark);
+        for (u, p) in items.into_iter().take(queued) {
+            self.delivered.record(now, r.session_id.clone(), &u, p.op.name(), p.mark);
         }
     }
 
@@ -155,14 +169,12 @@ impl Project {
     }
 }
 
-/// Previews never wait for a receiver: one whose writer queue is half full gets none (the
-/// window's batch brings it the state).
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
     use vibesync_protocol::{ClientKind, Outbound};
 
-    use super::{apply_json, live_frame};
+    use super::{apply_json, live_frame, Preview};
     use crate::sync::{change_to_wire, ChangeOp, Material, ObjectState};
 
     /// The wire form of a change as it was built before `WireChange`, through a `Value`: the
@@ -227,7 +239,8 @@ mod tests {
             for unit_scale in [1.0, 0.01, 3.0] {
                 let want = reference(uuid, &op, unit_scale);
                 assert_eq!(change_to_wire(uuid, &op, unit_scale), want, "{op:?}");
-                let live = live_frame(uuid, &op, (ClientKind::Unity, 17), unit_scale);
+                let p = Preview { op: op.clone(), origin: ClientKind::Unity, mark: 17 };
+                let live = live_frame(uuid, &p, unit_scale);
                 let old_live = Outbound::Live { change: want.clone(), origin: ClientKind::Unity, mark: 17 }.to_json();
                 assert_eq!(String::from_utf8(live.json.to_vec()).unwrap(), String::from_utf8(old_live).unwrap());
                 let apply = apply_json("b-1", uuid, &op, unit_scale);

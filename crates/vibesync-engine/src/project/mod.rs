@@ -65,7 +65,7 @@ use crate::governance::{Decision, Escalation, IdleTracker};
 use crate::live::{Delivered, Throttle};
 use crate::queue::{Flight, Queue};
 use crate::stale::LastWrites;
-use crate::sync::{Author, Change, ChangeOp, Path, Queued};
+use crate::sync::{Author, Change, Path, Queued};
 use crate::verify::Verification;
 
 pub use replay::{order_parents_first, replay_ops};
@@ -384,8 +384,7 @@ pub struct Project {
     diverged: HashMap<SessionId, Option<String>>,
     /// Live previews (docs/PROTOCOL.md §6.3): receiver, uuid, op → last send and the value
     /// waiting for its interval.
-    /// (The payload: the change, its editor kind, its admission mark.)
-    live: Throttle<SessionId, (ChangeOp, ClientKind, u64)>,
+    live: Throttle<SessionId, forward::Preview>,
     /// The live frames each receiver was sent: what its changes' `seen` marks cover (§6.1).
     delivered: Delivered<SessionId>,
     /// The last admission mark given (§6.3 `mark`; increasing within this daemon run).

@@ -15,6 +15,7 @@ use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, ItemErrorCode, ItemStatus, Outbound};
 use vibesync_registry::{Entry, Status};
 
+use super::forward::Preview;
 use super::{dedup, state_of, Cx, Done, Editor, Effect, Project, SessionId};
 use crate::governance::Decision;
 use crate::live::Sight;
@@ -93,7 +94,7 @@ impl Project {
         let automation_waits = session.editor == ClientKind::Agent
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
-        let mut live: Vec<(String, ChangeOp, u64)> = Vec::new();
+        let mut live: Vec<(String, Preview)> = Vec::new();
         for (i, parsed) in changes.into_iter().enumerate() {
             let change = match parsed {
                 Ok(c) => c,
@@ -181,40 +182,34 @@ impl Project {
             }
             self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
             self.sent_again(session, &change.uuid);
+            let q = Queued {
+                origin: session.clone(),
+                author,
+                change,
+                request: request.clone(),
+                sight,
+                admitted_seq: Some(last_seq),
+            };
             if automation_waits {
-                results.push(ItemResult::ok(&change.uuid, ItemStatus::Held));
-                self.held.push(Queued {
-                    origin: session.clone(),
-                    author,
-                    change,
-                    request: request.clone(),
-                    sight,
-                    admitted_seq: Some(last_seq),
-                });
+                results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Held));
+                self.held.push(q);
                 continue;
             }
-            results.push(ItemResult::ok(&change.uuid, ItemStatus::Queued));
-            if change.op.path() == Path::Slow || self.degraded.contains_key(&change.uuid) {
+            results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Queued));
+            let uuid = &q.change.uuid;
+            if q.change.op.path() == Path::Slow || self.degraded.contains_key(uuid) {
                 // Its batch carries everything of this uuid from now on, in order.
-                self.slow_queued.insert(change.uuid.clone());
-                self.live.cancel_uuid(&change.uuid);
-                live.retain(|(u, _, _)| u != &change.uuid);
-            } else if !self.holds_live(&change.uuid) {
-                live.push((change.uuid.clone(), change.op.clone(), sight.mark));
+                self.slow_queued.insert(uuid.clone());
+                self.live.cancel_uuid(uuid);
+                live.retain(|(u, _)| u != uuid);
+            } else if !self.holds_live(uuid) {
+                live.push((
+                    uuid.clone(),
+                    Preview { op: q.change.op.clone(), origin: session.editor, mark: sight.mark },
+                ));
             }
             let now = cx.now();
-            self.push(
-                cx,
-                now,
-                Queued {
-                    origin: session.clone(),
-                    author,
-                    change,
-                    request: request.clone(),
-                    sight,
-                    admitted_seq: Some(last_seq),
-                },
-            );
+            self.push(cx, now, q);
         }
         self.forward_live(cx, session, live).await;
         (results, stale, refused, diverged_now)
