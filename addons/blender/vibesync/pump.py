@@ -21,6 +21,7 @@ import itertools
 import logging
 import math
 import time
+import typing
 
 import bpy
 
@@ -97,47 +98,46 @@ def current_unit_scale() -> float:
     return s if s > 0 else 1.0
 
 
-def saved_sync_position() -> tuple[str | None, int, bool]:
-    """(project id, last_seq, has a registry) saved in the open .blend (§6.6, pairing §3):
-    a file keeps its project and its own replay position. (None, 0, False) for a new file."""
+class SavedSync(typing.NamedTuple):
+    """What the open .blend says of its sync (§6.6, pairing §3), read once per file: the
+    project it belongs to, its replay position, whether it holds a registry, and the base a
+    person's edits made since the save are told apart by — uuid -> what Blender last sent or
+    applied of each object (`synced`), and uuid -> the parts of its changes that had no
+    outcome yet (`unresolved`: sent again after the replay, as after a reconnect). Without
+    the base, a replay on reopening kept every object as the person's work and sent it whole
+    over what another editor changed meanwhile."""
+    project_id: str | None
+    last_seq: int
+    has_registry: bool
+    base: dict
+    unresolved: dict
+
+
+def saved_sync() -> SavedSync:
+    """The open file's `SavedSync`; (None, 0, False, {}, {}) for a new file."""
     try:
         doc = identity.read_text_block()
     except identity.RegistryFileError as e:
         log.warning("vibesync: %s", e)
-        return None, 0, False
+        doc = None
     if doc is None:
-        return None, 0, False
+        return SavedSync(None, 0, False, {}, {})
     pid = doc.get("project_id")
     seq = doc.get("last_seq")
     pid = pid if wire.is_valid_project_id(pid) else None
     seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
-    return pid, (seq if pid is not None else 0), True
+    synced, unresolved = doc.get("synced"), doc.get("unresolved")
+    base = {u: st for u, st in synced.items() if isinstance(u, str) and isinstance(st, dict)} \
+        if isinstance(synced, dict) else {}
+    away = {u: {p for p in parts if isinstance(p, str)} for u, parts in unresolved.items()
+            if isinstance(u, str) and isinstance(parts, list)} if isinstance(unresolved, dict) else {}
+    return SavedSync(pid, seq if pid is not None else 0, True, base, away)
 
 
 def _open_file() -> tuple:
     """Which file is open, in this Blender process: its path and its scenes' session uids
     (a new or reloaded file, saved or not, makes new datablocks with new uids)."""
     return (bpy.data.filepath, tuple(sorted(sc.session_uid for sc in bpy.data.scenes)))
-
-
-def saved_sync_base() -> tuple[dict[str, dict], dict[str, set[str]]]:
-    """What the open .blend says of its objects at its saved `last_seq`: uuid -> the state
-    last sent or applied (the registry's `synced`; empty when it has none), the base a
-    person's edits made since are told apart by, so that a replay on reopening the file
-    applies another editor's changes to the objects nobody changed here (§6.6); and uuid ->
-    the parts of its changes that had no outcome yet when the file was saved (`unresolved`:
-    sent again after the replay, as after a reconnect)."""
-    try:
-        doc = identity.read_text_block()
-    except identity.RegistryFileError:
-        return {}, {}  # already reported by saved_sync_position
-    synced = (doc or {}).get("synced")
-    unresolved = (doc or {}).get("unresolved")
-    base = {u: st for u, st in synced.items() if isinstance(u, str) and isinstance(st, dict)} \
-        if isinstance(synced, dict) else {}
-    away = {u: {p for p in parts if isinstance(p, str)} for u, parts in unresolved.items()
-            if isinstance(u, str) and isinstance(parts, list)} if isinstance(unresolved, dict) else {}
-    return base, away
 
 
 class _StepClock:
@@ -201,7 +201,8 @@ class Session:
         self.token = token
         self.token_path = token_path
         self.explicit_project_id = project_id
-        saved_pid, saved_seq, self.file_has_registry = saved_sync_position()
+        saved = saved_sync()
+        saved_pid, saved_seq, self.file_has_registry = saved.project_id, saved.last_seq, saved.has_registry
         # The user's id, else the one this file was assigned, else none: the daemon pairs
         # it with the editor that is already there (§3) and `welcome` says which.
         self.project_id = project_id or saved_pid
@@ -251,7 +252,7 @@ class Session:
         self.sweep_due_at = 0.0
         self.last_sweep = 0.0
         # uuid -> what the daemon holds of it as far as this editor knows: what it last sent
-        # or applied. A file's saved base seeds it (`saved_sync_base`), so a replay after
+        # or applied. A file's saved base seeds it (`SavedSync`), so a replay after
         # reopening tells the person's edits from the other editor's.
         self.last_sent: dict[str, dict] = {}
         # uuid -> (what was last sent, the parts then in flight) when the connection was
@@ -261,7 +262,7 @@ class Session:
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
         if self.project_id == saved_pid and saved_pid:
-            self._start_from_saved_base()
+            self._start_from(saved)
         # A person's unsent changes of objects a forwarded batch deleted, with the base_seq
         # from before that batch: sent to be refused STALE, a conflict (`_report_deleted_over`).
         self.deleted_over: list[tuple[list[dict], int]] = []
@@ -443,7 +444,7 @@ class Session:
     def carry(self) -> dict:
         """What this session knew of the daemon's state, for the next session in the same
         open file (a Reconnect, `Session.inherit`): the file, the project, the replay
-        position and `sync_base`."""
+        position, what was last sent or applied of each object and the unresolved parts."""
         return {"file": _open_file(), "project_id": self.project_id,
                 "last_seq": self.engine.last_seq, "base": dict(self.last_sent),
                 "unresolved": self.unresolved_parts()}
@@ -468,12 +469,11 @@ class Session:
         self.last_sent.update(carry.get("base") or {})
         self.sent_parts = {u: set(p) for u, p in (carry.get("unresolved") or {}).items()}
 
-    def _start_from_saved_base(self) -> None:
-        """The saved file's base and unresolved parts (`saved_sync_base`): when the
-        connection is made, they are the base of a reconnect (`reconnect_base`)."""
-        base, away = saved_sync_base()
-        self.last_sent.update(base)
-        self.sent_parts = away
+    def _start_from(self, saved: SavedSync) -> None:
+        """The saved file's base and unresolved parts: when the connection is made, they are
+        the base of a reconnect (`reconnect_base`)."""
+        self.last_sent.update(saved.base)
+        self.sent_parts = saved.unresolved
 
     def unresolved_parts(self) -> dict[str, list[str]]:
         """uuid -> the parts of its changes sent or queued and not ended yet (what a
@@ -1047,7 +1047,8 @@ class Session:
         self.batches.clear()
         self.collector.current = None
         # Another file: its own project and replay position (§6.6), nothing of the last one.
-        saved_pid, saved_seq, self.file_has_registry = saved_sync_position()
+        saved = saved_sync()
+        saved_pid, saved_seq, self.file_has_registry = saved.project_id, saved.last_seq, saved.has_registry
         self.project_id = self.explicit_project_id or saved_pid
         self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)
         self.last_sent.clear()
@@ -1064,7 +1065,7 @@ class Session:
         self.deleted_over.clear()
         self.sent_parts.clear()
         if self.project_id == saved_pid and saved_pid:
-            self._start_from_saved_base()
+            self._start_from(saved)
         self.quiet.clear()
         self.remote_deleted.clear()
         self.deleted_here.clear()
@@ -1380,12 +1381,17 @@ class Session:
         if b is None:
             return False
         key = (b.kind, b.session_uid)
-        if b.alive and self.registry.resolve(uuid) is None:
+        idb = self.registry.resolve(uuid) if b.alive else None
+        if b.alive and idb is None:
             return True  # deleted here, not noticed by a sweep yet
-        return key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
-            or key in self.gated_keys \
-            or any(key in keys for keys in self.parent_waiters.values()) \
-            or any(key in keys for _, keys in self.mesh_jobs.values())
+        if key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
+                or key in self.gated_keys \
+                or any(key in keys for keys in self.parent_waiters.values()):
+            return True
+        if not self.mesh_jobs or idb is None or b.kind != "object":
+            return False
+        # Its (generated or own) geometry is being hashed on the worker: one lookup each.
+        return uuid in self.mesh_jobs or capture.geometry_key(self.registry, idb) in self.mesh_jobs
 
     def _changed_here(self, uuid: str) -> bool:
         """`_edited_here`, read off the scene where a mark does not prove an edit: a

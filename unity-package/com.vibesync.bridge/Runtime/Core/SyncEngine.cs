@@ -1882,10 +1882,10 @@ namespace VibeSync.Bridge.Core
             string rid = NextRequestId("c");
             // Remember the previous synced state so an unacknowledged change can be retried.
             var prev = new List<KeyValuePair<string, ObjectState>>();
-            var seen = new HashSet<string>();
+            var distinct = new HashSet<string>(); // the request's uuids, once each
             foreach (var u in uuids)
             {
-                if (!seen.Add(u)) continue;
+                if (!distinct.Add(u)) continue;
                 ObjectState before;
                 synced.TryGetValue(u, out before);
                 prev.Add(new KeyValuePair<string, ObjectState>(u, before));
@@ -1893,7 +1893,7 @@ namespace VibeSync.Bridge.Core
                 if (now == null) synced.Remove(u); else synced[u] = now;
             }
             var marks = new Dictionary<string, object>(StringComparer.Ordinal);
-            foreach (var u in seen)
+            foreach (var u in distinct)
             {
                 long mark;
                 if (liveSeen.TryGetValue(u, out mark)) marks[u] = mark;
@@ -1916,7 +1916,7 @@ namespace VibeSync.Bridge.Core
                 sentParts[u].Add(opName);
                 if (!Ops.IsFastPath(opName)) slowInFlight.Add(u);
             }
-            foreach (var u in seen)
+            foreach (var u in distinct)
             {
                 HashSet<string> reqs;
                 if (!unresolved.TryGetValue(u, out reqs)) unresolved[u] = reqs = new HashSet<string>();
@@ -1929,7 +1929,7 @@ namespace VibeSync.Bridge.Core
             var opNames = new List<object>();
             foreach (Dictionary<string, object> op in ops) opNames.Add(op["op"]);
             var uuidList = new List<object>();
-            foreach (var u in seen) uuidList.Add(u);
+            foreach (var u in distinct) uuidList.Add(u);
             Emit("change_sent", new Dictionary<string, object>
             {
                 { "request_id", rid }, { "ops", (long)ops.Count }, { "op_names", opNames }, { "uuids", uuidList }, { "base_seq", LastSeq },
