@@ -291,37 +291,6 @@ def test_unity_renames_while_blender_is_in_edit_mode_then_mesh_edit(world):
     assert view[lu]["t"] == pytest.approx([1, 1, -1], abs=1e-5)
 
 
-# ------------------------------------------------------------------ hiding
-
-def test_hide_with_the_eye_then_unhide(world):
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
-    cube.hide_set(True)
-    host.wait_obj(u, lambda o: o.get("visible") is False, timeout=15, what="hidden in Unity")
-    converge(host)
-    cube.hide_set(False)
-    host.wait_obj(u, lambda o: o.get("visible") is True, timeout=15, what="shown in Unity")
-    view = world.finish(host, made)
-    assert view[u]["visible"]
-
-
-def test_blender_shows_again_what_unity_hid(world):
-    """A person in Unity hides the Cube (Blender follows); the person in Blender clicks the
-    Cube's eye to show it again: Unity shows it too."""
-    made, host = world.startup_synced()
-    cube = bpy.data.objects["Cube"]
-    u = cube["vibesync_uuid"]
-    host.cmd(f"visible {u} false")
-    drive(lambda: bpy.data.objects["Cube"].hide_get(), timeout=15, what="hidden in Blender")
-    converge(host)
-    bpy.data.objects["Cube"].hide_set(False)  # the eye in the Outliner
-    host.wait_obj(u, lambda o: o.get("visible") is True, timeout=15,
-                  what="shown again in Unity")
-    view = world.finish(host, made)
-    assert view[u]["visible"]
-
-
 # ------------------------------------------------------------------ Unity side
 
 def test_unity_reparents_and_renames_the_object_selected_in_blender(world):
@@ -441,6 +410,19 @@ def test_unity_edits_right_after_it_connects(world):
 
 # ------------------------------------------------------------------ disconnect / reconnect
 
+def while_blender_is_away(world, host, blender_edit, unity_commands) -> None:
+    """Blender disconnects; the person in Blender makes `blender_edit()` and the person in
+    Unity runs `unity_commands`, committed before Blender connects again (the panel's
+    Reconnect: a new session in the same file)."""
+    vibesync.disconnect()
+    blender_edit()
+    for c in unity_commands:
+        host.cmd(c)
+    i = host.cmd("wait-idle 15")  # everything Unity sent is answered (`idle`), or the host fails
+    host.wait("idle", i, timeout=20, what="Unity's edits committed while Blender was away")
+    world.connect()
+
+
 def test_blender_disconnects_both_edit_then_reconnect(world):
     made, host = world.startup_synced()
     cube, cam, light = (bpy.data.objects[n] for n in ("Cube", "Camera", "Light"))
@@ -483,12 +465,8 @@ def test_both_edit_the_same_object_while_blender_is_disconnected(world):
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
-    vibesync.disconnect()
-    drive_for(0.5)
-    cube.location = (4, 0, 0)
-    host.cmd(f"together rename {u} Crate ; visible {u} false")
-    drive_for(1.0)
-    world.connect()
+    while_blender_is_away(world, host, lambda: setattr(cube, "location", (4, 0, 0)),
+                          [f"together rename {u} Crate ; visible {u} false"])
     view = world.finish(host, made)
     problems = []
     if view[u]["t"] != pytest.approx([4, 0, 0], abs=1e-5):
@@ -504,12 +482,7 @@ def test_unity_deletes_what_blender_moved_while_disconnected(world):
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
-    vibesync.disconnect()
-    drive_for(0.5)
-    cube.location = (4, 0, 0)
-    host.cmd(f"delete {u}")
-    drive_for(1.0)
-    world.connect()
+    while_blender_is_away(world, host, lambda: setattr(cube, "location", (4, 0, 0)), [f"delete {u}"])
     view = converge(host)
     # either outcome is defensible (the delete won as a conflict, or the move brought it
     # back); it must converge, be quiet and verify.
@@ -567,11 +540,7 @@ def test_save_close_unity_edits_reopen(world, tmp_path):
 def test_min_unity_rename_while_blender_disconnected_survives_reconnect(world):
     made, host = world.startup_synced()
     camu = bpy.data.objects["Camera"]["vibesync_uuid"]
-    vibesync.disconnect()
-    host.cmd(f"rename {camu} Shot Cam")
-    host.wait_obj(camu, lambda o: o["name"] == "Shot Cam", what="renamed in Unity")
-    drive_for(1.0)
-    world.connect()
+    while_blender_is_away(world, host, lambda: None, [f"rename {camu} Shot Cam"])
     view = world.finish(host, made)
     assert view[camu]["name"] == "Shot Cam", "Unity's rename was reverted in Unity"
 
