@@ -162,7 +162,7 @@ impl Router {
 
     // ------------------------------------------------------------------ registries
     pub fn registry_updated<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: RegistryUpdated) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::RegistryUpdated, None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::RegistryUpdated, r.request_id.clone()) {
             return vec![f];
         }
         {
@@ -182,7 +182,7 @@ impl Router {
     }
 
     pub fn addon_registered<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: AddonRegistered) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonRegistered, None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonRegistered, r.request_id.clone()) {
             return vec![f];
         }
         {
@@ -200,7 +200,7 @@ impl Router {
     }
 
     pub fn addon_unregistered<H: Host>(&self, daemon: &Arc<H>, sess: &SessionInfo, r: AddonUnregistered) -> Vec<Frame> {
-        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonUnregistered, None) {
+        if let Some(f) = only_from(sess, ClientKind::Blender, MessageType::AddonUnregistered, r.request_id.clone()) {
             return vec![f];
         }
         {

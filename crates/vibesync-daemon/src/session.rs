@@ -234,8 +234,8 @@ pub async fn serve_connection(
                         break;
                     }
                 }
-                Ok(Inbound::Hello(_)) => {
-                    let _ = tx.send(Outbound::error(ErrorCode::BadMessage, "field `type`: `hello` was already accepted on this connection", None).to_frame()).await;
+                Ok(Inbound::Hello(h)) => {
+                    let _ = tx.send(Outbound::error(ErrorCode::BadMessage, "field `type`: `hello` was already accepted on this connection", h.request_id).to_frame()).await;
                 }
                 Ok(Inbound::Change(c)) if !overflow.is_empty() && overflow.accepts(&c, !frame.attachment.is_empty()) => {
                     overflow.push(c);

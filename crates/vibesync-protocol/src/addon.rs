@@ -224,6 +224,9 @@ pub struct CommandResponse {
 /// `registry_updated` from Blender: every addon whose tools agents may use now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryUpdated {
+    /// Echoed on an error about this frame (docs/PROTOCOL.md §4); these messages need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[serde(default)]
     pub available_addons: Vec<Value>,
     /// Manifests refused, each `{addon_id, file, path, reason}`.
@@ -239,12 +242,18 @@ pub struct RegistryUpdated {
 pub struct AddonRegistered {
     pub addon_id: String,
     pub manifest: Value,
+    /// Echoed on an error about this frame (docs/PROTOCOL.md §4); these messages need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `addon_unregistered` from Blender: one addon is no longer available.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddonUnregistered {
     pub addon_id: String,
+    /// Echoed on an error about this frame (docs/PROTOCOL.md §4); these messages need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `scene_query` from an agent: the synced state of the project's objects.

@@ -34,6 +34,9 @@ pub struct Hello {
     pub unit_scale: Option<f64>,
     #[serde(default)]
     pub last_seq: Option<u64>,
+    /// Echoed on an error about this frame (a second `hello`, docs/PROTOCOL.md §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

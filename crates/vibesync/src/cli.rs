@@ -18,7 +18,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Machine-readable output: one JSON object (`tail`: one per line) on stdout. Errors
-    /// still go to stderr with exit code 2.
+    /// still go to stderr. Exit codes: 0 done; 1 problems found (`verify`), a refused boot
+    /// (`serve`) or a failed command; 2 any other error (bad flags, unreadable files).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -309,7 +310,16 @@ fn serve(
     let _log_guard = crate::logging::init(&data.logs(), &cfg.logging.level, &cfg.logging.rotation)?;
     let listen = cfg.server.listen;
     // Boot recovery is synchronous file work: done before the async runtime starts.
-    let daemon = vibesync_daemon::open(cfg, &ServeOptions { repair })?;
+    // A refused boot (a damaged or shortened log, a store ahead of it, another daemon on
+    // the data dir) exits 1 with its reason on stderr, nothing changed (docs/WAL.md §5, §11).
+    let daemon = match vibesync_daemon::open(cfg, &ServeOptions { repair }) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("boot refused: {e:#}");
+            eprintln!("vibesync: boot refused: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         // Signal handlers exist before anyone can learn where we listen: a SIGTERM sent right

@@ -200,3 +200,44 @@ fn bad_frames_and_messages() {
     let st = other.request(&json!({"type":"status"})).unwrap();
     assert_eq!(st["registry"]["live"], 0, "nothing written by bad input: {st}");
 }
+
+/// docs/PROTOCOL.md §4: an error about a frame carries the frame's `request_id` when it had
+/// one — also for messages that need none: a second `hello`, and the Blender-only addon
+/// registry messages sent by another kind of session (found by a client written from the docs).
+#[test]
+fn errors_echo_the_frames_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut s = raw(&d);
+    let mut h = hello(&d);
+    h["editor"] = json!("unity");
+    send(&mut s, &h);
+    assert_eq!(read_msg(&mut s).unwrap()["type"], "welcome");
+    let mut again = hello(&d);
+    again["request_id"] = json!("h2");
+    let frames = [
+        again,
+        json!({"type":"registry_updated","request_id":"ru","available_addons":[]}),
+        json!({"type":"addon_registered","request_id":"ar","addon_id":"x","manifest":{}}),
+        json!({"type":"addon_unregistered","request_id":"au","addon_id":"x"}),
+    ];
+    for f in frames {
+        send(&mut s, &f);
+        let r = loop {
+            let m = read_msg(&mut s).expect("an answer");
+            if m["type"] == "error" {
+                break m;
+            }
+        };
+        assert_eq!(r["code"], "BAD_MESSAGE", "{f} → {r}");
+        assert_eq!(r["request_id"], f["request_id"], "{f} → {r}");
+    }
+    send(&mut s, &json!({"type":"ping","request_id":"after"}));
+    let pong = loop {
+        let m = read_msg(&mut s).unwrap();
+        if m["type"] == "pong" {
+            break m;
+        }
+    };
+    assert_eq!(pong["request_id"], "after");
+}

@@ -192,6 +192,14 @@ fn a_wal_that_lost_its_tail_refuses_to_boot_until_repair() {
         err.contains(&format!("ends at seq {short_last}")) && err.contains("--repair") && err.contains("has seen seq"),
         "{err}"
     );
+    // A refused boot exits 1, with the reason on stderr (docs/WAL.md §5).
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a refused boot exits 1: {stderr}");
+    assert!(stderr.contains("boot refused") && stderr.contains("--repair"), "{stderr}");
     // With --repair: the shorter log is served, derived stores rebuilt, verify clean.
     let mut d = Daemon::start_with(&data, &["--repair"], "127.0.0.1:0");
     let mut c = d.client("blender");
