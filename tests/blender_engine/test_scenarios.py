@@ -106,6 +106,8 @@ class Editor:
             self.peers = self.peers + [{"session_id": f"s{self.n}", "client": "unity"}]
             eng.on_peers({"type": "peers", "peers": self.peers, "other_projects": []})
             assert eng.peers == self.peers
+        elif do == "released":
+            eng.on_quarantine_released({"type": "quarantine_released", "uuids": list(s["objects"])})
         elif do == "live":
             # pump._live_refusal: the scene holds the object, nothing else waits; a capture
             # of this model's objects always happens in the step that edits them.

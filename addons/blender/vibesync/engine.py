@@ -560,6 +560,12 @@ class SyncEngine:
         if joined and len(self.not_synced):
             self.retry_not_synced(list(self.not_synced.reasons))
 
+    def on_quarantine_released(self, msg: dict) -> None:
+        """A `quarantine_released` event (PROTOCOL §6.8): a person released these uuids, so
+        what this editor kept of them (not synced) is sent again in full."""
+        released = msg.get("uuids") or []
+        self.retry_not_synced([u for u in released if isinstance(u, str) and u in self.not_synced])
+
     def retry_not_synced(self, uuids: Iterable[str]) -> None:
         """Re-send the full state of kept-local uuids as `create` (D1 retry); a uuid the
         scene no longer holds is not synced any more."""

@@ -884,6 +884,8 @@ class Session:
             self.ai.queue(msg)
         elif t == wire.MessageType.PEERS:
             self.engine.on_peers(msg)
+        elif t == wire.MessageType.QUARANTINE_RELEASED:
+            self.engine.on_quarantine_released(msg)
         elif t == wire.MessageType.CONFLICT:
             self.engine.on_conflict(msg)
             log.warning("vibesync: conflict on %s (%s): %s won over %s", msg.get("uuid"),

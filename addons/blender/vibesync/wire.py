@@ -46,6 +46,7 @@ class MessageType:
     ADMIN_RESULT = "admin_result"
     PEERS = "peers"
     CONFLICT = "conflict"
+    QUARANTINE_RELEASED = "quarantine_released"
     EDITOR_STATE = "editor_state"
     # A fast-path change forwarded at once, before its batch (§6.3 live previews).
     LIVE = "live"
@@ -75,6 +76,7 @@ DIRECTION = {
     MessageType.BATCH_END: TO_CLIENT, MessageType.BATCH_RESULT: TO_CLIENT,
     MessageType.SAFE_MODE: TO_CLIENT, MessageType.ADMIN_RESULT: TO_CLIENT,
     MessageType.PEERS: TO_CLIENT, MessageType.CONFLICT: TO_CLIENT, MessageType.LIVE: TO_CLIENT,
+    MessageType.QUARANTINE_RELEASED: TO_CLIENT,
     MessageType.COMMAND_PROGRESS: TO_CLIENT, MessageType.SCENE: TO_CLIENT,
     MessageType.STATUS: BOTH, MessageType.RESYNC: BOTH, MessageType.ADDON_COMMAND: BOTH,
     MessageType.COMMAND_RESPONSE: BOTH, MessageType.REGISTRY_UPDATED: BOTH,

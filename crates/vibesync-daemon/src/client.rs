@@ -109,13 +109,16 @@ impl Client {
     }
 
     /// Send a request and return its reply. Events the daemon sends on its own (`peers`,
-    /// `conflict`, `live`, `safe_mode`, `registry_updated`: they carry no `request_id`) that
+    /// `conflict`, `quarantine_released`, `live`, `safe_mode`, `registry_updated`: they carry no `request_id`) that
     /// arrive first are skipped.
     pub fn request(&mut self, msg: &Value) -> Result<Value, DaemonError> {
         self.send(msg)?;
         loop {
             let v = self.recv()?;
-            if !matches!(v["type"].as_str(), Some("peers" | "conflict" | "live" | "safe_mode" | "registry_updated")) {
+            if !matches!(
+                v["type"].as_str(),
+                Some("peers" | "conflict" | "quarantine_released" | "live" | "safe_mode" | "registry_updated")
+            ) {
                 return Ok(v);
             }
         }

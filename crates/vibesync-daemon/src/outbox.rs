@@ -71,6 +71,13 @@ struct Wire {
     /// write each ([`Outbox::cork`]).
     corked: AtomicBool,
     max_frame: u32,
+    /// The session gave up on its consumer ([`Outbox::give_up`]): nothing more is written
+    /// but what is being written and then `last_word`.
+    abandoned: AtomicBool,
+    /// Wakes the writer task when the session gives up.
+    give_up: tokio::sync::Notify,
+    /// The frame written after the queue is discarded (the `SLOW_CONSUMER` error).
+    last_word: std::sync::Mutex<Option<Frame>>,
 }
 
 impl Wire {
@@ -126,6 +133,9 @@ impl Outbox {
             closed: AtomicBool::new(false),
             corked: AtomicBool::new(false),
             max_frame,
+            abandoned: AtomicBool::new(false),
+            give_up: tokio::sync::Notify::new(),
+            last_word: std::sync::Mutex::new(None),
         });
         (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())), wire: wire.clone() }, Writer { rx, wire })
     }
@@ -177,6 +187,17 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// The consumer does not take its messages: what is queued and not yet being written is
+    /// discarded, and `last_word` (the `SLOW_CONSUMER` error, docs/PROTOCOL.md §4) follows
+    /// the frame being written, the last thing on the connection — a client that reads
+    /// again learns why it was cut off, between whole frames. Nothing sent afterwards is
+    /// written.
+    pub fn give_up(&self, last_word: Frame) {
+        *self.wire.last_word.lock().unwrap() = Some(last_word);
+        self.wire.abandoned.store(true, Ordering::Release);
+        self.wire.give_up.notify_one();
     }
 
     /// Queue one frame, waiting for room.
@@ -265,7 +286,7 @@ impl Outbox {
         }
         // Holding the socket: the writer task is not writing, and with the turn held and
         // nothing unwritten, nothing can be queued before these frames.
-        if wire.closed.load(Ordering::Acquire) || self.tx.is_closed() {
+        if wire.closed.load(Ordering::Acquire) || wire.abandoned.load(Ordering::Acquire) || self.tx.is_closed() {
             wire.release();
             return Err(SendError::Closed);
         }
@@ -310,13 +331,26 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Write queued frames until the socket fails or every sender is gone, then shut the
-    /// socket's write side down (the client reads the end of the stream after the last
-    /// frame).
+    /// Write queued frames until the socket fails, every sender is gone or the session gives
+    /// up on its consumer (then the queue is discarded and only the last word written), then
+    /// shut the socket's write side down (the client reads the end of the stream after the
+    /// last frame).
     pub(crate) async fn run(mut self) {
         let mut codec = FrameCodec::new(self.wire.max_frame);
         let mut buf = BytesMut::new();
-        'items: while let Some(first) = self.rx.recv().await {
+        let mut failed = false;
+        'items: loop {
+            let first = tokio::select! {
+                biased;
+                _ = self.wire.give_up.notified() => break,
+                item = self.rx.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            if self.wire.abandoned.load(Ordering::Acquire) {
+                break;
+            }
             // One write for every item already queued (up to WRITE_BATCH_BYTES), not one per
             // frame: a fenced batch or a drag's live previews go out in a few writes.
             let mut taken = 0;
@@ -338,7 +372,25 @@ impl Writer {
             let written = self.wire.write_claimed(&buf, taken).await;
             buf.clear();
             if written.is_err() {
+                failed = true;
                 break;
+            }
+        }
+        if self.wire.abandoned.load(Ordering::Acquire) {
+            // Queued frames are dropped; the rest of a frame a sender wrote in part is not:
+            // the last word must follow whole frames.
+            self.rx.close();
+            buf.clear();
+            while let Ok(item) = self.rx.try_recv() {
+                if let Out::Bytes(b) = item {
+                    buf.extend_from_slice(&b);
+                }
+            }
+            let last = self.wire.last_word.lock().unwrap().take();
+            if let (false, Some(f)) = (failed, last) {
+                if codec.encode(f, &mut buf).is_ok() {
+                    let _ = self.wire.write_claimed(&buf, 0).await;
+                }
             }
         }
         self.wire.closed.store(true, Ordering::Release);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -22,7 +22,7 @@ use vibesync_protocol::{
 
 use crate::admission::Ticket;
 use crate::core::{Daemon, SessionInfo};
-use crate::outbox::{Outbox, SessionHandle};
+use crate::outbox::{Outbox, SendError, SessionHandle};
 use crate::ratelimit::Overflow;
 use vibesync_engine::governance::Bucket;
 use vibesync_protocol::message::ItemResult;
@@ -159,6 +159,8 @@ pub async fn serve_connection(
     let retry = Duration::from_micros((1e6 / limits.messages_per_sec.max(1e-3)).clamp(1000.0, 1e6) as u64);
     // A frame read (and parsed) while the request before it was handled (`read_ahead`).
     let mut ahead: Option<Ahead> = None;
+    let patience = Duration::from_millis(limits.slow_consumer_ms);
+    let mut gave_up = false;
     async {
         loop {
             let next = if let Some(a) = ahead.take() {
@@ -180,7 +182,7 @@ pub async fn serve_connection(
                     }
                     _ = kick.notified() => {
                         warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
-                        let _ = tx.try_send(Outbound::error(ErrorCode::SlowConsumer, "you did not read your messages fast enough; reconnect to get the latest state", None).to_frame());
+                        gave_up = give_up(&tx);
                         break;
                     }
                     _ = shutdown.changed() => {
@@ -222,7 +224,8 @@ pub async fn serve_connection(
                     "over this session's limit ({} messages/s, {} bytes/s); this request was not run — slow down and retry",
                     limits.messages_per_sec, limits.bytes_per_sec
                 );
-                if tx.send(Outbound::error(ErrorCode::RateLimited, msg, rid).to_frame()).await.is_err() {
+                if let Err(e) = tx.send_all(vec![Outbound::error(ErrorCode::RateLimited, msg, rid).to_frame()], Some(patience)).await {
+                    gave_up = e == SendError::Slow && give_up(&tx);
                     break;
                 }
                 continue;
@@ -230,7 +233,8 @@ pub async fn serve_connection(
             match parsed {
                 Err(e) => {
                     debug!(code = e.code.as_str(), "bad message: {}", e.message);
-                    if tx.send(Outbound::error(e.code, e.message, e.request_id).to_frame()).await.is_err() {
+                    if let Err(e) = tx.send_all(vec![Outbound::error(e.code, e.message, e.request_id).to_frame()], Some(patience)).await {
+                        gave_up = e == SendError::Slow && give_up(&tx);
                         break;
                     }
                 }
@@ -248,7 +252,13 @@ pub async fn serve_connection(
                         break;
                     }
                     let replies = read_ahead(daemon.handle(&session_id, msg, frame.attachment), &mut reader, &mut ahead);
-                    if tx.send_all(replies.await, None).await.is_err() {
+                    // A client that does not read its own replies is a slow consumer too:
+                    // its requests wait at most `limits.slow_consumer_ms` for room.
+                    if let Err(e) = tx.send_all(replies.await, Some(patience)).await {
+                        if e == SendError::Slow {
+                            warn!("slow consumer: it does not read its replies; disconnecting");
+                            gave_up = give_up(&tx);
+                        }
                         break;
                     }
                 }
@@ -262,8 +272,45 @@ pub async fn serve_connection(
 
     daemon.remove_session(&session_id);
     drop(tx);
-    let _ = writer_task.await;
+    if gave_up {
+        // The session is gone; its writer finishes the frame it is writing, then the last
+        // word, for a client that reads again within LAST_WORD_WAIT. Meanwhile what the
+        // client still sends is read and dropped: a socket closed with unread input is
+        // reset, and a reset discards the last word before it reaches the client.
+        let mut writer_task = writer_task;
+        let mut input = reader.into_inner();
+        tokio::spawn(async move {
+            let linger = async {
+                let _ = (&mut writer_task).await;
+                let mut sink = vec![0u8; 64 * 1024];
+                while matches!(input.read(&mut sink).await, Ok(n) if n > 0) {}
+            };
+            if tokio::time::timeout(LAST_WORD_WAIT, linger).await.is_err() {
+                writer_task.abort();
+            }
+        });
+    } else {
+        let _ = writer_task.await;
+    }
     info!(parent: &span, "session closed");
+}
+
+/// How long the writer of a session given up on (`SLOW_CONSUMER`) still waits for its
+/// client to read the frame it was writing and the error after it (docs/PROTOCOL.md §4).
+const LAST_WORD_WAIT: Duration = Duration::from_secs(30);
+
+/// Give up on a session's consumer: its queue is dropped and `SLOW_CONSUMER` is the last
+/// frame written (docs/PROTOCOL.md §4). Returns true.
+fn give_up(tx: &Outbox) -> bool {
+    tx.give_up(
+        Outbound::error(
+            ErrorCode::SlowConsumer,
+            "you did not read your messages fast enough; reconnect to get the latest state",
+            None,
+        )
+        .to_frame(),
+    );
+    true
 }
 
 /// A frame off the socket with its message parsed, or why the stream cannot go on.

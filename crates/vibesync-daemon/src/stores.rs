@@ -696,7 +696,11 @@ impl Stores {
                     "last_error": s.last_error,
                 })
             }
-            None => json!({"enabled": false}),
+            // Disabled: the same fields, nothing waiting for it (docs/PROTOCOL.md §5 `status`).
+            None => json!({
+                "enabled": false, "last_audited_seq": 0, "lag": 0, "pending": 0, "lag_ms": 0, "commits": 0,
+                "finals": 0, "cpu_us": 0, "cpu_us_per_final": 0.0, "failures": 0, "suspended": false, "last_error": null,
+            }),
         };
         json!({
             "checkpoint": self.checkpoints.lock().unwrap().last().map(|c| json!({

@@ -483,6 +483,11 @@ pub enum Outbound {
         op: String,
         seq: u64,
     },
+    /// A person released these quarantined uuids (`admin` `quarantine_release`): an editor
+    /// that kept a person's edit of one of them, not synced, re-sends it (docs/PROTOCOL.md §6.8).
+    QuarantineReleased {
+        uuids: Vec<String>,
+    },
     /// A fast-path change of another editor, forwarded at once as a live preview, before
     /// the window's batch carries and verifies it (docs/PROTOCOL.md §6.3). Not answered.
     Live {

@@ -93,6 +93,8 @@ wire_enum! {
         Peers = "peers",
         /// Two people changed the same object; the loser was corrected (§6.8).
         Conflict = "conflict",
+        /// A person released quarantined uuids: editors re-send what they kept of them (§6.8).
+        QuarantineReleased = "quarantine_released",
         /// An editor paused or resumed itself (§6.8).
         EditorState = "editor_state",
         /// A fast-path change forwarded at once as a live preview, before its batch (§6.3).
@@ -117,7 +119,7 @@ impl MessageType {
             Hello | Ping | Register | Tombstone | Change | Applied | UserActivity | Admin | EditorState
             | AddonCancel | AddonRegistered | AddonUnregistered | SceneQuery => Direction::ToDaemon,
             Welcome | Error | Pong | Ack | BatchBegin | Apply | BatchEnd | BatchResult | SafeMode | AdminResult
-            | Peers | Conflict | Live | CommandProgress | Scene => Direction::ToClient,
+            | Peers | Conflict | QuarantineReleased | Live | CommandProgress | Scene => Direction::ToClient,
             // addon_command: agent → daemon → Blender; command_response: Blender → daemon →
             // agent; registry_updated: Blender → daemon → agents (§9).
             Status | Resync | AddonCommand | CommandResponse | RegistryUpdated => Direction::Both,

@@ -320,9 +320,9 @@ pub(crate) fn reanchor(wal_dir: &Path, quarantine: &Path, first: &SegmentFile) -
     ensure_dir(quarantine).map_err(|e| WalError::io("create quarantine directory", quarantine, e))?;
     let from = anchor_path(wal_dir);
     if from.exists() {
-        let to = quarantine.join(format!("anchor-{}.json", now_ts().replace(':', "")));
-        fs::rename(&from, &to).map_err(|e| WalError::io("move to quarantine", &from, e))?;
-        fsync_dir(quarantine).map_err(|e| WalError::io("fsync directory", quarantine, e))?;
+        // `quarantine/anchor-<UTC yyyymmddThhmmss.ffffffZ>.json` (docs/WAL.md §11).
+        crate::fsutil::set_aside(&from, quarantine, "anchor", ".json")
+            .map_err(|e| WalError::io("move to quarantine", &from, e))?;
     }
     let a = Anchor {
         version: ANCHOR_VERSION,

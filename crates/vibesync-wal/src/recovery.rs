@@ -447,10 +447,11 @@ fn set_aside_anchor(cfg: &WalConfig) -> Result<(), WalError> {
     let from = crate::anchor::anchor_path(&cfg.dir);
     let q = &cfg.quarantine_dir;
     ensure_dir(q).map_err(|e| WalError::io("create quarantine directory", q, e))?;
-    let to = q.join(format!("anchor-{}.json", crate::segment::now_ts().replace(':', "")));
-    fs::rename(&from, &to).map_err(|e| WalError::io("move to quarantine", &from, e))?;
-    fsync_dir(q).map_err(|e| WalError::io("fsync directory", q, e))?;
-    fsync_dir(&cfg.dir).map_err(|e| WalError::io("fsync directory", &cfg.dir, e))
+    // `quarantine/anchor-<UTC yyyymmddThhmmss.ffffffZ>.json` (docs/WAL.md §11); the WAL
+    // directory is fsync'd too.
+    crate::fsutil::set_aside(&from, q, "anchor", ".json")
+        .map(|_| ())
+        .map_err(|e| WalError::io("move to quarantine", &from, e))
 }
 
 /// The bytes of `path` from `offset` on.

@@ -413,10 +413,14 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             "  disk:       {} bytes: wal {}, registry {}, audit {}, blobs {}, logs {}, quarantine {}",
             d["total"], d["wal"], d["registry"], d["audit"], d["blobs"], d["logs"], d["quarantine"]
         );
-        println!(
-            "  audit:      last audited seq {}, lag {}, failures {}",
-            s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
-        );
+        if s["audit"]["enabled"] == false {
+            println!("  audit:      disabled (audit.enabled = false)");
+        } else {
+            println!(
+                "  audit:      last audited seq {}, lag {}, failures {}",
+                s["audit"]["last_audited_seq"], s["audit"]["lag"], s["audit"]["failures"]
+            );
+        }
         let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
         println!("  sessions:   {}", sessions.len());
         for x in sessions {

@@ -186,6 +186,13 @@ impl Project {
     /// A person released `uuids` from quarantine: editors get their authoritative state —
     /// never over a person's edit kept where it was made (that editor re-sends it).
     pub(super) async fn on_released(&mut self, cx: &Cx<'_>, uuids: &[String]) {
+        // Every editor hears of the release: one that kept a person's edit of these uuids
+        // (not synced) re-sends it now (docs/PROTOCOL.md §6.4, §6.8); the others are sent
+        // their state below.
+        let ev = Outbound::QuarantineReleased { uuids: uuids.to_vec() }.to_frame();
+        for s in self.project_sessions(cx) {
+            cx.send(&s.session_id, vec![ev.clone()]).await;
+        }
         for s in self.project_sessions(cx) {
             let theirs: Vec<String> = uuids
                 .iter()

@@ -137,12 +137,21 @@ fn a_torn_anchor_in_front_of_a_compacted_log_is_refused_by_name_and_repair_re_an
     let (wal, rec) = Wal::open(rc).unwrap();
     assert_eq!(rec.anchor.as_ref().map(|a| (a.seq, a.h.clone())), Some((c.anchor.seq, c.anchor.h.clone())));
     assert_eq!(rec.last_seq, all.last().unwrap().seq);
-    assert!(quarantine_files(dir.path()).iter().any(|p| p
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .starts_with("anchor-")));
+    // Named `anchor-<UTC yyyymmddThhmmss.ffffffZ>.json` like every set-aside (docs/WAL.md §11).
+    let names: Vec<String> =
+        quarantine_files(dir.path()).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert!(
+        names.iter().any(|n| {
+            let stamp = n.strip_prefix("anchor-").and_then(|n| n.strip_suffix(".json")).unwrap_or("");
+            let b = stamp.as_bytes();
+            b.len() == 23
+                && b[8] == b'T'
+                && b[15] == b'.'
+                && b[22] == b'Z'
+                && b.iter().enumerate().all(|(i, c)| [8, 15, 22].contains(&i) || c.is_ascii_digit())
+        }),
+        "{names:?}"
+    );
     wal.close_blocking().unwrap();
     assert!(vibesync_wal::verify(dir.path().join("wal")).unwrap().is_empty());
 }

@@ -74,3 +74,34 @@ fn status_tail_and_verify() {
     assert_eq!(code, 0, "{out}{err}");
     let _ = json!({});
 }
+
+/// docs/PROTOCOL.md §5 `status`: with the audit disabled, `audit` still has every field
+/// (`enabled: false`, nothing waiting) — found by a client written from the docs.
+#[test]
+fn status_names_every_audit_field_when_the_audit_is_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[audit]\nenabled = false\n").unwrap();
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut c = d.client("test");
+    let st = c.request(&json!({"type":"status","request_id":"s"})).unwrap();
+    let audit = st["audit"].as_object().unwrap();
+    for k in [
+        "enabled",
+        "last_audited_seq",
+        "lag",
+        "pending",
+        "lag_ms",
+        "commits",
+        "finals",
+        "cpu_us",
+        "cpu_us_per_final",
+        "failures",
+        "suspended",
+        "last_error",
+    ] {
+        assert!(audit.contains_key(k), "status.audit.{k} missing: {st}");
+    }
+    assert_eq!(st["audit"]["enabled"], false);
+    assert_eq!(st["audit"]["lag"], 0);
+}

@@ -234,6 +234,14 @@ fn evidence_escalates_smallest_thing_first() {
     assert!(code != 0 && err.contains("not a lowercase RFC 4122 uuid"), "a mistyped uuid is named as such: {err}");
     let (code, out, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+    // Both editors hear of it (docs/PROTOCOL.md §6.8): Blender, whose person's move of X
+    // was refused QUARANTINED and kept there, re-sends it now.
+    for (who, m) in [("blender", &mut b), ("unity", &mut u)] {
+        let heard = m.pump_until(Duration::from_secs(20), |m| {
+            m.events.iter().any(|e| e["type"] == "quarantine_released" && e["uuids"] == json!([x]))
+        });
+        assert!(heard, "{who} was told of the release: {:?}", m.events);
+    }
     let (code, _, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     settle(&mut [&mut b, &mut u]);
@@ -452,26 +460,69 @@ fn a_slow_consumer_is_disconnected_and_nobody_else_waits() {
     );
     let mut ping = d.client("test");
     assert_eq!(ping.request(&json!({"type":"ping"})).unwrap()["type"], "pong");
-    // The stalled editor was cut off: reading now ends in SLOW_CONSUMER or a closed socket.
-    let mut saw_end = false;
-    stalled.set_read_timeout(Some(Duration::from_secs(5)));
+    // The stalled editor was cut off: reading now gives whole frames, then SLOW_CONSUMER
+    // (docs/PROTOCOL.md §4), then the end of the stream.
+    stalled.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut last = None;
     for _ in 0..20_000 {
         match stalled.recv_frame() {
-            Ok(f) => {
-                let v: Value = serde_json::from_slice(&f.json).unwrap();
-                if v["type"] == "error" {
-                    assert_eq!(v["code"], "SLOW_CONSUMER");
-                    saw_end = true;
-                    break;
-                }
-            }
-            Err(_) => {
-                saw_end = true;
+            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
+            Err(_) => break,
+        }
+    }
+    let last = last.expect("frames before the cut");
+    assert_eq!(last["type"], "error", "the last frame says why: {last}");
+    assert_eq!(last["code"], "SLOW_CONSUMER", "{last}");
+}
+
+/// A client that sends requests and never reads the replies is a slow consumer too
+/// (`limits.slow_consumer_ms`, docs/PROTOCOL.md §4): disconnected with `SLOW_CONSUMER` as
+/// its last frame, not held back for ever; other sessions are served meanwhile.
+#[test]
+fn a_client_that_never_reads_its_replies_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[server]\nsend_queue_frames = 4\n[limits]\nslow_consumer_ms = 300\nmessages_per_sec = 1000000\nmessages_burst = 1000000\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut flood = Client::connect(d.addr, &d.token, "demo", "test").unwrap();
+    let session = flood.welcome["session_id"].as_str().unwrap().to_string();
+    // Pings with a long request_id each, from a thread of their own (the socket blocks once
+    // the daemon stops reading): their pongs fill the socket and the queue.
+    let mut sender = flood.try_clone_stream();
+    std::thread::spawn(move || {
+        let pad = "p".repeat(100);
+        for i in 0..1_000_000 {
+            if sender.send(&json!({"type":"ping","request_id": format!("{i}{pad}")})).is_err() {
                 break;
             }
         }
-    }
-    assert!(saw_end, "the slow consumer was disconnected");
+    });
+    let mut other = d.client("test");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let gone = loop {
+        let st = other.request(&json!({"type":"status"})).unwrap();
+        if !st["sessions"].as_array().unwrap().iter().any(|s| s["session_id"] == session.as_str()) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(gone, "the session that does not read its replies was disconnected\n{}", d.stderr_log());
+    flood.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut last = None;
+    let end = loop {
+        match flood.recv_frame() {
+            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
+            Err(e) => break e,
+        }
+    };
+    let last = last.expect("pongs before the cut");
+    assert_eq!(last["code"], "SLOW_CONSUMER", "the last frame says why: {last} (then: {end})\n{}", d.stderr_log());
 }
 
 /// A graceful stop while a batch waits for an editor's answer: the stop disconnects the

@@ -219,7 +219,7 @@ impl Mini {
                 self.last_seq = self.last_seq.max(m["seq"].as_u64().unwrap());
                 self.results.push(m);
             }
-            "safe_mode" | "peers" | "conflict" | "registry_updated" => self.events.push(m),
+            "safe_mode" | "peers" | "conflict" | "quarantine_released" | "registry_updated" => self.events.push(m),
             "ack" => assert!(m["results"].as_array().unwrap().iter().all(|r| r["status"] == "queued"), "{m}"),
             other => panic!("unexpected message {other}: {m}"),
         }

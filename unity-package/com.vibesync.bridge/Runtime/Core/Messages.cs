@@ -29,6 +29,7 @@ namespace VibeSync.Bridge.Core
         public const string AdminResult = "admin_result";
         public const string Peers = "peers";
         public const string Conflict = "conflict";
+        public const string QuarantineReleased = "quarantine_released";
         public const string EditorState = "editor_state";
         /// <summary>A fast-path change forwarded at once, before its batch (PROTOCOL §6.3 live previews).</summary>
         public const string Live = "live";
@@ -57,7 +58,7 @@ namespace VibeSync.Bridge.Core
                 case Status: case Resync: case AddonCommand: case CommandResponse: case RegistryUpdated:
                     return Both;
                 case Welcome: case Error: case Pong: case Ack: case BatchBegin: case Apply: case BatchEnd:
-                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case Live: case CommandProgress:
+                case BatchResult: case SafeMode: case AdminResult: case Peers: case Conflict: case QuarantineReleased: case Live: case CommandProgress:
                 case Scene:
                     return ToClient;
                 default:

@@ -338,9 +338,32 @@ namespace VibeSync.Bridge.Core
         /// <summary>Re-sends every not-synced uuid in full (a retry trigger of PROTOCOL §6.8).</summary>
         public void RetryNotSynced(string why)
         {
-            if (notSynced.Count == 0) return;
-            foreach (var u in notSynced.Keys) { resendFull.Add(u); dirty.Add(u); }
-            Emit("retry_not_synced", new Dictionary<string, object> { { "count", (long)notSynced.Count }, { "why", why } });
+            RetryNotSynced(new List<string>(notSynced.Keys), why);
+        }
+
+        /// <summary>Re-sends these uuids in full where they are not synced here.</summary>
+        void RetryNotSynced(IEnumerable<string> uuids, string why)
+        {
+            long n = 0;
+            foreach (var u in uuids)
+            {
+                if (u == null || !notSynced.ContainsKey(u)) continue;
+                resendFull.Add(u);
+                dirty.Add(u);
+                n++;
+            }
+            if (n > 0) Emit("retry_not_synced", new Dictionary<string, object> { { "count", n }, { "why", why } });
+        }
+
+        /// <summary>`quarantine_released` (PROTOCOL §6.8): a person released these uuids; what
+        /// this editor kept of them (not synced) is sent again in full.</summary>
+        void OnQuarantineReleased(Dictionary<string, object> m)
+        {
+            object v;
+            var uuids = new List<string>();
+            if (m.TryGetValue("uuids", out v) && v is List<object>)
+                foreach (var x in (List<object>)v) if (x is string) uuids.Add((string)x);
+            RetryNotSynced(uuids, "a quarantine was released");
         }
 
         /// <summary>
@@ -682,6 +705,7 @@ namespace VibeSync.Bridge.Core
                 case MessageType.Error: OnError(m); break;
                 case MessageType.Peers: OnPeers(m); break;
                 case MessageType.Conflict: OnConflict(m); break;
+                case MessageType.QuarantineReleased: OnQuarantineReleased(m); break;
                 case MessageType.Live: OnLive(m); break;
                 case MessageType.Pong:
                     Emit("pong", new Dictionary<string, object> { { "request_id", Msg.OptStr(m, "request_id") }, { "seq", Msg.OptLong(m, "seq", 0) } });

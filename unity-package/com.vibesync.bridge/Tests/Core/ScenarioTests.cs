@@ -161,6 +161,12 @@ namespace VibeSync.Bridge.Tests
                                 { "type", MessageType.Peers }, { "project_id", "demo" }, { "peers", new List<object>(peers) }, { "other_projects", new List<object>() },
                             });
                             break;
+                        case "released":
+                            r.Daemon.Broadcast(new Dictionary<string, object>
+                            {
+                                { "type", MessageType.QuarantineReleased }, { "uuids", Strings(step["objects"]).Select(n => (object)objs[n].Uuid).ToList() },
+                            });
+                            break;
                         default:
                             throw new AssertionException(where + ": unknown step");
                     }

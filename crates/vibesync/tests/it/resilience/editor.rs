@@ -193,8 +193,8 @@ impl Editor {
                     }
                 }
             }
-            "pong" | "status" => {}             // replies to fire-and-forget requests
-            "peers" | "conflict" | "live" => {} // events (PROTOCOL §6.2, §6.3, §6.8)
+            "pong" | "status" => {} // replies to fire-and-forget requests
+            "peers" | "conflict" | "quarantine_released" | "live" => {} // events (PROTOCOL §6.2, §6.3, §6.8)
             "safe_mode" => self.errors.push(m),
             other => return Err(format!("unexpected message {other}: {m}")),
         }
