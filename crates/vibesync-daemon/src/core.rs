@@ -528,6 +528,12 @@ impl Daemon {
             )
             .to_frame();
         }
+        if let Some(Err(why)) = a.project_id.as_deref().map(vibesync_protocol::validate::project_id) {
+            return Outbound::error(ErrorCode::BadMessage, format!("field `project_id`: {why}"), rid).to_frame();
+        }
+        if let Some(Err(e)) = a.uuid.as_deref().map(vibesync_protocol::validate::uuid) {
+            return Outbound::error(ErrorCode::BadMessage, format!("field `uuid`: {}", e.message), rid).to_frame();
+        }
         let _turn = self.mutation.lock().await;
         let result = match a.action.as_str() {
             "safe_mode_clear" => {

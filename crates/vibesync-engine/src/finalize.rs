@@ -33,9 +33,16 @@ pub fn plan_rollback(
     let mut revert: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for q in changes {
         match q.author {
-            Author::Person => kept.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone()),
-            Author::Automation => revert.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone()),
-        };
+            // Only an editor holds a person's work to keep; a `cli` or `test` session (a
+            // restore, a script) holds no scene: its change simply failed.
+            Author::Person if holds_scene(&q.origin) => {
+                kept.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone());
+            }
+            Author::Person => {}
+            Author::Automation => {
+                revert.entry(q.origin.clone()).or_default().insert(q.change.uuid.clone());
+            }
+        }
     }
     for (s, ops) in sends {
         revert.entry(s.clone()).or_default().extend(ops.iter().map(|(u, _)| u.clone()));
@@ -97,6 +104,17 @@ mod tests {
         let p = plan_rollback(&changes, &sends, |_| true);
         assert!(p.resync.is_empty(), "{p:?}");
         assert_eq!(p.kept_local.len(), 2);
+    }
+
+    /// A `cli` session's change (a restore) that fails keeps nothing anywhere: it holds no
+    /// scene (found by a client written from docs/PROTOCOL.md).
+    #[test]
+    fn a_failed_change_of_a_session_without_a_scene_is_kept_nowhere() {
+        let changes = vec![q("cli", Author::Person, U)];
+        let sends = BTreeMap::from([("unity".to_string(), sent(&[U]))]);
+        let p = plan_rollback(&changes, &sends, |s| s != "cli");
+        assert!(p.kept_local.is_empty(), "{p:?}");
+        assert_eq!(p.resync, BTreeMap::from([("unity".to_string(), vec![U.to_string()])]));
     }
 
     #[test]

@@ -94,6 +94,18 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             plan.results.push(ItemResult::error(shown_uuid(&item.uuid), e.code, format!("items[{i}]: {}", e.message)));
             continue;
         }
+        // `duplicate_of` names the original the editor kept the uuid on: a uuid, not this one.
+        let original = match item.duplicate_of.as_deref() {
+            Some(o) if o == item.uuid => Err(format!(
+                "items[{i}].duplicate_of: names the item's own uuid; it names the original that kept the uuid the copy carried"
+            )),
+            Some(o) => validate::uuid(o).map_err(|e| format!("items[{i}].duplicate_of: {}", e.message)),
+            None => Ok(()),
+        };
+        if let Err(why) = original {
+            plan.results.push(ItemResult::error(&item.uuid, ItemErrorCode::InvalidUuid, why));
+            continue;
+        }
         if let Some(first) = seen.insert(item.uuid.as_str(), i) {
             plan.results.push(ItemResult::error(
                 &item.uuid,
@@ -147,7 +159,7 @@ pub fn plan_register(items: &[RegisterItem], who: &Requester<'_>, view: &dyn Vie
             plan.results.push(ItemResult::ok(&item.uuid, ItemStatus::Registered));
         }
         plan.uuids.push(item.uuid.clone());
-        if let Some(orig) = item.duplicate_of.as_deref().filter(|o| validate::uuid(o).is_ok() && *o != item.uuid) {
+        if let Some(orig) = item.duplicate_of.as_deref() {
             // Not a registry op: the WAL keeps the collision the editor resolved, for forensics.
             plan.steps.push(
                 json!({"op": "duplicate", "uuid": item.uuid, "duplicate_of": orig, "editor_ref": item.editor_ref}),
@@ -318,6 +330,22 @@ mod tests {
         assert_eq!(p.steps[0]["op"], "duplicate");
         assert_eq!(p.steps[0]["duplicate_of"], U1);
         assert_eq!(p.steps[1]["op"], "register");
+    }
+
+    /// A `duplicate_of` that is not a uuid (or is the item's own) is refused per item, like
+    /// a bad `uuid` — it was silently left out of the WAL (found by a client written from
+    /// docs/PROTOCOL.md §5).
+    #[test]
+    fn a_duplicate_of_that_is_no_uuid_is_refused_by_name() {
+        let v = Fake::default();
+        for bad in ["6F1C2A4E-4B7D-4A53-9A43-9D7F9B0F1F3A", "00000000-0000-0000-0000-000000000000", "x", U2] {
+            let mut it = item(U2, "object", "Cube.001");
+            it.duplicate_of = Some(bad.into());
+            let p = plan_register(&[it], &who(), &v);
+            assert_eq!(p.results[0].error_code, Some(ItemErrorCode::InvalidUuid), "{bad}");
+            assert!(p.results[0].message.as_deref().unwrap().contains("items[0].duplicate_of"), "{:?}", p.results[0]);
+            assert!(p.steps.is_empty(), "nothing written for {bad}");
+        }
     }
 
     #[test]

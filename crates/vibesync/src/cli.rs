@@ -477,6 +477,7 @@ fn tail(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut pos: Option<Position> = None;
+    let mut problems = 0usize;
     loop {
         let reader = match pos {
             None => Reader::open(&dir)?,
@@ -490,8 +491,11 @@ fn tail(
                     if follow {
                         break; // an incomplete last line: the writer is mid-write; retry
                     }
+                    // The forensic tool shows every record it can read: the problem is
+                    // named on stderr and reading goes on (docs/WAL.md §8).
                     eprintln!("vibesync tail: {p}");
-                    return Ok(ExitCode::from(1));
+                    problems += 1;
+                    continue;
                 }
             };
             let r = &entry.record;
@@ -523,7 +527,7 @@ fn tail(
             }
         }
         if !follow {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
         out.flush().ok();
         pos = Some(reader.position());

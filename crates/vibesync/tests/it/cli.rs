@@ -105,3 +105,54 @@ fn status_names_every_audit_field_when_the_audit_is_disabled() {
     assert_eq!(st["audit"]["enabled"], false);
     assert_eq!(st["audit"]["lag"], 0);
 }
+
+/// docs/PROTOCOL.md §6.8 `admin`: a `project_id` breaking §2's rule (or a `uuid` that is not
+/// one) is `BAD_MESSAGE` naming the field, for every action — `entries` answered them as
+/// empty projects (found by a client written from the docs).
+#[test]
+fn admin_refuses_a_bad_project_id_or_uuid_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut c = d.client("cli");
+    let long = "p".repeat(200);
+    for bad in ["../x", "", long.as_str(), ".hidden", "sp ace"] {
+        let r = c.request(&json!({"type":"admin","request_id":"a","action":"entries","project_id":bad})).unwrap();
+        assert_eq!(r["code"], "BAD_MESSAGE", "{bad:?}: {r}");
+        assert!(r["message"].as_str().unwrap().contains("project_id"), "{r}");
+        assert_eq!(r["request_id"], "a");
+    }
+    let r = c.request(&json!({"type":"admin","request_id":"q","action":"quarantine_list","uuid":"NOPE"})).unwrap();
+    assert_eq!(r["code"], "BAD_MESSAGE", "{r}");
+    let r = c.request(&json!({"type":"admin","request_id":"e","action":"entries","project_id":"demo"})).unwrap();
+    assert_eq!(r["type"], "admin_result", "{r}");
+}
+
+/// docs/WAL.md §8: `vibesync tail` is the forensic tool — a damaged record in the middle is
+/// named on stderr and the records after it are still shown; exit 1 at the end.
+#[test]
+fn tail_names_a_damaged_record_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data);
+    let mut c = d.client("blender");
+    for i in 0..3 {
+        register(&mut c, &format!("r{i}"), &[(&new_uuid(), "object", &format!("O{i}"))]);
+    }
+    drop(c);
+    d.stop();
+    let seg = std::fs::read_dir(data.join("wal")).unwrap().flatten().map(|e| e.path()).min().unwrap();
+    let text = std::fs::read_to_string(&seg).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let total = lines.len();
+    // Flip one character of a record's payload in the middle: its checksum no longer matches.
+    let mid = total / 2;
+    lines[mid] = lines[mid].replacen("\"seq\":", "\"seq\" :", 1);
+    std::fs::write(&seg, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let (code, out, err) = cli(&["tail", "--json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 1, "a damaged record makes tail exit 1: {err}");
+    assert!(err.contains("vibesync tail:"), "the problem is named: {err}");
+    let shown: Vec<u64> =
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect();
+    assert!(shown.contains(&(total as u64)), "records after the damage are still shown: {shown:?}\n{err}");
+    assert!(!shown.contains(&(mid as u64 + 1)), "the damaged one is not: {shown:?}");
+}
