@@ -1775,6 +1775,11 @@ class Session:
         finally:
             self.registry.membership_changed()  # creates, deletes and reparents
         self.remote_deleted.update(result["deleted"])
+        for uuid in result["deleted"]:
+            # Gone here too: nothing was last sent of it any more, so a person's undo that
+            # brings it back is a new object to send whole (a `create`, §6.1), not "unchanged".
+            self.last_sent.pop(uuid, None)
+            self.applied_hash.pop(uuid, None)
         for sid, (incoming_hash, blob) in result["meshes"].items():
             yield  # one mesh read (and, when small, encoded and hashed) per step
             mu = self.registry.by_key.get(("mesh", sid))
@@ -1821,8 +1826,11 @@ class Session:
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, pose)
             held_back = False
-            if uuid not in keep and uuid in self.last_sent:
-                made = capture.merge_applied(self.last_sent[uuid], mine, uuid)
+            # An object this batch created has no last state; its `create` carries all of it
+            # (a new object named like one Blender holds is the §6.1 name case too).
+            created = any(c.get("op") == "create" and c.get("uuid") == uuid for c, _ in mine)
+            if uuid not in keep and (uuid in self.last_sent or created):
+                made = capture.merge_applied(self.last_sent.get(uuid, {}), mine, uuid)
                 differs = capture.differing_fields(
                     state, made, lambda p: self.registry.resolve(p) is not None)
                 if uuid in pending or differs == ["name"]:
