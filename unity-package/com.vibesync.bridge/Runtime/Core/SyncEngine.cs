@@ -91,6 +91,15 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, long> liveSeen = new Dictionary<string, long>(StringComparer.Ordinal);
         readonly HashSet<string> dirty = new HashSet<string>();
         readonly HashSet<string> registering = new HashSet<string>(); // register sent, ack pending
+        // uuid -> the state it was registered with, until the daemon answers: the base of an
+        // object the daemon already knows (`updated`/`unchanged`) whose synced state this
+        // session has not recorded yet (a reload, a reopened scene). A person's edit made
+        // before the answer differs from it: it is sent, and a replay does not undo it (§6.6).
+        readonly Dictionary<string, ObjectState> registeredAs = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+        // Objects a person edited before this session knew any base of them (edited between a
+        // reload and its first register): all of them is local work, sent whole once the daemon
+        // answers, and no replay lands over it (§6.6).
+        readonly HashSet<string> editedBeforeBase = new HashSet<string>(StringComparer.Ordinal);
         readonly Dictionary<string, List<string>> pendingRegister = new Dictionary<string, List<string>>();
         readonly Dictionary<string, List<KeyValuePair<string, ObjectState>>> pendingChange = new Dictionary<string, List<KeyValuePair<string, ObjectState>>>();
         // uuid -> when its change was acknowledged `queued`; removed by a batch_result naming it.
@@ -331,6 +340,7 @@ namespace VibeSync.Bridge.Core
         public void MarkDirty(string uuid)
         {
             if (Paused || uuid == null) return; // Play Mode edits are not synced
+            if (!initialRegisterDone && !synced.ContainsKey(uuid) && !registeredAs.ContainsKey(uuid)) editedBeforeBase.Add(uuid);
             dirty.Add(uuid);
             if (notSynced.ContainsKey(uuid)) resendFull.Add(uuid); // retried in full on the next edit (§6.8)
         }
@@ -532,6 +542,7 @@ namespace VibeSync.Bridge.Core
             waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
+            registeredAs.Clear();
             awaitingResult.Clear();
             confirmed.Clear();
             initialRegisterDone = false;
@@ -637,6 +648,7 @@ namespace VibeSync.Bridge.Core
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
+            registeredAs.Clear();
             awaitingResult.Clear();
             waitingForAcks.Clear();
             current = null;
@@ -670,6 +682,7 @@ namespace VibeSync.Bridge.Core
             {
                 items.Add(Msg.RegisterItem(s.Uuid, s.Kind, Msg.TruncateUtf8(s.Name, 1024), Msg.TruncateUtf8(scene.EditorRef(s.Uuid) ?? s.Name, 1024)));
                 uuids.Add(s.Uuid);
+                if (!synced.ContainsKey(s.Uuid) && !editedBeforeBase.Contains(s.Uuid)) registeredAs[s.Uuid] = s;
             }
             string rid = NextRequestId("r");
             if (client.Send(Msg.Register(rid, items))) { pendingRegister[rid] = uuids; foreach (var u in uuids) registering.Add(u); }
@@ -1014,6 +1027,9 @@ namespace VibeSync.Bridge.Core
                 string status = Msg.OptStr(r, "status");
                 string uuid = uuids[i];
                 var state = scene.Capture(uuid);
+                ObjectState registeredState;
+                if (registeredAs.TryGetValue(uuid, out registeredState)) registeredAs.Remove(uuid);
+                bool editedEarly = editedBeforeBase.Remove(uuid);
                 switch (status)
                 {
                     case ItemStatus.Registered:
@@ -1029,7 +1045,22 @@ namespace VibeSync.Bridge.Core
                     case ItemStatus.Unchanged:
                         if (status == ItemStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
                         // The daemon knows this object; replay via hello.last_seq brings any newer state.
-                        if (state != null && !synced.ContainsKey(uuid)) synced[uuid] = state;
+                        // Its base is what it was registered with: a person's edit since then is
+                        // local work, sent now, never taken for the synced state.
+                        if (state != null && !synced.ContainsKey(uuid))
+                        {
+                            if (editedEarly)
+                            {
+                                // No base from before the edit: the whole object is the person's.
+                                resendFull.Add(uuid);
+                                dirty.Add(uuid);
+                            }
+                            else
+                            {
+                                synced[uuid] = registeredState ?? state;
+                                if (registeredState != null && !StateDiff.NearlyEquals(registeredState, state)) dirty.Add(uuid);
+                            }
+                        }
                         confirmed.Add(uuid);
                         break;
                     case ItemStatus.Collision:
@@ -1406,7 +1437,14 @@ namespace VibeSync.Bridge.Core
             if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid) || tombstoning.Contains(uuid)) return true;
             if (!dirty.Contains(uuid)) return false;
             ObjectState before;
-            if (!synced.TryGetValue(uuid, out before) || before == null) return false; // never synced here: the daemon's state is applied
+            if (!synced.TryGetValue(uuid, out before) || before == null)
+            {
+                // Edited before this session knew a base (a reload, then an edit before the
+                // register answer): the person's work. Else the base it was registered with,
+                // if any; never synced here at all: the daemon's state is applied.
+                if (editedBeforeBase.Contains(uuid)) return true;
+                if (!registeredAs.TryGetValue(uuid, out before)) return false;
+            }
             var cur = scene.Capture(uuid);
             if (cur == null) return true; // deleted here, `delete` not sent yet
             string h;
@@ -1527,7 +1565,16 @@ namespace VibeSync.Bridge.Core
         {
             var parts = new HashSet<string>(StringComparer.Ordinal);
             ObjectState before;
-            if (!synced.TryGetValue(uuid, out before) || before == null) return parts;
+            if (!synced.TryGetValue(uuid, out before) || before == null)
+            {
+                // Edited before any base was known: every part is the person's.
+                if (editedBeforeBase.Contains(uuid))
+                {
+                    foreach (var op in new[] { Ops.Transform, Ops.Rename, Ops.Visibility, Ops.Reparent, Ops.Mesh, Ops.Material }) parts.Add(op);
+                    return parts;
+                }
+                if (!registeredAs.TryGetValue(uuid, out before)) return parts;
+            }
             var cur = scene.Capture(uuid);
             string h;
             if (cur == null || (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash())) return parts;
