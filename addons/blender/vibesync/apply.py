@@ -830,7 +830,12 @@ def _set_visible(ob, visible: bool) -> None:
         return
     ob.hide_viewport = False if visible else ob.hide_viewport
     try:
-        ob.hide_set(not visible)
+        # The sync's view layer, whichever one the person is looking at (capture.is_visible).
+        vl = capture.home_view_layer()
+        if vl is not None:
+            ob.hide_set(not visible, view_layer=vl)
+        else:
+            ob.hide_set(not visible)
     except RuntimeError:
         ob.hide_viewport = not visible
 

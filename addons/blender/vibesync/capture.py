@@ -133,10 +133,33 @@ def _axis_angle(q) -> tuple[float, float, float, float]:
     return (2.0 * math.atan2(n, w), x / n, y / n, z / n)
 
 
-def is_visible(ob) -> bool:
+# The view layer whose eye the sync reads and sets (the eye is per view layer): the one the
+# file was synced with, by scene and view layer name, so that a person switching the scene or
+# the view layer is no visibility edit (PROTOCOL §6.1 `visible`). None: the active one.
+_home: tuple[str, str] | None = None
+
+
+def set_home_view_layer(scene_name: str | None, layer_name: str | None) -> None:
+    global _home
+    _home = (scene_name, layer_name) if scene_name and layer_name else None
+
+
+def home_view_layer():
+    """The sync's view layer (looked up by name: a view layer is not kept across an undo or
+    a load), else the active one."""
+    if _home is not None:
+        sc = bpy.data.scenes.get(_home[0])
+        vl = sc.view_layers.get(_home[1]) if sc is not None else None
+        if vl is not None:
+            return vl
+    return getattr(bpy.context, "view_layer", None)
+
+
+def is_visible(ob, view_layer=None) -> bool:
+    vl = view_layer or home_view_layer()
     try:
-        hidden = ob.hide_get()
-    except RuntimeError:  # not in the current view layer
+        hidden = ob.hide_get(view_layer=vl) if vl is not None else ob.hide_get()
+    except RuntimeError:  # not in that view layer
         hidden = False
     return not (ob.hide_viewport or hidden)
 
@@ -144,7 +167,7 @@ def is_visible(ob) -> bool:
 def layer_collection(coll, view_layer=None):
     """The view layer's LayerCollection of `coll` (it holds the outliner's eye), or None."""
     if view_layer is None:
-        view_layer = getattr(bpy.context, "view_layer", None)
+        view_layer = home_view_layer()
     if view_layer is None:
         return None
     stack = [view_layer.layer_collection]

@@ -201,6 +201,9 @@ class Session:
         self.token = token
         self.token_path = token_path
         self.explicit_project_id = project_id
+        # Visibility is read from the view layer active now, wherever the person looks later.
+        capture.set_home_view_layer(getattr(bpy.context.scene, "name", None),
+                                    getattr(getattr(bpy.context, "view_layer", None), "name", None))
         saved = saved_sync()
         saved_pid, saved_seq, self.file_has_registry = saved.project_id, saved.last_seq, saved.has_registry
         # The user's id, else the one this file was assigned, else none: the daemon pairs

@@ -1,0 +1,146 @@
+"""What artists do that the other scenario files did not cover, each found failing by a
+tester and fixed (docs/PROTOCOL.md §6): a Unity object named like a Blender one, an undo
+after the other editor's delete, reparents from both sides that close a cycle, a Unity edit
+right after Unity reloads, a scene or view layer switch in Blender. Every test ends with
+`scenario.finish` (nothing a person made missing, convergence before a deadline, 5 s quiet,
+`vibesync verify`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from harness import Host, bpy, drive, drive_for, vibesync
+from scenario import converge, finish, uuids_of
+from test_scenarios import world  # noqa: F401 (fixture)
+
+
+def _by_uuid(u):
+    for o in list(bpy.data.objects) + list(bpy.data.collections):
+        if o.get("vibesync_uuid") == u:
+            return o
+    return None
+
+
+def _rollbacks(world) -> int:
+    return len([r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"])
+
+
+def _begins(world) -> int:
+    return len([r for r in world.daemon.tail() if r.get("phase") == "BEGIN"])
+
+
+@pytest.mark.parametrize("names", [("Cube",), ("Tree", "Tree")], ids=["like_blenders_cube", "two_alike"])
+def test_a_unity_object_named_like_one_blender_holds_reaches_blender(world, names):
+    """GameObject > Create in Unity makes a "Cube" (Blender has one) or two "Tree"s: Blender
+    holds them as "Cube.001" / "Tree.001" and says so (§6.1). The batch used to roll back —
+    the answer read the name Blender made as a mismatch — and the new object vanished from
+    Blender."""
+    made, host = world.startup_synced()
+    ids = {}
+    for name in names:
+        i = host.cmd(f"create auto {name}")
+        ids[host.wait("created", i)["uuid"]] = name
+    drive(lambda: all(_by_uuid(x) is not None for x in ids), timeout=15, what="in Blender")
+    view = world.finish(host, made, dict(world.host_made(), **ids))
+    assert _rollbacks(world) == 0, "nothing rolled back"
+    assert sorted(view[x]["name"] for x in ids) == sorted(_by_uuid(x).name for x in ids)
+
+
+def test_an_undo_in_blender_after_unity_deleted_an_object_brings_it_back_in_both(world):
+    """Unity deletes the Light; the person in Blender presses Ctrl-Z once: the Light is back
+    in Blender, and must be back in Unity too (it was sent as "unchanged": nothing)."""
+    made, host = world.startup_synced()
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    bpy.ops.ed.undo_push(message="start")
+    host.cmd(f"delete {lu}")
+    drive(lambda: _by_uuid(lu) is None, what="the Light gone in Blender")
+    converge(host)
+    bpy.ops.ed.undo()
+    drive(lambda: _by_uuid(lu) is not None, what="the Light back in Blender")
+    view = world.finish(host, made)
+    assert lu in view, "the Light is back in Unity as well"
+
+
+def test_reparents_from_both_editors_that_close_a_cycle_do_not_loop(world):
+    """In one window Unity puts the Cube under the Camera and Blender the Camera under the
+    Cube. Each alone is fine; together they are a cycle no editor can hold. The batch rolled
+    back, both re-sent, for ever (~9 rollbacks a second). Now the later is dropped and its
+    editor corrected: the editors agree and the bridge goes quiet."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    cu, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
+    host.cmd(f"parent {cu} {camu}")
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o in (cam, cube))
+    bpy.context.view_layer.objects.active = cube
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cam, cube],
+                                   selected_editable_objects=[cam, cube]):
+        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    view = world.finish(host, made)
+    assert not (view[cu]["parent"] == camu and view[camu]["parent"] == cu), "no cycle"
+    before = _rollbacks(world)
+    drive_for(3.0)
+    assert _rollbacks(world) == before, "no rollback loop"
+
+
+def test_a_unity_edit_right_after_unity_reloads_reaches_blender(world):
+    """Unity reopens its saved scene (an editor restart, from its last seq) and the person
+    moves the Main Camera at once, before the daemon answered its `register`: the move was
+    taken for the synced state, or undone by the welcome replay, about two runs in three."""
+    def build():
+        bpy.data.objects.remove(bpy.data.objects["Cube"])
+
+    world.blender(build=build)
+    made = uuids_of(("Collection", "Camera", "Light"))
+    host = world.host()
+    converge(host)
+    path = os.path.join(world.workdir, "unity-saved.json")
+    i = host.cmd(f"dump {path}")
+    host.wait("dumped", i)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    host.cmd("quit")
+    host.proc.wait(timeout=20)
+    again = Host(world.daemon, world.project_id, world.workdir,
+                 ["--scene", path, "--last-seq", str(doc.get("last_seq", 0))])
+    world.hosts.append(again)
+    mc = next(u for u, n in world.host_made().items() if n == "Main Camera")
+    again.wait("connected", timeout=30)
+    i = again.cmd(f"move {mc} 3 3 3")  # the person drags at once
+    assert again.find("error", i) is None
+    view = finish(world.daemon, world.project_id, again, made, world.host_made())
+    assert view[mc]["t"] == pytest.approx([3, 3, -3], abs=1e-5)
+
+
+@pytest.mark.parametrize("switch", ["scene", "view_layer"])
+def test_switching_scene_or_view_layer_in_blender_is_no_visibility_edit(world, switch):
+    """A person in Unity hides the Light; Blender shows it hidden (the eye of its view
+    layer). The person in Blender switches to another scene or view layer, where the eye is
+    open: no edit, so nothing is sent and the Light stays hidden where the person hid it."""
+    made, host = world.startup_synced()
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    sc = bpy.context.scene
+    other = bpy.data.scenes.new("Other") if switch == "scene" else sc.view_layers.new("Other")
+    drive_for(1.0)
+    converge(host)
+    host.cmd(f"visible {lu} false")
+    drive(lambda: not vibesync.capture.is_visible(bpy.data.objects["Light"]), timeout=15,
+          what="the Light hidden in Blender")
+    converge(host)
+    t0 = _begins(world)
+    if switch == "scene":
+        bpy.context.window.scene = other
+    else:
+        bpy.context.window.view_layer = other
+    drive_for(3.0)
+    converge(host)
+    assert _begins(world) == t0, "the switch sent nothing"
+    assert host.obj(lu)["visible"] is False, "Unity's hide stays"
+    if switch == "scene":
+        bpy.context.window.scene = sc
+    else:
+        bpy.context.window.view_layer = sc.view_layers[0]
+    world.finish(host, made)
