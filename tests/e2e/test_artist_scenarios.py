@@ -144,3 +144,28 @@ def test_switching_scene_or_view_layer_in_blender_is_no_visibility_edit(world, s
     else:
         bpy.context.window.view_layer = sc.view_layers[0]
     world.finish(host, made)
+
+
+def test_a_unity_move_of_a_child_of_a_non_uniformly_scaled_parent_reaches_blender(world):
+    """The Cube is scaled (2, 1, 1) and rotated, the Camera parented to it with Keep
+    Transform: its parent inverse holds a non-uniform scale under a rotation, and no
+    location, rotation and scale over it make the pose Unity sends. Blender applied an
+    approximation, the batch rolled back, and Blender sent the approximation back as its
+    person's edit, over Unity's move. The pose is now set exactly (over an identity parent
+    inverse): the move commits and both editors hold it."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 1, 1)
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o in (cam, cube))
+    bpy.context.view_layer.objects.active = cube
+    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cam, cube],
+                                   selected_editable_objects=[cam, cube]):
+        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    converge(host)
+    camu = cam["vibesync_uuid"]
+    before = _rollbacks(world)
+    host.cmd(f"move {camu} 0.5 0.5 0.5")
+    view = world.finish(host, made)
+    assert view[camu]["t"] == pytest.approx([0.5, 0.5, -0.5], abs=1e-5), "Unity's move stands"
+    assert _rollbacks(world) == before, "nothing rolled back"

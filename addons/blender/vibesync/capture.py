@@ -112,6 +112,14 @@ def set_local_trs(ob, t, r, s) -> None:
         m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
         basis = ob.matrix_parent_inverse.inverted_safe() @ m
         loc, rot, scale = basis.decompose()
+        if not _same_matrix(Matrix.LocRotScale(loc, rot, scale), basis):
+            # The parent inverse holds a non-uniform scale under a rotation (parented with
+            # Keep Transform to a non-uniformly scaled parent): no location, rotation and
+            # scale make this pose over it, and an approximation read back as another pose
+            # (sent as if a person had made it). The pose is set exactly instead, over an
+            # identity parent inverse: the object is where the sent pose puts it.
+            ob.matrix_parent_inverse.identity()
+            loc, rot, scale = Vector(bt), q, Vector(bs)
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
@@ -121,6 +129,12 @@ def set_local_trs(ob, t, r, s) -> None:
     else:
         ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
     ob.scale = scale
+
+
+def _same_matrix(a, b, eps: float = 1e-6) -> bool:
+    """Equal within float32 noise, relative to the matrices' size."""
+    scale = max(1.0, max(abs(x) for row in b for x in row))
+    return all(abs(a[i][j] - b[i][j]) <= eps * scale for i in range(4) for j in range(4))
 
 
 def _axis_angle(q) -> tuple[float, float, float, float]:
