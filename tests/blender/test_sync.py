@@ -696,6 +696,9 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
         assert len(bpy.data.objects["Big"].data.polygons) == len(idx) // 3
         pump_until(lambda: state_of(daemon, u)["state"]["mesh_hash"] == h, what="mesh committed", timeout=30)
         pump_until(lambda: not vibesync._session().alias_jobs, what="own hash computed", timeout=30)
+        # The registry holds the state at COMMIT; its FINAL follows: counted once it is there,
+        # so only a new transaction (an echo) can add records below.
+        pump_until(lambda: daemon.tail()[-1].get("phase") == "FINAL", what="the batch finalized", timeout=30)
         before = len(daemon.tail())
         pump_for(1.0)
         assert len(daemon.tail()) == before, "Blender echoed the applied mesh back"
