@@ -24,6 +24,16 @@ def _by_uuid(u):
     return None
 
 
+def _parent_keeping_transform(child, parent) -> None:
+    """Ctrl-P > Object (Keep Transform), as a person does it in the viewport."""
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o in (child, parent))
+    bpy.context.view_layer.objects.active = parent
+    with bpy.context.temp_override(active_object=parent, object=parent, selected_objects=[child, parent],
+                                   selected_editable_objects=[child, parent]):
+        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+
+
 def _rollbacks(world) -> int:
     return len([r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"])
 
@@ -73,12 +83,7 @@ def test_reparents_from_both_editors_that_close_a_cycle_do_not_loop(world):
     cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
     cu, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
     host.cmd(f"parent {cu} {camu}")
-    for o in bpy.context.view_layer.objects:
-        o.select_set(o in (cam, cube))
-    bpy.context.view_layer.objects.active = cube
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cam, cube],
-                                   selected_editable_objects=[cam, cube]):
-        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    _parent_keeping_transform(cam, cube)
     view = world.finish(host, made)
     assert not (view[cu]["parent"] == camu and view[camu]["parent"] == cu), "no cycle"
     before = _rollbacks(world)
@@ -156,12 +161,7 @@ def test_a_unity_move_of_a_child_of_a_non_uniformly_scaled_parent_reaches_blende
     made, host = world.startup_synced()
     cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 1, 1)
-    for o in bpy.context.view_layer.objects:
-        o.select_set(o in (cam, cube))
-    bpy.context.view_layer.objects.active = cube
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cam, cube],
-                                   selected_editable_objects=[cam, cube]):
-        bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+    _parent_keeping_transform(cam, cube)
     converge(host)
     camu = cam["vibesync_uuid"]
     before = _rollbacks(world)

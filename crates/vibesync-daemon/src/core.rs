@@ -611,9 +611,6 @@ impl Daemon {
                     )
                     .to_frame();
                 };
-                if let Err(e) = vibesync_protocol::validate::uuid(&uuid) {
-                    return Outbound::error(ErrorCode::BadMessage, format!("field `uuid`: {}", e.message), rid).to_frame();
-                }
                 let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
                     Ok(entries) => entries,
                     Err(e) => {

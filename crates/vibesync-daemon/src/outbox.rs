@@ -54,6 +54,8 @@ pub struct Outbox {
 enum Out {
     Frame(Frame),
     Bytes(Bytes),
+    /// Wakes the writer task when the session gives up on its consumer ([`Outbox::give_up`]).
+    Stop,
 }
 
 /// The session's socket (write half), shared by the writer task and direct senders.
@@ -74,8 +76,6 @@ struct Wire {
     /// The session gave up on its consumer ([`Outbox::give_up`]): nothing more is written
     /// but what is being written and then `last_word`.
     abandoned: AtomicBool,
-    /// Wakes the writer task when the session gives up.
-    give_up: tokio::sync::Notify,
     /// The frame written after the queue is discarded (the `SLOW_CONSUMER` error).
     last_word: std::sync::Mutex<Option<Frame>>,
 }
@@ -134,7 +134,6 @@ impl Outbox {
             corked: AtomicBool::new(false),
             max_frame,
             abandoned: AtomicBool::new(false),
-            give_up: tokio::sync::Notify::new(),
             last_word: std::sync::Mutex::new(None),
         });
         (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())), wire: wire.clone() }, Writer { rx, wire })
@@ -197,7 +196,9 @@ impl Outbox {
     pub fn give_up(&self, last_word: Frame) {
         *self.wire.last_word.lock().unwrap() = Some(last_word);
         self.wire.abandoned.store(true, Ordering::Release);
-        self.wire.give_up.notify_one();
+        // A writer waiting on an empty queue wakes up; a full queue means it is writing, and
+        // it sees `abandoned` when it takes its next item.
+        let _ = self.tx.try_send(Out::Stop);
     }
 
     /// Queue one frame, waiting for room.
@@ -339,16 +340,11 @@ impl Writer {
         let mut codec = FrameCodec::new(self.wire.max_frame);
         let mut buf = BytesMut::new();
         let mut failed = false;
-        'items: loop {
-            let first = tokio::select! {
-                biased;
-                _ = self.wire.give_up.notified() => break,
-                item = self.rx.recv() => match item {
-                    Some(item) => item,
-                    None => break,
-                },
-            };
+        // An item taken when the session had given up: the rest of a frame it must finish.
+        let mut pending = None;
+        'items: while let Some(first) = self.rx.recv().await {
             if self.wire.abandoned.load(Ordering::Acquire) {
+                pending = Some(first);
                 break;
             }
             // One write for every item already queued (up to WRITE_BATCH_BYTES), not one per
@@ -364,6 +360,7 @@ impl Writer {
                         }
                     }
                     Out::Bytes(b) => buf.extend_from_slice(&b),
+                    Out::Stop => taken -= 1, // never counted as unwritten
                 }
                 if buf.len() < WRITE_BATCH_BYTES {
                     next = self.rx.try_recv().ok();
@@ -381,7 +378,7 @@ impl Writer {
             // the last word must follow whole frames.
             self.rx.close();
             buf.clear();
-            while let Ok(item) = self.rx.try_recv() {
+            while let Some(item) = pending.take().or_else(|| self.rx.try_recv().ok()) {
                 if let Out::Bytes(b) = item {
                     buf.extend_from_slice(&b);
                 }

@@ -182,7 +182,8 @@ pub async fn serve_connection(
                     }
                     _ = kick.notified() => {
                         warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
-                        gave_up = give_up(&tx);
+                        give_up(&tx);
+                        gave_up = true;
                         break;
                     }
                     _ = shutdown.changed() => {
@@ -224,8 +225,8 @@ pub async fn serve_connection(
                     "over this session's limit ({} messages/s, {} bytes/s); this request was not run — slow down and retry",
                     limits.messages_per_sec, limits.bytes_per_sec
                 );
-                if let Err(e) = tx.send_all(vec![Outbound::error(ErrorCode::RateLimited, msg, rid).to_frame()], Some(patience)).await {
-                    gave_up = e == SendError::Slow && give_up(&tx);
+                if let Err(e) = reply(&tx, vec![Outbound::error(ErrorCode::RateLimited, msg, rid).to_frame()], patience).await {
+                    gave_up = e == SendError::Slow;
                     break;
                 }
                 continue;
@@ -233,8 +234,8 @@ pub async fn serve_connection(
             match parsed {
                 Err(e) => {
                     debug!(code = e.code.as_str(), "bad message: {}", e.message);
-                    if let Err(e) = tx.send_all(vec![Outbound::error(e.code, e.message, e.request_id).to_frame()], Some(patience)).await {
-                        gave_up = e == SendError::Slow && give_up(&tx);
+                    if let Err(e) = reply(&tx, vec![Outbound::error(e.code, e.message, e.request_id).to_frame()], patience).await {
+                        gave_up = e == SendError::Slow;
                         break;
                     }
                 }
@@ -252,13 +253,8 @@ pub async fn serve_connection(
                         break;
                     }
                     let replies = read_ahead(daemon.handle(&session_id, msg, frame.attachment), &mut reader, &mut ahead);
-                    // A client that does not read its own replies is a slow consumer too:
-                    // its requests wait at most `limits.slow_consumer_ms` for room.
-                    if let Err(e) = tx.send_all(replies.await, Some(patience)).await {
-                        if e == SendError::Slow {
-                            warn!("slow consumer: it does not read its replies; disconnecting");
-                            gave_up = give_up(&tx);
-                        }
+                    if let Err(e) = reply(&tx, replies.await, patience).await {
+                        gave_up = e == SendError::Slow;
                         break;
                     }
                 }
@@ -300,8 +296,8 @@ pub async fn serve_connection(
 const LAST_WORD_WAIT: Duration = Duration::from_secs(30);
 
 /// Give up on a session's consumer: its queue is dropped and `SLOW_CONSUMER` is the last
-/// frame written (docs/PROTOCOL.md §4). Returns true.
-fn give_up(tx: &Outbox) -> bool {
+/// frame written (docs/PROTOCOL.md §4).
+fn give_up(tx: &Outbox) {
     tx.give_up(
         Outbound::error(
             ErrorCode::SlowConsumer,
@@ -310,7 +306,18 @@ fn give_up(tx: &Outbox) -> bool {
         )
         .to_frame(),
     );
-    true
+}
+
+/// Send a session its replies. A client that does not read its own replies is a slow
+/// consumer too: they wait at most `limits.slow_consumer_ms` for room, then the session
+/// gives up on it (`SendError::Slow`).
+async fn reply(tx: &Outbox, frames: Vec<Frame>, patience: Duration) -> Result<(), SendError> {
+    let sent = tx.send_all(frames, Some(patience)).await;
+    if sent == Err(SendError::Slow) {
+        warn!("slow consumer: it does not read its replies; disconnecting");
+        give_up(tx);
+    }
+    sent
 }
 
 /// A frame off the socket with its message parsed, or why the stream cannot go on.

@@ -112,27 +112,16 @@ impl Project {
             // together (Unity puts A under B while Blender puts B under A): the later one in
             // arrival order is dropped — its origin is corrected after its `dropped` result
             // (§6.2) — or the batch could never apply and would roll back for ever.
-            if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &q.change.op {
-                let failed = std::cell::RefCell::new(None);
-                let parent_of = |u: &str| match states.get(u).or_else(|| start.get(u)) {
-                    Some(st) => st.as_ref().and_then(|st| st.parent.clone()),
-                    None => match self.current_state(cx, u) {
-                        Ok(st) => st.and_then(|st| st.parent),
-                        Err(why) => {
-                            failed.borrow_mut().get_or_insert(why);
-                            None
-                        }
-                    },
-                };
-                let cycle = crate::sync::parent_cycle(&q.change.uuid, p, parent_of);
-                if let Some(why) = failed.into_inner() {
-                    return cx.storage_failed("sync", &why).await;
-                }
-                if let Some(chain) = cycle {
+            let window_parent =
+                |u: &str| states.get(u).or_else(|| start.get(u)).map(|st| st.as_ref().and_then(|st| st.parent.clone()));
+            match self.parent_cycle_of(cx, &q.change, window_parent) {
+                Err(why) => return cx.storage_failed("sync", &why).await,
+                Ok(Some(chain)) => {
                     warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, "a reparent would close a parent cycle with another editor's change of this window: dropped, its editor corrected");
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                     continue;
                 }
+                Ok(None) => {}
             }
             match apply_change(cur.as_ref(), &q.change.op) {
                 Ok(next) => {

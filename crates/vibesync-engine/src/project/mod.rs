@@ -735,6 +735,37 @@ impl Project {
         cx.view.sessions().into_iter().filter(|s| s.editor.holds_scene()).collect()
     }
 
+    /// The chain that `change` (a `reparent`, or a `create` with a parent) would close into
+    /// a cycle, if any (docs/PROTOCOL.md §6.1). Parents come from `overlay` where it knows the
+    /// uuid (`Some(parent)`: a batch's states), else from the committed states. A registry
+    /// read that fails is an error, never "no parent".
+    fn parent_cycle_of(
+        &self,
+        cx: &Cx<'_>,
+        change: &crate::sync::Change,
+        overlay: impl Fn(&str) -> Option<Option<String>>,
+    ) -> Result<Option<Vec<String>>, String> {
+        use crate::sync::{ChangeOp, ObjectState};
+        let (ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. })) = &change.op else {
+            return Ok(None);
+        };
+        let failed = std::cell::RefCell::new(None);
+        let parent_of = |u: &str| {
+            overlay(u).unwrap_or_else(|| match self.current_state(cx, u) {
+                Ok(st) => st.and_then(|st| st.parent),
+                Err(why) => {
+                    failed.borrow_mut().get_or_insert(why);
+                    None
+                }
+            })
+        };
+        let cycle = crate::sync::parent_cycle(&change.uuid, p, parent_of);
+        match failed.into_inner() {
+            Some(why) => Err(why),
+            None => Ok(cycle),
+        }
+    }
+
     /// The committed state of `uuid` (`None`: no state). A registry read failure or a stored
     /// state that does not parse is an error, never "absent" (an absent state is sent as
     /// `delete` by a resync).

@@ -20,7 +20,7 @@ use super::{dedup, state_of, Cx, Done, Editor, Effect, Project, SessionId};
 use crate::governance::Decision;
 use crate::live::Sight;
 use crate::queue::{self, Lane};
-use crate::sync::{apply_change, Author, Change, ChangeOp, ObjectState, Path, Queued};
+use crate::sync::{apply_change, Author, Change, ChangeOp, Path, Queued};
 
 /// A STALE refusal: (uuid, op, (client_id, editor kind) of the change that won).
 pub(super) type Stale = (String, &'static str, (String, String));
@@ -338,21 +338,12 @@ impl Project {
                 format!("{at}: no synced state for {}; send `create` first", change.uuid),
             ));
         }
-        if let ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. }) = &change.op {
+        {
             // A cycle built across batches (A under B now, B under A later) is refused per
             // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
-            let failed = std::cell::RefCell::new(None);
-            let parent_of = |u: &str| match self.current_state(cx, u) {
-                Ok(s) => s.and_then(|s| s.parent),
-                Err(why) => {
-                    failed.borrow_mut().get_or_insert(why);
-                    None
-                }
-            };
-            let cycle = crate::sync::parent_cycle(&change.uuid, p, parent_of);
-            if let Some(why) = failed.into_inner() {
-                return Err((ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")));
-            }
+            let cycle = self.parent_cycle_of(cx, change, |_| None).map_err(|why| {
+                (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it"))
+            })?;
             if let Some(chain) = cycle {
                 return Err((
                     ItemErrorCode::InvalidField,

@@ -192,8 +192,6 @@ impl Project {
         let ev = Outbound::QuarantineReleased { uuids: uuids.to_vec() }.to_frame();
         for s in self.project_sessions(cx) {
             cx.send(&s.session_id, vec![ev.clone()]).await;
-        }
-        for s in self.project_sessions(cx) {
             let theirs: Vec<String> = uuids
                 .iter()
                 .filter(|u| !self.not_synced.iter().any(|((x, _), n)| x == *u && n.client_id == s.client_id))

@@ -390,6 +390,8 @@ namespace VibeSync.Bridge.Core
                 Resolved(u);
                 resendFull.Remove(u);
                 notSynced.Remove(u);
+                registeredAs.Remove(u);
+                editedBeforeBase.Remove(u);
                 committedSeq.Remove(u);
                 sentAtJoins.Remove(u);
             }
@@ -1432,19 +1434,23 @@ namespace VibeSync.Bridge.Core
         /// and not refused, to be re-sent in full, or dirty with a real difference from the last
         /// synced state (not merely marked dirty, nor our own apply coming back).
         /// </summary>
+        /// <summary>What a person's edit of the uuid is measured against: its last synced state,
+        /// else the state it was registered with on this connection (a reload, §6.6); null when
+        /// neither is known.</summary>
+        ObjectState Base(string uuid)
+        {
+            ObjectState before;
+            if (synced.TryGetValue(uuid, out before) && before != null) return before;
+            return registeredAs.TryGetValue(uuid, out before) ? before : null;
+        }
+
         bool HasLocalWork(string uuid)
         {
             if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid) || tombstoning.Contains(uuid)) return true;
             if (!dirty.Contains(uuid)) return false;
-            ObjectState before;
-            if (!synced.TryGetValue(uuid, out before) || before == null)
-            {
-                // Edited before this session knew a base (a reload, then an edit before the
-                // register answer): the person's work. Else the base it was registered with,
-                // if any; never synced here at all: the daemon's state is applied.
-                if (editedBeforeBase.Contains(uuid)) return true;
-                if (!registeredAs.TryGetValue(uuid, out before)) return false;
-            }
+            if (editedBeforeBase.Contains(uuid)) return true; // edited before any base was known
+            var before = Base(uuid);
+            if (before == null) return false; // never synced here: the daemon's state is applied
             var cur = scene.Capture(uuid);
             if (cur == null) return true; // deleted here, `delete` not sent yet
             string h;
@@ -1564,17 +1570,14 @@ namespace VibeSync.Bridge.Core
         HashSet<string> PartsChangedHere(string uuid)
         {
             var parts = new HashSet<string>(StringComparer.Ordinal);
-            ObjectState before;
-            if (!synced.TryGetValue(uuid, out before) || before == null)
+            if (editedBeforeBase.Contains(uuid))
             {
                 // Edited before any base was known: every part is the person's.
-                if (editedBeforeBase.Contains(uuid))
-                {
-                    foreach (var op in new[] { Ops.Transform, Ops.Rename, Ops.Visibility, Ops.Reparent, Ops.Mesh, Ops.Material }) parts.Add(op);
-                    return parts;
-                }
-                if (!registeredAs.TryGetValue(uuid, out before)) return parts;
+                foreach (var op in new[] { Ops.Transform, Ops.Rename, Ops.Visibility, Ops.Reparent, Ops.Mesh, Ops.Material }) parts.Add(op);
+                return parts;
             }
+            var before = Base(uuid);
+            if (before == null) return parts;
             var cur = scene.Capture(uuid);
             string h;
             if (cur == null || (appliedHash.TryGetValue(uuid, out h) && h == cur.Hash())) return parts;
