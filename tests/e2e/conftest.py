@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -16,6 +17,30 @@ from harness import Daemon, Host, bpy, daemon_binary, drive, vibesync  # noqa: E
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "window_ms(ms): the daemon's batch window for this test")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the WAL (one line a record) and the hosts' events: a
+    failure that shows once in ten runs can be read from the run that had it."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    d = getattr(item, "funcargs", {}).get("daemon")
+    if d is not None:
+        try:
+            lines = [json.dumps({k: r.get(k) for k in ("seq", "phase", "operation_id", "session_id", "outcome", "uuids")
+                                 if r.get(k) is not None} | {"payload": r.get("payload")},
+                                separators=(",", ":"))[:400] for r in d.tail()]
+            rep.sections.append(("daemon WAL", "\n".join(lines)))
+        except Exception as e:  # noqa: BLE001 — a report, not the test
+            rep.sections.append(("daemon WAL", f"unreadable: {e}"))
+    for name, value in getattr(item, "funcargs", {}).items():
+        hosts = value.hosts if hasattr(value, "hosts") else [value] if isinstance(value, Host) else []
+        for i, h in enumerate(hosts):
+            ev = "\n".join(json.dumps(e, separators=(",", ":"))[:300] for e in list(h.events))
+            rep.sections.append((f"host {name}[{i}] events", ev))
 
 
 @pytest.fixture(scope="session")

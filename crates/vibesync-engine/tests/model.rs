@@ -1007,7 +1007,7 @@ fn machine_regression_tombstone_request_beside_an_unread_replay() {
         Wait { ms: 1000 },
         Deliver { ed: 1 },
         Reconnect { ed: 0 },
-        Tombstone { ed: 0, uuid: 0 },
+        Tombstone { ed: 0, uuid: 0, late: false },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");
@@ -1028,7 +1028,7 @@ fn machine_regression_a_replay_newer_than_a_tombstone_reaches_its_origin() {
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
-        Tombstone { ed: 0, uuid: 2 },
+        Tombstone { ed: 0, uuid: 2, late: false },
         Wait { ms: 40 },
         Agent { uuid: 1, edit: crate::Edit::Delete },
         Agent { uuid: 2, edit: crate::Edit::Create(0) },
@@ -1052,7 +1052,7 @@ fn machine_regression_a_uuid_made_again_reaches_the_editor_that_tombstoned_it() 
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Deliver { ed: 1 },
-        Tombstone { ed: 1, uuid: 2 },
+        Tombstone { ed: 1, uuid: 2, late: false },
         Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
         Wait { ms: 40 },
         Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
@@ -1087,11 +1087,78 @@ fn machine_regression_a_tombstone_waits_behind_a_pending_replay() {
         Agent { uuid: 0, edit: crate::Edit::Create(0) },
         Wait { ms: 40 },
         Reconnect { ed: 1 },
-        Tombstone { ed: 0, uuid: 1 },
+        Tombstone { ed: 0, uuid: 1, late: false },
         Deliver { ed: 1 },
         Disconnect { ed: 1 },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");
+    }
+}
+
+/// Blender deletes an object while Unity's change of it waits in the window, and the batch
+/// forms before the sync hears of the `tombstone` (the registrar commits apart): Unity
+/// applied the batch that followed — learning a seq past the tombstone's — and lost its
+/// connection before the delete's relay reached it; its replay started after that seq, and the
+/// object Blender deleted stayed in Unity for good. A replay now carries deletes relayed after
+/// a later seq went out (docs/PROTOCOL.md §6.6).
+#[test]
+fn machine_regression_late_tombstone_relay_lost_in_a_disconnect() {
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Answer { ed: 1, mode: Mode::Drop },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Tombstone { ed: 0, uuid: 1, late: true },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Unity moves an object Blender then deletes; the delete commits before the move's window
+/// closes, and the batch forms before or after the sync hears of it. Either way the delete
+/// wins once: one `conflict` STEP (Blender over Unity) and the event to both editors. When
+/// the batch came first, the move was dropped with no conflict at all (PROTOCOL.md §6.2).
+#[test]
+fn a_delete_wins_over_a_waiting_change_once_whenever_the_sync_hears_of_it() {
+    use machine::Act::*;
+    for late in [false, true] {
+        let mut sim = machine::Sim::new();
+        let acts = vec![
+            Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+            Wait { ms: 40 },
+            Deliver { ed: 1 },
+            Deliver { ed: 0 },
+            Edit { ed: 1, uuid: 1, edit: crate::Edit::Move(1), auto: false },
+            Tombstone { ed: 0, uuid: 1, late },
+            Wait { ms: 40 },
+            Deliver { ed: 0 },
+            Deliver { ed: 1 },
+        ];
+        for (i, a) in acts.iter().enumerate() {
+            sim.run(a);
+            sim.check().unwrap_or_else(|e| panic!("late={late}, after step {i} ({a:?}): {e}"));
+        }
+        sim.quiet().unwrap_or_else(|e| panic!("late={late}, once quiet: {e}"));
+        let u = UUIDS[1].to_string();
+        assert_eq!(
+            sim.conflict_steps(),
+            vec![(u.clone(), "blender".into(), "unity".into())],
+            "late={late}\n{}",
+            sim.log.join("\n")
+        );
+        for ed in 0..2 {
+            assert_eq!(
+                sim.conflict_events(ed),
+                vec![(u.clone(), "blender".into(), "unity".into())],
+                "late={late}, editor {ed}"
+            );
+        }
     }
 }

@@ -63,7 +63,10 @@ impl Project {
         let mut dropped: HashMap<SessionId, Vec<(String, Arc<str>)>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
-        let mut deleted: HashMap<String, (String, u64)> = HashMap::default();
+        let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
+        // Another editor's delete, committed after these changes were admitted, that the sync
+        // has not heard of yet: (winner's editor, client id) → (loser, uuid, its op).
+        let mut delete_won: BTreeMap<(String, String), Vec<Lost>> = BTreeMap::new();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -75,9 +78,15 @@ impl Project {
                 };
                 registered
                     .insert(q.change.uuid.clone(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
-                if let Some(e) = entry.as_ref().filter(|e| e.status == Status::Tombstoned) {
-                    if let (Some(by), Some(seq)) = (&e.deleted_by, e.tombstone_seq) {
-                        deleted.insert(q.change.uuid.clone(), (by.client_id.clone(), seq));
+                // A tombstone moves the record to the archive: no live record, read who deleted
+                // it and when from its newest archived version.
+                if entry.is_none() {
+                    let newest = match cx.view.archived(&q.change.uuid) {
+                        Ok(v) => v.into_iter().max_by_key(vibesync_registry::Entry::archive_seq),
+                        Err(e) => return cx.storage_failed("sync", &format!("registry read failed: {e}")).await,
+                    };
+                    if let Some((by, seq)) = newest.and_then(|e| e.deleted_by.zip(e.tombstone_seq)) {
+                        deleted.insert(q.change.uuid.clone(), (by, seq));
                     }
                 }
                 match state_of(&q.change.uuid, entry.as_deref()) {
@@ -85,13 +94,22 @@ impl Project {
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };
             }
-            // Its own editor deleted the uuid after this change was admitted, and the batch
-            // forms before the sync heard of that `tombstone` (it commits apart): the delete
+            // The uuid was deleted after this change was admitted, and the batch forms before
+            // the sync heard of that `tombstone` (it commits apart). Its own editor's delete
             // supersedes the change, as it would have in the window (§6.2) — an object added
-            // and deleted at once is never created.
+            // and deleted at once is never created; another editor's is the later writer and
+            // wins, a conflict as when the sync hears of it first (`on_tombstoned`).
             if let (Some((by, at)), Some(admitted)) = (deleted.get(&q.change.uuid), q.admitted_seq) {
-                if *by == q.origin.client_id && *at > admitted {
-                    debug!(uuid = %q.change.uuid, op = q.change.op.name(), "change superseded by its editor's delete");
+                if *at > admitted {
+                    if by.client_id == q.origin.client_id {
+                        debug!(uuid = %q.change.uuid, op = q.change.op.name(), "change superseded by its editor's delete");
+                    } else {
+                        delete_won.entry((by.editor.clone(), by.client_id.clone())).or_default().push((
+                            q.origin.clone(),
+                            q.change.uuid.clone(),
+                            q.change.op.name(),
+                        ));
+                    }
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                     continue;
                 }
@@ -193,6 +211,16 @@ impl Project {
             self.send_resync(cx, &session_id, &uuids, "conflict").await;
         }
         self.unbatched_conflicts(cx, unbatched, &kinds).await;
+        for ((winner, winner_client), losers) in delete_won {
+            // One conflict per loser and uuid: its last change of the window names the op.
+            let mut last: BTreeMap<(SessionId, String), (Editor, &'static str)> = BTreeMap::new();
+            for (loser, u, op) in losers {
+                last.insert((loser.session_id.clone(), u), (loser, op));
+            }
+            let at = last.keys().filter_map(|(_, u)| deleted.get(u).map(|(_, seq)| *seq)).max().unwrap_or_default();
+            let losers = last.into_iter().map(|((_, u), (loser, op))| (loser, u, op)).collect();
+            self.delete_won(cx, (&winner, &winner_client), losers, at).await;
+        }
         // A dropped change whose origin applied a later-forwarded batch of the uuid after
         // making it: that origin holds the batch's state, not the authoritative one.
         let (in_batch, dropped_over): (Vec<_>, Vec<_>) =
@@ -461,6 +489,9 @@ fn final_states(
 }
 
 /// A dropped change as its `dropped` result names it: (uuid, request).
+/// A change that lost to another editor's delete: (its origin, uuid, op).
+type Lost = (Editor, String, &'static str);
+
 fn drop_key<S>(q: &Queued<S>) -> (String, Arc<str>) {
     (q.change.uuid.clone(), q.request.clone())
 }

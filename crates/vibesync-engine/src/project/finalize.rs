@@ -342,22 +342,35 @@ impl Project {
             .into_iter()
             .filter_map(|((s, u), op)| cx.view.session(&s).filter(|e| e.client_id != by.client_id).map(|e| (e, u, op)))
             .collect();
+        self.delete_won(cx, (by.editor.as_str(), &by.client_id), losers, seq).await;
+    }
+
+    /// A delete (by the editor kind and client id `winner`, committed at `seq`) won over
+    /// `losers`' changes — (loser, uuid, the loser's op): a standalone `conflict` STEP per
+    /// loser and uuid, a log line, and the event to the loser and the deleting editor's
+    /// sessions (docs/PROTOCOL.md §6.2).
+    pub(super) async fn delete_won(
+        &mut self,
+        cx: &Cx<'_>,
+        (winner, winner_client): (&str, &str),
+        losers: Vec<(Editor, String, &'static str)>,
+        seq: u64,
+    ) {
         if losers.is_empty() {
             return;
         }
-        let winner = by.editor.to_string();
         let op_id = uuid::Uuid::new_v4().to_string();
         let drafts: Vec<RecordDraft> = losers
             .iter()
-            .map(|(loser, u, op)| self.conflict_step(&op_id, u, &winner, loser.editor.as_str(), op))
+            .map(|(loser, u, op)| self.conflict_step(&op_id, u, winner, loser.editor.as_str(), op))
             .collect();
         if let Err(e) = cx.append(drafts).await {
             return cx.storage_failed(&op_id, &e).await;
         }
         for (loser, u, op) in losers {
             warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&u], winner = %winner, loser = %loser.editor, op, seq, "conflict: an object another editor was changing was deleted; the delete stands");
-            let to = [by.session_id.clone(), loser.session_id.clone()];
-            self.announce_conflict(cx, &u, (&winner, loser.editor.as_str()), op, seq, &to).await;
+            let to = self.with_sessions_of(cx, &loser.session_id, winner_client);
+            self.announce_conflict(cx, &u, (winner, loser.editor.as_str()), op, seq, &to).await;
         }
     }
 
@@ -404,8 +417,8 @@ impl Project {
 
 /// A `batch_result`'s `through` (docs/PROTOCOL.md §6.4): per uuid, the request of the last of
 /// `changes` (one origin's, in arrival order) that the result ends.
-pub(super) fn through_of<'q>(
-    changes: impl IntoIterator<Item = &'q crate::sync::Queued<SessionId>>,
+pub(super) fn through_of<'q, S: 'q>(
+    changes: impl IntoIterator<Item = &'q crate::sync::Queued<S>>,
 ) -> BTreeMap<String, String> {
     changes.into_iter().map(|q| (q.change.uuid.clone(), q.request.to_string())).collect()
 }

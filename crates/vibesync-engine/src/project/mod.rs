@@ -358,6 +358,7 @@ pub struct Project {
     /// Batches that committed after a later seq had been sent to editors (a pipelined batch's
     /// fences or result): (COMMIT seq, uuids). An editor whose `last_seq` is below the COMMIT
     /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them.
+    /// Likewise `tombstone`s relayed after a later seq went out: (that seq + 1, uuids).
     late_commits: Vec<(u64, Vec<String>)>,
     /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
     exposed_seq: AtomicU64,

@@ -10,8 +10,8 @@ use tracing::{debug, info};
 use vibesync_protocol::{Outbound, PathKind};
 use vibesync_registry::Status;
 
-use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, View};
-use crate::sync::{ChangeOp, ObjectState};
+use super::{Cx, Deferred, Editor, Effect, Input, Project, ResyncCheck, SessionId, View};
+use crate::sync::{ChangeOp, ObjectState, Queued};
 
 impl Project {
     /// The authoritative state of `uuids` as ops: `create` with the full state, or `delete`.
@@ -144,10 +144,12 @@ impl Project {
             self.rolled_back.iter().filter(theirs).filter(|r| r.sync).flat_map(not_kept).collect();
         // Batches that committed after `last_seq` with STEPs before it: the editor may have
         // learnt a later seq from a batch pipelined beside them (docs/PROTOCOL.md §6.6).
-        let rolled: HashSet<String> = rolled
-            .into_iter()
-            .chain(self.late_commits.iter().filter(|(c, _)| *c > last_seq).flat_map(|(_, u)| u.iter().cloned()))
-            .collect();
+        // Deletes relayed after a later seq had gone out (`on_tombstoned`) are among them:
+        // a uuid of these with no committed state is sent as a `delete` (with `gone`).
+        let late: HashSet<String> =
+            self.late_commits.iter().filter(|(c, _)| *c > last_seq).flat_map(|(_, u)| u.iter().cloned()).collect();
+        let gone: HashSet<String> = gone.into_iter().chain(late.iter().cloned()).collect();
+        let rolled: HashSet<String> = rolled.into_iter().chain(late).collect();
         // An editor that was away since before the WAL's compaction anchor gets every live
         // object, not a delta (docs/WAL.md §11): never a silent gap.
         let anchor = cx.view.anchor_seq();
@@ -220,6 +222,32 @@ impl Project {
                 );
             }
             self.tombstone_conflicts(cx, &by, &ops, seq).await;
+            // The other editors' changes of these uuids still waiting lost to the delete
+            // (their conflict is recorded above): dropped now, so that the batch does not
+            // count the same loss again (it records the conflicts of a delete it forms
+            // before the sync heard of, `batch`).
+            let now = cx.now();
+            let mut lost: BTreeMap<SessionId, Vec<Queued<Editor>>> = BTreeMap::new();
+            for (u, _) in &ops {
+                for q in self.queue.remove_of(u, |q| q.origin.client_id != by.client_id, now) {
+                    self.bases.remove(&(q.origin.session_id.clone(), q.change.uuid.clone()));
+                    lost.entry(q.origin.session_id.clone()).or_default().push(q);
+                }
+            }
+            for (session_id, changes) in lost {
+                self.expose(seq);
+                let msg = Outbound::BatchResult {
+                    batch_id: uuid::Uuid::new_v4().to_string(),
+                    seq,
+                    outcome: vibesync_protocol::BatchOutcome::Dropped,
+                    uuids: super::dedup(changes.iter().map(|q| q.change.uuid.clone()).collect()),
+                    error_code: None,
+                    kept_local: false,
+                    reason: None,
+                    through: super::finalize::through_of(&changes),
+                };
+                cx.send(&session_id, vec![msg.to_frame()]).await;
+            }
             // The deleting editor's own changes of these uuids still waiting (a `create` of an
             // object added and deleted within one window) are superseded by its delete: a
             // waiting `create` applied at batch time brought the deleted object back.
@@ -257,6 +285,14 @@ impl Project {
                     f.tombstoned.insert(u.clone());
                 }
             }
+        }
+        // A batch with a later seq may have reached an editor before this relay (the
+        // registrar commits apart from the sync): an editor that learnt that seq and lost its
+        // connection before the relay arrived would otherwise never hear of these deletes. A
+        // replay after any `last_seq` up to that seq carries them (docs/PROTOCOL.md §6.6).
+        let exposed = self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed);
+        if exposed > seq {
+            self.late_commits.push((exposed + 1, ops.iter().map(|(u, _)| u.clone()).collect()));
         }
         for s in self.project_sessions(cx) {
             // Not to a session whose replay waits for the batches in flight: that replay is

@@ -112,10 +112,12 @@ pub enum Act {
     },
     /// Editor `ed` sends a `tombstone` request for a uuid its person deleted (docs/PROTOCOL.md
     /// §5): the registrar archives it in a transaction of its own, then the machine is told
-    /// (`Input::Tombstoned`).
+    /// (`Input::Tombstoned`) — with `late`, only after the machine's next tick (a window may
+    /// close in between: the registrar commits apart from the sync).
     Tombstone {
         ed: usize,
         uuid: usize,
+        late: bool,
     },
     /// The daemon restarts; with `cut`, in the middle of a tick, after that many effects.
     Restart {
@@ -144,7 +146,8 @@ pub fn act() -> BoxedStrategy<Act> {
     if std::env::var("MODEL_TOMBSTONES").is_ok_and(|v| v == "0") {
         base.boxed()
     } else {
-        prop_oneof![32 => base, 1 => (ed, uuid).prop_map(|(ed, uuid)| Act::Tombstone { ed, uuid })].boxed()
+        prop_oneof![32 => base, 1 => (ed, uuid, any::<bool>()).prop_map(|(ed, uuid, late)| Act::Tombstone { ed, uuid, late })]
+            .boxed()
     }
 }
 
@@ -351,6 +354,8 @@ struct Ed {
     frames: u64,
     incoming: Option<Incoming>,
     mode: Mode,
+    /// The `conflict` events it read: (uuid, winner, loser).
+    conflicts: Vec<(String, String, String)>,
 }
 
 impl Ed {
@@ -370,6 +375,7 @@ impl Ed {
             frames: 0,
             incoming: None,
             mode: Mode::Right,
+            conflicts: Vec::new(),
         }
     }
 
@@ -408,8 +414,25 @@ pub struct Sim {
     now: u64,
     sessions: u64,
     requests: u64,
+    /// A `Tombstoned` the registrar committed and the machine has not been told yet (`late`).
+    late: Vec<Input>,
+    /// Changes that waited when another editor's `tombstone` committed.
+    lost: Vec<Lost>,
     /// Every batch_id with a COMMIT and with a ROLLBACK (phases are checked on the WAL too).
     pub log: Vec<String>,
+}
+
+/// A `tombstone` request (committed at `seq`) of `uuid` while editor `loser`'s change of it
+/// waited: the delete wins over it once — at most one `conflict` STEP naming `loser` while
+/// that editor keeps the session it had (`until`: the last seq before it reconnected; a
+/// change it re-sends after a reconnect is a new attempt, refused on its own), whether the
+/// sync heard of the tombstone before that change formed a batch or after
+/// (docs/PROTOCOL.md §6.2).
+struct Lost {
+    seq: u64,
+    uuid: String,
+    loser: usize,
+    until: Option<u64>,
 }
 
 /// The machine after a restart, from the WAL written so far: its ROLLBACKs, and — standing in
@@ -444,6 +467,8 @@ impl Sim {
             now: 0,
             sessions: 0,
             requests: 0,
+            late: Vec::new(),
+            lost: Vec::new(),
             log: Vec::new(),
         };
         for i in 0..2 {
@@ -485,11 +510,24 @@ impl Sim {
         self.step(None, None);
     }
 
+    /// Editor `i` sends a new change of `u`: a change of it that waited when another editor's
+    /// delete committed has ended ([`Lost`]).
+    fn end_lost(&mut self, i: usize, u: &str) {
+        let now_seq = self.mem.0.lock().unwrap().wal.last().map_or(0, |r| r.seq);
+        for l in self.lost.iter_mut().filter(|l| l.loser == i && l.uuid == u && l.until.is_none()) {
+            l.until = Some(now_seq);
+        }
+    }
+
     fn connect(&mut self, i: usize) {
         if self.eds[i].session.is_some() {
             return;
         }
         let id = self.next_id(self.eds[i].kind.as_str());
+        let now_seq = self.mem.0.lock().unwrap().wal.last().map_or(0, |r| r.seq);
+        for l in self.lost.iter_mut().filter(|l| l.loser == i && l.until.is_none()) {
+            l.until = Some(now_seq);
+        }
         let ed = &mut self.eds[i];
         ed.session = Some(id.clone());
         ed.received.clear();
@@ -538,6 +576,8 @@ impl Sim {
         if ed.session.is_none() || ed.busy(u) {
             return;
         }
+        self.end_lost(i, u);
+        let ed = &self.eds[i];
         let op = match ed.scene.get(u) {
             Some(s) => ChangeOp::Create(s.clone()),
             None => ChangeOp::Delete,
@@ -587,6 +627,8 @@ impl Sim {
         if ed.session.is_none() || ed.busy(u) {
             return; // offline edits are not modelled; one change per uuid in flight
         }
+        self.end_lost(i, u);
+        let ed = &self.eds[i];
         // Through the wire, as the daemon will read it (stable values).
         let op = wire_op(u, &Self::resolve(&ed.scene, u, edit));
         let author = if auto { Author::Automation } else { Author::Person };
@@ -718,6 +760,13 @@ impl Sim {
         if std::env::var_os("MODEL_TRACE").is_some() {
             self.log.push(format!("{a:?}"));
         }
+        // A late `Tombstoned` reaches the machine after one tick at most.
+        let late = std::mem::take(&mut self.late);
+        if !matches!(a, Act::Wait { .. }) {
+            for input in late.iter().cloned() {
+                self.feed(input);
+            }
+        }
         match a {
             Act::Edit { ed, uuid, edit, auto } => self.edit(*ed, UUIDS[*uuid], edit, *auto),
             Act::Agent { uuid, edit } => self.agent_edit(UUIDS[*uuid], edit),
@@ -726,6 +775,9 @@ impl Sim {
             Act::Wait { ms } => {
                 self.now += u64::from(*ms);
                 self.step(None, None);
+                for input in late {
+                    self.feed(input);
+                }
                 self.deliver_agent();
             }
             Act::Disconnect { ed } => self.disconnect(*ed),
@@ -735,18 +787,19 @@ impl Sim {
                     self.feed(Input::UserActivity { session_id, active: *active });
                 }
             }
-            Act::Tombstone { ed, uuid } => self.tombstone(*ed, UUIDS[*uuid]),
+            Act::Tombstone { ed, uuid, late } => self.tombstone(*ed, UUIDS[*uuid], *late),
             Act::Restart { cut } => self.restart(*cut),
         }
     }
 
     /// A person deletes `u` in editor `i`, which sends a `tombstone` request: the registrar
     /// commits it under the mutation turn (BEGIN, STEP, COMMIT, FINAL of its own) when the
-    /// uuid is live and no sync batch holds it open; then `Input::Tombstoned`. Modelled only
-    /// where nobody keeps `u` as a person's edit and nothing of it is in flight.
-    fn tombstone(&mut self, i: usize, u: &str) {
+    /// uuid is live and no sync batch holds it open; then `Input::Tombstoned` (at once, or
+    /// `late`). Modelled where nobody keeps `u` as a person's edit and the deleting editor has
+    /// no change of it in flight; the other editor's may be waiting (it loses to the delete).
+    fn tombstone(&mut self, i: usize, u: &str, late: bool) {
         let Some(session_id) = self.eds[i].session.clone() else { return };
-        if !self.eds[i].scene.contains_key(u) || self.eds.iter().any(|e| e.busy(u) || e.kept.contains(u)) {
+        if !self.eds[i].scene.contains_key(u) || self.eds[i].busy(u) || self.eds.iter().any(|e| e.kept.contains(u)) {
             return;
         }
         let seq = {
@@ -788,7 +841,15 @@ impl Sim {
         self.eds[i].scene.remove(u);
         self.eds[i].overtaken.remove(u);
         self.eds[i].deleted.insert(u.to_string(), seq);
-        self.feed(Input::Tombstoned { origin: session_id, uuids: vec![u.to_string()], seq });
+        for j in (0..2).filter(|j| *j != i && self.eds[*j].busy(u) && self.eds[*j].session.is_some()) {
+            self.lost.push(Lost { seq, uuid: u.to_string(), loser: j, until: None });
+        }
+        let input = Input::Tombstoned { origin: session_id, uuids: vec![u.to_string()], seq };
+        if late {
+            self.late.push(input);
+        } else {
+            self.feed(input);
+        }
     }
 
     /// The invariants that hold after every step.
@@ -809,6 +870,43 @@ impl Sim {
         if let Some(v) = self.log.iter().find(|l| l.starts_with("VIOLATION")) {
             return Err(v.clone());
         }
+        self.check_lost(&s.wal)
+    }
+
+    /// The WAL's `conflict` STEPs: (uuid, winner, loser).
+    pub fn conflict_steps(&self) -> Vec<(String, String, String)> {
+        let s = self.mem.0.lock().unwrap();
+        let field = |r: &Record, k: &str| r.payload.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        s.wal
+            .iter()
+            .filter(|r| r.phase == Phase::Step && r.payload.get("op").and_then(Value::as_str) == Some("conflict"))
+            .map(|r| (field(r, "uuid"), field(r, "winner"), field(r, "loser")))
+            .collect()
+    }
+
+    /// The `conflict` events editor `i` read: (uuid, winner, loser).
+    pub fn conflict_events(&self, i: usize) -> Vec<(String, String, String)> {
+        self.eds[i].conflicts.clone()
+    }
+
+    fn check_lost(&self, wal: &[Record]) -> Result<(), String> {
+        for l in &self.lost {
+            let loser = self.eds[l.loser].kind.as_str();
+            let n = wal
+                .iter()
+                .filter(|r| r.seq > l.seq && l.until.is_none_or(|u| r.seq <= u) && r.phase == Phase::Step)
+                .filter(|r| r.payload.get("op").and_then(Value::as_str) == Some("conflict"))
+                .filter(|r| {
+                    r.uuids.first() == Some(&l.uuid) && r.payload.get("loser").and_then(Value::as_str) == Some(loser)
+                })
+                .count();
+            if n > 1 {
+                return Err(format!(
+                    "{n} conflicts for {}'s change of {} lost to the delete at seq {}",
+                    loser, l.uuid, l.seq
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -819,6 +917,9 @@ impl Sim {
     }
 
     fn quiet_inner(&mut self) -> Result<(), String> {
+        for input in std::mem::take(&mut self.late) {
+            self.feed(input);
+        }
         for i in 0..2 {
             self.eds[i].mode = Mode::Right;
             self.connect(i);
@@ -1067,6 +1168,11 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     ed.overtaken.remove(u);
                 }
             }
+            None
+        }
+        "conflict" => {
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            ed.conflicts.push((field("uuid"), field("winner"), field("loser")));
             None
         }
         _ => None,
