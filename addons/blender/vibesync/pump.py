@@ -1383,10 +1383,13 @@ class Session:
         if uuid in self.deleted_here:
             return True
         b = self.registry.bindings.get(uuid)
-        if b is None:
+        if b is None or not b.alive:
+            # Gone here and its delete resolved: a mark left on it (a replay it kept while
+            # the delete was unresolved marks it for capture) is no edit — nothing is left
+            # to capture, and a newer replay that makes it again is applied (§6.6).
             return False
         key = (b.kind, b.session_uid)
-        idb = self.registry.resolve(uuid) if b.alive else None
+        idb = self.registry.resolve(uuid)
         if b.alive and idb is None:
             return True  # deleted here, not noticed by a sweep yet
         if key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
