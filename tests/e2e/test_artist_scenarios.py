@@ -169,3 +169,29 @@ def test_a_unity_move_of_a_child_of_a_non_uniformly_scaled_parent_reaches_blende
     view = world.finish(host, made)
     assert view[camu]["t"] == pytest.approx([0.5, 0.5, -0.5], abs=1e-5), "Unity's move stands"
     assert _rollbacks(world) == before, "nothing rolled back"
+
+
+def test_a_material_removed_in_either_editor_is_removed_in_the_other(world):
+    """A person empties the factory Cube's material slot in Blender: Unity kept showing the
+    material — the protocol had no way to say "no material". `material` with `null` clears
+    it (§6.1); the same from Unity (the renderer's material removed) reaches Blender."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    assert host.wait_obj(u, lambda o: o.get("material"), what="the Cube's material in Unity")
+    mat = cube.material_slots[0].material
+    cube.material_slots[0].material = None
+    host.wait_obj(u, lambda o: not o.get("material"), timeout=15, what="the material removed in Unity")
+    view = converge(host)
+    assert "material" not in view[u], view[u]
+    assert mat.name in bpy.data.materials, "the material datablock itself stays"
+
+    cube.material_slots[0].material = mat  # back, then Unity's person removes it
+    host.wait_obj(u, lambda o: o.get("material"), timeout=15, what="the material back in Unity")
+    converge(host)
+    host.cmd(f"material {u} none")
+    drive(lambda: cube.material_slots[0].material is None, timeout=15,
+          what="the material removed in Blender")
+    view = world.finish(host, made)
+    assert "material" not in view[u], view[u]
+    assert _rollbacks(world) == 0, "nothing rolled back"

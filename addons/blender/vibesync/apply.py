@@ -131,7 +131,9 @@ def validate_change(c) -> None:
             raise BatchError(f"op {op} {c['uuid']}: field `parent` must be a uuid or null")
     if op == "create" and c.get("kind") not in KIND_TABLE:
         raise BatchError(f"op create {c['uuid']}: unknown kind {c.get('kind')!r}")
-    if op == "material" or (op == "create" and "material" in c):
+    if op == "material" and "material" not in c:
+        raise BatchError(f"op material {c['uuid']}: field `material` is missing (null clears it)")
+    if (op == "material" and c["material"] is not None) or (op == "create" and "material" in c):
         m = c.get("material")
         if not isinstance(m, dict) or not _finite_list(m.get("base_color"), 4) \
                 or not _finite_list(m.get("emission", [0, 0, 0]), 3):
@@ -385,6 +387,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         if parent and pob is None:
             raise LookupError(f"reparent {uuid}: parent {parent} not found")
         _place(idb, pob, registry)
+    elif op == "material" and change["material"] is None:
+        # The object has no material any more (§6.1): its first slot is emptied; the slot
+        # and the material datablock stay (other objects may show it).
+        if isinstance(idb, bpy.types.Object) and len(idb.material_slots):
+            idb.material_slots[0].material = None
     elif op == "material":
         mat = idb if isinstance(idb, bpy.types.Material) else _writable_material(idb, registry, shared)
         if mat is None:

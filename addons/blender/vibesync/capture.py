@@ -395,6 +395,8 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
         ops.append({"op": "mesh", "uuid": uuid, "mesh_hash": cur["mesh_hash"]})
     if "material" in cur and not _close(prev.get("material"), cur["material"]):
         ops.append({"op": "material", "uuid": uuid, "material": cur["material"]})
+    elif "material" not in cur and prev.get("material") is not None:
+        ops.append({"op": "material", "uuid": uuid, "material": None})  # its slot emptied
     return ops
 
 
@@ -440,6 +442,8 @@ def merge_applied(prev: dict, changes, uuid: str) -> dict:
         for f in _OP_FIELDS.get(c["op"], ()):
             if f in c:
                 out[f] = c[f]
+        if c["op"] == "material" and c.get("material") is None:
+            out.pop("material", None)  # cleared: a state without one (§6.1)
     return out
 
 

@@ -360,12 +360,12 @@ mod tests {
         let all = vec![
             at(
                 "a",
-                ChangeOp::Material(crate::sync::Material {
+                ChangeOp::Material(Some(crate::sync::Material {
                     base_color: [1.0; 4],
                     metallic: 0.0,
                     roughness: 0.5,
                     emission: [0.0; 3],
-                }),
+                })),
                 1,
                 [0; 3],
             ),

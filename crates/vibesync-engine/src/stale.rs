@@ -195,12 +195,12 @@ mod tests {
         w.record(Parts::written_by(&tr()), 41, ("unity", "unity"), [0; 3]);
         let mesh = ChangeOp::Mesh("a".repeat(64));
         assert!(w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").is_none());
-        let mat = ChangeOp::Material(crate::sync::Material {
+        let mat = ChangeOp::Material(Some(crate::sync::Material {
             base_color: [1.0; 4],
             metallic: 0.0,
             roughness: 0.5,
             emission: [0.0; 3],
-        });
+        }));
         assert!(w.newer_by_other(Parts::stale_against(&mat), 40, "blender").is_none());
     }
 

@@ -53,8 +53,13 @@ pub enum ChangeOp {
     Delete,
     Reparent(Option<String>),
     Mesh(String),
-    Material(Material),
-    Transform { t: [f64; 3], r: [f64; 4], s: [f64; 3] },
+    /// The object's first material (`None`: it has none any more — the slot emptied, §6.1).
+    Material(Option<Material>),
+    Transform {
+        t: [f64; 3],
+        r: [f64; 4],
+        s: [f64; 3],
+    },
     Rename(String),
     Visibility(bool),
 }
@@ -267,7 +272,11 @@ pub fn parse_change(v: &Value, unit_scale: f64, at: &str) -> Result<Change, Item
         "delete" => ChangeOp::Delete,
         "reparent" => ChangeOp::Reparent(parent(c, at)?),
         "mesh" => ChangeOp::Mesh(hash_field(c, at)?),
-        "material" => ChangeOp::Material(material(field(c, "material", at)?, &format!("{at}.material"))?),
+        // `null` clears the material (§6.1); the field itself is required.
+        "material" => ChangeOp::Material(match field(c, "material", at)? {
+            Value::Null => None,
+            m => Some(material(m, &format!("{at}.material"))?),
+        }),
         "transform" => {
             let (t, r, s) = trs(c)?;
             ChangeOp::Transform { t, r, s }
@@ -328,7 +337,7 @@ pub fn apply_change(current: Option<&ObjectState>, op: &ChangeOp) -> Result<Opti
         ChangeOp::Delete => return Ok(None),
         ChangeOp::Reparent(p) => next.parent = p.clone(),
         ChangeOp::Mesh(h) => next.mesh_hash = Some(h.clone()),
-        ChangeOp::Material(m) => next.material = Some(m.clone()),
+        ChangeOp::Material(m) => next.material = m.clone(),
         ChangeOp::Transform { t, r, s } => {
             next.t = *t;
             next.r = *r;
@@ -396,7 +405,7 @@ impl Serialize for WireChange<'_> {
                 m.serialize_entry("uuid", self.uuid)?;
             }
             ChangeOp::Material(mat) => {
-                m.serialize_entry("material", &SortedMaterial(mat))?;
+                m.serialize_entry("material", &mat.as_ref().map(SortedMaterial))?;
                 m.serialize_entry("op", &op)?;
                 m.serialize_entry("uuid", self.uuid)?;
             }
@@ -709,6 +718,26 @@ mod tests {
         let ChangeOp::Transform { t, r, .. } = c.op else { panic!() };
         assert_eq!(t, [1.0, 2.0, 0.0]);
         assert!(r[3] == 1.0, "quaternion normalized: {r:?}");
+    }
+
+    #[test]
+    fn a_material_op_with_null_clears_the_material_and_a_missing_one_is_refused() {
+        let made = json!({"op":"create","uuid":U1,"kind":"object","name":"Cube","parent":null,"t":[0,0,0],
+            "r":[0,0,0,1],"s":[1,1,1],"visible":true,
+            "material":{"base_color":[1,0,0,1],"metallic":0,"roughness":0.5,"emission":[0,0,0]}});
+        let ChangeOp::Create(st) = parse_change(&made, 1.0, "changes[0]").unwrap().op else { panic!() };
+        assert!(st.material.is_some());
+        let clear = parse_change(&json!({"op":"material","uuid":U1,"material":null}), 1.0, "changes[0]").unwrap();
+        assert_eq!(clear.op, ChangeOp::Material(None));
+        let next = apply_change(Some(&st), &clear.op).unwrap().unwrap();
+        assert_eq!(next.material, None, "the material is cleared");
+        assert_ne!(next.hash(), st.hash());
+        let without: ObjectState = ObjectState { material: None, ..st.clone() };
+        assert_eq!(next.hash(), without.hash(), "a cleared material hashes as one never set");
+        // On the wire it goes out as `"material":null`.
+        assert_eq!(change_to_wire(U1, &clear.op, 1.0), json!({"op":"material","uuid":U1,"material":null}));
+        let e = parse_change(&json!({"op":"material","uuid":U1}), 1.0, "changes[0]").unwrap_err();
+        assert!(e.message.contains("changes[0]") && e.message.contains("material"), "{}", e.message);
     }
 
     #[test]

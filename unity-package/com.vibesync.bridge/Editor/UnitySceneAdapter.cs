@@ -494,7 +494,8 @@ namespace VibeSync.Bridge.Editor
                     ApplyMesh(go, c, undoName);
                     break;
                 case Ops.Material:
-                    ApplyMaterial(go, c.Material, undoName);
+                    if (c.Material == null) ClearMaterial(go, undoName);
+                    else ApplyMaterial(go, c.Material, undoName);
                     break;
                 case Ops.Transform:
                     SetTrs(go, c, undoName);
@@ -539,6 +540,16 @@ namespace VibeSync.Bridge.Editor
 
         /// <summary>The material each uuid of the batch being applied is given.</summary>
         readonly Dictionary<string, MaterialState> batchMaterials = new Dictionary<string, MaterialState>(StringComparer.Ordinal);
+
+        /// <summary>The object has no material any more (PROTOCOL.md §6.1): its renderer shows
+        /// none; the material asset stays (other objects may show it).</summary>
+        void ClearMaterial(GameObject go, string undoName)
+        {
+            var r = go.GetComponent<Renderer>();
+            if (r == null || r.sharedMaterial == null) return;
+            Undo.RecordObject(r, undoName);
+            r.sharedMaterial = null;
+        }
 
         void ApplyMaterial(GameObject go, MaterialState ms, string undoName)
         {

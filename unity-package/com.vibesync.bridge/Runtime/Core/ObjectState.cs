@@ -214,8 +214,8 @@ namespace VibeSync.Bridge.Core
             if (before.MeshHash != after.MeshHash && after.MeshHash != null)
                 ops.Add(new Dictionary<string, object> { { "op", Ops.Mesh }, { "uuid", u }, { "mesh_hash", after.MeshHash } });
             bool matChanged = before.Material == null ? after.Material != null : !before.Material.NearlyEquals(after.Material, eps);
-            if (matChanged && after.Material != null)
-                ops.Add(new Dictionary<string, object> { { "op", Ops.Material }, { "uuid", u }, { "material", after.Material.ToJson() } });
+            if (matChanged)
+                ops.Add(new Dictionary<string, object> { { "op", Ops.Material }, { "uuid", u }, { "material", after.Material == null ? null : after.Material.ToJson() } });
             return ops;
         }
 

@@ -47,8 +47,13 @@ namespace VibeSync.Bridge.Core
                     rc.Attachment = attachment ?? Frame.Empty;
                     break;
                 case Ops.Material:
-                    rc.Material = MaterialState.FromJson(Msg.Obj(c, "material", path), path + ".material");
-                    break;
+                    {
+                        // `null` clears the object's material (PROTOCOL.md §6.1); the field is required.
+                        object m;
+                        if (!c.TryGetValue("material", out m)) throw new MessageFormatException(path + ".material", "missing (null clears the material)");
+                        rc.Material = m == null ? null : MaterialState.FromJson(Msg.Obj(c, "material", path), path + ".material");
+                        break;
+                    }
                 case Ops.Transform:
                     ReadTrs(rc, c, path, unitScale);
                     break;

@@ -148,5 +148,28 @@ namespace VibeSync.Bridge.Tests
             Check.Equal(a.Hash(), c.Hash(), "q and -q hash equal");
             Check.Equal(0, StateDiff.Diff(a, c).Count, "q and -q diff equal");
         }
+
+        [VsTest]
+        public static void AMaterialRemovedGoesOutAsNullAndClearsIt()
+        {
+            // PROTOCOL.md §6.1: `material` with `null` — the object has no material any more.
+            var a = new ObjectState { Uuid = Msg.NewUuid(), Name = "Cube",
+                Material = new MaterialState { BaseColor = new[] { 1.0, 0, 0, 1 }, Metallic = 0, Roughness = 0.5 } };
+            var b = a.Clone();
+            b.Material = null;
+            var ops = StateDiff.Diff(a, b);
+            Check.Equal(1, ops.Count, "one op");
+            Check.Equal("material", (string)ops[0]["op"], "a material op");
+            Check.True(ops[0].ContainsKey("material") && ops[0]["material"] == null, "carrying material: null");
+            var rc = RemoteChange.Parse(Json.Parse(Json.Write(ops[0])) as Dictionary<string, object>, null, 1.0);
+            Check.True(rc.Material == null, "parsed as a clear");
+            var made = StateDiff.Apply(a, rc);
+            Check.True(made.Material == null, "applied: no material");
+            Check.Equal(b.Hash(), made.Hash(), "hashes as the state without one");
+            bool refused = false;
+            try { RemoteChange.Parse(new Dictionary<string, object> { { "op", "material" }, { "uuid", a.Uuid } }, null, 1.0); }
+            catch (MessageFormatException) { refused = true; }
+            Check.True(refused, "a material op without the field is refused");
+        }
     }
 }

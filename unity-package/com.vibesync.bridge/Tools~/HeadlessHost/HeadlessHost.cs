@@ -48,7 +48,7 @@ commands:
   visible <uuid> true|false              show / hide
   parent <uuid> <parent-uuid|none>       reparent
   mesh <uuid> cube [half-size]           give the object a cube mesh
-  material <uuid> r g b a metallic roughness
+  material <uuid> r g b a metallic roughness   (or: material <uuid> none — remove its material)
   duplicate <uuid>                       Ctrl+D: the copy gets a fresh uuid, the original keeps its own
   delete <uuid>                          delete the object and its children
   together CMD ; CMD ...                 several edits in one editor frame: they leave in one `change`
@@ -384,7 +384,14 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     }
                 case "material":
                     {
-                        Need(p, 8, "material <uuid> r g b a metallic roughness");
+                        if (p.Length == 3 && p[2] == "none")
+                        {
+                            var bare = Obj(p[1]);
+                            bare.Material = null; // the person removed its material
+                            Edited(bare);
+                            return null;
+                        }
+                        Need(p, 8, "material <uuid> r g b a metallic roughness | material <uuid> none");
                         var o = Obj(p[1]);
                         var n = Nums(p, 2, 6);
                         o.Material = new MaterialState { BaseColor = new[] { n[0], n[1], n[2], n[3] }, Metallic = n[4], Roughness = n[5] };

@@ -318,7 +318,7 @@ namespace VibeSync.Bridge.Headless
                     else if (o.Mesh == null || o.Mesh.MeshHash != c.MeshHash) o.Mesh = new MeshInfo { MeshHash = c.MeshHash };
                     break;
                 case Ops.Material:
-                    o.Material = c.Material.Clone();
+                    o.Material = c.Material == null ? null : c.Material.Clone(); // null: cleared (§6.1)
                     break;
                 case Ops.Transform:
                     SetTrs(o, c);
