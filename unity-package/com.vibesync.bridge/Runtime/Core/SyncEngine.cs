@@ -91,14 +91,18 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, long> liveSeen = new Dictionary<string, long>(StringComparer.Ordinal);
         readonly HashSet<string> dirty = new HashSet<string>();
         readonly HashSet<string> registering = new HashSet<string>(); // register sent, ack pending
-        // uuid -> the state it was registered with, until the daemon answers: the base of an
-        // object the daemon already knows (`updated`/`unchanged`) whose synced state this
+        // uuid -> the state the engine first saw the object in, until the daemon answers its
+        // register (the addon's `reconnect_base`): the scene as loaded — what its file held,
+        // last synced or saved — for the objects of the scene when the engine was made or a
+        // scene was opened (MarkAllDirty), else the state it was registered with. The base of
+        // an object the daemon already knows (`updated`/`unchanged`) whose synced state this
         // session has not recorded yet (a reload, a reopened scene). A person's edit made
-        // before the answer differs from it: it is sent, and a replay does not undo it (§6.6).
-        readonly Dictionary<string, ObjectState> registeredAs = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
-        // Objects a person edited before this session knew any base of them (edited between a
-        // reload and its first register): all of them is local work, sent whole once the daemon
-        // answers, and no replay lands over it (§6.6).
+        // before the answer differs from it in the parts the person changed: only those are
+        // sent, and a replay applies its other parts and undoes none of them (§6.6).
+        readonly Dictionary<string, ObjectState> reconnectBase = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+        // Objects a person edited before this session knew any base of them (not in the scene
+        // when the engine first saw it, edited before their first register): all of them is
+        // local work, sent whole once the daemon answers, and no replay lands over it (§6.6).
         readonly HashSet<string> editedBeforeBase = new HashSet<string>(StringComparer.Ordinal);
         readonly Dictionary<string, List<string>> pendingRegister = new Dictionary<string, List<string>>();
         readonly Dictionary<string, List<KeyValuePair<string, ObjectState>>> pendingChange = new Dictionary<string, List<KeyValuePair<string, ObjectState>>>();
@@ -179,6 +183,20 @@ namespace VibeSync.Bridge.Core
             this.scene = scene;
             this.unitScale = unitScale;
             if (client.Options.LastSeq == null) client.Options.LastSeq = () => LastSeq;
+            TakeBasesAtLoad(scene.CaptureAll()); // the scene as it was opened, before any edit
+        }
+
+        /// <summary>
+        /// The objects as the engine first sees them, the scene just loaded (the engine made, a
+        /// scene opened): each one's state is its base (`reconnectBase`) until the daemon answers
+        /// its register, so that a person's edit made before the answer is told from what the
+        /// scene held, and only its parts are the person's (PROTOCOL.md §6.6).
+        /// </summary>
+        void TakeBasesAtLoad(IEnumerable<ObjectState> states)
+        {
+            foreach (var s in states)
+                if (s != null && !synced.ContainsKey(s.Uuid) && !reconnectBase.ContainsKey(s.Uuid) && !editedBeforeBase.Contains(s.Uuid))
+                    reconnectBase[s.Uuid] = s;
         }
 
         /// <summary>Raised on the Tick thread: (event name, fields). The headless host prints these.</summary>
@@ -340,7 +358,7 @@ namespace VibeSync.Bridge.Core
         public void MarkDirty(string uuid)
         {
             if (Paused || uuid == null) return; // Play Mode edits are not synced
-            if (!initialRegisterDone && !synced.ContainsKey(uuid) && !registeredAs.ContainsKey(uuid)) editedBeforeBase.Add(uuid);
+            if (!initialRegisterDone && !synced.ContainsKey(uuid) && !reconnectBase.ContainsKey(uuid)) editedBeforeBase.Add(uuid);
             dirty.Add(uuid);
             if (notSynced.ContainsKey(uuid)) resendFull.Add(uuid); // retried in full on the next edit (§6.8)
         }
@@ -390,17 +408,24 @@ namespace VibeSync.Bridge.Core
                 Resolved(u);
                 resendFull.Remove(u);
                 notSynced.Remove(u);
-                registeredAs.Remove(u);
+                reconnectBase.Remove(u);
                 editedBeforeBase.Remove(u);
                 committedSeq.Remove(u);
                 sentAtJoins.Remove(u);
             }
         }
 
+        /// <summary>
+        /// Marks every object dirty (a scene was opened): new objects get registered, known ones
+        /// diff to nothing. The objects the engine sees here for the first time take the state
+        /// they hold now, as loaded, as their base until the daemon answers their register.
+        /// </summary>
         public void MarkAllDirty()
         {
             if (Paused) return;
-            foreach (var s in scene.CaptureAll()) dirty.Add(s.Uuid);
+            var all = scene.CaptureAll();
+            TakeBasesAtLoad(all); // a scene just opened: its objects as loaded
+            foreach (var s in all) dirty.Add(s.Uuid);
             foreach (var u in synced.Keys) dirty.Add(u);
         }
 
@@ -544,7 +569,6 @@ namespace VibeSync.Bridge.Core
             waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
-            registeredAs.Clear();
             awaitingResult.Clear();
             confirmed.Clear();
             initialRegisterDone = false;
@@ -650,7 +674,6 @@ namespace VibeSync.Bridge.Core
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
-            registeredAs.Clear();
             awaitingResult.Clear();
             waitingForAcks.Clear();
             current = null;
@@ -684,7 +707,8 @@ namespace VibeSync.Bridge.Core
             {
                 items.Add(Msg.RegisterItem(s.Uuid, s.Kind, Msg.TruncateUtf8(s.Name, 1024), Msg.TruncateUtf8(scene.EditorRef(s.Uuid) ?? s.Name, 1024)));
                 uuids.Add(s.Uuid);
-                if (!synced.ContainsKey(s.Uuid) && !editedBeforeBase.Contains(s.Uuid)) registeredAs[s.Uuid] = s;
+                // First seen now (not in the scene as loaded): its base is the state it is registered with.
+                if (!synced.ContainsKey(s.Uuid) && !editedBeforeBase.Contains(s.Uuid) && !reconnectBase.ContainsKey(s.Uuid)) reconnectBase[s.Uuid] = s;
             }
             string rid = NextRequestId("r");
             if (client.Send(Msg.Register(rid, items))) { pendingRegister[rid] = uuids; foreach (var u in uuids) registering.Add(u); }
@@ -1029,8 +1053,8 @@ namespace VibeSync.Bridge.Core
                 string status = Msg.OptStr(r, "status");
                 string uuid = uuids[i];
                 var state = scene.Capture(uuid);
-                ObjectState registeredState;
-                if (registeredAs.TryGetValue(uuid, out registeredState)) registeredAs.Remove(uuid);
+                ObjectState baseState;
+                if (reconnectBase.TryGetValue(uuid, out baseState)) reconnectBase.Remove(uuid);
                 bool editedEarly = editedBeforeBase.Remove(uuid);
                 switch (status)
                 {
@@ -1047,8 +1071,9 @@ namespace VibeSync.Bridge.Core
                     case ItemStatus.Unchanged:
                         if (status == ItemStatus.Updated) registerStats_updated++; else registerStats_unchanged++;
                         // The daemon knows this object; replay via hello.last_seq brings any newer state.
-                        // Its base is what it was registered with: a person's edit since then is
-                        // local work, sent now, never taken for the synced state.
+                        // Its base is the state it was first seen in (the scene as loaded, else as
+                        // registered): a person's edit since then is local work, its parts sent
+                        // now, never taken for the synced state.
                         if (state != null && !synced.ContainsKey(uuid))
                         {
                             if (editedEarly)
@@ -1059,8 +1084,8 @@ namespace VibeSync.Bridge.Core
                             }
                             else
                             {
-                                synced[uuid] = registeredState ?? state;
-                                if (registeredState != null && !StateDiff.NearlyEquals(registeredState, state)) dirty.Add(uuid);
+                                synced[uuid] = baseState ?? state;
+                                if (baseState != null && !StateDiff.NearlyEquals(baseState, state)) dirty.Add(uuid);
                             }
                         }
                         confirmed.Add(uuid);
@@ -1429,21 +1454,22 @@ namespace VibeSync.Bridge.Core
             if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes, false, failed));
         }
 
-        /// <summary>
-        /// Local changes of the uuid not resolved yet (§6.6): sent with no `batch_result` naming it
-        /// and not refused, to be re-sent in full, or dirty with a real difference from the last
-        /// synced state (not merely marked dirty, nor our own apply coming back).
-        /// </summary>
         /// <summary>What a person's edit of the uuid is measured against: its last synced state,
-        /// else the state it was registered with on this connection (a reload, §6.6); null when
+        /// else, until the daemon answers its register, the state the engine first saw it in
+        /// (`reconnectBase`: the scene as loaded after a reload or a reopen, §6.6); null when
         /// neither is known.</summary>
         ObjectState Base(string uuid)
         {
             ObjectState before;
             if (synced.TryGetValue(uuid, out before) && before != null) return before;
-            return registeredAs.TryGetValue(uuid, out before) ? before : null;
+            return reconnectBase.TryGetValue(uuid, out before) ? before : null;
         }
 
+        /// <summary>
+        /// Local changes of the uuid not resolved yet (§6.6): sent with no `batch_result` naming it
+        /// and not refused, to be re-sent in full, or dirty with a real difference from its base
+        /// (`Base`), not merely marked dirty, nor our own apply coming back.
+        /// </summary>
         bool HasLocalWork(string uuid)
         {
             if (unresolved.ContainsKey(uuid) || resendFull.Contains(uuid) || notSynced.ContainsKey(uuid) || tombstoning.Contains(uuid)) return true;
@@ -1462,9 +1488,10 @@ namespace VibeSync.Bridge.Core
         /// A replayed `create` of a uuid kept for a person's edit (§6.6), cut to the changes that
         /// bring the parts the person did not change to the replay's state; null — keep the
         /// whole uuid and send it in full — when a change of it is in flight on this connection,
-        /// the uuid is not synced, the person deleted it, or a lost change's parts are not
+        /// no base of it is known, the person deleted it, or a lost change's parts are not
         /// known (it carried the object's existence). The person's parts: what differs from
-        /// the last synced state, plus the parts of changes sent on a connection that died and
+        /// its base (`Base`: the last synced state, or the scene as loaded before the register
+        /// answer), plus the parts of changes sent on a connection that died and
         /// never resolved. A change never acknowledged counts as not sent (the last synced
         /// state went back to what it was before it); one acknowledged with no `batch_result`
         /// may or may not have been taken, so its parts stay the person's.
@@ -1481,8 +1508,7 @@ namespace VibeSync.Bridge.Core
                 if (lost == null && resendFull.Contains(u)) return null;
             }
             else if (resendFull.Contains(u)) return null;
-            ObjectState before;
-            if (!synced.TryGetValue(u, out before) || before == null) return null;
+            if (Base(u) == null) return null;
             var cur = scene.Capture(u);
             if (cur == null || cur.Kind != c.Kind) return null;
             var mine = PartsChangedHere(u);
@@ -1563,9 +1589,9 @@ namespace VibeSync.Bridge.Core
 
         /// <summary>
         /// The ops (`change.op` names) of a person's edit of the uuid here not captured yet: what
-        /// differs between the scene and the last synced state (never `create` / `delete`: the
-        /// object's existence is not spared). Empty for our own apply coming back, or for a uuid
-        /// never synced here.
+        /// differs between the scene and its base (`Base`; never `create` / `delete`: the
+        /// object's existence is not spared); every part when it was edited before any base was
+        /// known. Empty for our own apply coming back, or for a uuid with no base here.
         /// </summary>
         HashSet<string> PartsChangedHere(string uuid)
         {
@@ -1669,7 +1695,7 @@ namespace VibeSync.Bridge.Core
                         if (mine.TryGetValue(c.Uuid, out parts))
                         {
                             ObjectState s;
-                            if (!made.TryGetValue(c.Uuid, out s)) synced.TryGetValue(c.Uuid, out s);
+                            if (!made.TryGetValue(c.Uuid, out s)) s = Base(c.Uuid);
                             made[c.Uuid] = StateDiff.Apply(s, c);
                             if (parts.Contains(c.Op)) continue;
                         }
@@ -1706,6 +1732,7 @@ namespace VibeSync.Bridge.Core
             {
                 // What the daemon holds now; the person's parts stay dirty and are sent as changes.
                 synced[kv.Key] = kv.Value;
+                reconnectBase.Remove(kv.Key); // the replay's state is the base now
                 dirty.Add(kv.Key);
             }
             foreach (var kv in made)

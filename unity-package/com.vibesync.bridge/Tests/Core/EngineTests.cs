@@ -1300,6 +1300,85 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// Unity reopens its scene holding A as last synced; while Unity was closed, Blender changed
+        /// A (`theirs`: the welcome replay carries it). The person edits another part of A at once
+        /// (`mine`), before the daemon answered the register. Both stand, in the scene and at the
+        /// daemon: the replay's part is applied, and only the person's part is sent (PROTOCOL.md
+        /// §6.6; sent whole, the old name or pose in it undid Blender's change).
+        /// </summary>
+        static void AnEditBeforeTheRegisterAnswerKeepsTheReplaysOtherParts(
+            Action<ObjectState> theirs, Action<SceneObject> mine, Action<SceneObject> check, string mineOps)
+        {
+            SceneObject a = null;
+            string id = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                a = rig.Add("A", 1, 2, 3); // the scene as saved: what was last synced
+                rig.Daemon.Knows(a.Uuid);
+                var other = rig.Scene.Capture(a.Uuid);
+                theirs(other);
+                id = rig.Daemon.ReplayAtNextWelcome(rig.Daemon.NextSeq(), other.ToCreateOp());
+            }))
+            {
+                mine(a); // the person's edit, right after the scene opened
+                r.Engine.MarkDirty(a.Uuid);
+                r.StartAndRegister();
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                var sent = r.Daemon.WaitFor("change", 1, r.Pump)[0].Message;
+                Check.Equal(mineOps, OpNames(sent), "only the person's part is sent");
+                r.Settle();
+                Check.Equal(1, r.Daemon.Received("change").Count, "nothing else is sent");
+                check(a);
+                Check.Equal(0, r.Engine.UnresolvedCount, "the person's change is resolved");
+            }
+        }
+
+        [VsTest]
+        public static void AHideRightAfterTheSceneReopensKeepsTheOtherEditorsRename()
+        {
+            AnEditBeforeTheRegisterAnswerKeepsTheReplaysOtherParts(
+                s => s.Name = "Renamed In Blender",
+                o => o.Visible = false,
+                o =>
+                {
+                    Check.Equal("Renamed In Blender", o.Name, "Blender's rename made while Unity was closed stands");
+                    Check.True(!o.Visible, "the person's hide stands");
+                    Check.Near(new[] { 1.0, 2, 3 }, o.Position, 1e-12, "the pose is untouched");
+                },
+                "visibility");
+        }
+
+        [VsTest]
+        public static void AMoveRightAfterTheSceneReopensKeepsTheOtherEditorsRename()
+        {
+            AnEditBeforeTheRegisterAnswerKeepsTheReplaysOtherParts(
+                s => s.Name = "Renamed In Blender",
+                o => o.Position = new[] { 5.0, 0, 0 },
+                o =>
+                {
+                    Check.Equal("Renamed In Blender", o.Name, "Blender's rename made while Unity was closed stands");
+                    Check.Near(new[] { 5.0, 0, 0 }, o.Position, 1e-12, "the person's move stands");
+                },
+                "transform");
+        }
+
+        [VsTest]
+        public static void AHideRightAfterTheSceneReopensKeepsTheOtherEditorsMove()
+        {
+            AnEditBeforeTheRegisterAnswerKeepsTheReplaysOtherParts(
+                s => s.T = new[] { 7.0, 0, 0 }, // canonical: Unity (7, 0, 0)
+                o => o.Visible = false,
+                o =>
+                {
+                    Check.Near(new[] { 7.0, 0, 0 }, o.Position, 1e-12, "Blender's move made while Unity was closed stands");
+                    Check.True(!o.Visible, "the person's hide stands");
+                    Check.Equal("A", o.Name, "the name is untouched");
+                },
+                "visibility");
+        }
+
         [VsTest]
         public static void AnAcknowledgedCreateLostWithItsConnectionIsStillSentWhole()
         {
