@@ -120,6 +120,53 @@ def test_a_unity_edit_right_after_unity_reloads_reaches_blender(world):
     assert view[mc]["t"] == pytest.approx([3, 3, -3], abs=1e-5)
 
 
+def test_a_unity_edit_right_after_unity_reopens_keeps_blenders_edits_made_meanwhile(world):
+    """While Unity is closed, the person in Blender renames the Camera and moves the Light.
+    Unity reopens its saved scene and its person hides the Camera and renames the Light at
+    once, before the daemon answered the `register`. Unity sent each whole as a `create`
+    (it knew no base of them yet), which undid Blender's rename and move. Now its base is
+    the scene as loaded: Blender's edits and Unity's all stand, and Unity sends only its
+    parts (PROTOCOL.md §6.6)."""
+    world.blender(build=lambda: bpy.data.objects.remove(bpy.data.objects["Cube"]))  # a scene the host can load
+    made = uuids_of(("Collection", "Camera", "Light"))
+    host = world.host()
+    converge(host)
+    cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]
+    camu, lu = cam["vibesync_uuid"], light["vibesync_uuid"]
+    path = os.path.join(world.workdir, "unity-saved.json")
+    i = host.cmd(f"dump {path}")
+    host.wait("dumped", i)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    host.cmd("quit")
+    host.proc.wait(timeout=20)
+    # Blender, while Unity is closed: both edits committed at the daemon.
+    cam.name = "Shot Camera"
+    light.location = (1.0, 2.0, 3.0)
+    drive(lambda: {camu, lu} <= {u for r in world.daemon.tail() if r.get("phase") == "STEP"
+                                  for u in r.get("uuids") or []
+                                  if r.get("seq", 0) > doc.get("last_seq", 0)},
+          timeout=15, what="Blender's rename and move in the WAL")
+    drive(lambda: vibesync.status()["in_flight"] == 0, timeout=15, what="Blender's edits committed")
+    reopened_at = max(r.get("seq", 0) for r in world.daemon.tail())
+    # Unity reopens; the person's edits are its first command, run before the welcome is read.
+    script = os.path.join(world.workdir, "unity-at-once.txt")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(f"together visible {camu} false ; rename {lu} Sun\n")
+    again = Host(world.daemon, world.project_id, world.workdir,
+                 ["--scene", path, "--last-seq", str(doc.get("last_seq", 0)), "--script", script])
+    world.hosts.append(again)
+    again.wait("connected", timeout=30)
+    view = finish(world.daemon, world.project_id, again, made, world.host_made())
+    assert view[camu]["name"] == "Shot Camera", "Blender's rename stands"
+    assert view[camu]["visible"] is False, "Unity's hide stands"
+    assert view[lu]["name"] == "Sun", "Unity's rename stands"
+    assert tuple(_by_uuid(lu).location) == pytest.approx((1.0, 2.0, 3.0), abs=1e-5), "Blender's move stands"
+    creates = [r for r in world.daemon.tail() if r.get("phase") == "STEP" and r.get("seq", 0) > reopened_at
+               and (r.get("payload") or {}).get("op") == "create" and {camu, lu} & set(r.get("uuids") or [])]
+    assert not creates, "Unity sent only the parts its person changed"
+
+
 @pytest.mark.parametrize("switch", ["scene", "view_layer"])
 def test_switching_scene_or_view_layer_in_blender_is_no_visibility_edit(world, switch):
     """A person in Unity hides the Light; Blender shows it hidden (the eye of its view
