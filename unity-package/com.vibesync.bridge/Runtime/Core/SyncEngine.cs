@@ -853,6 +853,8 @@ namespace VibeSync.Bridge.Core
                 if (status == ItemStatus.Tombstoned || code == ErrorCode.NotFound)
                 {
                     synced.Remove(u);
+                    reconnectBase.Remove(u);
+                    editedBeforeBase.Remove(u);
                     appliedHash.Remove(u);
                     resendFull.Remove(u);
                     notSynced.Remove(u);
@@ -1838,9 +1840,11 @@ namespace VibeSync.Bridge.Core
                 }
                 if (cur == null)
                 {
-                    // A person's delete: a `tombstone` request (§5), not a change (§6.2).
+                    // A person's delete: a `tombstone` request (§5), not a change (§6.2) — also
+                    // of an object deleted right after its scene opened, before any synced state
+                    // of it (its base is the scene as loaded, §6.6).
                     resendFull.Remove(uuid);
-                    if (before != null || unresolved.ContainsKey(uuid)) toTombstone.Add(uuid);
+                    if (before != null || unresolved.ContainsKey(uuid) || reconnectBase.ContainsKey(uuid)) toTombstone.Add(uuid);
                     continue;
                 }
                 // Kept over a replay or unresolved when the connection dropped: the daemon's state is

@@ -1380,6 +1380,38 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void ADeleteRightAfterTheSceneReopensIsSentAsATombstone()
+        {
+            // PROTOCOL.md §5, §6.6: the person deletes A right after the scene opened, before the
+            // register answer. The replay (Blender renamed A meanwhile) does not bring it back,
+            // and the delete goes as a `tombstone`: it was sent nowhere (no synced state of A
+            // yet), and the other editor kept the object.
+            SceneObject a = null;
+            string id = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                a = rig.Add("A", 1, 2, 3);
+                rig.Daemon.Knows(a.Uuid);
+                var other = rig.Scene.Capture(a.Uuid);
+                other.Name = "Renamed In Blender";
+                id = rig.Daemon.ReplayAtNextWelcome(rig.Daemon.NextSeq(), other.ToCreateOp());
+            }))
+            {
+                r.Scene.Delete(a);
+                r.Engine.MarkDirty(a.Uuid);
+                r.StartAndRegister();
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                var t = r.Daemon.WaitFor("tombstone", 1, r.Pump)[0].Message;
+                Check.Equal(a.Uuid, (string)((List<object>)t["uuids"])[0], "the person's delete is sent");
+                r.Settle();
+                Check.True(r.Scene.Find(a.Uuid) == null, "the replay did not bring it back");
+                Check.Equal(0, r.Daemon.Received("change").Count, "nothing else is sent");
+                Check.Equal(0, r.Engine.UnresolvedCount, "nothing left unresolved");
+            }
+        }
+
+        [VsTest]
         public static void AnAcknowledgedCreateLostWithItsConnectionIsStillSentWhole()
         {
             // A `create` acknowledged and lost carries the object's existence: its parts are not
