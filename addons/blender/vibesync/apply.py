@@ -31,8 +31,37 @@ class BatchError(Exception):
 
 class Unrepresentable(LookupError):
     """A change Blender cannot hold as sent (a collection's transform, a collection under an
-    object): not applied, so the batch fails verification and the other editor keeps what
-    its person made, marked not synced (PROTOCOL.md §6.1, §6.4)."""
+    object, an edit of data linked from a library): not applied, so the batch fails
+    verification and the other editor keeps what its person made, marked not synced
+    (PROTOCOL.md §6.1, §6.4)."""
+
+
+def _linked_unchanged(change: dict, idb, registry, shared: "SharedPlan | None") -> bool:
+    """A change of a datablock linked from a library (read-only here: an edit would not even
+    be saved, Blender reloads it from the library): True when it changes nothing Blender
+    holds (a replay re-sending its state; nothing to do), else `Unrepresentable` with why,
+    so the other editor keeps its person's edit, not synced (PROTOCOL.md §6.4). False for
+    local data."""
+    why = identity.linked_read_only(idb)
+    if why is None:
+        return False
+    uuid = change["uuid"]
+    b = registry.bindings.get(uuid)
+    held = shared.held_meshes if shared is not None else {}
+    state = capture.read_state(idb, b.kind if b is not None else "object", registry, held)
+    made = capture.merge_applied(state, [(change, b"")], uuid)
+    if capture.differing_fields(state, made, lambda p: registry.resolve(p) is not None):
+        raise Unrepresentable(why)
+    return True
+
+
+def _writable(idb):
+    """`idb` (a mesh or material about to be written), refused when it is linked from a
+    library (a local object showing linked data)."""
+    why = identity.linked_read_only(idb)
+    if why is not None:
+        raise Unrepresentable(why)
+    return idb
 
 
 def _is_identity(change: dict) -> bool:
@@ -289,6 +318,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                                   "transform: move its objects instead")
         existing = registry.resolve(uuid)
         fresh = existing is None  # made here: unhidden, in the scene's master collection only
+        if existing is not None and _linked_unchanged(change, existing, registry, shared):
+            return uuid
         if existing is not None:
             idb = existing  # a create for a uuid we hold updates it in place (resync)
             if idb.name != change["name"]:
@@ -353,9 +384,12 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         return uuid
     if idb is None:
         raise LookupError(f"{op}: no datablock carries {uuid} (deleted or never synced)")
+    if op != "delete" and _linked_unchanged(change, idb, registry, shared):
+        return uuid
     if op == "delete":
+        # A linked datablock is removed from this file like any other (the library keeps it).
         if isinstance(idb, bpy.types.Collection):
-            moved = _remove_collection(idb)
+            moved = _remove_collection(idb, registry)
             registry.membership_changed()
             if rehomed is not None:
                 rehomed.extend(moved)
@@ -391,7 +425,10 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         # The object has no material any more (§6.1): its first slot is emptied; the slot
         # and the material datablock stay (other objects may show it).
         if isinstance(idb, bpy.types.Object) and len(idb.material_slots):
-            idb.material_slots[0].material = None
+            slot = idb.material_slots[0]
+            if slot.link == "DATA" and idb.data is not None:
+                _writable(idb.data)
+            slot.material = None
     elif op == "material":
         mat = idb if isinstance(idb, bpy.types.Material) else _writable_material(idb, registry, shared)
         if mat is None:
@@ -591,7 +628,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
         holders = [c for c in list(bpy.data.collections) + [scene_coll]
                    if c.children.get(idb.name) == idb]
         if target not in holders:
-            target.children.link(idb)
+            _writable(target).children.link(idb)
         for c in holders:
             if c != target:
                 c.children.unlink(idb)
@@ -607,7 +644,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     target = parent if isinstance(parent, bpy.types.Collection) else None
     if fresh:
         if target is not None:
-            target.objects.link(idb)
+            _writable(target).objects.link(idb)
             scene_coll.objects.unlink(idb)
             if registry is not None:
                 registry.set_container(idb, target)
@@ -627,7 +664,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
             registry.set_container(idb, None)
         return
     if target.objects.get(idb.name) != idb:
-        target.objects.link(idb)
+        _writable(target).objects.link(idb)
     for c in _holders(idb) + [scene_coll]:
         if c != target and c.objects.get(idb.name) == idb:
             c.objects.unlink(idb)
@@ -667,7 +704,10 @@ def parent_unplaced_steps(unplaced: dict, registry):
                 ob.parent = pob
             except (ReferenceError, RuntimeError) as e:  # removed, or a parent loop
                 log.error("cannot parent %s to %s: %s", ob, parent, e)
-        placed.append((ob, pob if isinstance(pob, bpy.types.Collection) else None, visible))
+        # A collection linked from a library is read-only: the object joins the scene's
+        # (its parent then reads back otherwise than sent: not synced, §6.4).
+        placed.append((ob, pob if isinstance(pob, bpy.types.Collection) and pob.library is None
+                       else None, visible))
     return placed
 
 
@@ -732,6 +772,10 @@ def _writable_material(ob, registry, plan: "SharedPlan | None"):
     the material holds them already. Linked duplicates (a shared mesh holding the slot)
     keep sharing it."""
     mat = capture.first_material(ob)
+    if mat is not None:
+        _writable(mat)
+    elif ob.data is not None and (not len(ob.material_slots) or ob.material_slots[0].link == "DATA"):
+        _writable(ob.data)  # the new material goes into the data's slot
     if mat is None or mat.users <= 1:
         return _object_material(ob, create=True)
     plan = plan or SharedPlan((), {})
@@ -756,7 +800,7 @@ def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
     of them changes that object only (PROTOCOL.md §6.1), so it gets its own copy of the
     mesh first -- unless the batch gives every object sharing it that same mesh (the other
     editor changed them all), or the mesh holds it already: they stay linked."""
-    me = ob.data
+    me = _writable(ob.data)
     if me.users <= 1:
         return me
     plan = plan or SharedPlan((), {})
@@ -784,7 +828,7 @@ def _own_copy(idb, registry, ob, others: int):
     return own
 
 
-def _remove_collection(coll) -> list[str]:
+def _remove_collection(coll, registry) -> list[str]:
     """Remove one collection as the Outliner's Delete does: what it alone held (objects,
     child collections) moves to the collections holding it (the scene's master collection
     at the top), so nothing leaves the scene with it. A received `delete` removes that one
@@ -799,8 +843,9 @@ def _remove_collection(coll) -> list[str]:
             for p in parents:
                 if p.objects.get(ob.name) != ob:
                     p.objects.link(ob)
-            if ob.get(identity.PROP):
-                moved.append(ob[identity.PROP])
+            u = registry.uuid_for(ob)
+            if u is not None:
+                moved.append(u)
     for child in list(coll.children):
         held = [c for c in list(bpy.data.collections) + [s.collection for s in bpy.data.scenes]
                 if c != coll and c.children.get(child.name) == child]
@@ -808,8 +853,9 @@ def _remove_collection(coll) -> list[str]:
             for p in parents:
                 if p.children.get(child.name) != child:
                     p.children.link(child)
-            if child.get(identity.PROP):
-                moved.append(child[identity.PROP])
+            u = registry.uuid_for(child)
+            if u is not None:
+                moved.append(u)
     bpy.data.collections.remove(coll)
     return moved
 

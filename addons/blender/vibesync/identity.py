@@ -8,7 +8,12 @@ Rules (docs/PROTOCOL.md §5 `register`):
 * no bpy reference is kept: only uuids, kinds, names and session_uids; `resolve()` finds the
   datablock just before each use and returns None when it is gone;
 * the registry is persisted in the .blend (text block `.vibesync_registry`) and in a sidecar
-  `<file>.blend.vibesync.json`, both with `schema_version` and a checksum.
+  `<file>.blend.vibesync.json`, both with `schema_version` and a checksum;
+* data linked from a library .blend (File > Link) is read-only and cannot keep a property
+  (Blender reloads it from the library): its uuid is derived, `uuid5(<library's uuid>,
+  "<kind>:<name>")`, where the library's uuid is the `Library` datablock's own property (a
+  `Library` belongs to this file: its property is saved with it); a library override stands
+  for the linked datablock it overrides and takes its uuid (docs/PROTOCOL.md §5 `register`).
 """
 
 from __future__ import annotations
@@ -57,7 +62,11 @@ def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
 
-def editor_ref(kind: str, name: str) -> str:
+def editor_ref(kind: str, name: str, library: str | None = None) -> str:
+    """`OB:Cube`; a datablock linked from a library: `OB:Cube [lib.blend]` (Blender's full
+    name, the library's name in brackets)."""
+    if library is not None:
+        return f"{KIND_TABLE[kind][1]}:{name} [{library}]"
     return f"{KIND_TABLE[kind][1]}:{name}"
 
 
@@ -70,8 +79,33 @@ def kind_of(idb) -> str | None:
 
 
 def _trackable(idb) -> bool:
-    # Linked (library) data cannot carry our property; embedded data is not in bpy.data.
-    return idb.library is None and not getattr(idb, "is_embedded_data", False)
+    # Embedded data (a scene's master collection, node trees of materials) is not in
+    # bpy.data. Linked (library) data is tracked by a derived uuid (`Registry.derived_uuid`).
+    return not getattr(idb, "is_embedded_data", False)
+
+
+def library_name(idb) -> str | None:
+    """The name of the library `idb` is linked from (`lib.blend`), or None (local data)."""
+    lib = idb.library
+    return None if lib is None else lib.name
+
+
+def override_reference(idb):
+    """The linked datablock a library override overrides, or None (not an override)."""
+    ov = getattr(idb, "override_library", None)
+    if ov is None:
+        return None
+    ref = ov.reference
+    return ref if ref is not None and ref.library is not None else None
+
+
+def linked_read_only(idb) -> str | None:
+    """Why Blender cannot hold an edit of `idb` (linked from a library, read-only), or None."""
+    lib = idb.library
+    if lib is None:
+        return None
+    return (f"{idb.name} is linked from {lib.filepath}: read-only in Blender; make a library "
+            "override to edit it")
 
 
 def run_to_end(steps):
@@ -86,17 +120,22 @@ def run_to_end(steps):
 class Binding:
     """What we remember about one uuid: never a bpy reference."""
 
-    __slots__ = ("uuid", "kind", "session_uid", "name", "alive")
+    __slots__ = ("uuid", "kind", "session_uid", "name", "alive", "library")
 
-    def __init__(self, uuid: str, kind: str, session_uid: int, name: str) -> None:
+    def __init__(self, uuid: str, kind: str, session_uid: int, name: str,
+                 library: str | None = None) -> None:
         self.uuid = uuid
         self.kind = kind
         self.session_uid = session_uid
         self.name = name
         self.alive = True
+        self.library = library  # the library's name when linked from one (read-only data)
+
+    def editor_ref(self) -> str:
+        return editor_ref(self.kind, self.name, self.library)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "name": self.name, "editor_ref": editor_ref(self.kind, self.name)}
+        return {"kind": self.kind, "name": self.name, "editor_ref": self.editor_ref()}
 
 
 class ScanReport:
@@ -182,11 +221,23 @@ class Registry:
         # in one C-speed pass per collection (`foreach_get`) and dropped whenever
         # membership may have changed (`membership_changed`).
         self._container: dict[int, int] | None = None
+        # Library session_uid -> the library's uuid (its property), what linked datablocks'
+        # uuids derive from; kept here too, so an undo that rewinds the property gets it back.
+        self.libraries: dict[int, str] = {}
+        # (kind, session_uid) of linked datablocks a library override stands for: not
+        # tracked (the override carries their uuid), rebuilt by each scan.
+        self.shadowed: set[tuple[str, int]] = set()
+        # (kind, session_uid) -> why that datablock is not tracked (its derived uuid is held
+        # by another datablock: a derived uuid cannot be renumbered).
+        self.untracked: dict[tuple[str, int], str] = {}
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
         self.bindings.clear()
         self.by_key.clear()
+        self.libraries.clear()
+        self.shadowed.clear()
+        self.untracked.clear()
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -281,6 +332,37 @@ class Registry:
             b.name = idb.name  # renamed since we last looked
         return idb
 
+    def library_uuid(self, lib) -> str:
+        """The uuid of a `Library` datablock: its property (a library belongs to this file,
+        so the property is saved with it), given once and restored when an undo rewinds it."""
+        sid = lib.session_uid
+        u = self.libraries.get(sid)
+        prop = lib.get(PROP)
+        if u is None:
+            u = prop if wire.is_valid_uuid(prop) and prop not in self.libraries.values() \
+                else new_uuid()
+            self.libraries[sid] = u
+        if prop != u:
+            lib[PROP] = u
+        return u
+
+    def derived_uuid(self, kind: str, idb) -> str | None:
+        """The uuid of a datablock that cannot keep the property, or None (local data keeps
+        its own): linked from a library, `uuid5(<library's uuid>, "<kind>:<name>")` -- the
+        same after a save and reopen, another for another library's datablock of that name;
+        a library override, the uuid of the linked datablock it overrides (Blender rebuilds
+        an override from it on load, dropping properties set on the override)."""
+        if idb.library is None:
+            ref = override_reference(idb)
+            if ref is None:
+                return None
+            idb = ref
+        return str(uuidlib.uuid5(uuidlib.UUID(self.library_uuid(idb.library)), f"{kind}:{idb.name}"))
+
+    def linked_count(self) -> int:
+        """Tracked datablocks linked from a library (read-only here)."""
+        return sum(1 for b in self.bindings.values() if b.alive and b.library is not None)
+
     # ------------------------------------------------------------------------- scan
     def bind_new(self, idb, uuid: str) -> None:
         """Bind a datablock the addon itself created (incoming `create`)."""
@@ -312,6 +394,7 @@ class Registry:
         report = ScanReport()
         present: list[tuple[str, object, int]] = []
         live_keys: set[tuple[str, int]] = set()
+        shadowed: set[tuple[str, int]] = set()
         for entry in datablock_slices():
             if entry is YIELD:
                 yield
@@ -321,6 +404,15 @@ class Registry:
                 sid = idb.session_uid
                 present.append((kind, idb, sid))
                 live_keys.add((kind, sid))
+                if idb.library is None:
+                    ref = override_reference(idb)
+                    if ref is not None:
+                        shadowed.add((kind, ref.session_uid))
+        # A linked datablock a library override stands for is not tracked: the override
+        # takes its uuid (`derived_uuid`).
+        self.shadowed = shadowed
+        self.untracked.clear()
+        live_keys.difference_update(shadowed)
 
         taken: dict[str, tuple[str, int]] = {}
         newcomers: list[tuple[str, object]] = []
@@ -330,6 +422,8 @@ class Registry:
                 continue
             kind, idb, sid = entry
             key = (kind, sid)
+            if key in shadowed:
+                continue
             try:
                 prop = idb.get(PROP)
                 name = idb.name
@@ -340,7 +434,7 @@ class Registry:
                 newcomers.append((kind, idb))
                 continue
             b = self.bindings[bound]
-            if prop != bound:
+            if prop != bound and b.library is None and override_reference(idb) is None:
                 # Undo/redo rewound the property (e.g. a duplicate's fresh uuid): restore.
                 idb[PROP] = bound
                 report.restored_props.append(bound)
@@ -371,7 +465,8 @@ class Registry:
                 uuid = self._bind_newcomer(kind, idb, report, holder_alive)
             except ReferenceError:
                 continue
-            taken[uuid] = (kind, idb.session_uid)
+            if uuid is not None:
+                taken[uuid] = (kind, idb.session_uid)
 
         missing = []
         for b in slices(list(self.bindings.values())):
@@ -412,13 +507,43 @@ class Registry:
 
         for kind, sids in wanted.items():
             for sid in sids:
+                if (kind, sid) in self.shadowed or (kind, sid) in self.untracked:
+                    continue
                 idb = self.lookup(kind, sid)  # O(1): no pass over a big file
                 if idb is not None and _trackable(idb) and (kind, sid) not in self.by_key:
                     self._bind_newcomer(kind, idb, report, holder_alive)
         return report
 
-    def _bind_newcomer(self, kind: str, idb, report, holder_alive) -> str:
+    def _bind_newcomer(self, kind: str, idb, report, holder_alive) -> str | None:
+        """Bind a datablock not bound yet; returns its uuid, or None when it cannot be
+        tracked (its derived uuid is held by another datablock: see `untracked`)."""
         key = (kind, idb.session_uid)
+        derived = self.derived_uuid(kind, idb)
+        if derived is not None:
+            # Linked data or a library override: no property to keep or renumber.
+            ref = override_reference(idb)
+            holder = self.bindings.get(derived)
+            if ref is not None:
+                ref_key = (kind, ref.session_uid)
+                self.shadowed.add(ref_key)
+                if holder is not None and (holder.kind, holder.session_uid) == ref_key:
+                    holder = None  # the override takes over the uuid of what it overrides
+            if holder is not None and holder_alive(derived, key):
+                why = (f"{idb.name}: its uuid {derived} (derived from its library and name) "
+                       "is held by another datablock")
+                self.untracked[key] = why
+                log.warning("vibesync: %s; not synced", why)
+                return None
+            uuid = derived
+            report.new.append(uuid)
+            old = self.bindings.get(uuid)
+            if old is not None:
+                self.by_key.pop((old.kind, old.session_uid), None)
+            self.bindings[uuid] = Binding(uuid, kind, idb.session_uid, idb.name,
+                                          library_name(idb))
+            self.by_key[key] = uuid
+            self._indexed(kind, idb)
+            return uuid
         prop = idb.get(PROP)
         uuid = prop if wire.is_valid_uuid(prop) else None
         if uuid is not None:
@@ -470,7 +595,7 @@ class Registry:
             seen.add(key)
             u = self.by_key.get(key)
             if u is None:
-                if idb.library is None:
+                if key not in self.shadowed and key not in self.untracked:
                     unknown.append(key)
                 continue
             b = self.bindings.get(u)
@@ -503,7 +628,7 @@ class Registry:
         daemon knows it by); `old` is forgotten."""
         b = self.bindings.pop(old)
         idb = self.resolve_binding(b)
-        if idb is not None:
+        if idb is not None and b.library is None:
             idb[PROP] = new
         b.uuid = new
         self.bindings[new] = b

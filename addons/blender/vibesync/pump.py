@@ -996,6 +996,16 @@ class Session:
         idb = self.registry.resolve(uuid)
         if idb is None:
             return
+        if self.registry.derived_uuid(self.registry.bindings[uuid].kind, idb) is not None:
+            # Linked data (or its override) has no property to give a fresh uuid: it is not
+            # tracked, and nothing of it is sent over the datablock the daemon knows.
+            b = self.registry.bindings.pop(uuid)
+            self.registry.by_key.pop((b.kind, b.session_uid), None)
+            self.registry.untracked[(b.kind, b.session_uid)] = f"{b.name}: {message}"
+            self.last_sent.pop(uuid, None)
+            log.warning("vibesync: daemon reported a collision for the linked %s %r (%s): %s; "
+                        "not synced", b.kind, b.name, uuid, message)
+            return
         fresh = identity.new_uuid()
         b = self.registry.bindings.pop(uuid)
         idb[identity.PROP] = fresh
@@ -2065,7 +2075,7 @@ class Session:
         b = self.registry.bindings[uuid]
         if b.name != idb.name:
             b.name = idb.name
-        if self.registered.get(uuid) != identity.editor_ref(kind, idb.name):
+        if self.registered.get(uuid) != b.editor_ref():
             self.to_register.add(uuid)
         if kind == "object" and capture.in_edit_mode(idb):
             self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
@@ -2252,7 +2262,7 @@ class Session:
                 for u in chunk:
                     b = self.registry.bindings[u]
                     item = {"uuid": u, "kind": b.kind, "name": b.name,
-                            "editor_ref": identity.editor_ref(b.kind, b.name)}
+                            "editor_ref": b.editor_ref()}
                     if u in self.duplicate_of:
                         # Not in PROTOCOL.md yet: optional, readers ignore unknown fields.
                         item["duplicate_of"] = self.duplicate_of[u]
