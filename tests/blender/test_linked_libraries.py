@@ -88,6 +88,7 @@ def test_linked_objects_get_stable_distinct_uuids_and_their_state_is_sent(librar
     assert PROP not in cube_a.keys(), "nothing is written into linked data"
     mesh_u = uuid_of(cube_a.data)
     assert mesh_u is not None, "the linked mesh is tracked too"
+    assert vibesync.status()["linked"] == 8, "4 objects, 2 meshes, 2 materials: said so"
 
     pump_until(lambda: all(u in synced_states(daemon) for u in (ua, ub, uk)), timeout=15,
                what="the linked objects' state at the daemon")

@@ -2460,6 +2460,9 @@ class Session:
             "daemon_seq": self.engine.daemon_seq,
             "tracked": counts,
             "tracked_total": sum(counts.values()),
+            # Linked from a library: synced, read-only here (edits from elsewhere are refused).
+            "linked": self.registry.linked_count(),
+            "untracked": sorted(self.registry.untracked.values()),
             "registered": len(self.registered),
             "pending_requests": len(self.engine.pending),
             "to_register": len(self.to_register),
