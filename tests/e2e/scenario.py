@@ -33,7 +33,10 @@ def blender_view() -> dict[str, dict]:
     bpy.context.view_layer.update()
     for kind, coll in (("object", bpy.data.objects), ("collection", bpy.data.collections)):
         for idb in coll:
-            u = idb.get("vibesync_uuid")
+            # Through the registry: data linked from a library carries no property.
+            u = reg.uuid_for(idb) or idb.get("vibesync_uuid")
+            if not u and (kind, idb.session_uid) in reg.shadowed:
+                continue  # a linked datablock a library override stands for
             if not u:
                 out[f"<no uuid: {idb.name}>"] = {"kind": kind, "name": idb.name}
                 continue
