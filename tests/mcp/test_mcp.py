@@ -242,10 +242,21 @@ def test_e_calls_wait_while_a_person_edits_with_progress(blender, project_id):
             # A person moves the default cube: Blender reports activity.
             bpy.data.objects["Cube"].location.x += 1.0
             await until(lambda: vibesync.status()["user_active"], what="Blender reports the person")
+
+            async def person_keeps_editing():
+                # Until the call is held: a single move's report may be older than
+                # `user_idle_ms` by the time the call arrives on a loaded machine.
+                end = time.monotonic() + 15
+                while not progress and time.monotonic() < end:
+                    bpy.data.objects["Cube"].location.x += 0.01
+                    await asyncio.sleep(0.2)
+
+            editing = asyncio.ensure_future(person_keeps_editing())
             t0 = time.monotonic()
             r = await pumped(s.call_tool("random_mesh_generator.add_random_cube", {"name": "Patient"},
-                                         progress_callback=on_progress), timeout=20)
+                                         progress_callback=on_progress), timeout=30)
             waited = time.monotonic() - t0
+            await editing
             assert not r.is_error, body(r)
             return waited
     from harness import vibesync
