@@ -243,3 +243,23 @@ def test_a_material_removed_in_either_editor_is_removed_in_the_other(world):
     view = world.finish(host, made)
     assert "material" not in view[u], view[u]
     assert _rollbacks(world) == 0, "nothing rolled back"
+
+
+def test_a_delta_transform_is_the_pose_unity_shows_and_keeps(world):
+    """A person offsets the Cube with Object > Transform > Delta Location: Unity showed it
+    where it was without the delta (the deltas were not read). The pose synced is the one
+    the viewport shows, and a move from Unity keeps the person's delta in Blender."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    cube.delta_location = (0.0, 0.0, 2.0)  # Blender's z up: 2 up
+    host.wait_obj(u, lambda o: abs(o["transform"]["position"][1] - 2.0) < 1e-4, timeout=15,
+                  what="the Cube 2 up in Unity (y up)")
+    converge(host)
+    host.cmd(f"move {u} 3 5 0")  # Unity: x 3, 5 up
+    drive(lambda: abs(cube.matrix_basis.translation.z - 5.0) < 1e-4, timeout=15,
+          what="the Cube 5 up in Blender")
+    assert tuple(cube.delta_location) == (0.0, 0.0, 2.0), "the person's delta stays"
+    assert abs(cube.location.z - 3.0) < 1e-4, cube.location
+    world.finish(host, made)
+    assert _rollbacks(world) == 0, "nothing rolled back"

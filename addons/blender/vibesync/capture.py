@@ -15,7 +15,7 @@ import struct
 
 import bpy
 import numpy  # ships with Blender
-from mathutils import Matrix, Quaternion, Vector
+from mathutils import Euler, Matrix, Quaternion, Vector
 
 from . import wire
 
@@ -85,18 +85,42 @@ def _is_identity(m) -> bool:
     return all(m[i][j] == (1.0 if i == j else 0.0) for i in range(4) for j in range(4))
 
 
+def _deltas(ob):
+    """The object's delta transform (Object > Transform > Delta) as (location, rotation
+    quaternion, scale), or None when it has none. Blender's basis is (location + delta
+    location, delta rotation · rotation, scale × delta scale); the delta rotation follows the
+    rotation mode (none in axis-angle mode)."""
+    dl, ds, mode = ob.delta_location, ob.delta_scale, ob.rotation_mode
+    if mode == "QUATERNION":
+        dq = ob.delta_rotation_quaternion
+        dq = None if tuple(dq) == (1.0, 0.0, 0.0, 0.0) else dq.normalized()
+    elif mode == "AXIS_ANGLE":
+        dq = None
+    else:
+        de = ob.delta_rotation_euler
+        dq = None if tuple(de) == (0.0, 0.0, 0.0) else Euler(tuple(de), mode).to_quaternion()
+    if dq is None and tuple(dl) == (0.0, 0.0, 0.0) and tuple(ds) == (1.0, 1.0, 1.0):
+        return None
+    return Vector(dl), dq or Quaternion(), Vector(ds)
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
     With an identity parent inverse (no parent, or parented "without inverse") this is the
     object's own location, rotation and scale as stored — exactly what `set_local_trs` wrote,
     negative (mirrored) scales included, which a matrix decomposition cannot tell apart from
-    a 180° rotation (§6.5 "Stable values"). Otherwise it is matrix_parent_inverse @
-    matrix_basis, decomposed (always current; the world/local matrices are only refreshed by
+    a 180° rotation (§6.5 "Stable values") — with its delta transform added (`_deltas`), as
+    the viewport shows it. Otherwise it is matrix_parent_inverse @ matrix_basis (which holds
+    the deltas), decomposed (always current; the world/local matrices are only refreshed by
     a depsgraph evaluation).
     """
     if _is_identity(ob.matrix_parent_inverse):
         loc, rot, scale = ob.location, _rotation_quaternion(ob), ob.scale
+        d = _deltas(ob)
+        if d is not None:
+            loc, rot = loc + d[0], d[1] @ rot
+            scale = Vector([a * b for a, b in zip(scale, d[2])])
     else:
         loc, rot, scale = (ob.matrix_parent_inverse @ ob.matrix_basis).decompose()
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
@@ -120,6 +144,13 @@ def set_local_trs(ob, t, r, s) -> None:
             # identity parent inverse: the object is where the sent pose puts it.
             ob.matrix_parent_inverse.identity()
             loc, rot, scale = Vector(bt), q, Vector(bs)
+    d = _deltas(ob)
+    if d is not None:
+        # The object's own parts are the pose less its delta transform (`local_trs`); a delta
+        # scale of 0 on an axis leaves that axis's scale as it is (nothing makes it).
+        loc, rot = loc - d[0], d[1].inverted() @ rot
+        q = rot
+        scale = Vector([a / b if b != 0.0 else c for a, b, c in zip(scale, d[2], ob.scale)])
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
