@@ -263,3 +263,33 @@ def test_a_delta_transform_is_the_pose_unity_shows_and_keeps(world):
     assert abs(cube.location.z - 3.0) < 1e-4, cube.location
     world.finish(host, made)
     assert _rollbacks(world) == 0, "nothing rolled back"
+
+
+def test_a_frame_change_moves_an_animated_object_in_unity(world):
+    """A person keys the Cube at x 0 on frame 1 and x 4 on frame 20, then scrubs the
+    timeline: Blender moved the Cube with each frame and Unity kept the pose of the frame it
+    was keyed on (a frame change gives no depsgraph update). The animated pose of the
+    current frame is what Unity shows."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    cube.location = (0.0, 0.0, 0.0)
+    cube.keyframe_insert("location", frame=1)
+    cube.location = (4.0, 0.0, 0.0)
+    cube.keyframe_insert("location", frame=20)
+    scene.frame_set(1)
+    host.wait_obj(u, lambda o: abs(o["transform"]["position"][0]) < 1e-4, timeout=15,
+                  what="the Cube at x 0 (frame 1) in Unity")
+    for frame in (10, 20):
+        scene.frame_set(frame)
+        x = cube.location.x
+        assert x > 1.0, x
+        host.wait_obj(u, lambda o, x=x: abs(abs(o["transform"]["position"][0]) - x) < 1e-4, timeout=15,
+                      what=f"the Cube at x {x:.3f} (frame {frame}) in Unity")
+    action = cube.animation_data.action
+    drive(lambda: action.get("vibesync_uuid") and not vibesync.status()["pending_requests"], timeout=15,
+          what="the keys' action registered (a sweep finds it)")
+    world.finish(host, made)
+    assert _rollbacks(world) == 0, "nothing rolled back"

@@ -120,6 +120,13 @@ def _on_depsgraph(scene, depsgraph=None):
 
 
 @persistent
+def _on_frame_change(scene, depsgraph=None):
+    s = _state["session"]
+    if s is not None:
+        s.on_frame_change()
+
+
+@persistent
 def _on_undo(*_args):
     s = _state["session"]
     if s is not None:
@@ -163,6 +170,7 @@ def _on_save_post(*_args):
 
 _HANDLERS = (
     ("depsgraph_update_post", _on_depsgraph),
+    ("frame_change_post", _on_frame_change),
     ("undo_post", _on_undo),
     ("redo_post", _on_redo),
     ("load_post", _on_load),

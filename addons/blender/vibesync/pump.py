@@ -231,6 +231,10 @@ class Session:
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
         self.master_dirty = False
+        # The objects whose pose animation sets (an action or drivers), for a frame change,
+        # and what they were listed under (`_animation_signature`); None: to be listed.
+        self.animated: list[tuple[str, int]] | None = None
+        self.animated_under: tuple | None = None
         self.unknown_keys: set[tuple[str, int]] = set()
         self.scan_reason: str | None = "initial"
         # A scan or sweep in progress (generators resumed each tick within its budget).
@@ -409,7 +413,23 @@ class Session:
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
                                     time.monotonic() + SWEEP_SOON_S)
 
+    def on_frame_change(self) -> None:
+        """A frame change (the timeline scrubbed, playback): animation set the poses of the
+        animated objects without a depsgraph update telling us, so Unity kept showing the
+        old frame. Their poses are captured like any edit (sent only where they changed).
+        The animated objects are listed again (one pass over the objects) when the objects or
+        the actions' users changed since, after an undo or a load; else taken as listed (a
+        keyframe insert gives no depsgraph update that says so)."""
+        under = (len(bpy.data.objects), len(bpy.data.actions), sum(a.users for a in bpy.data.actions))
+        if self.animated is None or under != self.animated_under:
+            self.animated_under = under
+            self.animated = [("object", ob.session_uid) for ob in bpy.data.objects
+                             if ob.animation_data is not None
+                             and (ob.animation_data.action is not None or len(ob.animation_data.drivers))]
+        self.dirty.update(self.animated)
+
     def on_undo_redo(self, which: str) -> None:
+        self.animated = None
         self.registry.invalidate()  # undo reallocates datablocks
         # A scan or sweep in progress holds datablocks of before the undo: start over,
         # keeping what a first scan of the file does. A first scan cut short may have bound
@@ -424,6 +444,7 @@ class Session:
         self.scan_reason = which
 
     def on_load(self) -> None:
+        self.animated = None
         # Blender's collector as it was before the last sync: the full collection this
         # leads to runs now, as part of the load (budget.GcHold).
         self.gc_hold.thaw(collect=True)
