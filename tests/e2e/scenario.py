@@ -74,6 +74,22 @@ def _same_rotation(a, b) -> bool:
     return _close(a, b) or _close(a, [-c for c in b])
 
 
+def _matrix(p) -> list[float]:
+    """The local matrix (rotation and scale part, by rows) of a pose."""
+    x, y, z, w = p["r"]
+    rot = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+           [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+           [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    return [rot[i][j] * p["s"][j] for i in range(3) for j in range(3)]
+
+
+def same_pose(a, b) -> bool:
+    """One local matrix: equal parts, or a mirrored scale that one editor holds as another
+    rotation and sign pattern (Blender through a parent inverse, PROTOCOL §6.4)."""
+    return _close(a["t"], b["t"]) and ((_same_rotation(a["r"], b["r"]) and _close(a["s"], b["s"]))
+                                       or _close(_matrix(a), _matrix(b)))
+
+
 def differences(bv: dict, hv: dict, meshes: bool = True) -> list[str]:
     """What differs between the two editors (empty when they agree)."""
     diffs = []
@@ -87,8 +103,7 @@ def differences(bv: dict, hv: dict, meshes: bool = True) -> list[str]:
         for f in ("kind", "name", "parent", "visible"):
             if b[f] != h[f]:
                 diffs.append(f"{u} ({b['name']}): {f} Blender {b[f]!r} != Unity {h[f]!r}")
-        if not (_close(b["t"], h["t"]) and _same_rotation(b["r"], h["r"])
-                and _close(b["s"], h["s"])):
+        if not same_pose(b, h):
             diffs.append(f"{u} ({b['name']}): pose Blender t{_r(b['t'])} r{_r(b['r'])} "
                          f"s{_r(b['s'])} != Unity t{_r(h['t'])} r{_r(h['r'])} s{_r(h['s'])}")
         if meshes and (b["vertices"] or 0) != (h["vertices"] or 0) \

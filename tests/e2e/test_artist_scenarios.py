@@ -293,3 +293,33 @@ def test_a_frame_change_moves_an_animated_object_in_unity(world):
           what="the keys' action registered (a sweep finds it)")
     world.finish(host, made)
     assert _rollbacks(world) == 0, "nothing rolled back"
+
+
+def test_a_unity_mirror_of_a_child_parented_keeping_its_transform_reaches_blender(world):
+    """The person in Blender parents the Camera to the rotated Cube with Keep Transform; the
+    person in Unity mirrors it (scale −1 on one axis). Blender set the pose through its
+    parent inverse and read the same matrix back as another rotation and scale (a mirror is
+    a 180° turn with another sign pattern): the batch failed verification and the mirror
+    was kept in Unity, not synced. Now both hold it, in Unity as its person made it, and
+    Unity's later rename and move of it commit too."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    camu = cam["vibesync_uuid"]
+    cube.location, cube.rotation_euler = (1, 2, 3), (0.3, 0.2, 0.1)
+    _parent_keeping_transform(cam, cube)
+    converge(host)
+    before = _rollbacks(world)
+    host.cmd(f"scale {camu} 1 1 -1")
+    drive(lambda: cam.matrix_world.determinant() < 0, timeout=15, what="the Camera mirrored in Blender")
+    converge(host)
+    assert host.obj(camu)["transform"]["scale"] == pytest.approx([1, 1, -1], abs=1e-5), \
+        "Unity's mirror stands as its person made it"
+    host.cmd(f"rename {camu} Mirrored")  # a batch without a pose: Blender reads it back
+    drive(lambda: cam.name == "Mirrored", timeout=15, what="the rename in Blender")
+    converge(host)
+    host.cmd(f"move {camu} 0.5 0.5 0.5")
+    converge(host)
+    assert host.obj(camu)["transform"]["scale"] == pytest.approx([1, 1, -1], abs=1e-5)
+    view = world.finish(host, made)
+    assert view[camu]["t"] == pytest.approx([0.5, 0.5, -0.5], abs=1e-5), "Unity's move stands"
+    assert _rollbacks(world) == before, "nothing rolled back"

@@ -393,6 +393,52 @@ def _rotation_close(a, b) -> bool:
     return _close(a, b) or _close(a, [-c for c in b])
 
 
+# A local matrix R·S with a mirrored (negative) scale has four rotation and scale pairs: for
+# D = diag(d) with two of d's signs flipped, R·S = (R·D)·(D·S), and R·D is R turned 180°
+# about the axis d leaves alone. Each entry: that half turn as [x, y, z, w] and d.
+_SIGN_PATTERNS = (((1.0, 0.0, 0.0, 0.0), (1.0, -1.0, -1.0)),
+                  ((0.0, 1.0, 0.0, 0.0), (-1.0, 1.0, -1.0)),
+                  ((0.0, 0.0, 1.0, 0.0), (-1.0, -1.0, 1.0)))
+
+
+def _quat_mul(a, b) -> list[float]:
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return [aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz]
+
+
+def same_pose(a: dict, b: dict) -> bool:
+    """Do poses `a` and `b` (their t, r, s) make one local matrix within storage precision
+    (1e-5 per component, §6.4)? Either component by component (q and −q are one rotation),
+    or as another form of it (`_SIGN_PATTERNS`): Blender holding a pose through a parent
+    inverse decomposes its matrix, and reads a mirrored scale of (1, 1, −1) back as
+    (−1, −1, −1) under a rotation turned 180° (§6.4). Those forms are the only other pairs
+    that pass: no other rotation or scale does."""
+    if not _close(a.get("t"), b.get("t")):
+        return False
+    ra, sa, rb, sb = a.get("r"), a.get("s"), b.get("r"), b.get("s")
+    if _rotation_close(ra, rb) and _close(sa, sb):
+        return True
+    if not (isinstance(ra, list) and isinstance(rb, list) and isinstance(sa, list)
+            and isinstance(sb, list) and len(ra) == len(rb) == 4 and len(sa) == len(sb) == 3):
+        return False
+    return any(_close(sb, [x * y for x, y in zip(sa, d)]) and _rotation_close(rb, _quat_mul(ra, h))
+               for h, d in _SIGN_PATTERNS)
+
+
+def keep_pose(state: dict, pose: dict) -> dict:
+    """`state` with `pose`'s t, r and s when they are the same pose (`same_pose`): what was
+    sent, applied or made is answered and remembered in its own form, not in the form
+    Blender read back (§6.4); otherwise `state` unchanged."""
+    if "t" not in state or "t" not in pose or not same_pose(state, pose):
+        return state
+    out = dict(state)
+    for f in ("t", "r", "s"):
+        out[f] = list(pose[f])
+    return out
+
+
 def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
     """`change` ops (§6.1) that turn `prev` (last sent) into `cur`.
 
@@ -418,8 +464,7 @@ def diff_ops(uuid: str, prev: dict | None, cur: dict) -> list[dict]:
         ops.append({"op": "reparent", "uuid": uuid, "parent": cur["parent"]})
     if prev.get("visible") != cur["visible"]:
         ops.append({"op": "visibility", "uuid": uuid, "visible": cur["visible"]})
-    if not (_close(prev.get("t"), cur["t"]) and _rotation_close(prev.get("r"), cur["r"])
-            and _close(prev.get("s"), cur["s"])):
+    if not same_pose(prev, cur):
         ops.append({"op": "transform", "uuid": uuid, "t": cur["t"], "r": cur["r"],
                     "s": cur["s"]})
     if "mesh_hash" in cur and prev.get("mesh_hash") != cur["mesh_hash"]:
@@ -443,14 +488,15 @@ def incoming_poses(changes) -> dict[str, dict]:
 def snap_to(state: dict, pose: dict) -> dict:
     """`state` with its t / r / s replaced by `pose` where they agree within EPSILON
     (Blender keeps float32 and Euler angles, so a pose read back is the pose it was given
-    only within storage precision; the hash must be the given one's)."""
+    only within storage precision; the hash must be the given one's) — r and s together
+    where they are the given mirrored scale in another sign pattern (`same_pose`)."""
     out = dict(state)
     for f in ("t", "s"):
         if f in out and _close(out[f], pose[f]):
             out[f] = list(pose[f])
     if "r" in out and _rotation_close(out["r"], pose["r"]):
         out["r"] = list(pose["r"])
-    return out
+    return keep_pose(out, pose)  # a mirrored scale read back in another sign pattern
 
 
 _OP_FIELDS = {"transform": ("t", "r", "s"), "rename": ("name",), "visibility": ("visible",),
@@ -487,8 +533,7 @@ def differing_fields(state: dict, made: dict, resolvable) -> list[str]:
     if state.get("parent") != made.get("parent") and (
             made.get("parent") is None or resolvable(made["parent"])):
         out.append("parent")
-    if not (_close(state.get("t"), made.get("t")) and _rotation_close(state.get("r"), made.get("r"))
-            and _close(state.get("s"), made.get("s"))):
+    if not same_pose(state, made):
         out.append("pose")
     if not _close(state.get("material"), made.get("material")):
         out.append("material")

@@ -974,6 +974,10 @@ class Session:
         state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
         if op == "transform":
             state = capture.snap_to(state, change)
+        elif uuid in self.last_sent:
+            # A rename or a hide leaves the pose as it was: in the form last sent or applied,
+            # not the one Blender reads back (a mirrored scale through a parent inverse, §6.4).
+            state = capture.keep_pose(state, self.last_sent[uuid])
         self.last_sent[uuid] = state
         self.applied_hash[uuid] = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
         if isinstance(mark, int) and not isinstance(mark, bool) and mark > 0:
@@ -1868,6 +1872,9 @@ class Session:
             created = any(c.get("op") == "create" and c.get("uuid") == uuid for c, _ in mine)
             if uuid not in keep and (uuid in self.last_sent or created):
                 made = capture.merge_applied(self.last_sent.get(uuid, {}), mine, uuid)
+                # The pose the batch made, read back in another form (a mirrored scale
+                # through a parent inverse: one matrix), is answered as made (§6.4).
+                state = capture.keep_pose(state, made)
                 differs = capture.differing_fields(
                     state, made, lambda p: self.registry.resolve(p) is not None)
                 if uuid in pending or differs == ["name"]:
@@ -2155,6 +2162,10 @@ class Session:
             return
         state = capture.read_state(idb, kind, self.registry, self.mesh_hashes)
         prev = self.last_sent.get(uuid)
+        if prev is not None:
+            # The pose last sent or applied, read back in another form (a mirrored scale
+            # through a parent inverse), is no edit and keeps that form (§6.4).
+            state = capture.keep_pose(state, prev)
         ops = capture.diff_ops(uuid, prev, state)
         if not ops:
             return
