@@ -31,8 +31,13 @@ def blender_view() -> dict[str, dict]:
     reg = s.registry
     out = {}
     bpy.context.view_layer.update()
+    # What the synced scene holds: an object linked into none of its collections is not
+    # synced (PROTOCOL §6.1).
+    in_scene = {o.session_uid for o in capture.home_scene().objects}
     for kind, coll in (("object", bpy.data.objects), ("collection", bpy.data.collections)):
         for idb in coll:
+            if kind == "object" and idb.session_uid not in in_scene:
+                continue
             # Through the registry: data linked from a library carries no property.
             u = reg.uuid_for(idb) or idb.get("vibesync_uuid")
             if not u and (kind, idb.session_uid) in reg.shadowed:

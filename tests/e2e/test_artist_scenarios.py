@@ -323,3 +323,34 @@ def test_a_unity_mirror_of_a_child_parented_keeping_its_transform_reaches_blende
     view = world.finish(host, made)
     assert view[camu]["t"] == pytest.approx([0.5, 0.5, -0.5], abs=1e-5), "Unity's move stands"
     assert _rollbacks(world) == before, "nothing rolled back"
+
+
+@pytest.mark.parametrize("how", ["unlink_and_link_back", "other_scene_and_undo"])
+def test_an_object_taken_out_of_the_scene_leaves_unity_and_comes_back(world, how):
+    """Object > Collection > Remove from All (the Cube's only collection), or a move of the
+    Light to another scene: in Blender it is no longer in the synced scene, but it stayed in
+    Unity. Now Unity removes it; linked back, or with Ctrl-Z, it is back in Unity too, with
+    its uuid."""
+    made, host = world.startup_synced()
+    name = "Cube" if how == "unlink_and_link_back" else "Light"
+    ob = bpy.data.objects[name]
+    u = ob["vibesync_uuid"]
+    coll = bpy.data.collections["Collection"]
+    cu = coll["vibesync_uuid"]
+    bpy.ops.ed.undo_push(message="before")
+    if how == "unlink_and_link_back":
+        coll.objects.unlink(ob)
+    else:
+        other = bpy.data.scenes.new("Other")
+        other.collection.objects.link(ob)
+        coll.objects.unlink(ob)
+        bpy.ops.ed.undo_push(message="moved to Other")
+    drive(lambda: host.obj(u) is None, timeout=15, what=f"the {name} gone in Unity")
+    converge(host)  # only what the synced scene holds: the view leaves out nothing else
+    if how == "unlink_and_link_back":
+        coll.objects.link(ob)
+    else:
+        bpy.ops.ed.undo()
+    drive(lambda: host.obj(u) is not None, timeout=15, what=f"the {name} back in Unity")
+    view = world.finish(host, made)
+    assert view[u]["name"] == name and view[u]["parent"] == cu

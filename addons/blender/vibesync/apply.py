@@ -334,14 +334,14 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                     registry.bind_new(data, identity.new_uuid())
                 idb = bpy.data.objects.new(change["name"], data)
                 if unplaced is None:
-                    bpy.context.scene.collection.objects.link(idb)
+                    capture.home_scene().collection.objects.link(idb)
             elif kind == "material":
                 idb = bpy.data.materials.new(change["name"])
             elif kind == "mesh":
                 idb = bpy.data.meshes.new(change["name"])
             elif kind == "collection":
                 idb = bpy.data.collections.new(change["name"])
-                bpy.context.scene.collection.children.link(idb)
+                capture.home_scene().collection.children.link(idb)
             else:
                 raise LookupError(f"create of kind {kind} is not supported by the Blender addon")
             registry.bind_new(idb, uuid)
@@ -615,7 +615,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     built per call: quadratic over a big incoming batch); the collections holding the
     object are found with `registry.container_of` and a name lookup per collection.
     """
-    scene_coll = bpy.context.scene.collection
+    scene_coll = capture.home_scene().collection
     if isinstance(idb, bpy.types.Collection):
         if parent is not None and not isinstance(parent, bpy.types.Collection):
             # Not representable here: refused (the batch fails verification, §6.4), so the
@@ -718,7 +718,7 @@ def link_unplaced(placed: list, registry) -> None:
     (docs/BENCHMARKS.md). Hidden ones are hidden once all are linked (one view-layer
     resync). A collection removed meanwhile (a person, between two ticks) leaves the object
     in the scene's collection."""
-    scene_link = bpy.context.scene.collection.objects.link
+    scene_link = capture.home_scene().collection.objects.link
     hidden = []
     for ob, coll, visible in placed:
         try:
@@ -834,7 +834,7 @@ def _remove_collection(coll, registry) -> list[str]:
     at the top), so nothing leaves the scene with it. A received `delete` removes that one
     object (PROTOCOL.md §6.1); what happens to its children is the origin's to send.
     Returns the uuids moved."""
-    scene_coll = bpy.context.scene.collection
+    scene_coll = capture.home_scene().collection
     parents = [c for c in list(bpy.data.collections) + [scene_coll]
                if c != coll and c.children.get(coll.name) == coll] or [scene_coll]
     moved = []

@@ -200,6 +200,13 @@ def home_view_layer():
     return getattr(bpy.context, "view_layer", None)
 
 
+def home_scene():
+    """The scene of the sync's view layer (`home_view_layer`): the synced scene. An object
+    linked into none of its collections is not in it (PROTOCOL §6.1)."""
+    vl = home_view_layer()
+    return vl.id_data if vl is not None else getattr(bpy.context, "scene", None)
+
+
 def is_visible(ob, view_layer=None) -> bool:
     vl = view_layer or home_view_layer()
     try:

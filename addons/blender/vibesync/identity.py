@@ -29,7 +29,7 @@ import uuid as uuidlib
 
 import bpy
 
-from . import budget, wire
+from . import budget, capture, wire
 
 log = logging.getLogger("vibesync.identity")
 
@@ -230,6 +230,11 @@ class Registry:
         # (kind, session_uid) -> why that datablock is not tracked (its derived uuid is held
         # by another datablock: a derived uuid cannot be renumbered).
         self.untracked: dict[tuple[str, int], str] = {}
+        # session_uids of the objects in the synced scene (`capture.home_scene`), built with
+        # `_container` and for the scene named by `_home_sid`.
+        self._in_home: set[int] = set()
+        self._home_sid: int | None = None
+        self._home_epoch = -1
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
@@ -251,21 +256,48 @@ class Registry:
         scene, an applied batch): the container map is rebuilt on its next use."""
         self._container = None
 
-    def container_of(self, ob):
-        """The first collection (not a scene's master) holding object `ob`, or None: what
-        `capture.container_collection` finds, in O(1) once the map is built."""
-        if self._container is None:
+    def _membership(self) -> dict[int, int]:
+        """The container map, and with it the synced scene's objects (one pass over the
+        collections' object lists, `foreach_get`: ~0.5 ms for 10,000 objects), rebuilt
+        after `membership_changed` or when the synced scene is another one."""
+        if self._container is not None and self._home_epoch == self.epoch:
+            return self._container  # the synced scene looked up once per pump tick
+        scene = capture.home_scene()
+        sid = scene.session_uid if scene is not None else None
+        self._home_epoch = self.epoch
+        if self._container is None or sid != self._home_sid:
+            home_colls: set[int] = set()
+            home: set[int] = set()
+            if scene is not None:
+                home_colls = {c.session_uid for c in scene.collection.children_recursive}
+                master = scene.collection.objects
+                sids = array.array("i", bytes(4 * len(master)))
+                master.foreach_get("session_uid", sids)
+                home.update(sids)
             m: dict[int, int] = {}
             for coll in bpy.data.collections:
                 objs = coll.objects
                 sids = array.array("i", bytes(4 * len(objs)))
                 objs.foreach_get("session_uid", sids)
                 csid = coll.session_uid
-                for sid in sids:
-                    m.setdefault(sid, csid)
-            self._container = m
-        csid = self._container.get(ob.session_uid)
+                for s in sids:
+                    m.setdefault(s, csid)
+                if csid in home_colls:
+                    home.update(sids)
+            self._container, self._in_home, self._home_sid = m, home, sid
+        return self._container
+
+    def container_of(self, ob):
+        """The first collection (not a scene's master) holding object `ob`, or None: what
+        `capture.container_collection` finds, in O(1) once the map is built."""
+        csid = self._membership().get(ob.session_uid)
         return None if csid is None else self.lookup("collection", csid)
+
+    def in_home_scene(self, ob) -> bool:
+        """Is object `ob` linked into the synced scene (`capture.home_scene`: its master
+        collection or one of the collections under it)? O(1) once the map is built."""
+        self._membership()
+        return ob.session_uid in self._in_home
 
     def set_container(self, ob, coll) -> None:
         """`ob` was just moved into collection `coll` only (None: the scene's master):

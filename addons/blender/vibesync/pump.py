@@ -302,6 +302,10 @@ class Session:
         self.remote_deleted: set[str] = set()
         # Deleted here by the person: a replay must not bring them back (§6.6).
         self.deleted_here: set[str] = set()
+        # Objects linked into no collection of the synced scene (unlinked from all, or moved
+        # to another scene): a delete for the other editors while out, a create once back
+        # (`_capture_one`, PROTOCOL §6.1, §5).
+        self.out_of_scene: set[str] = set()
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -1109,6 +1113,7 @@ class Session:
         self.quiet.clear()
         self.remote_deleted.clear()
         self.deleted_here.clear()
+        self.out_of_scene.clear()
         # The file's scan runs in slices from this tick on (`_scan_step`, reason "load");
         # nothing else reads the registry until it has finished.
         self.scan_job = None
@@ -1286,9 +1291,13 @@ class Session:
     def _shown_differently(self, uuid: str, kind: str, idb) -> bool:
         """Is an object shown otherwise than it was last sent? Hiding it with the outliner's
         eye or H (`hide_set`) changes the view layer, and Blender reports only a scene
-        update, never one of the object: the sweep compares (a `visibility` change, §6.1)."""
+        update, never one of the object: the sweep compares (a `visibility` change, §6.1).
+        Likewise an object that left the synced scene or came back to it (no update of the
+        object: it left the dependency graph, or joined it as a new one): an O(1) lookup."""
         if kind != "object":
             return False
+        if (uuid in self.out_of_scene) == self.registry.in_home_scene(idb):
+            return True  # `_capture_one` sends its delete, or its create
         sent = self.last_sent.get(uuid)
         return sent is not None and sent.get("visible") != capture.is_visible(idb)
 
@@ -1938,7 +1947,7 @@ class Session:
             self._collect_mesh_jobs()
         if self.master_dirty:
             self.master_dirty = False
-            scene = bpy.context.scene
+            scene = capture.home_scene()
             if scene is not None:  # C-speed read of the session uids (10,000: ~1 ms)
                 objs = scene.collection.objects
                 sids = array.array("i", bytes(4 * len(objs)))
@@ -2103,6 +2112,8 @@ class Session:
         b = self.registry.bindings[uuid]
         if b.name != idb.name:
             b.name = idb.name
+        if kind == "object" and not self._in_scene(uuid, idb):
+            return  # not in the synced scene: nothing to send but its delete
         if self.registered.get(uuid) != b.editor_ref():
             self.to_register.add(uuid)
         if kind == "object" and capture.in_edit_mode(idb):
@@ -2212,6 +2223,27 @@ class Session:
             self.out_ops.append((op, blob))
             self.sent_parts.setdefault(uuid, set()).add(op["op"])
         self._release_children(uuid)
+
+    def _in_scene(self, uuid: str, idb) -> bool:
+        """Is the object in the synced scene? One that left it (Object > Collection > Remove
+        from All, an unlink from its only collection, a move to another scene) is gone for
+        the other editors: its delete goes as a person's delete does (a `tombstone`, §5),
+        and it keeps its uuid here. Back in the scene (linked again, or Ctrl-Z) it is a new
+        object to them: sent whole, a `create` after the delete (PROTOCOL §6.1)."""
+        if self.registry.in_home_scene(idb):
+            if uuid in self.out_of_scene:
+                self.out_of_scene.discard(uuid)
+                self.deleted_here.discard(uuid)
+                self.to_tombstone.discard(uuid)  # not sent yet: the daemon still holds it
+                self.last_sent.pop(uuid, None)  # sent whole
+                log.info("vibesync: %s back in the scene -> create", uuid)
+            return True
+        if uuid not in self.out_of_scene:
+            self.out_of_scene.add(uuid)
+            if uuid in self.last_sent or uuid in self.engine.inflight:
+                log.info("vibesync: %s left the scene", uuid)
+                self._vanished(uuid)
+        return False
 
     def _release_children(self, uuid: str) -> None:
         keys = self.parent_waiters.pop(uuid, None)
