@@ -354,3 +354,31 @@ def test_an_object_taken_out_of_the_scene_leaves_unity_and_comes_back(world, how
     drive(lambda: host.obj(u) is not None, timeout=15, what=f"the {name} back in Unity")
     view = world.finish(host, made)
     assert view[u]["name"] == name and view[u]["parent"] == cu
+
+
+def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):
+    """The Camera is the Cube's child (Keep Transform); the person unlinks the Cube from its
+    only collection and links it back. The Camera stays in the scene: while the Cube is out
+    it is a root in Unity where it stands (Unity keeps the children of what it deletes), and
+    Blender says so (and sets Unity's move of it in the world); with the Cube back it is the
+    Cube's child again in both."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    u, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
+    cube.location = (1, 2, 3)
+    _parent_keeping_transform(cam, cube)
+    converge(host)
+    coll = bpy.data.collections["Collection"]
+    coll.objects.unlink(cube)
+    drive(lambda: host.obj(u) is None, timeout=15, what="the Cube gone in Unity")
+    view = converge(host)
+    assert view[camu]["parent"] == coll["vibesync_uuid"], "a root of the Collection"
+    host.cmd(f"move {camu} 0.5 0.5 0.5")  # where Unity holds it: in the world
+    drive(lambda: host.obj(camu)["transform"]["position"] == pytest.approx([0.5, 0.5, 0.5]),
+          timeout=15, what="Unity's move")
+    view = converge(host)
+    assert view[camu]["t"] == pytest.approx([0.5, 0.5, -0.5], abs=1e-5), "Unity's move stands"
+    coll.objects.link(cube)
+    drive(lambda: host.obj(u) is not None, timeout=15, what="the Cube back in Unity")
+    view = world.finish(host, made)
+    assert view[camu]["parent"] == u, "the Cube's child again"

@@ -409,7 +409,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 raise Unrepresentable(f"{idb.name} is a collection in Blender, which has no "
                                       "transform: move its objects instead")
         else:
-            capture.set_local_trs(idb, change["t"], change["r"], change["s"])
+            capture.set_pose(idb, change["t"], change["r"], change["s"], registry)
     elif op == "visibility":
         if isinstance(idb, bpy.types.Collection):
             _set_collection_visible(idb, change["visible"])

@@ -126,6 +126,46 @@ def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
 
 
+def _world_matrix(ob):
+    """The object's matrix in the world: its parent chain's local matrices (parent inverse @
+    basis, as `local_trs` reads them; always current, unlike `matrix_world`) composed."""
+    m = ob.matrix_basis.copy()
+    while ob.parent is not None:
+        m = ob.matrix_parent_inverse @ m
+        ob = ob.parent
+        m = ob.matrix_basis @ m
+    return m
+
+
+def world_trs(ob) -> tuple[list[float], list[float], list[float]]:
+    """The object's pose in the world, in canonical axes (Blender units)."""
+    loc, rot, scale = _world_matrix(ob).decompose()
+    return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
+
+
+def set_pose(ob, t, r, s, registry) -> None:
+    """Set the pose the wire holds for `ob` (`read_state`): local to its parent, or, for a
+    child of an object found out of the synced scene (a root to the other editors), in the
+    world, over the parent it keeps here. (Not `in_home_scene`: a parent a batch is making
+    is linked into the scene only at its end.)"""
+    if ob.parent is None or registry.uuid_for(ob.parent) not in registry.out_of_scene:
+        set_local_trs(ob, t, r, s)
+        return
+    bt, br, bs = wire.wire_to_blender(t, r, s)
+    m = Matrix.LocRotScale(Vector(bt), Quaternion((br[3], br[0], br[1], br[2])), Vector(bs))
+    basis = (_world_matrix(ob.parent) @ ob.matrix_parent_inverse).inverted_safe() @ m
+    loc, rot, scale = basis.decompose()
+    ob.location = loc
+    mode = ob.rotation_mode
+    if mode == "QUATERNION":
+        ob.rotation_quaternion = rot
+    elif mode == "AXIS_ANGLE":
+        ob.rotation_axis_angle = _axis_angle(rot)
+    else:
+        ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
+    ob.scale = scale
+
+
 def set_local_trs(ob, t, r, s) -> None:
     """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
     bt, br, bs = wire.wire_to_blender(t, r, s)
@@ -200,9 +240,17 @@ def home_view_layer():
     return getattr(bpy.context, "view_layer", None)
 
 
-def home_scene():
+def home_scene(strict: bool = False):
     """The scene of the sync's view layer (`home_view_layer`): the synced scene. An object
-    linked into none of its collections is not in it (PROTOCOL §6.1)."""
+    linked into none of its collections is not in it (PROTOCOL §6.1). `strict`: None when
+    it is not known for sure — the scene the file was synced with is not found by its name
+    (renamed or removed), or there is no context — rather than the active one (which scene
+    holds an object then decides nothing: it would delete a whole scene in Unity)."""
+    if strict:
+        if _home is None:
+            return getattr(bpy.context, "scene", None)
+        sc = bpy.data.scenes.get(_home[0])
+        return sc if sc is not None and sc.view_layers.get(_home[1]) is not None else None
     vl = home_view_layer()
     return vl.id_data if vl is not None else getattr(bpy.context, "scene", None)
 
@@ -351,10 +399,13 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
                       "s": list(s)})
         return state
     if kind == "object":
-        t, r, s = local_trs(idb)
-        if idb.parent is not None:
+        if idb.parent is not None and registry.in_home_scene(idb.parent):
+            t, r, s = local_trs(idb)
             parent = registry.uuid_for(idb.parent)
         else:
+            # A root; or a child of an object taken out of the synced scene, which the other
+            # editors do not hold (§6.1): a root there, where it stands in the world.
+            t, r, s = local_trs(idb) if idb.parent is None else world_trs(idb)
             coll = registry.container_of(idb)
             parent = registry.uuid_for(coll) if coll is not None else None
         state.update({"parent": parent, "visible": is_visible(idb), "t": t, "r": r, "s": s})

@@ -232,9 +232,11 @@ class Registry:
         self.untracked: dict[tuple[str, int], str] = {}
         # session_uids of the objects in the synced scene (`capture.home_scene`), built with
         # `_container` and for the scene named by `_home_sid`.
-        self._in_home: set[int] = set()
+        self._in_home: set[int] | None = None
         self._home_sid: int | None = None
         self._home_epoch = -1
+        # uuids of the objects the pump found out of the synced scene (`Session._in_scene`).
+        self.out_of_scene: set[str] = set()
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
@@ -262,13 +264,14 @@ class Registry:
         after `membership_changed` or when the synced scene is another one."""
         if self._container is not None and self._home_epoch == self.epoch:
             return self._container  # the synced scene looked up once per pump tick
-        scene = capture.home_scene()
+        scene = capture.home_scene(strict=True)
         sid = scene.session_uid if scene is not None else None
         self._home_epoch = self.epoch
         if self._container is None or sid != self._home_sid:
             home_colls: set[int] = set()
-            home: set[int] = set()
+            home: set[int] | None = None  # not known: every object counts as in it
             if scene is not None:
+                home = set()
                 home_colls = {c.session_uid for c in scene.collection.children_recursive}
                 master = scene.collection.objects
                 sids = array.array("i", bytes(4 * len(master)))
@@ -282,7 +285,7 @@ class Registry:
                 csid = coll.session_uid
                 for s in sids:
                     m.setdefault(s, csid)
-                if csid in home_colls:
+                if home is not None and csid in home_colls:
                     home.update(sids)
             self._container, self._in_home, self._home_sid = m, home, sid
         return self._container
@@ -297,7 +300,7 @@ class Registry:
         """Is object `ob` linked into the synced scene (`capture.home_scene`: its master
         collection or one of the collections under it)? O(1) once the map is built."""
         self._membership()
-        return ob.session_uid in self._in_home
+        return self._in_home is None or ob.session_uid in self._in_home
 
     def set_container(self, ob, coll) -> None:
         """`ob` was just moved into collection `coll` only (None: the scene's master):

@@ -305,7 +305,7 @@ class Session:
         # Objects linked into no collection of the synced scene (unlinked from all, or moved
         # to another scene): a delete for the other editors while out, a create once back
         # (`_capture_one`, PROTOCOL §6.1, §5).
-        self.out_of_scene: set[str] = set()
+        self.out_of_scene: set[str] = self.registry.out_of_scene
         self.quiet: set[str] = set()
         # Outgoing.
         self.to_register: set[str] = set()
@@ -2236,6 +2236,9 @@ class Session:
                 self.deleted_here.discard(uuid)
                 self.to_tombstone.discard(uuid)  # not sent yet: the daemon still holds it
                 self.last_sent.pop(uuid, None)  # sent whole
+                # Its children in the scene were roots to the other editors: under it again.
+                # (`Object.children` reads every object: once per return, not per tick.)
+                self.dirty.update(("object", c.session_uid) for c in idb.children)
                 log.info("vibesync: %s back in the scene -> create", uuid)
             return True
         if uuid not in self.out_of_scene:
