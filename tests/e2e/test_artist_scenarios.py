@@ -2,7 +2,9 @@
 tester and fixed (docs/PROTOCOL.md §6): a Unity object named like a Blender one, an undo
 after the other editor's delete, reparents from both sides that close a cycle, a Unity edit
 right after Unity reloads (and one that keeps what Blender changed while Unity was closed),
-a scene or view layer switch in Blender. Every test ends with
+a scene or view layer switch in Blender, a child parented with Keep Transform to a scaled
+parent or mirrored, an object taken out of the scene, a removed material, a delta transform,
+a frame change. Every test ends with
 `scenario.finish` (nothing a person made missing, convergence before a deadline, 5 s quiet,
 `vibesync verify`)."""
 
