@@ -104,6 +104,17 @@ def _deltas(ob):
     return Vector(dl), dq or Quaternion(), Vector(ds)
 
 
+def _less_deltas(ob, loc, rot, scale):
+    """The object's own parts for a basis of (loc, rot, scale): less its delta transform
+    (`_deltas`); a delta scale of 0 on an axis leaves that axis's scale as it is (nothing
+    makes it)."""
+    d = _deltas(ob)
+    if d is None:
+        return loc, rot, scale
+    return (loc - d[0], d[1].inverted() @ rot,
+            Vector([a / b if b != 0.0 else c for a, b, c in zip(scale, d[2], ob.scale)]))
+
+
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
@@ -154,7 +165,7 @@ def set_pose(ob, t, r, s, registry) -> None:
     bt, br, bs = wire.wire_to_blender(t, r, s)
     m = Matrix.LocRotScale(Vector(bt), Quaternion((br[3], br[0], br[1], br[2])), Vector(bs))
     basis = (_world_matrix(ob.parent) @ ob.matrix_parent_inverse).inverted_safe() @ m
-    loc, rot, scale = basis.decompose()
+    loc, rot, scale = _less_deltas(ob, *basis.decompose())
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
@@ -184,13 +195,9 @@ def set_local_trs(ob, t, r, s) -> None:
             # identity parent inverse: the object is where the sent pose puts it.
             ob.matrix_parent_inverse.identity()
             loc, rot, scale = Vector(bt), q, Vector(bs)
-    d = _deltas(ob)
-    if d is not None:
-        # The object's own parts are the pose less its delta transform (`local_trs`); a delta
-        # scale of 0 on an axis leaves that axis's scale as it is (nothing makes it).
-        loc, rot = loc - d[0], d[1].inverted() @ rot
+    if _deltas(ob) is not None:
+        loc, rot, scale = _less_deltas(ob, loc, rot, scale)
         q = rot
-        scale = Vector([a / b if b != 0.0 else c for a, b, c in zip(scale, d[2], ob.scale)])
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
