@@ -18,6 +18,14 @@ fn move_to(m: &mut Mini, rid: &str, id: &str, t: [f64; 3]) {
     m.send_change(rid, vec![json!({"op":"transform","uuid":id,"t":t,"r":[0,0,0,1],"s":[1,1,1]})], &[]);
 }
 
+/// Drive both until `b` has the `batch_result` (`outcome`) that ends its request `rid` of
+/// `uuid` (`through`, PROTOCOL §6.4); fails at the deadline.
+fn ended(b: &mut Mini, u: &mut Mini, uuid: &str, rid: &str, outcome: &str) {
+    until(&mut [b, u], Duration::from_secs(30), |m| {
+        m[0].results.iter().any(|r| r["outcome"] == outcome && r["through"][uuid] == rid)
+    });
+}
+
 /// The uuids `status` lists as not synced in project `demo`.
 fn listed(st: &Value) -> Vec<Value> {
     st["projects"]["demo"]["not_synced"].as_array().cloned().unwrap_or_default()
@@ -37,14 +45,17 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
     settle(&mut [&mut b, &mut u]);
 
     // `covered`: a person's move fails to propagate (kept locally), then a later move commits.
+    // Each step waits for its own result (a quiet spell can come before the batch on a
+    // loaded machine, and the next move would join it).
     u.corrupt_next = true;
     move_to(&mut b, "c1", &covered, [5.0, 5.0, 5.0]);
-    settle(&mut [&mut b, &mut u]);
+    ended(&mut b, &mut u, &covered, "c1", "rolled_back");
     move_to(&mut b, "c2", &covered, [6.0, 6.0, 6.0]);
-    settle(&mut [&mut b, &mut u]);
+    ended(&mut b, &mut u, &covered, "c2", "committed");
     // `kept`: a person's move fails to propagate and nothing covers it.
     u.corrupt_next = true;
     move_to(&mut b, "k1", &kept, [9.0, 9.0, 9.0]);
+    ended(&mut b, &mut u, &kept, "k1", "rolled_back");
     settle(&mut [&mut b, &mut u]);
     let rb = b.results.iter().rfind(|r| r["outcome"] == "rolled_back").expect("rolled back").clone();
     assert_eq!(rb["kept_local"], true, "{rb}");
