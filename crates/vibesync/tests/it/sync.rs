@@ -455,6 +455,9 @@ fn wrong_hash_rolls_back_and_corrects_everyone() {
     b.send_change("m", vec![json!({"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
     // Unity answers with a wrong hash → ROLLBACK → Unity gets the authoritative state back;
     // Blender, where a person made the move, keeps it and marks it not synced.
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[0].results.iter().any(|r| r["outcome"] == "rolled_back" && r["through"][id.as_str()] == "m")
+    });
     settle(&mut [&mut b, &mut u]);
     assert!(u.results.iter().any(|r| r["outcome"] == "rolled_back"));
     assert!(u.batches.iter().any(|b| b.1 == "resync"));
@@ -1136,6 +1139,9 @@ fn automation_is_reverted_everywhere_origin_included() {
     b.automation = Some(json!({"operation_id":"op-7","tool":"demo.move","agent_session":"a-1"}));
     u.corrupt_next = true;
     b.send_change("m", vec![json!({"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]})], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[0].results.iter().any(|r| r["outcome"] == "rolled_back")
+    });
     settle(&mut [&mut b, &mut u]);
     let rb = b.results.iter().find(|r| r["outcome"] == "rolled_back").expect("rolled back");
     assert!(rb.get("kept_local").is_none(), "automation is not kept: {rb}");
