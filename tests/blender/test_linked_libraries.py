@@ -13,31 +13,11 @@ import pytest
 import vibesync
 from conftest import pump_until, settle
 from daemon import registry_records, synced_states
+from library_files import link_objects, make_library
 from test_sync import applied_messages, batch_frames, resolve_sent
 from vibesync import identity
 
 PROP = "vibesync_uuid"
-
-
-def make_library(path: str, location=(1.0, 2.0, 3.0)) -> None:
-    """A library file: "Cube" (a mesh with a red material) and its child "Knob" (an
-    empty), saved to `path`; Blender is left with a new empty file."""
-    vibesync.unregister()  # the library is not a synced file
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    me = bpy.data.meshes.new("CubeMesh")
-    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [], [(0, 1, 2), (0, 1, 3)])
-    mat = bpy.data.materials.new("Red")
-    mat.diffuse_color = (1.0, 0.0, 0.0, 1.0)
-    me.materials.append(mat)
-    cube = bpy.data.objects.new("Cube", me)
-    bpy.context.scene.collection.objects.link(cube)
-    cube.location = location
-    knob = bpy.data.objects.new("Knob", None)
-    bpy.context.scene.collection.objects.link(knob)
-    knob.parent = cube
-    knob.location = (0.0, 0.0, 1.0)
-    assert bpy.ops.wm.save_as_mainfile(filepath=path) == {"FINISHED"}
-    bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
 @pytest.fixture
@@ -49,15 +29,6 @@ def libraries(tmp_path):
     make_library(a, (1.0, 2.0, 3.0))
     make_library(b, (4.0, 5.0, 6.0))
     return a, b
-
-
-def link_objects(path: str, names=("Cube", "Knob")) -> list:
-    """What File > Link of these objects does: link them, put them in the scene's collection."""
-    with bpy.data.libraries.load(path, link=True) as (_src, dst):
-        dst.objects = list(names)
-    for ob in dst.objects:
-        bpy.context.scene.collection.objects.link(ob)
-    return list(dst.objects)
 
 
 def linked(name: str, lib_path: str):

@@ -37,6 +37,27 @@ def _parent_keeping_transform(child, parent) -> None:
         bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
 
 
+def _close_unity_saving(world, host) -> tuple[str, dict]:
+    """The person saves Unity's scene and quits Unity: (the saved scene file, its content)."""
+    path = os.path.join(world.workdir, "unity-saved.json")
+    i = host.cmd(f"dump {path}")
+    host.wait("dumped", i)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    host.cmd("quit")
+    host.proc.wait(timeout=20)
+    return path, doc
+
+
+def _reopen_unity(world, path: str, doc: dict, *extra: str) -> Host:
+    """Unity reopens its saved scene (with the `last_seq` it saved) and connects."""
+    again = Host(world.daemon, world.project_id, world.workdir,
+                 ["--scene", path, "--last-seq", str(doc.get("last_seq", 0)), *extra])
+    world.hosts.append(again)
+    again.wait("connected", timeout=30)
+    return again
+
+
 def _rollbacks(world) -> int:
     return len([r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"])
 
@@ -105,18 +126,9 @@ def test_a_unity_edit_right_after_unity_reloads_reaches_blender(world):
     made = uuids_of(("Collection", "Camera", "Light"))
     host = world.host()
     converge(host)
-    path = os.path.join(world.workdir, "unity-saved.json")
-    i = host.cmd(f"dump {path}")
-    host.wait("dumped", i)
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    host.cmd("quit")
-    host.proc.wait(timeout=20)
-    again = Host(world.daemon, world.project_id, world.workdir,
-                 ["--scene", path, "--last-seq", str(doc.get("last_seq", 0))])
-    world.hosts.append(again)
+    path, doc = _close_unity_saving(world, host)
     mc = next(u for u, n in world.host_made().items() if n == "Main Camera")
-    again.wait("connected", timeout=30)
+    again = _reopen_unity(world, path, doc)
     i = again.cmd(f"move {mc} 3 3 3")  # the person drags at once
     assert again.find("error", i) is None
     view = finish(world.daemon, world.project_id, again, made, world.host_made())
@@ -136,13 +148,7 @@ def test_a_unity_edit_right_after_unity_reopens_keeps_blenders_edits_made_meanwh
     converge(host)
     cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]
     camu, lu = cam["vibesync_uuid"], light["vibesync_uuid"]
-    path = os.path.join(world.workdir, "unity-saved.json")
-    i = host.cmd(f"dump {path}")
-    host.wait("dumped", i)
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    host.cmd("quit")
-    host.proc.wait(timeout=20)
+    path, doc = _close_unity_saving(world, host)
     # Blender, while Unity is closed: both edits committed at the daemon.
     cam.name = "Shot Camera"
     light.location = (1.0, 2.0, 3.0)
@@ -156,10 +162,7 @@ def test_a_unity_edit_right_after_unity_reopens_keeps_blenders_edits_made_meanwh
     script = os.path.join(world.workdir, "unity-at-once.txt")
     with open(script, "w", encoding="utf-8") as f:
         f.write(f"together visible {camu} false ; rename {lu} Sun\n")
-    again = Host(world.daemon, world.project_id, world.workdir,
-                 ["--scene", path, "--last-seq", str(doc.get("last_seq", 0)), "--script", script])
-    world.hosts.append(again)
-    again.wait("connected", timeout=30)
+    again = _reopen_unity(world, path, doc, "--script", script)
     view = finish(world.daemon, world.project_id, again, made, world.host_made())
     assert view[camu]["name"] == "Shot Camera", "Blender's rename stands"
     assert view[camu]["visible"] is False, "Unity's hide stands"
@@ -384,3 +387,22 @@ def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world
     drive(lambda: host.obj(u) is not None, timeout=15, what="the Cube back in Unity")
     view = world.finish(host, made)
     assert view[camu]["parent"] == u, "the Cube's child again"
+
+
+def test_a_file_reopened_with_another_scene_active_syncs_the_scene_it_was_synced_with(world, tmp_path):
+    """A person adds a second scene, leaves it active, saves and quits; Blender started again
+    on the file made that scene the synced one, so every object of the first scene was "taken out of the
+    synced scene" and deleted in Unity. The file keeps the scene it is synced with."""
+    made, host = world.startup_synced()
+    bpy.context.window.scene = bpy.data.scenes.new("Storyboard")
+    path = str(tmp_path / "two_scenes.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    vibesync.disconnect()  # Blender closed; started again on the file
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert bpy.context.scene.name == "Storyboard", "the file opens on the scene it was saved on"
+    vibesync.connect("127.0.0.1", world.daemon.port, world.daemon.token, world.project_id)
+    drive(lambda: vibesync.status()["connected"], timeout=20, what="connected after the reopen")
+    view = world.finish(host, made)
+    assert set(made) <= set(view), "nothing of the synced scene left Unity"
+    tombstones = [r for r in world.daemon.tail() if (r.get("payload") or {}).get("op") == "tombstone"]
+    assert not tombstones, tombstones

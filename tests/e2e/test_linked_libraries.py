@@ -11,24 +11,9 @@ import os
 import pytest
 
 from harness import bpy, drive, drive_for, vibesync
+from library_files import link_objects, make_library
 from scenario import converge, quiet, uuids_of
 from test_scenarios import world  # noqa: F401 (fixture)
-
-
-def _make_library(path: str, location) -> None:
-    """A library file with "Cube" (a mesh) and its child "Knob" (an empty)."""
-    vibesync.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    me = bpy.data.meshes.new("CubeMesh")
-    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [], [(0, 1, 2), (0, 1, 3)])
-    cube = bpy.data.objects.new("Cube", me)
-    bpy.context.scene.collection.objects.link(cube)
-    cube.location = location
-    knob = bpy.data.objects.new("Knob", None)
-    bpy.context.scene.collection.objects.link(knob)
-    knob.parent = cube
-    knob.location = (0.0, 0.0, 1.0)
-    assert bpy.ops.wm.save_as_mainfile(filepath=path) == {"FINISHED"}
 
 
 @pytest.fixture
@@ -36,8 +21,8 @@ def libraries(tmp_path):
     """tmp/lib.blend (Cube at 1, 2, 3) and tmp/sub/lib.blend (Cube at 4, 5, 6)."""
     os.makedirs(tmp_path / "sub")
     a, b = str(tmp_path / "lib.blend"), str(tmp_path / "sub" / "lib.blend")
-    _make_library(a, (1.0, 2.0, 3.0))
-    _make_library(b, (4.0, 5.0, 6.0))
+    make_library(a, (1.0, 2.0, 3.0))
+    make_library(b, (4.0, 5.0, 6.0))
     return a, b
 
 
@@ -48,10 +33,7 @@ def _link(*paths):
         local = bpy.data.objects.new("Local", None)
         bpy.context.scene.collection.objects.link(local)
         for path in paths:
-            with bpy.data.libraries.load(path, link=True) as (_src, dst):
-                dst.objects = ["Cube", "Knob"]
-            for ob in dst.objects:
-                bpy.context.scene.collection.objects.link(ob)
+            link_objects(path)
     return build
 
 

@@ -165,16 +165,7 @@ def set_pose(ob, t, r, s, registry) -> None:
     bt, br, bs = wire.wire_to_blender(t, r, s)
     m = Matrix.LocRotScale(Vector(bt), Quaternion((br[3], br[0], br[1], br[2])), Vector(bs))
     basis = (_world_matrix(ob.parent) @ ob.matrix_parent_inverse).inverted_safe() @ m
-    loc, rot, scale = _less_deltas(ob, *basis.decompose())
-    ob.location = loc
-    mode = ob.rotation_mode
-    if mode == "QUATERNION":
-        ob.rotation_quaternion = rot
-    elif mode == "AXIS_ANGLE":
-        ob.rotation_axis_angle = _axis_angle(rot)
-    else:
-        ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
-    ob.scale = scale
+    _set_parts(ob, *_less_deltas(ob, *basis.decompose()))
 
 
 def set_local_trs(ob, t, r, s) -> None:
@@ -195,15 +186,17 @@ def set_local_trs(ob, t, r, s) -> None:
             # identity parent inverse: the object is where the sent pose puts it.
             ob.matrix_parent_inverse.identity()
             loc, rot, scale = Vector(bt), q, Vector(bs)
-    if _deltas(ob) is not None:
-        loc, rot, scale = _less_deltas(ob, loc, rot, scale)
-        q = rot
+    _set_parts(ob, *_less_deltas(ob, loc, rot, scale))
+
+
+def _set_parts(ob, loc, rot, scale) -> None:
+    """The object's own location, rotation (in its rotation mode) and scale."""
     ob.location = loc
     mode = ob.rotation_mode
     if mode == "QUATERNION":
         ob.rotation_quaternion = rot
     elif mode == "AXIS_ANGLE":
-        ob.rotation_axis_angle = _axis_angle(q if _is_identity(ob.matrix_parent_inverse) else rot)
+        ob.rotation_axis_angle = _axis_angle(rot)
     else:
         ob.rotation_euler = rot.to_euler(mode, ob.rotation_euler)
     ob.scale = scale
@@ -234,6 +227,24 @@ _home: tuple[str, str] | None = None
 def set_home_view_layer(scene_name: str | None, layer_name: str | None) -> None:
     global _home
     _home = (scene_name, layer_name) if scene_name and layer_name else None
+
+
+def home_names() -> tuple[str, str] | None:
+    """(scene, view layer) the sync reads and sets, by name: saved with the file's registry
+    so that a reopen with another scene active syncs the same scene."""
+    return _home
+
+
+def take_home(saved: tuple[str, str] | None) -> None:
+    """The sync's view layer for the file just opened: the one it was saved with, if it
+    still has it; else the active one (a new file, or one never synced)."""
+    if saved is not None:
+        sc = bpy.data.scenes.get(saved[0])
+        if sc is not None and sc.view_layers.get(saved[1]) is not None:
+            set_home_view_layer(*saved)
+            return
+    set_home_view_layer(getattr(bpy.context.scene, "name", None),
+                        getattr(getattr(bpy.context, "view_layer", None), "name", None))
 
 
 def home_view_layer():
@@ -467,10 +478,9 @@ _SIGN_PATTERNS = (((1.0, 0.0, 0.0, 0.0), (1.0, -1.0, -1.0)),
 
 
 def _quat_mul(a, b) -> list[float]:
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return [aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz]
+    """a · b of two wire quaternions ([x, y, z, w]), with mathutils."""
+    q = Quaternion((a[3], a[0], a[1], a[2])) @ Quaternion((b[3], b[0], b[1], b[2]))
+    return [q.x, q.y, q.z, q.w]
 
 
 def same_pose(a: dict, b: dict) -> bool:

@@ -677,12 +677,14 @@ class Registry:
 
     # ------------------------------------------------------------------- persistence
     def snapshot(self, project_id: str | None, last_seq: int = 0,
-                 synced: dict | None = None, unresolved: dict | None = None) -> dict:
+                 synced: dict | None = None, unresolved: dict | None = None,
+                 home: tuple[str, str] | None = None) -> dict:
         """The persisted registry; `project_id` and `last_seq` are the file's sync position
         (the project it belongs to and the last daemon seq its contents reflect). Optional:
         `synced` (uuid -> state) what this file last sent or applied of each object — the
         base a person's later edits are told apart by (PROTOCOL.md §6.6) — and `unresolved`
-        (uuid -> parts) the parts of its changes that had no outcome yet."""
+        (uuid -> parts) the parts of its changes that had no outcome yet; `home` the (scene,
+        view layer) the file is synced with (`capture.home_view_layer`)."""
         entries = {u: b.as_dict() for u, b in sorted(self.bindings.items()) if b.alive}
         doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id,
                "last_seq": int(last_seq), "entries": entries}
@@ -690,6 +692,8 @@ class Registry:
             doc["synced"] = {u: synced[u] for u in sorted(synced) if u in entries}
         if unresolved:
             doc["unresolved"] = {u: list(unresolved[u]) for u in sorted(unresolved) if u in entries}
+        if home is not None:
+            doc["home"] = list(home)
         doc["checksum"] = checksum(doc)
         return doc
 

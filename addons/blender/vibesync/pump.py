@@ -111,6 +111,7 @@ class SavedSync(typing.NamedTuple):
     has_registry: bool
     base: dict
     unresolved: dict
+    home: tuple[str, str] | None = None  # the (scene, view layer) it was synced with
 
 
 def saved_sync() -> SavedSync:
@@ -131,7 +132,10 @@ def saved_sync() -> SavedSync:
         if isinstance(synced, dict) else {}
     away = {u: {p for p in parts if isinstance(p, str)} for u, parts in unresolved.items()
             if isinstance(u, str) and isinstance(parts, list)} if isinstance(unresolved, dict) else {}
-    return SavedSync(pid, seq if pid is not None else 0, True, base, away)
+    home = doc.get("home")
+    home = (home[0], home[1]) if isinstance(home, list) and len(home) == 2 \
+        and all(isinstance(x, str) and x for x in home) else None
+    return SavedSync(pid, seq if pid is not None else 0, True, base, away, home)
 
 
 def _open_file() -> tuple:
@@ -201,10 +205,10 @@ class Session:
         self.token = token
         self.token_path = token_path
         self.explicit_project_id = project_id
-        # Visibility is read from the view layer active now, wherever the person looks later.
-        capture.set_home_view_layer(getattr(bpy.context.scene, "name", None),
-                                    getattr(getattr(bpy.context, "view_layer", None), "name", None))
+        # Visibility and scene membership are read from the view layer the file was synced
+        # with (saved in it), else the one active now, wherever the person looks later.
         saved = saved_sync()
+        capture.take_home(saved.home)
         saved_pid, saved_seq, self.file_has_registry = saved.project_id, saved.last_seq, saved.has_registry
         # The user's id, else the one this file was assigned, else none: the daemon pairs
         # it with the editor that is already there (§3) and `welcome` says which.
@@ -232,7 +236,7 @@ class Session:
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
         self.master_dirty = False
         # The objects whose pose animation sets (an action or drivers), for a frame change,
-        # and what they were listed under (`_animation_signature`); None: to be listed.
+        # and the counts they were listed under (`on_frame_change`); None: to be listed.
         self.animated: list[tuple[str, int]] | None = None
         self.animated_under: tuple | None = None
         self.unknown_keys: set[tuple[str, int]] = set()
@@ -464,8 +468,7 @@ class Session:
         # that never showed up in a depsgraph update); cheap next to writing the file.
         self.scan_reason = self.scan_reason or "save"
         self._scan()
-        doc = self.registry.snapshot(self.project_id, self.engine.last_seq, self.last_sent,
-                                     self.unresolved_parts())
+        doc = self._snapshot()
         identity.write_text_block(doc)
         self.pending_save_doc = doc
 
@@ -512,9 +515,14 @@ class Session:
             out[u] = [wire.Op.CREATE]  # kept here after a failed propagation: all of it again
         return out
 
+    def _snapshot(self) -> dict:
+        """The registry as the file keeps it: with its sync position, base, unresolved parts
+        and the scene it is synced with (PROTOCOL §6.6, §6.1)."""
+        return self.registry.snapshot(self.project_id, self.engine.last_seq, self.last_sent,
+                                      self.unresolved_parts(), capture.home_names())
+
     def on_save_post(self) -> None:
-        doc = self.pending_save_doc or self.registry.snapshot(
-            self.project_id, self.engine.last_seq, self.last_sent, self.unresolved_parts())
+        doc = self.pending_save_doc or self._snapshot()
         self.pending_save_doc = None
         # The file now holds every uuid: nothing in it is fresh any more.
         self.file_has_registry = True
@@ -1092,6 +1100,7 @@ class Session:
         self.collector.current = None
         # Another file: its own project and replay position (§6.6), nothing of the last one.
         saved = saved_sync()
+        capture.take_home(saved.home)
         saved_pid, saved_seq, self.file_has_registry = saved.project_id, saved.last_seq, saved.has_registry
         self.project_id = self.explicit_project_id or saved_pid
         self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)

@@ -692,13 +692,14 @@ proptest! {
 
 /// Replays one machine case step by step (`MODEL_TRACE=1` shows every frame read): the cases
 /// below were found with `MODEL_SEED=random` and are kept as fixed regressions.
-fn replay_machine(acts: &[machine::Act]) -> Result<(), String> {
+fn replay_machine(acts: &[machine::Act]) -> Result<machine::Sim, String> {
     let mut sim = machine::Sim::new();
     for (i, a) in acts.iter().enumerate() {
         sim.run(a);
         sim.check().map_err(|e| format!("after step {i} ({a:?}): {e}"))?;
     }
-    sim.quiet().map_err(|e| format!("once quiet: {e}"))
+    sim.quiet().map_err(|e| format!("once quiet: {e}"))?;
+    Ok(sim)
 }
 
 /// An editor keeps a person's create after a verify timeout (`kept_local`); automation in
@@ -1129,7 +1130,6 @@ fn machine_regression_late_tombstone_relay_lost_in_a_disconnect() {
 fn a_delete_wins_over_a_waiting_change_once_whenever_the_sync_hears_of_it() {
     use machine::Act::*;
     for late in [false, true] {
-        let mut sim = machine::Sim::new();
         let acts = vec![
             Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
             Wait { ms: 40 },
@@ -1141,11 +1141,7 @@ fn a_delete_wins_over_a_waiting_change_once_whenever_the_sync_hears_of_it() {
             Deliver { ed: 0 },
             Deliver { ed: 1 },
         ];
-        for (i, a) in acts.iter().enumerate() {
-            sim.run(a);
-            sim.check().unwrap_or_else(|e| panic!("late={late}, after step {i} ({a:?}): {e}"));
-        }
-        sim.quiet().unwrap_or_else(|e| panic!("late={late}, once quiet: {e}"));
+        let sim = replay_machine(&acts).unwrap_or_else(|e| panic!("late={late}: {e}"));
         let u = UUIDS[1].to_string();
         assert_eq!(
             sim.conflict_steps(),

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
-use vibesync_protocol::{BatchOutcome, Outbound};
 use vibesync_registry::{Op as RegOp, Status};
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
@@ -193,18 +192,7 @@ impl Project {
             |s, u| self.keeps(cx, s, u),
         );
         for (session_id, uuids, through) in dropped {
-            self.expose(cx.view.last_seq());
-            let msg = Outbound::BatchResult {
-                batch_id: uuid::Uuid::new_v4().to_string(),
-                seq: cx.view.last_seq(),
-                outcome: BatchOutcome::Dropped,
-                uuids,
-                error_code: None,
-                kept_local: false,
-                reason: None,
-                through,
-            };
-            cx.send(&session_id, vec![msg.to_frame()]).await;
+            self.send_dropped(cx, &session_id, uuids, cx.view.last_seq(), through).await;
         }
         for (session_id, uuids) in corrections {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");

@@ -345,6 +345,30 @@ impl Project {
         self.delete_won(cx, (by.editor.as_str(), &by.client_id), losers, seq).await;
     }
 
+    /// A `batch_result` `dropped` to `session_id` for its changes of `uuids` that no batch
+    /// carries, at `seq`; `through` names per uuid the last request it ends (PROTOCOL §6.4).
+    pub(super) async fn send_dropped(
+        &self,
+        cx: &Cx<'_>,
+        session_id: &SessionId,
+        uuids: Vec<String>,
+        seq: u64,
+        through: BTreeMap<String, String>,
+    ) {
+        self.expose(seq);
+        let msg = Outbound::BatchResult {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            seq,
+            outcome: vibesync_protocol::BatchOutcome::Dropped,
+            uuids,
+            error_code: None,
+            kept_local: false,
+            reason: None,
+            through,
+        };
+        cx.send(session_id, vec![msg.to_frame()]).await;
+    }
+
     /// A delete (by the editor kind and client id `winner`, committed at `seq`) won over
     /// `losers`' changes — (loser, uuid, the loser's op): a standalone `conflict` STEP per
     /// loser and uuid, a log line, and the event to the loser and the deleting editor's

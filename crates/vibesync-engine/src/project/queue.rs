@@ -338,23 +338,21 @@ impl Project {
                 format!("{at}: no synced state for {}; send `create` first", change.uuid),
             ));
         }
-        {
-            // A cycle built across batches (A under B now, B under A later) is refused per
-            // item: the registry holds the committed parents (docs/PROTOCOL.md §6.2).
-            let cycle = self.parent_cycle_of(cx, change, |_| None).map_err(|why| {
-                (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it"))
-            })?;
-            if let Some(chain) = cycle {
-                return Err((
-                    ItemErrorCode::InvalidField,
-                    format!(
-                        "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
-                        change.uuid,
-                        change.uuid,
-                        chain.join(" → ")
-                    ),
-                ));
-            }
+        // A cycle built across batches (A under B now, B under A later) is refused per item:
+        // the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+        let cycle = self
+            .parent_cycle_of(cx, change, |_| None)
+            .map_err(|why| (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")))?;
+        if let Some(chain) = cycle {
+            return Err((
+                ItemErrorCode::InvalidField,
+                format!(
+                    "{at}.parent: {} would become its own ancestor ({} → {}); reparent one of them elsewhere first",
+                    change.uuid,
+                    change.uuid,
+                    chain.join(" → ")
+                ),
+            ));
         }
         if let Some(hash) = change.op.mesh_hash() {
             if !attachment.is_empty() {

@@ -235,18 +235,8 @@ impl Project {
                 }
             }
             for (session_id, changes) in lost {
-                self.expose(seq);
-                let msg = Outbound::BatchResult {
-                    batch_id: uuid::Uuid::new_v4().to_string(),
-                    seq,
-                    outcome: vibesync_protocol::BatchOutcome::Dropped,
-                    uuids: super::dedup(changes.iter().map(|q| q.change.uuid.clone()).collect()),
-                    error_code: None,
-                    kept_local: false,
-                    reason: None,
-                    through: super::finalize::through_of(&changes),
-                };
-                cx.send(&session_id, vec![msg.to_frame()]).await;
+                let uuids = super::dedup(changes.iter().map(|q| q.change.uuid.clone()).collect());
+                self.send_dropped(cx, &session_id, uuids, seq, super::finalize::through_of(&changes)).await;
             }
             // The deleting editor's own changes of these uuids still waiting (a `create` of an
             // object added and deleted within one window) are superseded by its delete: a
@@ -263,20 +253,9 @@ impl Project {
             }
             if !dropped.is_empty() {
                 info!(project_id = %self.project, session_id = %by.session_id, uuids = ?dropped, "its editor deleted these objects: its changes of them still waiting are dropped");
-                self.expose(seq);
-                let msg = Outbound::BatchResult {
-                    batch_id: uuid::Uuid::new_v4().to_string(),
-                    seq,
-                    outcome: vibesync_protocol::BatchOutcome::Dropped,
-                    uuids: dropped,
-                    error_code: None,
-                    kept_local: false,
-                    reason: None,
-                    // Every change of these uuids its editor still has in flight ends: it
-                    // deleted them (no `through`, docs/PROTOCOL.md §6.4).
-                    through: BTreeMap::new(),
-                };
-                cx.send(&by.session_id, vec![msg.to_frame()]).await;
+                // Every change of these uuids its editor still has in flight ends: it deleted
+                // them (no `through`, docs/PROTOCOL.md §6.4).
+                self.send_dropped(cx, &by.session_id, dropped, seq, BTreeMap::new()).await;
             }
         }
         for f in self.inflight.iter_mut() {
