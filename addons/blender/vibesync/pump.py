@@ -782,7 +782,13 @@ class Session:
                     self.reconnect_base[bnd.uuid] = (base, self.sent_parts.get(bnd.uuid, set()))
                 self.quiet.add(bnd.uuid)
                 key = (bnd.kind, bnd.session_uid)
-                self.dirty.discard(key)  # captured once the gate opens
+                if key not in self.geometry_dirty:
+                    # Captured once the gate opens. One whose geometry changed (every
+                    # object, just after a file is loaded) stays marked: `_capture_one`
+                    # hashes it before the gate (the replay waits for that,
+                    # `_hashes_settled`); unmarked, it was never hashed, and after the
+                    # wait the replay kept it as the person's work and sent it whole.
+                    self.dirty.discard(key)
                 self.gated_keys.add(key)
             self.out_ops.clear()
             self.deleted_over.clear()  # its base belongs to the connection that ended
@@ -2325,7 +2331,11 @@ class Session:
         if not self.connected or self.paused or self.safe_mode:
             return 0
         n = 0
-        if self.to_register:
+        if self.to_register and self.adopt_until is None:
+            # Not while the first replay after connecting is awaited (`_await_adoption`): it
+            # may delete what this file holds (another editor's delete made while the file
+            # was closed), and a registration before it made the daemon's record of such an
+            # object live again (§5) while it was in no editor.
             # A bounded slice per tick (main-thread budget); the rest goes next tick.
             picked = list(itertools.islice(
                 (u for u in self.to_register if u not in self.adoptable), MAX_REGISTER_PER_TICK))
