@@ -406,3 +406,46 @@ def test_a_file_reopened_with_another_scene_active_syncs_the_scene_it_was_synced
     assert set(made) <= set(view), "nothing of the synced scene left Unity"
     tombstones = [r for r in world.daemon.tail() if (r.get("payload") or {}).get("op") == "tombstone"]
     assert not tombstones, tombstones
+
+
+@pytest.mark.parametrize("seq", ["saved", "zero"], ids=["its_saved_seq", "no_seq"])
+def test_unity_edits_saved_while_the_daemon_was_down_reach_blender_and_stand(world, seq):
+    """Unity is open while the daemon is down (not started yet, or stopped): the person moves
+    the Main Camera, renames the Directional Light, deletes the Light and makes an object, saves
+    and quits. Unity started again
+    with the daemon up took the scene as loaded for what the daemon holds: the edits were
+    never sent (Blender kept the old pose and name), and a replay from seq 0 — a Unity
+    editor session keeps no seq across a restart — put the old ones back in Unity. The scene
+    keeps what it last synced of each object (PROTOCOL.md §6.6): the edits are the person's,
+    sent, and stand in both."""
+    world.blender(build=lambda: bpy.data.objects.remove(bpy.data.objects["Cube"]))  # a scene the host can load
+    made = uuids_of(("Collection", "Camera", "Light"))
+    host = world.host()
+    converge(host)
+    path, doc = _close_unity_saving(world, host)
+    mc = next(u for u, n in world.host_made().items() if n == "Main Camera")
+    dl = next(u for u, n in world.host_made().items() if n == "Directional Light")
+    # Unity without the daemon: the person's edits, saved in the scene.
+    offline = Host(world.daemon, world.project_id, world.workdir,
+                   ["--scene", path, "--last-seq", str(doc.get("last_seq", 0)), "--no-connect"])
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    offline.cmd(f"move {mc} 4 5 6")
+    offline.cmd(f"rename {dl} Sun")
+    offline.cmd(f"delete {lu}")  # Blender's Light, deleted in Unity
+    i = offline.cmd("create auto MadeOffline")
+    nu = offline.wait("created", i)["uuid"]
+    i = offline.cmd(f"dump {path}")
+    offline.wait("dumped", i)
+    offline.cmd("quit")
+    offline.proc.wait(timeout=20)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    if seq == "zero":
+        doc["last_seq"] = 0
+    again = _reopen_unity(world, path, doc)
+    made.pop(lu)
+    view = finish(world.daemon, world.project_id, again, made,
+                  dict(world.host_made(), **{dl: "Sun", nu: "MadeOffline"}))
+    assert view[mc]["t"] == pytest.approx([4, 5, -6], abs=1e-5), "Unity's move made offline"
+    assert view[dl]["name"] == "Sun", "Unity's rename made offline"
+    assert lu not in view and "Light" not in bpy.data.objects, "Unity's delete made offline"

@@ -126,6 +126,59 @@ namespace VibeSync.Bridge.Editor
             if (map != null && map.Prune() > 0) EditorUtility.SetDirty(map);
         }
 
+        /// <summary>The uuids the scene's map holds: its objects, and those deleted since its
+        /// last save (their pairs are pruned as it is saved).</summary>
+        public static List<string> MapUuids(Scene scene)
+        {
+            var map = MapOf(scene, false);
+            return map != null ? map.Uuids() : new List<string>();
+        }
+
+        /// <summary>Keeps, with the scene being saved, what it last synced of its objects
+        /// (`SyncEngine.BaseSnapshot`).</summary>
+        public static void SaveBases(Scene scene, IDictionary<string, ObjectState> bases)
+        {
+            var map = MapOf(scene, bases.Count > 0);
+            if (map == null) return;
+            string json = Json.Write(ObjectState.WriteBases(bases));
+            if (map.Synced == json) return;
+            map.Synced = json;
+            EditorUtility.SetDirty(map);
+        }
+
+        /// <summary>What the scene's file kept of what it last synced (`SaveBases`), or null
+        /// (none, or unreadable: then the scene as loaded is the base, and the reason is logged).</summary>
+        public Dictionary<string, ObjectState> SavedBases(Scene scene)
+        {
+            var map = MapOf(scene, false);
+            if (map == null || string.IsNullOrEmpty(map.Synced)) return null;
+            try
+            {
+                var list = Json.Parse(map.Synced) as List<object>;
+                if (list == null) throw new FormatException("expected a JSON array");
+                return ObjectState.ReadBases(list, scene.path + ": synced");
+            }
+            catch (Exception e)
+            {
+                Say("the synced state saved with " + scene.path + " is unreadable (" + e.Message + "); the scene as loaded is taken for what the daemon holds");
+                return null;
+            }
+        }
+
+        /// <summary>`SavedBases` of every loaded scene.</summary>
+        public Dictionary<string, ObjectState> SavedBases()
+        {
+            Dictionary<string, ObjectState> all = null;
+            for (int i = 0; i < SceneManager.sceneCount; i++)
+            {
+                var b = SavedBases(SceneManager.GetSceneAt(i));
+                if (b == null) continue;
+                if (all == null) all = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+                foreach (var kv in b) all[kv.Key] = kv.Value;
+            }
+            return all;
+        }
+
         /// <summary>A hierarchy appeared (Ctrl+D, paste, new, undo of a delete). Returns the uuids to mark dirty.</summary>
         public List<string> OnHierarchyCreated(GameObject root)
         {

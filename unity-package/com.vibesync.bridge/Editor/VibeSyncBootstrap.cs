@@ -75,7 +75,7 @@ namespace VibeSync.Bridge.Editor
                 Host = settings.host, Port = settings.port, TokenFile = settings.EffectiveTokenFile, ProjectId = settings.EffectiveProjectId,
                 Editor = ClientKind.Unity, EditorVersion = Application.unityVersion, ClientId = clientId, UnitScale = 1.0, Wake = Wake,
             });
-            engine = new SyncEngine(client, scene);
+            engine = new SyncEngine(client, scene, 1.0, playing ? null : scene.SavedBases());
             long resumeSeq;
             if (SessionState.GetBool(ResumeKey, false) && long.TryParse(SessionState.GetString(LastSeqKey, "0"), out resumeSeq))
                 engine.LastSeq = resumeSeq; // hello.last_seq: the daemon replays what this editor missed
@@ -322,12 +322,16 @@ namespace VibeSync.Bridge.Editor
         {
             if (engine == null) return;
             scene.Rescan();
-            engine.MarkAllDirty(); // new objects get registered; known ones diff to nothing
+            engine.MarkAllDirty(scene.SavedBases(s)); // new objects get registered; known ones diff to nothing
         }
 
         static void OnSceneSaving(Scene s, string path)
         {
+            // What the scene last synced of its objects, those deleted since its last save
+            // included (their delete is sent when it is opened again if it was not yet).
+            var bases = engine != null ? engine.BaseSnapshot(UnitySceneAdapter.MapUuids(s)) : null;
             UnitySceneAdapter.PruneBeforeSave(s); // identity pairs of objects deleted for good
+            if (bases != null) UnitySceneAdapter.SaveBases(s, bases);
         }
 
         static void OnSceneClosing(Scene s, bool removingScene)

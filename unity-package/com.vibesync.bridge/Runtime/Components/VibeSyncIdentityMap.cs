@@ -22,6 +22,13 @@ namespace VibeSync.Bridge
 
         [SerializeField] List<GameObject> objects = new List<GameObject>();
         [SerializeField] List<string> uuids = new List<string>();
+        // What the scene last synced of its objects, as the scene was saved (JSON written by
+        // ObjectState.WriteBases): the base of edits a person makes and saves while the daemon
+        // is away, so that they are sent, not taken for what the daemon holds (PROTOCOL.md §6.6).
+        [SerializeField] string synced = "";
+
+        /// <summary>The synced bases saved with the scene (JSON), or "".</summary>
+        public string Synced { get { return synced ?? ""; } set { synced = value ?? ""; } }
 
         /// <summary>The uuid stored for this object, or null.</summary>
         public string UuidOf(GameObject go)
@@ -39,6 +46,14 @@ namespace VibeSync.Bridge
                 if (ReferenceEquals(objects[i], go)) { uuids[i] = uuid ?? ""; return; }
             objects.Add(go);
             uuids.Add(uuid ?? "");
+        }
+
+        /// <summary>Every uuid stored, those of objects deleted since the last save included.</summary>
+        public List<string> Uuids()
+        {
+            var l = new List<string>();
+            foreach (var u in uuids) if (!string.IsNullOrEmpty(u)) l.Add(u);
+            return l;
         }
 
         /// <summary>Forgets this object (it moved to another scene).</summary>

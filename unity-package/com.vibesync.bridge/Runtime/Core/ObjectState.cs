@@ -116,6 +116,40 @@ namespace VibeSync.Bridge.Core
             return Json.Write(list);
         }
 
+        /// <summary>Serializes what a scene file keeps of what it last synced
+        /// (`SyncEngine.BaseSnapshot`): each state, or `{"uuid": …, "unresolved": true}` for a
+        /// uuid whose change had no outcome yet (null in the map).</summary>
+        public static List<object> WriteBases(IDictionary<string, ObjectState> bases)
+        {
+            var list = new List<object>();
+            foreach (var kv in bases)
+                list.Add(kv.Value != null ? (object)kv.Value.ToJson()
+                    : new Dictionary<string, object> { { "uuid", kv.Key }, { "unresolved", true } });
+            return list;
+        }
+
+        /// <summary>Reads what `WriteBases` wrote; `path` names the list in errors.</summary>
+        public static Dictionary<string, ObjectState> ReadBases(List<object> list, string path)
+        {
+            var d = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            for (int i = 0; i < list.Count; i++)
+            {
+                string at = path + "[" + i + "]";
+                var o = list[i] as Dictionary<string, object>;
+                if (o == null) throw new MessageFormatException(at, "expected an object");
+                if (Msg.OptBool(o, "unresolved", false))
+                {
+                    string u = Msg.Str(o, "uuid", at);
+                    if (!Msg.IsValidUuid(u)) throw new MessageFormatException(at + ".uuid", "expected a lowercase uuid");
+                    d[u] = null;
+                    continue;
+                }
+                var st = FromJson(o, at);
+                d[st.Uuid] = st;
+            }
+            return d;
+        }
+
         public static Dictionary<string, ObjectState> ReadSnapshot(string json)
         {
             var d = new Dictionary<string, ObjectState>();

@@ -174,7 +174,10 @@ namespace VibeSync.Bridge.Core
         readonly Stopwatch sinceUserEdit = new Stopwatch();
         int registerStats_registered, registerStats_updated, registerStats_unchanged, registerStats_collision, registerStats_error;
 
-        public SyncEngine(BridgeClient client, ISceneAdapter scene, double unitScale = 1.0)
+        /// <param name="savedBases">What the scene file kept, when it was saved, of what it had
+        /// last synced of each object (`BaseSnapshot`), or null: the base of a person's edits
+        /// made and saved while the daemon was away (PROTOCOL.md §6.6).</param>
+        public SyncEngine(BridgeClient client, ISceneAdapter scene, double unitScale = 1.0, IDictionary<string, ObjectState> savedBases = null)
         {
             if (client == null) throw new ArgumentNullException("client");
             if (scene == null) throw new ArgumentNullException("scene");
@@ -183,20 +186,95 @@ namespace VibeSync.Bridge.Core
             this.scene = scene;
             this.unitScale = unitScale;
             if (client.Options.LastSeq == null) client.Options.LastSeq = () => LastSeq;
-            TakeBasesAtLoad(scene.CaptureAll()); // the scene as it was opened, before any edit
+            TakeBasesAtLoad(scene.CaptureAll(), savedBases); // the scene as it was opened, before any edit
         }
 
         /// <summary>
         /// The objects as the engine first sees them, the scene just loaded (the engine made, a
-        /// scene opened): each one's state is its base (`reconnectBase`) until the daemon answers
-        /// its register, so that a person's edit made before the answer is told from what the
-        /// scene held, and only its parts are the person's (PROTOCOL.md §6.6).
+        /// scene opened): each one's base (`reconnectBase`) until the daemon answers its register
+        /// is what the scene file kept of what it last synced (`saved`), else its state as
+        /// loaded, so that a person's edit made before the answer — or made and saved while the
+        /// daemon was away — is told from what the daemon holds, and only its parts are the
+        /// person's (PROTOCOL.md §6.6). An object that differs from its saved base is local work
+        /// (dirty); one the saved base names and the scene no longer holds was deleted by its
+        /// person while the daemon was away: its `tombstone` goes once the register is answered.
         /// </summary>
-        void TakeBasesAtLoad(IEnumerable<ObjectState> states)
+        void TakeBasesAtLoad(IEnumerable<ObjectState> states, IDictionary<string, ObjectState> saved = null)
         {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var s in states)
-                if (s != null && !synced.ContainsKey(s.Uuid) && !reconnectBase.ContainsKey(s.Uuid) && !editedBeforeBase.Contains(s.Uuid))
-                    reconnectBase[s.Uuid] = s;
+            {
+                if (s == null) continue;
+                seen.Add(s.Uuid);
+                if (synced.ContainsKey(s.Uuid) || editedBeforeBase.Contains(s.Uuid)) continue;
+                ObjectState kept;
+                if (saved != null && saved.TryGetValue(s.Uuid, out kept))
+                {
+                    reconnectBase.Remove(s.Uuid);
+                    if (kept == null)
+                    {
+                        // Its change had no outcome when the file was saved: all of it is the
+                        // person's, sent whole (as an edit made before any base was known).
+                        editedBeforeBase.Add(s.Uuid);
+                        dirty.Add(s.Uuid);
+                        continue;
+                    }
+                    reconnectBase[s.Uuid] = kept.Clone();
+                    if (!StateDiff.NearlyEquals(kept, s)) dirty.Add(s.Uuid);
+                }
+                else if (!reconnectBase.ContainsKey(s.Uuid)) reconnectBase[s.Uuid] = s;
+            }
+            if (saved == null) return;
+            foreach (var kv in saved)
+            {
+                if (kv.Value == null || seen.Contains(kv.Key) || synced.ContainsKey(kv.Key)) continue;
+                reconnectBase[kv.Key] = kv.Value.Clone();
+                dirty.Add(kv.Key);
+            }
+        }
+
+        /// <summary>
+        /// What a scene file keeps as it is saved, for these uuids (its objects): the base of each
+        /// one's later edits (`Base`: what it last synced, else its base until the daemon answers
+        /// its register). Given back to the engine when the scene is loaded again (the constructor's
+        /// `savedBases`, `MarkAllDirty`), it tells a person's edits made while the daemon was away
+        /// from what the daemon holds (PROTOCOL.md §6.6). A uuid whose change had no outcome yet
+        /// (in flight, kept as not synced, or edited before any base was known) maps to null:
+        /// loaded again, all of it is the person's and is sent whole.
+        /// </summary>
+        /// <summary>Objects deleted here whose `tombstone` has not been answered yet (to be sent,
+        /// in flight, or refused): a scene saved now keeps their bases, so that the delete is
+        /// sent when it is loaded again (`BaseSnapshot`).</summary>
+        public List<string> DeletedHere()
+        {
+            var l = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var set in new IEnumerable<string>[] { dirty, tombstoning, notSynced.Keys })
+                foreach (var u in set)
+                    if (seen.Add(u) && scene.Capture(u) == null && (tombstoning.Contains(u) || Base(u) != null)) l.Add(u);
+            return l;
+        }
+
+        public Dictionary<string, ObjectState> BaseSnapshot(IEnumerable<string> uuids)
+        {
+            var d = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            foreach (var u in uuids)
+            {
+                if (u == null) continue;
+                if (scene.Capture(u) == null && Base(u) != null)
+                {
+                    d[u] = Base(u).Clone(); // deleted here, its delete not answered: sent when loaded again
+                    continue;
+                }
+                if (editedBeforeBase.Contains(u) || unresolved.ContainsKey(u) || notSynced.ContainsKey(u) || resendFull.Contains(u))
+                {
+                    d[u] = null;
+                    continue;
+                }
+                var b = Base(u);
+                if (b != null) d[u] = b.Clone();
+            }
+            return d;
         }
 
         /// <summary>Raised on the Tick thread: (event name, fields). The headless host prints these.</summary>
@@ -420,11 +498,13 @@ namespace VibeSync.Bridge.Core
         /// diff to nothing. The objects the engine sees here for the first time take the state
         /// they hold now, as loaded, as their base until the daemon answers their register.
         /// </summary>
-        public void MarkAllDirty()
+        /// <param name="savedBases">What the opened scene's file kept of what it last synced
+        /// (`BaseSnapshot`), or null.</param>
+        public void MarkAllDirty(IDictionary<string, ObjectState> savedBases = null)
         {
             if (Paused) return;
             var all = scene.CaptureAll();
-            TakeBasesAtLoad(all); // a scene just opened: its objects as loaded
+            TakeBasesAtLoad(all, savedBases); // a scene just opened: its objects as its file kept them
             foreach (var s in all) dirty.Add(s.Uuid);
             foreach (var u in synced.Keys) dirty.Add(u);
         }

@@ -19,13 +19,15 @@ namespace VibeSync.Bridge.Tests
             public SyncEngine Engine;
             public readonly List<string> Events = new List<string>();
             public readonly List<Dictionary<string, object>> EventFields = new List<Dictionary<string, object>>();
+            /// <summary>What the scene file kept of what it last synced (set by `setup`).</summary>
+            public Dictionary<string, ObjectState> SavedBases;
 
             public Rig(Action<Rig> setup = null, double unitScale = 1.0)
             {
                 if (setup != null) setup(this);
                 Scene.UnitScale = unitScale;
                 Client = ClientTests.NewClient(Daemon.Port, Daemon.TokenFile, o => o.UnitScale = unitScale);
-                Engine = new SyncEngine(Client, Scene, unitScale);
+                Engine = new SyncEngine(Client, Scene, unitScale, SavedBases);
                 Engine.Event += (n, f) => { Events.Add(n); EventFields.Add(f); };
             }
 
@@ -1408,6 +1410,90 @@ namespace VibeSync.Bridge.Tests
                 Check.True(r.Scene.Find(a.Uuid) == null, "the replay did not bring it back");
                 Check.Equal(0, r.Daemon.Received("change").Count, "nothing else is sent");
                 Check.Equal(0, r.Engine.UnresolvedCount, "nothing left unresolved");
+            }
+        }
+
+        /// <summary>
+        /// Unity was open while the daemon was away: the person moved A (and deleted B), saved and
+        /// quit. The scene file kept what it last synced of A and B (`BaseSnapshot`). Opened again
+        /// with the daemon up, the move is the person's: sent, and a replay from seq 0 (a Unity
+        /// session keeps no seq across a restart) carrying the old pose does not undo it; B's
+        /// delete goes as a `tombstone` and the replay does not bring B back (PROTOCOL.md §6.6).
+        /// Taken for the scene as loaded, the move was never sent and the replay undid it.
+        /// </summary>
+        [VsTest]
+        public static void EditsSavedWhileTheDaemonWasAwayAreThePersonsWork()
+        {
+            SceneObject a = null;
+            string bu = null, id = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                a = rig.Add("A", 1, 2, 3);
+                var b = rig.Add("B", 0, 0, 0);
+                bu = b.Uuid;
+                rig.Daemon.Knows(a.Uuid);
+                rig.Daemon.Knows(b.Uuid);
+                var synced = new Dictionary<string, ObjectState>
+                {
+                    { a.Uuid, rig.Scene.Capture(a.Uuid) }, { b.Uuid, rig.Scene.Capture(b.Uuid) },
+                };
+                // Through the file format, as the scene keeps it.
+                rig.SavedBases = ObjectState.ReadBases((List<object>)Json.Parse(Json.Write(ObjectState.WriteBases(synced))), "synced");
+                id = rig.Daemon.ReplayAtNextWelcome(rig.Daemon.NextSeq(), synced[a.Uuid].ToCreateOp(), synced[b.Uuid].ToCreateOp());
+                a.Position = new[] { 5.0, 0, 0 }; // the person's edits, saved with the scene
+                rig.Scene.Delete(b);
+            }))
+            {
+                r.StartAndRegister();
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                var sent = r.Daemon.WaitFor("change", 1, r.Pump)[0].Message;
+                Check.Equal("transform", OpNames(sent), "only the person's move is sent");
+                var t = r.Daemon.WaitFor("tombstone", 1, r.Pump)[0].Message;
+                Check.Equal(bu, (string)((List<object>)t["uuids"])[0], "the person's delete is sent");
+                r.Settle();
+                Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the person's move stands");
+                Check.True(r.Scene.Find(bu) == null, "the replay did not bring B back");
+                Check.Equal(1, r.Daemon.Received("change").Count, "nothing else is sent");
+            }
+        }
+
+        [VsTest]
+        public static void AChangeWithNoOutcomeWhenTheSceneWasSavedIsSentWhole()
+        {
+            // PROTOCOL.md §6.6: A's move was in flight (no batch_result) as the scene was saved:
+            // the file keeps no base of A (null), so all of A is the person's, sent whole.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                r.Daemon.Commits = false;
+                a.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", 2, r.Pump);
+                var kept = r.Engine.BaseSnapshot(new[] { a.Uuid });
+                Check.True(kept.ContainsKey(a.Uuid) && kept[a.Uuid] == null, "no base kept of a change in flight");
+                var list = ObjectState.WriteBases(kept);
+                Check.Equal("{\"uuid\":\"" + a.Uuid + "\",\"unresolved\":true}", Json.Write(list[0]), "written as unresolved");
+            }
+            SceneObject b = null;
+            string id = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                b = rig.Add("A", 5, 0, 0);
+                rig.Daemon.Knows(b.Uuid);
+                var old = rig.Scene.Capture(b.Uuid);
+                old.T = new[] { 1.0, 2, 3 };
+                rig.SavedBases = new Dictionary<string, ObjectState> { { b.Uuid, null } };
+                id = rig.Daemon.ReplayAtNextWelcome(rig.Daemon.NextSeq(), old.ToCreateOp());
+            }))
+            {
+                r.StartAndRegister();
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                var sent = r.Daemon.WaitFor("change", 1, r.Pump)[0].Message;
+                Check.Equal("create", OpNames(sent), "sent whole");
+                r.Settle();
+                Check.Near(new[] { 5.0, 0, 0 }, b.Position, 1e-12, "the person's move stands");
             }
         }
 

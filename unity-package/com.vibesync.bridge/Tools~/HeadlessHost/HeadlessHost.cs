@@ -183,7 +183,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 ClientId = clientId ?? Msg.NewUuid(), UnitScale = unitScale, Backoff = backoff, Wake = () => wake.Set(),
             };
             client = new BridgeClient(opt);
-            engine = new SyncEngine(client, scene, unitScale) { LastSeq = lastSeq };
+            engine = new SyncEngine(client, scene, unitScale, scene.SavedBases) { LastSeq = lastSeq };
             engine.Event += (name, fields) => Print(name, fields);
             engine.BeforeAppliedSent = (batch, hashes) =>
             {
@@ -263,7 +263,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     if (autoDump && engine.BatchesApplied != appliedSeen)
                     {
                         appliedSeen = engine.BatchesApplied;
-                        scene.Dump(dumpFile, engine.LastSeq, engine.Stats());
+                        scene.Dump(dumpFile, engine.LastSeq, engine.Stats(), Bases());
                     }
                 }
                 if (waiting != null)
@@ -289,7 +289,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     lock (sceneLock)
                     {
                         waiting = Execute(cmd.Trim());
-                        if (autoDump) scene.Dump(dumpFile, engine.LastSeq, engine.Stats());
+                        if (autoDump) scene.Dump(dumpFile, engine.LastSeq, engine.Stats(), Bases());
                     }
                 }
                 catch (Exception e) when (e is ArgumentException || e is FormatException || e is InvalidOperationException || e is IOException || e is KeyNotFoundException || e is UnauthorizedAccessException)
@@ -299,13 +299,24 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
             }
         }
 
+        /// <summary>What the scene keeps, as it is saved, of what it last synced (the Editor keeps
+        /// it in the scene's identity map): the base of edits made while the daemon is away.</summary>
+        static Dictionary<string, ObjectState> Bases()
+        {
+            if (engine == null) return null;
+            var uuids = new List<string>();
+            foreach (var o in scene.Objects) uuids.Add(o.Uuid);
+            uuids.AddRange(engine.DeletedHere());
+            return engine.BaseSnapshot(uuids);
+        }
+
         static void FinalDump()
         {
             lock (sceneLock)
             {
                 if (exitDumped || dumpFile == null || scene == null) return;
                 exitDumped = true;
-                try { scene.Dump(dumpFile, engine != null ? engine.LastSeq : 0, engine != null ? engine.Stats() : null); Print("dumped", F("file", Path.GetFullPath(dumpFile), "objects", (long)scene.Objects.Count)); }
+                try { scene.Dump(dumpFile, engine != null ? engine.LastSeq : 0, engine != null ? engine.Stats() : null, Bases()); Print("dumped", F("file", Path.GetFullPath(dumpFile), "objects", (long)scene.Objects.Count)); }
                 catch (Exception e) { Print("error", F("message", "dump to " + dumpFile + " failed: " + e.Message)); }
             }
         }
@@ -422,7 +433,7 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                     {
                         string file = p.Length > 1 ? line.Substring(line.IndexOf(' ') + 1).Trim() : dumpFile;
                         if (file == null) throw new ArgumentException("dump needs a FILE (or start with --dump FILE)");
-                        scene.Dump(file, engine.LastSeq, engine.Stats());
+                        scene.Dump(file, engine.LastSeq, engine.Stats(), Bases());
                         Print("dumped", F("file", Path.GetFullPath(file), "objects", (long)scene.Objects.Count));
                         return null;
                     }

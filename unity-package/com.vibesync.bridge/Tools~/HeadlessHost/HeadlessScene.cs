@@ -372,7 +372,11 @@ namespace VibeSync.Bridge.Headless
 
         // ------------------------------------------------------------------ dump / load
 
-        public Dictionary<string, object> ToJson(long lastSeq, Dictionary<string, object> stats = null)
+        /// <summary>What the loaded file kept of what it last synced (`synced`, written from
+        /// `SyncEngine.BaseSnapshot`), or null: a file saved before there was any.</summary>
+        public Dictionary<string, ObjectState> SavedBases { get; private set; }
+
+        public Dictionary<string, object> ToJson(long lastSeq, Dictionary<string, object> stats = null, IDictionary<string, ObjectState> bases = null)
         {
             var list = new List<object>();
             foreach (var o in objects)
@@ -386,16 +390,17 @@ namespace VibeSync.Bridge.Headless
                 });
             }
             var doc = new Dictionary<string, object> { { "objects", list }, { "last_seq", lastSeq } };
+            if (bases != null) doc["synced"] = ObjectState.WriteBases(bases); // what Unity keeps with a saved scene
             if (stats != null) doc["stats"] = stats;
             return doc;
         }
 
         /// <summary>Writes atomically (temp file + rename) so a reader never sees half a dump.</summary>
-        public void Dump(string file, long lastSeq, Dictionary<string, object> stats = null)
+        public void Dump(string file, long lastSeq, Dictionary<string, object> stats = null, IDictionary<string, ObjectState> bases = null)
         {
             string full = Path.GetFullPath(file);
             string tmp = full + ".tmp";
-            File.WriteAllText(tmp, Json.Write(ToJson(lastSeq, stats)) + "\n");
+            File.WriteAllText(tmp, Json.Write(ToJson(lastSeq, stats, bases)) + "\n");
             if (File.Exists(full)) File.Replace(tmp, full, null); // rename(2): readers see the old or the new file
             else File.Move(tmp, full);
         }
@@ -406,6 +411,8 @@ namespace VibeSync.Bridge.Headless
             var doc = Json.Parse(File.ReadAllBytes(file)) as Dictionary<string, object>;
             if (doc == null) throw new FormatException(file + ": expected a JSON object with an `objects` array");
             var changes = new List<IdentityChange>();
+            object kept;
+            SavedBases = doc.TryGetValue("synced", out kept) && kept != null ? ObjectState.ReadBases(Msg.Arr(doc, "synced"), "synced") : null;
             var list = Msg.Arr(doc, "objects");
             for (int i = 0; i < list.Count; i++)
             {

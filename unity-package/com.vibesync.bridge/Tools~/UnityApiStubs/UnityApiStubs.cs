@@ -119,6 +119,7 @@ namespace UnityEngine.SceneManagement
     {
         public int handle { get { return 0; } }
         public bool isLoaded { get { return true; } }
+        public string path { get { return ""; } }
         public bool IsValid() { return true; }
         public GameObject[] GetRootGameObjects() { return new GameObject[0]; }
         public static bool operator ==(Scene a, Scene b) { return true; }
