@@ -335,11 +335,12 @@ def test_an_object_taken_out_of_the_scene_leaves_unity_and_comes_back(world, how
     """Object > Collection > Remove from All (the Cube's only collection), or a move of the
     Light to another scene: in Blender it is no longer in the synced scene, but it stayed in
     Unity. Now Unity removes it; linked back, or with Ctrl-Z, it is back in Unity too, with
-    its uuid."""
+    its uuid and the components the person in Unity had given it."""
     made, host = world.startup_synced()
     name = "Cube" if how == "unlink_and_link_back" else "Light"
     ob = bpy.data.objects[name]
     u = ob["vibesync_uuid"]
+    host.cmd(f"component {u} Rigidbody")
     coll = bpy.data.collections["Collection"]
     cu = coll["vibesync_uuid"]
     bpy.ops.ed.undo_push(message="before")
@@ -357,8 +358,31 @@ def test_an_object_taken_out_of_the_scene_leaves_unity_and_comes_back(world, how
     else:
         bpy.ops.ed.undo()
     drive(lambda: host.obj(u) is not None, timeout=15, what=f"the {name} back in Unity")
+    assert host.obj(u)["components"] == ["Rigidbody"], "its Unity components are back"
     view = world.finish(host, made)
     assert view[u]["name"] == name and view[u]["parent"] == cu
+
+
+def test_a_delete_undone_in_blender_gives_the_object_back_its_unity_components(world):
+    """The person in Unity gives the Cube a Rigidbody and a script; in Blender the Cube is
+    deleted and the delete undone (X, then Ctrl-Z). The Cube came back in Unity as a bare
+    object: a day's Unity-side work on it was gone. Now it comes back with its components
+    (they are no synced state: Blender never had them)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    host.cmd(f"component {u} Rigidbody")
+    host.cmd(f"component {u} PlayerController")
+    bpy.ops.ed.undo_push(message="before")
+    bpy.data.objects.remove(cube)
+    bpy.ops.ed.undo_push(message="deleted")
+    drive(lambda: host.obj(u) is None, timeout=15, what="the Cube gone in Unity")
+    converge(host)
+    bpy.ops.ed.undo()
+    drive(lambda: host.obj(u) is not None, timeout=15, what="the Cube back in Unity")
+    assert host.obj(u)["components"] == ["Rigidbody", "PlayerController"], "its Unity components are back"
+    view = world.finish(host, made)
+    assert view[u]["name"] == "Cube"
 
 
 def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):

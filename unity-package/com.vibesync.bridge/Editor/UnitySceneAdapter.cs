@@ -23,6 +23,8 @@ namespace VibeSync.Bridge.Editor
         readonly Dictionary<int, KeyValuePair<string, byte[]>> meshCache = new Dictionary<int, KeyValuePair<string, byte[]>>();
 
         public event Action<string> Log;
+        // The components of objects another editor deleted, given back if it makes them again.
+        readonly DeletedKeep<List<KeyValuePair<Type, string>>> deletedKeep = new DeletedKeep<List<KeyValuePair<Type, string>>>();
 
         void Say(string s) { var h = Log; if (h != null) h(s); }
 
@@ -120,6 +122,41 @@ namespace VibeSync.Bridge.Editor
         }
 
         /// <summary>The scene is being saved: pairs of objects deleted for good are dropped.</summary>
+        /// <summary>Keeps the components of an object another editor deleted — type and
+        /// serialized fields (`EditorJsonUtility`) — in `deletedKeep`: Unity-only work no other
+        /// editor holds (PROTOCOL.md §6.1 `delete`).</summary>
+        void KeepComponents(string uuid, GameObject go)
+        {
+            var kept = new List<KeyValuePair<Type, string>>();
+            foreach (var comp in go.GetComponents<Component>())
+            {
+                if (comp == null || comp is Transform) continue; // a missing script; the synced transform
+                kept.Add(new KeyValuePair<Type, string>(comp.GetType(), EditorJsonUtility.ToJson(comp)));
+            }
+            if (kept.Count > 0) deletedKeep.Keep(uuid, kept);
+        }
+
+        /// <summary>Gives an object made again with a uuid another editor had deleted (that
+        /// delete undone: Ctrl+Z in Blender, the object back in its synced scene) the components
+        /// it had; the `create` then sets its synced parts (mesh, material, pose) as always.</summary>
+        void GiveBackComponents(string uuid, GameObject go)
+        {
+            List<KeyValuePair<Type, string>> kept;
+            if (!deletedKeep.TryTake(uuid, out kept)) return;
+            foreach (var kv in kept)
+            {
+                try
+                {
+                    var comp = go.GetComponent(kv.Key) ?? Undo.AddComponent(go, kv.Key);
+                    if (comp != null) EditorJsonUtility.FromJsonOverwrite(kv.Value, comp);
+                }
+                catch (Exception e)
+                {
+                    Say("could not give " + go.name + " back its " + kv.Key.Name + ": " + e.Message);
+                }
+            }
+        }
+
         public static void PruneBeforeSave(Scene scene)
         {
             var map = MapOf(scene, false);
@@ -507,6 +544,7 @@ namespace VibeSync.Bridge.Editor
                         Undo.RegisterCreatedObjectUndo(go, undoName);
                         Write(go, c.Uuid);
                         Identity.Bind(c.Uuid, go, null);
+                        GiveBackComponents(c.Uuid, go); // its delete undone in the other editor
                     }
                     else
                     {
@@ -537,6 +575,7 @@ namespace VibeSync.Bridge.Editor
                     var children = new List<Transform>();
                     for (int i = 0; i < go.transform.childCount; i++) children.Add(go.transform.GetChild(i));
                     foreach (var child in children) Undo.SetTransformParent(child, null, undoName);
+                    KeepComponents(c.Uuid, go);
                     Undo.DestroyObjectImmediate(go);
                     SweepDestroyed();
                     break;

@@ -35,6 +35,49 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void WhatIsKeptOfADeletedObjectIsGivenBackOnceAndTheOldestIsForgotten()
+        {
+            var keep = new DeletedKeep<string>(2);
+            string a = Msg.NewUuid(), b = Msg.NewUuid(), c = Msg.NewUuid();
+            keep.Keep(a, "a1");
+            keep.Keep(a, "a2"); // deleted again: what it had last
+            keep.Keep(b, "b");
+            string got;
+            Check.True(keep.TryTake(a, out got) && got == "a2", "the last kept of a");
+            Check.True(!keep.TryTake(a, out got), "given back once");
+            keep.Keep(a, "a3");
+            keep.Keep(c, "c"); // a third: the oldest (b) is forgotten
+            Check.Equal(2, keep.Count, "at most its capacity");
+            Check.True(!keep.TryTake(b, out got), "the oldest forgotten");
+            Check.True(keep.TryTake(c, out got) && got == "c", "the newest kept");
+            keep.Forget(a);
+            Check.Equal(0, keep.Count, "forgotten");
+        }
+
+        [VsTest]
+        public static void AnotherEditorsDeleteUndoneThereGivesTheObjectBackItsUnityComponents()
+        {
+            // PROTOCOL.md §6.1: Blender deletes the Cube (a `delete` here), then Ctrl+Z brings
+            // it back (a `create` of the same uuid). Its Unity-only components come back with it;
+            // a create of a uuid never deleted here makes a bare object.
+            var scene = new Headless.HeadlessScene();
+            var cube = new Headless.SceneObject { Uuid = Msg.NewUuid(), Name = "Cube" };
+            cube.Components.Add("Rigidbody");
+            cube.Components.Add("PlayerController");
+            scene.Add(cube);
+            var del = RemoteChange.Parse(new Dictionary<string, object> { { "op", Ops.Delete }, { "uuid", cube.Uuid } }, null, 1.0);
+            scene.ApplyBatch(new IncomingBatch { BatchId = "b1", Seq = 1, Path = BatchPath.Slow, Changes = { del } });
+            Check.True(scene.Find(cube.Uuid) == null, "deleted");
+            var state = new ObjectState { Uuid = cube.Uuid, Kind = EntityKind.Object, Name = "Cube", T = new[] { 0.0, 0, 0 }, R = new[] { 0.0, 0, 0, 1 }, S = new[] { 1.0, 1, 1 } };
+            var again = RemoteChange.Parse(state.ToCreateOp(), null, 1.0);
+            var other = state.Clone();
+            other.Uuid = Msg.NewUuid();
+            scene.ApplyBatch(new IncomingBatch { BatchId = "b2", Seq = 2, Path = BatchPath.Slow, Changes = { again, RemoteChange.Parse(other.ToCreateOp(), null, 1.0) } });
+            Check.Equal("Rigidbody,PlayerController", string.Join(",", scene.Find(cube.Uuid).Components), "its components are back");
+            Check.Equal(0, scene.Find(other.Uuid).Components.Count, "a new object is bare");
+        }
+
+        [VsTest]
         public static void DuplicateOfADuplicateAndInvalidUuids()
         {
             var reg = new IdentityRegistry<Obj>();

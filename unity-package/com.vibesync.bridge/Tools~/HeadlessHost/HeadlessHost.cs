@@ -45,6 +45,7 @@ commands:
   rotate <uuid> x y z w                  set local rotation quaternion (Unity frame)
   scale <uuid> x y z                     set local scale
   rename <uuid> <new name...>            rename
+  component <uuid> <name>                add a Unity-only component (not synced; kept over another editor's delete and its undo)
   visible <uuid> true|false              show / hide
   parent <uuid> <parent-uuid|none>       reparent
   mesh <uuid> cube [half-size]           give the object a cube mesh
@@ -354,6 +355,15 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 case "move": { Need(p, 5, "move <uuid> x y z"); var o = Obj(p[1]); o.Position = Nums(p, 2, 3); Edited(o); return null; }
                 case "rotate": { Need(p, 6, "rotate <uuid> x y z w"); var o = Obj(p[1]); o.Rotation = Nums(p, 2, 4); Edited(o); return null; }
                 case "scale": { Need(p, 5, "scale <uuid> x y z"); var o = Obj(p[1]); o.Scale = Nums(p, 2, 3); Edited(o); return null; }
+                case "component":
+                    {
+                        // A Unity-only component added by the person (a script, a collider):
+                        // not synced state, nothing is sent.
+                        Need(p, 3, "component <uuid> <name>");
+                        var o = Obj(p[1]);
+                        if (!o.Components.Contains(p[2])) o.Components.Add(p[2]);
+                        return null;
+                    }
                 case "rename":
                     {
                         Need(p, 3, "rename <uuid> <name>");

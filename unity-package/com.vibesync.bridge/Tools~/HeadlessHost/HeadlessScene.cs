@@ -28,18 +28,25 @@ namespace VibeSync.Bridge.Headless
         public double[] Scale = { 1, 1, 1 };
         public MeshInfo Mesh;
         public MaterialState Material;
+        // Unity-only components (by name: what stands in for a script, a collider…): no other
+        // editor has them and no change carries them.
+        public List<string> Components = new List<string>();
 
         public SceneObject Clone()
         {
             var o = (SceneObject)MemberwiseClone();
             o.Position = (double[])Position.Clone(); o.Rotation = (double[])Rotation.Clone(); o.Scale = (double[])Scale.Clone();
             o.Material = Material == null ? null : Material.Clone();
+            o.Components = new List<string>(Components);
             return o;
         }
     }
 
     public sealed class HeadlessScene : ISceneAdapter, IAdoptingScene
     {
+        // The components of objects another editor deleted, given back if it makes them again.
+        readonly DeletedKeep<List<string>> deletedKeep = new DeletedKeep<List<string>>();
+
         // Objects that carried no uuid in the loaded scene file (a scene never saved since they
         // were synced, e.g. an editor crash before the save): the engine lets them take back the
         // uuids the daemon knows them by (Adoption, PROTOCOL §6.6).
@@ -295,6 +302,8 @@ namespace VibeSync.Bridge.Headless
                     if (o == null)
                     {
                         o = new SceneObject { Uuid = c.Uuid };
+                        List<string> components;
+                        if (deletedKeep.TryTake(c.Uuid, out components)) o.Components = components; // its delete undone there
                         objects.Add(o);
                         Identity.Bind(c.Uuid, o, null);
                     }
@@ -307,6 +316,7 @@ namespace VibeSync.Bridge.Headless
                         o.Mesh = new MeshInfo { MeshHash = c.MeshHash }; // the daemon sent no buffer: the hash is still the state
                     break;
                 case Ops.Delete:
+                    if (o.Components.Count > 0) deletedKeep.Keep(o.Uuid, new List<string>(o.Components));
                     RemoveOne(o);
                     break;
                 case Ops.Reparent:
@@ -387,12 +397,20 @@ namespace VibeSync.Bridge.Headless
                     { "transform", new Dictionary<string, object> { { "position", Msg.List(o.Position) }, { "rotation", Msg.List(o.Rotation) }, { "scale", Msg.List(o.Scale) } } },
                     { "mesh", o.Mesh == null ? null : new Dictionary<string, object> { { "vertex_count", (long)o.Mesh.VertexCount }, { "triangle_count", (long)o.Mesh.TriangleCount }, { "mesh_hash", o.Mesh.MeshHash } } },
                     { "material", o.Material == null ? null : o.Material.ToJson() },
+                    { "components", ComponentList(o) },
                 });
             }
             var doc = new Dictionary<string, object> { { "objects", list }, { "last_seq", lastSeq } };
             if (bases != null) doc["synced"] = ObjectState.WriteBases(bases); // what Unity keeps with a saved scene
             if (stats != null) doc["stats"] = stats;
             return doc;
+        }
+
+        static List<object> ComponentList(SceneObject o)
+        {
+            var l = new List<object>();
+            foreach (var c in o.Components) l.Add(c);
+            return l;
         }
 
         /// <summary>Writes atomically (temp file + rename) so a reader never sees half a dump.</summary>
@@ -429,6 +447,9 @@ namespace VibeSync.Bridge.Headless
                     Rotation = Msg.Vec(tr, "rotation", 4, path + ".transform"),
                     Scale = Msg.Vec(tr, "scale", 3, path + ".transform"),
                 };
+                object comps;
+                if (d.TryGetValue("components", out comps) && comps != null)
+                    foreach (var x in Msg.Arr(d, "components")) if (x is string) o.Components.Add((string)x);
                 object mat;
                 if (d.TryGetValue("material", out mat) && mat != null) o.Material = MaterialState.FromJson(Msg.Obj(d, "material", path), path + ".material");
                 object mesh;

@@ -50,6 +50,8 @@ namespace UnityEngine
         public T GetComponent<T>() { return default(T); }
         public T AddComponent<T>() where T : Component { return default(T); }
         public T[] GetComponentsInChildren<T>(bool includeInactive) { return new T[0]; }
+        public T[] GetComponents<T>() { return new T[0]; }
+        public Component GetComponent(Type type) { return null; }
     }
     public struct Vector2 { public float x, y; public Vector2(float x, float y) { this.x = x; this.y = y; } }
     public struct Vector3 { public float x, y, z; public Vector3(float x, float y, float z) { this.x = x; this.y = y; this.z = z; } }
@@ -209,6 +211,11 @@ namespace UnityEditor
         public static bool Contains(Object o) { return false; }
         public static string GetAssetPath(Object o) { return ""; }
     }
+    public static class EditorJsonUtility
+    {
+        public static string ToJson(object obj) { return "{}"; }
+        public static void FromJsonOverwrite(string json, object objectToOverwrite) { }
+    }
     public static class Undo
     {
         public static void IncrementCurrentGroup() { }
@@ -219,6 +226,7 @@ namespace UnityEditor
         public static void DestroyObjectImmediate(Object o) { }
         public static void SetTransformParent(Transform t, Transform p, string n) { }
         public static T AddComponent<T>(GameObject go) where T : Component { return default(T); }
+        public static Component AddComponent(GameObject gameObject, Type type) { return null; }
         public static void CollapseUndoOperations(int g) { }
         public static void RevertAllDownToGroup(int g) { }
     }
