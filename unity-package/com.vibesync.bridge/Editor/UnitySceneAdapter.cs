@@ -147,7 +147,9 @@ namespace VibeSync.Bridge.Editor
             {
                 try
                 {
-                    var comp = go.GetComponent(kv.Key) ?? Undo.AddComponent(go, kv.Key);
+                    // Unity's == (a missing component may be a "fake null" in the Editor, which ?? misses).
+                    var comp = go.GetComponent(kv.Key);
+                    if (comp == null) comp = Undo.AddComponent(go, kv.Key); // one a kept one required is there already
                     if (comp != null) EditorJsonUtility.FromJsonOverwrite(kv.Value, comp);
                 }
                 catch (Exception e)
