@@ -473,3 +473,29 @@ def test_unity_edits_saved_while_the_daemon_was_down_reach_blender_and_stand(wor
     assert view[mc]["t"] == pytest.approx([4, 5, -6], abs=1e-5), "Unity's move made offline"
     assert view[dl]["name"] == "Sun", "Unity's rename made offline"
     assert lu not in view and "Light" not in bpy.data.objects, "Unity's delete made offline"
+
+
+def test_an_object_blender_deleted_while_unity_was_closed_leaves_no_live_record(world):
+    """Unity saves and quits; in Blender the person deletes the Light. Unity reopens its scene,
+    which still holds the Light: the replay deletes it there. Unity registered what its scene
+    held before that replay, which made the daemon's record of the Light live again for an
+    object in no editor (§5, §6.6)."""
+    world.blender(build=lambda: bpy.data.objects.remove(bpy.data.objects["Cube"]))  # a scene the host can load
+    made = uuids_of(("Collection", "Camera", "Light"))
+    host = world.host()
+    converge(host)
+    path, doc = _close_unity_saving(world, host)
+    lu = bpy.data.objects["Light"]["vibesync_uuid"]
+    bpy.data.objects.remove(bpy.data.objects["Light"])
+    drive(lambda: any((r.get("payload") or {}).get("op") == "tombstone" and r.get("uuids") == [lu]
+                      and r.get("phase") == "COMMIT" for r in world.daemon.tail()),
+          timeout=15, what="Blender's delete of the Light committed")
+    again = _reopen_unity(world, path, doc)
+    made.pop(lu)
+    view = finish(world.daemon, world.project_id, again, made, world.host_made())
+    assert lu not in view
+    steps = [(r["payload"].get("op"), r["seq"]) for r in world.daemon.tail()
+             if r.get("phase") == "STEP" and r.get("uuids") == [lu]]
+    gone = max(seq for op, seq in steps if op == "tombstone")
+    assert not [s for op, s in steps if op == "register" and s > gone], \
+        "the daemon's record of the deleted Light is live again"

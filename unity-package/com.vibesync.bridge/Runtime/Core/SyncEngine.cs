@@ -166,6 +166,13 @@ namespace VibeSync.Bridge.Core
         // until it has arrived (or AdoptWaitLimit has passed), then matched (Adoption.Match).
         readonly HashSet<string> adoptable = new HashSet<string>();
         Stopwatch adoptWait;
+        // A scene opened with what its file kept of what it last synced (`TakeBasesAtLoad`):
+        // its objects are registered after the first replay since connecting (`replayWait`,
+        // at most AdoptWaitLimit), which may delete some of them — another editor's delete made
+        // while the scene was closed. Registered before, such an object's daemon record was
+        // made live again for an object in no editor (PROTOCOL.md §5, §6.6).
+        bool registerAfterReplay;
+        Stopwatch replayWait;
         IncomingBatch current;
         long lastSeq;
         long requestCounter;
@@ -225,6 +232,7 @@ namespace VibeSync.Bridge.Core
                 else if (!reconnectBase.ContainsKey(s.Uuid)) reconnectBase[s.Uuid] = s;
             }
             if (saved == null) return;
+            if (saved.Count > 0) registerAfterReplay = true;
             foreach (var kv in saved)
             {
                 if (kv.Value == null || seen.Contains(kv.Key) || synced.ContainsKey(kv.Key)) continue;
@@ -532,7 +540,11 @@ namespace VibeSync.Bridge.Core
             if (restoreSnapshot != null) RestoreSnapshot(restoreSnapshot);
             dirty.Clear();
             foreach (var u in resendFull) dirty.Add(u); // kept over a replay before Play: still to send
-            if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0) RegisterAll();
+            if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0)
+            {
+                if (registerAfterReplay) { if (replayWait == null) AwaitReplay(); }
+                else RegisterAll();
+            }
             // Held batches are not applied: the daemon re-sends what changed since LastSeq (§6.4).
             int heldCount = heldWhilePaused;
             heldWhilePaused = 0;
@@ -603,6 +615,11 @@ namespace VibeSync.Bridge.Core
             TimeSpan left = budget - sw.Elapsed;
             if (left < TimeSpan.FromMilliseconds(1)) left = TimeSpan.FromMilliseconds(1);
             ProcessDirty(left);
+            if (replayWait != null && replayWait.Elapsed > AdoptWaitLimit && client.IsConnected)
+            {
+                Emit("replay_timeout", new Dictionary<string, object> { { "waited_ms", (long)replayWait.Elapsed.TotalMilliseconds } });
+                EndReplayWait();
+            }
             if (adoptWait != null && adoptWait.Elapsed > AdoptWaitLimit && client.IsConnected)
             {
                 Emit("adopt_timeout", new Dictionary<string, object> { { "fresh", (long)adoptable.Count } });
@@ -661,8 +678,34 @@ namespace VibeSync.Bridge.Core
             // No resync request: the daemon sends what changed since hello.last_seq by itself.
             var adopting = scene as IAdoptingScene;
             if (adopting != null) foreach (var u in adopting.FreshUuids) adoptable.Add(u);
-            if (!Paused) RegisterAll();
+            if (!Paused)
+            {
+                if (registerAfterReplay) AwaitReplay();
+                else RegisterAll();
+            }
             if (adoptable.Count > 0 && !Paused) AwaitAdoption();
+        }
+
+        /// <summary>
+        /// Registration waits for the first replay since connecting (`registerAfterReplay`): a
+        /// `resync` since LastSeq is always answered by one batch, after the welcome replay when
+        /// there is one (§6.6), so the wait ends with the first `resync` batch applied.
+        /// </summary>
+        void AwaitReplay()
+        {
+            string rid = NextRequestId("y");
+            if (!client.Send(Msg.Resync(rid, LastSeq))) { RegisterAll(); return; }
+            ResyncsRequested++;
+            replayWait = Stopwatch.StartNew();
+        }
+
+        /// <summary>The first replay since connecting was applied (or did not come in time):
+        /// what the scene holds now is registered.</summary>
+        void EndReplayWait()
+        {
+            replayWait = null;
+            registerAfterReplay = false;
+            if (client.IsConnected && !initialRegisterDone && pendingRegister.Count == 0) RegisterAll();
         }
 
         /// <summary>
@@ -751,6 +794,7 @@ namespace VibeSync.Bridge.Core
             pendingTombstones.Clear();
             tombstoning.Clear();
             adoptWait = null; // the fresh uuids wait for the next connection's replay
+            replayWait = null; // and so does registration (`registerAfterReplay`)
             pendingChange.Clear();
             pendingRegister.Clear();
             registering.Clear();
@@ -1384,6 +1428,7 @@ namespace VibeSync.Bridge.Core
             }
             if (adoptable.Count > 0 && adoptWait != null && b.Path == BatchPath.Resync) Adopt(b);
             ApplyComplete(b);
+            if (replayWait != null && b.Path == BatchPath.Resync) EndReplayWait(); // what it deleted is gone
             if (notSynced.Count > 0)
             {
                 var arrived = new HashSet<string>();

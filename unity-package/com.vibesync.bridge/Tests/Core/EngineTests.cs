@@ -1459,6 +1459,38 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AReopenedSceneRegistersAfterTheReplaySoADeletedObjectStaysDeleted()
+        {
+            // PROTOCOL.md §5, §6.6: the scene was saved holding A and B; while it was closed
+            // Blender deleted B. Registered before the replay, B's record at the daemon was made
+            // live again for an object the replay then deleted here. The register waits for it.
+            SceneObject a = null, b = null;
+            string id = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                a = rig.Add("A", 1, 2, 3);
+                b = rig.Add("B", 0, 0, 0);
+                rig.Daemon.Knows(a.Uuid);
+                rig.SavedBases = new Dictionary<string, ObjectState>
+                {
+                    { a.Uuid, rig.Scene.Capture(a.Uuid) }, { b.Uuid, rig.Scene.Capture(b.Uuid) },
+                };
+                id = rig.Daemon.ReplayAtNextWelcome(rig.Daemon.NextSeq(),
+                    new Dictionary<string, object> { { "op", "delete" }, { "uuid", b.Uuid } });
+            }))
+            {
+                r.StartAndRegister();
+                Check.True(Applied(r, id) != null, "the replay was applied before the register");
+                Check.True(r.Scene.Find(b.Uuid) == null, "B deleted by the replay");
+                var items = (List<object>)r.Daemon.Received("register")[0].Message["items"];
+                Check.Equal(1, items.Count, "only what the scene holds after the replay is registered");
+                Check.Equal(a.Uuid, (string)((Dictionary<string, object>)items[0])["uuid"], "A registered");
+                Check.Equal(1, r.Daemon.Received("resync").Count, "it asked for the replay");
+            }
+        }
+
+        [VsTest]
         public static void AChangeWithNoOutcomeWhenTheSceneWasSavedIsSentWhole()
         {
             // PROTOCOL.md §6.6: A's move was in flight (no batch_result) as the scene was saved:
