@@ -173,16 +173,18 @@ namespace VibeSync.Bridge.Editor
             return map != null ? map.Uuids() : new List<string>();
         }
 
-        /// <summary>Keeps, with the scene being saved, what it last synced of its objects
-        /// (`SyncEngine.BaseSnapshot`).</summary>
-        public static void SaveBases(Scene scene, IDictionary<string, ObjectState> bases)
+        /// <summary>Keeps in the scene's map what it last synced of its objects
+        /// (`SyncEngine.BaseSnapshot`): as the scene is saved (`markDirty`, written with it),
+        /// and before a domain reload (in memory only, not an edit of the scene: the engine made
+        /// after the reload takes it for the scene it finds, which is not the one on disk).</summary>
+        public static void SaveBases(Scene scene, IDictionary<string, ObjectState> bases, bool markDirty)
         {
-            var map = MapOf(scene, bases.Count > 0);
+            var map = MapOf(scene, markDirty && bases.Count > 0);
             if (map == null) return;
             string json = Json.Write(ObjectState.WriteBases(bases));
             if (map.Synced == json) return;
             map.Synced = json;
-            EditorUtility.SetDirty(map);
+            if (markDirty) EditorUtility.SetDirty(map);
         }
 
         /// <summary>What the scene's file kept of what it last synced (`SaveBases`), or null

@@ -118,6 +118,14 @@ namespace VibeSync.Bridge.Editor
             if (engine == null) return;
             SessionState.SetBool(ResumeKey, true);
             SessionState.SetString(LastSeqKey, engine.LastSeq.ToString());
+            // The scenes stay as they are across the reload, not as saved: the engine made after
+            // it takes their maps' bases, so they must be this engine's (what another editor
+            // changed since the save is synced, not the person's edit).
+            for (int i = 0; i < SceneManager.sceneCount; i++)
+            {
+                var sc = SceneManager.GetSceneAt(i);
+                UnitySceneAdapter.SaveBases(sc, engine.BaseSnapshot(UnitySceneAdapter.MapUuids(sc)), false);
+            }
             Shutdown("scripts reload"); // its flush is bounded: never stall the reload
         }
 
@@ -331,7 +339,7 @@ namespace VibeSync.Bridge.Editor
             // included (their delete is sent when it is opened again if it was not yet).
             var bases = engine != null ? engine.BaseSnapshot(UnitySceneAdapter.MapUuids(s)) : null;
             UnitySceneAdapter.PruneBeforeSave(s); // identity pairs of objects deleted for good
-            if (bases != null) UnitySceneAdapter.SaveBases(s, bases);
+            if (bases != null) UnitySceneAdapter.SaveBases(s, bases, true);
         }
 
         static void OnSceneClosing(Scene s, bool removingScene)

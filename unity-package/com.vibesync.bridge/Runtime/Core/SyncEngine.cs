@@ -241,15 +241,6 @@ namespace VibeSync.Bridge.Core
             }
         }
 
-        /// <summary>
-        /// What a scene file keeps as it is saved, for these uuids (its objects): the base of each
-        /// one's later edits (`Base`: what it last synced, else its base until the daemon answers
-        /// its register). Given back to the engine when the scene is loaded again (the constructor's
-        /// `savedBases`, `MarkAllDirty`), it tells a person's edits made while the daemon was away
-        /// from what the daemon holds (PROTOCOL.md §6.6). A uuid whose change had no outcome yet
-        /// (in flight, kept as not synced, or edited before any base was known) maps to null:
-        /// loaded again, all of it is the person's and is sent whole.
-        /// </summary>
         /// <summary>Objects deleted here whose `tombstone` has not been answered yet (to be sent,
         /// in flight, or refused): a scene saved now keeps their bases, so that the delete is
         /// sent when it is loaded again (`BaseSnapshot`).</summary>
@@ -263,24 +254,27 @@ namespace VibeSync.Bridge.Core
             return l;
         }
 
+        /// <summary>
+        /// What a scene file keeps as it is saved, for these uuids (its objects): the base of each
+        /// one's later edits (`Base`: what it last synced, else its base until the daemon answers
+        /// its register). Given back to the engine when the scene is loaded again (the constructor's
+        /// `savedBases`, `MarkAllDirty`), it tells a person's edits made while the daemon was away
+        /// from what the daemon holds (PROTOCOL.md §6.6). A uuid whose change had no outcome yet
+        /// (in flight, kept as not synced, or edited before any base was known) maps to null:
+        /// loaded again, all of it is the person's and is sent whole.
+        /// </summary>
         public Dictionary<string, ObjectState> BaseSnapshot(IEnumerable<string> uuids)
         {
             var d = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
             foreach (var u in uuids)
             {
                 if (u == null) continue;
-                if (scene.Capture(u) == null && Base(u) != null)
-                {
-                    d[u] = Base(u).Clone(); // deleted here, its delete not answered: sent when loaded again
-                    continue;
-                }
-                if (editedBeforeBase.Contains(u) || unresolved.ContainsKey(u) || notSynced.ContainsKey(u) || resendFull.Contains(u))
-                {
-                    d[u] = null;
-                    continue;
-                }
                 var b = Base(u);
-                if (b != null) d[u] = b.Clone();
+                bool deleted = scene.Capture(u) == null;
+                if (!deleted && (editedBeforeBase.Contains(u) || unresolved.ContainsKey(u) || notSynced.ContainsKey(u) || resendFull.Contains(u)))
+                    d[u] = null;
+                else if (b != null)
+                    d[u] = b.Clone(); // deleted here with its delete unanswered too: sent when loaded again
             }
             return d;
         }
@@ -675,7 +669,8 @@ namespace VibeSync.Bridge.Core
                 { "session_id", SessionId }, { "seq", DaemonSeq }, { "safe_mode", SafeMode }, { "last_seq", LastSeq },
             });
             // In Play Mode the scene holds runtime objects: register once back in Edit Mode.
-            // No resync request: the daemon sends what changed since hello.last_seq by itself.
+            // The daemon sends what changed since hello.last_seq by itself; a `resync` is asked
+            // for only to know when that replay has been applied (`AwaitReplay`) or to adopt.
             var adopting = scene as IAdoptingScene;
             if (adopting != null) foreach (var u in adopting.FreshUuids) adoptable.Add(u);
             if (!Paused)
