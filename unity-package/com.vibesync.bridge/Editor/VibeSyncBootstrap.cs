@@ -104,6 +104,15 @@ namespace VibeSync.Bridge.Editor
         {
             // On purpose: a batch left unanswered is no evidence against the data (PROTOCOL §6.8).
             if (engine != null) engine.Closing(why);
+            // The scenes stay as they are (a restart, a domain reload), not as saved: the engine
+            // made next takes their maps' bases, so they must be this engine's (what another
+            // editor changed since the save is synced, not the person's edit to send back).
+            if (engine != null && scene != null && !EditorApplication.isPlayingOrWillChangePlaymode)
+                for (int i = 0; i < SceneManager.sceneCount; i++)
+                {
+                    var sc = SceneManager.GetSceneAt(i);
+                    UnitySceneAdapter.SaveBases(sc, engine.BaseSnapshot(UnitySceneAdapter.MapUuids(sc)), false);
+                }
             if (client != null) client.Flush(TimeSpan.FromMilliseconds(250)); // bounded
             if (client != null) client.Stop(); // synchronous: the socket is closed when this returns
             client = null;
@@ -118,14 +127,6 @@ namespace VibeSync.Bridge.Editor
             if (engine == null) return;
             SessionState.SetBool(ResumeKey, true);
             SessionState.SetString(LastSeqKey, engine.LastSeq.ToString());
-            // The scenes stay as they are across the reload, not as saved: the engine made after
-            // it takes their maps' bases, so they must be this engine's (what another editor
-            // changed since the save is synced, not the person's edit).
-            for (int i = 0; i < SceneManager.sceneCount; i++)
-            {
-                var sc = SceneManager.GetSceneAt(i);
-                UnitySceneAdapter.SaveBases(sc, engine.BaseSnapshot(UnitySceneAdapter.MapUuids(sc)), false);
-            }
             Shutdown("scripts reload"); // its flush is bounded: never stall the reload
         }
 
