@@ -1394,12 +1394,14 @@ class Session:
                          len(held), self.engine.last_seq)
                 n += 1
                 continue
-            if batch.path == "resync" and not self._hashes_settled():
+            if batch.path == "resync" and batch.changes and not self._hashes_settled():
                 # A replay keeps what was changed here (`_changed_here`); an object whose
                 # mesh is still being hashed (every one, just after a file is loaded) cannot
                 # be told apart yet and would be kept whole, its saved state sent over what
                 # the other editor changed meanwhile. Wait for the hashes, at most
-                # RESYNC_SETTLE_S.
+                # RESYNC_SETTLE_S. (An empty one — the answer to a `resync` asked at connect
+                # — keeps nothing: applied at once, it is not applied seconds later, once
+                # the editors were quiet.)
                 now = time.monotonic()
                 if self.replay_settle_since is None:
                     self.replay_settle_since = now
@@ -2331,11 +2333,7 @@ class Session:
         if not self.connected or self.paused or self.safe_mode:
             return 0
         n = 0
-        if self.to_register and self.adopt_until is None:
-            # Not while the first replay after connecting is awaited (`_await_adoption`): it
-            # may delete what this file holds (another editor's delete made while the file
-            # was closed), and a registration before it made the daemon's record of such an
-            # object live again (§5) while it was in no editor.
+        if self.to_register:
             # A bounded slice per tick (main-thread budget); the rest goes next tick.
             picked = list(itertools.islice(
                 (u for u in self.to_register if u not in self.adoptable), MAX_REGISTER_PER_TICK))
