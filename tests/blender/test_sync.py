@@ -425,6 +425,55 @@ def test_create_with_mesh_and_material_builds_a_new_object(scripted):
     assert not [m for m in scripted.received if m.get("type") == "change"]
 
 
+def test_an_object_another_editor_deleted_is_kept_untracked_and_the_oldest_is_freed(scripted):
+    """A `delete` from another editor keeps a copy of the object linked nowhere, with its
+    modifiers (`apply._keep_deleted`, PROTOCOL §6.1): it carries no uuid, no scan binds it
+    and nothing of it is sent. Beyond the keep's capacity the oldest copy is freed; a Blender
+    undo past the delete gives back the original, and the copy that undo brought back is
+    still not tracked; a file load forgets the keep."""
+    from vibesync import identity
+    s = vibesync._session()
+    a, b = make_cube("KeptA"), make_cube("KeptB")
+    a.modifiers.new("Sub", "SUBSURF")
+    settle()
+    resolve_sent(scripted, 59)
+    ua, ub = a[PROP], b[PROP]
+    s.registry.kept.capacity = 1
+    known = set(s.registry.bindings)
+    scripted.received.clear()
+
+    def new_items():  # registered or sent since (this daemon acknowledges no `register`)
+        return [i.get("uuid") for m in scripted.received if m.get("type") in ("register", "change")
+                for i in m.get("items", m.get("changes", [])) if i.get("uuid") not in known]
+
+    def orphans():
+        return sorted(o.name for o in bpy.data.objects if o.users == 0)
+
+    scripted.push(batch_frames("d1", 60, [{"op": "delete", "uuid": ua}], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="the first delete applied")
+    [copy] = [o for o in bpy.data.objects if o.users == 0]
+    assert copy.name == ".KeptA" and PROP not in copy and copy[identity.KEPT] == ua
+    assert [m.type for m in copy.modifiers] == ["SUBSURF"], "what a person made on it is kept"
+    report = s.registry.scan()
+    gone, _renamed, unknown = s.registry.sweep()
+    assert ("object", copy.session_uid) not in s.registry.by_key and not report.new
+    assert ("object", copy.session_uid) not in unknown
+    bpy.ops.ed.undo_push(message="after the first delete")
+    scripted.push(batch_frames("d2", 61, [{"op": "delete", "uuid": ub}], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the second delete applied")
+    assert orphans() == [".KeptB"], "beyond the capacity (1 here) the oldest copy is freed"
+    pump_for(0.5)
+    assert not new_items(), "nothing of a kept copy is registered or sent"
+    bpy.ops.ed.undo()  # back to before the second delete: .KeptA is there again, unkept
+    pump_for(0.5)
+    assert orphans() == [".KeptA"] and bpy.data.objects["KeptB"][PROP] == ub
+    report = s.registry.scan()
+    assert not report.new and not new_items(), "a copy an undo brought back is not tracked either"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    pump_for(0.2)
+    assert len(s.registry.kept) == 0, "a file load forgets what was kept (the copies were not saved)"
+
+
 def test_mesh_from_another_editor_round_trips_and_is_not_echoed(bridge, project_id):
     daemon = bridge
     ob = make_cube("Meshy")

@@ -385,6 +385,52 @@ def test_a_delete_undone_in_blender_gives_the_object_back_its_unity_components(w
     assert view[u]["name"] == "Cube"
 
 
+@pytest.mark.parametrize("geometry", ["modifier", "own_mesh"])
+def test_a_delete_undone_in_unity_gives_the_object_back_its_blender_work(world, geometry):
+    """The person in Blender gives the Cube a Bevel modifier (or a vertex group on its own
+    mesh), a Track To constraint aimed at the Camera and a custom property; in Unity the Cube
+    is deleted and the delete undone (Delete, then Ctrl+Z). The Cube came back in Blender as
+    a bare object from what the `create` carries: the modifier, the constraint, the property
+    and the vertex group were gone. Now it comes back as it was (PROTOCOL §6.1), and nothing
+    of it is tracked while it is away."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    if geometry == "modifier":
+        cube.modifiers.new("Bevel", "BEVEL").width = 0.1
+    else:
+        cube.vertex_groups.new(name="Pinned").add([0, 1, 2], 1.0, "REPLACE")
+    cube.constraints.new("TRACK_TO").target = bpy.data.objects["Camera"]
+    cube["hit_points"] = 42
+    converge(host)
+    registered = {r["uuids"][0] for r in world.daemon.tail() if r.get("phase") == "STEP"
+                  and (r.get("payload") or {}).get("op") == "register"}
+
+    def in_blender():
+        return [o for o in bpy.context.scene.objects if o.get("vibesync_uuid") == u]
+
+    host.cmd(f"delete {u}")
+    drive(lambda: not in_blender(), timeout=15, what="the Cube gone in Blender")
+    view = converge(host)
+    assert u not in view
+    assert not [o for o in bpy.data.objects if o.get("vibesync_uuid") == u], "no datablock holds its uuid"
+    host.cmd("undo")
+    back = drive(in_blender, timeout=15, what="the Cube back in Blender")[0]
+    view = world.finish(host, made)
+    assert view[u]["name"] == "Cube" and back.name == "Cube"
+    assert [c.target for c in back.constraints] == [bpy.data.objects["Camera"]], "its constraint"
+    assert back.get("hit_points") == 42, "its custom property"
+    if geometry == "modifier":
+        assert [(m.type, round(m.width, 6)) for m in back.modifiers] == [("BEVEL", 0.1)], "its modifier"
+    else:
+        assert [g.name for g in back.vertex_groups] == ["Pinned"], "its vertex group"
+        assert len(back.data.vertices) == 8 and "UVMap" in back.data.uv_layers, "its own mesh"
+    assert not [o.name for o in bpy.data.objects if o.users == 0], "no copy left behind"
+    later = {r["uuids"][0] for r in world.daemon.tail() if r.get("phase") == "STEP"
+             and (r.get("payload") or {}).get("op") == "register"}
+    assert later - registered <= {u}, "nothing but the Cube itself was registered"
+
+
 def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):
     """The Camera is the Cube's child (Keep Transform); the person unlinks the Cube from its
     only collection and links it back. The Camera stays in the scene: while the Cube is out

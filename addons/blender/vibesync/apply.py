@@ -318,6 +318,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                                   "transform: move its objects instead")
         existing = registry.resolve(uuid)
         fresh = existing is None  # made here: unhidden, in the scene's master collection only
+        kept = None
         if existing is not None and _linked_unchanged(change, existing, registry, shared):
             return uuid
         if existing is not None:
@@ -328,11 +329,20 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         else:
             kind = change["kind"]
             if kind == "object":
-                data = None
-                if change.get("mesh_hash") and attachment:
-                    data = bpy.data.meshes.new(change["name"])
-                    registry.bind_new(data, identity.new_uuid())
-                idb = bpy.data.objects.new(change["name"], data)
+                # The object as this editor held it when another editor's delete took it
+                # (`_keep_deleted`): that delete undone there gives back its modifiers,
+                # constraints, custom properties and mesh, none of which a `create` carries.
+                idb = kept = _kept_copy(uuid, registry)
+                if kept is not None:
+                    kept.name = change["name"]
+                    if change.get("visible", True):
+                        kept.hide_viewport = False
+                else:
+                    data = None
+                    if change.get("mesh_hash") and attachment:
+                        data = bpy.data.meshes.new(change["name"])
+                        registry.bind_new(data, identity.new_uuid())
+                    idb = bpy.data.objects.new(change["name"], data)
                 if unplaced is None:
                     capture.home_scene().collection.objects.link(idb)
             elif kind == "material":
@@ -368,7 +378,10 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             elif change.get("mesh_hash") and attachment:
                 idb = _ensure_mesh_object(idb, registry)
                 me = _writable_mesh(idb, registry, shared)
-                _mesh_from_attachment(me, attachment, unit_scale)
+                if not (kept is not None and _holds_mesh(me, change["mesh_hash"], unit_scale, shared)):
+                    # (a kept object's own mesh keeps its UV maps, vertex groups and
+                    # attributes when it is what the other editor sends back)
+                    _mesh_from_attachment(me, attachment, unit_scale)
                 meshes[me.session_uid] = (change["mesh_hash"], attachment)
             if change.get("material"):
                 _set_material(_writable_material(idb, registry, shared), change["material"])
@@ -394,6 +407,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             if rehomed is not None:
                 rehomed.extend(moved)
         else:
+            if isinstance(idb, bpy.types.Object):
+                _keep_deleted(idb, uuid, registry)
             coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
             coll.remove(idb)
         registry.bindings[uuid].alive = False
@@ -448,6 +463,54 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
+
+
+def _keep_deleted(ob, uuid: str, registry) -> None:
+    """Before another editor's delete removes `ob`: keep a copy of it, linked nowhere (no
+    users: never evaluated, never saved with the file), for the same uuid made again
+    (`_kept_copy`; `deleted_keep`, PROTOCOL.md §6.1). The copy shares the object's data (the
+    mesh with its UV maps and vertex groups) and holds its own settings: modifiers,
+    constraints, custom properties, animation. What other objects held of it (a Boolean's
+    cutter, a constraint's target, a child's parent) is cleared by the removal, as Blender's
+    own delete clears it. Linked objects and library overrides are not kept: their
+    identity is their library's."""
+    if ob.library is not None or ob.override_library is not None:
+        return
+    copy = ob.copy()
+    copy.name = "." + ob.name  # a leading dot: Blender's lists of datablocks leave it out
+    if identity.PROP in copy:
+        del copy[identity.PROP]  # no identity while kept: `_kept_copy` binds it again
+    for sid in registry.keep_deleted(uuid, copy):
+        old = registry.lookup("object", sid)
+        if old is not None and old.users == 0:
+            bpy.data.objects.remove(old)  # the oldest beyond `deleted_keep.CAPACITY`
+
+
+def _kept_copy(uuid: str, registry):
+    """The object kept when another editor deleted `uuid` (`_keep_deleted`), now the uuid's
+    again, bound and not yet in any scene; or None (nothing kept, or the copy is gone:
+    undone past, purged, or linked into a scene by the person meanwhile)."""
+    sid = registry.take_kept(uuid)
+    if sid is None:
+        return None
+    ob = registry.lookup("object", sid)
+    if ob is None or ob.get(identity.KEPT) != uuid:
+        # An undo and redo may have made it again under another session_uid.
+        ob = next((o for o in bpy.data.objects if o.get(identity.KEPT) == uuid), None)
+    if ob is None or ob.users != 0:
+        return None
+    del ob[identity.KEPT]
+    registry.bind_new(ob, uuid)
+    log.info("%s: made again; it gets back what it had here when it was deleted "
+             "(modifiers, constraints, custom properties, mesh)", uuid)
+    return ob
+
+
+def _holds_mesh(me, mesh_hash: str, unit_scale: float, shared: "SharedPlan | None") -> bool:
+    """True when the mesh `me` holds the geometry `mesh_hash` names already: the hash it was
+    last given (`SharedPlan.held_meshes`) or its own encoding's."""
+    held = shared.held_meshes.get(me.get(identity.PROP)) if shared is not None else None
+    return mesh_hash == held or mesh_hash == wire.mesh_hash(capture.mesh_attachment(me, unit_scale))
 
 
 def _set_collection_visible(coll, visible: bool) -> None:

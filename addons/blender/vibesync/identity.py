@@ -29,11 +29,14 @@ import uuid as uuidlib
 
 import bpy
 
-from . import budget, capture, wire
+from . import budget, capture, deleted_keep, wire
 
 log = logging.getLogger("vibesync.identity")
 
 PROP = "vibesync_uuid"
+# On a copy `apply._keep_deleted` keeps of an object another editor deleted: the uuid it was
+# kept for. Such a copy, linked nowhere, is not tracked (`Registry._held`).
+KEPT = "vibesync_kept"
 SCHEMA_VERSION = 1
 TEXT_BLOCK = ".vibesync_registry"
 SIDECAR_SUFFIX = ".vibesync.json"
@@ -237,6 +240,9 @@ class Registry:
         self._home_epoch = -1
         # uuids of the objects the pump found out of the synced scene (`Session._in_scene`).
         self.out_of_scene: set[str] = set()
+        # uuid -> session_uid of the copy `apply._keep_deleted` kept of an object another
+        # editor deleted; the copies (linked nowhere) are not tracked while kept (`_held`).
+        self.kept: deleted_keep.DeletedKeep[int] = deleted_keep.DeletedKeep()
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
@@ -245,6 +251,7 @@ class Registry:
         self.libraries.clear()
         self.shadowed.clear()
         self.untracked.clear()
+        self.kept.clear()  # the copies were not saved with the file: gone with it
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -399,6 +406,25 @@ class Registry:
         return sum(1 for b in self.bindings.values() if b.alive and b.library is not None)
 
     # ------------------------------------------------------------------------- scan
+    def keep_deleted(self, uuid: str, copy) -> list[int]:
+        """Record `copy` (an object linked nowhere) as what was kept of `uuid` when another
+        editor deleted it; returns the session_uids of the copies forgotten for it (the
+        oldest beyond `deleted_keep.CAPACITY`, or an earlier copy of the same uuid), for the
+        caller to free."""
+        copy[KEPT] = uuid
+        return self.kept.keep(uuid, copy.session_uid)
+
+    def take_kept(self, uuid: str) -> int | None:
+        """The session_uid of the copy kept of `uuid`, taken out of the keep, or None."""
+        return self.kept.take(uuid)
+
+    @staticmethod
+    def _held(kind: str, idb) -> bool:
+        """A kept copy (`keep_deleted`), linked nowhere: not tracked -- nor one the keep has
+        forgotten that an undo brought back. A person who links it into a scene makes it a
+        new object (it carries no uuid while kept). Asked of untracked datablocks only."""
+        return kind == "object" and idb.users == 0 and idb.get(KEPT) is not None
+
     def bind_new(self, idb, uuid: str) -> None:
         """Bind a datablock the addon itself created (incoming `create`)."""
         kind = kind_of(idb)
@@ -466,7 +492,8 @@ class Registry:
                 continue  # removed since the slice was read
             bound = self.by_key.get(key)
             if bound is None:
-                newcomers.append((kind, idb))
+                if not self._held(kind, idb):
+                    newcomers.append((kind, idb))
                 continue
             b = self.bindings[bound]
             if prop != bound and b.library is None and override_reference(idb) is None:
@@ -545,7 +572,8 @@ class Registry:
                 if (kind, sid) in self.shadowed or (kind, sid) in self.untracked:
                     continue
                 idb = self.lookup(kind, sid)  # O(1): no pass over a big file
-                if idb is not None and _trackable(idb) and (kind, sid) not in self.by_key:
+                if idb is not None and _trackable(idb) and (kind, sid) not in self.by_key \
+                        and not self._held(kind, idb):
                     self._bind_newcomer(kind, idb, report, holder_alive)
         return report
 
@@ -579,6 +607,8 @@ class Registry:
             self.by_key[key] = uuid
             self._indexed(kind, idb)
             return uuid
+        if KEPT in idb:
+            del idb[KEPT]  # a kept copy the person linked into a scene: an object again
         prop = idb.get(PROP)
         uuid = prop if wire.is_valid_uuid(prop) else None
         if uuid is not None:
@@ -630,7 +660,8 @@ class Registry:
             seen.add(key)
             u = self.by_key.get(key)
             if u is None:
-                if key not in self.shadowed and key not in self.untracked:
+                if key not in self.shadowed and key not in self.untracked \
+                        and not self._held(kind, idb):
                     unknown.append(key)
                 continue
             b = self.bindings.get(u)

@@ -52,6 +52,7 @@ commands:
   material <uuid> r g b a metallic roughness   (or: material <uuid> none — remove its material)
   duplicate <uuid>                       Ctrl+D: the copy gets a fresh uuid, the original keeps its own
   delete <uuid>                          delete the object and its children
+  undo                                   Ctrl+Z of the last `delete`: the objects come back as they were, same uuids
   together CMD ; CMD ...                 several edits in one editor frame: they leave in one `change`
                                          (one change per object is in flight, PROTOCOL §6.6)
   dump [FILE]                            write the scene JSON (default: --dump FILE)
@@ -78,6 +79,8 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
         static readonly Queue<string> commands = new Queue<string>();
         static readonly AutoResetEvent wake = new AutoResetEvent(false);
         static HeadlessScene scene;
+        // What the person's last `delete` removed, parent first, as it was (for `undo`).
+        static List<SceneObject> lastDeleted = new List<SceneObject>();
         static SyncEngine engine;
         static BridgeClient client;
         static string dumpFile;
@@ -432,11 +435,33 @@ exit code: 0, or 1 if any command failed, 2 for bad arguments.";
                 case "delete":
                     {
                         Need(p, 2, "delete <uuid>");
-                        var removed = scene.Delete(Obj(p[1]));
+                        var gone = Obj(p[1]);
+                        var before = new Dictionary<string, SceneObject>(StringComparer.Ordinal);
+                        foreach (var o in scene.Objects) before[o.Uuid] = o.Clone();
+                        var removed = scene.Delete(gone);
+                        lastDeleted = new List<SceneObject>();
+                        foreach (var u in removed) lastDeleted.Add(before[u]);
                         foreach (var u in removed) engine.MarkDirty(u);
                         var l = new List<object>();
                         foreach (var u in removed) l.Add(u);
                         Print("deleted", F("uuids", l));
+                        return null;
+                    }
+                case "undo":
+                    {
+                        // Unity's Undo of a delete gives back the same objects (their serialized
+                        // uuids and state): each is made again, parent first, and sent whole.
+                        if (lastDeleted.Count == 0) throw new ArgumentException("undo: no delete to undo");
+                        var back = new List<object>();
+                        foreach (var o in lastDeleted)
+                        {
+                            var ch = scene.Add(o);
+                            if (ch != null) throw new InvalidOperationException("undo: " + o.Uuid + " came back as " + ch.NewUuid);
+                            engine.MarkDirty(o.Uuid);
+                            back.Add(o.Uuid);
+                        }
+                        lastDeleted = new List<SceneObject>();
+                        Print("undone", F("uuids", back));
                         return null;
                     }
                 case "dump":
