@@ -532,6 +532,13 @@ def test_save_close_unity_edits_reopen(world, tmp_path):
         problems.append(f"Unity's move of the Cube lost: {view[cu]['t']}")
     if view[camu]["name"] != "Renamed While Closed":
         problems.append(f"Unity's rename of the Camera lost: {view[camu]['name']}")
+    # The reopened file held the Light until the replay deleted it: registered before that,
+    # the daemon's record of it was live again, for an object in no editor.
+    steps = [(r["payload"].get("op"), r["seq"]) for r in world.daemon.tail()
+             if r.get("phase") == "STEP" and r.get("uuids") == [lu]]
+    gone = max(seq for op, seq in steps if op == "tombstone")
+    if any(op == "register" and seq > gone for op, seq in steps):
+        problems.append("the daemon's record of the deleted Light is live again")
     assert not problems, problems
 
 

@@ -2333,7 +2333,11 @@ class Session:
         if not self.connected or self.paused or self.safe_mode:
             return 0
         n = 0
-        if self.to_register:
+        if self.to_register and self.adopt_until is None:
+            # Not while the first replay after connecting is awaited (`_await_adoption`): it
+            # may delete what this file holds (another editor's delete made while the file
+            # was closed), and a registration before it made the daemon's record of such an
+            # object live again (§5) while it was in no editor.
             # A bounded slice per tick (main-thread budget); the rest goes next tick.
             picked = list(itertools.islice(
                 (u for u in self.to_register if u not in self.adoptable), MAX_REGISTER_PER_TICK))
