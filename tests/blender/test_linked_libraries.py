@@ -156,3 +156,44 @@ def test_an_edit_of_a_linked_object_is_refused_with_why_and_nothing_is_sent_back
     assert not [c for m in later for c in m["changes"] if c["uuid"] == u], \
         ("nothing sent back as if a person here had made it", later)
     assert identity.linked_read_only(cube)
+
+
+@pytest.mark.parametrize("how", ["object", "object_and_data"])
+def test_make_local_keeps_the_uuid(libraries, bridge, tmp_path, how):
+    """Make Local (Object > Library > Make Local) frees the linked object and makes a new
+    local one of the same name: it had a fresh uuid, so the other editor deleted the object
+    and made another (its Unity components lost with it). The local object (and its mesh,
+    made local too) keeps the linked one's uuid, in this session and after a save and
+    reopen; the daemon's record is updated, never tombstoned. (The linked Knob keeps the
+    linked Cube as its parent: Blender cannot change linked data.)"""
+    daemon = bridge
+    cube, knob = link_objects(libraries[0])
+    settle()
+    pump_until(lambda: uuid_of(cube) and uuid_of(cube.data) and uuid_of(knob), what="linked uuids")
+    u, mu = uuid_of(cube), uuid_of(cube.data)
+    pump_until(lambda: u in synced_states(daemon), timeout=15, what="the linked Cube synced")
+    local = cube.make_local()
+    if how == "object_and_data":
+        local.data = local.data.make_local()
+    settle()
+    pump_until(lambda: uuid_of(local) == u, what="the local Cube keeps its uuid")
+    assert local.library is None and local[PROP] == u, "written into the local object: it lasts"
+    if how == "object_and_data":
+        pump_until(lambda: uuid_of(local.data) == mu, what="the local mesh keeps its uuid")
+    pump_until(lambda: registry_records(daemon)[u]["last"]["editor_ref"] == "OB:Cube",
+               what="the record names the local object")
+    local.location = (0.0, 0.0, 5.0)  # a local object takes edits
+    settle()
+    pump_until(lambda: synced_states(daemon)[u]["state"]["t"] == [0.0, 5.0, 0.0], timeout=15,
+               what="the local Cube's move sent")
+    path = str(tmp_path / "made_local.blend")
+    assert bpy.ops.wm.save_as_mainfile(filepath=path) == {"FINISHED"}
+    assert bpy.ops.wm.open_mainfile(filepath=path) == {"FINISHED"}
+    pump_until(lambda: vibesync.status()["connected"] and not vibesync.status()["scanning"],
+               what="reopened")
+    again = next(o for o in bpy.data.objects if o.name == "Cube" and o.library is None)
+    pump_until(lambda: uuid_of(again) == u, what="the same uuid after reopening")
+    records = registry_records(daemon)
+    assert records[u]["tombstones"] == 0, "the object was never deleted"
+    if how == "object_and_data":
+        assert records[mu]["tombstones"] == 0

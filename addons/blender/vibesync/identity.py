@@ -202,6 +202,16 @@ def _release(*containers):
             yield
 
 
+def _unused(idb) -> bool:
+    """No users, or used only by linked datablocks that have none (a linked mesh whose
+    linked object was made local). `user_map` reads the whole file: asked only when a local
+    newcomer is named like a linked datablock (`Registry._made_local`)."""
+    if idb.users == 0:
+        return True
+    users = bpy.data.user_map(subset=[idb]).get(idb, ())
+    return all(u.library is not None and u.users == 0 for u in users)
+
+
 class Registry:
     """uuid <-> (kind, session_uid) bindings of the open file."""
 
@@ -240,6 +250,10 @@ class Registry:
         self._home_epoch = -1
         # uuids of the objects the pump found out of the synced scene (`Session._in_scene`).
         self.out_of_scene: set[str] = set()
+        # (kind, name) -> uuids of the linked datablocks of that name (one per library): a
+        # local newcomer of that kind and name, while one of them is gone, is it made local
+        # (`_made_local`).
+        self._linked_names: dict[tuple[str, str], list[str]] = {}
         # uuid -> session_uid of the copy `apply._keep_deleted` kept of an object another
         # editor deleted; the copies (linked nowhere) are not tracked while kept (`_held`).
         self.kept: deleted_keep.DeletedKeep[int] = deleted_keep.DeletedKeep()
@@ -252,6 +266,7 @@ class Registry:
         self.shadowed.clear()
         self.untracked.clear()
         self.kept.clear()  # the copies were not saved with the file: gone with it
+        self._linked_names.clear()
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -594,6 +609,9 @@ class Registry:
             if holder is not None and holder_alive(derived, key):
                 why = (f"{idb.name}: its uuid {derived} (derived from its library and name) "
                        "is held by another datablock")
+                if holder.library is None:
+                    why = (f"{idb.name} was made local: the local {holder.name} carries its "
+                           f"uuid {derived}, this unused linked one is not synced")
                 self.untracked[key] = why
                 log.warning("vibesync: %s; not synced", why)
                 return None
@@ -606,12 +624,20 @@ class Registry:
                                           library_name(idb))
             self.by_key[key] = uuid
             self._indexed(kind, idb)
+            if idb.library is not None:
+                named = self._linked_names.setdefault((kind, idb.name), [])
+                if uuid not in named:
+                    named.append(uuid)
             return uuid
         if KEPT in idb:
             del idb[KEPT]  # a kept copy the person linked into a scene: an object again
         prop = idb.get(PROP)
         uuid = prop if wire.is_valid_uuid(prop) else None
-        if uuid is not None:
+        made_local = uuid is None and self._linked_names and self._made_local(kind, idb)
+        if made_local:
+            uuid = made_local
+            idb[PROP] = uuid
+        elif uuid is not None:
             if holder_alive(uuid, key):
                 fresh = new_uuid()
                 event = {"original": uuid, "newcomer": fresh, "kind": kind,
@@ -635,6 +661,30 @@ class Registry:
         report.new.append(uuid)
         return uuid
 
+    def _made_local(self, kind: str, idb) -> str | None:
+        """The uuid of the linked datablock `idb` was made from by Make Local (Object > Library
+        > Make Local, `ID.make_local`), or None. Blender makes a new local datablock of the
+        same name in the linked one's place and frees the linked one (or leaves it unused,
+        when other linked data still points at it), leaving no trace of where the local one
+        came from: a local newcomer without a uuid, of the kind and name of a linked
+        datablock that is gone or has no users left, is that one made local and keeps its
+        uuid -- it had a new one, and the other editor deleted the object and made another
+        (its own components lost). The unused linked one is then untracked (its derived
+        uuid is the local one's)."""
+        for u in self._linked_names.get((kind, idb.name), ()):
+            b = self.bindings.get(u)
+            if b is None or b.library is None or not b.alive:
+                continue
+            linked = self.lookup(kind, b.session_uid)
+            if linked is None or _unused(linked):
+                self._linked_names[(kind, idb.name)].remove(u)
+                # It took the linked one's place in its collections without an update of
+                # them: the synced scene's objects are read again.
+                self.membership_changed()
+                log.info("vibesync: %s %r made local: it keeps its uuid %s", kind, idb.name, u)
+                return u
+        return None
+
     def sweep(self) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
         """A whole sweep at once: see `sweep_steps`."""
         return run_to_end(self.sweep_steps())
@@ -650,6 +700,7 @@ class Registry:
         may have moved between slices) is gone only if a fresh lookup does not find it."""
         seen: set[tuple[str, int]] = set()
         unknown = []
+        unknown_names: set[tuple[str, str]] = set()  # local ones, when anything is linked
         renamed = []
         for entry in datablock_slices():
             if entry is YIELD:
@@ -663,6 +714,8 @@ class Registry:
                 if key not in self.shadowed and key not in self.untracked \
                         and not self._held(kind, idb):
                     unknown.append(key)
+                    if self._linked_names and idb.library is None:
+                        unknown_names.add((kind, idb.name))
                 continue
             b = self.bindings.get(u)
             if b is not None and b.alive and (b.name != idb.name or (differs is not None and differs(u, kind, idb))):
@@ -684,6 +737,8 @@ class Registry:
                 if b is YIELD:
                     yield
                 elif self.lookup(b.kind, b.session_uid) is None:
+                    if b.library is not None and (b.kind, b.name) in unknown_names:
+                        continue  # made local: the newcomer takes its uuid (`_made_local`)
                     b.alive = False
                     gone.append(b.uuid)
         yield from _release(seen)
