@@ -31,12 +31,14 @@ def blender_view() -> dict[str, dict]:
     reg = s.registry
     out = {}
     bpy.context.view_layer.update()
-    # What the synced scene holds: an object linked into none of its collections is not
-    # synced (PROTOCOL §6.1).
-    in_scene = {o.session_uid for o in capture.home_scene().objects}
+    # What the synced scene holds: an object linked into none of its collections, or a
+    # collection only another scene holds, is not synced (PROTOCOL §6.1).
+    home = capture.home_scene()
+    in_scene = {o.session_uid for o in home.objects}
+    in_scene.update(c.session_uid for c in home.collection.children_recursive)
     for kind, coll in (("object", bpy.data.objects), ("collection", bpy.data.collections)):
         for idb in coll:
-            if kind == "object" and idb.session_uid not in in_scene:
+            if idb.session_uid not in in_scene:
                 continue
             # Through the registry: data linked from a library carries no property.
             u = reg.uuid_for(idb) or idb.get("vibesync_uuid")

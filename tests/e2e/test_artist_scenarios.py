@@ -16,7 +16,7 @@ import os
 import pytest
 
 from harness import Host, bpy, drive, drive_for, vibesync
-from scenario import converge, finish, uuids_of
+from scenario import converge, finish, host_view, uuids_of
 from test_scenarios import world  # noqa: F401 (fixture)
 
 
@@ -457,6 +457,47 @@ def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world
     drive(lambda: host.obj(u) is not None, timeout=15, what="the Cube back in Unity")
     view = world.finish(host, made)
     assert view[camu]["parent"] == u, "the Cube's child again"
+
+
+def test_collections_of_another_scene_stay_out_of_unity_until_linked_into_the_synced_one(world):
+    """A person keeps props in a second scene ("Assets": a "Backdrop" collection holding a
+    "Crate" and the Cube too, and a "Crates" collection under it). The collections reached
+    Unity as empty objects though their objects did not, and the Cube moved under Backdrop
+    there (its first collection by name). They stay out, and the Cube in its Collection,
+    until the person links Backdrop into the synced scene; then they arrive with the Crate
+    under them. Unlinked from the synced scene again they leave Unity, and Blender keeps
+    them (PROTOCOL §6.1)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    collection = bpy.data.collections["Collection"]
+    assets = bpy.data.scenes.new("Assets")
+    props = bpy.data.collections.new("Backdrop")  # before "Collection" in bpy.data's order
+    crates = bpy.data.collections.new("Crates")
+    assets.collection.children.link(props)
+    props.children.link(crates)
+    crate = bpy.data.objects.new("Crate", bpy.data.meshes.new("Crate"))
+    props.objects.link(crate)
+    props.objects.link(cube)
+    assert cube.users_collection[0] == props
+    drive_for(1.5)  # the sweep runs; nothing of Assets may leave
+    pu, cu, ku = (x["vibesync_uuid"] for x in (props, crates, crate))
+    view = converge(host)
+    assert not {pu, cu, ku} & set(host_view(host)), "nothing of another scene reaches Unity"
+    assert not {pu, cu, ku} & set(view)
+    assert view[cube["vibesync_uuid"]]["parent"] == collection["vibesync_uuid"], \
+        "the Cube's place is its collection in the synced scene"
+    bpy.context.scene.collection.children.link(props)  # now in the synced scene too
+    drive(lambda: host.obj(ku) is not None and host.obj(cu) is not None, timeout=15,
+          what="Backdrop, Crates and the Crate in Unity")
+    view = converge(host)
+    assert view[pu]["parent"] is None and view[cu]["parent"] == pu and view[ku]["parent"] == pu
+    bpy.context.scene.collection.children.unlink(props)
+    drive(lambda: host.obj(pu) is None and host.obj(cu) is None and host.obj(ku) is None,
+          timeout=15, what="Backdrop and what it holds gone from Unity")
+    view = world.finish(host, made)
+    assert not {pu, cu, ku} & set(view)
+    assert crate.name in assets.objects and props.name in assets.collection.children, \
+        "Blender keeps them in the scene they are in"
 
 
 def test_a_file_reopened_with_another_scene_active_syncs_the_scene_it_was_synced_with(world, tmp_path):

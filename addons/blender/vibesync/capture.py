@@ -391,14 +391,6 @@ def container_collection(ob):
     return None
 
 
-def parent_collection(coll):
-    """The collection that has `coll` as a child (first one), or None (scene level)."""
-    for c in bpy.data.collections:
-        if c.children.get(coll.name) is not None and c.children[coll.name] == coll:
-            return c
-    return None
-
-
 IDENTITY_TRS = ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0])
 
 
@@ -410,7 +402,7 @@ def read_state(idb, kind: str, registry, mesh_hashes: dict[str, str]) -> dict:
     """
     state: dict = {"kind": kind, "name": idb.name}
     if kind == "collection":
-        pc = parent_collection(idb)
+        pc = registry.collection_parent(idb)
         t, r, s = IDENTITY_TRS
         state.update({"parent": registry.uuid_for(pc) if pc is not None else None,
                       "visible": collection_visible(idb), "t": list(t), "r": list(r),

@@ -246,6 +246,7 @@ class Registry:
         # session_uids of the objects in the synced scene (`capture.home_scene`), built with
         # `_container` and for the scene named by `_home_sid`.
         self._in_home: set[int] | None = None
+        self._home_colls: set[int] | None = None  # the collections under it, at any depth
         self._home_sid: int | None = None
         self._home_epoch = -1
         # uuids of the objects the pump found out of the synced scene (`Session._in_scene`).
@@ -300,16 +301,25 @@ class Registry:
                 master.foreach_get("session_uid", sids)
                 home.update(sids)
             m: dict[int, int] = {}
+            elsewhere: dict[int, int] = {}  # held by collections of other scenes only
             for coll in bpy.data.collections:
                 objs = coll.objects
                 sids = array.array("i", bytes(4 * len(objs)))
                 objs.foreach_get("session_uid", sids)
                 csid = coll.session_uid
+                if home is not None and csid not in home_colls:
+                    for s in sids:
+                        elsewhere.setdefault(s, csid)
+                    continue
                 for s in sids:
                     m.setdefault(s, csid)
-                if home is not None and csid in home_colls:
+                if home is not None:
                     home.update(sids)
+            for s, csid in elsewhere.items():
+                if s not in home:  # in the synced scene: its container is a collection there
+                    m.setdefault(s, csid)
             self._container, self._in_home, self._home_sid = m, home, sid
+            self._home_colls = home_colls if scene is not None else None
         return self._container
 
     def container_of(self, ob):
@@ -323,6 +333,29 @@ class Registry:
         collection or one of the collections under it)? O(1) once the map is built."""
         self._membership()
         return self._in_home is None or ob.session_uid in self._in_home
+
+    def collection_in_home_scene(self, coll) -> bool:
+        """Is collection `coll` in the synced scene (under its master collection, at any
+        depth)? A collection only another scene holds is not sent, like its objects."""
+        self._membership()
+        return self._home_colls is None or coll.session_uid in self._home_colls
+
+    def collection_parent(self, coll):
+        """The collection `coll` is a child of in the synced scene, or None (under the
+        scene's master collection); for a collection outside it, its first parent. A pass
+        over `bpy.data.collections`."""
+        self._membership()
+        home = self._home_colls
+        first = None
+        for c in bpy.data.collections:
+            child = c.children.get(coll.name)
+            if child is None or child != coll:
+                continue
+            if home is None or c.session_uid in home:
+                return c
+            if first is None:
+                first = c
+        return None if home is not None and coll.session_uid in home else first
 
     def set_container(self, ob, coll) -> None:
         """`ob` was just moved into collection `coll` only (None: the scene's master):

@@ -1309,6 +1309,8 @@ class Session:
         update, never one of the object: the sweep compares (a `visibility` change, §6.1).
         Likewise an object that left the synced scene or came back to it (no update of the
         object: it left the dependency graph, or joined it as a new one): an O(1) lookup."""
+        if kind == "collection":
+            return (uuid in self.out_of_scene) == self.registry.collection_in_home_scene(idb)
         if kind != "object":
             return False
         if (uuid in self.out_of_scene) == self.registry.in_home_scene(idb):
@@ -2129,7 +2131,7 @@ class Session:
         b = self.registry.bindings[uuid]
         if b.name != idb.name:
             b.name = idb.name
-        if kind == "object" and not self._in_scene(uuid, idb):
+        if kind in SYNCED_KINDS and not self._in_scene(uuid, idb, kind):
             return  # not in the synced scene: nothing to send but its delete
         if self.registered.get(uuid) != b.editor_ref():
             self.to_register.add(uuid)
@@ -2241,13 +2243,19 @@ class Session:
             self.sent_parts.setdefault(uuid, set()).add(op["op"])
         self._release_children(uuid)
 
-    def _in_scene(self, uuid: str, idb) -> bool:
-        """Is the object in the synced scene? One that left it (Object > Collection > Remove
-        from All, an unlink from its only collection, a move to another scene) is gone for
-        the other editors: its delete goes as a person's delete does (a `tombstone`, §5),
-        and it keeps its uuid here. Back in the scene (linked again, or Ctrl-Z) it is a new
-        object to them: sent whole, a `create` after the delete (PROTOCOL §6.1)."""
-        if self.registry.in_home_scene(idb):
+    def _in_scene(self, uuid: str, idb, kind: str = "object") -> bool:
+        """Is the object (or collection) in the synced scene? One that left it (Object >
+        Collection > Remove from All, an unlink from its only collection, a move to another
+        scene; a collection unlinked from the scene's tree) is gone for the other editors:
+        its delete goes as a person's delete does (a `tombstone`, §5), and it keeps its uuid
+        here. Back in the scene (linked again, or Ctrl-Z) it is a new object to them: sent
+        whole, a `create` after the delete (PROTOCOL §6.1). A collection only another scene
+        holds is never sent."""
+        if kind == "collection":
+            here = self.registry.collection_in_home_scene(idb)
+        else:
+            here = self.registry.in_home_scene(idb)
+        if here:
             if uuid in self.out_of_scene:
                 self.out_of_scene.discard(uuid)
                 self.deleted_here.discard(uuid)
@@ -2255,7 +2263,11 @@ class Session:
                 self.last_sent.pop(uuid, None)  # sent whole
                 # Its children in the scene were roots to the other editors: under it again.
                 # (`Object.children` reads every object: once per return, not per tick.)
-                self.dirty.update(("object", c.session_uid) for c in idb.children)
+                if kind == "collection":
+                    self.dirty.update(("collection", c.session_uid) for c in idb.children)
+                    self.dirty.update(("object", o.session_uid) for o in idb.objects)
+                else:
+                    self.dirty.update(("object", c.session_uid) for c in idb.children)
                 log.info("vibesync: %s back in the scene -> create", uuid)
             return True
         if uuid not in self.out_of_scene:
