@@ -319,6 +319,8 @@ namespace VibeSync.Bridge.Editor
             return st;
         }
 
+        public bool Holds(string uuid) { return Find(uuid) != null; }
+
         public string EditorRef(string uuid)
         {
             var go = Find(uuid);

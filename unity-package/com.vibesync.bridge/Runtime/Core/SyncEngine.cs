@@ -52,6 +52,9 @@ namespace VibeSync.Bridge.Core
         IList<ObjectState> CaptureAll();
         /// <summary>The state of one object, or null when it no longer exists.</summary>
         ObjectState Capture(string uuid);
+        /// <summary>Does the scene hold the object? (`Capture(uuid) != null` without reading its
+        /// state: a scene save asks it of every object, `BaseSnapshot`.)</summary>
+        bool Holds(string uuid);
         /// <summary>The editor's own handle for the object (Unity: hierarchy path).</summary>
         string EditorRef(string uuid);
         /// <summary>The VSM1 mesh buffer (§7) of the object, or null.</summary>
@@ -250,7 +253,7 @@ namespace VibeSync.Bridge.Core
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var set in new IEnumerable<string>[] { dirty, tombstoning, notSynced.Keys })
                 foreach (var u in set)
-                    if (seen.Add(u) && scene.Capture(u) == null && (tombstoning.Contains(u) || Base(u) != null)) l.Add(u);
+                    if (seen.Add(u) && !scene.Holds(u) && (tombstoning.Contains(u) || Base(u) != null)) l.Add(u);
             return l;
         }
 
@@ -270,7 +273,7 @@ namespace VibeSync.Bridge.Core
             {
                 if (u == null) continue;
                 var b = Base(u);
-                bool deleted = scene.Capture(u) == null;
+                bool deleted = !scene.Holds(u);
                 if (!deleted && (editedBeforeBase.Contains(u) || unresolved.ContainsKey(u) || notSynced.ContainsKey(u) || resendFull.Contains(u)))
                     d[u] = null;
                 else if (b != null)
@@ -727,7 +730,7 @@ namespace VibeSync.Bridge.Core
                 var st = scene.Capture(u);
                 if (st != null) fresh[u] = st;
             }
-            var pairs = Adoption.Match(b.Changes, fresh, u => scene.Capture(u) != null);
+            var pairs = Adoption.Match(b.Changes, fresh, u => scene.Holds(u));
             var taken = new List<ObjectState>();
             foreach (var kv in pairs)
             {
@@ -1046,7 +1049,7 @@ namespace VibeSync.Bridge.Core
                 }
                 else
                 {
-                    if ((code == ErrorCode.Blocked || code == ErrorCode.Quarantined) && uuid != null && scene.Capture(uuid) != null)
+                    if ((code == ErrorCode.Blocked || code == ErrorCode.Quarantined) && uuid != null && scene.Holds(uuid))
                     {
                         // Refused by governance: the person's edit stays here, marked not synced, and is
                         // re-sent in full on the next edit, a peer joining or a quarantine release (§6.4).
@@ -1485,7 +1488,7 @@ namespace VibeSync.Bridge.Core
         {
             if (Paused) return "paused";
             if (current != null || waitingForAcks.Count > 0) return "batches waiting"; // older: never overtake them
-            if (!synced.ContainsKey(uuid) || scene.Capture(uuid) == null) return "not held here";
+            if (!synced.ContainsKey(uuid) || !scene.Holds(uuid)) return "not held here";
             if (notSynced.ContainsKey(uuid) || HasLocalWork(uuid)) return "local edit";
             foreach (var list in pendingChange.Values)
                 foreach (var kv in list)
@@ -1688,7 +1691,7 @@ namespace VibeSync.Bridge.Core
             {
                 if (c.Op == Ops.Create || gone.Contains(c.Uuid)) continue;
                 ObjectState before;
-                bool deletedHere = synced.TryGetValue(c.Uuid, out before) && before != null && scene.Capture(c.Uuid) == null;
+                bool deletedHere = synced.TryGetValue(c.Uuid, out before) && before != null && !scene.Holds(c.Uuid);
                 if (!deletedHere && !tombstoning.Contains(c.Uuid)) continue;
                 gone.Add(c.Uuid);
                 if (!tombstoning.Contains(c.Uuid)) send.Add(c.Uuid);

@@ -94,7 +94,7 @@ namespace VibeSync.Bridge.Tests
                 var b = r.Add("B");
                 b.Parent = a.Uuid;
                 r.StartAndRegister();
-                var reg = r.Daemon.Received("register")[0].Message;
+                var reg = r.Daemon.WaitFor("register", 1, r.Pump)[0].Message; // received once answered
                 var items = (List<object>)reg["items"];
                 Check.Equal(2, items.Count, "two items registered");
                 var first = (Dictionary<string, object>)items[0];
@@ -918,10 +918,12 @@ namespace VibeSync.Bridge.Tests
                 a.Position = new[] { 6.0, 6, 6 }; // the user keeps working while it is down
                 r.Engine.MarkDirty(a.Uuid);
                 r.Pump();
+                // The welcome replay brings the older state (kept); it comes right after the
+                // welcome, as the daemon sends it — sent once the test saw the connection, it
+                // came after the engine had re-sent the uuid whole (8 of 20 runs on a busy machine).
+                string id = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq(), authoritative.ToCreateOp());
                 r.Daemon.Down = false; // back only now: the edit above was made while it was down
                 Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
-                // The welcome replay brings the older state: kept.
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
                 Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "local work kept over the replay");
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
@@ -1483,7 +1485,7 @@ namespace VibeSync.Bridge.Tests
                 r.StartAndRegister();
                 Check.True(Applied(r, id) != null, "the replay was applied before the register");
                 Check.True(r.Scene.Find(b.Uuid) == null, "B deleted by the replay");
-                var items = (List<object>)r.Daemon.Received("register")[0].Message["items"];
+                var items = (List<object>)r.Daemon.WaitFor("register", 1, r.Pump)[0].Message["items"];
                 Check.Equal(1, items.Count, "only what the scene holds after the replay is registered");
                 Check.Equal(a.Uuid, (string)((Dictionary<string, object>)items[0])["uuid"], "A registered");
                 Check.Equal(1, r.Daemon.Received("resync").Count, "it asked for the replay");
@@ -1673,7 +1675,8 @@ namespace VibeSync.Bridge.Tests
             using (var r = new Rig(rig => rig.Scene = scene))
             {
                 r.StartAndRegister();
-                var reg = (List<object>)r.Daemon.Received("register")[0].Message["items"];
+                // (counted as received once answered: waited for, not read at once)
+                var reg = (List<object>)r.Daemon.WaitFor("register", 1, r.Pump)[0].Message["items"];
                 Check.Equal(1, reg.Count, "only the saved object is registered before the replay");
                 Check.Equal(saved, (string)((Dictionary<string, object>)reg[0])["uuid"], "the saved one");
                 var rs = r.Daemon.WaitFor("resync", 1, r.Pump);

@@ -187,6 +187,8 @@ namespace VibeSync.Bridge.Headless
             return o == null ? null : StateOf(o);
         }
 
+        public bool Holds(string uuid) { return Find(uuid) != null; }
+
         public string EditorRef(string uuid)
         {
             var o = Find(uuid);
