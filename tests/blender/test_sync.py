@@ -474,6 +474,34 @@ def test_an_object_another_editor_deleted_is_kept_untracked_and_the_oldest_is_fr
     assert len(s.registry.kept) == 0, "a file load forgets what was kept (the copies were not saved)"
 
 
+def test_a_kept_copy_does_not_count_as_a_user_of_what_it_shares(scripted):
+    """A and B share one mesh (linked duplicates); another editor deletes A, whose kept copy
+    (linked nowhere) still holds the mesh. A `mesh` for B then writes into the shared mesh
+    as before: the copy shows nothing, so B is not given a mesh of its own for it."""
+    a = make_cube("ShareA")
+    b = bpy.data.objects.new("ShareB", a.data)
+    bpy.context.scene.collection.objects.link(b)
+    settle()
+    resolve_sent(scripted, 70)
+    shared = a.data
+    scripted.received.clear()
+    scripted.push(batch_frames("k1", 71, [{"op": "delete", "uuid": a[PROP]}], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="the delete applied")
+    assert shared.users == 2, "B and the kept copy of A"
+    blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 0, -1], [0, 1, 2])
+    body = frame({"type": "apply", "batch_id": "k2", "change": {
+        "op": "mesh", "uuid": b[PROP], "mesh_hash": wire.mesh_hash(blob)}})
+    json_len = int.from_bytes(body[4:8], "big")
+    js = body[8:8 + json_len]
+    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
+    scripted.push(frame({"type": "batch_begin", "batch_id": "k2", "seq": 72, "path": "slow",
+                         "count": 1}) + with_att
+                  + frame({"type": "batch_end", "batch_id": "k2", "seq": 72}))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the mesh applied")
+    assert not applied_messages(scripted)[-1].get("failed")
+    assert b.data == shared and len(shared.polygons) == 1, "written into the mesh B holds"
+
+
 def test_mesh_from_another_editor_round_trips_and_is_not_echoed(bridge, project_id):
     daemon = bridge
     ob = make_cube("Meshy")

@@ -846,7 +846,8 @@ def _writable_material(ob, registry, plan: "SharedPlan | None"):
     held = capture.read_state(mat, "material", registry, {}).get("material")
     if want is not None and _same_material(held, want):
         return mat
-    others = [o for o in bpy.data.objects if o != ob and capture.first_material(o) == mat]
+    # (an object linked nowhere -- a copy `_keep_deleted` keeps -- shows nothing: not counted)
+    others = [o for o in bpy.data.objects if o != ob and o.users and capture.first_material(o) == mat]
     if not others or (want is not None and all(
             _same_material(plan.materials.get(o.get(identity.PROP)), want) for o in others)):
         return mat
@@ -871,7 +872,7 @@ def _writable_mesh(ob, registry, plan: "SharedPlan | None"):
     mu = me.get(identity.PROP)
     if want is not None and want in (plan.held_meshes.get(mu), plan.written.get(mu)):
         return me  # what it holds already (a resync re-sending it, or a twin of this batch)
-    others = [o for o in bpy.data.objects if o.data == me and o != ob]
+    others = [o for o in bpy.data.objects if o.data == me and o != ob and o.users]
     if not others or (want is not None and all(plan.meshes.get(o.get(identity.PROP)) == want
                                                for o in others)):
         if mu is not None and want is not None:
