@@ -60,6 +60,10 @@ def test_linked_objects_get_stable_distinct_uuids_and_their_state_is_sent(librar
     mesh_u = uuid_of(cube_a.data)
     assert mesh_u is not None, "the linked mesh is tracked too"
     assert vibesync.status()["linked"] == 8, "4 objects, 2 meshes, 2 materials: said so"
+    from vibesync import ui
+    assert ("Linked from library files: 8 datablock(s), read-only here (edit them through a "
+            "library override)", "LIBRARY_DATA_DIRECT") in ui.panel_lines(vibesync.status()), \
+        "and the sidebar says so"
 
     pump_until(lambda: all(u in synced_states(daemon) for u in (ua, ub, uk)), timeout=15,
                what="the linked objects' state at the daemon")

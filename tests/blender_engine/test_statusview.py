@@ -35,6 +35,7 @@ def test_the_vector_covers_every_line_the_view_can_say():
     text = source("statusview")
     said = {k for k in ("state", "daemon_not_running", "handshake_error", "paused",
                         "safe_mode", "daemon", "project", "peer", "alone", "other_project",
-                        "first_sync", "seq", "held_batches", "not_synced", "collisions",
-                        "conflict", "last_error") if f'Line("{k}"' in text}
+                        "first_sync", "seq", "linked", "untracked", "held_batches",
+                        "not_synced", "collisions", "conflict", "last_error")
+            if f'Line("{k}"' in text}
     assert keys == said, said - keys

@@ -7,8 +7,9 @@ the addon's `status()` listed in `FIELDS`; each line is `(key, level, text)`:
 
 * `key` names what the line is about (`state`, `daemon_not_running`, `handshake_error`,
   `paused`, `safe_mode`, `daemon`, `project`, `peer`, `alone`, `other_project`,
-  `first_sync`, `seq`, `held_batches`, `not_synced`, `collisions`, `conflict`,
-  `last_error`);
+  `first_sync`, `seq`, `linked`, `untracked`, `held_batches`, `not_synced`, `collisions`,
+  `conflict`, `last_error`; `linked` and `untracked` are Blender's alone: Unity has no
+  data linked from library files);
 * `level` how loud it is: `plain`, `ok`, `info`, `progress`, `warning`, `error`.
 """
 
@@ -18,8 +19,8 @@ from typing import NamedTuple
 
 FIELDS = ("state", "next_try_s", "connected", "handshake_error", "pause_reason", "safe_mode",
           "safe_mode_reason", "host", "port", "project_id", "peers", "other_projects",
-          "progress", "daemon_seq", "last_seq", "deferred_batches", "blocked_reason",
-          "not_synced", "collisions", "conflicts", "errors")
+          "progress", "daemon_seq", "last_seq", "linked", "untracked", "deferred_batches",
+          "blocked_reason", "not_synced", "collisions", "conflicts", "errors")
 
 # The connection states both editors show (the first line).
 CONNECTED = "connected"
@@ -89,6 +90,14 @@ def lines(st: dict) -> list[Line]:
                             f"First sync: {synced:,} / {total:,} objects"))
     out.append(Line("seq", PLAIN,
                     f"Last seq: {st.get('daemon_seq')} (applied {st.get('last_seq')})"))
+    linked = st.get("linked") or 0
+    if linked:
+        out.append(Line("linked", INFO, f"Linked from library files: {linked:,} datablock(s), "
+                        "read-only here (edit them through a library override)"))
+    untracked = st.get("untracked") or []
+    if untracked:
+        out.append(Line("untracked", WARNING, f"{len(untracked)} datablock(s) not synced: "
+                        f"{untracked[-1]}"))
     if st.get("blocked_reason"):
         out.append(Line("held_batches", PROGRESS, f"{st.get('deferred_batches') or 0} "
                         f"batch(es) held: {st['blocked_reason']}"))

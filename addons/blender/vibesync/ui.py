@@ -83,7 +83,7 @@ _KEY_ICONS = {"daemon_not_running": "CONSOLE", "handshake_error": "ERROR", "paus
               "safe_mode": "ERROR", "peer": "LINKED", "alone": "UNLINKED",
               "other_project": "ERROR", "first_sync": "TIME", "held_batches": "TIME",
               "not_synced": "ERROR", "collisions": "INFO", "conflict": "INFO",
-              "last_error": "ERROR"}
+              "last_error": "ERROR", "linked": "LIBRARY_DATA_DIRECT", "untracked": "ERROR"}
 
 
 def panel_lines(st: dict) -> list[tuple[str, str]]:

@@ -40,6 +40,8 @@ namespace VibeSync.Bridge.Core
         public const string Peer = "peer", Alone = "alone", OtherProject = "other_project", FirstSync = "first_sync";
         public const string Seq = "seq", HeldBatches = "held_batches", NotSynced = "not_synced", Collisions = "collisions";
         public const string Conflict = "conflict", LastError = "last_error";
+        /// <summary>Blender's alone (data linked from library files): never in the Unity window.</summary>
+        public const string Linked = "linked", Untracked = "untracked";
     }
 
     public sealed class StatusLine
@@ -89,6 +91,8 @@ namespace VibeSync.Bridge.Core
         public List<OtherProject> OtherProjects = new List<OtherProject>();
         public long ProgressSynced, ProgressTotal;
         public long DaemonSeq, LastSeq;
+        public long Linked;                                 // Blender: datablocks linked from library files
+        public List<string> Untracked = new List<string>(); // Blender: why each untracked datablock is not synced
         public long DeferredBatches;
         public string BlockedReason;
         public List<string> NotSyncedReasons = new List<string>(); // ordered by uuid
@@ -140,6 +144,11 @@ namespace VibeSync.Bridge.Core
                     o.Add(new StatusLine(StatusKey.FirstSync, StatusLevel.Progress, "First sync: " + Thousands(s.ProgressSynced) + " / " + Thousands(s.ProgressTotal) + " objects"));
             }
             o.Add(new StatusLine(StatusKey.Seq, StatusLevel.Plain, "Last seq: " + N(s.DaemonSeq) + " (applied " + N(s.LastSeq) + ")"));
+            if (s.Linked > 0)
+                o.Add(new StatusLine(StatusKey.Linked, StatusLevel.Info, "Linked from library files: " + Thousands(s.Linked)
+                    + " datablock(s), read-only here (edit them through a library override)"));
+            if (s.Untracked.Count > 0)
+                o.Add(new StatusLine(StatusKey.Untracked, StatusLevel.Warning, s.Untracked.Count + " datablock(s) not synced: " + s.Untracked[s.Untracked.Count - 1]));
             if (!string.IsNullOrEmpty(s.BlockedReason))
                 o.Add(new StatusLine(StatusKey.HeldBatches, StatusLevel.Progress, N(s.DeferredBatches) + " batch(es) held: " + s.BlockedReason));
             if (s.NotSyncedReasons.Count > 0)

@@ -32,7 +32,11 @@ namespace VibeSync.Bridge.Tests
                 Host = Str(st, "host"), Port = Num(st, "port"), ProjectId = Str(st, "project_id"),
                 DaemonSeq = Num(st, "daemon_seq"), LastSeq = Num(st, "last_seq"),
                 DeferredBatches = Num(st, "deferred_batches"), BlockedReason = Str(st, "blocked_reason"),
+                Linked = Num(st, "linked"),
             };
+            object untracked;
+            if (st.TryGetValue("untracked", out untracked) && untracked is List<object>)
+                s.Untracked = ((List<object>)untracked).Cast<string>().ToList();
             object he;
             if (st.TryGetValue("handshake_error", out he) && he is Dictionary<string, object>)
             {
