@@ -142,6 +142,17 @@ def batch_frames(batch_id, seq, changes, path="fast"):
     return b"".join(out)
 
 
+def batch_with_mesh(batch_id, seq, change, blob):
+    """A one-change slow batch whose `apply` frame carries `blob` as its attachment
+    (`frame()` builds JSON-only frames: the apply frame is framed again with it)."""
+    body = frame({"type": "apply", "batch_id": batch_id, "change": change})
+    js = body[8:8 + int.from_bytes(body[4:8], "big")]
+    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
+    return (frame({"type": "batch_begin", "batch_id": batch_id, "seq": seq, "path": "slow",
+                   "count": 1}) + with_att
+            + frame({"type": "batch_end", "batch_id": batch_id, "seq": seq}))
+
+
 def resolve_sent(scripted, seq):
     """What a real daemon does with every change: end it with a `batch_result` (committed),
     until Blender has nothing in flight (a capture may send more meanwhile)."""
@@ -398,19 +409,12 @@ def test_create_with_mesh_and_material_builds_a_new_object(scripted):
     import uuid as uuidlib
     nu = str(uuidlib.uuid4())
     blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 0, -1], [0, 1, 2])
-    body = frame({"type": "apply", "batch_id": "c1", "change": {
+    scripted.push(batch_with_mesh("c1", 50, {
         "op": "create", "uuid": nu, "kind": "object", "name": "FromUnity", "parent": None,
         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True,
         "mesh_hash": wire.mesh_hash(blob),
         "material": {"base_color": [0, 0, 1, 1], "metallic": 0, "roughness": 1,
-                     "emission": [0, 0, 0]}}})
-    # Re-frame with the attachment (frame() builds JSON-only frames).
-    json_len = int.from_bytes(body[4:8], "big")
-    js = body[8:8 + json_len]
-    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
-    scripted.push(frame({"type": "batch_begin", "batch_id": "c1", "seq": 50, "path": "slow",
-                         "count": 1}) + with_att
-                  + frame({"type": "batch_end", "batch_id": "c1", "seq": 50}))
+                     "emission": [0, 0, 0]}}, blob))
     pump_until(lambda: applied_messages(scripted), what="applied")
     ob = bpy.data.objects["FromUnity"]
     assert ob[PROP] == nu and ob.type == "MESH" and len(ob.data.polygons) == 1
@@ -489,14 +493,8 @@ def test_a_kept_copy_does_not_count_as_a_user_of_what_it_shares(scripted):
     pump_until(lambda: len(applied_messages(scripted)) == 1, what="the delete applied")
     assert shared.users == 2, "B and the kept copy of A"
     blob = wire.encode_mesh([0, 0, 0, 1, 0, 0, 0, 0, -1], [0, 1, 2])
-    body = frame({"type": "apply", "batch_id": "k2", "change": {
-        "op": "mesh", "uuid": b[PROP], "mesh_hash": wire.mesh_hash(blob)}})
-    json_len = int.from_bytes(body[4:8], "big")
-    js = body[8:8 + json_len]
-    with_att = (4 + len(js) + len(blob)).to_bytes(4, "big") + len(js).to_bytes(4, "big") + js + blob
-    scripted.push(frame({"type": "batch_begin", "batch_id": "k2", "seq": 72, "path": "slow",
-                         "count": 1}) + with_att
-                  + frame({"type": "batch_end", "batch_id": "k2", "seq": 72}))
+    scripted.push(batch_with_mesh("k2", 72, {"op": "mesh", "uuid": b[PROP],
+                                             "mesh_hash": wire.mesh_hash(blob)}, blob))
     pump_until(lambda: len(applied_messages(scripted)) == 2, what="the mesh applied")
     assert not applied_messages(scripted)[-1].get("failed")
     assert b.data == shared and len(shared.polygons) == 1, "written into the mesh B holds"
