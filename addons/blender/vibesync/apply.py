@@ -295,7 +295,7 @@ def _mesh_from_attachment(me, attachment: bytes, unit_scale: float) -> None:
 def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                  deleted: set[str], meshes: dict | None = None,
                  unplaced: dict | None = None, rehomed: list | None = None,
-                 shared: "SharedPlan | None" = None) -> str:
+                 shared: "SharedPlan | None" = None, removals: list | None = None) -> str:
     """Apply one validated change; returns the uuid touched. Raises LookupError if gone.
 
     Meshes built from an attachment are recorded in `meshes` (mesh session_uid ->
@@ -305,6 +305,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
     `apply_batch_steps`); a later change of the same uuid places it first (`place_unplaced`).
     `rehomed` gets the uuids a `delete` of a collection moved to its parent (`_remove_collection`).
     `shared`: what the batch gives to data objects may share (`SharedPlan`).
+    `removals`: a deleted object is put there, for the caller to remove with others in one
+    pass (`remove_objects`), instead of removed at once.
     """
     if meshes is None:
         meshes = {}
@@ -389,7 +391,7 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             _set_material(idb, change["material"])
         return uuid
 
-    idb = registry.resolve(uuid)
+    idb = registry.resolve(uuid) if uuid not in deleted else None  # (removal may be pending)
     if idb is None and op == "delete":
         # Nothing to remove: already gone here (deleted with its parent, by the person) or
         # never held (a replay deletes uuids an editor may not have, PROTOCOL.md §6.1, §6.6).
@@ -409,8 +411,11 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         else:
             if isinstance(idb, bpy.types.Object):
                 _keep_deleted(idb, uuid, registry)
-            coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
-            coll.remove(idb)
+            if removals is not None and isinstance(idb, bpy.types.Object):
+                removals.append(idb)
+            else:
+                coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
+                coll.remove(idb)
         registry.bindings[uuid].alive = False
         deleted.add(uuid)
     elif op == "rename":
@@ -463,6 +468,23 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         _mesh_from_attachment(me, attachment, unit_scale)
         meshes[me.session_uid] = (change["mesh_hash"], attachment)
     return uuid
+
+
+def remove_objects(removals: list) -> None:
+    """Remove the objects a batch's consecutive `delete`s took, in one pass: each removal
+    alone walks every datablock of the file to clear what pointed at the object (1.7 ms per
+    object in a 10,000-object file, measured; `bpy.data.batch_remove` walks once for all).
+    One a person removed meanwhile (between two ticks) is skipped."""
+    alive = []
+    for ob in removals:
+        try:
+            ob.name  # noqa: B018 (raises ReferenceError once removed)
+        except ReferenceError:
+            continue
+        alive.append(ob)
+    removals.clear()
+    if alive:
+        bpy.data.batch_remove(alive)
 
 
 def _keep_deleted(ob, uuid: str, registry) -> None:
@@ -1003,8 +1025,12 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     rehomed: list[str] = []
     meshes: dict = {}
     unplaced: dict = {}
+    removals: list = []  # objects consecutive deletes took, removed together
     shared = SharedPlan(batch.changes, mesh_hashes or {})
     for change, attachment in batch.changes:
+        if removals and (change.get("op") != "delete" or len(removals) >= budget.REMOVE_STEP_OBJECTS):
+            remove_objects(removals)  # before any other change: it sees them gone
+            yield
         if spare is not None and spare(change):
             yield
             continue
@@ -1012,12 +1038,15 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced, rehomed, shared))
+                                        meshes, unplaced, rehomed, shared, removals))
         except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
             log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
                       change.get("op"), change.get("uuid"), e)
             failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
                            "error": str(e)})
+        yield
+    if removals:
+        remove_objects(removals)
         yield
     if len(unplaced) < budget.LINK_STEP_MIN_OBJECTS:
         # A few new objects: parented and linked in this tick (budget.LINK_STEP_MIN_OBJECTS).
