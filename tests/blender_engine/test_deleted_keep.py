@@ -51,3 +51,11 @@ def test_forget_and_clear_hand_back_what_they_drop():
 def test_a_capacity_below_one_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         deleted_keep.DeletedKeep(capacity=0)
+
+
+def test_get_leaves_what_is_kept_and_a_kept_object_starts_with_no_references():
+    k = deleted_keep.DeletedKeep()
+    entry = deleted_keep.Kept(7)
+    k.keep("a", entry)
+    assert k.get("a") is entry and k.get("a") is entry and len(k) == 1
+    assert entry.refs == [] and deleted_keep.Kept(8).refs is not entry.refs

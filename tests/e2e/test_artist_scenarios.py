@@ -388,11 +388,12 @@ def test_a_delete_undone_in_blender_gives_the_object_back_its_unity_components(w
 @pytest.mark.parametrize("geometry", ["modifier", "own_mesh"])
 def test_a_delete_undone_in_unity_gives_the_object_back_its_blender_work(world, geometry):
     """The person in Blender gives the Cube a Bevel modifier (or a vertex group on its own
-    mesh), a Track To constraint aimed at the Camera and a custom property; in Unity the Cube
-    is deleted and the delete undone (Delete, then Ctrl+Z). The Cube came back in Blender as
-    a bare object from what the `create` carries: the modifier, the constraint, the property
-    and the vertex group were gone. Now it comes back as it was (PROTOCOL §6.1), and nothing
-    of it is tracked while it is away."""
+    mesh), a Track To constraint aimed at the Camera and a custom property, and aims the
+    Light at it (Damped Track); in Unity the Cube is deleted and the delete undone (Delete,
+    then Ctrl+Z). The Cube came back in Blender as a bare object from what the `create`
+    carries: the modifier, the constraint, the property and the vertex group were gone, and
+    the Light aimed at nothing. Now it comes back as it was (PROTOCOL §6.1), and nothing of
+    it is tracked while it is away."""
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
@@ -402,6 +403,9 @@ def test_a_delete_undone_in_unity_gives_the_object_back_its_blender_work(world, 
         cube.vertex_groups.new(name="Pinned").add([0, 1, 2], 1.0, "REPLACE")
     cube.constraints.new("TRACK_TO").target = bpy.data.objects["Camera"]
     cube["hit_points"] = 42
+    light = bpy.data.objects["Light"]
+    aim = light.constraints.new("DAMPED_TRACK")  # another object's constraint aimed at it
+    aim.target = cube
     converge(host)
     registered = {r["uuids"][0] for r in world.daemon.tail() if r.get("phase") == "STEP"
                   and (r.get("payload") or {}).get("op") == "register"}
@@ -414,12 +418,14 @@ def test_a_delete_undone_in_unity_gives_the_object_back_its_blender_work(world, 
     view = converge(host)
     assert u not in view
     assert not [o for o in bpy.data.objects if o.get("vibesync_uuid") == u], "no datablock holds its uuid"
+    assert aim.target is None, "cleared, as Blender's own delete clears it"
     host.cmd("undo")
     back = drive(in_blender, timeout=15, what="the Cube back in Blender")[0]
     view = world.finish(host, made)
     assert view[u]["name"] == "Cube" and back.name == "Cube"
     assert [c.target for c in back.constraints] == [bpy.data.objects["Camera"]], "its constraint"
     assert back.get("hit_points") == 42, "its custom property"
+    assert aim.target == back, "the Light's constraint aims at it again"
     if geometry == "modifier":
         assert [(m.type, round(m.width, 6)) for m in back.modifiers] == [("BEVEL", 0.1)], "its modifier"
     else:

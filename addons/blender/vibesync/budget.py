@@ -75,8 +75,9 @@ SLICED_PARENTING_MAX_OBJECTS = 500
 LINK_STEP_MIN_OBJECTS = 200
 
 # A batch's consecutive deletes remove their objects this many at a time, in one pass over
-# the file (`apply.remove_objects`): a pass costs ~1.7 ms in a 10,000-object file plus
-# ~0.3 ms per object removed (measured), so a step of 16 stays well inside a frame.
+# the file (`apply.remove_objects`): `batch_remove` of 16 objects takes ~4.5 ms in a
+# 10,000-object file (of 1: 3.6 ms; of 32: 6.7 ms), and the whole step, with the pass that
+# records what pointed at them, 13.7-15.7 ms at its longest (docs/BENCHMARKS.md).
 REMOVE_STEP_OBJECTS = 16
 
 GC_HOLD_MIN_ITEMS = 1000

@@ -21,6 +21,19 @@ T = TypeVar("T")
 CAPACITY = 1000
 
 
+class Kept:
+    """What Blender keeps of one deleted object: the session_uid of its copy, and what other
+    objects pointed at it -- (holder's uuid, `modifier` or `constraint`, its name, the
+    pointer property), cleared by the removal and set back when the object is made again
+    (a Boolean's cutter, a Track To's target)."""
+
+    __slots__ = ("sid", "refs")
+
+    def __init__(self, sid: int) -> None:
+        self.sid = sid
+        self.refs: list[tuple[str, str, str, str]] = []
+
+
 class DeletedKeep(Generic[T]):
     """uuid -> what was kept of the object when it was deleted, the most recent `capacity`
     deletes (an older one is forgotten first: `keep` returns what it forgot, for the caller
@@ -46,6 +59,10 @@ class DeletedKeep(Generic[T]):
         while len(self._kept) > self.capacity:
             forgotten.append(self._kept.popitem(last=False)[1])
         return forgotten
+
+    def get(self, uuid: str) -> T | None:
+        """What is kept of `uuid`, left in the keep."""
+        return self._kept.get(uuid)
 
     def take(self, uuid: str) -> T | None:
         """What was kept of `uuid`, taken out (it is the object's again), or None."""

@@ -257,7 +257,7 @@ class Registry:
         self._linked_names: dict[tuple[str, str], list[str]] = {}
         # uuid -> session_uid of the copy `apply._keep_deleted` kept of an object another
         # editor deleted; the copies (linked nowhere) are not tracked while kept (`_held`).
-        self.kept: deleted_keep.DeletedKeep[int] = deleted_keep.DeletedKeep()
+        self.kept: deleted_keep.DeletedKeep[deleted_keep.Kept] = deleted_keep.DeletedKeep()
 
     def clear(self) -> None:
         """Forget every binding (file load: session_uids of the old file are meaningless)."""
@@ -460,10 +460,11 @@ class Registry:
         oldest beyond `deleted_keep.CAPACITY`, or an earlier copy of the same uuid), for the
         caller to free."""
         copy[KEPT] = uuid
-        return self.kept.keep(uuid, copy.session_uid)
+        return [k.sid for k in self.kept.keep(uuid, deleted_keep.Kept(copy.session_uid))]
 
-    def take_kept(self, uuid: str) -> int | None:
-        """The session_uid of the copy kept of `uuid`, taken out of the keep, or None."""
+    def take_kept(self, uuid: str) -> deleted_keep.Kept | None:
+        """What was kept of `uuid` (its copy's session_uid, the references to it), taken out
+        of the keep, or None."""
         return self.kept.take(uuid)
 
     @staticmethod
