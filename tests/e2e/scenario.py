@@ -49,10 +49,12 @@ def blender_view() -> dict[str, dict]:
                 continue
             st = capture.read_state(idb, kind, reg, {})
             verts = None
-            if kind == "object" and idb.type == "MESH":
-                # What Blender shows: the evaluated mesh when modifiers make it (§7.1).
-                verts = capture.evaluated_mesh_arrays(idb)[0]["n"] \
-                    if capture.generated_geometry(idb) else len(idb.data.vertices)
+            if kind == "object" and capture.generated_geometry(idb):
+                # What Blender shows: the evaluated mesh when modifiers (or a curve, a text)
+                # make it (§7.1).
+                verts = capture.evaluated_mesh_arrays(idb)[0]["n"]
+            elif kind == "object" and idb.type == "MESH":
+                verts = len(idb.data.vertices)
             out[u] = {"kind": kind, "name": st["name"], "parent": st["parent"],
                       "visible": st["visible"], "t": list(st["t"]), "r": list(st["r"]),
                       "s": list(st["s"]), "vertices": verts}

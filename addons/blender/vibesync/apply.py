@@ -375,7 +375,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 # new visible object (quadratic over a big incoming batch).
                 _set_visible(idb, change.get("visible", True))
             if capture.generated_geometry(idb):
-                # Its modifiers make what was sent: the base mesh stays as the person left it.
+                # Its modifiers (or its curve, its text) make what was sent: what it is made
+                # from stays as the person left it.
                 pass
             elif change.get("mesh_hash") and attachment:
                 idb = _ensure_mesh_object(idb, registry)
@@ -456,8 +457,9 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
         _set_material(mat, change["material"])
     elif op == "mesh":
         if capture.generated_geometry(idb):
-            raise LookupError(f"mesh {uuid}: {idb.name}'s geometry is made by its modifiers in "
-                              "Blender; edit it there (the base mesh is never overwritten)")
+            raise LookupError(f"mesh {uuid}: {idb.name}'s geometry is made by "
+                              f"{capture.generated_by(idb)} in Blender; edit it there (what "
+                              "it is made from is never overwritten)")
         if isinstance(idb, bpy.types.Object):
             idb = _ensure_mesh_object(idb, registry)  # create, then add a mesh (Unity)
         me = idb.data if isinstance(idb, bpy.types.Object) else idb

@@ -620,11 +620,24 @@ MAX_REALIZED_INSTANCES = 10_000
 MAX_GENERATED_VERTICES = 2_000_000
 
 
+# Object types whose geometry Blender makes from other data: sent as the mesh it makes.
+CONVERTED_TYPES = {"CURVE": "curve", "SURFACE": "surface", "FONT": "text"}
+
+
 def generated_geometry(ob) -> bool:
-    """Does the object show geometry its modifiers make (a mesh object with a modifier
-    enabled in the viewport)?"""
-    return (isinstance(ob, bpy.types.Object) and ob.type == "MESH"
-            and any(m.show_viewport for m in ob.modifiers))
+    """Does the object show geometry Blender makes: a mesh object with a modifier enabled in
+    the viewport, or a curve, surface or text object (their mesh is made from them)?"""
+    if not isinstance(ob, bpy.types.Object):
+        return False
+    if ob.type == "MESH":
+        return any(m.show_viewport for m in ob.modifiers)
+    return ob.type in CONVERTED_TYPES
+
+
+def generated_by(ob) -> str:
+    """What makes a generated geometry (`generated_geometry`), for messages."""
+    what = CONVERTED_TYPES.get(ob.type)
+    return f"its {what}" if what else "its modifiers"
 
 
 def geometry_key(registry, ob) -> str | None:
