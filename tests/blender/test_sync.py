@@ -478,6 +478,33 @@ def test_an_object_another_editor_deleted_is_kept_untracked_and_the_oldest_is_fr
     assert len(s.registry.kept) == 0, "a file load forgets what was kept (the copies were not saved)"
 
 
+def test_a_deleted_rigid_body_is_kept_out_of_the_simulation_and_comes_back_into_it(scripted):
+    """A rigid body's copy joins the scene's Rigid Body World collection: kept there, it was
+    tracked as a new object and simulated unseen. It is kept linked nowhere, and made again
+    it is a rigid body of the world again, with its settings."""
+    ob = make_cube("Crate")
+    bpy.context.view_layer.objects.active = ob
+    bpy.ops.rigidbody.object_add()
+    ob.rigid_body.mass = 7.0
+    world = bpy.context.scene.rigidbody_world.collection
+    settle()
+    resolve_sent(scripted, 90)
+    u = ob[PROP]
+    state = capture.read_state(ob, "object", vibesync._session().registry, {})
+    scripted.received.clear()
+    scripted.push(batch_frames("rb1", 91, [{"op": "delete", "uuid": u}], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 1, what="the delete applied")
+    [copy] = [o for o in bpy.data.objects if o.name == ".Crate"]
+    assert copy.users == 0 and not list(world.objects), "out of the world's collection"
+    scripted.push(batch_frames("rb2", 92, [{
+        "op": "create", "uuid": u, "kind": "object", "name": "Crate", "parent": None,
+        "t": state["t"], "r": state["r"], "s": state["s"], "visible": True}], path="slow"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the create applied")
+    back = next(o for o in bpy.context.scene.objects if o.get(PROP) == u)
+    assert back.rigid_body is not None and back.rigid_body.mass == pytest.approx(7.0)
+    assert list(world.objects) == [back], "a rigid body of the world again"
+
+
 def test_a_batch_of_many_deletes_removes_them_together_and_in_order(scripted):
     """A batch's consecutive deletes remove their objects a step of them at a time, in one
     pass each (`apply.remove_objects`: removed one by one, 2,000 deletes in a 10,000-object

@@ -542,6 +542,11 @@ def _keep_deleted(ob, uuid: str, registry) -> None:
     if ob.library is not None or ob.override_library is not None:
         return
     copy = ob.copy()
+    if copy.users:
+        # A rigid body's copy joins the scene's Rigid Body World collection: it would be
+        # tracked, and simulated unseen. Unlinked; `_kept_copy` puts it back in its world.
+        for coll in copy.users_collection:
+            coll.objects.unlink(copy)
     copy.name = "." + ob.name  # a leading dot: Blender's lists of datablocks leave it out
     if identity.PROP in copy:
         del copy[identity.PROP]  # no identity while kept: `_kept_copy` binds it again
@@ -567,6 +572,10 @@ def _kept_copy(uuid: str, registry):
     del ob[identity.KEPT]
     registry.bind_new(ob, uuid)
     _restore_references(ob, kept.refs, registry)
+    world = capture.home_scene().rigidbody_world
+    if ob.rigid_body is not None and world is not None and world.collection is not None \
+            and world.collection.objects.get(ob.name) != ob:
+        world.collection.objects.link(ob)  # a rigid body again in the synced scene's world
     log.info("%s: made again; it gets back what it had here when it was deleted "
              "(modifiers, constraints, custom properties, mesh)", uuid)
     return ob
