@@ -526,12 +526,21 @@ def test_a_batch_of_many_deletes_removes_them_together_and_in_order(scripted):
     changes.append({"op": "transform", "uuid": su, "t": [1, 3, -2], "r": [0, 0, 0, 1], "s": [1, 1, 1]})
     changes += [{"op": "delete", "uuid": u} for u in uuids[20:]]
     changes.append({"op": "delete", "uuid": uuids[25]})  # twice: the second is a no-op
+    # Deleted, made again and moved in one batch (a delete undone in the other editor, then
+    # a move): the move reaches the object made again.
+    changes.append({"op": "create", "uuid": uuids[30], "kind": "object", "name": "Doomed30",
+                    "parent": None, "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1],
+                    "visible": True})
+    changes.append({"op": "transform", "uuid": uuids[30], "t": [4, 0, 0], "r": [0, 0, 0, 1],
+                    "s": [1, 1, 1]})
     scripted.push(batch_frames("m1", 81, changes, path="slow"))
     pump_until(lambda: applied_messages(scripted), what="applied")
     [a] = applied_messages(scripted)
     assert not a.get("failed"), a
-    assert not [o for o in bpy.data.objects if o.get(PROP) in uuids], "every deleted object is gone"
-    assert len([o for o in bpy.data.objects if o.users == 0]) == 40, "and kept"
+    assert [o.name for o in bpy.data.objects if o.get(PROP) in uuids] == ["Doomed30"], \
+        "every deleted object is gone, but the one made again"
+    assert tuple(bpy.data.objects["Doomed30"].location) == pytest.approx((4, 0, 0)), "and moved"
+    assert len([o for o in bpy.data.objects if o.users == 0]) == 39, "the others kept"
     assert survivor.parent is None and tuple(survivor.location) == pytest.approx((1, 2, 3), abs=1e-6)
 
 

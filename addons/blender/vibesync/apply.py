@@ -392,7 +392,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             _set_material(idb, change["material"])
         return uuid
 
-    idb = registry.resolve(uuid) if uuid not in deleted else None  # (removal may be pending)
+    pending = removals is not None and any(u == uuid for _, u in removals)
+    idb = None if pending else registry.resolve(uuid)  # (a delete's removal may be pending)
     if idb is None and op == "delete":
         # Nothing to remove: already gone here (deleted with its parent, by the person) or
         # never held (a replay deletes uuids an editor may not have, PROTOCOL.md §6.1, §6.6).

@@ -255,8 +255,9 @@ class Registry:
         # local newcomer of that kind and name, while one of them is gone, is it made local
         # (`_made_local`).
         self._linked_names: dict[tuple[str, str], list[str]] = {}
-        # uuid -> session_uid of the copy `apply._keep_deleted` kept of an object another
-        # editor deleted; the copies (linked nowhere) are not tracked while kept (`_held`).
+        # uuid -> what `apply._keep_deleted` kept of an object another editor deleted (its
+        # copy's session_uid, the references to it); the copies (linked nowhere) are not
+        # tracked while kept (`_held`).
         self.kept: deleted_keep.DeletedKeep[deleted_keep.Kept] = deleted_keep.DeletedKeep()
 
     def clear(self) -> None:
