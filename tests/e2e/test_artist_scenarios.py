@@ -489,6 +489,42 @@ def test_curves_and_text_reach_unity_as_the_mesh_blender_makes_of_them(world):
     assert view[ru]["name"] == "Rail"
 
 
+def test_metaballs_reach_unity_as_the_mesh_their_family_makes(world):
+    """A person adds two metaballs that melt together. They reached Unity as empty objects.
+    The family's mesh is sent with the ball Blender makes it on (the one named without a
+    number suffix; the other shows none of its own, PROTOCOL §7.1), again when the other
+    ball moves, and a Unity mesh edit of it is refused with why, the balls kept."""
+    made, host = world.startup_synced()
+    coll = bpy.data.collections["Collection"]
+    balls = []
+    for name, x in (("Blob", 0.0), ("Blob.001", 1.2)):
+        data = bpy.data.metaballs.new(name)
+        data.elements.new().radius = 1.0
+        ob = bpy.data.objects.new(name, data)
+        ob.location = (x, 0, 0)
+        coll.objects.link(ob)
+        balls.append(ob)
+    mother, other = balls
+    drive(lambda: all(host.obj(o.get("vibesync_uuid", "")) for o in balls)
+          and (host.obj(mother["vibesync_uuid"]).get("mesh") or {}).get("triangle_count", 0) > 0,
+          timeout=15, what="the metaballs in Unity, the family's mesh on Blob")
+    mu, ou = mother["vibesync_uuid"], other["vibesync_uuid"]
+    assert host.obj(ou)["mesh"]["vertex_count"] == 0, "an empty mesh: none of its own"
+    converge(host, meshes=False)
+    first = host.obj(mu)["mesh"]["mesh_hash"]
+    other.location.x = 3.0  # pulled apart: the family's mesh changes, on Blob
+    drive(lambda: host.obj(mu)["mesh"]["mesh_hash"] != first, timeout=15,
+          what="the family's new mesh in Unity")
+    host.cmd(f"mesh {mu} cube")  # a person in Unity gives the blob a cube
+    drive(lambda: host.stats().get("not_synced", 0) >= 1, timeout=15, what="Unity's edit refused")
+    assert mother.type == "META" and len(mother.data.elements) == 1, "the metaball stays"
+    host.cmd(f"move {ou} 0 1 0")
+    drive(lambda: tuple(other.location) == pytest.approx((0, 0, 1), abs=1e-5), timeout=15,
+          what="Unity's move of the other ball applied")
+    made.update({mu: "Blob", ou: "Blob.001"})
+    world.finish(host, made, meshes=False)
+
+
 def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):
     """The Camera is the Cube's child (Keep Transform); the person unlinks the Cube from its
     only collection and links it back. The Camera stays in the scene: while the Cube is out

@@ -621,12 +621,14 @@ MAX_GENERATED_VERTICES = 2_000_000
 
 
 # Object types whose geometry Blender makes from other data: sent as the mesh it makes.
-CONVERTED_TYPES = {"CURVE": "curve", "SURFACE": "surface", "FONT": "text"}
+CONVERTED_TYPES = {"CURVE": "curve", "SURFACE": "surface", "FONT": "text", "META": "metaballs"}
 
 
 def generated_geometry(ob) -> bool:
     """Does the object show geometry Blender makes: a mesh object with a modifier enabled in
-    the viewport, or a curve, surface or text object (their mesh is made from them)?"""
+    the viewport, or a curve, surface, text or metaball object (their mesh is made from
+    them; a family of metaballs makes one mesh, held by the ball whose name has no number
+    suffix, and the others show none of their own)?"""
     if not isinstance(ob, bpy.types.Object):
         return False
     if ob.type == "MESH":
