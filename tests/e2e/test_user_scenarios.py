@@ -247,6 +247,54 @@ def test_apply_a_modifier(world):
     assert view[u]["vertices"] == 26
 
 
+def test_separate_apply_scale_and_set_origin(world):
+    """Three everyday mesh operators: Separate (P) splits the Cube's top face into a new
+    object — a copy of the Cube carrying its uuid property, like Shift-D; Apply Scale
+    (Ctrl-A) moves the scale into the mesh; Origin to Geometry moves the object and its mesh
+    together. Each reaches Unity as it is in Blender, and the Cube keeps its uuid."""
+    import bmesh
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    select_only(cube)
+    with ctx(cube, [cube]):
+        bpy.ops.object.mode_set(mode="EDIT")
+        bm = bmesh.from_edit_mesh(cube.data)
+        for f in bm.faces:
+            f.select_set(f.normal.z > 0.5)
+        bmesh.update_edit_mesh(cube.data)
+        assert bpy.ops.mesh.separate(type="SELECTED") == {"FINISHED"}
+        bpy.ops.object.mode_set(mode="OBJECT")
+    top = next(o for o in bpy.context.view_layer.objects if o.name.startswith("Cube.") and o.type == "MESH")
+    assert len(top.data.vertices) == 4 and len(cube.data.vertices) == 8
+    tu = drive(lambda: top.get("vibesync_uuid") if top.get("vibesync_uuid") != u else None,
+               timeout=15, what="a uuid of its own for the separated top")
+    assert cube["vibesync_uuid"] == u, "the Cube keeps its uuid"
+    host.wait_obj(tu, lambda o: o.get("mesh") and o["mesh"]["vertex_count"] == 4, timeout=15,
+                  what="the separated top in Unity with its face")
+    host.wait_obj(u, lambda o: o.get("mesh") and o["mesh"]["triangle_count"] == 10, timeout=15,
+                  what="the Cube without its top in Unity")
+    converge(host)
+    cube.scale = (2, 2, 2)
+    select_only(cube)
+    with ctx(cube, [cube]):
+        assert bpy.ops.object.transform_apply(location=False, rotation=False, scale=True) == {"FINISHED"}
+    assert tuple(cube.scale) == (1, 1, 1)
+    host.wait_obj(u, lambda o: near(o["transform"]["scale"], [1, 1, 1]) and o["mesh"]["vertex_count"] == 8,
+                  timeout=15, what="the applied scale in Unity")
+    view = converge(host)
+    assert view[u]["s"] == pytest.approx([1, 1, 1], abs=1e-5)
+    select_only(top)
+    with ctx(top, [top]):
+        assert bpy.ops.object.origin_set(type="ORIGIN_GEOMETRY") == {"FINISHED"}
+    assert top.location.z == pytest.approx(1.0, abs=1e-5)
+    host.wait_obj(tu, lambda o: near(unity_pos(host, tu), [0, 1, 0]), timeout=15,
+                  what="the top's new origin in Unity")
+    made[tu] = top.name
+    view = world.finish(host, made)
+    assert view[tu]["vertices"] == 4 and view[u]["vertices"] == 8
+
+
 def test_edit_mode_subdivide_then_leave(world):
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
