@@ -17,6 +17,9 @@ def make_library(path: str, location=(1.0, 2.0, 3.0)) -> None:
     me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [], [(0, 1, 2), (0, 1, 3)])
     mat = bpy.data.materials.new("Red")
     mat.diffuse_color = (1.0, 0.0, 0.0, 1.0)
+    bsdf = mat.node_tree.nodes.get("Principled BSDF") if mat.node_tree else None
+    if bsdf is not None:  # Blender 5.0: a new material has its nodes, and they are what shows
+        bsdf.inputs["Base Color"].default_value = (1.0, 0.0, 0.0, 1.0)
     me.materials.append(mat)
     cube = bpy.data.objects.new("Cube", me)
     bpy.context.scene.collection.objects.link(cube)
