@@ -95,3 +95,57 @@ def test_a_node_group_has_a_uuid_that_survives_a_rebuild(bridge):
         vibesync.tick(20.0)
     assert daemon_live(daemon, [gu])[gu] == "live"
     assert gu not in vibesync.status()["tombstoned"]
+
+
+def test_a_collection_instance_sends_what_blender_shows_of_it():
+    """An Empty instancing a collection (§7.1) is sent as what Blender shows: every object
+    of the collection and of its child collections, placed by the collection's instance
+    offset, the collections its Empties instance in turn, not the objects hidden in
+    viewports. Checked against Blender's own instance list of the dependency graph."""
+    import numpy
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+
+    def mesh_object(name, coll, location, verts):
+        me = bpy.data.meshes.new(name)
+        me.from_pydata(verts, [], [tuple(range(len(verts)))])
+        ob = bpy.data.objects.new(name, me)
+        ob.location = location
+        coll.objects.link(ob)
+        return ob
+
+    tri = [(0, 0, 0), (1, 0, 0), (0, 1, 0)]
+    small = bpy.data.collections.new("Small")
+    scene.collection.children.link(small)
+    mesh_object("Leaf", small, (0, 0, 5), tri)
+    props = bpy.data.collections.new("Props")
+    scene.collection.children.link(props)
+    props.instance_offset = (1, 0, 0)
+    mesh_object("Box", props, (0, 0, 2), [(0, 0, 0), (2, 0, 0), (2, 2, 0), (0, 2, 0)])
+    mesh_object("Hidden", props, (9, 9, 9), tri).hide_viewport = True
+    inner = bpy.data.collections.new("Inner")
+    props.children.link(inner)
+    mesh_object("Cone", inner, (3, 0, 0), tri)
+    nested = bpy.data.objects.new("Nested", None)
+    nested.instance_type, nested.instance_collection = "COLLECTION", small
+    nested.location = (0, 4, 0)
+    props.objects.link(nested)
+    for name in ("Small", "Props"):
+        bpy.context.view_layer.layer_collection.children[name].exclude = True
+    inst = bpy.data.objects.new("Inst", None)
+    inst.instance_type, inst.instance_collection = "COLLECTION", props
+    inst.location, inst.rotation_euler = (10, 0, 0), (0, 0, 0.5)
+    scene.collection.objects.link(inst)
+    bpy.context.view_layer.update()
+
+    arrays, note = capture.evaluated_mesh_arrays(inst)
+    assert note is None and arrays["n"] == 4 + 3 + 3, "Box, Cone and the nested Leaf"
+    got = numpy.frombuffer(arrays["co"], dtype=numpy.float32).reshape(-1, 3)
+    dg = bpy.context.evaluated_depsgraph_get()
+    to_local = inst.matrix_world.inverted()
+    want = [tuple(to_local @ i.matrix_world @ v.co)
+            for i in dg.object_instances if i.is_instance and i.parent and i.parent.original == inst
+            and i.object.type == "MESH" for v in i.object.data.vertices]
+    assert sorted(map(tuple, numpy.round(got, 4).tolist())) == \
+        sorted(tuple(round(c, 4) for c in p) for p in want)
+    assert arrays["tris"] and len(arrays["tris"]) == 3 * (2 + 1 + 1)

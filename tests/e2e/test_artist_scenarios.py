@@ -525,6 +525,52 @@ def test_metaballs_reach_unity_as_the_mesh_their_family_makes(world):
     world.finish(host, made, meshes=False)
 
 
+def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
+    """A person keeps a prop in a collection excluded from the view layer and places it with
+    a Collection Instance (an Empty). Unity got an empty object where Blender shows the
+    prop. The instance is sent as the geometry it shows (PROTOCOL §7.1), again when the
+    prop's mesh is edited or its object moved, none when it stops instancing; a Unity mesh
+    edit of it is refused with why, the instance kept."""
+    made, host = world.startup_synced()
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    bpy.context.view_layer.layer_collection.children["Props"].exclude = True
+    me = bpy.data.meshes.new("Tetra")
+    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [],
+                   [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)])
+    tetra = bpy.data.objects.new("Tetra", me)
+    props.objects.link(tetra)
+    inst = bpy.data.objects.new("Props Instance", None)
+    inst.instance_type = "COLLECTION"
+    inst.instance_collection = props
+    inst.location = (4, 0, 0)
+    bpy.data.collections["Collection"].objects.link(inst)
+    drive(lambda: ((host.obj(inst.get("vibesync_uuid", "")) or {}).get("mesh") or {})
+          .get("triangle_count") == 4, timeout=15, what="the instance in Unity with the prop's mesh")
+    iu, tu = inst["vibesync_uuid"], tetra["vibesync_uuid"]
+    assert inst.type == "EMPTY" and host.obj(tu) is not None
+    converge(host, meshes=False)
+    first = host.obj(iu)["mesh"]["mesh_hash"]
+    me.vertices[3].co.z = 2.0  # the prop is modelled: the instance shows it
+    me.update()
+    drive(lambda: host.obj(iu)["mesh"]["mesh_hash"] != first, timeout=15,
+          what="the instance's new geometry in Unity")
+    converge(host, meshes=False)
+    second = host.obj(iu)["mesh"]["mesh_hash"]
+    tetra.location.x = 0.5  # moved inside the instanced collection
+    drive(lambda: host.obj(iu)["mesh"]["mesh_hash"] != second, timeout=15,
+          what="the instance's geometry after the prop moved")
+    host.cmd(f"mesh {iu} cube")  # a person in Unity gives the instance a cube
+    drive(lambda: host.stats().get("not_synced", 0) >= 1, timeout=15, what="Unity's edit refused")
+    assert inst.type == "EMPTY" and inst.instance_collection == props, "the instance stays"
+    converge(host, meshes=False)
+    inst.instance_type = "NONE"  # the person stops instancing: Unity shows nothing there
+    drive(lambda: host.obj(iu)["mesh"]["vertex_count"] == 0, timeout=15,
+          what="no geometry on the Empty in Unity")
+    made.update({iu: "Props Instance", tu: "Tetra", props["vibesync_uuid"]: "Props"})
+    world.finish(host, made, meshes=False)
+
+
 def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):
     """The Camera is the Cube's child (Keep Transform); the person unlinks the Cube from its
     only collection and links it back. The Camera stays in the scene: while the Cube is out

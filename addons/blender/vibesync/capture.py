@@ -626,28 +626,40 @@ CONVERTED_TYPES = {"CURVE": "curve", "SURFACE": "surface", "FONT": "text", "META
 
 def generated_geometry(ob) -> bool:
     """Does the object show geometry Blender makes: a mesh object with a modifier enabled in
-    the viewport, or a curve, surface, text or metaball object (their mesh is made from
-    them; a family of metaballs makes one mesh, held by the ball whose name has no number
-    suffix, and the others show none of their own)?"""
+    the viewport, a curve, surface, text or metaball object (their mesh is made from them; a
+    family of metaballs makes one mesh, held by the ball whose name has no number suffix,
+    and the others show none of their own), or an Empty instancing a collection?"""
     if not isinstance(ob, bpy.types.Object):
         return False
     if ob.type == "MESH":
         return any(m.show_viewport for m in ob.modifiers)
-    return ob.type in CONVERTED_TYPES
+    return ob.type in CONVERTED_TYPES or instanced_collection(ob) is not None
+
+
+def instanced_collection(ob):
+    """The collection an Empty instances (Add > Collection Instance), or None."""
+    if ob.type == "EMPTY" and ob.instance_type == "COLLECTION":
+        return ob.instance_collection
+    return None
 
 
 def generated_by(ob) -> str:
     """What makes a generated geometry (`generated_geometry`), for messages."""
     what = CONVERTED_TYPES.get(ob.type)
-    return f"its {what}" if what else "its modifiers"
+    if what:
+        return f"its {what}"
+    coll = instanced_collection(ob)
+    if coll is not None:
+        return f"the collection it instances ({coll.name})"
+    return "its modifiers"
 
 
 def geometry_key(registry, ob) -> str | None:
     """The uuid a mesh hash of this object is kept under: the object's own uuid when its
     geometry is generated (two objects sharing a mesh may generate different geometry),
     else its mesh's."""
-    if generated_geometry(ob):
-        return registry.uuid_for(ob)
+    if generated_geometry(ob) or ob.type == "EMPTY":
+        return registry.uuid_for(ob)  # (an Empty that instanced a collection keeps its last)
     data = getattr(ob, "data", None)
     return registry.uuid_for(data) if isinstance(data, bpy.types.Mesh) else None
 
@@ -663,12 +675,22 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
     """
     dg = bpy.context.evaluated_depsgraph_get()
     ob_eval = ob.evaluated_get(dg)
-    me = ob_eval.to_mesh()
-    try:
-        base = read_mesh_arrays(me)
-    finally:
-        ob_eval.to_mesh_clear()
-    groups = _instance_groups(ob, ob_eval, dg)  # [(arrays, (K, 4, 4) matrices, object space)]
+    if ob.type == "EMPTY":
+        base = NO_GEOMETRY  # a collection instance: all of it is instances
+    else:
+        me = ob_eval.to_mesh()
+        try:
+            base = read_mesh_arrays(me)
+        finally:
+            ob_eval.to_mesh_clear()
+    coll = instanced_collection(ob) if ob.type == "EMPTY" else None
+    if coll is not None:
+        groups = _COLLECTION_GEOMETRY.get(coll.session_uid)
+        if groups is None:  # read once for every Empty instancing it, until the next update
+            groups = _collection_groups(coll, dg, Matrix.Identity(4), COLLECTION_DEPTH)
+            _COLLECTION_GEOMETRY[coll.session_uid] = groups
+    else:
+        groups = _instance_groups(ob, ob_eval, dg)  # [(arrays, (K, 4, 4) matrices), object space]
     total_instances = sum(len(m) for _, m in groups)
     parts = [(base, None)]
     vertices, kept = base["n"], 0
@@ -687,6 +709,56 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
                 f"(limits: {MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} "
                 "vertices); Unity shows the rest")
     return _concat(parts), note
+
+
+# Collection instances inside an instanced collection are followed this deep.
+COLLECTION_DEPTH = 8
+# What an instanced collection shows (`_collection_groups`), by its session_uid: read once
+# for all the Empties instancing it (a forest of instanced trees), dropped whenever Blender
+# reports a change (`forget_collection_geometry`, the pump's depsgraph handler).
+_COLLECTION_GEOMETRY: dict[int, list] = {}
+
+
+def forget_collection_geometry() -> None:
+    _COLLECTION_GEOMETRY.clear()
+
+
+def _collection_groups(coll, dg, space: Matrix, depth: int) -> list:
+    """What a collection instance shows, as `_instance_groups` gives it: each object of the
+    collection (and of its children) that makes geometry -- its evaluated mesh, with the
+    instances its own modifiers make realized -- placed as the instance places it
+    (`space` @ its offset @ the object's world matrix), and the collections its Empties
+    instance in turn. Objects hidden in viewports (the monitor icon) are not instanced."""
+    place = space @ Matrix.Translation(-coll.instance_offset)
+    groups = []
+    for o in coll.all_objects:
+        if o.hide_viewport:
+            continue
+        oe = o.evaluated_get(dg)
+        mat = numpy.array(place @ oe.matrix_world, dtype=numpy.float64)
+        if o.type == "EMPTY":
+            inner = instanced_collection(o)
+            if inner is not None and depth > 1:
+                groups.extend(_collection_groups(inner, dg, place @ oe.matrix_world, depth - 1))
+            continue
+        if o.type != "MESH" and o.type not in CONVERTED_TYPES:
+            continue
+        me = oe.to_mesh()
+        try:
+            own = read_mesh_arrays(me)
+        finally:
+            oe.to_mesh_clear()
+        if o.type == "MESH" and generated_geometry(o):
+            inner = _instance_groups(o, oe, dg)
+            if inner:
+                own = _concat([(own, None)] + inner)
+        if own["n"]:
+            groups.append((own, mat[None, :, :]))
+    return groups
+
+
+NO_GEOMETRY = {"n": 0, "co": array.array("f"), "nor": array.array("f"), "tris": array.array("I"),
+                "luv": None, "lv": None}
 
 
 def _instance_groups(ob, ob_eval, dg) -> list:

@@ -231,6 +231,9 @@ class Session:
         # Capture.
         self.dirty: set[tuple[str, int]] = set()
         self.geometry_dirty: set[tuple[str, int]] = set()
+        # Empties instancing a collection (§7.1): object key -> the collection's session_uid
+        # (its geometry changing is no update of theirs in Blender's dependency graph).
+        self.instancers: dict[tuple[str, int], int] = {}
         self.waiting_edit: set[tuple[str, int]] = set()
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
@@ -391,6 +394,8 @@ class Session:
     def on_depsgraph(self, depsgraph) -> None:
         """Tiny: record which datablocks changed. No bpy reads beyond the update list."""
         structure = False
+        capture.forget_collection_geometry()
+        instanced: set[int] = set()  # collections whose geometry changed
         for u in depsgraph.updates:
             idb = u.id
             try:
@@ -414,8 +419,15 @@ class Session:
                 self.geometry_dirty.add(key)
             if kind == "collection":
                 structure = True
+                if u.is_updated_geometry and self.instancers:
+                    instanced.add(idb.session_uid)
             if key not in self.registry.by_key:
                 self.unknown_keys.add(key)
+        if instanced:
+            for key, coll in self.instancers.items():
+                if coll in instanced:  # what it instances changed: what it shows did
+                    self.dirty.add(key)
+                    self.geometry_dirty.add(key)
         if structure:
             self.registry.membership_changed()  # which collection holds which object
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
@@ -1100,6 +1112,7 @@ class Session:
         self.mesh_alias.clear()
         self.dirty.clear()
         self.geometry_dirty.clear()
+        self.instancers.clear()
         self.waiting_edit.clear()
         self._drop_material_pass()
         self.batches.clear()
@@ -2055,6 +2068,25 @@ class Session:
         self.material_users.clear()
         self.material_job = None
 
+    def _note_instancer(self, uuid: str, ob, key) -> None:
+        """An Empty's collection instancing (§7.1): which collection it instances is kept, so
+        that a change of that collection's geometry captures the Empty again; a change of
+        which one (none included) is a change of its geometry. An Empty that stops
+        instancing shows no geometry: an empty mesh is sent (no op removes a mesh)."""
+        coll = capture.instanced_collection(ob)
+        now = coll.session_uid if coll is not None else None
+        if self.instancers.get(key) == now:
+            return
+        if now is None:
+            del self.instancers[key]
+            if uuid in self.mesh_hashes:
+                blob = capture.encode_mesh_arrays(capture.NO_GEOMETRY, self.unit_scale)
+                self.mesh_hashes[uuid] = wire.mesh_hash(blob)
+                self.mesh_blobs[uuid] = blob
+            return
+        self.instancers[key] = now
+        self.geometry_dirty.add(key)
+
     def _generated_ready(self, uuid: str, ob, key) -> bool:
         """Encode the evaluated geometry of an object with modifiers (capture §7.1), kept
         under the object's own uuid; a note when instances were left out (limits). Big
@@ -2138,6 +2170,8 @@ class Session:
         if kind == "object" and capture.in_edit_mode(idb):
             self.waiting_edit.add(key)  # nothing is read while the user is in edit mode
             return
+        if kind == "object" and idb.type == "EMPTY":
+            self._note_instancer(uuid, idb, key)
         if key in self.geometry_dirty and kind == "object" and capture.generated_geometry(idb):
             # Modifiers make this object's geometry: send what Blender shows (§7.1).
             if uuid in self.mesh_jobs:
