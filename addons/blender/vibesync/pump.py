@@ -231,9 +231,11 @@ class Session:
         # Capture.
         self.dirty: set[tuple[str, int]] = set()
         self.geometry_dirty: set[tuple[str, int]] = set()
-        # Empties instancing a collection (§7.1): object key -> the collection's session_uid
-        # (its geometry changing is no update of theirs in Blender's dependency graph).
+        # Empties instancing a collection (§7.1): object key -> the collection's session_uid,
+        # and the reverse (its geometry changing is no update of theirs in Blender's
+        # dependency graph).
         self.instancers: dict[tuple[str, int], int] = {}
+        self.instanced_by: dict[int, set[tuple[str, int]]] = {}
         self.waiting_edit: set[tuple[str, int]] = set()
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
@@ -419,15 +421,13 @@ class Session:
                 self.geometry_dirty.add(key)
             if kind == "collection":
                 structure = True
-                if u.is_updated_geometry and self.instancers:
+                if u.is_updated_geometry and idb.session_uid in self.instanced_by:
                     instanced.add(idb.session_uid)
             if key not in self.registry.by_key:
                 self.unknown_keys.add(key)
-        if instanced:
-            for key, coll in self.instancers.items():
-                if coll in instanced:  # what it instances changed: what it shows did
-                    self.dirty.add(key)
-                    self.geometry_dirty.add(key)
+        for coll in instanced:  # what they instance changed: what they show did
+            self.dirty.update(self.instanced_by[coll])
+            self.geometry_dirty.update(self.instanced_by[coll])
         if structure:
             self.registry.membership_changed()  # which collection holds which object
             self.sweep_due_at = min(self.sweep_due_at or float("inf"),
@@ -1113,6 +1113,7 @@ class Session:
         self.dirty.clear()
         self.geometry_dirty.clear()
         self.instancers.clear()
+        self.instanced_by.clear()
         self.waiting_edit.clear()
         self._drop_material_pass()
         self.batches.clear()
@@ -2075,8 +2076,14 @@ class Session:
         instancing shows no geometry: an empty mesh is sent (no op removes a mesh)."""
         coll = capture.instanced_collection(ob)
         now = coll.session_uid if coll is not None else None
-        if self.instancers.get(key) == now:
+        was = self.instancers.get(key)
+        if was == now:
             return
+        if was is not None:
+            users = self.instanced_by[was]
+            users.discard(key)
+            if not users:
+                del self.instanced_by[was]
         if now is None:
             del self.instancers[key]
             if uuid in self.mesh_hashes:
@@ -2085,6 +2092,7 @@ class Session:
                 self.mesh_blobs[uuid] = blob
             return
         self.instancers[key] = now
+        self.instanced_by.setdefault(now, set()).add(key)
         self.geometry_dirty.add(key)
 
     def _generated_ready(self, uuid: str, ob, key) -> bool:
