@@ -149,3 +149,41 @@ def test_a_collection_instance_sends_what_blender_shows_of_it():
     assert sorted(map(tuple, numpy.round(got, 4).tolist())) == \
         sorted(tuple(round(c, 4) for c in p) for p in want)
     assert arrays["tris"] and len(arrays["tris"]) == 3 * (2 + 1 + 1)
+
+
+def test_an_empty_switched_to_another_collection_follows_that_one(bridge):
+    """The Empty instances "A" (a triangle), then "B" (a quad): it sends B's geometry, again
+    when B's mesh is edited; an edit of A then sends nothing for it."""
+    daemon = bridge
+
+    def holder(name, verts):
+        coll = bpy.data.collections.new(name)
+        bpy.context.scene.collection.children.link(coll)
+        me = bpy.data.meshes.new(name)
+        me.from_pydata(verts, [], [tuple(range(len(verts)))])
+        coll.objects.link(bpy.data.objects.new(name, me))
+        return coll, me
+
+    a, a_mesh = holder("A", [(0, 0, 0), (1, 0, 0), (0, 1, 0)])
+    b, b_mesh = holder("B", [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)])
+    inst = bpy.data.objects.new("Switcher", None)
+    inst.instance_type, inst.instance_collection = "COLLECTION", a
+    bpy.context.scene.collection.objects.link(inst)
+    settle()
+    u = pump_until(lambda: inst.get(PROP), what="the Empty's uuid")
+    h, mesh = received_mesh(daemon, u)
+    assert len(mesh["positions"]) // 3 == 3
+    inst.instance_collection = b
+    settle()
+    h, mesh = received_mesh(daemon, u, not_hash=h)
+    assert len(mesh["positions"]) // 3 == 4
+    b_mesh.vertices[2].co.z = 1.0
+    b_mesh.update()
+    settle()
+    h, mesh = received_mesh(daemon, u, not_hash=h)
+    assert max(mesh["positions"][1::3]) == 1.0, "B's edit (Blender's z is the wire's y)"
+    a_mesh.vertices[0].co.z = 5.0
+    a_mesh.update()
+    for _ in range(10):
+        settle()
+    assert synced_states(daemon)[u]["state"]["mesh_hash"] == h, "A is not what it shows"
