@@ -375,6 +375,12 @@ pub struct Project {
     resyncs: HashMap<String, ResyncCheck>,
     /// Joins, resync requests and releases wait while a batch is in flight.
     deferred: Vec<Deferred>,
+    /// Sessions whose join this actor has taken (their replay sent): the only ones it sends
+    /// batches, relays and previews to. A session the daemon has admitted but whose join
+    /// is still queued here gets everything committed before it in that replay — sent a
+    /// relay first, it took a delete as live (the delete wins) before the replay that keeps
+    /// a person's edit made while away (docs/PROTOCOL.md §6.6).
+    joined: HashSet<String>,
     /// People's activity per session (user-edit protection).
     idle: IdleTracker,
     /// Changes from automation waiting for people to be idle.
@@ -558,6 +564,7 @@ impl Project {
             conflicts: 0,
             resyncs: HashMap::default(),
             deferred: Vec::new(),
+            joined: HashSet::default(),
             idle: IdleTracker::default(),
             held: Vec::new(),
             degraded: HashMap::default(),
@@ -716,7 +723,10 @@ impl Project {
                 let now = cx.now();
                 self.idle.activity(&session_id, active, now);
             }
-            Input::Joined { session_id, last_seq } => self.replay(cx, &session_id, last_seq, None).await,
+            Input::Joined { session_id, last_seq } => {
+                self.joined.insert(session_id.clone());
+                self.replay(cx, &session_id, last_seq, None).await
+            }
             Input::Resync { session_id, since_seq, request_id } => {
                 self.replay(cx, &session_id, since_seq, Some(request_id)).await
             }
@@ -733,7 +743,7 @@ impl Project {
     /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
     /// `agent`, `cli` and `test` sessions only send.
     fn project_sessions(&self, cx: &Cx<'_>) -> Vec<Editor> {
-        cx.view.sessions().into_iter().filter(|s| s.editor.holds_scene()).collect()
+        cx.view.sessions().into_iter().filter(|s| s.editor.holds_scene() && self.joined.contains(&s.session_id)).collect()
     }
 
     /// The chain that `change` (a `reparent`, or a `create` with a parent) would close into

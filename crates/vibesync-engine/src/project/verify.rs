@@ -149,6 +149,7 @@ impl Project {
     /// committed, so never replayed to it.
     pub(super) async fn on_left(&mut self, cx: &Cx<'_>, session_id: &str, closing: bool) {
         self.resyncs.retain(|_, r| r.session_id != session_id);
+        self.joined.remove(session_id);
         self.idle.left(session_id);
         self.diverged.remove(session_id);
         self.forwarded.retain(|(s, _), _| s != session_id);

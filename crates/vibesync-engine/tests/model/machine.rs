@@ -534,6 +534,12 @@ impl Sim {
         ed.incoming = None;
         self.mem.0.lock().unwrap().sessions.push(ed.editor().unwrap());
         let last_seq = ed.last_seq;
+        // The daemon admits the session (it is in the table the machine reads) before the
+        // machine takes its join: what was committed before and is still on its way to the
+        // machine (a late `Tombstoned`) reaches it in between.
+        for input in std::mem::take(&mut self.late) {
+            self.feed(input);
+        }
         self.feed(Input::Joined { session_id: id, last_seq });
         // Re-send what it never heard the outcome of (its batch may have been cut), and what
         // it keeps; the other editor sees a peer join and re-sends what it keeps.
@@ -761,7 +767,9 @@ impl Sim {
             self.log.push(format!("{a:?}"));
         }
         // A late `Tombstoned` reaches the machine after one tick at most.
-        let late = std::mem::take(&mut self.late);
+        // A reconnecting editor is in the daemon's session table before its join reaches the
+        // machine: a `Tombstoned` committed before it may reach the machine in between (`connect`).
+        let late = if matches!(a, Act::Reconnect { .. }) { Vec::new() } else { std::mem::take(&mut self.late) };
         if !matches!(a, Act::Wait { .. }) {
             for input in late.iter().cloned() {
                 self.feed(input);
