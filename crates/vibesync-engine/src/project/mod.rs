@@ -740,10 +740,15 @@ impl Project {
         cx.io(Effect::Status(self.status())).await;
     }
 
-    /// Sessions that hold a scene (Blender, Unity): they receive batches and replays.
-    /// `agent`, `cli` and `test` sessions only send.
+    /// Sessions that hold a scene (Blender, Unity) and whose join this actor has taken
+    /// (`joined`): they receive batches and replays. `agent`, `cli` and `test` sessions only
+    /// send.
     fn project_sessions(&self, cx: &Cx<'_>) -> Vec<Editor> {
-        cx.view.sessions().into_iter().filter(|s| s.editor.holds_scene() && self.joined.contains(&s.session_id)).collect()
+        cx.view
+            .sessions()
+            .into_iter()
+            .filter(|s| s.editor.holds_scene() && self.joined.contains(&s.session_id))
+            .collect()
     }
 
     /// The chain that `change` (a `reparent`, or a `create` with a parent) would close into
