@@ -163,11 +163,17 @@ impl<H: Host> SyncHub<H> {
                 return (actors.get_mut(project_id).unwrap(), Some(shared));
             }
         }
+        let restart = actors.contains_key(project_id);
         let (tx, rx) = mpsc::unbounded_channel();
         // Every line the actor logs names its project (not the session that woke it).
         let span = tracing::info_span!(parent: None, "sync", project_id = %project_id);
         let shared = Arc::new(Shared {
-            actor: tokio::sync::Mutex::new(Actor::new(daemon.clone(), project_id.to_string(), self.status.clone())),
+            actor: tokio::sync::Mutex::new(Actor::new(
+                daemon.clone(),
+                project_id.to_string(),
+                self.status.clone(),
+                restart,
+            )),
             queued: AtomicUsize::new(0),
             armed_ms: AtomicU64::new(u64::MAX),
             rearm: Notify::new(),
@@ -279,7 +285,14 @@ struct Actor<H> {
 }
 
 impl<H: Host> Actor<H> {
-    fn new(daemon: Arc<H>, project: String, status: Arc<Mutex<BTreeMap<String, ProjectSync>>>) -> Actor<H> {
+    /// `restart`: an earlier actor of the project stopped (a step panicked); the sessions
+    /// still connected took its replay and are joined to this one at once.
+    fn new(
+        daemon: Arc<H>,
+        project: String,
+        status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
+        restart: bool,
+    ) -> Actor<H> {
         let c = daemon.config();
         let settings = Settings {
             batch_window_ms: c.sync.batch_window_ms,
@@ -290,12 +303,15 @@ impl<H: Host> Actor<H> {
         };
         // The not-synced list rebuilt from the WAL at boot (crate::notsynced): a restart
         // forgets no kept edit.
-        let machine = Project::new(
+        let mut machine = Project::new(
             project.clone(),
             settings,
             daemon.stores().rolled_back_since_boot(&project),
             daemon.stores().not_synced_at_boot(&project).into_values(),
         );
+        if restart {
+            machine.rejoin(daemon.sessions_of(&project).into_iter().map(|s| s.session_id));
+        }
         Actor { daemon, project, machine, status, epoch: Instant::now() }
     }
 

@@ -542,6 +542,13 @@ impl Project {
         p
     }
 
+    /// Sessions that joined an earlier machine of this project (one that stopped after a
+    /// step panicked, while they stayed connected): they took its replay, so they receive
+    /// this one's batches at once.
+    pub fn rejoin(&mut self, sessions: impl IntoIterator<Item = String>) {
+        self.joined.extend(sessions);
+    }
+
     /// [`Project::new`], also given batches known to have committed late: (COMMIT seq,
     /// uuids) — see `late_commits`. The daemon starts with none (docs/PROTOCOL.md §6.6:
     /// "since the daemon started"); the model test seeds them from the WAL at a restart.
