@@ -100,8 +100,8 @@ def test_a_node_group_has_a_uuid_that_survives_a_rebuild(bridge):
 def test_a_collection_instance_sends_what_blender_shows_of_it():
     """An Empty instancing a collection (§7.1) is sent as what Blender shows: every object
     of the collection and of its child collections, placed by the collection's instance
-    offset, the collections its Empties instance in turn, not the objects hidden in
-    viewports. Checked against Blender's own instance list of the dependency graph."""
+    offset, the collections its Empties instance in turn, not the objects or child
+    collections disabled in viewports. Checked against Blender's own instance list of the dependency graph."""
     import numpy
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -126,6 +126,10 @@ def test_a_collection_instance_sends_what_blender_shows_of_it():
     inner = bpy.data.collections.new("Inner")
     props.children.link(inner)
     mesh_object("Cone", inner, (3, 0, 0), tri)
+    off = bpy.data.collections.new("Off")  # a child collection disabled in viewports
+    props.children.link(off)
+    off.hide_viewport = True
+    mesh_object("Unshown", off, (0, 0, 7), tri)
     nested = bpy.data.objects.new("Nested", None)
     nested.instance_type, nested.instance_collection = "COLLECTION", small
     nested.location = (0, 4, 0)

@@ -728,14 +728,12 @@ def _collection_groups(coll, dg, space: Matrix, depth: int) -> list:
     collection (and of its children) that makes geometry -- its evaluated mesh, with the
     instances its own modifiers make realized -- placed as the instance places it
     (`space` @ its offset @ the object's world matrix), and the collections its Empties
-    instance in turn. Objects hidden in viewports (the monitor icon) are not instanced."""
+    instance in turn. Objects and child collections disabled in viewports (the monitor
+    icon) are not instanced, as in Blender."""
     place = space @ Matrix.Translation(-coll.instance_offset)
     groups = []
-    for o in coll.all_objects:
-        if o.hide_viewport:
-            continue
+    for o in _instanced_objects(coll):
         oe = o.evaluated_get(dg)
-        mat = numpy.array(place @ oe.matrix_world, dtype=numpy.float64)
         if o.type == "EMPTY":
             inner = instanced_collection(o)
             if inner is not None and depth > 1:
@@ -753,8 +751,24 @@ def _collection_groups(coll, dg, space: Matrix, depth: int) -> list:
             if inner:
                 own = _concat([(own, None)] + inner)
         if own["n"]:
+            mat = numpy.array(place @ oe.matrix_world, dtype=numpy.float64)
             groups.append((own, mat[None, :, :]))
     return groups
+
+
+def _instanced_objects(coll) -> list:
+    """The objects a collection instance shows: those of the collection and of its child
+    collections, each once, leaving out what is disabled in viewports (a child collection
+    and everything in it, or an object)."""
+    seen: dict[int, object] = {}
+    todo = [coll]
+    while todo:
+        c = todo.pop()
+        for o in c.objects:
+            if not o.hide_viewport:
+                seen.setdefault(o.session_uid, o)
+        todo.extend(ch for ch in c.children if not ch.hide_viewport)
+    return list(seen.values())
 
 
 NO_GEOMETRY = {"n": 0, "co": array.array("f"), "nor": array.array("f"), "tris": array.array("I"),
