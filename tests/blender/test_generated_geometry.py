@@ -191,3 +191,35 @@ def test_an_empty_switched_to_another_collection_follows_that_one(bridge):
     for _ in range(10):
         settle()
     assert synced_states(daemon)[u]["state"]["mesh_hash"] == h, "A is not what it shows"
+
+
+def test_a_child_collection_shown_again_changes_what_the_instance_sends(bridge):
+    """The monitor icon of a child collection of an instanced one (Disable in Viewports):
+    Blender reports the update on the instanced collection, and the Empty sends what it now
+    shows — the child's objects when enabled, without them when disabled again."""
+    daemon = bridge
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    child = bpy.data.collections.new("Detail")
+    props.children.link(child)
+    for coll, verts in ((props, [(0, 0, 0), (1, 0, 0), (0, 1, 0)]),
+                        (child, [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)])):
+        me = bpy.data.meshes.new(coll.name)
+        me.from_pydata(verts, [], [tuple(range(len(verts)))])
+        coll.objects.link(bpy.data.objects.new(coll.name, me))
+    child.hide_viewport = True
+    inst = bpy.data.objects.new("Placed", None)
+    inst.instance_type, inst.instance_collection = "COLLECTION", props
+    bpy.context.scene.collection.objects.link(inst)
+    settle()
+    u = pump_until(lambda: inst.get(PROP), what="the Empty's uuid")
+    h, mesh = received_mesh(daemon, u)
+    assert len(mesh["positions"]) // 3 == 3, "the disabled child left out"
+    child.hide_viewport = False
+    settle()
+    h, mesh = received_mesh(daemon, u, not_hash=h)
+    assert len(mesh["positions"]) // 3 == 3 + 4, "the child's quad now shown"
+    child.hide_viewport = True
+    settle()
+    h, mesh = received_mesh(daemon, u, not_hash=h)
+    assert len(mesh["positions"]) // 3 == 3
