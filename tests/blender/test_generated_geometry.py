@@ -10,7 +10,7 @@ import bpy
 
 import vibesync
 from conftest import pump_until, settle
-from daemon import synced_states
+from daemon import registry_records, synced_states
 from vibesync import capture, geonodes, wire
 
 PROP = "vibesync_uuid"
@@ -223,3 +223,43 @@ def test_a_child_collection_shown_again_changes_what_the_instance_sends(bridge):
     settle()
     h, mesh = received_mesh(daemon, u, not_hash=h)
     assert len(mesh["positions"]) // 3 == 3
+
+
+def test_a_mesh_converted_to_a_point_cloud_leaves_unity_no_stale_mesh(bridge):
+    """Object > Convert > Point Cloud (Blender 4.3+) keeps the object and gives it geometry
+    the protocol does not carry (§7.1): it sends an attachment with no vertices, says why in
+    `status()`, and a mesh sent back for it is refused. Blender 4.2 has no point cloud
+    target; its Grease Pencil conversion makes a new object instead (the Cube is deleted),
+    which sends no geometry either."""
+    daemon = bridge
+    bpy.ops.mesh.primitive_cube_add()
+    cube = bpy.context.active_object
+    name = cube.name
+    settle()
+    u = pump_until(lambda: cube.get(PROP), what="the Cube's uuid")
+    h, mesh = received_mesh(daemon, u)
+    assert len(mesh["positions"]) // 3 > 0
+    targets = {i.identifier for i in
+               bpy.ops.object.convert.get_rna_type().properties["target"].enum_items}
+    for ob in bpy.context.view_layer.objects:
+        ob.select_set(ob == cube)
+    bpy.context.view_layer.objects.active = cube
+    if "POINTCLOUD" in targets:
+        assert bpy.ops.object.convert(target="POINTCLOUD") == {"FINISHED"}
+        assert cube.type == "POINTCLOUD" and cube.get(PROP) == u, "the same object"
+        settle()
+        h, mesh = received_mesh(daemon, u, not_hash=h)
+        assert mesh["positions"] == [] or len(mesh["positions"]) == 0
+        note = vibesync.status()["generated_geometry_notes"].get(u)
+        assert note and "point cloud" in note
+        assert synced_states(daemon)[u]["state"]["kind"] == "object"
+    else:
+        assert bpy.ops.object.convert(target="GPENCIL") == {"FINISHED"}
+        gp = bpy.context.active_object
+        assert gp.type == "GPENCIL" and name not in bpy.data.objects
+        settle()
+        g = pump_until(lambda: gp.get(PROP), what="the new object's uuid")
+        _, mesh = received_mesh(daemon, g)
+        assert len(mesh["positions"]) == 0
+        pump_until(lambda: registry_records(daemon).get(u, {}).get("state") == "tombstoned",
+                   what="the Cube's delete committed")

@@ -525,6 +525,46 @@ def test_metaballs_reach_unity_as_the_mesh_their_family_makes(world):
     world.finish(host, made, meshes=False)
 
 
+def test_a_cube_converted_to_a_point_cloud_leaves_unity_no_stale_mesh(world):
+    """A person turns the Cube into a point cloud (Object > Convert > Point Cloud, Blender
+    4.3+): the same object, now with geometry the protocol does not carry. Unity kept showing
+    the cube's mesh. It now gets an empty mesh (PROTOCOL §7.1), Blender's status says why, and
+    a Unity mesh edit of it is refused, the point cloud kept. (Blender 4.2 has no point
+    cloud target: its Grease Pencil conversion replaces the Cube with a new object, which
+    reaches Unity with no geometry, and the Cube is deleted there.)"""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    cu = cube["vibesync_uuid"]
+    assert host.obj(cu)["mesh"]["vertex_count"] > 0
+    targets = {i.identifier for i in
+               bpy.ops.object.convert.get_rna_type().properties["target"].enum_items}
+    for ob in bpy.context.view_layer.objects:
+        ob.select_set(ob == cube)
+    bpy.context.view_layer.objects.active = cube
+    if "POINTCLOUD" in targets:
+        assert bpy.ops.object.convert(target="POINTCLOUD") == {"FINISHED"}
+        assert cube.type == "POINTCLOUD" and cube["vibesync_uuid"] == cu
+        drive(lambda: host.obj(cu)["mesh"]["vertex_count"] == 0, timeout=15,
+              what="no stale mesh on the point cloud in Unity")
+        assert "point cloud" in vibesync.status()["generated_geometry_notes"][cu]
+        converge(host, meshes=False)
+        host.cmd(f"mesh {cu} cube")  # a person in Unity gives it a cube again
+        drive(lambda: host.stats().get("not_synced", 0) >= 1, timeout=15,
+              what="Unity's edit refused")
+        assert cube.type == "POINTCLOUD" and len(cube.data.points) == 8, "the point cloud stays"
+    else:
+        assert bpy.ops.object.convert(target="GPENCIL") == {"FINISHED"}
+        gp = bpy.context.active_object
+        assert gp.type == "GPENCIL" and "Cube" not in bpy.data.objects
+        gu = drive(lambda: gp.get("vibesync_uuid"), what="the new object's uuid")
+        drive(lambda: host.obj(gu) is not None and host.obj(cu) is None, timeout=15,
+              what="the Grease Pencil object in Unity, the Cube gone")
+        assert host.obj(gu)["mesh"]["vertex_count"] == 0
+        del made[cu]
+        made[gu] = gp.name
+    world.finish(host, made, meshes=False)
+
+
 def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
     """A person keeps a prop in a collection excluded from the view layer and places it with
     a Collection Instance (an Empty). Unity got an empty object where Blender shows the

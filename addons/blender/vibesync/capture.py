@@ -622,18 +622,24 @@ MAX_GENERATED_VERTICES = 2_000_000
 
 # Object types whose geometry Blender makes from other data: sent as the mesh it makes.
 CONVERTED_TYPES = {"CURVE": "curve", "SURFACE": "surface", "FONT": "text", "META": "metaballs"}
+# Object types whose geometry the protocol does not carry (§7.1): they send an attachment with
+# no vertices, so that a mesh object converted into one leaves the other editors no stale mesh.
+UNCARRIED_TYPES = {"POINTCLOUD": "point cloud", "CURVES": "hair curves",
+                   "GREASEPENCIL": "grease pencil", "GPENCIL": "grease pencil", "VOLUME": "volume"}
 
 
 def generated_geometry(ob) -> bool:
     """Does the object show geometry Blender makes: a mesh object with a modifier enabled in
     the viewport, a curve, surface, text or metaball object (their mesh is made from them; a
     family of metaballs makes one mesh, held by the ball whose name has no number suffix,
-    and the others show none of their own), or an Empty instancing a collection?"""
+    and the others show none of their own), an Empty instancing a collection, or an object
+    whose geometry is not carried (`UNCARRIED_TYPES`: sent as no geometry)?"""
     if not isinstance(ob, bpy.types.Object):
         return False
     if ob.type == "MESH":
         return any(m.show_viewport for m in ob.modifiers)
-    return ob.type in CONVERTED_TYPES or instanced_collection(ob) is not None
+    return ob.type in CONVERTED_TYPES or ob.type in UNCARRIED_TYPES \
+        or instanced_collection(ob) is not None
 
 
 def instanced_collection(ob):
@@ -645,7 +651,7 @@ def instanced_collection(ob):
 
 def generated_by(ob) -> str:
     """What makes a generated geometry (`generated_geometry`), for messages."""
-    what = CONVERTED_TYPES.get(ob.type)
+    what = CONVERTED_TYPES.get(ob.type) or UNCARRIED_TYPES.get(ob.type)
     if what:
         return f"its {what}"
     coll = instanced_collection(ob)
@@ -673,6 +679,9 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
     evaluated geometry (Blender 4.3+: `Object.evaluated_geometry()`), else from the
     depsgraph's instance list, and transformed per shared mesh in one numpy operation.
     """
+    if ob.type in UNCARRIED_TYPES:
+        return NO_GEOMETRY, (f"{ob.name}: a {UNCARRIED_TYPES[ob.type]} is not sent (the protocol "
+                             "carries meshes); the other editors show it with no geometry")
     dg = bpy.context.evaluated_depsgraph_get()
     ob_eval = ob.evaluated_get(dg)
     if ob.type == "EMPTY":
