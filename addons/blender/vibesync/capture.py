@@ -694,12 +694,27 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
             ob_eval.to_mesh_clear()
     coll = instanced_collection(ob) if ob.type == "EMPTY" else None
     if coll is not None:
-        groups = _COLLECTION_GEOMETRY.get(coll.session_uid)
-        if groups is None:  # read once for every Empty instancing it, until the next update
+        # The same for every Empty instancing it (in the Empty's own space): realized once
+        # for all of them, until Blender reports the next update.
+        hit = _COLLECTION_GEOMETRY.get(coll.session_uid)
+        if hit is None:
             groups = _collection_groups(coll, dg, Matrix.Identity(4), COLLECTION_DEPTH)
-            _COLLECTION_GEOMETRY[coll.session_uid] = groups
+            hit = _COLLECTION_GEOMETRY[coll.session_uid] = _realize(base, groups)
     else:
-        groups = _instance_groups(ob, ob_eval, dg)  # [(arrays, (K, 4, 4) matrices), object space]
+        # [(arrays, (K, 4, 4) matrices), object space]
+        hit = _realize(base, _instance_groups(ob, ob_eval, dg))
+    arrays, total_instances, kept = hit
+    note = None
+    if kept < total_instances:
+        note = (f"{ob.name}: {total_instances - kept} of {total_instances} instances not sent "
+                f"(limits: {MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} "
+                "vertices); Unity shows the rest")
+    return arrays, note
+
+
+def _realize(base: dict, groups: list) -> tuple[dict, int, int]:
+    """`base` with the instances of `groups` realized into it, within the limits: (arrays,
+    instances in all, instances kept)."""
     total_instances = sum(len(m) for _, m in groups)
     parts = [(base, None)]
     vertices, kept = base["n"], 0
@@ -712,20 +727,16 @@ def evaluated_mesh_arrays(ob) -> tuple[dict, str | None]:
             parts.append((arrays, mats[:take]))
             kept += take
             vertices += take * arrays["n"]
-    note = None
-    if kept < total_instances:
-        note = (f"{ob.name}: {total_instances - kept} of {total_instances} instances not sent "
-                f"(limits: {MAX_REALIZED_INSTANCES} instances, {MAX_GENERATED_VERTICES} "
-                "vertices); Unity shows the rest")
-    return _concat(parts), note
+    return _concat(parts), total_instances, kept
 
 
 # Collection instances inside an instanced collection are followed this deep.
 COLLECTION_DEPTH = 8
-# What an instanced collection shows (`_collection_groups`), by its session_uid: read once
-# for all the Empties instancing it (a forest of instanced trees), dropped whenever Blender
-# reports a change (`forget_collection_geometry`, the pump's depsgraph handler).
-_COLLECTION_GEOMETRY: dict[int, list] = {}
+# What an instanced collection shows (`_collection_groups` realized: arrays, instances in all,
+# instances kept), by its session_uid: read once for all the Empties instancing it (a forest
+# of instanced trees; the arrays are shared, never changed), dropped whenever Blender reports
+# a change (`forget_collection_geometry`, the pump's depsgraph handler).
+_COLLECTION_GEOMETRY: dict[int, tuple[dict, int, int]] = {}
 
 
 def forget_collection_geometry() -> None:

@@ -236,6 +236,10 @@ class Session:
         # dependency graph).
         self.instancers: dict[tuple[str, int], int] = {}
         self.instanced_by: dict[int, set[tuple[str, int]]] = {}
+        # The encoding of what those Empties show (`capture.evaluated_mesh_arrays` gives them
+        # one shared arrays object per collection): id(arrays) -> (arrays, blob, hash), made
+        # once for all of them, dropped with the collections' geometry at the next update.
+        self.shared_encodings: dict[int, tuple[dict, bytes, str]] = {}
         self.waiting_edit: set[tuple[str, int]] = set()
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
@@ -397,6 +401,7 @@ class Session:
         """Tiny: record which datablocks changed. No bpy reads beyond the update list."""
         structure = False
         capture.forget_collection_geometry()
+        self.shared_encodings.clear()
         instanced: set[int] = set()  # collections whose geometry changed
         for u in depsgraph.updates:
             idb = u.id
@@ -1114,6 +1119,8 @@ class Session:
         self.geometry_dirty.clear()
         self.instancers.clear()
         self.instanced_by.clear()
+        self.shared_encodings.clear()
+        capture.forget_collection_geometry()
         self.waiting_edit.clear()
         self._drop_material_pass()
         self.batches.clear()
@@ -2110,9 +2117,14 @@ class Session:
             fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
             self.mesh_jobs[uuid] = (fut, {key})
             return True
-        blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
-        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
-        self.mesh_blobs[uuid] = blob
+        shared = self.shared_encodings.get(id(arrays))  # Empties instancing one collection
+        if shared is None:
+            blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
+            shared = (arrays, blob, wire.mesh_hash(blob))
+            if capture.instanced_collection(ob) is not None:
+                self.shared_encodings[id(arrays)] = shared  # (holds the arrays: ids stay unique)
+        self.mesh_hashes[uuid] = shared[2]
+        self.mesh_blobs[uuid] = shared[1]
         return False
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> bool:
