@@ -611,6 +611,46 @@ def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
     world.finish(host, made, meshes=False)
 
 
+def test_make_instances_real_turns_a_collection_instance_into_objects_in_unity(world):
+    """The person places a prop with a Collection Instance, then Object > Apply > Make
+    Instances Real: Blender copies the prop's object into the scene (a linked duplicate
+    carrying the original's uuid property) and the Empty stops instancing. Unity gets the
+    copy as an object of its own (a fresh uuid, the prop's mesh, where the instance showed
+    it), the Empty with no geometry, and the prop itself untouched."""
+    made, host = world.startup_synced()
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    bpy.context.view_layer.layer_collection.children["Props"].exclude = True
+    me = bpy.data.meshes.new("Tetra")
+    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [],
+                   [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)])
+    tetra = bpy.data.objects.new("Tetra", me)
+    props.objects.link(tetra)
+    inst = bpy.data.objects.new("Props Instance", None)
+    inst.instance_type = "COLLECTION"
+    inst.instance_collection = props
+    inst.location = (4, 0, 0)
+    bpy.data.collections["Collection"].objects.link(inst)
+    drive(lambda: ((host.obj(inst.get("vibesync_uuid", "")) or {}).get("mesh") or {})
+          .get("triangle_count") == 4, timeout=15, what="the instance in Unity with the prop's mesh")
+    iu, tu = inst["vibesync_uuid"], tetra["vibesync_uuid"]
+    converge(host, meshes=False)
+    for ob in bpy.context.view_layer.objects:
+        ob.select_set(ob == inst)
+    bpy.context.view_layer.objects.active = inst
+    assert bpy.ops.object.duplicates_make_real() == {"FINISHED"}
+    copy = next(o for o in bpy.data.objects if o.data == me and o != tetra)
+    assert tuple(copy.matrix_world.translation) == pytest.approx((4, 0, 0))
+    cu = drive(lambda: copy.get("vibesync_uuid") not in (None, tu) and copy["vibesync_uuid"],
+               what="a fresh uuid on the copy")
+    drive(lambda: ((host.obj(cu) or {}).get("mesh") or {}).get("triangle_count") == 4
+          and host.obj(iu)["mesh"]["vertex_count"] == 0, timeout=15,
+          what="the copy in Unity with the prop's mesh, the Empty with none")
+    assert tetra["vibesync_uuid"] == tu and host.obj(tu) is not None, "the prop keeps its uuid"
+    made.update({iu: "Props Instance", tu: "Tetra", cu: copy.name, props["vibesync_uuid"]: "Props"})
+    world.finish(host, made, meshes=False)
+
+
 def test_a_child_of_an_object_taken_out_of_the_scene_stays_where_it_stands(world):
     """The Camera is the Cube's child (Keep Transform); the person unlinks the Cube from its
     only collection and links it back. The Camera stays in the scene: while the Cube is out
