@@ -858,12 +858,16 @@ def link_unplaced(placed: list, registry) -> None:
     resync). A collection removed meanwhile (a person, between two ticks) leaves the object
     in the scene's collection."""
     scene_link = capture.home_scene().collection.objects.link
+    links: dict = {}  # collection -> its bound `objects.link` (made once: a quarter of the step)
     hidden = []
     for ob, coll, visible in placed:
         try:
             if coll is not None:
                 try:
-                    coll.objects.link(ob)
+                    link = links.get(coll)
+                    if link is None:
+                        link = links[coll] = coll.objects.link
+                    link(ob)
                     registry.set_container(ob, coll)
                 except ReferenceError:
                     scene_link(ob)
