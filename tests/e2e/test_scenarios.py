@@ -869,8 +869,12 @@ def test_unity_reparents_then_deletes_a_hierarchy(world):
 
 
 def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
-    """Blender keeps the children of a deleted object (PROTOCOL.md §6.1); Unity, which gets
-    the parent's `delete` before their reparents, must not take them along."""
+    """Blender keeps the children of a deleted object (PROTOCOL.md §6.1) where they stand;
+    Unity, which gets the parent's `delete` before their reparents, must not take them along,
+    and shows them where Blender does. (Blender leaves a deleted parent's children their
+    parent inverse, which it no longer applies: read as if it did, their poses were sent
+    displaced — both views agreed on the wrong pose, or, when Unity applied the delete first,
+    the reparents failed verification and stayed not synced.)"""
     made, host = world.startup_synced()
     cube, cam, light = (bpy.data.objects[n] for n in ("Cube", "Camera", "Light"))
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
@@ -888,6 +892,13 @@ def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
     assert cu not in view
     home = bpy.data.collections["Collection"]["vibesync_uuid"]
     assert view[cam["vibesync_uuid"]]["parent"] == home and view[light["vibesync_uuid"]]["parent"] == home
+    from vibesync import wire
+    for ob in (cam, light):  # where Blender shows them (a collection is the identity pose)
+        loc, rot, _ = ob.matrix_world.decompose()
+        t, r, _ = wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), (1, 1, 1))
+        assert view[ob["vibesync_uuid"]]["t"] == pytest.approx(t, abs=1e-4), ob.name
+        assert view[ob["vibesync_uuid"]]["r"] == pytest.approx(r, abs=1e-4) or \
+            view[ob["vibesync_uuid"]]["r"] == pytest.approx([-c for c in r], abs=1e-4), ob.name
 
 
 def in_edit_mode_while_unity_moves_the_cube(world):

@@ -118,15 +118,16 @@ def _less_deltas(ob, loc, rot, scale):
 def local_trs(ob) -> tuple[list[float], list[float], list[float]]:
     """Object transform relative to its parent, in canonical axes (Blender units).
 
-    With an identity parent inverse (no parent, or parented "without inverse") this is the
+    With no parent, or an identity parent inverse (parented "without inverse"), this is the
     object's own location, rotation and scale as stored — exactly what `set_local_trs` wrote,
     negative (mirrored) scales included, which a matrix decomposition cannot tell apart from
     a 180° rotation (§6.5 "Stable values") — with its delta transform added (`_deltas`), as
     the viewport shows it. Otherwise it is matrix_parent_inverse @ matrix_basis (which holds
     the deltas), decomposed (always current; the world/local matrices are only refreshed by
-    a depsgraph evaluation).
+    a depsgraph evaluation). Blender applies the parent inverse only under a parent: deleting
+    a parent leaves its children's parent inverse as it was, and they stay where they were.
     """
-    if _is_identity(ob.matrix_parent_inverse):
+    if ob.parent is None or _is_identity(ob.matrix_parent_inverse):
         loc, rot, scale = ob.location, _rotation_quaternion(ob), ob.scale
         d = _deltas(ob)
         if d is not None:
@@ -172,7 +173,7 @@ def set_local_trs(ob, t, r, s) -> None:
     """Inverse of local_trs: set loc/rot/scale so that the local matrix is (t, r, s)."""
     bt, br, bs = wire.wire_to_blender(t, r, s)
     q = Quaternion((br[3], br[0], br[1], br[2]))
-    if _is_identity(ob.matrix_parent_inverse):
+    if ob.parent is None or _is_identity(ob.matrix_parent_inverse):
         loc, rot, scale = Vector(bt), q, Vector(bs)
     else:
         m = Matrix.LocRotScale(Vector(bt), q, Vector(bs))
