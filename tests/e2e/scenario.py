@@ -192,12 +192,59 @@ def finish(daemon, project_id: str, host: Host, blender_made: dict, host_made: d
     nothing_missing(hv, blender_made, "Unity (made in Blender)")
     nothing_missing(hv, host_made, "Unity (made there)")
     quiet(daemon, project_id, host)
-    diffs = differences(blender_view(), host_view(host), meshes)
+    hv = host_view(host)
+    diffs = differences(blender_view(), hv, meshes)
     assert not diffs, f"diverged while quiet: {diffs}; blender status: {vibesync.status()}"
+    misplaced = not_where_blender_shows(hv)
+    assert not misplaced, f"Unity shows objects elsewhere than Blender: {misplaced}"
     vibesync.disconnect()
     host.close()
     verify(daemon)
     return view
+
+
+def not_where_blender_shows(hv: dict) -> list[str]:
+    """Objects Unity holds elsewhere than Blender shows them: Blender's own evaluated world
+    position against the one the host's hierarchy of local poses gives — a check that does
+    not go through the addon's reading of local poses (`capture.read_state`, which both
+    views above use). Left out: objects whose place Blender makes from more than their own
+    and their parents' transforms (constraints, a bone or vertex parent), which the protocol
+    does not carry (PROTOCOL §6.5)."""
+    from mathutils import Matrix, Quaternion, Vector
+
+    from vibesync import capture, wire
+    layer = capture.home_view_layer()  # the synced scene may not be the active one
+    layer.update()
+    dg = layer.depsgraph
+    reg = vibesync._session().registry
+    world: dict[str, Matrix] = {}
+
+    def host_world(u):
+        if u not in world:
+            h = hv[u]
+            x, y, z, w = h["r"]
+            m = Matrix.LocRotScale(Vector(h["t"]), Quaternion((w, x, y, z)), Vector(h["s"]))
+            world[u] = host_world(h["parent"]) @ m if h["parent"] in hv else m
+        return world[u]
+
+    def own_place(ob) -> bool:
+        while ob is not None:
+            if len(ob.constraints) or ob.parent_type != "OBJECT":
+                return False
+            ob = ob.parent
+        return True
+
+    out = []
+    for ob in capture.home_scene().objects:
+        u = reg.uuid_for(ob) or ob.get("vibesync_uuid")
+        if not u or u not in hv or not own_place(ob):
+            continue
+        where = ob.evaluated_get(dg).matrix_world.translation
+        want = wire.blender_to_wire(tuple(where), (0, 0, 0, 1), (1, 1, 1))[0]
+        got = host_world(u).translation
+        if any(abs(a - b) > 1e-3 for a, b in zip(want, got)):
+            out.append(f"{u} ({ob.name}): Blender {_r(want)} Unity {_r(list(got))}")
+    return out
 
 
 def uuids_of(names) -> dict[str, str]:
