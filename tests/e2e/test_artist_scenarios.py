@@ -565,13 +565,10 @@ def test_a_cube_converted_to_a_point_cloud_leaves_unity_no_stale_mesh(world):
     world.finish(host, made, meshes=False)
 
 
-def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
-    """A person keeps a prop in a collection excluded from the view layer and places it with
-    a Collection Instance (an Empty). Unity got an empty object where Blender shows the
-    prop. The instance is sent as the geometry it shows (PROTOCOL §7.1), again when the
-    prop's mesh is edited or its object moved, none when it stops instancing; a Unity mesh
-    edit of it is refused with why, the instance kept."""
-    made, host = world.startup_synced()
+def placed_prop(host):
+    """A prop (a tetrahedron) in a collection excluded from the view layer, placed by a
+    Collection Instance in "Collection", and the instance in Unity with the prop's mesh:
+    (the collection, the mesh, its object, the instance)."""
     props = bpy.data.collections.new("Props")
     bpy.context.scene.collection.children.link(props)
     bpy.context.view_layer.layer_collection.children["Props"].exclude = True
@@ -587,6 +584,17 @@ def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
     bpy.data.collections["Collection"].objects.link(inst)
     drive(lambda: ((host.obj(inst.get("vibesync_uuid", "")) or {}).get("mesh") or {})
           .get("triangle_count") == 4, timeout=15, what="the instance in Unity with the prop's mesh")
+    return props, me, tetra, inst
+
+
+def test_a_collection_instance_reaches_unity_as_the_geometry_it_shows(world):
+    """A person keeps a prop in a collection excluded from the view layer and places it with
+    a Collection Instance (an Empty). Unity got an empty object where Blender shows the
+    prop. The instance is sent as the geometry it shows (PROTOCOL §7.1), again when the
+    prop's mesh is edited or its object moved, none when it stops instancing; a Unity mesh
+    edit of it is refused with why, the instance kept."""
+    made, host = world.startup_synced()
+    props, me, tetra, inst = placed_prop(host)
     iu, tu = inst["vibesync_uuid"], tetra["vibesync_uuid"]
     assert inst.type == "EMPTY" and host.obj(tu) is not None
     converge(host, meshes=False)
@@ -618,21 +626,7 @@ def test_make_instances_real_turns_a_collection_instance_into_objects_in_unity(w
     copy as an object of its own (a fresh uuid, the prop's mesh, where the instance showed
     it), the Empty with no geometry, and the prop itself untouched."""
     made, host = world.startup_synced()
-    props = bpy.data.collections.new("Props")
-    bpy.context.scene.collection.children.link(props)
-    bpy.context.view_layer.layer_collection.children["Props"].exclude = True
-    me = bpy.data.meshes.new("Tetra")
-    me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)], [],
-                   [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)])
-    tetra = bpy.data.objects.new("Tetra", me)
-    props.objects.link(tetra)
-    inst = bpy.data.objects.new("Props Instance", None)
-    inst.instance_type = "COLLECTION"
-    inst.instance_collection = props
-    inst.location = (4, 0, 0)
-    bpy.data.collections["Collection"].objects.link(inst)
-    drive(lambda: ((host.obj(inst.get("vibesync_uuid", "")) or {}).get("mesh") or {})
-          .get("triangle_count") == 4, timeout=15, what="the instance in Unity with the prop's mesh")
+    props, me, tetra, inst = placed_prop(host)
     iu, tu = inst["vibesync_uuid"], tetra["vibesync_uuid"]
     converge(host, meshes=False)
     for ob in bpy.context.view_layer.objects:
