@@ -237,9 +237,10 @@ class Session:
         self.instancers: dict[tuple[str, int], int] = {}
         self.instanced_by: dict[int, set[tuple[str, int]]] = {}
         # The encoding of what those Empties show (`capture.evaluated_mesh_arrays` gives them
-        # one shared arrays object per collection): id(arrays) -> (arrays, blob, hash), made
-        # once for all of them, dropped with the collections' geometry at the next update.
-        self.shared_encodings: dict[int, tuple[dict, bytes, str]] = {}
+        # one shared arrays object per collection): id(arrays) -> (arrays, the mesh worker's
+        # job), one job for all of them, dropped with the collections' geometry at the next
+        # update.
+        self.shared_encodings: dict[int, tuple[dict, concurrent.futures.Future]] = {}
         self.waiting_edit: set[tuple[str, int]] = set()
         self.settle_since: float | None = None  # held batches unblocked, resync not asked yet
         self.replay_settle_since: float | None = None  # a replay waiting for hashes
@@ -2114,17 +2115,17 @@ class Session:
         else:
             self.generated_notes.pop(uuid, None)
         if arrays["n"] > BIG_MESH_VERTICES:
-            fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
-            self.mesh_jobs[uuid] = (fut, {key})
+            # Empties instancing one collection share its arrays: one encoding for them all.
+            shared = self.shared_encodings.get(id(arrays))
+            if shared is None:
+                shared = (arrays, _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale))
+                if capture.instanced_collection(ob) is not None:
+                    self.shared_encodings[id(arrays)] = shared  # (holds the arrays: ids stay unique)
+            self.mesh_jobs[uuid] = (shared[1], {key})
             return True
-        shared = self.shared_encodings.get(id(arrays))  # Empties instancing one collection
-        if shared is None:
-            blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
-            shared = (arrays, blob, wire.mesh_hash(blob))
-            if capture.instanced_collection(ob) is not None:
-                self.shared_encodings[id(arrays)] = shared  # (holds the arrays: ids stay unique)
-        self.mesh_hashes[uuid] = shared[2]
-        self.mesh_blobs[uuid] = shared[1]
+        blob = capture.encode_mesh_arrays(arrays, self.unit_scale)
+        self.mesh_hashes[uuid] = wire.mesh_hash(blob)
+        self.mesh_blobs[uuid] = blob
         return False
 
     def _mesh_ready(self, mu: str, me, kind: str, blob: bytes, h: str) -> bool:
