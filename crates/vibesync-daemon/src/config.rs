@@ -58,6 +58,10 @@ pub struct SyncConfig {
     /// Fast batches of free uuids start beside a slow batch in flight (docs/PROTOCOL.md §6.2
     /// "Pipelining"); `false`: every batch waits for the one in flight.
     pub pipelining: bool,
+    /// The most changes one batch carries (docs/PROTOCOL.md §6.2 "Batch size").
+    pub max_batch_changes: usize,
+    /// The most bytes of meshes one batch carries to each receiver (at least one change).
+    pub max_batch_mesh_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

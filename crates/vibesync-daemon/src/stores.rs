@@ -771,18 +771,34 @@ impl Stores {
             .map_err(|e| DaemonError::DataDir { path, message: format!("cannot store mesh blob: {e}") })
     }
 
-    pub fn has_blob(&self, hash: &str) -> bool {
-        self.data.blobs().join(hash).exists()
+    /// The size of a stored mesh, None when it is not stored. A store that cannot be read is
+    /// an error, never "not stored".
+    pub fn blob_len(&self, hash: &str) -> Result<Option<u64>, DaemonError> {
+        let path = self.data.blobs().join(hash);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DaemonError::DataDir { path, message: format!("cannot read the mesh blob store: {e}") }),
+        }
     }
 
-    /// A stored mesh, checked against its hash (a damaged blob is never sent).
-    pub fn get_blob(&self, hash: &str) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.data.blobs().join(hash)).ok()?;
-        if vibesync_protocol::mesh::Mesh::hash_bytes(&bytes) == hash {
-            Some(bytes)
+    /// A stored mesh, checked against its hash: None when it is not stored; a blob that
+    /// cannot be read or fails its hash is an error (a damaged blob is never sent).
+    pub fn get_blob(&self, hash: &str) -> Result<Option<Vec<u8>>, DaemonError> {
+        let path = self.data.blobs().join(hash);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DaemonError::DataDir { path, message: format!("cannot read mesh blob: {e}") }),
+        };
+        let actual = vibesync_protocol::mesh::Mesh::hash_bytes(&bytes);
+        if actual == hash {
+            Ok(Some(bytes))
         } else {
-            error!(mesh_hash = hash, "stored mesh blob fails its hash; not sent");
-            None
+            Err(DaemonError::DataDir {
+                path,
+                message: format!("stored mesh blob is damaged: its bytes hash to {actual}"),
+            })
         }
     }
 }

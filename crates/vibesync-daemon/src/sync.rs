@@ -251,11 +251,11 @@ impl<H: Host> View for DaemonView<'_, H> {
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
         self.daemon.stores().registry.archived(self.project, uuid).map_err(|e| e.to_string())
     }
-    fn has_blob(&self, hash: &str) -> bool {
-        self.daemon.stores().has_blob(hash)
+    fn blob_len(&self, hash: &str) -> Result<Option<u64>, String> {
+        self.daemon.stores().blob_len(hash).map_err(|e| e.to_string())
     }
-    fn blob(&self, hash: &str) -> Option<Vec<u8>> {
-        self.daemon.stores().get_blob(hash)
+    fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, String> {
+        self.daemon.stores().get_blob(hash).map_err(|e| e.to_string())
     }
     fn last_seq(&self) -> u64 {
         self.daemon.last_seq()
@@ -300,6 +300,10 @@ impl<H: Host> Actor<H> {
             verify_timeout_ms: c.sync.verify_timeout_ms,
             user_idle_ms: c.governance.user_idle_ms,
             pipelining: c.sync.pipelining,
+            batch_limit: vibesync_engine::sync::BatchLimit {
+                changes: c.sync.max_batch_changes.max(1),
+                mesh_bytes: c.sync.max_batch_mesh_bytes,
+            },
         };
         // The not-synced list rebuilt from the WAL at boot (crate::notsynced): a restart
         // forgets no kept edit.

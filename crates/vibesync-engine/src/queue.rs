@@ -25,7 +25,7 @@
 
 use crate::fast::HashSet;
 
-use crate::sync::{Path, Queued, Window};
+use crate::sync::{BatchLimit, Path, Queued, Window};
 
 /// What is in flight for a project, as the queue needs to know it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,11 +78,13 @@ pub fn held_back(uuid: &str, slow_uuids: &HashSet<String>, mut parent_of: impl F
 pub struct Queue<S> {
     main: Window<S>,
     pipelined: Window<S>,
+    /// The most one batch carries; the rest waits for the next batch, in order.
+    limit: BatchLimit,
 }
 
 impl<S: Clone + PartialEq> Queue<S> {
-    pub fn new(window_ms: u64) -> Self {
-        Queue { main: Window::new(window_ms), pipelined: Window::new(window_ms) }
+    pub fn new(window_ms: u64, limit: BatchLimit) -> Self {
+        Queue { main: Window::new(window_ms), pipelined: Window::new(window_ms), limit }
     }
 
     /// Queue an admitted change. `slow_in_flight`: a slow batch of the project is in flight;
@@ -151,15 +153,24 @@ impl<S: Clone + PartialEq> Queue<S> {
 
     /// The changes of the next batch, in arrival order per uuid (not coalesced), and the
     /// window they come from: with nothing in flight, both windows (the pipelined one first)
-    /// once either is due; beside a slow batch, the pipelined window once it is due.
+    /// once either is due; beside a slow batch, the pipelined window once it is due. At most
+    /// the queue's [`BatchLimit`] (at least one change): what is left stays due, in order.
     pub fn take_due(&mut self, now_ms: u64, flight: Flight) -> Option<(Vec<Queued<S>>, Lane)> {
         let due = self.deadline(flight).is_some_and(|d| now_ms >= d);
         if !due {
             return None;
         }
-        let mut out = self.pipelined.take_all();
+        let mut out = self.pipelined.take_first(self.limit);
         if flight.idle() {
-            out.extend(self.main.take_all());
+            // The batch is full when the pipelined window alone filled it: the main window
+            // stays due and goes next (the windows hold disjoint uuids, so order per uuid holds).
+            if self.pipelined.is_empty() && out.len() < self.limit.changes {
+                let room = BatchLimit {
+                    changes: self.limit.changes - out.len(),
+                    mesh_bytes: self.limit.mesh_bytes.saturating_sub(out.iter().map(|q| q.mesh_bytes).sum()),
+                };
+                out.extend(self.main.take_first(room));
+            }
             Some((out, Lane::Main))
         } else {
             Some((out, Lane::Pipelined))
@@ -191,7 +202,7 @@ mod tests {
 
     #[test]
     fn nothing_pipelines_without_a_slow_batch_in_flight() {
-        let mut qu: Queue<&str> = Queue::new(0);
+        let mut qu: Queue<&str> = Queue::new(0, BatchLimit::NONE);
         assert_eq!(qu.push(0, tr("y", 1.0), false, false), Lane::Main);
         assert_eq!(qu.take_due(0, Flight { fast: true, ..Flight::default() }), None, "a fast batch in flight: wait");
         let (got, lane) = qu.take_due(0, Flight::default()).unwrap();
@@ -200,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_free_transform_goes_beside_the_slow_batch_a_held_back_one_waits() {
-        let mut qu: Queue<&str> = Queue::new(300);
+        let mut qu: Queue<&str> = Queue::new(300, BatchLimit::NONE);
         assert_eq!(qu.push(0, tr("y", 1.0), true, false), Lane::Pipelined);
         assert_eq!(qu.push(0, tr("x", 1.0), true, true), Lane::Main, "x is in the slow batch");
         assert_eq!(qu.push(10, q("z", ChangeOp::Delete), true, false), Lane::Main, "structural: main");
@@ -290,7 +301,9 @@ mod order {
         } else {
             ChangeOp::Transform { t: [id as f64, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
         };
-        Queued::new((), Author::Person, Change { uuid: format!("u{u}"), op })
+        let mut q = Queued::new((), Author::Person, Change { uuid: format!("u{u}"), op });
+        q.mesh_bytes = if slow { (id % 5) * 10 } else { 0 };
+        q
     }
 
     fn id_of(q: &Queued<()>) -> u64 {
@@ -320,6 +333,12 @@ mod order {
         }
 
         fn start(&mut self, batch: Vec<Queued<()>>, lane: Lane) {
+            let limit = self.queue.limit;
+            assert!(!batch.is_empty(), "a due window makes a batch of at least one change");
+            assert!(batch.len() <= limit.changes, "{} changes over the limit {}", batch.len(), limit.changes);
+            let bytes: u64 = batch.iter().map(|q| q.mesh_bytes).sum();
+            let meshes = batch.iter().filter(|q| q.mesh_bytes > 0).count();
+            assert!(bytes <= limit.mesh_bytes || meshes == 1, "{bytes} mesh bytes over the limit {}", limit.mesh_bytes);
             let path = batch_path(&batch);
             if lane == Lane::Pipelined {
                 assert_eq!(path, Path::Fast, "a pipelined batch is fast");
@@ -354,9 +373,16 @@ mod order {
         #[test]
         fn per_uuid_order_is_kept_and_batches_in_flight_are_disjoint(
             window_ms in 0..3u64,
+            changes in prop::option::of(1..6usize),
+            mesh_bytes in prop::option::of(1..60u64),
             evs in prop::collection::vec(ev(), 1..200),
         ) {
-            let mut sim = Sim { queue: Queue::new(window_ms), now: 0, flight: Vec::new(), out: HashMap::default() };
+            // Batches bounded or not (docs/PROTOCOL.md §6.2 "Batch size").
+            let limit = BatchLimit {
+                changes: changes.unwrap_or(BatchLimit::NONE.changes),
+                mesh_bytes: mesh_bytes.unwrap_or(BatchLimit::NONE.mesh_bytes),
+            };
+            let mut sim = Sim { queue: Queue::new(window_ms, limit), now: 0, flight: Vec::new(), out: HashMap::default() };
             // uuid → (id, slow) in push order.
             let mut pushed: HashMap<String, Vec<(u64, bool)>> = HashMap::default();
             for (id, e) in evs.into_iter().enumerate() {
@@ -384,8 +410,12 @@ mod order {
                 }
                 sim.tick();
             }
-            // Quiet: every batch ends, every window closes.
-            for _ in 0..4 {
+            // Quiet: every batch ends, every window closes (a bounded batch leaves the rest
+            // due: one more batch per round).
+            for _ in 0..1_000 {
+                if sim.queue.is_empty() && sim.flight.is_empty() {
+                    break;
+                }
                 sim.flight.clear();
                 sim.now += 10;
                 sim.tick();

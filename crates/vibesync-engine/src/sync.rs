@@ -471,12 +471,23 @@ pub struct Queued<S> {
     /// supersedes it, also when the batch forms before the sync heard of the tombstone
     /// (docs/PROTOCOL.md §6.2).
     pub admitted_seq: Option<u64>,
+    /// The bytes of the mesh its batch carries to each receiver (0: none): what bounds a
+    /// batch's size (docs/PROTOCOL.md §6.2 "Batch size").
+    pub mesh_bytes: u64,
 }
 
 impl<S> Queued<S> {
     /// A change not admitted from an editor's request (no request id, mark or admission seq).
     pub fn new(origin: S, author: Author, change: Change) -> Queued<S> {
-        Queued { origin, author, change, request: Default::default(), sight: Default::default(), admitted_seq: None }
+        Queued {
+            origin,
+            author,
+            change,
+            request: Default::default(),
+            sight: Default::default(),
+            admitted_seq: None,
+            mesh_bytes: 0,
+        }
     }
 
     /// The same change with another handle of its origin (e.g. its session id).
@@ -488,6 +499,7 @@ impl<S> Queued<S> {
             request: self.request.clone(),
             sight: self.sight,
             admitted_seq: self.admitted_seq,
+            mesh_bytes: self.mesh_bytes,
         }
     }
 }
@@ -549,6 +561,20 @@ pub struct Window<S> {
     superseded: usize,
     /// uuid → the index in `pending` of its last waiting change (membership in O(1)).
     last_of: crate::fast::HashMap<String, usize>,
+}
+
+/// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size"; `sync.max_batch_changes`,
+/// `sync.max_batch_mesh_bytes`): a batch is applied by each receiver as one step and verified
+/// within `sync.verify_timeout_ms`, so a big first sync goes as several batches in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimit {
+    pub changes: usize,
+    pub mesh_bytes: u64,
+}
+
+impl BatchLimit {
+    /// No bound.
+    pub const NONE: BatchLimit = BatchLimit { changes: usize::MAX, mesh_bytes: u64::MAX };
 }
 
 /// Superseded slots are compacted away once there are this many and they are at least half
@@ -642,6 +668,37 @@ impl<S: Clone + PartialEq> Window<S> {
     /// Close the window: the coalesced changes, in order.
     pub fn take(&mut self) -> Vec<Queued<S>> {
         coalesce(self.take_all())
+    }
+
+    /// Take the oldest changes, in arrival order, within a batch's bounds (docs/PROTOCOL.md
+    /// §6.2 "Batch size"): at most `limit.changes` changes and `limit.mesh_bytes` bytes of
+    /// meshes, but always at least one change. The rest stays, in order, and the window stays
+    /// due (it opened when its oldest change arrived). Not coalesced, like [`Window::take_all`].
+    pub fn take_first(&mut self, limit: BatchLimit) -> Vec<Queued<S>> {
+        let (mut taken, mut bytes, mut cut) = (0usize, 0u64, None);
+        for (i, q) in self.pending.iter().enumerate() {
+            let Some(q) = q else { continue };
+            bytes = bytes.saturating_add(q.mesh_bytes);
+            if taken > 0 && (taken >= limit.changes || bytes > limit.mesh_bytes) {
+                cut = Some(i);
+                break;
+            }
+            taken += 1;
+        }
+        let Some(cut) = cut else {
+            return self.take_all();
+        };
+        let rest = self.pending.split_off(cut);
+        let first = std::mem::replace(&mut self.pending, rest).into_iter().flatten().collect();
+        self.pending.retain(Option::is_some);
+        self.superseded = 0;
+        self.last_of.clear();
+        for (i, q) in self.pending.iter().enumerate() {
+            if let Some(q) = q {
+                self.last_of.insert(q.change.uuid.clone(), i);
+            }
+        }
+        first
     }
 
     /// Close the window: every queued change, in arrival order, not coalesced (but without

@@ -184,7 +184,7 @@ impl Default for World {
         World {
             registry: HashMap::default(),
             editors: Default::default(),
-            queue: Queue::new(0),
+            queue: Queue::new(0, vibesync_engine::sync::BatchLimit::NONE),
             open: None,
             now_ms: 0,
             commits: 0,
@@ -693,7 +693,15 @@ proptest! {
 /// Replays one machine case step by step (`MODEL_TRACE=1` shows every frame read): the cases
 /// below were found with `MODEL_SEED=random` and are kept as fixed regressions.
 fn replay_machine(acts: &[machine::Act]) -> Result<machine::Sim, String> {
-    let mut sim = machine::Sim::new();
+    replay_machine_with(acts, vibesync_engine::sync::BatchLimit::NONE)
+}
+
+/// [`replay_machine`] with batches bounded by `limit`.
+fn replay_machine_with(
+    acts: &[machine::Act],
+    limit: vibesync_engine::sync::BatchLimit,
+) -> Result<machine::Sim, String> {
+    let mut sim = machine::Sim::with_limit(limit);
     for (i, a) in acts.iter().enumerate() {
         sim.run(a);
         sim.check().map_err(|e| format!("after step {i} ({a:?}): {e}"))?;
@@ -1156,5 +1164,60 @@ fn a_delete_wins_over_a_waiting_change_once_whenever_the_sync_hears_of_it() {
                 "late={late}, editor {ed}"
             );
         }
+    }
+}
+
+/// Batches of at most two changes (docs/PROTOCOL.md §6.2 "Batch size"): Unity's rename of an
+/// object waited in the window behind a full batch that carried another result naming the
+/// same uuid; the simulated editor ended its rename with that result although `through` did
+/// not name it (the editor now reads `through` as §6.4 says).
+#[test]
+fn machine_regression_batches_of_two_1() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(254), auto: false },
+        Disconnect { ed: 1 },
+        Restart { cut: None },
+        Reconnect { ed: 1 },
+        Wait { ms: 1177 },
+        Reconnect { ed: 0 },
+        Wait { ms: 1209 },
+        Edit { ed: 1, uuid: 1, edit: Move(22), auto: false },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: Move(74) },
+        Edit { ed: 1, uuid: 0, edit: Rename(41), auto: false },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}
+
+/// Batches of at most two changes: the clock of the quiet phase moved past a batch's
+/// verification deadline while Blender still had the batch unread (the simulated editors now
+/// read what waits before time passes).
+#[test]
+fn machine_regression_batches_of_two_2() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Restart { cut: None },
+        Agent { uuid: 0, edit: Create(0) },
+        Agent { uuid: 2, edit: Create(0) },
+        Reconnect { ed: 0 },
+        Agent { uuid: 1, edit: Create(1) },
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
     }
 }

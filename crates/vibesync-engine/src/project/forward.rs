@@ -10,6 +10,7 @@ use tracing::{debug, error};
 use vibesync_protocol::{ClientKind, Frame, MessageType, Outbound, PathKind};
 
 use super::{Cx, Editor, Project, SessionId};
+use crate::fast::HashMap;
 use crate::sync::{ChangeOp, WireChange};
 
 /// A `live` frame (§6.3): one change, lengths in the receiver's units. The same bytes as
@@ -147,14 +148,28 @@ impl Project {
             }
             .to_frame(),
         );
+        // Each stored mesh is read (and checked against its hash) once per batch, however many
+        // of its objects name it: a thousand collection instances share one geometry.
+        let mut read: HashMap<&str, Bytes> = HashMap::default();
         for (uuid, op) in ops {
             let json = apply_json(batch_id, uuid, op, s.unit_scale);
             let attachment = match op.mesh_hash() {
-                Some(h) => match cx.view.blob(h) {
-                    Some(b) => Bytes::from(b),
+                Some(h) => match read.get(h) {
+                    Some(b) => b.clone(),
                     None => {
-                        error!(mesh_hash = h, uuid = %uuid, "mesh blob missing; sent without mesh");
-                        Bytes::new()
+                        let b = match cx.view.blob(h) {
+                            Ok(Some(b)) => Bytes::from(b),
+                            Ok(None) => {
+                                error!(mesh_hash = h, uuid = %uuid, "mesh blob missing; sent without mesh");
+                                Bytes::new()
+                            }
+                            Err(e) => {
+                                error!(mesh_hash = h, uuid = %uuid, error = %e, "mesh blob unreadable; sent without mesh");
+                                Bytes::new()
+                            }
+                        };
+                        read.insert(h, b.clone());
+                        b
                     }
                 },
                 None => Bytes::new(),

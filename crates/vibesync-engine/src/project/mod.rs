@@ -93,6 +93,8 @@ pub struct Settings {
     pub verify_timeout_ms: u64,
     pub user_idle_ms: u64,
     pub pipelining: bool,
+    /// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size").
+    pub batch_limit: crate::sync::BatchLimit,
 }
 
 /// The inputs of a project's sync.
@@ -211,10 +213,10 @@ pub trait View: Sync {
     fn archived_entries(&self) -> Result<Vec<Entry>, String>;
     /// The archived (tombstoned) versions of one uuid, oldest first.
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String>;
-    /// Whether a mesh blob is stored.
-    fn has_blob(&self, hash: &str) -> bool;
-    /// A stored mesh blob.
-    fn blob(&self, hash: &str) -> Option<Vec<u8>>;
+    /// The size in bytes of a stored mesh blob (None: not stored).
+    fn blob_len(&self, hash: &str) -> Result<Option<u64>, String>;
+    /// A stored mesh blob (None: not stored; a damaged one is an error).
+    fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>, String>;
     /// The WAL's last written seq.
     fn last_seq(&self) -> u64;
     /// The WAL's compaction anchor (docs/WAL.md §11): replays from before it are full.
@@ -561,7 +563,7 @@ impl Project {
         Project {
             project,
             settings,
-            queue: Queue::new(settings.batch_window_ms),
+            queue: Queue::new(settings.batch_window_ms, settings.batch_limit),
             inflight: Vec::new(),
             late_commits,
             exposed_seq: AtomicU64::new(0),

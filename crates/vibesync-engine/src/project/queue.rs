@@ -30,6 +30,8 @@ pub(super) type Stale = (String, &'static str, (String, String));
 struct Admitted {
     blob: Option<String>,
     entry: Option<Arc<Entry>>,
+    /// The bytes of the mesh its batch will carry to each receiver (0: none).
+    mesh_bytes: u64,
 }
 
 impl Project {
@@ -113,33 +115,34 @@ impl Project {
             };
             let sight = Sight { mark: self.next_mark, saw };
 
-            let Admitted { blob, entry } = match self.admit(cx, session, (base_seq, saw), &change, &attachment, &at) {
-                Ok(a) => a,
-                Err((code, msg)) => {
-                    if code == ItemErrorCode::StorageFailed {
-                        cx.storage_failed("sync", &msg).await;
+            let Admitted { blob, entry, mesh_bytes } =
+                match self.admit(cx, session, (base_seq, saw), &change, &attachment, &at) {
+                    Ok(a) => a,
+                    Err((code, msg)) => {
+                        if code == ItemErrorCode::StorageFailed {
+                            cx.storage_failed("sync", &msg).await;
+                        }
+                        if !matches!(code, ItemErrorCode::Blocked | ItemErrorCode::Quarantined) {
+                            self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
+                        }
+                        if code == ItemErrorCode::Stale {
+                            refused.push(change.uuid.clone());
+                        }
+                        if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
+                            // Read again as admission read it (a STALE uuid was either written
+                            // by another editor since, or is deleted: `known` false is both).
+                            let winner = self
+                                .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
+                                .ok()
+                                .flatten()
+                                .map(|w| (w.client, w.editor))
+                                .unwrap_or_default();
+                            stale.push((change.uuid.clone(), change.op.name(), winner));
+                        }
+                        results.push(ItemResult::error(&change.uuid, code, msg));
+                        continue;
                     }
-                    if !matches!(code, ItemErrorCode::Blocked | ItemErrorCode::Quarantined) {
-                        self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
-                    }
-                    if code == ItemErrorCode::Stale {
-                        refused.push(change.uuid.clone());
-                    }
-                    if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
-                        // Read again as admission read it (a STALE uuid was either written
-                        // by another editor since, or is deleted: `known` false is both).
-                        let winner = self
-                            .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
-                            .ok()
-                            .flatten()
-                            .map(|w| (w.client, w.editor))
-                            .unwrap_or_default();
-                        stale.push((change.uuid.clone(), change.op.name(), winner));
-                    }
-                    results.push(ItemResult::error(&change.uuid, code, msg));
-                    continue;
-                }
-            };
+                };
             if let Some(msg) = &diverged {
                 results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
                 continue;
@@ -189,6 +192,7 @@ impl Project {
                 request: request.clone(),
                 sight,
                 admitted_seq: Some(last_seq),
+                mesh_bytes,
             };
             if automation_waits {
                 results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Held));
@@ -366,15 +370,18 @@ impl Project {
                 if let Err(e) = Mesh::decode(attachment) {
                     return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
                 }
-                return Ok(Admitted { blob: Some(hash.to_string()), entry });
-            } else if !cx.view.has_blob(hash) {
-                return Err((
+                return Ok(Admitted { blob: Some(hash.to_string()), entry, mesh_bytes: attachment.len() as u64 });
+            }
+            return match cx.view.blob_len(hash) {
+                Ok(Some(len)) => Ok(Admitted { blob: None, entry, mesh_bytes: len }),
+                Ok(None) => Err((
                     ItemErrorCode::InvalidField,
                     format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
-                ));
-            }
+                )),
+                Err(e) => Err((ItemErrorCode::StorageFailed, format!("{at}.mesh_hash: {e}"))),
+            };
         }
-        Ok(Admitted { blob: None, entry })
+        Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
     }
 
     /// The governance gate before queuing a mutation. `entry`: the uuid's registry entry as

@@ -46,7 +46,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION};
-use vibesync_engine::sync::{apply_change, change_to_wire, parse_change, parse_changes, Author, ChangeOp, ObjectState};
+use vibesync_engine::sync::{
+    apply_change, change_to_wire, parse_change, parse_changes, Author, BatchLimit, ChangeOp, ObjectState,
+};
 use vibesync_protocol::{ClientKind, Frame, RollbackCode};
 use vibesync_registry::{parse_payload, DeletedBy, Entry, Op, ParsedStep, Status};
 use vibesync_wal::{transaction_index, Outcome, Phase, Record, RecordDraft};
@@ -60,6 +62,7 @@ const SETTINGS: Settings = Settings {
     verify_timeout_ms: 1_000,
     user_idle_ms: 150,
     pipelining: true,
+    batch_limit: BatchLimit::NONE,
 };
 
 /// How an editor answers the data batches it receives.
@@ -178,11 +181,11 @@ impl View for Mem {
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
         Ok(self.0.lock().unwrap().archive.iter().filter(|e| e.uuid == uuid).cloned().collect())
     }
-    fn has_blob(&self, _: &str) -> bool {
-        false
+    fn blob_len(&self, _: &str) -> Result<Option<u64>, String> {
+        Ok(None)
     }
-    fn blob(&self, _: &str) -> Option<Vec<u8>> {
-        None
+    fn blob(&self, _: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
     fn last_seq(&self) -> u64 {
         self.0.lock().unwrap().wal.last().map_or(0, |r| r.seq)
@@ -328,6 +331,11 @@ struct Incoming {
     changes: Vec<Value>,
 }
 
+/// The number of a request id `r<n>` (the simulated editors number their requests).
+fn number(request_id: &str) -> u64 {
+    request_id.trim_start_matches('r').parse().unwrap_or(0)
+}
+
 /// One simulated scene editor.
 struct Ed {
     kind: ClientKind,
@@ -335,9 +343,9 @@ struct Ed {
     session: Option<String>,
     scene: BTreeMap<String, ObjectState>,
     last_seq: u64,
-    /// uuid → (frame count when its `queued`/`held` ack arrived, who made it): changes whose
+    /// uuid → (frame count when its `queued`/`held` ack arrived, who made it, its request id): changes whose
     /// outcome is not known yet.
-    outstanding: BTreeMap<String, (u64, Author)>,
+    outstanding: BTreeMap<String, (u64, Author, String)>,
     /// uuids kept as a person's edit after a rollback (`kept_local`): not synced.
     kept: BTreeSet<String>,
     /// Kept uuids that a forwarded batch has changed since (another editor's newer change):
@@ -420,6 +428,8 @@ pub struct Sim {
     lost: Vec<Lost>,
     /// Every batch_id with a COMMIT and with a ROLLBACK (phases are checked on the WAL too).
     pub log: Vec<String>,
+    /// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size").
+    limit: BatchLimit,
 }
 
 /// A `tombstone` request (committed at `seq`) of `uuid` while editor `loser`'s change of it
@@ -439,7 +449,7 @@ struct Lost {
 /// for what the daemon forgets at a restart (docs/PROTOCOL.md §6.6 "since the daemon
 /// started") — every sync batch that committed with another record between its first STEP
 /// and its COMMIT, a late commit for any editor that learnt a seq in between.
-fn new_machine(wal: &[Record]) -> Project {
+fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
     let rolled: Vec<RolledBack> = wal
         .iter()
         .filter(|r| r.phase == Phase::Rollback && r.project_id == PROJECT)
@@ -454,14 +464,20 @@ fn new_machine(wal: &[Record]) -> Project {
             late.push((c.seq, c.uuids.clone()));
         }
     }
-    Project::with_late_commits(PROJECT.into(), SETTINGS, rolled, late)
+    Project::with_late_commits(PROJECT.into(), Settings { batch_limit: limit, ..SETTINGS }, rolled, late)
 }
 
 impl Sim {
     pub fn new() -> Sim {
+        Sim::with_limit(BatchLimit::NONE)
+    }
+
+    /// A daemon whose batches carry at most `limit` (the rest of a window goes next, in order).
+    pub fn with_limit(limit: BatchLimit) -> Sim {
         let mut sim = Sim {
+            limit,
             mem: Mem::default(),
-            machine: new_machine(&[]),
+            machine: new_machine(&[], limit),
             eds: [Ed::new(ClientKind::Blender), Ed::new(ClientKind::Unity)],
             agent: Ed::new(ClientKind::Agent),
             now: 0,
@@ -545,7 +561,7 @@ impl Sim {
         // it keeps; the other editor sees a peer join and re-sends what it keeps.
         let ed = &mut self.eds[i];
         let mut unresolved: Vec<(String, Author)> =
-            std::mem::take(&mut ed.outstanding).into_iter().map(|(u, (_, a))| (u, a)).collect();
+            std::mem::take(&mut ed.outstanding).into_iter().map(|(u, (_, a, _))| (u, a)).collect();
         unresolved.extend(std::mem::take(&mut ed.sent).into_values());
         for (u, author) in unresolved {
             self.resend(i, &u, author);
@@ -756,7 +772,7 @@ impl Sim {
         let (registry, archive) = rebuild(&s.wal).expect("the WAL rebuilds");
         s.registry = registry;
         s.archive = archive;
-        self.machine = new_machine(&s.wal);
+        self.machine = new_machine(&s.wal, self.limit);
         drop(s);
         self.connect_agent();
     }
@@ -935,7 +951,7 @@ impl Sim {
         self.feed(Input::UserActivity { session_id: self.eds[0].session.clone().unwrap(), active: false });
         self.feed(Input::UserActivity { session_id: self.eds[1].session.clone().unwrap(), active: false });
         let mut settled = false;
-        for _ in 0..60 {
+        for _ in 0..200 {
             for i in 0..2 {
                 self.deliver(i, 100);
                 for u in self.eds[i].kept.clone() {
@@ -943,6 +959,16 @@ impl Sim {
                 }
             }
             self.deliver_agent();
+            let unread = {
+                let s = self.mem.0.lock().unwrap();
+                self.eds
+                    .iter()
+                    .filter_map(|e| e.session.as_ref())
+                    .any(|id| s.inbox.get(id).is_some_and(|q| !q.is_empty()))
+            };
+            if unread {
+                continue; // everyone answers what is waiting before the clock moves on
+            }
             let idle = {
                 let s = self.mem.0.lock().unwrap();
                 s.inbox.values().all(Vec::is_empty)
@@ -1062,13 +1088,14 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
     let seq = v["seq"].as_u64().unwrap_or(0);
     match v["type"].as_str()? {
         "ack" => {
-            let (_, author) = ed.sent.remove(v["request_id"].as_str()?)?;
+            let request_id = v["request_id"].as_str()?.to_string();
+            let (_, author) = ed.sent.remove(&request_id)?;
             let mut resend = Vec::new();
             for r in v["results"].as_array()? {
                 let u = r["uuid"].as_str()?.to_string();
                 match (r["status"].as_str()?, r["error_code"].as_str()) {
                     ("queued" | "held", _) => {
-                        ed.outstanding.insert(u, (ed.frames, author));
+                        ed.outstanding.insert(u, (ed.frames, author, request_id.clone()));
                     }
                     // No state on the daemon: answered with the full state (§6.1); a delete
                     // of an object the daemon never had needs nothing more.
@@ -1129,7 +1156,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 }
                 match apply_change(ed.scene.get(&u), &change.op) {
                     Ok(Some(s)) => {
-                        ed.scene.insert(u, s);
+                        ed.scene.insert(u.clone(), s);
                     }
                     Ok(None) => {
                         ed.scene.remove(&u);
@@ -1166,9 +1193,17 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             let kept_local = v["kept_local"].as_bool().unwrap_or(false);
             let rolled_back = v["outcome"] == "rolled_back";
             for u in v["uuids"].as_array()?.iter().filter_map(Value::as_str) {
-                let Some(&(acked, author)) = ed.outstanding.get(u) else { continue };
-                if began.is_some_and(|b| acked > b) {
-                    continue; // acknowledged after this batch's fences: not in it
+                let Some((acked, author, request)) = ed.outstanding.get(u) else { continue };
+                let (acked, author, request) = (*acked, *author, number(request));
+                // §6.4 `through`: the receiver's last change of each of its uuids the result
+                // ends; a uuid it does not name is not one of the receiver's changes here.
+                match v.get("through").and_then(Value::as_object) {
+                    Some(through) => match through.get(u).and_then(Value::as_str) {
+                        Some(last) if request <= number(last) => {}
+                        _ => continue,
+                    },
+                    None if began.is_some_and(|b| acked > b) => continue, // acknowledged after this batch's fences: not in it
+                    None => {}
                 }
                 ed.outstanding.remove(u);
                 if rolled_back && kept_local && author == Author::Person {

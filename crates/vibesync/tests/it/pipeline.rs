@@ -202,3 +202,59 @@ fn fast_batch_committed_beside_a_slow_one(r: &mut Rig) -> (String, String) {
     until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &y).iter().any(|(_, id)| id == &fast));
     (slow, fast)
 }
+
+/// Batch size (docs/PROTOCOL.md §6.2): a window that gathered more than `max_batch_changes`
+/// changes, or more than `max_batch_mesh_bytes` of meshes, goes as several batches in arrival
+/// order; every change commits and the receiver holds everything, each mesh included; a
+/// `create` naming a mesh the daemon holds, without the attachment, counts that mesh's size.
+#[test]
+fn a_window_over_the_batch_bounds_goes_as_several_batches_in_order() {
+    use vibesync_protocol::mesh::Mesh;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bounded.toml");
+    // A long window: everything sent below waits in one window.
+    std::fs::write(
+        &cfg,
+        "[sync]\nbatch_window_ms = 400\nverify_timeout_ms = 30000\nmax_batch_changes = 2\nmax_batch_mesh_bytes = 100\n",
+    )
+    .unwrap();
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let plain: Vec<String> = (0..5).map(|_| new_uuid()).collect();
+    let changes = plain.iter().enumerate().map(|(i, id)| create(id, &format!("O{i}"), [i as f64, 0.0, 0.0])).collect();
+    assert_eq!(statuses(&b.send_change("plain", changes, &[])), ["queued"; 5]);
+    // Three objects showing one 64-byte mesh: the first carries it, the others name it.
+    let mesh = Mesh {
+        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        normals: None,
+        uv0: None,
+        indices: vec![0, 1, 2],
+    }
+    .encode();
+    let h = Mesh::hash_bytes(&mesh);
+    let shown: Vec<String> = (0..3).map(|_| new_uuid()).collect();
+    for (i, id) in shown.iter().enumerate() {
+        let mut c = create(id, &format!("M{i}"), [0.0, i as f64, 0.0]);
+        c["mesh_hash"] = json!(h);
+        let ack = b.send_change(&format!("m{i}"), vec![c], if i == 0 { &mesh } else { &[] });
+        assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    }
+    until(&mut [&mut b, &mut u], DEADLINE, |ms| ms[1].states.len() == 8 && ms[0].results.len() >= 4);
+    // At most two changes per batch, and the meshes (64 bytes each against 100) one per
+    // batch: at least five batches (2, 2, the fifth plain object beside the first mesh, 1, 1
+    // when everything waited in one window; more when the machine was slow to send).
+    let counts: Vec<usize> = u.batches.iter().map(|(_, _, n)| *n).collect();
+    assert!(counts.iter().all(|&n| (1..=2).contains(&n)), "{:?}", u.batches);
+    assert_eq!(counts.iter().sum::<usize>(), 8, "{:?}", u.batches);
+    assert!(counts.len() >= 5, "the mesh bound split nothing: {:?}", u.batches);
+    assert!(u.batches.iter().all(|(_, path, _)| path == "slow"));
+    for id in &shown {
+        assert_eq!(u.meshes[id], mesh, "each receiver gets the mesh with every object that shows it");
+    }
+    let names: Vec<&str> = plain.iter().chain(&shown).map(|id| u.states[id]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["O0", "O1", "O2", "O3", "O4", "M0", "M1", "M2"]);
+    assert!(b.results.iter().all(|r| r["outcome"] == "committed"), "{:?}", b.results);
+    let committed: usize = b.results.iter().map(|r| r["uuids"].as_array().unwrap().len()).sum();
+    assert_eq!(committed, 8);
+}

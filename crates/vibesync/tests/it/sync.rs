@@ -235,6 +235,9 @@ impl Mini {
                 let mut s = json!({"kind":ch["kind"],"name":ch["name"],"parent":ch["parent"],"visible":ch["visible"],"t":meters(&ch["t"]),"r":ch["r"],"s":ch["s"]});
                 if let Some(h) = ch.get("mesh_hash") {
                     s["mesh_hash"] = h.clone();
+                    // Sent naming a mesh this editor already holds (PROTOCOL §6.1): that one.
+                    let held = || self.meshes.values().find(|m| Mesh::hash_bytes(m) == h.as_str().unwrap()).cloned();
+                    let att = if att.is_empty() { held().unwrap_or(att) } else { att };
                     assert_eq!(Mesh::hash_bytes(&att), h.as_str().unwrap(), "mesh attachment matches its hash");
                     self.meshes.insert(u.clone(), att);
                 }
