@@ -615,8 +615,8 @@ namespace VibeSync.Bridge.Editor
             var mf = go.GetComponent<MeshFilter>();
             if (c.Attachment == null || c.Attachment.Length == 0) return; // hash only: keep the current mesh
             if (mf != null && mf.sharedMesh != null && MeshEntry(mf.sharedMesh).Key == c.MeshHash) return; // already this mesh
-            string actual = MeshData.HashOf(c.Attachment);
-            if (actual != c.MeshHash) throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + actual + " but the message says " + c.MeshHash);
+            if (!MeshData.HashIs(c.Attachment, c.MeshHash))
+                throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + MeshData.HashOf(c.Attachment) + " but the message says " + c.MeshHash);
             var mesh = BuildMesh(MeshData.Parse(c.Attachment), go.name);
             if (mf == null) mf = Undo.AddComponent<MeshFilter>(go); // `??` would miss Unity's fake null
             if (go.GetComponent<MeshRenderer>() == null) Undo.AddComponent<MeshRenderer>(go);

@@ -129,5 +129,28 @@ namespace VibeSync.Bridge.Tests
             b[16 + 36] = 7; // index 0 -> 7, out of range
             Check.Contains(Check.Throws<FormatException>(() => MeshData.Parse(b), "bad index").Message, "out of range", "index");
         }
+
+        [VsTest]
+        public static void ARememberedMeshIsComparedNotTrusted()
+        {
+            // The same bytes again pass without hashing; other bytes under the same hash never do
+            // (the cache compares content, it does not trust the name).
+            var m = new MeshData { Positions = new float[] { 0, 0, 0, 1, 0, 0, 0, 1, 0 }, Uv0 = new float[] { 0, 0, 1, 0, 0, 1 }, Indices = new uint[] { 0, 1, 2 } };
+            byte[] a = m.Encode();
+            string h = MeshData.HashOf(a);
+            Check.True(MeshData.HashIs(a, h), "a mesh matches its hash");
+            Check.True(MeshData.HashIs((byte[])a.Clone(), h), "a copy of a remembered mesh matches");
+            var changed = (byte[])a.Clone();
+            changed[changed.Length - 13] ^= 1; // one bit of one UV
+            Check.True(!MeshData.HashIs(changed, h), "other bytes under a remembered hash do not match");
+            var shorter = new byte[a.Length - 4];
+            Array.Copy(a, shorter, shorter.Length);
+            Check.True(!MeshData.HashIs(shorter, h), "a shorter buffer does not match");
+            Check.True(!MeshData.HashIs(a, new string('0', 64)), "a mesh does not match another hash");
+            var parsed = MeshData.Parse(a);
+            Check.Equal(1f, parsed.Positions[3], "positions read back");
+            Check.Equal(1f, parsed.Uv0[5], "uv0 read back");
+            Check.Equal(2u, parsed.Indices[2], "indices read back");
+        }
     }
 }

@@ -347,8 +347,8 @@ namespace VibeSync.Bridge.Headless
 
         static MeshInfo MeshFrom(RemoteChange c)
         {
-            string actual = MeshData.HashOf(c.Attachment);
-            if (actual != c.MeshHash) throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + actual + ", message says " + c.MeshHash);
+            if (!MeshData.HashIs(c.Attachment, c.MeshHash))
+                throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + MeshData.HashOf(c.Attachment) + ", message says " + c.MeshHash);
             var m = MeshData.Parse(c.Attachment);
             return new MeshInfo { MeshHash = c.MeshHash, VertexCount = m.VertexCount, TriangleCount = m.TriangleCount, Buffer = c.Attachment };
         }
