@@ -83,6 +83,11 @@ ADOPT_WAIT_S = 10.0
 ERROR_LOOP_THRESHOLD = 5
 ERROR_LOOP_WINDOW_S = 60.0
 SYNCED_KINDS = ("object", "collection")
+# A change refused RATE_LIMITED (or STORAGE_FAILED) is sent again in full after a pause that
+# doubles on each refusal in a row, up to the maximum (PROTOCOL §2 "Rate limits": retry later).
+RETRY_LATER_CODES = (wire.ErrorCode.RATE_LIMITED, wire.ErrorCode.STORAGE_FAILED)
+RETRY_PAUSE_MIN_S = 0.25
+RETRY_PAUSE_MAX_S = 4.0
 
 
 def editor_version() -> str:
@@ -308,6 +313,15 @@ class Session:
         # uuid -> the `mark` of the last `live` frame applied on this connection: a person's
         # next change of it is made over that value, and says so in `seen` (§6.1).
         self.live_seen: dict[str, int] = {}
+        # Each geometry goes to the daemon once per connection (PROTOCOL §6.1: a `create` or
+        # `mesh` naming a mesh the daemon holds needs no attachment): mesh hash -> the request
+        # that carried it while unanswered, None once the daemon took it. A thousand collection
+        # instances then send one copy of their geometry instead of a thousand.
+        self.daemon_meshes: dict[str, str | None] = {}
+        self.mesh_bytes_sent = 0
+        # No request goes out before this time (monotonic): the daemon asked to retry later.
+        self.send_after = 0.0
+        self.retry_pause_s = RETRY_PAUSE_MIN_S
         self.mesh_hashes: dict[str, str] = {}
         self.mesh_blobs: dict[str, bytes] = {}
         # Objects whose generated geometry was not sent whole (too many instances): uuid -> why.
@@ -753,6 +767,8 @@ class Session:
             self.ever_connected = True
             self.session_id = welcome.get("session_id")
             self.live_seen.clear()  # marks mean something on the connection that sent them
+            self.daemon_meshes.clear()  # the daemon may have lost what it took (a new data dir)
+            self.send_after, self.retry_pause_s = 0.0, RETRY_PAUSE_MIN_S
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
             self.engine.connected(welcome.get("seq"))
@@ -885,7 +901,18 @@ class Session:
             elif what == wire.MessageType.TOMBSTONE:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == wire.MessageType.CHANGE:
-                for refused in self.engine.on_change_ack(rid, results):
+                refusals = self.engine.on_change_ack(rid, results)
+                self._meshes_answered(rid, taken=not refusals)
+                self.retry_pause_s = RETRY_PAUSE_MIN_S
+                for refused in refusals:
+                    if refused.code == wire.ErrorCode.INVALID_FIELD and "unknown mesh" in str(refused.message):
+                        # Sent without its geometry, but the daemon no longer holds it (it
+                        # collects meshes nothing references): send it again, with it.
+                        self.daemon_meshes.clear()
+                        if isinstance(refused.uuid, str) and self.engine.scene.alive(refused.uuid):
+                            self.engine.scene.forget_sent(refused.uuid)
+                            self.engine.scene.mark_for_capture(refused.uuid, geometry=True)
+                        continue
                     self._error(refused.code, f"change {refused.uuid}: {refused.message}", rid)
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
@@ -893,6 +920,20 @@ class Session:
             if entry is not None and entry[0] == wire.MessageType.CHANGE:
                 supported = self.engine.changes_supported
                 self.engine.on_change_error(rid, code)
+                self._meshes_answered(rid, taken=False)
+                if code in RETRY_LATER_CODES:
+                    # Not run, not evidence against the objects: everything it carried goes
+                    # again, in full, once the pause has passed (a big first sync over the
+                    # daemon's bytes budget loses nothing).
+                    for u in entry[1] or ():
+                        if isinstance(u, str) and self.engine.scene.alive(u):
+                            self.engine.scene.forget_sent(u)
+                            self.engine.scene.mark_for_capture(u, geometry=True)
+                    self.send_after = time.monotonic() + self.retry_pause_s
+                    self.retry_pause_s = min(self.retry_pause_s * 2, RETRY_PAUSE_MAX_S)
+                    log.info("vibesync: the daemon answered %s; the change is sent again in %.2f s",
+                             code, self.retry_pause_s / 2)
+                    return
                 if code == wire.ErrorCode.UNKNOWN_TYPE:
                     if supported:
                         log.warning("vibesync: the daemon does not accept `change` yet; "
@@ -2396,9 +2437,21 @@ class Session:
             return rid
         return None
 
+    def _meshes_answered(self, rid: str, taken: bool) -> None:
+        """The daemon answered request `rid`: the meshes it carried are held there (`taken`)
+        or must be sent again with the next object that names them."""
+        for h, carrier in list(self.daemon_meshes.items()):
+            if carrier == rid:
+                if taken:
+                    self.daemon_meshes[h] = None
+                else:
+                    del self.daemon_meshes[h]
+
     def _flush(self) -> int:
         if not self.connected or self.paused or self.safe_mode:
             return 0
+        if time.monotonic() < self.send_after:
+            return 0  # the daemon asked to retry later: what waits goes after the pause
         n = 0
         if self.to_register and self.adopt_until is None:
             # Not while the first replay after connecting is awaited (`_await_adoption`): it
@@ -2453,12 +2506,20 @@ class Session:
         n = 0
         plain: list[dict] = []
         for op, blob in ops:
-            if blob:
+            h = op.get("mesh_hash")
+            if blob and h in self.daemon_meshes:
+                # Carried already on this connection (taken, or ahead of this one in the
+                # daemon's order: a refusal of that one is answered first): name it only.
+                plain.append(op)
+            elif blob:
                 if plain:
                     self._send_change(plain, automation=automation)
                     plain = []
                     n += 1
-                self._send_change([op], blob, automation)
+                rid = self._send_change([op], blob, automation)
+                if rid is not None and isinstance(h, str):
+                    self.daemon_meshes[h] = rid
+                    self.mesh_bytes_sent += len(blob)
                 n += 1
             else:
                 plain.append(op)
@@ -2468,7 +2529,7 @@ class Session:
         return n
 
     def _send_change(self, ops: list[dict], attachment: bytes = b"",
-                     automation: dict | None = None, base_seq: int | None = None) -> None:
+                     automation: dict | None = None, base_seq: int | None = None) -> str | None:
         uuids = [op["uuid"] for op in ops if isinstance(op.get("uuid"), str)]
         msg = {"type": wire.MessageType.CHANGE,
                "base_seq": self.engine.last_seq if base_seq is None else base_seq,
@@ -2483,6 +2544,7 @@ class Session:
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
+        return rid
 
     # ------------------------------------------------------------- agent tool calls
     def capture_now(self, automation: dict | None) -> list:
@@ -2639,6 +2701,9 @@ class Session:
             "scanning": self.file_loaded or self.scan_job is not None or self.scan_reason is not None,
             "registry_check": dict(self.registry_check),
             "generated_geometry_notes": dict(self.generated_notes),
+            # Bytes of mesh attachments sent on this session's connections (each geometry
+            # once per connection, however many objects name it).
+            "mesh_bytes_sent": self.mesh_bytes_sent,
             "handshake_error": self.last_handshake_error,
             "backoff_s": self.transport.backoff_s if self.transport else None,
             "pause_reason": self.pause_reason,
