@@ -2,8 +2,9 @@
 headless Unity host, then `BENCH_FOREST` Empties (default 300) instancing one collection of 5
 grids (12,500 vertices) are added in Blender. Reports when the host holds every Empty with
 the collection's geometry (what the receiver holds), and when both editors have converged
-(docs/BENCHMARKS.md, "Collection instances in Blender"). Each Empty's `create` carries its
-own copy of the geometry (PROTOCOL §7.1).
+(docs/BENCHMARKS.md, "Collection instances in Blender"). The Empties show one geometry:
+Blender sends it to the daemon once (PROTOCOL §6.1), the daemon sends the host one copy per
+Empty, in batches of at most 32 MiB of meshes (§6.2 "Batch size").
 Run: `scripts/test-e2e -o python_files=bench_collection_forest.py -s` (not part of the suite).
 """
 
@@ -41,12 +42,15 @@ def test_forest_of_collection_instances(world):  # noqa: F811 (fixture)
         empties.append(e)
 
     def held() -> bool:
-        return all(((host.obj(e.get("vibesync_uuid", "")) or {}).get("mesh") or {})
-                   .get("vertex_count") == 12_500 for e in empties)
+        # One dump of the host's scene per look (not one per Empty: that loads the host).
+        meshes = {o["uuid"]: (o.get("mesh") or {}).get("vertex_count")
+                  for o in host.scene()["objects"]}
+        return all(meshes.get(e.get("vibesync_uuid", "")) == 12_500 for e in empties)
 
     drive(held, timeout=1200, what="the forest in Unity")
     got = time.monotonic() - t0
     converge(host, meshes=False)
     print(f"\n{N} collection instances (12,500 vertices each): held by the host after {got:.1f} s, "
           f"converged after {time.monotonic() - t0:.1f} s; not synced in Blender: "
-          f"{len(vibesync.status()['not_synced'])}; load {os.getloadavg()[0]:.1f}")
+          f"{len(vibesync.status()['not_synced'])}; mesh attachments sent by Blender: "
+          f"{vibesync.status()['mesh_bytes_sent'] / 1e6:.1f} MB; load {os.getloadavg()[0]:.1f}")
