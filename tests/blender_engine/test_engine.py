@@ -184,11 +184,16 @@ def test_sync_engine_an_error_ends_the_whole_change_and_unknown_type_stops_sendi
     e.send_mode(B, "kb", True)
     assert e.answered("c1") == (engine.CHANGE, [A, B]) and e.answered("c1") is None
     assert e.answered(None) is None and e.answered(["c2"]) is None, "no request id: nothing"
-    e.on_change_error("c1", "RATE_LIMITED")
+    scene.objects = {A, B, C}
+    assert e.on_change_error("c1", "RATE_LIMITED"), "not run: it goes again later"
     assert A not in e.inflight and B not in e.inflight and C in e.inflight
     assert scene.captured == ["kb"] and e.changes_supported
-    e.on_change_error("c2", engine.UNKNOWN_TYPE)
+    # Everything it carried is captured again, whole (PROTOCOL §2: retry later).
+    assert sorted(scene.forgotten) == sorted([A, B])
+    assert sorted(scene.marked) == sorted([(A, True, False), (B, True, False)])
+    assert not e.on_change_error("c2", engine.UNKNOWN_TYPE)
     assert C not in e.inflight and not e.changes_supported
+    assert C not in scene.forgotten, "a refusal that is final is not sent again"
 
 
 def test_sync_engine_a_refusal_of_an_object_gone_here_keeps_and_resends_nothing():
@@ -259,3 +264,29 @@ def test_sync_engine_keeps_the_last_hundred_conflicts():
     for i in range(105):
         e.on_conflict({"type": "conflict", "uuid": A, "n": i})
     assert len(e.conflicts) == 100 and e.conflicts[0]["n"] == 5 and "at" in e.conflicts[-1]
+
+
+def test_sync_engine_a_person_s_edit_kept_after_a_verify_timeout_goes_again_by_itself():
+    scene = Scene(alive=[A, B])
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [A, B])
+    timeout = {"type": "batch_result", "batch_id": "b1", "seq": 3, "outcome": "rolled_back",
+               "uuids": [A, B], "error_code": engine.VERIFY_TIMEOUT, "kept_local": True,
+               "reason": "Unity did not confirm the change in time"}
+    e.on_batch_result(timeout)
+    assert A in e.not_synced and B in e.not_synced
+    now = engine.time.monotonic()
+    assert e.retry_due(now) == 0, "not at once: the participant was slow"
+    assert e.retry_due(now + engine.TIMEOUT_RETRY_S[0] + 1) == 2
+    assert sorted(scene.marked) == [(A, False, True), (B, False, True)], "sent in full, not as an edit"
+    assert e.retry_due(now + 1000) == 0, "once per timeout"
+    # A mismatch is no reason to try again by itself; three timeouts in a row are the most.
+    e.on_batch_result(dict(timeout, error_code="VERIFY_MISMATCH"))
+    assert e.retry_due(now + 1000) == 0
+    for _ in range(5):
+        e.on_batch_result(timeout)
+        e.retry_due(now + 10_000)
+    assert e.timeouts[A] == len(engine.TIMEOUT_RETRY_S) and not e.retry_at
+    # Committed at last: the count starts over.
+    e.on_batch_result(dict(timeout, outcome="committed", error_code=None, kept_local=None))
+    assert A not in e.timeouts and A not in e.not_synced

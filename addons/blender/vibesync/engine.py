@@ -39,6 +39,13 @@ NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
 # An item the daemon refused (`ack.results[].status`), and the `error` of a daemon that does
 # not take `change` at all (§4).
 ITEM_ERROR, UNKNOWN_TYPE = "error", "UNKNOWN_TYPE"
+# Whole-request refusals that say "not run, try again later" (§2 rate limits, §4).
+RETRY_LATER = ("RATE_LIMITED", "STORAGE_FAILED")
+# A rollback because a participant did not answer in time (§6.4): it may only have been slow.
+VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
+# A person's edit kept after a VERIFY_TIMEOUT is sent again by itself after these pauses, one
+# per timeout in a row, then only on the usual triggers (PROTOCOL §6.4).
+TIMEOUT_RETRY_S = (10.0, 30.0, 60.0)
 
 # The pending-request kinds this engine reads (`SyncEngine.sent`): a request's kind is its
 # message type.
@@ -388,6 +395,9 @@ class SyncEngine:
         # the result (§6.4).
         self.peer_joins = 0
         self.sent_at_joins: dict[str, int] = {}
+        # Kept after a VERIFY_TIMEOUT: uuid -> timeouts in a row, and when it goes again.
+        self.timeouts: dict[str, int] = {}
+        self.retry_at: dict[str, float] = {}
 
     # ------------------------------------------------------------ connection and file
     def seen_seq(self, seq) -> None:
@@ -413,6 +423,8 @@ class SyncEngine:
         self.synced.clear()
         self.result_seq.clear()
         self.sent_at_joins.clear()
+        self.timeouts.clear()
+        self.retry_at.clear()
 
     # ----------------------------------------------------------------------- send
     def sent(self, request_id: str, what: str, ctx, slow: Container[str] = ()) -> None:
@@ -466,13 +478,23 @@ class SyncEngine:
             self.scene.mark_for_capture(uuid, geometry=True)
         return Refused(uuid, code, r.get("message"))
 
-    def on_change_error(self, request_id: str, code: str) -> None:
+    def on_change_error(self, request_id: str, code: str) -> bool:
         """`send`: an `error` answering a `change` refuses all of it: its changes end and
         the edits that waited are captured again. `UNKNOWN_TYPE`: the daemon does not take
-        `change`; capture goes on, sending is off for this connection."""
+        `change`; capture goes on, sending is off for this connection. `RATE_LIMITED`,
+        `STORAGE_FAILED` (not run; retry later, §2, §4): what it carried is captured again in
+        full, to go after a pause — True."""
+        carried = [u for u, reqs in self.inflight.requests.items() if request_id in reqs]
         self.scene.capture(self.inflight.refused(request_id))
         if code == UNKNOWN_TYPE:
             self.changes_supported = False
+        if code not in RETRY_LATER:
+            return False
+        for u in carried:
+            if self.scene.alive(u):
+                self.scene.forget_sent(u)
+                self.scene.mark_for_capture(u, geometry=True)
+        return True
 
     # --------------------------------------------------------------------- verify
     def batch_begun(self, batch_id) -> None:
@@ -492,7 +514,35 @@ class SyncEngine:
         if effect.kept_local is not None:
             self.retry_not_synced([u for u in effect.uuids
                                    if self.sent_at_joins.get(u, self.peer_joins) < self.peer_joins])
+            if msg.get("error_code") == VERIFY_TIMEOUT:
+                self._retry_later(effect.uuids, time.monotonic())
+        elif msg.get("outcome") == COMMITTED:
+            for u in effect.uuids:
+                self.timeouts.pop(u, None)
+                self.retry_at.pop(u, None)
         return effect
+
+    def _retry_later(self, uuids: Iterable[str], now: float) -> None:
+        """Kept after a VERIFY_TIMEOUT: a participant did not answer in time, which says
+        nothing against the edit (a slow editor, a loaded machine). Sent again by itself
+        after a pause (`TIMEOUT_RETRY_S`), up to three timeouts in a row."""
+        for u in uuids:
+            n = self.timeouts.get(u, 0)
+            if n < len(TIMEOUT_RETRY_S):
+                self.timeouts[u] = n + 1
+                self.retry_at[u] = now + TIMEOUT_RETRY_S[n]
+
+    def retry_due(self, now: float) -> int:
+        """The kept uuids whose pause after a VERIFY_TIMEOUT has passed are sent again in
+        full (those still not synced). Returns how many."""
+        if not self.retry_at:
+            return 0
+        due = [u for u, at in self.retry_at.items() if at <= now]
+        for u in due:
+            del self.retry_at[u]
+        again = [u for u in due if u in self.not_synced]
+        self.retry_not_synced(again)
+        return len(again)
 
     def result_done(self, seq) -> bool:
         """A whole `batch_result` is handled: `last_seq` moves to its `seq`. True when it

@@ -84,8 +84,8 @@ ERROR_LOOP_THRESHOLD = 5
 ERROR_LOOP_WINDOW_S = 60.0
 SYNCED_KINDS = ("object", "collection")
 # A change refused RATE_LIMITED (or STORAGE_FAILED) is sent again in full after a pause that
-# doubles on each refusal in a row, up to the maximum (PROTOCOL §2 "Rate limits": retry later).
-RETRY_LATER_CODES = (wire.ErrorCode.RATE_LIMITED, wire.ErrorCode.STORAGE_FAILED)
+# doubles on each refusal in a row, up to the maximum (PROTOCOL §2 "Rate limits": retry later;
+# `engine.RETRY_LATER`).
 RETRY_PAUSE_MIN_S = 0.25
 RETRY_PAUSE_MAX_S = 4.0
 
@@ -705,6 +705,8 @@ class Session:
         clock.lap("agent tools")
         work += self._material_step(deadline)
         clock.lap("material users")
+        if self.connected:
+            work += self.engine.retry_due(time.monotonic())  # kept after a VERIFY_TIMEOUT
         work += self._process_dirty(deadline)
         clock.lap("capture")
         now = time.monotonic()
@@ -919,16 +921,12 @@ class Session:
             entry = self.engine.answered(rid)
             if entry is not None and entry[0] == wire.MessageType.CHANGE:
                 supported = self.engine.changes_supported
-                self.engine.on_change_error(rid, code)
+                again = self.engine.on_change_error(rid, code)
                 self._meshes_answered(rid, taken=False)
-                if code in RETRY_LATER_CODES:
+                if again:
                     # Not run, not evidence against the objects: everything it carried goes
                     # again, in full, once the pause has passed (a big first sync over the
                     # daemon's bytes budget loses nothing).
-                    for u in entry[1] or ():
-                        if isinstance(u, str) and self.engine.scene.alive(u):
-                            self.engine.scene.forget_sent(u)
-                            self.engine.scene.mark_for_capture(u, geometry=True)
                     self.send_after = time.monotonic() + self.retry_pause_s
                     self.retry_pause_s = min(self.retry_pause_s * 2, RETRY_PAUSE_MAX_S)
                     log.info("vibesync: the daemon answered %s; the change is sent again in %.2f s",

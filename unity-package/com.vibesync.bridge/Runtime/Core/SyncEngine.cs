@@ -446,6 +446,25 @@ namespace VibeSync.Bridge.Core
             if (notSynced.ContainsKey(uuid)) resendFull.Add(uuid); // retried in full on the next edit (§6.8)
         }
 
+        /// <summary>A person's edit kept after a VERIFY_TIMEOUT goes again by itself after these
+        /// pauses, one per timeout in a row (PROTOCOL §6.4); the same as the Blender addon.</summary>
+        public static TimeSpan[] TimeoutRetry = { TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(60) };
+        static readonly TimeSpan RetryLaterPauseMin = TimeSpan.FromMilliseconds(250), RetryLaterPauseMax = TimeSpan.FromSeconds(4);
+        readonly Stopwatch clock = Stopwatch.StartNew();
+        readonly Dictionary<string, int> timeouts = new Dictionary<string, int>(StringComparer.Ordinal);
+        readonly Dictionary<string, TimeSpan> retryAt = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
+        readonly Stopwatch retryLaterClock = Stopwatch.StartNew();
+        TimeSpan retryLaterPause = TimeSpan.Zero, nextRetryLaterPause = RetryLaterPauseMin;
+
+        /// <summary>The kept uuids whose pause after a VERIFY_TIMEOUT has passed go again in full.</summary>
+        void RetryDue(TimeSpan now)
+        {
+            var due = new List<string>();
+            foreach (var kv in retryAt) if (kv.Value <= now) due.Add(kv.Key);
+            foreach (var u in due) retryAt.Remove(u);
+            if (due.Count > 0) RetryNotSynced(due, "no participant answered in time; sent again");
+        }
+
         /// <summary>Re-sends every not-synced uuid in full (a retry trigger of PROTOCOL §6.8).</summary>
         public void RetryNotSynced(string why)
         {
@@ -609,6 +628,7 @@ namespace VibeSync.Bridge.Core
         {
             var sw = Stopwatch.StartNew();
             client.Pump(Handle, budget);
+            if (retryAt.Count > 0 && client.IsConnected) RetryDue(clock.Elapsed);
             TimeSpan left = budget - sw.Elapsed;
             if (left < TimeSpan.FromMilliseconds(1)) left = TimeSpan.FromMilliseconds(1);
             ProcessDirty(left);
@@ -901,6 +921,14 @@ namespace VibeSync.Bridge.Core
                 foreach (var kv in sent) ResolveRequest(kv.Key, rid);
                 if (code == ErrorCode.SafeMode || code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
                     foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
+                if (code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
+                {
+                    // Not run: it goes again after a pause that doubles while refusals continue
+                    // (PROTOCOL §2 "Rate limits"), instead of at the next tick.
+                    retryLaterPause = nextRetryLaterPause;
+                    nextRetryLaterPause = TimeSpan.FromTicks(Math.Min(nextRetryLaterPause.Ticks * 2, RetryLaterPauseMax.Ticks));
+                    retryLaterClock.Restart();
+                }
                 DrainWaiting();
             }
             List<string> notGone;
@@ -925,6 +953,7 @@ namespace VibeSync.Bridge.Core
         void OnAck(Dictionary<string, object> m)
         {
             string rid = Msg.OptStr(m, "request_id");
+            if (rid != null && pendingChange.ContainsKey(rid)) nextRetryLaterPause = RetryLaterPauseMin;
             long seq = Msg.OptLong(m, "seq", 0);
             var results = Msg.Arr(m, "results");
             List<string> regUuids;
@@ -1133,6 +1162,20 @@ namespace VibeSync.Bridge.Core
                 if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
                 long had;
                 if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;
+            }
+            foreach (var x in ends)
+            {
+                var s = x as string;
+                if (s == null) continue;
+                if (keptLocal && code == ErrorCode.VerifyTimeout)
+                {
+                    // A participant too slow to answer says nothing against the edit: it goes
+                    // again by itself after a pause, three timeouts in a row at most (§6.4).
+                    int n;
+                    timeouts.TryGetValue(s, out n);
+                    if (n < TimeoutRetry.Length) { timeouts[s] = n + 1; retryAt[s] = clock.Elapsed + TimeoutRetry[n]; }
+                }
+                else if (outcome == BatchOutcome.Committed) { timeouts.Remove(s); retryAt.Remove(s); }
             }
             if (keptLocal)
             {
@@ -1933,6 +1976,7 @@ namespace VibeSync.Bridge.Core
         void ProcessDirty(TimeSpan budget)
         {
             if (dirty.Count == 0 || Paused || SafeMode || !client.IsConnected || !initialRegisterDone) return;
+            if (retryLaterClock.Elapsed < retryLaterPause) return; // the daemon asked to retry later (§2)
             var sw = Stopwatch.StartNew();
             var ops = new List<Dictionary<string, object>>();
             var opUuids = new List<string>();

@@ -727,6 +727,41 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.4: a person's edit kept after a VERIFY_TIMEOUT (a participant too slow to
+        /// answer) goes again in full by itself after a pause, with no edit and no peer joining.
+        /// </summary>
+        [VsTest]
+        public static void AnEditKeptAfterAVerifyTimeoutGoesAgainByItself()
+        {
+            var was = SyncEngine.TimeoutRetry;
+            SyncEngine.TimeoutRetry = new[] { TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(600), TimeSpan.FromSeconds(1) };
+            try
+            {
+                using (var r = new Rig())
+                {
+                    var a = CommittedObject(r, 1);
+                    a.Position = new[] { 2.0, 2, 2 };
+                    r.Engine.MarkDirty(a.Uuid);
+                    r.Daemon.WaitFor("change", 2, r.Pump);
+                    r.Daemon.Broadcast(new Dictionary<string, object>
+                    {
+                        { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                        { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                        { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                    });
+                    Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "marked not synced", r.Pump);
+                    var ch = r.Daemon.WaitFor("change", 3, r.Pump);
+                    var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
+                    Check.Equal("create", (string)op["op"], "sent again in full, by itself");
+                    Check.Near(new[] { 2.0, 2, 2 }, a.Position, 1e-12, "the person's edit stays");
+                    r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                    Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "committed at last", r.Pump);
+                }
+            }
+            finally { SyncEngine.TimeoutRetry = was; }
+        }
+
         /// <summary>PROTOCOL §6.8: without a project id, hello omits it and the client keeps the assigned one.</summary>
         [VsTest]
         public static void HelloOmitsAnUnsetProjectIdAndKeepsTheAssignedOne()

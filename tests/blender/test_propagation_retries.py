@@ -1,8 +1,10 @@
-"""What meshes cost on the wire: each geometry goes to the daemon once per connection, however
-many objects show it (PROTOCOL §6.1: a `create` naming a mesh the daemon holds needs no
-attachment), and a change the daemon refuses `RATE_LIMITED` is sent again, whole, after a
-pause (PROTOCOL §2 "Rate limits": retry later) — a big first sync over the daemon's bytes
-budget loses nothing. Real bpy, the real daemon (with a small bytes budget for the second)."""
+"""What meshes cost on the wire, and what a failed propagation costs later: each geometry goes
+to the daemon once per connection, however many objects show it (PROTOCOL §6.1: a `create`
+naming a mesh the daemon holds needs no attachment); a change the daemon refuses
+`RATE_LIMITED` is sent again, whole, after a pause (PROTOCOL §2 "Rate limits": retry later) —
+a big first sync over the daemon's bytes budget loses nothing; a person's edit kept after a
+`VERIFY_TIMEOUT` (a participant too slow to answer) goes again by itself after a pause
+(PROTOCOL §6.4). Real bpy, the real daemon (configured small where a test needs it)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pytest
 
 import vibesync
 from conftest import pump_until, settle
-from daemon import Daemon, synced_states
+from daemon import Client, Daemon, synced_states
+from vibesync import engine
 
 PROP = "vibesync_uuid"
 
@@ -80,5 +83,42 @@ def test_a_first_sync_over_the_bytes_budget_arrives_whole(clean_blender, tight_d
         hashes = {synced_states(tight_daemon)[ob[PROP]]["state"]["mesh_hash"] for ob in made}
         assert len(hashes) == 8
         assert vibesync.status()["not_synced"] == []
+    finally:
+        vibesync.disconnect()
+
+
+@pytest.fixture
+def impatient_daemon(daemon_bin, tmp_path):
+    """A daemon that waits 400 ms for each participant's answer."""
+    config = tmp_path / "vibesync.toml"
+    config.write_text("[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n")
+    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
+    yield d
+    d.stop()
+
+
+def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender, impatient_daemon,
+                                                                    project_id, monkeypatch):
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (0.5, 1.0, 2.0))
+    daemon = impatient_daemon
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        # A Unity stand-in that takes the batch and never answers it.
+        unity = Client(daemon, project_id, editor="unity")
+        bpy.ops.mesh.primitive_cube_add()
+        cube = bpy.context.active_object
+        settle()
+
+        def kept():
+            return [n for n in vibesync.status()["not_synced"] if n["uuid"] == cube.get(PROP)]
+        why = pump_until(kept, timeout=20, what="the cube kept, not synced, after the timeout")
+        assert "in time" in why[0]["reason"], why
+        assert cube.name in bpy.data.objects, "the person's cube stays"
+        # The slow editor leaves; nothing else happens (no edit, no peer joining): the cube
+        # goes again after the pause and commits.
+        unity.close()
+        pump_until(lambda: not kept() and (synced_states(daemon).get(cube[PROP]) or {}).get("state"),
+                   timeout=20, what="the cube sent again by itself and committed")
     finally:
         vibesync.disconnect()
