@@ -225,13 +225,7 @@ fn a_window_over_the_batch_bounds_goes_as_several_batches_in_order() {
     let changes = plain.iter().enumerate().map(|(i, id)| create(id, &format!("O{i}"), [i as f64, 0.0, 0.0])).collect();
     assert_eq!(statuses(&b.send_change("plain", changes, &[])), ["queued"; 5]);
     // Three objects showing one 64-byte mesh: the first carries it, the others name it.
-    let mesh = Mesh {
-        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-        normals: None,
-        uv0: None,
-        indices: vec![0, 1, 2],
-    }
-    .encode();
+    let mesh = crate::sync::triangle_mesh();
     let h = Mesh::hash_bytes(&mesh);
     let shown: Vec<String> = (0..3).map(|_| new_uuid()).collect();
     for (i, id) in shown.iter().enumerate() {

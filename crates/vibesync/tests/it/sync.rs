@@ -341,6 +341,17 @@ pub fn a_synced_cube_in_window(dir: &std::path::Path, window_ms: u64) -> (Daemon
     (d, b, u, id)
 }
 
+/// A one-triangle mesh attachment (64 bytes: no normals, no UVs).
+pub fn triangle_mesh() -> Vec<u8> {
+    Mesh {
+        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        normals: None,
+        uv0: None,
+        indices: vec![0, 1, 2],
+    }
+    .encode()
+}
+
 pub fn fast_config(dir: &std::path::Path, window_ms: u64, verify_ms: u64) -> std::path::PathBuf {
     let p = dir.join(format!("sync-{window_ms}-{verify_ms}.toml"));
     std::fs::write(&p, format!("[sync]\nbatch_window_ms = {window_ms}\nverify_timeout_ms = {verify_ms}\n")).unwrap();
@@ -547,13 +558,7 @@ fn reconnect_replays_what_was_missed_and_meshes_travel_as_attachments() {
     drop(u);
 
     // While Unity is away: a mesh, a move, a delete.
-    let mesh = Mesh {
-        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-        normals: None,
-        uv0: None,
-        indices: vec![0, 1, 2],
-    }
-    .encode();
+    let mesh = triangle_mesh();
     let h = Mesh::hash_bytes(&mesh);
     let ack = b.send_change("m", vec![json!({"op":"mesh","uuid":id,"mesh_hash":h})], &mesh);
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
