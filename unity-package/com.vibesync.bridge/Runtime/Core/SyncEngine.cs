@@ -386,7 +386,7 @@ namespace VibeSync.Bridge.Core
                 { "batch_results", BatchResults }, { "committed", BatchesCommitted }, { "rolled_back", BatchesRolledBack },
                 { "not_synced", (long)notSynced.Count }, { "in_flight", (long)InFlightCount }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
-                { "live_applied", LiveApplied }, { "live_dropped", LiveDropped },
+                { "live_applied", LiveApplied }, { "live_dropped", LiveDropped }, { "mesh_bytes_sent", MeshBytesSent },
             };
         }
 
@@ -455,6 +455,20 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, TimeSpan> retryAt = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
         readonly Stopwatch retryLaterClock = Stopwatch.StartNew();
         TimeSpan retryLaterPause = TimeSpan.Zero, nextRetryLaterPause = RetryLaterPauseMin;
+
+        // mesh hash -> the request carrying it while unanswered, "" once the daemon took it (§6.1).
+        readonly Dictionary<string, string> daemonMeshes = new Dictionary<string, string>(StringComparer.Ordinal);
+        /// <summary>Bytes of mesh attachments sent (each geometry once per connection).</summary>
+        public long MeshBytesSent { get; private set; }
+
+        /// <summary>The daemon answered `rid`: the meshes it carried are held there (`taken`) or go
+        /// again with the next object that names them.</summary>
+        void MeshesAnswered(string rid, bool taken)
+        {
+            var carried = new List<string>();
+            foreach (var kv in daemonMeshes) if (kv.Value == rid) carried.Add(kv.Key);
+            foreach (var h in carried) { if (taken) daemonMeshes[h] = ""; else daemonMeshes.Remove(h); }
+        }
 
         /// <summary>The kept uuids whose pause after a VERIFY_TIMEOUT has passed go again in full.</summary>
         void RetryDue(TimeSpan now)
@@ -680,6 +694,7 @@ namespace VibeSync.Bridge.Core
             SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
             current = null;
             liveSeen.Clear(); // marks mean something on the connection that sent them only
+            daemonMeshes.Clear(); // the daemon may not hold them any more (another data dir)
             waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
@@ -915,6 +930,7 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
+                MeshesAnswered(rid, false);
                 // Refused as a whole: nothing of it is pending any more (a temporary refusal puts the
                 // uuids back into the dirty set, which is local work again). Retry later only when
                 // the refusal is temporary.
@@ -980,6 +996,7 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
+                MeshesAnswered(rid, false);
                 OnChangeAck(rid, seq, results, sent);
                 DrainWaiting();
                 return;
@@ -1048,6 +1065,7 @@ namespace VibeSync.Bridge.Core
             }
             // A refused change is resolved: nothing of it will be forwarded (§6.6).
             foreach (var kv in sent) if (!pending.Contains(kv.Key)) ResolveRequest(kv.Key, rid);
+            MeshesAnswered(rid, pending.Count > 0); // a frame with a mesh holds one change
             for (int i = 0; i < results.Count; i++)
             {
                 var r = results[i] as Dictionary<string, object>;
@@ -1075,6 +1093,13 @@ namespace VibeSync.Bridge.Core
                     // Another editor changed it since our base_seq; the daemon sends its state as a
                     // `resync` batch, which replaces this edit (the other editor's change wins).
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
+                }
+                else if (code == ErrorCode.InvalidField && message != null && message.Contains("unknown mesh"))
+                {
+                    // Named without its geometry, which the daemon no longer holds (it removes
+                    // meshes nothing references): sent again in full, with it.
+                    daemonMeshes.Clear();
+                    if (uuid != null && !recreate.Contains(uuid)) recreate.Add(uuid);
                 }
                 else
                 {
@@ -2077,7 +2102,11 @@ namespace VibeSync.Bridge.Core
             for (int i = 0; i < ops.Count; i++)
             {
                 string opName = (string)ops[i]["op"];
-                if (opName == Ops.Mesh || (opName == Ops.Create && ops[i].ContainsKey("mesh_hash") && ops[i]["mesh_hash"] != null))
+                object mh;
+                // Each geometry once per connection (§6.1): a mesh the daemon took, or that an
+                // earlier frame of this connection carries, is only named.
+                bool named = ops[i].TryGetValue("mesh_hash", out mh) && mh is string && daemonMeshes.ContainsKey((string)mh);
+                if (!named && (opName == Ops.Mesh || (opName == Ops.Create && ops[i].ContainsKey("mesh_hash") && ops[i]["mesh_hash"] != null)))
                 {
                     byte[] att = scene.MeshAttachment(uuids[i]);
                     if (att == null || att.Length == 0)
@@ -2094,7 +2123,8 @@ namespace VibeSync.Bridge.Core
                             plain = new List<object>();
                             plainUuids = new List<string>();
                         }
-                        SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
+                        string carrier = SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
+                        if (carrier != null && mh is string) daemonMeshes[(string)mh] = carrier;
                         continue;
                     }
                 }
@@ -2149,7 +2179,8 @@ namespace VibeSync.Bridge.Core
             order.Add(i);
         }
 
-        void SendOne(List<object> ops, List<string> uuids, byte[] attachment, long baseSeq = -1)
+        /// <summary>Sends one `change`; its request id, or null when the connection could not take it.</summary>
+        string SendOne(List<object> ops, List<string> uuids, byte[] attachment, long baseSeq = -1)
         {
             string rid = NextRequestId("c");
             // Remember the previous synced state so an unacknowledged change can be retried.
@@ -2173,7 +2204,7 @@ namespace VibeSync.Bridge.Core
             if (!client.Send(Msg.Change(rid, baseSeq < 0 ? LastSeq : baseSeq, ops, marks), attachment))
             {
                 foreach (var kv in prev) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
-                return;
+                return null;
             }
             pendingChange[rid] = prev;
             var started = new HashSet<string>(StringComparer.Ordinal);
@@ -2207,6 +2238,8 @@ namespace VibeSync.Bridge.Core
                 { "request_id", rid }, { "ops", (long)ops.Count }, { "op_names", opNames }, { "uuids", uuidList }, { "base_seq", LastSeq },
                 { "attachment_bytes", (long)(attachment == null ? 0 : attachment.Length) },
             });
+            if (attachment != null) MeshBytesSent += attachment.Length;
+            return rid;
         }
     }
 

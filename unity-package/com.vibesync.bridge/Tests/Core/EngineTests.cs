@@ -502,6 +502,40 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.1: each geometry goes to the daemon once per connection — three objects
+        /// showing one mesh send it with the first and only name it after.
+        /// </summary>
+        [VsTest]
+        public static void ObjectsShowingOneMeshSendItOncePerConnection()
+        {
+            using (var r = new Rig())
+            {
+                byte[] cube = HeadlessScene.CubeMesh(0.5f);
+                string h = MeshData.HashOf(cube);
+                var objs = new List<SceneObject>();
+                for (int i = 0; i < 3; i++)
+                {
+                    var o = r.Add("Rock" + i, i, 0, 0);
+                    o.Mesh = new MeshInfo { Buffer = cube, MeshHash = h, VertexCount = 8, TriangleCount = 12 };
+                    objs.Add(o);
+                }
+                r.StartAndRegister();
+                Check.Eventually(() =>
+                {
+                    int named = 0;
+                    foreach (var f in r.Daemon.Received("change"))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            if (op.ContainsKey("mesh_hash") && (string)op["mesh_hash"] == h) named++;
+                    return named == 3;
+                }, TimeSpan.FromSeconds(5), "three creates naming the mesh", r.Pump);
+                int carried = 0;
+                foreach (var f in r.Daemon.Received("change")) if (f.Attachment.Length > 0) { carried++; Check.Equal(h, MeshData.HashOf(f.Attachment), "the mesh itself"); }
+                Check.Equal(1, carried, "the mesh travels once");
+                Check.Equal((long)cube.Length, r.Engine.MeshBytesSent, "mesh bytes sent");
+            }
+        }
+
         [VsTest]
         public static void RolledBackOwnChangeIsUndoneByTheResyncThatFollowsTheResult()
         {
