@@ -223,8 +223,18 @@ impl Config {
         let user: toml::Value = toml::from_str(&text)
             .map_err(|e| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })?;
         merge(&mut base, user);
-        base.try_into()
-            .map_err(|e: toml::de::Error| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })
+        let config: Config = base
+            .try_into()
+            .map_err(|e: toml::de::Error| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        if config.sync.max_batch_changes == 0 {
+            return Err(DaemonError::Config {
+                path: path.to_path_buf(),
+                message: "sync.max_batch_changes = 0: a batch carries at least one change; set 1 or more \
+                          (default 5000)"
+                    .into(),
+            });
+        }
+        Ok(config)
     }
 
     /// The data directory: the configured one, else the platform default.
@@ -287,6 +297,18 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:47800");
         assert_eq!(c.server.max_frame_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_batch_bound_of_zero_changes_is_refused_with_what_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[sync]\nmax_batch_changes = 0\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("max_batch_changes") && e.contains("c.toml") && e.contains("1 or more"), "{e}");
+        std::fs::write(&p, "[sync]\nmax_batch_changes = 1\nmax_batch_mesh_bytes = 0\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!((c.sync.max_batch_changes, c.sync.max_batch_mesh_bytes), (1, 0), "0 bytes: one mesh per batch");
     }
 
     #[test]

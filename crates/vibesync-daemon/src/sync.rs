@@ -301,7 +301,7 @@ impl<H: Host> Actor<H> {
             user_idle_ms: c.governance.user_idle_ms,
             pipelining: c.sync.pipelining,
             batch_limit: vibesync_engine::sync::BatchLimit {
-                changes: c.sync.max_batch_changes.max(1),
+                changes: c.sync.max_batch_changes, // at least 1 (`Config::load`)
                 mesh_bytes: c.sync.max_batch_mesh_bytes,
             },
         };
