@@ -615,15 +615,16 @@ namespace VibeSync.Bridge.Editor
             var mf = go.GetComponent<MeshFilter>();
             if (c.Attachment == null || c.Attachment.Length == 0) return; // hash only: keep the current mesh
             if (mf != null && mf.sharedMesh != null && MeshEntry(mf.sharedMesh).Key == c.MeshHash) return; // already this mesh
-            if (!MeshData.HashIs(c.Attachment, c.MeshHash))
+            byte[] buffer = MeshData.Verified(c.Attachment, c.MeshHash); // one buffer kept per geometry
+            if (buffer == null)
                 throw new InvalidOperationException("mesh buffer of " + c.Uuid + " hashes to " + MeshData.HashOf(c.Attachment) + " but the message says " + c.MeshHash);
-            var mesh = BuildMesh(MeshData.Parse(c.Attachment), go.name);
+            var mesh = BuildMesh(MeshData.Parse(buffer), go.name);
             if (mf == null) mf = Undo.AddComponent<MeshFilter>(go); // `??` would miss Unity's fake null
             if (go.GetComponent<MeshRenderer>() == null) Undo.AddComponent<MeshRenderer>(go);
             Undo.RecordObject(mf, undoName);
             mf.sharedMesh = mesh;
             // Remember the remote hash for this mesh instance so the echo hashes equal.
-            meshCache[mesh.GetInstanceID()] = new KeyValuePair<string, byte[]>(c.MeshHash, c.Attachment);
+            meshCache[mesh.GetInstanceID()] = new KeyValuePair<string, byte[]>(c.MeshHash, buffer);
         }
 
         static void SetTrs(GameObject go, RemoteChange c, string undoName)

@@ -78,19 +78,30 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         public static bool HashIs(byte[] attachment, string meshHash)
         {
-            if (attachment == null || meshHash == null) return false;
+            return Verified(attachment, meshHash) != null;
+        }
+
+        /// <summary>
+        /// `attachment` checked against `meshHash` as <see cref="HashIs"/> does: null when it does not
+        /// match; else the buffer to keep — the remembered one when the same bytes were verified
+        /// lately, so that a thousand objects showing one geometry hold one buffer, not a thousand
+        /// copies (0.7 GB for 1,000 instances of a 12,500-vertex collection).
+        /// </summary>
+        public static byte[] Verified(byte[] attachment, string meshHash)
+        {
+            if (attachment == null || meshHash == null) return null;
             lock (verifiedLock)
             {
                 foreach (var e in verified)
-                    if (e.Key == meshHash && SameBytes(e.Value, attachment)) return true;
+                    if (e.Key == meshHash && SameBytes(e.Value, attachment)) return e.Value;
             }
-            if (HashOf(attachment) != meshHash) return false;
+            if (HashOf(attachment) != meshHash) return null;
             lock (verifiedLock)
             {
                 verified.AddLast(new System.Collections.Generic.KeyValuePair<string, byte[]>(meshHash, attachment));
                 while (verified.Count > VerifiedMax) verified.RemoveFirst();
             }
-            return true;
+            return attachment;
         }
 
         static bool SameBytes(byte[] a, byte[] b)

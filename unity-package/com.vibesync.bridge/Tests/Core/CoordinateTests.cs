@@ -139,7 +139,9 @@ namespace VibeSync.Bridge.Tests
             byte[] a = m.Encode();
             string h = MeshData.HashOf(a);
             Check.True(MeshData.HashIs(a, h), "a mesh matches its hash");
-            Check.True(MeshData.HashIs((byte[])a.Clone(), h), "a copy of a remembered mesh matches");
+            var copy = (byte[])a.Clone();
+            Check.True(MeshData.HashIs(copy, h), "a copy of a remembered mesh matches");
+            Check.True(ReferenceEquals(a, MeshData.Verified(copy, h)), "and the remembered buffer is the one to keep");
             var changed = (byte[])a.Clone();
             changed[changed.Length - 13] ^= 1; // one bit of one UV
             Check.True(!MeshData.HashIs(changed, h), "other bytes under a remembered hash do not match");

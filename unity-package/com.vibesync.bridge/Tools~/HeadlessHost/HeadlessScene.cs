@@ -347,10 +347,11 @@ namespace VibeSync.Bridge.Headless
 
         static MeshInfo MeshFrom(RemoteChange c)
         {
-            if (!MeshData.HashIs(c.Attachment, c.MeshHash))
+            byte[] buffer = MeshData.Verified(c.Attachment, c.MeshHash);
+            if (buffer == null)
                 throw new InvalidOperationException("mesh attachment of " + c.Uuid + " hashes to " + MeshData.HashOf(c.Attachment) + ", message says " + c.MeshHash);
-            var m = MeshData.Parse(c.Attachment);
-            return new MeshInfo { MeshHash = c.MeshHash, VertexCount = m.VertexCount, TriangleCount = m.TriangleCount, Buffer = c.Attachment };
+            var m = MeshData.Parse(buffer);
+            return new MeshInfo { MeshHash = c.MeshHash, VertexCount = m.VertexCount, TriangleCount = m.TriangleCount, Buffer = buffer };
         }
 
         void SetTrs(SceneObject o, RemoteChange c)
