@@ -1139,3 +1139,37 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     [t] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
            if c["uuid"] == cu and c["op"] == "transform"]
     assert t["t"] == pytest.approx([3, 0, 0])
+
+
+def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scripted):
+    """A non-resync batch carries a `create` of an object the person has just moved here and
+    not sent (another editor's not-synced edit of it, sent again in full): a `create` names
+    every part, and applying it whole took the person's move away. Its other parts are
+    applied (the name), the person's pose stays, the answer is the state the batch made, and
+    the move is sent after it (PROTOCOL.md §6.4)."""
+    s = vibesync._session()
+    cube = make_cube("Mover")
+    settle()
+    cu = cube[PROP]
+    pump_until(lambda: cu in s.last_sent, what="the Mover sent")
+    resolve_sent(scripted, 40)
+    before = dict(s.last_sent[cu])
+    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
+    cube.location = (3, 0, 0)  # the person's move, not captured yet
+    bpy.context.view_layer.update()
+    scripted.received.clear()
+    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch applied")
+    [applied] = applied_messages(scripted)
+    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
+    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
+               what="the person's move sent after the batch")
+    sent = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+            if c["uuid"] == cu]
+    assert [c["op"] for c in sent] == ["transform"], sent
+    assert sent[0]["t"] == pytest.approx([3, 0, 0])

@@ -1860,6 +1860,16 @@ class Session:
                     yield
                 elif item[0].get("op") in mine.get(item[0].get("uuid"), ()):
                     spared.append(item[0]["uuid"])
+                elif item[0].get("op") == wire.Op.CREATE and mine.get(item[0].get("uuid")):
+                    # Another editor's full state of an object the person changed here (its
+                    # not-synced edit sent again, say): the parts the person did not change,
+                    # never the person's — a `create` names every part.
+                    parts = self._parts_not_changed_here(item)
+                    if parts is None:
+                        kept_ops.append(item)
+                    else:
+                        kept_ops.extend(parts)
+                        spared.append(item[0]["uuid"])
                 else:
                     kept_ops.append(item)
             if spared:

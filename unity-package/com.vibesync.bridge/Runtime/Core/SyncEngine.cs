@@ -1891,6 +1891,17 @@ namespace VibeSync.Bridge.Core
                             if (!made.TryGetValue(c.Uuid, out s)) s = Base(c.Uuid);
                             made[c.Uuid] = StateDiff.Apply(s, c);
                             if (parts.Contains(c.Op)) continue;
+                            var cur = c.Op == Ops.Create ? scene.Capture(c.Uuid) : null;
+                            if (cur != null)
+                            {
+                                // Another editor's full state (its not-synced edit sent again, say):
+                                // a `create` names every part, so only the parts the person did
+                                // not change are applied.
+                                foreach (var op in StateDiff.Diff(cur, StateDiff.Apply(cur, c), StateHash.Epsilon, unitScale))
+                                    if (!parts.Contains((string)op["op"]))
+                                        spare.Changes.Add(RemoteChange.Parse(op, (string)op["op"] == Ops.Mesh ? c.Attachment : null, unitScale, "change"));
+                                continue;
+                            }
                         }
                         spare.Changes.Add(c);
                     }

@@ -1161,6 +1161,38 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AnotherEditorsFullStateNeverOverwritesAPersonsUnsentEdit()
+        {
+            // PROTOCOL.md §6.4: a batch carries a `create` of A (Blender's not-synced edit sent
+            // again in full) while the person has just moved A here. A `create` names every part:
+            // applied whole it took the move away. Its other parts are applied (the name), the
+            // move stays, the answer is the state the batch made, the move is sent after.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                var before = r.Scene.Capture(a.Uuid);
+                a.Position = new[] { 5.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                var full = before.ToCreateOp(1.0);
+                full["uuid"] = a.Uuid;
+                full["name"] = "Renamed in Blender";
+                full["t"] = Msg.List(0, 0, 9);
+                int changes = r.Daemon.Received("change").Count;
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                Check.Eventually(() => r.Client.IncomingCount >= 3, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var made = StateDiff.Apply(before, RemoteChange.Parse(full, null, 1.0));
+                Check.Equal(made.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is the state the batch made");
+                Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the person's move stays");
+                Check.Equal("Renamed in Blender", a.Name, "the parts the person did not change are applied");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var ops = new List<string>();
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
+                Check.Equal("transform", string.Join(",", ops), "only the person's move is sent after");
+            }
+        }
+
+        [VsTest]
         public static void APersonsEditNotCapturedYetIsNotOverwrittenByABatch()
         {
             // PROTOCOL.md §6.4: a person moved and renamed A in Unity; before the engine captured
