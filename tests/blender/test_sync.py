@@ -1100,6 +1100,17 @@ def test_what_blender_cannot_hold_as_sent_is_answered_as_held_and_never_sent_bac
     assert u not in named, ("nothing sent back", later)
 
 
+def synced_mover(scripted):
+    """A cube "Mover" sent and committed at seq 40: (session, object, uuid, what was sent)."""
+    s = vibesync._session()
+    cube = make_cube("Mover")
+    settle()
+    cu = cube[PROP]
+    pump_until(lambda: cu in s.last_sent, what="the Mover sent")
+    resolve_sent(scripted, 40)
+    return s, cube, cu, dict(s.last_sent[cu])
+
+
 def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted):
     """A big batch is applied over several ticks; between two of them the person moves the
     Cube, which the batch moves further on. Applying that change overwrote the move, and
@@ -1107,13 +1118,7 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     change is left unapplied, the answer is the state the batch made, and the move is sent
     after it (PROTOCOL.md §6.4)."""
     import uuid as uuidlib
-    s = vibesync._session()
-    cube = make_cube("Mover")
-    settle()
-    cu = cube[PROP]
-    pump_until(lambda: cu in s.last_sent, what="the Mover sent")
-    resolve_sent(scripted, 40)
-    before = dict(s.last_sent[cu])
+    s, cube, cu, before = synced_mover(scripted)
     move = {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}
     changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
                 "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
@@ -1147,13 +1152,7 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     every part, and applying it whole took the person's move away. Its other parts are
     applied (the name), the person's pose stays, the answer is the state the batch made, and
     the move is sent after it (PROTOCOL.md §6.4)."""
-    s = vibesync._session()
-    cube = make_cube("Mover")
-    settle()
-    cu = cube[PROP]
-    pump_until(lambda: cu in s.last_sent, what="the Mover sent")
-    resolve_sent(scripted, 40)
-    before = dict(s.last_sent[cu])
+    s, cube, cu, before = synced_mover(scripted)
     theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
     cube.location = (3, 0, 0)  # the person's move, not captured yet
     bpy.context.view_layer.update()

@@ -927,10 +927,10 @@ class Session:
                     # Not run, not evidence against the objects: everything it carried goes
                     # again, in full, once the pause has passed (a big first sync over the
                     # daemon's bytes budget loses nothing).
+                    log.info("vibesync: the daemon answered %s; the change is sent again in %.2f s",
+                             code, self.retry_pause_s)
                     self.send_after = time.monotonic() + self.retry_pause_s
                     self.retry_pause_s = min(self.retry_pause_s * 2, RETRY_PAUSE_MAX_S)
-                    log.info("vibesync: the daemon answered %s; the change is sent again in %.2f s",
-                             code, self.retry_pause_s / 2)
                     return
                 if code == wire.ErrorCode.UNKNOWN_TYPE:
                     if supported:

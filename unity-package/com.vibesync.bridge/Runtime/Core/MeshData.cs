@@ -3,6 +3,7 @@
 //   f32[3n] positions (canonical, meters) | f32[3n] normals? | f32[2n] uv0? | u32[index_count] indices
 // Triangles wind counter-clockwise in the canonical frame. mesh_hash = SHA-256 hex of the bytes (PROTOCOL §7).
 using System;
+using System.Collections.Generic;
 
 namespace VibeSync.Bridge.Core
 {
@@ -66,8 +67,8 @@ namespace VibeSync.Bridge.Core
 
         // The last attachments found to hash to their mesh_hash (hash -> bytes), oldest first.
         static readonly object verifiedLock = new object();
-        static readonly System.Collections.Generic.LinkedList<System.Collections.Generic.KeyValuePair<string, byte[]>> verified =
-            new System.Collections.Generic.LinkedList<System.Collections.Generic.KeyValuePair<string, byte[]>>();
+        static readonly LinkedList<KeyValuePair<string, byte[]>> verified =
+            new LinkedList<KeyValuePair<string, byte[]>>();
         const int VerifiedMax = 8;
 
         /// <summary>
@@ -98,7 +99,7 @@ namespace VibeSync.Bridge.Core
             if (HashOf(attachment) != meshHash) return null;
             lock (verifiedLock)
             {
-                verified.AddLast(new System.Collections.Generic.KeyValuePair<string, byte[]>(meshHash, attachment));
+                verified.AddLast(new KeyValuePair<string, byte[]>(meshHash, attachment));
                 while (verified.Count > VerifiedMax) verified.RemoveFirst();
             }
             return attachment;

@@ -996,7 +996,6 @@ namespace VibeSync.Bridge.Core
             if (rid != null && pendingChange.TryGetValue(rid, out sent))
             {
                 pendingChange.Remove(rid);
-                MeshesAnswered(rid, false);
                 OnChangeAck(rid, seq, results, sent);
                 DrainWaiting();
                 return;

@@ -533,6 +533,21 @@ namespace VibeSync.Bridge.Tests
                 foreach (var f in r.Daemon.Received("change")) if (f.Attachment.Length > 0) { carried++; Check.Equal(h, MeshData.HashOf(f.Attachment), "the mesh itself"); }
                 Check.Equal(1, carried, "the mesh travels once");
                 Check.Equal((long)cube.Length, r.Engine.MeshBytesSent, "mesh bytes sent");
+                // One more, after the daemon took the mesh (its ack read): named only too.
+                int before = r.Daemon.Received("change").Count;
+                var late = r.Add("Rock3", 3, 0, 0);
+                late.Mesh = new MeshInfo { Buffer = cube, MeshHash = h, VertexCount = 8, TriangleCount = 12 };
+                r.Engine.MarkDirty(late.Uuid);
+                Check.Eventually(() =>
+                {
+                    foreach (var f in r.Daemon.Received("change"))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            if ((string)op["uuid"] == late.Uuid && (string)op["op"] == "create") return true;
+                    return false;
+                }, TimeSpan.FromSeconds(5), "the fourth object's create", r.Pump);
+                var all = r.Daemon.Received("change");
+                for (int i = before; i < all.Count; i++) Check.Equal(0, all[i].Attachment.Length, "a mesh the daemon took is only named");
+                Check.Equal((long)cube.Length, r.Engine.MeshBytesSent, "still one mesh sent");
             }
         }
 
