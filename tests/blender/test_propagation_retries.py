@@ -8,6 +8,10 @@ a big first sync over the daemon's bytes budget loses nothing; a person's edit k
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import bpy
 import pytest
 
@@ -120,5 +124,63 @@ def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender,
         unity.close()
         pump_until(lambda: not kept() and (synced_states(daemon).get(cube[PROP]) or {}).get("state"),
                    timeout=20, what="the cube sent again by itself and committed")
+    finally:
+        vibesync.disconnect()
+
+
+@pytest.fixture
+def collecting_daemon(daemon_bin, tmp_path):
+    """A daemon that waits 400 ms for each participant's answer and collects an unreferenced
+    mesh at its next maintenance pass (no grace period)."""
+    config = tmp_path / "vibesync.toml"
+    config.write_text("[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n"
+                      "[storage]\nblob_grace_secs = 0\n")
+    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
+    yield d
+    d.stop()
+
+
+def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
+        clean_blender, collecting_daemon, project_id, monkeypatch):
+    """PROTOCOL §6.1: each geometry goes once per connection, and a `create` naming a mesh the
+    daemon no longer holds is refused `INVALID_FIELD`; the addon then sends it with the mesh.
+    The daemon really collects it here: the batch that carried it was rolled back (nothing
+    references it), and a maintenance pass removes it."""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))  # only the edit re-sends
+    daemon = collecting_daemon
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        unity = Client(daemon, project_id, editor="unity")  # takes the batch, never answers
+        bpy.ops.mesh.primitive_cube_add()
+        cube = bpy.context.active_object
+        settle()
+
+        def kept():
+            return [n for n in vibesync.status()["not_synced"] if n["uuid"] == cube.get(PROP)]
+        pump_until(kept, timeout=20, what="the cube kept, not synced, after the timeout")
+        once = vibesync.status()["mesh_bytes_sent"]
+        assert once > 0
+        blobs = os.path.join(daemon.data_dir, "blobs")
+        held = [f for f in os.listdir(blobs) if len(f) == 64]
+        assert len(held) == 1, held  # the cube's mesh, stored when its change was taken
+        out = subprocess.run([daemon.binary, "maintain", "--json", "--data-dir", daemon.data_dir],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["blobs"]["removed"] == 1, out.stdout
+        assert not os.path.exists(os.path.join(blobs, held[0]))
+        unity.close()
+
+        # The person moves the cube: its create goes again, naming the mesh it sent on this
+        # connection; refused, it goes once more with the mesh, and commits.
+        cube.location.x += 1.0
+        settle()
+
+        def committed():
+            state = (synced_states(daemon).get(cube[PROP]) or {}).get("state") or {}
+            return state.get("mesh_hash") == held[0] and not kept()
+        pump_until(committed, timeout=20, what="the cube and its mesh committed")
+        assert vibesync.status()["mesh_bytes_sent"] == 2 * once
+        assert os.path.exists(os.path.join(blobs, held[0]))
     finally:
         vibesync.disconnect()

@@ -318,6 +318,10 @@ class Session:
         # that carried it while unanswered, None once the daemon took it. A thousand collection
         # instances then send one copy of their geometry instead of a thousand.
         self.daemon_meshes: dict[str, str | None] = {}
+        # request -> its changes that only named their mesh (uuid -> mesh hash), while
+        # unanswered: an INVALID_FIELD refusal of one of them says the daemon no longer holds
+        # that mesh (it removes meshes nothing references), and the object goes again with it.
+        self.named_meshes: dict[str, dict[str, str]] = {}
         self.mesh_bytes_sent = 0
         # No request goes out before this time (monotonic): the daemon asked to retry later.
         self.send_after = 0.0
@@ -770,6 +774,7 @@ class Session:
             self.session_id = welcome.get("session_id")
             self.live_seen.clear()  # marks mean something on the connection that sent them
             self.daemon_meshes.clear()  # the daemon may have lost what it took (a new data dir)
+            self.named_meshes.clear()
             self.send_after, self.retry_pause_s = 0.0, RETRY_PAUSE_MIN_S
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
@@ -904,14 +909,16 @@ class Session:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == wire.MessageType.CHANGE:
                 refusals = self.engine.on_change_ack(rid, results)
+                named = self.named_meshes.get(rid, {})
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S
                 for refused in refusals:
-                    if refused.code == wire.ErrorCode.INVALID_FIELD and "unknown mesh" in str(refused.message):
-                        # Sent without its geometry, but the daemon no longer holds it (it
-                        # collects meshes nothing references): send it again, with it.
-                        self.daemon_meshes.clear()
-                        if isinstance(refused.uuid, str) and self.engine.scene.alive(refused.uuid):
+                    if refused.code == wire.ErrorCode.INVALID_FIELD and refused.uuid in named:
+                        # Sent naming its geometry only, which the daemon no longer holds (it
+                        # collects meshes nothing references): send it again, with it. Sent
+                        # with it, an INVALID_FIELD is a real refusal (reported below).
+                        self.daemon_meshes.pop(named[refused.uuid], None)
+                        if self.engine.scene.alive(refused.uuid):
                             self.engine.scene.forget_sent(refused.uuid)
                             self.engine.scene.mark_for_capture(refused.uuid, geometry=True)
                         continue
@@ -2454,6 +2461,7 @@ class Session:
                     self.daemon_meshes[h] = None
                 else:
                     del self.daemon_meshes[h]
+        self.named_meshes.pop(rid, None)
 
     def _flush(self) -> int:
         if not self.connected or self.paused or self.safe_mode:
@@ -2513,16 +2521,26 @@ class Session:
         """Send ops in order; a frame carries at most one attachment (one mesh)."""
         n = 0
         plain: list[dict] = []
+        named: dict[str, str] = {}  # the plain ops that only name their mesh: uuid -> hash
+
+        def send_plain() -> None:
+            rid = self._send_change(list(plain), automation=automation)  # the frame keeps its list
+            if rid is not None and named:
+                self.named_meshes[rid] = dict(named)
+            plain.clear()
+            named.clear()
+
         for op, blob in ops:
             h = op.get("mesh_hash")
             if blob and h in self.daemon_meshes:
                 # Carried already on this connection (taken, or ahead of this one in the
                 # daemon's order: a refusal of that one is answered first): name it only.
                 plain.append(op)
+                if isinstance(op.get("uuid"), str):
+                    named[op["uuid"]] = h
             elif blob:
                 if plain:
-                    self._send_change(plain, automation=automation)
-                    plain = []
+                    send_plain()
                     n += 1
                 rid = self._send_change([op], blob, automation)
                 if rid is not None and isinstance(h, str):
@@ -2532,7 +2550,7 @@ class Session:
             else:
                 plain.append(op)
         if plain:
-            self._send_change(plain, automation=automation)
+            send_plain()
             n += 1
         return n
 

@@ -458,6 +458,10 @@ namespace VibeSync.Bridge.Core
 
         // mesh hash -> the request carrying it while unanswered, "" once the daemon took it (§6.1).
         readonly Dictionary<string, string> daemonMeshes = new Dictionary<string, string>(StringComparer.Ordinal);
+        // request -> the changes in it that only named their mesh (uuid -> mesh hash), while
+        // unanswered: an INVALID_FIELD refusal of one of them says the daemon no longer holds that
+        // mesh (§6.1: it removes meshes nothing references), and it goes again with it.
+        readonly Dictionary<string, Dictionary<string, string>> namedMeshes = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
         /// <summary>Bytes of mesh attachments sent (each geometry once per connection).</summary>
         public long MeshBytesSent { get; private set; }
 
@@ -468,6 +472,7 @@ namespace VibeSync.Bridge.Core
             var carried = new List<string>();
             foreach (var kv in daemonMeshes) if (kv.Value == rid) carried.Add(kv.Key);
             foreach (var h in carried) { if (taken) daemonMeshes[h] = ""; else daemonMeshes.Remove(h); }
+            namedMeshes.Remove(rid);
         }
 
         /// <summary>The kept uuids whose pause after a VERIFY_TIMEOUT has passed go again in full.</summary>
@@ -695,6 +700,7 @@ namespace VibeSync.Bridge.Core
             current = null;
             liveSeen.Clear(); // marks mean something on the connection that sent them only
             daemonMeshes.Clear(); // the daemon may not hold them any more (another data dir)
+            namedMeshes.Clear();
             waitingForAcks.Clear();
             pendingRegister.Clear();
             registering.Clear();
@@ -1064,6 +1070,8 @@ namespace VibeSync.Bridge.Core
             }
             // A refused change is resolved: nothing of it will be forwarded (§6.6).
             foreach (var kv in sent) if (!pending.Contains(kv.Key)) ResolveRequest(kv.Key, rid);
+            Dictionary<string, string> named;
+            namedMeshes.TryGetValue(rid, out named);
             MeshesAnswered(rid, pending.Count > 0); // a frame with a mesh holds one change
             for (int i = 0; i < results.Count; i++)
             {
@@ -1093,12 +1101,13 @@ namespace VibeSync.Bridge.Core
                     // `resync` batch, which replaces this edit (the other editor's change wins).
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
-                else if (code == ErrorCode.InvalidField && message != null && message.Contains("unknown mesh"))
+                else if (code == ErrorCode.InvalidField && uuid != null && named != null && named.ContainsKey(uuid))
                 {
                     // Named without its geometry, which the daemon no longer holds (it removes
-                    // meshes nothing references): sent again in full, with it.
-                    daemonMeshes.Clear();
-                    if (uuid != null && !recreate.Contains(uuid)) recreate.Add(uuid);
+                    // meshes nothing references): sent again in full, with it. Sent with it, a
+                    // refusal is a real one (the branch below).
+                    daemonMeshes.Remove(named[uuid]);
+                    if (!recreate.Contains(uuid)) recreate.Add(uuid);
                 }
                 else
                 {
@@ -2109,6 +2118,15 @@ namespace VibeSync.Bridge.Core
             OrderCreatesParentFirst(ops, uuids);
             var plain = new List<object>();
             var plainUuids = new List<string>();
+            var plainNamed = new Dictionary<string, string>(StringComparer.Ordinal);
+            Action sendPlain = () =>
+            {
+                string rid = SendOne(plain, plainUuids, null);
+                if (rid != null && plainNamed.Count > 0) namedMeshes[rid] = plainNamed;
+                plain = new List<object>();
+                plainUuids = new List<string>();
+                plainNamed = new Dictionary<string, string>(StringComparer.Ordinal);
+            };
             for (int i = 0; i < ops.Count; i++)
             {
                 string opName = (string)ops[i]["op"];
@@ -2127,12 +2145,7 @@ namespace VibeSync.Bridge.Core
                     }
                     else
                     {
-                        if (plain.Count > 0)
-                        {
-                            SendOne(plain, plainUuids, null);
-                            plain = new List<object>();
-                            plainUuids = new List<string>();
-                        }
+                        if (plain.Count > 0) sendPlain();
                         string carrier = SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
                         if (carrier != null && mh is string) daemonMeshes[(string)mh] = carrier;
                         continue;
@@ -2140,14 +2153,10 @@ namespace VibeSync.Bridge.Core
                 }
                 plain.Add(ops[i]);
                 plainUuids.Add(uuids[i]);
-                if (plain.Count == MaxOpsPerChange)
-                {
-                    SendOne(plain, plainUuids, null);
-                    plain = new List<object>();
-                    plainUuids = new List<string>();
-                }
+                if (named) plainNamed[uuids[i]] = (string)mh;
+                if (plain.Count == MaxOpsPerChange) sendPlain();
             }
-            if (plain.Count > 0) SendOne(plain, plainUuids, null);
+            if (plain.Count > 0) sendPlain();
         }
 
         /// <summary>

@@ -551,6 +551,75 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.1: a change that only named its mesh, refused INVALID_FIELD (the daemon
+        /// removed that mesh since: nothing referenced it), goes again with the mesh; a change that
+        /// carried its mesh and is refused INVALID_FIELD is a real refusal, reported, not re-sent.
+        /// What the engine knows is which changes it sent naming a mesh only, never the message.
+        /// </summary>
+        [VsTest]
+        public static void AMeshTheDaemonNoLongerHoldsGoesAgainWithTheChangeThatOnlyNamedIt()
+        {
+            byte[] cube = HeadlessScene.CubeMesh(0.5f);
+            string h = MeshData.HashOf(cube);
+            byte[] other = HeadlessScene.CubeMesh(0.7f);
+            string h2 = MeshData.HashOf(other);
+            int refusals = 0;
+            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
+                {
+                    bool namesMesh = c.ContainsKey("mesh_hash") && (string)c["mesh_hash"] == h;
+                    // The first frame naming the mesh without it is refused, and every frame
+                    // naming the other mesh.
+                    bool forgotten = namesMesh && f.Attachment.Length == 0 && refusals == 0;
+                    bool bad = c.ContainsKey("mesh_hash") && (string)c["mesh_hash"] == h2;
+                    if (forgotten || bad)
+                    {
+                        refusals++;
+                        results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "refused by the test" } });
+                    }
+                    else results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } });
+                }
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
+            }))
+            {
+                var objs = new List<SceneObject>();
+                for (int i = 0; i < 2; i++)
+                {
+                    var o = r.Add("Rock" + i, i, 0, 0);
+                    o.Mesh = new MeshInfo { Buffer = cube, MeshHash = h, VertexCount = 8, TriangleCount = 12 };
+                    objs.Add(o);
+                }
+                r.StartAndRegister();
+                Func<string, int> carriedFor = u =>
+                {
+                    int n = 0;
+                    foreach (var f in r.Daemon.Received("change"))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            if ((string)op["uuid"] == u && f.Attachment.Length > 0) n++;
+                    return n;
+                };
+                Check.Eventually(() => carriedFor(objs[0].Uuid) + carriedFor(objs[1].Uuid) == 2, TimeSpan.FromSeconds(5),
+                    "the refused object's create sent again, with the mesh", r.Pump);
+                Check.Equal(1, refusals, "one refusal");
+                Check.Equal(2L * cube.Length, r.Engine.MeshBytesSent, "the mesh went twice: once per object that carried it");
+
+                Check.Equal(0, r.Engine.NotSynced.Count, "nothing left not synced");
+
+                // Carried and refused INVALID_FIELD: a real refusal, reported, not sent again.
+                var bad = r.Add("Bad", 9, 0, 0);
+                bad.Mesh = new MeshInfo { Buffer = other, MeshHash = h2, VertexCount = 8, TriangleCount = 12 };
+                r.Engine.MarkDirty(bad.Uuid);
+                Check.Eventually(() => refusals == 2, TimeSpan.FromSeconds(5), "Bad's create refused", r.Pump);
+                r.Settle();
+                Check.Equal(1, carriedFor(bad.Uuid), "not sent again");
+                Check.True(r.Events.Contains("error"), "the refusal reported");
+            }
+        }
+
         [VsTest]
         public static void RolledBackOwnChangeIsUndoneByTheResyncThatFollowsTheResult()
         {
