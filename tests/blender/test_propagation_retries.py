@@ -9,6 +9,7 @@ a big first sync over the daemon's bytes budget loses nothing; a person's edit k
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 
@@ -182,5 +183,60 @@ def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
         pump_until(committed, timeout=20, what="the cube and its mesh committed")
         assert vibesync.status()["mesh_bytes_sent"] == 2 * once
         assert os.path.exists(os.path.join(blobs, held[0]))
+    finally:
+        vibesync.disconnect()
+
+
+@pytest.fixture
+def tight_impatient_daemon(daemon_bin, tmp_path):
+    """The bytes budget of `tight_daemon` and the 400 ms answer wait of `impatient_daemon`."""
+    config = tmp_path / "vibesync.toml"
+    config.write_text("[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n"
+                      "[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n")
+    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
+    yield d
+    d.stop()
+
+
+@pytest.mark.parametrize("person_edits", [False, True], ids=["untouched", "edited_meanwhile"])
+def test_an_agents_change_sent_again_after_rate_limited_stays_the_agents(
+        clean_blender, tight_impatient_daemon, project_id, monkeypatch, caplog, person_edits):
+    """PROTOCOL §6.1 "Who made it", §6.4: an agent's change that fails to propagate is reverted
+    everywhere, Blender included. One the daemon refused `RATE_LIMITED` goes again after the
+    pause; it must go as the agent's (carrying `automation`), not as a person's edit (which
+    would be kept here, marked not synced, and hold automation) — unless a person edited the
+    object before it went again: then it is the person's, and stays."""
+    caplog.set_level(logging.INFO, logger="vibesync")
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = tight_impatient_daemon
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        unity = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+        # What a tool call does (router: the handler runs, then `capture_now(automation)`):
+        # three distinct grids, ~410 kB of meshes: over the 300 kB burst.
+        made = grids(3, same=False)
+        names = [ob.name for ob in made]
+        session = vibesync._session()
+        uuids = session.capture_now({"operation_id": "op-grids", "tool": "test.grids",
+                                     "agent_session": "agent-1"})
+        assert len(uuids) >= 3, uuids
+        pump_until(lambda: any("answered RATE_LIMITED" in r.getMessage() for r in caplog.records),
+                   timeout=20, what="the daemon's RATE_LIMITED for the third grid")
+        refused = [ob.name for ob in made if ob.get(PROP) in session.automation_for]
+        assert len(refused) == 1, refused
+        if person_edits:
+            bpy.data.objects[refused[0]].location.y += 2.0  # before the pause has passed
+        # Every batch times out (the stand-in never answers): the agent's grids are reverted
+        # here too (the one sent again included, unless a person moved it before), and only
+        # a person's work is left "not synced".
+        kept = refused if person_edits else []
+        pump_until(lambda: sorted(n for n in names if n in bpy.data.objects) == kept, timeout=30,
+                   what=f"the agent's grids reverted in Blender, {kept} kept")
+        pump_until(lambda: len(vibesync.status()["not_synced"]) == len(kept), timeout=10,
+                   what=f"{len(kept)} object(s) not synced")
+        if person_edits:
+            assert bpy.data.objects[refused[0]].location.y == pytest.approx(2.0)
+        unity.close()
     finally:
         vibesync.disconnect()

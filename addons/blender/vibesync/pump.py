@@ -322,6 +322,14 @@ class Session:
         # unanswered: an INVALID_FIELD refusal of one of them says the daemon no longer holds
         # that mesh (it removes meshes nothing references), and the object goes again with it.
         self.named_meshes: dict[str, dict[str, str]] = {}
+        # An agent's change that goes again (the daemon asked to retry later, or it could not
+        # be sent when the tool call ended) stays the agent's (§6.1 "Who made it"): uuid ->
+        # (its `automation`, the hash of the state the agent made), until it is sent — or
+        # captured in another state (a person edited it meanwhile: then it is the person's,
+        # and a person's work is never reverted). `automation_requests`: the same for the
+        # uuids of each unanswered `change` that carried `automation`.
+        self.automation_for: dict[str, tuple[dict, str]] = {}
+        self.automation_requests: dict[str, dict[str, tuple[dict, str]]] = {}
         self.mesh_bytes_sent = 0
         # No request goes out before this time (monotonic): the daemon asked to retry later.
         self.send_after = 0.0
@@ -775,6 +783,7 @@ class Session:
             self.live_seen.clear()  # marks mean something on the connection that sent them
             self.daemon_meshes.clear()  # the daemon may have lost what it took (a new data dir)
             self.named_meshes.clear()
+            self.automation_requests.clear()
             self.send_after, self.retry_pause_s = 0.0, RETRY_PAUSE_MIN_S
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
@@ -832,6 +841,7 @@ class Session:
                     self.dirty.discard(key)
                 self.gated_keys.add(key)
             self.out_ops.clear()
+            self.automation_for.clear()  # captured again as the person's (the safe side)
             self.deleted_over.clear()  # its base belongs to the connection that ended
             self.sent_parts.clear()
             self.parent_waiters.clear()
@@ -909,6 +919,7 @@ class Session:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == wire.MessageType.CHANGE:
                 refusals = self.engine.on_change_ack(rid, results)
+                self.automation_requests.pop(rid, None)
                 named = self.named_meshes.get(rid, {})
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S
@@ -930,6 +941,10 @@ class Session:
                 supported = self.engine.changes_supported
                 again = self.engine.on_change_error(rid, code)
                 self._meshes_answered(rid, taken=False)
+                made = self.automation_requests.pop(rid, None)
+                if again and made:
+                    # An agent's change: it goes again as the agent's (never as a person's).
+                    self.automation_for.update(made)
                 if again:
                     # Not run, not evidence against the objects: everything it carried goes
                     # again, in full, once the pause has passed (a big first sync over the
@@ -1189,6 +1204,7 @@ class Session:
         self.to_register.clear()
         self.to_tombstone.clear()
         self.out_ops.clear()
+        self.automation_for.clear()
         self.deleted_over.clear()
         self.sent_parts.clear()
         if self.project_id == saved_pid and saved_pid:
@@ -2323,6 +2339,8 @@ class Session:
                 self.parent_waiters.setdefault(parent, set()).add(key)
                 return
         h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        if uuid in self.automation_for and self.automation_for[uuid][1] != h:
+            del self.automation_for[uuid]  # a person changed the agent's object meanwhile
         self.last_sent[uuid] = state
         if self.applied_hash.get(uuid) == h:
             self._release_children(uuid)
@@ -2330,7 +2348,7 @@ class Session:
         self.applied_hash.pop(uuid, None)
         if uuid in self.quiet:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
-        else:
+        elif uuid not in self.automation_for:  # an agent's change going again is no user edit
             self._mark_user_edit()
         if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
@@ -2501,7 +2519,7 @@ class Session:
         else:
             if self.out_ops:
                 ops, self.out_ops = self.out_ops, []
-                n += self._send_ops(ops)
+                n += self._send_queued(ops)
             reports, self.deleted_over = self.deleted_over, []
             for ops, base in reports:
                 self._send_change(ops, base_seq=base)
@@ -2516,6 +2534,37 @@ class Session:
         self.to_tombstone.clear()
         self.request({"type": wire.MessageType.TOMBSTONE, "uuids": uuids}, uuids)
         return 1
+
+    def _made_by(self, automation: dict, uuids) -> dict[str, tuple[dict, str]]:
+        """The state each of `uuids` was captured in (what the agent made), with `automation`."""
+        made = {}
+        for u in uuids:
+            state = self.last_sent.get(u)
+            if state is not None:
+                made[u] = (automation, wire.state_hash(capture.state_in_meters(state, self.unit_scale)))
+        return made
+
+    def _send_queued(self, ops: list) -> int:
+        """Send the queued ops: an agent's that go again (`automation_for`) first, carrying
+        their `automation`, each call's in its own frames; then the person's."""
+        if not self.automation_for:
+            return self._send_ops(ops)
+        calls: dict[object, tuple[dict, list]] = {}
+        people = []
+        for item in ops:
+            automation = self.automation_for.get(item[0].get("uuid"), (None, ""))[0]
+            if automation is None:
+                people.append(item)
+            else:
+                calls.setdefault(automation.get("operation_id"), (automation, []))[1].append(item)
+        n = 0
+        for automation, items in calls.values():
+            n += self._send_ops(items, automation)
+            for op, _ in items:
+                self.automation_for.pop(op.get("uuid"), None)
+        if people:
+            n += self._send_ops(people)
+        return n
 
     def _send_ops(self, ops: list, automation: dict | None = None) -> int:
         """Send ops in order; a frame carries at most one attachment (one mesh)."""
@@ -2567,6 +2616,8 @@ class Session:
             msg["seen"] = seen  # made over these live previews: no conflict with them (§6.2)
         slow = {op["uuid"] for op in ops if op.get("op") not in wire.FAST_OPS}
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
+        if rid is not None and automation is not None:
+            self.automation_requests[rid] = self._made_by(automation, uuids)
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
@@ -2611,7 +2662,9 @@ class Session:
                 and not self.safe_mode:
             self._send_ops(ops, automation)
         else:
-            self.out_ops.extend(ops)
+            self.out_ops.extend(ops)  # sent later, still as the agent's
+            self.automation_for.update(self._made_by(
+                automation, [op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)]))
         return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
 
     def after_rollback(self) -> None:
