@@ -99,6 +99,8 @@ class Editor:
             for k in ("error_code", "kept_local", "reason"):
                 if k in s:
                     msg[k] = s[k]
+            if "through" in s:  # the objects whose last change the result ends
+                msg["through"] = {name: self.last_change[name] for name in s["through"]}
             eng.on_batch_result(msg)
             assert eng.result_done(msg["seq"]) and eng.last_seq == self.n
         elif do == "peers":

@@ -114,13 +114,18 @@ class InFlight:
         return True
 
     def resolve(self, uuids: Iterable[str], through: Mapping[str, str] | None = None) -> list:
-        """The daemon ended these uuids' changes — per uuid up to the request `through`
-        names, when it names one (`batch_result.through`, §6.4): returns the keys to capture
-        again (for the uuids with nothing left in flight)."""
+        """The daemon ended these uuids' changes — with `through` (`batch_result.through`,
+        §6.4), only those it names, each up to the request it names (a uuid it does not name
+        is not ended: e.g. its change waits at the daemon for a later batch); without, all —
+        and returns the keys to capture again (for the uuids with nothing left in flight)."""
         keys = []
         for u in uuids:
-            last = through.get(u) if through else None
-            if not self._end(u, last if isinstance(last, str) else None):
+            last = None
+            if through is not None:
+                last = through.get(u)
+                if not isinstance(last, str):
+                    continue  # not one of this editor's changes in this result (§6.4)
+            if not self._end(u, last):
                 continue
             k = self.waiting.pop(u, None)
             if k is not None:
@@ -267,23 +272,31 @@ def on_batch_result(msg: dict, received: Mapping[str, Container[str]], inflight:
     whatever the outcome (§6.4). The result of a batch this editor also received between
     fences (`received`: batch id -> `InFlight.acknowledged` when its `batch_begin` arrived)
     ends only the changes acknowledged before those fences: a change the batch carries is
-    always acknowledged before the batch is forwarded, a later one is not in it. `committed` and
-    `dropped` clear the not-synced marks and count as synced (first-sync progress);
-    `rolled_back` with `kept_local` marks the uuids not synced with the reason (D1)."""
+    always acknowledged before the batch is forwarded, a later one is not in it. With
+    `through` (always sent by this daemon), only the uuids it names are this editor's: a
+    change waiting at the daemon for a later batch (bounded batches, §6.2) is not ended.
+    `committed` and `dropped` clear the not-synced marks and count as synced (first-sync
+    progress); `rolled_back` with `kept_local` marks this editor's uuids not synced with the
+    reason (D1)."""
     uuids = [u for u in msg.get("uuids") or [] if isinstance(u, str)]
     covered = received.get(msg.get("batch_id"))
     if covered is not None:
         uuids = [u for u in uuids if u in covered]
     through = msg.get("through")
-    recapture = inflight.resolve(uuids, through if isinstance(through, dict) else None)
+    through = through if isinstance(through, dict) else None
+    recapture = inflight.resolve(uuids, through)
+    everyone = uuids
+    if through is not None:
+        # This editor's changes in the result: the uuids `through` names (§6.4).
+        uuids = [u for u in uuids if isinstance(through.get(u), str)]
     outcome = msg.get("outcome")
     kept = None
     if outcome in (COMMITTED, DROPPED):
-        not_synced.synced(uuids)
-        synced.update(uuids)
+        not_synced.synced(everyone)
+        synced.update(everyone)
         rseq = msg.get("seq")
         if outcome == COMMITTED and isinstance(rseq, int) and not isinstance(rseq, bool):
-            for u in uuids:
+            for u in everyone:
                 result_seq[u] = max(rseq, result_seq.get(u, 0))
     elif outcome == ROLLED_BACK and msg.get("kept_local") is True:
         kept = str(msg.get("reason") or msg.get("error_code") or "propagation failed")

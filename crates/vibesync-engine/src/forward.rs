@@ -5,13 +5,15 @@
 //! holds — its own changes of the same window included — never against ops it was not sent.
 //! When two editors changed one object in one window, the last writer in daemon arrival
 //! order wins; every other origin of that uuid is a conflict's loser, and a loser whose
-//! state differs from the winner's after applying what it was sent is corrected once the
-//! batch commits.
+//! state differs from the winner's after applying what it was sent — keeping its own value of
+//! each part it changed in the window, as an editor does (§6.4, [`held_sparing`]) — is
+//! corrected once the batch commits.
 
 use crate::fast::HashMap;
 use std::collections::BTreeMap;
 
 use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
+use vibesync_protocol::names::ChangeOpKind;
 
 /// What an editor holds after applying `ops` in order to `start` — as an editor does: an op
 /// that does not apply (e.g. to an object it does not have) changes nothing.
@@ -23,6 +25,47 @@ pub fn held_after<'o>(start: Option<ObjectState>, ops: impl IntoIterator<Item = 
         }
     }
     held
+}
+
+/// What an editor holds after applying `sent` on top of `start` and its own changes `mine`,
+/// keeping its own values as docs/PROTOCOL.md §6.4 says: while its change is in flight, a sent
+/// op of a part one of `mine` changed is not applied, and a sent `create` is applied without
+/// those parts. A `create` or `delete` of its own spares nothing (a full state sent is
+/// answered by the batch that carries it; an object's existence is not spared), and a sent
+/// `delete` is applied.
+pub fn held_sparing(start: Option<ObjectState>, mine: &[&ChangeOp], sent: &[&ChangeOp]) -> Option<ObjectState> {
+    let spared: Vec<ChangeOpKind> =
+        mine.iter().map(|op| op.kind()).filter(|k| !matches!(k, ChangeOpKind::Create | ChangeOpKind::Delete)).collect();
+    let mut held = held_after(start, mine.iter().copied());
+    for op in sent {
+        if spared.contains(&op.kind()) {
+            continue;
+        }
+        match (apply_change(held.as_ref(), op), &held) {
+            (Ok(Some(new)), Some(before)) if matches!(op, ChangeOp::Create(_)) => {
+                held = Some(keep_parts(new, before, &spared));
+            }
+            (Ok(next), _) => held = next,
+            (Err(_), _) => {}
+        }
+    }
+    held
+}
+
+/// `to` with the parts of kinds `keep` taken from `from`.
+fn keep_parts(mut to: ObjectState, from: &ObjectState, keep: &[ChangeOpKind]) -> ObjectState {
+    for k in keep {
+        match k {
+            ChangeOpKind::Transform => (to.t, to.r, to.s) = (from.t, from.r, from.s),
+            ChangeOpKind::Rename => to.name.clone_from(&from.name),
+            ChangeOpKind::Visibility => to.visible = from.visible,
+            ChangeOpKind::Reparent => to.parent.clone_from(&from.parent),
+            ChangeOpKind::Mesh => to.mesh_hash.clone_from(&from.mesh_hash),
+            ChangeOpKind::Material => to.material.clone_from(&from.material),
+            ChangeOpKind::Create | ChangeOpKind::Delete => {}
+        }
+    }
+    to
 }
 
 /// Ops for one participant, in batch order.
@@ -47,7 +90,8 @@ pub struct Plan {
     /// participant → uuid → the state hash it must answer (`None`: the uuid is deleted).
     pub expected: BTreeMap<String, BTreeMap<String, Option<String>>>,
     /// participant → uuids it will hold differently from the authoritative state after
-    /// applying what it was sent (a conflict's loser): re-sent after COMMIT.
+    /// applying what it was sent, its own values of the window kept ([`held_sparing`]: a
+    /// conflict's loser): re-sent after COMMIT.
     pub corrections: BTreeMap<String, Vec<String>>,
     pub conflicts: Vec<Conflict>,
     /// uuid → the state hash after the batch (`None`: deleted).
@@ -121,7 +165,13 @@ pub fn plan<'a>(
             } else {
                 held.as_ref().map(ObjectState::hash)
             };
-            if out.final_hashes.get(u) != Some(&want) {
+            // What it holds in the end: its own values of the window kept (§6.4).
+            let differs = if mine.is_empty() {
+                out.final_hashes.get(u) != Some(&want)
+            } else {
+                held_sparing(start.get(u).cloned().flatten(), mine, &sent[u]).as_ref() != fin
+            };
+            if differs {
                 out.corrections.entry(p.clone()).or_default().push(u.to_string());
             }
             exp.insert(u.to_string(), want);
@@ -309,8 +359,10 @@ mod tests {
         let (p, fin) = run(all, kept);
         assert_eq!(fin.t[0], 2.0);
         assert!(!p.sends.contains_key("b"), "b is sent nothing: it made the winning change");
-        assert_eq!(p.expected["a"][U], Some(fin.hash()), "a is corrected by the forwarded change itself");
-        assert!(p.corrections.is_empty());
+        assert_eq!(p.expected["a"][U], Some(fin.hash()), "a answers the state the batch made");
+        // …but keeps its own drag while its change is in flight (§6.4: it does not apply b's
+        // transform over it), so it is corrected once the batch commits.
+        assert_eq!(p.corrections["a"], vec![U.to_string()]);
         assert_eq!(p.conflicts[0].loser, "a");
         assert_eq!(p.conflicts[0].winner, "b");
     }

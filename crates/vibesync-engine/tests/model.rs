@@ -388,8 +388,29 @@ impl World {
         let mut applied: [BTreeMap<String, String>; 2] = Default::default();
         for (i, ed) in self.editors.iter_mut().enumerate() {
             let Some(ops) = plan.sends.get(&name(i)) else { continue };
+            // §6.4: a part its own change of this window (in flight) changed keeps its value
+            // here — that op is not applied, a `create` is applied without it (a `create` or
+            // `delete` of its own spares nothing) — and the answer is the state the batch made.
+            let mut made: BTreeMap<String, Option<ObjectState>> = BTreeMap::new();
             for (u, op) in ops {
+                let spared: BTreeSet<&'static str> = all
+                    .iter()
+                    .filter(|q| q.origin == name(i) && &q.change.uuid == u)
+                    .filter(|q| !matches!(q.change.op, ChangeOp::Create(_) | ChangeOp::Delete))
+                    .flat_map(|q| machine::parts_of(&q.change.op))
+                    .collect();
+                let before = made.get(u).cloned().unwrap_or_else(|| ed.scene.get(u).cloned());
+                if let Ok(next) = apply_change(before.as_ref(), op) {
+                    made.insert(u.clone(), next);
+                }
+                if !matches!(op, ChangeOp::Delete) && machine::parts_of(op).iter().all(|p| spared.contains(p)) {
+                    continue;
+                }
                 if let Ok(next) = apply_change(ed.scene.get(u), op) {
+                    let next = match (next, ed.scene.get(u), op) {
+                        (Some(new), Some(here), ChangeOp::Create(_)) => Some(machine::with_parts(new, here, &spared)),
+                        (next, _, _) => next,
+                    };
                     match next {
                         Some(s) => ed.scene.insert(u.clone(), s),
                         None => ed.scene.remove(u),
@@ -398,7 +419,12 @@ impl World {
             }
             // An editor answers right after applying (§6.4): later edits are not part of it.
             let exp = &plan.expected[&name(i)];
-            applied[i] = exp.keys().filter_map(|u| ed.scene.get(u).map(|s| (u.clone(), s.hash()))).collect();
+            applied[i] = exp
+                .keys()
+                .filter_map(|u| {
+                    made.get(u).cloned().unwrap_or_else(|| ed.scene.get(u).cloned()).map(|s| (u.clone(), s.hash()))
+                })
+                .collect();
         }
         let path = batch_path(&kept);
         Some(Forwarded { all, kept, finals, plan, path, answers, applied })
@@ -678,6 +704,26 @@ proptest! {
     #[test]
     fn the_machine_keeps_peoples_work_and_converges_across_restarts(acts in prop::collection::vec(machine::act(), 1..80)) {
         let mut sim = machine::Sim::new();
+        for (i, a) in acts.iter().enumerate() {
+            sim.run(a);
+            if let Err(e) = sim.check() {
+                prop_assert!(false, "after step {} ({:?}): {}", i, a, e);
+            }
+        }
+        if let Err(e) = sim.quiet() {
+            prop_assert!(false, "once quiet: {}", e);
+        }
+    }
+
+    /// The same with batches of one to three changes (docs/PROTOCOL.md §6.2 "Batch size"): a
+    /// window's rest waits for the next batch, so an editor often reads another editor's
+    /// batch while its own change of the same object waits at the daemon (§6.4).
+    #[test]
+    fn the_machine_with_bounded_batches_keeps_peoples_work_and_converges(
+        changes in 1usize..4,
+        acts in prop::collection::vec(machine::act(), 1..80),
+    ) {
+        let mut sim = machine::Sim::with_limit(vibesync_engine::sync::BatchLimit { changes, mesh_bytes: u64::MAX });
         for (i, a) in acts.iter().enumerate() {
             sim.run(a);
             if let Err(e) = sim.check() {
@@ -1216,6 +1262,33 @@ fn machine_regression_batches_of_two_2() {
         Reconnect { ed: 0 },
         Agent { uuid: 1, edit: Create(1) },
         Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}
+/// Batches of at most two changes: Blender's create of a uuid waited in the window for the
+/// next batch while Unity's create of it went in the first; the first batch's result reached
+/// Blender (a participant) without `through`, and by the fence rule it ended Blender's create
+/// too — so the real result of Blender's create (rolled back, `kept_local`) found nothing to
+/// keep and Blender never sent its person's object again. A `batch_result` of a batch now
+/// always carries `through` (docs/PROTOCOL.md §6.4): a uuid it does not name is not ended.
+#[test]
+fn machine_regression_batches_of_two_a_result_ends_only_what_its_through_names() {
+    use crate::Edit::*;
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(1), auto: false },
+        Wait { ms: 40 },
+        Agent { uuid: 2, edit: Create(2) },
+        Deliver { ed: 1 },
+        Answer { ed: 1, mode: Mode::Wrong },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
     ];
     if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
         panic!("{e}");

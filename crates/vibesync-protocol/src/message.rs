@@ -464,10 +464,12 @@ pub enum Outbound {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         /// uuid → the `request_id` of the receiver's last change of that uuid this result
-        /// ends (its earlier ones too; later ones are not ended): an editor with several
-        /// fast-path changes of one uuid in flight knows which (docs/PROTOCOL.md §6.4).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        through: BTreeMap<String, String>,
+        /// ends (its earlier ones too; later ones are not ended); a uuid it does not name is
+        /// not one of the receiver's changes here: an editor with several changes of one uuid
+        /// in flight, or whose change of it waits for a later batch, knows which. `None` (not
+        /// sent): every change of the uuids ends (docs/PROTOCOL.md §6.4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        through: Option<BTreeMap<String, String>>,
     },
     /// The scene-holding sessions of the receiver's project changed (docs/PROTOCOL.md §6.8).
     Peers {

@@ -201,7 +201,9 @@ impl Project {
                 error_code,
                 kept_local: kept,
                 reason: kept.then(|| reason.to_string()),
-                through: through_of(f.changes.iter().filter(|q| &q.origin == s)),
+                // Always sent (also empty): a change of one of these uuids that the receiver
+                // sent and the daemon holds for a later batch is not ended by this one.
+                through: Some(through_of(f.changes.iter().filter(|q| &q.origin == s))),
             }
             .to_frame();
             let ok = cx.send(s, vec![msg]).await;
@@ -346,14 +348,15 @@ impl Project {
     }
 
     /// A `batch_result` `dropped` to `session_id` for its changes of `uuids` that no batch
-    /// carries, at `seq`; `through` names per uuid the last request it ends (PROTOCOL §6.4).
+    /// carries, at `seq`; `through` names per uuid the last request it ends (`None`: every
+    /// change of `uuids` ends, PROTOCOL §6.4).
     pub(super) async fn send_dropped(
         &self,
         cx: &Cx<'_>,
         session_id: &SessionId,
         uuids: Vec<String>,
         seq: u64,
-        through: BTreeMap<String, String>,
+        through: Option<BTreeMap<String, String>>,
     ) {
         self.expose(seq);
         let msg = Outbound::BatchResult {

@@ -357,6 +357,9 @@ struct Ed {
     deleted: BTreeMap<String, u64>,
     /// request_id → (uuid, who made it): changes sent whose `ack` has not been read.
     sent: BTreeMap<String, (String, Author)>,
+    /// uuid → the parts (§6.1) its last change sent changes: while that change is in flight
+    /// (`busy`), a forwarded batch's op of one of them is not applied (§6.4).
+    parts: BTreeMap<String, BTreeSet<&'static str>>,
     /// batch_id → frame count at its `batch_begin`.
     received: BTreeMap<String, u64>,
     frames: u64,
@@ -379,6 +382,7 @@ impl Ed {
             overtaken: BTreeSet::new(),
             deleted: BTreeMap::new(),
             sent: BTreeMap::new(),
+            parts: BTreeMap::new(),
             received: BTreeMap::new(),
             frames: 0,
             incoming: None,
@@ -404,6 +408,45 @@ impl Ed {
     fn hashes(&self, uuids: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
         uuids.into_iter().filter_map(|u| self.scene.get(&u).map(|s| (u, s.hash()))).collect()
     }
+
+    /// The parts of `u` its own change in flight changes (none when nothing is in flight).
+    fn pending_parts(&self, u: &str) -> BTreeSet<&'static str> {
+        if self.busy(u) {
+            self.parts.get(u).cloned().unwrap_or_default()
+        } else {
+            BTreeSet::new()
+        }
+    }
+}
+
+/// The parts of an object state (docs/PROTOCOL.md §6.1) an op changes: a `create` names all.
+pub(crate) fn parts_of(op: &ChangeOp) -> Vec<&'static str> {
+    match op {
+        ChangeOp::Create(_) => vec!["transform", "rename", "visibility", "reparent", "mesh", "material"],
+        ChangeOp::Delete => vec!["delete"],
+        ChangeOp::Reparent(_) => vec!["reparent"],
+        ChangeOp::Mesh(_) => vec!["mesh"],
+        ChangeOp::Material(_) => vec!["material"],
+        ChangeOp::Transform { .. } => vec!["transform"],
+        ChangeOp::Rename(_) => vec!["rename"],
+        ChangeOp::Visibility(_) => vec!["visibility"],
+    }
+}
+
+/// `to` with the parts named in `keep` taken from `from` (a person's values a batch spares).
+pub(crate) fn with_parts(mut to: ObjectState, from: &ObjectState, keep: &BTreeSet<&'static str>) -> ObjectState {
+    for part in keep {
+        match *part {
+            "transform" => (to.t, to.r, to.s) = (from.t, from.r, from.s),
+            "rename" => to.name = from.name.clone(),
+            "visibility" => to.visible = from.visible,
+            "reparent" => to.parent = from.parent.clone(),
+            "mesh" => to.mesh_hash = from.mesh_hash.clone(),
+            "material" => to.material = from.material.clone(),
+            _ => {}
+        }
+    }
+    to
 }
 
 /// What a simulated editor must tell the machine after reading a frame.
@@ -618,6 +661,13 @@ impl Sim {
         };
         let Some(session) = ed.editor() else { return };
         ed.sent.insert(request_id.clone(), (u.to_string(), author));
+        // A `create` or `delete` in flight spares nothing: the object's existence is not
+        // spared, and a full state sent is answered by the batch that carries it.
+        let parts = match op {
+            ChangeOp::Create(_) | ChangeOp::Delete => BTreeSet::new(),
+            op => parts_of(op).into_iter().collect(),
+        };
+        ed.parts.insert(u.to_string(), parts);
         let input = Input::Change {
             session: Box::new(session),
             base_seq: ed.last_seq,
@@ -1126,6 +1176,9 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             ed.last_seq = ed.last_seq.max(inc.seq);
             let mut uuids: Vec<String> = Vec::new();
             let mut skipped_kept: Vec<String> = Vec::new();
+            // The state the batch made of each uuid it names, where the editor holds another
+            // (its person's values the batch spared): the answer is the batch's state (§6.4).
+            let mut made: BTreeMap<String, Option<ObjectState>> = BTreeMap::new();
             for c in &inc.changes {
                 let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
                 let u = change.uuid.clone();
@@ -1154,6 +1207,30 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 } else if ed.kept.contains(&u) {
                     ed.overtaken.insert(u.clone());
                 }
+                let spared = ed.pending_parts(&u);
+                if inc.path != "resync" && !spared.is_empty() && change.op != ChangeOp::Delete {
+                    // §6.4: a part this editor's own change in flight changes keeps its value
+                    // here (that change goes after the batch: the later writer); a `create`
+                    // is applied without those parts. The answer is the batch's state.
+                    let before = made.get(&u).cloned().unwrap_or_else(|| ed.scene.get(&u).cloned());
+                    let batch_state = apply_change(before.as_ref(), &change.op).ok().flatten();
+                    let here = ed.scene.get(&u).cloned();
+                    let keep: BTreeSet<&'static str> =
+                        parts_of(&change.op).into_iter().filter(|p| spared.contains(p)).collect();
+                    let local = match (&batch_state, &here) {
+                        (Some(b), Some(h)) => Some(with_parts(b.clone(), h, &keep)),
+                        (b, _) => b.clone(),
+                    };
+                    made.insert(u.clone(), batch_state);
+                    match local {
+                        Some(s) => ed.scene.insert(u.clone(), s),
+                        None => ed.scene.remove(&u),
+                    };
+                    continue;
+                }
+                if let Some(m) = made.get_mut(&u) {
+                    *m = apply_change(m.as_ref(), &change.op).ok().flatten();
+                }
                 match apply_change(ed.scene.get(&u), &change.op) {
                     Ok(Some(s)) => {
                         ed.scene.insert(u.clone(), s);
@@ -1165,6 +1242,12 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 }
             }
             let mut hashes = ed.hashes(uuids.iter().cloned());
+            for (u, state) in made {
+                match state {
+                    Some(s) => hashes.insert(u, s.hash()),
+                    None => hashes.remove(&u),
+                };
+            }
             if inc.path != "resync" {
                 match ed.mode {
                     Mode::Right => {}

@@ -252,3 +252,34 @@ fn a_window_over_the_batch_bounds_goes_as_several_batches_in_order() {
     let committed: usize = b.results.iter().map(|r| r["uuids"].as_array().unwrap().len()).sum();
     assert_eq!(committed, 8);
 }
+
+/// Batch bounds and `through` (docs/PROTOCOL.md §6.2 "Batch size", §6.4): Unity renames the
+/// cube, then Blender moves it, in one window cut into batches of one change. Blender is a
+/// participant of the first batch (the rename) while its move waits for the second: the first
+/// result it gets carries an empty `through` (its move is not ended: by the fence rule alone it
+/// would be, as it was acknowledged before that batch's fences), the second names the move.
+#[test]
+fn a_result_names_in_through_only_the_changes_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("one.toml");
+    std::fs::write(&cfg, "[sync]\nbatch_window_ms = 300\nverify_timeout_ms = 30000\nmax_batch_changes = 1\n").unwrap();
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    until(&mut [&mut b, &mut u], DEADLINE, |ms| ms[0].results.iter().any(|r| r["through"][&id] == "c"));
+    let before = b.results.len();
+    let rename = json!({"op":"rename","uuid":id,"name":"Renamed"});
+    assert_eq!(statuses(&u.send_change("ren", vec![rename], &[])), ["queued"]);
+    assert_eq!(statuses(&b.send_change("mv", vec![transform(&id, 7.0)], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], DEADLINE, |ms| ms[0].results[before..].iter().any(|r| r["through"][&id] == "mv"));
+    let got = &b.results[before..];
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["outcome"], "committed", "{got:?}");
+    assert_eq!(got[0]["through"], json!({}), "the rename's batch ends none of Blender's changes: {got:?}");
+    assert_eq!(got[1]["through"], json!({ id.clone(): "mv" }), "{got:?}");
+    until(&mut [&mut b, &mut u], DEADLINE, |ms| ms[1].states[&id]["t"][0] == 7.0);
+    assert_eq!(u.states[&id]["name"], "Renamed");
+    assert_eq!(b.states.get(&id).map(|s| s["name"].clone()), Some(json!("Renamed")));
+}

@@ -1161,6 +1161,15 @@ namespace VibeSync.Bridge.Core
                 ends = new List<object>();
                 foreach (var x in uuids) if (x is string && covered.Contains((string)x)) ends.Add(x);
             }
+            var all = ends;
+            if (through != null)
+            {
+                // With `through` (always sent by this daemon), only the uuids it names are this
+                // editor's: a change waiting at the daemon for a later batch (bounded batches,
+                // §6.2) is not ended by this one.
+                ends = new List<object>();
+                foreach (var x in all) if (x is string && through.ContainsKey((string)x)) ends.Add(x);
+            }
             foreach (var x in ends)
             {
                 var s = x as string;
@@ -1186,12 +1195,13 @@ namespace VibeSync.Bridge.Core
             BatchResults++;
             bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
             string reason = Msg.OptStr(m, "reason");
-            foreach (var x in ends)
+            if (keptLocal)
+                foreach (var x in ends) if (x is string) notSynced[(string)x] = reason ?? ("not synced: " + (code ?? "rolled back"));
+            foreach (var x in all)
             {
                 var s = x as string;
                 if (s == null) continue;
-                if (keptLocal) notSynced[s] = reason ?? ("not synced: " + (code ?? "rolled back"));
-                else if (outcome == BatchOutcome.Committed) notSynced.Remove(s);
+                if (!keptLocal && outcome == BatchOutcome.Committed) notSynced.Remove(s);
                 if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
                 long had;
                 if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;

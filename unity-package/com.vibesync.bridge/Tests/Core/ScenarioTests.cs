@@ -101,6 +101,15 @@ namespace VibeSync.Bridge.Tests
                                     { "outcome", step["outcome"] }, { "uuids", Strings(step["objects"]).Select(n => (object)objs[n].Uuid).ToList() },
                                 };
                                 foreach (var k in new[] { "error_code", "kept_local", "reason" }) if (step.ContainsKey(k)) m[k] = step[k];
+                                if (step.ContainsKey("through"))
+                                {
+                                    // The objects whose last change the result ends: their last change request.
+                                    var through = new Dictionary<string, object>();
+                                    var frames = r.Daemon.Received("change");
+                                    foreach (var n in Strings(step["through"]))
+                                        through[objs[n].Uuid] = frames.Last(x => ((List<object>)x.Message["changes"]).Cast<Dictionary<string, object>>().Any(op => (string)op["uuid"] == objs[n].Uuid)).Message["request_id"];
+                                    m["through"] = through;
+                                }
                                 if ((string)step["outcome"] == BatchOutcome.Committed && !step.ContainsKey("batch"))
                                     foreach (var n in Strings(step["objects"])) committedAt[n] = (long)m["seq"];
                                 r.Daemon.Broadcast(m);
