@@ -1172,3 +1172,39 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
             if c["uuid"] == cu]
     assert [c["op"] for c in sent] == ["transform"], sent
     assert sent[0]["t"] == pytest.approx([3, 0, 0])
+
+
+def test_another_editors_full_state_spares_a_mesh_edit_not_hashed_yet(scripted):
+    """As above, but the person also reshaped the cube, and the batch arrives before the
+    addon has read and hashed the new geometry: Blender could not tell the person's parts and
+    applied the `create` whole — the person's mesh and move were gone. The geometry is hashed
+    there and then: the name is applied, the person's mesh and pose stay, the answer is the
+    state the batch made, and the move and the mesh are sent after it (PROTOCOL.md §6.4)."""
+    s, cube, cu, before = synced_mover(scripted)
+    blob = capture.mesh_attachment(cube.data, 1.0)  # the geometry the batch names (as sent)
+    assert wire.mesh_hash(blob) == before["mesh_hash"]
+    for v in cube.data.vertices:
+        v.co.z *= 2.0  # the person's reshape…
+    cube.data.update()
+    cube.location = (3, 0, 0)  # …and move, neither read by the addon yet
+    bpy.context.view_layer.update()
+    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
+    scripted.received.clear()
+    scripted.push(batch_with_mesh("full-state-mesh", 41, theirs, blob))
+    pump_until(lambda: applied_messages(scripted), what="the batch applied")
+    [applied] = applied_messages(scripted)
+    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
+    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    assert max(v.co.z for v in cube.data.vertices) == pytest.approx(2.0), "the person's mesh stays"
+
+    def sent_ops():
+        return {c["op"]: c for m in scripted.received if m.get("type") == "change"
+                for c in m["changes"] if c["uuid"] == cu}
+    pump_until(lambda: {"transform", "mesh"} <= set(sent_ops()),
+               what="the person's move and mesh sent after the batch")
+    assert "create" not in sent_ops() and "rename" not in sent_ops(), sent_ops()
+    assert sent_ops()["transform"]["t"] == pytest.approx([3, 0, 0])
+    assert sent_ops()["mesh"]["mesh_hash"] != before["mesh_hash"]

@@ -1587,9 +1587,10 @@ class Session:
         Unity moved the object: the move is applied here, the mesh is sent, both stand (it
         was sent in full, and the old pose in it undid the move in Unity).
 
-        None — keep the whole uuid and send it in full, as before — when the item is no
-        `create`, or what Blender holds is not fully known yet (nothing sent before, a
-        geometry not hashed, edit mode, a parent awaited)."""
+        A geometry not read or hashed yet is hashed here, so a reshape the person just made
+        is spared too. None — keep the whole uuid and send it in full, as before — when the
+        item is no `create`, or what Blender holds is not fully known yet (nothing sent
+        before, generated geometry not evaluated yet, edit mode, a parent awaited)."""
         change, attachment = item
         uuid = change.get("uuid")
         if change.get("op") != wire.Op.CREATE or uuid in self.deleted_here \
@@ -1604,15 +1605,26 @@ class Session:
         if b is None or idb is None or prev is None:
             return None
         key = (b.kind, b.session_uid)
-        if key in self.geometry_dirty or key in self.waiting_edit \
-                or any(key in keys for keys in self.parent_waiters.values()):
+        if key in self.waiting_edit or any(key in keys for keys in self.parent_waiters.values()):
             return None
+        reshaped = False
         if b.kind == "object":
             if capture.in_edit_mode(idb):
                 return None
             mu = capture.geometry_key(self.registry, idb)
-            if mu is not None and (mu in self.mesh_jobs or mu in self.alias_jobs):
+            if mu is not None and mu in self.alias_jobs:
                 return None
+            if key in self.geometry_dirty or (mu is not None and mu in self.mesh_jobs):
+                if mu is None or idb.type != "MESH" or capture.generated_geometry(idb):
+                    return None
+                # A geometry not read or hashed yet (the person may have just reshaped it):
+                # hashed here, once — rare, another editor's full state over an unsent edit —
+                # so that a reshape is spared and nothing else is.
+                own = wire.mesh_hash(capture.mesh_attachment(idb.data, self.unit_scale))
+                alias = self.mesh_alias.get(mu)
+                reshaped = own != self.mesh_hashes.get(mu) and not (alias and alias[0] == own)
+        elif key in self.geometry_dirty:
+            return None
         now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
         if ("mesh_hash" in prev) != ("mesh_hash" in now):
             return None
@@ -1622,7 +1634,7 @@ class Session:
             return None
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
         mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away \
-            | self._unresolved_sent_parts(uuid)
+            | self._unresolved_sent_parts(uuid) | ({wire.Op.MESH} if reshaped else set())
         if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
             return None
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
