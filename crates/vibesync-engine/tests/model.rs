@@ -1294,3 +1294,86 @@ fn machine_regression_batches_of_two_a_result_ends_only_what_its_through_names()
         panic!("{e}");
     }
 }
+/// Unity's move of an object, re-sent after a reconnect (its outcome unheard), waited in the
+/// window beside the first session's copy when Blender deleted the object: the delete won over
+/// both, and the daemon recorded two conflicts — one per Unity session — for one edit
+/// (docs/PROTOCOL.md §6.2: one conflict per losing editor and uuid). Found by seed 304.
+#[test]
+fn machine_regression_one_conflict_per_editor_over_its_sessions() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 2, edit: Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 0 },
+        Tombstone { ed: 0, uuid: 2, late: true },
+        Wait { ms: 40 },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit::NONE) {
+        panic!("{e}");
+    }
+}
+/// Batches of at most two changes: Unity's move waited in the window when it disconnected,
+/// and its re-send after the reconnect waited too, when Blender deleted the object; the move
+/// lost to the delete at batch time and its re-send was refused `STALE` — two conflicts for
+/// one edit (docs/PROTOCOL.md §6.2: once per losing editor and uuid, whatever the number of
+/// its changes, sessions or batches).
+#[test]
+fn machine_regression_a_delete_wins_once_over_an_edit_and_its_re_send() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 0 },
+        Tombstone { ed: 0, uuid: 2, late: true },
+        Wait { ms: 40 },
+    ];
+    for limit in [
+        vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX },
+        vibesync_engine::sync::BatchLimit::NONE,
+    ] {
+        if let Err(e) = replay_machine_with(&acts, limit) {
+            panic!("{limit:?}: {e}");
+        }
+    }
+}
+/// Blender re-sent its create of an object after a daemon restart, Unity deleted it, and the
+/// delete won at batch time while Blender's replay waited for a batch in flight: the `dropped`
+/// result went out at once with the daemon's last seq, past the delete, which the waiting
+/// replay was to bring; Blender dropped its connection before that replay and kept the object
+/// for good. A `dropped` result to a session whose replay waits now carries that replay's base
+/// (docs/PROTOCOL.md §6.4). Found by seed 312.
+#[test]
+fn machine_regression_a_dropped_result_never_moves_last_seq_past_a_waiting_replay() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Deliver { ed: 0 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+        Reconnect { ed: 1 },
+        Agent { uuid: 0, edit: Create(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 0 },
+        Tombstone { ed: 1, uuid: 2, late: false },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

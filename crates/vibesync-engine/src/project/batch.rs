@@ -200,10 +200,11 @@ impl Project {
         }
         self.unbatched_conflicts(cx, unbatched, &kinds).await;
         for ((winner, winner_client), losers) in delete_won {
-            // One conflict per loser and uuid: its last change of the window names the op.
-            let mut last: BTreeMap<(SessionId, String), (Editor, &'static str)> = BTreeMap::new();
+            // One conflict per losing editor and uuid — its sessions are one editor (a change
+            // re-sent after a reconnect is the same edit) — its last change names the op.
+            let mut last: BTreeMap<(String, String), (Editor, &'static str)> = BTreeMap::new();
             for (loser, u, op) in losers {
-                last.insert((loser.session_id.clone(), u), (loser, op));
+                last.insert((loser.client_id.clone(), u), (loser, op));
             }
             let at = last.keys().filter_map(|(_, u)| deleted.get(u).map(|(_, seq)| *seq)).max().unwrap_or_default();
             let losers = last.into_iter().map(|((_, u), (loser, op))| (loser, u, op)).collect();

@@ -48,6 +48,11 @@ impl Project {
                 self.synced.entry(u.clone()).or_default().merge(w);
             }
             self.not_synced.retain(|(x, _), _| x != u);
+            if self.delete_losers.contains_key(u)
+                && f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Create(_)))
+            {
+                self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
+            }
         }
         if self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq {
             // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
@@ -270,6 +275,25 @@ impl Project {
     /// STALE refusals of slow-path changes are conflicts the other editor won: a standalone
     /// WAL STEP (`conflict`), a log line and a `conflict` event to both editors.
     pub(super) async fn stale_conflicts(&mut self, cx: &Cx<'_>, loser: &Editor, stale: Vec<Stale>) {
+        // A change of a deleted uuid whose editor already lost to that delete (its earlier
+        // change of the uuid, before a reconnect re-sent it) is the same conflict: once.
+        let stale: Vec<Stale> = stale
+            .into_iter()
+            .filter(|(u, _, _)| !self.delete_losers.get(u).is_some_and(|c| c.contains(&loser.client_id)))
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        for (u, _, _) in &stale {
+            // Lost to a delete (the uuid is gone): its later changes lose to it once more.
+            let gone = match cx.view.lookup(u) {
+                Ok(e) => e.is_none_or(|e| e.status == vibesync_registry::Status::Tombstoned),
+                Err(_) => false,
+            };
+            if gone {
+                self.delete_losers.entry(u.clone()).or_default().insert(loser.client_id.clone());
+            }
+        }
         let seq = cx.view.last_seq();
         let op_id = uuid::Uuid::new_v4().to_string();
         let loser_kind = loser.editor.to_string();
@@ -358,6 +382,10 @@ impl Project {
         seq: u64,
         through: Option<BTreeMap<String, String>>,
     ) {
+        // Never past a replay that waits for this session: a later seq would move the editor's
+        // `last_seq` past what that replay brings (docs/PROTOCOL.md §6.4, §6.6) — e.g. a
+        // delete committed meanwhile, lost if the editor drops before the replay arrives.
+        let seq = self.pending_replay_base(session_id).map_or(seq, |base| base.min(seq));
         self.expose(seq);
         let msg = Outbound::BatchResult {
             batch_id: uuid::Uuid::new_v4().to_string(),
@@ -383,6 +411,11 @@ impl Project {
         losers: Vec<(Editor, String, &'static str)>,
         seq: u64,
     ) {
+        // Once per losing editor and uuid while the uuid stays deleted (`delete_losers`).
+        let losers: Vec<(Editor, String, &'static str)> = losers
+            .into_iter()
+            .filter(|(loser, u, _)| self.delete_losers.entry(u.clone()).or_default().insert(loser.client_id.clone()))
+            .collect();
         if losers.is_empty() {
             return;
         }

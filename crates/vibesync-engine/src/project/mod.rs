@@ -46,7 +46,7 @@ mod replay;
 mod verify;
 
 use crate::fast::{HashMap, HashSet};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
@@ -412,6 +412,12 @@ pub struct Project {
     /// change applied: when its change commits or is dropped, it is sent the authoritative
     /// state (docs/PROTOCOL.md §6.6, "overtaken").
     bases: HashMap<(SessionId, String), u64>,
+    /// Deleted uuid → the `client_id`s of the editors whose changes of it lost to the delete
+    /// and were recorded as a conflict: one conflict per losing editor and uuid
+    /// (docs/PROTOCOL.md §6.2), also when its changes lose over several batches, sessions or
+    /// refusals (a change re-sent after a reconnect and refused `STALE`, a window cut by the
+    /// batch bounds). Removed when a `create` of the uuid commits (it lives again).
+    delete_losers: HashMap<String, BTreeSet<String>>,
 }
 
 /// The link between a running step and its driver: the effect the step waits on, its
@@ -584,6 +590,7 @@ impl Project {
             slow_queued: HashSet::default(),
             forwarded: HashMap::default(),
             bases: HashMap::default(),
+            delete_losers: HashMap::default(),
         }
     }
 

@@ -65,6 +65,16 @@ impl Project {
         self.send_resync_ops(cx, &s, ops, why, None, attempts).await;
     }
 
+    /// The `last_seq` a replay waiting for the batches in flight starts from for `session_id`
+    /// (its join's, or its `resync` request's), if one waits.
+    pub(super) fn pending_replay_base(&self, session_id: &str) -> Option<u64> {
+        self.deferred.iter().find_map(|d| match d {
+            Deferred::Input(Input::Joined { session_id: s, last_seq }) if s == session_id => Some(*last_seq),
+            Deferred::Input(Input::Resync { session_id: s, since_seq, .. }) if s == session_id => Some(*since_seq),
+            _ => None,
+        })
+    }
+
     /// Whether a replay for `session_id` (its join, or its `resync` request) waits for the
     /// batches in flight.
     fn replay_pending(&self, session_id: &str) -> bool {

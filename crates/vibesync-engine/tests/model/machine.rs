@@ -491,7 +491,11 @@ struct Lost {
 /// The machine after a restart, from the WAL written so far: its ROLLBACKs, and — standing in
 /// for what the daemon forgets at a restart (docs/PROTOCOL.md §6.6 "since the daemon
 /// started") — every sync batch that committed with another record between its first STEP
-/// and its COMMIT, a late commit for any editor that learnt a seq in between.
+/// and its COMMIT, a late commit for any editor that learnt a seq in between; and every
+/// `tombstone` followed by a sync record, whose relay may have reached the editors after that
+/// record's seq (a late delete for any editor up to the WAL's last seq). The daemon keeps
+/// these only while it runs: after a restart an editor that learnt a later seq and lost its
+/// connection before such a relay keeps the object (the gap PROTOCOL §6.6 states).
 fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
     let rolled: Vec<RolledBack> = wal
         .iter()
@@ -505,6 +509,15 @@ fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
         };
         if wal.iter().any(|r| r.seq > first.seq && r.seq < c.seq && r.operation_id != c.operation_id) {
             late.push((c.seq, c.uuids.clone()));
+        }
+    }
+    let last = wal.last().map_or(0, |r| r.seq);
+    for c in wal
+        .iter()
+        .filter(|r| r.phase == Phase::Commit && r.payload.get("op").and_then(Value::as_str) == Some("tombstone"))
+    {
+        if wal.iter().any(|r| r.seq > c.seq && r.session_id == SYNC_SESSION) {
+            late.push((last + 1, c.uuids.clone()));
         }
     }
     Project::with_late_commits(PROJECT.into(), Settings { batch_limit: limit, ..SETTINGS }, rolled, late)
@@ -1204,6 +1217,10 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) {
                         continue; // older than the person's delete (§6.6): stale for it
                     }
+                } else if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) && !ed.scene.contains_key(&u) {
+                    // A batch formed before the person's delete here: nothing of it is applied
+                    // and the answer leaves the uuid out (PROTOCOL §6.2, §6.4), as both editors do.
+                    continue;
                 } else if ed.kept.contains(&u) {
                     ed.overtaken.insert(u.clone());
                 }
@@ -1217,9 +1234,14 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     let here = ed.scene.get(&u).cloned();
                     let keep: BTreeSet<&'static str> =
                         parts_of(&change.op).into_iter().filter(|p| spared.contains(p)).collect();
-                    let local = match (&batch_state, &here) {
-                        (Some(b), Some(h)) => Some(with_parts(b.clone(), h, &keep)),
-                        (b, _) => b.clone(),
+                    // Here: the op applied to what the editor holds, without the spared parts.
+                    let local = match (&change.op, &here) {
+                        (ChangeOp::Create(_), Some(h)) => {
+                            apply_change(Some(h), &change.op).ok().flatten().map(|n| with_parts(n, h, &keep))
+                        }
+                        (ChangeOp::Create(_), None) => batch_state.clone(), // nothing here to keep
+                        (_, h) if !keep.is_empty() => h.clone(),
+                        (_, h) => apply_change(h.as_ref(), &change.op).ok().flatten().or_else(|| h.clone()),
                     };
                     made.insert(u.clone(), batch_state);
                     match local {
