@@ -8,6 +8,7 @@ a big first sync over the daemon's bytes budget loses nothing; a person's edit k
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,26 @@ def grids(n: int, same: bool) -> list:
                                         size=2.0 if same else 2.0 + i, location=(3 * i, 0, 0))
         made.append(bpy.context.active_object)
     return made
+
+
+# Daemon settings the tests below combine: a per-session bytes budget two 2,500-vertex grids
+# exhaust, a 400 ms wait for each participant's answer, and no grace before an unreferenced
+# mesh is collected.
+TIGHT = "[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n"
+IMPATIENT = "[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n"
+COLLECTING = "[storage]\nblob_grace_secs = 0\n"
+
+
+@contextlib.contextmanager
+def configured_daemon(daemon_bin, tmp_path, config_toml: str):
+    """A `vibesync serve` of its own, with `config_toml` as its config file."""
+    config = tmp_path / "vibesync.toml"
+    config.write_text(config_toml)
+    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
+    try:
+        yield d
+    finally:
+        d.stop()
 
 
 def test_objects_showing_one_geometry_send_it_once(bridge):
@@ -68,11 +89,8 @@ def test_objects_showing_one_geometry_send_it_once(bridge):
 def tight_daemon(daemon_bin, tmp_path):
     """A daemon whose bytes budget per session is 400 kB/s with a 300 kB burst: two grids of
     2,500 vertices exhaust it."""
-    config = tmp_path / "vibesync.toml"
-    config.write_text("[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n")
-    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
-    yield d
-    d.stop()
+    with configured_daemon(daemon_bin, tmp_path, TIGHT) as d:
+        yield d
 
 
 def test_a_first_sync_over_the_bytes_budget_arrives_whole(clean_blender, tight_daemon, project_id):
@@ -95,11 +113,8 @@ def test_a_first_sync_over_the_bytes_budget_arrives_whole(clean_blender, tight_d
 @pytest.fixture
 def impatient_daemon(daemon_bin, tmp_path):
     """A daemon that waits 400 ms for each participant's answer."""
-    config = tmp_path / "vibesync.toml"
-    config.write_text("[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n")
-    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
-    yield d
-    d.stop()
+    with configured_daemon(daemon_bin, tmp_path, IMPATIENT) as d:
+        yield d
 
 
 def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender, impatient_daemon,
@@ -133,12 +148,8 @@ def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender,
 def collecting_daemon(daemon_bin, tmp_path):
     """A daemon that waits 400 ms for each participant's answer and collects an unreferenced
     mesh at its next maintenance pass (no grace period)."""
-    config = tmp_path / "vibesync.toml"
-    config.write_text("[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n"
-                      "[storage]\nblob_grace_secs = 0\n")
-    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
-    yield d
-    d.stop()
+    with configured_daemon(daemon_bin, tmp_path, IMPATIENT + COLLECTING) as d:
+        yield d
 
 
 def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
@@ -190,12 +201,8 @@ def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
 @pytest.fixture
 def tight_impatient_daemon(daemon_bin, tmp_path):
     """The bytes budget of `tight_daemon` and the 400 ms answer wait of `impatient_daemon`."""
-    config = tmp_path / "vibesync.toml"
-    config.write_text("[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n"
-                      "[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n")
-    d = Daemon(daemon_bin, str(tmp_path / "data"), ["--config", str(config)]).start()
-    yield d
-    d.stop()
+    with configured_daemon(daemon_bin, tmp_path, TIGHT + IMPATIENT) as d:
+        yield d
 
 
 @pytest.mark.parametrize("person_edits", [False, True], ids=["untouched", "edited_meanwhile"])

@@ -326,10 +326,11 @@ class Session:
         # be sent when the tool call ended) stays the agent's (§6.1 "Who made it"): uuid ->
         # (its `automation`, the hash of the state the agent made), until it is sent — or
         # captured in another state (a person edited it meanwhile: then it is the person's,
-        # and a person's work is never reverted). `automation_requests`: the same for the
-        # uuids of each unanswered `change` that carried `automation`.
+        # and a person's work is never reverted). `automation_requests`: request -> the
+        # `automation` it carried, while unanswered (what it made is read only if it is
+        # refused, `_made_by`).
         self.automation_for: dict[str, tuple[dict, str]] = {}
-        self.automation_requests: dict[str, dict[str, tuple[dict, str]]] = {}
+        self.automation_requests: dict[str, dict] = {}
         self.mesh_bytes_sent = 0
         # No request goes out before this time (monotonic): the daemon asked to retry later.
         self.send_after = 0.0
@@ -939,9 +940,11 @@ class Session:
             entry = self.engine.answered(rid)
             if entry is not None and entry[0] == wire.MessageType.CHANGE:
                 supported = self.engine.changes_supported
+                automation = self.automation_requests.pop(rid, None)
+                # What the agent made, read before the refusal forgets what was sent.
+                made = self._made_by(automation, entry[1] or ()) if automation is not None else {}
                 again = self.engine.on_change_error(rid, code)
                 self._meshes_answered(rid, taken=False)
-                made = self.automation_requests.pop(rid, None)
                 if again and made:
                     # An agent's change: it goes again as the agent's (never as a person's).
                     self.automation_for.update(made)
@@ -2629,7 +2632,7 @@ class Session:
         slow = {op["uuid"] for op in ops if op.get("op") not in wire.FAST_OPS}
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
         if rid is not None and automation is not None:
-            self.automation_requests[rid] = self._made_by(automation, uuids)
+            self.automation_requests[rid] = automation
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])

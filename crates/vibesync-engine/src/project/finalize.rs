@@ -200,7 +200,7 @@ impl Project {
             let kept = kept_local.contains_key(s);
             let msg = Outbound::BatchResult {
                 batch_id: f.batch_id.clone(),
-                seq,
+                seq: self.result_seq_for(s, seq),
                 outcome,
                 uuids: f.uuids.clone(),
                 error_code,
@@ -371,6 +371,14 @@ impl Project {
         self.delete_won(cx, (by.editor.as_str(), &by.client_id), losers, seq).await;
     }
 
+    /// The `seq` of a `batch_result` to `session_id`: `seq`, but never past a replay that waits
+    /// for that session — a later seq would move the editor's `last_seq` past what the replay
+    /// brings (docs/PROTOCOL.md §6.4, §6.6), e.g. a delete committed meanwhile, lost for good
+    /// if the editor drops before the replay arrives.
+    fn result_seq_for(&self, session_id: &str, seq: u64) -> u64 {
+        self.pending_replay_base(session_id).map_or(seq, |base| base.min(seq))
+    }
+
     /// A `batch_result` `dropped` to `session_id` for its changes of `uuids` that no batch
     /// carries, at `seq`; `through` names per uuid the last request it ends (`None`: every
     /// change of `uuids` ends, PROTOCOL §6.4).
@@ -382,10 +390,7 @@ impl Project {
         seq: u64,
         through: Option<BTreeMap<String, String>>,
     ) {
-        // Never past a replay that waits for this session: a later seq would move the editor's
-        // `last_seq` past what that replay brings (docs/PROTOCOL.md §6.4, §6.6) — e.g. a
-        // delete committed meanwhile, lost if the editor drops before the replay arrives.
-        let seq = self.pending_replay_base(session_id).map_or(seq, |base| base.min(seq));
+        let seq = self.result_seq_for(session_id, seq);
         self.expose(seq);
         let msg = Outbound::BatchResult {
             batch_id: uuid::Uuid::new_v4().to_string(),

@@ -454,6 +454,10 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, int> timeouts = new Dictionary<string, int>(StringComparer.Ordinal);
         readonly Dictionary<string, TimeSpan> retryAt = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
         readonly Stopwatch retryLaterClock = Stopwatch.StartNew();
+
+        /// <summary>Whole-request refusals that say "not run, try again later" (PROTOCOL §2 rate
+        /// limits, §4); the Blender addon's `engine.RETRY_LATER`.</summary>
+        static bool RetryLater(string code) { return code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed; }
         TimeSpan retryLaterPause = TimeSpan.Zero, nextRetryLaterPause = RetryLaterPauseMin;
 
         // mesh hash -> the request carrying it while unanswered, "" once the daemon took it (§6.1).
@@ -941,9 +945,9 @@ namespace VibeSync.Bridge.Core
                 // uuids back into the dirty set, which is local work again). Retry later only when
                 // the refusal is temporary.
                 foreach (var kv in sent) ResolveRequest(kv.Key, rid);
-                if (code == ErrorCode.SafeMode || code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
+                if (code == ErrorCode.SafeMode || RetryLater(code))
                     foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
-                if (code == ErrorCode.RateLimited || code == ErrorCode.StorageFailed)
+                if (RetryLater(code))
                 {
                     // Not run: it goes again after a pause that doubles while refusals continue
                     // (PROTOCOL §2 "Rate limits"), instead of at the next tick.
