@@ -58,9 +58,20 @@ impl Project {
             // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
             self.late_commits.push((commit_seq, f.uuids.clone()));
         }
+        // The sessions this commit corrects right after its result (a conflict's loser, an
+        // origin an older batch overtook): their result stays before the COMMIT and the
+        // replay after that carries the corrected uuids, so a correction lost to a
+        // disconnect comes again (docs/PROTOCOL.md §6.4, §6.6).
+        let mut corrected = f.corrections.clone();
+        for (s, u) in &f.overtaken {
+            corrected.entry(s.clone()).or_default().push(u.clone());
+        }
+        if !corrected.is_empty() {
+            self.late_commits.push((commit_seq, dedup(corrected.values().flatten().cloned().collect())));
+        }
         info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         cx.io(Effect::Finalize { batch_id: f.batch_id.clone(), uuids: f.uuids.clone() }).await;
-        self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), "").await;
+        self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), &corrected, "").await;
         // Conflicts: both editors hear of it; the loser is corrected when what it holds after
         // applying what it was sent differs from the winner's state.
         let kind = |s: &SessionId| f.kinds.get(s).cloned().unwrap_or_default();
@@ -170,7 +181,7 @@ impl Project {
         self.publish_status(cx).await;
         // The outcome first: an origin learns its change is resolved before any authoritative
         // state arrives.
-        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &reason).await;
+        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &plan.resync, &reason).await;
         for (s, uuids) in &plan.resync {
             self.send_resync(cx, s, uuids, code.as_str()).await;
         }
@@ -180,7 +191,13 @@ impl Project {
     }
 
     /// The batch's `batch_result` to its participants, the sessions it was sent to and its
-    /// origins.
+    /// origins. A session in `corrected` is re-sent the authoritative state right after it
+    /// (a rollback's resync, a commit's correction): its result carries `seq - 1`, so that
+    /// its editor's `last_seq` passes the COMMIT or ROLLBACK record only with that resync's
+    /// `batch_end` — a resync lost in a disconnect comes again in the replay after
+    /// `last_seq`, which names the uuids of every rollback after it (also after a restart:
+    /// they are read from the WAL) and of the corrections of every commit after it
+    /// (`late_commits`, since the daemon started) (docs/PROTOCOL.md §6.4, §6.6).
     #[allow(clippy::too_many_arguments)]
     async fn result(
         &self,
@@ -190,6 +207,7 @@ impl Project {
         outcome: BatchOutcome,
         error_code: Option<RollbackCode>,
         kept_local: &BTreeMap<SessionId, Vec<String>>,
+        corrected: &BTreeMap<SessionId, Vec<String>>,
         reason: &str,
     ) {
         let mut targets: BTreeSet<&SessionId> = f.verification.participants().collect();
@@ -198,6 +216,7 @@ impl Project {
         self.expose(seq);
         for s in targets {
             let kept = kept_local.contains_key(s);
+            let seq = if corrected.contains_key(s) { seq - 1 } else { seq };
             let msg = Outbound::BatchResult {
                 batch_id: f.batch_id.clone(),
                 seq: self.result_seq_for(s, seq),

@@ -135,3 +135,66 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A rollback's correction lost on the way: Unity applies a batch, reads its `batch_result`
+/// `rolled_back`, and the daemon dies before the resync that re-sends Unity the
+/// authoritative state arrives. The result carried the seq before the ROLLBACK record
+/// (PROTOCOL §6.4), so Unity's `last_seq` had not passed it and the replay after it, read
+/// from the WAL at boot, brings the authoritative state: the object whose create failed to
+/// propagate is deleted in Unity — and stays in Blender, where the person made it.
+#[test]
+fn a_rollbacks_resync_lost_in_a_crash_comes_again_in_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let kept = new_uuid();
+    b.send_change("k", vec![create(&kept, "Kept", [0.0, 0.0, 0.0])], &[]);
+    ended(&mut b, &mut u, &kept, "k", "committed");
+    settle(&mut [&mut b, &mut u]);
+
+    let id = new_uuid();
+    u.corrupt_next = true;
+    b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    // Unity applies the batch (answering a wrong hash) and reads up to its result, no further.
+    let rb = loop {
+        let (m, a) = u.recv();
+        let result = m["type"] == "batch_result";
+        u.handle(m.clone(), a);
+        if result {
+            break m;
+        }
+    };
+    assert_eq!(rb["outcome"], "rolled_back", "{rb}");
+    assert!(u.states.contains_key(&id), "Unity applied the create");
+    until(&mut [&mut b], Duration::from_secs(30), |m| {
+        m[0].results.iter().any(|r| r["outcome"] == "rolled_back" && r["through"][&id] == "c")
+    });
+    let rollback = wal_records(&data)
+        .into_iter()
+        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "ROLLBACK")
+        .expect("the batch's ROLLBACK");
+    assert!(
+        rb["seq"].as_u64() < rollback["seq"].as_u64(),
+        "the result to the editor that is corrected stays before the ROLLBACK: {rb} {rollback}"
+    );
+    let (u_states, u_seq) = (u.states.clone(), u.last_seq);
+    drop((b, u));
+    d.kill9();
+
+    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut u = Mini::connect(&d, "unity", 1.0, u_seq);
+    u.states = u_states;
+    until(&mut [&mut u], Duration::from_secs(30), |m| !m[0].states.contains_key(&id));
+    assert!(u.states.contains_key(&kept), "the committed object stays");
+    assert_eq!(u.batches.len(), 1, "one replay: {:?}", u.batches);
+    let st = status(&d);
+    assert_eq!(listed(&st).len(), 1, "Blender's create stays not synced: {st}");
+    drop(u);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}

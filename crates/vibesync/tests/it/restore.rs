@@ -118,9 +118,14 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     assert_eq!(code, 0, "{text}");
     assert_eq!(r["outcome"], "committed", "{r}");
     assert_eq!(r["changes"], 2, "{r}");
-    for m in [&b, &u] {
-        assert_eq!(m.states[&a]["t"], json!([1.0, 0.0, 0.0]), "restored everywhere");
-        assert!(!m.states.contains_key(&c), "C did not exist at point 1");
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        let last = (m.batches.last(), m.results.last());
+        assert_eq!(
+            m.states[&a]["t"],
+            json!([1.0, 0.0, 0.0]),
+            "{who}: restored everywhere (last batch, result: {last:?})"
+        );
+        assert!(!m.states.contains_key(&c), "{who}: C did not exist at point 1 (last batch, result: {last:?})");
     }
     audit_caught_up(&data);
     let after = history(&data, &[]);

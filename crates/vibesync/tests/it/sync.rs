@@ -800,6 +800,48 @@ fn a_window_whose_last_writer_undid_the_only_other_change_is_a_conflict_without_
     assert_eq!(conflict_steps(&dir.path().join("data"), &id).len(), 1, "a standalone conflict STEP");
 }
 
+/// Blender and then Unity move the cube in one window: Unity, the later writer, wins, and
+/// Blender — which keeps its own pose while its move is in flight, as an editor does
+/// (§6.4) — is corrected after the COMMIT. Blender reads the result and its connection drops
+/// before the correction arrives: the result stayed before the COMMIT (§6.4), so the replay
+/// after Blender's `last_seq` brings the winner's pose (§6.6), never a silent divergence.
+#[test]
+fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let mv = |x: f64| json!({"op":"transform","uuid":id,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&b.send_change("b-mv", vec![mv(4.0)], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-mv", vec![mv(7.0)], &[])), ["queued"]);
+    // Blender reads up to the result that ends its move, no further.
+    let rb = loop {
+        let (m, a) = b.recv();
+        let ends = m["type"] == "batch_result" && m["through"][&id] == "b-mv";
+        b.handle(m.clone(), a);
+        if ends {
+            break m;
+        }
+    };
+    assert_eq!(rb["outcome"], "committed", "{rb}");
+    let commit = wal_records(&dir.path().join("data"))
+        .into_iter()
+        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "COMMIT")
+        .expect("the batch's COMMIT");
+    assert!(
+        rb["seq"].as_u64() < commit["seq"].as_u64(),
+        "the result to the loser that is corrected stays before the COMMIT: {rb} {commit}"
+    );
+    // What Blender holds: its own pose, kept while its move was in flight.
+    b.states.get_mut(&id).unwrap()["t"] = json!([4.0, 0.0, 0.0]);
+    let (b_states, b_seq) = (b.states.clone(), b.last_seq);
+    drop(b);
+    let mut b = Mini::connect(&d, "blender", 1.0, b_seq);
+    b.states = b_states;
+    // The replay is read from the registry: the later writer's pose.
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| m[0].states[&id]["t"] == json!([7.0, 0.0, 0.0]));
+    assert_eq!(b.batches.iter().filter(|x| x.1 == "resync").count(), 1, "one replay: {:?}", b.batches);
+    one_conflict_in_each(&[&u], "unity", "blender", "transform");
+}
+
 /// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
 /// one's result. Each `batch_result` names, per uuid, the last request it ends (`through`,
 /// docs/PROTOCOL.md §6.4): the first batch's result ends the moves sent before its window
