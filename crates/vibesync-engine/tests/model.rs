@@ -1377,3 +1377,90 @@ fn machine_regression_a_dropped_result_never_moves_last_seq_past_a_waiting_repla
         panic!("{e}");
     }
 }
+
+/// Batches of at most two changes: an agent's batch that Unity had applied rolled back; Unity
+/// read the `batch_result` (with the ROLLBACK's seq) and the daemon restarted before the
+/// resync that deletes the object reached it, so the replay after that seq left Unity holding
+/// an object the registry never had. A result to an editor the batch corrects now carries the
+/// seq before the ROLLBACK (docs/PROTOCOL.md §6.4), and the replay brings the correction.
+#[test]
+fn machine_regression_batches_of_two_a_rollbacks_resync_cut_by_a_restart_comes_again() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Agent { uuid: 0, edit: Move(0) },
+        Agent { uuid: 1, edit: Create(1) },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: true },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: Move(0), auto: false },
+        Disconnect { ed: 1 },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 1, uuid: 2, edit: Create(47), auto: false },
+        Edit { ed: 1, uuid: 0, edit: Hide(false), auto: false },
+        Wait { ms: 871 },
+        Wait { ms: 146 },
+        Edit { ed: 0, uuid: 1, edit: Move(172), auto: false },
+        Wait { ms: 67 },
+        Wait { ms: 1062 },
+        Agent { uuid: 0, edit: Move(27) },
+        Agent { uuid: 1, edit: Delete },
+        Edit { ed: 1, uuid: 1, edit: Hide(false), auto: false },
+        Agent { uuid: 2, edit: Move(94) },
+        Wait { ms: 81 },
+        Deliver { ed: 0 },
+        Wait { ms: 1470 },
+        Wait { ms: 1287 },
+        Deliver { ed: 1 },
+        Restart { cut: Some(1) },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}
+
+/// Batches of one change: after many rollbacks and a wrong answer, a correction sent right
+/// after a batch's result was lost when its editor's connection dropped; the result had moved
+/// the editor's `last_seq` past the batch, so no replay brought it and Unity kept other state
+/// than the registry. A result to an editor the batch corrects now carries the seq before the
+/// COMMIT or ROLLBACK (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_batches_of_one_a_correction_lost_in_a_disconnect_comes_again() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 400 },
+        Wait { ms: 600 },
+        Answer { ed: 1, mode: machine::Mode::Right },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: true },
+        Edit { ed: 0, uuid: 2, edit: Move(168), auto: false },
+        Wait { ms: 907 },
+        Edit { ed: 1, uuid: 0, edit: Delete, auto: true },
+        Disconnect { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: Rename(244), auto: true },
+        Disconnect { ed: 0 },
+        Reconnect { ed: 0 },
+        Agent { uuid: 1, edit: Create(99) },
+        Agent { uuid: 0, edit: Hide(false) },
+        Reconnect { ed: 1 },
+        Disconnect { ed: 0 },
+        Wait { ms: 103 },
+        Reconnect { ed: 0 },
+        Agent { uuid: 2, edit: Rename(147) },
+        Answer { ed: 1, mode: machine::Mode::Wrong },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}
