@@ -13,8 +13,9 @@
 //!   every transaction that began at or before S;
 //! * every FINAL at or before S is in the audit (`audit_seq`, when the audit is on);
 //! * `kept` holds every record at or before S that boot-derived state needs besides the
-//!   registry (ROLLBACKs for replays, governance and quarantine steps, the COMMITs that
-//!   covered a not-synced uuid: `crate::notsynced`), in seq order.
+//!   registry (ROLLBACKs and late or correcting sync COMMITs for replays, governance and
+//!   quarantine steps, the COMMITs that covered a not-synced uuid: `crate::notsynced`), in
+//!   seq order.
 //!
 //! The file is checksummed and replaced atomically. Boot uses it only if the WAL record it
 //! names is really there with the same `h`, the registry is at least at `registry_seq` and
@@ -127,10 +128,11 @@ pub fn set_aside(data_dir: &Path, quarantine: &Path) {
 }
 
 /// Does boot need this record besides the registry? ROLLBACKs (replays, governance), any
-/// record with an error code, and every STEP that is not a plain registry data op
+/// record with an error code, a sync batch's COMMIT that names late or corrected uuids
+/// (replays, `late_commit_of`), and every STEP that is not a plain registry data op
 /// (governance resets, disabled op kinds, quarantines and releases, conflicts, migrations).
 pub fn keep(r: &Record) -> bool {
-    if r.phase == Phase::Rollback || r.error_code.is_some() {
+    if r.phase == Phase::Rollback || r.error_code.is_some() || vibesync_engine::project::late_commit_of(r).is_some() {
         return true;
     }
     r.phase == Phase::Step

@@ -47,6 +47,7 @@ pub struct Stores {
     boot: Arc<Value>,
     /// ROLLBACK records found at boot (project, rollback), for replay to reconnecting editors.
     rollbacks: Arc<Vec<(String, RolledBack)>>,
+    late_commits: Arc<Vec<(String, LateCommit)>>,
     /// The not-synced uuids per project found at boot (docs/PROTOCOL.md §6.4), seeding the
     /// sync actors.
     not_synced: Arc<NotSyncedIndex>,
@@ -58,7 +59,7 @@ pub struct Stores {
     anchor_seq: Arc<AtomicU64>,
 }
 
-pub use vibesync_engine::project::RolledBack;
+pub use vibesync_engine::project::{late_commit_of, LateCommit, RolledBack};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms() -> u64 {
@@ -263,6 +264,7 @@ impl Stores {
                 "registry": report,
             })),
             rollbacks: Arc::new(Vec::new()),
+            late_commits: Arc::new(Vec::new()),
             not_synced: Arc::new(NotSyncedIndex::default()),
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance,
@@ -535,6 +537,7 @@ impl Stores {
             }
         }
         self.rollbacks = Arc::new(std::mem::take(&mut scan.rollbacks));
+        self.late_commits = Arc::new(std::mem::take(&mut scan.late_commits));
         self.not_synced = Arc::new(std::mem::take(&mut scan.not_synced));
         if !config.audit.enabled {
             return Ok(());
@@ -653,6 +656,12 @@ impl Stores {
     /// Rollbacks of `project` found in the WAL at boot.
     pub fn rolled_back_since_boot(&self, project: &str) -> Vec<RolledBack> {
         self.rollbacks.iter().filter(|(p, _)| p == project).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Late COMMITs of `project` found in the WAL at boot (replayed to editors that
+    /// reconnect, docs/PROTOCOL.md §6.6).
+    pub fn late_commits_since_boot(&self, project: &str) -> Vec<LateCommit> {
+        self.late_commits.iter().filter(|(p, _)| p == project).map(|(_, l)| l.clone()).collect()
     }
 
     /// The not-synced uuids of `project` found in the WAL at boot (crate::notsynced).
@@ -807,6 +816,8 @@ impl Stores {
 #[derive(Default)]
 struct BootScan {
     rollbacks: Vec<(String, RolledBack)>,
+    /// Late COMMITs (`late_commit_of`) per project.
+    late_commits: Vec<(String, LateCommit)>,
     not_synced: NotSyncedIndex,
     marks: Vec<FinalMark>,
     anchor_h: Option<String>,
@@ -824,6 +835,9 @@ impl BootScan {
         self.not_synced.observe(&r);
         if r.phase == Phase::Rollback {
             self.rollbacks.push((r.project_id.clone(), RolledBack::from_record(&r)));
+        }
+        if let Some(late) = late_commit_of(&r) {
+            self.late_commits.push((r.project_id.clone(), late));
         }
         if from_kept {
             return;

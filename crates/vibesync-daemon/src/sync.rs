@@ -311,6 +311,7 @@ impl<H: Host> Actor<H> {
             project.clone(),
             settings,
             daemon.stores().rolled_back_since_boot(&project),
+            daemon.stores().late_commits_since_boot(&project),
             daemon.stores().not_synced_at_boot(&project).into_values(),
         );
         if restart {

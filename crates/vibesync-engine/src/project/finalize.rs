@@ -28,13 +28,27 @@ impl Project {
 
     pub(super) async fn commit(&mut self, cx: &Cx<'_>, batch_id: &str) {
         let Some(f) = self.take_inflight(batch_id) else { return };
-        let commit = self.draft(
-            &f.batch_id,
-            Phase::Commit,
-            f.uuids.clone(),
-            Outcome::Ok,
-            json!({"op": "sync", "path": f.path.as_str(), "participants": f.verification.participants().collect::<Vec<_>>()}),
-        );
+        // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
+        let late = self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq;
+        // The sessions this commit corrects right after its result (a conflict's loser, an
+        // origin an older batch overtook): their result stays before the COMMIT and the
+        // replay after that carries the corrected uuids, so a correction lost to a
+        // disconnect or a restart comes again (docs/PROTOCOL.md §6.4, §6.6).
+        let mut corrected = f.corrections.clone();
+        for (s, u) in &f.overtaken {
+            corrected.entry(s.clone()).or_default().push(u.clone());
+        }
+        let corrected_uuids = dedup(corrected.values().flatten().cloned().collect());
+        // Both written in the COMMIT, so that a restart knows them (`late_commit_of`,
+        // docs/WAL.md §9).
+        let mut payload = json!({"op": "sync", "path": f.path.as_str(), "participants": f.verification.participants().collect::<Vec<_>>()});
+        if late {
+            payload["late"] = json!(true);
+        }
+        if !corrected_uuids.is_empty() {
+            payload["corrected"] = json!(corrected_uuids);
+        }
+        let commit = self.draft(&f.batch_id, Phase::Commit, f.uuids.clone(), Outcome::Ok, payload);
         let written = match cx.io(Effect::Commit { commit, records: f.records.clone() }).await {
             Done::Appended(r) => r,
             other => Err(format!("the COMMIT was answered {other:?}")),
@@ -54,20 +68,10 @@ impl Project {
                 self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
             }
         }
-        if self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq {
-            // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
-            self.late_commits.push((commit_seq, f.uuids.clone()));
-        }
-        // The sessions this commit corrects right after its result (a conflict's loser, an
-        // origin an older batch overtook): their result stays before the COMMIT and the
-        // replay after that carries the corrected uuids, so a correction lost to a
-        // disconnect comes again (docs/PROTOCOL.md §6.4, §6.6).
-        let mut corrected = f.corrections.clone();
-        for (s, u) in &f.overtaken {
-            corrected.entry(s.clone()).or_default().push(u.clone());
-        }
-        if !corrected.is_empty() {
-            self.late_commits.push((commit_seq, dedup(corrected.values().flatten().cloned().collect())));
+        if late || !corrected_uuids.is_empty() {
+            let uuids =
+                if late { dedup(f.uuids.iter().cloned().chain(corrected_uuids).collect()) } else { corrected_uuids };
+            self.late_commits.push((commit_seq, uuids));
         }
         info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
         cx.io(Effect::Finalize { batch_id: f.batch_id.clone(), uuids: f.uuids.clone() }).await;
@@ -194,10 +198,10 @@ impl Project {
     /// origins. A session in `corrected` is re-sent the authoritative state right after it
     /// (a rollback's resync, a commit's correction): its result carries `seq - 1`, so that
     /// its editor's `last_seq` passes the COMMIT or ROLLBACK record only with that resync's
-    /// `batch_end` — a resync lost in a disconnect comes again in the replay after
-    /// `last_seq`, which names the uuids of every rollback after it (also after a restart:
-    /// they are read from the WAL) and of the corrections of every commit after it
-    /// (`late_commits`, since the daemon started) (docs/PROTOCOL.md §6.4, §6.6).
+    /// `batch_end` — a resync lost in a disconnect or a restart comes again in the replay
+    /// after `last_seq`, which names the uuids of every rollback after it and of the
+    /// corrections of every commit after it (`late_commits`; both read from the WAL at boot)
+    /// (docs/PROTOCOL.md §6.4, §6.6).
     #[allow(clippy::too_many_arguments)]
     async fn result(
         &self,

@@ -277,6 +277,28 @@ impl RolledBack {
     }
 }
 
+/// (COMMIT seq, uuids): see [`late_commit_of`].
+pub type LateCommit = (u64, Vec<String>);
+
+/// A sync batch's COMMIT that an editor may have missed although its `last_seq` passed the
+/// batch's STEPs (docs/PROTOCOL.md §6.6, the COMMIT payload's `late` and `corrected`,
+/// docs/WAL.md §9): (its seq, the uuids a replay after any `last_seq` below it carries) —
+/// every uuid of a batch that committed after a later seq had been sent to an editor, and the
+/// uuids it corrected right after its result. `None` for any other record.
+pub fn late_commit_of(r: &Record) -> Option<LateCommit> {
+    if r.phase != vibesync_wal::Phase::Commit || r.session_id != SYNC_SESSION {
+        return None;
+    }
+    let mut uuids: Vec<String> = Vec::new();
+    if r.payload.get("late").and_then(serde_json::Value::as_bool) == Some(true) {
+        uuids.extend(r.uuids.iter().cloned());
+    }
+    if let Some(c) = r.payload.get("corrected").and_then(serde_json::Value::as_array) {
+        uuids.extend(c.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    (!uuids.is_empty()).then(|| (r.seq, dedup(uuids)))
+}
+
 /// One batch in flight.
 struct Inflight {
     batch_id: String,
@@ -359,8 +381,10 @@ pub struct Project {
     inflight: Vec<Inflight>,
     /// Batches that committed after a later seq had been sent to editors (a pipelined batch's
     /// fences or result): (COMMIT seq, uuids). An editor whose `last_seq` is below the COMMIT
-    /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them.
-    /// Likewise `tombstone`s relayed after a later seq went out: (that seq + 1, uuids).
+    /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them;
+    /// also the uuids a COMMIT corrected right after its result (both read from the COMMIT
+    /// payload at boot, [`late_commit_of`]). Likewise `tombstone`s relayed after a later seq
+    /// went out: (that seq + 1, uuids), since the daemon started.
     late_commits: Vec<(u64, Vec<String>)>,
     /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
     exposed_seq: AtomicU64,
@@ -537,15 +561,17 @@ impl Step<'_> {
 
 impl Project {
     /// The sync state of `project`, as at boot: `rolled_back` are its ROLLBACKs found in the
-    /// WAL (replayed to editors that reconnect), `not_synced` the uuids editors keep as a
-    /// person's edit, rebuilt from the WAL (a restart neither forgets nor replays over them).
+    /// WAL and `late_commits` its late COMMITs ([`late_commit_of`]) — both replayed to
+    /// editors that reconnect —, `not_synced` the uuids editors keep as a person's edit,
+    /// rebuilt from the WAL (a restart neither forgets nor replays over them).
     pub fn new(
         project: String,
         settings: Settings,
         rolled_back: Vec<RolledBack>,
+        late_commits: Vec<(u64, Vec<String>)>,
         not_synced: impl IntoIterator<Item = NotSynced>,
     ) -> Project {
-        let mut p = Project::with_late_commits(project, settings, rolled_back, Vec::new());
+        let mut p = Project::with_late_commits(project, settings, rolled_back, late_commits);
         p.not_synced = not_synced.into_iter().map(|n| ((n.uuid.clone(), n.client_id.clone()), n)).collect();
         p
     }
@@ -557,9 +583,10 @@ impl Project {
         self.joined.extend(sessions);
     }
 
-    /// [`Project::new`], also given batches known to have committed late: (COMMIT seq,
-    /// uuids) — see `late_commits`. The daemon starts with none (docs/PROTOCOL.md §6.6:
-    /// "since the daemon started"); the model test seeds them from the WAL at a restart.
+    /// [`Project::new`] without not-synced uuids: given batches known to have committed late,
+    /// (COMMIT seq, uuids) — see `late_commits` — and late `tombstone` relays (the model test
+    /// seeds those from the WAL at a restart; the daemon starts with none of them,
+    /// docs/PROTOCOL.md §6.6: "since the daemon started").
     pub fn with_late_commits(
         project: String,
         settings: Settings,

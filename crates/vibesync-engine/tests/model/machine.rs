@@ -45,7 +45,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vibesync_engine::governance::{Decision, Escalation};
-use vibesync_engine::project::{Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION};
+use vibesync_engine::project::{
+    late_commit_of, Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION,
+};
 use vibesync_engine::sync::{
     apply_change, change_to_wire, parse_change, parse_changes, Author, BatchLimit, ChangeOp, ObjectState,
 };
@@ -502,15 +504,8 @@ fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
         .filter(|r| r.phase == Phase::Rollback && r.project_id == PROJECT)
         .map(RolledBack::from_record)
         .collect();
-    let mut late = Vec::new();
-    for c in wal.iter().filter(|r| r.phase == Phase::Commit && r.session_id == SYNC_SESSION) {
-        let Some(first) = wal.iter().find(|r| r.operation_id == c.operation_id && r.phase == Phase::Step) else {
-            continue;
-        };
-        if wal.iter().any(|r| r.seq > first.seq && r.seq < c.seq && r.operation_id != c.operation_id) {
-            late.push((c.seq, c.uuids.clone()));
-        }
-    }
+    // Late COMMITs as the daemon reads them at boot (their payload, docs/WAL.md §9).
+    let mut late: Vec<(u64, Vec<String>)> = wal.iter().filter_map(late_commit_of).collect();
     let last = wal.last().map_or(0, |r| r.seq);
     for c in wal
         .iter()

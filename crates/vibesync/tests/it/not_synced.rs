@@ -198,3 +198,56 @@ fn a_rollbacks_resync_lost_in_a_crash_comes_again_in_the_replay() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A conflict's correction lost in a crash: Blender and then Unity move the cube in one
+/// window; Blender, the loser, keeps its own pose while its move is in flight (PROTOCOL §6.4)
+/// and reads the result, and the daemon is killed before the correction reaches it — after a
+/// checkpoint has passed the batch. The COMMIT names the corrected uuid (docs/WAL.md §9) and
+/// the checkpoint keeps it, so the replay after Blender's `last_seq` brings the winner's pose.
+#[test]
+fn a_conflicts_correction_lost_in_a_crash_comes_again_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, id) = crate::sync::a_synced_cube_in_window(dir.path(), 400);
+    let mv = |x: f64| json!({"op":"transform","uuid":id,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&b.send_change("b-mv", vec![mv(4.0)], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-mv", vec![mv(7.0)], &[])), ["queued"]);
+    let rb = loop {
+        let (m, a) = b.recv();
+        let ends = m["type"] == "batch_result" && m["through"][&id] == "b-mv";
+        b.handle(m.clone(), a);
+        if ends {
+            break m;
+        }
+    };
+    assert_eq!(rb["outcome"], "committed", "{rb}");
+    let commit = wal_records(&data)
+        .into_iter()
+        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "COMMIT")
+        .expect("the batch's COMMIT");
+    assert_eq!(commit["payload"]["corrected"], json!([id]), "{commit}");
+    // A checkpoint past the COMMIT (one more transaction puts a FINAL after it).
+    let other = new_uuid();
+    assert_eq!(statuses(&register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")])), ["registered"]);
+    let seq = commit["seq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
+        assert!(Instant::now() < deadline, "no checkpoint at seq {seq} within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    b.states.get_mut(&id).unwrap()["t"] = json!([4.0, 0.0, 0.0]); // its own pose, kept
+    let (b_states, b_seq) = (b.states.clone(), b.last_seq);
+    drop((b, u));
+    d.kill9();
+
+    let cfg = dir.path().join("sync-400-5000.toml");
+    d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    assert!(status(&d)["boot"]["resumed_after"].is_u64(), "the restart read the checkpoint");
+    let mut b = Mini::connect(&d, "blender", 1.0, b_seq);
+    b.states = b_states;
+    until(&mut [&mut b], Duration::from_secs(30), |m| m[0].states[&id]["t"] == json!([7.0, 0.0, 0.0]));
+    drop(b);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
