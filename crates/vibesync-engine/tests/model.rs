@@ -1176,6 +1176,29 @@ fn machine_regression_late_tombstone_relay_lost_in_a_disconnect() {
     }
 }
 
+/// The case above, with the daemon restarting before Unity reconnects: the restart read the
+/// late relay from the WAL (a `late_delete` STEP, docs/WAL.md §9), so the replay still
+/// carries the delete (before, the daemon forgot late relays at a restart).
+#[test]
+fn machine_regression_late_tombstone_relay_survives_a_restart() {
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Answer { ed: 1, mode: Mode::Drop },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Tombstone { ed: 0, uuid: 1, late: true },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
 /// Unity moves an object Blender then deletes; the delete commits before the move's window
 /// closes, and the batch forms before or after the sync hears of it. Either way the delete
 /// wins once: one `conflict` STEP (Blender over Unity) and the event to both editors. When

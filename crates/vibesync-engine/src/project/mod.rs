@@ -280,13 +280,23 @@ impl RolledBack {
 /// (COMMIT seq, uuids): see [`late_commit_of`].
 pub type LateCommit = (u64, Vec<String>);
 
-/// A sync batch's COMMIT that an editor may have missed although its `last_seq` passed the
-/// batch's STEPs (docs/PROTOCOL.md §6.6, the COMMIT payload's `late` and `corrected`,
-/// docs/WAL.md §9): (its seq, the uuids a replay after any `last_seq` below it carries) —
-/// every uuid of a batch that committed after a later seq had been sent to an editor, and the
-/// uuids it corrected right after its result. `None` for any other record.
+/// What an editor may have missed although its `last_seq` passed it (docs/PROTOCOL.md §6.6,
+/// docs/WAL.md §9): (a seq, the uuids a replay after any `last_seq` below it carries). A sync
+/// batch's COMMIT with `late` (every uuid of a batch that committed after a later seq had
+/// been sent to an editor) or `corrected` (the uuids it corrected right after its result), at
+/// its seq; a `late_delete` STEP (deletes relayed after seq `after_seq` had been sent), at
+/// `after_seq + 1`. `None` for any other record.
 pub fn late_commit_of(r: &Record) -> Option<LateCommit> {
-    if r.phase != vibesync_wal::Phase::Commit || r.session_id != SYNC_SESSION {
+    if r.session_id != SYNC_SESSION {
+        return None;
+    }
+    if r.phase == vibesync_wal::Phase::Step
+        && r.payload.get("op").and_then(serde_json::Value::as_str) == Some("late_delete")
+    {
+        let after = r.payload.get("after_seq").and_then(serde_json::Value::as_u64)?;
+        return Some((after + 1, r.uuids.clone()));
+    }
+    if r.phase != vibesync_wal::Phase::Commit {
         return None;
     }
     let mut uuids: Vec<String> = Vec::new();
@@ -382,9 +392,9 @@ pub struct Project {
     /// Batches that committed after a later seq had been sent to editors (a pipelined batch's
     /// fences or result): (COMMIT seq, uuids). An editor whose `last_seq` is below the COMMIT
     /// may have skipped their STEPs' seqs, so a replay after such a `last_seq` includes them;
-    /// also the uuids a COMMIT corrected right after its result (both read from the COMMIT
-    /// payload at boot, [`late_commit_of`]). Likewise `tombstone`s relayed after a later seq
-    /// went out: (that seq + 1, uuids), since the daemon started.
+    /// also the uuids a COMMIT corrected right after its result. Likewise `tombstone`s
+    /// relayed after a later seq went out: (that seq + 1, uuids). All read from the WAL at
+    /// boot ([`late_commit_of`]).
     late_commits: Vec<(u64, Vec<String>)>,
     /// The highest seq sent to an editor of the project on a batch's fences or a `batch_result`.
     exposed_seq: AtomicU64,
@@ -583,10 +593,8 @@ impl Project {
         self.joined.extend(sessions);
     }
 
-    /// [`Project::new`] without not-synced uuids: given batches known to have committed late,
-    /// (COMMIT seq, uuids) — see `late_commits` — and late `tombstone` relays (the model test
-    /// seeds those from the WAL at a restart; the daemon starts with none of them,
-    /// docs/PROTOCOL.md §6.6: "since the daemon started").
+    /// [`Project::new`] without not-synced uuids (the model test's restart): given what
+    /// editors may have missed, as [`late_commit_of`] reads it from the WAL.
     pub fn with_late_commits(
         project: String,
         settings: Settings,

@@ -279,9 +279,23 @@ impl Project {
         // registrar commits apart from the sync): an editor that learnt that seq and lost its
         // connection before the relay arrived would otherwise never hear of these deletes. A
         // replay after any `last_seq` up to that seq carries them (docs/PROTOCOL.md §6.6).
+        // Written to the WAL (a standalone `late_delete` STEP, docs/WAL.md §9) so that a
+        // restart forgets none of them.
         let exposed = self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed);
         if exposed > seq {
-            self.late_commits.push((exposed + 1, ops.iter().map(|(u, _)| u.clone()).collect()));
+            let uuids: Vec<String> = ops.iter().map(|(u, _)| u.clone()).collect();
+            let op_id = uuid::Uuid::new_v4().to_string();
+            let step = self.draft(
+                &op_id,
+                vibesync_wal::Phase::Step,
+                uuids.clone(),
+                vibesync_wal::Outcome::Ok,
+                serde_json::json!({"op": "late_delete", "tombstone_seq": seq, "after_seq": exposed}),
+            );
+            if let Err(e) = cx.append(vec![step]).await {
+                return cx.storage_failed(&op_id, &e).await;
+            }
+            self.late_commits.push((exposed + 1, uuids));
         }
         for s in self.project_sessions(cx) {
             // Not to a session whose replay waits for the batches in flight: that replay is

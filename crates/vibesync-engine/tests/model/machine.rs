@@ -504,17 +504,9 @@ fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
         .filter(|r| r.phase == Phase::Rollback && r.project_id == PROJECT)
         .map(RolledBack::from_record)
         .collect();
-    // Late COMMITs as the daemon reads them at boot (their payload, docs/WAL.md §9).
-    let mut late: Vec<(u64, Vec<String>)> = wal.iter().filter_map(late_commit_of).collect();
-    let last = wal.last().map_or(0, |r| r.seq);
-    for c in wal
-        .iter()
-        .filter(|r| r.phase == Phase::Commit && r.payload.get("op").and_then(Value::as_str) == Some("tombstone"))
-    {
-        if wal.iter().any(|r| r.seq > c.seq && r.session_id == SYNC_SESSION) {
-            late.push((last + 1, c.uuids.clone()));
-        }
-    }
+    // Late commits, corrections and late deletes as the daemon reads them at boot
+    // (docs/WAL.md §9).
+    let late: Vec<(u64, Vec<String>)> = wal.iter().filter_map(late_commit_of).collect();
     Project::with_late_commits(PROJECT.into(), Settings { batch_limit: limit, ..SETTINGS }, rolled, late)
 }
 

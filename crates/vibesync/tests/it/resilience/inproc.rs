@@ -50,6 +50,10 @@ impl InProc {
     }
 
     pub fn fail_reads(&self, fault: ReadFault) {
+        // What was applied so far is written first: the registry's write-behind would
+        // otherwise meet the fault on its own, on a loaded machine, and stop the daemon
+        // before the request under test arrives.
+        self.daemon.stores().registry.flush().expect("the registry flushes before the fault");
         self.daemon.stores().registry.inject_read_fault(Some(fault));
     }
 
