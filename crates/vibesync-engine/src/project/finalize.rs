@@ -220,7 +220,7 @@ impl Project {
         self.expose(seq);
         for s in targets {
             let kept = kept_local.contains_key(s);
-            let seq = if corrected.contains_key(s) { seq - 1 } else { seq };
+            let seq = if corrected.contains_key(s) { seq.saturating_sub(1) } else { seq };
             let msg = Outbound::BatchResult {
                 batch_id: f.batch_id.clone(),
                 seq: self.result_seq_for(s, seq),
