@@ -295,6 +295,7 @@ impl Project {
             if let Err(e) = cx.append(vec![step]).await {
                 return cx.storage_failed(&op_id, &e).await;
             }
+            info!(project_id = %self.project, operation_id = %op_id, uuids = ?uuids, tombstone_seq = seq, after_seq = exposed, "deletes relayed after a later seq went out: recorded for the replays of editors that may have missed them");
             self.late_commits.push((exposed + 1, uuids));
         }
         for s in self.project_sessions(cx) {
