@@ -283,3 +283,36 @@ fn a_result_names_in_through_only_the_changes_it_ends() {
     assert_eq!(u.states[&id]["name"], "Renamed");
     assert_eq!(b.states.get(&id).map(|s| s["name"].clone()), Some(json!("Renamed")));
 }
+
+/// A slow batch commits after a fast one pipelined beside it went out: its COMMIT says
+/// `late` (docs/WAL.md §9), so after a crash and restart the replay after the fast batch's
+/// seq — what an editor that applied the fast batch and not the slow one holds — still
+/// carries the slow batch's object (docs/PROTOCOL.md §6.6; before, the daemon knew late
+/// commits only until it stopped).
+#[test]
+fn a_late_commit_is_replayed_after_a_restart() {
+    let mut r = rig();
+    let (slow, _fast) = fast_batch_committed_beside_a_slow_one(&mut r);
+    let fast_seq = r.u.last_seq;
+    answer(&mut r.u, &slow, false);
+    let p = r.p.clone();
+    until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &p).iter().any(|(_, id)| id == &slow));
+    let data = r.dir.path().join("data");
+    let commit = wal_records(&data)
+        .into_iter()
+        .find(|x| x["operation_id"] == slow.as_str() && x["phase"] == "COMMIT")
+        .expect("the slow batch's COMMIT");
+    assert_eq!(commit["payload"]["late"], true, "{commit}");
+    assert!(commit["seq"].as_u64() > Some(fast_seq), "{commit} after {fast_seq}");
+    drop((r.b, r.u));
+    r.d.kill9();
+    let cfg = r.dir.path().join("sync-0-120000.toml");
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut late = Mini::connect(&d, "unity", 1.0, fast_seq);
+    until(&mut [&mut late], DEADLINE, |ms| ms[0].states.get(&p).is_some_and(|s| s.get("material").is_some()));
+    assert_eq!(late.batches.len(), 1, "one replay: {:?}", late.batches);
+    drop(late);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
