@@ -1510,3 +1510,37 @@ fn machine_regression_batches_of_one_a_correction_lost_in_a_disconnect_comes_aga
         panic!("{e}");
     }
 }
+
+/// Batches of one change, with materials: Blender's person recoloured an object while Unity's
+/// batch of it was in flight, from before it — refused `STALE`, answered with the state after
+/// the batch (a resync that waits for it). The batch's result moved Blender's `last_seq` past
+/// the batch and the daemon restarted before that resync went out: Blender kept its colour,
+/// the registry Unity's. A resync waiting for a batch now counts as its correction
+/// (docs/PROTOCOL.md §6.4): the result stays before the COMMIT, which names the uuid.
+#[test]
+fn machine_regression_a_stale_refusals_answer_cut_by_a_restart_comes_again() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 1, edit: Create(1), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 45 },
+        Wait { ms: 955 },
+        Agent { uuid: 2, edit: Create(0) },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 1, edit: Move(88), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Paint(174), auto: false },
+        Wait { ms: 779 },
+        Deliver { ed: 0 },
+        Restart { cut: Some(1) },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}

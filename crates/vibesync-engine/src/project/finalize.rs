@@ -31,12 +31,16 @@ impl Project {
         // A later seq reached an editor while this batch was in flight (docs/PROTOCOL.md §6.6).
         let late = self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed) > f.seq;
         // The sessions this commit corrects right after its result (a conflict's loser, an
-        // origin an older batch overtook): their result stays before the COMMIT and the
+        // origin an older batch overtook, a resync waiting for it — e.g. the answer to a
+        // change refused `STALE` against it): their result stays before the COMMIT and the
         // replay after that carries the corrected uuids, so a correction lost to a
         // disconnect or a restart comes again (docs/PROTOCOL.md §6.4, §6.6).
         let mut corrected = f.corrections.clone();
         for (s, u) in &f.overtaken {
             corrected.entry(s.clone()).or_default().push(u.clone());
+        }
+        for (s, uuids) in self.waiting_corrections(&f.uuids) {
+            corrected.entry(s).or_default().extend(uuids);
         }
         let corrected_uuids = dedup(corrected.values().flatten().cloned().collect());
         // Both written in the COMMIT, so that a restart knows them (`late_commit_of`,
@@ -185,13 +189,33 @@ impl Project {
         self.publish_status(cx).await;
         // The outcome first: an origin learns its change is resolved before any authoritative
         // state arrives.
-        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &plan.resync, &reason).await;
+        let mut corrected = plan.resync.clone();
+        for (s, uuids) in self.waiting_corrections(&f.uuids) {
+            corrected.entry(s).or_default().extend(uuids);
+        }
+        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &corrected, &reason).await;
         for (s, uuids) in &plan.resync {
             self.send_resync(cx, s, uuids, code.as_str()).await;
         }
         if !escalation.quarantine.is_empty() || !escalation.disable_ops.is_empty() || escalation.safe_mode.is_some() {
             cx.io(Effect::Escalate(escalation)).await;
         }
+    }
+
+    /// The resyncs that wait for a batch of `uuids` to end (`Deferred::Resync`: a change
+    /// refused `STALE` while the batch was in flight is answered with the state after it, a
+    /// correction decided meanwhile), by session: they go right after the batch's result.
+    fn waiting_corrections(&self, uuids: &[String]) -> BTreeMap<SessionId, Vec<String>> {
+        let mut out: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
+        for d in &self.deferred {
+            if let super::Deferred::Resync { session_id, uuids: waiting, .. } = d {
+                let hit: Vec<String> = waiting.iter().filter(|u| uuids.contains(u)).cloned().collect();
+                if !hit.is_empty() {
+                    out.entry(session_id.clone()).or_default().extend(hit);
+                }
+            }
+        }
+        out
     }
 
     /// The batch's `batch_result` to its participants, the sessions it was sent to and its

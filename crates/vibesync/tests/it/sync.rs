@@ -842,6 +842,56 @@ fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
     one_conflict_in_each(&[&u], "unity", "blender", "transform");
 }
 
+/// Unity recolours the cube; while that batch waits for Blender's answer, Blender's person
+/// recolours it too, from before the batch: refused `STALE`, "you are sent its current
+/// state" (PROTOCOL §6.1) — a resync that waits for the batch to end. Blender reads the
+/// batch's result and its connection drops before that resync: the result stayed before the
+/// COMMIT (§6.4), so the replay after Blender's `last_seq` brings the cube's state again.
+#[test]
+fn a_stale_refusals_answer_lost_in_a_disconnect_comes_again_in_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 100);
+    let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let base = b.last_seq;
+    let seen = b.batches.len();
+    b.answer = false;
+    assert_eq!(
+        statuses(&u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.75)})], &[])),
+        ["queued"]
+    );
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    let batch_id = b.batches[seen].0.clone();
+    let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
+        "changes":[{"op":"material","uuid":id,"material":colour(0.25)}]}));
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    // Blender answers the batch, reads its result and no further.
+    let h = state_hash(&b.states[&id]);
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): h}})).unwrap();
+    let rb = loop {
+        let (m, a) = b.recv();
+        let done = m["type"] == "batch_result" && m["batch_id"] == batch_id.as_str();
+        b.handle(m.clone(), a);
+        if done {
+            break m;
+        }
+    };
+    assert_eq!(rb["outcome"], "committed", "{rb}");
+    let commit = wal_records(&dir.path().join("data"))
+        .into_iter()
+        .find(|r| r["operation_id"] == batch_id.as_str() && r["phase"] == "COMMIT")
+        .expect("the batch's COMMIT");
+    assert!(rb["seq"].as_u64() < commit["seq"].as_u64(), "the result stays before the COMMIT: {rb} {commit}");
+    assert_eq!(commit["payload"]["corrected"], json!([id]), "{commit}");
+    // What Blender's person made stays in front of them until the correction arrives.
+    b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
+    let (b_states, b_seq) = (b.states.clone(), b.last_seq);
+    drop(b);
+    let mut b = Mini::connect(&d, "blender", 1.0, b_seq);
+    b.states = b_states;
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| m[0].states[&id]["material"] == colour(0.75));
+    assert_eq!(b.batches.iter().filter(|x| x.1 == "resync").count(), 1, "one replay: {:?}", b.batches);
+}
+
 /// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
 /// one's result. Each `batch_result` names, per uuid, the last request it ends (`through`,
 /// docs/PROTOCOL.md §6.4): the first batch's result ends the moves sent before its window
