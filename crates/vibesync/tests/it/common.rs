@@ -201,6 +201,14 @@ pub fn verify(data: &Path) -> (i32, String, String) {
 }
 
 /// All WAL records via `vibesync tail --json`.
+/// The WAL record of `operation_id` in `phase` (`"COMMIT"`, `"ROLLBACK"`, …); fails if none.
+pub fn wal_record(data: &Path, operation_id: &str, phase: &str) -> Value {
+    wal_records(data)
+        .into_iter()
+        .find(|r| r["operation_id"] == operation_id && r["phase"] == phase)
+        .unwrap_or_else(|| panic!("no {phase} record of {operation_id}"))
+}
+
 pub fn wal_records(data: &Path) -> Vec<Value> {
     let (code, out, err) = cli(&["tail", "--data-dir", data.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "tail failed: {err}");

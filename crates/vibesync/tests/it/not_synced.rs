@@ -26,6 +26,16 @@ fn ended(b: &mut Mini, u: &mut Mini, uuid: &str, rid: &str, outcome: &str) {
     });
 }
 
+/// Wait until the daemon's checkpoint is at `seq` or past it (a checkpoint never passes the
+/// audit's last FINAL: the caller puts a transaction after `seq`); fails after 30 s.
+fn checkpoint_at(d: &Daemon, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
+        assert!(Instant::now() < deadline, "no checkpoint at seq {seq} within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The uuids `status` lists as not synced in project `demo`.
 fn listed(st: &Value) -> Vec<Value> {
     st["projects"]["demo"]["not_synced"].as_array().cloned().unwrap_or_default()
@@ -69,12 +79,7 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
     let other = new_uuid();
     let ack = register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")]);
     assert_eq!(statuses(&ack), ["registered"], "{ack}");
-    let seq = rb["seq"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
-        assert!(Instant::now() < deadline, "no checkpoint at seq {seq} within 30 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    checkpoint_at(&d, rb["seq"].as_u64().unwrap());
     let b_states = b.states.clone();
     drop((b, u));
     d.kill9();
@@ -160,23 +165,13 @@ fn a_rollbacks_resync_lost_in_a_crash_comes_again_in_the_replay() {
     u.corrupt_next = true;
     b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
     // Unity applies the batch (answering a wrong hash) and reads up to its result, no further.
-    let rb = loop {
-        let (m, a) = u.recv();
-        let result = m["type"] == "batch_result";
-        u.handle(m.clone(), a);
-        if result {
-            break m;
-        }
-    };
+    let rb = u.read_through(|m| m["type"] == "batch_result");
     assert_eq!(rb["outcome"], "rolled_back", "{rb}");
     assert!(u.states.contains_key(&id), "Unity applied the create");
     until(&mut [&mut b], Duration::from_secs(30), |m| {
         m[0].results.iter().any(|r| r["outcome"] == "rolled_back" && r["through"][&id] == "c")
     });
-    let rollback = wal_records(&data)
-        .into_iter()
-        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "ROLLBACK")
-        .expect("the batch's ROLLBACK");
+    let rollback = wal_record(&data, rb["batch_id"].as_str().unwrap(), "ROLLBACK");
     assert!(
         rb["seq"].as_u64() < rollback["seq"].as_u64(),
         "the result to the editor that is corrected stays before the ROLLBACK: {rb} {rollback}"
@@ -212,29 +207,14 @@ fn a_conflicts_correction_lost_in_a_crash_comes_again_after_the_restart() {
     let mv = |x: f64| json!({"op":"transform","uuid":id,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
     assert_eq!(statuses(&b.send_change("b-mv", vec![mv(4.0)], &[])), ["queued"]);
     assert_eq!(statuses(&u.send_change("u-mv", vec![mv(7.0)], &[])), ["queued"]);
-    let rb = loop {
-        let (m, a) = b.recv();
-        let ends = m["type"] == "batch_result" && m["through"][&id] == "b-mv";
-        b.handle(m.clone(), a);
-        if ends {
-            break m;
-        }
-    };
+    let rb = b.read_through(|m| m["type"] == "batch_result" && m["through"][&id] == "b-mv");
     assert_eq!(rb["outcome"], "committed", "{rb}");
-    let commit = wal_records(&data)
-        .into_iter()
-        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "COMMIT")
-        .expect("the batch's COMMIT");
+    let commit = wal_record(&data, rb["batch_id"].as_str().unwrap(), "COMMIT");
     assert_eq!(commit["payload"]["corrected"], json!([id]), "{commit}");
     // A checkpoint past the COMMIT (one more transaction puts a FINAL after it).
     let other = new_uuid();
     assert_eq!(statuses(&register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")])), ["registered"]);
-    let seq = commit["seq"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
-        assert!(Instant::now() < deadline, "no checkpoint at seq {seq} within 30 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    checkpoint_at(&d, commit["seq"].as_u64().unwrap());
     b.states.get_mut(&id).unwrap()["t"] = json!([4.0, 0.0, 0.0]); // its own pose, kept
     let (b_states, b_seq) = (b.states.clone(), b.last_seq);
     drop((b, u));

@@ -298,10 +298,7 @@ fn a_late_commit_is_replayed_after_a_restart() {
     let p = r.p.clone();
     until(&mut [&mut r.b, &mut r.u], DEADLINE, |ms| results_for(ms[0], &p).iter().any(|(_, id)| id == &slow));
     let data = r.dir.path().join("data");
-    let commit = wal_records(&data)
-        .into_iter()
-        .find(|x| x["operation_id"] == slow.as_str() && x["phase"] == "COMMIT")
-        .expect("the slow batch's COMMIT");
+    let commit = wal_record(&data, &slow, "COMMIT");
     assert_eq!(commit["payload"]["late"], true, "{commit}");
     assert!(commit["seq"].as_u64() > Some(fast_seq), "{commit} after {fast_seq}");
     drop((r.b, r.u));

@@ -146,6 +146,19 @@ impl Mini {
         n
     }
 
+    /// Handle what arrives up to and including the first message `last` accepts, and read
+    /// nothing after it (what follows stays unread: a test may then drop the connection).
+    pub fn read_through(&mut self, last: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let (m, a) = self.recv();
+            let done = last(&m);
+            self.handle(m.clone(), a);
+            if done {
+                return m;
+            }
+        }
+    }
+
     pub fn recv(&mut self) -> (Value, Vec<u8>) {
         let f = self.c.recv_frame().unwrap();
         (serde_json::from_slice(&f.json).unwrap(), f.attachment.to_vec())
@@ -813,19 +826,9 @@ fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
     assert_eq!(statuses(&b.send_change("b-mv", vec![mv(4.0)], &[])), ["queued"]);
     assert_eq!(statuses(&u.send_change("u-mv", vec![mv(7.0)], &[])), ["queued"]);
     // Blender reads up to the result that ends its move, no further.
-    let rb = loop {
-        let (m, a) = b.recv();
-        let ends = m["type"] == "batch_result" && m["through"][&id] == "b-mv";
-        b.handle(m.clone(), a);
-        if ends {
-            break m;
-        }
-    };
+    let rb = b.read_through(|m| m["type"] == "batch_result" && m["through"][&id] == "b-mv");
     assert_eq!(rb["outcome"], "committed", "{rb}");
-    let commit = wal_records(&dir.path().join("data"))
-        .into_iter()
-        .find(|r| r["operation_id"] == rb["batch_id"] && r["phase"] == "COMMIT")
-        .expect("the batch's COMMIT");
+    let commit = wal_record(&dir.path().join("data"), rb["batch_id"].as_str().unwrap(), "COMMIT");
     assert!(
         rb["seq"].as_u64() < commit["seq"].as_u64(),
         "the result to the loser that is corrected stays before the COMMIT: {rb} {commit}"
@@ -867,19 +870,9 @@ fn a_stale_refusals_answer_lost_in_a_disconnect_comes_again_in_the_replay() {
     // Blender answers the batch, reads its result and no further.
     let h = state_hash(&b.states[&id]);
     b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): h}})).unwrap();
-    let rb = loop {
-        let (m, a) = b.recv();
-        let done = m["type"] == "batch_result" && m["batch_id"] == batch_id.as_str();
-        b.handle(m.clone(), a);
-        if done {
-            break m;
-        }
-    };
+    let rb = b.read_through(|m| m["type"] == "batch_result" && m["batch_id"] == batch_id.as_str());
     assert_eq!(rb["outcome"], "committed", "{rb}");
-    let commit = wal_records(&dir.path().join("data"))
-        .into_iter()
-        .find(|r| r["operation_id"] == batch_id.as_str() && r["phase"] == "COMMIT")
-        .expect("the batch's COMMIT");
+    let commit = wal_record(&dir.path().join("data"), &batch_id, "COMMIT");
     assert!(rb["seq"].as_u64() < commit["seq"].as_u64(), "the result stays before the COMMIT: {rb} {commit}");
     assert_eq!(commit["payload"]["corrected"], json!([id]), "{commit}");
     // What Blender's person made stays in front of them until the correction arrives.
