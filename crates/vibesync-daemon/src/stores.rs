@@ -273,6 +273,8 @@ impl Stores {
 
         // What boot appends itself, observed by the scan after it (it read the WAL up to here).
         let mut boot_appended: Vec<Record> = Vec::new();
+        // The last seq an editor may have been sent before the stop.
+        let wal_end = stores.wal.last_seq();
         if let Some(payload) = stores.registry.migration_payload() {
             let op = uuid::Uuid::new_v4().to_string();
             info!(operation_id = %op, payload = %payload, "migrating registry schema");
@@ -331,6 +333,22 @@ impl Stores {
         }
         for tx in &recovery.transactions.unfinalized {
             info!(operation_id = %tx.operation_id, uuids = ?tx.uuids, commit_seq = tx.commit_seq, "finalizing a committed transaction after a crash");
+            // A `tombstone` request's FINAL is written once the project's sync has relayed
+            // its deletes: without one, an editor may have been sent a later seq and never
+            // the delete. Recorded as a late delete (docs/WAL.md §9, "Late deletes"), so the
+            // replays after any `last_seq` up to the stop carry it.
+            let cut = stores.relay_cut_by_stop(tx)?;
+            if !cut.is_empty() {
+                let op = uuid::Uuid::new_v4().to_string();
+                info!(operation_id = %op, uuids = ?cut, tombstone_seq = tx.commit_seq, after_seq = wal_end, "deletes whose relay a stop may have cut: recorded for the replays of editors that may have missed them");
+                boot_appended.extend(stores.wal.append_blocking(vec![vibesync_engine::project::late_delete_draft(
+                    &tx.project_id,
+                    &op,
+                    cut,
+                    tx.commit_seq,
+                    wal_end,
+                )])?);
+            }
             stores.registry.flush()?;
             boot_appended.extend(stores.wal.append_blocking(vec![RecordDraft {
                 session_id: tx.session_id.clone(),
@@ -388,6 +406,26 @@ impl Stores {
             }
         });
         Ok(stores)
+    }
+
+    /// The uuids of an unfinalized transaction `tx` that it tombstoned, when it is an
+    /// editor's `tombstone` request (a session's, not the sync's or the daemon's): the
+    /// registry archived a version of them with a synced state (an editor can hold it only
+    /// then, as a replay's `delete`s, docs/PROTOCOL.md §6.6) at a seq of this transaction. A
+    /// read error is an error.
+    fn relay_cut_by_stop(&self, tx: &vibesync_wal::UnfinalizedTx) -> Result<Vec<String>, DaemonError> {
+        if tx.session_id == crate::txn::SYNC_SESSION || tx.session_id == DAEMON_SESSION {
+            return Ok(Vec::new());
+        }
+        let by_tx = |t: u64| (tx.begin_seq..=tx.commit_seq).contains(&t);
+        let mut cut = Vec::new();
+        for u in &tx.uuids {
+            let archived = self.registry.archived(&tx.project_id, u)?;
+            if archived.iter().any(|e| e.tombstone_seq.is_some_and(by_tx) && e.state.is_some()) {
+                cut.push(u.clone());
+            }
+        }
+        Ok(cut)
     }
 
     fn append_txn_blocking(

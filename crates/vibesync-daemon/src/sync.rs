@@ -420,8 +420,8 @@ async fn perform<H: Host>(
                 Err(e) => Err(e.to_string()),
             })
         }
-        Effect::Finalize { batch_id, uuids } => {
-            daemon.finalize_later(crate::txn::SYNC_SESSION.into(), project.to_string(), batch_id, uuids);
+        Effect::Finalize { session_id, operation_id, uuids } => {
+            daemon.finalize_later(session_id, project.to_string(), operation_id, uuids);
             Done::Ok
         }
         Effect::Observe(record) => {

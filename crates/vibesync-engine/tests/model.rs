@@ -1085,7 +1085,7 @@ fn machine_regression_tombstone_request_beside_an_unread_replay() {
         Wait { ms: 1000 },
         Deliver { ed: 1 },
         Reconnect { ed: 0 },
-        Tombstone { ed: 0, uuid: 0, late: false },
+        Tombstone { ed: 0, uuid: 0, late: 0 },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");
@@ -1106,7 +1106,7 @@ fn machine_regression_a_replay_newer_than_a_tombstone_reaches_its_origin() {
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
-        Tombstone { ed: 0, uuid: 2, late: false },
+        Tombstone { ed: 0, uuid: 2, late: 0 },
         Wait { ms: 40 },
         Agent { uuid: 1, edit: crate::Edit::Delete },
         Agent { uuid: 2, edit: crate::Edit::Create(0) },
@@ -1130,7 +1130,7 @@ fn machine_regression_a_uuid_made_again_reaches_the_editor_that_tombstoned_it() 
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Deliver { ed: 1 },
-        Tombstone { ed: 1, uuid: 2, late: false },
+        Tombstone { ed: 1, uuid: 2, late: 0 },
         Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
         Wait { ms: 40 },
         Edit { ed: 1, uuid: 0, edit: crate::Edit::Create(0), auto: false },
@@ -1165,7 +1165,7 @@ fn machine_regression_a_tombstone_waits_behind_a_pending_replay() {
         Agent { uuid: 0, edit: crate::Edit::Create(0) },
         Wait { ms: 40 },
         Reconnect { ed: 1 },
-        Tombstone { ed: 0, uuid: 1, late: false },
+        Tombstone { ed: 0, uuid: 1, late: 0 },
         Deliver { ed: 1 },
         Disconnect { ed: 1 },
     ];
@@ -1189,7 +1189,7 @@ fn machine_regression_late_tombstone_relay_lost_in_a_disconnect() {
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
-        Tombstone { ed: 0, uuid: 1, late: true },
+        Tombstone { ed: 0, uuid: 1, late: 1 },
         Wait { ms: 40 },
         Deliver { ed: 1 },
         Agent { uuid: 0, edit: crate::Edit::Create(0) },
@@ -1211,11 +1211,36 @@ fn machine_regression_late_tombstone_relay_survives_a_restart() {
         Wait { ms: 40 },
         Deliver { ed: 0 },
         Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
-        Tombstone { ed: 0, uuid: 1, late: true },
+        Tombstone { ed: 0, uuid: 1, late: 1 },
         Wait { ms: 40 },
         Deliver { ed: 1 },
         Restart { cut: None },
         Agent { uuid: 0, edit: crate::Edit::Create(0) },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// The daemon stops after Blender's delete committed and before the sync relayed it, while a
+/// batch with a later seq already reached Unity (a window closed in between, Unity applied
+/// it). The tombstone's transaction has no FINAL (the sync writes it after the relay), so
+/// boot records a late delete (docs/WAL.md §9): Unity's replay deletes the object. Before,
+/// Unity's `last_seq` was past the tombstone and it kept the object for good.
+#[test]
+fn machine_regression_a_tombstone_relay_cut_by_a_restart_comes_in_the_replay() {
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Answer { ed: 1, mode: Mode::Silent },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Tombstone { ed: 0, uuid: 1, late: 2 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Restart { cut: None },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");
@@ -1229,7 +1254,7 @@ fn machine_regression_late_tombstone_relay_survives_a_restart() {
 #[test]
 fn a_delete_wins_over_a_waiting_change_once_whenever_the_sync_hears_of_it() {
     use machine::Act::*;
-    for late in [false, true] {
+    for late in [0, 1] {
         let acts = vec![
             Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
             Wait { ms: 40 },
@@ -1356,7 +1381,7 @@ fn machine_regression_one_conflict_per_editor_over_its_sessions() {
         Disconnect { ed: 1 },
         Reconnect { ed: 1 },
         Deliver { ed: 0 },
-        Tombstone { ed: 0, uuid: 2, late: true },
+        Tombstone { ed: 0, uuid: 2, late: 1 },
         Wait { ms: 40 },
     ];
     if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit::NONE) {
@@ -1381,7 +1406,7 @@ fn machine_regression_a_delete_wins_once_over_an_edit_and_its_re_send() {
         Disconnect { ed: 1 },
         Reconnect { ed: 1 },
         Deliver { ed: 0 },
-        Tombstone { ed: 0, uuid: 2, late: true },
+        Tombstone { ed: 0, uuid: 2, late: 1 },
         Wait { ms: 40 },
     ];
     for limit in [
@@ -1415,7 +1440,7 @@ fn machine_regression_a_dropped_result_never_moves_last_seq_past_a_waiting_repla
         Agent { uuid: 0, edit: Create(0) },
         Wait { ms: 40 },
         Reconnect { ed: 0 },
-        Tombstone { ed: 1, uuid: 2, late: false },
+        Tombstone { ed: 1, uuid: 2, late: 0 },
         Deliver { ed: 0 },
         Disconnect { ed: 0 },
     ];
@@ -1541,6 +1566,46 @@ fn machine_regression_a_stale_refusals_answer_cut_by_a_restart_comes_again() {
         Restart { cut: Some(1) },
     ];
     if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX }) {
+        panic!("{e}");
+    }
+}
+
+/// Batches of two (seed 612): Blender's person recoloured an object while Unity's batch of
+/// it was in flight, from before it: refused `STALE`, the answer (the object's current state)
+/// waits for that batch. It committed while a pipelined fast batch of another object was
+/// still in flight, and the answer waited for that one too; a resync of another object sent
+/// meanwhile moved Blender's `last_seq` past the commit, then Blender's connection dropped.
+/// The replay after it did not carry the answer: Blender kept its refused colour. The answer
+/// now goes right after the result of the batch it waited for (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_batches_of_two_a_stale_answer_goes_right_after_its_batch() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 1, edit: E::Create(0) },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 1, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 1000 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: E::Hide(true), auto: false },
+        Edit { ed: 1, uuid: 1, edit: E::Move(162), auto: true },
+        Edit { ed: 0, uuid: 1, edit: E::Move(133), auto: true },
+        Wait { ms: 724 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: E::Paint(69), auto: false },
+        Wait { ms: 929 },
+        Wait { ms: 591 },
+        Agent { uuid: 2, edit: E::Rename(238) },
+        Deliver { ed: 1 },
+        Wait { ms: 647 },
+        Edit { ed: 0, uuid: 0, edit: E::Paint(233), auto: false },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+    ];
+    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
         panic!("{e}");
     }
 }

@@ -9,7 +9,8 @@
 //! As appends become durable, in append order (= COMMIT order), the groups whose appends
 //! finished together are applied to the registry as one sled batch and each request
 //! answered.
-//! A group's FINALs (written once it is applied, docs/WAL.md §9) ride with the next group's
+//! A group's FINALs (written once it is applied, docs/WAL.md §9; a `tombstone`'s is its
+//! project's sync's, once it has relayed the deletes) ride with the next group's
 //! append, so a stream of requests pays one fdatasync per group, not two; when no request
 //! comes within [`FINAL_LINGER`] they are written alone. Nothing here runs
 //! on the async workers, and no request waits on a sled flush: the registry is flushed in the
@@ -397,12 +398,18 @@ impl Daemon {
                 let txn = &records[range];
                 seq = txn.last().map(|r| r.seq).unwrap_or(0);
                 info!(operation_id = %operation_id, uuids = ?plan.uuids, seq, op = job.request.op(), "committed");
-                self.registrar_finals.lock().unwrap().push(PendingFinal {
-                    session_id: sess.session_id.clone(),
-                    project_id: sess.project_id.clone(),
-                    operation_id,
-                    uuids: plan.uuids.clone(),
-                });
+                // A tombstone's FINAL is the project's sync's, once it has relayed the deletes
+                // (`Input::Tombstoned`): a tombstone with no FINAL is one whose relay a stop
+                // may have cut, and boot records it as a late delete (docs/WAL.md §9).
+                let relayed = matches!(job.request, Request::Tombstone(_)) && !plan.uuids.is_empty();
+                if !relayed {
+                    self.registrar_finals.lock().unwrap().push(PendingFinal {
+                        session_id: sess.session_id.clone(),
+                        project_id: sess.project_id.clone(),
+                        operation_id: operation_id.clone(),
+                        uuids: plan.uuids.clone(),
+                    });
+                }
             }
             match &job.request {
                 Request::Register(_) => {
@@ -420,7 +427,12 @@ impl Daemon {
                         self.sync.send(
                             self,
                             &sess.project_id,
-                            Input::Tombstoned { origin: sess.session_id.clone(), uuids: plan.uuids.clone(), seq },
+                            Input::Tombstoned {
+                                origin: sess.session_id.clone(),
+                                operation_id: operation_id.clone(),
+                                uuids: plan.uuids.clone(),
+                                seq,
+                            },
                         );
                     }
                 }

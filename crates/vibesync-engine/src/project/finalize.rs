@@ -78,7 +78,12 @@ impl Project {
             self.late_commits.push((commit_seq, uuids));
         }
         info!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq = commit_seq, "batch committed");
-        cx.io(Effect::Finalize { batch_id: f.batch_id.clone(), uuids: f.uuids.clone() }).await;
+        cx.io(Effect::Finalize {
+            session_id: super::SYNC_SESSION.into(),
+            operation_id: f.batch_id.clone(),
+            uuids: f.uuids.clone(),
+        })
+        .await;
         self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), &corrected, "").await;
         // Conflicts: both editors hear of it; the loser is corrected when what it holds after
         // applying what it was sent differs from the winner's state.
@@ -113,7 +118,28 @@ impl Project {
             info!(batch_id = %f.batch_id, session_id = %s, uuids = ?uuids, "an editor applied an older batch of these objects after its own change: sent the committed state");
             self.send_resync(cx, s, &uuids, "overtaken").await;
         }
+        self.send_waiting_corrections(cx, &f.uuids).await;
         self.publish_status(cx).await;
+    }
+
+    /// The resyncs that waited for a batch of `uuids` to end (`waiting_corrections`), sent
+    /// right after its result — never over a person's edit its rollback kept in that editor
+    /// (docs/PROTOCOL.md §6.4). One still held by another batch in flight, or behind a replay
+    /// waiting for its session, waits again (`send_resync_attempt`).
+    async fn send_waiting_corrections(&mut self, cx: &Cx<'_>, uuids: &[String]) {
+        let (due, rest): (Vec<super::Deferred>, Vec<super::Deferred>) =
+            std::mem::take(&mut self.deferred).into_iter().partition(
+                |d| matches!(d, super::Deferred::Resync { uuids: w, .. } if w.iter().any(|u| uuids.contains(u))),
+            );
+        self.deferred = rest;
+        for d in due {
+            if let super::Deferred::Resync { session_id, uuids, attempts } = d {
+                let uuids: Vec<String> = uuids.into_iter().filter(|u| !self.keeps(cx, &session_id, u)).collect();
+                if !uuids.is_empty() {
+                    self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts).await;
+                }
+            }
+        }
     }
 
     /// Verification failed: ROLLBACK in the WAL, then `finalize` (docs/PROTOCOL.md §6.4): the
@@ -197,6 +223,7 @@ impl Project {
         for (s, uuids) in &plan.resync {
             self.send_resync(cx, s, uuids, code.as_str()).await;
         }
+        self.send_waiting_corrections(cx, &f.uuids).await;
         if !escalation.quarantine.is_empty() || !escalation.disable_ops.is_empty() || escalation.safe_mode.is_some() {
             cx.io(Effect::Escalate(escalation)).await;
         }

@@ -148,9 +148,12 @@ pub enum Input {
     Released {
         uuids: Vec<String>,
     },
-    /// uuids tombstoned through a `tombstone` request: tell the other editors.
+    /// uuids tombstoned through a `tombstone` request (its transaction `operation_id`,
+    /// COMMIT `seq`): tell the other editors, then finalize that transaction
+    /// ([`Effect::Finalize`]; docs/WAL.md §9, "Late deletes").
     Tombstoned {
         origin: SessionId,
+        operation_id: String,
         uuids: Vec<String>,
         seq: u64,
     },
@@ -174,9 +177,9 @@ pub enum Effect {
     /// Store a mesh attachment by hash, durable before the STEP that names it. →
     /// [`Done::Stored`].
     StoreBlob { hash: String, bytes: Bytes },
-    /// A committed batch: write its FINAL and note it for the audit, off the acknowledgement
-    /// path. → [`Done::Ok`].
-    Finalize { batch_id: String, uuids: Vec<String> },
+    /// A committed transaction: write its FINAL (`session_id`: the transaction's, `"sync"`
+    /// for a batch) and note it for the audit, off the acknowledgement path. → [`Done::Ok`].
+    Finalize { session_id: SessionId, operation_id: String, uuids: Vec<String> },
     /// Feed a ROLLBACK record to the daemon-wide governance index. → [`Done::Escalation`].
     Observe(Record),
     /// Carry out an escalation (quarantine, disable an op kind, safe mode) as governance
@@ -309,6 +312,30 @@ pub fn late_commit_of(r: &Record) -> Option<LateCommit> {
     (!uuids.is_empty()).then(|| (r.seq, dedup(uuids)))
 }
 
+/// The standalone `late_delete` STEP (docs/WAL.md §9, "Late deletes"): the deletes of the
+/// `tombstone` transaction committed at `tombstone_seq` reached the editors — or may have —
+/// only after seq `after_seq` had been sent, so a replay after any `last_seq` at or below it
+/// carries them ([`late_commit_of`]). Written by the sync when it relays them late, and by
+/// boot for a `tombstone` whose relay a stop cut (its transaction has no FINAL).
+pub fn late_delete_draft(
+    project_id: &str,
+    operation_id: &str,
+    uuids: Vec<String>,
+    tombstone_seq: u64,
+    after_seq: u64,
+) -> vibesync_wal::RecordDraft {
+    vibesync_wal::RecordDraft {
+        session_id: SYNC_SESSION.to_string(),
+        operation_id: operation_id.to_string(),
+        uuids,
+        project_id: project_id.to_string(),
+        phase: vibesync_wal::Phase::Step,
+        outcome: vibesync_wal::Outcome::Ok,
+        error_code: None,
+        payload: serde_json::json!({"op": "late_delete", "tombstone_seq": tombstone_seq, "after_seq": after_seq}),
+    }
+}
+
 /// One batch in flight.
 struct Inflight {
     batch_id: String,
@@ -373,7 +400,10 @@ struct ResyncCheck {
 enum Deferred {
     Input(Input),
     /// Re-send these uuids' authoritative state to one session (`attempts`: see
-    /// `Project::send_resync_attempt`).
+    /// `Project::send_resync_attempt`) once no batch in flight holds them: right after the
+    /// result of the batch that held them (`Project::send_waiting_corrections`), not after
+    /// every batch in flight — a later frame to that editor would move its `last_seq` past
+    /// the batch before the correction (docs/PROTOCOL.md §6.4).
     Resync {
         session_id: SessionId,
         uuids: Vec<String>,
@@ -783,7 +813,9 @@ impl Project {
             }
             Input::Left { session_id, closing } => self.on_left(cx, &session_id, closing).await,
             Input::Released { uuids } => self.on_released(cx, &uuids).await,
-            Input::Tombstoned { origin, uuids, seq } => self.on_tombstoned(cx, &origin, uuids, seq).await,
+            Input::Tombstoned { origin, operation_id, uuids, seq } => {
+                self.on_tombstoned(cx, &origin, &operation_id, uuids, seq).await
+            }
         }
     }
 

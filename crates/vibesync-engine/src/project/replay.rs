@@ -215,9 +215,18 @@ impl Project {
         }
     }
 
-    /// uuids tombstoned through a `tombstone` request (WAL `seq`): the other editors delete
-    /// them; they are no longer "not synced".
-    pub(super) async fn on_tombstoned(&mut self, cx: &Cx<'_>, origin: &str, uuids: Vec<String>, seq: u64) {
+    /// uuids tombstoned through a `tombstone` request (transaction `operation_id`, WAL
+    /// `seq`): the other editors delete them; they are no longer "not synced". Then the
+    /// request's transaction is finalized: a tombstone without a FINAL is one whose relay a
+    /// stop may have cut, and boot records it as a late delete (docs/WAL.md §9).
+    pub(super) async fn on_tombstoned(
+        &mut self,
+        cx: &Cx<'_>,
+        origin: &str,
+        operation_id: &str,
+        uuids: Vec<String>,
+        seq: u64,
+    ) {
         let ops: Vec<(String, ChangeOp)> = uuids.into_iter().map(|u| (u, ChangeOp::Delete)).collect();
         // The origin's delete is its write of every part (staleness, docs/PROTOCOL.md §6.1): a
         // change another editor made before it heard of it is refused `STALE`, a conflict
@@ -285,13 +294,7 @@ impl Project {
         if exposed > seq {
             let uuids: Vec<String> = ops.iter().map(|(u, _)| u.clone()).collect();
             let op_id = uuid::Uuid::new_v4().to_string();
-            let step = self.draft(
-                &op_id,
-                vibesync_wal::Phase::Step,
-                uuids.clone(),
-                vibesync_wal::Outcome::Ok,
-                serde_json::json!({"op": "late_delete", "tombstone_seq": seq, "after_seq": exposed}),
-            );
+            let step = super::late_delete_draft(&self.project, &op_id, uuids.clone(), seq, exposed);
             if let Err(e) = cx.append(vec![step]).await {
                 return cx.storage_failed(&op_id, &e).await;
             }
@@ -315,6 +318,8 @@ impl Project {
         for (u, _) in &ops {
             self.not_synced.retain(|(x, _), _| x != u);
         }
+        let uuids: Vec<String> = ops.into_iter().map(|(u, _)| u).collect();
+        cx.io(Effect::Finalize { session_id: origin.to_string(), operation_id: operation_id.to_string(), uuids }).await;
         self.publish_status(cx).await;
     }
 }

@@ -46,7 +46,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use vibesync_engine::governance::{Decision, Escalation};
 use vibesync_engine::project::{
-    late_commit_of, Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION,
+    late_commit_of, late_delete_draft, Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION,
 };
 use vibesync_engine::sync::{
     apply_change, change_to_wire, parse_change, parse_changes, Author, BatchLimit, ChangeOp, ObjectState,
@@ -117,12 +117,14 @@ pub enum Act {
     },
     /// Editor `ed` sends a `tombstone` request for a uuid its person deleted (docs/PROTOCOL.md
     /// §5): the registrar archives it in a transaction of its own, then the machine is told
-    /// (`Input::Tombstoned`) — with `late`, only after the machine's next tick (a window may
-    /// close in between: the registrar commits apart from the sync).
+    /// (`Input::Tombstoned`) — at once with `late` 0, else after the machine's `late`-th tick
+    /// from now (windows may close in between: the registrar commits apart from the sync),
+    /// or before: before the next act that is an input (an edit, an editor's answer, a
+    /// join). A restart before it cuts it (the relay is lost with the daemon).
     Tombstone {
         ed: usize,
         uuid: usize,
-        late: bool,
+        late: u8,
     },
     /// The daemon restarts; with `cut`, in the middle of a tick, after that many effects.
     Restart {
@@ -151,7 +153,7 @@ pub fn act() -> BoxedStrategy<Act> {
     if std::env::var("MODEL_TOMBSTONES").is_ok_and(|v| v == "0") {
         base.boxed()
     } else {
-        prop_oneof![32 => base, 1 => (ed, uuid, any::<bool>()).prop_map(|(ed, uuid, late)| Act::Tombstone { ed, uuid, late })]
+        prop_oneof![32 => base, 1 => (ed, uuid, 0..3u8).prop_map(|(ed, uuid, late)| Act::Tombstone { ed, uuid, late })]
             .boxed()
     }
 }
@@ -468,7 +470,8 @@ pub struct Sim {
     sessions: u64,
     requests: u64,
     /// A `Tombstoned` the registrar committed and the machine has not been told yet (`late`).
-    late: Vec<Input>,
+    /// Late `Tombstoned`s, each with the ticks left before it is taken.
+    late: Vec<(u8, Input)>,
     /// Changes that waited when another editor's `tombstone` committed.
     lost: Vec<Lost>,
     /// Every batch_id with a COMMIT and with a ROLLBACK (phases are checked on the WAL too).
@@ -596,7 +599,7 @@ impl Sim {
         // The daemon admits the session (it is in the table the machine reads) before the
         // machine takes its join: what was committed before and is still on its way to the
         // machine (a late `Tombstoned`) reaches it in between.
-        for input in std::mem::take(&mut self.late) {
+        for (_, input) in std::mem::take(&mut self.late) {
             self.feed(input);
         }
         self.feed(Input::Joined { session_id: id, last_seq });
@@ -763,7 +766,15 @@ impl Sim {
                 }
                 q.remove(0)
             };
-            for reply in read(&mut self.eds[i], &frame, &mut self.log) {
+            let replies = read(&mut self.eds[i], &frame, &mut self.log);
+            if !replies.is_empty() {
+                // What the editor tells the daemon reaches the machine after a `Tombstoned`
+                // the registrar sent before; reading alone may happen before it is taken.
+                for (_, input) in std::mem::take(&mut self.late) {
+                    self.feed(input);
+                }
+            }
+            for reply in replies {
                 match reply {
                     Reply::Input(input) => self.feed(input),
                     Reply::Disconnect => return self.disconnect(i),
@@ -787,11 +798,14 @@ impl Sim {
             ed.incoming = None;
         }
         self.agent.outstanding.clear(); // its calls fail with the connection; it is told
+                                        // A `Tombstoned` the machine had not taken dies with the daemon: its relay is cut.
+        self.late.clear();
         let mut s = self.mem.0.lock().unwrap();
         s.sessions.clear();
         s.inbox.clear();
         // Boot recovery (docs/WAL.md §3): open transactions rolled back, committed ones
         // finalized; the registry rebuilt from the WAL.
+        let wal_end = s.wal.last().map_or(0, |r| r.seq);
         let idx = transaction_index(&s.wal);
         for tx in idx.incomplete {
             let draft = RecordDraft {
@@ -807,6 +821,21 @@ impl Sim {
             write(&mut s.wal, vec![draft]);
         }
         for tx in idx.unfinalized {
+            // A `tombstone` request without a FINAL: the sync may not have relayed it
+            // (docs/WAL.md §9, "Late deletes"), as boot reads it.
+            let cut: Vec<String> = if tx.session_id == SYNC_SESSION {
+                Vec::new()
+            } else {
+                // Archived by it with a synced state, as boot reads it.
+                let by_tx = |e: &Entry| {
+                    e.state.is_some() && e.tombstone_seq.is_some_and(|t| (tx.begin_seq..=tx.commit_seq).contains(&t))
+                };
+                tx.uuids.iter().filter(|u| s.archive.iter().any(|e| &e.uuid == *u && by_tx(e))).cloned().collect()
+            };
+            if !cut.is_empty() {
+                let op = format!("boot-late-delete-{}", tx.commit_seq);
+                write(&mut s.wal, vec![late_delete_draft(PROJECT, &op, cut, tx.commit_seq, wal_end)]);
+            }
             let draft = RecordDraft {
                 session_id: tx.session_id,
                 operation_id: tx.operation_id,
@@ -832,12 +861,13 @@ impl Sim {
         if std::env::var_os("MODEL_TRACE").is_some() {
             self.log.push(format!("{a:?}"));
         }
-        // A late `Tombstoned` reaches the machine after one tick at most.
+        // A late `Tombstoned` reaches the machine after its ticks, or before the next input.
         // A reconnecting editor is in the daemon's session table before its join reaches the
         // machine: a `Tombstoned` committed before it may reach the machine in between (`connect`).
-        let late = if matches!(a, Act::Reconnect { .. }) { Vec::new() } else { std::mem::take(&mut self.late) };
-        if !matches!(a, Act::Wait { .. }) {
-            for input in late.iter().cloned() {
+        // Reading frames may happen before it is taken (`deliver` feeds it before the editor's
+        // answers), and a restart may cut it (the relay is lost with the daemon).
+        if !matches!(a, Act::Reconnect { .. } | Act::Deliver { .. } | Act::Restart { .. } | Act::Wait { .. }) {
+            for (_, input) in std::mem::take(&mut self.late) {
                 self.feed(input);
             }
         }
@@ -849,7 +879,10 @@ impl Sim {
             Act::Wait { ms } => {
                 self.now += u64::from(*ms);
                 self.step(None, None);
-                for input in late {
+                let (due, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.late).into_iter().partition(|(n, _)| *n <= 1);
+                self.late = waiting.into_iter().map(|(n, input)| (n - 1, input)).collect();
+                for (_, input) in due {
                     self.feed(input);
                 }
                 self.deliver_agent();
@@ -871,7 +904,7 @@ impl Sim {
     /// uuid is live and no sync batch holds it open; then `Input::Tombstoned` (at once, or
     /// `late`). Modelled where nobody keeps `u` as a person's edit and the deleting editor has
     /// no change of it in flight; the other editor's may be waiting (it loses to the delete).
-    fn tombstone(&mut self, i: usize, u: &str, late: bool) {
+    fn tombstone(&mut self, i: usize, u: &str, late: u8) {
         let Some(session_id) = self.eds[i].session.clone() else { return };
         if !self.eds[i].scene.contains_key(u) || self.eds[i].busy(u) || self.eds.iter().any(|e| e.kept.contains(u)) {
             return;
@@ -908,9 +941,8 @@ impl Sim {
             let steps: Vec<&Record> = records.iter().collect();
             let Stores { registry, archive, .. } = &mut *s;
             apply(registry, archive, &steps).expect("a live uuid is tombstoned");
-            let seq = records.last().map_or(0, |r| r.seq);
-            write(&mut s.wal, vec![draft(Phase::Final, json!({}))]);
-            seq
+            // Its FINAL is the machine's, once it has relayed the deletes (`Effect::Finalize`).
+            records.last().map_or(0, |r| r.seq)
         };
         self.eds[i].scene.remove(u);
         self.eds[i].overtaken.remove(u);
@@ -918,9 +950,10 @@ impl Sim {
         for j in (0..2).filter(|j| *j != i && self.eds[*j].busy(u) && self.eds[*j].session.is_some()) {
             self.lost.push(Lost { seq, uuid: u.to_string(), loser: j, until: None });
         }
-        let input = Input::Tombstoned { origin: session_id, uuids: vec![u.to_string()], seq };
-        if late {
-            self.late.push(input);
+        let operation_id = format!("tombstone-{}", self.requests);
+        let input = Input::Tombstoned { origin: session_id, operation_id, uuids: vec![u.to_string()], seq };
+        if late > 0 {
+            self.late.push((late, input));
         } else {
             self.feed(input);
         }
@@ -991,7 +1024,7 @@ impl Sim {
     }
 
     fn quiet_inner(&mut self) -> Result<(), String> {
-        for input in std::mem::take(&mut self.late) {
+        for (_, input) in std::mem::take(&mut self.late) {
             self.feed(input);
         }
         for i in 0..2 {
@@ -1100,10 +1133,10 @@ fn perform(mem: &Mem, effect: Effect) -> Done {
             }
         }
         Effect::StoreBlob { .. } => Done::Stored(Ok(())),
-        Effect::Finalize { batch_id, uuids } => {
+        Effect::Finalize { session_id, operation_id, uuids } => {
             let draft = RecordDraft {
-                session_id: SYNC_SESSION.into(),
-                operation_id: batch_id,
+                session_id,
+                operation_id,
                 uuids,
                 project_id: PROJECT.into(),
                 phase: Phase::Final,

@@ -128,7 +128,7 @@ impl Drop for Daemon {
     }
 }
 
-fn tail(s: &str, n: usize) -> &str {
+pub fn tail(s: &str, n: usize) -> &str {
     let start = s.len().saturating_sub(n);
     let mut i = start;
     while !s.is_char_boundary(i) {

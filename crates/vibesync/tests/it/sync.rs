@@ -1093,6 +1093,69 @@ fn a_move_of_an_object_another_editor_deleted_before_a_restart_is_still_stale() 
     }
 }
 
+/// The daemon stops after Blender's delete of the cube committed (a `tombstone` request,
+/// BEGIN, STEP, COMMIT) and a later transaction with it, before the sync relayed the delete:
+/// Unity may have been sent that later seq. The tombstone has no FINAL (the sync writes it
+/// once it has relayed the deletes), so boot records a late delete (docs/WAL.md §9, "Late
+/// deletes") and Unity's replay from past the tombstone deletes the cube. Written with the
+/// WAL library while the daemon is down, exactly as the registrar writes them.
+#[test]
+fn a_delete_whose_relay_a_stop_cut_reaches_an_editor_past_it_in_the_replay() {
+    use vibesync_wal::{Outcome, Phase, RecordDraft, Wal, WalConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, b, u, id) = a_synced_cube(dir.path());
+    let held = u.states[&id].clone();
+    drop((b, u));
+    d.stop();
+    let (wal, _) = Wal::open(WalConfig::new(&data)).unwrap();
+    let draft = |op: &str, phase, uuids: Vec<String>, payload| RecordDraft {
+        session_id: "blender-session".into(),
+        operation_id: op.into(),
+        uuids,
+        project_id: "demo".into(),
+        phase,
+        outcome: if phase == Phase::Begin { Outcome::Pending } else { Outcome::Ok },
+        error_code: None,
+        payload,
+    };
+    let later = new_uuid();
+    let written = wal
+        .append_blocking(vec![
+            draft("cut", Phase::Begin, vec![id.clone()], json!({"op":"tombstone","request_id":"del","editor":"blender","items":1})),
+            draft("cut", Phase::Step, vec![id.clone()], json!({"op":"tombstone","uuid":id,"client_id":"b-client","editor":"blender"})),
+            draft("cut", Phase::Commit, vec![id.clone()], json!({"op":"tombstone","results":{"tombstoned":1},"collisions":[]})),
+            draft("later", Phase::Begin, vec![later.clone()], json!({"op":"register","request_id":"r","editor":"blender","items":1})),
+            draft("later", Phase::Step, vec![later.clone()], json!({"op":"register","uuid":later,"kind":"object","name":"Later","editor":"blender","editor_ref":"OB:Later"})),
+            draft("later", Phase::Commit, vec![later.clone()], json!({"op":"register","results":{"registered":1},"collisions":[]})),
+            draft("later", Phase::Final, vec![later.clone()], json!({})),
+        ])
+        .unwrap();
+    wal.close_blocking().unwrap();
+    drop(wal);
+    let tombstone_seq = written[2].seq;
+    let past = written[5].seq;
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    // Unity comes back holding the cube, its replay position past the tombstone.
+    let mut u = Mini::connect(&d, "unity", 1.0, past);
+    u.states.insert(id.clone(), held);
+    until(&mut [&mut u], Duration::from_secs(30), |ms| !ms[0].states.contains_key(&id));
+    let step = wal_records(&data)
+        .into_iter()
+        .find(|r| r["payload"]["op"] == "late_delete")
+        .unwrap_or_else(|| panic!("boot wrote no late_delete STEP: {}", tail(&d.stderr_log(), 6000)));
+    assert_eq!(step["session_id"], "sync", "{step}");
+    assert_eq!(step["uuids"], json!([id]), "{step}");
+    assert_eq!(step["payload"]["tombstone_seq"], tombstone_seq, "{step}");
+    assert!(step["payload"]["after_seq"].as_u64() >= Some(past), "{step}");
+    assert_eq!(wal_record(&data, "cut", "FINAL")["payload"]["recovered"], true);
+    drop(u);
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Unity moves the cube; its batch is in flight to Blender when the person there deletes the
 /// cube (a `tombstone` request), and Blender then answers the batch without it. The delete is
 /// the later writer and wins: a conflict, shown in both editors and written to the WAL; the
