@@ -212,6 +212,28 @@ def test_sync_engine_a_refusal_of_an_object_gone_here_keeps_and_resends_nothing(
     assert len(e.inflight) == 0
 
 
+def test_sync_engine_a_change_the_daemon_cannot_take_stays_here_marked_not_synced():
+    # PROTOCOL §6.1: a reparent that would close a parent cycle through the committed state
+    # (INVALID_FIELD), a non-finite value, a mesh over the limit: the person's edit stays here,
+    # marked not synced with the reason, re-sent on the usual triggers; STALE ends it (its
+    # current state follows); INVALID_FIELD for a change that named its geometry without it
+    # is the caller's to send again, with it — not a refusal of the edit.
+    D = "d" * 8 + "-0000-4000-8000-" + "0" * 12
+    scene = Scene(alive=[A, B, C, D])
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [A, B, C, D])
+    cycle = "changes[0].parent: A would become its own ancestor (A → B → A)"
+    refused = e.on_change_ack("c1", [
+        {"uuid": A, "status": engine.ITEM_ERROR, "error_code": engine.INVALID_FIELD, "message": cycle},
+        {"uuid": B, "status": engine.ITEM_ERROR, "error_code": engine.TOO_LARGE, "message": "big"},
+        {"uuid": C, "status": engine.ITEM_ERROR, "error_code": "STALE", "message": "s"},
+        {"uuid": D, "status": engine.ITEM_ERROR, "error_code": engine.INVALID_FIELD, "message": "m"}],
+        mesh_named={D})
+    assert [r.uuid for r in refused] == [A, B, C, D]
+    assert e.not_synced.reasons == {A: f"INVALID_FIELD: {cycle}", B: "TOO_LARGE: big"}
+    assert len(e.inflight) == 0 and scene.forgotten == []
+
+
 def test_sync_engine_a_peer_joining_retries_what_is_still_here_and_forgets_the_rest():
     scene = Scene(alive=[A])
     e = engine.SyncEngine(scene)

@@ -36,6 +36,10 @@ from typing import NamedTuple, Protocol
 # the per-item refusals of a `change` that need more than ending it (§6.1).
 COMMITTED, ROLLED_BACK, DROPPED = "committed", "rolled_back", "dropped"
 NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
+# Refusals of what the editor holds that the daemon cannot take (a reparent that would close
+# a parent cycle through the committed state, a value out of range, a mesh over the limit):
+# the person's edit stays here, marked not synced (§6.1).
+INVALID_FIELD, NON_FINITE, TOO_LARGE = "INVALID_FIELD", "NON_FINITE", "TOO_LARGE"
 # An item the daemon refused (`ack.results[].status`), and the `error` of a daemon that does
 # not take `change` at all (§4).
 ITEM_ERROR, UNKNOWN_TYPE = "error", "UNKNOWN_TYPE"
@@ -250,11 +254,14 @@ def send_mode(uuid: str, inflight: InFlight, not_synced: NotSynced, sent_before:
 def refusal(code: str) -> str:
     """`send`: what a per-item refusal of a change means for the editor (§6.1). Every refusal
     ends the change; `NOT_FOUND` is answered with the full state (`create`); a change refused
-    by governance (`BLOCKED`, `QUARANTINED`) stays here, marked not synced with the reason,
-    and is re-sent in full on the next edit, a peer joining or a quarantine release (§6.4)."""
+    by governance (`BLOCKED`, `QUARANTINED`) or one the daemon cannot take as it is
+    (`INVALID_FIELD`, `NON_FINITE`, `TOO_LARGE`: e.g. a reparent that would close a parent
+    cycle) stays here, marked not synced with the reason, and is re-sent in full on the next
+    edit, a peer joining or a quarantine release (§6.4); `STALE` ends it (the current state
+    follows)."""
     if code == NOT_FOUND:
         return REFUSED_RESEND_FULL
-    if code in (BLOCKED, QUARANTINED):
+    if code in (BLOCKED, QUARANTINED, INVALID_FIELD, NON_FINITE, TOO_LARGE):
         return REFUSED_KEEP
     return REFUSED_END
 
@@ -465,22 +472,25 @@ class SyncEngine:
             self.inflight.wait(uuid, key)
         return mode
 
-    def on_change_ack(self, request_id: str, results: list) -> list[Refused]:
-        """`send`: the `ack` of a `change`; returns the items it refused (§6.1)."""
+    def on_change_ack(self, request_id: str, results: list,
+                      mesh_named: Container[str] = ()) -> list[Refused]:
+        """`send`: the `ack` of a `change`; returns the items it refused (§6.1).
+        `mesh_named`: uuids sent naming their geometry without it — their `INVALID_FIELD`
+        says the daemon no longer holds it, and the caller sends them again with it."""
         refused = []
         for r in results:
             if isinstance(r, dict) and r.get("status") == ITEM_ERROR:
-                refused.append(self._change_rejected(r, request_id))
+                refused.append(self._change_rejected(r, request_id, mesh_named))
         return refused
 
-    def _change_rejected(self, r: dict, request_id: str) -> Refused:
+    def _change_rejected(self, r: dict, request_id: str, mesh_named: Container[str] = ()) -> Refused:
         uuid, code = r.get("uuid"), str(r.get("error_code"))
         # Refused: nothing of it is pending any more (a STALE refusal is followed by the
         # current state, which must now be applied, not guarded against).
         if isinstance(uuid, str):
             self.scene.capture(self.inflight.refused(request_id, [uuid]))
         alive = isinstance(uuid, str) and self.scene.alive(uuid)
-        action = refusal(code)
+        action = REFUSED_END if code == INVALID_FIELD and uuid in mesh_named else refusal(code)
         if alive and action == REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).

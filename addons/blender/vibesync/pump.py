@@ -919,9 +919,9 @@ class Session:
             elif what == wire.MessageType.TOMBSTONE:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == wire.MessageType.CHANGE:
-                refusals = self.engine.on_change_ack(rid, results)
-                self.automation_requests.pop(rid, None)
                 named = self.named_meshes.get(rid, {})
+                refusals = self.engine.on_change_ack(rid, results, named)
+                self.automation_requests.pop(rid, None)
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S
                 for refused in refusals:

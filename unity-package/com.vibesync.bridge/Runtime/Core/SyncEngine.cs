@@ -1115,10 +1115,12 @@ namespace VibeSync.Bridge.Core
                 }
                 else
                 {
-                    if ((code == ErrorCode.Blocked || code == ErrorCode.Quarantined) && uuid != null && scene.Holds(uuid))
+                    if (KeptWhenRefused(code) && uuid != null && scene.Holds(uuid))
                     {
-                        // Refused by governance: the person's edit stays here, marked not synced, and is
-                        // re-sent in full on the next edit, a peer joining or a quarantine release (§6.4).
+                        // Refused by governance, or not takeable as it is (a reparent that would close a
+                        // parent cycle, a value out of range, a mesh over the limit): the person's edit
+                        // stays here, marked not synced, and is re-sent in full on the next edit, a peer
+                        // joining or a quarantine release (§6.1, §6.4).
                         notSynced[uuid] = code + ": " + message;
                         Emit("not_synced", new Dictionary<string, object> { { "uuids", new List<object> { uuid } }, { "reason", notSynced[uuid] }, { "error_code", code } });
                     }
@@ -1574,6 +1576,17 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>Why a live preview of the uuid is not applied now, or null.</summary>
+        /// <summary>A per-item refusal after which the editor keeps its change as it is, marked not
+        /// synced (§6.1): governance's (<c>BLOCKED</c>, <c>QUARANTINED</c>), and what the daemon cannot
+        /// take as it is (<c>INVALID_FIELD</c>, e.g. a reparent that would close a parent cycle;
+        /// <c>NON_FINITE</c>; <c>TOO_LARGE</c>). <c>STALE</c> ends it (the current state follows);
+        /// <c>NOT_FOUND</c> is answered with the full state.</summary>
+        public static bool KeptWhenRefused(string code)
+        {
+            return code == ErrorCode.Blocked || code == ErrorCode.Quarantined || code == ErrorCode.InvalidField
+                || code == ErrorCode.NonFinite || code == ErrorCode.TooLarge;
+        }
+
         string LiveRefusal(string uuid)
         {
             if (Paused) return "paused";

@@ -609,7 +609,8 @@ namespace VibeSync.Bridge.Tests
 
                 Check.Equal(0, r.Engine.NotSynced.Count, "nothing left not synced");
 
-                // Carried and refused INVALID_FIELD: a real refusal, reported, not sent again.
+                // Carried and refused INVALID_FIELD: a real refusal, reported, not sent again by
+                // itself; the person's object stays here, marked not synced with the reason (§6.1).
                 var bad = r.Add("Bad", 9, 0, 0);
                 bad.Mesh = new MeshInfo { Buffer = other, MeshHash = h2, VertexCount = 8, TriangleCount = 12 };
                 r.Engine.MarkDirty(bad.Uuid);
@@ -617,6 +618,9 @@ namespace VibeSync.Bridge.Tests
                 r.Settle();
                 Check.Equal(1, carriedFor(bad.Uuid), "not sent again");
                 Check.True(r.Events.Contains("error"), "the refusal reported");
+                Check.True(r.Engine.NotSynced.ContainsKey(bad.Uuid), "Bad marked not synced");
+                Check.Equal("INVALID_FIELD: refused by the test", r.Engine.NotSynced[bad.Uuid], "with the reason");
+                Check.True(!r.Engine.NotSynced.ContainsKey(objs[0].Uuid), "not the object sent again with its mesh");
             }
         }
 
