@@ -1609,3 +1609,32 @@ fn machine_regression_batches_of_two_a_stale_answer_goes_right_after_its_batch()
         panic!("{e}");
     }
 }
+
+/// Seed 615: Unity moves an object Blender then deletes; the batch forms before the sync hears
+/// of the `tombstone` and drops the move (the delete won), its `dropped` result carrying the
+/// daemon's last seq — the tombstone's own. Unity read it, then lost its connection before
+/// the relay of the delete. Its replay after that seq did not carry the delete (only one
+/// after a *later* seq counted as late): Unity kept the object. A relay after the tombstone's
+/// own seq went out is a late delete too (docs/WAL.md §9).
+#[test]
+fn machine_regression_a_result_at_the_tombstones_seq_before_its_relay_does_not_hide_the_delete() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 2, edit: E::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Tombstone { ed: 0, uuid: 2, late: 2 },
+        Wait { ms: 259 },
+        Deliver { ed: 1 },
+        Wait { ms: 1107 },
+        Disconnect { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

@@ -284,14 +284,17 @@ impl Project {
                 }
             }
         }
-        // A batch with a later seq may have reached an editor before this relay (the
-        // registrar commits apart from the sync): an editor that learnt that seq and lost its
+        // A batch with this seq or a later one may have reached an editor before this relay
+        // (the registrar commits apart from the sync): an editor that learnt that seq and lost its
         // connection before the relay arrived would otherwise never hear of these deletes. A
         // replay after any `last_seq` up to that seq carries them (docs/PROTOCOL.md §6.6).
         // Written to the WAL (a standalone `late_delete` STEP, docs/WAL.md §9) so that a
         // restart forgets none of them.
+        // The tombstone's own seq counts too: a frame carrying the daemon's last seq (a
+        // `dropped` result of a change this delete won over, a resync) may have gone out
+        // before this relay, and a replay after it would not carry the delete.
         let exposed = self.exposed_seq.load(std::sync::atomic::Ordering::Relaxed);
-        if exposed > seq {
+        if exposed >= seq {
             let uuids: Vec<String> = ops.iter().map(|(u, _)| u.clone()).collect();
             let op_id = uuid::Uuid::new_v4().to_string();
             let step = super::late_delete_draft(&self.project, &op_id, uuids.clone(), seq, exposed);
