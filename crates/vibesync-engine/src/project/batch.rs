@@ -66,6 +66,9 @@ impl Project {
         // Another editor's delete, committed after these changes were admitted, that the sync
         // has not heard of yet: (winner's editor, client id) → (loser, uuid, its op).
         let mut delete_won: BTreeMap<(String, String), Vec<Lost>> = BTreeMap::new();
+        // Reparents dropped because they would close a parent cycle with another editor's
+        // reparent of the window: conflicts that reparent won.
+        let mut cycles: Vec<forward::Conflict> = Vec::new();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -113,6 +116,19 @@ impl Project {
                     continue;
                 }
             }
+            // A `create` of exactly the state the daemon holds, and nothing else of this uuid
+            // from its editor in the window: a re-send of what it already holds (an editor
+            // re-sends every object whole when it reconnects), not an edit. Dropped as a
+            // repeat, and no writer: it never undoes another editor's change of the window
+            // (§6.2). (`keep`: no later change of its editor supersedes it.)
+            if keep
+                && matches!((&q.change.op, start.get(&q.change.uuid)), (ChangeOp::Create(st), Some(Some(held))) if st.hash() == held.hash())
+                && !window.iter().any(|w| w.change.uuid == q.change.uuid && w.origin == q.origin.session_id)
+            {
+                debug!(uuid = %q.change.uuid, origin = %q.origin.session_id, "a create of the state the daemon holds (a re-send): dropped, no writer");
+                dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
+                continue;
+            }
             let as_id = q.with_origin(q.origin.session_id.clone());
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
@@ -135,6 +151,20 @@ impl Project {
                 Err(why) => return cx.storage_failed("sync", &why).await,
                 Ok(Some(chain)) => {
                     warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, "a reparent would close a parent cycle with another editor's change of this window: dropped, its editor corrected");
+                    // A conflict the other editor's earlier reparent on the chain won (§6.2).
+                    let won = window.iter().rev().find(|w| {
+                        w.origin != q.origin.session_id
+                            && chain.contains(&w.change.uuid)
+                            && matches!(w.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_))
+                    });
+                    if let Some(w) = won {
+                        cycles.push(forward::Conflict {
+                            uuid: q.change.uuid.clone(),
+                            winner: w.origin.clone(),
+                            loser: q.origin.session_id.clone(),
+                            op: q.change.op.name(),
+                        });
+                    }
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                     continue;
                 }
@@ -198,7 +228,8 @@ impl Project {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");
             self.send_resync(cx, &session_id, &uuids, "conflict").await;
         }
-        self.unbatched_conflicts(cx, unbatched, &kinds).await;
+        self.unbatched_conflicts(cx, unbatched, &kinds, "two editors changed one object in one window and the last writer undid the other's change; the object stays as it was").await;
+        self.unbatched_conflicts(cx, cycles, &kinds, "two editors' reparents of one window close a parent cycle together: the later one is dropped and its editor corrected").await;
         for ((winner, winner_client), losers) in delete_won {
             // One conflict per losing editor and uuid — its sessions are one editor (a change
             // re-sent after a reconnect is the same edit) — its last change names the op.

@@ -385,14 +385,16 @@ impl Project {
     }
 
     /// Conflicts of a window that no batch carries — the last writer's change undid the
-    /// other editor's, so every change of the uuid was dropped (docs/PROTOCOL.md §6.2): a
-    /// standalone `conflict` STEP each, a log line and the event to both editors (`seq`: the
-    /// daemon's last seq before the STEPs). `kinds`: session → editor kind.
+    /// other editor's, so every change of the uuid was dropped, or a reparent was dropped
+    /// because it closed a parent cycle with the other editor's (docs/PROTOCOL.md §6.2): a
+    /// standalone `conflict` STEP each, a log line (`why`) and the event to both editors
+    /// (`seq`: the daemon's last seq before the STEPs). `kinds`: session → editor kind.
     pub(super) async fn unbatched_conflicts(
         &mut self,
         cx: &Cx<'_>,
         conflicts: Vec<Conflict>,
         kinds: &crate::fast::HashMap<SessionId, String>,
+        why: &str,
     ) {
         if conflicts.is_empty() {
             return;
@@ -409,7 +411,7 @@ impl Project {
         }
         for c in conflicts {
             let (winner, loser) = (kind(&c.winner), kind(&c.loser));
-            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&c.uuid], winner = %winner, loser = %loser, op = c.op, seq, "conflict: two editors changed one object in one window and the last writer undid the other's change; the object stays as it was");
+            warn!(project_id = %self.project, operation_id = %op_id, uuids = ?[&c.uuid], winner = %winner, loser = %loser, op = c.op, seq, "conflict: {why}");
             self.announce_conflict(cx, &c.uuid, (&winner, &loser), c.op, seq, &[c.winner.clone(), c.loser.clone()])
                 .await;
         }

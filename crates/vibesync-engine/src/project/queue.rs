@@ -135,6 +135,10 @@ impl Project {
                                 .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
                                 .ok()
                                 .flatten()
+                                .or_else(|| {
+                                    let chain = self.parent_cycle_of(cx, &change, |_| None).ok().flatten()?;
+                                    self.cycle_write(&chain, base_seq, &session.client_id)
+                                })
                                 .map(|w| (w.client, w.editor))
                                 .unwrap_or_default();
                             stale.push((change.uuid.clone(), change.op.name(), winner));
@@ -237,6 +241,16 @@ impl Project {
         tracing::warn!(session_id = %session_id, project_id = %self.project, message, field, seq, last_seq, "sequence divergence: the editor followed another history; blocking its changes and replaying everything");
         self.diverged.insert(session_id.clone(), None);
         true
+    }
+
+    /// The newest write of a parent on `chain` (a parent cycle a reparent would close) by a
+    /// client other than `me` after `base_seq`: the reparent it was made without knowing.
+    fn cycle_write(&self, chain: &[String], base_seq: u64, me: &str) -> Option<crate::stale::Write> {
+        chain
+            .iter()
+            .filter_map(|u| self.synced.get(u)?.newer_by_other(crate::stale::Parts::PARENT, base_seq, me))
+            .max_by_key(|w| w.seq)
+            .cloned()
     }
 
     /// An editor sent a change of `uuid` that was queued (or held) or refused other than
@@ -348,6 +362,23 @@ impl Project {
             .parent_cycle_of(cx, change, |_| None)
             .map_err(|why| (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")))?;
         if let Some(chain) = cycle {
+            // Closed through another editor's reparent on the chain committed after this
+            // change's `base_seq`: made before its editor heard of that one, a conflict it
+            // won — `STALE`, and the editor is sent the current state (§6.1, §6.2).
+            if let Some(w) = self.cycle_write(&chain, base_seq, &session.client_id) {
+                return Err((
+                    ItemErrorCode::Stale,
+                    format!(
+                        "{at}.parent: {} under {} would close a parent cycle with another editor's reparent ({} at seq {}, after your base_seq {base_seq}: {} → {}); you are sent its current state — apply it; the change is not re-sent (a person may make it again)",
+                        change.uuid,
+                        chain.first().map(String::as_str).unwrap_or(""),
+                        w.editor,
+                        w.seq,
+                        change.uuid,
+                        chain.join(" → ")
+                    ),
+                ));
+            }
             return Err((
                 ItemErrorCode::InvalidField,
                 format!(

@@ -750,6 +750,74 @@ fn a_winner_that_keeps_its_own_value_over_the_losers_op_verifies() {
     one_conflict_in_each(&[&b, &u], "unity", "blender", "material");
 }
 
+/// Unity puts the cube under a new object while Blender, in the same window, re-sends the
+/// cube whole exactly as the daemon holds it (an editor re-sends every object when it
+/// reconnects). That re-send is no edit: it is dropped as a repeat and is no writer, so
+/// Unity's reparent stands in both editors, with no conflict (docs/PROTOCOL.md §6.2). Before,
+/// the re-send was the window's last writer and undid the person's reparent in Unity.
+#[test]
+fn a_resend_of_the_held_state_in_the_same_window_never_undoes_another_editors_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let parent = new_uuid();
+    let ack = u.send_change("u-new", vec![create(&parent, "Rig", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let held = b.states[&id].clone();
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":id,"parent":parent})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    let mut again = held.clone();
+    again["op"] = json!("create");
+    again["uuid"] = json!(id);
+    let ack = b.send_change("b-again", vec![again], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&id]["parent"], json!(parent), "Unity's reparent stands: {}", d.stderr_log());
+        assert!(m.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?}", m.events);
+    }
+    let dropped = b.results.iter().find(|r| r["through"].get(&id).is_some_and(|t| t == "b-again"));
+    assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", b.results);
+}
+
+/// Unity puts the cube under the camera and that commits; Blender, not having heard of it
+/// (its change's `base_seq` is before that commit), puts the camera under the cube. Together
+/// a cycle: Blender's reparent is a conflict Unity's won — refused `STALE` (not
+/// `INVALID_FIELD`), a `conflict` in the WAL and in both editors, and Blender is sent the
+/// camera's current state (docs/PROTOCOL.md §6.1, §6.2). Both editors end agreeing.
+#[test]
+fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let cam = new_uuid();
+    let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let base = b.last_seq;
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[1].results.iter().any(|r| r["outcome"] == "committed" && r["through"].get(&cube).is_some())
+    });
+    // Blender's person made the change before Blender applied that batch: over `base`.
+    let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    let why = ack["results"][0]["message"].as_str().unwrap();
+    assert!(why.contains("parent cycle") && why.contains("unity"), "{why}");
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "Unity's reparent stands");
+        assert!(m.states[&cam]["parent"].is_null(), "the camera is back where it was: {:?}", m.states[&cam]);
+    }
+    let steps = conflict_steps(&data, &cam);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
+    assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
+}
+
 /// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
 /// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
 /// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
