@@ -34,6 +34,10 @@ use vibesync_engine::sync::{apply_change, batch_path, coalesce, Author, Change, 
 use vibesync_engine::verify::{Verdict, Verification};
 
 const EDITORS: [&str; 2] = ["blender", "unity"];
+/// Batches of at most two changes (docs/PROTOCOL.md §6.2 "Batch size"), for the regressions
+/// the bounded-batch property found.
+const BATCHES_OF_TWO: vibesync_engine::sync::BatchLimit =
+    vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX };
 const AGENT: &str = "agent";
 const UUIDS: [&str; 3] = [
     "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a",
@@ -1311,7 +1315,7 @@ fn machine_regression_batches_of_two_1() {
         Agent { uuid: 0, edit: Move(74) },
         Edit { ed: 1, uuid: 0, edit: Rename(41), auto: false },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
         panic!("{e}");
     }
 }
@@ -1334,7 +1338,7 @@ fn machine_regression_batches_of_two_2() {
         Agent { uuid: 1, edit: Create(1) },
         Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
         panic!("{e}");
     }
 }
@@ -1361,7 +1365,7 @@ fn machine_regression_batches_of_two_a_result_ends_only_what_its_through_names()
         Deliver { ed: 0 },
         Deliver { ed: 1 },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
         panic!("{e}");
     }
 }
@@ -1409,10 +1413,7 @@ fn machine_regression_a_delete_wins_once_over_an_edit_and_its_re_send() {
         Tombstone { ed: 0, uuid: 2, late: 1 },
         Wait { ms: 40 },
     ];
-    for limit in [
-        vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX },
-        vibesync_engine::sync::BatchLimit::NONE,
-    ] {
+    for limit in [BATCHES_OF_TWO, vibesync_engine::sync::BatchLimit::NONE] {
         if let Err(e) = replay_machine_with(&acts, limit) {
             panic!("{limit:?}: {e}");
         }
@@ -1489,7 +1490,7 @@ fn machine_regression_batches_of_two_a_rollbacks_resync_cut_by_a_restart_comes_a
         Deliver { ed: 1 },
         Restart { cut: Some(1) },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
         panic!("{e}");
     }
 }
@@ -1605,7 +1606,7 @@ fn machine_regression_batches_of_two_a_stale_answer_goes_right_after_its_batch()
         Deliver { ed: 0 },
         Disconnect { ed: 0 },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
         panic!("{e}");
     }
 }

@@ -141,6 +141,22 @@ impl ItemErrorCode {
             ItemErrorCode::StorageFailed => "STORAGE_FAILED",
         }
     }
+
+    /// A refusal after which the editor keeps its change as it is, marked not synced, and
+    /// re-sends it on the usual triggers (docs/PROTOCOL.md §6.1): governance's (`BLOCKED`,
+    /// `QUARANTINED`) and what the daemon cannot take as it is (`INVALID_FIELD`,
+    /// `NON_FINITE`, `TOO_LARGE`). The editors' `engine.refusal` (Blender) and
+    /// `SyncEngine.KeptWhenRefused` (Unity) keep the same list.
+    pub fn kept_by_editor(self) -> bool {
+        matches!(
+            self,
+            ItemErrorCode::Blocked
+                | ItemErrorCode::Quarantined
+                | ItemErrorCode::InvalidField
+                | ItemErrorCode::NonFinite
+                | ItemErrorCode::TooLarge
+        )
+    }
 }
 
 impl std::fmt::Display for ItemErrorCode {

@@ -57,6 +57,9 @@ impl Project {
         let mut kept: Vec<Queued<Editor>> = Vec::new();
         let mut all: Vec<Queued<SessionId>> = Vec::new();
         let mut window: Vec<Queued<SessionId>> = Vec::new();
+        // (uuid, origin) of every change in `window`: "has its editor changed it already in
+        // this window?" without a scan per change.
+        let mut in_window: HashSet<(String, SessionId)> = HashSet::default();
         // Per origin, its dropped changes in arrival order: (uuid, request) — the `dropped`
         // result's uuids and, per uuid, the last request it ends (`through`).
         let mut dropped: HashMap<SessionId, Vec<(String, Arc<str>)>> = HashMap::default();
@@ -123,7 +126,7 @@ impl Project {
             // (§6.2). (`keep`: no later change of its editor supersedes it.)
             if keep
                 && matches!((&q.change.op, start.get(&q.change.uuid)), (ChangeOp::Create(st), Some(Some(held))) if st.hash() == held.hash())
-                && !window.iter().any(|w| w.change.uuid == q.change.uuid && w.origin == q.origin.session_id)
+                && !in_window.contains(&(q.change.uuid.clone(), q.origin.session_id.clone()))
             {
                 debug!(uuid = %q.change.uuid, origin = %q.origin.session_id, "a create of the state the daemon holds (a re-send): dropped, no writer");
                 dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
@@ -132,6 +135,7 @@ impl Project {
             let as_id = q.with_origin(q.origin.session_id.clone());
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
+            in_window.insert((q.change.uuid.clone(), q.origin.session_id.clone()));
             window.push(as_id.clone());
             if !keep {
                 all.push(as_id); // superseded in this window: its origin still holds it

@@ -134,11 +134,23 @@ impl Project {
         self.deferred = rest;
         for d in due {
             if let super::Deferred::Resync { session_id, uuids, attempts } = d {
-                let uuids: Vec<String> = uuids.into_iter().filter(|u| !self.keeps(cx, &session_id, u)).collect();
-                if !uuids.is_empty() {
-                    self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts).await;
-                }
+                self.send_deferred_resync(cx, &session_id, uuids, attempts).await;
             }
+        }
+    }
+
+    /// A resync decided before a batch ended, sent now — never over a person's edit its
+    /// rollback kept in that editor meanwhile (docs/PROTOCOL.md §6.4).
+    pub(super) async fn send_deferred_resync(
+        &mut self,
+        cx: &Cx<'_>,
+        session_id: &str,
+        uuids: Vec<String>,
+        attempts: u32,
+    ) {
+        let uuids: Vec<String> = uuids.into_iter().filter(|u| !self.keeps(cx, session_id, u)).collect();
+        if !uuids.is_empty() {
+            self.send_resync_attempt(cx, session_id, &uuids, "deferred", attempts).await;
         }
     }
 

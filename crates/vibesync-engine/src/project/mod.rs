@@ -764,13 +764,7 @@ impl Project {
                 match d {
                     Deferred::Input(ev) => Box::pin(self.on_input(cx, ev)).await,
                     Deferred::Resync { session_id, uuids, attempts } => {
-                        // Decided before the batch ended: never over a person's edit its
-                        // rollback kept in that editor (docs/PROTOCOL.md §6.4).
-                        let uuids: Vec<String> =
-                            uuids.into_iter().filter(|u| !self.keeps(cx, &session_id, u)).collect();
-                        if !uuids.is_empty() {
-                            Box::pin(self.send_resync_attempt(cx, &session_id, &uuids, "deferred", attempts)).await
-                        }
+                        Box::pin(self.send_deferred_resync(cx, &session_id, uuids, attempts)).await
                     }
                 }
             }

@@ -122,7 +122,7 @@ impl Project {
                         if code == ItemErrorCode::StorageFailed {
                             cx.storage_failed("sync", &msg).await;
                         }
-                        if !matches!(code, ItemErrorCode::Blocked | ItemErrorCode::Quarantined) {
+                        if !code.kept_by_editor() {
                             self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
                         }
                         if code == ItemErrorCode::Stale {
@@ -253,8 +253,8 @@ impl Project {
             .cloned()
     }
 
-    /// An editor sent a change of `uuid` that was queued (or held) or refused other than
-    /// `BLOCKED` / `QUARANTINED` (which it keeps): it no longer keeps it as a person's edit
+    /// An editor sent a change of `uuid` that was queued (or held) or refused with a code it
+    /// does not keep (`ItemErrorCode::kept_by_editor`): it no longer keeps it as a person's edit
     /// (docs/PROTOCOL.md §6.4) — it re-sent what it kept (e.g. a person's delete of it), or it
     /// never read the `kept_local` result (it reconnected and re-sent the change whose outcome
     /// it never heard). From now on that change's outcome decides: a commit, a rollback that
