@@ -127,6 +127,13 @@ impl Project {
                         }
                         if code == ItemErrorCode::Stale {
                             refused.push(change.uuid.clone());
+                            // A reparent closing a cycle with a newer one: the correction also
+                            // carries the other objects on the cycle, parents first. The editor
+                            // may hold the winner's reparent unapplied (its own reparent, made
+                            // offline, made it a loop there), and needs both to agree (§6.1).
+                            if let Ok(Some(chain)) = self.parent_cycle_of(cx, &change, |_| None) {
+                                refused.extend(chain.into_iter().filter(|u| *u != change.uuid));
+                            }
                         }
                         if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
                             // Read again as admission read it (a STALE uuid was either written

@@ -29,6 +29,11 @@ impl Project {
                 }
             }
         }
+        // Dependencies first (docs/PROTOCOL.md §6.1): a correction naming a parent and its
+        // child (a reparent cycle's) is applied in an order that never makes a loop.
+        if ops.len() > 1 {
+            order_parents_first(&mut ops);
+        }
         Some(ops)
     }
 

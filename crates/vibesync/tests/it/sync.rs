@@ -20,6 +20,8 @@ pub struct Mini {
     pub meshes: BTreeMap<String, Vec<u8>>,
     pub last_seq: u64,
     pub batches: Vec<(String, String, usize)>, // (batch_id, path, count)
+    /// The uuids of every batch's `apply` frames, in order: batch_id → uuids.
+    pub applies: BTreeMap<String, Vec<String>>,
     pub results: Vec<Value>,
     pub corrupt_next: bool,
     /// Answer every batch (resyncs included) with wrong hashes.
@@ -50,6 +52,7 @@ impl Mini {
             meshes: BTreeMap::new(),
             last_seq,
             batches: vec![],
+            applies: BTreeMap::new(),
             results: vec![],
             corrupt_next: false,
             corrupt_always: false,
@@ -213,6 +216,7 @@ impl Mini {
                 assert_eq!(end["type"], "batch_end");
                 self.last_seq = self.last_seq.max(end["seq"].as_u64().unwrap());
                 self.batches.push((id.clone(), m["path"].as_str().unwrap().to_string(), count));
+                self.applies.insert(id.clone(), touched.clone());
                 if self.answer {
                     let mut hashes = serde_json::Map::new();
                     for u in touched {
@@ -812,6 +816,12 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
         assert_eq!(m.states[&cube]["parent"], json!(cam), "Unity's reparent stands");
         assert!(m.states[&cam]["parent"].is_null(), "the camera is back where it was: {:?}", m.states[&cam]);
     }
+    // The correction carries both objects of the cycle, the camera (now the parent) first:
+    // an editor that could not apply Unity's reparent over its own (made offline) holds
+    // both as the daemon does once it applies it.
+    let (last, path, _) = b.batches.last().unwrap();
+    assert_eq!(path, "resync");
+    assert_eq!(b.applies[last], [cam.clone(), cube.clone()], "{:?}", b.batches);
     let steps = conflict_steps(&data, &cam);
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
