@@ -16,7 +16,7 @@ import pytest
 
 from harness import Host, bpy, drive, drive_for, vibesync
 from scenario import converge, uuids_of
-from test_scenarios import STARTUP, world  # noqa: F401 (fixture)
+from test_scenarios import STARTUP, wal_conflict_steps, world  # noqa: F401 (fixture)
 
 
 def ctx(active, selected):
@@ -524,6 +524,35 @@ def test_both_edit_the_same_object_while_blender_is_disconnected(world):
     if view[u]["visible"] is not False:
         problems.append("Unity's hide lost")
     assert not problems, problems
+
+
+def test_offline_reparents_that_close_a_cycle_are_a_conflict_unity_won(world):
+    """Offline, the person in Blender puts the Camera under the Cube while the person in
+    Unity puts the Cube under the Camera, and that commits first. Both cannot stand (a parent
+    cycle): Unity's reparent, committed first, wins, as a conflict both editors are shown
+    (PROTOCOL §6.1, §6.2). It is never undone in Unity, where it was made; Blender's Camera
+    goes back to where Unity holds it, and both editors agree."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    cu, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
+    while_blender_is_away(world, host, lambda: setattr(cam, "parent", cube),
+                          [f"parent {cu} {camu}"])
+    converge(host)
+    conflicts = [c for c in vibesync.status()["conflicts"] if c.get("uuid") == camu]
+    steps = wal_conflict_steps(world, camu)
+    view = world.finish(host, made)
+    problems = []
+    if view[cu]["parent"] != camu:
+        problems.append(f"Unity's reparent of the Cube undone: parent {view[cu]['parent']}")
+    coll = bpy.data.collections["Collection"]["vibesync_uuid"]
+    if view[camu]["parent"] != coll:
+        problems.append(f"the Camera is not back in its collection: parent {view[camu]['parent']}")
+    if bpy.data.objects["Camera"].parent is not None or bpy.data.objects["Cube"].parent != cam:
+        problems.append("Blender does not show the Cube under the Camera")
+    assert not problems, problems
+    assert conflicts, "no conflict shown in Blender"
+    assert steps, "no conflict STEP in the WAL"
+    assert host.count("conflict") >= 1, "no conflict shown in Unity"
 
 
 def test_unity_deletes_what_blender_moved_while_disconnected(world):

@@ -775,6 +775,15 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
     if isinstance(parent, bpy.types.Object):
         if idb.parent != parent:
             idb.parent = parent
+            if idb.parent != parent:
+                # Blender refuses a parent loop without a word: `parent` is under this
+                # object here (e.g. a person's reparent made while offline). Refused, so the
+                # batch fails verification for it and nothing here is sent back as if a
+                # person had moved it (§6.4); the daemon's answer to that person's reparent
+                # says which of the two stands (§6.1 "cycle").
+                raise Unrepresentable(f"{idb.name} cannot go under {parent.name}: "
+                                      f"{parent.name} is under {idb.name} here (a parent "
+                                      "loop); it stays where it is")
             idb.matrix_parent_inverse.identity()
         return
     if idb.parent is not None:

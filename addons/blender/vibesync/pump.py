@@ -300,6 +300,17 @@ class Session:
         self.adopt_until: float | None = None
         self.adopted: int = 0
         self.gated_keys: set[tuple[str, int]] = set()
+        # The base of a person's edits made while away (PROTOCOL.md §6.6 "Edits made while
+        # away"): `connect_seq` is this editor's seq when it connected, before the first
+        # replay (None once the gate has opened); `away` the uuids then waiting to be read,
+        # each with that seq; `away_base` those read with an edit, until it is sent; and
+        # `replayed` the uuids that first replay brought (a whole `create` of one is sent
+        # from the replay's seq instead: from the older base it is stale beside any part
+        # another editor changed, and the resync would undo the person's parts).
+        self.connect_seq: int | None = None
+        self.away: dict[str, int] = {}
+        self.away_base: dict[str, int] = {}
+        self.replayed: set[str] = set()
         # Children waiting for their parent's create to be queued: parent uuid -> keys.
         self.parent_waiters: dict[str, set] = {}
         self.error_loop = engine.ErrorLoop(ERROR_LOOP_THRESHOLD, ERROR_LOOP_WINDOW_S)
@@ -847,6 +858,8 @@ class Session:
             self.sent_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable or self.gated_keys:
+                self.connect_seq = self.engine.last_seq if self.connect_seq is None \
+                    else min(self.connect_seq, self.engine.last_seq)
                 self._await_adoption()
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
@@ -1202,6 +1215,7 @@ class Session:
         self.adoptable.clear()
         self.adopt_until = None
         self.gated_keys.clear()
+        self._forget_away()
         self.parent_waiters.clear()
         self.registered.clear()
         self.to_register.clear()
@@ -1822,6 +1836,34 @@ class Session:
         self.adoptable.clear()
         self.dirty.update(self.gated_keys)
         self.gated_keys.clear()
+        if self.connect_seq is not None:
+            # What waits to be read now may hold a person's edits made while away: they go
+            # from the seq they were made on, not the replay's (`_away_base_of`).
+            by_key = self.registry.by_key
+            for key in self.dirty:
+                u = by_key.get(key)
+                if u is not None:
+                    self.away.setdefault(u, self.connect_seq)
+            self.connect_seq = None
+
+    def _forget_away(self) -> None:
+        """Another file, or a session that starts over: no edit made while away is left."""
+        self.connect_seq = None
+        self.away.clear()
+        self.away_base.clear()
+        self.replayed.clear()
+
+    def _away_base_of(self, op: dict) -> int | None:
+        """The `base_seq` `op` goes with when it is a person's edit made while away (PROTOCOL.md
+        §6.6): the seq this editor had when it was made, so that the daemon can tell it was
+        made without another editor's newer change (a reparent closing a cycle with one is a
+        conflict the earlier one won, §6.1). None: the current seq. A whole `create` of an
+        object the first replay brought goes from the current seq (`replayed`)."""
+        u = op.get("uuid")
+        base = self.away_base.get(u)
+        if base is None or (op.get("op") == wire.Op.CREATE and u in self.replayed):
+            return None
+        return base
 
     def apply_now(self, batch) -> dict:
         """Apply one batch, remember the applied state (echo suppression), answer."""
@@ -1839,6 +1881,8 @@ class Session:
         when it is exhausted."""
         kept: list[str] = []
         keep: set[str] = set()
+        if batch.path == "resync" and self.connect_seq is not None:
+            self.replayed.update(batch.uuids())  # the first replay since connecting
         if batch.path == "resync" and self.adopt_until is not None:
             yield from self._adopt_steps(batch)
         uuids = list(dict.fromkeys(batch.uuids()))
@@ -2037,6 +2081,12 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
+        for uuid in failed:
+            if uuid not in keep and uuid in self.reconnect_base:
+                # A replay's state this file cannot hold (a parent loop with a person's
+                # offline reparent): what it held before is what it still holds and what the
+                # daemon last had from it, never a person's edit to re-send (§6.6).
+                self.last_sent[uuid] = self.reconnect_base.pop(uuid)[0]
         for uuid in result.get("rehomed", ()):
             # Moved out of a collection the batch deleted (apply._remove_collection): the
             # batch's doing, not the person's, so not sent back (no echo); the origin sends
@@ -2113,11 +2163,28 @@ class Session:
                 self.sweep_due_at = time.monotonic()
                 continue
             kind = key[0]
+            base = self.away.pop(uuid, None) if self.away else None
+            queued = len(self.out_ops)
             try:
                 self._capture_one(uuid, idb, kind, key)
             except (ReferenceError, RuntimeError, ValueError) as e:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
+            if base is not None:
+                self._note_away(uuid, key, base, queued)
+        if not self.away and not self.away_base:
+            self.replayed.clear()
         return n
+
+    def _note_away(self, uuid: str, key, base: int, queued: int) -> None:
+        """After reading `uuid`, made while away from `base`: an edit queued goes from
+        `base` (`_away_base_of`); one not read yet (edit mode, a mesh being hashed, a parent
+        awaited, a change in flight) stays away until it is."""
+        if any(op.get("uuid") == uuid for op, _ in self.out_ops[queued:]):
+            self.away_base[uuid] = min(base, self.away_base.get(uuid, base))
+        elif key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
+                or key in self.gated_keys or uuid in self.engine.inflight \
+                or any(key in keys for keys in self.parent_waiters.values()):
+            self.away[uuid] = base
 
     def _material_step(self, deadline: float) -> int:
         """Mark for capture every object showing a material captured as changed: start (or
@@ -2563,7 +2630,7 @@ class Session:
         """Send the queued ops: an agent's that go again (`automation_for`) first, carrying
         their `automation`, each call's in its own frames; then the person's."""
         if not self.automation_for:
-            return self._send_ops(ops)
+            return self._send_in_runs(ops)
         calls: dict[object, tuple[dict, list]] = {}
         people = []
         for item in ops:
@@ -2574,21 +2641,42 @@ class Session:
                 calls.setdefault(automation.get("operation_id"), (automation, []))[1].append(item)
         n = 0
         for automation, items in calls.values():
-            n += self._send_ops(items, automation)
+            n += self._send_in_runs(items, automation)
             for op, _ in items:
                 self.automation_for.pop(op.get("uuid"), None)
         if people:
-            n += self._send_ops(people)
+            n += self._send_in_runs(people)
         return n
 
-    def _send_ops(self, ops: list, automation: dict | None = None) -> int:
+    def _send_in_runs(self, ops: list, automation: dict | None = None) -> int:
+        """`_send_ops`, in runs of consecutive ops that go from the same `base_seq` (a person's
+        edits made while away go from theirs, `_away_base_of`), in order."""
+        if not self.away_base:
+            return self._send_ops(ops, automation)
+        n, run, run_base = 0, [], None
+        for item in ops:
+            base = self._away_base_of(item[0])
+            if run and base != run_base:
+                n += self._send_ops(run, automation, run_base)
+                run = []
+            run.append(item)
+            run_base = base
+        if run:
+            n += self._send_ops(run, automation, run_base)
+        for op, _ in ops:
+            self.away_base.pop(op.get("uuid"), None)
+        return n
+
+    def _send_ops(self, ops: list, automation: dict | None = None,
+                  base_seq: int | None = None) -> int:
         """Send ops in order; a frame carries at most one attachment (one mesh)."""
         n = 0
         plain: list[dict] = []
         named: dict[str, str] = {}  # the plain ops that only name their mesh: uuid -> hash
 
         def send_plain() -> None:
-            rid = self._send_change(list(plain), automation=automation)  # the frame keeps its list
+            rid = self._send_change(list(plain), automation=automation,  # the frame keeps its list
+                                    base_seq=base_seq)
             if rid is not None and named:
                 self.named_meshes[rid] = dict(named)
             plain.clear()
@@ -2606,7 +2694,7 @@ class Session:
                 if plain:
                     send_plain()
                     n += 1
-                rid = self._send_change([op], blob, automation)
+                rid = self._send_change([op], blob, automation, base_seq)
                 if rid is not None and isinstance(h, str):
                     self.daemon_meshes[h] = rid
                     self.mesh_bytes_sent += len(blob)
