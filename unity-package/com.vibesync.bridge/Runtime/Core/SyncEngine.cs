@@ -133,6 +133,17 @@ namespace VibeSync.Bridge.Core
         // uuids whose full state is sent as `create` (or, deleted here, as a `tombstone`) on the next
         // ProcessDirty: kept over a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
+        // Edits made while away (PROTOCOL §6.6): they go from the seq they were made on
+        // (`awaySeq`, this editor's seq when it connected), not the replay's, so the daemon can
+        // tell they were made without another editor's newer change (a reparent closing a
+        // cycle with one is a conflict, §6.1). `away`: what waited to be read when the first
+        // replay since connecting was applied; `replayed`: the uuids that replay brought (a
+        // whole `create` of one goes from the current seq: from the older one it is stale beside
+        // any part another editor changed).
+        long awaySeq = -1;
+        bool firstReplayDue;
+        readonly HashSet<string> away = new HashSet<string>(StringComparer.Ordinal);
+        readonly HashSet<string> replayed = new HashSet<string>(StringComparer.Ordinal);
         // Local work whose propagation failed (batch_result kept_local, PROTOCOL §6.8): uuid -> reason.
         // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
         // a parent it names arrives; a committed batch_result naming it clears it.
@@ -702,6 +713,8 @@ namespace VibeSync.Bridge.Core
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
             SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
             current = null;
+            awaySeq = away.Count > 0 ? Math.Min(awaySeq, LastSeq) : LastSeq;
+            firstReplayDue = true;
             liveSeen.Clear(); // marks mean something on the connection that sent them only
             daemonMeshes.Clear(); // the daemon may not hold them any more (another data dir)
             namedMeshes.Clear();
@@ -1518,6 +1531,13 @@ namespace VibeSync.Bridge.Core
             }
             if (adoptable.Count > 0 && adoptWait != null && b.Path == BatchPath.Resync) Adopt(b);
             ApplyComplete(b);
+            if (firstReplayDue && b.Path == BatchPath.Resync)
+            {
+                firstReplayDue = false;
+                away.UnionWith(dirty);
+                away.UnionWith(resendFull);
+                foreach (var c in b.Changes) replayed.Add(c.Uuid);
+            }
             if (replayWait != null && b.Path == BatchPath.Resync) EndReplayWait(); // what it deleted is gone
             if (notSynced.Count > 0)
             {
@@ -2122,7 +2142,12 @@ namespace VibeSync.Bridge.Core
             if (ops.Count > 0)
             {
                 MarkUserActive();
-                SendChanges(ops, opUuids);
+                SendInRuns(ops, opUuids);
+            }
+            if (away.Count > 0)
+            {
+                foreach (var u in done) away.Remove(u);
+                if (away.Count == 0) replayed.Clear();
             }
             SendTombstone(toTombstone); // after the changes: a child's reparent out of it goes first
         }
@@ -2140,7 +2165,29 @@ namespace VibeSync.Bridge.Core
         /// buffer as the attachment (§6.1, §7); the ops before it are flushed first so the daemon
         /// receives everything in the original order.
         /// </summary>
-        void SendChanges(List<Dictionary<string, object>> ops, List<string> uuids)
+        /// <summary>
+        /// SendChanges, a person's edits made while away first, from the seq they were made on
+        /// (`awaySeq`, PROTOCOL §6.6 "Edits made while away"); a whole `create` of an object the
+        /// first replay brought goes with the rest, from the current seq.
+        /// </summary>
+        void SendInRuns(List<Dictionary<string, object>> ops, List<string> uuids)
+        {
+            if (away.Count == 0) { SendChanges(ops, uuids); return; }
+            var awayOps = new List<Dictionary<string, object>>();
+            var awayUuids = new List<string>();
+            var restOps = new List<Dictionary<string, object>>();
+            var restUuids = new List<string>();
+            for (int i = 0; i < ops.Count; i++)
+            {
+                bool made = away.Contains(uuids[i]) && !((string)ops[i]["op"] == Ops.Create && replayed.Contains(uuids[i]));
+                (made ? awayOps : restOps).Add(ops[i]);
+                (made ? awayUuids : restUuids).Add(uuids[i]);
+            }
+            if (awayOps.Count > 0) SendChanges(awayOps, awayUuids, awaySeq);
+            if (restOps.Count > 0) SendChanges(restOps, restUuids);
+        }
+
+        void SendChanges(List<Dictionary<string, object>> ops, List<string> uuids, long baseSeq = -1)
         {
             OrderCreatesParentFirst(ops, uuids);
             var plain = new List<object>();
@@ -2148,7 +2195,7 @@ namespace VibeSync.Bridge.Core
             var plainNamed = new Dictionary<string, string>(StringComparer.Ordinal);
             Action sendPlain = () =>
             {
-                string rid = SendOne(plain, plainUuids, null);
+                string rid = SendOne(plain, plainUuids, null, baseSeq);
                 if (rid != null && plainNamed.Count > 0) namedMeshes[rid] = plainNamed;
                 plain = new List<object>();
                 plainUuids = new List<string>();
@@ -2173,7 +2220,7 @@ namespace VibeSync.Bridge.Core
                     else
                     {
                         if (plain.Count > 0) sendPlain();
-                        string carrier = SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att);
+                        string carrier = SendOne(new List<object> { ops[i] }, new List<string> { uuids[i] }, att, baseSeq);
                         if (carrier != null && mh is string) daemonMeshes[(string)mh] = carrier;
                         continue;
                     }

@@ -1493,6 +1493,43 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        [VsTest]
+        public static void AnEditMadeWhileAwayGoesFromTheSeqItWasMadeOn()
+        {
+            // PROTOCOL.md §6.6 "Edits made while away": while Unity is disconnected its person
+            // renames A, and another editor's change of B commits. The replay at the next welcome
+            // brings B (a seq past the one Unity had). The rename goes after it from the seq Unity
+            // had when it connected — the one it was made on — not the replay's: so the daemon can
+            // tell it was made without B's change (a reparent closing a cycle with one is a
+            // conflict, §6.1). A later edit goes from the current seq.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                long madeOn = r.Engine.LastSeq;
+                var b = r.Scene.Capture(a.Uuid).Clone();
+                b.Uuid = Msg.NewUuid();
+                b.Name = "B";
+                int changes = r.Daemon.Received("change").Count;
+                long replaySeq = r.Daemon.NextSeq() + 5;
+                string id = r.Daemon.ReplayAtNextWelcome(replaySeq, b.ToCreateOp());
+                r.Daemon.DropAll();
+                a.Name = "Renamed Offline"; // before the engine has read anything of the new connection
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                Check.True(r.Engine.LastSeq >= replaySeq, "the replay moved the seq past the one the rename was made on");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                Check.Equal("rename", OpNames(sent), "the rename is sent");
+                Check.Equal(madeOn, (long)sent["base_seq"], "from the seq it was made on");
+                r.Settle();
+                changes = r.Daemon.Received("change").Count;
+                a.Position = new[] { 3.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                var later = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                Check.Equal(r.Engine.LastSeq, (long)later["base_seq"], "a later edit goes from the current seq");
+            }
+        }
+
         /// <summary>
         /// Unity reopens its scene holding A as last synced; while Unity was closed, Blender changed
         /// A (`theirs`: the welcome replay carries it). The person edits another part of A at once
