@@ -76,6 +76,10 @@ pub struct Daemon {
     /// way (raised under that lock, with the take): a graceful stop waits for 0 before the
     /// audit closes.
     registrar_finals_writing: tokio::sync::watch::Sender<usize>,
+    /// Committed `tombstone` requests whose deletes the project's sync has not relayed yet
+    /// (their FINAL is the sync's, docs/WAL.md §9 "Late deletes"), by operation id: a
+    /// graceful stop records what its end of sync cut (`finalize_unrelayed`).
+    unrelayed: Mutex<HashMap<String, vibesync_wal::UnfinalizedTx>>,
 }
 
 impl Daemon {
@@ -100,6 +104,7 @@ impl Daemon {
             registrar: std::sync::OnceLock::new(),
             registrar_finals: Mutex::new(Vec::new()),
             registrar_finals_writing: tokio::sync::watch::Sender::new(0),
+            unrelayed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -755,6 +760,9 @@ impl Daemon {
     /// Append FINAL (side effects done) and hand the snapshot to the audit thread, off the
     /// acknowledgement path.
     pub fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
+        if !self.unrelayed.lock().unwrap().is_empty() {
+            self.unrelayed.lock().unwrap().remove(&operation_id);
+        }
         let stores = self.stores.clone();
         self.finals.spawn(async move {
             if let Err(e) = stores.finalize(&session_id, &project_id, &operation_id, uuids).await {
@@ -829,11 +837,41 @@ impl Daemon {
         self.sync.stop(Duration::from_secs(10)).await;
     }
 
+    /// Graceful stop, once sync has ended: the `tombstone` requests whose deletes sync did not
+    /// relay (it ended first) get what boot would write for them (docs/WAL.md §9, "Late
+    /// deletes"): a `late_delete` STEP for the uuids they archived with a synced state, then
+    /// their FINAL — so `vibesync verify` of a cleanly stopped data directory finds every
+    /// transaction finalized, and the replays after any `last_seq` up to the stop carry the
+    /// deletes. A write that fails leaves it to the next boot, as after a crash.
+    async fn finalize_unrelayed(&self) {
+        let txs: Vec<vibesync_wal::UnfinalizedTx> =
+            std::mem::take(&mut *self.unrelayed.lock().unwrap()).into_values().collect();
+        if txs.is_empty() {
+            return;
+        }
+        let stores = self.stores.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), crate::DaemonError> {
+            stores.registry.flush()?; // the deletes' side effects durable before their FINAL
+            let end = stores.wal.last_seq();
+            for tx in txs {
+                stores.finalize_cut_relay(&tx, end, json!({"stopped": true, "commit_seq": tx.commit_seq}))?;
+            }
+            Ok(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!("tombstone FINALs not written at stop: {e}; the next boot finalizes them"),
+            Err(e) => error!("tombstone FINALs not written at stop: {e}; the next boot finalizes them"),
+        }
+    }
+
     /// Graceful stop: close the stores in order (WAL synced, registry flushed, sidecar,
     /// audit drained) and mark a clean boot.
     pub async fn shutdown(&self) {
         self.stop_sync().await;
         self.write_registrar_finals().await;
+        self.finalize_unrelayed().await;
         self.finals.close();
         self.finals.wait().await;
         self.stores.close(Duration::from_secs(10)).await;

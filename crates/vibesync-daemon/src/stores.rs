@@ -337,29 +337,12 @@ impl Stores {
             // its deletes: without one, an editor may have been sent a later seq and never
             // the delete. Recorded as a late delete (docs/WAL.md §9, "Late deletes"), so the
             // replays after any `last_seq` up to the stop carry it.
-            let cut = stores.relay_cut_by_stop(tx)?;
-            if !cut.is_empty() {
-                let op = uuid::Uuid::new_v4().to_string();
-                info!(operation_id = %op, uuids = ?cut, tombstone_seq = tx.commit_seq, after_seq = wal_end, "deletes whose relay a stop may have cut: recorded for the replays of editors that may have missed them");
-                boot_appended.extend(stores.wal.append_blocking(vec![vibesync_engine::project::late_delete_draft(
-                    &tx.project_id,
-                    &op,
-                    cut,
-                    tx.commit_seq,
-                    wal_end,
-                )])?);
-            }
             stores.registry.flush()?;
-            boot_appended.extend(stores.wal.append_blocking(vec![RecordDraft {
-                session_id: tx.session_id.clone(),
-                operation_id: tx.operation_id.clone(),
-                uuids: tx.uuids.clone(),
-                project_id: tx.project_id.clone(),
-                phase: Phase::Final,
-                outcome: Outcome::Ok,
-                error_code: None,
-                payload: json!({"recovered": true, "commit_seq": tx.commit_seq}),
-            }])?);
+            boot_appended.extend(stores.finalize_cut_relay(
+                tx,
+                wal_end,
+                json!({"recovered": true, "commit_seq": tx.commit_seq}),
+            )?);
         }
 
         let mut stores = stores;
@@ -426,6 +409,43 @@ impl Stores {
             }
         }
         Ok(cut)
+    }
+
+    /// Finalize committed transaction `tx` (`final_payload` in its FINAL), first recording
+    /// the deletes of a `tombstone` whose relay a stop may have cut (`relay_cut_by_stop`) as a
+    /// `late_delete` STEP after `after_seq` (docs/WAL.md §9, "Late deletes"). Boot does this
+    /// for every transaction it finds without a FINAL, a graceful stop for the tombstones its
+    /// end of sync left unrelayed. Returns the records written.
+    pub(crate) fn finalize_cut_relay(
+        &self,
+        tx: &vibesync_wal::UnfinalizedTx,
+        after_seq: u64,
+        final_payload: Value,
+    ) -> Result<Vec<Record>, DaemonError> {
+        let mut written = Vec::new();
+        let cut = self.relay_cut_by_stop(tx)?;
+        if !cut.is_empty() {
+            let op = uuid::Uuid::new_v4().to_string();
+            info!(operation_id = %op, project_id = %tx.project_id, uuids = ?cut, tombstone_seq = tx.commit_seq, after_seq, "deletes whose relay a stop may have cut: recorded for the replays of editors that may have missed them");
+            written.extend(self.wal.append_blocking(vec![vibesync_engine::project::late_delete_draft(
+                &tx.project_id,
+                &op,
+                cut,
+                tx.commit_seq,
+                after_seq,
+            )])?);
+        }
+        written.extend(self.wal.append_blocking(vec![RecordDraft {
+            session_id: tx.session_id.clone(),
+            operation_id: tx.operation_id.clone(),
+            uuids: tx.uuids.clone(),
+            project_id: tx.project_id.clone(),
+            phase: Phase::Final,
+            outcome: Outcome::Ok,
+            error_code: None,
+            payload: final_payload,
+        }])?);
+        Ok(written)
     }
 
     fn append_txn_blocking(

@@ -402,7 +402,19 @@ impl Daemon {
                 // (`Input::Tombstoned`): a tombstone with no FINAL is one whose relay a stop
                 // may have cut, and boot records it as a late delete (docs/WAL.md §9).
                 let relayed = matches!(job.request, Request::Tombstone(_)) && !plan.uuids.is_empty();
-                if !relayed {
+                if relayed {
+                    self.unrelayed.lock().unwrap().insert(
+                        operation_id.clone(),
+                        vibesync_wal::UnfinalizedTx {
+                            operation_id: operation_id.clone(),
+                            session_id: sess.session_id.clone(),
+                            project_id: sess.project_id.clone(),
+                            uuids: plan.uuids.clone(),
+                            begin_seq: txn.first().map(|r| r.seq).unwrap_or(seq),
+                            commit_seq: seq,
+                        },
+                    );
+                } else {
                     self.registrar_finals.lock().unwrap().push(PendingFinal {
                         session_id: sess.session_id.clone(),
                         project_id: sess.project_id.clone(),

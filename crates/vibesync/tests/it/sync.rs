@@ -1234,6 +1234,47 @@ fn a_delete_whose_relay_a_stop_cut_reaches_an_editor_past_it_in_the_replay() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// A graceful stop (SIGTERM) arrives while Blender's deletes are still coming in, one
+/// `tombstone` request each: sync ends first, so the requests the registrar commits after
+/// that are never relayed. The stop writes what boot would (docs/WAL.md §9, "Late
+/// deletes"): every committed tombstone has its FINAL in the cleanly stopped data directory
+/// (`{"stopped":true,...}` for those sync left unrelayed), and `vibesync verify` finds no
+/// transaction waiting for the next boot.
+#[test]
+fn a_graceful_stop_finalizes_the_deletes_its_end_of_sync_left_unrelayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let objects = register_n(&d, "Del", 200, 50);
+    let mut c = d.client("blender");
+    for (i, (u, _)) in objects.iter().enumerate() {
+        c.send(&json!({"type":"tombstone","request_id":format!("del{i}"),"uuids":[u]})).unwrap();
+    }
+    assert_eq!(d.stop(), Some(0), "{}", tail(&d.stderr_log(), 4000));
+    let records = wal_records(&data);
+    let tombstones: Vec<&str> = records
+        .iter()
+        .filter(|r| r["phase"] == "COMMIT" && r["payload"]["op"] == "tombstone")
+        .map(|r| r["operation_id"].as_str().unwrap())
+        .collect();
+    assert!(!tombstones.is_empty(), "no delete committed before the stop: {}", tail(&d.stderr_log(), 4000));
+    let finals: std::collections::HashSet<&str> =
+        records.iter().filter(|r| r["phase"] == "FINAL").map(|r| r["operation_id"].as_str().unwrap()).collect();
+    let open: Vec<&&str> = tombstones.iter().filter(|op| !finals.contains(**op)).collect();
+    assert!(
+        open.is_empty(),
+        "{} of {} committed deletes without a FINAL after a clean stop",
+        open.len(),
+        tombstones.len()
+    );
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("has no FINAL") && !err.contains("has no FINAL"), "{out}{err}");
+    let stopped = records.iter().filter(|r| r["phase"] == "FINAL" && r["payload"]["stopped"] == true).count();
+    eprintln!("{} deletes committed before the stop; {stopped} finalized by the stop", tombstones.len());
+}
+
 /// Unity moves the cube; its batch is in flight to Blender when the person there deletes the
 /// cube (a `tombstone` request), and Blender then answers the batch without it. The delete is
 /// the later writer and wins: a conflict, shown in both editors and written to the WAL; the
