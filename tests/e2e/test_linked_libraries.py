@@ -102,10 +102,15 @@ def test_a_unity_move_of_a_linked_object_stays_in_unity_not_synced(world, librar
     converge(host)
     cube = _by_name(linked, "Cube", "lib.blend")
     ob = next(o for o in bpy.data.objects if o.library is not None and o.name == "Cube")
+    applied = vibesync.status()["applied_batches"]
     host.cmd(f"move {cube} 5 0 0")
     ev = host.wait("not_synced", pred=lambda e: cube in e.get("uuids", ()), timeout=15,
                    what="the move kept in Unity, not synced")
     assert "read-only in Blender" in ev["reason"] and "library override" in ev["reason"], ev
+    # Blender, which could not apply the move, is sent the state that stands (§6.4): the
+    # move's batch and that correction, both answered before the bridge can be quiet.
+    drive(lambda: vibesync.status()["applied_batches"] >= applied + 2, timeout=15,
+          what="Blender answered the move's batch and its correction")
     quiet(world.daemon, world.project_id, host)
     assert host.obj(cube)["transform"]["position"] == pytest.approx([5, 0, 0]), \
         "the person's move stays in Unity"
