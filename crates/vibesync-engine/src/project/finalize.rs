@@ -66,6 +66,7 @@ impl Project {
                 self.synced.entry(u.clone()).or_default().merge(w);
             }
             self.not_synced.retain(|(x, _), _| x != u);
+            self.refused.retain(|(x, _), _| x != u);
             if self.delete_losers.contains_key(u)
                 && f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Create(_)))
             {

@@ -56,7 +56,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use tracing::info;
 use vibesync_protocol::message::ItemResult;
-use vibesync_protocol::{ClientKind, Frame};
+use vibesync_protocol::{ClientKind, Frame, ItemErrorCode};
 use vibesync_registry::Entry;
 use vibesync_wal::{Record, RecordDraft};
 
@@ -72,6 +72,12 @@ pub use replay::{order_parents_first, replay_ops};
 
 /// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
 pub const SYNC_SESSION: &str = "sync";
+
+/// At most this many refused changes are listed by `status` per project (`Project::refused`):
+/// an editor sending many bad changes never grows the daemon's memory without bound.
+const MAX_REFUSED_SHOWN: usize = 10_000;
+/// At most this many characters of a refusal's message are kept for `status`.
+const MAX_REFUSAL_CHARS: usize = 300;
 
 type SessionId = String;
 
@@ -245,7 +251,8 @@ pub struct NotSynced {
     pub client: String,
     pub client_id: String,
     pub reason: String,
-    /// The ROLLBACK record.
+    /// The ROLLBACK record; for a refused change the editor keeps, the daemon's last seq
+    /// when it refused it.
     pub seq: u64,
 }
 
@@ -437,6 +444,13 @@ pub struct Project {
     /// (uuid, client_id) → kept by that editor (by `client_id`, which outlives sessions and
     /// daemon restarts); two people may each keep one uuid.
     not_synced: BTreeMap<(String, String), NotSynced>,
+    /// Changes refused with a code their editor keeps them under (`ItemErrorCode::
+    /// kept_by_editor`: the person's edit stays there, marked not synced, docs/PROTOCOL.md
+    /// §6.1), by (uuid, client_id): shown by `status` beside `not_synced`, since the daemon
+    /// started (a refusal writes nothing to the WAL; the editor sends it again when it
+    /// reconnects). Display only: unlike `not_synced`, it never keeps a replay or a
+    /// correction from that editor. At most `MAX_REFUSED_SHOWN`.
+    refused: BTreeMap<(String, String), NotSynced>,
     conflicts: u64,
     resyncs: HashMap<String, ResyncCheck>,
     /// Joins, resync requests and releases wait while a batch is in flight.
@@ -641,6 +655,7 @@ impl Project {
             synced: HashMap::default(),
             rolled_back,
             not_synced: BTreeMap::new(),
+            refused: BTreeMap::new(),
             conflicts: 0,
             resyncs: HashMap::default(),
             deferred: Vec::new(),
@@ -665,7 +680,32 @@ impl Project {
 
     /// What `status` shows now.
     pub fn status(&self) -> ProjectSync {
-        ProjectSync { not_synced: self.not_synced.values().cloned().collect(), conflicts: self.conflicts }
+        let refused = self.refused.iter().filter(|(k, _)| !self.not_synced.contains_key(*k)).map(|(_, n)| n);
+        ProjectSync {
+            not_synced: self.not_synced.values().chain(refused).cloned().collect(),
+            conflicts: self.conflicts,
+        }
+    }
+
+    /// A change of `uuid` from `session` refused with `code`, which its editor keeps marked
+    /// not synced (`ItemErrorCode::kept_by_editor`): listed by `status` until a commit or a
+    /// delete of the uuid, or that editor's next change of it that is queued or refused
+    /// otherwise. Returns whether the list changed.
+    fn note_refused(&mut self, session: &Editor, uuid: &str, code: ItemErrorCode, message: &str, seq: u64) -> bool {
+        let key = (uuid.to_string(), session.client_id.clone());
+        if !self.refused.contains_key(&key) && self.refused.len() >= MAX_REFUSED_SHOWN {
+            return false;
+        }
+        let reason = format!("{}: {}", code.as_str(), message.chars().take(MAX_REFUSAL_CHARS).collect::<String>());
+        let entry = NotSynced {
+            uuid: uuid.to_string(),
+            session_id: session.session_id.clone(),
+            client: session.editor.as_str().to_string(),
+            client_id: session.client_id.clone(),
+            reason,
+            seq,
+        };
+        self.refused.insert(key, entry.clone()).as_ref() != Some(&entry)
     }
 
     /// Handle one input. Follow it with a [`Project::tick`] (a zero-length window closes at

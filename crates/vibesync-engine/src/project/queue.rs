@@ -88,6 +88,7 @@ impl Project {
         let mut results = Vec::with_capacity(changes.len());
         let mut stale: Vec<Stale> = Vec::new();
         let mut refused: Vec<String> = Vec::new();
+        let mut shown = false; // `status`'s list of refused changes changed
         let last_seq = cx.view.last_seq();
         let diverged_now = self.diverges(cx, &session.session_id, ("change", "base_seq", base_seq));
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
@@ -123,7 +124,9 @@ impl Project {
                             cx.storage_failed("sync", &msg).await;
                         }
                         if !code.kept_by_editor() {
-                            self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
+                            shown |= self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
+                        } else {
+                            shown |= self.note_refused(session, &change.uuid, code, &msg, last_seq);
                         }
                         if code == ItemErrorCode::Stale {
                             refused.push(change.uuid.clone());
@@ -195,7 +198,7 @@ impl Project {
                 }
             }
             self.bases.insert((session.session_id.clone(), change.uuid.clone()), base_seq);
-            self.sent_again(session, &change.uuid);
+            shown |= self.sent_again(session, &change.uuid);
             let q = Queued {
                 origin: session.clone(),
                 author,
@@ -227,6 +230,9 @@ impl Project {
             self.push(cx, now, q);
         }
         self.forward_live(cx, session, live).await;
+        if shown {
+            self.publish_status(cx).await;
+        }
         (results, stale, refused, diverged_now)
     }
 
@@ -266,10 +272,13 @@ impl Project {
     /// never read the `kept_local` result (it reconnected and re-sent the change whose outcome
     /// it never heard). From now on that change's outcome decides: a commit, a rollback that
     /// keeps it again, or the corrections of a drop or a refusal.
-    fn sent_again(&mut self, session: &Editor, uuid: &str) {
-        if !self.not_synced.is_empty() {
-            self.not_synced.remove(&(uuid.to_string(), session.client_id.clone()));
+    /// Returns whether `status`'s list changed.
+    fn sent_again(&mut self, session: &Editor, uuid: &str) -> bool {
+        if self.not_synced.is_empty() && self.refused.is_empty() {
+            return false;
         }
+        let key = (uuid.to_string(), session.client_id.clone());
+        self.not_synced.remove(&key).is_some() | self.refused.remove(&key).is_some()
     }
 
     /// Queue an admitted change in its window (pipeline step `queue`).

@@ -325,6 +325,7 @@ impl Project {
         }
         for (u, _) in &ops {
             self.not_synced.retain(|(x, _), _| x != u);
+            self.refused.retain(|(x, _), _| x != u);
         }
         let uuids: Vec<String> = ops.into_iter().map(|(u, _)| u).collect();
         cx.io(Effect::Finalize { session_id: origin.to_string(), operation_id: operation_id.to_string(), uuids }).await;

@@ -231,3 +231,36 @@ fn a_conflicts_correction_lost_in_a_crash_comes_again_after_the_restart() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A change refused with a code its editor keeps it under (`INVALID_FIELD` here: Blender's
+/// person puts A under B while B is under A) stays in that editor, marked not synced
+/// (docs/PROTOCOL.md §6.1): `status` lists it too, with the editor and the reason, although
+/// a refusal writes nothing to the WAL; the editor's next change of it that is queued takes
+/// it off the list, and so does a commit of the uuid.
+#[test]
+fn a_refused_change_its_editor_keeps_is_listed_not_synced_until_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (a, bb) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&a, "A", [0.0; 3]), create(&bb, "B", [1.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    b.send_change("p", vec![json!({"op":"reparent","uuid":bb,"parent":a})], &[]);
+    settle(&mut [&mut b, &mut u]);
+    let base = b.last_seq;
+    let ack = b.ask(&json!({"type":"change","request_id":"loop","base_seq":base,"changes":[{"op":"reparent","uuid":a,"parent":bb}]}));
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    let shown = listed(&status(&d));
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["uuid"], json!(a));
+    assert_eq!(shown[0]["client"], "blender");
+    let reason = shown[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("INVALID_FIELD: ") && reason.contains("own ancestor"), "{reason}");
+    // The person puts A elsewhere: queued, no longer listed; committed, still not.
+    b.send_change("fix", vec![json!({"op":"reparent","uuid":a,"parent":null})], &[]);
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new());
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new());
+}
