@@ -1,6 +1,7 @@
 """The addon spells every wire name as tests/vectors/names.json (generated from the Rust enums
 of crates/vibesync-protocol) does: message types and directions, error codes and which close
-the connection, statuses, outcomes, paths, client and entity kinds, ops, admin actions."""
+the connection, statuses, outcomes, paths, client and entity kinds, ops, admin actions, and which refusals
+leave a change kept here."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def test_error_codes_and_which_close_the_connection():
     assert set(wire.CLOSING_ERRORS) == {c for c, closes in codes.items() if closes}
     assert list(wire.ITEM_ERROR_CODES) == NAMES["item_error_codes"]
     assert list(wire.ROLLBACK_CODES) == NAMES["rollback_codes"]
+
+
+def test_the_refusals_an_editor_keeps_a_change_under():
+    """PROTOCOL §6.1: the per-item refusals after which the person's change stays here, marked
+    not synced — the daemon's `ItemErrorCode::kept_by_editor`, Unity's `KeptWhenRefused`."""
+    from vibesync import engine
+    kept = {c for c in NAMES["item_error_codes"] if engine.refusal(c) == engine.REFUSED_KEEP}
+    assert kept == set(NAMES["kept_by_editor"])
 
 
 def test_statuses_outcomes_paths():

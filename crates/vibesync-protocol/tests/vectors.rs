@@ -229,10 +229,13 @@ fn gen_names() -> Value {
         Value::Array(all.iter().map(|v| Value::String(v.to_string())).collect())
     }
     json!({
-        "description": "The wire vocabulary of docs/PROTOCOL.md, generated from the enums of crates/vibesync-protocol (names.rs, error.rs). Python (addons/blender/vibesync/wire.py) and C# (Runtime/Core) check their names against this file.",
+        "description": "The wire vocabulary of docs/PROTOCOL.md, generated from the enums of crates/vibesync-protocol (names.rs, error.rs), and which per-item refusals an editor keeps a change under (`kept_by_editor`, §6.1). Python (addons/blender/vibesync/wire.py) and C# (Runtime/Core) check their names against this file.",
         "message_types": MessageType::ALL.iter().map(|t| json!({"type": t.as_str(), "direction": t.direction().as_str()})).collect::<Vec<_>>(),
         "error_codes": ErrorCode::ALL.iter().map(|c| json!({"code": c.as_str(), "closes_connection": c.closes_connection()})).collect::<Vec<_>>(),
         "item_error_codes": names(&ItemErrorCode::ALL),
+        // The per-item refusals an editor keeps a person's change under, marked not synced
+        // (docs/PROTOCOL.md §6.1): Blender's `engine.refusal`, Unity's `KeptWhenRefused`.
+        "kept_by_editor": names(&ItemErrorCode::ALL.iter().copied().filter(|c| c.kept_by_editor()).collect::<Vec<_>>()),
         "item_statuses": names(ItemStatus::ALL),
         "batch_outcomes": names(BatchOutcome::ALL),
         "rollback_codes": names(RollbackCode::ALL),

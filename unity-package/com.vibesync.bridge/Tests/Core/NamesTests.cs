@@ -57,6 +57,14 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void TheRefusalsAnEditorKeepsAChangeUnder()
+        {
+            // PROTOCOL §6.1: the per-item refusals after which the person's change stays in the
+            // scene, marked not synced — the daemon's `kept_by_editor`, Blender's `engine.refusal`.
+            SameSet(Strings("item_error_codes").Where(SyncEngine.KeptWhenRefused), new HashSet<string>(Strings("kept_by_editor")), "kept when refused");
+        }
+
+        [VsTest]
         public static void StatusesOutcomesPathsActions()
         {
             SameSet(Strings("item_statuses"), Consts(typeof(ItemStatus)), "ack statuses");
