@@ -945,6 +945,7 @@ def test_modelling_in_edit_mode_while_unity_moves_the_object_keeps_both(world):
     for v in bm.verts:
         v.co.x *= 2
     bmesh.update_edit_mesh(cube.data)
+    del bm  # no Python wrapper of the edit mesh outlives Edit Mode (mode_set frees it)
     with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
         bpy.ops.object.mode_set(mode="OBJECT")
     widest = [max(v.co.x for v in cube.data.vertices)]

@@ -263,6 +263,7 @@ def test_separate_apply_scale_and_set_origin(world):
         for f in bm.faces:
             f.select_set(f.normal.z > 0.5)
         bmesh.update_edit_mesh(cube.data)
+        del bm  # no Python wrapper of the edit mesh outlives Edit Mode (mode_set frees it)
         assert bpy.ops.mesh.separate(type="SELECTED") == {"FINISHED"}
         bpy.ops.object.mode_set(mode="OBJECT")
     top = next(o for o in bpy.context.view_layer.objects if o.name.startswith("Cube.") and o.type == "MESH")
@@ -331,6 +332,7 @@ def test_unity_renames_while_blender_is_in_edit_mode_then_mesh_edit(world):
     for v in bm.verts:
         v.co.z *= 3
     bmesh.update_edit_mesh(cube.data)
+    del bm  # no Python wrapper of the edit mesh outlives Edit Mode (mode_set frees it)
     with ctx(cube, [cube]):
         bpy.ops.object.mode_set(mode="OBJECT")
     view = world.finish(host, made)
@@ -553,6 +555,32 @@ def test_offline_reparents_that_close_a_cycle_are_a_conflict_unity_won(world):
     assert conflicts, "no conflict shown in Blender"
     assert steps, "no conflict STEP in the WAL"
     assert host.count("conflict") >= 1, "no conflict shown in Unity"
+
+
+def test_an_offline_reparent_of_what_unity_moved_meanwhile_is_a_conflict_unity_won(world):
+    """Offline, the person in Blender puts the Light under the Cube while the person in Unity
+    moves the Light, and that commits first. A reparent is stale against another editor's
+    newer move (a local pose is relative to its parent, PROTOCOL §6.1): Blender's reparent,
+    made on the seq it had before the move, is a conflict Unity's move won. Unity's move is
+    never undone in Unity; Blender ends holding the Light where Unity put it, and both agree."""
+    made, host = world.startup_synced()
+    cube, light = bpy.data.objects["Cube"], bpy.data.objects["Light"]
+    lu = light["vibesync_uuid"]
+    while_blender_is_away(world, host, lambda: setattr(light, "parent", cube),
+                          [f"move {lu} 1 2 3"])
+    converge(host)
+    conflicts = [c for c in vibesync.status()["conflicts"] if c.get("uuid") == lu]
+    moved = unity_pos(host, lu)
+    view = world.finish(host, made)
+    coll = bpy.data.collections["Collection"]["vibesync_uuid"]
+    problems = []
+    if view[lu]["parent"] != coll:
+        problems.append(f"the Light is not back in its collection: parent {view[lu]['parent']}")
+    if not near(moved, [1, 2, 3]):
+        problems.append(f"Unity's move undone in Unity: {moved}")
+    if not conflicts:
+        problems.append("no conflict shown in Blender")
+    assert not problems, problems
 
 
 def test_unity_deletes_what_blender_moved_while_disconnected(world):
