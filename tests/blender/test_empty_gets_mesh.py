@@ -66,8 +66,8 @@ def test_an_empty_that_gets_a_mesh_keeps_everything_a_person_made(scripted):
     ob.hide_select = False
     ob.color = (1, 0, 0, 1)
     ob.pass_index = 7
-    with bpy.context.temp_override(object=ob, active_object=ob):
-        bpy.ops.object.forcefield_toggle()                        # an Empty as a force field
+    bpy.context.view_layer.objects.active = ob  # no temp_override: see tests/e2e/harness.selected
+    bpy.ops.object.forcefield_toggle()                            # an Empty as a force field
     ob.field.type = "WIND"
     ob.field.strength = 3.5
     extra = bpy.data.collections.new("Extra")

@@ -8,6 +8,7 @@ host, and vice versa.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +27,39 @@ import vibesync  # noqa: E402
 from daemon import Client, Daemon, daemon_binary  # noqa: E402,F401
 
 HOST_EXE = os.environ.get("VIBESYNC_HOST_EXE") or os.path.join(REPO, "build", "unity", "VibeSyncHeadlessHost.exe")
+
+
+@contextlib.contextmanager
+def selected(active, objs=None):
+    """Run operators on `active` with `objs` (default: `active` alone) selected: the view
+    layer's own selection and active object, restored after. Not `Context.temp_override`:
+    with an override, `bpy.ops` reads the override's Python dict from C after releasing the
+    GIL for the operator, and another Python thread holding the GIL then (the addon's
+    transport thread, this harness's readers) makes that read crash Blender (a segfault in
+    `BPY_context_member_get` under `object.mode_set`, seen in full runs)."""
+    layer = bpy.context.view_layer
+    objs = [active] if objs is None else list(objs)
+    was_active = layer.objects.active
+    was_selected = [o for o in layer.objects if o.select_get()]
+    for o in was_selected:
+        o.select_set(False)
+    for o in objs:
+        o.select_set(True)
+    layer.objects.active = active
+    try:
+        yield
+    finally:
+        for o in layer.objects:
+            o.select_set(False)
+        for o in was_selected:
+            try:
+                o.select_set(True)
+            except (ReferenceError, RuntimeError):
+                pass  # removed or out of the view layer meanwhile
+        try:
+            layer.objects.active = was_active
+        except (ReferenceError, RuntimeError):
+            pass
 
 
 def drive(cond, timeout: float = 15.0, what: str = "condition", budget_ms: float = 20.0):

@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, vibesync
+from harness import Host, bpy, drive, drive_for, selected, vibesync
 from scenario import converge, finish, host_view, uuids_of
 from test_scenarios import world  # noqa: F401 (fixture)
 
@@ -32,8 +32,7 @@ def _parent_keeping_transform(child, parent) -> None:
     for o in bpy.context.view_layer.objects:
         o.select_set(o in (child, parent))
     bpy.context.view_layer.objects.active = parent
-    with bpy.context.temp_override(active_object=parent, object=parent, selected_objects=[child, parent],
-                                   selected_editable_objects=[child, parent]):
+    with selected(parent, [child, parent]):
         bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
 
 
@@ -475,8 +474,7 @@ def test_curves_and_text_reach_unity_as_the_mesh_blender_makes_of_them(world):
     ringu = ring["vibesync_uuid"]
     converge(host, meshes=False)
     as_mesh = host.obj(ringu)["mesh"]["mesh_hash"]
-    with bpy.context.temp_override(active_object=ring, object=ring, selected_objects=[ring],
-                                   selected_editable_objects=[ring]):
+    with selected(ring):
         assert bpy.ops.object.convert(target="CURVE") == {"FINISHED"}
     assert ring.type == "CURVE" and ring["vibesync_uuid"] == ringu
     drive(lambda: host.obj(ringu)["mesh"]["mesh_hash"] != as_mesh, timeout=15,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Host, bpy, close, drive, drive_for, vibesync
+from harness import Host, bpy, close, drive, drive_for, selected, vibesync
 from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, quiet, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
@@ -807,15 +807,13 @@ def test_parent_set_keep_transform_then_clear(world):
     made, host = world.startup_synced()
     cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
-    with bpy.context.temp_override(object=cube, active_object=cube, selected_objects=[cam, cube],
-                                   selected_editable_objects=[cam, cube]):
+    with selected(cube, [cam, cube]):
         bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
     view = converge(host)
     assert view[cam["vibesync_uuid"]]["parent"] == cube["vibesync_uuid"]
     cube.location = (3, 2, 1)
     drive_for(0.2)
-    with bpy.context.temp_override(object=cam, active_object=cam, selected_objects=[cam],
-                                   selected_editable_objects=[cam]):
+    with selected(cam):
         bpy.ops.object.parent_clear(type="CLEAR_KEEP_TRANSFORM")
     view = world.finish(host, made)
     assert view[cam["vibesync_uuid"]]["parent"] == bpy.data.collections["Collection"]["vibesync_uuid"]
@@ -826,7 +824,7 @@ def test_undo_of_a_delete_brings_the_object_back_in_both_editors(world):
     bpy.ops.ed.undo_push(message="before the delete")
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
-    with bpy.context.temp_override(selected_objects=[cube], object=cube, active_object=cube):
+    with selected(cube):
         bpy.ops.object.delete()
     bpy.ops.ed.undo_push(message="delete")
     drive(lambda: host.obj(u) is None, timeout=15, what="the Cube gone in Unity")
@@ -842,8 +840,7 @@ def test_join_two_meshes(world):
     su = drive(lambda: sphere.get("vibesync_uuid"), what="the sphere's uuid")
     converge(host)
     cube = bpy.data.objects["Cube"]
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube, sphere],
-                                   selected_editable_objects=[cube, sphere]):
+    with selected(cube, [cube, sphere]):
         bpy.ops.object.join()
     view = world.finish(host, made)
     assert su not in view, "the joined sphere is deleted everywhere"
@@ -879,13 +876,12 @@ def test_deleting_a_parent_object_keeps_its_children_in_both_editors(world):
     cube, cam, light = (bpy.data.objects[n] for n in ("Cube", "Camera", "Light"))
     cube.location, cube.rotation_euler, cube.scale = (1, 2, 3), (0.3, 0.2, 0.1), (2, 2, 2)
     for child in (cam, light):
-        with bpy.context.temp_override(object=cube, active_object=cube, selected_objects=[child, cube],
-                                       selected_editable_objects=[child, cube]):
+        with selected(cube, [child, cube]):
             bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
     view = converge(host)
     assert view[cam["vibesync_uuid"]]["parent"] == cube["vibesync_uuid"]
     cu = cube["vibesync_uuid"]
-    with bpy.context.temp_override(selected_objects=[cube], object=cube, active_object=cube):
+    with selected(cube):
         bpy.ops.object.delete()
     made.pop(cu)
     view = world.finish(host, made)
@@ -908,7 +904,7 @@ def in_edit_mode_while_unity_moves_the_cube(world):
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
     bpy.context.view_layer.objects.active = cube
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+    with selected(cube):
         bpy.ops.object.mode_set(mode="EDIT")
     host.cmd(f"move {u} 0 0 4")
     drive(lambda: vibesync.status().get("deferred_batches"), timeout=15,
@@ -923,7 +919,7 @@ def test_a_visit_to_edit_mode_does_not_undo_a_move_made_in_unity(world):
     full: the move was undone in Unity, where the person made it (PROTOCOL.md §6.6)."""
     made, host, cube, u = in_edit_mode_while_unity_moves_the_cube(world)
     assert abs(cube.location.x) < 1e-6, "nothing is applied in Edit Mode"
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+    with selected(cube):
         bpy.ops.object.mode_set(mode="OBJECT")
     view = world.finish(host, made)
     assert view[u]["t"] == pytest.approx([0, 0, -4], abs=1e-5), "the move made in Unity stands"
@@ -946,7 +942,7 @@ def test_modelling_in_edit_mode_while_unity_moves_the_object_keeps_both(world):
         v.co.x *= 2
     bmesh.update_edit_mesh(cube.data)
     del bm  # no Python wrapper of the edit mesh outlives Edit Mode (mode_set frees it)
-    with bpy.context.temp_override(active_object=cube, object=cube, selected_objects=[cube]):
+    with selected(cube):
         bpy.ops.object.mode_set(mode="OBJECT")
     widest = [max(v.co.x for v in cube.data.vertices)]
 

@@ -14,15 +14,13 @@ import time
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, vibesync
+from harness import Host, bpy, drive, drive_for, selected, vibesync
 from scenario import converge, uuids_of
 from test_scenarios import STARTUP, wal_conflict_steps, world  # noqa: F401 (fixture)
 
 
-def ctx(active, selected):
-    return bpy.context.temp_override(active_object=active, object=active,
-                                     selected_objects=list(selected),
-                                     selected_editable_objects=list(selected))
+def ctx(active, objs):
+    return selected(active, objs)
 
 
 def unity_pos(host, u):

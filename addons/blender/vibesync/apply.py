@@ -711,8 +711,17 @@ def _carry_field(ob, new) -> None:
     if ob.field is None or ob.field.type == "NONE":
         return
     if new.field is None:
-        with bpy.context.temp_override(object=new, active_object=new):
+        # The view layer's active object for the call, put back at once: not
+        # `Context.temp_override`, whose Python dict `bpy.ops` reads from C after releasing
+        # the GIL, which crashes Blender when another Python thread (this addon's transport
+        # thread) holds the GIL then.
+        layer = bpy.context.view_layer
+        was = layer.objects.active
+        layer.objects.active = new
+        try:
             bpy.ops.object.forcefield_toggle()
+        finally:
+            layer.objects.active = was
     if new.field is not None:
         _copy_values(ob.field, new.field)
 

@@ -2763,7 +2763,7 @@ class Session:
         self._flush()  # registers first (new uuids), then the call's changes
         if self.connected and self.engine.changes_supported and not self.paused \
                 and not self.safe_mode:
-            self._send_ops(ops, automation)
+            self._send_in_runs(ops, automation)
         else:
             self.out_ops.extend(ops)  # sent later, still as the agent's
             self.automation_for.update(self._made_by(
