@@ -2081,6 +2081,12 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
+        if batch.path == "resync" and self.away:
+            # What the first replay applied here is what a person edits from now on: an edit
+            # of it is made over the replay, not while away (a kept uuid is not in `uuids`).
+            for uuid in uuids:
+                if uuid in self.replayed:
+                    self.away.pop(uuid, None)
         for uuid in failed:
             if uuid not in keep and uuid in self.reconnect_base:
                 # A replay's state this file cannot hold (a parent loop with a person's
