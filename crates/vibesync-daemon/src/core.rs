@@ -760,8 +760,11 @@ impl Daemon {
     /// Append FINAL (side effects done) and hand the snapshot to the audit thread, off the
     /// acknowledgement path.
     pub fn finalize_later(&self, session_id: String, project_id: String, operation_id: String, uuids: Vec<String>) {
-        if !self.unrelayed.lock().unwrap().is_empty() {
-            self.unrelayed.lock().unwrap().remove(&operation_id);
+        {
+            let mut unrelayed = self.unrelayed.lock().unwrap();
+            if !unrelayed.is_empty() {
+                unrelayed.remove(&operation_id);
+            }
         }
         let stores = self.stores.clone();
         self.finals.spawn(async move {
@@ -858,11 +861,11 @@ impl Daemon {
             }
             Ok(())
         })
-        .await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => error!("tombstone FINALs not written at stop: {e}; the next boot finalizes them"),
-            Err(e) => error!("tombstone FINALs not written at stop: {e}; the next boot finalizes them"),
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = done {
+            error!("tombstone FINALs not written at stop: {e}; the next boot finalizes them");
         }
     }
 

@@ -134,24 +134,21 @@ impl Project {
                             // carries the other objects on the cycle, parents first. The editor
                             // may hold the winner's reparent unapplied (its own reparent, made
                             // offline, made it a loop there), and needs both to agree (§6.1).
-                            if let Ok(Some(chain)) = self.parent_cycle_of(cx, &change, |_| None) {
-                                refused.extend(chain.into_iter().filter(|u| *u != change.uuid));
+                            let chain = self.parent_cycle_of(cx, &change, |_| None).ok().flatten();
+                            if !self.changes_nothing(cx, &change) {
+                                // Read again as admission read it (a STALE uuid was either
+                                // written by another editor since, or is deleted: `known` false
+                                // is both).
+                                let winner = self
+                                    .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
+                                    .ok()
+                                    .flatten()
+                                    .or_else(|| self.cycle_write(chain.as_deref()?, base_seq, &session.client_id))
+                                    .map(|w| (w.client, w.editor))
+                                    .unwrap_or_default();
+                                stale.push((change.uuid.clone(), change.op.name(), winner));
                             }
-                        }
-                        if code == ItemErrorCode::Stale && !self.changes_nothing(cx, &change) {
-                            // Read again as admission read it (a STALE uuid was either written
-                            // by another editor since, or is deleted: `known` false is both).
-                            let winner = self
-                                .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
-                                .ok()
-                                .flatten()
-                                .or_else(|| {
-                                    let chain = self.parent_cycle_of(cx, &change, |_| None).ok().flatten()?;
-                                    self.cycle_write(&chain, base_seq, &session.client_id)
-                                })
-                                .map(|w| (w.client, w.editor))
-                                .unwrap_or_default();
-                            stale.push((change.uuid.clone(), change.op.name(), winner));
+                            refused.extend(chain.into_iter().flatten().filter(|u| *u != change.uuid));
                         }
                         results.push(ItemResult::error(&change.uuid, code, msg));
                         continue;
