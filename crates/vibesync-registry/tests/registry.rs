@@ -718,7 +718,7 @@ fn a_build_cut_off_between_its_batches_is_rebuilt_at_the_next_open() {
     // What a cut-off build leaves: its first batches and the mark, not the last batch (the
     // counters and watermark): written straight into sled.
     {
-        let db = sled::open(dir.path().join("registry")).unwrap();
+        let db = open_sled_when_released(&dir.path().join("registry"));
         let tree = db.open_tree("registry").unwrap();
         tree.insert(b"meta\0building".as_slice(), b"1".as_slice()).unwrap();
         db.flush().unwrap();
