@@ -1208,3 +1208,50 @@ def test_another_editors_full_state_spares_a_mesh_edit_not_hashed_yet(scripted):
     assert "create" not in sent_ops() and "rename" not in sent_ops(), sent_ops()
     assert sent_ops()["transform"]["t"] == pytest.approx([3, 0, 0])
     assert sent_ops()["mesh"]["mesh_hash"] != before["mesh_hash"]
+
+
+def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scripted):
+    """Both the parent and its child were edited while away (PROTOCOL.md §6.6 "Edits made
+    while away"), and neither was sent since this session began (a reopened file). The scan
+    reads the child first, so the parent is read for it, ahead of its turn (dependencies
+    first). The parent's edit went from the current seq; its away mark stayed, and the
+    person's next edit of it went from the old seq (a conflict it never had). Both go from
+    the seq they were made on; nothing is left marked away."""
+    s = vibesync._session()
+    parent = make_cube("Holder")
+    child = make_cube("Held", location=(2, 0, 0))
+    child.parent = parent
+    settle()
+    pu, chu = parent[PROP], child[PROP]
+    pump_until(lambda: pu in s.last_sent and chu in s.last_sent, what="both sent")
+    resolve_sent(scripted, 40)
+    scripted.push(frame({"type": "batch_result", "batch_id": "later", "seq": 47,
+                         "outcome": "committed", "uuids": [], "error_code": None}))
+    pump_until(lambda: s.engine.daemon_seq == 47, what="seq 47")
+    # What a reopened file holds after connecting at seq 40: edits made while away, nothing
+    # sent yet this session; the first replay has been applied, the gate opens.
+    parent.location = (0, 5, 0)
+    child.location = (2, 0, 7)
+    bpy.context.view_layer.update()
+    s.last_sent.pop(pu)
+    s.last_sent.pop(chu)
+    pkey, ckey = ("object", parent.session_uid), ("object", child.session_uid)
+    s.dirty.update((pkey, ckey))
+    s.connect_seq = 40
+    s._open_adopt_gate()
+    assert s.away == {pu: 40, chu: 40}
+    s.dirty.discard(pkey)  # the child's turn comes first
+    scripted.received.clear()
+    pump_until(lambda: pu in s.last_sent and chu in s.last_sent, what="both read again")
+    pump_for(0.3)
+    bases = {c["uuid"]: m["base_seq"] for m in scripted.received if m.get("type") == "change"
+             for c in m["changes"]}
+    assert bases == {pu: 40, chu: 40}, "both go from the seq they were made on"
+    assert not s.away and not s.away_base, "nothing is left marked away"
+    resolve_sent(scripted, 48)
+    scripted.received.clear()
+    parent.location = (0, 6, 0)  # the person's next edit, made on seq 48
+    settle()
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
+               what="the next edit")
+    assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]

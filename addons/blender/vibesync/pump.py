@@ -2169,17 +2169,24 @@ class Session:
                 self.sweep_due_at = time.monotonic()
                 continue
             kind = key[0]
-            base = self.away.pop(uuid, None) if self.away else None
-            queued = len(self.out_ops)
             try:
-                self._capture_one(uuid, idb, kind, key)
+                self._capture_read(uuid, idb, kind, key)
             except (ReferenceError, RuntimeError, ValueError) as e:
                 log.warning("vibesync: cannot read %s %s: %s", kind, uuid, e)
-            if base is not None:
-                self._note_away(uuid, key, base, queued)
         if not self.away and not self.away_base:
             self.replayed.clear()
         return n
+
+    def _capture_read(self, uuid: str, idb, kind: str, key) -> None:
+        """`_capture_one`, keeping the base of an edit made while away (`_note_away`): for
+        what the scan reads and for a parent read first for its child alike."""
+        base = self.away.pop(uuid, None) if self.away else None
+        queued = len(self.out_ops)
+        try:
+            self._capture_one(uuid, idb, kind, key)
+        finally:
+            if base is not None:
+                self._note_away(uuid, key, base, queued)
 
     def _note_away(self, uuid: str, key, base: int, queued: int) -> None:
         """After reading `uuid`, made while away from `base`: an edit queued goes from
@@ -2515,7 +2522,7 @@ class Session:
         key = (b.kind, b.session_uid)
         self.dirty.discard(key)
         try:
-            self._capture_one(parent, idb, b.kind, key)
+            self._capture_read(parent, idb, b.kind, key)
         except (ReferenceError, RuntimeError, ValueError) as e:
             log.warning("vibesync: cannot read %s %s: %s", b.kind, parent, e)
             return True
