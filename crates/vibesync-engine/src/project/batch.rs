@@ -72,6 +72,12 @@ impl Project {
         // Reparents dropped because they would close a parent cycle with another editor's
         // reparent of the window: conflicts that reparent won.
         let mut cycles: Vec<forward::Conflict> = Vec::new();
+        // Reparents dropped because they close a parent cycle with another editor's reparent
+        // committed after they were made (its batch was in flight when they arrived): per
+        // loser, conflicts that reparent won, and the other objects on each cycle — the loser
+        // is corrected with the whole chain, parents first (§6.1), as for a `STALE` refusal.
+        let mut committed_cycles: BTreeMap<SessionId, (Editor, Vec<super::queue::Stale>, Vec<String>)> =
+            BTreeMap::new();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -168,6 +174,21 @@ impl Project {
                             loser: q.origin.session_id.clone(),
                             op: q.change.op.name(),
                         });
+                    } else {
+                        // Through the committed parents: another editor's reparent on the
+                        // chain committed after this change was made (the queue admitted it
+                        // while that one's batch was in flight). Its editor may have left
+                        // that reparent unapplied (a loop with its own, §6.4): corrected with
+                        // the chain.
+                        let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+                        let base = base_of.get(&key).copied().or(q.admitted_seq).unwrap_or(0);
+                        let (_, lost, extra) = committed_cycles
+                            .entry(q.origin.session_id.clone())
+                            .or_insert_with(|| (q.origin.clone(), Vec::new(), Vec::new()));
+                        if let Some(w) = self.cycle_write(&chain, base, &q.origin.client_id) {
+                            lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
+                        }
+                        extra.extend(chain.into_iter().filter(|u| *u != q.change.uuid));
                     }
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                     continue;
@@ -218,13 +239,23 @@ impl Project {
                 (s, dedup(d.into_iter().map(|(u, _)| u).collect()), through)
             })
             .collect();
-        let corrections = forward::dropped_corrections(
+        let mut corrections = forward::dropped_corrections(
             dropped.iter().map(|(s, u, _)| (s, u.as_slice())),
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
             |s, u| self.keeps(cx, s, u),
         );
+        for (session_id, uuids) in corrections.iter_mut() {
+            let Some((_, _, extra)) = committed_cycles.get(session_id) else { continue };
+            let more: Vec<String> = extra
+                .iter()
+                .filter(|u| !batch_uuids.contains(u.as_str()) && !self.keeps(cx, session_id, u))
+                .cloned()
+                .collect();
+            uuids.extend(more);
+            *uuids = dedup(std::mem::take(uuids));
+        }
         for (session_id, uuids, through) in dropped {
             self.send_dropped(cx, &session_id, uuids, cx.view.last_seq(), Some(through)).await;
         }
@@ -234,6 +265,9 @@ impl Project {
         }
         self.unbatched_conflicts(cx, unbatched, &kinds, "two editors changed one object in one window and the last writer undid the other's change; the object stays as it was").await;
         self.unbatched_conflicts(cx, cycles, &kinds, "two editors' reparents of one window close a parent cycle together: the later one is dropped and its editor corrected").await;
+        for (_, (loser, lost, _)) in committed_cycles {
+            self.stale_conflicts(cx, &loser, lost).await;
+        }
         for ((winner, winner_client), losers) in delete_won {
             // One conflict per losing editor and uuid — its sessions are one editor (a change
             // re-sent after a reconnect is the same edit) — its last change names the op.

@@ -255,7 +255,7 @@ impl Project {
 
     /// The newest write of a parent on `chain` (a parent cycle a reparent would close) by a
     /// client other than `me` after `base_seq`: the reparent it was made without knowing.
-    fn cycle_write(&self, chain: &[String], base_seq: u64, me: &str) -> Option<crate::stale::Write> {
+    pub(super) fn cycle_write(&self, chain: &[String], base_seq: u64, me: &str) -> Option<crate::stale::Write> {
         chain
             .iter()
             .filter_map(|u| self.synced.get(u)?.newer_by_other(crate::stale::Parts::PARENT, base_seq, me))

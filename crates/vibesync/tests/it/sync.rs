@@ -828,6 +828,60 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
     assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
 }
 
+/// Blender puts the cube under the camera. Its batch is in flight (Unity has not answered)
+/// when Unity's person, who has not seen it, puts the camera under the cube. Unity cannot hold
+/// Blender's reparent over its own (a loop there): it leaves it unapplied and answers the
+/// batch's state, as for a part its own change in flight keeps (docs/PROTOCOL.md §6.4).
+/// Blender's commits. Unity's, made without it, closes a cycle with it when its window forms:
+/// a conflict Blender's won — dropped, a `conflict` STEP and the event in both editors, and
+/// Unity is corrected with both objects of the cycle, parents first (§6.1). Before, it was
+/// dropped silently and Unity was sent the camera alone: the cube stayed where Unity's person
+/// had it, and the editors disagreed for good.
+#[test]
+fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_that_one_won() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let cam = new_uuid();
+    let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let base = u.last_seq;
+    let seen = u.batches.len();
+    u.answer = false;
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = u.batches[seen].clone();
+    // Unity's person put the camera under the cube before Unity read that batch; Unity leaves
+    // the batch's reparent unapplied (a loop over its own) and answers the batch's state.
+    let made = state_hash(&u.states[&cube]);
+    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
+    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(statuses(&ack), ["queued"], "nothing committed closes a cycle yet: {ack}");
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
+    u.answer = true;
+    settle(&mut [&mut b, &mut u]);
+    let outcome = b.results.iter().find(|r| r["batch_id"] == batch_id.as_str()).map(|r| r["outcome"].clone());
+    assert_eq!(outcome, Some(json!("committed")), "{:?}\n{}", b.results, d.stderr_log());
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "{who}: Blender's reparent stands: {}", d.stderr_log());
+        assert!(m.states[&cam]["parent"].is_null(), "{who}: the camera is where it was: {:?}", m.states[&cam]);
+    }
+    let dropped = u.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "u-parent"));
+    assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", u.results);
+    let (last, path, _) = u.batches.last().unwrap();
+    assert_eq!(path, "resync");
+    assert_eq!(u.applies[last], [cam.clone(), cube.clone()], "the whole cycle, parents first: {:?}", u.batches);
+    let steps = conflict_steps(&data, &cam);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
+}
+
 /// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
 /// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
 /// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
