@@ -1255,3 +1255,61 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
                what="the next edit")
     assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]
+
+
+@pytest.mark.parametrize("sent", [True, False], ids=["in_flight", "not_captured"])
+def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(scripted, sent):
+    """PROTOCOL.md §6.4, §6.1: the person put B under A, and that reparent is in flight (or
+    not captured yet) when a batch puts A under B (another editor's, made before it heard of
+    this one). Blender refused the loop, the batch failed verification, and each editor kept
+    its own reparent, not synced, for good. Now A stays where it is, the answer is the state
+    the batch made, nothing of A is sent back, the person's reparent goes from the seq before
+    the batch, and the daemon's correction (that reparent lost: both objects, parents first)
+    is applied whole."""
+    s = vibesync._session()
+    a = make_cube("LoopA")
+    b = make_cube("LoopB", location=(3, 0, 0))
+    settle()
+    au, bu = a[PROP], b[PROP]
+    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
+    resolve_sent(scripted, 40)
+    a_before, b_before = dict(s.last_sent[au]), dict(s.last_sent[bu])
+    scripted.received.clear()
+    b.parent = a  # the person's reparent
+    if sent:
+        settle()
+        pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
+                               path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    if not sent:
+        settle()
+    [mine] = pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
+                        what="B's reparent received")
+    assert [(c["op"], c["uuid"], c["parent"]) for c in mine["changes"]] == [("reparent", bu, au)]
+    assert mine["base_seq"] == 40, "made without the batch: from the seq before it"
+    [applied] = applied_messages(scripted)
+    made = {**a_before, "parent": bu}
+    assert applied["hashes"][au] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert "failed" not in applied, applied
+    assert a.parent is None, "A stays where it is: no loop"
+    assert b.parent == a, "the person's reparent stays"
+    pump_for(0.3)
+    assert not [c for m in scripted.received if m.get("type") == "change"
+                for c in m["changes"] if c["uuid"] == au], "nothing of A is sent back"
+    # The person's reparent lost: dropped, then the correction with both, parents first.
+    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": 41,
+                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
+    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent ended")
+    scripted.received.clear()
+    scripted.push(batch_frames("fix", 42, [{"op": "create", "uuid": bu, **b_before},
+                                           {"op": "create", "uuid": au, **made}],
+                               path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the correction answered")
+    [fixed] = applied_messages(scripted)
+    assert a.parent == b and b.parent is None, "the other editor's reparent stands"
+    assert fixed["hashes"] == {u: wire.state_hash(capture.state_in_meters(st, 1.0))
+                               for u, st in ((au, made), (bu, b_before))}
+    pump_for(0.3)
+    assert not [m for m in scripted.received if m.get("type") == "change"], "no echo"

@@ -1688,6 +1688,56 @@ class Session:
             out |= {op["op"] for op in capture.diff_ops(uuid, prev, now)}
         return out - {wire.Op.CREATE, wire.Op.DELETE}
 
+    def _leave_out_loops(self, batch) -> list[str]:
+        """A batch's `reparent` that would make a parent loop here with a reparent a person
+        made here and the daemon has not taken yet (sent without a result, or not captured
+        yet): the other editor's, made before it heard of this one. It is not applied -- the
+        object stays where it is -- and the answer is the state the batch made, as for a part
+        the person changed (PROTOCOL.md §6.4). The person's reparent, sent after, then loses
+        to it as a conflict, and the daemon corrects this editor with every object on the
+        cycle (§6.1). Applied, Blender refused the loop, the batch rolled back, and each
+        editor kept its own reparent, not synced, for good. Returns those uuids."""
+        looped: list[str] = []
+        base = min(self.engine.last_seq, batch.seq - 1)
+        for change, _ in batch.changes:
+            if change.get("op") != wire.Op.REPARENT or not change.get("parent"):
+                continue
+            own = self._own_reparent_looping(change["uuid"], change["parent"])
+            if own is None:
+                continue
+            looped.append(change["uuid"])
+            if own not in self.engine.inflight:
+                # Not sent yet: it goes from the seq Blender had before this batch, made
+                # without it, so the daemon can tell it lost (§6.1 `STALE`), not refuse it as
+                # a loop this editor knew of (`INVALID_FIELD`).
+                self.away_base[own] = min(base, self.away_base.get(own, base))
+        if looped:
+            batch.changes = [item for item in batch.changes
+                             if not (item[0].get("op") == wire.Op.REPARENT
+                                     and item[0].get("uuid") in looped)]
+            log.info("vibesync: batch %s: %d reparent(s) would loop with a person's reparent "
+                     "here; not applied, answered as made: %s", batch.batch_id, len(looped),
+                     looped[:20])
+        return looped
+
+    def _own_reparent_looping(self, uuid: str, parent: str) -> str | None:
+        """When `parent` is under `uuid` here (its parent chain leads to it) through an object
+        whose parent a person changed here and the daemon has not taken: that object's uuid."""
+        ob, pob = self.registry.resolve(uuid), self.registry.resolve(parent)
+        if not isinstance(ob, bpy.types.Object) or not isinstance(pob, bpy.types.Object):
+            return None
+        own, seen, x = None, set(), pob
+        by_key = self.registry.by_key
+        while x is not None and x.session_uid not in seen:
+            if x == ob:
+                return own
+            seen.add(x.session_uid)
+            xu = by_key.get(("object", x.session_uid))
+            if own is None and xu is not None and wire.Op.REPARENT in self._parts_changed_here(xu):
+                own = xu
+            x = x.parent
+        return None
+
     def _leave_out_deleted_here(self, batch, pending: set[str]) -> None:
         """Objects of a forwarded batch that the person deleted here before it was applied:
         nothing of them is applied (they are gone) and the answer leaves them out, and their
@@ -1960,6 +2010,9 @@ class Session:
                 log.info("vibesync: batch %s: a person's unsent edit of %d uuid(s) kept over "
                          "the same part in the batch: %s", batch.batch_id, len(spared),
                          spared[:20])
+        loop_spared: list[str] = []
+        if batch.path != "resync":
+            loop_spared = self._leave_out_loops(batch)
         spare = None
         if batch.path != "resync":
             reached: set[str] = set()
@@ -2032,6 +2085,12 @@ class Session:
         # uuid -> why it was not applied as sent (`applied.failed`, §6.4).
         failed = {f["uuid"]: f["error"] for f in reversed(result["failed"])
                   if isinstance(f.get("uuid"), str)}
+        for uuid in loop_spared:
+            # Not applied (a loop with the person's reparent here): the answer is the state
+            # the batch made; what Blender holds stays what it last sent or applied.
+            if uuid not in result["touched"] and uuid in self.last_sent:
+                made = capture.merge_applied(self.last_sent[uuid], changes_of.get(uuid, ()), uuid)
+                hashes[uuid] = wire.state_hash(capture.state_in_meters(made, self.unit_scale))
         for uuid in dict.fromkeys(result["touched"] + kept + spared):
             yield
             if uuid in deleted:
@@ -2048,22 +2107,29 @@ class Session:
                 # precision; answer (and remember) the pose it was sent (§6.4, §6.5).
                 state = capture.snap_to(state, pose)
             held_back = False
+            answer_made = None
             # An object this batch created has no last state; its `create` carries all of it
             # (a new object named like one Blender holds is the §6.1 name case too).
             created = any(c.get("op") == "create" and c.get("uuid") == uuid for c, _ in mine)
             if uuid not in keep and (uuid in self.last_sent or created):
                 made = capture.merge_applied(self.last_sent.get(uuid, {}), mine, uuid)
+                if uuid in loop_spared and uuid in self.last_sent:
+                    # Its reparent left out (`_leave_out_loops`): it holds the rest.
+                    held_made = {**made, "parent": self.last_sent[uuid].get("parent")}
+                    answer_made = made
+                else:
+                    held_made = made
                 # The pose the batch made, read back in another form (a mirrored scale
                 # through a parent inverse: one matrix), is answered as made (§6.4).
-                state = capture.keep_pose(state, made)
+                state = capture.keep_pose(state, held_made)
                 differs = capture.differing_fields(
-                    state, made, lambda p: self.registry.resolve(p) is not None)
+                    state, held_made, lambda p: self.registry.resolve(p) is not None)
                 if uuid in pending or differs == ["name"]:
                     # The batch is applied; the person's newer edit of this uuid (e.g. a
                     # rename not reported yet), or the name Blender made of the one sent
                     # (§6.1), is a change of its own, sent after: answer the state the
                     # batch made (§6.4), keep the edit as what is left to send.
-                    state = made
+                    state = held_made
                     self.dirty.add((b.kind, b.session_uid))
                 elif differs:
                     # Blender holds something else than was sent, and no person here
@@ -2075,6 +2141,9 @@ class Session:
                                             "differently than sent")
             h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
             hashes[uuid] = h
+            if answer_made is not None and not held_back:
+                # Answered as the batch made it; remembered as what Blender holds.
+                hashes[uuid] = wire.state_hash(capture.state_in_meters(answer_made, self.unit_scale))
             if uuid in keep or held_back:
                 continue  # ours, still to be sent, or not what was sent: not an applied state
             self.last_sent[uuid] = state

@@ -123,9 +123,10 @@ namespace VibeSync.Bridge.Core
         // uuid -> the parts (`change.op` names, §6.1) of its changes sent and not resolved yet, kept
         // across reconnects with `unresolved`: what a replay merge must leave to the person (§6.6).
         readonly Dictionary<string, HashSet<string>> sentParts = new Dictionary<string, HashSet<string>>();
-        // uuid -> a person's unsent ops of an object the batch being applied deletes
-        // (ReportDeletedOver): sent after its answer.
-        readonly Dictionary<string, List<object>> deletedOver = new Dictionary<string, List<object>>(StringComparer.Ordinal);
+        // uuid -> a person's unsent ops that lose to the batch being applied — of an object it
+        // deletes (ReportDeletedOver), a reparent looping with one of its reparents
+        // (LeaveOutLoops): sent after its answer, from the base before the batch.
+        readonly Dictionary<string, List<object>> lostOver = new Dictionary<string, List<object>>(StringComparer.Ordinal);
         // A person's deletes go as `tombstone` requests (PROTOCOL §5, §6.2: the delete is the
         // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
         readonly Dictionary<string, List<string>> pendingTombstones = new Dictionary<string, List<string>>();
@@ -1784,7 +1785,7 @@ namespace VibeSync.Bridge.Core
         {
             foreach (var c in b.Changes)
             {
-                if (c.Op != Ops.Delete || !mine.ContainsKey(c.Uuid) || deletedOver.ContainsKey(c.Uuid)) continue;
+                if (c.Op != Ops.Delete || !mine.ContainsKey(c.Uuid) || lostOver.ContainsKey(c.Uuid)) continue;
                 ObjectState before;
                 var cur = scene.Capture(c.Uuid);
                 if (cur == null || !synced.TryGetValue(c.Uuid, out before) || before == null) continue;
@@ -1794,7 +1795,7 @@ namespace VibeSync.Bridge.Core
                     string name = (string)op["op"];
                     if (name != Ops.Create && name != Ops.Delete && name != Ops.Mesh) ops.Add(op);
                 }
-                if (ops.Count > 0) deletedOver[c.Uuid] = ops;
+                if (ops.Count > 0) lostOver[c.Uuid] = ops;
             }
         }
 
@@ -1862,6 +1863,83 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
+        /// A batch's `reparent` that would make a parent loop here with a reparent a person made
+        /// here and the daemon has not taken yet (sent without a result, or not captured yet): the
+        /// other editor's, made before it heard of this one. It is not applied — the object stays
+        /// where it is — and the answer is the state the batch made (<paramref name="spared"/>:
+        /// uuid → that state), as for a part the person changed (PROTOCOL.md §6.4). The person's
+        /// reparent, sent after, then loses to it as a conflict, and the daemon corrects this
+        /// editor with every object on the cycle (§6.1). Applied, the loop was refused (or made),
+        /// the batch rolled back, and each editor kept its own reparent, not synced, for good.
+        /// </summary>
+        IncomingBatch LeaveOutLoops(IncomingBatch b, IncomingBatch toApply, Dictionary<string, ObjectState> spared)
+        {
+            foreach (var c in toApply.Changes)
+            {
+                if (c.Op != Ops.Reparent || c.Parent == null) continue;
+                string own = OwnReparentLooping(c.Uuid, c.Parent);
+                if (own == null) continue;
+                spared[c.Uuid] = null;
+                if (unresolved.ContainsKey(own) || lostOver.ContainsKey(own)) continue;
+                // Not captured yet: it goes after the answer from the seq before this batch,
+                // made without it, so the daemon can tell it lost (§6.1), not refuse it as a
+                // loop this editor knew of. (With a reshape in it, it waits to be captured.)
+                var ops = new List<object>();
+                bool mesh = false;
+                foreach (var op in StateDiff.Diff(Base(own), scene.Capture(own), StateHash.Epsilon, unitScale))
+                {
+                    mesh |= (string)op["op"] == Ops.Mesh;
+                    ops.Add(op);
+                }
+                if (mesh || ops.Count == 0) continue;
+                lostOver[own] = ops;
+                dirty.Remove(own);
+            }
+            if (spared.Count == 0) return toApply;
+            var rest = new IncomingBatch { BatchId = toApply.BatchId, Seq = toApply.Seq, Path = toApply.Path };
+            foreach (var c in toApply.Changes)
+                if (!(c.Op == Ops.Reparent && spared.ContainsKey(c.Uuid))) rest.Changes.Add(c);
+            rest.Count = rest.Changes.Count;
+            foreach (var u in new List<string>(spared.Keys))
+            {
+                ObjectState st = Base(u);
+                foreach (var c in b.Changes) if (c.Uuid == u) st = StateDiff.Apply(st, c);
+                spared[u] = st;
+            }
+            var ul = new List<object>();
+            foreach (var u in spared.Keys) ul.Add(u);
+            Emit("loop_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ul } });
+            return rest;
+        }
+
+        /// <summary>
+        /// When <paramref name="parent"/> is under <paramref name="uuid"/> here (its parent chain
+        /// leads to it) through an object whose parent a person changed here and the daemon has
+        /// not taken: that object's uuid; else null.
+        /// </summary>
+        string OwnReparentLooping(string uuid, string parent)
+        {
+            string own = null;
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (string x = parent; x != null && seen.Add(x);)
+            {
+                if (x == uuid) return own;
+                if (own == null && OwnReparentUntaken(x)) own = x;
+                var st = scene.Capture(x);
+                x = st == null ? null : st.Parent;
+            }
+            return null;
+        }
+
+        bool OwnReparentUntaken(string uuid)
+        {
+            HashSet<string> parts;
+            if (unresolved.ContainsKey(uuid) && sentParts.TryGetValue(uuid, out parts)
+                && (parts.Contains(Ops.Reparent) || parts.Contains(Ops.Create))) return true;
+            return dirty.Contains(uuid) && PartsChangedHere(uuid).Contains(Ops.Reparent);
+        }
+
+        /// <summary>
         /// The state this editor holds for the uuid is exactly what it sent on this connection, and
         /// the daemon queued it (acknowledged, no batch_result yet): it ends in a batch_result and
         /// becomes authoritative, so sending it again would only repeat it.
@@ -1881,7 +1959,7 @@ namespace VibeSync.Bridge.Core
 
         void ApplyComplete(IncomingBatch b)
         {
-            deletedOver.Clear();
+            lostOver.Clear();
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
             var kept = new List<string>();
             // Kept uuids whose replayed parts the person did not change are applied (§6.6): uuid → the replay's state.
@@ -1923,6 +2001,9 @@ namespace VibeSync.Bridge.Core
             // edit stays dirty, to be sent after as a change of its own. Applying over it took the
             // person's value away, and capturing the uuid as applied swallowed the rest of the edit.
             var made = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            // Reparents not applied because they would make a parent loop with a person's reparent
+            // here: uuid → the state the batch made (`LeaveOutLoops`).
+            var loopSpared = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
             if (b.Path != BatchPath.Resync)
             {
                 toApply = LeaveOutDeletedHere(toApply);
@@ -1966,6 +2047,7 @@ namespace VibeSync.Bridge.Core
                     foreach (var u in mine.Keys) ml.Add(u);
                     Emit("local_edit_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ml } });
                 }
+                toApply = LeaveOutLoops(b, toApply, loopSpared);
             }
             if (kept.Count == 0 || toApply.Changes.Count > 0)
             {
@@ -2023,6 +2105,8 @@ namespace VibeSync.Bridge.Core
                 appliedHash[c.Uuid] = h;
                 confirmed.Add(c.Uuid);
             }
+            foreach (var kv in loopSpared)
+                if (kv.Value != null) hashes[kv.Key] = kv.Value.Hash(); // what the batch made; what it holds stays its base
             if (deletedHere.Count > 0)
             {
                 // A received `delete` removes that one object (PROTOCOL.md §6.1): the scene made
@@ -2048,11 +2132,11 @@ namespace VibeSync.Bridge.Core
             BatchesApplied++;
             if (b.Path == BatchPath.Resync) ResyncBatchesApplied++;
             SendApplied(b, hashes);
-            // The person's edits of objects the batch deleted go out after the answer, from
-            // the base before the batch: refused STALE, a conflict the delete won (§6.1).
-            foreach (var r in deletedOver)
+            // The person's edits the batch wins over go out after the answer, from the base
+            // before the batch: refused STALE or dropped, a conflict the batch won (§6.1).
+            foreach (var r in lostOver)
                 if (client.IsConnected) SendOne(r.Value, RepeatUuid(r.Key, r.Value.Count), null, baseBefore);
-            deletedOver.Clear();
+            lostOver.Clear();
             var hf = new Dictionary<string, object>();
             foreach (var kv in hashes) hf[kv.Key] = kv.Value;
             Emit("applied", new Dictionary<string, object>
@@ -2160,12 +2244,6 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
-        /// Sends ops in `change` messages, in order, `create`s of parents before their children.
-        /// A `mesh` op or a `create` with `mesh_hash` travels alone in its frame with the mesh
-        /// buffer as the attachment (§6.1, §7); the ops before it are flushed first so the daemon
-        /// receives everything in the original order.
-        /// </summary>
-        /// <summary>
         /// SendChanges, a person's edits made while away first, from the seq they were made on
         /// (`awaySeq`, PROTOCOL §6.6 "Edits made while away"); a whole `create` of an object the
         /// first replay brought goes with the rest, from the current seq.
@@ -2187,6 +2265,12 @@ namespace VibeSync.Bridge.Core
             if (restOps.Count > 0) SendChanges(restOps, restUuids);
         }
 
+        /// <summary>
+        /// Sends ops in `change` messages, in order, `create`s of parents before their children.
+        /// A `mesh` op or a `create` with `mesh_hash` travels alone in its frame with the mesh
+        /// buffer as the attachment (§6.1, §7); the ops before it are flushed first so the daemon
+        /// receives everything in the original order.
+        /// </summary>
         void SendChanges(List<Dictionary<string, object>> ops, List<string> uuids, long baseSeq = -1)
         {
             OrderCreatesParentFirst(ops, uuids);

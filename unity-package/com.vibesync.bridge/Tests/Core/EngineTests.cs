@@ -1317,6 +1317,81 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL.md §6.4, §6.1: the person put B under A, and that reparent is in flight when a
+        /// batch puts A under B (another editor's, made before it heard of this one). Applied, it
+        /// made a parent loop; the batch rolled back and each editor kept its own reparent, not
+        /// synced. Now A stays where it is, the answer is the state the batch made, nothing of A
+        /// is sent back, and the daemon's correction (the person's reparent lost: both objects,
+        /// parents first) is applied whole.
+        /// </summary>
+        [VsTest]
+        public static void AReparentMakingALoopWithThePersonsReparentInFlightIsLeftUnappliedAndAnsweredAsMade()
+        {
+            ReparentLoopingWithThePersons(true);
+        }
+
+        /// <summary>
+        /// The same with the person's reparent not captured yet when the batch is applied: it is
+        /// sent after the answer, from the seq before the batch (made without it), so the daemon
+        /// can tell it lost rather than refuse it as a loop this editor knew of.
+        /// </summary>
+        [VsTest]
+        public static void AReparentMakingALoopWithThePersonsUncapturedReparentSendsThatOneFromTheSeqBefore()
+        {
+            ReparentLoopingWithThePersons(false);
+        }
+
+        static void ReparentLoopingWithThePersons(bool sent)
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 2, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                long committed = r.Daemon.NextSeq();
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), committed, "committed", new[] { a.Uuid, b.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                var aBefore = r.Scene.Capture(a.Uuid);
+                var bBefore = r.Scene.Capture(b.Uuid);
+                int changes = r.Daemon.Received("change").Count;
+                b.Parent = a.Uuid; // the person's reparent
+                r.Engine.MarkDirty(b.Uuid);
+                if (sent)
+                {
+                    r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                    Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
+                }
+                int frames = r.Client.IncomingCount;
+                var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+                if (!sent) Check.Eventually(() => r.Client.IncomingCount >= frames + 3, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                var made = StateDiff.Apply(aBefore, RemoteChange.Parse(theirs, null, 1.0));
+                Check.Equal(made.Hash(), (string)Applied(r, id)[a.Uuid], "the answer is the state the batch made");
+                Check.True(a.Parent == null, "A stays where it is: no loop");
+                Check.Equal(a.Uuid, b.Parent, "the person's reparent stays");
+                var mine = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var op = (Dictionary<string, object>)((List<object>)mine["changes"])[0];
+                Check.Equal(b.Uuid + " reparent " + a.Uuid, (string)op["uuid"] + " " + (string)op["op"] + " " + (string)op["parent"], "the person's reparent");
+                if (!sent) Check.Equal(committed, Convert.ToInt64(mine["base_seq"]), "made without the batch: from the seq before it");
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "nothing of A is sent back as a person's edit");
+                // The person's reparent lost: dropped, then the correction with both, parents first.
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "dropped", new[] { b.Uuid });
+                Check.Eventually(() => !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent ended", r.Pump);
+                string fix = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", bBefore.ToCreateOp(), made.ToCreateOp());
+                Check.Eventually(() => Applied(r, fix) != null, TimeSpan.FromSeconds(5), "the correction answered", r.Pump);
+                Check.Equal(b.Uuid, a.Parent, "the other editor's reparent stands");
+                Check.True(b.Parent == null, "B is back where it was");
+                Check.Equal(made.Hash(), (string)Applied(r, fix)[a.Uuid], "A as the daemon holds it");
+                Check.Equal(bBefore.Hash(), (string)Applied(r, fix)[b.Uuid], "B as the daemon holds it");
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "no echo of the correction");
+            }
+        }
+
         [VsTest]
         public static void APersonsUnsentEditOfAnObjectABatchDeletesIsStillSentFromTheOldBase()
         {
