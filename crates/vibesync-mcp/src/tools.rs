@@ -69,7 +69,7 @@ impl Builtin {
         match self {
             Builtin::SceneQuery => "List the synced objects of the project (both editors): uuid, kind, name, parent, position `t`, rotation `r` (quaternion x,y,z,w), scale `s`, visibility, material. Filter by `uuid` or exact `name`. Coordinates are the canonical frame: meters, Y up, right-handed (glTF).",
             Builtin::Create => "Create an object in both Blender and Unity (an empty / bare GameObject; use an addon tool for meshes). Coordinates: meters, Y up (glTF frame). Returns its uuid.",
-            Builtin::Delete => "Delete an object (by uuid) in both editors.",
+            Builtin::Delete => "Delete an object (by uuid) in both editors. Refused while objects are under it: reparent or delete them first.",
             Builtin::Transform => "Move, rotate or scale an object (by uuid) in both editors; omitted parts keep their value. Meters, Y up (glTF frame); rotation is a quaternion [x, y, z, w].",
             Builtin::Rename => "Rename an object (by uuid) in both editors.",
             Builtin::Reparent => "Make an object (by uuid) a child of another (`parent` uuid) or a root (`parent` null), in both editors.",

@@ -369,6 +369,28 @@ impl Project {
                 format!("{at}: no synced state for {}; send `create` first", change.uuid),
             ));
         }
+        if change.op == ChangeOp::Delete && !session.editor.holds_scene() {
+            // A delete removes that one object; what happens to its children is its origin
+            // editor's to send (docs/PROTOCOL.md §6.1 "delete"). A session without a scene (an
+            // agent) sends nothing for them: the editors would make them roots while the
+            // registry kept them under an object that is gone. It says first.
+            let children = self
+                .live_children(cx, &change.uuid)
+                .map_err(|why| (ItemErrorCode::StorageFailed, format!("{at}: {why}; nothing was queued for it")))?;
+            if !children.is_empty() {
+                let shown: Vec<&str> = children.iter().take(5).map(String::as_str).collect();
+                return Err((
+                    ItemErrorCode::InvalidField,
+                    format!(
+                        "{at}: {} has {} child object(s) ({}{}); reparent them (`reparent`, parent null) or delete them first — a delete removes that one object",
+                        change.uuid,
+                        children.len(),
+                        shown.join(", "),
+                        if children.len() > shown.len() { ", …" } else { "" }
+                    ),
+                ));
+            }
+        }
         // A cycle built across batches (A under B now, B under A later) is refused per item:
         // the registry holds the committed parents (docs/PROTOCOL.md §6.2).
         let cycle = self
@@ -426,6 +448,32 @@ impl Project {
             };
         }
         Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
+    }
+
+    /// The live objects whose committed parent is `uuid`, but those a change waiting in a
+    /// window or in flight puts elsewhere or deletes. One pass over the project's registry
+    /// (an agent's delete only).
+    fn live_children(&self, cx: &Cx<'_>, uuid: &str) -> Result<Vec<String>, String> {
+        let entries = cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))?;
+        let moved = |u: &str| {
+            let leaves = |op: &ChangeOp| match op {
+                ChangeOp::Delete => true,
+                ChangeOp::Reparent(p) => p.as_deref() != Some(uuid),
+                ChangeOp::Create(st) => st.parent.as_deref() != Some(uuid),
+                _ => false,
+            };
+            self.queue.pending_of(u).any(|q| leaves(&q.change.op))
+                || self
+                    .inflight_with(u)
+                    .is_some_and(|f| f.changes.iter().any(|q| q.change.uuid == u && leaves(&q.change.op)))
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.status == Status::Live)
+            .filter(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(|p| p.as_str()) == Some(uuid))
+            .map(|e| e.uuid)
+            .filter(|u| !moved(u))
+            .collect())
     }
 
     /// The governance gate before queuing a mutation. `entry`: the uuid's registry entry as

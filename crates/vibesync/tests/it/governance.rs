@@ -574,3 +574,45 @@ fn a_graceful_stop_mid_batch_is_not_evidence_against_the_objects() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// An agent deletes the Cube the Camera is under. A delete removes that one object: the
+/// editors make the Camera a root, while nothing would tell the daemon, whose record kept
+/// the Camera under an object that is gone (a session without a scene sends nothing for
+/// the children, docs/PROTOCOL.md §6.1 "delete"). The delete is refused `INVALID_FIELD`,
+/// naming the child and what to do; with the Camera reparented first, in the same request,
+/// it goes through.
+#[test]
+fn an_agents_delete_of_an_object_with_children_is_refused_until_they_are_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (cube, cam) = (new_uuid(), new_uuid());
+    let mut child = create(&cam, "Camera", [0.0, 1.0, 0.0]);
+    child["parent"] = json!(cube);
+    b.send_change("c", vec![create(&cube, "Cube", [1.0, 0.0, 0.0]), child], &[]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    assert_eq!(u.states[&cam]["parent"], json!(cube));
+    bot.last_seq = b.last_seq; // what the agent has read of the scene (it receives no batches)
+
+    let ack = bot.send_change("del", vec![json!({"op":"delete","uuid":cube})], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    let why = ack["results"][0]["message"].as_str().unwrap();
+    assert!(why.contains(&cam) && why.contains("reparent"), "names the child and what to do: {why}");
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    assert!(u.states.contains_key(&cube) && b.states.contains_key(&cube), "nothing deleted");
+
+    let ack = bot.send_change(
+        "del2",
+        vec![json!({"op":"reparent","uuid":cam,"parent":null}), json!({"op":"delete","uuid":cube})],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["queued", "queued"], "{ack}");
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for m in [&b, &u] {
+        assert!(!m.states.contains_key(&cube), "the Cube is deleted");
+        assert!(m.states[&cam]["parent"].is_null(), "the Camera is a root: {:?}", m.states[&cam]);
+    }
+}
