@@ -1733,7 +1733,9 @@ class Session:
                 return own
             seen.add(x.session_uid)
             xu = by_key.get(("object", x.session_uid))
-            if own is None and xu is not None and wire.Op.REPARENT in self._parts_changed_here(xu):
+            if own is None and xu is not None and (
+                    wire.Op.REPARENT in self._parts_changed_here(xu)
+                    or wire.Op.CREATE in self._unresolved_sent_parts(xu)):  # its whole state
                 own = xu
             x = x.parent
         return None
