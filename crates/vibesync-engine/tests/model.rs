@@ -1639,3 +1639,37 @@ fn machine_regression_a_result_at_the_tombstones_seq_before_its_relay_does_not_h
         panic!("{e}");
     }
 }
+
+/// Blender puts A under B; its batch reaches Unity, unread, while Unity's person puts B under
+/// A. Unity leaves the batch's reparent unapplied (a loop with its own in flight) and answers
+/// the batch's state (docs/PROTOCOL.md §6.4); Blender's commits; Unity's closes a cycle with
+/// it when its window forms: a conflict Blender's won, and Unity is corrected with both
+/// objects (§6.1). Both end holding A under B.
+#[test]
+fn machine_crossing_reparents_are_a_conflict_the_first_one_won() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(1), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Wait { ms: 1000 },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+    ];
+    let sim = replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+    let lost = (UUIDS[1].to_string(), "blender".to_string(), "unity".to_string());
+    assert_eq!(sim.conflict_steps(), vec![lost.clone()], "one conflict, Blender's reparent won");
+    for ed in 0..2 {
+        assert!(sim.conflict_events(ed).contains(&lost), "editor {ed} is told");
+    }
+    assert_eq!(sim.parent_of(0, UUIDS[0]), Some(UUIDS[1].to_string()), "A under B in Blender");
+    assert_eq!(sim.parent_of(1, UUIDS[0]), Some(UUIDS[1].to_string()), "A under B in Unity");
+    assert_eq!(sim.parent_of(1, UUIDS[1]), None, "B back at the root in Unity");
+}

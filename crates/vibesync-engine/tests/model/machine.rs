@@ -25,6 +25,17 @@
 //! overwrite unresolved local work; after a reconnect an editor re-sends the changes whose
 //! outcome it never heard.
 //!
+//! People (and automation in an editor) also reparent (§6.1): an editor lets a person put an
+//! object under another it holds, never into a parent loop. A receiver places what it is
+//! sent as the editors do: a parent it does not have makes a root until that parent arrives;
+//! a received delete makes what was under the object roots; a reparent that would make a
+//! parent loop is not applied — answered as the batch made it when the loop runs through
+//! its own reparent in flight (§6.4), else as it holds. Left out, as gaps the issue notes:
+//! deletes of an object that is a parent anywhere (each editor's own way with the children),
+//! reparents under an object that is not committed or whose delete is on its way, and
+//! reparents after a daemon restart (the daemon knows who wrote a parent only since it
+//! started).
+//!
 //! Checked after every step:
 //! * WAL phases follow docs/WAL.md §3 per transaction (BEGIN → STEP… → PROVISIONAL? →
 //!   COMMIT → FINAL, or → ROLLBACK), and the WAL's transaction index finds no anomaly;
@@ -86,6 +97,15 @@ pub enum Act {
         edit: Edit,
         auto: bool,
     },
+    /// A person (or automation inside the editor, `auto`) puts a uuid under another one
+    /// (`parent`, an index into the uuids) or at the root. Made only as an editor lets a
+    /// person make it: both objects in its scene, no parent loop there.
+    Reparent {
+        ed: usize,
+        uuid: usize,
+        parent: Option<usize>,
+        auto: bool,
+    },
     /// The agent changes a uuid.
     Agent {
         uuid: usize,
@@ -141,6 +161,8 @@ pub fn act() -> BoxedStrategy<Act> {
         8 => (ed.clone(), uuid.clone(), super::edit(), prop::bool::weighted(0.2))
             .prop_map(|(ed, uuid, edit, auto)| Act::Edit { ed, uuid, edit, auto }),
         2 => (uuid.clone(), super::edit()).prop_map(|(uuid, edit)| Act::Agent { uuid, edit }),
+        3 => (ed.clone(), uuid.clone(), prop::option::weighted(0.8, uuid.clone()), prop::bool::weighted(0.2))
+            .prop_map(|(ed, uuid, parent, auto)| Act::Reparent { ed, uuid, parent, auto }),
         3 => (ed.clone(), prop_oneof![6 => Just(Mode::Right), 1 => Just(Mode::Wrong), 1 => Just(Mode::Silent), 1 => Just(Mode::Drop)])
             .prop_map(|(ed, mode)| Act::Answer { ed, mode }),
         8 => ed.clone().prop_map(|ed| Act::Deliver { ed }),
@@ -371,6 +393,9 @@ struct Ed {
     mode: Mode,
     /// The `conflict` events it read: (uuid, winner, loser).
     conflicts: Vec<(String, String, String)>,
+    /// uuid → the parent a received state named that this editor did not have: a root here
+    /// until that parent arrives, then put under it (docs/PROTOCOL.md §6.1).
+    waiting: BTreeMap<String, String>,
 }
 
 impl Ed {
@@ -392,6 +417,7 @@ impl Ed {
             incoming: None,
             mode: Mode::Right,
             conflicts: Vec::new(),
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -411,6 +437,67 @@ impl Ed {
 
     fn hashes(&self, uuids: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
         uuids.into_iter().filter_map(|u| self.scene.get(&u).map(|s| (u, s.hash()))).collect()
+    }
+
+    /// The uuids under `u` here.
+    fn children(&self, u: &str) -> Vec<String> {
+        self.scene.iter().filter(|(_, s)| s.parent.as_deref() == Some(u)).map(|(c, _)| c.clone()).collect()
+    }
+
+    /// The chain that `u` under `parent` would close into a loop here, if any.
+    fn loop_under(&self, u: &str, parent: &str) -> Option<Vec<String>> {
+        vibesync_engine::sync::parent_cycle(u, parent, |x| self.scene.get(x).and_then(|s| s.parent.clone()))
+    }
+
+    /// How this editor places a received state of `u`: a parent it does not have makes a
+    /// root until that parent arrives (docs/PROTOCOL.md §6.1); one that would close a parent
+    /// loop here is not applied (`Err`, with whether the loop runs through a reparent of its
+    /// own in flight, §6.4).
+    fn place(&mut self, u: &str, mut next: ObjectState, op: &ChangeOp) -> Result<ObjectState, bool> {
+        if !matches!(op, ChangeOp::Create(_) | ChangeOp::Reparent(_)) {
+            return Ok(next); // its parent is what it holds
+        }
+        self.waiting.remove(u);
+        let Some(p) = next.parent.clone() else { return Ok(next) };
+        if !self.scene.contains_key(&p) {
+            next.parent = None;
+            self.waiting.insert(u.to_string(), p);
+            return Ok(next);
+        }
+        match self.loop_under(u, &p) {
+            None => Ok(next),
+            // Its own reparent in flight: a `reparent`, or a whole state (`create`, no parts).
+            Some(chain) => Err(chain.iter().any(|x| {
+                x != u && self.busy(x) && self.parts.get(x).is_none_or(|p| p.is_empty() || p.contains("reparent"))
+            })),
+        }
+    }
+
+    /// A received delete removes that one object: what was under it is a root here.
+    fn remove(&mut self, u: &str) {
+        self.scene.remove(u);
+        self.waiting.remove(u);
+        for c in self.children(u) {
+            if let Some(s) = self.scene.get_mut(&c) {
+                s.parent = None;
+            }
+        }
+    }
+
+    /// Objects waiting for a parent that has arrived are put under it.
+    fn attach_waiting(&mut self) {
+        for (c, p) in std::mem::take(&mut self.waiting) {
+            if !self.scene.contains_key(&c) {
+                continue;
+            }
+            if self.scene.contains_key(&p) && self.loop_under(&c, &p).is_none() {
+                if let Some(s) = self.scene.get_mut(&c) {
+                    s.parent = Some(p);
+                }
+            } else {
+                self.waiting.insert(c, p);
+            }
+        }
     }
 
     /// The parts of `u` its own change in flight changes (none when nothing is in flight).
@@ -478,6 +565,8 @@ pub struct Sim {
     pub log: Vec<String>,
     /// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size").
     limit: BatchLimit,
+    /// The daemon has restarted in this case: no more reparents (below).
+    restarted: bool,
 }
 
 /// A `tombstone` request (committed at `seq`) of `uuid` while editor `loser`'s change of it
@@ -532,6 +621,7 @@ impl Sim {
             late: Vec::new(),
             lost: Vec::new(),
             log: Vec::new(),
+            restarted: false,
         };
         for i in 0..2 {
             sim.connect(i);
@@ -702,12 +792,95 @@ impl Sim {
         if ed.session.is_none() || ed.busy(u) {
             return; // offline edits are not modelled; one change per uuid in flight
         }
-        self.end_lost(i, u);
-        let ed = &self.eds[i];
         // Through the wire, as the daemon will read it (stable values).
         let op = wire_op(u, &Self::resolve(&ed.scene, u, edit));
+        if op == ChangeOp::Delete && self.is_parent(u) {
+            return;
+        }
+        self.make(i, u, op, auto);
+    }
+
+    /// Is `u` not live in the registry, or deleted by a batch still open, unread by an
+    /// editor, or waiting to be relayed (that delete is on its way, or may roll back)?
+    fn unsettled(&self, u: &str) -> bool {
+        let s = self.mem.0.lock().unwrap();
+        let live = s.registry.get(u).is_some_and(|e| e.status == Status::Live && e.state.is_some());
+        let open: BTreeSet<String> = transaction_index(&s.wal).incomplete.into_iter().map(|t| t.operation_id).collect();
+        let deletes = |v: &Value| v["uuid"] == u && (v["op"] == "delete" || v["op"] == "tombstone");
+        let open =
+            s.wal.iter().any(|r| r.phase == Phase::Step && open.contains(&r.operation_id) && deletes(&r.payload));
+        let unread = s
+            .inbox
+            .values()
+            .flatten()
+            .any(|f| serde_json::from_slice::<Value>(&f.json).is_ok_and(|v| deletes(&v["change"])));
+        let late =
+            self.late.iter().any(|(_, i)| matches!(i, Input::Tombstoned { uuids, .. } if uuids.iter().any(|x| x == u)));
+        !live || open || unread || late
+    }
+
+    /// Is `u` the parent of anything, in the registry, in a scene, or awaited as one? Such a
+    /// delete is left out of the model: what happens to the children is each editor's own
+    /// (Blender puts them in the object's collection, Unity deletes them, docs/PROTOCOL.md
+    /// §6.1 "delete"), which the model's editors do not imitate, and a delete racing with a
+    /// reparent under the object it deletes leaves the registry holding the child under an
+    /// object that is gone — a gap the issue notes.
+    fn is_parent(&self, u: &str) -> bool {
+        let registry = self
+            .mem
+            .0
+            .lock()
+            .unwrap()
+            .registry
+            .values()
+            .any(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str) == Some(u));
+        registry || self.eds.iter().any(|e| !e.children(u).is_empty() || e.waiting.values().any(|p| p == u))
+    }
+
+    /// A person (or automation) puts `u` under `parent` in editor `i`, as the editor lets it.
+    /// Only until the daemon's first restart in a case: the daemon knows who wrote a parent
+    /// for the batches committed since it started (docs/PROTOCOL.md §6.1), so a reparent that
+    /// closes a cycle with one committed before a restart is refused `INVALID_FIELD` and kept
+    /// by its editor, not synced, while that editor cannot hold the other's — a gap the issue
+    /// notes.
+    fn reparent(&mut self, i: usize, u: &str, parent: Option<&str>, auto: bool) {
+        let ed = &self.eds[i];
+        if self.restarted || ed.session.is_none() || ed.busy(u) || !ed.scene.contains_key(u) {
+            return;
+        }
+        if ed.scene[u].parent.as_deref() == parent {
+            return;
+        }
+        if let Some(p) = parent {
+            if !ed.scene.contains_key(p) || ed.loop_under(u, p).is_some() {
+                return; // an editor never makes a parent loop
+            }
+            // Under an object the daemon holds (committed), with no create or delete of it in
+            // flight, only: a reparent under an object whose create may still roll back, or
+            // that is being deleted, leaves the registry holding the child under an object no
+            // editor has — left out of the model, a gap the issue notes.
+            let whole = |e: &Ed| e.busy(p) && e.parts.get(p).is_none_or(BTreeSet::is_empty);
+            if self.eds.iter().chain(std::iter::once(&self.agent)).any(whole) || self.unsettled(p) {
+                return;
+            }
+        }
+        self.make(i, u, ChangeOp::Reparent(parent.map(str::to_string)), auto);
+    }
+
+    /// Editor `i` makes `op` of `u` in its scene and sends it.
+    fn make(&mut self, i: usize, u: &str, op: ChangeOp, auto: bool) {
+        if self.eds[i].busy(u) {
+            return;
+        }
+        self.end_lost(i, u);
         let author = if auto { Author::Automation } else { Author::Person };
-        match apply_change(ed.scene.get(u), &op) {
+        if !matches!(
+            op,
+            ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) | ChangeOp::Material(_)
+        ) {
+            self.eds[i].waiting.remove(u); // the person put it somewhere (or deleted it)
+        }
+        match apply_change(self.eds[i].scene.get(u), &op) {
             Ok(Some(s)) => {
                 self.eds[i].scene.insert(u.to_string(), s);
             }
@@ -743,6 +916,9 @@ impl Sim {
             .map(|s| BTreeMap::from([(u.to_string(), s)]))
             .unwrap_or_default();
         let op = wire_op(u, &Self::resolve(&current, u, edit));
+        if op == ChangeOp::Delete && self.is_parent(u) {
+            return; // refused by the daemon while it has children there; a race otherwise
+        }
         self.send(None, u, &op, Author::Automation);
     }
 
@@ -789,6 +965,7 @@ impl Sim {
     }
 
     fn restart(&mut self, cut: Option<u8>) {
+        self.restarted = true;
         if let Some(c) = cut {
             self.step(None, Some(usize::from(c)));
         }
@@ -874,6 +1051,9 @@ impl Sim {
         match a {
             Act::Edit { ed, uuid, edit, auto } => self.edit(*ed, UUIDS[*uuid], edit, *auto),
             Act::Agent { uuid, edit } => self.agent_edit(UUIDS[*uuid], edit),
+            Act::Reparent { ed, uuid, parent, auto } => {
+                self.reparent(*ed, UUIDS[*uuid], parent.map(|p| UUIDS[p]), *auto)
+            }
             Act::Answer { ed, mode } => self.eds[*ed].mode = *mode,
             Act::Deliver { ed } => self.deliver(*ed, 64),
             Act::Wait { ms } => {
@@ -907,6 +1087,16 @@ impl Sim {
     fn tombstone(&mut self, i: usize, u: &str, late: u8) {
         let Some(session_id) = self.eds[i].session.clone() else { return };
         if !self.eds[i].scene.contains_key(u) || self.eds[i].busy(u) || self.eds.iter().any(|e| e.kept.contains(u)) {
+            return;
+        }
+        {
+            let s = self.mem.0.lock().unwrap();
+            let open = transaction_index(&s.wal).incomplete.iter().any(|t| t.uuids.iter().any(|x| x == u));
+            if open || !s.registry.contains_key(u) {
+                return; // the registrar answers NOT_FOUND, or waits its turn: not modelled
+            }
+        }
+        if self.is_parent(u) {
             return;
         }
         let seq = {
@@ -989,6 +1179,11 @@ impl Sim {
             .filter(|r| r.phase == Phase::Step && r.payload.get("op").and_then(Value::as_str) == Some("conflict"))
             .map(|r| (field(r, "uuid"), field(r, "winner"), field(r, "loser")))
             .collect()
+    }
+
+    /// The parent editor `i` holds `u` under.
+    pub fn parent_of(&self, i: usize, u: &str) -> Option<String> {
+        self.eds[i].scene.get(u).and_then(|s| s.parent.clone())
     }
 
     /// The `conflict` events editor `i` read: (uuid, winner, loser).
@@ -1264,9 +1459,12 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         (_, h) => apply_change(h.as_ref(), &change.op).ok().flatten().or_else(|| h.clone()),
                     };
                     made.insert(u.clone(), batch_state);
-                    match local {
-                        Some(s) => ed.scene.insert(u.clone(), s),
-                        None => ed.scene.remove(&u),
+                    match local.map(|s| ed.place(&u, s, &change.op)) {
+                        Some(Ok(s)) => {
+                            ed.scene.insert(u.clone(), s);
+                        }
+                        Some(Err(_)) => {} // a parent loop here: not applied
+                        None => ed.remove(&u),
                     };
                     continue;
                 }
@@ -1274,15 +1472,23 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     *m = apply_change(m.as_ref(), &change.op).ok().flatten();
                 }
                 match apply_change(ed.scene.get(&u), &change.op) {
-                    Ok(Some(s)) => {
-                        ed.scene.insert(u.clone(), s);
-                    }
-                    Ok(None) => {
-                        ed.scene.remove(&u);
-                    }
+                    Ok(Some(s)) => match ed.place(&u, s, &change.op) {
+                        Ok(s) => {
+                            ed.scene.insert(u.clone(), s);
+                        }
+                        Err(true) if inc.path != "resync" => {
+                            // A loop with its own reparent in flight: not applied, answered as
+                            // the batch made it; its own reparent loses to it (§6.4, §6.1).
+                            let before = made.get(&u).cloned().unwrap_or_else(|| ed.scene.get(&u).cloned());
+                            made.insert(u.clone(), apply_change(before.as_ref(), &change.op).ok().flatten());
+                        }
+                        Err(_) => {} // a parent loop here: not applied, answered as it holds
+                    },
+                    Ok(None) => ed.remove(&u),
                     Err(_) => {}
                 }
             }
+            ed.attach_waiting();
             let mut hashes = ed.hashes(uuids.iter().cloned());
             for (u, state) in made {
                 match state {
