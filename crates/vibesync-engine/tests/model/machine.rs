@@ -27,7 +27,8 @@
 //!
 //! People (and automation in an editor) also reparent (§6.1): an editor lets a person put an
 //! object under another it holds, never into a parent loop. A receiver places what it is
-//! sent as the editors do: a parent it does not have makes a root until that parent arrives;
+//! sent as the editors do: a parent it does not have makes a root (until that parent
+//! arrives, as Unity does; the reparents generated never name a parent a receiver lacks);
 //! a received delete makes what was under the object roots; a reparent that would make a
 //! parent loop is not applied — answered as the batch made it when the loop runs through
 //! its own reparent in flight (§6.4), else as it holds. Left out, as gaps the issue notes:
