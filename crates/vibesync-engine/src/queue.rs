@@ -131,6 +131,11 @@ impl<S: Clone + PartialEq> Queue<S> {
         gone
     }
 
+    /// Every waiting change: the pipelined window's, then the main window's.
+    pub fn pending(&self) -> impl Iterator<Item = &Queued<S>> {
+        self.pipelined.pending().chain(self.main.pending())
+    }
+
     /// The waiting changes of `uuid`, in arrival order (they wait in one window at a time).
     pub fn pending_of<'q>(&'q self, uuid: &'q str) -> impl Iterator<Item = &'q Queued<S>> + 'q {
         self.pipelined.pending_of(uuid).chain(self.main.pending_of(uuid))

@@ -644,6 +644,11 @@ impl<S: Clone + PartialEq> Window<S> {
         self.last_of.contains_key(uuid)
     }
 
+    /// Every waiting change, in arrival order.
+    pub fn pending(&self) -> impl Iterator<Item = &Queued<S>> {
+        self.pending.iter().flatten()
+    }
+
     /// The waiting changes of `uuid`, in arrival order (a scan of the window).
     pub fn pending_of<'w>(&'w self, uuid: &'w str) -> impl Iterator<Item = &'w Queued<S>> + 'w {
         let waits = self.has_pending(uuid);

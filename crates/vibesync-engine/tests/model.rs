@@ -1673,3 +1673,69 @@ fn machine_crossing_reparents_are_a_conflict_the_first_one_won() {
     assert_eq!(sim.parent_of(1, UUIDS[0]), Some(UUIDS[1].to_string()), "A under B in Unity");
     assert_eq!(sim.parent_of(1, UUIDS[1]), None, "B back at the root in Unity");
 }
+
+/// Blender puts the Light (7f) under 8f while Unity's delete of the Light rolls back (a
+/// verify timeout); then the agent deletes 8f. The daemon refused an agent's delete of an
+/// object with live children (docs/PROTOCOL.md §6.1 "delete"), but counted committed ones
+/// only: Blender's reparent was still waiting, and committed after the delete, leaving the
+/// registry holding the Light under an object that was gone. A waiting change that puts an
+/// object under it counts too.
+#[test]
+fn machine_regression_an_agents_delete_counts_a_child_on_its_way() {
+    use machine::{Act::*, Mode};
+    let _ = Mode::Right;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Delete, auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Deliver { ed: 0 },
+        Disconnect { ed: 1 },
+        Agent { uuid: 2, edit: crate::Edit::Delete },
+        Wait { ms: 375 },
+    ];
+    let limit = vibesync_engine::sync::BatchLimit::NONE;
+    if let Err(e) = replay_machine_with(&acts, limit) {
+        panic!("{e}");
+    }
+}
+
+/// Unity puts 7f under 8f; Blender, not having read it, puts 8f under 7f and moves 6f;
+/// Unity moves 8f. Blender's reparent is dropped as a cycle with Unity's, committed
+/// meanwhile, and Unity's move of 8f waits in the same window. Blender's correction carried
+/// 8f only (the batch carried 8f, so not even that): Blender, holding 8f under 7f, could not
+/// apply 7f under 8f, and kept 7f where it was for good. The correction carries every object
+/// on the cycle, parents first, also one the batch changes (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_a_dropped_cycles_correction_carries_the_whole_chain() {
+    use machine::{Act::*, Mode};
+    let _ = Mode::Right;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Reparent { ed: 1, uuid: 1, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 0, uuid: 2, parent: Some(1), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+    ];
+    let limit = vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX };
+    if let Err(e) = replay_machine_with(&acts, limit) {
+        panic!("{e}");
+    }
+}

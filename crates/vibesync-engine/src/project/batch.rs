@@ -188,7 +188,7 @@ impl Project {
                         if let Some(w) = self.cycle_write(&chain, base, &q.origin.client_id) {
                             lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
                         }
-                        extra.extend(chain.into_iter().filter(|u| *u != q.change.uuid));
+                        extra.extend(chain);
                     }
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                     continue;
@@ -246,15 +246,24 @@ impl Project {
             &own_ops,
             |s, u| self.keeps(cx, s, u),
         );
-        for (session_id, uuids) in corrections.iter_mut() {
-            let Some((_, _, extra)) = committed_cycles.get(session_id) else { continue };
-            let more: Vec<String> = extra
-                .iter()
-                .filter(|u| !batch_uuids.contains(u.as_str()) && !self.keeps(cx, session_id, u))
-                .cloned()
-                .collect();
-            uuids.extend(more);
-            *uuids = dedup(std::mem::take(uuids));
+        // Every object on each dropped reparent's cycle goes with its loser's correction,
+        // parents first: the loser left the winner's reparent unapplied and holds its own, and
+        // needs both to agree — also an object this batch changes (its state before the batch
+        // comes first, the batch's op after), but one the loser itself changes in it.
+        for (session_id, (_, _, extra)) in &committed_cycles {
+            let carried_own = |u: &str| kept.iter().any(|q| q.origin.session_id == *session_id && q.change.uuid == u);
+            let more: Vec<String> =
+                extra.iter().filter(|u| !carried_own(u) && !self.keeps(cx, session_id, u)).cloned().collect();
+            if more.is_empty() {
+                continue;
+            }
+            match corrections.iter_mut().find(|(s, _)| s == session_id) {
+                Some((_, uuids)) => {
+                    uuids.extend(more);
+                    *uuids = dedup(std::mem::take(uuids));
+                }
+                None => corrections.push((session_id.clone(), dedup(more))),
+            }
         }
         for (session_id, uuids, through) in dropped {
             self.send_dropped(cx, &session_id, uuids, cx.view.last_seq(), Some(through)).await;

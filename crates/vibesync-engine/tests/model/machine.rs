@@ -79,6 +79,28 @@ const SETTINGS: Settings = Settings {
     batch_limit: BatchLimit::NONE,
 };
 
+/// What the generated cases exercised (`MODEL_STATS=1` prints them after each property):
+/// reparents sent, batch reparents a receiver left unapplied as a loop with its own
+/// (answered as made), and cycle conflicts in the WAL.
+pub static REPARENTS_SENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub static LOOPS_SPARED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub static REPARENT_CONFLICTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static QUIET_CASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// With `MODEL_STATS` set: the counts above every 1,000 cases that reached quiet.
+fn report_stats() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = QUIET_CASES.fetch_add(1, Relaxed) + 1;
+    if n.is_multiple_of(1000) && std::env::var_os("MODEL_STATS").is_some() {
+        eprintln!(
+            "model stats after {n} quiet cases: {} reparents sent, {} loops left unapplied as made, {} reparent conflicts",
+            REPARENTS_SENT.load(Relaxed),
+            LOOPS_SPARED.load(Relaxed),
+            REPARENT_CONFLICTS.load(Relaxed)
+        );
+    }
+}
+
 /// How an editor answers the data batches it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -802,7 +824,8 @@ impl Sim {
     }
 
     /// Is `u` not live in the registry, or deleted by a batch still open, unread by an
-    /// editor, or waiting to be relayed (that delete is on its way, or may roll back)?
+    /// editor, or waiting to be relayed (that delete is on its way, or may roll back), or
+    /// missing from an editor (a delete kept there, to be sent again)?
     fn unsettled(&self, u: &str) -> bool {
         let s = self.mem.0.lock().unwrap();
         let live = s.registry.get(u).is_some_and(|e| e.status == Status::Live && e.state.is_some());
@@ -817,7 +840,27 @@ impl Sim {
             .any(|f| serde_json::from_slice::<Value>(&f.json).is_ok_and(|v| deletes(&v["change"])));
         let late =
             self.late.iter().any(|(_, i)| matches!(i, Input::Tombstoned { uuids, .. } if uuids.iter().any(|x| x == u)));
-        !live || open || unread || late
+        // Deleted in an editor (its delete kept there, not synced, to be sent again).
+        let gone = self.eds.iter().any(|e| !e.scene.contains_key(u));
+        !live || open || unread || late || gone
+    }
+
+    /// Does an editor hold a reparent the daemon has not decided: a change changing a parent
+    /// in flight, or a kept (not synced) object whose parent is not the registry's?
+    fn reparent_unresolved(&self) -> bool {
+        let s = self.mem.0.lock().unwrap();
+        let committed_parent = |u: &str| {
+            s.registry
+                .get(u)
+                .and_then(|e| e.state.as_ref())
+                .and_then(|v| v.get("parent"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        self.eds.iter().any(|e| {
+            e.scene.keys().any(|u| e.busy(u) && e.parts.get(u).is_none_or(|p| p.is_empty() || p.contains("reparent")))
+                || e.kept.iter().any(|u| e.scene.get(u).is_some_and(|st| st.parent != committed_parent(u)))
+        })
     }
 
     /// Is `u` the parent of anything, in the registry, in a scene, or awaited as one? Such a
@@ -865,6 +908,7 @@ impl Sim {
                 return;
             }
         }
+        REPARENTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.make(i, u, ChangeOp::Reparent(parent.map(str::to_string)), auto);
     }
 
@@ -1076,7 +1120,10 @@ impl Sim {
                 }
             }
             Act::Tombstone { ed, uuid, late } => self.tombstone(*ed, UUIDS[*uuid], *late),
-            Act::Restart { cut } => self.restart(*cut),
+            // Not while a reparent is unresolved (in flight or kept): the daemon knows who wrote
+            // a parent only since it started (see `reparent`).
+            Act::Restart { cut } if !self.reparent_unresolved() => self.restart(*cut),
+            Act::Restart { .. } => {}
         }
     }
 
@@ -1216,7 +1263,9 @@ impl Sim {
     /// Everyone connected and answering, kept work re-sent, the clock run until nothing is
     /// due; then nothing acknowledged is lost and both editors hold the registry's state.
     pub fn quiet(&mut self) -> Result<(), String> {
-        self.quiet_inner().map_err(|e| format!("{e}\n{}", self.log.join("\n")))
+        self.quiet_inner().map_err(|e| format!("{e}\n{}", self.log.join("\n")))?;
+        report_stats();
+        Ok(())
     }
 
     fn quiet_inner(&mut self) -> Result<(), String> {
@@ -1281,6 +1330,12 @@ impl Sim {
             return Err(format!("the agent's acknowledged changes never ended: {:?}", self.agent.outstanding));
         }
         let s = self.mem.0.lock().unwrap();
+        let cycles = s
+            .wal
+            .iter()
+            .filter(|r| r.phase == Phase::Step && r.payload["op"] == "conflict" && r.payload["change_op"] == "reparent")
+            .count();
+        REPARENT_CONFLICTS.fetch_add(cycles, std::sync::atomic::Ordering::Relaxed);
         let want: BTreeMap<String, String> =
             s.registry.values().filter_map(|e| Some((e.uuid.clone(), e.state_hash.clone()?))).collect();
         for (i, ed) in self.eds.iter().enumerate() {
@@ -1464,7 +1519,13 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         Some(Ok(s)) => {
                             ed.scene.insert(u.clone(), s);
                         }
-                        Some(Err(_)) => {} // a parent loop here: not applied
+                        // A parent loop here: not applied; answered as made only when the
+                        // loop runs through its own reparent in flight (§6.4).
+                        Some(Err(own)) => {
+                            if !own {
+                                made.insert(u.clone(), ed.scene.get(&u).cloned());
+                            }
+                        }
                         None => ed.remove(&u),
                     };
                     continue;
@@ -1480,6 +1541,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         Err(true) if inc.path != "resync" => {
                             // A loop with its own reparent in flight: not applied, answered as
                             // the batch made it; its own reparent loses to it (§6.4, §6.1).
+                            LOOPS_SPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let before = made.get(&u).cloned().unwrap_or_else(|| ed.scene.get(&u).cloned());
                             made.insert(u.clone(), apply_change(before.as_ref(), &change.op).ok().flatten());
                         }
