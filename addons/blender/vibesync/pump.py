@@ -1726,18 +1726,21 @@ class Session:
         ob, pob = self.registry.resolve(uuid), self.registry.resolve(parent)
         if not isinstance(ob, bpy.types.Object) or not isinstance(pob, bpy.types.Object):
             return None
-        own, seen, x = None, set(), pob
-        by_key = self.registry.by_key
-        while x is not None and x.session_uid not in seen:
-            if x == ob:
-                return own
+        chain, seen, x = [], set(), pob
+        while x is not None and x != ob:
+            if x.session_uid in seen:
+                return None
             seen.add(x.session_uid)
-            xu = by_key.get(("object", x.session_uid))
-            if own is None and xu is not None and (
-                    wire.Op.REPARENT in self._parts_changed_here(xu)
-                    or wire.Op.CREATE in self._unresolved_sent_parts(xu)):  # its whole state
-                own = xu
+            chain.append(x)
             x = x.parent
+        if x is None:
+            return None  # no loop (a pointer walk: the person's parts are read only for one)
+        by_key = self.registry.by_key
+        for x in chain:
+            xu = by_key.get(("object", x.session_uid))
+            if xu is not None and (wire.Op.REPARENT in self._parts_changed_here(xu)
+                                   or wire.Op.CREATE in self._unresolved_sent_parts(xu)):
+                return xu  # its own reparent, or its whole state, not taken yet
         return None
 
     def _leave_out_deleted_here(self, batch, pending: set[str]) -> None:
