@@ -289,9 +289,12 @@ class Session:
         self.sent_parts: dict[str, set[str]] = {}
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
-        # A person's unsent changes of objects a forwarded batch deleted, with the base_seq
-        # from before that batch: sent to be refused STALE, a conflict (`_report_deleted_over`).
-        self.deleted_over: list[tuple[list[dict], int]] = []
+        # A person's unsent changes that lose to a forwarded batch, with the base_seq from
+        # before that batch, sent after its answer to be refused STALE, a conflict: of objects
+        # it deleted (`_report_deleted_over`). (Unity's `lostOver`; a person's reparent that
+        # loops with the batch's goes through `away_base` instead, `_leave_out_loops`: the
+        # object is still here and is captured as usual.)
+        self.lost_over: list[tuple[list[dict], int]] = []
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -854,7 +857,7 @@ class Session:
                 self.gated_keys.add(key)
             self.out_ops.clear()
             self.automation_for.clear()  # captured again as the person's (the safe side)
-            self.deleted_over.clear()  # its base belongs to the connection that ended
+            self.lost_over.clear()  # its base belongs to the connection that ended
             self.sent_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable or self.gated_keys:
@@ -1222,7 +1225,7 @@ class Session:
         self.to_tombstone.clear()
         self.out_ops.clear()
         self.automation_for.clear()
-        self.deleted_over.clear()
+        self.lost_over.clear()
         self.sent_parts.clear()
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
@@ -1787,7 +1790,7 @@ class Session:
             ops = [op for op in capture.diff_ops(u, prev, now)
                    if op["op"] not in (wire.Op.CREATE, wire.Op.DELETE, wire.Op.MESH)]
             if ops:
-                self.deleted_over.append((ops, base))
+                self.lost_over.append((ops, base))
                 log.info("vibesync: batch %s deletes %s, which a person here changed (%s); "
                          "the change is reported as a conflict the delete won", batch.batch_id,
                          idb.name, [op["op"] for op in ops])
@@ -2684,12 +2687,12 @@ class Session:
         n += self._send_tombstones()
         if not self.engine.changes_supported:
             self.out_ops.clear()
-            self.deleted_over.clear()
+            self.lost_over.clear()
         else:
             if self.out_ops:
                 ops, self.out_ops = self.out_ops, []
                 n += self._send_queued(ops)
-            reports, self.deleted_over = self.deleted_over, []
+            reports, self.lost_over = self.lost_over, []
             for ops, base in reports:
                 self._send_change(ops, base_seq=base)
                 n += 1

@@ -450,47 +450,31 @@ impl Project {
         Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
     }
 
-    /// The live objects whose committed parent is `uuid`, but those a change waiting in a
-    /// window or in flight puts elsewhere or deletes, and those such a change puts under it.
-    /// One pass over the project's registry (an agent's delete only).
+    /// The live objects under `uuid`: those whose committed parent it is and those a change
+    /// in flight or waiting in a window puts under it, each as its last such change leaves
+    /// it (one that puts it elsewhere or deletes it takes it out). One pass over the
+    /// project's registry (an agent's delete only).
     fn live_children(&self, cx: &Cx<'_>, uuid: &str) -> Result<Vec<String>, String> {
         let entries = cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))?;
-        let moved = |u: &str| {
-            let leaves = |op: &ChangeOp| match op {
-                ChangeOp::Delete => true,
-                ChangeOp::Reparent(p) => p.as_deref() != Some(uuid),
-                ChangeOp::Create(st) => st.parent.as_deref() != Some(uuid),
-                _ => false,
-            };
-            self.queue.pending_of(u).any(|q| leaves(&q.change.op))
-                || self
-                    .inflight_with(u)
-                    .is_some_and(|f| f.changes.iter().any(|q| q.change.uuid == u && leaves(&q.change.op)))
-        };
-        let mut out: Vec<String> = entries
-            .into_iter()
-            .filter(|e| e.status == Status::Live)
-            .filter(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(|p| p.as_str()) == Some(uuid))
-            .map(|e| e.uuid)
-            .filter(|u| !moved(u))
-            .collect();
-        // Put under it by a change not committed yet (its last change decides).
-        let under = |op: &ChangeOp| match op {
-            ChangeOp::Reparent(p) => Some(p.as_deref() == Some(uuid)),
-            ChangeOp::Create(st) => Some(st.parent.as_deref() == Some(uuid)),
-            ChangeOp::Delete => Some(false),
-            _ => None,
-        };
-        let mut last: BTreeMap<&str, bool> = BTreeMap::new();
+        // uuid → is it under `uuid` after its last change not committed yet?
+        let mut pending: BTreeMap<&str, bool> = BTreeMap::new();
         let flying = self.inflight.iter().flat_map(|f| f.changes.iter().map(|q| &q.change));
         for c in flying.chain(self.queue.pending().map(|q| &q.change)) {
-            if let Some(is) = under(&c.op) {
-                last.insert(c.uuid.as_str(), is);
-            }
+            let under = match &c.op {
+                ChangeOp::Reparent(p) => p.as_deref() == Some(uuid),
+                ChangeOp::Create(st) => st.parent.as_deref() == Some(uuid),
+                ChangeOp::Delete => false,
+                _ => continue,
+            };
+            pending.insert(c.uuid.as_str(), under);
         }
-        let more: Vec<String> =
-            last.into_iter().filter(|(u, is)| *is && !out.iter().any(|o| o == u)).map(|(u, _)| u.to_string()).collect();
-        out.extend(more);
+        let mut out: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.status == Status::Live && !pending.contains_key(e.uuid.as_str()))
+            .filter(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(|p| p.as_str()) == Some(uuid))
+            .map(|e| e.uuid)
+            .collect();
+        out.extend(pending.into_iter().filter(|(_, under)| *under).map(|(u, _)| u.to_string()));
         Ok(out)
     }
 

@@ -1919,15 +1919,19 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         string OwnReparentLooping(string uuid, string parent)
         {
-            string own = null;
+            // The parent chain first; the person's parts are read only when it loops.
+            var chain = new List<string>();
             var seen = new HashSet<string>(StringComparer.Ordinal);
-            for (string x = parent; x != null && seen.Add(x);)
+            string x = parent;
+            while (x != null && x != uuid)
             {
-                if (x == uuid) return own;
-                if (own == null && OwnReparentUntaken(x)) own = x;
+                if (!seen.Add(x)) return null;
+                chain.Add(x);
                 var st = scene.Capture(x);
                 x = st == null ? null : st.Parent;
             }
+            if (x == null) return null;
+            foreach (var c in chain) if (OwnReparentUntaken(c)) return c;
             return null;
         }
 
