@@ -144,7 +144,8 @@ fn commits(repo: &git2::Repository, data: &DataDir) -> Result<Vec<AuditPoint>, D
 
 /// Where `--to` points: a commit (hex prefix, ≥ 4 chars, or `commit:HEX`), a WAL seq (digits
 /// or `seq:N`: the newest point covering seqs ≤ N) or a time (RFC 3339 or `time:T`: the
-/// newest point committed at or before it).
+/// newest point committed at or before it). Bare digits that also start a commit are an
+/// error naming both readings.
 pub fn resolve(data: &DataDir, to: &str) -> Result<AuditPoint, DaemonError> {
     let repo = open_repo(data)?;
     let all = commits(&repo, data)?;
@@ -155,6 +156,17 @@ pub fn resolve(data: &DataDir, to: &str) -> Result<AuditPoint, DaemonError> {
         _ if to.contains('T') && to.contains(':') => ("time", to),
         _ => ("commit", to),
     };
+    if kind == "seq" && !to.contains(':') && val.len() >= 4 {
+        // Digits may also start a commit: which one is meant is asked, never guessed (a short
+        // commit copied from `vibesync history` that happens to be all digits read as a seq
+        // would restore another point).
+        if let Some(p) = all.iter().find(|p| p.commit.starts_with(val)) {
+            return Err(bad(format!(
+                "--to `{to}` is a seq and the start of audit commit {}; say `seq:{to}` or `commit:{to}`",
+                &p.commit[..12]
+            )));
+        }
+    }
     let found = match kind {
         "seq" => {
             let n: u64 = val.parse().map_err(|_| bad(format!("--to seq `{val}` is not a number")))?;

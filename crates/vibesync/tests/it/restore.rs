@@ -113,7 +113,7 @@ fn history_lists_points_and_restore_is_a_synced_undoable_transaction() {
     assert!(out.contains("Anvil") && out.contains("blender (session"), "{out}");
 
     // Restore to point 1 by commit: A back at x = 1 and C gone — in both editors.
-    let commit = p1["commit"].as_str().unwrap()[..10].to_string();
+    let commit = format!("commit:{}", &p1["commit"].as_str().unwrap()[..10]);
     let (code, r, text) = restore(&data, &mut [&mut b, &mut u], &["--to", &commit]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(r["outcome"], "committed", "{r}");
@@ -455,7 +455,7 @@ fn history_and_restore_read_a_big_project_across_its_fan_out() {
     assert!(buckets.len() <= 256 && buckets.iter().all(|b| b.len() == 2), "fanned out at point 2: {buckets:?}");
 
     // Restore to point 1 (flat): the moved object goes back, nothing else changes.
-    let commit = p1["commit"].as_str().unwrap()[..10].to_string();
+    let commit = format!("commit:{}", &p1["commit"].as_str().unwrap()[..10]);
     let (code, r, text) = restore(&data, &mut [&mut b, &mut u], &["--to", &commit]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(r["changes"], 1, "{r}");
