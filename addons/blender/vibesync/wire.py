@@ -134,6 +134,10 @@ class AdminAction:
     SAFE_MODE_CLEAR = "safe_mode_clear"
     QUARANTINE_LIST = "quarantine_list"
     QUARANTINE_RELEASE = "quarantine_release"
+    VERIFY = "verify"
+    ENTRIES = "entries"
+    MAINTAIN = "maintain"
+    STOP = "stop"
 
 
 class EditorRunState:

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use vibesync_engine::register;
 use vibesync_engine::sync::Author;
 use vibesync_protocol::message::{status_reply, EditorRunState, EditorState, OtherProject, Peer, Register, Tombstone};
-use vibesync_protocol::{ClientKind, ErrorCode, Frame, Inbound, Outbound};
+use vibesync_protocol::{AdminAction, ClientKind, ErrorCode, Frame, Inbound, Outbound};
 
 use crate::config::Config;
 pub(crate) use crate::host::SessionInfo;
@@ -34,6 +34,9 @@ struct Connected {
     received: BTreeMap<&'static str, u64>,
     /// The editor's own run state (`editor_state`, docs/PROTOCOL.md §6.7).
     editor_state: Option<EditorState>,
+    /// The last `peers` event queued for it (its JSON): one that says the same again is not
+    /// sent (two editors joining back to back announced each other twice).
+    last_peers: Option<bytes::Bytes>,
 }
 
 /// Key of an in-memory claim: which live session holds a uuid for an editor kind.
@@ -152,7 +155,7 @@ impl Daemon {
         self.sessions
             .lock()
             .unwrap()
-            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new(), editor_state: None });
+            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new(), editor_state: None, last_peers: None });
     }
 
     pub fn remove_session(self: &Arc<Self>, session_id: &str) {
@@ -188,8 +191,9 @@ impl Daemon {
     /// Tell every scene-holding session who else holds a scene of its project, and which
     /// other projects have editors (docs/PROTOCOL.md §6.8).
     fn announce_peers(&self) {
-        let sessions = self.sessions.lock().unwrap();
+        let mut sessions = self.sessions.lock().unwrap();
         let holders: Vec<&Connected> = sessions.values().filter(|c| c.info.editor.holds_scene()).collect();
+        let mut sent: Vec<(String, bytes::Bytes)> = Vec::new();
         for me in &holders {
             let peers: Vec<Peer> = holders
                 .iter()
@@ -219,8 +223,19 @@ impl Daemon {
                     .collect(),
             }
             .to_frame();
+            if me.last_peers.as_ref() == Some(&frame.json) {
+                continue; // the same as the last one it was sent: nothing changed for it
+            }
+            let json = frame.json.clone();
             if me.handle.tx.try_send(frame).is_err() {
                 warn!(session_id = %me.info.session_id, "peers event not queued (the session's queue is full)");
+            } else {
+                sent.push((me.info.session_id.clone(), json));
+            }
+        }
+        for (session_id, json) in sent {
+            if let Some(c) = sessions.get_mut(&session_id) {
+                c.last_peers = Some(json);
             }
         }
     }
@@ -539,9 +554,21 @@ impl Daemon {
         if let Some(Err(e)) = a.uuid.as_deref().map(vibesync_protocol::validate::uuid) {
             return Outbound::error(ErrorCode::BadMessage, format!("field `uuid`: {}", e.message), rid).to_frame();
         }
+        let Some(action) = AdminAction::parse(&a.action) else {
+            return Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `action`: unknown `{}`; one of {}",
+                    vibesync_protocol::validate::truncate_for_message(&a.action),
+                    AdminAction::list()
+                ),
+                rid,
+            )
+            .to_frame();
+        };
         let _turn = self.mutation.lock().await;
-        let result = match a.action.as_str() {
-            "safe_mode_clear" => {
+        let result = match action {
+            AdminAction::SafeModeClear => {
                 let steps = vec![json!({"op": "governance_reset", "by": sess.client_id})];
                 match self.stores.daemon_txn("", vec![], steps, json!({"op": "governance_reset"})).await {
                     Ok(seq) => {
@@ -552,7 +579,7 @@ impl Daemon {
                 }
             }
             // Under the turn: a consistent snapshot of registry + WAL (verify.rs).
-            "verify" => {
+            AdminAction::Verify => {
                 let (data, registry, seq) = (self.data.clone(), self.stores.registry.clone(), self.last_seq());
                 match tokio::task::spawn_blocking(move || crate::verify::live(&data, &registry, seq)).await {
                     Ok(Ok(report)) => report.to_json(),
@@ -561,13 +588,13 @@ impl Daemon {
                 }
             }
             // A graceful stop, the same as SIGTERM (the only one on Windows).
-            "stop" => {
+            AdminAction::Stop => {
                 info!(by = %sess.client_id, "stop requested by a person (vibesync stop)");
                 self.stop.notify_one();
                 json!({"stopping": true, "pid": std::process::id()})
             }
             // WAL compaction + audit pack + blob collection now (also on a schedule: retention.rs).
-            "maintain" => {
+            AdminAction::Maintain => {
                 let (data, stores, storage) = (self.data.clone(), self.stores.clone(), self.config.storage.clone());
                 match tokio::task::spawn_blocking(move || crate::retention::maintain(&data, &stores, &storage)).await {
                     Ok(report) => report,
@@ -575,7 +602,7 @@ impl Daemon {
                 }
             }
             // Today's synced state of a project's objects (`vibesync restore` plans from it).
-            "entries" => {
+            AdminAction::Entries => {
                 let Some(project) = a.project_id.as_deref() else {
                     return Outbound::error(ErrorCode::BadMessage, "field `project_id`: missing", rid).to_frame();
                 };
@@ -589,15 +616,19 @@ impl Daemon {
                         json!({"project_id": project, "seq": self.last_seq(), "items": items})
                     }
                     Err(e) => {
-                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                        return self
+                            .storage_failure(&a.request_id, "admin", format!("registry read failed: {e}"))
+                            .to_frame()
                     }
                 }
             }
-            "quarantine_list" => {
+            AdminAction::QuarantineList => {
                 let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
                     Ok(entries) => entries,
                     Err(e) => {
-                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                        return self
+                            .storage_failure(&a.request_id, "admin", format!("registry read failed: {e}"))
+                            .to_frame()
                     }
                 };
                 let items: Vec<Value> = entries
@@ -607,7 +638,7 @@ impl Daemon {
                     .collect();
                 json!({"items": items})
             }
-            "quarantine_release" => {
+            AdminAction::QuarantineRelease => {
                 let Some(uuid) = a.uuid.clone() else {
                     return Outbound::error(
                         ErrorCode::BadMessage,
@@ -619,7 +650,9 @@ impl Daemon {
                 let entries = match self.stores.registry.live_entries(a.project_id.as_deref()) {
                     Ok(entries) => entries,
                     Err(e) => {
-                        return self.storage_failure(&a.request_id, "admin", format!("registry read failed: {e}")).to_frame()
+                        return self
+                            .storage_failure(&a.request_id, "admin", format!("registry read failed: {e}"))
+                            .to_frame()
                     }
                 };
                 let found: Vec<String> = entries
@@ -658,15 +691,6 @@ impl Daemon {
                 info!(uuid = %uuid, "quarantine released by a person");
                 json!({"uuid": uuid, "released": released})
             }
-            other => return Outbound::error(
-                ErrorCode::BadMessage,
-                format!(
-                    "field `action`: unknown `{}`; one of safe_mode_clear, quarantine_list, quarantine_release, verify, entries, maintain, stop",
-                    vibesync_protocol::validate::truncate_for_message(other)
-                ),
-                rid,
-            )
-            .to_frame(),
         };
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }

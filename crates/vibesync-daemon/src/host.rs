@@ -36,11 +36,15 @@ impl SessionInfo {
 
     /// `project_id`: the effective project (named in the hello, or assigned to it).
     pub fn new(h: &Hello, editor: ClientKind, project_id: String, peer: SocketAddr) -> SessionInfo {
+        let session_id = uuid::Uuid::new_v4().to_string();
+        // No `client_id` (docs/PROTOCOL.md §3: optional): the session stands for its client,
+        // so two clients that send none are never taken for one (staleness, kept work).
+        let client_id = if h.client_id.is_empty() { session_id.clone() } else { h.client_id.clone() };
         SessionInfo {
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             editor,
             project_id,
-            client_id: h.client_id.clone(),
+            client_id,
             editor_version: h.editor_version.clone(),
             unit_scale: h.unit_scale.unwrap_or(1.0),
             last_seq: h.last_seq.unwrap_or(0),

@@ -93,6 +93,12 @@ pub async fn serve_connection(
                 .await;
                 return;
             }
+            // A first frame of an unknown `type` is not a `hello` either (docs/PROTOCOL.md §3).
+            Err(e) if e.code == ErrorCode::UnknownType => {
+                let msg = format!("{}; the first frame must be `hello`", e.message);
+                let _ = send_error_and_close(&mut writer, ErrorCode::NotAuthenticated, msg, e.request_id).await;
+                return;
+            }
             Err(e) => {
                 let _ = send_error_and_close(&mut writer, e.code, e.message, e.request_id).await;
                 return;
@@ -442,8 +448,21 @@ fn check_hello(daemon: &Daemon, h: &Hello) -> Result<vibesync_protocol::ClientKi
             ),
         ));
     };
-    if h.client_id.len() > validate::MAX_ID_BYTES || h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES {
-        return Err((ErrorCode::BadMessage, "field `client_id` or `editor_version`: too long".into()));
+    if h.client_id.len() > validate::MAX_ID_BYTES {
+        return Err((
+            ErrorCode::BadMessage,
+            format!("field `client_id`: at most {} bytes, got {}", validate::MAX_ID_BYTES, h.client_id.len()),
+        ));
+    }
+    if h.editor_version.len() > validate::MAX_SHORT_STRING_BYTES {
+        return Err((
+            ErrorCode::BadMessage,
+            format!(
+                "field `editor_version`: at most {} bytes, got {}",
+                validate::MAX_SHORT_STRING_BYTES,
+                h.editor_version.len()
+            ),
+        ));
     }
     if let Some(u) = h.unit_scale {
         // Bounded so that every coordinate the daemon converts for this receiver stays

@@ -28,7 +28,7 @@ pub mod validate;
 pub use error::{ErrorCode, ItemErrorCode};
 pub use frame::{Frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME_BYTES, PRE_AUTH_MAX_FRAME_BYTES};
 pub use message::{parse_inbound, Inbound, ItemResult, MessageError, Outbound};
-pub use names::{BatchOutcome, ClientKind, EntityKind, ItemStatus, MessageType, PathKind, RollbackCode};
+pub use names::{AdminAction, BatchOutcome, ClientKind, EntityKind, ItemStatus, MessageType, PathKind, RollbackCode};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -151,7 +151,7 @@ pub struct Resync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Admin {
     pub request_id: String,
-    /// `safe_mode_clear`, `quarantine_list` or `quarantine_release`.
+    /// One of [`crate::AdminAction`] (checked by the daemon, which names the known ones).
     pub action: String,
     #[serde(default)]
     pub uuid: Option<String>,

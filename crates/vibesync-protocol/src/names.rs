@@ -246,6 +246,10 @@ wire_enum! {
         SafeModeClear = "safe_mode_clear",
         QuarantineList = "quarantine_list",
         QuarantineRelease = "quarantine_release",
+        Verify = "verify",
+        Entries = "entries",
+        Maintain = "maintain",
+        Stop = "stop",
     }
 }
 

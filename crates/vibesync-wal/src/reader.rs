@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::anchor::{load_anchor, Anchor};
 use crate::chain::{ChainBreak, ChainState};
 use crate::error::WalError;
-use crate::record::{LineError, Record};
+use crate::record::{LineError, Record, SCHEMA_VERSION};
 use crate::segment::{list_segments, segment_file_name};
 
 /// A record and where it is.
@@ -52,6 +52,9 @@ pub enum ProblemKind {
     Io,
     /// The compaction anchor (`wal/anchor.json`) is damaged while the log needs it.
     BadAnchor,
+    /// A valid record written by a newer VibeSync (`schema_version` above this build's): the
+    /// daemon refuses to start on it (docs/WAL.md §2), so it is no clean log either.
+    NewerSchema,
 }
 
 /// Something wrong in the log, and where.
@@ -366,6 +369,20 @@ impl Reader {
                     };
                     problem.get_or_insert_with(|| self.problem(&path, offset, kind, b.to_string()));
                 }
+            }
+            if r.schema_version > SCHEMA_VERSION {
+                problem.get_or_insert_with(|| {
+                    self.problem(
+                        &path,
+                        offset,
+                        ProblemKind::NewerSchema,
+                        format!(
+                            "seq {} has schema_version {}, but this build understands only up to {SCHEMA_VERSION}: \
+                             run the newer VibeSync that wrote it",
+                            r.seq, r.schema_version
+                        ),
+                    )
+                });
             }
             // Re-anchor the chain on this record either way, so one break is one problem.
             self.chain.get_or_insert_with(ChainState::genesis).advance(r.seq, &r.h);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use vibesync_protocol::AdminAction;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -18,8 +19,10 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Machine-readable output: one JSON object (`tail`: one per line) on stdout. Errors
-    /// still go to stderr. Exit codes: 0 done; 1 problems found (`verify`), a refused boot
-    /// (`serve`) or a failed command; 2 any other error (bad flags, unreadable files).
+    /// still go to stderr. Exit codes: 0 done; 1 problems found (`verify`, `tail`), a refused
+    /// boot (`serve`) or a failed command; 2 any other error (bad flags, unreadable files,
+    /// no running daemon for a command that needs one: `status`, `maintain`,
+    /// `restore`).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -536,7 +539,7 @@ fn tail(
 }
 
 fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
-    let report = match admin(&data, serde_json::json!({"action": "verify"}))? {
+    let report = match admin(&data, serde_json::json!({"action": AdminAction::Verify}))? {
         Some(r) => vibesync_daemon::verify::Report::from_json(&r),
         None => vibesync_daemon::verify::run(&data)?,
     };
@@ -563,7 +566,7 @@ fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn stop(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
-    let Some(r) = admin(&data, serde_json::json!({"action": "stop"}))? else {
+    let Some(r) = admin(&data, serde_json::json!({"action": AdminAction::Stop}))? else {
         if json {
             print_json(&serde_json::json!({"stopped": false, "running": false}))?;
         } else {
@@ -588,7 +591,7 @@ fn stop(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
-    let Some(r) = admin(&data, serde_json::json!({"action": "maintain"}))? else {
+    let Some(r) = admin(&data, serde_json::json!({"action": AdminAction::Maintain}))? else {
         bail!("no daemon is running on {}; start it (`vibesync serve`)", data.root().display());
     };
     if json {
@@ -636,7 +639,7 @@ fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
         SafeModeAction::Clear => {
-            if let Some(r) = admin(&data, serde_json::json!({"action": "safe_mode_clear"}))? {
+            if let Some(r) = admin(&data, serde_json::json!({"action": AdminAction::SafeModeClear}))? {
                 if json {
                     print_json(&serde_json::json!({"safe_mode": false, "seq": r["seq"], "by": "daemon"}))?;
                     return Ok(ExitCode::SUCCESS);
@@ -673,7 +676,10 @@ fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Resul
 fn quarantine(data: DataDir, action: QuarantineAction, json: bool) -> anyhow::Result<ExitCode> {
     match action {
         QuarantineAction::List { project } => {
-            let result = match admin(&data, serde_json::json!({"action": "quarantine_list", "project_id": project}))? {
+            let result = match admin(
+                &data,
+                serde_json::json!({"action": AdminAction::QuarantineList, "project_id": project}),
+            )? {
                 Some(r) => r,
                 None => bail!(
                     "no daemon is running on {}; start it (`vibesync serve`) to list quarantined uuids",
@@ -704,7 +710,7 @@ fn quarantine(data: DataDir, action: QuarantineAction, json: bool) -> anyhow::Re
         QuarantineAction::Release { uuid, project } => {
             match admin(
                 &data,
-                serde_json::json!({"action": "quarantine_release", "uuid": uuid, "project_id": project}),
+                serde_json::json!({"action": AdminAction::QuarantineRelease, "uuid": uuid, "project_id": project}),
             )? {
                 Some(r) if json => {
                     print_json(&r)?;

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use vibesync_protocol::AdminAction;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -61,8 +62,9 @@ pub fn restore(data: &DataDir, project: &str, to: &str, uuids: &[String], json: 
     }
     let (addr, token) = client::discover(data)?;
     let mut c = client::Client::connect(addr, &token, project, "cli").context("connecting to the daemon")?;
-    let reply =
-        c.request(&json!({"type": "admin", "request_id": "entries", "action": "entries", "project_id": project}))?;
+    let reply = c.request(
+        &json!({"type": "admin", "request_id": "entries", "action": AdminAction::Entries, "project_id": project}),
+    )?;
     if reply["type"] == "error" {
         bail!("{}: {}", reply["code"].as_str().unwrap_or("?"), reply["message"].as_str().unwrap_or(""));
     }

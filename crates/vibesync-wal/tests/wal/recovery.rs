@@ -391,4 +391,10 @@ fn newer_schema_version_is_refused_even_with_repair() {
         assert_eq!(fs::read(&last).unwrap(), before, "nothing may change");
     }
     assert!(quarantine_files(d.path()).is_empty());
+    // The offline verifier calls it a problem too: a log the daemon refuses is not clean.
+    let problems = vibesync_wal::verify(d.path().join("wal")).unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].kind, vibesync_wal::ProblemKind::NewerSchema);
+    assert_eq!((problems[0].file.clone(), problems[0].offset), (last.clone(), offset));
+    assert!(problems[0].description.contains("schema_version"), "{}", problems[0].description);
 }

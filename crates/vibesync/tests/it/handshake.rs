@@ -89,6 +89,24 @@ fn handshake_errors_have_codes_and_close() {
             "BAD_PROJECT_ID",
         ),
         (json!({"type":"ping"}), "NOT_AUTHENTICATED"),
+        // Unknown types too: whatever it is, it is not a `hello` (PROTOCOL §3).
+        (json!({"type":"nonsense","request_id":"n1"}), "NOT_AUTHENTICATED"),
+        (
+            {
+                let mut h = hello(&d);
+                h["client_id"] = json!("c".repeat(129));
+                h
+            },
+            "BAD_MESSAGE",
+        ),
+        (
+            {
+                let mut h = hello(&d);
+                h["editor_version"] = json!("v".repeat(257));
+                h
+            },
+            "BAD_MESSAGE",
+        ),
         (
             {
                 let mut h = hello(&d);
@@ -113,6 +131,13 @@ fn handshake_errors_have_codes_and_close() {
         assert_eq!(reply["type"], "error", "{reply}");
         assert_eq!(reply["code"], code, "for {msg}: {reply}");
         assert!(reply["message"].as_str().unwrap().len() > 10);
+        // An over-long field is named alone (§3: "field named").
+        for field in ["client_id", "editor_version"] {
+            if msg[field].as_str().is_some_and(|v| v.len() > 128) {
+                let m = reply["message"].as_str().unwrap();
+                assert!(m.starts_with(&format!("field `{field}`")), "{m}");
+            }
+        }
         assert!(closed(&mut s), "connection must close after {code}");
     }
 
@@ -240,4 +265,37 @@ fn errors_echo_the_frames_request_id() {
         }
     };
     assert_eq!(pong["request_id"], "after");
+}
+
+/// `client_id` and `editor_version` are optional (PROTOCOL §3): a client that sends neither is
+/// welcomed, and stands for itself by its session id, so two such clients are never taken
+/// for one (what the daemon keeps per client — staleness, kept work — is keyed by it).
+#[test]
+fn a_hello_without_client_id_stands_for_its_own_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut sessions = Vec::new();
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut s = raw(&d);
+        let mut h = hello(&d);
+        h.as_object_mut().unwrap().remove("client_id");
+        h.as_object_mut().unwrap().remove("editor_version");
+        send(&mut s, &h);
+        let w = read_msg(&mut s).unwrap();
+        assert_eq!(w["type"], "welcome", "{w}");
+        sessions.push(w["session_id"].as_str().unwrap().to_string());
+        sockets.push(s);
+    }
+    send(&mut sockets[0], &json!({"type":"status","request_id":"s"}));
+    let st = loop {
+        let m = read_msg(&mut sockets[0]).unwrap();
+        if m["type"] == "status" {
+            break m;
+        }
+    };
+    for sid in &sessions {
+        let row = st["sessions"].as_array().unwrap().iter().find(|r| r["session_id"] == sid.as_str()).expect("listed");
+        assert_eq!(row["client_id"], sid.as_str(), "{row}");
+    }
 }

@@ -1662,3 +1662,36 @@ fn zero_config_pairing_and_peers() {
     let again = hello(&d, "unity", None);
     assert_eq!(again.welcome["project_id"], "p1");
 }
+
+/// Two editors joining back to back: each is told about the other once. The second was
+/// announced the first's arrival while its own join was still being readied, then the same
+/// set again — and an editor re-sends its not-synced work on every peer that joins.
+#[test]
+fn editors_joining_back_to_back_are_told_each_peer_set_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    for round in 0..5 {
+        let project = format!("b2b{round}");
+        let blender = hello(&d, "blender", Some(&project));
+        let mut unity = hello(&d, "unity", Some(&project));
+        // Something that changes Unity's view for sure, after both joins: a third project.
+        let other = hello(&d, "blender", Some(&format!("{project}-other")));
+        let seen = std::cell::RefCell::new(Vec::new());
+        recv_until(&mut unity, "the peers event naming the other project", |m| {
+            if m["type"] == "peers" {
+                seen.borrow_mut().push(m.clone());
+            }
+            m["type"] == "peers" && !m["other_projects"].as_array().unwrap().is_empty()
+        });
+        let seen = seen.into_inner();
+        let with_blender: Vec<&Value> =
+            seen.iter().filter(|m| m["peers"].as_array().unwrap().len() == 1).collect();
+        // Unity may be told of the earlier rounds' editors (other_projects) before; what it is
+        // never told is the same set twice in a row.
+        for pair in seen.windows(2) {
+            assert_ne!(pair[0], pair[1], "round {round}: the same peers event twice: {seen:?}");
+        }
+        assert!(!with_blender.is_empty(), "round {round}: Unity was told of Blender: {seen:?}");
+        drop((blender, unity, other));
+    }
+}

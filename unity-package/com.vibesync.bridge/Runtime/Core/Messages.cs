@@ -73,6 +73,10 @@ namespace VibeSync.Bridge.Core
         public const string SafeModeClear = "safe_mode_clear";
         public const string QuarantineList = "quarantine_list";
         public const string QuarantineRelease = "quarantine_release";
+        public const string Verify = "verify";
+        public const string Entries = "entries";
+        public const string Maintain = "maintain";
+        public const string Stop = "stop";
     }
 
     /// <summary>editor_state.state (PROTOCOL §6.8).</summary>
