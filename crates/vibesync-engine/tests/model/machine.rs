@@ -1341,7 +1341,15 @@ impl Sim {
         for (i, ed) in self.eds.iter().enumerate() {
             let holds: BTreeMap<String, String> = ed.scene.iter().map(|(u, st)| (u.clone(), st.hash())).collect();
             if holds != want {
-                return Err(format!("editor {i} holds {holds:?}, the registry {want:?}"));
+                // The states too (parents, names): a hash alone does not say what differs.
+                let held: Vec<String> =
+                    ed.scene.iter().map(|(u, st)| format!("{u}: parent {:?}, name {}", st.parent, st.name)).collect();
+                let registry: Vec<String> =
+                    s.registry.values().filter_map(|e| Some(format!("{}: {}", e.uuid, e.state.as_ref()?))).collect();
+                return Err(format!(
+                    "editor {i} holds {holds:?}, the registry {want:?}; held {held:?}; registry {registry:?}; kept {:?}",
+                    ed.kept
+                ));
             }
         }
         Ok(())
