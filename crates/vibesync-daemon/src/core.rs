@@ -152,10 +152,10 @@ impl Daemon {
     }
 
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
-        self.sessions
-            .lock()
-            .unwrap()
-            .insert(info.session_id.clone(), Connected { info, handle, received: BTreeMap::new(), editor_state: None, last_peers: None });
+        self.sessions.lock().unwrap().insert(
+            info.session_id.clone(),
+            Connected { info, handle, received: BTreeMap::new(), editor_state: None, last_peers: None },
+        );
     }
 
     pub fn remove_session(self: &Arc<Self>, session_id: &str) {

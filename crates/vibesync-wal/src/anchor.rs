@@ -61,9 +61,8 @@ pub fn anchor_path(wal_dir: &Path) -> PathBuf {
 
 /// Why an anchor file cannot be used.
 fn damaged(path: &Path, reason: impl std::fmt::Display) -> WalError {
-    WalError::Corrupt {
+    WalError::BadAnchor {
         file: path.to_path_buf(),
-        offset: 0,
         reason: format!(
             "the compaction anchor is damaged ({reason}); the records before the first kept segment were \
              compacted, so the chain cannot be checked from its start. Put back a good copy of {} (from a \
@@ -75,7 +74,7 @@ fn damaged(path: &Path, reason: impl std::fmt::Display) -> WalError {
 }
 
 /// Read `wal/anchor.json`. `Ok(None)`: the log was never compacted. A torn, edited or
-/// unreadable file is [`WalError::Corrupt`] naming it.
+/// unreadable file is [`WalError::BadAnchor`] naming it.
 pub fn load_anchor(wal_dir: &Path) -> Result<Option<Anchor>, WalError> {
     let path = anchor_path(wal_dir);
     let bytes = match fs::read(&path) {

@@ -26,6 +26,12 @@ pub enum WalError {
     )]
     Corrupt { file: PathBuf, offset: u64, reason: String },
 
+    /// The compaction anchor (`wal/anchor.json`) is damaged while the log needs it. Boot
+    /// stops; nothing was changed. `reason` says what to do (a good copy back, or `--repair`,
+    /// which sets it aside and re-anchors: no record of the kept log is lost).
+    #[error("{reason}. Nothing was changed")]
+    BadAnchor { file: PathBuf, reason: String },
+
     /// A write, fdatasync or read-back verification failed. The WAL stopped; this append and
     /// every later one fail. Nothing in the failed batch was acknowledged.
     #[error(

@@ -430,8 +430,8 @@ pub fn read_all(dir: impl AsRef<Path>) -> Result<Vec<Entry>, WalError> {
 pub fn verify(dir: impl AsRef<Path>) -> Result<Vec<Problem>, WalError> {
     let mut reader = match Reader::open(dir) {
         Ok(r) => r,
-        Err(WalError::Corrupt { file, offset, reason }) => {
-            return Ok(vec![Problem { file, offset, kind: ProblemKind::BadAnchor, description: reason }])
+        Err(WalError::BadAnchor { file, reason }) => {
+            return Ok(vec![Problem { file, offset: 0, kind: ProblemKind::BadAnchor, description: reason }])
         }
         Err(e) => return Err(e),
     };

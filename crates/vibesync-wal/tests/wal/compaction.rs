@@ -114,11 +114,17 @@ fn a_torn_anchor_in_front_of_a_compacted_log_is_refused_by_name_and_repair_re_an
     let bytes = std::fs::read(&anchor).unwrap();
     std::fs::write(&anchor, &bytes[..bytes.len() / 2]).unwrap();
     match Wal::open(cfg(dir.path(), 256)) {
-        Err(WalError::Corrupt { file, reason, .. }) => {
-            assert_eq!(file, anchor);
+        Err(e @ WalError::BadAnchor { .. }) => {
+            let WalError::BadAnchor { file, reason } = &e else { unreachable!() };
+            assert_eq!(file, &anchor);
             assert!(reason.contains("anchor is damaged") && reason.contains("--repair"), "{reason}");
+            // Its own advice only: not the advice for a damaged record (move everything from
+            // this byte on to quarantine), which --repair does not do to an anchor.
+            let shown = e.to_string();
+            assert!(!shown.contains("from this byte on"), "{shown}");
+            assert!(shown.ends_with("Nothing was changed"), "{shown}");
         }
-        other => panic!("expected Corrupt naming the anchor, got {:?}", other.map(|(_, r)| r)),
+        other => panic!("expected BadAnchor naming the anchor, got {:?}", other.map(|(_, r)| r)),
     }
     let problems = vibesync_wal::verify(dir.path().join("wal")).unwrap();
     assert_eq!(problems.len(), 1);
@@ -129,7 +135,7 @@ fn a_torn_anchor_in_front_of_a_compacted_log_is_refused_by_name_and_repair_re_an
     let i = edited.iter().position(|&b| b.is_ascii_digit()).unwrap();
     edited[i] = if edited[i] == b'9' { b'8' } else { edited[i] + 1 };
     std::fs::write(&anchor, &edited).unwrap();
-    assert!(matches!(Wal::open(cfg(dir.path(), 256)), Err(WalError::Corrupt { .. })));
+    assert!(matches!(Wal::open(cfg(dir.path(), 256)), Err(WalError::BadAnchor { .. })));
     // --repair: the damaged anchor goes to quarantine; the chain restarts at the first kept
     // record's prev; nothing of the kept log is lost.
     let mut rc = cfg(dir.path(), 256);

@@ -1684,8 +1684,7 @@ fn editors_joining_back_to_back_are_told_each_peer_set_once() {
             m["type"] == "peers" && !m["other_projects"].as_array().unwrap().is_empty()
         });
         let seen = seen.into_inner();
-        let with_blender: Vec<&Value> =
-            seen.iter().filter(|m| m["peers"].as_array().unwrap().len() == 1).collect();
+        let with_blender: Vec<&Value> = seen.iter().filter(|m| m["peers"].as_array().unwrap().len() == 1).collect();
         // Unity may be told of the earlier rounds' editors (other_projects) before; what it is
         // never told is the same set twice in a row.
         for pair in seen.windows(2) {
