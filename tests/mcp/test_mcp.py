@@ -204,7 +204,7 @@ def test_d_bad_arguments_are_refused_with_code_and_field_and_change_nothing(blen
         ("random_mesh_generator.add_random_cube", {"size": "big"}, "INVALID_TYPE", "/size"),
         ("random_mesh_generator.add_random_cube", {"location": [1, 2]}, "OUT_OF_RANGE", "/location"),
         ("vibesync_test_tools.slow", {}, "MISSING_FIELD", "/seconds"),
-        ("object.transform", {"uuid": "not-a-uuid"}, "OUT_OF_RANGE", "/uuid"),
+        ("object.transform", {"uuid": "not-a-uuid"}, "INVALID_ARGUMENT", "/uuid"),
     ]
 
     async def scenario():

@@ -393,15 +393,15 @@ impl VibeSyncMcp {
                 format!("`{addon_id}.{tool}`: the VibeSync daemon is not reachable; start it with `vibesync serve` and open Blender"),
             );
         };
-        let Some(t) = tools::registry_tools(&reg).remove(&format!("{addon_id}.{tool}")) else {
-            return refusal(
-                CallErrorCode::UnknownTool.as_str(),
-                None,
-                format!("no connected Blender offers `{addon_id}.{tool}`: enable the add-on and allow it for agents in the VibeSync preferences"),
-            );
-        };
-        if let Err(e) = tools::validate_args(&t.input_schema, &tool_args) {
-            return refusal(e.code.as_str(), Some(&e.field), e.message);
+        // A tool this server does not list goes to the daemon all the same: it refuses it in the
+        // order of docs/PROTOCOL.md §9.2 (`SAFE_MODE` first, then `EDITOR_OFFLINE`, then
+        // `UNKNOWN_TOOL`), so that an agent hears why — not "enable the add-on" while the
+        // daemon is in safe mode or no Blender is connected. (Blender checks the arguments of
+        // a tool it offers itself, should the daemon know it before this server does.)
+        if let Some(t) = tools::registry_tools(&reg).remove(&format!("{addon_id}.{tool}")) {
+            if let Err(e) = tools::validate_args(&t.input_schema, &tool_args) {
+                return refusal(e.code.as_str(), Some(&e.field), e.message);
+            }
         }
         self.call_addon(&addon_id, &tool, tool_args, token, cancel).await
     }

@@ -346,7 +346,16 @@ pub fn validate_args(schema: &Value, args: &Value) -> Result<(), ArgError> {
             }
             K::Type { .. } => (CallErrorCode::InvalidType, at),
             K::Enum { .. } => (CallErrorCode::InvalidOption, at),
-            _ => (CallErrorCode::OutOfRange, at),
+            // docs/PROTOCOL.md §9.2: `OUT_OF_RANGE` is a number below `min` / above `max` or a
+            // vector of the wrong length; a string that does not match its pattern or length
+            // (a malformed uuid, an empty name) is refused for another reason.
+            K::Minimum { .. }
+            | K::Maximum { .. }
+            | K::ExclusiveMinimum { .. }
+            | K::ExclusiveMaximum { .. }
+            | K::MinItems { .. }
+            | K::MaxItems { .. } => (CallErrorCode::OutOfRange, at),
+            _ => (CallErrorCode::InvalidArgument, at),
         };
         errors.push(ArgError { code, field, message: e.to_string() });
     }
@@ -413,6 +422,13 @@ mod tests {
         let x = e(json!({"size": 1, "color": [2, 0, 0]}));
         assert_eq!((x.code, x.field.as_str()), (CallErrorCode::OutOfRange, "/color/0"));
         assert_eq!(e(json!({"size": 1, "at": [1, 2]})).code, CallErrorCode::OutOfRange);
+        // A malformed uuid or an empty name is no number out of range (docs/PROTOCOL.md §9.2).
+        let rename = Builtin::ALL.iter().find(|b| b.name() == "object.rename").unwrap().input_schema();
+        let x = validate_args(&rename, &json!({"uuid": "ZZZ", "name": "a"})).unwrap_err();
+        assert_eq!((x.code, x.field.as_str()), (CallErrorCode::InvalidArgument, "/uuid"));
+        let create = Builtin::ALL.iter().find(|b| b.name() == "object.create").unwrap().input_schema();
+        let x = validate_args(&create, &json!({"name": ""})).unwrap_err();
+        assert_eq!((x.code, x.field.as_str()), (CallErrorCode::InvalidArgument, "/name"));
     }
 
     #[test]
