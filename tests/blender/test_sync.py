@@ -1257,15 +1257,17 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]
 
 
-@pytest.mark.parametrize("sent", [True, False], ids=["in_flight", "not_captured"])
-def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(scripted, sent):
+@pytest.mark.parametrize("mode", ["in_flight", "not_captured", "kept"])
+def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(scripted, mode):
     """PROTOCOL.md §6.4, §6.1: the person put B under A, and that reparent is in flight (or
-    not captured yet) when a batch puts A under B (another editor's, made before it heard of
-    this one). Blender refused the loop, the batch failed verification, and each editor kept
-    its own reparent, not synced, for good. Now A stays where it is, the answer is the state
-    the batch made, nothing of A is sent back, the person's reparent goes from the seq before
-    the batch, and the daemon's correction (that reparent lost: both objects, parents first)
-    is applied whole."""
+    not captured yet, or kept here not synced after its batch rolled back) when a batch puts
+    A under B (another editor's, made before it heard of this one). Blender refused the loop,
+    the batch failed verification, and each editor kept its own reparent, not synced, for
+    good. Now A stays where it is, the answer is the state the batch made, nothing of A is
+    sent back, the person's reparent goes from the seq before the batch (a kept one whole),
+    and the daemon's correction (that reparent lost: both objects, parents first) is applied
+    whole."""
+    sent = mode != "not_captured"
     s = vibesync._session()
     a = make_cube("LoopA")
     b = make_cube("LoopB", location=(3, 0, 0))
@@ -1276,18 +1278,33 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
     a_before, b_before = dict(s.last_sent[au]), dict(s.last_sent[bu])
     scripted.received.clear()
     b.parent = a  # the person's reparent
+    base, theirs_seq = 40, 41
     if sent:
         settle()
         pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
-    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
+    if mode == "kept":
+        # Its batch rolled back (Unity did not answer in time): kept here, not synced.
+        scripted.push(frame({"type": "batch_result", "batch_id": "timeout", "seq": 41,
+                             "outcome": "rolled_back", "uuids": [bu],
+                             "error_code": "VERIFY_TIMEOUT", "kept_local": True,
+                             "reason": "Unity did not confirm the change in time"}))
+        pump_until(lambda: bu in s.engine.not_synced and bu not in s.engine.inflight,
+                   what="B kept, not synced")
+        scripted.received.clear()
+        base, theirs_seq = 41, 42
+    scripted.push(batch_frames("theirs", theirs_seq, [{"op": "reparent", "uuid": au, "parent": bu}],
                                path="slow"))
     pump_until(lambda: applied_messages(scripted), what="the batch answered")
     if not sent:
         settle()
     [mine] = pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
                         what="B's reparent received")
-    assert [(c["op"], c["uuid"], c["parent"]) for c in mine["changes"]] == [("reparent", bu, au)]
-    assert mine["base_seq"] == 40, "made without the batch: from the seq before it"
+    if mode == "kept":
+        # Kept work goes whole (what was sent became its base, §6.8).
+        assert [(c["op"], c["uuid"], c["parent"]) for c in mine["changes"]] == [("create", bu, au)]
+    else:
+        assert [(c["op"], c["uuid"], c["parent"]) for c in mine["changes"]] == [("reparent", bu, au)]
+    assert mine["base_seq"] == base, "made without the batch: from the seq before it"
     [applied] = applied_messages(scripted)
     made = {**a_before, "parent": bu}
     assert applied["hashes"][au] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
@@ -1298,12 +1315,19 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
     pump_for(0.3)
     assert not [c for m in scripted.received if m.get("type") == "change"
                 for c in m["changes"] if c["uuid"] == au], "nothing of A is sent back"
-    # The person's reparent lost: dropped, then the correction with both, parents first.
-    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": 41,
-                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
+    # The person's reparent lost: dropped (or, the batch committed first, refused STALE),
+    # then the correction with both, parents first.
+    if mode == "kept":
+        scripted.push(frame({"type": "ack", "request_id": mine["request_id"], "seq": 43,
+                             "results": [{"uuid": bu, "status": "error", "error_code": "STALE",
+                                          "message": "closes a parent cycle with unity's reparent"}]}))
+        pump_until(lambda: bu not in s.engine.not_synced, what="the kept reparent lost")
+    else:
+        scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": 41,
+                             "outcome": "dropped", "uuids": [bu], "error_code": None}))
     pump_until(lambda: bu not in s.engine.inflight, what="B's reparent ended")
     scripted.received.clear()
-    scripted.push(batch_frames("fix", 42, [{"op": "create", "uuid": bu, **b_before},
+    scripted.push(batch_frames("fix", 44 if mode == "kept" else 42, [{"op": "create", "uuid": bu, **b_before},
                                            {"op": "create", "uuid": au, **made}],
                                path="resync"))
     pump_until(lambda: applied_messages(scripted), what="the correction answered")

@@ -154,7 +154,7 @@ def test_scenario(scenario):
 def test_outcomes_are_the_wire_vocabulary():
     names = vector("names.json")
     assert [engine.COMMITTED, engine.ROLLED_BACK, engine.DROPPED] == names["batch_outcomes"]
-    assert {engine.NOT_FOUND, engine.BLOCKED, engine.QUARANTINED} <= set(names["item_error_codes"])
+    assert {engine.NOT_FOUND, engine.BLOCKED, engine.QUARANTINED, engine.STALE} <= set(names["item_error_codes"])
     assert engine.ITEM_ERROR in names["item_statuses"]
     assert engine.UNKNOWN_TYPE in {e["code"] for e in names["error_codes"]}
     assert set(engine.RETRY_LATER) <= {e["code"] for e in names["error_codes"]}

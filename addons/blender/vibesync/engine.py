@@ -35,7 +35,7 @@ from typing import NamedTuple, Protocol
 # Wire words this module reads (tests/vectors/names.json): `batch_result.outcome` (§6.4) and
 # the per-item refusals of a `change` that need more than ending it (§6.1).
 COMMITTED, ROLLED_BACK, DROPPED = "committed", "rolled_back", "dropped"
-NOT_FOUND, BLOCKED, QUARANTINED = "NOT_FOUND", "BLOCKED", "QUARANTINED"
+NOT_FOUND, BLOCKED, QUARANTINED, STALE = "NOT_FOUND", "BLOCKED", "QUARANTINED", "STALE"
 # Refusals of what the editor holds that the daemon cannot take (a reparent that would close
 # a parent cycle through the committed state, a value out of range, a mesh over the limit):
 # the person's edit stays here, marked not synced (§6.1).
@@ -491,6 +491,10 @@ class SyncEngine:
             self.scene.capture(self.inflight.refused(request_id, [uuid]))
         alive = isinstance(uuid, str) and self.scene.alive(uuid)
         action = REFUSED_END if code == INVALID_FIELD and uuid in mesh_named else refusal(code)
+        if code == STALE and isinstance(uuid, str):
+            # A conflict another editor's change won: the current state that follows replaces
+            # the edit, also one kept here as not synced and sent again (§6.4).
+            self.not_synced.synced([uuid])
         if alive and action == REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).

@@ -295,6 +295,9 @@ class Session:
         # loops with the batch's goes through `away_base` instead, `_leave_out_loops`: the
         # object is still here and is captured as usual.)
         self.lost_over: list[tuple[list[dict], int]] = []
+        # Kept (not synced) uuids whose reparent a batch's reparent would loop with here
+        # (`_leave_out_loops`): re-sent whole after the answer, from `away_base`.
+        self.kept_lost: set[str] = set()
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -1714,6 +1717,9 @@ class Session:
                 # without it, so the daemon can tell it lost (§6.1 `STALE`), not refuse it as
                 # a loop this editor knew of (`INVALID_FIELD`).
                 self.away_base[own] = min(base, self.away_base.get(own, base))
+                if own in self.engine.not_synced:
+                    # Kept here, not synced: sent again whole after the answer (`_apply_steps`).
+                    self.kept_lost.add(own)
         if looped:
             batch.changes = [item for item in batch.changes
                              if not (item[0].get("op") == wire.Op.REPARENT
@@ -1742,8 +1748,14 @@ class Session:
         for x in chain:
             xu = by_key.get(("object", x.session_uid))
             if xu is not None and (wire.Op.REPARENT in self._parts_changed_here(xu)
-                                   or wire.Op.CREATE in self._unresolved_sent_parts(xu)):
-                return xu  # its own reparent, or its whole state, not taken yet
+                                   or wire.Op.CREATE in self._unresolved_sent_parts(xu)
+                                   or (xu in self.engine.not_synced
+                                       and xu not in self.engine.inflight)):
+                # Its own reparent, or its whole state, not taken yet -- or kept here, not
+                # synced (its batch rolled back, kept_local): the daemon has not taken that
+                # either, and the loop is here only (what of it is the person's is not known
+                # any more: what was sent became its base, so it goes whole).
+                return xu
         return None
 
     def _leave_out_deleted_here(self, batch, pending: set[str]) -> None:
@@ -2193,6 +2205,10 @@ class Session:
         if failed:
             applied["failed"] = failed  # why, for the origin's person (§6.4)
         self._send(applied)
+        if self.kept_lost:
+            # After the answer, like every edit that loses to a batch (§6.4).
+            self.engine.retry_not_synced(sorted(self.kept_lost))
+            self.kept_lost.clear()
         log.info("vibesync: applied batch %s (seq %s): %d changes, %d failed",
                  batch.batch_id, batch.seq, len(result["touched"]), len(result["failed"]))
         result["hashes"] = hashes

@@ -1739,3 +1739,43 @@ fn machine_regression_a_dropped_cycles_correction_carries_the_whole_chain() {
         panic!("{e}");
     }
 }
+
+/// Found with `MODEL_SEED=903`: Blender's person's reparent (U0 under U1) rolled back and was
+/// kept, not synced; Unity's kept reparents (U2 under U0, U1 under U2) then committed. Blender
+/// could not apply U1 under U2 (a loop with its kept reparent here) and answered the batch as
+/// made, then re-sent its kept reparent from its current seq: refused `INVALID_FIELD` (a loop
+/// it knew of), so nothing corrected it, and it held U1 where the registry does not, for good.
+/// A kept reparent now loses to the batch's like one not captured yet: sent again whole from
+/// the seq before the batch, refused `STALE` (a conflict), and the correction is applied.
+#[test]
+fn machine_regression_a_kept_reparent_loses_to_a_batchs_reparent_it_loops_with() {
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Reconnect { ed: 1 },
+        Wait { ms: 686 },
+        Deliver { ed: 1 },
+        Reparent { ed: 1, uuid: 1, parent: Some(2), auto: false },
+        Activity { ed: 1, active: true },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Rename(118), auto: false },
+        Wait { ms: 315 },
+        Wait { ms: 1174 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 633 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Rename(247), auto: false },
+        Deliver { ed: 0 },
+        Wait { ms: 256 },
+        Deliver { ed: 1 },
+    ];
+    let sim = replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
+    let _ = sim;
+}

@@ -31,7 +31,8 @@
 //! arrives, as Unity does; the reparents generated never name a parent a receiver lacks);
 //! a received delete makes what was under the object roots; a reparent that would make a
 //! parent loop is not applied — answered as the batch made it when the loop runs through
-//! its own reparent in flight (§6.4), else as it holds. Left out, as gaps the issue notes:
+//! its own reparent in flight or kept not synced (§6.4; a kept one is then sent again whole
+//! from the seq before the batch), else as it holds. Left out, as gaps the issue notes:
 //! deletes of an object that is a parent anywhere (each editor's own way with the children),
 //! reparents under an object that is not committed or whose delete is on its way, and
 //! reparents after a daemon restart (the daemon knows who wrote a parent only since it
@@ -419,6 +420,13 @@ struct Ed {
     /// uuid → the parent a received state named that this editor did not have: a root here
     /// until that parent arrives, then put under it (docs/PROTOCOL.md §6.1).
     waiting: BTreeMap<String, String>,
+    /// Kept uuids (a person's reparent, not synced) that a batch's reparent would have looped
+    /// with here → the seq before that batch: their next change goes from it, so the daemon
+    /// tells the loss apart as a conflict (`STALE`, §6.1) instead of a loop this editor knew
+    /// of (`INVALID_FIELD`), and corrects this editor with the whole cycle (§6.4).
+    lost_base: BTreeMap<String, u64>,
+    /// Those of them to send again after the batch's answer (as the editors do).
+    kept_lost: Vec<String>,
 }
 
 impl Ed {
@@ -441,6 +449,8 @@ impl Ed {
             mode: Mode::Right,
             conflicts: Vec::new(),
             waiting: BTreeMap::new(),
+            lost_base: BTreeMap::new(),
+            kept_lost: Vec::new(),
         }
     }
 
@@ -476,7 +486,7 @@ impl Ed {
     /// root until that parent arrives (docs/PROTOCOL.md §6.1); one that would close a parent
     /// loop here is not applied (`Err`, with whether the loop runs through a reparent of its
     /// own in flight, §6.4).
-    fn place(&mut self, u: &str, mut next: ObjectState, op: &ChangeOp) -> Result<ObjectState, bool> {
+    fn place(&mut self, u: &str, mut next: ObjectState, op: &ChangeOp, seq: u64) -> Result<ObjectState, bool> {
         if !matches!(op, ChangeOp::Create(_) | ChangeOp::Reparent(_)) {
             return Ok(next); // its parent is what it holds
         }
@@ -489,10 +499,27 @@ impl Ed {
         }
         match self.loop_under(u, &p) {
             None => Ok(next),
-            // Its own reparent in flight: a `reparent`, or a whole state (`create`, no parts).
-            Some(chain) => Err(chain.iter().any(|x| {
-                x != u && self.busy(x) && self.parts.get(x).is_none_or(|p| p.is_empty() || p.contains("reparent"))
-            })),
+            Some(chain) => {
+                // A person's reparent kept here, not synced (its batch rolled back): the
+                // daemon has not taken it either. It loses to the batch: sent again from the
+                // seq before it (a conflict, §6.1, §6.4).
+                let kept: Vec<String> = chain.iter().filter(|x| *x != u && self.kept.contains(*x)).cloned().collect();
+                for x in &kept {
+                    let base = seq.saturating_sub(1).min(self.last_seq);
+                    let b = self.lost_base.entry(x.clone()).or_insert(base);
+                    *b = (*b).min(base);
+                    if !self.kept_lost.contains(x) {
+                        self.kept_lost.push(x.clone());
+                    }
+                }
+                // Its own reparent in flight: a `reparent`, or a whole state (`create`, no parts).
+                Err(!kept.is_empty()
+                    || chain.iter().any(|x| {
+                        x != u
+                            && self.busy(x)
+                            && self.parts.get(x).is_none_or(|p| p.is_empty() || p.contains("reparent"))
+                    }))
+            }
         }
     }
 
@@ -784,9 +811,10 @@ impl Sim {
             op => parts_of(op).into_iter().collect(),
         };
         ed.parts.insert(u.to_string(), parts);
+        let base_seq = ed.lost_base.remove(u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
         let input = Input::Change {
             session: Box::new(session),
-            base_seq: ed.last_seq,
+            base_seq,
             changes: parse_changes(&[change_to_wire(u, op, 1.0)], 1.0),
             attachment: Bytes::new(),
             request_id,
@@ -1137,6 +1165,9 @@ impl Sim {
         if !self.eds[i].scene.contains_key(u) || self.eds[i].busy(u) || self.eds.iter().any(|e| e.kept.contains(u)) {
             return;
         }
+        if self.is_parent(u) {
+            return; // each editor's own way with the children: left out, as for `Edit` deletes
+        }
         {
             let s = self.mem.0.lock().unwrap();
             let open = transaction_index(&s.wal).incomplete.iter().any(|t| t.uuids.iter().any(|x| x == u));
@@ -1144,13 +1175,17 @@ impl Sim {
                 return; // the registrar answers NOT_FOUND, or waits its turn: not modelled
             }
         }
-        if self.is_parent(u) {
-            return;
-        }
         let seq = {
             let mut s = self.mem.0.lock().unwrap();
-            let open = transaction_index(&s.wal).incomplete.iter().any(|t| t.uuids.iter().any(|x| x == u));
-            if open || !s.registry.contains_key(u) {
+            let incomplete = transaction_index(&s.wal).incomplete;
+            let open = incomplete.iter().any(|t| t.uuids.iter().any(|x| x == u));
+            // A sync batch in flight that puts something under `u`: a delete of a parent racing
+            // a reparent under it — left out too (see `is_parent`).
+            let ops: BTreeSet<&str> = incomplete.iter().map(|t| t.operation_id.as_str()).collect();
+            let under = s.wal.iter().any(|r| {
+                r.phase == Phase::Step && ops.contains(r.operation_id.as_str()) && r.payload["state"]["parent"] == u
+            });
+            if open || under || !s.registry.contains_key(u) {
                 return; // the registrar answers NOT_FOUND, or waits its turn: not modelled
             }
             self.requests += 1;
@@ -1523,7 +1558,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         (_, h) => apply_change(h.as_ref(), &change.op).ok().flatten().or_else(|| h.clone()),
                     };
                     made.insert(u.clone(), batch_state);
-                    match local.map(|s| ed.place(&u, s, &change.op)) {
+                    match local.map(|s| ed.place(&u, s, &change.op, inc.seq)) {
                         Some(Ok(s)) => {
                             ed.scene.insert(u.clone(), s);
                         }
@@ -1542,7 +1577,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     *m = apply_change(m.as_ref(), &change.op).ok().flatten();
                 }
                 match apply_change(ed.scene.get(&u), &change.op) {
-                    Ok(Some(s)) => match ed.place(&u, s, &change.op) {
+                    Ok(Some(s)) => match ed.place(&u, s, &change.op, inc.seq) {
                         Ok(s) => {
                             ed.scene.insert(u.clone(), s);
                         }
@@ -1586,7 +1621,12 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 held: false,
                 failed: Default::default(),
             });
-            Some(vec![applied, Reply::Resend(skipped_kept.into_iter().map(|u| (u, Author::Person)).collect())])
+            // Kept work a batch's reparent looped with goes after the answer too (§6.4).
+            let lost = std::mem::take(&mut ed.kept_lost);
+            Some(vec![
+                applied,
+                Reply::Resend(skipped_kept.into_iter().chain(lost).map(|u| (u, Author::Person)).collect()),
+            ])
         }
         "batch_result" => {
             ed.last_seq = ed.last_seq.max(seq);

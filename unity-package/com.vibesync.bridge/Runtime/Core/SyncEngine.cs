@@ -127,6 +127,9 @@ namespace VibeSync.Bridge.Core
         // deletes (ReportDeletedOver), a reparent looping with one of its reparents
         // (LeaveOutLoops): sent after its answer, from the base before the batch.
         readonly Dictionary<string, List<object>> lostOver = new Dictionary<string, List<object>>(StringComparer.Ordinal);
+        // Kept (not synced) uuids whose reparent a batch's reparent loops with (LeaveOutLoops):
+        // their whole state is sent after its answer, from the base before the batch.
+        readonly HashSet<string> keptLost = new HashSet<string>(StringComparer.Ordinal);
         // A person's deletes go as `tombstone` requests (PROTOCOL §5, §6.2: the delete is the
         // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
         readonly Dictionary<string, List<string>> pendingTombstones = new Dictionary<string, List<string>>();
@@ -1116,7 +1119,10 @@ namespace VibeSync.Bridge.Core
                 else if (code == ErrorCode.Stale)
                 {
                     // Another editor changed it since our base_seq; the daemon sends its state as a
-                    // `resync` batch, which replaces this edit (the other editor's change wins).
+                    // `resync` batch, which replaces this edit (the other editor's change wins). An
+                    // edit kept here as not synced that was sent again lost too: the resync is
+                    // applied over it (a conflict, shown in both editors), never spared as kept work.
+                    if (uuid != null && notSynced.Remove(uuid)) resendFull.Remove(uuid);
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
                 else if (code == ErrorCode.InvalidField && uuid != null && named != null && named.ContainsKey(uuid))
@@ -1217,6 +1223,10 @@ namespace VibeSync.Bridge.Core
             string reason = Msg.OptStr(m, "reason");
             if (keptLocal)
                 foreach (var x in ends) if (x is string) notSynced[(string)x] = reason ?? ("not synced: " + (code ?? "rolled back"));
+            if (outcome == BatchOutcome.Dropped)
+                // This editor's change lost a conflict at the daemon (§6.2): the correction that
+                // follows replaces it, also over an edit kept here as not synced and sent again.
+                foreach (var x in ends) if (x is string && notSynced.Remove((string)x)) resendFull.Remove((string)x);
             foreach (var x in all)
             {
                 var s = x as string;
@@ -1880,10 +1890,17 @@ namespace VibeSync.Bridge.Core
                 string own = OwnReparentLooping(c.Uuid, c.Parent);
                 if (own == null) continue;
                 spared[c.Uuid] = null;
-                if (unresolved.ContainsKey(own) || lostOver.ContainsKey(own)) continue;
+                if (unresolved.ContainsKey(own) || lostOver.ContainsKey(own) || keptLost.Contains(own)) continue;
                 // Not captured yet: it goes after the answer from the seq before this batch,
                 // made without it, so the daemon can tell it lost (§6.1), not refuse it as a
                 // loop this editor knew of. (With a reshape in it, it waits to be captured.)
+                if (KeptNotSent(own))
+                {
+                    // Kept, not synced: its whole state goes, as a kept edit is sent again (§6.8).
+                    keptLost.Add(own);
+                    dirty.Remove(own);
+                    continue;
+                }
                 var ops = new List<object>();
                 bool mesh = false;
                 foreach (var op in StateDiff.Diff(Base(own), scene.Capture(own), StateHash.Epsilon, unitScale))
@@ -1935,11 +1952,22 @@ namespace VibeSync.Bridge.Core
             return null;
         }
 
+        /// <summary>Kept here as not synced, and no change of it in flight.</summary>
+        bool KeptNotSent(string uuid)
+        {
+            return notSynced.ContainsKey(uuid) && !unresolved.ContainsKey(uuid) && scene.Holds(uuid);
+        }
+
         bool OwnReparentUntaken(string uuid)
         {
             HashSet<string> parts;
             if (unresolved.ContainsKey(uuid) && sentParts.TryGetValue(uuid, out parts)
                 && (parts.Contains(Ops.Reparent) || parts.Contains(Ops.Create))) return true;
+            // Kept here, not synced (its batch rolled back, kept_local): the daemon has not taken
+            // it either, and the loop is here only. It loses to the batch's reparent like one not
+            // captured yet (§6.4); what of it is the person's is not known any more (its base
+            // became what was sent), so it goes whole (`LeaveOutLoops`).
+            if (KeptNotSent(uuid)) return true;
             return dirty.Contains(uuid) && PartsChangedHere(uuid).Contains(Ops.Reparent);
         }
 
@@ -1964,6 +1992,7 @@ namespace VibeSync.Bridge.Core
         void ApplyComplete(IncomingBatch b)
         {
             lostOver.Clear();
+            keptLost.Clear();
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
             var kept = new List<string>();
             // Kept uuids whose replayed parts the person did not change are applied (§6.6): uuid → the replay's state.
@@ -2141,6 +2170,21 @@ namespace VibeSync.Bridge.Core
             foreach (var r in lostOver)
                 if (client.IsConnected) SendOne(r.Value, RepeatUuid(r.Key, r.Value.Count), null, baseBefore);
             lostOver.Clear();
+            if (keptLost.Count > 0 && client.IsConnected)
+            {
+                // Kept edits whose reparent loops with the batch's: whole, from the same base.
+                var ops = new List<Dictionary<string, object>>();
+                var ids = new List<string>();
+                foreach (var u in keptLost)
+                {
+                    var cur = scene.Capture(u);
+                    if (cur == null) continue;
+                    ops.Add(cur.ToCreateOp(unitScale));
+                    ids.Add(u);
+                }
+                SendChanges(ops, ids, baseBefore);
+            }
+            keptLost.Clear();
             var hf = new Dictionary<string, object>();
             foreach (var kv in hashes) hf[kv.Key] = kv.Value;
             Emit("applied", new Dictionary<string, object>

@@ -1328,7 +1328,7 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void AReparentMakingALoopWithThePersonsReparentInFlightIsLeftUnappliedAndAnsweredAsMade()
         {
-            ReparentLoopingWithThePersons(true);
+            ReparentLoopingWithThePersons(PersonsReparent.InFlight);
         }
 
         /// <summary>
@@ -1339,11 +1339,27 @@ namespace VibeSync.Bridge.Tests
         [VsTest]
         public static void AReparentMakingALoopWithThePersonsUncapturedReparentSendsThatOneFromTheSeqBefore()
         {
-            ReparentLoopingWithThePersons(false);
+            ReparentLoopingWithThePersons(PersonsReparent.NotCaptured);
         }
 
-        static void ReparentLoopingWithThePersons(bool sent)
+        /// <summary>
+        /// The same with the person's reparent kept here, not synced (its batch rolled back with
+        /// kept_local: the other editor timed out). Left out of the loop rule, it was answered as
+        /// held, the other editor's reparent rolled back too and each editor kept its own, not
+        /// synced, for good. Now it loses like one not captured: sent after the answer from the
+        /// seq before the batch, refused STALE (a conflict), and the correction is applied over it.
+        /// </summary>
+        [VsTest]
+        public static void AReparentMakingALoopWithThePersonsKeptReparentSendsThatOneFromTheSeqBefore()
         {
+            ReparentLoopingWithThePersons(PersonsReparent.Kept);
+        }
+
+        enum PersonsReparent { NotCaptured, InFlight, Kept }
+
+        static void ReparentLoopingWithThePersons(PersonsReparent mode)
+        {
+            bool sent = mode != PersonsReparent.NotCaptured;
             using (var r = new Rig())
             {
                 var a = r.Add("A");
@@ -1363,6 +1379,28 @@ namespace VibeSync.Bridge.Tests
                     r.Daemon.WaitFor("change", changes + 1, r.Pump);
                     Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
                 }
+                if (mode == PersonsReparent.Kept)
+                {
+                    r.Daemon.Broadcast(new Dictionary<string, object>
+                    {
+                        { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                        { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { b.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                        { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                    });
+                    Check.Eventually(() => r.Engine.NotSynced.ContainsKey(b.Uuid) && !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B kept, not synced", r.Pump);
+                    changes = r.Daemon.Received("change").Count;
+                    // The batch has committed by the time the person's reparent arrives: STALE.
+                    r.Daemon.OnRequest = f =>
+                    {
+                        if (f.Type != "change") return r.Daemon.DefaultReply(f);
+                        var rid = f.Message["request_id"];
+                        var results = new List<object>();
+                        foreach (Dictionary<string, object> it in (List<object>)f.Message["changes"])
+                            results.Add(new Dictionary<string, object> { { "uuid", it["uuid"] }, { "status", ItemStatus.Error }, { "error_code", ErrorCode.Stale }, { "message", "closes a parent cycle with another editor's reparent" } });
+                        return new Dictionary<string, object> { { "type", "ack" }, { "request_id", rid }, { "seq", r.Daemon.Seq }, { "results", results } };
+                    };
+                }
+                long seqBefore = r.Daemon.Seq;
                 int frames = r.Client.IncomingCount;
                 var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
                 string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
@@ -1374,12 +1412,18 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(a.Uuid, b.Parent, "the person's reparent stays");
                 var mine = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
                 var op = (Dictionary<string, object>)((List<object>)mine["changes"])[0];
-                Check.Equal(b.Uuid + " reparent " + a.Uuid, (string)op["uuid"] + " " + (string)op["op"] + " " + (string)op["parent"], "the person's reparent");
-                if (!sent) Check.Equal(committed, Convert.ToInt64(mine["base_seq"]), "made without the batch: from the seq before it");
+                // A kept edit goes whole (its base became what was sent: §6.8), else the reparent.
+                string opName = mode == PersonsReparent.Kept ? "create" : "reparent";
+                Check.Equal(b.Uuid + " " + opName + " " + a.Uuid, (string)op["uuid"] + " " + (string)op["op"] + " " + (string)op["parent"], "the person's reparent");
+                if (mode != PersonsReparent.InFlight) Check.Equal(seqBefore, Convert.ToInt64(mine["base_seq"]), "made without the batch: from the seq before it");
                 r.Settle();
                 Check.Equal(changes + 1, r.Daemon.Received("change").Count, "nothing of A is sent back as a person's edit");
-                // The person's reparent lost: dropped, then the correction with both, parents first.
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "dropped", new[] { b.Uuid });
+                // The person's reparent lost: dropped (or refused STALE), then the correction with
+                // both, parents first.
+                if (mode == PersonsReparent.Kept)
+                    Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(b.Uuid), TimeSpan.FromSeconds(5), "the kept reparent lost: not kept any more", r.Pump);
+                else
+                    r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "dropped", new[] { b.Uuid });
                 Check.Eventually(() => !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent ended", r.Pump);
                 string fix = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", bBefore.ToCreateOp(), made.ToCreateOp());
                 Check.Eventually(() => Applied(r, fix) != null, TimeSpan.FromSeconds(5), "the correction answered", r.Pump);
