@@ -60,9 +60,10 @@ impl Project {
         // (uuid, origin) of every change in `window`: "has its editor changed it already in
         // this window?" without a scan per change.
         let mut in_window: HashSet<(String, SessionId)> = HashSet::default();
-        // Per origin, its dropped changes in arrival order: (uuid, request) — the `dropped`
-        // result's uuids and, per uuid, the last request it ends (`through`).
-        let mut dropped: HashMap<SessionId, Vec<(String, Arc<str>)>> = HashMap::default();
+        // Per origin, its dropped changes: (uuid, request, admission mark) — the `dropped`
+        // result's uuids and, per uuid, the last request it ends (`through`: the request of
+        // the latest admitted, since they are collected out of arrival order).
+        let mut dropped: HashMap<SessionId, Vec<DropKey>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
@@ -235,8 +236,18 @@ impl Project {
         let dropped: Vec<(SessionId, Vec<String>, BTreeMap<String, String>)> = dropped
             .into_iter()
             .map(|(s, d)| {
-                let through = d.iter().map(|(u, r)| (u.clone(), r.to_string())).collect();
-                (s, dedup(d.into_iter().map(|(u, _)| u).collect()), through)
+                // Per uuid, the request of its latest change: an object created and deleted
+                // in one window was answered for its create alone, and the delete's request
+                // stayed in flight at its editor for good.
+                let mut last: BTreeMap<String, (u64, &Arc<str>)> = BTreeMap::new();
+                for (u, r, mark) in &d {
+                    let e = last.entry(u.clone()).or_insert((*mark, r));
+                    if *mark >= e.0 {
+                        *e = (*mark, r);
+                    }
+                }
+                let through = last.into_iter().map(|(u, (_, r))| (u, r.to_string())).collect();
+                (s, dedup(d.into_iter().map(|(u, _, _)| u).collect()), through)
             })
             .collect();
         let mut corrections = forward::dropped_corrections(
@@ -559,6 +570,9 @@ fn final_states(
 /// A change that lost to another editor's delete: (its origin, uuid, op).
 type Lost = (Editor, String, &'static str);
 
-fn drop_key<S>(q: &Queued<S>) -> (String, Arc<str>) {
-    (q.change.uuid.clone(), q.request.clone())
+/// A dropped change as its `batch_result` names it: (uuid, request, admission mark).
+type DropKey = (String, Arc<str>, u64);
+
+fn drop_key<S>(q: &Queued<S>) -> DropKey {
+    (q.change.uuid.clone(), q.request.clone(), q.sight.mark)
 }

@@ -92,7 +92,12 @@ impl Project {
         let last_seq = cx.view.last_seq();
         let diverged_now = self.diverges(cx, &session.session_id, ("change", "base_seq", base_seq));
         let diverged = self.diverged.contains_key(&session.session_id).then(|| {
-            format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
+            if diverged_now {
+                format!("sequence divergence: your base_seq {base_seq} is beyond this daemon's last seq {last_seq}; apply the full replay you were sent, then change again")
+            } else {
+                // A later change of a session blocked since: its own base_seq may be fine.
+                format!("sequence divergence: this session followed another history (a seq beyond this daemon's last one was seen); apply the full replay you were sent (last seq {last_seq}), then change again")
+            }
         });
         let automation_waits = session.editor == ClientKind::Agent
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
@@ -102,6 +107,15 @@ impl Project {
             let change = match parsed {
                 Ok(c) => c,
                 Err(refused) => {
+                    // A refusal its editor keeps the change under (a value out of range, a
+                    // name too long, itself as its parent) is listed by `status` like one
+                    // refused at admission (docs/PROTOCOL.md §5).
+                    if let Some(code) = refused.error_code.filter(|c| c.kept_by_editor()) {
+                        if vibesync_protocol::validate::uuid(&refused.uuid).is_ok() {
+                            let msg = refused.message.clone().unwrap_or_default();
+                            shown |= self.note_refused(session, &refused.uuid, code, &msg, last_seq);
+                        }
+                    }
                     results.push(refused);
                     continue;
                 }

@@ -426,7 +426,10 @@ fn an_applied_beyond_the_daemons_seq_is_a_sequence_divergence_too() {
     lost.c.send(&json!({"type":"applied","batch_id":new_uuid(),"seq":1_000_000u64,"hashes":{}})).unwrap();
     let ack = lost.send_change("z", vec![transform(&x, 9.0)], &[]);
     assert_eq!(ack["results"][0]["error_code"], "BLOCKED", "{ack}");
-    assert!(ack["results"][0]["message"].as_str().unwrap().contains("divergence"), "{ack}");
+    let message = ack["results"][0]["message"].as_str().unwrap();
+    assert!(message.contains("divergence"), "{ack}");
+    // This change's own base_seq is fine: the message does not say it is beyond (§6.7).
+    assert!(!message.contains("your base_seq"), "{message}");
     settle(&mut [&mut b, &mut lost]);
     assert!(lost.batches.len() > replays, "the diverged editor was sent a full replay: {:?}", lost.batches);
     assert_eq!(lost.batches.last().unwrap().1, "resync");

@@ -264,3 +264,41 @@ fn a_refused_change_its_editor_keeps_is_listed_not_synced_until_sent_again() {
     settle(&mut [&mut b, &mut u]);
     assert_eq!(listed(&status(&d)), Vec::<Value>::new());
 }
+
+/// The refusals met while a change is read, before admission — a coordinate out of range, a
+/// name too long, the object as its own parent — are kept by their editor like the others
+/// and listed by `status` the same way (docs/PROTOCOL.md §5). They were missing from the list.
+#[test]
+fn a_change_refused_as_it_is_read_is_listed_not_synced_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (x, y, z) = (new_uuid(), new_uuid(), new_uuid());
+    b.send_change(
+        "c",
+        vec![create(&x, "X", [0.0; 3]), create(&y, "Y", [1.0, 0.0, 0.0]), create(&z, "Z", [2.0, 0.0, 0.0])],
+        &[],
+    );
+    settle(&mut [&mut b, &mut u]);
+    let base = b.last_seq;
+    let ack = b.ask(&json!({"type":"change","request_id":"bad","base_seq":base,"changes":[
+        {"op":"transform","uuid":x,"t":[2e9,0,0],"r":[0,0,0,1],"s":[1,1,1]},
+        {"op":"rename","uuid":y,"name":"N".repeat(1100)},
+        {"op":"reparent","uuid":z,"parent":z}]}));
+    let codes: Vec<&str> =
+        ack["results"].as_array().unwrap().iter().map(|r| r["error_code"].as_str().unwrap_or("")).collect();
+    assert_eq!(codes, ["INVALID_FIELD", "TOO_LARGE", "INVALID_FIELD"], "{ack}");
+    let shown = listed(&status(&d));
+    let mut uuids: Vec<&str> = shown.iter().map(|s| s["uuid"].as_str().unwrap()).collect();
+    uuids.sort();
+    let mut want = vec![x.as_str(), y.as_str(), z.as_str()];
+    want.sort();
+    assert_eq!(uuids, want, "{shown:?}");
+    for s in &shown {
+        assert_eq!(s["client"], "blender", "{s}");
+        let reason = s["reason"].as_str().unwrap();
+        assert!(reason.starts_with("INVALID_FIELD: ") || reason.starts_with("TOO_LARGE: "), "{reason}");
+    }
+}

@@ -1694,3 +1694,28 @@ fn editors_joining_back_to_back_are_told_each_peer_set_once() {
         drop((blender, unity, other));
     }
 }
+
+/// An object created and deleted again in one window, in two requests (an agent's two tool
+/// calls, a script): the result that ends them names the delete's request in `through`
+/// (PROTOCOL §6.4). It named the create's, and its editor kept the delete in flight for good,
+/// so its next change of the uuid never went (one change per uuid in flight, §6.6).
+#[test]
+fn an_object_created_and_deleted_in_one_window_ends_both_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut a = Mini::connect(&d, "blender", 1.0, 0);
+    let mut b = Mini::connect(&d, "unity", 1.0, 0);
+    let n = new_uuid();
+    let ack = a.send_change("c1", vec![create(&n, "Brief", [0.0, 0.0, 0.0])], &[]);
+    assert_eq!(ack["results"][0]["status"], "queued", "{ack}");
+    let ack = a.send_change("c2", vec![json!({"op":"delete","uuid":n})], &[]);
+    assert_eq!(ack["results"][0]["status"], "queued", "{ack}");
+    let ended = a.pump_until(Duration::from_secs(10), |m| {
+        m.results.iter().any(|r| r["uuids"].as_array().is_some_and(|u| u.contains(&json!(n))))
+    });
+    assert!(ended, "no batch_result names the uuid: {:?}", a.results);
+    let r = a.results.iter().find(|r| r["uuids"].as_array().is_some_and(|u| u.contains(&json!(n)))).unwrap();
+    assert_eq!(r["through"][&n], "c2", "the result ends the delete's request too: {r}");
+    b.drain(Duration::from_millis(200));
+    assert!(!b.states.contains_key(&n), "nothing of it reached the other editor");
+}
