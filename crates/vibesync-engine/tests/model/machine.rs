@@ -1168,13 +1168,6 @@ impl Sim {
         if self.is_parent(u) {
             return; // each editor's own way with the children: left out, as for `Edit` deletes
         }
-        {
-            let s = self.mem.0.lock().unwrap();
-            let open = transaction_index(&s.wal).incomplete.iter().any(|t| t.uuids.iter().any(|x| x == u));
-            if open || !s.registry.contains_key(u) {
-                return; // the registrar answers NOT_FOUND, or waits its turn: not modelled
-            }
-        }
         let seq = {
             let mut s = self.mem.0.lock().unwrap();
             let incomplete = transaction_index(&s.wal).incomplete;
