@@ -235,18 +235,12 @@ impl Project {
         // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.
         let dropped: Vec<(SessionId, Vec<String>, BTreeMap<String, String>)> = dropped
             .into_iter()
-            .map(|(s, d)| {
-                // Per uuid, the request of its latest change: an object created and deleted
-                // in one window was answered for its create alone, and the delete's request
-                // stayed in flight at its editor for good.
-                let mut last: BTreeMap<String, (u64, &Arc<str>)> = BTreeMap::new();
-                for (u, r, mark) in &d {
-                    let e = last.entry(u.clone()).or_insert((*mark, r));
-                    if *mark >= e.0 {
-                        *e = (*mark, r);
-                    }
-                }
-                let through = last.into_iter().map(|(u, (_, r))| (u, r.to_string())).collect();
+            .map(|(s, mut d)| {
+                // In admission order, so that `through` names each uuid's latest request (an
+                // object created and deleted in one window was answered for its create alone,
+                // and the delete's request stayed in flight at its editor for good).
+                d.sort_by_key(|(_, _, mark)| *mark);
+                let through = d.iter().map(|(u, r, _)| (u.clone(), r.to_string())).collect();
                 (s, dedup(d.into_iter().map(|(u, _, _)| u).collect()), through)
             })
             .collect();
