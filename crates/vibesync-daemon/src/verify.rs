@@ -109,7 +109,11 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     // A damaged compaction anchor is listed above; nothing of the log can be read after it.
     let records: Vec<Record> = match Reader::open(data.wal()) {
         Ok(r) => r.map_while(|e| e.ok()).map(|e| e.record).collect(),
-        Err(vibesync_wal::WalError::Corrupt { .. } | vibesync_wal::WalError::BadAnchor { .. }) => Vec::new(),
+        Err(
+            vibesync_wal::WalError::Corrupt { .. }
+            | vibesync_wal::WalError::MissingSegment { .. }
+            | vibesync_wal::WalError::BadAnchor { .. },
+        ) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     let compacted = Compacted::load(data, &mut report);

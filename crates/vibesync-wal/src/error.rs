@@ -26,6 +26,33 @@ pub enum WalError {
     )]
     Corrupt { file: PathBuf, offset: u64, reason: String },
 
+    /// Records are missing between two segments (or before the first one) and no compaction
+    /// anchor covers them: a segment was deleted or moved away. Boot stops; nothing was
+    /// changed. The remedy is to put the segment back, not `--repair`: repair would move this
+    /// segment and every later one to quarantine, so every record after the gap would leave
+    /// the log.
+    #[error(
+        "WAL records {first_missing}..{last_missing} are missing in front of {}: {reason}. \
+         Nothing was changed. Put the missing segment back (from a backup or the WAL archive \
+         directory) and start the daemon again. Only if it is lost for good: `vibesync serve \
+         --repair` moves {} and {later_segments} later segment(s) to quarantine, and every \
+         record from seq {first_found} on is then lost from the log (kept in the quarantine \
+         directory)",
+        file.display(),
+        file.display()
+    )]
+    MissingSegment {
+        /// The first segment found after the gap.
+        file: PathBuf,
+        first_missing: u64,
+        last_missing: u64,
+        /// The first seq of `file`.
+        first_found: u64,
+        later_segments: usize,
+        /// Whether an anchor exists and how far it reaches.
+        reason: String,
+    },
+
     /// The compaction anchor (`wal/anchor.json`) is damaged while the log needs it. Boot
     /// stops; nothing was changed. `reason` says what to do (a good copy back, or `--repair`,
     /// which sets it aside and re-anchors: no record of the kept log is lost).

@@ -342,27 +342,27 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
         }
         let later = &segments[i + 1..];
         if !cfg.repair {
-            let mut reason = bad.reason;
-            if bad.kind == BadKind::SegmentName {
-                reason.push_str(&match &anchor {
-                    Some(a) => format!(
-                        "; the compaction anchor ({}) covers records up to seq {} only, so records {}..{} \
-                         are missing, not compacted: put the missing segment back (from a backup or the WAL \
-                         archive directory)",
-                        crate::anchor::anchor_path(dir).display(),
-                        a.seq,
-                        chain.next_seq,
-                        seg.first_seq.saturating_sub(1)
-                    ),
-                    None => format!(
-                        "; records {}..{} are missing (there is no compaction anchor {}): put the missing \
-                         segment back (from a backup or the WAL archive directory)",
-                        chain.next_seq,
-                        seg.first_seq.saturating_sub(1),
-                        crate::anchor::anchor_path(dir).display()
-                    ),
+            if bad.kind == BadKind::SegmentName && chain.next_seq < seg.first_seq {
+                return Err(WalError::MissingSegment {
+                    file: seg.path.clone(),
+                    first_missing: chain.next_seq,
+                    last_missing: seg.first_seq - 1,
+                    first_found: seg.first_seq,
+                    later_segments: later.len(),
+                    reason: match &anchor {
+                        Some(a) => format!(
+                            "the compaction anchor ({}) covers records up to seq {} only, so they were not compacted",
+                            crate::anchor::anchor_path(dir).display(),
+                            a.seq
+                        ),
+                        None => format!(
+                            "there is no compaction anchor ({}), so they were not compacted",
+                            crate::anchor::anchor_path(dir).display()
+                        ),
+                    },
                 });
             }
+            let mut reason = bad.reason;
             reason.push_str(&format!(
                 "; {} bytes follow in this segment and {} later segment(s)",
                 rest.len() - rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1),

@@ -186,15 +186,25 @@ fn a_missing_segment_the_anchor_does_not_cover_is_refused_with_the_fix() {
     let segs = segments(dir.path());
     std::fs::remove_file(&segs[0]).unwrap(); // the first kept segment: its records were never compacted
     match Wal::open(cfg(dir.path(), 256)) {
-        Err(WalError::Corrupt { file, reason, .. }) => {
+        Err(e @ WalError::MissingSegment { .. }) => {
+            let msg = e.to_string();
+            let WalError::MissingSegment { file, first_missing, last_missing, first_found, later_segments, reason } = e
+            else {
+                unreachable!()
+            };
             assert_eq!(file, segs[1]);
+            assert_eq!(first_missing, c.anchor.seq + 1);
+            assert_eq!(last_missing, first_found - 1);
+            assert_eq!(later_segments, segs.len() - 2);
             assert!(reason.contains(&format!("up to seq {} only", c.anchor.seq)), "{reason}");
-            assert!(
-                reason.contains("missing, not compacted") && reason.contains("put the missing segment back"),
-                "{reason}"
-            );
+            // The fix comes first; --repair only if the segment is lost for good, and the
+            // message says what repair would throw away.
+            let put_back = msg.find("Put the missing segment back").expect(&msg);
+            let repair = msg.find("--repair").expect(&msg);
+            assert!(put_back < repair, "{msg}");
+            assert!(msg.contains("lost for good") && msg.contains(&format!("from seq {first_found} on")), "{msg}");
         }
-        other => panic!("expected Corrupt, got {:?}", other.map(|(_, r)| r)),
+        other => panic!("expected MissingSegment, got {:?}", other.map(|(_, r)| r)),
     }
     let problems = vibesync_wal::verify(dir.path().join("wal")).unwrap();
     assert!(problems.iter().any(|p| p.kind == ProblemKind::SeqGap && p.file == segs[1]), "{problems:?}");
@@ -203,9 +213,29 @@ fn a_missing_segment_the_anchor_does_not_cover_is_refused_with_the_fix() {
     many_segments(dir2.path());
     std::fs::remove_file(&segments(dir2.path())[0]).unwrap();
     match Wal::open(cfg(dir2.path(), 256)) {
-        Err(WalError::Corrupt { reason, .. }) => assert!(reason.contains("there is no compaction anchor"), "{reason}"),
-        other => panic!("expected Corrupt, got {:?}", other.map(|(_, r)| r)),
+        Err(WalError::MissingSegment { reason, first_missing: 1, .. }) => {
+            assert!(reason.contains("there is no compaction anchor"), "{reason}")
+        }
+        other => panic!("expected MissingSegment, got {:?}", other.map(|(_, r)| r)),
     }
+    // A segment missing in the middle of the log: the same refusal, naming the next one.
+    let dir3 = tempfile::tempdir().unwrap();
+    many_segments(dir3.path());
+    let segs3 = segments(dir3.path());
+    let aside = dir3.path().join("aside.jsonl");
+    std::fs::rename(&segs3[2], &aside).unwrap();
+    match Wal::open(cfg(dir3.path(), 256)) {
+        Err(WalError::MissingSegment { file, later_segments, .. }) => {
+            assert_eq!(file, segs3[3]);
+            assert_eq!(later_segments, segs3.len() - 4);
+        }
+        other => panic!("expected MissingSegment, got {:?}", other.map(|(_, r)| r)),
+    }
+    // Nothing was changed: with the segment put back, the whole log opens again.
+    assert_eq!(segments(dir3.path()).len(), segs3.len() - 1);
+    std::fs::rename(&aside, &segs3[2]).unwrap();
+    let (_wal, rec) = Wal::open(cfg(dir3.path(), 256)).expect("the log opens with the segment back");
+    assert!(rec.repaired.is_none() && rec.torn_tail.is_none());
 }
 
 #[test]
