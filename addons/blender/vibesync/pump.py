@@ -861,6 +861,7 @@ class Session:
             self.out_ops.clear()
             self.automation_for.clear()  # captured again as the person's (the safe side)
             self.lost_over.clear()  # its base belongs to the connection that ended
+            self.kept_lost.clear()  # so does its `away_base`; the replay re-sends kept work
             self.sent_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable or self.gated_keys:
@@ -1229,6 +1230,7 @@ class Session:
         self.out_ops.clear()
         self.automation_for.clear()
         self.lost_over.clear()
+        self.kept_lost.clear()
         self.sent_parts.clear()
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)

@@ -10,7 +10,20 @@
 //!
 //! Pure: no I/O, no clock.
 
+use vibesync_registry::{Part, PartWriter, StateWrite};
+
 use crate::sync::ChangeOp;
+
+/// Each part as the registry names it (its `writers`, docs/PROTOCOL.md §6.1).
+const REGISTRY_PARTS: [(Part, Parts); 7] = [
+    (Part::Pose, Parts::POSE),
+    (Part::Name, Parts::NAME),
+    (Part::Visibility, Parts::VISIBILITY),
+    (Part::Parent, Parts::PARENT),
+    (Part::Mesh, Parts::MESH),
+    (Part::Material, Parts::MATERIAL),
+    (Part::Existence, Parts::EXISTENCE),
+];
 
 /// A set of parts of an object's synced state (§6.5's fields, grouped as ops write them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +68,16 @@ impl Parts {
 
     pub const fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// The registry's names of these parts (`GONE` has none: a delete archives the record).
+    pub fn to_registry(self) -> Vec<Part> {
+        REGISTRY_PARTS.iter().filter(|(_, p)| self.intersects(*p)).map(|(r, _)| *r).collect()
+    }
+
+    /// The parts the registry names.
+    pub fn from_registry(parts: &[Part]) -> Parts {
+        REGISTRY_PARTS.iter().filter(|(r, _)| parts.contains(r)).fold(Parts::NONE, |acc, (_, p)| acc.union(*p))
     }
 
     /// What of the object `op` changes.
@@ -128,6 +151,9 @@ impl Write {
 pub struct LastWrites(Vec<Write>);
 
 impl LastWrites {
+    /// No writer.
+    pub const EMPTY: LastWrites = LastWrites(Vec::new());
+
     /// `client` wrote `parts` at `seq`: it is now their last writer. A write of the object's
     /// existence (a `create`, e.g. the undo of a delete) also ends an earlier delete's
     /// `GONE`: the object is there again, and a move made before both is rebased over the
@@ -178,6 +204,41 @@ impl LastWrites {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every write is at `seq` (a batch's writes, known before its records are appended).
+    pub fn at_seq(&mut self, seq: u64) {
+        for w in &mut self.0 {
+            w.seq = seq;
+        }
+    }
+
+    /// The parts some write here names.
+    pub fn parts(&self) -> Parts {
+        self.0.iter().fold(Parts::NONE, |acc, w| acc.union(w.parts))
+    }
+
+    /// These writes as a registry `state` STEP names them (oldest first; the seq is the
+    /// STEP's).
+    pub fn to_registry(&self) -> Vec<StateWrite> {
+        let mut ws: Vec<&Write> = self.0.iter().collect();
+        ws.sort_by_key(|w| w.seq);
+        ws.into_iter()
+            .filter(|w| !w.parts.without(Parts::GONE).is_empty())
+            .map(|w| StateWrite { parts: w.parts.to_registry(), client_id: w.client.clone(), editor: w.editor.clone() })
+            .collect()
+    }
+
+    /// The writers a registry record keeps, at or before `upto` (those of batches this
+    /// machine did not see commit: before it started), with no live-preview marks.
+    pub fn from_registry(writers: &[PartWriter], upto: u64) -> LastWrites {
+        let mut out = LastWrites::default();
+        let mut ws: Vec<&PartWriter> = writers.iter().filter(|w| w.seq <= upto).collect();
+        ws.sort_by_key(|w| w.seq);
+        for w in ws {
+            out.record(Parts::from_registry(&w.parts), w.seq, (&w.client_id, &w.editor), [0; 3]);
+        }
+        out
     }
 }
 

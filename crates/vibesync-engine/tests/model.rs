@@ -1779,3 +1779,33 @@ fn machine_regression_a_kept_reparent_loses_to_a_batchs_reparent_it_loops_with()
     let sim = replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
     let _ = sim;
 }
+
+/// Found with seed 3 once the model restarts the daemon at any time (shrunk to a case with no
+/// restart). Blender's reparent of U1 under U2 commits; Unity applies it, then its person puts
+/// U1 under U0 and U2 under U1 — two requests, the first still waiting in the window. The
+/// daemon checked the second for a cycle against the committed parents only (U1 under U2) and
+/// refused it `INVALID_FIELD` ("U2 would become its own ancestor"), a loop Unity's person
+/// never made: Unity held U2 under U1 and the registry did not, for good. Admission now sees
+/// the editor's own changes admitted but not committed (docs/PROTOCOL.md §6.2).
+#[test]
+fn machine_regression_a_reparent_over_the_editors_own_waiting_reparent_is_no_loop() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Edit { ed: 0, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Answer { ed: 0, mode: machine::Mode::Right },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Wait { ms: 553 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+        Reparent { ed: 1, uuid: 2, parent: Some(1), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

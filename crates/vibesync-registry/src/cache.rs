@@ -114,6 +114,7 @@ mod tests {
             updated_seq: 1,
             tombstone_seq: None,
             deleted_by: None,
+            writers: Vec::new(),
         }))
     }
 

@@ -46,6 +46,33 @@ pub struct DeletedBy {
     pub editor: String,
 }
 
+/// A part of an object's synced state, as changes write them (docs/PROTOCOL.md §6.1
+/// "Parts"): `pose` (`t`, `r`, `s`), `name`, `visibility`, `parent`, `mesh`, `material`, and
+/// `existence` (the object made whole by a `create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Pose,
+    Name,
+    Visibility,
+    Parent,
+    Mesh,
+    Material,
+    Existence,
+}
+
+/// Who last wrote some parts of a record's state: the client (`client_id`) and editor kind
+/// whose committed change wrote them, in the `state` STEP at `seq`. Kept so that a change
+/// another editor made before that write is refused `STALE` also after a daemon restart
+/// (docs/PROTOCOL.md §6.1). Each part has at most one writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartWriter {
+    pub parts: Vec<Part>,
+    pub seq: u64,
+    pub client_id: String,
+    pub editor: String,
+}
+
 /// One registry record, keyed by `project_id` + `uuid`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -77,6 +104,10 @@ pub struct Entry {
     /// records tombstoned by older builds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_by: Option<DeletedBy>,
+    /// Who last wrote each part of `state` (absent in records written by older builds, and
+    /// for parts no `state` STEP named a writer of).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<PartWriter>,
 }
 
 impl Entry {
@@ -128,6 +159,21 @@ pub(crate) struct EntryCheck<'a> {
     pub tombstone_seq: Option<u64>,
     #[serde(default, borrow, rename = "deleted_by")]
     _deleted_by: Option<DeletedByCheck<'a>>,
+    #[serde(default, borrow, rename = "writers")]
+    _writers: Vec<PartWriterCheck<'a>>,
+}
+
+/// The shape of a [`PartWriter`] (see [`EntryCheck`]).
+#[derive(Deserialize)]
+struct PartWriterCheck<'a> {
+    #[serde(rename = "parts")]
+    _parts: Vec<Part>,
+    #[serde(rename = "seq")]
+    _seq: u64,
+    #[serde(borrow, rename = "client_id")]
+    _client_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, rename = "editor")]
+    _editor: std::borrow::Cow<'a, str>,
 }
 
 /// The shape of a [`DeletedBy`] (see [`EntryCheck`]).
@@ -164,14 +210,15 @@ mod tests {
             "bindings":{"blender":{"editor_ref":"OB:Cube","session_id":"s","client_id":"c","bound_seq":3}},
             "state":{"t":[1,2,3],"n":null},"state_hash":"h","quarantine_reason":null,
             "created_seq":1,"updated_seq":3,"tombstone_seq":null,
-            "deleted_by":{"client_id":"c","editor":"unity"}});
+            "deleted_by":{"client_id":"c","editor":"unity"},
+            "writers":[{"parts":["pose","parent"],"seq":3,"client_id":"c","editor":"unity"}]});
         let mut cases = vec![good.clone()];
         for key in ["project_id", "uuid", "kind", "name", "status", "created_seq", "updated_seq"] {
             let mut v = good.clone();
             v.as_object_mut().unwrap().remove(key);
             cases.push(v); // a required field missing
         }
-        for key in ["bindings", "state", "state_hash", "quarantine_reason", "tombstone_seq", "deleted_by"] {
+        for key in ["bindings", "state", "state_hash", "quarantine_reason", "tombstone_seq", "deleted_by", "writers"] {
             let mut v = good.clone();
             v.as_object_mut().unwrap().remove(key);
             cases.push(v); // an optional field missing
@@ -185,6 +232,10 @@ mod tests {
             ("tombstone_seq", json!("x")),
             ("deleted_by", json!("unity")),
             ("deleted_by", json!({"client_id": "c"})),
+            ("writers", json!({})),
+            ("writers", json!([{"parts":["wings"],"seq":3,"client_id":"c","editor":"unity"}])),
+            ("writers", json!([{"parts":["pose"],"client_id":"c","editor":"unity"}])),
+            ("writers", json!([{"parts":["pose"],"seq":3,"client_id":"c"}])),
             ("state_hash", json!(5)),
             ("quarantine_reason", json!([])),
             ("bindings", json!([])),

@@ -43,7 +43,7 @@
 //! | `{"op":"tombstone","uuid":U,"client_id":C?,"editor":E?}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq and, when both `client_id` and `editor` are given (the client that deleted it), `deleted_by = {client_id, editor}`. Skipped if not live. |
 //! | `{"op":"quarantine","uuid":U,"reason":R?}` | `status:"quarantined"`, `quarantine_reason` = R. Skipped if not live. |
 //! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
-//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?}` | replace the authoritative synced state and its hash. |
+//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?,"writes":[{"parts":[P…],"client_id":C,"editor":E}…]?}` | replace the authoritative synced state and its hash; each of `writes` (in order) becomes the writer of its parts in `writers` at the step seq ([`ops::record_write`]; parts: `pose`, `name`, `visibility`, `parent`, `mesh`, `material`, `existence`). |
 //! | `{"op":"migrate","from":N,"to":M}` | schema migration (see [`migrate`]); a no-op when the registry is already at M. |
 //! | `{"op":"conflict","uuid":U,"winner":E,"loser":E,"change_op":O}` | two editors changed U concurrently and E=`loser`'s change `O` gave way (docs/PROTOCOL.md §6.2); changes no record. |
 //!
@@ -64,10 +64,13 @@ mod registry;
 pub mod sidecar;
 mod write_behind;
 
-pub use entry::{Binding, Counts, DeletedBy, Entry, Status};
+pub use entry::{Binding, Counts, DeletedBy, Entry, Part, PartWriter, Status};
 pub use error::{RegistryError, Result};
 pub use migrate::SCHEMA_VERSION;
-pub use ops::{is_valid_project_id, is_valid_uuid, parse_payload, ApplyReport, Op, ParsedStep, SkippedStep};
+pub use ops::{
+    is_valid_project_id, is_valid_uuid, parse_payload, record_write, ApplyReport, Op, ParsedStep, SkippedStep,
+    StateWrite,
+};
 pub use registry::{
     OpenOutcome, OpenReport, Problem, ReadFault, RebuildReason, Registry, RegistryBase, RegistryConfig, Resume, WalRead,
 };

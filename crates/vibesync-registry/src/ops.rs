@@ -62,6 +62,10 @@ pub enum Op {
         state: Value,
         #[serde(default)]
         state_hash: Option<String>,
+        /// Who wrote which parts of `state` in this transaction, oldest first (each becomes
+        /// the writer of its parts, at this STEP's seq).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        writes: Vec<StateWrite>,
     },
     Migrate {
         from: u32,
@@ -93,6 +97,41 @@ impl Op {
             | Op::Conflict { uuid, .. } => Some(uuid),
             Op::Migrate { .. } => None,
         }
+    }
+}
+
+/// One writer of a `state` STEP: `client_id` (of editor kind `editor`) wrote `parts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateWrite {
+    pub parts: Vec<crate::entry::Part>,
+    pub client_id: String,
+    pub editor: String,
+}
+
+/// Record that `w` wrote its parts at `seq`: each part's earlier writer loses it (a writer
+/// with no part left is dropped); the parts join an entry of the same seq, client and
+/// editor, or make a new one. Parts are kept sorted.
+pub fn record_write(writers: &mut Vec<crate::entry::PartWriter>, w: &StateWrite, seq: u64) {
+    if w.parts.is_empty() {
+        return;
+    }
+    for x in writers.iter_mut() {
+        x.parts.retain(|p| !w.parts.contains(p));
+    }
+    writers.retain(|x| !x.parts.is_empty());
+    match writers.iter_mut().find(|x| x.seq == seq && x.client_id == w.client_id && x.editor == w.editor) {
+        Some(x) => x.parts.extend(w.parts.iter().copied()),
+        None => writers.push(crate::entry::PartWriter {
+            parts: w.parts.clone(),
+            seq,
+            client_id: w.client_id.clone(),
+            editor: w.editor.clone(),
+        }),
+    }
+    for x in writers.iter_mut() {
+        x.parts.sort();
+        x.parts.dedup();
     }
 }
 
@@ -313,6 +352,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
                 updated_seq: seq,
                 tombstone_seq: None,
                 deleted_by: None,
+                writers: Vec::new(),
             });
             e.kind = kind;
             if let Some(n) = name {
@@ -365,12 +405,15 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));
         }
-        Op::State { uuid, state, state_hash } => {
+        Op::State { uuid, state, state_hash, writes } => {
             let Some(mut e) = updatable(st, base, project, &uuid, seq, report, "not live")? else {
                 return Ok(());
             };
             e.state = Some(state);
             e.state_hash = state_hash;
+            for w in &writes {
+                record_write(&mut e.writers, w, seq);
+            }
             e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));
         }
@@ -407,4 +450,53 @@ fn updatable(
 fn skip(report: &mut ApplyReport, seq: u64, uuid: &str, reason: String) {
     tracing::debug!(seq, uuid, %reason, "registry: step skipped");
     report.skipped.push(SkippedStep { seq, uuid: Some(uuid.to_owned()), reason });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Part, PartWriter};
+
+    const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+
+    fn w(parts: &[Part], client: &str) -> StateWrite {
+        StateWrite { parts: parts.to_vec(), client_id: client.into(), editor: "unity".into() }
+    }
+
+    /// Each part keeps one writer, the latest; a writer with no part left is dropped; the
+    /// payload round-trips, and one without `writes` (an earlier build's) parses.
+    #[test]
+    fn a_part_has_one_writer_the_latest() {
+        let mut ws: Vec<PartWriter> = Vec::new();
+        record_write(&mut ws, &w(&[Part::Existence, Part::Pose, Part::Parent], "a"), 5);
+        record_write(&mut ws, &w(&[Part::Parent], "b"), 9);
+        record_write(&mut ws, &w(&[Part::Pose], "b"), 9);
+        assert_eq!(
+            ws,
+            vec![
+                PartWriter { parts: vec![Part::Existence], seq: 5, client_id: "a".into(), editor: "unity".into() },
+                PartWriter {
+                    parts: vec![Part::Pose, Part::Parent],
+                    seq: 9,
+                    client_id: "b".into(),
+                    editor: "unity".into()
+                },
+            ]
+        );
+        record_write(&mut ws, &w(&[Part::Existence], "c"), 12);
+        assert!(ws.iter().all(|x| x.client_id != "a"), "{ws:?}");
+        let op = Op::State {
+            uuid: U.into(),
+            state: serde_json::json!({}),
+            state_hash: None,
+            writes: vec![w(&[Part::Mesh], "c")],
+        };
+        let payload = op.to_payload();
+        assert_eq!(payload["writes"][0]["parts"], serde_json::json!(["mesh"]));
+        assert_eq!(parse_payload(&payload), ParsedStep::Op(op));
+        let old = serde_json::json!({"op":"state","uuid":U,"state":{}});
+        assert!(matches!(parse_payload(&old), ParsedStep::Op(Op::State { writes, .. }) if writes.is_empty()));
+        let bad = serde_json::json!({"op":"state","uuid":U,"state":{},"writes":[{"parts":["pose"],"client_id":"c","editor":"unity","x":1}]});
+        assert!(matches!(parse_payload(&bad), ParsedStep::Malformed(_)));
+    }
 }

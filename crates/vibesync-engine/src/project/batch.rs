@@ -186,7 +186,11 @@ impl Project {
                         let (_, lost, extra) = committed_cycles
                             .entry(q.origin.session_id.clone())
                             .or_insert_with(|| (q.origin.clone(), Vec::new(), Vec::new()));
-                        if let Some(w) = self.cycle_write(&chain, base, &q.origin.client_id) {
+                        let newer = match self.cycle_write(cx, &chain, base, &q.origin.client_id) {
+                            Ok(w) => w,
+                            Err(why) => return cx.storage_failed("sync", &why).await,
+                        };
+                        if let Some(w) = newer {
                             lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
                         }
                         extra.extend(chain);
@@ -340,8 +344,23 @@ impl Project {
         // Every change of the window: what each participant holds, and the winner of each
         // conflict — also a no-op change that undid the other editor's (not in `all`).
         let plan = forward::plan(&window, &kept_ids, &start, &states, &participant_ids);
-        let rebased = self.rebased(&kept, &base_of, &plan.conflicts);
+        let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts) {
+            Ok(r) => r,
+            Err(why) => return cx.storage_failed("sync", &why).await,
+        };
 
+        // Who writes which part of each uuid, for staleness (docs/PROTOCOL.md §6.1): kept in
+        // memory at the batch's seq once appended, and in each `state` STEP, so that the
+        // registry keeps them across a restart.
+        let mut writes: HashMap<String, LastWrites> = HashMap::default();
+        for q in &kept {
+            writes.entry(q.change.uuid.clone()).or_default().record(
+                Parts::written_by(&q.change.op),
+                0,
+                (&q.origin.client_id, q.origin.editor.as_str()),
+                q.sight.own_marks(q.change.op.name()),
+            );
+        }
         let mut drafts = vec![self.draft(
             &batch_id,
             Phase::Begin,
@@ -379,7 +398,12 @@ impl Project {
                     drafts.push(self.step(
                         &batch_id,
                         &uuid,
-                        RegOp::State { uuid: uuid.clone(), state: s.to_value(), state_hash: Some(hash) },
+                        RegOp::State {
+                            uuid: uuid.clone(),
+                            state: s.to_value(),
+                            state_hash: Some(hash),
+                            writes: writes.get(&uuid).map(LastWrites::to_registry).unwrap_or_default(),
+                        },
                     ));
                 }
                 None => {
@@ -425,15 +449,8 @@ impl Project {
             .find(|r| r.phase == Phase::Step)
             .map(|r| r.seq)
             .unwrap_or_else(|| records.last().map(|r| r.seq).unwrap_or(0));
-        // Who writes which part of each uuid, for staleness (docs/PROTOCOL.md §6.1).
-        let mut writes: HashMap<String, LastWrites> = HashMap::default();
-        for q in &kept {
-            writes.entry(q.change.uuid.clone()).or_default().record(
-                Parts::written_by(&q.change.op),
-                seq,
-                (&q.origin.client_id, q.origin.editor.as_str()),
-                q.sight.own_marks(q.change.op.name()),
-            );
+        for w in writes.values_mut() {
+            w.at_seq(seq);
         }
         info!(batch_id = %batch_id, project_id = %self.project, uuids = ?uuids, path = path.as_str(), seq, changes = kept.len(), pipelined = lane == Lane::Pipelined, "batch forwarded");
         for c in &plan.conflicts {
@@ -490,12 +507,15 @@ impl Project {
     /// later writer wins (docs/PROTOCOL.md §6.1) — a conflict across windows, reported like
     /// one in a window (§6.2). One per uuid, part and loser; none where the window's own
     /// conflict rule already names the uuid.
+    ///
+    /// Err: the registry could not be read (a write from before this machine started).
     fn rebased(
         &self,
+        cx: &Cx<'_>,
         kept: &[Queued<Editor>],
         base_of: &HashMap<(SessionId, String), u64>,
         in_window: &[forward::Conflict],
-    ) -> Vec<Rebased> {
+    ) -> Result<Vec<Rebased>, String> {
         let mut out: Vec<Rebased> = Vec::new();
         for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast) {
             if in_window.iter().any(|c| c.uuid == q.change.uuid) {
@@ -503,9 +523,9 @@ impl Project {
             }
             let key = (q.origin.session_id.clone(), q.change.uuid.clone());
             let Some(base) = base_of.get(&key) else { continue };
-            let Some(w) = self.synced.get(&q.change.uuid).and_then(|w| {
-                w.newer_unseen_by_other(Parts::written_by(&q.change.op), *base, &q.origin.client_id, q.sight.saw)
-            }) else {
+            let parts = Parts::written_by(&q.change.op);
+            let writes = self.committed_writes(cx, &q.change.uuid, parts)?;
+            let Some(w) = writes.newer_unseen_by_other(parts, *base, &q.origin.client_id, q.sight.saw) else {
                 continue;
             };
             let op = q.change.op.name();
@@ -519,7 +539,7 @@ impl Project {
                 op,
             });
         }
-        out
+        Ok(out)
     }
 
     pub(super) fn draft(

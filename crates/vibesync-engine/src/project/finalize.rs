@@ -16,7 +16,10 @@ use super::queue::Stale;
 use super::{dedup, Cx, Done, Editor, Effect, Inflight, NotSynced, Project, RolledBack, SessionId};
 use crate::finalize::plan_rollback;
 use crate::forward::Conflict;
-use crate::stale::{Parts, Write};
+use crate::stale::{LastWrites, Parts, Write};
+
+/// No writer known.
+static EMPTY_WRITES: LastWrites = LastWrites::EMPTY;
 use crate::sync::{Change, ChangeOp};
 
 impl Project {
@@ -539,6 +542,34 @@ impl Project {
             .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other(parts, base_seq, me, saw)))
     }
 
+    /// Who last wrote each part of `uuid` in a committed batch (docs/PROTOCOL.md §6.1): the
+    /// batches committed since this machine started (`synced`, with their live-preview
+    /// marks), over the writers the registry keeps of batches before that (a daemon restart
+    /// forgets none). The registry is read only when `synced` has no writer of some part of
+    /// `parts`. Err: the registry could not be read.
+    pub(super) fn committed_writes(
+        &self,
+        cx: &Cx<'_>,
+        uuid: &str,
+        parts: Parts,
+    ) -> Result<std::borrow::Cow<'_, LastWrites>, String> {
+        let since = self.synced.get(uuid);
+        let wanted = parts.without(Parts::GONE);
+        if since.is_some_and(|w| w.parts().intersection(wanted) == wanted) || wanted.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(since.unwrap_or(&EMPTY_WRITES)));
+        }
+        let boot = self.boot_seq.unwrap_or(0);
+        let before = match cx.view.lookup(uuid)? {
+            Some(e) if e.writers.iter().any(|w| w.seq <= boot) => LastWrites::from_registry(&e.writers, boot),
+            _ => return Ok(std::borrow::Cow::Borrowed(since.unwrap_or(&EMPTY_WRITES))),
+        };
+        let mut all = before;
+        if let Some(w) = since {
+            all.merge(w);
+        }
+        Ok(std::borrow::Cow::Owned(all))
+    }
+
     /// What makes `change` stale (docs/PROTOCOL.md §6.1): [`Self::stale_by`]'s write, or —
     /// for a uuid with no live record and no change waiting (`known` false) — its delete by
     /// another client after `base_seq` as the registry keeps it (the newest archived version's
@@ -554,6 +585,12 @@ impl Project {
         known: bool,
     ) -> Result<Option<Write>, String> {
         if let Some(w) = self.stale_by(change, (base_seq, saw), me) {
+            return Ok(Some(w.clone()));
+        }
+        // Parts last written before this machine started, as the registry keeps them.
+        let parts = Parts::stale_against(&change.op);
+        if let Some(w) = self.committed_writes(cx, &change.uuid, parts)?.newer_unseen_by_other(parts, base_seq, me, saw)
+        {
             return Ok(Some(w.clone()));
         }
         if known {

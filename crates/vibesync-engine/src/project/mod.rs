@@ -438,6 +438,10 @@ pub struct Project {
     /// uuid → who last wrote each of its parts in a committed batch, and at which seq
     /// (staleness, docs/PROTOCOL.md §6.1).
     synced: HashMap<String, LastWrites>,
+    /// The daemon's last seq when this machine first ran: the writers of parts the registry
+    /// keeps at or before it are those of batches `synced` never saw (written before a
+    /// restart), read from the registry instead (`committed_writes`).
+    boot_seq: Option<u64>,
     /// ROLLBACKs, for replay to editors that reconnect.
     rolled_back: Vec<RolledBack>,
     /// uuids kept locally after a failed propagation (shown by `status`).
@@ -653,6 +657,7 @@ impl Project {
             late_commits,
             exposed_seq: AtomicU64::new(0),
             synced: HashMap::default(),
+            boot_seq: None,
             rolled_back,
             not_synced: BTreeMap::new(),
             refused: BTreeMap::new(),
@@ -721,6 +726,9 @@ impl Project {
     }
 
     fn run<'a>(&'a mut self, view: &'a dyn View, now_ms: u64, input: Option<Input>) -> Step<'a> {
+        if self.boot_seq.is_none() {
+            self.boot_seq = Some(view.last_seq());
+        }
         let link = Arc::new(Link { state: Mutex::new(LinkState { now_ms, ..LinkState::default() }) });
         let inner = link.clone();
         let fut = Box::pin(async move {

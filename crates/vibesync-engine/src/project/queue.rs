@@ -3,7 +3,7 @@
 //! attachments), the governance gate, automation held while people edit, and the two
 //! windows (`crate::queue`). The `ack` goes out before anything that follows from it.
 
-use crate::fast::HashSet;
+use crate::fast::{HashMap, HashSet};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,7 +148,8 @@ impl Project {
                             // carries the other objects on the cycle, parents first. The editor
                             // may hold the winner's reparent unapplied (its own reparent, made
                             // offline, made it a loop there), and needs both to agree (§6.1).
-                            let chain = self.parent_cycle_of(cx, &change, |_| None).ok().flatten();
+                            let own = self.own_pending_parents(&session.session_id, &change);
+                            let chain = self.parent_cycle_of(cx, &change, |u| own.get(u).cloned()).ok().flatten();
                             if !self.changes_nothing(cx, &change) {
                                 // Read again as admission read it (a STALE uuid was either
                                 // written by another editor since, or is deleted: `known` false
@@ -157,7 +158,11 @@ impl Project {
                                     .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
                                     .ok()
                                     .flatten()
-                                    .or_else(|| self.cycle_write(chain.as_deref()?, base_seq, &session.client_id))
+                                    .or_else(|| {
+                                        self.cycle_write(cx, chain.as_deref()?, base_seq, &session.client_id)
+                                            .ok()
+                                            .flatten()
+                                    })
                                     .map(|w| (w.client, w.editor))
                                     .unwrap_or_default();
                                 stale.push((change.uuid.clone(), change.op.name(), winner));
@@ -269,12 +274,25 @@ impl Project {
 
     /// The newest write of a parent on `chain` (a parent cycle a reparent would close) by a
     /// client other than `me` after `base_seq`: the reparent it was made without knowing.
-    pub(super) fn cycle_write(&self, chain: &[String], base_seq: u64, me: &str) -> Option<crate::stale::Write> {
-        chain
-            .iter()
-            .filter_map(|u| self.synced.get(u)?.newer_by_other(crate::stale::Parts::PARENT, base_seq, me))
-            .max_by_key(|w| w.seq)
-            .cloned()
+    /// Also one written before this machine started (`committed_writes`). Err: the registry
+    /// could not be read.
+    pub(super) fn cycle_write(
+        &self,
+        cx: &Cx<'_>,
+        chain: &[String],
+        base_seq: u64,
+        me: &str,
+    ) -> Result<Option<crate::stale::Write>, String> {
+        let mut newest: Option<crate::stale::Write> = None;
+        for u in chain {
+            let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
+            if let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, base_seq, me) {
+                if newest.as_ref().is_none_or(|n| w.seq > n.seq) {
+                    newest = Some(w.clone());
+                }
+            }
+        }
+        Ok(newest)
     }
 
     /// An editor sent a change of `uuid` that was queued (or held) or refused with a code it
@@ -406,15 +424,21 @@ impl Project {
             }
         }
         // A cycle built across batches (A under B now, B under A later) is refused per item:
-        // the registry holds the committed parents (docs/PROTOCOL.md §6.2).
+        // the registry holds the committed parents, and this editor's own changes admitted
+        // but not committed yet are what its person had in front of them (docs/PROTOCOL.md
+        // §6.2): A under C, then B under A, is no loop through A's committed parent B.
+        let own = self.own_pending_parents(&session.session_id, change);
         let cycle = self
-            .parent_cycle_of(cx, change, |_| None)
+            .parent_cycle_of(cx, change, |u| own.get(u).cloned())
             .map_err(|why| (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")))?;
         if let Some(chain) = cycle {
             // Closed through another editor's reparent on the chain committed after this
             // change's `base_seq`: made before its editor heard of that one, a conflict it
             // won — `STALE`, and the editor is sent the current state (§6.1, §6.2).
-            if let Some(w) = self.cycle_write(&chain, base_seq, &session.client_id) {
+            let newer = self.cycle_write(cx, &chain, base_seq, &session.client_id).map_err(|why| {
+                (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it"))
+            })?;
+            if let Some(w) = newer {
                 return Err((
                     ItemErrorCode::Stale,
                     format!(
@@ -462,6 +486,39 @@ impl Project {
             };
         }
         Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
+    }
+
+    /// The parent of each uuid as `session`'s own changes admitted but not committed yet
+    /// leave it — in flight or waiting in a window, the latest by admission mark (`None`: a
+    /// root, or deleted) —, for a `change` that names a parent (empty otherwise: nothing to
+    /// check a cycle of).
+    fn own_pending_parents(&self, session: &SessionId, change: &Change) -> HashMap<String, Option<String>> {
+        let mut out: HashMap<String, (u64, Option<String>)> = HashMap::default();
+        let names_parent = matches!(
+            &change.op,
+            ChangeOp::Reparent(Some(_)) | ChangeOp::Create(crate::sync::ObjectState { parent: Some(_), .. })
+        );
+        if !names_parent {
+            return HashMap::default();
+        }
+        let flying = self.inflight.iter().flat_map(|f| f.changes.iter()).filter(|q| &q.origin == session);
+        let waiting = self.queue.pending().filter(|q| &q.origin.session_id == session);
+        let own = flying.map(|q| (&q.change, q.sight.mark)).chain(waiting.map(|q| (&q.change, q.sight.mark)));
+        for (c, mark) in own {
+            let parent = match &c.op {
+                ChangeOp::Reparent(p) => p.clone(),
+                ChangeOp::Create(st) => st.parent.clone(),
+                ChangeOp::Delete => None,
+                _ => continue,
+            };
+            match out.get(&c.uuid) {
+                Some((m, _)) if *m > mark => {}
+                _ => {
+                    out.insert(c.uuid.clone(), (mark, parent));
+                }
+            }
+        }
+        out.into_iter().map(|(u, (_, p))| (u, p)).collect()
     }
 
     /// The live objects under `uuid`: those whose committed parent it is and those a change

@@ -305,13 +305,17 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                         updated_seq: r.seq,
                         tombstone_seq: None,
                         deleted_by: None,
+                        writers: Vec::new(),
                     },
                 );
             }
-            Op::State { uuid, state, state_hash } => {
+            Op::State { uuid, state, state_hash, writes } => {
                 let e = registry.get_mut(&uuid).ok_or(format!("seq {}: state of unregistered {uuid}", r.seq))?;
                 e.state = Some(state);
                 e.state_hash = state_hash;
+                for w in &writes {
+                    vibesync_registry::record_write(&mut e.writers, w, r.seq);
+                }
                 e.updated_seq = r.seq;
             }
             Op::Tombstone { uuid, client_id, editor } => {
@@ -615,8 +619,6 @@ pub struct Sim {
     pub log: Vec<String>,
     /// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size").
     limit: BatchLimit,
-    /// The daemon has restarted in this case: no more reparents (below).
-    restarted: bool,
 }
 
 /// A `tombstone` request (committed at `seq`) of `uuid` while editor `loser`'s change of it
@@ -671,7 +673,6 @@ impl Sim {
             late: Vec::new(),
             lost: Vec::new(),
             log: Vec::new(),
-            restarted: false,
         };
         for i in 0..2 {
             sim.connect(i);
@@ -873,24 +874,6 @@ impl Sim {
         !live || open || unread || late || gone
     }
 
-    /// Does an editor hold a reparent the daemon has not decided: a change changing a parent
-    /// in flight, or a kept (not synced) object whose parent is not the registry's?
-    fn reparent_unresolved(&self) -> bool {
-        let s = self.mem.0.lock().unwrap();
-        let committed_parent = |u: &str| {
-            s.registry
-                .get(u)
-                .and_then(|e| e.state.as_ref())
-                .and_then(|v| v.get("parent"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        self.eds.iter().any(|e| {
-            e.scene.keys().any(|u| e.busy(u) && e.parts.get(u).is_none_or(|p| p.is_empty() || p.contains("reparent")))
-                || e.kept.iter().any(|u| e.scene.get(u).is_some_and(|st| st.parent != committed_parent(u)))
-        })
-    }
-
     /// Is `u` the parent of anything, in the registry, in a scene, or awaited as one? Such a
     /// delete is left out of the model: what happens to the children is each editor's own
     /// (Blender puts them in the object's collection, Unity deletes them, docs/PROTOCOL.md
@@ -910,14 +893,11 @@ impl Sim {
     }
 
     /// A person (or automation) puts `u` under `parent` in editor `i`, as the editor lets it.
-    /// Only until the daemon's first restart in a case: the daemon knows who wrote a parent
-    /// for the batches committed since it started (docs/PROTOCOL.md §6.1), so a reparent that
-    /// closes a cycle with one committed before a restart is refused `INVALID_FIELD` and kept
-    /// by its editor, not synced, while that editor cannot hold the other's — a gap the issue
-    /// notes.
+    /// Also after a restart: the registry keeps who wrote each parent (docs/PROTOCOL.md §6.1),
+    /// so a reparent closing a cycle with one committed before the restart is a conflict.
     fn reparent(&mut self, i: usize, u: &str, parent: Option<&str>, auto: bool) {
         let ed = &self.eds[i];
-        if self.restarted || ed.session.is_none() || ed.busy(u) || !ed.scene.contains_key(u) {
+        if ed.session.is_none() || ed.busy(u) || !ed.scene.contains_key(u) {
             return;
         }
         if ed.scene[u].parent.as_deref() == parent {
@@ -1038,7 +1018,6 @@ impl Sim {
     }
 
     fn restart(&mut self, cut: Option<u8>) {
-        self.restarted = true;
         if let Some(c) = cut {
             self.step(None, Some(usize::from(c)));
         }
@@ -1148,10 +1127,9 @@ impl Sim {
                 }
             }
             Act::Tombstone { ed, uuid, late } => self.tombstone(*ed, UUIDS[*uuid], *late),
-            // Not while a reparent is unresolved (in flight or kept): the daemon knows who wrote
-            // a parent only since it started (see `reparent`).
-            Act::Restart { cut } if !self.reparent_unresolved() => self.restart(*cut),
-            Act::Restart { .. } => {}
+            // At any time, also while a reparent is in flight or kept: the registry keeps who
+            // wrote each part (its `writers`), so a restart forgets no writer of a parent.
+            Act::Restart { cut } => self.restart(*cut),
         }
     }
 

@@ -828,6 +828,64 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
     assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
 }
 
+/// The same across a daemon restart (from its checkpoint, or reading the whole log): who
+/// wrote each part of a committed state is kept by the registry (its `writers`), so a
+/// reparent Blender's person made before Blender heard of Unity's is still a conflict Unity's
+/// won — `STALE`, not `INVALID_FIELD` (a loop Blender knew of), and a reparent of the same
+/// object `STALE` too, not a silent overwrite of Unity's person's reparent (docs/PROTOCOL.md
+/// §6.1). Before, the daemon knew writers only of batches committed since it started.
+#[test]
+fn a_reparent_made_before_another_editors_committed_one_is_stale_across_a_restart() {
+    for from_checkpoint in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (mut d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+        let cam = new_uuid();
+        let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+        assert_eq!(statuses(&ack), ["queued"]);
+        settle(&mut [&mut b, &mut u]);
+        let base = b.last_seq;
+        let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+        assert_eq!(statuses(&ack), ["queued"]);
+        until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+            m[1].results.iter().any(|r| r["outcome"] == "committed" && r["through"].get(&cube).is_some())
+        });
+        drop((b, u));
+        d.stop();
+        if !from_checkpoint {
+            let _ = std::fs::remove_file(data.join("checkpoint.json"));
+        }
+        let cfg = fast_config(dir.path(), 20, 5000);
+        let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+        let mut b = Mini::connect(&d, "blender", 1.0, base);
+        // Blender's person made both before Blender applied Unity's batch: over `base`.
+        let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+        let ack = b.ask(&msg);
+        assert_eq!(ack["results"][0]["error_code"], "STALE", "checkpoint {from_checkpoint}: {ack}");
+        let why = ack["results"][0]["message"].as_str().unwrap();
+        assert!(why.contains("parent cycle") && why.contains("unity"), "{why}");
+        let msg = json!({"type":"change","request_id":"b-root","base_seq":base,"changes":[{"op":"reparent","uuid":cube,"parent":null}]});
+        let ack = b.ask(&msg);
+        assert_eq!(ack["results"][0]["error_code"], "STALE", "checkpoint {from_checkpoint}: {ack}");
+        let why = ack["results"][0]["message"].as_str().unwrap();
+        assert!(why.contains("was changed by another editor (unity"), "{why}");
+        let mut u = Mini::connect(&d, "unity", 1.0, 0);
+        settle(&mut [&mut b, &mut u]);
+        for m in [&b, &u] {
+            assert_eq!(m.states[&cube]["parent"], json!(cam), "Unity's reparent stands: {}", d.stderr_log());
+            assert!(m.states[&cam]["parent"].is_null(), "{:?}", m.states[&cam]);
+        }
+        let steps = conflict_steps(&data, &cube);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
+        // Blender's own later reparent, made over Unity's, is no conflict.
+        let now = b.last_seq;
+        let msg = json!({"type":"change","request_id":"b-later","base_seq":now,"changes":[{"op":"reparent","uuid":cube,"parent":null}]});
+        let ack = b.ask(&msg);
+        assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    }
+}
+
 /// Blender puts the cube under the camera. Its batch is in flight (Unity has not answered)
 /// when Unity's person, who has not seen it, puts the camera under the cube. Unity cannot hold
 /// Blender's reparent over its own (a loop there): it leaves it unapplied and answers the
