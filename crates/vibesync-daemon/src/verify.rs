@@ -12,7 +12,7 @@ use std::path::Path;
 use vibesync_audit::FinalRef;
 use vibesync_registry::{Registry, RegistryConfig};
 // `live` reads the WAL with the same Reader as `run`: both see exactly the bytes on disk.
-use vibesync_wal::{Phase, Reader, Record};
+use vibesync_wal::{Phase, ProblemKind, Reader, Record};
 
 use crate::{DaemonError, DataDir};
 
@@ -103,8 +103,28 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     }
 
     // 1. WAL: every hash, the chain, seq continuity, the tail.
-    for p in vibesync_wal::verify(data.wal())? {
+    let wal_problems = vibesync_wal::verify(data.wal())?;
+    // A segment missing (or misnamed) in front of later ones: the boot refuses it
+    // (docs/WAL.md §7), and the log is not the whole one the stores were built from.
+    let segment_gap = wal_problems.iter().any(|p| p.kind == ProblemKind::SeqGap && p.offset == 0);
+    for p in wal_problems {
         report.problems.push(format!("wal: {p}"));
+    }
+    if segment_gap {
+        let readable: Vec<Record> = match Reader::open(data.wal()) {
+            Ok(r) => r.filter_map(|e| e.ok()).map(|e| e.record).collect(),
+            Err(_) => Vec::new(), // listed above
+        };
+        report.records = readable.len() as u64;
+        report.last_seq = readable.last().map(|r| r.seq).unwrap_or(0);
+        report.notes.push(
+            "registry, transactions, audit: not checked — a WAL segment is missing or misnamed (above), so the log \
+             is not the whole one they were built from and any difference would be the gap's. Put the missing \
+             segment back (from a backup or wal-archive/) and run verify again; `vibesync serve --repair` is not \
+             the remedy (docs/WAL.md §7)"
+                .into(),
+        );
+        return Ok(report);
     }
     // A damaged compaction anchor is listed above; nothing of the log can be read after it.
     let records: Vec<Record> = match Reader::open(data.wal()) {

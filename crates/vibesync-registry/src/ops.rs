@@ -62,8 +62,8 @@ pub enum Op {
         state: Value,
         #[serde(default)]
         state_hash: Option<String>,
-        /// Who wrote which parts of `state` in this transaction, oldest first (each becomes
-        /// the writer of its parts, at this STEP's seq).
+        /// Who wrote which parts of `state` in this transaction: one entry per writer, no
+        /// part in two (each becomes the writer of its parts, at this STEP's seq).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         writes: Vec<StateWrite>,
     },

@@ -33,8 +33,8 @@ pub enum WalError {
     /// the log.
     #[error(
         "WAL records {first_missing}..{last_missing} are missing in front of {}: {reason}. \
-         Nothing was changed. Put the missing segment back (from a backup or the WAL archive \
-         directory) and start the daemon again. Only if it is lost for good: `vibesync serve \
+         Nothing was changed. Put the missing segment back (from {from}) and start the daemon \
+         again. Only if it is lost for good: `vibesync serve \
          --repair` moves {} and {later_segments} later segment(s) to quarantine, and every \
          record from seq {first_found} on is then lost from the log (kept in the quarantine \
          directory)",
@@ -51,6 +51,9 @@ pub enum WalError {
         later_segments: usize,
         /// Whether an anchor exists and how far it reaches.
         reason: String,
+        /// Where a copy may be: "a backup", and the WAL archive directory when compaction
+        /// archives segments (`WalConfig::archive_dir`).
+        from: String,
     },
 
     /// The compaction anchor (`wal/anchor.json`) is damaged while the log needs it. Boot

@@ -349,6 +349,10 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
                     last_missing: seg.first_seq - 1,
                     first_found: seg.first_seq,
                     later_segments: later.len(),
+                    from: match &cfg.archive_dir {
+                        Some(a) => format!("a backup or the WAL archive directory {}", a.display()),
+                        None => "a backup".to_string(),
+                    },
                     reason: match &anchor {
                         Some(a) => format!(
                             "the compaction anchor ({}) covers records up to seq {} only, so they were not compacted",
