@@ -774,6 +774,57 @@ def test_unity_edits_saved_while_the_daemon_was_down_reach_blender_and_stand(wor
     assert lu not in view and "Light" not in bpy.data.objects, "Unity's delete made offline"
 
 
+def test_a_unity_reparent_made_offline_that_loops_with_blenders_is_a_conflict_blender_won(world):
+    """Unity is saved and closed. Its person, with Unity open but the daemon out of reach,
+    puts the Camera under the Light and saves; meanwhile the person in Blender puts the Light
+    under the Camera, which commits. Unity reopens: the replay's reparent would make a loop
+    with the person's own, so Unity leaves it unapplied and sends its reparent from the seq it
+    was made on — a conflict Blender's committed reparent won (PROTOCOL.md §6.1, §6.6): shown
+    in both editors, recorded in the WAL, and both end holding the Light under the Camera."""
+    world.blender(build=lambda: bpy.data.objects.remove(bpy.data.objects["Cube"]))  # a scene the host can load
+    made = uuids_of(("Collection", "Camera", "Light"))
+    host = world.host()
+    converge(host)
+    path, doc = _close_unity_saving(world, host)
+    cam, light = bpy.data.objects["Camera"], bpy.data.objects["Light"]
+    camu, lu = cam["vibesync_uuid"], light["vibesync_uuid"]
+    # Unity without the daemon: the person's reparent, saved in the scene.
+    offline = Host(world.daemon, world.project_id, world.workdir,
+                   ["--scene", path, "--last-seq", str(doc.get("last_seq", 0)), "--no-connect"])
+    offline.cmd(f"parent {camu} {lu}")
+    i = offline.cmd(f"dump {path}")
+    offline.wait("dumped", i)
+    offline.cmd("quit")
+    offline.proc.wait(timeout=20)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    # Blender meanwhile: Ctrl-P > Object (Keep Transform), committed while Unity is closed.
+    _parent_keeping_transform(light, cam)
+    drive(lambda: any(r.get("phase") == "COMMIT" and lu in (r.get("uuids") or [])
+                      and (r.get("payload") or {}).get("op") == "sync" for r in world.daemon.tail()),
+          what="Blender's reparent of the Light committed")
+    again = _reopen_unity(world, path, doc)
+    converge(again)
+    shown = [c for c in vibesync.status()["conflicts"] if c.get("uuid") == camu]
+    view = finish(world.daemon, world.project_id, again, made, world.host_made())
+    coll = bpy.data.collections["Collection"]["vibesync_uuid"]
+    problems = []
+    if view[lu]["parent"] != camu:
+        problems.append(f"Blender's reparent of the Light undone: parent {view[lu]['parent']}")
+    if view[camu]["parent"] != coll:
+        problems.append(f"the Camera is not back in its collection: parent {view[camu]['parent']}")
+    if bpy.data.objects["Light"].parent != bpy.data.objects["Camera"]:
+        problems.append("Blender does not show the Light under the Camera")
+    if not [r for r in world.daemon.tail() if r.get("phase") == "STEP"
+            and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [camu]]:
+        problems.append("no conflict STEP in the WAL")
+    if not shown:
+        problems.append("no conflict shown in Blender")
+    if again.count("conflict") < 1:
+        problems.append("no conflict shown in Unity")
+    assert not problems, problems
+
+
 def test_an_object_blender_deleted_while_unity_was_closed_leaves_no_live_record(world):
     """Unity saves and quits; in Blender the person deletes the Light. Unity reopens its scene,
     which still holds the Light: the replay deletes it there. Unity registered what its scene
