@@ -218,13 +218,26 @@ impl LastWrites {
         self.0.iter().fold(Parts::NONE, |acc, w| acc.union(w.parts))
     }
 
-    /// These writes as a registry `state` STEP names them (oldest first; the seq is the
-    /// STEP's).
-    pub fn to_registry(&self) -> Vec<StateWrite> {
+    /// These writes as a registry `state` STEP names them (the seq is the STEP's), but for a
+    /// writer `committed` already names as the last writer of all its parts here: a run of
+    /// writes of the same parts by one client (a drag) is recorded once, at its first seq.
+    pub fn to_registry_over(&self, committed: Option<&LastWrites>) -> Vec<StateWrite> {
         let mut ws: Vec<&Write> = self.0.iter().collect();
         ws.sort_by_key(|w| w.seq);
+        let known = |w: &Write| {
+            let parts = w.parts.without(Parts::GONE);
+            committed.is_some_and(|c| {
+                // (A delete's write is no record's: the registry archived that one.)
+                c.0.iter().any(|x| {
+                    x.client == w.client
+                        && x.editor == w.editor
+                        && !x.parts.intersects(Parts::GONE)
+                        && x.parts.intersection(parts) == parts
+                })
+            })
+        };
         ws.into_iter()
-            .filter(|w| !w.parts.without(Parts::GONE).is_empty())
+            .filter(|w| !w.parts.without(Parts::GONE).is_empty() && !known(w))
             .map(|w| StateWrite { parts: w.parts.to_registry(), client_id: w.client.clone(), editor: w.editor.clone() })
             .collect()
     }
@@ -351,5 +364,31 @@ mod tests {
         y.record(Parts::NAME, 41, ("unity", "unity"), [0, 8, 0]);
         assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 8, 0]).is_none());
         assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 7, 0]).is_some());
+    }
+
+    /// A writer the record already names for all its parts is left out of a state STEP (a
+    /// drag's later batches); another writer, new parts, or a write after a delete are kept.
+    #[test]
+    fn a_state_step_names_only_writers_the_record_does_not_already_name() {
+        let by = |c: &str| (c.to_string(), "unity".to_string());
+        let mut committed = LastWrites::default();
+        let (c, e) = by("u");
+        committed.record(Parts::POSE.union(Parts::NAME), 5, (&c, &e), [0; 3]);
+        let mut batch = LastWrites::default();
+        batch.record(Parts::POSE, 9, (&c, &e), [0; 3]);
+        assert!(batch.to_registry_over(Some(&committed)).is_empty(), "the same writer of the pose");
+        assert_eq!(batch.to_registry_over(None).len(), 1, "nothing committed known");
+        let mut more = LastWrites::default();
+        more.record(Parts::POSE.union(Parts::PARENT), 9, (&c, &e), [0; 3]);
+        assert_eq!(more.to_registry_over(Some(&committed))[0].parts, vec![Part::Pose, Part::Parent]);
+        let (b, be) = by("b");
+        let mut other = LastWrites::default();
+        other.record(Parts::POSE, 9, (&b, &be), [0; 3]);
+        assert_eq!(other.to_registry_over(Some(&committed)).len(), 1, "another writer");
+        let mut deleted = LastWrites::default();
+        deleted.record(Parts::written_by(&ChangeOp::Delete), 7, (&c, &e), [0; 3]);
+        let mut again = LastWrites::default();
+        again.record(Parts::ALL, 9, (&c, &e), [0; 3]);
+        assert_eq!(again.to_registry_over(Some(&deleted)).len(), 1, "a create after its own delete");
     }
 }

@@ -395,16 +395,24 @@ impl Project {
                         ));
                     }
                     let hash = plan.final_hashes.get(&uuid).cloned().flatten().unwrap_or_else(|| s.hash());
-                    drafts.push(self.step(
-                        &batch_id,
-                        &uuid,
-                        RegOp::State {
-                            uuid: uuid.clone(),
-                            state: s.to_value(),
-                            state_hash: Some(hash),
-                            writes: writes.get(&uuid).map(LastWrites::to_registry).unwrap_or_default(),
-                        },
-                    ));
+                    drafts.push(
+                        self.step(
+                            &batch_id,
+                            &uuid,
+                            RegOp::State {
+                                uuid: uuid.clone(),
+                                state: s.to_value(),
+                                state_hash: Some(hash),
+                                // A writer the record already names for those parts (a drag's
+                                // later batches) is left out: the registry keeps the run's first
+                                // seq, and the state STEPs of a drag stay small.
+                                writes: writes
+                                    .get(&uuid)
+                                    .map(|w| w.to_registry_over(self.synced.get(&uuid)))
+                                    .unwrap_or_default(),
+                            },
+                        ),
+                    );
                 }
                 None => {
                     if registered {

@@ -188,7 +188,9 @@ fn a_missing_segment_the_anchor_does_not_cover_is_refused_with_the_fix() {
     match Wal::open(cfg(dir.path(), 256)) {
         Err(e @ WalError::MissingSegment { .. }) => {
             let msg = e.to_string();
-            let WalError::MissingSegment { file, first_missing, last_missing, first_found, later_segments, reason, .. } = e
+            let WalError::MissingSegment {
+                file, first_missing, last_missing, first_found, later_segments, reason, ..
+            } = e
             else {
                 unreachable!()
             };

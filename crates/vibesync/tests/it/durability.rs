@@ -358,7 +358,15 @@ fn a_missing_middle_segment_is_refused_and_verified_without_repair_advice() {
     std::fs::rename(&victim, &aside).unwrap();
 
     let out = std::process::Command::new(BIN)
-        .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
