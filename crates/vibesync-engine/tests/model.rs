@@ -1809,3 +1809,36 @@ fn machine_regression_a_reparent_over_the_editors_own_waiting_reparent_is_no_loo
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Found with seed 37 once the model reparents after a restart. Blender re-sent U1 whole after
+/// the restart (a `create`, writing its parent) and then put U0 under U1; that batch was in
+/// flight when Unity's person, who had not seen either, put U1 under U0. Unity left the
+/// batch's reparent unapplied (a loop with its own, in flight) and answered it as made. Its
+/// own reparent was refused `STALE` (stale against Blender's `create`), but the correction
+/// carried U1 alone: the loop ran through the batch in flight, not the committed parents, so
+/// nothing sent Unity U0 again and it held U0 where the registry does not, for good. The
+/// correction's chain is now read over the batches in flight too, and waits for them
+/// (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_a_stale_reparent_looping_with_a_batch_in_flight_is_corrected_with_the_loop() {
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Reconnect { ed: 1 },
+        Wait { ms: 117 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

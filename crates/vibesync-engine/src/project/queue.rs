@@ -148,8 +148,16 @@ impl Project {
                             // carries the other objects on the cycle, parents first. The editor
                             // may hold the winner's reparent unapplied (its own reparent, made
                             // offline, made it a loop there), and needs both to agree (§6.1).
+                            // Read over the batches in flight too (any editor's): a loop
+                            // with one of them is corrected once it ends (`send_resync`
+                            // waits for it), or the editor, which left that batch's reparent
+                            // unapplied, would never get it (model seed 37).
                             let own = self.own_pending_parents(&session.session_id, &change);
-                            let chain = self.parent_cycle_of(cx, &change, |u| own.get(u).cloned()).ok().flatten();
+                            let flying = self.inflight_parents();
+                            let chain = self
+                                .parent_cycle_of(cx, &change, |u| own.get(u).or_else(|| flying.get(u)).cloned())
+                                .ok()
+                                .flatten();
                             if !self.changes_nothing(cx, &change) {
                                 // Read again as admission read it (a STALE uuid was either
                                 // written by another editor since, or is deleted: `known` false
@@ -516,6 +524,24 @@ impl Project {
                 _ => {
                     out.insert(c.uuid.clone(), (mark, parent));
                 }
+            }
+        }
+        out.into_iter().map(|(u, (_, p))| (u, p)).collect()
+    }
+
+    /// The parent of each uuid as the batches in flight leave it (any editor's, the latest by
+    /// admission mark; `None`: a root, or deleted).
+    fn inflight_parents(&self) -> HashMap<String, Option<String>> {
+        let mut out: HashMap<String, (u64, Option<String>)> = HashMap::default();
+        for q in self.inflight.iter().flat_map(|f| f.changes.iter()) {
+            let parent = match &q.change.op {
+                ChangeOp::Reparent(p) => p.clone(),
+                ChangeOp::Create(st) => st.parent.clone(),
+                ChangeOp::Delete => None,
+                _ => continue,
+            };
+            if out.get(&q.change.uuid).is_none_or(|(m, _)| *m <= q.sight.mark) {
+                out.insert(q.change.uuid.clone(), (q.sight.mark, parent));
             }
         }
         out.into_iter().map(|(u, (_, p))| (u, p)).collect()
