@@ -120,7 +120,7 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
         report.notes.push(
             "registry, transactions, audit: not checked — a WAL segment is missing or misnamed (above), so the log \
              is not the whole one they were built from and any difference would be the gap's. Put the missing \
-             segment back (from a backup or wal-archive/) and run verify again; `vibesync serve --repair` is not \
+             segment back (from a backup or the WAL archive directory) and run verify again; `vibesync serve --repair` is not \
              the remedy (docs/WAL.md §7)"
                 .into(),
         );

@@ -222,8 +222,6 @@ impl LastWrites {
     /// writer `committed` already names as the last writer of all its parts here: a run of
     /// writes of the same parts by one client (a drag) is recorded once, at its first seq.
     pub fn to_registry_over(&self, committed: Option<&LastWrites>) -> Vec<StateWrite> {
-        let mut ws: Vec<&Write> = self.0.iter().collect();
-        ws.sort_by_key(|w| w.seq);
         let known = |w: &Write| {
             let parts = w.parts.without(Parts::GONE);
             committed.is_some_and(|c| {
@@ -236,7 +234,8 @@ impl LastWrites {
                 })
             })
         };
-        ws.into_iter()
+        self.0
+            .iter()
             .filter(|w| !w.parts.without(Parts::GONE).is_empty() && !known(w))
             .map(|w| StateWrite { parts: w.parts.to_registry(), client_id: w.client.clone(), editor: w.editor.clone() })
             .collect()

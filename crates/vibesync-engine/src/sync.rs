@@ -94,6 +94,18 @@ impl Path {
 }
 
 impl ChangeOp {
+    /// Where the op leaves the object's parent: `Some(parent)` for a `reparent` or `create`
+    /// (`Some(None)`: a root), `Some(None)` for a `delete` (under nothing any more), `None`
+    /// for an op that does not touch the parent.
+    pub fn parent_after(&self) -> Option<Option<&str>> {
+        match self {
+            ChangeOp::Reparent(p) => Some(p.as_deref()),
+            ChangeOp::Create(st) => Some(st.parent.as_deref()),
+            ChangeOp::Delete => Some(None),
+            _ => None,
+        }
+    }
+
     /// The op's wire name (`change.changes[].op`).
     pub fn kind(&self) -> ChangeOpKind {
         match self {

@@ -886,8 +886,7 @@ impl Project {
         change: &crate::sync::Change,
         overlay: impl Fn(&str) -> Option<Option<String>>,
     ) -> Result<Option<Vec<String>>, String> {
-        use crate::sync::{ChangeOp, ObjectState};
-        let (ChangeOp::Reparent(Some(p)) | ChangeOp::Create(ObjectState { parent: Some(p), .. })) = &change.op else {
+        let Some(Some(p)) = change.op.parent_after() else {
             return Ok(None);
         };
         let failed = std::cell::RefCell::new(None);

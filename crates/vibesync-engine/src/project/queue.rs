@@ -497,54 +497,20 @@ impl Project {
     }
 
     /// The parent of each uuid as `session`'s own changes admitted but not committed yet
-    /// leave it — in flight or waiting in a window, the latest by admission mark (`None`: a
-    /// root, or deleted) —, for a `change` that names a parent (empty otherwise: nothing to
-    /// check a cycle of).
+    /// leave it — in flight or waiting in a window — for a `change` that names a parent
+    /// (empty otherwise: nothing to check a cycle of).
     fn own_pending_parents(&self, session: &SessionId, change: &Change) -> HashMap<String, Option<String>> {
-        let mut out: HashMap<String, (u64, Option<String>)> = HashMap::default();
-        let names_parent = matches!(
-            &change.op,
-            ChangeOp::Reparent(Some(_)) | ChangeOp::Create(crate::sync::ObjectState { parent: Some(_), .. })
-        );
-        if !names_parent {
+        if change.op.parent_after().flatten().is_none() {
             return HashMap::default();
         }
         let flying = self.inflight.iter().flat_map(|f| f.changes.iter()).filter(|q| &q.origin == session);
         let waiting = self.queue.pending().filter(|q| &q.origin.session_id == session);
-        let own = flying.map(|q| (&q.change, q.sight.mark)).chain(waiting.map(|q| (&q.change, q.sight.mark)));
-        for (c, mark) in own {
-            let parent = match &c.op {
-                ChangeOp::Reparent(p) => p.clone(),
-                ChangeOp::Create(st) => st.parent.clone(),
-                ChangeOp::Delete => None,
-                _ => continue,
-            };
-            match out.get(&c.uuid) {
-                Some((m, _)) if *m > mark => {}
-                _ => {
-                    out.insert(c.uuid.clone(), (mark, parent));
-                }
-            }
-        }
-        out.into_iter().map(|(u, (_, p))| (u, p)).collect()
+        latest_parents(flying.map(|q| (&q.change, q.sight.mark)).chain(waiting.map(|q| (&q.change, q.sight.mark))))
     }
 
-    /// The parent of each uuid as the batches in flight leave it (any editor's, the latest by
-    /// admission mark; `None`: a root, or deleted).
+    /// The parent of each uuid as the batches in flight leave it (any editor's).
     fn inflight_parents(&self) -> HashMap<String, Option<String>> {
-        let mut out: HashMap<String, (u64, Option<String>)> = HashMap::default();
-        for q in self.inflight.iter().flat_map(|f| f.changes.iter()) {
-            let parent = match &q.change.op {
-                ChangeOp::Reparent(p) => p.clone(),
-                ChangeOp::Create(st) => st.parent.clone(),
-                ChangeOp::Delete => None,
-                _ => continue,
-            };
-            if out.get(&q.change.uuid).is_none_or(|(m, _)| *m <= q.sight.mark) {
-                out.insert(q.change.uuid.clone(), (q.sight.mark, parent));
-            }
-        }
-        out.into_iter().map(|(u, (_, p))| (u, p)).collect()
+        latest_parents(self.inflight.iter().flat_map(|f| f.changes.iter()).map(|q| (&q.change, q.sight.mark)))
     }
 
     /// The live objects under `uuid`: those whose committed parent it is and those a change
@@ -557,13 +523,9 @@ impl Project {
         let mut pending: BTreeMap<&str, bool> = BTreeMap::new();
         let flying = self.inflight.iter().flat_map(|f| f.changes.iter().map(|q| &q.change));
         for c in flying.chain(self.queue.pending().map(|q| &q.change)) {
-            let under = match &c.op {
-                ChangeOp::Reparent(p) => p.as_deref() == Some(uuid),
-                ChangeOp::Create(st) => st.parent.as_deref() == Some(uuid),
-                ChangeOp::Delete => false,
-                _ => continue,
-            };
-            pending.insert(c.uuid.as_str(), under);
+            if let Some(parent) = c.op.parent_after() {
+                pending.insert(c.uuid.as_str(), parent == Some(uuid));
+            }
         }
         let mut out: Vec<String> = entries
             .into_iter()
@@ -582,4 +544,17 @@ impl Project {
         let next_hash = || apply_change(current.as_ref(), &change.op).ok().flatten().map(|s| s.hash());
         Ok(cx.view.gate(&change.uuid, change.op.name(), &next_hash))
     }
+}
+
+/// The parent of each uuid as `changes` (with their admission marks) leave it, the latest by
+/// mark (`None`: a root, or deleted); ops that do not touch the parent are passed over.
+fn latest_parents<'q>(changes: impl Iterator<Item = (&'q Change, u64)>) -> HashMap<String, Option<String>> {
+    let mut out: HashMap<String, (u64, Option<String>)> = HashMap::default();
+    for (c, mark) in changes {
+        let Some(parent) = c.op.parent_after() else { continue };
+        if out.get(&c.uuid).is_none_or(|(m, _)| *m <= mark) {
+            out.insert(c.uuid.clone(), (mark, parent.map(str::to_string)));
+        }
+    }
+    out.into_iter().map(|(u, (_, p))| (u, p)).collect()
 }
