@@ -571,6 +571,18 @@ _OP_FIELDS = {"transform": ("t", "r", "s"), "rename": ("name",), "visibility": (
               "reparent": ("parent",), "mesh": ("mesh_hash",), "material": ("material",)}
 
 
+def with_parts(state: dict, source: dict, parts) -> dict:
+    """`state` with the fields of `parts` (`change.op` names, §6.1) taken from `source`."""
+    out = dict(state)
+    for p in parts:
+        for f in _OP_FIELDS.get(p, ()):
+            if f in source:
+                out[f] = source[f]
+            else:
+                out.pop(f, None)
+    return out
+
+
 def merge_applied(prev: dict, changes, uuid: str) -> dict:
     """`prev` (the last state sent or applied for `uuid`) with the fields a batch's changes
     of `uuid` set: the state the batch made, whatever was edited locally since."""

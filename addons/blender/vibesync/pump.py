@@ -1658,13 +1658,16 @@ class Session:
         if theirs.get("kind") != now["kind"]:
             return None
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
+        in_flight = self._unresolved_sent_parts(uuid)
         mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away \
-            | self._unresolved_sent_parts(uuid) | ({wire.Op.MESH} if reshaped else set())
+            | in_flight | ({wire.Op.MESH} if reshaped else set())
         if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
             return None
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
                  for op in capture.diff_ops(uuid, now, theirs) if op["op"] not in mine]
-        self.last_sent[uuid] = theirs
+        # The new base: the replay's state with the parts of a change in flight as sent (what
+        # the daemon holds once it commits), so they are not sent again after it.
+        self.last_sent[uuid] = capture.with_parts(theirs, prev, in_flight)
         self.reconnect_base.pop(uuid, None)
         return parts
 

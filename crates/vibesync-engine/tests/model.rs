@@ -1842,3 +1842,39 @@ fn machine_regression_a_stale_reparent_looping_with_a_batch_in_flight_is_correct
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 32 (batches of one change). Unity put U2 under U0 while Blender was away; back,
+/// Blender moved U2 and was sent the replay of U2 while that move was in flight. It skipped
+/// U2 whole (local work), so it still held U2 at the root when its person put U0 under U2 —
+/// a loop through Unity's committed reparent, refused `INVALID_FIELD` as one Blender knew of
+/// (its `base_seq` was past it). Blender held U0 under U2, the registry U2 under U0, for
+/// good. A replay now applies the parts a change in flight does not touch, as one of a uuid
+/// changed and not sent does (docs/PROTOCOL.md §6.6): Blender holds U2 under U0 at once.
+#[test]
+fn machine_regression_a_replay_applies_the_parts_a_change_in_flight_does_not_touch() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: E::Create(1), auto: false },
+        Disconnect { ed: 0 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(62), auto: true },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
+    ];
+    let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
+    replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
+}
+

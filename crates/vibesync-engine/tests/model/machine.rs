@@ -813,6 +813,10 @@ impl Sim {
         };
         ed.parts.insert(u.to_string(), parts);
         let base_seq = ed.lost_base.remove(u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
+        if std::env::var_os("MODEL_TRACE").is_some() {
+            let parent = op.parent_after().map(|p| p.map(|p| p[..2].to_string()));
+            eprintln!("  {} sends {request_id}: {} {} parent {parent:?} base_seq {base_seq}", ed.kind, op.name(), &u[..2]);
+        }
         let input = Input::Change {
             session: Box::new(session),
             base_seq,
@@ -1496,11 +1500,25 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         skipped_kept.push(u);
                         continue;
                     }
-                    if ed.busy(&u) {
-                        continue; // unresolved local work: re-sent when it resolves
-                    }
                     if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) {
                         continue; // older than the person's delete (§6.6): stale for it
+                    }
+                    if ed.busy(&u) {
+                        // Unresolved local work (§6.6): a replayed `create` is applied without
+                        // the parts its own change in flight changes; one of an object whose
+                        // whole state is in flight, or no `create`, is skipped (re-sent when
+                        // it resolves).
+                        let mine = ed.pending_parts(&u);
+                        let here = ed.scene.get(&u).cloned();
+                        let (ChangeOp::Create(_), Some(h), false) = (&change.op, &here, mine.is_empty()) else {
+                            continue;
+                        };
+                        let Some(s) = apply_change(Some(h), &change.op).ok().flatten() else { continue };
+                        let s = with_parts(s, h, &mine);
+                        if let Ok(s) = ed.place(&u, s, &change.op, inc.seq) {
+                            ed.scene.insert(u.clone(), s);
+                        }
+                        continue;
                     }
                 } else if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) && !ed.scene.contains_key(&u) {
                     // A batch formed before the person's delete here: nothing of it is applied

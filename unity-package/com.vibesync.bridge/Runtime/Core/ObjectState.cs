@@ -254,6 +254,29 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
+        /// <paramref name="to"/> with the parts (§6.1 op names) in <paramref name="parts"/> taken
+        /// from <paramref name="from"/> (null: <paramref name="to"/> as it is).
+        /// </summary>
+        public static ObjectState WithParts(ObjectState to, ObjectState from, ICollection<string> parts)
+        {
+            if (to == null || from == null) return to;
+            var s = to.Clone();
+            foreach (var part in parts)
+            {
+                switch (part)
+                {
+                    case Ops.Transform: s.T = (double[])from.T.Clone(); s.R = (double[])from.R.Clone(); s.S = (double[])from.S.Clone(); break;
+                    case Ops.Rename: s.Name = from.Name; break;
+                    case Ops.Visibility: s.Visible = from.Visible; break;
+                    case Ops.Reparent: s.Parent = from.Parent; break;
+                    case Ops.Mesh: s.MeshHash = from.MeshHash; break;
+                    case Ops.Material: s.Material = from.Material == null ? null : from.Material.Clone(); break;
+                }
+            }
+            return s;
+        }
+
+        /// <summary>
         /// The state <paramref name="change"/> makes of <paramref name="state"/> (null: none; the
         /// result is null after a `delete`) — what the daemon holds after it (PROTOCOL.md §6.1).
         /// An op on no object changes nothing.

@@ -1746,23 +1746,30 @@ namespace VibeSync.Bridge.Core
         /// <summary>
         /// A replayed `create` of a uuid kept for a person's edit (§6.6), cut to the changes that
         /// bring the parts the person did not change to the replay's state; null — keep the
-        /// whole uuid and send it in full — when a change of it is in flight on this connection,
-        /// no base of it is known, the person deleted it, or a lost change's parts are not
-        /// known (it carried the object's existence). The person's parts: what differs from
-        /// its base (`Base`: the last synced state, or the scene as loaded before the register
-        /// answer), plus the parts of changes sent on a connection that died and
-        /// never resolved. A change never acknowledged counts as not sent (the last synced
-        /// state went back to what it was before it); one acknowledged with no `batch_result`
-        /// may or may not have been taken, so its parts stay the person's.
+        /// whole uuid and send it in full — when no base of it is known, the person deleted it,
+        /// or an unresolved change's parts are not known (it carried the object's existence).
+        /// The person's parts: what differs from its base (`Base`: the last synced state, or the
+        /// scene as loaded before the register answer), plus the parts of changes sent and not
+        /// resolved — in flight on this connection, or sent on a connection that died. A change
+        /// never acknowledged counts as not sent (the last synced state went back to what it was
+        /// before it); one acknowledged with no `batch_result` may or may not have been taken,
+        /// so its parts stay the person's. Skipped whole while in flight, the replay's parent of
+        /// the object was missing here, and a reparent the person then made under it closed a
+        /// loop the daemon refused as one this editor knew of: held here, not anywhere else.
         /// </summary>
         List<RemoteChange> PartsNotChangedHere(RemoteChange c)
         {
             string u = c.Uuid;
-            if (c.Op != Ops.Create || notSynced.ContainsKey(u) || !dirty.Contains(u)) return null;
+            bool inFlight = InFlight(u);
+            if (c.Op != Ops.Create || notSynced.ContainsKey(u) || (!dirty.Contains(u) && !inFlight)) return null;
             HashSet<string> lost = null;
-            if (unresolved.ContainsKey(u))
+            if (inFlight)
             {
-                if (!OnlyLost(u)) return null;
+                lost = UnresolvedSentParts(u);
+                if (lost == null || resendFull.Contains(u)) return null;
+            }
+            else if (unresolved.ContainsKey(u))
+            {
                 lost = UnresolvedSentParts(u);
                 if (lost == null && resendFull.Contains(u)) return null;
             }
@@ -2012,7 +2019,11 @@ namespace VibeSync.Bridge.Core
                         var parts = PartsNotChangedHere(c);
                         if (parts == null) continue;
                         toApply.Changes.AddRange(parts);
-                        replayed[c.Uuid] = StateDiff.Apply(null, c);
+                        // The new base: the replay's state, with the parts of a change in flight as
+                        // sent (what the daemon holds once it commits) — not sent again after it.
+                        var theirs = StateDiff.Apply(null, c);
+                        var inFlightParts = InFlight(c.Uuid) ? UnresolvedSentParts(c.Uuid) : null;
+                        replayed[c.Uuid] = inFlightParts == null ? theirs : StateDiff.WithParts(theirs, Base(c.Uuid), inFlightParts);
                     }
                     toApply.Count = toApply.Changes.Count;
                     foreach (var u in kept)

@@ -927,25 +927,28 @@ namespace VibeSync.Bridge.Tests
                 Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "move queued, no result yet", r.Pump);
                 Check.True(r.Engine.HasUnresolvedLocalWork(a.Uuid), "the move is unresolved");
 
-                // A replay with the older authoritative state (e.g. the daemon restarted): not applied.
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                // A replay with the older authoritative pose (e.g. the daemon restarted) and a name
+                // another editor gave it: the move in flight is kept, the name applied (§6.6).
+                var renamed = authoritative.Clone();
+                renamed.Name = "Renamed elsewhere";
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "resync answered", r.Pump);
                 Check.Near(new[] { 5.0, 5, 5 }, a.Position, 1e-12, "local move kept");
+                Check.Equal("Renamed elsewhere", r.Scene.Capture(a.Uuid).Name, "the part the move does not touch applied");
                 Check.Equal(r.Scene.Capture(a.Uuid).Hash(), (string)Applied(r, id)[a.Uuid], "answered with the hash it holds");
-                Check.True(r.Scene.Capture(a.Uuid).Hash() != authoritative.Hash(), "which is not the replayed one");
+                Check.True(r.Scene.Capture(a.Uuid).Hash() != renamed.Hash(), "which is not the replayed one");
                 int ev = r.Events.IndexOf("replay_kept_local");
                 Check.True(ev >= 0, "replay_kept_local event");
                 Check.Equal(a.Uuid, (string)((List<object>)r.EventFields[ev]["uuids"])[0], "naming the uuid");
                 Check.Equal(1L, r.Engine.ReplayKeptLocal, "counted");
-                Check.Equal(0, r.Scene.UndoSteps, "nothing applied, no undo step");
-                // The move already queued at the daemon carries exactly this state: not repeated.
+                // The move already queued at the daemon carries exactly this pose: not repeated.
                 r.Settle();
                 Check.Equal(2, r.Daemon.Received("change").Count, "the queued move is the change that becomes authoritative");
 
-                // Edited again: a replay now also sends the state, in full.
+                // Edited again: a replay now also sends the person's part.
                 a.Position = new[] { 6.0, 6, 6 };
                 r.Engine.MarkDirty(a.Uuid);
-                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", authoritative.ToCreateOp());
+                string id2 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", renamed.ToCreateOp());
                 Check.Eventually(() => r.Client.IncomingCount >= 3, TimeSpan.FromSeconds(5), "replay frames queued");
                 r.Pump();
                 Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
@@ -954,7 +957,8 @@ namespace VibeSync.Bridge.Tests
                 r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
                 var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
-                Check.Equal("create", (string)op["op"], "full state sent as create");
+                Check.Equal(1, ((List<object>)ch[2].Message["changes"]).Count, "one op");
+                Check.Equal("transform", (string)op["op"], "the part the person changed, not the name the replay brought");
                 Check.Equal(a.Uuid, (string)op["uuid"], "of the kept uuid");
                 Check.Near(new[] { 6.0, 6, -6 }, Vectors.Doubles(op["t"]), 1e-12, "the local position (canonical)");
                 Check.True((long)ch[2].Message["base_seq"] >= (long)r.Daemon.Received("applied")[1].Message["seq"], "base_seq at the resync's seq (not STALE)");
