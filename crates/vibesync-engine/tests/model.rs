@@ -1877,4 +1877,3 @@ fn machine_regression_a_replay_applies_the_parts_a_change_in_flight_does_not_tou
     let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
     replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
 }
-

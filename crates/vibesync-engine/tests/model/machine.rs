@@ -815,7 +815,12 @@ impl Sim {
         let base_seq = ed.lost_base.remove(u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
         if std::env::var_os("MODEL_TRACE").is_some() {
             let parent = op.parent_after().map(|p| p.map(|p| p[..2].to_string()));
-            eprintln!("  {} sends {request_id}: {} {} parent {parent:?} base_seq {base_seq}", ed.kind, op.name(), &u[..2]);
+            eprintln!(
+                "  {} sends {request_id}: {} {} parent {parent:?} base_seq {base_seq}",
+                ed.kind,
+                op.name(),
+                &u[..2]
+            );
         }
         let input = Input::Change {
             session: Box::new(session),
