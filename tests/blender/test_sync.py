@@ -1271,6 +1271,44 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]
 
 
+def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
+    """PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced; another
+    editor's batch puts A under B and carries B's full state at the root (its own newer change
+    of B). The batch's `create` of B overwrites the kept reparent, so A under B makes no loop:
+    it is applied. Left out as a loop, A stayed at the root here while the answer said it was
+    under B, and nothing ever corrected it."""
+    s = vibesync._session()
+    a = make_cube("LoopA")
+    b = make_cube("LoopB", location=(3, 0, 0))
+    settle()
+    au, bu = a[PROP], b[PROP]
+    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
+    resolve_sent(scripted, 40)
+    b_before = dict(s.last_sent[bu])
+    b.parent = a  # the person's reparent
+    settle()
+    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    scripted.push(frame({"type": "batch_result", "batch_id": "timeout", "seq": 41,
+                         "outcome": "rolled_back", "uuids": [bu],
+                         "error_code": "VERIFY_TIMEOUT", "kept_local": True,
+                         "reason": "Unity did not confirm the change in time"}))
+    pump_until(lambda: bu in s.engine.not_synced and bu not in s.engine.inflight,
+               what="B kept, not synced")
+    scripted.received.clear()
+    b_theirs = {**b_before, "name": "LoopB renamed in Unity"}
+    scripted.push(batch_frames("theirs", 42, [{"op": "reparent", "uuid": au, "parent": bu},
+                                              {"op": "create", "uuid": bu, **b_theirs}],
+                               path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    [applied] = applied_messages(scripted)
+    assert b.parent is None and b.name == "LoopB renamed in Unity", "B as the batch made it"
+    assert a.parent == b, "A under B: the same batch undid the loop, so it is applied"
+    for u, idb in ((au, a), (bu, b)):
+        st = capture.read_state(idb, "object", s.registry, s.mesh_hashes)
+        assert applied["hashes"][u] == wire.state_hash(st), f"{idb.name} answered as it holds"
+    assert "failed" not in applied, applied
+
+
 @pytest.mark.parametrize("mode", ["in_flight", "not_captured", "kept"])
 def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(scripted, mode):
     """PROTOCOL.md §6.4, §6.1: the person put B under A, and that reparent is in flight (or

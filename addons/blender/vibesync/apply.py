@@ -36,6 +36,13 @@ class Unrepresentable(LookupError):
     (PROTOCOL.md §6.1, §6.4)."""
 
 
+class ParentLoop(Unrepresentable):
+    """A parent that is under the object here. Tried again once the batch's other changes
+    are applied: a later change of the same batch may take the parent out from under it
+    (its full state at the root, say) — the loop is read over what the batch leaves,
+    PROTOCOL.md §6.4."""
+
+
 def _linked_unchanged(change: dict, idb, registry, shared: "SharedPlan | None") -> bool:
     """A change of a datablock linked from a library (read-only here: an edit would not even
     be saved, Blender reloads it from the library): True when it changes nothing Blender
@@ -790,7 +797,7 @@ def _place(idb, parent, registry=None, fresh: bool = False) -> None:
                 # batch fails verification for it and nothing here is sent back as if a
                 # person had moved it (§6.4); the daemon's answer to that person's reparent
                 # says which of the two stands (§6.1 "cycle").
-                raise Unrepresentable(f"{idb.name} cannot go under {parent.name}: "
+                raise ParentLoop(f"{idb.name} cannot go under {parent.name}: "
                                       f"{parent.name} is under {idb.name} here (a parent "
                                       "loop); it stays where it is")
             idb.matrix_parent_inverse.identity()
@@ -1103,6 +1110,7 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     unplaced: dict = {}
     removals: list = []  # objects consecutive deletes took, removed together
     shared = SharedPlan(batch.changes, mesh_hashes or {})
+    looped: list = []  # reparents that met a parent loop: tried again after the rest
     for change, attachment in batch.changes:
         if removals and (change.get("op") != "delete" or len(removals) >= budget.REMOVE_STEP_OBJECTS):
             remove_objects(removals, registry)  # before any other change: it sees them gone
@@ -1112,6 +1120,21 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
             continue
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
+        try:
+            touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
+                                        meshes, unplaced, rehomed, shared, removals))
+        except ParentLoop:
+            looped.append((change, attachment))
+        except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
+            log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
+                      change.get("op"), change.get("uuid"), e)
+            failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
+                           "error": str(e)})
+        yield
+    if removals:
+        remove_objects(removals, registry)
+        yield
+    for change, attachment in looped:
         try:
             touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
                                         meshes, unplaced, rehomed, shared, removals))

@@ -1707,13 +1707,18 @@ class Session:
         the person changed (PROTOCOL.md §6.4). The person's reparent, sent after, then loses
         to it as a conflict, and the daemon corrects this editor with every object on the
         cycle (§6.1). Applied, Blender refused the loop, the batch rolled back, and each
-        editor kept its own reparent, not synced, for good. Returns those uuids."""
+        editor kept its own reparent, not synced, for good. The loop is read over the parents
+        the batch's ops leave (`batch_parents`): a kept reparent that the same batch's
+        `create` of that object overwrites loops no more. Returns those uuids."""
         looped: list[str] = []
         base = min(self.engine.last_seq, batch.seq - 1)
+        batch_parents = {c["uuid"]: (c.get("parent") if c["op"] != wire.Op.DELETE else None)
+                         for c, _ in batch.changes
+                         if c.get("op") in (wire.Op.REPARENT, wire.Op.CREATE, wire.Op.DELETE)}
         for change, _ in batch.changes:
             if change.get("op") != wire.Op.REPARENT or not change.get("parent"):
                 continue
-            own = self._own_reparent_looping(change["uuid"], change["parent"])
+            own = self._own_reparent_looping(change["uuid"], change["parent"], batch_parents)
             if own is None:
                 continue
             looped.append(change["uuid"])
@@ -1734,22 +1739,30 @@ class Session:
                      looped[:20])
         return looped
 
-    def _own_reparent_looping(self, uuid: str, parent: str) -> str | None:
+    def _own_reparent_looping(self, uuid: str, parent: str,
+                              batch_parents: dict[str, str | None]) -> str | None:
         """When `parent` is under `uuid` here (its parent chain leads to it) through an object
-        whose parent a person changed here and the daemon has not taken: that object's uuid."""
+        whose parent a person changed here and the daemon has not taken: that object's uuid.
+        The chain takes an object's parent from `batch_parents` (uuid -> the parent the
+        batch's ops leave it with) where the batch names it."""
         ob, pob = self.registry.resolve(uuid), self.registry.resolve(parent)
         if not isinstance(ob, bpy.types.Object) or not isinstance(pob, bpy.types.Object):
             return None
+        by_key = self.registry.by_key
         chain, seen, x = [], set(), pob
         while x is not None and x != ob:
             if x.session_uid in seen:
                 return None
             seen.add(x.session_uid)
             chain.append(x)
-            x = x.parent
+            xu = by_key.get(("object", x.session_uid))
+            if xu in batch_parents:
+                nxt = self.registry.resolve(batch_parents[xu]) if batch_parents[xu] else None
+                x = nxt if isinstance(nxt, bpy.types.Object) else None
+            else:
+                x = x.parent
         if x is None:
             return None  # no loop (a pointer walk: the person's parts are read only for one)
-        by_key = self.registry.by_key
         for x in chain:
             xu = by_key.get(("object", x.session_uid))
             if xu is not None and (wire.Op.REPARENT in self._parts_changed_here(xu)

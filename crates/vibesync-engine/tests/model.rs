@@ -1877,3 +1877,37 @@ fn machine_regression_a_replay_applies_the_parts_a_change_in_flight_does_not_tou
     let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
     replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 18. Blender's person put 7f under 6f; its batch rolled back (Blender silent) and Blender
+/// kept it, not synced. Unity's batch then put 6f under 7f and re-sent 7f whole at the root
+/// (`create`). Blender left the reparent out, a loop with its kept reparent — but the same
+/// batch's `create` moved 7f to the root, so there was no loop any more; it answered the
+/// reparent as made and held 6f at the root, and the correction of its kept 7f carried 7f
+/// alone. An editor reads the loop over the parents the batch's applied ops leave
+/// (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_a_loop_the_same_batch_undoes_is_no_loop() {
+    use crate::Edit as E;
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: E::Move(3), auto: false },
+        Deliver { ed: 1 },
+        Answer { ed: 1, mode: Mode::Silent },
+        Wait { ms: 999 },
+        Agent { uuid: 1, edit: E::Move(207) },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 1, parent: Some(0), auto: false },
+        Answer { ed: 0, mode: Mode::Silent },
+        Wait { ms: 1323 },
+        Reparent { ed: 1, uuid: 0, parent: Some(1), auto: false },
+        Deliver { ed: 0 },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

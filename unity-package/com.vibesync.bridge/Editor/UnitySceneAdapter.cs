@@ -488,14 +488,23 @@ namespace VibeSync.Bridge.Editor
                     waitingForParent.Remove(kv.Key);
                     Undo.SetTransformParent(child.transform, parent.transform, batch.UndoName);
                 }
+                // A parent under the object here (a loop) is tried again once the batch's other
+                // parents are set: a later change of the same batch may take it out from under the
+                // object (its full state at the root, say; PROTOCOL §6.4). Still a loop, it is
+                // left as it is, and the engine's read-back reports it.
+                var looped = new List<KeyValuePair<Transform, Transform>>();
                 foreach (var kv in pendingParents)
                 {
                     var parent = kv.Value == null ? null : Find(kv.Value);
                     string uuid = UuidOf(kv.Key);
                     if (uuid != null) waitingForParent.Remove(uuid);
                     if (kv.Value != null && parent == null && uuid != null) waitingForParent[uuid] = kv.Value;
-                    Undo.SetTransformParent(kv.Key.transform, parent != null ? parent.transform : null, batch.UndoName);
+                    var want = parent != null ? parent.transform : null;
+                    if (want != null && want.IsChildOf(kv.Key.transform)) { looped.Add(new KeyValuePair<Transform, Transform>(kv.Key.transform, want)); continue; }
+                    Undo.SetTransformParent(kv.Key.transform, want, batch.UndoName);
                 }
+                foreach (var kv in looped)
+                    if (!kv.Value.IsChildOf(kv.Key)) Undo.SetTransformParent(kv.Key, kv.Value, batch.UndoName);
                 Undo.CollapseUndoOperations(group);
             }
             catch

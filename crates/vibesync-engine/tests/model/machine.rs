@@ -431,6 +431,9 @@ struct Ed {
     lost_base: BTreeMap<String, u64>,
     /// Those of them to send again after the batch's answer (as the editors do).
     kept_lost: Vec<String>,
+    /// While a forwarded batch is applied: the parent each uuid it names is left with by the
+    /// ops applied here (a loop is read over them, as the editors read it, §6.4).
+    batch_parents: BTreeMap<String, Option<String>>,
 }
 
 impl Ed {
@@ -455,6 +458,7 @@ impl Ed {
             waiting: BTreeMap::new(),
             lost_base: BTreeMap::new(),
             kept_lost: Vec::new(),
+            batch_parents: BTreeMap::new(),
         }
     }
 
@@ -483,7 +487,10 @@ impl Ed {
 
     /// The chain that `u` under `parent` would close into a loop here, if any.
     fn loop_under(&self, u: &str, parent: &str) -> Option<Vec<String>> {
-        vibesync_engine::sync::parent_cycle(u, parent, |x| self.scene.get(x).and_then(|s| s.parent.clone()))
+        vibesync_engine::sync::parent_cycle(u, parent, |x| match self.batch_parents.get(x) {
+            Some(p) => p.clone(),
+            None => self.scene.get(x).and_then(|s| s.parent.clone()),
+        })
     }
 
     /// How this editor places a received state of `u`: a parent it does not have makes a
@@ -1486,6 +1493,20 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             // The state the batch made of each uuid it names, where the editor holds another
             // (its person's values the batch spared): the answer is the batch's state (§6.4).
             let mut made: BTreeMap<String, Option<ObjectState>> = BTreeMap::new();
+            // A loop is read over the parents the batch's ops applied here leave: a kept
+            // reparent the same batch overwrites (another editor's newer `create`) loops no
+            // more (model seed 18: Blender left the batch's reparent out for a loop the batch
+            // itself undid, answered it as made, and held the object at the root for good).
+            if inc.path != "resync" {
+                for c in &inc.changes {
+                    let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
+                    let spared = ed.pending_parts(&change.uuid).contains("reparent");
+                    let gone = ed.deleted.get(&change.uuid).is_some_and(|&t| inc.seq < t);
+                    if let (Some(p), false, false) = (change.op.parent_after(), spared, gone) {
+                        ed.batch_parents.insert(change.uuid.clone(), p.map(str::to_string));
+                    }
+                }
+            }
             for c in &inc.changes {
                 let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
                 let u = change.uuid.clone();
@@ -1588,6 +1609,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     Err(_) => {}
                 }
             }
+            ed.batch_parents.clear();
             ed.attach_waiting();
             let mut hashes = ed.hashes(uuids.iter().cloned());
             for (u, state) in made {

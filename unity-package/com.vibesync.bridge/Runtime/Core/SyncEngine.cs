@@ -1888,13 +1888,21 @@ namespace VibeSync.Bridge.Core
         /// reparent, sent after, then loses to it as a conflict, and the daemon corrects this
         /// editor with every object on the cycle (§6.1). Applied, the loop was refused (or made),
         /// the batch rolled back, and each editor kept its own reparent, not synced, for good.
+        /// The loop is read over the parents the batch's ops leave (`batchParents`): a kept
+        /// reparent that the same batch's `create` of that object overwrites loops no more.
         /// </summary>
         IncomingBatch LeaveOutLoops(IncomingBatch b, IncomingBatch toApply, Dictionary<string, ObjectState> spared)
         {
+            var batchParents = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var c in toApply.Changes)
+            {
+                if (c.Op == Ops.Reparent || c.Op == Ops.Create) batchParents[c.Uuid] = c.Parent;
+                else if (c.Op == Ops.Delete) batchParents[c.Uuid] = null;
+            }
             foreach (var c in toApply.Changes)
             {
                 if (c.Op != Ops.Reparent || c.Parent == null) continue;
-                string own = OwnReparentLooping(c.Uuid, c.Parent);
+                string own = OwnReparentLooping(c.Uuid, c.Parent, batchParents);
                 if (own == null) continue;
                 spared[c.Uuid] = null;
                 if (unresolved.ContainsKey(own) || lostOver.ContainsKey(own) || keptLost.Contains(own)) continue;
@@ -1939,9 +1947,11 @@ namespace VibeSync.Bridge.Core
         /// <summary>
         /// When <paramref name="parent"/> is under <paramref name="uuid"/> here (its parent chain
         /// leads to it) through an object whose parent a person changed here and the daemon has
-        /// not taken: that object's uuid; else null.
+        /// not taken: that object's uuid; else null. The chain takes an object's parent from
+        /// <paramref name="batchParents"/> (the parent the batch's ops leave it with) where the
+        /// batch names it.
         /// </summary>
-        string OwnReparentLooping(string uuid, string parent)
+        string OwnReparentLooping(string uuid, string parent, Dictionary<string, string> batchParents)
         {
             // The parent chain first; the person's parts are read only when it loops.
             var chain = new List<string>();
@@ -1951,6 +1961,8 @@ namespace VibeSync.Bridge.Core
             {
                 if (!seen.Add(x)) return null;
                 chain.Add(x);
+                string next;
+                if (batchParents.TryGetValue(x, out next)) { x = next; continue; }
                 var st = scene.Capture(x);
                 x = st == null ? null : st.Parent;
             }

@@ -1359,6 +1359,50 @@ namespace VibeSync.Bridge.Tests
             ReparentLoopingWithThePersons(PersonsReparent.Kept);
         }
 
+        /// <summary>
+        /// PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced; another
+        /// editor's batch puts A under B and carries B's full state at the root (its own newer
+        /// change of B). The batch's `create` of B overwrites the kept reparent, so A under B
+        /// makes no loop: it is applied. Left out as a loop, A stayed at the root here while the
+        /// answer said it was under B, and nothing ever corrected it.
+        /// </summary>
+        [VsTest]
+        public static void AReparentWhoseLoopTheSameBatchUndoesIsApplied()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 2, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                var bBefore = r.Scene.Capture(b.Uuid);
+                int changes = r.Daemon.Received("change").Count;
+                b.Parent = a.Uuid; // the person's reparent
+                r.Engine.MarkDirty(b.Uuid);
+                r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { b.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                    { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(b.Uuid) && !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B kept, not synced", r.Pump);
+                var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+                var bTheirs = bBefore.ToCreateOp(1.0);
+                bTheirs["uuid"] = b.Uuid;
+                bTheirs["name"] = "B renamed in Blender";
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs, bTheirs);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                Check.True(b.Parent == null, "B at the root, as the batch's full state of it says");
+                Check.Equal(b.Uuid, a.Parent, "A under B: the same batch undid the loop, so it is applied");
+                Check.Equal(r.Scene.Capture(a.Uuid).Hash(), (string)Applied(r, id)[a.Uuid], "answered as it holds");
+                Check.Equal(r.Scene.Capture(b.Uuid).Hash(), (string)Applied(r, id)[b.Uuid], "B answered as it holds");
+            }
+        }
+
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
         static void ReparentLoopingWithThePersons(PersonsReparent mode)

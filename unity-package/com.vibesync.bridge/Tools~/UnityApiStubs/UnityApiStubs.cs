@@ -39,6 +39,7 @@ namespace UnityEngine
         public void SetParent(Transform p, bool worldPositionStays) { }
         public int childCount { get { return 0; } }
         public Transform GetChild(int index) { return null; }
+        public bool IsChildOf(Transform parent) { return false; }
     }
     public sealed class GameObject : Object
     {
