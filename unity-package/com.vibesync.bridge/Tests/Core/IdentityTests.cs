@@ -78,6 +78,25 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void TheHeadlessSceneRefusesAParentLoopAsUnityDoesUnlessTheBatchUndoesIt()
+        {
+            // Unity refuses a parent under the object; the glue tries it again once the batch's
+            // other parents are set (PROTOCOL.md §6.4), and the headless scene does the same.
+            var scene = new Headless.HeadlessScene();
+            var a = new Headless.SceneObject { Uuid = Msg.NewUuid(), Name = "A" };
+            var b = new Headless.SceneObject { Uuid = Msg.NewUuid(), Name = "B", Parent = a.Uuid };
+            scene.Add(a);
+            scene.Add(b);
+            Func<string, string, RemoteChange> reparent = (u, p) => RemoteChange.Parse(new Dictionary<string, object> { { "op", Ops.Reparent }, { "uuid", u }, { "parent", p } }, null, 1.0);
+            scene.ApplyBatch(new IncomingBatch { BatchId = "b1", Seq = 1, Path = BatchPath.Slow, Changes = { reparent(a.Uuid, b.Uuid) } });
+            Check.True(a.Parent == null, "A under B would be a loop: A stays where it is");
+            Check.Equal(a.Uuid, b.Parent, "B stays under A");
+            scene.ApplyBatch(new IncomingBatch { BatchId = "b2", Seq = 2, Path = BatchPath.Slow, Changes = { reparent(a.Uuid, b.Uuid), reparent(b.Uuid, null) } });
+            Check.True(b.Parent == null, "B to the root");
+            Check.Equal(b.Uuid, a.Parent, "then A under B: the same batch took B out from under A");
+        }
+
+        [VsTest]
         public static void DuplicateOfADuplicateAndInvalidUuids()
         {
             var reg = new IdentityRegistry<Obj>();

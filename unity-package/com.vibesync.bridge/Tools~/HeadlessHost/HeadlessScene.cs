@@ -239,6 +239,7 @@ namespace VibeSync.Bridge.Headless
                 // exactly like the editor's deferred SetTransformParent. A parent this scene does not
                 // have makes the object a root (PROTOCOL §6.1); it is attached when that parent arrives.
                 ResolveParents();
+                RefuseLoops(before, batch);
                 UndoSteps++;
                 LastUndoName = batch.UndoName;
             }
@@ -287,6 +288,51 @@ namespace VibeSync.Bridge.Headless
                     o.Parent = null;
                 }
             }
+        }
+
+        /// <summary>
+        /// Unity refuses a parent that is under the object (a loop). The editor glue sets a batch's
+        /// parents in order after its other changes, tries a looping one again once the rest are set
+        /// (a later change of the batch may take the parent out from under it), and else leaves the
+        /// object where it was (UnitySceneAdapter.ApplyBatch): the same here.
+        /// </summary>
+        void RefuseLoops(List<SceneObject> before, IncomingBatch batch)
+        {
+            var was = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var o in before) was[o.Uuid] = o.Parent;
+            var wanted = new List<KeyValuePair<SceneObject, string>>();
+            var named = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var c in batch.Changes)
+            {
+                if ((c.Op != Ops.Create && c.Op != Ops.Reparent) || !named.Add(c.Uuid)) continue;
+                var o = Find(c.Uuid);
+                string old;
+                was.TryGetValue(c.Uuid, out old);
+                if (o == null || o.Parent == old) continue;
+                wanted.Add(new KeyValuePair<SceneObject, string>(o, o.Parent));
+                o.Parent = old != null && Find(old) != null ? old : null;
+            }
+            var looped = new List<KeyValuePair<SceneObject, string>>();
+            foreach (var kv in wanted)
+            {
+                if (Under(kv.Value, kv.Key.Uuid)) looped.Add(kv);
+                else kv.Key.Parent = kv.Value;
+            }
+            foreach (var kv in looped)
+                if (!Under(kv.Value, kv.Key.Uuid)) kv.Key.Parent = kv.Value;
+        }
+
+        /// <summary><paramref name="parent"/> is <paramref name="uuid"/> or under it here.</summary>
+        bool Under(string parent, string uuid)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (var x = parent; x != null && seen.Add(x);)
+            {
+                if (x == uuid) return true;
+                var p = Find(x);
+                x = p == null ? null : p.Parent;
+            }
+            return false;
         }
 
         void ApplyOne(RemoteChange c)
