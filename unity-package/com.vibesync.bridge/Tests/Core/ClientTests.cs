@@ -56,7 +56,9 @@ namespace VibeSync.Bridge.Tests
                 {
                     c.Start();
                     Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
-                    var hello = d.Received("hello")[0].Message;
+                    // The fake daemon records a frame once it has answered it: the client may
+                    // read the welcome first (under load it did, and this read an empty list).
+                    var hello = d.WaitFor("hello", 1, null)[0].Message;
                     Check.Equal(1L, (long)hello["protocol"], "protocol");
                     Check.Equal("demo", (string)hello["project_id"], "project_id");
                     Check.Equal("unity", (string)hello["editor"], "editor");

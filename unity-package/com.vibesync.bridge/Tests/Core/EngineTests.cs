@@ -904,7 +904,7 @@ namespace VibeSync.Bridge.Tests
                 {
                     c.Start();
                     Check.Eventually(() => c.IsConnected, TimeSpan.FromSeconds(5), "connected");
-                    Check.True(!d.Received("hello")[0].Message.ContainsKey("project_id"), "hello omits project_id");
+                    Check.True(!d.WaitFor("hello", 1, null)[0].Message.ContainsKey("project_id"), "hello omits project_id");
                     Check.Equal("assigned-1", c.AssignedProjectId, "assigned id kept for the host to persist");
                     d.DropAll();
                     Check.Eventually(() => d.Received("hello").Count >= 2, TimeSpan.FromSeconds(10), "reconnected");
