@@ -1911,4 +1911,3 @@ fn machine_regression_a_loop_the_same_batch_undoes_is_no_loop() {
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
-
