@@ -1271,6 +1271,48 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]
 
 
+def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted):
+    """PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, another
+    editor's batch put A under B — left out here (a loop with the person's reparent in flight)
+    and answered as made. The connection dropped before the daemon answered the person's
+    reparent. After the reconnect it goes again from the seq before that batch (Blender never
+    held A under B), not the seq Blender connected with: the daemon refuses it `STALE`, a
+    conflict the other editor won, corrected with both objects. From the later seq it was
+    refused `INVALID_FIELD`, a loop Blender "knew" of, and nothing ever corrected it."""
+    s = vibesync._session()
+    a = make_cube("LoopA")
+    b = make_cube("LoopB", location=(3, 0, 0))
+    settle()
+    au, bu = a[PROP], b[PROP]
+    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
+    resolve_sent(scripted, 40)
+    b.parent = a  # the person's reparent
+    settle()
+    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
+                               path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
+    scripted.push(frame({"type": "batch_result", "batch_id": "other", "seq": 42,
+                         "outcome": "committed", "uuids": [], "error_code": None}))
+    pump_until(lambda: s.engine.last_seq >= 42, what="seq 42")
+    # The connection drops before the daemon answers the person's reparent.
+    scripted.welcome_extra = {"seq": 45}
+    scripted.received.clear()
+    scripted.conns[-1].close()
+    pump_until(lambda: vibesync.status()["reconnects"] >= 1 and vibesync.status()["connected"],
+               timeout=15, what="reconnected")
+    scripted.push(batch_frames("replay", 45, [], path="resync"))  # nothing changed meanwhile
+
+    def resent():
+        return [m for m in scripted.received if m.get("type") == "change"
+                and any(c["uuid"] == bu for c in m["changes"])]
+    [again] = pump_until(resent, what="B's reparent sent again")
+    [op] = [c for c in again["changes"] if c["uuid"] == bu]
+    assert op.get("parent") == au, op
+    assert again["base_seq"] == 40, "from the seq before the batch it lost the loop to"
+
+
 def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     """PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced; another
     editor's batch puts A under B and carries B's full state at the root (its own newer change

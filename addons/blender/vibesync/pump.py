@@ -298,6 +298,13 @@ class Session:
         # Kept (not synced) uuids whose reparent a batch's reparent would loop with here
         # (`_leave_out_loops`): re-sent whole after the answer, from `away_base`.
         self.kept_lost: set[str] = set()
+        # uuids whose own change in flight a batch's reparent looped with here (left out,
+        # `_leave_out_loops`) -> the seq before that batch; kept over a lost connection
+        # (`flight_lost`) while the change is unresolved: its re-send after the reconnect goes
+        # from that seq, not the one Blender connected with — Blender never held the batch's
+        # reparent, so the daemon tells a conflict (`STALE`) from a loop it knew of.
+        self.flight_base: dict[str, int] = {}
+        self.flight_lost: dict[str, int] = {}
         # Datablocks that carried no uuid when the file was opened and the file has no saved
         # registry (never saved, or a crash before the first save): uuid -> (kind, name).
         # Until the first replay after connecting, they are not sent: they may take back
@@ -881,6 +888,11 @@ class Session:
                             payload.get("reason"))
             self.connected = False
             self.generation = None
+            # Changes in flight that lost a loop here: re-sent from before that batch.
+            for u, b in self.flight_base.items():
+                if u in self.engine.inflight:
+                    self.flight_lost[u] = min(b, self.flight_lost.get(u, b))
+            self.flight_base.clear()
             self.engine.disconnected()
             self.collector.current = None
         elif kind == "handshake_error":
@@ -945,6 +957,8 @@ class Session:
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S
                 for refused in refusals:
+                    if refused.uuid not in self.engine.inflight:
+                        self.flight_base.pop(refused.uuid, None)  # the daemon's answer is in
                     if refused.code == wire.ErrorCode.INVALID_FIELD and refused.uuid in named:
                         # Sent naming its geometry only, which the daemon no longer holds (it
                         # collects meshes nothing references): send it again, with it. Sent
@@ -1722,7 +1736,9 @@ class Session:
             if own is None:
                 continue
             looped.append(change["uuid"])
-            if own not in self.engine.inflight:
+            if own in self.engine.inflight:
+                self.flight_base[own] = min(base, self.flight_base.get(own, base))
+            else:
                 # Not sent yet: it goes from the seq Blender had before this batch, made
                 # without it, so the daemon can tell it lost (§6.1 `STALE`), not refuse it as
                 # a loop this editor knew of (`INVALID_FIELD`).
@@ -1839,6 +1855,7 @@ class Session:
         for u in uuids:
             if u not in self.engine.inflight and u not in queued:
                 self.sent_parts.pop(u, None)
+                self.flight_base.pop(u, None)
 
     def _hashes_settled(self) -> bool:
         """What a replay needs to tell the person's edits apart is known: no geometry
@@ -1932,7 +1949,11 @@ class Session:
                 u = by_key.get(key)
                 if u is not None:
                     self.away.setdefault(u, self.connect_seq)
+            for u, b in self.flight_lost.items():
+                if u in self.away:
+                    self.away[u] = min(self.away[u], b)
             self.connect_seq = None
+        self.flight_lost.clear()
 
     def _forget_away(self) -> None:
         """Another file, or a session that starts over: no edit made while away is left."""
@@ -1940,6 +1961,8 @@ class Session:
         self.away.clear()
         self.away_base.clear()
         self.replayed.clear()
+        self.flight_base.clear()
+        self.flight_lost.clear()
 
     def _away_base_of(self, op: dict) -> int | None:
         """The `base_seq` `op` goes with when it is a person's edit made while away (PROTOCOL.md

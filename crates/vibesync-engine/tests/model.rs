@@ -1911,3 +1911,39 @@ fn machine_regression_a_loop_the_same_batch_undoes_is_no_loop() {
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 52 (batches of one change). Blender (automation) put 6f under 8f; while that was in
+/// flight, Unity's person's 8f under 6f committed. Blender left the batch's reparent unapplied (a
+/// loop with its own in flight) and lost its connection before the daemon dropped its change
+/// as a conflict. Back, it re-sent 6f whole from its current seq, past Unity's reparent: refused
+/// `INVALID_FIELD`, a loop it "knew" of — it never held it — and nothing corrected it: 6f under
+/// 8f in Blender for good. A re-send of such a change goes from the seq before that batch
+/// (docs/PROTOCOL.md §6.6): refused `STALE`, a conflict, and corrected with the cycle.
+#[test]
+fn machine_regression_a_change_in_flight_that_lost_a_loop_is_re_sent_from_before_it() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Reconnect { ed: 1 },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Agent { uuid: 1, edit: E::Create(0) },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(1), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: true },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Wait { ms: 1356 },
+        Deliver { ed: 0 },
+        Disconnect { ed: 0 },
+    ];
+    let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
+    replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -431,6 +431,12 @@ struct Ed {
     lost_base: BTreeMap<String, u64>,
     /// Those of them to send again after the batch's answer (as the editors do).
     kept_lost: Vec<String>,
+    /// uuids whose own reparent in flight a batch's reparent looped with here (that reparent
+    /// left unapplied) → the seq before that batch: while the change is unresolved, a re-send
+    /// of it after a reconnect goes from that seq — this editor never held the batch's
+    /// reparent — so the daemon tells a conflict (`STALE`) from a loop it knew of
+    /// (`INVALID_FIELD`, model seed 52).
+    flight_base: BTreeMap<String, u64>,
     /// While a forwarded batch is applied: the parent each uuid it names is left with by the
     /// ops applied here (a loop is read over them, as the editors read it, §6.4).
     batch_parents: BTreeMap<String, Option<String>>,
@@ -458,6 +464,7 @@ impl Ed {
             waiting: BTreeMap::new(),
             lost_base: BTreeMap::new(),
             kept_lost: Vec::new(),
+            flight_base: BTreeMap::new(),
             batch_parents: BTreeMap::new(),
         }
     }
@@ -524,12 +531,21 @@ impl Ed {
                     }
                 }
                 // Its own reparent in flight: a `reparent`, or a whole state (`create`, no parts).
-                Err(!kept.is_empty()
-                    || chain.iter().any(|x| {
-                        x != u
+                let flying: Vec<String> = chain
+                    .iter()
+                    .filter(|x| {
+                        *x != u
                             && self.busy(x)
-                            && self.parts.get(x).is_none_or(|p| p.is_empty() || p.contains("reparent"))
-                    }))
+                            && self.parts.get(*x).is_none_or(|p| p.is_empty() || p.contains("reparent"))
+                    })
+                    .cloned()
+                    .collect();
+                for x in &flying {
+                    let base = seq.saturating_sub(1).min(self.last_seq);
+                    let b = self.flight_base.entry(x.clone()).or_insert(base);
+                    *b = (*b).min(base);
+                }
+                Err(!kept.is_empty() || !flying.is_empty())
             }
         }
     }
@@ -757,6 +773,14 @@ impl Sim {
         let mut unresolved: Vec<(String, Author)> =
             std::mem::take(&mut ed.outstanding).into_iter().map(|(u, (_, a, _))| (u, a)).collect();
         unresolved.extend(std::mem::take(&mut ed.sent).into_values());
+        // A change it never heard the outcome of whose reparent a batch looped with here goes
+        // again from the seq before that batch (it never held the batch's reparent).
+        for (u, b) in std::mem::take(&mut ed.flight_base) {
+            if unresolved.iter().any(|(x, _)| *x == u) {
+                let lb = ed.lost_base.entry(u).or_insert(b);
+                *lb = (*lb).min(b);
+            }
+        }
         for (u, author) in unresolved {
             self.resend(i, &u, author);
         }
@@ -1457,6 +1481,9 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             let mut resend = Vec::new();
             for r in v["results"].as_array()? {
                 let u = r["uuid"].as_str()?.to_string();
+                if !matches!(r["status"].as_str(), Some("queued" | "held")) && !ed.busy(&u) {
+                    ed.flight_base.remove(&u); // refused: the daemon's answer is in
+                }
                 match (r["status"].as_str()?, r["error_code"].as_str()) {
                     ("queued" | "held", _) => {
                         ed.outstanding.insert(u, (ed.frames, author, request_id.clone()));
@@ -1664,6 +1691,9 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     None => {}
                 }
                 ed.outstanding.remove(u);
+                if !ed.busy(u) {
+                    ed.flight_base.remove(u); // ended: the daemon's answer is in
+                }
                 if rolled_back && kept_local && author == Author::Person {
                     ed.kept.insert(u.to_string());
                     ed.overtaken.remove(u);

@@ -130,6 +130,11 @@ namespace VibeSync.Bridge.Core
         // Kept (not synced) uuids whose reparent a batch's reparent loops with (LeaveOutLoops):
         // their whole state is sent after its answer, from the base before the batch.
         readonly HashSet<string> keptLost = new HashSet<string>(StringComparer.Ordinal);
+        // Uuids whose own change in flight a batch's reparent looped with here (LeaveOutLoops) →
+        // the seq before that batch, until that change is resolved: sent again after a lost
+        // connection, it goes from that seq, not `awaySeq` — this editor never held the batch's
+        // reparent, so the daemon tells a conflict (STALE) from a loop it knew of.
+        readonly Dictionary<string, long> flightBase = new Dictionary<string, long>(StringComparer.Ordinal);
         // A person's deletes go as `tombstone` requests (PROTOCOL §5, §6.2: the delete is the
         // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
         readonly Dictionary<string, List<string>> pendingTombstones = new Dictionary<string, List<string>>();
@@ -1368,6 +1373,7 @@ namespace VibeSync.Bridge.Core
             unresolved.Remove(uuid);
             sentParts.Remove(uuid);
             slowInFlight.Remove(uuid);
+            flightBase.Remove(uuid);
         }
 
         /// <summary>The send order of a `change` request id ("c" + counter); -1 for anything else.</summary>
@@ -1905,7 +1911,13 @@ namespace VibeSync.Bridge.Core
                 string own = OwnReparentLooping(c.Uuid, c.Parent, batchParents);
                 if (own == null) continue;
                 spared[c.Uuid] = null;
-                if (unresolved.ContainsKey(own) || lostOver.ContainsKey(own) || keptLost.Contains(own)) continue;
+                if (unresolved.ContainsKey(own))
+                {
+                    long before = Math.Min(LastSeq, b.Seq - 1), had;
+                    flightBase[own] = flightBase.TryGetValue(own, out had) ? Math.Min(had, before) : before;
+                    continue;
+                }
+                if (lostOver.ContainsKey(own) || keptLost.Contains(own)) continue;
                 // Not captured yet: it goes after the answer from the seq before this batch,
                 // made without it, so the daemon can tell it lost (§6.1), not refuse it as a
                 // loop this editor knew of. (With a reshape in it, it waits to be captured.)
@@ -2332,7 +2344,18 @@ namespace VibeSync.Bridge.Core
                 (made ? awayOps : restOps).Add(ops[i]);
                 (made ? awayUuids : restUuids).Add(uuids[i]);
             }
-            if (awayOps.Count > 0) SendChanges(awayOps, awayUuids, awaySeq);
+            // A change lost with its connection that lost a loop to a batch goes from before it.
+            var byBase = new SortedDictionary<long, KeyValuePair<List<Dictionary<string, object>>, List<string>>>();
+            for (int i = 0; i < awayOps.Count; i++)
+            {
+                long fb, at = flightBase.TryGetValue(awayUuids[i], out fb) ? Math.Min(fb, awaySeq) : awaySeq;
+                KeyValuePair<List<Dictionary<string, object>>, List<string>> run;
+                if (!byBase.TryGetValue(at, out run))
+                    byBase[at] = run = new KeyValuePair<List<Dictionary<string, object>>, List<string>>(new List<Dictionary<string, object>>(), new List<string>());
+                run.Key.Add(awayOps[i]);
+                run.Value.Add(awayUuids[i]);
+            }
+            foreach (var kv in byBase) SendChanges(kv.Value.Key, kv.Value.Value, kv.Key);
             if (restOps.Count > 0) SendChanges(restOps, restUuids);
         }
 

@@ -1403,6 +1403,54 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, a batch put A
+        /// under B — left out here (a loop with the person's reparent in flight), answered as made.
+        /// The connection dropped before the daemon answered the person's reparent. After the
+        /// reconnect it goes again from the seq before that batch (Unity never held A under B), not
+        /// the seq Unity connected with: the daemon refuses it STALE, a conflict the other editor
+        /// won, corrected with both objects — from the later seq it was refused INVALID_FIELD, a
+        /// loop Unity "knew" of, and nothing ever corrected it.
+        /// </summary>
+        [VsTest]
+        public static void AChangeInFlightThatLostALoopGoesAgainFromBeforeThatBatch()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 2, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                int changes = r.Daemon.Received("change").Count;
+                b.Parent = a.Uuid; // the person's reparent
+                r.Engine.MarkDirty(b.Uuid);
+                r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                Check.Eventually(() => r.Engine.IsInFlight(b.Uuid) && r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "B's reparent acknowledged, in flight", r.Pump);
+                long before = r.Engine.LastSeq; // the seq Unity had before the batch
+                var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new string[0]);
+                long later = r.Daemon.Seq;
+                Check.Eventually(() => r.Engine.LastSeq >= later, TimeSpan.FromSeconds(5), "a later seq", r.Pump);
+                r.Daemon.Down = true;
+                r.Daemon.DropAll(); // the connection drops before the daemon answers B's reparent
+                Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                string replay = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq()); // nothing changed meanwhile
+                r.Daemon.Down = false;
+                Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                Check.Eventually(() => Applied(r, replay) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                var again = r.Daemon.WaitFor("change", changes + 2, r.Pump)[changes + 1].Message;
+                var op = (Dictionary<string, object>)((List<object>)again["changes"])[0];
+                Check.Equal(b.Uuid, (string)op["uuid"], "B sent again");
+                Check.Equal(a.Uuid, (string)op["parent"], "its reparent");
+                Check.Equal(before, (long)again["base_seq"], "from the seq before the batch it lost the loop to");
+            }
+        }
+
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
         static void ReparentLoopingWithThePersons(PersonsReparent mode)
