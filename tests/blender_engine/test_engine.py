@@ -312,3 +312,20 @@ def test_sync_engine_a_person_s_edit_kept_after_a_verify_timeout_goes_again_by_i
     # Committed at last: the count starts over.
     e.on_batch_result(dict(timeout, outcome="committed", error_code=None, kept_local=None))
     assert A not in e.timeouts and A not in e.not_synced
+
+
+def test_creates_go_ancestors_first_also_through_an_object_not_sent():
+    """PROTOCOL.md §6.2: kept work goes again in one `change`, an ancestor's full state before
+    its descendant's, also through one that is not sent (here C is under B, B under A; B is
+    not sent). Other ops keep their places."""
+    move = ({"op": "transform", "uuid": B}, b"")
+    c = ({"op": "create", "uuid": C, "parent": B}, b"")
+    a = ({"op": "create", "uuid": A, "parent": None}, b"")
+    last = {B: {"parent": A}}
+    out = engine.order_creates_parent_first([c, move, a], lambda u: (last.get(u) or {}).get("parent"))
+    assert out == [a, move, c]
+    # Nothing to reorder, and a parent loop among the creates, end as they are (no hang).
+    assert engine.order_creates_parent_first([a, move], lambda u: None) == [a, move]
+    x = ({"op": "create", "uuid": A, "parent": C}, b"")
+    y = ({"op": "create", "uuid": C, "parent": A}, b"")
+    assert sorted(u[0]["uuid"] for u in engine.order_creates_parent_first([x, y], lambda u: None)) == [A, C]

@@ -340,6 +340,44 @@ def live_refusal(uuid: str, paused: bool, batches_waiting: bool, held: bool, bus
     return None
 
 
+def order_creates_parent_first(ops: list, parent_of: Callable[[str], str | None]) -> list:
+    """`send`: `ops` ((change, attachment) pairs) with its `create`s reordered among the slots
+    they hold so that an ancestor created in the list comes before its descendants — also
+    through an ancestor the list does not carry (`parent_of`: its last known parent);
+    everything else keeps its place (the Unity core's `OrderCreatesParentFirst`). Kept work
+    sent again child first was judged against its ancestor's committed parent, not the one
+    sent right after it, and closed a loop: refused `INVALID_FIELD` (PROTOCOL.md §6.2)."""
+    slots = [i for i, (c, _) in enumerate(ops) if c.get("op") == "create"]
+    if len(slots) < 2:
+        return ops
+    created = {ops[i][0].get("uuid"): i for i in slots}
+    bound = len(created) + 1024  # a loop, or a chain longer than that, ends the walk
+
+    def nearest(p: str | None) -> str | None:
+        for _ in range(bound):
+            if p is None or p in created:
+                return p
+            p = parent_of(p)
+        return None
+
+    depth: dict[str, int] = {}
+    for i in slots:
+        u = ops[i][0].get("uuid")
+        chain = []
+        while u is not None and u not in depth and u not in chain and len(chain) < bound:
+            chain.append(u)
+            u = nearest(ops[created[u]][0].get("parent"))
+        d = depth.get(u, -1) if u is not None else -1
+        for x in reversed(chain):
+            d += 1
+            depth[x] = d
+    order = sorted(slots, key=lambda i: depth.get(ops[i][0].get("uuid"), 0))
+    out = list(ops)
+    for slot, i in zip(slots, order):
+        out[slot] = ops[i]
+    return out
+
+
 def peer_joined(before: Iterable[dict], after: Iterable[dict]) -> bool:
     """A `peers` event names a session the previous one did not: not-synced work is retried."""
     old = {p.get("session_id") for p in before}

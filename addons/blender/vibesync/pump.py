@@ -2797,7 +2797,10 @@ class Session:
 
     def _send_in_runs(self, ops: list, automation: dict | None = None) -> int:
         """`_send_ops`, in runs of consecutive ops that go from the same `base_seq` (a person's
-        edits made while away go from theirs, `_away_base_of`), in order."""
+        edits made while away go from theirs, `_away_base_of`), in order; an ancestor's
+        `create` before its descendants' (`engine.order_creates_parent_first`)."""
+        ops = engine.order_creates_parent_first(
+            ops, lambda u: (self.last_sent.get(u) or {}).get("parent"))
         if not self.away_base:
             return self._send_ops(ops, automation)
         n, run, run_base = 0, [], None

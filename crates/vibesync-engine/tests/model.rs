@@ -1947,3 +1947,38 @@ fn machine_regression_a_change_in_flight_that_lost_a_loop_is_re_sent_from_before
     let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
     replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 50. A batch carrying Unity's person's move of 6f and 8f to the root and Blender's 6f under
+/// 7f rolled back; Unity kept 6f (with the reparent it had applied), 7f (its own reparent under
+/// 8f, kept before) and 8f, a tree that is whole there: 8f, 7f under it, 6f under 7f. It sent
+/// them again one by one in uuid order: 6f under 7f went before 8f to the root and looped with
+/// 8f's committed parent (6f) — refused `INVALID_FIELD`, and Unity held 6f under 7f for good.
+/// The editors send such work in one `change`, parents first (docs/PROTOCOL.md §6.2); so does
+/// the model now.
+#[test]
+fn machine_regression_kept_work_goes_again_parents_first_in_one_change() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 1, uuid: 1, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 104 },
+        Reparent { ed: 0, uuid: 2, parent: Some(0), auto: false },
+        Wait { ms: 896 },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Agent { uuid: 1, edit: E::Move(1) },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Deliver { ed: 0 },
+        Reparent { ed: 1, uuid: 2, parent: None, auto: false },
+        Wait { ms: 61 },
+        Deliver { ed: 1 },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

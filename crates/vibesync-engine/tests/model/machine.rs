@@ -410,7 +410,7 @@ struct Ed {
     /// never re-creates the object the person deleted.
     deleted: BTreeMap<String, u64>,
     /// request_id → (uuid, who made it): changes sent whose `ack` has not been read.
-    sent: BTreeMap<String, (String, Author)>,
+    sent: BTreeMap<String, (Vec<String>, Author)>,
     /// uuid → the parts (§6.1) its last change sent changes: while that change is in flight
     /// (`busy`), a forwarded batch's op of one of them is not applied (§6.4).
     parts: BTreeMap<String, BTreeSet<&'static str>>,
@@ -480,7 +480,7 @@ impl Ed {
 
     /// A change of `u` is in flight: sent and not yet answered, or queued and not ended.
     fn busy(&self, u: &str) -> bool {
-        self.outstanding.contains_key(u) || self.sent.values().any(|(x, _)| x == u)
+        self.outstanding.contains_key(u) || self.sent.values().any(|(xs, _)| xs.iter().any(|x| x == u))
     }
 
     fn hashes(&self, uuids: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
@@ -772,7 +772,8 @@ impl Sim {
         let ed = &mut self.eds[i];
         let mut unresolved: Vec<(String, Author)> =
             std::mem::take(&mut ed.outstanding).into_iter().map(|(u, (_, a, _))| (u, a)).collect();
-        unresolved.extend(std::mem::take(&mut ed.sent).into_values());
+        unresolved
+            .extend(std::mem::take(&mut ed.sent).into_values().flat_map(|(us, a)| us.into_iter().map(move |u| (u, a))));
         // A change it never heard the outcome of whose reparent a batch looped with here goes
         // again from the seq before that batch (it never held the batch's reparent).
         for (u, b) in std::mem::take(&mut ed.flight_base) {
@@ -781,13 +782,10 @@ impl Sim {
                 *lb = (*lb).min(b);
             }
         }
-        for (u, author) in unresolved {
-            self.resend(i, &u, author);
-        }
+        self.resend_many(i, unresolved);
         for j in 0..2 {
-            for u in self.eds[j].kept.clone() {
-                self.resend(j, &u, Author::Person);
-            }
+            let kept = self.eds[j].kept.iter().map(|u| (u.clone(), Author::Person)).collect();
+            self.resend_many(j, kept);
         }
     }
 
@@ -810,24 +808,71 @@ impl Sim {
         self.feed(Input::Left { session_id: id, closing: false });
     }
 
-    /// Send the editor's full state of `u` (create, or delete when it has none).
-    fn resend(&mut self, i: usize, u: &str, author: Author) {
-        let ed = &self.eds[i];
-        if ed.session.is_none() || ed.busy(u) {
+    /// Send the editor's full state of these uuids (a `create` each, or `delete` when it has
+    /// none) as the editors send kept and unresolved work: in one `change` per author and
+    /// `base_seq`, parents before their children (the editor's own tree), so no prefix of it
+    /// makes a parent loop the whole does not (docs/PROTOCOL.md §6.2). Sent one by one in uuid
+    /// order, a child's state went before its parent's new one and looped with the parent's
+    /// committed state (model seed 50).
+    fn resend_many(&mut self, i: usize, items: Vec<(String, Author)>) {
+        if self.eds[i].session.is_none() {
             return;
         }
-        self.end_lost(i, u);
-        let ed = &self.eds[i];
-        let op = match ed.scene.get(u) {
-            Some(s) => ChangeOp::Create(s.clone()),
-            None => ChangeOp::Delete,
+        let mut seen = BTreeSet::new();
+        let items: Vec<(String, Author)> =
+            items.into_iter().filter(|(u, _)| seen.insert(u.clone()) && !self.eds[i].busy(u)).collect();
+        for (u, _) in &items {
+            self.end_lost(i, u);
+        }
+        let ed = &mut self.eds[i];
+        let within: BTreeSet<&str> = items.iter().map(|(u, _)| u.as_str()).collect();
+        // The number of its ancestors here that go too (the walk bounded: a loop ends it).
+        let depth = |u: &str| {
+            let (mut d, mut steps) = (0, 0);
+            let mut x = ed.scene.get(u).and_then(|s| s.parent.clone());
+            while let Some(p) = x.filter(|_| steps <= ed.scene.len()) {
+                steps += 1;
+                d += usize::from(within.contains(p.as_str()));
+                x = ed.scene.get(&p).and_then(|s| s.parent.clone());
+            }
+            d
         };
-        self.eds[i].kept.remove(u);
-        self.eds[i].overtaken.remove(u);
-        self.send(Some(i), u, &op, author);
+        let mut ordered: Vec<(usize, String, Author)> = items.iter().map(|(u, a)| (depth(u), u.clone(), *a)).collect();
+        ordered.sort_by_key(|(d, _, _)| *d);
+        let mut runs: Vec<(Author, u64, Vec<(String, ChangeOp)>)> = Vec::new();
+        for (_, u, author) in ordered {
+            let op = match ed.scene.get(&u) {
+                Some(s) => ChangeOp::Create(s.clone()),
+                None => ChangeOp::Delete,
+            };
+            ed.kept.remove(&u);
+            ed.overtaken.remove(&u);
+            let base = ed.lost_base.remove(&u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
+            match runs.last_mut() {
+                Some(run) if run.0 == author && run.1 == base => run.2.push((u, op)),
+                _ => runs.push((author, base, vec![(u, op)])),
+            }
+        }
+        for (author, base, changes) in runs {
+            self.send_changes(Some(i), changes, author, base);
+        }
     }
 
     fn send(&mut self, i: Option<usize>, u: &str, op: &ChangeOp, author: Author) {
+        let ed = match i {
+            Some(i) => &mut self.eds[i],
+            None => &mut self.agent,
+        };
+        if ed.session.is_none() {
+            self.requests += 1;
+            return;
+        }
+        let base_seq = ed.lost_base.remove(u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
+        self.send_changes(i, vec![(u.to_string(), op.clone())], author, base_seq);
+    }
+
+    /// One `change` request carrying `changes`, in order, from `base_seq`.
+    fn send_changes(&mut self, i: Option<usize>, changes: Vec<(String, ChangeOp)>, author: Author, base_seq: u64) {
         self.requests += 1;
         let request_id = format!("r{}", self.requests);
         let ed = match i {
@@ -835,28 +880,30 @@ impl Sim {
             None => &mut self.agent,
         };
         let Some(session) = ed.editor() else { return };
-        ed.sent.insert(request_id.clone(), (u.to_string(), author));
-        // A `create` or `delete` in flight spares nothing: the object's existence is not
-        // spared, and a full state sent is answered by the batch that carries it.
-        let parts = match op {
-            ChangeOp::Create(_) | ChangeOp::Delete => BTreeSet::new(),
-            op => parts_of(op).into_iter().collect(),
-        };
-        ed.parts.insert(u.to_string(), parts);
-        let base_seq = ed.lost_base.remove(u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
-        if std::env::var_os("MODEL_TRACE").is_some() {
-            let parent = op.parent_after().map(|p| p.map(|p| p[..2].to_string()));
-            eprintln!(
-                "  {} sends {request_id}: {} {} parent {parent:?} base_seq {base_seq}",
-                ed.kind,
-                op.name(),
-                &u[..2]
-            );
+        ed.sent.insert(request_id.clone(), (changes.iter().map(|(u, _)| u.clone()).collect(), author));
+        for (u, op) in &changes {
+            // A `create` or `delete` in flight spares nothing: the object's existence is not
+            // spared, and a full state sent is answered by the batch that carries it.
+            let parts = match op {
+                ChangeOp::Create(_) | ChangeOp::Delete => BTreeSet::new(),
+                op => parts_of(op).into_iter().collect(),
+            };
+            ed.parts.insert(u.to_string(), parts);
+            if std::env::var_os("MODEL_TRACE").is_some() {
+                let parent = op.parent_after().map(|p| p.map(|p| p[..2].to_string()));
+                eprintln!(
+                    "  {} sends {request_id}: {} {} parent {parent:?} base_seq {base_seq}",
+                    ed.kind,
+                    op.name(),
+                    &u[..2]
+                );
+            }
         }
+        let wire: Vec<Value> = changes.iter().map(|(u, op)| change_to_wire(u, op, 1.0)).collect();
         let input = Input::Change {
             session: Box::new(session),
             base_seq,
-            changes: parse_changes(&[change_to_wire(u, op, 1.0)], 1.0),
+            changes: parse_changes(&wire, 1.0),
             attachment: Bytes::new(),
             request_id,
             author,
@@ -986,7 +1033,7 @@ impl Sim {
             // Edited again, by its person or by automation in the editor: a not-synced uuid
             // goes out as its full state (docs/PROTOCOL.md §6.4; the addon's `send_mode`,
             // Unity's `resendFull`), never as a diff the daemon may find inapplicable.
-            return self.resend(i, u, author);
+            return self.resend_many(i, vec![(u.to_string(), author)]);
         }
         self.eds[i].kept.remove(u);
         self.eds[i].overtaken.remove(u);
@@ -1047,11 +1094,7 @@ impl Sim {
                 match reply {
                     Reply::Input(input) => self.feed(input),
                     Reply::Disconnect => return self.disconnect(i),
-                    Reply::Resend(uuids) => {
-                        for (u, author) in uuids {
-                            self.resend(i, &u, author);
-                        }
-                    }
+                    Reply::Resend(uuids) => self.resend_many(i, uuids),
                 }
             }
         }
@@ -1328,9 +1371,8 @@ impl Sim {
         for _ in 0..200 {
             for i in 0..2 {
                 self.deliver(i, 100);
-                for u in self.eds[i].kept.clone() {
-                    self.resend(i, &u, Author::Person);
-                }
+                let kept = self.eds[i].kept.iter().map(|u| (u.clone(), Author::Person)).collect();
+                self.resend_many(i, kept);
             }
             self.deliver_agent();
             let unread = {

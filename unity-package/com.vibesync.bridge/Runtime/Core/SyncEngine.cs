@@ -2412,11 +2412,14 @@ namespace VibeSync.Bridge.Core
         }
 
         /// <summary>
-        /// Reorders the `create`s among the slots they occupy so that a parent created in the same
-        /// list comes before its children (each child right after its parent when it had to move);
-        /// everything else keeps its order.
+        /// Reorders the `create`s among the slots they occupy so that an ancestor created in the
+        /// same list comes before its descendants — also through an ancestor the list does not
+        /// carry (each child right after it when it had to move); everything else keeps its order.
+        /// Kept work sent again (6f under 7f, 8f to the root, with 7f's committed parent 8f and
+        /// 8f's 6f) went child first and closed a loop with 8f's committed parent: refused
+        /// INVALID_FIELD, held here for good (PROTOCOL.md §6.2).
         /// </summary>
-        static void OrderCreatesParentFirst(List<Dictionary<string, object>> ops, List<string> uuids)
+        void OrderCreatesParentFirst(List<Dictionary<string, object>> ops, List<string> uuids)
         {
             var createdAt = new Dictionary<string, int>();
             var slots = new List<int>();
@@ -2425,7 +2428,20 @@ namespace VibeSync.Bridge.Core
             if (slots.Count < 2) return;
             var order = new List<int>();
             var state = new Dictionary<int, int>(); // 1 = visiting, 2 = placed
-            foreach (int i in slots) PlaceAfterParent(i, ops, createdAt, state, order);
+            // The nearest ancestor the list creates: its parent here, walked up through the
+            // objects it does not carry (their last synced parent; bounded, a loop ends it).
+            Func<string, string> nearest = p =>
+            {
+                for (int steps = 0; p != null && steps <= synced.Count + 1; steps++)
+                {
+                    if (createdAt.ContainsKey(p)) return p;
+                    ObjectState st;
+                    if (!synced.TryGetValue(p, out st) || st == null) st = scene.Capture(p);
+                    p = st == null ? null : st.Parent;
+                }
+                return null;
+            };
+            foreach (int i in slots) PlaceAfterParent(i, ops, createdAt, state, order, nearest);
             var newOps = new List<Dictionary<string, object>>(ops);
             var newUuids = new List<string>(uuids);
             for (int k = 0; k < slots.Count; k++)
@@ -2437,15 +2453,16 @@ namespace VibeSync.Bridge.Core
             uuids.Clear(); uuids.AddRange(newUuids);
         }
 
-        static void PlaceAfterParent(int i, List<Dictionary<string, object>> ops, Dictionary<string, int> createdAt, Dictionary<int, int> state, List<int> order)
+        static void PlaceAfterParent(int i, List<Dictionary<string, object>> ops, Dictionary<string, int> createdAt, Dictionary<int, int> state, List<int> order, Func<string, string> nearest)
         {
             int st;
             if (state.TryGetValue(i, out st)) return; // placed, or a parent cycle (left as is)
             state[i] = 1;
             object p;
             int pi;
-            if (ops[i].TryGetValue("parent", out p) && p is string && createdAt.TryGetValue((string)p, out pi))
-                PlaceAfterParent(pi, ops, createdAt, state, order);
+            string a = ops[i].TryGetValue("parent", out p) && p is string ? nearest((string)p) : null;
+            if (a != null && createdAt.TryGetValue(a, out pi))
+                PlaceAfterParent(pi, ops, createdAt, state, order, nearest);
             state[i] = 2;
             order.Add(i);
         }

@@ -850,6 +850,59 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>
+        /// PROTOCOL.md §6.2: kept work goes again in one `change`, an ancestor's full state before
+        /// its descendant's — also through an ancestor that is not sent. Here A (root) and C (under
+        /// B, under A) are kept; C first would be judged against A's committed parent, not the one
+        /// sent right after it (kept work sent child first closed a loop that way, refused
+        /// INVALID_FIELD, and was held here for good).
+        /// </summary>
+        [VsTest]
+        public static void KeptWorkGoesAgainAncestorsFirstThroughAnObjectNotSent()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 1, 0, 0);
+                var c = r.Add("C", 2, 0, 0);
+                b.Parent = a.Uuid;
+                c.Parent = b.Uuid;
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                int changes = r.Daemon.Received("change").Count;
+                c.Position = new[] { 2.0, 5, 0 };
+                r.Engine.MarkDirty(c.Uuid);
+                a.Position = new[] { 0.0, 5, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults > 0 && !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "the moves in flight", r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { c.Uuid, a.Uuid } }, { "error_code", ErrorCode.VerifyMismatch },
+                    { "kept_local", true }, { "reason", "Blender could not apply it" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && r.Engine.NotSynced.ContainsKey(c.Uuid), TimeSpan.FromSeconds(5), "both kept", r.Pump);
+                changes = r.Daemon.Received("change").Count;
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "peers" }, { "project_id", "demo" },
+                    { "peers", new List<object> { new Dictionary<string, object> { { "session_id", "s-b" }, { "client", "blender" }, { "client_id", "c-b" } } } },
+                    { "other_projects", new List<object>() },
+                });
+                var again = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var order = new List<string>();
+                foreach (Dictionary<string, object> op in (List<object>)again["changes"])
+                {
+                    Check.Equal("create", (string)op["op"], "kept work goes whole");
+                    order.Add((string)op["uuid"]);
+                }
+                Check.Equal(a.Uuid + "," + c.Uuid, string.Join(",", order), "A before C, in one change");
+            }
+        }
+
+        /// <summary>
         /// PROTOCOL §6.4: a person's edit kept after a VERIFY_TIMEOUT (a participant too slow to
         /// answer) goes again in full by itself after a pause, with no edit and no peer joining.
         /// </summary>
