@@ -617,6 +617,9 @@ pub(crate) fn with_parts(mut to: ObjectState, from: &ObjectState, keep: &BTreeSe
     to
 }
 
+/// Changes one `change` request carries: who made them, its `base_seq`, the changes in order.
+type Run = (Author, u64, Vec<(String, ChangeOp)>);
+
 /// What a simulated editor must tell the machine after reading a frame.
 enum Reply {
     Input(Input),
@@ -839,7 +842,7 @@ impl Sim {
         };
         let mut ordered: Vec<(usize, String, Author)> = items.iter().map(|(u, a)| (depth(u), u.clone(), *a)).collect();
         ordered.sort_by_key(|(d, _, _)| *d);
-        let mut runs: Vec<(Author, u64, Vec<(String, ChangeOp)>)> = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
         for (_, u, author) in ordered {
             let op = match ed.scene.get(&u) {
                 Some(s) => ChangeOp::Create(s.clone()),
