@@ -315,7 +315,7 @@ def test_sync_engine_a_person_s_edit_kept_after_a_verify_timeout_goes_again_by_i
 
 
 def test_creates_go_ancestors_first_also_through_an_object_not_sent():
-    """PROTOCOL.md §6.2: kept work goes again in one `change`, an ancestor's full state before
+    """PROTOCOL.md §6.1: kept work goes again in one `change`, an ancestor's full state before
     its descendant's, also through one that is not sent (here C is under B, B under A; B is
     not sent). Other ops keep their places."""
     move = ({"op": "transform", "uuid": B}, b"")

@@ -346,7 +346,7 @@ def order_creates_parent_first(ops: list, parent_of: Callable[[str], str | None]
     through an ancestor the list does not carry (`parent_of`: its last known parent);
     everything else keeps its place (the Unity core's `OrderCreatesParentFirst`). Kept work
     sent again child first was judged against its ancestor's committed parent, not the one
-    sent right after it, and closed a loop: refused `INVALID_FIELD` (PROTOCOL.md §6.2)."""
+    sent right after it, and closed a loop: refused `INVALID_FIELD` (PROTOCOL.md §6.1)."""
     slots = [i for i, (c, _) in enumerate(ops) if c.get("op") == "create"]
     if len(slots) < 2:
         return ops

@@ -1953,7 +1953,7 @@ fn machine_regression_a_change_in_flight_that_lost_a_loop_is_re_sent_from_before
 /// 8f, kept before) and 8f, a tree that is whole there: 8f, 7f under it, 6f under 7f. It sent
 /// them again one by one in uuid order: 6f under 7f went before 8f to the root and looped with
 /// 8f's committed parent (6f) — refused `INVALID_FIELD`, and Unity held 6f under 7f for good.
-/// The editors send such work in one `change`, parents first (docs/PROTOCOL.md §6.2); so does
+/// The editors send such work in one `change`, parents first (docs/PROTOCOL.md §6.1); so does
 /// the model now.
 #[test]
 fn machine_regression_kept_work_goes_again_parents_first_in_one_change() {

@@ -814,7 +814,7 @@ impl Sim {
     /// Send the editor's full state of these uuids (a `create` each, or `delete` when it has
     /// none) as the editors send kept and unresolved work: in one `change` per author and
     /// `base_seq`, parents before their children (the editor's own tree), so no prefix of it
-    /// makes a parent loop the whole does not (docs/PROTOCOL.md §6.2). Sent one by one in uuid
+    /// makes a parent loop the whole does not (docs/PROTOCOL.md §6.1). Sent one by one in uuid
     /// order, a child's state went before its parent's new one and looped with the parent's
     /// committed state (model seed 50).
     fn resend_many(&mut self, i: usize, items: Vec<(String, Author)>) {

@@ -2417,7 +2417,7 @@ namespace VibeSync.Bridge.Core
         /// carry (each child right after it when it had to move); everything else keeps its order.
         /// Kept work sent again (6f under 7f, 8f to the root, with 7f's committed parent 8f and
         /// 8f's 6f) went child first and closed a loop with 8f's committed parent: refused
-        /// INVALID_FIELD, held here for good (PROTOCOL.md §6.2).
+        /// INVALID_FIELD, held here for good (PROTOCOL.md §6.1).
         /// </summary>
         void OrderCreatesParentFirst(List<Dictionary<string, object>> ops, List<string> uuids)
         {

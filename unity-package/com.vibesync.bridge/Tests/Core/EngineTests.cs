@@ -850,7 +850,7 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>
-        /// PROTOCOL.md §6.2: kept work goes again in one `change`, an ancestor's full state before
+        /// PROTOCOL.md §6.1: kept work goes again in one `change`, an ancestor's full state before
         /// its descendant's — also through an ancestor that is not sent. Here A (root) and C (under
         /// B, under A) are kept; C first would be judged against A's committed parent, not the one
         /// sent right after it (kept work sent child first closed a loop that way, refused
