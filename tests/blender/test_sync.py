@@ -1271,6 +1271,30 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     assert [m["base_seq"] for m in scripted.received if m.get("type") == "change"] == [48]
 
 
+def loop_pair(scripted):
+    """LoopA and LoopB (at x=3), both synced and committed at seq 40: the objects of the
+    parent-loop tests below. Returns (session, a, b, a's uuid, b's uuid)."""
+    s = vibesync._session()
+    a = make_cube("LoopA")
+    b = make_cube("LoopB", location=(3, 0, 0))
+    settle()
+    au, bu = a[PROP], b[PROP]
+    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
+    resolve_sent(scripted, 40)
+    return s, a, b, au, bu
+
+
+def keep_not_synced(scripted, s, uuid, seq):
+    """The batch of `uuid`'s change rolls back (Unity did not answer in time): kept here,
+    not synced (PROTOCOL.md §6.4)."""
+    scripted.push(frame({"type": "batch_result", "batch_id": "timeout", "seq": seq,
+                         "outcome": "rolled_back", "uuids": [uuid],
+                         "error_code": "VERIFY_TIMEOUT", "kept_local": True,
+                         "reason": "Unity did not confirm the change in time"}))
+    pump_until(lambda: uuid in s.engine.not_synced and uuid not in s.engine.inflight,
+               what="kept, not synced")
+
+
 def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted):
     """PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, another
     editor's batch put A under B — left out here (a loop with the person's reparent in flight)
@@ -1279,13 +1303,7 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
     held A under B), not the seq Blender connected with: the daemon refuses it `STALE`, a
     conflict the other editor won, corrected with both objects. From the later seq it was
     refused `INVALID_FIELD`, a loop Blender "knew" of, and nothing ever corrected it."""
-    s = vibesync._session()
-    a = make_cube("LoopA")
-    b = make_cube("LoopB", location=(3, 0, 0))
-    settle()
-    au, bu = a[PROP], b[PROP]
-    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
-    resolve_sent(scripted, 40)
+    s, a, b, au, bu = loop_pair(scripted)
     b.parent = a  # the person's reparent
     settle()
     pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
@@ -1319,23 +1337,12 @@ def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     of B). The batch's `create` of B overwrites the kept reparent, so A under B makes no loop:
     it is applied. Left out as a loop, A stayed at the root here while the answer said it was
     under B, and nothing ever corrected it."""
-    s = vibesync._session()
-    a = make_cube("LoopA")
-    b = make_cube("LoopB", location=(3, 0, 0))
-    settle()
-    au, bu = a[PROP], b[PROP]
-    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
-    resolve_sent(scripted, 40)
+    s, a, b, au, bu = loop_pair(scripted)
     b_before = dict(s.last_sent[bu])
     b.parent = a  # the person's reparent
     settle()
     pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
-    scripted.push(frame({"type": "batch_result", "batch_id": "timeout", "seq": 41,
-                         "outcome": "rolled_back", "uuids": [bu],
-                         "error_code": "VERIFY_TIMEOUT", "kept_local": True,
-                         "reason": "Unity did not confirm the change in time"}))
-    pump_until(lambda: bu in s.engine.not_synced and bu not in s.engine.inflight,
-               what="B kept, not synced")
+    keep_not_synced(scripted, s, bu, 41)
     scripted.received.clear()
     b_theirs = {**b_before, "name": "LoopB renamed in Unity"}
     scripted.push(batch_frames("theirs", 42, [{"op": "reparent", "uuid": au, "parent": bu},
@@ -1362,13 +1369,7 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
     and the daemon's correction (that reparent lost: both objects, parents first) is applied
     whole."""
     sent = mode != "not_captured"
-    s = vibesync._session()
-    a = make_cube("LoopA")
-    b = make_cube("LoopB", location=(3, 0, 0))
-    settle()
-    au, bu = a[PROP], b[PROP]
-    pump_until(lambda: au in s.last_sent and bu in s.last_sent, what="both sent")
-    resolve_sent(scripted, 40)
+    s, a, b, au, bu = loop_pair(scripted)
     a_before, b_before = dict(s.last_sent[au]), dict(s.last_sent[bu])
     scripted.received.clear()
     b.parent = a  # the person's reparent
@@ -1377,13 +1378,7 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
         settle()
         pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
     if mode == "kept":
-        # Its batch rolled back (Unity did not answer in time): kept here, not synced.
-        scripted.push(frame({"type": "batch_result", "batch_id": "timeout", "seq": 41,
-                             "outcome": "rolled_back", "uuids": [bu],
-                             "error_code": "VERIFY_TIMEOUT", "kept_local": True,
-                             "reason": "Unity did not confirm the change in time"}))
-        pump_until(lambda: bu in s.engine.not_synced and bu not in s.engine.inflight,
-                   what="B kept, not synced")
+        keep_not_synced(scripted, s, bu, 41)
         scripted.received.clear()
         base, theirs_seq = 41, 42
     scripted.push(batch_frames("theirs", theirs_seq, [{"op": "reparent", "uuid": au, "parent": bu}],

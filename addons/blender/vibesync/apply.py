@@ -1111,6 +1111,20 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     removals: list = []  # objects consecutive deletes took, removed together
     shared = SharedPlan(batch.changes, mesh_hashes or {})
     looped: list = []  # reparents that met a parent loop: tried again after the rest
+
+    def apply_one(change, attachment, defer_loops: bool) -> None:
+        try:
+            touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
+                                        meshes, unplaced, rehomed, shared, removals))
+        except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
+            if defer_loops and isinstance(e, ParentLoop):
+                looped.append((change, attachment))
+                return
+            log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
+                      change.get("op"), change.get("uuid"), e)
+            failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
+                           "error": str(e)})
+
     for change, attachment in batch.changes:
         if removals and (change.get("op") != "delete" or len(removals) >= budget.REMOVE_STEP_OBJECTS):
             remove_objects(removals, registry)  # before any other change: it sees them gone
@@ -1120,29 +1134,13 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
             continue
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
-        try:
-            touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced, rehomed, shared, removals))
-        except ParentLoop:
-            looped.append((change, attachment))
-        except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
-            log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
-                      change.get("op"), change.get("uuid"), e)
-            failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
-                           "error": str(e)})
+        apply_one(change, attachment, defer_loops=True)
         yield
     if removals:
         remove_objects(removals, registry)
         yield
     for change, attachment in looped:
-        try:
-            touched.append(apply_change(change, attachment, registry, unit_scale, deleted,
-                                        meshes, unplaced, rehomed, shared, removals))
-        except (LookupError, wire.WireError, ValueError, TypeError, RuntimeError) as e:
-            log.error("batch %s: cannot apply %s to %s: %s", batch.batch_id,
-                      change.get("op"), change.get("uuid"), e)
-            failed.append({"uuid": change.get("uuid"), "op": change.get("op"),
-                           "error": str(e)})
+        apply_one(change, attachment, defer_loops=False)
         yield
     if removals:
         remove_objects(removals, registry)

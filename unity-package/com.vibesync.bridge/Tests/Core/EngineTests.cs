@@ -1424,18 +1424,10 @@ namespace VibeSync.Bridge.Tests
         {
             using (var r = new Rig())
             {
-                var a = r.Add("A");
-                var b = r.Add("B", 2, 0, 0);
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
-                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                SceneObject a, b;
+                TwoCommitted(r, out a, out b);
                 var bBefore = r.Scene.Capture(b.Uuid);
-                int changes = r.Daemon.Received("change").Count;
-                b.Parent = a.Uuid; // the person's reparent
-                r.Engine.MarkDirty(b.Uuid);
-                r.Daemon.WaitFor("change", changes + 1, r.Pump);
-                Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
+                PutBUnderA(r, a, b);
                 r.Daemon.Broadcast(new Dictionary<string, object>
                 {
                     { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
@@ -1470,17 +1462,11 @@ namespace VibeSync.Bridge.Tests
         {
             using (var r = new Rig())
             {
-                var a = r.Add("A");
-                var b = r.Add("B", 2, 0, 0);
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
-                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                SceneObject a, b;
+                TwoCommitted(r, out a, out b);
                 int changes = r.Daemon.Received("change").Count;
-                b.Parent = a.Uuid; // the person's reparent
-                r.Engine.MarkDirty(b.Uuid);
-                r.Daemon.WaitFor("change", changes + 1, r.Pump);
-                Check.Eventually(() => r.Engine.IsInFlight(b.Uuid) && r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "B's reparent acknowledged, in flight", r.Pump);
+                PutBUnderA(r, a, b);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "B's reparent acknowledged", r.Pump);
                 long before = r.Engine.LastSeq; // the seq Unity had before the batch
                 var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
                 string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
@@ -1502,6 +1488,29 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(a.Uuid, (string)op["parent"], "its reparent");
                 Check.Equal(before, (long)again["base_seq"], "from the seq before the batch it lost the loop to");
             }
+        }
+
+        /// <summary>A (at the origin) and B (at x=2) registered, sent and committed.</summary>
+        static void TwoCommitted(Rig r, out SceneObject a, out SceneObject b)
+        {
+            var x = r.Add("A");
+            var y = r.Add("B", 2, 0, 0);
+            r.StartAndRegister();
+            r.Daemon.WaitFor("change", 1, r.Pump);
+            r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { x.Uuid, y.Uuid });
+            Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+            a = x;
+            b = y;
+        }
+
+        /// <summary>The person puts B under A; the reparent is sent and in flight.</summary>
+        static void PutBUnderA(Rig r, SceneObject a, SceneObject b)
+        {
+            int changes = r.Daemon.Received("change").Count;
+            b.Parent = a.Uuid;
+            r.Engine.MarkDirty(b.Uuid);
+            r.Daemon.WaitFor("change", changes + 1, r.Pump);
+            Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
         }
 
         enum PersonsReparent { NotCaptured, InFlight, Kept }
