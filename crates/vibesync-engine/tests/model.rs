@@ -1982,3 +1982,36 @@ fn machine_regression_kept_work_goes_again_parents_first_in_one_change() {
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 49. Blender put 7f under 8f and 6f under 7f; Unity, before it read that batch, put 8f
+/// under 6f and left the batch's 6f-under-7f unapplied (a loop with its own, in flight). Its
+/// reparent closed the cycle through Blender's committed one when its window formed: dropped,
+/// and Unity corrected with the chain — but not 6f, which its person had moved meanwhile in
+/// the same window: an object the loser changes in that batch was left out whatever the
+/// change, and Unity held 6f at the root for good. Only an object whose parent the loser
+/// writes in the batch is left out now (docs/PROTOCOL.md §6.1); Unity applies the correction's
+/// parent and keeps its move (§6.6).
+#[test]
+fn machine_regression_a_cycles_correction_carries_an_object_the_loser_only_moves() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 0 },
+        Deliver { ed: 0 },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

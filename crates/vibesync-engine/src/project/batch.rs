@@ -258,9 +258,16 @@ impl Project {
         // Every object on each dropped reparent's cycle goes with its loser's correction,
         // parents first: the loser left the winner's reparent unapplied and holds its own, and
         // needs both to agree — also an object this batch changes (its state before the batch
-        // comes first, the batch's op after), but one the loser itself changes in it.
+        // comes first, the batch's op after), but one whose parent the loser itself writes in
+        // it (a `reparent` or `create`: the batch carries that parent). One the loser only
+        // moves, renames or hides in it still goes: the loser applies the parts its change in
+        // flight does not touch, the parent among them (§6.6).
         for (session_id, (_, _, extra)) in &committed_cycles {
-            let carried_own = |u: &str| kept.iter().any(|q| q.origin.session_id == *session_id && q.change.uuid == u);
+            let carried_own = |u: &str| {
+                kept.iter().any(|q| {
+                    q.origin.session_id == *session_id && q.change.uuid == u && q.change.op.parent_after().is_some()
+                })
+            };
             let more: Vec<String> =
                 extra.iter().filter(|u| !carried_own(u) && !self.keeps(cx, session_id, u)).cloned().collect();
             if more.is_empty() {

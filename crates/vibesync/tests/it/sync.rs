@@ -940,6 +940,73 @@ fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_t
     one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
 }
 
+/// As above, but Unity's person also moves the cube once Blender's batch committed, in the
+/// same window as its reparent. The correction still carries the cube — its parent is what
+/// Unity lacks, and Unity's move does not write it: Unity applies the parent and keeps its
+/// move (the parts a change in flight does not touch, docs/PROTOCOL.md §6.6). Before, an
+/// object the loser changed in the batch then forming was left out whatever the change, and
+/// Unity held the cube at the root for good while the registry held it under the camera.
+#[test]
+fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 1000);
+    let cam = new_uuid();
+    let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    // A long window: wait for what it carries, not for a quiet period.
+    let answered = |m: &Mini, rid: &str| {
+        m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
+    };
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
+        answered(m[0], "b-cam") && m[1].states.contains_key(&cam) && m[1].states.contains_key(&cube)
+    });
+    settle(&mut [&mut b, &mut u]);
+    let base = u.last_seq;
+    let seen = u.batches.len();
+    u.answer = false;
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = u.batches[seen].clone();
+    let made = state_hash(&u.states[&cube]);
+    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
+    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
+    u.answer = true;
+    until(&mut [&mut u], Duration::from_secs(10), |m| {
+        m[0].results.iter().any(|r| r["batch_id"] == batch_id.as_str() && r["outcome"] == "committed")
+    });
+    // Unity's person moves the cube (held at the root there); the window has not formed.
+    let moved = json!({"op":"transform","uuid":cube,"t":[4.0, 5.0, 6.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let msg = json!({"type":"change","request_id":"u-move","base_seq":u.last_seq,"changes":[moved]});
+    u.states.get_mut(&cube).unwrap()["t"] = json!([4.0, 5.0, 6.0]);
+    let ack = u.ask(&msg);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| answered(m[1], "u-move"));
+    settle(&mut [&mut b, &mut u]);
+    let dropped = u.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "u-parent"));
+    assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", u.results);
+    let moved = u.results.iter().find(|r| r["through"].get(&cube).is_some_and(|t| t == "u-move"));
+    assert_eq!(moved.map(|r| r["outcome"].clone()), Some(json!("committed")), "{:?}", u.results);
+    let correction = u.batches.iter().rev().find(|(_, path, _)| path == "resync").expect("Unity is corrected");
+    assert_eq!(
+        u.applies[&correction.0],
+        [cam.clone(), cube.clone()],
+        "the whole cycle, parents first: {:?}",
+        u.batches
+    );
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "{who}: Blender's reparent stands: {}", d.stderr_log());
+        assert!(m.states[&cam]["parent"].is_null(), "{who}: the camera is where it was: {:?}", m.states[&cam]);
+    }
+    assert_eq!(b.states[&cube]["t"], json!([4.0, 5.0, 6.0]), "Unity's move reaches Blender");
+    one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
+}
+
 /// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
 /// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
 /// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
