@@ -12,7 +12,8 @@
 
 use vibesync_registry::{Part, PartWriter, StateWrite};
 
-use crate::sync::ChangeOp;
+use crate::sync::{Author, ChangeOp};
+use vibesync_protocol::names::ClientKind;
 
 /// Each part as the registry names it (its `writers`, docs/PROTOCOL.md §6.1).
 const REGISTRY_PARTS: [(Part, Parts); 7] = [
@@ -125,12 +126,21 @@ pub struct Write {
     /// mark of the change that wrote it (0: none known): an editor that applied that
     /// change's live preview made its own change over it (docs/PROTOCOL.md §6.1, §6.3).
     pub marks: [u64; 3],
+    /// Who made the changes that wrote it: automation only when all of them were automation's
+    /// (an agent session's, or an editor's sent with `automation`). Writers the registry keeps
+    /// from before this machine started are a person's, but an `agent` session's.
+    pub author: Author,
 }
 
 /// The fast-path parts, in `live::LIVE_OPS`' order.
 const LIVE_PARTS: [Parts; 3] = [Parts::POSE, Parts::NAME, Parts::VISIBILITY];
 
 impl Write {
+    /// Automation's write: an `agent` session's, or made by changes all sent as automation.
+    pub fn by_automation(&self) -> bool {
+        self.author == Author::Automation || self.editor == ClientKind::Agent.as_str()
+    }
+
     /// Were the parts of `parts` this write wrote in front of an editor that had applied
     /// the live previews `saw` (per fast-path op, the newest mark)? Only fast-path parts are
     /// ever previewed.
@@ -160,7 +170,7 @@ impl LastWrites {
     /// create, not refused as a move of a deleted object.
     ///
     /// `marks`: per fast-path part, the admission mark of the change that wrote it (0: none).
-    pub fn record(&mut self, parts: Parts, seq: u64, (client, editor): (&str, &str), marks: [u64; 3]) {
+    pub fn record(&mut self, parts: Parts, seq: u64, (client, editor): (&str, &str), marks: [u64; 3], author: Author) {
         if parts.is_empty() {
             return;
         }
@@ -174,15 +184,18 @@ impl LastWrites {
             for (m, n) in w.marks.iter_mut().zip(marks) {
                 *m = (*m).max(n);
             }
+            if author == Author::Person {
+                w.author = Author::Person;
+            }
         } else {
-            self.0.push(Write { parts, seq, client: client.to_string(), editor: editor.to_string(), marks });
+            self.0.push(Write { parts, seq, client: client.to_string(), editor: editor.to_string(), marks, author });
         }
     }
 
     /// Every write of `other` is newer than those here (a later batch's writes).
     pub fn merge(&mut self, other: &LastWrites) {
         for w in &other.0 {
-            self.record(w.parts, w.seq, (&w.client, &w.editor), w.marks);
+            self.record(w.parts, w.seq, (&w.client, &w.editor), w.marks, w.author);
         }
     }
 
@@ -196,9 +209,28 @@ impl LastWrites {
     /// made over: their values were in front of its person as live previews (`saw`, per
     /// fast-path op the newest mark its editor had applied).
     pub fn newer_unseen_by_other(&self, parts: Parts, base_seq: u64, me: &str, saw: [u64; 3]) -> Option<&Write> {
+        self.newer_unseen_by_other_for(parts, (base_seq, saw), me, Author::Automation)
+    }
+
+    /// [`Self::newer_unseen_by_other`] for a change made by `author`: a person's change
+    /// is never stale against automation's write (docs/PROTOCOL.md §6.1, §6.7: people's own
+    /// edits always flow; made without it, the person's change is the later writer) — but
+    /// for its delete of the object (`GONE`: the object is gone from the editors).
+    pub fn newer_unseen_by_other_for(
+        &self,
+        parts: Parts,
+        (base_seq, saw): (u64, [u64; 3]),
+        me: &str,
+        author: Author,
+    ) -> Option<&Write> {
         self.0
             .iter()
             .filter(|w| w.parts.intersects(parts) && w.seq > base_seq && w.client != me && !w.seen_in(parts, saw))
+            .filter(|w| {
+                author == Author::Automation
+                    || !w.by_automation()
+                    || w.parts.intersection(parts).intersects(Parts::GONE)
+            })
             .max_by_key(|w| w.seq)
     }
 
@@ -220,19 +252,24 @@ impl LastWrites {
 
     /// These writes as a registry `state` STEP names them (the seq is the STEP's), but for a
     /// writer `committed` already names as the last writer of all its parts here: a run of
-    /// writes of the same parts by one client (a drag) is recorded once, at its first seq.
+    /// writes of the same parts by one client (a drag) is recorded once, at its first seq. A
+    /// write of the parent is always recorded: a parent cycle a later change would close is
+    /// judged by when each parent on it was written (docs/PROTOCOL.md §6.1, a loop the editor
+    /// knew of or one it lost), and after a restart a reparent kept at its client's earlier
+    /// `create` made a loss look like a loop its editor knew of (model seed 89).
     pub fn to_registry_over(&self, committed: Option<&LastWrites>) -> Vec<StateWrite> {
         let known = |w: &Write| {
             let parts = w.parts.without(Parts::GONE);
-            committed.is_some_and(|c| {
-                // (A delete's write is no record's: the registry archived that one.)
-                c.0.iter().any(|x| {
-                    x.client == w.client
-                        && x.editor == w.editor
-                        && !x.parts.intersects(Parts::GONE)
-                        && x.parts.intersection(parts) == parts
+            !parts.intersects(Parts::PARENT)
+                && committed.is_some_and(|c| {
+                    // (A delete's write is no record's: the registry archived that one.)
+                    c.0.iter().any(|x| {
+                        x.client == w.client
+                            && x.editor == w.editor
+                            && !x.parts.intersects(Parts::GONE)
+                            && x.parts.intersection(parts) == parts
+                    })
                 })
-            })
         };
         self.0
             .iter()
@@ -248,7 +285,7 @@ impl LastWrites {
         let mut ws: Vec<&PartWriter> = writers.iter().filter(|w| w.seq <= upto).collect();
         ws.sort_by_key(|w| w.seq);
         for w in ws {
-            out.record(Parts::from_registry(&w.parts), w.seq, (&w.client_id, &w.editor), [0; 3]);
+            out.record(Parts::from_registry(&w.parts), w.seq, (&w.client_id, &w.editor), [0; 3], Author::Person);
         }
         out
     }
@@ -265,7 +302,7 @@ mod tests {
     #[test]
     fn a_mesh_edit_is_not_stale_against_another_editors_move() {
         let mut w = LastWrites::default();
-        w.record(Parts::written_by(&tr()), 41, ("unity", "unity"), [0; 3]);
+        w.record(Parts::written_by(&tr()), 41, ("unity", "unity"), [0; 3], Author::Person);
         let mesh = ChangeOp::Mesh("a".repeat(64));
         assert!(w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").is_none());
         let mat = ChangeOp::Material(Some(crate::sync::Material {
@@ -280,7 +317,7 @@ mod tests {
     #[test]
     fn a_change_is_stale_against_another_editors_write_of_the_same_part() {
         let mut w = LastWrites::default();
-        w.record(Parts::MESH, 41, ("unity", "unity"), [0; 3]);
+        w.record(Parts::MESH, 41, ("unity", "unity"), [0; 3], Author::Person);
         let mesh = ChangeOp::Mesh("a".repeat(64));
         let by = w.newer_by_other(Parts::stale_against(&mesh), 40, "blender").unwrap();
         assert_eq!((by.seq, by.client.as_str()), (41, "unity"));
@@ -290,31 +327,57 @@ mod tests {
     }
 
     #[test]
+    fn a_persons_change_is_never_stale_against_automations_write_but_its_delete() {
+        let reparent = Parts::stale_against(&ChangeOp::Reparent(None));
+        let sight = (40, [0; 3]);
+        // An agent session's move, and an editor's sent as automation.
+        for (who, author) in [(("agent-1", "agent"), Author::Person), (("unity", "unity"), Author::Automation)] {
+            let mut w = LastWrites::default();
+            w.record(Parts::POSE, 41, who, [0; 3], author);
+            assert!(w.newer_unseen_by_other_for(reparent, sight, "blender", Author::Person).is_none(), "{who:?}");
+            // Automation's own change still is (it never overrides what it did not see).
+            assert!(w.newer_unseen_by_other_for(reparent, sight, "blender", Author::Automation).is_some());
+            assert!(w.newer_unseen_by_other(reparent, 40, "blender", [0; 3]).is_some());
+        }
+        // A person's and automation's change in one batch of one editor: a person's write.
+        let mut both = LastWrites::default();
+        both.record(Parts::POSE, 41, ("unity", "unity"), [0; 3], Author::Automation);
+        both.record(Parts::POSE, 41, ("unity", "unity"), [0; 3], Author::Person);
+        assert!(both.newer_unseen_by_other_for(reparent, sight, "blender", Author::Person).is_some());
+        // An agent's delete: the object is gone, a person's change of it is stale.
+        let mut gone = LastWrites::default();
+        gone.record(Parts::written_by(&ChangeOp::Delete), 41, ("agent-1", "agent"), [0; 3], Author::Automation);
+        assert!(gone
+            .newer_unseen_by_other_for(Parts::stale_against(&tr()), sight, "blender", Author::Person)
+            .is_some());
+    }
+
+    #[test]
     fn reparent_depends_on_the_pose_and_create_delete_on_everything() {
         let mut w = LastWrites::default();
-        w.record(Parts::POSE, 41, ("unity", "unity"), [0; 3]);
+        w.record(Parts::POSE, 41, ("unity", "unity"), [0; 3], Author::Person);
         assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_some());
         assert!(w.newer_by_other(Parts::stale_against(&ChangeOp::Delete), 40, "blender").is_some());
         let mut x = LastWrites::default();
-        x.record(Parts::NAME, 41, ("unity", "unity"), [0; 3]);
+        x.record(Parts::NAME, 41, ("unity", "unity"), [0; 3], Author::Person);
         assert!(x.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 40, "blender").is_none());
         // Another editor's create or delete writes every part.
         let mut y = LastWrites::default();
-        y.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3]);
+        y.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3], Author::Person);
         assert!(y.newer_by_other(Parts::stale_against(&ChangeOp::Mesh("b".repeat(64))), 40, "blender").is_some());
         // A move of an object another editor deleted since is stale; a move beside another
         // editor's create, move or rename is rebased, not stale.
         assert!(y.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_some());
         let mut made = LastWrites::default();
-        made.record(Parts::written_by(&ChangeOp::Delete), 30, ("unity", "unity"), [0; 3]);
-        made.record(Parts::ALL, 41, ("unity", "unity"), [0; 3]); // what a `create` writes
+        made.record(Parts::written_by(&ChangeOp::Delete), 30, ("unity", "unity"), [0; 3], Author::Person);
+        made.record(Parts::ALL, 41, ("unity", "unity"), [0; 3], Author::Person); // what a `create` writes
         assert!(made.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
         // Deleted and made again (a person's undo of the delete) after the move's base: the
         // object is there, the move is rebased over the create (not stale); a mesh edit made
         // before both is stale against the create.
         let mut undone = LastWrites::default();
-        undone.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3]);
-        undone.record(Parts::ALL, 42, ("unity", "unity"), [0; 3]);
+        undone.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3], Author::Person);
+        undone.record(Parts::ALL, 42, ("unity", "unity"), [0; 3], Author::Person);
         assert!(undone.newer_by_other(Parts::stale_against(&tr()), 40, "blender").is_none());
         assert_eq!(undone.newer_by_other(Parts::written_by(&tr()), 40, "blender").unwrap().seq, 42);
         let mesh = ChangeOp::Mesh("c".repeat(64));
@@ -326,10 +389,10 @@ mod tests {
     #[test]
     fn the_last_writer_of_each_part_is_kept_and_entries_stay_few() {
         let mut w = LastWrites::default();
-        w.record(Parts::ALL, 10, ("blender", "blender"), [0; 3]);
-        w.record(Parts::POSE, 11, ("unity", "unity"), [0; 3]);
-        w.record(Parts::MESH, 12, ("unity", "unity"), [0; 3]);
-        w.record(Parts::POSE, 13, ("blender", "blender"), [0; 3]);
+        w.record(Parts::ALL, 10, ("blender", "blender"), [0; 3], Author::Person);
+        w.record(Parts::POSE, 11, ("unity", "unity"), [0; 3], Author::Person);
+        w.record(Parts::MESH, 12, ("unity", "unity"), [0; 3], Author::Person);
+        w.record(Parts::POSE, 13, ("blender", "blender"), [0; 3], Author::Person);
         assert_eq!(w.0.len(), 3, "{w:?}");
         let mesh = ChangeOp::Mesh("a".repeat(64));
         assert_eq!(w.newer_by_other(Parts::stale_against(&mesh), 11, "blender").unwrap().seq, 12);
@@ -337,7 +400,7 @@ mod tests {
         assert_eq!(w.newer_by_other(Parts::stale_against(&ChangeOp::Reparent(None)), 12, "unity").unwrap().seq, 13);
         let mut all = LastWrites::default();
         for s in 0..100 {
-            all.record(Parts::POSE, s, (if s % 2 == 0 { "a" } else { "b" }, "blender"), [0; 3]);
+            all.record(Parts::POSE, s, (if s % 2 == 0 { "a" } else { "b" }, "blender"), [0; 3], Author::Person);
         }
         assert_eq!(all.0.len(), 1);
     }
@@ -347,7 +410,7 @@ mod tests {
         // Unity moved the object (mark 7) and committed at seq 41; Blender, at base 40, had
         // applied that move's live preview when its person reparented: made over it, not stale.
         let mut w = LastWrites::default();
-        w.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0]);
+        w.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0], Author::Person);
         let reparent = Parts::stale_against(&ChangeOp::Reparent(None));
         assert!(w.newer_unseen_by_other(reparent, 40, "blender", [7, 0, 0]).is_none());
         assert!(w.newer_unseen_by_other(reparent, 40, "blender", [8, 0, 0]).is_none());
@@ -355,39 +418,46 @@ mod tests {
         assert_eq!(w.newer_unseen_by_other(reparent, 40, "blender", [0, 7, 7]).unwrap().seq, 41, "another op's");
         // A write of a part no preview carries (the parent) is never covered.
         let mut x = LastWrites::default();
-        x.record(Parts::PARENT.union(Parts::POSE), 41, ("unity", "unity"), [7, 0, 0]);
+        x.record(Parts::PARENT.union(Parts::POSE), 41, ("unity", "unity"), [7, 0, 0], Author::Person);
         assert!(x.newer_unseen_by_other(reparent, 40, "blender", [9, 9, 9]).is_some());
         // Marks merge per part when one batch writes several parts of one editor.
         let mut y = LastWrites::default();
-        y.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0]);
-        y.record(Parts::NAME, 41, ("unity", "unity"), [0, 8, 0]);
+        y.record(Parts::POSE, 41, ("unity", "unity"), [7, 0, 0], Author::Person);
+        y.record(Parts::NAME, 41, ("unity", "unity"), [0, 8, 0], Author::Person);
         assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 8, 0]).is_none());
         assert!(y.newer_unseen_by_other(Parts::POSE.union(Parts::NAME), 40, "blender", [7, 7, 0]).is_some());
     }
 
     /// A writer the record already names for all its parts is left out of a state STEP (a
-    /// drag's later batches); another writer, new parts, or a write after a delete are kept.
+    /// drag's later batches); another writer, new parts, a write after a delete, or a write
+    /// of the parent are kept.
     #[test]
     fn a_state_step_names_only_writers_the_record_does_not_already_name() {
         let by = |c: &str| (c.to_string(), "unity".to_string());
         let mut committed = LastWrites::default();
         let (c, e) = by("u");
-        committed.record(Parts::POSE.union(Parts::NAME), 5, (&c, &e), [0; 3]);
+        committed.record(Parts::POSE.union(Parts::NAME), 5, (&c, &e), [0; 3], Author::Person);
         let mut batch = LastWrites::default();
-        batch.record(Parts::POSE, 9, (&c, &e), [0; 3]);
+        batch.record(Parts::POSE, 9, (&c, &e), [0; 3], Author::Person);
         assert!(batch.to_registry_over(Some(&committed)).is_empty(), "the same writer of the pose");
         assert_eq!(batch.to_registry_over(None).len(), 1, "nothing committed known");
         let mut more = LastWrites::default();
-        more.record(Parts::POSE.union(Parts::PARENT), 9, (&c, &e), [0; 3]);
+        more.record(Parts::POSE.union(Parts::PARENT), 9, (&c, &e), [0; 3], Author::Person);
         assert_eq!(more.to_registry_over(Some(&committed))[0].parts, vec![Part::Pose, Part::Parent]);
         let (b, be) = by("b");
         let mut other = LastWrites::default();
-        other.record(Parts::POSE, 9, (&b, &be), [0; 3]);
+        other.record(Parts::POSE, 9, (&b, &be), [0; 3], Author::Person);
         assert_eq!(other.to_registry_over(Some(&committed)).len(), 1, "another writer");
         let mut deleted = LastWrites::default();
-        deleted.record(Parts::written_by(&ChangeOp::Delete), 7, (&c, &e), [0; 3]);
+        deleted.record(Parts::written_by(&ChangeOp::Delete), 7, (&c, &e), [0; 3], Author::Person);
         let mut again = LastWrites::default();
-        again.record(Parts::ALL, 9, (&c, &e), [0; 3]);
+        again.record(Parts::ALL, 9, (&c, &e), [0; 3], Author::Person);
         assert_eq!(again.to_registry_over(Some(&deleted)).len(), 1, "a create after its own delete");
+        // A write of the parent is always named, also by the writer of every part (its create).
+        let mut made = LastWrites::default();
+        made.record(Parts::ALL, 5, (&c, &e), [0; 3], Author::Person);
+        let mut reparent = LastWrites::default();
+        reparent.record(Parts::PARENT, 9, (&c, &e), [0; 3], Author::Person);
+        assert_eq!(reparent.to_registry_over(Some(&made))[0].parts, vec![Part::Parent], "a parent cycle reads its seq");
     }
 }

@@ -2015,3 +2015,85 @@ fn machine_regression_a_cycles_correction_carries_an_object_the_loser_only_moves
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 89. Blender made U0 and U2 and then put U0 under U2; Unity, before it read that batch,
+/// put U2 under U0, left the batch's reparent unapplied (a loop with its own in flight) and
+/// lost its own in a restart. Sent again after it, from the seq before that batch, its
+/// reparent was refused `INVALID_FIELD` — a loop Unity seemed to know of — not `STALE`: the
+/// registry kept Blender's write of U0's parent at its earlier `create` (a run of writes by one
+/// client is recorded once), so after the restart it looked older than Unity's change, and
+/// nothing corrected Unity. A write of the parent is always recorded at its own seq now
+/// (docs/WAL.md, registry ops; docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_a_reparent_by_the_objects_maker_is_newer_across_a_restart() {
+    use crate::Edit as E;
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+        Answer { ed: 0, mode: Mode::Right },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 99: the same with automation's edits beside it.
+#[test]
+fn machine_regression_a_reparent_by_the_objects_maker_is_newer_across_a_restart_2() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 1, parent: Some(0), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 0, parent: Some(1), auto: false },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 1, edit: E::Create(162), auto: true },
+        Restart { cut: None },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 59. An agent moved U0; with that batch in flight, Unity's person (who had not seen
+/// it) put U0 at the root and then U2 under U0. The reparent of U0 was refused `STALE` — a
+/// reparent is stale against a move — and so U2's was refused `INVALID_FIELD`, a loop through
+/// U0's committed parent; the agent's batch then rolled back. A person's edit was undone for
+/// automation that did not even stand, and Unity held both reparents for good. A person's
+/// change is never stale against automation's now (docs/PROTOCOL.md §6.1, §6.7).
+#[test]
+fn machine_regression_a_persons_reparent_is_not_stale_against_an_agents_move() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 0, parent: None, auto: false },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

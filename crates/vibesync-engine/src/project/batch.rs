@@ -17,7 +17,7 @@ use super::{dedup, state_of, Cx, Editor, Inflight, Project, Rebased, SessionId, 
 use crate::forward;
 use crate::queue::Lane;
 use crate::stale::{LastWrites, Parts};
-use crate::sync::{apply_change, batch_path, coalesce_mask, ChangeOp, ObjectState, Path, Queued};
+use crate::sync::{apply_change, batch_path, coalesce_mask, Author, ChangeOp, ObjectState, Path, Queued};
 use crate::verify::Verification;
 
 impl Project {
@@ -366,6 +366,7 @@ impl Project {
                 0,
                 (&q.origin.client_id, q.origin.editor.as_str()),
                 q.sight.own_marks(q.change.op.name()),
+                q.author,
             );
         }
         let mut drafts = vec![self.draft(
@@ -520,8 +521,10 @@ impl Project {
     /// Fast-path changes of the batch made before their editor heard of another editor's
     /// committed change of the same part (its `base_seq` older than that write): rebased, the
     /// later writer wins (docs/PROTOCOL.md §6.1) — a conflict across windows, reported like
-    /// one in a window (§6.2). One per uuid, part and loser; none where the window's own
-    /// conflict rule already names the uuid.
+    /// one in a window (§6.2). So is a person's slow-path change made before its editor heard
+    /// of automation's committed change of a part it writes or depends on: never stale
+    /// against it, the person's change is the later writer (§6.1, §6.7). One per uuid, part
+    /// and loser; none where the window's own conflict rule already names the uuid.
     ///
     /// Err: the registry could not be read (a write from before this machine started).
     fn rebased(
@@ -532,17 +535,25 @@ impl Project {
         in_window: &[forward::Conflict],
     ) -> Result<Vec<Rebased>, String> {
         let mut out: Vec<Rebased> = Vec::new();
-        for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast) {
+        for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast || q.author == Author::Person) {
             if in_window.iter().any(|c| c.uuid == q.change.uuid) {
                 continue;
             }
             let key = (q.origin.session_id.clone(), q.change.uuid.clone());
             let Some(base) = base_of.get(&key) else { continue };
-            let parts = Parts::written_by(&q.change.op);
+            let fast = q.change.op.path() == Path::Fast;
+            let parts = if fast {
+                Parts::written_by(&q.change.op)
+            } else {
+                Parts::stale_against(&q.change.op).without(Parts::GONE)
+            };
             let writes = self.committed_writes(cx, &q.change.uuid, parts)?;
             let Some(w) = writes.newer_unseen_by_other(parts, *base, &q.origin.client_id, q.sight.saw) else {
                 continue;
             };
+            if !fast && !w.by_automation() {
+                continue; // a person's write: such a change was refused `STALE`, or made over it
+            }
             let op = q.change.op.name();
             if out.iter().any(|r| r.uuid == q.change.uuid && r.op == op && r.loser.client == w.client) {
                 continue;

@@ -20,7 +20,7 @@ use crate::stale::{LastWrites, Parts, Write};
 
 /// No writer known.
 static EMPTY_WRITES: LastWrites = LastWrites::EMPTY;
-use crate::sync::{Change, ChangeOp};
+use crate::sync::{Author, Change, ChangeOp};
 
 impl Project {
     /// Take the batch `batch_id` out of the batches in flight.
@@ -534,12 +534,14 @@ impl Project {
     /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,
     /// if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part `change` writes or
     /// depends on — in the batch in flight with the uuid, else in a committed batch.
-    fn stale_by(&self, change: &Change, (base_seq, saw): (u64, [u64; 3]), me: &str) -> Option<&Write> {
+    fn stale_by(&self, change: &Change, sight: (u64, [u64; 3]), (me, author): (&str, Author)) -> Option<&Write> {
         let parts = Parts::stale_against(&change.op);
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
-            .and_then(|w| w.newer_unseen_by_other(parts, base_seq, me, saw))
-            .or_else(|| self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other(parts, base_seq, me, saw)))
+            .and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
+            .or_else(|| {
+                self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
+            })
     }
 
     /// Who last wrote each part of `uuid` in a committed batch (docs/PROTOCOL.md §6.1): the
@@ -570,7 +572,9 @@ impl Project {
         Ok(std::borrow::Cow::Owned(all))
     }
 
-    /// What makes `change` stale (docs/PROTOCOL.md §6.1): [`Self::stale_by`]'s write, or —
+    /// What makes `change` (made by `author`) stale (docs/PROTOCOL.md §6.1): a person's
+    /// change is never stale against automation's write but its delete. [`Self::stale_by`]'s
+    /// write, or —
     /// for a uuid with no live record and no change waiting (`known` false) — its delete by
     /// another client after `base_seq` as the registry keeps it (the newest archived version's
     /// `tombstone_seq` and `deleted_by`): a delete this daemon has not seen a batch write
@@ -581,16 +585,16 @@ impl Project {
         cx: &Cx<'_>,
         change: &Change,
         (base_seq, saw): (u64, [u64; 3]),
-        me: &str,
+        (me, author): (&str, Author),
         known: bool,
     ) -> Result<Option<Write>, String> {
-        if let Some(w) = self.stale_by(change, (base_seq, saw), me) {
+        if let Some(w) = self.stale_by(change, (base_seq, saw), (me, author)) {
             return Ok(Some(w.clone()));
         }
         // Parts last written before this machine started, as the registry keeps them.
         let parts = Parts::stale_against(&change.op);
-        if let Some(w) = self.committed_writes(cx, &change.uuid, parts)?.newer_unseen_by_other(parts, base_seq, me, saw)
-        {
+        let committed = self.committed_writes(cx, &change.uuid, parts)?;
+        if let Some(w) = committed.newer_unseen_by_other_for(parts, (base_seq, saw), me, author) {
             return Ok(Some(w.clone()));
         }
         if known {
@@ -601,7 +605,7 @@ impl Project {
             let seq = e.tombstone_seq.filter(|s| *s > base_seq)?;
             let by = e.deleted_by.filter(|by| by.client_id != me)?;
             let parts = Parts::written_by(&ChangeOp::Delete);
-            Some(Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3] })
+            Some(Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3], author: Author::Person })
         }))
     }
 }

@@ -131,7 +131,7 @@ impl Project {
             let sight = Sight { mark: self.next_mark, saw };
 
             let Admitted { blob, entry, mesh_bytes } =
-                match self.admit(cx, session, (base_seq, saw), &change, &attachment, &at) {
+                match self.admit(cx, (session, author), (base_seq, saw), &change, &attachment, &at) {
                     Ok(a) => a,
                     Err((code, msg)) => {
                         if code == ItemErrorCode::StorageFailed {
@@ -163,7 +163,7 @@ impl Project {
                                 // written by another editor since, or is deleted: `known` false
                                 // is both).
                                 let winner = self
-                                    .stale_write(cx, &change, (base_seq, saw), &session.client_id, false)
+                                    .stale_write(cx, &change, (base_seq, saw), (&session.client_id, author), false)
                                     .ok()
                                     .flatten()
                                     .or_else(|| {
@@ -360,7 +360,7 @@ impl Project {
     fn admit(
         &self,
         cx: &Cx<'_>,
-        session: &Editor,
+        (session, author): (&Editor, Author),
         (base_seq, saw): (u64, [u64; 3]),
         change: &Change,
         attachment: &Bytes,
@@ -388,9 +388,10 @@ impl Project {
         // when that delete committed before this daemon started (the registry keeps who).
         // A write whose value its person had in front of them as a live preview (`saw`) was
         // made over, not missed (§6.1).
-        let stale = self.stale_write(cx, change, (base_seq, saw), &session.client_id, known).map_err(|e| {
-            (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
-        })?;
+        let stale =
+            self.stale_write(cx, change, (base_seq, saw), (&session.client_id, author), known).map_err(|e| {
+                (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
+            })?;
         if let Some(w) = stale {
             let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
             let what = match (in_flight, known) {

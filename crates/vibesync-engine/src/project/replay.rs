@@ -243,6 +243,7 @@ impl Project {
                     seq,
                     (&by.client_id, by.editor.as_str()),
                     [0; 3],
+                    crate::sync::Author::Person,
                 );
             }
             self.tombstone_conflicts(cx, &by, &ops, seq).await;

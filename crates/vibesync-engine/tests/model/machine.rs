@@ -1505,7 +1505,16 @@ fn perform(mem: &Mem, effect: Effect) -> Done {
 
 /// A simulated editor reads one frame; what it must tell the daemon.
 fn read(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Vec<Reply> {
-    read_one(ed, frame, log).unwrap_or_default()
+    let out = read_one(ed, frame, log).unwrap_or_default();
+    if std::env::var("MODEL_TRACE").as_deref() == Ok("2") {
+        let held: Vec<String> = ed
+            .scene
+            .iter()
+            .map(|(u, st)| format!("{}<{}", &u[..2], st.parent.as_deref().map_or("-", |p| &p[..2])))
+            .collect();
+        log.push(format!("    {} holds {}", ed.kind, held.join(" ")));
+    }
+    out
 }
 
 fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Reply>> {

@@ -619,3 +619,102 @@ fn an_agents_delete_of_an_object_with_children_is_refused_until_they_are_moved()
         assert!(m.states[&cam]["parent"].is_null(), "the Camera is a root: {:?}", m.states[&cam]);
     }
 }
+
+/// A person's change is never stale against automation's (docs/PROTOCOL.md §6.1, §6.7:
+/// people's own edits always flow). An agent moves the cube — committed, then again with its
+/// batch still in flight — and an agent's tool inside Unity moves it (`change.automation`);
+/// each time Blender's person, who had not seen the move, puts the cube under the camera.
+/// A reparent is stale against another person's move (a local pose is relative to its
+/// parent), but not against automation's: it is queued, it is the later writer, and both
+/// editors hold the person's reparent — a conflict the person won. Before, it was refused
+/// `STALE` and the person's reparent was undone in Blender, by automation that might even
+/// roll back afterwards (model seed 59). An agent's delete still wins: the object is gone.
+#[test]
+fn a_persons_change_is_never_stale_against_automations() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (cube, cam, gone) = (new_uuid(), new_uuid(), new_uuid());
+    let made = vec![create(&cube, "Cube", [0.0; 3]), create(&cam, "Camera", [0.0; 3]), create(&gone, "Gone", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    let reparent = |rid: &str, base: u64, parent: Value| json!({"type":"change","request_id":rid,"base_seq":base,"changes":[{"op":"reparent","uuid":cube,"parent":parent}]});
+    let agent_won = |data: &std::path::Path| {
+        crate::sync::conflict_steps(data, &cube)
+            .iter()
+            .filter(|s| s["winner"] == "blender" && s["loser"] == "agent")
+            .count()
+    };
+
+    // 1. The agent's move committed before Blender's person reparented.
+    let base = b.last_seq;
+    assert_eq!(statuses(&bot.send_change("a1", vec![transform(&cube, 5.0)], &[])), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].states[&cube]["t"] == json!([5.0, 0.0, 0.0]));
+    let ack = b.ask(&reparent("b1", base, json!(cam)));
+    assert_eq!(statuses(&ack), ["queued"], "not stale against the agent's move: {ack}");
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "{who}: the person's reparent stands: {}", d.stderr_log());
+    }
+    assert_eq!(agent_won(&data), 1, "a conflict the person won: {:?}", crate::sync::conflict_steps(&data, &cube));
+    assert!(
+        b.events.iter().any(|e| e["type"] == "conflict" && e["winner"] == "blender" && e["loser"] == "agent"),
+        "Blender is told: {:?}",
+        b.events
+    );
+
+    // 2. The agent's move still in flight (Unity has not answered it).
+    let base = b.last_seq;
+    u.answer = false;
+    let seen = u.batches.len();
+    assert_eq!(statuses(&bot.send_change("a2", vec![transform(&cube, 7.0)], &[])), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    let ack = b.ask(&reparent("b2", base, Value::Null));
+    assert_eq!(statuses(&ack), ["queued"], "not stale against the agent's move in flight: {ack}");
+    b.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
+    u.answer = true;
+    let (batch_id, _, _) = u.batches[seen].clone();
+    let hash = vibesync_protocol::state::state_hash(&u.states[&cube]);
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): hash}})).unwrap();
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert!(m.states[&cube]["parent"].is_null(), "{who}: the person's reparent stands: {}", d.stderr_log());
+        assert_eq!(m.states[&cube]["t"], json!([7.0, 0.0, 0.0]), "{who}: the agent's move stands too");
+    }
+
+    // 3. An agent's tool inside Unity moves it (automation sent by an editor).
+    let base = b.last_seq;
+    u.automation = Some(json!({"operation_id":"op-9","tool":"demo.move","agent_session":"a-1"}));
+    assert_eq!(statuses(&u.send_change("u3", vec![transform(&cube, 9.0)], &[])), ["queued"]);
+    u.automation = None;
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].states[&cube]["t"] == json!([9.0, 0.0, 0.0]));
+    let ack = b.ask(&reparent("b3", base, json!(cam)));
+    assert_eq!(statuses(&ack), ["queued"], "not stale against the tool's move: {ack}");
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "{who}: the person's reparent stands: {}", d.stderr_log());
+    }
+
+    // A person's move is another matter: Unity's person moves it; Blender's reparent made
+    // before it heard of that is stale (a local pose is relative to its parent).
+    let base = b.last_seq;
+    assert_eq!(statuses(&u.send_change("u4", vec![transform(&cube, 11.0)], &[])), ["queued"]);
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].states[&cube]["t"] == json!([11.0, 0.0, 0.0]));
+    let ack = b.ask(&reparent("b4", base, Value::Null));
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+
+    // The agent's delete wins: a move made before Blender heard of it is stale.
+    let base = b.last_seq;
+    assert_eq!(statuses(&bot.send_change("a5", vec![json!({"op":"delete","uuid":gone})], &[])), ["queued"]);
+    until(&mut [&mut b], Duration::from_secs(10), |m| !m[0].states.contains_key(&gone));
+    let msg = json!({"type":"change","request_id":"b5","base_seq":base,"changes":[transform(&gone, 3.0)]});
+    let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("(agent at seq"), "{ack}");
+}

@@ -886,6 +886,52 @@ fn a_reparent_made_before_another_editors_committed_one_is_stale_across_a_restar
     }
 }
 
+/// As above, but the editor that won had made both objects itself: Blender makes the cube
+/// and the camera, then puts the cube under the camera. Across a restart, Unity's reparent
+/// made before it heard of that (the camera under the cube) is still a conflict Blender's
+/// reparent won — `STALE`, and Unity is corrected with both — not `INVALID_FIELD`, a loop
+/// Unity knew of, kept there not synced for good. Before, the registry kept Blender's write
+/// of the parent at its `create`'s seq (a run of writes by one client is recorded once), so
+/// after the restart the reparent looked older than Unity's change (model seed 89).
+#[test]
+fn a_reparent_by_the_editor_that_made_the_object_is_still_newer_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let cam = new_uuid();
+    let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let base = u.last_seq;
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[0].results
+            .iter()
+            .any(|r| r["outcome"] == "committed" && r["through"].get(&cube).is_some_and(|t| t == "b-parent"))
+    });
+    drop((b, u));
+    d.stop();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut u = Mini::connect(&d, "unity", 1.0, base);
+    // Unity's person made it before Unity applied Blender's batch: over `base`.
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    let why = ack["results"][0]["message"].as_str().unwrap();
+    assert!(why.contains("parent cycle") && why.contains("blender"), "{why}");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    settle(&mut [&mut b, &mut u]);
+    for m in [&b, &u] {
+        assert_eq!(m.states[&cube]["parent"], json!(cam), "Blender's reparent stands: {}", d.stderr_log());
+        assert!(m.states[&cam]["parent"].is_null(), "{:?}", m.states[&cam]);
+    }
+    let steps = conflict_steps(&data, &cam);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+}
+
 /// Blender puts the cube under the camera. Its batch is in flight (Unity has not answered)
 /// when Unity's person, who has not seen it, puts the camera under the cube. Unity cannot hold
 /// Blender's reparent over its own (a loop there): it leaves it unapplied and answers the
