@@ -2097,3 +2097,59 @@ fn machine_regression_a_persons_reparent_is_not_stale_against_an_agents_move() {
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 106. In one window Blender put U2 under U1 and U1 under U0, and Unity put U0 under U2:
+/// a cycle. Blender's U1 under U0 was dropped, a conflict Unity's won, and Blender corrected
+/// with U1 alone — but it still held its dropped reparent when it read the batch, so it left
+/// Unity's U0 under U2 unapplied (a loop there) and held U0 at the root for good. The loser of
+/// a cycle of one window is corrected with the whole cycle now (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_a_cycle_of_one_window_corrects_its_loser_with_the_cycle() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Agent { uuid: 2, edit: E::Create(0) },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Reparent { ed: 0, uuid: 2, parent: Some(1), auto: false },
+        Reparent { ed: 1, uuid: 0, parent: Some(2), auto: false },
+        Edit { ed: 1, uuid: 1, edit: E::Paint(0), auto: false },
+        Reparent { ed: 0, uuid: 1, parent: Some(0), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 115 (batches of three): the same with automation's reparents.
+#[test]
+fn machine_regression_a_cycle_of_one_window_corrects_its_loser_with_the_cycle_2() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Agent { uuid: 1, edit: E::Create(0) },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 441 },
+        Wait { ms: 559 },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: true },
+        Deliver { ed: 0 },
+        Wait { ms: 43 },
+        Edit { ed: 0, uuid: 1, edit: E::Move(144), auto: false },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: true },
+    ];
+    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 3, mesh_bytes: u64::MAX })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

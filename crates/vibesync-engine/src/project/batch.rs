@@ -79,6 +79,11 @@ impl Project {
         // is corrected with the whole chain, parents first (§6.1), as for a `STALE` refusal.
         let mut committed_cycles: BTreeMap<SessionId, (Editor, Vec<super::queue::Stale>, Vec<String>)> =
             BTreeMap::new();
+        // Per loser of a cycle with another editor's reparent of this window, the objects on
+        // that cycle: it holds its own dropped reparent until corrected, and may leave the
+        // batch's reparents on the cycle unapplied (a loop there, §6.4) — corrected with the
+        // whole chain, as above (model seed 106).
+        let mut window_cycles: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
         for (q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -175,6 +180,7 @@ impl Project {
                             loser: q.origin.session_id.clone(),
                             op: q.change.op.name(),
                         });
+                        window_cycles.entry(q.origin.session_id.clone()).or_default().extend(chain);
                     } else {
                         // Through the committed parents: another editor's reparent on the
                         // chain committed after this change was made (the queue admitted it
@@ -262,7 +268,8 @@ impl Project {
         // it (a `reparent` or `create`: the batch carries that parent). One the loser only
         // moves, renames or hides in it still goes: the loser applies the parts its change in
         // flight does not touch, the parent among them (§6.6).
-        for (session_id, (_, _, extra)) in &committed_cycles {
+        let chains = committed_cycles.iter().map(|(s, (_, _, extra))| (s, extra)).chain(window_cycles.iter());
+        for (session_id, extra) in chains {
             let carried_own = |u: &str| {
                 kept.iter().any(|q| {
                     q.origin.session_id == *session_id && q.change.uuid == u && q.change.op.parent_after().is_some()

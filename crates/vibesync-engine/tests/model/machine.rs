@@ -1710,6 +1710,10 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 }
             }
             let session_id = ed.session.clone()?;
+            if std::env::var("MODEL_TRACE").as_deref() == Ok("2") {
+                let shown: Vec<String> = hashes.iter().map(|(u, h)| format!("{}={}", &u[..2], &h[..6])).collect();
+                log.push(format!("    {} answers {}", ed.kind, shown.join(" ")));
+            }
             let applied = Reply::Input(Input::Applied {
                 session_id,
                 batch_id: inc.batch_id,

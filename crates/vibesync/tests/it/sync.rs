@@ -1053,6 +1053,50 @@ fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window
     one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
 }
 
+/// In one window Blender puts B under A, Unity puts C under B, and Blender — not having seen
+/// Unity's — puts A under C: together a cycle. Blender's last reparent is dropped, a conflict
+/// Unity's won, and Blender is corrected with every object on the cycle that it does not
+/// write itself in the batch (A and C, parents first; B's parent is its own). It holds its
+/// dropped reparent until then and may have left the batch's reparent of C unapplied (a loop
+/// there, docs/PROTOCOL.md §6.4). Before, the correction carried A alone, and an editor that
+/// had left C's reparent out held C at the root for good (model seed 106).
+#[test]
+fn a_reparent_dropped_for_a_cycle_of_one_window_is_corrected_with_the_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (a, bb, c) = (new_uuid(), new_uuid(), new_uuid());
+    let made = vec![create(&a, "A", [0.0; 3]), create(&bb, "B", [0.0; 3]), create(&c, "C", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[1].states.len() == 3 && !m[0].results.is_empty());
+    settle(&mut [&mut b, &mut u]);
+    let reparent = |x: &str, p: &str| json!({"op":"reparent","uuid":x,"parent":p});
+    assert_eq!(statuses(&b.send_change("b1", vec![reparent(&bb, &a)], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u1", vec![reparent(&c, &bb)], &[])), ["queued"]);
+    assert_eq!(statuses(&b.send_change("b2", vec![reparent(&a, &c)], &[])), ["queued"]);
+    let ended = |m: &Mini, rid: &str| {
+        m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
+    };
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
+        ended(m[0], "b2") && ended(m[0], "b1") && ended(m[1], "u1")
+    });
+    settle(&mut [&mut b, &mut u]);
+    let dropped = b.results.iter().find(|r| r["through"].get(&a).is_some_and(|t| t == "b2"));
+    assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", b.results);
+    // Sent right after the `dropped` result, before the batch: C's state before the batch
+    // comes first, the batch's reparent of it after.
+    let correction = b.batches.iter().rev().find(|(_, path, _)| path == "resync").expect("Blender is corrected");
+    assert_eq!(b.applies[&correction.0], [a.clone(), c.clone()], "the cycle but B, parents first: {:?}", b.batches);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert!(m.states[&a]["parent"].is_null(), "{who}: A stays at the root: {}", d.stderr_log());
+        assert_eq!(m.states[&bb]["parent"], json!(a), "{who}");
+        assert_eq!(m.states[&c]["parent"], json!(bb), "{who}");
+    }
+    one_conflict_in_each(&[&b, &u], "unity", "blender", "reparent");
+}
+
 /// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
 /// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
 /// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
