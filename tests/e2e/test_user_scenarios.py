@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import Host, bpy, drive, drive_for, selected, vibesync
+from harness import Client, Host, bpy, drive, drive_for, selected, vibesync
 from scenario import converge, uuids_of
 from test_scenarios import STARTUP, wal_conflict_steps, world  # noqa: F401 (fixture)
 
@@ -594,6 +594,53 @@ def test_an_offline_reparent_of_what_unity_moved_meanwhile_is_a_conflict_unity_w
     if not conflicts:
         problems.append("no conflict shown in Blender")
     assert not problems, problems
+
+
+def test_an_offline_reparent_of_what_an_agent_moved_meanwhile_stands(world):
+    """Offline, the person in Blender puts the Light under the Cube while an agent moves the
+    Light, and that commits first. Against another person's move that reparent would be a
+    conflict it lost (above); against automation's it is not: a person's edit is never
+    refused for a change of automation's it had not seen (PROTOCOL §6.1, §6.7). The person's
+    reparent stands in both editors, over the agent's move, which stands too -- a conflict
+    the agent lost. Before, the Light went back to its collection in Blender: the person's
+    edit undone for an agent's."""
+    made, host = world.startup_synced()
+    cube, light = bpy.data.objects["Cube"], bpy.data.objects["Light"]
+    cu, lu = cube["vibesync_uuid"], light["vibesync_uuid"]
+    agent = Client(world.daemon, world.project_id, editor="agent")
+    try:
+        def agent_moves():
+            base = agent.status()["seq"]
+            # Canonical (1, 3, -2): Blender (1, 2, 3), Unity (1, 3, 2).
+            ack = agent.request({"type": "change", "base_seq": base, "changes": [
+                {"op": "transform", "uuid": lu, "t": [1, 3, -2], "r": [0, 0, 0, 1],
+                 "s": [1, 1, 1]}]})
+            assert ack["results"][0]["status"] == "queued", ack
+            drive(lambda: any(r.get("phase") == "FINAL" and lu in (r.get("uuids") or [])
+                              and r["seq"] > base for r in world.daemon.tail()),
+                  timeout=20, what="the agent's move committed")
+
+        vibesync.disconnect()
+        light.parent = cube
+        agent_moves()
+        world.connect()
+        view = converge(host)
+    finally:
+        agent.close()
+    problems = []
+    if view[lu]["parent"] != cu:
+        problems.append(f"the person's reparent of the Light undone: parent {view[lu]['parent']}")
+    if light.parent != cube:
+        problems.append("Blender does not show the Light under the Cube")
+    if (host.obj(lu) or {}).get("parent") != cu:
+        problems.append(f"Unity does not show the Light under the Cube: {host.obj(lu)}")
+    if not near(view[lu]["t"], [1, 3, -2]):
+        problems.append(f"the agent's move lost: {view[lu]['t']}")
+    lost = [s["payload"] for s in wal_conflict_steps(world, lu)]
+    if not any(p.get("winner") == "blender" and p.get("loser") == "agent" for p in lost):
+        problems.append(f"no conflict the agent lost in the WAL: {lost}")
+    assert not problems, problems
+    world.finish(host, made)
 
 
 def test_unity_deletes_what_blender_moved_while_disconnected(world):
