@@ -1331,6 +1331,50 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
     assert again["base_seq"] == 40, "from the seq before the batch it lost the loop to"
 
 
+@pytest.mark.parametrize("moved_meanwhile", [False, True])
+def test_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone(scripted,
+                                                                         moved_meanwhile):
+    """PROTOCOL.md §6.4: a batch's reparent left out for a loop with the person's reparent in
+    flight (A under B, while the person put B under A) waits: the daemon holds it. The
+    person's reparent loses, and the correction brings B alone back to the root (two of the
+    person's reparents made the loop, and the daemon's cycle did not name A: model seed 217).
+    A goes under B then, the batch's doing: nothing of it is sent. Before, A stayed at the
+    root here, under B everywhere else, for good. One that another parent of A reaches first
+    waits no more."""
+    s, a, b, au, bu = loop_pair(scripted)
+    b_before = dict(s.last_sent[bu])
+    b.parent = a  # the person's reparent
+    settle()
+    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
+                               path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
+    seq = 42
+    if moved_meanwhile:
+        # A later batch puts A somewhere else first: that is where the daemon has it.
+        scripted.push(batch_frames("later", seq, [{"op": "reparent", "uuid": au, "parent": None}],
+                                   path="slow"))
+        pump_until(lambda: len(applied_messages(scripted)) == 2, what="the later batch answered")
+        seq += 1
+    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
+                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
+    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent lost")
+    scripted.received.clear()
+    scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
+                               path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the correction answered")
+    assert b.parent is None, "B back at the root"
+    if moved_meanwhile:
+        assert a.parent is None, "A where the later batch put it"
+    else:
+        assert a.parent == b, "A under B once the loop is gone"
+    assert tuple(a.location) == pytest.approx((0, 0, 0)), "its own pose, now under B"
+    pump_for(0.5)
+    assert not [m for m in scripted.received if m.get("type") == "change"], \
+        "nothing of A is sent: the batch's doing"
+
+
 def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     """PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced; another
     editor's batch puts A under B and carries B's full state at the root (its own newer change

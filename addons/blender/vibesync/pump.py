@@ -298,6 +298,11 @@ class Session:
         # Kept (not synced) uuids whose reparent a batch's reparent would loop with here
         # (`_leave_out_loops`): re-sent whole after the answer, from `away_base`.
         self.kept_lost: set[str] = set()
+        # uuid -> the parent a batch's reparent left out for a loop (`_leave_out_loops`) gave
+        # it: the daemon holds it, so the object goes under it once that is no loop here any
+        # more (`_attach_loop_waiting`), unless another parent of it arrives first or the
+        # person reparents it (PROTOCOL.md §6.4).
+        self.loop_waiting: dict[str, str] = {}
         # uuids whose own change in flight a batch's reparent looped with here (left out,
         # `_leave_out_loops`) -> the seq before that batch; kept over a lost connection
         # (`flight_lost`) while the change is unresolved: its re-send after the reconnect goes
@@ -1238,6 +1243,7 @@ class Session:
         self.gated_keys.clear()
         self._forget_away()
         self.parent_waiters.clear()
+        self.loop_waiting.clear()
         self.registered.clear()
         self.to_register.clear()
         self.to_tombstone.clear()
@@ -1736,6 +1742,7 @@ class Session:
             if own is None:
                 continue
             looped.append(change["uuid"])
+            self.loop_waiting[change["uuid"]] = change["parent"]
             if own in self.engine.inflight:
                 self.flight_base[own] = min(base, self.flight_base.get(own, base))
             else:
@@ -1754,6 +1761,54 @@ class Session:
                      "here; not applied, answered as made: %s", batch.batch_id, len(looped),
                      looped[:20])
         return looped
+
+    def _attach_loop_waiting(self, batch) -> None:
+        """Objects a batch's reparent was left out of for a loop with a person's reparent here
+        (`_leave_out_loops`) go under the batch's parent once that is no loop here any more:
+        the person's reparent lost, and its correction is applied (PROTOCOL.md §6.4). The
+        daemon holds that parent, and the correction does not always name the object (two of
+        the person's reparents made the loop: model seed 217). The batch's doing, not a
+        person's edit: what was last sent of it takes the parent, and nothing is sent. One the
+        person reparented meanwhile, or that is gone, waits no more; one whose parent is not
+        here yet still waits."""
+        attach = apply_mod.Batch(batch.batch_id, batch.seq, batch.path, 0)
+        for uuid, parent in list(self.loop_waiting.items()):
+            ob = self.registry.resolve(uuid)
+            if not isinstance(ob, bpy.types.Object) or uuid not in self.last_sent \
+                    or wire.Op.REPARENT in self._parts_changed_here(uuid):
+                del self.loop_waiting[uuid]
+                continue
+            pob = self.registry.resolve(parent) if parent else None
+            if parent and not isinstance(pob, bpy.types.Object):
+                continue  # not here yet
+            x = pob
+            while x is not None and x != ob:
+                x = x.parent
+            if x is not None:
+                continue  # still a loop here
+            attach.changes.append(({"op": wire.Op.REPARENT, "uuid": uuid, "parent": parent}, b""))
+        if not attach.changes:
+            return
+        result: dict = {}
+        steps = apply_mod.apply_batch_steps(attach, self.registry, self.unit_scale, result,
+                                            self.mesh_hashes, None)
+        self.applying = True
+        try:
+            for _ in steps:
+                pass
+        finally:
+            self.applying = False
+            self.registry.membership_changed()
+        failed = {f.get("uuid") for f in result.get("failed", ())}
+        for c, _ in attach.changes:
+            uuid = c["uuid"]
+            if uuid in failed:
+                continue  # still waits
+            del self.loop_waiting[uuid]
+            self.last_sent[uuid] = {**self.last_sent[uuid], "parent": c["parent"]}
+            self.applied_hash.pop(uuid, None)
+        log.info("vibesync: batch %s: %d object(s) put under the parent a loop kept them from: %s",
+                 batch.batch_id, len(attach.changes) - len(failed), [c["uuid"] for c, _ in attach.changes][:20])
 
     def _own_reparent_looping(self, uuid: str, parent: str,
                               batch_parents: dict[str, str | None]) -> str | None:
@@ -1992,6 +2047,9 @@ class Session:
         when it is exhausted."""
         kept: list[str] = []
         keep: set[str] = set()
+        for c, _ in batch.changes:
+            if c.get("op") in (wire.Op.CREATE, wire.Op.REPARENT, wire.Op.DELETE):
+                self.loop_waiting.pop(c.get("uuid"), None)  # another parent of it (or its delete)
         if batch.path == "resync" and self.connect_seq is not None:
             self.replayed.update(batch.uuids())  # the first replay since connecting
         if batch.path == "resync" and self.adopt_until is not None:
@@ -2235,6 +2293,8 @@ class Session:
             now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
             # Only the parent moved: any other edit of the person's is still to be sent.
             self.last_sent[uuid] = {**self.last_sent[uuid], "parent": now["parent"]}
+        if self.loop_waiting:
+            self._attach_loop_waiting(batch)
         # Synced now; a parent that was missing arrived: its kept-local children go again.
         self.engine.applied(batch.seq, set(hashes), keep,
                             lambda u: (self.last_sent.get(u) or {}).get("parent"))

@@ -2153,3 +2153,93 @@ fn machine_regression_a_cycle_of_one_window_corrects_its_loser_with_the_cycle_2(
     replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 3, mesh_bytes: u64::MAX })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 217. Unity's person put U0 under U2 and then U1 under U0; in the same window Blender's
+/// put U2 and U0 under U1. Unity left Blender's U2 under U1 out (a loop through both of its own
+/// reparents in flight) and answered it as made. Both of Unity's reparents lost — U0's a
+/// conflict in the window, U1's dropped for a cycle through U0 — and their corrections carried
+/// U0 and U1: the daemon's cycles never ran through U2, and Unity held U2 at the root for good.
+/// A reparent left out for a loop now waits for its parent as one not here yet does, and is
+/// applied once the loop is gone (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 1, uuid: 0, parent: Some(2), auto: false },
+        Reparent { ed: 0, uuid: 2, parent: Some(1), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 49, later: Unity left Blender's U1 under U2 out for a loop with its own re-sent kept
+/// work, whose `create` then won in the same batch — no conflict of Unity's lost, so nothing
+/// corrected U1 there. It waits for its parent and goes under it once the loop is gone.
+#[test]
+fn machine_regression_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone_2() {
+    use crate::Edit as E;
+    use machine::{Act::*, Mode};
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Wait { ms: 622 },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 378 },
+        Answer { ed: 1, mode: Mode::Silent },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 118 (batches of one): the same after a daemon restart cut the correction of the
+/// editor's own reparent that made the loop (it waited for a batch in flight), and the replay
+/// brought that object alone.
+#[test]
+fn machine_regression_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone_3() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 2, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Reconnect { ed: 0 },
+        Deliver { ed: 1 },
+        Wait { ms: 0 },
+        Reparent { ed: 1, uuid: 1, parent: Some(2), auto: false },
+        Edit { ed: 1, uuid: 2, edit: E::Create(0), auto: false },
+        Agent { uuid: 0, edit: E::Paint(0) },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 2, parent: Some(1), auto: false },
+        Wait { ms: 714 },
+        Wait { ms: 1178 },
+        Wait { ms: 1036 },
+        Deliver { ed: 1 },
+        Wait { ms: 251 },
+        Disconnect { ed: 1 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 0 },
+        Restart { cut: None },
+    ];
+    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -545,7 +545,13 @@ impl Ed {
                     let b = self.flight_base.entry(x.clone()).or_insert(base);
                     *b = (*b).min(base);
                 }
-                Err(!kept.is_empty() || !flying.is_empty())
+                let own = !kept.is_empty() || !flying.is_empty();
+                if own {
+                    // Answered as made: the parent waits, like one not here yet, until the
+                    // loop is gone — its own reparent lost, and corrected (§6.4).
+                    self.waiting.insert(u.to_string(), p);
+                }
+                Err(own)
             }
         }
     }

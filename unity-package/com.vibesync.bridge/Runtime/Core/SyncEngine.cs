@@ -130,6 +130,10 @@ namespace VibeSync.Bridge.Core
         // Kept (not synced) uuids whose reparent a batch's reparent loops with (LeaveOutLoops):
         // their whole state is sent after its answer, from the base before the batch.
         readonly HashSet<string> keptLost = new HashSet<string>(StringComparer.Ordinal);
+        // uuid -> the parent a batch's reparent left out for a loop gave it (LeaveOutLoops): the
+        // daemon holds it, so the object goes under it once that is no loop here any more
+        // (AttachLoopWaiting), unless another parent of it arrives or the person reparents it.
+        readonly Dictionary<string, string> loopWaiting = new Dictionary<string, string>(StringComparer.Ordinal);
         // Uuids whose own change in flight a batch's reparent looped with here (LeaveOutLoops) →
         // the seq before that batch, until that change is resolved: sent again after a lost
         // connection, it goes from that seq, not `awaySeq` — this editor never held the batch's
@@ -1911,6 +1915,7 @@ namespace VibeSync.Bridge.Core
                 string own = OwnReparentLooping(c.Uuid, c.Parent, batchParents);
                 if (own == null) continue;
                 spared[c.Uuid] = null;
+                loopWaiting[c.Uuid] = c.Parent;
                 if (unresolved.ContainsKey(own))
                 {
                     long before = Math.Min(LastSeq, b.Seq - 1), had;
@@ -1954,6 +1959,60 @@ namespace VibeSync.Bridge.Core
             foreach (var u in spared.Keys) ul.Add(u);
             Emit("loop_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ul } });
             return rest;
+        }
+
+        /// <summary>
+        /// Objects a batch's reparent was left out of for a loop with a person's reparent here
+        /// (LeaveOutLoops) go under the batch's parent once that is no loop here any more: the
+        /// person's reparent lost, and its correction is applied (PROTOCOL.md §6.4). The daemon
+        /// holds that parent, and the correction does not always name the object (two of the
+        /// person's reparents made the loop: model seed 217). The batch's doing, not a person's
+        /// edit: its base takes the parent, and nothing is sent. One the person reparented
+        /// meanwhile, or that is gone, waits no more; one whose parent is not here still waits.
+        /// </summary>
+        void AttachLoopWaiting(long seq)
+        {
+            if (loopWaiting.Count == 0) return;
+            var attach = new IncomingBatch { BatchId = "loop-waiting", Seq = seq, Path = BatchPath.Slow };
+            foreach (var kv in new List<KeyValuePair<string, string>>(loopWaiting))
+            {
+                string u = kv.Key, p = kv.Value;
+                var cur = scene.Capture(u);
+                ObjectState based;
+                if (cur == null || !synced.TryGetValue(u, out based) || based == null
+                    || PartsChangedHere(u).Contains(Ops.Reparent) || OwnReparentUntaken(u))
+                {
+                    loopWaiting.Remove(u);
+                    continue;
+                }
+                if (p != null && (scene.Capture(p) == null || Under(p, u))) continue; // not here yet, or still a loop
+                attach.Changes.Add(new RemoteChange { Op = Ops.Reparent, Uuid = u, Parent = p });
+            }
+            if (attach.Changes.Count == 0) return;
+            attach.Count = attach.Changes.Count;
+            scene.ApplyBatch(attach);
+            var ul = new List<object>();
+            foreach (var c in attach.Changes)
+            {
+                loopWaiting.Remove(c.Uuid);
+                synced[c.Uuid] = StateDiff.Apply(synced[c.Uuid], c);
+                appliedHash.Remove(c.Uuid);
+                ul.Add(c.Uuid);
+            }
+            Emit("loop_attached", new Dictionary<string, object> { { "uuids", ul } });
+        }
+
+        /// <summary>Whether <paramref name="x"/> is <paramref name="uuid"/> or under it here.</summary>
+        bool Under(string x, string uuid)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            while (x != null && seen.Add(x))
+            {
+                if (x == uuid) return true;
+                var st = scene.Capture(x);
+                x = st == null ? null : st.Parent;
+            }
+            return false;
         }
 
         /// <summary>
@@ -2024,6 +2083,9 @@ namespace VibeSync.Bridge.Core
         {
             lostOver.Clear();
             keptLost.Clear();
+            // Another parent of an object waiting for one (or its delete) has arrived.
+            foreach (var c in b.Changes)
+                if (c.Op == Ops.Create || c.Op == Ops.Reparent || c.Op == Ops.Delete) loopWaiting.Remove(c.Uuid);
             // A replay never undoes local work (§6.6): keep those uuids, answer what we hold, send it.
             var kept = new List<string>();
             // Kept uuids whose replayed parts the person did not change are applied (§6.6): uuid → the replay's state.
@@ -2195,6 +2257,7 @@ namespace VibeSync.Bridge.Core
                     }
                 }
             }
+            AttachLoopWaiting(b.Seq);
             long baseBefore = Math.Min(LastSeq, b.Seq - 1);
             if (b.Seq > LastSeq) LastSeq = b.Seq;
             BatchesApplied++;

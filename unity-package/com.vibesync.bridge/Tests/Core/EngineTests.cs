@@ -1490,6 +1490,53 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL.md §6.4: a batch's reparent left out for a loop with the person's reparent in
+        /// flight (A under B, while the person put B under A) waits: the daemon holds it. The
+        /// person's reparent loses, and the correction brings B alone back to the root (two of the
+        /// person's reparents made the loop, and the daemon's cycle did not name A: model seed
+        /// 217). A goes under B then, the batch's doing: nothing of it is sent. Before, A stayed
+        /// at the root here, under B everywhere else, for good. One that another parent of A
+        /// reaches first waits no more.
+        /// </summary>
+        [VsTest]
+        public static void AReparentLeftOutForALoopIsAppliedOnceTheLoopIsGone()
+        {
+            foreach (bool movedMeanwhile in new[] { false, true })
+            {
+                using (var r = new Rig())
+                {
+                    SceneObject a, b;
+                    TwoCommitted(r, out a, out b);
+                    var bBefore = r.Scene.Capture(b.Uuid);
+                    PutBUnderA(r, a, b);
+                    var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+                    string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                    Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+                    if (movedMeanwhile)
+                    {
+                        // A later batch puts A somewhere else first: that is where the daemon has it.
+                        var root = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", null } };
+                        string later = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", root);
+                        Check.Eventually(() => Applied(r, later) != null, TimeSpan.FromSeconds(5), "the later batch answered", r.Pump);
+                    }
+                    r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "dropped", new[] { b.Uuid });
+                    Check.Eventually(() => !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent lost", r.Pump);
+                    int changes = r.Daemon.Received("change").Count;
+                    var bTheirs = bBefore.ToCreateOp(1.0);
+                    bTheirs["uuid"] = b.Uuid;
+                    string fix = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", bTheirs);
+                    Check.Eventually(() => Applied(r, fix) != null, TimeSpan.FromSeconds(5), "the correction answered", r.Pump);
+                    Check.True(b.Parent == null, "B back at the root");
+                    if (movedMeanwhile) Check.True(a.Parent == null, "A where the later batch put it");
+                    else Check.Equal(b.Uuid, a.Parent, "A under B once the loop is gone");
+                    for (int i = 0; i < 20; i++) r.Pump();
+                    Check.Equal(changes, r.Daemon.Received("change").Count, "nothing of A is sent: the batch's doing");
+                }
+            }
+        }
+
         /// <summary>A (at the origin) and B (at x=2) registered, sent and committed.</summary>
         static void TwoCommitted(Rig r, out SceneObject a, out SceneObject b)
         {
