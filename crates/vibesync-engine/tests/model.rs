@@ -2243,3 +2243,34 @@ fn machine_regression_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is
     replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 229 (batches of two). Blender's batch put U2 under U0 and made U1 there; Unity, which
+/// had put U0 under U2, left the reparent out (a loop with its own in flight) and lost its own
+/// in a restart. Sent again from the seq before that batch, it was refused `INVALID_FIELD` —
+/// a loop Unity seemed to know of — not `STALE`: the registry kept Blender's write of U2's
+/// parent at its STEP's seq, below the batch's seq Unity's change was made before. A batch's
+/// writers are kept at the batch's seq now (docs/WAL.md, registry ops).
+#[test]
+fn machine_regression_a_batchs_writes_are_at_its_seq_across_a_restart() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 2, parent: Some(0), auto: false },
+        Reparent { ed: 0, uuid: 1, parent: Some(0), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 1, uuid: 0, parent: Some(2), auto: false },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+    ];
+    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

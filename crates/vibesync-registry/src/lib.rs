@@ -43,7 +43,7 @@
 //! | `{"op":"tombstone","uuid":U,"client_id":C?,"editor":E?}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq and, when both `client_id` and `editor` are given (the client that deleted it), `deleted_by = {client_id, editor}`. Skipped if not live. |
 //! | `{"op":"quarantine","uuid":U,"reason":R?}` | `status:"quarantined"`, `quarantine_reason` = R. Skipped if not live. |
 //! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
-//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?,"writes":[{"parts":[P…],"client_id":C,"editor":E}…]?}` | replace the authoritative synced state and its hash; each of `writes` (one per writer, no part in two) becomes the writer of its parts in `writers` at the step seq ([`ops::record_write`]; parts: `pose`, `name`, `visibility`, `parent`, `mesh`, `material`, `existence`). |
+//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?,"writes":[{"parts":[P…],"client_id":C,"editor":E}…]?}` | replace the authoritative synced state and its hash; each of `writes` (one per writer, no part in two) becomes the writer of its parts in `writers` at the seq of the transaction's last STEP (the batch's seq; [`ops::record_write`]; parts: `pose`, `name`, `visibility`, `parent`, `mesh`, `material`, `existence`). |
 //! | `{"op":"migrate","from":N,"to":M}` | schema migration (see [`migrate`]); a no-op when the registry is already at M. |
 //! | `{"op":"conflict","uuid":U,"winner":E,"loser":E,"change_op":O}` | two editors changed U concurrently and E=`loser`'s change `O` gave way (docs/PROTOCOL.md §6.2); changes no record. |
 //!

@@ -31,8 +31,9 @@ impl Model {
             return Ok(report);
         }
         let mut st = Staging::default();
+        let at = ops::writes_seq(&steps, commit_seq);
         for r in steps {
-            ops::apply_step(self, &mut st, &mut report, r)?;
+            ops::apply_step(self, &mut st, &mut report, r, at)?;
         }
         self.merge(st);
         self.last_applied_seq = commit_seq;

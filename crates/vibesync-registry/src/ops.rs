@@ -305,8 +305,24 @@ pub(crate) fn split_transaction(records: &[Record]) -> Result<(String, u64, Vec<
     Ok((op_id, commit_seq, steps))
 }
 
-/// Apply one STEP to the staging area. `current_schema` is the schema of `base`.
-pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyReport, rec: &Record) -> Result<()> {
+/// The seq a transaction's `state` STEPs record their writers at: its last STEP's — the seq
+/// of the batch as its editors are sent it (`batch_begin.seq`), so that a change made before
+/// an editor applied the batch (its `base_seq` below that) is stale against every write of
+/// it, also after a restart (docs/WAL.md, registry ops). At a STEP's own seq, the first
+/// objects of a batch looked written before a `base_seq` the batch's editors never had.
+pub(crate) fn writes_seq(steps: &[&Record], commit_seq: u64) -> u64 {
+    steps.last().map_or(commit_seq, |r| r.seq)
+}
+
+/// Apply one STEP to the staging area, recording writers at `writes_seq` ([`writes_seq`]).
+/// `current_schema` is the schema of `base`.
+pub(crate) fn apply_step(
+    base: &dyn Base,
+    st: &mut Staging,
+    report: &mut ApplyReport,
+    rec: &Record,
+    writes_seq: u64,
+) -> Result<()> {
     let op = match parse_payload(&rec.payload) {
         ParsedStep::Foreign => {
             report.foreign += 1;
@@ -412,7 +428,7 @@ pub(crate) fn apply_step(base: &dyn Base, st: &mut Staging, report: &mut ApplyRe
             e.state = Some(state);
             e.state_hash = state_hash;
             for w in &writes {
-                record_write(&mut e.writers, w, seq);
+                record_write(&mut e.writers, w, writes_seq);
             }
             e.updated_seq = e.updated_seq.max(seq);
             st.set(project, &uuid, Some(e));

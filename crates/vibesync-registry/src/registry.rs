@@ -885,8 +885,9 @@ impl Registry {
             old_keys.push(k);
         }
         let mut st = Staging::default();
+        let at = ops::writes_seq(steps, report.commit_seq);
         for r in steps {
-            ops::apply_step(&model, &mut st, &mut report, r)?;
+            ops::apply_step(&model, &mut st, &mut report, r, at)?;
         }
         model.merge(st);
         let counts = model.counts();
@@ -1003,8 +1004,9 @@ impl Registry {
         let mut st = Staging::default();
         {
             let base = ChunkBase { reg: self, chunk, known };
+            let at = ops::writes_seq(&steps, commit_seq);
             for r in &steps {
-                ops::apply_step(&base, &mut st, &mut report, r)?;
+                ops::apply_step(&base, &mut st, &mut report, r, at)?;
             }
         }
         let d = st.count_delta();

@@ -282,6 +282,8 @@ fn write(wal: &mut Vec<Record>, drafts: Vec<RecordDraft>) -> Vec<Record> {
 
 /// Apply one committed transaction's STEPs to a registry (COMMIT order).
 fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps: &[&Record]) -> Result<(), String> {
+    // Writers at the transaction's last STEP: the batch's seq (docs/WAL.md, registry ops).
+    let at = steps.iter().filter(|r| r.phase == Phase::Step).map(|r| r.seq).max().unwrap_or(0);
     for r in steps.iter().filter(|r| r.phase == Phase::Step) {
         let op = match parse_payload(&r.payload) {
             ParsedStep::Op(op) => op,
@@ -314,7 +316,7 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                 e.state = Some(state);
                 e.state_hash = state_hash;
                 for w in &writes {
-                    vibesync_registry::record_write(&mut e.writers, w, r.seq);
+                    vibesync_registry::record_write(&mut e.writers, w, at);
                 }
                 e.updated_seq = r.seq;
             }

@@ -932,6 +932,45 @@ fn a_reparent_by_the_editor_that_made_the_object_is_still_newer_across_a_restart
     assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
 }
 
+/// Blender puts the cube and the camera under an empty in one batch: two `state` STEPs, the
+/// cube's before the batch's seq (its last STEP's, what the editors are sent). Unity's person,
+/// before Unity applied that batch (from the seq before it, as an editor sends a reparent that
+/// lost a loop to it, docs/PROTOCOL.md §6.4), puts the empty under the cube. Across a restart
+/// that is still a conflict Blender's batch won — `STALE` — not `INVALID_FIELD`: the registry
+/// keeps a batch's writers at the batch's seq (docs/WAL.md, registry ops). At the cube's own
+/// STEP seq, Blender's reparent looked older than Unity's change (model seed 229).
+#[test]
+fn a_batchs_writes_are_at_its_seq_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let (cam, empty) = (new_uuid(), new_uuid());
+    let made = vec![create(&cam, "Camera", [0.0; 3]), create(&empty, "Empty", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("b-made", made, &[])), ["queued"; 2]);
+    settle(&mut [&mut b, &mut u]);
+    let under = |x: &str| json!({"op":"reparent","uuid":x,"parent":empty});
+    assert_eq!(statuses(&b.send_change("b-under", vec![under(&cube), under(&cam)], &[])), ["queued"; 2]);
+    let ended = |m: &Mini| m.results.iter().find(|r| r["through"].get(&cube).is_some_and(|t| t == "b-under")).cloned();
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0]).is_some());
+    let batch_id = ended(&b).unwrap()["batch_id"].as_str().unwrap().to_string();
+    drop((b, u));
+    d.stop();
+    let steps: Vec<u64> = wal_records(&data)
+        .into_iter()
+        .filter(|r| r["operation_id"] == batch_id.as_str() && r["phase"] == "STEP")
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert!(steps.len() >= 2, "{steps:?}");
+    let batch_seq = *steps.iter().max().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut u = Mini::connect(&d, "unity", 1.0, batch_seq - 1);
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":batch_seq - 1,"changes":[{"op":"reparent","uuid":empty,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("parent cycle"), "{ack}");
+}
+
 /// Blender puts the cube under the camera. Its batch is in flight (Unity has not answered)
 /// when Unity's person, who has not seen it, puts the camera under the cube. Unity cannot hold
 /// Blender's reparent over its own (a loop there): it leaves it unapplied and answers the
