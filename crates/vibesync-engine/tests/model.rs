@@ -2274,3 +2274,35 @@ fn machine_regression_a_batchs_writes_are_at_its_seq_across_a_restart() {
     replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 265. Unity's person put U1 under U0 while Blender's put U1 under U2, and Blender's
+/// won in the window. Unity read that batch with its own reparent in flight and kept its own
+/// parent for U1 (§6.4); before it read the correction, its person put U2 under U1 — over U1
+/// under U0, as Unity showed it. Through U1's committed parent that was a cycle, refused
+/// `INVALID_FIELD` as one Unity knew of (its `base_seq` was past the batch), and kept there,
+/// not synced, for good. It is a conflict now, refused `STALE` and corrected with the cycle:
+/// the daemon had sent Unity U1's state after that `base_seq` (docs/PROTOCOL.md §6.1).
+#[test]
+fn machine_regression_a_reparent_made_before_reading_a_correction_is_no_loop_its_editor_knew_of() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 1, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Reparent { ed: 1, uuid: 2, parent: Some(1), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Move(7), auto: true },
+        Deliver { ed: 1 },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -192,10 +192,11 @@ impl Project {
                         let (_, lost, extra) = committed_cycles
                             .entry(q.origin.session_id.clone())
                             .or_insert_with(|| (q.origin.clone(), Vec::new(), Vec::new()));
-                        let newer = match self.cycle_write(cx, &chain, base, &q.origin.client_id) {
-                            Ok(w) => w,
-                            Err(why) => return cx.storage_failed("sync", &why).await,
-                        };
+                        let newer =
+                            match self.cycle_write(cx, &chain, base, (&q.origin.client_id, &q.origin.session_id)) {
+                                Ok(w) => w,
+                                Err(why) => return cx.storage_failed("sync", &why).await,
+                            };
                         if let Some(w) = newer {
                             lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
                         }

@@ -167,9 +167,14 @@ impl Project {
                                     .ok()
                                     .flatten()
                                     .or_else(|| {
-                                        self.cycle_write(cx, chain.as_deref()?, base_seq, &session.client_id)
-                                            .ok()
-                                            .flatten()
+                                        self.cycle_write(
+                                            cx,
+                                            chain.as_deref()?,
+                                            base_seq,
+                                            (&session.client_id, &session.session_id),
+                                        )
+                                        .ok()
+                                        .flatten()
                                     })
                                     .map(|w| (w.client, w.editor))
                                     .unwrap_or_default();
@@ -282,19 +287,24 @@ impl Project {
 
     /// The newest write of a parent on `chain` (a parent cycle a reparent would close) by a
     /// client other than `me` after `base_seq`: the reparent it was made without knowing.
-    /// Also one written before this machine started (`committed_writes`). Err: the registry
-    /// could not be read.
+    /// Also one written before this machine started (`committed_writes`), and one written
+    /// before `base_seq` of an object whose state the daemon sent `me`'s session after
+    /// `base_seq` (`forwarded`): the editor had not read it — e.g. the correction of a
+    /// reparent of that object it lost in a window, having kept its own while it was in
+    /// flight (docs/PROTOCOL.md §6.1; model seed 265). Err: the registry could not be read.
     pub(super) fn cycle_write(
         &self,
         cx: &Cx<'_>,
         chain: &[String],
         base_seq: u64,
-        me: &str,
+        (me, session_id): (&str, &str),
     ) -> Result<Option<crate::stale::Write>, String> {
         let mut newest: Option<crate::stale::Write> = None;
         for u in chain {
             let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
-            if let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, base_seq, me) {
+            let unread = self.forwarded.get(&(session_id.to_string(), u.clone())).is_some_and(|seq| *seq > base_seq);
+            let since = if unread { 0 } else { base_seq };
+            if let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, since, me) {
                 if newest.as_ref().is_none_or(|n| w.seq > n.seq) {
                     newest = Some(w.clone());
                 }
@@ -444,9 +454,10 @@ impl Project {
             // Closed through another editor's reparent on the chain committed after this
             // change's `base_seq`: made before its editor heard of that one, a conflict it
             // won — `STALE`, and the editor is sent the current state (§6.1, §6.2).
-            let newer = self.cycle_write(cx, &chain, base_seq, &session.client_id).map_err(|why| {
-                (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it"))
-            })?;
+            let newer =
+                self.cycle_write(cx, &chain, base_seq, (&session.client_id, &session.session_id)).map_err(|why| {
+                    (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it"))
+                })?;
             if let Some(w) = newer {
                 return Err((
                     ItemErrorCode::Stale,

@@ -1136,6 +1136,50 @@ fn a_reparent_dropped_for_a_cycle_of_one_window_is_corrected_with_the_cycle() {
     one_conflict_in_each(&[&b, &u], "unity", "blender", "reparent");
 }
 
+/// In one window Unity puts B under A and Blender, later, puts B under C: Blender's wins, and
+/// Unity is corrected after the commit. Before Unity read that correction (its `base_seq` is
+/// past the batch, not past the correction), its person puts C under B — over B under A, as
+/// Unity still shows it. Through B's committed parent that is a cycle, but not one Unity knew
+/// of: refused `STALE`, a conflict, and corrected with the cycle — not `INVALID_FIELD`, kept
+/// in Unity not synced for good (docs/PROTOCOL.md §6.1; model seed 265).
+#[test]
+fn a_reparent_made_before_reading_a_correction_is_no_loop_its_editor_knew_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 400, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (a, bb, c) = (new_uuid(), new_uuid(), new_uuid());
+    let made = vec![create(&a, "A", [0.0; 3]), create(&bb, "B", [0.0; 3]), create(&c, "C", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[1].states.len() == 3 && !m[0].results.is_empty());
+    settle(&mut [&mut b, &mut u]);
+    let reparent = |x: &str, p: &str| json!({"op":"reparent","uuid":x,"parent":p});
+    assert_eq!(statuses(&u.send_change("u1", vec![reparent(&bb, &a)], &[])), ["queued"]);
+    assert_eq!(statuses(&b.send_change("b1", vec![reparent(&bb, &c)], &[])), ["queued"]);
+    // Both answer the window's batch; Unity reads up to its reparent's result, not the
+    // correction after it.
+    u.read_through(|m| m["type"] == "batch_begin");
+    until(&mut [&mut b], Duration::from_secs(10), |m| {
+        m[0].results.iter().any(|r| r["through"].get(&bb).is_some_and(|t| t == "b1"))
+    });
+    u.read_through(|m| m["type"] == "batch_result" && m["through"].get(&bb).is_some_and(|t| t == "u1"));
+    assert_eq!(u.results.last().unwrap()["outcome"], "committed", "{:?}", u.results);
+    let base = u.last_seq;
+    let msg = json!({"type":"change","request_id":"u2","base_seq":base,"changes":[reparent(&c, &bb)]});
+    let ack = u.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("parent cycle"), "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    // What the daemon holds, as an editor connecting now is sent it, and what Unity holds.
+    let mut fresh = Mini::connect(&d, "unity", 1.0, 0);
+    settle(&mut [&mut b, &mut u, &mut fresh]);
+    for (who, m) in [("the daemon", &fresh), ("unity", &u)] {
+        assert_eq!(m.states[&bb]["parent"], json!(c), "{who}: Blender's reparent stands: {}", d.stderr_log());
+        assert!(m.states[&c]["parent"].is_null(), "{who}: C stays at the root");
+    }
+}
+
 /// Unity renames and hides the cube; Blender, later in the same window, shows it again. The
 /// last writer is Blender — its change is a no-op over the committed state (dropped), yet it
 /// undid Unity's hide: Unity is the conflict's loser (of its `visibility`), in the WAL and in
