@@ -1295,6 +1295,18 @@ def keep_not_synced(scripted, s, uuid, seq):
                what="kept, not synced")
 
 
+def leave_a_under_b_out(scripted, s, a, b, au, bu):
+    """The person puts B under A, and that reparent is in flight when another editor's batch
+    (seq 41) puts A under B: left out here, a loop with the person's (PROTOCOL.md §6.4)."""
+    b.parent = a  # the person's reparent
+    settle()
+    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
+                               path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
+
+
 def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted):
     """PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, another
     editor's batch put A under B — left out here (a loop with the person's reparent in flight)
@@ -1304,13 +1316,7 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
     conflict the other editor won, corrected with both objects. From the later seq it was
     refused `INVALID_FIELD`, a loop Blender "knew" of, and nothing ever corrected it."""
     s, a, b, au, bu = loop_pair(scripted)
-    b.parent = a  # the person's reparent
-    settle()
-    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
-    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
-                               path="slow"))
-    pump_until(lambda: applied_messages(scripted), what="the batch answered")
-    assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
+    leave_a_under_b_out(scripted, s, a, b, au, bu)
     scripted.push(frame({"type": "batch_result", "batch_id": "other", "seq": 42,
                          "outcome": "committed", "uuids": [], "error_code": None}))
     pump_until(lambda: s.engine.last_seq >= 42, what="seq 42")
@@ -1343,13 +1349,7 @@ def test_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone(scripte
     waits no more."""
     s, a, b, au, bu = loop_pair(scripted)
     b_before = dict(s.last_sent[bu])
-    b.parent = a  # the person's reparent
-    settle()
-    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
-    scripted.push(batch_frames("theirs", 41, [{"op": "reparent", "uuid": au, "parent": bu}],
-                               path="slow"))
-    pump_until(lambda: applied_messages(scripted), what="the batch answered")
-    assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
+    leave_a_under_b_out(scripted, s, a, b, au, bu)
     seq = 42
     if moved_meanwhile:
         # A later batch puts A somewhere else first: that is where the daemon has it.

@@ -208,6 +208,8 @@ impl LastWrites {
     /// [`Self::newer_by_other`], leaving out writes whose parts (of `parts`) `me`'s change was
     /// made over: their values were in front of its person as live previews (`saw`, per
     /// fast-path op the newest mark its editor had applied).
+    /// No write is left out for who made it (as for automation's own change; a person's is
+    /// [`Self::newer_unseen_by_other_for`]).
     pub fn newer_unseen_by_other(&self, parts: Parts, base_seq: u64, me: &str, saw: [u64; 3]) -> Option<&Write> {
         self.newer_unseen_by_other_for(parts, (base_seq, saw), me, Author::Automation)
     }

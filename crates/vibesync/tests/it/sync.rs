@@ -358,6 +358,27 @@ pub fn a_synced_cube_in_window(dir: &std::path::Path, window_ms: u64) -> (Daemon
     (d, b, u, id)
 }
 
+/// A daemon with a 400 ms window, Blender and Unity connected, and A, B and C made in Blender
+/// at the root, which both hold: (daemon, blender, unity, [A, B, C]). With a long window a
+/// test waits for what a batch carries (`until`, [`ended`]), never for a quiet period.
+pub fn three_synced_in_a_long_window(dir: &std::path::Path) -> (Daemon, Mini, Mini, [String; 3]) {
+    let cfg = fast_config(dir, 400, 5000);
+    let d = Daemon::start_with(&dir.join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let ids = [new_uuid(), new_uuid(), new_uuid()];
+    let made: Vec<Value> = ids.iter().zip(["A", "B", "C"]).map(|(id, name)| create(id, name, [0.0; 3])).collect();
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[1].states.len() == 3 && !m[0].results.is_empty());
+    settle(&mut [&mut b, &mut u]);
+    (d, b, u, ids)
+}
+
+/// Whether a `batch_result` this editor read ends its request `rid` (`through`, PROTOCOL §6.4).
+pub fn ended(m: &Mini, rid: &str) -> bool {
+    m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
+}
+
 /// A one-triangle mesh attachment (64 bytes: no normals, no UVs).
 pub fn triangle_mesh() -> Vec<u8> {
     Mesh {
@@ -950,9 +971,10 @@ fn a_batchs_writes_are_at_its_seq_across_a_restart() {
     settle(&mut [&mut b, &mut u]);
     let under = |x: &str| json!({"op":"reparent","uuid":x,"parent":empty});
     assert_eq!(statuses(&b.send_change("b-under", vec![under(&cube), under(&cam)], &[])), ["queued"; 2]);
-    let ended = |m: &Mini| m.results.iter().find(|r| r["through"].get(&cube).is_some_and(|t| t == "b-under")).cloned();
-    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0]).is_some());
-    let batch_id = ended(&b).unwrap()["batch_id"].as_str().unwrap().to_string();
+    let under_result =
+        |m: &Mini| m.results.iter().find(|r| r["through"].get(&cube).is_some_and(|t| t == "b-under")).cloned();
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| under_result(m[0]).is_some());
+    let batch_id = under_result(&b).unwrap()["batch_id"].as_str().unwrap().to_string();
     drop((b, u));
     d.stop();
     let steps: Vec<u64> = wal_records(&data)
@@ -1039,11 +1061,8 @@ fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window
     let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
     assert_eq!(statuses(&ack), ["queued"]);
     // A long window: wait for what it carries, not for a quiet period.
-    let answered = |m: &Mini, rid: &str| {
-        m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
-    };
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
-        answered(m[0], "b-cam") && m[1].states.contains_key(&cam) && m[1].states.contains_key(&cube)
+        ended(m[0], "b-cam") && m[1].states.contains_key(&cam) && m[1].states.contains_key(&cube)
     });
     settle(&mut [&mut b, &mut u]);
     let base = u.last_seq;
@@ -1071,7 +1090,7 @@ fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window
     u.states.get_mut(&cube).unwrap()["t"] = json!([4.0, 5.0, 6.0]);
     let ack = u.ask(&msg);
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
-    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| answered(m[1], "u-move"));
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move"));
     settle(&mut [&mut b, &mut u]);
     let dropped = u.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "u-parent"));
     assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", u.results);
@@ -1102,22 +1121,11 @@ fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window
 #[test]
 fn a_reparent_dropped_for_a_cycle_of_one_window_is_corrected_with_the_cycle() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 400, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let (a, bb, c) = (new_uuid(), new_uuid(), new_uuid());
-    let made = vec![create(&a, "A", [0.0; 3]), create(&bb, "B", [0.0; 3]), create(&c, "C", [0.0; 3])];
-    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[1].states.len() == 3 && !m[0].results.is_empty());
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, [a, bb, c]) = three_synced_in_a_long_window(dir.path());
     let reparent = |x: &str, p: &str| json!({"op":"reparent","uuid":x,"parent":p});
     assert_eq!(statuses(&b.send_change("b1", vec![reparent(&bb, &a)], &[])), ["queued"]);
     assert_eq!(statuses(&u.send_change("u1", vec![reparent(&c, &bb)], &[])), ["queued"]);
     assert_eq!(statuses(&b.send_change("b2", vec![reparent(&a, &c)], &[])), ["queued"]);
-    let ended = |m: &Mini, rid: &str| {
-        m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
-    };
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
         ended(m[0], "b2") && ended(m[0], "b1") && ended(m[1], "u1")
     });
@@ -1145,15 +1153,7 @@ fn a_reparent_dropped_for_a_cycle_of_one_window_is_corrected_with_the_cycle() {
 #[test]
 fn a_reparent_made_before_reading_a_correction_is_no_loop_its_editor_knew_of() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 400, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let (a, bb, c) = (new_uuid(), new_uuid(), new_uuid());
-    let made = vec![create(&a, "A", [0.0; 3]), create(&bb, "B", [0.0; 3]), create(&c, "C", [0.0; 3])];
-    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[1].states.len() == 3 && !m[0].results.is_empty());
-    settle(&mut [&mut b, &mut u]);
+    let (d, mut b, mut u, [a, bb, c]) = three_synced_in_a_long_window(dir.path());
     let reparent = |x: &str, p: &str| json!({"op":"reparent","uuid":x,"parent":p});
     assert_eq!(statuses(&u.send_change("u1", vec![reparent(&bb, &a)], &[])), ["queued"]);
     assert_eq!(statuses(&b.send_change("b1", vec![reparent(&bb, &c)], &[])), ["queued"]);
