@@ -1188,6 +1188,57 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     assert sent[0]["t"] == pytest.approx([3, 0, 0])
 
 
+@pytest.mark.parametrize("sent", ["no", "yes", "kept"])
+@pytest.mark.parametrize("automation", [True, False])
+def test_automations_delete_of_what_a_person_is_moving_is_not_applied(scripted, sent,
+                                                                      automation):
+    """PROTOCOL.md §6.4: a batch's `delete` that automation made (`apply.automation`: an
+    agent's) of an object the person here has just moved, and the daemon has not taken the
+    move yet (not captured, sent without a result, or kept not synced after its batch rolled
+    back): the object is not deleted. It stays
+    with the person's move; the answer is the state Blender holds, naming why in `failed`,
+    so the batch rolls back and the agent's delete with it, everywhere; the move is sent.
+    Before, the cube was deleted under the person's hands. A person's delete from the other
+    editor is still applied (a conflict the delete won)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)  # the person's move
+    bpy.context.view_layer.update()
+    if sent != "no":
+        pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
+    if sent == "kept":
+        keep_not_synced(scripted, s, cu, 40)
+    scripted.received.clear()
+    body = {"type": "apply", "batch_id": "agent", "change": {"op": "delete", "uuid": cu}}
+    if automation:
+        body["automation"] = True
+    scripted.push(frame({"type": "batch_begin", "batch_id": "agent", "seq": 41, "path": "slow",
+                         "count": 1}) + frame(body)
+                  + frame({"type": "batch_end", "batch_id": "agent", "seq": 41}))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    [applied] = applied_messages(scripted)
+    if not automation:
+        assert "Mover" not in bpy.data.objects, "a person's delete is applied"
+        assert cu not in applied["hashes"]
+        return
+    assert "Mover" in bpy.data.objects, "the cube stays"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "with the person's move"
+    held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
+    assert applied["hashes"][cu] == wire.state_hash(held), "answered as Blender holds it"
+    assert "a person in Blender was editing it" in applied["failed"][cu], applied
+    if sent == "no":
+        pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                            for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
+                   what="the person's move sent after the answer")
+    # The batch rolls back; the daemon's resync of the state before it keeps the move here.
+    scripted.push(frame({"type": "batch_result", "batch_id": "agent", "seq": 43,
+                         "outcome": "rolled_back", "uuids": [cu], "error_code": "VERIFY_MISMATCH"}))
+    scripted.push(batch_frames("fix", 42, [{"op": "create", "uuid": cu, **before}],
+                               path="resync"))
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the resync answered")
+    assert "Mover" in bpy.data.objects and tuple(cube.location) == pytest.approx((3, 0, 0)), \
+        "the person's move kept over the resync"
+
+
 def test_another_editors_full_state_spares_a_mesh_edit_not_hashed_yet(scripted):
     """As above, but the person also reshaped the cube, and the batch arrives before the
     addon has read and hashed the new geometry: Blender could not tell the person's parts and

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import Host, bpy, close, drive, drive_for, selected, vibesync
+from harness import Client, Host, bpy, close, drive, drive_for, selected, vibesync
 from scenario import UNITY_DEFAULT_SCENE, converge, finish, host_view, quiet, rot_z, uuids_of
 
 STARTUP = ("Collection", "Cube", "Camera", "Light")
@@ -482,6 +482,42 @@ def test_a_move_of_an_object_unity_deleted_meanwhile_is_a_conflict_the_delete_wo
     assert u not in view, "the delete stands"
     steps = wal_conflict_steps(world, u)
     assert len(steps) == 1, steps
+
+
+def test_an_agents_delete_of_the_cube_a_person_is_moving_is_undone_everywhere(world):
+    """An agent deletes the Cube; Unity applies that, and before Blender reads it, the person
+    in Blender moves the Cube. The delete was applied over the move (an object's existence
+    was not spared): the person's Cube vanished from under their hands, by automation. Blender
+    now does not apply automation's delete of an object a person there is editing: it answers
+    with the Cube as it holds it, the batch rolls back, and the agent's delete is undone
+    everywhere (Unity gets the Cube back); the person's move then stands in both editors
+    (PROTOCOL.md §6.3, §6.4)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    agent = Client(world.daemon, world.project_id, editor="agent")
+    try:
+        base = agent.status()["seq"]
+        ack = agent.request({"type": "change", "base_seq": base,
+                             "changes": [{"op": "delete", "uuid": u}]})
+        assert ack["results"][0]["status"] == "queued", ack
+        # The batch (300 ms window) reaches both editors; Blender has not read its socket
+        # (nothing ticks it here; reading the host's scene would).
+        time.sleep(1.0)
+        cube.location = (3, 0, 0)  # the person's move, made before Blender read the batch
+        drive(lambda: (o := host.obj(u)) is not None
+              and abs(o["transform"]["position"][0] - 3) < 1e-5,
+              timeout=20, what="the Cube back in Unity, with the person's move")
+    finally:
+        agent.close()
+    assert "Cube" in bpy.data.objects and tuple(cube.location) == pytest.approx((3, 0, 0)), \
+        "the person's Cube and move stay in Blender"
+    rollbacks = [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"
+                 and u in (r.get("uuids") or [])]
+    assert rollbacks, "the agent's delete rolled back"
+    assert not vibesync.status()["not_synced"], vibesync.status()
+    view = world.finish(host, made)
+    assert view[u]["t"] == pytest.approx([3, 0, 0], abs=1e-5), view[u]
 
 
 @pytest.mark.parametrize("delay", [0.02, 0.1, 0.25])

@@ -86,6 +86,8 @@ class Batch:
         self.count = count
         self.changes: list[tuple[dict, bytes]] = []
         self.held = False  # answered `applied` with held: true (could not apply in time)
+        # (uuid, op) of the changes automation made (`apply.automation`, PROTOCOL.md §6.3).
+        self.automation: set[tuple[str, str]] = set()
 
     def uuids(self) -> list[str]:
         return [c["uuid"] for c, _ in self.changes]
@@ -122,6 +124,8 @@ class BatchCollector:
                 self.current = None
                 raise BatchError(f"batch {cur.batch_id}: {e}") from None
             cur.changes.append((change, attachment))
+            if msg.get("automation") is True:
+                cur.automation.add((change["uuid"], change["op"]))
             return None
         if t == wire.MessageType.BATCH_END:
             cur, self.current = self.current, None

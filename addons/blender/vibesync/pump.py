@@ -1872,6 +1872,36 @@ class Session:
                  "not applied, the delete sent first: %s", batch.batch_id, len(gone),
                  sorted(gone)[:20])
 
+    def _keep_from_automations_delete(self, batch, pending: set[str]) -> dict[str, set[str]]:
+        """A forwarded `delete` that automation made (`apply.automation`) of an object a
+        person here changed and the daemon has not taken yet: not applied. The object stays,
+        with the person's edit; the answer is the state Blender holds, so the batch rolls back
+        and automation's delete is undone everywhere (PROTOCOL.md §6.4: only automation's
+        changes are rolled back everywhere). The person's edit is then sent as usual. A
+        person's delete in the other editor is still applied (a conflict the delete won,
+        `_report_deleted_over`). A person's edit kept here not synced (its batch rolled back)
+        is spared the same way. uuid -> the ops of the person's edit."""
+        out = {}
+        # Only a delete that ends the batch's ops of its uuid: another editor's later change
+        # of it in the same batch (its full state, say) brings the object back anyway.
+        last = {c.get("uuid"): c.get("op") for c, _ in batch.changes}
+        for c, _ in batch.changes:
+            u = c.get("uuid")
+            if c.get("op") != wire.Op.DELETE or last.get(u) != wire.Op.DELETE \
+                    or (u, wire.Op.DELETE) not in batch.automation \
+                    or u in self.deleted_here or self.registry.resolve(u) is None:
+                continue  # not here (a person's delete of it goes its own way)
+            mine = self._parts_changed_here(u) if u in pending else set()
+            if mine:
+                out[u] = mine
+            elif u in self.engine.not_synced:
+                out[u] = {"kept not synced"}
+        if out:
+            batch.changes = [item for item in batch.changes if item[0].get("uuid") not in out]
+            log.info("vibesync: batch %s: automation's delete of %d object(s) a person here was "
+                     "editing is not applied: %s", batch.batch_id, len(out), sorted(out)[:20])
+        return out
+
     def _report_deleted_over(self, batch, pending: set[str]) -> None:
         """A forwarded `delete` of an object a person here changed and Blender has not sent
         yet: the delete is applied (the object's existence is not spared) and the person's
@@ -2086,6 +2116,7 @@ class Session:
                 log.info("vibesync: resync %s: kept local changes of %d uuid(s) over the replay: "
                          "%s%s", batch.batch_id, len(kept), kept[:20],
                          " …" if len(kept) > 20 else "")
+        kept_from_delete: dict[str, set[str]] = {}
         # Local edits of these uuids not sent yet: applying the batch must not swallow them.
         pending = set()
         for u in identity.slices(uuids):
@@ -2096,6 +2127,8 @@ class Session:
         # What the batch made, for the answer: every change, also those spared below.
         answered = batch.changes
         spared: list[str] = []
+        if batch.automation and batch.path != "resync":
+            kept_from_delete = self._keep_from_automations_delete(batch, pending)
         if pending and batch.path != "resync":
             self._leave_out_deleted_here(batch, pending)
             # A part a person changed here and the daemon has not taken yet (not captured,
@@ -2269,6 +2302,18 @@ class Session:
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
+        for uuid, ops in kept_from_delete.items():
+            # Not deleted: answered as Blender holds it, so the batch rolls back and
+            # automation's delete with it, everywhere (§6.4); the person's edit is sent after.
+            idb = self.registry.resolve(uuid)
+            b = self.registry.bindings.get(uuid)
+            if idb is None or b is None:
+                continue
+            state = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            hashes[uuid] = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+            failed[uuid] = (f"{idb.name}: a person in Blender was editing it ({', '.join(sorted(ops))}) "
+                            "when automation's delete of it arrived; Blender keeps it")
+            self.dirty.add((b.kind, b.session_uid))
         if batch.path == "resync" and self.away:
             # What the first replay applied here is what a person edits from now on: an edit
             # of it is made over the replay, not while away (a kept uuid is not in `uuids`).
@@ -2296,7 +2341,7 @@ class Session:
         if self.loop_waiting:
             self._attach_loop_waiting(batch)
         # Synced now; a parent that was missing arrived: its kept-local children go again.
-        self.engine.applied(batch.seq, set(hashes), keep,
+        self.engine.applied(batch.seq, set(hashes), set(keep) | kept_from_delete.keys(),
                             lambda u: (self.last_sent.get(u) or {}).get("parent"))
         self.applied_batches += 1
         if self.transport is not None:

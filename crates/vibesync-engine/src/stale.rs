@@ -221,9 +221,34 @@ impl LastWrites {
     pub fn newer_unseen_by_other_for(
         &self,
         parts: Parts,
+        sight: (u64, [u64; 3]),
+        me: &str,
+        author: Author,
+    ) -> Option<&Write> {
+        self.newer_unseen(parts, sight, me, author, false)
+    }
+
+    /// [`Self::newer_unseen_by_other_for`] over the writes of a batch still in flight: there
+    /// a person's change is not stale against automation's delete either. The editor that
+    /// holds the person's edit does not apply that delete, and the batch rolls back
+    /// (docs/PROTOCOL.md §6.4); the change waits for the batch to end (§6.1).
+    pub fn newer_unseen_in_flight_for(
+        &self,
+        parts: Parts,
+        sight: (u64, [u64; 3]),
+        me: &str,
+        author: Author,
+    ) -> Option<&Write> {
+        self.newer_unseen(parts, sight, me, author, true)
+    }
+
+    fn newer_unseen(
+        &self,
+        parts: Parts,
         (base_seq, saw): (u64, [u64; 3]),
         me: &str,
         author: Author,
+        in_flight: bool,
     ) -> Option<&Write> {
         self.0
             .iter()
@@ -231,7 +256,7 @@ impl LastWrites {
             .filter(|w| {
                 author == Author::Automation
                     || !w.by_automation()
-                    || w.parts.intersection(parts).intersects(Parts::GONE)
+                    || (!in_flight && w.parts.intersection(parts).intersects(Parts::GONE))
             })
             .max_by_key(|w| w.seq)
     }
@@ -352,6 +377,14 @@ mod tests {
         assert!(gone
             .newer_unseen_by_other_for(Parts::stale_against(&tr()), sight, "blender", Author::Person)
             .is_some());
+        // … once committed: in a batch still in flight, the person's editor does not apply it
+        // and the batch rolls back, so the change waits for it (docs/PROTOCOL.md §6.4).
+        let moved = Parts::stale_against(&tr());
+        assert!(gone.newer_unseen_in_flight_for(moved, sight, "blender", Author::Person).is_none());
+        assert!(gone.newer_unseen_in_flight_for(moved, sight, "blender", Author::Automation).is_some());
+        let mut deleted = LastWrites::default();
+        deleted.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3], Author::Person);
+        assert!(deleted.newer_unseen_in_flight_for(moved, sight, "blender", Author::Person).is_some());
     }
 
     #[test]

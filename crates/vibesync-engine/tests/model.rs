@@ -2306,3 +2306,59 @@ fn machine_regression_a_reparent_made_before_reading_a_correction_is_no_loop_its
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Seed 15: one batch carries an agent's `delete` of an object and then Blender's full state of
+/// it (a later writer), while Unity's person's move of it is in flight. Unity left the delete
+/// out (a person's work there) and applied the `create` sparing the move — holding a state the
+/// daemon never corrected. Only a delete that ends the batch's ops of its uuid is left out
+/// (docs/PROTOCOL.md §6.4): here it is applied, then the `create`, and the move loses to
+/// Blender's state as a conflict, as before.
+#[test]
+fn machine_regression_automations_delete_then_another_editors_create_in_one_batch() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: E::Rename(216), auto: true },
+        Wait { ms: 714 },
+        Agent { uuid: 2, edit: E::Create(132) },
+        Disconnect { ed: 0 },
+        Wait { ms: 1342 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: E::Create(25), auto: false },
+        Agent { uuid: 1, edit: E::Delete },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Seed 1 (of the change that made editors leave out automation's delete over a person's
+/// work): Unity's person's full state of an object is kept there, not synced (Blender never
+/// answered); an agent then deletes it. Unity does not apply that delete (docs/PROTOCOL.md
+/// §6.4), the agent's batch rolls back, its `resync` reaches Unity — which skips it for the
+/// kept edit and sends that again — and both editors end with the person's object.
+#[test]
+fn machine_regression_an_agents_delete_of_a_kept_edit_rolls_back() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Agent { uuid: 1, edit: E::Delete },
+        Wait { ms: 40 },
+    ];
+    let sim = replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.holds(0, UUIDS[1]) && sim.holds(1, UUIDS[1]), "both editors hold the person's object");
+}

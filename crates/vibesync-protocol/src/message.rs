@@ -442,6 +442,11 @@ pub enum Outbound {
     Apply {
         batch_id: String,
         change: Value,
+        /// Automation made this change (an `agent` session's, or one an editor sent with
+        /// `automation`, docs/PROTOCOL.md §6.3, §6.7): an editor does not apply its `delete`
+        /// over a person's edit of the object that the daemon has not taken yet (§6.4).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automation: bool,
     },
     BatchEnd {
         batch_id: String,

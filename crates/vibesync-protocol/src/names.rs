@@ -266,6 +266,7 @@ wire_enum! {
 /// Optional fields that protocol 1 readers must understand, per message type (§6.8).
 pub const OPTIONAL_FIELDS: &[(MessageType, &[&str])] = &[
     (MessageType::Change, &["automation", "seen"]),
+    (MessageType::Apply, &["automation"]),
     (MessageType::BatchResult, &["kept_local", "reason", "through"]),
     (MessageType::Hello, &["project_id"]),
 ];

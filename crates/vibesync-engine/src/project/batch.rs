@@ -486,7 +486,15 @@ impl Project {
         let mut verification = Verification::new(plan.expected, deadline);
         for s in &participants {
             let Some(ops) = sends.get(&s.session_id) else { continue };
-            if self.send_batch(cx, s, &batch_id, seq, path.kind(), ops, None).await {
+            // Which of its ops automation made (its ops are the batch's of the other origins,
+            // in order, `forward::plan`): an editor spares a person's edit from such a delete.
+            let automation: Vec<bool> = kept
+                .iter()
+                .filter(|q| q.origin.session_id != s.session_id)
+                .map(|q| q.author == Author::Automation)
+                .collect();
+            debug_assert_eq!(automation.len(), ops.len());
+            if self.send_batch(cx, s, &batch_id, seq, path.kind(), ops, &automation, None).await {
                 for (u, _) in ops {
                     self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
                 }

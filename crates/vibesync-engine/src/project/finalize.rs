@@ -538,7 +538,7 @@ impl Project {
         let parts = Parts::stale_against(&change.op);
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
-            .and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
+            .and_then(|w| w.newer_unseen_in_flight_for(parts, sight, me, author))
             .or_else(|| {
                 self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
             })

@@ -34,17 +34,19 @@ fn live_frame(uuid: &str, p: &Preview, unit_scale: f64) -> Frame {
     Frame::new(serde_json::to_vec(&live).expect("a live frame serializes"), Bytes::new())
 }
 
-/// An `apply` frame's message (§6.1): one change of a fenced batch, lengths in the receiver's
-/// units.
-fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64) -> Vec<u8> {
+/// An `apply` frame's message (§6.3): one change of a fenced batch, lengths in the receiver's
+/// units, and whether automation made it.
+fn apply_json(batch_id: &str, uuid: &str, op: &ChangeOp, unit_scale: f64, automation: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Apply<'a> {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        automation: bool,
         batch_id: &'a str,
         change: WireChange<'a>,
         #[serde(rename = "type")]
         kind: MessageType,
     }
-    let apply = Apply { batch_id, change: WireChange { uuid, op, unit_scale }, kind: MessageType::Apply };
+    let apply = Apply { automation, batch_id, change: WireChange { uuid, op, unit_scale }, kind: MessageType::Apply };
     serde_json::to_vec(&apply).expect("an apply frame serializes")
 }
 
@@ -124,7 +126,8 @@ impl Project {
         }
     }
 
-    /// Fenced batch to one session; false when it could not be delivered.
+    /// Fenced batch to one session; false when it could not be delivered. `automation`: per op
+    /// of `ops`, whether automation made it (shorter, as for a `resync`: the rest are not).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_batch(
         &self,
@@ -134,6 +137,7 @@ impl Project {
         seq: u64,
         path: PathKind,
         ops: &[(String, ChangeOp)],
+        automation: &[bool],
         request_id: Option<&str>,
     ) -> bool {
         self.expose(seq);
@@ -151,8 +155,8 @@ impl Project {
         // Each stored mesh is read (and checked against its hash) once per batch, however many
         // of its objects name it: a thousand collection instances share one geometry.
         let mut read: HashMap<&str, Bytes> = HashMap::default();
-        for (uuid, op) in ops {
-            let json = apply_json(batch_id, uuid, op, s.unit_scale);
+        for (i, (uuid, op)) in ops.iter().enumerate() {
+            let json = apply_json(batch_id, uuid, op, s.unit_scale, automation.get(i).copied().unwrap_or(false));
             let attachment = match op.mesh_hash() {
                 Some(h) => match read.get(h) {
                     Some(b) => b.clone(),
@@ -259,10 +263,15 @@ mod tests {
                 let live = live_frame(uuid, &p, unit_scale);
                 let old_live = Outbound::Live { change: want.clone(), origin: ClientKind::Unity, mark: 17 }.to_json();
                 assert_eq!(String::from_utf8(live.json.to_vec()).unwrap(), String::from_utf8(old_live).unwrap());
-                let apply = apply_json("b-1", uuid, &op, unit_scale);
-                let old_apply =
-                    serde_json::to_vec(&json!({"type": "apply", "batch_id": "b-1", "change": want})).unwrap();
-                assert_eq!(String::from_utf8(apply).unwrap(), String::from_utf8(old_apply).unwrap());
+                for automation in [false, true] {
+                    let apply = apply_json("b-1", uuid, &op, unit_scale, automation);
+                    let mut old = json!({"type": "apply", "batch_id": "b-1", "change": want});
+                    if automation {
+                        old["automation"] = json!(true);
+                    }
+                    let old_apply = serde_json::to_vec(&old).unwrap();
+                    assert_eq!(String::from_utf8(apply).unwrap(), String::from_utf8(old_apply).unwrap());
+                }
             }
         }
     }

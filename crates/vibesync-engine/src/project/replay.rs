@@ -104,7 +104,7 @@ impl Project {
         let batch_id = uuid::Uuid::new_v4().to_string();
         let seq = cx.view.last_seq();
         debug!(session_id = %s.session_id, count = ops.len(), why, "resync");
-        if self.send_batch(cx, s, &batch_id, seq, PathKind::Resync, &ops, request_id).await {
+        if self.send_batch(cx, s, &batch_id, seq, PathKind::Resync, &ops, &[], request_id).await {
             // An editor skips a resync for a uuid with unresolved local work (docs/PROTOCOL.md
             // §6.6): a change it made before reading this is corrected once it commits.
             for (u, _) in &ops {
@@ -187,7 +187,7 @@ impl Project {
         let batch_id = if ops.is_empty() && answer.is_some() {
             // Nothing missed: an empty resync batch tells the editor it is up to date.
             let id = uuid::Uuid::new_v4().to_string();
-            self.send_batch(cx, &s, &id, cx.view.last_seq(), PathKind::Resync, &[], request_id).await;
+            self.send_batch(cx, &s, &id, cx.view.last_seq(), PathKind::Resync, &[], &[], request_id).await;
             None
         } else {
             self.send_resync_ops(cx, &s, ops, "replay", request_id, 0).await
@@ -317,7 +317,9 @@ impl Project {
             // (docs/PROTOCOL.md §6.6), as a resync's would.
             if s.session_id != origin
                 && !self.replay_pending(&s.session_id)
-                && self.send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, None).await
+                && self
+                    .send_batch(cx, &s, &uuid::Uuid::new_v4().to_string(), seq, PathKind::Slow, &ops, &[], None)
+                    .await
             {
                 for (u, _) in &ops {
                     self.forwarded.insert((s.session_id.clone(), u.clone()), seq);

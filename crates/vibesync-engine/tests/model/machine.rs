@@ -385,6 +385,8 @@ struct Incoming {
     seq: u64,
     path: String,
     changes: Vec<Value>,
+    /// The uuids whose `delete` in it automation made (`apply.automation`, §6.3).
+    automation_deletes: BTreeSet<String>,
 }
 
 /// The number of a request id `r<n>` (the simulated editors number their requests).
@@ -1334,6 +1336,11 @@ impl Sim {
         self.eds[i].scene.get(u).and_then(|s| s.parent.clone())
     }
 
+    /// Does editor `i` hold `u`?
+    pub fn holds(&self, i: usize, u: &str) -> bool {
+        self.eds[i].scene.contains_key(u)
+    }
+
     /// The `conflict` events editor `i` read: (uuid, winner, loser).
     pub fn conflict_events(&self, i: usize) -> Vec<(String, String, String)> {
         self.eds[i].conflicts.clone()
@@ -1567,11 +1574,20 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 seq,
                 path: v["path"].as_str()?.to_string(),
                 changes: Vec::new(),
+                automation_deletes: BTreeSet::new(),
             });
             None
         }
         "apply" => {
-            ed.incoming.as_mut()?.changes.push(v["change"].clone());
+            let inc = ed.incoming.as_mut()?;
+            // Only a delete that ends the batch's ops of its uuid (a later op of it brings the
+            // object back anyway).
+            let u = v["change"]["uuid"].as_str()?.to_string();
+            inc.automation_deletes.remove(&u);
+            if v["automation"] == true && v["change"]["op"] == "delete" {
+                inc.automation_deletes.insert(u);
+            }
+            inc.changes.push(v["change"].clone());
             None
         }
         "batch_end" => {
@@ -1638,6 +1654,21 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 } else if ed.deleted.get(&u).is_some_and(|&t| inc.seq < t) && !ed.scene.contains_key(&u) {
                     // A batch formed before the person's delete here: nothing of it is applied
                     // and the answer leaves the uuid out (PROTOCOL §6.2, §6.4), as both editors do.
+                    continue;
+                } else if change.op == ChangeOp::Delete
+                    && inc.automation_deletes.contains(&u)
+                    && ed.scene.contains_key(&u)
+                    && (ed.busy(&u) || ed.kept.contains(&u))
+                {
+                    // §6.4: automation's delete of an object with a person's work here not
+                    // taken yet (a change in flight, or kept not synced) is not applied: the
+                    // answer is what the editor holds, and the batch rolls back. Its
+                    // rollback re-sends the state before it here too, which a kept edit
+                    // skips (§6.6) and is sent again.
+                    if ed.kept.contains(&u) {
+                        ed.overtaken.insert(u.clone());
+                    }
+                    made.remove(&u);
                     continue;
                 } else if ed.kept.contains(&u) {
                     ed.overtaken.insert(u.clone());

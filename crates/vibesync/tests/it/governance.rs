@@ -709,12 +709,108 @@ fn a_persons_change_is_never_stale_against_automations() {
     let ack = b.ask(&reparent("b4", base, Value::Null));
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
 
-    // The agent's delete wins: a move made before Blender heard of it is stale.
+    // The agent's delete, once committed, wins: a move made before Blender heard of it is
+    // stale. (In flight, the move waits for it: the editor holding it does not apply that
+    // delete, and the batch rolls back, below.)
     let base = b.last_seq;
+    let results = bot.results.len();
     assert_eq!(statuses(&bot.send_change("a5", vec![json!({"op":"delete","uuid":gone})], &[])), ["queued"]);
-    until(&mut [&mut b], Duration::from_secs(10), |m| !m[0].states.contains_key(&gone));
+    until(&mut [&mut b, &mut u, &mut bot], Duration::from_secs(10), |m| {
+        m[2].results[results..].iter().any(|r| r["outcome"] == "committed")
+    });
+    assert!(!b.states.contains_key(&gone));
     let msg = json!({"type":"change","request_id":"b5","base_seq":base,"changes":[transform(&gone, 3.0)]});
     let ack = b.ask(&msg);
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("(agent at seq"), "{ack}");
+}
+
+/// PROTOCOL §6.3, §6.4: an agent's `delete` goes to the editors marked `automation`. Blender's
+/// person moved the object before Blender read that batch: the move is queued, not `STALE`,
+/// while the batch is in flight (§6.1), and Blender, which does not apply automation's delete
+/// over a person's edit, answers with the object as it holds it. The batch rolls back — the
+/// agent's delete is undone everywhere, Unity gets the object back — and the person's move
+/// commits after it: it stands in both editors.
+#[test]
+fn an_agents_delete_of_what_a_person_is_moving_rolls_back_and_the_move_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (cube, other) = (new_uuid(), new_uuid());
+    let made = vec![create(&cube, "Cube", [0.0; 3]), create(&other, "Other", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 2]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    let base = b.last_seq;
+
+    // An agent's `tombstone` would commit at once, verified by nobody: refused (§5).
+    bot.c.send(&json!({"type":"tombstone","request_id":"t1","uuids":[cube]})).unwrap();
+    let (m, _) = bot.recv();
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_str(), m["request_id"].as_str()),
+        (Some("error"), Some("BAD_MESSAGE"), Some("t1")),
+        "{m}"
+    );
+    assert!(m["message"].as_str().unwrap().contains("`delete` change"), "{m}");
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    assert!(b.states.contains_key(&cube) && u.states.contains_key(&cube), "nothing deleted");
+    assert_eq!(b.last_seq, base, "nothing written");
+
+    // Blender has the agent's batch in its socket, unread; Unity applies it.
+    b.answer = false;
+    let seen = b.batches.len();
+    let ack =
+        bot.ask(&json!({"type":"change","request_id":"a1","base_seq":base,"changes":[{"op":"delete","uuid":cube}]}));
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    until(&mut [&mut u], Duration::from_secs(10), |m| !m[0].states.contains_key(&cube));
+    // Meanwhile Blender's person moves the Cube and Blender sends the move.
+    let ack = b.ask(&json!({"type":"change","request_id":"b1","base_seq":base,"changes":[transform(&cube, 3.0)]}));
+    assert_eq!(statuses(&ack), ["queued"], "not stale against the agent's delete in flight: {ack}");
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    assert_eq!(b.automation_applies, [(cube.clone(), "delete".to_string())], "the delete is marked automation's");
+    assert!(u.automation_applies.contains(&(cube.clone(), "delete".to_string())));
+    // Blender keeps the Cube with the person's move, and answers it as it holds it.
+    let mut held = create(&cube, "Cube", [3.0, 0.0, 0.0]);
+    held.as_object_mut().unwrap().remove("op");
+    held.as_object_mut().unwrap().remove("uuid");
+    b.states.insert(cube.clone(), held);
+    let (batch_id, _, _) = b.batches[seen].clone();
+    let hash = vibesync_protocol::state::state_hash(&b.states[&cube]);
+    let why =
+        "Cube: a person in Blender was editing it (transform) when automation's delete of it arrived; Blender keeps it";
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{cube.clone(): hash},"failed":{cube.clone(): why}})).unwrap();
+    b.answer = true;
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    let result = bot.results.iter().find(|r| r["batch_id"] == batch_id.as_str()).expect("the agent hears of its batch");
+    assert_eq!(result["outcome"], "rolled_back", "{result}");
+    assert!(result.get("kept_local").is_none(), "automation keeps nothing: {result}");
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        let s = m.states.get(&cube).unwrap_or_else(|| panic!("{who}: the Cube is gone: {}", d.stderr_log()));
+        assert_eq!(s["t"], json!([3.0, 0.0, 0.0]), "{who}: the person's move stands");
+    }
+    assert!(u.states.contains_key(&other) && b.states.contains_key(&other));
+
+    // A client that applies the delete anyway (it ignores `automation`): the delete commits,
+    // and the move queued behind it ends — a conflict the delete won, nothing left waiting.
+    let base = b.last_seq;
+    b.answer = false;
+    let seen = b.batches.len();
+    let ack =
+        bot.ask(&json!({"type":"change","request_id":"a2","base_seq":base,"changes":[{"op":"delete","uuid":other}]}));
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    let ack = b.ask(&json!({"type":"change","request_id":"b2","base_seq":base,"changes":[transform(&other, 4.0)]}));
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    b.answer = true;
+    let (batch_id, _, _) = b.batches[seen].clone();
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{}})).unwrap();
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    let ended = b.results.iter().find(|r| r["through"].get(&other).is_some_and(|x| x == "b2")).expect("the move ends");
+    assert_eq!(ended["outcome"], "dropped", "{ended}");
+    assert!(!b.states.contains_key(&other) && !u.states.contains_key(&other), "the delete stands");
+    assert!(bot.results.iter().any(|r| r["outcome"] == "committed" && r["through"].get(&other).is_some()));
 }

@@ -40,6 +40,8 @@ pub struct Mini {
     pub report_seen: bool,
     /// uuid → the mark of the last `live` frame applied.
     pub seen: BTreeMap<String, u64>,
+    /// The uuids and ops of the `apply` frames marked `automation` (PROTOCOL §6.3).
+    pub automation_applies: Vec<(String, String)>,
 }
 
 impl Mini {
@@ -63,6 +65,7 @@ impl Mini {
             order: vec![],
             report_seen: false,
             seen: BTreeMap::new(),
+            automation_applies: vec![],
         }
     }
 
@@ -210,6 +213,13 @@ impl Mini {
                     let (ap, att) = self.recv();
                     assert_eq!(ap["type"], "apply");
                     assert_eq!(ap["batch_id"], id.as_str());
+                    if ap["automation"] == true {
+                        let c = &ap["change"];
+                        self.automation_applies
+                            .push((c["uuid"].as_str().unwrap().into(), c["op"].as_str().unwrap().into()));
+                    } else {
+                        assert!(ap.get("automation").is_none(), "`automation` is true or absent: {ap}");
+                    }
                     touched.push(self.apply(&ap["change"], att));
                 }
                 let (end, _) = self.recv();

@@ -17,6 +17,7 @@ namespace VibeSync.Bridge.Core
         public string MeshHash;          // create?, mesh
         public MaterialState Material;   // create?, material
         public byte[] Attachment;        // mesh, create with mesh_hash: the VSM1 buffer of the `apply` frame (empty when not sent)
+        public bool Automation;          // the `apply` frame's `automation`: automation made this change (PROTOCOL.md §6.3)
 
         /// <summary>Validates one change object. Throws MessageFormatException naming the field.</summary>
         public static RemoteChange Parse(IDictionary<string, object> c, byte[] attachment, double unitScale, string path = "change")

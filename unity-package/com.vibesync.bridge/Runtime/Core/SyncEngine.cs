@@ -1468,7 +1468,9 @@ namespace VibeSync.Bridge.Core
             try
             {
                 var change = Msg.Obj(m, "change");
-                current.Changes.Add(RemoteChange.Parse(change, attachment, unitScale, "change"));
+                var rc = RemoteChange.Parse(change, attachment, unitScale, "change");
+                rc.Automation = Msg.OptBool(m, "automation", false);
+                current.Changes.Add(rc);
                 if (current.Changes.Count > current.Count) current.Broken = "more `apply` messages than batch_begin.count = " + current.Count;
             }
             catch (MessageFormatException e)
@@ -1799,6 +1801,44 @@ namespace VibeSync.Bridge.Core
                 outList.Add(RemoteChange.Parse(op, name == Ops.Mesh ? c.Attachment : null, unitScale, "replay"));
             }
             return outList;
+        }
+
+        /// <summary>
+        /// A forwarded `delete` that automation made (`apply.automation`) of an object a person
+        /// here changed and the daemon has not taken yet (not captured, sent without a result,
+        /// or kept not synced): not applied. The object stays with the person's edit; the answer
+        /// is the state Unity holds, so the batch rolls back and automation's delete is undone
+        /// everywhere (PROTOCOL.md §6.4: only automation's changes are rolled back everywhere),
+        /// and the person's edit is sent as usual. A person's delete in the other editor is still
+        /// applied (`ReportDeletedOver`). Fills <paramref name="kept"/> (uuid → what the person
+        /// did) and takes those uuids out of <paramref name="mine"/>; returns the rest to apply.
+        /// </summary>
+        IncomingBatch KeepFromAutomationsDelete(IncomingBatch toApply, Dictionary<string, HashSet<string>> mine, Dictionary<string, string> kept)
+        {
+            // Only a delete that ends the batch's ops of its uuid: another editor's later change of
+            // it in the same batch (its full state, say) brings the object back anyway.
+            var lastOp = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var c in toApply.Changes) lastOp[c.Uuid] = c.Op;
+            foreach (var c in toApply.Changes)
+            {
+                if (c.Op != Ops.Delete || !c.Automation || lastOp[c.Uuid] != Ops.Delete || kept.ContainsKey(c.Uuid)) continue;
+                HashSet<string> parts;
+                string what;
+                if (mine.TryGetValue(c.Uuid, out parts)) what = string.Join(", ", new SortedSet<string>(parts, StringComparer.Ordinal));
+                else if (unresolved.ContainsKey(c.Uuid)) what = "a change on its way";
+                else if (notSynced.ContainsKey(c.Uuid)) what = "kept not synced";
+                else continue;
+                kept[c.Uuid] = what;
+            }
+            if (kept.Count == 0) return toApply;
+            var rest = new IncomingBatch { BatchId = toApply.BatchId, Seq = toApply.Seq, Path = toApply.Path };
+            foreach (var c in toApply.Changes) if (!kept.ContainsKey(c.Uuid)) rest.Changes.Add(c);
+            rest.Count = rest.Changes.Count;
+            foreach (var u in kept.Keys) mine.Remove(u);
+            var kl = new List<object>();
+            foreach (var u in kept.Keys) kl.Add(u);
+            Emit("kept_from_automations_delete", new Dictionary<string, object> { { "batch_id", toApply.BatchId }, { "uuids", kl } });
+            return rest;
         }
 
         /// <summary>
@@ -2134,6 +2174,9 @@ namespace VibeSync.Bridge.Core
             // Reparents not applied because they would make a parent loop with a person's reparent
             // here: uuid → the state the batch made (`LeaveOutLoops`).
             var loopSpared = new Dictionary<string, ObjectState>(StringComparer.Ordinal);
+            // Objects automation's delete is not applied to, over a person's work here: uuid →
+            // what the person did (`KeepFromAutomationsDelete`).
+            var keptFromDelete = new Dictionary<string, string>(StringComparer.Ordinal);
             if (b.Path != BatchPath.Resync)
             {
                 toApply = LeaveOutDeletedHere(toApply);
@@ -2144,11 +2187,12 @@ namespace VibeSync.Bridge.Core
                     var parts = PartsChangedHere(c.Uuid);
                     if (parts.Count > 0) mine[c.Uuid] = parts;
                 }
+                toApply = KeepFromAutomationsDelete(toApply, mine, keptFromDelete);
                 if (mine.Count > 0)
                 {
                     ReportDeletedOver(b, mine);
                     var spare = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
-                    foreach (var c in b.Changes)
+                    foreach (var c in toApply.Changes)
                     {
                         HashSet<string> parts;
                         if (mine.TryGetValue(c.Uuid, out parts))
@@ -2262,7 +2306,18 @@ namespace VibeSync.Bridge.Core
             if (b.Seq > LastSeq) LastSeq = b.Seq;
             BatchesApplied++;
             if (b.Path == BatchPath.Resync) ResyncBatchesApplied++;
-            SendApplied(b, hashes);
+            SortedDictionary<string, string> failed = null;
+            foreach (var kv in keptFromDelete)
+            {
+                // Not deleted: answered as Unity holds it, so the batch rolls back, and
+                // automation's delete with it, everywhere (§6.4); the person's edit goes after.
+                var st = scene.Capture(kv.Key);
+                if (st == null) continue;
+                hashes[kv.Key] = st.Hash();
+                if (failed == null) failed = new SortedDictionary<string, string>(StringComparer.Ordinal);
+                failed[kv.Key] = st.Name + ": a person in Unity was editing it (" + kv.Value + ") when automation's delete of it arrived; Unity keeps it";
+            }
+            SendApplied(b, hashes, failed);
             // The person's edits the batch wins over go out after the answer, from the base
             // before the batch: refused STALE or dropped, a conflict the batch won (§6.1).
             foreach (var r in lostOver)

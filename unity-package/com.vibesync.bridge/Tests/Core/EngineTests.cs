@@ -1537,6 +1537,84 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.4: a batch's `delete` that automation made (`apply.automation`) of an object
+        /// a person here moved and the daemon has not taken yet (not captured, sent without a
+        /// result, or kept not synced after its batch rolled back) is not applied: the object stays with the person's move, the answer is what
+        /// Unity holds (so the batch rolls back, and automation's delete with it, everywhere), and
+        /// the move goes to the daemon. Before, the object was deleted under the person's hands.
+        /// A person's delete from the other editor is still applied (a conflict the delete won).
+        /// </summary>
+        [VsTest]
+        public static void AutomationsDeleteOfWhatAPersonIsMovingIsNotApplied()
+        {
+            foreach (var mode in new[] { PersonsReparent.NotCaptured, PersonsReparent.InFlight, PersonsReparent.Kept })
+            foreach (bool automation in new[] { true, false })
+            {
+                bool sent = mode != PersonsReparent.NotCaptured;
+                using (var r = new Rig())
+                {
+                    SceneObject a, b;
+                    TwoCommitted(r, out a, out b);
+                    int changes = r.Daemon.Received("change").Count;
+                    a.Position = new[] { 5.0, 0, 0 }; // the person's move
+                    r.Engine.MarkDirty(a.Uuid);
+                    if (sent)
+                    {
+                        r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                        Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the move in flight", r.Pump);
+                    }
+                    if (mode == PersonsReparent.Kept)
+                    {
+                        r.Daemon.Broadcast(new Dictionary<string, object>
+                        {
+                            { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                            { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                            { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                        });
+                        Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                    }
+                    int frames = r.Client.IncomingCount;
+                    string id = Guid.NewGuid().ToString();
+                    long seq = r.Daemon.NextSeq();
+                    r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", seq }, { "path", "slow" }, { "count", 1L } });
+                    var apply = new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", new Dictionary<string, object> { { "op", "delete" }, { "uuid", a.Uuid } } } };
+                    if (automation) apply["automation"] = true;
+                    r.Daemon.Broadcast(apply);
+                    r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", seq } });
+                    if (!sent) Check.Eventually(() => r.Client.IncomingCount >= frames + 3, TimeSpan.FromSeconds(5), "the batch waiting, unread");
+                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                    var answer = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == id).Message;
+                    string tag = mode + (automation ? ", automation's delete" : ", a person's delete") + ": ";
+                    if (!automation)
+                    {
+                        Check.True(!r.Scene.Holds(a.Uuid), tag + "a person's delete is applied");
+                        Check.True(!Applied(r, id).ContainsKey(a.Uuid), tag + "answered without it");
+                        continue;
+                    }
+                    Check.True(r.Scene.Holds(a.Uuid), tag + "the object stays");
+                    Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, tag + "with the person's move");
+                    Check.Equal(r.Scene.Capture(a.Uuid).Hash(), (string)Applied(r, id)[a.Uuid], tag + "answered as Unity holds it");
+                    var failed = (Dictionary<string, object>)answer["failed"];
+                    Check.True(((string)failed[a.Uuid]).Contains("a person in Unity was editing it"), tag + "why, for the agent: " + failed[a.Uuid]);
+                    if (!sent)
+                    {
+                        // The move goes after the answer, as any person's edit a batch spared.
+                        var mine = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                        var op = (Dictionary<string, object>)((List<object>)mine["changes"])[0];
+                        Check.Equal(a.Uuid + " transform", (string)op["uuid"] + " " + (string)op["op"], tag + "the person's move sent");
+                    }
+                    // The batch rolls back: the daemon's resync of the state before it keeps the move here.
+                    var before = r.Scene.Capture(b.Uuid); // unchanged by any of this
+                    r.Daemon.SendResult(id, r.Daemon.NextSeq(), "rolled_back", new[] { a.Uuid }, "VERIFY_MISMATCH");
+                    r.Settle();
+                    Check.True(r.Scene.Holds(a.Uuid), tag + "still there after the rollback");
+                    Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, tag + "the move still there");
+                    Check.Equal(before.Hash(), r.Scene.Capture(b.Uuid).Hash(), tag + "B untouched");
+                }
+            }
+        }
+
         /// <summary>A (at the origin) and B (at x=2) registered, sent and committed.</summary>
         static void TwoCommitted(Rig r, out SceneObject a, out SceneObject b)
         {
