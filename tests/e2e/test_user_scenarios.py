@@ -643,6 +643,48 @@ def test_an_offline_reparent_of_what_an_agent_moved_meanwhile_stands(world):
     world.finish(host, made)
 
 
+@pytest.mark.parametrize("restart", [False, True])
+def test_an_offline_move_of_what_an_agent_deleted_meanwhile_brings_it_back(world, restart):
+    """Offline, the person in Blender moves the Cube while an agent deletes it, and that
+    commits (Unity applies it). When Blender comes back, the person's work is kept: the Cube
+    comes back in Unity with the person's move, never deleted in Blender by the replay of
+    automation's delete (PROTOCOL §6.1, §6.6, §6.7: a person's edit is never stale against
+    automation's change, its delete included). With `restart`, the daemon restarts before
+    Blender comes back: who deleted the Cube (an agent) is kept in the registry."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    agent = Client(world.daemon, world.project_id, editor="agent")
+    try:
+        vibesync.disconnect()
+        cube.location = (3, 0, 0)
+        base = agent.status()["seq"]
+        ack = agent.request({"type": "change", "base_seq": base,
+                             "changes": [{"op": "delete", "uuid": u}]})
+        assert ack["results"][0]["status"] == "queued", ack
+        end = time.monotonic() + 20
+        while host.obj(u) is not None:
+            assert time.monotonic() < end, "Unity never applied the agent's delete"
+            time.sleep(0.05)
+    finally:
+        agent.close()
+    if restart:
+        port = world.daemon.port
+        mark = host.cmd("echo restart")
+        world.daemon.kill()
+        drive_for(0.5)
+        world.daemon.start(port=port)
+        host.wait("connected", mark, timeout=30, what="Unity reconnected to the restarted daemon")
+    world.connect()
+    drive(lambda: (o := host.obj(u)) is not None
+          and abs(o["transform"]["position"][0] - 3) < 1e-5,
+          timeout=30, what="the Cube back in Unity with the person's move")
+    assert "Cube" in bpy.data.objects and tuple(cube.location) == pytest.approx((3, 0, 0)), \
+        "the person's Cube and move stay in Blender"
+    view = world.finish(host, made)
+    assert near(view[u]["t"], [3, 0, 0]), view[u]
+
+
 def test_unity_deletes_what_blender_moved_while_disconnected(world):
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]

@@ -216,48 +216,20 @@ impl LastWrites {
 
     /// [`Self::newer_unseen_by_other`] for a change made by `author`: a person's change
     /// is never stale against automation's write (docs/PROTOCOL.md §6.1, §6.7: people's own
-    /// edits always flow; made without it, the person's change is the later writer) — but
-    /// for its delete of the object (`GONE`: the object is gone from the editors).
+    /// edits always flow; made without it, the person's change is the later writer) — its
+    /// delete of the object included: the person's edit brings the object back (a change
+    /// other than a `create` is then `NOT_FOUND`, and the editor sends the object whole).
     pub fn newer_unseen_by_other_for(
-        &self,
-        parts: Parts,
-        sight: (u64, [u64; 3]),
-        me: &str,
-        author: Author,
-    ) -> Option<&Write> {
-        self.newer_unseen(parts, sight, me, author, false)
-    }
-
-    /// [`Self::newer_unseen_by_other_for`] over the writes of a batch still in flight: there
-    /// a person's change is not stale against automation's delete either. The editor that
-    /// holds the person's edit does not apply that delete, and the batch rolls back
-    /// (docs/PROTOCOL.md §6.4); the change waits for the batch to end (§6.1).
-    pub fn newer_unseen_in_flight_for(
-        &self,
-        parts: Parts,
-        sight: (u64, [u64; 3]),
-        me: &str,
-        author: Author,
-    ) -> Option<&Write> {
-        self.newer_unseen(parts, sight, me, author, true)
-    }
-
-    fn newer_unseen(
         &self,
         parts: Parts,
         (base_seq, saw): (u64, [u64; 3]),
         me: &str,
         author: Author,
-        in_flight: bool,
     ) -> Option<&Write> {
         self.0
             .iter()
             .filter(|w| w.parts.intersects(parts) && w.seq > base_seq && w.client != me && !w.seen_in(parts, saw))
-            .filter(|w| {
-                author == Author::Automation
-                    || !w.by_automation()
-                    || (!in_flight && w.parts.intersection(parts).intersects(Parts::GONE))
-            })
+            .filter(|w| author == Author::Automation || !w.by_automation())
             .max_by_key(|w| w.seq)
     }
 
@@ -354,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn a_persons_change_is_never_stale_against_automations_write_but_its_delete() {
+    fn a_persons_change_is_never_stale_against_automations_write_its_delete_included() {
         let reparent = Parts::stale_against(&ChangeOp::Reparent(None));
         let sight = (40, [0; 3]);
         // An agent session's move, and an editor's sent as automation.
@@ -371,20 +343,17 @@ mod tests {
         both.record(Parts::POSE, 41, ("unity", "unity"), [0; 3], Author::Automation);
         both.record(Parts::POSE, 41, ("unity", "unity"), [0; 3], Author::Person);
         assert!(both.newer_unseen_by_other_for(reparent, sight, "blender", Author::Person).is_some());
-        // An agent's delete: the object is gone, a person's change of it is stale.
+        // An agent's delete neither: the person's edit brings the object back (in flight, the
+        // person's editor does not apply it and the batch rolls back, docs/PROTOCOL.md §6.4).
+        let moved = Parts::stale_against(&tr());
         let mut gone = LastWrites::default();
         gone.record(Parts::written_by(&ChangeOp::Delete), 41, ("agent-1", "agent"), [0; 3], Author::Automation);
-        assert!(gone
-            .newer_unseen_by_other_for(Parts::stale_against(&tr()), sight, "blender", Author::Person)
-            .is_some());
-        // … once committed: in a batch still in flight, the person's editor does not apply it
-        // and the batch rolls back, so the change waits for it (docs/PROTOCOL.md §6.4).
-        let moved = Parts::stale_against(&tr());
-        assert!(gone.newer_unseen_in_flight_for(moved, sight, "blender", Author::Person).is_none());
-        assert!(gone.newer_unseen_in_flight_for(moved, sight, "blender", Author::Automation).is_some());
+        assert!(gone.newer_unseen_by_other_for(moved, sight, "blender", Author::Person).is_none());
+        assert!(gone.newer_unseen_by_other_for(moved, sight, "blender", Author::Automation).is_some());
+        // Another person's delete is: the object is gone, a conflict the delete won.
         let mut deleted = LastWrites::default();
         deleted.record(Parts::written_by(&ChangeOp::Delete), 41, ("unity", "unity"), [0; 3], Author::Person);
-        assert!(deleted.newer_unseen_in_flight_for(moved, sight, "blender", Author::Person).is_some());
+        assert!(deleted.newer_unseen_by_other_for(moved, sight, "blender", Author::Person).is_some());
     }
 
     #[test]

@@ -538,7 +538,7 @@ impl Project {
         let parts = Parts::stale_against(&change.op);
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
-            .and_then(|w| w.newer_unseen_in_flight_for(parts, sight, me, author))
+            .and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
             .or_else(|| {
                 self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
             })
@@ -573,7 +573,7 @@ impl Project {
     }
 
     /// What makes `change` (made by `author`) stale (docs/PROTOCOL.md §6.1): a person's
-    /// change is never stale against automation's write but its delete. [`Self::stale_by`]'s
+    /// change is never stale against automation's write, its delete included. [`Self::stale_by`]'s
     /// write, or —
     /// for a uuid with no live record and no change waiting (`known` false) — its delete by
     /// another client after `base_seq` as the registry keeps it (the newest archived version's
@@ -605,7 +605,10 @@ impl Project {
             let seq = e.tombstone_seq.filter(|s| *s > base_seq)?;
             let by = e.deleted_by.filter(|by| by.client_id != me)?;
             let parts = Parts::written_by(&ChangeOp::Delete);
-            Some(Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3], author: Author::Person })
+            let w =
+                Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3], author: Author::Person };
+            // An agent session's delete is automation's: a person's change brings it back.
+            (author == Author::Automation || !w.by_automation()).then_some(w)
         }))
     }
 }

@@ -709,20 +709,46 @@ fn a_persons_change_is_never_stale_against_automations() {
     let ack = b.ask(&reparent("b4", base, Value::Null));
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
 
-    // The agent's delete, once committed, wins: a move made before Blender heard of it is
-    // stale. (In flight, the move waits for it: the editor holding it does not apply that
-    // delete, and the batch rolls back, below.)
+    // The agent's delete neither: a move made before Blender heard of it brings the object
+    // back. The move alone is `NOT_FOUND` (the daemon holds no object to move); Blender
+    // then sends the object whole, as an editor does, and that stands in both editors.
     let base = b.last_seq;
     let results = bot.results.len();
     assert_eq!(statuses(&bot.send_change("a5", vec![json!({"op":"delete","uuid":gone})], &[])), ["queued"]);
     until(&mut [&mut b, &mut u, &mut bot], Duration::from_secs(10), |m| {
         m[2].results[results..].iter().any(|r| r["outcome"] == "committed")
     });
-    assert!(!b.states.contains_key(&gone));
+    assert!(!b.states.contains_key(&gone) && !u.states.contains_key(&gone));
     let msg = json!({"type":"change","request_id":"b5","base_seq":base,"changes":[transform(&gone, 3.0)]});
     let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "NOT_FOUND", "not stale against the agent's delete: {ack}");
+    let mut whole = create(&gone, "Gone", [3.0, 0.0, 0.0]);
+    let msg = json!({"type":"change","request_id":"b6","base_seq":base,"changes":[whole.clone()]});
+    assert_eq!(statuses(&b.ask(&msg)), ["queued"]);
+    whole.as_object_mut().unwrap().remove("op");
+    whole.as_object_mut().unwrap().remove("uuid");
+    b.states.insert(gone.clone(), whole);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        let s =
+            m.states.get(&gone).unwrap_or_else(|| panic!("{who}: the person's object is not back: {}", d.stderr_log()));
+        assert_eq!(s["t"], json!([3.0, 0.0, 0.0]), "{who}");
+    }
+    let won = crate::sync::conflict_steps(&data, &gone);
+    assert!(
+        won.iter().any(|s| s["winner"] == "blender" && s["loser"] == "agent"),
+        "a conflict the person won: {won:?}"
+    );
+    // Another person's delete still wins: Unity's person deletes it; Blender's move made
+    // before it heard of that is stale, a conflict the delete won.
+    let base = b.last_seq;
+    let ack = u.ask(&json!({"type":"tombstone","request_id":"u6","uuids":[gone]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    u.states.remove(&gone);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    let msg = json!({"type":"change","request_id":"b7","base_seq":base,"changes":[transform(&gone, 4.0)]});
+    let ack = b.ask(&msg);
     assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
-    assert!(ack["results"][0]["message"].as_str().unwrap().contains("(agent at seq"), "{ack}");
 }
 
 /// PROTOCOL §6.3, §6.4: an agent's `delete` goes to the editors marked `automation`. Blender's
