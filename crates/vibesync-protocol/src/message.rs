@@ -465,7 +465,8 @@ pub enum Outbound {
         /// marks these uuids not synced (docs/PROTOCOL.md §6.4).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         kept_local: bool,
-        /// Why propagation failed, for people (set with `kept_local`).
+        /// Why propagation failed: with `kept_local`, and on a rollback to an origin that keeps
+        /// nothing (an agent, a `cli` or `test` session; docs/PROTOCOL.md §6.4).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         /// uuid → the `request_id` of the receiver's last change of that uuid this result

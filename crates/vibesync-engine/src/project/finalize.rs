@@ -287,6 +287,9 @@ impl Project {
         self.expose(seq);
         for s in targets {
             let kept = kept_local.contains_key(s);
+            // Why it did not stand: for the person who keeps the edit, and for an origin that
+            // keeps nothing (an agent, a `cli` or `test` session) — never for a bystander.
+            let told = kept || (outcome == BatchOutcome::RolledBack && f.origins.contains(s) && !reason.is_empty());
             let seq = if corrected.contains_key(s) { seq.saturating_sub(1) } else { seq };
             let msg = Outbound::BatchResult {
                 batch_id: f.batch_id.clone(),
@@ -295,7 +298,7 @@ impl Project {
                 uuids: f.uuids.clone(),
                 error_code,
                 kept_local: kept,
-                reason: kept.then(|| reason.to_string()),
+                reason: told.then(|| reason.to_string()),
                 // Always sent (also empty): a change of one of these uuids that the receiver
                 // sent and the daemon holds for a later batch is not ended by this one.
                 through: Some(through_of(f.changes.iter().filter(|q| &q.origin == s))),

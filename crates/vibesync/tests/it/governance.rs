@@ -814,6 +814,12 @@ fn an_agents_delete_of_what_a_person_is_moving_rolls_back_and_the_move_stands() 
     let result = bot.results.iter().find(|r| r["batch_id"] == batch_id.as_str()).expect("the agent hears of its batch");
     assert_eq!(result["outcome"], "rolled_back", "{result}");
     assert!(result.get("kept_local").is_none(), "automation keeps nothing: {result}");
+    let why = result["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("Blender could not apply the change as sent")
+            && why.contains("a person in Blender was editing it"),
+        "the agent is told why: {result}"
+    );
     for (who, m) in [("blender", &b), ("unity", &u)] {
         let s = m.states.get(&cube).unwrap_or_else(|| panic!("{who}: the Cube is gone: {}", d.stderr_log()));
         assert_eq!(s["t"], json!([3.0, 0.0, 0.0]), "{who}: the person's move stands");
