@@ -458,6 +458,17 @@ def test_unity_edits_right_after_it_connects(world):
 
 # ------------------------------------------------------------------ disconnect / reconnect
 
+def restart_daemon_for_unity_first(world, host) -> None:
+    """The daemon is killed and started again (same port) while Blender is away; Unity
+    reconnects to it first."""
+    port = world.daemon.port
+    mark = host.cmd("echo restart")
+    world.daemon.kill()
+    drive_for(0.5)
+    world.daemon.start(port=port)
+    host.wait("connected", mark, timeout=30, what="Unity reconnected to the restarted daemon")
+
+
 def while_blender_is_away(world, host, blender_edit, unity_commands, restart=False) -> None:
     """Blender disconnects; the person in Blender makes `blender_edit()` and the person in
     Unity runs `unity_commands`, committed before Blender connects again (the panel's
@@ -470,12 +481,7 @@ def while_blender_is_away(world, host, blender_edit, unity_commands, restart=Fal
     i = host.cmd("wait-idle 15")  # everything Unity sent is answered (`idle`), or the host fails
     host.wait("idle", i, timeout=20, what="Unity's edits committed while Blender was away")
     if restart:
-        port = world.daemon.port
-        mark = host.cmd("echo restart")
-        world.daemon.kill()
-        drive_for(0.5)
-        world.daemon.start(port=port)
-        host.wait("connected", mark, timeout=30, what="Unity reconnected to the restarted daemon")
+        restart_daemon_for_unity_first(world, host)
     world.connect()
 
 
@@ -662,19 +668,11 @@ def test_an_offline_move_of_what_an_agent_deleted_meanwhile_brings_it_back(world
         ack = agent.request({"type": "change", "base_seq": base,
                              "changes": [{"op": "delete", "uuid": u}]})
         assert ack["results"][0]["status"] == "queued", ack
-        end = time.monotonic() + 20
-        while host.obj(u) is not None:
-            assert time.monotonic() < end, "Unity never applied the agent's delete"
-            time.sleep(0.05)
+        drive(lambda: host.obj(u) is None, timeout=20, what="Unity applied the agent's delete")
     finally:
         agent.close()
     if restart:
-        port = world.daemon.port
-        mark = host.cmd("echo restart")
-        world.daemon.kill()
-        drive_for(0.5)
-        world.daemon.start(port=port)
-        host.wait("connected", mark, timeout=30, what="Unity reconnected to the restarted daemon")
+        restart_daemon_for_unity_first(world, host)
     world.connect()
     drive(lambda: (o := host.obj(u)) is not None
           and abs(o["transform"]["position"][0] - 3) < 1e-5,

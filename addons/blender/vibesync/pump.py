@@ -2136,7 +2136,8 @@ class Session:
             # answer is still the state the batch made, and the person's edit is sent after
             # as a change of its own (§6.4). Applying it moved the object the person had
             # just moved, and their move was never sent.
-            mine = {u: self._parts_changed_here(u) for u in pending}
+            # (Those kept from automation's delete are no longer in the batch: not read again.)
+            mine = {u: self._parts_changed_here(u) for u in pending if u not in kept_from_delete}
             self._report_deleted_over(batch, pending)
             kept_ops = []
             for item in identity.slices(batch.changes):

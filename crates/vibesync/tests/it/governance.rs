@@ -620,6 +620,18 @@ fn an_agents_delete_of_an_object_with_children_is_refused_until_they_are_moved()
     }
 }
 
+/// A daemon with a 20 ms window under `dir`, and Blender, Unity and an agent connected to
+/// its project: (its data directory, the daemon, blender, unity, the agent).
+fn blender_unity_and_an_agent(dir: &std::path::Path) -> (std::path::PathBuf, Daemon, Mini, Mini, Mini) {
+    let data = dir.join("data");
+    let cfg = config(dir, "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let b = Mini::connect(&d, "blender", 1.0, 0);
+    let u = Mini::connect(&d, "unity", 1.0, 0);
+    let bot = Mini::connect(&d, "agent", 1.0, 0);
+    (data, d, b, u, bot)
+}
+
 /// A person's change is never stale against automation's (docs/PROTOCOL.md §6.1, §6.7:
 /// people's own edits always flow). An agent moves the cube — committed, then again with its
 /// batch still in flight — and an agent's tool inside Unity moves it (`change.automation`);
@@ -632,12 +644,7 @@ fn an_agents_delete_of_an_object_with_children_is_refused_until_they_are_moved()
 #[test]
 fn a_persons_change_is_never_stale_against_automations() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
-    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (data, d, mut b, mut u, mut bot) = blender_unity_and_an_agent(dir.path());
     let (cube, cam, gone) = (new_uuid(), new_uuid(), new_uuid());
     let made = vec![create(&cube, "Cube", [0.0; 3]), create(&cam, "Camera", [0.0; 3]), create(&gone, "Gone", [0.0; 3])];
     assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
@@ -760,12 +767,7 @@ fn a_persons_change_is_never_stale_against_automations() {
 #[test]
 fn an_agents_delete_of_what_a_person_is_moving_rolls_back_and_the_move_stands() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
-    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (_, d, mut b, mut u, mut bot) = blender_unity_and_an_agent(dir.path());
     let (cube, other) = (new_uuid(), new_uuid());
     let made = vec![create(&cube, "Cube", [0.0; 3]), create(&other, "Other", [0.0; 3])];
     assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 2]);

@@ -1564,16 +1564,7 @@ namespace VibeSync.Bridge.Tests
                         r.Daemon.WaitFor("change", changes + 1, r.Pump);
                         Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the move in flight", r.Pump);
                     }
-                    if (mode == PersonsReparent.Kept)
-                    {
-                        r.Daemon.Broadcast(new Dictionary<string, object>
-                        {
-                            { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
-                            { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
-                            { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
-                        });
-                        Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
-                    }
+                    if (mode == PersonsReparent.Kept) KeepNotSynced(r, a.Uuid);
                     int frames = r.Client.IncomingCount;
                     string id = Guid.NewGuid().ToString();
                     long seq = r.Daemon.NextSeq();
@@ -1640,6 +1631,19 @@ namespace VibeSync.Bridge.Tests
 
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
+        /// <summary>The batch of the uuid's change in flight rolls back (Blender did not answer in
+        /// time): kept here, not synced (PROTOCOL.md §6.4).</summary>
+        static void KeepNotSynced(Rig r, string uuid)
+        {
+            r.Daemon.Broadcast(new Dictionary<string, object>
+            {
+                { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { uuid } }, { "error_code", ErrorCode.VerifyTimeout },
+                { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+            });
+            Check.Eventually(() => r.Engine.NotSynced.ContainsKey(uuid) && !r.Engine.IsInFlight(uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+        }
+
         static void ReparentLoopingWithThePersons(PersonsReparent mode)
         {
             bool sent = mode != PersonsReparent.NotCaptured;
@@ -1664,13 +1668,7 @@ namespace VibeSync.Bridge.Tests
                 }
                 if (mode == PersonsReparent.Kept)
                 {
-                    r.Daemon.Broadcast(new Dictionary<string, object>
-                    {
-                        { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
-                        { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { b.Uuid } }, { "error_code", ErrorCode.VerifyTimeout },
-                        { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
-                    });
-                    Check.Eventually(() => r.Engine.NotSynced.ContainsKey(b.Uuid) && !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B kept, not synced", r.Pump);
+                    KeepNotSynced(r, b.Uuid);
                     changes = r.Daemon.Received("change").Count;
                     // The batch has committed by the time the person's reparent arrives: STALE.
                     r.Daemon.OnRequest = f =>
