@@ -247,3 +247,49 @@ def test_an_agents_change_sent_again_after_rate_limited_stays_the_agents(
         unity.close()
     finally:
         vibesync.disconnect()
+
+
+def test_an_agents_delete_goes_as_the_agents_and_again_after_rate_limited(bridge, monkeypatch):
+    """PROTOCOL §5, §6.3, §9.2: an object a tool call deleted goes as a `delete` change
+    carrying the call's `automation` — never as a person's `tombstone` (committed at once and
+    applied over a person's edit in Unity), never as a person's activity. Refused for later
+    (`RATE_LIMITED`), it goes again as the agent's: nothing here captures a deleted object."""
+    daemon = bridge
+    grid = grids(1, same=True)[0]
+    settle()
+    u = grid.get(PROP) or pump_until(lambda: grid.get(PROP), what="a uuid for the grid")
+    pump_until(lambda: u in synced_states(daemon), what="the grid at the daemon")
+    session = vibesync._session()
+    pump_until(lambda: not session.engine.pending and not session.user_active, timeout=15,
+               what="Blender idle, the person's activity over")
+    sent = []
+    send_change = session._send_change
+
+    def spy(ops, attachment=b"", automation=None, base_seq=None):
+        rid = send_change(ops, attachment, automation, base_seq)
+        sent.append((rid, [dict(op) for op in ops], automation))
+        return rid
+
+    monkeypatch.setattr(session, "_send_change", spy)
+    automation = {"operation_id": "op-delete", "tool": "test.delete", "agent_session": "agent-1"}
+    start = len(daemon.tail())
+    bpy.data.objects.remove(grid)  # what the handler does
+    assert session.capture_now(automation) == [u]
+    assert [(ops, auto) for _, ops, auto in sent] == [([{"op": "delete", "uuid": u}], automation)]
+    assert u not in session.to_tombstone and u not in session.deleted_here
+    assert not session.user_active, "automation's delete is no person's activity"
+    # The daemon's answer is not read yet: it refuses the frame for later instead.
+    session._handle_message({"type": "error", "request_id": sent[0][0], "code": "RATE_LIMITED",
+                             "message": "over the bytes budget; retry later"}, b"")
+    pump_until(lambda: len(sent) == 2, timeout=10, what="the delete sent again after the pause")
+    assert sent[1][1:] == ([{"op": "delete", "uuid": u}], automation)
+
+    def deleted():
+        records = daemon.tail()
+        committed = {r.get("operation_id") for r in records if r.get("phase") == "COMMIT"}
+        return [r for r in records if r.get("phase") == "STEP" and r.get("uuids") == [u]
+                and (r.get("payload") or {}).get("op") == "tombstone"
+                and r.get("operation_id") in committed]
+    pump_until(deleted, what="the delete committed")
+    assert not [r for r in daemon.tail()[start:] if r.get("phase") == "BEGIN"
+                and (r.get("payload") or {}).get("op") == "tombstone"], "no tombstone request"

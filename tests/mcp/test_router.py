@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from agent import Agent
 from conftest import enable
@@ -183,4 +184,67 @@ def test_calls_wait_while_blender_is_in_edit_mode(blender, project_id):
     resp = agent.result(rid)
     assert resp["result"]["status"] == "success", resp
     assert "AfterEdit" in bpy.data.objects
+    agent.close()
+
+
+def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywhere(host, blender, project_id):
+    """A person in Unity moves the Cube; Blender does not confirm it in time, so Unity keeps
+    the move "not synced" and retries it later. Meanwhile an agent's tool deletes the Cube in
+    Blender. The delete went as a person's `tombstone`: committed at once and applied in Unity
+    over the kept move, so automation took the Cube from under the person's hands. It now goes
+    as a `delete` change carrying the call's `automation`: Unity keeps the Cube, the delete
+    rolls back everywhere (the daemon gives Blender the Cube back), and the person's move then
+    stands in both editors (PROTOCOL.md §5, §6.3, §6.4, §9.2)."""
+    from harness import close
+
+    agent = Agent(blender, project_id)
+    enable("random_mesh_generator")
+    enable("vibesync_test_tools")
+    manifests.set_consent("vibesync_test_tools", True)
+    agent.registry(lambda r: "vibesync_test_tools" in ids(r))
+    u = bpy.data.objects["Cube"]["vibesync_uuid"]
+    host.wait_obj(u, what="the Cube in Unity")
+    drive(lambda: not vibesync._session().engine.pending, what="Blender idle")
+
+    host.cmd(f"move {u} 0 0 4")
+    # Blender is not ticked (`host.stats()` would tick it): it does not confirm the move
+    # within the daemon's 5 s, and Unity keeps the move not synced.
+    deadline = time.monotonic() + 15
+    while True:
+        i = host.cmd("stats")
+        while (stats := host.find("stats", i)) is None:
+            assert time.monotonic() < deadline, "the host answers `stats`"
+            time.sleep(0.02)
+        if stats["not_synced"] == 1:
+            break
+        assert time.monotonic() < deadline, f"Unity keeps its move not synced: {stats}"
+        time.sleep(0.2)
+    started = len(blender.tail())
+
+    rid = agent.call("vibesync_test_tools", "delete_object", {"object_name": "Cube"})
+    resp = agent.result(rid)
+    assert resp["result"]["status"] == "success" and u in resp["uuids"], resp
+
+    def rolled_back():
+        return [r for r in blender.tail()[started:] if r.get("phase") == "ROLLBACK"
+                and u in (r.get("uuids") or [])]
+
+    def blender_cube():
+        return next((o for o in bpy.data.objects if o.get("vibesync_uuid") == u), None)
+
+    drive(lambda: rolled_back() and blender_cube() is not None, timeout=20,
+          what="the agent's delete rolled back and the Cube back in Blender")
+    o = host.obj(u)
+    assert o is not None and close(o["transform"]["position"], [0, 0, 4]), \
+        "Unity kept the Cube with the person's move"
+    assert not [r for r in blender.tail()[started:] if r.get("phase") == "BEGIN"
+                and (r.get("payload") or {}).get("op") == "tombstone"], "no tombstone request went"
+    # Blender's Cube is made again with its own mesh and material (they outlived the object).
+    ob = blender_cube()
+    assert ob.data.name == "Cube" and len(ob.data.vertices) == 8, ob.data.name
+    assert [s.material.name for s in ob.material_slots] == ["Material"], list(ob.material_slots)
+    # The move, retried by Unity, stands in Blender too (Unity (0, 0, 4) is Blender (0, 4, 0)).
+    drive(lambda: (ob := blender_cube()) is not None and close(ob.location, (0, 4, 0))
+          and host.stats()["not_synced"] == 0 and not vibesync.status()["not_synced"],
+          timeout=40, what="the person's move in Blender, nothing left not synced")
     agent.close()

@@ -568,6 +568,19 @@ def _keep_deleted(ob, uuid: str, registry) -> None:
             bpy.data.objects.remove(old)  # the oldest beyond `deleted_keep.CAPACITY`
 
 
+def keep_data_of_deleted(uuid: str, name: str, data, registry) -> None:
+    """An object deleted here by automation (an agent's tool call), whose delete may roll
+    back (PROTOCOL.md §6.4): the object is gone already, its data (`data`, a mesh no object
+    uses now) is kept as an object of its own, linked nowhere, as `_keep_deleted` keeps one,
+    so that the object made again (`_kept_copy`) gets back its mesh with its UV maps, vertex
+    groups and material slots. (Its modifiers and constraints went with it.)"""
+    copy = bpy.data.objects.new("." + name, data)
+    for sid in registry.keep_deleted(uuid, copy):
+        old = registry.lookup("object", sid)
+        if old is not None and old.users == 0:
+            bpy.data.objects.remove(old)
+
+
 def _kept_copy(uuid: str, registry):
     """The object kept when another editor deleted `uuid` (`_keep_deleted`), now the uuid's
     again, bound and not yet in any scene; or None (nothing kept, or the copy is gone:

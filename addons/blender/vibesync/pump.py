@@ -357,9 +357,11 @@ class Session:
         # captured in another state (a person edited it meanwhile: then it is the person's,
         # and a person's work is never reverted). `automation_requests`: request -> the
         # `automation` it carried, while unanswered (what it made is read only if it is
-        # refused, `_made_by`).
+        # refused, `_made_by`); `automation_deletes`: request -> the uuids whose delete by an
+        # agent it carried (they go again if it is refused for later, `_deleted_by_automation`).
         self.automation_for: dict[str, tuple[dict, str]] = {}
         self.automation_requests: dict[str, dict] = {}
+        self.automation_deletes: dict[str, list[str]] = {}
         self.mesh_bytes_sent = 0
         # No request goes out before this time (monotonic): the daemon asked to retry later.
         self.send_after = 0.0
@@ -814,6 +816,7 @@ class Session:
             self.daemon_meshes.clear()  # the daemon may have lost what it took (a new data dir)
             self.named_meshes.clear()
             self.automation_requests.clear()
+            self.automation_deletes.clear()
             self.send_after, self.retry_pause_s = 0.0, RETRY_PAUSE_MIN_S
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
@@ -959,6 +962,7 @@ class Session:
                 named = self.named_meshes.get(rid, {})
                 refusals = self.engine.on_change_ack(rid, results, named)
                 self.automation_requests.pop(rid, None)
+                self.automation_deletes.pop(rid, None)
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S
                 for refused in refusals:
@@ -982,11 +986,16 @@ class Session:
                 automation = self.automation_requests.pop(rid, None)
                 # What the agent made, read before the refusal forgets what was sent.
                 made = self._made_by(automation, entry[1] or ()) if automation is not None else {}
+                deleted = self.automation_deletes.pop(rid, [])
                 again = self.engine.on_change_error(rid, code)
                 self._meshes_answered(rid, taken=False)
                 if again and made:
                     # An agent's change: it goes again as the agent's (never as a person's).
                     self.automation_for.update(made)
+                if again and deleted:
+                    # Its deletes too (nothing here captures a deleted object again).
+                    self.out_ops.extend(({"op": wire.Op.DELETE, "uuid": u}, b"") for u in deleted)
+                    self.automation_for.update((u, (automation, "")) for u in deleted)
                 if again:
                     # Not run, not evidence against the objects: everything it carried goes
                     # again, in full, once the pause has passed (a big first sync over the
@@ -1418,11 +1427,15 @@ class Session:
             self.remote_deleted.discard(uuid)
             return
         self.to_register.discard(uuid)
-        self.to_tombstone.add(uuid)
-        self.deleted_here.add(uuid)
+        if self.automation is not None and (uuid in self.last_sent or uuid in self.engine.inflight):
+            self._deleted_by_automation(uuid, self.last_sent.get(uuid))
+        else:
+            self.to_tombstone.add(uuid)
+            self.deleted_here.add(uuid)
+            self._mark_user_edit()  # (not while capturing an agent's tool call)
+            log.info("vibesync: %s deleted -> tombstone", uuid)
         self.last_sent.pop(uuid, None)
         self.applied_hash.pop(uuid, None)
-        self._mark_user_edit()
         # Blender keeps the children of a deleted object: let the pump re-read them so their
         # `reparent` to null (and new local transform) goes out (§6.1).
         for child, st in self.last_sent.items():
@@ -1430,7 +1443,25 @@ class Session:
                 b = self.registry.bindings.get(child)
                 if b is not None and b.alive:
                     self.dirty.add((b.kind, b.session_uid))
-        log.info("vibesync: %s deleted -> tombstone", uuid)
+
+    def _deleted_by_automation(self, uuid: str, sent: dict | None) -> None:
+        """An agent's tool call deleted an object the daemon holds (`capture_now`): its delete
+        goes as a `delete` change carrying the call's `automation`, never as a person's
+        `tombstone` (PROTOCOL.md §5, §9.2). The other editors get it marked as automation's
+        (`apply.automation`, §6.3): one holding a person's edit of the object does not apply
+        it, and the delete rolls back everywhere — here too: the daemon re-sends the object
+        (§6.4), and its mesh, which no object uses now, is kept for it
+        (`apply.keep_data_of_deleted`). It is no person's activity."""
+        self.automation_for.pop(uuid, None)
+        h = (sent or {}).get("mesh_hash")
+        if h:
+            for mu, mh in self.mesh_hashes.items():
+                me = self.registry.resolve(mu) if mh == h else None
+                if isinstance(me, bpy.types.Mesh) and me.users == 0 and me.library is None:
+                    apply_mod.keep_data_of_deleted(uuid, str(sent.get("name") or me.name), me, self.registry)
+                    break
+        self.out_ops.append(({"op": wire.Op.DELETE, "uuid": uuid}, b""))
+        log.info("vibesync: %s deleted by %s -> delete", uuid, self.automation.get("tool"))
 
     def _shown_differently(self, uuid: str, kind: str, idb) -> bool:
         """Is an object shown otherwise than it was last sent? Hiding it with the outliner's
@@ -2977,6 +3008,9 @@ class Session:
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
         if rid is not None and automation is not None:
             self.automation_requests[rid] = automation
+            deleted = [op["uuid"] for op in ops if op.get("op") == wire.Op.DELETE]
+            if deleted:
+                self.automation_deletes[rid] = deleted
         if rid is not None:
             log.debug("vibesync: change %s sent: %s", rid,
                       [(op["op"], op.get("uuid")) for op in ops])
@@ -2989,14 +3023,20 @@ class Session:
         Returns the uuids of the changes sent."""
         bpy.context.view_layer.update()
         self.registry.membership_changed()  # the tool may have moved objects
-        if self.scan_reason is not None:
-            self._scan()
-        if self.unknown_keys:
-            keys, self.unknown_keys = self.unknown_keys, set()
-            self._handle_report(self.registry.adopt(keys), "new datablock")
         start = len(self.out_ops)
         self.automation = automation
         try:
+            if self.scan_reason is not None:
+                self._scan()
+            # What was deleted: before the call, by the person (a `tombstone`); after it, by
+            # the call (`_deleted_by_automation`). A sweep under way began before the call:
+            # it is finished first, then one made afresh.
+            if self.sweep_job is not None:
+                self._sweep()
+            self._sweep()
+            if self.unknown_keys:
+                keys, self.unknown_keys = self.unknown_keys, set()
+                self._handle_report(self.registry.adopt(keys), "new datablock")
             # Collections/materials mark their objects, meshes are encoded on the worker and
             # their objects captured when done: a few passes, waiting for the encodings, so
             # the whole call's changes are captured now, under `automation`.
@@ -3024,6 +3064,8 @@ class Session:
             self.out_ops.extend(ops)  # sent later, still as the agent's
             self.automation_for.update(self._made_by(
                 automation, [op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)]))
+            self.automation_for.update((op["uuid"], (automation, "")) for op, _ in ops
+                                       if op.get("op") == wire.Op.DELETE)
         return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
 
     def after_rollback(self) -> None:

@@ -1,4 +1,4 @@
-"""Fixture add-on for the agent suite: tools that fail on purpose, read files, rename."""
+"""Fixture add-on for the agent suite: tools that fail on purpose, read files, rename, delete."""
 
 import json
 import time
@@ -53,6 +53,11 @@ def rename_object(object_name, new_name):
     return {"status": "warning", "message": f"renamed to {ob.name}", "data": {"name": ob.name}}
 
 
+def delete_object(object_name):
+    bpy.data.objects.remove(bpy.data.objects[object_name])
+    return {"status": "success", "message": f"deleted {object_name}"}
+
+
 def count_objects():
     return {"status": "success", "message": "counted", "data": {"objects": len(bpy.data.objects)}}
 
@@ -63,6 +68,7 @@ AI_COMMAND_HANDLERS = {
     "slow": slow,
     "import_points": import_points,
     "rename_object": rename_object,
+    "delete_object": delete_object,
     "count_objects": count_objects,
 }
 
