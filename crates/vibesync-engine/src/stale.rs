@@ -127,8 +127,8 @@ pub struct Write {
     /// change's live preview made its own change over it (docs/PROTOCOL.md §6.1, §6.3).
     pub marks: [u64; 3],
     /// Who made the changes that wrote it: automation only when all of them were automation's
-    /// (an agent session's, or an editor's sent with `automation`). Writers the registry keeps
-    /// from before this machine started are a person's, but an `agent` session's.
+    /// (an agent session's, or an editor's sent with `automation`). The registry keeps it
+    /// across a restart (`PartWriter::automation`).
     pub author: Author,
 }
 
@@ -265,6 +265,7 @@ impl LastWrites {
                     c.0.iter().any(|x| {
                         x.client == w.client
                             && x.editor == w.editor
+                            && x.author == w.author
                             && !x.parts.intersects(Parts::GONE)
                             && x.parts.intersection(parts) == parts
                     })
@@ -273,7 +274,12 @@ impl LastWrites {
         self.0
             .iter()
             .filter(|w| !w.parts.without(Parts::GONE).is_empty() && !known(w))
-            .map(|w| StateWrite { parts: w.parts.to_registry(), client_id: w.client.clone(), editor: w.editor.clone() })
+            .map(|w| StateWrite {
+                parts: w.parts.to_registry(),
+                client_id: w.client.clone(),
+                editor: w.editor.clone(),
+                automation: w.author == Author::Automation,
+            })
             .collect()
     }
 
@@ -284,7 +290,8 @@ impl LastWrites {
         let mut ws: Vec<&PartWriter> = writers.iter().filter(|w| w.seq <= upto).collect();
         ws.sort_by_key(|w| w.seq);
         for w in ws {
-            out.record(Parts::from_registry(&w.parts), w.seq, (&w.client_id, &w.editor), [0; 3], Author::Person);
+            let author = if w.automation { Author::Automation } else { Author::Person };
+            out.record(Parts::from_registry(&w.parts), w.seq, (&w.client_id, &w.editor), [0; 3], author);
         }
         out
     }

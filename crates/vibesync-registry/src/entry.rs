@@ -38,12 +38,16 @@ pub struct Binding {
 }
 
 /// Who deleted a record: the client (its `client_id`) and editor kind whose `tombstone` STEP
-/// archived it. Kept so that a change made before that delete by another editor is refused
-/// `STALE` also after a daemon restart (docs/PROTOCOL.md §6.1).
+/// archived it, and whether automation did (`automation`: a `delete` change an editor sent
+/// with `automation`). Kept so that a change made before that delete by another editor is
+/// refused `STALE` also after a daemon restart — but a person's, over automation's delete
+/// (docs/PROTOCOL.md §6.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletedBy {
     pub client_id: String,
     pub editor: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automation: bool,
 }
 
 /// A part of an object's synced state, as changes write them (docs/PROTOCOL.md §6.1
@@ -62,8 +66,11 @@ pub enum Part {
 }
 
 /// Who last wrote some parts of a record's state: the client (`client_id`) and editor kind
-/// whose committed change wrote them, in the `state` STEP at `seq`. Kept so that a change
-/// another editor made before that write is refused `STALE` also after a daemon restart
+/// whose committed change wrote them, in the `state` STEP at `seq`, and whether automation
+/// made it (`automation`: every change of that writer's write was automation's — an editor's
+/// sent with `automation`; an `agent` session's writes are automation's by their editor
+/// kind). Kept so that a change another editor made before that write is refused `STALE`
+/// also after a daemon restart, and a person's change is not, over automation's write
 /// (docs/PROTOCOL.md §6.1). Each part has at most one writer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartWriter {
@@ -71,6 +78,8 @@ pub struct PartWriter {
     pub seq: u64,
     pub client_id: String,
     pub editor: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automation: bool,
 }
 
 /// One registry record, keyed by `project_id` + `uuid`.
@@ -174,6 +183,8 @@ struct PartWriterCheck<'a> {
     _client_id: std::borrow::Cow<'a, str>,
     #[serde(borrow, rename = "editor")]
     _editor: std::borrow::Cow<'a, str>,
+    #[serde(default, rename = "automation")]
+    _automation: bool,
 }
 
 /// The shape of a [`DeletedBy`] (see [`EntryCheck`]).
@@ -183,6 +194,8 @@ struct DeletedByCheck<'a> {
     _client_id: std::borrow::Cow<'a, str>,
     #[serde(borrow, rename = "editor")]
     _editor: std::borrow::Cow<'a, str>,
+    #[serde(default, rename = "automation")]
+    _automation: bool,
 }
 
 /// The shape of a [`Binding`] (see [`EntryCheck`]).
@@ -210,8 +223,9 @@ mod tests {
             "bindings":{"blender":{"editor_ref":"OB:Cube","session_id":"s","client_id":"c","bound_seq":3}},
             "state":{"t":[1,2,3],"n":null},"state_hash":"h","quarantine_reason":null,
             "created_seq":1,"updated_seq":3,"tombstone_seq":null,
-            "deleted_by":{"client_id":"c","editor":"unity"},
-            "writers":[{"parts":["pose","parent"],"seq":3,"client_id":"c","editor":"unity"}]});
+            "deleted_by":{"client_id":"c","editor":"unity","automation":true},
+            "writers":[{"parts":["pose","parent"],"seq":3,"client_id":"c","editor":"unity"},
+                       {"parts":["name"],"seq":4,"client_id":"c","editor":"blender","automation":true}]});
         let mut cases = vec![good.clone()];
         for key in ["project_id", "uuid", "kind", "name", "status", "created_seq", "updated_seq"] {
             let mut v = good.clone();
@@ -232,10 +246,12 @@ mod tests {
             ("tombstone_seq", json!("x")),
             ("deleted_by", json!("unity")),
             ("deleted_by", json!({"client_id": "c"})),
+            ("deleted_by", json!({"client_id": "c", "editor": "unity", "automation": 1})),
             ("writers", json!({})),
             ("writers", json!([{"parts":["wings"],"seq":3,"client_id":"c","editor":"unity"}])),
             ("writers", json!([{"parts":["pose"],"client_id":"c","editor":"unity"}])),
             ("writers", json!([{"parts":["pose"],"seq":3,"client_id":"c"}])),
+            ("writers", json!([{"parts":["pose"],"seq":3,"client_id":"c","editor":"unity","automation":"yes"}])),
             ("state_hash", json!(5)),
             ("quarantine_reason", json!([])),
             ("bindings", json!([])),

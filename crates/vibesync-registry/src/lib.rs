@@ -40,10 +40,10 @@
 //! | payload | effect |
 //! |---|---|
 //! | `{"op":"register","uuid":U,"kind":K,"name":N?,"editor":E?,"editor_ref":R?,"session_id":S?,"client_id":C?}` | create a live record (created_seq = step seq), or update kind/name of the existing live/quarantined one; when `editor` is given, set `bindings[E] = {editor_ref, session_id, client_id, bound_seq}` (missing strings = `""`). |
-//! | `{"op":"tombstone","uuid":U,"client_id":C?,"editor":E?}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq and, when both `client_id` and `editor` are given (the client that deleted it), `deleted_by = {client_id, editor}`. Skipped if not live. |
+//! | `{"op":"tombstone","uuid":U,"client_id":C?,"editor":E?,"automation":true?}` | move the live/quarantined record to the archive with `status:"tombstoned"`, `tombstone_seq` = step seq and, when both `client_id` and `editor` are given (the client that deleted it), `deleted_by = {client_id, editor, automation?}` (`automation` when automation deleted it). Skipped if not live. |
 //! | `{"op":"quarantine","uuid":U,"reason":R?}` | `status:"quarantined"`, `quarantine_reason` = R. Skipped if not live. |
 //! | `{"op":"release","uuid":U}` | back to `status:"live"`, reason cleared. |
-//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?,"writes":[{"parts":[P…],"client_id":C,"editor":E}…]?}` | replace the authoritative synced state and its hash; each of `writes` (one per writer, no part in two) becomes the writer of its parts in `writers` at the seq of the transaction's last STEP (the batch's seq; [`ops::record_write`]; parts: `pose`, `name`, `visibility`, `parent`, `mesh`, `material`, `existence`). |
+//! | `{"op":"state","uuid":U,"state":{…},"state_hash":H?,"writes":[{"parts":[P…],"client_id":C,"editor":E,"automation":true?}…]?}` | replace the authoritative synced state and its hash; each of `writes` (one per writer, no part in two) becomes the writer of its parts in `writers` at the seq of the transaction's last STEP (the batch's seq; [`ops::record_write`]; parts: `pose`, `name`, `visibility`, `parent`, `mesh`, `material`, `existence`), automation's when it says so (a writer is automation's only while every write joined into it is). |
 //! | `{"op":"migrate","from":N,"to":M}` | schema migration (see [`migrate`]); a no-op when the registry is already at M. |
 //! | `{"op":"conflict","uuid":U,"winner":E,"loser":E,"change_op":O}` | two editors changed U concurrently and E=`loser`'s change `O` gave way (docs/PROTOCOL.md §6.2); changes no record. |
 //!

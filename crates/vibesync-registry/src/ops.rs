@@ -48,6 +48,9 @@ pub enum Op {
         client_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         editor: Option<String>,
+        /// Automation deleted it (a `delete` change sent with `automation`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automation: bool,
     },
     Quarantine {
         uuid: String,
@@ -100,13 +103,17 @@ impl Op {
     }
 }
 
-/// One writer of a `state` STEP: `client_id` (of editor kind `editor`) wrote `parts`.
+/// One writer of a `state` STEP: `client_id` (of editor kind `editor`) wrote `parts`;
+/// `automation` when every change of it that wrote them was automation's (sent with
+/// `automation`, docs/PROTOCOL.md §6.1 "Who made it").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateWrite {
     pub parts: Vec<crate::entry::Part>,
     pub client_id: String,
     pub editor: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automation: bool,
 }
 
 /// Record that `w` wrote its parts at `seq`: each part's earlier writer loses it (a writer
@@ -121,12 +128,16 @@ pub fn record_write(writers: &mut Vec<crate::entry::PartWriter>, w: &StateWrite,
     }
     writers.retain(|x| !x.parts.is_empty());
     match writers.iter_mut().find(|x| x.seq == seq && x.client_id == w.client_id && x.editor == w.editor) {
-        Some(x) => x.parts.extend(w.parts.iter().copied()),
+        Some(x) => {
+            x.parts.extend(w.parts.iter().copied());
+            x.automation &= w.automation; // a person's write with automation's is a person's
+        }
         None => writers.push(crate::entry::PartWriter {
             parts: w.parts.clone(),
             seq,
             client_id: w.client_id.clone(),
             editor: w.editor.clone(),
+            automation: w.automation,
         }),
     }
     for x in writers.iter_mut() {
@@ -389,7 +400,7 @@ pub(crate) fn apply_step(
             tracing::debug!(seq, uuid = %e.uuid, project, "registry: register");
             st.set(project, &uuid, Some(e));
         }
-        Op::Tombstone { uuid, client_id, editor } => {
+        Op::Tombstone { uuid, client_id, editor, automation } => {
             let Some(mut e) =
                 updatable(st, base, project, &uuid, seq, report, "not live (unknown or already tombstoned)")?
             else {
@@ -397,7 +408,7 @@ pub(crate) fn apply_step(
             };
             e.status = Status::Tombstoned;
             e.tombstone_seq = Some(seq);
-            e.deleted_by = client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor });
+            e.deleted_by = client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor, automation });
             e.updated_seq = e.updated_seq.max(seq);
             tracing::debug!(seq, uuid = %uuid, project, "registry: tombstone");
             st.archive.push(e);
@@ -476,7 +487,7 @@ mod tests {
     const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn w(parts: &[Part], client: &str) -> StateWrite {
-        StateWrite { parts: parts.to_vec(), client_id: client.into(), editor: "unity".into() }
+        StateWrite { parts: parts.to_vec(), client_id: client.into(), editor: "unity".into(), automation: false }
     }
 
     /// Each part keeps one writer, the latest; a writer with no part left is dropped; the
@@ -490,12 +501,19 @@ mod tests {
         assert_eq!(
             ws,
             vec![
-                PartWriter { parts: vec![Part::Existence], seq: 5, client_id: "a".into(), editor: "unity".into() },
+                PartWriter {
+                    parts: vec![Part::Existence],
+                    seq: 5,
+                    client_id: "a".into(),
+                    editor: "unity".into(),
+                    automation: false
+                },
                 PartWriter {
                     parts: vec![Part::Pose, Part::Parent],
                     seq: 9,
                     client_id: "b".into(),
-                    editor: "unity".into()
+                    editor: "unity".into(),
+                    automation: false
                 },
             ]
         );
@@ -514,5 +532,40 @@ mod tests {
         assert!(matches!(parse_payload(&old), ParsedStep::Op(Op::State { writes, .. }) if writes.is_empty()));
         let bad = serde_json::json!({"op":"state","uuid":U,"state":{},"writes":[{"parts":["pose"],"client_id":"c","editor":"unity","x":1}]});
         assert!(matches!(parse_payload(&bad), ParsedStep::Malformed(_)));
+    }
+
+    /// Automation's write stays automation's in the record (a restart reads it back), but
+    /// for a writer whose write of one batch a person's change joined: then it is a person's.
+    /// `automation` is written only when true.
+    #[test]
+    fn a_writer_is_automation_only_when_all_its_writes_were() {
+        let auto = |parts: &[Part], client: &str| StateWrite { automation: true, ..w(parts, client) };
+        let mut ws: Vec<PartWriter> = Vec::new();
+        record_write(&mut ws, &auto(&[Part::Pose], "a"), 5);
+        record_write(&mut ws, &auto(&[Part::Name], "b"), 7);
+        record_write(&mut ws, &w(&[Part::Parent], "b"), 7);
+        assert_eq!(
+            ws.iter().map(|x| (x.client_id.as_str(), x.automation)).collect::<Vec<_>>(),
+            [("a", true), ("b", false)]
+        );
+        let payload = Op::State {
+            uuid: U.into(),
+            state: serde_json::json!({}),
+            state_hash: None,
+            writes: vec![auto(&[Part::Pose], "a")],
+        }
+        .to_payload();
+        assert_eq!(payload["writes"][0]["automation"], true);
+        assert!(Op::State {
+            uuid: U.into(),
+            state: serde_json::json!({}),
+            state_hash: None,
+            writes: vec![w(&[Part::Pose], "a")]
+        }
+        .to_payload()["writes"][0]
+            .get("automation")
+            .is_none());
+        assert_eq!(serde_json::to_value(&ws[0]).unwrap()["automation"], true);
+        assert!(serde_json::to_value(&ws[1]).unwrap().get("automation").is_none());
     }
 }

@@ -51,7 +51,11 @@ fn registry_follows_the_real_wal() {
     // Committed in the WAL, never applied (crash): caught up at the next open.
     wal.append_blocking(vec![
         draft("op2", Phase::Begin, json!({})),
-        draft("op2", Phase::Step, Op::Tombstone { uuid: u.into(), client_id: None, editor: None }.to_payload()),
+        draft(
+            "op2",
+            Phase::Step,
+            Op::Tombstone { uuid: u.into(), client_id: None, editor: None, automation: false }.to_payload(),
+        ),
         draft("op2", Phase::Commit, json!({})),
     ])
     .unwrap();

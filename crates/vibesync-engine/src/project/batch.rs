@@ -433,7 +433,8 @@ impl Project {
                 None => {
                     if registered {
                         // Who deleted it: the origin of the uuid's last change (its delete).
-                        let by = kept.iter().rev().find(|q| q.change.uuid == uuid).map(|q| &q.origin);
+                        let last = kept.iter().rev().find(|q| q.change.uuid == uuid);
+                        let by = last.map(|q| &q.origin);
                         drafts.push(self.step(
                             &batch_id,
                             &uuid,
@@ -441,6 +442,7 @@ impl Project {
                                 uuid: uuid.clone(),
                                 client_id: by.map(|e| e.client_id.clone()),
                                 editor: by.map(|e| e.editor.to_string()),
+                                automation: last.is_some_and(|q| q.author == Author::Automation),
                             },
                         ));
                     }

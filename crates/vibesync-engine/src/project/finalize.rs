@@ -608,9 +608,11 @@ impl Project {
             let seq = e.tombstone_seq.filter(|s| *s > base_seq)?;
             let by = e.deleted_by.filter(|by| by.client_id != me)?;
             let parts = Parts::written_by(&ChangeOp::Delete);
+            let author_of_delete = if by.automation { Author::Automation } else { Author::Person };
             let w =
-                Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3], author: Author::Person };
-            // An agent session's delete is automation's: a person's change brings it back.
+                Write { parts, seq, client: by.client_id, editor: by.editor, marks: [0; 3], author: author_of_delete };
+            // Automation's delete (an agent session's, or an editor's sent as automation's):
+            // a person's change brings it back.
             (author == Author::Automation || !w.by_automation()).then_some(w)
         }))
     }

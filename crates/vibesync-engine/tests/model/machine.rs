@@ -320,11 +320,12 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                 }
                 e.updated_seq = r.seq;
             }
-            Op::Tombstone { uuid, client_id, editor } => {
+            Op::Tombstone { uuid, client_id, editor, automation } => {
                 let mut e = registry.remove(&uuid).ok_or(format!("seq {}: tombstone of unregistered {uuid}", r.seq))?;
                 e.status = Status::Tombstoned;
                 e.tombstone_seq = Some(r.seq);
-                e.deleted_by = client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor });
+                e.deleted_by =
+                    client_id.zip(editor).map(|(client_id, editor)| DeletedBy { client_id, editor, automation });
                 archive.push(e);
             }
             Op::Conflict { .. } => {}

@@ -632,6 +632,70 @@ fn blender_unity_and_an_agent(dir: &std::path::Path) -> (std::path::PathBuf, Dae
     (data, d, b, u, bot)
 }
 
+/// Automation's writes stay automation's across a daemon restart (docs/PROTOCOL.md §6.1):
+/// an agent's tool inside Unity moves the cube and deletes the lamp (changes sent with
+/// `automation`); the daemon restarts; Blender's person, who had not seen either, puts the
+/// cube under the camera and moves the lamp. Before, the registry kept who wrote each part
+/// but not on whose behalf, so after the restart both were refused `STALE` — automation's
+/// write undid the person's edit in Blender. Now the reparent is queued and stands, and the
+/// move of the deleted lamp is `NOT_FOUND` (the editor then sends it whole: it comes back),
+/// as without the restart. Tried from the checkpoint and from the whole log.
+#[test]
+fn automations_writes_stay_automations_across_a_restart() {
+    for from_checkpoint in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+        let mut d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+        let mut b = Mini::connect(&d, "blender", 1.0, 0);
+        let mut u = Mini::connect(&d, "unity", 1.0, 0);
+        let (cube, cam, lamp) = (new_uuid(), new_uuid(), new_uuid());
+        let made =
+            vec![create(&cube, "Cube", [0.0; 3]), create(&cam, "Camera", [0.0; 3]), create(&lamp, "Lamp", [0.0; 3])];
+        assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 3]);
+        settle(&mut [&mut b, &mut u]);
+        let base = b.last_seq;
+        u.automation = Some(json!({"operation_id":"op-1","tool":"demo.tidy","agent_session":"a-1"}));
+        let ack = u.send_change("u1", vec![transform(&cube, 9.0), json!({"op":"delete","uuid":lamp})], &[]);
+        assert_eq!(statuses(&ack), ["queued"; 2]);
+        u.states.remove(&lamp);
+        until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
+            m[1].results.iter().any(|r| r["outcome"] == "committed" && r["through"].get(&lamp).is_some())
+        });
+        drop((b, u));
+        d.stop();
+        if !from_checkpoint {
+            let _ = std::fs::remove_file(data.join("checkpoint.json"));
+        }
+        let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+        let mut b = Mini::connect(&d, "blender", 1.0, base);
+        let msg = json!({"type":"change","request_id":"b1","base_seq":base,"changes":[{"op":"reparent","uuid":cube,"parent":cam}]});
+        let ack = b.ask(&msg);
+        assert_eq!(
+            statuses(&ack),
+            ["queued"],
+            "checkpoint {from_checkpoint}: not stale against the tool's move: {ack}"
+        );
+        let msg = json!({"type":"change","request_id":"b2","base_seq":base,"changes":[transform(&lamp, 3.0)]});
+        let ack = b.ask(&msg);
+        assert_eq!(
+            ack["results"][0]["error_code"], "NOT_FOUND",
+            "checkpoint {from_checkpoint}: not stale against the tool's delete: {ack}"
+        );
+        b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+        let mut u = Mini::connect(&d, "unity", 1.0, 0);
+        settle(&mut [&mut b, &mut u]);
+        for (who, m) in [("blender", &b), ("unity", &u)] {
+            assert_eq!(
+                m.states[&cube]["parent"],
+                json!(cam),
+                "{who}: the person's reparent stands: {}",
+                d.stderr_log()
+            );
+        }
+    }
+}
+
 /// A person's change is never stale against automation's (docs/PROTOCOL.md §6.1, §6.7:
 /// people's own edits always flow). An agent moves the cube — committed, then again with its
 /// batch still in flight — and an agent's tool inside Unity moves it (`change.automation`);
