@@ -46,6 +46,65 @@ impl ObjectState {
     }
 }
 
+/// A pose: translation, rotation (a unit quaternion `[x, y, z, w]`) and scale, in the
+/// canonical frame (docs/PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pose {
+    pub t: [f64; 3],
+    pub r: [f64; 4],
+    pub s: [f64; 3],
+}
+
+impl Pose {
+    pub const IDENTITY: Pose = Pose { t: [0.0; 3], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
+
+    /// The local pose a state holds.
+    pub fn of(st: &ObjectState) -> Pose {
+        Pose { t: st.t, r: st.r, s: st.s }
+    }
+
+    /// `local` (a pose relative to this one) in this pose's frame: where an object posed
+    /// `local` under a parent standing at `self` stands in the world. Scale composes per axis,
+    /// as the editors' own "keep the world transform" does when a parent goes (a rotated
+    /// non-uniform scale has no exact per-axis form; both editors approximate it so too).
+    pub fn then(&self, local: &Pose) -> Pose {
+        let scaled = [self.s[0] * local.t[0], self.s[1] * local.t[1], self.s[2] * local.t[2]];
+        let moved = rotate(self.r, scaled);
+        Pose {
+            t: [self.t[0] + moved[0], self.t[1] + moved[1], self.t[2] + moved[2]],
+            r: normalized(quat_mul(self.r, local.r)),
+            s: [self.s[0] * local.s[0], self.s[1] * local.s[1], self.s[2] * local.s[2]],
+        }
+    }
+}
+
+/// `a * b` (`b` first, then `a`), quaternions `[x, y, z, w]`.
+fn quat_mul(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    let [ax, ay, az, aw] = a;
+    let [bx, by, bz, bw] = b;
+    [
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ]
+}
+
+fn normalized(q: [f64; 4]) -> [f64; 4] {
+    let n = q.iter().map(|c| c * c).sum::<f64>().sqrt();
+    if n > 0.0 && n.is_finite() {
+        q.map(|c| c / n)
+    } else {
+        Pose::IDENTITY.r
+    }
+}
+
+/// `v` rotated by the unit quaternion `q`.
+fn rotate(q: [f64; 4], v: [f64; 3]) -> [f64; 3] {
+    let p = quat_mul(quat_mul(q, [v[0], v[1], v[2], 0.0]), [-q[0], -q[1], -q[2], q[3]]);
+    [p[0], p[1], p[2]]
+}
+
 /// One validated change. Lengths are meters (normalized with the sender's unit scale).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeOp {
@@ -755,6 +814,30 @@ mod cycle_tests {
         // An existing loop that does not contain the uuid terminates.
         let looped = |u: &str| Some(if u == "x" { "y" } else { "x" }.to_string());
         assert_eq!(parent_cycle("a", "x", looped), None);
+    }
+}
+
+#[cfg(test)]
+mod pose_tests {
+    use super::Pose;
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    }
+
+    /// A parent at (1, 2, 3), turned 90° about Y, scaled 2: a child at (1, 0, 0) under it
+    /// stands at (1, 2, 1) — the parent's +X is the world's −Z — turned and scaled with it.
+    #[test]
+    fn a_local_pose_under_a_parent_stands_where_the_parent_puts_it() {
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        let parent = Pose { t: [1.0, 2.0, 3.0], r: [0.0, h, 0.0, h], s: [2.0; 3] };
+        let child = Pose { t: [1.0, 0.0, 0.0], r: [0.0, h, 0.0, h], s: [0.5, 1.0, 3.0] };
+        let w = parent.then(&child);
+        assert!(close(&w.t, &[1.0, 2.0, 1.0]), "{w:?}");
+        assert!(close(&w.r, &[0.0, 1.0, 0.0, 0.0]), "180° about Y: {w:?}");
+        assert!(close(&w.s, &[1.0, 2.0, 6.0]), "{w:?}");
+        let same = Pose::IDENTITY.then(&child);
+        assert!(close(&same.t, &child.t) && close(&same.r, &child.r) && close(&same.s, &child.s));
     }
 }
 

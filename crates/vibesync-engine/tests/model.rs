@@ -2362,3 +2362,40 @@ fn machine_regression_an_agents_delete_of_a_kept_edit_rolls_back() {
     let sim = replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
     assert!(sim.holds(0, UUIDS[1]) && sim.holds(1, UUIDS[1]), "both editors hold the person's object");
 }
+
+/// Seed 58 (batches of two): Unity's person puts an object under a parent (a whole-state
+/// `create`, re-sent after a failed sync) and then deletes that parent (a `tombstone`, which
+/// commits at once) while the change waits at the daemon. The batch committed the object under
+/// the deleted parent: the registry kept it there while both editors held it at the root. A
+/// change that puts an object under a parent deleted meanwhile now leaves it at the root where
+/// the parent put it (docs/PROTOCOL.md §6.1), and its editor is corrected after the commit.
+#[test]
+fn machine_regression_a_change_under_a_parent_deleted_meanwhile_leaves_it_at_the_root() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Activity { ed: 0, active: true },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Agent { uuid: 1, edit: E::Create(0) },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Activity { ed: 0, active: false },
+        Deliver { ed: 0 },
+        Wait { ms: 150 },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Tombstone { ed: 1, uuid: 0, late: 1 },
+        Wait { ms: 40 },
+    ];
+    replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -17,7 +17,7 @@ use super::{dedup, state_of, Cx, Editor, Inflight, Project, Rebased, SessionId, 
 use crate::forward;
 use crate::queue::Lane;
 use crate::stale::{LastWrites, Parts};
-use crate::sync::{apply_change, batch_path, coalesce_mask, Author, ChangeOp, ObjectState, Path, Queued};
+use crate::sync::{apply_change, batch_path, coalesce_mask, Author, ChangeOp, ObjectState, Path, Pose, Queued};
 use crate::verify::Verification;
 
 impl Project {
@@ -84,7 +84,7 @@ impl Project {
         // batch's reparents on the cycle unapplied (a loop there, §6.4) — corrected with the
         // whole chain, as above (model seed 106).
         let mut window_cycles: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
-        for (q, keep) in queued.into_iter().zip(mask) {
+        for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
             }
@@ -207,7 +207,47 @@ impl Project {
                 }
                 Ok(None) => {}
             }
-            match apply_change(cur.as_ref(), &q.change.op) {
+            // A `create` or `reparent` that puts the object under a parent deleted meanwhile
+            // (another editor's delete, committed after the change was made): the object
+            // stands at the root where that parent put it, as every editor leaves the children
+            // of a parent it deletes (§6.1); the batch carries that, and its origin is
+            // corrected after the commit. Committed under the deleted parent, it stayed there in
+            // the registry while every editor held it at the root (model seed 58).
+            let mut standing: Option<Queued<Editor>> = None;
+            if let (Some(Some(p)), ChangeOp::Create(_) | ChangeOp::Reparent(_)) =
+                (q.change.op.parent_after().map(|p| p.map(str::to_string)), &q.change.op)
+            {
+                let world = match deleted_parent_world(cx, &p, &states, &start) {
+                    Ok(w) => w,
+                    Err(why) => return cx.storage_failed("sync", &why).await,
+                };
+                if let Some(world) = world {
+                    info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a change puts the object under a parent deleted meanwhile: it stands at the root where that parent put it; its editor is corrected after the commit");
+                    match &mut q.change.op {
+                        ChangeOp::Create(st) => {
+                            let at = world.then(&Pose::of(st));
+                            (st.parent, st.t, st.r, st.s) = (None, at.t, at.r, at.s);
+                        }
+                        op => {
+                            *op = ChangeOp::Reparent(None);
+                            if let Some(held) = &cur {
+                                let at = world.then(&Pose::of(held));
+                                let mut moved = q.clone();
+                                moved.change.op = ChangeOp::Transform { t: at.t, r: at.r, s: at.s };
+                                standing = Some(moved);
+                            }
+                        }
+                    }
+                    // (Its origin, which holds its own op, is corrected after the COMMIT as
+                    // any origin left off the authoritative state: `forward::plan`.)
+                }
+            }
+            // (The pose where the deleted parent put it, after its reparent.)
+            let applied = apply_change(cur.as_ref(), &q.change.op).and_then(|next| match &standing {
+                Some(moved) => apply_change(next.as_ref(), &moved.change.op),
+                None => Ok(next),
+            });
+            match applied {
                 Ok(next) => {
                     let same = cur.is_some()
                         && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
@@ -221,6 +261,10 @@ impl Project {
                     states.insert(q.change.uuid.clone(), next);
                     all.push(as_id);
                     kept.push(q);
+                    if let Some(moved) = standing {
+                        all.push(moved.with_origin(moved.origin.session_id.clone()));
+                        kept.push(moved);
+                    }
                 }
                 Err(e) => {
                     warn!(uuid = %q.change.uuid, "change dropped at batch time: {}", e.message);
@@ -613,6 +657,48 @@ impl Project {
 }
 
 /// The last state of each uuid of a batch, in first-appearance order.
+/// Where a parent `p` deleted meanwhile stood in the world: `None` when it is not deleted
+/// (live in the registry or made in this window, or unknown: a `create` of it may be on its
+/// way). Its pose is its last state, under its own parents' (this window's, the registry's,
+/// or — deleted too — their archived last state).
+fn deleted_parent_world(
+    cx: &Cx<'_>,
+    p: &str,
+    states: &HashMap<String, Option<ObjectState>>,
+    start: &HashMap<String, Option<ObjectState>>,
+) -> Result<Option<Pose>, String> {
+    use serde::Deserialize;
+    // The last state of `u` the daemon knows: (state, deleted?).
+    let last = |u: &str| -> Result<Option<(ObjectState, bool)>, String> {
+        match (states.get(u), start.get(u)) {
+            (Some(Some(st)), _) => return Ok(Some((st.clone(), false))),
+            (Some(None), Some(Some(st))) => return Ok(Some((st.clone(), true))), // deleted in this window
+            (None, Some(Some(st))) => return Ok(Some((st.clone(), false))),
+            _ => {}
+        }
+        let entry = cx.view.lookup(u)?;
+        if let Some(e) = entry.as_deref().filter(|e| e.status != Status::Tombstoned) {
+            return Ok(state_of(u, Some(e))?.map(|st| (st, false)));
+        }
+        let newest = cx.view.archived(u)?.into_iter().max_by_key(vibesync_registry::Entry::archive_seq);
+        Ok(newest.and_then(|e| e.state).and_then(|v| ObjectState::deserialize(&v).ok()).map(|st| (st, true)))
+    };
+    let Some((first, true)) = last(p)? else { return Ok(None) };
+    let mut chain = vec![first];
+    let mut seen: HashSet<String> = HashSet::default();
+    seen.insert(p.to_string());
+    while let Some(up) = chain.last().and_then(|st| st.parent.clone()) {
+        if !seen.insert(up.clone()) || chain.len() > 1024 {
+            break; // (no cycle is ever committed; bounded all the same)
+        }
+        match last(&up)? {
+            Some((st, _)) => chain.push(st),
+            None => break, // a parent the daemon holds no record of: a root, as receivers take it
+        }
+    }
+    Ok(Some(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st)))))
+}
+
 fn final_states(
     kept: &[Queued<Editor>],
     states: &HashMap<String, Option<ObjectState>>,

@@ -859,6 +859,49 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
     assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
 }
 
+/// A change that puts an object under a parent another editor deleted meanwhile (docs/PROTOCOL.md
+/// §6.1 "Parents the daemon holds no record of"): Unity's person puts B under A and makes a
+/// new object D under A, in one window; before it closes, Blender's person deletes A. Both
+/// objects stand at the root where A put them, in the registry and in both editors — every
+/// editor leaves the children of a deleted parent where they stand in the world. Before, the
+/// registry committed them under the deleted A while both editors held them at the root, and
+/// the two stayed apart for good (model seed 58).
+#[test]
+fn a_change_under_a_parent_deleted_meanwhile_stands_at_the_root_where_the_parent_put_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, mut b, mut u, [a, x, _]) = three_synced_in_a_long_window(dir.path());
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    // A at (1, 2, 3), turned 90° about Y, scaled 2.
+    let pose = json!({"op":"transform","uuid":a,"t":[1.0,2.0,3.0],"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]});
+    assert_eq!(statuses(&b.send_change("b-pose", vec![pose], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-pose"));
+    settle(&mut [&mut b, &mut u]);
+    let d = new_uuid();
+    let mut under_a = create(&d, "D", [1.0, 0.0, 0.0]);
+    under_a["parent"] = json!(a);
+    let ops = vec![json!({"op":"reparent","uuid":x,"parent":a}), under_a];
+    assert_eq!(statuses(&u.send_change("u-under", ops, &[])), ["queued"; 2]);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    b.states.remove(&a);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-under"));
+    settle(&mut [&mut b, &mut u]);
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert!(!m.states.contains_key(&a), "{who}: A is deleted");
+        for (o, t) in [(&x, [1.0, 2.0, 3.0]), (&d, [1.0, 2.0, 1.0])] {
+            let st = m.states.get(o).unwrap_or_else(|| panic!("{who}: {o} is there"));
+            assert!(st["parent"].is_null(), "{who}: at the root: {st}");
+            assert!(close(&st["t"], t), "{who}: where A put it: {st}");
+            assert!(close(&st["s"], [2.0, 2.0, 2.0]), "{who}: scaled with A: {st}");
+        }
+    }
+    assert_eq!(b.states[&x], u.states[&x]);
+    assert_eq!(b.states[&d], u.states[&d]);
+}
+
 /// The same across a daemon restart (from its checkpoint, or reading the whole log): who
 /// wrote each part of a committed state is kept by the registry (its `writers`), so a
 /// reparent Blender's person made before Blender heard of Unity's is still a conflict Unity's
