@@ -1160,16 +1160,19 @@ def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
 
 
 @pytest.mark.window_ms(1000)
-def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world):
+@pytest.mark.parametrize("order", ["its_delete_first", "the_batch_first"])
+def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world, order):
     """The person in Unity puts the Cube under an Empty (turned 90°, scaled 2, at (1, 2, 3));
-    at the same moment the person in Blender deletes that Empty: its `tombstone` commits while
-    Unity's change still waits in the daemon's window (1 s here, so that this order is the one
-    tried). Every editor leaves a deleted parent's children where they stand in the world; the
-    daemon committed the Cube under the deleted Empty, Blender could not apply that, and the
-    editors never converged (Unity kept the Cube "not synced"). Now the Cube stands at the
-    root where the Empty put it — in Blender, in Unity and in the daemon — and everything
-    converges and verifies (PROTOCOL.md §6.1). (The other order, the Empty's delete committed
-    after the Cube's batch, is not covered yet: see issue 9.)"""
+    at the same moment the person in Blender deletes that Empty. Every editor leaves a deleted
+    parent's children where they stand in the world. `its_delete_first`: the Empty's
+    `tombstone` commits while Unity's change still waits in the daemon's window (1 s here);
+    the daemon committed the Cube under the deleted Empty, which Blender could not apply.
+    `the_batch_first`: the Cube's batch reaches Blender after its person deleted the Empty;
+    Blender cannot apply it, the batch rolls back and Unity keeps the Cube "not synced" — and
+    then, applying the Empty's delete, Unity left the Cube at the root but never sent it
+    again. Either way the editors never converged. Now the Cube stands at the root where the
+    Empty put it — in Blender, in Unity and in the daemon — and everything converges and
+    verifies (PROTOCOL.md §6.1, §6.4)."""
     import math
 
     def anchor():
@@ -1181,6 +1184,8 @@ def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world):
     cube, empty = bpy.data.objects["Cube"], bpy.data.objects["Anchor"]
     u, e = cube["vibesync_uuid"], empty["vibesync_uuid"]
     host.cmd(f"parent {u} {e}")
+    if order == "the_batch_first":
+        time.sleep(1.5)  # the window closes; the batch waits in Blender's socket, unread
     bpy.data.objects.remove(empty)
     drive(lambda: host.obj(e) is None and (o := host.obj(u)) is not None and o.get("parent") != e,
           timeout=20, what="the Empty gone in Unity, the Cube no longer under it")

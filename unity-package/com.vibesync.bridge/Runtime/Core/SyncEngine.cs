@@ -532,6 +532,35 @@ namespace VibeSync.Bridge.Core
             if (n > 0) Emit("retry_not_synced", new Dictionary<string, object> { { "count", n }, { "why", why } });
         }
 
+        /// <summary>
+        /// Objects kept here, not synced (their batch rolled back), that are under an object
+        /// <paramref name="b"/> deletes. The scene leaves them at the root where they stand
+        /// (PROTOCOL.md §6.1 `delete`), and their kept edit — sent again only when the person
+        /// edits them again, say — named a parent that is gone: they are sent again, whole, as
+        /// they stand. Kept, they stayed apart from the other editor for good (it never held
+        /// them under that parent: e.g. its person deleted the parent while this editor's
+        /// reparent under it was on its way, and its answer rolled that back).
+        /// </summary>
+        List<string> KeptUnderDeleted(IncomingBatch b)
+        {
+            var under = new List<string>();
+            if (notSynced.Count == 0) return under;
+            HashSet<string> deleting = null;
+            foreach (var c in b.Changes)
+            {
+                if (c.Op != Ops.Delete) continue;
+                if (deleting == null) deleting = new HashSet<string>(StringComparer.Ordinal);
+                deleting.Add(c.Uuid);
+            }
+            if (deleting == null) return under;
+            foreach (var u in notSynced.Keys)
+            {
+                var st = scene.Capture(u);
+                if (st != null && st.Parent != null && deleting.Contains(st.Parent)) under.Add(u);
+            }
+            return under;
+        }
+
         /// <summary>`quarantine_released` (PROTOCOL §6.8): a person released these uuids; what
         /// this editor kept of them (not synced) is sent again in full.</summary>
         void OnQuarantineReleased(Dictionary<string, object> m)
@@ -2223,6 +2252,7 @@ namespace VibeSync.Bridge.Core
                 }
                 toApply = LeaveOutLoops(b, toApply, loopSpared);
             }
+            var keptUnderDeleted = KeptUnderDeleted(toApply);
             if (kept.Count == 0 || toApply.Changes.Count > 0)
             {
                 try
@@ -2301,6 +2331,8 @@ namespace VibeSync.Bridge.Core
                     }
                 }
             }
+            // Their kept edit named a parent that is gone: what stands now goes (§6.1, §6.4).
+            if (keptUnderDeleted.Count > 0) RetryNotSynced(keptUnderDeleted, "the object it was under was deleted");
             AttachLoopWaiting(b.Seq);
             long baseBefore = Math.Min(LastSeq, b.Seq - 1);
             if (b.Seq > LastSeq) LastSeq = b.Seq;

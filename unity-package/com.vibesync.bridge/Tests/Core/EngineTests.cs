@@ -1629,6 +1629,46 @@ namespace VibeSync.Bridge.Tests
             Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
         }
 
+        /// <summary>
+        /// A person here put B under A; its batch rolled back, so B is kept here, not synced
+        /// (PROTOCOL.md §6.4). Then another editor's delete of A arrives: the scene leaves B at
+        /// the root where it stands (§6.1). Nothing sent B again — its kept edit named A, and was
+        /// retried only when the person touched B again — while the other editor, which never
+        /// held B under A, kept B where it was: the two stayed apart (the end-to-end case: Unity
+        /// puts the Cube under an Empty that Blender's person deletes at that moment). B now goes
+        /// again, whole, as it stands.
+        /// </summary>
+        [VsTest]
+        public static void AKeptObjectWhoseParentIsDeletedIsSentAgainAsItStands()
+        {
+            using (var r = new Rig())
+            {
+                var a = r.Add("A", 1, 2, 3);
+                var b = r.Add("B", 2, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                int changes = r.Daemon.Received("change").Count;
+                b.Parent = a.Uuid; // the person's reparent
+                r.Engine.MarkDirty(b.Uuid);
+                r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                Check.Eventually(() => r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent in flight", r.Pump);
+                KeepNotSynced(r, b.Uuid);
+                r.Settle();
+                changes = r.Daemon.Received("change").Count;
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", new Dictionary<string, object> { { "op", "delete" }, { "uuid", a.Uuid } });
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the delete applied", r.Pump);
+                Check.True(r.Scene.Capture(a.Uuid) == null, "A is gone");
+                Check.True(b.Parent == null, "B at the root where it stands");
+                var mine = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var op = (Dictionary<string, object>)((List<object>)mine["changes"])[0];
+                Check.Equal(b.Uuid + " create", (string)op["uuid"] + " " + (string)op["op"], "B sent again, whole");
+                Check.True(op["parent"] == null, "as it stands: at the root");
+                Check.Equal(r.Scene.Capture(b.Uuid).Hash(), ObjectState.FromCreate(RemoteChange.Parse(op, null, 1.0)).Hash(), "what it holds now");
+            }
+        }
+
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
         /// <summary>The batch of the uuid's change in flight rolls back (Blender did not answer in
