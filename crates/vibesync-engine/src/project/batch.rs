@@ -656,7 +656,6 @@ impl Project {
     }
 }
 
-/// The last state of each uuid of a batch, in first-appearance order.
 /// Where a parent `p` deleted meanwhile stood in the world: `None` when it is not deleted
 /// (live in the registry or made in this window, or unknown: a `create` of it may be on its
 /// way). Its pose is its last state, under its own parents' (this window's, the registry's,
@@ -681,7 +680,12 @@ fn deleted_parent_world(
             return Ok(state_of(u, Some(e))?.map(|st| (st, false)));
         }
         let newest = cx.view.archived(u)?.into_iter().max_by_key(vibesync_registry::Entry::archive_seq);
-        Ok(newest.and_then(|e| e.state).and_then(|v| ObjectState::deserialize(&v).ok()).map(|st| (st, true)))
+        match newest.and_then(|e| e.state) {
+            Some(v) => ObjectState::deserialize(&v)
+                .map(|st| Some((st, true)))
+                .map_err(|err| format!("the registry's archived state of {u} is unreadable: {err}")),
+            None => Ok(None),
+        }
     };
     let Some((first, true)) = last(p)? else { return Ok(None) };
     let mut chain = vec![first];
@@ -699,6 +703,7 @@ fn deleted_parent_world(
     Ok(Some(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st)))))
 }
 
+/// The last state of each uuid of a batch, in first-appearance order.
 fn final_states(
     kept: &[Queued<Editor>],
     states: &HashMap<String, Option<ObjectState>>,
