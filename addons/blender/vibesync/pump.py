@@ -362,6 +362,8 @@ class Session:
         self.automation_for: dict[str, tuple[dict, str]] = {}
         self.automation_requests: dict[str, dict] = {}
         self.automation_deletes: dict[str, list[str]] = {}
+        # While a tool call's deletes are captured: mesh hash -> mesh uuids (`_deleted_by_automation`).
+        self.meshes_by_hash: dict[str, list[str]] | None = None
         self.mesh_bytes_sent = 0
         # No request goes out before this time (monotonic): the daemon asked to retry later.
         self.send_after = 0.0
@@ -1455,8 +1457,12 @@ class Session:
         self.automation_for.pop(uuid, None)
         h = (sent or {}).get("mesh_hash")
         if h:
-            for mu, mh in self.mesh_hashes.items():
-                me = self.registry.resolve(mu) if mh == h else None
+            if self.meshes_by_hash is None:  # once per tool call, not per deleted object
+                self.meshes_by_hash = {}
+                for mu, mh in self.mesh_hashes.items():
+                    self.meshes_by_hash.setdefault(mh, []).append(mu)
+            for mu in self.meshes_by_hash.get(h, ()):
+                me = self.registry.resolve(mu)
                 if isinstance(me, bpy.types.Mesh) and me.users == 0 and me.library is None:
                     apply_mod.keep_data_of_deleted(uuid, str(sent.get("name") or me.name), me, self.registry)
                     break
@@ -3051,6 +3057,7 @@ class Session:
                 self._process_dirty(float("inf"))
         finally:
             self.automation = None
+            self.meshes_by_hash = None
         if automation is None:
             self._flush()
             return []
