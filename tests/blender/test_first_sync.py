@@ -552,3 +552,56 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
             for c in m.get("changes", []) if c.get("uuid") in {cu, *roots, *kids}]
     assert not sent, f"applied states echoed back: {sent[:2]}"
     assert not [e for e in vibesync.status()["errors"]], vibesync.status()["errors"]
+
+
+def test_a_kept_object_whose_parent_a_batch_deletes_stays_where_it_stands_and_goes_again(
+        scripted):
+    """The person put Kid under Holder here; its batch rolled back, so Kid is kept here, not
+    synced (PROTOCOL.md §6.4). Then another editor's delete of Holder arrives (its person
+    deleted Holder while Kid's reparent was on its way; it never held Kid under Holder, so
+    its delete names Holder alone). Kid stays where it stands in the world, at the root (§6.1:
+    a receiver never removes more than the uuid named), and goes again, whole, as it stands:
+    its kept edit named a parent that is gone, and nothing else would send it again, so the
+    two editors stayed apart for good."""
+    holder = make_cube("Holder", location=(1, 2, 3))
+    holder.rotation_euler = (0.3, 0, 0.5)
+    holder.scale = (2, 2, 2)
+    kid = make_cube("Kid", location=(4, 0, 0))
+    settle()
+    hu, ku = holder[PROP], kid[PROP]
+    pump_until(lambda: changes_for(scripted, hu) and changes_for(scripted, ku), what="the creates")
+    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change"
+                   for c in m["changes"]})
+    scripted.push(result("b1", 10, sent))
+    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="the creates committed")
+    # The person's Set Parent To > Object (Without Inverse): Kid at (4, 0, 0) in Holder's
+    # space (turned, scaled 2, at (1, 2, 3)).
+    kid.parent = holder
+    settle()
+    pump_until(lambda: [c for _, c in changes_for(scripted, ku) if c["op"] == "reparent"],
+               what="the reparent")
+    assert [c["parent"] for _, c in changes_for(scripted, ku) if c["op"] == "reparent"] == [hu]
+    before = len(changes_for(scripted, ku))
+    scripted.push(result("b2", 11, [ku], outcome="rolled_back", error_code="VERIFY_MISMATCH",
+                         kept_local=True, reason="Unity does not hold the parent"))
+    pump_until(lambda: vibesync.status()["not_synced"], what="Kid kept, not synced")
+    bpy.context.view_layer.update()
+    world = kid.matrix_world.copy()
+    scripted.push(batch_frames("d1", 12, [{"op": "delete", "uuid": hu}], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the delete applied")
+    assert "Holder" not in bpy.data.objects
+    kid = bpy.data.objects["Kid"]
+    bpy.context.view_layer.update()
+    assert kid.parent is None
+    got = [round(v, 4) for row in kid.matrix_world for v in row]
+    assert got == pytest.approx([round(v, 4) for row in world for v in row], abs=1e-4), \
+        "Kid stands where it stood in the world"
+    pump_until(lambda: len(changes_for(scripted, ku)) > before, what="Kid sent again")
+    assert len(changes_for(scripted, ku)) == before + 1, changes_for(scripted, ku)[before:]
+    msg, op = changes_for(scripted, ku)[before]
+    assert op["op"] == "create" and op["parent"] is None, op
+    x, y, z = world.translation
+    assert op["t"] == pytest.approx([x, z, -y], abs=1e-4), "as it stands"
+    assert list(world.to_scale()) == pytest.approx([2, 2, 2], abs=1e-4)
+    assert op["s"] == pytest.approx([2, 2, 2], abs=1e-4)
+    assert len(changes_for(scripted, hu)) == 1, "the deleted Holder is not sent back"

@@ -258,6 +258,18 @@ def test_sync_engine_an_applied_batch_counts_as_synced_and_retries_children_of_i
     assert e.last_seq == 12
 
 
+def test_sync_engine_retries_kept_children_of_a_parent_the_batch_deleted():
+    """Kept here, not synced, under C (its kept edit named C); a batch deletes C: B stands
+    at the root now, and nothing else would send it again (PROTOCOL.md §6.4)."""
+    scene = Scene(alive=[A, B])
+    e = engine.SyncEngine(scene, last_seq=10)
+    e.not_synced.mark([A, B], "Unity does not hold the parent")
+    parents = {A: C, B: A}
+    e.applied(11, set(), set(), parents.get, {C})
+    assert scene.forgotten == [A] and scene.marked == [(A, False, True)], "A alone, quietly"
+    assert e.last_seq == 11
+
+
 def test_sync_engine_remembers_a_bounded_number_of_received_batches():
     e = engine.SyncEngine(Scene())
     e.sent("c1", engine.CHANGE, [A])

@@ -1193,3 +1193,37 @@ def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world, ord
     assert e not in view
     # Unity's (0, 0, 0) under the Empty is the Empty's place: (1, 2, 3) in Blender.
     assert tuple(bpy.data.objects["Cube"].matrix_world.translation) == pytest.approx((1, 2, 3), abs=1e-4)
+
+
+@pytest.mark.window_ms(1000)
+def test_blender_puts_the_cube_under_an_empty_unity_deletes_meanwhile(world):
+    """The roles of the test above swapped: the person in Blender puts the Cube under an Empty
+    (turned 90°, scaled 2, at (1, 2, 3)) and, while that change waits in the daemon's window,
+    the person in Unity deletes the Empty — which in Unity holds no child, so its delete names
+    the Empty alone. Blender, applying that delete, dropped the Cube to its own pose ((0, 0,
+    0), unscaled): the person's Cube moved. Now it stays where it stands, at the root, and the
+    Cube converges there in Unity and in the daemon (PROTOCOL.md §6.1)."""
+    import math
+
+    def anchor():
+        e = bpy.data.objects.new("Anchor", None)
+        bpy.data.collections["Collection"].objects.link(e)
+        e.location, e.rotation_euler, e.scale = (1, 2, 3), (0, 0, math.pi / 2), (2, 2, 2)
+
+    made, host = world.startup_synced(build=anchor, also=("Anchor",))
+    cube, empty = bpy.data.objects["Cube"], bpy.data.objects["Anchor"]
+    u, e = cube["vibesync_uuid"], empty["vibesync_uuid"]
+    cube.parent = empty  # Set Parent To > Object (Without Inverse): the Cube at the Empty
+    drive(lambda: vibesync.status()["in_flight"] > 0, what="the reparent sent")
+    host.cmd(f"delete {e}")
+    drive(lambda: "Anchor" not in bpy.data.objects, timeout=20, what="the Empty gone in Blender")
+    cube = bpy.data.objects["Cube"]
+    bpy.context.view_layer.update()
+    assert cube.parent is None
+    assert tuple(cube.matrix_world.translation) == pytest.approx((1, 2, 3), abs=1e-4), \
+        "the Cube stands where the person put it"
+    assert tuple(cube.matrix_world.to_scale()) == pytest.approx((2, 2, 2), abs=1e-4)
+    view = world.finish(host, {k: v for k, v in made.items() if k != e})
+    assert e not in view
+    assert view[u]["parent"] == bpy.data.collections["Collection"]["vibesync_uuid"], \
+        "at the root, in its collection"  # (finish: Unity holds it where Blender shows it)

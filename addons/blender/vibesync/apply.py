@@ -427,6 +427,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             if removals is not None and isinstance(idb, bpy.types.Object):
                 removals.append((idb, uuid))
             else:
+                if isinstance(idb, bpy.types.Object):
+                    _free_children([idb])
                 coll = getattr(bpy.data, KIND_TABLE[registry.bindings[uuid].kind][0])
                 coll.remove(idb)
         registry.bindings[uuid].alive = False
@@ -501,7 +503,19 @@ def remove_objects(removals: list, registry) -> None:
     removals.clear()
     if alive:
         _record_references(alive, registry)
+        _free_children([ob for ob, _ in alive])
         bpy.data.batch_remove([ob for ob, _ in alive])
+
+
+def _free_children(obs: list) -> None:
+    """The children of `obs` (objects about to be removed) that are not removed with them
+    stay where they stand in the world, at the root (PROTOCOL.md §6.1 `delete`: a receiver
+    never removes more than the uuid named): e.g. an object a person here put under one that
+    the other editor's person deleted meanwhile (that editor never held it there)."""
+    going = {ob.session_uid for ob in obs}
+    staying = [c for ob in obs for c in ob.children if c.session_uid not in going]
+    if staying:
+        capture.roots_where_they_stand(staying)
 
 
 def _record_references(obs: list, registry) -> None:

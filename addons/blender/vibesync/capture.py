@@ -155,6 +155,19 @@ def world_trs(ob) -> tuple[list[float], list[float], list[float]]:
     return wire.blender_to_wire(tuple(loc), (rot.x, rot.y, rot.z, rot.w), tuple(scale))
 
 
+def roots_where_they_stand(children) -> None:
+    """Make each of `children` a root posed where it stands in the world: what a receiver
+    does with the children of an object a batch deletes that the batch does not delete
+    (PROTOCOL.md §6.1 `delete`), as Unity does. Removing the parent alone leaves a child's
+    own location, rotation and scale as they are, so it would jump to that pose in the
+    world. Every pose is read before any parent changes (a child may be under another)."""
+    worlds = [(ob, _world_matrix(ob)) for ob in children]
+    for ob, m in worlds:
+        ob.parent = None
+        ob.matrix_parent_inverse.identity()
+        _set_parts(ob, *_less_deltas(ob, *m.decompose()))
+
+
 def set_pose(ob, t, r, s, registry) -> None:
     """Set the pose the wire holds for `ob` (`read_state`): local to its parent, or, for a
     child of an object found out of the synced scene (a root to the other editors), in the

@@ -184,7 +184,7 @@ class NotSynced:
             self.reasons.pop(u, None)
 
     def waiting_for(self, parents: set[str], parent_of: Callable[[str], str | None]) -> list[str]:
-        """Not-synced uuids whose parent is one of `parents` (it just arrived)."""
+        """Not-synced uuids whose parent is one of `parents` (it just arrived, or was deleted)."""
         return [u for u in self.reasons if parent_of(u) in parents]
 
     def as_list(self) -> list[dict]:
@@ -646,14 +646,17 @@ class SyncEngine:
             self.scene.forget_sent(uuid)
 
     def applied(self, seq: int, arrived: set[str], kept: Container[str],
-                parent_of: Callable[[str], str | None]) -> None:
+                parent_of: Callable[[str], str | None],
+                deleted: set[str] | frozenset[str] = frozenset()) -> None:
         """`apply`: a batch is applied: what arrived counts as synced (not the uuids a
-        replay kept), not-synced children of an arrived parent go again (D1), `last_seq`
-        moves to the batch's seq."""
+        replay kept), not-synced children of an arrived parent go again (D1), and so do
+        those of a parent the batch `deleted` (they stand at the root now, and their kept
+        edit named a parent that is gone, PROTOCOL.md §6.4); `last_seq` moves to the
+        batch's seq."""
         self.synced.update(u for u in arrived if u not in kept)
         if len(self.not_synced):
             # A parent that was missing arrived: its kept-local children go again (D1).
-            self.retry_not_synced(self.not_synced.waiting_for(arrived, parent_of))
+            self.retry_not_synced(self.not_synced.waiting_for(arrived | set(deleted), parent_of))
         self.last_seq = max(self.last_seq, seq)
 
     def live_refusal(self, uuid: str, paused: bool, batches_waiting: bool, held: bool,

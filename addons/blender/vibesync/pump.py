@@ -2378,9 +2378,10 @@ class Session:
             self.last_sent[uuid] = {**self.last_sent[uuid], "parent": now["parent"]}
         if self.loop_waiting:
             self._attach_loop_waiting(batch)
-        # Synced now; a parent that was missing arrived: its kept-local children go again.
+        # Synced now; a parent that was missing arrived, or was deleted: its kept-local
+        # children go again.
         self.engine.applied(batch.seq, set(hashes), set(keep) | kept_from_delete.keys(),
-                            lambda u: (self.last_sent.get(u) or {}).get("parent"))
+                            lambda u: (self.last_sent.get(u) or {}).get("parent"), deleted)
         self.applied_batches += 1
         if self.transport is not None:
             self.transport.update_hello(last_seq=self.engine.last_seq)
