@@ -605,3 +605,38 @@ def test_a_kept_object_whose_parent_a_batch_deletes_stays_where_it_stands_and_go
     assert list(world.to_scale()) == pytest.approx([2, 2, 2], abs=1e-4)
     assert op["s"] == pytest.approx([2, 2, 2], abs=1e-4)
     assert len(changes_for(scripted, hu)) == 1, "the deleted Holder is not sent back"
+
+
+def test_an_edit_refused_as_a_loop_goes_again_when_a_batch_changes_parents(scripted):
+    """The person put Kid under Holder; the daemon refused it `INVALID_FIELD` (read against
+    parents it held then, a loop) and Blender keeps it, not synced (PROTOCOL.md §6.4). A
+    batch that changes parents (here another editor's new object) may have made it takeable:
+    Kid goes again, whole, by itself — before, only the person's next edit of Kid or a peer
+    joining sent it (model seed 222)."""
+    holder = make_cube("Holder", location=(1, 0, 0))
+    kid = make_cube("Kid", location=(4, 0, 0))
+    settle()
+    hu, ku = holder[PROP], kid[PROP]
+    pump_until(lambda: changes_for(scripted, hu) and changes_for(scripted, ku), what="the creates")
+    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change"
+                   for c in m["changes"]})
+    scripted.push(result("b1", 10, sent))
+    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="the creates committed")
+    kid.parent = holder
+    settle()
+    msg = pump_until(lambda: next((m for m, c in changes_for(scripted, ku) if c["op"] == "reparent"),
+                                  None), what="the reparent")
+    scripted.push(frame({"type": "ack", "request_id": msg["request_id"], "seq": 10, "results": [
+        {"uuid": ku, "status": "error", "error_code": "INVALID_FIELD",
+         "message": "changes[0].parent: a parent cycle"}]}))
+    pump_until(lambda: vibesync.status()["not_synced"], what="Kid kept, not synced")
+    pump_for(0.3)
+    before = len(changes_for(scripted, ku))
+    nu = str(uuidlib.uuid4())
+    scripted.push(batch_frames("e1", 11, [
+        {"op": "create", "uuid": nu, "kind": "object", "name": "GameObject", "parent": None,
+         "t": [0, 2, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True}], path="slow"))
+    pump_until(lambda: len(changes_for(scripted, ku)) > before, what="Kid sent again")
+    op = changes_for(scripted, ku)[before][1]
+    assert op["op"] == "create" and op["parent"] == hu, op
+    assert kid.parent == holder, "the person's edit stands"

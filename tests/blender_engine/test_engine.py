@@ -234,6 +234,33 @@ def test_sync_engine_a_change_the_daemon_cannot_take_stays_here_marked_not_synce
     assert len(e.inflight) == 0 and scene.forgotten == []
 
 
+def test_sync_engine_an_edit_refused_as_a_loop_goes_again_when_its_parents_may_differ():
+    """Model seed 222: the person put C under B, whose own kept reparent the daemon did not
+    have, so C was read as a loop and refused INVALID_FIELD (kept). When a change of this
+    editor commits (B's kept reparent, sent again) or a batch changes parents, C goes again,
+    whole; what was kept for another reason waits for its own triggers (PROTOCOL §6.4)."""
+    scene = Scene(alive=[A, B, C])
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [C, A])
+    e.on_change_ack("c1", [
+        {"uuid": C, "status": engine.ITEM_ERROR, "error_code": engine.INVALID_FIELD, "message": "loop"},
+        {"uuid": A, "status": engine.ITEM_ERROR, "error_code": engine.TOO_LARGE, "message": "big"}])
+    e.not_synced.mark([B], "Unity did not confirm it in time")
+    assert e.not_synced.refused_invalid == {C}
+    e.sent("c2", engine.CHANGE, [B])
+    e.on_change_ack("c2", [{"uuid": B, "status": "queued"}])
+    e.on_batch_result({"batch_id": "b1", "seq": 9, "outcome": engine.COMMITTED, "uuids": [B],
+                       "through": {B: "c2"}})
+    assert scene.forgotten == [C] and scene.marked[-1] == (C, False, True), "C alone, in full"
+    e.parents_changed()
+    assert scene.forgotten == [C, C], "a batch that changed parents: again"
+    e.on_batch_result({"batch_id": "b2", "seq": 10, "outcome": engine.COMMITTED, "uuids": [C],
+                       "through": {C: "c3"}})
+    assert e.not_synced.refused_invalid == set() and C not in e.not_synced
+    e.parents_changed()
+    assert scene.forgotten == [C, C], "committed: nothing kept to send"
+
+
 def test_sync_engine_a_peer_joining_retries_what_is_still_here_and_forgets_the_rest():
     scene = Scene(alive=[A])
     e = engine.SyncEngine(scene)

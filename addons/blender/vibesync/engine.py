@@ -168,6 +168,10 @@ class NotSynced:
 
     def __init__(self) -> None:
         self.reasons: dict[str, str] = {}
+        # Of those, the ones kept after an `INVALID_FIELD` refusal (e.g. a reparent that would
+        # close a parent cycle with the daemon's committed parents): sent again also when
+        # those parents may have changed (`SyncEngine.parents_changed`).
+        self.refused_invalid: set[str] = set()
 
     def __contains__(self, uuid: str) -> bool:
         return uuid in self.reasons
@@ -175,13 +179,18 @@ class NotSynced:
     def __len__(self) -> int:
         return len(self.reasons)
 
-    def mark(self, uuids: Iterable[str], reason: str) -> None:
+    def mark(self, uuids: Iterable[str], reason: str, refused_invalid: bool = False) -> None:
         for u in uuids:
             self.reasons[u] = reason
+            if refused_invalid:
+                self.refused_invalid.add(u)
+            else:
+                self.refused_invalid.discard(u)
 
     def synced(self, uuids: Iterable[str]) -> None:
         for u in uuids:
             self.reasons.pop(u, None)
+            self.refused_invalid.discard(u)
 
     def waiting_for(self, parents: set[str], parent_of: Callable[[str], str | None]) -> list[str]:
         """Not-synced uuids whose parent is one of `parents` (it just arrived, or was deleted)."""
@@ -536,7 +545,8 @@ class SyncEngine:
         if alive and action == REFUSED_KEEP:
             # Refused local work stays here, marked, and is re-sent when the block is
             # lifted (a peer joins, a quarantine is released, the person edits again).
-            self.not_synced.mark([uuid], f"{code}: {r.get('message')}")
+            self.not_synced.mark([uuid], f"{code}: {r.get('message')}",
+                                 refused_invalid=code == INVALID_FIELD)
         if alive and action == REFUSED_RESEND_FULL:
             # The daemon has no state for it (e.g. its data was reset): send a create.
             self.scene.forget_sent(uuid)
@@ -585,7 +595,18 @@ class SyncEngine:
             for u in effect.uuids:
                 self.timeouts.pop(u, None)
                 self.retry_at.pop(u, None)
+            if effect.uuids:
+                self.parents_changed()
         return effect
+
+    def parents_changed(self) -> None:
+        """A change of this editor committed, or a batch with a `create`, `reparent` or
+        `delete` was applied: the parents the daemon reads a change against may differ now.
+        What it refused `INVALID_FIELD` and this editor keeps (e.g. a reparent read as a loop
+        through an object whose own kept reparent the daemon did not have yet) goes again, in
+        full (PROTOCOL.md §6.4); refused again, it stays kept until the next such change."""
+        if self.not_synced.refused_invalid:
+            self.retry_not_synced(sorted(self.not_synced.refused_invalid))
 
     def _retry_later(self, uuids: Iterable[str], now: float) -> None:
         """Kept after a VERIFY_TIMEOUT: a participant did not answer in time, which says

@@ -2382,6 +2382,8 @@ class Session:
         # children go again.
         self.engine.applied(batch.seq, set(hashes), set(keep) | kept_from_delete.keys(),
                             lambda u: (self.last_sent.get(u) or {}).get("parent"), deleted)
+        if any(c.get("op") in ("create", "reparent", "delete") for c, _ in batch.changes):
+            self.engine.parents_changed()
         self.applied_batches += 1
         if self.transport is not None:
             self.transport.update_hello(last_seq=self.engine.last_seq)

@@ -1539,7 +1539,13 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
     if std::env::var_os("MODEL_TRACE").is_some() {
         let mut shown = v.clone();
         if let Some(c) = shown.get_mut("change") {
-            *c = json!([c["op"], c["uuid"].as_str().map(|u| &u[..2]), c["name"], c["t"]]);
+            *c = json!([
+                c["op"],
+                c["uuid"].as_str().map(|u| &u[..2]),
+                c["name"],
+                c["t"],
+                c["parent"].as_str().map(|u| &u[..2])
+            ]);
         }
         log.push(format!("  {} reads {shown}", ed.kind));
     }

@@ -161,6 +161,11 @@ namespace VibeSync.Bridge.Core
         // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
         // a parent it names arrives; a committed batch_result naming it clears it.
         readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
+        // Of those, the ones kept after an INVALID_FIELD refusal (e.g. a reparent that would close a
+        // parent cycle with the daemon's committed parents): also re-sent when the parents may
+        // have changed — a change of this editor commits, or a batch with a create, reparent or
+        // delete is applied (PROTOCOL §6.4).
+        readonly HashSet<string> keptRefusedInvalid = new HashSet<string>(StringComparer.Ordinal);
         // Peers that joined so far (`peers` naming a new session), and the count when each uuid's
         // last change was sent: a change kept after a rollback is re-sent at once when a peer
         // joined after it was sent — that peer never saw it, and its join came before the result
@@ -530,6 +535,19 @@ namespace VibeSync.Bridge.Core
                 n++;
             }
             if (n > 0) Emit("retry_not_synced", new Dictionary<string, object> { { "count", n }, { "why", why } });
+        }
+
+        /// <summary>
+        /// Kept uuids refused INVALID_FIELD go again, in full: the parents the daemon read them
+        /// against may have changed (e.g. a kept reparent of one of their parents, which the daemon
+        /// did not have when it refused them as a loop, has committed since). Refused again, they
+        /// stay kept until the next such change.
+        /// </summary>
+        void RetryRefusedForParents(string why)
+        {
+            if (keptRefusedInvalid.Count == 0) return;
+            keptRefusedInvalid.RemoveWhere(u => !notSynced.ContainsKey(u));
+            RetryNotSynced(new List<string>(keptRefusedInvalid), why);
         }
 
         /// <summary>
@@ -1180,6 +1198,7 @@ namespace VibeSync.Bridge.Core
                         // stays here, marked not synced, and is re-sent in full on the next edit, a peer
                         // joining or a quarantine release (§6.1, §6.4).
                         notSynced[uuid] = code + ": " + message;
+                        if (code == ErrorCode.InvalidField) keptRefusedInvalid.Add(uuid);
                         Emit("not_synced", new Dictionary<string, object> { { "uuids", new List<object> { uuid } }, { "reason", notSynced[uuid] }, { "error_code", code } });
                     }
                     Fail("change refused for " + uuid + ": " + message, rid, code);
@@ -1304,6 +1323,8 @@ namespace VibeSync.Bridge.Core
                 if (again > 0)
                     Emit("retry_not_synced", new Dictionary<string, object> { { "count", (long)again }, { "why", "a peer joined after it was sent" } });
             }
+            if (outcome == BatchOutcome.Committed && ends.Count > 0)
+                RetryRefusedForParents("a change of this editor committed: the parents it was refused for may differ now");
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -1647,7 +1668,6 @@ namespace VibeSync.Bridge.Core
             Emit("live", new Dictionary<string, object> { { "uuid", c.Uuid }, { "op", c.Op }, { "origin", Msg.OptStr(m, "origin") } });
         }
 
-        /// <summary>Why a live preview of the uuid is not applied now, or null.</summary>
         /// <summary>A per-item refusal after which the editor keeps its change as it is, marked not
         /// synced (§6.1): governance's (<c>BLOCKED</c>, <c>QUARANTINED</c>), and what the daemon cannot
         /// take as it is (<c>INVALID_FIELD</c>, e.g. a reparent that would close a parent cycle;
@@ -1659,6 +1679,7 @@ namespace VibeSync.Bridge.Core
                 || code == ErrorCode.NonFinite || code == ErrorCode.TooLarge;
         }
 
+        /// <summary>Why a live preview of the uuid is not applied now, or null.</summary>
         string LiveRefusal(string uuid)
         {
             if (Paused) return "paused";
@@ -2333,6 +2354,12 @@ namespace VibeSync.Bridge.Core
             }
             // Their kept edit named a parent that is gone: what stands now goes (§6.1, §6.4).
             if (keptUnderDeleted.Count > 0) RetryNotSynced(keptUnderDeleted, "the object it was under was deleted");
+            foreach (var c in toApply.Changes)
+            {
+                if (c.Op != Ops.Create && c.Op != Ops.Reparent && c.Op != Ops.Delete) continue;
+                RetryRefusedForParents("a batch changed the parents it was refused for");
+                break;
+            }
             AttachLoopWaiting(b.Seq);
             long baseBefore = Math.Min(LastSeq, b.Seq - 1);
             if (b.Seq > LastSeq) LastSeq = b.Seq;

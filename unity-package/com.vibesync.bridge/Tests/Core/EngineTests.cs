@@ -1669,6 +1669,77 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// The person put A under B; its batch rolled back, so A is kept here, not synced. Then
+        /// they put C under A, which the daemon refused INVALID_FIELD: read against A's committed
+        /// parent (not B), it closed a loop. C is kept too (PROTOCOL.md §6.4). When A's kept
+        /// reparent commits (here: sent again after the person's next edit of A), the parents C
+        /// was refused for have changed: C goes again, whole, by itself. Before, it went only on
+        /// the usual triggers (the person's next edit of C, a peer joining), and the editors
+        /// stayed apart until then (model seed 222). A batch with a reparent, create or delete is
+        /// such a change too.
+        /// </summary>
+        [VsTest]
+        public static void AnEditRefusedAsALoopGoesAgainWhenTheParentsItWasReadAgainstChange()
+        {
+            string refuse = null;
+            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
+                {
+                    if ((string)c["uuid"] == refuse)
+                    {
+                        refuse = null;
+                        results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "a parent cycle" } });
+                    }
+                    else results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } });
+                }
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
+            }))
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 2, 0, 0);
+                var c = r.Add("C", 4, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                Func<string, int> sent = u =>
+                {
+                    int n = 0;
+                    foreach (var f in r.Daemon.Received("change"))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            if ((string)op["uuid"] == u) n++;
+                    return n;
+                };
+                a.Parent = b.Uuid; // the person's reparent of A
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "A's reparent in flight", r.Pump);
+                r.Settle(); // acknowledged
+                KeepNotSynced(r, a.Uuid);
+                refuse = c.Uuid;
+                c.Parent = a.Uuid; // and of C, under A
+                r.Engine.MarkDirty(c.Uuid);
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(c.Uuid), TimeSpan.FromSeconds(5), "C refused, kept", r.Pump);
+                r.Settle();
+                int cSent = sent(c.Uuid);
+                a.Position = new[] { 1.0, 0, 0 }; // the person edits A again: it goes whole
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "A sent again", r.Pump);
+                r.Settle();
+                Check.Equal(cSent, sent(c.Uuid), "C waits: nothing changed the parents it was read against yet");
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => sent(c.Uuid) == cSent + 1, TimeSpan.FromSeconds(5), "C sent again once A committed", r.Pump);
+                var op2 = (Dictionary<string, object>)null;
+                foreach (var f in r.Daemon.Received("change"))
+                    foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                        if ((string)op["uuid"] == c.Uuid) op2 = op;
+                Check.Equal("create " + a.Uuid, (string)op2["op"] + " " + (string)op2["parent"], "whole, under A");
+            }
+        }
+
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
         /// <summary>The batch of the uuid's change in flight rolls back (Blender did not answer in
