@@ -2399,3 +2399,64 @@ fn machine_regression_a_change_under_a_parent_deleted_meanwhile_leaves_it_at_the
     ];
     replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Model seed 69 (batches of two): the person in Blender put 0 under 2 while Unity's agent
+/// tool put 2 under 0. Blender left the tool's reparent out (a loop with its person's), to
+/// attach once the loop was gone; the tool's batch rolled back and its `resync` restated 2 —
+/// but Blender, whose person was renaming 2, spared that restatement, and the model kept the
+/// waiting parent. Once the person's reparent lost its loop, the model put 2 under 0: the
+/// rolled-back automation's reparent, over the person's, and the editors stayed apart. The
+/// editors drop a waiting parent for every object a batch restates (created, reparented,
+/// deleted), applied or spared; the model now does too (docs/PROTOCOL.md §6.4).
+#[test]
+fn machine_regression_a_rolled_back_reparent_left_out_for_a_loop_is_not_attached_later() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 0, edit: E::Create(0) },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 18 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Wait { ms: 982 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 332 },
+        Edit { ed: 0, uuid: 2, edit: E::Rename(214), auto: false },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
+        Wait { ms: 1147 },
+        Wait { ms: 1360 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: true },
+        Edit { ed: 1, uuid: 0, edit: E::Rename(33), auto: false },
+        Wait { ms: 772 },
+    ];
+    replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Model seed 63 (batches of two): both people reparent across each other (Blender 1 under 2,
+/// Unity 2 under 1) around rollbacks and restated creates; a parent left waiting by a batch
+/// that a later batch restated was attached after all, and the editors stayed apart. Fixed
+/// with the rule of the test above.
+#[test]
+fn machine_regression_crossed_reparents_around_rollbacks_converge() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 1, uuid: 1, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: false },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Reparent { ed: 1, uuid: 2, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+    ];
+    replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
+}

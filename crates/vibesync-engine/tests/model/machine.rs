@@ -1619,6 +1619,19 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     }
                 }
             }
+            // Another parent of an object waiting for one (or its delete) has arrived: it waits
+            // no more, also where the batch's op is not applied here (spared, kept), as in the
+            // editors. A loop-waiting parent from a batch that rolled back is what this cleared
+            // (the rollback's `resync` restates the object): kept, it was attached once the
+            // loop was gone — the rolled-back reparent of automation's, over the person's (model
+            // seed 69).
+            for c in &inc.changes {
+                if matches!(c["op"].as_str(), Some("create" | "reparent" | "delete")) {
+                    if let Some(u) = c["uuid"].as_str() {
+                        ed.waiting.remove(u);
+                    }
+                }
+            }
             for c in &inc.changes {
                 let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
                 let u = change.uuid.clone();
