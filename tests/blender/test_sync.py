@@ -1426,6 +1426,43 @@ def test_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone(scripte
         "nothing of A is sent: the batch's doing"
 
 
+@pytest.mark.parametrize("ended", ["result_lost", "rolled_back"])
+def test_a_reparent_left_out_for_a_loop_waits_no_more_once_its_batch_rolls_back(scripted, ended):
+    """PROTOCOL.md §6.4: a batch's reparent left out for a loop with the person's reparent (A
+    under B, while the person put B under A) waits only while the daemon may hold it. Its
+    batch rolled back — `result_lost`: the result went with the connection (the daemon
+    restarted), and nothing in the replay restated A, whose committed state that batch never
+    changed — so when a later batch puts B back at the root, A stays where it is. Before, A
+    went under B: the rolled-back reparent (an agent's tool's, in model seed 64), applied here
+    alone, and the editors stayed apart."""
+    s, a, b, au, bu = loop_pair(scripted)
+    b_before = dict(s.last_sent[bu])
+    leave_a_under_b_out(scripted, s, a, b, au, bu)
+    seq = 42
+    if ended == "result_lost":
+        scripted.welcome_extra = {"seq": 45}
+        scripted.conns[-1].close()
+        pump_until(lambda: vibesync.status()["reconnects"] >= 1 and vibesync.status()["connected"],
+                   timeout=15, what="reconnected")
+        scripted.push(batch_frames("replay", 45, [], path="resync"))  # nothing changed meanwhile
+        pump_until(lambda: s.engine.last_seq >= 45, what="the replay applied")
+        seq = 46
+    else:
+        scripted.push(frame({"type": "batch_result", "batch_id": "theirs", "seq": seq,
+                             "outcome": "rolled_back", "uuids": [au],
+                             "error_code": "VERIFY_TIMEOUT"}))
+        seq += 1
+    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
+                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
+    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent ended")
+    scripted.received.clear()
+    scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
+                               path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the batch putting B at the root answered")
+    assert b.parent is None, "B at the root"
+    assert a.parent is None, "A stays where it is: the daemon does not hold A under B"
+
+
 def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     """PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced; another
     editor's batch puts A under B and carries B's full state at the root (its own newer change

@@ -303,6 +303,11 @@ class Session:
         # more (`_attach_loop_waiting`), unless another parent of it arrives first or the
         # person reparents it (PROTOCOL.md §6.4).
         self.loop_waiting: dict[str, str] = {}
+        # Of those, the ones whose batch's result has not arrived yet -> that batch's id: the
+        # daemon holds that parent only if the batch commits. Rolled back, or its result lost
+        # with the connection (the replay after the reconnect restates the object if it
+        # committed), they wait no more (§6.4).
+        self.loop_waiting_from: dict[str, str] = {}
         # uuids whose own change in flight a batch's reparent looped with here (left out,
         # `_leave_out_loops`) -> the seq before that batch; kept over a lost connection
         # (`flight_lost`) while the change is unresolved: its re-send after the reconnect goes
@@ -819,6 +824,10 @@ class Session:
             self.named_meshes.clear()
             self.automation_requests.clear()
             self.automation_deletes.clear()
+            # Waiting for a loop through a batch whose result went with the old connection.
+            for u in self.loop_waiting_from:
+                self.loop_waiting.pop(u, None)
+            self.loop_waiting_from.clear()
             self.send_after, self.retry_pause_s = 0.0, RETRY_PAUSE_MIN_S
             # Nothing sent on the last connection will be answered now: the edits that
             # waited for it are captured again.
@@ -1032,6 +1041,7 @@ class Session:
             # `SyncEngine.on_batch_result` each), last_seq moves once all of them are.
             raw = msg.get("uuids")
             raw = raw if isinstance(raw, list) else []
+            self._loop_wait_answered(msg)
             kept_reason, kept_n = None, 0
             for start in range(0, len(raw), RESULT_CHUNK):
                 if start:
@@ -1255,6 +1265,7 @@ class Session:
         self._forget_away()
         self.parent_waiters.clear()
         self.loop_waiting.clear()
+        self.loop_waiting_from.clear()
         self.registered.clear()
         self.to_register.clear()
         self.to_tombstone.clear()
@@ -1780,6 +1791,7 @@ class Session:
                 continue
             looped.append(change["uuid"])
             self.loop_waiting[change["uuid"]] = change["parent"]
+            self.loop_waiting_from[change["uuid"]] = str(batch.batch_id)
             if own in self.engine.inflight:
                 self.flight_base[own] = min(base, self.flight_base.get(own, base))
             else:
@@ -1798,6 +1810,18 @@ class Session:
                      "here; not applied, answered as made: %s", batch.batch_id, len(looped),
                      looped[:20])
         return looped
+
+    def _loop_wait_answered(self, result: dict) -> None:
+        """A batch's result: a parent one of its reparents left waiting for a loop here
+        (`_leave_out_loops`) is the daemon's if it committed; rolled back, it is not, and the
+        object waits for it no more (PROTOCOL.md §6.4)."""
+        if not self.loop_waiting_from:
+            return
+        bid = str(result.get("batch_id"))
+        for u in [u for u, b in self.loop_waiting_from.items() if b == bid]:
+            del self.loop_waiting_from[u]
+            if result.get("outcome") == wire.BatchOutcome.ROLLED_BACK:
+                self.loop_waiting.pop(u, None)
 
     def _attach_loop_waiting(self, batch) -> None:
         """Objects a batch's reparent was left out of for a loop with a person's reparent here

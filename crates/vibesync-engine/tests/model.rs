@@ -2460,3 +2460,37 @@ fn machine_regression_crossed_reparents_around_rollbacks_converge() {
     ];
     replay_machine_with(&acts, BATCHES_OF_TWO).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Model seed 64 (the machine across restarts): Blender's agent tool put 0 under 1 while
+/// Unity's person put 1 under 0. Unity left the tool's reparent out (a loop with its
+/// person's), to attach once the loop was gone; the tool's batch rolled back, but the daemon
+/// restarted before Unity read that result. When Blender's person later restated 1 at the
+/// root, Unity put 0 under 1 — the rolled-back reparent of automation's — and the editors
+/// stayed apart. Such a wait now ends with its batch's rollback, and with the connection
+/// that would have carried the result (the replay after the reconnect restates the object
+/// if the batch committed), docs/PROTOCOL.md §6.4.
+#[test]
+fn machine_regression_a_loop_wait_ends_with_its_batchs_rollback_or_lost_result() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Agent { uuid: 0, edit: E::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: Some(1), auto: true },
+        Edit { ed: 1, uuid: 0, edit: E::Create(0), auto: false },
+        Reconnect { ed: 0 },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Reparent { ed: 1, uuid: 1, parent: Some(0), auto: false },
+        Deliver { ed: 1 },
+        Wait { ms: 1000 },
+        Wait { ms: 1000 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Restart { cut: None },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -429,6 +429,12 @@ struct Ed {
     /// uuid → the parent a received state named that this editor did not have: a root here
     /// until that parent arrives, then put under it (docs/PROTOCOL.md §6.1).
     waiting: BTreeMap<String, String>,
+    /// Of those, the ones a batch's reparent left waiting for a loop here whose result this
+    /// editor has not read yet → that batch's id. The daemon holds that parent only if the
+    /// batch commits: rolled back, or its result lost with the connection (the `resync` after
+    /// the reconnect restates the object if it committed), they wait no more (§6.4; model
+    /// seed 64: attached after a daemon restart, the rolled-back reparent of automation's).
+    loop_from: BTreeMap<String, String>,
     /// Kept uuids (a person's reparent, not synced) that a batch's reparent would have looped
     /// with here → the seq before that batch: their next change goes from it, so the daemon
     /// tells the loss apart as a conflict (`STALE`, §6.1) instead of a loop this editor knew
@@ -467,6 +473,7 @@ impl Ed {
             mode: Mode::Right,
             conflicts: Vec::new(),
             waiting: BTreeMap::new(),
+            loop_from: BTreeMap::new(),
             lost_base: BTreeMap::new(),
             kept_lost: Vec::new(),
             flight_base: BTreeMap::new(),
@@ -509,11 +516,18 @@ impl Ed {
     /// root until that parent arrives (docs/PROTOCOL.md §6.1); one that would close a parent
     /// loop here is not applied (`Err`, with whether the loop runs through a reparent of its
     /// own in flight, §6.4).
-    fn place(&mut self, u: &str, mut next: ObjectState, op: &ChangeOp, seq: u64) -> Result<ObjectState, bool> {
+    fn place(
+        &mut self,
+        u: &str,
+        mut next: ObjectState,
+        op: &ChangeOp,
+        (seq, batch): (u64, &str),
+    ) -> Result<ObjectState, bool> {
         if !matches!(op, ChangeOp::Create(_) | ChangeOp::Reparent(_)) {
             return Ok(next); // its parent is what it holds
         }
         self.waiting.remove(u);
+        self.loop_from.remove(u);
         let Some(p) = next.parent.clone() else { return Ok(next) };
         if !self.scene.contains_key(&p) {
             next.parent = None;
@@ -555,6 +569,7 @@ impl Ed {
                     // Answered as made: the parent waits, like one not here yet, until the
                     // loop is gone — its own reparent lost, and corrected (§6.4).
                     self.waiting.insert(u.to_string(), p);
+                    self.loop_from.insert(u.to_string(), batch.to_string());
                 }
                 Err(own)
             }
@@ -565,6 +580,7 @@ impl Ed {
     fn remove(&mut self, u: &str) {
         self.scene.remove(u);
         self.waiting.remove(u);
+        self.loop_from.remove(u);
         for c in self.children(u) {
             if let Some(s) = self.scene.get_mut(&c) {
                 s.parent = None;
@@ -582,6 +598,7 @@ impl Ed {
                 if let Some(s) = self.scene.get_mut(&c) {
                     s.parent = Some(p);
                 }
+                self.loop_from.remove(&c);
             } else {
                 self.waiting.insert(c, p);
             }
@@ -771,6 +788,11 @@ impl Sim {
         let ed = &mut self.eds[i];
         ed.session = Some(id.clone());
         ed.received.clear();
+        // Waiting for a loop through a batch whose result went with the old connection: the
+        // replay restates the object if that batch committed (§6.4, §6.6).
+        for u in std::mem::take(&mut ed.loop_from).into_keys() {
+            ed.waiting.remove(&u);
+        }
         ed.incoming = None;
         self.mem.0.lock().unwrap().sessions.push(ed.editor().unwrap());
         let last_seq = ed.last_seq;
@@ -1033,6 +1055,7 @@ impl Sim {
             ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) | ChangeOp::Material(_)
         ) {
             self.eds[i].waiting.remove(u); // the person put it somewhere (or deleted it)
+            self.eds[i].loop_from.remove(u);
         }
         match apply_change(self.eds[i].scene.get(u), &op) {
             Ok(Some(s)) => {
@@ -1629,6 +1652,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 if matches!(c["op"].as_str(), Some("create" | "reparent" | "delete")) {
                     if let Some(u) = c["uuid"].as_str() {
                         ed.waiting.remove(u);
+                        ed.loop_from.remove(u);
                     }
                 }
             }
@@ -1666,7 +1690,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         };
                         let Some(s) = apply_change(Some(h), &change.op).ok().flatten() else { continue };
                         let s = with_parts(s, h, &mine);
-                        if let Ok(s) = ed.place(&u, s, &change.op, inc.seq) {
+                        if let Ok(s) = ed.place(&u, s, &change.op, (inc.seq, &inc.batch_id)) {
                             ed.scene.insert(u.clone(), s);
                         }
                         continue;
@@ -1713,7 +1737,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                         (_, h) => apply_change(h.as_ref(), &change.op).ok().flatten().or_else(|| h.clone()),
                     };
                     made.insert(u.clone(), batch_state);
-                    match local.map(|s| ed.place(&u, s, &change.op, inc.seq)) {
+                    match local.map(|s| ed.place(&u, s, &change.op, (inc.seq, &inc.batch_id))) {
                         Some(Ok(s)) => {
                             ed.scene.insert(u.clone(), s);
                         }
@@ -1732,7 +1756,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     *m = apply_change(m.as_ref(), &change.op).ok().flatten();
                 }
                 match apply_change(ed.scene.get(&u), &change.op) {
-                    Ok(Some(s)) => match ed.place(&u, s, &change.op, inc.seq) {
+                    Ok(Some(s)) => match ed.place(&u, s, &change.op, (inc.seq, &inc.batch_id)) {
                         Ok(s) => {
                             ed.scene.insert(u.clone(), s);
                         }
@@ -1794,6 +1818,16 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             let began = ed.received.get(batch_id).copied();
             let kept_local = v["kept_local"].as_bool().unwrap_or(false);
             let rolled_back = v["outcome"] == "rolled_back";
+            // A parent a reparent of this batch left waiting for a loop here: committed, the
+            // daemon holds it; rolled back, it does not (§6.4).
+            let from: Vec<String> =
+                ed.loop_from.iter().filter(|(_, b)| b.as_str() == batch_id).map(|(u, _)| u.clone()).collect();
+            for u in from {
+                ed.loop_from.remove(&u);
+                if rolled_back {
+                    ed.waiting.remove(&u);
+                }
+            }
             for u in v["uuids"].as_array()?.iter().filter_map(Value::as_str) {
                 let Some((acked, author, request)) = ed.outstanding.get(u) else { continue };
                 let (acked, author, request) = (*acked, *author, number(request));

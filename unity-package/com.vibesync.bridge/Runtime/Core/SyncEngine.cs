@@ -134,6 +134,11 @@ namespace VibeSync.Bridge.Core
         // daemon holds it, so the object goes under it once that is no loop here any more
         // (AttachLoopWaiting), unless another parent of it arrives or the person reparents it.
         readonly Dictionary<string, string> loopWaiting = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Of those, the ones whose batch's result has not arrived yet: uuid -> batch id. The daemon
+        // holds that parent only if the batch commits: rolled back, or its result lost with the
+        // connection (the replay after the reconnect restates the object if it committed), they
+        // wait no more (PROTOCOL §6.4).
+        readonly Dictionary<string, string> loopWaitingFrom = new Dictionary<string, string>(StringComparer.Ordinal);
         // Uuids whose own change in flight a batch's reparent looped with here (LeaveOutLoops) →
         // the seq before that batch, until that change is resolved: sent again after a lost
         // connection, it goes from that seq, not `awaySeq` — this editor never held the batch's
@@ -783,6 +788,9 @@ namespace VibeSync.Bridge.Core
             registering.Clear();
             awaitingResult.Clear();
             confirmed.Clear();
+            // Waiting for a loop through a batch whose result went with the old connection (§6.4).
+            foreach (var w in loopWaitingFrom.Keys) loopWaiting.Remove(w);
+            loopWaitingFrom.Clear();
             initialRegisterDone = false;
             registerStats_registered = registerStats_updated = registerStats_unchanged = registerStats_collision = registerStats_error = 0;
             Emit("connected", new Dictionary<string, object>
@@ -1229,6 +1237,17 @@ namespace VibeSync.Bridge.Core
             if (m.TryGetValue("uuids", out u) && u is List<object>) uuids = (List<object>)u;
             // The uuids whose change of this editor the result ends: of a batch also received as a
             // participant, only those it carried of this editor's work (acknowledged before its fences).
+            if (loopWaitingFrom.Count > 0)
+            {
+                // A parent a reparent of this batch left waiting for a loop here: committed, the
+                // daemon holds it; rolled back, it does not (§6.4).
+                foreach (var w in new List<KeyValuePair<string, string>>(loopWaitingFrom))
+                {
+                    if (w.Value != id) continue;
+                    loopWaitingFrom.Remove(w.Key);
+                    if (outcome == BatchOutcome.RolledBack) loopWaiting.Remove(w.Key);
+                }
+            }
             var ends = uuids;
             // uuid → the last of this editor's requests the result ends (PROTOCOL §6.4).
             Dictionary<string, string> through = null;
@@ -2006,6 +2025,7 @@ namespace VibeSync.Bridge.Core
                 if (own == null) continue;
                 spared[c.Uuid] = null;
                 loopWaiting[c.Uuid] = c.Parent;
+                loopWaitingFrom[c.Uuid] = b.BatchId;
                 if (unresolved.ContainsKey(own))
                 {
                     long before = Math.Min(LastSeq, b.Seq - 1), had;

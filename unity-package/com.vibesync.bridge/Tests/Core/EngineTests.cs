@@ -1538,6 +1538,59 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>
+        /// PROTOCOL.md §6.4: a batch's reparent left out for a loop with the person's reparent (A
+        /// under B, while the person put B under A) waits only while the daemon may hold it. Its
+        /// batch rolled back — here the result went with the connection (the daemon restarted),
+        /// and nothing in the replay restated A, whose committed state that batch never changed —
+        /// so when a later batch puts B back at the root, A stays where it is. Before, A went
+        /// under B: the rolled-back reparent (an agent's tool's, in model seed 64), applied here
+        /// alone, and the editors stayed apart. A rolled-back result read on the connection ends
+        /// the wait too.
+        /// </summary>
+        [VsTest]
+        public static void AReparentLeftOutForALoopWaitsNoMoreOnceItsBatchRollsBackOrItsResultIsLost()
+        {
+            foreach (bool lost in new[] { true, false })
+            {
+                using (var r = new Rig())
+                {
+                    SceneObject a, b;
+                    TwoCommitted(r, out a, out b);
+                    var bBefore = r.Scene.Capture(b.Uuid);
+                    PutBUnderA(r, a, b);
+                    var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+                    string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                    Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+                    if (lost)
+                    {
+                        r.Daemon.Down = true;
+                        r.Daemon.DropAll(); // the daemon restarts before the batch's result
+                        Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                        string replay = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq()); // nothing changed
+                        r.Daemon.Down = false;
+                        Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                        Check.Eventually(() => Applied(r, replay) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                        r.Daemon.WaitFor("change", 3, r.Pump); // B's reparent, sent again
+                    }
+                    else
+                    {
+                        r.Daemon.SendResult(id, r.Daemon.NextSeq(), "rolled_back", new[] { a.Uuid }, ErrorCode.VerifyTimeout);
+                    }
+                    r.Settle(); // acknowledged
+                    r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "dropped", new[] { b.Uuid });
+                    Check.Eventually(() => !r.Engine.IsInFlight(b.Uuid), TimeSpan.FromSeconds(5), "B's reparent ended", r.Pump);
+                    var bTheirs = bBefore.ToCreateOp(1.0);
+                    bTheirs["uuid"] = b.Uuid;
+                    string fix = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", bTheirs);
+                    Check.Eventually(() => Applied(r, fix) != null, TimeSpan.FromSeconds(5), "the batch putting B at the root answered", r.Pump);
+                    Check.True(b.Parent == null, "B at the root");
+                    Check.True(a.Parent == null, lost ? "A stays: the batch's result was lost with the connection" : "A stays: the batch rolled back");
+                }
+            }
+        }
+
+        /// <summary>
         /// PROTOCOL §6.4: a batch's `delete` that automation made (`apply.automation`) of an object
         /// a person here moved and the daemon has not taken yet (not captured, sent without a
         /// result, or kept not synced after its batch rolled back) is not applied: the object stays with the person's move, the answer is what
