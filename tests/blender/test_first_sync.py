@@ -554,6 +554,23 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
     assert not [e for e in vibesync.status()["errors"]], vibesync.status()["errors"]
 
 
+def holder_and_kid_committed(scripted, at, turned, scale):
+    """The person makes Holder (at `at`, turned `turned`, scaled `scale`) and Kid at (4, 0, 0);
+    their creates are sent and committed."""
+    holder = make_cube("Holder", location=at)
+    holder.rotation_euler = turned
+    holder.scale = (scale, scale, scale)
+    kid = make_cube("Kid", location=(4, 0, 0))
+    settle()
+    hu, ku = holder[PROP], kid[PROP]
+    pump_until(lambda: changes_for(scripted, hu) and changes_for(scripted, ku), what="the creates")
+    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change"
+                   for c in m["changes"]})
+    scripted.push(result("b1", 10, sent))
+    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="the creates committed")
+    return holder, kid, hu, ku
+
+
 def test_a_kept_object_whose_parent_a_batch_deletes_stays_where_it_stands_and_goes_again(
         scripted):
     """The person put Kid under Holder here; its batch rolled back, so Kid is kept here, not
@@ -563,17 +580,7 @@ def test_a_kept_object_whose_parent_a_batch_deletes_stays_where_it_stands_and_go
     a receiver never removes more than the uuid named), and goes again, whole, as it stands:
     its kept edit named a parent that is gone, and nothing else would send it again, so the
     two editors stayed apart for good."""
-    holder = make_cube("Holder", location=(1, 2, 3))
-    holder.rotation_euler = (0.3, 0, 0.5)
-    holder.scale = (2, 2, 2)
-    kid = make_cube("Kid", location=(4, 0, 0))
-    settle()
-    hu, ku = holder[PROP], kid[PROP]
-    pump_until(lambda: changes_for(scripted, hu) and changes_for(scripted, ku), what="the creates")
-    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change"
-                   for c in m["changes"]})
-    scripted.push(result("b1", 10, sent))
-    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="the creates committed")
+    holder, kid, hu, ku = holder_and_kid_committed(scripted, (1, 2, 3), (0.3, 0, 0.5), 2)
     # The person's Set Parent To > Object (Without Inverse): Kid at (4, 0, 0) in Holder's
     # space (turned, scaled 2, at (1, 2, 3)).
     kid.parent = holder
@@ -613,15 +620,7 @@ def test_an_edit_refused_as_a_loop_goes_again_when_a_batch_changes_parents(scrip
     batch that changes parents (here another editor's new object) may have made it takeable:
     Kid goes again, whole, by itself — before, only the person's next edit of Kid or a peer
     joining sent it (model seed 222)."""
-    holder = make_cube("Holder", location=(1, 0, 0))
-    kid = make_cube("Kid", location=(4, 0, 0))
-    settle()
-    hu, ku = holder[PROP], kid[PROP]
-    pump_until(lambda: changes_for(scripted, hu) and changes_for(scripted, ku), what="the creates")
-    sent = sorted({c["uuid"] for m in scripted.received if m.get("type") == "change"
-                   for c in m["changes"]})
-    scripted.push(result("b1", 10, sent))
-    pump_until(lambda: vibesync.status()["in_flight"] == 0, what="the creates committed")
+    holder, kid, hu, ku = holder_and_kid_committed(scripted, (1, 0, 0), (0, 0, 0), 1)
     kid.parent = holder
     settle()
     msg = pump_until(lambda: next((m for m, c in changes_for(scripted, ku) if c["op"] == "reparent"),

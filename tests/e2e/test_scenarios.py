@@ -1159,6 +1159,14 @@ def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
                   timeout=15, what="a later edit in Blender still reaches Unity")
 
 
+def anchor_empty():
+    """An Empty "Anchor" in the startup scene's "Collection": turned 90°, scaled 2, at (1, 2, 3)."""
+    import math
+    e = bpy.data.objects.new("Anchor", None)
+    bpy.data.collections["Collection"].objects.link(e)
+    e.location, e.rotation_euler, e.scale = (1, 2, 3), (0, 0, math.pi / 2), (2, 2, 2)
+
+
 @pytest.mark.window_ms(1000)
 @pytest.mark.parametrize("order", ["its_delete_first", "the_batch_first"])
 def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world, order):
@@ -1173,14 +1181,7 @@ def test_unity_puts_the_cube_under_an_empty_blender_deletes_meanwhile(world, ord
     again. Either way the editors never converged. Now the Cube stands at the root where the
     Empty put it — in Blender, in Unity and in the daemon — and everything converges and
     verifies (PROTOCOL.md §6.1, §6.4)."""
-    import math
-
-    def anchor():
-        e = bpy.data.objects.new("Anchor", None)
-        bpy.data.collections["Collection"].objects.link(e)
-        e.location, e.rotation_euler, e.scale = (1, 2, 3), (0, 0, math.pi / 2), (2, 2, 2)
-
-    made, host = world.startup_synced(build=anchor, also=("Anchor",))
+    made, host = world.startup_synced(build=anchor_empty, also=("Anchor",))
     cube, empty = bpy.data.objects["Cube"], bpy.data.objects["Anchor"]
     u, e = cube["vibesync_uuid"], empty["vibesync_uuid"]
     host.cmd(f"parent {u} {e}")
@@ -1203,14 +1204,7 @@ def test_blender_puts_the_cube_under_an_empty_unity_deletes_meanwhile(world):
     the Empty alone. Blender, applying that delete, dropped the Cube to its own pose ((0, 0,
     0), unscaled): the person's Cube moved. Now it stays where it stands, at the root, and the
     Cube converges there in Unity and in the daemon (PROTOCOL.md §6.1)."""
-    import math
-
-    def anchor():
-        e = bpy.data.objects.new("Anchor", None)
-        bpy.data.collections["Collection"].objects.link(e)
-        e.location, e.rotation_euler, e.scale = (1, 2, 3), (0, 0, math.pi / 2), (2, 2, 2)
-
-    made, host = world.startup_synced(build=anchor, also=("Anchor",))
+    made, host = world.startup_synced(build=anchor_empty, also=("Anchor",))
     cube, empty = bpy.data.objects["Cube"], bpy.data.objects["Anchor"]
     u, e = cube["vibesync_uuid"], empty["vibesync_uuid"]
     cube.parent = empty  # Set Parent To > Object (Without Inverse): the Cube at the Empty

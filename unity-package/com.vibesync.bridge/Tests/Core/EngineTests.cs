@@ -1507,13 +1507,8 @@ namespace VibeSync.Bridge.Tests
                 using (var r = new Rig())
                 {
                     SceneObject a, b;
-                    TwoCommitted(r, out a, out b);
-                    var bBefore = r.Scene.Capture(b.Uuid);
-                    PutBUnderA(r, a, b);
-                    var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
-                    string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
-                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
-                    Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+                    ObjectState bBefore;
+                    LeaveAUnderBOut(r, out a, out b, out bBefore);
                     if (movedMeanwhile)
                     {
                         // A later batch puts A somewhere else first: that is where the daemon has it.
@@ -1555,13 +1550,8 @@ namespace VibeSync.Bridge.Tests
                 using (var r = new Rig())
                 {
                     SceneObject a, b;
-                    TwoCommitted(r, out a, out b);
-                    var bBefore = r.Scene.Capture(b.Uuid);
-                    PutBUnderA(r, a, b);
-                    var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
-                    string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
-                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
-                    Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+                    ObjectState bBefore;
+                    string id = LeaveAUnderBOut(r, out a, out b, out bBefore);
                     if (lost)
                     {
                         r.Daemon.Down = true;
@@ -1670,6 +1660,21 @@ namespace VibeSync.Bridge.Tests
             Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
             a = x;
             b = y;
+        }
+
+        /// <summary>A and B committed; the person puts B under A, and while that is in flight
+        /// another editor's batch puts A under B: left out here, a loop with the person's
+        /// reparent (PROTOCOL.md §6.4). Returns that batch's id.</summary>
+        static string LeaveAUnderBOut(Rig r, out SceneObject a, out SceneObject b, out ObjectState bBefore)
+        {
+            TwoCommitted(r, out a, out b);
+            bBefore = r.Scene.Capture(b.Uuid);
+            PutBUnderA(r, a, b);
+            var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", a.Uuid }, { "parent", b.Uuid } };
+            string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+            Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+            Check.True(a.Parent == null && b.Parent == a.Uuid, "left out: a loop with the person's reparent");
+            return id;
         }
 
         /// <summary>The person puts B under A; the reparent is sent and in flight.</summary>
