@@ -2027,7 +2027,7 @@ fn machine_regression_a_cycles_correction_carries_an_object_the_loser_only_moves
 #[test]
 fn machine_regression_a_reparent_by_the_objects_maker_is_newer_across_a_restart() {
     use crate::Edit as E;
-    use machine::{Act::*, Mode};
+    use machine::Act::*;
     let acts = vec![
         Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
         Disconnect { ed: 1 },
@@ -2043,7 +2043,7 @@ fn machine_regression_a_reparent_by_the_objects_maker_is_newer_across_a_restart(
         Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
         Deliver { ed: 1 },
         Restart { cut: None },
-        Answer { ed: 0, mode: Mode::Right },
+        Answer { ed: 0, mode: machine::Mode::Right },
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -2493,4 +2493,37 @@ fn machine_regression_a_loop_wait_ends_with_its_batchs_rollback_or_lost_result()
         Restart { cut: None },
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Model seed 222 (batches of one): Blender's person put 0 under 2 while Unity's put 0 under
+/// 1 and then 2 under 0. A reparent of Unity's person's was read against parents the daemon
+/// held then as a parent loop and refused `INVALID_FIELD`. The model's editor held that
+/// refusal neither kept nor corrected, and the editors stayed apart. An editor keeps such a refusal, not synced, and sends it again on
+/// the usual triggers and when the parents it was read against may differ (a change of its
+/// own commits, a batch creates, reparents or deletes): docs/PROTOCOL.md §6.1.
+#[test]
+fn machine_regression_an_edit_refused_as_a_loop_is_kept_and_goes_again() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: E::Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 0, edit: E::Create(0), auto: false },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Answer { ed: 0, mode: machine::Mode::Right },
+        Deliver { ed: 0 },
+        Answer { ed: 0, mode: machine::Mode::Right },
+        Reconnect { ed: 0 },
+        Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
+        Reparent { ed: 1, uuid: 0, parent: Some(1), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Wait { ms: 1001 },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+    ];
+    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
+        .unwrap_or_else(|e| panic!("{e}"));
 }

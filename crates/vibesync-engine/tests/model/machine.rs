@@ -405,8 +405,13 @@ struct Ed {
     /// uuid → (frame count when its `queued`/`held` ack arrived, who made it, its request id): changes whose
     /// outcome is not known yet.
     outstanding: BTreeMap<String, (u64, Author, String)>,
-    /// uuids kept as a person's edit after a rollback (`kept_local`): not synced.
+    /// uuids kept as a person's edit after a rollback (`kept_local`), or a refusal the editor
+    /// keeps (`INVALID_FIELD`): not synced.
     kept: BTreeSet<String>,
+    /// Of those, the ones refused `INVALID_FIELD` (a reparent read as a loop): sent again also
+    /// when the parents they were read against may differ — a change of this editor commits,
+    /// or a batch with a `create`, `reparent` or `delete` is applied (§6.1; model seed 222).
+    refused_invalid: BTreeSet<String>,
     /// Kept uuids that a forwarded batch has changed since (another editor's newer change):
     /// a later resync of them restores that, not the person's edit.
     overtaken: BTreeSet<String>,
@@ -463,6 +468,7 @@ impl Ed {
             last_seq: 0,
             outstanding: BTreeMap::new(),
             kept: BTreeSet::new(),
+            refused_invalid: BTreeSet::new(),
             overtaken: BTreeSet::new(),
             deleted: BTreeMap::new(),
             sent: BTreeMap::new(),
@@ -586,6 +592,13 @@ impl Ed {
                 s.parent = None;
             }
         }
+    }
+
+    /// The kept uuids refused `INVALID_FIELD`, to send again (those still kept).
+    fn refused_again(&mut self) -> Vec<String> {
+        let kept = &self.kept;
+        self.refused_invalid.retain(|u| kept.contains(u));
+        self.refused_invalid.iter().cloned().collect()
     }
 
     /// Objects waiting for a parent that has arrived are put under it.
@@ -1590,6 +1603,12 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     // No state on the daemon: answered with the full state (§6.1); a delete
                     // of an object the daemon never had needs nothing more.
                     (_, Some("NOT_FOUND")) if ed.scene.contains_key(&u) => resend.push((u, author)),
+                    // Not takeable as it is (a reparent read as a parent loop): a person's edit
+                    // stays, kept not synced (§6.1).
+                    (_, Some("INVALID_FIELD")) if author == Author::Person && ed.scene.contains_key(&u) => {
+                        ed.kept.insert(u.clone());
+                        ed.refused_invalid.insert(u);
+                    }
                     // A STALE change is corrected by the resync that follows; the gate never
                     // refuses in this model.
                     _ => {}
@@ -1623,6 +1642,8 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
         "batch_end" => {
             let inc = ed.incoming.take()?;
             ed.last_seq = ed.last_seq.max(inc.seq);
+            let structural =
+                inc.changes.iter().any(|c| matches!(c["op"].as_str(), Some("create" | "reparent" | "delete")));
             let mut uuids: Vec<String> = Vec::new();
             let mut skipped_kept: Vec<String> = Vec::new();
             // The state the batch made of each uuid it names, where the editor holds another
@@ -1805,11 +1826,13 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 held: false,
                 failed: Default::default(),
             });
-            // Kept work a batch's reparent looped with goes after the answer too (§6.4).
+            // Kept work a batch's reparent looped with goes after the answer too (§6.4), and
+            // what was refused as a loop when the batch changed parents (§6.1).
             let lost = std::mem::take(&mut ed.kept_lost);
+            let again = if structural { ed.refused_again() } else { Vec::new() };
             Some(vec![
                 applied,
-                Reply::Resend(skipped_kept.into_iter().chain(lost).map(|u| (u, Author::Person)).collect()),
+                Reply::Resend(skipped_kept.into_iter().chain(lost).chain(again).map(|u| (u, Author::Person)).collect()),
             ])
         }
         "batch_result" => {
@@ -1828,6 +1851,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     ed.waiting.remove(&u);
                 }
             }
+            let mut mine_committed = false;
             for u in v["uuids"].as_array()?.iter().filter_map(Value::as_str) {
                 let Some((acked, author, request)) = ed.outstanding.get(u) else { continue };
                 let (acked, author, request) = (*acked, *author, number(request));
@@ -1849,6 +1873,12 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                     ed.kept.insert(u.to_string());
                     ed.overtaken.remove(u);
                 }
+                mine_committed |= v["outcome"] == "committed";
+            }
+            if mine_committed {
+                // The parents a kept loop refusal was read against may differ now (§6.1).
+                let again = ed.refused_again();
+                return Some(vec![Reply::Resend(again.into_iter().map(|u| (u, Author::Person)).collect())]);
             }
             None
         }
