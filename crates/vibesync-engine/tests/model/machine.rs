@@ -1686,8 +1686,10 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 if inc.path == "resync" {
                     if ed.kept.contains(&u) {
                         // The rollback that made it kept must not correct its origin
-                        // (docs/PROTOCOL.md §6.4); the editor skips it anyway (§6.6).
-                        if !ed.overtaken.contains(&u) {
+                        // (docs/PROTOCOL.md §6.4); the editor skips it anyway (§6.6). (A
+                        // refusal it keeps is no rollback: the daemon does not know of it,
+                        // and may correct the object with others, e.g. a cycle's chain.)
+                        if !ed.overtaken.contains(&u) && !ed.refused_invalid.contains(&u) {
                             log.push(format!(
                                 "VIOLATION: a resync of {u} reached {} which keeps a person's edit of it",
                                 ed.kind
