@@ -1441,11 +1441,16 @@ def test_a_reparent_left_out_for_a_loop_waits_no_more_once_its_batch_rolls_back(
     seq = 42
     if ended == "result_lost":
         scripted.welcome_extra = {"seq": 45}
+        scripted.received.clear()
         scripted.conns[-1].close()
         pump_until(lambda: vibesync.status()["reconnects"] >= 1 and vibesync.status()["connected"],
                    timeout=15, what="reconnected")
         scripted.push(batch_frames("replay", 45, [], path="resync"))  # nothing changed meanwhile
         pump_until(lambda: s.engine.last_seq >= 45, what="the replay applied")
+        # B's reparent goes again after the reconnect: its result (below) is the one that ends it.
+        pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"
+                            and any(c["uuid"] == bu for c in m["changes"])],
+                   what="B's reparent sent again")
         seq = 46
     else:
         scripted.push(frame({"type": "batch_result", "batch_id": "theirs", "seq": seq,
