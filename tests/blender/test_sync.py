@@ -1358,6 +1358,18 @@ def leave_a_under_b_out(scripted, s, a, b, au, bu):
     assert a.parent is None and b.parent == a, "left out: a loop with the person's reparent"
 
 
+def b_loses_and_goes_back_to_the_root(scripted, s, bu, b_before, seq):
+    """The person's reparent of B loses (`dropped` at `seq`), and the correction that follows
+    puts B back where it was (`b_before`), a `resync` at `seq + 1` (PROTOCOL.md §6.4)."""
+    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
+                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
+    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent lost")
+    scripted.received.clear()
+    scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
+                               path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the correction answered")
+
+
 def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted):
     """PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, another
     editor's batch put A under B — left out here (a loop with the person's reparent in flight)
@@ -1408,13 +1420,7 @@ def test_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is_gone(scripte
                                    path="slow"))
         pump_until(lambda: len(applied_messages(scripted)) == 2, what="the later batch answered")
         seq += 1
-    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
-                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
-    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent lost")
-    scripted.received.clear()
-    scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
-                               path="resync"))
-    pump_until(lambda: applied_messages(scripted), what="the correction answered")
+    b_loses_and_goes_back_to_the_root(scripted, s, bu, b_before, seq)
     assert b.parent is None, "B back at the root"
     if moved_meanwhile:
         assert a.parent is None, "A where the later batch put it"
@@ -1457,13 +1463,7 @@ def test_a_reparent_left_out_for_a_loop_waits_no_more_once_its_batch_rolls_back(
                              "outcome": "rolled_back", "uuids": [au],
                              "error_code": "VERIFY_TIMEOUT"}))
         seq += 1
-    scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
-                         "outcome": "dropped", "uuids": [bu], "error_code": None}))
-    pump_until(lambda: bu not in s.engine.inflight, what="B's reparent ended")
-    scripted.received.clear()
-    scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
-                               path="resync"))
-    pump_until(lambda: applied_messages(scripted), what="the batch putting B at the root answered")
+    b_loses_and_goes_back_to_the_root(scripted, s, bu, b_before, seq)
     assert b.parent is None, "B at the root"
     assert a.parent is None, "A stays where it is: the daemon does not hold A under B"
 
