@@ -170,7 +170,7 @@ namespace VibeSync.Bridge.Core
         // parent cycle with the daemon's committed parents): also re-sent when the parents may
         // have changed — a change of this editor commits, or a batch with a create, reparent or
         // delete is applied (PROTOCOL §6.4).
-        readonly HashSet<string> keptRefusedInvalid = new HashSet<string>(StringComparer.Ordinal);
+        readonly HashSet<string> refusedInvalid = new HashSet<string>(StringComparer.Ordinal);
         // Peers that joined so far (`peers` naming a new session), and the count when each uuid's
         // last change was sent: a change kept after a rollback is re-sent at once when a peer
         // joined after it was sent — that peer never saw it, and its join came before the result
@@ -548,11 +548,11 @@ namespace VibeSync.Bridge.Core
         /// did not have when it refused them as a loop, has committed since). Refused again, they
         /// stay kept until the next such change.
         /// </summary>
-        void RetryRefusedForParents(string why)
+        void ParentsChanged(string why)
         {
-            if (keptRefusedInvalid.Count == 0) return;
-            keptRefusedInvalid.RemoveWhere(u => !notSynced.ContainsKey(u));
-            RetryNotSynced(new List<string>(keptRefusedInvalid), why);
+            if (refusedInvalid.Count == 0) return;
+            refusedInvalid.RemoveWhere(u => !notSynced.ContainsKey(u));
+            RetryNotSynced(new List<string>(refusedInvalid), why);
         }
 
         /// <summary>
@@ -1206,7 +1206,7 @@ namespace VibeSync.Bridge.Core
                         // stays here, marked not synced, and is re-sent in full on the next edit, a peer
                         // joining or a quarantine release (§6.1, §6.4).
                         notSynced[uuid] = code + ": " + message;
-                        if (code == ErrorCode.InvalidField) keptRefusedInvalid.Add(uuid);
+                        if (code == ErrorCode.InvalidField) refusedInvalid.Add(uuid);
                         Emit("not_synced", new Dictionary<string, object> { { "uuids", new List<object> { uuid } }, { "reason", notSynced[uuid] }, { "error_code", code } });
                     }
                     Fail("change refused for " + uuid + ": " + message, rid, code);
@@ -1343,7 +1343,7 @@ namespace VibeSync.Bridge.Core
                     Emit("retry_not_synced", new Dictionary<string, object> { { "count", (long)again }, { "why", "a peer joined after it was sent" } });
             }
             if (outcome == BatchOutcome.Committed && ends.Count > 0)
-                RetryRefusedForParents("a change of this editor committed: the parents it was refused for may differ now");
+                ParentsChanged("a change of this editor committed: the parents it was refused for may differ now");
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -2377,7 +2377,7 @@ namespace VibeSync.Bridge.Core
             foreach (var c in toApply.Changes)
             {
                 if (c.Op != Ops.Create && c.Op != Ops.Reparent && c.Op != Ops.Delete) continue;
-                RetryRefusedForParents("a batch changed the parents it was refused for");
+                ParentsChanged("a batch changed the parents it was refused for");
                 break;
             }
             AttachLoopWaiting(b.Seq);
