@@ -649,6 +649,47 @@ def test_an_offline_reparent_of_what_an_agent_moved_meanwhile_stands(world):
     world.finish(host, made)
 
 
+def test_an_offline_reparent_closing_a_cycle_with_an_agents_reparent_stands(world):
+    """Offline, the person in Blender puts the Camera under the Cube while an agent puts the
+    Cube under the Camera, and that commits (Unity applies it). Both cannot stand (a parent
+    cycle). Against another person's reparent, Blender's would be a conflict it lost (above);
+    against automation's it is not: the person's reparent stands, and the agent's link is
+    undone -- the Cube goes to the root where the agent's reparent put it, in both editors
+    (`finish` checks they agree) -- a conflict the agent lost (PROTOCOL §6.1). Before,
+    Blender's Camera was put back: the person's edit undone for an agent's."""
+    made, host = world.startup_synced()
+    cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
+    cu, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
+    agent = Client(world.daemon, world.project_id, editor="agent")
+    try:
+        vibesync.disconnect()
+        cam.parent = cube
+        base = agent.status()["seq"]
+        ack = agent.request({"type": "change", "base_seq": base, "changes": [
+            {"op": "reparent", "uuid": cu, "parent": camu}]})
+        assert ack["results"][0]["status"] == "queued", ack
+        drive(lambda: (host.obj(cu) or {}).get("parent") == camu, timeout=20,
+              what="Unity applied the agent's reparent")
+        world.connect()
+        view = converge(host)
+    finally:
+        agent.close()
+    problems = []
+    if view[camu]["parent"] != cu:
+        problems.append(f"the person's reparent of the Camera undone: parent {view[camu]['parent']}")
+    if view[cu]["parent"] is not None:
+        problems.append(f"the agent's link is not undone: the Cube's parent {view[cu]['parent']}")
+    if cam.parent != cube or cube.parent is not None:
+        problems.append(f"Blender shows Camera under {cam.parent}, Cube under {cube.parent}")
+    if (host.obj(camu) or {}).get("parent") != cu:
+        problems.append(f"Unity does not show the Camera under the Cube: {host.obj(camu)}")
+    lost = [s["payload"] for s in wal_conflict_steps(world, cu)]
+    if not any(p.get("winner") == "blender" and p.get("loser") == "agent" for p in lost):
+        problems.append(f"no conflict the agent lost in the WAL: {lost}")
+    assert not problems, problems
+    world.finish(host, made)
+
+
 @pytest.mark.parametrize("restart", [False, True])
 def test_an_offline_move_of_what_an_agent_deleted_meanwhile_brings_it_back(world, restart):
     """Offline, the person in Blender moves the Cube while an agent deletes it, and that

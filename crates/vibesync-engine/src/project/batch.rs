@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use vibesync_registry::{Op as RegOp, Status};
 use vibesync_wal::{Outcome, Phase, RecordDraft};
 
+use super::queue::NewerLink;
 use super::{dedup, state_of, Cx, Editor, Inflight, Project, Rebased, SessionId, SYNC_SESSION};
 use crate::forward;
 use crate::queue::Lane;
@@ -84,6 +85,9 @@ impl Project {
         // batch's reparents on the cycle unapplied (a loop there, §6.4) — corrected with the
         // whole chain, as above (model seed 106).
         let mut window_cycles: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
+        // Automation's reparents undone for a person's reparent that closed a cycle through
+        // them: conflicts the person won (§6.1).
+        let mut undone: Vec<Rebased> = Vec::new();
         for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -161,51 +165,90 @@ impl Project {
             // together (Unity puts A under B while Blender puts B under A): the later one in
             // arrival order is dropped — its origin is corrected after its `dropped` result
             // (§6.2) — or the batch could never apply and would roll back for ever.
-            let window_parent =
-                |u: &str| states.get(u).or_else(|| start.get(u)).map(|st| st.as_ref().and_then(|st| st.parent.clone()));
-            match self.parent_cycle_of(cx, &q.change, window_parent) {
+            let mut cycle = match self.parent_cycle_of(cx, &q.change, |u| window_parent(&states, &start, u)) {
                 Err(why) => return cx.storage_failed("sync", &why).await,
-                Ok(Some(chain)) => {
-                    warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, "a reparent would close a parent cycle with another editor's change of this window: dropped, its editor corrected");
-                    // A conflict the other editor's earlier reparent on the chain won (§6.2).
-                    let won = window.iter().rev().find(|w| {
-                        w.origin != q.origin.session_id
-                            && chain.contains(&w.change.uuid)
-                            && matches!(w.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_))
-                    });
-                    if let Some(w) = won {
-                        cycles.push(forward::Conflict {
-                            uuid: q.change.uuid.clone(),
-                            winner: w.origin.clone(),
-                            loser: q.origin.session_id.clone(),
-                            op: q.change.op.name(),
-                        });
-                        window_cycles.entry(q.origin.session_id.clone()).or_default().extend(chain);
-                    } else {
-                        // Through the committed parents: another editor's reparent on the
-                        // chain committed after this change was made (the queue admitted it
-                        // while that one's batch was in flight). Its editor may have left
-                        // that reparent unapplied (a loop with its own, §6.4): corrected with
-                        // the chain.
-                        let key = (q.origin.session_id.clone(), q.change.uuid.clone());
-                        let base = base_of.get(&key).copied().or(q.admitted_seq).unwrap_or(0);
-                        let (_, lost, extra) = committed_cycles
-                            .entry(q.origin.session_id.clone())
-                            .or_insert_with(|| (q.origin.clone(), Vec::new(), Vec::new()));
-                        let newer =
-                            match self.cycle_write(cx, &chain, base, (&q.origin.client_id, &q.origin.session_id)) {
-                                Ok(w) => w,
-                                Err(why) => return cx.storage_failed("sync", &why).await,
-                            };
-                        if let Some(w) = newer {
-                            lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
-                        }
-                        extra.extend(chain);
+                Ok(c) => c,
+            };
+            // A person's reparent closing the cycle through automation's reparent it had not
+            // heard of — committed since the change was made, or made in this window: that link
+            // is undone — the object goes to the root where it stands, in every editor — and
+            // the person's reparent is carried, a conflict the person won (§6.1).
+            if let (Some(chain), Author::Person) = (&cycle, q.author) {
+                let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+                let base = base_of.get(&key).copied().or(q.admitted_seq).unwrap_or(0);
+                let link = match self.window_link(cx, chain, (&q, base), &window, &kept) {
+                    Ok(l) => l,
+                    Err(why) => return cx.storage_failed("sync", &why).await,
+                };
+                if let NewerLink::Automation(x, w) = link {
+                    let undo = match undo_link(cx, &x, &mut states, &mut start, &mut registered) {
+                        Ok(ops) => ops,
+                        Err(why) => return cx.storage_failed("sync", &why).await,
+                    };
+                    warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, undone = %x, automation = %w.editor, "a person's reparent closes a parent cycle through automation's reparent it had not heard of: automation's link is undone, the object stands at the root");
+                    // Carried for the person, to every editor (its origin's too: it may hold
+                    // the object where automation's reparent did not reach it).
+                    let by = Editor {
+                        session_id: SYNC_SESSION.to_string(),
+                        editor: q.origin.editor,
+                        client_id: q.origin.client_id.clone(),
+                        unit_scale: 1.0,
+                    };
+                    for op in undo {
+                        let u = Queued::new(by.clone(), Author::Person, crate::sync::Change { uuid: x.clone(), op });
+                        all.push(u.with_origin(by.session_id.clone()));
+                        kept.push(u);
                     }
-                    dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
-                    continue;
+                    undone.push(Rebased {
+                        uuid: x,
+                        winner: q.origin.session_id.clone(),
+                        loser: w,
+                        op: q.change.op.name(),
+                    });
+                    cycle = match self.parent_cycle_of(cx, &q.change, |u| window_parent(&states, &start, u)) {
+                        Err(why) => return cx.storage_failed("sync", &why).await,
+                        Ok(c) => c,
+                    };
                 }
-                Ok(None) => {}
+            }
+            if let Some(chain) = cycle {
+                warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, "a reparent would close a parent cycle with another editor's change of this window: dropped, its editor corrected");
+                // A conflict the other editor's earlier reparent on the chain won (§6.2).
+                let won = window.iter().rev().find(|w| {
+                    w.origin != q.origin.session_id
+                        && chain.contains(&w.change.uuid)
+                        && matches!(w.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_))
+                });
+                if let Some(w) = won {
+                    cycles.push(forward::Conflict {
+                        uuid: q.change.uuid.clone(),
+                        winner: w.origin.clone(),
+                        loser: q.origin.session_id.clone(),
+                        op: q.change.op.name(),
+                    });
+                    window_cycles.entry(q.origin.session_id.clone()).or_default().extend(chain);
+                } else {
+                    // Through the committed parents: another editor's reparent on the
+                    // chain committed after this change was made (the queue admitted it
+                    // while that one's batch was in flight). Its editor may have left
+                    // that reparent unapplied (a loop with its own, §6.4): corrected with
+                    // the chain.
+                    let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+                    let base = base_of.get(&key).copied().or(q.admitted_seq).unwrap_or(0);
+                    let (_, lost, extra) = committed_cycles
+                        .entry(q.origin.session_id.clone())
+                        .or_insert_with(|| (q.origin.clone(), Vec::new(), Vec::new()));
+                    let newer = match self.cycle_write(cx, &chain, base, (&q.origin.client_id, &q.origin.session_id)) {
+                        Ok(w) => w,
+                        Err(why) => return cx.storage_failed("sync", &why).await,
+                    };
+                    if let Some(w) = newer {
+                        lost.push((q.change.uuid.clone(), q.change.op.name(), (w.client, w.editor)));
+                    }
+                    extra.extend(chain);
+                }
+                dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
+                continue;
             }
             // A `create` or `reparent` that puts the object under a parent deleted meanwhile
             // (another editor's delete, committed after the change was made): the object
@@ -404,7 +447,10 @@ impl Project {
         // conflict — also a no-op change that undid the other editor's (not in `all`).
         let plan = forward::plan(&window, &kept_ids, &start, &states, &participant_ids);
         let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts) {
-            Ok(r) => r,
+            Ok(mut r) => {
+                r.extend(undone);
+                r
+            }
             Err(why) => return cx.storage_failed("sync", &why).await,
         };
 
@@ -580,6 +626,59 @@ impl Project {
         }
     }
 
+    /// Who wrote the links of `chain` (a parent cycle `q`, a person's reparent made at `base`,
+    /// would close) that `q`'s editor had not heard of: each link's last writer in this window
+    /// (`window`, `kept`: the window so far) if another origin wrote it there, else its last
+    /// writer committed after `base` ([`Project::newer_link`]). [`NewerLink::Automation`]:
+    /// automation wrote every such link — the newest of them (in this window, the latest in
+    /// arrival order) is undone (docs/PROTOCOL.md §6.1). Err: the registry could not be read.
+    fn window_link(
+        &self,
+        cx: &Cx<'_>,
+        chain: &[String],
+        (q, base): (&Queued<Editor>, u64),
+        window: &[Queued<SessionId>],
+        kept: &[Queued<Editor>],
+    ) -> Result<NewerLink, String> {
+        let links = &chain[..chain.len().saturating_sub(1)];
+        let mut newest: Option<&Queued<SessionId>> = None;
+        for u in links {
+            let last = window
+                .iter()
+                .rev()
+                .find(|w| &w.change.uuid == u && matches!(w.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_)));
+            match last {
+                Some(w) if w.origin == q.origin.session_id => {}
+                Some(w) if w.author == Author::Person => return Ok(NewerLink::Person),
+                Some(w) => {
+                    let pos = |x: &Queued<SessionId>| window.iter().position(|y| std::ptr::eq(x, y));
+                    if newest.is_none_or(|n| pos(w) > pos(n)) {
+                        newest = Some(w);
+                    }
+                }
+                None => {}
+            }
+        }
+        let committed = self.newer_link(cx, chain, base, (&q.origin.client_id, &q.origin.session_id))?;
+        let Some(w) = newest else { return Ok(committed) };
+        if matches!(committed, NewerLink::Person) {
+            return Ok(NewerLink::Person);
+        }
+        // Automation's reparent of this window: who made it, as a write of the parent.
+        let by = kept.iter().find(|k| k.origin.session_id == w.origin && k.change.uuid == w.change.uuid);
+        let (client, editor) =
+            by.map(|k| (k.origin.client_id.clone(), k.origin.editor.to_string())).unwrap_or_default();
+        let write = crate::stale::Write {
+            parts: Parts::PARENT,
+            seq: 0,
+            client,
+            editor,
+            marks: [0; 3],
+            author: Author::Automation,
+        };
+        Ok(NewerLink::Automation(w.change.uuid.clone(), write))
+    }
+
     /// Fast-path changes of the batch made before their editor heard of another editor's
     /// committed change of the same part (its `base_seq` older than that write): rebased, the
     /// later writer wins (docs/PROTOCOL.md §6.1) — a conflict across windows, reported like
@@ -656,6 +755,103 @@ impl Project {
     }
 }
 
+/// The parent of `u` as the window leaves it so far (`None`: not read in this window).
+fn window_parent(
+    states: &HashMap<String, Option<ObjectState>>,
+    start: &HashMap<String, Option<ObjectState>>,
+    u: &str,
+) -> Option<Option<String>> {
+    states.get(u).or_else(|| start.get(u)).map(|st| st.as_ref().and_then(|st| st.parent.clone()))
+}
+
+/// The ops that undo the link of `x` to its parent, automation's reparent on a parent cycle
+/// a person's reparent closes (docs/PROTOCOL.md §6.1): `x` goes to the root where it stands
+/// in the world, as an editor leaves an object whose parent goes. `states` gets its new state
+/// (`start` its state before, read from the registry when this window had not read it).
+fn undo_link(
+    cx: &Cx<'_>,
+    x: &str,
+    states: &mut HashMap<String, Option<ObjectState>>,
+    start: &mut HashMap<String, Option<ObjectState>>,
+    registered: &mut HashMap<String, bool>,
+) -> Result<Vec<ChangeOp>, String> {
+    if !start.contains_key(x) {
+        let entry = cx.view.lookup(x).map_err(|e| format!("registry read failed: {e}"))?;
+        registered.insert(x.to_string(), entry.as_ref().is_some_and(|e| e.status != Status::Tombstoned));
+        start.insert(x.to_string(), state_of(x, entry.as_deref())?);
+    }
+    let Some(Some(cur)) = states.get(x).or_else(|| start.get(x)).cloned() else {
+        return Err(format!("{x} is on a parent cycle and has no state"));
+    };
+    let world = match &cur.parent {
+        Some(p) => match last_state(cx, p, states, start)? {
+            Some((st, _)) => world_of(cx, st, p, states, start)?,
+            None => Pose::IDENTITY,
+        },
+        None => Pose::IDENTITY,
+    }
+    .then(&Pose::of(&cur));
+    let ops = vec![ChangeOp::Reparent(None), ChangeOp::Transform { t: world.t, r: world.r, s: world.s }];
+    let mut next = Some(cur);
+    for op in &ops {
+        next = apply_change(next.as_ref(), op).map_err(|e| e.message)?;
+    }
+    states.insert(x.to_string(), next);
+    Ok(ops)
+}
+
+/// The last state of `u` the daemon knows — this window's, the registry's, or (deleted) its
+/// archived last state — and whether it is deleted.
+fn last_state(
+    cx: &Cx<'_>,
+    u: &str,
+    states: &HashMap<String, Option<ObjectState>>,
+    start: &HashMap<String, Option<ObjectState>>,
+) -> Result<Option<(ObjectState, bool)>, String> {
+    use serde::Deserialize;
+    match (states.get(u), start.get(u)) {
+        (Some(Some(st)), _) => return Ok(Some((st.clone(), false))),
+        (Some(None), Some(Some(st))) => return Ok(Some((st.clone(), true))), // deleted in this window
+        (None, Some(Some(st))) => return Ok(Some((st.clone(), false))),
+        _ => {}
+    }
+    let entry = cx.view.lookup(u)?;
+    if let Some(e) = entry.as_deref().filter(|e| e.status != Status::Tombstoned) {
+        return Ok(state_of(u, Some(e))?.map(|st| (st, false)));
+    }
+    let newest = cx.view.archived(u)?.into_iter().max_by_key(vibesync_registry::Entry::archive_seq);
+    match newest.and_then(|e| e.state) {
+        Some(v) => ObjectState::deserialize(&v)
+            .map(|st| Some((st, true)))
+            .map_err(|err| format!("the registry's archived state of {u} is unreadable: {err}")),
+        None => Ok(None),
+    }
+}
+
+/// Where `first` (the last state of `p`) stands in the world: its pose under its own
+/// parents' last states.
+fn world_of(
+    cx: &Cx<'_>,
+    first: ObjectState,
+    p: &str,
+    states: &HashMap<String, Option<ObjectState>>,
+    start: &HashMap<String, Option<ObjectState>>,
+) -> Result<Pose, String> {
+    let mut chain = vec![first];
+    let mut seen: HashSet<String> = HashSet::default();
+    seen.insert(p.to_string());
+    while let Some(up) = chain.last().and_then(|st| st.parent.clone()) {
+        if !seen.insert(up.clone()) || chain.len() > 1024 {
+            break; // (no cycle is ever committed; bounded all the same)
+        }
+        match last_state(cx, &up, states, start)? {
+            Some((st, _)) => chain.push(st),
+            None => break, // a parent the daemon holds no record of: a root, as receivers take it
+        }
+    }
+    Ok(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st))))
+}
+
 /// Where a parent `p` deleted meanwhile stood in the world: `None` when it is not deleted
 /// (live in the registry or made in this window, or unknown: a `create` of it may be on its
 /// way). Its pose is its last state, under its own parents' (this window's, the registry's,
@@ -666,41 +862,8 @@ fn deleted_parent_world(
     states: &HashMap<String, Option<ObjectState>>,
     start: &HashMap<String, Option<ObjectState>>,
 ) -> Result<Option<Pose>, String> {
-    use serde::Deserialize;
-    // The last state of `u` the daemon knows: (state, deleted?).
-    let last = |u: &str| -> Result<Option<(ObjectState, bool)>, String> {
-        match (states.get(u), start.get(u)) {
-            (Some(Some(st)), _) => return Ok(Some((st.clone(), false))),
-            (Some(None), Some(Some(st))) => return Ok(Some((st.clone(), true))), // deleted in this window
-            (None, Some(Some(st))) => return Ok(Some((st.clone(), false))),
-            _ => {}
-        }
-        let entry = cx.view.lookup(u)?;
-        if let Some(e) = entry.as_deref().filter(|e| e.status != Status::Tombstoned) {
-            return Ok(state_of(u, Some(e))?.map(|st| (st, false)));
-        }
-        let newest = cx.view.archived(u)?.into_iter().max_by_key(vibesync_registry::Entry::archive_seq);
-        match newest.and_then(|e| e.state) {
-            Some(v) => ObjectState::deserialize(&v)
-                .map(|st| Some((st, true)))
-                .map_err(|err| format!("the registry's archived state of {u} is unreadable: {err}")),
-            None => Ok(None),
-        }
-    };
-    let Some((first, true)) = last(p)? else { return Ok(None) };
-    let mut chain = vec![first];
-    let mut seen: HashSet<String> = HashSet::default();
-    seen.insert(p.to_string());
-    while let Some(up) = chain.last().and_then(|st| st.parent.clone()) {
-        if !seen.insert(up.clone()) || chain.len() > 1024 {
-            break; // (no cycle is ever committed; bounded all the same)
-        }
-        match last(&up)? {
-            Some((st, _)) => chain.push(st),
-            None => break, // a parent the daemon holds no record of: a root, as receivers take it
-        }
-    }
-    Ok(Some(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st)))))
+    let Some((first, true)) = last_state(cx, p, states, start)? else { return Ok(None) };
+    world_of(cx, first, p, states, start).map(Some)
 }
 
 /// The last state of each uuid of a batch, in first-appearance order.

@@ -22,6 +22,20 @@ use crate::live::Sight;
 use crate::queue::{self, Lane};
 use crate::sync::{apply_change, Author, Change, ChangeOp, Path, Queued};
 
+/// Who wrote the links of a parent cycle that a change was made without
+/// ([`Project::newer_link`]).
+#[derive(Debug)]
+pub(super) enum NewerLink {
+    /// None was written by another client since the change's `base_seq`: a loop its editor
+    /// knew of.
+    None,
+    /// A person wrote one: that reparent won.
+    Person,
+    /// Automation wrote every one: the object on the chain whose parent automation wrote
+    /// last, and that write.
+    Automation(String, crate::stale::Write),
+}
+
 /// A STALE refusal: (uuid, op, (client_id, editor kind) of the change that won).
 pub(super) type Stale = (String, &'static str, (String, String));
 
@@ -313,6 +327,39 @@ impl Project {
         Ok(newest)
     }
 
+    /// Who last wrote, after `base_seq`, the links of `chain` (a parent cycle a reparent would
+    /// close) — the parent of each object on it but the changed object itself, whose parent the
+    /// reparent replaces — other than `me` (or wrote one `me`'s session had not read yet, as
+    /// for [`Self::cycle_write`]). For a person's reparent, [`NewerLink::Automation`] — every
+    /// such write automation's — means the reparent is taken and the newest of those links
+    /// undone: that object goes to the root where it stands (docs/PROTOCOL.md §6.1).
+    /// Err: the registry could not be read.
+    pub(super) fn newer_link(
+        &self,
+        cx: &Cx<'_>,
+        chain: &[String],
+        base_seq: u64,
+        (me, session_id): (&str, &str),
+    ) -> Result<NewerLink, String> {
+        let mut newest: Option<(String, crate::stale::Write)> = None;
+        for u in chain.iter().take(chain.len().saturating_sub(1)) {
+            let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
+            let unread = self.forwarded.get(&(session_id.to_string(), u.clone())).is_some_and(|seq| *seq > base_seq);
+            let since = if unread { 0 } else { base_seq };
+            let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, since, me) else { continue };
+            if !w.by_automation() {
+                return Ok(NewerLink::Person);
+            }
+            if newest.as_ref().is_none_or(|(_, n)| w.seq > n.seq) {
+                newest = Some((u.clone(), w.clone()));
+            }
+        }
+        Ok(match newest {
+            Some((u, w)) => NewerLink::Automation(u, w),
+            None => NewerLink::None,
+        })
+    }
+
     /// An editor sent a change of `uuid` that was queued (or held) or refused with a code it
     /// does not keep (`ItemErrorCode::kept_by_editor`): it no longer keeps it as a person's edit
     /// (docs/PROTOCOL.md §6.4) — it re-sent what it kept (e.g. a person's delete of it), or it
@@ -450,7 +497,19 @@ impl Project {
         let cycle = self
             .parent_cycle_of(cx, change, |u| own.get(u).cloned())
             .map_err(|why| (ItemErrorCode::StorageFailed, format!("{at}.parent: {why}; nothing was queued for it")))?;
-        if let Some(chain) = cycle {
+        // A person's reparent closing the cycle through automation's reparent it had not
+        // heard of is taken: automation's link is undone when its batch forms (§6.1).
+        let breaks = match (&cycle, author) {
+            (Some(chain), Author::Person) => matches!(
+                self.newer_link(cx, chain, base_seq, (&session.client_id, &session.session_id)).map_err(|why| (
+                    ItemErrorCode::StorageFailed,
+                    format!("{at}.parent: {why}; nothing was queued for it")
+                ))?,
+                NewerLink::Automation(..)
+            ),
+            _ => false,
+        };
+        if let Some(chain) = cycle.filter(|_| !breaks) {
             // Closed through another editor's reparent on the chain committed after this
             // change's `base_seq`: made before its editor heard of that one, a conflict it
             // won — `STALE`, and the editor is sent the current state (§6.1, §6.2).

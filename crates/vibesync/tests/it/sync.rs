@@ -859,6 +859,60 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
     assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
 }
 
+/// The same race with automation's reparent: an agent's tool in Unity puts the cube under the
+/// camera (turned 90° about Y, scaled 2, at (10, 0, 0)) and that commits; Blender's person,
+/// not having heard of it, puts the camera under the cube. A person's edit is never undone
+/// by automation's: Blender's reparent is taken, and automation's link is undone instead —
+/// the cube goes to the root where it stands in the world, in both editors — a conflict the
+/// person won (docs/PROTOCOL.md §6.1). Before, Blender's reparent was refused `STALE` and
+/// the camera was put back under the person's hands.
+#[test]
+fn a_persons_reparent_closing_a_cycle_through_automations_reparent_undoes_automations_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let cam = new_uuid();
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let mut camera = create(&cam, "Camera", [10.0, 0.0, 0.0]);
+    (camera["r"], camera["s"]) = (json!([0.0, h, 0.0, h]), json!([2.0, 2.0, 2.0]));
+    assert_eq!(statuses(&b.send_change("b-cam", vec![camera], &[])), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let base = b.last_seq;
+    u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[1].results.iter().any(|r| r["outcome"] == "committed" && r["through"].get(&cube).is_some())
+    });
+    // Blender's person made the change before Blender applied that batch: over `base`.
+    let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    b.states.get_mut(&cube).unwrap()["parent"] = Value::Null; // (it had not applied automation's)
+    let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["status"], "queued", "{ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0], "b-parent"));
+    settle(&mut [&mut b, &mut u]);
+    let ended_as = b.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "b-parent"));
+    assert_eq!(ended_as.map(|r| r["outcome"].clone()), Some(json!("committed")), "{:?}", b.results);
+    let close = |v: &Value, want: &[f64]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-3)
+    };
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
+        let st = &m.states[&cube];
+        assert!(st["parent"].is_null(), "{who}: automation's link is undone: {st}");
+        // Where the camera had put it: (10, 0, 0) + the turned, doubled (1, 2, 3).
+        assert!(close(&st["t"], &[16.0, 4.0, -2.0]), "{who}: where it stood: {st}");
+        assert!(close(&st["r"], &[0.0, h, 0.0, h]) && close(&st["s"], &[2.0; 3]), "{who}: turned and scaled: {st}");
+    }
+    let steps = conflict_steps(&data, &cube);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
+    for m in [&b, &u] {
+        assert!(m.events.iter().any(|e| e["type"] == "conflict" && e["uuid"] == cube.as_str()), "{:?}", m.events);
+    }
+}
+
 /// A change that puts an object under a parent another editor deleted meanwhile (docs/PROTOCOL.md
 /// §6.1 "Parents the daemon holds no record of"): Unity's person puts B under A and makes a
 /// new object D under A, in one window; before it closes, Blender's person deletes A. Both
@@ -1098,6 +1152,92 @@ fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_t
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
     one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
+}
+
+/// As above with automation's reparent: an agent's tool in Blender puts the cube under the
+/// camera, and while that batch is in flight Unity's person puts the camera under the cube.
+/// Automation's batch commits; when Unity's window forms, the person's reparent is carried
+/// and automation's link undone — the cube stands at the root where it was, in both editors
+/// — a conflict the person won (docs/PROTOCOL.md §6.1). Before, the person's reparent was
+/// dropped and Unity's camera was put back.
+#[test]
+fn a_persons_reparent_closing_a_cycle_with_automations_batch_in_flight_undoes_automations_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let cam = new_uuid();
+    let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    let base = u.last_seq;
+    let seen = u.batches.len();
+    u.answer = false;
+    b.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = u.batches[seen].clone();
+    // Unity's person put the camera under the cube before Unity read that batch; Unity leaves
+    // the batch's reparent unapplied (a loop over its own) and answers the batch's state.
+    let made = state_hash(&u.states[&cube]);
+    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
+    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
+    u.answer = true;
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[1], "u-parent"));
+    settle(&mut [&mut b, &mut u]);
+    let ended_as = u.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "u-parent"));
+    assert_eq!(ended_as.map(|r| r["outcome"].clone()), Some(json!("committed")), "{:?}", u.results);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
+        let st = &m.states[&cube];
+        assert!(st["parent"].is_null(), "{who}: automation's link is undone: {st}");
+        assert_eq!(st["t"], json!([1.0, 2.0, 3.0]), "{who}: where it stood: {st}");
+    }
+    let steps = conflict_steps(&data, &cube);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
+}
+
+/// Automation's and a person's reparents in one window that close a cycle together: an
+/// agent's tool in Unity puts the cube under the camera, then Blender's person puts the camera
+/// under the cube. Two people's would drop the later one; a person's never gives way to
+/// automation's: Blender's reparent is carried and automation's link undone — the cube stands
+/// at the root where it was, in both editors — a conflict the person won (docs/PROTOCOL.md
+/// §6.1). Before, Blender's reparent was dropped and its camera put back.
+#[test]
+fn a_persons_reparent_closing_a_cycle_with_automations_of_the_same_window_undoes_automations_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 400);
+    let cam = new_uuid();
+    assert_eq!(statuses(&b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-cam") && m[1].states.contains_key(&cam));
+    settle(&mut [&mut b, &mut u]);
+    u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    u.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cam,"parent":cube})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0], "b-parent") && ended(m[1], "u-parent"));
+    settle(&mut [&mut b, &mut u]);
+    let ended_as = b.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "b-parent"));
+    assert_eq!(ended_as.map(|r| r["outcome"].clone()), Some(json!("committed")), "{:?}", b.results);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
+        let st = &m.states[&cube];
+        assert!(st["parent"].is_null(), "{who}: automation's link is undone: {st}");
+        assert_eq!(st["t"], json!([1.0, 2.0, 3.0]), "{who}: where it stood: {st}");
+    }
+    let steps = conflict_steps(&data, &cube);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
 }
 
 /// As above, but Unity's person also moves the cube once Blender's batch committed, in the
