@@ -204,6 +204,11 @@ def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywh
     agent.registry(lambda r: "vibesync_test_tools" in ids(r))
     u = bpy.data.objects["Cube"]["vibesync_uuid"]
     host.wait_obj(u, what="the Cube in Unity")
+    # What the person set up on it, which no other editor carries (PROTOCOL.md §6.1).
+    cube = bpy.data.objects["Cube"]
+    cube.modifiers.new("Bevel", "BEVEL").width = 0.2
+    cube.constraints.new("LIMIT_LOCATION").use_max_z = True
+    cube["note"] = "hand-tuned"
     drive(lambda: not vibesync._session().engine.pending, what="Blender idle")
 
     host.cmd(f"move {u} 0 0 4")
@@ -239,10 +244,17 @@ def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywh
         "Unity kept the Cube with the person's move"
     assert not [r for r in blender.tail()[started:] if r.get("phase") == "BEGIN"
                 and (r.get("payload") or {}).get("op") == "tombstone"], "no tombstone request went"
-    # Blender's Cube is made again with its own mesh and material (they outlived the object).
+    # Blender's Cube is made again as the call deleted it: its own mesh and material, and
+    # its modifier, constraint and custom property (the call named it: copied before it ran).
     ob = blender_cube()
     assert ob.data.name == "Cube" and len(ob.data.vertices) == 8, ob.data.name
     assert [s.material.name for s in ob.material_slots] == ["Material"], list(ob.material_slots)
+    assert [(m.name, m.type, round(m.width, 4)) for m in ob.modifiers] == [("Bevel", "BEVEL", 0.2)], \
+        list(ob.modifiers)
+    assert [(c.type, c.use_max_z) for c in ob.constraints] == [("LIMIT_LOCATION", True)], list(ob.constraints)
+    assert ob.get("note") == "hand-tuned", dict(ob)
+    assert ob.name == "Cube", ob.name
+    assert not [o for o in bpy.data.objects if o.name.startswith(".Cube")], "no copy left over"
     # The move, retried by Unity, stands in Blender too (Unity (0, 0, 4) is Blender (0, 4, 0)).
     drive(lambda: (ob := blender_cube()) is not None and close(ob.location, (0, 4, 0))
           and host.stats()["not_synced"] == 0 and not vibesync.status()["not_synced"],

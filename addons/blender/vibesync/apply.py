@@ -565,8 +565,17 @@ def _keep_deleted(ob, uuid: str, registry) -> None:
     own delete clears it; the modifiers and constraints are pointed at it again when it is
     made again (`_record_references`). Linked objects and library overrides are not kept:
     their identity is their library's."""
+    copy = copy_to_keep(ob, uuid)
+    if copy is not None:
+        keep_copy(uuid, copy, registry)
+
+
+def copy_to_keep(ob, uuid: str):
+    """A copy of `ob` (uuid `uuid`) to keep should it be deleted (`_keep_deleted`), linked
+    nowhere and left out of scans (`identity.KEPT`); None for a linked object or a library
+    override, whose identity is their library's."""
     if ob.library is not None or ob.override_library is not None:
-        return
+        return None
     copy = ob.copy()
     if copy.users:
         # A rigid body's copy joins the scene's Rigid Body World collection: it would be
@@ -576,6 +585,12 @@ def _keep_deleted(ob, uuid: str, registry) -> None:
     copy.name = "." + ob.name  # a leading dot: Blender's lists of datablocks leave it out
     if identity.PROP in copy:
         del copy[identity.PROP]  # no identity while kept: `_kept_copy` binds it again
+    copy[identity.KEPT] = uuid
+    return copy
+
+
+def keep_copy(uuid: str, copy, registry) -> None:
+    """Keep `copy` (`copy_to_keep`) as what is made again for `uuid` (`_kept_copy`)."""
     for sid in registry.keep_deleted(uuid, copy):
         old = registry.lookup("object", sid)
         if old is not None and old.users == 0:
@@ -587,7 +602,8 @@ def keep_data_of_deleted(uuid: str, name: str, data, registry) -> None:
     back (PROTOCOL.md §6.4): the object is gone already, its data (`data`, a mesh no object
     uses now) is kept as an object of its own, linked nowhere, as `_keep_deleted` keeps one,
     so that the object made again (`_kept_copy`) gets back its mesh with its UV maps, vertex
-    groups and material slots. (Its modifiers and constraints went with it.)"""
+    groups and material slots. (Its modifiers and constraints went with it: an object a tool
+    call names is copied whole before the call instead, `router.Router.run`.)"""
     copy = bpy.data.objects.new("." + name, data)
     for sid in registry.keep_deleted(uuid, copy):
         old = registry.lookup("object", sid)

@@ -365,6 +365,9 @@ class Session:
         # refused, `_made_by`); `automation_deletes`: request -> the uuids whose delete by an
         # agent it carried (they go again if it is refused for later, `_deleted_by_automation`).
         self.automation_for: dict[str, tuple[dict, str]] = {}
+        # uuid -> a copy of an object a tool call names, made before the call runs
+        # (`router.Router.run`): kept should the call delete it (`_deleted_by_automation`).
+        self.copied_before_call: dict[str, object] = {}
         self.automation_requests: dict[str, dict] = {}
         self.automation_deletes: dict[str, list[str]] = {}
         # While a tool call's deletes are captured: mesh hash -> mesh uuids (`_deleted_by_automation`).
@@ -1466,8 +1469,13 @@ class Session:
         (§6.4), and its mesh, which no object uses now, is kept for it
         (`apply.keep_data_of_deleted`). It is no person's activity."""
         self.automation_for.pop(uuid, None)
+        copy = self.copied_before_call.pop(uuid, None)
         h = (sent or {}).get("mesh_hash")
-        if h:
+        if copy is not None:
+            # The call named it: copied whole before it ran (`router.Router.run`), its
+            # modifiers, constraints and custom properties with it.
+            apply_mod.keep_copy(uuid, copy, self.registry)
+        elif h:
             if self.meshes_by_hash is None:  # once per tool call, not per deleted object
                 self.meshes_by_hash = {}
                 for mu, mh in self.mesh_hashes.items():
@@ -3101,6 +3109,30 @@ class Session:
             self.automation_for.update((op["uuid"], (automation, "")) for op, _ in ops
                                        if op.get("op") == wire.Op.DELETE)
         return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+
+    def copy_before_call(self, names) -> None:
+        """A tool call is about to run and names these objects: copy each synced one whole
+        (`apply.copy_to_keep`: its modifiers, constraints and custom properties with it), so
+        that if the call deletes it and that delete rolls back (PROTOCOL.md §6.4), the object
+        made again is the one the call deleted (`_deleted_by_automation`). What the call does
+        not delete is dropped after it (`drop_copies`)."""
+        for name in names:
+            ob = bpy.data.objects.get(name)
+            uuid = self.registry.uuid_for(ob) if ob is not None else None
+            if uuid is None or uuid in self.copied_before_call:
+                continue
+            copy = apply_mod.copy_to_keep(ob, uuid)
+            if copy is not None:
+                self.copied_before_call[uuid] = copy
+
+    def drop_copies(self) -> None:
+        """The copies `copy_before_call` made that no delete of the call kept."""
+        copies, self.copied_before_call = self.copied_before_call, {}
+        for copy in copies.values():
+            try:
+                bpy.data.objects.remove(copy)
+            except ReferenceError:
+                pass  # freed already (an undo replaced every datablock)
 
     def after_rollback(self) -> None:
         """A failed tool call was undone: rebind every datablock now (undo replaced them)."""

@@ -8,7 +8,9 @@ A call (`addon_command` from the daemon) runs on the main thread from the pump:
    invalid (type, range, enum option, unknown or missing field, a named object / material /
    collection that does not exist, a `file_path` outside the project's folder);
 2. capture and send whatever a person changed before (so it is not mixed with the call);
-3. push an undo step, run the handler with the validated arguments;
+3. push an undo step, copy the objects it names whole (kept should it delete one, so that
+   a rollback of that delete brings back its modifiers and constraints), run the handler
+   with the validated arguments;
 4. on success: push one undo step named after the tool, capture the changes it made and
    send them as `change`s carrying `automation` (operation id, tool, agent session), then
    answer `command_response` with the uuids they name;
@@ -301,6 +303,9 @@ class AddonRouter:
             return self._answer(msg, CommandStatus.ERROR,
                                 f"cannot open an undo step here ({e}); nothing ran",
                                 CallErrorCode.EDITOR_BUSY)
+        # The objects it names, copied whole should it delete one (`copy_before_call`).
+        session.copy_before_call([args[p["name"]] for p in tool.get("parameters", [])
+                                  if p["type"] == "object_name" and isinstance(args.get(p["name"]), str)])
         t0 = time.perf_counter()
         failure = None
         out = None
@@ -322,6 +327,7 @@ class AddonRouter:
                 failure = (CallErrorCode.HANDLER_TIMEOUT,
                            f"the handler ran {elapsed * 1000:.0f} ms, over its budget of {budget_s * 1000:.0f} ms")
         if failure is not None:
+            session.drop_copies()
             restored = _undo_to(before)
             session.after_rollback()
             msg_text = failure[1] + ("; its changes were undone" if restored else
@@ -335,5 +341,6 @@ class AddonRouter:
             return self._answer(msg, CommandStatus.ERROR, msg_text, code, started=started)
         bpy.ops.ed.undo_push(message="VibeSync AI: " + automation["tool"])
         uuids = session.capture_now(automation)
+        session.drop_copies()
         return self._answer(msg, out["status"], str(out.get("message") or ""), data=out.get("data"),
                             uuids=uuids, started=started)
