@@ -654,9 +654,9 @@ def test_an_offline_reparent_closing_a_cycle_with_an_agents_reparent_stands(worl
     Cube under the Camera, and that commits (Unity applies it). Both cannot stand (a parent
     cycle). Against another person's reparent, Blender's would be a conflict it lost (above);
     against automation's it is not: the person's reparent stands, and the agent's link is
-    undone -- the Cube goes to the root where the agent's reparent put it, in both editors
-    (`finish` checks they agree) -- a conflict the agent lost (PROTOCOL §6.1). Before,
-    Blender's Camera was put back: the person's edit undone for an agent's."""
+    undone -- the Cube goes back into its collection, where the agent's reparent put it, in
+    both editors (`finish` checks they agree) -- a conflict the agent lost (PROTOCOL §6.1).
+    Before, Blender's Camera was put back: the person's edit undone for an agent's."""
     made, host = world.startup_synced()
     cube, cam = bpy.data.objects["Cube"], bpy.data.objects["Camera"]
     cu, camu = cube["vibesync_uuid"], cam["vibesync_uuid"]
@@ -677,10 +677,12 @@ def test_an_offline_reparent_closing_a_cycle_with_an_agents_reparent_stands(worl
     problems = []
     if view[camu]["parent"] != cu:
         problems.append(f"the person's reparent of the Camera undone: parent {view[camu]['parent']}")
-    if view[cu]["parent"] is not None:
-        problems.append(f"the agent's link is not undone: the Cube's parent {view[cu]['parent']}")
-    if cam.parent != cube or cube.parent is not None:
-        problems.append(f"Blender shows Camera under {cam.parent}, Cube under {cube.parent}")
+    coll = bpy.data.collections["Collection"]
+    if view[cu]["parent"] != coll["vibesync_uuid"]:
+        problems.append(f"the Cube is not back in its collection: parent {view[cu]['parent']}")
+    if cam.parent != cube or cube.parent is not None or coll.objects.get("Cube") != cube:
+        problems.append(f"Blender shows Camera under {cam.parent}, Cube under {cube.parent} "
+                        f"in {[c.name for c in cube.users_collection]}")
     if (host.obj(camu) or {}).get("parent") != cu:
         problems.append(f"Unity does not show the Camera under the Cube: {host.obj(camu)}")
     lost = [s["payload"] for s in wal_conflict_steps(world, cu)]

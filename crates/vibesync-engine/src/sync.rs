@@ -78,6 +78,18 @@ impl Pose {
     }
 }
 
+impl Pose {
+    /// The pose that undoes this one: `self.inverse().then(&self.then(&local))` is `local`
+    /// (exactly for a uniform scale; per axis, as [`Pose::then`] composes, otherwise). A zero
+    /// scale has no inverse: that axis stays 0.
+    pub fn inverse(&self) -> Pose {
+        let r = [-self.r[0], -self.r[1], -self.r[2], self.r[3]];
+        let s = self.s.map(|c| if c != 0.0 && c.is_finite() { 1.0 / c } else { 0.0 });
+        let back = rotate(r, self.t);
+        Pose { t: [-s[0] * back[0], -s[1] * back[1], -s[2] * back[2]], r: normalized(r), s }
+    }
+}
+
 /// `a * b` (`b` first, then `a`), quaternions `[x, y, z, w]`.
 fn quat_mul(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
     let [ax, ay, az, aw] = a;
@@ -819,6 +831,21 @@ mod cycle_tests {
 
 #[cfg(test)]
 mod pose_tests {
+    /// A parent turned, moved and scaled uniformly: its inverse takes the world pose of a
+    /// child back to the child's local pose under it.
+    #[test]
+    fn a_poses_inverse_takes_a_world_pose_back_under_it() {
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        let parent = super::Pose { t: [1.0, 2.0, 3.0], r: [0.0, h, 0.0, h], s: [2.0; 3] };
+        let local = super::Pose { t: [0.5, -1.0, 4.0], r: [h, 0.0, 0.0, h], s: [1.0, 3.0, 0.5] };
+        let back = parent.inverse().then(&parent.then(&local));
+        for (a, b) in back.t.iter().chain(&back.r).chain(&back.s).zip(local.t.iter().chain(&local.r).chain(&local.s)) {
+            assert!((a - b).abs() < 1e-9, "{back:?} vs {local:?}");
+        }
+        let id = super::Pose::IDENTITY.inverse();
+        assert_eq!((id.t, id.r, id.s), ([0.0; 3], [0.0, 0.0, 0.0, 1.0], [1.0; 3]));
+    }
+
     use super::Pose;
 
     fn close(a: &[f64], b: &[f64]) -> bool {

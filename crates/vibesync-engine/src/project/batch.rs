@@ -171,7 +171,7 @@ impl Project {
             };
             // A person's reparent closing the cycle through automation's reparent it had not
             // heard of — committed since the change was made, or made in this window: that link
-            // is undone — the object goes to the root where it stands, in every editor — and
+            // is undone — the object goes back under its parent before it, where it stands, in every editor — and
             // the person's reparent is carried, a conflict the person won (§6.1).
             if let (Some(chain), Author::Person) = (&cycle, q.author) {
                 let key = (q.origin.session_id.clone(), q.change.uuid.clone());
@@ -180,12 +180,16 @@ impl Project {
                     Ok(l) => l,
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };
-                if let NewerLink::Automation(x, w) = link {
-                    let undo = match undo_link(cx, &x, &mut states, &mut start, &mut registered) {
+                if let NewerLink::Automation(x, w, in_window) = link {
+                    let to = match self.parent_to_restore(cx, (&x, in_window), &q.change, (&states, &start)) {
+                        Ok(to) => to,
+                        Err(why) => return cx.storage_failed("sync", &why).await,
+                    };
+                    warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, undone = %x, back_under = ?to, automation = %w.editor, "a person's reparent closes a parent cycle through automation's reparent it had not heard of: automation's link is undone, the object goes back under its parent before it (none: the root) where it stands");
+                    let undo = match undo_link(cx, &x, to, &mut states, &mut start, &mut registered) {
                         Ok(ops) => ops,
                         Err(why) => return cx.storage_failed("sync", &why).await,
                     };
-                    warn!(uuid = %q.change.uuid, origin = %q.origin.session_id, chain = ?chain, undone = %x, automation = %w.editor, "a person's reparent closes a parent cycle through automation's reparent it had not heard of: automation's link is undone, the object stands at the root");
                     // Carried for the person, to every editor (its origin's too: it may hold
                     // the object where automation's reparent did not reach it).
                     let by = Editor {
@@ -597,6 +601,18 @@ impl Project {
             }
         }
         let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::default() };
+        // Whose is each parent the batch writes, and the parent before it (§6.1: a person's
+        // reparent closing a cycle through automation's puts the object back under it).
+        let mut parents_before: Vec<(String, bool, Option<String>)> = Vec::new();
+        for q in kept.iter().rev() {
+            if matches!(q.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_) | ChangeOp::Delete)
+                && !parents_before.iter().any(|(u, _, _)| *u == q.change.uuid)
+            {
+                let automation = q.author == Author::Automation && q.change.op != ChangeOp::Delete;
+                let before = start.get(&q.change.uuid).cloned().flatten().and_then(|st| st.parent);
+                parents_before.push((q.change.uuid.clone(), automation, before));
+            }
+        }
         self.inflight.push(Inflight {
             batch_id,
             path,
@@ -619,11 +635,48 @@ impl Project {
             holds_live,
             overtaken: in_batch,
             tombstoned: HashSet::default(),
+            parents_before,
         });
         // Nobody else is connected: nothing to verify.
         if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {
             self.carry_out(cx, &id, v).await;
         }
+    }
+
+    /// Where automation's link of `x` on a cycle `change` (a person's reparent) closes goes
+    /// back to: the parent `x` had before automation's reparent of it — its committed parent
+    /// when that reparent is of this window (`in_window`), else the one this machine kept
+    /// (`before_automation`) — when it is known and live, and `x` under it closes no cycle
+    /// once `change` is carried; else `None`, the root (docs/PROTOCOL.md §6.1). Err: the
+    /// registry could not be read.
+    fn parent_to_restore(
+        &self,
+        cx: &Cx<'_>,
+        (x, in_window): (&str, bool),
+        change: &crate::sync::Change,
+        (states, start): (&States, &States),
+    ) -> Result<Option<String>, String> {
+        let before = if in_window {
+            start.get(x).cloned().flatten().and_then(|st| st.parent)
+        } else {
+            self.before_automation.get(x).cloned().flatten()
+        };
+        let Some(p) = &before else { return Ok(None) };
+        if !matches!(last_state(cx, p, states, start)?, Some((_, false))) {
+            return Ok(None); // deleted meanwhile, or unknown
+        }
+        let after = change.op.parent_after().map(|p| p.map(str::to_string));
+        let back = crate::sync::Change { uuid: x.to_string(), op: ChangeOp::Reparent(Some(p.clone())) };
+        let cycle = self.parent_cycle_of(cx, &back, |u| {
+            if u == change.uuid {
+                after.clone()
+            } else if u == x {
+                Some(None) // (its link is the one undone)
+            } else {
+                window_parent(states, start, u)
+            }
+        })?;
+        Ok(cycle.is_none().then(|| p.clone()))
     }
 
     /// Who wrote the links of `chain` (a parent cycle `q`, a person's reparent made at `base`,
@@ -676,7 +729,7 @@ impl Project {
             marks: [0; 3],
             author: Author::Automation,
         };
-        Ok(NewerLink::Automation(w.change.uuid.clone(), write))
+        Ok(NewerLink::Automation(w.change.uuid.clone(), write, true))
     }
 
     /// Fast-path changes of the batch made before their editor heard of another editor's
@@ -755,6 +808,9 @@ impl Project {
     }
 }
 
+/// uuid → its state (`None`: none, or deleted), as a window reads or leaves it.
+type States = HashMap<String, Option<ObjectState>>;
+
 /// The parent of `u` as the window leaves it so far (`None`: not read in this window).
 fn window_parent(
     states: &HashMap<String, Option<ObjectState>>,
@@ -765,12 +821,14 @@ fn window_parent(
 }
 
 /// The ops that undo the link of `x` to its parent, automation's reparent on a parent cycle
-/// a person's reparent closes (docs/PROTOCOL.md §6.1): `x` goes to the root where it stands
-/// in the world, as an editor leaves an object whose parent goes. `states` gets its new state
-/// (`start` its state before, read from the registry when this window had not read it).
+/// a person's reparent closes (docs/PROTOCOL.md §6.1): `x` goes under `to` (the parent it had
+/// before automation's reparent) or, `None`, to the root, where it stands in the world — as
+/// an editor leaves an object whose parent goes. `states` gets its new state (`start` its
+/// state before, read from the registry when this window had not read it).
 fn undo_link(
     cx: &Cx<'_>,
     x: &str,
+    to: Option<String>,
     states: &mut HashMap<String, Option<ObjectState>>,
     start: &mut HashMap<String, Option<ObjectState>>,
     registered: &mut HashMap<String, bool>,
@@ -791,7 +849,14 @@ fn undo_link(
         None => Pose::IDENTITY,
     }
     .then(&Pose::of(&cur));
-    let ops = vec![ChangeOp::Reparent(None), ChangeOp::Transform { t: world.t, r: world.r, s: world.s }];
+    let local = match &to {
+        Some(p) => match last_state(cx, p, states, start)? {
+            Some((st, _)) => world_of(cx, st, p, states, start)?.inverse().then(&world),
+            None => world,
+        },
+        None => world,
+    };
+    let ops = vec![ChangeOp::Reparent(to), ChangeOp::Transform { t: local.t, r: local.r, s: local.s }];
     let mut next = Some(cur);
     for op in &ops {
         next = apply_change(next.as_ref(), op).map_err(|e| e.message)?;

@@ -32,8 +32,9 @@ pub(super) enum NewerLink {
     /// A person wrote one: that reparent won.
     Person,
     /// Automation wrote every one: the object on the chain whose parent automation wrote
-    /// last, and that write.
-    Automation(String, crate::stale::Write),
+    /// last, that write, and whether it was written in the window being formed (then the
+    /// object's committed parent is the one it had before).
+    Automation(String, crate::stale::Write, bool),
 }
 
 /// A STALE refusal: (uuid, op, (client_id, editor kind) of the change that won).
@@ -332,7 +333,7 @@ impl Project {
     /// reparent replaces — other than `me` (or wrote one `me`'s session had not read yet, as
     /// for [`Self::cycle_write`]). For a person's reparent, [`NewerLink::Automation`] — every
     /// such write automation's — means the reparent is taken and the newest of those links
-    /// undone: that object goes to the root where it stands (docs/PROTOCOL.md §6.1).
+    /// undone: that object goes back under its parent before (or the root), where it stands (docs/PROTOCOL.md §6.1).
     /// Err: the registry could not be read.
     pub(super) fn newer_link(
         &self,
@@ -355,7 +356,7 @@ impl Project {
             }
         }
         Ok(match newest {
-            Some((u, w)) => NewerLink::Automation(u, w),
+            Some((u, w)) => NewerLink::Automation(u, w, false),
             None => NewerLink::None,
         })
     }

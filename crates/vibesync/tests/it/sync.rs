@@ -859,23 +859,30 @@ fn a_reparent_closing_a_cycle_with_a_newer_committed_one_is_a_conflict_that_one_
     assert!(b.events.iter().any(|e| e["type"] == "conflict"), "Blender is told: {:?}", b.events);
 }
 
-/// The same race with automation's reparent: an agent's tool in Unity puts the cube under the
-/// camera (turned 90° about Y, scaled 2, at (10, 0, 0)) and that commits; Blender's person,
-/// not having heard of it, puts the camera under the cube. A person's edit is never undone
-/// by automation's: Blender's reparent is taken, and automation's link is undone instead —
-/// the cube goes to the root where it stands in the world, in both editors — a conflict the
-/// person won (docs/PROTOCOL.md §6.1). Before, Blender's reparent was refused `STALE` and
-/// the camera was put back under the person's hands.
+/// The same race with automation's reparent: the cube (at (1, 2, 3)) is in a group standing
+/// at (0, 0, 5); an agent's tool in Unity puts it under the camera (turned 90° about Y,
+/// scaled 2, at (10, 0, 0)) and that commits; Blender's person, not having heard of it, puts
+/// the camera under the cube. A person's edit is never undone by automation's: Blender's
+/// reparent is taken, and automation's link is undone instead — the cube goes back into its
+/// group, where it stands in the world, in both editors — a conflict the person won
+/// (docs/PROTOCOL.md §6.1). Before, Blender's reparent was refused `STALE` and the camera
+/// was put back under the person's hands.
 #[test]
 fn a_persons_reparent_closing_a_cycle_through_automations_reparent_undoes_automations_link() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
-    let cam = new_uuid();
+    let (cam, group) = (new_uuid(), new_uuid());
     let h = std::f64::consts::FRAC_1_SQRT_2;
     let mut camera = create(&cam, "Camera", [10.0, 0.0, 0.0]);
     (camera["r"], camera["s"]) = (json!([0.0, h, 0.0, h]), json!([2.0, 2.0, 2.0]));
-    assert_eq!(statuses(&b.send_change("b-cam", vec![camera], &[])), ["queued"]);
+    let made = vec![camera, create(&group, "Group", [0.0, 0.0, 5.0])];
+    assert_eq!(statuses(&b.send_change("b-cam", made, &[])), ["queued"; 2]);
+    settle(&mut [&mut b, &mut u]);
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(group);
+    let ack = b.send_change("b-group", vec![json!({"op":"reparent","uuid":cube,"parent":group})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-group"));
     settle(&mut [&mut b, &mut u]);
     let base = b.last_seq;
     u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
@@ -887,7 +894,7 @@ fn a_persons_reparent_closing_a_cycle_through_automations_reparent_undoes_automa
     // Blender's person made the change before Blender applied that batch: over `base`.
     let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
     b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
-    b.states.get_mut(&cube).unwrap()["parent"] = Value::Null; // (it had not applied automation's)
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(group); // (it had not applied automation's)
     let ack = b.ask(&msg);
     assert_eq!(ack["results"][0]["status"], "queued", "{ack}");
     until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0], "b-parent"));
@@ -900,9 +907,10 @@ fn a_persons_reparent_closing_a_cycle_through_automations_reparent_undoes_automa
     for (who, m) in [("blender", &b), ("unity", &u)] {
         assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
         let st = &m.states[&cube];
-        assert!(st["parent"].is_null(), "{who}: automation's link is undone: {st}");
-        // Where the camera had put it: (10, 0, 0) + the turned, doubled (1, 2, 3).
-        assert!(close(&st["t"], &[16.0, 4.0, -2.0]), "{who}: where it stood: {st}");
+        assert_eq!(st["parent"], json!(group), "{who}: automation's link is undone: {st}");
+        // Where the camera had put it, (10, 0, 0) + the turned, doubled (1, 2, 3), in the
+        // group's frame.
+        assert!(close(&st["t"], &[16.0, 4.0, -7.0]), "{who}: where it stood: {st}");
         assert!(close(&st["r"], &[0.0, h, 0.0, h]) && close(&st["s"], &[2.0; 3]), "{who}: turned and scaled: {st}");
     }
     let steps = conflict_steps(&data, &cube);
@@ -1206,16 +1214,23 @@ fn a_persons_reparent_closing_a_cycle_with_automations_batch_in_flight_undoes_au
 /// Automation's and a person's reparents in one window that close a cycle together: an
 /// agent's tool in Unity puts the cube under the camera, then Blender's person puts the camera
 /// under the cube. Two people's would drop the later one; a person's never gives way to
-/// automation's: Blender's reparent is carried and automation's link undone — the cube stands
-/// at the root where it was, in both editors — a conflict the person won (docs/PROTOCOL.md
-/// §6.1). Before, Blender's reparent was dropped and its camera put back.
+/// automation's: Blender's reparent is carried and automation's link undone — the cube goes
+/// back into the group it was in, where it stands, in both editors — a conflict the person
+/// won (docs/PROTOCOL.md §6.1). Before, Blender's reparent was dropped and its camera put
+/// back.
 #[test]
 fn a_persons_reparent_closing_a_cycle_with_automations_of_the_same_window_undoes_automations_link() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 400);
-    let cam = new_uuid();
-    assert_eq!(statuses(&b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[])), ["queued"]);
+    let (cam, group) = (new_uuid(), new_uuid());
+    let made = vec![
+        create(&cam, "Camera", [0.0; 3]),
+        create(&group, "Group", [0.0, 0.0, 5.0]),
+        json!({"op":"reparent","uuid":cube,"parent":group}),
+    ];
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(group);
+    assert_eq!(statuses(&b.send_change("b-cam", made, &[])), ["queued"; 3]);
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-cam") && m[1].states.contains_key(&cam));
     settle(&mut [&mut b, &mut u]);
     u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
@@ -1232,8 +1247,9 @@ fn a_persons_reparent_closing_a_cycle_with_automations_of_the_same_window_undoes
     for (who, m) in [("blender", &b), ("unity", &u)] {
         assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
         let st = &m.states[&cube];
-        assert!(st["parent"].is_null(), "{who}: automation's link is undone: {st}");
-        assert_eq!(st["t"], json!([1.0, 2.0, 3.0]), "{who}: where it stood: {st}");
+        assert_eq!(st["parent"], json!(group), "{who}: back in its group: {st}");
+        // Where the camera (at the origin) had put it, in the group's frame.
+        assert_eq!(st["t"], json!([1.0, 2.0, -2.0]), "{who}: where it stood: {st}");
     }
     let steps = conflict_steps(&data, &cube);
     assert_eq!(steps.len(), 1, "{steps:?}");
