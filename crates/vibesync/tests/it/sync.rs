@@ -1108,6 +1108,31 @@ fn a_batchs_writes_are_at_its_seq_across_a_restart() {
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("parent cycle"), "{ack}");
 }
 
+/// Blender puts the cube under the camera. While that batch is in flight (Unity holds its
+/// answer), Unity's person, who has not read it, puts the camera under the cube (`u-parent`,
+/// queued: nothing committed closes a cycle yet); Unity leaves the batch's reparent
+/// unapplied (a loop over its own) and answers the batch's state (docs/PROTOCOL.md §6.4).
+/// Returns the batch's id.
+fn unity_loops_over_blenders_reparent_in_flight(b: &mut Mini, u: &mut Mini, cube: &str, cam: &str) -> String {
+    let base = u.last_seq;
+    let seen = u.batches.len();
+    u.answer = false;
+    b.states.get_mut(cube).unwrap()["parent"] = json!(cam);
+    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut *u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
+    let (batch_id, _, _) = u.batches[seen].clone();
+    let made = state_hash(&u.states[cube]);
+    u.states.get_mut(cube).unwrap()["parent"] = Value::Null;
+    u.states.get_mut(cam).unwrap()["parent"] = json!(cube);
+    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = u.ask(&msg);
+    assert_eq!(statuses(&ack), ["queued"], "nothing committed closes a cycle yet: {ack}");
+    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube: made}})).unwrap();
+    u.answer = true;
+    batch_id
+}
+
 /// Blender puts the cube under the camera. Its batch is in flight (Unity has not answered)
 /// when Unity's person, who has not seen it, puts the camera under the cube. Unity cannot hold
 /// Blender's reparent over its own (a loop there): it leaves it unapplied and answers the
@@ -1126,24 +1151,7 @@ fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_t
     let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
     assert_eq!(statuses(&ack), ["queued"]);
     settle(&mut [&mut b, &mut u]);
-    let base = u.last_seq;
-    let seen = u.batches.len();
-    u.answer = false;
-    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
-    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
-    assert_eq!(statuses(&ack), ["queued"]);
-    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
-    let (batch_id, _, _) = u.batches[seen].clone();
-    // Unity's person put the camera under the cube before Unity read that batch; Unity leaves
-    // the batch's reparent unapplied (a loop over its own) and answers the batch's state.
-    let made = state_hash(&u.states[&cube]);
-    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
-    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
-    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
-    let ack = u.ask(&msg);
-    assert_eq!(statuses(&ack), ["queued"], "nothing committed closes a cycle yet: {ack}");
-    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
-    u.answer = true;
+    let batch_id = unity_loops_over_blenders_reparent_in_flight(&mut b, &mut u, &cube, &cam);
     settle(&mut [&mut b, &mut u]);
     let outcome = b.results.iter().find(|r| r["batch_id"] == batch_id.as_str()).map(|r| r["outcome"].clone());
     assert_eq!(outcome, Some(json!("committed")), "{:?}\n{}", b.results, d.stderr_log());
@@ -1165,8 +1173,8 @@ fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_t
 /// As above with automation's reparent: an agent's tool in Blender puts the cube under the
 /// camera, and while that batch is in flight Unity's person puts the camera under the cube.
 /// Automation's batch commits; when Unity's window forms, the person's reparent is carried
-/// and automation's link undone — the cube stands at the root where it was, in both editors
-/// — a conflict the person won (docs/PROTOCOL.md §6.1). Before, the person's reparent was
+/// and automation's link undone — the cube goes back to the root it was at, where it
+/// stands, in both editors — a conflict the person won (docs/PROTOCOL.md §6.1). Before, the person's reparent was
 /// dropped and Unity's camera was put back.
 #[test]
 fn a_persons_reparent_closing_a_cycle_with_automations_batch_in_flight_undoes_automations_link() {
@@ -1177,25 +1185,8 @@ fn a_persons_reparent_closing_a_cycle_with_automations_batch_in_flight_undoes_au
     let ack = b.send_change("b-cam", vec![create(&cam, "Camera", [0.0; 3])], &[]);
     assert_eq!(statuses(&ack), ["queued"]);
     settle(&mut [&mut b, &mut u]);
-    let base = u.last_seq;
-    let seen = u.batches.len();
-    u.answer = false;
     b.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
-    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
-    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
-    assert_eq!(statuses(&ack), ["queued"]);
-    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
-    let (batch_id, _, _) = u.batches[seen].clone();
-    // Unity's person put the camera under the cube before Unity read that batch; Unity leaves
-    // the batch's reparent unapplied (a loop over its own) and answers the batch's state.
-    let made = state_hash(&u.states[&cube]);
-    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
-    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
-    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
-    let ack = u.ask(&msg);
-    assert_eq!(statuses(&ack), ["queued"], "{ack}");
-    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
-    u.answer = true;
+    unity_loops_over_blenders_reparent_in_flight(&mut b, &mut u, &cube, &cam);
     until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[1], "u-parent"));
     settle(&mut [&mut b, &mut u]);
     let ended_as = u.results.iter().find(|r| r["through"].get(&cam).is_some_and(|t| t == "u-parent"));
@@ -1274,22 +1265,7 @@ fn a_cycles_correction_carries_an_object_the_loser_only_moves_in_the_same_window
         ended(m[0], "b-cam") && m[1].states.contains_key(&cam) && m[1].states.contains_key(&cube)
     });
     settle(&mut [&mut b, &mut u]);
-    let base = u.last_seq;
-    let seen = u.batches.len();
-    u.answer = false;
-    b.states.get_mut(&cube).unwrap()["parent"] = json!(cam);
-    let ack = b.send_change("b-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
-    assert_eq!(statuses(&ack), ["queued"]);
-    until(&mut [&mut u], Duration::from_secs(10), |m| m[0].batches.len() == seen + 1);
-    let (batch_id, _, _) = u.batches[seen].clone();
-    let made = state_hash(&u.states[&cube]);
-    u.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
-    u.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
-    let msg = json!({"type":"change","request_id":"u-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
-    let ack = u.ask(&msg);
-    assert_eq!(statuses(&ack), ["queued"], "{ack}");
-    u.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":u.last_seq,"hashes":{cube.clone(): made}})).unwrap();
-    u.answer = true;
+    let batch_id = unity_loops_over_blenders_reparent_in_flight(&mut b, &mut u, &cube, &cam);
     until(&mut [&mut u], Duration::from_secs(10), |m| {
         m[0].results.iter().any(|r| r["batch_id"] == batch_id.as_str() && r["outcome"] == "committed")
     });
