@@ -279,6 +279,7 @@ impl LastWrites {
                 client_id: w.client.clone(),
                 editor: w.editor.clone(),
                 automation: w.author == Author::Automation,
+                parent_before: None, // (the batch names it, `Project::start_batch`)
             })
             .collect()
     }

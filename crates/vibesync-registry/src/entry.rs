@@ -80,6 +80,10 @@ pub struct PartWriter {
     pub editor: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub automation: bool,
+    /// For automation's write of the `parent`: the parent the object had before it (absent:
+    /// none, the root; `StateWrite::parent_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_before: Option<String>,
 }
 
 /// One registry record, keyed by `project_id` + `uuid`.

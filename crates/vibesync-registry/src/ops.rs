@@ -114,6 +114,11 @@ pub struct StateWrite {
     pub editor: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub automation: bool,
+    /// For automation's write of the `parent`: the parent the object had before it (absent:
+    /// none, the root) — where a person's reparent closing a parent cycle through that link
+    /// puts the object back (docs/PROTOCOL.md §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_before: Option<String>,
 }
 
 /// Record that `w` wrote its parts at `seq`: each part's earlier writer loses it (a writer
@@ -123,14 +128,25 @@ pub fn record_write(writers: &mut Vec<crate::entry::PartWriter>, w: &StateWrite,
     if w.parts.is_empty() {
         return;
     }
+    let parent = crate::entry::Part::Parent;
     for x in writers.iter_mut() {
         x.parts.retain(|p| !w.parts.contains(p));
+        if !x.parts.contains(&parent) {
+            x.parent_before = None; // it wrote the parent no more
+        }
     }
     writers.retain(|x| !x.parts.is_empty());
+    let before = if w.automation && w.parts.contains(&parent) { w.parent_before.clone() } else { None };
     match writers.iter_mut().find(|x| x.seq == seq && x.client_id == w.client_id && x.editor == w.editor) {
         Some(x) => {
             x.parts.extend(w.parts.iter().copied());
             x.automation &= w.automation; // a person's write with automation's is a person's
+            if w.parts.contains(&parent) {
+                x.parent_before = before;
+            }
+            if !x.automation {
+                x.parent_before = None;
+            }
         }
         None => writers.push(crate::entry::PartWriter {
             parts: w.parts.clone(),
@@ -138,6 +154,7 @@ pub fn record_write(writers: &mut Vec<crate::entry::PartWriter>, w: &StateWrite,
             client_id: w.client_id.clone(),
             editor: w.editor.clone(),
             automation: w.automation,
+            parent_before: before,
         }),
     }
     for x in writers.iter_mut() {
@@ -487,11 +504,41 @@ mod tests {
     const U: &str = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
 
     fn w(parts: &[Part], client: &str) -> StateWrite {
-        StateWrite { parts: parts.to_vec(), client_id: client.into(), editor: "unity".into(), automation: false }
+        StateWrite {
+            parts: parts.to_vec(),
+            client_id: client.into(),
+            editor: "unity".into(),
+            automation: false,
+            parent_before: None,
+        }
     }
 
     /// Each part keeps one writer, the latest; a writer with no part left is dropped; the
     /// payload round-trips, and one without `writes` (an earlier build's) parses.
+    /// Automation's write of the parent keeps the parent before it while it is the parent's
+    /// last writer; a person's later write of the parent, or of it with automation's, drops it.
+    #[test]
+    fn automations_write_of_the_parent_keeps_the_parent_before_it() {
+        let mut ws: Vec<PartWriter> = Vec::new();
+        let auto = StateWrite { automation: true, parent_before: Some("g".into()), ..w(&[Part::Parent], "a") };
+        record_write(&mut ws, &auto, 5);
+        assert_eq!(ws[0].parent_before.as_deref(), Some("g"));
+        record_write(&mut ws, &w(&[Part::Pose], "b"), 7); // another part: kept
+        assert_eq!(ws.iter().find(|x| x.client_id == "a").and_then(|x| x.parent_before.as_deref()), Some("g"));
+        record_write(&mut ws, &w(&[Part::Parent], "b"), 9); // a person's parent: gone
+        assert!(ws.iter().all(|x| x.parent_before.is_none()), "{ws:?}");
+        // Never on a person's write, even when one names it.
+        record_write(&mut ws, &StateWrite { parent_before: Some("g".into()), ..w(&[Part::Parent], "c") }, 11);
+        assert!(ws.iter().all(|x| x.parent_before.is_none()), "{ws:?}");
+        // A person's write joining automation's of the same batch makes it a person's.
+        record_write(&mut ws, &auto, 13);
+        record_write(&mut ws, &w(&[Part::Pose], "a"), 13);
+        assert!(ws.iter().all(|x| x.parent_before.is_none()), "{ws:?}");
+        // Written to the WAL only when present.
+        let json = serde_json::to_value(w(&[Part::Parent], "a")).unwrap();
+        assert!(json.get("parent_before").is_none(), "{json}");
+    }
+
     #[test]
     fn a_part_has_one_writer_the_latest() {
         let mut ws: Vec<PartWriter> = Vec::new();
@@ -506,14 +553,16 @@ mod tests {
                     seq: 5,
                     client_id: "a".into(),
                     editor: "unity".into(),
-                    automation: false
+                    automation: false,
+                    parent_before: None
                 },
                 PartWriter {
                     parts: vec![Part::Pose, Part::Parent],
                     seq: 9,
                     client_id: "b".into(),
                     editor: "unity".into(),
-                    automation: false
+                    automation: false,
+                    parent_before: None
                 },
             ]
         );

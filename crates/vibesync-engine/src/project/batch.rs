@@ -518,7 +518,11 @@ impl Project {
                                 // seq, and the state STEPs of a drag stay small.
                                 writes: writes
                                     .get(&uuid)
-                                    .map(|w| w.to_registry_over(self.synced.get(&uuid)))
+                                    .map(|w| {
+                                        let mut ws = w.to_registry_over(self.synced.get(&uuid));
+                                        automations_parent_before(&mut ws, &uuid, &kept, &start);
+                                        ws
+                                    })
                                     .unwrap_or_default(),
                             },
                         ),
@@ -601,18 +605,6 @@ impl Project {
             }
         }
         let holds_live = if path == Path::Slow { uuids.iter().cloned().collect() } else { HashSet::default() };
-        // Whose is each parent the batch writes, and the parent before it (§6.1: a person's
-        // reparent closing a cycle through automation's puts the object back under it).
-        let mut parents_before: Vec<(String, bool, Option<String>)> = Vec::new();
-        for q in kept.iter().rev() {
-            if matches!(q.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_) | ChangeOp::Delete)
-                && !parents_before.iter().any(|(u, _, _)| *u == q.change.uuid)
-            {
-                let automation = q.author == Author::Automation && q.change.op != ChangeOp::Delete;
-                let before = start.get(&q.change.uuid).cloned().flatten().and_then(|st| st.parent);
-                parents_before.push((q.change.uuid.clone(), automation, before));
-            }
-        }
         self.inflight.push(Inflight {
             batch_id,
             path,
@@ -635,7 +627,6 @@ impl Project {
             holds_live,
             overtaken: in_batch,
             tombstoned: HashSet::default(),
-            parents_before,
         });
         // Nobody else is connected: nothing to verify.
         if let Some((id, v)) = self.inflight.last().map(|f| (f.batch_id.clone(), f.verification.verdict())) {
@@ -645,10 +636,10 @@ impl Project {
 
     /// Where automation's link of `x` on a cycle `change` (a person's reparent) closes goes
     /// back to: the parent `x` had before automation's reparent of it — its committed parent
-    /// when that reparent is of this window (`in_window`), else the one this machine kept
-    /// (`before_automation`) — when it is known and live, and `x` under it closes no cycle
-    /// once `change` is carried; else `None`, the root (docs/PROTOCOL.md §6.1). Err: the
-    /// registry could not be read.
+    /// when that reparent is of this window (`in_window`), else the one its record keeps with
+    /// that write (`PartWriter::parent_before`) — when it is known and live, and `x` under it
+    /// closes no cycle once `change` is carried; else `None`, the root (docs/PROTOCOL.md
+    /// §6.1). Err: the registry could not be read.
     fn parent_to_restore(
         &self,
         cx: &Cx<'_>,
@@ -659,7 +650,13 @@ impl Project {
         let before = if in_window {
             start.get(x).cloned().flatten().and_then(|st| st.parent)
         } else {
-            self.before_automation.get(x).cloned().flatten()
+            let entry = cx.view.lookup(x).map_err(|e| format!("registry read failed: {e}"))?;
+            entry.and_then(|e| {
+                e.writers
+                    .iter()
+                    .find(|w| w.automation && w.parts.contains(&vibesync_registry::Part::Parent))
+                    .and_then(|w| w.parent_before.clone())
+            })
         };
         let Some(p) = &before else { return Ok(None) };
         if !matches!(last_state(cx, p, states, start)?, Some((_, false))) {
@@ -805,6 +802,28 @@ impl Project {
     /// A registry STEP of a batch, built only through the registry's typed `Op`.
     pub(super) fn step(&self, batch_id: &str, uuid: &str, op: RegOp) -> RecordDraft {
         self.draft(batch_id, Phase::Step, vec![uuid.to_string()], Outcome::Ok, op.to_payload())
+    }
+}
+
+/// Automation's write of the parent of `uuid` among `writes` (a `state` STEP's) names the
+/// parent the object had before the batch — where a person's reparent closing a cycle through
+/// that link puts it back, also after a restart (docs/PROTOCOL.md §6.1, docs/WAL.md §9).
+fn automations_parent_before(
+    writes: &mut [vibesync_registry::StateWrite],
+    uuid: &str,
+    kept: &[Queued<Editor>],
+    start: &States,
+) {
+    let last = kept
+        .iter()
+        .rev()
+        .find(|q| q.change.uuid == uuid && matches!(q.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_)));
+    if !last.is_some_and(|q| q.author == Author::Automation) {
+        return;
+    }
+    let before = start.get(uuid).cloned().flatten().and_then(|st| st.parent);
+    for w in writes.iter_mut().filter(|w| w.automation && w.parts.contains(&vibesync_registry::Part::Parent)) {
+        w.parent_before.clone_from(&before);
     }
 }
 

@@ -64,13 +64,6 @@ impl Project {
             Ok(r) => r.last().map(|r| r.seq).unwrap_or(0),
             Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
         };
-        for (u, by_automation, before) in &f.parents_before {
-            if *by_automation {
-                self.before_automation.insert(u.clone(), before.clone());
-            } else {
-                self.before_automation.remove(u);
-            }
-        }
         for u in &f.uuids {
             if let Some(w) = f.writes.get(u) {
                 self.synced.entry(u.clone()).or_default().merge(w);

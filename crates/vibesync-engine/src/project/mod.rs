@@ -382,9 +382,6 @@ struct Inflight {
     /// uuids of the batch deleted through a `tombstone` request while it was in flight: an
     /// answer without them is what the participant holds after that later delete.
     tombstoned: HashSet<String>,
-    /// uuid → its parent before this batch, for each uuid whose parent it writes: whether
-    /// automation wrote it (its last parent write in the batch), and that parent before.
-    parents_before: Vec<(String, bool, Option<String>)>,
 }
 
 /// A fast-path change of a batch that overrides another editor's committed change of the
@@ -441,10 +438,6 @@ pub struct Project {
     /// uuid → who last wrote each of its parts in a committed batch, and at which seq
     /// (staleness, docs/PROTOCOL.md §6.1).
     synced: HashMap<String, LastWrites>,
-    /// uuid → its parent before automation's committed reparent of it, while that reparent
-    /// is its last parent write since this machine started: the parent a person's reparent
-    /// closing a cycle through that link puts it back under (docs/PROTOCOL.md §6.1).
-    before_automation: HashMap<String, Option<String>>,
     /// The daemon's last seq when this machine first ran: the writers of parts the registry
     /// keeps at or before it are those of batches `synced` never saw (written before a
     /// restart), read from the registry instead (`committed_writes`).
@@ -664,7 +657,6 @@ impl Project {
             late_commits,
             exposed_seq: AtomicU64::new(0),
             synced: HashMap::default(),
-            before_automation: HashMap::default(),
             boot_seq: None,
             rolled_back,
             not_synced: BTreeMap::new(),

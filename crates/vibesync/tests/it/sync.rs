@@ -1170,6 +1170,51 @@ fn a_reparent_closing_a_cycle_with_one_whose_batch_was_in_flight_is_a_conflict_t
     one_conflict_in_each(&[&b, &u], "blender", "unity", "reparent");
 }
 
+/// As above, with the daemon restarted after automation's reparent committed: the parent
+/// the cube had before it (its group) is kept with that write in the registry, and the cube
+/// still goes back into its group (docs/PROTOCOL.md §6.1, docs/WAL.md §9 `parent_before`).
+#[test]
+fn automations_undone_link_goes_back_to_the_parent_before_it_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, cube) = a_synced_cube_in_window(dir.path(), 20);
+    let (cam, group) = (new_uuid(), new_uuid());
+    let made = vec![
+        create(&cam, "Camera", [0.0; 3]),
+        create(&group, "Group", [0.0, 0.0, 5.0]),
+        json!({"op":"reparent","uuid":cube,"parent":group}),
+    ];
+    assert_eq!(statuses(&b.send_change("b-made", made, &[])), ["queued"; 3]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-made"));
+    settle(&mut [&mut b, &mut u]);
+    let base = b.last_seq;
+    u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[1], "u-parent"));
+    drop((b, u));
+    d.stop();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    settle(&mut [&mut b, &mut u]);
+    // Blender's person made it offline, before it heard of automation's reparent.
+    b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    b.states.get_mut(&cube).unwrap()["parent"] = json!(group);
+    let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["status"], "queued", "{ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| ended(m[0], "b-parent"));
+    settle(&mut [&mut b, &mut u]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&cam]["parent"], json!(cube), "{who}: the person's reparent stands: {}", d.stderr_log());
+        let st = &m.states[&cube];
+        assert_eq!(st["parent"], json!(group), "{who}: back in its group: {st}");
+        assert_eq!(st["t"], json!([1.0, 2.0, -2.0]), "{who}: where it stood, in the group's frame: {st}");
+    }
+}
+
 /// As above with automation's reparent: an agent's tool in Blender puts the cube under the
 /// camera, and while that batch is in flight Unity's person puts the camera under the cube.
 /// Automation's batch commits; when Unity's window forms, the person's reparent is carried
