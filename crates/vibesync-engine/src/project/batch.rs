@@ -192,6 +192,8 @@ impl Project {
                     };
                     // Carried for the person, to every editor (its origin's too: it may hold
                     // the object where automation's reparent did not reach it).
+                    // (`vibesync history` names the daemon as its maker.)
+                    kinds.insert(SYNC_SESSION.to_string(), "daemon".to_string());
                     let by = Editor {
                         session_id: SYNC_SESSION.to_string(),
                         editor: q.origin.editor,

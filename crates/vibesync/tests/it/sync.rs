@@ -913,6 +913,12 @@ fn a_persons_reparent_closing_a_cycle_through_automations_reparent_undoes_automa
         assert!(close(&st["t"], &[16.0, 4.0, -7.0]), "{who}: where it stood: {st}");
         assert!(close(&st["r"], &[0.0, h, 0.0, h]) && close(&st["s"], &[2.0; 3]), "{who}: turned and scaled: {st}");
     }
+    // The batch's BEGIN names the daemon as the maker of the undo (`vibesync history`).
+    let begins: Vec<Value> = wal_records(&data)
+        .into_iter()
+        .filter(|r| r["phase"] == "BEGIN" && r["payload"]["origin_editors"]["sync"] == "daemon")
+        .collect();
+    assert_eq!(begins.len(), 1, "{begins:?}");
     let steps = conflict_steps(&data, &cube);
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("blender"), Some("unity")));
