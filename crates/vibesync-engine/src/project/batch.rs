@@ -170,9 +170,10 @@ impl Project {
                 Ok(c) => c,
             };
             // A person's reparent closing the cycle through automation's reparent it had not
-            // heard of — committed since the change was made, or made in this window: that link
-            // is undone — the object goes back under its parent before it, where it stands, in every editor — and
-            // the person's reparent is carried, a conflict the person won (§6.1).
+            // heard of — committed since the change was made, or made in this window: that
+            // link is undone — the object goes back under its parent before it, where it
+            // stands, in every editor — and the person's reparent is carried, a conflict the
+            // person won (§6.1).
             if let (Some(chain), Author::Person) = (&cycle, q.author) {
                 let key = (q.origin.session_id.clone(), q.change.uuid.clone());
                 let base = base_of.get(&key).copied().or(q.admitted_seq).unwrap_or(0);
@@ -715,6 +716,9 @@ impl Project {
         let Some(w) = newest else { return Ok(committed) };
         if matches!(committed, NewerLink::Person) {
             return Ok(NewerLink::Person);
+        }
+        if self.quarantined(cx, &w.change.uuid)? {
+            return Ok(NewerLink::Quarantined);
         }
         // Automation's reparent of this window: who made it, as a write of the parent.
         let by = kept.iter().find(|k| k.origin.session_id == w.origin && k.change.uuid == w.change.uuid);

@@ -31,6 +31,10 @@ pub(super) enum NewerLink {
     None,
     /// A person wrote one: that reparent won.
     Person,
+    /// Automation wrote every one, but the object whose link would be undone is quarantined
+    /// (nothing changes it until a person releases it): the cycle stands as a conflict
+    /// automation's reparent won.
+    Quarantined,
     /// Automation wrote every one: the object on the chain whose parent automation wrote
     /// last, that write, and whether it was written in the window being formed (then the
     /// object's committed parent is the one it had before).
@@ -356,9 +360,16 @@ impl Project {
             }
         }
         Ok(match newest {
+            Some((u, _)) if self.quarantined(cx, &u)? => NewerLink::Quarantined,
             Some((u, w)) => NewerLink::Automation(u, w, false),
             None => NewerLink::None,
         })
+    }
+
+    /// Is `uuid`'s record quarantined? Err: the registry could not be read.
+    pub(super) fn quarantined(&self, cx: &Cx<'_>, uuid: &str) -> Result<bool, String> {
+        let entry = cx.view.lookup(uuid).map_err(|e| format!("registry read failed: {e}"))?;
+        Ok(entry.is_some_and(|e| e.status == Status::Quarantined))
     }
 
     /// An editor sent a change of `uuid` that was queued (or held) or refused with a code it
