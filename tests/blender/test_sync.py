@@ -1495,6 +1495,30 @@ def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     assert "failed" not in applied, applied
 
 
+def test_a_resyncs_create_whose_parent_loops_here_applies_its_other_parts(scripted):
+    """PROTOCOL.md §6.4: the person's reparent of B under A is kept here, not synced, when a
+    `resync` brings A's full state under B (renamed and moved meanwhile). Only the parent is
+    refused (a loop here): A is renamed and moved, under the parent it has, as Unity does.
+    Before, the whole state was refused with its parent: A kept its old name, and a later
+    batch of A's other parts, verified against the daemon's name, never matched (model
+    seed 28: a rollback, the person's reparent sent again, for ever)."""
+    s, a, b, au, bu = loop_pair(scripted)
+    a_before = dict(s.last_sent[au])
+    b.parent = a  # the person's reparent
+    settle()
+    pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+    keep_not_synced(scripted, s, bu, 41)
+    scripted.received.clear()
+    theirs = {**a_before, "name": "LoopA renamed in Unity", "t": [0.0, 2.0, 0.0], "parent": bu}
+    scripted.push(batch_frames("theirs", 42, [{"op": "create", "uuid": au, **theirs}], path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the resync answered")
+    assert a.name == "LoopA renamed in Unity", "its name is applied"
+    assert tuple(a.location) == pytest.approx((0, 0, 2)), "its pose is applied"
+    assert a.parent is None and b.parent == a, "A stays where it is: no loop; B under A"
+    [applied] = applied_messages(scripted)
+    assert list(applied.get("failed", {})) == [au], "its parent could not be set"
+
+
 @pytest.mark.parametrize("mode", ["in_flight", "not_captured", "kept"])
 def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(scripted, mode):
     """PROTOCOL.md §6.4, §6.1: the person put B under A, and that reparent is in flight (or

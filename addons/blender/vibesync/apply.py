@@ -375,11 +375,17 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
             return uuid
         if isinstance(idb, bpy.types.Object):
             parent = change.get("parent")
+            loop = None
             if fresh and unplaced is not None:
                 unplaced[uuid] = (idb, parent, change.get("visible", True))
             else:
-                # An unknown parent: treat as a root (§6.1).
-                _place(idb, registry.resolve(parent) if parent else None, registry, fresh)
+                try:
+                    # An unknown parent: treat as a root (§6.1).
+                    _place(idb, registry.resolve(parent) if parent else None, registry, fresh)
+                except ParentLoop as e:
+                    # Only the parent is refused: the other parts are applied under the
+                    # parent the object has here, as Unity does (PROTOCOL.md §6.4).
+                    loop = e
             capture.set_local_trs(idb, change["t"], change["r"], change["s"])
             if not fresh or (unplaced is None and not change.get("visible", True)):
                 # `hide_set` re-syncs the view layer after each new object: skipped for a
@@ -399,6 +405,8 @@ def apply_change(change: dict, attachment: bytes, registry, unit_scale: float,
                 meshes[me.session_uid] = (change["mesh_hash"], attachment)
             if change.get("material"):
                 _set_material(_writable_material(idb, registry, shared), change["material"])
+            if loop is not None:
+                raise loop
         elif "material" in change and isinstance(idb, bpy.types.Material):
             _set_material(idb, change["material"])
         return uuid

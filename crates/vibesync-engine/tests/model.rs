@@ -2527,3 +2527,28 @@ fn machine_regression_an_edit_refused_as_a_loop_is_kept_and_goes_again() {
     replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Model seed 28: a person's reparent made in Unity after it reconnected, before it applied
+/// the replay of automation's committed reparent, closes a parent cycle through it.
+/// Automation's link is undone (docs/PROTOCOL.md §6.1) — and the bridge settles.
+#[test]
+fn machine_regression_a_persons_reparent_undoing_automations_link_settles() {
+    use crate::Edit as E;
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 1, edit: E::Create(0) },
+        Edit { ed: 1, uuid: 2, edit: E::Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 1 },
+        Edit { ed: 0, uuid: 2, edit: E::Rename(0), auto: false },
+        Reparent { ed: 0, uuid: 1, parent: Some(2), auto: true },
+        Wait { ms: 0 },
+        Agent { uuid: 1, edit: E::Rename(0) },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Reparent { ed: 1, uuid: 2, parent: Some(1), auto: false },
+    ];
+    replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+}

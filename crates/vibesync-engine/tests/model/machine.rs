@@ -577,6 +577,13 @@ impl Ed {
                     self.waiting.insert(u.to_string(), p);
                     self.loop_from.insert(u.to_string(), batch.to_string());
                 }
+                // A `create` of an object held here: its other parts are applied, under the
+                // parent it has here, as both editors do (Blender and Unity refuse only the
+                // parent that would loop).
+                if let (ChangeOp::Create(_), Some(held)) = (op, self.scene.get(u)) {
+                    next.parent.clone_from(&held.parent);
+                    self.scene.insert(u.to_string(), next);
+                }
                 Err(own)
             }
         }
