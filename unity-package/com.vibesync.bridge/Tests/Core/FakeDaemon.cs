@@ -75,12 +75,15 @@ namespace VibeSync.Bridge.Tests
 
         void Serve(TcpClient c)
         {
-            var stream = c.GetStream();
             var dec = new FrameDecoder();
             var buf = new byte[65536];
             bool welcomed = false;
             try
             {
+                // Inside the try: a test may drop the connection (or stop) before this thread
+                // starts, and a closed client's stream throws — never out of a thread, which
+                // would end the whole test run.
+                var stream = c.GetStream();
                 while (!stopped)
                 {
                     int n = stream.Read(buf, 0, buf.Length);
