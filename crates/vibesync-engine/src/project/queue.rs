@@ -320,16 +320,30 @@ impl Project {
     ) -> Result<Option<crate::stale::Write>, String> {
         let mut newest: Option<crate::stale::Write> = None;
         for u in chain {
-            let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
-            let unread = self.forwarded.get(&(session_id.to_string(), u.clone())).is_some_and(|seq| *seq > base_seq);
-            let since = if unread { 0 } else { base_seq };
-            if let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, since, me) {
+            if let Some(w) = self.parent_write_unseen(cx, u, base_seq, (me, session_id))? {
                 if newest.as_ref().is_none_or(|n| w.seq > n.seq) {
-                    newest = Some(w.clone());
+                    newest = Some(w);
                 }
             }
         }
         Ok(newest)
+    }
+
+    /// The last write of `u`'s parent by a client other than `me`, if made after `base_seq` —
+    /// or at any seq when the daemon sent `u`'s state to `me`'s session after `base_seq`
+    /// (`forwarded`: not read yet when the change was made). Err: the registry could not be
+    /// read.
+    fn parent_write_unseen(
+        &self,
+        cx: &Cx<'_>,
+        u: &str,
+        base_seq: u64,
+        (me, session_id): (&str, &str),
+    ) -> Result<Option<crate::stale::Write>, String> {
+        let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
+        let unread = self.forwarded.get(&(session_id.to_string(), u.to_string())).is_some_and(|seq| *seq > base_seq);
+        let since = if unread { 0 } else { base_seq };
+        Ok(writes.newer_by_other(crate::stale::Parts::PARENT, since, me).cloned())
     }
 
     /// Who last wrote, after `base_seq`, the links of `chain` (a parent cycle a reparent would
@@ -337,8 +351,8 @@ impl Project {
     /// reparent replaces — other than `me` (or wrote one `me`'s session had not read yet, as
     /// for [`Self::cycle_write`]). For a person's reparent, [`NewerLink::Automation`] — every
     /// such write automation's — means the reparent is taken and the newest of those links
-    /// undone: that object goes back under its parent before (or the root), where it stands (docs/PROTOCOL.md §6.1).
-    /// Err: the registry could not be read.
+    /// undone: that object goes back under its parent before (or the root), where it stands
+    /// (docs/PROTOCOL.md §6.1). Err: the registry could not be read.
     pub(super) fn newer_link(
         &self,
         cx: &Cx<'_>,
@@ -348,15 +362,12 @@ impl Project {
     ) -> Result<NewerLink, String> {
         let mut newest: Option<(String, crate::stale::Write)> = None;
         for u in chain.iter().take(chain.len().saturating_sub(1)) {
-            let writes = self.committed_writes(cx, u, crate::stale::Parts::PARENT)?;
-            let unread = self.forwarded.get(&(session_id.to_string(), u.clone())).is_some_and(|seq| *seq > base_seq);
-            let since = if unread { 0 } else { base_seq };
-            let Some(w) = writes.newer_by_other(crate::stale::Parts::PARENT, since, me) else { continue };
+            let Some(w) = self.parent_write_unseen(cx, u, base_seq, (me, session_id))? else { continue };
             if !w.by_automation() {
                 return Ok(NewerLink::Person);
             }
             if newest.as_ref().is_none_or(|(_, n)| w.seq > n.seq) {
-                newest = Some((u.clone(), w.clone()));
+                newest = Some((u.clone(), w));
             }
         }
         Ok(match newest {
