@@ -605,11 +605,12 @@ def test_kill_9_of_the_daemon_mid_first_sync_then_restart(world):
     with host.lock:
         before = len(host.events)
     world.connect()
-    # Blender ticks with a 1 ms budget until 20 of its changes are in flight (a slice of
+    # Blender ticks with a 1 ms budget until some of its changes are in flight (a slice of
     # the scene), then the test waits, without ticking, until Unity has applied them: the
     # daemon is killed with that part synced and the rest not yet sent. (Polling Blender's
-    # progress instead raced the sync: a fast machine finished it between two counts.)
-    drive(lambda: vibesync.status()["in_flight"] >= 20, budget_ms=1.0,
+    # progress instead raced the sync: a fast machine finished it between two counts; so
+    # did waiting for 20 in flight, when every tick's slice was acknowledged by the next.)
+    drive(lambda: vibesync.status()["in_flight"] > 0, budget_ms=1.0,
           what="Blender's first changes of the first sync in flight")
     deadline = time.monotonic() + 30
     while host.find("applied", before) is None:
