@@ -8,6 +8,8 @@ import json
 import os
 import time
 
+import pytest
+
 from agent import Agent
 from conftest import enable
 from harness import bpy, drive, vibesync
@@ -187,14 +189,20 @@ def test_calls_wait_while_blender_is_in_edit_mode(blender, project_id):
     agent.close()
 
 
-def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywhere(host, blender, project_id):
+@pytest.mark.parametrize("tool,params", [("delete_object", {"object_name": "Cube"}),
+                                         ("delete_matching", {"prefix": "Cub"})],
+                         ids=["named", "unnamed"])
+def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywhere(
+        host, blender, project_id, tool, params):
     """A person in Unity moves the Cube; Blender does not confirm it in time, so Unity keeps
     the move "not synced" and retries it later. Meanwhile an agent's tool deletes the Cube in
     Blender. The delete went as a person's `tombstone`: committed at once and applied in Unity
     over the kept move, so automation took the Cube from under the person's hands. It now goes
     as a `delete` change carrying the call's `automation`: Unity keeps the Cube, the delete
     rolls back everywhere (the daemon gives Blender the Cube back), and the person's move then
-    stands in both editors (PROTOCOL.md §5, §6.3, §6.4, §9.2)."""
+    stands in both editors (PROTOCOL.md §5, §6.3, §6.4, §9.2). The Cube comes back whole,
+    whether the call named it or deleted it by a prefix (copied from the state before the
+    call, §9.2)."""
     from harness import close
 
     agent = Agent(blender, project_id)
@@ -209,6 +217,8 @@ def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywh
     cube.modifiers.new("Bevel", "BEVEL").width = 0.2
     cube.constraints.new("LIMIT_LOCATION").use_max_z = True
     cube["note"] = "hand-tuned"
+    aim = cube.constraints.new("TRACK_TO")  # a pointer at another object, muted
+    aim.target, aim.mute = bpy.data.objects["Camera"], True
     drive(lambda: not vibesync._session().engine.pending, what="Blender idle")
 
     host.cmd(f"move {u} 0 0 4")
@@ -226,7 +236,7 @@ def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywh
         time.sleep(0.2)
     started = len(blender.tail())
 
-    rid = agent.call("vibesync_test_tools", "delete_object", {"object_name": "Cube"})
+    rid = agent.call("vibesync_test_tools", tool, params)
     resp = agent.result(rid)
     assert resp["result"]["status"] == "success" and u in resp["uuids"], resp
 
@@ -251,7 +261,10 @@ def test_an_agent_tools_delete_of_what_a_person_in_unity_keeps_is_undone_everywh
     assert [s.material.name for s in ob.material_slots] == ["Material"], list(ob.material_slots)
     assert [(m.name, m.type, round(m.width, 4)) for m in ob.modifiers] == [("Bevel", "BEVEL", 0.2)], \
         list(ob.modifiers)
-    assert [(c.type, c.use_max_z) for c in ob.constraints] == [("LIMIT_LOCATION", True)], list(ob.constraints)
+    assert [(c.type, getattr(c, "use_max_z", None), getattr(c, "target", None)) for c in ob.constraints] \
+        == [("LIMIT_LOCATION", True, None), ("TRACK_TO", None, bpy.data.objects["Camera"])], list(ob.constraints)
+    assert sorted(bpy.data.meshes.keys()) == ["Cube"] and "Camera.001" not in bpy.data.objects, \
+        "what the Cube uses is Blender's own again, not a copy"
     assert ob.get("note") == "hand-tuned", dict(ob)
     assert ob.name == "Cube", ob.name
     assert not [o for o in bpy.data.objects if o.name.startswith(".Cube")], "no copy left over"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import logging
 import math
+import os
 import struct
 import sys
 
@@ -603,6 +604,56 @@ def keep_copy(uuid: str, copy, registry) -> None:
         old = registry.lookup("object", sid)
         if old is not None and old.users == 0:
             bpy.data.objects.remove(old)  # the oldest beyond `deleted_keep.CAPACITY`
+
+
+def write_copies(copies: list, path: str) -> None:
+    """Write `copies` (`copy_to_keep`) to the .blend file `path`, with what they use (their
+    mesh, materials, parent, a constraint's target): how copies made in an undone state
+    outlive the redo that frees them (`read_copies`, `Session.keep_deleted_by_call`)."""
+    bpy.data.libraries.write(path, set(copies))
+
+
+def read_copies(path: str) -> dict:
+    """Append what `write_copies` wrote: {uuid: kept copy, linked nowhere}. What the copies
+    use is this file's own datablock again where it still exists under its name (an
+    appended duplicate is remapped to it and removed: no "Cube.001" mesh, no second
+    Camera); an object it uses that the call deleted too is its kept copy, or nothing; any
+    other datablock the call deleted comes back as it was."""
+    with bpy.data.libraries.load(path, link=False) as (src, dst):
+        names = {attr: list(getattr(src, attr)) for attr in dir(src)
+                 if isinstance(getattr(src, attr), list)}
+        for attr, wanted in names.items():
+            setattr(dst, attr, list(wanted))  # (filled in place with what was appended)
+    kept: dict = {}
+    objects: list = []
+    others: list = []
+    for attr, wanted in names.items():
+        for name, idb in zip(wanted, getattr(dst, attr)):
+            if idb is None:
+                continue
+            if attr == "objects" and isinstance(idb.get(identity.KEPT), str):
+                kept[idb[identity.KEPT]] = idb
+            elif attr == "objects":
+                objects.append((name, idb))
+            else:
+                others.append((attr, name, idb))
+    for attr, name, idb in others:
+        local = getattr(bpy.data, attr).get(name)
+        if local is not None and local != idb:
+            idb.user_remap(local)
+            getattr(bpy.data, attr).remove(idb)
+    for name, idb in objects:
+        # The copies' parent or a constraint's target: the object here, the kept copy of
+        # one the call deleted too, or (deleted, not kept) nothing.
+        local = bpy.data.objects.get(name)
+        target = local if local is not None and local != idb else kept.get(idb.get(identity.PROP))
+        if target is not None:
+            idb.user_remap(target)
+        bpy.data.objects.remove(idb)
+    for lib in [lib for lib in bpy.data.libraries
+                if os.path.realpath(bpy.path.abspath(lib.filepath)) == os.path.realpath(path)]:
+        bpy.data.libraries.remove(lib)  # (append leaves none today)
+    return kept
 
 
 def keep_data_of_deleted(uuid: str, name: str, data, registry) -> None:

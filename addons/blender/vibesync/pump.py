@@ -20,6 +20,8 @@ import concurrent.futures
 import itertools
 import logging
 import math
+import os
+import tempfile
 import time
 import typing
 
@@ -3124,6 +3126,46 @@ class Session:
             copy = apply_mod.copy_to_keep(ob, uuid)
             if copy is not None:
                 self.copied_before_call[uuid] = copy
+
+    def keep_deleted_by_call(self, before: set) -> bool:
+        """A tool call that succeeded deleted synced objects it did not name (`before`: the
+        session_uids of the objects before it ran; its undo step is pushed). Copy each whole,
+        as `copy_before_call` copies a named one, from the state before the call: one undo
+        step back, the copies written to a .blend in Blender's temporary folder
+        (`apply.write_copies`), one redo, and appended (`apply.read_copies`). The rest of this session's state is
+        rebound as after any undo (`on_undo_redo`). False if the redo did not give back the
+        call's result (the caller then rolls the call back)."""
+        gone = before - {ob.session_uid for ob in bpy.data.objects}
+        uncopied = {b.session_uid: u for u, b in self.registry.bindings.items()
+                    if b.kind == "object" and b.session_uid in gone and u not in self.copied_before_call}
+        if not uncopied:
+            return True
+        after = router_mod.fingerprint()
+        copy_sids = {u: c.session_uid for u, c in self.copied_before_call.items()}
+        path = os.path.join(bpy.app.tempdir or tempfile.gettempdir(),
+                            f"vibesync-deleted-{os.getpid()}-{time.monotonic_ns()}.blend")
+        bpy.ops.ed.undo()
+        try:
+            by_sid = {ob.session_uid: ob for ob in bpy.data.objects}
+            copies = [c for sid, u in uncopied.items() if sid in by_sid
+                      and (c := apply_mod.copy_to_keep(by_sid[sid], u)) is not None]
+            if copies:
+                apply_mod.write_copies(copies, path)
+        finally:
+            bpy.ops.ed.redo()
+        self.on_undo_redo("redo")  # every datablock was reallocated, twice
+        if router_mod.fingerprint() != after:
+            log.error("vibesync: the redo after copying what a tool call deleted did not give "
+                      "back its result")
+            return False
+        by_sid = {ob.session_uid: ob for ob in bpy.data.objects}
+        self.copied_before_call = {u: by_sid[sid] for u, sid in copy_sids.items() if sid in by_sid}
+        if os.path.exists(path):
+            try:
+                self.copied_before_call.update(apply_mod.read_copies(path))
+            finally:
+                os.remove(path)
+        return True
 
     def drop_copies(self) -> None:
         """The copies `copy_before_call` made that no delete of the call kept."""

@@ -168,7 +168,7 @@ def busy_reason() -> str | None:
     return None
 
 
-def _fingerprint() -> tuple:
+def fingerprint() -> tuple:
     """The datablocks that exist (names per collection): a rollback must restore these."""
     return tuple(tuple(sorted(c.keys())) for c in
                  (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.collections,
@@ -181,9 +181,9 @@ def _undo_to(before: tuple) -> bool:
     bpy.ops.ed.undo_push(message="VibeSync AI: failed call")
     for _ in range(MAX_UNDO_STEPS):
         bpy.ops.ed.undo()
-        if _fingerprint() == before:
+        if fingerprint() == before:
             return True
-    return _fingerprint() == before
+    return fingerprint() == before
 
 
 class AddonRouter:
@@ -296,7 +296,7 @@ class AddonRouter:
                                 "tool could not be undone, so none runs", CallErrorCode.HANDLER_FAILED)
         # A person's pending edits go first, as their own changes.
         session.capture_now(None)
-        before = _fingerprint()
+        before = fingerprint()
         try:
             bpy.ops.ed.undo_push(message="VibeSync AI: before " + automation["tool"])
         except RuntimeError as e:
@@ -306,6 +306,7 @@ class AddonRouter:
         # The objects it names, copied whole should it delete one (`copy_before_call`).
         session.copy_before_call([args[p["name"]] for p in tool.get("parameters", [])
                                   if p["type"] == "object_name" and isinstance(args.get(p["name"]), str)])
+        existed = {ob.session_uid for ob in bpy.data.objects}
         t0 = time.perf_counter()
         failure = None
         out = None
@@ -326,6 +327,12 @@ class AddonRouter:
             elif elapsed > budget_s:
                 failure = (CallErrorCode.HANDLER_TIMEOUT,
                            f"the handler ran {elapsed * 1000:.0f} ms, over its budget of {budget_s * 1000:.0f} ms")
+        if failure is None:
+            bpy.ops.ed.undo_push(message="VibeSync AI: " + automation["tool"])
+            # The synced objects it deleted without naming them, copied whole as they were.
+            if not session.keep_deleted_by_call(existed):
+                failure = (CallErrorCode.HANDLER_FAILED,
+                           "Blender's redo did not give back the call's result after keeping what it deleted")
         if failure is not None:
             session.drop_copies()
             restored = _undo_to(before)
@@ -339,7 +346,6 @@ class AddonRouter:
                 code = CallErrorCode.HANDLER_FAILED  # a handler cannot claim a refusal: it ran
             log.warning("vibesync: tool %s failed (%s): rolled back", automation["tool"], code)
             return self._answer(msg, CommandStatus.ERROR, msg_text, code, started=started)
-        bpy.ops.ed.undo_push(message="VibeSync AI: " + automation["tool"])
         uuids = session.capture_now(automation)
         session.drop_copies()
         return self._answer(msg, out["status"], str(out.get("message") or ""), data=out.get("data"),

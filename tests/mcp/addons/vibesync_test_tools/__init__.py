@@ -58,6 +58,13 @@ def delete_object(object_name):
     return {"status": "success", "message": f"deleted {object_name}"}
 
 
+def delete_matching(prefix):
+    """Deletes every object whose name starts with `prefix`: objects the call does not name."""
+    gone = [ob for ob in bpy.data.objects if ob.name.startswith(prefix)]
+    bpy.data.batch_remove(gone)
+    return {"status": "success", "message": f"deleted {len(gone)} objects"}
+
+
 def count_objects():
     return {"status": "success", "message": "counted", "data": {"objects": len(bpy.data.objects)}}
 
@@ -69,6 +76,7 @@ AI_COMMAND_HANDLERS = {
     "import_points": import_points,
     "rename_object": rename_object,
     "delete_object": delete_object,
+    "delete_matching": delete_matching,
     "count_objects": count_objects,
 }
 
