@@ -150,6 +150,47 @@ fn ladder(dir: &std::path::Path, objects: &[&str]) -> (Daemon, Mini, Mini) {
     (d, b, u)
 }
 
+/// A person's reparent that closes a parent cycle through automation's reparent of an
+/// object that is quarantined (docs/PROTOCOL.md §6.1, §6.7): automation's link is not undone,
+/// as it would be otherwise — nothing changes a quarantined object until a person releases
+/// it — so the person's reparent loses as to another person's: refused `STALE`, a conflict
+/// automation's editor won, and Blender is sent the chain as it stands.
+#[test]
+fn a_persons_reparent_closing_a_cycle_through_a_quarantined_objects_automation_link_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cube, cam) = (new_uuid(), new_uuid());
+    let (d, mut b, mut u) = ladder(dir.path(), &[&cube, &cam]);
+    let base = b.last_seq;
+    u.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    let ack = u.send_change("u-parent", vec![json!({"op":"reparent","uuid":cube,"parent":cam})], &[]);
+    assert_eq!(statuses(&ack), ["queued"]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&cube]["parent"], json!(cam), "automation's reparent committed");
+    // Two evidence failures on the cube: quarantined.
+    u = fail_by_disconnect(&d, &mut b, u, "m1", transform(&cube, 1.0));
+    u = fail_by_disconnect(&d, &mut b, u, "m2", transform(&cube, 2.0));
+    let ack = b.send_change("m3", vec![transform(&cube, 3.0)], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "QUARANTINED", "{ack}");
+    // Blender's person put the camera under the cube before Blender heard of automation's
+    // reparent: over `base`.
+    b.states.get_mut(&cam).unwrap()["parent"] = json!(cube);
+    b.states.get_mut(&cube).unwrap()["parent"] = Value::Null;
+    let msg = json!({"type":"change","request_id":"b-parent","base_seq":base,"changes":[{"op":"reparent","uuid":cam,"parent":cube}]});
+    let ack = b.ask(&msg);
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    assert!(b.states[&cam]["parent"].is_null(), "the camera is back where it stands: {}", b.states[&cam]);
+    assert_eq!(b.states[&cube]["parent"], json!(cam), "nothing changed the quarantined cube: {}", b.states[&cube]);
+    assert!(u.states.get(&cam).is_some_and(|s| s["parent"].is_null()), "{:?}", u.states.get(&cam));
+    let steps = crate::sync::conflict_steps(&data, &cam);
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((steps[0]["winner"].as_str(), steps[0]["loser"].as_str()), (Some("unity"), Some("blender")));
+    let (code, out, err) = cli(&["quarantine", "list", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&cube), "still quarantined: {out}");
+}
+
 /// An editor that says it is closing its connection on purpose (`editor_state` `closing`:
 /// Blender opening another file) and leaves a batch unanswered: the batch rolls back
 /// `PARTICIPANT_LEFT`, the person's edit stays in its origin, and the very same input goes
