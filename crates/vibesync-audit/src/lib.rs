@@ -431,27 +431,10 @@ fn build_batch(prev_last: u64, marks: &[FinalMark], snapshot: &Snapshot) -> Resu
     })
 }
 
-/// The audit thread's scheduling niceness (Linux): it is derived, background work, never on
-/// the acknowledgement path, so on a busy machine the threads people wait for (sessions, the
-/// sync actors, the registrar, the WAL writer) run first. A starved audit makes fewer,
-/// larger commits, each of which costs about what a small one does (docs/BENCHMARKS.md).
-pub const AUDIT_NICE: i32 = 10;
-
-/// Lower the calling thread's priority to [`AUDIT_NICE`] (Linux: `setpriority` on the
-/// thread id affects that thread only). Best effort: a failure is logged and changes nothing.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls with no pointers; `gettid` cannot fail.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, AUDIT_NICE) } != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "audit: could not lower the thread's priority");
-        }
-    }
-}
-
 fn run(repo: repo::AuditRepo, shared: Arc<Shared>, cfg: AuditConfig, snapshot: Snapshot, mut prev_last: u64) {
-    lower_thread_priority();
+    // Derived, background work, never on the acknowledgement path: a starved audit makes
+    // fewer, larger commits.
+    vibesync_wal::background::lower_thread_priority("audit");
     let window = Duration::from_millis(cfg.group_ms);
     let mut failed_at: Option<Instant> = None;
     // When the previous commit ended, and the rest it earned (`AuditConfig::rest_factor`).

@@ -298,6 +298,8 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("vibesync-checkpointer".into())
         .spawn(move || {
+            // The registry's write-behind is background work: ingest runs first.
+            vibesync_wal::background::lower_thread_priority("checkpointer");
             let mut last = Instant::now();
             loop {
                 std::thread::sleep(FLUSH_EVERY);

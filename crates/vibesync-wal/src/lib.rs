@@ -12,9 +12,11 @@
 //! - `writer`: the single writer thread (group commit, fdatasync, read-back, poison).
 //! - `wal`: the [`Wal`] handle.
 //! - [`probe`]: the machine's fdatasync cost, printed beside every durability figure.
+//! - [`background`]: the lower priority of the threads that build stores behind the log.
 //! - [`reader`]: read-only access for offline tools: [`Reader`], [`read_all`], [`verify`].
 
 pub mod anchor;
+pub mod background;
 pub mod chain;
 mod error;
 pub mod fsutil;
