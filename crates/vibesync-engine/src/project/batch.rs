@@ -488,6 +488,16 @@ impl Project {
                 "gate": if gate.is_empty() { json!({"decision": "proceed"}) } else { Value::Object(gate) },
             }),
         )];
+        // Per uuid, its last change in the window and its last `reparent`/`create`: read once
+        // for the STEPs below (a scan of the window per uuid made a drag of K objects O(K²)).
+        let mut last_change: HashMap<&str, &Queued<Editor>> = HashMap::default();
+        let mut last_link: HashMap<&str, Author> = HashMap::default();
+        for q in &kept {
+            last_change.insert(q.change.uuid.as_str(), q);
+            if matches!(q.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_)) {
+                last_link.insert(q.change.uuid.as_str(), q.author);
+            }
+        }
         for (uuid, state) in final_states(&kept, &states) {
             let registered = registered.get(&uuid).copied().unwrap_or(false);
             match state {
@@ -523,7 +533,9 @@ impl Project {
                                     .get(&uuid)
                                     .map(|w| {
                                         let mut ws = w.to_registry_over(self.synced.get(&uuid));
-                                        automations_parent_before(&mut ws, &uuid, &kept, &start);
+                                        if last_link.get(uuid.as_str()) == Some(&Author::Automation) {
+                                            automations_parent_before(&mut ws, &uuid, &start);
+                                        }
                                         ws
                                     })
                                     .unwrap_or_default(),
@@ -534,7 +546,7 @@ impl Project {
                 None => {
                     if registered {
                         // Who deleted it: the origin of the uuid's last change (its delete).
-                        let last = kept.iter().rev().find(|q| q.change.uuid == uuid);
+                        let last = last_change.get(uuid.as_str());
                         let by = last.map(|q| &q.origin);
                         drafts.push(self.step(
                             &batch_id,
@@ -811,22 +823,11 @@ impl Project {
     }
 }
 
-/// Automation's write of the parent of `uuid` among `writes` (a `state` STEP's) names the
-/// parent the object had before the batch — where a person's reparent closing a cycle through
-/// that link puts it back, also after a restart (docs/PROTOCOL.md §6.1, docs/WAL.md §9).
-fn automations_parent_before(
-    writes: &mut [vibesync_registry::StateWrite],
-    uuid: &str,
-    kept: &[Queued<Editor>],
-    start: &States,
-) {
-    let last = kept
-        .iter()
-        .rev()
-        .find(|q| q.change.uuid == uuid && matches!(q.change.op, ChangeOp::Reparent(_) | ChangeOp::Create(_)));
-    if !last.is_some_and(|q| q.author == Author::Automation) {
-        return;
-    }
+/// Automation's write of the parent of `uuid` among `writes` (a `state` STEP's; the window's
+/// last `reparent` or `create` of `uuid` is automation's) names the parent the object had
+/// before the batch — where a person's reparent closing a cycle through that link puts it
+/// back, also after a restart (docs/PROTOCOL.md §6.1, docs/WAL.md §9).
+fn automations_parent_before(writes: &mut [vibesync_registry::StateWrite], uuid: &str, start: &States) {
     let before = start.get(uuid).cloned().flatten().and_then(|st| st.parent);
     for w in writes.iter_mut().filter(|w| w.automation && w.parts.contains(&vibesync_registry::Part::Parent)) {
         w.parent_before.clone_from(&before);
