@@ -3144,15 +3144,25 @@ class Session:
         copy_sids = {u: c.session_uid for u, c in self.copied_before_call.items()}
         path = os.path.join(bpy.app.tempdir or tempfile.gettempdir(),
                             f"vibesync-deleted-{os.getpid()}-{time.monotonic_ns()}.blend")
-        bpy.ops.ed.undo()
+        try:
+            bpy.ops.ed.undo()
+        except RuntimeError as e:
+            # Nothing moved: the deleted objects keep what `keep_data_of_deleted` keeps.
+            log.warning("vibesync: cannot step back to copy what a tool call deleted: %s", e)
+            return True
         try:
             by_sid = {ob.session_uid: ob for ob in bpy.data.objects}
             copies = [c for sid, u in uncopied.items() if sid in by_sid
                       and (c := apply_mod.copy_to_keep(by_sid[sid], u)) is not None]
             if copies:
                 apply_mod.write_copies(copies, path)
+        except (OSError, RuntimeError) as e:
+            log.warning("vibesync: cannot keep what a tool call deleted: %s", e)
         finally:
-            bpy.ops.ed.redo()
+            try:
+                bpy.ops.ed.redo()
+            except RuntimeError as e:
+                log.error("vibesync: cannot step forward again after copying: %s", e)
         self.on_undo_redo("redo")  # every datablock was reallocated, twice
         if router_mod.fingerprint() != after:
             log.error("vibesync: the redo after copying what a tool call deleted did not give "
@@ -3163,6 +3173,8 @@ class Session:
         if os.path.exists(path):
             try:
                 self.copied_before_call.update(apply_mod.read_copies(path))
+            except (OSError, RuntimeError) as e:
+                log.warning("vibesync: cannot read back what a tool call deleted: %s", e)
             finally:
                 os.remove(path)
         return True
