@@ -638,10 +638,11 @@ def read_copies(path: str) -> dict:
             else:
                 others.append((attr, name, idb))
     for attr, name, idb in others:
-        local = getattr(bpy.data, attr).get(name)
+        ids = getattr(bpy.data, attr, None)  # (a file's list Blender holds no collection of)
+        local = ids.get(name) if ids is not None else None
         if local is not None and local != idb:
             idb.user_remap(local)
-            getattr(bpy.data, attr).remove(idb)
+            ids.remove(idb)
     for name, idb in objects:
         # The copies' parent or a constraint's target: the object here, the kept copy of
         # one the call deleted too, or (deleted, not kept) nothing.
