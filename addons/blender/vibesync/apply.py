@@ -653,7 +653,7 @@ def read_copies(path: str) -> dict:
         bpy.data.objects.remove(idb)
     for lib in [lib for lib in bpy.data.libraries
                 if os.path.realpath(bpy.path.abspath(lib.filepath)) == os.path.realpath(path)]:
-        bpy.data.libraries.remove(lib)  # (append leaves none today)
+        bpy.data.libraries.remove(lib)  # append leaves the file listed as a library
     return kept
 
 

@@ -3132,10 +3132,12 @@ class Session:
         session_uids of the objects before it ran; its undo step is pushed). Copy each whole,
         as `copy_before_call` copies a named one, from the state before the call: one undo
         step back, the copies written to a .blend in Blender's temporary folder
-        (`apply.write_copies`), one redo, and appended (`apply.read_copies`). The rest of this session's state is
-        rebound as after any undo (`on_undo_redo`). False if the redo did not give back the
+        (`apply.write_copies`), one redo, and appended (`apply.read_copies`). The rest of
+        this session's state is rebound as after any undo (`on_undo_redo`). False if the redo did not give back the
         call's result (the caller then rolls the call back)."""
         gone = before - {ob.session_uid for ob in bpy.data.objects}
+        if not gone:
+            return True
         uncopied = {b.session_uid: u for u, b in self.registry.bindings.items()
                     if b.kind == "object" and b.session_uid in gone and u not in self.copied_before_call}
         if not uncopied:
