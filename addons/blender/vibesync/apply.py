@@ -606,19 +606,38 @@ def keep_copy(uuid: str, copy, registry) -> None:
             bpy.data.objects.remove(old)  # the oldest beyond `deleted_keep.CAPACITY`
 
 
-def write_copies(copies: list, path: str) -> None:
+def write_copies(copies: list, path: str) -> dict:
     """Write `copies` (`copy_to_keep`) to the .blend file `path`, with what they use (their
     mesh, materials, parent, a constraint's target): how copies made in an undone state
-    outlive the redo that frees them (`read_copies`, `Session.keep_deleted_by_call`)."""
+    outlive the redo that frees them (`read_copies`, `Session.keep_deleted_by_call`).
+    Returns who each datablock in the file is here, {(list, name): session_uid}, taken now:
+    a session_uid outlives undo, redo and renames, a name does not (`read_copies`)."""
     bpy.data.libraries.write(path, set(copies))
+    held = {}
+    for attr, names in _file_names(path).items():
+        ids = getattr(bpy.data, attr, None)
+        for name in names if ids is not None else ():
+            idb = ids.get(name)
+            if idb is not None and idb.library is None:
+                held[(attr, name)] = idb.session_uid
+    return held
 
 
-def read_copies(path: str) -> dict:
+def _file_names(path: str) -> dict:
+    """{list: names} of the datablocks the .blend file `path` holds, loading none."""
+    with bpy.data.libraries.load(path, link=False) as (src, _dst):
+        return {attr: list(getattr(src, attr)) for attr in dir(src)
+                if isinstance(getattr(src, attr), list)}
+
+
+def read_copies(path: str, held: dict) -> dict:
     """Append what `write_copies` wrote: {uuid: kept copy, linked nowhere}. What the copies
-    use is this file's own datablock again where it still exists under its name (an
-    appended duplicate is remapped to it and removed: no "Cube.001" mesh, no second
-    Camera); an object it uses that the call deleted too is its kept copy, or nothing; any
-    other datablock the call deleted comes back as it was."""
+    use is this file's own datablock again where it still exists (`held`, what
+    `write_copies` returned: found by session_uid, so a datablock the call renamed is still
+    found, and one it made under the old name is not taken for it); an appended duplicate
+    is remapped to it and removed: no "Cube.001" mesh, no second Camera. An object the
+    copies use that the call deleted too is its kept copy, or nothing; any other datablock
+    the call deleted comes back as it was."""
     with bpy.data.libraries.load(path, link=False) as (src, dst):
         names = {attr: list(getattr(src, attr)) for attr in dir(src)
                  if isinstance(getattr(src, attr), list)}
@@ -637,17 +656,18 @@ def read_copies(path: str) -> dict:
                 objects.append((name, idb))
             else:
                 others.append((attr, name, idb))
+    local = _by_session_uid(held)
     for attr, name, idb in others:
         ids = getattr(bpy.data, attr, None)  # (a file's list Blender holds no collection of)
-        local = ids.get(name) if ids is not None else None
-        if local is not None and local != idb:
-            idb.user_remap(local)
+        here = local.get((attr, name))
+        if ids is not None and here is not None and here != idb:
+            idb.user_remap(here)
             ids.remove(idb)
     for name, idb in objects:
         # The copies' parent or a constraint's target: the object here, the kept copy of
         # one the call deleted too, or (deleted, not kept) nothing.
-        local = bpy.data.objects.get(name)
-        target = local if local is not None and local != idb else kept.get(idb.get(identity.PROP))
+        here = local.get(("objects", name))
+        target = here if here is not None and here != idb else kept.get(idb.get(identity.PROP))
         if target is not None:
             idb.user_remap(target)
         bpy.data.objects.remove(idb)
@@ -655,6 +675,21 @@ def read_copies(path: str) -> dict:
                 if os.path.realpath(bpy.path.abspath(lib.filepath)) == os.path.realpath(path)]:
         bpy.data.libraries.remove(lib)  # append leaves the file listed as a library
     return kept
+
+
+def _by_session_uid(held: dict) -> dict:
+    """{(list, name): the datablock here} for each entry of `held` ({(list, name):
+    session_uid}, `write_copies`) whose datablock still exists, whatever its name now."""
+    wanted: dict = {}
+    for (attr, name), sid in held.items():
+        wanted.setdefault(attr, {})[sid] = name
+    found = {}
+    for attr, sids in wanted.items():
+        for idb in getattr(bpy.data, attr, ()):
+            name = sids.get(idb.session_uid)
+            if name is not None:
+                found[(attr, name)] = idb
+    return found
 
 
 def keep_data_of_deleted(uuid: str, name: str, data, registry) -> None:

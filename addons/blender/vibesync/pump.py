@@ -3146,6 +3146,7 @@ class Session:
         copy_sids = {u: c.session_uid for u, c in self.copied_before_call.items()}
         path = os.path.join(bpy.app.tempdir or tempfile.gettempdir(),
                             f"vibesync-deleted-{os.getpid()}-{time.monotonic_ns()}.blend")
+        held: dict = {}
         try:
             bpy.ops.ed.undo()
         except RuntimeError as e:
@@ -3157,7 +3158,7 @@ class Session:
             copies = [c for sid, u in uncopied.items() if sid in by_sid
                       and (c := apply_mod.copy_to_keep(by_sid[sid], u)) is not None]
             if copies:
-                apply_mod.write_copies(copies, path)
+                held = apply_mod.write_copies(copies, path)
         except (OSError, RuntimeError) as e:
             log.warning("vibesync: cannot keep what a tool call deleted: %s", e)
         finally:
@@ -3174,7 +3175,7 @@ class Session:
         self.copied_before_call = {u: by_sid[sid] for u, sid in copy_sids.items() if sid in by_sid}
         if os.path.exists(path):
             try:
-                self.copied_before_call.update(apply_mod.read_copies(path))
+                self.copied_before_call.update(apply_mod.read_copies(path, held))
             except (OSError, RuntimeError) as e:
                 log.warning("vibesync: cannot read back what a tool call deleted: %s", e)
             finally:
