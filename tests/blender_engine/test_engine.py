@@ -261,6 +261,35 @@ def test_sync_engine_an_edit_refused_as_a_loop_goes_again_when_its_parents_may_d
     assert scene.forgotten == [C, C], "committed: nothing kept to send"
 
 
+def test_sync_engine_an_edit_refused_as_a_loop_goes_again_when_a_batch_that_changed_parents_commits():
+    """Model seed 2011: C, kept here, was refused as a loop through automation's link of B.
+    Another editor's batch that undoes that link is applied here: C goes at once and is
+    refused again (the daemon reads committed parents, and the batch is not committed yet).
+    When the batch commits, C goes again; a batch rolled back, or one that moved nothing,
+    sends nothing (PROTOCOL §6.1)."""
+    scene = Scene(alive=[A, B, C])
+    e = engine.SyncEngine(scene)
+    loop = {"uuid": C, "status": engine.ITEM_ERROR, "error_code": engine.INVALID_FIELD, "message": "loop"}
+    e.sent("c1", engine.CHANGE, [C])
+    e.on_change_ack("c1", [loop])
+    e.batch_begun("b1")
+    e.batch_changed_parents("b1")
+    assert scene.forgotten == [C], "applied: again at once"
+    e.sent("c2", engine.CHANGE, [C])
+    e.on_change_ack("c2", [loop])
+    e.on_batch_result({"batch_id": "b1", "seq": 9, "outcome": engine.COMMITTED, "uuids": [A, B],
+                       "through": {}})
+    assert scene.forgotten == [C, C], "its batch committed: the daemon's parents moved, again"
+    e.batch_begun("b2")
+    e.batch_changed_parents("b2")
+    assert scene.forgotten == [C, C, C]
+    e.on_batch_result({"batch_id": "b2", "seq": 11, "outcome": "rolled_back", "uuids": [A],
+                       "through": {}})
+    e.on_batch_result({"batch_id": "b3", "seq": 12, "outcome": engine.COMMITTED, "uuids": [A],
+                       "through": {}})
+    assert scene.forgotten == [C, C, C], "rolled back, or not a batch that moved parents: no more"
+
+
 def test_sync_engine_a_peer_joining_retries_what_is_still_here_and_forgets_the_rest():
     scene = Scene(alive=[A])
     e = engine.SyncEngine(scene)

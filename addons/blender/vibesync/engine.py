@@ -453,6 +453,9 @@ class SyncEngine:
         # acknowledged when its batch_begin arrived (all its result can end, §6.4).
         self.received_batches: collections.OrderedDict[str, frozenset] = \
             collections.OrderedDict()
+        # Batches applied here that create, reparent or delete, until their `batch_result`
+        # (`batch_changed_parents`).
+        self.structural_batches: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.peers: list[dict] = []
         self.other_projects: list[dict] = []
         self.conflicts: collections.deque = collections.deque(maxlen=100)
@@ -595,9 +598,20 @@ class SyncEngine:
             for u in effect.uuids:
                 self.timeouts.pop(u, None)
                 self.retry_at.pop(u, None)
-            if effect.uuids:
+            if effect.uuids or str(msg.get("batch_id")) in self.structural_batches:
                 self.parents_changed()
+        self.structural_batches.pop(str(msg.get("batch_id")), None)
         return effect
+
+    def batch_changed_parents(self, batch_id) -> None:
+        """A batch with a `create`, `reparent` or `delete` was applied here: what was
+        refused as a loop goes again now (`parents_changed`), and once more when the batch
+        commits — the daemon reads a change against its committed parents, and a batch's
+        are committed only by its `batch_result` (PROTOCOL.md §6.1)."""
+        self.parents_changed()
+        self.structural_batches[str(batch_id)] = None
+        while len(self.structural_batches) > MAX_RECEIVED_BATCHES:
+            self.structural_batches.popitem(last=False)  # a resync's: no result follows
 
     def parents_changed(self) -> None:
         """A change of this editor committed, or a batch with a `create`, `reparent` or

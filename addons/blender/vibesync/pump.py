@@ -2417,7 +2417,7 @@ class Session:
         self.engine.applied(batch.seq, set(hashes), set(keep) | kept_from_delete.keys(),
                             lambda u: (self.last_sent.get(u) or {}).get("parent"), deleted)
         if any(c.get("op") in ("create", "reparent", "delete") for c, _ in batch.changes):
-            self.engine.parents_changed()
+            self.engine.batch_changed_parents(batch.batch_id)
         self.applied_batches += 1
         if self.transport is not None:
             self.transport.update_hello(last_seq=self.engine.last_seq)

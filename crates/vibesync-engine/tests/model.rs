@@ -2552,3 +2552,61 @@ fn machine_regression_a_persons_reparent_undoing_automations_link_settles() {
     ];
     replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Batches of at most two changes: an agent's reparent and a person's in the other editor
+/// close a cycle (found by seed 2011 of `MODEL_SEED`).
+#[test]
+fn machine_regression_batches_of_two_seed_2011() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 1, parent: None, auto: false },
+        Reparent { ed: 0, uuid: 2, parent: Some(0), auto: true },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Reparent { ed: 1, uuid: 0, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Reparent { ed: 0, uuid: 0, parent: None, auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(1), auto: false },
+        Deliver { ed: 1 },
+        Wait { ms: 1320 },
+    ];
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
+        panic!("{e}");
+    }
+}
+
+/// Batches of at most three changes: automation's reparent in Blender and a person's in Unity
+/// close a cycle (found by seed 2008 of `MODEL_SEED`).
+#[test]
+fn machine_regression_batches_of_three_seed_2008() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Restart { cut: None },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Reparent { ed: 0, uuid: 1, parent: Some(0), auto: true },
+        Wait { ms: 40 },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Agent { uuid: 1, edit: Rename(0) },
+        Edit { ed: 1, uuid: 1, edit: Move(101), auto: false },
+        Reparent { ed: 1, uuid: 0, parent: Some(1), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(40), auto: false },
+    ];
+    let limit = vibesync_engine::sync::BatchLimit { changes: 3, mesh_bytes: u64::MAX };
+    if let Err(e) = replay_machine_with(&acts, limit) {
+        panic!("{e}");
+    }
+}

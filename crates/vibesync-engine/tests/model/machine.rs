@@ -412,6 +412,10 @@ struct Ed {
     /// when the parents they were read against may differ — a change of this editor commits,
     /// or a batch with a `create`, `reparent` or `delete` is applied (§6.1; model seed 222).
     refused_invalid: BTreeSet<String>,
+    /// Batches applied here with a `create`, `reparent` or `delete`, until their result: when
+    /// one commits, `refused_invalid` goes again — the daemon reads a change against its
+    /// committed parents, and the batch's are committed only then (model seed 2011).
+    structural: BTreeSet<String>,
     /// Kept uuids that a forwarded batch has changed since (another editor's newer change):
     /// a later resync of them restores that, not the person's edit.
     overtaken: BTreeSet<String>,
@@ -469,6 +473,7 @@ impl Ed {
             outstanding: BTreeMap::new(),
             kept: BTreeSet::new(),
             refused_invalid: BTreeSet::new(),
+            structural: BTreeSet::new(),
             overtaken: BTreeSet::new(),
             deleted: BTreeMap::new(),
             sent: BTreeMap::new(),
@@ -1433,7 +1438,16 @@ impl Sim {
         for _ in 0..200 {
             for i in 0..2 {
                 self.deliver(i, 100);
-                let kept = self.eds[i].kept.iter().map(|u| (u.clone(), Author::Person)).collect();
+                // A kept uuid refused `INVALID_FIELD` waits, as in the editors, for one of its
+                // own changes to commit or a structural batch (`refused_again`): sent each
+                // round, its refusal would be read each round and the clock never move on.
+                let ed = &self.eds[i];
+                let kept = ed
+                    .kept
+                    .iter()
+                    .filter(|u| !ed.refused_invalid.contains(*u))
+                    .map(|u| (u.clone(), Author::Person))
+                    .collect();
                 self.resend_many(i, kept);
             }
             self.deliver_agent();
@@ -1827,6 +1841,9 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 let shown: Vec<String> = hashes.iter().map(|(u, h)| format!("{}={}", &u[..2], &h[..6])).collect();
                 log.push(format!("    {} answers {}", ed.kind, shown.join(" ")));
             }
+            if structural && inc.path == "slow" {
+                ed.structural.insert(inc.batch_id.clone());
+            }
             let applied = Reply::Input(Input::Applied {
                 session_id,
                 batch_id: inc.batch_id,
@@ -1884,7 +1901,8 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 }
                 mine_committed |= v["outcome"] == "committed";
             }
-            if mine_committed {
+            let changed_parents = ed.structural.remove(batch_id) && v["outcome"] == "committed";
+            if mine_committed || changed_parents {
                 // The parents a kept loop refusal was read against may differ now (§6.1).
                 let again = ed.refused_again();
                 return Some(vec![Reply::Resend(again.into_iter().map(|u| (u, Author::Person)).collect())]);

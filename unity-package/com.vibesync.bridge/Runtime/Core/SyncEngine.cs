@@ -196,6 +196,11 @@ namespace VibeSync.Bridge.Core
         readonly Dictionary<string, HashSet<string>> receivedBatches = new Dictionary<string, HashSet<string>>();
         readonly Queue<string> receivedOrder = new Queue<string>();
         const int MaxReceivedBatches = 4096;
+        // Batches applied here that create, reparent or delete, until their batch_result: when
+        // one commits, what was refused as a loop goes again (ParentsChanged) — the daemon reads
+        // a change against its committed parents, and a batch's are committed only then (§6.1).
+        readonly HashSet<string> structuralBatches = new HashSet<string>(StringComparer.Ordinal);
+        readonly Queue<string> structuralOrder = new Queue<string>();
         // Complete batches waiting, in arrival order, for the acks of changes naming a resync's uuids.
         readonly Queue<IncomingBatch> waitingForAcks = new Queue<IncomingBatch>();
         int heldWhilePaused; // batches answered `held` during the current pause
@@ -1344,6 +1349,9 @@ namespace VibeSync.Bridge.Core
             }
             if (outcome == BatchOutcome.Committed && ends.Count > 0)
                 ParentsChanged("a change of this editor committed: the parents it was refused for may differ now");
+            else if (outcome == BatchOutcome.Committed && structuralBatches.Contains(id))
+                ParentsChanged("a batch that changed the parents it was refused for committed");
+            structuralBatches.Remove(id);
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -2378,6 +2386,12 @@ namespace VibeSync.Bridge.Core
             {
                 if (c.Op != Ops.Create && c.Op != Ops.Reparent && c.Op != Ops.Delete) continue;
                 ParentsChanged("a batch changed the parents it was refused for");
+                if (structuralBatches.Add(b.BatchId))
+                {
+                    structuralOrder.Enqueue(b.BatchId);
+                    // A resync's batch has no result: the oldest are forgotten.
+                    if (structuralOrder.Count > MaxReceivedBatches) structuralBatches.Remove(structuralOrder.Dequeue());
+                }
                 break;
             }
             AttachLoopWaiting(b.Seq);

@@ -1798,6 +1798,67 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// C, kept here, was refused INVALID_FIELD as a loop. Another editor's batch that moves
+        /// parents is applied here: C goes again at once, and the daemon refuses it again — it
+        /// reads committed parents, and the batch is not committed until its batch_result. When
+        /// that result says committed, C goes once more, by itself; before, it stayed kept, shown
+        /// "not synced" although nothing was left to stop it (model seed 2011, PROTOCOL.md §6.1).
+        /// </summary>
+        [VsTest]
+        public static void AnEditRefusedAsALoopGoesAgainWhenABatchThatMovedParentsCommits()
+        {
+            string refuse = null;
+            int refusals = 0;
+            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
+                {
+                    if ((string)c["uuid"] == refuse && refusals > 0)
+                    {
+                        refusals--;
+                        results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "a parent cycle" } });
+                    }
+                    else results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } });
+                }
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
+            }))
+            {
+                var a = r.Add("A");
+                var b = r.Add("B", 2, 0, 0);
+                var c = r.Add("C", 4, 0, 0);
+                r.StartAndRegister();
+                r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                Func<int> sent = () =>
+                {
+                    int n = 0;
+                    foreach (var f in r.Daemon.Received("change"))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            if ((string)op["uuid"] == c.Uuid) n++;
+                    return n;
+                };
+                refuse = c.Uuid;
+                refusals = 2;
+                c.Parent = a.Uuid; // the person's reparent of C, read as a loop
+                r.Engine.MarkDirty(c.Uuid);
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(c.Uuid), TimeSpan.FromSeconds(5), "C refused, kept", r.Pump);
+                r.Settle();
+                int cSent = sent();
+                var theirs = new Dictionary<string, object> { { "op", "reparent" }, { "uuid", b.Uuid }, { "parent", null } };
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", theirs);
+                Check.Eventually(() => sent() == cSent + 1, TimeSpan.FromSeconds(5), "C again once the batch is applied", r.Pump);
+                Check.Eventually(() => refusals == 0, TimeSpan.FromSeconds(5), "and refused again", r.Pump);
+                r.Settle();
+                Check.True(r.Engine.NotSynced.ContainsKey(c.Uuid), "still kept");
+                r.Daemon.SendResult(id, r.Daemon.NextSeq(), "committed", new[] { b.Uuid });
+                Check.Eventually(() => sent() == cSent + 2, TimeSpan.FromSeconds(5), "C again once the batch committed", r.Pump);
+            }
+        }
+
         enum PersonsReparent { NotCaptured, InFlight, Kept }
 
         /// <summary>The batch of the uuid's change in flight rolls back (Blender did not answer in
