@@ -855,6 +855,20 @@ impl Daemon {
         }
         let mut s = self.stores.status_json();
         let obj = s.as_object_mut().expect("stores status is an object");
+        // `boot`: boot.json as this daemon last wrote it (at start, and on each safe-mode
+        // change), beside what this boot read (docs/PROTOCOL.md §5 `status`).
+        if let Some(boot) = obj.get_mut("boot").and_then(Value::as_object_mut) {
+            match crate::boot::read(&self.data.boot()) {
+                Ok(b) => {
+                    if let Ok(Value::Object(fields)) = serde_json::to_value(&b) {
+                        boot.extend(fields);
+                    }
+                }
+                Err(e) => {
+                    boot.insert("error".into(), json!(e.to_string()));
+                }
+            }
+        }
         obj.insert("daemon_version".into(), json!(crate::DAEMON_VERSION));
         obj.insert("data_dir".into(), json!(self.data.root().display().to_string()));
         let listen = *self.listen.lock().unwrap();

@@ -80,6 +80,14 @@ fn restart_after_kill9_reads_only_the_records_after_the_checkpoint() {
     let resumed = s["boot"]["resumed_after"].as_u64().expect("the checkpoint was used");
     assert!(resumed >= covered, "resumed after {resumed}, checkpoint covered {covered}");
     let read = s["boot"]["wal_records_read"].as_u64().unwrap();
+    // Beside what this boot read, boot.json as this daemon wrote it (docs/PROTOCOL.md §5).
+    let boot = &s["boot"];
+    assert_eq!(
+        (&boot["running"], &boot["last_boot_success"], &boot["consecutive_unclean_boots"], &boot["pid"]),
+        (&json!(true), &json!(false), &json!(1), &json!(d.pid())),
+        "{boot}"
+    );
+    assert!(boot["started_at"].is_string() && boot["safe_mode"] == json!(false), "{boot}");
     // The checkpoint's own segment (≤ 16 KiB of records) and what follows it.
     assert!(
         read <= total - resumed + 40 && read < total,
