@@ -43,12 +43,19 @@ fn f32_round(v: f64) -> f64 {
 /// read-back computed in float32 arithmetic (matrix decompositions) stays within the cell
 /// for |v| up to ~50 (margin ≥ 0.1 cell against ~1e-7 relative error).
 pub fn stable_scalar(v: f64) -> f64 {
-    let c = f32_round(snap(v));
+    let q = quantize(v);
+    // Depth inside `v`'s own cell (not the candidate's): a neighbour deeper inside the next
+    // cell would move the value to another cell, and, stored again, on by one float32 each
+    // time (an independent client found 394.39554 stored as 394.39556884765625, then
+    // 394.3955993652344). Where no float32 lies in the cell (|v| ≳ 128, a float32 step over a
+    // cell), the nearest to the grid point: a value that stays put when stored again.
+    let depth = |x: f64| 0.5 - (x * 100000.0 - q as f64).abs();
+    let c = f32_round(q as f64 / 100000.0);
     let up = f32::from_bits(next_bits(c as f32, true)) as f64;
     let down = f32::from_bits(next_bits(c as f32, false)) as f64;
     let mut best = c;
     for cand in [up, down] {
-        if cand.is_finite() && margin(cand) > margin(best) + 1e-9 {
+        if cand.is_finite() && depth(cand) > depth(best) + 1e-9 {
             best = cand;
         }
     }
@@ -252,6 +259,28 @@ mod tests {
         assert_eq!(state_hash(&a), state_hash(&b));
         let c = json!({"t":[1.0001,2.0,3.0]});
         assert_ne!(state_hash(&a), state_hash(&c));
+    }
+
+    /// A stored value stored again is itself (an editor that sends back what it holds
+    /// changes nothing), and it keeps `v`'s cell wherever a float32 lies in it.
+    #[test]
+    fn stable_scalar_keeps_the_cell_and_is_a_fixed_point() {
+        for v in [100.00001, 394.39554, 498.5398559570312, 257.123456, 1234.5678, 99_999.99999, -394.39554] {
+            let s = stable_scalar(v);
+            assert_eq!(stable_scalar(s), s, "{v}: {s} moves when stored again");
+            assert_eq!(s as f32 as f64, s, "{v}: {s} is a float32");
+        }
+        assert_eq!(quantize(stable_scalar(100.00001)), quantize(100.00001), "a float32 lies in this cell");
+        assert_eq!(quantize(stable_scalar(394.39554)), quantize(394.39554));
+        let mut x = 0.5f64;
+        while x < 100_000.0 {
+            for v in [x, -x, x * 1.000_003_7] {
+                let s = stable_scalar(v);
+                assert_eq!(stable_scalar(s), s, "{v}: {s} moves when stored again");
+                assert!((s - v).abs() <= 0.5e-5 + f64::from(f32::EPSILON) * v.abs(), "{v}: stored as {s}");
+            }
+            x *= 1.0137;
+        }
     }
 
     #[test]
