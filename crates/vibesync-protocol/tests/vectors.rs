@@ -229,7 +229,7 @@ fn gen_names() -> Value {
         Value::Array(all.iter().map(|v| Value::String(v.to_string())).collect())
     }
     json!({
-        "description": "The wire vocabulary of docs/PROTOCOL.md, generated from the enums of crates/vibesync-protocol (names.rs, error.rs), and which per-item refusals an editor keeps a change under (`kept_by_editor`, §6.1). Python (addons/blender/vibesync/wire.py) and C# (Runtime/Core) check their names against this file.",
+        "description": "The wire vocabulary of docs/PROTOCOL.md, generated from the enums of crates/vibesync-protocol (names.rs, error.rs), which per-item refusals an editor keeps a change under (`kept_by_editor`, §6.1), and `optional_fields`: the fields a message of a type may lack in some case the protocol names (e.g. `batch_result`'s `through`, absent only from the `dropped` result of a self-delete, §6.4; every other result carries it). Python (addons/blender/vibesync/wire.py) and C# (Runtime/Core) check their names against this file.",
         "message_types": MessageType::ALL.iter().map(|t| json!({"type": t.as_str(), "direction": t.direction().as_str()})).collect::<Vec<_>>(),
         "error_codes": ErrorCode::ALL.iter().map(|c| json!({"code": c.as_str(), "closes_connection": c.closes_connection()})).collect::<Vec<_>>(),
         "item_error_codes": names(&ItemErrorCode::ALL),
