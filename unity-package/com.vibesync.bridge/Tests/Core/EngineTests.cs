@@ -1728,6 +1728,45 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>
+        /// A rig whose daemon refuses a change of a uuid `INVALID_FIELD` ("a parent cycle")
+        /// when <paramref name="refuses"/> says so, with A, B and C registered and their
+        /// creates committed.
+        /// </summary>
+        static Rig LoopRefusingRig(Func<string, bool> refuses, out SceneObject a, out SceneObject b, out SceneObject c)
+        {
+            var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            {
+                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
+                var results = new List<object>();
+                foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                {
+                    if (refuses((string)op["uuid"]))
+                        results.Add(new Dictionary<string, object> { { "uuid", op["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "a parent cycle" } });
+                    else results.Add(new Dictionary<string, object> { { "uuid", op["uuid"] }, { "status", "queued" } });
+                }
+                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
+            });
+            a = r.Add("A");
+            b = r.Add("B", 2, 0, 0);
+            c = r.Add("C", 4, 0, 0);
+            r.StartAndRegister();
+            r.Daemon.WaitFor("change", 1, r.Pump);
+            r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
+            Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+            return r;
+        }
+
+        /// <summary>How many changes of <paramref name="uuid"/> the daemon has received.</summary>
+        static int ChangesSent(Rig r, string uuid)
+        {
+            int n = 0;
+            foreach (var f in r.Daemon.Received("change"))
+                foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                    if ((string)op["uuid"] == uuid) n++;
+            return n;
+        }
+
+        /// <summary>
         /// The person put A under B; its batch rolled back, so A is kept here, not synced. Then
         /// they put C under A, which the daemon refused INVALID_FIELD: read against A's committed
         /// parent (not B), it closed a loop. C is kept too (PROTOCOL.md §6.4). When A's kept
@@ -1741,37 +1780,10 @@ namespace VibeSync.Bridge.Tests
         public static void AnEditRefusedAsALoopGoesAgainWhenTheParentsItWasReadAgainstChange()
         {
             string refuse = null;
-            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            SceneObject a, b, c;
+            using (var r = LoopRefusingRig(u => { if (u != refuse) return false; refuse = null; return true; }, out a, out b, out c))
             {
-                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
-                var results = new List<object>();
-                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
-                {
-                    if ((string)c["uuid"] == refuse)
-                    {
-                        refuse = null;
-                        results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "a parent cycle" } });
-                    }
-                    else results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } });
-                }
-                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
-            }))
-            {
-                var a = r.Add("A");
-                var b = r.Add("B", 2, 0, 0);
-                var c = r.Add("C", 4, 0, 0);
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
-                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
-                Func<string, int> sent = u =>
-                {
-                    int n = 0;
-                    foreach (var f in r.Daemon.Received("change"))
-                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
-                            if ((string)op["uuid"] == u) n++;
-                    return n;
-                };
+                Func<string, int> sent = u => ChangesSent(r, u);
                 a.Parent = b.Uuid; // the person's reparent of A
                 r.Engine.MarkDirty(a.Uuid);
                 Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "A's reparent in flight", r.Pump);
@@ -1810,37 +1822,10 @@ namespace VibeSync.Bridge.Tests
         {
             string refuse = null;
             int refusals = 0;
-            using (var r = new Rig(rig => rig.Daemon.OnRequest = f =>
+            SceneObject a, b, c;
+            using (var r = LoopRefusingRig(u => { if (u != refuse || refusals == 0) return false; refusals--; return true; }, out a, out b, out c))
             {
-                if (f.Type != "change") return rig.Daemon.DefaultReply(f);
-                var results = new List<object>();
-                foreach (Dictionary<string, object> c in (List<object>)f.Message["changes"])
-                {
-                    if ((string)c["uuid"] == refuse && refusals > 0)
-                    {
-                        refusals--;
-                        results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "error" }, { "error_code", ErrorCode.InvalidField }, { "message", "a parent cycle" } });
-                    }
-                    else results.Add(new Dictionary<string, object> { { "uuid", c["uuid"] }, { "status", "queued" } });
-                }
-                return new Dictionary<string, object> { { "type", "ack" }, { "request_id", f.Message["request_id"] }, { "seq", rig.Daemon.NextSeq() }, { "results", results } };
-            }))
-            {
-                var a = r.Add("A");
-                var b = r.Add("B", 2, 0, 0);
-                var c = r.Add("C", 4, 0, 0);
-                r.StartAndRegister();
-                r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid, c.Uuid });
-                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
-                Func<int> sent = () =>
-                {
-                    int n = 0;
-                    foreach (var f in r.Daemon.Received("change"))
-                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
-                            if ((string)op["uuid"] == c.Uuid) n++;
-                    return n;
-                };
+                Func<int> sent = () => ChangesSent(r, c.Uuid);
                 refuse = c.Uuid;
                 refusals = 2;
                 c.Parent = a.Uuid; // the person's reparent of C, read as a loop
