@@ -265,7 +265,7 @@ mod tests {
     /// changes nothing), and it keeps `v`'s cell wherever a float32 lies in it.
     #[test]
     fn stable_scalar_keeps_the_cell_and_is_a_fixed_point() {
-        for v in [100.00001, 394.39554, 498.5398559570312, 257.123456, 1234.5678, 99_999.99999, -394.39554] {
+        for v in [100.00001, 394.39554, 498.5398559570312, 257.123456, 1234.5678, 99_999.999_99, -394.39554] {
             let s = stable_scalar(v);
             assert_eq!(stable_scalar(s), s, "{v}: {s} moves when stored again");
             assert_eq!(s as f32 as f64, s, "{v}: {s} is a float32");
