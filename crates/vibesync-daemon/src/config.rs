@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub handshake_timeout_secs: u64,
     pub max_frame_bytes: u32,
     pub send_queue_frames: usize,
+    /// Bytes of frames queued per connection (a frame larger than this waits for the queue
+    /// to empty and goes alone): with `send_queue_frames`, when the consumer counts as slow.
+    pub send_queue_bytes: u32,
     pub max_connections: usize,
     /// Quota of connections waiting for `hello` (see `admission`).
     pub max_unauthenticated: usize,

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Encoder;
 use vibesync_protocol::{Frame, FrameCodec};
 
@@ -36,7 +36,9 @@ use vibesync_protocol::{Frame, FrameCodec};
 /// socket: a sender never encodes a big batch on its own task.
 pub(crate) const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
-/// A session's writer queue (`server.send_queue_frames` frames). What is sent together — one
+/// A session's writer queue (`server.send_queue_frames` frames, `server.send_queue_bytes`
+/// bytes: a consumer that stops reading holds at most that much memory, however big the
+/// frames). What is sent together — one
 /// frame, or every frame of a fenced batch (`batch_begin`, its `apply`s, `batch_end`) — is
 /// written together: a sender holds the session's send turn while its frames go onto the
 /// socket or into the queue, so nothing anyone else sends lands between them
@@ -48,11 +50,16 @@ pub struct Outbox {
     tx: mpsc::Sender<Out>,
     turn: Arc<tokio::sync::Mutex<()>>,
     wire: Arc<Wire>,
+    /// Room in the queue, in bytes: a queued frame holds its size (at most all of it) until
+    /// the writer task has written it.
+    room: Arc<Semaphore>,
+    room_bytes: u32,
 }
 
 /// What waits in the queue: a frame, or the rest of a direct write the socket did not take.
 enum Out {
-    Frame(Frame),
+    /// A frame and the room it holds in the queue (released once written or dropped).
+    Frame(Frame, OwnedSemaphorePermit),
     Bytes(Bytes),
     /// Wakes the writer task when the session gives up on its consumer ([`Outbox::give_up`]).
     Stop,
@@ -123,8 +130,9 @@ enum Direct {
 impl Outbox {
     /// The outbox of a session writing to `sock` (frames up to `max_frame` bytes), and its
     /// writer task's body.
-    pub(crate) fn new(capacity: usize, sock: OwnedWriteHalf, max_frame: u32) -> (Outbox, Writer) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub(crate) fn new((frames, bytes): (usize, u32), sock: OwnedWriteHalf, max_frame: u32) -> (Outbox, Writer) {
+        let (tx, rx) = mpsc::channel(frames.max(1));
+        let room_bytes = bytes.max(1);
         let wire = Arc::new(Wire {
             sock,
             // The first frame (`welcome`, [`Outbox::send_first`]) is unwritten until written.
@@ -136,7 +144,22 @@ impl Outbox {
             abandoned: AtomicBool::new(false),
             last_word: std::sync::Mutex::new(None),
         });
-        (Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())), wire: wire.clone() }, Writer { rx, wire })
+        let room = Arc::new(Semaphore::new(room_bytes as usize));
+        (
+            Outbox { tx, turn: Arc::new(tokio::sync::Mutex::new(())), wire: wire.clone(), room, room_bytes },
+            Writer { rx, wire },
+        )
+    }
+
+    /// The room `f` takes in the queue: its size on the wire, at most the whole queue.
+    fn cost(&self, f: &Frame) -> u32 {
+        u32::try_from(8 + f.json.len() + f.attachment.len()).unwrap_or(u32::MAX).min(self.room_bytes)
+    }
+
+    /// Whether the queue is at most half full, in frames and in bytes.
+    fn half_empty(&self) -> bool {
+        self.tx.capacity() * 2 >= self.tx.max_capacity()
+            && self.room.available_permits() * 2 >= self.room_bytes as usize
     }
 
     /// While `on`, frames are queued, never written by their sender: the session sets it
@@ -170,19 +193,27 @@ impl Outbox {
         };
         for f in frames {
             self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
-            let sent = match patience {
-                Some(p) => match tokio::time::timeout(p, self.tx.send(Out::Frame(f))).await {
-                    Ok(sent) => sent,
-                    Err(_) => {
-                        self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
-                        return Err(SendError::Slow);
-                    }
-                },
-                None => self.tx.send(Out::Frame(f)).await,
+            // Room in bytes, then a place in the queue, both within the frame's patience.
+            let deadline = patience.map(|p| tokio::time::Instant::now() + p);
+            let room = self.room.clone().acquire_many_owned(self.cost(&f));
+            let room = match deadline {
+                Some(d) => tokio::time::timeout_at(d, room).await.map_err(|_| SendError::Slow),
+                None => Ok(room.await),
             };
-            if sent.is_err() {
+            let sent = match room {
+                Ok(Ok(permit)) => match deadline {
+                    Some(d) => tokio::time::timeout_at(d, self.tx.send(Out::Frame(f, permit)))
+                        .await
+                        .map_err(|_| SendError::Slow)
+                        .and_then(|sent| sent.map_err(|_| SendError::Closed)),
+                    None => self.tx.send(Out::Frame(f, permit)).await.map_err(|_| SendError::Closed),
+                },
+                Ok(Err(_closed)) => Err(SendError::Closed),
+                Err(slow) => Err(slow),
+            };
+            if let Err(e) = sent {
                 self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
-                return Err(SendError::Closed);
+                return Err(e);
             }
         }
         Ok(())
@@ -227,11 +258,12 @@ impl Outbox {
         };
         let mut queued = 0;
         for f in frames {
-            if self.tx.capacity() * 2 < self.tx.max_capacity() {
+            if !self.half_empty() {
                 break;
             }
+            let Ok(permit) = self.room.clone().try_acquire_many_owned(self.cost(&f)) else { break };
             self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
-            if self.tx.try_send(Out::Frame(f)).is_err() {
+            if self.tx.try_send(Out::Frame(f, permit)).is_err() {
                 self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
                 break;
             }
@@ -250,8 +282,12 @@ impl Outbox {
                     Direct::Written => return Ok(()),
                     Direct::Queue(mut frames) => frames.remove(0),
                 };
+                let permit = self.room.clone().try_acquire_many_owned(self.cost(&frame)).map_err(|e| match e {
+                    tokio::sync::TryAcquireError::NoPermits => SendError::Slow,
+                    tokio::sync::TryAcquireError::Closed => SendError::Closed,
+                })?;
                 self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
-                self.tx.try_send(Out::Frame(frame)).map_err(|e| {
+                self.tx.try_send(Out::Frame(frame, permit)).map_err(|e| {
                     self.wire.unwritten.fetch_sub(1, Ordering::AcqRel);
                     match e {
                         mpsc::error::TrySendError::Full(_) => SendError::Slow,
@@ -340,6 +376,7 @@ impl Writer {
         let mut codec = FrameCodec::new(self.wire.max_frame);
         let mut buf = BytesMut::new();
         let mut failed = false;
+        let mut held = Vec::new();
         // An item taken when the session had given up: the rest of a frame it must finish.
         let mut pending = None;
         'items: while let Some(first) = self.rx.recv().await {
@@ -354,10 +391,12 @@ impl Writer {
             while let Some(item) = next.take() {
                 taken += 1;
                 match item {
-                    Out::Frame(f) => {
+                    Out::Frame(f, permit) => {
                         if codec.encode(f, &mut buf).is_err() {
                             break 'items; // a frame over the limit: the session cannot go on
                         }
+                        // Encoded: the frame's room is the buffer's now, held until written.
+                        held.push(permit);
                     }
                     Out::Bytes(b) => buf.extend_from_slice(&b),
                     Out::Stop => taken -= 1, // never counted as unwritten
@@ -368,6 +407,7 @@ impl Writer {
             }
             let written = self.wire.write_claimed(&buf, taken).await;
             buf.clear();
+            held.clear();
             if written.is_err() {
                 failed = true;
                 break;
@@ -434,7 +474,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (_rd, wr) = server.into_split();
         std::mem::forget(_rd); // keep the connection open for the test's length
-        let (tx, writer) = Outbox::new(capacity, wr, 64 << 20);
+        let (tx, writer) = Outbox::new((capacity, 256 << 20), wr, 64 << 20);
         tx.send_first(frame("welcome", 0)).await.unwrap();
         let task = tokio::spawn(writer.run());
         (tx, task, FramedRead::new(client, FrameCodec::new(64 << 20)))
@@ -512,7 +552,7 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (_rd, wr) = server.into_split();
-        let (tx, writer) = Outbox::new(16, wr, 1 << 20);
+        let (tx, writer) = Outbox::new((16, 256 << 20), wr, 1 << 20);
         tx.send(frame("early-1", 10)).await.unwrap();
         assert_eq!(tx.offer(vec![frame("early-2", 10)], Duration::from_millis(5)).await, 1);
         tx.send_first(frame("welcome", 0)).await.unwrap();
@@ -522,6 +562,56 @@ mod tests {
         for want in ["welcome", "early-1", "early-2", "late"] {
             assert_eq!(tag(&client.next().await.unwrap().unwrap()), want);
         }
+    }
+
+    /// The queue is bounded in bytes as well as in frames: a client that does not read is
+    /// found slow once that many bytes wait for it, however few the frames (an independent
+    /// client held ~96 MB of resync meshes in a daemon's memory with 150 frames). A frame
+    /// bigger than the whole bound still goes alone to a client that reads, whole and in
+    /// order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_does_not_read_is_slow_once_the_bytes_bound_is_full() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = server.into_split();
+        // 1,024 frames but 1 MiB of room.
+        let (tx, writer) = Outbox::new((1024, 1 << 20), wr, 64 << 20);
+        tx.send_first(frame("welcome", 0)).await.unwrap();
+        tokio::spawn(writer.run());
+        let patience = Some(Duration::from_millis(300));
+        let mut sent = 0;
+        let outcome = loop {
+            match tx.send_all(vec![frame(&format!("big-{sent}"), 512 << 10)], patience).await {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 200, "100 MB queued for a client that reads nothing");
+        };
+        assert_eq!(outcome, super::SendError::Slow);
+        // The socket's buffers take some; the queue no more than its 1 MiB.
+        assert!((2..100).contains(&sent), "{sent} frames of 512 KiB went before the client was found slow");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client2 = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_rd2, wr) = server.into_split();
+        let (tx, writer) = Outbox::new((1024, 1 << 20), wr, 64 << 20);
+        tx.send_first(frame("welcome", 0)).await.unwrap();
+        tokio::spawn(writer.run());
+        let sender = tokio::spawn(async move {
+            for (i, pad) in [(0, 3 << 20), (1, 100), (2, 5 << 20)] {
+                tx.send_all(vec![frame(&format!("f{i}"), pad)], Some(Duration::from_secs(20))).await.unwrap();
+            }
+        });
+        let mut reader = FramedRead::new(client2, FrameCodec::new(64 << 20));
+        for want in ["welcome", "f0", "f1", "f2"] {
+            let f =
+                tokio::time::timeout(Duration::from_secs(20), reader.next()).await.expect("a frame").unwrap().unwrap();
+            assert_eq!(tag(&f), want);
+        }
+        sender.await.unwrap();
+        drop(client);
     }
 
     /// The writer ends when every sender is gone, and the client reads the end of the stream

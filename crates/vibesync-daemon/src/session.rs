@@ -136,7 +136,9 @@ pub async fn serve_connection(
     // From here on frames go through the outbox: written at once by their sender when
     // nothing waits before them, else by the writer task (crate::outbox). Until `welcome`
     // is written everything others send waits in the queue behind it.
-    let (tx, writer_loop) = Outbox::new(daemon.config().server.send_queue_frames, writer.into_inner(), max_frame);
+    let server = &daemon.config().server;
+    let (tx, writer_loop) =
+        Outbox::new((server.send_queue_frames, server.send_queue_bytes), writer.into_inner(), max_frame);
     daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
     let limits = daemon.config().limits.clone();
     let clock = std::time::Instant::now();

@@ -569,6 +569,75 @@ fn a_client_that_never_reads_its_replies_is_disconnected() {
     assert_eq!(last["code"], "SLOW_CONSUMER", "the last frame says why: {last} (then: {end})\n{}", d.stderr_log());
 }
 
+/// The send queue is bounded in bytes too (`server.send_queue_bytes`, docs/PROTOCOL.md §4):
+/// a client that asks for resyncs of a big mesh and reads nothing is cut off with
+/// `SLOW_CONSUMER` once that much waits for it, however few the frames — it cannot make the
+/// daemon hold its meshes over and over (an independent client had ~96 MB held with 150
+/// frames). Before, only a full queue of `send_queue_frames` frames counted.
+#[test]
+fn a_client_that_asks_for_big_resyncs_and_never_reads_is_cut_off_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[server]\nsend_queue_bytes = 4194304\n[limits]\nslow_consumer_ms = 300\nmessages_per_sec = 1000000\nmessages_burst = 1000000\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    // ~2.4 MB of mesh.
+    let n = 150_000u32;
+    let mesh = vibesync_protocol::mesh::Mesh {
+        positions: (0..n).map(|i| [i as f32, (i % 7) as f32, 0.5]).collect(),
+        normals: None,
+        uv0: None,
+        indices: (0..n).collect(),
+    }
+    .encode();
+    let id = new_uuid();
+    let hash = vibesync_protocol::mesh::Mesh::hash_bytes(&mesh);
+    let mut big = create(&id, "Big", [0.0, 0.0, 0.0]);
+    big["mesh_hash"] = json!(hash);
+    let ack = b.send_change("c", vec![big], &mesh);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    assert!(b.pump_until(Duration::from_secs(20), |m| m.results.iter().any(|r| r["outcome"] == "committed")));
+
+    let mut u = Client::connect(d.addr, &d.token, "demo", "unity").unwrap();
+    let session = u.welcome["session_id"].as_str().unwrap().to_string();
+    let mut sender = u.try_clone_stream();
+    std::thread::spawn(move || {
+        for i in 0..200 {
+            let msg = json!({"type":"resync","request_id": format!("r{i}"),"since_seq":0});
+            if sender.send(&msg).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut other = d.client("test");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let gone = loop {
+        let st = other.request(&json!({"type":"status"})).unwrap();
+        if !st["sessions"].as_array().unwrap().iter().any(|s| s["session_id"] == session.as_str()) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(gone, "the session that reads nothing was disconnected\n{}", d.stderr_log());
+    u.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut last = None;
+    let end = loop {
+        match u.recv_frame() {
+            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
+            Err(e) => break e,
+        }
+    };
+    let last = last.expect("frames before the cut");
+    assert_eq!(last["code"], "SLOW_CONSUMER", "the last frame says why: {last} (then: {end})");
+}
+
 /// A graceful stop while a batch waits for an editor's answer: the stop disconnects the
 /// editor, which must not be taken for a participant lost mid-apply (evidence against the
 /// objects). The batch is cut — `RECOVERED_INCOMPLETE` at the next boot, never
