@@ -194,11 +194,18 @@ impl Outbox {
         for f in frames {
             self.wire.unwritten.fetch_add(1, Ordering::AcqRel);
             // Room in bytes, then a place in the queue, both within the frame's patience.
+            // Room is nearly always there: taken without a future or a timer.
+            let need = self.cost(&f);
             let deadline = patience.map(|p| tokio::time::Instant::now() + p);
-            let room = self.room.clone().acquire_many_owned(self.cost(&f));
-            let room = match deadline {
-                Some(d) => tokio::time::timeout_at(d, room).await.map_err(|_| SendError::Slow),
-                None => Ok(room.await),
+            let room = match self.room.clone().try_acquire_many_owned(need) {
+                Ok(permit) => Ok(Ok(permit)),
+                Err(_) => {
+                    let room = self.room.clone().acquire_many_owned(need);
+                    match deadline {
+                        Some(d) => tokio::time::timeout_at(d, room).await.map_err(|_| SendError::Slow),
+                        None => Ok(room.await),
+                    }
+                }
             };
             let sent = match room {
                 Ok(Ok(permit)) => match deadline {
