@@ -216,7 +216,11 @@ pub async fn serve_connection(
             tx.cork(ahead.is_some() || !reader.read_buffer().is_empty());
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
-            if !msg_bucket.take(1.0, now_ms) || !byte_bucket.take(size, now_ms) {
+            // An `applied` answers a batch the daemon sent: it is counted, never refused (a
+            // refused answer would roll the batch back, VERIFY_TIMEOUT; docs/PROTOCOL.md §2).
+            let answer = matches!(&parsed, Ok(Inbound::Applied(_)));
+            let within = msg_bucket.take(1.0, now_ms) && byte_bucket.take(size, now_ms);
+            if !within && !answer {
                 if let Ok(Inbound::Change(c)) = &parsed {
                     if overflow.accepts(c, !frame.attachment.is_empty()) {
                         let Ok(Inbound::Change(c)) = parsed else { unreachable!() };

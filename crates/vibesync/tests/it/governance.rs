@@ -432,6 +432,43 @@ fn rate_limits_answer_rate_limited_and_spare_others() {
     );
 }
 
+/// An editor's `applied` answers a batch the daemon sent it: over the session's rate limit it
+/// is counted but never refused (docs/PROTOCOL.md §2). Refused, the batch waited for an
+/// answer that never came and rolled back (`VERIFY_TIMEOUT`) — a busy editor's own pings
+/// made another editor's edit fail.
+#[test]
+fn an_applied_over_the_rate_limit_is_taken_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\nverify_timeout_ms = 1500\n[limits]\nmessages_per_sec = 2.0\nmessages_burst = 4.0\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    // Unity spends its whole budget (and more) on pings...
+    for i in 0..10 {
+        u.c.send(&json!({"type":"ping","request_id":format!("p{i}")})).unwrap();
+    }
+    let (mut replies, mut refused) = (0, 0);
+    while replies < 10 {
+        let m = u.c.recv().unwrap();
+        if m["request_id"].as_str().is_some_and(|r| r.starts_with('p')) {
+            replies += 1;
+            refused += usize::from(m["code"] == "RATE_LIMITED");
+        }
+    }
+    assert!(refused >= 5, "the pings went over the budget ({refused} refused)");
+    // ... then Blender's create reaches it, and its answer is over the budget.
+    let id = new_uuid();
+    let ack = b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    assert!(u.pump_until(Duration::from_secs(5), |m| m.states.contains_key(&id)), "Unity got the batch");
+    assert!(b.pump_until(Duration::from_secs(5), |m| !m.results.is_empty()), "Blender heard its batch's outcome");
+    assert_eq!(b.results[0]["outcome"], "committed", "{:?}", b.results);
+}
+
 #[test]
 fn sequence_divergence_blocks_until_replayed() {
     let dir = tempfile::tempdir().unwrap();
