@@ -234,6 +234,27 @@ def test_sync_engine_a_change_the_daemon_cannot_take_stays_here_marked_not_synce
     assert len(e.inflight) == 0 and scene.forgotten == []
 
 
+def test_sync_engine_an_agents_change_refused_as_a_loop_is_ended_not_kept():
+    """Model seed 2017: an agent's tool call put A under B; the daemon refused it
+    INVALID_FIELD (a loop through the committed parents) and sends the state that stands,
+    which must undo it here — automation's changes are undone everywhere (PROTOCOL §6.1,
+    §6.4). Not kept, not marked, not sent again; a person's same refusal is kept, and so is
+    an agent's change of a uuid this editor keeps a person's edit of."""
+    scene = Scene(alive=[A, B, C])
+    e = engine.SyncEngine(scene)
+    loop = {"status": engine.ITEM_ERROR, "error_code": engine.INVALID_FIELD, "message": "loop"}
+    e.sent("c1", engine.CHANGE, [A])
+    e.on_change_ack("c1", [{"uuid": A, **loop}], automation=True)
+    assert A not in e.not_synced and e.not_synced.refused_invalid == set(), "the agent's: ended"
+    e.sent("c2", engine.CHANGE, [B])
+    e.on_change_ack("c2", [{"uuid": B, **loop}])
+    assert B in e.not_synced, "a person's: kept"
+    e.not_synced.mark([C], "Unity did not confirm it in time")
+    e.sent("c3", engine.CHANGE, [C])
+    e.on_change_ack("c3", [{"uuid": C, **loop}], automation=True)
+    assert C in e.not_synced, "a person's kept edit of it stays"
+
+
 def test_sync_engine_an_edit_refused_as_a_loop_goes_again_when_its_parents_may_differ():
     """Model seed 222: the person put C under B, whose own kept reparent the daemon did not
     have, so C was read as a loop and refused INVALID_FIELD (kept). When a change of this

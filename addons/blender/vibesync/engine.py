@@ -523,17 +523,19 @@ class SyncEngine:
         return mode
 
     def on_change_ack(self, request_id: str, results: list,
-                      mesh_named: Container[str] = ()) -> list[Refused]:
+                      mesh_named: Container[str] = (), automation: bool = False) -> list[Refused]:
         """`send`: the `ack` of a `change`; returns the items it refused (§6.1).
         `mesh_named`: uuids sent naming their geometry without it — their `INVALID_FIELD`
-        says the daemon no longer holds it, and the caller sends them again with it."""
+        says the daemon no longer holds it, and the caller sends them again with it.
+        `automation`: the change was an agent's tool call's (sent with `automation`)."""
         refused = []
         for r in results:
             if isinstance(r, dict) and r.get("status") == ITEM_ERROR:
-                refused.append(self._change_rejected(r, request_id, mesh_named))
+                refused.append(self._change_rejected(r, request_id, mesh_named, automation))
         return refused
 
-    def _change_rejected(self, r: dict, request_id: str, mesh_named: Container[str] = ()) -> Refused:
+    def _change_rejected(self, r: dict, request_id: str, mesh_named: Container[str] = (),
+                         automation: bool = False) -> Refused:
         uuid, code = r.get("uuid"), str(r.get("error_code"))
         # Refused: nothing of it is pending any more (a STALE refusal is followed by the
         # current state, which must now be applied, not guarded against).
@@ -541,7 +543,16 @@ class SyncEngine:
             self.scene.capture(self.inflight.refused(request_id, [uuid]))
         alive = isinstance(uuid, str) and self.scene.alive(uuid)
         action = REFUSED_END if code == INVALID_FIELD and uuid in mesh_named else refusal(code)
-        if code == STALE and isinstance(uuid, str):
+        # Automation's change the daemon cannot take as it is (e.g. a reparent read as a
+        # parent loop) is not kept: the state that stands follows and undoes it here, as
+        # automation's rolled-back changes are undone everywhere (§6.1, §6.4) — unless this
+        # editor keeps a person's edit of the uuid (not synced): that stays, and the state
+        # that follows is not applied over it.
+        reverted = automation and code == INVALID_FIELD and action == REFUSED_KEEP \
+            and uuid not in self.not_synced
+        if reverted:
+            action = REFUSED_END
+        if (code == STALE or reverted) and isinstance(uuid, str):
             # A conflict another editor's change won: the current state that follows replaces
             # the edit, also one kept here as not synced and sent again (§6.4).
             self.not_synced.synced([uuid])

@@ -976,8 +976,8 @@ class Session:
                 self._on_tombstone_ack(ctx, results, msg.get("seq"))
             elif what == wire.MessageType.CHANGE:
                 named = self.named_meshes.get(rid, {})
-                refusals = self.engine.on_change_ack(rid, results, named)
-                self.automation_requests.pop(rid, None)
+                automation = self.automation_requests.pop(rid, None) is not None
+                refusals = self.engine.on_change_ack(rid, results, named, automation)
                 self.automation_deletes.pop(rid, None)
                 self._meshes_answered(rid, taken=not refusals)
                 self.retry_pause_s = RETRY_PAUSE_MIN_S

@@ -2619,7 +2619,6 @@ fn machine_regression_batches_of_three_seed_2008() {
 /// the daemon should send the origin the uuid's state for an automation change it refuses so,
 /// and the editors should end (not keep) such a refusal.
 #[test]
-#[ignore = "open bug (issue 9): automation's change refused INVALID_FIELD is not reverted in its origin"]
 fn machine_regression_batches_of_one_seed_2017() {
     use crate::Edit::*;
     use machine::Act::*;

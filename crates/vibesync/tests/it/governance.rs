@@ -469,6 +469,36 @@ fn an_applied_over_the_rate_limit_is_taken_not_refused() {
     assert_eq!(b.results[0]["outcome"], "committed", "{:?}", b.results);
 }
 
+/// An agent's change in an editor (sent with `automation`) that the daemon cannot take as it
+/// is — here a reparent that closes a parent loop with the committed parents — is undone in
+/// its origin too: right after the `INVALID_FIELD` ack, the origin is sent the state that
+/// stands (docs/PROTOCOL.md §6.1). Before, the origin kept the agent's reparent while the
+/// registry and the other editor did not (model seed 2017).
+#[test]
+fn an_agents_change_refused_as_a_loop_is_undone_in_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::sync::fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (a, child) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&a, "A", [0.0, 0.0, 0.0]), create(&child, "B", [0.0, 0.0, 0.0])], &[]);
+    b.send_change("r", vec![json!({"op":"reparent","uuid":child,"parent":a})], &[]);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&child]["parent"], json!(a));
+    let resyncs = b.batches.iter().filter(|x| x.1 == "resync").count();
+    b.automation = Some(json!({"operation_id":"op-1","tool":"scene.reparent","agent_session":"agent-1"}));
+    let ack = b.send_change("loop", vec![json!({"op":"reparent","uuid":a,"parent":child})], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    assert_eq!(b.states[&a]["parent"], json!(child), "the agent's reparent, applied locally");
+    assert!(
+        b.pump_until(Duration::from_secs(5), |m| m.batches.iter().filter(|x| x.1 == "resync").count() > resyncs
+            && m.states[&a]["parent"].is_null()),
+        "the origin is sent A's state that stands, which undoes the agent's reparent: {:?}",
+        b.states[&a]
+    );
+}
+
 #[test]
 fn sequence_divergence_blocks_until_replayed() {
     let dir = tempfile::tempdir().unwrap();
