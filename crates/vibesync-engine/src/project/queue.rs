@@ -159,17 +159,17 @@ impl Project {
                         // Automation's change the daemon cannot take as it is (a reparent read
                         // as a parent loop, say) is undone in its origin too, as automation's
                         // rolled-back changes are (§6.4): its editor ends it, not keeps it, and
-                        // is sent the state that stands (model seed 2017). A person's stays.
+                        // is sent the state that stands (model seed 2017). A person's stays; so
+                        // does what `status` lists of a person's edit the editor keeps of it.
                         let revert = author == Author::Automation
                             && code == ItemErrorCode::InvalidField
                             && session.editor.holds_scene();
-                        if !code.kept_by_editor() || revert {
+                        if revert {
+                            refused.push(change.uuid.clone());
+                        } else if !code.kept_by_editor() {
                             shown |= self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
                         } else {
                             shown |= self.note_refused(session, &change.uuid, code, &msg, last_seq);
-                        }
-                        if revert {
-                            refused.push(change.uuid.clone());
                         }
                         if code == ItemErrorCode::Stale {
                             refused.push(change.uuid.clone());
