@@ -626,8 +626,13 @@ def write_copies(copies: list, path: str) -> dict:
 def _file_names(path: str) -> dict:
     """{list: names} of the datablocks the .blend file `path` holds, loading none."""
     with bpy.data.libraries.load(path, link=False) as (src, _dst):
-        return {attr: list(getattr(src, attr)) for attr in dir(src)
-                if isinstance(getattr(src, attr), list)}
+        return _lists(src)
+
+
+def _lists(src) -> dict:
+    """{list: names} of a file opened by `bpy.data.libraries.load` (its `src` side)."""
+    return {attr: list(getattr(src, attr)) for attr in dir(src)
+            if isinstance(getattr(src, attr), list)}
 
 
 def read_copies(path: str, held: dict) -> dict:
@@ -639,8 +644,7 @@ def read_copies(path: str, held: dict) -> dict:
     copies use that the call deleted too is its kept copy, or nothing; any other datablock
     the call deleted comes back as it was."""
     with bpy.data.libraries.load(path, link=False) as (src, dst):
-        names = {attr: list(getattr(src, attr)) for attr in dir(src)
-                 if isinstance(getattr(src, attr), list)}
+        names = _lists(src)
         for attr, wanted in names.items():
             setattr(dst, attr, list(wanted))  # (filled in place with what was appended)
     kept: dict = {}

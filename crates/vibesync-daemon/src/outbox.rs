@@ -476,12 +476,19 @@ mod tests {
 
     /// A session's outbox on one end of a loopback connection, and the client's end.
     async fn pair(capacity: usize) -> (Outbox, tokio::task::JoinHandle<()>, FramedRead<TcpStream, FrameCodec>) {
+        pair_bounded((capacity, 256 << 20)).await
+    }
+
+    /// [`pair`] with the queue bounded to `(frames, bytes)`.
+    async fn pair_bounded(
+        bound: (usize, u32),
+    ) -> (Outbox, tokio::task::JoinHandle<()>, FramedRead<TcpStream, FrameCodec>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (_rd, wr) = server.into_split();
         std::mem::forget(_rd); // keep the connection open for the test's length
-        let (tx, writer) = Outbox::new((capacity, 256 << 20), wr, 64 << 20);
+        let (tx, writer) = Outbox::new(bound, wr, 64 << 20);
         tx.send_first(frame("welcome", 0)).await.unwrap();
         let task = tokio::spawn(writer.run());
         (tx, task, FramedRead::new(client, FrameCodec::new(64 << 20)))
@@ -578,14 +585,8 @@ mod tests {
     /// order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_does_not_read_is_slow_once_the_bytes_bound_is_full() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (_rd, wr) = server.into_split();
-        // 1,024 frames but 1 MiB of room.
-        let (tx, writer) = Outbox::new((1024, 1 << 20), wr, 64 << 20);
-        tx.send_first(frame("welcome", 0)).await.unwrap();
-        tokio::spawn(writer.run());
+        // 1,024 frames but 1 MiB of room; the client reads nothing.
+        let (tx, _writer, _client) = pair_bounded((1024, 1 << 20)).await;
         let patience = Some(Duration::from_millis(300));
         let mut sent = 0;
         let outcome = loop {
@@ -599,26 +600,18 @@ mod tests {
         // The socket's buffers take some; the queue no more than its 1 MiB.
         assert!((2..100).contains(&sent), "{sent} frames of 512 KiB went before the client was found slow");
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client2 = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (_rd2, wr) = server.into_split();
-        let (tx, writer) = Outbox::new((1024, 1 << 20), wr, 64 << 20);
-        tx.send_first(frame("welcome", 0)).await.unwrap();
-        tokio::spawn(writer.run());
+        let (tx, _writer, mut reader) = pair_bounded((1024, 1 << 20)).await;
         let sender = tokio::spawn(async move {
             for (i, pad) in [(0, 3 << 20), (1, 100), (2, 5 << 20)] {
                 tx.send_all(vec![frame(&format!("f{i}"), pad)], Some(Duration::from_secs(20))).await.unwrap();
             }
         });
-        let mut reader = FramedRead::new(client2, FrameCodec::new(64 << 20));
         for want in ["welcome", "f0", "f1", "f2"] {
             let f =
                 tokio::time::timeout(Duration::from_secs(20), reader.next()).await.expect("a frame").unwrap().unwrap();
             assert_eq!(tag(&f), want);
         }
         sender.await.unwrap();
-        drop(client);
     }
 
     /// The writer ends when every sender is gone, and the client reads the end of the stream

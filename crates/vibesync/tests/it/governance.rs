@@ -586,6 +586,34 @@ fn a_slow_consumer_is_disconnected_and_nobody_else_waits() {
     assert_eq!(last["code"], "SLOW_CONSUMER", "{last}");
 }
 
+/// Whether `session` left the daemon's `status` within `limit` (asked every 50 ms).
+fn session_gone_within(d: &Daemon, session: &str, limit: Duration) -> bool {
+    let mut other = d.client("test");
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = other.request(&json!({"type":"status"})).unwrap();
+        if !st["sessions"].as_array().unwrap().iter().any(|s| s["session_id"] == session) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Read a cut-off client to the end of its stream: the last whole frame, and how it ended.
+fn last_frame(c: &mut Client) -> (Option<Value>, vibesync_daemon::DaemonError) {
+    c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut last = None;
+    loop {
+        match c.recv_frame() {
+            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
+            Err(e) => return (last, e),
+        }
+    }
+}
+
 /// A client that sends requests and never reads the replies is a slow consumer too
 /// (`limits.slow_consumer_ms`, docs/PROTOCOL.md §4): disconnected with `SLOW_CONSUMER` as
 /// its last frame, not held back for ever; other sessions are served meanwhile.
@@ -611,27 +639,9 @@ fn a_client_that_never_reads_its_replies_is_disconnected() {
             }
         }
     });
-    let mut other = d.client("test");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let gone = loop {
-        let st = other.request(&json!({"type":"status"})).unwrap();
-        if !st["sessions"].as_array().unwrap().iter().any(|s| s["session_id"] == session.as_str()) {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let gone = session_gone_within(&d, &session, Duration::from_secs(60));
     assert!(gone, "the session that does not read its replies was disconnected\n{}", d.stderr_log());
-    flood.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut last = None;
-    let end = loop {
-        match flood.recv_frame() {
-            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
-            Err(e) => break e,
-        }
-    };
+    let (last, end) = last_frame(&mut flood);
     let last = last.expect("pongs before the cut");
     assert_eq!(last["code"], "SLOW_CONSUMER", "the last frame says why: {last} (then: {end})\n{}", d.stderr_log());
 }
@@ -680,27 +690,9 @@ fn a_client_that_asks_for_big_resyncs_and_never_reads_is_cut_off_by_bytes() {
             std::thread::sleep(Duration::from_millis(5));
         }
     });
-    let mut other = d.client("test");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let gone = loop {
-        let st = other.request(&json!({"type":"status"})).unwrap();
-        if !st["sessions"].as_array().unwrap().iter().any(|s| s["session_id"] == session.as_str()) {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let gone = session_gone_within(&d, &session, Duration::from_secs(60));
     assert!(gone, "the session that reads nothing was disconnected\n{}", d.stderr_log());
-    u.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut last = None;
-    let end = loop {
-        match u.recv_frame() {
-            Ok(f) => last = Some(serde_json::from_slice::<Value>(&f.json).expect("whole frames")),
-            Err(e) => break e,
-        }
-    };
+    let (last, end) = last_frame(&mut u);
     let last = last.expect("frames before the cut");
     assert_eq!(last["code"], "SLOW_CONSUMER", "the last frame says why: {last} (then: {end})");
 }
