@@ -2,7 +2,7 @@
 //! validate → plan (engine) → WAL (BEGIN, STEP…, COMMIT, durable) → registry (flushed) →
 //! ack → FINAL → ghost audit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,10 @@ pub struct Daemon {
     /// (their FINAL is the sync's, docs/WAL.md §9 "Late deletes"), by operation id: a
     /// graceful stop records what its end of sync cut (`finalize_unrelayed`).
     unrelayed: Mutex<HashMap<String, vibesync_wal::UnfinalizedTx>>,
+    /// (project, uuid) of `tombstone` requests planned whose WAL append the registry has not
+    /// applied yet: a sync batch formed meanwhile would read the record live, so a window
+    /// holding a change of one waits (docs/PROTOCOL.md §6.2).
+    deleting: Mutex<HashSet<(String, String)>>,
 }
 
 impl Daemon {
@@ -108,6 +112,7 @@ impl Daemon {
             registrar_finals: Mutex::new(Vec::new()),
             registrar_finals_writing: tokio::sync::watch::Sender::new(0),
             unrelayed: Mutex::new(HashMap::new()),
+            deleting: Mutex::new(HashSet::new()),
         }
     }
 
@@ -978,5 +983,9 @@ impl crate::host::Host for Daemon {
     }
     fn set_safe_mode(&self, active: bool, reason: &str) {
         Daemon::set_safe_mode(self, active, reason)
+    }
+    fn deleting(&self, project: &str) -> Vec<String> {
+        let d = self.deleting.lock().unwrap();
+        d.iter().filter(|(p, _)| p == project).map(|(_, u)| u.clone()).collect()
     }
 }

@@ -90,4 +90,7 @@ pub trait Host: Send + Sync + 'static {
     fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame;
     fn safe_mode(&self) -> bool;
     fn set_safe_mode(&self, active: bool, reason: &str);
+    /// The uuids of `project` whose `tombstone` is committing: planned, and not yet applied
+    /// to the registry (`core::registrar`).
+    fn deleting(&self, project: &str) -> Vec<String>;
 }

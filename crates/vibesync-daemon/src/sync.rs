@@ -269,6 +269,9 @@ impl<H: Host> View for DaemonView<'_, H> {
     fn session(&self, session_id: &str) -> Option<Editor> {
         self.daemon.session(session_id)
     }
+    fn deleting(&self) -> Vec<String> {
+        self.daemon.deleting(self.project)
+    }
     fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision {
         let now = crate::stores::unix_ms();
         self.daemon.stores().governance.lock().unwrap().gate_with(uuid, op, next_hash, now)

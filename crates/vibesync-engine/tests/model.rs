@@ -783,6 +783,44 @@ fn replay_machine_with(
     Ok(sim)
 }
 
+/// A person renames an object and deletes it at once: the editor's `rename` waits in the
+/// window, then its `tombstone` commits — and the window closed while the registrar had the
+/// tombstone in the WAL but not yet in the registry, which still read the object live. The
+/// batch carried the rename after the delete: the other editor was sent the object again and
+/// the WAL held its state after the tombstone (the end-to-end test of a cube added and
+/// deleted at once, under load). Its editor's delete supersedes the change (§6.2).
+#[test]
+fn machine_regression_a_change_its_editor_deletes_while_the_tombstone_commits() {
+    use machine::Act::*;
+    for ed in 0..2 {
+        let acts = vec![
+            Edit { ed, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+            Wait { ms: 40 },
+            Deliver { ed: 1 - ed },
+            Deliver { ed },
+            Wait { ms: 40 },
+            Committing { ed, uuid: 0 },
+        ];
+        let sim = replay_machine(&acts).unwrap_or_else(|e| panic!("{e}"));
+        let wal = sim.wal();
+        let u = UUIDS[0];
+        let gone = wal
+            .iter()
+            .find(|r| r.phase == vibesync_wal::Phase::Commit && r.payload["op"] == "tombstone")
+            .map(|r| r.seq)
+            .expect("the tombstone committed");
+        let after: Vec<_> = wal
+            .iter()
+            .filter(|r| r.seq > gone && r.phase == vibesync_wal::Phase::Step && r.payload["uuid"] == u)
+            .map(|r| r.payload.to_string())
+            .collect();
+        assert!(
+            after.is_empty(),
+            "editor {ed}: a change superseded by its editor's delete was carried after it: {after:?}"
+        );
+    }
+}
+
 /// An editor keeps a person's create after a verify timeout (`kept_local`); automation in
 /// that editor then edits it: a not-synced uuid goes out in full (`create`), as the editors
 /// do — the model used to send a `transform` the daemon dropped (no state), leaving the
@@ -2668,6 +2706,28 @@ fn machine_regression_seed_2020() {
         Restart { cut: None },
         Reconnect { ed: 1 },
         Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// One editor deletes an object while the other's `create` of it waits in the window, and
+/// the window closes while the tombstone is being committed: the batch read the object live
+/// and sent the deleting editor the other's create — the object came back where its person
+/// had just deleted it, while the registry archived it (model seed 3001). The window waits
+/// for the delete; then the delete wins (a conflict, §6.2).
+#[test]
+fn machine_regression_another_editors_change_waits_for_a_delete_being_committed_seed_3001() {
+    use machine::Act::*;
+    let acts = vec![
+        Agent { uuid: 1, edit: crate::Edit::Create(0) },
+        Disconnect { ed: 1 },
+        Wait { ms: 40 },
+        Reconnect { ed: 1 },
+        Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(1), auto: false },
+        Deliver { ed: 0 },
+        Committing { ed: 0, uuid: 1 },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");

@@ -202,6 +202,14 @@ struct Planned {
     records: Range<usize>,
 }
 
+/// The `(project, uuid)` keys a planned `tombstone` marks as committing (`Daemon::deleting`):
+/// none when it writes nothing.
+fn deleting_keys(p: &Planned) -> impl Iterator<Item = (String, String)> + '_ {
+    let writes = matches!(p.job.request, Request::Tombstone(_)) && !p.records.is_empty();
+    let uuids = if writes { p.plan.uuids.as_slice() } else { &[] };
+    uuids.iter().map(|u| (p.job.sess.project_id.clone(), u.clone()))
+}
+
 /// A group whose append was started.
 struct InFlight {
     id: u64,
@@ -326,6 +334,9 @@ impl Daemon {
             self.finish_groups(vec![InFlight { id, planned, touched, outcome: Some(Ok(Vec::new())) }]);
             return None;
         }
+        // Until the registry has applied them, a sync batch formed meanwhile would read these
+        // records live: windows holding a change of one wait (`Daemon::deleting`).
+        self.deleting.lock().unwrap().extend(planned.iter().flat_map(deleting_keys));
         let tx = self.registrar.get().expect("the registrar runs, so its sender is set").clone();
         let then = move |outcome| {
             let _ = tx.send(Event::Durable { id, outcome });
@@ -333,6 +344,7 @@ impl Daemon {
         match self.stores.wal.append_then(drafts, then) {
             Ok(()) => Some(InFlight { id, planned, touched, outcome: None }),
             Err(e) => {
+                self.forget_deleting(&planned);
                 self.fail_group(planned, &e.to_string());
                 None
             }
@@ -351,6 +363,7 @@ impl Daemon {
     /// successful appends as one sled batch, in COMMIT order — then answer each request and
     /// queue its FINAL. A failed append fails its group.
     fn finish_groups(self: &Arc<Self>, groups: Vec<InFlight>) {
+        let deleting: Vec<_> = groups.iter().flat_map(|g| g.planned.iter().flat_map(deleting_keys)).collect();
         let mut run: Vec<(Vec<Planned>, Vec<vibesync_wal::Record>)> = Vec::new();
         for g in groups {
             match g.outcome.expect("finished groups have an outcome") {
@@ -362,6 +375,21 @@ impl Daemon {
             }
         }
         self.answer_groups(run);
+        // Applied (or failed): the registry read now tells what these tombstones did.
+        if !deleting.is_empty() {
+            let mut d = self.deleting.lock().unwrap();
+            for k in &deleting {
+                d.remove(k);
+            }
+        }
+    }
+
+    /// A group whose append could not start: its tombstones commit nothing.
+    fn forget_deleting(&self, planned: &[Planned]) {
+        let mut d = self.deleting.lock().unwrap();
+        for k in planned.iter().flat_map(deleting_keys) {
+            d.remove(&k);
+        }
     }
 
     /// Apply consecutive durable groups to the registry as one sled batch and answer them.

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{debug, info};
 use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, Frame, ItemErrorCode};
 use vibesync_registry::Entry;
@@ -234,6 +234,9 @@ pub trait View: Sync {
     fn sessions(&self) -> Vec<Editor>;
     /// A connected session.
     fn session(&self, session_id: &str) -> Option<Editor>;
+    /// The uuids whose `tombstone` is being committed: planned, its records not yet applied
+    /// to the registry, which still reads them live (usually none).
+    fn deleting(&self) -> Vec<String>;
     /// The governance gate for a proposed change (`next_hash`: the state hash it would make).
     fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision;
 }
@@ -500,7 +503,13 @@ pub struct Project {
     /// refusals (a change re-sent after a reconnect and refused `STALE`, a window cut by the
     /// batch bounds). Removed when a `create` of the uuid commits (it lives again).
     delete_losers: HashMap<String, BTreeSet<String>>,
+    /// A due window waits until then: it holds a change of a uuid whose `tombstone` is being
+    /// committed ([`View::deleting`]).
+    postponed: Option<u64>,
 }
+
+/// How long a due window waits before it looks again at a `tombstone` being committed.
+const POSTPONE_MS: u64 = 2;
 
 /// The link between a running step and its driver: the effect the step waits on, its
 /// outcome, and the clock.
@@ -676,6 +685,7 @@ impl Project {
             forwarded: HashMap::default(),
             bases: HashMap::default(),
             delete_losers: HashMap::default(),
+            postponed: None,
         }
     }
 
@@ -752,7 +762,7 @@ impl Project {
             consider(self.idle.automation_allowed_at(now_ms, self.settings.user_idle_ms).unwrap_or(now_ms));
         }
         if let Some(d) = self.queue.deadline(self.flight()) {
-            consider(d);
+            consider(self.postponed.map_or(d, |p| d.max(p)));
         }
         at
     }
@@ -817,6 +827,23 @@ impl Project {
                 }
             }
         }
+        // A window that holds a change of a uuid whose `tombstone` is being committed waits for
+        // it: the registry would read the uuid live, while its editor deleted it — the batch
+        // would carry the change over the delete, or bring the object back there. Once the
+        // registry shows the delete, the batch reads it (and `on_tombstoned` has dropped the
+        // waiting changes it supersedes, docs/PROTOCOL.md §6.2).
+        let now = cx.now();
+        if self.queue.deadline(self.flight()).is_some_and(|d| d <= now) {
+            let deleting = cx.view.deleting();
+            if !deleting.is_empty() && self.queue.pending().any(|q| deleting.contains(&q.change.uuid)) {
+                if self.postponed.is_none() {
+                    debug!(project_id = %self.project, uuids = ?deleting, "a due window waits for a delete being committed");
+                }
+                self.postponed = Some(now + POSTPONE_MS);
+                return;
+            }
+        }
+        self.postponed = None;
         // Pipeline step `queue`: the main window when nothing is in flight, the pipelined one
         // beside a slow batch (at most one slow and one fast batch in flight).
         while let Some((queued, lane)) = self.queue.take_due(cx.now(), self.flight()) {

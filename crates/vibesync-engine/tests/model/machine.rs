@@ -170,6 +170,15 @@ pub enum Act {
         uuid: usize,
         late: u8,
     },
+    /// Editor `ed`'s person renames `uuid` and deletes it at once — the rename waits in the
+    /// daemon's window, with any other editor's change of it — and that window closes while
+    /// the registrar commits the `tombstone`: its records are in the WAL, the registry has not
+    /// applied them yet (`View::deleting`). Then the registry applies them and the machine is
+    /// told.
+    Committing {
+        ed: usize,
+        uuid: usize,
+    },
     /// The daemon restarts; with `cut`, in the middle of a tick, after that many effects.
     Restart {
         cut: Option<u8>,
@@ -199,8 +208,12 @@ pub fn act() -> BoxedStrategy<Act> {
     if std::env::var("MODEL_TOMBSTONES").is_ok_and(|v| v == "0") {
         base.boxed()
     } else {
-        prop_oneof![32 => base, 1 => (ed, uuid, 0..3u8).prop_map(|(ed, uuid, late)| Act::Tombstone { ed, uuid, late })]
-            .boxed()
+        prop_oneof![
+            32 => base,
+            1 => (ed.clone(), uuid.clone(), 0..3u8).prop_map(|(ed, uuid, late)| Act::Tombstone { ed, uuid, late }),
+            1 => (ed, uuid).prop_map(|(ed, uuid)| Act::Committing { ed, uuid }),
+        ]
+        .boxed()
     }
 }
 
@@ -213,6 +226,8 @@ struct Stores {
     archive: Vec<Entry>,
     sessions: Vec<Editor>,
     inbox: BTreeMap<String, Vec<Frame>>,
+    /// uuids of a `tombstone` in the WAL that the registry has not applied yet.
+    deleting: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -248,6 +263,9 @@ impl View for Mem {
     }
     fn session(&self, session_id: &str) -> Option<Editor> {
         self.0.lock().unwrap().sessions.iter().find(|s| s.session_id == session_id).cloned()
+    }
+    fn deleting(&self) -> Vec<String> {
+        self.0.lock().unwrap().deleting.iter().cloned().collect()
     }
     fn gate(&self, _: &str, _: &str, _: &dyn Fn() -> Option<String>) -> Decision {
         Decision::Proceed
@@ -311,6 +329,10 @@ fn apply(registry: &mut BTreeMap<String, Entry>, archive: &mut Vec<Entry>, steps
                     },
                 );
             }
+            // A batch in flight when a `tombstone` of the uuid committed: the registry skips
+            // its step ("not live"), as the daemon's does.
+            Op::State { uuid, .. } | Op::Tombstone { uuid, .. }
+                if !registry.contains_key(&uuid) && archive.iter().any(|e| e.uuid == uuid) => {}
             Op::State { uuid, state, state_hash, writes } => {
                 let e = registry.get_mut(&uuid).ok_or(format!("seq {}: state of unregistered {uuid}", r.seq))?;
                 e.state = Some(state);
@@ -1271,7 +1293,8 @@ impl Sim {
                     self.feed(Input::UserActivity { session_id, active: *active });
                 }
             }
-            Act::Tombstone { ed, uuid, late } => self.tombstone(*ed, UUIDS[*uuid], *late),
+            Act::Tombstone { ed, uuid, late } => self.tombstone(*ed, UUIDS[*uuid], *late, false),
+            Act::Committing { ed, uuid } => self.tombstone(*ed, UUIDS[*uuid], 0, true),
             // At any time, also while a reparent is in flight or kept: the registry keeps who
             // wrote each part (its `writers`), so a restart forgets no writer of a parent.
             Act::Restart { cut } => self.restart(*cut),
@@ -1283,13 +1306,21 @@ impl Sim {
     /// uuid is live and no sync batch holds it open; then `Input::Tombstoned` (at once, or
     /// `late`). Modelled where nobody keeps `u` as a person's edit and the deleting editor has
     /// no change of it in flight; the other editor's may be waiting (it loses to the delete).
-    fn tombstone(&mut self, i: usize, u: &str, late: u8) {
+    ///
+    /// With `committing`, the deleting editor first renames `u` (the change waits in the
+    /// window), and the window closes between the tombstone's WAL append and its registry
+    /// apply ([`Act::Committing`]).
+    fn tombstone(&mut self, i: usize, u: &str, late: u8, committing: bool) {
         let Some(session_id) = self.eds[i].session.clone() else { return };
         if !self.eds[i].scene.contains_key(u) || self.eds[i].busy(u) || self.eds.iter().any(|e| e.kept.contains(u)) {
             return;
         }
         if self.is_parent(u) {
             return; // each editor's own way with the children: left out, as for `Edit` deletes
+        }
+        if committing {
+            // Renamed a moment before: that change waits in the daemon's window.
+            self.make(i, u, ChangeOp::Rename("gone".into()), false);
         }
         let seq = {
             let mut s = self.mem.0.lock().unwrap();
@@ -1327,12 +1358,31 @@ impl Sim {
                     draft(Phase::Commit, json!({"op": "tombstone"})),
                 ],
             );
+            if committing {
+                s.deleting.insert(u.to_string());
+            } else {
+                let steps: Vec<&Record> = records.iter().collect();
+                let Stores { registry, archive, .. } = &mut *s;
+                apply(registry, archive, &steps).expect("a live uuid is tombstoned");
+            }
+            records
+        };
+        let seq = seq.last().map_or(0, |r| r.seq);
+        if committing {
+            // The window closes (its batch forms) while the registry still reads `u` live.
+            let records: Vec<Record> = {
+                let s = self.mem.0.lock().unwrap();
+                s.wal.iter().filter(|r| r.seq > seq - 3 && r.seq <= seq).cloned().collect()
+            };
+            self.now += SETTINGS.batch_window_ms;
+            self.step(None, None);
+            let mut s = self.mem.0.lock().unwrap();
+            s.deleting.remove(u);
             let steps: Vec<&Record> = records.iter().collect();
             let Stores { registry, archive, .. } = &mut *s;
             apply(registry, archive, &steps).expect("a live uuid is tombstoned");
-            // Its FINAL is the machine's, once it has relayed the deletes (`Effect::Finalize`).
-            records.last().map_or(0, |r| r.seq)
-        };
+        }
+        // Its FINAL is the machine's, once it has relayed the deletes (`Effect::Finalize`).
         self.eds[i].scene.remove(u);
         self.eds[i].overtaken.remove(u);
         self.eds[i].deleted.insert(u.to_string(), seq);
@@ -1346,6 +1396,11 @@ impl Sim {
         } else {
             self.feed(input);
         }
+    }
+
+    /// The daemon's WAL so far.
+    pub fn wal(&self) -> Vec<Record> {
+        self.mem.0.lock().unwrap().wal.clone()
     }
 
     /// The invariants that hold after every step.
