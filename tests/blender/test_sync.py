@@ -1370,14 +1370,17 @@ def b_loses_and_goes_back_to_the_root(scripted, s, bu, b_before, seq):
     pump_until(lambda: applied_messages(scripted), what="the correction answered")
 
 
-def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted):
+@pytest.mark.parametrize("drops", [1, 2])
+def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(scripted, drops):
     """PROTOCOL.md §6.4, §6.6: the person put B under A; while that was in flight, another
     editor's batch put A under B — left out here (a loop with the person's reparent in flight)
     and answered as made. The connection dropped before the daemon answered the person's
     reparent. After the reconnect it goes again from the seq before that batch (Blender never
     held A under B), not the seq Blender connected with: the daemon refuses it `STALE`, a
     conflict the other editor won, corrected with both objects. From the later seq it was
-    refused `INVALID_FIELD`, a loop Blender "knew" of, and nothing ever corrected it."""
+    refused `INVALID_FIELD`, a loop Blender "knew" of, and nothing ever corrected it. Also
+    when the connection drops again before the daemon answers the re-send (`drops` 2: it
+    went from the seq Blender connected with the second time, model seed 2020)."""
     s, a, b, au, bu = loop_pair(scripted)
     leave_a_under_b_out(scripted, s, a, b, au, bu)
     scripted.push(frame({"type": "batch_result", "batch_id": "other", "seq": 42,
@@ -1395,6 +1398,16 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
         return [m for m in scripted.received if m.get("type") == "change"
                 and any(c["uuid"] == bu for c in m["changes"])]
     [again] = pump_until(resent, what="B's reparent sent again")
+    for n in range(2, drops + 1):
+        # Dropped again before the daemon answers the re-send; a later batch reached Blender
+        # on the way.
+        scripted.welcome_extra = {"seq": 45 + 3 * n}
+        scripted.received.clear()
+        scripted.conns[-1].close()
+        pump_until(lambda n=n: vibesync.status()["reconnects"] >= n and vibesync.status()["connected"],
+                   timeout=15, what=f"reconnected ({n})")
+        scripted.push(batch_frames("replay", 45 + 3 * n, [], path="resync"))
+        [again] = pump_until(resent, what=f"B's reparent sent again ({n})")
     [op] = [c for c in again["changes"] if c["uuid"] == bu]
     assert op.get("parent") == au, op
     assert again["base_seq"] == 40, "from the seq before the batch it lost the loop to"

@@ -311,10 +311,11 @@ class Session:
         # committed), they wait no more (§6.4).
         self.loop_waiting_from: dict[str, str] = {}
         # uuids whose own change in flight a batch's reparent looped with here (left out,
-        # `_leave_out_loops`) -> the seq before that batch; kept over a lost connection
-        # (`flight_lost`) while the change is unresolved: its re-send after the reconnect goes
-        # from that seq, not the one Blender connected with — Blender never held the batch's
-        # reparent, so the daemon tells a conflict (`STALE`) from a loop it knew of.
+        # `_leave_out_loops`) -> the seq before that batch, and those of edits made while away
+        # sent from their seq (`_send_in_runs`); kept over a lost connection (`flight_lost`)
+        # while the change is unresolved: its re-send after the reconnect goes from that seq,
+        # not the one Blender connected with — Blender never held the batch's reparent, so
+        # the daemon tells a conflict (`STALE`) from a loop it knew of.
         self.flight_base: dict[str, int] = {}
         self.flight_lost: dict[str, int] = {}
         # Datablocks that carried no uuid when the file was opened and the file has no saved
@@ -2986,6 +2987,12 @@ class Session:
         n, run, run_base = 0, [], None
         for item in ops:
             base = self._away_base_of(item[0])
+            u = item[0].get("uuid")
+            if base is not None and isinstance(u, str):
+                # Lost with the connection again before the daemon answers it, it goes again
+                # from this seq, not the newer one Blender connects with then (model seeds
+                # 2020, 3012: a reparent read as a loop, `INVALID_FIELD`, kept for good).
+                self.flight_base[u] = min(base, self.flight_base.get(u, base))
             if run and base != run_base:
                 n += self._send_ops(run, automation, run_base)
                 run = []

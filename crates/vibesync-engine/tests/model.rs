@@ -2682,14 +2682,14 @@ fn machine_regression_batches_of_one_seed_2017() {
 }
 
 /// Found by seed 2020 of `MODEL_SEED`: reparents from both editors that close a cycle, then
-/// two restarts; the bridge does not settle once nobody edits. Unity's reparent (made at
+/// two restarts; the bridge did not settle once nobody edits. Unity's reparent (made at
 /// base_seq 6, before Blender's reparent committed at seq 10) lost its outcome to the
-/// restarts; sent again from base_seq 10 it reads as made after Blender's, so it is refused
-/// `INVALID_FIELD` (kept, not synced) instead of losing a conflict (`STALE`, corrected), and
-/// nothing sends it again. Open (issue 9): a change re-sent after a reconnect should keep the
-/// base_seq it was first made at.
+/// restarts; sent again from 6 after the first, it was lost again, and sent from base_seq 10
+/// after the second it read as made after Blender's: refused `INVALID_FIELD` (kept, not synced)
+/// instead of losing a conflict (`STALE`, corrected), and nothing sent it again. A change
+/// re-sent after a reconnect keeps the seq it was made on until the daemon answers it
+/// (PROTOCOL §6.6).
 #[test]
-#[ignore = "open bug (issue 9): a re-sent change after restarts carries a newer base_seq, so a lost cross-editor reparent conflict reads as a loop and stays not synced"]
 fn machine_regression_seed_2020() {
     use crate::Edit::*;
     use machine::Act::*;
@@ -2728,6 +2728,37 @@ fn machine_regression_another_editors_change_waits_for_a_delete_being_committed_
         Edit { ed: 1, uuid: 1, edit: crate::Edit::Create(1), auto: false },
         Deliver { ed: 0 },
         Committing { ed: 0, uuid: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Found by seed 3012 of `MODEL_SEED`: the seed-2020 case without a loop this editor saw —
+/// Unity's reparent in flight when it disconnected, re-sent from the seq it was made on, lost
+/// again; then sent from the seq of its first replay, which held an agent's reparent closing
+/// a cycle with it: read as a loop Unity knew of (`INVALID_FIELD`), never settled.
+#[test]
+fn machine_regression_a_change_lost_twice_goes_again_from_its_seq_seed_3012() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Agent { uuid: 0, edit: Create(0) },
+        Reparent { ed: 1, uuid: 1, parent: Some(2), auto: false },
+        Wait { ms: 40 },
+        Reparent { ed: 0, uuid: 2, parent: Some(1), auto: true },
+        Agent { uuid: 0, edit: Move(0) },
+        Disconnect { ed: 1 },
+        Wait { ms: 1242 },
+        Reconnect { ed: 1 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 1 },
     ];
     if let Err(e) = replay_machine(&acts) {
         panic!("{e}");

@@ -858,12 +858,13 @@ impl Sim {
         unresolved
             .extend(std::mem::take(&mut ed.sent).into_values().flat_map(|(us, a)| us.into_iter().map(move |u| (u, a))));
         // A change it never heard the outcome of whose reparent a batch looped with here goes
-        // again from the seq before that batch (it never held the batch's reparent).
-        for (u, b) in std::mem::take(&mut ed.flight_base) {
-            if unresolved.iter().any(|(x, _)| *x == u) {
-                let lb = ed.lost_base.entry(u).or_insert(b);
-                *lb = (*lb).min(b);
-            }
+        // again from the seq before that batch (it never held the batch's reparent) — each time
+        // it is lost with a connection until the daemon answers it: kept in `flight_base` until
+        // then (model seed 2020: a second restart sent it from a newer seq, read as a loop).
+        ed.flight_base.retain(|u, _| unresolved.iter().any(|(x, _)| x == u));
+        for (u, b) in &ed.flight_base {
+            let lb = ed.lost_base.entry(u.clone()).or_insert(*b);
+            *lb = (*lb).min(*b);
         }
         self.resend_many(i, unresolved);
         for j in 0..2 {
@@ -931,6 +932,11 @@ impl Sim {
             ed.kept.remove(&u);
             ed.overtaken.remove(&u);
             let base = ed.lost_base.remove(&u).map_or(ed.last_seq, |b| b.min(ed.last_seq));
+            // Sent again from the seq it was made on: lost with the connection again before the
+            // daemon answers, it goes from that seq once more, not the newer one this editor
+            // connects with then (model seeds 2020, 3012: read as a loop, `INVALID_FIELD`).
+            let fb = ed.flight_base.entry(u.clone()).or_insert(base);
+            *fb = (*fb).min(base);
             match runs.last_mut() {
                 Some(run) if run.0 == author && run.1 == base => run.2.push((u, op)),
                 _ => runs.push((author, base, vec![(u, op)])),

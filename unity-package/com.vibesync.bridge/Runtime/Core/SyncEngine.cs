@@ -140,9 +140,10 @@ namespace VibeSync.Bridge.Core
         // wait no more (PROTOCOL §6.4).
         readonly Dictionary<string, string> loopWaitingFrom = new Dictionary<string, string>(StringComparer.Ordinal);
         // Uuids whose own change in flight a batch's reparent looped with here (LeaveOutLoops) →
-        // the seq before that batch, until that change is resolved: sent again after a lost
-        // connection, it goes from that seq, not `awaySeq` — this editor never held the batch's
-        // reparent, so the daemon tells a conflict (STALE) from a loop it knew of.
+        // the seq before that batch, and those of edits made while away sent from their seq
+        // (SendInRuns), until that change is resolved: sent again after a lost connection, it
+        // goes from that seq, not `awaySeq` — this editor never held the batch's reparent, so
+        // the daemon tells a conflict (STALE) from a loop it knew of.
         readonly Dictionary<string, long> flightBase = new Dictionary<string, long>(StringComparer.Ordinal);
         // A person's deletes go as `tombstone` requests (PROTOCOL §5, §6.2: the delete is the
         // later writer and wins): request id -> its uuids, and every uuid awaiting its ack.
@@ -2560,6 +2561,9 @@ namespace VibeSync.Bridge.Core
             for (int i = 0; i < awayOps.Count; i++)
             {
                 long fb, at = flightBase.TryGetValue(awayUuids[i], out fb) ? Math.Min(fb, awaySeq) : awaySeq;
+                // Lost with the connection again before the daemon answers it, it goes again from
+                // this seq, not the newer one Unity connects with then (model seeds 2020, 3012).
+                flightBase[awayUuids[i]] = at;
                 KeyValuePair<List<Dictionary<string, object>>, List<string>> run;
                 if (!byBase.TryGetValue(at, out run))
                     byBase[at] = run = new KeyValuePair<List<Dictionary<string, object>>, List<string>>(new List<Dictionary<string, object>>(), new List<string>());

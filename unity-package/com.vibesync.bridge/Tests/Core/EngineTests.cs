@@ -1491,6 +1491,45 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>
+        /// PROTOCOL.md §6.6 "Edits made while away": the person's reparent was in flight when the
+        /// connection dropped; after the reconnect it goes again from the seq Unity connected with
+        /// (the seq it was made on), not the replay's. The connection drops again before the
+        /// daemon answers that re-send: it goes once more from that first seq. From the later seq
+        /// (the first replay's) another editor's reparent it had never held read as a loop Unity
+        /// knew of, refused INVALID_FIELD and kept for good (model seed 3012).
+        /// </summary>
+        [VsTest]
+        public static void AChangeLostTwiceGoesAgainFromTheSeqItWasMadeOn()
+        {
+            using (var r = new Rig())
+            {
+                SceneObject a, b;
+                TwoCommitted(r, out a, out b);
+                int changes = r.Daemon.Received("change").Count;
+                PutBUnderA(r, a, b);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "B's reparent acknowledged", r.Pump);
+                long made = r.Engine.LastSeq;
+                int connected = 1;
+                for (int drop = 1; drop <= 2; drop++)
+                {
+                    r.Daemon.Down = true;
+                    r.Daemon.DropAll(); // the connection drops before the daemon answers B's reparent
+                    Check.Eventually(() => r.Events.FindAll(e => e == "disconnected").Count == drop, TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                    r.Daemon.NextSeq();
+                    string replay = r.Daemon.ReplayAtNextWelcome(r.Daemon.NextSeq()); // nothing of A or B
+                    r.Daemon.Down = false;
+                    connected++;
+                    Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == connected, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                    Check.Eventually(() => Applied(r, replay) != null, TimeSpan.FromSeconds(5), "replay answered", r.Pump);
+                    var again = r.Daemon.WaitFor("change", changes + 1 + drop, r.Pump)[changes + drop].Message;
+                    var op = (Dictionary<string, object>)((List<object>)again["changes"])[0];
+                    Check.Equal(b.Uuid, (string)op["uuid"], "B sent again");
+                    Check.Equal(made, (long)again["base_seq"], "from the seq it was made on, after drop " + drop);
+                }
+            }
+        }
+
+        /// <summary>
         /// PROTOCOL.md §6.4: a batch's reparent left out for a loop with the person's reparent in
         /// flight (A under B, while the person put B under A) waits: the daemon holds it. The
         /// person's reparent loses, and the correction brings B alone back to the root (two of the
