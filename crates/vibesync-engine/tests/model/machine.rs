@@ -1057,15 +1057,25 @@ impl Sim {
     /// reparent under the object it deletes leaves the registry holding the child under an
     /// object that is gone — a gap the issue notes.
     fn is_parent(&self, u: &str) -> bool {
-        let registry = self
-            .mem
-            .0
-            .lock()
-            .unwrap()
-            .registry
-            .values()
-            .any(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str) == Some(u));
-        registry || self.eds.iter().any(|e| !e.children(u).is_empty() || e.waiting.values().any(|p| p == u))
+        let (registry, in_flight) = {
+            let s = self.mem.0.lock().unwrap();
+            let registry = s
+                .registry
+                .values()
+                .any(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str) == Some(u));
+            // A sync batch in flight that puts something under `u` (its editor may have
+            // applied a batch since that shows the child elsewhere: model seed 2011, bounded
+            // batches).
+            let incomplete = transaction_index(&s.wal).incomplete;
+            let ops: BTreeSet<&str> = incomplete.iter().map(|t| t.operation_id.as_str()).collect();
+            let in_flight = s.wal.iter().any(|r| {
+                r.phase == Phase::Step && ops.contains(r.operation_id.as_str()) && r.payload["state"]["parent"] == u
+            });
+            (registry, in_flight)
+        };
+        registry
+            || in_flight
+            || self.eds.iter().any(|e| !e.children(u).is_empty() || e.waiting.values().any(|p| p == u))
     }
 
     /// A person (or automation) puts `u` under `parent` in editor `i`, as the editor lets it.
