@@ -1184,8 +1184,10 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
                what="the person's move sent after the batch")
     sent = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
             if c["uuid"] == cu]
-    assert [c["op"] for c in sent] == ["transform"], sent
-    assert sent[0]["t"] == pytest.approx([3, 0, 0])
+    # Only the person's pose goes (on a loaded machine the move may be captured once before
+    # the batch is applied and once after it: the same pose twice).
+    assert {c["op"] for c in sent} == {"transform"}, sent
+    assert all(c["t"] == pytest.approx([3, 0, 0]) for c in sent), sent
 
 
 @pytest.mark.parametrize("sent", ["no", "yes", "kept"])
@@ -1551,6 +1553,11 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
     if sent:
         settle()
         pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
+        # Read by the daemon before what it received is cleared below (its reader thread may
+        # lag on a loaded machine, and the reparent then counted as the re-send).
+        pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"
+                            and any(c["uuid"] == bu for c in m["changes"])],
+                   what="the daemon read B's reparent")
     if mode == "kept":
         keep_not_synced(scripted, s, bu, 41)
         scripted.received.clear()
