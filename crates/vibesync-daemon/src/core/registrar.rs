@@ -344,7 +344,7 @@ impl Daemon {
         match self.stores.wal.append_then(drafts, then) {
             Ok(()) => Some(InFlight { id, planned, touched, outcome: None }),
             Err(e) => {
-                self.forget_deleting(&planned);
+                self.forget_deleting(planned.iter().flat_map(deleting_keys));
                 self.fail_group(planned, &e.to_string());
                 None
             }
@@ -376,18 +376,13 @@ impl Daemon {
         }
         self.answer_groups(run);
         // Applied (or failed): the registry read now tells what these tombstones did.
-        if !deleting.is_empty() {
-            let mut d = self.deleting.lock().unwrap();
-            for k in &deleting {
-                d.remove(k);
-            }
-        }
+        self.forget_deleting(deleting);
     }
 
-    /// A group whose append could not start: its tombstones commit nothing.
-    fn forget_deleting(&self, planned: &[Planned]) {
+    /// Tombstones no longer committing: applied, failed, or whose append could not start.
+    fn forget_deleting(&self, keys: impl IntoIterator<Item = (String, String)>) {
         let mut d = self.deleting.lock().unwrap();
-        for k in planned.iter().flat_map(deleting_keys) {
+        for k in keys {
             d.remove(&k);
         }
     }
