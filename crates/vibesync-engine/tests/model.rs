@@ -38,6 +38,8 @@ const EDITORS: [&str; 2] = ["blender", "unity"];
 /// the bounded-batch property found.
 const BATCHES_OF_TWO: vibesync_engine::sync::BatchLimit =
     vibesync_engine::sync::BatchLimit { changes: 2, mesh_bytes: u64::MAX };
+const BATCHES_OF_ONE: vibesync_engine::sync::BatchLimit =
+    vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
 const AGENT: &str = "agent";
 const UUIDS: [&str; 3] = [
     "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a",
@@ -1570,7 +1572,7 @@ fn machine_regression_batches_of_one_a_correction_lost_in_a_disconnect_comes_aga
         Deliver { ed: 0 },
         Restart { cut: None },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_ONE) {
         panic!("{e}");
     }
 }
@@ -1604,7 +1606,7 @@ fn machine_regression_a_stale_refusals_answer_cut_by_a_restart_comes_again() {
         Deliver { ed: 0 },
         Restart { cut: Some(1) },
     ];
-    if let Err(e) = replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX }) {
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_ONE) {
         panic!("{e}");
     }
 }
@@ -1912,7 +1914,7 @@ fn machine_regression_a_replay_applies_the_parts_a_change_in_flight_does_not_tou
         Deliver { ed: 0 },
         Reparent { ed: 0, uuid: 0, parent: Some(2), auto: false },
     ];
-    let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
+    let limit = BATCHES_OF_ONE;
     replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -1982,7 +1984,7 @@ fn machine_regression_a_change_in_flight_that_lost_a_loop_is_re_sent_from_before
         Deliver { ed: 0 },
         Disconnect { ed: 0 },
     ];
-    let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
+    let limit = BATCHES_OF_ONE;
     replay_machine_with(&acts, limit).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -2278,8 +2280,7 @@ fn machine_regression_a_reparent_left_out_for_a_loop_is_applied_once_the_loop_is
         Deliver { ed: 0 },
         Restart { cut: None },
     ];
-    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
-        .unwrap_or_else(|e| panic!("{e}"));
+    replay_machine_with(&acts, BATCHES_OF_ONE).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Seed 229 (batches of two). Blender's batch put U2 under U0 and made U1 there; Unity, which
@@ -2562,8 +2563,7 @@ fn machine_regression_an_edit_refused_as_a_loop_is_kept_and_goes_again() {
         Wait { ms: 1001 },
         Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
     ];
-    replay_machine_with(&acts, vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX })
-        .unwrap_or_else(|e| panic!("{e}"));
+    replay_machine_with(&acts, BATCHES_OF_ONE).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Model seed 28: a person's reparent made in Unity after it reconnected, before it applied
@@ -2675,7 +2675,7 @@ fn machine_regression_batches_of_one_seed_2017() {
         Wait { ms: 1000 },
         Reparent { ed: 0, uuid: 0, parent: Some(1), auto: true },
     ];
-    let limit = vibesync_engine::sync::BatchLimit { changes: 1, mesh_bytes: u64::MAX };
+    let limit = BATCHES_OF_ONE;
     if let Err(e) = replay_machine_with(&acts, limit) {
         panic!("{e}");
     }
@@ -2761,6 +2761,42 @@ fn machine_regression_a_change_lost_twice_goes_again_from_its_seq_seed_3012() {
         Disconnect { ed: 1 },
     ];
     if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}
+
+/// Batches of one change: Unity's reparent of 8f under 6f commits after Unity applied a batch
+/// that shows 8f at the root (Blender's create); Unity's person then deletes 6f, and sends
+/// nothing for 8f (Unity holds no child there). The registry kept 8f under the deleted 6f while
+/// both editors held it at the root where 6f put it: a replay would have put it at its local
+/// pose (found by seed 2011 of `MODEL_SEED` once the model let such deletes in).
+#[test]
+fn machine_regression_a_delete_racing_a_reparent_under_it_seed_2011() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 2, edit: Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Disconnect { ed: 0 },
+        Reconnect { ed: 0 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Wait { ms: 40 },
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Deliver { ed: 0 },
+        Reconnect { ed: 0 },
+        Edit { ed: 0, uuid: 2, edit: Create(0), auto: false },
+        Reparent { ed: 1, uuid: 2, parent: Some(0), auto: false },
+        Wait { ms: 64 },
+        Edit { ed: 1, uuid: 0, edit: Move(250), auto: false },
+        Deliver { ed: 0 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: Delete, auto: false },
+    ];
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_ONE) {
         panic!("{e}");
     }
 }

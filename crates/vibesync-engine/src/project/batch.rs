@@ -28,7 +28,15 @@ impl Project {
         if lane == Lane::Main {
             self.slow_queued.clear(); // the main window held every slow change
         }
-        if queued.is_empty() {
+        // Parents deleted since the last main batch that objects may still be under: this
+        // batch takes them (below).
+        let mut gone_parents: Vec<(String, Editor, crate::sync::Author)> = Vec::new();
+        if lane == Lane::Main {
+            gone_parents = std::mem::take(&mut self.orphaned);
+            self.orphaned_at = None;
+        }
+        let nothing_queued = queued.is_empty();
+        if nothing_queued && gone_parents.is_empty() {
             return;
         }
 
@@ -195,17 +203,7 @@ impl Project {
                     // the object where automation's reparent did not reach it).
                     // (`vibesync history` names the daemon as its maker.)
                     kinds.insert(SYNC_SESSION.to_string(), "daemon".to_string());
-                    let by = Editor {
-                        session_id: SYNC_SESSION.to_string(),
-                        editor: q.origin.editor,
-                        client_id: q.origin.client_id.clone(),
-                        unit_scale: 1.0,
-                    };
-                    for op in undo {
-                        let u = Queued::new(by.clone(), Author::Person, crate::sync::Change { uuid: x.clone(), op });
-                        all.push(u.with_origin(by.session_id.clone()));
-                        kept.push(u);
-                    }
+                    carry_for(&q.origin, Author::Person, &x, undo, (&mut all, &mut kept));
                     undone.push(Rebased {
                         uuid: x,
                         winner: q.origin.session_id.clone(),
@@ -321,6 +319,36 @@ impl Project {
                     dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                 }
             }
+        }
+        // Objects left under a parent that is gone — deleted by this batch, or by a
+        // `tombstone` request committed since the last batch — that nothing moves elsewhere:
+        // each goes to the root where it stands in the world, as every editor leaves the
+        // children of an object it deletes (§6.1), carried on behalf of the deleting editor, to
+        // every editor (its own too: it may hold the object elsewhere, a batch putting it there
+        // having reached it after its delete). The registry never keeps a live object under
+        // one that is gone, where a replay would put it at its local pose (model seed 2011).
+        gone_parents.extend(
+            kept.iter()
+                .filter(|q| matches!(q.change.op, ChangeOp::Delete) && matches!(states.get(&q.change.uuid), Some(None)))
+                .map(|q| (q.change.uuid.clone(), q.origin.clone(), q.author)),
+        );
+        if !gone_parents.is_empty() {
+            let orphans = match orphans_of(cx, &gone_parents, &states, &start) {
+                Ok(o) => o,
+                Err(why) => return cx.storage_failed("sync", &why).await,
+            };
+            for (x, (parent, origin, author)) in orphans {
+                info!(uuid = %x, parent = %parent, origin = %origin.session_id, "an object is left under a deleted parent: it goes to the root where it stands");
+                let undo = match undo_link(cx, &x, None, &mut states, &mut start, &mut registered) {
+                    Ok(ops) => ops,
+                    Err(why) => return cx.storage_failed("sync", &why).await,
+                };
+                kinds.insert(SYNC_SESSION.to_string(), "daemon".to_string());
+                carry_for(origin, author, &x, undo, (&mut all, &mut kept));
+            }
+        }
+        if nothing_queued && kept.is_empty() {
+            return; // only deleted parents to look at, and nothing was under them
         }
         // Two editors changed a uuid in the window and no batch carries it (the last writer's
         // change undid the other's, a no-op): still a conflict the last writer won (§6.2),
@@ -889,6 +917,63 @@ fn undo_link(
     }
     states.insert(x.to_string(), next);
     Ok(ops)
+}
+
+/// The daemon's own ops of `x` (`undo_link`'s) carried in the batch on behalf of `origin`'s
+/// editor and client, to every editor (its origin's session too: the sync session makes them).
+/// (`vibesync history` names the daemon as their maker.)
+fn carry_for(
+    origin: &Editor,
+    author: Author,
+    x: &str,
+    ops: Vec<ChangeOp>,
+    (all, kept): (&mut Vec<Queued<SessionId>>, &mut Vec<Queued<Editor>>),
+) {
+    let by = Editor {
+        session_id: SYNC_SESSION.to_string(),
+        editor: origin.editor,
+        client_id: origin.client_id.clone(),
+        unit_scale: 1.0,
+    };
+    for op in ops {
+        let u = Queued::new(by.clone(), author, crate::sync::Change { uuid: x.to_string(), op });
+        all.push(u.with_origin(by.session_id.clone()));
+        kept.push(u);
+    }
+}
+
+/// The live objects whose parent — as this window leaves it, or committed — is one of
+/// `parents` (deleted), each with the parent and its deleting editor's entry: one pass over the
+/// project's registry. Sorted by uuid.
+fn orphans_of<'p>(
+    cx: &Cx<'_>,
+    parents: &'p [(String, Editor, crate::sync::Author)],
+    states: &HashMap<String, Option<ObjectState>>,
+    start: &HashMap<String, Option<ObjectState>>,
+) -> Result<BTreeMap<String, (String, &'p Editor, crate::sync::Author)>, String> {
+    let by: HashMap<&str, (&'p Editor, crate::sync::Author)> =
+        parents.iter().map(|(p, e, a)| (p.as_str(), (e, *a))).collect();
+    let mut out = BTreeMap::new();
+    let mut consider = |u: &str, parent: Option<&str>| {
+        let Some((p, (e, a))) = parent.and_then(|p| by.get_key_value(p)) else { return };
+        if !by.contains_key(u) {
+            out.insert(u.to_string(), (p.to_string(), *e, *a));
+        }
+    };
+    for e in cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))? {
+        if e.status != Status::Live || states.contains_key(&e.uuid) || start.contains_key(&e.uuid) {
+            continue;
+        }
+        let parent = e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str);
+        consider(&e.uuid, parent);
+    }
+    let window: HashSet<&String> = states.keys().chain(start.keys()).collect();
+    for u in window {
+        if let Some(Some(st)) = states.get(u.as_str()).or_else(|| start.get(u.as_str())) {
+            consider(u, st.parent.as_deref());
+        }
+    }
+    Ok(out)
 }
 
 /// The last state of `u` the daemon knows — this window's, the registry's, or (deleted) its

@@ -76,6 +76,24 @@ impl Project {
                 self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
             }
         }
+        // A parent this batch puts an object under that a `tombstone` request deleted while
+        // the batch was in flight: the object stands under one that is gone. Every editor
+        // that applied the batch before the delete holds it at the root where it stands; the
+        // next main batch puts it there for all (`batch`, docs/PROTOCOL.md §6.1 "delete").
+        let parents: BTreeSet<&str> = f.changes.iter().filter_map(|q| q.change.op.parent_after().flatten()).collect();
+        for p in parents {
+            let live = match cx.view.lookup(p) {
+                Ok(e) => e.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned),
+                Err(e) => return cx.storage_failed(&f.batch_id, &format!("registry read failed: {e}")).await,
+            };
+            if live || self.orphaned.iter().any(|(x, _, _)| x == p) {
+                continue;
+            }
+            if let Some(by) = super::deleted_by(cx, p) {
+                self.orphaned.push((p.to_string(), by, Author::Person));
+                self.orphaned_at.get_or_insert(cx.now());
+            }
+        }
         if late || !corrected_uuids.is_empty() {
             let uuids =
                 if late { dedup(f.uuids.iter().cloned().chain(corrected_uuids).collect()) } else { corrected_uuids };

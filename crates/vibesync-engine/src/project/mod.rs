@@ -506,6 +506,13 @@ pub struct Project {
     /// A due window waits until then: it holds a change of a uuid whose `tombstone` is being
     /// committed ([`View::deleting`]).
     postponed: Option<u64>,
+    /// Parents deleted by `tombstone` requests (or found deleted under a committed state)
+    /// that the registry still holds live objects under, each with the deleting editor and
+    /// its author: the next batch puts those objects at the root where they stand
+    /// (docs/PROTOCOL.md §6.1 "delete"), once `orphaned_at` has passed — time for the deleting
+    /// editor's own changes of them to arrive first (Blender sends their reparents).
+    orphaned: Vec<(String, Editor, Author)>,
+    orphaned_at: Option<u64>,
 }
 
 /// How long a due window waits before it looks again at a `tombstone` being committed.
@@ -686,6 +693,8 @@ impl Project {
             bases: HashMap::default(),
             delete_losers: HashMap::default(),
             postponed: None,
+            orphaned: Vec::new(),
+            orphaned_at: None,
         }
     }
 
@@ -763,6 +772,9 @@ impl Project {
         }
         if let Some(d) = self.queue.deadline(self.flight()) {
             consider(self.postponed.map_or(d, |p| d.max(p)));
+        }
+        if let Some(d) = self.orphaned_at.filter(|_| self.flight().idle()) {
+            consider(d);
         }
         at
     }
@@ -848,6 +860,10 @@ impl Project {
         // beside a slow batch (at most one slow and one fast batch in flight).
         while let Some((queued, lane)) = self.queue.take_due(cx.now(), self.flight()) {
             self.start_batch(cx, queued, lane).await;
+        }
+        // Objects left under a deleted parent and no window due: a batch of their moves alone.
+        if self.orphaned_at.is_some_and(|d| d <= cx.now()) && self.flight().idle() {
+            self.start_batch(cx, Vec::new(), crate::queue::Lane::Main).await;
         }
     }
 
@@ -940,6 +956,33 @@ impl Project {
         let entry = cx.view.lookup(uuid).map_err(|e| format!("registry read failed: {e}"))?;
         state_of(uuid, entry.as_deref())
     }
+}
+
+/// Which of `uuids` the registry holds live objects under (their committed `parent`): one
+/// pass over the project's registry.
+fn parents_of_live(cx: &Cx<'_>, uuids: &[String]) -> Result<Vec<String>, String> {
+    let wanted: HashSet<&str> = uuids.iter().map(String::as_str).collect();
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for e in cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))? {
+        let parent = e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str);
+        if let Some(p) = parent.filter(|p| e.status == vibesync_registry::Status::Live && wanted.contains(p)) {
+            out.insert(p.to_string());
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The editor that deleted `uuid`, as its newest archived version names it (a session that
+/// is gone: its kind and client, no session).
+fn deleted_by(cx: &Cx<'_>, uuid: &str) -> Option<Editor> {
+    let newest = cx.view.archived(uuid).ok()?.into_iter().max_by_key(Entry::archive_seq)?;
+    let by = newest.deleted_by?;
+    Some(Editor {
+        session_id: String::new(),
+        editor: ClientKind::parse(&by.editor)?,
+        client_id: by.client_id,
+        unit_scale: 1.0,
+    })
 }
 
 /// The committed state held by a registry entry (`None`: no state, or tombstoned). A stored

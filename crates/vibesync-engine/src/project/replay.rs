@@ -331,6 +331,28 @@ impl Project {
             self.refused.retain(|(x, _), _| x != u);
         }
         let uuids: Vec<String> = ops.into_iter().map(|(u, _)| u).collect();
+        // Objects the registry still holds under these uuids — the deleting editor did not
+        // hold them there (a batch that put them there reached it after its delete): the next
+        // main batch puts them at the root where they stand, as the other editors leave them
+        // (`batch`, docs/PROTOCOL.md §6.1 "delete"). Its own changes of them (Blender's
+        // reparents of a deleted object's children) have a window's time to arrive first.
+        match super::parents_of_live(cx, &uuids) {
+            Ok(parents) if !parents.is_empty() => {
+                let by = match cx.view.session(origin) {
+                    Some(by) => Some(by),
+                    None => super::deleted_by(cx, &parents[0]),
+                };
+                if let Some(by) = by {
+                    for p in parents {
+                        self.orphaned.push((p, by.clone(), crate::sync::Author::Person));
+                    }
+                    let at = cx.now() + self.settings.batch_window_ms;
+                    self.orphaned_at.get_or_insert(at);
+                }
+            }
+            Ok(_) => {}
+            Err(why) => return cx.storage_failed(operation_id, &why).await,
+        }
         cx.io(Effect::Finalize { session_id: origin.to_string(), operation_id: operation_id.to_string(), uuids }).await;
         self.publish_status(cx).await;
     }

@@ -1050,32 +1050,15 @@ impl Sim {
         !live || open || unread || late || gone
     }
 
-    /// Is `u` the parent of anything, in the registry, in a scene, or awaited as one? Such a
-    /// delete is left out of the model: what happens to the children is each editor's own
-    /// (Blender puts them in the object's collection, Unity deletes them, docs/PROTOCOL.md
-    /// §6.1 "delete"), which the model's editors do not imitate, and a delete racing with a
-    /// reparent under the object it deletes leaves the registry holding the child under an
-    /// object that is gone — a gap the issue notes.
+    /// Is `u` the parent of anything in a scene, or awaited as one there? Such a delete is
+    /// left out of the model: what happens to the children is each editor's own (Blender puts
+    /// them in the object's collection, Unity deletes them, docs/PROTOCOL.md §6.1 "delete"),
+    /// which the model's editors do not imitate. A delete of an object the registry (or a
+    /// batch in flight) holds something under that no editor holds there is in: the daemon
+    /// moves what is left under it to the root where it stands (PROTOCOL §6.1, "Objects left
+    /// under a deleted parent"; model seed 2011 with batches of one change).
     fn is_parent(&self, u: &str) -> bool {
-        let (registry, in_flight) = {
-            let s = self.mem.0.lock().unwrap();
-            let registry = s
-                .registry
-                .values()
-                .any(|e| e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str) == Some(u));
-            // A sync batch in flight that puts something under `u` (its editor may have
-            // applied a batch since that shows the child elsewhere: model seed 2011, bounded
-            // batches).
-            let incomplete = transaction_index(&s.wal).incomplete;
-            let ops: BTreeSet<&str> = incomplete.iter().map(|t| t.operation_id.as_str()).collect();
-            let in_flight = s.wal.iter().any(|r| {
-                r.phase == Phase::Step && ops.contains(r.operation_id.as_str()) && r.payload["state"]["parent"] == u
-            });
-            (registry, in_flight)
-        };
-        registry
-            || in_flight
-            || self.eds.iter().any(|e| !e.children(u).is_empty() || e.waiting.values().any(|p| p == u))
+        self.eds.iter().any(|e| !e.children(u).is_empty() || e.waiting.values().any(|p| p == u))
     }
 
     /// A person (or automation) puts `u` under `parent` in editor `i`, as the editor lets it.

@@ -970,6 +970,106 @@ fn a_change_under_a_parent_deleted_meanwhile_stands_at_the_root_where_the_parent
     assert_eq!(b.states[&d], u.states[&d]);
 }
 
+/// Where A stands after `a_posed_parent`: (1, 2, 3), turned 90° about Y, scaled 2 — and X, at
+/// (1, 0, 0) under it, in the world: (1, 2, 1), scaled 2.
+const X_IN_THE_WORLD: [f64; 3] = [1.0, 2.0, 1.0];
+
+/// Blender moves A to (1, 2, 3), turned 90° about Y and scaled 2; Unity then puts X under A
+/// at (1, 0, 0) (request `u-under`); with `wait`, until its batch has committed.
+fn a_posed_parent(b: &mut Mini, u: &mut Mini, a: &str, x: &str, wait: bool) {
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let pose = json!({"op":"transform","uuid":a,"t":[1.0,2.0,3.0],"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]});
+    assert_eq!(statuses(&b.send_change("b-pose", vec![pose], &[])), ["queued"]);
+    until(&mut [&mut *b, &mut *u], Duration::from_secs(10), |m| ended(m[0], "b-pose"));
+    let ops = vec![
+        json!({"op":"reparent","uuid":x,"parent":a}),
+        json!({"op":"transform","uuid":x,"t":[1.0,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]}),
+    ];
+    assert_eq!(statuses(&u.send_change("u-under", ops, &[])), ["queued"; 2]);
+    if wait {
+        until(&mut [&mut *b, &mut *u], Duration::from_secs(10), |m| ended(m[1], "u-under"));
+    }
+}
+
+/// X at the root where A put it, in each editor and in a replay to an editor joining now
+/// (what the registry holds): never under the deleted A, nor at its local pose under A.
+fn x_stands_where_a_put_it(d: &Daemon, minis: &[(&str, &Mini)], a: &str, x: &str) {
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    let mut late = Mini::connect(d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(x));
+    for (who, m) in minis.iter().copied().chain([("a replay", &late)]) {
+        assert!(!m.states.contains_key(a), "{who}: A is deleted");
+        let st = &m.states[x];
+        assert!(st["parent"].is_null(), "{who}: X at the root: {st}: {}", d.stderr_log());
+        assert!(close(&st["t"], X_IN_THE_WORLD), "{who}: where A put it: {st}");
+        assert!(close(&st["s"], [2.0, 2.0, 2.0]), "{who}: scaled with A: {st}");
+    }
+}
+
+/// Unity puts X under A (committed); Blender's person deletes A, and no change of X comes
+/// with the delete (Blender did not hold X under A: a batch that put it there reached it
+/// after the delete). The registry must not keep X under the deleted A — a replay would put X
+/// at its local pose as a root: X goes to the root where A put it, in both editors and the
+/// registry, written on Blender's behalf (docs/PROTOCOL.md §6.1 "delete").
+#[test]
+fn an_object_left_under_a_tombstoned_parent_goes_to_the_root_where_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, _]) = three_synced_in_a_long_window(dir.path());
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&x]["parent"], a.as_str());
+    b.states.remove(&a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    let moved = |m: &Mini| m.states.get(&x).is_some_and(|st| st["parent"].is_null());
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| moved(m[0]) && moved(m[1]));
+    settle(&mut [&mut b, &mut u]);
+    x_stands_where_a_put_it(&d, &[("blender", &b), ("unity", &u)], &a, &x);
+    // One STEP, written as Blender's (who deleted A), and no rollback.
+    let recs = wal_records(&dir.path().join("data"));
+    let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a.as_str());
+    let steps: Vec<&Value> = recs[after.expect("A's tombstone STEP")..]
+        .iter()
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x.as_str())
+        .collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["payload"]["writes"][0]["editor"], "blender", "{}", steps[0]);
+    assert_eq!(recs.iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+}
+
+/// The same when the batch putting X under A is still in flight as Blender deletes A: Blender
+/// applied it (X under A there) but answers only after its delete, so the batch commits after
+/// the tombstone — then X goes to the root where it stands, as in every editor that applied
+/// the batch before the delete.
+#[test]
+fn an_object_put_under_a_parent_tombstoned_while_its_batch_was_in_flight_goes_to_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, _]) = three_synced_in_a_long_window(dir.path());
+    b.answer = false;
+    let seen = b.batches.len();
+    a_posed_parent(&mut b, &mut u, &a, &x, false);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| {
+        m[0].applies.values().skip(seen).flatten().any(|v| *v == x)
+    });
+    let (batch_id, _, _) = b.batches.last().unwrap().clone();
+    let held: BTreeMap<String, String> =
+        b.applies[&batch_id].iter().map(|v| (v.clone(), state_hash(&b.states[v]))).collect();
+    b.states.remove(&a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    b.answer = true;
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":held})).unwrap();
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-under"));
+    let moved = |m: &Mini| m.states.get(&x).is_some_and(|st| st["parent"].is_null());
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| moved(m[0]) && moved(m[1]));
+    settle(&mut [&mut b, &mut u]);
+    let outcome: Vec<&Value> = u.results.iter().filter(|r| r["batch_id"] == batch_id.as_str()).collect();
+    assert_eq!(outcome[0]["outcome"], "committed", "{outcome:?}");
+    x_stands_where_a_put_it(&d, &[("blender", &b), ("unity", &u)], &a, &x);
+}
+
 /// The same across a daemon restart (from its checkpoint, or reading the whole log): who
 /// wrote each part of a committed state is kept by the registry (its `writers`), so a
 /// reparent Blender's person made before Blender heard of Unity's is still a conflict Unity's
