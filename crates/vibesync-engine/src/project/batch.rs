@@ -333,10 +333,12 @@ impl Project {
                 .map(|q| (q.change.uuid.clone(), q.origin.clone(), q.author)),
         );
         if !gone_parents.is_empty() {
-            let orphans = match orphans_of(cx, &gone_parents, &states, &start) {
-                Ok(o) => o,
+            let parents: Vec<&str> = gone_parents.iter().map(|(p, _, _)| p.as_str()).collect();
+            let committed = match self.left_under(cx, &parents) {
+                Ok(c) => c,
                 Err(why) => return cx.storage_failed("sync", &why).await,
             };
+            let orphans = orphans_of(&gone_parents, &committed, &states, &start);
             for (x, (parent, origin, author)) in orphans {
                 info!(uuid = %x, parent = %parent, origin = %origin.session_id, "an object is left under a deleted parent: it goes to the root where it stands");
                 let undo = match undo_link(cx, &x, None, &mut states, &mut start, &mut registered) {
@@ -942,15 +944,15 @@ fn carry_for(
     }
 }
 
-/// The live objects whose parent — as this window leaves it, or committed — is one of
-/// `parents` (deleted), each with the parent and its deleting editor's entry: one pass over the
-/// project's registry. Sorted by uuid.
+/// The live objects whose parent — as this window leaves it, or committed (`committed`, the
+/// registry's children of `parents`) — is one of `parents` (deleted), each with the parent
+/// and its deleting editor's entry. Sorted by uuid.
 fn orphans_of<'p>(
-    cx: &Cx<'_>,
     parents: &'p [(String, Editor, crate::sync::Author)],
+    committed: &BTreeMap<String, String>,
     states: &HashMap<String, Option<ObjectState>>,
     start: &HashMap<String, Option<ObjectState>>,
-) -> Result<BTreeMap<String, (String, &'p Editor, crate::sync::Author)>, String> {
+) -> BTreeMap<String, (String, &'p Editor, crate::sync::Author)> {
     let by: HashMap<&str, (&'p Editor, crate::sync::Author)> =
         parents.iter().map(|(p, e, a)| (p.as_str(), (e, *a))).collect();
     let mut out = BTreeMap::new();
@@ -960,12 +962,10 @@ fn orphans_of<'p>(
             out.insert(u.to_string(), (p.to_string(), *e, *a));
         }
     };
-    for e in cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))? {
-        if e.status != Status::Live || states.contains_key(&e.uuid) || start.contains_key(&e.uuid) {
-            continue;
+    for (u, p) in committed {
+        if !states.contains_key(u) && !start.contains_key(u) {
+            consider(u, Some(p));
         }
-        let parent = e.state.as_ref().and_then(|s| s.get("parent")).and_then(Value::as_str);
-        consider(&e.uuid, parent);
     }
     let window: HashSet<&String> = states.keys().chain(start.keys()).collect();
     for u in window {
@@ -973,7 +973,7 @@ fn orphans_of<'p>(
             consider(u, st.parent.as_deref());
         }
     }
-    Ok(out)
+    out
 }
 
 /// The last state of `u` the daemon knows — this window's, the registry's, or (deleted) its

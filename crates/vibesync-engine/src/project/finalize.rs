@@ -20,7 +20,7 @@ use crate::stale::{LastWrites, Parts, Write};
 
 /// No writer known.
 static EMPTY_WRITES: LastWrites = LastWrites::EMPTY;
-use crate::sync::{Author, Change, ChangeOp};
+use crate::sync::{Author, Change, ChangeOp, Path};
 
 impl Project {
     /// Take the batch `batch_id` out of the batches in flight.
@@ -76,12 +76,19 @@ impl Project {
                 self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
             }
         }
+        // (The fast path writes no parent: transforms, renames and visibility only.)
+        if f.path != Path::Fast {
+            self.note_committed(&f.records);
+        }
         // A parent this batch puts an object under that a `tombstone` request deleted while
         // the batch was in flight: the object stands under one that is gone. Every editor
         // that applied the batch before the delete holds it at the root where it stands; the
         // next main batch puts it there for all (`batch`, docs/PROTOCOL.md §6.1 "delete").
-        let parents: BTreeSet<&str> = f.changes.iter().filter_map(|q| q.change.op.parent_after().flatten()).collect();
-        for p in parents {
+        let parents: BTreeSet<String> = match f.path {
+            Path::Fast => BTreeSet::new(),
+            _ => super::committed_parents(&f.records).filter_map(|(_, p)| p.flatten()).collect(),
+        };
+        for p in &parents {
             let live = match cx.view.lookup(p) {
                 Ok(e) => e.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned),
                 Err(e) => return cx.storage_failed(&f.batch_id, &format!("registry read failed: {e}")).await,

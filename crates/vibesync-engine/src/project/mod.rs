@@ -39,6 +39,7 @@
 //! with a no-op waker, so the compiler-built future *is* the state machine between effects.
 
 mod batch;
+mod children;
 mod finalize;
 mod forward;
 mod queue;
@@ -513,6 +514,9 @@ pub struct Project {
     /// editor's own changes of them to arrive first (Blender sends their reparents).
     orphaned: Vec<(String, Editor, Author)>,
     orphaned_at: Option<u64>,
+    /// Which objects the registry holds under each parent (`None` until a delete first asks):
+    /// a hint, read back before use (module `children`).
+    children: Option<children::Children>,
 }
 
 /// How long a due window waits before it looks again at a `tombstone` being committed.
@@ -695,6 +699,7 @@ impl Project {
             postponed: None,
             orphaned: Vec::new(),
             orphaned_at: None,
+            children: None,
         }
     }
 
@@ -784,6 +789,58 @@ impl Project {
     /// to another task asks this.
     pub fn tick_due(&mut self, now_ms: u64) -> bool {
         self.next_wake(now_ms).is_some_and(|w| w <= now_ms) || (self.inflight.is_empty() && !self.deferred.is_empty())
+    }
+
+    /// The live objects the registry holds under any of `parents`, each with its parent
+    /// (sorted by uuid): from the children index (built with one pass over the project's
+    /// registry the first time), each read back from the registry — one that is no longer
+    /// there, or no longer under that parent, is dropped (and the index told).
+    fn left_under(&mut self, cx: &Cx<'_>, parents: &[&str]) -> Result<BTreeMap<String, String>, String> {
+        let read = |e: String| format!("registry read failed: {e}");
+        if self.children.is_none() {
+            let entries = cx.view.live_entries().map_err(read)?;
+            let pairs = entries.iter().map(|e| {
+                (e.uuid.as_str(), e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str))
+            });
+            self.children = Some(children::Children::from_parents(pairs));
+        }
+        let index = self.children.as_mut().expect("built above");
+        let mut out = index.under_any(parents.iter().copied());
+        // child → where the registry has it now: `None` gone, `Some(parent)` elsewhere (or
+        // quarantined there).
+        let mut stale: Vec<(String, Option<Option<String>>)> = Vec::new();
+        for (c, p) in &out {
+            let entry = cx.view.lookup(c).map_err(read)?;
+            let now = entry.as_deref().filter(|e| e.status != vibesync_registry::Status::Tombstoned).map(|e| {
+                let parent = e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str);
+                (e.status, parent.map(str::to_string))
+            });
+            match now {
+                Some((vibesync_registry::Status::Live, Some(q))) if &q == p => {}
+                Some((_, q)) => stale.push((c.clone(), Some(q))),
+                None => stale.push((c.clone(), None)),
+            }
+        }
+        for (c, now) in stale {
+            out.remove(&c);
+            match now {
+                None => index.remove(&c),
+                Some(q) => index.set(&c, q.as_deref()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A batch committed (`records`, its STEPs): the children index follows the parents of
+    /// the states it wrote (module `children`).
+    fn note_committed(&mut self, records: &[Record]) {
+        let Some(index) = self.children.as_mut() else { return };
+        for (u, p) in committed_parents(records) {
+            match p {
+                Some(p) => index.set(&u, p.as_deref()),
+                None => index.remove(&u),
+            }
+        }
     }
 
     /// What is in flight, for the `queue` step.
@@ -958,18 +1015,17 @@ impl Project {
     }
 }
 
-/// Which of `uuids` the registry holds live objects under (their committed `parent`): one
-/// pass over the project's registry.
-fn parents_of_live(cx: &Cx<'_>, uuids: &[String]) -> Result<Vec<String>, String> {
-    let wanted: HashSet<&str> = uuids.iter().map(String::as_str).collect();
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    for e in cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))? {
-        let parent = e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str);
-        if let Some(p) = parent.filter(|p| e.status == vibesync_registry::Status::Live && wanted.contains(p)) {
-            out.insert(p.to_string());
+/// The parents a transaction's STEPs write, in order: (uuid, `Some(parent)` of a `state`,
+/// `None` for a `tombstone`), as the registry reads those STEPs.
+fn committed_parents(records: &[Record]) -> impl Iterator<Item = (String, Option<Option<String>>)> + '_ {
+    use vibesync_registry::{parse_payload, Op, ParsedStep};
+    records.iter().filter_map(|r| match parse_payload(&r.payload) {
+        ParsedStep::Op(Op::State { uuid, state, .. }) => {
+            Some((uuid, Some(state.get("parent").and_then(serde_json::Value::as_str).map(str::to_string))))
         }
-    }
-    Ok(out.into_iter().collect())
+        ParsedStep::Op(Op::Tombstone { uuid, .. }) => Some((uuid, None)),
+        _ => None,
+    })
 }
 
 /// The editor that deleted `uuid`, as its newest archived version names it (a session that

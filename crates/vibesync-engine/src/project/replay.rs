@@ -336,7 +336,14 @@ impl Project {
         // main batch puts them at the root where they stand, as the other editors leave them
         // (`batch`, docs/PROTOCOL.md §6.1 "delete"). Its own changes of them (Blender's
         // reparents of a deleted object's children) have a window's time to arrive first.
-        match super::parents_of_live(cx, &uuids) {
+        let gone: Vec<&str> = uuids.iter().map(String::as_str).collect();
+        let left = self.left_under(cx, &gone);
+        if let Some(index) = self.children.as_mut() {
+            for u in &uuids {
+                index.remove(u);
+            }
+        }
+        match left.map(|l| super::dedup(l.into_values().collect())) {
             Ok(parents) if !parents.is_empty() => {
                 let by = match cx.view.session(origin) {
                     Some(by) => Some(by),
