@@ -25,8 +25,11 @@ impl Project {
     /// A window closed (`queued`, from `lane`): compute new states, write
     /// BEGIN/STEPs(/PROVISIONAL), forward.
     pub(super) async fn start_batch(&mut self, cx: &Cx<'_>, queued: Vec<Queued<Editor>>, lane: Lane) {
-        if lane == Lane::Main {
-            self.slow_queued.clear(); // the main window held every slow change
+        if lane == Lane::Main && !queued.is_empty() {
+            // The main window held every slow change. (A batch of the moves of objects left
+            // under a deleted parent alone takes nothing from it: what waits there still
+            // holds its uuids' live previews.)
+            self.slow_queued.clear();
         }
         // Parents deleted since the last main batch that objects may still be under: this
         // batch takes them (below).
