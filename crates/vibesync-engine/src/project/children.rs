@@ -54,6 +54,13 @@ impl Children {
         }
     }
 
+    /// Every uuid something is under, sorted.
+    pub fn parents(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.under.keys().map(String::as_str).collect();
+        out.sort_unstable();
+        out
+    }
+
     /// The uuids under any of `parents`, each with its parent, sorted by uuid.
     pub fn under_any<'p>(&self, parents: impl IntoIterator<Item = &'p str>) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -74,6 +81,7 @@ mod tests {
     fn children_follow_their_parent_and_stay_listed_under_a_deleted_one() {
         let mut c = Children::from_parents([("x", Some("a")), ("y", Some("a")), ("z", None), ("a", Some("r"))]);
         assert_eq!(c.under_any(["a"]).keys().collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(c.parents(), ["a", "r"]);
         c.set("y", Some("b"));
         c.set("z", Some("a"));
         assert_eq!(c.under_any(["a"]).keys().collect::<Vec<_>>(), ["x", "z"]);

@@ -791,19 +791,55 @@ impl Project {
         self.next_wake(now_ms).is_some_and(|w| w <= now_ms) || (self.inflight.is_empty() && !self.deferred.is_empty())
     }
 
+    /// Build the children index (module `children`) if it is not built: one pass over the
+    /// project's registry. Returns whether it was built now.
+    fn build_children(&mut self, cx: &Cx<'_>) -> Result<bool, String> {
+        if self.children.is_some() {
+            return Ok(false);
+        }
+        let entries = cx.view.live_entries().map_err(|e| format!("registry read failed: {e}"))?;
+        let pairs = entries.iter().map(|e| {
+            (e.uuid.as_str(), e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str))
+        });
+        self.children = Some(children::Children::from_parents(pairs));
+        Ok(true)
+    }
+
+    /// The first time an editor joins this project in this daemon run: objects the registry
+    /// holds under a parent that is deleted — their moves to the root were due when the daemon
+    /// stopped (or was killed) — are moved in the next main batch, as after the `tombstone`
+    /// (docs/PROTOCOL.md §6.1, "Objects left under a deleted parent").
+    async fn recover_orphans(&mut self, cx: &Cx<'_>) {
+        match self.build_children(cx) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(why) => return cx.storage_failed("sync", &why).await,
+        }
+        let parents: Vec<String> =
+            self.children.as_ref().map(|c| c.parents().into_iter().map(str::to_string).collect()).unwrap_or_default();
+        for p in parents {
+            let live = match cx.view.lookup(&p) {
+                Ok(e) => e.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned),
+                Err(e) => return cx.storage_failed("sync", &format!("registry read failed: {e}")).await,
+            };
+            if live {
+                continue;
+            }
+            if let Some(by) = deleted_by(cx, &p) {
+                info!(project_id = %self.project, parent = %p, "objects left under a deleted parent when the daemon stopped: moved to the root where they stand");
+                self.orphaned.push((p, by, Author::Person));
+                self.orphaned_at.get_or_insert(cx.now() + self.settings.batch_window_ms);
+            }
+        }
+    }
+
     /// The live objects the registry holds under any of `parents`, each with its parent
     /// (sorted by uuid): from the children index (built with one pass over the project's
     /// registry the first time), each read back from the registry — one that is no longer
     /// there, or no longer under that parent, is dropped (and the index told).
     fn left_under(&mut self, cx: &Cx<'_>, parents: &[&str]) -> Result<BTreeMap<String, String>, String> {
         let read = |e: String| format!("registry read failed: {e}");
-        if self.children.is_none() {
-            let entries = cx.view.live_entries().map_err(read)?;
-            let pairs = entries.iter().map(|e| {
-                (e.uuid.as_str(), e.state.as_ref().and_then(|s| s.get("parent")).and_then(serde_json::Value::as_str))
-            });
-            self.children = Some(children::Children::from_parents(pairs));
-        }
+        self.build_children(cx)?;
         let index = self.children.as_mut().expect("built above");
         let mut out = index.under_any(parents.iter().copied());
         // child → where the registry has it now: `None` gone, `Some(parent)` elsewhere (or
@@ -948,7 +984,8 @@ impl Project {
             }
             Input::Joined { session_id, last_seq } => {
                 self.joined.insert(session_id.clone());
-                self.replay(cx, &session_id, last_seq, None).await
+                self.replay(cx, &session_id, last_seq, None).await;
+                self.recover_orphans(cx).await;
             }
             Input::Resync { session_id, since_seq, request_id } => {
                 self.replay(cx, &session_id, since_seq, Some(request_id)).await

@@ -372,7 +372,12 @@ pub fn a_synced_cube_in_window(dir: &std::path::Path, window_ms: u64) -> (Daemon
 /// at the root, which both hold: (daemon, blender, unity, [A, B, C]). With a long window a
 /// test waits for what a batch carries (`until`, [`ended`]), never for a quiet period.
 pub fn three_synced_in_a_long_window(dir: &std::path::Path) -> (Daemon, Mini, Mini, [String; 3]) {
-    let cfg = fast_config(dir, 400, 5000);
+    three_synced_in_window(dir, 400)
+}
+
+/// [`three_synced_in_a_long_window`] with a `window_ms` batch window.
+pub fn three_synced_in_window(dir: &std::path::Path, window_ms: u64) -> (Daemon, Mini, Mini, [String; 3]) {
+    let cfg = fast_config(dir, window_ms, 5000);
     let d = Daemon::start_with(&dir.join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
@@ -1037,6 +1042,43 @@ fn an_object_left_under_a_tombstoned_parent_goes_to_the_root_where_it_stands() {
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0]["payload"]["writes"][0]["editor"], "blender", "{}", steps[0]);
     assert_eq!(recs.iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+}
+
+/// The same when the daemon is killed (`kill -9`) after A's `tombstone` committed and before
+/// the batch that moves X (due a window later, 2 s here): the obligation is not lost with the
+/// process. When the editors join the restarted daemon, it finds X under the deleted A in its
+/// registry and moves it then.
+#[test]
+fn an_object_left_under_a_parent_tombstoned_before_a_kill_9_goes_to_the_root_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, [a, x, _]) = three_synced_in_window(dir.path(), 2000);
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    b.states.remove(&a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    d.kill9();
+    let recs = wal_records(&data);
+    let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a.as_str());
+    let moved_x =
+        |r: &&Value| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x.as_str();
+    assert_eq!(
+        recs[after.expect("A's tombstone STEP")..].iter().filter(moved_x).count(),
+        0,
+        "killed before X was moved"
+    );
+    let cfg = fast_config(dir.path(), 2000, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let (mut b2, mut u2) = (Mini::connect(&d, "blender", 1.0, b.last_seq), Mini::connect(&d, "unity", 1.0, u.last_seq));
+    b2.states = std::mem::take(&mut b.states);
+    u2.states = std::mem::take(&mut u.states);
+    drop((b, u));
+    let moved = |m: &Mini| m.states.get(&x).is_some_and(|st| st["parent"].is_null());
+    until(&mut [&mut b2, &mut u2], Duration::from_secs(20), |m| moved(m[0]) && moved(m[1]));
+    settle(&mut [&mut b2, &mut u2]);
+    // (Unity missed A's relay when the daemon died: its replay brings the delete.)
+    x_stands_where_a_put_it(&d, &[("blender", &b2), ("unity", &u2)], &a, &x);
 }
 
 /// The same when the batch putting X under A is still in flight as Blender deletes A: Blender
