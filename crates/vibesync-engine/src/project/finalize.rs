@@ -96,8 +96,12 @@ impl Project {
             if live || self.orphaned.iter().any(|(x, _, _)| x == p) {
                 continue;
             }
-            if let Some(by) = super::deleted_by(cx, p) {
-                self.orphaned.push((p.to_string(), by, Author::Person));
+            let by = match super::deleted_by(cx, p) {
+                Ok(by) => by,
+                Err(why) => return cx.storage_failed(&f.batch_id, &why).await,
+            };
+            if let Some((by, author)) = by {
+                self.orphaned.push((p.to_string(), by, author));
                 self.orphaned_at.get_or_insert(cx.now());
             }
         }

@@ -825,9 +825,13 @@ impl Project {
             if live {
                 continue;
             }
-            if let Some(by) = deleted_by(cx, &p) {
+            let by = match deleted_by(cx, &p) {
+                Ok(by) => by,
+                Err(why) => return cx.storage_failed("sync", &why).await,
+            };
+            if let Some((by, author)) = by {
                 info!(project_id = %self.project, parent = %p, "objects left under a deleted parent when the daemon stopped: moved to the root where they stand");
-                self.orphaned.push((p, by, Author::Person));
+                self.orphaned.push((p, by, author));
                 self.orphaned_at.get_or_insert(cx.now() + self.settings.batch_window_ms);
             }
         }
@@ -1066,16 +1070,16 @@ fn committed_parents(records: &[Record]) -> impl Iterator<Item = (String, Option
 }
 
 /// The editor that deleted `uuid`, as its newest archived version names it (a session that
-/// is gone: its kind and client, no session).
-fn deleted_by(cx: &Cx<'_>, uuid: &str) -> Option<Editor> {
-    let newest = cx.view.archived(uuid).ok()?.into_iter().max_by_key(Entry::archive_seq)?;
-    let by = newest.deleted_by?;
-    Some(Editor {
-        session_id: String::new(),
-        editor: ClientKind::parse(&by.editor)?,
-        client_id: by.client_id,
-        unit_scale: 1.0,
-    })
+/// is gone: its kind and client, no session), and whether that delete was automation's;
+/// `None` when the archive names none. A read error is an error.
+fn deleted_by(cx: &Cx<'_>, uuid: &str) -> Result<Option<(Editor, Author)>, String> {
+    let archived = cx.view.archived(uuid).map_err(|e| format!("registry read failed: {e}"))?;
+    let Some(by) = archived.into_iter().max_by_key(Entry::archive_seq).and_then(|e| e.deleted_by) else {
+        return Ok(None);
+    };
+    let author = if by.automation { Author::Automation } else { Author::Person };
+    Ok(ClientKind::parse(&by.editor)
+        .map(|editor| (Editor { session_id: String::new(), editor, client_id: by.client_id, unit_scale: 1.0 }, author)))
 }
 
 /// The committed state held by a registry entry (`None`: no state, or tombstoned). A stored

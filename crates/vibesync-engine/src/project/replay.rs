@@ -345,13 +345,15 @@ impl Project {
         }
         match left.map(|l| super::dedup(l.into_values().collect())) {
             Ok(parents) if !parents.is_empty() => {
-                let by = match cx.view.session(origin) {
-                    Some(by) => Some(by),
-                    None => super::deleted_by(cx, &parents[0]),
+                // Who deleted them, as the archive keeps it (automation's delete, or a
+                // person's), the session when it is still here.
+                let by = match super::deleted_by(cx, &parents[0]) {
+                    Ok(by) => by.map(|(e, author)| (cx.view.session(origin).unwrap_or(e), author)),
+                    Err(why) => return cx.storage_failed(operation_id, &why).await,
                 };
-                if let Some(by) = by {
+                if let Some((by, author)) = by {
                     for p in parents {
-                        self.orphaned.push((p, by.clone(), crate::sync::Author::Person));
+                        self.orphaned.push((p, by.clone(), author));
                     }
                     let at = cx.now() + self.settings.batch_window_ms;
                     self.orphaned_at.get_or_insert(at);
