@@ -28,6 +28,10 @@ use vibesync_engine::governance::Bucket;
 use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::ItemStatus;
 
+/// How long a connection evicted from the queue for `hello` still waits for its first frame
+/// to arrive whole before it is told `TOO_MANY_CONNECTIONS` (docs/PROTOCOL.md §3).
+const EVICTION_GRACE: Duration = Duration::from_millis(100);
+
 /// Frames whose JSON is larger than this are parsed off the async workers.
 const BIG_FRAME_BYTES: usize = 256 * 1024;
 
@@ -54,10 +58,18 @@ pub async fn serve_connection(
         biased;
         r = tokio::time::timeout(timeout, reader.next()) => r,
         _ = ticket.evicted.notified() => {
-            debug!(%peer, "connection waiting for hello evicted to admit a newer one");
-            let msg = "too many connections are waiting for `hello` and this one was the oldest; send `hello` right after connecting, then reconnect";
-            let _ = tokio::time::timeout(Duration::from_secs(1), send_error_and_close(&mut writer, ErrorCode::TooManyConnections, msg, None)).await;
-            return;
+            // A `hello` the client sent may not have been read yet: on a loaded machine the
+            // runtime can learn that the socket is readable after the eviction. It gets
+            // `EVICTION_GRACE` to arrive whole (docs/PROTOCOL.md §3, "Before `hello`").
+            match tokio::time::timeout(EVICTION_GRACE, reader.next()).await {
+                Ok(Some(Ok(frame))) => Ok(Some(Ok(frame))),
+                _ => {
+                    debug!(%peer, "connection waiting for hello evicted to admit a newer one");
+                    let msg = "too many connections are waiting for `hello` and this one was the oldest; send `hello` right after connecting, then reconnect";
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send_error_and_close(&mut writer, ErrorCode::TooManyConnections, msg, None)).await;
+                    return;
+                }
+            }
         }
         _ = shutdown.changed() => return,
     };
