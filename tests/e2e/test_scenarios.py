@@ -1126,9 +1126,15 @@ def test_unity_puts_a_blender_collection_under_an_object_it_stays_there_not_sync
     _, host = world.startup_synced()
     cu = bpy.data.collections["Collection"]["vibesync_uuid"]
     cam_u = next(u for u, n in world.host_made().items() if n == "Main Camera")
+    applied = vibesync.status()["applied_batches"]
     host.cmd(f"parent {cu} {cam_u}")
     host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
               what="the collection marked not synced in Unity")
+    # Blender answered the batch it could not apply, then is sent the authoritative state
+    # after the rollback (§6.4): both before the quiet period (on a loaded machine the
+    # resync may reach Blender after Unity heard of the rollback).
+    drive(lambda: vibesync.status()["applied_batches"] >= applied + 2, timeout=15,
+          what="Blender applied the batch it refused and the resync after the rollback")
     quiet(world.daemon, world.project_id, host)
     assert host.obj(cu)["parent"] == cam_u, "the person's move stays in Unity"
     assert bpy.context.scene.collection.children.get("Collection") is not None
