@@ -76,33 +76,15 @@ impl Project {
                 self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
             }
         }
-        // (The fast path writes no parent: transforms, renames and visibility only.)
-        if f.path != Path::Fast {
-            self.note_committed(&f.records);
-        }
         // A parent this batch puts an object under that a `tombstone` request deleted while
         // the batch was in flight: the object stands under one that is gone. Every editor
         // that applied the batch before the delete holds it at the root where it stands; the
         // next main batch puts it there for all (`batch`, docs/PROTOCOL.md §6.1 "delete").
-        let parents: BTreeSet<String> = match f.path {
-            Path::Fast => BTreeSet::new(),
-            _ => super::committed_parents(&f.records).filter_map(|(_, p)| p.flatten()).collect(),
-        };
-        for p in &parents {
-            let live = match cx.view.lookup(p) {
-                Ok(e) => e.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned),
-                Err(e) => return cx.storage_failed(&f.batch_id, &format!("registry read failed: {e}")).await,
-            };
-            if live || self.orphaned.iter().any(|(x, _, _)| x == p) {
-                continue;
-            }
-            let by = match super::deleted_by(cx, p) {
-                Ok(by) => by,
-                Err(why) => return cx.storage_failed(&f.batch_id, &why).await,
-            };
-            if let Some((by, author)) = by {
-                self.orphaned.push((p.to_string(), by, author));
-                self.orphaned_at.get_or_insert(cx.now());
+        // (The fast path writes no parent: transforms, renames and visibility only.)
+        if f.path != Path::Fast {
+            let parents = self.note_committed(&f.records);
+            if let Err(why) = self.owe_moves_under_deleted(cx, parents, cx.now()) {
+                return cx.storage_failed(&f.batch_id, &why).await;
             }
         }
         if late || !corrected_uuids.is_empty() {

@@ -817,24 +817,28 @@ impl Project {
         }
         let parents: Vec<String> =
             self.children.as_ref().map(|c| c.parents().into_iter().map(str::to_string).collect()).unwrap_or_default();
+        if let Err(why) = self.owe_moves_under_deleted(cx, parents, cx.now() + self.settings.batch_window_ms) {
+            cx.storage_failed("sync", &why).await;
+        }
+    }
+
+    /// Of `parents`, those the registry holds deleted (archived, with who deleted them): the
+    /// objects left under them are moved in the next main batch, from `at` on (`orphaned`).
+    /// One already listed is skipped. A read error is an error.
+    fn owe_moves_under_deleted(&mut self, cx: &Cx<'_>, parents: Vec<String>, at: u64) -> Result<(), String> {
         for p in parents {
-            let live = match cx.view.lookup(&p) {
-                Ok(e) => e.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned),
-                Err(e) => return cx.storage_failed("sync", &format!("registry read failed: {e}")).await,
-            };
-            if live {
+            let entry = cx.view.lookup(&p).map_err(|e| format!("registry read failed: {e}"))?;
+            let live = entry.is_some_and(|e| e.status != vibesync_registry::Status::Tombstoned);
+            if live || self.orphaned.iter().any(|(x, _, _)| *x == p) {
                 continue;
             }
-            let by = match deleted_by(cx, &p) {
-                Ok(by) => by,
-                Err(why) => return cx.storage_failed("sync", &why).await,
-            };
-            if let Some((by, author)) = by {
-                info!(project_id = %self.project, parent = %p, "objects left under a deleted parent when the daemon stopped: moved to the root where they stand");
+            if let Some((by, author)) = deleted_by(cx, &p)? {
+                info!(project_id = %self.project, parent = %p, "objects are left under a deleted parent: they go to the root where they stand");
                 self.orphaned.push((p, by, author));
-                self.orphaned_at.get_or_insert(cx.now() + self.settings.batch_window_ms);
+                self.orphaned_at.get_or_insert(at);
             }
         }
+        Ok(())
     }
 
     /// The live objects the registry holds under any of `parents`, each with its parent
@@ -871,16 +875,20 @@ impl Project {
         Ok(out)
     }
 
-    /// A batch committed (`records`, its STEPs): the children index follows the parents of
-    /// the states it wrote (module `children`).
-    fn note_committed(&mut self, records: &[Record]) {
-        let Some(index) = self.children.as_mut() else { return };
+    /// A slow batch committed (`records`, its STEPs): the children index follows the parents
+    /// of the states it wrote (module `children`). Returns the parents it wrote, sorted.
+    fn note_committed(&mut self, records: &[Record]) -> Vec<String> {
+        let mut parents: BTreeSet<String> = BTreeSet::new();
         for (u, p) in committed_parents(records) {
-            match p {
-                Some(p) => index.set(&u, p.as_deref()),
-                None => index.remove(&u),
+            if let Some(index) = self.children.as_mut() {
+                match &p {
+                    Some(p) => index.set(&u, p.as_deref()),
+                    None => index.remove(&u),
+                }
             }
+            parents.extend(p.flatten());
         }
+        parents.into_iter().collect()
     }
 
     /// What is in flight, for the `queue` step.
