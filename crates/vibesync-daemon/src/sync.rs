@@ -251,6 +251,9 @@ impl<H: Host> View for DaemonView<'_, H> {
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
         self.daemon.stores().registry.archived(self.project, uuid).map_err(|e| e.to_string())
     }
+    fn any_archived(&self) -> bool {
+        self.daemon.stores().registry.counts().tombstoned > 0
+    }
     fn blob_len(&self, hash: &str) -> Result<Option<u64>, String> {
         self.daemon.stores().blob_len(hash).map_err(|e| e.to_string())
     }

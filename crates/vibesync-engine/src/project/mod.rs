@@ -223,6 +223,9 @@ pub trait View: Sync {
     fn archived_entries(&self) -> Result<Vec<Entry>, String>;
     /// The archived (tombstoned) versions of one uuid, oldest first.
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String>;
+    /// Whether the registry holds any archived (tombstoned) version, of any project; O(1),
+    /// no read of a record. None: no deleted object can have anything left under it.
+    fn any_archived(&self) -> bool;
     /// The size in bytes of a stored mesh blob (None: not stored).
     fn blob_len(&self, hash: &str) -> Result<Option<u64>, String>;
     /// A stored mesh blob (None: not stored; a damaged one is an error).
@@ -805,11 +808,17 @@ impl Project {
         Ok(true)
     }
 
-    /// The first time an editor joins this project in this daemon run: objects the registry
+    /// The first time an editor holding a scene (Blender, Unity — never an agent or the CLI,
+    /// which receive no batches) joins this project in this daemon run: objects the registry
     /// holds under a parent that is deleted — their moves to the root were due when the daemon
     /// stopped (or was killed) — are moved in the next main batch, as after the `tombstone`
     /// (docs/PROTOCOL.md §6.1, "Objects left under a deleted parent").
     async fn recover_orphans(&mut self, cx: &Cx<'_>) {
+        if !cx.view.any_archived() {
+            // Nothing was ever deleted: no pass over the registry (a later delete builds the
+            // children index when it asks).
+            return;
+        }
         match self.build_children(cx) {
             Ok(true) => {}
             Ok(false) => return,
@@ -997,7 +1006,9 @@ impl Project {
             Input::Joined { session_id, last_seq } => {
                 self.joined.insert(session_id.clone());
                 self.replay(cx, &session_id, last_seq, None).await;
-                self.recover_orphans(cx).await;
+                if cx.view.session(&session_id).is_some_and(|s| s.editor.holds_scene()) {
+                    self.recover_orphans(cx).await;
+                }
             }
             Input::Resync { session_id, since_seq, request_id } => {
                 self.replay(cx, &session_id, since_seq, Some(request_id)).await

@@ -246,6 +246,9 @@ impl View for Mem {
     fn archived(&self, uuid: &str) -> Result<Vec<Entry>, String> {
         Ok(self.0.lock().unwrap().archive.iter().filter(|e| e.uuid == uuid).cloned().collect())
     }
+    fn any_archived(&self) -> bool {
+        !self.0.lock().unwrap().archive.is_empty()
+    }
     fn blob_len(&self, _: &str) -> Result<Option<u64>, String> {
         Ok(None)
     }
