@@ -517,6 +517,12 @@ pub struct Project {
     /// editor's own changes of them to arrive first (Blender sends their reparents).
     orphaned: Vec<(String, Editor, Author)>,
     orphaned_at: Option<u64>,
+    /// (session, deleted parent) → the seq of that parent's `tombstone`, relayed to the session
+    /// before any later seq went out (so a `base_seq` at or past it means the editor had applied
+    /// the delete), for parents the registry still held objects under. A `transform` of such an
+    /// object that editor makes from then on is a pose at the root, where the delete left it
+    /// (`batch`). Dropped when the batch that moves those objects forms, or the session leaves.
+    relayed_deletes: HashMap<(SessionId, String), u64>,
     /// Which objects the registry holds under each parent (`None` until a delete first asks):
     /// a hint, read back before use (module `children`).
     children: Option<children::Children>,
@@ -701,6 +707,7 @@ impl Project {
             delete_losers: HashMap::default(),
             postponed: None,
             orphaned: Vec::new(),
+            relayed_deletes: HashMap::default(),
             orphaned_at: None,
             children: None,
         }

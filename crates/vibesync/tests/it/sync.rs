@@ -1033,15 +1033,69 @@ fn an_object_left_under_a_tombstoned_parent_goes_to_the_root_where_it_stands() {
     settle(&mut [&mut b, &mut u]);
     x_stands_where_a_put_it(&d, &[("blender", &b), ("unity", &u)], &a, &x);
     // One STEP, written as Blender's (who deleted A), and no rollback.
-    let recs = wal_records(&dir.path().join("data"));
-    let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a.as_str());
+    one_state_step_after_the_tombstone(dir.path(), &a, &x, "blender");
+    assert_eq!(wal_records(&dir.path().join("data")).iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+}
+
+/// After A's `tombstone` in the WAL, exactly one `state` STEP of X, written as `editor`'s.
+fn one_state_step_after_the_tombstone(dir: &std::path::Path, a: &str, x: &str, editor: &str) {
+    let recs = wal_records(&dir.join("data"));
+    let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a);
     let steps: Vec<&Value> = recs[after.expect("A's tombstone STEP")..]
         .iter()
-        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x.as_str())
+        .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x)
         .collect();
     assert_eq!(steps.len(), 1, "{steps:?}");
-    assert_eq!(steps[0]["payload"]["writes"][0]["editor"], "blender", "{}", steps[0]);
-    assert_eq!(recs.iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+    assert_eq!(steps[0]["payload"]["writes"][0]["editor"], editor, "{}", steps[0]);
+}
+
+/// Unity applies Blender's delete of A — X stays at the root where A put it, as an editor
+/// leaves a deleted object's children — and its person moves X there before the batch that
+/// moves X in the registry forms (a window after the delete). Unity's `transform` is X's pose
+/// at the root, never one under A: X stays where that person put it, in Unity (their edit is
+/// never overwritten), in Blender and in a replay (docs/PROTOCOL.md §6.1 "Objects left under a
+/// deleted parent").
+#[test]
+fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_stays_where_its_person_put_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, c]) = three_synced_in_window(dir.path(), 1000);
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    // Unity's person is at work: a move of C opens a window (it closes 1 s later, before the
+    // one the delete opens).
+    let mv = json!({"op":"transform","uuid":c,"t":[0.0,0.0,1.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-c", vec![mv], &[])), ["queued"]);
+    let _ = u.drain(Duration::from_millis(300));
+    b.states.remove(&a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    until(&mut [&mut u], Duration::from_secs(5), |m| !m[0].states.contains_key(&a));
+    // Unity leaves X at the root where A put it (the harness removes the uuid named alone).
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let st = u.states.get_mut(&x).unwrap();
+    (st["parent"], st["t"], st["r"], st["s"]) =
+        (Value::Null, json!(X_IN_THE_WORLD), json!([0.0, h, 0.0, h]), json!([2.0, 2.0, 2.0]));
+    let here = [5.0, 6.0, 7.0];
+    let mv = json!({"op":"transform","uuid":x,"t":here,"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move"));
+    settle(&mut [&mut b, &mut u]);
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    let mut late = Mini::connect(&d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
+    for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
+        let st = &m.states[&x];
+        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
+        assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
+        assert!(close(&st["s"], [1.0, 1.0, 1.0]), "{who}: as Unity's person left it: {st}");
+    }
+    assert_eq!(u.results.iter().filter(|r| r["outcome"] == "rolled_back").count(), 0);
+    // Unity holds what it made: no correction is sent to it.
+    assert!(u.batches.iter().all(|(_, path, _)| path != "resync"), "{:?}", u.batches);
+    // X's state is written as Unity's, at the root, with the pose it sent.
+    one_state_step_after_the_tombstone(dir.path(), &a, &x, "unity");
 }
 
 /// The same when the daemon is killed (`kill -9`) after A's `tombstone` committed and before
