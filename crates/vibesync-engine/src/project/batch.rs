@@ -293,28 +293,33 @@ impl Project {
                     // any origin left off the authoritative state: `forward::plan`.)
                 }
             }
-            // A `transform` of an object the registry still holds under a deleted parent, from
-            // an editor that had applied that delete when it made it (`relayed_deletes`): that
-            // editor holds the object at the root, where the delete left it, and the pose is
-            // one there, never one under the deleted parent (composed with the parent's, it
-            // would move the object away from where that person just put it). The batch puts
-            // the object at the root first, on that editor's behalf, as every editor holds it
-            // (§6.1 "Objects left under a deleted parent").
+            // A `transform` of an object the registry still holds under a deleted parent (one
+            // whose left objects are owed a move to the root), from an editor that had applied
+            // that delete when it made it (`applied_delete_of`): that editor holds the object
+            // at the root, where the delete left it, and the pose is one there, never one under
+            // the deleted parent (composed with the parent's, it would move the object away
+            // from where that person just put it). The batch puts the object at the root
+            // first, on that editor's behalf, as every editor holds it (§6.1 "Objects left
+            // under a deleted parent").
             let mut to_root: Option<Queued<Editor>> = None;
             if let (ChangeOp::Transform { .. }, Some(Some(p))) = (&q.change.op, cur.as_ref().map(|c| &c.parent)) {
-                let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone()));
-                let relayed = self.relayed_deletes.get(&(q.origin.session_id.clone(), p.clone()));
-                if base.zip(relayed).is_some_and(|(b, r)| b >= r) {
-                    match deleted_parent_world(cx, p, &states, &start) {
-                        Ok(Some(_)) => {
-                            info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move of an object its editor holds at the root since it applied its parent's delete: the object goes to the root with the pose as sent");
-                            let mut r = q.clone();
-                            r.change.op = ChangeOp::Reparent(None);
-                            to_root = Some(r);
-                        }
-                        Ok(None) => {}
-                        Err(why) => return cx.storage_failed("sync", &why).await,
+                let owed = gone_parents.iter().chain(&self.orphaned).any(|(g, _, _)| g == p);
+                let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
+                let applied = match base.filter(|_| owed) {
+                    Some(base) => self
+                        .applied_delete_of(cx, p, base)
+                        .and_then(|yes| Ok(yes && deleted_parent_world(cx, p, &states, &start)?.is_some())),
+                    None => Ok(false),
+                };
+                match applied {
+                    Ok(true) => {
+                        info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move of an object its editor holds at the root since it applied its parent's delete: the object goes to the root with the pose as sent");
+                        let mut r = q.clone();
+                        r.change.op = ChangeOp::Reparent(None);
+                        to_root = Some(r);
                     }
+                    Ok(false) => {}
+                    Err(why) => return cx.storage_failed("sync", &why).await,
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)
@@ -373,10 +378,6 @@ impl Project {
         );
         if !gone_parents.is_empty() {
             let parents: Vec<&str> = gone_parents.iter().map(|(p, _, _)| p.as_str()).collect();
-            // This batch moves what is left under them: from here no editor's move of those
-            // objects is read against these parents.
-            let gone: HashSet<&str> = parents.iter().copied().collect();
-            self.relayed_deletes.retain(|(_, p), _| !gone.contains(p.as_str()));
             let committed = match self.left_under(cx, &parents) {
                 Ok(c) => c,
                 Err(why) => return cx.storage_failed("sync", &why).await,

@@ -517,12 +517,6 @@ pub struct Project {
     /// editor's own changes of them to arrive first (Blender sends their reparents).
     orphaned: Vec<(String, Editor, Author)>,
     orphaned_at: Option<u64>,
-    /// (session, deleted parent) → the seq of that parent's `tombstone`, relayed to the session
-    /// before any later seq went out (so a `base_seq` at or past it means the editor had applied
-    /// the delete), for parents the registry still held objects under. A `transform` of such an
-    /// object that editor makes from then on is a pose at the root, where the delete left it
-    /// (`batch`). Dropped when the batch that moves those objects forms, or the session leaves.
-    relayed_deletes: HashMap<(SessionId, String), u64>,
     /// Which objects the registry holds under each parent (`None` until a delete first asks):
     /// a hint, read back before use (module `children`).
     children: Option<children::Children>,
@@ -707,7 +701,6 @@ impl Project {
             delete_losers: HashMap::default(),
             postponed: None,
             orphaned: Vec::new(),
-            relayed_deletes: HashMap::default(),
             orphaned_at: None,
             children: None,
         }
@@ -855,6 +848,20 @@ impl Project {
             }
         }
         Ok(())
+    }
+
+    /// Whether an editor whose `base_seq` is `base` had applied the delete of `parent`: its
+    /// newest `tombstone` (the archive's) is at or before `base`, and was not relayed after a
+    /// later seq went out (`late_commits`: an editor past that seq may not have read it) —
+    /// relayed, or carried by a replay after a `last_seq` before it (§6.6). A read error is
+    /// an error.
+    fn applied_delete_of(&self, cx: &Cx<'_>, parent: &str, base: u64) -> Result<bool, String> {
+        let archived = cx.view.archived(parent).map_err(|e| format!("registry read failed: {e}"))?;
+        let Some(t) = archived.iter().max_by_key(|e| e.archive_seq()).and_then(|e| e.tombstone_seq) else {
+            return Ok(false);
+        };
+        let late = self.late_commits.iter().any(|(l, uuids)| *l > base && uuids.iter().any(|u| u == parent));
+        Ok(base >= t && !late)
     }
 
     /// The live objects the registry holds under any of `parents`, each with its parent

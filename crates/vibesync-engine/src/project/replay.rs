@@ -310,9 +310,6 @@ impl Project {
             info!(project_id = %self.project, operation_id = %op_id, uuids = ?uuids, tombstone_seq = seq, after_seq = exposed, "deletes relayed after a later seq went out: recorded for the replays of editors that may have missed them");
             self.late_commits.push((exposed + 1, uuids));
         }
-        // Sessions this relay reached before any later seq went out: one whose `base_seq` is at
-        // or past `seq` has applied these deletes.
-        let mut relayed: Vec<SessionId> = Vec::new();
         for s in self.project_sessions(cx) {
             // Not to a session whose replay waits for the batches in flight: that replay is
             // read from the registry when it goes out, so it carries these deletes, and this
@@ -326,9 +323,6 @@ impl Project {
             {
                 for (u, _) in &ops {
                     self.forwarded.insert((s.session_id.clone(), u.clone()), seq);
-                }
-                if exposed < seq {
-                    relayed.push(s.session_id.clone());
                 }
             }
         }
@@ -359,9 +353,6 @@ impl Project {
                 };
                 if let Some((by, author)) = by {
                     for p in parents {
-                        for s in &relayed {
-                            self.relayed_deletes.insert((s.clone(), p.clone()), seq);
-                        }
                         self.orphaned.push((p, by.clone(), author));
                     }
                     let at = cx.now() + self.settings.batch_window_ms;

@@ -153,7 +153,6 @@ impl Project {
         self.idle.left(session_id);
         self.diverged.remove(session_id);
         self.forwarded.retain(|(s, _), _| s != session_id);
-        self.relayed_deletes.retain(|(s, _), _| s != session_id);
         self.bases.retain(|(s, _), _| s != session_id);
         self.delivered.forget(&session_id.to_string());
         let verdicts: Vec<(String, Verdict)> =
