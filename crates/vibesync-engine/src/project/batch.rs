@@ -294,16 +294,18 @@ impl Project {
                 }
             }
             // A `transform` of an object the registry still holds under a deleted parent (one
-            // whose left objects are owed a move to the root), from an editor that had applied
-            // that delete when it made it (`applied_delete_of`): that editor holds the object
-            // at the root, where the delete left it, and the pose is one there, never one under
-            // the deleted parent (composed with the parent's, it would move the object away
-            // from where that person just put it). The batch puts the object at the root
-            // first, on that editor's behalf, as every editor holds it (§6.1 "Objects left
-            // under a deleted parent").
+            // whose left objects are owed a move to the root), from an editor (Blender, Unity)
+            // that had applied that delete when it made it (`applied_delete_of`): that editor
+            // holds the object at the root, where the delete left it, and the pose is one
+            // there, never one under the deleted parent (composed with the parent's, it would
+            // move the object away from where that person just put it). The batch puts the
+            // object at the root first, on that editor's behalf, as every editor holds it
+            // (§6.1 "Objects left under a deleted parent").
             let mut to_root: Option<Queued<Editor>> = None;
             if let (ChangeOp::Transform { .. }, Some(Some(p))) = (&q.change.op, cur.as_ref().map(|c| &c.parent)) {
-                let owed = gone_parents.iter().chain(&self.orphaned).any(|(g, _, _)| g == p);
+                // (An agent holds no scene: it reads the registry's state, under the parent.)
+                let owed =
+                    q.origin.editor.holds_scene() && gone_parents.iter().chain(&self.orphaned).any(|(g, _, _)| g == p);
                 let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
                 let applied = match base.filter(|_| owed) {
                     Some(base) => self
