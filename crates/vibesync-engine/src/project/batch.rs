@@ -378,6 +378,8 @@ impl Project {
                 .filter(|q| matches!(q.change.op, ChangeOp::Delete) && matches!(states.get(&q.change.uuid), Some(None)))
                 .map(|q| (q.change.uuid.clone(), q.origin.clone(), q.author)),
         );
+        // The objects those moves put at the root: no editor's write (below).
+        let mut left_moved: HashSet<String> = HashSet::default();
         if !gone_parents.is_empty() {
             let parents: Vec<&str> = gone_parents.iter().map(|(p, _, _)| p.as_str()).collect();
             let committed = match self.left_under(cx, &parents) {
@@ -393,6 +395,7 @@ impl Project {
                 };
                 kinds.insert(SYNC_SESSION.to_string(), "daemon".to_string());
                 carry_for(origin, author, &x, undo, (&mut all, &mut kept));
+                left_moved.insert(x);
             }
         }
         if nothing_queued && kept.is_empty() {
@@ -540,8 +543,14 @@ impl Project {
         // Who writes which part of each uuid, for staleness (docs/PROTOCOL.md §6.1): kept in
         // memory at the batch's seq once appended, and in each `state` STEP, so that the
         // registry keeps them across a restart.
+        // The moves of objects left under a deleted parent are no edit: every editor that
+        // applied the delete holds them so already, and a change its person made there before
+        // reading them was made over what they write — never stale against them (§6.1).
         let mut writes: HashMap<String, LastWrites> = HashMap::default();
         for q in &kept {
+            if q.origin.session_id == SYNC_SESSION && left_moved.contains(&q.change.uuid) {
+                continue;
+            }
             writes.entry(q.change.uuid.clone()).or_default().record(
                 Parts::written_by(&q.change.op),
                 0,

@@ -1032,13 +1032,14 @@ fn an_object_left_under_a_tombstoned_parent_goes_to_the_root_where_it_stands() {
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| moved(m[0]) && moved(m[1]));
     settle(&mut [&mut b, &mut u]);
     x_stands_where_a_put_it(&d, &[("blender", &b), ("unity", &u)], &a, &x);
-    // One STEP, written as Blender's (who deleted A), and no rollback.
-    one_state_step_after_the_tombstone(dir.path(), &a, &x, "blender");
+    // One STEP, and no editor's write (no change is stale against it), and no rollback.
+    one_state_step_after_the_tombstone(dir.path(), &a, &x, None);
     assert_eq!(wal_records(&dir.path().join("data")).iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
 }
 
-/// After A's `tombstone` in the WAL, exactly one `state` STEP of X, written as `editor`'s.
-fn one_state_step_after_the_tombstone(dir: &std::path::Path, a: &str, x: &str, editor: &str) {
+/// After A's `tombstone` in the WAL, exactly one `state` STEP of X, written as `editor`'s
+/// (`None`: naming no writer).
+fn one_state_step_after_the_tombstone(dir: &std::path::Path, a: &str, x: &str, editor: Option<&str>) {
     let recs = wal_records(&dir.join("data"));
     let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a);
     let steps: Vec<&Value> = recs[after.expect("A's tombstone STEP")..]
@@ -1046,7 +1047,24 @@ fn one_state_step_after_the_tombstone(dir: &std::path::Path, a: &str, x: &str, e
         .filter(|r| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x)
         .collect();
     assert_eq!(steps.len(), 1, "{steps:?}");
-    assert_eq!(steps[0]["payload"]["writes"][0]["editor"], editor, "{}", steps[0]);
+    match editor {
+        Some(e) => assert_eq!(steps[0]["payload"]["writes"][0]["editor"], e, "{}", steps[0]),
+        None => assert!(steps[0]["payload"].get("writes").is_none_or(|w| w == &json!([])), "{}", steps[0]),
+    }
+}
+
+/// Blender's person deletes A (a `tombstone` naming A alone); Unity applies the relayed delete
+/// and holds X at the root where A put it, as an editor leaves a deleted object's children
+/// (the harness removes the uuid named alone).
+fn blender_deletes_a_unity_holds_x_at_the_root(b: &mut Mini, u: &mut Mini, a: &str, x: &str) {
+    b.states.remove(a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    until(&mut [&mut *u], Duration::from_secs(5), |m| !m[0].states.contains_key(a));
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    let st = u.states.get_mut(x).unwrap();
+    (st["parent"], st["t"], st["r"], st["s"]) =
+        (Value::Null, json!(X_IN_THE_WORLD), json!([0.0, h, 0.0, h]), json!([2.0, 2.0, 2.0]));
 }
 
 /// Unity applies Blender's delete of A — X stays at the root where A put it, as an editor
@@ -1066,15 +1084,7 @@ fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_sta
     let mv = json!({"op":"transform","uuid":c,"t":[0.0,0.0,1.0],"r":[0,0,0,1],"s":[1,1,1]});
     assert_eq!(statuses(&u.send_change("u-c", vec![mv], &[])), ["queued"]);
     let _ = u.drain(Duration::from_millis(300));
-    b.states.remove(&a);
-    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
-    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
-    until(&mut [&mut u], Duration::from_secs(5), |m| !m[0].states.contains_key(&a));
-    // Unity leaves X at the root where A put it (the harness removes the uuid named alone).
-    let h = std::f64::consts::FRAC_1_SQRT_2;
-    let st = u.states.get_mut(&x).unwrap();
-    (st["parent"], st["t"], st["r"], st["s"]) =
-        (Value::Null, json!(X_IN_THE_WORLD), json!([0.0, h, 0.0, h]), json!([2.0, 2.0, 2.0]));
+    blender_deletes_a_unity_holds_x_at_the_root(&mut b, &mut u, &a, &x);
     let here = [5.0, 6.0, 7.0];
     let mv = json!({"op":"transform","uuid":x,"t":here,"r":[0,0,0,1],"s":[1,1,1]});
     assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
@@ -1095,7 +1105,41 @@ fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_sta
     // Unity holds what it made: no correction is sent to it.
     assert!(u.batches.iter().all(|(_, path, _)| path != "resync"), "{:?}", u.batches);
     // X's state is written as Unity's, at the root, with the pose it sent.
-    one_state_step_after_the_tombstone(dir.path(), &a, &x, "unity");
+    one_state_step_after_the_tombstone(dir.path(), &a, &x, Some("unity"));
+}
+
+/// Unity applies Blender's delete of A (X stays at the root where A put it) and its person
+/// puts X under C — after the batch that moves X to the root in the registry has formed, and
+/// before Unity has read it. That batch changes nothing Unity holds; it is no edit a change
+/// could miss: Unity's reparent is no `STALE` change, never undone — X ends under C
+/// everywhere (docs/PROTOCOL.md §6.1 "Objects left under a deleted parent").
+#[test]
+fn a_reparent_made_before_reading_the_move_of_an_object_left_under_a_deleted_parent_is_not_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, c]) = three_synced_in_a_long_window(dir.path());
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    blender_deletes_a_unity_holds_x_at_the_root(&mut b, &mut u, &a, &x);
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    // The batch moving X reaches Blender (Unity reads nothing meanwhile).
+    let seen = b.batches.len();
+    until(&mut [&mut b], Duration::from_secs(10), |m| m[0].applies.values().skip(seen).flatten().any(|v| *v == x));
+    // Unity's person puts X under C (at the origin, unturned: X where it stands, here).
+    let ops = vec![
+        json!({"op":"reparent","uuid":x,"parent":c}),
+        json!({"op":"transform","uuid":x,"t":X_IN_THE_WORLD,"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]}),
+    ];
+    let ack = u.send_change("u-under-c", ops, &[]);
+    assert_eq!(statuses(&ack), ["queued"; 2], "{ack}: {}", d.stderr_log());
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-under-c"));
+    settle(&mut [&mut b, &mut u]);
+    let mut late = Mini::connect(&d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
+    for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
+        assert_eq!(m.states[&x]["parent"], c.as_str(), "{who}: X under C, where Unity's person put it");
+        assert_eq!(m.states[&x]["t"], json!(X_IN_THE_WORLD), "{who}");
+    }
+    assert!(u.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?}", u.events);
 }
 
 /// The same when the daemon is killed (`kill -9`) after A's `tombstone` committed and before
