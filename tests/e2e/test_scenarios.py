@@ -1150,9 +1150,15 @@ def test_unity_moves_the_collection_gameobject_the_move_stays_not_synced(world):
     cu = bpy.data.collections["Collection"]["vibesync_uuid"]
     for x in (5, 6, 7):
         rolled = host.stats()["rolled_back"]
+        applied = vibesync.status()["applied_batches"]
         host.cmd(f"move {cu} {x} 0 0")
         drive(lambda rolled=rolled: host.stats()["rolled_back"] > rolled, timeout=15,
               what=f"the move to x={x} refused by Blender")
+        # Blender answered the batch it refused, then is sent the authoritative state after
+        # the rollback (§6.4): both before the next move and the quiet period (on a loaded
+        # machine that resync may reach Blender after Unity heard of the rollback).
+        drive(lambda applied=applied: vibesync.status()["applied_batches"] >= applied + 2, timeout=15,
+              what=f"Blender applied the refused move to x={x} and the resync after its rollback")
     ev = host.wait("not_synced", pred=lambda e: cu in e.get("uuids", ()), timeout=15,
                    what="the move kept in Unity, not synced")
     assert "no transform" in ev["reason"], ev  # Blender's own words, shown in Unity
