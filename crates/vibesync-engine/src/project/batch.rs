@@ -307,10 +307,12 @@ impl Project {
                 let owed =
                     q.origin.editor.holds_scene() && gone_parents.iter().chain(&self.orphaned).any(|(g, _, _)| g == p);
                 let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
+                // (Still deleted: not made again, in this window or since.)
                 let applied = match base.filter(|_| owed) {
-                    Some(base) => self
-                        .applied_delete_of(cx, p, base)
-                        .and_then(|yes| Ok(yes && deleted_parent_world(cx, p, &states, &start)?.is_some())),
+                    Some(base) => last_state(cx, p, &states, &start).and_then(|last| match last {
+                        Some((_, true)) => self.applied_delete_of(cx, p, base),
+                        _ => Ok(false),
+                    }),
                     None => Ok(false),
                 };
                 match applied {
@@ -378,8 +380,8 @@ impl Project {
                 .filter(|q| matches!(q.change.op, ChangeOp::Delete) && matches!(states.get(&q.change.uuid), Some(None)))
                 .map(|q| (q.change.uuid.clone(), q.origin.clone(), q.author)),
         );
-        // The objects those moves put at the root: no editor's write (below).
-        let mut left_moved: HashSet<String> = HashSet::default();
+        // Where those moves stand in `kept`: no editor's write (below).
+        let mut left_moved: HashSet<usize> = HashSet::default();
         if !gone_parents.is_empty() {
             let parents: Vec<&str> = gone_parents.iter().map(|(p, _, _)| p.as_str()).collect();
             let committed = match self.left_under(cx, &parents) {
@@ -394,8 +396,9 @@ impl Project {
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 };
                 kinds.insert(SYNC_SESSION.to_string(), "daemon".to_string());
+                let from = kept.len();
                 carry_for(origin, author, &x, undo, (&mut all, &mut kept));
-                left_moved.insert(x);
+                left_moved.extend(from..kept.len());
             }
         }
         if nothing_queued && kept.is_empty() {
@@ -547,8 +550,8 @@ impl Project {
         // applied the delete holds them so already, and a change its person made there before
         // reading them was made over what they write — never stale against them (§6.1).
         let mut writes: HashMap<String, LastWrites> = HashMap::default();
-        for q in &kept {
-            if q.origin.session_id == SYNC_SESSION && left_moved.contains(&q.change.uuid) {
+        for (i, q) in kept.iter().enumerate() {
+            if left_moved.contains(&i) {
                 continue;
             }
             writes.entry(q.change.uuid.clone()).or_default().record(
