@@ -1179,6 +1179,59 @@ fn an_object_left_under_a_parent_tombstoned_before_a_kill_9_goes_to_the_root_aft
     x_stands_where_a_put_it(&d, &[("blender", &b2), ("unity", &u2)], &a, &x);
 }
 
+/// Unity applies Blender's delete of A (X at the root where A put it) and the daemon is
+/// killed (`kill -9`) before the batch that moves X in the registry. After the restart, Unity's
+/// person moves X, at the root, before the recovery batch forms (a window after the editors
+/// join): the check "had Unity applied A's delete" reads the archive, not a session, so it
+/// holds across the restart — X stays where that person put it, in both editors and a replay,
+/// and its state is written as Unity's (docs/PROTOCOL.md §6.1 "Objects left under a deleted
+/// parent").
+#[test]
+fn a_move_at_the_root_after_a_parents_delete_stays_where_its_person_put_it_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut d, mut b, mut u, [a, x, _]) = three_synced_in_window(dir.path(), 2000);
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    blender_deletes_a_unity_holds_x_at_the_root(&mut b, &mut u, &a, &x);
+    d.kill9();
+    let recs = wal_records(&data);
+    let after = recs.iter().position(|r| r["payload"]["op"] == "tombstone" && r["payload"]["uuid"] == a.as_str());
+    let moved_x =
+        |r: &&Value| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x.as_str();
+    assert_eq!(
+        recs[after.expect("A's tombstone STEP")..].iter().filter(moved_x).count(),
+        0,
+        "killed before X was moved"
+    );
+    let cfg = fast_config(dir.path(), 2000, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let (mut b2, mut u2) = (Mini::connect(&d, "blender", 1.0, b.last_seq), Mini::connect(&d, "unity", 1.0, u.last_seq));
+    b2.states = std::mem::take(&mut b.states);
+    u2.states = std::mem::take(&mut u.states);
+    drop((b, u));
+    let here = [5.0, 6.0, 7.0];
+    let mv = json!({"op":"transform","uuid":x,"t":here,"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u2.send_change("u-move", vec![mv], &[])), ["queued"]);
+    until(&mut [&mut b2, &mut u2], Duration::from_secs(20), |m| ended(m[1], "u-move"));
+    settle(&mut [&mut b2, &mut u2]);
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    let mut late = Mini::connect(&d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
+    for (who, m) in [("unity", &u2), ("blender", &b2), ("a replay", &late)] {
+        assert!(!m.states.contains_key(&a), "{who}: A is deleted");
+        let st = &m.states[&x];
+        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
+        assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
+        assert!(close(&st["s"], [1.0, 1.0, 1.0]), "{who}: as Unity's person left it: {st}");
+    }
+    assert_eq!(u2.results.iter().filter(|r| r["outcome"] == "rolled_back").count(), 0);
+    assert!(u2.batches.iter().all(|(_, path, _)| path != "resync"), "no correction to Unity: {:?}", u2.batches);
+    one_state_step_after_the_tombstone(dir.path(), &a, &x, Some("unity"));
+}
+
 /// The same when the batch putting X under A is still in flight as Blender deletes A: Blender
 /// applied it (X under A there) but answers only after its delete, so the batch commits after
 /// the tombstone — then X goes to the root where it stands, as in every editor that applied
