@@ -173,7 +173,7 @@ pub fn check_compacted(
     if let Some(last) = history.last() {
         if last.last_seq > wal_last_seq {
             problems.push(format!(
-                "the audit history has seen seq {} (commit {}) but the WAL ends at seq {wal_last_seq}: the WAL lost its tail (docs/WAL.md §5); restore the WAL, or run `vibesync serve --repair` to set this history aside and continue from the shorter log",
+                "the audit history has seen seq {} (commit {}) but the WAL ends at seq {wal_last_seq}: the WAL lost its tail (docs/WAL.md §5); restore the WAL, or run `vibesync serve --repair` to rewind this history to the shorter log (its old head is kept under refs/vibesync/rewound) and continue from there",
                 last.last_seq, last.commit
             ));
         }

@@ -148,7 +148,8 @@ pub(crate) fn scan_segment(
 
 /// A bad spot is a torn tail when it is in the last segment, is line damage (not a chain
 /// break) and no complete line follows it: at most one `\n`, at the very end, ignoring
-/// trailing zero bytes.
+/// trailing zero bytes — and that one line does not end in a whole record after zero bytes
+/// ([`record_after_zeros`]).
 pub(crate) fn is_torn_tail(kind: BadKind, rest: &[u8]) -> bool {
     if !matches!(kind, BadKind::Incomplete | BadKind::Damaged) {
         return false;
@@ -157,8 +158,20 @@ pub(crate) fn is_torn_tail(kind: BadKind, rest: &[u8]) -> bool {
     let trimmed = &rest[..end];
     match trimmed.iter().position(|&b| b == b'\n') {
         None => true,
-        Some(i) => i + 1 == trimmed.len(),
+        Some(i) => i + 1 == trimmed.len() && record_after_zeros(trimmed).is_none(),
     }
+}
+
+/// The seq of a whole record (its checksum holds) that ends the first line of `rest` right
+/// after zero bytes: zeros that took the place of a record and its `\n` (a power loss during
+/// an unsynced multi-page write persisted a later page and not an earlier one, docs/WAL.md §7)
+/// make the zeros and the next record one line. A record never holds a zero byte (JSON
+/// escapes control characters), so what follows the line's last zero byte is that record or
+/// nothing whole.
+pub(crate) fn record_after_zeros(rest: &[u8]) -> Option<u64> {
+    let line = &rest[..rest.iter().position(|&b| b == b'\n')? + 1];
+    let after = line.iter().rposition(|&b| b == 0)? + 1;
+    RecordHead::parse_line(&line[after..]).ok().map(|h| h.seq)
 }
 
 pub(crate) struct Recovered {
@@ -372,7 +385,10 @@ pub(crate) fn recover(cfg: &WalConfig) -> Result<Recovered, WalError> {
                 rest.len() - rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |n| n + 1),
                 later.len()
             ));
-            if rest.first() == Some(&0) {
+            if let Some(seq) = record_after_zeros(rest) {
+                reason.push_str(&format!("; a whole record (seq {seq}) follows the zero bytes in that line"));
+            }
+            if rest.first() == Some(&0) || record_after_zeros(rest).is_some() {
                 reason.push_str(
                     "; zero bytes followed by records are typical of a power loss during a write \
                      that was never acknowledged",

@@ -238,6 +238,45 @@ fn zero_hole_followed_by_records_is_corruption_with_a_hint() {
     assert!(err.to_string().contains("power loss"), "{err}");
 }
 
+/// Zeros that took the place of a record and its `\n` — or were written before the last
+/// record — make the zeros and that last record one line: a whole record still follows the
+/// bad spot, so it is the power-loss pattern (docs/WAL.md §7), refused, never cut as a torn
+/// tail (the last record could be an acknowledged COMMIT).
+#[test]
+fn zeros_that_swallowed_a_newline_before_the_last_record_are_corruption_not_a_torn_tail() {
+    let src = TempDir::new().unwrap();
+    let all = write_sample_log(src.path(), SEG);
+    let last = segments(src.path()).pop().unwrap();
+    let bytes = fs::read(&last).unwrap();
+    let starts = line_starts(&bytes);
+    let n = starts.len() - 1;
+    assert!(n >= 3, "the last segment holds several records");
+    let last_seq = all.len();
+    // The second-to-last record, its `\n` included, zeroed; and 4 KiB of zeros inserted before
+    // the last record.
+    let mut zeroed = bytes.clone();
+    zeroed[starts[n - 2]..starts[n - 1]].fill(0);
+    let mut inserted = bytes[..starts[n - 1]].to_vec();
+    inserted.extend_from_slice(&[0u8; 4096]);
+    inserted.extend_from_slice(&bytes[starts[n - 1]..]);
+    for (what, damaged, at) in [("zeroed", zeroed, starts[n - 2]), ("inserted", inserted, starts[n - 1])] {
+        let d = TempDir::new().unwrap();
+        copy_wal(src.path(), d.path());
+        let dst = d.path().join("wal").join(last.file_name().unwrap());
+        fs::write(&dst, &damaged).unwrap();
+        match Wal::open(cfg(d.path(), SEG)).unwrap_err() {
+            WalError::Corrupt { file, offset, reason } => {
+                assert_eq!((file, offset), (dst.clone(), at as u64), "{what}");
+                assert!(reason.contains(&format!("a whole record (seq {last_seq}) follows")), "{what}: {reason}");
+                assert!(reason.contains("power loss"), "{what}: {reason}");
+            }
+            e => panic!("{what}: {e:?}"),
+        }
+        assert_eq!(fs::read(&dst).unwrap(), damaged, "{what}: nothing changed");
+        assert!(quarantine_files(d.path()).is_empty(), "{what}");
+    }
+}
+
 #[test]
 fn deleted_line_is_detected_by_the_chain() {
     let d = TempDir::new().unwrap();
