@@ -355,10 +355,14 @@ impl Daemon {
         if let Some(c) = self.sessions.lock().unwrap().get_mut(session_id) {
             *c.received.entry(msg.type_name()).or_default() += 1;
         }
-        if !attachment.is_empty() && !matches!(msg, Inbound::Change(ref c) if c.changes.len() == 1) {
+        if !attachment.is_empty() && !matches!(msg, Inbound::Change(ref c) if names_its_mesh(&c.changes)) {
             return vec![Outbound::error(
                 ErrorCode::BadMessage,
-                "attachment: only a `change` frame with exactly one change (a mesh) may carry an attachment",
+                format!(
+                    "attachment: only a `change` frame of exactly one change, a `mesh` or a `create` with `mesh_hash`, may carry an attachment (got {} bytes on a `{}`); send the other changes without it",
+                    attachment.len(),
+                    msg.type_name()
+                ),
                 msg.request_id().map(str::to_string),
             )
             .to_frame()];
@@ -529,6 +533,17 @@ impl Daemon {
             return Outbound::error(
                 ErrorCode::BadMessage,
                 "an agent deletes with a `delete` change (docs/PROTOCOL.md §6.1), which the editors verify: a `tombstone` commits at once, over a person's edit of the object — send `{\"type\":\"change\",…,\"changes\":[{\"op\":\"delete\",\"uuid\":…}]}`",
+                Some(req.request_id),
+            )
+            .to_frame();
+        }
+        if self.safe_mode() {
+            // A tombstone deletes synced state and relays the deletes: sync is read-only in
+            // safe mode (docs/PROTOCOL.md §6.7). The editor keeps its person's delete and
+            // sends it again once a person clears safe mode.
+            return Outbound::error(
+                ErrorCode::SafeMode,
+                "the daemon is in safe mode: sync is read-only (deletes too) until a person runs `vibesync safe-mode clear`; keep the delete and send it again then",
                 Some(req.request_id),
             )
             .to_frame();
@@ -987,5 +1002,18 @@ impl crate::host::Host for Daemon {
     fn deleting(&self, project: &str) -> Vec<String> {
         let d = self.deleting.lock().unwrap();
         d.iter().filter(|(p, _)| p == project).map(|(_, u)| u.clone()).collect()
+    }
+}
+
+/// Does a `change` frame's list name the one mesh an attachment may carry (docs/PROTOCOL.md
+/// §1, §6.1): exactly one change, a `mesh` or a `create` with `mesh_hash`?
+fn names_its_mesh(changes: &[Value]) -> bool {
+    match changes {
+        [c] => match c.get("op").and_then(Value::as_str) {
+            Some("mesh") => true,
+            Some("create") => c.get("mesh_hash").is_some_and(|h| !h.is_null()),
+            _ => false,
+        },
+        _ => false,
     }
 }

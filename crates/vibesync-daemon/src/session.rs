@@ -94,13 +94,22 @@ pub async fn serve_connection(
             return;
         }
         Ok(Some(Ok(frame))) => match parse_inbound(&frame.json) {
+            // Only a `change` may carry an attachment (docs/PROTOCOL.md §1).
+            Ok(Inbound::Hello(_)) if !frame.attachment.is_empty() => {
+                let msg = format!(
+                    "attachment: `hello` carries no attachment, got {} bytes; send it with an empty attachment",
+                    frame.attachment.len()
+                );
+                let _ = send_error_and_close(&mut writer, ErrorCode::BadMessage, msg, None).await;
+                return;
+            }
             Ok(Inbound::Hello(h)) => h,
             Ok(other) => {
                 let _ = send_error_and_close(
                     &mut writer,
                     ErrorCode::NotAuthenticated,
                     format!("first message was `{}`; the first frame must be `hello`", other.type_name()),
-                    None,
+                    other.request_id().map(str::to_string),
                 )
                 .await;
                 return;
@@ -215,6 +224,10 @@ pub async fn serve_connection(
             let (frame, parsed) = match next {
                 None => break,
                 Some(Ok(read)) => read,
+                Some(Err(_)) if looks_like_http(reader.read_buffer()) => {
+                    debug!("HTTP request refused");
+                    break; // plain close: never talk to browsers (docs/PROTOCOL.md §3)
+                }
                 Some(Err(e)) => {
                     let (code, msg) = frame_error_message(&e, false);
                     if let Some(code) = code {

@@ -41,13 +41,13 @@ pub struct Hello {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ping {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
@@ -140,7 +140,7 @@ pub struct UserActivity {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resync {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(default)]
     pub since_seq: u64,
@@ -303,8 +303,13 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
                     None,
                 ))
             }
-            None if rid.is_null() => {}
-            None => return Err(MessageError::bad("field `request_id`: must be a string", None)),
+            // `null` too: an optional `request_id` is left out, never null (docs/PROTOCOL.md §2).
+            None => {
+                return Err(MessageError::bad(
+                    format!("field `request_id`: must be a string, got {}; leave it out to send none", json_kind(rid)),
+                    None,
+                ))
+            }
         }
     }
     if ty == "hello" {
@@ -323,8 +328,14 @@ pub fn parse_inbound(json: &[u8]) -> Result<Inbound, MessageError> {
     fn typed<T: DeserializeOwned>(v: Value, rid: &Option<String>) -> Result<T, MessageError> {
         serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            MessageError::bad(format!("field `{path}`: {inner}"), rid.clone())
+            let inner = e.into_inner().to_string();
+            // A missing field is named itself, not by the object that lacks it (`.`).
+            let message = match inner.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+                Some(field) if path == "." => format!("field `{field}`: missing"),
+                Some(field) => format!("field `{path}.{field}`: missing"),
+                None => format!("field `{path}`: {inner}"),
+            };
+            MessageError::bad(message, rid.clone())
         })
     }
     /// A `change` is typed with its `changes` array set aside and put back after: each
@@ -600,6 +611,18 @@ pub fn status_reply(mut status: Value, request_id: Option<String>) -> Frame {
         status = Value::Object(out);
     }
     Frame::new(serde_json::to_vec(&status).expect("status serializes"), bytes::Bytes::new())
+}
+
+/// What kind of JSON value `v` is, for error messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,9 @@ impl Project {
         // the latest admitted, since they are collected out of arrival order).
         let mut dropped: HashMap<SessionId, Vec<DropKey>> = HashMap::default();
         let mut kinds: HashMap<SessionId, String> = HashMap::default();
+        // session → its `client_id`, kept with the batch: a rollback names the editor that
+        // keeps a person's edit even after that session ended (§6.4, `status`'s not_synced).
+        let mut client_ids: HashMap<SessionId, String> = HashMap::default();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
         // Another editor's delete, committed after these changes were admitted, that the sync
@@ -102,6 +105,7 @@ impl Project {
         for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
+                client_ids.insert(q.origin.session_id.clone(), q.origin.client_id.clone());
             }
             if !start.contains_key(&q.change.uuid) {
                 let entry = match cx.view.lookup(&q.change.uuid) {
@@ -523,6 +527,7 @@ impl Project {
         let participants: Vec<Editor> = self.project_sessions(cx);
         for p in &participants {
             kinds.insert(p.session_id.clone(), p.editor.to_string());
+            client_ids.insert(p.session_id.clone(), p.client_id.clone());
         }
         let kept_ids: Vec<Queued<SessionId>> =
             kept.iter().map(|q| q.with_origin(q.origin.session_id.clone())).collect();
@@ -724,6 +729,7 @@ impl Project {
             origins,
             writes,
             kinds,
+            client_ids,
             ops: ops.clone(),
             new_hashes: plan.final_hashes.into_iter().filter_map(|(u, h)| h.map(|h| (u, h))).collect(),
             why_failed: BTreeMap::new(),

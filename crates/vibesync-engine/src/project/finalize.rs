@@ -191,7 +191,7 @@ impl Project {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut by = serde_json::Map::new();
             for (s, uuids) in &plan.kept_local {
-                let client = cx.view.session(s).map(|i| i.client_id).unwrap_or_default();
+                let client = client_of(cx, &f, s);
                 by.insert(client.clone(), json!({"session_id": s, "client": f.kinds.get(s)}));
                 for u in uuids {
                     m.entry(u.clone()).or_default().push(client.clone());
@@ -223,8 +223,7 @@ impl Project {
         warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
         self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
         for (s, uuids) in &plan.kept_local {
-            let info = cx.view.session(s);
-            let client_id = info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default();
+            let client_id = client_of(cx, &f, s);
             for u in uuids {
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),
@@ -232,7 +231,7 @@ impl Project {
                         uuid: u.clone(),
                         session_id: s.clone(),
                         client: f.kinds.get(s).cloned().unwrap_or_default(),
-                        client_id: info.as_ref().map(|i| i.client_id.clone()).unwrap_or_default(),
+                        client_id: client_id.clone(),
                         reason: reason.clone(),
                         seq,
                     },
@@ -635,4 +634,10 @@ pub(super) fn through_of<'q, S: 'q>(
     changes: impl IntoIterator<Item = &'q crate::sync::Queued<S>>,
 ) -> BTreeMap<String, String> {
     changes.into_iter().map(|q| (q.change.uuid.clone(), q.request.to_string())).collect()
+}
+
+/// The `client_id` of session `s` of batch `f`: as the batch formed (the session may have
+/// ended since: its editor still keeps what the rollback kept, §6.4), else as connected now.
+fn client_of(cx: &Cx<'_>, f: &Inflight, s: &str) -> String {
+    f.client_ids.get(s).cloned().or_else(|| cx.view.session(s).map(|i| i.client_id)).unwrap_or_default()
 }

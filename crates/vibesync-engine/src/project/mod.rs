@@ -376,6 +376,9 @@ struct Inflight {
     writes: HashMap<String, LastWrites>,
     /// session → editor kind, for conflict events and logs.
     kinds: HashMap<SessionId, String>,
+    /// session → `client_id`, as the batch formed (a rollback names who keeps a person's edit
+    /// after that session ended).
+    client_ids: HashMap<SessionId, String>,
     ops: Vec<String>,
     new_hashes: HashMap<String, String>,
     /// uuid → why a participant could not apply it as sent (`applied.failed`): the reason a

@@ -152,7 +152,7 @@ impl Project {
             let Admitted { blob, entry, mesh_bytes } =
                 match self.admit(cx, (session, author), (base_seq, saw), &change, &attachment, &at) {
                     Ok(a) => a,
-                    Err((code, msg)) => {
+                    Err(Refusal { code, message: msg, mesh_wanted }) => {
                         if code == ItemErrorCode::StorageFailed {
                             cx.storage_failed("sync", &msg).await;
                         }
@@ -161,12 +161,15 @@ impl Project {
                         // rolled-back changes are (§6.4): its editor ends it, not keeps it, and
                         // is sent the state that stands (model seed 2017). A person's stays; so
                         // does what `status` lists of a person's edit the editor keeps of it.
+                        // (Not for a mesh named and not carried: the editor sends it again
+                        // with the mesh.)
                         let revert = author == Author::Automation
                             && code == ItemErrorCode::InvalidField
+                            && !mesh_wanted
                             && session.editor.holds_scene();
                         if revert {
                             refused.push(change.uuid.clone());
-                        } else if !code.kept_by_editor() {
+                        } else if !code.kept_by_editor() || mesh_wanted {
                             shown |= self.sent_again(session, &change.uuid); // a refusal the editor keeps: not
                         } else {
                             shown |= self.note_refused(session, &change.uuid, code, &msg, last_seq);
@@ -455,7 +458,7 @@ impl Project {
         change: &Change,
         attachment: &Bytes,
         at: &str,
-    ) -> Result<Admitted, (ItemErrorCode, String)> {
+    ) -> Result<Admitted, Refusal> {
         // A read failure answers STORAGE_FAILED for this item, never "unknown uuid".
         let entry = cx.view.lookup(&change.uuid).map_err(|e| {
             (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
@@ -464,7 +467,8 @@ impl Project {
             return Err((
                 ItemErrorCode::Quarantined,
                 format!("{at}: uuid is quarantined; release it with `vibesync quarantine release {}`", change.uuid),
-            ));
+            )
+                .into());
         }
         let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
             || self.queue.has_pending(&change.uuid)
@@ -492,13 +496,14 @@ impl Project {
             return Err((
                 ItemErrorCode::Stale,
                 format!("{at}: {} {what} by another editor ({} at seq {}, after your base_seq {base_seq}); you are sent its current state — apply it; the change is not re-sent (a person may make it again)", change.uuid, w.editor, w.seq),
-            ));
+            ).into());
         }
         if !known && !matches!(change.op, ChangeOp::Create(_)) {
             return Err((
                 ItemErrorCode::NotFound,
                 format!("{at}: no synced state for {}; send `create` first", change.uuid),
-            ));
+            )
+                .into());
         }
         if change.op == ChangeOp::Delete && !session.editor.holds_scene() {
             // A delete removes that one object; what happens to its children is its origin
@@ -519,7 +524,7 @@ impl Project {
                         shown.join(", "),
                         if children.len() > shown.len() { ", …" } else { "" }
                     ),
-                ));
+                ).into());
             }
         }
         // A cycle built across batches (A under B now, B under A later) is refused per item:
@@ -562,7 +567,7 @@ impl Project {
                         change.uuid,
                         chain.join(" → ")
                     ),
-                ));
+                ).into());
             }
             return Err((
                 ItemErrorCode::InvalidField,
@@ -572,7 +577,8 @@ impl Project {
                     change.uuid,
                     chain.join(" → ")
                 ),
-            ));
+            )
+                .into());
         }
         if let Some(hash) = change.op.mesh_hash() {
             if !attachment.is_empty() {
@@ -581,20 +587,22 @@ impl Project {
                     return Err((
                         ItemErrorCode::InvalidField,
                         format!("{at}.mesh_hash: attachment hashes to {actual}"),
-                    ));
+                    )
+                        .into());
                 }
                 if let Err(e) = Mesh::decode(attachment) {
-                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")));
+                    return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")).into());
                 }
                 return Ok(Admitted { blob: Some(hash.to_string()), entry, mesh_bytes: attachment.len() as u64 });
             }
             return match cx.view.blob_len(hash) {
                 Ok(Some(len)) => Ok(Admitted { blob: None, entry, mesh_bytes: len }),
-                Ok(None) => Err((
-                    ItemErrorCode::InvalidField,
-                    format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
-                )),
-                Err(e) => Err((ItemErrorCode::StorageFailed, format!("{at}.mesh_hash: {e}"))),
+                Ok(None) => Err(Refusal {
+                    code: ItemErrorCode::InvalidField,
+                    message: format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
+                    mesh_wanted: true,
+                }),
+                Err(e) => Err((ItemErrorCode::StorageFailed, format!("{at}.mesh_hash: {e}")).into()),
             };
         }
         Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
@@ -661,4 +669,20 @@ fn latest_parents<'q>(changes: impl Iterator<Item = (&'q Change, u64)>) -> HashM
         }
     }
     out.into_iter().map(|(u, (_, p))| (u, p)).collect()
+}
+
+/// Why `admit` refused a change: the `ack`'s code and message, and whether the editor is to
+/// send it again with its mesh (`mesh_wanted`: an `INVALID_FIELD` for a mesh named by hash
+/// and not carried — not a change its editor keeps, so never listed not synced,
+/// docs/PROTOCOL.md §6.1).
+struct Refusal {
+    code: ItemErrorCode,
+    message: String,
+    mesh_wanted: bool,
+}
+
+impl From<(ItemErrorCode, String)> for Refusal {
+    fn from((code, message): (ItemErrorCode, String)) -> Refusal {
+        Refusal { code, message, mesh_wanted: false }
+    }
 }

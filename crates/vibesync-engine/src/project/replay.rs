@@ -52,6 +52,11 @@ impl Project {
         why: &str,
         attempts: u32,
     ) {
+        // Only an editor that holds a scene is sent state: `agent`, `cli` and `test` sessions
+        // only send, they get no batches (docs/PROTOCOL.md §6.2).
+        if !cx.view.session(session_id).is_some_and(|s| s.editor.holds_scene()) {
+            return;
+        }
         if uuids.iter().any(|u| self.inflight_with(u).is_some()) || self.replay_pending(session_id) {
             // The authoritative state of these uuids is about to change: send it once the
             // batch in flight is committed or rolled back, never the state before it. And

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use vibesync_protocol::RollbackCode;
 
 use super::{state_of, Cx, Project, SessionId};
@@ -55,7 +55,10 @@ impl Project {
             Ok(h) => h,
             Err(why) => return cx.storage_failed("sync", &why).await,
         };
-        let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == batch_id) else { return };
+        let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == batch_id) else {
+            debug!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, "`applied` for no batch in flight (unknown, ended, or answered already): ignored");
+            return;
+        };
         if held && f.verification.is_participant(&session_id) {
             // The editor holds the batch (e.g. Unity Play Mode): it is not a participant any
             // more and will ask for a resync when it can apply again.

@@ -38,11 +38,16 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     let r = register(&mut agent, "a", &[(&new_uuid(), "object", "Bot")]);
     assert_eq!(r["code"], "SAFE_MODE", "automation disabled: {r}");
     let mut person = d.client("blender");
+    let mine = new_uuid();
     assert_eq!(
-        statuses(&register(&mut person, "p", &[(&new_uuid(), "object", "Mine")])),
+        statuses(&register(&mut person, "p", &[(&mine, "object", "Mine")])),
         ["registered"],
         "people keep their identity bookkeeping"
     );
+    // A delete changes synced state: refused too (the editor keeps it and sends it again).
+    let del = json!({"type":"tombstone","request_id":"del","uuids":[mine]});
+    let r = ask(&mut person, &del);
+    assert_eq!((r["code"].as_str(), r["request_id"].as_str()), (Some("SAFE_MODE"), Some("del")), "{r}");
 
     let (code, out, _) = cli(&["safe-mode", "status", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0);
@@ -59,6 +64,7 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     assert_eq!(m["active"], false);
     let ack = b.send_change("c2", vec![create(&new_uuid(), "X", [0.0, 0.0, 0.0])], &[]);
     assert_eq!(statuses(&ack), ["queued"]);
+    assert_eq!(statuses(&ask(&mut person, &del)), ["tombstoned"], "sent again once cleared");
     drop((b, agent, person));
     d.stop();
     let boot: Value = serde_json::from_slice(&std::fs::read(data.join("boot.json")).unwrap()).unwrap();

@@ -302,3 +302,91 @@ fn a_change_refused_as_it_is_read_is_listed_not_synced_too() {
         assert!(reason.starts_with("INVALID_FIELD: ") || reason.starts_with("TOO_LARGE: "), "{reason}");
     }
 }
+
+/// The origin's session ends before its batch rolls back: Blender's person moves an object,
+/// Unity receives the batch, Blender disconnects, then Unity leaves without answering
+/// (`PARTICIPANT_LOST`). Blender still keeps the person's move, so `status` names Blender's
+/// `client_id` (as the batch formed, not as connected at the rollback: it is gone) and the
+/// ROLLBACK's `kept_by` does too — and when Blender reconnects from seq 0 it is replayed
+/// every object but the one it kept (docs/PROTOCOL.md §5 `status`, §6.4, §6.6).
+#[test]
+fn a_rollback_after_its_origin_left_names_that_editor_and_its_kept_edit_is_not_replayed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (kept, other) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&kept, "Kept", [1.0, 2.0, 3.0]), create(&other, "Other", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    u.answer = false;
+    let seen = u.batches.len();
+    move_to(&mut b, "k1", &kept, [9.0, 9.0, 9.0]);
+    until(&mut [&mut u], Duration::from_secs(20), |m| m[0].batches.len() > seen);
+    let b_states = b.states.clone();
+    drop(b);
+    // Blender's session has ended (the daemon saw it go) before Unity leaves.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(&d)["sessions"].as_array().is_some_and(|s| s.iter().any(|x| x["editor"] == "blender")) {
+        assert!(Instant::now() < deadline, "Blender's session did not end: {}", status(&d)["sessions"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(u);
+    let blender = format!("blender-{}", std::process::id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        if let Some(e) = listed(&status(&d)).into_iter().find(|e| e["uuid"] == kept.as_str()) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no rollback listed the kept move: {}", d.stderr_log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(e["client"], "blender", "{e}");
+    assert_eq!(e["client_id"], blender.as_str(), "the editor that keeps it, gone as it is: {e}");
+    let rb = wal_records(&data).into_iter().rfind(|r| r["phase"] == "ROLLBACK").expect("a ROLLBACK");
+    assert_eq!(rb["error_code"], "PARTICIPANT_LOST", "{rb}");
+    assert_eq!(rb["payload"]["kept_by"][&blender]["client"], "blender", "{rb}");
+    assert_eq!(rb["payload"]["kept_local"][&kept], json!([blender]), "{rb}");
+    // Blender comes back from seq 0: replayed `other`, never the kept uuid.
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    b.states = b_states;
+    until(&mut [&mut b], Duration::from_secs(30), |m| !m[0].batches.is_empty());
+    settle(&mut [&mut b]);
+    assert!(b.applies.values().flatten().all(|v| *v != kept), "the kept uuid is not replayed: {:?}", b.applies);
+    assert_eq!(b.states[&kept]["t"], json!([9.0, 9.0, 9.0]), "the person's move stays");
+    assert!(b.applies.values().flatten().any(|v| *v == other), "the rest is replayed: {:?}", b.applies);
+}
+
+/// A `create` naming its mesh by a hash the daemon does not hold, without the attachment, is
+/// refused `INVALID_FIELD` ("unknown mesh") — a refusal its editor does not keep: it sends the
+/// change again with the mesh (docs/PROTOCOL.md §6.1). So `status` never lists it not synced,
+/// and the change sent again with its mesh commits.
+#[test]
+fn a_change_refused_for_a_mesh_it_did_not_carry_is_not_listed_not_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let x = new_uuid();
+    let mesh = vibesync_protocol::mesh::Mesh {
+        positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        normals: None,
+        uv0: None,
+        indices: vec![0, 1, 2],
+    }
+    .encode();
+    let hash = vibesync_protocol::mesh::Mesh::hash_bytes(&mesh);
+    let mut made = create(&x, "Tri", [0.0; 3]);
+    made["mesh_hash"] = json!(hash);
+    let base = b.last_seq;
+    let ack = b.ask(&json!({"type":"change","request_id":"bare","base_seq":base,"changes":[made.clone()]}));
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().unwrap().contains("unknown mesh"), "{ack}");
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new(), "not a change its editor keeps");
+    let ack = b.send_change("with-mesh", vec![made], &mesh);
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m[1].states.contains_key(&x));
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new());
+}

@@ -2546,3 +2546,25 @@ fn an_object_created_and_deleted_in_one_window_ends_both_requests() {
     b.drain(Duration::from_millis(200));
     assert!(!b.states.contains_key(&n), "nothing of it reached the other editor");
 }
+
+/// `agent`, `cli` and `test` sessions only send; they get no batches (docs/PROTOCOL.md §6.2):
+/// a `test` session's change refused `STALE` is answered with the `ack` and the `conflict`
+/// event, never with the `resync` batch an editor gets to realign what it holds.
+#[test]
+fn a_stale_change_from_a_session_that_holds_no_scene_gets_no_resync_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, _, _]) = three_synced_in_window(dir.path(), 20);
+    settle(&mut [&mut b, &mut u]);
+    let mut t = d.client("test");
+    let ack = t
+        .request(&json!({"type":"change","request_id":"late","base_seq":0,"changes":[{"op":"delete","uuid":a}]}))
+        .unwrap();
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    t.set_read_timeout(Some(Duration::from_millis(1500)));
+    let mut got = vec![];
+    while let Ok(m) = t.recv() {
+        got.push(m["type"].as_str().unwrap_or("").to_string());
+    }
+    assert!(got.iter().all(|ty| ty != "batch_begin" && ty != "apply"), "no batch to a test session: {got:?}");
+    assert!(got.iter().any(|ty| ty == "conflict"), "the conflict event: {got:?}");
+}

@@ -452,3 +452,62 @@ fn a_huge_frame_does_not_stall_other_sessions() {
     );
     assert_eq!(ping_then_stop(&mut d), Some(0));
 }
+
+/// What an independent client, written from docs/PROTOCOL.md alone, found the daemon doing
+/// otherwise — each checked here against the document's words:
+/// - §1: only a `change` of exactly one change, a `mesh` or a `create` with `mesh_hash`, may
+///   carry an attachment: a `hello` with one is refused (and, a handshake failure, closed); a
+///   single `rename` with one is refused `BAD_MESSAGE` `attachment:`, the connection kept;
+/// - §4: a first frame of a known `type` other than `hello` is `NOT_AUTHENTICATED` with that
+///   frame's `request_id`;
+/// - §2: a `request_id` that is not a string — `null` included — is `BAD_MESSAGE` naming it;
+/// - §4: a missing field is named itself (``field `request_id`: missing``);
+/// - §3: a frame that starts like HTTP gets a plain close after `welcome` too.
+#[test]
+fn protocol_rules_an_independent_client_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let mut other = d.client("test");
+
+    // A hello with an attachment: refused, closed.
+    let mut s = raw(&d);
+    send_raw_json(&mut s, &serde_json::to_vec(&hello(&d)).unwrap(), b"hi");
+    let r = read_msg(&mut s).expect("an error");
+    assert_error(&r, "BAD_MESSAGE", "attachment:", "hello with an attachment");
+    assert!(closed(&mut s), "a handshake failure closes");
+
+    // A first `ping` with a request_id: NOT_AUTHENTICATED echoing it.
+    let mut s = raw(&d);
+    send_raw_json(&mut s, br#"{"type":"ping","request_id":"p"}"#, &[]);
+    let r = read_msg(&mut s).expect("an error");
+    assert_eq!((r["code"].as_str(), r["request_id"].as_str()), (Some("NOT_AUTHENTICATED"), Some("p")), "{r}");
+    assert!(closed(&mut s));
+
+    let mut s = authed(&d);
+    // One `rename` with an attachment: not a mesh the attachment could be.
+    let x = new_uuid();
+    let change = json!({"type":"change","request_id":"ren","changes":[{"op":"rename","uuid":x,"name":"N"}]});
+    send_raw_json(&mut s, &serde_json::to_vec(&change).unwrap(), b"VSM1junk");
+    let r = reply_and_still_usable(&mut s, "rename with an attachment");
+    assert_error(&r, "BAD_MESSAGE", "attachment:", "rename with an attachment");
+    assert_eq!(r["request_id"], "ren", "{r}");
+    // `request_id: null`, on a request where it is optional.
+    for msg in [&br#"{"type":"ping","request_id":null}"#[..], br#"{"type":"status","request_id":null}"#] {
+        send_raw_json(&mut s, msg, &[]);
+        let r = reply_and_still_usable(&mut s, "request_id null");
+        assert_error(&r, "BAD_MESSAGE", "field `request_id`", "request_id null");
+        assert!(r.get("request_id").is_none(), "{r}");
+    }
+    // A missing field is named.
+    send_raw_json(&mut s, br#"{"type":"register","items":[]}"#, &[]);
+    let r = reply_and_still_usable(&mut s, "register without request_id");
+    assert_eq!(r["message"], "field `request_id`: missing", "{r}");
+    send_raw_json(&mut s, br#"{"type":"register","request_id":"r","items":[{"kind":"object"}]}"#, &[]);
+    let r = reply_and_still_usable(&mut s, "an item without uuid");
+    assert_eq!(r["message"], "field `items[0].uuid`: missing", "{r}");
+    // HTTP after welcome: a plain close, no frame.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    assert!(closed(&mut s), "plain close");
+
+    assert_eq!(other.request(&json!({"type":"ping","request_id":"p"})).unwrap()["type"], "pong");
+}
