@@ -2800,3 +2800,31 @@ fn machine_regression_a_delete_racing_a_reparent_under_it_seed_2011() {
         panic!("{e}");
     }
 }
+
+/// Unity creates an object, loses its connection before the window closes and, reconnected,
+/// sends the create again; the first connection's create still waits in the window. The
+/// batch carries the re-sent create too — a repeat from the session that holds the edit now —
+/// so when the batch rolls back (Unity drops the connection on receipt), that session's
+/// create is not answered `dropped`: it stays Unity's unresolved work and goes again. It was
+/// `dropped` as a no-op repeat, and the rollback then either deleted the person's object in
+/// Unity (the rollback's `kept_local` named no client for the gone session) or, once it named
+/// Unity's client, left it in Unity and never sent again (found by the fixed seed once the
+/// rollback named the client of a gone session).
+#[test]
+fn machine_regression_a_create_sent_again_after_a_reconnect_then_rolled_back() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    use machine::Mode;
+    let acts = vec![
+        Answer { ed: 1, mode: Mode::Drop },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 1, edit: Create(0), auto: false },
+        Disconnect { ed: 1 },
+        Reconnect { ed: 1 },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

@@ -80,6 +80,8 @@ impl Project {
         // session → its `client_id`, kept with the batch: a rollback names the editor that
         // keeps a person's edit even after that session ended (§6.4, `status`'s not_synced).
         let mut client_ids: HashMap<SessionId, String> = HashMap::default();
+        // uuid → the session whose change of it this batch carries last.
+        let mut carried_by: HashMap<String, SessionId> = HashMap::default();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
         // Another editor's delete, committed after these changes were admitted, that the sync
@@ -344,7 +346,17 @@ impl Project {
                 Ok(next) => {
                     let same = cur.is_some()
                         && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
-                    if same {
+                    // A repeat of what an earlier session of the same editor sent in this
+                    // window (an editor that reconnected sends its unresolved work again, and
+                    // the first connection's change still waits here) is carried, not dropped:
+                    // its result must reach the session that holds the edit now — a rollback
+                    // keeps it there, and a `dropped` would have ended it (model: a create
+                    // re-sent after a reconnect, then rolled back, lost the person's object).
+                    let resent = same
+                        && carried_by.get(&q.change.uuid).is_some_and(|s| {
+                            *s != q.origin.session_id && client_ids.get(s) == Some(&q.origin.client_id)
+                        });
+                    if same && !resent {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                         // Still in `window`: it may be the last writer of a conflict (it undid
@@ -360,6 +372,7 @@ impl Project {
                         kept.push(r);
                     }
                     all.push(as_id);
+                    carried_by.insert(q.change.uuid.clone(), q.origin.session_id.clone());
                     kept.push(q);
                     if let Some(moved) = standing {
                         all.push(moved.with_origin(moved.origin.session_id.clone()));
