@@ -362,6 +362,18 @@ def test_builtin_tools_act_on_both_editors(host, blender, project_id):
             assert len(objs) == 1 and objs[0]["name"] == "Renamed" and close(objs[0]["s"], [2, 2, 2]), objs
             r = await pumped(s.call_tool("object.transform", {"uuid": "00000000-0000-4000-8000-000000000001"}))
             assert r.is_error and body(r)["error_code"] == "NOT_FOUND", body(r)
+            # set_material: omitted parts keep their current value, as transform's do (§9.4).
+            cube = body(await pumped(s.call_tool("scene.query", {"name": "Cube"})))["objects"][0]["uuid"]
+            shiny = {"uuid": cube, "base_color": [1.0, 0.0, 0.0, 1.0], "metallic": 0.9, "roughness": 0.1}
+            r = await pumped(s.call_tool("object.set_material", shiny))
+            assert not r.is_error, body(r)
+            r = await pumped(s.call_tool("object.set_material", {"uuid": cube, "base_color": [0.0, 0.0, 1.0, 1.0]}))
+            assert not r.is_error, body(r)
+            mat = body(await pumped(s.call_tool("scene.query", {"uuid": cube})))["objects"][0]["material"]
+            assert close(mat["base_color"], [0.0, 0.0, 1.0, 1.0]), mat
+            assert abs(mat["metallic"] - 0.9) < 1e-4 and abs(mat["roughness"] - 0.1) < 1e-4, mat
+            await until(lambda: abs(blender_obj(cube).active_material.node_tree.nodes["Principled BSDF"]
+                                    .inputs["Metallic"].default_value - 0.9) < 1e-4, what="metallic kept in Blender")
             r = await pumped(s.call_tool("object.delete", {"uuid": uid}))
             assert not r.is_error, body(r)
             await until(lambda: blender_obj(uid) is None, what="deleted in Blender")

@@ -523,19 +523,19 @@ impl Daemon {
     }
 
     async fn tombstone(self: &Arc<Self>, sess: &SessionInfo, req: Tombstone) -> Frame {
-        if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
-            return refused;
-        }
         if sess.is(ClientKind::Agent) {
             // A tombstone commits at once; automation's delete must reach the editors as a
             // batch they verify, so that one holding a person's edit of the object can refuse
-            // it (docs/PROTOCOL.md §5, §6.4).
+            // it (docs/PROTOCOL.md §5, §6.4). In any mode, safe mode included (§6.7).
             return Outbound::error(
                 ErrorCode::BadMessage,
-                "an agent deletes with a `delete` change (docs/PROTOCOL.md §6.1), which the editors verify: a `tombstone` commits at once, over a person's edit of the object — send `{\"type\":\"change\",…,\"changes\":[{\"op\":\"delete\",\"uuid\":…}]}`",
+                "field `type`: an agent deletes with a `delete` change (docs/PROTOCOL.md §6.1), which the editors verify: a `tombstone` commits at once, over a person's edit of the object — send `{\"type\":\"change\",…,\"changes\":[{\"op\":\"delete\",\"uuid\":…}]}`",
                 Some(req.request_id),
             )
             .to_frame();
+        }
+        if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
+            return refused;
         }
         if self.safe_mode() {
             // A tombstone deletes synced state and relays the deletes: sync is read-only in

@@ -649,6 +649,15 @@ impl Router {
         if let Some(f) = only_from(sess, ClientKind::Agent, MessageType::SceneQuery, Some(q.request_id.clone())) {
             return f;
         }
+        // A malformed uuid is refused, never answered as "no such object" (docs/PROTOCOL.md §9.3).
+        if let Some(Err(e)) = q.uuid.as_deref().map(vibesync_protocol::validate::uuid) {
+            return Outbound::error(
+                ErrorCode::BadMessage,
+                format!("field `uuid`: {}; or leave `uuid` out to list every object", e.message),
+                Some(q.request_id),
+            )
+            .to_frame();
+        }
         let entries = match daemon.stores().registry.live_entries(Some(&sess.project_id)) {
             Ok(e) => e,
             Err(e) => {

@@ -223,11 +223,26 @@ impl VibeSyncMcp {
             Builtin::Reparent => {
                 json!({"op": "reparent", "uuid": uuid, "parent": args.get("parent").cloned().unwrap_or(Value::Null)})
             }
-            Builtin::SetMaterial => json!({"op": "material", "uuid": uuid, "material": {
-                "base_color": args["base_color"], "metallic": args.get("metallic").cloned().unwrap_or(json!(0.0)),
-                "roughness": args.get("roughness").cloned().unwrap_or(json!(0.5)),
-                "emission": args.get("emission").cloned().unwrap_or(json!([0.0, 0.0, 0.0])),
-            }}),
+            Builtin::SetMaterial => {
+                // Omitted parts keep the object's current value (as `object.transform`); an
+                // object without a material takes the defaults (0, 0.5, black).
+                let cur = match self.ask(json!({"type": "scene_query", "uuid": uuid})).await {
+                    Ok(r) => r["objects"].get(0).cloned(),
+                    Err(e) => return offline(&e),
+                };
+                let Some(cur) = cur else {
+                    return refusal("NOT_FOUND", Some("/uuid"), format!("no synced object {uuid}; see scene.query"));
+                };
+                let part = |k: &str, default: Value| {
+                    args.get(k).cloned().or_else(|| cur["material"].get(k).cloned()).unwrap_or(default)
+                };
+                json!({"op": "material", "uuid": uuid, "material": {
+                    "base_color": args["base_color"],
+                    "metallic": part("metallic", json!(0.0)),
+                    "roughness": part("roughness", json!(0.5)),
+                    "emission": part("emission", json!([0.0, 0.0, 0.0])),
+                }})
+            }
             Builtin::Transform => {
                 // A transform carries t, r and s: omitted parts keep their current value.
                 let cur = match self.ask(json!({"type": "scene_query", "uuid": uuid})).await {
@@ -371,7 +386,7 @@ impl VibeSyncMcp {
         if let Some(g) = GeonodesTool::from_name(name) {
             return self.call_geonodes(g, args, token, cancel).await;
         }
-        let (addon_id, tool, tool_args) = if name == tools::ADDON_CALL {
+        let (addon_id, tool, mut tool_args) = if name == tools::ADDON_CALL {
             if let Err(e) = tools::validate_args(&tools::addon_call_schema(), &args) {
                 return refusal(e.code.as_str(), Some(&e.field), e.message);
             }
@@ -402,6 +417,7 @@ impl VibeSyncMcp {
             if let Err(e) = tools::validate_args(&t.input_schema, &tool_args) {
                 return refusal(e.code.as_str(), Some(&e.field), e.message);
             }
+            tools::integers_as_integers(&t.input_schema, &mut tool_args);
         }
         self.call_addon(&addon_id, &tool, tool_args, token, cancel).await
     }

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use vibesync_protocol::addon::CallErrorCode;
 
+/// A lowercase hyphenated uuid (docs/PROTOCOL.md §2): the schema of every uuid argument.
+const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
 /// JSON Schema dialect of every `inputSchema`.
 pub const SCHEMA_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 /// MCP tool names: `[A-Za-z0-9_.-]`, at most this many characters.
@@ -78,7 +81,8 @@ impl Builtin {
     }
 
     pub fn input_schema(self) -> Value {
-        let uuid = json!({"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", "description": "The object's uuid (from scene.query)"});
+        let uuid =
+            json!({"type": "string", "pattern": UUID_PATTERN, "description": "The object's uuid (from scene.query)"});
         let vec3 = |d: &str| json!({"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3, "description": d});
         let quat = json!({"type": "array", "items": {"type": "number", "minimum": -1, "maximum": 1}, "minItems": 4, "maxItems": 4, "description": "Rotation quaternion [x, y, z, w]"});
         let unit = |d: &str| json!({"type": "number", "minimum": 0, "maximum": 1, "description": d});
@@ -90,7 +94,7 @@ impl Builtin {
             Builtin::Create => (
                 json!({
                     "name": {"type": "string", "minLength": 1, "maxLength": 1024},
-                    "parent": {"type": ["string", "null"], "description": "Parent uuid, or null for a root"},
+                    "parent": {"type": ["string", "null"], "pattern": UUID_PATTERN, "description": "Parent uuid, or null for a root"},
                     "location": vec3("Position in meters (Y up)"),
                     "rotation": quat,
                     "scale": vec3("Scale factors"),
@@ -108,7 +112,7 @@ impl Builtin {
                 vec!["uuid", "name"],
             ),
             Builtin::Reparent => (
-                json!({"uuid": uuid, "parent": {"type": ["string", "null"], "description": "New parent uuid, or null for a root"}}),
+                json!({"uuid": uuid, "parent": {"type": ["string", "null"], "pattern": UUID_PATTERN, "description": "New parent uuid, or null for a root"}}),
                 vec!["uuid", "parent"],
             ),
             Builtin::SetMaterial => (
@@ -375,6 +379,25 @@ pub fn validate_args(schema: &Value, args: &Value) -> Result<(), ArgError> {
     }
 }
 
+/// Arguments checked against `schema` as Blender's router reads them: JSON Schema counts `2.0`
+/// as an `integer`, Blender's router does not, so an integer parameter sent as a number with
+/// no fractional part goes on as that integer (docs/PROTOCOL.md §9.5).
+pub fn integers_as_integers(schema: &Value, args: &mut Value) {
+    let (Some(props), Some(args)) = (schema.get("properties").and_then(Value::as_object), args.as_object_mut()) else {
+        return;
+    };
+    for (name, p) in props {
+        if p.get("type").and_then(Value::as_str) != Some("integer") {
+            continue;
+        }
+        if let Some(v) = args.get_mut(name) {
+            if let Some(f) = v.as_f64().filter(|f| v.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *v = json!(f as i64);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +445,12 @@ mod tests {
         let x = e(json!({"size": 1, "color": [2, 0, 0]}));
         assert_eq!((x.code, x.field.as_str()), (CallErrorCode::OutOfRange, "/color/0"));
         assert_eq!(e(json!({"size": 1, "at": [1, 2]})).code, CallErrorCode::OutOfRange);
+        // `2.0` is an integer to JSON Schema: it goes on as 2, as Blender's router reads one.
+        let mut args = json!({"size": 1.5, "n": 2.0});
+        assert!(validate_args(s, &args).is_ok());
+        integers_as_integers(s, &mut args);
+        assert_eq!(args, json!({"size": 1.5, "n": 2}));
+        assert!(args["n"].is_i64());
         // A malformed uuid or an empty name is no number out of range (docs/PROTOCOL.md §9.2).
         let rename = Builtin::ALL.iter().find(|b| b.name() == "object.rename").unwrap().input_schema();
         let x = validate_args(&rename, &json!({"uuid": "ZZZ", "name": "a"})).unwrap_err();
@@ -429,6 +458,14 @@ mod tests {
         let create = Builtin::ALL.iter().find(|b| b.name() == "object.create").unwrap().input_schema();
         let x = validate_args(&create, &json!({"name": ""})).unwrap_err();
         assert_eq!((x.code, x.field.as_str()), (CallErrorCode::InvalidArgument, "/name"));
+        // A parent is a uuid or null, checked as every uuid argument is.
+        let reparent = Builtin::ALL.iter().find(|b| b.name() == "object.reparent").unwrap().input_schema();
+        let u = "6f1c2a4e-4b7d-4a53-9a43-9d7f9b0f1f3a";
+        let x = validate_args(&reparent, &json!({"uuid": u, "parent": "NOT A UUID"})).unwrap_err();
+        assert_eq!((x.code, x.field.as_str()), (CallErrorCode::InvalidArgument, "/parent"));
+        assert!(validate_args(&reparent, &json!({"uuid": u, "parent": null})).is_ok());
+        let x = validate_args(&create, &json!({"name": "a", "parent": "X"})).unwrap_err();
+        assert_eq!((x.code, x.field.as_str()), (CallErrorCode::InvalidArgument, "/parent"));
     }
 
     #[test]

@@ -37,6 +37,10 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     let mut agent = d.client("agent");
     let r = register(&mut agent, "a", &[(&new_uuid(), "object", "Bot")]);
     assert_eq!(r["code"], "SAFE_MODE", "automation disabled: {r}");
+    // An agent's tombstone is BAD_MESSAGE in any mode (it deletes with a `delete` change).
+    let r = ask(&mut agent, &json!({"type":"tombstone","request_id":"t","uuids":[new_uuid()]}));
+    assert_eq!(r["code"], "BAD_MESSAGE", "{r}");
+    assert!(r["message"].as_str().unwrap().starts_with("field `type`: "), "{r}");
     let mut person = d.client("blender");
     let mine = new_uuid();
     assert_eq!(

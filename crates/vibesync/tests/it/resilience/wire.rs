@@ -505,6 +505,13 @@ fn protocol_rules_an_independent_client_checked() {
     send_raw_json(&mut s, br#"{"type":"register","request_id":"r","items":[{"kind":"object"}]}"#, &[]);
     let r = reply_and_still_usable(&mut s, "an item without uuid");
     assert_eq!(r["message"], "field `items[0].uuid`: missing", "{r}");
+    // An agent's scene_query with a malformed uuid: refused, never an empty list (§9.3).
+    let mut agent = d.client("agent");
+    for bad in ["AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE", "NOT-A-UUID"] {
+        let r = agent.request(&json!({"type":"scene_query","request_id":"q","uuid":bad})).unwrap();
+        assert_error(&r, "BAD_MESSAGE", "field `uuid`", "scene_query with a malformed uuid");
+        assert_eq!(r["request_id"], "q", "{r}");
+    }
     // HTTP after welcome: a plain close, no frame.
     s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     assert!(closed(&mut s), "plain close");
