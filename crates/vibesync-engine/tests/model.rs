@@ -2828,3 +2828,32 @@ fn machine_regression_a_create_sent_again_after_a_reconnect_then_rolled_back() {
         panic!("{e}");
     }
 }
+
+/// Blender's create of an object (already made by Unity) waits in the window when Blender
+/// loses its connection; reconnected, Blender sends it again and it is refused `STALE` (Unity
+/// made the object after Blender's base): Blender ends it and waits for the state that stands.
+/// The first connection's create then rolls back (Unity silent). Its rollback must not mark
+/// the object as Blender's kept edit — Blender's new session already had its answer — or the
+/// state that stands, held back for that mark, never reaches Blender (found by seed 2011 of
+/// `MODEL_SEED`, bounded batches, once a rollback named the client of a gone session).
+#[test]
+fn machine_regression_a_gone_sessions_rollback_after_its_editor_came_back_keeps_nothing() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 0, uuid: 1, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 1, edit: Create(0), auto: false },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: Create(1), auto: false },
+        Disconnect { ed: 0 },
+        Wait { ms: 40 },
+        Reconnect { ed: 0 },
+        Wait { ms: 1000 },
+    ];
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_ONE) {
+        panic!("{e}");
+    }
+}

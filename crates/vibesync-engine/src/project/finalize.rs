@@ -181,10 +181,19 @@ impl Project {
         reason: String,
     ) {
         let Some(f) = self.take_inflight(batch_id) else { return };
-        let plan = plan_rollback(&f.changes, &f.sends, |s| {
+        let mut plan = plan_rollback(&f.changes, &f.sends, |s| {
             f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
                 || cx.view.session(s).is_some_and(|i| i.editor.holds_scene())
         });
+        // A session gone since whose editor is connected again sent its unresolved work anew
+        // when it reconnected (§6.6): that new session's changes decide what it keeps — one
+        // refused `STALE` there was ended and is answered with the state that stands, which a
+        // mark left by the old session's rollback would withhold for ever. Until the editor
+        // reconnects, the mark stands (and the replay leaves the uuid out).
+        // (Connected is enough: a session's join may wait for this very batch to end.)
+        let back: BTreeSet<String> =
+            cx.view.sessions().into_iter().filter(|e| e.editor.holds_scene()).map(|e| e.client_id).collect();
+        plan.kept_local.retain(|s, _| cx.view.session(s).is_some() || !back.contains(&client_of(cx, &f, s)));
         // `kept_by` names each keeping editor's session and kind, for the not-synced list
         // rebuilt at boot (the daemon's `notsynced`).
         let (kept_clients, kept_by) = {
