@@ -40,9 +40,12 @@ def run_cli(*args: str, stdin: str | None = None, check: bool = False) -> subpro
 def validate_many(graphs: list[dict]) -> list[dict]:
     """Run the Rust validator on many graphs at once (one JSON per line)."""
     text = "".join(json.dumps(g) + "\n" for g in graphs)
-    proc = run_cli("validate", "-", "--jsonl", "--blender", VERSION, stdin=text, check=True)
-    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    assert len(reports) == len(graphs), (len(reports), len(graphs))
+    proc = run_cli("validate", "-", "--jsonl", "--blender", VERSION, stdin=text)
+    reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(reports) == len(graphs), (len(reports), len(graphs), proc.stderr)
+    # Exit 1 when any graph has errors (GEONODES.md, Validator).
+    want = 1 if any(r["status"] == "ERRORS_FOUND" for r in reports) else 0
+    assert proc.returncode == want, (proc.returncode, want, proc.stderr)
     return reports
 
 

@@ -109,8 +109,38 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingConfig {
+    /// A level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or comma-separated
+    /// directives `target=level` beside it ([`check_level`]).
     pub level: String,
-    pub rotation: String,
+    pub rotation: Rotation,
+}
+
+/// How often `<data_dir>/logs/vibesync.log.*` starts a new file.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    Daily,
+    Hourly,
+    Never,
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A `logging.level` the daemon can log at: each comma-separated directive is a level name or
+/// `target=level`. Anything else (`loud`) would be read as a target name and silence every
+/// log line, errors included.
+pub fn check_level(level: &str) -> Result<(), String> {
+    let bad = |d: &str| format!("`{d}` is not a level; use one of {} (or `target=level`)", LEVELS.join(", "));
+    if level.trim().is_empty() {
+        return Err(bad(level));
+    }
+    for d in level.split(',').map(str::trim) {
+        let lvl = d.rsplit_once('=').map_or(d, |(target, l)| if target.is_empty() { "" } else { l });
+        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
+            return Err(bad(d));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -229,15 +259,56 @@ impl Config {
         let config: Config = base
             .try_into()
             .map_err(|e: toml::de::Error| DaemonError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-        if config.sync.max_batch_changes == 0 {
-            return Err(DaemonError::Config {
-                path: path.to_path_buf(),
-                message: "sync.max_batch_changes = 0: a batch carries at least one change; set 1 or more \
-                          (default 5000)"
-                    .into(),
-            });
-        }
+        config.check().map_err(|message| DaemonError::Config { path: path.to_path_buf(), message })?;
         Ok(config)
+    }
+
+    /// Values the daemon cannot run with, each named by its key with what to set instead.
+    fn check(&self) -> Result<(), String> {
+        let at_least = |key: &str, got: u64, min: u64, why: &str, default: u64| {
+            if got < min {
+                Err(format!("{key} = {got}: {why}; set {min} or more (default {default})"))
+            } else {
+                Ok(())
+            }
+        };
+        let d = Config::default();
+        at_least(
+            "sync.max_batch_changes",
+            self.sync.max_batch_changes as u64,
+            1,
+            "a batch carries at least one change",
+            d.sync.max_batch_changes as u64,
+        )?;
+        at_least(
+            "server.max_connections",
+            self.server.max_connections as u64,
+            2,
+            "an editor and the CLI (`vibesync status`, `vibesync stop`) each need a connection",
+            d.server.max_connections as u64,
+        )?;
+        at_least(
+            "server.max_frame_bytes",
+            self.server.max_frame_bytes as u64,
+            MIN_FRAME_BYTES,
+            "replies such as `status` must fit in one frame",
+            d.server.max_frame_bytes as u64,
+        )?;
+        at_least(
+            "storage.wal_segment_bytes",
+            self.storage.wal_segment_bytes,
+            4096,
+            "a WAL segment holds at least one record",
+            d.storage.wal_segment_bytes,
+        )?;
+        at_least(
+            "storage.registry_cache_bytes",
+            self.storage.registry_cache_bytes,
+            1 << 20,
+            "the registry's cache needs room to work",
+            d.storage.registry_cache_bytes,
+        )?;
+        check_level(&self.logging.level).map_err(|e| format!("logging.level = {:?}: {e}", self.logging.level))
     }
 
     /// The data directory: the configured one, else the platform default.
@@ -249,6 +320,9 @@ impl Config {
         }
     }
 }
+
+/// The smallest `server.max_frame_bytes` a daemon runs with (64 KiB).
+pub const MIN_FRAME_BYTES: u64 = 64 * 1024;
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
@@ -300,6 +374,31 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:47800");
         assert_eq!(c.server.max_frame_bytes, 64 * 1024 * 1024);
+    }
+
+    /// Values the daemon cannot run with are refused naming the key and what to set — not
+    /// accepted and found out later (a daemon no CLI can reach, a log that stays silent).
+    #[test]
+    fn unusable_values_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        for (toml, key) in [
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[server]\nmax_frame_bytes = 100\n", "server.max_frame_bytes"),
+            ("[storage]\nwal_segment_bytes = 0\n", "storage.wal_segment_bytes"),
+            ("[storage]\nregistry_cache_bytes = 0\n", "storage.registry_cache_bytes"),
+            ("[logging]\nlevel = \"loud\"\n", "logging.level"),
+            ("[logging]\nrotation = \"weekly\"\n", "rotation"),
+        ] {
+            std::fs::write(&p, toml).unwrap();
+            let e = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("c.toml"), "{toml}: {e}");
+        }
+        for ok in ["info", "warn,vibesync_daemon=debug", "OFF", "vibesync_sync=trace"] {
+            assert_eq!(check_level(ok), Ok(()), "{ok}");
+        }
+        std::fs::write(&p, "[logging]\nrotation = \"hourly\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().logging.rotation, Rotation::Hourly);
     }
 
     #[test]

@@ -301,7 +301,7 @@ fn check_registry(data: &DataDir, records: &[Record], compacted: &Compacted) -> 
     }
     match reg.check_sidecar() {
         Ok(s) if s.is_ok() => {}
-        Ok(s) => out.push(format!("sidecar: {}: {s:?}", data.sidecar().display())),
+        Ok(s) => out.push(format!("sidecar: {}: {s}", data.sidecar().display())),
         Err(e) => out.push(format!("sidecar: {}: {e}", data.sidecar().display())),
     }
     drop(reg);

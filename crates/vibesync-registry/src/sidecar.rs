@@ -66,6 +66,30 @@ impl SidecarStatus {
     }
 }
 
+/// What is wrong and what to do: the sidecar is derived (the registry's human-readable copy),
+/// so every remedy is to let the daemon write it again.
+impl std::fmt::Display for SidecarStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const AGAIN: &str = "start the daemon: it writes the sidecar again from the registry";
+        match self {
+            SidecarStatus::Ok { seq } => write!(f, "matches the registry at seq {seq}"),
+            SidecarStatus::Missing => write!(f, "missing; {AGAIN}"),
+            SidecarStatus::Unreadable { reason } => write!(f, "unreadable ({reason}); {AGAIN}"),
+            SidecarStatus::BadChecksum { stated, actual } => {
+                write!(f, "its checksum does not hold (it states {stated}, its content hashes to {actual}): edited or damaged; {AGAIN}")
+            }
+            SidecarStatus::Stale { sidecar_seq, registry_seq } => {
+                write!(f, "older than the registry (seq {sidecar_seq}, the registry is at {registry_seq}); {AGAIN}")
+            }
+            SidecarStatus::Differs { sidecar_seq, registry_seq, differing } => write!(
+                f,
+                "differs from the registry (sidecar seq {sidecar_seq}, registry seq {registry_seq}) in {}; {AGAIN}",
+                differing.join(", ")
+            ),
+        }
+    }
+}
+
 /// What [`Registry::write_sidecar`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SidecarWritten {

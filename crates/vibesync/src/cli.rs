@@ -310,7 +310,7 @@ fn serve(
     }
     let data = DataDir::new(cfg.data_dir());
     std::fs::create_dir_all(data.root()).with_context(|| format!("creating data dir {}", data.root().display()))?;
-    let _log_guard = crate::logging::init(&data.logs(), &cfg.logging.level, &cfg.logging.rotation)?;
+    let _log_guard = crate::logging::init(&data.logs(), &cfg.logging.level, cfg.logging.rotation)?;
     let listen = cfg.server.listen;
     // Boot recovery is synchronous file work: done before the async runtime starts.
     // A refused boot (a damaged or shortened log, a store ahead of it, another daemon on
@@ -416,6 +416,13 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             "  disk:       {} bytes: wal {}, registry {}, audit {}, blobs {}, logs {}, quarantine {}",
             d["total"], d["wal"], d["registry"], d["audit"], d["blobs"], d["logs"], d["quarantine"]
         );
+        match &d["last_maintenance"] {
+            serde_json::Value::Null => println!("  maintained: not yet since the daemon started"),
+            m => println!(
+                "  maintained: at {}: wal compaction {}, audit pack {}, mesh blobs {}",
+                m["at"], m["wal_compaction"], m["audit_pack"], m["blobs"]
+            ),
+        }
         if s["audit"]["enabled"] == false {
             println!("  audit:      disabled (audit.enabled = false)");
         } else {
@@ -557,9 +564,9 @@ fn verify(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
             println!("{p}");
         }
         if report.problems.is_empty() {
-            eprintln!("verify: clean ({} WAL records, last seq {}); {by}", report.records, report.last_seq);
+            println!("verify: clean ({} WAL records, last seq {}); {by}", report.records, report.last_seq);
         } else {
-            eprintln!("verify: {} problem(s); {by}", report.problems.len());
+            println!("verify: {} problem(s); {by}", report.problems.len());
         }
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -597,6 +604,7 @@ fn maintain(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&r)?;
     } else {
+        println!("wal compaction: {}", r["wal_compaction"]);
         println!("audit pack: {}", r["audit_pack"]);
         println!("mesh blobs: {}", r["blobs"]);
     }
@@ -621,6 +629,11 @@ fn admin(data: &DataDir, body: serde_json::Value) -> anyhow::Result<Option<serde
 }
 
 fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Result<ExitCode> {
+    // A mistyped --data-dir is no daemon that never entered safe mode (and `clear` must not
+    // make a data directory there).
+    if !data.wal().exists() {
+        bail!("no WAL at {}; pass --data-dir of a daemon that has run", data.wal().display());
+    }
     match action {
         SafeModeAction::Status => {
             let b = vibesync_daemon::boot::read(&data.boot())?;

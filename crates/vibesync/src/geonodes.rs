@@ -20,9 +20,9 @@ pub enum GeonodesCommand {
         /// Words to find in labels, identifiers, categories and descriptions.
         #[arg(long)]
         search: Option<String>,
-        /// At most this many search results.
-        #[arg(long, default_value_t = 10)]
-        limit: usize,
+        /// At most this many search results (at least 1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
         #[arg(long, default_value = "4.5")]
         blender: String,
     },
@@ -80,7 +80,7 @@ pub fn run(cmd: GeonodesCommand) -> anyhow::Result<ExitCode> {
             let cat = catalogue(&blender)?;
             let (rows, what) = match (&node, &search) {
                 (Some(name), _) => (cat.find_by_name(name), format!("node \"{name}\"")),
-                (None, Some(term)) => (cat.search(term, limit), format!("\"{term}\"")),
+                (None, Some(term)) => (cat.search(term, limit as usize), format!("\"{term}\"")),
                 (None, None) => unreachable!("clap requires --node or --search"),
             };
             if rows.is_empty() {
@@ -104,13 +104,17 @@ pub fn run(cmd: GeonodesCommand) -> anyhow::Result<ExitCode> {
             let text = read_input(&file)?;
             let limits = Limits::default();
             if jsonl {
+                // One report per input line, blank lines included (report N is line N: a blank
+                // line is no graph), and exit 1 when any line has errors.
                 let mut out = std::io::stdout().lock();
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let mut all_ok = true;
+                for line in text.lines() {
                     let report = validate::validate_str(line, cat, &limits);
+                    all_ok &= report.is_ok();
                     serde_json::to_writer(&mut out, &report)?;
                     writeln!(out)?;
                 }
-                return Ok(ExitCode::SUCCESS);
+                return Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             let report = validate::validate_str(&text, cat, &limits);
             if human {

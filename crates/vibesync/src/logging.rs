@@ -13,13 +13,14 @@ use anyhow::Context;
 use serde_json::Value;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer as _};
+use vibesync_daemon::config::Rotation;
 
-pub fn init(logs_dir: &Path, level: &str, rotation: &str) -> anyhow::Result<WorkerGuard> {
+pub fn init(logs_dir: &Path, level: &str, rotation: Rotation) -> anyhow::Result<WorkerGuard> {
     std::fs::create_dir_all(logs_dir).with_context(|| format!("creating {}", logs_dir.display()))?;
     let rotation = match rotation {
-        "hourly" => tracing_appender::rolling::Rotation::HOURLY,
-        "never" => tracing_appender::rolling::Rotation::NEVER,
-        _ => tracing_appender::rolling::Rotation::DAILY,
+        Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
+        Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+        Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
     };
     let appender = tracing_appender::rolling::RollingFileAppender::builder()
         .rotation(rotation)
