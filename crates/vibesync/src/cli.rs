@@ -214,8 +214,30 @@ pub enum QuarantineAction {
     },
 }
 
+/// The data directory a client command works on: `--data-dir`, else the one the daemon's
+/// configuration names (`--config` is the daemon's; here `$VIBESYNC_CONFIG` or the platform
+/// config file, as `vibesync serve` reads them without the flag), else the platform default.
 fn data_dir(flag: Option<PathBuf>) -> DataDir {
-    DataDir::new(flag.unwrap_or_else(vibesync_daemon::config::default_data_dir))
+    if let Some(d) = flag {
+        return DataDir::new(d);
+    }
+    match Config::resolve(None) {
+        Ok((cfg, _)) => DataDir::new(cfg.data_dir()),
+        Err(e) => {
+            let d = vibesync_daemon::config::default_data_dir();
+            eprintln!("vibesync: warning: {e}; using the default data directory {}", d.display());
+            DataDir::new(d)
+        }
+    }
+}
+
+impl Cli {
+    /// A command whose only output worth finishing is its stdout: cut short by a closed pipe
+    /// (`vibesync tail | head`), it ends quietly as command-line tools do — never `serve`
+    /// or `mcp`, whose sockets must answer a closed peer with an error, not end the process.
+    pub fn ends_with_its_reader(&self) -> bool {
+        !matches!(self.command, Command::Serve { .. } | Command::Mcp { .. })
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

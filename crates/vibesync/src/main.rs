@@ -18,6 +18,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
+    #[cfg(unix)]
+    if args.ends_with_its_reader() {
+        // SAFETY: called before any thread starts; restores the default action of SIGPIPE
+        // (Rust ignores it), so a closed stdout ends the command instead of a panic.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
