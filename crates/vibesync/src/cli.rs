@@ -286,7 +286,7 @@ fn service(action: ServiceAction, json: bool) -> anyhow::Result<ExitCode> {
             ("install", svc::install(&svc::spec_for_current_exe(config, data_dir)?, !no_start)?)
         }
         ServiceAction::Uninstall => ("uninstall", svc::uninstall()?),
-        ServiceAction::Status { data_dir: d } => ("status", svc::status(data_dir(d).root())?),
+        ServiceAction::Status { data_dir: d } => ("status", svc::status(d.as_deref(), data_dir(None).root())?),
         ServiceAction::Print { platform, config, data_dir } => {
             let platform = match platform.or_else(svc::Platform::current) {
                 Some(p) => p,

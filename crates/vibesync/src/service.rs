@@ -295,16 +295,26 @@ pub fn uninstall() -> anyhow::Result<Value> {
 }
 
 /// Installed? Current? Running (per the service manager, and per daemon.json)?
-pub fn status(data_dir: &Path) -> anyhow::Result<Value> {
+/// `data_dir`: the `--data-dir` given, else the one the installed service runs with, else
+/// `fallback` (what `serve` would use).
+pub fn status(data_dir: Option<&Path>, fallback: &Path) -> anyhow::Result<Value> {
     let platform = current_platform()?;
     let path = install_path(platform)?;
     let installed = path.exists();
-    let exec = if installed {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        installed_exec(platform, &text)
+    let text = if installed {
+        Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
     } else {
         None
     };
+    let exec = text.as_deref().and_then(|t| installed_exec(platform, t));
+    let args = text.as_deref().and_then(|t| installed_args(platform, t));
+    let served = args.as_ref().and_then(|a| a.iter().position(|w| w == "--data-dir").and_then(|i| a.get(i + 1)));
+    let data_dir = match (data_dir, served) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(d)) => std::path::PathBuf::from(d),
+        (None, None) => fallback.to_path_buf(),
+    };
+    let data_dir = data_dir.as_path();
     let manager = if !installed {
         Value::Null
     } else {
@@ -328,22 +338,75 @@ pub fn status(data_dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// The command line an installed definition runs (for `status`).
+/// The command line an installed definition runs, as written there (for `status`).
 fn installed_exec(platform: Platform, text: &str) -> Option<String> {
     match platform {
         Platform::Systemd => text.lines().find_map(|l| l.strip_prefix("ExecStart=")).map(str::to_string),
+        Platform::Launchd => installed_args(platform, text).map(|w| w.join(" ")),
+    }
+}
+
+/// The command line an installed definition runs, word by word, unquoted (for `status`).
+fn installed_args(platform: Platform, text: &str) -> Option<Vec<String>> {
+    match platform {
+        Platform::Systemd => text.lines().find_map(|l| l.strip_prefix("ExecStart=")).map(systemd_words),
         Platform::Launchd => {
             let start = text.find("<array>")? + "<array>".len();
             let end = text[start..].find("</array>")? + start;
-            let words: Vec<&str> = text[start..end]
+            let words: Vec<String> = text[start..end]
                 .split("<string>")
                 .filter_map(|w| w.split("</string>").next())
                 .map(str::trim)
                 .filter(|w| !w.is_empty())
+                .map(|w| {
+                    w.replace("&lt;", "<")
+                        .replace("&gt;", ">")
+                        .replace("&quot;", "\"")
+                        .replace("&apos;", "'")
+                        .replace("&amp;", "&")
+                })
                 .collect();
-            Some(words.join(" "))
+            Some(words)
         }
     }
+}
+
+/// The words of an `ExecStart=` line as [`systemd_word`] writes them (double-quoted, `\`-escaped,
+/// `$$` and `%%` doubled); an unquoted word ends at a space.
+fn systemd_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        let mut w = String::new();
+        if c == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => w.extend(chars.next()),
+                    '$' | '%' if chars.peek() == Some(&c) => {
+                        chars.next();
+                        w.push(c);
+                    }
+                    c => w.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                w.push(c);
+                chars.next();
+            }
+        }
+        words.push(w);
+    }
+    words
 }
 
 pub fn print_human(action: &str, v: &Value) -> anyhow::Result<()> {
@@ -406,9 +469,13 @@ mod tests {
     fn systemd_quotes_every_word() {
         let u = systemd_unit(&spec());
         assert!(u.contains(r#"ExecStart="/opt/vibe sync/vibesync" "serve" "--config" "/etc/100%%/\"v\".toml""#), "{u}");
+        // Read back word for word (`service status` finds the installed --data-dir so).
+        let mut with_dir = spec();
+        with_dir.data_dir = Some(PathBuf::from("/data/$HOME 100%"));
+        let u = systemd_unit(&with_dir);
         assert_eq!(
-            installed_exec(Platform::Systemd, &u).unwrap(),
-            u.lines().find(|l| l.starts_with("ExecStart=")).unwrap()[10..]
+            installed_args(Platform::Systemd, &u).unwrap(),
+            ["/opt/vibe sync/vibesync", "serve", "--config", "/etc/100%/\"v\".toml", "--data-dir", "/data/$HOME 100%"]
         );
     }
 
@@ -417,6 +484,7 @@ mod tests {
         let p = launchd_plist(&spec());
         assert!(p.contains("<string>/etc/100%/&quot;v&quot;.toml</string>"), "{p}");
         assert!(p.contains("/tmp/l&amp;g/stderr.log"), "{p}");
-        assert!(installed_exec(Platform::Launchd, &p).unwrap().starts_with("/opt/vibe sync/vibesync serve --config"));
+        let args = installed_args(Platform::Launchd, &p).unwrap();
+        assert_eq!(args[..4], ["/opt/vibe sync/vibesync", "serve", "--config", "/etc/100%/\"v\".toml"]);
     }
 }

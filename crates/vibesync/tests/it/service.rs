@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -213,6 +213,9 @@ fn service_install_status_uninstall() {
     let mut daemon = Daemon::start(&data);
     let (_, v) = run(&["service", "status", "--data-dir", d, "--json"]);
     assert_eq!(v["daemon_pid"], daemon.pid(), "{v}");
+    // Without --data-dir: the data directory the installed service runs with.
+    let (_, v) = run(&["service", "status", "--json"]);
+    assert_eq!((&v["data_dir"], &v["daemon_pid"]), (&json!(d), &json!(daemon.pid())), "{v}");
     assert_eq!(daemon.stop(), Some(0), "SIGTERM (what the service manager sends) is a clean exit");
 
     let (code, v) = run(&["service", "uninstall", "--json"]);
