@@ -63,6 +63,9 @@ pub struct Daemon {
     listen: Mutex<Option<SocketAddr>>,
     safe_mode: AtomicBool,
     storage_failed: AtomicBool,
+    /// The daemon is stopping: `SHUTTING_DOWN` is each session's last frame, so the sessions
+    /// that close meanwhile announce no `peers` to the others (docs/PROTOCOL.md §4).
+    stopping: AtomicBool,
     fatal: Notify,
     /// A person asked the daemon to stop (`vibesync stop`): a graceful shutdown.
     stop: Notify,
@@ -103,6 +106,7 @@ impl Daemon {
             listen: Mutex::new(None),
             safe_mode: AtomicBool::new(safe_mode),
             storage_failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             fatal: Notify::new(),
             stop: Notify::new(),
             sync: SyncHub::default(),
@@ -172,7 +176,7 @@ impl Daemon {
             let closing = editor_state.is_some_and(|e| e.state == EditorRunState::Closing);
             self.router.left(self, &info);
             self.sync.send(self, &info.project_id, Input::Left { session_id: session_id.to_string(), closing });
-            if info.editor.holds_scene() {
+            if info.editor.holds_scene() && !self.stopping.load(Ordering::SeqCst) {
                 self.announce_peers();
             }
         }
@@ -906,6 +910,7 @@ impl Daemon {
     /// an editor disconnected by the stop is never taken for a participant lost mid-batch
     /// (which is evidence against the batch's objects, docs/PROTOCOL.md §6.7). Idempotent.
     pub async fn stop_sync(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.sync.stop(Duration::from_secs(10)).await;
     }
 

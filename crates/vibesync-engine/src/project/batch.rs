@@ -82,6 +82,9 @@ impl Project {
         let mut client_ids: HashMap<SessionId, String> = HashMap::default();
         // uuid → the session whose change of it this batch carries last.
         let mut carried_by: HashMap<String, SessionId> = HashMap::default();
+        // No-op changes dropped: each is ended by the batch's own result instead when its
+        // origin has another change of that uuid carried in the batch (below).
+        let mut noops: Vec<Queued<SessionId>> = Vec::new();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
         // Another editor's delete, committed after these changes were admitted, that the sync
@@ -359,6 +362,7 @@ impl Project {
                     if same && !resent {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
+                        noops.push(as_id);
                         // Still in `window`: it may be the last writer of a conflict (it undid
                         // another editor's change).
                         continue;
@@ -434,6 +438,28 @@ impl Project {
             dropped.entry(q.origin.clone()).or_default().push(drop_key(q));
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
+        // A no-op change of a uuid whose origin has another change of it carried in this batch
+        // (a rename and a no-op reparent of one object in one request, say) is ended by the
+        // batch's result: `through` names a uuid's request, so a `dropped` result of its own
+        // would end the carried change too while it is still in flight (§6.4). The latest of
+        // them goes last in `all`, so that the result's `through` names its request.
+        let mut latest: HashMap<(SessionId, String), u64> = HashMap::default();
+        for q in &kept {
+            let m = latest.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default();
+            *m = (*m).max(q.sight.mark);
+        }
+        for q in noops {
+            let Some(m) = latest.get(&(q.origin.clone(), q.change.uuid.clone())).copied() else { continue };
+            if let Some(d) = dropped.get_mut(&q.origin) {
+                let key = drop_key(&q);
+                d.retain(|k| *k != key);
+            }
+            if q.sight.mark > m {
+                latest.insert((q.origin.clone(), q.change.uuid.clone()), q.sight.mark);
+                all.push(q);
+            }
+        }
+        dropped.retain(|_, d| !d.is_empty());
         // Origins hear about every change: dropped ones (no-op or no longer applicable) too;
         // then the engine's corrections for origins a dropped change left off the
         // authoritative state (docs/PROTOCOL.md §6.2), after their `dropped` result.

@@ -2576,3 +2576,33 @@ fn a_stale_change_from_a_session_that_holds_no_scene_gets_no_resync_batch() {
     assert!(got.iter().all(|ty| ty != "batch_begin" && ty != "apply"), "no batch to a test session: {got:?}");
     assert!(got.iter().any(|ty| ty == "conflict"), "the conflict event: {got:?}");
 }
+
+/// A request whose changes of one object include a no-op (a rename and a reparent to where
+/// the object already is) ends in exactly one `batch_result` for that object: the batch's,
+/// `committed`. A `dropped` result of the no-op named the same request in `through`, and so
+/// ended the rename while it was still in flight (docs/PROTOCOL.md §6.4; found by an
+/// independent client).
+#[test]
+fn a_no_op_beside_a_carried_change_of_the_same_object_is_ended_by_the_batchs_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, mut b, mut u, [a, _, c]) = three_synced_in_window(dir.path(), 20);
+    settle(&mut [&mut b, &mut u]);
+    let before = b.results.len();
+    let ops = vec![json!({"op":"rename","uuid":a,"name":"Ax"}), json!({"op":"reparent","uuid":a,"parent":null})];
+    assert_eq!(statuses(&b.send_change("c9", ops, &[])), ["queued"; 2]);
+    // And the other order, on another object.
+    let ops = vec![json!({"op":"reparent","uuid":c,"parent":null}), json!({"op":"rename","uuid":c,"name":"Cx"})];
+    assert_eq!(statuses(&b.send_change("c10", ops, &[])), ["queued"; 2]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "c9") && ended(m[0], "c10"));
+    settle(&mut [&mut b, &mut u]);
+    for rid in ["c9", "c10"] {
+        let ends: Vec<&Value> = b.results[before..]
+            .iter()
+            .filter(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
+            .collect();
+        assert_eq!(ends.len(), 1, "{rid}: one result ends it: {ends:?}");
+        assert_eq!(ends[0]["outcome"], "committed", "{rid}: {ends:?}");
+    }
+    assert_eq!(u.states[&a]["name"], "Ax");
+    assert_eq!(u.states[&c]["name"], "Cx");
+}
