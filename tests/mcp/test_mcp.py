@@ -363,7 +363,18 @@ def test_builtin_tools_act_on_both_editors(host, blender, project_id):
             r = await pumped(s.call_tool("object.transform", {"uuid": "00000000-0000-4000-8000-000000000001"}))
             assert r.is_error and body(r)["error_code"] == "NOT_FOUND", body(r)
             # set_material: omitted parts keep their current value, as transform's do (§9.4).
-            cube = body(await pumped(s.call_tool("scene.query", {"name": "Cube"})))["objects"][0]["uuid"]
+            # (The factory Cube once its synced state is committed: registered alone, a change
+            # of it is NOT_FOUND. Fails after 20 s.)
+            cube = None
+            for _ in range(200):
+                objs = body(await pumped(s.call_tool("scene.query", {"name": "Cube"})))["objects"]
+                # (Earlier tests' Cubes may be registered too: the one Blender holds now.)
+                here = [o["uuid"] for o in objs if "t" in o and blender_obj(o["uuid"]) is not None]
+                if here:
+                    cube = here[0]
+                    break
+                await pumped(asyncio.sleep(0.1))
+            assert cube is not None, "the Cube's synced state within 20 s"
             shiny = {"uuid": cube, "base_color": [1.0, 0.0, 0.0, 1.0], "metallic": 0.9, "roughness": 0.1}
             r = await pumped(s.call_tool("object.set_material", shiny))
             assert not r.is_error, body(r)
