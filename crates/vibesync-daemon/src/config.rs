@@ -265,49 +265,48 @@ impl Config {
 
     /// Values the daemon cannot run with, each named by its key with what to set instead.
     fn check(&self) -> Result<(), String> {
-        let at_least = |key: &str, got: u64, min: u64, why: &str, default: u64| {
-            if got < min {
-                Err(format!("{key} = {got}: {why}; set {min} or more (default {default})"))
-            } else {
-                Ok(())
-            }
-        };
         let d = Config::default();
-        at_least(
-            "sync.max_batch_changes",
-            self.sync.max_batch_changes as u64,
-            1,
-            "a batch carries at least one change",
-            d.sync.max_batch_changes as u64,
-        )?;
-        at_least(
-            "server.max_connections",
-            self.server.max_connections as u64,
-            2,
-            "an editor and the CLI (`vibesync status`, `vibesync stop`) each need a connection",
-            d.server.max_connections as u64,
-        )?;
-        at_least(
-            "server.max_frame_bytes",
-            self.server.max_frame_bytes as u64,
-            MIN_FRAME_BYTES,
-            "replies such as `status` must fit in one frame",
-            d.server.max_frame_bytes as u64,
-        )?;
-        at_least(
-            "storage.wal_segment_bytes",
-            self.storage.wal_segment_bytes,
-            4096,
-            "a WAL segment holds at least one record",
-            d.storage.wal_segment_bytes,
-        )?;
-        at_least(
-            "storage.registry_cache_bytes",
-            self.storage.registry_cache_bytes,
-            1 << 20,
-            "the registry's cache needs room to work",
-            d.storage.registry_cache_bytes,
-        )?;
+        // (key, value, least value, why, default)
+        let bounds: [(&str, u64, u64, &str, u64); 5] = [
+            (
+                "sync.max_batch_changes",
+                self.sync.max_batch_changes as u64,
+                1,
+                "a batch carries at least one change",
+                d.sync.max_batch_changes as u64,
+            ),
+            (
+                "server.max_connections",
+                self.server.max_connections as u64,
+                2,
+                "an editor and the CLI (`vibesync status`, `vibesync stop`) each need a connection",
+                d.server.max_connections as u64,
+            ),
+            (
+                "server.max_frame_bytes",
+                self.server.max_frame_bytes as u64,
+                MIN_FRAME_BYTES,
+                "replies such as `status` must fit in one frame",
+                d.server.max_frame_bytes as u64,
+            ),
+            (
+                "storage.wal_segment_bytes",
+                self.storage.wal_segment_bytes,
+                4096,
+                "a WAL segment holds at least one record",
+                d.storage.wal_segment_bytes,
+            ),
+            (
+                "storage.registry_cache_bytes",
+                self.storage.registry_cache_bytes,
+                1 << 20,
+                "the registry's cache needs room to work",
+                d.storage.registry_cache_bytes,
+            ),
+        ];
+        if let Some((key, got, min, why, default)) = bounds.into_iter().find(|(_, got, min, _, _)| got < min) {
+            return Err(format!("{key} = {got}: {why}; set {min} or more (default {default})"));
+        }
         check_level(&self.logging.level).map_err(|e| format!("logging.level = {:?}: {e}", self.logging.level))
     }
 

@@ -464,11 +464,8 @@ impl Daemon {
         if let Some(f) = self.refuse_mutation(&req.request_id) {
             return vec![f];
         }
-        if self.safe_mode() {
-            return refuse(
-                ErrorCode::SafeMode,
-                "the daemon is in safe mode: sync is read-only until a person runs `vibesync safe-mode clear`".into(),
-            );
+        if let Some(f) = self.refuse_sync_in_safe_mode(&req.request_id) {
+            return vec![f];
         }
         // Zero-trust parsing here, beside the project's actor (the serial step); a big
         // request on the blocking pool, so other sessions on this worker do not wait for it.
@@ -541,16 +538,9 @@ impl Daemon {
         if let Some(refused) = self.precheck_mutation(sess, &req.request_id, req.uuids.len(), "uuids") {
             return refused;
         }
-        if self.safe_mode() {
-            // A tombstone deletes synced state and relays the deletes: sync is read-only in
-            // safe mode (docs/PROTOCOL.md §6.7). The editor keeps its person's delete and
-            // sends it again once a person clears safe mode.
-            return Outbound::error(
-                ErrorCode::SafeMode,
-                "the daemon is in safe mode: sync is read-only (deletes too) until a person runs `vibesync safe-mode clear`; keep the delete and send it again then",
-                Some(req.request_id),
-            )
-            .to_frame();
+        // A tombstone deletes synced state and relays the deletes.
+        if let Some(f) = self.refuse_sync_in_safe_mode(&req.request_id) {
+            return f;
         }
         self.group_commit(sess, registrar::Request::Tombstone(req)).await
     }
@@ -781,6 +771,20 @@ impl Daemon {
             Outbound::error(
                 ErrorCode::SafeMode,
                 "safe mode: automation is disabled until a person runs `vibesync safe-mode clear`",
+                Some(request_id.to_string()),
+            )
+            .to_frame()
+        })
+    }
+
+    /// In safe mode sync is read-only: a `change` or a `tombstone` is refused `SAFE_MODE`; the
+    /// editor keeps its person's edits and deletes and sends them again once a person clears
+    /// it (docs/PROTOCOL.md §6.7).
+    fn refuse_sync_in_safe_mode(&self, request_id: &str) -> Option<Frame> {
+        self.safe_mode().then(|| {
+            Outbound::error(
+                ErrorCode::SafeMode,
+                "the daemon is in safe mode: sync is read-only (changes and deletes) until a person runs `vibesync safe-mode clear`; keep the edit and send it again then",
                 Some(request_id.to_string()),
             )
             .to_frame()
