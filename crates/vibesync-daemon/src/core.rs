@@ -688,7 +688,10 @@ impl Daemon {
                 if found.is_empty() {
                     return Outbound::error(
                         ErrorCode::BadMessage,
-                        format!("field `uuid`: {uuid} is not quarantined (see `vibesync quarantine list`)"),
+                        format!(
+                            "{uuid} is not quarantined{} (see `vibesync quarantine list`)",
+                            a.project_id.as_deref().map(|p| format!(" in project {p}")).unwrap_or_default()
+                        ),
                         rid,
                     )
                     .to_frame();

@@ -4,7 +4,8 @@
 //! - [`config`]: settings; defaults embedded from config/vibesync.toml.
 //! - `paths`: the data directory layout (every file the daemon owns is named there).
 //! - `start`: the boot sequence and its policy ([`open`]: safe mode after a crash loop or
-//!   recent failures) and [`bind`]; `error`: [`DaemonError`].
+//!   recent failures) and [`bind`]; [`clear_safe_mode_offline`] (the CLI's reset with no
+//!   daemon running); `error`: [`DaemonError`].
 //! - [`boot`]: boot.json (clean/unclean boots), `token`: the shared secret.
 //! - `stores`: WAL + registry + audit opened together, with boot recovery.
 //! - `core`: shared state and the request handlers (the mutation path); `core::registrar`
@@ -60,7 +61,7 @@ pub use crate::config::Config;
 pub use crate::core::Daemon;
 pub use crate::error::DaemonError;
 pub use crate::paths::DataDir;
-pub use crate::start::{bind, open, ServeOptions};
+pub use crate::start::{bind, clear_safe_mode_offline, open, ServeOptions};
 
 pub const DAEMON_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -66,6 +66,34 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
     Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
 }
 
+/// `vibesync safe-mode clear` while no daemon runs: the stores are opened as a boot opens
+/// them (recovery included; the WAL's data-dir lock keeps a daemon from starting meanwhile),
+/// the reset is written as a transaction of session `cli` (BEGIN `pending`, STEP, COMMIT,
+/// FINAL), applied to the registry and audited, the stores are closed as a graceful stop
+/// closes them, and boot.json leaves safe mode. Every store then ends where a clean stop
+/// leaves it: `vibesync verify` is clean at once, not only after the next boot. Not counted as
+/// a boot. Returns the reset's COMMIT seq.
+pub fn clear_safe_mode_offline(config: &Config, by: &str) -> Result<u64, DaemonError> {
+    let data = DataDir::new(config.data_dir());
+    let stores = stores::Stores::open(config, &data, &ServeOptions { repair: false })?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| DaemonError::DataDir {
+        path: data.root().to_path_buf(),
+        message: format!("cannot start the runtime that writes the reset: {e}"),
+    })?;
+    let reset = serde_json::json!({"op": "governance_reset", "by": by});
+    let seq = rt.block_on(async {
+        let seq = stores.txn_as("cli", "", vec![], vec![reset.clone()], reset).await;
+        stores.close(std::time::Duration::from_secs(60)).await;
+        seq
+    })?;
+    let mut b = boot::read(&data.boot())?;
+    b.safe_mode = false;
+    b.safe_mode_reason = None;
+    b.consecutive_unclean_boots = 0;
+    boot::write(&data.boot(), &b)?;
+    Ok(seq)
+}
+
 /// Bind the configured address (or `listen`), record it in daemon.json, and return the
 /// listener with its real address.
 pub async fn bind(daemon: &Daemon, listen: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {

@@ -510,8 +510,21 @@ impl Stores {
         steps: Vec<Value>,
         summary: Value,
     ) -> Result<u64, DaemonError> {
+        self.txn_as(DAEMON_SESSION, project_id, uuids, steps, summary).await
+    }
+
+    /// [`Stores::daemon_txn`] written under `session_id` (the offline `safe-mode clear`
+    /// writes as `cli`: `start::clear_safe_mode_offline`).
+    pub async fn txn_as(
+        &self,
+        session_id: &str,
+        project_id: &str,
+        uuids: Vec<String>,
+        steps: Vec<Value>,
+        summary: Value,
+    ) -> Result<u64, DaemonError> {
         let op = uuid::Uuid::new_v4().to_string();
-        let txn = Txn { session_id: DAEMON_SESSION, operation_id: &op, project_id };
+        let txn = Txn { session_id, operation_id: &op, project_id };
         let records = self.wal.append(txn.drafts(&uuids, summary.clone(), steps, summary)).await?;
         let seq = records.last().map(|r| r.seq).unwrap_or(0);
         {
@@ -521,7 +534,7 @@ impl Stores {
             }
         }
         self.apply_committed(&records)?;
-        self.finalize(DAEMON_SESSION, project_id, &op, uuids).await?;
+        self.finalize(session_id, project_id, &op, uuids).await?;
         Ok(seq)
     }
 

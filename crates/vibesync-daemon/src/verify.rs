@@ -105,25 +105,38 @@ pub fn run(data: &DataDir) -> Result<Report, DaemonError> {
     // 1. WAL: every hash, the chain, seq continuity, the tail.
     let wal_problems = vibesync_wal::verify(data.wal())?;
     // A segment missing (or misnamed) in front of later ones: the boot refuses it
-    // (docs/WAL.md §7), and the log is not the whole one the stores were built from.
+    // (docs/WAL.md §7), and the log is not the whole one the stores were built from. A
+    // damaged compaction anchor: the boot refuses it too (§11), and the kept log cannot be
+    // read past it. Either way the derived stores are not compared with what is left: every
+    // difference would be that one problem's, listed once.
     let segment_gap = wal_problems.iter().any(|p| p.kind == ProblemKind::SeqGap && p.offset == 0);
+    let bad_anchor = wal_problems.iter().any(|p| p.kind == ProblemKind::BadAnchor);
     for p in wal_problems {
         report.problems.push(format!("wal: {p}"));
     }
-    if segment_gap {
+    let unchecked = if segment_gap {
+        Some(
+            "a WAL segment is missing or misnamed (above), so the log is not the whole one they were built from \
+             and any difference would be the gap's. Put the missing segment back (from a backup or the WAL archive \
+             directory) and run verify again; `vibesync serve --repair` is not the remedy (docs/WAL.md §7)",
+        )
+    } else if bad_anchor {
+        Some(
+            "the compaction anchor is damaged (above), so the kept log cannot be read from it and any difference \
+             would be the anchor's. Put back a good copy of wal/anchor.json and run verify again, or run \
+             `vibesync serve --repair` (docs/WAL.md §11)",
+        )
+    } else {
+        None
+    };
+    if let Some(why) = unchecked {
         let readable: Vec<Record> = match Reader::open(data.wal()) {
             Ok(r) => r.filter_map(|e| e.ok()).map(|e| e.record).collect(),
             Err(_) => Vec::new(), // listed above
         };
         report.records = readable.len() as u64;
         report.last_seq = readable.last().map(|r| r.seq).unwrap_or(0);
-        report.notes.push(
-            "registry, transactions, audit: not checked — a WAL segment is missing or misnamed (above), so the log \
-             is not the whole one they were built from and any difference would be the gap's. Put the missing \
-             segment back (from a backup or the WAL archive directory) and run verify again; `vibesync serve --repair` is not \
-             the remedy (docs/WAL.md §7)"
-                .into(),
-        );
+        report.notes.push(format!("registry, transactions, audit: not checked — {why}"));
         return Ok(report);
     }
     // A damaged compaction anchor is listed above; nothing of the log can be read after it.

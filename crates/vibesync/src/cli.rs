@@ -202,16 +202,30 @@ pub enum QuarantineAction {
     /// its registry).
     List {
         /// Only this project.
-        #[arg(long)]
+        #[arg(long, value_parser = project_arg)]
         project: Option<String>,
     },
     /// Release a uuid back into sync (the daemon must be running: a release is a WAL
     /// transaction).
     Release {
+        /// The quarantined uuid (as `quarantine list` prints it).
+        #[arg(value_parser = uuid_arg)]
         uuid: String,
-        #[arg(long)]
+        /// Only in this project (default: every project that has it quarantined).
+        #[arg(long, value_parser = project_arg)]
         project: Option<String>,
     },
+}
+
+/// A uuid argument, checked as the protocol checks it (a bad one is a bad flag: exit 2,
+/// before any daemon is asked).
+fn uuid_arg(s: &str) -> Result<String, String> {
+    vibesync_protocol::validate::uuid(s).map(|()| s.to_string()).map_err(|e| e.message)
+}
+
+/// A `--project` argument, checked by the rule of PROTOCOL.md §2.
+fn project_arg(s: &str) -> Result<String, String> {
+    vibesync_protocol::validate::project_id(s).map(|()| s.to_string())
 }
 
 /// The data directory a client command works on: `--data-dir`, else the one the daemon's
@@ -645,7 +659,11 @@ fn admin(data: &DataDir, body: serde_json::Value) -> anyhow::Result<Option<serde
     msg["request_id"] = "cli".into();
     let reply = c.request(&msg)?;
     if reply["type"] == "error" {
-        bail!("{}: {}", reply["code"].as_str().unwrap_or("?"), reply["message"].as_str().unwrap_or(""));
+        bail!(
+            "the daemon refused it: {} ({})",
+            reply["message"].as_str().unwrap_or(""),
+            reply["code"].as_str().unwrap_or("?")
+        );
     }
     Ok(Some(reply["result"].clone()))
 }
@@ -682,26 +700,21 @@ fn safe_mode(data: DataDir, action: SafeModeAction, json: bool) -> anyhow::Resul
                 println!("safe mode cleared by the running daemon (WAL seq {}); failure counters reset", r["seq"]);
                 return Ok(ExitCode::SUCCESS);
             }
-            // Daemon stopped: log the reset in the WAL ourselves, then clear boot.json.
-            let (wal, _) = vibesync_wal::Wal::open(vibesync_wal::WalConfig::new(data.root()))
-                .context("opening the WAL to record the reset (is a daemon starting on this data dir?)")?;
-            let op = format!("cli-{}", std::process::id());
-            // The daemon's own transaction shape (BEGIN pending, STEP, COMMIT, FINAL).
-            let txn = vibesync_daemon::txn::Txn { session_id: "cli", operation_id: &op, project_id: "" };
-            let reset = serde_json::json!({"op": "governance_reset", "by": "cli (offline)"});
-            let mut drafts = txn.drafts(&[], reset.clone(), vec![reset.clone()], reset);
-            drafts.push(txn.final_draft(vec![], serde_json::json!({})));
-            let records = wal.append_blocking(drafts)?;
-            wal.close_blocking()?;
-            let mut b = vibesync_daemon::boot::read(&data.boot())?;
-            b.safe_mode = false;
-            b.safe_mode_reason = None;
-            b.consecutive_unclean_boots = 0;
-            vibesync_daemon::boot::write(&data.boot(), &b)?;
+            // Daemon stopped: open the stores as a boot does, write the reset, close them as a
+            // graceful stop does (registry applied, audit committed), then clear boot.json.
+            crate::logging::init_stderr("warn");
+            let (mut cfg, _) = Config::resolve(None)?;
+            cfg.storage.data_dir = data.root().display().to_string();
+            let seq = vibesync_daemon::clear_safe_mode_offline(&cfg, "cli (offline)").context(
+                "recording the reset with the daemon stopped (if a daemon is starting on this data dir, \
+                 run `vibesync safe-mode clear` again once it answers; if a store is damaged, `vibesync verify` lists it)",
+            )?;
             if json {
-                print_json(&serde_json::json!({"safe_mode": false, "seq": records[1].seq, "by": "offline"}))?;
+                print_json(&serde_json::json!({"safe_mode": false, "seq": seq, "by": "offline"}))?;
             } else {
-                println!("safe mode cleared (daemon not running; reset logged at WAL seq {})", records[1].seq);
+                println!(
+                    "safe mode cleared (daemon not running; reset logged at WAL seq {seq}); failure counters reset"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -78,8 +78,9 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
 }
 
 /// `vibesync safe-mode clear` with the daemon stopped writes the reset as the daemon's own
-/// transactions are written (docs/WAL.md §3): BEGIN `pending`, STEP, COMMIT, FINAL — and the
-/// next boot is out of safe mode, with `verify` clean.
+/// transactions are written (docs/WAL.md §3): BEGIN `pending`, STEP, COMMIT, FINAL — applied
+/// and audited at once (`verify` clean before the next boot), and the next boot is out of
+/// safe mode, with `verify` clean.
 #[test]
 fn an_offline_safe_mode_clear_is_a_well_formed_transaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,6 +103,10 @@ fn an_offline_safe_mode_clear_is_a_well_formed_transaction() {
         recs.iter().map(|r| (r["phase"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
     assert_eq!(shape, [("BEGIN", "pending"), ("STEP", "ok"), ("COMMIT", "ok"), ("FINAL", "ok")], "{recs:?}");
     assert_eq!(recs[1]["payload"]["op"], "governance_reset");
+    // Every store ends where a graceful stop leaves it: the registry applied the reset and
+    // the audit committed its FINAL, so `verify` is clean before any boot.
+    let (code, out, err) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "verify right after an offline clear: {out}{err}");
     let mut d = Daemon::start(&data);
     assert_eq!(d.client("blender").welcome["safe_mode"], false);
     d.stop();
@@ -285,6 +290,12 @@ fn evidence_escalates_smallest_thing_first() {
     assert!(code != 0 && err.contains("not a lowercase RFC 4122 uuid"), "a mistyped uuid is named as such: {err}");
     let (code, out, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
+    // Released once, a second release says so in a person's words.
+    let (code, _, err) = cli(&["quarantine", "release", &x, "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        code == 2 && err.contains(&format!("the daemon refused it: {x} is not quarantined")) && !err.contains("field"),
+        "{err}"
+    );
     // Both editors hear of it (docs/PROTOCOL.md §6.8): Blender, whose person's move of X
     // was refused QUARANTINED and kept there, re-sends it now.
     for (who, m) in [("blender", &mut b), ("unity", &mut u)] {
