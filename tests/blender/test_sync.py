@@ -241,6 +241,12 @@ def test_batch_is_held_while_the_object_is_in_edit_mode_then_resynced(scripted):
     pump_for(0.3)
     assert tuple(ob.location) == pytest.approx((0, 0, 0))
     assert not [m for m in scripted.received if m.get("type") == "resync"]
+    # A result read while the batch is held (of a change whose batch formed after it) does
+    # not move last_seq past the held batch: the resync must bring what it carried.
+    scripted.push(frame({"type": "batch_result", "batch_id": "later", "seq": 45,
+                         "outcome": "committed", "uuids": [], "error_code": None}))
+    pump_until(lambda: vibesync.status()["daemon_seq"] == 45, what="the later result read")
+    assert vibesync.status()["last_seq"] == 0
     # Leaving edit mode: the held batch is dropped and the current state is asked for.
     bpy.ops.object.mode_set(mode="OBJECT")
     pump_until(lambda: [m for m in scripted.received if m.get("type") == "resync"],

@@ -1062,7 +1062,11 @@ class Session:
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
                             kept_n, kept_reason)
             seq = msg.get("seq")
-            if self.engine.result_done(seq) and self.transport is not None:
+            if any(b.held for b in self.batches):
+                # Batches held here (PROTOCOL.md §6.4): last_seq stays before them, so the
+                # `resync` asked once they can be applied brings what they carried.
+                self.engine.seen_seq(seq)
+            elif self.engine.result_done(seq) and self.transport is not None:
                 self.transport.update_hello(last_seq=seq)
             if msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK and kept_reason is None:
                 log.warning("vibesync: batch %s rolled back (%s) for %s; the daemon re-sends "
