@@ -80,11 +80,10 @@ impl Project {
         // session → its `client_id`, kept with the batch: a rollback names the editor that
         // keeps a person's edit even after that session ended (§6.4, `status`'s not_synced).
         let mut client_ids: HashMap<SessionId, String> = HashMap::default();
-        // uuid → the session whose change of it this batch carries last.
-        let mut carried_by: HashMap<String, SessionId> = HashMap::default();
-        // No-op changes dropped: each is ended by the batch's own result instead when its
-        // origin has another change of that uuid carried in the batch (below).
-        let mut noops: Vec<Queued<SessionId>> = Vec::new();
+        // No-op changes dropped, with their editor's `client_id`: each is ended by the batch's
+        // own result instead when its editor has another change of that uuid carried in the
+        // batch (below).
+        let mut noops: Vec<(String, Queued<SessionId>)> = Vec::new();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
         // Another editor's delete, committed after these changes were admitted, that the sync
@@ -349,20 +348,10 @@ impl Project {
                 Ok(next) => {
                     let same = cur.is_some()
                         && (next == cur || next.as_ref().map(|s| s.hash()) == cur.as_ref().map(|s| s.hash()));
-                    // A repeat of what an earlier session of the same editor sent in this
-                    // window (an editor that reconnected sends its unresolved work again, and
-                    // the first connection's change still waits here) is carried, not dropped:
-                    // its result must reach the session that holds the edit now — a rollback
-                    // keeps it there, and a `dropped` would have ended it (model: a create
-                    // re-sent after a reconnect, then rolled back, lost the person's object).
-                    let resent = same
-                        && carried_by.get(&q.change.uuid).is_some_and(|s| {
-                            *s != q.origin.session_id && client_ids.get(s) == Some(&q.origin.client_id)
-                        });
-                    if same && !resent {
+                    if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
-                        noops.push(as_id);
+                        noops.push((q.origin.client_id.clone(), as_id));
                         // Still in `window`: it may be the last writer of a conflict (it undid
                         // another editor's change).
                         continue;
@@ -376,7 +365,6 @@ impl Project {
                         kept.push(r);
                     }
                     all.push(as_id);
-                    carried_by.insert(q.change.uuid.clone(), q.origin.session_id.clone());
                     kept.push(q);
                     if let Some(moved) = standing {
                         all.push(moved.with_origin(moved.origin.session_id.clone()));
@@ -438,24 +426,32 @@ impl Project {
             dropped.entry(q.origin.clone()).or_default().push(drop_key(q));
         }
         all.retain(|q| batch_uuids.contains(q.change.uuid.as_str()));
-        // A no-op change of a uuid whose origin has another change of it carried in this batch
-        // (a rename and a no-op reparent of one object in one request, say) is ended by the
-        // batch's result: `through` names a uuid's request, so a `dropped` result of its own
-        // would end the carried change too while it is still in flight (§6.4). The latest of
-        // them goes last in `all`, so that the result's `through` names its request.
-        let mut latest: HashMap<(SessionId, String), u64> = HashMap::default();
+        // A no-op change of a uuid whose editor has another change of it carried in this batch
+        // is ended by the batch's result, not by a `dropped` of its own (§6.4):
+        // - from the same session (a rename and a no-op reparent of one object in one
+        //   request, say): `through` names a uuid's request, so a `dropped` result would end
+        //   the carried change too while it is still in flight;
+        // - from a later session of the same editor (one that reconnected sends its
+        //   unresolved work again while the first connection's change still waits here): the
+        //   result must reach the session that holds the edit now — a rollback keeps it there,
+        //   where a `dropped` would have ended it (model: a create re-sent after a reconnect,
+        //   then rolled back, lost the person's object).
+        // The latest of them goes last in `all`, so that the result's `through` names its
+        // request.
+        let mut latest: HashMap<(String, String), u64> = HashMap::default();
         for q in &kept {
-            let m = latest.entry((q.origin.session_id.clone(), q.change.uuid.clone())).or_default();
+            let m = latest.entry((q.origin.client_id.clone(), q.change.uuid.clone())).or_default();
             *m = (*m).max(q.sight.mark);
         }
-        for q in noops {
-            let Some(m) = latest.get(&(q.origin.clone(), q.change.uuid.clone())).copied() else { continue };
+        for (client_id, q) in noops {
+            let key = (client_id, q.change.uuid.clone());
+            let Some(m) = latest.get(&key).copied() else { continue };
             if let Some(d) = dropped.get_mut(&q.origin) {
-                let key = drop_key(&q);
-                d.retain(|k| *k != key);
+                let dk = drop_key(&q);
+                d.retain(|k| *k != dk);
             }
             if q.sight.mark > m {
-                latest.insert((q.origin.clone(), q.change.uuid.clone()), q.sight.mark);
+                latest.insert(key, q.sight.mark);
                 all.push(q);
             }
         }
