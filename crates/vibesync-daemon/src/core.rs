@@ -413,6 +413,17 @@ impl Daemon {
                 );
                 vec![]
             }
+            // Only a person at an editor holds automation back (§6.7): another session's report
+            // would let an agent hold its own changes for good.
+            Inbound::UserActivity(_) if !sess.editor.holds_scene() => vec![Outbound::error(
+                ErrorCode::BadMessage,
+                format!(
+                    "field `type`: `user_activity` is for editor sessions (blender, unity), where a person edits; a `{}` session's report would hold automation for nobody",
+                    sess.editor
+                ),
+                None,
+            )
+            .to_frame()],
             Inbound::UserActivity(a) => {
                 self.router.user_activity(&sess, a.active);
                 self.sync.send(

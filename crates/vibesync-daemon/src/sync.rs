@@ -275,6 +275,9 @@ impl<H: Host> View for DaemonView<'_, H> {
     fn deleting(&self) -> Vec<String> {
         self.daemon.deleting(self.project)
     }
+    fn safe_mode(&self) -> bool {
+        self.daemon.safe_mode()
+    }
     fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision {
         let now = crate::stores::unix_ms();
         self.daemon.stores().governance.lock().unwrap().gate_with(uuid, op, next_hash, now)

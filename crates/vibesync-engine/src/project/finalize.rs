@@ -519,6 +519,39 @@ impl Project {
         cx.send(session_id, vec![msg.to_frame()]).await;
     }
 
+    /// Automation's held changes when people are idle and the daemon is in safe mode: none
+    /// runs; each origin gets one `dropped` result for its uuids, its `reason` naming safe
+    /// mode (docs/PROTOCOL.md §6.7).
+    pub(super) async fn drop_held_in_safe_mode(&mut self, cx: &Cx<'_>) {
+        let held = std::mem::take(&mut self.held);
+        warn!(changes = held.len(), "safe mode: automation's held changes are not run");
+        let mut by_origin: BTreeMap<String, Vec<crate::sync::Queued<String>>> = BTreeMap::new();
+        for q in held {
+            let s = q.origin.session_id.clone();
+            by_origin.entry(s.clone()).or_default().push(q.with_origin(s));
+        }
+        let seq = cx.view.last_seq();
+        for (session_id, changes) in by_origin {
+            let seq = self.result_seq_for(&session_id, seq);
+            self.expose(seq);
+            let msg = Outbound::BatchResult {
+                batch_id: uuid::Uuid::new_v4().to_string(),
+                seq,
+                outcome: vibesync_protocol::BatchOutcome::Dropped,
+                uuids: dedup(changes.iter().map(|q| q.change.uuid.clone()).collect()),
+                error_code: None,
+                kept_local: false,
+                reason: Some(
+                    "safe mode: automation is disabled, so this held change was not run; a person runs \
+                     `vibesync safe-mode clear`, then send it again"
+                        .into(),
+                ),
+                through: Some(through_of(changes.iter())),
+            };
+            cx.send(&session_id, vec![msg.to_frame()]).await;
+        }
+    }
+
     /// A delete (by the editor kind and client id `winner`, committed at `seq`) won over
     /// `losers`' changes — (loser, uuid, the loser's op): a standalone `conflict` STEP per
     /// loser and uuid, a log line, and the event to the loser and the deleting editor's

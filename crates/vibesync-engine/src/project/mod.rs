@@ -241,6 +241,9 @@ pub trait View: Sync {
     /// The uuids whose `tombstone` is being committed: planned, its records not yet applied
     /// to the registry, which still reads them live (usually none).
     fn deleting(&self) -> Vec<String>;
+    /// Whether the daemon is in safe mode (docs/PROTOCOL.md §6.7): automation's held changes
+    /// do not run then.
+    fn safe_mode(&self) -> bool;
     /// The governance gate for a proposed change (`next_hash`: the state hash it would make).
     fn gate(&self, uuid: &str, op: &str, next_hash: &dyn Fn() -> Option<String>) -> Decision;
 }
@@ -953,9 +956,15 @@ impl Project {
         }
         if !self.held.is_empty() && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_none() {
             let now = cx.now();
-            info!(changes = self.held.len(), "people idle: running held automation changes");
-            for q in std::mem::take(&mut self.held) {
-                self.push(cx, now, q);
+            if cx.view.safe_mode() {
+                // Automation is disabled in safe mode (§6.7): what waited for people to be
+                // idle does not run; each origin hears it as `dropped`, with the reason.
+                self.drop_held_in_safe_mode(cx).await;
+            } else {
+                info!(changes = self.held.len(), "people idle: running held automation changes");
+                for q in std::mem::take(&mut self.held) {
+                    self.push(cx, now, q);
+                }
             }
         }
         // Deferred replays first: a session that joined while a batch was in flight gets the

@@ -270,6 +270,9 @@ impl View for Mem {
     fn deleting(&self) -> Vec<String> {
         self.0.lock().unwrap().deleting.iter().cloned().collect()
     }
+    fn safe_mode(&self) -> bool {
+        false // the model drives no governance escalation
+    }
     fn gate(&self, _: &str, _: &str, _: &dyn Fn() -> Option<String>) -> Decision {
         Decision::Proceed
     }

@@ -403,6 +403,18 @@ fn automation_waits_while_people_edit() {
     b.send_change("c", vec![create(&mine, "Mine", [0.0, 0.0, 0.0])], &[]);
     settle(&mut [&mut b, &mut u, &mut bot]);
 
+    // Only a person at an editor holds automation back: an agent's (or any other
+    // non-editor session's) report is refused and counts for nothing (§6.7).
+    let mut other = d.client("agent");
+    other.send(&json!({"type":"user_activity","active":true})).unwrap();
+    let e = other.recv().unwrap();
+    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("BAD_MESSAGE")), "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("user_activity")), "{e}");
+    let free = new_uuid();
+    let ack = bot.send_change("f", vec![create(&free, "NotHeld", [2.0, 0.0, 0.0])], &[]);
+    assert_eq!(statuses(&ack), ["queued"], "no person is editing: {ack}");
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
     b.tell(&json!({"type":"user_activity","active":true}));
     let ack = bot.send_change("a", vec![create(&bots, "BotMade", [1.0, 0.0, 0.0])], &[]);
     assert_eq!(statuses(&ack), ["held"], "automation is held while a person works: {ack}");
@@ -418,6 +430,49 @@ fn automation_waits_while_people_edit() {
         "held, not dropped: it runs after the idle period"
     );
     assert!(stopped.elapsed() >= Duration::from_millis(500), "not before the idle period");
+}
+
+/// An agent's change held while a person works, then the daemon enters safe mode (one
+/// evidence failure with `global_failures = 1`): when people are idle it does not run —
+/// automation is disabled in safe mode (docs/PROTOCOL.md §6.7) — and the agent hears it as
+/// `dropped` with the reason. The person's object keeps its name.
+#[test]
+fn a_held_automation_change_does_not_run_in_safe_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[sync]\nbatch_window_ms = 20\n[governance]\nuser_idle_ms = 300\nglobal_failures = 1\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (x, y) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
+    let mut u = u;
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    b.tell(&json!({"type":"user_activity","active":true}));
+    let ack = bot.send_change("a", vec![json!({"op":"rename","uuid":y,"name":"BotName"})], &[]);
+    assert_eq!(statuses(&ack), ["held"], "{ack}");
+    let mut u = fail_by_disconnect(&d, &mut b, u, "m", transform(&x, 1.0));
+    let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+    assert_eq!(st["safe_mode"], true, "{st}");
+
+    let results = bot.results.len();
+    b.c.send(&json!({"type":"user_activity","active":false})).unwrap();
+    assert!(
+        bot.pump_until(Duration::from_secs(10), |m| m.results.len() > results),
+        "the agent hears what became of its held change"
+    );
+    let r = bot.results.last().unwrap();
+    assert_eq!(r["outcome"], "dropped", "{r}");
+    assert_eq!(r["uuids"], json!([y]), "{r}");
+    assert!(r["reason"].as_str().is_some_and(|m| m.contains("safe mode")), "{r}");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.states[&y]["name"], "Y", "nothing of the agent's change ran");
+    assert_eq!(b.states[&y]["name"], "Y");
 }
 
 #[test]
