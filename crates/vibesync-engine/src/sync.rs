@@ -79,6 +79,13 @@ impl Pose {
 }
 
 impl Pose {
+    /// This pose as the daemon stores it: every float a stable value (docs/PROTOCOL.md §6.5),
+    /// as an editor's change is once read. A pose the daemon computes itself (an object moved
+    /// to the root where it stands in the world) is made so before it is carried or stored.
+    pub fn stable(&self) -> Pose {
+        Pose { t: self.t.map(stable_scalar), r: stable_rotation(self.r), s: self.s.map(stable_scalar) }
+    }
+
     /// The pose that undoes this one: `self.inverse().then(&self.then(&local))` is `local`
     /// (exactly for a uniform scale; per axis, as [`Pose::then`] composes, otherwise). A zero
     /// scale has no inverse: that axis stays 0.

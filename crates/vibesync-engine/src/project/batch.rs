@@ -284,13 +284,13 @@ impl Project {
                     info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a change puts the object under a parent deleted meanwhile: it stands at the root where that parent put it; its editor is corrected after the commit");
                     match &mut q.change.op {
                         ChangeOp::Create(st) => {
-                            let at = world.then(&Pose::of(st));
+                            let at = world.then(&Pose::of(st)).stable();
                             (st.parent, st.t, st.r, st.s) = (None, at.t, at.r, at.s);
                         }
                         op => {
                             *op = ChangeOp::Reparent(None);
                             if let Some(held) = &cur {
-                                let at = world.then(&Pose::of(held));
+                                let at = world.then(&Pose::of(held)).stable();
                                 let mut moved = q.clone();
                                 moved.change.op = ChangeOp::Transform { t: at.t, r: at.r, s: at.s };
                                 standing = Some(moved);
@@ -1011,6 +1011,7 @@ fn undo_link(
         },
         None => world,
     };
+    let local = local.stable();
     let ops = vec![ChangeOp::Reparent(to), ChangeOp::Transform { t: local.t, r: local.r, s: local.s }];
     let mut next = Some(cur);
     for op in &ops {

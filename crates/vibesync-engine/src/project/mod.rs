@@ -730,6 +730,9 @@ impl Project {
     /// delete of the uuid, or that editor's next change of it that is queued or refused
     /// otherwise. Returns whether the list changed.
     fn note_refused(&mut self, session: &Editor, uuid: &str, code: ItemErrorCode, message: &str, seq: u64) -> bool {
+        if !session.editor.holds_scene() {
+            return false; // an agent, cli or test session keeps nothing
+        }
         let key = (uuid.to_string(), session.client_id.clone());
         if !self.refused.contains_key(&key) && self.refused.len() >= MAX_REFUSED_SHOWN {
             return false;

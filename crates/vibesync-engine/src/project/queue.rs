@@ -125,21 +125,39 @@ impl Project {
         for (i, parsed) in changes.into_iter().enumerate() {
             let change = match parsed {
                 Ok(c) => c,
-                Err(refused) => {
-                    // A refusal its editor keeps the change under (a value out of range, a
-                    // name too long, itself as its parent) is listed by `status` like one
-                    // refused at admission (docs/PROTOCOL.md §5).
-                    if let Some(code) = refused.error_code.filter(|c| c.kept_by_editor()) {
-                        if vibesync_protocol::validate::uuid(&refused.uuid).is_ok() {
-                            let msg = refused.message.clone().unwrap_or_default();
-                            shown |= self.note_refused(session, &refused.uuid, code, &msg, last_seq);
+                Err(bad) => {
+                    // Read as one refused at admission (below): automation's `INVALID_FIELD` is
+                    // undone in its origin; a refusal its editor keeps the change under (a value
+                    // out of range, a name too long, itself as its parent) is listed by
+                    // `status` (docs/PROTOCOL.md §5); any other ends what was listed of it.
+                    if vibesync_protocol::validate::uuid(&bad.uuid).is_ok() {
+                        match bad.error_code {
+                            Some(ItemErrorCode::InvalidField)
+                                if author == Author::Automation && session.editor.holds_scene() =>
+                            {
+                                refused.push(bad.uuid.clone());
+                            }
+                            Some(code) if code.kept_by_editor() => {
+                                let msg = bad.message.clone().unwrap_or_default();
+                                shown |= self.note_refused(session, &bad.uuid, code, &msg, last_seq);
+                            }
+                            _ => shown |= self.sent_again(session, &bad.uuid),
                         }
                     }
-                    results.push(refused);
+                    results.push(bad);
                     continue;
                 }
             };
             let at = format!("changes[{i}]");
+            // A session that followed another history: every change of it is refused, before
+            // anything is read against this daemon's state (§6.7 "Sequence coherence"); its
+            // editor keeps it, listed by `status`.
+            if let Some(msg) = &diverged {
+                let msg = format!("{at}: {msg}");
+                shown |= self.note_refused(session, &change.uuid, ItemErrorCode::Blocked, &msg, last_seq);
+                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, msg));
+                continue;
+            }
             // Its mark, and what its person had in front of them: the other editors' changes
             // of the uuid this editor had applied as live previews (§6.1 `seen`, §6.3).
             self.next_mark += 1;
@@ -218,10 +236,6 @@ impl Project {
                         continue;
                     }
                 };
-            if let Some(msg) = &diverged {
-                results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {msg}")));
-                continue;
-            }
             let decision = match self.consult_gate(cx, &change, entry) {
                 Ok(d) => d,
                 Err(why) => {
@@ -233,7 +247,9 @@ impl Project {
             match decision {
                 Decision::Block(reason) => {
                     info!(uuid = %change.uuid, op = change.op.name(), reason = %reason, "gate: blocked");
-                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, format!("{at}: {reason}")));
+                    let msg = format!("{at}: {reason}");
+                    shown |= self.note_refused(session, &change.uuid, ItemErrorCode::Blocked, &msg, last_seq);
+                    results.push(ItemResult::error(&change.uuid, ItemErrorCode::Blocked, msg));
                     continue;
                 }
                 Decision::Degrade(reasons) => {

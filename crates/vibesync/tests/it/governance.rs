@@ -587,9 +587,23 @@ fn sequence_divergence_blocks_until_replayed() {
     // An editor restored from another history: it claims to have seen seq 1,000,000.
     let mut lost = Mini::connect(&d, "unity", 1.0, 1_000_000);
     lost.last_seq = 1_000_000;
-    let ack = lost.send_change("z", vec![transform(&x, 9.0)], &[]);
+    // An object this daemon never heard of is BLOCKED too, not NOT_FOUND: nothing of a
+    // diverged session is read against this daemon's state (§6.7).
+    let unknown = new_uuid();
+    let ack = lost.send_change("z", vec![transform(&x, 9.0), transform(&unknown, 1.0)], &[]);
     assert_eq!(ack["results"][0]["error_code"], "BLOCKED", "{ack}");
+    assert_eq!(ack["results"][1]["error_code"], "BLOCKED", "{ack}");
     assert!(ack["results"][0]["message"].as_str().unwrap().contains("divergence"));
+    // Its editor keeps them: `status` lists them not synced (§5).
+    let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+    let listed: Vec<&str> = st["projects"]["demo"]["not_synced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reason"].as_str().is_some_and(|r| r.starts_with("BLOCKED: ")))
+        .map(|n| n["uuid"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&x.as_str()) && listed.contains(&unknown.as_str()), "{st}");
     assert!(!lost.states.contains_key(&x), "the full replay follows the BLOCKED ack (docs/PROTOCOL.md §6.7)");
     settle(&mut [&mut b, &mut lost]);
     assert!(lost.states.contains_key(&x), "the diverged editor was sent a full replay");

@@ -301,6 +301,27 @@ fn a_change_refused_as_it_is_read_is_listed_not_synced_too() {
         let reason = s["reason"].as_str().unwrap();
         assert!(reason.starts_with("INVALID_FIELD: ") || reason.starts_with("TOO_LARGE: "), "{reason}");
     }
+    // The editor's next change of Y refused with a code it does not keep (a NUL in the name:
+    // `INVALID_NAME`) ends what was listed of it (§5: refused other than `BLOCKED` or
+    // `QUARANTINED`).
+    let ack = b.ask(&json!({"type":"change","request_id":"nul","base_seq":base,"changes":[
+        {"op":"rename","uuid":y,"name":"a\u{0}b"}]}));
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_NAME", "{ack}");
+    let shown = listed(&status(&d));
+    assert!(!shown.iter().any(|s| s["uuid"] == json!(y)), "{shown:?}");
+    // Automation's change refused as it is read is automation's, not a person's (§6.1): not
+    // listed, and its origin is sent the state that stands.
+    let resyncs = u.batches.len();
+    let ack = u.ask(&json!({"type":"change","request_id":"bot","base_seq":u.last_seq,
+        "automation":{"operation_id":"op-1","tool":"object.transform","agent_session":"a1"},
+        "changes":[{"op":"transform","uuid":z,"t":[0,3e9,0],"r":[0,0,0,1],"s":[1,1,1]}]}));
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    let shown = listed(&status(&d));
+    assert!(!shown.iter().any(|s| s["uuid"] == json!(z) && s["client"] == "unity"), "{shown:?}");
+    assert!(
+        u.pump_until(Duration::from_secs(10), |m| m.batches.len() > resyncs),
+        "Unity is sent Z's state that stands"
+    );
 }
 
 /// The origin's session ends before its batch rolls back: Blender's person moves an object,

@@ -1035,6 +1035,21 @@ fn an_object_left_under_a_tombstoned_parent_goes_to_the_root_where_it_stands() {
     // One STEP, and no editor's write (no change is stale against it), and no rollback.
     one_state_step_after_the_tombstone(dir.path(), &a, &x, None);
     assert_eq!(wal_records(&dir.path().join("data")).iter().filter(|r| r["phase"] == "ROLLBACK").count(), 0);
+    // The pose the daemon computed is stored as stable values (§6.5), as an editor's is: A's
+    // rotation makes X's world pose no float32 as composed.
+    let recs = wal_records(&dir.path().join("data"));
+    let step = recs
+        .iter()
+        .rev()
+        .find(|r| r["phase"] == "STEP" && r["payload"]["op"] == "state" && r["payload"]["uuid"] == x.as_str())
+        .expect("X's state STEP");
+    let st = &step["payload"]["state"];
+    let floats = |k: &str| -> Vec<f64> { st[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    for v in floats("t").into_iter().chain(floats("s")) {
+        assert_eq!(vibesync_protocol::state::stable_scalar(v), v, "{v} is no stable value: {st}");
+    }
+    let r: [f64; 4] = floats("r").try_into().unwrap();
+    assert_eq!(vibesync_protocol::state::stable_rotation(r), r, "{r:?} is no stable rotation: {st}");
 }
 
 /// After A's `tombstone` in the WAL, exactly one `state` STEP of X, written as `editor`'s

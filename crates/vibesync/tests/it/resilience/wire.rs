@@ -289,8 +289,12 @@ fn hostile_input_gets_clear_errors_and_changes_nothing() {
             ),
             ("mm", json!({"op":"mesh","uuid":known,"mesh_hash":h})),
         ] {
-            // base_seq up to date: the mesh check, not the stale rule, must refuse it.
-            let msg = json!({"type":"change","request_id":rid,"base_seq":1_000_000_000u64,"changes":[ch]});
+            // base_seq up to date (the daemon's last seq, from a pong): the mesh check, not the
+            // stale rule, must refuse it. (One beyond it would be a sequence divergence,
+            // refused `BLOCKED` before anything is read, §6.7.)
+            send_raw_json(&mut s, br#"{"type":"ping","request_id":"seq"}"#, &[]);
+            let base = read_msg(&mut s).expect("pong")["seq"].as_u64().expect("pong.seq");
+            let msg = json!({"type":"change","request_id":rid,"base_seq":base,"changes":[ch]});
             send_raw_json(&mut s, &serde_json::to_vec(&msg).unwrap(), att);
             let r = reply_and_still_usable(&mut s, what);
             assert_eq!(item_codes(&r, what), ["INVALID_FIELD"], "{what}: {r}");
