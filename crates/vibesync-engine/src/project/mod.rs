@@ -790,10 +790,20 @@ impl Project {
         if let Some(d) = self.queue.deadline(self.flight()) {
             consider(self.postponed.map_or(d, |p| d.max(p)));
         }
-        if let Some(d) = self.orphaned_at.filter(|_| self.flight().idle()) {
+        if let Some(d) = self.orphaned_at.filter(|_| self.orphans_alone()) {
             consider(d);
         }
         at
+    }
+
+    /// Whether the moves of objects left under a deleted parent (`orphaned`) go in a batch
+    /// of their own once due: nothing in flight, and no window open. An open window takes
+    /// them when it closes — it may hold an editor's own changes of those objects, made after
+    /// the delete (a move at the root, Blender's reparents of a deleted object's children),
+    /// which its batch reads first; a batch of the moves before it would carry the daemon's
+    /// move over them to their own editor (docs/PROTOCOL.md §6.1).
+    fn orphans_alone(&self) -> bool {
+        self.flight().idle() && self.queue.deadline(self.flight()).is_none()
     }
 
     /// Whether a [`Project::tick`] has work now: a wake that is due, or replays deferred
@@ -1004,8 +1014,8 @@ impl Project {
         while let Some((queued, lane)) = self.queue.take_due(cx.now(), self.flight()) {
             self.start_batch(cx, queued, lane).await;
         }
-        // Objects left under a deleted parent and no window due: a batch of their moves alone.
-        if self.orphaned_at.is_some_and(|d| d <= cx.now()) && self.flight().idle() {
+        // Objects left under a deleted parent and no window open: a batch of their moves alone.
+        if self.orphaned_at.is_some_and(|d| d <= cx.now()) && self.orphans_alone() {
             self.start_batch(cx, Vec::new(), crate::queue::Lane::Main).await;
         }
     }

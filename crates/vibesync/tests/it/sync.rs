@@ -1123,6 +1123,34 @@ fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_sta
     one_state_step_after_the_tombstone(dir.path(), &a, &x, Some("unity"));
 }
 
+/// Unity applies Blender's delete of A and its person moves X at once — while the window the
+/// delete opened for the moves of objects left under A is still running. Unity's move arrives
+/// in time: its batch reads it (X to the root from Unity, then Unity's pose), and no batch of
+/// the daemon's own move of X goes out before it — one would carry X back to where A put it
+/// to Unity, over its person's move (docs/PROTOCOL.md §6.1 "Objects left under a deleted
+/// parent"; found by an independent client: the move went first, to both editors).
+#[test]
+fn a_move_made_right_after_applying_a_parents_delete_is_not_overtaken_by_the_daemons_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, _]) = three_synced_in_window(dir.path(), 500);
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    blender_deletes_a_unity_holds_x_at_the_root(&mut b, &mut u, &a, &x);
+    let seen = u.batches.len();
+    let here = [5.0, 6.0, 7.0];
+    let mv = json!({"op":"transform","uuid":x,"t":here,"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move"));
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(u.batches.len(), seen, "Unity holds what it made: no batch carries X to it: {:?}", u.batches);
+    for (who, m) in [("unity", &u), ("blender", &b)] {
+        let st = &m.states[&x];
+        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
+        assert_eq!(st["t"], json!(here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
+    }
+    assert_eq!(u.results.iter().filter(|r| r["outcome"] == "rolled_back").count(), 0);
+}
+
 /// Unity applies Blender's delete of A (X stays at the root where A put it) and its person
 /// puts X under C — after the batch that moves X to the root in the registry has formed, and
 /// before Unity has read it. That batch changes nothing Unity holds; it is no edit a change
