@@ -525,6 +525,41 @@ impl Project {
     pub(super) async fn drop_held_in_safe_mode(&mut self, cx: &Cx<'_>) {
         let held = std::mem::take(&mut self.held);
         warn!(changes = held.len(), "safe mode: automation's held changes are not run");
+        let reason = "safe mode: automation is disabled, so this held change was not run; a person runs \
+                      `vibesync safe-mode clear`, then send it again";
+        self.drop_held(cx, held, reason).await;
+    }
+
+    /// Automation's held changes of a part a person's queued edit (`overwritten`: uuid and the
+    /// parts it writes, by `person`'s session) writes: made before that edit, each would undo
+    /// it once people are idle — none runs; each origin gets a `dropped` result, its `reason`
+    /// saying so (docs/PROTOCOL.md §6.7).
+    pub(super) async fn drop_held_a_person_overwrote(
+        &mut self,
+        cx: &Cx<'_>,
+        person: &Editor,
+        overwritten: Vec<(String, crate::stale::Parts)>,
+    ) {
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|h| {
+            let parts = crate::stale::Parts::written_by(&h.change.op);
+            overwritten.iter().any(|(u, p)| *u == h.change.uuid && p.intersects(parts))
+        });
+        self.held = kept;
+        if gone.is_empty() {
+            return;
+        }
+        let uuids: Vec<&str> = gone.iter().map(|h| h.change.uuid.as_str()).collect();
+        info!(uuids = ?uuids, editor = %person.editor, "a person changed what held automation changes would write: they do not run");
+        let reason = format!(
+            "a person changed this object in {} while this change was held; automation never overwrites a person's \
+             edit: read the object again and send a new change if it is still wanted",
+            person.editor
+        );
+        self.drop_held(cx, gone, &reason).await;
+    }
+
+    /// End `held` automation changes unrun: one `dropped` result per origin with `reason`.
+    async fn drop_held(&mut self, cx: &Cx<'_>, held: Vec<crate::sync::Queued<Editor>>, reason: &str) {
         let mut by_origin: BTreeMap<String, Vec<crate::sync::Queued<String>>> = BTreeMap::new();
         for q in held {
             let s = q.origin.session_id.clone();
@@ -541,11 +576,7 @@ impl Project {
                 uuids: dedup(changes.iter().map(|q| q.change.uuid.clone()).collect()),
                 error_code: None,
                 kept_local: false,
-                reason: Some(
-                    "safe mode: automation is disabled, so this held change was not run; a person runs \
-                     `vibesync safe-mode clear`, then send it again"
-                        .into(),
-                ),
+                reason: Some(reason.to_string()),
                 through: Some(through_of(changes.iter())),
             };
             cx.send(&session_id, vec![msg.to_frame()]).await;

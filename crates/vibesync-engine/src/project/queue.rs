@@ -4,6 +4,7 @@
 //! windows (`crate::queue`). The `ack` goes out before anything that follows from it.
 
 use crate::fast::{HashMap, HashSet};
+use crate::stale::Parts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +123,8 @@ impl Project {
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
         let mut live: Vec<(String, Preview)> = Vec::new();
+        // A person's queued edits of uuids automation has held changes of: (uuid, parts).
+        let mut overwritten: Vec<(String, Parts)> = Vec::new();
         for (i, parsed) in changes.into_iter().enumerate() {
             let change = match parsed {
                 Ok(c) => c,
@@ -291,6 +294,14 @@ impl Project {
                 continue;
             }
             results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Queued));
+            // A person's edit of a part a held automation change writes: that change, made
+            // before it, would undo it once people are idle (§6.7) — it does not run.
+            if author == Author::Person
+                && self.held.iter().any(|h| h.change.uuid == q.change.uuid)
+                && !self.changes_nothing(cx, &q.change)
+            {
+                overwritten.push((q.change.uuid.clone(), Parts::written_by(&q.change.op)));
+            }
             let uuid = &q.change.uuid;
             if q.change.op.path() == Path::Slow || self.degraded.contains_key(uuid) {
                 // Its batch carries everything of this uuid from now on, in order.
@@ -309,6 +320,9 @@ impl Project {
         self.forward_live(cx, session, live).await;
         if shown {
             self.publish_status(cx).await;
+        }
+        if !overwritten.is_empty() {
+            self.drop_held_a_person_overwrote(cx, session, overwritten).await;
         }
         (results, stale, refused, diverged_now)
     }

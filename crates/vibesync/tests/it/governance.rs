@@ -432,6 +432,55 @@ fn automation_waits_while_people_edit() {
     assert!(stopped.elapsed() >= Duration::from_millis(500), "not before the idle period");
 }
 
+/// An agent's rename of X is held while a person works; the person renames X too (and moves
+/// Y, which the agent's other held change renames). When people are idle, the agent's rename
+/// of X does not run — made before the person's, it would undo it (docs/PROTOCOL.md §6.7:
+/// automation never undoes a person's edit) — and the agent hears why; its rename of Y, whose
+/// name no person touched, runs.
+#[test]
+fn a_held_automation_change_of_a_part_a_person_then_changed_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n[governance]\nuser_idle_ms = 300\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (x, y) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    b.tell(&json!({"type":"user_activity","active":true}));
+    let ack = bot.send_change(
+        "a",
+        vec![json!({"op":"rename","uuid":x,"name":"BotX"}), json!({"op":"rename","uuid":y,"name":"BotY"})],
+        &[],
+    );
+    assert_eq!(statuses(&ack), ["held", "held"], "{ack}");
+    b.send_change("p", vec![json!({"op":"rename","uuid":x,"name":"Mine"}), transform(&y, 2.0)], &[]);
+    let dropped = bot
+        .results
+        .iter()
+        .find(|r| r["outcome"] == "dropped" && r["uuids"] == json!([x]))
+        .cloned()
+        .or_else(|| {
+            bot.pump_until(Duration::from_secs(10), |m| m.results.iter().any(|r| r["outcome"] == "dropped"));
+            bot.results.iter().find(|r| r["outcome"] == "dropped").cloned()
+        })
+        .expect("the agent hears its held rename of X will not run");
+    assert_eq!(dropped["uuids"], json!([x]), "{dropped}");
+    assert!(dropped["reason"].as_str().is_some_and(|m| m.contains("a person changed")), "{dropped}");
+    b.c.send(&json!({"type":"user_activity","active":false})).unwrap();
+    assert!(
+        u.pump_until(Duration::from_secs(10), |m| m.states[&y]["name"] == "BotY"),
+        "the rename of Y, which no person touched, runs after the idle period"
+    );
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&x]["name"], "Mine", "{who}: the person's name of X stands");
+        assert_eq!(m.states[&y]["t"], json!([2.0, 0.0, 0.0]), "{who}: the person's move of Y stands");
+    }
+}
+
 /// An agent's change held while a person works, then the daemon enters safe mode (one
 /// evidence failure with `global_failures = 1`): when people are idle it does not run —
 /// automation is disabled in safe mode (docs/PROTOCOL.md §6.7) — and the agent hears it as
