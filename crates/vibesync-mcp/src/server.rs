@@ -303,6 +303,13 @@ impl VibeSyncMcp {
         }
         match tokio::time::timeout(BUILTIN_TIMEOUT, batch).await {
             Ok(Ok(r)) => match r["outcome"].as_str() {
+                // A held change that did not run (a person changed the object meanwhile, or
+                // safe mode began): `dropped` with the reason (docs/PROTOCOL.md §6.7).
+                Some("dropped") if r["reason"].is_string() => {
+                    let reason = r["reason"].as_str().unwrap_or("");
+                    let code = if reason.starts_with("safe mode") { "SAFE_MODE" } else { "STALE" };
+                    refusal(code, None, format!("the change did not run: {reason}"))
+                }
                 Some("committed") | Some("dropped") => done(
                     true,
                     json!({"status": "success", "uuid": uuid, "outcome": r["outcome"], "seq": r["seq"], "tool": b.name()}),
