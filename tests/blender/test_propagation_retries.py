@@ -37,9 +37,11 @@ def grids(n: int, same: bool) -> list:
 
 
 # Daemon settings the tests below combine: a per-session bytes budget two 2,500-vertex grids
-# exhaust, a 400 ms wait for each participant's answer, and no grace before an unreferenced
+# exhaust (frames at most as large as its burst: the daemon refuses a burst below its largest
+# frame), a 400 ms wait for each participant's answer, and no grace before an unreferenced
 # mesh is collected.
-TIGHT = "[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n"
+TIGHT = ("[server]\nmax_frame_bytes = 300000\n"
+         "[limits]\nbytes_per_sec = 400000\nbytes_burst = 300000\n")
 IMPATIENT = "[sync]\nbatch_window_ms = 50\nverify_timeout_ms = 400\n"
 COLLECTING = "[storage]\nblob_grace_secs = 0\n"
 

@@ -307,6 +307,16 @@ impl Config {
         if let Some((key, got, min, why, default)) = bounds.into_iter().find(|(_, got, min, _, _)| got < min) {
             return Err(format!("{key} = {got}: {why}; set {min} or more (default {default})"));
         }
+        // A frame as large as the daemon takes must fit in the bytes budget's burst, or it is
+        // refused `RATE_LIMITED` however long its editor waits (docs/PROTOCOL.md §2).
+        let frame = self.server.max_frame_bytes as f64;
+        if self.limits.bytes_burst.is_nan() || self.limits.bytes_burst < frame {
+            return Err(format!(
+                "limits.bytes_burst = {}: a frame of up to server.max_frame_bytes ({frame}) must fit in the burst, or it \
+                 is refused RATE_LIMITED for good; set {frame} or more (default {})",
+                self.limits.bytes_burst, d.limits.bytes_burst
+            ));
+        }
         check_level(&self.logging.level).map_err(|e| format!("logging.level = {:?}: {e}", self.logging.level))
     }
 
@@ -388,6 +398,8 @@ mod tests {
             ("[storage]\nregistry_cache_bytes = 0\n", "storage.registry_cache_bytes"),
             ("[logging]\nlevel = \"loud\"\n", "logging.level"),
             ("[logging]\nrotation = \"weekly\"\n", "rotation"),
+            // A burst below the largest frame: that frame would be RATE_LIMITED for good.
+            ("[limits]\nbytes_burst = 1000000\n", "limits.bytes_burst"),
         ] {
             std::fs::write(&p, toml).unwrap();
             let e = Config::load(Some(&p)).unwrap_err().to_string();
