@@ -241,9 +241,15 @@ pub async fn serve_connection(
             tx.cork(ahead.is_some() || !reader.read_buffer().is_empty());
             let now_ms = clock.elapsed().as_millis() as u64;
             let size = (frame.json.len() + frame.attachment.len()) as f64;
-            // An `applied` answers a batch the daemon sent: it is counted, never refused (a
-            // refused answer would roll the batch back, VERIFY_TIMEOUT; docs/PROTOCOL.md §2).
-            let answer = matches!(&parsed, Ok(Inbound::Applied(_)));
+            // Counted, never refused (docs/PROTOCOL.md §2): an `applied` answers a batch the
+            // daemon sent (refused, the batch would roll back, VERIFY_TIMEOUT); a
+            // `user_activity` or `editor_state` is an editor's state, with no request to answer
+            // (refused, a person's edit would not hold automation back, or a closing editor's
+            // leave would count as evidence against the objects).
+            let answer = matches!(
+                &parsed,
+                Ok(Inbound::Applied(_) | Inbound::UserActivity(_) | Inbound::EditorState(_))
+            );
             let within = msg_bucket.take(1.0, now_ms) && byte_bucket.take(size, now_ms);
             if !within && !answer {
                 if let Ok(Inbound::Change(c)) = &parsed {

@@ -524,6 +524,44 @@ fn a_held_automation_change_does_not_run_in_safe_mode() {
     assert_eq!(b.states[&y]["name"], "Y");
 }
 
+/// A person's `user_activity` sent while their editor is over its message budget is still
+/// taken (docs/PROTOCOL.md §2: counted, never refused): refused, it would not hold
+/// automation back.
+#[test]
+fn user_activity_over_the_rate_limit_still_holds_automation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "c.toml",
+        "[limits]\nmessages_per_sec = 1.0\nmessages_burst = 2.0\n[governance]\nuser_idle_ms = 60000\n",
+    );
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut blender = d.client("blender");
+    for i in 0..3 {
+        let _ = blender.request(&json!({"type":"ping","request_id":format!("p{i}")}));
+    }
+    blender.send(&json!({"type":"user_activity","active":true})).unwrap();
+    // The budget refills one message a second: this ping, after it, is answered once the
+    // activity was handled (a session's messages are handled in order).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = blender.request(&json!({"type":"ping","request_id":"after"})).unwrap();
+        if r["type"] == "pong" {
+            break;
+        }
+        assert_eq!(r["code"], "RATE_LIMITED", "{r}");
+        assert!(Instant::now() < deadline, "the budget never refilled");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut bot = d.client("agent");
+    let x = new_uuid();
+    let ack = bot
+        .request(&json!({"type":"change","request_id":"a","base_seq":0,"changes":[
+            {"op":"create","uuid":x,"kind":"object","name":"Bot","parent":null,"t":[0,0,0],"r":[0,0,0,1],"s":[1,1,1],"visible":true}]}))
+        .unwrap();
+    assert_eq!(statuses(&ack), ["held"], "a person is editing: {ack}");
+}
+
 #[test]
 fn rate_limits_answer_rate_limited_and_spare_others() {
     let dir = tempfile::tempdir().unwrap();
