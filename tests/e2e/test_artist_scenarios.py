@@ -97,6 +97,31 @@ def test_an_undo_in_blender_after_unity_deleted_an_object_brings_it_back_in_both
     assert lu in view, "the Light is back in Unity as well"
 
 
+@pytest.mark.parametrize("what", ["object", "collection"])
+def test_an_eye_click_in_blender_as_unity_renames_the_object_stays_and_both_edits_reach_both(world, what):
+    """Blender's person hides the Cube (the outliner's eye, `hide_set`) — or the eye of the
+    Collection's layer — as Unity's person renames it. Blender reports no update for the eye;
+    the rename's batch arrived first and its answer, and the rollback's resync after it, turned
+    the person's eye back on, for good (docs/PROTOCOL.md §6.4: an edit made before a batch
+    is applied is sent after it, never undone). Found by an independent artist tester."""
+    made, host = world.startup_synced()
+    cu = bpy.data.objects["Cube"]["vibesync_uuid"]
+    if what == "object":
+        bpy.data.objects["Cube"].hide_set(True)
+        hidden = lambda: _by_uuid(cu).hide_get()  # noqa: E731
+    else:
+        layer = bpy.context.view_layer.layer_collection.children["Collection"]
+        layer.hide_viewport = True
+        hidden = lambda: bpy.context.view_layer.layer_collection.children["Collection"].hide_viewport  # noqa: E731
+    host.cmd(f"rename {cu} UCube")
+    drive(lambda: _by_uuid(cu) is not None and _by_uuid(cu).name == "UCube", what="Unity's rename in Blender")
+    converge(host)
+    assert hidden(), "the person's eye in Blender stands"
+    assert host_view(host)[cu]["name"] == "UCube"
+    world.finish(host, made)
+    assert hidden()
+
+
 def test_reparents_from_both_editors_that_close_a_cycle_do_not_loop(world):
     """In one window Unity puts the Cube under the Camera and Blender the Camera under the
     Cube. Each alone is fine; together they are a cycle no editor can hold. The batch rolled

@@ -1510,6 +1510,21 @@ class Session:
         sent = self.last_sent.get(uuid)
         return sent is not None and sent.get("visible") != capture.is_visible(idb)
 
+    def _hidden_differently(self, uuid: str, kind: str, idb) -> bool:
+        """Is an object or collection shown otherwise than it was last sent (the outliner's
+        eye, H)? O(1): what was sent against the view layer."""
+        sent = self.last_sent.get(uuid)
+        if sent is None or idb is None:
+            return False
+        try:
+            if kind == "object":
+                return sent.get("visible") != capture.is_visible(idb)
+            if kind == "collection":
+                return sent.get("visible") != capture.collection_visible(idb)
+        except ReferenceError:
+            return False
+        return False
+
     def _sweep(self) -> None:
         """A whole sweep now."""
         self._sweep_step(float("inf"))
@@ -1650,6 +1665,13 @@ class Session:
         if key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
                 or key in self.gated_keys \
                 or any(key in keys for keys in self.parent_waiters.values()):
+            return True
+        if self._hidden_differently(uuid, b.kind, idb):
+            # Hidden or shown with the outliner's eye (or H) since it was sent: Blender
+            # reports no update of the object, so only the sweep would find it — too late
+            # for a batch applied now, whose answer (or a replay) would turn the person's
+            # eye back (§6.4). Captured now.
+            self.dirty.add(key)
             return True
         if not self.mesh_jobs or idb is None or b.kind != "object":
             return False
@@ -1967,7 +1989,9 @@ class Session:
                     or (u, wire.Op.DELETE) not in batch.automation \
                     or u in self.deleted_here or self.registry.resolve(u) is None:
                 continue  # not here (a person's delete of it goes its own way)
-            mine = self._parts_changed_here(u) if u in pending else set()
+            # Read off the scene for every uuid automation deletes (few): a person's edit made
+            # since the last capture (a rename, a move not sent yet) is spared too.
+            mine = self._parts_changed_here(u)
             if mine:
                 out[u] = mine
             elif u in self.engine.not_synced:

@@ -530,32 +530,49 @@ impl Project {
         self.drop_held(cx, held, reason).await;
     }
 
-    /// Automation's held changes of a part a person's queued edit (`overwritten`: uuid and the
-    /// parts it writes, by `person`'s session) writes: made before that edit, each would undo
-    /// it once people are idle — none runs; each origin gets a `dropped` result, its `reason`
-    /// saying so (docs/PROTOCOL.md §6.7).
-    pub(super) async fn drop_held_a_person_overwrote(
+    /// Automation's changes — held, or waiting in a window — of a part a person's queued edit
+    /// (`overwritten`: uuid and the parts it writes, by `person`'s session) writes: made
+    /// before that edit, each would undo it (once people are idle, or as the earlier write of
+    /// the batch) — none runs; each origin gets a `dropped` result, its `reason` saying so,
+    /// and an editor that made one (a tool call run there) the state that stands
+    /// (docs/PROTOCOL.md §6.7).
+    pub(super) async fn drop_automation_a_person_overwrote(
         &mut self,
         cx: &Cx<'_>,
         person: &Editor,
         overwritten: Vec<(String, crate::stale::Parts)>,
     ) {
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|h| {
-            let parts = crate::stale::Parts::written_by(&h.change.op);
-            overwritten.iter().any(|(u, p)| *u == h.change.uuid && p.intersects(parts))
-        });
+        let overwrites = |q: &crate::sync::Queued<Editor>| {
+            let parts = crate::stale::Parts::written_by(&q.change.op);
+            q.author == crate::sync::Author::Automation
+                && overwritten.iter().any(|(u, p)| *u == q.change.uuid && p.intersects(parts))
+        };
+        let (mut gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|h| overwrites(h));
         self.held = kept;
+        let now = cx.now();
+        let uuids: BTreeSet<String> = overwritten.iter().map(|(u, _)| u.clone()).collect();
+        for u in &uuids {
+            gone.extend(self.queue.remove_of(u, |q| overwrites(q), now));
+        }
         if gone.is_empty() {
             return;
         }
-        let uuids: Vec<&str> = gone.iter().map(|h| h.change.uuid.as_str()).collect();
-        info!(uuids = ?uuids, editor = %person.editor, "a person changed what held automation changes would write: they do not run");
+        let names: Vec<&str> = gone.iter().map(|h| h.change.uuid.as_str()).collect();
+        info!(uuids = ?names, editor = %person.editor, "a person changed what automation's waiting changes would write: they do not run");
         let reason = format!(
-            "a person changed this object in {} while this change was held; automation never overwrites a person's \
+            "a person changed this object in {} before this change ran; automation never overwrites a person's \
              edit: read the object again and send a new change if it is still wanted",
             person.editor
         );
+        let mut undo: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for q in gone.iter().filter(|q| q.origin.editor.holds_scene()) {
+            undo.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+        }
         self.drop_held(cx, gone, &reason).await;
+        for (session_id, uuids) in undo {
+            self.send_resync(cx, &session_id, &dedup(uuids), "automation's change a person overwrote").await;
+        }
     }
 
     /// End `held` automation changes unrun: one `dropped` result per origin with `reason`.

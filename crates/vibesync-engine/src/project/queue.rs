@@ -239,6 +239,24 @@ impl Project {
                         continue;
                     }
                 };
+            // Automation's change of a part a person's change is on its way for (waiting in a
+            // window, or in a batch in flight): made without it, it would be the later writer
+            // and undo the person's edit (§6.7) — refused `STALE`, and its editor is sent the
+            // state that stands.
+            if author == Author::Automation {
+                if let Some(by) = self.persons_change_on_its_way(&change) {
+                    info!(uuid = %change.uuid, op = change.op.name(), person = %by, "automation's change refused: a person's change of the object is on its way");
+                    results.push(ItemResult::error(
+                        &change.uuid,
+                        ItemErrorCode::Stale,
+                        format!(
+                            "{at}: a person's change of this object in {by} is on its way; automation never overwrites a person's edit — read the object again and send a new change if it is still wanted"
+                        ),
+                    ));
+                    refused.push(change.uuid.clone());
+                    continue;
+                }
+            }
             let decision = match self.consult_gate(cx, &change, entry) {
                 Ok(d) => d,
                 Err(why) => {
@@ -294,10 +312,12 @@ impl Project {
                 continue;
             }
             results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Queued));
-            // A person's edit of a part a held automation change writes: that change, made
-            // before it, would undo it once people are idle (§6.7) — it does not run.
+            // A person's edit of a part an automation change held (or waiting in a window)
+            // writes: that change, made before it, would undo it — once people are idle, or
+            // as the earlier write its batch reads (§6.7) — it does not run.
             if author == Author::Person
-                && self.held.iter().any(|h| h.change.uuid == q.change.uuid)
+                && (self.held.iter().any(|h| h.change.uuid == q.change.uuid)
+                    || self.queue.pending_of(&q.change.uuid).any(|p| p.author == Author::Automation))
                 && !self.changes_nothing(cx, &q.change)
             {
                 overwritten.push((q.change.uuid.clone(), Parts::written_by(&q.change.op)));
@@ -322,7 +342,7 @@ impl Project {
             self.publish_status(cx).await;
         }
         if !overwritten.is_empty() {
-            self.drop_held_a_person_overwrote(cx, session, overwritten).await;
+            self.drop_automation_a_person_overwrote(cx, session, overwritten).await;
         }
         (results, stale, refused, diverged_now)
     }
@@ -470,6 +490,28 @@ impl Project {
     /// Then a `STALE` refusal of it is no conflict: the editor already holds the state that
     /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
     /// cannot be read counts as changed (the conflict is reported).
+    /// The editor kind of a person's change of `change`'s uuid, writing a part `change`
+    /// writes, that waits in a window or is in a batch in flight (`None`: none).
+    fn persons_change_on_its_way(&self, change: &Change) -> Option<ClientKind> {
+        let parts = Parts::written_by(&change.op);
+        let writes = |op: &ChangeOp| Parts::written_by(op).intersects(parts);
+        if let Some(q) = self
+            .queue
+            .pending_of(&change.uuid)
+            .find(|q| q.author == Author::Person && q.origin.editor.holds_scene() && writes(&q.change.op))
+        {
+            return Some(q.origin.editor);
+        }
+        self.inflight.iter().find_map(|f| {
+            f.changes
+                .iter()
+                .filter(|q| q.change.uuid == change.uuid && q.author == Author::Person && writes(&q.change.op))
+                .find_map(|q| f.kinds.get(&q.origin))
+                .and_then(|k| ClientKind::parse(k))
+                .filter(|k| k.holds_scene())
+        })
+    }
+
     fn changes_nothing(&self, cx: &Cx<'_>, change: &Change) -> bool {
         let Ok(Some(current)) = self.current_state(cx, &change.uuid) else { return false };
         match apply_change(Some(&current), &change.op) {

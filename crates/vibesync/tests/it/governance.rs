@@ -481,6 +481,58 @@ fn a_held_automation_change_of_a_part_a_person_then_changed_does_not_run() {
     }
 }
 
+/// People idle, no hold: a person's change and an agent's change of the same object meet
+/// at the daemon before a batch forms (docs/PROTOCOL.md §6.7). An agent's rename arriving
+/// while a person's rename of X waits in the window is refused `STALE` (made without it, it
+/// would be the later writer); an agent's delete of Y waiting in the window when a person's
+/// move of Y arrives does not run (`dropped`, with the reason) — Y stays, where the person
+/// put it, in both editors. (Found by an independent artist-scenario tester: the delete
+/// committed and removed the object the person had just moved, in both editors.)
+#[test]
+fn automation_never_overwrites_a_persons_change_waiting_in_the_same_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 400\n");
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let mut bot = Mini::connect(&d, "agent", 1.0, 0);
+    let (x, y) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&x, "X", [0.0, 0.0, 0.0]), create(&y, "Y", [0.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    // The person first, then the agent: the agent's change is refused at once.
+    assert_eq!(statuses(&u.send_change("p", vec![json!({"op":"rename","uuid":x,"name":"Mine"})], &[])), ["queued"]);
+    let ack = bot.ask(&json!({"type":"change","request_id":"a","base_seq":bot.last_seq,
+        "changes":[{"op":"rename","uuid":x,"name":"BotX"}]}));
+    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    assert!(ack["results"][0]["message"].as_str().is_some_and(|m| m.contains("a person's change")), "{ack}");
+    settle(&mut [&mut b, &mut u, &mut bot]);
+
+    // The agent first, then the person: the agent's delete does not run. (It read the
+    // daemon's seq: a delete made before the object's create would be STALE of its own.)
+    let seq = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap()["seq"].as_u64().unwrap();
+    let ack = bot.ask(&json!({"type":"change","request_id":"del","base_seq":seq,
+        "changes":[{"op":"delete","uuid":y}]}));
+    assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    assert_eq!(statuses(&u.send_change("mv", vec![transform(&y, 4.0)], &[])), ["queued"]);
+    assert!(
+        bot.pump_until(Duration::from_secs(10), |m| m.results.iter().any(|r| r["outcome"] == "dropped")),
+        "the agent hears its delete did not run"
+    );
+    let r = bot.results.iter().find(|r| r["outcome"] == "dropped").unwrap();
+    assert_eq!(r["uuids"], json!([y]), "{r}");
+    assert!(r["reason"].as_str().is_some_and(|m| m.contains("a person changed")), "{r}");
+    // The person's move reaches Blender in its batch (a window of 400 ms: waited for by its
+    // effect, not by a quiet period).
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].states[&y]["t"] == json!([4.0, 0.0, 0.0]));
+    settle(&mut [&mut b, &mut u, &mut bot]);
+    for (who, m) in [("blender", &b), ("unity", &u)] {
+        assert_eq!(m.states[&x]["name"], "Mine", "{who}: the person's name of X stands");
+        assert!(m.states.contains_key(&y), "{who}: Y, which the person moved, is still there");
+        assert_eq!(m.states[&y]["t"], json!([4.0, 0.0, 0.0]), "{who}: where the person put it");
+    }
+}
+
 /// An agent's change held while a person works, then the daemon enters safe mode (one
 /// evidence failure with `global_failures = 1`): when people are idle it does not run —
 /// automation is disabled in safe mode (docs/PROTOCOL.md §6.7) — and the agent hears it as
