@@ -668,6 +668,34 @@ def test_both_people_edit_one_object_while_the_daemon_is_down(world, unity_edit)
             "Unity's colour stands"
 
 
+def test_a_delete_made_while_the_daemon_is_down_then_saved_and_reopened_reaches_unity(world, tmp_path):
+    """The daemon is down; the person in Blender deletes the Camera, saves, and reopens the
+    file. The file's base no longer names the Camera and the delete was never sent: the
+    reopened file forgot it, and Unity kept the Camera for good. The file now keeps its
+    deletes the daemon did not acknowledge, and they go once connected (PROTOCOL.md §6.6,
+    "Reopening a file"). Found by an independent artist tester."""
+    made, host = world.startup_synced()
+    cam = bpy.data.objects["Camera"]["vibesync_uuid"]
+    path = str(tmp_path / "scene" / "scene.blend")
+    os.makedirs(os.path.dirname(path))
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    port = world.daemon.port
+    world.daemon.kill()
+    drive(lambda: not vibesync.status()["connected"], timeout=15, what="Blender disconnected")
+    with selected(bpy.data.objects["Camera"]):
+        bpy.ops.object.delete()
+    drive_for(0.3)
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=path)
+    drive_for(0.5)
+    world.daemon.start(port=port)
+    drive(lambda: vibesync.status()["connected"], timeout=40, what="Blender reconnected")
+    drive(lambda: cam not in host_view(host), timeout=30, what="the Camera deleted in Unity")
+    del made[cam]
+    view = world.finish(host, made)
+    assert cam not in view
+
+
 def test_save_and_reopen_while_connected(world, tmp_path):
     world.blender()
     made = uuids_of(STARTUP)

@@ -799,13 +799,16 @@ class Registry:
     # ------------------------------------------------------------------- persistence
     def snapshot(self, project_id: str | None, last_seq: int = 0,
                  synced: dict | None = None, unresolved: dict | None = None,
-                 home: tuple[str, str] | None = None) -> dict:
+                 home: tuple[str, str] | None = None,
+                 deleted: set[str] | frozenset[str] = frozenset()) -> dict:
         """The persisted registry; `project_id` and `last_seq` are the file's sync position
         (the project it belongs to and the last daemon seq its contents reflect). Optional:
         `synced` (uuid -> state) what this file last sent or applied of each object — the
         base a person's later edits are told apart by (PROTOCOL.md §6.6) — and `unresolved`
         (uuid -> parts) the parts of its changes that had no outcome yet; `home` the (scene,
-        view layer) the file is synced with (`capture.home_view_layer`)."""
+        view layer) the file is synced with (`capture.home_view_layer`); `deleted` the uuids
+        deleted here whose `tombstone` the daemon has not acknowledged (sent again when the
+        file is opened and connects)."""
         entries = {u: b.as_dict() for u, b in sorted(self.bindings.items()) if b.alive}
         doc = {"schema_version": SCHEMA_VERSION, "project_id": project_id,
                "last_seq": int(last_seq), "entries": entries}
@@ -815,6 +818,9 @@ class Registry:
             doc["unresolved"] = {u: list(unresolved[u]) for u in sorted(unresolved) if u in entries}
         if home is not None:
             doc["home"] = list(home)
+        gone = sorted(u for u in deleted if u not in entries)
+        if gone:
+            doc["deleted"] = gone
         doc["checksum"] = checksum(doc)
         return doc
 

@@ -119,6 +119,9 @@ class SavedSync(typing.NamedTuple):
     base: dict
     unresolved: dict
     home: tuple[str, str] | None = None  # the (scene, view layer) it was synced with
+    # uuids deleted here whose tombstone the daemon had not acknowledged when it was saved
+    # (the daemon was down, say): they go again once connected (§6.6).
+    deleted: frozenset = frozenset()
 
 
 def saved_sync() -> SavedSync:
@@ -142,7 +145,10 @@ def saved_sync() -> SavedSync:
     home = doc.get("home")
     home = (home[0], home[1]) if isinstance(home, list) and len(home) == 2 \
         and all(isinstance(x, str) and x for x in home) else None
-    return SavedSync(pid, seq if pid is not None else 0, True, base, away, home)
+    deleted = doc.get("deleted")
+    deleted = frozenset(u for u in deleted if wire.is_valid_uuid(u)) if isinstance(deleted, list) \
+        else frozenset()
+    return SavedSync(pid, seq if pid is not None else 0, True, base, away, home, deleted)
 
 
 def _open_file() -> tuple:
@@ -396,6 +402,8 @@ class Session:
         self.to_register: set[str] = set()
         self.registered: dict[str, str] = {}      # uuid -> editor_ref the daemon has
         self.to_tombstone: set[str] = set()
+        if self.project_id == saved_pid and saved_pid:
+            self._resume_deletes(saved)
         self.duplicate_of: dict[str, str] = {}    # newcomer uuid -> original uuid
         # Ordered outgoing change ops; an op with a mesh carries its attachment.
         self.out_ops: list[tuple[dict, bytes]] = []
@@ -595,6 +603,14 @@ class Session:
         self.last_sent.update(saved.base)
         self.sent_parts = saved.unresolved
 
+    def _resume_deletes(self, saved: SavedSync) -> None:
+        """The file's deletes the daemon never acknowledged (deleted while it was down, then
+        saved): their `tombstone`s go once connected, as if deleted now (§6.6: an object of
+        the base the scene no longer holds was deleted here meanwhile)."""
+        for u in saved.deleted:
+            self.to_tombstone.add(u)
+            self.deleted_here.add(u)
+
     def unresolved_parts(self) -> dict[str, list[str]]:
         """uuid -> the parts of its changes sent or queued and not ended yet (what a
         reconnect sends again after the replay, `reconnect_base`)."""
@@ -608,7 +624,8 @@ class Session:
         """The registry as the file keeps it: with its sync position, base, unresolved parts
         and the scene it is synced with (PROTOCOL §6.6, §6.1)."""
         return self.registry.snapshot(self.project_id, self.engine.last_seq, self.last_sent,
-                                      self.unresolved_parts(), capture.home_names())
+                                      self.unresolved_parts(), capture.home_names(),
+                                      self.deleted_here)
 
     def on_save_post(self) -> None:
         doc = self.pending_save_doc or self._snapshot()
@@ -1284,11 +1301,12 @@ class Session:
         self.lost_over.clear()
         self.kept_lost.clear()
         self.sent_parts.clear()
+        self.deleted_here.clear()
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
+            self._resume_deletes(saved)
         self.quiet.clear()
         self.remote_deleted.clear()
-        self.deleted_here.clear()
         self.out_of_scene.clear()
         # The file's scan runs in slices from this tick on (`_scan_step`, reason "load");
         # nothing else reads the registry until it has finished.
