@@ -542,9 +542,12 @@ impl Project {
         person: &Editor,
         overwritten: Vec<(String, crate::stale::Parts)>,
     ) {
+        // (Not automation's change made in the person's own editor: it ran over the scene
+        // that holds the person's edit, which comes after it.)
         let overwrites = |q: &crate::sync::Queued<Editor>| {
             let parts = crate::stale::Parts::written_by(&q.change.op);
             q.author == crate::sync::Author::Automation
+                && q.origin.client_id != person.client_id
                 && overwritten.iter().any(|(u, p)| *u == q.change.uuid && p.intersects(parts))
         };
         let (mut gone, kept): (Vec<_>, Vec<_>) =

@@ -244,7 +244,7 @@ impl Project {
             // and undo the person's edit (§6.7) — refused `STALE`, and its editor is sent the
             // state that stands.
             if author == Author::Automation {
-                if let Some(by) = self.persons_change_on_its_way(&change) {
+                if let Some(by) = self.persons_change_on_its_way(&change, &session.client_id) {
                     info!(uuid = %change.uuid, op = change.op.name(), person = %by, "automation's change refused: a person's change of the object is on its way");
                     results.push(ItemResult::error(
                         &change.uuid,
@@ -491,21 +491,25 @@ impl Project {
     /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
     /// cannot be read counts as changed (the conflict is reported).
     /// The editor kind of a person's change of `change`'s uuid, writing a part `change`
-    /// writes, that waits in a window or is in a batch in flight (`None`: none).
-    fn persons_change_on_its_way(&self, change: &Change) -> Option<ClientKind> {
+    /// writes, that waits in a window or is in a batch in flight (`None`: none) — from
+    /// another editor than `client_id`'s: in its own editor, automation ran after the
+    /// person's edit, over the scene that holds it.
+    fn persons_change_on_its_way(&self, change: &Change, client_id: &str) -> Option<ClientKind> {
         let parts = Parts::written_by(&change.op);
         let writes = |op: &ChangeOp| Parts::written_by(op).intersects(parts);
-        if let Some(q) = self
-            .queue
-            .pending_of(&change.uuid)
-            .find(|q| q.author == Author::Person && q.origin.editor.holds_scene() && writes(&q.change.op))
-        {
+        if let Some(q) = self.queue.pending_of(&change.uuid).find(|q| {
+            q.author == Author::Person
+                && q.origin.editor.holds_scene()
+                && q.origin.client_id != client_id
+                && writes(&q.change.op)
+        }) {
             return Some(q.origin.editor);
         }
         self.inflight.iter().find_map(|f| {
             f.changes
                 .iter()
                 .filter(|q| q.change.uuid == change.uuid && q.author == Author::Person && writes(&q.change.op))
+                .filter(|q| f.client_ids.get(&q.origin).is_some_and(|c| c != client_id))
                 .find_map(|q| f.kinds.get(&q.origin))
                 .and_then(|k| ClientKind::parse(k))
                 .filter(|k| k.holds_scene())

@@ -1298,6 +1298,10 @@ fn an_agents_delete_of_what_a_person_is_moving_rolls_back_and_the_move_stands() 
     let ack =
         bot.ask(&json!({"type":"change","request_id":"a2","base_seq":base,"changes":[{"op":"delete","uuid":other}]}));
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
+    // In flight (Unity applied it) before the move arrives: a move arriving while the delete
+    // still waits in its window drops it instead (§6.7; test
+    // `automation_never_overwrites_a_persons_change_waiting_in_the_same_window`).
+    until(&mut [&mut u], Duration::from_secs(10), |m| !m[0].states.contains_key(&other));
     let ack = b.ask(&json!({"type":"change","request_id":"b2","base_seq":base,"changes":[transform(&other, 4.0)]}));
     assert_eq!(statuses(&ack), ["queued"], "{ack}");
     until(&mut [&mut b], Duration::from_secs(10), |m| m[0].batches.len() > seen);
