@@ -123,7 +123,7 @@ impl Project {
             && self.idle.automation_allowed_at(cx.now(), self.settings.user_idle_ms).is_some();
         // Admitted fast-path changes, forwarded at once as live previews (§6.3).
         let mut live: Vec<(String, Preview)> = Vec::new();
-        // A person's queued edits of uuids automation has held changes of: (uuid, parts).
+        // A person's queued edits of uuids automation has changes of held or waiting: (uuid, parts).
         let mut overwritten: Vec<(String, Parts)> = Vec::new();
         for (i, parsed) in changes.into_iter().enumerate() {
             let change = match parsed {
@@ -486,10 +486,6 @@ impl Project {
         self.slow_queued.contains(uuid) || self.inflight.iter().any(|f| f.holds_live.contains(uuid))
     }
 
-    /// Would `change` leave the uuid's committed state as it is (equal state hashes, §6.5)?
-    /// Then a `STALE` refusal of it is no conflict: the editor already holds the state that
-    /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
-    /// cannot be read counts as changed (the conflict is reported).
     /// The editor kind of a person's change of `change`'s uuid, writing a part `change`
     /// writes, that waits in a window or is in a batch in flight (`None`: none) — from
     /// another editor than `client_id`'s: in its own editor, automation ran after the
@@ -516,6 +512,10 @@ impl Project {
         })
     }
 
+    /// Would `change` leave the uuid's committed state as it is (equal state hashes, §6.5)?
+    /// Then a `STALE` refusal of it is no conflict: the editor already holds the state that
+    /// stands — e.g. its objects re-sent as `create` after a reconnect (§6.2). A state that
+    /// cannot be read counts as changed (the conflict is reported).
     fn changes_nothing(&self, cx: &Cx<'_>, change: &Change) -> bool {
         let Ok(Some(current)) = self.current_state(cx, &change.uuid) else { return false };
         match apply_change(Some(&current), &change.op) {
