@@ -505,7 +505,7 @@ impl Project {
             }
         }
         for (session_id, uuids, through) in dropped {
-            self.send_dropped(cx, &session_id, uuids, cx.view.last_seq(), Some(through)).await;
+            self.send_dropped(cx, &session_id, uuids, cx.view.last_seq(), Some(through), None).await;
         }
         for (session_id, uuids) in corrections {
             info!(session_id = %session_id, uuids = ?uuids, "a superseded change left its editor off the authoritative state: corrected");

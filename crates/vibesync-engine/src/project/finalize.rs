@@ -495,7 +495,8 @@ impl Project {
 
     /// A `batch_result` `dropped` to `session_id` for its changes of `uuids` that no batch
     /// carries, at `seq`; `through` names per uuid the last request it ends (`None`: every
-    /// change of `uuids` ends, PROTOCOL §6.4).
+    /// change of `uuids` ends, PROTOCOL §6.4); `reason` says why when the change did not run
+    /// (automation's, §6.7).
     pub(super) async fn send_dropped(
         &self,
         cx: &Cx<'_>,
@@ -503,6 +504,7 @@ impl Project {
         uuids: Vec<String>,
         seq: u64,
         through: Option<BTreeMap<String, String>>,
+        reason: Option<&str>,
     ) {
         let seq = self.result_seq_for(session_id, seq);
         self.expose(seq);
@@ -513,7 +515,7 @@ impl Project {
             uuids,
             error_code: None,
             kept_local: false,
-            reason: None,
+            reason: reason.map(str::to_string),
             through,
         };
         cx.send(session_id, vec![msg.to_frame()]).await;
@@ -527,7 +529,7 @@ impl Project {
         warn!(changes = held.len(), "safe mode: automation's held changes are not run");
         let reason = "safe mode: automation is disabled, so this held change was not run; a person runs \
                       `vibesync safe-mode clear`, then send it again";
-        self.drop_held(cx, held, reason).await;
+        self.drop_unrun(cx, held, reason).await;
     }
 
     /// Automation's changes — held, or waiting in a window — of a part a person's queued edit
@@ -572,34 +574,24 @@ impl Project {
         for q in gone.iter().filter(|q| q.origin.editor.holds_scene()) {
             undo.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
         }
-        self.drop_held(cx, gone, &reason).await;
+        self.drop_unrun(cx, gone, &reason).await;
         for (session_id, uuids) in undo {
             self.send_resync(cx, &session_id, &dedup(uuids), "automation's change a person overwrote").await;
         }
     }
 
-    /// End `held` automation changes unrun: one `dropped` result per origin with `reason`.
-    async fn drop_held(&mut self, cx: &Cx<'_>, held: Vec<crate::sync::Queued<Editor>>, reason: &str) {
+    /// End automation's changes that did not run (held, or taken from a window): one
+    /// `dropped` result per origin, with `reason`.
+    async fn drop_unrun(&mut self, cx: &Cx<'_>, changes: Vec<crate::sync::Queued<Editor>>, reason: &str) {
         let mut by_origin: BTreeMap<String, Vec<crate::sync::Queued<String>>> = BTreeMap::new();
-        for q in held {
+        for q in changes {
             let s = q.origin.session_id.clone();
             by_origin.entry(s.clone()).or_default().push(q.with_origin(s));
         }
         let seq = cx.view.last_seq();
         for (session_id, changes) in by_origin {
-            let seq = self.result_seq_for(&session_id, seq);
-            self.expose(seq);
-            let msg = Outbound::BatchResult {
-                batch_id: uuid::Uuid::new_v4().to_string(),
-                seq,
-                outcome: vibesync_protocol::BatchOutcome::Dropped,
-                uuids: dedup(changes.iter().map(|q| q.change.uuid.clone()).collect()),
-                error_code: None,
-                kept_local: false,
-                reason: Some(reason.to_string()),
-                through: Some(through_of(changes.iter())),
-            };
-            cx.send(&session_id, vec![msg.to_frame()]).await;
+            let uuids = dedup(changes.iter().map(|q| q.change.uuid.clone()).collect());
+            self.send_dropped(cx, &session_id, uuids, seq, Some(through_of(changes.iter())), Some(reason)).await;
         }
     }
 

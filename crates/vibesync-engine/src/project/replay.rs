@@ -266,7 +266,7 @@ impl Project {
             }
             for (session_id, changes) in lost {
                 let uuids = super::dedup(changes.iter().map(|q| q.change.uuid.clone()).collect());
-                self.send_dropped(cx, &session_id, uuids, seq, Some(super::finalize::through_of(&changes))).await;
+                self.send_dropped(cx, &session_id, uuids, seq, Some(super::finalize::through_of(&changes)), None).await;
             }
             // The deleting editor's own changes of these uuids still waiting (a `create` of an
             // object added and deleted within one window) are superseded by its delete: a
@@ -285,7 +285,7 @@ impl Project {
                 info!(project_id = %self.project, session_id = %by.session_id, uuids = ?dropped, "its editor deleted these objects: its changes of them still waiting are dropped");
                 // Every change of these uuids its editor still has in flight ends: it deleted
                 // them (no `through`, docs/PROTOCOL.md §6.4).
-                self.send_dropped(cx, &by.session_id, dropped, seq, None).await;
+                self.send_dropped(cx, &by.session_id, dropped, seq, None, None).await;
             }
         }
         for f in self.inflight.iter_mut() {
