@@ -10,7 +10,7 @@ import bpy
 
 import vibesync
 from conftest import pump_until, settle
-from daemon import registry_records
+from daemon import Daemon, registry_records
 from vibesync import identity, wire
 
 PROP = "vibesync_uuid"
@@ -279,6 +279,38 @@ def test_deleted_object_becomes_a_tombstone(bridge):
     assert daemon_live(daemon, [doomed])[doomed] == "tombstoned"
     assert daemon_live(daemon, [stays])[stays] == "live"
     assert vibesync._session().registry.resolve(doomed) is None
+
+
+def test_a_delete_the_daemon_never_knew_is_not_kept_for_the_next_connect(clean_blender, daemon_bin,
+                                                                        tmp_path, project_id):
+    """The daemon is down: the person adds a cube and deletes it again. Its uuid was never
+    registered, so its `tombstone` is answered `NOT_FOUND` once connected (PROTOCOL §6.6):
+    nothing is left to delete, and the file must not keep the delete to send it again at every
+    connect (it did: only `TOMBSTONED` ended it)."""
+    d = Daemon(daemon_bin, str(tmp_path / "daemon")).start()
+    try:
+        port = d.port
+        vibesync.connect("127.0.0.1", port, d.token, project_id)
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        d.kill()
+        pump_until(lambda: not vibesync.status()["connected"], timeout=15, what="disconnected")
+        ob = make_cube("Fleeting")
+        settle()
+        u = uid(ob)
+        bpy.data.objects.remove(ob)
+        settle()
+        session = vibesync._session()
+        assert u in session.deleted_here, "the delete is kept while the daemon is down"
+        d.start(port=port)
+        pump_until(lambda: vibesync.status()["connected"], timeout=30, what="reconnected")
+        pump_until(lambda: u not in session.deleted_here and u not in session.to_tombstone
+                   and vibesync.status()["pending_requests"] == 0, timeout=15,
+                   what="the tombstone answered NOT_FOUND and the delete ended")
+        assert u not in session._snapshot().get("deleted", []), "the file does not keep it"
+        assert u not in registry_records(d)
+    finally:
+        vibesync.disconnect()
+        d.stop()
 
 
 def test_operator_delete_is_tombstoned_too(bridge):

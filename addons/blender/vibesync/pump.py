@@ -856,6 +856,9 @@ class Session:
             # waited for it are captured again.
             self.engine.connected(welcome.get("seq"))
             self.safe_mode = bool(welcome.get("safe_mode"))
+            why = welcome.get("safe_mode_reason")
+            self.safe_mode_reason = (why if isinstance(why, str) and why else
+                                     "the daemon is in safe mode") if self.safe_mode else ""
             self.last_handshake_error = None
             self.daemon_unreachable = None
             assigned = welcome.get("project_id")
@@ -1251,7 +1254,10 @@ class Session:
                     self.engine.tombstoned(u, seq)
                     self.deleted_here.discard(u)
             elif r.get("error_code") == wire.ErrorCode.NOT_FOUND:
-                self.registered.pop(uuids[i], None)  # never registered or already gone
+                # Never registered, or already gone: nothing is left to tombstone, so a
+                # saved delete is not sent again at the next connect.
+                self.registered.pop(uuids[i], None)
+                self.deleted_here.discard(uuids[i])
             else:
                 self._error(str(r.get("error_code")), f"tombstone {uuids[i]}: "
                             f"{r.get('message')}")
@@ -1525,8 +1531,7 @@ class Session:
             return False
         if (uuid in self.out_of_scene) == self.registry.in_home_scene(idb):
             return True  # `_capture_one` sends its delete, or its create
-        sent = self.last_sent.get(uuid)
-        return sent is not None and sent.get("visible") != capture.is_visible(idb)
+        return self._hidden_differently(uuid, kind, idb)
 
     def _hidden_differently(self, uuid: str, kind: str, idb) -> bool:
         """Is an object or collection shown otherwise than it was last sent (the outliner's
@@ -1570,8 +1575,7 @@ class Session:
         # compare what was sent (collections are few).
         for coll in bpy.data.collections:
             u = self.registry.uuid_for(coll)
-            sent = self.last_sent.get(u) if u is not None else None
-            if sent is not None and sent.get("visible") != capture.collection_visible(coll):
+            if u is not None and self._hidden_differently(u, "collection", coll):
                 self.dirty.add(("collection", coll.session_uid))
 
     # --------------------------------------------------------------------- incoming
