@@ -668,6 +668,52 @@ def test_both_people_edit_one_object_while_the_daemon_is_down(world, unity_edit)
             "Unity's colour stands"
 
 
+def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(world):
+    """The daemon crashes three times in a row while both editors are connected, so it
+    starts in safe mode (PROTOCOL.md §6.7). Both editors say so, with the same reason (Blender
+    said nothing, the host "daemon started in safe mode"): `welcome` now carries it. Each
+    person's edit made meanwhile stays in its editor (held, not sent: its status line says
+    safe mode and why) and reaches the other editor once a person clears safe mode."""
+    import subprocess
+
+    from vibesync import statusview
+    made, host = world.startup_synced()
+    port = world.daemon.port
+    for _ in range(3):
+        world.daemon.kill()
+        world.daemon.start(port=port)
+    reason = "3 unclean boots in a row (threshold 3)"
+    drive(lambda: vibesync.status()["connected"] and vibesync.status()["safe_mode"], timeout=40,
+          what="Blender reconnected, in safe mode")
+    assert vibesync.status()["safe_mode_reason"] == reason
+    drive(lambda: host.stats().get("safe_mode_reason") == reason, timeout=40,
+          what="the host reconnected, showing why safe mode is on")
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    light = next(k for k, v in host_view(host).items() if v["name"] == "Directional Light")
+    cube.location = (4, 0, 0)
+    host.cmd(f"rename {light} Sun In Safe Mode")
+    # Read-only: each editor holds its person's edit (its status line says safe mode, and
+    # why) and sends nothing until safe mode ends.
+    drive_for(1.5)
+    assert tuple(cube.location) == pytest.approx((4, 0, 0)), "the person's move stays"
+    assert host_view(host)[light]["name"] == "Sun In Safe Mode", "the person's rename stays"
+    assert host_view(host)[u]["t"] != pytest.approx([4, 0, 0], abs=1e-5), "read-only: not synced"
+    assert "Sun In Safe Mode" not in bpy.data.objects, "read-only: not synced"
+    shown = [ln.text for ln in statusview.lines(vibesync.status()) if ln.key == "safe_mode"]
+    assert shown and reason in shown[0], f"Blender's panel says why: {shown}"
+    out = subprocess.run([world.daemon.binary, "safe-mode", "clear", "--data-dir", world.daemon.data_dir],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    drive(lambda: not vibesync.status()["safe_mode"], timeout=20, what="Blender out of safe mode")
+    drive(lambda: not host.stats().get("safe_mode"), timeout=20, what="the host out of safe mode")
+    host_made = world.host_made()
+    host_made[light] = "Sun In Safe Mode"
+    view = world.finish(host, made, host_made)
+    assert view[u]["t"] == pytest.approx([4, 0, 0], abs=1e-5), "Blender's move reached Unity"
+    assert view[light]["name"] == "Sun In Safe Mode", "Unity's rename reached Blender"
+
+
 def test_a_delete_made_while_the_daemon_is_down_then_saved_and_reopened_reaches_unity(world, tmp_path):
     """The daemon is down; the person in Blender deletes the Camera, saves, and reopens the
     file. The file's base no longer names the Camera and the delete was never sent: the

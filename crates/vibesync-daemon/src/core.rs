@@ -62,6 +62,8 @@ pub struct Daemon {
     started: Instant,
     listen: Mutex<Option<SocketAddr>>,
     safe_mode: AtomicBool,
+    /// Why safe mode is on (told in `welcome` and the `safe_mode` event); `None` when off.
+    safe_mode_reason: Mutex<Option<String>>,
     storage_failed: AtomicBool,
     /// The daemon is stopping: `SHUTTING_DOWN` is each session's last frame, so the sessions
     /// that close meanwhile announce no `peers` to the others (docs/PROTOCOL.md §4).
@@ -93,7 +95,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(config: Config, data: DataDir, token: String, stores: Stores, safe_mode: bool) -> Daemon {
+    /// `safe_mode`: why the daemon starts in safe mode, or `None` when it does not.
+    pub fn new(config: Config, data: DataDir, token: String, stores: Stores, safe_mode: Option<String>) -> Daemon {
         Daemon {
             config,
             data,
@@ -104,7 +107,8 @@ impl Daemon {
             mutation: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             listen: Mutex::new(None),
-            safe_mode: AtomicBool::new(safe_mode),
+            safe_mode: AtomicBool::new(safe_mode.is_some()),
+            safe_mode_reason: Mutex::new(safe_mode),
             storage_failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             fatal: Notify::new(),
@@ -140,6 +144,10 @@ impl Daemon {
     }
     pub fn safe_mode(&self) -> bool {
         self.safe_mode.load(Ordering::SeqCst)
+    }
+    /// Why safe mode is on, or `None` when it is off.
+    pub fn safe_mode_reason(&self) -> Option<String> {
+        self.safe_mode_reason.lock().unwrap().clone()
     }
     pub fn set_listen_addr(&self, addr: SocketAddr) {
         *self.listen.lock().unwrap() = Some(addr);
@@ -736,7 +744,11 @@ impl Daemon {
 
     /// Enter or leave safe mode: persisted in boot.json and told to every editor.
     pub fn set_safe_mode(&self, active: bool, reason: &str) {
-        let was = self.safe_mode.swap(active, Ordering::SeqCst);
+        let was = {
+            let mut why = self.safe_mode_reason.lock().unwrap();
+            *why = active.then(|| reason.to_string());
+            self.safe_mode.swap(active, Ordering::SeqCst)
+        };
         let path = self.data.boot();
         match crate::boot::read(&path) {
             Ok(mut b) => {

@@ -167,12 +167,15 @@ pub async fn serve_connection(
     let mut byte_bucket = Bucket::new(limits.bytes_per_sec, limits.bytes_burst, 0);
     info!(parent: &span, %peer, client_id = %hello.client_id, assigned = hello.project_id.is_none(), "session opened");
 
+    // One read: the flag and its reason change together (`Daemon::set_safe_mode`).
+    let safe_mode_reason = daemon.safe_mode_reason();
     let welcome = Outbound::Welcome {
         session_id: session_id.clone(),
         daemon_version: crate::DAEMON_VERSION.to_string(),
         protocol: PROTOCOL_VERSION,
         seq: daemon.last_seq(),
-        safe_mode: daemon.safe_mode(),
+        safe_mode: safe_mode_reason.is_some(),
+        safe_mode_reason,
         project_id,
     };
     if tx.send_first(welcome.to_frame()).await.is_err() {

@@ -41,6 +41,9 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
     }
     let threshold = config.governance.crash_loop_threshold;
     let mut safe = current.safe_mode;
+    let mut reason = current.safe_mode.then(|| {
+        current.safe_mode_reason.clone().unwrap_or_else(|| "entered in an earlier run; not cleared since".to_string())
+    });
     if threshold > 0 && current.consecutive_unclean_boots >= threshold && !safe {
         safe = true;
         let mut s = current.clone();
@@ -49,6 +52,7 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
             Some(format!("{} unclean boots in a row (threshold {threshold})", current.consecutive_unclean_boots));
         boot::write(&data.boot(), &s)?;
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
+        reason = s.safe_mode_reason;
     }
     let failures = stores.governance.lock().unwrap().global_failures(stores::unix_ms());
     if failures >= config.governance.global_failures.max(1) && !safe {
@@ -62,8 +66,10 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         ));
         boot::write(&data.boot(), &s)?;
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
+        reason = s.safe_mode_reason;
     }
-    Ok(Arc::new(Daemon::new(config, data, token, stores, safe)))
+    debug_assert_eq!(safe, reason.is_some());
+    Ok(Arc::new(Daemon::new(config, data, token, stores, reason)))
 }
 
 /// `vibesync safe-mode clear` while no daemon runs: the stores are opened as a boot opens

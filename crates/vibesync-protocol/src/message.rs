@@ -422,6 +422,9 @@ pub enum Outbound {
         protocol: u32,
         seq: u64,
         safe_mode: bool,
+        /// Why the daemon is in safe mode, as its `safe_mode` event says; only while it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        safe_mode_reason: Option<String>,
         /// The effective project (the one the hello named, or the one assigned to it).
         project_id: String,
     },

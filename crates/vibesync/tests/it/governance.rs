@@ -32,6 +32,10 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     }
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     assert_eq!(b.c.welcome["safe_mode"], true, "3 unclean boots in a row: safe mode");
+    assert_eq!(
+        b.c.welcome["safe_mode_reason"], "3 unclean boots in a row (threshold 3)",
+        "welcome says why, as every editor must show it"
+    );
     let ack = b.send_change("c", vec![create(&new_uuid(), "X", [0.0, 0.0, 0.0])], &[]);
     assert_eq!(ack["code"], "SAFE_MODE", "sync is read-only: {ack}");
     let mut agent = d.client("agent");
@@ -92,6 +96,14 @@ fn an_offline_safe_mode_clear_is_a_well_formed_transaction() {
     }
     assert_eq!(d.client("blender").welcome["safe_mode"], true);
     d.stop();
+    // Safe mode outlives a clean stop, and so does its reason.
+    d = Daemon::start(&data);
+    let w = d.client("unity").welcome;
+    assert_eq!(
+        (&w["safe_mode"], &w["safe_mode_reason"]),
+        (&json!(true), &json!("3 unclean boots in a row (threshold 3)"))
+    );
+    d.stop();
     let (code, out, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("daemon not running"), "{out}");
@@ -108,7 +120,9 @@ fn an_offline_safe_mode_clear_is_a_well_formed_transaction() {
     let (code, out, err) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "verify right after an offline clear: {out}{err}");
     let mut d = Daemon::start(&data);
-    assert_eq!(d.client("blender").welcome["safe_mode"], false);
+    let w = d.client("blender").welcome;
+    assert_eq!(w["safe_mode"], false);
+    assert!(w.get("safe_mode_reason").is_none(), "no reason out of safe mode: {w}");
     d.stop();
     // The next boot applied and audited it like any transaction of its own.
     let (code, out, err) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);

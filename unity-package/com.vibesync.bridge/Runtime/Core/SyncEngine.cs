@@ -427,6 +427,7 @@ namespace VibeSync.Bridge.Core
                 { "not_synced", (long)notSynced.Count }, { "in_flight", (long)InFlightCount }, { "peers", (long)peers.Count }, { "project_id", ProjectId },
                 { "resyncs_requested", ResyncsRequested }, { "replay_kept_local", ReplayKeptLocal }, { "adopted", Adopted }, { "last_seq", LastSeq }, { "tracked", (long)synced.Count },
                 { "live_applied", LiveApplied }, { "live_dropped", LiveDropped }, { "mesh_bytes_sent", MeshBytesSent },
+                { "safe_mode", SafeMode }, { "safe_mode_reason", SafeModeReason },
             };
         }
 
@@ -782,7 +783,8 @@ namespace VibeSync.Bridge.Core
             ProjectId = Msg.OptStr(welcome, "project_id") ?? client.Options.ProjectId;
             DaemonSeq = Msg.OptLong(welcome, "seq", 0);
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
-            SafeModeReason = SafeMode ? "daemon started in safe mode" : null;
+            string why = Msg.OptStr(welcome, "safe_mode_reason");
+            SafeModeReason = SafeMode ? (string.IsNullOrEmpty(why) ? "the daemon is in safe mode" : why) : null;
             current = null;
             awaySeq = away.Count > 0 ? Math.Min(awaySeq, LastSeq) : LastSeq;
             firstReplayDue = true;
