@@ -318,7 +318,7 @@ impl Project {
                 // (Still deleted: not made again, in this window or since.)
                 let applied = match base.filter(|_| owed) {
                     Some(base) => last_state(cx, p, &states, &start).and_then(|last| match last {
-                        Some((_, true)) => self.applied_delete_of(cx, p, base),
+                        Some((_, true)) => self.applied_delete_of(cx, p, &q.origin.client_id, base),
                         _ => Ok(false),
                     }),
                     None => Ok(false),
@@ -332,6 +332,44 @@ impl Project {
                     }
                     Ok(false) => {}
                     Err(why) => return cx.storage_failed("sync", &why).await,
+                }
+            }
+            // A `transform` made under a parent deleted meanwhile, by an editor that had not
+            // applied that delete when it made it (it held the object under that parent, as
+            // the registry still does), of an object an earlier change of this window already
+            // put at the root (the deleting editor's `reparent` of the parent's children): the
+            // pose is one under the deleted parent. Composed with that parent's last world
+            // pose, the object stands at the root where that person put it — where its editor
+            // holds it once it applies the delete. Taken as a pose at the root, it stood
+            // elsewhere than in the editor that made it, the batch could never verify, and
+            // both editors kept their own (§6.1 "Parents the daemon holds no record of").
+            let under_deleted = match (&q.change.op, &to_root, start.get(&q.change.uuid), &cur) {
+                (ChangeOp::Transform { .. }, None, Some(Some(was)), Some(now)) if now.parent.is_none() => {
+                    was.parent.clone()
+                }
+                _ => None,
+            };
+            if let Some(p) = under_deleted {
+                let world = match deleted_parent_world(cx, &p, &states, &start) {
+                    Ok(w) => w,
+                    Err(why) => return cx.storage_failed("sync", &why).await,
+                };
+                let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
+                // (An agent reads the registry's state, under the parent: never applied it.)
+                let seen = match (world.is_some() && q.origin.editor.holds_scene(), base) {
+                    (true, Some(base)) => self.applied_delete_of(cx, &p, &q.origin.client_id, base),
+                    _ => Ok(false),
+                };
+                match (world, seen) {
+                    (Some(world), Ok(false)) => {
+                        if let ChangeOp::Transform { t, r, s } = &mut q.change.op {
+                            let at = world.then(&Pose { t: *t, r: *r, s: *s }).stable();
+                            (*t, *r, *s) = (at.t, at.r, at.s);
+                        }
+                        info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move made under a parent deleted meanwhile, of an object this window put at the root: it stands where that parent put the pose");
+                    }
+                    (_, Err(why)) => return cx.storage_failed("sync", &why).await,
+                    _ => {}
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)

@@ -869,14 +869,21 @@ impl Project {
         Ok(())
     }
 
-    /// Whether an editor whose `base_seq` is `base` had applied the delete of `parent`: its
-    /// newest `tombstone` (the archive's) is at or before `base`, and was not relayed after a
-    /// later seq went out (`late_commits`: an editor past that seq may not have read it) —
+    /// Whether the editor `client_id`, whose `base_seq` is `base`, had applied the delete of
+    /// `parent`: it made that delete (its `base_seq` may predate the delete's own seq), or
+    /// the newest `tombstone` (the archive's) is at or before `base`, and was not relayed after
+    /// a later seq went out (`late_commits`: an editor past that seq may not have read it) —
     /// relayed, or carried by a replay after a `last_seq` before it (§6.6). A read error is
     /// an error.
-    fn applied_delete_of(&self, cx: &Cx<'_>, parent: &str, base: u64) -> Result<bool, String> {
+    fn applied_delete_of(&self, cx: &Cx<'_>, parent: &str, client_id: &str, base: u64) -> Result<bool, String> {
         let archived = cx.view.archived(parent).map_err(|e| format!("registry read failed: {e}"))?;
-        let Some(t) = archived.iter().max_by_key(|e| e.archive_seq()).and_then(|e| e.tombstone_seq) else {
+        let Some(newest) = archived.iter().max_by_key(|e| e.archive_seq()) else {
+            return Ok(false);
+        };
+        if newest.deleted_by.as_ref().is_some_and(|by| by.client_id == client_id) {
+            return Ok(true);
+        }
+        let Some(t) = newest.tombstone_seq else {
             return Ok(false);
         };
         let late = self.late_commits.iter().any(|(l, uuids)| *l > base && uuids.iter().any(|u| u == parent));

@@ -1,7 +1,7 @@
 //! Live sync through the real daemon with two protocol clients standing in for the editors:
 //! batching, fast/slow paths, verification, rollback, replay on reconnect, meshes, units.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -42,6 +42,9 @@ pub struct Mini {
     pub seen: BTreeMap<String, u64>,
     /// The uuids and ops of the `apply` frames marked `automation` (PROTOCOL §6.3).
     pub automation_applies: Vec<(String, String)>,
+    /// uuids whose pose this editor's own change in flight changed: a received `transform`
+    /// of one is not applied (PROTOCOL §6.4 "apply"); empty by default.
+    pub own_pose: BTreeSet<String>,
 }
 
 impl Mini {
@@ -66,6 +69,7 @@ impl Mini {
             report_seen: false,
             seen: BTreeMap::new(),
             automation_applies: vec![],
+            own_pose: BTreeSet::new(),
         }
     }
 
@@ -276,6 +280,7 @@ impl Mini {
             "delete" => {
                 self.states.remove(&u);
             }
+            "transform" if self.own_pose.contains(&u) => {}
             "transform" => {
                 let s = self.states.get_mut(&u).unwrap();
                 s["t"] = meters(&ch["t"]);
@@ -1121,6 +1126,75 @@ fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_sta
     assert!(u.batches.iter().all(|(_, path, _)| path != "resync"), "{:?}", u.batches);
     // X's state is written as Unity's, at the root, with the pose it sent.
     one_state_step_after_the_tombstone(dir.path(), &a, &x, Some("unity"));
+}
+
+/// Where a local position `t` under the object `parent` holds (its own parent: the root)
+/// stands in the world: parent's translation + rotation × (scale · t).
+fn world_under(parent: &Value, t: [f64; 3]) -> [f64; 3] {
+    let f = |k: &str| -> Vec<f64> { parent[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let (pt, q, ps) = (f("t"), f("r"), f("s"));
+    let v = [t[0] * ps[0], t[1] * ps[1], t[2] * ps[2]];
+    let cross =
+        |a: [f64; 3], b: [f64; 3]| [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    let u = [q[0], q[1], q[2]];
+    let c1 = cross(u, v);
+    let c2 = cross(u, c1);
+    std::array::from_fn(|i| pt[i] + v[i] + 2.0 * (q[3] * c1[i] + c2[i]))
+}
+
+/// Blender's person deletes A; Blender sends X's move to the root where A put it (what it
+/// holds). Unity's person moved X under A before Unity read the delete, and that move arrives
+/// after Blender's in the same window. Unity's pose is one under A (its `base_seq` is before
+/// the delete): the batch puts X where A put that pose, where Unity holds X once it applies
+/// the delete — X stays where Unity's person put it, in every editor, and the batch commits.
+/// Taken as a pose at the root, X stood elsewhere in the batch than in Unity: the batch rolled
+/// back and both editors kept their own (found by an independent artist tester).
+#[test]
+fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_person_put_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, [a, x, _]) = three_synced_in_window(dir.path(), 1000);
+    a_posed_parent(&mut b, &mut u, &a, &x, true);
+    settle(&mut [&mut b, &mut u]);
+    let h = std::f64::consts::FRAC_1_SQRT_2;
+    b.states.remove(&a);
+    let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
+    assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
+    let ops = vec![
+        json!({"op":"reparent","uuid":x,"parent":null}),
+        json!({"op":"transform","uuid":x,"t":X_IN_THE_WORLD,"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]}),
+    ];
+    assert_eq!(statuses(&b.send_change("b-left", ops, &[])), ["queued"; 2]);
+    // Once it applies the delete, Unity holds X at the root where A put its move (as an
+    // editor leaves a deleted object's children): A at (1, 2, 3), turned 90° about Y, scaled 2 — so
+    // about (15, 14, -7), computed from A as Unity holds it (the daemon's stable values).
+    let here = world_under(&u.states[&a], [5.0, 6.0, 7.0]);
+    assert!(here.iter().zip([15.0, 14.0, -7.0]).all(|(x, w)| (x - w).abs() < 1e-3), "{here:?}");
+    let (ar, as_) = (u.states[&a]["r"].clone(), u.states[&a]["s"].clone());
+    // Unity has not read the delete: its move is a pose under A.
+    let mv = json!({"op":"transform","uuid":x,"t":[5.0,6.0,7.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
+    u.own_pose.insert(x.clone());
+    until(&mut [&mut u], Duration::from_secs(5), |m| !m[0].states.contains_key(&a));
+    let st = u.states.get_mut(&x).unwrap();
+    (st["parent"], st["t"], st["r"], st["s"]) = (Value::Null, json!(here), ar, as_);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move") && ended(m[0], "b-left"));
+    u.own_pose.clear();
+    settle(&mut [&mut b, &mut u]);
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    let mut late = Mini::connect(&d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
+    for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
+        let st = &m.states[&x];
+        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
+        assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
+        assert!(close(&st["s"], [2.0, 2.0, 2.0]), "{who}: scaled with A: {st}");
+    }
+    let rolled = |m: &Mini| m.results.iter().filter(|r| r["outcome"] == "rolled_back").count();
+    assert_eq!((rolled(&b), rolled(&u)), (0, 0), "the batch commits: {:?}", u.results);
+    // Two people wrote X's pose in one window: Unity's, the later, stands (§6.2).
+    one_conflict_in_each(&[&b, &u], "unity", "blender", "transform");
 }
 
 /// Unity applies Blender's delete of A and its person moves X at once — while the window the
