@@ -337,19 +337,22 @@ impl Project {
             // A `transform` made under a parent deleted meanwhile, by an editor that had not
             // applied that delete when it made it (it held the object under that parent, as
             // the registry still does), of an object an earlier change of this window already
-            // put at the root (the deleting editor's `reparent` of the parent's children): the
-            // pose is one under the deleted parent. Composed with that parent's last world
-            // pose, the object stands at the root where that person put it — where its editor
-            // holds it once it applies the delete. Taken as a pose at the root, it stood
+            // moved off it (the deleting editor's `reparent` of the parent's children, to the
+            // root or to a collection): the pose is one under the deleted parent. Composed
+            // with that parent's last world pose (and put in the frame of the object's parent
+            // now), the object stands where that person put it — where its editor holds it
+            // once it applies the delete. Taken as a pose at the root, it stood
             // elsewhere than in the editor that made it, the batch could never verify, and
             // both editors kept their own (§6.1 "Parents the daemon holds no record of").
             let under_deleted = match (&q.change.op, &to_root, start.get(&q.change.uuid), &cur) {
-                (ChangeOp::Transform { .. }, None, Some(Some(was)), Some(now)) if now.parent.is_none() => {
-                    was.parent.clone()
+                (ChangeOp::Transform { .. }, None, Some(Some(was)), Some(now))
+                    if was.parent.is_some() && now.parent != was.parent =>
+                {
+                    was.parent.clone().zip(Some(now.parent.clone()))
                 }
                 _ => None,
             };
-            if let Some(p) = under_deleted {
+            if let Some((p, now_under)) = under_deleted {
                 let world = match deleted_parent_world(cx, &p, &states, &start) {
                     Ok(w) => w,
                     Err(why) => return cx.storage_failed("sync", &why).await,
@@ -362,8 +365,21 @@ impl Project {
                 };
                 match (world, seen) {
                     (Some(world), Ok(false)) => {
+                        // Under the parent the window put it under (a collection, for Blender),
+                        // where that parent stands; none: the root.
+                        let frame = match &now_under {
+                            Some(n) => match last_state(cx, n, &states, &start) {
+                                Ok(Some((st, _))) => match world_of(cx, st, n, &states, &start) {
+                                    Ok(w) => w.inverse(),
+                                    Err(why) => return cx.storage_failed("sync", &why).await,
+                                },
+                                Ok(None) => Pose::IDENTITY,
+                                Err(why) => return cx.storage_failed("sync", &why).await,
+                            },
+                            None => Pose::IDENTITY,
+                        };
                         if let ChangeOp::Transform { t, r, s } = &mut q.change.op {
-                            let at = world.then(&Pose { t: *t, r: *r, s: *s }).stable();
+                            let at = frame.then(&world.then(&Pose { t: *t, r: *r, s: *s })).stable();
                             (*t, *r, *s) = (at.t, at.r, at.s);
                         }
                         info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move made under a parent deleted meanwhile, of an object this window put at the root: it stands where that parent put the pose");

@@ -1151,8 +1151,20 @@ fn world_under(parent: &Value, t: [f64; 3]) -> [f64; 3] {
 /// back and both editors kept their own (found by an independent artist tester).
 #[test]
 fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_person_put_it() {
+    move_under_a_parent_deleted_meanwhile(false);
+}
+
+/// The same, Blender holding X in a collection (C, at the origin) once A is gone, as Blender
+/// does with the children of an object in its default "Collection".
+#[test]
+fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_person_put_it_in_a_collection() {
+    move_under_a_parent_deleted_meanwhile(true);
+}
+
+fn move_under_a_parent_deleted_meanwhile(into_c: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (d, mut b, mut u, [a, x, _]) = three_synced_in_window(dir.path(), 1000);
+    let (d, mut b, mut u, [a, x, c]) = three_synced_in_window(dir.path(), 1000);
+    let to = if into_c { json!(c) } else { Value::Null };
     a_posed_parent(&mut b, &mut u, &a, &x, true);
     settle(&mut [&mut b, &mut u]);
     let h = std::f64::consts::FRAC_1_SQRT_2;
@@ -1160,7 +1172,7 @@ fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_p
     let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
     assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
     let ops = vec![
-        json!({"op":"reparent","uuid":x,"parent":null}),
+        json!({"op":"reparent","uuid":x,"parent":to}),
         json!({"op":"transform","uuid":x,"t":X_IN_THE_WORLD,"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]}),
     ];
     assert_eq!(statuses(&b.send_change("b-left", ops, &[])), ["queued"; 2]);
@@ -1187,7 +1199,7 @@ fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_p
     until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
     for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
         let st = &m.states[&x];
-        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
+        assert_eq!(st["parent"], to, "{who}: X where Blender put it: {st}");
         assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
         assert!(close(&st["s"], [2.0, 2.0, 2.0]), "{who}: scaled with A: {st}");
     }
