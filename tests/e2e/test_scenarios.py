@@ -331,6 +331,58 @@ def wal_conflict_steps(world, u: str) -> list:
             and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]
 
 
+@pytest.mark.parametrize("first", ["unity", "blender"])
+def test_blender_deletes_a_parent_while_unity_moves_its_child(world, first):
+    """Blender's person deletes Parent (Blender keeps Kid where it stands, and sends Kid's
+    move into "Collection"); at the same moment Unity's person moves Kid under Parent. Which
+    change arrives last depends on timing; each order has a documented outcome (PROTOCOL.md
+    §6.1 "Parents the daemon holds no record of", §6.2): Blender's last — a conflict Blender
+    won, shown in both editors, Kid where the delete left it; Unity's last — its move stands,
+    composed with Parent's pose (Unity leaves a deleted parent's child where it stands too).
+    Either way nothing rolls back, nothing stays not synced and both editors converge. Before,
+    Unity's move arriving last rolled the batch back (it was taken as a pose at the root)
+    and left both editors apart, or Blender sent its old pose back over Unity's move. Found
+    by an independent artist tester."""
+    def build():
+        bpy.ops.object.empty_add(location=(0, 0, 2))
+        bpy.context.active_object.name = "Parent"
+        bpy.ops.mesh.primitive_cube_add(size=0.5, location=(1, 0, 2))
+        bpy.context.active_object.name = "Kid"
+        with selected(bpy.data.objects["Parent"], [bpy.data.objects["Kid"], bpy.data.objects["Parent"]]):
+            bpy.ops.object.parent_set(type="OBJECT", keep_transform=True)
+
+    made, host = world.startup_synced(build=build, also=("Parent", "Kid"))
+    par, kid = bpy.data.objects["Parent"], bpy.data.objects["Kid"]
+    up, uk = par["vibesync_uuid"], kid["vibesync_uuid"]
+    assert host_view(host)[uk]["parent"] == up
+    if first == "unity":
+        host.cmd(f"move {uk} 5 6 7")  # local, under Parent (Unity frame)
+    with selected(par):
+        bpy.ops.object.delete()
+    if first == "blender":
+        # Blender's delete and its move of Kid leave first; Unity's move follows at once
+        # (made before or after Unity applied the delete: both are timings people make).
+        drive(lambda: vibesync.status()["in_flight"] > 0, timeout=10, what="Blender's changes sent")
+        host.cmd(f"move {uk} 5 6 7")
+    del made[up]
+    converge(host)
+    won = [c for c in vibesync.status()["conflicts"] if c.get("uuid") == uk]
+    in_unity = host.find("conflict", pred=lambda e: e.get("uuid") == uk)
+    assert bool(won) == (in_unity is not None), f"shown in both editors or neither: {won} {in_unity}"
+    view = world.finish(host, made)
+    assert view[uk]["parent"] != up and up not in view
+    # (Canonical frame: Parent at (0, 2, 0); Unity's (5, 6, 7) is (5, 6, -7) under it.)
+    unity_put_it = pytest.approx([5, 8, -7], abs=1e-4)
+    where_blender_left_it = pytest.approx([1, 2, 0], abs=1e-4)  # (1, 0, 2) in Blender
+    moved_at_the_root = pytest.approx([5, 6, -7], abs=1e-4)  # made after applying the delete
+    if view[uk]["t"] == unity_put_it or view[uk]["t"] == moved_at_the_root:
+        assert not won or won[-1]["winner"] == "unity", won
+    else:
+        assert view[uk]["t"] == where_blender_left_it, view[uk]
+        assert won and won[-1]["winner"] == "blender", f"Unity's move lost silently: {won}"
+    assert not [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"], "nothing rolled back"
+
+
 def test_a_move_made_while_a_batch_of_the_same_object_waits_is_not_overwritten(world):
     """A person in Unity moves the Cube; its batch reaches Blender's socket; then, before
     Blender reads it, the person in Blender moves the Cube too. Blender applied the batch

@@ -2048,6 +2048,24 @@ class Session:
                          "the change is reported as a conflict the delete won", batch.batch_id,
                          idb.name, [op["op"] for op in ops])
 
+    def _sent_and_unchanged(self, uuid: str, held: dict, made: dict) -> dict | None:
+        """A batch left parts of `uuid` unapplied for a change of them sent from here and not
+        ended yet (§6.4): those the person has not changed again since (Blender still holds
+        what it sent: `held`) are no edit left to send — the daemon has them, in this batch
+        or one to come. `made` (the state the batch made) with those parts as sent is what
+        Blender is left holding, or None when there are none. Remembered as the batch's
+        value, they read as an edit made after it: kept over the `resync` that corrects a
+        conflict they lost, and sent again over the winner's value (found by an independent
+        tester: Unity's move of a child, made as Blender deleted its parent, undone by
+        Blender's old pose of it)."""
+        prev = self.last_sent.get(uuid)
+        sent = self._unresolved_sent_parts(uuid) - {wire.Op.CREATE, wire.Op.DELETE}
+        if prev is None or not sent:
+            return None
+        changed = {op["op"] for op in capture.diff_ops(uuid, prev, held)}
+        unchanged = sent - changed
+        return capture.with_parts(made, prev, unchanged) if unchanged else None
+
     def _unresolved_sent_parts(self, uuid: str) -> set[str]:
         """The ops sent (or queued) for `uuid` whose change the daemon has not ended yet."""
         if uuid in self.engine.inflight or any(op.get("uuid") == uuid for op, _ in self.out_ops):
@@ -2383,6 +2401,7 @@ class Session:
                 state = capture.snap_to(state, pose)
             held_back = False
             answer_made = None
+            remember = None  # what Blender is left holding, when not the answer (below)
             # An object this batch created has no last state; its `create` carries all of it
             # (a new object named like one Blender holds is the §6.1 name case too).
             created = any(c.get("op") == "create" and c.get("uuid") == uuid for c, _ in mine)
@@ -2404,6 +2423,7 @@ class Session:
                     # rename not reported yet), or the name Blender made of the one sent
                     # (§6.1), is a change of its own, sent after: answer the state the
                     # batch made (§6.4), keep the edit as what is left to send.
+                    remember = self._sent_and_unchanged(uuid, state, held_made)
                     state = held_made
                     self.dirty.add((b.kind, b.session_uid))
                 elif differs:
@@ -2421,7 +2441,7 @@ class Session:
                 hashes[uuid] = wire.state_hash(capture.state_in_meters(answer_made, self.unit_scale))
             if uuid in keep or held_back:
                 continue  # ours, still to be sent, or not what was sent: not an applied state
-            self.last_sent[uuid] = state
+            self.last_sent[uuid] = remember if remember is not None else state
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
                 self.to_register.add(uuid)
