@@ -81,7 +81,8 @@ pub struct Tombstone {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub request_id: String,
-    #[serde(default)]
+    /// Absent or `null`: 0 (docs/PROTOCOL.md §6.1).
+    #[serde(default, deserialize_with = "null_is_default")]
     pub base_seq: u64,
     pub changes: Vec<Value>,
     /// Set when automation (an agent's tool call inside the editor) made these changes;
@@ -92,8 +93,17 @@ pub struct Change {
     /// connection when it observed these changes (docs/PROTOCOL.md §6.1, §6.3): a person who
     /// saw another editor's change as a live preview and changed the object after it made no
     /// conflict with it (§6.2).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_is_default")]
     pub seen: BTreeMap<String, u64>,
+}
+
+/// An optional field sent as `null` reads as absent: its default (docs/PROTOCOL.md §2).
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Who, in automation, made a `change` (docs/PROTOCOL.md §6.1).
@@ -650,6 +660,14 @@ mod tests {
             panic!("not a change")
         };
         assert_eq!((c.request_id.as_str(), c.base_seq, c.automation), ("c", 5, None));
+        // `null` is absent for each optional field.
+        let Inbound::Change(n) = parse_inbound(
+            br#"{"type":"change","request_id":"c","base_seq":null,"automation":null,"seen":null,"changes":[]}"#,
+        )
+        .unwrap() else {
+            panic!("not a change")
+        };
+        assert_eq!((n.base_seq, n.automation, n.seen.len()), (0, None, 0));
         assert_eq!(
             c.changes,
             vec![serde_json::json!({"op":"transform","uuid":"u","t":[1,2,3]}), serde_json::json!({"op":"rename"})]
