@@ -1110,22 +1110,28 @@ fn a_move_of_an_object_its_editor_holds_at_the_root_after_its_parents_delete_sta
     assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move"));
     settle(&mut [&mut b, &mut u]);
-    let close = |v: &Value, want: [f64; 3]| {
-        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
-    };
-    let mut late = Mini::connect(&d, "unity", 1.0, 0);
-    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
-    for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
-        let st = &m.states[&x];
-        assert!(st["parent"].is_null(), "{who}: X at the root: {st}");
-        assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
-        assert!(close(&st["s"], [1.0, 1.0, 1.0]), "{who}: as Unity's person left it: {st}");
-    }
+    x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &x, &Value::Null, here, [1.0, 1.0, 1.0]);
     assert_eq!(u.results.iter().filter(|r| r["outcome"] == "rolled_back").count(), 0);
     // Unity holds what it made: no correction is sent to it.
     assert!(u.batches.iter().all(|(_, path, _)| path != "resync"), "{:?}", u.batches);
     // X's state is written as Unity's, at the root, with the pose it sent.
     one_state_step_after_the_tombstone(dir.path(), &a, &x, Some("unity"));
+}
+
+/// X under `parent` at `t`, scaled `s`, in each editor and in a replay to an editor joining
+/// now (what the registry holds).
+fn x_stands_in_each(d: &Daemon, minis: &[(&str, &Mini)], x: &str, parent: &Value, t: [f64; 3], s: [f64; 3]) {
+    let close = |v: &Value, want: [f64; 3]| {
+        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
+    };
+    let mut late = Mini::connect(d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(x));
+    for (who, m) in minis.iter().copied().chain([("a replay", &late)]) {
+        let st = &m.states[x];
+        assert_eq!(&st["parent"], parent, "{who}: X's parent: {st}");
+        assert!(close(&st["t"], t), "{who}: where the person put it: {st}: {}", d.stderr_log());
+        assert!(close(&st["s"], s), "{who}: X's scale: {st}");
+    }
 }
 
 /// Where a local position `t` under the object `parent` holds (its own parent: the root)
@@ -1192,17 +1198,8 @@ fn move_under_a_parent_deleted_meanwhile(into_c: bool) {
     until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[1], "u-move") && ended(m[0], "b-left"));
     u.own_pose.clear();
     settle(&mut [&mut b, &mut u]);
-    let close = |v: &Value, want: [f64; 3]| {
-        v.as_array().unwrap().iter().zip(want).all(|(x, w)| (x.as_f64().unwrap() - w).abs() < 1e-4)
-    };
-    let mut late = Mini::connect(&d, "unity", 1.0, 0);
-    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&x));
-    for (who, m) in [("unity", &u), ("blender", &b), ("a replay", &late)] {
-        let st = &m.states[&x];
-        assert_eq!(st["parent"], to, "{who}: X where Blender put it: {st}");
-        assert!(close(&st["t"], here), "{who}: where Unity's person put it: {st}: {}", d.stderr_log());
-        assert!(close(&st["s"], [2.0, 2.0, 2.0]), "{who}: scaled with A: {st}");
-    }
+    // Under `to` (where Blender put it), where Unity's person put it, scaled with A.
+    x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &x, &to, here, [2.0, 2.0, 2.0]);
     let rolled = |m: &Mini| m.results.iter().filter(|r| r["outcome"] == "rolled_back").count();
     assert_eq!((rolled(&b), rolled(&u)), (0, 0), "the batch commits: {:?}", u.results);
     // Two people wrote X's pose in one window: Unity's, the later, stands (§6.2).
