@@ -300,7 +300,8 @@ def test_a_delete_the_daemon_never_knew_is_not_kept_for_the_next_connect(clean_b
         bpy.data.objects.remove(ob)
         settle()
         session = vibesync._session()
-        assert u in session.deleted_here, "the delete is kept while the daemon is down"
+        pump_until(lambda: u in session.deleted_here, timeout=10,
+                   what="the delete kept while the daemon is down")
         d.start(port=port)
         pump_until(lambda: vibesync.status()["connected"], timeout=30, what="reconnected")
         pump_until(lambda: u not in session.deleted_here and u not in session.to_tombstone
