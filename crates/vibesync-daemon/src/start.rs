@@ -40,12 +40,11 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         );
     }
     let threshold = config.governance.crash_loop_threshold;
-    let mut safe = current.safe_mode;
+    // Why this run is in safe mode (`None`: it is not).
     let mut reason = current.safe_mode.then(|| {
         current.safe_mode_reason.clone().unwrap_or_else(|| "entered in an earlier run; not cleared since".to_string())
     });
-    if threshold > 0 && current.consecutive_unclean_boots >= threshold && !safe {
-        safe = true;
+    if threshold > 0 && current.consecutive_unclean_boots >= threshold && reason.is_none() {
         let mut s = current.clone();
         s.safe_mode = true;
         s.safe_mode_reason =
@@ -55,8 +54,7 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         reason = s.safe_mode_reason;
     }
     let failures = stores.governance.lock().unwrap().global_failures(stores::unix_ms());
-    if failures >= config.governance.global_failures.max(1) && !safe {
-        safe = true;
+    if failures >= config.governance.global_failures.max(1) && reason.is_none() {
         let mut s = boot::read(&data.boot())?;
         s.safe_mode = true;
         s.safe_mode_reason = Some(format!(
@@ -68,7 +66,6 @@ pub fn open(config: Config, opts: &ServeOptions) -> Result<Arc<Daemon>, DaemonEr
         warn!("entering safe mode: {}", s.safe_mode_reason.as_deref().unwrap_or(""));
         reason = s.safe_mode_reason;
     }
-    debug_assert_eq!(safe, reason.is_some());
     Ok(Arc::new(Daemon::new(config, data, token, stores, reason)))
 }
 

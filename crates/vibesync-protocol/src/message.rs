@@ -97,7 +97,7 @@ pub struct Change {
     pub seen: BTreeMap<String, u64>,
 }
 
-/// An optional field sent as `null` reads as absent: its default (docs/PROTOCOL.md §2).
+/// An optional field sent as `null` reads as absent: its default (docs/PROTOCOL.md §6.1).
 fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -353,39 +353,17 @@ impl Project {
                 _ => None,
             };
             if let Some((p, now_under)) = under_deleted {
-                let world = match deleted_parent_world(cx, &p, &states, &start) {
-                    Ok(w) => w,
-                    Err(why) => return cx.storage_failed("sync", &why).await,
-                };
-                let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
-                // (An agent reads the registry's state, under the parent: never applied it.)
-                let seen = match (world.is_some() && q.origin.editor.holds_scene(), base) {
-                    (true, Some(base)) => self.applied_delete_of(cx, &p, &q.origin.client_id, base),
-                    _ => Ok(false),
-                };
-                match (world, seen) {
-                    (Some(world), Ok(false)) => {
-                        // Under the parent the window put it under (a collection, for Blender),
-                        // where that parent stands; none: the root.
-                        let frame = match &now_under {
-                            Some(n) => match last_state(cx, n, &states, &start) {
-                                Ok(Some((st, _))) => match world_of(cx, st, n, &states, &start) {
-                                    Ok(w) => w.inverse(),
-                                    Err(why) => return cx.storage_failed("sync", &why).await,
-                                },
-                                Ok(None) => Pose::IDENTITY,
-                                Err(why) => return cx.storage_failed("sync", &why).await,
-                            },
-                            None => Pose::IDENTITY,
-                        };
+                let key = (q.origin.session_id.clone(), q.change.uuid.clone());
+                let base = base_of.get(&key).copied();
+                match self.pose_made_under_deleted(cx, &q, (&p, now_under.as_deref()), base, (&states, &start)) {
+                    Ok(Some(at)) => {
                         if let ChangeOp::Transform { t, r, s } = &mut q.change.op {
-                            let at = frame.then(&world.then(&Pose { t: *t, r: *r, s: *s })).stable();
                             (*t, *r, *s) = (at.t, at.r, at.s);
                         }
-                        info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move made under a parent deleted meanwhile, of an object this window put at the root: it stands where that parent put the pose");
+                        info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move made under a parent deleted meanwhile, of an object this window moved off it: it stands where that parent put the pose");
                     }
-                    (_, Err(why)) => return cx.storage_failed("sync", &why).await,
-                    _ => {}
+                    Ok(None) => {}
+                    Err(why) => return cx.storage_failed("sync", &why).await,
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)
@@ -978,6 +956,36 @@ impl Project {
             });
         }
         Ok(out)
+    }
+
+    /// Where a `transform` (`q`) made under the parent `p`, deleted meanwhile, puts the object
+    /// now under `now_under` (`None`: the root): composed with `p`'s last world pose, in the
+    /// frame of `now_under`'s, as a stable pose. `None` when `p` is not deleted, or `q`'s
+    /// editor had applied its delete (it holds the object off `p`: the pose is one there). An
+    /// agent reads the registry's state, under `p`: it never applied it.
+    fn pose_made_under_deleted(
+        &self,
+        cx: &Cx<'_>,
+        q: &Queued<Editor>,
+        (p, now_under): (&str, Option<&str>),
+        base: Option<u64>,
+        (states, start): (&States, &States),
+    ) -> Result<Option<Pose>, String> {
+        let Some(world) = deleted_parent_world(cx, p, states, start)? else { return Ok(None) };
+        if let (true, Some(base)) = (q.origin.editor.holds_scene(), base) {
+            if self.applied_delete_of(cx, p, &q.origin.client_id, base)? {
+                return Ok(None);
+            }
+        }
+        let frame = match now_under {
+            Some(n) => match last_state(cx, n, states, start)? {
+                Some((st, _)) => world_of(cx, st, n, states, start)?.inverse(),
+                None => Pose::IDENTITY, // unknown to the daemon: a root, as receivers take it
+            },
+            None => Pose::IDENTITY,
+        };
+        let ChangeOp::Transform { t, r, s } = &q.change.op else { return Ok(None) };
+        Ok(Some(frame.then(&world.then(&Pose { t: *t, r: *r, s: *s })).stable()))
     }
 
     pub(super) fn draft(
