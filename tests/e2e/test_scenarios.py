@@ -331,18 +331,20 @@ def wal_conflict_steps(world, u: str) -> list:
             and (r.get("payload") or {}).get("op") == "conflict" and r.get("uuids") == [u]]
 
 
+@pytest.mark.window_ms(300)  # the default: both editors' changes land in one window
 @pytest.mark.parametrize("first", ["unity", "blender"])
 def test_blender_deletes_a_parent_while_unity_moves_its_child(world, first):
     """Blender's person deletes Parent (Blender keeps Kid where it stands, and sends Kid's
-    move into "Collection"); at the same moment Unity's person moves Kid under Parent. Which
-    change arrives last depends on timing; each order has a documented outcome (PROTOCOL.md
-    §6.1 "Parents the daemon holds no record of", §6.2): Blender's last — a conflict Blender
-    won, shown in both editors, Kid where the delete left it; Unity's last — its move stands,
-    composed with Parent's pose (Unity leaves a deleted parent's child where it stands too).
-    Either way nothing rolls back, nothing stays not synced and both editors converge. Before,
-    Unity's move arriving last rolled the batch back (it was taken as a pose at the root)
-    and left both editors apart, or Blender sent its old pose back over Unity's move. Found
-    by an independent artist tester."""
+    move into "Collection"); at the same moment Unity's person moves Kid under Parent.
+    Blender's move of Kid only keeps it where it stood: in one window, in either order,
+    Unity's move stands, composed with Parent's pose (Unity leaves a deleted parent's child
+    where it stands too), and no conflict is shown — nobody's edit was overwritten
+    (PROTOCOL.md §6.1 "Parents the daemon holds no record of", §6.2). Unity's move made after
+    Blender's batch committed is a conflict Unity wins. Either way nothing rolls back,
+    nothing stays not synced and both editors converge. Before, Unity's move arriving last
+    rolled the batch back (it was taken as a pose at the root) and left both editors apart,
+    or Blender sent its old pose back over Unity's move; arriving first, Blender's kept pose
+    won over it, a conflict. Found by an independent artist tester."""
     def build():
         bpy.ops.object.empty_add(location=(0, 0, 2))
         bpy.context.active_object.name = "Parent"
@@ -375,7 +377,11 @@ def test_blender_deletes_a_parent_while_unity_moves_its_child(world, first):
     unity_put_it = pytest.approx([5, 8, -7], abs=1e-4)
     where_blender_left_it = pytest.approx([1, 2, 0], abs=1e-4)  # (1, 0, 2) in Blender
     moved_at_the_root = pytest.approx([5, 6, -7], abs=1e-4)  # made after applying the delete
-    if view[uk]["t"] == unity_put_it or view[uk]["t"] == moved_at_the_root:
+    if first == "unity":
+        # Unity's move went first, in the window Blender's changes joined.
+        assert view[uk]["t"] == unity_put_it, view[uk]
+        assert not won and in_unity is None, f"no edit was overwritten: {won} {in_unity}"
+    elif view[uk]["t"] == unity_put_it or view[uk]["t"] == moved_at_the_root:
         assert not won or won[-1]["winner"] == "unity", won
     else:
         assert view[uk]["t"] == where_blender_left_it, view[uk]

@@ -3,15 +3,16 @@
 //!
 //! A participant is verified against exactly what it was sent, applied on top of what it
 //! holds — its own changes of the same window included — never against ops it was not sent.
-//! When two editors changed one object in one window, the last writer in daemon arrival
-//! order wins; every other origin of that uuid is a conflict's loser, and a loser whose
-//! state differs from the winner's after applying what it was sent — keeping its own value of
-//! each part it changed in the window, as an editor does (§6.4, [`held_sparing`]) — is
-//! corrected once the batch commits.
+//! When two editors changed one part of an object in one window, the last writer in daemon
+//! arrival order wins and every other origin of that part is a conflict's loser ([`conflicts`]).
+//! Whoever differs from the batch's state after applying what it was sent — keeping its own
+//! value of each part it changed in the window, as an editor does (§6.4, [`held_sparing`]) —
+//! is corrected once the batch commits.
 
 use crate::fast::HashMap;
 use std::collections::BTreeMap;
 
+use crate::stale::Parts;
 use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
 use vibesync_protocol::names::ChangeOpKind;
 
@@ -75,7 +76,8 @@ pub type Ops = Vec<(String, ChangeOp)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     pub uuid: String,
-    /// Session whose change is authoritative (the last writer in arrival order).
+    /// Session whose change is authoritative (the window's last writer of a part the loser
+    /// wrote, in arrival order).
     pub winner: String,
     pub loser: String,
     /// The loser's last op on the uuid.
@@ -187,39 +189,60 @@ pub fn plan<'a>(
     out
 }
 
-/// The conflicts among a window's changes (docs/PROTOCOL.md §6.2), in arrival order: for each
-/// uuid more than one origin changed, the last writer in arrival order wins — also when its
-/// change turned out a no-op that undid another editor's (dropped from the batch) — and
-/// every other origin of it is a loser (`op`: its last op of the uuid).
+/// The conflicts among a window's changes (docs/PROTOCOL.md §6.2), in arrival order: a change
+/// of a uuid loses when a later change of another origin wrote a part it wrote (§6.1's parts:
+/// pose, name, visibility, parent, mesh, material; a `create` or `delete` writes them all) and
+/// that change is the window's last writer of that part — also when it turned out a no-op
+/// that undid the other's (dropped from the batch) — unless it was made over it (its live
+/// preview applied, §6.3 `mark`/`seen`). One conflict per uuid and loser (`op`: the loser's last
+/// op of the uuid; `winner`: the origin of the last change that overwrote one of the loser's).
+/// Edits of different parts of one object from two editors both stand: no conflict. A
+/// `transform` that only keeps the object where it stood in the world after its editor's
+/// reparent ([`Queued::keeps_world`]) writes no part here: its person did not move the object.
 pub fn conflicts<'q>(window: impl IntoIterator<Item = &'q Queued<String>>) -> Vec<Conflict> {
-    let mut last_writer: HashMap<&str, &Queued<String>> = HashMap::default();
-    // (uuid, origin) → its last op, and every change of it as (op, mark).
-    type Changes = (&'static str, Vec<(&'static str, u64)>);
-    let mut seen: HashMap<(&str, &str), Changes> = HashMap::default();
-    let mut order: Vec<(&str, &str)> = Vec::new();
-    for q in window {
-        last_writer.insert(&q.change.uuid, q);
-        let key = (q.change.uuid.as_str(), q.origin.as_str());
-        let e = seen.entry(key).or_insert_with(|| {
-            order.push(key);
-            ("", Vec::new())
-        });
-        e.0 = q.change.op.name();
-        e.1.push((q.change.op.name(), q.sight.mark));
+    let window: Vec<&Queued<String>> = window.into_iter().collect();
+    fn writes(q: &Queued<String>) -> impl Iterator<Item = u8> + '_ {
+        let parts = if q.keeps_world { Parts::NONE } else { Parts::written_by(&q.change.op) };
+        (0..8u8).filter(move |b| parts.intersects(Parts::bit(*b)))
     }
-    order
-        .into_iter()
-        .filter(|(u, origin)| last_writer[u].origin != *origin)
-        // No conflict when the winner's last change was made over every change of the other
-        // editor: its person had applied them as live previews (§6.2, §6.3 `mark`/`seen`).
-        .filter(|(u, origin)| seen[&(*u, *origin)].1.iter().any(|(op, mark)| !last_writer[u].sight.sees(op, *mark)))
-        .map(|(u, origin)| Conflict {
-            uuid: u.to_string(),
-            winner: last_writer[u].origin.clone(),
-            loser: origin.to_string(),
-            op: seen[&(u, origin)].0,
-        })
-        .collect()
+    // (uuid, part bit) → the index of the window's last change writing it: where it stands.
+    let mut last: HashMap<(&str, u8), usize> = HashMap::default();
+    for (i, q) in window.iter().enumerate() {
+        for bit in writes(q) {
+            last.insert((q.change.uuid.as_str(), bit), i);
+        }
+    }
+    // (uuid, loser) → the index of the change that overwrote its latest lost change.
+    let mut lost: HashMap<(&str, &str), usize> = HashMap::default();
+    for q in &window {
+        for bit in writes(q) {
+            let w = last[&(q.change.uuid.as_str(), bit)];
+            let winner = window[w];
+            if winner.origin != q.origin && !winner.sight.sees(q.change.op.name(), q.sight.mark) {
+                lost.insert((q.change.uuid.as_str(), q.origin.as_str()), w);
+            }
+        }
+    }
+    // In arrival order of each (uuid, origin)'s first change; `op`: its last.
+    let mut out: Vec<Conflict> = Vec::new();
+    let mut at: HashMap<(&str, &str), usize> = HashMap::default();
+    for q in &window {
+        let key = (q.change.uuid.as_str(), q.origin.as_str());
+        let Some(&w) = lost.get(&key) else { continue };
+        match at.get(&key) {
+            Some(&k) => out[k].op = q.change.op.name(),
+            None => {
+                at.insert(key, out.len());
+                out.push(Conflict {
+                    uuid: key.0.to_string(),
+                    winner: window[w].origin.clone(),
+                    loser: key.1.to_string(),
+                    op: q.change.op.name(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The origins of dropped changes (docs/PROTOCOL.md §6.4 `dropped`) to correct, and their
@@ -307,7 +330,36 @@ mod tests {
         assert_eq!(p.expected["b"][U], Some(fin.hash()));
         assert!(p.corrections.is_empty());
         assert_eq!(p.sends["a"].len(), 1, "a is sent only b's rename");
-        assert_eq!(p.conflicts.len(), 1, "two people changed one object in one window");
+        assert!(p.conflicts.is_empty(), "two people changed different parts of one object: both stand");
+    }
+
+    #[test]
+    fn a_conflict_is_a_part_another_editor_overwrote_later() {
+        let c = |all: Vec<Queued<String>>| conflicts(all.iter());
+        let lost = |winner: &str, loser: &str, op: &'static str| Conflict {
+            uuid: U.into(),
+            winner: winner.into(),
+            loser: loser.into(),
+            op,
+        };
+        // The same part: the later writer wins.
+        assert_eq!(c(vec![q("a", tr(1.0)), q("b", tr(2.0))]), vec![lost("b", "a", "transform")]);
+        // a moves, b moves, a moves again: a's pose stands, b's move lost to it (a per-uuid
+        // "last writer" named b the winner when b's rename came last).
+        let all = vec![q("a", tr(1.0)), q("b", tr(2.0)), q("a", tr(3.0)), q("b", ChangeOp::Rename("B".into()))];
+        assert_eq!(c(all), vec![lost("a", "b", "rename")]);
+        // A reparent writes the parent, not the pose: a move under the old parent stands.
+        assert!(c(vec![q("a", tr(1.0)), q("b", ChangeOp::Reparent(None))]).is_empty());
+        // A create or a delete writes every part.
+        assert_eq!(c(vec![q("a", tr(1.0)), q("b", ChangeOp::Delete)]), vec![lost("b", "a", "transform")]);
+        assert_eq!(
+            c(vec![q("a", ChangeOp::Rename("X".into())), q("b", ChangeOp::Create(state(9.0, "B")))]),
+            vec![lost("b", "a", "rename")]
+        );
+        // A move that only keeps the object where it stood after its editor's reparent off a
+        // deleted parent writes no pose (§6.1): the other editor's move stands, no conflict.
+        let kept_world = Queued { keeps_world: true, ..q("b", tr(7.0)) };
+        assert!(c(vec![q("a", tr(1.0)), q("b", ChangeOp::Reparent(None)), kept_world]).is_empty());
     }
 
     #[test]
@@ -421,7 +473,7 @@ mod tests {
                 1,
                 [0; 3],
             ),
-            at("b", tr(5.0), 4, [9, 9, 9]),
+            at("b", ChangeOp::Material(None), 4, [9, 9, 9]),
         ];
         assert_eq!(run(all.clone(), all).0.conflicts.len(), 1);
     }

@@ -51,6 +51,11 @@ impl Parts {
     /// Removed: written by a `delete` only (beside every other part).
     pub const GONE: Parts = Parts(1 << 7);
 
+    /// The part of bit `bit` (0–7) alone.
+    pub const fn bit(bit: u8) -> Parts {
+        Parts(1 << bit)
+    }
+
     pub const fn union(self, other: Parts) -> Parts {
         Parts(self.0 | other.0)
     }

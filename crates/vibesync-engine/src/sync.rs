@@ -86,6 +86,18 @@ impl Pose {
         Pose { t: self.t.map(stable_scalar), r: stable_rotation(self.r), s: self.s.map(stable_scalar) }
     }
 
+    /// Both poses put an object at the same place, to the precision an editor stores one
+    /// (float32, composed in the editor's own maths): each translation and scale component
+    /// within 1e-4 (relative, over 1), the rotations within 1e-4 per component (`q` and `-q`
+    /// are one rotation).
+    pub fn near(&self, other: &Pose) -> bool {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
+        let rot = |sign: f64| self.r.iter().zip(other.r).all(|(a, b)| (a - sign * b).abs() <= 1e-4);
+        self.t.iter().zip(other.t).all(|(a, b)| close(*a, b))
+            && self.s.iter().zip(other.s).all(|(a, b)| close(*a, b))
+            && (rot(1.0) || rot(-1.0))
+    }
+
     /// The pose that undoes this one: `self.inverse().then(&self.then(&local))` is `local`
     /// (exactly for a uniform scale; per axis, as [`Pose::then`] composes, otherwise). A zero
     /// scale has no inverse: that axis stays 0.
@@ -564,6 +576,11 @@ pub struct Queued<S> {
     /// The bytes of the mesh its batch carries to each receiver (0: none): what bounds a
     /// batch's size (docs/PROTOCOL.md §6.2 "Batch size").
     pub mesh_bytes: u64,
+    /// A `transform` the batch found to only keep the object where it stood in the world
+    /// after its editor's `reparent` off a parent deleted meanwhile, and re-expressed over
+    /// another editor's move of the window (docs/PROTOCOL.md §6.1): no pose its person made,
+    /// so no writer in a conflict (§6.2, [`crate::forward::conflicts`]).
+    pub keeps_world: bool,
 }
 
 impl<S> Queued<S> {
@@ -577,6 +594,7 @@ impl<S> Queued<S> {
             sight: Default::default(),
             admitted_seq: None,
             mesh_bytes: 0,
+            keeps_world: false,
         }
     }
 
@@ -590,6 +608,7 @@ impl<S> Queued<S> {
             sight: self.sight,
             admitted_seq: self.admitted_seq,
             mesh_bytes: self.mesh_bytes,
+            keeps_world: self.keeps_world,
         }
     }
 }

@@ -106,6 +106,11 @@ impl Project {
         // Automation's reparents undone for a person's reparent that closed a cycle through
         // them: conflicts the person won (§6.1).
         let mut undone: Vec<Rebased> = Vec::new();
+        // uuid → the last `transform` of this window before the change at hand (its origin,
+        // that origin's `base_seq` and the pose as sent): what a `transform` that only keeps
+        // the object where it stood after its own editor's reparent off a parent deleted
+        // meanwhile is re-expressed over, when it was made under that parent (§6.1).
+        let mut made_under: HashMap<String, (Editor, Option<u64>, Pose)> = HashMap::default();
         for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -167,15 +172,24 @@ impl Project {
                 dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
                 continue;
             }
-            let as_id = q.with_origin(q.origin.session_id.clone());
+            let mut as_id = q.with_origin(q.origin.session_id.clone());
             // Every change of the window, in arrival order: what each origin holds, and who
             // wrote last (§6.2).
             in_window.insert((q.change.uuid.clone(), q.origin.session_id.clone()));
             window.push(as_id.clone());
+            let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
+            let made = |q: &Queued<Editor>| match &q.change.op {
+                ChangeOp::Transform { t, r, s } => Some((q.origin.clone(), base, Pose { t: *t, r: *r, s: *s })),
+                _ => None,
+            };
             if !keep {
+                if let Some(m) = made(&q) {
+                    made_under.insert(q.change.uuid.clone(), m);
+                }
                 all.push(as_id); // superseded in this window: its origin still holds it
                 continue;
             }
+            let made_here = made(&q);
             let cur = match states.get(&q.change.uuid) {
                 Some(s) => s.clone(),
                 None => start[&q.change.uuid].clone(),
@@ -361,10 +375,121 @@ impl Project {
                             (*t, *r, *s) = (at.t, at.r, at.s);
                         }
                         info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move made under a parent deleted meanwhile, of an object this window moved off it: it stands where that parent put the pose");
+                        // Another editor's `transform` of this window, after its `reparent` of
+                        // the object off `p`, that only kept the object where it stood (the
+                        // deleting editor's): no pose its person made, no conflict writer (§6.2).
+                        let was = start.get(&q.change.uuid).cloned().flatten().map(|st| Pose::of(&st));
+                        let sid = q.origin.session_id.clone();
+                        let reparented = |o: &SessionId| {
+                            window.iter().any(|w| {
+                                w.origin == *o
+                                    && w.change.uuid == q.change.uuid
+                                    && matches!(w.change.op, ChangeOp::Reparent(_))
+                            })
+                        };
+                        let candidates: Vec<usize> = (0..window.len())
+                            .filter(|&i| {
+                                let w = &window[i];
+                                w.origin != sid
+                                    && w.change.uuid == q.change.uuid
+                                    && matches!(w.change.op, ChangeOp::Transform { .. })
+                                    && reparented(&w.origin)
+                            })
+                            .collect();
+                        for i in candidates {
+                            let kept_world = self.pose_kept_over_a_move(
+                                cx,
+                                &window[i].change.op,
+                                (&p, now_under.as_deref()),
+                                (was, Pose::IDENTITY),
+                                (&states, &start),
+                            );
+                            match kept_world {
+                                Ok(Some(_)) => {
+                                    let request = window[i].request.clone();
+                                    let same = |r: &Arc<str>, u: &str| Arc::ptr_eq(r, &request) && u == q.change.uuid;
+                                    window[i].keeps_world = true;
+                                    for a in all.iter_mut().filter(|a| same(&a.request, &a.change.uuid)) {
+                                        a.keeps_world |= matches!(a.change.op, ChangeOp::Transform { .. });
+                                    }
+                                    for k in kept.iter_mut().filter(|k| same(&k.request, &k.change.uuid)) {
+                                        k.keeps_world |= matches!(k.change.op, ChangeOp::Transform { .. });
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(why) => return cx.storage_failed("sync", &why).await,
+                            }
+                        }
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        // A `transform` that only keeps the object where it stood in the world
+                        // after its own editor's `reparent` off the deleted parent (the
+                        // deleting editor leaves a deleted object's children where they
+                        // stand, §6.1) — over another editor's move of this window made under
+                        // that parent: its person did not move the object, the other did. The
+                        // object stands where that move puts it, as in the other order
+                        // (above), and this change writes no pose (`keeps_world`: no conflict
+                        // or staleness writer, §6.2).
+                        let linked_by = |o: &str, reparent_only: bool| {
+                            window.iter().any(|w| {
+                                w.origin == o
+                                    && w.change.uuid == q.change.uuid
+                                    && match w.change.op {
+                                        ChangeOp::Reparent(_) => true,
+                                        ChangeOp::Create(_) => !reparent_only,
+                                        _ => false,
+                                    }
+                            })
+                        };
+                        // The other editor's move, made under `p`: it had linked the object
+                        // nowhere else in this window, nor applied `p`'s delete.
+                        let other = match made_under.get(&q.change.uuid) {
+                            Some((o, base, moved))
+                                if o.session_id != q.origin.session_id
+                                    && linked_by(&q.origin.session_id, true)
+                                    && !linked_by(&o.session_id, false) =>
+                            {
+                                let applied = match (o.editor.holds_scene(), base) {
+                                    (true, Some(base)) => self.applied_delete_of(cx, &p, &o.client_id, *base),
+                                    _ => Ok(false),
+                                };
+                                match applied {
+                                    Ok(applied) => (!applied).then_some(*moved),
+                                    Err(why) => return cx.storage_failed("sync", &why).await,
+                                }
+                            }
+                            _ => None,
+                        };
+                        if let Some(moved) = other {
+                            let was = start.get(&q.change.uuid).cloned().flatten().map(|st| Pose::of(&st));
+                            match self.pose_kept_over_a_move(
+                                cx,
+                                &q.change.op,
+                                (&p, now_under.as_deref()),
+                                (was, moved),
+                                (&states, &start),
+                            ) {
+                                Ok(Some(at)) => {
+                                    if let ChangeOp::Transform { t, r, s } = &mut q.change.op {
+                                        (*t, *r, *s) = (at.t, at.r, at.s);
+                                    }
+                                    q.keeps_world = true;
+                                    as_id.keeps_world = true;
+                                    if let Some(w) = window.last_mut() {
+                                        w.keeps_world = true;
+                                    }
+                                    info!(uuid = %q.change.uuid, parent = %p, origin = %q.origin.session_id, "a move that only keeps the object where it stood after its parent's delete, over another editor's move made under that parent: it stands where that move put it");
+                                }
+                                Ok(None) => {}
+                                Err(why) => return cx.storage_failed("sync", &why).await,
+                            }
+                        }
+                    }
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 }
+            }
+            if let Some(m) = made_here.filter(|_| !q.keeps_world) {
+                made_under.insert(q.change.uuid.clone(), m);
             }
             // (The pose where the deleted parent put it, after its reparent.)
             let applied = match &to_root {
@@ -623,7 +748,7 @@ impl Project {
         // reading them was made over what they write — never stale against them (§6.1).
         let mut writes: HashMap<String, LastWrites> = HashMap::default();
         for (i, q) in kept.iter().enumerate() {
-            if left_moved.contains(&i) {
+            if left_moved.contains(&i) || q.keeps_world {
                 continue;
             }
             writes.entry(q.change.uuid.clone()).or_default().record(
@@ -977,15 +1102,32 @@ impl Project {
                 return Ok(None);
             }
         }
-        let frame = match now_under {
-            Some(n) => match last_state(cx, n, states, start)? {
-                Some((st, _)) => world_of(cx, st, n, states, start)?.inverse(),
-                None => Pose::IDENTITY, // unknown to the daemon: a root, as receivers take it
-            },
-            None => Pose::IDENTITY,
-        };
+        let frame = frame_of(cx, now_under, states, start)?;
         let ChangeOp::Transform { t, r, s } = &q.change.op else { return Ok(None) };
         Ok(Some(frame.then(&world.then(&Pose { t: *t, r: *r, s: *s })).stable()))
+    }
+
+    /// Where a `transform` (`q`) that only keeps the object where it stood in the world after
+    /// its editor's reparent off `p` (deleted meanwhile) to `now_under` puts it, over another
+    /// editor's pose `moved` made under `p` in this window: `p`'s last world pose composed with
+    /// `moved`, in the frame of `now_under`, as a stable pose. `None` unless `p` is deleted and
+    /// `q`'s pose is `p`'s world pose composed with the object's pose before the window
+    /// (`was`), in that frame — the pose its editor kept, no move its person made.
+    fn pose_kept_over_a_move(
+        &self,
+        cx: &Cx<'_>,
+        op: &ChangeOp,
+        (p, now_under): (&str, Option<&str>),
+        (was, moved): (Option<Pose>, Pose),
+        (states, start): (&States, &States),
+    ) -> Result<Option<Pose>, String> {
+        let (Some(was), ChangeOp::Transform { t, r, s }) = (was, op) else { return Ok(None) };
+        let Some(world) = deleted_parent_world(cx, p, states, start)? else { return Ok(None) };
+        let frame = frame_of(cx, now_under, states, start)?;
+        if !(Pose { t: *t, r: *r, s: *s }).near(&frame.then(&world.then(&was))) {
+            return Ok(None);
+        }
+        Ok(Some(frame.then(&world.then(&moved)).stable()))
     }
 
     pub(super) fn draft(
@@ -1188,6 +1330,19 @@ fn world_of(
         }
     }
     Ok(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st))))
+}
+
+/// What takes a world pose into the frame of the parent `under` (`None`: the root): the
+/// inverse of `under`'s world pose as this window leaves it (a parent the daemon holds no
+/// record of is a root, as receivers take it).
+fn frame_of(cx: &Cx<'_>, under: Option<&str>, states: &States, start: &States) -> Result<Pose, String> {
+    match under {
+        Some(n) => match last_state(cx, n, states, start)? {
+            Some((st, _)) => Ok(world_of(cx, st, n, states, start)?.inverse()),
+            None => Ok(Pose::IDENTITY),
+        },
+        None => Ok(Pose::IDENTITY),
+    }
 }
 
 /// Where a parent `p` deleted meanwhile stood in the world: `None` when it is not deleted

@@ -305,6 +305,7 @@ impl Project {
                 sight,
                 admitted_seq: Some(last_seq),
                 mesh_bytes,
+                keeps_world: false,
             };
             if automation_waits {
                 results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Held));

@@ -1157,23 +1157,62 @@ fn world_under(parent: &Value, t: [f64; 3]) -> [f64; 3] {
 /// back and both editors kept their own (found by an independent artist tester).
 #[test]
 fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_person_put_it() {
-    move_under_a_parent_deleted_meanwhile(false);
+    move_and_parent_delete_in_one_window(false, false);
 }
 
 /// The same, Blender holding X in a collection (C, at the origin) once A is gone, as Blender
 /// does with the children of an object in its default "Collection".
 #[test]
 fn a_move_made_under_a_parent_another_editor_deleted_meanwhile_stays_where_its_person_put_it_in_a_collection() {
-    move_under_a_parent_deleted_meanwhile(true);
+    move_and_parent_delete_in_one_window(true, false);
 }
 
-fn move_under_a_parent_deleted_meanwhile(into_c: bool) {
+/// The same race the other way round: Unity's person moves X under A (Unity has not read the
+/// delete), and that move arrives first; then Blender's person deletes A, and Blender's move
+/// of X where A put it arrives in the same window. Blender's `transform` only keeps X where
+/// it stood in the world after its `reparent` off the deleted A (its pose is A's world pose
+/// composed with X's pose before the window): its person did not move X. X stays where
+/// Unity's person put it — A's world pose composed with Unity's move, in the frame of X's new
+/// parent — in every editor, the batch commits, and no conflict is shown: nobody's edit was
+/// overwritten (docs/PROTOCOL.md §6.1 "Parents the daemon holds no record of", §6.2; found by
+/// an independent artist tester: Blender's move won and Unity's person's move was lost).
+#[test]
+fn a_move_made_under_a_parent_before_another_editor_deletes_it_stays_where_its_person_put_it() {
+    move_and_parent_delete_in_one_window(false, true);
+}
+
+/// The same, Blender holding X in a collection (C, at the origin) once A is gone.
+#[test]
+fn a_move_made_under_a_parent_before_another_editor_deletes_it_stays_where_its_person_put_it_in_a_collection() {
+    move_and_parent_delete_in_one_window(true, true);
+}
+
+/// Blender's person deletes A and Blender moves X off it where A put it (a `reparent` to
+/// `to`, and a `transform` that keeps X where it stands); Unity's person moves X under A
+/// (Unity has not read the delete) — first in the window (`unity_first`) or after Blender's.
+fn move_and_parent_delete_in_one_window(into_c: bool, unity_first: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, [a, x, c]) = three_synced_in_window(dir.path(), 1000);
     let to = if into_c { json!(c) } else { Value::Null };
     a_posed_parent(&mut b, &mut u, &a, &x, true);
     settle(&mut [&mut b, &mut u]);
     let h = std::f64::consts::FRAC_1_SQRT_2;
+    // Once it applies the delete, Unity holds X at the root where A put its move (as an
+    // editor leaves a deleted object's children): A at (1, 2, 3), turned 90° about Y, scaled 2 — so
+    // about (15, 14, -7), computed from A as Unity holds it (the daemon's stable values).
+    let here = world_under(&u.states[&a], [5.0, 6.0, 7.0]);
+    assert!(here.iter().zip([15.0, 14.0, -7.0]).all(|(x, w)| (x - w).abs() < 1e-3), "{here:?}");
+    let (ar, as_) = (u.states[&a]["r"].clone(), u.states[&a]["s"].clone());
+    // Unity has not read the delete: its move is a pose under A.
+    let unity_moves = |u: &mut Mini| {
+        let mv = json!({"op":"transform","uuid":x,"t":[5.0,6.0,7.0],"r":[0,0,0,1],"s":[1,1,1]});
+        assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
+        u.own_pose.insert(x.clone());
+    };
+    if unity_first {
+        unity_moves(&mut u);
+    }
+    // (Blender had not applied Unity's move: this harness applies no live preview.)
     b.states.remove(&a);
     let ack = b.ask(&json!({"type":"tombstone","request_id":"del","uuids":[a]}));
     assert_eq!(ack["results"][0]["status"], "tombstoned", "{ack}");
@@ -1182,16 +1221,9 @@ fn move_under_a_parent_deleted_meanwhile(into_c: bool) {
         json!({"op":"transform","uuid":x,"t":X_IN_THE_WORLD,"r":[0.0,h,0.0,h],"s":[2.0,2.0,2.0]}),
     ];
     assert_eq!(statuses(&b.send_change("b-left", ops, &[])), ["queued"; 2]);
-    // Once it applies the delete, Unity holds X at the root where A put its move (as an
-    // editor leaves a deleted object's children): A at (1, 2, 3), turned 90° about Y, scaled 2 — so
-    // about (15, 14, -7), computed from A as Unity holds it (the daemon's stable values).
-    let here = world_under(&u.states[&a], [5.0, 6.0, 7.0]);
-    assert!(here.iter().zip([15.0, 14.0, -7.0]).all(|(x, w)| (x - w).abs() < 1e-3), "{here:?}");
-    let (ar, as_) = (u.states[&a]["r"].clone(), u.states[&a]["s"].clone());
-    // Unity has not read the delete: its move is a pose under A.
-    let mv = json!({"op":"transform","uuid":x,"t":[5.0,6.0,7.0],"r":[0,0,0,1],"s":[1,1,1]});
-    assert_eq!(statuses(&u.send_change("u-move", vec![mv], &[])), ["queued"]);
-    u.own_pose.insert(x.clone());
+    if !unity_first {
+        unity_moves(&mut u);
+    }
     until(&mut [&mut u], Duration::from_secs(5), |m| !m[0].states.contains_key(&a));
     let st = u.states.get_mut(&x).unwrap();
     (st["parent"], st["t"], st["r"], st["s"]) = (Value::Null, json!(here), ar, as_);
@@ -1202,8 +1234,12 @@ fn move_under_a_parent_deleted_meanwhile(into_c: bool) {
     x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &x, &to, here, [2.0, 2.0, 2.0]);
     let rolled = |m: &Mini| m.results.iter().filter(|r| r["outcome"] == "rolled_back").count();
     assert_eq!((rolled(&b), rolled(&u)), (0, 0), "the batch commits: {:?}", u.results);
-    // Two people wrote X's pose in one window: Unity's, the later, stands (§6.2).
-    one_conflict_in_each(&[&b, &u], "unity", "blender", "transform");
+    // Blender's move only kept X where it stood after the delete: nobody's edit was
+    // overwritten, no conflict (§6.2).
+    for m in [&b, &u] {
+        assert!(m.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?}", m.events);
+    }
+    assert!(conflict_steps(&dir.path().join("data"), &x).is_empty());
 }
 
 /// Unity applies Blender's delete of A and its person moves X at once — while the window the
