@@ -547,6 +547,22 @@ impl Project {
             )
                 .into());
         }
+        // A uuid names one datablock of one kind (docs/PROTOCOL.md §5, §6.1 `create`): a
+        // `create` naming another kind than its live record's is no state of that record.
+        if let (ChangeOp::Create(st), Some(e)) = (&change.op, entry.as_ref()) {
+            if e.status != Status::Tombstoned && e.kind != st.kind {
+                return Err((
+                    ItemErrorCode::InvalidField,
+                    format!(
+                        "{at}.kind: {} is registered as `{}`, not `{}`; a uuid names one datablock of one kind — give this one a new uuid (`register` it)",
+                        change.uuid,
+                        e.kind,
+                        vibesync_protocol::validate::truncate_for_message(&st.kind)
+                    ),
+                )
+                    .into());
+            }
+        }
         let known = entry.as_ref().is_some_and(|e| e.state.is_some() && e.status == Status::Live)
             || self.queue.has_pending(&change.uuid)
             || self.inflight_with(&change.uuid).is_some();

@@ -2768,3 +2768,31 @@ fn a_no_op_beside_a_carried_change_of_the_same_object_is_ended_by_the_batchs_res
     assert_eq!(u.states[&a]["name"], "Ax");
     assert_eq!(u.states[&c]["name"], "Cx");
 }
+
+/// A uuid names one datablock of one kind: a `create` of a registered uuid naming another
+/// kind is refused `INVALID_FIELD` with what to do, and the record keeps its state and kind
+/// (docs/PROTOCOL.md §6.1). Before, it was accepted and the record's state named another kind
+/// than its registration.
+#[test]
+fn a_create_naming_another_kind_than_the_uuids_registration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube(dir.path());
+    let mut as_collection = create(&id, "Cube", [1.0, 2.0, 3.0]);
+    as_collection["kind"] = json!("collection");
+    let ack = u.send_change("u-kind", vec![as_collection], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    let why = ack["results"][0]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("registered as `object`") && why.contains("new uuid"), "{why}");
+    // A uuid registered (not yet created) as a collection takes no `object` create either.
+    let fresh = new_uuid();
+    let reg =
+        b.ask(&json!({"type":"register","request_id":"r","items":[{"uuid":fresh,"kind":"collection","name":"C"}]}));
+    assert_eq!(reg["results"][0]["status"], "registered", "{reg}");
+    let ack = b.send_change("b-kind", vec![create(&fresh, "C", [0.0; 3])], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "INVALID_FIELD", "{ack}");
+    settle(&mut [&mut b, &mut u]);
+    let mut late = Mini::connect(&d, "unity", 1.0, 0);
+    until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&id));
+    assert_eq!(late.states[&id]["kind"], "object");
+    assert!(!late.states.contains_key(&fresh));
+}
