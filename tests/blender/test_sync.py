@@ -1613,3 +1613,35 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
                                for u, st in ((au, made), (bu, b_before))}
     pump_for(0.3)
     assert not [m for m in scripted.received if m.get("type") == "change"], "no echo"
+
+
+def test_a_delete_applied_over_an_unread_mesh_edit_holds_no_later_replay_back(scripted):
+    """The person edits the Cube's mesh and, before the addon reads the edit, the other
+    editor's delete of the Cube is applied (apply runs before capture in a tick). Nothing
+    will ever read that mesh again: it must not count as geometry still to be hashed. It
+    did: every later replay (`resync`) waited its whole RESYNC_SETTLE_S for it, and an
+    independent tester saw the bridge busy for seconds after everyone stopped editing."""
+    cube = make_cube("Cube")
+    other = make_cube("Other", location=(0, 5, 0))
+    settle()
+    pump_until(lambda: cube.get(PROP) and other.get(PROP), what="uuids")
+    u, ou = cube[PROP], other[PROP]
+    pump_until(lambda: sum(len(m["changes"]) for m in scripted.received
+                           if m.get("type") == "change") >= 2, what="both sent")
+    # The delete is on the socket; the mesh edit lands before the tick that applies it.
+    scripted.push(batch_frames("op-del", 50, [{"op": "delete", "uuid": u}], path="slow"))
+    time.sleep(0.05)
+    cube.data.vertices[0].co.x += 0.5
+    bpy.context.view_layer.update()
+    pump_until(lambda: "Cube" not in bpy.data.objects and applied_messages(scripted),
+               what="the delete applied")
+    pump_for(0.1)
+    s = vibesync._session()
+    assert s._hashes_settled() and s._captures_settled(), (s.geometry_dirty, s.waiting_edit)
+    # A replay now applies at once (well inside RESYNC_SETTLE_S).
+    seen = len(applied_messages(scripted))
+    scripted.push(batch_frames("op-rs", 51, [
+        {"op": "transform", "uuid": ou, "t": [0, 0, -7], "r": [0, 0, 0, 1], "s": [1, 1, 1]}],
+        path="resync"))
+    pump_until(lambda: len(applied_messages(scripted)) > seen, timeout=1.0,
+               what="the replay applied without waiting for the deleted Cube's mesh")

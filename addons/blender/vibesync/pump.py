@@ -2091,12 +2091,30 @@ class Session:
         if not self.geometry_dirty:
             return True
         by_key = self.registry.by_key
+        if all(by_key.get(k) in self.adoptable for k in self.geometry_dirty):
+            return True
+        self._forget_gone(self.geometry_dirty)
         return all(by_key.get(k) in self.adoptable for k in self.geometry_dirty)
 
     def _captures_settled(self) -> bool:
         """Nothing marked waits to be read or hashed: what the scene holds is known."""
+        if self.waiting_edit or self.geometry_dirty:
+            self._forget_gone(self.waiting_edit)
+            self._forget_gone(self.geometry_dirty)
         return not (self.waiting_edit or self.geometry_dirty or self.mesh_jobs
                     or self.alias_jobs)
+
+    def _forget_gone(self, keys: set) -> None:
+        """Drop the keys of datablocks gone from the file -- deleted here, or by a delete
+        applied from the other editor -- from a set of keys waiting to be read or hashed:
+        nothing will ever read them, and a replay waiting for them waited its whole
+        RESYNC_SETTLE_S each time (the bridge was not quiet after an applied delete)."""
+        bindings, by_key = self.registry.bindings, self.registry.by_key
+        for key in [k for k in keys if k[0] in identity.KIND_TABLE]:
+            u = by_key.get(key)
+            b = bindings.get(u) if u is not None else None
+            if (b is not None and not b.alive) or self.registry.lookup(key[0], key[1]) is None:
+                keys.discard(key)
 
     def _has_local_work(self, uuid: str) -> bool:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
