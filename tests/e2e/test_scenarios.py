@@ -1366,3 +1366,45 @@ def test_blender_puts_the_cube_under_an_empty_unity_deletes_meanwhile(world):
     assert e not in view
     assert view[u]["parent"] == bpy.data.collections["Collection"]["vibesync_uuid"], \
         "at the root, in its collection"  # (finish: Unity holds it where Blender shows it)
+
+
+@pytest.mark.window_ms(300)  # the default: both people's edits land in one window
+@pytest.mark.parametrize("first", ["blender", "unity"])
+def test_a_scale_in_blender_and_a_move_in_unity_made_at_once_both_stand(world, first):
+    """The person in Blender scales the Cube while the person in Unity moves it, neither
+    having seen the other's edit (Blender sends its scale before it reads Unity's preview).
+    Position, rotation and scale are parts of their own: the batch merges the two poses,
+    both edits stand in both editors, nothing rolls back and no conflict is shown
+    (PROTOCOL.md §6.2). Before, the later change's whole pose won and the other person's
+    scale or move was undone (found by an independent artist tester)."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    session = vibesync._session()
+
+    def blender_scales():
+        cube.scale = (2, 2, 2)
+        bpy.context.view_layer.update()
+        # The pump's capture and send, without reading its socket first: Blender has not
+        # seen Unity's move when its scale leaves.
+        session._process_dirty(time.perf_counter() + 0.05)
+        assert session._flush() > 0, "the scale is sent"
+
+    if first == "blender":
+        blender_scales()
+        host.cmd(f"move {u} 0 3 0")
+    else:
+        host.cmd(f"move {u} 0 3 0")
+        blender_scales()
+    drive(lambda: close(list(cube.location), [0.0, 0.0, 3.0]) and close(list(cube.scale), [2, 2, 2])
+          and (o := host.obj(u)) is not None and close(o["transform"]["position"], [0.0, 3.0, 0.0])
+          and close(o["transform"]["scale"], [2, 2, 2]),
+          timeout=15, what="the scale and the move in both editors")
+    drive(lambda: not session.engine.inflight, timeout=15, what="Blender's scale ended")
+    assert not wal_conflict_steps(world, u), wal_conflict_steps(world, u)
+    drive_for(0.5)  # (a conflict event follows its batch's result at once)
+    assert not blender_conflicts(u) and host.count("conflict") == 0, vibesync.status()["conflicts"]
+    view = world.finish(host, made)
+    assert view[u]["t"] == pytest.approx([0, 3, 0], abs=1e-5)
+    assert view[u]["s"] == pytest.approx([2, 2, 2], abs=1e-5)
+    assert not [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"], "nothing rolled back"

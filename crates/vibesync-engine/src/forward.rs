@@ -13,7 +13,7 @@ use crate::fast::HashMap;
 use std::collections::BTreeMap;
 
 use crate::stale::Parts;
-use crate::sync::{apply_change, ChangeOp, ObjectState, Queued};
+use crate::sync::{apply_change, pose_part, ChangeOp, ObjectState, Pose, Queued};
 use vibesync_protocol::names::ChangeOpKind;
 
 /// What an editor holds after applying `ops` in order to `start` — as an editor does: an op
@@ -185,7 +185,7 @@ pub fn plan<'a>(
         out.sends.insert(p.clone(), ops);
     }
     let in_batch: crate::fast::HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
-    out.conflicts = conflicts(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())));
+    out.conflicts = conflicts(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())), start);
     out
 }
 
@@ -199,23 +199,50 @@ pub fn plan<'a>(
 /// Edits of different parts of one object from two editors both stand: no conflict. A
 /// `transform` that only keeps the object where it stood in the world after its editor's
 /// reparent ([`Queued::keeps_world`]) writes no part here: its person did not move the object.
-pub fn conflicts<'q>(window: impl IntoIterator<Item = &'q Queued<String>>) -> Vec<Conflict> {
+pub fn conflicts<'q>(
+    window: impl IntoIterator<Item = &'q Queued<String>>,
+    start: &HashMap<String, Option<ObjectState>>,
+) -> Vec<Conflict> {
     let window: Vec<&Queued<String>> = window.into_iter().collect();
-    fn writes(q: &Queued<String>) -> impl Iterator<Item = u8> + '_ {
-        let parts = if q.keeps_world { Parts::NONE } else { Parts::written_by(&q.change.op) };
-        (0..8u8).filter(move |b| parts.intersects(Parts::bit(*b)))
-    }
+    // A pose is three parts here (position, rotation, scale: bits 8–10): a `transform`
+    // writes those it changed from the object's pose before the window — all three when it
+    // changed none (it moved the object back) or when the window links the object elsewhere
+    // (its pose is then one under another parent).
+    let linked: crate::fast::HashSet<&str> = window
+        .iter()
+        .filter(|q| matches!(q.change.op, ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete))
+        .map(|q| q.change.uuid.as_str())
+        .collect();
+    let writes = |q: &Queued<String>| -> u16 {
+        if q.keeps_world {
+            return 0;
+        }
+        let parts = Parts::written_by(&q.change.op);
+        let pose = match (&q.change.op, start.get(&q.change.uuid)) {
+            (ChangeOp::Transform { t, r, s }, Some(Some(was))) if !linked.contains(q.change.uuid.as_str()) => {
+                // (One that changed nothing moved the object back: its whole pose, as merged.)
+                match (Pose { t: *t, r: *r, s: *s }).changed_from(&Pose::of(was)) {
+                    0 => pose_part::ALL,
+                    m => m,
+                }
+            }
+            _ if parts.intersects(Parts::POSE) => pose_part::ALL,
+            _ => 0,
+        };
+        u16::from(parts.without(Parts::POSE).bits()) | (u16::from(pose) << 8)
+    };
+    let bits = |w: u16| (0..11u8).filter(move |b| w & (1 << b) != 0);
     // (uuid, part bit) → the index of the window's last change writing it: where it stands.
     let mut last: HashMap<(&str, u8), usize> = HashMap::default();
     for (i, q) in window.iter().enumerate() {
-        for bit in writes(q) {
+        for bit in bits(writes(q)) {
             last.insert((q.change.uuid.as_str(), bit), i);
         }
     }
     // (uuid, loser) → the index of the change that overwrote its latest lost change.
     let mut lost: HashMap<(&str, &str), usize> = HashMap::default();
     for q in &window {
-        for bit in writes(q) {
+        for bit in bits(writes(q)) {
             let w = last[&(q.change.uuid.as_str(), bit)];
             let winner = window[w];
             if winner.origin != q.origin && !winner.sight.sees(q.change.op.name(), q.sight.mark) {
@@ -335,7 +362,9 @@ mod tests {
 
     #[test]
     fn a_conflict_is_a_part_another_editor_overwrote_later() {
-        let c = |all: Vec<Queued<String>>| conflicts(all.iter());
+        let start: HashMap<String, Option<ObjectState>> =
+            [(U.to_string(), Some(state(0.0, "A")))].into_iter().collect();
+        let c = |all: Vec<Queued<String>>| conflicts(all.iter(), &start);
         let lost = |winner: &str, loser: &str, op: &'static str| Conflict {
             uuid: U.into(),
             winner: winner.into(),
@@ -348,6 +377,12 @@ mod tests {
         // "last writer" named b the winner when b's rename came last).
         let all = vec![q("a", tr(1.0)), q("b", tr(2.0)), q("a", tr(3.0)), q("b", ChangeOp::Rename("B".into()))];
         assert_eq!(c(all), vec![lost("a", "b", "rename")]);
+        // Position, rotation and scale are parts of their own: a scale made in one editor
+        // and a move made in the other both stand (the batch merges them, §6.2).
+        let scaled = ChangeOp::Transform { t: [0.0; 3], r: [0.0, 0.0, 0.0, 1.0], s: [2.0; 3] };
+        assert!(c(vec![q("a", scaled.clone()), q("b", tr(2.0))]).is_empty());
+        let both = ChangeOp::Transform { t: [3.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [2.0; 3] };
+        assert_eq!(c(vec![q("a", scaled), q("b", both)]), vec![lost("b", "a", "transform")]);
         // A reparent writes the parent, not the pose: a move under the old parent stands.
         assert!(c(vec![q("a", tr(1.0)), q("b", ChangeOp::Reparent(None))]).is_empty());
         // A create or a delete writes every part.

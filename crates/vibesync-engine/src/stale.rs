@@ -51,9 +51,9 @@ impl Parts {
     /// Removed: written by a `delete` only (beside every other part).
     pub const GONE: Parts = Parts(1 << 7);
 
-    /// The part of bit `bit` (0–7) alone.
-    pub const fn bit(bit: u8) -> Parts {
-        Parts(1 << bit)
+    /// The set as bits (`POSE` = 1, … `GONE` = 1 << 7).
+    pub const fn bits(self) -> u8 {
+        self.0
     }
 
     pub const fn union(self, other: Parts) -> Parts {

@@ -109,6 +109,64 @@ impl Pose {
     }
 }
 
+/// A pose's components as a transform writes them: `t`, `r`, `s` (bits of a `u8`).
+pub mod pose_part {
+    pub const T: u8 = 1;
+    pub const R: u8 = 1 << 1;
+    pub const S: u8 = 1 << 2;
+    pub const ALL: u8 = T | R | S;
+}
+
+impl Pose {
+    /// Which components of this pose differ from `was`'s ([`pose_part`] bits): those whose
+    /// values hash differently (docs/PROTOCOL.md §6.5: each number on the 1e-5 grid; a
+    /// rotation and its negation are one).
+    pub fn changed_from(&self, was: &Pose) -> u8 {
+        let grid = |v: &[f64]| -> Vec<i64> { v.iter().map(|c| vibesync_protocol::state::quantize(*c)).collect() };
+        let mut out = 0;
+        if grid(&self.t) != grid(&was.t) {
+            out |= pose_part::T;
+        }
+        if grid(&stable_rotation(self.r)) != grid(&stable_rotation(was.r)) {
+            out |= pose_part::R;
+        }
+        if grid(&self.s) != grid(&was.s) {
+            out |= pose_part::S;
+        }
+        out
+    }
+
+    /// The pose an object holds after `last`, its window's last `transform`, when other
+    /// editors moved it concurrently in the window (`others`: their earlier poses that
+    /// `last`'s editor had not seen, in arrival order), every one made over `was`, the pose it
+    /// had before the window, under the same parent (docs/PROTOCOL.md §6.2): each component
+    /// (`t`, `r`, `s`) is the one of the last of them that changed it from `was` — so a scale
+    /// made in one editor and a move made in the other both stand. A `last` that changed
+    /// nothing from `was` stands whole (it moved the object back where it was).
+    pub fn merged(last: &Pose, others: &[Pose], was: &Pose) -> Pose {
+        let mut out = *last;
+        // A pose that changes nothing from `was` (a drag back, an undo) stands whole as the
+        // last one: taken as "changed nothing", it would let the others' moves undo it.
+        let mine = match last.changed_from(was) {
+            0 => pose_part::ALL,
+            m => m,
+        };
+        for part in [pose_part::T, pose_part::R, pose_part::S] {
+            if mine & part != 0 {
+                continue;
+            }
+            if let Some(o) = others.iter().rev().find(|o| o.changed_from(was) & part != 0) {
+                match part {
+                    pose_part::T => out.t = o.t,
+                    pose_part::R => out.r = o.r,
+                    _ => out.s = o.s,
+                }
+            }
+        }
+        out
+    }
+}
+
 /// `a * b` (`b` first, then `a`), quaternions `[x, y, z, w]`.
 fn quat_mul(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
     let [ax, ay, az, aw] = a;
@@ -873,6 +931,35 @@ mod pose_tests {
     }
 
     use super::Pose;
+
+    /// Blender's person scales the object while Unity's moves it, neither having seen the
+    /// other's edit: both stand. Where both changed one component, the later one's stands.
+    #[test]
+    fn concurrent_poses_merge_per_component() {
+        use super::pose_part::{R, S, T};
+        let was = Pose { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
+        let moved = Pose { t: [0.0, 3.0, 0.0], ..was };
+        let scaled = Pose { s: [2.0; 3], ..was };
+        assert_eq!(moved.changed_from(&was), T);
+        assert_eq!(scaled.changed_from(&was), S);
+        // Below the state hash's grid (1e-5) is no change; a negated rotation is the same one.
+        let same = Pose { t: [1.000_001, 2.0, 3.0], r: [0.0, 0.0, 0.0, -1.0], ..was };
+        assert_eq!(same.changed_from(&was), 0);
+        let both = Pose::merged(&scaled, &[moved], &was);
+        assert_eq!((both.t, both.r, both.s), (moved.t, was.r, scaled.s));
+        // Both moved: the later one's position stands, the other's scale too.
+        let moved_and_scaled = Pose { t: [9.0, 9.0, 9.0], s: [3.0; 3], ..was };
+        let m = Pose::merged(&moved, &[moved_and_scaled], &was);
+        assert_eq!((m.t, m.s), (moved.t, [3.0; 3]));
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        let turned = Pose { r: [0.0, h, 0.0, h], ..was };
+        assert_eq!(turned.changed_from(&was), R);
+        let all = Pose::merged(&turned, &[moved, scaled], &was);
+        assert_eq!((all.t, all.r, all.s), (moved.t, turned.r, scaled.s));
+        // Moved back where it was: the last pose stands whole.
+        let back = Pose::merged(&was, &[moved], &was);
+        assert_eq!(back.t, was.t);
+    }
 
     fn close(a: &[f64], b: &[f64]) -> bool {
         a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)

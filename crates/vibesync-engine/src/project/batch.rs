@@ -111,6 +111,12 @@ impl Project {
         // the object where it stood after its own editor's reparent off a parent deleted
         // meanwhile is re-expressed over, when it was made under that parent (§6.1).
         let mut made_under: HashMap<String, (Editor, Option<u64>, Pose)> = HashMap::default();
+        // uuid → the poses of this window's `transform`s of it (origin, admission mark, pose),
+        // in arrival order; and the uuids a `create`, `reparent` or `delete` of the window
+        // names: concurrent moves of an object its window links nowhere else merge per
+        // component (§6.2).
+        let mut poses: HashMap<String, Vec<(SessionId, u64, Pose)>> = HashMap::default();
+        let mut linked: HashSet<String> = HashSet::default();
         for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -177,6 +183,17 @@ impl Project {
             // wrote last (§6.2).
             in_window.insert((q.change.uuid.clone(), q.origin.session_id.clone()));
             window.push(as_id.clone());
+            match &q.change.op {
+                ChangeOp::Transform { t, r, s } => poses.entry(q.change.uuid.clone()).or_default().push((
+                    q.origin.session_id.clone(),
+                    q.sight.mark,
+                    Pose { t: *t, r: *r, s: *s },
+                )),
+                ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete => {
+                    linked.insert(q.change.uuid.clone());
+                }
+                _ => {}
+            }
             let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
             let made = |q: &Queued<Editor>| match &q.change.op {
                 ChangeOp::Transform { t, r, s } => Some((q.origin.clone(), base, Pose { t: *t, r: *r, s: *s })),
@@ -491,6 +508,30 @@ impl Project {
             if let Some(m) = made_here.filter(|_| !q.keeps_world) {
                 made_under.insert(q.change.uuid.clone(), m);
             }
+            // Another editor moved the object in this window too, and this editor had not
+            // seen it (no live preview of it applied): made concurrently over the same pose,
+            // each component stands from the last change that changed it — a scale made here
+            // and a move made there both stand; the batch carries the merged pose, and each
+            // editor is corrected to it after the commit (§6.2).
+            if let (ChangeOp::Transform { t, r, s }, None, false, Some(Some(was))) =
+                (&mut q.change.op, &to_root, linked.contains(&q.change.uuid), start.get(&q.change.uuid))
+            {
+                let others: Vec<Pose> = poses
+                    .get(&q.change.uuid)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(o, mark, _)| *o != q.origin.session_id && !q.sight.sees("transform", *mark))
+                    .map(|(_, _, p)| *p)
+                    .collect();
+                if !others.is_empty() {
+                    let mine = Pose { t: *t, r: *r, s: *s };
+                    let merged = Pose::merged(&mine, &others, &Pose::of(was));
+                    if merged != mine {
+                        (*t, *r, *s) = (merged.t, merged.r, merged.s);
+                        info!(uuid = %q.change.uuid, origin = %q.origin.session_id, "two editors moved one object concurrently: each part of the pose (position, rotation, scale) stands from the last editor that changed it");
+                    }
+                }
+            }
             // (The pose where the deleted parent put it, after its reparent.)
             let applied = match &to_root {
                 Some(r) => apply_change(cur.as_ref(), &r.change.op),
@@ -574,7 +615,7 @@ impl Project {
         // change undid the other's, a no-op): still a conflict the last writer won (§6.2),
         // logged after the `dropped` results and corrections below.
         let carried: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
-        let unbatched = forward::conflicts(window.iter().filter(|q| !carried.contains(q.change.uuid.as_str())));
+        let unbatched = forward::conflicts(window.iter().filter(|q| !carried.contains(q.change.uuid.as_str())), &start);
         drop(carried);
         // Superseded changes of uuids that left the batch (all of them when nothing is kept)
         // are dropped as well.

@@ -45,6 +45,9 @@ pub struct Mini {
     /// uuids whose pose this editor's own change in flight changed: a received `transform`
     /// of one is not applied (PROTOCOL §6.4 "apply"); empty by default.
     pub own_pose: BTreeSet<String>,
+    /// The poses of `own_pose` uuids a batch sent and this editor kept its own over: the
+    /// batch's state is answered for them all the same (docs/PROTOCOL.md §6.4).
+    spared: BTreeMap<String, (Value, Value, Value)>,
 }
 
 impl Mini {
@@ -70,6 +73,7 @@ impl Mini {
             seen: BTreeMap::new(),
             automation_applies: vec![],
             own_pose: BTreeSet::new(),
+            spared: BTreeMap::new(),
         }
     }
 
@@ -235,7 +239,11 @@ impl Mini {
                     let mut hashes = serde_json::Map::new();
                     for u in touched {
                         if let Some(s) = self.states.get(&u) {
-                            let mut h = state_hash(s);
+                            let mut s = s.clone();
+                            if let Some((t, r, sc)) = self.spared.remove(&u) {
+                                (s["t"], s["r"], s["s"]) = (t, r, sc);
+                            }
+                            let mut h = state_hash(&s);
                             if self.corrupt_next || self.corrupt_always {
                                 h = "0".repeat(64);
                             }
@@ -280,7 +288,10 @@ impl Mini {
             "delete" => {
                 self.states.remove(&u);
             }
-            "transform" if self.own_pose.contains(&u) => {}
+            // Its own pose change is in flight: kept, and the batch's pose answered (§6.4).
+            "transform" if self.own_pose.contains(&u) => {
+                self.spared.insert(u.clone(), (meters(&ch["t"]), ch["r"].clone(), ch["s"].clone()));
+            }
             "transform" => {
                 let s = self.states.get_mut(&u).unwrap();
                 s["t"] = meters(&ch["t"]);
@@ -2795,4 +2806,44 @@ fn a_create_naming_another_kind_than_the_uuids_registration_is_refused() {
     until(&mut [&mut late], Duration::from_secs(10), |m| m[0].states.contains_key(&id));
     assert_eq!(late.states[&id]["kind"], "object");
     assert!(!late.states.contains_key(&fresh));
+}
+
+/// Blender's person scales the Cube while Unity's person moves it, in one window, neither
+/// having seen the other's edit: position, rotation and scale are parts of their own, so
+/// both edits stand — in each editor (each keeps its own pose while its change is in flight,
+/// then is corrected to the merged one) and in a replay — the batch commits, and no conflict
+/// is shown (docs/PROTOCOL.md §6.2). Before, the later change's whole pose won: the other
+/// person's scale or move was undone (found by an independent artist tester).
+#[test]
+fn a_scale_in_one_editor_and_a_move_in_the_other_both_stand() {
+    for unity_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 500);
+        let scale = json!({"op":"transform","uuid":id,"t":[1.0,2.0,3.0],"r":[0,0,0,1],"s":[2.0,2.0,2.0]});
+        let mv = json!({"op":"transform","uuid":id,"t":[0.0,3.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
+        let send = |m: &mut Mini, rid: &str, op: &Value| {
+            assert_eq!(statuses(&m.send_change(rid, vec![op.clone()], &[])), ["queued"]);
+            m.own_pose.insert(id.clone());
+            let st = m.states.get_mut(&id).unwrap();
+            (st["t"], st["s"]) = (op["t"].clone(), op["s"].clone());
+        };
+        if unity_first {
+            send(&mut u, "u-move", &mv);
+            send(&mut b, "b-scale", &scale);
+        } else {
+            send(&mut b, "b-scale", &scale);
+            send(&mut u, "u-move", &mv);
+        }
+        until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-scale") && ended(m[1], "u-move"));
+        b.own_pose.clear();
+        u.own_pose.clear();
+        settle(&mut [&mut b, &mut u]);
+        x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &id, &Value::Null, [0.0, 3.0, 0.0], [2.0, 2.0, 2.0]);
+        let rolled = |m: &Mini| m.results.iter().filter(|r| r["outcome"] == "rolled_back").count();
+        assert_eq!((rolled(&b), rolled(&u)), (0, 0), "unity first: {unity_first}: {:?}", u.results);
+        for m in [&b, &u] {
+            assert!(m.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?}", m.events);
+        }
+        assert!(conflict_steps(&dir.path().join("data"), &id).is_empty());
+    }
 }
