@@ -204,6 +204,9 @@ pub fn conflicts<'q>(
     start: &HashMap<String, Option<ObjectState>>,
 ) -> Vec<Conflict> {
     let window: Vec<&Queued<String>> = window.into_iter().collect();
+    if window.windows(2).all(|w| w[0].origin == w[1].origin) {
+        return Vec::new(); // one editor's changes (a drag, say): nobody else's to overwrite
+    }
     // A pose is three parts here (position, rotation, scale: bits 8–10): a `transform`
     // writes those it changed from the object's pose before the window — all three when it
     // changed none (it moved the object back) or when the window links the object elsewhere
@@ -232,17 +235,18 @@ pub fn conflicts<'q>(
         u16::from(parts.without(Parts::POSE).bits()) | (u16::from(pose) << 8)
     };
     let bits = |w: u16| (0..11u8).filter(move |b| w & (1 << b) != 0);
+    let written: Vec<u16> = window.iter().map(|q| writes(q)).collect();
     // (uuid, part bit) → the index of the window's last change writing it: where it stands.
     let mut last: HashMap<(&str, u8), usize> = HashMap::default();
     for (i, q) in window.iter().enumerate() {
-        for bit in bits(writes(q)) {
+        for bit in bits(written[i]) {
             last.insert((q.change.uuid.as_str(), bit), i);
         }
     }
     // (uuid, loser) → the index of the change that overwrote its latest lost change.
     let mut lost: HashMap<(&str, &str), usize> = HashMap::default();
-    for q in &window {
-        for bit in bits(writes(q)) {
+    for (i, q) in window.iter().enumerate() {
+        for bit in bits(written[i]) {
             let w = last[&(q.change.uuid.as_str(), bit)];
             let winner = window[w];
             if winner.origin != q.origin && !winner.sight.sees(q.change.op.name(), q.sight.mark) {

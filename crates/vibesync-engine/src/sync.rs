@@ -122,15 +122,16 @@ impl Pose {
     /// values hash differently (docs/PROTOCOL.md §6.5: each number on the 1e-5 grid; a
     /// rotation and its negation are one).
     pub fn changed_from(&self, was: &Pose) -> u8 {
-        let grid = |v: &[f64]| -> Vec<i64> { v.iter().map(|c| vibesync_protocol::state::quantize(*c)).collect() };
+        use vibesync_protocol::state::quantize;
+        let differ = |a: &[f64], b: &[f64]| a.iter().zip(b).any(|(x, y)| quantize(*x) != quantize(*y));
         let mut out = 0;
-        if grid(&self.t) != grid(&was.t) {
+        if differ(&self.t, &was.t) {
             out |= pose_part::T;
         }
-        if grid(&stable_rotation(self.r)) != grid(&stable_rotation(was.r)) {
+        if differ(&stable_rotation(self.r), &stable_rotation(was.r)) {
             out |= pose_part::R;
         }
-        if grid(&self.s) != grid(&was.s) {
+        if differ(&self.s, &was.s) {
             out |= pose_part::S;
         }
         out

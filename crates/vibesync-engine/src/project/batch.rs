@@ -106,17 +106,13 @@ impl Project {
         // Automation's reparents undone for a person's reparent that closed a cycle through
         // them: conflicts the person won (§6.1).
         let mut undone: Vec<Rebased> = Vec::new();
-        // uuid → the last `transform` of this window before the change at hand (its origin,
-        // that origin's `base_seq` and the pose as sent): what a `transform` that only keeps
-        // the object where it stood after its own editor's reparent off a parent deleted
-        // meanwhile is re-expressed over, when it was made under that parent (§6.1).
-        let mut made_under: HashMap<String, (Editor, Option<u64>, Pose)> = HashMap::default();
-        // uuid → the poses of this window's `transform`s of it (origin, admission mark, pose),
-        // in arrival order; and the uuids a `create`, `reparent` or `delete` of the window
-        // names: concurrent moves of an object its window links nowhere else merge per
-        // component (§6.2).
-        let mut poses: HashMap<String, Vec<(SessionId, u64, Pose)>> = HashMap::default();
-        let mut linked: HashSet<String> = HashSet::default();
+        // uuid → where in `window` its `transform`s are (`moves`), and its `create`s,
+        // `reparent`s and `delete`s (`links`), in arrival order, as sent: what concurrent
+        // moves merge over (§6.2), and what a move that only keeps an object where it stood
+        // after its parent's delete is re-expressed over (§6.1). Each origin's handle once.
+        let mut moves: HashMap<String, Vec<usize>> = HashMap::default();
+        let mut links: HashMap<String, Vec<usize>> = HashMap::default();
+        let mut editors: HashMap<SessionId, Editor> = HashMap::default();
         for (mut q, keep) in queued.into_iter().zip(mask) {
             if !kinds.contains_key(&q.origin.session_id) {
                 kinds.insert(q.origin.session_id.clone(), q.origin.editor.to_string());
@@ -183,30 +179,26 @@ impl Project {
             // wrote last (§6.2).
             in_window.insert((q.change.uuid.clone(), q.origin.session_id.clone()));
             window.push(as_id.clone());
-            match &q.change.op {
-                ChangeOp::Transform { t, r, s } => poses.entry(q.change.uuid.clone()).or_default().push((
-                    q.origin.session_id.clone(),
-                    q.sight.mark,
-                    Pose { t: *t, r: *r, s: *s },
-                )),
-                ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete => {
-                    linked.insert(q.change.uuid.clone());
-                }
-                _ => {}
-            }
-            let base = base_of.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied();
-            let made = |q: &Queued<Editor>| match &q.change.op {
-                ChangeOp::Transform { t, r, s } => Some((q.origin.clone(), base, Pose { t: *t, r: *r, s: *s })),
+            let index = match &q.change.op {
+                ChangeOp::Transform { .. } => Some(&mut moves),
+                ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete => Some(&mut links),
                 _ => None,
             };
-            if !keep {
-                if let Some(m) = made(&q) {
-                    made_under.insert(q.change.uuid.clone(), m);
+            if let Some(index) = index {
+                match index.get_mut(&q.change.uuid) {
+                    Some(at) => at.push(window.len() - 1),
+                    None => {
+                        index.insert(q.change.uuid.clone(), vec![window.len() - 1]);
+                    }
                 }
+            }
+            if !editors.contains_key(&q.origin.session_id) {
+                editors.insert(q.origin.session_id.clone(), q.origin.clone());
+            }
+            if !keep {
                 all.push(as_id); // superseded in this window: its origin still holds it
                 continue;
             }
-            let made_here = made(&q);
             let cur = match states.get(&q.change.uuid) {
                 Some(s) => s.clone(),
                 None => start[&q.change.uuid].clone(),
@@ -396,21 +388,14 @@ impl Project {
                         // the object off `p`, that only kept the object where it stood (the
                         // deleting editor's): no pose its person made, no conflict writer (§6.2).
                         let was = start.get(&q.change.uuid).cloned().flatten().map(|st| Pose::of(&st));
-                        let sid = q.origin.session_id.clone();
-                        let reparented = |o: &SessionId| {
-                            window.iter().any(|w| {
-                                w.origin == *o
-                                    && w.change.uuid == q.change.uuid
-                                    && matches!(w.change.op, ChangeOp::Reparent(_))
-                            })
-                        };
-                        let candidates: Vec<usize> = (0..window.len())
+                        let candidates: Vec<usize> = moves
+                            .get(&q.change.uuid)
+                            .into_iter()
+                            .flatten()
+                            .copied()
                             .filter(|&i| {
-                                let w = &window[i];
-                                w.origin != sid
-                                    && w.change.uuid == q.change.uuid
-                                    && matches!(w.change.op, ChangeOp::Transform { .. })
-                                    && reparented(&w.origin)
+                                let o = &window[i].origin;
+                                *o != q.origin.session_id && links_by(&links, &window, &q.change.uuid, o, true)
                             })
                             .collect();
                         for i in candidates {
@@ -447,31 +432,29 @@ impl Project {
                         // object stands where that move puts it, as in the other order
                         // (above), and this change writes no pose (`keeps_world`: no conflict
                         // or staleness writer, §6.2).
-                        let linked_by = |o: &str, reparent_only: bool| {
-                            window.iter().any(|w| {
-                                w.origin == o
-                                    && w.change.uuid == q.change.uuid
-                                    && match w.change.op {
-                                        ChangeOp::Reparent(_) => true,
-                                        ChangeOp::Create(_) => !reparent_only,
-                                        _ => false,
-                                    }
-                            })
-                        };
-                        // The other editor's move, made under `p`: it had linked the object
-                        // nowhere else in this window, nor applied `p`'s delete.
-                        let other = match made_under.get(&q.change.uuid) {
-                            Some((o, base, moved))
-                                if o.session_id != q.origin.session_id
-                                    && linked_by(&q.origin.session_id, true)
-                                    && !linked_by(&o.session_id, false) =>
+                        // The other editor's last move of this window, made under `p`: it had
+                        // linked the object nowhere else in this window, nor applied `p`'s
+                        // delete.
+                        let last_other = moves
+                            .get(&q.change.uuid)
+                            .into_iter()
+                            .flatten()
+                            .rev()
+                            .map(|&i| &window[i])
+                            .find(|w| w.origin != q.origin.session_id && !w.keeps_world);
+                        let other = match last_other {
+                            Some(w)
+                                if links_by(&links, &window, &q.change.uuid, &q.origin.session_id, true)
+                                    && !links_by(&links, &window, &q.change.uuid, &w.origin, false) =>
                             {
+                                let o = &editors[&w.origin];
+                                let base = base_of.get(&(w.origin.clone(), q.change.uuid.clone()));
                                 let applied = match (o.editor.holds_scene(), base) {
                                     (true, Some(base)) => self.applied_delete_of(cx, &p, &o.client_id, *base),
                                     _ => Ok(false),
                                 };
                                 match applied {
-                                    Ok(applied) => (!applied).then_some(*moved),
+                                    Ok(applied) => (!applied).then(|| pose_sent(&w.change.op)).flatten(),
                                     Err(why) => return cx.storage_failed("sync", &why).await,
                                 }
                             }
@@ -505,23 +488,21 @@ impl Project {
                     Err(why) => return cx.storage_failed("sync", &why).await,
                 }
             }
-            if let Some(m) = made_here.filter(|_| !q.keeps_world) {
-                made_under.insert(q.change.uuid.clone(), m);
-            }
             // Another editor moved the object in this window too, and this editor had not
             // seen it (no live preview of it applied): made concurrently over the same pose,
             // each component stands from the last change that changed it — a scale made here
             // and a move made there both stand; the batch carries the merged pose, and each
             // editor is corrected to it after the commit (§6.2).
             if let (ChangeOp::Transform { t, r, s }, None, false, Some(Some(was))) =
-                (&mut q.change.op, &to_root, linked.contains(&q.change.uuid), start.get(&q.change.uuid))
+                (&mut q.change.op, &to_root, links.contains_key(&q.change.uuid), start.get(&q.change.uuid))
             {
-                let others: Vec<Pose> = poses
+                let others: Vec<Pose> = moves
                     .get(&q.change.uuid)
                     .into_iter()
                     .flatten()
-                    .filter(|(o, mark, _)| *o != q.origin.session_id && !q.sight.sees("transform", *mark))
-                    .map(|(_, _, p)| *p)
+                    .map(|&i| &window[i])
+                    .filter(|w| w.origin != q.origin.session_id && !q.sight.sees("transform", w.sight.mark))
+                    .filter_map(|w| pose_sent(&w.change.op))
                     .collect();
                 if !others.is_empty() {
                     let mine = Pose { t: *t, r: *r, s: *s };
@@ -1371,6 +1352,33 @@ fn world_of(
         }
     }
     Ok(chain.iter().rev().fold(Pose::IDENTITY, |world, st| world.then(&Pose::of(st))))
+}
+
+/// The pose a `transform` sets (`None`: another op).
+fn pose_sent(op: &ChangeOp) -> Option<Pose> {
+    match op {
+        ChangeOp::Transform { t, r, s } => Some(Pose { t: *t, r: *r, s: *s }),
+        _ => None,
+    }
+}
+
+/// Whether `origin` reparented `uuid` in the window (`links`: where in `window` each uuid's
+/// `create`s, `reparent`s and `delete`s are) — or, `reparent_only` false, created it too.
+fn links_by(
+    links: &HashMap<String, Vec<usize>>,
+    window: &[Queued<SessionId>],
+    uuid: &str,
+    origin: &str,
+    reparent_only: bool,
+) -> bool {
+    links.get(uuid).into_iter().flatten().map(|&i| &window[i]).any(|w| {
+        w.origin == origin
+            && match w.change.op {
+                ChangeOp::Reparent(_) => true,
+                ChangeOp::Create(_) => !reparent_only,
+                _ => false,
+            }
+    })
 }
 
 /// What takes a world pose into the frame of the parent `under` (`None`: the root): the
