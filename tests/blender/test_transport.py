@@ -323,6 +323,52 @@ def test_safe_mode_holds_mutations_until_it_ends(clean_blender):
         hostile.close()
 
 
+def test_a_change_refused_as_safe_mode_begins_stays_marked_and_goes_once_it_ends(clean_blender):
+    """The daemon enters safe mode while a person's change is on its way: it refuses it
+    `SAFE_MODE`. The edit stays here, shown not synced with the daemon's message, and goes
+    again in full once safe mode ends (PROTOCOL.md §6.7). It was ended and never re-sent:
+    the other editor missed the edit for good."""
+    conns = []
+    hostile = HostileDaemon(lambda n, conn: conns.append(conn))
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "safe-race")
+        pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
+        ob = make_cube("Raced")
+        settle()
+        reg = pump_until(lambda: next((m for m in hostile.received if m.get("type") == "register"
+                                       and any(i["uuid"] == ob.get(PROP) for i in m["items"])),
+                                      None), what="the cube's registration")
+        conns[-1].sendall(frame({"type": "ack", "request_id": reg["request_id"], "seq": 6,
+                                 "results": [{"uuid": i["uuid"], "status": "registered"}
+                                             for i in reg["items"]]}))
+        u = ob[PROP]
+
+        def change_naming_u(after):
+            return next((m for m in hostile.received[after:] if m.get("type") == "change"
+                         and any(c.get("uuid") == u for c in m["changes"])), None)
+
+        first = pump_until(lambda: change_naming_u(0), what="the cube's change")
+        why = "the daemon is in safe mode: sync is read-only"
+        conns[-1].sendall(frame({"type": "error", "code": "SAFE_MODE", "message": why,
+                                 "request_id": first["request_id"]}))
+        pump_until(lambda: vibesync.status()["safe_mode"], what="safe mode")
+        assert vibesync.status()["not_synced"] == [{"uuid": u, "reason": f"SAFE_MODE: {why}"}]
+        seen = len(hostile.received)
+        ob.location = (3, 0, 0)  # the person goes on editing meanwhile
+        settle()
+        pump_for(0.5)
+        assert change_naming_u(seen) is None, "nothing is sent in safe mode"
+        assert tuple(ob.location) == pytest.approx((3, 0, 0)), "the edit stays here"
+        conns[-1].sendall(frame({"type": "safe_mode", "active": False, "reason": "cleared"}))
+        again = pump_until(lambda: change_naming_u(seen), what="the kept change sent again")
+        ops = {c["op"]: c for c in again["changes"] if c.get("uuid") == u}
+        assert "create" in ops, f"sent in full: {again}"
+        assert ops["create"]["t"] == pytest.approx([3, 0, 0], abs=1e-6), "with the later edit"
+    finally:
+        vibesync.disconnect()
+        hostile.close()
+
+
 def test_timer_auto_connects_with_defaults_and_the_data_dir_token(clean_blender, daemon,
                                                                   monkeypatch):
     # No configuration: default host/port (the test daemon's port stands in for 47800) and

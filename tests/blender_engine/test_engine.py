@@ -196,6 +196,27 @@ def test_sync_engine_an_error_ends_the_whole_change_and_unknown_type_stops_sendi
     assert C not in scene.forgotten, "a refusal that is final is not sent again"
 
 
+def test_sync_engine_safe_mode_keeps_and_marks_what_it_refused_and_what_waits():
+    scene = Scene()
+    e = engine.SyncEngine(scene)
+    scene.objects = {A, B}
+    e.sent("c1", engine.CHANGE, [A, B])
+    e.answered("c1")
+    scene.objects = {A}  # B was deleted here meanwhile: nothing of it is kept
+    assert e.on_change_error("c1", engine.SAFE_MODE, "read-only"), "kept: it goes again"
+    assert len(e.inflight) == 0
+    assert e.not_synced.as_list() == [{"uuid": A, "reason": "SAFE_MODE: read-only"}]
+    assert scene.forgotten == [A] and scene.marked == [(A, True, False)]
+    scene.objects = {A, C}
+    e.held([A, C], "3 unclean boots")
+    assert e.not_synced.reasons == {A: "SAFE_MODE: read-only", C: "SAFE_MODE: 3 unclean boots"}
+    assert scene.forgotten == [A, C], "a held edit goes in full, like every kept edit"
+    assert scene.marked[-1] == (C, False, True), "captured again quietly: no new user edit"
+    e.on_batch_result({"type": "batch_result", "batch_id": "b", "seq": 9,
+                       "outcome": engine.COMMITTED, "uuids": [A, C]})
+    assert len(e.not_synced) == 0, "committed: the marks are gone"
+
+
 def test_sync_engine_a_refusal_of_an_object_gone_here_keeps_and_resends_nothing():
     scene = Scene(alive=[B])
     e = engine.SyncEngine(scene)

@@ -51,8 +51,14 @@ class Editor:
         self.live: dict[str, str] = {}
         self.slow_edits: set[str] = set()  # objects whose pending edit is not a move
         self.n = 0
+        self.rid = ""  # the last `change` sent
+        self.safe_mode: str | None = None  # its reason while the daemon is in safe mode
 
     def capture_and_send(self) -> None:
+        if self.safe_mode is not None:
+            # pump._mark_held: nothing is sent; what waits is marked (and captured again).
+            self.engine.held(list(dict.fromkeys(self.scene.marked)), self.safe_mode)
+            return
         names, self.scene.marked = list(dict.fromkeys(self.scene.marked)), []
         ops = []
         for name in names:
@@ -69,6 +75,7 @@ class Editor:
             self.engine.sent(rid, engine.CHANGE, [name for name, _ in ops], slow)
             self.scene.last_sent.update(name for name, _ in ops)
             self.last_change.update((name, rid) for name, _ in ops)
+            self.rid = rid
             self.sent.append(ops)
 
     def step(self, s: dict) -> None:
@@ -90,6 +97,14 @@ class Editor:
                 refused = eng.on_change_ack(rid, results)
                 assert [(x.uuid, x.code) for x in refused] == [
                     (r["uuid"], r["error_code"]) for r in results if r["status"] != "queued"]
+        elif do == "refused":
+            # pump: an `error` answering the last change refuses all of it.
+            assert eng.answered(self.rid)[0] == engine.CHANGE, "answers a pending change"
+            eng.on_change_error(self.rid, s["code"], "scenario")
+            if s["code"] == engine.SAFE_MODE:
+                self.safe_mode = "scenario"
+        elif do == "safe_mode":
+            self.safe_mode = "scenario" if s["active"] else None
         elif do == "batch":
             eng.batch_begun(s["id"])
         elif do == "batch_result":

@@ -760,11 +760,17 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
     assert "Sun In Safe Mode" not in bpy.data.objects, "read-only: not synced"
     shown = [ln.text for ln in statusview.lines(vibesync.status()) if ln.key == "safe_mode"]
     assert shown and reason in shown[0], f"Blender's panel says why: {shown}"
+    # Each held edit is shown not synced, with why (PROTOCOL.md §6.7), in both editors.
+    assert {n["uuid"]: n["reason"] for n in vibesync.status()["not_synced"]} == \
+        {u: f"SAFE_MODE: {reason}"}, vibesync.status()["not_synced"]
+    assert host.stats()["not_synced"] == 1, "the host marks its held rename"
     out = subprocess.run([world.daemon.binary, "safe-mode", "clear", "--data-dir", world.daemon.data_dir],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
     drive(lambda: not vibesync.status()["safe_mode"], timeout=20, what="Blender out of safe mode")
     drive(lambda: not host.stats().get("safe_mode"), timeout=20, what="the host out of safe mode")
+    drive(lambda: not vibesync.status()["not_synced"] and host.stats()["not_synced"] == 0,
+          timeout=30, what="the held edits sent and committed: their marks cleared")
     host_made = world.host_made()
     host_made[light] = "Sun In Safe Mode"
     view = world.finish(host, made, host_made)

@@ -45,6 +45,9 @@ INVALID_FIELD, NON_FINITE, TOO_LARGE = "INVALID_FIELD", "NON_FINITE", "TOO_LARGE
 ITEM_ERROR, UNKNOWN_TYPE = "error", "UNKNOWN_TYPE"
 # Whole-request refusals that say "not run, try again later" (§2 rate limits, §4).
 RETRY_LATER = ("RATE_LIMITED", "STORAGE_FAILED")
+# The daemon is in safe mode (§6.7): sync is read-only until a person clears it. What this
+# editor holds stays here, marked not synced with this code, and goes once safe mode ends.
+SAFE_MODE = "SAFE_MODE"
 # A rollback because a participant did not answer in time (§6.4): it may only have been slow.
 VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
 # A person's edit kept after a VERIFY_TIMEOUT is sent again by itself after these pauses, one
@@ -567,23 +570,37 @@ class SyncEngine:
             self.scene.mark_for_capture(uuid, geometry=True)
         return Refused(uuid, code, r.get("message"))
 
-    def on_change_error(self, request_id: str, code: str) -> bool:
+    def on_change_error(self, request_id: str, code: str, message: str = "") -> bool:
         """`send`: an `error` answering a `change` refuses all of it: its changes end and
         the edits that waited are captured again. `UNKNOWN_TYPE`: the daemon does not take
         `change`; capture goes on, sending is off for this connection. `RATE_LIMITED`,
         `STORAGE_FAILED` (not run; retry later, §2, §4): what it carried is captured again in
-        full, to go after a pause — True."""
+        full, to go after a pause — True. `SAFE_MODE` (§6.7): the same, and what it carried
+        is marked not synced with the daemon's message until a commit clears it — it goes
+        once safe mode ends (the pump sends nothing before)."""
         carried = [u for u, reqs in self.inflight.requests.items() if request_id in reqs]
         self.scene.capture(self.inflight.refused(request_id))
         if code == UNKNOWN_TYPE:
             self.changes_supported = False
-        if code not in RETRY_LATER:
+        if code not in RETRY_LATER and code != SAFE_MODE:
             return False
-        for u in carried:
-            if self.scene.alive(u):
-                self.scene.forget_sent(u)
-                self.scene.mark_for_capture(u, geometry=True)
+        alive = [u for u in carried if self.scene.alive(u)]
+        if code == SAFE_MODE:
+            self.not_synced.mark(alive, f"{SAFE_MODE}: {message}")
+        for u in alive:
+            self.scene.forget_sent(u)
+            self.scene.mark_for_capture(u, geometry=True)
         return True
+
+    def held(self, uuids: Iterable[str], reason: str) -> None:
+        """`send`: edits made while the daemon is in safe mode wait here (§6.7): marked not
+        synced with why (`SAFE_MODE: <reason>`), and captured again to go in full once it
+        ends, like every kept edit (§6.4); a commit clears the mark."""
+        new = [u for u in uuids if u not in self.not_synced]
+        self.not_synced.mark(new, f"{SAFE_MODE}: {reason}")
+        for u in new:
+            self.scene.forget_sent(u)
+            self.scene.mark_for_capture(u, quiet=True)
 
     # --------------------------------------------------------------------- verify
     def batch_begun(self, batch_id) -> None:

@@ -235,6 +235,7 @@ class Session:
         self.ever_connected = False
         self.safe_mode = False
         self.safe_mode_reason = ""
+        self.held_edits: set[str] = set()  # a person's edits captured in safe mode
         self.paused = False
         # The sync bookkeeping (in flight, not synced, pending requests, last_seq, peers),
         # from this file's replay position for its project.
@@ -789,11 +790,24 @@ class Session:
             clock.lap("sweep")
         self._user_activity_idle(now)
         work += self._flush()
+        if self.connected and self.safe_mode:
+            self._mark_held()
         clock.lap("send")
         if time.perf_counter() < deadline:
             self._progress_step(deadline)
             clock.lap("progress")
         return work
+
+    def _mark_held(self) -> None:
+        """Safe mode (§6.7): a person's edits captured meanwhile (a new datablock's among
+        them; not the quiet re-send of everything after a reconnect, nor a registration,
+        which change nothing the daemon holds) wait here, marked not synced with why, in the
+        sidebar and `status()`, until they are sent and committed once a person clears it."""
+        if not self.held_edits:
+            return
+        edits, self.held_edits = self.held_edits, set()
+        self.engine.held([u for u in edits if self.engine.scene.alive(u)],
+                         self.safe_mode_reason or "the daemon is in safe mode")
 
     def _sweep_due(self, now: float) -> bool:
         return self.sweep_job is not None or bool(self.sweep_due_at and now >= self.sweep_due_at) \
@@ -1018,13 +1032,17 @@ class Session:
         elif t == wire.MessageType.ERROR:
             code = str(msg.get("code"))
             entry = self.engine.answered(rid)
+            if code == wire.ErrorCode.SAFE_MODE:
+                # Read-only until a person clears it (§6.7): nothing is sent meanwhile.
+                self.safe_mode = True
+                self.safe_mode_reason = self.safe_mode_reason or str(msg.get("message", ""))
             if entry is not None and entry[0] == wire.MessageType.CHANGE:
                 supported = self.engine.changes_supported
                 automation = self.automation_requests.pop(rid, None)
                 # What the agent made, read before the refusal forgets what was sent.
                 made = self._made_by(automation, entry[1] or ()) if automation is not None else {}
                 deleted = self.automation_deletes.pop(rid, [])
-                again = self.engine.on_change_error(rid, code)
+                again = self.engine.on_change_error(rid, code, str(msg.get("message", "")))
                 self._meshes_answered(rid, taken=False)
                 if again and made:
                     # An agent's change: it goes again as the agent's (never as a person's).
@@ -1033,7 +1051,10 @@ class Session:
                     # Its deletes too (nothing here captures a deleted object again).
                     self.out_ops.extend(({"op": wire.Op.DELETE, "uuid": u}, b"") for u in deleted)
                     self.automation_for.update((u, (automation, "")) for u in deleted)
-                if again:
+                if again and code == wire.ErrorCode.SAFE_MODE:
+                    log.warning("vibesync: the daemon is in safe mode; the change stays here, "
+                                "not synced, and goes once a person clears safe mode")
+                elif again:
                     # Not run, not evidence against the objects: everything it carried goes
                     # again, in full, once the pause has passed (a big first sync over the
                     # daemon's bytes budget loses nothing).
@@ -1052,8 +1073,6 @@ class Session:
                 self.to_register.update(entry[1]["uuids"])
             if entry is not None and entry[0] == wire.MessageType.TOMBSTONE:
                 self.to_tombstone.update(entry[1])
-            if code == wire.ErrorCode.SAFE_MODE:
-                self.safe_mode = True
             self._error(code, str(msg.get("message")), rid)
         elif t == wire.MessageType.PONG:
             self.engine.seen_seq(msg.get("seq"))
@@ -2848,6 +2867,8 @@ class Session:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
         elif uuid not in self.automation_for:  # an agent's change going again is no user edit
             self._mark_user_edit()
+            if self.safe_mode:
+                self.held_edits.add(uuid)  # shown not synced (`_mark_held`)
         if mode == engine.SEND_FULL and prev is not None:
             # The daemon never took the earlier state: send all of it again (D1 retry).
             ops = capture.diff_ops(uuid, None, state)

@@ -1036,6 +1036,12 @@ namespace VibeSync.Bridge.Core
                 foreach (var kv in sent) ResolveRequest(kv.Key, rid);
                 if (code == ErrorCode.SafeMode || RetryLater(code))
                     foreach (var kv in sent) { if (kv.Value == null) synced.Remove(kv.Key); else synced[kv.Key] = kv.Value; dirty.Add(kv.Key); }
+                if (code == ErrorCode.SafeMode)
+                    // Read-only until a person clears it (§6.7): kept here, marked not synced with the
+                    // daemon's message, and sent in full once safe mode ends (the Blender addon's
+                    // `engine.SAFE_MODE`).
+                    foreach (var kv in sent)
+                        if (scene.Holds(kv.Key)) { notSynced[kv.Key] = code + ": " + message; resendFull.Add(kv.Key); }
                 if (RetryLater(code))
                 {
                     // Not run: it goes again after a pause that doubles while refusals continue
@@ -2445,8 +2451,26 @@ namespace VibeSync.Bridge.Core
 
         // ------------------------------------------------------------------ outgoing
 
+        /// <summary>Safe mode (§6.7): the edits waiting to be sent are marked not synced with why,
+        /// in the window and `Stats`, and go in full once a person clears safe mode; a commit clears
+        /// the mark (the Blender addon's `Session._mark_held`). A pass only when more waits.</summary>
+        void MarkHeld()
+        {
+            if (dirty.Count == heldSeen) return;
+            heldSeen = dirty.Count;
+            string why = ErrorCode.SafeMode + ": " + (string.IsNullOrEmpty(SafeModeReason) ? "the daemon is in safe mode" : SafeModeReason);
+            foreach (var u in dirty)
+            {
+                if (notSynced.ContainsKey(u) || tombstoning.Contains(u) || !scene.Holds(u)) continue;
+                notSynced[u] = why;
+                resendFull.Add(u);
+            }
+        }
+        int heldSeen;
+
         void ProcessDirty(TimeSpan budget)
         {
+            if (SafeMode && client.IsConnected) MarkHeld();
             if (dirty.Count == 0 || Paused || SafeMode || !client.IsConnected || !initialRegisterDone) return;
             if (retryLaterClock.Elapsed < retryLaterPause) return; // the daemon asked to retry later (§2)
             var sw = Stopwatch.StartNew();

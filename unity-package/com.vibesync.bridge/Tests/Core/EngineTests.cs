@@ -2471,10 +2471,14 @@ namespace VibeSync.Bridge.Tests
                 r.Engine.MarkDirty(a.Uuid);
                 r.Settle();
                 Check.Equal(1, r.Daemon.Received("change").Count, "nothing sent in safe mode");
+                // Held here, shown not synced with why (PROTOCOL §6.7).
+                Check.Equal("SAFE_MODE: previous session crashed", r.Engine.NotSynced[a.Uuid], "marked not synced");
                 r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "safe_mode" }, { "active", false } });
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 var op = r.Ops()[1];
-                Check.Equal("rename", (string)op["op"], "held rename sent after safe mode");
+                Check.Equal("create", (string)op["op"], "held edit sent in full after safe mode");
+                Check.Equal("Renamed", (string)op["name"], "with the held rename");
+                Check.Eventually(() => r.Engine.NotSynced.Count == 0, TimeSpan.FromSeconds(5), "committed: the mark is gone", r.Pump);
             }
         }
 

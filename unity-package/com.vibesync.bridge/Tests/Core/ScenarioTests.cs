@@ -170,6 +170,19 @@ namespace VibeSync.Bridge.Tests
                                 { "type", MessageType.Peers }, { "project_id", "demo" }, { "peers", new List<object>(peers) }, { "other_projects", new List<object>() },
                             });
                             break;
+                        case "refused":
+                            {
+                                // The daemon refuses the last change as a whole (an `error`).
+                                var last = r.Daemon.Received("change").Last();
+                                r.Daemon.Broadcast(new Dictionary<string, object>
+                                {
+                                    { "type", MessageType.Error }, { "code", step["code"] }, { "message", "scenario" }, { "request_id", last.Message["request_id"] },
+                                });
+                                break;
+                            }
+                        case "safe_mode":
+                            r.Daemon.Broadcast(new Dictionary<string, object> { { "type", MessageType.SafeMode }, { "active", step["active"] }, { "reason", "scenario" } });
+                            break;
                         case "released":
                             r.Daemon.Broadcast(new Dictionary<string, object>
                             {
