@@ -737,8 +737,14 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
     from vibesync import statusview
     made, host = world.startup_synced()
     port = world.daemon.port
-    for _ in range(3):
+    camera = bpy.data.objects["Camera"]
+    for i in range(3):
         world.daemon.kill()
+        if i == 2:
+            # An edit made while the daemon is down is held the same way.
+            drive(lambda: not vibesync.status()["connected"], timeout=15, what="Blender disconnected")
+            camera.location = (0, -9, 2)
+            drive_for(0.3)
         world.daemon.start(port=port)
     reason = "3 unclean boots in a row (threshold 3)"
     drive(lambda: vibesync.status()["connected"] and vibesync.status()["safe_mode"], timeout=40,
@@ -761,8 +767,11 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
     shown = [ln.text for ln in statusview.lines(vibesync.status()) if ln.key == "safe_mode"]
     assert shown and reason in shown[0], f"Blender's panel says why: {shown}"
     # Each held edit is shown not synced, with why (PROTOCOL.md §6.7), in both editors.
+    drive(lambda: len(vibesync.status()["not_synced"]) >= 2, timeout=15,
+          what="both held edits marked in Blender")
     assert {n["uuid"]: n["reason"] for n in vibesync.status()["not_synced"]} == \
-        {u: f"SAFE_MODE: {reason}"}, vibesync.status()["not_synced"]
+        {u: f"SAFE_MODE: {reason}", camera["vibesync_uuid"]: f"SAFE_MODE: {reason}"}, \
+        vibesync.status()["not_synced"]
     assert host.stats()["not_synced"] == 1, "the host marks its held rename"
     out = subprocess.run([world.daemon.binary, "safe-mode", "clear", "--data-dir", world.daemon.data_dir],
                          capture_output=True, text=True, timeout=30)
@@ -775,6 +784,8 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
     host_made[light] = "Sun In Safe Mode"
     view = world.finish(host, made, host_made)
     assert view[u]["t"] == pytest.approx([4, 0, 0], abs=1e-5), "Blender's move reached Unity"
+    assert view[camera["vibesync_uuid"]]["t"] == pytest.approx([0, 2, 9], abs=1e-5), \
+        "the move made while the daemon was down reached Unity"
     assert view[light]["name"] == "Sun In Safe Mode", "Unity's rename reached Blender"
 
 

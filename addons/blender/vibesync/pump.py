@@ -798,6 +798,16 @@ class Session:
             clock.lap("progress")
         return work
 
+    def _edited_while_away(self, uuid: str, prev: dict | None, state: dict) -> bool:
+        """The quiet re-send after a reconnect (`reconnect_base`) carries a person's edit:
+        the parts a replay left to this editor (it kept the uuid and set what was last sent
+        to its own state, `_parts_not_changed_here`), or, with no replay of it, what differs
+        from what the daemon last had or was still unresolved (made or sent while away)."""
+        if prev is not None:
+            return True
+        base = self.reconnect_base.get(uuid)
+        return base is not None and bool(base[1] or capture.diff_ops(uuid, base[0], state))
+
     def _mark_held(self) -> None:
         """Safe mode (§6.7): a person's edits captured meanwhile (a new datablock's among
         them; not the quiet re-send of everything after a reconnect, nor a registration,
@@ -2865,6 +2875,8 @@ class Session:
         self.applied_hash.pop(uuid, None)
         if uuid in self.quiet:
             self.quiet.discard(uuid)  # found by the initial/load scan: not a user edit
+            if self.safe_mode and self._edited_while_away(uuid, prev, state):
+                self.held_edits.add(uuid)  # shown not synced (`_mark_held`)
         elif uuid not in self.automation_for:  # an agent's change going again is no user edit
             self._mark_user_edit()
             if self.safe_mode:
