@@ -1385,6 +1385,57 @@ def test_blender_puts_the_cube_under_an_empty_unity_deletes_meanwhile(world):
         "at the root, in its collection"  # (finish: Unity holds it where Blender shows it)
 
 
+@pytest.mark.window_ms(300)  # the default
+@pytest.mark.parametrize("dragger", ["blender", "unity"])
+def test_a_scale_made_in_one_editor_during_a_drag_in_the_other_stands_through_the_whole_drag(
+        world, dragger):
+    """The person in one editor drags the Cube for two seconds at the default settings; 0.4 s
+    in, the person in the other editor scales it. The dragging editor keeps its own pose
+    while its drag is in flight, so its moves after the window that merged the scale still
+    carried the old scale, and the drag's later windows undid the other person's scale
+    (silently when the drag's move was that window's last). Each part of the pose now stands
+    from the editor that changed it in every window of the drag (PROTOCOL.md §6.2, "Across
+    windows"): the drag's position and the other editor's scale, in both editors, with no
+    conflict and nothing rolled back."""
+    made, host = world.startup_synced()
+    cube = bpy.data.objects["Cube"]
+    u = cube["vibesync_uuid"]
+    start = tuple(cube.location)
+    frames = 120
+    for i in range(1, frames + 1):
+        x = start[0] + i * 0.02
+        if dragger == "blender":
+            cube.location = (x, start[1], start[2])  # one pose per editor frame
+            bpy.context.view_layer.update()
+            vibesync.tick(8.0)
+        else:
+            host.cmd(f"move {u} {x} {start[2]} {-start[1]}")
+        if i == 24:
+            if dragger == "blender":
+                host.cmd(f"scale {u} 3 3 3")
+            else:
+                cube.scale = (3, 3, 3)
+                bpy.context.view_layer.update()
+                vibesync.tick(8.0)
+        if dragger == "blender":
+            time.sleep(0.017)
+        else:
+            drive_for(0.017)
+    end = [start[0] + frames * 0.02, start[2], -start[1]]  # (glTF's frame: y up)
+    drive(lambda: not vibesync._session().engine.inflight and close(list(cube.scale), [3, 3, 3])
+          and close(list(cube.location), [end[0], -end[2], end[1]])
+          and (o := host.obj(u)) is not None and close(o["transform"]["position"], end)
+          and close(o["transform"]["scale"], [3, 3, 3]),
+          timeout=20, what="the drag's end and the scale in both editors")
+    drive_for(0.5)  # (a conflict event follows its batch's result at once)
+    assert not wal_conflict_steps(world, u), [(r["payload"], r["seq"]) for r in wal_conflict_steps(world, u)]
+    assert not blender_conflicts(u) and host.count("conflict") == 0, vibesync.status()["conflicts"]
+    view = world.finish(host, made)
+    assert view[u]["s"] == pytest.approx([3, 3, 3], abs=1e-5), "the scale stands"
+    assert view[u]["t"] == pytest.approx(end, abs=1e-5), "the drag's end stands"
+    assert not [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"], "nothing rolled back"
+
+
 @pytest.mark.window_ms(300)  # the default: both people's edits land in one window
 @pytest.mark.parametrize("first", ["blender", "unity"])
 def test_a_scale_in_blender_and_a_move_in_unity_made_at_once_both_stand(world, first):

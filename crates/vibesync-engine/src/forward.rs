@@ -110,7 +110,7 @@ pub struct Plan {
 pub fn plan<'a>(
     all: &[Queued<String>],
     kept: &[Queued<String>],
-    start: &HashMap<String, Option<ObjectState>>,
+    (start, seen): (&HashMap<String, Option<ObjectState>>, &Seen<'_>),
     finals: &HashMap<String, Option<ObjectState>>,
     participants: impl IntoIterator<Item = &'a String>,
 ) -> Plan {
@@ -185,7 +185,7 @@ pub fn plan<'a>(
         out.sends.insert(p.clone(), ops);
     }
     let in_batch: crate::fast::HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
-    out.conflicts = conflicts(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())), start);
+    out.conflicts = conflicts_seeing(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())), start, seen);
     out
 }
 
@@ -203,6 +203,20 @@ pub fn conflicts<'q>(
     window: impl IntoIterator<Item = &'q Queued<String>>,
     start: &HashMap<String, Option<ObjectState>>,
 ) -> Vec<Conflict> {
+    conflicts_seeing(window, start, &|_, _| None)
+}
+
+/// (origin, uuid) → the pose of another editor's live preview that the origin's latest
+/// `transform` of the uuid was made over (its `seen` mark, docs/PROTOCOL.md §6.1), when the
+/// daemon still knows it: the components it holds as that pose are none it made.
+pub type Seen<'a> = dyn Fn(&str, &str) -> Option<Pose> + 'a;
+
+/// [`conflicts`], knowing the live previews each `transform` was made over ([`Seen`]).
+pub fn conflicts_seeing<'q>(
+    window: impl IntoIterator<Item = &'q Queued<String>>,
+    start: &HashMap<String, Option<ObjectState>>,
+    seen_preview: &Seen<'_>,
+) -> Vec<Conflict> {
     let window: Vec<&Queued<String>> = window.into_iter().collect();
     if window.windows(2).all(|w| w[0].origin == w[1].origin) {
         return Vec::new(); // one editor's changes (a drag, say): nobody else's to overwrite
@@ -216,18 +230,27 @@ pub fn conflicts<'q>(
         .filter(|q| matches!(q.change.op, ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete))
         .map(|q| q.change.uuid.as_str())
         .collect();
-    let writes = |q: &Queued<String>| -> u16 {
+    let writes = |i: usize| -> u16 {
+        let q = window[i];
         if q.keeps_world {
             return 0;
         }
         let parts = Parts::written_by(&q.change.op);
         let pose = match (&q.change.op, start.get(&q.change.uuid)) {
             (ChangeOp::Transform { t, r, s }, Some(Some(was))) if !linked.contains(q.change.uuid.as_str()) => {
-                // (One that changed nothing moved the object back: its whole pose, as merged.)
-                match (Pose { t: *t, r: *r, s: *s }).changed_from(&Pose::of(was)) {
-                    0 => pose_part::ALL,
-                    m => m,
-                }
+                // (One that changed nothing moved the object back: its whole pose, as merged;
+                // a part it holds as another editor's earlier move it had seen, none it made.)
+                let seen: Vec<Pose> = window[..i]
+                    .iter()
+                    .filter(|w| w.change.uuid == q.change.uuid && w.origin != q.origin)
+                    .filter(|w| q.sight.sees("transform", w.sight.mark))
+                    .filter_map(|w| match &w.change.op {
+                        ChangeOp::Transform { t, r, s } => Some(Pose { t: *t, r: *r, s: *s }),
+                        _ => None,
+                    })
+                    .chain(seen_preview(&q.origin, &q.change.uuid))
+                    .collect();
+                (Pose { t: *t, r: *r, s: *s }).made_from(&Pose::of(was), &seen)
             }
             _ if parts.intersects(Parts::POSE) => pose_part::ALL,
             _ => 0,
@@ -235,7 +258,7 @@ pub fn conflicts<'q>(
         u16::from(parts.without(Parts::POSE).bits()) | (u16::from(pose) << 8)
     };
     let bits = |w: u16| (0..11u8).filter(move |b| w & (1 << b) != 0);
-    let written: Vec<u16> = window.iter().map(|q| writes(q)).collect();
+    let written: Vec<u16> = (0..window.len()).map(writes).collect();
     // (uuid, part bit) → the index of the window's last change writing it: where it stands.
     let mut last: HashMap<(&str, u8), usize> = HashMap::default();
     for (i, q) in window.iter().enumerate() {
@@ -349,7 +372,7 @@ mod tests {
         }
         let finals: HashMap<_, _> = [(U.to_string(), fin.clone())].into_iter().collect();
         let parts = ["a".to_string(), "b".to_string()];
-        (plan(&all, &kept, &start, &finals, &parts), fin.unwrap())
+        (plan(&all, &kept, (&start, &|_, _| None), &finals, &parts), fin.unwrap())
     }
 
     #[test]

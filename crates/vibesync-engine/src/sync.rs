@@ -137,6 +137,21 @@ impl Pose {
         out
     }
 
+    /// This pose with the components in `parts` ([`pose_part`] bits) taken from `other`.
+    pub fn with_parts(&self, other: &Pose, parts: u8) -> Pose {
+        let mut out = *self;
+        if parts & pose_part::T != 0 {
+            out.t = other.t;
+        }
+        if parts & pose_part::R != 0 {
+            out.r = other.r;
+        }
+        if parts & pose_part::S != 0 {
+            out.s = other.s;
+        }
+        out
+    }
+
     /// The pose an object holds after `last`, its window's last `transform`, when other
     /// editors moved it concurrently in the window (`others`: their earlier poses that
     /// `last`'s editor had not seen, in arrival order), every one made over `was`, the pose it
@@ -145,13 +160,23 @@ impl Pose {
     /// made in one editor and a move made in the other both stand. A `last` that changed
     /// nothing from `was` stands whole (it moved the object back where it was).
     pub fn merged(last: &Pose, others: &[Pose], was: &Pose) -> Pose {
-        let mut out = *last;
-        // A pose that changes nothing from `was` (a drag back, an undo) stands whole as the
-        // last one: taken as "changed nothing", it would let the others' moves undo it.
-        let mine = match last.changed_from(was) {
+        Pose::merged_made(last, last.made_from(was, &[]), others, was)
+    }
+
+    /// The parts of this pose its editor made over `was` ([`pose_part`] bits): those it
+    /// holds differently, less those it holds as another editor's pose it had seen (a live
+    /// preview it applied, §6.3, `seen`) — a value taken from there, not one it made. All
+    /// three when it changed none (it moved the object back, an undo): it stands whole.
+    pub fn made_from(&self, was: &Pose, seen: &[Pose]) -> u8 {
+        match self.changed_from(was) {
             0 => pose_part::ALL,
-            m => m,
-        };
+            m => seen.iter().fold(m, |m, p| m & self.changed_from(p)),
+        }
+    }
+
+    /// [`Pose::merged`] with the parts `last`'s editor made ([`Pose::made_from`]).
+    pub fn merged_made(last: &Pose, mine: u8, others: &[Pose], was: &Pose) -> Pose {
+        let mut out = *last;
         for part in [pose_part::T, pose_part::R, pose_part::S] {
             if mine & part != 0 {
                 continue;
@@ -937,7 +962,7 @@ mod pose_tests {
     /// other's edit: both stand. Where both changed one component, the later one's stands.
     #[test]
     fn concurrent_poses_merge_per_component() {
-        use super::pose_part::{R, S, T};
+        use super::pose_part::{ALL, R, S, T};
         let was = Pose { t: [1.0, 2.0, 3.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
         let moved = Pose { t: [0.0, 3.0, 0.0], ..was };
         let scaled = Pose { s: [2.0; 3], ..was };
@@ -960,6 +985,19 @@ mod pose_tests {
         // Moved back where it was: the last pose stands whole.
         let back = Pose::merged(&was, &[moved], &was);
         assert_eq!(back.t, was.t);
+        // A scale made where a live preview of the other editor's move had put the object:
+        // the position is that move's (seen), not one it made; the later move's stands.
+        let seen = Pose { t: [4.0, 0.0, 0.0], ..was };
+        let scaled_there = Pose { s: [2.0; 3], ..seen };
+        assert_eq!(scaled_there.made_from(&was, &[]), T | S);
+        assert_eq!(scaled_there.made_from(&was, &[seen]), S);
+        assert_eq!(was.made_from(&was, &[seen]), ALL, "moved back: whole");
+        let later = Pose { t: [5.0, 0.0, 0.0], ..was };
+        let m = Pose::merged_made(&scaled_there, scaled_there.made_from(&was, &[seen]), &[seen, later], &was);
+        assert_eq!((m.t, m.s), (later.t, [2.0; 3]));
+        // `with_parts` takes exactly the parts named.
+        assert_eq!(moved.with_parts(&scaled, S), Pose { s: scaled.s, ..moved });
+        assert_eq!(moved.with_parts(&scaled, 0), moved);
     }
 
     fn close(a: &[f64], b: &[f64]) -> bool {

@@ -106,6 +106,10 @@ impl Project {
         // Automation's reparents undone for a person's reparent that closed a cycle through
         // them: conflicts the person won (§6.1).
         let mut undone: Vec<Rebased> = Vec::new();
+        // Moves that kept or lost parts another editor's concurrent move set in an earlier
+        // window (`CoPose`): their conflicts are those (`co_rebased`), not `rebased`'s.
+        let mut co_rebased: Vec<Rebased> = Vec::new();
+        let mut co_decided: HashSet<(SessionId, String)> = HashSet::default();
         // uuid → where in `window` its `transform`s are (`moves`), and its `create`s,
         // `reparent`s and `delete`s (`links`), in arrival order, as sent: what concurrent
         // moves merge over (§6.2), and what a move that only keeps an object where it stood
@@ -493,9 +497,42 @@ impl Project {
             // each component stands from the last change that changed it — a scale made here
             // and a move made there both stand; the batch carries the merged pose, and each
             // editor is corrected to it after the commit (§6.2).
+            // Across windows, the same for an editor whose move an earlier window merged the
+            // others' parts into while its moves kept coming (`CoPose`): its later moves carry
+            // those parts as it held them, and the others' values stand.
+            let op_name = q.change.op.name();
             if let (ChangeOp::Transform { t, r, s }, None, false, Some(Some(was))) =
                 (&mut q.change.op, &to_root, links.contains_key(&q.change.uuid), start.get(&q.change.uuid))
             {
+                let was = Pose::of(was);
+                let sent = Pose { t: *t, r: *r, s: *s };
+                let mut mine = sent;
+                let key = (q.change.uuid.clone(), q.origin.client_id.clone());
+                let now_ms = cx.now();
+                if self.co_poses.get(&key).is_some_and(|co| now_ms.saturating_sub(co.last_ms) > super::CO_POSE_HOLD_MS)
+                {
+                    self.co_poses.remove(&key); // its moves had stopped: it applied the pose since
+                }
+                if let Some(co) = self.co_poses.get_mut(&key) {
+                    co.theirs = was;
+                    let (kept, lost) = co.apply(&sent, now_ms);
+                    if kept != sent {
+                        info!(uuid = %q.change.uuid, origin = %q.origin.session_id, "a move made before its editor could apply the pose a concurrent move of another editor made: the parts it did not change stand from the other editor");
+                    }
+                    if lost {
+                        co_rebased.push(Rebased {
+                            uuid: q.change.uuid.clone(),
+                            winner: q.origin.session_id.clone(),
+                            loser: co.other.clone(),
+                            op: op_name,
+                        });
+                    }
+                    if co.from == 0 {
+                        self.co_poses.remove(&key);
+                    }
+                    co_decided.insert((q.origin.session_id.clone(), q.change.uuid.clone()));
+                    mine = kept;
+                }
                 let others: Vec<Pose> = moves
                     .get(&q.change.uuid)
                     .into_iter()
@@ -505,12 +542,65 @@ impl Project {
                     .filter_map(|w| pose_sent(&w.change.op))
                     .collect();
                 if !others.is_empty() {
-                    let mine = Pose { t: *t, r: *r, s: *s };
-                    let merged = Pose::merged(&mine, &others, &Pose::of(was));
+                    // (A part it holds as another editor's move it had seen is none it made.)
+                    let seen: Vec<Pose> = moves
+                        .get(&q.change.uuid)
+                        .into_iter()
+                        .flatten()
+                        .map(|&i| &window[i])
+                        .filter(|w| w.origin != q.origin.session_id && q.sight.sees("transform", w.sight.mark))
+                        .filter_map(|w| pose_sent(&w.change.op))
+                        .chain(self.seen_poses.get(&(q.origin.session_id.clone(), q.change.uuid.clone())).copied())
+                        .collect();
+                    let merged = Pose::merged_made(&mine, mine.made_from(&was, &seen), &others, &was);
                     if merged != mine {
-                        (*t, *r, *s) = (merged.t, merged.r, merged.s);
                         info!(uuid = %q.change.uuid, origin = %q.origin.session_id, "two editors moved one object concurrently: each part of the pose (position, rotation, scale) stands from the last editor that changed it");
                     }
+                    mine = merged;
+                    // Each editor that moved it in this window keeps its own pose while its
+                    // moves are in flight (§6.4): the parts the merged pose has from the
+                    // others stay theirs in its later moves (`CoPose`), until it changes
+                    // them or applies the merged pose.
+                    let mut last_by: Vec<(SessionId, Pose)> = Vec::new();
+                    for w in moves.get(&q.change.uuid).into_iter().flatten().map(|&i| &window[i]) {
+                        if let (Some(p), false) = (pose_sent(&w.change.op), w.keeps_world) {
+                            last_by.retain(|(o, _)| *o != w.origin);
+                            last_by.push((w.origin.clone(), p));
+                        }
+                    }
+                    for (o, own) in &last_by {
+                        let from = merged.changed_from(own);
+                        let (Some(ed), true) = (editors.get(o), from != 0) else { continue };
+                        if !ed.editor.holds_scene() {
+                            continue; // an agent reads the registry's state: it holds nothing
+                        }
+                        let Some(by) = moves
+                            .get(&q.change.uuid)
+                            .into_iter()
+                            .flatten()
+                            .rev()
+                            .map(|&i| &window[i])
+                            .find(|w| w.origin != *o)
+                        else {
+                            continue;
+                        };
+                        let Some(other) = editors.get(&by.origin) else { continue };
+                        let write = crate::stale::Write {
+                            parts: Parts::POSE,
+                            seq: 0,
+                            client: other.client_id.clone(),
+                            editor: other.editor.to_string(),
+                            marks: [0; 3],
+                            author: by.author,
+                        };
+                        self.co_poses.insert(
+                            (q.change.uuid.clone(), ed.client_id.clone()),
+                            super::CoPose { held: *own, from, theirs: merged, other: write, last_ms: cx.now() },
+                        );
+                    }
+                }
+                if mine != sent {
+                    (*t, *r, *s) = (mine.t, mine.r, mine.s);
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)
@@ -753,14 +843,18 @@ impl Project {
         }
         // Every change of the window: what each participant holds, and the winner of each
         // conflict — also a no-op change that undid the other editor's (not in `all`).
-        let plan = forward::plan(&window, &kept_ids, &start, &states, &participant_ids);
-        let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts) {
+        let seen_poses = &self.seen_poses;
+        let seen = |origin: &str, uuid: &str| seen_poses.get(&(origin.to_string(), uuid.to_string())).copied();
+        let plan = forward::plan(&window, &kept_ids, (&start, &seen), &states, &participant_ids);
+        let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts, &co_decided) {
             Ok(mut r) => {
                 r.extend(undone);
+                r.extend(co_rebased);
                 r
             }
             Err(why) => return cx.storage_failed("sync", &why).await,
         };
+        self.note_sparing_editors(cx.now(), &kept, (&start, &states));
 
         // Who writes which part of each uuid, for staleness (docs/PROTOCOL.md §6.1): kept in
         // memory at the batch's seq once appended, and in each `state` STEP, so that the
@@ -1055,6 +1149,73 @@ impl Project {
         Ok(NewerLink::Automation(w.change.uuid.clone(), write, true))
     }
 
+    /// The editors that will keep their own pose over this batch's moves: another scene
+    /// holder with a move of the object waiting here (its change is unresolved when the batch
+    /// reaches it, §6.4). Its moves that follow, made before it could apply this pose, carry
+    /// the parts this batch changed as it held them: each gets a `CoPose`, so that those
+    /// parts stand from this batch in its later windows (docs/PROTOCOL.md §6.2, "Across
+    /// windows"). One pass over the waiting changes, only when something waits.
+    fn note_sparing_editors(&mut self, now_ms: u64, kept: &[Queued<Editor>], (start, states): (&States, &States)) {
+        if self.queue.is_empty() {
+            return;
+        }
+        // uuid → (the pose this batch leaves, the parts it changed from `was`, who moved it).
+        let mut moved: HashMap<&str, (Pose, Pose, &Queued<Editor>)> = HashMap::default();
+        for q in kept.iter().filter(|q| matches!(q.change.op, ChangeOp::Transform { .. })) {
+            let (Some(Some(was)), Some(Some(now))) = (start.get(&q.change.uuid), states.get(&q.change.uuid)) else {
+                continue;
+            };
+            let (was_pose, now_pose) = (Pose::of(was), Pose::of(now));
+            if now_pose.changed_from(&was_pose) != 0 && was.parent == now.parent {
+                moved.insert(q.change.uuid.as_str(), (now_pose, was_pose, q));
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        let mut held: HashMap<(String, String), (Pose, &Queued<Editor>)> = HashMap::default();
+        for p in self.queue.pending() {
+            let (ChangeOp::Transform { t, r, s }, Some(&(_, _, by))) =
+                (&p.change.op, moved.get(p.change.uuid.as_str()))
+            else {
+                continue;
+            };
+            if !p.origin.editor.holds_scene() || p.origin.client_id == by.origin.client_id {
+                continue;
+            }
+            held.insert((p.change.uuid.clone(), p.origin.client_id.clone()), (Pose { t: *t, r: *r, s: *s }, by));
+        }
+        for (key, (own, by)) in held {
+            let Some(&(now_pose, was_pose, _)) = moved.get(key.0.as_str()) else { continue };
+            // The parts this batch changed that the waiting move left as they were: it holds
+            // them as before. (A part both changed is a conflict across windows, as ever.)
+            let from = now_pose.changed_from(&was_pose) & !own.changed_from(&was_pose);
+            if from == 0 {
+                continue;
+            }
+            let other = crate::stale::Write {
+                parts: Parts::POSE,
+                seq: 0,
+                client: by.origin.client_id.clone(),
+                editor: by.origin.editor.to_string(),
+                marks: [0; 3],
+                author: by.author,
+            };
+            match self.co_poses.get_mut(&key) {
+                Some(co) => {
+                    co.from |= from;
+                    co.theirs = now_pose;
+                    co.other = other;
+                    co.last_ms = now_ms;
+                }
+                None => {
+                    let co = super::CoPose { held: own, from, theirs: now_pose, other, last_ms: now_ms };
+                    self.co_poses.insert(key, co);
+                }
+            }
+        }
+    }
+
     /// Fast-path changes of the batch made before their editor heard of another editor's
     /// committed change of the same part (its `base_seq` older than that write): rebased, the
     /// later writer wins (docs/PROTOCOL.md §6.1) — a conflict across windows, reported like
@@ -1070,11 +1231,17 @@ impl Project {
         kept: &[Queued<Editor>],
         base_of: &HashMap<(SessionId, String), u64>,
         in_window: &[forward::Conflict],
+        co_decided: &HashSet<(SessionId, String)>,
     ) -> Result<Vec<Rebased>, String> {
         let mut out: Vec<Rebased> = Vec::new();
         for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast || q.author == Author::Person) {
             if in_window.iter().any(|c| c.uuid == q.change.uuid) {
                 continue;
+            }
+            if matches!(q.change.op, ChangeOp::Transform { .. })
+                && co_decided.contains(&(q.origin.session_id.clone(), q.change.uuid.clone()))
+            {
+                continue; // its `CoPose` said which parts it kept or won
             }
             let key = (q.origin.session_id.clone(), q.change.uuid.clone());
             let Some(base) = base_of.get(&key) else { continue };

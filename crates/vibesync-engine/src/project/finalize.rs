@@ -64,6 +64,7 @@ impl Project {
             Ok(r) => r.last().map(|r| r.seq).unwrap_or(0),
             Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
         };
+        self.co_poses_ended(&f.uuids, true, cx.now());
         for u in &f.uuids {
             if let Some(w) = f.writes.get(u) {
                 self.synced.entry(u.clone()).or_default().merge(w);
@@ -181,6 +182,7 @@ impl Project {
         reason: String,
     ) {
         let Some(f) = self.take_inflight(batch_id) else { return };
+        self.co_poses_ended(&f.uuids, false, cx.now());
         let mut plan = plan_rollback(&f.changes, &f.sends, |s| {
             f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
                 || cx.view.session(s).is_some_and(|i| i.editor.holds_scene())

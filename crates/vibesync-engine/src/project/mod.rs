@@ -66,7 +66,7 @@ use crate::governance::{Decision, Escalation, IdleTracker};
 use crate::live::{Delivered, Throttle};
 use crate::queue::{Flight, Queue};
 use crate::stale::LastWrites;
-use crate::sync::{Author, Change, Path, Queued};
+use crate::sync::{Author, Change, Path, Pose, Queued};
 use crate::verify::Verification;
 
 pub use replay::{order_parents_first, replay_ops};
@@ -409,6 +409,60 @@ struct Rebased {
     op: &'static str,
 }
 
+/// Parts of an object's pose that a window took from other editors' concurrent moves over
+/// one editor's (docs/PROTOCOL.md §6.2), while that editor's moves of it keep coming: it
+/// keeps its own pose while it has moves in flight or not sent yet (§6.4), so its later
+/// moves, made before it could apply the merged pose, carry those parts as it `held` them.
+/// Each of its later moves keeps the others' value (`theirs`) of every such part it left as
+/// it held it — a drag in Blender does not undo a scale made in Unity meanwhile, in any
+/// window of the drag — and wins a part it changed to another value (a conflict across
+/// windows, the other editor the loser). Forgotten once the editor's moves carry none of
+/// those parts as it held them (it applied them, or changed them), and once its moves of the
+/// object stop for [`CO_POSE_HOLD_MS`] (the drag ended: it applied the merged pose, its
+/// correction, meanwhile).
+#[derive(Debug, Clone)]
+struct CoPose {
+    /// The editor's pose as it last sent it.
+    held: Pose,
+    /// The parts ([`crate::sync::pose_part`] bits) the others' moves set and it has not changed.
+    from: u8,
+    /// The pose the object holds (their values of `from`), for its live previews meanwhile.
+    theirs: Pose,
+    /// Who set them (the loser, should the editor change one).
+    other: crate::stale::Write,
+    /// When the editor's last move of the object formed a batch (the machine's clock, ms).
+    last_ms: u64,
+}
+
+/// How long a [`CoPose`] outlives the editor's last move of the object.
+const CO_POSE_HOLD_MS: u64 = 1000;
+
+/// Live previews remembered per uuid (`Project::previews`), and uuids at most (beyond, the
+/// memory starts again: a part is then taken as made, as before).
+const PREVIEWS_KEPT: usize = 4;
+const PREVIEW_UUIDS_KEPT: usize = 20_000;
+
+impl CoPose {
+    /// `sent`, a move of the editor at `now_ms`, with the parts it left as it held them taken
+    /// from `theirs`; and whether it changed one of them to a value of its own (a part it
+    /// wins, a conflict). Updates what it held and which parts are still the others'.
+    fn apply(&mut self, sent: &Pose, now_ms: u64) -> (Pose, bool) {
+        let changed = sent.changed_from(&self.held);
+        let applied = crate::sync::pose_part::ALL & !sent.changed_from(&self.theirs);
+        let keep = self.from & !changed;
+        let lost = self.from & changed & !applied != 0;
+        self.held = *sent;
+        self.from = keep;
+        self.last_ms = now_ms;
+        (sent.with_parts(&self.theirs, keep), lost)
+    }
+
+    /// `sent` as its live preview goes (nothing remembered).
+    fn preview(&self, sent: &Pose) -> Pose {
+        sent.with_parts(&self.theirs, self.from & !sent.changed_from(&self.held))
+    }
+}
+
 /// A resync batch sent, and what its receiver must answer.
 struct ResyncCheck {
     session_id: SessionId,
@@ -507,6 +561,21 @@ pub struct Project {
     /// change applied: when its change commits or is dropped, it is sent the authoritative
     /// state (docs/PROTOCOL.md §6.6, "overtaken").
     bases: HashMap<(SessionId, String), u64>,
+    /// (uuid, `client_id`) → the parts of the uuid's pose that a window merged into it from
+    /// other editors (docs/PROTOCOL.md §6.2) and that this editor still holds as it had them:
+    /// it keeps its own pose while its moves of the uuid are in flight (§6.4), so its later
+    /// moves carry them unchanged (`CoPose`).
+    co_poses: HashMap<(String, String), CoPose>,
+    /// uuid → its latest admitted `transform`s as their live previews carried them: (mark,
+    /// origin — a hash of its session id —, pose), the newest last, at most
+    /// [`PREVIEWS_KEPT`]: what an editor that names a mark in `seen` showed (§6.1, §6.3).
+    previews: HashMap<String, std::collections::VecDeque<(u64, u64, Pose)>>,
+    /// (origin, uuid) → the pose of the other editor's live preview its latest admitted
+    /// `transform` was made over (its `seen` mark): components it holds as that pose it took
+    /// from there, and made none of them (`Pose::made_from`).
+    seen_poses: HashMap<(SessionId, String), Pose>,
+    /// Hashes a session id for `previews` (no string per remembered move).
+    origin_hash: foldhash::fast::FixedState,
     /// Deleted uuid → the `client_id`s of the editors whose changes of it lost to the delete
     /// and were recorded as a conflict: one conflict per losing editor and uuid
     /// (docs/PROTOCOL.md §6.2), also when its changes lose over several batches, sessions or
@@ -704,6 +773,10 @@ impl Project {
             slow_queued: HashSet::default(),
             forwarded: HashMap::default(),
             bases: HashMap::default(),
+            co_poses: HashMap::default(),
+            previews: HashMap::default(),
+            seen_poses: HashMap::default(),
+            origin_hash: foldhash::fast::FixedState::default(),
             delete_losers: HashMap::default(),
             postponed: None,
             orphaned: Vec::new(),
@@ -714,6 +787,67 @@ impl Project {
 
     pub fn project_id(&self) -> &str {
         &self.project
+    }
+
+    /// A fast-path change as its live preview goes: a move of an editor with a `CoPose` of
+    /// the uuid carries the other editors' parts it left as it held them, as its batch will.
+    fn co_preview(&self, uuid: &str, client_id: &str, op: &crate::sync::ChangeOp) -> crate::sync::ChangeOp {
+        if let (false, crate::sync::ChangeOp::Transform { t, r, s }) = (self.co_poses.is_empty(), op) {
+            if let Some(co) = self.co_poses.get(&(uuid.to_string(), client_id.to_string())).filter(|co| co.from != 0) {
+                let p = co.preview(&Pose { t: *t, r: *r, s: *s });
+                return crate::sync::ChangeOp::Transform { t: p.t, r: p.r, s: p.s };
+            }
+        }
+        op.clone()
+    }
+
+    /// An admitted `transform` of `uuid` from `origin` (`mark`, its `seen` marks `saw`, the
+    /// pose its preview carries): remember the pose it was made over, and its own.
+    fn note_move(&mut self, origin: &str, uuid: &str, (mark, saw): (u64, u64), previewed: Pose) {
+        use std::hash::BuildHasher;
+        let who = self.origin_hash.hash_one(origin);
+        let seen = (saw != 0)
+            .then(|| self.previews.get(uuid))
+            .flatten()
+            .and_then(|ring| ring.iter().rev().find(|(m, o, _)| *m <= saw && *o != who))
+            .map(|(_, _, p)| *p);
+        match seen {
+            Some(p) => {
+                if self.seen_poses.len() >= PREVIEW_UUIDS_KEPT {
+                    self.seen_poses.clear();
+                }
+                self.seen_poses.insert((origin.to_string(), uuid.to_string()), p);
+            }
+            None if !self.seen_poses.is_empty() => {
+                self.seen_poses.remove(&(origin.to_string(), uuid.to_string()));
+            }
+            None => {}
+        }
+        let ring = match self.previews.get_mut(uuid) {
+            Some(ring) => ring,
+            None => {
+                if self.previews.len() >= PREVIEW_UUIDS_KEPT {
+                    self.previews.clear();
+                }
+                self.previews.entry(uuid.to_string()).or_default()
+            }
+        };
+        if ring.len() == PREVIEWS_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back((mark, who, previewed));
+    }
+
+    /// A batch of `uuids` ended at `now_ms`: after a rollback, their `CoPose`s are over (the
+    /// merged pose never stood); so is every one whose editor's moves stopped.
+    fn co_poses_ended(&mut self, uuids: &[String], committed: bool, now_ms: u64) {
+        if self.co_poses.is_empty() {
+            return;
+        }
+        let ended: HashSet<&str> = uuids.iter().map(String::as_str).collect();
+        self.co_poses.retain(|(u, _), co| {
+            (committed || !ended.contains(u.as_str())) && now_ms.saturating_sub(co.last_ms) <= CO_POSE_HOLD_MS
+        });
     }
 
     /// What `status` shows now.
@@ -1164,4 +1298,47 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::default();
     v.retain(|x| seen.insert(x.clone()));
     v
+}
+
+#[cfg(test)]
+mod co_pose_tests {
+    use super::*;
+    use crate::sync::pose_part::S;
+
+    fn pose(x: f64, s: f64) -> Pose {
+        Pose { t: [x, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [s; 3] }
+    }
+
+    fn co() -> CoPose {
+        let other = crate::stale::Write {
+            parts: crate::stale::Parts::POSE,
+            seq: 0,
+            client: "unity-1".into(),
+            editor: "unity".into(),
+            marks: [0; 3],
+            author: Author::Person,
+        };
+        // Blender's drag was at x = 5 with its scale 1 when a window merged Unity's scale 3.
+        CoPose { held: pose(5.0, 1.0), from: S, theirs: pose(5.0, 3.0), other, last_ms: 0 }
+    }
+
+    /// A drag's later moves keep the other editor's scale while they carry the scale the
+    /// dragging editor held; once it applied the merged pose, its moves carry it themselves.
+    #[test]
+    fn later_moves_keep_the_parts_the_editor_left_as_it_held_them() {
+        let mut c = co();
+        assert_eq!(c.preview(&pose(5.5, 1.0)), pose(5.5, 3.0), "its live preview too");
+        assert_eq!(c.apply(&pose(6.0, 1.0), 10), (pose(6.0, 3.0), false));
+        assert_eq!((c.held, c.from, c.last_ms), (pose(6.0, 1.0), S, 10));
+        assert_eq!(c.apply(&pose(7.0, 3.0), 20), (pose(7.0, 3.0), false), "applied: no conflict");
+        assert_eq!(c.from, 0, "nothing left to keep");
+    }
+
+    /// A part the editor changed to a value of its own is its: it wins, a conflict.
+    #[test]
+    fn a_part_the_editor_changed_is_its_own_and_a_conflict() {
+        let mut c = co();
+        assert_eq!(c.apply(&pose(6.0, 5.0), 10), (pose(6.0, 5.0), true));
+        assert_eq!(c.from, 0);
+    }
 }

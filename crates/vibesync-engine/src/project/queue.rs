@@ -329,11 +329,15 @@ impl Project {
                 self.slow_queued.insert(uuid.clone());
                 self.live.cancel_uuid(uuid);
                 live.retain(|(u, _)| u != uuid);
-            } else if !self.holds_live(uuid) {
-                live.push((
-                    uuid.clone(),
-                    Preview { op: q.change.op.clone(), origin: session.editor, mark: sight.mark },
-                ));
+            } else {
+                let op = self.co_preview(uuid, &session.client_id, &q.change.op);
+                if let ChangeOp::Transform { t, r, s } = &op {
+                    let previewed = crate::sync::Pose { t: *t, r: *r, s: *s };
+                    self.note_move(&session.session_id, uuid, (sight.mark, sight.saw[0]), previewed);
+                }
+                if !self.holds_live(uuid) {
+                    live.push((uuid.clone(), Preview { op, origin: session.editor, mark: sight.mark }));
+                }
             }
             let now = cx.now();
             self.push(cx, now, q);

@@ -2814,6 +2814,62 @@ fn a_create_naming_another_kind_than_the_uuids_registration_is_refused() {
 /// then is corrected to the merged one) and in a replay — the batch commits, and no conflict
 /// is shown (docs/PROTOCOL.md §6.2). Before, the later change's whole pose won: the other
 /// person's scale or move was undone (found by an independent artist tester).
+/// A person drags the cube in Blender over several windows while a person in Unity scales
+/// it once, mid-drag. Blender keeps its own pose while its drag is in flight (§6.4), so its
+/// moves after the window that merged Unity's scale still carry the scale it had: each part of
+/// the pose stands from the editor that changed it — the drag's position and Unity's scale —
+/// in every later window of the drag too (docs/PROTOCOL.md §6.2), and Unity's live previews
+/// of the drag keep its scale. (Rebased whole, the drag's later windows undid the scale in
+/// Unity, silently when Blender's move was the merged window's last.)
+#[test]
+fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 60);
+    let seq_before = b.last_seq;
+    b.own_pose.insert(id.clone());
+    u.report_seen = true; // it names the drag's live previews it applied (§6.1 `seen`)
+    let frame = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let mut scaled = false;
+    for i in 0..30 {
+        if i == 8 {
+            // Unity scales the cube where it shows it (the drag's live previews move it there).
+            let held = &u.states[&id];
+            let scale = json!({"op":"transform","uuid":id,"t":held["t"],"r":held["r"],"s":[3.0,3.0,3.0]});
+            u.own_pose.insert(id.clone());
+            assert_eq!(statuses(&u.send_change("u-scale", vec![scale], &[])), ["queued"]);
+        }
+        // Blender is mid-drag: it has applied nothing since the drag began.
+        b.last_seq = seq_before;
+        assert_eq!(statuses(&b.send_change(&format!("b{i}"), vec![frame(1.0 + 0.1 * i as f64)], &[])), ["queued"]);
+        std::thread::sleep(Duration::from_millis(20));
+        u.drain(Duration::from_millis(1));
+        if !scaled && ended(&u, "u-scale") {
+            u.own_pose.clear(); // its change ended: Unity applies what comes
+            scaled = true;
+            u.lives.clear();
+        }
+    }
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b29") && ended(m[1], "u-scale"));
+    // (The first previews after the scale may race its batch; the drag's later ones keep it.)
+    let late: Vec<&Value> = u.lives.iter().rev().take(5).collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|l| l["change"]["s"][0].as_f64() == Some(3.0)),
+        "Unity's live previews of the drag keep its scale: {late:?}"
+    );
+    b.own_pose.clear();
+    u.own_pose.clear();
+    settle(&mut [&mut b, &mut u]);
+    x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &id, &Value::Null, [3.9, 2.0, 3.0], [3.0, 3.0, 3.0]);
+    for m in [&b, &u] {
+        assert!(
+            m.events.iter().all(|e| e["type"] != "conflict"),
+            "both stand: no conflict: {:?} {}",
+            m.events,
+            d.stderr_log()
+        );
+    }
+}
+
 #[test]
 fn a_scale_in_one_editor_and_a_move_in_the_other_both_stand() {
     for unity_first in [false, true] {
