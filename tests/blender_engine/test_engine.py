@@ -208,7 +208,7 @@ def test_sync_engine_safe_mode_keeps_and_marks_what_it_refused_and_what_waits():
     assert e.not_synced.as_list() == [{"uuid": A, "reason": "SAFE_MODE: read-only"}]
     assert scene.forgotten == [A] and scene.marked == [(A, True, False)]
     scene.objects = {A, C}
-    e.held([A, C], "3 unclean boots")
+    e.mark_held([A, C], "3 unclean boots")
     assert e.not_synced.reasons == {A: "SAFE_MODE: read-only", C: "SAFE_MODE: 3 unclean boots"}
     assert scene.forgotten == [A, C], "a held edit goes in full, like every kept edit"
     assert scene.marked[-1] == (C, False, True), "captured again quietly: no new user edit"

@@ -57,7 +57,7 @@ class Editor:
     def capture_and_send(self) -> None:
         if self.safe_mode is not None:
             # pump._mark_held: nothing is sent; what waits is marked (and captured again).
-            self.engine.held(list(dict.fromkeys(self.scene.marked)), self.safe_mode)
+            self.engine.mark_held(list(dict.fromkeys(self.scene.marked)), self.safe_mode)
             return
         names, self.scene.marked = list(dict.fromkeys(self.scene.marked)), []
         ops = []

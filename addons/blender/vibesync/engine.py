@@ -592,7 +592,7 @@ class SyncEngine:
             self.scene.mark_for_capture(u, geometry=True)
         return True
 
-    def held(self, uuids: Iterable[str], reason: str) -> None:
+    def mark_held(self, uuids: Iterable[str], reason: str) -> None:
         """`send`: edits made while the daemon is in safe mode wait here (§6.7): marked not
         synced with why (`SAFE_MODE: <reason>`), and captured again to go in full once it
         ends, like every kept edit (§6.4); a commit clears the mark."""

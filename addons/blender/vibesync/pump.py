@@ -816,7 +816,7 @@ class Session:
         if not self.held_edits:
             return
         edits, self.held_edits = self.held_edits, set()
-        self.engine.held([u for u in edits if self.engine.scene.alive(u)],
+        self.engine.mark_held([u for u in edits if self.engine.scene.alive(u)],
                          self.safe_mode_reason or "the daemon is in safe mode")
 
     def _sweep_due(self, now: float) -> bool:

@@ -230,6 +230,13 @@ pub fn conflicts_seeing<'q>(
         .filter(|q| matches!(q.change.op, ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete))
         .map(|q| q.change.uuid.as_str())
         .collect();
+    // uuid → where in `window` its `transform`s are: the moves a change may have seen.
+    let mut moves: HashMap<&str, Vec<usize>> = HashMap::default();
+    for (i, q) in window.iter().enumerate() {
+        if matches!(q.change.op, ChangeOp::Transform { .. }) {
+            moves.entry(q.change.uuid.as_str()).or_default().push(i);
+        }
+    }
     let writes = |i: usize| -> u16 {
         let q = window[i];
         if q.keeps_world {
@@ -240,10 +247,11 @@ pub fn conflicts_seeing<'q>(
             (ChangeOp::Transform { t, r, s }, Some(Some(was))) if !linked.contains(q.change.uuid.as_str()) => {
                 // (One that changed nothing moved the object back: its whole pose, as merged;
                 // a part it holds as another editor's earlier move it had seen, none it made.)
-                let seen: Vec<Pose> = window[..i]
+                let seen: Vec<Pose> = moves[q.change.uuid.as_str()]
                     .iter()
-                    .filter(|w| w.change.uuid == q.change.uuid && w.origin != q.origin)
-                    .filter(|w| q.sight.sees("transform", w.sight.mark))
+                    .take_while(|&&k| k < i)
+                    .map(|&k| window[k])
+                    .filter(|w| w.origin != q.origin && q.sight.sees("transform", w.sight.mark))
                     .filter_map(|w| match &w.change.op {
                         ChangeOp::Transform { t, r, s } => Some(Pose { t: *t, r: *r, s: *s }),
                         _ => None,

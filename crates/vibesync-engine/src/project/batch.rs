@@ -585,18 +585,8 @@ impl Project {
                             continue;
                         };
                         let Some(other) = editors.get(&by.origin) else { continue };
-                        let write = crate::stale::Write {
-                            parts: Parts::POSE,
-                            seq: 0,
-                            client: other.client_id.clone(),
-                            editor: other.editor.to_string(),
-                            marks: [0; 3],
-                            author: by.author,
-                        };
-                        self.co_poses.insert(
-                            (q.change.uuid.clone(), ed.client_id.clone()),
-                            super::CoPose { held: *own, from, theirs: merged, other: write, last_ms: cx.now() },
-                        );
+                        let co = super::CoPose::new(*own, from, merged, (other, by.author), now_ms);
+                        self.co_poses.insert((q.change.uuid.clone(), ed.client_id.clone()), co);
                     }
                 }
                 if mine != sent {
@@ -844,7 +834,9 @@ impl Project {
         // Every change of the window: what each participant holds, and the winner of each
         // conflict — also a no-op change that undid the other editor's (not in `all`).
         let seen_poses = &self.seen_poses;
-        let seen = |origin: &str, uuid: &str| seen_poses.get(&(origin.to_string(), uuid.to_string())).copied();
+        let seen = |origin: &str, uuid: &str| {
+            (!seen_poses.is_empty()).then(|| seen_poses.get(&(origin.to_string(), uuid.to_string())).copied()).flatten()
+        };
         let plan = forward::plan(&window, &kept_ids, (&start, &seen), &states, &participant_ids);
         let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts, &co_decided) {
             Ok(mut r) => {
@@ -1193,23 +1185,11 @@ impl Project {
             if from == 0 {
                 continue;
             }
-            let other = crate::stale::Write {
-                parts: Parts::POSE,
-                seq: 0,
-                client: by.origin.client_id.clone(),
-                editor: by.origin.editor.to_string(),
-                marks: [0; 3],
-                author: by.author,
-            };
+            let co = super::CoPose::new(own, from, now_pose, (&by.origin, by.author), now_ms);
             match self.co_poses.get_mut(&key) {
-                Some(co) => {
-                    co.from |= from;
-                    co.theirs = now_pose;
-                    co.other = other;
-                    co.last_ms = now_ms;
-                }
+                // (It still holds the parts of the earlier one as it held them then.)
+                Some(was) => *was = super::CoPose { held: was.held, from: was.from | from, ..co },
                 None => {
-                    let co = super::CoPose { held: own, from, theirs: now_pose, other, last_ms: now_ms };
                     self.co_poses.insert(key, co);
                 }
             }

@@ -443,6 +443,20 @@ const PREVIEWS_KEPT: usize = 4;
 const PREVIEW_UUIDS_KEPT: usize = 20_000;
 
 impl CoPose {
+    /// The editor held `held` when the others' moves (the last by `by`, of that `author`)
+    /// set the parts `from` of the object's pose `theirs`.
+    fn new(held: Pose, from: u8, theirs: Pose, (by, author): (&Editor, Author), now_ms: u64) -> CoPose {
+        let other = crate::stale::Write {
+            parts: crate::stale::Parts::POSE,
+            seq: 0,
+            client: by.client_id.clone(),
+            editor: by.editor.to_string(),
+            marks: [0; 3],
+            author,
+        };
+        CoPose { held, from, theirs, other, last_ms: now_ms }
+    }
+
     /// `sent`, a move of the editor at `now_ms`, with the parts it left as it held them taken
     /// from `theirs`; and whether it changed one of them to a value of its own (a part it
     /// wins, a conflict). Updates what it held and which parts are still the others'.
