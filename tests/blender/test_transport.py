@@ -359,6 +359,10 @@ def test_a_change_refused_as_safe_mode_begins_stays_marked_and_goes_once_it_ends
         pump_for(0.5)
         assert change_naming_u(seen) is None, "nothing is sent in safe mode"
         assert tuple(ob.location) == pytest.approx((3, 0, 0)), "the edit stays here"
+        # ... and the daemon is told what waits here, for `vibesync status` (§6.7), once.
+        told = [m for m in hostile.received if m.get("type") == "editor_state"]
+        assert len(told) == 1, told
+        assert (told[0]["state"], told[0]["held"], told[0]["held_count"]) == ("running", [u], 1)
         conns[-1].sendall(frame({"type": "safe_mode", "active": False, "reason": "cleared"}))
         again = pump_until(lambda: change_naming_u(seen), what="the kept change sent again")
         ops = {c["op"]: c for c in again["changes"] if c.get("uuid") == u}

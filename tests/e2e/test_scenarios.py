@@ -6,6 +6,7 @@ and `vibesync verify` passes."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -773,6 +774,20 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
         {u: f"SAFE_MODE: {reason}", camera["vibesync_uuid"]: f"SAFE_MODE: {reason}"}, \
         vibesync.status()["not_synced"]
     assert host.stats()["not_synced"] == 1, "the host marks its held rename"
+
+    # `vibesync status` lists them too, in the editor that holds each (`editor_state.held`).
+    def daemon_lists():
+        out = subprocess.run([world.daemon.binary, "status", "--json", "--data-dir", world.daemon.data_dir],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return {(n["uuid"], n["client"]): n["reason"]
+                for p in json.loads(out.stdout)["projects"].values() for n in p["not_synced"]}
+
+    held = {(u, "blender"), (camera["vibesync_uuid"], "blender"), (light, "unity")}
+    drive(lambda: set(daemon_lists()) == held, timeout=15,
+          what="`vibesync status` listing the three held edits")
+    assert all(r.startswith("SAFE_MODE: held in the editor") and reason in r
+               for r in daemon_lists().values()), daemon_lists()
     out = subprocess.run([world.daemon.binary, "safe-mode", "clear", "--data-dir", world.daemon.data_dir],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -780,6 +795,7 @@ def test_safe_mode_shows_one_reason_in_both_editors_and_keeps_each_persons_edit(
     drive(lambda: not host.stats().get("safe_mode"), timeout=20, what="the host out of safe mode")
     drive(lambda: not vibesync.status()["not_synced"] and host.stats()["not_synced"] == 0,
           timeout=30, what="the held edits sent and committed: their marks cleared")
+    assert daemon_lists() == {}, "nothing held or kept once they went"
     host_made = world.host_made()
     host_made[light] = "Sun In Safe Mode"
     view = world.finish(host, made, host_made)

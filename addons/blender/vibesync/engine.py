@@ -28,6 +28,7 @@ it is made of each keep one rule of docs/PROTOCOL.md §6:
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 from collections.abc import Callable, Container, Iterable, Mapping
 from typing import NamedTuple, Protocol
@@ -166,11 +167,17 @@ class InFlight:
         return keys
 
 
+_NOT_SYNCED_VERSIONS = itertools.count()
+
+
 class NotSynced:
     """uuids kept locally after a failed propagation (`kept_local`), with the reason."""
 
     def __init__(self) -> None:
         self.reasons: dict[str, str] = {}
+        # Moved by every `mark` and `synced` (what `held` reads), unique across instances: a
+        # reader that kept one never mistakes a new list (after a reset) for the one it read.
+        self.version = next(_NOT_SYNCED_VERSIONS)
         # Of those, the ones kept after an `INVALID_FIELD` refusal (e.g. a reparent that would
         # close a parent cycle with the daemon's committed parents): sent again also when
         # those parents may have changed (`SyncEngine.parents_changed`).
@@ -183,6 +190,7 @@ class NotSynced:
         return len(self.reasons)
 
     def mark(self, uuids: Iterable[str], reason: str, refused_invalid: bool = False) -> None:
+        self.version = next(_NOT_SYNCED_VERSIONS)
         for u in uuids:
             self.reasons[u] = reason
             if refused_invalid:
@@ -191,6 +199,7 @@ class NotSynced:
                 self.refused_invalid.discard(u)
 
     def synced(self, uuids: Iterable[str]) -> None:
+        self.version = next(_NOT_SYNCED_VERSIONS)
         for u in uuids:
             self.reasons.pop(u, None)
             self.refused_invalid.discard(u)
@@ -198,6 +207,12 @@ class NotSynced:
     def waiting_for(self, parents: set[str], parent_of: Callable[[str], str | None]) -> list[str]:
         """Not-synced uuids whose parent is one of `parents` (it just arrived, or was deleted)."""
         return [u for u in self.reasons if parent_of(u) in parents]
+
+    def held(self) -> list[str]:
+        """The uuids marked as held in safe mode (`SAFE_MODE: …`, `SyncEngine.mark_held` and
+        a change refused `SAFE_MODE`), sorted: what `editor_state.held` says (§6.7)."""
+        prefix = SAFE_MODE + ":"
+        return sorted(u for u, r in self.reasons.items() if r.startswith(prefix))
 
     def as_list(self) -> list[dict]:
         return [{"uuid": u, "reason": r} for u, r in sorted(self.reasons.items())]

@@ -236,6 +236,10 @@ class Session:
         self.safe_mode = False
         self.safe_mode_reason = ""
         self.held_edits: set[str] = set()  # a person's edits captured in safe mode
+        # What `editor_state.held` last told this connection (`_report_held`), and the
+        # `NotSynced.version` it was read at.
+        self.held_reported: list[str] | None = None
+        self.held_version = -1
         self.paused = False
         # The sync bookkeeping (in flight, not synced, pending requests, last_seq, peers),
         # from this file's replay position for its project.
@@ -792,6 +796,7 @@ class Session:
         work += self._flush()
         if self.connected and self.safe_mode:
             self._mark_held()
+            self._report_held()
         clock.lap("send")
         if time.perf_counter() < deadline:
             self._progress_step(deadline)
@@ -818,6 +823,26 @@ class Session:
         edits, self.held_edits = self.held_edits, set()
         self.engine.mark_held([u for u in edits if self.engine.scene.alive(u)],
                          self.safe_mode_reason or "the daemon is in safe mode")
+
+    def _report_held(self) -> None:
+        """Safe mode (§6.7): tell the daemon which edits wait here (`editor_state.held`, the
+        first `wire.MAX_HELD` and how many in all), so that `vibesync status` lists them as
+        not synced here; again whenever that changes. The daemon forgets the list when safe
+        mode ends: they are sent then."""
+        ns = self.engine.not_synced
+        if ns.version == self.held_version:
+            return
+        self.held_version = ns.version
+        held = ns.held()
+        if held == (self.held_reported or []):
+            self.held_reported = held
+            return
+        self.held_reported = held
+        self._send({"type": wire.MessageType.EDITOR_STATE,
+                    "state": wire.EditorRunState.PAUSED if self.paused else wire.EditorRunState.RUNNING,
+                    "reason": self.pause_reason if self.paused else
+                    f"holding {len(held)} edit(s) while the daemon is in safe mode",
+                    "held": held[:wire.MAX_HELD], "held_count": len(held)})
 
     def _sweep_due(self, now: float) -> bool:
         return self.sweep_job is not None or bool(self.sweep_due_at and now >= self.sweep_due_at) \
@@ -880,6 +905,7 @@ class Session:
             # waited for it are captured again.
             self.engine.connected(welcome.get("seq"))
             self.safe_mode = bool(welcome.get("safe_mode"))
+            self.held_reported, self.held_version = None, -1  # a new session knows nothing held
             why = welcome.get("safe_mode_reason")
             self.safe_mode_reason = (why if isinstance(why, str) and why else
                                      "the daemon is in safe mode") if self.safe_mode else ""
@@ -1136,6 +1162,7 @@ class Session:
         elif t == wire.MessageType.SAFE_MODE:
             self.safe_mode = bool(msg.get("active"))
             self.safe_mode_reason = str(msg.get("reason", ""))
+            self.held_reported, self.held_version = None, -1  # the daemon forgot any list
             log.warning("vibesync: daemon safe mode %s: %s",
                         "on" if self.safe_mode else "off", self.safe_mode_reason)
         elif t in (wire.MessageType.BATCH_BEGIN, wire.MessageType.APPLY,

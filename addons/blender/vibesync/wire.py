@@ -18,6 +18,8 @@ PROTOCOL_VERSION = 1
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 47800
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+# At most this many uuids in one `editor_state.held` (§6.7); Rust `EditorState::MAX_HELD`.
+MAX_HELD = 1000
 EPSILON = 1e-5
 
 

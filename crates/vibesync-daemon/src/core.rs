@@ -19,6 +19,7 @@ use vibesync_protocol::{AdminAction, ClientKind, ErrorCode, Frame, Inbound, Outb
 
 use crate::config::Config;
 pub(crate) use crate::host::SessionInfo;
+use crate::notsynced::NotSynced;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
@@ -32,11 +33,24 @@ struct Connected {
     /// Messages received, by type (shown in `status`: e.g. to check that an editor echoes
     /// nothing back).
     received: BTreeMap<&'static str, u64>,
-    /// The editor's own run state (`editor_state`, docs/PROTOCOL.md §6.7).
+    /// The editor's own run state (`editor_state`, docs/PROTOCOL.md §6.7), without `held`.
     editor_state: Option<EditorState>,
+    /// The edits it holds unsent while the daemon is in safe mode (`editor_state.held`):
+    /// shown by `status` as not synced; forgotten when safe mode ends (it sends them then).
+    held: Option<Held>,
     /// The last `peers` event queued for it (its JSON): one that says the same again is not
     /// sent (two editors joining back to back announced each other twice).
     last_peers: Option<bytes::Bytes>,
+}
+
+/// What an editor said it holds unsent in safe mode (`editor_state.held`, docs/PROTOCOL.md §6.7).
+#[derive(Debug, Clone)]
+struct Held {
+    uuids: Vec<String>,
+    /// How many it holds in all (`uuids` may be the first [`EditorState::MAX_HELD`]).
+    count: u64,
+    /// The daemon's last seq when it said so.
+    seq: u64,
 }
 
 /// Key of an in-memory claim: which live session holds a uuid for an editor kind.
@@ -171,7 +185,7 @@ impl Daemon {
     pub fn add_session(&self, info: SessionInfo, handle: SessionHandle) {
         self.sessions.lock().unwrap().insert(
             info.session_id.clone(),
-            Connected { info, handle, received: BTreeMap::new(), editor_state: None, last_peers: None },
+            Connected { info, handle, received: BTreeMap::new(), editor_state: None, held: None, last_peers: None },
         );
     }
 
@@ -442,10 +456,17 @@ impl Daemon {
                 vec![]
             }
             Inbound::Admin(a) => vec![self.admin(&sess, a).await],
-            Inbound::EditorState(e) => {
-                info!(session_id, editor = %sess.editor, project_id = %sess.project_id, state = ?e.state, reason = %e.reason, "editor state");
+            Inbound::EditorState(mut e) => {
+                let held = match self.held_of(&sess, &mut e) {
+                    Ok(h) => h,
+                    Err(why) => return vec![Outbound::error(ErrorCode::BadMessage, why, None).to_frame()],
+                };
+                info!(session_id, editor = %sess.editor, project_id = %sess.project_id, state = ?e.state, reason = %e.reason, held = held.as_ref().map(|h| h.count), "editor state");
                 if let Some(c) = self.sessions.lock().unwrap().get_mut(session_id) {
                     c.editor_state = Some(e);
+                    if held.is_some() {
+                        c.held = held.filter(|h| h.count > 0);
+                    }
                 }
                 vec![]
             }
@@ -742,13 +763,61 @@ impl Daemon {
         Outbound::AdminResult { request_id: a.request_id, action: a.action, result }.to_frame()
     }
 
-    /// Enter or leave safe mode: persisted in boot.json and told to every editor.
+    /// An `editor_state`'s `held` list, taken out of it: `Some` when it has one (an empty
+    /// one, or one sent while the daemon is not in safe mode, clears the session's: it
+    /// sends what it held once safe mode ends), `None` when it says nothing of it; or why the
+    /// list is refused (`BAD_MESSAGE`, naming the field).
+    fn held_of(&self, sess: &SessionInfo, e: &mut EditorState) -> Result<Option<Held>, String> {
+        let count = e.held_count.take();
+        let Some(uuids) = e.held.take() else {
+            return match count {
+                Some(_) => Err("field `held_count`: given without `held`; send both (docs/PROTOCOL.md §6.7)".into()),
+                None => Ok(None),
+            };
+        };
+        if !sess.editor.holds_scene() {
+            return Err(format!(
+                "field `held`: a `{}` session holds no person's edits; `held` is for editor sessions (blender, unity)",
+                sess.editor
+            ));
+        }
+        if uuids.len() > EditorState::MAX_HELD {
+            return Err(format!(
+                "field `held`: {} uuids; at most {} — list the first {} and give the total in `held_count`",
+                uuids.len(),
+                EditorState::MAX_HELD,
+                EditorState::MAX_HELD
+            ));
+        }
+        if let Some((i, e)) =
+            uuids.iter().enumerate().find_map(|(i, u)| vibesync_protocol::validate::uuid(u).err().map(|e| (i, e)))
+        {
+            return Err(format!("field `held[{i}]`: {}", e.message));
+        }
+        let count = count.unwrap_or(uuids.len() as u64);
+        if count < uuids.len() as u64 {
+            return Err(format!("field `held_count`: {count}, fewer than the {} uuids `held` lists", uuids.len()));
+        }
+        let mut uuids = uuids;
+        uuids.sort_unstable();
+        uuids.dedup();
+        let held = Held { uuids, count, seq: self.last_seq() };
+        Ok(Some(if self.safe_mode() { held } else { Held { uuids: Vec::new(), count: 0, ..held } }))
+    }
+
+    /// Enter or leave safe mode: persisted in boot.json and told to every editor. Leaving it
+    /// forgets what the editors said they held (`editor_state.held`): they send it now.
     pub fn set_safe_mode(&self, active: bool, reason: &str) {
         let was = {
             let mut why = self.safe_mode_reason.lock().unwrap();
             *why = active.then(|| reason.to_string());
             self.safe_mode.swap(active, Ordering::SeqCst)
         };
+        if !active {
+            for c in self.sessions.lock().unwrap().values_mut() {
+                c.held = None;
+            }
+        }
         let path = self.data.boot();
         match crate::boot::read(&path) {
             Ok(mut b) => {
@@ -878,6 +947,7 @@ impl Daemon {
                     "connected_ms": c.info.connected_at.elapsed().as_millis() as u64,
                     "received": c.received,
                     "editor_state": c.editor_state,
+                    "held": c.held.as_ref().map_or(0, |h| h.count),
                 })
             })
             .collect();
@@ -906,6 +976,38 @@ impl Daemon {
             let p = projects.entry(project).or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
             p["not_synced"] = json!(st.not_synced);
             p["conflicts"] = json!(st.conflicts);
+        }
+        // The edits editors hold unsent in safe mode (`editor_state.held`), beside what the
+        // daemon itself lists for the same editor (docs/PROTOCOL.md §5 `status`, §6.7).
+        {
+            let reason = format!(
+                "{}: held in the editor while the daemon is in safe mode ({}); it is sent when a person runs `vibesync safe-mode clear`",
+                ErrorCode::SafeMode.as_str(),
+                self.safe_mode_reason().unwrap_or_else(|| "no reason recorded".into())
+            );
+            let sessions = self.sessions.lock().unwrap();
+            for c in sessions.values() {
+                let Some(held) = &c.held else { continue };
+                let p = projects
+                    .entry(c.info.project_id.clone())
+                    .or_insert_with(|| json!({"peers": [], "not_synced": [], "conflicts": 0}));
+                let list = p["not_synced"].as_array_mut().expect("array");
+                let listed: HashSet<String> = list
+                    .iter()
+                    .filter(|n| n["client_id"] == c.info.client_id.as_str())
+                    .filter_map(|n| n["uuid"].as_str().map(str::to_string))
+                    .collect();
+                for u in held.uuids.iter().filter(|u| !listed.contains(u.as_str())) {
+                    list.push(json!(NotSynced {
+                        uuid: u.clone(),
+                        session_id: c.info.session_id.clone(),
+                        client: c.info.editor.as_str().to_string(),
+                        client_id: c.info.client_id.clone(),
+                        reason: reason.clone(),
+                        seq: held.seq,
+                    }));
+                }
+            }
         }
         let mut s = self.stores.status_json();
         let obj = s.as_object_mut().expect("stores status is an object");

@@ -117,12 +117,26 @@ pub struct Automation {
     pub agent_session: String,
 }
 
-/// `editor_state`: an editor paused itself after repeated identical failures, or runs again.
+/// `editor_state`: an editor paused itself after repeated identical failures, or runs again;
+/// and, while the daemon is in safe mode, which of its person's edits it holds unsent
+/// (docs/PROTOCOL.md §6.7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EditorState {
     pub state: EditorRunState,
     #[serde(default)]
     pub reason: String,
+    /// The uuids of the edits it holds marked not synced while the daemon is in safe mode (at
+    /// most [`EditorState::MAX_HELD`]); absent: unchanged since its last `editor_state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Vec<String>>,
+    /// How many it holds in all (`held` may list the first [`EditorState::MAX_HELD`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_count: Option<u64>,
+}
+
+impl EditorState {
+    /// At most this many uuids in one `held` list.
+    pub const MAX_HELD: usize = 1000;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -474,8 +474,12 @@ fn status(data: DataDir, json: bool) -> anyhow::Result<ExitCode> {
                 Some(st) => format!(" editor_state={st} ({})", x["editor_state"]["reason"].as_str().unwrap_or("")),
                 None => String::new(),
             };
+            let held = match x["held"].as_u64() {
+                Some(n) if n > 0 => format!(" held_in_safe_mode={n}"),
+                _ => String::new(),
+            };
             println!(
-                "    {} {} project={} client={}{state}",
+                "    {} {} project={} client={}{state}{held}",
                 x["session_id"].as_str().unwrap_or(""),
                 x["editor"].as_str().unwrap_or(""),
                 x["project_id"].as_str().unwrap_or(""),

@@ -81,6 +81,112 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     assert!(recs.iter().any(|r| r["payload"]["op"] == "governance_reset"), "the person's reset is in the WAL");
 }
 
+/// In safe mode an editor holds its person's edits unsent (docs/PROTOCOL.md §6.7) and says
+/// which with `editor_state.held`: `vibesync status` lists them as not synced in that editor,
+/// with the reason, until safe mode ends (the editor sends them then). A bad list is refused
+/// `BAD_MESSAGE` naming the field, the connection kept; a list sent out of safe mode, or by
+/// a session that holds no scene, lists nothing.
+#[test]
+fn status_lists_the_edits_an_editor_holds_in_safe_mode_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    for _ in 0..3 {
+        d.kill9();
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    }
+    let mut b = d.client("blender");
+    assert_eq!(b.welcome["safe_mode"], true);
+    let status = || {
+        let (code, out, err) = cli(&["status", "--json", "--data-dir", data.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let project = b.welcome["project_id"].as_str().unwrap().to_string();
+    let not_synced = |s: &Value| -> Vec<(String, String, String)> {
+        s["projects"][&project]["not_synced"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let f = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                (f("uuid"), f("client"), f("reason"))
+            })
+            .collect()
+    };
+    let (u1, u2) = (new_uuid(), new_uuid());
+    let state = |held: Value, count: Value| json!({"type":"editor_state","state":"running","reason":"holding edits: safe mode","held":held,"held_count":count});
+    // Bad lists: refused, naming the field; the connection stays and nothing is listed.
+    for (bad, field) in [
+        (state(json!([u1, "not-a-uuid"]), Value::Null), "field `held[1]`"),
+        (state(json!((0..1001).map(|_| new_uuid()).collect::<Vec<_>>()), Value::Null), "field `held`: 1001 uuids"),
+        (state(json!([u1, u2]), json!(1)), "field `held_count`"),
+    ] {
+        b.send(&bad).unwrap();
+        let e = recv_until(&mut b, "the error", |m| m["type"] == "error");
+        assert_eq!(e["code"], "BAD_MESSAGE", "{e}");
+        assert!(e["message"].as_str().unwrap().starts_with(field), "{e}");
+    }
+    assert_eq!(ask(&mut b, &json!({"type":"ping","request_id":"p"}))["type"], "pong");
+    let mut agent = d.client("agent");
+    agent.send(&state(json!([u1]), Value::Null)).unwrap();
+    let e = recv_until(&mut agent, "the error", |m| m["type"] == "error");
+    assert!(e["message"].as_str().unwrap().contains("is for editor sessions"), "{e}");
+    assert!(not_synced(&status()).is_empty(), "{}", status());
+
+    // Two listed of three held: both listed, the count beside the session.
+    b.send(&state(json!([u2, u1]), json!(3))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = status();
+        if !not_synced(&s).is_empty() || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut listed = not_synced(&s);
+    listed.sort();
+    let mut want = [u1.clone(), u2.clone()];
+    want.sort();
+    assert_eq!(listed.iter().map(|(u, _, _)| u.clone()).collect::<Vec<_>>(), want, "{s}");
+    for (_, client, reason) in &listed {
+        assert_eq!(client, "blender");
+        assert!(reason.starts_with("SAFE_MODE: held in the editor") && reason.contains("unclean boots"), "{reason}");
+    }
+    let session = s["sessions"].as_array().unwrap().iter().find(|x| x["editor"] == "blender").unwrap();
+    assert_eq!(session["held"], 3, "{s}");
+    assert!(session["editor_state"].get("held").is_none(), "`held` is not repeated in editor_state: {s}");
+    let (code, out, _) = cli(&["status", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("held_in_safe_mode=3"), "{out}");
+    assert!(out.contains(&format!("not synced: {u1} (kept in blender): SAFE_MODE: held")), "{out}");
+    // An `editor_state` that says nothing of `held` leaves the list; an empty one clears it.
+    b.send(&json!({"type":"editor_state","state":"paused","reason":"the same failure repeated"})).unwrap();
+    assert_eq!(ask(&mut b, &json!({"type":"ping","request_id":"p2"}))["type"], "pong");
+    assert_eq!(not_synced(&status()).len(), 2);
+    b.send(&state(json!([]), Value::Null)).unwrap();
+    assert_eq!(ask(&mut b, &json!({"type":"ping","request_id":"p3"}))["type"], "pong");
+    assert!(not_synced(&status()).is_empty());
+
+    // Once a person clears safe mode the editor sends what it held: nothing is listed, and a
+    // late list (sent as safe mode ended) lists nothing either.
+    b.send(&state(json!([u1]), Value::Null)).unwrap();
+    assert_eq!(ask(&mut b, &json!({"type":"ping","request_id":"p4"}))["type"], "pong");
+    assert_eq!(not_synced(&status()).len(), 1);
+    let (code, out, err) = cli(&["safe-mode", "clear", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    recv_until(&mut b, "safe mode's end", |m| m["type"] == "safe_mode" && m["active"] == false);
+    let s = status();
+    assert!(not_synced(&s).is_empty(), "{s}");
+    b.send(&state(json!([u1]), Value::Null)).unwrap();
+    assert_eq!(ask(&mut b, &json!({"type":"ping","request_id":"p5"}))["type"], "pong");
+    let s = status();
+    assert!(not_synced(&s).is_empty(), "{s}");
+    assert_eq!(s["sessions"].as_array().unwrap().iter().find(|x| x["editor"] == "blender").unwrap()["held"], 0);
+}
+
 /// `vibesync safe-mode clear` with the daemon stopped writes the reset as the daemon's own
 /// transactions are written (docs/WAL.md §3): BEGIN `pending`, STEP, COMMIT, FINAL — applied
 /// and audited at once (`verify` clean before the next boot), and the next boot is out of

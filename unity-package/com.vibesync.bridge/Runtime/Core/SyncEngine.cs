@@ -74,6 +74,8 @@ namespace VibeSync.Bridge.Core
     {
         public const int MaxRegisterItems = 10000;
         public const int MaxOpsPerChange = 1000;
+        /// <summary>At most this many uuids in one `editor_state.held` (PROTOCOL §6.7).</summary>
+        public const int MaxHeld = 1000;
         public static readonly TimeSpan UserIdleAfter = TimeSpan.FromSeconds(2);
         /// <summary>
         /// How long a queued change counts as pending (for Idle) without a `batch_result` naming its
@@ -783,6 +785,7 @@ namespace VibeSync.Bridge.Core
             ProjectId = Msg.OptStr(welcome, "project_id") ?? client.Options.ProjectId;
             DaemonSeq = Msg.OptLong(welcome, "seq", 0);
             SafeMode = Msg.OptBool(welcome, "safe_mode", false);
+            heldReported = null; // a new session knows nothing held
             string why = Msg.OptStr(welcome, "safe_mode_reason");
             SafeModeReason = SafeMode ? (string.IsNullOrEmpty(why) ? "the daemon is in safe mode" : why) : null;
             current = null;
@@ -994,6 +997,7 @@ namespace VibeSync.Bridge.Core
                 case MessageType.BatchResult: OnBatchResult(m); break;
                 case MessageType.SafeMode:
                     SafeMode = Msg.Bool(m, "active");
+                    heldReported = null; // the daemon forgot any list
                     SafeModeReason = SafeMode ? (Msg.OptStr(m, "reason") ?? "") : null;
                     Emit("safe_mode", new Dictionary<string, object> { { "active", SafeMode }, { "reason", SafeModeReason } });
                     break;
@@ -2468,9 +2472,39 @@ namespace VibeSync.Bridge.Core
         }
         int heldSeen;
 
+        /// <summary>Safe mode (§6.7): tells the daemon which edits wait here (`editor_state.held`,
+        /// the first MaxHeld and how many in all), so that `vibesync status` lists them as not
+        /// synced here; again whenever that changes. The daemon forgets the list when safe mode
+        /// ends: they are sent then (the Blender addon's `Session._report_held`).</summary>
+        void ReportHeld()
+        {
+            string prefix = ErrorCode.SafeMode + ":";
+            var held = new List<string>();
+            foreach (var kv in notSynced) if (kv.Value.StartsWith(prefix, StringComparison.Ordinal)) held.Add(kv.Key);
+            held.Sort(StringComparer.Ordinal);
+            if (heldReported == null ? held.Count == 0 : SameList(heldReported, held)) { heldReported = held; return; }
+            heldReported = held;
+            var listed = new List<object>();
+            for (int i = 0; i < held.Count && i < MaxHeld; i++) listed.Add(held[i]);
+            client.Send(new Dictionary<string, object>
+            {
+                { "type", MessageType.EditorState }, { "state", Paused ? EditorRunState.Paused : EditorRunState.Running },
+                { "reason", Paused ? (PauseReason ?? "") : "holding " + held.Count + " edit(s) while the daemon is in safe mode" },
+                { "held", listed }, { "held_count", (long)held.Count },
+            });
+        }
+        List<string> heldReported; // what `editor_state.held` last told this connection
+
+        static bool SameList(List<string> a, List<string> b)
+        {
+            if (a.Count != b.Count) return false;
+            for (int i = 0; i < a.Count; i++) if (!string.Equals(a[i], b[i], StringComparison.Ordinal)) return false;
+            return true;
+        }
+
         void ProcessDirty(TimeSpan budget)
         {
-            if (SafeMode && client.IsConnected) MarkHeld();
+            if (SafeMode && client.IsConnected) { MarkHeld(); ReportHeld(); }
             if (dirty.Count == 0 || Paused || SafeMode || !client.IsConnected || !initialRegisterDone) return;
             if (retryLaterClock.Elapsed < retryLaterPause) return; // the daemon asked to retry later (§2)
             var sw = Stopwatch.StartNew();

@@ -2473,6 +2473,16 @@ namespace VibeSync.Bridge.Tests
                 Check.Equal(1, r.Daemon.Received("change").Count, "nothing sent in safe mode");
                 // Held here, shown not synced with why (PROTOCOL §6.7).
                 Check.Equal("SAFE_MODE: previous session crashed", r.Engine.NotSynced[a.Uuid], "marked not synced");
+                // ... and told to the daemon, which lists it in `vibesync status` (editor_state.held).
+                r.Daemon.WaitFor("editor_state", 1, r.Pump);
+                var told = r.Daemon.Received("editor_state")[0].Message;
+                Check.Equal("running", (string)told["state"], "its sync runs: it holds for the daemon");
+                var held = (List<object>)told["held"];
+                Check.Equal(1, held.Count, "one edit held");
+                Check.Equal(a.Uuid, (string)held[0], "the renamed object");
+                Check.Equal(1L, (long)told["held_count"], "held_count");
+                r.Settle();
+                Check.Equal(1, r.Daemon.Received("editor_state").Count, "said once while it does not change");
                 r.Daemon.Broadcast(new Dictionary<string, object> { { "type", "safe_mode" }, { "active", false } });
                 r.Daemon.WaitFor("change", 2, r.Pump);
                 var op = r.Ops()[1];
