@@ -203,6 +203,7 @@ def test_incoming_batch_is_applied_by_uuid_as_one_undo_step(scripted):
     assert other[PROP] == ou and other.hide_get()
     [applied] = applied_messages(scripted)
     assert applied["batch_id"] == "op-1" and applied["seq"] == 40
+    assert applied["spared"] == [], "applied whole: nothing spared (§6.4)"
     s = vibesync._session()
     for uu, idb in ((u, ob), (ou, other)):
         st = capture.read_state(idb, "object", s.registry, s.mesh_hashes)
@@ -1158,6 +1159,7 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
         "the answer is the state the batch made"
     assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    assert applied["spared"] == [cu], "`applied.spared` names the Cube, left as the person put it"
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
                         for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
                what="the person's move sent after the batch")

@@ -1401,18 +1401,10 @@ def test_blender_puts_the_cube_under_an_empty_unity_deletes_meanwhile(world):
         "at the root, in its collection"  # (finish: Unity holds it where Blender shows it)
 
 
-@pytest.mark.window_ms(300)  # the default
-@pytest.mark.parametrize("dragger", ["blender", "unity"])
-def test_a_scale_made_in_one_editor_during_a_drag_in_the_other_stands_through_the_whole_drag(
-        world, dragger):
-    """The person in one editor drags the Cube for two seconds at the default settings; 0.4 s
-    in, the person in the other editor scales it. The dragging editor keeps its own pose
-    while its drag is in flight, so its moves after the window that merged the scale still
-    carried the old scale, and the drag's later windows undid the other person's scale
-    (silently when the drag's move was that window's last). Each part of the pose now stands
-    from the editor that changed it in every window of the drag (PROTOCOL.md §6.2, "Across
-    windows"): the drag's position and the other editor's scale, in both editors, with no
-    conflict and nothing rolled back."""
+def _drag_while_the_other_editor_scales(world, dragger):
+    """The person in `dragger` drags the Cube for two seconds, one pose per editor frame;
+    0.4 s in, the person in the other editor scales it to 3. (made, host, cube, uuid, the
+    drag's end in glTF's frame)."""
     made, host = world.startup_synced()
     cube = bpy.data.objects["Cube"]
     u = cube["vibesync_uuid"]
@@ -1438,6 +1430,22 @@ def test_a_scale_made_in_one_editor_during_a_drag_in_the_other_stands_through_th
         else:
             drive_for(0.017)
     end = [start[0] + frames * 0.02, start[2], -start[1]]  # (glTF's frame: y up)
+    return made, host, cube, u, end
+
+
+@pytest.mark.window_ms(300)  # the default
+@pytest.mark.parametrize("dragger", ["blender", "unity"])
+def test_a_scale_made_in_one_editor_during_a_drag_in_the_other_stands_through_the_whole_drag(
+        world, dragger):
+    """The person in one editor drags the Cube for two seconds at the default settings; 0.4 s
+    in, the person in the other editor scales it. The dragging editor keeps its own pose
+    while its drag is in flight, so its moves after the window that merged the scale still
+    carried the old scale, and the drag's later windows undid the other person's scale
+    (silently when the drag's move was that window's last). Each part of the pose now stands
+    from the editor that changed it in every window of the drag (PROTOCOL.md §6.2, "Across
+    windows"): the drag's position and the other editor's scale, in both editors, with no
+    conflict and nothing rolled back."""
+    made, host, cube, u, end = _drag_while_the_other_editor_scales(world, dragger)
     drive(lambda: not vibesync._session().engine.inflight and close(list(cube.scale), [3, 3, 3])
           and close(list(cube.location), [end[0], -end[2], end[1]])
           and (o := host.obj(u)) is not None and close(o["transform"]["position"], end)
@@ -1450,6 +1458,36 @@ def test_a_scale_made_in_one_editor_during_a_drag_in_the_other_stands_through_th
     assert view[u]["s"] == pytest.approx([3, 3, 3], abs=1e-5), "the scale stands"
     assert view[u]["t"] == pytest.approx(end, abs=1e-5), "the drag's end stands"
     assert not [r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"], "nothing rolled back"
+
+
+@pytest.mark.window_ms(300)  # the default
+@pytest.mark.parametrize("dragger", ["blender", "unity"])
+def test_a_scale_set_back_by_the_dragging_person_right_after_the_drag_stands(world, dragger):
+    """The same drag; as soon as the dragging editor shows the other person's scale, its
+    person sets the scale back to 1. That is this person's edit, made over the pose the
+    editor holds, and it stands in both editors. (Within a second of the drag's last move
+    the daemon read it as a part the dragging editor "left as it held it" and put the other
+    editor's scale back: the person's revert was undone in their own editor. The editors now
+    say which uuids they left unapplied, `applied.spared`, PROTOCOL.md §6.4, and the daemon
+    reads every other one as applied, §6.2 "Across windows".)"""
+    made, host, cube, u, end = _drag_while_the_other_editor_scales(world, dragger)
+    if dragger == "blender":
+        drive(lambda: not vibesync._session().engine.inflight and close(list(cube.scale), [3, 3, 3]),
+              timeout=20, what="Blender showing Unity's scale, its drag over")
+        cube.scale = (1, 1, 1)
+        bpy.context.view_layer.update()
+        vibesync.tick(8.0)
+    else:
+        drive(lambda: host.stats().get("in_flight") == 0 and (o := host.obj(u)) is not None
+              and close(o["transform"]["scale"], [3, 3, 3]),
+              timeout=20, what="Unity showing Blender's scale, its drag over")
+        host.cmd(f"scale {u} 1 1 1")
+    drive(lambda: close(list(cube.scale), [1, 1, 1]) and (o := host.obj(u)) is not None
+          and close(o["transform"]["scale"], [1, 1, 1]),
+          timeout=20, what="the scale set back, in both editors")
+    view = world.finish(host, made)
+    assert view[u]["s"] == pytest.approx([1, 1, 1], abs=1e-5), "the person's revert stands"
+    assert view[u]["t"] == pytest.approx(end, abs=1e-5), "the drag's end stands"
 
 
 @pytest.mark.window_ms(300)  # the default: both people's edits land in one window

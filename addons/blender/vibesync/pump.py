@@ -2567,7 +2567,12 @@ class Session:
         if self.transport is not None:
             self.transport.update_hello(last_seq=self.engine.last_seq)
         applied = {"type": wire.MessageType.APPLIED, "batch_id": batch.batch_id,
-                   "seq": batch.seq, "hashes": hashes}
+                   "seq": batch.seq, "hashes": hashes,
+                   # What it left unapplied, in whole or in part, for a person's edit here
+                   # (or could not apply as sent): the daemon reads every other uuid as held
+                   # as sent (§6.4, `applied.spared`).
+                   "spared": sorted(set(spared) | keep | set(loop_spared)
+                                    | kept_from_delete.keys() | failed.keys())}
         if failed:
             applied["failed"] = failed  # why, for the origin's person (§6.4)
         self._send(applied)

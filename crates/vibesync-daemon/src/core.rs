@@ -410,6 +410,7 @@ impl Daemon {
                         hashes: a.hashes,
                         held: a.held,
                         failed: a.failed,
+                        spared: a.spared,
                     },
                 );
                 vec![]

@@ -155,6 +155,11 @@ pub struct Applied {
     /// (docs/PROTOCOL.md §6.4). Optional.
     #[serde(default)]
     pub failed: BTreeMap<String, String>,
+    /// The uuids of the batch whose changes the editor left unapplied, in whole or in part,
+    /// to keep a person's edit there the daemon has not taken yet (docs/PROTOCOL.md §6.4);
+    /// absent: the editor does not say (it may have spared some).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spared: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

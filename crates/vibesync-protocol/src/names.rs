@@ -267,6 +267,7 @@ wire_enum! {
 pub const OPTIONAL_FIELDS: &[(MessageType, &[&str])] = &[
     (MessageType::Change, &["automation", "seen"]),
     (MessageType::Apply, &["automation"]),
+    (MessageType::Applied, &["failed", "held", "spared"]),
     (MessageType::EditorState, &["held", "held_count"]),
     (MessageType::BatchResult, &["kept_local", "reason", "through"]),
     (MessageType::Hello, &["project_id"]),

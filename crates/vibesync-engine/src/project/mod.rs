@@ -129,6 +129,9 @@ pub enum Input {
         held: bool,
         /// uuid → why the editor could not apply it as sent (`applied.failed`).
         failed: BTreeMap<String, String>,
+        /// The uuids it left unapplied, in whole or in part, to keep a person's edit not taken
+        /// yet (`applied.spared`); `None`: it does not say.
+        spared: Option<Vec<String>>,
     },
     Joined {
         session_id: SessionId,
@@ -477,11 +480,23 @@ impl CoPose {
     }
 }
 
+/// The pose an op sets (a `transform`'s, a `create`'s), `None` for another op.
+fn pose_set(op: &crate::sync::ChangeOp) -> Option<Pose> {
+    match op {
+        crate::sync::ChangeOp::Transform { t, r, s } => Some(Pose { t: *t, r: *r, s: *s }),
+        crate::sync::ChangeOp::Create(st) => Some(Pose::of(st)),
+        _ => None,
+    }
+}
+
 /// A resync batch sent, and what its receiver must answer.
 struct ResyncCheck {
     session_id: SessionId,
     expected: BTreeMap<String, Option<String>>,
     attempts: u32,
+    /// The pose it sent each uuid, while some editor's moves keep parts another editor set
+    /// (`Project::co_poses` not empty; else none): see `Project::co_poses_applied`.
+    poses: Vec<(String, Pose)>,
 }
 
 /// What waits until no batch is in flight.
@@ -864,6 +879,61 @@ impl Project {
         });
     }
 
+    /// An editor answered the batch or resync `batch_id` (not held), sparing `spared`
+    /// (`applied.spared`): for every other uuid whose pose it was sent, it now holds that
+    /// pose. Where that pose has the values of the parts its `CoPose` keeps from the others,
+    /// the editor applied them: its moves made from now on carry them as applied, and a part
+    /// it then sets back to the value it held before (a person undoing the other editor's
+    /// scale) is a change of its own — so the `CoPose` ends here, unless a move of it made
+    /// before it applied that pose still waits (that one needs it). Without this, such a
+    /// revert within `CO_POSE_HOLD_MS` of its drag read as "left as it held it", and the
+    /// other editor's value was put back over the person's (docs/PROTOCOL.md §6.2).
+    fn co_poses_applied(&mut self, cx: &Cx<'_>, session_id: &str, batch_id: &str, spared: &[String]) {
+        let Some(s) = cx.view.session(session_id) else { return };
+        let mine = |u: &str| self.co_poses.contains_key(&(u.to_string(), s.client_id.clone()));
+        // The last pose sent of each uuid with a `CoPose` of this editor is what it holds.
+        let mut last: HashMap<String, Pose> = HashMap::default();
+        match self.resyncs.get(batch_id) {
+            Some(check) => {
+                for (u, p) in check.poses.iter().filter(|(u, _)| mine(u)) {
+                    last.insert(u.clone(), *p);
+                }
+            }
+            None => {
+                let Some(f) = self.inflight.iter().find(|f| f.batch_id == batch_id) else { return };
+                for (u, op) in f.sends.get(session_id).into_iter().flatten().filter(|(u, _)| mine(u)) {
+                    if let Some(p) = pose_set(op) {
+                        last.insert(u.clone(), p);
+                    }
+                }
+            }
+        }
+        if last.is_empty() {
+            return;
+        }
+        let spared: HashSet<&str> = spared.iter().map(String::as_str).collect();
+        for (u, pose) in last {
+            if spared.contains(u.as_str()) {
+                continue;
+            }
+            let key = (u, s.client_id.clone());
+            let Some(co) = self.co_poses.get(&key) else { continue };
+            if pose.changed_from(&co.theirs) & co.from != 0 {
+                continue; // it holds other values of those parts (an older pose)
+            }
+            let waits = |q: &Queued<Editor>| {
+                q.change.uuid == key.0
+                    && q.origin.client_id == key.1
+                    && matches!(q.change.op, crate::sync::ChangeOp::Transform { .. })
+            };
+            if self.queue.pending_of(&key.0).any(waits) || self.held.iter().any(waits) {
+                continue;
+            }
+            info!(project_id = %self.project, uuids = ?[&key.0], session_id, "the editor applied the pose another editor's concurrent move made: its later moves carry it");
+            self.co_poses.remove(&key);
+        }
+    }
+
     /// What `status` shows now.
     pub fn status(&self) -> ProjectSync {
         let refused = self.refused.iter().filter(|(k, _)| !self.not_synced.contains_key(*k)).map(|(_, n)| n);
@@ -1180,8 +1250,11 @@ impl Project {
             Input::Change { session, base_seq, changes, attachment, request_id, author, seen } => {
                 self.on_change(cx, &session, (base_seq, &seen), changes, attachment, request_id, author).await
             }
-            Input::Applied { session_id, batch_id, seq, hashes, held, failed } => {
+            Input::Applied { session_id, batch_id, seq, hashes, held, failed, spared } => {
                 let diverged_now = self.diverges(cx, &session_id, ("applied", "seq", seq));
+                if let (Some(spared), false, false) = (&spared, held, self.co_poses.is_empty()) {
+                    self.co_poses_applied(cx, &session_id, &batch_id, spared);
+                }
                 self.on_applied(cx, session_id.clone(), batch_id, hashes, held, failed).await;
                 if diverged_now {
                     // The full replay that realigns it (§6.7), after its answer is handled.

@@ -127,7 +127,12 @@ impl Project {
                     )
                 })
                 .collect();
-            self.resyncs.insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts });
+            let poses = match self.co_poses.is_empty() {
+                true => Vec::new(),
+                false => ops.iter().filter_map(|(u, op)| super::pose_set(op).map(|p| (u.clone(), p))).collect(),
+            };
+            self.resyncs
+                .insert(batch_id.clone(), ResyncCheck { session_id: s.session_id.clone(), expected, attempts, poses });
             return Some(batch_id);
         }
         None

@@ -1879,6 +1879,25 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
             }
             ed.batch_parents.clear();
             ed.attach_waiting();
+            // `applied.spared` (§6.4): each uuid whose last pose the batch sent is not the pose
+            // held here now (left out, kept, spared in part, or gone).
+            let mut last_pose: BTreeMap<String, vibesync_engine::sync::Pose> = BTreeMap::new();
+            for c in &inc.changes {
+                let change = parse_change(c, 1.0, "apply").expect("the daemon sends valid changes");
+                let pose = match &change.op {
+                    ChangeOp::Transform { t, r, s } => vibesync_engine::sync::Pose { t: *t, r: *r, s: *s },
+                    ChangeOp::Create(st) => vibesync_engine::sync::Pose::of(st),
+                    _ => continue,
+                };
+                last_pose.insert(change.uuid, pose);
+            }
+            let spared: Vec<String> = last_pose
+                .into_iter()
+                .filter(|(u, p)| {
+                    ed.scene.get(u).is_none_or(|st| vibesync_engine::sync::Pose::of(st).changed_from(p) != 0)
+                })
+                .map(|(u, _)| u)
+                .collect();
             let mut hashes = ed.hashes(uuids.iter().cloned());
             for (u, state) in made {
                 match state {
@@ -1911,6 +1930,7 @@ fn read_one(ed: &mut Ed, frame: &Frame, log: &mut Vec<String>) -> Option<Vec<Rep
                 hashes,
                 held: false,
                 failed: Default::default(),
+                spared: Some(spared),
             });
             // Kept work a batch's reparent looped with goes after the answer too (§6.4), and
             // what was refused as a loop when the batch changed parents (§6.1).

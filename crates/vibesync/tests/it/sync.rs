@@ -237,11 +237,13 @@ impl Mini {
                 self.applies.insert(id.clone(), touched.clone());
                 if self.answer {
                     let mut hashes = serde_json::Map::new();
+                    let mut spared = Vec::new(); // `applied.spared` (§6.4)
                     for u in touched {
                         if let Some(s) = self.states.get(&u) {
                             let mut s = s.clone();
                             if let Some((t, r, sc)) = self.spared.remove(&u) {
                                 (s["t"], s["r"], s["s"]) = (t, r, sc);
+                                spared.push(u.clone());
                             }
                             let mut h = state_hash(&s);
                             if self.corrupt_next || self.corrupt_always {
@@ -251,7 +253,11 @@ impl Mini {
                         }
                     }
                     self.corrupt_next = false;
-                    self.c.send(&json!({"type":"applied","batch_id":id,"seq":self.last_seq,"hashes":hashes})).unwrap();
+                    spared.sort();
+                    spared.dedup();
+                    self.c
+                        .send(&json!({"type":"applied","batch_id":id,"seq":self.last_seq,"hashes":hashes,"spared":spared}))
+                        .unwrap();
                 }
             }
             "batch_result" => {
@@ -2868,6 +2874,44 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
             d.stderr_log()
         );
     }
+}
+
+/// The drag above ends, Blender applies the merged pose (Unity's scale), and its person at
+/// once sets the scale back to what it was before Unity's edit. That is a person's edit of
+/// the scale, made over the pose Blender holds: it stands in both editors. (The daemon read
+/// it as "a part the dragging editor left as it held it", within a second of the drag's last
+/// move, and kept Unity's scale: the person's revert was corrected away in Blender.)
+#[test]
+fn a_scale_set_back_right_after_a_drag_that_kept_the_other_editors_scale_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 60);
+    let seq_before = b.last_seq;
+    b.own_pose.insert(id.clone());
+    let frame = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    for i in 0..12 {
+        if i == 4 {
+            let held = &u.states[&id];
+            let scale = json!({"op":"transform","uuid":id,"t":held["t"],"r":held["r"],"s":[3.0,3.0,3.0]});
+            assert_eq!(statuses(&u.send_change("u-scale", vec![scale], &[])), ["queued"]);
+        }
+        b.last_seq = seq_before; // mid-drag: it has applied nothing since the drag began
+        assert_eq!(statuses(&b.send_change(&format!("b{i}"), vec![frame(1.0 + 0.1 * i as f64)], &[])), ["queued"]);
+        std::thread::sleep(Duration::from_millis(20));
+        u.drain(Duration::from_millis(1));
+    }
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b11") && ended(m[1], "u-scale"));
+    // The drag is over: Blender applies what comes — the merged pose, Unity's scale in it.
+    b.own_pose.clear();
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].states[&id]["s"][0].as_f64() == Some(3.0));
+    // At once, its person sets the scale back to 1.
+    let held = b.states[&id].clone();
+    let revert = json!({"op":"transform","uuid":id,"t":held["t"],"r":held["r"],"s":[1.0,1.0,1.0]});
+    assert_eq!(statuses(&b.send_change("b-revert", vec![revert], &[])), ["queued"]);
+    b.own_pose.insert(id.clone());
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b-revert"));
+    b.own_pose.clear();
+    settle(&mut [&mut b, &mut u]);
+    x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &id, &Value::Null, [2.1, 2.0, 3.0], [1.0, 1.0, 1.0]);
 }
 
 #[test]

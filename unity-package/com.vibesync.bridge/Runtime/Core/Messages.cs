@@ -352,8 +352,11 @@ namespace VibeSync.Bridge.Core
         /// now (Unity Play Mode); it sends `resync` when it can apply again. Then hashes is empty.
         /// </summary>
         /// <param name="failed">uuid → why it could not be applied as sent (§6.4), or null.</param>
+        /// <param name="spared">`applied.spared` (PROTOCOL §6.4): the uuids of the batch this editor
+        /// left unapplied, in whole or in part, to keep a person's edit not taken yet (or could not
+        /// apply as sent); null leaves the field out (the editor does not say).</param>
         public static Dictionary<string, object> Applied(string batchId, long seq, IDictionary<string, string> hashes, bool held = false,
-                                                         IDictionary<string, string> failed = null)
+                                                         IDictionary<string, string> failed = null, ICollection<string> spared = null)
         {
             var h = new Dictionary<string, object>();
             if (hashes != null) foreach (var kv in hashes) h[kv.Key] = kv.Value;
@@ -367,6 +370,14 @@ namespace VibeSync.Bridge.Core
                 var f = new Dictionary<string, object>();
                 foreach (var kv in failed) f[kv.Key] = kv.Value;
                 m["failed"] = f;
+            }
+            if (spared != null)
+            {
+                var l = new List<string>(spared);
+                l.Sort(StringComparer.Ordinal);
+                var o = new List<object>();
+                foreach (var u in l) o.Add(u);
+                m["spared"] = o;
             }
             return m;
         }

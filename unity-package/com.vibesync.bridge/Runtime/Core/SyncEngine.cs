@@ -1804,15 +1804,15 @@ namespace VibeSync.Bridge.Core
                 if (st != null) hashes[c.Uuid] = st.Hash();
                 failed[c.Uuid] = b.Broken;
             }
-            SendApplied(b, hashes, failed);
+            SendApplied(b, hashes, failed, failed.Keys); // nothing of it applied
             Emit("apply_failed", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "reason", b.Broken } });
         }
 
-        void SendApplied(IncomingBatch b, SortedDictionary<string, string> hashes, IDictionary<string, string> failed = null)
+        void SendApplied(IncomingBatch b, SortedDictionary<string, string> hashes, IDictionary<string, string> failed, ICollection<string> spared)
         {
             var h = BeforeAppliedSent;
             if (h != null) h(b, hashes);
-            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes, false, failed));
+            if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, hashes, false, failed, spared));
         }
 
         /// <summary>What a person's edit of the uuid is measured against: its last synced state,
@@ -2423,7 +2423,13 @@ namespace VibeSync.Bridge.Core
                 if (failed == null) failed = new SortedDictionary<string, string>(StringComparer.Ordinal);
                 failed[kv.Key] = st.Name + ": a person in Unity was editing it (" + kv.Value + ") when automation's delete of it arrived; Unity keeps it";
             }
-            SendApplied(b, hashes, failed);
+            // What it left unapplied, in whole or in part, for a person's edit here (or could not
+            // apply as sent): the daemon reads every other uuid as held as sent (§6.4).
+            var spared = new HashSet<string>(kept, StringComparer.Ordinal);
+            spared.UnionWith(made.Keys);
+            spared.UnionWith(loopSpared.Keys);
+            spared.UnionWith(keptFromDelete.Keys);
+            SendApplied(b, hashes, failed, spared);
             // The person's edits the batch wins over go out after the answer, from the base
             // before the batch: refused STALE or dropped, a conflict the batch won (§6.1).
             foreach (var r in lostOver)

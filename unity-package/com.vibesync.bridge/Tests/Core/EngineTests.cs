@@ -177,7 +177,8 @@ namespace VibeSync.Bridge.Tests
                 r.StartAndRegister();
                 string u = Msg.NewUuid();
                 r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u));
-                r.Daemon.WaitFor("applied", 1, r.Pump);
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                Check.Equal(0, ((List<object>)applied["spared"]).Count, "applied whole: nothing spared (§6.4)");
                 int before = r.Daemon.Received("change").Count + r.Daemon.Received("register").Count;
                 // Unity publishes the change events of our own apply a frame later.
                 r.Engine.MarkDirty(u);
@@ -1360,6 +1361,9 @@ namespace VibeSync.Bridge.Tests
                 var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
                 var made = StateDiff.Apply(StateDiff.Apply(before, RemoteChange.Parse(move, null, 1.0)), RemoteChange.Parse(hide, null, 1.0));
                 Check.Equal(made.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is the state the batch made");
+                var spared = (List<object>)applied["spared"];
+                Check.Equal(1, spared.Count, "`applied.spared` names what it left unapplied (§6.4)");
+                Check.Equal(a.Uuid, (string)spared[0], "A, whose move stays");
                 Check.Near(new[] { 5.0, 0, 0 }, a.Position, 1e-12, "the person's move stays");
                 Check.Equal("Mine", a.Name, "the person's rename stays");
                 Check.True(!a.Visible, "the batch's other part is applied");
