@@ -15,6 +15,20 @@ fn config(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
     p
 }
 
+/// A daemon in `dir` after three unclean boots in a row: in safe mode (docs/PROTOCOL.md
+/// §6.7). Returns it and its data dir.
+fn crash_looped(dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
+    let data = dir.join("data");
+    let cfg = config(dir, "c.toml", "[sync]\nbatch_window_ms = 20\n");
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    for _ in 0..3 {
+        d.kill9();
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    }
+    (d, data)
+}
+
 fn transform(u: &str, x: f64) -> Value {
     json!({"op":"transform","uuid":u,"t":[x,0,0],"r":[0,0,0,1],"s":[1,1,1]})
 }
@@ -22,14 +36,7 @@ fn transform(u: &str, x: f64) -> Value {
 #[test]
 fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    for _ in 0..3 {
-        d.kill9();
-        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    }
+    let (mut d, data) = crash_looped(dir.path());
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     assert_eq!(b.c.welcome["safe_mode"], true, "3 unclean boots in a row: safe mode");
     assert_eq!(
@@ -89,14 +96,7 @@ fn crash_loop_enters_safe_mode_until_a_person_clears_it() {
 #[test]
 fn status_lists_the_edits_an_editor_holds_in_safe_mode_until_it_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = config(dir.path(), "c.toml", "[sync]\nbatch_window_ms = 20\n");
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    for _ in 0..3 {
-        d.kill9();
-        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    }
+    let (d, data) = crash_looped(dir.path());
     let mut b = d.client("blender");
     assert_eq!(b.welcome["safe_mode"], true);
     let status = || {
