@@ -2484,6 +2484,9 @@ namespace VibeSync.Bridge.Core
         /// ends: they are sent then (the Blender addon's `Session._report_held`).</summary>
         void ReportHeld()
         {
+            // A pass reads every not-synced mark: at most every HeldReportEvery, not each frame.
+            if (heldReported != null && clock.Elapsed - heldReadAt < HeldReportEvery) return;
+            heldReadAt = clock.Elapsed;
             string prefix = ErrorCode.SafeMode + ":";
             var held = new List<string>();
             foreach (var kv in notSynced) if (kv.Value.StartsWith(prefix, StringComparison.Ordinal)) held.Add(kv.Key);
@@ -2500,6 +2503,8 @@ namespace VibeSync.Bridge.Core
             });
         }
         List<string> heldReported; // what `editor_state.held` last told this connection
+        TimeSpan heldReadAt;
+        static readonly TimeSpan HeldReportEvery = TimeSpan.FromMilliseconds(250);
 
         static bool SameList(List<string> a, List<string> b)
         {
