@@ -720,6 +720,22 @@ mod tests {
         let e = parse_inbound(br#"{"type":"applied","batch_id":"b","hashes":{},"failed":{"u":3}}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadMessage);
         assert!(e.message.contains("failed.u"), "{}", e.message);
+        // `spared` (§6.4): absent says nothing; an array of strings; anything else names it.
+        assert_eq!(a.spared, None);
+        let Inbound::Applied(a) =
+            parse_inbound(br#"{"type":"applied","batch_id":"b","hashes":{},"spared":["u"]}"#).unwrap()
+        else {
+            panic!("not applied")
+        };
+        assert_eq!(a.spared, Some(vec!["u".to_string()]));
+        for bad in [
+            &br#"{"type":"applied","batch_id":"b","hashes":{},"spared":"u"}"#[..],
+            br#"{"type":"applied","batch_id":"b","hashes":{},"spared":[3]}"#,
+        ] {
+            let e = parse_inbound(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadMessage);
+            assert!(e.message.starts_with("field `spared"), "{}", e.message);
+        }
     }
 
     #[test]
