@@ -1168,6 +1168,43 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     assert t["t"] == pytest.approx([3, 0, 0])
 
 
+def test_a_persons_edit_between_two_ticks_of_a_replay_is_not_overwritten(scripted):
+    """The same with a replay (a `resync` batch: what the daemon holds, e.g. the first one
+    after a reconnect) big enough to span several ticks, and another editor's rename of the
+    Cube in it: between two ticks the person moves the Cube. The replay's state of it was
+    applied whole over the move (only local work found when the replay began was kept):
+    the person's move was undone in their own editor. Now the replay keeps the object as
+    local work when it reaches it — the rename, a part the person did not change, is
+    applied; the move stays and is sent after (PROTOCOL.md §6.6)."""
+    import uuid as uuidlib
+    s, cube, cu, before = synced_mover(scripted)
+    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed There"}  # its full state
+    changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
+                "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
+                "s": [1, 1, 1], "visible": True} for i in range(300)] + [theirs]
+    scripted.received.clear()
+    scripted.push(batch_frames("big-r", 41, changes, path="resync"))
+    deadline = time.monotonic() + 10.0
+    while s.apply_job is None:
+        assert time.monotonic() < deadline, "the replay's apply did not start"
+        assert not applied_messages(scripted), "a 301-change replay is not applied in one tick"
+        vibesync.tick(1.0)
+    cube.location = (3, 0, 0)  # the person's move, between two ticks of the replay
+    bpy.context.view_layer.update()
+    pump_until(lambda: applied_messages(scripted), what="the replay applied")
+    [applied] = applied_messages(scripted)
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    assert cube.name == "Renamed There", "the other editor's rename is applied"
+    assert cu in applied["spared"], applied.get("spared")
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu],
+               what="the person's move sent after the replay")
+    sent = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+            if c["uuid"] == cu]
+    assert [c["op"] for c in sent] == ["transform"], f"only the person's move goes: {sent}"
+    assert sent[0]["t"] == pytest.approx([3, 0, 0])
+
+
 def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scripted):
     """A non-resync batch carries a `create` of an object the person has just moved here and
     not sent (another editor's not-synced edit of it, sent again in full): a `create` names

@@ -1245,9 +1245,11 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
     reads local transforms, parents and flags).
 
-    `spare(change)`, asked right before each change is applied (the batch may span ticks, and
-    a person may edit between them): True leaves that change unapplied (a part a person
-    changed here meanwhile, PROTOCOL.md §6.4); the caller answers for it."""
+    `spare(change, attachment)`, asked right before each change is applied (the batch may
+    span ticks, and a person may edit between them): True leaves that change unapplied (a
+    part a person changed here meanwhile, PROTOCOL.md §6.4), a list of (change, attachment)
+    pairs applies those in its place (of a replayed `create`, the parts the person did not
+    change, §6.6), False applies it; the caller answers for it."""
     touched: list[str] = []
     failed: list[dict] = []
     deleted: set[str] = set()
@@ -1275,8 +1277,14 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
         if removals and (change.get("op") != "delete" or len(removals) >= budget.REMOVE_STEP_OBJECTS):
             remove_objects(removals, registry)  # before any other change: it sees them gone
             yield
-        if spare is not None and spare(change):
+        instead = spare(change, attachment) if spare is not None else False
+        if instead is True:
             yield
+            continue
+        if instead:
+            for part, part_attachment in instead:
+                apply_one(part, part_attachment, defer_loops=True)
+                yield
             continue
         if attachment:
             yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick

@@ -2380,11 +2380,10 @@ class Session:
         loop_spared: list[str] = []
         if batch.path != "resync":
             loop_spared = self._leave_out_loops(batch)
-        spare = None
+        reached: set[str] = set()
         if batch.path != "resync":
-            reached: set[str] = set()
 
-            def spare(change) -> bool:
+            def spare(change, _attachment) -> bool:
                 # A person's edit between two ticks of this batch, of a uuid the batch has not
                 # reached yet: spared like one made before it (above).
                 u = change.get("uuid")
@@ -2402,6 +2401,30 @@ class Session:
                 return change.get("op") in parts
 
             spared_now: dict[str, set[str]] = {}
+        else:
+            late_kept: set[str] = set()
+
+            def spare(change, attachment):
+                # A person's edit between two ticks of this replay, of a uuid it has not
+                # reached yet: kept as local work, like one found when the replay began
+                # (above) — the replayed parts the person did not change are applied, the
+                # person's are sent after (§6.6). Applying the replay's state whole undid a
+                # move made while a big replay (the first after a reconnect) was applied.
+                u = change.get("uuid")
+                if u in keep or u in reached:
+                    return u in late_kept  # planned when it began, or decided below
+                reached.add(u)
+                b = self.registry.bindings.get(u)
+                if b is None or not self._changed_here(u):
+                    return False
+                parts = self._parts_not_changed_here((change, attachment))
+                late_kept.add(u)
+                keep.add(u)
+                kept.append(u)
+                self.engine.replay_kept(u, merged=parts is not None)
+                log.info("vibesync: resync %s: a person's edit of %s made while it was applied "
+                         "is kept over it", batch.batch_id, u)
+                return True if parts is None else parts
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
                                             self.mesh_hashes, spare)
         try:
@@ -2535,7 +2558,7 @@ class Session:
             # What the first replay applied here is what a person edits from now on: an edit
             # of it is made over the replay, not while away (a kept uuid is not in `uuids`).
             for uuid in uuids:
-                if uuid in self.replayed:
+                if uuid in self.replayed and uuid not in keep:  # (kept while it was applied)
                     self.away.pop(uuid, None)
         for uuid in failed:
             if uuid not in keep and uuid in self.reconnect_base:
