@@ -1132,20 +1132,16 @@ def synced_mover(scripted):
     return s, cube, cu, dict(s.last_sent[cu])
 
 
-def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted):
-    """A big batch is applied over several ticks; between two of them the person moves the
-    Cube, which the batch moves further on. Applying that change overwrote the move, and
-    the read-back took the batch's pose for applied: the person's move was never sent. The
-    change is left unapplied, the answer is the state the batch made, and the move is sent
-    after it (PROTOCOL.md §6.4)."""
+def move_during_a_big_batch(scripted, s, cube, last, path: str) -> dict:
+    """Push a batch of 300 new boxes and then `last` (a change of `cube`) on `path`; once
+    its apply has begun (it spans ticks), the person moves `cube` to (3, 0, 0). Returns the
+    batch's `applied` answer."""
     import uuid as uuidlib
-    s, cube, cu, before = synced_mover(scripted)
-    move = {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}
     changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
                 "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
-                "s": [1, 1, 1], "visible": True} for i in range(300)] + [move]
+                "s": [1, 1, 1], "visible": True} for i in range(300)] + [last]
     scripted.received.clear()
-    scripted.push(batch_frames("big-m", 41, changes, path="slow"))
+    scripted.push(batch_frames(f"big-{path}", 41, changes, path=path))
     deadline = time.monotonic() + 10.0
     while s.apply_job is None:
         assert time.monotonic() < deadline, "the batch's apply did not start"
@@ -1155,6 +1151,18 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     bpy.context.view_layer.update()
     pump_until(lambda: applied_messages(scripted), what="the batch applied")
     [applied] = applied_messages(scripted)
+    return applied
+
+
+def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted):
+    """A big batch is applied over several ticks; between two of them the person moves the
+    Cube, which the batch moves further on. Applying that change overwrote the move, and
+    the read-back took the batch's pose for applied: the person's move was never sent. The
+    change is left unapplied, the answer is the state the batch made, and the move is sent
+    after it (PROTOCOL.md §6.4)."""
+    s, cube, cu, before = synced_mover(scripted)
+    move = {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}
+    applied = move_during_a_big_batch(scripted, s, cube, move, "slow")
     made = {**before, "t": move["t"], "r": move["r"], "s": move["s"]}
     assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
         "the answer is the state the batch made"
@@ -1176,23 +1184,9 @@ def test_a_persons_edit_between_two_ticks_of_a_replay_is_not_overwritten(scripte
     the person's move was undone in their own editor. Now the replay keeps the object as
     local work when it reaches it — the rename, a part the person did not change, is
     applied; the move stays and is sent after (PROTOCOL.md §6.6)."""
-    import uuid as uuidlib
     s, cube, cu, before = synced_mover(scripted)
     theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed There"}  # its full state
-    changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
-                "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
-                "s": [1, 1, 1], "visible": True} for i in range(300)] + [theirs]
-    scripted.received.clear()
-    scripted.push(batch_frames("big-r", 41, changes, path="resync"))
-    deadline = time.monotonic() + 10.0
-    while s.apply_job is None:
-        assert time.monotonic() < deadline, "the replay's apply did not start"
-        assert not applied_messages(scripted), "a 301-change replay is not applied in one tick"
-        vibesync.tick(1.0)
-    cube.location = (3, 0, 0)  # the person's move, between two ticks of the replay
-    bpy.context.view_layer.update()
-    pump_until(lambda: applied_messages(scripted), what="the replay applied")
-    [applied] = applied_messages(scripted)
+    applied = move_during_a_big_batch(scripted, s, cube, theirs, "resync")
     assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
     assert cube.name == "Renamed There", "the other editor's rename is applied"
     assert cu in applied["spared"], applied.get("spared")
