@@ -754,6 +754,9 @@ pub struct Window<S> {
     superseded: usize,
     /// uuid → the index in `pending` of its last waiting change (membership in O(1)).
     last_of: crate::fast::HashMap<String, usize>,
+    /// Beside `pending`: the index of the uuid's change before this one (superseded slots
+    /// included), so that [`Window::pending_of`] reads only that uuid's changes.
+    prev: Vec<Option<usize>>,
 }
 
 /// The most one batch carries (docs/PROTOCOL.md §6.2 "Batch size"; `sync.max_batch_changes`,
@@ -776,7 +779,14 @@ const COMPACT_AT: usize = 1024;
 
 impl<S: Clone + PartialEq> Window<S> {
     pub fn new(window_ms: u64) -> Self {
-        Window { window_ms, opened_at: None, pending: Vec::new(), superseded: 0, last_of: Default::default() }
+        Window {
+            window_ms,
+            opened_at: None,
+            pending: Vec::new(),
+            superseded: 0,
+            last_of: Default::default(),
+            prev: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, now_ms: u64, q: Queued<S>) {
@@ -784,19 +794,21 @@ impl<S: Clone + PartialEq> Window<S> {
             self.opened_at = Some(now_ms);
         }
         let at = self.pending.len();
-        match self.last_of.get_mut(&q.change.uuid) {
+        let before = match self.last_of.get_mut(&q.change.uuid) {
             Some(last) => {
                 if self.pending[*last].as_ref().is_some_and(|prev| supersedes(&q, prev)) {
                     self.pending[*last] = None;
                     self.superseded += 1;
                 }
-                *last = at;
+                Some(std::mem::replace(last, at))
             }
             None => {
                 self.last_of.insert(q.change.uuid.clone(), at);
+                None
             }
-        }
+        };
         self.pending.push(Some(q));
+        self.prev.push(before);
         if self.superseded >= COMPACT_AT && self.superseded * 2 >= self.pending.len() {
             self.compact();
         }
@@ -806,12 +818,11 @@ impl<S: Clone + PartialEq> Window<S> {
     fn compact(&mut self) {
         self.pending.retain(Option::is_some);
         self.superseded = 0;
+        self.last_of.clear();
+        self.prev.clear();
         for (i, q) in self.pending.iter().enumerate() {
-            if let Some(q) = q {
-                if let Some(last) = self.last_of.get_mut(&q.change.uuid) {
-                    *last = i;
-                }
-            }
+            let q = q.as_ref().expect("retained");
+            self.prev.push(self.last_of.insert(q.change.uuid.clone(), i));
         }
     }
 
@@ -842,10 +853,16 @@ impl<S: Clone + PartialEq> Window<S> {
         self.pending.iter().flatten()
     }
 
-    /// The waiting changes of `uuid`, in arrival order (a scan of the window).
-    pub fn pending_of<'w>(&'w self, uuid: &'w str) -> impl Iterator<Item = &'w Queued<S>> + 'w {
-        let waits = self.has_pending(uuid);
-        self.pending.iter().flatten().filter(move |q| waits && q.change.uuid == uuid)
+    /// The waiting changes of `uuid`, in arrival order: a walk of that uuid's changes only,
+    /// not a scan of the window (a drag asks this of every change it admits).
+    pub fn pending_of(&self, uuid: &str) -> impl Iterator<Item = &Queued<S>> {
+        let mut of = Vec::new();
+        let mut at = self.last_of.get(uuid).copied();
+        while let Some(i) = at {
+            of.extend(self.pending[i].as_ref());
+            at = self.prev[i];
+        }
+        of.into_iter().rev()
     }
 
     /// Remove and return the changes of `uuid`, in arrival order.
@@ -888,14 +905,7 @@ impl<S: Clone + PartialEq> Window<S> {
         };
         let rest = self.pending.split_off(cut);
         let first = std::mem::replace(&mut self.pending, rest).into_iter().flatten().collect();
-        self.pending.retain(Option::is_some);
-        self.superseded = 0;
-        self.last_of.clear();
-        for (i, q) in self.pending.iter().enumerate() {
-            if let Some(q) = q {
-                self.last_of.insert(q.change.uuid.clone(), i);
-            }
-        }
+        self.compact();
         first
     }
 
@@ -904,6 +914,7 @@ impl<S: Clone + PartialEq> Window<S> {
     pub fn take_all(&mut self) -> Vec<Queued<S>> {
         self.opened_at = None;
         self.last_of.clear();
+        self.prev.clear();
         self.superseded = 0;
         std::mem::take(&mut self.pending).into_iter().flatten().collect()
     }
@@ -1246,6 +1257,32 @@ mod tests {
                 let mut rest = all.iter();
                 for q in &got {
                     prop_assert!(rest.any(|a| a == q), "not in arrival order: {:?}", q);
+                }
+            }
+        }
+
+        proptest! {
+            /// `pending_of` walks one uuid's changes: it gives exactly what a scan of the
+            /// window for that uuid gives, in arrival order, across pushes that supersede,
+            /// compactions, `take_uuid` and `take_first`.
+            #[test]
+            fn pending_of_is_the_windows_changes_of_that_uuid(
+                evs in prop::collection::vec((0..4u8, (0..2u8, any::<bool>(), 0..5u8, 0..6u8, any::<u8>())), 0..3000),
+            ) {
+                let mut w: Window<u8> = Window::new(300);
+                for (i, (what, ev)) in evs.into_iter().enumerate() {
+                    match (what, i % 97) {
+                        (0, 0) => drop(w.take_uuid(&format!("u{}", ev.2))),
+                        (0, 1) => drop(w.take_first(BatchLimit { changes: usize::from(ev.4 % 8) + 1, mesh_bytes: u64::MAX })),
+                        _ => w.push(0, queued(ev)),
+                    }
+                    if i % 13 == 0 {
+                        for u in 0..5u8 {
+                            let u = format!("u{u}");
+                            let scan: Vec<&Queued<u8>> = w.pending().filter(|q| q.change.uuid == u).collect();
+                            prop_assert_eq!(w.pending_of(&u).collect::<Vec<_>>(), scan);
+                        }
+                    }
                 }
             }
         }
