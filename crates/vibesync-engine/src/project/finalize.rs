@@ -527,7 +527,7 @@ impl Project {
     /// runs; each origin gets one `dropped` result for its uuids, its `reason` naming safe
     /// mode (docs/PROTOCOL.md §6.7).
     pub(super) async fn drop_held_in_safe_mode(&mut self, cx: &Cx<'_>) {
-        let held = std::mem::take(&mut self.held);
+        let held = self.held.take();
         warn!(changes = held.len(), "safe mode: automation's held changes are not run");
         let reason = "safe mode: automation is disabled, so this held change was not run; a person runs \
                       `vibesync safe-mode clear`, then send it again";
@@ -548,15 +548,21 @@ impl Project {
     ) {
         // (Not automation's change made in the person's own editor: it ran over the scene
         // that holds the person's edit, which comes after it.)
+        let mut written: crate::fast::HashMap<&str, Parts> = Default::default();
+        for (u, p) in &overwritten {
+            let w = written.entry(u.as_str()).or_default();
+            *w = w.union(*p);
+        }
         let overwrites = |q: &crate::sync::Queued<Editor>| {
-            let parts = crate::stale::Parts::written_by(&q.change.op);
             q.author == crate::sync::Author::Automation
                 && q.origin.client_id != person.client_id
-                && overwritten.iter().any(|(u, p)| *u == q.change.uuid && p.intersects(parts))
+                && written.get(q.change.uuid.as_str()).is_some_and(|p| p.intersects(Parts::written_by(&q.change.op)))
         };
-        let (mut gone, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|h| overwrites(h));
-        self.held = kept;
+        let mut gone = if overwritten.iter().any(|(u, _)| self.held.holds(u)) {
+            self.held.take_where(&overwrites)
+        } else {
+            Vec::new()
+        };
         let now = cx.now();
         let uuids: BTreeSet<String> = overwritten.iter().map(|(u, _)| u.clone()).collect();
         for u in &uuids {

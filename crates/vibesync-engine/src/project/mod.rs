@@ -42,6 +42,7 @@ mod batch;
 mod children;
 mod finalize;
 mod forward;
+mod held;
 mod queue;
 mod replay;
 mod verify;
@@ -564,7 +565,7 @@ pub struct Project {
     /// People's activity per session (user-edit protection).
     idle: IdleTracker,
     /// Changes from automation waiting for people to be idle.
-    held: Vec<Queued<Editor>>,
+    held: held::Held,
     /// uuids the gate degraded to the slow path, with its reasons.
     degraded: HashMap<String, Vec<String>>,
     /// Sessions whose sequence diverged: blocked until they acknowledge a full replay.
@@ -793,7 +794,7 @@ impl Project {
             deferred: Vec::new(),
             joined: HashSet::default(),
             idle: IdleTracker::default(),
-            held: Vec::new(),
+            held: held::Held::default(),
             degraded: HashMap::default(),
             diverged: HashMap::default(),
             live: Throttle::new(settings.live_interval_ms),
@@ -926,7 +927,7 @@ impl Project {
                     && q.origin.client_id == key.1
                     && matches!(q.change.op, crate::sync::ChangeOp::Transform { .. })
             };
-            if self.queue.pending_of(&key.0).any(waits) || self.held.iter().any(waits) {
+            if self.queue.pending_of(&key.0).any(waits) || self.held.of(&key.0).any(waits) {
                 continue;
             }
             info!(project_id = %self.project, uuids = ?[&key.0], session_id, "the editor applied the pose another editor's concurrent move made: its later moves carry it");
@@ -1200,7 +1201,7 @@ impl Project {
                 self.drop_held_in_safe_mode(cx).await;
             } else {
                 info!(changes = self.held.len(), "people idle: running held automation changes");
-                for q in std::mem::take(&mut self.held) {
+                for q in self.held.take() {
                     self.push(cx, now, q);
                 }
             }

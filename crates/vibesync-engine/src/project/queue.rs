@@ -317,7 +317,7 @@ impl Project {
             // writes: that change, made before it, would undo it — once people are idle, or
             // as the earlier write its batch reads (§6.7) — it does not run.
             if author == Author::Person
-                && (self.held.iter().any(|h| h.change.uuid == q.change.uuid)
+                && (self.held.holds(&q.change.uuid)
                     || self.queue.pending_of(&q.change.uuid).any(|p| p.author == Author::Automation))
                 && !self.changes_nothing(cx, &q.change)
             {

@@ -280,9 +280,12 @@ impl Project {
             let mut dropped: Vec<String> = Vec::new();
             for (u, _) in &ops {
                 let queued = !self.queue.remove_of(u, |q| q.origin.session_id == by.session_id, now).is_empty();
-                let before = self.held.len();
-                self.held.retain(|q| !(q.origin.session_id == by.session_id && &q.change.uuid == u));
-                if queued || self.held.len() != before {
+                let held = self.held.holds(u)
+                    && !self
+                        .held
+                        .take_where(|q| q.origin.session_id == by.session_id && &q.change.uuid == u)
+                        .is_empty();
+                if queued || held {
                     dropped.push(u.clone());
                 }
             }

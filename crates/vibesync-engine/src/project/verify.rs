@@ -121,7 +121,7 @@ impl Project {
             let later: Vec<&ChangeOp> = self
                 .queue
                 .pending_of(uuid)
-                .chain(self.held.iter().filter(|q| &q.change.uuid == uuid))
+                .chain(self.held.of(uuid))
                 .filter(|q| q.origin.session_id == session_id)
                 .map(|q| &q.change.op)
                 .collect();
