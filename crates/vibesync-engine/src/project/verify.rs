@@ -9,6 +9,7 @@ use tracing::{debug, error, info, warn};
 use vibesync_protocol::RollbackCode;
 
 use super::{state_of, Cx, Project, SessionId};
+use crate::fast::HashMap;
 use crate::forward::held_after;
 use crate::sync::ChangeOp;
 use crate::verify::{mismatches, Verdict};
@@ -94,6 +95,11 @@ impl Project {
     ) -> Result<BTreeMap<String, String>, String> {
         let Some(f) = self.inflight.iter().find(|f| f.batch_id == batch_id) else { return Ok(hashes) };
         let Some(expected) = f.verification.expected_of(session_id) else { return Ok(hashes) };
+        // The session's own changes of the batch and the ops it was sent, per uuid: built
+        // the first time a uuid needs them (in a drag, every uuid of the answer may — one
+        // pass each, not one per uuid).
+        type PerUuid<'a> = HashMap<&'a str, Vec<&'a ChangeOp>>;
+        let mut own_and_sent: Option<(PerUuid, PerUuid)> = None;
         for (uuid, want) in expected {
             if hashes.get(uuid) == want.as_ref() {
                 continue;
@@ -130,9 +136,18 @@ impl Project {
             }
             let entry = cx.view.lookup(uuid).map_err(|e| format!("registry read failed: {e}"))?;
             let start = state_of(uuid, entry.as_deref())?;
-            let own =
-                f.changes.iter().filter(|q| q.origin == session_id && &q.change.uuid == uuid).map(|q| &q.change.op);
-            let sent = f.sends.get(session_id).into_iter().flatten().filter(|(u, _)| u == uuid).map(|(_, op)| op);
+            let (own, sent) = own_and_sent.get_or_insert_with(|| {
+                let (mut own, mut sent) = (PerUuid::default(), PerUuid::default());
+                for q in f.changes.iter().filter(|q| q.origin == session_id) {
+                    own.entry(q.change.uuid.as_str()).or_default().push(&q.change.op);
+                }
+                for (u, op) in f.sends.get(session_id).into_iter().flatten() {
+                    sent.entry(u.as_str()).or_default().push(op);
+                }
+                (own, sent)
+            });
+            let own = own.get(uuid.as_str()).into_iter().flatten().copied();
+            let sent = sent.get(uuid.as_str()).into_iter().flatten().copied();
             let holds = held_after(start, own.chain(sent).chain(later)).map(|s| s.hash());
             if holds.as_ref() != hashes.get(uuid) {
                 continue;
