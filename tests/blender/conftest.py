@@ -95,7 +95,9 @@ def scripted(clean_blender):
     from test_transport import HostileDaemon
     conns = []
     hostile = HostileDaemon(lambda n, conn: conns.append(conn))
-    hostile.push = lambda data: conns[-1].sendall(data)
+    # `hostile.conns` holds a connection before its welcome goes (the script's list only after):
+    # a push right after a reconnect reaches the new connection, not the closed one.
+    hostile.push = lambda data: hostile.conns[-1].sendall(data)
     vibesync.connect("127.0.0.1", hostile.port, "a" * 64, "scripted")
     pump_until(lambda: vibesync.status()["connected"] and conns, what="connection")
     yield hostile
