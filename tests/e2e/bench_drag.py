@@ -46,6 +46,17 @@ def pct(xs, p):
     return xs[round((len(xs) - 1) * p)]
 
 
+def profiled_tick(prof) -> float:
+    """One run of the addon's timer (its default budget), under `prof` if set; its ms."""
+    a = time.perf_counter()
+    if prof is not None:
+        prof.enable()
+    vibesync.tick(8.0)
+    if prof is not None:
+        prof.disable()
+    return (time.perf_counter() - a) * 1e3
+
+
 def host_positions(host: Host) -> dict[str, list[float]]:
     i = host.cmd(f"dump {host.dump_path}")
     host.wait("dumped", i, timeout=60)
@@ -53,7 +64,7 @@ def host_positions(host: Host) -> dict[str, list[float]]:
         return {o["uuid"]: o["transform"]["position"] for o in json.load(f)["objects"]}
 
 
-def the_other_way(host: Host, objs, uuids: list[str], frames: int) -> None:
+def the_other_way(d: Daemon, host: Host, objs, uuids: list[str], frames: int) -> None:
     """The host drags the same objects (one `together` edit of every object per 1/60 s) while
     Blender runs its loop; Blender's main-thread time per frame, the live previews it
     applied, and when it holds the last pose of every object."""
@@ -69,13 +80,8 @@ def the_other_way(host: Host, objs, uuids: list[str], frames: int) -> None:
         z = base + k * 0.01  # Unity's z is Blender's y
         host.cmd("together " + " ; ".join(f"move {u} 0 0 {z}" for u in uuids))
         a = time.perf_counter()
-        if prof is not None:
-            prof.enable()
         bpy.context.view_layer.update()
-        vibesync.tick(8.0)
-        if prof is not None:
-            prof.disable()
-        tick_ms.append((time.perf_counter() - a) * 1e3)
+        tick_ms.append((time.perf_counter() - a) * 1e3 + profiled_tick(prof))
         rest = t0 + (k + 1) * FRAME_S - time.monotonic()
         if rest > 0:
             time.sleep(rest)
@@ -93,7 +99,9 @@ def the_other_way(host: Host, objs, uuids: list[str], frames: int) -> None:
                 f"Blender does not hold the last pose of {len(behind)} of {len(objs)} objects 120 s after "
                 f"the host's drag: e.g. {behind[0].name} at {tuple(behind[0].location)}, the host holds "
                 f"{held.get(behind[0]['vibesync_uuid'])}; Blender's not synced: "
-                f"{dict(list(s.engine.not_synced.items())[:3])}; errors {list(s.errors)[-3:]}")
+                f"{dict(list(s.engine.not_synced.reasons.items())[:3])}; live dropped {dict(s.live_dropped)}; "
+                f"errors {list(s.errors)[-3:]}; the host's stats {host.stats()}; the WAL's rollbacks and "
+                f"conflicts {[r for r in d.tail() if r.get('phase') == 'ROLLBACK' or 'conflict' in json.dumps(r)][-5:]}")
         a = time.perf_counter()
         bpy.context.view_layer.update()
         vibesync.tick(8.0)
@@ -171,15 +179,8 @@ def main() -> int:
                 ob.location.x = x
             a = time.perf_counter()
             bpy.context.view_layer.update()
-            b = time.perf_counter()
-            if prof is not None:
-                prof.enable()
-            vibesync.tick(8.0)
-            if prof is not None:
-                prof.disable()
-            c = time.perf_counter()
-            eval_ms.append((b - a) * 1e3)
-            tick_ms.append((c - b) * 1e3)
+            eval_ms.append((time.perf_counter() - a) * 1e3)
+            tick_ms.append(profiled_tick(prof))
             rest = t0 + (k + 1) * FRAME_S - time.monotonic()
             if rest > 0:
                 time.sleep(rest)
@@ -222,7 +223,7 @@ def main() -> int:
               f"until the addon's backlog was worked off ({t_acked - t_last:.2f} s after the last frame)")
         print(f"  the host applied {live:,} live previews ({live / n:.1f} per object); it held the last pose "
               f"of every object {(t_held - t_last) * 1e3:.0f} ms after the last frame")
-        the_other_way(host, objs, uuids, frames)
+        the_other_way(d, host, objs, uuids, frames)
         return 0
     finally:
         if host is not None:
