@@ -57,6 +57,11 @@ def profiled_tick(prof) -> float:
     return (time.perf_counter() - a) * 1e3
 
 
+def wal_trouble(d: Daemon) -> list[dict]:
+    """The WAL records of rollbacks and conflicts (for a failure's message)."""
+    return [r for r in d.tail() if r.get("phase") == "ROLLBACK" or "conflict" in json.dumps(r)]
+
+
 def host_positions(host: Host) -> dict[str, list[float]]:
     i = host.cmd(f"dump {host.dump_path}")
     host.wait("dumped", i, timeout=60)
@@ -100,8 +105,8 @@ def the_other_way(d: Daemon, host: Host, objs, uuids: list[str], frames: int) ->
                 f"the host's drag: e.g. {behind[0].name} at {tuple(behind[0].location)}, the host holds "
                 f"{held.get(behind[0]['vibesync_uuid'])}; Blender's not synced: "
                 f"{dict(list(s.engine.not_synced.reasons.items())[:3])}; live dropped {dict(s.live_dropped)}; "
-                f"errors {list(s.errors)[-3:]}; the host's stats {host.stats()}; the WAL's rollbacks and "
-                f"conflicts {[r for r in d.tail() if r.get('phase') == 'ROLLBACK' or 'conflict' in json.dumps(r)][-5:]}")
+                f"errors {list(s.errors)[-3:]}; the host's stats {host.stats()}; the WAL's rollbacks "
+                f"and conflicts {wal_trouble(d)[-5:]}")
         a = time.perf_counter()
         bpy.context.view_layer.update()
         vibesync.tick(8.0)
