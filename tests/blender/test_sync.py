@@ -993,6 +993,48 @@ def test_a_live_preview_never_overwrites_a_persons_unsent_edit(scripted):
     assert not bpy.data.objects["Mine"].hide_get()
 
 
+def test_a_live_preview_waits_for_the_batch_being_applied(scripted):
+    """A drag in the other editor: its window's batch (an older pose) is applied over
+    several ticks, and a newer preview of the same object arrives meanwhile. The preview
+    is dropped (the batch brings the state): applied in the middle, Blender ended the batch
+    holding the preview's pose while it remembered the batch's as last synced, took the
+    preview for a person's edit, refused every later preview of the object ("local edit")
+    and sent the old pose back as a person's move — which won the conflict and overwrote
+    the other person's last moves in both editors (tests/e2e/bench_drag.py, 1 in 4 runs)."""
+    ob, u = resolved_cube(scripted, "Dragged")
+    other, v = resolved_cube(scripted, "Beside")
+    s = vibesync._session()
+    scripted.received.clear()
+    scripted.push(batch_frames("drag-1", 50, [
+        {"op": "transform", "uuid": u, "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
+        {"op": "transform", "uuid": v, "t": [2, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
+    ]))
+    end = time.monotonic() + 10
+    while s.apply_job is None:  # a tick with no budget: the batch's first step only
+        assert time.monotonic() < end, "the batch was never begun"
+        vibesync.tick(0.0)
+        time.sleep(0.005)
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [3, 0, 0],
+                              "r": [0, 0, 0, 1], "s": [1, 1, 1]}, mark=7))
+    while s.transport.inbox.empty():
+        assert time.monotonic() < end, "the live frame never reached the inbox"
+        time.sleep(0.01)
+    vibesync.tick(0.0)  # the preview is read while the batch is still being applied
+    assert s.apply_job is not None, "the batch ended within one tick: nothing was tested"
+    assert vibesync.status()["live_dropped"] == {"batches waiting": 1}
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    assert tuple(bpy.data.objects["Dragged"].location) == pytest.approx((1, 0, 0), abs=1e-5)
+    # No echo: nothing of it is sent as a person's edit, and the next preview is applied.
+    scripted.push(live_frame({"op": "transform", "uuid": u, "t": [4, 0, 0],
+                              "r": [0, 0, 0, 1], "s": [1, 1, 1]}, mark=8))
+    pump_until(lambda: vibesync.status()["live_applied"] == 1, what="the next preview applied")
+    assert tuple(bpy.data.objects["Dragged"].location) == pytest.approx((4, 0, 0), abs=1e-5)
+    pump_for(0.3)
+    sent = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]]
+    assert sent == [], sent
+    assert vibesync.status()["live_dropped"] == {"batches waiting": 1}
+
+
 def test_a_malformed_live_frame_is_reported_not_applied(scripted):
     ob, u = resolved_cube(scripted, "Safe")
     scripted.push(live_frame({"op": "delete", "uuid": u}))

@@ -353,7 +353,8 @@ def live_refusal(uuid: str, paused: bool, batches_waiting: bool, held: bool, bus
     """`apply` of a `live` preview (§6.3): why it is dropped (the window's batch brings the
     state), or None to apply it. The person's own edit wins here: a uuid with a change in
     flight, kept here not synced, or `edited` and not sent yet (asked last: it may read the
-    scene) is not overwritten by another editor's preview."""
+    scene) is not overwritten by another editor's preview. `batches_waiting`: a batch is
+    being received, waits, or is being applied over several ticks — older than the preview."""
     if paused:
         return "paused"
     if batches_waiting:

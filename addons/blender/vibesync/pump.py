@@ -1237,9 +1237,13 @@ class Session:
         idb = self.registry.resolve(uuid) if b is not None else None
         held = idb is not None and uuid in self.last_sent
         busy = held and (apply_mod.modal_running() or capture.in_edit_mode(idb))
-        return self.engine.live_refusal(
-            uuid, self.paused, bool(self.batches) or self.collector.current is not None,
-            held, busy, lambda: self._changed_here(uuid))
+        # A batch being received, waiting, or being applied over several ticks is older than
+        # the preview. Applied in the middle of one, the preview was undone by the batch's
+        # answer: Blender held the preview's pose, remembered the batch's as synced, and
+        # sent the preview's pose back as a person's move (tests/blender/test_sync.py
+        # `test_a_live_preview_waits_for_the_batch_being_applied`).
+        older = bool(self.batches) or self.apply_job is not None or self.collector.current is not None
+        return self.engine.live_refusal(uuid, self.paused, older, held, busy, lambda: self._changed_here(uuid))
 
     def _on_register_ack(self, ctx: dict, results: list):
         """A register `ack` (up to MAX_REGISTER_PER_TICK items): a generator yielding
