@@ -967,6 +967,38 @@ def test_a_persons_change_after_a_live_preview_names_its_mark_in_seen(scripted):
     assert v not in sent(v)[0].get("seen", {}), sent(v)
 
 
+def test_live_previews_a_later_one_already_received_supersedes_are_not_applied(scripted):
+    """§6.3: behind on reading (another editor drags many objects), Blender applies only the
+    latest `live` frame of each uuid and op it has received: the earlier ones are counted
+    `superseded`, a preview of another op of the uuid between them still applies, and the
+    person's next change names the mark of the one applied."""
+    ob, u = resolved_cube(scripted, "Dragged")
+    session = vibesync._session()
+
+    def move(x, mark):
+        return live_frame({"op": "transform", "uuid": u, "t": [x, 0, 0], "r": [0, 0, 0, 1],
+                           "s": [1, 1, 1]}, mark=mark)
+    waiting = session.transport.inbox.qsize()
+    scripted.push(move(1, 5) + live_frame({"op": "rename", "uuid": u, "name": "Renamed"}, mark=6)
+                  + move(2, 7) + move(3, 8))
+    deadline = time.monotonic() + 10
+    while session.transport.inbox.qsize() < waiting + 4:  # all four received, none handled
+        assert time.monotonic() < deadline, "the four frames were not received"
+        time.sleep(0.01)
+    pump_until(lambda: vibesync.status()["live_applied"] == 2, what="the rename and the last move")
+    pump_for(0.2)
+    status = vibesync.status()
+    assert status["live_applied"] == 2 and status["live_dropped"] == {"superseded": 2}, status
+    ob = bpy.data.objects["Renamed"]
+    assert tuple(ob.location) == pytest.approx((3, 0, 0), abs=1e-5)
+    scripted.received.clear()
+    ob.location = (4, 0, 0)
+    settle()
+    pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"], what="the move sent")
+    change = next(m for m in scripted.received if m.get("type") == "change")
+    assert change.get("seen", {}).get(u) == 8, change
+
+
 def test_a_live_preview_never_overwrites_a_persons_unsent_edit(scripted):
     ob, u = resolved_cube(scripted, "Mine")
     ob.location = (5, 5, 5)

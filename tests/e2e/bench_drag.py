@@ -18,6 +18,10 @@ Then the other way: the host drags the same objects (one edit of all of them per
 and Blender's main-thread time per frame, the previews it applied and when it holds the
 last pose of every object.
 
+Fails when a receiver does not hold the other editor's last pose within 120 s, and when
+the WAL records a conflict (one person drags at a time: a conflict is an editor sending what
+it received as its person's edit); prints the WAL's rollbacks.
+
 Run: `VIBESYNC_BIN=<daemon> .venv/blender/bin/python tests/e2e/bench_drag.py` (needs
 build/unity from scripts/test-unity). Prints the figures with the machine's fdatasync cost.
 """
@@ -229,6 +233,14 @@ def main() -> int:
         print(f"  the host applied {live:,} live previews ({live / n:.1f} per object); it held the last pose "
               f"of every object {(t_held - t_last) * 1e3:.0f} ms after the last frame")
         the_other_way(d, host, objs, uuids, frames)
+        # One person drags at a time: a conflict means an editor took what it received for
+        # its person's edit (an echo), and sent it over the other person's moves.
+        trouble = wal_trouble(d)
+        rollbacks = [r.get("error_code") for r in trouble if r.get("phase") == "ROLLBACK"]
+        conflicts = [r for r in trouble if r.get("phase") != "ROLLBACK"]
+        print(f"  the WAL: {len(conflicts)} conflicts, {len(rollbacks)} rollbacks {sorted(set(rollbacks))}")
+        if conflicts:
+            raise AssertionError(f"conflicts with one person dragging at a time: {conflicts[:3]}")
         return 0
     finally:
         if host is not None:

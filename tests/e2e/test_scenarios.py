@@ -310,6 +310,51 @@ def test_simultaneous_drags_from_both_sides(world):
     world.finish(host, made)
 
 
+@pytest.mark.window_ms(300)  # the default
+def test_a_drag_of_many_objects_in_unity_then_in_blender(world):
+    """A person in Unity selects 50 objects and drags them for half a second (one edit of
+    all of them per 60 Hz frame); Blender runs its timer at its default budget meanwhile.
+    Then a person in Blender drags them back. Each editor ends holding the other person's
+    last pose of every object, and no edit is taken for a conflict: with one person
+    dragging at a time, Blender once took a preview that arrived while it was applying the
+    drag's batch for a person's move, and its old pose won over the Unity person's last
+    moves in both editors (PROTOCOL §6.3)."""
+    names = tuple(f"Drag{i}" for i in range(50))
+
+    def build():
+        coll = bpy.data.collections["Collection"]
+        for i, n in enumerate(names):
+            add_cube(n, location=(i * 3.0, 0, 0), collection=coll)
+
+    made, host = world.startup_synced(build=build, also=names)
+    objs = [bpy.data.objects[n] for n in names]
+    uuids = [ob["vibesync_uuid"] for ob in objs]
+    frame_s = 1 / 60
+    t0 = time.monotonic()
+    for k in range(30):
+        z = 5.0 + k * 0.01  # Unity's z is Blender's y
+        host.cmd("together " + " ; ".join(f"move {u} 0 0 {z}" for u in uuids))
+        bpy.context.view_layer.update()
+        vibesync.tick()
+        time.sleep(max(0.0, t0 + (k + 1) * frame_s - time.monotonic()))
+    drive(lambda: all(abs(ob.location.y - 5.29) <= 1e-5 and abs(ob.location.x) <= 1e-5 for ob in objs),
+          timeout=30, what="Blender holding the Unity person's last pose of every object")
+    t0 = time.monotonic()
+    for k in range(30):
+        for ob in objs:
+            ob.location.x = 1.0 + k * 0.01
+        bpy.context.view_layer.update()
+        vibesync.tick()
+        time.sleep(max(0.0, t0 + (k + 1) * frame_s - time.monotonic()))
+    converge(host)
+    assert vibesync.status()["conflicts"] == []
+    world.finish(host, made)  # and quiet: Unity holds what Blender holds
+    behind = [(ob.name, tuple(ob.location)) for ob in objs if abs(ob.location.x - 1.29) > 1e-5]
+    assert behind == [], f"the Blender person's last pose lost: {behind[:3]}"
+    conflicts = [r for r in world.daemon.tail() if (r.get("payload") or {}).get("op") == "conflict"]
+    assert conflicts == [], conflicts[:3]
+
+
 def unity_edits_the_cube_before_blender_reads_it(world, command: str):
     """The factory startup scene synced; then `command` (its `{u}` the Cube's uuid) in Unity,
     whose batch (300 ms window) is left in Blender's socket, not read yet."""

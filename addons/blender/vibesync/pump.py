@@ -357,7 +357,9 @@ class Session:
         # Worst duration of each pump step seen so far, in ms (status()["step_ms"]).
         self.step_ms: dict[str, float] = {}
         self.step_cpu_ms: dict[str, float] = {}  # the same, main-thread CPU time
-        self.applied_hash: dict[str, str] = {}
+        # uuid -> the state hash of what was applied here last (a live preview's state dict until
+        # `_applied_hash_of` hashes it).
+        self.applied_hash: dict[str, str | dict] = {}
         # uuid -> the `mark` of the last `live` frame applied on this connection: a person's
         # next change of it is made over that value, and says so in `seen` (§6.1).
         self.live_seen: dict[str, int] = {}
@@ -863,6 +865,8 @@ class Session:
                         or (n and time.perf_counter() > deadline):
                     return n
                 kind, payload = inbox.get_nowait()
+                if self._superseded_live(kind, payload):
+                    continue  # cheap: not counted against the tick's events
                 n += 1
                 self.event_job = (self._event_steps(kind, payload), kind)
             steps, kind = self.event_job
@@ -877,6 +881,21 @@ class Session:
                 self.event_job = None
                 log.exception("vibesync: dropped %s event after an error: %s", kind, e)
                 self._failed(f"handling {kind}", e)
+
+    def _superseded_live(self, kind: str, payload: dict) -> bool:
+        """Is this a `live` preview a later one of the same uuid and op, already received,
+        supersedes? Behind on reading (another editor drags many objects), only the latest
+        is applied (PROTOCOL §6.3)."""
+        if kind != "message" or self.transport is None:
+            return False
+        msg = payload.get("message")
+        if not isinstance(msg, dict) or msg.get("type") != wire.MessageType.LIVE \
+                or not isinstance(msg.get("change"), dict):
+            return False
+        if not self.transport.live_superseded(msg["change"], payload.get("live_no")):
+            return False
+        self.live_dropped["superseded"] += 1
+        return True
 
     def _handle_event(self, kind: str, payload: dict) -> None:
         """One transport event, handled whole."""
@@ -1225,7 +1244,9 @@ class Session:
             # not the one Blender reads back (a mirrored scale through a parent inverse, §6.4).
             state = capture.keep_pose(state, self.last_sent[uuid])
         self.last_sent[uuid] = state
-        self.applied_hash[uuid] = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        # Hashed only if a capture of it needs the hash (`_applied_hash_of`): the hash was a
+        # third of each preview's main-thread time.
+        self.applied_hash[uuid] = capture.state_in_meters(state, self.unit_scale)
         if isinstance(mark, int) and not isinstance(mark, bool) and mark > 0:
             self.live_seen[uuid] = mark
         self.live_applied += 1
@@ -2924,11 +2945,16 @@ class Session:
             if not self._capture_parent(parent):
                 self.parent_waiters.setdefault(parent, set()).add(key)
                 return
-        h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
+        # The state hash tells an echo of what was applied here, or an agent's object as it
+        # left it; an object with neither (a person's drag) is not hashed: the hash was half
+        # of each capture's main-thread time.
+        h = None
+        if uuid in self.automation_for or uuid in self.applied_hash:
+            h = wire.state_hash(capture.state_in_meters(state, self.unit_scale))
         if uuid in self.automation_for and self.automation_for[uuid][1] != h:
             del self.automation_for[uuid]  # a person changed the agent's object meanwhile
         self.last_sent[uuid] = state
-        if self.applied_hash.get(uuid) == h:
+        if h is not None and self._applied_hash_of(uuid) == h:
             self._release_children(uuid)
             return  # what we applied ourselves: no echo
         self.applied_hash.pop(uuid, None)
@@ -2961,6 +2987,14 @@ class Session:
             self.out_ops.append((op, blob))
             self.sent_parts.setdefault(uuid, set()).add(op["op"])
         self._release_children(uuid)
+
+    def _applied_hash_of(self, uuid: str) -> str | None:
+        """The state hash of what was last applied here to `uuid` (None: nothing); a live
+        preview's state is kept unhashed until this asks."""
+        h = self.applied_hash.get(uuid)
+        if isinstance(h, dict):
+            h = self.applied_hash[uuid] = wire.state_hash(h)
+        return h
 
     def _in_scene(self, uuid: str, idb, kind: str = "object") -> bool:
         """Is the object (or collection) in the synced scene? One that left it (Object >

@@ -83,6 +83,9 @@ class Transport:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.generation = 0  # written by the thread only; read for diagnostics
+        # (uuid, op) -> the number of the last `live` frame of it received (`live_superseded`).
+        self.live_latest: dict[tuple[str, str], int] = {}
+        self._live_no = 0
         self.backoff_s = BACKOFF_MIN_S
         self.next_attempt_at = 0.0
         self.connect_attempts = 0
@@ -269,7 +272,22 @@ class Transport:
             log.warning("dropped a bad message from the daemon: %s", e)
             self._post("bad_frame", code=e.code, detail=e.message)
             return
-        self._post("message", message=msg, attachment=attachment, generation=self.generation)
+        live_no = None
+        change = msg.get("change") if msg.get("type") == wire.MessageType.LIVE else None
+        if isinstance(change, dict) and isinstance(change.get("uuid"), str) and isinstance(change.get("op"), str):
+            self._live_no += 1
+            live_no = self._live_no
+            self.live_latest[(change["uuid"], change["op"])] = live_no
+        self._post("message", message=msg, attachment=attachment, generation=self.generation,
+                   live_no=live_no)
+
+    def live_superseded(self, change: dict, live_no: int | None) -> bool:
+        """Main thread: has a later `live` frame of this uuid and op already been received
+        (still waiting in the inbox)? Then this one need not be applied: the later one sets
+        the same field whole (PROTOCOL §6.3, editors behind on reading)."""
+        if live_no is None:
+            return False
+        return self.live_latest.get((change.get("uuid"), change.get("op")), live_no) > live_no
 
     def _serve(self, sock) -> str:
         decoder = self._sock_decoder
