@@ -123,7 +123,8 @@ def the_other_way(d: Daemon, host: Host, objs, uuids: list[str], frames: int) ->
     print(f"  Blender's main-thread time per frame (its evaluation and the addon's tick): "
           f"p50 {statistics.median(tick_ms):.2f} ms, p99 {pct(tick_ms, 0.99):.2f} ms, longest {max(tick_ms):.2f} ms")
     print(f"  Blender applied {live:,} live previews ({live / len(objs):.1f} per object); it held the last pose "
-          f"of every object {(t_held - t_last) * 1e3:.0f} ms after the host's last frame")
+          f"of every object {(t_held - t_last) * 1e3:.0f} ms after the host's last frame; previews it dropped, "
+          f"by reason: {dict(vibesync._session().live_dropped)}")
 
 
 def main() -> int:

@@ -446,6 +446,10 @@ class Session:
         # Live previews (§6.3): applied at once, and dropped (the batch brings the state).
         self.live_applied = 0
         self.live_dropped: collections.Counter[str] = collections.Counter()
+        # (uuid, op) -> (change, mark): the latest `live` frame of each, received after every
+        # batch that waits or is being applied (so newer than them), applied once they are
+        # done (`_apply_deferred_live`, PROTOCOL §6.3); dropped when another batch begins.
+        self.live_deferred: dict[tuple[str, str], tuple[dict, int | None]] = {}
         self.pending_save_doc: dict | None = None
         # Agent tool calls (docs/PROTOCOL.md §9): the addon registry and the call runner.
         self.ai = router_mod.AddonRouter()
@@ -777,6 +781,9 @@ class Session:
         clock.lap("apply")
         if self.apply_job is not None:
             return work  # a big batch is being applied over several ticks
+        if self.live_deferred and not self.batches and self.collector.current is None:
+            work += self._apply_deferred_live(deadline)
+            clock.lap("deferred previews")
         if applied and time.perf_counter() > deadline:
             # A batch's last step (its undo push) used the tick: capture and send go on
             # next tick instead of adding to it.
@@ -1009,6 +1016,7 @@ class Session:
             self.flight_base.clear()
             self.engine.disconnected()
             self.collector.current = None
+            self.live_deferred.clear()
         elif kind == "handshake_error":
             self.last_handshake_error = payload
             if payload.get("code") == "NO_TOKEN":
@@ -1193,6 +1201,10 @@ class Session:
                 return
             if msg.get("type") == wire.MessageType.BATCH_BEGIN:
                 self.engine.batch_begun(msg.get("batch_id"))
+                if self.live_deferred:
+                    # Older than this batch, which brings their state (or a later one).
+                    self.live_dropped["batches waiting"] += len(self.live_deferred)
+                    self.live_deferred.clear()
             if batch is not None:
                 self.batches.append(batch)
                 if batch.path == "resync":
@@ -1216,6 +1228,17 @@ class Session:
             self._error(wire.ErrorCode.BAD_MESSAGE, f"live: op {op} is not a fast-path op")
             return
         reason = self._live_refusal(uuid)
+        if reason == "batches waiting" and self.collector.current is None:
+            # Newer than every batch waiting or being applied: applied after them. Dropped,
+            # a drag of many objects in the other editor was seen here only through its
+            # batches (Blender is applying one most of the time).
+            if self.live_deferred.pop((uuid, op), None) is not None:
+                self.live_dropped["superseded"] += 1
+            self.live_deferred[(uuid, op)] = (change, mark)
+            return
+        # A deferred one of the uuid and op is older than this one.
+        if self.live_deferred.pop((uuid, op), None) is not None:
+            self.live_dropped["superseded"] += 1
         if reason is not None:
             self.live_dropped[reason] += 1
             log.debug("vibesync: live %s of %s dropped: %s", op, uuid, reason)
@@ -1250,6 +1273,18 @@ class Session:
         if isinstance(mark, int) and not isinstance(mark, bool) and mark > 0:
             self.live_seen[uuid] = mark
         self.live_applied += 1
+
+    def _apply_deferred_live(self, deadline: float) -> int:
+        """The previews deferred while batches were applied (`live_deferred`), in arrival
+        order, until `deadline` (at least one); each is checked again as it is applied (a
+        person's edit made meanwhile wins, §6.3)."""
+        n = 0
+        while self.live_deferred and (n == 0 or time.perf_counter() < deadline):
+            key = next(iter(self.live_deferred))
+            change, mark = self.live_deferred.pop(key)
+            self._on_live(change, mark)
+            n += 1
+        return n
 
     def _live_refusal(self, uuid: str) -> str | None:
         """Why a live preview of `uuid` is not applied now, or None
@@ -1364,6 +1399,7 @@ class Session:
         self._drop_material_pass()
         self.batches.clear()
         self.collector.current = None
+        self.live_deferred.clear()
         # Another file: its own project and replay position (§6.6), nothing of the last one.
         saved = saved_sync()
         capture.take_home(saved.home)
