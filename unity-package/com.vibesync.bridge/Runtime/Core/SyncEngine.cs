@@ -2768,6 +2768,11 @@ namespace VibeSync.Bridge.Core
                 prev.Add(new KeyValuePair<string, ObjectState>(u, before));
                 var now = scene.Capture(u);
                 if (now == null) synced.Remove(u); else synced[u] = now;
+                // What this editor last applied is no longer what it holds as synced: a person's
+                // later edit back to that value (a hide undone and made again) is an edit, not
+                // our own apply coming back. Kept, it was taken for an echo and never sent: the
+                // editors differed for good (PROTOCOL §6.3, random edits of the eye, e2e).
+                appliedHash.Remove(u);
             }
             var marks = new Dictionary<string, object>(StringComparer.Ordinal);
             foreach (var u in distinct)

@@ -266,6 +266,40 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>
+        /// Blender's person hides an object (a live preview hides it here too); the person in
+        /// Unity shows it (sent), then hides it again. That hide is an edit: it equals what this
+        /// editor last applied, but a change was sent since. Taken for our own apply coming
+        /// back, it was never sent, and the editors differed for good (the daemon held what
+        /// Blender's person settled on, Unity the hide) — found by random edits of the eye
+        /// from both editors (tests/e2e, 7 of 10 seeds).
+        /// </summary>
+        [VsTest]
+        public static void AnEditBackToAPreviewedValueAfterAChangeWasSentIsSent()
+        {
+            using (var r = new Rig())
+            {
+                r.StartAndRegister();
+                string u = Msg.NewUuid();
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", CubeCreate(u));
+                r.Daemon.WaitFor("applied", 1, r.Pump);
+                r.Daemon.Broadcast(Live(new Dictionary<string, object> { { "op", "visibility" }, { "uuid", u }, { "visible", false } }));
+                Check.Eventually(() => r.Engine.LiveApplied == 1, TimeSpan.FromSeconds(5), "live hide applied", r.Pump);
+                var o = r.Scene.Find(u);
+                Check.True(!o.Visible, "hidden by the preview");
+                int before = r.Daemon.Received("change").Count;
+                o.Visible = true; // the person shows it
+                r.Engine.MarkDirty(u);
+                r.Daemon.WaitFor("change", before + 1, r.Pump);
+                o.Visible = false; // and hides it again, as the preview had
+                r.Engine.MarkDirty(u);
+                var m = r.Daemon.WaitFor("change", before + 2, r.Pump)[before + 1].Message;
+                var op = (Dictionary<string, object>)((List<object>)m["changes"])[0];
+                Check.Equal("visibility", (string)op["op"], "the hide is sent");
+                Check.Equal(false, (bool)op["visible"], "as hidden");
+            }
+        }
+
         [VsTest]
         public static void ALivePreviewNeverOverwritesAPersonsUnsentEdit()
         {
