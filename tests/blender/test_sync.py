@@ -1078,6 +1078,39 @@ def test_a_live_preview_received_while_a_batch_is_applied_is_applied_after_it(sc
     assert vibesync.status()["live_dropped"] == {}
 
 
+def test_a_hide_with_the_eye_between_two_ticks_of_a_batch_is_kept_and_sent(scripted):
+    """A person hides an object with the outliner's eye while another editor's batch that
+    moves it is being applied over several ticks. The eye marks nothing (Blender reports no
+    update), so the check for an edit made between two ticks missed it: Blender answered the
+    object as "held differently than sent", the batch rolled back — the other person's
+    move with it — and the hide was not sent as the person's edit (random edits of moves
+    and the eye from both editors, e2e)."""
+    ob, u = resolved_cube(scripted, "Eyed")
+    other, v = resolved_cube(scripted, "Beside")
+    s = vibesync._session()
+    scripted.received.clear()
+    scripted.push(batch_frames("move-1", 50, [
+        {"op": "transform", "uuid": v, "t": [2, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
+        {"op": "transform", "uuid": u, "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
+    ]))
+    end = time.monotonic() + 10
+    while s.apply_job is None:  # ticks with no budget: the batch's first step only
+        assert time.monotonic() < end, "the batch was never begun"
+        vibesync.tick(0.0)
+        time.sleep(0.005)
+    bpy.data.objects["Eyed"].hide_set(True)  # the person's eye, between two ticks
+    pump_until(lambda: applied_messages(scripted), what="applied")
+    answer = applied_messages(scripted)[0]
+    assert u not in (answer.get("failed") or {}), answer
+    assert u in answer.get("spared", []), answer
+    ob = bpy.data.objects["Eyed"]
+    assert ob.hide_get(), "the person's hide stays"
+    assert tuple(ob.location) == pytest.approx((1, 0, 0), abs=1e-5), "the move is applied"
+    pump_until(lambda: any(c.get("uuid") == u and c.get("op") == "visibility" and c.get("visible") is False
+                           for m in scripted.received if m.get("type") == "change" for c in m["changes"]),
+               what="the hide sent as the person's edit")
+
+
 def test_a_preview_waiting_for_a_batch_is_dropped_when_a_newer_batch_begins(scripted):
     """The next batch began after the preview was received: it carries the preview's value
     or a later one, so the preview is dropped — applied after that batch, it would undo it."""

@@ -2451,7 +2451,13 @@ class Session:
                 first = u not in reached
                 reached.add(u)
                 b = self.registry.bindings.get(u)
-                if u in pending or not first or b is None or (b.kind, b.session_uid) not in self.dirty:
+                # The outliner's eye (or H) marks nothing — Blender reports no update — so it
+                # is read off the view layer (O(1)). Missed, Blender answered the object as
+                # held differently than sent: the batch rolled back, the other person's move
+                # with it, and the hide was not sent as the person's edit.
+                marked = b is not None and ((b.kind, b.session_uid) in self.dirty
+                                            or self._hidden_differently(u, b.kind, self.registry.resolve(u)))
+                if u in pending or not first or not marked:
                     return u in spared_now and change.get("op") in spared_now[u]
                 parts = self._parts_changed_here(u)
                 if not parts:
