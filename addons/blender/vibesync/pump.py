@@ -1297,7 +1297,7 @@ class Session:
         # the preview. Applied in the middle of one, the preview was undone by the batch's
         # answer: Blender held the preview's pose, remembered the batch's as synced, and
         # sent the preview's pose back as a person's move (tests/blender/test_sync.py
-        # `test_a_live_preview_waits_for_the_batch_being_applied`).
+        # `test_a_live_preview_received_while_a_batch_is_applied_is_applied_after_it`).
         older = bool(self.batches) or self.apply_job is not None or self.collector.current is not None
         return self.engine.live_refusal(uuid, self.paused, older, held, busy, lambda: self._changed_here(uuid))
 
