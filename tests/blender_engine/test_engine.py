@@ -424,6 +424,30 @@ def test_sync_engine_a_person_s_edit_kept_after_a_verify_timeout_goes_again_by_i
     assert A not in e.timeouts and A not in e.not_synced
 
 
+def test_sync_engine_a_person_s_edit_rolled_back_for_another_uuid_s_mismatch_goes_again_by_itself():
+    """PROTOCOL §6.4: a VERIFY_MISMATCH rollback names the uuids that caused it (`mismatched`);
+    a kept edit of any other uuid of the batch goes again in full after a short pause, the
+    edit of a uuid it names waits for the usual triggers."""
+    scene = Scene(alive=[A, B])
+    e = engine.SyncEngine(scene)
+    e.sent("c1", engine.CHANGE, [A, B])
+    mismatch = {"type": "batch_result", "batch_id": "b1", "seq": 3, "outcome": "rolled_back",
+                "uuids": [A, B], "error_code": engine.VERIFY_MISMATCH, "kept_local": True,
+                "reason": "Unity could not apply the change as sent (its state differs)",
+                "mismatched": [B]}
+    e.on_batch_result(mismatch)
+    assert A in e.not_synced and B in e.not_synced
+    now = engine.time.monotonic()
+    assert e.retry_due(now) == 0, "after a pause: a person may still be at work"
+    assert e.retry_due(now + engine.COLLATERAL_RETRY_S[0] + 0.5) == 1
+    assert scene.marked == [(A, False, True)], "A goes again in full; B waits"
+    for _ in range(5):
+        e.on_batch_result(mismatch)
+        e.retry_due(now + 10_000)
+    assert e.timeouts[A] == len(engine.COLLATERAL_RETRY_S) and not e.retry_at, "three in a row at most"
+    assert B not in e.timeouts
+
+
 def test_creates_go_ancestors_first_also_through_an_object_not_sent():
     """PROTOCOL.md §6.1: kept work goes again in one `change`, an ancestor's full state before
     its descendant's, also through one that is not sent (here C is under B, B under A; B is

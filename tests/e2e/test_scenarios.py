@@ -387,6 +387,8 @@ def test_random_edits_from_both_sides_end_on_a_persons_last_edit(world, seed, ed
     # (object, part) -> the last value each person gave it; poses in Blender's axes (Unity's
     # (x, y, z) is Blender's (x, z, y)).
     last: dict[str, dict[tuple[str, str], object]] = {"blender": {}, "unity": {}}
+    # Every edit, in order (frame, who, value), for the message of a failure.
+    history: dict[tuple[str, str], list] = {}
 
     def value():
         return round(rng.uniform(-9, 9), 2)
@@ -394,6 +396,12 @@ def test_random_edits_from_both_sides_end_on_a_persons_last_edit(world, seed, ed
     def edit(who: str, n: str, k: int):
         kinds = edits.split("+")
         kind = rng.choices(kinds, [{"pose": 7, "name": 2, "visible": 1}[k] for k in kinds])[0]
+        try:
+            return made_edit(who, n, k, kind)
+        finally:
+            history.setdefault((n, kind), []).append((k, who, last[who][(n, kind)]))
+
+    def made_edit(who: str, n: str, k: int, kind: str):
         if kind == "pose":
             x, y, z = value(), value(), value()
             if who == "blender":
@@ -443,7 +451,7 @@ def test_random_edits_from_both_sides_end_on_a_persons_last_edit(world, seed, ed
         held = holds(*part)
         if not any(same(held, v) for v in options):
             wrong[part] = {"holds": held, "blender's last": last["blender"].get(part),
-                           "unity's last": last["unity"].get(part)}
+                           "unity's last": last["unity"].get(part), "edits": history.get(part)}
     assert wrong == {}, f"not on a person's last edit: {wrong}; WAL conflicts: " + str(
         [r.get("payload") for r in world.daemon.tail() if (r.get("payload") or {}).get("op") == "conflict"][:10])
     world.finish(host, made)

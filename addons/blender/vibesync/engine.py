@@ -54,6 +54,12 @@ VERIFY_TIMEOUT = "VERIFY_TIMEOUT"
 # A person's edit kept after a VERIFY_TIMEOUT is sent again by itself after these pauses, one
 # per timeout in a row, then only on the usual triggers (PROTOCOL §6.4).
 TIMEOUT_RETRY_S = (10.0, 30.0, 60.0)
+# A rollback because a participant's state differed (§6.4): the uuids it names (`mismatched`)
+# caused it; a person's edit of any other uuid of the batch was rolled back only because the
+# batch is one transaction, and is sent again by itself after these pauses, one per such
+# rollback in a row (counted with the timeouts), then only on the usual triggers.
+VERIFY_MISMATCH = "VERIFY_MISMATCH"
+COLLATERAL_RETRY_S = (1.0, 10.0, 30.0)
 
 # The pending-request kinds this engine reads (`SyncEngine.sent`): a request's kind is its
 # message type.
@@ -484,7 +490,8 @@ class SyncEngine:
         # the result (§6.4).
         self.peer_joins = 0
         self.sent_at_joins: dict[str, int] = {}
-        # Kept after a VERIFY_TIMEOUT: uuid -> timeouts in a row, and when it goes again.
+        # Kept after a VERIFY_TIMEOUT, or after a VERIFY_MISMATCH that other uuids caused: uuid ->
+        # such rollbacks in a row, and when it goes again by itself.
         self.timeouts: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
 
@@ -637,7 +644,11 @@ class SyncEngine:
             self.retry_not_synced([u for u in effect.uuids
                                    if self.sent_at_joins.get(u, self.peer_joins) < self.peer_joins])
             if msg.get("error_code") == VERIFY_TIMEOUT:
-                self._retry_later(effect.uuids, time.monotonic())
+                self._retry_later(effect.uuids, time.monotonic(), TIMEOUT_RETRY_S)
+            elif msg.get("error_code") == VERIFY_MISMATCH and isinstance(msg.get("mismatched"), list):
+                caused = set(msg["mismatched"])
+                self._retry_later([u for u in effect.uuids if u not in caused], time.monotonic(),
+                                  COLLATERAL_RETRY_S)
         elif msg.get("outcome") == COMMITTED:
             for u in effect.uuids:
                 self.timeouts.pop(u, None)
@@ -666,18 +677,19 @@ class SyncEngine:
         if self.not_synced.refused_invalid:
             self.retry_not_synced(sorted(self.not_synced.refused_invalid))
 
-    def _retry_later(self, uuids: Iterable[str], now: float) -> None:
-        """Kept after a VERIFY_TIMEOUT: a participant did not answer in time, which says
-        nothing against the edit (a slow editor, a loaded machine). Sent again by itself
-        after a pause (`TIMEOUT_RETRY_S`), up to three timeouts in a row."""
+    def _retry_later(self, uuids: Iterable[str], now: float, pauses: tuple[float, ...]) -> None:
+        """Kept after a rollback that says nothing against the edit: a participant did not
+        answer in time (a slow editor, a loaded machine; `TIMEOUT_RETRY_S`), or another uuid
+        of the batch mismatched (`COLLATERAL_RETRY_S`). Sent again by itself after a pause, up
+        to three such rollbacks in a row."""
         for u in uuids:
             n = self.timeouts.get(u, 0)
-            if n < len(TIMEOUT_RETRY_S):
+            if n < len(pauses):
                 self.timeouts[u] = n + 1
-                self.retry_at[u] = now + TIMEOUT_RETRY_S[n]
+                self.retry_at[u] = now + pauses[n]
 
     def retry_due(self, now: float) -> int:
-        """The kept uuids whose pause after a VERIFY_TIMEOUT has passed are sent again in
+        """The kept uuids whose pause after a rollback (`_retry_later`) has passed are sent again in
         full (those still not synced). Returns how many."""
         if not self.retry_at:
             return 0

@@ -519,6 +519,12 @@ pub enum Outbound {
         /// sent): every change of the uuids ends (docs/PROTOCOL.md §6.4).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         through: Option<BTreeMap<String, String>>,
+        /// On `rolled_back` with `VERIFY_MISMATCH`: the uuids whose answered hash differed, the
+        /// rollback's cause (sorted). An editor that keeps its edit of another uuid of the
+        /// batch lost it only because the batch is one transaction, and sends it again by
+        /// itself (docs/PROTOCOL.md §6.4). Absent otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mismatched: Vec<String>,
     },
     /// The scene-holding sessions of the receiver's project changed (docs/PROTOCOL.md §6.8).
     Peers {

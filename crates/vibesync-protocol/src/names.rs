@@ -269,7 +269,7 @@ pub const OPTIONAL_FIELDS: &[(MessageType, &[&str])] = &[
     (MessageType::Apply, &["automation"]),
     (MessageType::Applied, &["failed", "held", "spared"]),
     (MessageType::EditorState, &["held", "held_count"]),
-    (MessageType::BatchResult, &["kept_local", "reason", "through"]),
+    (MessageType::BatchResult, &["kept_local", "reason", "through", "mismatched"]),
     (MessageType::Hello, &["project_id"]),
 ];
 

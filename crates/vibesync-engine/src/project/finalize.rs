@@ -100,7 +100,7 @@ impl Project {
             uuids: f.uuids.clone(),
         })
         .await;
-        self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), &corrected, "").await;
+        self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), &corrected, "", &[]).await;
         // Conflicts: both editors hear of it; the loser is corrected when what it holds after
         // applying what it was sent differs from the winner's state.
         let kind = |s: &SessionId| f.kinds.get(s).cloned().unwrap_or_default();
@@ -180,6 +180,7 @@ impl Project {
         code: RollbackCode,
         detail: Value,
         reason: String,
+        mismatched: Vec<String>,
     ) {
         let Some(f) = self.take_inflight(batch_id) else { return };
         self.co_poses_ended(&f.uuids, false, cx.now());
@@ -256,7 +257,18 @@ impl Project {
         for (s, uuids) in self.waiting_corrections(&f.uuids) {
             corrected.entry(s).or_default().extend(uuids);
         }
-        self.result(cx, &f, seq, BatchOutcome::RolledBack, Some(code), &plan.kept_local, &corrected, &reason).await;
+        self.result(
+            cx,
+            &f,
+            seq,
+            BatchOutcome::RolledBack,
+            Some(code),
+            &plan.kept_local,
+            &corrected,
+            &reason,
+            &mismatched,
+        )
+        .await;
         for (s, uuids) in &plan.resync {
             self.send_resync(cx, s, uuids, code.as_str()).await;
         }
@@ -301,6 +313,7 @@ impl Project {
         kept_local: &BTreeMap<SessionId, Vec<String>>,
         corrected: &BTreeMap<SessionId, Vec<String>>,
         reason: &str,
+        mismatched: &[String],
     ) {
         let mut targets: BTreeSet<&SessionId> = f.verification.participants().collect();
         targets.extend(f.sends.keys());
@@ -323,6 +336,7 @@ impl Project {
                 // Always sent (also empty): a change of one of these uuids that the receiver
                 // sent and the daemon holds for a later batch is not ended by this one.
                 through: Some(through_of(f.changes.iter().filter(|q| &q.origin == s))),
+                mismatched: mismatched.to_vec(),
             }
             .to_frame();
             let ok = cx.send(s, vec![msg]).await;
@@ -519,6 +533,7 @@ impl Project {
             kept_local: false,
             reason: reason.map(str::to_string),
             through,
+            mismatched: Vec::new(),
         };
         cx.send(session_id, vec![msg.to_frame()]).await;
     }

@@ -220,7 +220,15 @@ impl Project {
                 format!("{who} disconnected while applying the change"),
             ),
         };
-        self.rollback(cx, batch_id, failure.code, detail, reason).await;
+        // The uuids that failed it: an editor keeping its edit of any other uuid of the batch
+        // sends it again by itself (docs/PROTOCOL.md §6.4, `mismatched`).
+        let mut mismatched = match failure.code {
+            RollbackCode::VerifyMismatch => failure.uuids,
+            _ => Vec::new(),
+        };
+        mismatched.sort();
+        mismatched.dedup();
+        self.rollback(cx, batch_id, failure.code, detail, reason, mismatched).await;
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Mini {
     pub applies: BTreeMap<String, Vec<String>>,
     pub results: Vec<Value>,
     pub corrupt_next: bool,
+    /// Answer the next batch with a wrong hash for this uuid only.
+    pub corrupt_uuid: Option<String>,
     /// Answer every batch (resyncs included) with wrong hashes.
     pub corrupt_always: bool,
     pub answer: bool,
@@ -63,6 +65,7 @@ impl Mini {
             applies: BTreeMap::new(),
             results: vec![],
             corrupt_next: false,
+            corrupt_uuid: None,
             corrupt_always: false,
             answer: true,
             events: vec![],
@@ -246,13 +249,14 @@ impl Mini {
                                 spared.push(u.clone());
                             }
                             let mut h = state_hash(&s);
-                            if self.corrupt_next || self.corrupt_always {
+                            if self.corrupt_next || self.corrupt_always || self.corrupt_uuid.as_ref() == Some(&u) {
                                 h = "0".repeat(64);
                             }
                             hashes.insert(u, json!(h));
                         }
                     }
                     self.corrupt_next = false;
+                    self.corrupt_uuid = None;
                     spared.sort();
                     spared.dedup();
                     self.c
@@ -564,6 +568,7 @@ fn wrong_hash_rolls_back_and_corrects_everyone() {
         .unwrap_or_else(|| panic!("{:?}\n{}", b.results, d.stderr_log()));
     assert_eq!(rb["error_code"], "VERIFY_MISMATCH");
     assert_eq!(rb["kept_local"], true, "{rb}");
+    assert_eq!(rb["mismatched"], json!([id]), "the uuid that caused it: {rb}");
     assert!(rb["reason"].as_str().unwrap().contains("Unity"), "{rb}");
     let ur = u.results.iter().find(|r| r["outcome"] == "rolled_back").unwrap();
     assert!(ur.get("kept_local").is_none(), "the peer keeps nothing: {ur}");
@@ -591,6 +596,34 @@ fn wrong_hash_rolls_back_and_corrects_everyone() {
 }
 
 #[test]
+fn a_mismatch_names_the_uuids_that_caused_it() {
+    // PROTOCOL §6.4 `mismatched`: a batch of two moves rolls back because Unity answers one of
+    // them wrong; every result names that uuid alone, so Blender knows its other move was
+    // rolled back only because the batch is one transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let (good, bad) = (new_uuid(), new_uuid());
+    b.send_change("c", vec![create(&good, "A", [1.0, 0.0, 0.0]), create(&bad, "B", [2.0, 0.0, 0.0])], &[]);
+    settle(&mut [&mut b, &mut u]);
+    u.corrupt_uuid = Some(bad.clone());
+    let mv = |id: &str| json!({"op":"transform","uuid":id,"t":[9,9,9],"r":[0,0,0,1],"s":[1,1,1]});
+    b.send_change("m", vec![mv(&good), mv(&bad)], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| {
+        m[0].results.iter().any(|r| r["outcome"] == "rolled_back")
+            && m[1].results.iter().any(|r| r["outcome"] == "rolled_back")
+    });
+    for m in [&b, &u] {
+        let rb = m.results.iter().find(|r| r["outcome"] == "rolled_back").unwrap();
+        assert_eq!(rb["error_code"], "VERIFY_MISMATCH", "{rb}");
+        assert_eq!(rb["mismatched"], json!([bad]), "{rb}");
+    }
+    assert!(b.results.iter().filter(|r| r["outcome"] == "committed").all(|r| r.get("mismatched").is_none()));
+}
+
+#[test]
 fn silent_peer_times_out_and_held_batches_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = fast_config(dir.path(), 20, 400);
@@ -604,6 +637,7 @@ fn silent_peer_times_out_and_held_batches_do_not() {
     assert_eq!(b.results[0]["outcome"], "rolled_back");
     assert_eq!(b.results[0]["error_code"], "VERIFY_TIMEOUT");
     assert_eq!(b.results[0]["kept_local"], true);
+    assert!(b.results[0].get("mismatched").is_none(), "no hash differed: {}", b.results[0]);
     // The peer that never answered is sent the authoritative state (the object does not
     // exist yet); the person's uncommitted create stays in its origin.
     assert!(

@@ -492,6 +492,10 @@ namespace VibeSync.Bridge.Core
         /// <summary>A person's edit kept after a VERIFY_TIMEOUT goes again by itself after these
         /// pauses, one per timeout in a row (PROTOCOL §6.4); the same as the Blender addon.</summary>
         public static TimeSpan[] TimeoutRetry = { TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(60) };
+        /// <summary>A person's edit kept after a VERIFY_MISMATCH that other uuids of the batch
+        /// caused (`mismatched`) goes again by itself after these pauses, counted with the
+        /// timeouts (PROTOCOL §6.4); the same as the Blender addon.</summary>
+        public static TimeSpan[] CollateralRetry = { TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30) };
         static readonly TimeSpan RetryLaterPauseMin = TimeSpan.FromMilliseconds(250), RetryLaterPauseMax = TimeSpan.FromSeconds(4);
         readonly Stopwatch clock = Stopwatch.StartNew();
         readonly Dictionary<string, int> timeouts = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -522,13 +526,14 @@ namespace VibeSync.Bridge.Core
             namedMeshes.Remove(rid);
         }
 
-        /// <summary>The kept uuids whose pause after a VERIFY_TIMEOUT has passed go again in full.</summary>
+        /// <summary>The kept uuids whose pause after a rollback that said nothing against them (a
+        /// VERIFY_TIMEOUT, or a VERIFY_MISMATCH of other uuids) has passed go again in full.</summary>
         void RetryDue(TimeSpan now)
         {
             var due = new List<string>();
             foreach (var kv in retryAt) if (kv.Value <= now) due.Add(kv.Key);
             foreach (var u in due) retryAt.Remove(u);
-            if (due.Count > 0) RetryNotSynced(due, "no participant answered in time; sent again");
+            if (due.Count > 0) RetryNotSynced(due, "rolled back for a reason other than this edit; sent again");
         }
 
         /// <summary>Re-sends every not-synced uuid in full (a retry trigger of PROTOCOL §6.8).</summary>
@@ -1267,6 +1272,14 @@ namespace VibeSync.Bridge.Core
                 }
             }
             var ends = uuids;
+            // On a VERIFY_MISMATCH rollback: the uuids that caused it (PROTOCOL §6.4).
+            HashSet<string> mismatched = null;
+            object mm;
+            if (m.TryGetValue("mismatched", out mm) && mm is List<object>)
+            {
+                mismatched = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var x in (List<object>)mm) if (x is string) mismatched.Add((string)x);
+            }
             // uuid → the last of this editor's requests the result ends (PROTOCOL §6.4).
             Dictionary<string, string> through = null;
             object t;
@@ -1334,13 +1347,18 @@ namespace VibeSync.Bridge.Core
             {
                 var s = x as string;
                 if (s == null) continue;
-                if (keptLocal && code == ErrorCode.VerifyTimeout)
+                var pauses = !keptLocal ? null
+                    : code == ErrorCode.VerifyTimeout ? TimeoutRetry
+                    : code == ErrorCode.VerifyMismatch && mismatched != null && !mismatched.Contains(s) ? CollateralRetry
+                    : null;
+                if (pauses != null)
                 {
-                    // A participant too slow to answer says nothing against the edit: it goes
-                    // again by itself after a pause, three timeouts in a row at most (§6.4).
+                    // A participant too slow to answer, or another uuid of the batch that
+                    // mismatched, says nothing against the edit: it goes again by itself after a
+                    // pause, three such rollbacks in a row at most (§6.4).
                     int n;
                     timeouts.TryGetValue(s, out n);
-                    if (n < TimeoutRetry.Length) { timeouts[s] = n + 1; retryAt[s] = clock.Elapsed + TimeoutRetry[n]; }
+                    if (n < pauses.Length) { timeouts[s] = n + 1; retryAt[s] = clock.Elapsed + pauses[n]; }
                 }
                 else if (outcome == BatchOutcome.Committed) { timeouts.Remove(s); retryAt.Remove(s); }
             }

@@ -972,6 +972,51 @@ namespace VibeSync.Bridge.Tests
             finally { SyncEngine.TimeoutRetry = was; }
         }
 
+        /// <summary>
+        /// PROTOCOL §6.4: a batch rolled back because another uuid mismatched (`mismatched`): the
+        /// person's edit of a uuid it does not name goes again in full by itself after a pause;
+        /// the edit of the uuid that caused it waits for the usual triggers.
+        /// </summary>
+        [VsTest]
+        public static void AnEditRolledBackForAnotherObjectsMismatchGoesAgainByItself()
+        {
+            var was = SyncEngine.CollateralRetry;
+            SyncEngine.CollateralRetry = new[] { TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(600), TimeSpan.FromSeconds(1) };
+            try
+            {
+                using (var r = new Rig())
+                {
+                    var a = r.Add("A", 1, 1, 1);
+                    var b = r.Add("B", 2, 2, 2);
+                    r.StartAndRegister();
+                    Check.Eventually(() => r.Ops().Count == 2, TimeSpan.FromSeconds(5), "both created", r.Pump);
+                    r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid, b.Uuid });
+                    Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "creates resolved", r.Pump);
+                    a.Position = new[] { 5.0, 5, 5 };
+                    b.Position = new[] { 6.0, 6, 6 };
+                    r.Engine.MarkDirty(a.Uuid);
+                    r.Engine.MarkDirty(b.Uuid);
+                    Check.Eventually(() => r.Ops().Count == 4, TimeSpan.FromSeconds(5), "both moves sent", r.Pump);
+                    r.Daemon.Broadcast(new Dictionary<string, object>
+                    {
+                        { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                        { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid, b.Uuid } }, { "error_code", ErrorCode.VerifyMismatch },
+                        { "kept_local", true }, { "reason", "Blender could not apply the change as sent (its state differs)" },
+                        { "mismatched", new List<object> { b.Uuid } },
+                    });
+                    Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && r.Engine.NotSynced.ContainsKey(b.Uuid), TimeSpan.FromSeconds(5), "both marked not synced", r.Pump);
+                    Check.Eventually(() => r.Ops().Count == 5, TimeSpan.FromSeconds(5), "one goes again by itself", r.Pump);
+                    var op = r.Ops()[4];
+                    Check.Equal("create", (string)op["op"], "sent again in full");
+                    Check.Equal(a.Uuid, (string)op["uuid"], "the uuid the rollback did not name");
+                    r.Settle(900);
+                    Check.Equal(5, r.Ops().Count, "the uuid that mismatched waits for the usual triggers");
+                    Check.Near(new[] { 6.0, 6, 6 }, b.Position, 1e-12, "the person's edit of it stays");
+                }
+            }
+            finally { SyncEngine.CollateralRetry = was; }
+        }
+
         /// <summary>PROTOCOL §6.8: without a project id, hello omits it and the client keeps the assigned one.</summary>
         [VsTest]
         public static void HelloOmitsAnUnsetProjectIdAndKeepsTheAssignedOne()
