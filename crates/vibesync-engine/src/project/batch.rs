@@ -83,7 +83,7 @@ impl Project {
         // No-op changes dropped, with their editor's `client_id`: each is ended by the batch's
         // own result instead when its editor has another change of that uuid carried in the
         // batch (below).
-        let mut noops: Vec<(String, Queued<SessionId>)> = Vec::new();
+        let mut noops: Vec<(String, Queued<SessionId>, Queued<Editor>)> = Vec::new();
         // uuid → (who, when) of its tombstone, for uuids the registry holds deleted.
         let mut deleted: HashMap<String, (vibesync_registry::DeletedBy, u64)> = HashMap::default();
         // Another editor's delete, committed after these changes were admitted, that the sync
@@ -610,7 +610,7 @@ impl Project {
                     if same {
                         debug!(uuid = %q.change.uuid, op = q.change.op.name(), "no-op change dropped (echo or repeat)");
                         dropped.entry(q.origin.session_id.clone()).or_default().push(drop_key(&q));
-                        noops.push((q.origin.client_id.clone(), as_id));
+                        noops.push((q.origin.client_id.clone(), as_id, q));
                         // Still in `window`: it may be the last writer of a conflict (it undid
                         // another editor's change).
                         continue;
@@ -680,7 +680,7 @@ impl Project {
         drop(carried);
         // Superseded changes of uuids that left the batch (all of them when nothing is kept)
         // are dropped as well.
-        let batch_uuids: HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
+        let batch_uuids: HashSet<String> = kept.iter().map(|q| q.change.uuid.clone()).collect();
         for q in all.iter().filter(|q| !batch_uuids.contains(q.change.uuid.as_str())) {
             dropped.entry(q.origin.clone()).or_default().push(drop_key(q));
         }
@@ -702,14 +702,52 @@ impl Project {
             let m = latest.entry((q.origin.client_id.clone(), q.change.uuid.clone())).or_default();
             *m = (*m).max(q.sight.mark);
         }
-        for (client_id, q) in noops {
+        // A no-op move, rename or hide of a uuid that the batch carries anyway with moves,
+        // renames and hides alone goes in the batch too, to the other editors (§6.2 "No-op
+        // changes"): its live previews reached them, and one that applied an earlier preview
+        // of the window but not the last (skipped while behind, or refused over its person's
+        // edit of another part) holds a value nobody left there. Not forwarded, it answered
+        // the batch with that value: the batch rolled back, and the editor that kept its
+        // person's edit of the object sent the stale value back as its own. It sets the part
+        // to the state the batch holds, so it writes nothing (below). (Coalescing left it the
+        // window's last op of its kind on the uuid, so it commutes with the batch's others.)
+        let mut fast_only: HashMap<String, bool> = HashMap::default();
+        for q in &kept {
+            *fast_only.entry(q.change.uuid.clone()).or_insert(true) &= q.change.op.path() == Path::Fast;
+        }
+        let mut no_write: HashSet<usize> = HashSet::default();
+        // (session, uuid) → the mark of its newest change the result ends: `through` names the
+        // last of `all`, so a forwarded no-op older than another change of its uuid from its
+        // session is left out of `all` (that one's request ends it too).
+        let mut newest: HashMap<(SessionId, String), u64> = HashMap::default();
+        for q in &all {
+            let m = newest.entry((q.origin.clone(), q.change.uuid.clone())).or_default();
+            *m = (*m).max(q.sight.mark);
+        }
+        for (client_id, q, full) in noops {
+            if full.change.op.path() == Path::Fast && fast_only.get(&q.change.uuid) == Some(&true) {
+                if let Some(d) = dropped.get_mut(&q.origin) {
+                    let dk = drop_key(&q);
+                    d.retain(|k| *k != dk);
+                }
+                no_write.insert(kept.len());
+                kept.push(full);
+                let m = newest.entry((q.origin.clone(), q.change.uuid.clone())).or_default();
+                if q.sight.mark >= *m {
+                    *m = q.sight.mark;
+                    all.push(q);
+                }
+                continue;
+            }
             let key = (client_id, q.change.uuid.clone());
             let Some(m) = latest.get(&key).copied() else { continue };
             if let Some(d) = dropped.get_mut(&q.origin) {
                 let dk = drop_key(&q);
                 d.retain(|k| *k != dk);
             }
-            if q.sight.mark > m {
+            let n = newest.entry((q.origin.clone(), q.change.uuid.clone())).or_default();
+            if q.sight.mark > m && q.sight.mark >= *n {
+                *n = q.sight.mark;
                 latest.insert(key, q.sight.mark);
                 all.push(q);
             }
@@ -856,7 +894,7 @@ impl Project {
         // reading them was made over what they write — never stale against them (§6.1).
         let mut writes: HashMap<String, LastWrites> = HashMap::default();
         for (i, q) in kept.iter().enumerate() {
-            if left_moved.contains(&i) || q.keeps_world {
+            if left_moved.contains(&i) || no_write.contains(&i) || q.keeps_world {
                 continue;
             }
             writes.entry(q.change.uuid.clone()).or_default().record(

@@ -23,6 +23,19 @@ fn first_batch_after(m: &Mini, from: usize) -> Option<usize> {
     (from..m.order.len()).find(|&i| m.order[i] == "batch_begin")
 }
 
+/// Blender and Unity connected to `d`, and an object `name` made in Blender at `t` that
+/// both hold, its create committed: (blender, unity, its uuid).
+fn one_object(d: &Daemon, name: &str, t: [f64; 3]) -> (Mini, Mini, String) {
+    let mut b = Mini::connect(d, "blender", 1.0, 0);
+    let mut u = Mini::connect(d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.send_change("c", vec![create(&id, name, t)], &[]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
+        ms[1].states.contains_key(&id) && ms[0].results.iter().any(|r| r["outcome"] == "committed")
+    });
+    (b, u, id)
+}
+
 #[test]
 fn a_transform_reaches_the_other_editor_live_before_its_batch_at_default_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,13 +80,7 @@ fn a_transform_reaches_the_other_editor_live_before_its_batch_at_default_setting
 fn a_burst_on_one_object_is_throttled_and_ends_on_the_latest_pose() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&dir.path().join("data"));
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Mover", [0.0, 0.0, 0.0])], &[]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
-        ms[1].states.contains_key(&id) && !ms[0].results.is_empty()
-    });
+    let (mut b, mut u, id) = one_object(&d, "Mover", [0.0, 0.0, 0.0]);
 
     // 300 changes as fast as the socket takes them (acks read below).
     let n = 300;
@@ -110,13 +117,7 @@ fn the_last_pose_of_a_burst_arrives_live_when_no_batch_carries_it() {
     // trailing live frame can bring the other editor back to the start pose.
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(&dir.path().join("data"));
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.send_change("c", vec![create(&id, "Back", [0.0, 1.0, 2.0])], &[]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
-        ms[1].states.contains_key(&id) && !ms[0].results.is_empty()
-    });
+    let (mut b, mut u, id) = one_object(&d, "Back", [0.0, 1.0, 2.0]);
     for (i, x) in [1.0, 2.0, 3.0, 0.0].iter().enumerate() {
         let msg = json!({"type":"change","request_id":format!("b{i}"),"base_seq":0,"changes":[transform(&id, *x)]});
         b.c.send(&msg).unwrap();
@@ -127,6 +128,58 @@ fn the_last_pose_of_a_burst_arrives_live_when_no_batch_carries_it() {
     settle(&mut [&mut b, &mut u]);
     assert_eq!(u.states[&id]["t"], json!([0.0, 1.0, 2.0]));
     assert_eq!(lives_of(&u, &id).last().unwrap()["change"]["t"][0], 0.0, "the trailing pose was delivered");
+}
+
+#[test]
+fn a_no_op_hide_goes_in_the_batch_that_carries_its_object_to_an_editor_that_missed_its_last_preview() {
+    // Unity hides the cube and shows it again in one window, and moves it: the hide is
+    // previewed to Blender, which then misses the show's preview. The coalesced show is a
+    // no-op over the committed state, but the batch carries the cube's move anyway: it
+    // carries the show too (PROTOCOL §6.2 "No-op changes"), and Blender ends shown. Left out,
+    // Blender answered the batch hidden and it rolled back.
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(&dir.path().join("data")); // defaults: 300 ms window, 16 ms live
+    let (mut b, mut u, id) = one_object(&d, "Eye", [0.0, 1.0, 2.0]);
+    settle(&mut [&mut b, &mut u]);
+    let hide = |v: bool| json!({"op":"visibility","uuid":id,"visible":v});
+    u.c.send(&json!({"type":"change","request_id":"h","base_seq":0,"changes":[hide(false)]})).unwrap();
+    assert!(b.pump_until(Duration::from_secs(5), |m| m.states[&id]["visible"] == false), "the hide's preview");
+    b.skip_live = true;
+    u.c.send(&json!({"type":"change","request_id":"s","base_seq":0,"changes":[hide(true), transform(&id, 4.0)]}))
+        .unwrap();
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
+        ms[1].results.iter().any(|r| r["through"].get(id.as_str()) == Some(&json!("s")))
+    });
+    settle(&mut [&mut b, &mut u]);
+    let end = u.results.iter().find(|r| r["through"].get(id.as_str()) == Some(&json!("s"))).unwrap();
+    assert_eq!(end["outcome"], "committed", "{end}\n{}", d.stderr_log());
+    assert_eq!(b.states[&id]["visible"], true, "Blender holds the show it missed the preview of");
+    assert_eq!(b.states[&id]["t"][0], 4.0);
+    d.stop();
+    let recs = wal_records(&dir.path().join("data"));
+    assert!(!recs.iter().any(|r| r["phase"] == "ROLLBACK"), "no rollback");
+}
+
+#[test]
+fn a_forwarded_no_op_hide_does_not_leave_its_editors_later_move_unended() {
+    // Blender shows the (shown) cube — a no-op — then moves it, in one window: the batch
+    // carries the move and the show (§6.2 "No-op changes"), and its result ends both through
+    // the move's request. Named through the show's, the move stayed in flight in Blender for
+    // good, and Blender kept its pose over every correction.
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"));
+    let (mut b, mut u, id) = one_object(&d, "Eye", [0.0, 1.0, 2.0]);
+    let show = json!({"op":"visibility","uuid":id,"visible":true});
+    b.c.send(&json!({"type":"change","request_id":"show","base_seq":0,"changes":[show]})).unwrap();
+    b.c.send(&json!({"type":"change","request_id":"move","base_seq":0,"changes":[transform(&id, 5.0)]})).unwrap();
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |ms| {
+        ms[0].results.iter().any(|r| r["through"].get(id.as_str()).is_some_and(|t| t != "c"))
+    });
+    settle(&mut [&mut b, &mut u]);
+    let ends: Vec<&Value> =
+        b.results.iter().filter_map(|r| r["through"].get(id.as_str())).filter(|t| *t != "c").collect();
+    assert_eq!(ends.last().copied(), Some(&json!("move")), "the move is ended: {:?}", b.results);
+    assert_eq!(u.states[&id]["t"][0], 5.0);
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub struct Mini {
     pub automation: Option<Value>,
     /// `live` frames received (PROTOCOL §6.3), applied at once like an editor does.
     pub lives: Vec<Value>,
+    /// Record `live` frames without applying them, as an editor that skipped one (behind on
+    /// reading, or over its person's edit of the object); off by default.
+    pub skip_live: bool,
     /// Every message type handled, in arrival order (`apply`/`batch_end` inside batches
     /// excluded).
     pub order: Vec<String>,
@@ -71,6 +74,7 @@ impl Mini {
             events: vec![],
             automation: None,
             lives: vec![],
+            skip_live: false,
             order: vec![],
             report_seen: false,
             seen: BTreeMap::new(),
@@ -210,7 +214,7 @@ impl Mini {
             "live" => {
                 // A live preview: applied at once, not answered (PROTOCOL §6.3).
                 let ch = m["change"].clone();
-                if ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
+                if !self.skip_live && ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
                     self.apply(&ch, vec![]);
                     self.seen.insert(ch["uuid"].as_str().unwrap().to_string(), m["mark"].as_u64().unwrap());
                 }
