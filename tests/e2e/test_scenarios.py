@@ -435,7 +435,11 @@ def test_random_edits_from_both_sides_end_on_a_persons_last_edit(world, seed, ed
         bpy.context.view_layer.update()
         vibesync.tick()
         time.sleep(max(0.0, t0 + (k + 1) / 60 - time.monotonic()))
-    converge(host)
+    try:
+        converge(host)
+    except AssertionError as e:
+        apart = {part: edits for part, edits in history.items() if f"({part[0]}" in str(e)}
+        raise AssertionError(f"{e}\nthe edits of those objects: {apart}") from None
 
     def holds(n: str, kind: str):
         ob = objs[n]
