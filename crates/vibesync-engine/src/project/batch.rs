@@ -709,16 +709,17 @@ impl Project {
         // edit of another part) holds a value nobody left there. Not forwarded, it answered
         // the batch with that value: the batch rolled back, and the editor that kept its
         // person's edit of the object sent the stale value back as its own. It sets the part
-        // to the state the batch holds, so it writes nothing (below). (Coalescing left it the
-        // window's last op of its kind on the uuid, so it commutes with the batch's others.)
+        // to the state the batch holds, so it writes nothing, rebases nothing (`no_write`), and
+        // ends as any no-op does (below). (Coalescing left it the window's last op of its kind
+        // on the uuid, so it commutes with the batch's others.)
         let mut fast_only: HashMap<String, bool> = HashMap::default();
         for q in &kept {
             *fast_only.entry(q.change.uuid.clone()).or_insert(true) &= q.change.op.path() == Path::Fast;
         }
         let mut no_write: HashSet<usize> = HashSet::default();
         // (session, uuid) → the mark of its newest change the result ends: `through` names the
-        // last of `all`, so a forwarded no-op older than another change of its uuid from its
-        // session is left out of `all` (that one's request ends it too).
+        // last of `all`, so a no-op older than another change of its uuid from its session
+        // (one superseded in the window, say) is not put after it.
         let mut newest: HashMap<(SessionId, String), u64> = HashMap::default();
         for q in &all {
             let m = newest.entry((q.origin.clone(), q.change.uuid.clone())).or_default();
@@ -726,18 +727,8 @@ impl Project {
         }
         for (client_id, q, full) in noops {
             if full.change.op.path() == Path::Fast && fast_only.get(&q.change.uuid) == Some(&true) {
-                if let Some(d) = dropped.get_mut(&q.origin) {
-                    let dk = drop_key(&q);
-                    d.retain(|k| *k != dk);
-                }
                 no_write.insert(kept.len());
                 kept.push(full);
-                let m = newest.entry((q.origin.clone(), q.change.uuid.clone())).or_default();
-                if q.sight.mark >= *m {
-                    *m = q.sight.mark;
-                    all.push(q);
-                }
-                continue;
             }
             let key = (client_id, q.change.uuid.clone());
             let Some(m) = latest.get(&key).copied() else { continue };
@@ -876,7 +867,7 @@ impl Project {
             (!seen_poses.is_empty()).then(|| seen_poses.get(&(origin.to_string(), uuid.to_string())).copied()).flatten()
         };
         let plan = forward::plan(&window, &kept_ids, (&start, &seen), &states, &participant_ids);
-        let rebased = match self.rebased(cx, &kept, &base_of, &plan.conflicts, &co_decided) {
+        let rebased = match self.rebased(cx, (&kept, &no_write), &base_of, &plan.conflicts, &co_decided) {
             Ok(mut r) => {
                 r.extend(undone);
                 r.extend(co_rebased);
@@ -1246,13 +1237,14 @@ impl Project {
     fn rebased(
         &self,
         cx: &Cx<'_>,
-        kept: &[Queued<Editor>],
+        (kept, no_write): (&[Queued<Editor>], &HashSet<usize>),
         base_of: &HashMap<(SessionId, String), u64>,
         in_window: &[forward::Conflict],
         co_decided: &HashSet<(SessionId, String)>,
     ) -> Result<Vec<Rebased>, String> {
         let mut out: Vec<Rebased> = Vec::new();
-        for q in kept.iter().filter(|q| q.change.op.path() == Path::Fast || q.author == Author::Person) {
+        let changes = kept.iter().enumerate().filter(|(i, _)| !no_write.contains(i)).map(|(_, q)| q);
+        for q in changes.filter(|q| q.change.op.path() == Path::Fast || q.author == Author::Person) {
             if in_window.iter().any(|c| c.uuid == q.change.uuid) {
                 continue;
             }
