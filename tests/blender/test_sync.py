@@ -1370,6 +1370,46 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     assert all(c["t"] == pytest.approx([3, 0, 0]) for c in sent), sent
 
 
+def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_again(scripted):
+    """PROTOCOL.md §6.4: this editor kept the cube not synced (its move's batch rolled back),
+    the person moved it again, so it went again in full — and while that `create` is on its
+    way the person moves it once more (that move waits for it) when another editor's full
+    state of the cube arrives in a batch. That `create` overtakes the kept edit, but not the
+    move made since it was sent: the move stays, the other parts (the name) are applied, the
+    answer is the state the batch made, and the move is sent after. Applied whole, the batch
+    put the cube back where the other editor had it, and the person's last move was never
+    sent (found by the random edits test)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
+    keep_not_synced(scripted, s, cu, 40)
+    cube.location = (4, 0, 0)  # the person moves it again: it goes in full
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
+    cube.location = (5, 0, 0)  # the person's newest move, not sent yet
+    bpy.context.view_layer.update()
+    scripted.received.clear()
+    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch applied")
+    [applied] = applied_messages(scripted)
+    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
+    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert tuple(cube.location) == pytest.approx((5, 0, 0)), "the person's newest move stays"
+    assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
+    # Its own `create` ends; then the move that waited for it goes.
+    scripted.push(frame({"type": "batch_result", "batch_id": "full-state", "seq": 42,
+                         "outcome": "committed", "uuids": [cu], "through": {}}))
+    scripted.push(frame({"type": "batch_result", "batch_id": "own", "seq": 43,
+                         "outcome": "committed", "uuids": [cu]}))
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu
+                        and c.get("t") == pytest.approx([5, 0, 0])],
+               what="the person's newest move sent after the batch")
+
+
 @pytest.mark.parametrize("sent", ["no", "yes", "kept"])
 @pytest.mark.parametrize("automation", [True, False])
 def test_automations_delete_of_what_a_person_is_moving_is_not_applied(scripted, sent,

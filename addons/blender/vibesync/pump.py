@@ -1848,7 +1848,7 @@ class Session:
         now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
         return bool(capture.diff_ops(uuid, prev, now))
 
-    def _parts_not_changed_here(self, item) -> list | None:
+    def _parts_not_changed_here(self, item, batch: bool = False) -> list | None:
         """A replayed `create` of a uuid kept for local work (§6.6), cut to the parts of it
         this editor did not change: the ops that bring those parts to the replay's state,
         ready to apply. What was last sent becomes the replay's state, so only the parts the
@@ -1859,12 +1859,15 @@ class Session:
         A geometry not read or hashed yet is hashed here, so a reshape the person just made
         is spared too. None — keep the whole uuid and send it in full, as before — when the
         item is no `create`, or what Blender holds is not fully known yet (nothing sent
-        before, generated geometry not evaluated yet, edit mode, a parent awaited)."""
+        before, generated geometry not evaluated yet, edit mode, a parent awaited).
+        `batch`: a batch's `create` over a person's edit (§6.4), cut the same way; over the
+        editor's own full state kept not synced or on its way, only the parts changed again
+        since it was sent are spared."""
         change, attachment = item
         uuid = change.get("uuid")
         if change.get("op") != wire.Op.CREATE or uuid in self.deleted_here \
-                or uuid in self.engine.not_synced:
-            return None
+                or (uuid in self.engine.not_synced and not batch):
+            return None  # a replay never touches kept work (§6.6)
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         prev = self.last_sent.get(uuid)
@@ -1903,8 +1906,19 @@ class Session:
             return None
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
         in_flight = self._unresolved_sent_parts(uuid)
-        mine = {op["op"] for op in capture.diff_ops(uuid, prev, now)} | away \
-            | in_flight | ({wire.Op.MESH} if reshaped else set())
+        since_sent = {op["op"] for op in capture.diff_ops(uuid, prev, now)} \
+            | ({wire.Op.MESH} if reshaped else set())
+        if uuid in self.engine.not_synced or wire.Op.CREATE in in_flight:
+            # A batch's: its own full state, kept here not synced or on its way, is overtaken
+            # by the other editor's newer one: applied whole (the daemon reads a full state
+            # sent as sparing nothing, §6.4) — but a part the person changed again since it
+            # was sent, not sent yet, is spared like any. Applied whole, the batch moved back
+            # an object the person had just moved, and the move was never sent.
+            if not since_sent:
+                return None
+            in_flight, mine = set(), since_sent
+        else:
+            mine = since_sent | away | in_flight
         if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
             return None
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
@@ -2424,7 +2438,7 @@ class Session:
                     # Another editor's full state of an object the person changed here (its
                     # not-synced edit sent again, say): the parts the person did not change,
                     # never the person's — a `create` names every part.
-                    parts = self._parts_not_changed_here(item)
+                    parts = self._parts_not_changed_here(item, batch=True)
                     if parts is None:
                         kept_ops.append(item)
                     else:
