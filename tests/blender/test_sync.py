@@ -1340,16 +1340,10 @@ def test_a_persons_edit_between_two_ticks_of_a_replay_is_not_overwritten(scripte
     assert sent[0]["t"] == pytest.approx([3, 0, 0])
 
 
-def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scripted):
-    """A non-resync batch carries a `create` of an object the person has just moved here and
-    not sent (another editor's not-synced edit of it, sent again in full): a `create` names
-    every part, and applying it whole took the person's move away. Its other parts are
-    applied (the name), the person's pose stays, the answer is the state the batch made, and
-    the move is sent after it (PROTOCOL.md §6.4)."""
-    s, cube, cu, before = synced_mover(scripted)
+def their_full_state_answered(scripted, cu, before):
+    """Another editor's full state of `cu` (renamed, moved) arrives in a batch (seq 41); its
+    answer is the state the batch made (PROTOCOL.md §6.4), whatever Blender keeps."""
     theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
-    cube.location = (3, 0, 0)  # the person's move, not captured yet
-    bpy.context.view_layer.update()
     scripted.received.clear()
     scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
     pump_until(lambda: applied_messages(scripted), what="the batch applied")
@@ -1357,6 +1351,18 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
     assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
         "the answer is the state the batch made"
+
+
+def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scripted):
+    """A non-resync batch carries a `create` of an object the person has just moved here and
+    not sent (another editor's not-synced edit of it, sent again in full): a `create` names
+    every part, and applying it whole took the person's move away. Its other parts are
+    applied (the name), the person's pose stays, the answer is the state the batch made, and
+    the move is sent after it (PROTOCOL.md §6.4)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)  # the person's move, not captured yet
+    bpy.context.view_layer.update()
+    their_full_state_answered(scripted, cu, before)
     assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
     assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
@@ -1387,16 +1393,9 @@ def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_ag
     cube.location = (4, 0, 0)  # the person moves it again: it goes in full
     bpy.context.view_layer.update()
     pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
-    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
     cube.location = (5, 0, 0)  # the person's newest move, not sent yet
     bpy.context.view_layer.update()
-    scripted.received.clear()
-    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
-    pump_until(lambda: applied_messages(scripted), what="the batch applied")
-    [applied] = applied_messages(scripted)
-    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
-    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
-        "the answer is the state the batch made"
+    their_full_state_answered(scripted, cu, before)
     assert tuple(cube.location) == pytest.approx((5, 0, 0)), "the person's newest move stays"
     assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
     # Its own `create` ends; then the move that waited for it goes.
