@@ -418,10 +418,10 @@ def test_sync_engine_a_person_s_edit_kept_after_a_verify_timeout_goes_again_by_i
     for _ in range(5):
         e.on_batch_result(timeout)
         e.retry_due(now + 10_000)
-    assert e.timeouts[A] == len(engine.TIMEOUT_RETRY_S) and not e.retry_at
+    assert e.retries_in_a_row[A] == len(engine.TIMEOUT_RETRY_S) and not e.retry_at
     # Committed at last: the count starts over.
     e.on_batch_result(dict(timeout, outcome="committed", error_code=None, kept_local=None))
-    assert A not in e.timeouts and A not in e.not_synced
+    assert A not in e.retries_in_a_row and A not in e.not_synced
 
 
 def test_sync_engine_a_person_s_edit_rolled_back_for_another_uuid_s_mismatch_goes_again_by_itself():
@@ -444,8 +444,8 @@ def test_sync_engine_a_person_s_edit_rolled_back_for_another_uuid_s_mismatch_goe
     for _ in range(5):
         e.on_batch_result(mismatch)
         e.retry_due(now + 10_000)
-    assert e.timeouts[A] == len(engine.COLLATERAL_RETRY_S) and not e.retry_at, "three in a row at most"
-    assert B not in e.timeouts
+    assert e.retries_in_a_row[A] == len(engine.COLLATERAL_RETRY_S) and not e.retry_at, "three in a row at most"
+    assert B not in e.retries_in_a_row
 
 
 def test_creates_go_ancestors_first_also_through_an_object_not_sent():

@@ -173,6 +173,6 @@ def test_outcomes_are_the_wire_vocabulary():
     assert engine.ITEM_ERROR in names["item_statuses"]
     assert engine.UNKNOWN_TYPE in {e["code"] for e in names["error_codes"]}
     assert set(engine.RETRY_LATER) <= {e["code"] for e in names["error_codes"]}
-    assert engine.VERIFY_TIMEOUT in names["rollback_codes"]
+    assert {engine.VERIFY_TIMEOUT, engine.VERIFY_MISMATCH} <= set(names["rollback_codes"])
     # The pending-request kinds it reads are the requests' message types.
     assert {engine.CHANGE, engine.RESYNC} <= {m["type"] for m in names["message_types"]}

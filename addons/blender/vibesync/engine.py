@@ -57,7 +57,7 @@ TIMEOUT_RETRY_S = (10.0, 30.0, 60.0)
 # A rollback because a participant's state differed (§6.4): the uuids it names (`mismatched`)
 # caused it; a person's edit of any other uuid of the batch was rolled back only because the
 # batch is one transaction, and is sent again by itself after these pauses, one per such
-# rollback in a row (counted with the timeouts), then only on the usual triggers.
+# rollback in a row (counted with the timeouts in `retries_in_a_row`), then only on the usual triggers.
 VERIFY_MISMATCH = "VERIFY_MISMATCH"
 COLLATERAL_RETRY_S = (1.0, 10.0, 30.0)
 
@@ -492,7 +492,7 @@ class SyncEngine:
         self.sent_at_joins: dict[str, int] = {}
         # Kept after a VERIFY_TIMEOUT, or after a VERIFY_MISMATCH that other uuids caused: uuid ->
         # such rollbacks in a row, and when it goes again by itself.
-        self.timeouts: dict[str, int] = {}
+        self.retries_in_a_row: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
 
     # ------------------------------------------------------------ connection and file
@@ -519,7 +519,7 @@ class SyncEngine:
         self.synced.clear()
         self.result_seq.clear()
         self.sent_at_joins.clear()
-        self.timeouts.clear()
+        self.retries_in_a_row.clear()
         self.retry_at.clear()
 
     # ----------------------------------------------------------------------- send
@@ -651,7 +651,7 @@ class SyncEngine:
                                   COLLATERAL_RETRY_S)
         elif msg.get("outcome") == COMMITTED:
             for u in effect.uuids:
-                self.timeouts.pop(u, None)
+                self.retries_in_a_row.pop(u, None)
                 self.retry_at.pop(u, None)
             if effect.uuids or str(msg.get("batch_id")) in self.structural_batches:
                 self.parents_changed()
@@ -683,9 +683,9 @@ class SyncEngine:
         of the batch mismatched (`COLLATERAL_RETRY_S`). Sent again by itself after a pause, up
         to three such rollbacks in a row."""
         for u in uuids:
-            n = self.timeouts.get(u, 0)
+            n = self.retries_in_a_row.get(u, 0)
             if n < len(pauses):
-                self.timeouts[u] = n + 1
+                self.retries_in_a_row[u] = n + 1
                 self.retry_at[u] = now + pauses[n]
 
     def retry_due(self, now: float) -> int:

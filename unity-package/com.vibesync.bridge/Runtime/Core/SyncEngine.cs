@@ -494,11 +494,11 @@ namespace VibeSync.Bridge.Core
         public static TimeSpan[] TimeoutRetry = { TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(60) };
         /// <summary>A person's edit kept after a VERIFY_MISMATCH that other uuids of the batch
         /// caused (`mismatched`) goes again by itself after these pauses, counted with the
-        /// timeouts (PROTOCOL §6.4); the same as the Blender addon.</summary>
+        /// timeouts in `retriesInARow` (PROTOCOL §6.4); the same as the Blender addon.</summary>
         public static TimeSpan[] CollateralRetry = { TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30) };
         static readonly TimeSpan RetryLaterPauseMin = TimeSpan.FromMilliseconds(250), RetryLaterPauseMax = TimeSpan.FromSeconds(4);
         readonly Stopwatch clock = Stopwatch.StartNew();
-        readonly Dictionary<string, int> timeouts = new Dictionary<string, int>(StringComparer.Ordinal);
+        readonly Dictionary<string, int> retriesInARow = new Dictionary<string, int>(StringComparer.Ordinal);
         readonly Dictionary<string, TimeSpan> retryAt = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
         readonly Stopwatch retryLaterClock = Stopwatch.StartNew();
 
@@ -1357,10 +1357,10 @@ namespace VibeSync.Bridge.Core
                     // mismatched, says nothing against the edit: it goes again by itself after a
                     // pause, three such rollbacks in a row at most (§6.4).
                     int n;
-                    timeouts.TryGetValue(s, out n);
-                    if (n < pauses.Length) { timeouts[s] = n + 1; retryAt[s] = clock.Elapsed + pauses[n]; }
+                    retriesInARow.TryGetValue(s, out n);
+                    if (n < pauses.Length) { retriesInARow[s] = n + 1; retryAt[s] = clock.Elapsed + pauses[n]; }
                 }
-                else if (outcome == BatchOutcome.Committed) { timeouts.Remove(s); retryAt.Remove(s); }
+                else if (outcome == BatchOutcome.Committed) { retriesInARow.Remove(s); retryAt.Remove(s); }
             }
             if (keptLocal)
             {
