@@ -122,9 +122,12 @@ namespace VibeSync.Bridge.Core
         // sent until it ends. While only fast-path changes of a uuid are in flight, an edit of
         // fast-path parts only goes at once (a drag reaches the other editor continuously, §6.6).
         readonly HashSet<string> slowInFlight = new HashSet<string>(StringComparer.Ordinal);
-        // uuid -> the parts (`change.op` names, §6.1) of its changes sent and not resolved yet, kept
-        // across reconnects with `unresolved`: what a replay merge must leave to the person (§6.6).
-        readonly Dictionary<string, HashSet<string>> sentParts = new Dictionary<string, HashSet<string>>();
+        // uuid -> request id -> the parts (`change.op` names, §6.1) that change carried, for the
+        // requests still in `unresolved` (`LostRequest`: what the changes lost with a connection
+        // carried), kept across reconnects: what a replay merge or a batch must leave to the person
+        // (§6.4, §6.6). Per request: a rename whose result came is not the person's any more while
+        // the moves of a drag sent after it are still on their way.
+        readonly Dictionary<string, Dictionary<string, HashSet<string>>> sentParts = new Dictionary<string, Dictionary<string, HashSet<string>>>();
         // uuid -> a person's unsent ops that lose to the batch being applied — of an object it
         // deletes (ReportDeletedOver), a reparent looping with one of its reparents
         // (LeaveOutLoops): sent after its answer, from the base before the batch.
@@ -154,6 +157,8 @@ namespace VibeSync.Bridge.Core
         // uuids whose full state is sent as `create` (or, deleted here, as a `tombstone`) on the next
         // ProcessDirty: kept over a replay, or awaiting a batch_result when the connection dropped.
         readonly HashSet<string> resendFull = new HashSet<string>();
+        // Not-synced uuids edited while their full state was on its way (`MarkDirty`).
+        readonly HashSet<string> editedWhileFullSent = new HashSet<string>(StringComparer.Ordinal);
         // Edits made while away (PROTOCOL §6.6): they go from the seq they were made on
         // (`awaySeq`, this editor's seq when it connected), not the replay's, so the daemon can
         // tell they were made without another editor's newer change (a reparent closing a
@@ -486,7 +491,22 @@ namespace VibeSync.Bridge.Core
             if (Paused || uuid == null) return; // Play Mode edits are not synced
             if (!initialRegisterDone && !synced.ContainsKey(uuid) && !reconnectBase.ContainsKey(uuid)) editedBeforeBase.Add(uuid);
             dirty.Add(uuid);
-            if (notSynced.ContainsKey(uuid)) resendFull.Add(uuid); // retried in full on the next edit (§6.8)
+            if (!notSynced.ContainsKey(uuid)) return;
+            // Retried in full on the next edit (§6.8) — unless its full state is on its way: the
+            // edit then waits for that one's result and goes as the parts the person changed once
+            // it commits. In full it also carried what this editor applied of another editor's
+            // batch meanwhile, as this person's: a hide the other person had undone came back over
+            // their last edit (the random edits test, seed 12).
+            if (FullStateOnItsWay(uuid)) editedWhileFullSent.Add(uuid);
+            else resendFull.Add(uuid);
+        }
+
+        /// <summary>A change carrying the uuid's whole state (`create`) is in flight.</summary>
+        bool FullStateOnItsWay(string uuid)
+        {
+            if (!InFlight(uuid)) return false;
+            var parts = SentPartsOf(uuid);
+            return parts != null && parts.Contains(Ops.Create);
         }
 
         /// <summary>A person's edit kept after a VERIFY_TIMEOUT goes again by itself after these
@@ -925,10 +945,14 @@ namespace VibeSync.Bridge.Core
             // unresolved until then, so the replay at the next welcome does not undo them.
             foreach (var kv in unresolved)
             {
+                var carried = SentPartsOf(kv.Key);
+                if (carried != null) sentParts[kv.Key] = new Dictionary<string, HashSet<string>> { { LostRequest, carried } };
+                else sentParts.Remove(kv.Key);
                 kv.Value.Clear();
                 kv.Value.Add(LostRequest);
                 if (!unacked.Contains(kv.Key)) { resendFull.Add(kv.Key); dirty.Add(kv.Key); }
             }
+            editedWhileFullSent.Clear(); // their full state goes again anyway (`resendFull`)
             // Deletes not acknowledged: sent again (what was synced is kept until the ack).
             foreach (var l in pendingTombstones.Values) foreach (var u in l) dirty.Add(u);
             pendingTombstones.Clear();
@@ -1322,7 +1346,7 @@ namespace VibeSync.Bridge.Core
                         reqs.RemoveWhere(r => r == LostRequest || (RequestNumber(r) >= 0 && RequestNumber(r) <= upto && !pendingChange.ContainsKey(r)));
                     }
                     else reqs.RemoveWhere(r => !pendingChange.ContainsKey(r));
-                    if (reqs.Count == 0) Resolved(s);
+                    if (reqs.Count == 0) Resolved(s); else ForgetEndedParts(s);
                 }
             }
             BatchResults++;
@@ -1361,6 +1385,9 @@ namespace VibeSync.Bridge.Core
                     if (n < pauses.Length) { retriesInARow[s] = n + 1; retryAt[s] = clock.Elapsed + pauses[n]; }
                 }
                 else if (outcome == BatchOutcome.Committed) { retriesInARow.Remove(s); retryAt.Remove(s); }
+                // An edit made while its full state was on its way goes in full only if that did
+                // not commit (`MarkDirty`).
+                if (editedWhileFullSent.Remove(s) && keptLocal && !InFlight(s)) resendFull.Add(s);
             }
             if (keptLocal)
             {
@@ -1476,7 +1503,33 @@ namespace VibeSync.Bridge.Core
             HashSet<string> reqs;
             if (!unresolved.TryGetValue(uuid, out reqs)) return;
             reqs.Remove(rid);
-            if (reqs.Count == 0) Resolved(uuid);
+            if (reqs.Count == 0) Resolved(uuid); else ForgetEndedParts(uuid);
+        }
+
+        /// <summary>The parts of the uuid's ended requests are no longer on their way.</summary>
+        void ForgetEndedParts(string uuid)
+        {
+            Dictionary<string, HashSet<string>> byRequest;
+            HashSet<string> reqs;
+            if (!sentParts.TryGetValue(uuid, out byRequest) || !unresolved.TryGetValue(uuid, out reqs)) return;
+            foreach (var rid in new List<string>(byRequest.Keys)) if (!reqs.Contains(rid)) byRequest.Remove(rid);
+        }
+
+        /// <summary>The parts of the uuid's changes sent and not resolved (`create` / `delete`
+        /// included); null when none is known.</summary>
+        HashSet<string> SentPartsOf(string uuid)
+        {
+            Dictionary<string, HashSet<string>> byRequest;
+            HashSet<string> reqs;
+            if (!sentParts.TryGetValue(uuid, out byRequest) || !unresolved.TryGetValue(uuid, out reqs)) return null;
+            HashSet<string> all = null;
+            foreach (var kv in byRequest)
+            {
+                if (!reqs.Contains(kv.Key)) continue;
+                if (all == null) all = new HashSet<string>(StringComparer.Ordinal);
+                all.UnionWith(kv.Value);
+            }
+            return all;
         }
 
         /// <summary>Every change naming the uuid has ended: nothing of it is unresolved any more.</summary>
@@ -1501,8 +1554,8 @@ namespace VibeSync.Bridge.Core
         /// </summary>
         HashSet<string> UnresolvedSentParts(string uuid)
         {
-            HashSet<string> parts;
-            if (!sentParts.TryGetValue(uuid, out parts) || parts.Contains(Ops.Create) || parts.Contains(Ops.Delete)) return null;
+            var parts = SentPartsOf(uuid);
+            if (parts == null || parts.Contains(Ops.Create) || parts.Contains(Ops.Delete)) return null;
             return parts;
         }
 
@@ -2199,9 +2252,8 @@ namespace VibeSync.Bridge.Core
 
         bool OwnReparentUntaken(string uuid)
         {
-            HashSet<string> parts;
-            if (unresolved.ContainsKey(uuid) && sentParts.TryGetValue(uuid, out parts)
-                && (parts.Contains(Ops.Reparent) || parts.Contains(Ops.Create))) return true;
+            var parts = SentPartsOf(uuid);
+            if (parts != null && (parts.Contains(Ops.Reparent) || parts.Contains(Ops.Create))) return true;
             // Kept here, not synced (its batch rolled back, kept_local): the daemon has not taken
             // it either, and the loop is here only. It loses to the batch's reparent like one not
             // captured yet (§6.4); what of it is the person's is not known any more (its base
@@ -2286,6 +2338,9 @@ namespace VibeSync.Bridge.Core
             // Objects automation's delete is not applied to, over a person's work here: uuid →
             // what the person did (`KeepFromAutomationsDelete`).
             var keptFromDelete = new Dictionary<string, string>(StringComparer.Ordinal);
+            // uuid → the parts of its changes in flight that the batch's ops were not applied
+            // over: what was sent stays the base for them, so they are not sent again.
+            var inFlightSpared = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
             if (b.Path != BatchPath.Resync)
             {
                 toApply = LeaveOutDeletedHere(toApply);
@@ -2297,9 +2352,22 @@ namespace VibeSync.Bridge.Core
                     if (parts.Count > 0) mine[c.Uuid] = parts;
                 }
                 toApply = KeepFromAutomationsDelete(toApply, mine, keptFromDelete);
+                if (mine.Count > 0) ReportDeletedOver(b, mine);
+                // The parts of its changes sent without a result are the person's too (§6.4):
+                // the daemon has not taken them yet, and holds this editor to keep them (a
+                // `create` of its own spares nothing). Applied, another editor's full state
+                // overwrote the person's rename that the batch commits, and nothing corrected it.
+                foreach (var c in toApply.Changes)
+                {
+                    var sentNotTaken = InFlight(c.Uuid) ? UnresolvedSentParts(c.Uuid) : null;
+                    if (sentNotTaken == null || sentNotTaken.Count == 0) continue;
+                    HashSet<string> parts;
+                    if (!mine.TryGetValue(c.Uuid, out parts)) mine[c.Uuid] = parts = new HashSet<string>(StringComparer.Ordinal);
+                    parts.UnionWith(sentNotTaken);
+                    inFlightSpared[c.Uuid] = sentNotTaken;
+                }
                 if (mine.Count > 0)
                 {
-                    ReportDeletedOver(b, mine);
                     var spare = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
                     foreach (var c in toApply.Changes)
                     {
@@ -2365,7 +2433,12 @@ namespace VibeSync.Bridge.Core
                 // What the batch made, as the daemon holds it; the person's edit stays dirty.
                 appliedHash.Remove(kv.Key);
                 if (kv.Value == null) { synced.Remove(kv.Key); hashes.Remove(kv.Key); continue; }
-                synced[kv.Key] = kv.Value;
+                HashSet<string> sentNotTaken;
+                ObjectState before;
+                // With the parts on their way as sent: their batch_result (and the correction of a
+                // loser, §6.2) settles them, never this editor sending them again.
+                synced[kv.Key] = inFlightSpared.TryGetValue(kv.Key, out sentNotTaken) && synced.TryGetValue(kv.Key, out before)
+                    ? StateDiff.WithParts(kv.Value, before, sentNotTaken) : kv.Value;
                 hashes[kv.Key] = kv.Value.Hash();
                 dirty.Add(kv.Key);
             }
@@ -2808,12 +2881,20 @@ namespace VibeSync.Bridge.Core
             for (int i = 0; i < ops.Count; i++)
             {
                 string u = uuids[i];
-                // A uuid with nothing unresolved starts a new set; one whose change was lost with its
-                // connection adds to what that change carried (this one re-sends it).
-                if (started.Add(u) && (!unresolved.ContainsKey(u) || !sentParts.ContainsKey(u)))
-                    sentParts[u] = new HashSet<string>(StringComparer.Ordinal);
+                Dictionary<string, HashSet<string>> byRequest;
+                if (started.Add(u))
+                {
+                    // A uuid with nothing unresolved starts afresh; one whose change was lost with its
+                    // connection adds to what that change carried (this one re-sends it).
+                    if (!unresolved.ContainsKey(u) || !sentParts.TryGetValue(u, out byRequest))
+                        sentParts[u] = byRequest = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+                    HashSet<string> lost;
+                    var carried = byRequest.TryGetValue(LostRequest, out lost) ? new HashSet<string>(lost, StringComparer.Ordinal) : new HashSet<string>(StringComparer.Ordinal);
+                    byRequest.Remove(LostRequest);
+                    byRequest[rid] = carried;
+                }
                 string opName = (string)((Dictionary<string, object>)ops[i])["op"];
-                sentParts[u].Add(opName);
+                sentParts[u][rid].Add(opName);
                 if (!Ops.IsFastPath(opName)) slowInFlight.Add(u);
             }
             foreach (var u in distinct)

@@ -50,6 +50,19 @@ namespace VibeSync.Bridge.Tests
                 return o;
             }
 
+            /// <summary>The person renames <paramref name="o"/>; the rename is sent and stays on its
+            /// way (the daemon commits nothing from now on). Returns its request id.</summary>
+            public string RenameOnItsWay(SceneObject o, string name)
+            {
+                Daemon.Commits = false;
+                int changes = Daemon.Received("change").Count;
+                o.Name = name;
+                Engine.MarkDirty(o.Uuid);
+                var sent = Daemon.WaitFor("change", changes + 1, Pump);
+                Check.Eventually(() => Engine.IsInFlight(o.Uuid), TimeSpan.FromSeconds(5), "the rename on its way", Pump);
+                return (string)sent[changes].Message["request_id"];
+            }
+
             public SceneObject Add(string name, double x = 0, double y = 0, double z = 0)
             {
                 var o = new SceneObject { Uuid = Msg.NewUuid(), Name = name, Position = new[] { x, y, z } };
@@ -1017,6 +1030,53 @@ namespace VibeSync.Bridge.Tests
             finally { SyncEngine.CollateralRetry = was; }
         }
 
+        [VsTest]
+        public static void AnEditMadeWhileAKeptEditWentAgainInFullGoesAsItsPartsOnceThatCommits()
+        {
+            // PROTOCOL.md §6.4: A's move was rolled back and kept here; the person moved it again,
+            // so it went again in full. While that was on its way, another editor's hide of A
+            // arrived and was applied (the person had not touched the eye), and the person moved A
+            // once more. The full state commits; the newest move goes as a move. Sent in full, it
+            // also carried the other editor's hide as this person's edit (the random edits test:
+            // a hide the other person had undone came back over their last edit).
+            using (var r = new Rig())
+            {
+                var a = r.Add("A", 1, 1, 1);
+                r.StartAndRegister();
+                Check.Eventually(() => r.Ops().Count == 1, TimeSpan.FromSeconds(5), "created", r.Pump);
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Engine.UnresolvedCount == 0, TimeSpan.FromSeconds(5), "create resolved", r.Pump);
+                a.Position = new[] { 5.0, 5, 5 };
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Ops().Count == 2, TimeSpan.FromSeconds(5), "the move sent", r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() },
+                    { "outcome", BatchOutcome.RolledBack }, { "uuids", new List<object> { a.Uuid } }, { "error_code", ErrorCode.VerifyMismatch },
+                    { "kept_local", true }, { "reason", "Blender could not apply the change as sent (its state differs)" },
+                    { "mismatched", new List<object> { a.Uuid } },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                a.Position = new[] { 6.0, 6, 6 };
+                r.Engine.MarkDirty(a.Uuid);
+                Check.Eventually(() => r.Ops().Count == 3, TimeSpan.FromSeconds(5), "sent again", r.Pump);
+                Check.Equal("create", (string)r.Ops()[2]["op"], "in full");
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "acknowledged", r.Pump);
+                var hide = new Dictionary<string, object> { { "op", "visibility" }, { "uuid", a.Uuid }, { "visible", false } };
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", hide);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the hide answered", r.Pump);
+                Check.True(!a.Visible, "the other editor's hide is applied");
+                a.Position = new[] { 7.0, 7, 7 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Settle();
+                Check.Equal(3, r.Ops().Count, "the newest move waits for the full state's result");
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                Check.Eventually(() => r.Ops().Count == 4, TimeSpan.FromSeconds(5), "the newest move goes", r.Pump);
+                Check.Equal("transform", (string)r.Ops()[3]["op"], "as the move the person made, not the whole object");
+                Check.Equal(4, r.Ops().Count, "and nothing else");
+            }
+        }
+
         /// <summary>PROTOCOL §6.8: without a project id, hello omits it and the client keeps the assigned one.</summary>
         [VsTest]
         public static void HelloOmitsAnUnsetProjectIdAndKeepsTheAssignedOne()
@@ -1086,8 +1146,16 @@ namespace VibeSync.Bridge.Tests
                 r.Pump();
                 Check.Eventually(() => Applied(r, id2) != null, TimeSpan.FromSeconds(5), "second resync answered", r.Pump);
                 Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "still kept");
-                // The queued move (5, 5, 5) commits; the edit made since goes then (one change per uuid in flight).
-                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                // The queued move (5, 5, 5) commits (its result names it: the edit made since may
+                // be on its way already, a drag); the edit made since goes.
+                long results = r.Engine.BatchResults;
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
+                    { "uuids", new List<object> { a.Uuid } },
+                    { "through", new Dictionary<string, object> { { a.Uuid, (string)r.Daemon.Received("change")[1].Message["request_id"] } } },
+                });
+                Check.Eventually(() => r.Engine.BatchResults > results, TimeSpan.FromSeconds(5), "the result read", r.Pump);
                 var ch = r.Daemon.WaitFor("change", 3, r.Pump);
                 var op = (Dictionary<string, object>)((List<object>)ch[2].Message["changes"])[0];
                 Check.Equal(1, ((List<object>)ch[2].Message["changes"]).Count, "one op");
@@ -1096,13 +1164,20 @@ namespace VibeSync.Bridge.Tests
                 Check.Near(new[] { 6.0, 6, -6 }, Vectors.Doubles(op["t"]), 1e-12, "the local position (canonical)");
                 Check.True((long)ch[2].Message["base_seq"] >= (long)r.Daemon.Received("applied")[1].Message["seq"], "base_seq at the resync's seq (not STALE)");
 
-                // A forwarded batch is always applied, unresolved work or not.
+                // A forwarded batch's op of a part whose change is on its way is not applied
+                // (§6.4): the move stays, the answer is the state the batch made, and the move's
+                // own result (with the correction of a loser) settles it.
+                Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the move on its way", r.Pump);
                 var moved = authoritative.Clone();
                 moved.T = new[] { 3.0, 3, -3 };
                 var fast = new Dictionary<string, object> { { "op", "transform" }, { "uuid", a.Uuid }, { "t", Msg.List(3, 3, -3) }, { "r", Msg.List(moved.R) }, { "s", Msg.List(moved.S) } };
+                var madeByIt = StateDiff.Apply(r.Scene.Capture(a.Uuid), RemoteChange.Parse(fast, null, 1.0));
                 string id3 = r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", fast);
                 Check.Eventually(() => Applied(r, id3) != null, TimeSpan.FromSeconds(5), "fast batch answered", r.Pump);
-                Check.Near(new[] { 3.0, 3, 3 }, a.Position, 1e-12, "forwarded fast batch applied");
+                Check.Near(new[] { 6.0, 6, 6 }, a.Position, 1e-12, "the move on its way stays");
+                Check.Equal(madeByIt.Hash(), (string)Applied(r, id3)[a.Uuid], "answered with the state the batch made");
+                r.Settle();
+                Check.Equal(3, r.Daemon.Received("change").Count, "the move on its way is not sent again");
 
                 // Once a batch_result names the uuid it is resolved: the next replay is applied.
                 r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
@@ -1414,6 +1489,76 @@ namespace VibeSync.Bridge.Tests
                 var ops = new List<string>();
                 foreach (Dictionary<string, object> op in (List<object>)sent["changes"]) ops.Add((string)op["op"]);
                 Check.Equal("transform", string.Join(",", ops), "only the person's move is sent after");
+            }
+        }
+
+        [VsTest]
+        public static void AnotherEditorsFullStateNeverOverwritesAPersonsEditOnItsWay()
+        {
+            // PROTOCOL.md §6.4: the person renamed A here and the rename is on its way (sent, no
+            // result yet) when a batch brings Blender's full state of A, which arrived at the
+            // daemon first and still has the old name. The batch commits the person's rename
+            // (the later writer) and holds Unity to keep it. Applied whole, the create put
+            // Blender's old name back here and nothing corrected it (the random edits test).
+            // Now the other parts are applied, the name stays, the answer is the state the batch
+            // made, and the rename is not sent again: its own result settles it.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                int changes = r.Daemon.Received("change").Count;
+                r.RenameOnItsWay(a, "Mine");
+                var mine = r.Scene.Capture(a.Uuid);
+                var full = mine.ToCreateOp(1.0);
+                full["name"] = "A";
+                full["t"] = Msg.List(0, 0, 9);
+                r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                var applied = r.Daemon.WaitFor("applied", 1, r.Pump)[0].Message;
+                var made = StateDiff.Apply(mine, RemoteChange.Parse(full, null, 1.0));
+                Check.Equal(made.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is the state the batch made");
+                Check.Equal(a.Uuid, string.Join(",", (List<object>)applied["spared"]), "`applied.spared` names A");
+                Check.Equal("Mine", a.Name, "the person's rename on its way stays");
+                Check.Equal(StateDiff.WithParts(made, mine, new[] { "rename" }).Hash(), r.Scene.Capture(a.Uuid).Hash(), "the batch's other parts are applied");
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "the rename is not sent again");
+                r.Daemon.SendResult(Guid.NewGuid().ToString(), r.Daemon.NextSeq(), "committed", new[] { a.Uuid });
+                r.Settle();
+                Check.Equal(changes + 1, r.Daemon.Received("change").Count, "nor after its result");
+                Check.True(!r.Engine.IsInFlight(a.Uuid) && !r.Engine.HasUnresolvedLocalWork(a.Uuid), "settled");
+            }
+        }
+
+        [VsTest]
+        public static void ARenameWhoseResultCameIsNoLongerSparedWhileTheDragAfterItIsOnItsWay()
+        {
+            // PROTOCOL.md §6.4: what is spared is what the daemon has not taken yet. The person
+            // renamed A, then dragged it; the rename's result came (`through` names it), the
+            // moves are still on their way. A batch then brings Blender's later rename and move
+            // of A: the rename is applied, the move is not. Counting every part sent since A
+            // last had nothing in flight, Unity kept its old name for good over a drag.
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                int changes = r.Daemon.Received("change").Count;
+                string rename = r.RenameOnItsWay(a, "Mine");
+                a.Position = new[] { 1.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", changes + 2, r.Pump);
+                Check.Eventually(() => r.Engine.AwaitingResults == 1, TimeSpan.FromSeconds(5), "both acknowledged", r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
+                });
+                r.Settle();
+                Check.True(r.Engine.IsInFlight(a.Uuid), "the move is still on its way");
+                var theirName = new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "Blender's" } };
+                var theirMove = new Dictionary<string, object> { { "op", "transform" }, { "uuid", a.Uuid }, { "t", Msg.List(0, 0, 9) }, { "r", Msg.List(0, 0, 0, 1) }, { "s", Msg.List(1, 1, 1) } };
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", theirName, theirMove);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                Check.Equal("Blender's", a.Name, "the rename the daemon has taken is not spared");
+                Check.Near(new[] { 1.0, 0, 0 }, a.Position, 1e-12, "the move on its way is");
+                r.Settle();
+                Check.Equal(changes + 2, r.Daemon.Received("change").Count, "nothing is sent again");
             }
         }
 
