@@ -1409,6 +1409,35 @@ def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_ag
                what="the person's newest move sent after the batch")
 
 
+def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_is_on_its_way(
+        scripted):
+    """PROTOCOL.md §6.4: what a batch spares is what the daemon has not taken yet. The person
+    renamed the cube, then dragged it; the rename's result came (`through` names it), the move
+    is still on its way. A batch then brings the other editor's later rename and move: the
+    rename is applied, the move is not. Counting every part sent since the cube last had
+    nothing in flight, Blender kept its old name over the drag, and nothing corrected it."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    [rename] = s.engine.inflight.requests[cu]
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2,
+               what="the move sent at once, as in a drag")
+    scripted.push(frame({"type": "batch_result", "batch_id": "rename", "seq": 41,
+                         "outcome": "committed", "uuids": [cu], "through": {cu: rename}}))
+    pump_until(lambda: s.engine.inflight.requests.get(cu, [rename]) != [rename]
+               and len(s.engine.inflight.requests.get(cu, ())) == 1, what="the rename ended")
+    scripted.received.clear()
+    scripted.push(batch_frames("theirs", 42, [
+        {"op": "rename", "uuid": cu, "name": "Renamed in Unity"},
+        {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}]))
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    assert cube.name == "Renamed in Unity", "the rename the daemon has taken is not spared"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the move on its way is"
+
+
 @pytest.mark.parametrize("sent", ["no", "yes", "kept"])
 @pytest.mark.parametrize("automation", [True, False])
 def test_automations_delete_of_what_a_person_is_moving_is_not_applied(scripted, sent,

@@ -300,6 +300,10 @@ class Session:
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
+        # uuid -> request id -> the ops that change carried, while it is in flight: when a
+        # result ends some of a uuid's changes, the others' parts are what stays unresolved
+        # (a rename whose result came is not spared while a drag's moves are on their way).
+        self.request_parts: dict[str, dict[str, set[str]]] = {}
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
         # A person's unsent changes that lose to a forwarded batch, with the base_seq from
@@ -991,6 +995,7 @@ class Session:
             self.lost_over.clear()  # its base belongs to the connection that ended
             self.kept_lost.clear()  # so does its `away_base`; the replay re-sends kept work
             self.sent_parts.clear()
+            self.request_parts.clear()
             self.parent_waiters.clear()
             if self.adoptable or self.gated_keys:
                 self.connect_seq = self.engine.last_seq if self.connect_seq is None \
@@ -1424,6 +1429,7 @@ class Session:
         self.lost_over.clear()
         self.kept_lost.clear()
         self.sent_parts.clear()
+        self.request_parts.clear()
         self.deleted_here.clear()
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
@@ -2211,7 +2217,18 @@ class Session:
         for u in uuids:
             if u not in self.engine.inflight and u not in queued:
                 self.sent_parts.pop(u, None)
+                self.request_parts.pop(u, None)
                 self.flight_base.pop(u, None)
+                continue
+            # Some of its changes ended: what the others carried (and the queued ones) stays.
+            left = self.engine.inflight.requests.get(u, ())
+            by_request = self.request_parts.get(u, {})
+            if any(r not in by_request for r in left):
+                continue  # not all known: kept whole, the safe side
+            for r in [r for r in by_request if r not in left]:
+                del by_request[r]
+            self.sent_parts[u] = set().union(*by_request.values()) \
+                | {op["op"] for op, _ in self.out_ops if op.get("uuid") == u}
 
     def _hashes_settled(self) -> bool:
         """What a replay needs to tell the person's edits apart is known: no geometry
@@ -3029,6 +3046,7 @@ class Session:
             # A new change after the last one ended: only its parts are unresolved (a part
             # left over from a change whose end went unseen would be spared for nothing).
             self.sent_parts[uuid] = set()
+            self.request_parts.pop(uuid, None)
         for op in ops:
             blob = b""
             if capture.needs_attachment(op):
@@ -3326,6 +3344,10 @@ class Session:
             msg["seen"] = seen  # made over these live previews: no conflict with them (§6.2)
         slow = {op["uuid"] for op in ops if op.get("op") not in wire.FAST_OPS}
         rid = self.request(msg, uuids, attachment=attachment, slow=slow)
+        if rid is not None:
+            for op in ops:
+                if isinstance(op.get("uuid"), str):
+                    self.request_parts.setdefault(op["uuid"], {}).setdefault(rid, set()).add(op["op"])
         if rid is not None and automation is not None:
             self.automation_requests[rid] = automation
             deleted = [op["uuid"] for op in ops if op.get("op") == wire.Op.DELETE]
