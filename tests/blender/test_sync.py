@@ -1438,6 +1438,32 @@ def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_
     assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the move on its way is"
 
 
+def test_another_editors_full_state_spares_a_hide_on_its_way_of_a_kept_object(scripted):
+    """PROTOCOL.md §6.4: the person moved the cube, then hid it; the move's batch rolled back
+    (kept here, not synced) while the hide was still on its way. Another editor's full state
+    of the cube then arrives in the batch that carries the hide. The hide is no full state:
+    it is spared, as the daemon reads it. Applied whole, the other editor's `visible: true`
+    took the person's hide away, and Blender later sent its kept cube again in full, with
+    that value as the person's (the random edits test, seed 14)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
+    [move] = s.engine.inflight.requests[cu]
+    cube.hide_set(True)
+    bpy.context.view_layer.update()
+    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2, what="the hide sent")
+    scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 40,
+                         "outcome": "rolled_back", "uuids": [cu], "through": {cu: move},
+                         "error_code": "VERIFY_TIMEOUT", "kept_local": True,
+                         "reason": "Unity did not confirm the change in time"}))
+    pump_until(lambda: cu in s.engine.not_synced and len(s.engine.inflight.requests[cu]) == 1,
+               what="the move kept, the hide still on its way")
+    their_full_state_answered(scripted, cu, before)
+    assert cube.hide_get(), "the person's hide on its way stays"
+    assert cube.name == "Renamed in Unity", "the parts the person did not change are applied"
+
+
 @pytest.mark.parametrize("sent", ["no", "yes", "kept"])
 @pytest.mark.parametrize("automation", [True, False])
 def test_automations_delete_of_what_a_person_is_moving_is_not_applied(scripted, sent,

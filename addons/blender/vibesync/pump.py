@@ -1914,12 +1914,16 @@ class Session:
         in_flight = self._unresolved_sent_parts(uuid)
         since_sent = {op["op"] for op in capture.diff_ops(uuid, prev, now)} \
             | ({wire.Op.MESH} if reshaped else set())
-        if uuid in self.engine.not_synced or wire.Op.CREATE in in_flight:
+        if wire.Op.CREATE in in_flight or (uuid in self.engine.not_synced and not in_flight):
             # A batch's: its own full state, kept here not synced or on its way, is overtaken
             # by the other editor's newer one: applied whole (the daemon reads a full state
             # sent as sparing nothing, §6.4) — but a part the person changed again since it
             # was sent, not sent yet, is spared like any. Applied whole, the batch moved back
-            # an object the person had just moved, and the move was never sent.
+            # an object the person had just moved, and the move was never sent. A move or
+            # hide of a kept object on its way (sent before its batch rolled back) is no full
+            # state: its parts are spared, as the daemon reads them; applied whole, the
+            # other editor's full state took the person's hide away, and Blender then sent
+            # its kept object again with the other's value as the person's.
             if not since_sent:
                 return None
             in_flight, mine = set(), since_sent
