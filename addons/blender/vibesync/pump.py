@@ -2217,7 +2217,9 @@ class Session:
         """These uuids' changes are resolved: what was sent of them is no longer unresolved
         local work (unless a newer change of theirs is queued or in flight). One pass over
         the queue: a first sync's result names thousands of uuids."""
-        queued = {op.get("uuid") for op, _ in self.out_ops} if self.out_ops else ()
+        queued: dict[str, set[str]] = {}
+        for op, _ in self.out_ops:
+            queued.setdefault(op.get("uuid"), set()).add(op["op"])
         for u in uuids:
             if u not in self.engine.inflight and u not in queued:
                 self.sent_parts.pop(u, None)
@@ -2231,8 +2233,7 @@ class Session:
                 continue  # not all known: kept whole, the safe side
             for r in [r for r in by_request if r not in left]:
                 del by_request[r]
-            self.sent_parts[u] = set().union(*by_request.values()) \
-                | {op["op"] for op, _ in self.out_ops if op.get("uuid") == u}
+            self.sent_parts[u] = set().union(*by_request.values(), queued.get(u, ()))
 
     def _hashes_settled(self) -> bool:
         """What a replay needs to tell the person's edits apart is known: no geometry
