@@ -237,13 +237,28 @@ pub fn conflicts_seeing<'q>(
             moves.entry(q.change.uuid.as_str()).or_default().push(i);
         }
     }
+    // uuids a change of the window deletes: a `create` of one writes every part (it makes the
+    // object again).
+    let deleted: crate::fast::HashSet<&str> =
+        window.iter().filter(|q| matches!(q.change.op, ChangeOp::Delete)).map(|q| q.change.uuid.as_str()).collect();
     let writes = |i: usize| -> u16 {
         let q = window[i];
         if q.keeps_world {
             return 0;
         }
-        let parts = Parts::written_by(&q.change.op);
+        let was =
+            start.get(&q.change.uuid).and_then(Option::as_ref).filter(|_| !deleted.contains(q.change.uuid.as_str()));
+        let parts = Parts::written_over(&q.change.op, was);
         let pose = match (&q.change.op, start.get(&q.change.uuid)) {
+            // A full state of an object the daemon holds: the components it holds differently
+            // (all three under another parent).
+            (ChangeOp::Create(st), Some(Some(was))) if !parts.intersects(Parts::EXISTENCE) => {
+                match (parts.intersects(Parts::POSE), st.parent == was.parent) {
+                    (false, _) => 0,
+                    (true, true) => Pose::of(st).changed_from(&Pose::of(was)),
+                    (true, false) => pose_part::ALL,
+                }
+            }
             (ChangeOp::Transform { t, r, s }, Some(Some(was))) if !linked.contains(q.change.uuid.as_str()) => {
                 // (One that changed nothing moved the object back: its whole pose, as merged;
                 // a part it holds as another editor's earlier move it had seen, none it made.)
@@ -425,6 +440,24 @@ mod tests {
         assert_eq!(
             c(vec![q("a", ChangeOp::Rename("X".into())), q("b", ChangeOp::Create(state(9.0, "B")))]),
             vec![lost("b", "a", "rename")]
+        );
+        // A full state of an object the daemon holds (kept local work sent again) writes the
+        // parts it holds differently from the state before the window, never a value its
+        // person did not change: a's rename stands beside b's full state that only hides it.
+        let mut hidden = state(0.0, "A");
+        hidden.visible = false;
+        assert!(c(vec![q("a", ChangeOp::Rename("X".into())), q("b", ChangeOp::Create(hidden.clone()))]).is_empty());
+        // Two editors' full states of one object, each with its person's edit: both stand.
+        assert!(c(vec![q("a", ChangeOp::Create(hidden.clone())), q("b", ChangeOp::Create(state(4.0, "A")))]).is_empty());
+        // … a conflict when both changed one part (b hid it too, then showed it again).
+        assert_eq!(
+            c(vec![q("a", ChangeOp::Create(hidden)), q("b", ChangeOp::Visibility(true))]),
+            vec![lost("b", "a", "create")]
+        );
+        // After a delete of the window it makes the object again: every part.
+        assert_eq!(
+            c(vec![q("a", ChangeOp::Delete), q("b", ChangeOp::Create(state(0.0, "Z")))]),
+            vec![lost("b", "a", "delete")]
         );
         // A move that only keeps the object where it stood after its editor's reparent off a
         // deleted parent writes no pose (§6.1): the other editor's move stands, no conflict.

@@ -12,7 +12,7 @@
 
 use vibesync_registry::{Part, PartWriter, StateWrite};
 
-use crate::sync::{Author, ChangeOp};
+use crate::sync::{Author, ChangeOp, ObjectState, Pose};
 use vibesync_protocol::names::ClientKind;
 
 /// Each part as the registry names it (its `writers`, docs/PROTOCOL.md §6.1).
@@ -100,6 +100,42 @@ impl Parts {
         }
     }
 
+    /// What `op` writes over `was`, the object's state before the window (`None`: the daemon
+    /// holds no live record of it). A `create` of an object the daemon holds — an editor's
+    /// full state of an object it keeps locally, sent again (docs/PROTOCOL.md §6.2 "A full
+    /// state of an object the daemon holds") — writes only the parts it holds differently
+    /// from `was`: those its person changed. Its pose is meaningful under its parent, so a
+    /// `create` that moves the object writes its parent too. Every other op: [`Parts::written_by`].
+    pub fn written_over(op: &ChangeOp, was: Option<&ObjectState>) -> Parts {
+        match (op, was) {
+            (ChangeOp::Create(st), Some(was)) if st.kind == was.kind => Parts::changed(st, was),
+            _ => Parts::written_by(op),
+        }
+    }
+
+    /// The parts `st` holds differently from `was` (a changed pose: with its parent, as above);
+    /// what a `create` of `st` writes over `was` (same kind).
+    pub fn changed(st: &ObjectState, was: &ObjectState) -> Parts {
+        let mut out = Parts::NONE;
+        let pairs = [
+            (Parts::POSE, Pose::of(st).changed_from(&Pose::of(was)) != 0),
+            (Parts::NAME, st.name != was.name),
+            (Parts::VISIBILITY, st.visible != was.visible),
+            (Parts::PARENT, st.parent != was.parent),
+            (Parts::MESH, st.mesh_hash != was.mesh_hash),
+            (Parts::MATERIAL, st.material != was.material),
+        ];
+        for (part, differs) in pairs {
+            if differs {
+                out = out.union(part);
+            }
+        }
+        if out.intersects(Parts::POSE) {
+            out = out.union(Parts::PARENT);
+        }
+        out
+    }
+
     /// What `op` is stale against when another editor changed it after the change's
     /// `base_seq`: what it writes, and what its meaning depends on. A `reparent` depends on
     /// the pose (a local pose is relative to its parent); a `create` carries the whole state
@@ -117,6 +153,49 @@ impl Parts {
             ChangeOp::Transform { .. } | ChangeOp::Rename(_) | ChangeOp::Visibility(_) => Parts::GONE,
         }
     }
+}
+
+/// The state a `create` of an object the daemon holds leaves over `cur`, the object's state
+/// so far in the window (`was`: before it): `cur` with the parts the create writes
+/// ([`Parts::written_over`]) taken from it — so another editor's change of another part, in
+/// the same window, stands (docs/PROTOCOL.md §6.2). A pose component the create holds as
+/// `was` is `cur`'s, unless the create puts the object under another parent than `cur`'s (its
+/// pose is one there: taken whole).
+pub fn create_over(st: &ObjectState, was: &ObjectState, cur: &ObjectState) -> ObjectState {
+    if st.kind != was.kind || st.kind != cur.kind {
+        return st.clone();
+    }
+    let w = Parts::changed(st, was);
+    let mut out = cur.clone();
+    if w.intersects(Parts::NAME) {
+        out.name.clone_from(&st.name);
+    }
+    if w.intersects(Parts::VISIBILITY) {
+        out.visible = st.visible;
+    }
+    if w.intersects(Parts::MESH) {
+        out.mesh_hash.clone_from(&st.mesh_hash);
+    }
+    if w.intersects(Parts::MATERIAL) {
+        out.material.clone_from(&st.material);
+    }
+    if w.intersects(Parts::POSE) {
+        let mine = Pose::of(st);
+        let pose = if st.parent == cur.parent {
+            Pose::of(cur).with_parts(&mine, mine.changed_from(&Pose::of(was)))
+        } else {
+            mine
+        };
+        (out.t, out.r, out.s) = (pose.t, pose.r, pose.s);
+    }
+    if w.intersects(Parts::PARENT) && st.parent != cur.parent {
+        if !w.intersects(Parts::POSE) {
+            // Its pose is `was`'s under `was`'s parent: taken whole with it.
+            (out.t, out.r, out.s) = (st.t, st.r, st.s);
+        }
+        out.parent.clone_from(&st.parent);
+    }
+    out
 }
 
 /// One writer of some parts of an object: at `seq`, by `client` (its `client_id`) of editor
@@ -309,6 +388,52 @@ mod tests {
 
     fn tr() -> ChangeOp {
         ChangeOp::Transform { t: [1.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] }
+    }
+
+    fn st(x: f64, name: &str, visible: bool) -> ObjectState {
+        ObjectState {
+            kind: "object".into(),
+            name: name.into(),
+            parent: None,
+            visible,
+            t: [x, 0.0, 0.0],
+            r: [0.0, 0.0, 0.0, 1.0],
+            s: [1.0; 3],
+            mesh_hash: None,
+            material: None,
+        }
+    }
+
+    #[test]
+    fn a_full_state_of_a_held_object_writes_only_what_its_person_changed() {
+        let was = st(0.0, "A", true);
+        // Blender's kept full state hides it; Unity's moves it: each writes its own part.
+        let hidden = ChangeOp::Create(st(0.0, "A", false));
+        let moved = ChangeOp::Create(st(4.0, "A", true));
+        assert_eq!(Parts::written_over(&hidden, Some(&was)), Parts::VISIBILITY);
+        // (Its pose is meaningful under its parent: with it, the parent.)
+        assert_eq!(Parts::written_over(&moved, Some(&was)), Parts::POSE.union(Parts::PARENT));
+        // A create of an object the daemon holds no live record of makes it: every part.
+        assert_eq!(Parts::written_over(&moved, None), Parts::ALL);
+        // In one window, in either order, both edits stand.
+        let (ChangeOp::Create(h), ChangeOp::Create(m)) = (&hidden, &moved) else { unreachable!() };
+        let both = create_over(m, &was, &create_over(h, &was, &was));
+        assert_eq!(both, st(4.0, "A", false));
+        assert_eq!(create_over(h, &was, &create_over(m, &was, &was)), both);
+        // A rename made in the window stands beside a full state that leaves the name.
+        assert_eq!(create_over(h, &was, &st(0.0, "B", true)), st(0.0, "B", false));
+        // Per component of the pose: a scale made there stands beside this move.
+        let mut scaled = was.clone();
+        scaled.s = [2.0; 3];
+        let mut want = st(4.0, "A", true);
+        want.s = [2.0; 3];
+        assert_eq!(create_over(m, &was, &scaled), want);
+        // Under another parent than the window's: its pose is one there, taken whole.
+        let mut elsewhere = st(4.0, "A", true);
+        elsewhere.parent = Some("p".into());
+        let mut turned = was.clone();
+        turned.r = [0.0, 0.0, 1.0, 0.0];
+        assert_eq!(create_over(&elsewhere, &was, &turned), elsewhere);
     }
 
     #[test]

@@ -115,6 +115,9 @@ impl Project {
         // moves merge over (§6.2), and what a move that only keeps an object where it stood
         // after its parent's delete is re-expressed over (§6.1). Each origin's handle once.
         let mut moves: HashMap<String, Vec<usize>> = HashMap::default();
+        // Where in `kept` a `create` of an object the daemon holds stands, and the parts it
+        // writes ([`Parts::written_over`]): its registry writers (below).
+        let mut create_writes: HashMap<usize, Parts> = HashMap::default();
         let mut links: HashMap<String, Vec<usize>> = HashMap::default();
         let mut editors: HashMap<SessionId, Editor> = HashMap::default();
         for (mut q, keep) in queued.into_iter().zip(mask) {
@@ -593,6 +596,23 @@ impl Project {
                     (*t, *r, *s) = (mine.t, mine.r, mine.s);
                 }
             }
+            // A full state of an object the daemon holds (an editor's kept local work, sent
+            // again, §6.2 "A full state of an object the daemon holds"): it writes the parts it
+            // holds differently from the state before the window; another editor's change of
+            // another part in this window stands. (After a delete of this window it makes the
+            // object again: whole.)
+            let mut create_writes_here: Option<Parts> = None;
+            let deleted_here = links
+                .get(&q.change.uuid)
+                .is_some_and(|at| at.iter().any(|&i| matches!(window[i].change.op, ChangeOp::Delete)));
+            if let (ChangeOp::Create(st), Some(Some(was)), Some(now), false) =
+                (&mut q.change.op, start.get(&q.change.uuid), &cur, deleted_here)
+            {
+                if st.kind == was.kind {
+                    create_writes_here = Some(Parts::changed(st, was));
+                    *st = crate::stale::create_over(st, was, now);
+                }
+            }
             // (The pose where the deleted parent put it, after its reparent.)
             let applied = match &to_root {
                 Some(r) => apply_change(cur.as_ref(), &r.change.op),
@@ -624,6 +644,9 @@ impl Project {
                         kept.push(r);
                     }
                     all.push(as_id);
+                    if let Some(parts) = create_writes_here {
+                        create_writes.insert(kept.len(), parts);
+                    }
                     kept.push(q);
                     if let Some(moved) = standing {
                         all.push(moved.with_origin(moved.origin.session_id.clone()));
@@ -852,6 +875,33 @@ impl Project {
             kinds.insert(p.session_id.clone(), p.editor.to_string());
             client_ids.insert(p.session_id.clone(), p.client_id.clone());
         }
+        // Full states of one object from several editors, and nothing else of it: each is
+        // sent the batch's state of it, so an editor whose own is in flight (it applies
+        // another's whole, §6.4) holds every person's edit at once, never the earlier full
+        // state alone until a correction puts its person's edit back (§6.2 "A full state of
+        // an object the daemon holds").
+        if !create_writes.is_empty() {
+            let held: HashSet<String> = create_writes.keys().map(|&i| kept[i].change.uuid.clone()).collect();
+            // uuid → (something else than a `create` of it, the origins of its `create`s)
+            let mut of: HashMap<&str, (bool, Vec<&SessionId>)> = HashMap::default();
+            for q in kept.iter().filter(|q| held.contains(&q.change.uuid)) {
+                let e = of.entry(q.change.uuid.as_str()).or_default();
+                e.0 |= !matches!(q.change.op, ChangeOp::Create(_));
+                if !e.1.contains(&&q.origin.session_id) {
+                    e.1.push(&q.origin.session_id);
+                }
+            }
+            let merged: HashSet<String> = of
+                .into_iter()
+                .filter(|(_, (other, origins))| !*other && origins.len() > 1)
+                .map(|(u, _)| u.to_string())
+                .collect();
+            for q in kept.iter_mut().filter(|q| merged.contains(&q.change.uuid)) {
+                if let (ChangeOp::Create(st), Some(Some(fin))) = (&mut q.change.op, states.get(&q.change.uuid)) {
+                    st.clone_from(fin);
+                }
+            }
+        }
         let kept_ids: Vec<Queued<SessionId>> =
             kept.iter().map(|q| q.with_origin(q.origin.session_id.clone())).collect();
         let participant_ids: Vec<SessionId> = participants.iter().map(|p| p.session_id.clone()).collect();
@@ -889,7 +939,7 @@ impl Project {
                 continue;
             }
             writes.entry(q.change.uuid.clone()).or_default().record(
-                Parts::written_by(&q.change.op),
+                create_writes.get(&i).copied().unwrap_or_else(|| Parts::written_by(&q.change.op)),
                 0,
                 (&q.origin.client_id, q.origin.editor.as_str()),
                 q.sight.own_marks(q.change.op.name()),

@@ -880,6 +880,45 @@ fn a_resend_of_the_held_state_in_the_same_window_never_undoes_another_editors_ch
     assert_eq!(dropped.map(|r| r["outcome"].clone()), Some(json!("dropped")), "{:?}", b.results);
 }
 
+/// Each editor kept its person's edit of the cube locally and sends its full state again (a
+/// `create`, docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds"), in one
+/// window: Blender's hides it, Unity's moves it. Each writes only what its person changed:
+/// in either order both edits stand in both editors — no conflict, and one batch each, with
+/// no correction that would first take an editor's own edit away. (Before, the later full
+/// state wrote every part: the other person's edit was lost to a value nobody chose.)
+#[test]
+fn two_editors_full_states_of_a_held_object_in_one_window_keep_both_persons_edits() {
+    for unity_first in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+        let batches = (b.batches.len(), u.batches.len());
+        let mut hidden = create(&id, "Cube", [1.0, 2.0, 3.0]);
+        hidden["visible"] = json!(false);
+        let moved = create(&id, "Cube", [7.0, 2.0, 3.0]);
+        let mut sends: Vec<(&mut Mini, &str, Value)> = vec![(&mut b, "b-kept", hidden), (&mut u, "u-kept", moved)];
+        if unity_first {
+            sends.reverse();
+        }
+        for (m, rid, change) in sends {
+            assert_eq!(statuses(&m.send_change(rid, vec![change], &[])), ["queued"]);
+        }
+        until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-kept") && ended(m[1], "u-kept"));
+        settle(&mut [&mut b, &mut u]);
+        for (name, m) in [("Blender", &b), ("Unity", &u)] {
+            let st = &m.states[&id];
+            assert_eq!(
+                (&st["t"], &st["visible"]),
+                (&json!([7.0, 2.0, 3.0]), &json!(false)),
+                "{name} holds both persons' edits (unity first: {unity_first}): {}",
+                d.stderr_log()
+            );
+            assert!(m.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?}", m.events);
+            assert!(m.results.iter().all(|r| r["outcome"] == "committed"), "{:?}", m.results);
+        }
+        assert_eq!((b.batches.len(), u.batches.len()), (batches.0 + 1, batches.1 + 1), "one batch each, no correction");
+    }
+}
+
 /// Unity puts the cube under the camera and that commits; Blender, not having heard of it
 /// (its change's `base_seq` is before that commit), puts the camera under the cube. Together
 /// a cycle: Blender's reparent is a conflict Unity's won — refused `STALE` (not
