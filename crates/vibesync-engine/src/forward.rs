@@ -110,7 +110,7 @@ pub struct Plan {
 pub fn plan<'a>(
     all: &[Queued<String>],
     kept: &[Queued<String>],
-    (start, seen): (&HashMap<String, Option<ObjectState>>, &Seen<'_>),
+    (start, seen, foreign): (&HashMap<String, Option<ObjectState>>, &Seen<'_>, &Foreign<'_>),
     finals: &HashMap<String, Option<ObjectState>>,
     participants: impl IntoIterator<Item = &'a String>,
 ) -> Plan {
@@ -185,7 +185,8 @@ pub fn plan<'a>(
         out.sends.insert(p.clone(), ops);
     }
     let in_batch: crate::fast::HashSet<&str> = kept.iter().map(|q| q.change.uuid.as_str()).collect();
-    out.conflicts = conflicts_seeing(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())), start, seen);
+    out.conflicts =
+        conflicts_seeing(all.iter().filter(|q| in_batch.contains(q.change.uuid.as_str())), start, (seen, foreign));
     out
 }
 
@@ -203,7 +204,7 @@ pub fn conflicts<'q>(
     window: impl IntoIterator<Item = &'q Queued<String>>,
     start: &HashMap<String, Option<ObjectState>>,
 ) -> Vec<Conflict> {
-    conflicts_seeing(window, start, &|_, _| None)
+    conflicts_seeing(window, start, (&|_, _| None, &|_, _| None))
 }
 
 /// (origin, uuid) → the pose of another editor's live preview that the origin's latest
@@ -211,11 +212,16 @@ pub fn conflicts<'q>(
 /// daemon still knows it: the components it holds as that pose are none it made.
 pub type Seen<'a> = dyn Fn(&str, &str) -> Option<Pose> + 'a;
 
+/// (origin, uuid) → other editors' ops of the uuid the origin holds uncorrected, kept locally
+/// after a rollback ([`crate::stale::made_over`]): values its full state holds that are no
+/// edit of its person, and that it does not write.
+pub type Foreign<'a> = dyn Fn(&str, &str) -> Option<Vec<ChangeOp>> + 'a;
+
 /// [`conflicts`], knowing the live previews each `transform` was made over ([`Seen`]).
 pub fn conflicts_seeing<'q>(
     window: impl IntoIterator<Item = &'q Queued<String>>,
     start: &HashMap<String, Option<ObjectState>>,
-    seen_preview: &Seen<'_>,
+    (seen_preview, foreign): (&Seen<'_>, &Foreign<'_>),
 ) -> Vec<Conflict> {
     let window: Vec<&Queued<String>> = window.into_iter().collect();
     if window.windows(2).all(|w| w[0].origin == w[1].origin) {
@@ -248,8 +254,16 @@ pub fn conflicts_seeing<'q>(
         }
         let was =
             start.get(&q.change.uuid).and_then(Option::as_ref).filter(|_| !deleted.contains(q.change.uuid.as_str()));
-        let parts = Parts::written_over(&q.change.op, was);
-        let pose = match (&q.change.op, start.get(&q.change.uuid)) {
+        // (A full state of an object the daemon holds: what its person made of it.)
+        let made = match (&q.change.op, was) {
+            (ChangeOp::Create(st), Some(was)) => {
+                foreign(&q.origin, &q.change.uuid).map(|f| ChangeOp::Create(crate::stale::made_over(st, was, &f)))
+            }
+            _ => None,
+        };
+        let op = made.as_ref().unwrap_or(&q.change.op);
+        let parts = Parts::written_over(op, was);
+        let pose = match (op, start.get(&q.change.uuid)) {
             // A full state of an object the daemon holds: the components it holds differently
             // (all three under another parent).
             (ChangeOp::Create(st), Some(Some(was))) if !parts.intersects(Parts::EXISTENCE) => {
@@ -395,7 +409,7 @@ mod tests {
         }
         let finals: HashMap<_, _> = [(U.to_string(), fin.clone())].into_iter().collect();
         let parts = ["a".to_string(), "b".to_string()];
-        (plan(&all, &kept, (&start, &|_, _| None), &finals, &parts), fin.unwrap())
+        (plan(&all, &kept, (&start, &|_, _| None, &|_, _| None), &finals, &parts), fin.unwrap())
     }
 
     #[test]

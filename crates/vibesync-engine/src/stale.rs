@@ -12,7 +12,7 @@
 
 use vibesync_registry::{Part, PartWriter, StateWrite};
 
-use crate::sync::{Author, ChangeOp, ObjectState, Pose};
+use crate::sync::{pose_part, Author, ChangeOp, ObjectState, Pose};
 use vibesync_protocol::names::ClientKind;
 
 /// Each part as the registry names it (its `writers`, docs/PROTOCOL.md §6.1).
@@ -194,6 +194,49 @@ pub fn create_over(st: &ObjectState, was: &ObjectState, cur: &ObjectState) -> Ob
             (out.t, out.r, out.s) = (st.t, st.r, st.s);
         }
         out.parent.clone_from(&st.parent);
+    }
+    out
+}
+
+/// `st`, an editor's full state of an object the daemon holds, with each part it holds as
+/// another editor's value it was sent and keeps uncorrected (`foreign`: a rolled-back batch's
+/// ops of the uuid, while it keeps the uuid locally) set back to `was`, the object's state
+/// before the window: that value is no edit of its person, and the full state does not write
+/// it (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds"). Pose components,
+/// name, visibility, mesh and material; never the parent (its pose is one under it).
+pub fn made_over(st: &ObjectState, was: &ObjectState, foreign: &[ChangeOp]) -> ObjectState {
+    let mut out = st.clone();
+    let pose = |theirs: Pose, out: &mut ObjectState| {
+        let same = pose_part::ALL & !Pose::of(out).changed_from(&theirs);
+        let back = Pose::of(out).with_parts(&Pose::of(was), same);
+        (out.t, out.r, out.s) = (back.t, back.r, back.s);
+    };
+    for op in foreign {
+        match op {
+            ChangeOp::Transform { t, r, s } => pose(Pose { t: *t, r: *r, s: *s }, &mut out),
+            ChangeOp::Rename(n) if *n == out.name => out.name.clone_from(&was.name),
+            ChangeOp::Visibility(v) if *v == out.visible => out.visible = was.visible,
+            ChangeOp::Mesh(h) if out.mesh_hash.as_ref() == Some(h) => out.mesh_hash.clone_from(&was.mesh_hash),
+            ChangeOp::Material(m) if *m == out.material => out.material.clone_from(&was.material),
+            ChangeOp::Create(theirs) => {
+                if theirs.parent == out.parent {
+                    pose(Pose::of(theirs), &mut out);
+                }
+                if theirs.name == out.name {
+                    out.name.clone_from(&was.name);
+                }
+                if theirs.visible == out.visible {
+                    out.visible = was.visible;
+                }
+                if theirs.mesh_hash == out.mesh_hash {
+                    out.mesh_hash.clone_from(&was.mesh_hash);
+                }
+                if theirs.material == out.material {
+                    out.material.clone_from(&was.material);
+                }
+            }
+            _ => {}
+        }
     }
     out
 }
@@ -434,6 +477,25 @@ mod tests {
         let mut turned = was.clone();
         turned.r = [0.0, 0.0, 1.0, 0.0];
         assert_eq!(create_over(&elsewhere, &was, &turned), elsewhere);
+    }
+
+    #[test]
+    fn a_value_an_editor_holds_from_a_rolled_back_batch_is_no_edit_of_its_person() {
+        let was = st(0.0, "A", true);
+        // Unity moved it and holds Blender's rename and hide, sent in a batch that rolled back.
+        let held = st(4.0, "First", false);
+        let foreign = [ChangeOp::Rename("First".into()), ChangeOp::Visibility(false)];
+        assert_eq!(made_over(&held, &was, &foreign), st(4.0, "A", true));
+        assert_eq!(Parts::changed(&made_over(&held, &was, &foreign), &was), Parts::POSE.union(Parts::PARENT));
+        // A value its person set since (another name) is its own.
+        assert_eq!(made_over(&st(4.0, "Mine", false), &was, &foreign), st(4.0, "Mine", true));
+        // Per pose component: another editor's position, its own scale.
+        let mut scaled = st(4.0, "A", true);
+        scaled.s = [2.0; 3];
+        let theirs = ChangeOp::Transform { t: [4.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
+        let mut want = was.clone();
+        want.s = [2.0; 3];
+        assert_eq!(made_over(&scaled, &was, &[theirs]), want);
     }
 
     #[test]

@@ -402,7 +402,7 @@ impl World {
         all.retain(|q| batch_uuids.contains(&q.change.uuid));
         finals.retain(|u, _| batch_uuids.contains(u));
         let participants: Vec<String> = EDITORS.iter().map(|e| e.to_string()).collect();
-        let plan = forward::plan(&all, &kept, (&start, &|_, _| None), &finals, participants.iter());
+        let plan = forward::plan(&all, &kept, (&start, &|_, _| None, &|_, _| None), &finals, participants.iter());
         let mut applied: [BTreeMap<String, String>; 2] = Default::default();
         for (i, ed) in self.editors.iter_mut().enumerate() {
             let Some(ops) = plan.sends.get(&name(i)) else { continue };

@@ -609,8 +609,14 @@ impl Project {
                 (&mut q.change.op, start.get(&q.change.uuid), &cur, deleted_here)
             {
                 if st.kind == was.kind {
-                    create_writes_here = Some(Parts::changed(st, was));
-                    *st = crate::stale::create_over(st, was, now);
+                    // (Less the values it holds as another editor's, kept after a rollback.)
+                    let key = (q.change.uuid.clone(), q.origin.client_id.clone());
+                    let made = match self.foreign_kept.get(&key) {
+                        Some(foreign) => crate::stale::made_over(st, was, foreign),
+                        None => st.clone(),
+                    };
+                    create_writes_here = Some(Parts::changed(&made, was));
+                    *st = crate::stale::create_over(&made, was, now);
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)
@@ -916,7 +922,12 @@ impl Project {
         let seen = |origin: &str, uuid: &str| {
             (!seen_poses.is_empty()).then(|| seen_poses.get(&(origin.to_string(), uuid.to_string())).copied()).flatten()
         };
-        let plan = forward::plan(&window, &kept_ids, (&start, &seen), &states, &participant_ids);
+        let foreign_kept = &self.foreign_kept;
+        let foreign = |origin: &str, uuid: &str| {
+            let client = client_ids.get(origin)?;
+            foreign_kept.get(&(uuid.to_string(), client.clone())).cloned()
+        };
+        let plan = forward::plan(&window, &kept_ids, (&start, &seen, &foreign), &states, &participant_ids);
         let rebased = match self.rebased(cx, (&kept, &no_write), &base_of, &plan.conflicts, &co_decided) {
             Ok(mut r) => {
                 r.extend(undone);

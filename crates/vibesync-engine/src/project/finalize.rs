@@ -71,6 +71,22 @@ impl Project {
             }
             self.not_synced.retain(|(x, _), _| x != u);
             self.refused.retain(|(x, _), _| x != u);
+            if !self.foreign_kept.is_empty() {
+                // Its editor's full state committed (or the uuid is deleted): it holds the
+                // batch's state now.
+                let ended: Vec<String> = f
+                    .changes
+                    .iter()
+                    .filter(|q| &q.change.uuid == u)
+                    .filter_map(|q| match q.change.op {
+                        ChangeOp::Create(_) => Some(client_of(cx, &f, &q.origin)),
+                        ChangeOp::Delete => Some(String::new()),
+                        _ => None,
+                    })
+                    .collect();
+                let gone = ended.iter().any(String::is_empty);
+                self.foreign_kept.retain(|(x, c), _| x != u || !(gone || ended.contains(c)));
+            }
             if self.delete_losers.contains_key(u)
                 && f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Create(_)))
             {
@@ -236,6 +252,12 @@ impl Project {
         self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
         for (s, uuids) in &plan.kept_local {
             let client_id = client_of(cx, &f, s);
+            // What it was sent of the uuids it keeps: it holds that, uncorrected (§6.2).
+            for (u, op) in f.sends.get(s).into_iter().flatten().filter(|(u, _)| uuids.contains(u)) {
+                let ops = self.foreign_kept.entry((u.clone(), client_id.clone())).or_default();
+                ops.retain(|o| o.kind() != op.kind());
+                ops.push(op.clone());
+            }
             for u in uuids {
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),

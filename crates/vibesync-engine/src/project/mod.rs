@@ -596,6 +596,13 @@ pub struct Project {
     /// it keeps its own pose while its moves of the uuid are in flight (§6.4), so its later
     /// moves carry them unchanged (`CoPose`).
     co_poses: HashMap<(String, String), CoPose>,
+    /// (uuid, `client_id`) → other editors' ops of the uuid that a rolled-back batch sent this
+    /// editor while it keeps the uuid locally (`kept_local`: it is not corrected, so it holds
+    /// them), the last of each kind: a full state it sends of the uuid again holds those
+    /// values as no edit of its person, and does not write them (docs/PROTOCOL.md §6.2 "A
+    /// full state of an object the daemon holds"). Until a batch carrying its `create` of
+    /// the uuid commits, or one deletes the uuid. In memory only.
+    foreign_kept: HashMap<(String, String), Vec<crate::sync::ChangeOp>>,
     /// uuid → its latest admitted `transform`s as their live previews carried them: (mark,
     /// origin — a hash of its session id —, pose), the newest last, at most
     /// [`PREVIEWS_KEPT`]: what an editor that names a mark in `seen` showed (§6.1, §6.3).
@@ -804,6 +811,7 @@ impl Project {
             forwarded: HashMap::default(),
             bases: HashMap::default(),
             co_poses: HashMap::default(),
+            foreign_kept: HashMap::default(),
             previews: HashMap::default(),
             seen_poses: HashMap::default(),
             origin_hash: foldhash::fast::FixedState::default(),

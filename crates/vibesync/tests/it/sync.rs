@@ -919,6 +919,51 @@ fn two_editors_full_states_of_a_held_object_in_one_window_keep_both_persons_edit
     }
 }
 
+/// Blender renames the cube while Unity moves it; the batch rolls back and each keeps its
+/// person's edit (`kept_local`) — Unity also holds Blender's name, applied from that batch and
+/// never corrected. Blender's person renames it again; then Unity sends its kept full state,
+/// which carries Blender's first name. That name is no edit of Unity's person, and the full
+/// state does not write it (docs/PROTOCOL.md §6.2 "A full state of an object the daemon
+/// holds"): the cube ends with Blender's last name and Unity's move in both editors. (Before,
+/// the full state, last in the window, brought the first name back over the person's last.)
+#[test]
+fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
+    u.corrupt_next = true; // Unity answers the batch wrongly: it rolls back
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-1") && ended(m[1], "u-1"));
+    let outcome = |m: &Mini, rid: &str| {
+        m.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))).cloned()
+    };
+    for (m, rid) in [(&b, "b-1"), (&u, "u-1")] {
+        let r = outcome(m, rid).unwrap();
+        assert_eq!((&r["outcome"], &r["kept_local"]), (&json!("rolled_back"), &json!(true)), "{r}");
+    }
+    assert_eq!(u.states[&id]["name"], "First", "Unity holds Blender's name from the rolled-back batch");
+    assert_eq!(statuses(&b.send_change("b-2", vec![json!({"op":"rename","uuid":id,"name":"Last"})], &[])), ["queued"]);
+    let mut full = u.states[&id].clone();
+    full["op"] = json!("create");
+    full["uuid"] = json!(id);
+    assert_eq!(statuses(&u.send_change("u-full", vec![full], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-2") && ended(m[1], "u-full"));
+    settle(&mut [&mut b, &mut u]);
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        let st = &m.states[&id];
+        assert_eq!(
+            (&st["name"], &st["t"]),
+            (&json!("Last"), &json!([7.0, 2.0, 3.0])),
+            "{name} holds Blender's last name and Unity's move: {}",
+            d.stderr_log()
+        );
+    }
+    for (m, rid) in [(&b, "b-2"), (&u, "u-full")] {
+        assert_eq!(outcome(m, rid).map(|r| r["outcome"].clone()), Some(json!("committed")));
+    }
+}
+
 /// Unity puts the cube under the camera and that commits; Blender, not having heard of it
 /// (its change's `base_seq` is before that commit), puts the camera under the cube. Together
 /// a cycle: Blender's reparent is a conflict Unity's won — refused `STALE` (not
