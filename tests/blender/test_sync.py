@@ -1111,6 +1111,40 @@ def test_a_hide_with_the_eye_between_two_ticks_of_a_batch_is_kept_and_sent(scrip
                what="the hide sent as the person's edit")
 
 
+@pytest.mark.parametrize("path", ["resync", "fast"])
+def test_a_rename_between_two_ticks_of_a_batch_is_kept_and_sent(scripted, path):
+    """A person renames an object while another editor's full state of it (a correction, a
+    `resync`, after a conflict it lost; or a batch) is applied over several ticks, before the
+    batch reaches it. A rename marks nothing (Blender reports no update of the object; only
+    the sweep finds it), so the check for an edit made between two ticks missed it: the
+    batch's name overwrote the person's before it was ever sent, and both editors ended on
+    the person's previous name (random edits of moves, renames and the eye, e2e)."""
+    ob, u = resolved_cube(scripted, "Named")
+    other, v = resolved_cube(scripted, "Beside")
+    [mesh_hash] = [c["mesh_hash"] for m in scripted.received if m.get("type") == "change"
+                   for c in m["changes"] if c.get("op") == "create" and c.get("uuid") == u]
+    s = vibesync._session()
+    scripted.received.clear()
+    full = {"op": "create", "uuid": u, "kind": "object", "name": "Named", "parent": None,
+            "t": [3, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True, "mesh_hash": mesh_hash}
+    scripted.push(batch_frames("full-1", 60, [
+        {"op": "transform", "uuid": v, "t": [2, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]}, full], path=path))
+    end = time.monotonic() + 10
+    while s.apply_job is None:  # ticks with no budget: the batch's first step only
+        assert time.monotonic() < end, "the batch was never begun"
+        vibesync.tick(0.0)
+        time.sleep(0.005)
+    ob.name = "Renamed"  # the person's rename, between two ticks
+    bpy.context.view_layer.update()
+    pump_until(lambda: applied_messages(scripted), what="the batch answered")
+    ob = next(o for o in bpy.data.objects if o.get(PROP) == u)
+    assert ob.name == "Renamed", "the person's rename stays"
+    assert tuple(ob.location) == pytest.approx((3, 0, 0), abs=1e-5), "the part it does not touch is applied"
+    pump_until(lambda: any(c.get("uuid") == u and c.get("name") == "Renamed" and c.get("op") in ("rename", "create")
+                           for m in scripted.received if m.get("type") == "change" for c in m["changes"]),
+               what="the rename sent as the person's edit")
+
+
 def test_a_preview_waiting_for_a_batch_is_dropped_when_a_newer_batch_begins(scripted):
     """The next batch began after the preview was received: it carries the preview's value
     or a later one, so the preview is dropped — applied after that batch, it would undo it."""

@@ -1656,6 +1656,17 @@ class Session:
             return True  # `_capture_one` sends its delete, or its create
         return self._hidden_differently(uuid, kind, idb)
 
+    def _renamed_differently(self, uuid: str, idb) -> bool:
+        """Is a datablock named otherwise than it was last sent (a rename, which Blender
+        reports as no update of it)? O(1): what was sent against its name."""
+        sent = self.last_sent.get(uuid)
+        if sent is None or idb is None:
+            return False
+        try:
+            return sent.get("name") != idb.name
+        except ReferenceError:
+            return False
+
     def _hidden_differently(self, uuid: str, kind: str, idb) -> bool:
         """Is an object or collection shown otherwise than it was last sent (the outliner's
         eye, H)? O(1): what was sent against the view layer."""
@@ -1810,6 +1821,12 @@ class Session:
         if key in self.dirty or key in self.geometry_dirty or key in self.waiting_edit \
                 or key in self.gated_keys \
                 or any(key in keys for keys in self.parent_waiters.values()):
+            return True
+        if self._renamed_differently(uuid, idb):
+            # Renamed since it was sent: no update of the object either (only the sweep
+            # finds it) — too late for a batch applied now, whose name would overwrite the
+            # person's before it was ever sent (§6.4). Captured now.
+            self.dirty.add(key)
             return True
         if self._hidden_differently(uuid, b.kind, idb):
             # Hidden or shown with the outliner's eye (or H) since it was sent: Blender
@@ -2491,8 +2508,10 @@ class Session:
                 # is read off the view layer (O(1)). Missed, Blender answered the object as
                 # held differently than sent: the batch rolled back, the other person's move
                 # with it, and the hide was not sent as the person's edit.
+                idb = self.registry.resolve(u) if b is not None else None
                 marked = b is not None and ((b.kind, b.session_uid) in self.dirty
-                                            or self._hidden_differently(u, b.kind, self.registry.resolve(u)))
+                                            or self._hidden_differently(u, b.kind, idb)
+                                            or self._renamed_differently(u, idb))
                 if u in pending or not first or not marked:
                     return u in spared_now and change.get("op") in spared_now[u]
                 parts = self._parts_changed_here(u)
@@ -2501,6 +2520,11 @@ class Session:
                 pending.add(u)
                 spared.append(u)
                 spared_now[u] = parts
+                if change.get("op") == wire.Op.CREATE:
+                    # Another editor's full state: the parts the person did not change, as
+                    # for one found when the batch began (above).
+                    cut = self._parts_not_changed_here((change, _attachment), batch=True)
+                    return False if cut is None else cut
                 return change.get("op") in parts
 
             spared_now: dict[str, set[str]] = {}
