@@ -1443,6 +1443,36 @@ def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_ag
                what="the person's newest move sent after the batch")
 
 
+def test_another_editors_full_state_never_takes_a_kept_edit_away(scripted):
+    """PROTOCOL.md §6.2, §6.4: the person renamed the cube; that batch rolled back, and the
+    rename is kept here, not synced, with nothing on its way. Another editor's full state of
+    the cube then arrives (its own kept move, sent again: it writes only what its person
+    changed, so its name is the one the daemon holds). Its move is applied, the person's
+    kept name stays, the answer is the state the batch made, and the kept edit goes again.
+    Applied whole, the batch took the kept rename away here while the daemon held the old
+    name: the person's rename was lost in both editors (random edits, seed 55)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    keep_not_synced(scripted, s, cu, 40)
+    scripted.received.clear()
+    theirs = {**before, "op": "create", "uuid": cu, "t": [0, 0, -9]}
+    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the batch applied")
+    [applied] = applied_messages(scripted)
+    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
+    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
+        "the answer is the state the batch made"
+    assert cu in applied.get("spared", []), applied
+    assert cube.name == "Mine", "the person's kept rename stays"
+    held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
+    assert held["t"] == pytest.approx([0, 0, -9], abs=1e-5), "the other editor's move is applied"
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c.get("name") == "Mine"],
+               what="the kept rename sent again")
+
+
 def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_is_on_its_way(
         scripted):
     """PROTOCOL.md §6.4: what a batch spares is what the daemon has not taken yet. The person

@@ -304,6 +304,10 @@ class Session:
         # result ends some of a uuid's changes, the others' parts are what stays unresolved
         # (a rename whose result came is not spared while a drag's moves are on their way).
         self.request_parts: dict[str, dict[str, set[str]]] = {}
+        # uuid -> the ops of the person's changes here that a rollback left kept here, not
+        # synced (`kept_local`): still the person's while it stays not synced — another
+        # editor's full state of the object never takes them away (§6.4).
+        self.kept_parts: dict[str, set[str]] = {}
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
         # A person's unsent changes that lose to a forwarded batch, with the base_seq from
@@ -1163,6 +1167,12 @@ class Session:
                     dict(msg, uuids=raw[start:start + RESULT_CHUNK]))
                 if effect.kept_local is not None:
                     kept_reason, kept_n = effect.kept_local, kept_n + len(effect.uuids)
+                    for u in effect.uuids:
+                        self.kept_parts.setdefault(u, set()).update(
+                            self.sent_parts.get(u, set()) - {wire.Op.CREATE, wire.Op.DELETE, wire.Op.REPARENT})
+                elif msg.get("outcome") in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
+                    for u in effect.uuids:
+                        self.kept_parts.pop(u, None)
                 self._forget_sent_parts(effect.uuids)
             if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
@@ -1941,11 +1951,15 @@ class Session:
             # state: its parts are spared, as the daemon reads them; applied whole, the
             # other editor's full state took the person's hide away, and Blender then sent
             # its kept object again with the other's value as the person's.
-            if not since_sent:
+            # So are the parts of the person's kept edit (a rename whose batch rolled back):
+            # the other editor's full state writes only what its person changed (§6.2), and
+            # applied whole it took the kept rename away — nobody's name in both editors.
+            kept = self._kept_parts(uuid)
+            if not since_sent and not kept:
                 return None
-            in_flight, mine = set(), since_sent
+            in_flight, mine = set(), since_sent | kept
         else:
-            mine = since_sent | away | in_flight
+            mine = since_sent | away | in_flight | self._kept_parts(uuid)
         if wire.Op.CREATE in mine or wire.Op.DELETE in mine:
             return None
         parts = [(op, attachment if op["op"] == wire.Op.MESH else b"")
@@ -2290,6 +2304,18 @@ class Session:
         """Changed here and not yet resolved by the daemon (unsent, or no batch_result)."""
         return uuid in self.engine.inflight or self._edited_here(uuid)
 
+    def _kept_parts(self, uuid: str) -> set[str]:
+        """The ops of the person's changes of `uuid` a rollback left kept here, while it is
+        not synced and its full state is not on its way again (`kept_parts`)."""
+        if uuid not in self.kept_parts:
+            return set()
+        if uuid not in self.engine.not_synced:
+            self.kept_parts.pop(uuid, None)
+            return set()
+        if wire.Op.CREATE in self._unresolved_sent_parts(uuid):
+            return set()  # sent again in full: that batch answers it (§6.4)
+        return self.kept_parts[uuid]
+
     def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
@@ -2452,6 +2478,11 @@ class Session:
                 yield
             elif self._has_local_work(u):
                 pending.add(u)
+        if self.kept_parts and batch.path != "resync":
+            # Another editor's full state of an object whose person's edit is kept here: its
+            # parts are spared (`_kept_parts`); a plain op is that person's later edit, applied.
+            pending.update(c["uuid"] for c, _ in batch.changes
+                           if c.get("op") == wire.Op.CREATE and self._kept_parts(c.get("uuid")))
         # What the batch made, for the answer: every change, also those spared below.
         answered = batch.changes
         spared: list[str] = []
@@ -2473,7 +2504,8 @@ class Session:
                     yield
                 elif item[0].get("op") in mine.get(item[0].get("uuid"), ()):
                     spared.append(item[0]["uuid"])
-                elif item[0].get("op") == wire.Op.CREATE and mine.get(item[0].get("uuid")):
+                elif item[0].get("op") == wire.Op.CREATE and (mine.get(item[0].get("uuid"))
+                                                              or self._kept_parts(item[0]["uuid"])):
                     # Another editor's full state of an object the person changed here (its
                     # not-synced edit sent again, say): the parts the person did not change,
                     # never the person's — a `create` names every part.

@@ -174,6 +174,10 @@ namespace VibeSync.Bridge.Core
         // The scene keeps it; it is re-sent in full on the next edit, when a peer (re)joins, or when
         // a parent it names arrives; a committed batch_result naming it clears it.
         readonly Dictionary<string, string> notSynced = new Dictionary<string, string>();
+        // uuid -> the ops of the person's changes here that a rollback left kept, not synced
+        // (`kept_local`): still the person's while it stays not synced — another editor's full
+        // state of the object never takes them away (PROTOCOL §6.4; `KeptParts`).
+        readonly Dictionary<string, HashSet<string>> keptParts = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         // Of those, the ones kept after an INVALID_FIELD refusal (e.g. a reparent that would close a
         // parent cycle with the daemon's committed parents): also re-sent when the parents may
         // have changed — a change of this editor commits, or a batch with a create, reparent or
@@ -1327,10 +1331,22 @@ namespace VibeSync.Bridge.Core
                 ends = new List<object>();
                 foreach (var x in all) if (x is string && through.ContainsKey((string)x)) ends.Add(x);
             }
+            bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
             foreach (var x in ends)
             {
                 var s = x as string;
                 if (s == null) continue;
+                if (keptLocal)
+                {
+                    // What its changes carried stays the person's while it is kept (`KeptParts`).
+                    var carried = SentPartsOf(s);
+                    if (carried != null)
+                    {
+                        HashSet<string> k;
+                        if (!keptParts.TryGetValue(s, out k)) keptParts[s] = k = new HashSet<string>(StringComparer.Ordinal);
+                        foreach (var op in carried) if (op != Ops.Create && op != Ops.Delete && op != Ops.Reparent) k.Add(op);
+                    }
+                }
                 awaitingResult.Remove(s);
                 // Resolved, whatever the outcome (§6.6) — but only the changes the daemon has
                 // acknowledged: a newer change of the uuid still waiting for its ack cannot be in
@@ -1350,7 +1366,6 @@ namespace VibeSync.Bridge.Core
                 }
             }
             BatchResults++;
-            bool keptLocal = outcome == BatchOutcome.RolledBack && Msg.OptBool(m, "kept_local", false);
             string reason = Msg.OptStr(m, "reason");
             if (keptLocal)
                 foreach (var x in ends) if (x is string) notSynced[(string)x] = reason ?? ("not synced: " + (code ?? "rolled back"));
@@ -1505,6 +1520,20 @@ namespace VibeSync.Bridge.Core
             reqs.Remove(rid);
             if (reqs.Count == 0) Resolved(uuid); else ForgetEndedParts(uuid);
         }
+
+        /// <summary>The ops of the person's changes of the uuid a rollback left kept here, while it
+        /// is not synced and its full state is not on its way again (a batch answers that,
+        /// §6.4); empty otherwise.</summary>
+        HashSet<string> KeptParts(string uuid)
+        {
+            HashSet<string> k;
+            if (!keptParts.TryGetValue(uuid, out k)) return NoParts;
+            if (!notSynced.ContainsKey(uuid)) { keptParts.Remove(uuid); return NoParts; }
+            var sent = InFlight(uuid) ? SentPartsOf(uuid) : null;
+            return sent != null && sent.Contains(Ops.Create) ? NoParts : k;
+        }
+
+        static readonly HashSet<string> NoParts = new HashSet<string>(StringComparer.Ordinal);
 
         /// <summary>The parts of the uuid's ended requests are no longer on their way.</summary>
         void ForgetEndedParts(string uuid)
@@ -2366,18 +2395,36 @@ namespace VibeSync.Bridge.Core
                     parts.UnionWith(sentNotTaken);
                     inFlightSpared[c.Uuid] = sentNotTaken;
                 }
-                if (mine.Count > 0)
+                // Another editor's full state never takes the person's kept edit away (a rename
+                // whose batch rolled back): it writes only what its person changed (§6.2), and
+                // applied whole it took the kept rename away — nobody's name in both editors. (A
+                // plain op of another editor is its person's later edit: applied.)
+                var keptOf = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+                foreach (var c in toApply.Changes)
+                {
+                    if (c.Op != Ops.Create) continue;
+                    var keptHere = KeptParts(c.Uuid);
+                    if (keptHere.Count > 0) keptOf[c.Uuid] = keptHere;
+                }
+                if (mine.Count > 0 || keptOf.Count > 0)
                 {
                     var spare = new IncomingBatch { BatchId = b.BatchId, Seq = b.Seq, Path = b.Path };
                     foreach (var c in toApply.Changes)
                     {
-                        HashSet<string> parts;
-                        if (mine.TryGetValue(c.Uuid, out parts))
+                        HashSet<string> parts, keptHere;
+                        bool isMine = mine.TryGetValue(c.Uuid, out parts);
+                        if (!keptOf.TryGetValue(c.Uuid, out keptHere) || c.Op != Ops.Create) keptHere = null;
+                        if (isMine || keptHere != null)
                         {
                             ObjectState s;
                             if (!made.TryGetValue(c.Uuid, out s)) s = Base(c.Uuid);
                             made[c.Uuid] = StateDiff.Apply(s, c);
-                            if (parts.Contains(c.Op)) continue;
+                            if (isMine && parts.Contains(c.Op)) continue;
+                            if (keptHere != null)
+                            {
+                                parts = isMine ? new HashSet<string>(parts, StringComparer.Ordinal) : new HashSet<string>(StringComparer.Ordinal);
+                                parts.UnionWith(keptHere);
+                            }
                             var cur = c.Op == Ops.Create ? scene.Capture(c.Uuid) : null;
                             if (cur != null)
                             {
@@ -2396,6 +2443,7 @@ namespace VibeSync.Bridge.Core
                     toApply = spare;
                     var ml = new List<object>();
                     foreach (var u in mine.Keys) ml.Add(u);
+                    foreach (var u in keptOf.Keys) if (!mine.ContainsKey(u)) ml.Add(u);
                     Emit("local_edit_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ml } });
                 }
                 toApply = LeaveOutLoops(b, toApply, loopSpared);

@@ -1528,6 +1528,49 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AnotherEditorsFullStateNeverTakesAKeptEditAway()
+        {
+            // PROTOCOL.md §6.2, §6.4: the person renamed A; that batch rolled back, and the rename
+            // is kept here, not synced, with nothing on its way. Blender's full state of A then
+            // arrives (its own kept move, sent again: it writes only what its person changed, so
+            // its name is the one the daemon holds). Its move is applied, the kept name stays,
+            // the answer is the state the batch made, and the kept edit goes again. Applied
+            // whole, the batch took the kept rename away here while the daemon held the old name:
+            // the person's rename was lost in both editors (the random edits test).
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                var before = r.Scene.Capture(a.Uuid);
+                string rename = r.RenameOnItsWay(a, "Mine");
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
+                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                int changes = r.Daemon.Received("change").Count;
+                var full = before.ToCreateOp(1.0);
+                full["uuid"] = a.Uuid;
+                full["t"] = Msg.List(0, 0, 9);
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                var applied = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == id).Message;
+                var made = StateDiff.Apply(before, RemoteChange.Parse(full, null, 1.0));
+                Check.Equal(made.Hash(), (string)((Dictionary<string, object>)applied["hashes"])[a.Uuid], "the answer is the state the batch made");
+                Check.Equal(a.Uuid, string.Join(",", (List<object>)applied["spared"]), "`applied.spared` names A");
+                Check.Equal("Mine", a.Name, "the person's kept rename stays");
+                var held = r.Scene.Capture(a.Uuid);
+                Check.Equal(StateDiff.WithParts(made, held, new[] { "rename" }).Hash(), held.Hash(), "the batch's other parts (Blender's move) are applied");
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                bool named = false;
+                foreach (Dictionary<string, object> op in (List<object>)sent["changes"])
+                    named |= (string)op["uuid"] == a.Uuid && op.ContainsKey("name") && (string)op["name"] == "Mine";
+                Check.True(named, "the kept rename goes again");
+            }
+        }
+
+        [VsTest]
         public static void ARenameWhoseResultCameIsNoLongerSparedWhileTheDragAfterItIsOnItsWay()
         {
             // PROTOCOL.md §6.4: what is spared is what the daemon has not taken yet. The person
