@@ -1374,17 +1374,20 @@ def test_a_persons_edit_between_two_ticks_of_a_replay_is_not_overwritten(scripte
     assert sent[0]["t"] == pytest.approx([3, 0, 0])
 
 
-def their_full_state_answered(scripted, cu, before):
-    """Another editor's full state of `cu` (renamed, moved) arrives in a batch (seq 41); its
-    answer is the state the batch made (PROTOCOL.md §6.4), whatever Blender keeps."""
-    theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
+def their_full_state_answered(scripted, cu, before, *, seq=41, **changed):
+    """Another editor's full state of `cu` (by default renamed and moved: `changed` names the
+    parts it holds differently from `before`) arrives in a batch (`seq`); its answer is the
+    state the batch made (PROTOCOL.md §6.4), whatever Blender keeps. Returns the answer."""
+    changed = changed or {"name": "Renamed in Unity", "t": [0, 0, -9]}
+    theirs = {**before, "op": "create", "uuid": cu, **changed}
     scripted.received.clear()
-    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
+    scripted.push(batch_frames("full-state", seq, [theirs], path="slow"))
     pump_until(lambda: applied_messages(scripted), what="the batch applied")
     [applied] = applied_messages(scripted)
     made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
     assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
         "the answer is the state the batch made"
+    return applied
 
 
 def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scripted):
@@ -1456,14 +1459,8 @@ def test_another_editors_full_state_never_takes_a_kept_edit_away(scripted):
     bpy.context.view_layer.update()
     pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
     keep_not_synced(scripted, s, cu, 40)
-    scripted.received.clear()
-    theirs = {**before, "op": "create", "uuid": cu, "t": [0, 0, -9]}
-    scripted.push(batch_frames("full-state", 41, [theirs], path="slow"))
-    pump_until(lambda: applied_messages(scripted), what="the batch applied")
-    [applied] = applied_messages(scripted)
-    made = {k: v for k, v in theirs.items() if k not in ("op", "uuid")}
-    assert applied["hashes"][cu] == wire.state_hash(capture.state_in_meters(made, 1.0)), \
-        "the answer is the state the batch made"
+    # (Its name is the one the daemon holds: it moved the cube only.)
+    applied = their_full_state_answered(scripted, cu, before, t=[0, 0, -9])
     assert cu in applied.get("spared", []), applied
     assert cube.name == "Mine", "the person's kept rename stays"
     held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)

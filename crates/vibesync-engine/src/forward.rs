@@ -243,37 +243,40 @@ pub fn conflicts_seeing<'q>(
             moves.entry(q.change.uuid.as_str()).or_default().push(i);
         }
     }
-    // uuids a change of the window deletes: a `create` of one writes every part (it makes the
-    // object again).
-    let deleted: crate::fast::HashSet<&str> =
-        window.iter().filter(|q| matches!(q.change.op, ChangeOp::Delete)).map(|q| q.change.uuid.as_str()).collect();
+    // uuid → where in `window` its first `delete` is: a `create` after it writes every part (it
+    // makes the object again).
+    let mut deleted: HashMap<&str, usize> = HashMap::default();
+    for (i, q) in window.iter().enumerate() {
+        if matches!(q.change.op, ChangeOp::Delete) {
+            deleted.entry(q.change.uuid.as_str()).or_insert(i);
+        }
+    }
     let writes = |i: usize| -> u16 {
         let q = window[i];
         if q.keeps_world {
             return 0;
         }
-        let was =
-            start.get(&q.change.uuid).and_then(Option::as_ref).filter(|_| !deleted.contains(q.change.uuid.as_str()));
-        // (A full state of an object the daemon holds: what its person made of it.)
-        let made = match (&q.change.op, was) {
-            (ChangeOp::Create(st), Some(was)) => {
-                foreign(&q.origin, &q.change.uuid).map(|f| ChangeOp::Create(crate::stale::made_over(st, was, &f)))
-            }
+        let was = start.get(&q.change.uuid).and_then(Option::as_ref);
+        // A full state of an object the daemon holds: what its person made of it writes the
+        // parts it holds differently, and of the pose the components (all three under another
+        // parent).
+        let held = match &q.change.op {
+            ChangeOp::Create(_) => crate::stale::held_full_state(
+                &q.change.op,
+                was,
+                deleted.get(q.change.uuid.as_str()).is_some_and(|&d| d < i),
+                foreign(&q.origin, &q.change.uuid).as_deref(),
+            ),
             _ => None,
         };
-        let op = made.as_ref().unwrap_or(&q.change.op);
-        let parts = Parts::written_over(op, was);
-        let pose = match (op, start.get(&q.change.uuid)) {
-            // A full state of an object the daemon holds: the components it holds differently
-            // (all three under another parent).
-            (ChangeOp::Create(st), Some(Some(was))) if !parts.intersects(Parts::EXISTENCE) => {
-                match (parts.intersects(Parts::POSE), st.parent == was.parent) {
-                    (false, _) => 0,
-                    (true, true) => Pose::of(st).changed_from(&Pose::of(was)),
-                    (true, false) => pose_part::ALL,
-                }
-            }
-            (ChangeOp::Transform { t, r, s }, Some(Some(was))) if !linked.contains(q.change.uuid.as_str()) => {
+        let parts = held.as_ref().map_or_else(|| Parts::written_by(&q.change.op), |(_, parts)| *parts);
+        let pose = match (&q.change.op, was, &held) {
+            (_, Some(was), Some((made, parts))) => match (parts.intersects(Parts::POSE), made.parent == was.parent) {
+                (false, _) => 0,
+                (true, true) => Pose::of(made).changed_from(&Pose::of(was)),
+                (true, false) => pose_part::ALL,
+            },
+            (ChangeOp::Transform { t, r, s }, Some(was), None) if !linked.contains(q.change.uuid.as_str()) => {
                 // (One that changed nothing moved the object back: its whole pose, as merged;
                 // a part it holds as another editor's earlier move it had seen, none it made.)
                 let seen: Vec<Pose> = moves[q.change.uuid.as_str()]

@@ -100,21 +100,9 @@ impl Parts {
         }
     }
 
-    /// What `op` writes over `was`, the object's state before the window (`None`: the daemon
-    /// holds no live record of it). A `create` of an object the daemon holds — an editor's
-    /// full state of an object it keeps locally, sent again (docs/PROTOCOL.md §6.2 "A full
-    /// state of an object the daemon holds") — writes only the parts it holds differently
-    /// from `was`: those its person changed. Its pose is meaningful under its parent, so a
-    /// `create` that moves the object writes its parent too. Every other op: [`Parts::written_by`].
-    pub fn written_over(op: &ChangeOp, was: Option<&ObjectState>) -> Parts {
-        match (op, was) {
-            (ChangeOp::Create(st), Some(was)) if st.kind == was.kind => Parts::changed(st, was),
-            _ => Parts::written_by(op),
-        }
-    }
-
-    /// The parts `st` holds differently from `was` (a changed pose: with its parent, as above);
-    /// what a `create` of `st` writes over `was` (same kind).
+    /// The parts `st` holds differently from `was`; what a `create` of `st` writes over `was`
+    /// (same kind, [`held_full_state`]). Its pose is meaningful under its parent, so a changed
+    /// pose counts the parent too.
     pub fn changed(st: &ObjectState, was: &ObjectState) -> Parts {
         let mut out = Parts::NONE;
         let pairs = [
@@ -155,9 +143,37 @@ impl Parts {
     }
 }
 
+/// An editor's full state of an object the daemon holds — its kept local work, sent again as
+/// a `create` (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds") — as its
+/// person made it, and the parts that writes: `st` less the values it holds as another
+/// editor's, kept uncorrected after a rollback (`foreign`, [`made_over`]), and the parts that
+/// holds differently from `was`, the object's state before the window ([`Parts::changed`]).
+/// `None` when the `create` makes the object whole ([`Parts::written_by`]): `op` is no
+/// `create`, the daemon held no live record of the uuid before the window (`was`), an earlier
+/// change of the window deleted it (`after_delete`: the create makes it again), or the kinds
+/// differ. The batch (what it applies and records) and the conflict rule both decide by this.
+pub fn held_full_state(
+    op: &ChangeOp,
+    was: Option<&ObjectState>,
+    after_delete: bool,
+    foreign: Option<&[ChangeOp]>,
+) -> Option<(ObjectState, Parts)> {
+    match (op, was) {
+        (ChangeOp::Create(st), Some(was)) if !after_delete && st.kind == was.kind => {
+            let made = match foreign {
+                Some(f) => made_over(st, was, f),
+                None => st.clone(),
+            };
+            let parts = Parts::changed(&made, was);
+            Some((made, parts))
+        }
+        _ => None,
+    }
+}
+
 /// The state a `create` of an object the daemon holds leaves over `cur`, the object's state
 /// so far in the window (`was`: before it): `cur` with the parts the create writes
-/// ([`Parts::written_over`]) taken from it — so another editor's change of another part, in
+/// ([`held_full_state`]) taken from it — so another editor's change of another part, in
 /// the same window, stands (docs/PROTOCOL.md §6.2). A pose component the create holds as
 /// `was` is `cur`'s, unless the create puts the object under another parent than `cur`'s (its
 /// pose is one there: taken whole).
@@ -453,11 +469,16 @@ mod tests {
         // Blender's kept full state hides it; Unity's moves it: each writes its own part.
         let hidden = ChangeOp::Create(st(0.0, "A", false));
         let moved = ChangeOp::Create(st(4.0, "A", true));
-        assert_eq!(Parts::written_over(&hidden, Some(&was)), Parts::VISIBILITY);
+        let writes = |op: &ChangeOp, was: Option<&ObjectState>, deleted: bool| {
+            held_full_state(op, was, deleted, None).map_or(Parts::written_by(op), |(_, parts)| parts)
+        };
+        assert_eq!(writes(&hidden, Some(&was), false), Parts::VISIBILITY);
         // (Its pose is meaningful under its parent: with it, the parent.)
-        assert_eq!(Parts::written_over(&moved, Some(&was)), Parts::POSE.union(Parts::PARENT));
-        // A create of an object the daemon holds no live record of makes it: every part.
-        assert_eq!(Parts::written_over(&moved, None), Parts::ALL);
+        assert_eq!(writes(&moved, Some(&was), false), Parts::POSE.union(Parts::PARENT));
+        // A create of an object the daemon holds no live record of makes it: every part; so
+        // does one after a delete of the same window.
+        assert_eq!(writes(&moved, None, false), Parts::ALL);
+        assert_eq!(writes(&moved, Some(&was), true), Parts::ALL);
         // In one window, in either order, both edits stand.
         let (ChangeOp::Create(h), ChangeOp::Create(m)) = (&hidden, &moved) else { unreachable!() };
         let both = create_over(m, &was, &create_over(h, &was, &was));
@@ -486,7 +507,9 @@ mod tests {
         let held = st(4.0, "First", false);
         let foreign = [ChangeOp::Rename("First".into()), ChangeOp::Visibility(false)];
         assert_eq!(made_over(&held, &was, &foreign), st(4.0, "A", true));
-        assert_eq!(Parts::changed(&made_over(&held, &was, &foreign), &was), Parts::POSE.union(Parts::PARENT));
+        let (made, parts) =
+            held_full_state(&ChangeOp::Create(held.clone()), Some(&was), false, Some(&foreign)).unwrap();
+        assert_eq!((made, parts), (st(4.0, "A", true), Parts::POSE.union(Parts::PARENT)));
         // A value its person set since (another name) is its own.
         assert_eq!(made_over(&st(4.0, "Mine", false), &was, &foreign), st(4.0, "Mine", true));
         // Per pose component: another editor's position, its own scale.

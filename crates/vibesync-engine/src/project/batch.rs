@@ -116,7 +116,7 @@ impl Project {
         // after its parent's delete is re-expressed over (§6.1). Each origin's handle once.
         let mut moves: HashMap<String, Vec<usize>> = HashMap::default();
         // Where in `kept` a `create` of an object the daemon holds stands, and the parts it
-        // writes ([`Parts::written_over`]): its registry writers (below).
+        // writes ([`crate::stale::held_full_state`]): its registry writers (below).
         let mut create_writes: HashMap<usize, Parts> = HashMap::default();
         let mut links: HashMap<String, Vec<usize>> = HashMap::default();
         let mut editors: HashMap<SessionId, Editor> = HashMap::default();
@@ -602,21 +602,17 @@ impl Project {
             // another part in this window stands. (After a delete of this window it makes the
             // object again: whole.)
             let mut create_writes_here: Option<Parts> = None;
-            let deleted_here = links
-                .get(&q.change.uuid)
-                .is_some_and(|at| at.iter().any(|&i| matches!(window[i].change.op, ChangeOp::Delete)));
-            if let (ChangeOp::Create(st), Some(Some(was)), Some(now), false) =
-                (&mut q.change.op, start.get(&q.change.uuid), &cur, deleted_here)
-            {
-                if st.kind == was.kind {
-                    // (Less the values it holds as another editor's, kept after a rollback.)
-                    let key = (q.change.uuid.clone(), q.origin.client_id.clone());
-                    let made = match self.foreign_kept.get(&key) {
-                        Some(foreign) => crate::stale::made_over(st, was, foreign),
-                        None => st.clone(),
-                    };
-                    create_writes_here = Some(Parts::changed(&made, was));
-                    *st = crate::stale::create_over(&made, was, now);
+            if let (ChangeOp::Create(_), Some(now)) = (&q.change.op, &cur) {
+                let was = start.get(&q.change.uuid).and_then(Option::as_ref);
+                let deleted_here = links
+                    .get(&q.change.uuid)
+                    .is_some_and(|at| at.iter().any(|&i| matches!(window[i].change.op, ChangeOp::Delete)));
+                // (Less the values it holds as another editor's, kept after a rollback.)
+                let foreign = self.foreign_kept.get(&(q.change.uuid.clone(), q.origin.client_id.clone()));
+                let held = crate::stale::held_full_state(&q.change.op, was, deleted_here, foreign.map(Vec::as_slice));
+                if let (Some(was), Some((made, parts))) = (was, held) {
+                    create_writes_here = Some(parts);
+                    q.change.op = ChangeOp::Create(crate::stale::create_over(&made, was, now));
                 }
             }
             // (The pose where the deleted parent put it, after its reparent.)
