@@ -1470,6 +1470,43 @@ def test_another_editors_full_state_never_takes_a_kept_edit_away(scripted):
                what="the kept rename sent again")
 
 
+@pytest.mark.parametrize("edit", ["name", "pose"])
+def test_a_kept_edit_the_other_person_edited_since_is_no_longer_spared_from_their_full_state(
+        scripted, edit):
+    """PROTOCOL.md §6.4: the person moved (or renamed) the cube; that batch rolled back and the
+    edit is kept here, not synced. The other editor's person then edited the same part (a
+    plain op: their later edit, applied here), and later their full state of the cube arrives
+    with a newer value of it: applied, for the kept edit was already overtaken and the cube
+    holds nothing of this person's there to spare. Still counted kept, that part was spared,
+    and Blender then sent the value it had received as its own person's, over the other
+    person's newest edit, in both editors (random edits, seed 66)."""
+    s, cube, cu, before = synced_mover(scripted)
+    if edit == "name":
+        cube.name = "Mine"
+        theirs, newest = {"op": "rename", "uuid": cu, "name": "Theirs"}, {"name": "Newest"}
+    else:
+        cube.location = (3, 0, 0)
+        theirs = {"op": "transform", "uuid": cu, "t": [0, 0, -7], "r": [0, 0, 0, 1], "s": [1, 1, 1]}
+        newest = {"t": [0, 0, -9]}
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the edit in flight")
+    keep_not_synced(scripted, s, cu, 40)
+    scripted.received.clear()
+    scripted.push(batch_frames("their-edit", 41, [theirs]))
+    pump_until(lambda: applied_messages(scripted), what="their edit answered")
+    assert cu not in (applied_messages(scripted)[0].get("spared") or []), "their later edit is applied"
+    scripted.push(frame({"type": "batch_result", "batch_id": "their-edit", "seq": 42,
+                         "outcome": "committed", "uuids": [cu], "through": {}}))
+    scripted.received.clear()
+    applied = their_full_state_answered(scripted, cu, before, seq=43, **newest)
+    assert cu not in (applied.get("spared") or []), applied
+    held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
+    if edit == "name":
+        assert cube.name == "Newest", "the other person's newest name is applied"
+    else:
+        assert held["t"] == pytest.approx([0, 0, -9], abs=1e-5), "their newest move is applied"
+
+
 def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_is_on_its_way(
         scripted):
     """PROTOCOL.md §6.4: what a batch spares is what the daemon has not taken yet. The person

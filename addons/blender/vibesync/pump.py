@@ -2316,6 +2316,18 @@ class Session:
             return set()  # sent again in full: that batch answers it (§6.4)
         return self.kept_parts[uuid]
 
+    def _kept_part_overtaken(self, change: dict) -> None:
+        """Another editor's plain op of a kept part, applied here, is its person's later edit
+        (§6.4): that part holds the batch's value now, no longer the person's kept one, so a
+        later full state of the other editor is no longer spared it. Still counted kept,
+        Blender spared that part from the other person's newer full state, then sent the value
+        it had received as its own person's over it (random edits, seed 66)."""
+        ops = self.kept_parts.get(change.get("uuid"))
+        if ops and change.get("op") != wire.Op.CREATE and change.get("op") in ops:
+            ops.discard(change["op"])
+            if not ops:
+                self.kept_parts.pop(change["uuid"], None)
+
     def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
@@ -2584,6 +2596,15 @@ class Session:
                 log.info("vibesync: resync %s: a person's edit of %s made while it was applied "
                          "is kept over it", batch.batch_id, u)
                 return True if parts is None else parts
+        if batch.path != "resync" and self.kept_parts:
+            sparing = spare
+
+            def spare(change, attachment):
+                instead = sparing(change, attachment)
+                if instead is False:
+                    self._kept_part_overtaken(change)
+                return instead
+
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
                                             self.mesh_hashes, spare)
         try:

@@ -1535,6 +1535,23 @@ namespace VibeSync.Bridge.Core
 
         static readonly HashSet<string> NoParts = new HashSet<string>(StringComparer.Ordinal);
 
+        /// <summary>Another editor's plain op of a kept part, applied here, is its person's later
+        /// edit (§6.4): that part holds the batch's value now, no longer the person's kept one, so
+        /// a later full state of the other editor is no longer spared it. Spared, Unity kept a value
+        /// it had received as its person's, and its full state then wrote it over the other
+        /// person's newer edit (random edits, seed 66).</summary>
+        void KeptPartsOvertaken(IncomingBatch toApply)
+        {
+            if (keptParts.Count == 0) return;
+            foreach (var c in toApply.Changes)
+            {
+                HashSet<string> k;
+                if (c.Op == Ops.Create || !keptParts.TryGetValue(c.Uuid, out k)) continue;
+                k.Remove(c.Op);
+                if (k.Count == 0) keptParts.Remove(c.Uuid);
+            }
+        }
+
         /// <summary>The parts of the uuid's ended requests are no longer on their way.</summary>
         void ForgetEndedParts(string uuid)
         {
@@ -2447,6 +2464,7 @@ namespace VibeSync.Bridge.Core
                     Emit("local_edit_spared", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "uuids", ml } });
                 }
                 toApply = LeaveOutLoops(b, toApply, loopSpared);
+                KeptPartsOvertaken(toApply);
             }
             var keptUnderDeleted = KeptUnderDeleted(toApply);
             if (kept.Count == 0 || toApply.Changes.Count > 0)

@@ -63,6 +63,21 @@ namespace VibeSync.Bridge.Tests
                 return (string)sent[changes].Message["request_id"];
             }
 
+            /// <summary>The person renames <paramref name="o"/>; that batch rolls back (Blender did not
+            /// confirm it in time) and the rename is kept here, not synced, with nothing on its way
+            /// (PROTOCOL.md §6.4).</summary>
+            public void RenameKeptNotSynced(SceneObject o, string name)
+            {
+                string rename = RenameOnItsWay(o, name);
+                Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { o.Uuid } }, { "through", new Dictionary<string, object> { { o.Uuid, rename } } },
+                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                });
+                Check.Eventually(() => Engine.NotSynced.ContainsKey(o.Uuid) && !Engine.IsInFlight(o.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", Pump);
+            }
+
             public SceneObject Add(string name, double x = 0, double y = 0, double z = 0)
             {
                 var o = new SceneObject { Uuid = Msg.NewUuid(), Name = name, Position = new[] { x, y, z } };
@@ -1541,14 +1556,7 @@ namespace VibeSync.Bridge.Tests
             {
                 var a = r.StartWithOneSynced("A");
                 var before = r.Scene.Capture(a.Uuid);
-                string rename = r.RenameOnItsWay(a, "Mine");
-                r.Daemon.Broadcast(new Dictionary<string, object>
-                {
-                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
-                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
-                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
-                });
-                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                r.RenameKeptNotSynced(a, "Mine");
                 int changes = r.Daemon.Received("change").Count;
                 var full = before.ToCreateOp(1.0);
                 full["uuid"] = a.Uuid;
@@ -1567,6 +1575,36 @@ namespace VibeSync.Bridge.Tests
                 foreach (Dictionary<string, object> op in (List<object>)sent["changes"])
                     named |= (string)op["uuid"] == a.Uuid && op.ContainsKey("name") && (string)op["name"] == "Mine";
                 Check.True(named, "the kept rename goes again");
+            }
+        }
+
+        [VsTest]
+        public static void AKeptEditTheOtherPersonEditedSinceIsNoLongerSparedFromTheirFullState()
+        {
+            // PROTOCOL.md §6.4: the person renamed A; that batch rolled back and the rename is
+            // kept here, not synced. Blender's person then renamed A (a plain op: their later
+            // edit, applied here), and later sent A's full state with a newer name. That name is
+            // applied: the kept rename was already overtaken, and A holds no name of this
+            // person's to spare. Still counted kept, the full state's name was spared, and the
+            // editor later sent the name it had received as its own person's (random edits,
+            // seed 66, in Blender).
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                var before = r.Scene.Capture(a.Uuid);
+                r.RenameKeptNotSynced(a, "Mine");
+                string first = r.Daemon.SendBatch(r.Daemon.NextSeq(), "fast", new Dictionary<string, object> { { "op", "rename" }, { "uuid", a.Uuid }, { "name", "Theirs" } });
+                Check.Eventually(() => Applied(r, first) != null, TimeSpan.FromSeconds(5), "their rename answered", r.Pump);
+                Check.Equal("Theirs", a.Name, "the other person's later rename is applied");
+                var full = before.ToCreateOp(1.0);
+                full["uuid"] = a.Uuid;
+                full["name"] = "Newest";
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "their full state answered", r.Pump);
+                var applied = r.Daemon.Received("applied").Find(x => (string)x.Message["batch_id"] == id).Message;
+                object spared;
+                Check.True(!applied.TryGetValue("spared", out spared) || !((List<object>)spared).Contains(a.Uuid), "A is not spared");
+                Check.Equal("Newest", a.Name, "the other person's newest name is applied");
             }
         }
 
