@@ -1145,6 +1145,33 @@ def test_a_rename_between_two_ticks_of_a_batch_is_kept_and_sent(scripted, path):
                what="the rename sent as the person's edit")
 
 
+def test_a_change_that_carries_a_mesh_is_spared_by_an_edit_made_while_its_tick_ended(scripted):
+    """`apply.apply_batch_steps` ends the tick before a change built in one go (one that
+    carries a mesh: `budget.HEAVY_NEXT`) and applies it first thing next tick; whether a
+    person's edit spares it is asked then, in the step that applies it. Asked before that
+    yield, a rename the person made while the tick had ended was overwritten by the batch's
+    name (a correction's full state with its mesh; random edits, seed 87)."""
+    from vibesync import apply as apply_mod
+    from vibesync import budget
+    ob, u = resolved_cube(scripted, "Named")
+    s = vibesync._session()
+    batch = apply_mod.Batch("with-mesh", 60, "resync", 1)
+    batch.changes = [({"op": "create", "uuid": u, "kind": "object", "name": "Named", "parent": None,
+                       "t": [3, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True,
+                       "mesh_hash": "0" * 64}, b"VSM1")]
+    asked = []
+
+    def spare(change, attachment):
+        asked.append(ob.name)
+        return ob.name != "Named"  # the person's rename, seen: left unapplied
+
+    for step in apply_mod.apply_batch_steps(batch, s.registry, 1.0, {}, None, spare):
+        if step is budget.HEAVY_NEXT:
+            ob.name = "Renamed"  # the person's rename, while the tick had ended
+    assert asked == ["Renamed"], "asked in the step that applies it"
+    assert ob.name == "Renamed", "the person's rename stays"
+
+
 def test_a_preview_waiting_for_a_batch_is_dropped_when_a_newer_batch_begins(scripted):
     """The next batch began after the preview was received: it carries the preview's value
     or a later one, so the preview is dropped — applied after that batch, it would undo it."""

@@ -1245,8 +1245,8 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
     nothing read back from the batch needs an evaluated dependency graph (`capture.read_state`
     reads local transforms, parents and flags).
 
-    `spare(change, attachment)`, asked right before each change is applied (the batch may
-    span ticks, and a person may edit between them): True leaves that change unapplied (a
+    `spare(change, attachment)`, asked right before each change is applied, in the same
+    step (the batch may span ticks, and a person may edit between them): True leaves that change unapplied (a
     part a person changed here meanwhile, PROTOCOL.md §6.4), a list of (change, attachment)
     pairs applies those in its place (of a replayed `create`, the parts the person did not
     change, §6.6), False applies it; the caller answers for it."""
@@ -1277,6 +1277,12 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
         if removals and (change.get("op") != "delete" or len(removals) >= budget.REMOVE_STEP_OBJECTS):
             remove_objects(removals, registry)  # before any other change: it sees them gone
             yield
+        if attachment:
+            # A mesh is built in one go: at the start of a tick. The tick may end here, and a
+            # person may edit the object before the next one: `spare` is asked after, in the
+            # step that applies the change. Asked before, a rename made in between was
+            # overwritten by the batch's name (random edits, seed 87).
+            yield budget.HEAVY_NEXT
         instead = spare(change, attachment) if spare is not None else False
         if instead is True:
             yield
@@ -1286,8 +1292,6 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
                 apply_one(part, part_attachment, defer_loops=True)
                 yield
             continue
-        if attachment:
-            yield budget.HEAVY_NEXT  # a mesh is built in one go: at the start of a tick
         apply_one(change, attachment, defer_loops=True)
         yield
     if removals:
