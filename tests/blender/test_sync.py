@@ -1534,6 +1534,46 @@ def test_a_kept_edit_the_other_person_edited_since_is_no_longer_spared_from_thei
         assert held["t"] == pytest.approx([0, 0, -9], abs=1e-5), "their newest move is applied"
 
 
+def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scripted):
+    """PROTOCOL.md §6.4: the person renamed the cube, then moved it before the rename's result
+    came; the rename's batch rolled back (kept here, not synced) while the move was still on
+    its way. The move carries only the pose, so its commit ends no mark: the cube stays not
+    synced, and once nothing sent before the mark is on its way the kept edit goes again in
+    full, as after any edit of a kept object. Before, that commit cleared the mark and the
+    rename was never sent again: the editors stayed apart, nothing marked (random edits,
+    seed 87)."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    [rename] = s.engine.inflight.requests[cu]
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2, what="the move sent too")
+    move = s.engine.inflight.requests[cu][1]
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
+               what="the move at the daemon")
+    scripted.push(frame({"type": "batch_result", "batch_id": "renamed", "seq": 40,
+                         "outcome": "rolled_back", "uuids": [cu], "through": {cu: rename},
+                         "error_code": "VERIFY_MISMATCH", "mismatched": [cu], "kept_local": True,
+                         "reason": "Unity held another state of it"}))
+    pump_until(lambda: cu in s.engine.not_synced and s.engine.inflight.requests.get(cu) == [move],
+               what="the rename kept, the move still on its way")
+    scripted.received.clear()
+    scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 41,
+                         "outcome": "committed", "uuids": [cu], "through": {cu: move}}))
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
+               what="the kept edit sent again")
+    sent = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+            if c["uuid"] == cu]
+    [full] = [c for c in sent if c["op"] == "create"]
+    assert full["name"] == "Mine" and full["t"] == pytest.approx([3, 0, 0]), full
+    assert sent == [full], "nothing else of it"
+    assert cu in s.engine.not_synced, "still not synced until that full state commits"
+
+
 def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_is_on_its_way(
         scripted):
     """PROTOCOL.md §6.4: what a batch spares is what the daemon has not taken yet. The person

@@ -494,6 +494,10 @@ class SyncEngine:
         # such rollbacks in a row, and when it goes again by itself.
         self.retries_in_a_row: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
+        # Kept uuids whose person edited them again before the kept result came: that later
+        # change, still on its way then, carries only its own parts. Sent again in full once
+        # it has its result (`on_batch_result`).
+        self.edited_again: set[str] = set()
 
     # ------------------------------------------------------------ connection and file
     def seen_seq(self, seq) -> None:
@@ -521,6 +525,7 @@ class SyncEngine:
         self.sent_at_joins.clear()
         self.retries_in_a_row.clear()
         self.retry_at.clear()
+        self.edited_again.clear()
 
     # ----------------------------------------------------------------------- send
     def sent(self, request_id: str, what: str, ctx, slow: Container[str] = ()) -> None:
@@ -637,9 +642,26 @@ class SyncEngine:
         """`verify`: a `batch_result` (or a chunk of its uuids) ends this editor's changes of
         them (`on_batch_result`); the edits that waited are captured again. `last_seq`
         moves once the whole result is handled (`result_done`)."""
+        # A kept uuid edited again before its kept result came: a commit of that later change
+        # (sent before the mark) ends no mark — the kept edit is not in it.
+        kept_reasons = {u: self.not_synced.reasons[u] for u in self.edited_again
+                        if u in self.not_synced}
         effect = on_batch_result(msg, self.received_batches, self.inflight, self.not_synced,
                                  self.synced, self.result_seq)
         self.scene.capture(effect.recapture)
+        if effect.kept_local is not None:
+            self.edited_again.update(u for u in effect.uuids if u in self.inflight)
+        again = [u for u in effect.uuids if u in self.edited_again and u not in self.inflight]
+        if again:
+            # Its changes sent before the mark have all ended: the kept edit goes again in
+            # full, as after any edit of a kept uuid (§6.4). Left to that commit, the mark
+            # ended with the kept edit (a rename) never sent again, the editors apart and
+            # nothing marked (random edits, seed 87).
+            self.edited_again.difference_update(again)
+            for u in again:
+                if u not in self.not_synced and u in kept_reasons:
+                    self.not_synced.mark([u], kept_reasons[u])
+            self.retry_not_synced([u for u in again if u in self.not_synced])
         if effect.kept_local is not None:
             self.retry_not_synced([u for u in effect.uuids
                                    if self.sent_at_joins.get(u, self.peer_joins) < self.peer_joins])

@@ -1172,7 +1172,8 @@ class Session:
                             self.sent_parts.get(u, set()) - {wire.Op.CREATE, wire.Op.DELETE, wire.Op.REPARENT})
                 elif msg.get("outcome") in (wire.BatchOutcome.COMMITTED, wire.BatchOutcome.DROPPED):
                     for u in effect.uuids:
-                        self.kept_parts.pop(u, None)
+                        if u not in self.engine.not_synced:  # (still kept: edited again, above)
+                            self.kept_parts.pop(u, None)
                 self._forget_sent_parts(effect.uuids)
             if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).

@@ -524,6 +524,10 @@ namespace VibeSync.Bridge.Core
         readonly Stopwatch clock = Stopwatch.StartNew();
         readonly Dictionary<string, int> retriesInARow = new Dictionary<string, int>(StringComparer.Ordinal);
         readonly Dictionary<string, TimeSpan> retryAt = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
+        // Kept uuids whose person edited them again before the kept result came: that later change,
+        // still on its way then, carries only its own parts. Sent again in full once it has its
+        // result, and its commit ends no mark (PROTOCOL §6.4).
+        readonly HashSet<string> editedAgain = new HashSet<string>(StringComparer.Ordinal);
         readonly Stopwatch retryLaterClock = Stopwatch.StartNew();
 
         /// <summary>Whole-request refusals that say "not run, try again later" (PROTOCOL §2 rate
@@ -1368,7 +1372,12 @@ namespace VibeSync.Bridge.Core
             BatchResults++;
             string reason = Msg.OptStr(m, "reason");
             if (keptLocal)
-                foreach (var x in ends) if (x is string) notSynced[(string)x] = reason ?? ("not synced: " + (code ?? "rolled back"));
+                foreach (var x in ends)
+                {
+                    if (!(x is string)) continue;
+                    notSynced[(string)x] = reason ?? ("not synced: " + (code ?? "rolled back"));
+                    if (InFlight((string)x)) editedAgain.Add((string)x);
+                }
             if (outcome == BatchOutcome.Dropped)
                 // This editor's change lost a conflict at the daemon (§6.2): the correction that
                 // follows replaces it, also over an edit kept here as not synced and sent again.
@@ -1377,7 +1386,8 @@ namespace VibeSync.Bridge.Core
             {
                 var s = x as string;
                 if (s == null) continue;
-                if (!keptLocal && outcome == BatchOutcome.Committed) notSynced.Remove(s);
+                // (A change sent before the mark of a uuid edited again carries no kept edit.)
+                if (!keptLocal && outcome == BatchOutcome.Committed && !editedAgain.Contains(s)) notSynced.Remove(s);
                 if (outcome == BatchOutcome.Committed || outcome == BatchOutcome.Dropped) confirmed.Add(s);
                 long had;
                 if (outcome == BatchOutcome.Committed && (!committedSeq.TryGetValue(s, out had) || had < seq)) committedSeq[s] = seq;
@@ -1403,6 +1413,14 @@ namespace VibeSync.Bridge.Core
                 // An edit made while its full state was on its way goes in full only if that did
                 // not commit (`MarkDirty`).
                 if (editedWhileFullSent.Remove(s) && keptLocal && !InFlight(s)) resendFull.Add(s);
+                if (!InFlight(s) && editedAgain.Remove(s) && notSynced.ContainsKey(s))
+                {
+                    // Its changes sent before the mark have all ended: the kept edit goes again in
+                    // full, as after any edit of a kept uuid. Left to that commit, the mark ended
+                    // with the kept edit never sent again (random edits, seed 87, in Blender).
+                    resendFull.Add(s);
+                    dirty.Add(s);
+                }
             }
             if (keptLocal)
             {

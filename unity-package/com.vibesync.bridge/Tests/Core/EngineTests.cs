@@ -1609,6 +1609,45 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AKeptEditGoesAgainOnceAMoveMadeBeforeItsResultCommits()
+        {
+            // PROTOCOL.md §6.4: the person renamed A, then moved it before the rename's result
+            // came; the rename's batch rolled back (kept, not synced) while the move was on its
+            // way. The move carries only the pose, so its commit ends no mark: A stays not synced,
+            // and once nothing sent before the mark is on its way the kept edit goes again in full.
+            // Before, that commit cleared the mark and the rename was never sent again (random
+            // edits, seed 87, in Blender).
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                string rename = r.RenameOnItsWay(a, "Mine");
+                int changes = r.Daemon.Received("change").Count;
+                a.Position = new[] { 3.0, 0, 0 };
+                r.Engine.MarkDirty(a.Uuid);
+                string move = (string)r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message["request_id"];
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
+                    { "error_code", "VERIFY_MISMATCH" }, { "mismatched", new List<object> { a.Uuid } }, { "kept_local", true }, { "reason", "Blender held another state of it" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "the rename kept", r.Pump);
+                Check.True(r.Engine.IsInFlight(a.Uuid), "the move still on its way");
+                changes = r.Daemon.Received("change").Count;
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, move } } },
+                });
+                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+                var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
+                Check.Equal("create", (string)op["op"], "the kept edit goes again in full");
+                Check.Equal("Mine", (string)op["name"], "with the kept rename");
+                Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced until that full state commits");
+            }
+        }
+
+        [VsTest]
         public static void ARenameWhoseResultCameIsNoLongerSparedWhileTheDragAfterItIsOnItsWay()
         {
             // PROTOCOL.md §6.4: what is spared is what the daemon has not taken yet. The person
