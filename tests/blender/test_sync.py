@@ -1534,6 +1534,22 @@ def test_a_kept_edit_the_other_person_edited_since_is_no_longer_spared_from_thei
         assert held["t"] == pytest.approx([0, 0, -9], abs=1e-5), "their newest move is applied"
 
 
+def renamed_then_moved(scripted):
+    """The person renames the synced cube "Mine", then moves it to (3, 0, 0) while the rename
+    is on its way: both sent, neither with a result. Returns the session, the cube, its uuid
+    and the rename's request id."""
+    s, cube, cu, _before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    [rename] = s.engine.inflight.requests[cu]
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2,
+               what="the move sent at once, as in a drag")
+    return s, cube, cu, rename
+
+
 def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scripted):
     """PROTOCOL.md §6.4: the person renamed the cube, then moved it before the rename's result
     came; the rename's batch rolled back (kept here, not synced) while the move was still on
@@ -1542,14 +1558,7 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scrip
     full, as after any edit of a kept object. Before, that commit cleared the mark and the
     rename was never sent again: the editors stayed apart, nothing marked (random edits,
     seed 87)."""
-    s, cube, cu, before = synced_mover(scripted)
-    cube.name = "Mine"
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
-    [rename] = s.engine.inflight.requests[cu]
-    cube.location = (3, 0, 0)
-    bpy.context.view_layer.update()
-    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2, what="the move sent too")
+    s, cube, cu, rename = renamed_then_moved(scripted)
     move = s.engine.inflight.requests[cu][1]
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
                         for c in m["changes"] if c["uuid"] == cu and c["op"] == "transform"],
@@ -1581,15 +1590,7 @@ def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_
     is still on its way. A batch then brings the other editor's later rename and move: the
     rename is applied, the move is not. Counting every part sent since the cube last had
     nothing in flight, Blender kept its old name over the drag, and nothing corrected it."""
-    s, cube, cu, before = synced_mover(scripted)
-    cube.name = "Mine"
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
-    [rename] = s.engine.inflight.requests[cu]
-    cube.location = (3, 0, 0)
-    bpy.context.view_layer.update()
-    pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2,
-               what="the move sent at once, as in a drag")
+    s, cube, cu, rename = renamed_then_moved(scripted)
     scripted.push(frame({"type": "batch_result", "batch_id": "rename", "seq": 41,
                          "outcome": "committed", "uuids": [cu], "through": {cu: rename}}))
     pump_until(lambda: s.engine.inflight.requests.get(cu, [rename]) != [rename]
