@@ -257,6 +257,39 @@ pub fn made_over(st: &ObjectState, was: &ObjectState, foreign: &[ChangeOp]) -> O
     out
 }
 
+/// What `op`, sent to an editor in a batch that rolled back while it keeps the uuid, holds
+/// of other editors' values ([`made_over`]'s `foreign`): less the parts that editor itself
+/// last wrote in the batch (`own`). The daemon sends each editor a batch's full state of an
+/// object several editors sent full states of (§6.2), its own values included: those are its
+/// person's, and its next full state writes them. Counted as another editor's, a kept rename
+/// sent back that way was never written again (random edits, seed 14).
+pub fn foreign_of(op: &ChangeOp, own: Parts) -> Vec<ChangeOp> {
+    match op {
+        ChangeOp::Create(theirs) if !own.is_empty() => {
+            let mut out = Vec::new();
+            if !own.intersects(Parts::POSE) {
+                out.push(ChangeOp::Transform { t: theirs.t, r: theirs.r, s: theirs.s });
+            }
+            if !own.intersects(Parts::NAME) {
+                out.push(ChangeOp::Rename(theirs.name.clone()));
+            }
+            if !own.intersects(Parts::VISIBILITY) {
+                out.push(ChangeOp::Visibility(theirs.visible));
+            }
+            if let (false, Some(h)) = (own.intersects(Parts::MESH), &theirs.mesh_hash) {
+                out.push(ChangeOp::Mesh(h.clone()));
+            }
+            if !own.intersects(Parts::MATERIAL) {
+                out.push(ChangeOp::Material(theirs.material.clone()));
+            }
+            out
+        }
+        ChangeOp::Create(_) => vec![op.clone()],
+        _ if own.intersects(Parts::written_by(op)) => Vec::new(),
+        _ => vec![op.clone()],
+    }
+}
+
 /// One writer of some parts of an object: at `seq`, by `client` (its `client_id`) of editor
 /// kind `editor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,6 +425,11 @@ impl LastWrites {
         self.0.iter().fold(Parts::NONE, |acc, w| acc.union(w.parts))
     }
 
+    /// The parts `client` (a `client_id`) is the last writer of here.
+    pub fn parts_of(&self, client: &str) -> Parts {
+        self.0.iter().filter(|w| w.client == client).fold(Parts::NONE, |acc, w| acc.union(w.parts))
+    }
+
     /// These writes as a registry `state` STEP names them (the seq is the STEP's), but for a
     /// writer `committed` already names as the last writer of all its parts here: a run of
     /// writes of the same parts by one client (a drag) is recorded once, at its first seq. A
@@ -519,6 +557,23 @@ mod tests {
         let mut want = was.clone();
         want.s = [2.0; 3];
         assert_eq!(made_over(&scaled, &was, &[theirs]), want);
+    }
+
+    #[test]
+    fn an_editors_own_value_sent_back_in_a_full_state_is_not_another_editors() {
+        let was = st(0.0, "A", true);
+        // The batch's full state, sent to Blender: Blender's rename, Unity's move.
+        let sent = ChangeOp::Create(st(4.0, "First", true));
+        let own = Parts::NAME;
+        let foreign = foreign_of(&sent, own);
+        // Blender's next full state: its name is written, Unity's move is not.
+        let held = st(4.0, "First", false);
+        assert_eq!(made_over(&held, &was, &foreign), st(0.0, "First", false));
+        // Nothing of its own: the whole full state is another editor's.
+        assert_eq!(foreign_of(&sent, Parts::NONE), vec![sent.clone()]);
+        // A plain op of a part it last wrote itself is its own.
+        assert!(foreign_of(&ChangeOp::Rename("First".into()), own).is_empty());
+        assert_eq!(foreign_of(&tr(), own), vec![tr()]);
     }
 
     #[test]

@@ -252,11 +252,17 @@ impl Project {
         self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
         for (s, uuids) in &plan.kept_local {
             let client_id = client_of(cx, &f, s);
-            // What it was sent of the uuids it keeps: it holds that, uncorrected (§6.2).
+            // What it was sent of the uuids it keeps: it holds that, uncorrected (§6.2) — less
+            // the parts it last wrote itself in the batch (its own values, sent back in a full
+            // state), which are its person's (`stale::foreign_of`).
             for (u, op) in f.sends.get(s).into_iter().flatten().filter(|(u, _)| uuids.contains(u)) {
+                let own = f.writes.get(u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
                 let ops = self.foreign_kept.entry((u.clone(), client_id.clone())).or_default();
-                ops.retain(|o| o.kind() != op.kind());
-                ops.push(op.clone());
+                ops.retain(|o| matches!(o, ChangeOp::Create(_)) || !own.intersects(Parts::written_by(o)));
+                for theirs in crate::stale::foreign_of(op, own) {
+                    ops.retain(|o| o.kind() != theirs.kind());
+                    ops.push(theirs);
+                }
             }
             for u in uuids {
                 self.not_synced.insert(

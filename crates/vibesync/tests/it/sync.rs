@@ -964,6 +964,63 @@ fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rol
     }
 }
 
+/// Blender renamed the cube while Unity moved it; that batch rolled back, each keeping its
+/// edit. Both sent their kept full states, and the batch sent each editor its full state of
+/// the cube (Blender's name, Unity's move) — and rolled back too. Blender's name came back to
+/// it in that full state: it is still its person's, so Blender's next full state writes it
+/// (with a hide made since), in both editors. Counted as a value Blender was sent by another
+/// editor, it was never written: both editors ended on the old name (random edits, seed 14;
+/// docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds").
+#[test]
+fn an_editors_own_value_sent_back_in_a_rolled_back_full_state_is_still_its_persons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let full_of = |m: &Mini| {
+        let mut full = m.states[&id].clone();
+        full["op"] = json!("create");
+        full["uuid"] = json!(id);
+        full
+    };
+    let kept = |m: &Mini, rid: &str| {
+        m.results.iter().any(|r| {
+            r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))
+                && r["outcome"] == "rolled_back"
+                && r["kept_local"] == true
+        })
+    };
+    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
+    u.corrupt_next = true;
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-1") && kept(m[1], "u-1"));
+    // Both kept full states, in one window: each is sent the batch's (Blender's name, Unity's
+    // move), and it rolls back too.
+    b.states.get_mut(&id).unwrap()["t"] = json!([0.0, 0.0, 0.0]); // Blender kept its pose
+    let (bf, uf) = (full_of(&b), full_of(&u));
+    assert_eq!(statuses(&b.send_change("b-full", vec![bf], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-full", vec![uf], &[])), ["queued"]);
+    u.corrupt_next = true;
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-full") && kept(m[1], "u-full"));
+    assert_eq!(b.states[&id]["name"], "First", "Blender holds its person's name");
+    // Blender's person hides the cube: its kept full state goes again.
+    b.states.get_mut(&id).unwrap()["visible"] = json!(false);
+    let bf = full_of(&b);
+    assert_eq!(statuses(&b.send_change("b-full-2", vec![bf], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full-2"));
+    settle(&mut [&mut b, &mut u]);
+    let r = b.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == "b-full-2")));
+    assert_eq!(r.map(|r| r["outcome"].clone()), Some(json!("committed")), "{r:?}");
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        let st = &m.states[&id];
+        assert_eq!(
+            (&st["name"], &st["visible"]),
+            (&json!("First"), &json!(false)),
+            "{name} holds Blender's person's name and hide: {}",
+            d.stderr_log()
+        );
+    }
+}
+
 /// Unity puts the cube under the camera and that commits; Blender, not having heard of it
 /// (its change's `base_seq` is before that commit), puts the camera under the cube. Together
 /// a cycle: Blender's reparent is a conflict Unity's won — refused `STALE` (not
