@@ -1555,9 +1555,9 @@ namespace VibeSync.Bridge.Core
 
         /// <summary>Another editor's plain op of a kept part, applied here, is its person's later
         /// edit (§6.4): that part holds the batch's value now, no longer the person's kept one, so
-        /// a later full state of the other editor is no longer spared it. Spared, Unity kept a value
-        /// it had received as its person's, and its full state then wrote it over the other
-        /// person's newer edit (random edits, seed 66).</summary>
+        /// a later full state of the other editor is no longer spared it. Still counted kept, the
+        /// part was spared from the other person's newer full state and the value received was
+        /// then sent as this person's, over theirs (random edits, seed 66, in Blender).</summary>
         void KeptPartsOvertaken(IncomingBatch toApply)
         {
             if (keptParts.Count == 0) return;
