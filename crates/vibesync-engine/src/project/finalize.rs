@@ -250,20 +250,35 @@ impl Project {
         };
         warn!(batch_id = %f.batch_id, project_id = %self.project, uuids = ?f.uuids, seq, error_code = code.as_str(), %reason, "batch rolled back; people's edits stay where they were made, the others are re-sent the authoritative state");
         self.rolled_back.push(RolledBack { seq, uuids: f.uuids.clone(), kept_local: kept_clients, sync: true });
-        for (s, uuids) in &plan.kept_local {
+        // What each editor that keeps a uuid locally was sent of it: it holds that,
+        // uncorrected (§6.2) — less the parts it last wrote itself in the batch (its own
+        // values, sent back in a full state), which are its person's (`stale::foreign_of`).
+        // That is the editors this rollback keeps it at, and those that kept it already (an
+        // earlier rollback) and had no change of it in this batch: the correction they are
+        // sent leaves their kept work alone (§6.6), so they hold the rolled-back batch's
+        // values of its other parts too, and their next full state must not write them
+        // (random edits, seed 22: a rename rolled back in Blender, then sent back by Unity
+        // as its person's, over Blender's person's next rename).
+        for (s, sent) in &f.sends {
             let client_id = client_of(cx, &f, s);
-            // What it was sent of the uuids it keeps: it holds that, uncorrected (§6.2) — less
-            // the parts it last wrote itself in the batch (its own values, sent back in a full
-            // state), which are its person's (`stale::foreign_of`).
-            for (u, op) in f.sends.get(s).into_iter().flatten().filter(|(u, _)| uuids.contains(u)) {
-                let own = f.writes.get(u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
-                let ops = self.foreign_kept.entry((u.clone(), client_id.clone())).or_default();
+            let kept_here = plan.kept_local.get(s);
+            let keeps = |u: &String| {
+                kept_here.is_some_and(|k| k.contains(u))
+                    || self.not_synced.contains_key(&(u.clone(), client_id.clone()))
+            };
+            let held: Vec<(String, ChangeOp)> = sent.iter().filter(|(u, _)| keeps(u)).cloned().collect();
+            for (u, op) in held {
+                let own = f.writes.get(&u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
+                let ops = self.foreign_kept.entry((u, client_id.clone())).or_default();
                 ops.retain(|o| matches!(o, ChangeOp::Create(_)) || !own.intersects(Parts::written_by(o)));
-                for theirs in crate::stale::foreign_of(op, own) {
+                for theirs in crate::stale::foreign_of(&op, own) {
                     ops.retain(|o| o.kind() != theirs.kind());
                     ops.push(theirs);
                 }
             }
+        }
+        for (s, uuids) in &plan.kept_local {
+            let client_id = client_of(cx, &f, s);
             for u in uuids {
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),

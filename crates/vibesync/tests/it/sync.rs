@@ -964,6 +964,64 @@ fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rol
     }
 }
 
+/// Unity's move of the cube rolled back: Unity keeps it, not synced. Blender's rename of the
+/// cube then rolls back too, and Blender keeps it. Unity had no change of the cube in that
+/// batch, but it was sent the rename and it keeps the cube's local work, so the correction
+/// that follows leaves it alone (docs/PROTOCOL.md §6.6): Unity holds Blender's rename. Then
+/// Blender's person renames the cube again and both editors send their kept full states in
+/// one window, Unity's last. The name Unity carries is no edit of Unity's person, so its full
+/// state does not write it (§6.2 "A full state of an object the daemon holds"). Both editors
+/// end on Blender's last name and Unity's move. Before, only the editors a rollback keeps
+/// the uuid at were counted as holding what it sent them. Unity's full state then brought the
+/// rolled-back name back over Blender's person's last rename (random edits, seed 22).
+#[test]
+fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let kept = |m: &Mini, rid: &str| {
+        m.results.iter().any(|r| {
+            r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))
+                && r["outcome"] == "rolled_back"
+                && r["kept_local"] == true
+        })
+    };
+    let full_of = |m: &Mini| {
+        let mut full = m.states[&id].clone();
+        full["op"] = json!("create");
+        full["uuid"] = json!(id);
+        full
+    };
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
+    b.corrupt_next = true; // Blender answers wrongly: the batch rolls back, Unity keeps its move
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[1], "u-1"));
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
+    u.corrupt_next = true; // Unity answers wrongly: it rolls back, Blender keeps its rename
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-1"));
+    settle(&mut [&mut b, &mut u]);
+    // What Unity holds, keeping the cube's local work through the correction (§6.6): its
+    // person's move and the rename it was sent.
+    let st = u.states.get_mut(&id).unwrap();
+    st["name"] = json!("First");
+    st["t"] = json!([7.0, 2.0, 3.0]);
+    b.states.get_mut(&id).unwrap()["name"] = json!("Last"); // Blender's person renames it again
+    let (bf, uf) = (full_of(&b), full_of(&u));
+    assert_eq!(statuses(&b.send_change("b-full", vec![bf], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-full", vec![uf], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full") && ended(m[1], "u-full"));
+    settle(&mut [&mut b, &mut u]);
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        let st = &m.states[&id];
+        assert_eq!(
+            (&st["name"], &st["t"]),
+            (&json!("Last"), &json!([7.0, 2.0, 3.0])),
+            "{name} holds Blender's last name and Unity's move: {}",
+            d.stderr_log()
+        );
+    }
+}
+
 /// Blender renamed the cube while Unity moved it; that batch rolled back, each keeping its
 /// edit. Both sent their kept full states, and the batch sent each editor its full state of
 /// the cube (Blender's name, Unity's move) — and rolled back too. Blender's name came back to
