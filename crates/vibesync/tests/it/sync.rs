@@ -919,6 +919,37 @@ fn two_editors_full_states_of_a_held_object_in_one_window_keep_both_persons_edit
     }
 }
 
+/// `m`'s own change `rid` rolled back and `m` keeps it (`kept_local`, docs/PROTOCOL.md §6.4).
+fn kept_at(m: &Mini, rid: &str) -> bool {
+    m.results.iter().any(|r| {
+        r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))
+            && r["outcome"] == "rolled_back"
+            && r["kept_local"] == true
+    })
+}
+
+/// What `m` holds of `id`, as the full state (`create`) an editor sends of its kept work.
+fn full_state(m: &Mini, id: &str) -> Value {
+    let mut full = m.states[id].clone();
+    full["op"] = json!("create");
+    full["uuid"] = json!(id);
+    full
+}
+
+/// Both editors hold the cube renamed "Last" (Blender's person's last rename) and at
+/// (7, 2, 3) (Unity's person's move).
+fn hold_blenders_last_name_and_unitys_move(d: &Daemon, b: &Mini, u: &Mini, id: &str) {
+    for (name, m) in [("Blender", b), ("Unity", u)] {
+        let st = &m.states[id];
+        assert_eq!(
+            (&st["name"], &st["t"]),
+            (&json!("Last"), &json!([7.0, 2.0, 3.0])),
+            "{name} holds Blender's last name and Unity's move: {}",
+            d.stderr_log()
+        );
+    }
+}
+
 /// Blender renames the cube while Unity moves it; the batch rolls back and each keeps its
 /// person's edit (`kept_local`) — Unity also holds Blender's name, applied from that batch and
 /// never corrected. Blender's person renames it again; then Unity sends its kept full state,
@@ -944,21 +975,10 @@ fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rol
     }
     assert_eq!(u.states[&id]["name"], "First", "Unity holds Blender's name from the rolled-back batch");
     assert_eq!(statuses(&b.send_change("b-2", vec![json!({"op":"rename","uuid":id,"name":"Last"})], &[])), ["queued"]);
-    let mut full = u.states[&id].clone();
-    full["op"] = json!("create");
-    full["uuid"] = json!(id);
-    assert_eq!(statuses(&u.send_change("u-full", vec![full], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-full", vec![full_state(&u, &id)], &[])), ["queued"]);
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-2") && ended(m[1], "u-full"));
     settle(&mut [&mut b, &mut u]);
-    for (name, m) in [("Blender", &b), ("Unity", &u)] {
-        let st = &m.states[&id];
-        assert_eq!(
-            (&st["name"], &st["t"]),
-            (&json!("Last"), &json!([7.0, 2.0, 3.0])),
-            "{name} holds Blender's last name and Unity's move: {}",
-            d.stderr_log()
-        );
-    }
+    hold_blenders_last_name_and_unitys_move(&d, &b, &u, &id);
     for (m, rid) in [(&b, "b-2"), (&u, "u-full")] {
         assert_eq!(outcome(m, rid).map(|r| r["outcome"].clone()), Some(json!("committed")));
     }
@@ -978,27 +998,14 @@ fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rol
 fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_before() {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
-    let kept = |m: &Mini, rid: &str| {
-        m.results.iter().any(|r| {
-            r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))
-                && r["outcome"] == "rolled_back"
-                && r["kept_local"] == true
-        })
-    };
-    let full_of = |m: &Mini| {
-        let mut full = m.states[&id].clone();
-        full["op"] = json!("create");
-        full["uuid"] = json!(id);
-        full
-    };
     let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
     assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
     b.corrupt_next = true; // Blender answers wrongly: the batch rolls back, Unity keeps its move
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[1], "u-1"));
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[1], "u-1"));
     settle(&mut [&mut b, &mut u]);
     assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
     u.corrupt_next = true; // Unity answers wrongly: it rolls back, Blender keeps its rename
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-1"));
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-1"));
     settle(&mut [&mut b, &mut u]);
     // What Unity holds, keeping the cube's local work through the correction (§6.6): its
     // person's move and the rename it was sent.
@@ -1006,20 +1013,12 @@ fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_befo
     st["name"] = json!("First");
     st["t"] = json!([7.0, 2.0, 3.0]);
     b.states.get_mut(&id).unwrap()["name"] = json!("Last"); // Blender's person renames it again
-    let (bf, uf) = (full_of(&b), full_of(&u));
+    let (bf, uf) = (full_state(&b, &id), full_state(&u, &id));
     assert_eq!(statuses(&b.send_change("b-full", vec![bf], &[])), ["queued"]);
     assert_eq!(statuses(&u.send_change("u-full", vec![uf], &[])), ["queued"]);
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full") && ended(m[1], "u-full"));
     settle(&mut [&mut b, &mut u]);
-    for (name, m) in [("Blender", &b), ("Unity", &u)] {
-        let st = &m.states[&id];
-        assert_eq!(
-            (&st["name"], &st["t"]),
-            (&json!("Last"), &json!([7.0, 2.0, 3.0])),
-            "{name} holds Blender's last name and Unity's move: {}",
-            d.stderr_log()
-        );
-    }
+    hold_blenders_last_name_and_unitys_move(&d, &b, &u, &id);
 }
 
 /// Blender renamed the cube while Unity moved it; that batch rolled back, each keeping its
@@ -1033,36 +1032,23 @@ fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_befo
 fn an_editors_own_value_sent_back_in_a_rolled_back_full_state_is_still_its_persons() {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
-    let full_of = |m: &Mini| {
-        let mut full = m.states[&id].clone();
-        full["op"] = json!("create");
-        full["uuid"] = json!(id);
-        full
-    };
-    let kept = |m: &Mini, rid: &str| {
-        m.results.iter().any(|r| {
-            r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))
-                && r["outcome"] == "rolled_back"
-                && r["kept_local"] == true
-        })
-    };
     assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
     let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
     assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
     u.corrupt_next = true;
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-1") && kept(m[1], "u-1"));
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-1") && kept_at(m[1], "u-1"));
     // Both kept full states, in one window: each is sent the batch's (Blender's name, Unity's
     // move), and it rolls back too.
     b.states.get_mut(&id).unwrap()["t"] = json!([0.0, 0.0, 0.0]); // Blender kept its pose
-    let (bf, uf) = (full_of(&b), full_of(&u));
+    let (bf, uf) = (full_state(&b, &id), full_state(&u, &id));
     assert_eq!(statuses(&b.send_change("b-full", vec![bf], &[])), ["queued"]);
     assert_eq!(statuses(&u.send_change("u-full", vec![uf], &[])), ["queued"]);
     u.corrupt_next = true;
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept(m[0], "b-full") && kept(m[1], "u-full"));
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-full") && kept_at(m[1], "u-full"));
     assert_eq!(b.states[&id]["name"], "First", "Blender holds its person's name");
     // Blender's person hides the cube: its kept full state goes again.
     b.states.get_mut(&id).unwrap()["visible"] = json!(false);
-    let bf = full_of(&b);
+    let bf = full_state(&b, &id);
     assert_eq!(statuses(&b.send_change("b-full-2", vec![bf], &[])), ["queued"]);
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full-2"));
     settle(&mut [&mut b, &mut u]);
