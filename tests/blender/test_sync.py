@@ -14,7 +14,7 @@ import vibesync
 from conftest import pump_for, pump_until, settle
 from daemon import Client, synced_states
 from test_transport import frame
-from vibesync import capture, wire
+from vibesync import capture, engine, wire
 
 PROP = "vibesync_uuid"
 S15, C15 = math.sin(math.radians(15)), math.cos(math.radians(15))
@@ -1532,6 +1532,45 @@ def test_a_kept_edit_the_other_person_edited_since_is_no_longer_spared_from_thei
         assert cube.name == "Newest", "the other person's newest name is applied"
     else:
         assert held["t"] == pytest.approx([0, 0, -9], abs=1e-5), "their newest move is applied"
+
+
+def test_a_kept_edit_its_own_full_state_came_back_to_goes_again_after_a_collateral_rollback(
+        scripted, monkeypatch):
+    """PROTOCOL.md §6.2, §6.4: the person's move of the cube rolled back (kept here, not
+    synced); they moved it again, so it went again in full. The batch that carries that
+    `create` sends Blender the batch's full state of the cube — its own values, applied — and
+    then rolls back because another object mismatched. The edit is kept, and goes again by
+    itself after the pause. Blender took that re-send for an echo of what it had just applied
+    (the state it holds is the one applied), and sent nothing: the editors stayed apart, the
+    cube marked not synced for good (random edits, seed 23)."""
+    monkeypatch.setattr(engine, "COLLATERAL_RETRY_S", (0.2, 0.2, 0.2))
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
+    keep_not_synced(scripted, s, cu, 40)
+    cube.location = (4, 0, 0)  # the person moves it again: it goes in full
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    [full] = s.engine.inflight.requests[cu]
+    scripted.push(frame({"type": "ack", "request_id": full, "seq": 41,
+                         "results": [{"uuid": cu, "status": "queued"}]}))
+    pump_until(lambda: full not in s.engine.pending, what="the create queued")
+    held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
+    their_full_state_answered(scripted, cu, before, t=list(held["t"]))
+    assert tuple(cube.location) == pytest.approx((4, 0, 0))
+    scripted.received.clear()
+    scripted.push(frame({"type": "batch_result", "batch_id": "full-state", "seq": 42,
+                         "outcome": "rolled_back", "uuids": [cu, "another-object"],
+                         "through": {cu: full}, "error_code": "VERIFY_MISMATCH",
+                         "mismatched": ["another-object"], "kept_local": True,
+                         "reason": "Unity could not apply the change as sent"}))
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
+               what="the kept edit sent again after the pause")
+    [again] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+               if c["uuid"] == cu]
+    assert again["t"] == pytest.approx([4, 0, 0]), again
 
 
 def renamed_then_moved(scripted):

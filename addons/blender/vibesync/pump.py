@@ -192,7 +192,10 @@ class _BlenderScene:
         self.session.dirty.update(keys)
 
     def forget_sent(self, uuid: str) -> None:
+        # What was applied here last is no echo to leave unsent either: the daemon does not
+        # hold it (a batch that brought this editor's own state back to it rolled back).
         self.session.last_sent.pop(uuid, None)
+        self.session.applied_hash.pop(uuid, None)
 
     def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
         s = self.session
