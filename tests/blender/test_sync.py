@@ -1573,6 +1573,61 @@ def test_a_kept_edit_its_own_full_state_came_back_to_goes_again_after_a_collater
     assert again["t"] == pytest.approx([4, 0, 0]), again
 
 
+def mismatched(scripted, s, uuid, request_id, seq):
+    """The batch of `uuid`'s change `request_id` rolls back because `uuid` mismatched: kept
+    here, not synced, and sent again only on the usual triggers (PROTOCOL.md §6.4)."""
+    scripted.push(frame({"type": "batch_result", "batch_id": f"mismatched-{seq}", "seq": seq,
+                         "outcome": "rolled_back", "uuids": [uuid], "through": {uuid: request_id},
+                         "error_code": "VERIFY_MISMATCH", "mismatched": [uuid], "kept_local": True,
+                         "reason": "Unity could not apply the change as sent"}))
+    pump_until(lambda: uuid in s.engine.not_synced and request_id not in
+               s.engine.inflight.requests.get(uuid, ()), what="kept, not synced")
+
+
+@pytest.mark.parametrize("trigger", ["peers", "quarantine_released"])
+def test_a_rename_made_while_a_kept_edit_goes_again_is_spared_and_sent(scripted, trigger):
+    """PROTOCOL.md §6.4: the person's rename of the cube rolled back (kept here, not synced);
+    they moved it, so it went again in full. While that `create` is on its way a peer joins,
+    or a quarantine is released (every kept edit, or the released ones, go again), and the
+    person renames the cube once more (it waits for the
+    `create`). Then a batch brings the other editor's rename: the person's newer name is
+    spared, and goes after. The join's retry forgot what had been sent, so nothing told the
+    person's rename from the state sent: the batch's name was applied over it, and the
+    person's rename was lost in both editors (random edits, seed 48). Once that was fixed, the
+    spared name was remembered as sent, and never sent."""
+    s, cube, cu, _before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    [rename] = s.engine.inflight.requests[cu]
+    mismatched(scripted, s, cu, rename, 40)  # no retry after a pause: nothing else sends it
+    cube.location = (4, 0, 0)  # the person moves it: the kept cube goes again in full
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    [full] = s.engine.inflight.requests[cu]
+    if trigger == "peers":
+        scripted.push(frame({"type": "peers", "peers": [
+            {"session_id": "u1", "client": "unity", "client_id": "unity-1"}]}))
+    else:
+        scripted.push(frame({"type": "quarantine_released", "uuids": [cu]}))
+    pump_for(0.2)
+    cube.name = "Newer"  # the person's newest rename, waiting for the create on its way
+    bpy.context.view_layer.update()
+    pump_for(0.2)
+    scripted.received.clear()
+    scripted.push(batch_frames("theirs", 41, [{"op": "rename", "uuid": cu, "name": "Theirs"}]))
+    pump_until(lambda: applied_messages(scripted), what="their rename answered")
+    assert cube.name == "Newer", "the person's newest rename stays"
+    assert cu in (applied_messages(scripted)[0].get("spared") or []), applied_messages(scripted)
+    # The batch that carried the kept cube rolls back (its name differed in Blender): the
+    # person's newest rename goes with the kept edit, in full. Remembered as sent once the
+    # batch spared it, it was never sent.
+    mismatched(scripted, s, cu, full, 42)
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c.get("name") == "Newer"],
+               what="the person's newest rename sent")
+
+
 def renamed_then_moved(scripted):
     """The person renames the synced cube "Mine", then moves it to (3, 0, 0) while the rename
     is on its way: both sent, neither with a result. Returns the session, the cube, its uuid

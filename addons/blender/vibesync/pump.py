@@ -194,8 +194,15 @@ class _BlenderScene:
     def forget_sent(self, uuid: str) -> None:
         # What was applied here last is no echo to leave unsent either: the daemon does not
         # hold it (a batch that brought this editor's own state back to it rolled back).
-        self.session.last_sent.pop(uuid, None)
-        self.session.applied_hash.pop(uuid, None)
+        s = self.session
+        sent = s.last_sent.pop(uuid, None)
+        if sent is not None and uuid in s.engine.inflight:
+            # Its change on its way still carries it: a person's edit made before that change
+            # ends is told from it and spared from a batch (§6.4). Forgotten, a batch's rename
+            # overwrote the person's newer one while a kept full state was on its way and a
+            # peer's join sent it again (random edits, seed 48).
+            s.sent_in_flight[uuid] = sent
+        s.applied_hash.pop(uuid, None)
 
     def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
         s = self.session
@@ -303,6 +310,10 @@ class Session:
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
+        # uuid -> what was last sent of it, forgotten (`forget_sent`: it goes again in full)
+        # while a change of it is on its way: until that change ends, still what a person's
+        # edit made meanwhile is told from (`_parts_changed_here`).
+        self.sent_in_flight: dict[str, dict] = {}
         # uuid -> request id -> the ops that change carried, while it is in flight: when a
         # result ends some of a uuid's changes, the others' parts are what stays unresolved
         # (a rename whose result came is not spared while a drag's moves are on their way).
@@ -980,6 +991,7 @@ class Session:
             # What was last sent (and what was in flight) is kept as the base that tells the
             # person's parts from the replay's (`_parts_not_changed_here`).
             self.reconnect_base = {}
+            self.sent_in_flight.clear()  # nothing of the old connection is on its way now
             for bnd in identity.slices(resend):
                 if bnd is identity.YIELD:
                     yield
@@ -1426,6 +1438,7 @@ class Session:
         self.project_id = self.explicit_project_id or saved_pid
         self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)
         self.last_sent.clear()
+        self.sent_in_flight.clear()
         self.reconnect_base.clear()
         self.applied_hash.clear()
         self.adoptable.clear()
@@ -1982,7 +1995,7 @@ class Session:
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         out = set(self._unresolved_sent_parts(uuid))
-        prev = self.last_sent.get(uuid)
+        prev = self.last_sent.get(uuid) or self.sent_in_flight.get(uuid)
         if idb is None or prev is None:  # gone here, or never sent: nothing to compare with
             return out - {wire.Op.CREATE, wire.Op.DELETE}
         key = (b.kind, b.session_uid)
@@ -2256,6 +2269,8 @@ class Session:
         for op, _ in self.out_ops:
             queued.setdefault(op.get("uuid"), set()).add(op["op"])
         for u in uuids:
+            if u not in self.engine.inflight:
+                self.sent_in_flight.pop(u, None)
             if u not in self.engine.inflight and u not in queued:
                 self.sent_parts.pop(u, None)
                 self.request_parts.pop(u, None)
@@ -2722,6 +2737,12 @@ class Session:
                 hashes[uuid] = wire.state_hash(capture.state_in_meters(answer_made, self.unit_scale))
             if uuid in keep or held_back:
                 continue  # ours, still to be sent, or not what was sent: not an applied state
+            if uuid in spared and uuid not in self.last_sent and not created:
+                # The person's edit kept over the batch, with what was sent forgotten (its
+                # full state goes again): what it holds is theirs, still to be sent — never
+                # what was sent or applied. Remembered so, the person's rename was never sent
+                # and the editors stayed apart (random edits, seed 48).
+                continue
             self.last_sent[uuid] = remember if remember is not None else state
             self.applied_hash[uuid] = h
             if uuid not in self.registered:
@@ -3113,6 +3134,7 @@ class Session:
         if uuid in self.automation_for and self.automation_for[uuid][1] != h:
             del self.automation_for[uuid]  # a person changed the agent's object meanwhile
         self.last_sent[uuid] = state
+        self.sent_in_flight.pop(uuid, None)
         if h is not None and self._applied_hash_of(uuid) == h:
             self._release_children(uuid)
             return  # what we applied ourselves: no echo
