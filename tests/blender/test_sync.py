@@ -1440,6 +1440,21 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     assert all(c["t"] == pytest.approx([3, 0, 0]) for c in sent), sent
 
 
+def kept_move_sent_again_in_full(scripted):
+    """The person moves the synced cube; that batch rolls back (kept here, not synced); they
+    move it again to (4, 0, 0), so it goes again in full, on its way. Returns the session,
+    the cube, its uuid and its state when synced."""
+    s, cube, cu, before = synced_mover(scripted)
+    cube.location = (3, 0, 0)
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
+    keep_not_synced(scripted, s, cu, 40)
+    cube.location = (4, 0, 0)  # the person moves it again: it goes in full
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    return s, cube, cu, before
+
+
 def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_again(scripted):
     """PROTOCOL.md §6.4: this editor kept the cube not synced (its move's batch rolled back),
     the person moved it again, so it went again in full — and while that `create` is on its
@@ -1449,14 +1464,7 @@ def test_another_editors_full_state_spares_a_move_made_after_a_kept_edit_went_ag
     answer is the state the batch made, and the move is sent after. Applied whole, the batch
     put the cube back where the other editor had it, and the person's last move was never
     sent (found by the random edits test)."""
-    s, cube, cu, before = synced_mover(scripted)
-    cube.location = (3, 0, 0)
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
-    keep_not_synced(scripted, s, cu, 40)
-    cube.location = (4, 0, 0)  # the person moves it again: it goes in full
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    s, cube, cu, before = kept_move_sent_again_in_full(scripted)
     cube.location = (5, 0, 0)  # the person's newest move, not sent yet
     bpy.context.view_layer.update()
     their_full_state_answered(scripted, cu, before)
@@ -1544,14 +1552,7 @@ def test_a_kept_edit_its_own_full_state_came_back_to_goes_again_after_a_collater
     (the state it holds is the one applied), and sent nothing: the editors stayed apart, the
     cube marked not synced for good (random edits, seed 23)."""
     monkeypatch.setattr(engine, "COLLATERAL_RETRY_S", (0.2, 0.2, 0.2))
-    s, cube, cu, before = synced_mover(scripted)
-    cube.location = (3, 0, 0)
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
-    keep_not_synced(scripted, s, cu, 40)
-    cube.location = (4, 0, 0)  # the person moves it again: it goes in full
-    bpy.context.view_layer.update()
-    pump_until(lambda: cu in s.engine.inflight, what="the kept cube sent again in full")
+    s, cube, cu, before = kept_move_sent_again_in_full(scripted)
     [full] = s.engine.inflight.requests[cu]
     scripted.push(frame({"type": "ack", "request_id": full, "seq": 41,
                          "results": [{"uuid": cu, "status": "queued"}]}))
