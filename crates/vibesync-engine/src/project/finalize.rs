@@ -258,15 +258,18 @@ impl Project {
         // sent leaves their kept work alone (§6.6), so they hold the rolled-back batch's
         // values of its other parts too, and their next full state must not write them
         // (random edits, seed 22: a rename rolled back in Blender, then sent back by Unity
-        // as its person's, over Blender's person's next rename).
+        // as its person's, over Blender's person's next rename) — of those, only the plain
+        // ops: another editor's full state may carry back the keeping editor's own kept
+        // values, which stay its person's (random edits, seed 14: a kept hide).
         for (s, sent) in &f.sends {
             let client_id = client_of(cx, &f, s);
             let kept_here = plan.kept_local.get(s);
-            let keeps = |u: &String| {
+            let keeps = |u: &String, op: &ChangeOp| {
                 kept_here.is_some_and(|k| k.contains(u))
-                    || self.not_synced.contains_key(&(u.clone(), client_id.clone()))
+                    || (!matches!(op, ChangeOp::Create(_))
+                        && self.not_synced.contains_key(&(u.clone(), client_id.clone())))
             };
-            let held: Vec<(String, ChangeOp)> = sent.iter().filter(|(u, _)| keeps(u)).cloned().collect();
+            let held: Vec<(String, ChangeOp)> = sent.iter().filter(|(u, op)| keeps(u, op)).cloned().collect();
             for (u, op) in held {
                 let own = f.writes.get(&u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
                 let ops = self.foreign_kept.entry((u, client_id.clone())).or_default();
