@@ -2271,11 +2271,11 @@ class Session:
         for u in uuids:
             if u not in self.engine.inflight:
                 self.sent_in_flight.pop(u, None)
-            if u not in self.engine.inflight and u not in queued:
-                self.sent_parts.pop(u, None)
-                self.request_parts.pop(u, None)
-                self.flight_base.pop(u, None)
-                continue
+                if u not in queued:
+                    self.sent_parts.pop(u, None)
+                    self.request_parts.pop(u, None)
+                    self.flight_base.pop(u, None)
+                    continue
             # Some of its changes ended: what the others carried (and the queued ones) stays.
             left = self.engine.inflight.requests.get(u, ())
             by_request = self.request_parts.get(u, {})

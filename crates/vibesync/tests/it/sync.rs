@@ -950,6 +950,15 @@ fn hold_blenders_last_name_and_unitys_move(d: &Daemon, b: &Mini, u: &Mini, id: &
     }
 }
 
+/// Blender renames the cube "First" (`b-1`) while Unity moves it to (7, 2, 3) (`u-1`), in one
+/// window; Unity answers that batch wrongly, so it rolls back (each editor keeps its edit).
+fn renamed_and_moved_in_a_batch_unity_fails(b: &mut Mini, u: &mut Mini, id: &str) {
+    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
+    u.corrupt_next = true; // Unity answers the batch wrongly: it rolls back
+}
+
 /// Blender renames the cube while Unity moves it; the batch rolls back and each keeps its
 /// person's edit (`kept_local`) — Unity also holds Blender's name, applied from that batch and
 /// never corrected. Blender's person renames it again; then Unity sends its kept full state,
@@ -961,10 +970,7 @@ fn hold_blenders_last_name_and_unitys_move(d: &Daemon, b: &Mini, u: &Mini, id: &
 fn a_kept_full_state_never_writes_another_editors_value_it_was_sent_before_a_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
-    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
-    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
-    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
-    u.corrupt_next = true; // Unity answers the batch wrongly: it rolls back
+    renamed_and_moved_in_a_batch_unity_fails(&mut b, &mut u, &id);
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-1") && ended(m[1], "u-1"));
     let outcome = |m: &Mini, rid: &str| {
         m.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid))).cloned()
@@ -1032,10 +1038,7 @@ fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_befo
 fn an_editors_own_value_sent_back_in_a_rolled_back_full_state_is_still_its_persons() {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
-    assert_eq!(statuses(&b.send_change("b-1", vec![json!({"op":"rename","uuid":id,"name":"First"})], &[])), ["queued"]);
-    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
-    assert_eq!(statuses(&u.send_change("u-1", vec![moved], &[])), ["queued"]);
-    u.corrupt_next = true;
+    renamed_and_moved_in_a_batch_unity_fails(&mut b, &mut u, &id);
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-1") && kept_at(m[1], "u-1"));
     // Both kept full states, in one window: each is sent the batch's (Blender's name, Unity's
     // move), and it rolls back too.
