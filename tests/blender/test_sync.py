@@ -1629,12 +1629,14 @@ def test_a_rename_made_while_a_kept_edit_goes_again_is_spared_and_sent(scripted,
                what="the person's newest rename sent")
 
 
-def renamed_then_moved(scripted):
-    """The person renames the synced cube "Mine", then moves it to (3, 0, 0) while the rename
-    is on its way: both sent, neither with a result. Returns the session, the cube, its uuid
-    and the rename's request id."""
+def renamed_then_moved(scripted, hide: bool = False):
+    """The person renames the synced cube "Mine" (and hides it, with `hide`), then moves it
+    to (3, 0, 0) while the rename is on its way: both sent, neither with a result. Returns
+    the session, the cube, its uuid and the rename's request id."""
     s, cube, cu, _before = synced_mover(scripted)
     cube.name = "Mine"
+    if hide:
+        cube.hide_set(True)
     bpy.context.view_layer.update()
     pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
     [rename] = s.engine.inflight.requests[cu]
@@ -1676,6 +1678,38 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scrip
     assert full["name"] == "Mine" and full["t"] == pytest.approx([3, 0, 0]), full
     assert sent == [full], "nothing else of it"
     assert cu in s.engine.not_synced, "still not synced until that full state commits"
+
+
+def test_a_kept_edit_due_to_go_again_is_spared_from_a_full_state_that_comes_first(scripted):
+    """PROTOCOL.md §6.4: the person renamed and hid the cube, then moved it before the
+    result came; that batch rolled back (kept here, not synced) while the move was on its
+    way. The move's commit makes the kept edit due to go again in full; before Blender's
+    next capture sends it, a batch brings the other editor's full state of the cube. The
+    person's name, eye and pose stay, spared, and the kept edit goes after. The retry had
+    forgotten what was sent, so Blender could not tell the person's parts from the batch's
+    and applied the full state whole: the person's hide was lost in both editors (random
+    edits, seed 14)."""
+    s, cube, cu, rename = renamed_then_moved(scripted, hide=True)
+    [_, move] = s.engine.inflight.requests[cu]
+    before = {**s.last_sent[cu], "name": "Mover", "visible": True}
+    mismatched(scripted, s, cu, rename, 41)
+    theirs = {**before, "op": "create", "uuid": cu, "name": "Theirs", "t": [0, 0, -9]}
+    scripted.received.clear()
+    scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 42,
+                         "outcome": "committed", "uuids": [cu], "through": {cu: move}})
+                  + batch_frames("full-state", 43, [theirs], path="slow"))
+    pump_until(lambda: applied_messages(scripted), what="the full state answered")
+    [applied] = applied_messages(scripted)
+    assert cu in (applied.get("spared") or []), applied
+    assert (cube.name, cube.hide_get()) == ("Mine", True), "the person's kept edit stays"
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
+               what="the kept edit sent again")
+    [full] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+              if c["uuid"] == cu]
+    assert (full["name"], full["visible"]) == ("Mine", False), full
+    assert full["t"] == pytest.approx([3, 0, 0]), full
 
 
 def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_is_on_its_way(

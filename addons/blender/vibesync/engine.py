@@ -432,7 +432,9 @@ class SceneAdapter(Protocol):
         ...
 
     def forget_sent(self, uuid: str) -> None:
-        """Forget the state last sent for `uuid`: its next `capture` sends it in full."""
+        """The daemon may not hold what was last sent of `uuid`: its next `capture` sends it
+        in full, changed or not (what was sent stays the base a person's edits are told
+        from)."""
         ...
 
     def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:

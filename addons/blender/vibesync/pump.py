@@ -192,16 +192,16 @@ class _BlenderScene:
         self.session.dirty.update(keys)
 
     def forget_sent(self, uuid: str) -> None:
+        # Its next capture sends it in full (`resend_full`). What was last sent stays the
+        # base a person's edits are told from: popped, a batch that came before that capture
+        # (another editor's full state, §6.4) found nothing to tell the person's kept parts
+        # from its own and was applied whole over them — a person's hide and rename lost in
+        # both editors (random edits, seed 14; seed 48 while a change was on its way).
         # What was applied here last is no echo to leave unsent either: the daemon does not
         # hold it (a batch that brought this editor's own state back to it rolled back).
         s = self.session
-        sent = s.last_sent.pop(uuid, None)
-        if sent is not None and uuid in s.engine.inflight:
-            # Its change on its way still carries it: a person's edit made before that change
-            # ends is told from it and spared from a batch (§6.4). Forgotten, a batch's rename
-            # overwrote the person's newer one while a kept full state was on its way and a
-            # peer's join sent it again (random edits, seed 48).
-            s.sent_in_flight[uuid] = sent
+        if uuid in s.last_sent:
+            s.resend_full.add(uuid)
         s.applied_hash.pop(uuid, None)
 
     def mark_for_capture(self, uuid: str, geometry: bool = False, quiet: bool = False) -> None:
@@ -310,10 +310,10 @@ class Session:
         # uuid -> the ops sent (or queued) for it since its last resolved change: what a
         # person changed here that the daemon has not yet taken (`_parts_not_changed_here`).
         self.sent_parts: dict[str, set[str]] = {}
-        # uuid -> what was last sent of it, forgotten (`forget_sent`: it goes again in full)
-        # while a change of it is on its way: until that change ends, still what a person's
-        # edit made meanwhile is told from (`_parts_changed_here`).
-        self.sent_in_flight: dict[str, dict] = {}
+        # uuids whose next capture sends their full state (a `create`), whether or not they
+        # changed since `last_sent`: the daemon may not hold what was sent (`forget_sent`: a
+        # kept edit retried, a refusal, safe mode). Unity's `resendFull`.
+        self.resend_full: set[str] = set()
         # uuid -> request id -> the ops that change carried, while it is in flight: when a
         # result ends some of a uuid's changes, the others' parts are what stays unresolved
         # (a rename whose result came is not spared while a drag's moves are on their way).
@@ -991,7 +991,6 @@ class Session:
             # What was last sent (and what was in flight) is kept as the base that tells the
             # person's parts from the replay's (`_parts_not_changed_here`).
             self.reconnect_base = {}
-            self.sent_in_flight.clear()  # nothing of the old connection is on its way now
             for bnd in identity.slices(resend):
                 if bnd is identity.YIELD:
                     yield
@@ -1438,7 +1437,7 @@ class Session:
         self.project_id = self.explicit_project_id or saved_pid
         self.engine.file_loaded(saved_seq if self.project_id == saved_pid else 0)
         self.last_sent.clear()
-        self.sent_in_flight.clear()
+        self.resend_full.clear()
         self.reconnect_base.clear()
         self.applied_hash.clear()
         self.adoptable.clear()
@@ -1632,6 +1631,7 @@ class Session:
             self._mark_user_edit()  # (not while capturing an agent's tool call)
             log.info("vibesync: %s deleted -> tombstone", uuid)
         self.last_sent.pop(uuid, None)
+        self.resend_full.discard(uuid)
         self.applied_hash.pop(uuid, None)
         # Blender keeps the children of a deleted object: let the pump re-read them so their
         # `reparent` to null (and new local transform) goes out (§6.1).
@@ -1995,7 +1995,7 @@ class Session:
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         out = set(self._unresolved_sent_parts(uuid))
-        prev = self.last_sent.get(uuid) or self.sent_in_flight.get(uuid)
+        prev = self.last_sent.get(uuid)
         if idb is None or prev is None:  # gone here, or never sent: nothing to compare with
             return out - {wire.Op.CREATE, wire.Op.DELETE}
         key = (b.kind, b.session_uid)
@@ -2270,7 +2270,6 @@ class Session:
             queued.setdefault(op.get("uuid"), set()).add(op["op"])
         for u in uuids:
             if u not in self.engine.inflight:
-                self.sent_in_flight.pop(u, None)
                 if u not in queued:
                     self.sent_parts.pop(u, None)
                     self.request_parts.pop(u, None)
@@ -2643,6 +2642,7 @@ class Session:
             # Gone here too: nothing was last sent of it any more, so a person's undo that
             # brings it back is a new object to send whole (a `create`, §6.1), not "unchanged".
             self.last_sent.pop(uuid, None)
+            self.resend_full.discard(uuid)
             self.applied_hash.pop(uuid, None)
         for sid, (incoming_hash, blob) in result["meshes"].items():
             yield  # one mesh read (and, when small, encoded and hashed) per step
@@ -2738,10 +2738,10 @@ class Session:
             if uuid in keep or held_back:
                 continue  # ours, still to be sent, or not what was sent: not an applied state
             if uuid in spared and uuid not in self.last_sent and not created:
-                # The person's edit kept over the batch, with what was sent forgotten (its
-                # full state goes again): what it holds is theirs, still to be sent — never
-                # what was sent or applied. Remembered so, the person's rename was never sent
-                # and the editors stayed apart (random edits, seed 48).
+                # The person's edit kept over the batch, with nothing known as sent (its
+                # base waits for a replay after a reconnect): what it holds is theirs, still
+                # to be sent — never what was sent or applied. Remembered so, the person's
+                # rename was never sent and the editors stayed apart (random edits, seed 48).
                 continue
             self.last_sent[uuid] = remember if remember is not None else state
             self.applied_hash[uuid] = h
@@ -3111,12 +3111,13 @@ class Session:
             # through a parent inverse), is no edit and keeps that form (§6.4).
             state = capture.keep_pose(state, prev)
         ops = capture.diff_ops(uuid, prev, state)
-        if not ops:
+        full = uuid in self.resend_full  # goes in full, changed or not (`forget_sent`)
+        if not ops and not full:
             return
         # A drag: an edit of fast-path parts only goes at once, also while an earlier one of
         # the uuid is in flight (each pose reaches the other editor as it is made, §6.3).
-        fast = all(op["op"] in wire.FAST_OPS for op in ops)
-        mode = self.engine.send_mode(uuid, key, prev is not None, fast)
+        fast = not full and all(op["op"] in wire.FAST_OPS for op in ops)
+        mode = self.engine.send_mode(uuid, key, prev is not None and not full, fast)
         if mode == engine.SEND_WAIT:
             return  # captured again once its change in flight has ended (§6.6)
         parent = state.get("parent")
@@ -3134,8 +3135,8 @@ class Session:
         if uuid in self.automation_for and self.automation_for[uuid][1] != h:
             del self.automation_for[uuid]  # a person changed the agent's object meanwhile
         self.last_sent[uuid] = state
-        self.sent_in_flight.pop(uuid, None)
-        if h is not None and self._applied_hash_of(uuid) == h:
+        self.resend_full.discard(uuid)
+        if h is not None and not full and self._applied_hash_of(uuid) == h:
             self._release_children(uuid)
             return  # what we applied ourselves: no echo
         self.applied_hash.pop(uuid, None)
