@@ -65,6 +65,7 @@ impl Project {
             Err(e) => return cx.storage_failed(&f.batch_id, &e).await,
         };
         self.co_poses_ended(&f.uuids, true, cx.now());
+        self.own_writes_end_foreign(&f);
         for u in &f.uuids {
             if let Some(w) = f.writes.get(u) {
                 self.synced.entry(u.clone()).or_default().merge(w);
@@ -261,6 +262,7 @@ impl Project {
         // as its person's, over Blender's person's next rename) — of those, only the plain
         // ops: another editor's full state may carry back the keeping editor's own kept
         // values, which stay its person's (random edits, seed 14: a kept hide).
+        self.own_writes_end_foreign(&f);
         for (s, sent) in &f.sends {
             let client_id = client_of(cx, &f, s);
             let kept_here = plan.kept_local.get(s);
@@ -273,7 +275,6 @@ impl Project {
             for (u, op) in held {
                 let own = f.writes.get(&u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
                 let ops = self.foreign_kept.entry((u, client_id.clone())).or_default();
-                ops.retain(|o| matches!(o, ChangeOp::Create(_)) || !own.intersects(Parts::written_by(o)));
                 for theirs in crate::stale::foreign_of(&op, own) {
                     ops.retain(|o| o.kind() != theirs.kind());
                     ops.push(theirs);
@@ -327,6 +328,25 @@ impl Project {
     /// The resyncs that wait for a batch of `uuids` to end (`Deferred::Resync`: a change
     /// refused `STALE` while the batch was in flight is answered with the state after it, a
     /// correction decided meanwhile), by session: they go right after the batch's result.
+    /// A part an editor wrote itself in batch `f` (committed or rolled back) holds its
+    /// person's value there: no longer another editor's value it holds (`foreign_kept`), so
+    /// its next full state writes it (docs/PROTOCOL.md §6.2). Left, a hide both persons made,
+    /// the one in Unity sent to Blender by a batch that rolled back, was dropped from
+    /// Blender's full state as Unity's (and Unity's as Blender's): the object came back shown
+    /// in both editors (random edits, seed 14).
+    fn own_writes_end_foreign(&mut self, f: &Inflight) {
+        if self.foreign_kept.is_empty() {
+            return;
+        }
+        for ((u, client), ops) in self.foreign_kept.iter_mut() {
+            let own = f.writes.get(u).map_or(Parts::NONE, |w| w.parts_of(client));
+            if own != Parts::NONE {
+                ops.retain(|o| matches!(o, ChangeOp::Create(_)) || !own.intersects(Parts::written_by(o)));
+            }
+        }
+        self.foreign_kept.retain(|_, ops| !ops.is_empty());
+    }
+
     fn waiting_corrections(&self, uuids: &[String]) -> BTreeMap<SessionId, Vec<String>> {
         let mut out: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
         for d in &self.deferred {

@@ -601,8 +601,9 @@ pub struct Project {
     /// one: it is not corrected, so it holds them), the last of each kind: a full state it
     /// sends of the uuid again holds those values as no edit of its person, and does not
     /// write them (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds").
-    /// Until a batch carrying its `create` of the uuid commits, or one deletes the uuid. In
-    /// memory only.
+    /// Until a batch carrying its `create` of the uuid commits, or one deletes the uuid; a
+    /// part the editor writes itself in a batch, committed or rolled back, ends its op there
+    /// (`own_writes_end_foreign`). In memory only.
     foreign_kept: HashMap<(String, String), Vec<crate::sync::ChangeOp>>,
     /// uuid → its latest admitted `transform`s as their live previews carried them: (mark,
     /// origin — a hash of its session id —, pose), the newest last, at most

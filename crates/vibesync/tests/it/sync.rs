@@ -1068,6 +1068,49 @@ fn an_editors_own_value_sent_back_in_a_rolled_back_full_state_is_still_its_perso
     }
 }
 
+/// Unity's person hides the cube while Blender's moves it; Unity answers that batch wrongly,
+/// so it rolls back and each keeps its edit — Blender also holds Unity's hide, applied from
+/// that batch. Then Blender's person hides the cube too, and that change rolls back as well
+/// (Blender keeps it). The hide Blender holds is now its own person's: its next full state
+/// writes it (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds"), and the
+/// cube ends hidden in both editors. Before, the hide still counted as the one Unity sent
+/// Blender, the full state left it out, and the cube came back shown — a value neither
+/// person chose last (random edits, seed 14).
+#[test]
+fn an_editors_own_change_of_a_part_ends_holding_the_value_another_editor_sent_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&b.send_change("b-1", vec![moved], &[])), ["queued"]);
+    assert_eq!(
+        statuses(&u.send_change("u-1", vec![json!({"op":"visibility","uuid":id,"visible":false})], &[])),
+        ["queued"]
+    );
+    u.corrupt_next = true; // Unity answers wrongly: the batch rolls back, both keep their edits
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-1") && kept_at(m[1], "u-1"));
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(b.states[&id]["visible"], false, "Blender holds Unity's hide from the rolled-back batch");
+    assert_eq!(
+        statuses(&b.send_change("b-2", vec![json!({"op":"visibility","uuid":id,"visible":false})], &[])),
+        ["queued"]
+    );
+    u.corrupt_next = true; // rolls back too: Blender keeps its person's hide
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-2"));
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(statuses(&b.send_change("b-full", vec![full_state(&b, &id)], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full"));
+    settle(&mut [&mut b, &mut u]);
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        let st = &m.states[&id];
+        assert_eq!(
+            (&st["visible"], &st["t"]),
+            (&json!(false), &json!([7.0, 2.0, 3.0])),
+            "{name} holds both persons' hide and Blender's move: {}",
+            d.stderr_log()
+        );
+    }
+}
+
 /// Unity puts the cube under the camera and that commits; Blender, not having heard of it
 /// (its change's `base_seq` is before that commit), puts the camera under the cube. Together
 /// a cycle: Blender's reparent is a conflict Unity's won — refused `STALE` (not
