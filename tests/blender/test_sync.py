@@ -1378,6 +1378,38 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_is_not_overwritten(scripted
     assert t["t"] == pytest.approx([3, 0, 0])
 
 
+def test_a_persons_edit_between_two_ticks_of_a_batch_bringing_back_its_own_full_state_is_kept(
+        scripted):
+    """The same while the Cube's own full state is on its way (its kept rename sent again
+    when a peer joined): the batch spanning several ticks brings that full state back (the
+    daemon sends each editor the batch's full state of an object, §6.2), and between two of
+    its ticks the person moves the Cube. The move stays, spared, left to send. The Cube
+    counted as already decided when the batch began — its change was in flight, with nothing
+    to spare then — so the full state was applied whole over the move (random edits, seed 26:
+    a rename lost in both editors)."""
+    s, cube, cu, _before = synced_mover(scripted)
+    cube.name = "Mine"
+    bpy.context.view_layer.update()
+    pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
+    [rename] = s.engine.inflight.requests[cu]
+    mismatched(scripted, s, cu, rename, 40)
+    scripted.received.clear()
+    scripted.push(frame({"type": "peers", "peers": [
+        {"session_id": "u1", "client": "unity", "client_id": "unity-1"}]}))
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
+               what="the kept rename sent again in full")
+    [full] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+              if c["uuid"] == cu]
+    applied = move_during_a_big_batch(scripted, s, cube, full, "slow")
+    assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
+    assert cu in (applied.get("spared") or []), applied.get("spared")
+    # Still the person's, to send once the full state on its way ends (§6.6): never
+    # remembered as sent.
+    assert s.last_sent[cu]["t"] != pytest.approx([3, 0, 0]), s.last_sent[cu]
+    assert wire.Op.TRANSFORM in s._parts_changed_here(cu)
+
+
 def test_a_persons_edit_between_two_ticks_of_a_replay_is_not_overwritten(scripted):
     """The same with a replay (a `resync` batch: what the daemon holds, e.g. the first one
     after a reconnect) big enough to span several ticks, and another editor's rename of the

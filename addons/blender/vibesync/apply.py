@@ -1287,9 +1287,13 @@ def apply_batch_steps(batch, registry, unit_scale: float, result: dict,
         if instead is True:
             yield
             continue
-        if instead:
+        if instead is not False:
+            # (An empty list applies nothing: every part of it is the person's. Taken for
+            # False, the change was applied whole over them.)
             for part, part_attachment in instead:
                 apply_one(part, part_attachment, defer_loops=True)
+                yield
+            if not instead:
                 yield
             continue
         apply_one(change, attachment, defer_loops=True)

@@ -2516,6 +2516,9 @@ class Session:
         # What the batch made, for the answer: every change, also those spared below.
         answered = batch.changes
         spared: list[str] = []
+        # The uuids whose parts to spare were decided as the batch began (below); any other,
+        # pending too (its change merely in flight), is read again when the batch reaches it.
+        decided: set[str] = set()
         if batch.automation and batch.path != "resync":
             kept_from_delete = self._keep_from_automations_delete(batch, pending)
         if pending and batch.path != "resync":
@@ -2527,6 +2530,7 @@ class Session:
             # just moved, and their move was never sent.
             # (Those kept from automation's delete are no longer in the batch: not read again.)
             mine = {u: self._parts_changed_here(u) for u in pending if u not in kept_from_delete}
+            decided = {u for u, parts in mine.items() if parts or self._kept_parts(u)}
             self._report_deleted_over(batch, pending)
             kept_ops = []
             for item in identity.slices(batch.changes):
@@ -2561,7 +2565,10 @@ class Session:
 
             def spare(change, _attachment) -> bool:
                 # A person's edit between two ticks of this batch, of a uuid the batch has not
-                # reached yet: spared like one made before it (above).
+                # reached yet: spared like one made before it (above) — also of a uuid whose
+                # own change was merely in flight as the batch began. Left to that start, a
+                # rename made between its ticks was overwritten by the editor's own full state
+                # coming back in it, in both editors (random edits, seed 26).
                 u = change.get("uuid")
                 first = u not in reached
                 reached.add(u)
@@ -2574,7 +2581,7 @@ class Session:
                 marked = b is not None and ((b.kind, b.session_uid) in self.dirty
                                             or self._hidden_differently(u, b.kind, idb)
                                             or self._renamed_differently(u, idb))
-                if u in pending or not first or not marked:
+                if u in decided or not first or not marked:
                     return u in spared_now and change.get("op") in spared_now[u]
                 parts = self._parts_changed_here(u)
                 if not parts:
