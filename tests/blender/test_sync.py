@@ -1399,8 +1399,8 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_bringing_back_its_own_full_
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
                         for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
                what="the kept rename sent again in full")
-    [full] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
-              if c["uuid"] == cu]
+    full = next(c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+                if c["uuid"] == cu and c["op"] == "create")
     applied = move_during_a_big_batch(scripted, s, cube, full, "slow")
     assert tuple(cube.location) == pytest.approx((3, 0, 0)), "the person's move stays"
     assert cu in (applied.get("spared") or []), applied.get("spared")

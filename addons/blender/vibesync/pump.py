@@ -2383,6 +2383,14 @@ class Session:
                 keys.discard(key)
             for table in (self.last_sent, self.applied_hash):
                 table.pop(old, None)
+            # What it holds now (the fresh file's) is its base: no edit of a person's, so the
+            # replay's state — what was synced before the crash — is applied over it. With no
+            # base it read as local work, the replay kept it, and the fresh state was sent
+            # over the person's synced edits (a crash before the first save, some runs).
+            idb = self.registry.resolve(new)
+            if idb is not None and new not in self.reconnect_base:
+                self.reconnect_base[new] = (
+                    capture.read_state(idb, b.kind, self.registry, self.mesh_hashes), set())
             self.quiet.discard(old)
             self.to_register.discard(old)
             self.to_register.add(new)
