@@ -216,7 +216,8 @@ pub fn create_over(st: &ObjectState, was: &ObjectState, cur: &ObjectState) -> Ob
 
 /// `st`, an editor's full state of an object the daemon holds, with each part it holds as
 /// another editor's value it was sent and keeps uncorrected (`foreign`: a rolled-back batch's
-/// ops of the uuid, while it keeps the uuid locally) set back to `was`, the object's state
+/// ops of the uuid, while it keeps the uuid locally, that their editor has changed since,
+/// [`superseded_ops`]) set back to `was`, the object's state
 /// before the window: that value is no edit of its person, and the full state does not write
 /// it (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds"). Pose components,
 /// name, visibility, mesh and material; never the parent (its pose is one under it).
@@ -288,6 +289,78 @@ pub fn foreign_of(op: &ChangeOp, own: Parts) -> Vec<ChangeOp> {
         _ if own.intersects(Parts::written_by(op)) => Vec::new(),
         _ => vec![op.clone()],
     }
+}
+
+/// Does `st` hold the value `op` sets (of a pose, any of its components)?
+pub fn carries(st: &ObjectState, op: &ChangeOp) -> bool {
+    match op {
+        ChangeOp::Transform { t, r, s } => Pose::of(st).changed_from(&Pose { t: *t, r: *r, s: *s }) != pose_part::ALL,
+        ChangeOp::Rename(n) => *n == st.name,
+        ChangeOp::Visibility(v) => *v == st.visible,
+        ChangeOp::Mesh(h) => st.mesh_hash.as_ref() == Some(h),
+        ChangeOp::Material(m) => *m == st.material,
+        ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete => false,
+    }
+}
+
+/// Does `new`, a later change from the editor whose value `held` is, set a part `held` sets
+/// to another value? Its person changed that part since ([`HeldForeign::superseded`]); a full
+/// state that carries the value again, or a plain op that sets it again, is that person's
+/// same choice (random edits, seed 14: both persons hid an object, each editor held the
+/// other's hide from a rolled-back batch, and each one's next full state, counted as
+/// changing every part, made the other's hide no longer its person's — the object came back
+/// shown in both editors).
+pub fn sets_other_value(new: &ChangeOp, held: &ChangeOp) -> bool {
+    if !Parts::written_by(new).intersects(Parts::written_by(held)) {
+        return false;
+    }
+    let pose = |t: &[f64; 3], r: &[f64; 4], s: &[f64; 3]| Pose { t: *t, r: *r, s: *s };
+    match (new, held) {
+        (ChangeOp::Create(st), _) => !holds_all(st, held),
+        (_, ChangeOp::Create(theirs)) => !holds_all(theirs, new),
+        (ChangeOp::Transform { t, r, s }, ChangeOp::Transform { t: t2, r: r2, s: s2 }) => {
+            pose(t, r, s).changed_from(&pose(t2, r2, s2)) != 0
+        }
+        (ChangeOp::Rename(a), ChangeOp::Rename(b)) => a != b,
+        (ChangeOp::Visibility(a), ChangeOp::Visibility(b)) => a != b,
+        (ChangeOp::Mesh(a), ChangeOp::Mesh(b)) => a != b,
+        (ChangeOp::Material(a), ChangeOp::Material(b)) => a != b,
+        _ => true,
+    }
+}
+
+/// Does `st` hold every value `op` sets?
+fn holds_all(st: &ObjectState, op: &ChangeOp) -> bool {
+    match op {
+        ChangeOp::Transform { t, r, s } => Pose::of(st).changed_from(&Pose { t: *t, r: *r, s: *s }) == 0,
+        ChangeOp::Rename(n) => *n == st.name,
+        ChangeOp::Visibility(v) => *v == st.visible,
+        ChangeOp::Mesh(h) => st.mesh_hash.as_ref() == Some(h),
+        ChangeOp::Material(m) => *m == st.material,
+        ChangeOp::Create(theirs) => Parts::changed(st, theirs).is_empty(),
+        ChangeOp::Reparent(_) | ChangeOp::Delete => false,
+    }
+}
+
+/// A value an editor holds as another editor's ([`foreign_of`]): sent it by a batch that
+/// rolled back while it kept the uuid locally, so never corrected (docs/PROTOCOL.md §6.2 "A
+/// full state of an object the daemon holds").
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldForeign {
+    pub op: ChangeOp,
+    /// The `client_id` of the editor whose person's value it is ("" when unknown).
+    pub from: String,
+    /// That editor has changed the part since (a change of it admitted): the value is no
+    /// longer its person's last, and a full state that carries it does not write it. Until
+    /// then the value is that person's choice, which the editor also keeps: a full state that
+    /// carries it writes it like any other value.
+    pub superseded: bool,
+}
+
+/// Of the values an editor holds as other editors' (`held`), those a full state of it does
+/// not write ([`made_over`]'s `foreign`): the superseded ones.
+pub fn superseded_ops(held: &[HeldForeign]) -> Vec<ChangeOp> {
+    held.iter().filter(|h| h.superseded).map(|h| h.op.clone()).collect()
 }
 
 /// One writer of some parts of an object: at `seq`, by `client` (its `client_id`) of editor
@@ -430,6 +503,11 @@ impl LastWrites {
         self.0.iter().filter(|w| w.client == client).fold(Parts::NONE, |acc, w| acc.union(w.parts))
     }
 
+    /// The `client_id` of the last writer of some of `parts` here other than `not`, if any.
+    pub fn writer_of(&self, parts: Parts, not: &str) -> Option<&str> {
+        self.0.iter().rev().find(|w| w.client != not && w.parts.intersects(parts)).map(|w| w.client.as_str())
+    }
+
     /// These writes as a registry `state` STEP names them (the seq is the STEP's), but for a
     /// writer `committed` already names as the last writer of all its parts here: a run of
     /// writes of the same parts by one client (a drag) is recorded once, at its first seq. A
@@ -557,6 +635,55 @@ mod tests {
         let mut want = was.clone();
         want.s = [2.0; 3];
         assert_eq!(made_over(&scaled, &was, &[theirs]), want);
+    }
+
+    #[test]
+    fn a_held_value_is_left_out_only_once_its_editor_changed_that_part_since() {
+        let held = |op: ChangeOp, superseded: bool| HeldForeign { op, from: "blender".into(), superseded };
+        let hide = ChangeOp::Visibility(false);
+        let name = ChangeOp::Rename("First".into());
+        // Blender's hide, still its person's choice, is written; its rename, renamed since, is not.
+        assert_eq!(superseded_ops(&[held(hide, false), held(name.clone(), true)]), vec![name]);
+        // Whose a part is: its last writer other than the keeping editor.
+        let mut w = LastWrites::default();
+        w.record(Parts::NAME, 3, ("blender", "blender"), [0; 3], Author::Person);
+        w.record(Parts::POSE, 4, ("unity", "unity"), [0; 3], Author::Person);
+        assert_eq!(w.writer_of(Parts::NAME, "unity"), Some("blender"));
+        assert_eq!(w.writer_of(Parts::POSE, "unity"), None);
+    }
+
+    #[test]
+    fn only_another_value_of_a_held_part_changes_it_since() {
+        let hide = ChangeOp::Visibility(false);
+        let moved = ChangeOp::Transform { t: [4.0, 0.0, 0.0], r: [0.0, 0.0, 0.0, 1.0], s: [1.0; 3] };
+        // A full state carrying the held values again is the same choice.
+        let full = ChangeOp::Create(st(4.0, "First", false));
+        assert!(!sets_other_value(&full, &hide));
+        assert!(!sets_other_value(&full, &moved));
+        assert!(!sets_other_value(&full, &ChangeOp::Create(st(4.0, "First", false))));
+        // One that holds another value there changed it; of a pose, any component.
+        assert!(sets_other_value(&ChangeOp::Create(st(4.0, "First", true)), &hide));
+        let mut scaled = st(4.0, "First", false);
+        scaled.s = [2.0; 3];
+        assert!(sets_other_value(&ChangeOp::Create(scaled), &moved));
+        assert!(sets_other_value(
+            &ChangeOp::Create(st(4.0, "Other", false)),
+            &ChangeOp::Create(st(4.0, "First", false))
+        ));
+        // Plain ops: the same value again changes nothing; another value, or another part, as said.
+        assert!(!sets_other_value(&ChangeOp::Visibility(false), &hide));
+        assert!(sets_other_value(&ChangeOp::Visibility(true), &hide));
+        assert!(!sets_other_value(&ChangeOp::Rename("Other".into()), &hide));
+        assert!(sets_other_value(&ChangeOp::Rename("Other".into()), &ChangeOp::Create(st(4.0, "First", false))));
+        assert!(!sets_other_value(&ChangeOp::Rename("First".into()), &ChangeOp::Create(st(4.0, "First", false))));
+        assert!(sets_other_value(&ChangeOp::Delete, &hide));
+        // `carries`: a full state holding any component of a held pose.
+        assert!(carries(&st(4.0, "A", true), &moved));
+        assert!(!carries(
+            &st(5.0, "A", true),
+            &ChangeOp::Transform { t: [4.0, 0.0, 0.0], r: [0.0, 0.0, 1.0, 0.0], s: [2.0; 3] }
+        ));
+        assert!(carries(&st(4.0, "A", false), &hide) && !carries(&st(4.0, "A", true), &hide));
     }
 
     #[test]

@@ -608,8 +608,11 @@ impl Project {
                     .get(&q.change.uuid)
                     .is_some_and(|at| at.iter().any(|&i| matches!(window[i].change.op, ChangeOp::Delete)));
                 // (Less the values it holds as another editor's, kept after a rollback.)
-                let foreign = self.foreign_kept.get(&(q.change.uuid.clone(), q.origin.client_id.clone()));
-                let held = crate::stale::held_full_state(&q.change.op, was, deleted_here, foreign.map(Vec::as_slice));
+                let foreign = self
+                    .foreign_kept
+                    .get(&(q.change.uuid.clone(), q.origin.client_id.clone()))
+                    .map(|h| crate::stale::superseded_ops(h));
+                let held = crate::stale::held_full_state(&q.change.op, was, deleted_here, foreign.as_deref());
                 if let (Some(was), Some((made, parts))) = (was, held) {
                     create_writes_here = Some(parts);
                     q.change.op = ChangeOp::Create(crate::stale::create_over(&made, was, now));
@@ -921,7 +924,7 @@ impl Project {
         let foreign_kept = &self.foreign_kept;
         let foreign = |origin: &str, uuid: &str| {
             let client = client_ids.get(origin)?;
-            foreign_kept.get(&(uuid.to_string(), client.clone())).cloned()
+            foreign_kept.get(&(uuid.to_string(), client.clone())).map(|h| crate::stale::superseded_ops(h))
         };
         let plan = forward::plan(&window, &kept_ids, (&start, &seen, &foreign), &states, &participant_ids);
         let rebased = match self.rebased(cx, (&kept, &no_write), &base_of, &plan.conflicts, &co_decided) {

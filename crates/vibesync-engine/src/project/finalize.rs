@@ -273,11 +273,22 @@ impl Project {
             };
             let held: Vec<(String, ChangeOp)> = sent.iter().filter(|(u, op)| keeps(u, op)).cloned().collect();
             for (u, op) in held {
-                let own = f.writes.get(&u).map_or(Parts::NONE, |w| w.parts_of(&client_id));
-                let ops = self.foreign_kept.entry((u, client_id.clone())).or_default();
-                for theirs in crate::stale::foreign_of(&op, own) {
-                    ops.retain(|o| o.kind() != theirs.kind());
-                    ops.push(theirs);
+                let writes = f.writes.get(&u);
+                let own = writes.map_or(Parts::NONE, |w| w.parts_of(&client_id));
+                let values: Vec<crate::stale::HeldForeign> = crate::stale::foreign_of(&op, own)
+                    .into_iter()
+                    .map(|theirs| {
+                        let parts = Parts::written_by(&theirs);
+                        let from = writes.and_then(|w| w.writer_of(parts, &client_id)).map(str::to_string);
+                        // (Whose it is unknown: never written, as before the writer was kept.)
+                        let superseded = from.as_ref().is_none_or(|from| self.changed_since(cx, &u, from, &theirs));
+                        crate::stale::HeldForeign { op: theirs, from: from.unwrap_or_default(), superseded }
+                    })
+                    .collect();
+                let held = self.foreign_kept.entry((u, client_id.clone())).or_default();
+                for value in values {
+                    held.retain(|o| o.op.kind() != value.op.kind());
+                    held.push(value);
                 }
             }
         }
@@ -333,18 +344,59 @@ impl Project {
     /// its next full state writes it (docs/PROTOCOL.md §6.2). Left, a hide both persons made,
     /// the one in Unity sent to Blender by a batch that rolled back, was dropped from
     /// Blender's full state as Unity's (and Unity's as Blender's): the object came back shown
-    /// in both editors (random edits, seed 14).
+    /// in both editors (random edits, seed 14). But a full state of its own that carried the
+    /// value as it was sent, while it was still the other person's choice (not
+    /// `superseded`), wrote that on their behalf: the value stays theirs.
     fn own_writes_end_foreign(&mut self, f: &Inflight) {
         if self.foreign_kept.is_empty() {
             return;
         }
         for ((u, client), ops) in self.foreign_kept.iter_mut() {
             let own = f.writes.get(u).map_or(Parts::NONE, |w| w.parts_of(client));
-            if own != Parts::NONE {
-                ops.retain(|o| matches!(o, ChangeOp::Create(_)) || !own.intersects(Parts::written_by(o)));
+            if own == Parts::NONE {
+                continue;
             }
+            // The editor's last op of the uuid in the batch writing each part of a held value.
+            let last_of = |parts: Parts| {
+                f.changes
+                    .iter()
+                    .rev()
+                    .filter(|q| q.change.uuid == *u && f.client_ids.get(&q.origin) == Some(client))
+                    .find(|q| Parts::written_by(&q.change.op).intersects(parts))
+                    .map(|q| &q.change.op)
+            };
+            ops.retain(|o| {
+                let parts = Parts::written_by(&o.op);
+                if matches!(o.op, ChangeOp::Create(_)) || !own.intersects(parts) {
+                    return true;
+                }
+                // A full state that carried the value unchanged while it was still its
+                // editor's person's choice wrote that person's value, not its own: it stays
+                // theirs, left out once they change the part (random edits, seed 14: Unity's
+                // full state carried Blender's first rename from a rolled-back batch; taken as
+                // Unity's own, its next full state wrote it over Blender's person's next name).
+                !o.superseded
+                    && matches!(last_of(parts), Some(ChangeOp::Create(st)) if crate::stale::carries(st, &o.op))
+            });
         }
         self.foreign_kept.retain(|_, ops| !ops.is_empty());
+    }
+
+    /// Does a change of `uuid` by `client` that sets a part of `held` to another value
+    /// ([`crate::stale::sets_other_value`]) wait in a window, or go in a batch still in
+    /// flight: its person has changed it since (`HeldForeign::superseded`; later ones are
+    /// marked as they are admitted, `supersede_foreign`).
+    fn changed_since(&self, cx: &Cx<'_>, uuid: &str, client: &str, held: &ChangeOp) -> bool {
+        let writes = |op: &ChangeOp| crate::stale::sets_other_value(op, held);
+        self.queue
+            .pending_of(uuid)
+            .chain(self.held.of(uuid))
+            .any(|q| q.origin.client_id == client && writes(&q.change.op))
+            || self.inflight.iter().any(|g| {
+                g.changes
+                    .iter()
+                    .any(|q| q.change.uuid == uuid && writes(&q.change.op) && client_of(cx, g, &q.origin) == client)
+            })
     }
 
     fn waiting_corrections(&self, uuids: &[String]) -> BTreeMap<SessionId, Vec<String>> {

@@ -598,13 +598,15 @@ pub struct Project {
     co_poses: HashMap<(String, String), CoPose>,
     /// (uuid, `client_id`) → other editors' ops of the uuid that a rolled-back batch sent this
     /// editor while it keeps the uuid locally (`kept_local`, by that rollback or an earlier
-    /// one: it is not corrected, so it holds them), the last of each kind: a full state it
-    /// sends of the uuid again holds those values as no edit of its person, and does not
-    /// write them (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds").
+    /// one: it is not corrected, so it holds them), the last of each kind, with whose they
+    /// are: a full state it sends of the uuid again holds those values as no edit of its
+    /// person, and does not write them once their editor has changed that part since
+    /// (`HeldForeign::superseded`; docs/PROTOCOL.md §6.2 "A full state of an object the
+    /// daemon holds").
     /// Until a batch carrying its `create` of the uuid commits, or one deletes the uuid; a
     /// part the editor writes itself in a batch, committed or rolled back, ends its op there
     /// (`own_writes_end_foreign`). In memory only.
-    foreign_kept: HashMap<(String, String), Vec<crate::sync::ChangeOp>>,
+    foreign_kept: HashMap<(String, String), Vec<crate::stale::HeldForeign>>,
     /// uuid → its latest admitted `transform`s as their live previews carried them: (mark,
     /// origin — a hash of its session id —, pose), the newest last, at most
     /// [`PREVIEWS_KEPT`]: what an editor that names a mark in `seen` showed (§6.1, §6.3).

@@ -468,6 +468,7 @@ impl Project {
 
     /// Queue an admitted change in its window (pipeline step `queue`).
     pub(super) fn push(&mut self, cx: &Cx<'_>, now: u64, q: Queued<Editor>) -> Lane {
+        self.supersede_foreign(&q);
         // The slow batch in flight (its uuids as a set, not copied per change).
         let slow: Option<&HashSet<String>> =
             self.inflight.iter().find(|f| f.path == Path::Slow && self.settings.pipelining).map(|f| &f.members);
@@ -483,6 +484,28 @@ impl Project {
             }
         };
         self.queue.push(now, q, slow.is_some(), held_back)
+    }
+
+    /// `q`, a change of its editor's, supersedes the values other editors hold as that editor's
+    /// person's (`foreign_kept`) of the parts it sets to another value
+    /// ([`crate::stale::sets_other_value`]; the same value again is the same choice): from
+    /// now on a full state carrying
+    /// one of them does not write it (docs/PROTOCOL.md §6.2 "A full state of an object the
+    /// daemon holds"). Until then it is that person's choice, kept in its own editor too, and
+    /// written like any value: left out, a hide both persons made was lost — Unity's full
+    /// state did not write it because Blender's hide had reached Unity in a batch that
+    /// rolled back, and the object came back shown in both editors (random edits, seed 26).
+    fn supersede_foreign(&mut self, q: &Queued<Editor>) {
+        if self.foreign_kept.is_empty() {
+            return;
+        }
+        for ((u, _), held) in self.foreign_kept.iter_mut() {
+            if *u == q.change.uuid {
+                for h in held.iter_mut().filter(|h| h.from == q.origin.client_id) {
+                    h.superseded |= crate::stale::sets_other_value(&q.change.op, &h.op);
+                }
+            }
+        }
     }
 
     /// No live preview for a uuid with a slow-path change queued or in flight: its changes

@@ -936,6 +936,34 @@ fn full_state(m: &Mini, id: &str) -> Value {
     full
 }
 
+/// Both editors hold `want` (field, value) of `id`; `what` says whose values they are.
+fn both_hold(d: &Daemon, b: &Mini, u: &Mini, id: &str, want: &[(&str, Value)], what: &str) {
+    for (name, m) in [("Blender", b), ("Unity", u)] {
+        let held: Vec<(&str, Value)> = want.iter().map(|(k, _)| (*k, m.states[id][*k].clone())).collect();
+        assert_eq!(held, want, "{name} holds {what}: {}", d.stderr_log());
+    }
+}
+
+/// `from` sends its full state of `id` (as its kept work is sent again) as `rid`, and both
+/// editors take their traffic until that change has ended.
+fn full_state_ends(from: &mut Mini, other: &mut Mini, id: &str, rid: &str) {
+    assert_eq!(statuses(&from.send_change(rid, vec![full_state(from, id)], &[])), ["queued"]);
+    until(&mut [&mut *from, &mut *other], Duration::from_secs(20), |m| ended(m[0], rid));
+    settle(&mut [from, other]);
+}
+
+/// Blender sends `b_ops` as "b-1" and Unity `u_ops` as "u-1", into one window; Unity answers
+/// that batch wrongly, so it rolls back and each editor keeps its edit (docs/PROTOCOL.md
+/// §6.4) — and holds the other's ops of it, applied from the batch.
+fn both_keep_their_edits(b: &mut Mini, u: &mut Mini, b_ops: Vec<Value>, u_ops: Vec<Value>) {
+    let queued = |n: usize| vec!["queued"; n];
+    assert_eq!(statuses(&b.send_change("b-1", b_ops.clone(), &[])), queued(b_ops.len()));
+    assert_eq!(statuses(&u.send_change("u-1", u_ops.clone(), &[])), queued(u_ops.len()));
+    u.corrupt_next = true;
+    until(&mut [&mut *b, &mut *u], Duration::from_secs(20), |m| kept_at(m[0], "b-1") && kept_at(m[1], "u-1"));
+    settle(&mut [b, u]);
+}
+
 /// Both editors hold the cube renamed "Last" (Blender's person's last rename) and at
 /// (7, 2, 3) (Unity's person's move).
 fn hold_blenders_last_name_and_unitys_move(d: &Daemon, b: &Mini, u: &Mini, id: &str) {
@@ -1081,14 +1109,7 @@ fn an_editors_own_change_of_a_part_ends_holding_the_value_another_editor_sent_it
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
     let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
-    assert_eq!(statuses(&b.send_change("b-1", vec![moved], &[])), ["queued"]);
-    assert_eq!(
-        statuses(&u.send_change("u-1", vec![json!({"op":"visibility","uuid":id,"visible":false})], &[])),
-        ["queued"]
-    );
-    u.corrupt_next = true; // Unity answers wrongly: the batch rolls back, both keep their edits
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-1") && kept_at(m[1], "u-1"));
-    settle(&mut [&mut b, &mut u]);
+    both_keep_their_edits(&mut b, &mut u, vec![moved], vec![json!({"op":"visibility","uuid":id,"visible":false})]);
     assert_eq!(b.states[&id]["visible"], false, "Blender holds Unity's hide from the rolled-back batch");
     assert_eq!(
         statuses(&b.send_change("b-2", vec![json!({"op":"visibility","uuid":id,"visible":false})], &[])),
@@ -1097,18 +1118,109 @@ fn an_editors_own_change_of_a_part_ends_holding_the_value_another_editor_sent_it
     u.corrupt_next = true; // rolls back too: Blender keeps its person's hide
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-2"));
     settle(&mut [&mut b, &mut u]);
+    full_state_ends(&mut b, &mut u, &id, "b-full");
+    both_hold(
+        &d,
+        &b,
+        &u,
+        &id,
+        &[("visible", json!(false)), ("t", json!([7.0, 2.0, 3.0]))],
+        "both persons' hide and Blender's move",
+    );
+}
+
+/// Blender's person hides the cube while Unity's moves it; Unity answers that batch wrongly,
+/// so it rolls back and each keeps its edit — Unity also holds Blender's hide, applied from
+/// that batch. Blender's person has not changed the eye since: the hide is still their
+/// choice, and Blender keeps it. So Unity's full state, which carries it, writes it like any
+/// value (docs/PROTOCOL.md §6.2 "A full state of an object the daemon holds"): the cube ends
+/// hidden and moved in both editors. Before, the hide counted as a value Unity held from a
+/// rolled-back batch and was left out: the cube came back shown in both editors, although
+/// both persons had hidden it (random edits, seed 26). Once Blender's person changes the eye
+/// again, a full state of Unity's that carries the old hide no longer writes it.
+#[test]
+fn a_full_state_writes_a_value_another_editors_person_still_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    both_keep_their_edits(&mut b, &mut u, vec![json!({"op":"visibility","uuid":id,"visible":false})], vec![moved]);
+    assert_eq!(u.states[&id]["visible"], false, "Unity holds Blender's hide from the rolled-back batch");
+    full_state_ends(&mut u, &mut b, &id, "u-full");
+    both_hold(
+        &d,
+        &b,
+        &u,
+        &id,
+        &[("visible", json!(false)), ("t", json!([7.0, 2.0, 3.0]))],
+        "Blender's person's hide and Unity's move",
+    );
+}
+
+/// Both persons hide the cube, Blender's first; Unity answers that batch wrongly, so it
+/// rolls back and each keeps its hide — Blender also holds Unity's, applied from that batch.
+/// Blender's full state (still hidden) rolls back too, so Unity holds it. Then each editor
+/// sends its full state again, in one window, both still hidden: each carries the hide the
+/// other editor's person chose and still keeps, and neither full state changed it, so
+/// neither makes the other's hide "changed since" (docs/PROTOCOL.md §6.2 "A full state of an
+/// object the daemon holds"). The cube ends hidden in both editors. Before, a full state
+/// counted as changing every part: each one made the other's hide no longer its person's,
+/// both were left out, and the cube came back shown, although both persons had hidden it
+/// (random edits, seed 14).
+#[test]
+fn full_states_carrying_the_same_value_again_do_not_make_each_others_value_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let hide = json!({"op":"visibility","uuid":id,"visible":false});
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let renamed = json!({"op":"rename","uuid":id,"name":"First"});
+    both_keep_their_edits(&mut b, &mut u, vec![renamed, hide.clone()], vec![moved, hide]);
     assert_eq!(statuses(&b.send_change("b-full", vec![full_state(&b, &id)], &[])), ["queued"]);
-    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-full"));
+    assert_eq!(statuses(&u.send_change("u-2", vec![json!({"op":"rename","uuid":id,"name":"Mine"})], &[])), ["queued"]);
+    u.corrupt_next = true; // rolls back too, both keep: Unity now holds Blender's full state
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[0], "b-full") && kept_at(m[1], "u-2"));
     settle(&mut [&mut b, &mut u]);
-    for (name, m) in [("Blender", &b), ("Unity", &u)] {
-        let st = &m.states[&id];
-        assert_eq!(
-            (&st["visible"], &st["t"]),
-            (&json!(false), &json!([7.0, 2.0, 3.0])),
-            "{name} holds both persons' hide and Blender's move: {}",
-            d.stderr_log()
-        );
-    }
+    assert_eq!(statuses(&b.send_change("b-again", vec![full_state(&b, &id)], &[])), ["queued"]);
+    assert_eq!(statuses(&u.send_change("u-again", vec![full_state(&u, &id)], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-again") && ended(m[1], "u-again"));
+    settle(&mut [&mut b, &mut u]);
+    both_hold(&d, &b, &u, &id, &[("visible", json!(false))], "both persons' hide");
+}
+
+/// Blender's person renames the cube while Unity's moves it; Unity answers wrongly, so the
+/// batch rolls back and each keeps its edit — Unity also holds Blender's name. Unity's full
+/// state carries that name, still Blender's person's choice, so it writes it; Blender answers
+/// that batch wrongly and it rolls back too. The name Unity holds is still Blender's person's
+/// value, not Unity's: when Blender's person renames the cube again, Unity's next full state,
+/// in the same window, does not write the old name over the new one (docs/PROTOCOL.md §6.2
+/// "A full state of an object the daemon holds"). Before, Unity's full state writing the
+/// value made it Unity's own, and Blender's older name came back in both editors (random
+/// edits, seed 14).
+#[test]
+fn a_full_state_writing_another_editors_value_does_not_make_it_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    both_keep_their_edits(&mut b, &mut u, vec![json!({"op":"rename","uuid":id,"name":"First"})], vec![moved]);
+    assert_eq!(u.states[&id]["name"], "First", "Unity holds Blender's name from the rolled-back batch");
+    assert_eq!(statuses(&u.send_change("u-full", vec![full_state(&u, &id)], &[])), ["queued"]);
+    b.corrupt_next = true; // Blender answers wrongly: rolled back, Unity keeps its move
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| kept_at(m[1], "u-full"));
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(
+        statuses(&b.send_change("b-2", vec![json!({"op":"rename","uuid":id,"name":"Second"})], &[])),
+        ["queued"]
+    );
+    assert_eq!(statuses(&u.send_change("u-again", vec![full_state(&u, &id)], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-2") && ended(m[1], "u-again"));
+    settle(&mut [&mut b, &mut u]);
+    both_hold(
+        &d,
+        &b,
+        &u,
+        &id,
+        &[("name", json!("Second")), ("t", json!([7.0, 2.0, 3.0]))],
+        "Blender's person's last name and Unity's move",
+    );
 }
 
 /// Unity puts the cube under the camera and that commits; Blender, not having heard of it
