@@ -291,15 +291,13 @@ pub fn foreign_of(op: &ChangeOp, own: Parts) -> Vec<ChangeOp> {
     }
 }
 
-/// Does `st` hold the value `op` sets (of a pose, any of its components)?
+/// Does `st` hold the value `op` sets (of a pose, any of its components; a plain op's value,
+/// as [`holds_all`])?
 pub fn carries(st: &ObjectState, op: &ChangeOp) -> bool {
     match op {
         ChangeOp::Transform { t, r, s } => Pose::of(st).changed_from(&Pose { t: *t, r: *r, s: *s }) != pose_part::ALL,
-        ChangeOp::Rename(n) => *n == st.name,
-        ChangeOp::Visibility(v) => *v == st.visible,
-        ChangeOp::Mesh(h) => st.mesh_hash.as_ref() == Some(h),
-        ChangeOp::Material(m) => *m == st.material,
-        ChangeOp::Create(_) | ChangeOp::Reparent(_) | ChangeOp::Delete => false,
+        ChangeOp::Create(_) => false,
+        _ => holds_all(st, op),
     }
 }
 
