@@ -1472,6 +1472,37 @@ def test_another_editors_full_state_never_overwrites_a_persons_unsent_edit(scrip
     assert all(c["t"] == pytest.approx([3, 0, 0]) for c in sent), sent
 
 
+def test_a_part_changed_back_after_it_was_sent_goes_when_a_full_state_carries_that_value(scripted):
+    """PROTOCOL.md §6.4: the person hides the cube (sent, no result yet), then shows it again
+    before a batch arrives with another editor's full state of it — shown, and renamed. The
+    visibility is spared (the person's), the name applied, and the answer is the state the
+    batch made. The daemon holds the hide (sent after that full state), so the person's show
+    is still an edit to send. Remembered as the batch's value — the very value the person
+    chose — it read as no edit: the show was never sent, Blender showed the object while the
+    daemon and the other editor hid it, and the next batch rolled back as held differently
+    (random edits of names and the eye, seed 2)."""
+    s, cube, cu, before = synced_mover(scripted)
+    scripted.received.clear()
+    cube.hide_set(True)  # the person hides it: sent
+    pump_until(lambda: any(c["uuid"] == cu and c["op"] == "visibility"
+                           for m in scripted.received if m.get("type") == "change"
+                           for c in m["changes"]), what="the hide sent")
+    assert cu in s.engine.inflight
+    cube.hide_set(False)  # and shows it again, before the batch
+    applied = their_full_state_answered(scripted, cu, before, name="Renamed in Unity")
+    assert cu in applied["spared"], applied
+    assert not cube.hide_get() and cube.name == "Renamed in Unity"
+    resolve_sent(scripted, 42)
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "visibility"],
+               what="the person's show sent after the batch")
+    shown = [c["visible"] for m in scripted.received if m.get("type") == "change"
+             for c in m["changes"] if c["uuid"] == cu and c["op"] == "visibility"]
+    assert shown[-1] is True, shown
+    assert not [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+                if c["uuid"] == cu and c["op"] == "rename"], "the batch's name is no edit here"
+
+
 def kept_move_sent_again_in_full(scripted):
     """The person moves the synced cube; that batch rolls back (kept here, not synced); they
     move it again to (4, 0, 0), so it goes again in full, on its way. Returns the session,

@@ -2237,23 +2237,26 @@ class Session:
                          "the change is reported as a conflict the delete won", batch.batch_id,
                          idb.name, [op["op"] for op in ops])
 
-    def _sent_and_unchanged(self, uuid: str, held: dict, made: dict) -> dict | None:
+    def _as_sent(self, uuid: str, made: dict) -> dict | None:
         """A batch left parts of `uuid` unapplied for a change of them sent from here and not
-        ended yet (§6.4): those the person has not changed again since (Blender still holds
-        what it sent: `held`) are no edit left to send — the daemon has them, in this batch
-        or one to come. `made` (the state the batch made) with those parts as sent is what
-        Blender is left holding, or None when there are none. Remembered as the batch's
-        value, they read as an edit made after it: kept over the `resync` that corrects a
-        conflict they lost, and sent again over the winner's value (found by an independent
-        tester: Unity's move of a child, made as Blender deleted its parent, undone by
-        Blender's old pose of it)."""
+        ended yet (§6.4): the daemon has those values, in this batch or one to come, so they
+        are remembered as sent — `made` (the state the batch made) with those parts as last
+        sent, or None when there are none. A part the person has not changed again since is
+        then no edit left to send; one they changed again differs from it and goes as an
+        edit of its own. Remembered as the batch's value, an unchanged part read as an edit
+        made after it: kept over the `resync` that corrects a conflict it lost, and sent
+        again over the winner's value (found by an independent tester: Unity's move of a
+        child, made as Blender deleted its parent, undone by Blender's old pose of it). And
+        a part changed again to the very value the batch carried read as no edit at all: a
+        hide sent, the object shown again, and another editor's full state (shown) in the
+        batch — the daemon kept the hide, the person's show was never sent, and the next
+        batch rolled back, both editors apart for good (random edits of names and the eye,
+        seed 2). The Unity package remembers them so too (`inFlightSpared`)."""
         prev = self.last_sent.get(uuid)
         sent = self._unresolved_sent_parts(uuid) - {wire.Op.CREATE, wire.Op.DELETE}
         if prev is None or not sent:
             return None
-        changed = {op["op"] for op in capture.diff_ops(uuid, prev, held)}
-        unchanged = sent - changed
-        return capture.with_parts(made, prev, unchanged) if unchanged else None
+        return capture.with_parts(made, prev, sent)
 
     def _unresolved_sent_parts(self, uuid: str) -> set[str]:
         """The ops sent (or queued) for `uuid` whose change the daemon has not ended yet."""
@@ -2734,7 +2737,7 @@ class Session:
                     # rename not reported yet), or the name Blender made of the one sent
                     # (§6.1), is a change of its own, sent after: answer the state the
                     # batch made (§6.4), keep the edit as what is left to send.
-                    remember = self._sent_and_unchanged(uuid, state, held_made)
+                    remember = self._as_sent(uuid, held_made)
                     state = held_made
                     self.dirty.add((b.kind, b.session_uid))
                 elif differs:
@@ -2759,7 +2762,11 @@ class Session:
                 # rename was never sent and the editors stayed apart (random edits, seed 48).
                 continue
             self.last_sent[uuid] = remember if remember is not None else state
-            self.applied_hash[uuid] = h
+            # What it holds as the daemon will: a capture of that is no edit (an echo). The
+            # answer's hash, where the parts on their way are remembered as sent, made the
+            # person's show of a hide on its way read as an echo of the batch's value.
+            self.applied_hash[uuid] = h if remember is None else \
+                wire.state_hash(capture.state_in_meters(remember, self.unit_scale))
             if uuid not in self.registered:
                 self.to_register.add(uuid)
         for uuid, ops in kept_from_delete.items():
