@@ -45,6 +45,12 @@ impl Project {
         for (s, uuids) in self.waiting_corrections(&f.uuids) {
             corrected.entry(s).or_default().extend(uuids);
         }
+        // Queued changes this batch makes stale now that it commits: dropped, and their
+        // editors corrected right after this result, as for a `STALE` refusal.
+        let stale_now = self.stale_after_commit(&f, cx.now());
+        for (q, _) in &stale_now {
+            corrected.entry(q.origin.session_id.clone()).or_default().push(q.change.uuid.clone());
+        }
         let corrected_uuids = dedup(corrected.values().flatten().cloned().collect());
         // Both written in the COMMIT, so that a restart knows them (`late_commit_of`,
         // docs/WAL.md §9).
@@ -118,6 +124,7 @@ impl Project {
         })
         .await;
         self.result(cx, &f, commit_seq, BatchOutcome::Committed, None, &BTreeMap::new(), &corrected, "", &[]).await;
+        let stale_corrections = self.drop_stale_after_commit(cx, stale_now, commit_seq).await;
         // Conflicts: both editors hear of it; the loser is corrected when what it holds after
         // applying what it was sent differs from the winner's state.
         let kind = |s: &SessionId| f.kinds.get(s).cloned().unwrap_or_default();
@@ -151,8 +158,78 @@ impl Project {
             info!(batch_id = %f.batch_id, session_id = %s, uuids = ?uuids, "an editor applied an older batch of these objects after its own change: sent the committed state");
             self.send_resync(cx, s, &uuids, "overtaken").await;
         }
+        for (s, uuids) in stale_corrections {
+            self.send_deferred_resync(cx, &s, uuids, 0).await;
+        }
         self.send_waiting_corrections(cx, &f.uuids).await;
         self.publish_status(cx).await;
+    }
+
+    /// The queued changes that were stale only against batch `f` when they arrived
+    /// (`stale_after_flight`, docs/PROTOCOL.md §6.1), now that it commits: each that a part
+    /// `f` wrote makes stale — written after its `base_seq`, unseen by its editor — leaves
+    /// the queue, with the write it lost to. The others go on. Every entry of `f` ends here.
+    fn stale_after_commit(&mut self, f: &Inflight, now: u64) -> Vec<(crate::sync::Queued<Editor>, Write)> {
+        let mine: Vec<((SessionId, String, u64), u64)> = self
+            .stale_after_flight
+            .iter()
+            .filter(|(_, (_, b))| *b == f.batch_id)
+            .map(|(k, (base, _))| (k.clone(), *base))
+            .collect();
+        let mut out = Vec::new();
+        for ((session, uuid, mark), base) in mine {
+            self.stale_after_flight.remove(&(session.clone(), uuid.clone(), mark));
+            let Some(writes) = f.writes.get(&uuid) else { continue };
+            let lost_to = |q: &crate::sync::Queued<Editor>| {
+                writes
+                    .newer_unseen_by_other_for(
+                        Parts::stale_against(&q.change.op),
+                        (base, q.sight.saw),
+                        &q.origin.client_id,
+                        q.author,
+                    )
+                    .cloned()
+            };
+            let gone = self.queue.remove_of(
+                &uuid,
+                |q| q.origin.session_id == session && q.sight.mark == mark && lost_to(q).is_some(),
+                now,
+            );
+            out.extend(gone.into_iter().filter_map(|q| lost_to(&q).map(|w| (q, w))));
+        }
+        out.sort_by_key(|(q, _)| q.sight.mark);
+        out
+    }
+
+    /// End the changes [`Self::stale_after_commit`] took, after the result of the batch that
+    /// made them stale (committed at `commit_seq`): one `dropped` result per editor, before the
+    /// COMMIT like that result so that the correction lost to a disconnect comes again in the
+    /// replay (§6.4), and a conflict the batch's change won (§6.2). Returns the corrections
+    /// to send, per session.
+    async fn drop_stale_after_commit(
+        &mut self,
+        cx: &Cx<'_>,
+        stale: Vec<(crate::sync::Queued<Editor>, Write)>,
+        commit_seq: u64,
+    ) -> BTreeMap<SessionId, Vec<String>> {
+        let mut by_origin: BTreeMap<SessionId, Vec<(crate::sync::Queued<Editor>, Write)>> = BTreeMap::new();
+        for (q, w) in stale {
+            warn!(uuids = ?[&q.change.uuid], origin = %q.origin.session_id, winner = %w.editor, seq = w.seq, "a change made before its editor heard of another editor's change of the same part, which has committed since: dropped, its editor corrected");
+            by_origin.entry(q.origin.session_id.clone()).or_default().push((q, w));
+        }
+        let mut corrections = BTreeMap::new();
+        for (session_id, changes) in by_origin {
+            let loser = changes[0].0.origin.clone();
+            let uuids = dedup(changes.iter().map(|(q, _)| q.change.uuid.clone()).collect());
+            let through = through_of(changes.iter().map(|(q, _)| q));
+            let seq = commit_seq.saturating_sub(1);
+            self.send_dropped(cx, &session_id, uuids.clone(), seq, Some(through), None).await;
+            let lost: Vec<Stale> =
+                changes.into_iter().map(|(q, w)| (q.change.uuid, q.change.op.name(), (w.client, w.editor))).collect();
+            self.stale_conflicts(cx, &loser, lost).await;
+            corrections.insert(session_id, uuids);
+        }
+        corrections
     }
 
     /// The resyncs that waited for a batch of `uuids` to end (`waiting_corrections`), sent
@@ -200,6 +277,8 @@ impl Project {
         mismatched: Vec<String>,
     ) {
         let Some(f) = self.take_inflight(batch_id) else { return };
+        // Changes stale only against this batch go on: it never wrote what they missed.
+        self.stale_after_flight.retain(|_, (_, b)| *b != f.batch_id);
         self.co_poses_ended(&f.uuids, false, cx.now());
         let mut plan = plan_rollback(&f.changes, &f.sends, |s| {
             f.kinds.get(s).is_some_and(|k| ClientKind::parse(k).is_some_and(ClientKind::holds_scene))
@@ -828,6 +907,24 @@ impl Project {
         known: bool,
     ) -> Result<Option<Write>, String> {
         if let Some(w) = self.stale_by(change, (base_seq, saw), (me, author)) {
+            return Ok(Some(w.clone()));
+        }
+        self.stale_write_committed(cx, change, (base_seq, saw), (me, author), known)
+    }
+
+    /// [`Self::stale_write`] over committed changes alone: not the batch in flight.
+    pub(super) fn stale_write_committed(
+        &self,
+        cx: &Cx<'_>,
+        change: &Change,
+        (base_seq, saw): (u64, [u64; 3]),
+        (me, author): (&str, Author),
+        known: bool,
+    ) -> Result<Option<Write>, String> {
+        let parts = Parts::stale_against(&change.op);
+        if let Some(w) =
+            self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other_for(parts, (base_seq, saw), me, author))
+        {
             return Ok(Some(w.clone()));
         }
         // Parts last written before this machine started, as the registry keeps them.

@@ -607,6 +607,11 @@ pub struct Project {
     /// part the editor writes itself in a batch, committed or rolled back, ends its op there
     /// (`own_writes_end_foreign`). In memory only.
     foreign_kept: HashMap<(String, String), Vec<crate::stale::HeldForeign>>,
+    /// (origin, uuid, admission mark) → the `base_seq` of a queued change that was stale only
+    /// against a batch in flight when it arrived, and that batch's id (docs/PROTOCOL.md
+    /// §6.1): decided when that batch ends — dropped as stale if it commits
+    /// (`stale_after_commit`), left to go on if it rolls back. Every entry ends with its batch.
+    stale_after_flight: HashMap<(SessionId, String, u64), (u64, String)>,
     /// uuid → its latest admitted `transform`s as their live previews carried them: (mark,
     /// origin — a hash of its session id —, pose), the newest last, at most
     /// [`PREVIEWS_KEPT`]: what an editor that names a mark in `seen` showed (§6.1, §6.3).
@@ -816,6 +821,7 @@ impl Project {
             bases: HashMap::default(),
             co_poses: HashMap::default(),
             foreign_kept: HashMap::default(),
+            stale_after_flight: HashMap::default(),
             previews: HashMap::default(),
             seen_poses: HashMap::default(),
             origin_hash: foldhash::fast::FixedState::default(),

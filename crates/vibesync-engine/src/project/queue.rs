@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{debug, info};
 use vibesync_protocol::mesh::Mesh;
 use vibesync_protocol::message::ItemResult;
 use vibesync_protocol::{ClientKind, ItemErrorCode, ItemStatus, Outbound};
@@ -52,6 +52,9 @@ struct Admitted {
     entry: Option<Arc<Entry>>,
     /// The bytes of the mesh its batch will carry to each receiver (0: none).
     mesh_bytes: u64,
+    /// Stale only against this batch in flight (its id): decided when that batch ends
+    /// (`Project::stale_after_flight`).
+    after_flight: Option<String>,
 }
 
 impl Project {
@@ -170,7 +173,7 @@ impl Project {
             };
             let sight = Sight { mark: self.next_mark, saw };
 
-            let Admitted { blob, entry, mesh_bytes } =
+            let Admitted { blob, entry, mesh_bytes, after_flight } =
                 match self.admit(cx, (session, author), (base_seq, saw), &change, &attachment, &at) {
                     Ok(a) => a,
                     Err(Refusal { code, message: msg, mesh_wanted }) => {
@@ -307,6 +310,10 @@ impl Project {
                 mesh_bytes,
                 keeps_world: false,
             };
+            if let Some(batch_id) = after_flight {
+                self.stale_after_flight
+                    .insert((session.session_id.clone(), q.change.uuid.clone(), sight.mark), (base_seq, batch_id));
+            }
             if automation_waits {
                 results.push(ItemResult::ok(&q.change.uuid, ItemStatus::Held));
                 self.held.push(q);
@@ -606,7 +613,30 @@ impl Project {
             self.stale_write(cx, change, (base_seq, saw), (&session.client_id, author), known).map_err(|e| {
                 (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
             })?;
-        if let Some(w) = stale {
+        // Stale only against a batch still in flight: that batch may yet roll back, and a
+        // person's change refused for a change that never committed was lost — corrected to
+        // the state before that batch, neither person's edit (random edits, seed 2). It is
+        // queued (it waits in the main window for that batch to end) and decided when that
+        // batch ends: dropped as stale if it commits, left to go on if it rolls back
+        // (docs/PROTOCOL.md §6.1, `Project::stale_after_commit`).
+        let mut after_flight = None;
+        if let Some(w) = stale.as_ref() {
+            if let Some(f) = self.inflight_with(&change.uuid).filter(|f| f.seq == w.seq) {
+                let committed = self
+                    .stale_write_committed(cx, change, (base_seq, saw), (&session.client_id, author), known)
+                    .map_err(|e| {
+                        (
+                            ItemErrorCode::StorageFailed,
+                            format!("{at}: registry read failed: {e}; nothing was queued for it"),
+                        )
+                    })?;
+                if committed.is_none() {
+                    debug!(uuid = %change.uuid, winner = %w.editor, seq = w.seq, batch_id = %f.batch_id, "a change stale only against a batch in flight: queued, decided when that batch ends");
+                    after_flight = Some(f.batch_id.clone());
+                }
+            }
+        }
+        if let Some(w) = stale.filter(|_| after_flight.is_none()) {
             let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
             let what = match (in_flight, known) {
                 (true, _) => "is being changed",
@@ -713,10 +743,15 @@ impl Project {
                 if let Err(e) = Mesh::decode(attachment) {
                     return Err((ItemErrorCode::InvalidField, format!("{at}: mesh attachment: {e}")).into());
                 }
-                return Ok(Admitted { blob: Some(hash.to_string()), entry, mesh_bytes: attachment.len() as u64 });
+                return Ok(Admitted {
+                    blob: Some(hash.to_string()),
+                    entry,
+                    mesh_bytes: attachment.len() as u64,
+                    after_flight,
+                });
             }
             return match cx.view.blob_len(hash) {
-                Ok(Some(len)) => Ok(Admitted { blob: None, entry, mesh_bytes: len }),
+                Ok(Some(len)) => Ok(Admitted { blob: None, entry, mesh_bytes: len, after_flight }),
                 Ok(None) => Err(Refusal {
                     code: ItemErrorCode::InvalidField,
                     message: format!("{at}.mesh_hash: unknown mesh; send it as this frame's attachment"),
@@ -725,7 +760,7 @@ impl Project {
                 Err(e) => Err((ItemErrorCode::StorageFailed, format!("{at}.mesh_hash: {e}")).into()),
             };
         }
-        Ok(Admitted { blob: None, entry, mesh_bytes: 0 })
+        Ok(Admitted { blob: None, entry, mesh_bytes: 0, after_flight })
     }
 
     /// The parent of each uuid as `session`'s own changes admitted but not committed yet

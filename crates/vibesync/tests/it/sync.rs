@@ -424,6 +424,21 @@ pub fn ended(m: &Mini, rid: &str) -> bool {
     m.results.iter().any(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == rid)))
 }
 
+/// A change made before its editor read another editor's change of the same part
+/// (docs/PROTOCOL.md §6.1), acknowledged with `ack`: refused `STALE` when that change had
+/// committed, or — its batch still in flight — `queued`, then ended `dropped` when that batch
+/// commits. Either way the other editor's change won. Pumps `minis` (the loser first) until
+/// the change has ended; fails after 20 s.
+pub fn lost_as_stale(minis: &mut [&mut Mini], ack: &Value, uuid: &str, rid: &str) {
+    if ack["results"][0]["error_code"] == "STALE" {
+        return;
+    }
+    assert_eq!(statuses(ack), ["queued"], "stale only against a batch in flight: {ack}");
+    until(minis, Duration::from_secs(20), |m| ended(m[0], rid));
+    let r = minis[0].results.iter().find(|r| r["through"][uuid] == rid).unwrap();
+    assert_eq!(r["outcome"], "dropped", "the batch it missed committed: {r}");
+}
+
 /// A one-triangle mesh attachment (64 bytes: no normals, no UVs).
 pub fn triangle_mesh() -> Vec<u8> {
     Mesh {
@@ -705,7 +720,8 @@ fn stale_structural_change_is_refused_and_corrected() {
     let stale_base = u.last_seq;
     b.send_change("r", vec![json!({"op":"reparent","uuid":id,"parent":p})], &[]);
     // Unity has not yet processed the reparent (its base_seq is old) and reparents back:
-    // refused as STALE, and Unity is sent the current state.
+    // stale (refused, or dropped once the reparent's batch commits), and Unity is sent the
+    // current state.
     let msg = json!({"type":"change","request_id":"s","base_seq":stale_base,"changes":[{"op":"reparent","uuid":id,"parent":null}]});
     std::thread::sleep(Duration::from_millis(100));
     b.drain(Duration::from_millis(100));
@@ -721,7 +737,7 @@ fn stale_structural_change_is_refused_and_corrected() {
         }
         b.drain(Duration::from_millis(20));
     }
-    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    lost_as_stale(&mut [&mut u, &mut b], &ack, &id, "s");
     settle(&mut [&mut b, &mut u]);
     assert_eq!(u.states[&id]["parent"], p.as_str(), "the stale side is corrected: {}", d.stderr_log());
     assert_eq!(b.states[&id]["parent"], p.as_str());
@@ -762,11 +778,11 @@ fn a_stale_change_of_another_part_stands_beside_the_other_editors_change() {
         assert_eq!(m.states[&id]["t"], json!([4.0, 5.0, 6.0]), "the move stands: {}", d.stderr_log());
         assert_eq!(m.states[&id]["material"]["base_color"], json!([1.0, 0.0, 0.0, 1.0]), "the colour stands");
     }
-    // Blender recolours; Unity, before reading it, recolours too: the same part, STALE.
+    // Blender recolours; Unity, before reading it, recolours too: the same part, stale.
     let base = u.last_seq;
     b.send_change("m2", vec![json!({"op":"material","uuid":id,"material":blue})], &[]);
     let ack = stale_send(&mut b, &mut u, "m3", base, json!({"op":"material","uuid":id,"material":red}));
-    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
+    lost_as_stale(&mut [&mut u, &mut b], &ack, &id, "m3");
     settle(&mut [&mut b, &mut u]);
     assert_eq!(u.states[&id]["material"]["base_color"], json!([0.0, 0.0, 1.0, 1.0]), "the colour that stands");
     assert_eq!(b.states[&id]["material"]["base_color"], json!([0.0, 0.0, 1.0, 1.0]));
@@ -2373,12 +2389,14 @@ fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
 }
 
 /// Unity recolours the cube; while that batch waits for Blender's answer, Blender's person
-/// recolours it too, from before the batch: refused `STALE`, "you are sent its current
-/// state" (PROTOCOL §6.1) — a resync that waits for the batch to end. Blender reads the
-/// batch's result and its connection drops before that resync: the result stayed before the
-/// COMMIT (§6.4), so the replay after Blender's `last_seq` brings the cube's state again.
+/// recolours it too, from before the batch: stale only against a batch in flight, it is
+/// queued (PROTOCOL §6.1). Blender answers the batch; it commits, so Blender's change is
+/// dropped and "its editor is sent the current state": a resync right after. Blender reads
+/// the batch's result and the `dropped` one, and its connection drops before that resync:
+/// both results stayed before the COMMIT (§6.4), so the replay after Blender's `last_seq`
+/// brings the cube's state again.
 #[test]
-fn a_stale_refusals_answer_lost_in_a_disconnect_comes_again_in_the_replay() {
+fn a_stale_changes_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
     let dir = tempfile::tempdir().unwrap();
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 100);
     let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
@@ -2393,15 +2411,26 @@ fn a_stale_refusals_answer_lost_in_a_disconnect_comes_again_in_the_replay() {
     let batch_id = b.batches[seen].0.clone();
     let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
         "changes":[{"op":"material","uuid":id,"material":colour(0.25)}]}));
-    assert_eq!(ack["results"][0]["error_code"], "STALE", "{ack}");
-    // Blender answers the batch, reads its result and no further.
+    assert_eq!(statuses(&ack), ["queued"], "stale only against a batch in flight: {ack}");
+    // Blender answers the batch, reads its result and the drop of its change, and no further.
     let h = state_hash(&b.states[&id]);
     b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): h}})).unwrap();
     let rb = b.read_through(|m| m["type"] == "batch_result" && m["batch_id"] == batch_id.as_str());
     assert_eq!(rb["outcome"], "committed", "{rb}");
+    let dropped = b.read_through(|m| m["type"] == "batch_result" && m["through"][&id] == "b-paint");
+    assert_eq!(dropped["outcome"], "dropped", "{dropped}");
     let commit = wal_record(&dir.path().join("data"), &batch_id, "COMMIT");
     assert!(rb["seq"].as_u64() < commit["seq"].as_u64(), "the result stays before the COMMIT: {rb} {commit}");
+    assert!(dropped["seq"].as_u64() < commit["seq"].as_u64(), "so does the drop: {dropped} {commit}");
     assert_eq!(commit["payload"]["corrected"], json!([id]), "{commit}");
+    // A conflict Unity's colour won, in the WAL.
+    assert!(
+        wal_records(&dir.path().join("data")).iter().any(|r| r["payload"]["op"] == "conflict"
+            && r["payload"]["uuid"] == id.as_str()
+            && r["payload"]["loser"] == "blender"),
+        "the conflict STEP: {}",
+        d.stderr_log()
+    );
     // What Blender's person made stays in front of them until the correction arrives.
     b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
     let (b_states, b_seq) = (b.states.clone(), b.last_seq);
@@ -2410,6 +2439,42 @@ fn a_stale_refusals_answer_lost_in_a_disconnect_comes_again_in_the_replay() {
     b.states = b_states;
     until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| m[0].states[&id]["material"] == colour(0.75));
     assert_eq!(b.batches.iter().filter(|x| x.1 == "resync").count(), 1, "one replay: {:?}", b.batches);
+}
+
+/// Unity recolours the cube; while that batch waits for Blender's answer, Blender's person
+/// recolours it too, from before the batch. Stale only against a batch still in flight, the
+/// change is queued (docs/PROTOCOL.md §6.1). Blender answers the batch with a state that
+/// differs: it rolls back, Unity keeps its colour (not synced), and Blender's change — made
+/// against nothing that committed — goes on and commits. Before, it was refused `STALE` at
+/// once and Blender was corrected to the colour before the batch: neither person's (random
+/// edits, seed 2: a hide both persons made came back shown).
+#[test]
+fn a_change_stale_only_against_a_batch_that_rolls_back_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 100);
+    let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let base = b.last_seq;
+    let seen = b.batches.len();
+    b.answer = false;
+    assert_eq!(
+        statuses(&u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.75)})], &[])),
+        ["queued"]
+    );
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    let batch_id = b.batches[seen].0.clone();
+    let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
+        "changes":[{"op":"material","uuid":id,"material":colour(0.25)}]}));
+    assert_eq!(statuses(&ack), ["queued"], "stale only against a batch in flight: {ack}");
+    // Blender's person's colour stays in front of them; its answer differs: the batch rolls back.
+    b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
+    b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): "0".repeat(64)}}))
+        .unwrap();
+    b.answer = true;
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-paint"));
+    settle(&mut [&mut b, &mut u]);
+    let result = b.results.iter().rev().find(|r| r["through"][&id] == "b-paint").unwrap();
+    assert_eq!(result["outcome"], "committed", "{result}: {}", d.stderr_log());
+    assert_eq!(b.states[&id]["material"], colour(0.25), "Blender's person's colour stands");
 }
 
 /// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
