@@ -1503,6 +1503,50 @@ def test_a_part_changed_back_after_it_was_sent_goes_when_a_full_state_carries_th
                 if c["uuid"] == cu and c["op"] == "rename"], "the batch's name is no edit here"
 
 
+def test_a_hide_that_lost_on_its_way_goes_when_the_person_hides_the_object_again(scripted):
+    """PROTOCOL.md §6.4: the person hides the cube (sent, no result yet) when another
+    editor's show of it arrives in a batch: spared, the hide remembered as sent. The hide
+    loses (the show came later): its batch commits, and the correction (shown) follows — but
+    the person has shown the cube meanwhile, so that replay keeps it. The person then hides
+    it again: that is an edit to send. Read as an echo of what the hide's batch left here,
+    it was never sent, and Blender hid the object while the daemon and the other editor
+    showed it, with nothing marked (random edits of the eye, seed 2)."""
+    s, cube, cu, before = synced_mover(scripted)
+    scripted.received.clear()
+    cube.hide_set(True)  # the person hides it: sent
+
+    def visibility_sent():
+        return [(m["request_id"], c["visible"]) for m in scripted.received
+                if m.get("type") == "change" for c in m["changes"]
+                if c["uuid"] == cu and c["op"] == "visibility"]
+
+    pump_until(visibility_sent, what="the hide sent")
+    [(hide_rid, hidden)] = visibility_sent()
+    assert hidden is False
+    scripted.push(frame({"type": "ack", "request_id": hide_rid, "seq": 40,
+                         "results": [{"uuid": cu, "status": "queued"}]}))
+    pump_for(0.1)
+    scripted.received.clear()
+    scripted.push(batch_frames("theirs", 41, [{"op": "visibility", "uuid": cu, "visible": True}]))
+    pump_until(lambda: applied_messages(scripted), what="the show answered")
+    assert cu in applied_messages(scripted)[0]["spared"] and cube.hide_get(), "the hide on its way stays"
+    # The hide lost to the later show; its correction follows the result. The person shows
+    # the cube before either is read.
+    scripted.push(frame({"type": "batch_result", "batch_id": "theirs", "seq": 42,
+                         "outcome": "committed", "uuids": [cu], "error_code": None,
+                         "through": {cu: hide_rid}})
+                  + batch_frames("fix", 43, [{**before, "op": "create", "uuid": cu, "visible": True}],
+                                 path="resync"))
+    cube.hide_set(False)
+    pump_until(lambda: len(applied_messages(scripted)) == 2, what="the correction answered")
+    pump_for(0.3)
+    assert not cube.hide_get()
+    scripted.received.clear()
+    cube.hide_set(True)  # and hides it again
+    pump_until(lambda: [v for _, v in visibility_sent() if v is False],
+               what="the person's new hide sent")
+
+
 def kept_move_sent_again_in_full(scripted):
     """The person moves the synced cube; that batch rolls back (kept here, not synced); they
     move it again to (4, 0, 0), so it goes again in full, on its way. Returns the session,

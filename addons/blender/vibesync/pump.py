@@ -2762,11 +2762,17 @@ class Session:
                 # rename was never sent and the editors stayed apart (random edits, seed 48).
                 continue
             self.last_sent[uuid] = remember if remember is not None else state
-            # What it holds as the daemon will: a capture of that is no edit (an echo). The
-            # answer's hash, where the parts on their way are remembered as sent, made the
-            # person's show of a hide on its way read as an echo of the batch's value.
-            self.applied_hash[uuid] = h if remember is None else \
-                wire.state_hash(capture.state_in_meters(remember, self.unit_scale))
+            if remember is None:
+                self.applied_hash[uuid] = h
+            else:
+                # Parts on their way, spared: what the daemon holds of them is known only
+                # once their change ends (their own value, or a winner's with its correction),
+                # so no state of the uuid is an echo until then — told from what was last
+                # sent alone. The answer's hash made the person's show of a hide on its way
+                # read as an echo of the batch's value (random edits of names and the eye,
+                # seed 2); the remembered state's made the person's hide read as one after
+                # that hide lost to the other editor's show (the eye alone, seed 2).
+                self.applied_hash.pop(uuid, None)
             if uuid not in self.registered:
                 self.to_register.add(uuid)
         for uuid, ops in kept_from_delete.items():
