@@ -2388,6 +2388,32 @@ fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
     one_conflict_in_each(&[&u], "unity", "blender", "transform");
 }
 
+/// A grey of lightness `c` (docs/PROTOCOL.md §6.1 `material`).
+fn grey(c: f64) -> Value {
+    json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]})
+}
+
+/// Unity recolours the synced cube (`grey(0.75)`), and that batch waits for Blender's answer;
+/// Blender's person recolours it too (`grey(0.25)`, request `b-paint`), from before the batch:
+/// stale only against a batch in flight, it is queued (docs/PROTOCOL.md §6.1). Returns the
+/// daemon, Blender (not answering yet), Unity, the cube and the batch's id.
+fn recoloured_in_both_while_unitys_batch_waits(dir: &std::path::Path) -> (Daemon, Mini, Mini, String, String) {
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir, 100);
+    let base = b.last_seq;
+    let seen = b.batches.len();
+    b.answer = false;
+    assert_eq!(
+        statuses(&u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":grey(0.75)})], &[])),
+        ["queued"]
+    );
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
+    let batch_id = b.batches[seen].0.clone();
+    let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
+        "changes":[{"op":"material","uuid":id,"material":grey(0.25)}]}));
+    assert_eq!(statuses(&ack), ["queued"], "stale only against a batch in flight: {ack}");
+    (d, b, u, id, batch_id)
+}
+
 /// Unity recolours the cube; while that batch waits for Blender's answer, Blender's person
 /// recolours it too, from before the batch: stale only against a batch in flight, it is
 /// queued (PROTOCOL §6.1). Blender answers the batch; it commits, so Blender's change is
@@ -2398,20 +2424,7 @@ fn a_conflicts_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
 #[test]
 fn a_stale_changes_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 100);
-    let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
-    let base = b.last_seq;
-    let seen = b.batches.len();
-    b.answer = false;
-    assert_eq!(
-        statuses(&u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.75)})], &[])),
-        ["queued"]
-    );
-    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
-    let batch_id = b.batches[seen].0.clone();
-    let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
-        "changes":[{"op":"material","uuid":id,"material":colour(0.25)}]}));
-    assert_eq!(statuses(&ack), ["queued"], "stale only against a batch in flight: {ack}");
+    let (d, mut b, mut u, id, batch_id) = recoloured_in_both_while_unitys_batch_waits(dir.path());
     // Blender answers the batch, reads its result and the drop of its change, and no further.
     let h = state_hash(&b.states[&id]);
     b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): h}})).unwrap();
@@ -2432,12 +2445,12 @@ fn a_stale_changes_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
         d.stderr_log()
     );
     // What Blender's person made stays in front of them until the correction arrives.
-    b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
+    b.states.get_mut(&id).unwrap()["material"] = grey(0.25);
     let (b_states, b_seq) = (b.states.clone(), b.last_seq);
     drop(b);
     let mut b = Mini::connect(&d, "blender", 1.0, b_seq);
     b.states = b_states;
-    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| m[0].states[&id]["material"] == colour(0.75));
+    until(&mut [&mut b, &mut u], Duration::from_secs(30), |m| m[0].states[&id]["material"] == grey(0.75));
     assert_eq!(b.batches.iter().filter(|x| x.1 == "resync").count(), 1, "one replay: {:?}", b.batches);
 }
 
@@ -2451,22 +2464,9 @@ fn a_stale_changes_correction_lost_in_a_disconnect_comes_again_in_the_replay() {
 #[test]
 fn a_change_stale_only_against_a_batch_that_rolls_back_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 100);
-    let colour = |c: f64| json!({"base_color":[c,c,c,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
-    let base = b.last_seq;
-    let seen = b.batches.len();
-    b.answer = false;
-    assert_eq!(
-        statuses(&u.send_change("u-paint", vec![json!({"op":"material","uuid":id,"material":colour(0.75)})], &[])),
-        ["queued"]
-    );
-    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| m[0].batches.len() > seen);
-    let batch_id = b.batches[seen].0.clone();
-    let ack = b.ask(&json!({"type":"change","request_id":"b-paint","base_seq":base,
-        "changes":[{"op":"material","uuid":id,"material":colour(0.25)}]}));
-    assert_eq!(statuses(&ack), ["queued"], "stale only against a batch in flight: {ack}");
+    let (d, mut b, mut u, id, batch_id) = recoloured_in_both_while_unitys_batch_waits(dir.path());
     // Blender's person's colour stays in front of them; its answer differs: the batch rolls back.
-    b.states.get_mut(&id).unwrap()["material"] = colour(0.25);
+    b.states.get_mut(&id).unwrap()["material"] = grey(0.25);
     b.c.send(&json!({"type":"applied","batch_id":batch_id,"seq":b.last_seq,"hashes":{id.clone(): "0".repeat(64)}}))
         .unwrap();
     b.answer = true;
@@ -2474,7 +2474,7 @@ fn a_change_stale_only_against_a_batch_that_rolls_back_goes_on() {
     settle(&mut [&mut b, &mut u]);
     let result = b.results.iter().rev().find(|r| r["through"][&id] == "b-paint").unwrap();
     assert_eq!(result["outcome"], "committed", "{result}: {}", d.stderr_log());
-    assert_eq!(b.states[&id]["material"], colour(0.25), "Blender's person's colour stands");
+    assert_eq!(b.states[&id]["material"], grey(0.25), "Blender's person's colour stands");
 }
 
 /// A drag: Blender sends each pose of the cube as it moves, without waiting for the previous
