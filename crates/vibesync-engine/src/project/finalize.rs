@@ -849,17 +849,19 @@ impl Project {
         }
     }
 
-    /// The change of another editor that makes `change` (made by `me` at `base_seq`) stale,
-    /// if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part `change` writes or
-    /// depends on — in the batch in flight with the uuid, else in a committed batch.
-    fn stale_by(&self, change: &Change, sight: (u64, [u64; 3]), (me, author): (&str, Author)) -> Option<&Write> {
-        let parts = Parts::stale_against(&change.op);
+    /// The write of the batch in flight with `change`'s uuid that makes it (made by `me` at
+    /// `base_seq`) stale, if any (docs/PROTOCOL.md §6.1): a write after `base_seq` of a part
+    /// `change` writes or depends on. That batch may yet roll back: such a change waits for it
+    /// (`stale_after_flight`).
+    pub(super) fn stale_in_flight(
+        &self,
+        change: &Change,
+        sight: (u64, [u64; 3]),
+        (me, author): (&str, Author),
+    ) -> Option<&Write> {
         self.inflight_with(&change.uuid)
             .and_then(|f| f.writes.get(&change.uuid))
-            .and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
-            .or_else(|| {
-                self.synced.get(&change.uuid).and_then(|w| w.newer_unseen_by_other_for(parts, sight, me, author))
-            })
+            .and_then(|w| w.newer_unseen_by_other_for(Parts::stale_against(&change.op), sight, me, author))
     }
 
     /// Who last wrote each part of `uuid` in a committed batch (docs/PROTOCOL.md §6.1): the
@@ -891,8 +893,8 @@ impl Project {
     }
 
     /// What makes `change` (made by `author`) stale (docs/PROTOCOL.md §6.1): a person's
-    /// change is never stale against automation's write, its delete included. [`Self::stale_by`]'s
-    /// write, or —
+    /// change is never stale against automation's write, its delete included. The batch in
+    /// flight's write ([`Self::stale_in_flight`]), a committed one, or —
     /// for a uuid with no live record and no change waiting (`known` false) — its delete by
     /// another client after `base_seq` as the registry keeps it (the newest archived version's
     /// `tombstone_seq` and `deleted_by`): a delete this daemon has not seen a batch write
@@ -906,13 +908,14 @@ impl Project {
         (me, author): (&str, Author),
         known: bool,
     ) -> Result<Option<Write>, String> {
-        if let Some(w) = self.stale_by(change, (base_seq, saw), (me, author)) {
+        if let Some(w) = self.stale_in_flight(change, (base_seq, saw), (me, author)) {
             return Ok(Some(w.clone()));
         }
         self.stale_write_committed(cx, change, (base_seq, saw), (me, author), known)
     }
 
-    /// [`Self::stale_write`] over committed changes alone: not the batch in flight.
+    /// [`Self::stale_write`] over committed changes alone: not the batch in flight. Err: the
+    /// registry could not be read.
     pub(super) fn stale_write_committed(
         &self,
         cx: &Cx<'_>,
@@ -928,7 +931,6 @@ impl Project {
             return Ok(Some(w.clone()));
         }
         // Parts last written before this machine started, as the registry keeps them.
-        let parts = Parts::stale_against(&change.op);
         let committed = self.committed_writes(cx, &change.uuid, parts)?;
         if let Some(w) = committed.newer_unseen_by_other_for(parts, (base_seq, saw), me, author) {
             return Ok(Some(w.clone()));

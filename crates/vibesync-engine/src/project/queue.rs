@@ -609,33 +609,27 @@ impl Project {
         // when that delete committed before this daemon started (the registry keeps who).
         // A write whose value its person had in front of them as a live preview (`saw`) was
         // made over, not missed (§6.1).
-        let stale =
-            self.stale_write(cx, change, (base_seq, saw), (&session.client_id, author), known).map_err(|e| {
-                (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
-            })?;
         // Stale only against a batch still in flight: that batch may yet roll back, and a
         // person's change refused for a change that never committed was lost — corrected to
         // the state before that batch, neither person's edit (random edits, seed 2). It is
         // queued (it waits in the main window for that batch to end) and decided when that
         // batch ends: dropped as stale if it commits, left to go on if it rolls back
-        // (docs/PROTOCOL.md §6.1, `Project::stale_after_commit`).
+        // (docs/PROTOCOL.md §6.1, `Project::stale_after_commit`). Stale against a committed
+        // change too, it is refused now. (Each source is read once: the registry at most once.)
+        let in_flight = self.stale_in_flight(change, (base_seq, saw), (&session.client_id, author)).cloned();
+        let committed = self
+            .stale_write_committed(cx, change, (base_seq, saw), (&session.client_id, author), known)
+            .map_err(|e| {
+                (ItemErrorCode::StorageFailed, format!("{at}: registry read failed: {e}; nothing was queued for it"))
+            })?;
         let mut after_flight = None;
-        if let Some(w) = stale.as_ref() {
-            if let Some(f) = self.inflight_with(&change.uuid).filter(|f| f.seq == w.seq) {
-                let committed = self
-                    .stale_write_committed(cx, change, (base_seq, saw), (&session.client_id, author), known)
-                    .map_err(|e| {
-                        (
-                            ItemErrorCode::StorageFailed,
-                            format!("{at}: registry read failed: {e}; nothing was queued for it"),
-                        )
-                    })?;
-                if committed.is_none() {
-                    debug!(uuid = %change.uuid, winner = %w.editor, seq = w.seq, batch_id = %f.batch_id, "a change stale only against a batch in flight: queued, decided when that batch ends");
-                    after_flight = Some(f.batch_id.clone());
-                }
+        if let (Some(w), None) = (&in_flight, &committed) {
+            if let Some(f) = self.inflight_with(&change.uuid) {
+                debug!(uuid = %change.uuid, winner = %w.editor, seq = w.seq, batch_id = %f.batch_id, "a change stale only against a batch in flight: queued, decided when that batch ends");
+                after_flight = Some(f.batch_id.clone());
             }
         }
+        let stale = in_flight.or(committed);
         if let Some(w) = stale.filter(|_| after_flight.is_none()) {
             let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
             let what = match (in_flight, known) {
