@@ -1754,14 +1754,16 @@ def renamed_then_moved(scripted, hide: bool = False):
     return s, cube, cu, rename
 
 
-def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scripted):
+@pytest.mark.parametrize("outcome", ["committed", "dropped"])
+def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_ends(scripted, outcome):
     """PROTOCOL.md §6.4: the person renamed the cube, then moved it before the rename's result
     came; the rename's batch rolled back (kept here, not synced) while the move was still on
-    its way. The move carries only the pose, so its commit ends no mark: the cube stays not
-    synced, and once nothing sent before the mark is on its way the kept edit goes again in
-    full, as after any edit of a kept object. Before, that commit cleared the mark and the
-    rename was never sent again: the editors stayed apart, nothing marked (random edits,
-    seed 87)."""
+    its way. The move carries only the pose, so its commit ends no mark, nor does its drop (a
+    conflict of its pose, lost to another editor's later move): the cube stays not synced,
+    and once nothing sent before the mark is on its way the kept edit goes again in full, as
+    after any edit of a kept object. Before, that commit cleared the mark and the rename was
+    never sent again: the editors stayed apart, nothing marked (random edits, seed 87; a
+    drop, in Unity: seed 2)."""
     s, cube, cu, rename = renamed_then_moved(scripted)
     move = s.engine.inflight.requests[cu][1]
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
@@ -1775,7 +1777,7 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_commits(scrip
                what="the rename kept, the move still on its way")
     scripted.received.clear()
     scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 41,
-                         "outcome": "committed", "uuids": [cu], "through": {cu: move}}))
+                         "outcome": outcome, "uuids": [cu], "through": {cu: move}}))
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
                         for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
                what="the kept edit sent again")

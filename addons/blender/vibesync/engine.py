@@ -644,8 +644,8 @@ class SyncEngine:
         """`verify`: a `batch_result` (or a chunk of its uuids) ends this editor's changes of
         them (`on_batch_result`); the edits that waited are captured again. `last_seq`
         moves once the whole result is handled (`result_done`)."""
-        # A kept uuid edited again before its kept result came: a commit of that later change
-        # (sent before the mark) ends no mark — the kept edit is not in it.
+        # A kept uuid edited again before its kept result came: a commit or a drop of that later
+        # change (sent before the mark) ends no mark — the kept edit is not in it (§6.4).
         kept_reasons = {u: self.not_synced.reasons[u] for u in self.edited_again
                         if u in self.not_synced}
         effect = on_batch_result(msg, self.received_batches, self.inflight, self.not_synced,

@@ -1381,7 +1381,13 @@ namespace VibeSync.Bridge.Core
             if (outcome == BatchOutcome.Dropped)
                 // This editor's change lost a conflict at the daemon (§6.2): the correction that
                 // follows replaces it, also over an edit kept here as not synced and sent again.
-                foreach (var x in ends) if (x is string && notSynced.Remove((string)x)) resendFull.Remove((string)x);
+                // A change sent before the kept result came (`editedAgain`) carried no kept edit:
+                // its loss ends no mark, and the kept edit goes again in full below, as after its
+                // commit. Unmarked, the kept rename waited for a correction the daemon never
+                // sends over kept work, and the editors stayed apart with nothing marked (random
+                // edits, seed 2).
+                foreach (var x in ends)
+                    if (x is string && !editedAgain.Contains((string)x) && notSynced.Remove((string)x)) resendFull.Remove((string)x);
             foreach (var x in all)
             {
                 var s = x as string;

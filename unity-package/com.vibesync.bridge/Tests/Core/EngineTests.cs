@@ -1620,30 +1620,56 @@ namespace VibeSync.Bridge.Tests
             using (var r = new Rig(rig => rig.Daemon.Commits = true))
             {
                 var a = r.StartWithOneSynced("A");
-                string rename = r.RenameOnItsWay(a, "Mine");
-                int changes = r.Daemon.Received("change").Count;
-                a.Position = new[] { 3.0, 0, 0 };
-                r.Engine.MarkDirty(a.Uuid);
-                string move = (string)r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message["request_id"];
-                r.Daemon.Broadcast(new Dictionary<string, object>
-                {
-                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
-                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
-                    { "error_code", "VERIFY_MISMATCH" }, { "mismatched", new List<object> { a.Uuid } }, { "kept_local", true }, { "reason", "Blender held another state of it" },
-                });
-                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "the rename kept", r.Pump);
-                Check.True(r.Engine.IsInFlight(a.Uuid), "the move still on its way");
-                changes = r.Daemon.Received("change").Count;
-                r.Daemon.Broadcast(new Dictionary<string, object>
-                {
-                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.Committed },
-                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, move } } },
-                });
-                var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
-                var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
-                Check.Equal("create", (string)op["op"], "the kept edit goes again in full");
-                Check.Equal("Mine", (string)op["name"], "with the kept rename");
-                Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced until that full state commits");
+                KeptEditGoesAgainOnceTheEditAfterItEnds(r, a, o => o.Position = new[] { 3.0, 0, 0 }, BatchOutcome.Committed);
+            }
+        }
+
+        /// <summary>The person renamed A, then made <paramref name="edit"/> before the rename's
+        /// result came; the rename's batch rolls back (kept, not synced) while that edit is on its
+        /// way, and that edit then ends with <paramref name="outcome"/>: A stays not synced, and
+        /// the kept edit goes again in full (PROTOCOL.md §6.4).</summary>
+        static void KeptEditGoesAgainOnceTheEditAfterItEnds(Rig r, SceneObject a, Action<SceneObject> edit, string outcome)
+        {
+            string rename = r.RenameOnItsWay(a, "Mine");
+            int changes = r.Daemon.Received("change").Count;
+            edit(a);
+            r.Engine.MarkDirty(a.Uuid);
+            string after = (string)r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message["request_id"];
+            r.Daemon.Broadcast(new Dictionary<string, object>
+            {
+                { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
+                { "error_code", "VERIFY_MISMATCH" }, { "mismatched", new List<object> { a.Uuid } }, { "kept_local", true }, { "reason", "Blender held another state of it" },
+            });
+            Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "the rename kept", r.Pump);
+            Check.True(r.Engine.IsInFlight(a.Uuid), "the edit after it still on its way");
+            changes = r.Daemon.Received("change").Count;
+            r.Daemon.Broadcast(new Dictionary<string, object>
+            {
+                { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", outcome },
+                { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, after } } },
+            });
+            var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
+            var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
+            Check.Equal("create", (string)op["op"], "the kept edit goes again in full");
+            Check.Equal("Mine", (string)op["name"], "with the kept rename");
+            Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced until that full state commits");
+        }
+
+        [VsTest]
+        public static void AKeptEditGoesAgainOnceAHideMadeBeforeItsResultIsDropped()
+        {
+            // PROTOCOL.md §6.4: the person renamed A, then hid it before the rename's result came;
+            // the rename's batch rolled back (kept, not synced) while the hide was on its way, and
+            // the hide then lost a conflict at the daemon (`dropped`: Blender's person showed A
+            // later). The hide carried no kept edit, so its loss ends no mark: A stays not synced,
+            // and the kept edit goes again in full. Before, the drop cleared the mark and Unity
+            // waited for a correction the daemon never sends over kept work: Unity held A hidden
+            // under the old name's rename, the others did not, nothing marked (random edits, seed 2).
+            using (var r = new Rig(rig => rig.Daemon.Commits = true))
+            {
+                var a = r.StartWithOneSynced("A");
+                KeptEditGoesAgainOnceTheEditAfterItEnds(r, a, o => o.Visible = false, BatchOutcome.Dropped);
             }
         }
 
