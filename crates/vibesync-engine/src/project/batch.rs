@@ -560,10 +560,17 @@ impl Project {
                         info!(uuid = %q.change.uuid, origin = %q.origin.session_id, "two editors moved one object concurrently: each part of the pose (position, rotation, scale) stands from the last editor that changed it");
                     }
                     mine = merged;
-                    // Each editor that moved it in this window keeps its own pose while its
-                    // moves are in flight (§6.4): the parts the merged pose has from the
-                    // others stay theirs in its later moves (`CoPose`), until it changes
-                    // them or applies the merged pose.
+                }
+                // Each editor that moved it in this window keeps its own pose while its moves
+                // are in flight (§6.4): the parts the pose this move leaves has from the others
+                // stay theirs in its later moves (`CoPose`), until it changes them or applies
+                // that pose. Also for an editor whose move this one was made over, seen as a
+                // live preview: that editor had not seen this one, and its next moves carry
+                // its own scale (say) as it held it. (Left out, a drag in Blender undid the
+                // scale a person in Unity made over the drag's preview, as a conflict Unity
+                // lost.)
+                if moves.get(&q.change.uuid).into_iter().flatten().any(|&i| window[i].origin != q.origin.session_id) {
+                    let merged = mine;
                     let mut last_by: Vec<(SessionId, Pose)> = Vec::new();
                     for w in moves.get(&q.change.uuid).into_iter().flatten().map(|&i| &window[i]) {
                         if let (Some(p), false) = (pose_sent(&w.change.op), w.keeps_world) {

@@ -50,6 +50,10 @@ pub struct Mini {
     /// uuids whose pose this editor's own change in flight changed: a received `transform`
     /// of one is not applied (PROTOCOL §6.4 "apply"); empty by default.
     pub own_pose: BTreeSet<String>,
+    /// uuid → the request of this editor's own change of its pose: the uuid leaves `own_pose`
+    /// when a `batch_result` ends that request (`through`), before the next frame is read, as
+    /// an editor stops keeping its pose once its change has a result (PROTOCOL §6.4).
+    pub own_pose_until: BTreeMap<String, String>,
     /// The poses of `own_pose` uuids a batch sent and this editor kept its own over: the
     /// batch's state is answered for them all the same (docs/PROTOCOL.md §6.4).
     spared: BTreeMap<String, (Value, Value, Value)>,
@@ -80,6 +84,7 @@ impl Mini {
             seen: BTreeMap::new(),
             automation_applies: vec![],
             own_pose: BTreeSet::new(),
+            own_pose_until: BTreeMap::new(),
             spared: BTreeMap::new(),
         }
     }
@@ -93,7 +98,15 @@ impl Mini {
                 let ok =
                     c["op"] == "create" || c["op"] == "delete" || self.states.contains_key(c["uuid"].as_str().unwrap());
                 if ok && c.get("t").is_none_or(|t| t.as_array().is_some_and(|a| a.len() == 3)) {
+                    // Its own pose is what it holds, never a batch's pose it kept its own over
+                    // (`spared`): taken as one, it was answered for the next batch or `resync`
+                    // of the uuid instead of that batch's pose (a mismatch on a loaded machine).
+                    let u = c["uuid"].as_str().unwrap().to_string();
+                    let own = self.own_pose.remove(&u);
                     self.apply(c, attachment.to_vec());
+                    if own {
+                        self.own_pose.insert(u);
+                    }
                 }
             }
         }
@@ -212,9 +225,14 @@ impl Mini {
         self.order.push(m["type"].as_str().unwrap_or("?").to_string());
         match m["type"].as_str().unwrap() {
             "live" => {
-                // A live preview: applied at once, not answered (PROTOCOL §6.3).
+                // A live preview: applied at once, not answered (PROTOCOL §6.3) — but not over
+                // this editor's own pose change in flight: dropped, as an editor drops a preview
+                // of a uuid it has a change of on its way (§6.3). (Taken as a batch's pose kept
+                // over, it was answered as the next batch's pose: a `resync` not matched.)
                 let ch = m["change"].clone();
-                if !self.skip_live && ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u)) {
+                if !self.skip_live
+                    && ch["uuid"].as_str().is_some_and(|u| self.states.contains_key(u) && !self.own_pose.contains(u))
+                {
                     self.apply(&ch, vec![]);
                     self.seen.insert(ch["uuid"].as_str().unwrap().to_string(), m["mark"].as_u64().unwrap());
                 }
@@ -226,6 +244,13 @@ impl Mini {
                 let mut touched = vec![];
                 for _ in 0..count {
                     let (ap, att) = self.recv();
+                    if std::env::var("MINI_DEBUG").is_ok() {
+                        eprintln!(
+                            "[{}]   {}",
+                            self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"),
+                            ap
+                        );
+                    }
                     assert_eq!(ap["type"], "apply");
                     assert_eq!(ap["batch_id"], id.as_str());
                     if ap["automation"] == true {
@@ -264,12 +289,28 @@ impl Mini {
                     spared.sort();
                     spared.dedup();
                     self.c
-                        .send(&json!({"type":"applied","batch_id":id,"seq":self.last_seq,"hashes":hashes,"spared":spared}))
+                        .send(&{
+                            let a = json!({"type":"applied","batch_id":id,"seq":self.last_seq,"hashes":hashes,"spared":spared});
+                            if std::env::var("MINI_DEBUG").is_ok() {
+                                eprintln!("[{}] -> {} states {:?}", self.c.welcome["session_id"].as_str().unwrap_or("?").get(..4).unwrap_or("?"), a, self.states);
+                            }
+                            a
+                        })
                         .unwrap();
                 }
             }
             "batch_result" => {
                 self.last_seq = self.last_seq.max(m["seq"].as_u64().unwrap());
+                if let Some(through) = m["through"].as_object() {
+                    let own_pose = &mut self.own_pose;
+                    self.own_pose_until.retain(|u, r| {
+                        let ended = through.get(u).and_then(Value::as_str) == Some(r.as_str());
+                        if ended {
+                            own_pose.remove(u);
+                        }
+                        !ended
+                    });
+                }
                 self.results.push(m);
             }
             "safe_mode" | "peers" | "conflict" | "quarantine_released" | "registry_updated" => self.events.push(m),
@@ -296,6 +337,15 @@ impl Mini {
                 }
                 if let Some(m) = ch.get("material") {
                     s["material"] = m.clone();
+                }
+                // A full state of an object whose own pose change is in flight: its other parts
+                // are applied, the pose is kept and the batch's answered, as for a `transform`
+                // (§6.4). (Applied whole, and answered naming nothing spared, it told the
+                // daemon this editor held the batch's pose, while its next moves still carried
+                // its own.)
+                if let Some(held) = self.states.get(&u).filter(|_| self.own_pose.contains(&u)) {
+                    self.spared.insert(u.clone(), (s["t"].clone(), s["r"].clone(), s["s"].clone()));
+                    (s["t"], s["r"], s["s"]) = (held["t"].clone(), held["r"].clone(), held["s"].clone());
                 }
                 self.states.insert(u.clone(), s);
             }
@@ -3260,6 +3310,24 @@ fn a_create_naming_another_kind_than_the_uuids_registration_is_refused() {
     assert!(!late.states.contains_key(&fresh));
 }
 
+/// A synced cube that a person in Blender begins to drag, in a `window_ms` window: Blender
+/// keeps its own pose until the result of its move `last` (§6.4), and Unity names the drag's
+/// live previews it applied (§6.1 `seen`). Returns (daemon, blender, unity, the cube, the seq
+/// Blender had when the drag began: it applies nothing until the drag ends).
+fn a_drag_in_blender_begins(dir: &std::path::Path, window_ms: u64, last: &str) -> (Daemon, Mini, Mini, String, u64) {
+    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir, window_ms);
+    let seq_before = b.last_seq;
+    b.own_pose.insert(id.clone());
+    b.own_pose_until.insert(id.clone(), last.into());
+    u.report_seen = true;
+    (d, b, u, id, seq_before)
+}
+
+/// One move of a drag: the cube at `x`, its rotation and scale as they were.
+fn drag_frame(id: &str, x: f64) -> Value {
+    json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]})
+}
+
 /// Blender's person scales the Cube while Unity's person moves it, in one window, neither
 /// having seen the other's edit: position, rotation and scale are parts of their own, so
 /// both edits stand — in each editor (each keeps its own pose while its change is in flight,
@@ -3276,11 +3344,8 @@ fn a_create_naming_another_kind_than_the_uuids_registration_is_refused() {
 #[test]
 fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 60);
-    let seq_before = b.last_seq;
-    b.own_pose.insert(id.clone());
-    u.report_seen = true; // it names the drag's live previews it applied (§6.1 `seen`)
-    let frame = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let (d, mut b, mut u, id, seq_before) = a_drag_in_blender_begins(dir.path(), 60, "b29");
+    let frame = |x: f64| drag_frame(&id, x);
     let mut scaled = false;
     for i in 0..30 {
         if i == 8 {
@@ -3288,6 +3353,7 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
             let held = &u.states[&id];
             let scale = json!({"op":"transform","uuid":id,"t":held["t"],"r":held["r"],"s":[3.0,3.0,3.0]});
             u.own_pose.insert(id.clone());
+            u.own_pose_until.insert(id.clone(), "u-scale".into()); // then Unity applies what comes
             assert_eq!(statuses(&u.send_change("u-scale", vec![scale], &[])), ["queued"]);
         }
         // Blender is mid-drag: it has applied nothing since the drag began.
@@ -3296,7 +3362,6 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
         std::thread::sleep(Duration::from_millis(20));
         u.drain(Duration::from_millis(1));
         if !scaled && ended(&u, "u-scale") {
-            u.own_pose.clear(); // its change ended: Unity applies what comes
             scaled = true;
             u.lives.clear();
         }
@@ -3306,7 +3371,8 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
     let late: Vec<&Value> = u.lives.iter().rev().take(5).collect();
     assert!(
         !late.is_empty() && late.iter().all(|l| l["change"]["s"][0].as_f64() == Some(3.0)),
-        "Unity's live previews of the drag keep its scale: {late:?}"
+        "Unity's live previews of the drag keep its scale: {late:?} {}",
+        d.stderr_log()
     );
     b.own_pose.clear();
     u.own_pose.clear();
@@ -3322,6 +3388,39 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
     }
 }
 
+/// A person in Unity scales the cube over the live preview of Blender's move (it names that
+/// preview in `seen`), in the same window as that move; Blender, mid-drag, has not applied the
+/// scale when it moves the cube again, and that move carries the scale Blender held. The
+/// scale Blender left as it held it stands from Unity (docs/PROTOCOL.md §6.2 "Across
+/// windows"): in both editors, with no conflict. (The daemon kept this only for moves it
+/// merged as concurrent; here Unity's move, made over Blender's, was the window's last, and
+/// Blender's next move took the scale back as a conflict Unity lost — a drag on a loaded
+/// machine.)
+#[test]
+fn a_scale_made_over_the_preview_of_a_drags_move_stands_in_the_drags_next_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, mut b, mut u, id, seq_before) = a_drag_in_blender_begins(dir.path(), 400, "b2");
+    let frame = |x: f64| drag_frame(&id, x);
+    assert_eq!(statuses(&b.send_change("b1", vec![frame(1.5)], &[])), ["queued"]);
+    until(&mut [&mut u], Duration::from_secs(5), |m| m[0].seen.contains_key(&id));
+    let held = &u.states[&id];
+    assert_eq!(held["t"][0], 1.5, "Unity shows the drag's preview: {held}");
+    let scale = json!({"op":"transform","uuid":id,"t":held["t"],"r":held["r"],"s":[3.0,3.0,3.0]});
+    u.own_pose.insert(id.clone());
+    u.own_pose_until.insert(id.clone(), "u-scale".into());
+    assert_eq!(statuses(&u.send_change("u-scale", vec![scale], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b1") && ended(m[1], "u-scale"));
+    // Blender is mid-drag: it has applied nothing since the drag began.
+    b.last_seq = seq_before;
+    assert_eq!(statuses(&b.send_change("b2", vec![frame(2.0)], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(10), |m| ended(m[0], "b2"));
+    settle(&mut [&mut b, &mut u]);
+    x_stands_in_each(&d, &[("unity", &u), ("blender", &b)], &id, &Value::Null, [2.0, 2.0, 3.0], [3.0, 3.0, 3.0]);
+    for m in [&b, &u] {
+        assert!(m.events.iter().all(|e| e["type"] != "conflict"), "no conflict: {:?} {}", m.events, d.stderr_log());
+    }
+}
+
 /// The drag above ends, Blender applies the merged pose (Unity's scale), and its person at
 /// once sets the scale back to what it was before Unity's edit. That is a person's edit of
 /// the scale, made over the pose Blender holds: it stands in both editors. (The daemon read
@@ -3333,6 +3432,7 @@ fn a_scale_set_back_right_after_a_drag_that_kept_the_other_editors_scale_stands(
     let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 60);
     let seq_before = b.last_seq;
     b.own_pose.insert(id.clone());
+    b.own_pose_until.insert(id.clone(), "b11".into()); // its drag's last move
     let frame = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
     for i in 0..12 {
         if i == 4 {
@@ -3370,6 +3470,7 @@ fn a_scale_in_one_editor_and_a_move_in_the_other_both_stand() {
         let send = |m: &mut Mini, rid: &str, op: &Value| {
             assert_eq!(statuses(&m.send_change(rid, vec![op.clone()], &[])), ["queued"]);
             m.own_pose.insert(id.clone());
+            m.own_pose_until.insert(id.clone(), rid.to_string()); // the correction after its result applies
             let st = m.states.get_mut(&id).unwrap();
             (st["t"], st["s"]) = (op["t"].clone(), op["s"].clone());
         };
