@@ -1789,6 +1789,41 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_ends(scripted
     assert cu in s.engine.not_synced, "still not synced until that full state commits"
 
 
+def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_is_refused_stale(scripted):
+    """PROTOCOL.md §6.4: the person renamed the cube, then moved it before the rename's result
+    came; the rename's batch rolled back (kept here, not synced) while the move was on its
+    way, and the daemon then refused the move `STALE` (another editor's move had committed
+    first). That refusal ends no mark: the move carried no kept edit. The state that follows
+    finds the cube kept and leaves the person's rename alone, and the kept edit goes again in
+    full. Before, the refusal cleared the mark, and the state that followed put the old name
+    back over the kept rename (as it did in the Unity package)."""
+    s, cube, cu, rename = renamed_then_moved(scripted)
+    before = {**s.last_sent[cu], "name": "Mover", "t": [0, 0, 0]}
+    move = s.engine.inflight.requests[cu][1]
+    mismatched_kept = {"type": "batch_result", "batch_id": "renamed", "seq": 40,
+                       "outcome": "rolled_back", "uuids": [cu], "through": {cu: rename},
+                       "error_code": "VERIFY_MISMATCH", "mismatched": [cu], "kept_local": True,
+                       "reason": "Unity held another state of it"}
+    scripted.push(frame(mismatched_kept))
+    pump_until(lambda: cu in s.engine.not_synced and s.engine.inflight.requests.get(cu) == [move],
+               what="the rename kept, the move still on its way")
+    scripted.received.clear()
+    scripted.push(frame({"type": "ack", "request_id": move, "seq": 41,
+                         "results": [{"uuid": cu, "status": "error", "error_code": "STALE",
+                                      "message": "Unity's person moved it since"}]})
+                  + batch_frames("state", 42, [{**before, "op": "create", "uuid": cu}],
+                                 path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the state answered")
+    assert cube.name == "Mine", "the kept rename stays"
+    pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
+                        for c in m["changes"] if c["uuid"] == cu and c["op"] == "create"],
+               what="the kept edit sent again")
+    [full] = [c for m in scripted.received if m.get("type") == "change" for c in m["changes"]
+              if c["uuid"] == cu]
+    assert full["name"] == "Mine", full
+    assert cu in s.engine.not_synced, "still not synced until that full state commits"
+
+
 def test_a_kept_edit_due_to_go_again_is_spared_from_a_full_state_that_comes_first(scripted):
     """PROTOCOL.md §6.4: the person renamed and hid the cube, then moved it before the
     result came; that batch rolled back (kept here, not synced) while the move was on its

@@ -585,7 +585,15 @@ class SyncEngine:
             and uuid not in self.not_synced
         if reverted:
             action = REFUSED_END
-        if (code == STALE or reverted) and isinstance(uuid, str):
+        if code == STALE and uuid in self.edited_again:
+            # A change sent before the kept result came carried no kept edit: its refusal ends
+            # no mark, and the kept edit goes again in full once nothing sent before the mark
+            # is on its way, as after its commit or drop (§6.4). Unmarked, the state that
+            # follows was applied over the kept rename.
+            if uuid not in self.inflight:
+                self.edited_again.discard(uuid)
+                self.retry_not_synced([uuid])
+        elif (code == STALE or reverted) and isinstance(uuid, str):
             # A conflict another editor's change won: the current state that follows replaces
             # the edit, also one kept here as not synced and sent again (§6.4).
             self.not_synced.synced([uuid])

@@ -1241,7 +1241,13 @@ namespace VibeSync.Bridge.Core
                     // `resync` batch, which replaces this edit (the other editor's change wins). An
                     // edit kept here as not synced that was sent again lost too: the resync is
                     // applied over it (a conflict, shown in both editors), never spared as kept work.
-                    if (uuid != null && notSynced.Remove(uuid)) resendFull.Remove(uuid);
+                    // A change sent before the kept result came (`editedAgain`) carried no kept
+                    // edit: its refusal ends no mark, and the kept edit goes again in full once
+                    // nothing sent before the mark is on its way (§6.4), as after its commit or
+                    // drop. Unmarked, the resync that came first had been skipped as kept work and
+                    // the full state it made due was cancelled: Unity held the kept rename alone.
+                    if (uuid != null && editedAgain.Contains(uuid)) KeptEditAgainOnceEnded(uuid);
+                    else if (uuid != null && notSynced.Remove(uuid)) resendFull.Remove(uuid);
                     Emit("change_refused", new Dictionary<string, object> { { "uuid", uuid }, { "error_code", code }, { "message", message }, { "action", "await_resync" } });
                 }
                 else if (code == ErrorCode.InvalidField && uuid != null && named != null && named.ContainsKey(uuid))
@@ -1419,14 +1425,7 @@ namespace VibeSync.Bridge.Core
                 // An edit made while its full state was on its way goes in full only if that did
                 // not commit (`MarkDirty`).
                 if (editedWhileFullSent.Remove(s) && keptLocal && !InFlight(s)) resendFull.Add(s);
-                if (!InFlight(s) && editedAgain.Remove(s) && notSynced.ContainsKey(s))
-                {
-                    // Its changes sent before the mark have all ended: the kept edit goes again in
-                    // full, as after any edit of a kept uuid. Left to that commit, the mark ended
-                    // with the kept edit never sent again (random edits, seed 87, in Blender).
-                    resendFull.Add(s);
-                    dirty.Add(s);
-                }
+                KeptEditAgainOnceEnded(s);
             }
             if (keptLocal)
             {
@@ -1462,6 +1461,18 @@ namespace VibeSync.Bridge.Core
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
                 { "kept_local", keptLocal && ends.Count > 0 },
             });
+        }
+
+        /// <summary>A kept uuid edited again before its kept result came (`editedAgain`): once its
+        /// changes sent before the mark have all ended — committed, dropped or refused — the kept
+        /// edit goes again in full, as after any edit of a kept uuid (PROTOCOL §6.4). Left to
+        /// that commit, the mark ended with the kept edit never sent again (random edits, seed
+        /// 87, in Blender).</summary>
+        void KeptEditAgainOnceEnded(string uuid)
+        {
+            if (InFlight(uuid) || !editedAgain.Remove(uuid) || !notSynced.ContainsKey(uuid)) return;
+            resendFull.Add(uuid);
+            dirty.Add(uuid);
         }
 
         void OnRegisterAck(List<string> uuids, List<object> results, long seq)

@@ -1624,6 +1624,61 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        [VsTest]
+        public static void AKeptEditGoesAgainOnceAHideMadeBeforeItsResultIsRefusedStale()
+        {
+            // PROTOCOL.md §6.4: the person renamed A, then hid it before the rename's result came;
+            // the rename's batch rolled back (kept, not synced) while the hide was on its way, and
+            // the daemon then refused the hide `STALE` (Blender's person had shown A, committed
+            // first), sending A's state before the refusal, as the daemon does. The resync finds A
+            // kept and the hide on its way, so it is skipped; the refusal of a change that carried
+            // no kept edit ends no mark, and the kept edit goes again in full. Before, the refusal
+            // cleared the mark and the full state the resync made due with it: Unity held the kept
+            // rename alone, nothing marked.
+            bool holdNext = false;
+            Dictionary<string, object> held = null;
+            using (var r = new Rig(rig =>
+            {
+                rig.Daemon.Commits = true;
+                rig.Daemon.OnRequest = f =>
+                {
+                    if (f.Type != "change" || !holdNext) return rig.Daemon.DefaultReply(f);
+                    holdNext = false;
+                    held = f.Message;
+                    return null; // answered below
+                };
+            }))
+            {
+                var a = r.StartWithOneSynced("A");
+                var before = r.Scene.Capture(a.Uuid).Clone();
+                string rename = r.RenameOnItsWay(a, "Mine");
+                int changes = r.Daemon.Received("change").Count;
+                holdNext = true;
+                a.Visible = false;
+                r.Engine.MarkDirty(a.Uuid);
+                r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                Check.True(held != null, "the hide is at the daemon, not answered yet");
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, rename } } },
+                    { "error_code", "VERIFY_MISMATCH" }, { "mismatched", new List<object> { a.Uuid } }, { "kept_local", true }, { "reason", "Blender held another state of it" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "the rename kept", r.Pump);
+                changes = r.Daemon.Received("change").Count;
+                // (The package applies a resync once its changes sent before it are answered.)
+                string resync = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", before.ToCreateOp());
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "ack" }, { "request_id", held["request_id"] }, { "seq", r.Daemon.Seq },
+                    { "results", new List<object> { new Dictionary<string, object> { { "uuid", a.Uuid }, { "status", ItemStatus.Error }, { "error_code", ErrorCode.Stale }, { "message", "Blender's person changed it since" } } } },
+                });
+                Check.Eventually(() => Applied(r, resync) != null, TimeSpan.FromSeconds(5), "the resync answered", r.Pump);
+                Check.Equal("Mine", a.Name, "the kept rename is not undone by the resync");
+                KeptRenameGoesAgainInFull(r, a, changes);
+            }
+        }
+
         /// <summary>The person renamed A, then made <paramref name="edit"/> before the rename's
         /// result came; the rename's batch rolls back (kept, not synced) while that edit is on its
         /// way, and that edit then ends with <paramref name="outcome"/>: A stays not synced, and
@@ -1649,6 +1704,13 @@ namespace VibeSync.Bridge.Tests
                 { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", outcome },
                 { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, after } } },
             });
+            KeptRenameGoesAgainInFull(r, a, changes);
+        }
+
+        /// <summary>The next `change` after the first <paramref name="changes"/> sends A's kept
+        /// rename ("Mine") again in full, and A stays not synced until it commits.</summary>
+        static void KeptRenameGoesAgainInFull(Rig r, SceneObject a, int changes)
+        {
             var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes].Message;
             var op = (Dictionary<string, object>)((List<object>)sent["changes"])[0];
             Check.Equal("create", (string)op["op"], "the kept edit goes again in full");
