@@ -587,12 +587,8 @@ class SyncEngine:
             action = REFUSED_END
         if code == STALE and uuid in self.edited_again:
             # A change sent before the kept result came carried no kept edit: its refusal ends
-            # no mark, and the kept edit goes again in full once nothing sent before the mark
-            # is on its way, as after its commit or drop (§6.4). Unmarked, the state that
-            # follows was applied over the kept rename.
-            if uuid not in self.inflight:
-                self.edited_again.discard(uuid)
-                self.retry_not_synced([uuid])
+            # no mark (§6.4). Unmarked, the state that follows was applied over the kept rename.
+            self.kept_edit_again_once_ended([uuid])
         elif (code == STALE or reverted) and isinstance(uuid, str):
             # A conflict another editor's change won: the current state that follows replaces
             # the edit, also one kept here as not synced and sent again (§6.4).
@@ -661,17 +657,10 @@ class SyncEngine:
         self.scene.capture(effect.recapture)
         if effect.kept_local is not None:
             self.edited_again.update(u for u in effect.uuids if u in self.inflight)
-        again = [u for u in effect.uuids if u in self.edited_again and u not in self.inflight]
-        if again:
-            # Its changes sent before the mark have all ended: the kept edit goes again in
-            # full, as after any edit of a kept uuid (§6.4). Left to that commit, the mark
-            # ended with the kept edit (a rename) never sent again, the editors apart and
-            # nothing marked (random edits, seed 87).
-            self.edited_again.difference_update(again)
-            for u in again:
-                if u not in self.not_synced and u in kept_reasons:
-                    self.not_synced.mark([u], kept_reasons[u])
-            self.retry_not_synced([u for u in again if u in self.not_synced])
+        for u in effect.uuids:
+            if u in kept_reasons and u not in self.not_synced and u not in self.inflight:
+                self.not_synced.mark([u], kept_reasons[u])
+        self.kept_edit_again_once_ended(effect.uuids)
         if effect.kept_local is not None:
             self.retry_not_synced([u for u in effect.uuids
                                    if self.sent_at_joins.get(u, self.peer_joins) < self.peer_joins])
@@ -806,6 +795,17 @@ class SyncEngine:
         what this editor kept of them (not synced) is sent again in full."""
         released = msg.get("uuids") or []
         self.retry_not_synced([u for u in released if isinstance(u, str) and u in self.not_synced])
+
+    def kept_edit_again_once_ended(self, uuids: Iterable[str]) -> None:
+        """A kept uuid edited again before its kept result came (`edited_again`): once its
+        changes sent before the mark have all ended — committed, dropped or refused — the kept
+        edit goes again in full, as after any edit of a kept uuid (§6.4; the Unity package's
+        `KeptEditAgainOnceEnded`). Left to that commit, the mark ended with the kept edit (a
+        rename) never sent again, the editors apart and nothing marked (random edits, seed
+        87)."""
+        again = [u for u in uuids if u in self.edited_again and u not in self.inflight]
+        self.edited_again.difference_update(again)
+        self.retry_not_synced([u for u in again if u in self.not_synced])
 
     def retry_not_synced(self, uuids: Iterable[str]) -> None:
         """Re-send the full state of kept-local uuids as `create` (D1 retry); a uuid the

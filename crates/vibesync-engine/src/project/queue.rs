@@ -631,8 +631,8 @@ impl Project {
         }
         let stale = in_flight.or(committed);
         if let Some(w) = stale.filter(|_| after_flight.is_none()) {
-            let in_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
-            let what = match (in_flight, known) {
+            let by_flight = self.inflight_with(&change.uuid).is_some_and(|f| f.seq == w.seq);
+            let what = match (by_flight, known) {
                 (true, _) => "is being changed",
                 (false, true) => "was changed",
                 (false, false) => "was deleted",
