@@ -339,27 +339,27 @@ pub fn conflicts_seeing<'q>(
     out
 }
 
-/// The origins of dropped changes (docs/PROTOCOL.md §6.4 `dropped`) to correct, and their
-/// uuids: a dropped change whose uuid is not in the batch (`in_batch`) leaves its origin
-/// holding what it made — the authoritative state (`start`) with its own ops of the window
-/// (`own`) applied. Where that differs from the authoritative state (it lost a same-window
-/// conflict to a change that turned out a no-op, §6.2) the origin is sent the authoritative
-/// state after its `dropped` result, like any conflict's loser — never over a uuid it keeps
-/// locally (`kept_locally`, §6.4).
+/// The origins of dropped changes (docs/PROTOCOL.md §6.4 `dropped`) left off the
+/// authoritative state, and their uuids: a dropped change whose uuid is not in the batch
+/// (`in_batch`) leaves its origin holding what it made — the authoritative state (`start`)
+/// with its own ops of the window (`own`) applied. Where that differs from the authoritative
+/// state (it lost a same-window conflict to a change that turned out a no-op, §6.2) the origin
+/// is sent the authoritative state after its `dropped` result, like any conflict's loser —
+/// never over a uuid it keeps locally (the caller leaves those out, §6.4), whose lost values
+/// the daemon remembers instead (§6.2 "A full state of an object the daemon holds").
 ///
 /// `dropped`: origin → the uuids of its dropped changes (deduplicated, in order).
-pub fn dropped_corrections<'a, S: Clone + Eq + std::hash::Hash + 'a>(
+pub fn dropped_left_off<'a, S: Clone + Eq + std::hash::Hash + 'a>(
     dropped: impl IntoIterator<Item = (&'a S, &'a [String])>,
     in_batch: impl Fn(&str) -> bool,
     start: &HashMap<String, Option<ObjectState>>,
     own: &HashMap<(S, String), Vec<ChangeOp>>,
-    kept_locally: impl Fn(&S, &str) -> bool,
 ) -> Vec<(S, Vec<String>)> {
     let mut out = Vec::new();
     for (origin, uuids) in dropped {
         let differ: Vec<String> = uuids
             .iter()
-            .filter(|u| !in_batch(u) && !kept_locally(origin, u))
+            .filter(|u| !in_batch(u))
             .filter(|u| {
                 let auth = start.get(*u).cloned().flatten();
                 let mine = own.get(&(origin.clone(), (*u).clone())).map(Vec::as_slice).unwrap_or_default();
@@ -516,11 +516,10 @@ mod tests {
         let (a, b) = ("a".to_string(), "b".to_string());
         let uuids = vec![U.to_string()];
         let dropped = [(&a, uuids.as_slice()), (&b, uuids.as_slice())];
-        let fix = dropped_corrections(dropped, |_| false, &start, &own, |_, _| false);
+        let fix = dropped_left_off(dropped, |_| false, &start, &own);
         assert_eq!(fix, vec![(a.clone(), uuids.clone())]);
-        // Never over work a keeps locally, and never for a uuid the batch carries.
-        assert!(dropped_corrections(dropped, |_| false, &start, &own, |o, _| o == "a").is_empty());
-        assert!(dropped_corrections(dropped, |u| u == U, &start, &own, |_, _| false).is_empty());
+        // Never for a uuid the batch carries (it brings the winner's value).
+        assert!(dropped_left_off(dropped, |u| u == U, &start, &own).is_empty());
     }
 
     #[test]

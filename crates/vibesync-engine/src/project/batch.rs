@@ -793,13 +793,29 @@ impl Project {
                 (s, dedup(d.into_iter().map(|(u, _, _)| u).collect()), through)
             })
             .collect();
-        let mut corrections = forward::dropped_corrections(
+        let left_off = forward::dropped_left_off(
             dropped.iter().map(|(s, u, _)| (s, u.as_slice())),
             |u| batch_uuids.contains(u),
             &start,
             &own_ops,
-            |s, u| self.keeps(cx, s, u),
         );
+        // Of those, an origin that keeps the uuid locally (or may yet) holds its lost values
+        // still, and is corrected only once its full state commits; the others now.
+        let mut corrections = Vec::new();
+        for (s, uuids) in left_off {
+            let client_id = cx.view.session(&s).map(|e| e.client_id).unwrap_or_default();
+            let mut now = Vec::new();
+            for u in uuids {
+                let ops = own_ops.get(&(s.clone(), u.clone())).cloned().unwrap_or_default();
+                self.lost_while_kept(&u, &client_id, &ops, None);
+                if !self.keeps(cx, &s, &u) {
+                    now.push(u);
+                }
+            }
+            if !now.is_empty() {
+                corrections.push((s, now));
+            }
+        }
         // Every object on each dropped reparent's cycle goes with its loser's correction,
         // parents first: the loser left the winner's reparent unapplied and holds its own, and
         // needs both to agree — also an object this batch changes (its state before the batch

@@ -72,12 +72,32 @@ impl Project {
         };
         self.co_poses_ended(&f.uuids, true, cx.now());
         self.own_writes_end_foreign(&f);
+        // A loser of the batch's conflicts that keeps the uuid locally holds its lost value
+        // still (before the commit below ends what the daemon knows of kept work).
+        for c in &f.conflicts {
+            let client_id = client_of(cx, &f, &c.loser);
+            let lost = f.changes.iter().filter(|q| q.origin == c.loser && q.change.uuid == c.uuid);
+            let ops: Vec<ChangeOp> = lost.map(|q| q.change.op.clone()).collect();
+            self.lost_while_kept(&c.uuid, &client_id, &ops, Some(&f.batch_id));
+        }
         for u in &f.uuids {
             if let Some(w) = f.writes.get(u) {
                 self.synced.entry(u.clone()).or_default().merge(w);
             }
             self.not_synced.retain(|(x, _), _| x != u);
             self.refused.retain(|(x, _), _| x != u);
+            if !self.kept_here.is_empty() {
+                // Its editor's full state committed (or the uuid is deleted): kept no more.
+                for q in f.changes.iter().filter(|q| &q.change.uuid == u) {
+                    match q.change.op {
+                        ChangeOp::Create(_) => {
+                            self.kept_here.remove(&(u.clone(), client_of(cx, &f, &q.origin)));
+                        }
+                        ChangeOp::Delete => self.kept_here.retain(|(x, _)| x != u),
+                        _ => {}
+                    }
+                }
+            }
             if !self.foreign_kept.is_empty() {
                 // Its editor's full state committed (or the uuid is deleted): it holds the
                 // batch's state now.
@@ -220,6 +240,9 @@ impl Project {
         let mut corrections = BTreeMap::new();
         for (session_id, changes) in by_origin {
             let loser = changes[0].0.origin.clone();
+            for (q, _) in &changes {
+                self.lost_while_kept(&q.change.uuid, &loser.client_id, std::slice::from_ref(&q.change.op), None);
+            }
             let uuids = dedup(changes.iter().map(|(q, _)| q.change.uuid.clone()).collect());
             let through = through_of(changes.iter().map(|(q, _)| q));
             let seq = commit_seq.saturating_sub(1);
@@ -374,6 +397,7 @@ impl Project {
         for (s, uuids) in &plan.kept_local {
             let client_id = client_of(cx, &f, s);
             for u in uuids {
+                self.kept_here.insert((u.clone(), client_id.clone()));
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),
                     NotSynced {
@@ -459,6 +483,57 @@ impl Project {
             });
         }
         self.foreign_kept.retain(|_, ops| !ops.is_empty());
+    }
+
+    /// `ops`, a change of `uuid` its editor (`client_id`) made while it keeps the uuid locally
+    /// (`kept_here`), lost to another editor's change: a conflict (`dropped`) or a `STALE`
+    /// refusal. The editor corrects nothing of a uuid it keeps (docs/PROTOCOL.md §6.6), so it
+    /// holds the lost values still, and its next full state of the uuid carries them: that
+    /// full state does not write them (`foreign_kept`, superseded from the start: §6.2 "A full
+    /// state of an object the daemon holds"), and its editor is corrected once it commits.
+    /// Written, they went over the winner's value in every editor (a hide dropped beside
+    /// another person's later show came back with the kept rename's full state). A `create`
+    /// that lost is kept no longer (§6.4): its editor takes the correction.
+    ///
+    /// Also while a change of the uuid from that editor is in a batch in flight (other than
+    /// `deciding`, the batch this loss is decided in): it may roll back and be kept, and a
+    /// change sent before its result carries none of the kept edit (§6.4).
+    pub(super) fn lost_while_kept(&mut self, uuid: &str, client_id: &str, ops: &[ChangeOp], deciding: Option<&str>) {
+        let key = (uuid.to_string(), client_id.to_string());
+        if ops.iter().any(|op| matches!(op, ChangeOp::Create(_))) {
+            self.kept_here.remove(&key);
+            return;
+        }
+        let may_keep = self.inflight.iter().filter(|g| Some(g.batch_id.as_str()) != deciding).any(|g| {
+            g.changes
+                .iter()
+                .any(|q| q.change.uuid == uuid && g.client_ids.get(&q.origin).is_some_and(|c| c == client_id))
+        });
+        if !may_keep && !self.kept_here.contains(&key) {
+            return;
+        }
+        let plain = ops.iter().filter(|op| {
+            matches!(
+                op,
+                ChangeOp::Transform { .. }
+                    | ChangeOp::Rename(_)
+                    | ChangeOp::Visibility(_)
+                    | ChangeOp::Mesh(_)
+                    | ChangeOp::Material(_)
+            )
+        });
+        let values: Vec<crate::stale::HeldForeign> = plain
+            .map(|op| crate::stale::HeldForeign { op: op.clone(), from: String::new(), superseded: true })
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        debug!(uuids = ?[uuid], client_id, lost = values.len(), "a change of a uuid its editor keeps lost: its next full state does not write those values");
+        let held = self.foreign_kept.entry(key).or_default();
+        for value in values {
+            held.retain(|o| o.op.kind() != value.op.kind());
+            held.push(value);
+        }
     }
 
     /// Does a change of `uuid` by `client` that sets a part of `held` to another value

@@ -607,6 +607,14 @@ pub struct Project {
     /// part the editor writes itself in a batch, committed or rolled back, ends its op there
     /// (`own_writes_end_foreign`). In memory only.
     foreign_kept: HashMap<(String, String), Vec<crate::stale::HeldForeign>>,
+    /// (uuid, `client_id`) → that editor keeps the uuid as its person's edit, as the editor
+    /// itself counts it (docs/PROTOCOL.md §6.4): from a rollback's `kept_local` until a full
+    /// state of it from that editor commits or loses (dropped, refused), or the uuid is
+    /// deleted. Unlike `not_synced` — which any later commit of the uuid ends, as `status`
+    /// and the WAL fold count it — another editor's commit of the uuid leaves it: the editor
+    /// corrects nothing of its kept work (§6.6). Read only to know which lost values an
+    /// editor still holds (`lost_while_kept`). In memory only; seeded from `not_synced` at boot.
+    kept_here: HashSet<(String, String)>,
     /// (origin, uuid, admission mark) → the `base_seq` of a queued change that was stale only
     /// against a batch in flight when it arrived, and that batch's id (docs/PROTOCOL.md
     /// §6.1): decided when that batch ends — dropped as stale if it commits
@@ -775,6 +783,7 @@ impl Project {
     ) -> Project {
         let mut p = Project::with_late_commits(project, settings, rolled_back, late_commits);
         p.not_synced = not_synced.into_iter().map(|n| ((n.uuid.clone(), n.client_id.clone()), n)).collect();
+        p.kept_here = p.not_synced.keys().cloned().collect();
         p
     }
 
@@ -821,6 +830,7 @@ impl Project {
             bases: HashMap::default(),
             co_poses: HashMap::default(),
             foreign_kept: HashMap::default(),
+            kept_here: HashSet::default(),
             stale_after_flight: HashMap::default(),
             previews: HashMap::default(),
             seen_poses: HashMap::default(),

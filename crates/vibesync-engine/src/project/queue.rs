@@ -200,6 +200,10 @@ impl Project {
                         }
                         if code == ItemErrorCode::Stale {
                             refused.push(change.uuid.clone());
+                            if author == Author::Person {
+                                let op = std::slice::from_ref(&change.op);
+                                self.lost_while_kept(&change.uuid, &session.client_id, op, None);
+                            }
                             // A reparent closing a cycle with a newer one: the correction also
                             // carries the other objects on the cycle, parents first. The editor
                             // may hold the winner's reparent unapplied (its own reparent, made

@@ -1121,6 +1121,90 @@ fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_befo
     hold_blenders_last_name_and_unitys_move(&d, &b, &u, &id);
 }
 
+/// How a change of Unity's lost to Blender's, in [`a_kept_full_state_never_writes_a_value_its_editor_lost_since`].
+#[derive(Debug, Clone, Copy)]
+enum Lost {
+    /// Unity moved the cube, Blender moved it later in the same window: a conflict.
+    Move,
+    /// Unity hid it, Blender showed it later in the same window: Blender's no-op show wins,
+    /// Unity's hide ends `dropped`.
+    Hide,
+    /// Blender's recolour committed before Unity's was made over it: refused `STALE` (or
+    /// `dropped`, its batch still in flight).
+    Colour,
+}
+
+/// Unity's person renames the cube, then changes another part before the rename's result
+/// comes, and that change loses to Blender's person's (`lost`). The rename's batch rolls
+/// back: Unity keeps the rename, not synced (docs/PROTOCOL.md §6.4), and holds its own value
+/// of the lost part still — it corrects nothing of the cube's local work (§6.6). Its full
+/// state carries that value again with the rename. The value lost: the full state writes only
+/// the rename, and Unity is corrected to Blender's value (§6.2 "A full state of an object the
+/// daemon holds"). Before, the full state wrote the lost value too, over Blender's person's
+/// later edit, in both editors.
+#[test]
+fn a_kept_full_state_never_writes_a_value_its_editor_lost_since() {
+    let red = json!({"base_color":[1.0,0.0,0.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let blue = json!({"base_color":[0.0,0.0,1.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    for lost in [Lost::Move, Lost::Hide, Lost::Colour] {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+        let base = u.last_seq;
+        let renamed = json!({"op":"rename","uuid":id,"name":"Mine"});
+        assert_eq!(statuses(&u.send_change("u-1", vec![renamed], &[])), ["queued"]);
+        // Unity answers a batch with the state the batch made, not its kept rename (§6.4):
+        // the mini editor does so holding the old name meanwhile.
+        u.states.get_mut(&id).unwrap()["name"] = json!("Cube");
+        b.corrupt_next = true; // Blender answers the rename's batch wrongly: it rolls back
+        std::thread::sleep(Duration::from_millis(600)); // its window closes: it is in flight
+        let moved = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+        let seen = |v: bool| json!({"op":"visibility","uuid":id,"visible":v});
+        // Unity's change goes first, Blender's after it in the same window (Blender reads the
+        // rename's batch meanwhile, and answers it).
+        let (mine, theirs): ((&str, Value), (&str, Value)) = match lost {
+            Lost::Move => {
+                assert_eq!(statuses(&u.send_change("u-2", vec![moved(7.0)], &[])), ["queued"]);
+                assert_eq!(statuses(&b.send_change("b-2", vec![moved(9.0)], &[])), ["queued"]);
+                (("t", json!([7.0, 2.0, 3.0])), ("t", json!([9.0, 2.0, 3.0])))
+            }
+            Lost::Hide => {
+                assert_eq!(statuses(&u.send_change("u-2", vec![seen(false)], &[])), ["queued"]);
+                assert_eq!(statuses(&b.send_change("b-2", vec![seen(true)], &[])), ["queued"]);
+                (("visible", json!(false)), ("visible", json!(true)))
+            }
+            Lost::Colour => {
+                // Blender's recolour commits first; Unity's, made before it read it, is stale.
+                let blued = json!({"op":"material","uuid":id,"material":blue});
+                assert_eq!(statuses(&b.send_change("b-2", vec![blued], &[])), ["queued"]);
+                until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-2"));
+                let reddened = json!({"op":"material","uuid":id,"material":red});
+                let msg = json!({"type":"change","request_id":"u-2","base_seq":base,"changes":[reddened]});
+                let ack = u.ask(&msg);
+                lost_as_stale(&mut [&mut u, &mut b], &ack, &id, "u-2");
+                (("material", red.clone()), ("material", blue.clone()))
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // (A `STALE` refusal has no `batch_result`: it ended with its `ack`.)
+        let refused = matches!(lost, Lost::Colour);
+        while !(ended(&b, "b-2") && (refused || ended(&u, "u-2")) && kept_at(&u, "u-1")) {
+            assert!(Instant::now() < deadline, "{lost:?}: {:?} {:?}", u.results, b.results);
+            b.drain(Duration::from_millis(30));
+            u.drain(Duration::from_millis(30));
+        }
+        settle(&mut [&mut b, &mut u]);
+        // What Unity holds: it keeps the cube's local work (§6.6), its lost value included.
+        let st = u.states.get_mut(&id).unwrap();
+        st["name"] = json!("Mine");
+        st[mine.0] = mine.1.clone();
+        full_state_ends(&mut u, &mut b, &id, "u-full");
+        let r = u.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == "u-full")));
+        assert_eq!(r.map(|r| r["outcome"].clone()), Some(json!("committed")), "{lost:?}: {r:?}");
+        let want = [("name", json!("Mine")), (theirs.0, theirs.1.clone())];
+        both_hold(&d, &b, &u, &id, &want, &format!("Unity's kept rename and Blender's value that won ({lost:?})"));
+    }
+}
+
 /// Blender renamed the cube while Unity moved it; that batch rolled back, each keeping its
 /// edit. Both sent their kept full states, and the batch sent each editor its full state of
 /// the cube (Blender's name, Unity's move) — and rolled back too. Blender's name came back to
