@@ -72,14 +72,6 @@ impl Project {
         };
         self.co_poses_ended(&f.uuids, true, cx.now());
         self.own_writes_end_foreign(&f);
-        // A loser of the batch's conflicts that keeps the uuid locally holds its lost value
-        // still (before the commit below ends what the daemon knows of kept work).
-        for c in &f.conflicts {
-            let client_id = client_of(cx, &f, &c.loser);
-            let lost = f.changes.iter().filter(|q| q.origin == c.loser && q.change.uuid == c.uuid);
-            let ops: Vec<ChangeOp> = lost.map(|q| q.change.op.clone()).collect();
-            self.lost_while_kept(&c.uuid, &client_id, &ops, Some(&f.batch_id));
-        }
         for u in &f.uuids {
             if let Some(w) = f.writes.get(u) {
                 self.synced.entry(u.clone()).or_default().merge(w);
@@ -99,26 +91,34 @@ impl Project {
                 }
             }
             if !self.foreign_kept.is_empty() {
-                // Its editor's full state committed (or the uuid is deleted): it holds the
-                // batch's state now.
-                let ended: Vec<String> = f
-                    .changes
-                    .iter()
-                    .filter(|q| &q.change.uuid == u)
-                    .filter_map(|q| match q.change.op {
-                        ChangeOp::Create(_) => Some(client_of(cx, &f, &q.origin)),
-                        ChangeOp::Delete => Some(String::new()),
-                        _ => None,
-                    })
-                    .collect();
-                let gone = ended.iter().any(String::is_empty);
-                self.foreign_kept.retain(|(x, c), _| x != u || !(gone || ended.contains(c)));
+                if f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Delete)) {
+                    self.foreign_kept.retain(|(x, _), _| x != u); // deleted: nobody holds it
+                } else {
+                    // An editor whose change of the uuid commits while it keeps nothing of it
+                    // holds the batch's state now: its full state committed (above), or it took
+                    // the corrections of what it lost while its change was in flight
+                    // (`lost_while_kept` counted it as one that might keep the uuid).
+                    for q in f.changes.iter().filter(|q| &q.change.uuid == u) {
+                        let key = (u.clone(), client_of(cx, &f, &q.origin));
+                        if !self.kept_here.contains(&key) {
+                            self.foreign_kept.remove(&key);
+                        }
+                    }
+                }
             }
             if self.delete_losers.contains_key(u)
                 && f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Create(_)))
             {
                 self.delete_losers.remove(u); // it lives again: a later delete is a new conflict
             }
+        }
+        // A loser of the batch's conflicts that keeps the uuid locally holds its lost value
+        // still (after the ends above: its own change in this batch is the one that lost).
+        for c in &f.conflicts {
+            let client_id = client_of(cx, &f, &c.loser);
+            let lost = f.changes.iter().filter(|q| q.origin == c.loser && q.change.uuid == c.uuid);
+            let ops: Vec<ChangeOp> = lost.map(|q| q.change.op.clone()).collect();
+            self.lost_while_kept(&c.uuid, &client_id, &ops, Some(&f.batch_id));
         }
         // A parent this batch puts an object under that a `tombstone` request deleted while
         // the batch was in flight: the object stands under one that is gone. Every editor
