@@ -615,10 +615,8 @@ impl Project {
                     .get(&q.change.uuid)
                     .is_some_and(|at| at.iter().any(|&i| matches!(window[i].change.op, ChangeOp::Delete)));
                 // (Less the values it holds as another editor's, kept after a rollback.)
-                let foreign = self
-                    .foreign_kept
-                    .get(&(q.change.uuid.clone(), q.origin.client_id.clone()))
-                    .map(|h| crate::stale::superseded_ops(h));
+                let foreign =
+                    self.foreign_kept.get(&q.change.uuid, &q.origin.client_id).map(|h| crate::stale::superseded_ops(h));
                 let held = crate::stale::held_full_state(&q.change.op, was, deleted_here, foreign.as_deref());
                 if let (Some(was), Some((made, parts))) = (was, held) {
                     create_writes_here = Some(parts);
@@ -793,6 +791,19 @@ impl Project {
                 (s, dedup(d.into_iter().map(|(u, _, _)| u).collect()), through)
             })
             .collect();
+        // A full state of a kept uuid dropped as a no-op (the daemon holds it already) ends
+        // its editor's keeping of it, as one that lost does (docs/PROTOCOL.md §6.4).
+        if !self.kept_here.is_empty() {
+            for (s, uuids, _) in &dropped {
+                let Some(client_id) = cx.view.session(s).map(|e| e.client_id) else { continue };
+                for u in uuids {
+                    let ops = own_ops.get(&(s.clone(), u.clone()));
+                    if ops.is_some_and(|ops| ops.iter().any(|op| matches!(op, ChangeOp::Create(_)))) {
+                        self.kept_here.remove(&(u.clone(), client_id.clone()));
+                    }
+                }
+            }
+        }
         let left_off = forward::dropped_left_off(
             dropped.iter().map(|(s, u, _)| (s, u.as_slice())),
             |u| batch_uuids.contains(u),
@@ -947,7 +958,7 @@ impl Project {
         let foreign_kept = &self.foreign_kept;
         let foreign = |origin: &str, uuid: &str| {
             let client = client_ids.get(origin)?;
-            foreign_kept.get(&(uuid.to_string(), client.clone())).map(|h| crate::stale::superseded_ops(h))
+            foreign_kept.get(uuid, client).map(|h| crate::stale::superseded_ops(h))
         };
         let plan = forward::plan(&window, &kept_ids, (&start, &seen, &foreign), &states, &participant_ids);
         let rebased = match self.rebased(cx, (&kept, &no_write), &base_of, &plan.conflicts, &co_decided) {

@@ -92,7 +92,7 @@ impl Project {
             }
             if !self.foreign_kept.is_empty() {
                 if f.changes.iter().any(|q| &q.change.uuid == u && matches!(q.change.op, ChangeOp::Delete)) {
-                    self.foreign_kept.retain(|(x, _), _| x != u); // deleted: nobody holds it
+                    self.foreign_kept.forget_uuid(u); // deleted: nobody holds it
                 } else {
                     // An editor whose change of the uuid commits while it keeps nothing of it
                     // holds the batch's state now: its full state committed (above), or it took
@@ -101,7 +101,7 @@ impl Project {
                     for q in f.changes.iter().filter(|q| &q.change.uuid == u) {
                         let key = (u.clone(), client_of(cx, &f, &q.origin));
                         if !self.kept_here.contains(&key) {
-                            self.foreign_kept.remove(&key);
+                            self.foreign_kept.forget(u, &key.1);
                         }
                     }
                 }
@@ -387,11 +387,7 @@ impl Project {
                         crate::stale::HeldForeign { op: theirs, from: from.unwrap_or_default(), superseded }
                     })
                     .collect();
-                let held = self.foreign_kept.entry((u, client_id.clone())).or_default();
-                for value in values {
-                    held.retain(|o| o.op.kind() != value.op.kind());
-                    held.push(value);
-                }
+                self.foreign_kept.hold(&u, &client_id, values);
             }
         }
         for (s, uuids) in &plan.kept_local {
@@ -454,35 +450,40 @@ impl Project {
         if self.foreign_kept.is_empty() {
             return;
         }
-        for ((u, client), ops) in self.foreign_kept.iter_mut() {
-            let own = f.writes.get(u).map_or(Parts::NONE, |w| w.parts_of(client));
-            if own == Parts::NONE {
-                continue;
-            }
-            // The editor's last op of the uuid in the batch writing each part of a held value.
-            let last_of = |parts: Parts| {
-                f.changes
-                    .iter()
-                    .rev()
-                    .filter(|q| q.change.uuid == *u && f.client_ids.get(&q.origin) == Some(client))
-                    .find(|q| Parts::written_by(&q.change.op).intersects(parts))
-                    .map(|q| &q.change.op)
-            };
-            ops.retain(|o| {
-                let parts = Parts::written_by(&o.op);
-                if matches!(o.op, ChangeOp::Create(_)) || !own.intersects(parts) {
-                    return true;
+        for (u, writes) in &f.writes {
+            let Some(held) = self.foreign_kept.of_mut(u) else { continue };
+            for (client, ops) in held.iter_mut() {
+                let own = writes.parts_of(client);
+                if own == Parts::NONE {
+                    continue;
                 }
-                // A full state that carried the value unchanged while it was still its
-                // editor's person's choice wrote that person's value, not its own: it stays
-                // theirs, left out once they change the part (random edits, seed 14: Unity's
-                // full state carried Blender's first rename from a rolled-back batch; taken as
-                // Unity's own, its next full state wrote it over Blender's person's next name).
-                !o.superseded
-                    && matches!(last_of(parts), Some(ChangeOp::Create(st)) if crate::stale::carries(st, &o.op))
-            });
+                // The editor's last op of the uuid in the batch writing each part of a held
+                // value.
+                let last_of = |parts: Parts| {
+                    f.changes
+                        .iter()
+                        .rev()
+                        .filter(|q| q.change.uuid == *u && f.client_ids.get(&q.origin) == Some(client))
+                        .find(|q| Parts::written_by(&q.change.op).intersects(parts))
+                        .map(|q| &q.change.op)
+                };
+                ops.retain(|o| {
+                    let parts = Parts::written_by(&o.op);
+                    if matches!(o.op, ChangeOp::Create(_)) || !own.intersects(parts) {
+                        return true;
+                    }
+                    // A full state that carried the value unchanged while it was still its
+                    // editor's person's choice wrote that person's value, not its own: it
+                    // stays theirs, left out once they change the part (random edits, seed 14:
+                    // Unity's full state carried Blender's first rename from a rolled-back
+                    // batch; taken as Unity's own, its next full state wrote it over Blender's
+                    // person's next name).
+                    !o.superseded
+                        && matches!(last_of(parts), Some(ChangeOp::Create(st)) if crate::stale::carries(st, &o.op))
+                });
+            }
+            self.foreign_kept.tidy(u);
         }
-        self.foreign_kept.retain(|_, ops| !ops.is_empty());
     }
 
     /// `ops`, a change of `uuid` its editor (`client_id`) made while it keeps the uuid locally
@@ -529,11 +530,7 @@ impl Project {
             return;
         }
         debug!(uuids = ?[uuid], client_id, lost = values.len(), "a change of a uuid its editor keeps lost: its next full state does not write those values");
-        let held = self.foreign_kept.entry(key).or_default();
-        for value in values {
-            held.retain(|o| o.op.kind() != value.op.kind());
-            held.push(value);
-        }
+        self.foreign_kept.hold(uuid, client_id, values);
     }
 
     /// Does a change of `uuid` by `client` that sets a part of `held` to another value

@@ -277,6 +277,65 @@ pub struct ProjectSync {
     pub conflicts: u64,
 }
 
+/// uuid → `client_id` → the values that editor holds of the uuid that a full state of its must
+/// not write as its person's (`Project::foreign_kept`, `crate::stale::HeldForeign`). By uuid
+/// first: what an admitted change or a batch touches is found without a scan.
+#[derive(Debug, Default)]
+struct ForeignKept(HashMap<String, HashMap<String, Vec<crate::stale::HeldForeign>>>);
+
+impl ForeignKept {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values `client_id` holds of `uuid`.
+    fn get(&self, uuid: &str, client_id: &str) -> Option<&Vec<crate::stale::HeldForeign>> {
+        self.0.get(uuid)?.get(client_id)
+    }
+
+    /// Add `values`, each replacing the one of its op's kind held before.
+    fn hold(&mut self, uuid: &str, client_id: &str, values: Vec<crate::stale::HeldForeign>) {
+        if values.is_empty() {
+            return;
+        }
+        let held = self.0.entry(uuid.to_string()).or_default().entry(client_id.to_string()).or_default();
+        for value in values {
+            held.retain(|o| o.op.kind() != value.op.kind());
+            held.push(value);
+        }
+    }
+
+    /// Forget what `client_id` holds of `uuid`.
+    fn forget(&mut self, uuid: &str, client_id: &str) {
+        if let Some(by) = self.0.get_mut(uuid) {
+            by.remove(client_id);
+            if by.is_empty() {
+                self.0.remove(uuid);
+            }
+        }
+    }
+
+    /// Forget what every editor holds of `uuid` (it is deleted).
+    fn forget_uuid(&mut self, uuid: &str) {
+        self.0.remove(uuid);
+    }
+
+    /// What each editor holds of `uuid`, to change in place (`tidy` after).
+    fn of_mut(&mut self, uuid: &str) -> Option<&mut HashMap<String, Vec<crate::stale::HeldForeign>>> {
+        self.0.get_mut(uuid)
+    }
+
+    /// Drop the editors of `uuid` left holding nothing, and the uuid if none is left.
+    fn tidy(&mut self, uuid: &str) {
+        if let Some(by) = self.0.get_mut(uuid) {
+            by.retain(|_, held| !held.is_empty());
+            if by.is_empty() {
+                self.0.remove(uuid);
+            }
+        }
+    }
+}
+
 /// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolledBack {
@@ -606,7 +665,7 @@ pub struct Project {
     /// Until a batch carrying its `create` of the uuid commits, or one deletes the uuid; a
     /// part the editor writes itself in a batch, committed or rolled back, ends its op there
     /// (`own_writes_end_foreign`). In memory only.
-    foreign_kept: HashMap<(String, String), Vec<crate::stale::HeldForeign>>,
+    foreign_kept: ForeignKept,
     /// (uuid, `client_id`) → that editor keeps the uuid as its person's edit, as the editor
     /// itself counts it (docs/PROTOCOL.md §6.4): from a rollback's `kept_local` until a full
     /// state of it from that editor commits or loses (dropped, refused), or the uuid is
@@ -829,7 +888,7 @@ impl Project {
             forwarded: HashMap::default(),
             bases: HashMap::default(),
             co_poses: HashMap::default(),
-            foreign_kept: HashMap::default(),
+            foreign_kept: ForeignKept::default(),
             kept_here: HashSet::default(),
             stale_after_flight: HashMap::default(),
             previews: HashMap::default(),

@@ -507,14 +507,10 @@ impl Project {
     /// state did not write it because Blender's hide had reached Unity in a batch that
     /// rolled back, and the object came back shown in both editors (random edits, seed 26).
     fn supersede_foreign(&mut self, q: &Queued<Editor>) {
-        if self.foreign_kept.is_empty() {
-            return;
-        }
-        for ((u, _), held) in self.foreign_kept.iter_mut() {
-            if *u == q.change.uuid {
-                for h in held.iter_mut().filter(|h| h.from == q.origin.client_id) {
-                    h.superseded |= crate::stale::sets_other_value(&q.change.op, &h.op);
-                }
+        let Some(by) = self.foreign_kept.of_mut(&q.change.uuid) else { return };
+        for held in by.values_mut() {
+            for h in held.iter_mut().filter(|h| h.from == q.origin.client_id) {
+                h.superseded |= crate::stale::sets_other_value(&q.change.op, &h.op);
             }
         }
     }
