@@ -868,6 +868,53 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
         unity.close()
 
 
+def test_a_move_made_while_blender_hashes_an_applied_mesh_is_sent_once_the_hash_is_known(
+        bridge, project_id):
+    """Unity reshapes the cube; Blender applies the mesh and hashes its own encoding of it on
+    the worker thread (the captures of that mesh wait for the hash: no echo). Meanwhile the
+    person in Blender moves the cube. The move is read and sent once the hash is known. (The
+    object stayed marked only for its geometry: the move was never read again, nor sent —
+    a scale set back right after a batch, lost on a loaded machine.)"""
+    import threading
+
+    from vibesync import pump as pump_mod
+    daemon = bridge
+    ob = make_cube("Cube")
+    settle()
+    u = ob[PROP]
+    pump_until(lambda: state_of(daemon, u), what="the cube synced")
+    pos = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    idx = [0, 1, 2, 1, 3, 2]
+    blob = wire.encode_mesh(pos, idx)
+    h = wire.mesh_hash(blob)
+    assert len(pos) // 3 > pump_mod.BIG_MESH_VERTICES, "hashed on the worker"
+    worker_free = threading.Event()
+    pump_mod._mesh_pool().submit(worker_free.wait, 30)  # the worker is busy (a loaded machine)
+    unity = Client(daemon, project_id, editor="unity")
+    try:
+        unity.send({"type": "change", "request_id": "m1", "base_seq": unity.status()["seq"],
+                    "changes": [{"op": "mesh", "uuid": u, "mesh_hash": h}]}, blob)
+        while unity.recv().get("request_id") != "m1":
+            pass
+        pump_until(lambda: len(ob.data.vertices) == 4 and vibesync._session().alias_jobs,
+                   what="the mesh applied, its own hash on the worker")
+        pump_until(lambda: state_of(daemon, u)["state"].get("mesh_hash") == h,
+                   what="Unity's mesh committed")
+        unity.close()  # (a test client answers no batch: Blender's move commits on its own)
+        ob.location = (5.0, 0.0, 0.0)  # the person's move, while the worker is busy
+        settle()
+        pump_for(0.3)
+        assert vibesync._session().alias_jobs, "the worker was still busy"
+        worker_free.set()
+        pump_until(lambda: state_of(daemon, u)["state"]["t"][0] == pytest.approx(5.0),
+                   what="the person's move on the daemon", timeout=10)
+        assert state_of(daemon, u)["state"]["mesh_hash"] == h, "Unity's mesh stands"
+        assert not vibesync._session().dirty and not vibesync._session().geometry_dirty
+    finally:
+        worker_free.set()
+        unity.close()
+
+
 def test_mesh_encoding_is_byte_identical_to_the_reference_encoder(clean_blender):
     """The numpy encoder (worker thread) writes exactly the bytes `wire.encode_mesh` writes
     from plain lists: same hash whichever path encoded a mesh (§7)."""

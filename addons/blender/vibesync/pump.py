@@ -440,8 +440,9 @@ class Session:
         # must not stall Blender): mesh uuid -> (Future of (blob, hash), waiting object keys).
         self.mesh_jobs: dict[str, tuple[concurrent.futures.Future, set]] = {}
         # Own encodings of big applied meshes, hashed on the worker: mesh uuid -> (Future,
-        # the sender's hash). Until done, captures of that mesh wait (no echo).
-        self.alias_jobs: dict[str, tuple[concurrent.futures.Future, str]] = {}
+        # (the sender's hash, the keys of the objects whose capture waits for it)). Until
+        # done, captures of that mesh wait (no echo); once done, those objects are read.
+        self.alias_jobs: dict[str, tuple[concurrent.futures.Future, tuple[str, set]]] = {}
         self._ids = itertools.count(1)
         # Incoming.
         self.collector = apply_mod.BatchCollector()
@@ -2676,7 +2677,9 @@ class Session:
                 # On the (FIFO) worker: a capture of this mesh queued later waits for it.
                 arrays = capture.read_mesh_arrays(me)
                 fut = _mesh_pool().submit(_encode_and_hash, arrays, self.unit_scale)
-                self.alias_jobs[mu] = (fut, incoming_hash)
+                # (Captures waiting for an earlier job of this mesh wait for this one.)
+                waiting = self.alias_jobs[mu][1][1] if mu in self.alias_jobs else set()
+                self.alias_jobs[mu] = (fut, (incoming_hash, waiting))
             else:
                 own = wire.mesh_hash(capture.mesh_attachment(me, self.unit_scale))
                 self.mesh_alias[mu] = (own, incoming_hash)
@@ -3055,8 +3058,9 @@ class Session:
 
     def _collect_mesh_jobs(self) -> None:
         """Finished background encodings: record them and capture the waiting objects."""
-        for mu, incoming, (_, own) in self._finished(self.alias_jobs):
+        for mu, (incoming, waiting), (_, own) in self._finished(self.alias_jobs):
             self.mesh_alias[mu] = (own, incoming)
+            self.dirty.update(waiting)  # read now: a person's edit made meanwhile goes
         changed: set[int] = set()
         for mu, keys, (blob, h) in self._finished(self.mesh_jobs):
             me = self.registry.resolve(mu)
@@ -3097,7 +3101,12 @@ class Session:
                 self.geometry_dirty.discard(key)
                 mu = self.registry.uuid_for(me)
                 if mu is not None and mu in self.alias_jobs:
-                    self.geometry_dirty.add(key)  # applied just now: wait for its own hash
+                    # Applied just now: read once its own hash is known (`_collect_mesh_jobs`).
+                    # Left marked only for geometry, a person's move of the object made while
+                    # the worker hashed it was never read again, nor sent (a scale set back
+                    # right after a batch, on a loaded machine).
+                    self.geometry_dirty.add(key)
+                    self.alias_jobs[mu][1][1].add(key)
                     return
                 if mu is not None and mu in self.mesh_jobs:
                     # Still encoding the previous read: read again once it is done.
