@@ -1343,7 +1343,8 @@ impl Project {
                 if let (Some(spared), false, false) = (&spared, held, self.co_poses.is_empty()) {
                     self.co_poses_applied(cx, &session_id, &batch_id, spared);
                 }
-                self.on_applied(cx, session_id.clone(), batch_id, hashes, held, failed).await;
+                let answer = verify::Answer { hashes, held, failed, spared };
+                self.on_applied(cx, session_id.clone(), batch_id, answer).await;
                 if diverged_now {
                     // The full replay that realigns it (§6.7), after its answer is handled.
                     self.replay(cx, &session_id, 0, Some(None)).await;

@@ -9,7 +9,7 @@ use tracing::{debug, error, info, warn};
 use vibesync_protocol::RollbackCode;
 
 use super::{state_of, Cx, Project, SessionId};
-use crate::fast::HashMap;
+use crate::fast::{HashMap, HashSet};
 use crate::forward::held_after;
 use crate::sync::ChangeOp;
 use crate::verify::{mismatches, Verdict};
@@ -17,18 +17,23 @@ use crate::verify::{mismatches, Verdict};
 /// At most this many characters of an editor's reason for not applying a uuid are kept.
 const MAX_WHY_CHARS: usize = 300;
 
+/// An editor's `applied` answer (docs/PROTOCOL.md §6.4), as [`Project::on_applied`] reads it.
+pub(super) struct Answer {
+    pub hashes: BTreeMap<String, String>,
+    /// It holds the batch (`held`): not a participant any more.
+    pub held: bool,
+    /// uuid → why it could not apply it as sent (`applied.failed`).
+    pub failed: BTreeMap<String, String>,
+    /// The uuids it left unapplied for a person's edit (`applied.spared`); `None`: it does
+    /// not say.
+    pub spared: Option<Vec<String>>,
+}
+
 impl Project {
-    pub(super) async fn on_applied(
-        &mut self,
-        cx: &Cx<'_>,
-        session_id: SessionId,
-        batch_id: String,
-        hashes: BTreeMap<String, String>,
-        held: bool,
-        failed: BTreeMap<String, String>,
-    ) {
+    pub(super) async fn on_applied(&mut self, cx: &Cx<'_>, session_id: SessionId, batch_id: String, answer: Answer) {
+        let Answer { hashes, held, failed, spared } = answer;
         if let Some(check) = self.resyncs.remove(&batch_id) {
-            let bad = mismatches(&check.expected, &hashes);
+            let mut bad = mismatches(&check.expected, &hashes);
             if bad.is_empty() && self.diverged.get(&session_id).is_some_and(|b| b.as_deref() == Some(batch_id.as_str()))
             {
                 info!(session_id = %session_id, "diverged session acknowledged the full replay; its changes flow again");
@@ -36,6 +41,22 @@ impl Project {
             }
             if bad.is_empty() || held {
                 return;
+            }
+            if let Some(spared) = &spared {
+                // Kept as local work over the replay (docs/PROTOCOL.md §6.6): the editor holds
+                // its person's edit there, which it sends (a drag's next moves, say) — no
+                // mismatch to re-send or give up on. Re-sent, it was kept again, and every
+                // window of a drag over another editor's edit logged an error.
+                let spared: HashSet<&str> = spared.iter().map(String::as_str).collect();
+                let (kept, rest): (Vec<String>, Vec<String>) =
+                    bad.into_iter().partition(|u| spared.contains(u.as_str()));
+                if !kept.is_empty() {
+                    debug!(batch_id = %batch_id, project_id = %self.project, session_id = %session_id, uuids = ?kept, "resync answered with local work kept over it: its change follows");
+                }
+                bad = rest;
+                if bad.is_empty() {
+                    return;
+                }
             }
             if check.attempts < 1 {
                 // Re-sent once; the re-send carries its attempt count, so this never loops.

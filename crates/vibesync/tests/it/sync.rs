@@ -274,7 +274,11 @@ impl Mini {
                         if let Some(s) = self.states.get(&u) {
                             let mut s = s.clone();
                             if let Some((t, r, sc)) = self.spared.remove(&u) {
-                                (s["t"], s["r"], s["s"]) = (t, r, sc);
+                                // A batch's state is answered (§6.4); a replay kept as local
+                                // work answers what the editor holds (§6.6).
+                                if m["path"] != "resync" {
+                                    (s["t"], s["r"], s["s"]) = (t, r, sc);
+                                }
                                 spared.push(u.clone());
                             }
                             let mut h = state_hash(&s);
@@ -3470,6 +3474,15 @@ fn a_drag_over_several_windows_keeps_a_scale_made_in_the_other_editor_meanwhile(
             d.stderr_log()
         );
     }
+    // The corrections that reached Blender mid-drag were kept under its moves, and answered
+    // naming the cube in `spared` (§6.4): its own moves follow, so nothing is re-sent or
+    // given up on. (Each window of the drag re-sent its correction, kept again, then logged
+    // an error that the editor did not match the authoritative state.)
+    let log = d.stderr_log();
+    assert!(
+        !log.contains("resync not matched") && !log.contains("after two resyncs"),
+        "a pose kept under a drag is no mismatch: {log}"
+    );
 }
 
 /// A person in Unity scales the cube over the live preview of Blender's move (it names that
