@@ -827,6 +827,14 @@ def test_a_big_mesh_is_encoded_off_the_main_thread_and_arrives_whole(bridge):
     assert not vibesync._session().mesh_jobs
 
 
+def send_mesh(peer, u, blob, rid):
+    """`peer` (a test client) reshapes `u` with the VSM1 `blob`; returns once it is acked."""
+    peer.send({"type": "change", "request_id": rid, "base_seq": peer.status()["seq"],
+               "changes": [{"op": "mesh", "uuid": u, "mesh_hash": wire.mesh_hash(blob)}]}, blob)
+    while peer.recv().get("request_id") != rid:
+        pass
+
+
 def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, project_id):
     """Above BIG_MESH_VERTICES the mesh is built with foreach_set and Blender's own encoding
     is hashed on the worker; until that hash is known, captures wait: nothing is echoed."""
@@ -850,10 +858,7 @@ def test_a_big_mesh_from_another_editor_is_applied_and_not_echoed(bridge, projec
     h = wire.mesh_hash(blob)
     unity = Client(daemon, project_id, editor="unity")
     try:
-        unity.send({"type": "change", "request_id": "b1", "base_seq": unity.status()["seq"],
-                    "changes": [{"op": "mesh", "uuid": u, "mesh_hash": h}]}, blob)
-        while unity.recv().get("request_id") != "b1":
-            pass
+        send_mesh(unity, u, blob, "b1")
         pump_until(lambda: len(bpy.data.objects["Big"].data.vertices) == side * side, what="big mesh applied")
         assert len(bpy.data.objects["Big"].data.polygons) == len(idx) // 3
         pump_until(lambda: state_of(daemon, u)["state"]["mesh_hash"] == h, what="mesh committed", timeout=30)
@@ -892,10 +897,7 @@ def test_a_move_made_while_blender_hashes_an_applied_mesh_is_sent_once_the_hash_
     pump_mod._mesh_pool().submit(worker_free.wait, 30)  # the worker is busy (a loaded machine)
     unity = Client(daemon, project_id, editor="unity")
     try:
-        unity.send({"type": "change", "request_id": "m1", "base_seq": unity.status()["seq"],
-                    "changes": [{"op": "mesh", "uuid": u, "mesh_hash": h}]}, blob)
-        while unity.recv().get("request_id") != "m1":
-            pass
+        send_mesh(unity, u, blob, "m1")
         pump_until(lambda: len(ob.data.vertices) == 4 and vibesync._session().alias_jobs,
                    what="the mesh applied, its own hash on the worker")
         pump_until(lambda: state_of(daemon, u)["state"].get("mesh_hash") == h,

@@ -45,8 +45,9 @@ impl Project {
             if let Some(spared) = &spared {
                 // Kept as local work over the replay (docs/PROTOCOL.md §6.6): the editor holds
                 // its person's edit there, which it sends (a drag's next moves, say) — no
-                // mismatch to re-send or give up on (one it could not apply, `failed`, is). Re-sent, it was kept again, and every
-                // window of a drag over another editor's edit logged an error.
+                // mismatch to re-send or give up on (one it could not apply, `failed`, is).
+                // Re-sent, it was kept again, and every window of a drag over another
+                // editor's edit logged an error.
                 let spared: HashSet<&str> = spared.iter().map(String::as_str).collect();
                 let (kept, rest): (Vec<String>, Vec<String>) =
                     bad.into_iter().partition(|u| spared.contains(u.as_str()) && !failed.contains_key(u));
