@@ -142,6 +142,32 @@ pub fn keep(r: &Record) -> bool {
         )
 }
 
+/// Drop each `kept` STEP whose every uuid a later `kept` STEP of its project names: boot's fold
+/// takes the last record of each uuid (docs/WAL.md §9 "Kept uuids"), so the result is the
+/// same, and the checkpoint (and a compaction's `carry`) does not grow with every change of
+/// what editors keep.
+fn drop_superseded_kept_steps(kept: &mut Vec<Record>) {
+    let is_kept = |r: &Record| vibesync_engine::project::kept_of(r).is_some();
+    if !kept.iter().any(is_kept) {
+        return;
+    }
+    let mut named: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut drop = vec![false; kept.len()];
+    for (i, r) in kept.iter().enumerate().rev() {
+        if !is_kept(r) {
+            continue;
+        }
+        let key = |u: &String| (r.project_id.clone(), u.clone());
+        drop[i] = r.uuids.iter().all(|u| named.contains(&key(u)));
+        named.extend(r.uuids.iter().map(key));
+    }
+    let mut i = 0;
+    kept.retain(|_| {
+        i += 1;
+        !drop[i - 1]
+    });
+}
+
 /// The checkpointer's incremental view of the log.
 pub struct Tracker {
     wal_dir: PathBuf,
@@ -260,6 +286,7 @@ impl Tracker {
         let mut kept = self.last.as_ref().map(|c| c.kept.clone()).unwrap_or_default();
         let split = self.pending.partition_point(|r| r.seq <= seq);
         kept.extend(self.pending.drain(..split));
+        drop_superseded_kept_steps(&mut kept);
         let sealed = segment_stamps(&self.wal_dir, segment).map_err(|e| format!("segment stamps: {e}"))?;
         let c = Checkpoint {
             version: VERSION,
@@ -328,4 +355,49 @@ pub fn spawn(
         })
         .expect("spawn the checkpointer");
     stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kept_step(seq: u64, project: &str, uuids: &[&str]) -> Record {
+        let kept: serde_json::Map<String, serde_json::Value> =
+            uuids.iter().map(|u| (u.to_string(), json!({"here":["c"],"held":{}}))).collect();
+        Record {
+            seq,
+            ts: "2026-12-01T00:00:00.000000Z".into(),
+            process_id: 1,
+            session_id: crate::txn::SYNC_SESSION.into(),
+            operation_id: format!("op{seq}"),
+            uuids: uuids.iter().map(|u| u.to_string()).collect(),
+            project_id: project.into(),
+            phase: Phase::Step,
+            outcome: vibesync_wal::Outcome::Ok,
+            error_code: None,
+            schema_version: 1,
+            payload: json!({"op":"kept","kept":kept}),
+            prev: String::new(),
+            h: String::new(),
+        }
+    }
+
+    /// A `kept` STEP stays while a uuid it names is named by no later one of its project;
+    /// other kept records are never dropped.
+    #[test]
+    fn a_kept_step_leaves_the_checkpoint_once_later_ones_name_all_its_uuids() {
+        let mut other = kept_step(2, "p", &["x"]);
+        other.payload = json!({"op":"late_delete","tombstone_seq":1,"after_seq":1});
+        let mut kept = vec![
+            kept_step(1, "p", &["a", "b"]),
+            other,
+            kept_step(3, "p", &["a"]),
+            kept_step(4, "q", &["b"]),
+            kept_step(5, "p", &["c"]),
+            kept_step(6, "p", &["b", "c"]),
+        ];
+        drop_superseded_kept_steps(&mut kept);
+        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4, 6]);
+    }
 }

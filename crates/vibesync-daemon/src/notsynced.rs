@@ -9,6 +9,11 @@
 //! sync actor keeps the same list while it runs and is seeded with this fold at boot, so a
 //! restart neither forgets a kept edit nor replays over it.
 //!
+//! It also folds the `kept` STEPs (docs/WAL.md §9, "Kept uuids"): per uuid, what the sync
+//! machine held of the editors that keep it and the values they hold — the last record of the
+//! uuid wins, one saying nothing ends it — seeded into the machine at boot
+//! (`Project::restore_kept`).
+//!
 //! Checkpoints and compaction keep it exact: [`NotSyncedIndex::observe`] says whether a
 //! record changed the list, and the checkpoint's `kept` (hence a compaction anchor's `carry`)
 //! holds every such record — every kept-local `ROLLBACK` and every `COMMIT` that covered a
@@ -23,19 +28,23 @@ use vibesync_wal::{Phase, Record};
 
 use crate::txn::SYNC_SESSION;
 
-/// The machine's entry type (`vibesync_engine::project`), built here from the WAL.
-pub use vibesync_engine::project::NotSynced;
+/// The machine's entry types (`vibesync_engine::project`), built here from the WAL.
+pub use vibesync_engine::project::{KeptOf, NotSynced};
 
-/// Per project, uuid → its entry.
+/// Per project, uuid → its entry; and per project, uuid → what the last `kept` STEP says.
 #[derive(Debug, Default, Clone)]
 pub struct NotSyncedIndex {
     projects: BTreeMap<String, BTreeMap<String, NotSynced>>,
+    kept: BTreeMap<String, BTreeMap<String, KeptOf>>,
 }
 
 impl NotSyncedIndex {
     /// Fold one record (in seq order). True when it changed the list: such a record must be
     /// kept by a checkpoint (see the module docs).
     pub fn observe(&mut self, r: &Record) -> bool {
+        if let Some(kept) = vibesync_engine::project::kept_of(r) {
+            return self.observe_kept(r, kept);
+        }
         match r.phase {
             Phase::Rollback => {
                 let Some(kept) = r.payload.get("kept_local").and_then(Value::as_object) else { return false };
@@ -76,6 +85,27 @@ impl NotSyncedIndex {
             }
             _ => false,
         }
+    }
+
+    /// A `kept` STEP: each uuid it names is what it says now. One that does not parse changes
+    /// nothing and is logged as an error naming its seq (what the machine held of those uuids
+    /// is lost, as a restart lost all of it before the record existed); it never stops boot.
+    fn observe_kept(&mut self, r: &Record, kept: Result<Vec<(String, KeptOf)>, String>) -> bool {
+        let kept = match kept {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::error!(project_id = %r.project_id, seq = r.seq, uuids = ?r.uuids, "{e}: what editors keep of these uuids is not restored");
+                return false;
+            }
+        };
+        self.kept.entry(r.project_id.clone()).or_default().extend(kept);
+        true
+    }
+
+    /// What the last `kept` STEP of each of `project`'s uuids says, an empty one included
+    /// (nothing kept: it voids what the not-synced list seeds for the uuid).
+    pub fn kept(&self, project: &str) -> Vec<(String, KeptOf)> {
+        self.kept.get(project).map(|k| k.iter().map(|(u, k)| (u.clone(), k.clone())).collect()).unwrap_or_default()
     }
 
     /// The list of `project`, uuid order.
@@ -152,6 +182,32 @@ mod tests {
         // A rollback without kept_local (automation, a crash) lists nothing.
         assert!(!ix.observe(&rec(10, SYNC_SESSION, Phase::Rollback, &["a"], json!({"op":"sync"}))));
         assert!(!ix.observe(&rollback(11, json!({}))));
+    }
+
+    fn kept_step(seq: u64, kept: Value) -> Record {
+        let uuids: Vec<String> = kept.as_object().unwrap().keys().cloned().collect();
+        let uuids: Vec<&str> = uuids.iter().map(String::as_str).collect();
+        rec(seq, SYNC_SESSION, Phase::Step, &uuids, json!({"op":"kept","kept":kept}))
+    }
+
+    /// The last `kept` STEP of a uuid wins; one saying nothing is kept as such (it voids what
+    /// the not-synced list seeds); one that does not parse changes nothing.
+    #[test]
+    fn the_last_kept_step_of_a_uuid_wins() {
+        let a = "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f";
+        let held = json!({"c2":[{"change":{"op":"visibility","uuid":a,"visible":true},"from":"c1","superseded":true}]});
+        let mut ix = NotSyncedIndex::default();
+        assert!(ix.observe(&kept_step(1, json!({a:{"here":["c2"],"held":held},"b":{"here":["c1"],"held":{}}}))));
+        assert!(ix.observe(&kept_step(2, json!({"b":{"here":[],"held":{}}}))));
+        assert!(!ix.observe(&kept_step(3, json!({"a":{"here":"c2"}}))), "damaged: changes nothing");
+        let kept = ix.kept("p");
+        assert_eq!(kept.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), [a, "b"]);
+        assert_eq!(kept[0].1.here.iter().collect::<Vec<_>>(), ["c2"]);
+        assert_eq!(kept[0].1.held["c2"].len(), 1);
+        assert!(kept[0].1.held["c2"][0].superseded);
+        assert!(kept[1].1.is_empty());
+        assert!(ix.kept("q").is_empty());
+        assert!(ix.project("p").is_empty(), "the not-synced list is another fold");
     }
 
     /// Folding only the records `observe` marked (what a checkpoint keeps) gives the same list

@@ -24,7 +24,7 @@ use vibesync_registry::{Registry, RegistryConfig, RegistryError, Status};
 use vibesync_wal::{Outcome, Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
-use crate::notsynced::{NotSynced, NotSyncedIndex};
+use crate::notsynced::{KeptOf, NotSynced, NotSyncedIndex};
 use crate::paths::DataDir;
 use crate::txn::Txn;
 use crate::{DaemonError, ServeOptions};
@@ -738,6 +738,11 @@ impl Stores {
     /// The not-synced uuids of `project` found in the WAL at boot (crate::notsynced).
     pub fn not_synced_at_boot(&self, project: &str) -> BTreeMap<String, NotSynced> {
         self.not_synced.project(project)
+    }
+
+    /// What the `kept` STEPs of `project` said at boot (crate::notsynced).
+    pub fn kept_at_boot(&self, project: &str) -> Vec<(String, KeptOf)> {
+        self.not_synced.kept(project)
     }
 
     /// Every project with not-synced uuids at boot, and its list.

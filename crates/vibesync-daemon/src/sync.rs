@@ -315,7 +315,7 @@ impl<H: Host> Actor<H> {
             },
         };
         // The not-synced list rebuilt from the WAL at boot (crate::notsynced): a restart
-        // forgets no kept edit.
+        // forgets no kept edit, nor what its editor holds of other editors' values.
         let mut machine = Project::new(
             project.clone(),
             settings,
@@ -325,6 +325,11 @@ impl<H: Host> Actor<H> {
         );
         if restart {
             machine.rejoin(daemon.sessions_of(&project).into_iter().map(|s| s.session_id));
+        } else {
+            // What editors keep, as the `kept` STEPs left it (docs/WAL.md §9). Not after a
+            // step panicked: what boot read is older than what the machine that stopped
+            // held, and restored it would hold values since forgotten.
+            machine.restore_kept(daemon.stores().kept_at_boot(&project));
         }
         Actor { daemon, project, machine, status, epoch: Instant::now() }
     }

@@ -18,10 +18,11 @@ pub const REGISTRY_OPS: [&str; 7] = ["register", "tombstone", "quarantine", "rel
 /// STEP ops the daemon writes for other consumers (docs/WAL.md "Registry STEP payloads"):
 /// a duplicated uuid an editor resolved, an agent tool call's effect, an op kind disabled
 /// by governance, a person's governance reset, deletes relayed to the editors after a later
-/// seq had gone out (replays). The registry passes over them; a STEP with any other `op`,
-/// or none, is not understood and is an error ([`crate::RegistryError::UnknownStep`]),
-/// never skipped.
-pub const FOREIGN_OPS: [&str; 5] = ["duplicate", "tool_effect", "disable_op", "governance_reset", "late_delete"];
+/// seq had gone out (replays), what editors keep of the uuids they keep (the sync). The
+/// registry passes over them; a STEP with any other `op`, or none, is not understood and is
+/// an error ([`crate::RegistryError::UnknownStep`]), never skipped.
+pub const FOREIGN_OPS: [&str; 6] =
+    ["duplicate", "tool_effect", "disable_op", "governance_reset", "late_delete", "kept"];
 
 /// A parsed registry STEP payload. See the crate docs for the JSON schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

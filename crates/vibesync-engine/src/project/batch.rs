@@ -799,7 +799,7 @@ impl Project {
                 for u in uuids {
                     let ops = own_ops.get(&(s.clone(), u.clone()));
                     if ops.is_some_and(|ops| ops.iter().any(|op| matches!(op, ChangeOp::Create(_)))) {
-                        self.kept_here.remove(&(u.clone(), client_id.clone()));
+                        self.kept_here.remove(u, &client_id);
                     }
                 }
             }

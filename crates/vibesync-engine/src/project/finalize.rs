@@ -83,9 +83,9 @@ impl Project {
                 for q in f.changes.iter().filter(|q| &q.change.uuid == u) {
                     match q.change.op {
                         ChangeOp::Create(_) => {
-                            self.kept_here.remove(&(u.clone(), client_of(cx, &f, &q.origin)));
+                            self.kept_here.remove(u, &client_of(cx, &f, &q.origin));
                         }
-                        ChangeOp::Delete => self.kept_here.retain(|(x, _)| x != u),
+                        ChangeOp::Delete => self.kept_here.forget_uuid(u),
                         _ => {}
                     }
                 }
@@ -100,7 +100,7 @@ impl Project {
                     // (`lost_while_kept` counted it as one that might keep the uuid).
                     for q in f.changes.iter().filter(|q| &q.change.uuid == u) {
                         let key = (u.clone(), client_of(cx, &f, &q.origin));
-                        if !self.kept_here.contains(&key) {
+                        if !self.kept_here.contains(&key.0, &key.1) {
                             self.foreign_kept.forget(u, &key.1);
                         }
                     }
@@ -393,7 +393,7 @@ impl Project {
         for (s, uuids) in &plan.kept_local {
             let client_id = client_of(cx, &f, s);
             for u in uuids {
-                self.kept_here.insert((u.clone(), client_id.clone()));
+                self.kept_here.insert(u, &client_id);
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),
                     NotSynced {
@@ -500,9 +500,8 @@ impl Project {
     /// `deciding`, the batch this loss is decided in): it may roll back and be kept, and a
     /// change sent before its result carries none of the kept edit (§6.4).
     pub(super) fn lost_while_kept(&mut self, uuid: &str, client_id: &str, ops: &[ChangeOp], deciding: Option<&str>) {
-        let key = (uuid.to_string(), client_id.to_string());
         if ops.iter().any(|op| matches!(op, ChangeOp::Create(_))) {
-            self.kept_here.remove(&key);
+            self.kept_here.remove(uuid, client_id);
             return;
         }
         let may_keep = self.inflight.iter().filter(|g| Some(g.batch_id.as_str()) != deciding).any(|g| {
@@ -510,7 +509,7 @@ impl Project {
                 .iter()
                 .any(|q| q.change.uuid == uuid && g.client_ids.get(&q.origin).is_some_and(|c| c == client_id))
         });
-        if !may_keep && !self.kept_here.contains(&key) {
+        if !may_keep && !self.kept_here.contains(uuid, client_id) {
             return;
         }
         let plain = ops.iter().filter(|op| {

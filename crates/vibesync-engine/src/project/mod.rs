@@ -43,6 +43,7 @@ mod children;
 mod finalize;
 mod forward;
 mod held;
+mod kept;
 mod queue;
 mod replay;
 mod verify;
@@ -70,6 +71,7 @@ use crate::stale::LastWrites;
 use crate::sync::{Author, Change, Path, Pose, Queued};
 use crate::verify::Verification;
 
+pub use kept::{kept_draft, kept_of, KeptOf, KEPT_OP};
 pub use replay::{order_parents_first, replay_ops};
 
 /// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
@@ -275,65 +277,6 @@ pub struct NotSynced {
 pub struct ProjectSync {
     pub not_synced: Vec<NotSynced>,
     pub conflicts: u64,
-}
-
-/// uuid → `client_id` → the values that editor holds of the uuid that a full state of its must
-/// not write as its person's (`Project::foreign_kept`, `crate::stale::HeldForeign`). By uuid
-/// first: what an admitted change or a batch touches is found without a scan.
-#[derive(Debug, Default)]
-struct ForeignKept(HashMap<String, HashMap<String, Vec<crate::stale::HeldForeign>>>);
-
-impl ForeignKept {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The values `client_id` holds of `uuid`.
-    fn get(&self, uuid: &str, client_id: &str) -> Option<&Vec<crate::stale::HeldForeign>> {
-        self.0.get(uuid)?.get(client_id)
-    }
-
-    /// Add `values`, each replacing the one of its op's kind held before.
-    fn hold(&mut self, uuid: &str, client_id: &str, values: Vec<crate::stale::HeldForeign>) {
-        if values.is_empty() {
-            return;
-        }
-        let held = self.0.entry(uuid.to_string()).or_default().entry(client_id.to_string()).or_default();
-        for value in values {
-            held.retain(|o| o.op.kind() != value.op.kind());
-            held.push(value);
-        }
-    }
-
-    /// Forget what `client_id` holds of `uuid`.
-    fn forget(&mut self, uuid: &str, client_id: &str) {
-        if let Some(by) = self.0.get_mut(uuid) {
-            by.remove(client_id);
-            if by.is_empty() {
-                self.0.remove(uuid);
-            }
-        }
-    }
-
-    /// Forget what every editor holds of `uuid` (it is deleted).
-    fn forget_uuid(&mut self, uuid: &str) {
-        self.0.remove(uuid);
-    }
-
-    /// What each editor holds of `uuid`, to change in place (`tidy` after).
-    fn of_mut(&mut self, uuid: &str) -> Option<&mut HashMap<String, Vec<crate::stale::HeldForeign>>> {
-        self.0.get_mut(uuid)
-    }
-
-    /// Drop the editors of `uuid` left holding nothing, and the uuid if none is left.
-    fn tidy(&mut self, uuid: &str) {
-        if let Some(by) = self.0.get_mut(uuid) {
-            by.retain(|_, held| !held.is_empty());
-            if by.is_empty() {
-                self.0.remove(uuid);
-            }
-        }
-    }
 }
 
 /// A rolled-back sync batch, for replay to editors that reconnect (docs/PROTOCOL.md §6.6).
@@ -664,16 +607,19 @@ pub struct Project {
     /// daemon holds").
     /// Until a batch carrying its `create` of the uuid commits, or one deletes the uuid; a
     /// part the editor writes itself in a batch, committed or rolled back, ends its op there
-    /// (`own_writes_end_foreign`). In memory only.
-    foreign_kept: ForeignKept,
+    /// (`own_writes_end_foreign`). Recorded in the WAL (module `kept`).
+    foreign_kept: kept::ForeignKept,
     /// (uuid, `client_id`) → that editor keeps the uuid as its person's edit, as the editor
     /// itself counts it (docs/PROTOCOL.md §6.4): from a rollback's `kept_local` until a full
     /// state of it from that editor commits or loses (dropped, refused), or the uuid is
     /// deleted. Unlike `not_synced` — which any later commit of the uuid ends, as `status`
     /// and the WAL fold count it — another editor's commit of the uuid leaves it: the editor
     /// corrects nothing of its kept work (§6.6). Read only to know which lost values an
-    /// editor still holds (`lost_while_kept`). In memory only; seeded from `not_synced` at boot.
-    kept_here: HashSet<(String, String)>,
+    /// editor still holds (`lost_while_kept`). Recorded in the WAL (module `kept`); at boot,
+    /// the `kept` STEPs, and `not_synced` for a uuid they do not name.
+    kept_here: kept::KeptHere,
+    /// uuid → what the last `kept` STEP of the uuid says (absent: nothing kept).
+    kept_logged: HashMap<String, KeptOf>,
     /// (origin, uuid, admission mark) → the `base_seq` of a queued change that was stale only
     /// against a batch in flight when it arrived, and that batch's id (docs/PROTOCOL.md
     /// §6.1): decided when that batch ends — dropped as stale if it commits
@@ -842,7 +788,7 @@ impl Project {
     ) -> Project {
         let mut p = Project::with_late_commits(project, settings, rolled_back, late_commits);
         p.not_synced = not_synced.into_iter().map(|n| ((n.uuid.clone(), n.client_id.clone()), n)).collect();
-        p.kept_here = p.not_synced.keys().cloned().collect();
+        p.kept_here = kept::KeptHere::seeded(p.not_synced.keys());
         p
     }
 
@@ -888,8 +834,9 @@ impl Project {
             forwarded: HashMap::default(),
             bases: HashMap::default(),
             co_poses: HashMap::default(),
-            foreign_kept: ForeignKept::default(),
-            kept_here: HashSet::default(),
+            foreign_kept: kept::ForeignKept::default(),
+            kept_here: kept::KeptHere::default(),
+            kept_logged: HashMap::default(),
             stale_after_flight: HashMap::default(),
             previews: HashMap::default(),
             seen_poses: HashMap::default(),
@@ -1079,6 +1026,7 @@ impl Project {
                 Some(input) => self.on_input(&cx, input).await,
                 None => self.on_tick(&cx).await,
             }
+            self.persist_kept(&cx).await;
         });
         Step { fut, link, over: false }
     }

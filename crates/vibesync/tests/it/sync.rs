@@ -89,6 +89,15 @@ impl Mini {
         }
     }
 
+    /// The same editor connected again (its `client_id` is the test process's), to the
+    /// daemon `d` (restarted, say), from its `last_seq`: it holds what it held.
+    pub fn reconnected(self, d: &Daemon, editor: &str) -> Mini {
+        let mut m = Mini::connect(d, editor, self.unit, self.last_seq);
+        m.states = self.states;
+        m.meshes = self.meshes;
+        m
+    }
+
     pub fn send_change(&mut self, rid: &str, changes: Vec<Value>, attachment: &[u8]) -> Value {
         // An editor holds what it sends: apply locally first.
         for c in &changes {
@@ -1148,11 +1157,38 @@ enum Lost {
 /// later edit, in both editors.
 #[test]
 fn a_kept_full_state_never_writes_a_value_its_editor_lost_since() {
+    for lost in [Lost::Move, Lost::Hide, Lost::Colour] {
+        kept_full_state_after_a_loss(lost, None);
+    }
+}
+
+/// How the daemon restarts between the loss and the kept full state, in
+/// [`a_kept_full_state_never_writes_a_value_its_editor_lost_since_across_a_restart`].
+#[derive(Debug, Clone, Copy)]
+enum Restart {
+    /// SIGTERM: a clean stop writes a checkpoint, and boot reads its kept records.
+    Stop,
+    /// kill -9, and the checkpoint removed: boot folds the whole log.
+    Kill9WholeLog,
+}
+
+/// [`a_kept_full_state_never_writes_a_value_its_editor_lost_since`], with the daemon
+/// restarted before Unity sends its full state: what an editor holds of other editors' values
+/// as it keeps an object is in the WAL (a `kept` STEP, docs/WAL.md §9), so a restart does not
+/// forget it. Before, a restart forgot it and the full state wrote the value Unity lost over
+/// Blender's person's later edit.
+#[test]
+fn a_kept_full_state_never_writes_a_value_its_editor_lost_since_across_a_restart() {
+    kept_full_state_after_a_loss(Lost::Move, Some(Restart::Stop));
+    kept_full_state_after_a_loss(Lost::Colour, Some(Restart::Kill9WholeLog));
+}
+
+fn kept_full_state_after_a_loss(lost: Lost, restart: Option<Restart>) {
     let red = json!({"base_color":[1.0,0.0,0.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
     let blue = json!({"base_color":[0.0,0.0,1.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
-    for lost in [Lost::Move, Lost::Hide, Lost::Colour] {
+    {
         let dir = tempfile::tempdir().unwrap();
-        let (d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+        let (mut d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
         let base = u.last_seq;
         let renamed = json!({"op":"rename","uuid":id,"name":"Mine"});
         assert_eq!(statuses(&u.send_change("u-1", vec![renamed], &[])), ["queued"]);
@@ -1201,6 +1237,38 @@ fn a_kept_full_state_never_writes_a_value_its_editor_lost_since() {
         let st = u.states.get_mut(&id).unwrap();
         st["name"] = json!("Mine");
         st[mine.0] = mine.1.clone();
+        if let Some(how) = restart {
+            let data = dir.path().join("data");
+            let cfg = fast_config(dir.path(), 400, 5000); // as `a_synced_cube_in_window` started it
+            match how {
+                Restart::Stop => assert_eq!(d.stop(), Some(0), "{}", d.stderr_log()),
+                Restart::Kill9WholeLog => {
+                    d.kill9();
+                    let _ = std::fs::remove_file(data.join("checkpoint.json"));
+                }
+            }
+            // What the restart reads: Unity keeps the cube and holds Blender's value of the
+            // part it lost, a value it is not to write (superseded).
+            let kept = wal_records(&data)
+                .into_iter()
+                .rfind(|r| {
+                    r["payload"]["op"] == "kept" && r["uuids"].as_array().is_some_and(|u| u.contains(&json!(id)))
+                })
+                .expect("a `kept` STEP of the cube");
+            let of = &kept["payload"]["kept"][&id];
+            let unity = format!("unity-{}", std::process::id());
+            assert_eq!(of["here"], json!([unity]), "{lost:?}: {kept}");
+            let held = of["held"][&unity].as_array().cloned().unwrap_or_default();
+            assert!(held.iter().any(|h| h["superseded"] == true), "{lost:?}: {kept}");
+            d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+            let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+            let from_checkpoint = matches!(how, Restart::Stop);
+            assert_eq!(st["boot"]["resumed_after"].is_u64(), from_checkpoint, "{lost:?}: {}", st["boot"]);
+            b = b.reconnected(&d, "blender");
+            u = u.reconnected(&d, "unity");
+            settle(&mut [&mut b, &mut u]);
+            assert_eq!(u.states[&id][mine.0], mine.1, "{lost:?}: Unity still keeps its work after the restart");
+        }
         full_state_ends(&mut u, &mut b, &id, "u-full");
         let r = u.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == "u-full")));
         assert_eq!(r.map(|r| r["outcome"].clone()), Some(json!("committed")), "{lost:?}: {r:?}");
