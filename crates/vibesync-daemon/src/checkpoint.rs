@@ -14,7 +14,7 @@
 //! * every FINAL at or before S is in the audit (`audit_seq`, when the audit is on);
 //! * `kept` holds every record at or before S that boot-derived state needs besides the
 //!   registry (ROLLBACKs and late or correcting sync COMMITs for replays, governance and
-//!   quarantine steps, the COMMITs that covered a not-synced uuid: `crate::notsynced`), in
+//!   quarantine steps, the COMMITs that covered a not-synced uuid: `vibesync_engine::notsynced`), in
 //!   seq order.
 //!
 //! The file is checksummed and replaced atomically. Boot uses it only if the WAL record it
@@ -33,7 +33,7 @@ use vibesync_audit::Audit;
 use vibesync_registry::Registry;
 use vibesync_wal::{parse_segment_name, segment_stamps, Phase, Position, Reader, Record, ResumeAt, SegmentStamp, Wal};
 
-use crate::notsynced::NotSyncedIndex;
+use vibesync_engine::notsynced::NotSyncedIndex;
 
 /// File name under the data dir.
 pub const FILE: &str = "checkpoint.json";

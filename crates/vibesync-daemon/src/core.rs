@@ -19,11 +19,11 @@ use vibesync_protocol::{AdminAction, ClientKind, ErrorCode, Frame, Inbound, Outb
 
 use crate::config::Config;
 pub(crate) use crate::host::SessionInfo;
-use crate::notsynced::NotSynced;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
 use crate::sync::{Input, SyncHub};
+use vibesync_engine::notsynced::NotSynced;
 
 mod registrar;
 

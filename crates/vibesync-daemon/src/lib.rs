@@ -14,7 +14,8 @@
 //!   (what sync and the router may ask of the daemon), so no module circle runs through core.
 //! - [`checkpoint`]: the background registry flush and the boot checkpoint (docs/WAL.md §9).
 //! - `sync`: live sync, one actor per project (window → WAL → forward → verify);
-//!   `notsynced`: its not-synced uuids as a fold over the WAL (rebuilt at boot, pure).
+//!   its not-synced uuids come from `vibesync_engine::notsynced`, a fold over the WAL
+//!   rebuilt at boot.
 //! - `ratelimit`: over-budget coalescible changes are merged, never refused (pure).
 //! - `router`: agent tool calls — addon registries, the call gate, the call's WAL transaction.
 //! - `session`: one connection (handshake, framed read loop, writer task); `outbox`: what the
@@ -41,7 +42,6 @@ pub(crate) mod core;
 mod error;
 pub mod fsutil;
 pub(crate) mod host;
-pub(crate) mod notsynced;
 pub(crate) mod outbox;
 pub(crate) mod paths;
 pub(crate) mod ratelimit;

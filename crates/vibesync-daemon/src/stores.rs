@@ -24,10 +24,10 @@ use vibesync_registry::{Registry, RegistryConfig, RegistryError, Status};
 use vibesync_wal::{Outcome, Phase, Reader, Record, RecordDraft, Wal, WalConfig};
 
 use crate::config::Config;
-use crate::notsynced::{KeptOf, NotSynced, NotSyncedIndex};
 use crate::paths::DataDir;
 use crate::txn::Txn;
 use crate::{DaemonError, ServeOptions};
+use vibesync_engine::notsynced::{KeptOf, NotSynced, NotSyncedIndex};
 
 /// Session id used for records the daemon writes on its own (recovery, migration).
 pub const DAEMON_SESSION: &str = "daemon";
@@ -735,12 +735,12 @@ impl Stores {
         self.late_commits.iter().filter(|(p, _)| p == project).map(|(_, l)| l.clone()).collect()
     }
 
-    /// The not-synced uuids of `project` found in the WAL at boot (crate::notsynced).
+    /// The not-synced uuids of `project` found in the WAL at boot (vibesync_engine::notsynced).
     pub fn not_synced_at_boot(&self, project: &str) -> BTreeMap<String, NotSynced> {
         self.not_synced.project(project)
     }
 
-    /// What the `kept` STEPs of `project` said at boot (crate::notsynced).
+    /// What the `kept` STEPs of `project` said at boot (vibesync_engine::notsynced).
     pub fn kept_at_boot(&self, project: &str) -> Vec<(String, KeptOf)> {
         self.not_synced.kept(project)
     }

@@ -314,7 +314,7 @@ impl<H: Host> Actor<H> {
                 mesh_bytes: c.sync.max_batch_mesh_bytes,
             },
         };
-        // The not-synced list rebuilt from the WAL at boot (crate::notsynced): a restart
+        // The not-synced list rebuilt from the WAL at boot (vibesync_engine::notsynced): a restart
         // forgets no kept edit, nor what its editor holds of other editors' values.
         let mut machine = Project::new(
             project.clone(),

@@ -21,6 +21,9 @@
 //! - [`project`]: a project's sync as one state machine over all six steps (queue, batch,
 //!   forward, verify, finalize, replay): inputs and the clock in, effects (WAL drafts,
 //!   frames, registry ops at COMMIT) out, committed state read through a narrow `View`.
+//! - [`notsynced`]: the uuids editors keep as a person's edit, and what the sync remembers of
+//!   them, as a fold over WAL records: rebuilt by the daemon at boot to seed each project's
+//!   machine (and by the model test at its restarts).
 //! - [`finalize`]: pipeline step `finalize` on rollback — who is corrected, who keeps its
 //!   local state (a person's edit is never undone where it was made).
 //!
@@ -32,6 +35,7 @@ pub mod finalize;
 pub mod forward;
 pub mod governance;
 pub mod live;
+pub mod notsynced;
 pub mod project;
 pub mod queue;
 pub mod register;

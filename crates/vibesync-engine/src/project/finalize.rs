@@ -317,7 +317,7 @@ impl Project {
             cx.view.sessions().into_iter().filter(|e| e.editor.holds_scene()).map(|e| e.client_id).collect();
         plan.kept_local.retain(|s, _| cx.view.session(s).is_some() || !back.contains(&client_of(cx, &f, s)));
         // `kept_by` names each keeping editor's session and kind, for the not-synced list
-        // rebuilt at boot (the daemon's `notsynced`).
+        // rebuilt at boot (`crate::notsynced`).
         let (kept_clients, kept_by) = {
             let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut by = serde_json::Map::new();

@@ -799,9 +799,9 @@ impl Project {
         self.joined.extend(sessions);
     }
 
-    /// [`Project::new`] without not-synced uuids (the model test's restart): given what
-    /// editors may have missed, as [`late_commit_of`] reads it from the WAL.
-    pub fn with_late_commits(
+    /// [`Project::new`] without not-synced uuids: given what editors may have missed, as
+    /// [`late_commit_of`] reads it from the WAL.
+    fn with_late_commits(
         project: String,
         settings: Settings,
         rolled_back: Vec<RolledBack>,

@@ -58,6 +58,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vibesync_engine::governance::{Decision, Escalation};
+use vibesync_engine::notsynced::NotSyncedIndex;
 use vibesync_engine::project::{
     late_commit_of, late_delete_draft, Done, Editor, Effect, Input, Project, RolledBack, Settings, View, SYNC_SESSION,
 };
@@ -741,7 +742,8 @@ struct Lost {
     until: Option<u64>,
 }
 
-/// The machine after a restart, from the WAL written so far: its ROLLBACKs, and — standing in
+/// The machine after a restart, from the WAL written so far: its ROLLBACKs, the not-synced
+/// uuids and what the sync remembered of them (as the daemon's boot folds them), and — standing in
 /// for what the daemon forgets at a restart (docs/PROTOCOL.md §6.6 "since the daemon
 /// started") — every sync batch that committed with another record between its first STEP
 /// and its COMMIT, a late commit for any editor that learnt a seq in between; and every
@@ -758,7 +760,16 @@ fn new_machine(wal: &[Record], limit: BatchLimit) -> Project {
     // Late commits, corrections and late deletes as the daemon reads them at boot
     // (docs/WAL.md §9).
     let late: Vec<(u64, Vec<String>)> = wal.iter().filter_map(late_commit_of).collect();
-    Project::with_late_commits(PROJECT.into(), Settings { batch_limit: limit, ..SETTINGS }, rolled, late)
+    // The uuids editors keep and what the sync remembered of them, as boot folds them
+    // (docs/WAL.md §9 "Not-synced uuids", "Kept uuids").
+    let mut kept = NotSyncedIndex::default();
+    for r in wal {
+        kept.observe(r);
+    }
+    let settings = Settings { batch_limit: limit, ..SETTINGS };
+    let mut p = Project::new(PROJECT.into(), settings, rolled, late, kept.project(PROJECT).into_values());
+    p.restore_kept(kept.kept(PROJECT));
+    p
 }
 
 impl Sim {

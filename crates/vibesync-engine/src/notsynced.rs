@@ -26,10 +26,10 @@ use serde_json::Value;
 use vibesync_protocol::names::MessageType;
 use vibesync_wal::{Phase, Record};
 
-use crate::txn::SYNC_SESSION;
+use crate::project::SYNC_SESSION;
 
-/// The machine's entry types (`vibesync_engine::project`), built here from the WAL.
-pub use vibesync_engine::project::{KeptOf, NotSynced};
+/// The machine's entry types (`crate::project`), built here from the WAL.
+pub use crate::project::{KeptOf, NotSynced};
 
 /// Per project, uuid → its entry; and per project, uuid → what the last `kept` STEP says.
 #[derive(Debug, Default, Clone)]
@@ -42,7 +42,7 @@ impl NotSyncedIndex {
     /// Fold one record (in seq order). True when it changed the list: such a record must be
     /// kept by a checkpoint (see the module docs).
     pub fn observe(&mut self, r: &Record) -> bool {
-        if let Some(kept) = vibesync_engine::project::kept_of(r) {
+        if let Some(kept) = crate::project::kept_of(r) {
             return self.observe_kept(r, kept);
         }
         match r.phase {
