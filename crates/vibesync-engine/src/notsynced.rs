@@ -98,6 +98,18 @@ impl NotSyncedIndex {
                 return false;
             }
         };
+        // An entry whose editor the record does not list as not synced ended (its change of
+        // the uuid sent again); entries are added only by ROLLBACKs.
+        if let Some(listed) = self.projects.get_mut(&r.project_id) {
+            for (u, k) in &kept {
+                if listed.get(u).is_some_and(|e| !k.not_synced.contains(&e.client_id)) {
+                    listed.remove(u);
+                }
+            }
+            if listed.is_empty() {
+                self.projects.remove(&r.project_id);
+            }
+        }
         self.kept.entry(r.project_id.clone()).or_default().extend(kept);
         true
     }
@@ -197,8 +209,9 @@ mod tests {
         let a = "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f";
         let held = json!({"c2":[{"change":{"op":"visibility","uuid":a,"visible":true},"from":"c1","superseded":true}]});
         let mut ix = NotSyncedIndex::default();
-        assert!(ix.observe(&kept_step(1, json!({a:{"here":["c2"],"held":held},"b":{"here":["c1"],"held":{}}}))));
-        assert!(ix.observe(&kept_step(2, json!({"b":{"here":[],"held":{}}}))));
+        let both = json!({a:{"here":["c2"],"held":held,"not_synced":[]},"b":{"here":["c1"],"held":{},"not_synced":[]}});
+        assert!(ix.observe(&kept_step(1, both)));
+        assert!(ix.observe(&kept_step(2, json!({"b":{"here":[],"held":{},"not_synced":[]}}))));
         assert!(!ix.observe(&kept_step(3, json!({"a":{"here":"c2"}}))), "damaged: changes nothing");
         let kept = ix.kept("p");
         assert_eq!(kept.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(), [a, "b"]);
@@ -208,6 +221,23 @@ mod tests {
         assert!(kept[1].1.is_empty());
         assert!(ix.kept("q").is_empty());
         assert!(ix.project("p").is_empty(), "the not-synced list is another fold");
+    }
+
+    /// A `kept` STEP ends a not-synced entry whose editor it does not list (its change of the
+    /// uuid was sent again), and never adds one: only a ROLLBACK does.
+    #[test]
+    fn a_kept_step_ends_the_not_synced_entry_of_an_editor_it_does_not_list() {
+        let mut ix = NotSyncedIndex::default();
+        assert!(ix.observe(&rollback(1, json!({"a":["c1"],"b":["c2"]}))));
+        let still = |c: &str| json!({"here":[c],"held":{},"not_synced":[c]});
+        assert!(ix.observe(&kept_step(2, json!({"a": still("c1"), "b": still("c2")}))));
+        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["a", "b"], "both still listed");
+        assert!(ix.observe(&kept_step(3, json!({"a":{"here":["c1"],"held":{},"not_synced":[]}}))));
+        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"], "a's change was sent again");
+        assert!(ix.observe(&kept_step(4, json!({"c": still("c3")}))));
+        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"], "a kept STEP adds none");
+        assert!(ix.observe(&rollback(5, json!({"a":["c1"]}))));
+        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["a", "b"], "a later rollback lists it again");
     }
 
     /// Folding only the records `observe` marked (what a checkpoint keeps) gives the same list

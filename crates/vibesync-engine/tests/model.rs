@@ -2857,3 +2857,31 @@ fn machine_regression_a_gone_sessions_rollback_after_its_editor_came_back_keeps_
         panic!("{e}");
     }
 }
+
+/// Unity's person creates a uuid; its batch rolls back and Unity keeps it (not synced). The
+/// person deletes it (refused `NOT_FOUND`: it never committed), which ends its not-synced
+/// entry (docs/PROTOCOL.md §6.4, a change sent again), and an agent creates the same uuid;
+/// the daemon restarts before that batch commits (rolled back at boot). Boot listed the
+/// entry again — only ROLLBACKs and COMMITs told it — so the replay left the uuid out at
+/// Unity, which kept automation's object the registry does not have. The `kept` STEP now says
+/// which editors' entries stand (docs/WAL.md §9 "Kept uuids"). Found once the model's
+/// restarts seeded the machine as the daemon's boot does.
+#[test]
+fn machine_regression_restart_after_a_kept_delete_and_an_agents_create() {
+    use machine::Act::*;
+    let acts = vec![
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Create(0), auto: false },
+        Edit { ed: 0, uuid: 0, edit: crate::Edit::Create(0), auto: false },
+        Wait { ms: 40 },
+        Wait { ms: 1000 },
+        Deliver { ed: 1 },
+        Edit { ed: 1, uuid: 2, edit: crate::Edit::Delete, auto: false },
+        Agent { uuid: 2, edit: crate::Edit::Create(0) },
+        Wait { ms: 40 },
+        Deliver { ed: 1 },
+        Restart { cut: None },
+    ];
+    if let Err(e) = replay_machine(&acts) {
+        panic!("{e}");
+    }
+}

@@ -394,6 +394,7 @@ impl Project {
             let client_id = client_of(cx, &f, s);
             for u in uuids {
                 self.kept_here.insert(u, &client_id);
+                self.kept_here.touch(u); // its not-synced editors, in the next `kept` STEP
                 self.not_synced.insert(
                     (u.clone(), client_id.clone()),
                     NotSynced {

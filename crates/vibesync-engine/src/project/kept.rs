@@ -135,6 +135,11 @@ impl KeptHere {
         }
     }
 
+    /// `uuid`'s not-synced entries changed (`Project::not_synced`): in the next `kept` STEP.
+    pub(super) fn touch(&mut self, uuid: &str) {
+        self.dirty.insert(uuid.to_string());
+    }
+
     /// No editor keeps `uuid` any more (it is deleted).
     pub(super) fn forget_uuid(&mut self, uuid: &str) {
         if self.by_uuid.remove(uuid).is_some() {
@@ -144,17 +149,20 @@ impl KeptHere {
 }
 
 /// What the machine holds of one uuid's kept work, as a `kept` STEP records it: the editors
-/// that keep it (`here`, by `client_id`) and, per editor, the other editors' values it holds
-/// (`held`). Both empty: nothing (the uuid's earlier records are void).
+/// that keep it (`here`, by `client_id`), per editor the other editors' values it holds
+/// (`held`), and the editors whose not-synced entry of it stands (`not_synced`: the boot fold
+/// ends any other, as an editor's change of the uuid sent again ended it, docs/PROTOCOL.md
+/// §6.4). All empty: nothing (the uuid's earlier records are void).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptOf {
     pub here: BTreeSet<String>,
     pub held: BTreeMap<String, Vec<HeldForeign>>,
+    pub not_synced: BTreeSet<String>,
 }
 
 impl KeptOf {
     pub fn is_empty(&self) -> bool {
-        self.here.is_empty() && self.held.is_empty()
+        self.here.is_empty() && self.held.is_empty() && self.not_synced.is_empty()
     }
 
     fn to_json(&self, uuid: &str) -> Value {
@@ -175,20 +183,22 @@ impl KeptOf {
                 (client.clone(), Value::Array(values))
             })
             .collect();
-        json!({"here": self.here, "held": held})
+        json!({"here": self.here, "held": held, "not_synced": self.not_synced})
     }
 
     fn from_json(uuid: &str, v: &Value) -> Result<KeptOf, String> {
         let at = |what: &str| format!("`kept.{uuid}.{what}`");
-        let here = match v.get("here") {
+        let clients = |field: &str| match v.get(field) {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|c| {
-                    c.as_str().map(str::to_string).ok_or_else(|| format!("{}: a client_id is not a string", at("here")))
+                    c.as_str().map(str::to_string).ok_or_else(|| format!("{}: a client_id is not a string", at(field)))
                 })
-                .collect::<Result<BTreeSet<String>, String>>()?,
-            _ => return Err(format!("{} is not an array", at("here"))),
+                .collect::<Result<BTreeSet<String>, String>>(),
+            _ => Err(format!("{} is not an array", at(field))),
         };
+        let here = clients("here")?;
+        let not_synced = clients("not_synced")?;
         let Some(Value::Object(by)) = v.get("held") else { return Err(format!("{} is not an object", at("held"))) };
         let mut held = BTreeMap::new();
         for (client, values) in by {
@@ -207,7 +217,7 @@ impl KeptOf {
             }
             held.insert(client.clone(), out);
         }
-        Ok(KeptOf { here, held })
+        Ok(KeptOf { here, held, not_synced })
     }
 }
 
@@ -250,7 +260,14 @@ pub fn kept_of(r: &Record) -> Option<Result<Vec<(String, KeptOf)>, String>> {
 impl Project {
     /// What the machine holds of `uuid`'s kept work now.
     fn kept_of(&self, uuid: &str) -> KeptOf {
+        let from = (uuid.to_string(), String::new());
         KeptOf {
+            not_synced: self
+                .not_synced
+                .range(from..)
+                .take_while(|((u, _), _)| u == uuid)
+                .map(|((_, c), _)| c.clone())
+                .collect(),
             here: self.kept_here.by_uuid.get(uuid).cloned().unwrap_or_default(),
             held: self
                 .foreign_kept
@@ -380,7 +397,11 @@ mod tests {
         let kept = vec![
             (
                 u.to_string(),
-                KeptOf { here: ["unity-1".to_string()].into(), held: [("unity-1".to_string(), held)].into() },
+                KeptOf {
+                    here: ["unity-1".to_string()].into(),
+                    held: [("unity-1".to_string(), held)].into(),
+                    not_synced: ["unity-1".to_string()].into(),
+                },
             ),
             ("gone".to_string(), KeptOf::default()),
         ];
@@ -394,7 +415,8 @@ mod tests {
     #[test]
     fn a_damaged_kept_step_is_an_error_naming_its_seq_and_field() {
         let mut r = record(kept_draft("p", "op", &[]), 9);
-        r.payload = json!({"op": "kept", "kept": {"u1": {"here": ["a"], "held": {"a": [{"from": "b"}]}}}});
+        r.payload =
+            json!({"op": "kept", "kept": {"u1": {"here": ["a"], "held": {"a": [{"from": "b"}]}, "not_synced": []}}});
         let e = kept_of(&r).expect("a kept STEP").unwrap_err();
         assert!(e.contains("seq 9") && e.contains("kept.u1.held.a[0]") && e.contains("change"), "{e}");
         r.payload = json!({"op": "late_delete"});

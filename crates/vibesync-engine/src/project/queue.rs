@@ -474,7 +474,15 @@ impl Project {
             return false;
         }
         let key = (uuid.to_string(), session.client_id.clone());
-        self.not_synced.remove(&key).is_some() | self.refused.remove(&key).is_some()
+        let ended = self.not_synced.remove(&key).is_some();
+        if ended {
+            // Not read from the WAL's ROLLBACKs and COMMITs: the `kept` STEP says it
+            // (docs/WAL.md §9 "Kept uuids"), or a restart would list it again and replay
+            // nothing over it there (the model test: a person's delete of a kept create,
+            // refused, then automation's create of the uuid, rolled back by the restart).
+            self.kept_here.touch(uuid);
+        }
+        ended | self.refused.remove(&key).is_some()
     }
 
     /// Queue an admitted change in its window (pipeline step `queue`).

@@ -411,3 +411,49 @@ fn a_change_refused_for_a_mesh_it_did_not_carry_is_not_listed_not_synced() {
     until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| m[1].states.contains_key(&x));
     assert_eq!(listed(&status(&d)), Vec::<Value>::new());
 }
+
+/// Unity's person creates a cube; Blender cannot apply it, the batch rolls back and Unity
+/// keeps it, listed not synced. The person then deletes it: refused `NOT_FOUND` (it never
+/// committed), which ends the entry (PROTOCOL §6.4: a change sent again). The end is in the
+/// WAL (a `kept` STEP, docs/WAL.md §9 "Kept uuids"): a restart, from the whole log or from a
+/// checkpoint, does not list it again. Before, boot read only the ROLLBACK that listed it,
+/// and the next replay left the uuid out in Unity.
+#[test]
+fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.corrupt_next = true;
+    u.send_change("k", vec![create(&id, "Mine", [1.0, 2.0, 3.0])], &[]);
+    ended(&mut u, &mut b, &id, "k", "rolled_back");
+    settle(&mut [&mut b, &mut u]);
+    assert_eq!(listed(&status(&d)).len(), 1, "kept in Unity, not synced");
+    let ack = u.send_change("d", vec![json!({"op":"delete","uuid":id})], &[]);
+    assert_eq!(ack["results"][0]["error_code"], "NOT_FOUND", "{ack}");
+    assert_eq!(listed(&status(&d)), Vec::<Value>::new(), "its person deleted it: no longer kept");
+    let kept = wal_records(&data).into_iter().rfind(|r| r["payload"]["op"] == "kept").expect("a `kept` STEP");
+    assert_eq!(kept["payload"]["kept"][&id]["not_synced"], json!([]), "{kept}");
+    drop((b, u));
+    // A checkpoint past it (one more transaction puts a FINAL after it).
+    let other = new_uuid();
+    assert_eq!(statuses(&register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")])), ["registered"]);
+    checkpoint_at(&d, kept["seq"].as_u64().unwrap());
+    for from_checkpoint in [true, false] {
+        d.kill9();
+        if !from_checkpoint {
+            std::fs::remove_file(data.join("checkpoint.json")).unwrap();
+        }
+        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+        let st = status(&d);
+        assert_eq!(st["boot"]["resumed_after"].is_u64(), from_checkpoint, "{}", st["boot"]);
+        assert_eq!(listed(&st), Vec::<Value>::new(), "not listed again (checkpoint: {from_checkpoint})");
+    }
+    d.stop();
+    let (code, out, err) = verify(&data);
+    assert_eq!(code, 0, "{out}{err}");
+}
