@@ -736,7 +736,7 @@ impl Stores {
     }
 
     /// The not-synced uuids of `project` found in the WAL at boot (vibesync_engine::notsynced).
-    pub fn not_synced_at_boot(&self, project: &str) -> BTreeMap<String, NotSynced> {
+    pub fn not_synced_at_boot(&self, project: &str) -> BTreeMap<vibesync_engine::notsynced::Key, NotSynced> {
         self.not_synced.project(project)
     }
 

@@ -2,17 +2,17 @@
 //! docs/WAL.md §9): a uuid an editor kept locally as a person's edit after its propagation
 //! failed, until a later commit covers it.
 //!
-//! Pure: a fold over WAL records in seq order. A sync batch's `ROLLBACK` adds every uuid of
-//! its `kept_local` (the last `client_id` listed wins; the sync machine, seeded with it, keeps
-//! one entry per uuid and editor while it runs); a later
-//! `COMMIT` of a sync batch, or of a `tombstone` request, naming the uuid removes it. The
-//! sync actor keeps the same list while it runs and is seeded with this fold at boot, so a
-//! restart neither forgets a kept edit nor replays over it.
+//! Pure: a fold over WAL records in seq order. A sync batch's `ROLLBACK` adds an entry for
+//! every uuid of its `kept_local` and each editor (`client_id`) listed for it, as the sync
+//! machine keys them; a later `COMMIT` of a sync batch, or of a `tombstone` request, naming
+//! the uuid removes its entries. The sync actor keeps the same list while it runs and is
+//! seeded with this fold at boot, so a restart neither forgets a kept edit nor replays over it.
 //!
 //! It also folds the `kept` STEPs (docs/WAL.md §9, "Kept uuids"): per uuid, what the sync
 //! machine held of the editors that keep it and the values they hold — the last record of the
 //! uuid wins, one saying nothing ends it — seeded into the machine at boot
-//! (`Project::restore_kept`).
+//! (`Project::restore_kept`); and a `kept` STEP ends the uuid's entries of the editors it does
+//! not list as not synced (an editor's change of the uuid sent again ended them).
 //!
 //! Checkpoints and compaction keep it exact: [`NotSyncedIndex::observe`] says whether a
 //! record changed the list, and the checkpoint's `kept` (hence a compaction anchor's `carry`)
@@ -31,11 +31,24 @@ use crate::project::SYNC_SESSION;
 /// The machine's entry types (`crate::project`), built here from the WAL.
 pub use crate::project::{KeptOf, NotSynced};
 
-/// Per project, uuid → its entry; and per project, uuid → what the last `kept` STEP says.
+/// (uuid, `client_id`): one not-synced entry, as the sync machine keys them.
+pub type Key = (String, String);
+
+/// Per project, (uuid, `client_id`) → its entry; and per project, uuid → what the last `kept`
+/// STEP says.
 #[derive(Debug, Default, Clone)]
 pub struct NotSyncedIndex {
-    projects: BTreeMap<String, BTreeMap<String, NotSynced>>,
+    projects: BTreeMap<String, BTreeMap<Key, NotSynced>>,
     kept: BTreeMap<String, BTreeMap<String, KeptOf>>,
+}
+
+/// The keys of `uuid`'s entries in `listed`.
+fn keys_of(listed: &BTreeMap<Key, NotSynced>, uuid: &str) -> Vec<Key> {
+    listed
+        .range((uuid.to_string(), String::new())..)
+        .take_while(|((u, _), _)| u == uuid)
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 impl NotSyncedIndex {
@@ -52,23 +65,23 @@ impl NotSyncedIndex {
                 let by = r.payload.get("kept_by");
                 let mut changed = false;
                 for (uuid, clients) in kept {
-                    let Some(client_id) = clients.as_array().and_then(|c| c.last()).and_then(Value::as_str) else {
-                        continue;
-                    };
-                    let who = by.and_then(|b| b.get(client_id));
-                    let field = |k: &str| who.and_then(|w| w.get(k)).and_then(Value::as_str).unwrap_or_default();
-                    self.projects.entry(r.project_id.clone()).or_default().insert(
-                        uuid.clone(),
-                        NotSynced {
-                            uuid: uuid.clone(),
-                            session_id: field("session_id").to_string(),
-                            client: field("client").to_string(),
-                            client_id: client_id.to_string(),
-                            reason: reason.to_string(),
-                            seq: r.seq,
-                        },
-                    );
-                    changed = true;
+                    let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();
+                    for client_id in clients.iter().filter_map(Value::as_str) {
+                        let who = by.and_then(|b| b.get(client_id));
+                        let field = |k: &str| who.and_then(|w| w.get(k)).and_then(Value::as_str).unwrap_or_default();
+                        self.projects.entry(r.project_id.clone()).or_default().insert(
+                            (uuid.clone(), client_id.to_string()),
+                            NotSynced {
+                                uuid: uuid.clone(),
+                                session_id: field("session_id").to_string(),
+                                client: field("client").to_string(),
+                                client_id: client_id.to_string(),
+                                reason: reason.to_string(),
+                                seq: r.seq,
+                            },
+                        );
+                        changed = true;
+                    }
                 }
                 changed
             }
@@ -76,7 +89,9 @@ impl NotSyncedIndex {
                 let Some(listed) = self.projects.get_mut(&r.project_id) else { return false };
                 let mut changed = false;
                 for u in &r.uuids {
-                    changed |= listed.remove(u).is_some();
+                    for key in keys_of(listed, u) {
+                        changed |= listed.remove(&key).is_some();
+                    }
                 }
                 if listed.is_empty() {
                     self.projects.remove(&r.project_id);
@@ -102,8 +117,10 @@ impl NotSyncedIndex {
         // the uuid sent again); entries are added only by ROLLBACKs.
         if let Some(listed) = self.projects.get_mut(&r.project_id) {
             for (u, k) in &kept {
-                if listed.get(u).is_some_and(|e| !k.not_synced.contains(&e.client_id)) {
-                    listed.remove(u);
+                for key in keys_of(listed, u) {
+                    if !k.not_synced.contains(&key.1) {
+                        listed.remove(&key);
+                    }
                 }
             }
             if listed.is_empty() {
@@ -121,12 +138,12 @@ impl NotSyncedIndex {
     }
 
     /// The list of `project`, uuid order.
-    pub fn project(&self, project: &str) -> BTreeMap<String, NotSynced> {
+    pub fn project(&self, project: &str) -> BTreeMap<Key, NotSynced> {
         self.projects.get(project).cloned().unwrap_or_default()
     }
 
     /// Every project with a listed uuid.
-    pub fn projects(&self) -> impl Iterator<Item = (&String, &BTreeMap<String, NotSynced>)> {
+    pub fn projects(&self) -> impl Iterator<Item = (&String, &BTreeMap<Key, NotSynced>)> {
         self.projects.iter()
     }
 }
@@ -161,6 +178,15 @@ mod tests {
         }
     }
 
+    fn key(u: &str, c: &str) -> Key {
+        (u.to_string(), c.to_string())
+    }
+
+    /// The listed entries of project `p`, as "uuid/client_id".
+    fn listed(ix: &NotSyncedIndex) -> Vec<String> {
+        ix.project("p").keys().map(|(u, c)| format!("{u}/{c}")).collect()
+    }
+
     fn rollback(seq: u64, kept: Value) -> Record {
         rec(
             seq,
@@ -176,14 +202,14 @@ mod tests {
     fn a_kept_rollback_lists_and_a_later_commit_or_tombstone_covers() {
         let mut ix = NotSyncedIndex::default();
         assert!(ix.observe(&rollback(5, json!({"a":["c1"],"b":["c2"]}))));
-        let a = &ix.project("p")["a"];
+        let a = &ix.project("p")[&key("a", "c1")];
         assert_eq!((a.session_id.as_str(), a.client.as_str(), a.client_id.as_str(), a.seq), ("s1", "blender", "c1", 5));
         assert_eq!(a.reason, "Unity could not apply it");
-        assert_eq!(ix.project("p")["b"].client, "", "no kept_by entry: the editor kind is unknown");
+        assert_eq!(ix.project("p")[&key("b", "c2")].client, "", "no kept_by entry: the editor kind is unknown");
         // A register COMMIT does not cover; a sync COMMIT does, for its uuids only.
         assert!(!ix.observe(&rec(6, "s9", Phase::Commit, &["a"], json!({"op":"register"}))));
         assert!(ix.observe(&rec(7, SYNC_SESSION, Phase::Commit, &["a"], json!({"op":"sync"}))));
-        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(listed(&ix), ["b/c2"]);
         assert!(
             !ix.observe(&rec(8, SYNC_SESSION, Phase::Commit, &["a"], json!({"op":"sync"}))),
             "nothing left to cover"
@@ -231,13 +257,19 @@ mod tests {
         assert!(ix.observe(&rollback(1, json!({"a":["c1"],"b":["c2"]}))));
         let still = |c: &str| json!({"here":[c],"held":{},"not_synced":[c]});
         assert!(ix.observe(&kept_step(2, json!({"a": still("c1"), "b": still("c2")}))));
-        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["a", "b"], "both still listed");
+        assert_eq!(listed(&ix), ["a/c1", "b/c2"], "both still listed");
         assert!(ix.observe(&kept_step(3, json!({"a":{"here":["c1"],"held":{},"not_synced":[]}}))));
-        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"], "a's change was sent again");
+        assert_eq!(listed(&ix), ["b/c2"], "a's change was sent again");
         assert!(ix.observe(&kept_step(4, json!({"c": still("c3")}))));
-        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["b"], "a kept STEP adds none");
+        assert_eq!(listed(&ix), ["b/c2"], "a kept STEP adds none");
         assert!(ix.observe(&rollback(5, json!({"a":["c1"]}))));
-        assert_eq!(ix.project("p").keys().collect::<Vec<_>>(), ["a", "b"], "a later rollback lists it again");
+        assert_eq!(listed(&ix), ["a/c1", "b/c2"], "a later rollback lists it again");
+        // Two editors keep one uuid: each has its entry, and a `kept` STEP ends only those of
+        // the editors it does not list.
+        assert!(ix.observe(&rollback(6, json!({"a":["c1","c2"]}))));
+        assert_eq!(listed(&ix), ["a/c1", "a/c2", "b/c2"]);
+        assert!(ix.observe(&kept_step(7, json!({"a":{"here":["c1","c2"],"held":{},"not_synced":["c2"]}}))));
+        assert_eq!(listed(&ix), ["a/c2", "b/c2"]);
     }
 
     /// Folding only the records `observe` marked (what a checkpoint keeps) gives the same list
@@ -260,7 +292,8 @@ mod tests {
             again.observe(r);
         }
         assert_eq!(again.project("p"), all.project("p"));
-        assert_eq!(all.project("p")["a"].client_id, "c2", "the last listed client wins");
-        assert_eq!(all.project("p")["b"].seq, 3);
+        assert_eq!(listed(&all), ["a/c1", "a/c2", "b/c1"], "every listed client has its entry");
+        assert_eq!(all.project("p")[&key("a", "c1")].seq, 6);
+        assert_eq!(all.project("p")[&key("b", "c1")].seq, 3);
     }
 }

@@ -3659,3 +3659,34 @@ fn a_scale_in_one_editor_and_a_move_in_the_other_both_stand() {
         assert!(conflict_steps(&dir.path().join("data"), &id).is_empty());
     }
 }
+
+/// Blender moves the cube while Unity hides it, in one window; the batch rolls back and each
+/// editor keeps its edit (docs/PROTOCOL.md §6.4): `status` lists the cube once per editor.
+/// A restart lists both again (boot folds one entry per uuid and editor, docs/WAL.md §9), so
+/// neither editor's kept work is replayed over. Before, boot kept only the last editor listed.
+#[test]
+fn two_editors_keeping_one_object_are_both_listed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
+    let moved = json!({"op":"transform","uuid":id,"t":[7.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    both_keep_their_edits(&mut b, &mut u, vec![moved], vec![json!({"op":"visibility","uuid":id,"visible":false})]);
+    let listed = |d: &Daemon| -> Vec<String> {
+        let st = d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap();
+        let mut l: Vec<String> = st["projects"]["demo"]["not_synced"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| format!("{}/{}", e["uuid"].as_str().unwrap_or_default(), e["client"].as_str().unwrap_or_default()))
+            .collect();
+        l.sort();
+        l
+    };
+    let both = vec![format!("{id}/blender"), format!("{id}/unity")];
+    assert_eq!(listed(&d), both, "kept in both editors");
+    drop((b, u));
+    d.kill9();
+    let cfg = fast_config(dir.path(), 400, 5000); // as `a_synced_cube_in_window` started it
+    d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    assert_eq!(listed(&d), both, "both still listed after the restart");
+}
