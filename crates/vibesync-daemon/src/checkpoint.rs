@@ -147,7 +147,7 @@ pub fn keep(r: &Record) -> bool {
 /// same, and the checkpoint (and a compaction's `carry`) does not grow with every change of
 /// what editors keep.
 fn drop_superseded_kept_steps(kept: &mut Vec<Record>) {
-    let is_kept = |r: &Record| vibesync_engine::project::kept_of(r).is_some();
+    let is_kept = vibesync_engine::project::is_kept_step;
     if !kept.iter().any(is_kept) {
         return;
     }

@@ -237,13 +237,17 @@ pub fn kept_draft(project_id: &str, operation_id: &str, kept: &[(String, KeptOf)
     }
 }
 
+/// Is `r` a `kept` STEP (without reading its entries)?
+pub fn is_kept_step(r: &Record) -> bool {
+    r.phase == vibesync_wal::Phase::Step
+        && r.session_id == SYNC_SESSION
+        && r.payload.get("op").and_then(Value::as_str) == Some(KEPT_OP)
+}
+
 /// A `kept` STEP's entries (`None`: `r` is no such record). A record that does not parse is an
 /// error naming its seq and the field, never "nothing kept".
 pub fn kept_of(r: &Record) -> Option<Result<Vec<(String, KeptOf)>, String>> {
-    if r.phase != vibesync_wal::Phase::Step
-        || r.session_id != SYNC_SESSION
-        || r.payload.get("op").and_then(Value::as_str) != Some(KEPT_OP)
-    {
+    if !is_kept_step(r) {
         return None;
     }
     let Some(Value::Object(kept)) = r.payload.get("kept") else {

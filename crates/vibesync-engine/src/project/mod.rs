@@ -71,7 +71,7 @@ use crate::stale::LastWrites;
 use crate::sync::{Author, Change, Path, Pose, Queued};
 use crate::verify::Verification;
 
-pub use kept::{kept_draft, kept_of, KeptOf, KEPT_OP};
+pub use kept::{is_kept_step, kept_draft, kept_of, KeptOf, KEPT_OP};
 pub use replay::{order_parents_first, replay_ops};
 
 /// `session_id` of the WAL records of sync batches (boot recovery tells them apart by it).
