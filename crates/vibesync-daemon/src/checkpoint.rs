@@ -284,8 +284,10 @@ impl Tracker {
             return Ok(()); // not read in this run (only possible before the first read)
         };
         let mut kept = self.last.as_ref().map(|c| c.kept.clone()).unwrap_or_default();
+        // Taken from `pending` only once the checkpoint holding them is written: a write that
+        // fails leaves them for the next one.
         let split = self.pending.partition_point(|r| r.seq <= seq);
-        kept.extend(self.pending.drain(..split));
+        kept.extend(self.pending[..split].iter().cloned());
         drop_superseded_kept_steps(&mut kept);
         let sealed = segment_stamps(&self.wal_dir, segment).map_err(|e| format!("segment stamps: {e}"))?;
         let c = Checkpoint {
@@ -302,9 +304,33 @@ impl Tracker {
         };
         write(&self.data_dir, &c).map_err(|e| format!("write {}: {e}", path(&self.data_dir).display()))?;
         debug!(seq, registry_seq, ?audit_seq, "checkpoint written");
+        self.pending.drain(..split);
         self.last = Some(c);
         Ok(())
     }
+
+    /// Follow the log to its durable end; then what a boot there would seed `project`'s sync
+    /// with: the records boot-derived state needs ([`keep`]) of `project`, in seq order, and
+    /// the not-synced fold. A project's sync restarting after a step panicked starts from it
+    /// (docs/WAL.md §9). Blocking.
+    pub fn seed_now(&mut self, wal: &Wal, project: &str) -> Result<SeedNow, String> {
+        self.read_to(wal.last_seq())?;
+        let checkpointed = self.last.iter().flat_map(|c| c.kept.iter());
+        let records = checkpointed.chain(&self.pending).filter(|r| r.project_id == project).cloned().collect();
+        Ok(SeedNow {
+            records,
+            not_synced: self.not_synced.project(project).into_values().collect(),
+            kept: self.not_synced.kept(project),
+        })
+    }
+}
+
+/// What [`Tracker::seed_now`] reads for one project.
+pub struct SeedNow {
+    /// The project's records that boot-derived state needs, in seq order.
+    pub records: Vec<Record>,
+    pub not_synced: Vec<vibesync_engine::notsynced::NotSynced>,
+    pub kept: Vec<(String, vibesync_engine::notsynced::KeptOf)>,
 }
 
 /// The checkpointer thread's handles; it stops when `stop` is set or the registry is gone.

@@ -57,9 +57,21 @@ pub struct Stores {
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
     /// The WAL was compacted up to this seq (docs/WAL.md §11; 0 = never).
     anchor_seq: Arc<AtomicU64>,
+    /// Projects whose next sync step panics ([`Stores::inject_step_panic`]; tests only).
+    #[cfg(feature = "fault-injection")]
+    step_panics: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 pub use vibesync_engine::project::{late_commit_of, LateCommit, RolledBack};
+
+/// What a project's sync starts from besides the registry ([`Stores::seed_at_boot`],
+/// [`Stores::seed_now`]).
+pub struct SyncSeed {
+    pub rolled_back: Vec<RolledBack>,
+    pub late_commits: Vec<LateCommit>,
+    pub not_synced: Vec<NotSynced>,
+    pub kept: Vec<(String, KeptOf)>,
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms() -> u64 {
@@ -269,6 +281,8 @@ impl Stores {
             sidecar_lock: Arc::new(std::sync::Mutex::new(())),
             governance,
             anchor_seq: Arc::new(AtomicU64::new(anchor_seq)),
+            #[cfg(feature = "fault-injection")]
+            step_panics: Arc::default(),
         };
 
         // What boot appends itself, observed by the scan after it (it read the WAL up to here).
@@ -722,6 +736,47 @@ impl Stores {
             "archived": archive,
             "carried_records": done.anchor.carry.len(),
         }))
+    }
+
+    /// What boot read for `project`'s sync (docs/WAL.md §9): its ROLLBACKs, late COMMITs,
+    /// not-synced and kept uuids.
+    pub fn seed_at_boot(&self, project: &str) -> SyncSeed {
+        SyncSeed {
+            rolled_back: self.rolled_back_since_boot(project),
+            late_commits: self.late_commits_since_boot(project),
+            not_synced: self.not_synced_at_boot(project).into_values().collect(),
+            kept: self.kept_at_boot(project),
+        }
+    }
+
+    /// [`Stores::seed_at_boot`] as a boot would read it now, at the WAL's durable end: from the
+    /// checkpointer's records (`checkpoint::Tracker::seed_now`). A project's sync restarting
+    /// after a step panicked starts from it, not from what boot read. Blocking; a read error is
+    /// an error.
+    pub fn seed_now(&self, project: &str) -> Result<SyncSeed, DaemonError> {
+        let now = self.checkpoints.lock().unwrap().seed_now(&self.wal, project).map_err(|message| {
+            DaemonError::DataDir { path: self.data.wal(), message: format!("cannot read the WAL: {message}") }
+        })?;
+        let rolled_back = now.records.iter().filter(|r| r.phase == Phase::Rollback).map(RolledBack::from_record);
+        Ok(SyncSeed {
+            rolled_back: rolled_back.collect(),
+            late_commits: now.records.iter().filter_map(late_commit_of).collect(),
+            not_synced: now.not_synced,
+            kept: now.kept,
+        })
+    }
+
+    /// Make the next sync step of `project` panic, as a bug would (tests only: the
+    /// `fault-injection` feature). The project's sync restarts from the stores.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_step_panic(&self, project: &str) {
+        self.step_panics.lock().unwrap().insert(project.to_string());
+    }
+
+    /// Whether a step of `project` is to panic now ([`Stores::inject_step_panic`]), once.
+    #[cfg(feature = "fault-injection")]
+    pub fn take_step_panic(&self, project: &str) -> bool {
+        self.step_panics.lock().unwrap().remove(project)
     }
 
     /// Rollbacks of `project` found in the WAL at boot.

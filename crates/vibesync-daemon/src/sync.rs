@@ -289,8 +289,19 @@ struct Actor<H> {
     daemon: Arc<H>,
     project: String,
     machine: Project,
+    settings: Settings,
     status: Arc<Mutex<BTreeMap<String, ProjectSync>>>,
     epoch: Instant,
+    /// An earlier actor of the project stopped (a step panicked): the first step rebuilds the
+    /// machine from the stores as they are now ([`Actor::reseed`]).
+    reseed: bool,
+}
+
+/// A project's machine, seeded with what the WAL says besides the registry.
+fn seeded(project: String, settings: Settings, seed: crate::stores::SyncSeed) -> Project {
+    let mut machine = Project::new(project, settings, seed.rolled_back, seed.late_commits, seed.not_synced);
+    machine.restore_kept(seed.kept);
+    machine
 }
 
 impl<H: Host> Actor<H> {
@@ -314,24 +325,32 @@ impl<H: Host> Actor<H> {
                 mesh_bytes: c.sync.max_batch_mesh_bytes,
             },
         };
-        // The not-synced list rebuilt from the WAL at boot (vibesync_engine::notsynced): a restart
-        // forgets no kept edit, nor what its editor holds of other editors' values.
-        let mut machine = Project::new(
-            project.clone(),
-            settings,
-            daemon.stores().rolled_back_since_boot(&project),
-            daemon.stores().late_commits_since_boot(&project),
-            daemon.stores().not_synced_at_boot(&project).into_values(),
-        );
-        if restart {
-            machine.rejoin(daemon.sessions_of(&project).into_iter().map(|s| s.session_id));
-        } else {
-            // What editors keep, as the `kept` STEPs left it (docs/WAL.md §9). Not after a
-            // step panicked: what boot read is older than what the machine that stopped
-            // held, and restored it would hold values since forgotten.
-            machine.restore_kept(daemon.stores().kept_at_boot(&project));
+        // The not-synced list and what editors keep, rebuilt from the WAL at boot
+        // (vibesync_engine::notsynced): a restart forgets no kept edit, nor what its editor
+        // holds of other editors' values. After a step panicked, the first step reads them
+        // again, as a boot would now (`reseed`).
+        let machine = seeded(project.clone(), settings, daemon.stores().seed_at_boot(&project));
+        Actor { daemon, project, machine, settings, status, epoch: Instant::now(), reseed: restart }
+    }
+
+    /// The machine again, from what a boot would read now (`Stores::seed_now`), joined by the
+    /// sessions still connected (they took the stopped machine's replay). What boot read is
+    /// older than what the stopped machine held: rollbacks, late COMMITs and not-synced
+    /// entries since, and kept values since forgotten. A read that fails keeps boot's.
+    async fn reseed(&mut self) {
+        let (stores, project) = (self.daemon.stores().clone(), self.project.clone());
+        let why = match tokio::task::spawn_blocking(move || stores.seed_now(&project)).await {
+            Ok(Ok(seed)) => {
+                self.machine = seeded(self.project.clone(), self.settings, seed);
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            tracing::error!("the restarted sync starts from what boot read of the WAL: {why}");
         }
-        Actor { daemon, project, machine, status, epoch: Instant::now() }
+        self.machine.rejoin(self.daemon.sessions_of(&self.project).into_iter().map(|s| s.session_id));
     }
 
     fn now_ms(&self) -> u64 {
@@ -341,6 +360,13 @@ impl<H: Host> Actor<H> {
     /// Run one step of the machine (an input, or a tick when `None`) to its end, carrying
     /// out each effect and handing its outcome back.
     async fn drive(&mut self, input: Option<Input>) {
+        if std::mem::take(&mut self.reseed) {
+            self.reseed().await;
+        }
+        #[cfg(feature = "fault-injection")]
+        if self.daemon.stores().take_step_panic(&self.project) {
+            panic!("a step panic injected for a test (fault-injection)");
+        }
         let epoch = self.epoch;
         let now = || epoch.elapsed().as_millis() as u64;
         let view = DaemonView { daemon: &*self.daemon, project: &self.project };

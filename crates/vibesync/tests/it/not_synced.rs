@@ -457,3 +457,49 @@ fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
     let (code, out, err) = verify(&data);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A checkpoint that fails to be written (here the file's place is taken by a directory)
+/// loses none of the records it was to keep: the next one written keeps them (docs/WAL.md
+/// §9). Unity's kept object is still listed not synced after a kill -9 and a boot from that
+/// checkpoint. Before, the failed write had taken them from the records waiting for a
+/// checkpoint, the next checkpoint lacked the ROLLBACK, and the boot listed nothing.
+#[test]
+fn a_checkpoint_that_failed_to_be_written_loses_no_kept_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = fast_config(dir.path(), 20, 5000);
+    let args = ["--config", cfg.to_str().unwrap()];
+    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let in_the_way = data.join("checkpoint.json");
+    let _ = std::fs::remove_file(&in_the_way);
+    std::fs::create_dir_all(in_the_way.join("in-the-way")).unwrap();
+    let mut b = Mini::connect(&d, "blender", 1.0, 0);
+    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+    let id = new_uuid();
+    b.corrupt_next = true;
+    u.send_change("k", vec![create(&id, "Mine", [1.0, 2.0, 3.0])], &[]);
+    ended(&mut u, &mut b, &id, "k", "rolled_back");
+    settle(&mut [&mut b, &mut u]);
+    let kept = listed(&status(&d));
+    assert_eq!(kept.len(), 1, "kept in Unity, not synced");
+    // A transaction after the ROLLBACK: a checkpoint can cover it once its FINAL is audited.
+    let other = new_uuid();
+    assert_eq!(statuses(&register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")])), ["registered"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.stderr_log().contains("checkpoint not written") {
+        assert!(Instant::now() < deadline, "no failed checkpoint within 30 s: {}", d.stderr_log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_dir_all(&in_the_way).unwrap();
+    checkpoint_at(
+        &d,
+        d.client("test").request(&json!({"type":"status","request_id":"s"})).unwrap()["seq"].as_u64().unwrap(),
+    );
+    drop((b, u));
+    d.kill9();
+    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let st = status(&d);
+    assert!(st["boot"]["resumed_after"].is_u64(), "booted from the checkpoint: {}", st["boot"]);
+    assert_eq!(listed(&st), kept, "still kept in Unity after the boot");
+    d.stop();
+}

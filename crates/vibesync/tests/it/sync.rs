@@ -61,7 +61,12 @@ pub struct Mini {
 
 impl Mini {
     pub fn connect(d: &Daemon, editor: &str, unit: f64, last_seq: u64) -> Mini {
-        let c = Client::connect_with(d.addr, &d.token, "demo", editor, unit, last_seq).unwrap();
+        Mini::connect_at(d.addr, &d.token, editor, unit, last_seq)
+    }
+
+    /// [`Mini::connect`] to the daemon at `addr` (one in-process, say).
+    pub fn connect_at(addr: std::net::SocketAddr, token: &str, editor: &str, unit: f64, last_seq: u64) -> Mini {
+        let c = Client::connect_with(addr, token, "demo", editor, unit, last_seq).unwrap();
         Mini {
             c,
             unit,
@@ -1136,7 +1141,7 @@ fn a_full_state_never_writes_a_value_sent_to_an_editor_that_kept_the_object_befo
 
 /// How a change of Unity's lost to Blender's, in [`a_kept_full_state_never_writes_a_value_its_editor_lost_since`].
 #[derive(Debug, Clone, Copy)]
-enum Lost {
+pub enum Lost {
     /// Unity moved the cube, Blender moved it later in the same window: a conflict.
     Move,
     /// Unity hid it, Blender showed it later in the same window: Blender's no-op show wins,
@@ -1183,60 +1188,75 @@ fn a_kept_full_state_never_writes_a_value_its_editor_lost_since_across_a_restart
     kept_full_state_after_a_loss(Lost::Colour, Some(Restart::Kill9WholeLog));
 }
 
-fn kept_full_state_after_a_loss(lost: Lost, restart: Option<Restart>) {
+/// Unity's person renames the cube ("u-1"), then changes another part before the rename's
+/// result comes, and that change loses to Blender's person's (`lost`); the rename's batch
+/// rolls back, and Unity keeps it, not synced. Returns (the part and the value Unity lost,
+/// the part and Blender's value that won). Unity holds its lost value still (it keeps the
+/// cube's local work, docs/PROTOCOL.md §6.6).
+pub fn unity_keeps_a_rename_and_loses_a_part(
+    b: &mut Mini,
+    u: &mut Mini,
+    id: &str,
+    lost: Lost,
+) -> ((&'static str, Value), (&'static str, Value)) {
     let red = json!({"base_color":[1.0,0.0,0.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
     let blue = json!({"base_color":[0.0,0.0,1.0,1.0],"metallic":0.0,"roughness":0.5,"emission":[0.0,0.0,0.0]});
+    let base = u.last_seq;
+    let renamed = json!({"op":"rename","uuid":id,"name":"Mine"});
+    assert_eq!(statuses(&u.send_change("u-1", vec![renamed], &[])), ["queued"]);
+    // Unity answers a batch with the state the batch made, not its kept rename (§6.4):
+    // the mini editor does so holding the old name meanwhile.
+    u.states.get_mut(id).unwrap()["name"] = json!("Cube");
+    b.corrupt_next = true; // Blender answers the rename's batch wrongly: it rolls back
+    std::thread::sleep(Duration::from_millis(600)); // its window closes: it is in flight
+    let moved = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    let seen = |v: bool| json!({"op":"visibility","uuid":id,"visible":v});
+    // Unity's change goes first, Blender's after it in the same window (Blender reads the
+    // rename's batch meanwhile, and answers it).
+    let (mine, theirs): ((&str, Value), (&str, Value)) = match lost {
+        Lost::Move => {
+            assert_eq!(statuses(&u.send_change("u-2", vec![moved(7.0)], &[])), ["queued"]);
+            assert_eq!(statuses(&b.send_change("b-2", vec![moved(9.0)], &[])), ["queued"]);
+            (("t", json!([7.0, 2.0, 3.0])), ("t", json!([9.0, 2.0, 3.0])))
+        }
+        Lost::Hide => {
+            assert_eq!(statuses(&u.send_change("u-2", vec![seen(false)], &[])), ["queued"]);
+            assert_eq!(statuses(&b.send_change("b-2", vec![seen(true)], &[])), ["queued"]);
+            (("visible", json!(false)), ("visible", json!(true)))
+        }
+        Lost::Colour => {
+            // Blender's recolour commits first; Unity's, made before it read it, is stale.
+            let blued = json!({"op":"material","uuid":id,"material":blue});
+            assert_eq!(statuses(&b.send_change("b-2", vec![blued], &[])), ["queued"]);
+            until(&mut [&mut *b, &mut *u], Duration::from_secs(20), |m| ended(m[0], "b-2"));
+            let reddened = json!({"op":"material","uuid":id,"material":red});
+            let msg = json!({"type":"change","request_id":"u-2","base_seq":base,"changes":[reddened]});
+            let ack = u.ask(&msg);
+            lost_as_stale(&mut [&mut *u, &mut *b], &ack, id, "u-2");
+            (("material", red.clone()), ("material", blue.clone()))
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // (A `STALE` refusal has no `batch_result`: it ended with its `ack`.)
+    let refused = matches!(lost, Lost::Colour);
+    while !(ended(b, "b-2") && (refused || ended(u, "u-2")) && kept_at(u, "u-1")) {
+        assert!(Instant::now() < deadline, "{lost:?}: {:?} {:?}", u.results, b.results);
+        b.drain(Duration::from_millis(30));
+        u.drain(Duration::from_millis(30));
+    }
+    settle(&mut [&mut *b, &mut *u]);
+    // What Unity holds: it keeps the cube's local work (§6.6), its lost value included.
+    let st = u.states.get_mut(id).unwrap();
+    st["name"] = json!("Mine");
+    st[mine.0] = mine.1.clone();
+    (mine, theirs)
+}
+
+fn kept_full_state_after_a_loss(lost: Lost, restart: Option<Restart>) {
     {
         let dir = tempfile::tempdir().unwrap();
         let (mut d, mut b, mut u, id) = a_synced_cube_in_window(dir.path(), 400);
-        let base = u.last_seq;
-        let renamed = json!({"op":"rename","uuid":id,"name":"Mine"});
-        assert_eq!(statuses(&u.send_change("u-1", vec![renamed], &[])), ["queued"]);
-        // Unity answers a batch with the state the batch made, not its kept rename (§6.4):
-        // the mini editor does so holding the old name meanwhile.
-        u.states.get_mut(&id).unwrap()["name"] = json!("Cube");
-        b.corrupt_next = true; // Blender answers the rename's batch wrongly: it rolls back
-        std::thread::sleep(Duration::from_millis(600)); // its window closes: it is in flight
-        let moved = |x: f64| json!({"op":"transform","uuid":id,"t":[x,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
-        let seen = |v: bool| json!({"op":"visibility","uuid":id,"visible":v});
-        // Unity's change goes first, Blender's after it in the same window (Blender reads the
-        // rename's batch meanwhile, and answers it).
-        let (mine, theirs): ((&str, Value), (&str, Value)) = match lost {
-            Lost::Move => {
-                assert_eq!(statuses(&u.send_change("u-2", vec![moved(7.0)], &[])), ["queued"]);
-                assert_eq!(statuses(&b.send_change("b-2", vec![moved(9.0)], &[])), ["queued"]);
-                (("t", json!([7.0, 2.0, 3.0])), ("t", json!([9.0, 2.0, 3.0])))
-            }
-            Lost::Hide => {
-                assert_eq!(statuses(&u.send_change("u-2", vec![seen(false)], &[])), ["queued"]);
-                assert_eq!(statuses(&b.send_change("b-2", vec![seen(true)], &[])), ["queued"]);
-                (("visible", json!(false)), ("visible", json!(true)))
-            }
-            Lost::Colour => {
-                // Blender's recolour commits first; Unity's, made before it read it, is stale.
-                let blued = json!({"op":"material","uuid":id,"material":blue});
-                assert_eq!(statuses(&b.send_change("b-2", vec![blued], &[])), ["queued"]);
-                until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "b-2"));
-                let reddened = json!({"op":"material","uuid":id,"material":red});
-                let msg = json!({"type":"change","request_id":"u-2","base_seq":base,"changes":[reddened]});
-                let ack = u.ask(&msg);
-                lost_as_stale(&mut [&mut u, &mut b], &ack, &id, "u-2");
-                (("material", red.clone()), ("material", blue.clone()))
-            }
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        // (A `STALE` refusal has no `batch_result`: it ended with its `ack`.)
-        let refused = matches!(lost, Lost::Colour);
-        while !(ended(&b, "b-2") && (refused || ended(&u, "u-2")) && kept_at(&u, "u-1")) {
-            assert!(Instant::now() < deadline, "{lost:?}: {:?} {:?}", u.results, b.results);
-            b.drain(Duration::from_millis(30));
-            u.drain(Duration::from_millis(30));
-        }
-        settle(&mut [&mut b, &mut u]);
-        // What Unity holds: it keeps the cube's local work (§6.6), its lost value included.
-        let st = u.states.get_mut(&id).unwrap();
-        st["name"] = json!("Mine");
-        st[mine.0] = mine.1.clone();
+        let (mine, theirs) = unity_keeps_a_rename_and_loses_a_part(&mut b, &mut u, &id, lost);
         if let Some(how) = restart {
             let data = dir.path().join("data");
             let cfg = fast_config(dir.path(), 400, 5000); // as `a_synced_cube_in_window` started it
@@ -1269,11 +1289,27 @@ fn kept_full_state_after_a_loss(lost: Lost, restart: Option<Restart>) {
             settle(&mut [&mut b, &mut u]);
             assert_eq!(u.states[&id][mine.0], mine.1, "{lost:?}: Unity still keeps its work after the restart");
         }
-        full_state_ends(&mut u, &mut b, &id, "u-full");
-        let r = u.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == "u-full")));
-        assert_eq!(r.map(|r| r["outcome"].clone()), Some(json!("committed")), "{lost:?}: {r:?}");
-        let want = [("name", json!("Mine")), (theirs.0, theirs.1.clone())];
-        both_hold(&d, &b, &u, &id, &want, &format!("Unity's kept rename and Blender's value that won ({lost:?})"));
+        unitys_kept_full_state_writes_only_its_rename(&mut b, &mut u, &id, theirs, &|| d.stderr_log());
+    }
+}
+
+/// After [`unity_keeps_a_rename_and_loses_a_part`], Unity sends its kept full state: it
+/// commits, and both editors end on Unity's rename and Blender's value that won (`theirs`).
+/// `log`: the daemon's log, for a failure's message.
+pub fn unitys_kept_full_state_writes_only_its_rename(
+    b: &mut Mini,
+    u: &mut Mini,
+    id: &str,
+    theirs: (&str, Value),
+    log: &dyn Fn() -> String,
+) {
+    full_state_ends(u, b, id, "u-full");
+    let r = u.results.iter().find(|r| r["through"].as_object().is_some_and(|t| t.values().any(|v| v == "u-full")));
+    assert_eq!(r.map(|r| r["outcome"].clone()), Some(json!("committed")), "{r:?}");
+    let want = [("name", json!("Mine")), (theirs.0, theirs.1)];
+    for (name, m) in [("Blender", &*b), ("Unity", &*u)] {
+        let held: Vec<(&str, Value)> = want.iter().map(|(k, _)| (*k, m.states[id][*k].clone())).collect();
+        assert_eq!(held, want, "{name} holds Unity's kept rename and Blender's value that won: {}", log());
     }
 }
 

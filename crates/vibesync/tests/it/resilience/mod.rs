@@ -14,6 +14,7 @@ mod load;
 mod preauth;
 mod read_faults;
 mod security;
+mod step_panic;
 mod storage;
 mod torn;
 mod validation;
