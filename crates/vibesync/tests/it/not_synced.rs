@@ -10,6 +10,26 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::sync::{create, fast_config, settle, until, Mini};
 
+/// A data dir in a temporary directory, and the config of a 20 ms window: `start` runs the
+/// daemon on it (again, after a stop or a kill).
+struct Store {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, cfg) = (dir.path().join("data"), fast_config(dir.path(), 20, 5000));
+        Store { _dir: dir, data, cfg }
+    }
+
+    fn start(&self) -> Daemon {
+        Daemon::start_with(&self.data, &["--config", self.cfg.to_str().unwrap()], "127.0.0.1:0")
+    }
+}
+
 fn status(d: &Daemon) -> Value {
     d.client("cli").request(&json!({"type":"status","request_id":"s"})).unwrap()
 }
@@ -43,11 +63,9 @@ fn listed(st: &Value) -> Vec<Value> {
 
 #[test]
 fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let store = Store::new();
+    let data = store.data.clone();
+    let mut d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (kept, covered) = (new_uuid(), new_uuid());
@@ -90,7 +108,7 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
         if !from_checkpoint {
             std::fs::remove_file(data.join("checkpoint.json")).unwrap();
         }
-        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+        d = store.start();
         let st = status(&d);
         assert_eq!(st["boot"]["resumed_after"].is_u64(), from_checkpoint, "round {round}: {}", st["boot"]);
         let after = listed(&st);
@@ -123,7 +141,7 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
 
     // The person edits it again: it propagates, and a later commit covers it — also after a
     // restart.
-    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     b.states = b_states;
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
@@ -134,7 +152,7 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
     assert_eq!(listed(&status(&d)), Vec::<Value>::new());
     drop((b, u));
     d.stop();
-    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    d = store.start();
     assert_eq!(listed(&status(&d)), Vec::<Value>::new(), "covered before the restart");
     d.stop();
     let (code, out, err) = verify(&data);
@@ -149,11 +167,9 @@ fn a_kept_edit_stays_not_synced_across_kill9_and_is_not_replayed_over() {
 /// propagate is deleted in Unity — and stays in Blender, where the person made it.
 #[test]
 fn a_rollbacks_resync_lost_in_a_crash_comes_again_in_the_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let store = Store::new();
+    let data = store.data.clone();
+    let mut d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let kept = new_uuid();
@@ -180,7 +196,7 @@ fn a_rollbacks_resync_lost_in_a_crash_comes_again_in_the_replay() {
     drop((b, u));
     d.kill9();
 
-    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    d = store.start();
     let mut u = Mini::connect(&d, "unity", 1.0, u_seq);
     u.states = u_states;
     until(&mut [&mut u], Duration::from_secs(30), |m| !m[0].states.contains_key(&id));
@@ -239,9 +255,8 @@ fn a_conflicts_correction_lost_in_a_crash_comes_again_after_the_restart() {
 /// it off the list, and so does a commit of the uuid.
 #[test]
 fn a_refused_change_its_editor_keeps_is_listed_not_synced_until_sent_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let store = Store::new();
+    let d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (a, bb) = (new_uuid(), new_uuid());
@@ -270,9 +285,8 @@ fn a_refused_change_its_editor_keeps_is_listed_not_synced_until_sent_again() {
 /// and listed by `status` the same way (docs/PROTOCOL.md §5). They were missing from the list.
 #[test]
 fn a_change_refused_as_it_is_read_is_listed_not_synced_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let store = Store::new();
+    let d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (x, y, z) = (new_uuid(), new_uuid(), new_uuid());
@@ -332,10 +346,9 @@ fn a_change_refused_as_it_is_read_is_listed_not_synced_too() {
 /// every object but the one it kept (docs/PROTOCOL.md §5 `status`, §6.4, §6.6).
 #[test]
 fn a_rollback_after_its_origin_left_names_that_editor_and_its_kept_edit_is_not_replayed_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&data, &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let store = Store::new();
+    let data = store.data.clone();
+    let d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let (kept, other) = (new_uuid(), new_uuid());
@@ -385,9 +398,8 @@ fn a_rollback_after_its_origin_left_names_that_editor_and_its_kept_edit_is_not_r
 /// and the change sent again with its mesh commits.
 #[test]
 fn a_change_refused_for_a_mesh_it_did_not_carry_is_not_listed_not_synced() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let d = Daemon::start_with(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()], "127.0.0.1:0");
+    let store = Store::new();
+    let d = store.start();
     let mut b = Mini::connect(&d, "blender", 1.0, 0);
     let mut u = Mini::connect(&d, "unity", 1.0, 0);
     let x = new_uuid();
@@ -418,21 +430,26 @@ fn a_change_refused_for_a_mesh_it_did_not_carry_is_not_listed_not_synced() {
 /// WAL (a `kept` STEP, docs/WAL.md §9 "Kept uuids"): a restart, from the whole log or from a
 /// checkpoint, does not list it again. Before, boot read only the ROLLBACK that listed it,
 /// and the next replay left the uuid out in Unity.
-#[test]
-fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
+/// Blender and Unity connect to `d`; Unity makes an object and Blender answers its batch
+/// wrongly: it rolls back, and Unity keeps it, listed not synced. (Blender, Unity, its uuid.)
+fn unity_keeps_what_it_made(d: &Daemon) -> (Mini, Mini, String) {
+    let mut b = Mini::connect(d, "blender", 1.0, 0);
+    let mut u = Mini::connect(d, "unity", 1.0, 0);
     let id = new_uuid();
     b.corrupt_next = true;
     u.send_change("k", vec![create(&id, "Mine", [1.0, 2.0, 3.0])], &[]);
     ended(&mut u, &mut b, &id, "k", "rolled_back");
     settle(&mut [&mut b, &mut u]);
-    assert_eq!(listed(&status(&d)).len(), 1, "kept in Unity, not synced");
+    assert_eq!(listed(&status(d)).len(), 1, "kept in Unity, not synced");
+    (b, u, id)
+}
+
+#[test]
+fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
+    let store = Store::new();
+    let data = store.data.clone();
+    let mut d = store.start();
+    let (b, mut u, id) = unity_keeps_what_it_made(&d);
     let ack = u.send_change("d", vec![json!({"op":"delete","uuid":id})], &[]);
     assert_eq!(ack["results"][0]["error_code"], "NOT_FOUND", "{ack}");
     assert_eq!(listed(&status(&d)), Vec::<Value>::new(), "its person deleted it: no longer kept");
@@ -448,7 +465,7 @@ fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
         if !from_checkpoint {
             std::fs::remove_file(data.join("checkpoint.json")).unwrap();
         }
-        d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+        d = store.start();
         let st = status(&d);
         assert_eq!(st["boot"]["resumed_after"].is_u64(), from_checkpoint, "{}", st["boot"]);
         assert_eq!(listed(&st), Vec::<Value>::new(), "not listed again (checkpoint: {from_checkpoint})");
@@ -465,23 +482,14 @@ fn a_not_synced_entry_its_editor_ended_stays_ended_across_a_restart() {
 /// checkpoint, the next checkpoint lacked the ROLLBACK, and the boot listed nothing.
 #[test]
 fn a_checkpoint_that_failed_to_be_written_loses_no_kept_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cfg = fast_config(dir.path(), 20, 5000);
-    let args = ["--config", cfg.to_str().unwrap()];
-    let mut d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    let store = Store::new();
+    let data = store.data.clone();
+    let mut d = store.start();
     let in_the_way = data.join("checkpoint.json");
     let _ = std::fs::remove_file(&in_the_way);
     std::fs::create_dir_all(in_the_way.join("in-the-way")).unwrap();
-    let mut b = Mini::connect(&d, "blender", 1.0, 0);
-    let mut u = Mini::connect(&d, "unity", 1.0, 0);
-    let id = new_uuid();
-    b.corrupt_next = true;
-    u.send_change("k", vec![create(&id, "Mine", [1.0, 2.0, 3.0])], &[]);
-    ended(&mut u, &mut b, &id, "k", "rolled_back");
-    settle(&mut [&mut b, &mut u]);
+    let (b, u, _) = unity_keeps_what_it_made(&d);
     let kept = listed(&status(&d));
-    assert_eq!(kept.len(), 1, "kept in Unity, not synced");
     // A transaction after the ROLLBACK: a checkpoint can cover it once its FINAL is audited.
     let other = new_uuid();
     assert_eq!(statuses(&register(&mut d.client("test"), "r", &[(other.as_str(), "object", "Other")])), ["registered"]);
@@ -497,7 +505,7 @@ fn a_checkpoint_that_failed_to_be_written_loses_no_kept_record() {
     );
     drop((b, u));
     d.kill9();
-    d = Daemon::start_with(&data, &args, "127.0.0.1:0");
+    d = store.start();
     let st = status(&d);
     assert!(st["boot"]["resumed_after"].is_u64(), "booted from the checkpoint: {}", st["boot"]);
     assert_eq!(listed(&st), kept, "still kept in Unity after the boot");
