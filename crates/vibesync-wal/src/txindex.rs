@@ -155,6 +155,33 @@ impl TxIndexBuilder {
         self.observe(&r.head());
     }
 
+    /// The BEGIN seq of the oldest operation still open (no ROLLBACK, or COMMIT and no FINAL).
+    pub fn oldest_open(&self) -> Option<u64> {
+        self.open.values().map(|tx| tx.begin_seq).min()
+    }
+
+    /// The operations of session `session_id` in project `project_id` with a BEGIN and neither
+    /// COMMIT nor ROLLBACK so far, as [`TxIndexBuilder::finish`] would list them; the builder
+    /// goes on.
+    pub fn incomplete_of(&self, project_id: &str, session_id: &str) -> Vec<IncompleteTx> {
+        let mut cut: Vec<IncompleteTx> = self
+            .open
+            .iter()
+            .filter(|(_, tx)| tx.commit_seq.is_none() && tx.project_id == project_id && tx.session_id == session_id)
+            .map(|(operation_id, tx)| IncompleteTx {
+                operation_id: operation_id.clone(),
+                session_id: tx.session_id.clone(),
+                project_id: tx.project_id.clone(),
+                uuids: dedup_in_order(tx.uuids.clone()),
+                begin_seq: tx.begin_seq,
+                last_seq: tx.last_seq,
+                provisional: tx.provisional,
+            })
+            .collect();
+        cut.sort_by_key(|t| t.begin_seq);
+        cut
+    }
+
     /// A record of an operation whose BEGIN was not seen.
     fn orphan(&mut self, r: &RecordHead<'_>, phase: &str) {
         if !self.resuming {
@@ -254,6 +281,39 @@ mod tests {
         ];
         let ix = transaction_index(&rs);
         assert_eq!(ix, TxIndex::default());
+    }
+
+    /// What a running reader asks without finishing the index: the oldest open BEGIN, and a
+    /// session's operations without COMMIT or ROLLBACK in one project, as `finish` lists them.
+    #[test]
+    fn open_operations_are_read_while_the_index_goes_on() {
+        use Phase::*;
+        let mut b = TxIndexBuilder::resuming();
+        let mut other = rec(3, "c", Begin, &["u5"]);
+        other.project_id = "elsewhere".into();
+        for r in [
+            rec(1, "a", Begin, &["u1"]),
+            rec(2, "b", Begin, &["u3"]),
+            other,
+            rec(4, "a", Step, &["u1", "u2"]),
+            rec(5, "b", Commit, &[]),
+            rec(6, "z", Final, &[]), // settled before the reader began: not an anomaly
+        ] {
+            b.observe_record(&r);
+        }
+        assert_eq!(b.oldest_open(), Some(1));
+        let cut = b.incomplete_of("demo", "sess");
+        assert_eq!(
+            cut.iter().map(|t| (t.operation_id.as_str(), t.uuids.clone())).collect::<Vec<_>>(),
+            [("a", vec!["u1".to_string(), "u2".to_string()])]
+        );
+        assert!(b.incomplete_of("demo", "another session").is_empty());
+        b.observe_record(&rec(7, "a", Rollback, &[]));
+        assert!(b.incomplete_of("demo", "sess").is_empty());
+        assert_eq!(b.oldest_open(), Some(2), "b committed, no FINAL yet");
+        b.observe_record(&rec(8, "b", Final, &[]));
+        assert_eq!(b.oldest_open(), Some(3));
+        assert_eq!(b.finish().anomaly_count, 0);
     }
 
     #[test]
