@@ -22,11 +22,12 @@ pub enum ErrorCode {
     ShuttingDown,
     SlowConsumer,
     TooManyConnections,
+    SyncRestarted,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::FrameTooLarge,
         ErrorCode::BadFrame,
         ErrorCode::BadMessage,
@@ -42,6 +43,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
         ErrorCode::TooManyConnections,
+        ErrorCode::SyncRestarted,
         ErrorCode::Internal,
     ];
 
@@ -62,6 +64,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::SyncRestarted => "SYNC_RESTARTED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -80,6 +83,7 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::SlowConsumer
                 | ErrorCode::TooManyConnections
+                | ErrorCode::SyncRestarted
         )
     }
 }

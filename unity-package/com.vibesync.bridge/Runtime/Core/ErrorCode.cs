@@ -19,6 +19,7 @@ namespace VibeSync.Bridge.Core
         public const string ShuttingDown = "SHUTTING_DOWN";
         public const string SlowConsumer = "SLOW_CONSUMER"; // closes: reconnect, the replay brings the latest state
         public const string TooManyConnections = "TOO_MANY_CONNECTIONS"; // closes: retry after a moment
+        public const string SyncRestarted = "SYNC_RESTARTED"; // closes: reconnect, re-send what has no batch_result (§6.6)
         public const string Internal = "INTERNAL";
 
         // Per item (ack.results[].error_code)
@@ -57,7 +58,7 @@ namespace VibeSync.Bridge.Core
             HandshakeTimeout, NotAuthenticated, RateLimited, SafeMode, StorageFailed, ShuttingDown, Internal,
             InvalidUuid, UnknownKind, InvalidName, InvalidField, NonFinite, TooLarge, Quarantined, NotFound,
             DuplicateInRequest, Stale, Blocked, RecoveredIncomplete, VerifyMismatch, VerifyTimeout, ParticipantLost, ParticipantLeft, SlowConsumer,
-            TooManyConnections,
+            TooManyConnections, SyncRestarted,
         };
 
         /// <summary>Codes after which the daemon closes the connection (PROTOCOL §4 table).</summary>
@@ -66,7 +67,7 @@ namespace VibeSync.Bridge.Core
             switch (code)
             {
                 case FrameTooLarge: case BadFrame: case AuthFailed: case ProtocolMismatch: case BadProjectId:
-                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer: case TooManyConnections:
+                case HandshakeTimeout: case NotAuthenticated: case ShuttingDown: case SlowConsumer: case TooManyConnections: case SyncRestarted:
                     return true;
                 default:
                     return false;
