@@ -21,7 +21,7 @@
 //! names is really there with the same `h`, the registry is at least at `registry_seq` and
 //! the audit at least at `audit_seq`; otherwise boot reads the whole log, as without one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 use vibesync_audit::Audit;
 use vibesync_registry::Registry;
-use vibesync_wal::{parse_segment_name, segment_stamps, Phase, Position, Reader, Record, ResumeAt, SegmentStamp, Wal};
+use vibesync_wal::{
+    parse_segment_name, segment_stamps, IncompleteTx, Phase, Position, Reader, Record, ResumeAt, SegmentStamp,
+    TxIndexBuilder, Wal,
+};
 
 use vibesync_engine::notsynced::NotSyncedIndex;
 
@@ -174,8 +177,9 @@ pub struct Tracker {
     data_dir: PathBuf,
     /// Where the next unread record starts (None: the start of the log).
     pos: Option<Position>,
-    /// Operations with a BEGIN read and no FINAL/ROLLBACK yet → their BEGIN seq.
-    open: HashMap<String, u64>,
+    /// Operations with a BEGIN read and no FINAL/ROLLBACK yet. Fed from a checkpoint (or the
+    /// start of a compacted log) on: records of operations settled before it are expected.
+    open: TxIndexBuilder,
     /// End positions of the records read since the last checkpoint: (seq, segment, end, h).
     ends: VecDeque<(u64, u64, u64, String)>,
     /// Records `keep` wants that are after the last checkpoint.
@@ -199,7 +203,7 @@ impl Tracker {
             wal_dir,
             data_dir,
             pos: from.as_ref().map(Checkpoint::position),
-            open: HashMap::new(),
+            open: TxIndexBuilder::resuming(),
             ends: VecDeque::new(),
             pending: if from.is_some() { Vec::new() } else { carry },
             last_read: from.as_ref().map_or(0, |c| c.seq),
@@ -236,15 +240,7 @@ impl Tracker {
                 .ok_or_else(|| format!("{}: not a segment name", e.file.display()))?;
             let end = e.offset + e.len;
             self.pos = Some(Position { segment, offset: end });
-            match r.phase {
-                Phase::Begin => {
-                    self.open.entry(r.operation_id.clone()).or_insert(r.seq);
-                }
-                Phase::Final | Phase::Rollback => {
-                    self.open.remove(&r.operation_id);
-                }
-                _ => {}
-            }
+            self.open.observe_record(&r);
             if self.not_synced.observe(&r) | keep(&r) {
                 self.pending.push(r.clone());
             }
@@ -263,7 +259,7 @@ impl Tracker {
         let durable = wal.last_seq();
         self.read_to(durable)?;
         let mut seq = self.last_read;
-        if let Some(oldest) = self.open.values().min() {
+        if let Some(oldest) = self.open.oldest_open() {
             seq = seq.min(oldest - 1);
         }
         let audit_seq = audit.map(|a| a.last_audited_seq());
@@ -311,9 +307,10 @@ impl Tracker {
 
     /// Follow the log to its durable end; then what a boot there would seed `project`'s sync
     /// with: the records boot-derived state needs ([`keep`]) of `project`, in seq order, and
-    /// the not-synced fold. A project's sync restarting after a step panicked starts from it
-    /// (docs/WAL.md §9). Blocking.
-    pub fn seed_now(&mut self, wal: &Wal, project: &str) -> Result<SeedNow, String> {
+    /// the not-synced fold; and the project's sync batches left open (`session` is the sync's
+    /// session id), which a boot would roll back. A project's sync restarting after a step
+    /// panicked starts from it (docs/WAL.md §9). Blocking.
+    pub fn seed_now(&mut self, wal: &Wal, project: &str, session: &str) -> Result<SeedNow, String> {
         self.read_to(wal.last_seq())?;
         let checkpointed = self.last.iter().flat_map(|c| c.kept.iter());
         let records = checkpointed.chain(&self.pending).filter(|r| r.project_id == project).cloned().collect();
@@ -321,6 +318,7 @@ impl Tracker {
             records,
             not_synced: self.not_synced.project(project).into_values().collect(),
             kept: self.not_synced.kept(project),
+            open: self.open.incomplete_of(project, session),
         })
     }
 }
@@ -331,6 +329,8 @@ pub struct SeedNow {
     pub records: Vec<Record>,
     pub not_synced: Vec<vibesync_engine::notsynced::NotSynced>,
     pub kept: Vec<(String, vibesync_engine::notsynced::KeptOf)>,
+    /// The project's sync batches with a BEGIN and neither COMMIT nor ROLLBACK.
+    pub open: Vec<IncompleteTx>,
 }
 
 /// The checkpointer thread's handles; it stops when `stop` is set or the registry is gone.

@@ -324,6 +324,20 @@ impl Daemon {
             .collect()
     }
 
+    /// Disconnect every session of `project_id` with `SYNC_RESTARTED` (its sync restarted
+    /// after a step panicked): each editor reconnects, takes the replay after its `last_seq`
+    /// and re-sends its changes that have no `batch_result` (docs/PROTOCOL.md §6.6). Returns
+    /// their session ids.
+    pub fn restart_sessions(&self, project_id: &str) -> Vec<String> {
+        let sessions = self.sessions.lock().unwrap();
+        let of = sessions.values().filter(|c| c.info.project_id == project_id);
+        of.map(|c| {
+            c.handle.restarted.notify_one();
+            c.info.session_id.clone()
+        })
+        .collect()
+    }
+
     /// Queue frames on a session's writer as one unit: they are written back to back, with
     /// nothing else between them (a fenced batch is contiguous, docs/PROTOCOL.md §6.3). A
     /// consumer that cannot take a frame within the timeout is not waited for longer (it is
@@ -1136,6 +1150,12 @@ impl crate::host::Host for Daemon {
     }
     fn set_safe_mode(&self, active: bool, reason: &str) {
         Daemon::set_safe_mode(self, active, reason)
+    }
+    fn restart_sessions(&self, project: &str) -> Vec<String> {
+        Daemon::restart_sessions(self, project)
+    }
+    fn restart_sync(self: &Arc<Self>, project: &str) {
+        self.sync.restart(self, project)
     }
     fn deleting(&self, project: &str) -> Vec<String> {
         let d = self.deleting.lock().unwrap();

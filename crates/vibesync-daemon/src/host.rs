@@ -90,6 +90,11 @@ pub trait Host: Send + Sync + 'static {
     fn storage_failure_frame(&self, request_id: &str, operation_id: &str, message: String) -> Frame;
     fn safe_mode(&self) -> bool;
     fn set_safe_mode(&self, active: bool, reason: &str);
+    /// Disconnect every session of `project` (`SYNC_RESTARTED`): its sync restarted. Their
+    /// session ids.
+    fn restart_sessions(&self, project: &str) -> Vec<String>;
+    /// A step of `project`'s sync panicked in its actor's task: start its next actor now.
+    fn restart_sync(self: &std::sync::Arc<Self>, project: &str);
     /// The uuids of `project` whose `tombstone` is committing: planned, and not yet applied
     /// to the registry (`core::registrar`).
     fn deleting(&self, project: &str) -> Vec<String>;

@@ -461,6 +461,9 @@ pub struct SessionHandle {
     pub tx: Outbox,
     /// Notified when the session must be disconnected (it does not take its messages).
     pub kick: Arc<tokio::sync::Notify>,
+    /// Notified when its project's sync restarted after a step panicked: the session is
+    /// disconnected (`SYNC_RESTARTED`) and its editor reconnects (docs/PROTOCOL.md §6.6).
+    pub restarted: Arc<tokio::sync::Notify>,
 }
 
 #[cfg(test)]

@@ -154,13 +154,15 @@ pub async fn serve_connection(
     let session_id = info.session_id.clone();
     let span = info_span!("session", session_id = %session_id, editor = %hello.editor, project_id = %project_id);
     let kick = Arc::new(tokio::sync::Notify::new());
+    let restarted = Arc::new(tokio::sync::Notify::new());
     // From here on frames go through the outbox: written at once by their sender when
     // nothing waits before them, else by the writer task (crate::outbox). Until `welcome`
     // is written everything others send waits in the queue behind it.
     let server = &daemon.config().server;
     let (tx, writer_loop) =
         Outbox::new((server.send_queue_frames, server.send_queue_bytes), writer.into_inner(), max_frame);
-    daemon.add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone() });
+    daemon
+        .add_session(info.clone(), SessionHandle { tx: tx.clone(), kick: kick.clone(), restarted: restarted.clone() });
     let limits = daemon.config().limits.clone();
     let clock = std::time::Instant::now();
     let mut msg_bucket = Bucket::new(limits.messages_per_sec, limits.messages_burst, 0);
@@ -214,7 +216,13 @@ pub async fn serve_connection(
                     }
                     _ = kick.notified() => {
                         warn!("slow consumer: disconnecting (it gets the latest state when it reconnects)");
-                        give_up(&tx);
+                        give_up(&tx, ErrorCode::SlowConsumer, SLOW);
+                        gave_up = true;
+                        break;
+                    }
+                    _ = restarted.notified() => {
+                        warn!("the project's sync restarted: disconnecting (its editor reconnects and re-sends what has no batch_result)");
+                        give_up(&tx, ErrorCode::SyncRestarted, RESTARTED);
                         gave_up = true;
                         break;
                     }
@@ -341,18 +349,18 @@ pub async fn serve_connection(
 /// client to read the frame it was writing and the error after it (docs/PROTOCOL.md §4).
 const LAST_WORD_WAIT: Duration = Duration::from_secs(30);
 
-/// Give up on a session's consumer: its queue is dropped and `SLOW_CONSUMER` is the last
-/// frame written (docs/PROTOCOL.md §4).
-fn give_up(tx: &Outbox) {
-    tx.give_up(
-        Outbound::error(
-            ErrorCode::SlowConsumer,
-            "you did not read your messages fast enough; reconnect to get the latest state",
-            None,
-        )
-        .to_frame(),
-    );
+/// Give up on a session: its queue is dropped and the error `code` is the last frame written
+/// (`SLOW_CONSUMER`, `SYNC_RESTARTED`: docs/PROTOCOL.md §4).
+fn give_up(tx: &Outbox, code: ErrorCode, message: &str) {
+    tx.give_up(Outbound::error(code, message, None).to_frame());
 }
+
+/// The last word to a slow consumer (docs/PROTOCOL.md §4).
+const SLOW: &str = "you did not read your messages fast enough; reconnect to get the latest state";
+
+/// The last word to a session whose project's sync restarted (docs/PROTOCOL.md §4, §6.6).
+const RESTARTED: &str = "this project's sync stopped on a bug (see the daemon log) and restarted from the WAL; \
+reconnect: the replay brings what you missed, and re-send your changes that have no batch_result";
 
 /// Send a session its replies. A client that does not read its own replies is a slow
 /// consumer too: they wait at most `limits.slow_consumer_ms` for room, then the session
@@ -361,7 +369,7 @@ async fn reply(tx: &Outbox, frames: Vec<Frame>, patience: Duration) -> Result<()
     let sent = tx.send_all(frames, Some(patience)).await;
     if sent == Err(SendError::Slow) {
         warn!("slow consumer: it does not read its replies; disconnecting");
-        give_up(tx);
+        give_up(tx, ErrorCode::SlowConsumer, SLOW);
     }
     sent
 }

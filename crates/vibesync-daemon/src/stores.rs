@@ -78,6 +78,22 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The ROLLBACK (`RECOVERED_INCOMPLETE`) of an operation left without COMMIT or ROLLBACK
+/// (docs/WAL.md §9): by a crash, found at boot, or by a project's sync that stopped on a
+/// panic, found when it restarts.
+fn recovered_incomplete(tx: &vibesync_wal::IncompleteTx, reason: &str) -> RecordDraft {
+    RecordDraft {
+        session_id: tx.session_id.clone(),
+        operation_id: tx.operation_id.clone(),
+        uuids: tx.uuids.clone(),
+        project_id: tx.project_id.clone(),
+        phase: Phase::Rollback,
+        outcome: Outcome::Error,
+        error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
+        payload: json!({"reason": reason, "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
+    }
+}
+
 /// What the governance index needs of a WAL record; its time comes from `ts`.
 pub fn observed(r: &Record) -> Observed<'_> {
     let at_ms = time::OffsetDateTime::parse(&r.ts, &time::format_description::well_known::Rfc3339)
@@ -301,16 +317,12 @@ impl Stores {
 
         for tx in &recovery.transactions.incomplete {
             warn!(operation_id = %tx.operation_id, uuids = ?tx.uuids, begin_seq = tx.begin_seq, "rolling back a transaction left incomplete by a crash");
-            boot_appended.extend(stores.wal.append_blocking(vec![RecordDraft {
-                session_id: tx.session_id.clone(),
-                operation_id: tx.operation_id.clone(),
-                uuids: tx.uuids.clone(),
-                project_id: tx.project_id.clone(),
-                phase: Phase::Rollback,
-                outcome: Outcome::Error,
-                error_code: Some(vibesync_protocol::RollbackCode::RecoveredIncomplete.as_str().into()),
-                payload: json!({"reason": "BEGIN without COMMIT or ROLLBACK found at boot", "begin_seq": tx.begin_seq, "provisional": tx.provisional}),
-            }])?);
+            boot_appended.extend(
+                stores.wal.append_blocking(vec![recovered_incomplete(
+                    tx,
+                    "BEGIN without COMMIT or ROLLBACK found at boot",
+                )])?,
+            );
             // A sync batch (session "sync") cut by a crash is rolled back deterministically: its
             // uuids stay live, the registry keeps the last committed state and reconnecting
             // editors are re-sent it (docs/PROTOCOL.md §6.6). It is not a sync failure for the
@@ -753,10 +765,26 @@ impl Stores {
     /// checkpointer's records (`checkpoint::Tracker::seed_now`). A project's sync restarting
     /// after a step panicked starts from it, not from what boot read. Blocking; a read error is
     /// an error.
+    ///
+    /// The project's sync batches left open by the stopped sync (BEGIN without COMMIT or
+    /// ROLLBACK) are rolled back first, `RECOVERED_INCOMPLETE`, as a boot rolls them back
+    /// (docs/WAL.md §9): a cut batch, never a failure counted against its objects. Their
+    /// ROLLBACKs are then among the seed's, replayed to the editors that reconnect.
     pub fn seed_now(&self, project: &str) -> Result<SyncSeed, DaemonError> {
-        let now = self.checkpoints.lock().unwrap().seed_now(&self.wal, project).map_err(|message| {
-            DaemonError::DataDir { path: self.data.wal(), message: format!("cannot read the WAL: {message}") }
-        })?;
+        let read = || {
+            self.checkpoints.lock().unwrap().seed_now(&self.wal, project, crate::txn::SYNC_SESSION).map_err(|message| {
+                DaemonError::DataDir { path: self.data.wal(), message: format!("cannot read the WAL: {message}") }
+            })
+        };
+        let mut now = read()?;
+        if !now.open.is_empty() {
+            for tx in &now.open {
+                warn!(operation_id = %tx.operation_id, project_id = %tx.project_id, uuids = ?tx.uuids, begin_seq = tx.begin_seq, "rolling back a sync batch the stopped sync left open");
+            }
+            let why = "BEGIN without COMMIT or ROLLBACK when the project's sync restarted after a step panicked";
+            self.wal.append_blocking(now.open.iter().map(|tx| recovered_incomplete(tx, why)).collect())?;
+            now = read()?;
+        }
         let rolled_back = now.records.iter().filter(|r| r.phase == Phase::Rollback).map(RolledBack::from_record);
         Ok(SyncSeed {
             rolled_back: rolled_back.collect(),

@@ -83,7 +83,16 @@ pub struct SyncHub<H> {
     /// Set by [`SyncHub::stop`]: no actor starts and no event is delivered or driven after
     /// it.
     stopped: AtomicBool,
+    /// Per project, when its actor was last restarted at once after a step panicked
+    /// ([`SyncHub::restart`]), within [`RESTART_WINDOW`].
+    restarts: Mutex<HashMap<String, Vec<std::time::Instant>>>,
 }
+
+/// At most [`RESTARTS_AT_ONCE`] restarts of a project's sync within this window start at once;
+/// beyond, its sync starts again on its next input (a bug that panics every step does not
+/// spin).
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const RESTARTS_AT_ONCE: usize = 5;
 
 impl<H> Default for SyncHub<H> {
     fn default() -> Self {
@@ -92,6 +101,7 @@ impl<H> Default for SyncHub<H> {
             status: Arc::default(),
             tasks: Mutex::default(),
             stopped: AtomicBool::new(false),
+            restarts: Mutex::default(),
         }
     }
 }
@@ -116,11 +126,8 @@ impl<H: Host> SyncHub<H> {
             if let Ok(mut actor) = shared.actor.try_lock() {
                 // Under the lock nothing else is driven; an input sent meanwhile waits for it.
                 if shared.queued.load(Ordering::Acquire) == 0 && !self.stopped.load(Ordering::SeqCst) {
-                    let step = std::panic::AssertUnwindSafe(actor.drive(Some(input)).instrument(shared.span.clone()));
-                    if futures::FutureExt::catch_unwind(step).await.is_err() {
-                        tracing::error!(parent: &shared.span, "a sync step panicked; the project's sync restarts from the stores");
-                        shared.broken.store(true, Ordering::SeqCst);
-                        shared.rearm.notify_one();
+                    let span = shared.span.clone();
+                    if !guarded(&shared, &mut actor, Some(input)).instrument(span).await {
                         return false;
                     }
                     // A window that closes now, a due deadline, a deferred replay: the actor's.
@@ -138,6 +145,27 @@ impl<H: Host> SyncHub<H> {
         let (tx, rx) = oneshot::channel();
         self.deliver(daemon, project_id, (input, Some(tx)));
         rx.await.is_ok()
+    }
+
+    /// Start `project_id`'s next actor now if its actor is gone or broken (a step panicked):
+    /// it reads the stores again and its editors reconnect ([`Actor::reseed`]), without
+    /// waiting for the project's next input.
+    pub fn restart(&self, daemon: &Arc<H>, project_id: &str) {
+        {
+            let mut restarts = self.restarts.lock().unwrap();
+            let recent = restarts.entry(project_id.to_string()).or_default();
+            recent.retain(|t| t.elapsed() < RESTART_WINDOW);
+            if recent.len() >= RESTARTS_AT_ONCE {
+                tracing::error!(
+                    project_id,
+                    "the project's sync panicked {} times within {RESTART_WINDOW:?}; it starts again on its next input",
+                    recent.len()
+                );
+                return;
+            }
+            recent.push(std::time::Instant::now());
+        }
+        let _ = self.shared(daemon, project_id);
     }
 
     /// The project's shared state, its actor started on first use; None once stopped.
@@ -305,8 +333,8 @@ fn seeded(project: String, settings: Settings, seed: crate::stores::SyncSeed) ->
 }
 
 impl<H: Host> Actor<H> {
-    /// `restart`: an earlier actor of the project stopped (a step panicked); the sessions
-    /// still connected took its replay and are joined to this one at once.
+    /// `restart`: an earlier actor of the project stopped (a step panicked); this one starts
+    /// with [`Actor::reseed`].
     fn new(
         daemon: Arc<H>,
         project: String,
@@ -333,10 +361,15 @@ impl<H: Host> Actor<H> {
         Actor { daemon, project, machine, settings, status, epoch: Instant::now(), reseed: restart }
     }
 
-    /// The machine again, from what a boot would read now (`Stores::seed_now`), joined by the
-    /// sessions still connected (they took the stopped machine's replay). What boot read is
-    /// older than what the stopped machine held: rollbacks, late COMMITs and not-synced
-    /// entries since, and kept values since forgotten. A read that fails keeps boot's.
+    /// The machine again, from what a boot would read now (`Stores::seed_now`). What boot read
+    /// is older than what the stopped machine held: rollbacks, late COMMITs and not-synced
+    /// entries since, and kept values since forgotten. The sync batches the stopped machine
+    /// left open are rolled back (`RECOVERED_INCOMPLETE`). Then every session of the project is
+    /// disconnected (`SYNC_RESTARTED`): what the stopped machine held of them — changes
+    /// admitted and not yet in a batch, batches sent and not answered, joins not yet driven —
+    /// is gone, so each editor reconnects as after a daemon restart, takes the replay after its
+    /// `last_seq` and re-sends its changes that have no `batch_result` (docs/PROTOCOL.md §6.6).
+    /// A read that fails keeps boot's.
     async fn reseed(&mut self) {
         let (stores, project) = (self.daemon.stores().clone(), self.project.clone());
         let why = match tokio::task::spawn_blocking(move || stores.seed_now(&project)).await {
@@ -350,7 +383,8 @@ impl<H: Host> Actor<H> {
         if let Some(why) = why {
             tracing::error!("the restarted sync starts from what boot read of the WAL: {why}");
         }
-        self.machine.rejoin(self.daemon.sessions_of(&self.project).into_iter().map(|s| s.session_id));
+        let kicked = self.daemon.restart_sessions(&self.project);
+        tracing::warn!(sessions = ?kicked, "the project's sync restarted: its sessions reconnect");
     }
 
     fn now_ms(&self) -> u64 {
@@ -382,8 +416,15 @@ impl<H: Host> Actor<H> {
 }
 
 /// The actor task: the clock, and the inputs sent through the channel, each driven under the
-/// project's lock after every input sent before it.
+/// project's lock after every input sent before it. A restarted actor first reads the stores
+/// again ([`Actor::reseed`]) before anything else is driven.
 async fn run<H: Host>(shared: Arc<Shared<H>>, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+    {
+        let mut actor = shared.actor.lock().await;
+        if actor.reseed && !guarded(&shared, &mut actor, None).await {
+            return;
+        }
+    }
     loop {
         let (epoch, wake) = {
             let mut actor = shared.actor.lock().await;
@@ -399,36 +440,56 @@ async fn run<H: Host>(shared: Arc<Shared<H>>, mut rx: mpsc::UnboundedReceiver<En
         let ev = tokio::select! {
             ev = rx.recv() => ev,
             _ = tokio::time::sleep_until(at), if wake.is_some() => {
-                tick(&shared).await;
+                if !tick(&shared).await {
+                    return;
+                }
                 continue;
             }
             // A session's step made a wake due sooner than the one armed.
             _ = shared.rearm.notified() => {
-                tick(&shared).await;
+                if !tick(&shared).await {
+                    return;
+                }
                 continue;
             }
         };
         let Some((input, reply)) = ev else { return };
         let mut actor = shared.actor.lock().await;
-        if shared.broken.load(Ordering::SeqCst) {
+        if shared.broken.load(Ordering::SeqCst) || !guarded(&shared, &mut actor, Some(input)).await {
             return;
         }
-        actor.drive(Some(input)).await;
         shared.queued.fetch_sub(1, Ordering::AcqRel);
         if let Some(reply) = reply {
             let _ = reply.send(());
         }
         // Zero-length windows close at once.
-        actor.drive(None).await;
+        if !guarded(&shared, &mut actor, None).await {
+            return;
+        }
     }
 }
 
-/// A tick of the clock, unless a step a session drove left the machine broken.
-async fn tick<H: Host>(shared: &Shared<H>) {
+/// A tick of the clock, unless a step a session drove left the machine broken. False when
+/// the actor is broken (this task ends).
+async fn tick<H: Host>(shared: &Shared<H>) -> bool {
     let mut actor = shared.actor.lock().await;
-    if !shared.broken.load(Ordering::SeqCst) {
-        actor.drive(None).await;
+    !shared.broken.load(Ordering::SeqCst) && guarded(shared, &mut actor, None).await
+}
+
+/// Drive one step of the actor (an input, or a tick), under its lock. A step that panics (a
+/// bug) leaves the machine half-way through it: the actor is marked broken and the project's
+/// next actor starts at once, from the stores (its editors reconnect, [`Actor::reseed`]).
+/// False then.
+async fn guarded<H: Host>(shared: &Shared<H>, actor: &mut Actor<H>, input: Option<Input>) -> bool {
+    let step = std::panic::AssertUnwindSafe(actor.drive(input));
+    if futures::FutureExt::catch_unwind(step).await.is_ok() {
+        return true;
     }
+    tracing::error!(parent: &shared.span, "a sync step panicked; the project's sync restarts from the stores");
+    shared.broken.store(true, Ordering::SeqCst);
+    shared.rearm.notify_one();
+    actor.daemon.restart_sync(&actor.project);
+    false
 }
 
 /// Carry out one effect of a project's machine.

@@ -792,13 +792,6 @@ impl Project {
         p
     }
 
-    /// Sessions that joined an earlier machine of this project (one that stopped after a
-    /// step panicked, while they stayed connected): they took its replay, so they receive
-    /// this one's batches at once.
-    pub fn rejoin(&mut self, sessions: impl IntoIterator<Item = String>) {
-        self.joined.extend(sessions);
-    }
-
     /// [`Project::new`] without not-synced uuids: given what editors may have missed, as
     /// [`late_commit_of`] reads it from the WAL.
     fn with_late_commits(

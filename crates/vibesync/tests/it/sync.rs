@@ -97,9 +97,16 @@ impl Mini {
     /// The same editor connected again (its `client_id` is the test process's), to the
     /// daemon `d` (restarted, say), from its `last_seq`: it holds what it held.
     pub fn reconnected(self, d: &Daemon, editor: &str) -> Mini {
-        let mut m = Mini::connect(d, editor, self.unit, self.last_seq);
+        self.reconnected_at(d.addr, &d.token, editor)
+    }
+
+    /// [`Mini::reconnected`] to the daemon at `addr` (one in-process, say); it also keeps the
+    /// `batch_result`s it had.
+    pub fn reconnected_at(self, addr: std::net::SocketAddr, token: &str, editor: &str) -> Mini {
+        let mut m = Mini::connect_at(addr, token, editor, self.unit, self.last_seq);
         m.states = self.states;
         m.meshes = self.meshes;
+        m.results = self.results;
         m
     }
 

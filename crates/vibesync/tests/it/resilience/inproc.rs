@@ -23,12 +23,18 @@ pub struct InProc {
 impl InProc {
     /// The data dir is `<dir>/data`.
     pub fn start(window_ms: u64) -> InProc {
+        InProc::start_with(window_ms, |_| {})
+    }
+
+    /// [`InProc::start`] with the rest of the configuration as `set` leaves it.
+    pub fn start_with(window_ms: u64, set: impl FnOnce(&mut Config)) -> InProc {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut cfg = Config::default();
         cfg.storage.data_dir = data.display().to_string();
         cfg.server.listen = "127.0.0.1:0".parse().unwrap();
         cfg.sync.batch_window_ms = window_ms;
+        set(&mut cfg);
         let daemon = vibesync_daemon::open(cfg, &ServeOptions::default()).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (listener, addr) = rt.block_on(vibesync_daemon::bind(&daemon, "127.0.0.1:0".parse().unwrap())).unwrap();

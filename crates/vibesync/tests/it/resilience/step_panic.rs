@@ -1,7 +1,8 @@
 //! A sync step that panics (a bug): the project's sync restarts, and it starts from the WAL
-//! as it is now, not as boot read it (docs/RESILIENCE.md "A sync step that panics"). The
-//! daemon runs in-process; the daemon's `fault-injection` hook makes a project's next step
-//! panic.
+//! as it is now, not as boot read it; a batch the stopped sync left open is rolled back then;
+//! its editors are disconnected (`SYNC_RESTARTED`) and reconnect (docs/RESILIENCE.md "A sync
+//! step that panics"). The daemon runs in-process; the daemon's `fault-injection` hook makes a
+//! project's next step panic.
 
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,38 @@ fn listed(d: &InProc) -> Vec<(String, String)> {
     entries.iter().map(|e| (text(&e["uuid"]), text(&e["client_id"]))).collect()
 }
 
-/// Blender's next change meets an injected panic in the project's sync; the step after it
-/// runs on the restarted sync.
-fn a_step_panics(d: &InProc, b: &mut Mini, spare: &str, x: f64) {
+/// Blender's next change meets an injected panic in the project's sync: both editors are
+/// disconnected (`SYNC_RESTARTED`) and reconnect, holding what they held; the steps after
+/// it run on the restarted sync.
+fn a_step_panics(d: &InProc, mut b: Mini, u: Mini, spare: &str, x: f64) -> (Mini, Mini) {
     d.daemon.stores().inject_step_panic("demo");
     let moved = json!({"op":"transform","uuid":spare,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
-    let reply = b.send_change(&format!("spare-{x}"), vec![moved], &[]);
-    assert!(!d.daemon.stores().take_step_panic("demo"), "a step panicked: {reply}");
+    let msg = json!({"type":"change","request_id":format!("spare-{x}"),"base_seq":b.last_seq,"changes":[moved]});
+    b.c.send(&msg).unwrap();
+    let (b, u) = (restarted(b, d, "blender"), restarted(u, d, "unity"));
+    assert!(!d.daemon.stores().take_step_panic("demo"), "a step panicked");
+    (b, u)
+}
+
+/// The editor reads until the daemon disconnects it with `SYNC_RESTARTED` (docs/PROTOCOL.md
+/// §4), handling what comes before it, then reconnects from its `last_seq`, holding what it
+/// held. Fails if that error does not come within 20 s.
+fn restarted(mut m: Mini, d: &InProc, editor: &str) -> Mini {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    m.c.set_read_timeout(Some(Duration::from_millis(200)));
+    loop {
+        assert!(Instant::now() < deadline, "{editor}: no SYNC_RESTARTED within 20 s");
+        let Ok(f) = m.c.recv_frame() else { continue };
+        let msg: Value = serde_json::from_slice(&f.json).unwrap();
+        match (msg["type"].as_str(), msg["code"].as_str()) {
+            (Some("error"), Some("SYNC_RESTARTED")) => break,
+            // The request that met the panic is answered INTERNAL, when that answer was
+            // written before the disconnect dropped what was queued.
+            (Some("error"), Some("INTERNAL")) => {}
+            _ => m.handle(msg, f.attachment.to_vec()),
+        }
+    }
+    m.reconnected_at(d.addr, &d.token, editor)
 }
 
 /// Unity keeps an object it made, not synced (its create rolled back), and keeps a rename of
@@ -69,7 +95,8 @@ fn a_sync_restarted_after_a_step_panicked_forgets_nothing_editors_keep() {
     // The status `listed` reads is the one a sync's step leaves: Blender's move of the spare
     // commits on the restarted sync first. Its FINAL, after the `kept` STEP, lets a checkpoint
     // cover it.
-    a_step_panics(&d, &mut b, &spare, 1.0);
+    let (mut b, mut u) = a_step_panics(&d, b, u, &spare, 1.0);
+    settle(&mut [&mut b, &mut u]);
     a_moved_spare_commits(&mut b, &mut u, &spare, 2.0);
     assert_eq!(listed(&d), kept, "the restarted sync read the records after the checkpoint");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -77,7 +104,8 @@ fn a_sync_restarted_after_a_step_panicked_forgets_nothing_editors_keep() {
         assert!(Instant::now() < deadline, "no checkpoint at seq {kept_seq} within 30 s");
         std::thread::sleep(Duration::from_millis(200));
     }
-    a_step_panics(&d, &mut b, &spare, 3.0);
+    let (mut b, mut u) = a_step_panics(&d, b, u, &spare, 3.0);
+    settle(&mut [&mut b, &mut u]);
     a_moved_spare_commits(&mut b, &mut u, &spare, 4.0);
     assert_eq!(listed(&d), kept, "the restarted sync read the checkpoint's records");
 
@@ -93,4 +121,73 @@ fn a_moved_spare_commits(b: &mut Mini, u: &mut Mini, spare: &str, x: f64) {
     until(&mut [&mut *b, &mut *u], Duration::from_secs(20), |m| ended(m[0], &rid));
     let r = b.results.iter().find(|r| r["through"][spare] == rid.as_str()).unwrap();
     assert_eq!(r["outcome"], "committed", "{r}");
+}
+
+/// A step panics while a batch is in flight: Blender moved the cube, Unity applied the batch
+/// and has not answered it yet. The restarted sync rolls that batch back at once
+/// (`RECOVERED_INCOMPLETE`), not at the next boot: a checkpoint then passes it. Both editors
+/// are disconnected and reconnect: Unity, which applied the batch, is replayed the cube as
+/// committed; Blender, whose move has no `batch_result`, keeps it over that replay and sends
+/// it again (docs/PROTOCOL.md §6.6), and it commits in both. Before, the batch stayed open
+/// until the next boot (every checkpoint stopped below it), and Blender's move was never
+/// answered nor sent again while it stayed connected.
+#[test]
+fn a_batch_in_flight_when_a_step_panics_is_rolled_back_as_the_sync_restarts() {
+    let d = InProc::start_with(100, |c| c.sync.verify_timeout_ms = 60_000);
+    let mut b = Mini::connect_at(d.addr, &d.token, "blender", 1.0, 0);
+    let mut u = Mini::connect_at(d.addr, &d.token, "unity", 1.0, 0);
+    let (id, spare) = (new_uuid(), new_uuid());
+    let made = vec![create(&id, "Cube", [1.0, 2.0, 3.0]), create(&spare, "Spare", [0.0; 3])];
+    assert_eq!(statuses(&b.send_change("c", made, &[])), ["queued"; 2]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "c") && m[1].states.len() == 2);
+    settle(&mut [&mut b, &mut u]);
+
+    u.answer = false; // Unity applies the move's batch and does not answer it: it stays in flight
+    let moved = json!({"op":"transform","uuid":id,"t":[5.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&b.send_change("m", vec![moved.clone()], &[])), ["queued"]);
+    // Unity applied the move's batch (its live preview came first), the create's before it.
+    let batches_of = |m: &Mini| m.applies.values().filter(|us| us.contains(&id)).count();
+    until(&mut [&mut u, &mut b], Duration::from_secs(20), |m| batches_of(m[0]) == 2);
+    assert_eq!(u.states[&id]["t"], json!([5.0, 2.0, 3.0]));
+    let data = d.dir.path().join("data");
+    let begin = wal_records(&data)
+        .into_iter()
+        .rfind(|r| {
+            r["phase"] == "BEGIN" && r["session_id"] == "sync" && r["uuids"].as_array().unwrap().contains(&json!(id))
+        })
+        .expect("the move's batch BEGIN");
+    let op = begin["operation_id"].as_str().unwrap().to_string();
+    assert!(b.results.iter().all(|r| r["through"][&id] != "m"), "the move has no result yet");
+
+    let (mut b, mut u) = a_step_panics(&d, b, u, &spare, 1.0);
+    let rollback = wal_records(&data)
+        .into_iter()
+        .find(|r| r["operation_id"] == op.as_str() && r["phase"] == "ROLLBACK")
+        .unwrap_or_else(|| {
+            let of: Vec<Value> = wal_records(&data).into_iter().filter(|r| r["operation_id"] == op.as_str()).collect();
+            panic!("the cut batch is rolled back as the sync restarts, with no boot: {of:?}")
+        });
+    assert_eq!(rollback["error_code"], "RECOVERED_INCOMPLETE", "{rollback}");
+
+    // Blender keeps its move over the replay (it has no result: local work, §6.6) and sends
+    // it again; Unity is replayed the cube as committed, then takes Blender's move.
+    b.own_pose.insert(id.clone());
+    b.own_pose_until.insert(id.clone(), "m-again".into());
+    assert_eq!(statuses(&b.send_change("m-again", vec![moved], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "m-again"));
+    settle(&mut [&mut b, &mut u]);
+    let r = b.results.iter().find(|r| r["through"][&id] == "m-again").unwrap();
+    assert_eq!(r["outcome"], "committed", "{r}");
+    let replayed = u.batches.iter().any(|(bid, path, _)| path == "resync" && u.applies[bid].contains(&id));
+    assert!(replayed, "Unity was sent the cube again after it reconnected: {:?}", u.batches);
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        assert_eq!(m.states[&id]["t"], json!([5.0, 2.0, 3.0]), "{name} holds Blender's move");
+    }
+
+    let rolled = rollback["seq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < rolled) {
+        assert!(Instant::now() < deadline, "no checkpoint past the cut batch within 30 s: {}", status(&d));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
