@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 use vibesync_audit::Audit;
 use vibesync_registry::Registry;
 use vibesync_wal::{
-    parse_segment_name, segment_stamps, IncompleteTx, Phase, Position, Reader, Record, ResumeAt, SegmentStamp,
+    parse_segment_name, segment_stamps, Phase, Position, Reader, Record, ResumeAt, SegmentStamp, TxIndex,
     TxIndexBuilder, Wal,
 };
 
@@ -308,7 +308,7 @@ impl Tracker {
     /// Follow the log to its durable end; then what a boot there would seed `project`'s sync
     /// with: the records boot-derived state needs ([`keep`]) of `project`, in seq order, and
     /// the not-synced fold; and the project's sync batches left open (`session` is the sync's
-    /// session id), which a boot would roll back. A project's sync restarting after a step
+    /// session id), which a boot would roll back or finalize. A project's sync restarting after a step
     /// panicked starts from it (docs/WAL.md §9). Blocking.
     pub fn seed_now(&mut self, wal: &Wal, project: &str, session: &str) -> Result<SeedNow, String> {
         self.read_to(wal.last_seq())?;
@@ -318,7 +318,7 @@ impl Tracker {
             records,
             not_synced: self.not_synced.project(project).into_values().collect(),
             kept: self.not_synced.kept(project),
-            open: self.open.incomplete_of(project, session),
+            open: self.open.open_of(project, session),
         })
     }
 }
@@ -329,8 +329,9 @@ pub struct SeedNow {
     pub records: Vec<Record>,
     pub not_synced: Vec<vibesync_engine::notsynced::NotSynced>,
     pub kept: Vec<(String, vibesync_engine::notsynced::KeptOf)>,
-    /// The project's sync batches with a BEGIN and neither COMMIT nor ROLLBACK.
-    pub open: Vec<IncompleteTx>,
+    /// The project's sync batches still open: with a BEGIN and neither COMMIT nor ROLLBACK
+    /// (`incomplete`), or committed without a FINAL (`unfinalized`).
+    pub open: TxIndex,
 }
 
 /// The checkpointer thread's handles; it stops when `stop` is set or the registry is gone.

@@ -106,6 +106,10 @@ pub struct Daemon {
     /// applied yet: a sync batch formed meanwhile would read the record live, so a window
     /// holding a change of one waits (docs/PROTOCOL.md §6.2).
     deleting: Mutex<HashSet<(String, String)>>,
+    /// Operation ids whose FINAL a `finalize_later` task is writing: a project's sync that
+    /// restarts after a step panicked finalizes the committed batches the stopped sync left
+    /// without a FINAL, except these (`Stores::seed_now`).
+    finalizing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Daemon {
@@ -135,6 +139,7 @@ impl Daemon {
             registrar_finals_writing: tokio::sync::watch::Sender::new(0),
             unrelayed: Mutex::new(HashMap::new()),
             deleting: Mutex::new(HashSet::new()),
+            finalizing: Arc::default(),
         }
     }
 
@@ -940,10 +945,13 @@ impl Daemon {
             }
         }
         let stores = self.stores.clone();
+        let finalizing = self.finalizing.clone();
+        finalizing.lock().unwrap().insert(operation_id.clone());
         self.finals.spawn(async move {
             if let Err(e) = stores.finalize(&session_id, &project_id, &operation_id, uuids).await {
                 error!(operation_id = %operation_id, "FINAL not written: {e}; boot recovery will finalize it");
             }
+            finalizing.lock().unwrap().remove(&operation_id);
         });
     }
 
@@ -1153,6 +1161,9 @@ impl crate::host::Host for Daemon {
     }
     fn restart_sessions(&self, project: &str) -> Vec<String> {
         Daemon::restart_sessions(self, project)
+    }
+    fn finalizing(&self) -> HashSet<String> {
+        self.finalizing.lock().unwrap().clone()
     }
     fn restart_sync(self: &Arc<Self>, project: &str) {
         self.sync.restart(self, project)

@@ -95,6 +95,8 @@ pub trait Host: Send + Sync + 'static {
     fn restart_sessions(&self, project: &str) -> Vec<String>;
     /// A step of `project`'s sync panicked in its actor's task: start its next actor now.
     fn restart_sync(self: &std::sync::Arc<Self>, project: &str);
+    /// The operation ids whose FINAL a [`Host::finalize_later`] is writing now.
+    fn finalizing(&self) -> std::collections::HashSet<String>;
     /// The uuids of `project` whose `tombstone` is committing: planned, and not yet applied
     /// to the registry (`core::registrar`).
     fn deleting(&self, project: &str) -> Vec<String>;

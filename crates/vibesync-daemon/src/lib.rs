@@ -62,6 +62,8 @@ pub use crate::core::Daemon;
 pub use crate::error::DaemonError;
 pub use crate::paths::DataDir;
 pub use crate::start::{bind, clear_safe_mode_offline, open, ServeOptions};
+#[cfg(feature = "fault-injection")]
+pub use crate::stores::StepPanic;
 
 pub const DAEMON_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -10,7 +10,7 @@
 //!    later durable FINAL is noted in seq order.
 //! 7. Sidecar: checked, rewritten when stale or damaged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,9 +57,9 @@ pub struct Stores {
     pub governance: Arc<std::sync::Mutex<FailureIndex>>,
     /// The WAL was compacted up to this seq (docs/WAL.md §11; 0 = never).
     anchor_seq: Arc<AtomicU64>,
-    /// Projects whose next sync step panics ([`Stores::inject_step_panic`]; tests only).
+    /// Projects whose sync panics next at a point ([`Stores::inject_step_panic`]; tests only).
     #[cfg(feature = "fault-injection")]
-    step_panics: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    step_panics: Arc<std::sync::Mutex<std::collections::HashMap<String, StepPanic>>>,
 }
 
 pub use vibesync_engine::project::{late_commit_of, LateCommit, RolledBack};
@@ -71,6 +71,17 @@ pub struct SyncSeed {
     pub late_commits: Vec<LateCommit>,
     pub not_synced: Vec<NotSynced>,
     pub kept: Vec<(String, KeptOf)>,
+}
+
+/// Where an injected panic stops a project's sync ([`Stores::inject_step_panic`]; tests
+/// only).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPanic {
+    /// As its next step begins.
+    AtStart,
+    /// As it is about to write the FINAL of a sync batch it committed.
+    BeforeFinal,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -766,23 +777,35 @@ impl Stores {
     /// after a step panicked starts from it, not from what boot read. Blocking; a read error is
     /// an error.
     ///
-    /// The project's sync batches left open by the stopped sync (BEGIN without COMMIT or
-    /// ROLLBACK) are rolled back first, `RECOVERED_INCOMPLETE`, as a boot rolls them back
-    /// (docs/WAL.md §9): a cut batch, never a failure counted against its objects. Their
-    /// ROLLBACKs are then among the seed's, replayed to the editors that reconnect.
-    pub fn seed_now(&self, project: &str) -> Result<SyncSeed, DaemonError> {
+    /// The project's sync batches the stopped sync left open are settled first, as a boot
+    /// settles them (docs/WAL.md §9): one without COMMIT or ROLLBACK is rolled back,
+    /// `RECOVERED_INCOMPLETE` — a cut batch, never a failure counted against its objects; its
+    /// ROLLBACK is then among the seed's, replayed to the editors that reconnect. One
+    /// committed without a FINAL is finalized (`{"recovered":true,"commit_seq":C}`), unless
+    /// its operation id is in `finalizing` (a FINAL being written, read before the WAL): until
+    /// then it held every checkpoint back.
+    pub fn seed_now(&self, project: &str, finalizing: &HashSet<String>) -> Result<SyncSeed, DaemonError> {
         let read = || {
             self.checkpoints.lock().unwrap().seed_now(&self.wal, project, crate::txn::SYNC_SESSION).map_err(|message| {
                 DaemonError::DataDir { path: self.data.wal(), message: format!("cannot read the WAL: {message}") }
             })
         };
         let mut now = read()?;
-        if !now.open.is_empty() {
-            for tx in &now.open {
+        let orphans: Vec<_> = now.open.unfinalized.iter().filter(|tx| !finalizing.contains(&tx.operation_id)).collect();
+        if !now.open.incomplete.is_empty() || !orphans.is_empty() {
+            for tx in &now.open.incomplete {
                 warn!(operation_id = %tx.operation_id, project_id = %tx.project_id, uuids = ?tx.uuids, begin_seq = tx.begin_seq, "rolling back a sync batch the stopped sync left open");
             }
             let why = "BEGIN without COMMIT or ROLLBACK when the project's sync restarted after a step panicked";
-            self.wal.append_blocking(now.open.iter().map(|tx| recovered_incomplete(tx, why)).collect())?;
+            if !now.open.incomplete.is_empty() {
+                self.wal
+                    .append_blocking(now.open.incomplete.iter().map(|tx| recovered_incomplete(tx, why)).collect())?;
+            }
+            for tx in orphans {
+                warn!(operation_id = %tx.operation_id, project_id = %tx.project_id, uuids = ?tx.uuids, commit_seq = tx.commit_seq, "finalizing a sync batch the stopped sync committed and left without a FINAL");
+                let payload = json!({"recovered": true, "commit_seq": tx.commit_seq});
+                self.finalize_cut_relay(tx, self.wal.last_seq(), payload)?;
+            }
             now = read()?;
         }
         let rolled_back = now.records.iter().filter(|r| r.phase == Phase::Rollback).map(RolledBack::from_record);
@@ -794,17 +817,19 @@ impl Stores {
         })
     }
 
-    /// Make the next sync step of `project` panic, as a bug would (tests only: the
+    /// Make `project`'s sync panic next `at` that point, as a bug would (tests only: the
     /// `fault-injection` feature). The project's sync restarts from the stores.
     #[cfg(feature = "fault-injection")]
-    pub fn inject_step_panic(&self, project: &str) {
-        self.step_panics.lock().unwrap().insert(project.to_string());
+    pub fn inject_step_panic(&self, project: &str, at: StepPanic) {
+        self.step_panics.lock().unwrap().insert(project.to_string(), at);
     }
 
-    /// Whether a step of `project` is to panic now ([`Stores::inject_step_panic`]), once.
+    /// Whether `project`'s sync is to panic now, `at` this point ([`Stores::inject_step_panic`]),
+    /// once.
     #[cfg(feature = "fault-injection")]
-    pub fn take_step_panic(&self, project: &str) -> bool {
-        self.step_panics.lock().unwrap().remove(project)
+    pub fn take_step_panic(&self, project: &str, at: StepPanic) -> bool {
+        let mut panics = self.step_panics.lock().unwrap();
+        panics.get(project) == Some(&at) && panics.remove(project).is_some()
     }
 
     /// Rollbacks of `project` found in the WAL at boot.

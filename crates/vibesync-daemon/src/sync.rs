@@ -364,7 +364,8 @@ impl<H: Host> Actor<H> {
     /// The machine again, from what a boot would read now (`Stores::seed_now`). What boot read
     /// is older than what the stopped machine held: rollbacks, late COMMITs and not-synced
     /// entries since, and kept values since forgotten. The sync batches the stopped machine
-    /// left open are rolled back (`RECOVERED_INCOMPLETE`). Then every session of the project is
+    /// left open are rolled back (`RECOVERED_INCOMPLETE`), those it committed without a FINAL
+    /// finalized. Then every session of the project is
     /// disconnected (`SYNC_RESTARTED`): what the stopped machine held of them — changes
     /// admitted and not yet in a batch, batches sent and not answered, joins not yet driven —
     /// is gone, so each editor reconnects as after a daemon restart, takes the replay after its
@@ -372,7 +373,9 @@ impl<H: Host> Actor<H> {
     /// A read that fails keeps boot's.
     async fn reseed(&mut self) {
         let (stores, project) = (self.daemon.stores().clone(), self.project.clone());
-        let why = match tokio::task::spawn_blocking(move || stores.seed_now(&project)).await {
+        // Read before the WAL: a FINAL written after it is in the WAL read.
+        let finalizing = self.daemon.finalizing();
+        let why = match tokio::task::spawn_blocking(move || stores.seed_now(&project, &finalizing)).await {
             Ok(Ok(seed)) => {
                 self.machine = seeded(self.project.clone(), self.settings, seed);
                 None
@@ -398,7 +401,7 @@ impl<H: Host> Actor<H> {
             self.reseed().await;
         }
         #[cfg(feature = "fault-injection")]
-        if self.daemon.stores().take_step_panic(&self.project) {
+        if self.daemon.stores().take_step_panic(&self.project, crate::stores::StepPanic::AtStart) {
             panic!("a step panic injected for a test (fault-injection)");
         }
         let epoch = self.epoch;
@@ -410,6 +413,12 @@ impl<H: Host> Actor<H> {
         };
         let mut done = None;
         while let Some(effect) = step.next(done.take(), now()) {
+            #[cfg(feature = "fault-injection")]
+            if matches!(&effect, Effect::Finalize { session_id, .. } if session_id == crate::txn::SYNC_SESSION)
+                && self.daemon.stores().take_step_panic(&self.project, crate::stores::StepPanic::BeforeFinal)
+            {
+                panic!("a panic before a sync batch's FINAL injected for a test (fault-injection)");
+            }
             done = Some(perform(&self.daemon, &self.project, &self.status, effect).await);
         }
     }

@@ -57,7 +57,7 @@ pub struct TxIndex {
 /// Cap on stored anomalies, so a strange log cannot exhaust memory at boot.
 pub const MAX_ANOMALIES: usize = 1000;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct OpenTx {
     session_id: String,
     project_id: String,
@@ -160,26 +160,12 @@ impl TxIndexBuilder {
         self.open.values().map(|tx| tx.begin_seq).min()
     }
 
-    /// The operations of session `session_id` in project `project_id` with a BEGIN and neither
-    /// COMMIT nor ROLLBACK so far, as [`TxIndexBuilder::finish`] would list them; the builder
-    /// goes on.
-    pub fn incomplete_of(&self, project_id: &str, session_id: &str) -> Vec<IncompleteTx> {
-        let mut cut: Vec<IncompleteTx> = self
-            .open
-            .iter()
-            .filter(|(_, tx)| tx.commit_seq.is_none() && tx.project_id == project_id && tx.session_id == session_id)
-            .map(|(operation_id, tx)| IncompleteTx {
-                operation_id: operation_id.clone(),
-                session_id: tx.session_id.clone(),
-                project_id: tx.project_id.clone(),
-                uuids: dedup_in_order(tx.uuids.clone()),
-                begin_seq: tx.begin_seq,
-                last_seq: tx.last_seq,
-                provisional: tx.provisional,
-            })
-            .collect();
-        cut.sort_by_key(|t| t.begin_seq);
-        cut
+    /// The open operations of session `session_id` in project `project_id` so far, as
+    /// [`TxIndexBuilder::finish`] would list them (without anomalies); the builder goes on.
+    pub fn open_of(&self, project_id: &str, session_id: &str) -> TxIndex {
+        let of = self.open.iter().filter(|(_, tx)| tx.project_id == project_id && tx.session_id == session_id);
+        let (incomplete, unfinalized) = listed(of.map(|(id, tx)| (id.clone(), tx.clone())));
+        TxIndex { incomplete, unfinalized, ..TxIndex::default() }
     }
 
     /// A record of an operation whose BEGIN was not seen.
@@ -198,34 +184,41 @@ impl TxIndexBuilder {
     }
 
     pub fn finish(self) -> TxIndex {
-        let mut incomplete = Vec::new();
-        let mut unfinalized = Vec::new();
-        for (operation_id, tx) in self.open {
-            let uuids = dedup_in_order(tx.uuids);
-            match tx.commit_seq {
-                None => incomplete.push(IncompleteTx {
-                    operation_id,
-                    session_id: tx.session_id,
-                    project_id: tx.project_id,
-                    uuids,
-                    begin_seq: tx.begin_seq,
-                    last_seq: tx.last_seq,
-                    provisional: tx.provisional,
-                }),
-                Some(commit_seq) => unfinalized.push(UnfinalizedTx {
-                    operation_id,
-                    session_id: tx.session_id,
-                    project_id: tx.project_id,
-                    uuids,
-                    begin_seq: tx.begin_seq,
-                    commit_seq,
-                }),
-            }
-        }
-        incomplete.sort_by_key(|t| t.begin_seq);
-        unfinalized.sort_by_key(|t| t.begin_seq);
+        let (incomplete, unfinalized) = listed(self.open.into_iter());
         TxIndex { incomplete, unfinalized, anomalies: self.anomalies, anomaly_count: self.anomaly_count }
     }
+}
+
+/// Open operations split into those without COMMIT and those committed without FINAL, each
+/// ordered by `begin_seq`.
+fn listed(open: impl Iterator<Item = (String, OpenTx)>) -> (Vec<IncompleteTx>, Vec<UnfinalizedTx>) {
+    let mut incomplete = Vec::new();
+    let mut unfinalized = Vec::new();
+    for (operation_id, tx) in open {
+        let uuids = dedup_in_order(tx.uuids);
+        match tx.commit_seq {
+            None => incomplete.push(IncompleteTx {
+                operation_id,
+                session_id: tx.session_id,
+                project_id: tx.project_id,
+                uuids,
+                begin_seq: tx.begin_seq,
+                last_seq: tx.last_seq,
+                provisional: tx.provisional,
+            }),
+            Some(commit_seq) => unfinalized.push(UnfinalizedTx {
+                operation_id,
+                session_id: tx.session_id,
+                project_id: tx.project_id,
+                uuids,
+                begin_seq: tx.begin_seq,
+                commit_seq,
+            }),
+        }
+    }
+    incomplete.sort_by_key(|t| t.begin_seq);
+    unfinalized.sort_by_key(|t| t.begin_seq);
+    (incomplete, unfinalized)
 }
 
 fn dedup_in_order(v: Vec<String>) -> Vec<String> {
@@ -284,7 +277,7 @@ mod tests {
     }
 
     /// What a running reader asks without finishing the index: the oldest open BEGIN, and a
-    /// session's operations without COMMIT or ROLLBACK in one project, as `finish` lists them.
+    /// session's open operations in one project, as `finish` lists them.
     #[test]
     fn open_operations_are_read_while_the_index_goes_on() {
         use Phase::*;
@@ -302,17 +295,22 @@ mod tests {
             b.observe_record(&r);
         }
         assert_eq!(b.oldest_open(), Some(1));
-        let cut = b.incomplete_of("demo", "sess");
+        let open = b.open_of("demo", "sess");
         assert_eq!(
-            cut.iter().map(|t| (t.operation_id.as_str(), t.uuids.clone())).collect::<Vec<_>>(),
+            open.incomplete.iter().map(|t| (t.operation_id.as_str(), t.uuids.clone())).collect::<Vec<_>>(),
             [("a", vec!["u1".to_string(), "u2".to_string()])]
         );
-        assert!(b.incomplete_of("demo", "another session").is_empty());
+        assert_eq!(
+            open.unfinalized.iter().map(|t| (t.operation_id.as_str(), t.commit_seq)).collect::<Vec<_>>(),
+            [("b", 5)]
+        );
+        assert_eq!(b.open_of("demo", "another session"), TxIndex::default());
         b.observe_record(&rec(7, "a", Rollback, &[]));
-        assert!(b.incomplete_of("demo", "sess").is_empty());
+        assert!(b.open_of("demo", "sess").incomplete.is_empty());
         assert_eq!(b.oldest_open(), Some(2), "b committed, no FINAL yet");
         b.observe_record(&rec(8, "b", Final, &[]));
         assert_eq!(b.oldest_open(), Some(3));
+        assert!(b.open_of("demo", "sess").unfinalized.is_empty());
         assert_eq!(b.finish().anomaly_count, 0);
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use vibesync_daemon::StepPanic;
+
 use super::inproc::InProc;
 use crate::common::*;
 use crate::sync::{
@@ -31,34 +33,50 @@ fn listed(d: &InProc) -> Vec<(String, String)> {
 /// disconnected (`SYNC_RESTARTED`) and reconnect, holding what they held; the steps after
 /// it run on the restarted sync.
 fn a_step_panics(d: &InProc, mut b: Mini, u: Mini, spare: &str, x: f64) -> (Mini, Mini) {
-    d.daemon.stores().inject_step_panic("demo");
+    d.daemon.stores().inject_step_panic("demo", StepPanic::AtStart);
     let moved = json!({"op":"transform","uuid":spare,"t":[x,0.0,0.0],"r":[0,0,0,1],"s":[1,1,1]});
     let msg = json!({"type":"change","request_id":format!("spare-{x}"),"base_seq":b.last_seq,"changes":[moved]});
     b.c.send(&msg).unwrap();
-    let (b, u) = (restarted(b, d, "blender"), restarted(u, d, "unity"));
-    assert!(!d.daemon.stores().take_step_panic("demo"), "a step panicked");
+    let (b, u) = restarted(b, u, d);
+    assert!(!d.daemon.stores().take_step_panic("demo", StepPanic::AtStart), "a step panicked");
     (b, u)
 }
 
-/// The editor reads until the daemon disconnects it with `SYNC_RESTARTED` (docs/PROTOCOL.md
-/// §4), handling what comes before it, then reconnects from its `last_seq`, holding what it
-/// held. Fails if that error does not come within 20 s.
-fn restarted(mut m: Mini, d: &InProc, editor: &str) -> Mini {
+/// A checkpoint reaches `seq` (the end of `what`) within 30 s, or the test fails.
+fn checkpoint_passes(d: &InProc, seq: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < seq) {
+        assert!(Instant::now() < deadline, "no checkpoint past {what} within 30 s: {}", status(d));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The editors read until the daemon disconnects each with `SYNC_RESTARTED` (docs/PROTOCOL.md
+/// §4), handling what comes before it (Unity answers the batches it is sent), then each
+/// reconnects from its `last_seq`, holding what it held. Fails if that error does not come
+/// to each within 20 s.
+fn restarted(b: Mini, u: Mini, d: &InProc) -> (Mini, Mini) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    m.c.set_read_timeout(Some(Duration::from_millis(200)));
-    loop {
-        assert!(Instant::now() < deadline, "{editor}: no SYNC_RESTARTED within 20 s");
-        let Ok(f) = m.c.recv_frame() else { continue };
-        let msg: Value = serde_json::from_slice(&f.json).unwrap();
-        match (msg["type"].as_str(), msg["code"].as_str()) {
-            (Some("error"), Some("SYNC_RESTARTED")) => break,
-            // The request that met the panic is answered INTERNAL, when that answer was
-            // written before the disconnect dropped what was queued.
-            (Some("error"), Some("INTERNAL")) => {}
-            _ => m.handle(msg, f.attachment.to_vec()),
+    let mut editors = [(b, "blender", false), (u, "unity", false)];
+    for (m, ..) in editors.iter_mut() {
+        m.c.set_read_timeout(Some(Duration::from_millis(50)));
+    }
+    while editors.iter().any(|(.., told)| !told) {
+        for (m, editor, told) in editors.iter_mut().filter(|(.., told)| !told) {
+            assert!(Instant::now() < deadline, "{editor}: no SYNC_RESTARTED within 20 s");
+            let Ok(f) = m.c.recv_frame() else { continue };
+            let msg: Value = serde_json::from_slice(&f.json).unwrap();
+            match (msg["type"].as_str(), msg["code"].as_str()) {
+                (Some("error"), Some("SYNC_RESTARTED")) => *told = true,
+                // The request that met the panic is answered INTERNAL, when that answer was
+                // written before the disconnect dropped what was queued.
+                (Some("error"), Some("INTERNAL")) => {}
+                _ => m.handle(msg, f.attachment.to_vec()),
+            }
         }
     }
-    m.reconnected_at(d.addr, &d.token, editor)
+    let [(b, ..), (u, ..)] = editors;
+    (b.reconnected_at(d.addr, &d.token, "blender"), u.reconnected_at(d.addr, &d.token, "unity"))
 }
 
 /// Unity keeps an object it made, not synced (its create rolled back), and keeps a rename of
@@ -184,10 +202,55 @@ fn a_batch_in_flight_when_a_step_panics_is_rolled_back_as_the_sync_restarts() {
         assert_eq!(m.states[&id]["t"], json!([5.0, 2.0, 3.0]), "{name} holds Blender's move");
     }
 
-    let rolled = rollback["seq"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&d)["checkpoint"]["seq"].as_u64().is_none_or(|c| c < rolled) {
-        assert!(Instant::now() < deadline, "no checkpoint past the cut batch within 30 s: {}", status(&d));
-        std::thread::sleep(Duration::from_millis(200));
+    checkpoint_passes(&d, rollback["seq"].as_u64().unwrap(), "the cut batch");
+}
+
+/// A step panics after the sync committed a batch and before its FINAL: Blender moved the
+/// cube and Unity answered the batch. The restarted sync finalizes that batch at once
+/// (`{"recovered":true,"commit_seq":C}`, one FINAL), not at the next boot: a checkpoint then
+/// passes it. Both editors reconnect and the move stands in both. Before, the batch stayed
+/// without a FINAL until the next boot, and no checkpoint of the daemon passed its BEGIN.
+#[test]
+fn a_batch_committed_when_a_step_panics_is_finalized_as_the_sync_restarts() {
+    let d = InProc::start(100);
+    let mut b = Mini::connect_at(d.addr, &d.token, "blender", 1.0, 0);
+    let mut u = Mini::connect_at(d.addr, &d.token, "unity", 1.0, 0);
+    let id = new_uuid();
+    assert_eq!(statuses(&b.send_change("c", vec![create(&id, "Cube", [1.0, 2.0, 3.0])], &[])), ["queued"]);
+    until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "c") && m[1].states.len() == 1);
+    settle(&mut [&mut b, &mut u]);
+
+    d.daemon.stores().inject_step_panic("demo", StepPanic::BeforeFinal);
+    let moved = json!({"op":"transform","uuid":id,"t":[5.0,2.0,3.0],"r":[0,0,0,1],"s":[1,1,1]});
+    assert_eq!(statuses(&b.send_change("m", vec![moved.clone()], &[])), ["queued"]);
+    let (mut b, mut u) = restarted(b, u, &d);
+    assert!(!d.daemon.stores().take_step_panic("demo", StepPanic::BeforeFinal), "the step panicked before a FINAL");
+
+    let data = d.dir.path().join("data");
+    let records = wal_records(&data);
+    let commit = records
+        .iter()
+        .rfind(|r| {
+            r["phase"] == "COMMIT" && r["session_id"] == "sync" && r["uuids"].as_array().unwrap().contains(&json!(id))
+        })
+        .expect("the move's batch COMMIT");
+    let op = commit["operation_id"].as_str().unwrap();
+    let finals: Vec<&Value> = records.iter().filter(|r| r["operation_id"] == op && r["phase"] == "FINAL").collect();
+    assert_eq!(finals.len(), 1, "one FINAL, written as the sync restarted, with no boot: {finals:?}");
+    assert_eq!(finals[0]["payload"], json!({"recovered": true, "commit_seq": commit["seq"]}), "{}", finals[0]);
+
+    // Blender's move has no result if the panic came before it was answered: it keeps it and
+    // sends it again (§6.6); either way it stands in both editors.
+    if !b.results.iter().any(|r| r["through"][&id] == "m") {
+        b.own_pose.insert(id.clone());
+        b.own_pose_until.insert(id.clone(), "m-again".into());
+        assert_eq!(statuses(&b.send_change("m-again", vec![moved], &[])), ["queued"]);
+        until(&mut [&mut b, &mut u], Duration::from_secs(20), |m| ended(m[0], "m-again"));
     }
+    settle(&mut [&mut b, &mut u]);
+    for (name, m) in [("Blender", &b), ("Unity", &u)] {
+        assert_eq!(m.states[&id]["t"], json!([5.0, 2.0, 3.0]), "{name} holds Blender's move");
+    }
+
+    checkpoint_passes(&d, commit["seq"].as_u64().unwrap(), "the finalized batch");
 }
