@@ -57,21 +57,12 @@ impl ForeignKept {
 
     /// Forget what `client_id` holds of `uuid`.
     pub(super) fn forget(&mut self, uuid: &str, client_id: &str) {
-        if let Some(by) = self.by_uuid.get_mut(uuid) {
-            if by.remove(client_id).is_some() {
-                self.dirty.insert(uuid.to_string());
-            }
-            if by.is_empty() {
-                self.by_uuid.remove(uuid);
-            }
-        }
+        remove_client(&mut self.by_uuid, &mut self.dirty, uuid, |by| by.remove(client_id).is_some(), HashMap::is_empty);
     }
 
     /// Forget what every editor holds of `uuid` (it is deleted).
     pub(super) fn forget_uuid(&mut self, uuid: &str) {
-        if self.by_uuid.remove(uuid).is_some() {
-            self.dirty.insert(uuid.to_string());
-        }
+        forget_uuid(&mut self.by_uuid, &mut self.dirty, uuid);
     }
 
     /// What each editor holds of `uuid`, to change in place (`tidy` after).
@@ -126,13 +117,7 @@ impl KeptHere {
     }
 
     pub(super) fn remove(&mut self, uuid: &str, client_id: &str) {
-        let Some(by) = self.by_uuid.get_mut(uuid) else { return };
-        if by.remove(client_id) {
-            self.dirty.insert(uuid.to_string());
-        }
-        if by.is_empty() {
-            self.by_uuid.remove(uuid);
-        }
+        remove_client(&mut self.by_uuid, &mut self.dirty, uuid, |by| by.remove(client_id), BTreeSet::is_empty);
     }
 
     /// `uuid`'s not-synced entries changed (`Project::not_synced`): in the next `kept` STEP.
@@ -142,9 +127,33 @@ impl KeptHere {
 
     /// No editor keeps `uuid` any more (it is deleted).
     pub(super) fn forget_uuid(&mut self, uuid: &str) {
-        if self.by_uuid.remove(uuid).is_some() {
-            self.dirty.insert(uuid.to_string());
-        }
+        forget_uuid(&mut self.by_uuid, &mut self.dirty, uuid);
+    }
+}
+
+/// Remove one editor's entry of `uuid` (`remove` says whether it had one), marking the uuid
+/// for the next `kept` STEP when it had, and drop the uuid once no editor's entry is left
+/// (`ForeignKept::forget`, `KeptHere::remove`).
+fn remove_client<V>(
+    by_uuid: &mut HashMap<String, V>,
+    dirty: &mut BTreeSet<String>,
+    uuid: &str,
+    remove: impl FnOnce(&mut V) -> bool,
+    empty: impl FnOnce(&V) -> bool,
+) {
+    let Some(by) = by_uuid.get_mut(uuid) else { return };
+    if remove(by) {
+        dirty.insert(uuid.to_string());
+    }
+    if empty(by) {
+        by_uuid.remove(uuid);
+    }
+}
+
+/// Drop everything of `uuid` (it is deleted), marking it when there was something.
+fn forget_uuid<V>(by_uuid: &mut HashMap<String, V>, dirty: &mut BTreeSet<String>, uuid: &str) {
+    if by_uuid.remove(uuid).is_some() {
+        dirty.insert(uuid.to_string());
     }
 }
 
