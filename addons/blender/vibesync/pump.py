@@ -2252,7 +2252,7 @@ class Session:
         hide sent, the object shown again, and another editor's full state (shown) in the
         batch — the daemon kept the hide, the person's show was never sent, and the next
         batch rolled back, both editors apart for good (random edits of names and the eye,
-        seed 2). The Unity package remembers them so too (`inFlightSpared`)."""
+        seed 2). The Unity package remembers them so too (`asSent`, in `ApplyComplete`)."""
         prev = self.last_sent.get(uuid)
         sent = self._unresolved_sent_parts(uuid) - {wire.Op.CREATE, wire.Op.DELETE}
         if prev is None or not sent:

@@ -2420,8 +2420,9 @@ namespace VibeSync.Bridge.Core
             // what the person did (`KeepFromAutomationsDelete`).
             var keptFromDelete = new Dictionary<string, string>(StringComparer.Ordinal);
             // uuid → the parts of its changes in flight that the batch's ops were not applied
-            // over: what was sent stays the base for them, so they are not sent again.
-            var inFlightSpared = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+            // over: what was sent stays the base for them, so they are not sent again (remembered
+            // as sent; the Blender addon's `_as_sent`).
+            var asSent = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
             if (b.Path != BatchPath.Resync)
             {
                 toApply = LeaveOutDeletedHere(toApply);
@@ -2445,7 +2446,7 @@ namespace VibeSync.Bridge.Core
                     HashSet<string> parts;
                     if (!mine.TryGetValue(c.Uuid, out parts)) mine[c.Uuid] = parts = new HashSet<string>(StringComparer.Ordinal);
                     parts.UnionWith(sentNotTaken);
-                    inFlightSpared[c.Uuid] = sentNotTaken;
+                    asSent[c.Uuid] = sentNotTaken;
                 }
                 // Another editor's full state never takes the person's kept edit away (a rename
                 // whose batch rolled back): it writes only what its person changed (§6.2), and
@@ -2538,7 +2539,7 @@ namespace VibeSync.Bridge.Core
                 ObjectState before;
                 // With the parts on their way as sent: their batch_result (and the correction of a
                 // loser, §6.2) settles them, never this editor sending them again.
-                synced[kv.Key] = inFlightSpared.TryGetValue(kv.Key, out sentNotTaken) && synced.TryGetValue(kv.Key, out before)
+                synced[kv.Key] = asSent.TryGetValue(kv.Key, out sentNotTaken) && synced.TryGetValue(kv.Key, out before)
                     ? StateDiff.WithParts(kv.Value, before, sentNotTaken) : kv.Value;
                 hashes[kv.Key] = kv.Value.Hash();
                 dirty.Add(kv.Key);
