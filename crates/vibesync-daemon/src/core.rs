@@ -22,7 +22,7 @@ pub(crate) use crate::host::SessionInfo;
 use crate::outbox::SessionHandle;
 use crate::paths::DataDir;
 use crate::stores::Stores;
-use crate::sync::{Input, SyncHub};
+use crate::sync::{Driven, Input, SyncHub};
 use vibesync_engine::notsynced::NotSynced;
 
 mod registrar;
@@ -329,6 +329,13 @@ impl Daemon {
             .collect()
     }
 
+    /// Disconnect session `session_id` with `SYNC_RESTARTED` ([`Daemon::restart_sessions`]).
+    pub fn restart_session(&self, session_id: &str) {
+        if let Some(c) = self.sessions.lock().unwrap().get(session_id) {
+            c.handle.restarted.notify_one();
+        }
+    }
+
     /// Disconnect every session of `project_id` with `SYNC_RESTARTED` (its sync restarted
     /// after a step panicked): each editor reconnects, takes the replay after its `last_seq`
     /// and re-sends its changes that have no `batch_result` (docs/PROTOCOL.md §6.6). Returns
@@ -566,8 +573,17 @@ impl Daemon {
             )
             .await;
         match driven {
-            true => vec![],
-            false => vec![Outbound::error(
+            Driven::Done => vec![],
+            // A bug stopped the project's sync on this change or before it: not a refusal of
+            // the edit. The session is disconnected (`SYNC_RESTARTED`, as every session of the
+            // project is when its sync restarts, even when that restart waits for the next
+            // input) and the change stays unanswered: its editor sends it again once it has
+            // reconnected (docs/PROTOCOL.md §4, §6.6).
+            Driven::Panicked => {
+                self.restart_session(&sess.session_id);
+                vec![]
+            }
+            Driven::Stopped => vec![Outbound::error(
                 ErrorCode::Internal,
                 "the sync actor for this project stopped; see the daemon log",
                 Some(req.request_id),

@@ -88,6 +88,18 @@ pub struct SyncHub<H> {
     restarts: Mutex<HashMap<String, Vec<std::time::Instant>>>,
 }
 
+/// How a `change` sent to a project's sync ended ([`SyncHub::change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driven {
+    /// Driven to its end: its `ack` is queued.
+    Done,
+    /// Not driven: the daemon is stopping.
+    Stopped,
+    /// A step of the project's sync panicked on it or before it (a bug): the sync restarts,
+    /// and the change is neither taken nor refused.
+    Panicked,
+}
+
 /// At most [`RESTARTS_AT_ONCE`] restarts of a project's sync within this window start at once;
 /// beyond, its sync starts again on its next input (a bug that panics every step does not
 /// spin).
@@ -119,16 +131,16 @@ impl<H: Host> SyncHub<H> {
 
     /// A `change` request, driven to its end (its `ack` queued) when this returns: by the
     /// calling session itself when nothing sent to the project before it is still waiting,
-    /// else by the actor after those. False when sync has stopped (the daemon is stopping).
-    pub async fn change(&self, daemon: &Arc<H>, project_id: &str, input: Input) -> bool {
-        let Some(shared) = self.shared(daemon, project_id) else { return false };
+    /// else by the actor after those.
+    pub async fn change(&self, daemon: &Arc<H>, project_id: &str, input: Input) -> Driven {
+        let Some(shared) = self.shared(daemon, project_id) else { return Driven::Stopped };
         if shared.queued.load(Ordering::Acquire) == 0 {
             if let Ok(mut actor) = shared.actor.try_lock() {
                 // Under the lock nothing else is driven; an input sent meanwhile waits for it.
                 if shared.queued.load(Ordering::Acquire) == 0 && !self.stopped.load(Ordering::SeqCst) {
                     let span = shared.span.clone();
                     if !guarded(&shared, &mut actor, Some(input)).instrument(span).await {
-                        return false;
+                        return Driven::Panicked;
                     }
                     // A window that closes now, a due deadline, a deferred replay: the actor's.
                     let now = actor.now_ms();
@@ -138,13 +150,18 @@ impl<H: Host> SyncHub<H> {
                     if due || wake.is_some_and(|w| w < shared.armed_ms.load(Ordering::Acquire)) {
                         shared.rearm.notify_one();
                     }
-                    return true;
+                    return Driven::Done;
                 }
             }
         }
         let (tx, rx) = oneshot::channel();
         self.deliver(daemon, project_id, (input, Some(tx)));
-        rx.await.is_ok()
+        match rx.await {
+            Ok(()) => Driven::Done,
+            Err(_) if self.stopped.load(Ordering::SeqCst) => Driven::Stopped,
+            // Dropped undriven or half-way: the actor broke on this input or before it.
+            Err(_) => Driven::Panicked,
+        }
     }
 
     /// Start `project_id`'s next actor now if its actor is gone or broken (a step panicked):

@@ -68,9 +68,9 @@ fn restarted(b: Mini, u: Mini, d: &InProc) -> (Mini, Mini) {
             let msg: Value = serde_json::from_slice(&f.json).unwrap();
             match (msg["type"].as_str(), msg["code"].as_str()) {
                 (Some("error"), Some("SYNC_RESTARTED")) => *told = true,
-                // The request that met the panic is answered INTERNAL, when that answer was
-                // written before the disconnect dropped what was queued.
-                (Some("error"), Some("INTERNAL")) => {}
+                // The change that met the panic is not refused (it goes again after the
+                // reconnect): no other error comes.
+                (Some("error"), _) => panic!("{editor}: only SYNC_RESTARTED, never a refusal: {msg}"),
                 _ => m.handle(msg, f.attachment.to_vec()),
             }
         }
