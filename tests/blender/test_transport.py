@@ -417,3 +417,62 @@ def test_file_load_reconnects_with_the_new_files_project_id(clean_blender, daemo
     finally:
         c.close()
     assert any(s["editor"] == "blender" and s["project_id"] == "Level-Two" for s in sessions)
+
+
+def test_sync_restarted_reconnects_and_sends_the_unanswered_change_again(clean_blender):
+    """`SYNC_RESTARTED` (PROTOCOL §4) is the last frame of a connection whose project's sync
+    a bug stopped; the `change` it left unanswered is neither acknowledged nor refused. In
+    Blender's factory startup scene, the addon shows the error, reconnects, and sends that
+    change again on the new connection; nothing in the scene is touched."""
+    vibesync.unregister()
+    bpy.ops.wm.read_factory_settings()
+    vibesync.register()
+    names = sorted(ob.name for ob in bpy.data.objects)
+    assert names == ["Camera", "Cube", "Light"]
+    hostile = HostileDaemon(lambda n, conn: None)
+    changes: dict[int, list[dict]] = {0: [], 1: []}
+
+    def serve(n, conn):
+        # Enough of a daemon: nothing missed (an empty `resync` batch, §6.6), every item
+        # registered; each `change` is kept, never answered.
+        conn.settimeout(30)
+        while True:
+            msg = hostile.read_frame(conn)
+            hostile.received.append(msg)
+            rid = msg.get("request_id")
+            if msg.get("type") == "resync":
+                bid = f"replay-{rid}"
+                conn.sendall(frame({"type": "batch_begin", "batch_id": bid, "seq": 5,
+                                    "path": "resync", "count": 0, "request_id": rid}))
+                conn.sendall(frame({"type": "batch_end", "batch_id": bid, "seq": 5,
+                                    "request_id": rid}))
+            elif msg.get("type") == "register":
+                results = [{"uuid": i["uuid"], "status": "registered"} for i in msg["items"]]
+                conn.sendall(frame({"type": "ack", "request_id": rid, "seq": 5, "results": results}))
+            elif msg.get("type") == "change":
+                changes[n].append(msg)
+                if n == 0:
+                    # The project's sync stops on this change: the last frame, then close.
+                    conn.sendall(frame({"type": "error", "code": "SYNC_RESTARTED",
+                                        "message": "this project's sync stopped on a bug and "
+                                                   "restarted"}))
+                    conn.close()
+                    return
+
+    hostile.script = serve
+    try:
+        vibesync.connect("127.0.0.1", hostile.port, "0" * 64, "hostile")
+        pump_until(lambda: len(hostile.hellos) >= 2 and vibesync.status()["connected"],
+                   timeout=20, what="a reconnect after SYNC_RESTARTED")
+        codes = [e["code"] for e in vibesync.status()["errors"]]
+        assert "SYNC_RESTARTED" in codes, codes
+        assert not any(e["code"] == "INTERNAL" for e in vibesync.status()["errors"])
+        cut = {c["uuid"] for c in changes[0][0]["changes"]}
+        assert cut, changes[0]
+        again = lambda: {c["uuid"] for m in changes[1] for c in m["changes"]}  # noqa: E731
+        pump_until(lambda: cut <= again(), timeout=20,
+                   what="the unanswered change sent again on the new connection")
+        assert sorted(ob.name for ob in bpy.data.objects) == names
+    finally:
+        vibesync.disconnect()
+        hostile.close()
