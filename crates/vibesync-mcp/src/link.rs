@@ -54,6 +54,10 @@ struct Inner {
     seq: AtomicU64,
     ids: AtomicU64,
     last_error: Mutex<String>,
+    /// The `error` with no `request_id` the daemon sent last on this connection (a closing
+    /// code: `SYNC_RESTARTED`, `SLOW_CONSUMER`, …, docs/PROTOCOL.md §4): why it closed. The
+    /// calls still waiting then are answered with it, not with a bare "closed".
+    last_words: Mutex<Option<Value>>,
 }
 
 /// A cheap handle to the background connection.
@@ -77,6 +81,7 @@ impl Link {
             seq: AtomicU64::new(0),
             ids: AtomicU64::new(1),
             last_error: Mutex::new("not connected yet".into()),
+            last_words: Mutex::new(None),
         });
         tokio::spawn(run(inner.clone()));
         Link { inner }
@@ -136,7 +141,8 @@ impl Link {
         out.try_send(frame).map_err(|_| LinkError::Closed)
     }
 
-    /// Wake when a `batch_result` names any of these uuids (register before sending).
+    /// Wake when a `batch_result` names any of these uuids (register before sending), or
+    /// with the daemon's closing `error` when the connection ends before one does.
     pub fn wait_batch(&self, uuids: Vec<String>) -> oneshot::Receiver<Value> {
         let (tx, rx) = oneshot::channel();
         self.inner.batches.lock().unwrap().push((uuids, tx));
@@ -157,8 +163,22 @@ async fn run(inner: Arc<Inner>) {
             }
         }
         *inner.out.lock().unwrap() = None;
-        inner.pending.lock().unwrap().clear(); // dropping the senders ends every wait
-        inner.batches.lock().unwrap().clear();
+        // Every wait ends: with the daemon's last words when it said why it closed (a call
+        // whose change a `SYNC_RESTARTED` cut was neither taken nor refused: the agent reads
+        // that and calls again), else by dropping the senders (`LinkError::Closed`).
+        let last_words = inner.last_words.lock().unwrap().take();
+        for (rid, p) in inner.pending.lock().unwrap().drain() {
+            if let Some(words) = &last_words {
+                let mut answer = words.clone();
+                answer["request_id"] = json!(rid);
+                let _ = p.done.send(answer);
+            }
+        }
+        for (_, waiter) in inner.batches.lock().unwrap().drain(..) {
+            if let Some(words) = &last_words {
+                let _ = waiter.send(words.clone());
+            }
+        }
         if inner.registry.borrow().is_some() {
             inner.registry.send_replace(None);
         }
@@ -246,6 +266,10 @@ fn dispatch(inner: &Arc<Inner>, msg: Value) {
             }
             *waiters = keep;
         }
+        "error" if msg.get("request_id").is_none_or(Value::is_null) => {
+            warn!(code = %msg["code"], message = %msg["message"], "the daemon says why it closes the connection");
+            *inner.last_words.lock().unwrap() = Some(msg);
+        }
         _ => {
             if let Some(rid) = msg.get("request_id").and_then(Value::as_str) {
                 if let Some(p) = inner.pending.lock().unwrap().remove(rid) {
@@ -253,5 +277,54 @@ fn dispatch(inner: &Arc<Inner>, msg: Value) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn frame(v: Value) -> Frame {
+        Frame::new(serde_json::to_vec(&v).expect("json"), Bytes::new())
+    }
+
+    /// A daemon that says why it closes (`SYNC_RESTARTED`, docs/PROTOCOL.md §4) while a call
+    /// waits: the call is answered with that error, its code and message, and so is a tool
+    /// waiting for a `batch_result` — not with a bare "connection closed" the agent cannot
+    /// act on. Before, both only saw the connection close.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_the_daemon_cuts_with_a_closing_error_is_answered_with_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let daemon = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (rd, wr) = stream.into_split();
+            let mut reader = FramedRead::new(rd, FrameCodec::default());
+            let mut writer = FramedWrite::new(wr, FrameCodec::default());
+            reader.next().await.unwrap().unwrap(); // hello
+            let welcome = json!({"type":"welcome","session_id":"s1","protocol":1,"seq":3,"daemon_version":"test","safe_mode":false});
+            writer.send(frame(welcome)).await.unwrap();
+            let call = reader.next().await.unwrap().unwrap();
+            let words = json!({"type":"error","code":"SYNC_RESTARTED","message":"this project's sync restarted"});
+            writer.send(frame(words)).await.unwrap();
+            serde_json::from_slice::<Value>(&call.json).unwrap() // both halves dropped: closed
+        });
+        let link = Link::start("p".into(), Arc::new(move || Ok((addr, "token".to_string()))));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !link.connected() {
+            assert!(tokio::time::Instant::now() < deadline, "not connected within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let batch = link.wait_batch(vec!["u1".into()]);
+        let (rid, answer) = link.request(json!({"type":"change","base_seq":3,"changes":[]}), None).unwrap();
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), answer).await.expect("answered").expect("not dropped");
+        assert_eq!((answer["type"].as_str(), answer["code"].as_str()), (Some("error"), Some("SYNC_RESTARTED")));
+        assert_eq!(answer["request_id"], json!(rid));
+        assert_eq!(answer["message"], "this project's sync restarted");
+        let batch = tokio::time::timeout(Duration::from_secs(10), batch).await.expect("answered").expect("not dropped");
+        assert_eq!(batch["code"], "SYNC_RESTARTED");
+        assert_eq!(daemon.await.unwrap()["request_id"], json!(rid));
     }
 }

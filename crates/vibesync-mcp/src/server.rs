@@ -302,6 +302,11 @@ impl VibeSyncMcp {
             _ => {}
         }
         match tokio::time::timeout(BUILTIN_TIMEOUT, batch).await {
+            // The daemon closed the connection first and said why (`SYNC_RESTARTED`: the
+            // change was neither taken nor refused; call again).
+            Ok(Ok(r)) if r["type"] == "error" => {
+                refusal(r["code"].as_str().unwrap_or("INTERNAL"), None, r["message"].as_str().unwrap_or(""))
+            }
             Ok(Ok(r)) => match r["outcome"].as_str() {
                 // A held change that did not run (a person changed the object meanwhile, or
                 // safe mode began): `dropped` with the reason (docs/PROTOCOL.md §6.7).
