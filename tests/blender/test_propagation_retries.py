@@ -18,7 +18,7 @@ import bpy
 import pytest
 
 import vibesync
-from conftest import pump_until, settle
+from conftest import pump_for, pump_until, settle
 from daemon import Client, Daemon, synced_states
 from vibesync import engine
 
@@ -295,3 +295,57 @@ def test_an_agents_delete_goes_as_the_agents_and_again_after_rate_limited(bridge
     pump_until(deleted, what="the delete committed")
     assert not [r for r in daemon.tail()[start:] if r.get("phase") == "BEGIN"
                 and (r.get("payload") or {}).get("op") == "tombstone"], "no tombstone request"
+
+
+def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
+        clean_blender, impatient_daemon, project_id, monkeypatch):
+    """PROTOCOL §6.4, §6.7: an object a person made here whose sync failed stays here, not
+    synced. A tool call that then moves it sends its full state — the person's work with the
+    move — as the person's change, never with the call's `automation`. As automation's, a
+    `STALE` refusal of it (another editor's person's change of the object on its way) ended
+    its not-synced mark here, and the state that stands replaced the person's work: in the
+    model test `machine_regression_an_agents_edit_of_a_kept_create_refused_stale`, it deleted
+    the person's object. Unity's stand-in never answers, so every batch rolls back and the
+    moved cube stays here, not synced."""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = impatient_daemon
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        unity = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+        bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
+        ob = bpy.context.active_object
+        ob.name = "PersonsCube"
+        u = pump_until(lambda: ob.get(PROP), what="a uuid for the person's cube")
+        session = vibesync._session()
+        pump_until(lambda: u in session.engine.not_synced and not session.engine.pending,
+                   timeout=20, what="the person's cube kept here, not synced")
+        sent = []
+        send_change = session._send_change
+
+        def spy(ops, attachment=b"", automation=None, base_seq=None):
+            rid = send_change(ops, attachment, automation, base_seq)
+            sent.append(([dict(op) for op in ops], automation))
+            return rid
+
+        monkeypatch.setattr(session, "_send_change", spy)
+        ob.location.x = 5.0  # what the tool's handler does
+        call = {"operation_id": "op-move", "tool": "test.move", "agent_session": "agent-1"}
+        session.capture_now(call)
+        pump_until(lambda: any(op.get("uuid") == u for ops, _ in sent for op in ops),
+                   what="the cube's change sent")
+        mine = [(op, auto) for ops, auto in sent for op in ops if op.get("uuid") == u]
+        assert all(auto is None for _, auto in mine), mine
+        assert mine[0][0]["op"] == "create", mine  # its full state: not synced
+        # Its batch rolls back too (nobody answers); the person's cube, moved, stays here.
+        before = len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
+        pump_until(lambda: len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"]) > before,
+                   timeout=20, what="the batch of the moved cube rolled back")
+        pump_for(1.0)
+        assert "PersonsCube" in bpy.data.objects, "the person's cube deleted by a rollback"
+        assert bpy.data.objects["PersonsCube"].location.x == pytest.approx(5.0)
+        assert u in session.engine.not_synced
+        unity.close()
+    finally:
+        vibesync.disconnect()
+

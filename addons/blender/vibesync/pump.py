@@ -3397,7 +3397,10 @@ class Session:
         people = []
         for item in ops:
             automation = self.automation_for.get(item[0].get("uuid"), (None, ""))[0]
-            if automation is None:
+            if automation is None or self._persons_kept(item[0]):
+                if automation is not None:
+                    # Over a person's edit kept here: it goes as the person's (`_persons_kept`).
+                    self.automation_for.pop(item[0].get("uuid"), None)
                 people.append(item)
             else:
                 calls.setdefault(automation.get("operation_id"), (automation, []))[1].append(item)
@@ -3546,16 +3549,28 @@ class Session:
         ops = self.out_ops[start:]
         del self.out_ops[start:]
         self._flush()  # registers first (new uuids), then the call's changes
+        touched = list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+        # An object a person's edit is kept on here (not synced) goes in full as the person's:
+        # it carries that work, which automation's refusal or rollback would undo here, the
+        # person's object with it (§6.4, §6.7).
+        persons = [item for item in ops if self._persons_kept(item[0])]
+        ops = [item for item in ops if not self._persons_kept(item[0])]
         if self.connected and self.engine.changes_supported and not self.paused \
                 and not self.safe_mode:
             self._send_in_runs(ops, automation)
+            if persons:
+                self._send_in_runs(persons)
         else:
-            self.out_ops.extend(ops)  # sent later, still as the agent's
+            self.out_ops.extend(ops + persons)  # sent later, the call's still as the agent's
             self.automation_for.update(self._made_by(
                 automation, [op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)]))
             self.automation_for.update((op["uuid"], (automation, "")) for op, _ in ops
                                        if op.get("op") == wire.Op.DELETE)
-        return list(dict.fromkeys(op["uuid"] for op, _ in ops if isinstance(op.get("uuid"), str)))
+        return touched
+
+    def _persons_kept(self, op: dict) -> bool:
+        """`op` changes an object this editor keeps a person's edit of, not synced (§6.4)."""
+        return op.get("uuid") in self.engine.not_synced
 
     def copy_before_call(self, names) -> None:
         """A tool call is about to run and names these objects: copy each synced one whole

@@ -2885,3 +2885,35 @@ fn machine_regression_restart_after_a_kept_delete_and_an_agents_create() {
         panic!("{e}");
     }
 }
+
+/// Unity's person creates an object; its batch rolls back (Blender silent) and Unity keeps
+/// it, not synced. Blender's person creates the same uuid; automation in Unity then moves
+/// Unity's kept object, which goes out as its full state. Sent as automation's, it was
+/// refused `STALE` (Blender's person's create was on its way), the refusal ended Unity's kept
+/// mark, and the state that stands — none, nothing of it ever committed — deleted the
+/// person's object in Unity; Blender's create rolled back too (Unity dropped the connection),
+/// and Unity was left holding an object nobody re-sent. The full state of a kept uuid now
+/// goes as its person's, whatever edit sent it again (docs/PROTOCOL.md §6.7; the Blender
+/// addon's `_persons_kept`). Found by `MODEL_SEED=random` in session 69.
+#[test]
+fn machine_regression_an_agents_edit_of_a_kept_create_refused_stale() {
+    use crate::Edit::*;
+    use machine::Act::*;
+    use machine::Mode;
+    let acts = vec![
+        Edit { ed: 1, uuid: 0, edit: Create(0), auto: false },
+        Wait { ms: 40 },
+        Answer { ed: 1, mode: Mode::Drop },
+        Wait { ms: 1000 },
+        Deliver { ed: 1 },
+        Edit { ed: 0, uuid: 0, edit: Create(0), auto: false },
+        Edit { ed: 1, uuid: 0, edit: Move(117), auto: true },
+        Wait { ms: 395 },
+        Deliver { ed: 1 },
+        Deliver { ed: 0 },
+        Edit { ed: 0, uuid: 0, edit: Delete, auto: true },
+    ];
+    if let Err(e) = replay_machine_with(&acts, BATCHES_OF_TWO) {
+        panic!("{e}");
+    }
+}

@@ -1132,8 +1132,10 @@ impl Sim {
         if self.eds[i].kept.contains(u) {
             // Edited again, by its person or by automation in the editor: a not-synced uuid
             // goes out as its full state (docs/PROTOCOL.md §6.4; the addon's `send_mode`,
-            // Unity's `resendFull`), never as a diff the daemon may find inapplicable.
-            return self.resend_many(i, vec![(u.to_string(), author)]);
+            // Unity's `resendFull`), never as a diff the daemon may find inapplicable — and as
+            // its person's: it carries the person's kept work, which automation's refusal or
+            // rollback would undo here (§6.7).
+            return self.resend_many(i, vec![(u.to_string(), Author::Person)]);
         }
         self.eds[i].kept.remove(u);
         self.eds[i].overtaken.remove(u);
