@@ -1800,6 +1800,11 @@ def renamed_then_moved(scripted, hide: bool = False):
     bpy.context.view_layer.update()
     pump_until(lambda: len(s.engine.inflight.requests.get(cu, ())) == 2,
                what="the move sent at once, as in a drag")
+    move = s.engine.inflight.requests[cu][1]
+    # Both read by the scripted daemon before a test clears what it received: one read after
+    # the clear counted as sent after it (a race that failed about one run in ten).
+    pump_until(lambda: {rename, move} <= {m.get("request_id") for m in scripted.received},
+               what="the rename and the move read by the scripted daemon")
     return s, cube, cu, rename
 
 
@@ -1890,11 +1895,6 @@ def test_a_kept_edit_due_to_go_again_is_spared_from_a_full_state_that_comes_firs
     before = {**s.last_sent[cu], "name": "Mover", "visible": True}
     mismatched(scripted, s, cu, rename, 41)
     theirs = {**before, "op": "create", "uuid": cu, "name": "Theirs", "t": [0, 0, -9]}
-    # What Blender sent so far is read by the scripted daemon before its list is cleared: the
-    # rename or the move read after the clear counted as sent after the full state (a flaky
-    # failure, about one run in ten).
-    pump_until(lambda: {rename, move} <= {m.get("request_id") for m in scripted.received},
-               what="the rename and the move read by the scripted daemon")
     scripted.received.clear()
     scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 42,
                          "outcome": "committed", "uuids": [cu], "through": {cu: move}})
