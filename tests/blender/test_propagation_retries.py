@@ -20,7 +20,7 @@ import pytest
 import vibesync
 from conftest import pump_for, pump_until, settle
 from daemon import Client, Daemon, synced_states
-from vibesync import engine
+from vibesync import capture, engine, wire
 
 PROP = "vibesync_uuid"
 
@@ -349,3 +349,84 @@ def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
     finally:
         vibesync.disconnect()
 
+
+
+@pytest.mark.parametrize("outcome", ["rolled_back", "committed"])
+def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_rolls_back(
+        clean_blender, impatient_daemon, project_id, monkeypatch, outcome):
+    """PROTOCOL §6.4: another editor's full state of an object a person made here, kept not
+    synced, is applied whole (nothing of it was ever committed, so nothing of it is spared).
+    When that batch rolls back, the bridge undoes what it wrote: the person's name and pose
+    come back here, the object stays not synced, and the full state it sends next is the
+    person's. Left as the batch wrote it, the rollback's correction (a `delete` of a uuid
+    never committed, which a kept object skips) restored nothing, and the other editor's
+    name and pose went out later as this person's work. When the batch commits, the other
+    editor's state stands and the object is synced."""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = impatient_daemon
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        silent = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+        bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
+        ob = bpy.context.active_object
+        ob.name = "PersonsCube"
+        u = pump_until(lambda: ob.get(PROP), what="a uuid for the person's cube")
+        session = vibesync._session()
+        pump_until(lambda: u in session.engine.not_synced and not session.engine.pending,
+                   timeout=20, what="the person's cube kept here, not synced")
+        if outcome == "committed":
+            silent.close()  # nobody else to answer: Blender's answer commits the batch
+        # Another editor's full state of the same object: its name, another place.
+        other = Client(daemon, project_id, editor="test")
+        mesh = wire.mesh_hash(capture.mesh_attachment(ob.data, 1.0))
+        rollbacks = len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
+        seen = len(daemon.tail())
+        reply = other.request({"type": "change", "base_seq": other.welcome.get("last_seq", 0),
+                               "changes": [{
+                                   "op": "create", "uuid": u, "kind": "object",
+                                   "name": "TheirCube", "parent": None, "visible": True,
+                                   "t": [7.0, 0.0, 0.0], "r": [0.0, 0.0, 0.0, 1.0],
+                                   "s": [1.0, 1.0, 1.0], "mesh_hash": mesh}]})
+        assert reply["type"] == "ack", reply
+        pump_until(lambda: "TheirCube" in bpy.data.objects, timeout=10,
+                   what="the other editor's full state applied in Blender")
+        if outcome == "rolled_back":
+            pump_until(lambda: len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
+                       > rollbacks, timeout=20, what="the other editor's batch rolled back")
+            pump_until(lambda: "PersonsCube" in bpy.data.objects, timeout=10,
+                       what="the person's name back in Blender after the rollback")
+            assert tuple(ob.location) == pytest.approx((1.0, 2.0, 3.0))
+            assert u in session.engine.not_synced
+            # The rollback's correction (a `delete`: never committed) is skipped as kept work,
+            # which goes again (§6.6): the person's state, not the other editor's.
+            def resent():
+                records = daemon.tail()
+                ours = {r.get("operation_id") for r in records[seen:] if r.get("phase") == "BEGIN"
+                        and "blender" in (r.get("payload") or {}).get("origin_editors", {}).values()}
+                return [(r.get("payload") or {}).get("state") for r in records[seen:]
+                        if r.get("operation_id") in ours and r.get("phase") == "STEP"
+                        and (r.get("payload") or {}).get("op") == "state" and r.get("uuids") == [u]]
+            state = pump_until(resent, timeout=10, what="the kept cube sent again")[-1]
+            assert state["name"] == "PersonsCube", state
+            assert state["t"] == pytest.approx([1.0, 3.0, -2.0]), state  # (the wire is Y-up)
+            # The person edits it again once the slow editor is gone: its full state goes,
+            # the person's, and commits.
+            silent.close()
+            ob.location.z = 4.0
+            settle()
+            pump_until(lambda: (synced_states(daemon).get(u) or {}).get("state"), timeout=20,
+                       what="the person's cube committed")
+            state = synced_states(daemon)[u]["state"]
+            assert state["name"] == "PersonsCube", state
+            assert state["t"] == pytest.approx([1.0, 4.0, -2.0]), state
+        else:
+            pump_until(lambda: (synced_states(daemon).get(u) or {}).get("state"), timeout=20,
+                       what="the other editor's full state committed")
+            pump_until(lambda: u not in session.engine.not_synced, timeout=10,
+                       what="the cube synced")
+            pump_for(0.5)
+            assert ob.name == "TheirCube" and ob.location.x == pytest.approx(7.0)
+        other.close()
+    finally:
+        vibesync.disconnect()

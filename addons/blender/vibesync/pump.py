@@ -157,6 +157,14 @@ def _open_file() -> tuple:
     return (bpy.data.filepath, tuple(sorted(sc.session_uid for sc in bpy.data.scenes)))
 
 
+class Overtaken(typing.NamedTuple):
+    """What another editor's full state overwrote of an object kept here not synced."""
+    before: dict           # the object's state before the batch (`capture.read_state`)
+    last_sent: dict | None  # what was last sent of it then
+    mesh: bytes            # its geometry then, when the batch brought another (else b"")
+    theirs: dict           # the batch's full state of it
+
+
 class _StepClock:
     """Keeps the worst duration of each named pump step (main-thread budget, §Threads): wall
     time, and the main thread's own CPU time (what the step costs Blender's frame, without
@@ -322,6 +330,9 @@ class Session:
         # synced (`kept_local`): still the person's while it stays not synced — another
         # editor's full state of the object never takes them away (§6.4).
         self.kept_parts: dict[str, set[str]] = {}
+        # batch_id -> uuid -> what another editor's full state in that batch overwrote of an
+        # object kept here not synced (`Overtaken`): put back if the batch rolls back (§6.4).
+        self.overtook: dict[str, dict[str, Overtaken]] = {}
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
         # A person's unsent changes that lose to a forwarded batch, with the base_seq from
@@ -1041,6 +1052,8 @@ class Session:
             self.engine.disconnected()
             self.collector.current = None
             self.live_deferred.clear()
+            # Their results will not come: what those batches wrote stays (§6.4).
+            self.overtook.clear()
         elif kind == "handshake_error":
             self.last_handshake_error = payload
             if payload.get("code") == "NO_TOKEN":
@@ -1190,6 +1203,11 @@ class Session:
                         if u not in self.engine.not_synced:  # (still kept: edited again, above)
                             self.kept_parts.pop(u, None)
                 self._forget_sent_parts(effect.uuids)
+            overtook = self.overtook.pop(msg.get("batch_id"), None)
+            if overtook and msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK:
+                self._undo_overtaken(msg.get("batch_id"), overtook)
+            elif overtook and msg.get("outcome") == wire.BatchOutcome.COMMITTED:
+                self._overtaken_synced(overtook)
             if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
@@ -2350,6 +2368,94 @@ class Session:
             if not ops:
                 self.kept_parts.pop(change["uuid"], None)
 
+    def _overtaking(self, change: dict) -> "Overtaken | None":
+        """What a batch's `create` of an object kept here not synced is about to overwrite:
+        another editor's full state of it, applied whole where the person's kept edit names
+        no part (a kept create: nothing of it was ever committed, §6.4). None: not here."""
+        uuid = change["uuid"]
+        b = self.registry.bindings.get(uuid)
+        idb = self.registry.resolve(uuid) if b is not None else None
+        if idb is None or b.kind != "object":
+            return None
+        try:
+            before = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            mesh = b""
+            if before.get("mesh_hash") is not None and change.get("mesh_hash") != before["mesh_hash"] \
+                    and idb.type == "MESH" and not capture.generated_geometry(idb):
+                mesh = capture.mesh_attachment(idb.data, self.unit_scale)
+        except (ReferenceError, RuntimeError, ValueError) as e:
+            log.warning("vibesync: cannot read %s before a batch overwrites it: %s", uuid, e)
+            return None
+        theirs = {k: change[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s",
+                                          "mesh_hash", "material") if k in change}
+        return Overtaken(before, self.last_sent.get(uuid), mesh, theirs)
+
+    def _overtaken_synced(self, overtook: dict) -> None:
+        """Another editor's full state of objects kept here not synced committed: where this
+        editor holds it as the batch wrote it, the object is synced (the daemon holds what it
+        holds, and no longer counts it kept here, §6.4); one the person changed since stays
+        not synced, and that change goes in full as usual."""
+        for uuid, o in overtook.items():
+            b = self.registry.bindings.get(uuid)
+            idb = self.registry.resolve(uuid) if b is not None else None
+            if idb is None or uuid not in self.engine.not_synced:
+                continue
+            try:
+                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            except (ReferenceError, RuntimeError, ValueError):
+                continue
+            if not capture.diff_ops(uuid, o.theirs, now) and uuid not in self.engine.inflight:
+                self.engine.not_synced.synced([uuid])
+                self.kept_parts.pop(uuid, None)
+
+    def _undo_overtaken(self, batch_id: str, overtook: dict) -> None:
+        """Another editor's full state of objects kept here not synced rolled back: what it
+        overwrote of the person's work is put back (§6.4 "A person's edit is never undone").
+        The rollback's correction cannot: those objects were never committed, so it is a
+        `delete`, which a kept object skips. A part the person changed again since the batch
+        stays as the person left it. Nothing is sent: the object is as it was before the
+        batch, still not synced, and goes as usual when the person edits it again."""
+        for uuid, o in overtook.items():
+            b = self.registry.bindings.get(uuid)
+            idb = self.registry.resolve(uuid) if b is not None else None
+            if idb is None or uuid not in self.engine.not_synced:
+                continue  # gone, or synced since: what stands is the daemon's
+            try:
+                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+            except (ReferenceError, RuntimeError, ValueError) as e:
+                log.warning("vibesync: cannot read %s to undo batch %s: %s", uuid, batch_id, e)
+                continue
+            touched = {op["op"] for op in capture.diff_ops(uuid, o.theirs, now)}
+            ops = [op for op in capture.diff_ops(uuid, now, o.before)
+                   if op["op"] not in touched and (op["op"] != wire.Op.MESH or o.mesh)]
+            if not ops:
+                continue
+            meshes: dict = {}
+            self.applying = True
+            try:
+                for op in ops:
+                    apply_mod.apply_change(op, o.mesh if op["op"] == wire.Op.MESH else b"",
+                                           self.registry, self.unit_scale, set(), meshes)
+            except (LookupError, ReferenceError, RuntimeError, ValueError) as e:
+                log.warning("vibesync: could not put back %s after batch %s rolled back: %s",
+                            uuid, batch_id, e)
+                continue
+            finally:
+                self.applying = False
+                self.registry.membership_changed()
+            for sid, (h, blob) in meshes.items():
+                mu = self.registry.by_key.get(("mesh", sid))
+                if mu is not None:
+                    self.mesh_hashes[mu] = h
+                    self.mesh_blobs[mu] = blob
+            if o.last_sent is None:
+                self.last_sent.pop(uuid, None)
+            else:
+                self.last_sent[uuid] = o.last_sent
+            self.applied_hash.pop(uuid, None)
+            log.info("vibesync: batch %s rolled back: %s put back as the person left it (%s)",
+                     batch_id, uuid, ", ".join(op["op"] for op in ops))
+
     def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
         (same kind and name; a crash before the first save lost their uuids) take back
@@ -2642,6 +2748,17 @@ class Session:
                     self._kept_part_overtaken(change)
                 return instead
 
+        if batch.path != "resync" and len(self.engine.not_synced):
+            overtaking = {}
+            for item in identity.slices(answered):
+                if item is identity.YIELD:
+                    yield
+                elif item[0].get("op") == wire.Op.CREATE and item[0].get("uuid") in self.engine.not_synced:
+                    o = self._overtaking(item[0])
+                    if o is not None:
+                        overtaking[item[0]["uuid"]] = o
+            if overtaking:
+                self.overtook[batch.batch_id] = overtaking
         steps = apply_mod.apply_batch_steps(batch, self.registry, self.unit_scale, result,
                                             self.mesh_hashes, spare)
         try:

@@ -178,6 +178,17 @@ namespace VibeSync.Bridge.Core
         // (`kept_local`): still the person's while it stays not synced — another editor's full
         // state of the object never takes them away (PROTOCOL §6.4; `KeptParts`).
         readonly Dictionary<string, HashSet<string>> keptParts = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        // batch_id → uuid → what another editor's full state in that batch overwrote of an object
+        // kept here not synced: put back if the batch rolls back (PROTOCOL §6.4; `UndoOvertaken`).
+        readonly Dictionary<string, Dictionary<string, Overtaken>> overtook = new Dictionary<string, Dictionary<string, Overtaken>>(StringComparer.Ordinal);
+
+        sealed class Overtaken
+        {
+            public ObjectState Before;   // the object before the batch
+            public ObjectState LastSent; // what was last sent or applied of it then (`synced`), or null
+            public byte[] Mesh;          // its geometry then, when the batch brought another (else null)
+            public ObjectState Theirs;   // the batch's full state of it
+        }
         // Of those, the ones kept after an INVALID_FIELD refusal (e.g. a reparent that would close a
         // parent cycle with the daemon's committed parents): also re-sent when the parents may
         // have changed — a change of this editor commits, or a batch with a create, reparent or
@@ -936,6 +947,7 @@ namespace VibeSync.Bridge.Core
 
         void OnDisconnected(string reason)
         {
+            overtook.Clear(); // their results will not come: what those batches wrote stays (§6.4)
             // Changes sent but never acknowledged go back into the dirty set.
             var unacked = new HashSet<string>();
             foreach (var list in pendingChange.Values)
@@ -1448,6 +1460,13 @@ namespace VibeSync.Bridge.Core
             else if (outcome == BatchOutcome.Committed && structuralBatches.Contains(id))
                 ParentsChanged("a batch that changed the parents it was refused for committed");
             structuralBatches.Remove(id);
+            Dictionary<string, Overtaken> over;
+            if (overtook.TryGetValue(id, out over))
+            {
+                overtook.Remove(id);
+                if (outcome == BatchOutcome.RolledBack) UndoOvertaken(id, over);
+                else if (outcome == BatchOutcome.Committed) OvertakenSynced(over);
+            }
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -1461,6 +1480,92 @@ namespace VibeSync.Bridge.Core
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
                 { "kept_local", keptLocal && ends.Count > 0 },
             });
+        }
+
+        /// <summary>Another editor's full state of objects kept here not synced rolled back: what it
+        /// overwrote of the person's work is put back (PROTOCOL §6.4 "A person's edit is never
+        /// undone"). The rollback's correction cannot: those objects were never committed, so it is
+        /// a `delete`, which a kept object skips. A part the person changed again since the batch
+        /// stays as the person left it. Nothing is sent for it: the object is as before the batch,
+        /// still not synced (the Blender addon's `_undo_overtaken`).</summary>
+        void UndoOvertaken(string batchId, Dictionary<string, Overtaken> over)
+        {
+            foreach (var kv in over)
+            {
+                string u = kv.Key;
+                var o = kv.Value;
+                if (!notSynced.ContainsKey(u)) continue; // synced since: what stands is the daemon's
+                var now = scene.Capture(u);
+                if (now == null) continue;
+                var touched = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var op in StateDiff.Diff(o.Theirs, now, StateHash.Epsilon, unitScale)) touched.Add((string)op["op"]);
+                var back = new IncomingBatch { BatchId = batchId, Seq = LastSeq, Path = BatchPath.Slow };
+                var names = new List<string>();
+                foreach (var op in StateDiff.Diff(now, o.Before, StateHash.Epsilon, unitScale))
+                {
+                    var name = (string)op["op"];
+                    if (touched.Contains(name) || (name == Ops.Mesh && o.Mesh == null)) continue;
+                    back.Changes.Add(RemoteChange.Parse(op, name == Ops.Mesh ? o.Mesh : null, unitScale, "change"));
+                    names.Add(name);
+                }
+                if (back.Changes.Count == 0) continue;
+                back.Count = back.Changes.Count;
+                try
+                {
+                    scene.ApplyBatch(back);
+                }
+                catch (Exception e)
+                {
+                    Fail("putting " + u + " back after batch " + batchId + " rolled back failed: " + e.Message);
+                    continue;
+                }
+                if (o.LastSent == null) synced.Remove(u); else synced[u] = o.LastSent;
+                appliedHash.Remove(u);
+                Emit("overtaken_undone", new Dictionary<string, object> { { "batch_id", batchId }, { "uuid", u }, { "ops", string.Join(",", names) } });
+            }
+        }
+
+        /// <summary>Another editor's full state of objects kept here not synced committed: where this
+        /// editor holds it as the batch wrote it, the object is synced (the daemon holds what it
+        /// holds and no longer counts it kept here, §6.4); one the person changed since stays not
+        /// synced, and that change goes in full as usual.</summary>
+        void OvertakenSynced(Dictionary<string, Overtaken> over)
+        {
+            foreach (var kv in over)
+            {
+                if (!notSynced.ContainsKey(kv.Key) || InFlight(kv.Key)) continue;
+                var now = scene.Capture(kv.Key);
+                if (now == null || StateDiff.Diff(kv.Value.Theirs, now, StateHash.Epsilon, unitScale).Count > 0) continue;
+                notSynced.Remove(kv.Key);
+                resendFull.Remove(kv.Key);
+                keptParts.Remove(kv.Key);
+            }
+        }
+
+        /// <summary>What a batch's `create` of an object kept here not synced is about to overwrite
+        /// (another editor's full state of it: applied whole where the person's kept edit names no
+        /// part — a kept create, nothing of it ever committed, §6.4), by uuid.</summary>
+        Dictionary<string, Overtaken> Overtaking(IncomingBatch b)
+        {
+            Dictionary<string, Overtaken> over = null;
+            if (notSynced.Count == 0) return null;
+            foreach (var c in b.Changes)
+            {
+                if (c.Op != Ops.Create || !notSynced.ContainsKey(c.Uuid) || (over != null && over.ContainsKey(c.Uuid))) continue;
+                var before = scene.Capture(c.Uuid);
+                if (before == null) continue;
+                ObjectState last;
+                synced.TryGetValue(c.Uuid, out last);
+                if (over == null) over = new Dictionary<string, Overtaken>(StringComparer.Ordinal);
+                over[c.Uuid] = new Overtaken
+                {
+                    Before = before,
+                    LastSent = last,
+                    Mesh = before.MeshHash != null && before.MeshHash != c.MeshHash ? scene.MeshAttachment(c.Uuid) : null,
+                    Theirs = StateDiff.Apply(null, c),
+                };
+            }
+            return over;
         }
 
         /// <summary>A kept uuid edited again before its kept result came (`editedAgain`): once its
@@ -2503,6 +2608,11 @@ namespace VibeSync.Bridge.Core
                 KeptPartsOvertaken(toApply);
             }
             var keptUnderDeleted = KeptUnderDeleted(toApply);
+            if (b.Path != BatchPath.Resync)
+            {
+                var over = Overtaking(b);
+                if (over != null) overtook[b.BatchId] = over;
+            }
             if (kept.Count == 0 || toApply.Changes.Count > 0)
             {
                 try

@@ -1578,6 +1578,65 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>A person's object here whose `create` rolled back, kept not synced, then another
+        /// editor's full state of it in a batch with <paramref name="outcome"/>.</summary>
+        static void OtherFullStateOverAKeptCreate(string outcome)
+        {
+            using (var r = new Rig(rig => rig.Daemon.Commits = false))
+            {
+                var a = r.Add("Mine", 1, 2, 3);
+                r.StartAndRegister();
+                var first = r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)first[0].Message["request_id"] } } },
+                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the person's create kept, not synced", r.Pump);
+                var full = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
+                full["name"] = "Theirs";
+                full["t"] = Msg.List(7, 0, 0);
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                Check.Equal("Theirs", a.Name, "applied whole: nothing of a kept create was ever committed");
+                int changes = r.Daemon.Received("change").Count;
+                r.Daemon.SendResult(id, r.Daemon.NextSeq(), outcome, new[] { a.Uuid }, outcome == BatchOutcome.RolledBack ? ErrorCode.VerifyMismatch : null);
+                if (outcome == BatchOutcome.RolledBack)
+                {
+                    Check.Eventually(() => a.Name == "Mine", TimeSpan.FromSeconds(5), "the person's name back", r.Pump);
+                    Check.Near(new[] { 1.0, 2, 3 }, a.Position, 1e-9, "the person's place back");
+                    Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced");
+                    Check.True(r.Events.Contains("overtaken_undone"), "overtaken_undone event");
+                }
+                else
+                {
+                    Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "synced: the daemon holds what Unity holds", r.Pump);
+                    Check.Equal("Theirs", a.Name, "the committed state stands");
+                }
+                r.Settle(300);
+                Check.Equal(changes, r.Daemon.Received("change").Count, "the bridge's doing: nothing sent");
+            }
+        }
+
+        [VsTest]
+        public static void AnotherEditorsFullStateOverAKeptCreateIsUndoneWhenItsBatchRollsBack()
+        {
+            // PROTOCOL.md §6.4: the person's object, whose create rolled back, is kept here. Another
+            // editor's full state of it is applied whole; that batch rolls back, and the rollback's
+            // correction (a `delete`: never committed) is skipped as kept work. The bridge puts back
+            // what the batch overwrote: left, the other editor's name and place went out later as
+            // this person's work.
+            OtherFullStateOverAKeptCreate(BatchOutcome.RolledBack);
+        }
+
+        [VsTest]
+        public static void AnotherEditorsFullStateOverAKeptCreateThatCommitsSyncsIt()
+        {
+            // The same batch commits: the daemon holds what Unity now holds, the mark ends.
+            OtherFullStateOverAKeptCreate(BatchOutcome.Committed);
+        }
+
         [VsTest]
         public static void AKeptEditTheOtherPersonEditedSinceIsNoLongerSparedFromTheirFullState()
         {
