@@ -58,6 +58,22 @@ def configured_daemon(daemon_bin, tmp_path, config_toml: str):
         d.stop()
 
 
+@contextlib.contextmanager
+def beside_a_silent_unity(daemon, project_id: str):
+    """Blender connected to `daemon`, and a Unity stand-in in the same project that takes each
+    batch and never answers it (every batch it is sent times out: `VERIFY_TIMEOUT`)."""
+    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
+    try:
+        pump_until(lambda: vibesync.status()["connected"], what="connection")
+        unity = Client(daemon, project_id, editor="unity")
+        try:
+            yield unity
+        finally:
+            unity.close()
+    finally:
+        vibesync.disconnect()
+
+
 def test_objects_showing_one_geometry_send_it_once(bridge):
     daemon = bridge
     first = grids(1, same=True)[0]
@@ -123,11 +139,7 @@ def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender,
                                                                     project_id, monkeypatch):
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (0.5, 1.0, 2.0))
     daemon = impatient_daemon
-    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
-    try:
-        pump_until(lambda: vibesync.status()["connected"], what="connection")
-        # A Unity stand-in that takes the batch and never answers it.
-        unity = Client(daemon, project_id, editor="unity")
+    with beside_a_silent_unity(daemon, project_id) as unity:
         bpy.ops.mesh.primitive_cube_add()
         cube = bpy.context.active_object
         settle()
@@ -142,8 +154,6 @@ def test_an_edit_kept_after_a_verify_timeout_goes_again_by_itself(clean_blender,
         unity.close()
         pump_until(lambda: not kept() and (synced_states(daemon).get(cube[PROP]) or {}).get("state"),
                    timeout=20, what="the cube sent again by itself and committed")
-    finally:
-        vibesync.disconnect()
 
 
 @pytest.fixture
@@ -162,10 +172,7 @@ def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
     references it), and a maintenance pass removes it."""
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))  # only the edit re-sends
     daemon = collecting_daemon
-    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
-    try:
-        pump_until(lambda: vibesync.status()["connected"], what="connection")
-        unity = Client(daemon, project_id, editor="unity")  # takes the batch, never answers
+    with beside_a_silent_unity(daemon, project_id) as unity:
         bpy.ops.mesh.primitive_cube_add()
         cube = bpy.context.active_object
         settle()
@@ -196,8 +203,6 @@ def test_a_mesh_the_daemon_collected_goes_again_with_the_object_that_names_it(
         pump_until(committed, timeout=20, what="the cube and its mesh committed")
         assert vibesync.status()["mesh_bytes_sent"] == 2 * once
         assert os.path.exists(os.path.join(blobs, held[0]))
-    finally:
-        vibesync.disconnect()
 
 
 @pytest.fixture
@@ -218,10 +223,7 @@ def test_an_agents_change_sent_again_after_rate_limited_stays_the_agents(
     caplog.set_level(logging.INFO, logger="vibesync")
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = tight_impatient_daemon
-    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
-    try:
-        pump_until(lambda: vibesync.status()["connected"], what="connection")
-        unity = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+    with beside_a_silent_unity(daemon, project_id):
         # What a tool call does (router: the handler runs, then `capture_now(automation)`):
         # three distinct grids, ~410 kB of meshes: over the 300 kB burst.
         made = grids(3, same=False)
@@ -246,9 +248,6 @@ def test_an_agents_change_sent_again_after_rate_limited_stays_the_agents(
                    what=f"{len(kept)} object(s) not synced")
         if person_edits:
             assert bpy.data.objects[refused[0]].location.y == pytest.approx(2.0)
-        unity.close()
-    finally:
-        vibesync.disconnect()
 
 
 def test_an_agents_delete_goes_as_the_agents_and_again_after_rate_limited(bridge, monkeypatch):
@@ -309,10 +308,7 @@ def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
     moved cube stays here, not synced."""
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = impatient_daemon
-    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
-    try:
-        pump_until(lambda: vibesync.status()["connected"], what="connection")
-        unity = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+    with beside_a_silent_unity(daemon, project_id):
         bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
         ob = bpy.context.active_object
         ob.name = "PersonsCube"
@@ -345,9 +341,6 @@ def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
         assert "PersonsCube" in bpy.data.objects, "the person's cube deleted by a rollback"
         assert bpy.data.objects["PersonsCube"].location.x == pytest.approx(5.0)
         assert u in session.engine.not_synced
-        unity.close()
-    finally:
-        vibesync.disconnect()
 
 
 
@@ -364,10 +357,7 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_
     editor's state stands and the object is synced."""
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = impatient_daemon
-    vibesync.connect("127.0.0.1", daemon.port, daemon.token, project_id)
-    try:
-        pump_until(lambda: vibesync.status()["connected"], what="connection")
-        silent = Client(daemon, project_id, editor="unity")  # takes each batch, never answers
+    with beside_a_silent_unity(daemon, project_id) as silent:
         bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
         ob = bpy.context.active_object
         ob.name = "PersonsCube"
@@ -428,5 +418,3 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_
             pump_for(0.5)
             assert ob.name == "TheirCube" and ob.location.x == pytest.approx(7.0)
         other.close()
-    finally:
-        vibesync.disconnect()

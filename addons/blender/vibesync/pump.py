@@ -3670,8 +3670,10 @@ class Session:
         # An object a person's edit is kept on here (not synced) goes in full as the person's:
         # it carries that work, which automation's refusal or rollback would undo here, the
         # person's object with it (§6.4, §6.7).
-        persons = [item for item in ops if self._persons_kept(item[0])]
-        ops = [item for item in ops if not self._persons_kept(item[0])]
+        persons, calls = [], []
+        for item in ops:
+            (persons if self._persons_kept(item[0]) else calls).append(item)
+        ops = calls
         if self.connected and self.engine.changes_supported and not self.paused \
                 and not self.safe_mode:
             self._send_in_runs(ops, automation)
