@@ -43,6 +43,28 @@ def pump_for(seconds: float) -> None:
         time.sleep(0.01)
 
 
+def clear_received(scripted) -> None:
+    """Forget what the scripted daemon has received so far: every frame Blender sent before
+    now, once the daemon has read them all — a marker frame sent now is read after them (one
+    connection, in order). Cleared at once, a frame Blender had sent but the daemon had not
+    read yet was counted as sent after the clear (a race that failed tests about one run in
+    ten). Blender is not pumped meanwhile: nothing new is made while it waits."""
+    marker = uuid.uuid4().hex
+    if not vibesync._session()._send({"type": "ping", "marker": marker}):
+        scripted.received.clear()  # not connected: nothing is on its way
+        return
+    end = time.monotonic() + 10.0
+    while True:
+        at = next((i for i, m in enumerate(list(scripted.received)) if m.get("marker") == marker), None)
+        if at is not None:
+            del scripted.received[:at + 1]  # (what came after the marker stays)
+            return
+        if time.monotonic() > end:
+            raise AssertionError("timed out after 10s waiting for the scripted daemon to read "
+                                 "what Blender sent")
+        time.sleep(0.005)
+
+
 def settle() -> None:
     """Let the depsgraph report pending changes, then run the pump."""
     bpy.context.view_layer.update()

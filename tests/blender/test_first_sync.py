@@ -14,7 +14,7 @@ import bpy
 import pytest
 
 import vibesync
-from conftest import pump_for, pump_until, settle
+from conftest import clear_received, pump_for, pump_until, settle
 from daemon import synced_states
 from test_sync import applied_messages, batch_frames, make_cube
 from test_transport import HostileDaemon, frame
@@ -477,7 +477,7 @@ def test_a_big_incoming_batch_is_applied_over_several_ticks_in_order(scripted, m
         raise AssertionError("apply read Object.users_collection")
     monkeypatch.setattr(capture, "container_collection", no_users_collection)
     pump_for(0.2)
-    scripted.received.clear()
+    clear_received(scripted)
     # Counted before the batch arrives: a 20 ms tick on a quiet machine may take the batch
     # as far as its end step, so what the scene holds once the apply has started is no base.
     in_scene = len(bpy.context.scene.objects)

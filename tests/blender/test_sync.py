@@ -11,7 +11,7 @@ import bpy
 import pytest
 
 import vibesync
-from conftest import pump_for, pump_until, settle
+from conftest import clear_received, pump_for, pump_until, settle
 from daemon import Client, synced_states
 from test_transport import frame
 from vibesync import capture, engine, wire
@@ -187,7 +187,7 @@ def test_incoming_batch_is_applied_by_uuid_as_one_undo_step(scripted):
     settle()
     bpy.ops.ed.undo_push(message="rename")
     pump_for(0.1)
-    scripted.received.clear()
+    clear_received(scripted)
     edits_before = vibesync._session().last_user_edit
     scripted.push(batch_frames("op-1", 40, [
         {"op": "transform", "uuid": u, "t": [1, 3, -2], "r": [0, S15, 0, C15], "s": [2, 2, 2]},
@@ -451,7 +451,7 @@ def test_an_object_another_editor_deleted_is_kept_untracked_and_the_oldest_is_fr
     ua, ub = a[PROP], b[PROP]
     s.registry.kept.capacity = 1
     known = set(s.registry.bindings)
-    scripted.received.clear()
+    clear_received(scripted)
 
     def new_items():  # registered or sent since (this daemon acknowledges no `register`)
         return [i.get("uuid") for m in scripted.received if m.get("type") in ("register", "change")
@@ -498,7 +498,7 @@ def test_a_deleted_rigid_body_is_kept_out_of_the_simulation_and_comes_back_into_
     resolve_sent(scripted, 90)
     u = ob[PROP]
     state = capture.read_state(ob, "object", vibesync._session().registry, {})
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("rb1", 91, [{"op": "delete", "uuid": u}], path="slow"))
     pump_until(lambda: len(applied_messages(scripted)) == 1, what="the delete applied")
     [copy] = [o for o in bpy.data.objects if o.name == ".Crate"]
@@ -528,7 +528,7 @@ def test_a_batch_of_many_deletes_removes_them_together_and_in_order(scripted):
     resolve_sent(scripted, 80)
     uuids = [o[PROP] for o in doomed]
     su = survivor[PROP]
-    scripted.received.clear()
+    clear_received(scripted)
     changes = [{"op": "delete", "uuid": u} for u in uuids[:20]]
     changes.append({"op": "transform", "uuid": su, "t": [1, 3, -2], "r": [0, 0, 0, 1], "s": [1, 1, 1]})
     changes += [{"op": "delete", "uuid": u} for u in uuids[20:]]
@@ -561,7 +561,7 @@ def test_a_kept_copy_does_not_count_as_a_user_of_what_it_shares(scripted):
     settle()
     resolve_sent(scripted, 70)
     shared = a.data
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("k1", 71, [{"op": "delete", "uuid": a[PROP]}], path="slow"))
     pump_until(lambda: len(applied_messages(scripted)) == 1, what="the delete applied")
     assert shared.users == 2, "B and the kept copy of A"
@@ -648,7 +648,7 @@ def test_collection_changes_from_the_wire(scripted):
     ob = make_cube("Loose")
     settle()
     pump_for(0.2)
-    scripted.received.clear()  # its own `create` went out; now only echoes would show
+    clear_received(scripted)  # its own `create` went out; now only echoes would show
     ou = ob[PROP]
     cu = str(uuidlib.uuid4())
     scripted.push(batch_frames("g1", 60, [
@@ -971,7 +971,7 @@ def test_a_live_preview_is_applied_at_once_outside_undo_and_not_echoed(scripted)
     settle()
     bpy.ops.ed.undo_push(message="marker")
     pump_for(0.3)
-    scripted.received.clear()
+    clear_received(scripted)
     edits_before = vibesync._session().last_user_edit
     scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 3, -2],
                               "r": [0, S15, 0, C15], "s": [2, 2, 2]}))
@@ -1003,7 +1003,7 @@ def test_a_persons_change_after_a_live_preview_names_its_mark_in_seen(scripted):
     scripted.push(live_frame({"op": "transform", "uuid": u, "t": [1, 0, 0],
                               "r": [0, 0, 0, 1], "s": [1, 1, 1]}, mark=17))
     pump_until(lambda: vibesync.status()["live_applied"] == 1, what="live applied")
-    scripted.received.clear()
+    clear_received(scripted)
     bpy.data.objects["Seen"].location = (4, 0, 0)
     bpy.data.objects["Unseen"].location = (0, 4, 0)
     settle()
@@ -1040,7 +1040,7 @@ def test_live_previews_a_later_one_already_received_supersedes_are_not_applied(s
     assert status["live_applied"] == 2 and status["live_dropped"] == {"superseded": 2}, status
     ob = bpy.data.objects["Renamed"]
     assert tuple(ob.location) == pytest.approx((3, 0, 0), abs=1e-5)
-    scripted.received.clear()
+    clear_received(scripted)
     ob.location = (4, 0, 0)
     settle()
     pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"], what="the move sent")
@@ -1108,7 +1108,7 @@ def test_a_live_preview_received_while_a_batch_is_applied_is_applied_after_it(sc
     objects in the other editor showed here at the batches' pace only."""
     ob, u = resolved_cube(scripted, "Dragged")
     other, v = resolved_cube(scripted, "Beside")
-    scripted.received.clear()
+    clear_received(scripted)
     begin_a_batch_and_receive_a_preview_meanwhile(scripted, u, v, 3)
     pump_until(lambda: applied_messages(scripted), what="applied")
     pump_until(lambda: vibesync.status()["live_applied"] == 1, what="the preview applied after the batch")
@@ -1137,7 +1137,7 @@ def test_a_hide_with_the_eye_between_two_ticks_of_a_batch_is_kept_and_sent(scrip
     ob, u = resolved_cube(scripted, "Eyed")
     other, v = resolved_cube(scripted, "Beside")
     s = vibesync._session()
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("move-1", 50, [
         {"op": "transform", "uuid": v, "t": [2, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
         {"op": "transform", "uuid": u, "t": [1, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1]},
@@ -1173,7 +1173,7 @@ def test_a_rename_between_two_ticks_of_a_batch_is_kept_and_sent(scripted, path):
     [mesh_hash] = [c["mesh_hash"] for m in scripted.received if m.get("type") == "change"
                    for c in m["changes"] if c.get("op") == "create" and c.get("uuid") == u]
     s = vibesync._session()
-    scripted.received.clear()
+    clear_received(scripted)
     full = {"op": "create", "uuid": u, "kind": "object", "name": "Named", "parent": None,
             "t": [3, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": True, "mesh_hash": mesh_hash}
     scripted.push(batch_frames("full-1", 60, [
@@ -1226,7 +1226,7 @@ def test_a_preview_waiting_for_a_batch_is_dropped_when_a_newer_batch_begins(scri
     or a later one, so the preview is dropped — applied after that batch, it would undo it."""
     ob, u = resolved_cube(scripted, "Dragged")
     other, v = resolved_cube(scripted, "Beside")
-    scripted.received.clear()
+    clear_received(scripted)
     begin_a_batch_and_receive_a_preview_meanwhile(scripted, u, v, 3)
     s = vibesync._session()
     scripted.push(batch_frames("drag-2", 51, [
@@ -1391,7 +1391,7 @@ def move_during_a_big_batch(scripted, s, cube, last, path: str) -> dict:
     changes = [{"op": "create", "uuid": str(uuidlib.uuid4()), "kind": "object",
                 "name": f"Box{i:03d}", "parent": None, "t": [i, 0, 0], "r": [0, 0, 0, 1],
                 "s": [1, 1, 1], "visible": True} for i in range(300)] + [last]
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames(f"big-{path}", 41, changes, path=path))
     deadline = time.monotonic() + 10.0
     while s.apply_job is None:
@@ -1442,7 +1442,7 @@ def test_a_persons_edit_between_two_ticks_of_a_batch_bringing_back_its_own_full_
     pump_until(lambda: cu in s.engine.inflight, what="the rename in flight")
     [rename] = s.engine.inflight.requests[cu]
     mismatched(scripted, s, cu, rename, 40)
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(frame({"type": "peers", "peers": [
         {"session_id": "u1", "client": "unity", "client_id": "unity-1"}]}))
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
@@ -1488,7 +1488,7 @@ def their_full_state_answered(scripted, cu, before, *, seq=41, **changed):
     state the batch made (PROTOCOL.md §6.4), whatever Blender keeps. Returns the answer."""
     changed = changed or {"name": "Renamed in Unity", "t": [0, 0, -9]}
     theirs = {**before, "op": "create", "uuid": cu, **changed}
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("full-state", seq, [theirs], path="slow"))
     pump_until(lambda: applied_messages(scripted), what="the batch applied")
     [applied] = applied_messages(scripted)
@@ -1531,7 +1531,7 @@ def test_a_part_changed_back_after_it_was_sent_goes_when_a_full_state_carries_th
     daemon and the other editor hid it, and the next batch rolled back as held differently
     (random edits of names and the eye, seed 2)."""
     s, cube, cu, before = synced_mover(scripted)
-    scripted.received.clear()
+    clear_received(scripted)
     cube.hide_set(True)  # the person hides it: sent
     pump_until(lambda: any(c["uuid"] == cu and c["op"] == "visibility"
                            for m in scripted.received if m.get("type") == "change"
@@ -1561,7 +1561,7 @@ def test_a_hide_that_lost_on_its_way_goes_when_the_person_hides_the_object_again
     it was never sent, and Blender hid the object while the daemon and the other editor
     showed it, with nothing marked (random edits of the eye, seed 2)."""
     s, cube, cu, before = synced_mover(scripted)
-    scripted.received.clear()
+    clear_received(scripted)
     cube.hide_set(True)  # the person hides it: sent
 
     def visibility_sent():
@@ -1575,7 +1575,7 @@ def test_a_hide_that_lost_on_its_way_goes_when_the_person_hides_the_object_again
     scripted.push(frame({"type": "ack", "request_id": hide_rid, "seq": 40,
                          "results": [{"uuid": cu, "status": "queued"}]}))
     pump_for(0.1)
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("theirs", 41, [{"op": "visibility", "uuid": cu, "visible": True}]))
     pump_until(lambda: applied_messages(scripted), what="the show answered")
     assert cu in applied_messages(scripted)[0]["spared"] and cube.hide_get(), "the hide on its way stays"
@@ -1590,7 +1590,7 @@ def test_a_hide_that_lost_on_its_way_goes_when_the_person_hides_the_object_again
     pump_until(lambda: len(applied_messages(scripted)) == 2, what="the correction answered")
     pump_for(0.3)
     assert not cube.hide_get()
-    scripted.received.clear()
+    clear_received(scripted)
     cube.hide_set(True)  # and hides it again
     pump_until(lambda: [v for _, v in visibility_sent() if v is False],
                what="the person's new hide sent")
@@ -1682,13 +1682,13 @@ def test_a_kept_edit_the_other_person_edited_since_is_no_longer_spared_from_thei
     bpy.context.view_layer.update()
     pump_until(lambda: cu in s.engine.inflight, what="the edit in flight")
     keep_not_synced(scripted, s, cu, 40)
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("their-edit", 41, [theirs]))
     pump_until(lambda: applied_messages(scripted), what="their edit answered")
     assert cu not in (applied_messages(scripted)[0].get("spared") or []), "their later edit is applied"
     scripted.push(frame({"type": "batch_result", "batch_id": "their-edit", "seq": 42,
                          "outcome": "committed", "uuids": [cu], "through": {}}))
-    scripted.received.clear()
+    clear_received(scripted)
     applied = their_full_state_answered(scripted, cu, before, seq=43, **newest)
     assert cu not in (applied.get("spared") or []), applied
     held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
@@ -1716,7 +1716,7 @@ def test_a_kept_edit_its_own_full_state_came_back_to_goes_again_after_a_collater
     held = capture.read_state(cube, "object", s.registry, s.mesh_hashes)
     their_full_state_answered(scripted, cu, before, t=list(held["t"]))
     assert tuple(cube.location) == pytest.approx((4, 0, 0))
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(frame({"type": "batch_result", "batch_id": "full-state", "seq": 42,
                          "outcome": "rolled_back", "uuids": [cu, "another-object"],
                          "through": {cu: full}, "error_code": "VERIFY_MISMATCH",
@@ -1771,7 +1771,7 @@ def test_a_rename_made_while_a_kept_edit_goes_again_is_spared_and_sent(scripted,
     cube.name = "Newer"  # the person's newest rename, waiting for the create on its way
     bpy.context.view_layer.update()
     pump_for(0.2)
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("theirs", 41, [{"op": "rename", "uuid": cu, "name": "Theirs"}]))
     pump_until(lambda: applied_messages(scripted), what="their rename answered")
     assert cube.name == "Newer", "the person's newest rename stays"
@@ -1829,7 +1829,7 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_ends(scripted
                          "reason": "Unity held another state of it"}))
     pump_until(lambda: cu in s.engine.not_synced and s.engine.inflight.requests.get(cu) == [move],
                what="the rename kept, the move still on its way")
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 41,
                          "outcome": outcome, "uuids": [cu], "through": {cu: move}}))
     pump_until(lambda: [c for m in scripted.received if m.get("type") == "change"
@@ -1861,7 +1861,7 @@ def test_a_kept_edit_goes_again_once_a_move_made_before_its_result_is_refused_st
     scripted.push(frame(mismatched_kept))
     pump_until(lambda: cu in s.engine.not_synced and s.engine.inflight.requests.get(cu) == [move],
                what="the rename kept, the move still on its way")
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(frame({"type": "ack", "request_id": move, "seq": 41,
                          "results": [{"uuid": cu, "status": "error", "error_code": "STALE",
                                       "message": "Unity's person moved it since"}]})
@@ -1895,7 +1895,7 @@ def test_a_kept_edit_due_to_go_again_is_spared_from_a_full_state_that_comes_firs
     before = {**s.last_sent[cu], "name": "Mover", "visible": True}
     mismatched(scripted, s, cu, rename, 41)
     theirs = {**before, "op": "create", "uuid": cu, "name": "Theirs", "t": [0, 0, -9]}
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(frame({"type": "batch_result", "batch_id": "moved", "seq": 42,
                          "outcome": "committed", "uuids": [cu], "through": {cu: move}})
                   + batch_frames("full-state", 43, [theirs], path="slow"))
@@ -1925,7 +1925,7 @@ def test_a_rename_whose_result_came_is_no_longer_spared_while_the_drag_after_it_
                          "outcome": "committed", "uuids": [cu], "through": {cu: rename}}))
     pump_until(lambda: s.engine.inflight.requests.get(cu, [rename]) != [rename]
                and len(s.engine.inflight.requests.get(cu, ())) == 1, what="the rename ended")
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("theirs", 42, [
         {"op": "rename", "uuid": cu, "name": "Renamed in Unity"},
         {"op": "transform", "uuid": cu, "t": [0, 0, -9], "r": [0, 0, 0, 1], "s": [1, 1, 1]}]))
@@ -1979,7 +1979,7 @@ def test_automations_delete_of_what_a_person_is_moving_is_not_applied(scripted, 
         pump_until(lambda: cu in s.engine.inflight, what="the move in flight")
     if sent == "kept":
         keep_not_synced(scripted, s, cu, 40)
-    scripted.received.clear()
+    clear_received(scripted)
     body = {"type": "apply", "batch_id": "agent", "change": {"op": "delete", "uuid": cu}}
     if automation:
         body["automation"] = True
@@ -2026,7 +2026,7 @@ def test_another_editors_full_state_spares_a_mesh_edit_not_hashed_yet(scripted):
     cube.location = (3, 0, 0)  # …and move, neither read by the addon yet
     bpy.context.view_layer.update()
     theirs = {**before, "op": "create", "uuid": cu, "name": "Renamed in Unity", "t": [0, 0, -9]}
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_with_mesh("full-state-mesh", 41, theirs, blob))
     pump_until(lambda: applied_messages(scripted), what="the batch applied")
     [applied] = applied_messages(scripted)
@@ -2078,7 +2078,7 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     s._open_adopt_gate()
     assert s.away == {pu: 40, chu: 40}
     s.dirty.discard(pkey)  # the child's turn comes first
-    scripted.received.clear()
+    clear_received(scripted)
     pump_until(lambda: pu in s.last_sent and chu in s.last_sent, what="both read again")
     pump_for(0.3)
     bases = {c["uuid"]: m["base_seq"] for m in scripted.received if m.get("type") == "change"
@@ -2086,7 +2086,7 @@ def test_a_parent_read_first_for_its_child_keeps_the_base_it_was_edited_on(scrip
     assert bases == {pu: 40, chu: 40}, "both go from the seq they were made on"
     assert not s.away and not s.away_base, "nothing is left marked away"
     resolve_sent(scripted, 48)
-    scripted.received.clear()
+    clear_received(scripted)
     parent.location = (0, 6, 0)  # the person's next edit, made on seq 48
     settle()
     pump_until(lambda: [m for m in scripted.received if m.get("type") == "change"],
@@ -2136,7 +2136,7 @@ def b_loses_and_goes_back_to_the_root(scripted, s, bu, b_before, seq):
     scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": seq,
                          "outcome": "dropped", "uuids": [bu], "error_code": None}))
     pump_until(lambda: bu not in s.engine.inflight, what="B's reparent lost")
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("fix", seq + 1, [{"op": "create", "uuid": bu, **b_before}],
                                path="resync"))
     pump_until(lambda: applied_messages(scripted), what="the correction answered")
@@ -2160,7 +2160,7 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
     pump_until(lambda: s.engine.last_seq >= 42, what="seq 42")
     # The connection drops before the daemon answers the person's reparent.
     scripted.welcome_extra = {"seq": 45}
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.conns[-1].close()
     pump_until(lambda: vibesync.status()["reconnects"] >= 1 and vibesync.status()["connected"],
                timeout=15, what="reconnected")
@@ -2174,7 +2174,7 @@ def test_a_change_in_flight_that_lost_a_loop_goes_again_from_before_that_batch(s
         # Dropped again before the daemon answers the re-send; a later batch reached Blender
         # on the way.
         scripted.welcome_extra = {"seq": 45 + 3 * n}
-        scripted.received.clear()
+        clear_received(scripted)
         scripted.conns[-1].close()
         pump_until(lambda n=n: vibesync.status()["reconnects"] >= n and vibesync.status()["connected"],
                    timeout=15, what=f"reconnected ({n})")
@@ -2232,7 +2232,7 @@ def test_a_reparent_left_out_for_a_loop_waits_no_more_once_its_batch_rolls_back(
     seq = 42
     if ended == "result_lost":
         scripted.welcome_extra = {"seq": 45}
-        scripted.received.clear()
+        clear_received(scripted)
         scripted.conns[-1].close()
         pump_until(lambda: vibesync.status()["reconnects"] >= 1 and vibesync.status()["connected"],
                    timeout=15, what="reconnected")
@@ -2265,7 +2265,7 @@ def test_a_reparent_whose_loop_the_same_batch_undoes_is_applied(scripted):
     settle()
     pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
     keep_not_synced(scripted, s, bu, 41)
-    scripted.received.clear()
+    clear_received(scripted)
     b_theirs = {**b_before, "name": "LoopB renamed in Unity"}
     scripted.push(batch_frames("theirs", 42, [{"op": "reparent", "uuid": au, "parent": bu},
                                               {"op": "create", "uuid": bu, **b_theirs}],
@@ -2293,7 +2293,7 @@ def test_a_resyncs_create_whose_parent_loops_here_applies_its_other_parts(script
     settle()
     pump_until(lambda: bu in s.engine.inflight, what="B's reparent in flight")
     keep_not_synced(scripted, s, bu, 41)
-    scripted.received.clear()
+    clear_received(scripted)
     theirs = {**a_before, "name": "LoopA renamed in Unity", "t": [0.0, 2.0, 0.0], "parent": bu}
     scripted.push(batch_frames("theirs", 42, [{"op": "create", "uuid": au, **theirs}], path="resync"))
     pump_until(lambda: applied_messages(scripted), what="the resync answered")
@@ -2317,7 +2317,7 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
     sent = mode != "not_captured"
     s, a, b, au, bu = loop_pair(scripted)
     a_before, b_before = dict(s.last_sent[au]), dict(s.last_sent[bu])
-    scripted.received.clear()
+    clear_received(scripted)
     b.parent = a  # the person's reparent
     base, theirs_seq = 40, 41
     if sent:
@@ -2330,7 +2330,7 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
                    what="the daemon read B's reparent")
     if mode == "kept":
         keep_not_synced(scripted, s, bu, 41)
-        scripted.received.clear()
+        clear_received(scripted)
         base, theirs_seq = 41, 42
     scripted.push(batch_frames("theirs", theirs_seq, [{"op": "reparent", "uuid": au, "parent": bu}],
                                path="slow"))
@@ -2366,7 +2366,7 @@ def test_a_reparent_making_a_loop_with_the_persons_reparent_is_answered_as_made(
         scripted.push(frame({"type": "batch_result", "batch_id": "lost", "seq": 41,
                              "outcome": "dropped", "uuids": [bu], "error_code": None}))
     pump_until(lambda: bu not in s.engine.inflight, what="B's reparent ended")
-    scripted.received.clear()
+    clear_received(scripted)
     scripted.push(batch_frames("fix", 44 if mode == "kept" else 42, [{"op": "create", "uuid": bu, **b_before},
                                            {"op": "create", "uuid": au, **made}],
                                path="resync"))
