@@ -1204,6 +1204,8 @@ class Session:
                             self.kept_parts.pop(u, None)
                 self._forget_sent_parts(effect.uuids)
             overtook = self.overtook.pop(msg.get("batch_id"), None)
+            through = msg.get("through") if isinstance(msg.get("through"), dict) else {}
+            overtook = {u: o for u, o in (overtook or {}).items() if u not in through}
             if overtook and msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK:
                 self._undo_overtaken(msg.get("batch_id"), overtook)
             elif overtook and msg.get("outcome") == wire.BatchOutcome.COMMITTED:
@@ -2373,6 +2375,12 @@ class Session:
         another editor's full state of it, applied whole where the person's kept edit names
         no part (a kept create: nothing of it was ever committed, §6.4). None: not here."""
         uuid = change["uuid"]
+        if uuid in self.engine.inflight:
+            # Its own change is on its way (its full state sent again, say): the batch answers
+            # that, and a rollback keeps it here (`kept_local`) as the daemon reads what this
+            # editor was sent — put back, it held values the daemon did not know of, and their
+            # re-sends never settled (random edits, seed 233).
+            return None
         b = self.registry.bindings.get(uuid)
         idb = self.registry.resolve(uuid) if b is not None else None
         if idb is None or b.kind != "object":

@@ -1464,6 +1464,8 @@ namespace VibeSync.Bridge.Core
             if (overtook.TryGetValue(id, out over))
             {
                 overtook.Remove(id);
+                // Not those whose change of this editor the result ends: what it keeps is its own.
+                if (through != null) foreach (var x in through.Keys) over.Remove(x);
                 if (outcome == BatchOutcome.RolledBack) UndoOvertaken(id, over);
                 else if (outcome == BatchOutcome.Committed) OvertakenSynced(over);
             }
@@ -1552,6 +1554,11 @@ namespace VibeSync.Bridge.Core
             foreach (var c in b.Changes)
             {
                 if (c.Op != Ops.Create || !notSynced.ContainsKey(c.Uuid) || (over != null && over.ContainsKey(c.Uuid))) continue;
+                // Its own change is on its way (its full state sent again, say): the batch answers
+                // that, and a rollback keeps it here (`kept_local`) as the daemon reads what this
+                // editor was sent — put back, it held values the daemon did not know of, and their
+                // re-sends never settled (random edits, seed 233).
+                if (InFlight(c.Uuid)) continue;
                 var before = scene.Capture(c.Uuid);
                 if (before == null) continue;
                 ObjectState last;

@@ -1631,6 +1631,48 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AFullStateOverAKeptCreateSentAgainIsNotPutBackWhenTheirBatchRollsBack()
+        {
+            // The same, but the person's kept create was sent again (an edit) and is on its way
+            // when the other editor's full state arrives: the batch carries both and answers this
+            // editor's, and its rollback keeps what Unity holds (`kept_local`), which the daemon
+            // reads as what Unity was sent. Put back, Unity held values the daemon did not know of
+            // and their re-sends never settled (random edits, seed 233).
+            using (var r = new Rig(rig => rig.Daemon.Commits = false))
+            {
+                var a = r.Add("Mine", 1, 2, 3);
+                r.StartAndRegister();
+                var first = r.Daemon.WaitFor("change", 1, r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)first[0].Message["request_id"] } } },
+                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+                });
+                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                a.Name = "Mine2";
+                r.Engine.MarkDirty(a.Uuid);
+                var again = r.Daemon.WaitFor("change", 2, r.Pump);
+                Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "its full state on its way", r.Pump);
+                var full = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
+                full["name"] = "Theirs";
+                full["t"] = Msg.List(7, 0, 0);
+                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                r.Daemon.Broadcast(new Dictionary<string, object>
+                {
+                    { "type", "batch_result" }, { "batch_id", id }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)again[1].Message["request_id"] } } },
+                    { "error_code", "VERIFY_MISMATCH" }, { "kept_local", true }, { "reason", "Blender could not apply the change as sent (its state differs)" },
+                });
+                Check.Eventually(() => !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the result read", r.Pump);
+                r.Settle(200);
+                Check.True(!r.Events.Contains("overtaken_undone"), "nothing put back: the batch answered this editor's own full state");
+                Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still kept");
+            }
+        }
+
+        [VsTest]
         public static void AnotherEditorsFullStateOverAKeptCreateThatCommitsSyncsIt()
         {
             // The same batch commits: the daemon holds what Unity now holds, the mark ends.
