@@ -74,6 +74,19 @@ def beside_a_silent_unity(daemon, project_id: str):
         vibesync.disconnect()
 
 
+def persons_cube_kept():
+    """The person adds a cube "PersonsCube" at (1, 2, 3); beside a silent Unity its batch times
+    out and Blender keeps it, not synced. Returns the cube, its uuid and the addon's session."""
+    bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
+    ob = bpy.context.active_object
+    ob.name = "PersonsCube"
+    u = pump_until(lambda: ob.get(PROP), what="a uuid for the person's cube")
+    session = vibesync._session()
+    pump_until(lambda: u in session.engine.not_synced and not session.engine.pending,
+               timeout=20, what="the person's cube kept here, not synced")
+    return ob, u, session
+
+
 def test_objects_showing_one_geometry_send_it_once(bridge):
     daemon = bridge
     first = grids(1, same=True)[0]
@@ -309,13 +322,7 @@ def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = impatient_daemon
     with beside_a_silent_unity(daemon, project_id):
-        bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
-        ob = bpy.context.active_object
-        ob.name = "PersonsCube"
-        u = pump_until(lambda: ob.get(PROP), what="a uuid for the person's cube")
-        session = vibesync._session()
-        pump_until(lambda: u in session.engine.not_synced and not session.engine.pending,
-                   timeout=20, what="the person's cube kept here, not synced")
+        ob, u, session = persons_cube_kept()
         sent = []
         send_change = session._send_change
 
@@ -358,13 +365,7 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = impatient_daemon
     with beside_a_silent_unity(daemon, project_id) as silent:
-        bpy.ops.mesh.primitive_cube_add(location=(1.0, 2.0, 3.0))
-        ob = bpy.context.active_object
-        ob.name = "PersonsCube"
-        u = pump_until(lambda: ob.get(PROP), what="a uuid for the person's cube")
-        session = vibesync._session()
-        pump_until(lambda: u in session.engine.not_synced and not session.engine.pending,
-                   timeout=20, what="the person's cube kept here, not synced")
+        ob, u, session = persons_cube_kept()
         if outcome == "committed":
             silent.close()  # nobody else to answer: Blender's answer commits the batch
         # Another editor's full state of the same object: its name, another place.

@@ -165,6 +165,12 @@ class Overtaken(typing.NamedTuple):
     theirs: dict           # the batch's full state of it
 
 
+def _full_state(change: dict) -> dict:
+    """The object state a `create` change names (its fields of `capture.read_state`)."""
+    return {k: change[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s",
+                                   "mesh_hash", "material") if k in change}
+
+
 class _StepClock:
     """Keeps the worst duration of each named pump step (main-thread budget, §Threads): wall
     time, and the main thread's own CPU time (what the step costs Blender's frame, without
@@ -1971,8 +1977,7 @@ class Session:
         now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
         if ("mesh_hash" in prev) != ("mesh_hash" in now):
             return None
-        theirs = {k: change[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s",
-                                          "mesh_hash", "material") if k in change}
+        theirs = _full_state(change)
         if theirs.get("kind") != now["kind"]:
             return None
         # What was sent and is not resolved yet is the person's too (`last_sent` has it).
@@ -2394,9 +2399,20 @@ class Session:
         except (ReferenceError, RuntimeError, ValueError) as e:
             log.warning("vibesync: cannot read %s before a batch overwrites it: %s", uuid, e)
             return None
-        theirs = {k: change[k] for k in ("kind", "name", "parent", "visible", "t", "r", "s",
-                                          "mesh_hash", "material") if k in change}
-        return Overtaken(before, self.last_sent.get(uuid), mesh, theirs)
+        return Overtaken(before, self.last_sent.get(uuid), mesh, _full_state(change))
+
+    def _kept_state(self, uuid: str) -> dict | None:
+        """What Blender holds of `uuid` while it is kept not synced; None when it is gone, synced,
+        or cannot be read (logged)."""
+        b = self.registry.bindings.get(uuid)
+        idb = self.registry.resolve(uuid) if b is not None else None
+        if idb is None or uuid not in self.engine.not_synced:
+            return None
+        try:
+            return capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
+        except (ReferenceError, RuntimeError, ValueError) as e:
+            log.warning("vibesync: cannot read %s: %s", uuid, e)
+            return None
 
     def _overtaken_synced(self, overtook: dict) -> None:
         """Another editor's full state of objects kept here not synced committed: where this
@@ -2404,15 +2420,8 @@ class Session:
         holds, and no longer counts it kept here, §6.4); one the person changed since stays
         not synced, and that change goes in full as usual."""
         for uuid, o in overtook.items():
-            b = self.registry.bindings.get(uuid)
-            idb = self.registry.resolve(uuid) if b is not None else None
-            if idb is None or uuid not in self.engine.not_synced:
-                continue
-            try:
-                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            except (ReferenceError, RuntimeError, ValueError):
-                continue
-            if not capture.diff_ops(uuid, o.theirs, now) and uuid not in self.engine.inflight:
+            now = self._kept_state(uuid)
+            if now is not None and not capture.diff_ops(uuid, o.theirs, now) and uuid not in self.engine.inflight:
                 self.engine.not_synced.synced([uuid])
                 self.kept_parts.pop(uuid, None)
 
@@ -2424,15 +2433,9 @@ class Session:
         stays as the person left it. Nothing is sent: the object is as it was before the
         batch, still not synced, and goes as usual when the person edits it again."""
         for uuid, o in overtook.items():
-            b = self.registry.bindings.get(uuid)
-            idb = self.registry.resolve(uuid) if b is not None else None
-            if idb is None or uuid not in self.engine.not_synced:
+            now = self._kept_state(uuid)
+            if now is None:
                 continue  # gone, or synced since: what stands is the daemon's
-            try:
-                now = capture.read_state(idb, b.kind, self.registry, self.mesh_hashes)
-            except (ReferenceError, RuntimeError, ValueError) as e:
-                log.warning("vibesync: cannot read %s to undo batch %s: %s", uuid, batch_id, e)
-                continue
             touched = {op["op"] for op in capture.diff_ops(uuid, o.theirs, now)}
             ops = [op for op in capture.diff_ops(uuid, now, o.before)
                    if op["op"] not in touched and (op["op"] != wire.Op.MESH or o.mesh)]

@@ -1578,26 +1578,41 @@ namespace VibeSync.Bridge.Tests
             }
         }
 
+        /// <summary>The person's object "Mine" at (1, 2, 3): its `create` rolled back (Blender did not
+        /// confirm it in time) and it is kept here, not synced, nothing on its way.</summary>
+        static SceneObject KeptCreate(Rig r)
+        {
+            var a = r.Add("Mine", 1, 2, 3);
+            r.StartAndRegister();
+            var first = r.Daemon.WaitFor("change", 1, r.Pump);
+            r.Daemon.Broadcast(new Dictionary<string, object>
+            {
+                { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
+                { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)first[0].Message["request_id"] } } },
+                { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
+            });
+            Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the person's create kept, not synced", r.Pump);
+            return a;
+        }
+
+        /// <summary>Another editor's full state of <paramref name="a"/> ("Theirs", at (7, 0, 0)) in a
+        /// batch; returns the batch id.</summary>
+        static string TheirFullState(Rig r, SceneObject a)
+        {
+            var full = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
+            full["name"] = "Theirs";
+            full["t"] = Msg.List(7, 0, 0);
+            return r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+        }
+
         /// <summary>A person's object here whose `create` rolled back, kept not synced, then another
         /// editor's full state of it in a batch with <paramref name="outcome"/>.</summary>
         static void OtherFullStateOverAKeptCreate(string outcome)
         {
             using (var r = new Rig(rig => rig.Daemon.Commits = false))
             {
-                var a = r.Add("Mine", 1, 2, 3);
-                r.StartAndRegister();
-                var first = r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.Broadcast(new Dictionary<string, object>
-                {
-                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
-                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)first[0].Message["request_id"] } } },
-                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
-                });
-                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "the person's create kept, not synced", r.Pump);
-                var full = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
-                full["name"] = "Theirs";
-                full["t"] = Msg.List(7, 0, 0);
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                var a = KeptCreate(r);
+                string id = TheirFullState(r, a);
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
                 Check.Equal("Theirs", a.Name, "applied whole: nothing of a kept create was ever committed");
                 int changes = r.Daemon.Received("change").Count;
@@ -1640,24 +1655,12 @@ namespace VibeSync.Bridge.Tests
             // and their re-sends never settled (random edits, seed 233).
             using (var r = new Rig(rig => rig.Daemon.Commits = false))
             {
-                var a = r.Add("Mine", 1, 2, 3);
-                r.StartAndRegister();
-                var first = r.Daemon.WaitFor("change", 1, r.Pump);
-                r.Daemon.Broadcast(new Dictionary<string, object>
-                {
-                    { "type", "batch_result" }, { "batch_id", Guid.NewGuid().ToString() }, { "seq", r.Daemon.NextSeq() }, { "outcome", BatchOutcome.RolledBack },
-                    { "uuids", new List<object> { a.Uuid } }, { "through", new Dictionary<string, object> { { a.Uuid, (string)first[0].Message["request_id"] } } },
-                    { "error_code", "VERIFY_TIMEOUT" }, { "kept_local", true }, { "reason", "Blender did not confirm the change in time" },
-                });
-                Check.Eventually(() => r.Engine.NotSynced.ContainsKey(a.Uuid) && !r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "kept, not synced", r.Pump);
+                var a = KeptCreate(r);
                 a.Name = "Mine2";
                 r.Engine.MarkDirty(a.Uuid);
                 var again = r.Daemon.WaitFor("change", 2, r.Pump);
                 Check.Eventually(() => r.Engine.IsInFlight(a.Uuid), TimeSpan.FromSeconds(5), "its full state on its way", r.Pump);
-                var full = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
-                full["name"] = "Theirs";
-                full["t"] = Msg.List(7, 0, 0);
-                string id = r.Daemon.SendBatch(r.Daemon.NextSeq(), "slow", full);
+                string id = TheirFullState(r, a);
                 Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
                 r.Daemon.Broadcast(new Dictionary<string, object>
                 {
