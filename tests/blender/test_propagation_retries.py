@@ -20,6 +20,7 @@ import pytest
 import vibesync
 from conftest import pump_for, pump_until, settle
 from daemon import Client, Daemon, synced_states
+from vibesync import apply as apply_mod
 from vibesync import capture, engine, wire
 
 PROP = "vibesync_uuid"
@@ -351,6 +352,134 @@ def test_an_agents_edit_of_an_object_kept_not_synced_goes_as_the_persons(
 
 
 
+def their_full_state_over(daemon, project_id, ob, u) -> Client:
+    """Another editor's full state of the person's kept cube, sent by a `test` client: its
+    name "TheirCube", at x = 7. Returns that client."""
+    other = Client(daemon, project_id, editor="test")
+    mesh = wire.mesh_hash(capture.mesh_attachment(ob.data, 1.0))
+    reply = other.request({"type": "change", "base_seq": other.welcome.get("last_seq", 0),
+                           "changes": [{
+                               "op": "create", "uuid": u, "kind": "object",
+                               "name": "TheirCube", "parent": None, "visible": True,
+                               "t": [7.0, 0.0, 0.0], "r": [0.0, 0.0, 0.0, 1.0],
+                               "s": [1.0, 1.0, 1.0], "mesh_hash": mesh}]})
+    assert reply["type"] == "ack", reply
+    return other
+
+
+def blender_states_sent(daemon, u, since: int) -> list:
+    """The states of `u` that batches of Blender's changes carried, WAL records after `since`."""
+    records = daemon.tail()
+    ours = {r.get("operation_id") for r in records[since:] if r.get("phase") == "BEGIN"
+            and "blender" in (r.get("payload") or {}).get("origin_editors", {}).values()}
+    return [(r.get("payload") or {}).get("state") for r in records[since:]
+            if r.get("operation_id") in ours and r.get("phase") == "STEP"
+            and (r.get("payload") or {}).get("op") == "state" and r.get("uuids") == [u]]
+
+
+def test_a_part_that_cannot_be_put_back_leaves_the_others_put_back(
+        clean_blender, impatient_daemon, project_id, monkeypatch):
+    """PROTOCOL §6.4: putting back what a rolled-back batch overwrote of a kept object goes part
+    by part. One part that cannot be put back (here its name: Blender refuses it) stays as the
+    batch wrote it, and the person's place still comes back. (In one go, the first failing part
+    left every later one as the other editor wrote it.)"""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = impatient_daemon
+    with beside_a_silent_unity(daemon, project_id):
+        ob, u, session = persons_cube_kept()
+        apply_change = apply_mod.apply_change
+        refused = []
+
+        def refusing_the_rename(change, *args, **kwargs):
+            if change.get("op") == "rename" and change.get("uuid") == u and putting_back:
+                refused.append(change)
+                raise RuntimeError("Blender refused the rename (test)")
+            return apply_change(change, *args, **kwargs)
+
+        putting_back = False
+        undo = session._undo_overtaken
+
+        def undoing(*args):
+            nonlocal putting_back
+            putting_back = True
+            try:
+                undo(*args)
+            finally:
+                putting_back = False
+
+        monkeypatch.setattr(apply_mod, "apply_change", refusing_the_rename)
+        monkeypatch.setattr(session, "_undo_overtaken", undoing)
+        rollbacks = len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
+        other = their_full_state_over(daemon, project_id, ob, u)
+        pump_until(lambda: "TheirCube" in bpy.data.objects, timeout=10,
+                   what="the other editor's full state applied in Blender")
+        pump_until(lambda: len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
+                   > rollbacks, timeout=20, what="the other editor's batch rolled back")
+        pump_until(lambda: refused, timeout=10, what="the person's name put back (refused)")
+        assert tuple(ob.location) == pytest.approx((1.0, 2.0, 3.0)), "the person's place back"
+        assert ob.name == "TheirCube", "the refused part stays as the batch wrote it"
+        assert u in session.engine.not_synced
+        other.close()
+
+
+@pytest.mark.parametrize("outcome", ["rolled_back", "committed"])
+def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_lost_result_was_a_rollback(
+        clean_blender, impatient_daemon, project_id, monkeypatch, outcome):
+    """PROTOCOL §6.4: the connection drops after Blender applied another editor's full state
+    over the person's kept cube and before that batch's `batch_result` arrived. After the
+    reconnect Blender asks the daemon from before that batch: the answer names the cube only
+    if the batch committed it. Rolled back, the person's name and pose come back and go again
+    as the person's; committed, the other editor's state stands and the cube is synced. Until
+    the answer, the cube is not sent. (The result lost, Blender kept the other editor's name
+    and pose, and sent them as this person's work when it reconnected.)"""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = impatient_daemon
+    with beside_a_silent_unity(daemon, project_id) as silent:
+        ob, u, session = persons_cube_kept()
+        if outcome == "committed":
+            silent.close()  # nobody else to answer: Blender's answer commits the batch
+        # The overtaking batch's result never arrives: the connection drops as it comes.
+        lost = []
+        steps = session._message_steps
+
+        def losing_its_result(msg, attachment):
+            if msg.get("type") == "batch_result" and msg.get("batch_id") in session.overtook:
+                lost.append((msg, session.session_id))
+                session.transport.reconnect()
+                return
+            yield from steps(msg, attachment)
+
+        monkeypatch.setattr(session, "_message_steps", losing_its_result)
+        seen = len(daemon.tail())
+        other = their_full_state_over(daemon, project_id, ob, u)
+        pump_until(lambda: "TheirCube" in bpy.data.objects, timeout=10,
+                   what="the other editor's full state applied in Blender")
+        pump_until(lambda: lost, timeout=20, what="the overtaking batch's result (lost)")
+        assert lost[0][0]["outcome"] == outcome, lost
+        first = lost[0][1]
+        pump_until(lambda: session.connected and session.session_id != first
+                   and session.overtook_probe is None and not session.overtook_unheard,
+                   timeout=20,
+                   what="reconnected, and the lost result told by the daemon")
+        if outcome == "rolled_back":
+            assert "PersonsCube" in bpy.data.objects, "the other editor's name kept"
+            assert tuple(ob.location) == pytest.approx((1.0, 2.0, 3.0))
+            assert u in session.engine.not_synced
+            state = pump_until(lambda: blender_states_sent(daemon, u, seen), timeout=10,
+                               what="the kept cube sent again")[-1]
+            assert state["name"] == "PersonsCube", state
+            assert state["t"] == pytest.approx([1.0, 3.0, -2.0]), state  # (the wire is Y-up)
+            assert all(s["name"] == "PersonsCube" for s in blender_states_sent(daemon, u, seen))
+        else:
+            pump_until(lambda: u not in session.engine.not_synced, timeout=10,
+                       what="the cube synced")
+            pump_for(0.5)
+            assert ob.name == "TheirCube" and ob.location.x == pytest.approx(7.0)
+            state = synced_states(daemon)[u]["state"]
+            assert state["name"] == "TheirCube", state
+        other.close()
+
+
 @pytest.mark.parametrize("outcome", ["rolled_back", "committed"])
 def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_rolls_back(
         clean_blender, impatient_daemon, project_id, monkeypatch, outcome):
@@ -369,17 +498,9 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_
         if outcome == "committed":
             silent.close()  # nobody else to answer: Blender's answer commits the batch
         # Another editor's full state of the same object: its name, another place.
-        other = Client(daemon, project_id, editor="test")
-        mesh = wire.mesh_hash(capture.mesh_attachment(ob.data, 1.0))
         rollbacks = len([r for r in daemon.tail() if r.get("phase") == "ROLLBACK"])
         seen = len(daemon.tail())
-        reply = other.request({"type": "change", "base_seq": other.welcome.get("last_seq", 0),
-                               "changes": [{
-                                   "op": "create", "uuid": u, "kind": "object",
-                                   "name": "TheirCube", "parent": None, "visible": True,
-                                   "t": [7.0, 0.0, 0.0], "r": [0.0, 0.0, 0.0, 1.0],
-                                   "s": [1.0, 1.0, 1.0], "mesh_hash": mesh}]})
-        assert reply["type"] == "ack", reply
+        other = their_full_state_over(daemon, project_id, ob, u)
         pump_until(lambda: "TheirCube" in bpy.data.objects, timeout=10,
                    what="the other editor's full state applied in Blender")
         if outcome == "rolled_back":
@@ -391,14 +512,8 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_batch_
             assert u in session.engine.not_synced
             # The rollback's correction (a `delete`: never committed) is skipped as kept work,
             # which goes again (§6.6): the person's state, not the other editor's.
-            def resent():
-                records = daemon.tail()
-                ours = {r.get("operation_id") for r in records[seen:] if r.get("phase") == "BEGIN"
-                        and "blender" in (r.get("payload") or {}).get("origin_editors", {}).values()}
-                return [(r.get("payload") or {}).get("state") for r in records[seen:]
-                        if r.get("operation_id") in ours and r.get("phase") == "STEP"
-                        and (r.get("payload") or {}).get("op") == "state" and r.get("uuids") == [u]]
-            state = pump_until(resent, timeout=10, what="the kept cube sent again")[-1]
+            state = pump_until(lambda: blender_states_sent(daemon, u, seen), timeout=10,
+                               what="the kept cube sent again")[-1]
             assert state["name"] == "PersonsCube", state
             assert state["t"] == pytest.approx([1.0, 3.0, -2.0]), state  # (the wire is Y-up)
             # The person edits it again once the slow editor is gone: its full state goes,

@@ -80,8 +80,10 @@ def _is_identity(change: dict) -> bool:
 
 
 class Batch:
-    def __init__(self, batch_id: str, seq: int, path: str, count: int) -> None:
+    def __init__(self, batch_id: str, seq: int, path: str, count: int,
+                 request_id: str | None = None) -> None:
         self.batch_id = batch_id
+        self.request_id = request_id  # the `resync` request it answers, if any (§6.6)
         self.seq = seq
         self.path = path
         self.count = count
@@ -112,7 +114,8 @@ class BatchCollector:
                     or path not in ("fast", "slow", "resync"):
                 self.current = None
                 raise BatchError(f"malformed batch_begin {msg!r}")
-            self.current = Batch(bid, seq, path, count)
+            rid = msg.get("request_id")
+            self.current = Batch(bid, seq, path, count, rid if isinstance(rid, str) else None)
             return None
         if t == wire.MessageType.APPLY:
             cur = self.current

@@ -163,6 +163,7 @@ class Overtaken(typing.NamedTuple):
     last_sent: dict | None  # what was last sent of it then
     mesh: bytes            # its geometry then, when the batch brought another (else b"")
     theirs: dict           # the batch's full state of it
+    seq: int               # the batch's seq (a lost result is asked for from before it)
 
 
 def _full_state(change: dict) -> dict:
@@ -339,6 +340,13 @@ class Session:
         # batch_id -> uuid -> what another editor's full state in that batch overwrote of an
         # object kept here not synced (`Overtaken`): put back if the batch rolls back (§6.4).
         self.overtook: dict[str, dict[str, Overtaken]] = {}
+        # Those whose `batch_result` a lost connection took (`overtook_unheard`): after the
+        # reconnect, a `resync` from before the oldest of them (`overtook_probe`, its request
+        # id) tells committed from rolled back, and until it is read the objects are not sent
+        # (`overtook_gated`, their editor keys), so the batch's values never go as the person's.
+        self.overtook_unheard: dict[str, dict[str, Overtaken]] = {}
+        self.overtook_probe: str | None = None
+        self.overtook_gated: set = set()
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
         # A person's unsent changes that lose to a forwarded batch, with the base_seq from
@@ -1037,6 +1045,8 @@ class Session:
                 self.connect_seq = self.engine.last_seq if self.connect_seq is None \
                     else min(self.connect_seq, self.engine.last_seq)
                 self._await_adoption()
+            if self.overtook_unheard:
+                self._ask_overtaken()
             if self.paused and self.pause_reason:
                 self._send({"type": wire.MessageType.EDITOR_STATE,
                             "state": wire.EditorRunState.PAUSED, "reason": self.pause_reason})
@@ -1058,8 +1068,10 @@ class Session:
             self.engine.disconnected()
             self.collector.current = None
             self.live_deferred.clear()
-            # Their results will not come: what those batches wrote stays (§6.4).
+            # Their results will not come: the replay after the reconnect tells (§6.4).
+            self.overtook_unheard.update(self.overtook)
             self.overtook.clear()
+            self.overtook_probe = None
         elif kind == "handshake_error":
             self.last_handshake_error = payload
             if payload.get("code") == "NO_TOKEN":
@@ -2375,7 +2387,7 @@ class Session:
             if not ops:
                 self.kept_parts.pop(change["uuid"], None)
 
-    def _overtaking(self, change: dict) -> "Overtaken | None":
+    def _overtaking(self, change: dict, seq: int) -> "Overtaken | None":
         """What a batch's `create` of an object kept here not synced is about to overwrite:
         another editor's full state of it, applied whole where the person's kept edit names
         no part (a kept create: nothing of it was ever committed, §6.4). None: not here."""
@@ -2399,7 +2411,37 @@ class Session:
         except (ReferenceError, RuntimeError, ValueError) as e:
             log.warning("vibesync: cannot read %s before a batch overwrites it: %s", uuid, e)
             return None
-        return Overtaken(before, self.last_sent.get(uuid), mesh, _full_state(change))
+        return Overtaken(before, self.last_sent.get(uuid), mesh, _full_state(change), seq)
+
+    def _ask_overtaken(self) -> None:
+        """Batches that overwrote kept objects here lost their `batch_result` with the
+        connection: ask for what changed from before the oldest of them (§6.4). The answer
+        names such an object only if a batch committed it: the daemon replays no state of a
+        uuid it counts as kept here, and a rollback leaves it so (§6.6)."""
+        since = min(o.seq for over in self.overtook_unheard.values() for o in over.values())
+        self.overtook_probe = self.request({"type": wire.MessageType.RESYNC,
+                                            "since_seq": max(since - 1, 0)})
+
+    def _settle_unheard_overtaken(self, batch) -> None:
+        """The answer to `_ask_overtaken`, before it is applied: what it does not name was
+        rolled back and is put back as the person left it, and goes again, as after a rollback
+        heard (`_undo_overtaken`); what it names committed (`_overtaken_synced`)."""
+        named = set(batch.uuids())
+        unheard, self.overtook_unheard = self.overtook_unheard, {}
+        self.overtook_probe = None
+        for batch_id, over in unheard.items():
+            committed = {u: o for u, o in over.items() if u in named}
+            rolled_back = {u: o for u, o in over.items() if u not in named}
+            if rolled_back:
+                log.info("vibesync: batch %s, whose result the lost connection took, did not "
+                         "commit %s", batch_id, ", ".join(sorted(rolled_back)))
+                self._undo_overtaken(batch_id, rolled_back)
+                self.engine.retry_not_synced(sorted(u for u in rolled_back
+                                                    if u in self.engine.not_synced))
+            if committed:
+                self._overtaken_synced(committed)
+        self.dirty.update(self.overtook_gated)
+        self.overtook_gated.clear()
 
     def _kept_state(self, uuid: str) -> dict | None:
         """What Blender holds of `uuid` while it is kept not synced; None when it is gone, synced,
@@ -2442,18 +2484,24 @@ class Session:
             if not ops:
                 continue
             meshes: dict = {}
+            back = []
             self.applying = True
             try:
                 for op in ops:
-                    apply_mod.apply_change(op, o.mesh if op["op"] == wire.Op.MESH else b"",
-                                           self.registry, self.unit_scale, set(), meshes)
-            except (LookupError, ReferenceError, RuntimeError, ValueError) as e:
-                log.warning("vibesync: could not put back %s after batch %s rolled back: %s",
-                            uuid, batch_id, e)
-                continue
+                    # Each part on its own: one that cannot be put back (its parent deleted
+                    # since, say) leaves the object where it is in that part only.
+                    try:
+                        apply_mod.apply_change(op, o.mesh if op["op"] == wire.Op.MESH else b"",
+                                               self.registry, self.unit_scale, set(), meshes)
+                        back.append(op["op"])
+                    except (LookupError, ReferenceError, RuntimeError, ValueError) as e:
+                        log.warning("vibesync: could not put back the %s of %s after batch %s "
+                                    "rolled back: %s", op["op"], uuid, batch_id, e)
             finally:
                 self.applying = False
                 self.registry.membership_changed()
+            if not back:
+                continue
             for sid, (h, blob) in meshes.items():
                 mu = self.registry.by_key.get(("mesh", sid))
                 if mu is not None:
@@ -2461,11 +2509,14 @@ class Session:
                     self.mesh_blobs[mu] = blob
             if o.last_sent is None:
                 self.last_sent.pop(uuid, None)
+                self.reconnect_base.pop(uuid, None)
             else:
                 self.last_sent[uuid] = o.last_sent
+                if uuid in self.reconnect_base:  # (read after a reconnect: `_ask_overtaken`)
+                    self.reconnect_base[uuid] = (o.last_sent, self.reconnect_base[uuid][1])
             self.applied_hash.pop(uuid, None)
             log.info("vibesync: batch %s rolled back: %s put back as the person left it (%s)",
-                     batch_id, uuid, ", ".join(op["op"] for op in ops))
+                     batch_id, uuid, ", ".join(back))
 
     def _adopt_steps(self, batch):
         """The first replay after connecting: fresh datablocks the daemon already knows
@@ -2593,6 +2644,9 @@ class Session:
         for c, _ in batch.changes:
             if c.get("op") in (wire.Op.CREATE, wire.Op.REPARENT, wire.Op.DELETE):
                 self.loop_waiting.pop(c.get("uuid"), None)  # another parent of it (or its delete)
+        if batch.path == "resync" and self.overtook_probe is not None \
+                and batch.request_id == self.overtook_probe:
+            self._settle_unheard_overtaken(batch)
         if batch.path == "resync" and self.connect_seq is not None:
             self.replayed.update(batch.uuids())  # the first replay since connecting
         if batch.path == "resync" and self.adopt_until is not None:
@@ -2765,7 +2819,7 @@ class Session:
                 if item is identity.YIELD:
                     yield
                 elif item[0].get("op") == wire.Op.CREATE and item[0].get("uuid") in self.engine.not_synced:
-                    o = self._overtaking(item[0])
+                    o = self._overtaking(item[0], batch.seq)
                     if o is not None:
                         overtaking[item[0]["uuid"]] = o
             if overtaking:
@@ -3014,6 +3068,9 @@ class Session:
                 continue  # unknown_keys / the next scan binds it
             if uuid in self.adoptable:
                 self.gated_keys.add(key)  # sent once the replay said who it is
+                continue
+            if self.overtook_unheard and any(uuid in o for o in self.overtook_unheard.values()):
+                self.overtook_gated.add(key)  # sent once the daemon said what stands (§6.4)
                 continue
             idb = self.registry.resolve(uuid)
             if idb is None:

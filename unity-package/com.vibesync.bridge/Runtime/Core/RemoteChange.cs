@@ -98,6 +98,7 @@ namespace VibeSync.Bridge.Core
         public long Seq;
         public string Path;
         public int Count;
+        public string RequestId; // the `resync` request it answers, or null (PROTOCOL §6.6)
         public readonly List<RemoteChange> Changes = new List<RemoteChange>();
         public string Broken; // why it cannot be applied, or null
 

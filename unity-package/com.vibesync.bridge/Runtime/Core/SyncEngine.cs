@@ -188,7 +188,13 @@ namespace VibeSync.Bridge.Core
             public ObjectState LastSent; // what was last sent or applied of it then (`synced`), or null
             public byte[] Mesh;          // its geometry then, when the batch brought another (else null)
             public ObjectState Theirs;   // the batch's full state of it
+            public long Seq;             // the batch's seq (a lost result is asked for from before it)
         }
+        // Those whose batch_result a lost connection took: after the reconnect a `resync` from
+        // before the oldest of them (`overtookProbe`, its request id) tells committed from rolled
+        // back, and until it is read those objects are not sent (PROTOCOL §6.4; `AskOvertaken`).
+        readonly Dictionary<string, Dictionary<string, Overtaken>> overtookUnheard = new Dictionary<string, Dictionary<string, Overtaken>>(StringComparer.Ordinal);
+        string overtookProbe;
         // Of those, the ones kept after an INVALID_FIELD refusal (e.g. a reparent that would close a
         // parent cycle with the daemon's committed parents): also re-sent when the parents may
         // have changed — a change of this editor commits, or a batch with a create, reparent or
@@ -717,6 +723,7 @@ namespace VibeSync.Bridge.Core
             int heldCount = heldWhilePaused;
             heldWhilePaused = 0;
             RequestResync();
+            if (overtookUnheard.Count > 0 && client.IsConnected) AskOvertaken();
             Emit("resumed", new Dictionary<string, object> { { "held", (long)heldCount }, { "last_seq", LastSeq } });
         }
 
@@ -863,6 +870,56 @@ namespace VibeSync.Bridge.Core
                 else RegisterAll();
             }
             if (adoptable.Count > 0 && !Paused) AwaitAdoption();
+            if (overtookUnheard.Count > 0 && !Paused) AskOvertaken();
+        }
+
+        /// <summary>Batches that overwrote objects kept here lost their batch_result with the
+        /// connection: asks for what changed from before the oldest of them (PROTOCOL §6.4). The
+        /// answer names such an object only if a batch committed it: the daemon replays no state of
+        /// a uuid it counts as kept here, and a rollback leaves it so (§6.6). The Blender addon's
+        /// `_ask_overtaken`.</summary>
+        void AskOvertaken()
+        {
+            long since = long.MaxValue;
+            foreach (var over in overtookUnheard.Values)
+                foreach (var o in over.Values) since = Math.Min(since, o.Seq);
+            string rid = NextRequestId("y");
+            if (!client.Send(Msg.Resync(rid, Math.Max(since - 1, 0)))) return;
+            ResyncsRequested++;
+            overtookProbe = rid;
+        }
+
+        /// <summary>Waits for the answer to `AskOvertaken` (never sent before it).</summary>
+        bool OvertakenUnheard(string uuid)
+        {
+            if (overtookUnheard.Count == 0) return false;
+            foreach (var over in overtookUnheard.Values) if (over.ContainsKey(uuid)) return true;
+            return false;
+        }
+
+        /// <summary>The answer to `AskOvertaken`, before it is applied: what it does not name was
+        /// rolled back, is put back as the person left it and goes again in full, as after a
+        /// rollback heard (`UndoOvertaken`); what it names committed (`OvertakenSynced`). The Blender
+        /// addon's `_settle_unheard_overtaken`.</summary>
+        void SettleUnheardOvertaken(IncomingBatch b)
+        {
+            var named = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var c in b.Changes) named.Add(c.Uuid);
+            var unheard = new List<KeyValuePair<string, Dictionary<string, Overtaken>>>(overtookUnheard);
+            overtookUnheard.Clear();
+            overtookProbe = null;
+            foreach (var kv in unheard)
+            {
+                var committed = new Dictionary<string, Overtaken>(StringComparer.Ordinal);
+                var rolledBack = new Dictionary<string, Overtaken>(StringComparer.Ordinal);
+                foreach (var o in kv.Value) (named.Contains(o.Key) ? committed : rolledBack)[o.Key] = o.Value;
+                if (rolledBack.Count > 0)
+                {
+                    UndoOvertaken(kv.Key, rolledBack);
+                    RetryNotSynced(rolledBack.Keys, "batch " + kv.Key + ", whose result the lost connection took, did not commit it");
+                }
+                if (committed.Count > 0) OvertakenSynced(committed);
+            }
         }
 
         /// <summary>
@@ -947,7 +1004,10 @@ namespace VibeSync.Bridge.Core
 
         void OnDisconnected(string reason)
         {
-            overtook.Clear(); // their results will not come: what those batches wrote stays (§6.4)
+            // Their results will not come: the daemon tells after the reconnect (§6.4, AskOvertaken).
+            foreach (var kv in overtook) overtookUnheard[kv.Key] = kv.Value;
+            overtook.Clear();
+            overtookProbe = null;
             // Changes sent but never acknowledged go back into the dirty set.
             var unacked = new HashSet<string>();
             foreach (var list in pendingChange.Values)
@@ -1516,10 +1576,20 @@ namespace VibeSync.Bridge.Core
                 {
                     scene.ApplyBatch(back);
                 }
-                catch (Exception e)
+                catch (Exception)
                 {
-                    Fail("putting " + u + " back after batch " + batchId + " rolled back failed: " + e.Message);
-                    continue;
+                    // Part by part (the scene undid the whole batch): one part that cannot be put
+                    // back (its parent gone, say) stays as the batch wrote it, the others come back.
+                    var putBack = new List<string>();
+                    for (int i = 0; i < back.Changes.Count; i++)
+                    {
+                        var one = new IncomingBatch { BatchId = batchId, Seq = LastSeq, Path = BatchPath.Slow, Count = 1 };
+                        one.Changes.Add(back.Changes[i]);
+                        try { scene.ApplyBatch(one); putBack.Add(names[i]); }
+                        catch (Exception e) { Fail("putting the " + names[i] + " of " + u + " back after batch " + batchId + " rolled back failed: " + e.Message); }
+                    }
+                    names = putBack;
+                    if (names.Count == 0) continue;
                 }
                 if (o.LastSent == null) synced.Remove(u); else synced[u] = o.LastSent;
                 appliedHash.Remove(u);
@@ -1570,6 +1640,7 @@ namespace VibeSync.Bridge.Core
                     LastSent = last,
                     Mesh = before.MeshHash != null && before.MeshHash != c.MeshHash ? scene.MeshAttachment(c.Uuid) : null,
                     Theirs = StateDiff.Apply(null, c),
+                    Seq = b.Seq,
                 };
             }
             return over;
@@ -1787,6 +1858,7 @@ namespace VibeSync.Bridge.Core
             var b = new IncomingBatch
             {
                 BatchId = Msg.Str(m, "batch_id"), Seq = Msg.Long(m, "seq"), Path = Msg.Str(m, "path"), Count = (int)Msg.Long(m, "count"),
+                RequestId = Msg.OptStr(m, "request_id"),
             };
             if (current != null)
             {
@@ -1893,6 +1965,7 @@ namespace VibeSync.Bridge.Core
                 BatchesHeld++;
                 heldWhilePaused++;
                 if (client.IsConnected) client.Send(Msg.Applied(b.BatchId, b.Seq, null, true));
+                if (b.RequestId != null && b.RequestId == overtookProbe) overtookProbe = null; // asked again on resume
                 Emit("held", new Dictionary<string, object> { { "batch_id", b.BatchId }, { "seq", b.Seq }, { "path", b.Path }, { "count", (long)b.Changes.Count } });
                 return;
             }
@@ -1906,6 +1979,7 @@ namespace VibeSync.Bridge.Core
                 if (b.Path != BatchPath.Resync) RequestResync();
                 return;
             }
+            if (overtookProbe != null && b.Path == BatchPath.Resync && b.RequestId == overtookProbe) SettleUnheardOvertaken(b);
             if (adoptable.Count > 0 && adoptWait != null && b.Path == BatchPath.Resync) Adopt(b);
             ApplyComplete(b);
             if (firstReplayDue && b.Path == BatchPath.Resync)
@@ -2838,6 +2912,7 @@ namespace VibeSync.Bridge.Core
             {
                 if (registering.Contains(uuid)) continue; // decided when the register ack arrives
                 if (adoptable.Contains(uuid)) continue; // waits for the first replay (Adopt)
+                if (OvertakenUnheard(uuid)) continue; // waits for the daemon to say what stands (AskOvertaken)
                 // One change per uuid in flight (PROTOCOL §6.6, pipeline step `send`): a newer edit
                 // waits, still dirty, until the previous change ends (batch_result naming the uuid, or
                 // a refusal), so a result never resolves work it did not cover. Edits meanwhile coalesce.

@@ -1646,6 +1646,27 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void APartThatCannotBePutBackLeavesTheOthersPutBack()
+        {
+            // PROTOCOL.md §6.4: putting back what a rolled-back batch overwrote goes part by part.
+            // The editor refuses the rename back: the name stays as the batch wrote it, and the
+            // person's place still comes back. (As one all-or-nothing batch, nothing came back.)
+            using (var r = new Rig(rig => rig.Daemon.Commits = false))
+            {
+                var a = KeptCreate(r);
+                string id = TheirFullState(r, a);
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                r.Scene.Refuses = c => c.Uuid == a.Uuid && c.Op == Ops.Rename;
+                r.Daemon.SendResult(id, r.Daemon.NextSeq(), BatchOutcome.RolledBack, new[] { a.Uuid }, ErrorCode.VerifyMismatch);
+                Check.Eventually(() => r.Events.Contains("overtaken_undone"), TimeSpan.FromSeconds(5), "put back", r.Pump);
+                a = r.Scene.Find(a.Uuid); // (the scene undid the whole batch first: its objects anew)
+                Check.Near(new[] { 1.0, 2, 3 }, a.Position, 1e-9, "the person's place back");
+                Check.Equal("Theirs", a.Name, "the refused part stays as the batch wrote it");
+                Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced");
+            }
+        }
+
+        [VsTest]
         public static void AFullStateOverAKeptCreateSentAgainIsNotPutBackWhenTheirBatchRollsBack()
         {
             // The same, but the person's kept create was sent again (an edit) and is on its way
@@ -1672,6 +1693,69 @@ namespace VibeSync.Bridge.Tests
                 r.Settle(200);
                 Check.True(!r.Events.Contains("overtaken_undone"), "nothing put back: the batch answered this editor's own full state");
                 Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still kept");
+            }
+        }
+
+        [VsTest]
+        public static void AFullStateOverAKeptCreateWhoseResultWasLostIsUndoneWhenTheDaemonSaysItRolledBack()
+        {
+            // PROTOCOL.md §6.4: the connection drops after Unity applied another editor's full state
+            // of the person's kept object and before that batch's result. After the reconnect Unity
+            // asks `resync` from before that batch and sends nothing of the object until the answer:
+            // not named there, the batch did not commit it (the daemon replays no state of a uuid
+            // Unity keeps), so the person's name and place come back and go again in full; named,
+            // it committed and the object is synced. (Before, the lost result left the other
+            // editor's values, and they went out as this person's work.)
+            foreach (var outcome in new[] { BatchOutcome.RolledBack, BatchOutcome.Committed })
+            {
+                using (var r = new Rig(rig => rig.Daemon.Commits = false))
+                {
+                    var a = KeptCreate(r);
+                    long batchSeq = r.Daemon.Seq + 1;
+                    string id = TheirFullState(r, a);
+                    Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch answered", r.Pump);
+                    Check.Equal("Theirs", a.Name, "applied whole");
+                    var theirs = r.Scene.Capture(a.Uuid).ToCreateOp(1.0);
+                    int resyncs = r.Daemon.Received("resync").Count;
+                    r.Daemon.Down = true;
+                    r.Daemon.DropAll(); // the connection drops before the batch's result
+                    Check.Eventually(() => r.Events.Contains("disconnected"), TimeSpan.FromSeconds(5), "disconnected", r.Pump);
+                    int changes = r.Daemon.Received("change").Count;
+                    r.Daemon.Down = false;
+                    Check.Eventually(() => r.Events.FindAll(e => e == "connected").Count == 2, TimeSpan.FromSeconds(10), "reconnected", r.Pump);
+                    var asked = r.Daemon.WaitFor("resync", resyncs + 1, r.Pump);
+                    var ask = asked.Find(f => f.Message.ContainsKey("since_seq") && (long)f.Message["since_seq"] == batchSeq - 1);
+                    Check.True(ask != null, "asked from before the batch (since_seq " + (batchSeq - 1) + ")");
+                    r.Settle(300);
+                    foreach (var f in r.Daemon.Received("change").GetRange(changes, r.Daemon.Received("change").Count - changes))
+                        foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                            Check.True((string)op["uuid"] != a.Uuid, "nothing of the object sent before the answer");
+                    string answer = outcome == BatchOutcome.Committed
+                        ? r.Daemon.SendResyncAnswer((string)ask.Message["request_id"], r.Daemon.NextSeq(), theirs)
+                        : r.Daemon.SendResyncAnswer((string)ask.Message["request_id"], r.Daemon.NextSeq());
+                    Check.Eventually(() => Applied(r, answer) != null, TimeSpan.FromSeconds(5), "the answer applied", r.Pump);
+                    if (outcome == BatchOutcome.RolledBack)
+                    {
+                        Check.Equal("Mine", a.Name, "the person's name back");
+                        Check.Near(new[] { 1.0, 2, 3 }, a.Position, 1e-9, "the person's place back");
+                        Check.True(r.Engine.NotSynced.ContainsKey(a.Uuid), "still not synced");
+                        var sent = r.Daemon.WaitFor("change", changes + 1, r.Pump);
+                        bool mine = false;
+                        foreach (var f in sent.GetRange(changes, sent.Count - changes))
+                            foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
+                                if ((string)op["uuid"] == a.Uuid)
+                                {
+                                    Check.Equal("Mine", (string)op["name"], "the person's name goes, not the other editor's");
+                                    mine = true;
+                                }
+                        Check.True(mine, "the kept object goes again, in full");
+                    }
+                    else
+                    {
+                        Check.Eventually(() => !r.Engine.NotSynced.ContainsKey(a.Uuid), TimeSpan.FromSeconds(5), "synced", r.Pump);
+                        Check.Equal("Theirs", a.Name, "the committed state stands");
+                    }
+                }
             }
         }
 

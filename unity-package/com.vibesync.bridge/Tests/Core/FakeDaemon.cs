@@ -246,6 +246,17 @@ namespace VibeSync.Bridge.Tests
         }
 
         /// <summary>Sends a fenced batch whose `apply` frames may carry attachments (a mesh-bearing change).</summary>
+        /// <summary>The `resync` batch answering the request <paramref name="requestId"/>: its
+        /// `batch_begin` and `batch_end` carry that request id (§6.6). Returns its batch id.</summary>
+        public string SendResyncAnswer(string requestId, long batchSeq, params Dictionary<string, object>[] changes)
+        {
+            string id = Guid.NewGuid().ToString();
+            Broadcast(new Dictionary<string, object> { { "type", "batch_begin" }, { "batch_id", id }, { "seq", batchSeq }, { "path", "resync" }, { "count", (long)changes.Length }, { "request_id", requestId } });
+            foreach (var ch in changes) Broadcast(new Dictionary<string, object> { { "type", "apply" }, { "batch_id", id }, { "change", ch } });
+            Broadcast(new Dictionary<string, object> { { "type", "batch_end" }, { "batch_id", id }, { "seq", batchSeq }, { "request_id", requestId } });
+            return id;
+        }
+
         public string SendBatchWithAttachments(long batchSeq, string path, params KeyValuePair<Dictionary<string, object>, byte[]>[] changes)
         {
             string id = Guid.NewGuid().ToString();

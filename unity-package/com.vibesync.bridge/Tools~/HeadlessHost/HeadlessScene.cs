@@ -335,8 +335,13 @@ namespace VibeSync.Bridge.Headless
             return false;
         }
 
+        /// <summary>Changes the editor refuses, for tests (an engine error, a locked object): the
+        /// batch throws as Unity's would.</summary>
+        public Predicate<RemoteChange> Refuses;
+
         void ApplyOne(RemoteChange c)
         {
+            if (Refuses != null && Refuses(c)) throw new InvalidOperationException("`" + c.Op + "` of " + c.Uuid + " refused by the editor");
             var o = Find(c.Uuid);
             if (c.Op == Ops.Delete && o == null) return; // already gone (e.g. deleted with its parent): nothing to do
             if (c.Op != Ops.Create && o == null)
