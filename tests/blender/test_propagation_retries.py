@@ -377,6 +377,47 @@ def blender_states_sent(daemon, u, since: int) -> list:
             and (r.get("payload") or {}).get("op") == "state" and r.get("uuids") == [u]]
 
 
+def test_a_result_that_comes_before_the_batch_is_applied_is_read_once_it_is(
+        clean_blender, impatient_daemon, project_id, monkeypatch):
+    """PROTOCOL §6.4: the daemon rolls a batch back at the first wrong or missing answer,
+    without waiting for Blender's, so its `batch_result` can come while Blender still holds
+    the batch unapplied (queued behind others, or applied over several ticks). What the batch
+    overwrites of the person's kept cube is read once it has been applied: the person's name
+    and pose come back. (Read at once, there was nothing to put back yet, and the other
+    editor's cube went out as the person's.) A batch that commits waited for Blender's
+    answer: its result never comes first."""
+    monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
+    daemon = impatient_daemon
+    with beside_a_silent_unity(daemon, project_id):
+        ob, u, session = persons_cube_kept()
+        holding = [True]
+        apply_batches = session._apply_batches
+        monkeypatch.setattr(session, "_apply_batches",
+                            lambda deadline: 0 if holding[0] else apply_batches(deadline))
+        results = []
+        steps = session._message_steps
+
+        def noting_results(msg, attachment):
+            if msg.get("type") == "batch_result":
+                results.append(msg)
+            yield from steps(msg, attachment)
+
+        monkeypatch.setattr(session, "_message_steps", noting_results)
+        other = their_full_state_over(daemon, project_id, ob, u)
+        pump_until(lambda: session.batches and session.batches[0].batch_id in
+                   {r.get("batch_id") for r in results}, timeout=20,
+                   what="the batch's result read while the batch waits unapplied")
+        assert ob.name == "PersonsCube", "applied before it was let go"
+        holding[0] = False
+        pump_until(lambda: not session.batches and session.apply_job is None
+                   and not session.early_results, timeout=10,
+                   what="the batch applied and its early result read")
+        assert ob.name == "PersonsCube", "the other editor's name left in the person's cube"
+        assert tuple(ob.location) == pytest.approx((1.0, 2.0, 3.0))
+        assert u in session.engine.not_synced
+        other.close()
+
+
 def test_a_part_that_cannot_be_put_back_leaves_the_others_put_back(
         clean_blender, impatient_daemon, project_id, monkeypatch):
     """PROTOCOL §6.4: putting back what a rolled-back batch overwrote of a kept object goes part

@@ -1028,6 +1028,56 @@ def test_file_switch_starts_from_each_files_own_position(world, tmp_path):
     world.finish(host, made, dict(world.host_made(), **{added: "AddedWhileAway"}))
 
 
+def test_another_editors_full_state_over_a_kept_cube_is_undone_when_unity_refuses_it(world):
+    """PROTOCOL §6.4, real Blender and the headless Unity host. The person adds a cube in
+    Blender; Unity cannot apply it as sent (its answer's hash is wrong, `corrupt-next-hash`),
+    so the batch rolls back and Blender keeps the cube, not synced. Another editor (a `test`
+    client) then sends its own full state of that object: another name and place. Blender
+    applies it whole (nothing of the cube was ever committed); Unity refuses that batch too,
+    and it rolls back. Blender puts back the person's name and place (the rollback's
+    correction, a `delete` of a uuid never committed, cannot), and the cube goes again as the
+    person left it: both editors end on the person's cube, never the other editor's. The
+    daemon rolls that batch back at Unity's wrong answer, often before Blender has applied it:
+    the result that came first is read once the batch is applied (it was dropped, and the
+    other editor's cube went out as the person's and committed in both editors)."""
+    from vibesync import capture, wire
+    made, host = world.startup_synced()
+    i = host.cmd("corrupt-next-hash")
+    host.wait("corrupt_armed", i)
+    ob = add_cube("PersonsCube", location=(1.0, 2.0, 3.0))
+    u = drive(lambda: ob.get("vibesync_uuid"), what="a uuid for the person's cube")
+    session = vibesync._session()
+    drive(lambda: u in session.engine.not_synced and not session.engine.pending, timeout=20,
+          what="the person's cube kept in Blender, not synced (Unity refused it)")
+    i = host.cmd("corrupt-next-hash")
+    host.wait("corrupt_armed", i)
+    rollbacks = len([r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"])
+    applied = session.applied_batches
+    other = Client(world.daemon, world.project_id, editor="test")
+    try:
+        reply = other.request({"type": "change", "base_seq": other.welcome.get("last_seq", 0),
+                               "changes": [{
+                                   "op": "create", "uuid": u, "kind": "object",
+                                   "name": "TheirCube", "parent": None, "visible": True,
+                                   "t": [7.0, 0.0, 0.0], "r": [0.0, 0.0, 0.0, 1.0],
+                                   "s": [1.0, 1.0, 1.0],
+                                   "mesh_hash": wire.mesh_hash(capture.mesh_attachment(ob.data, 1.0))}]})
+        assert reply["type"] == "ack", reply
+        drive(lambda: len([r for r in world.daemon.tail() if r.get("phase") == "ROLLBACK"])
+              > rollbacks, timeout=20, what="Unity refused it: the batch rolled back")
+        drive(lambda: ob.name == "PersonsCube" and close(ob.location, (1.0, 2.0, 3.0)),
+              timeout=15, what="the person's name and place in Blender after the rollback")
+        assert session.applied_batches > applied, "Blender never applied the other's batch"
+    finally:
+        other.close()
+    converge(host)
+    hv = host_view(host)
+    assert hv[u]["name"] == "PersonsCube", hv[u]
+    assert close(hv[u]["t"], (1.0, 3.0, -2.0)), hv[u]  # the person's place, canonical axes
+    world.finish(host, dict(made, **{u: "PersonsCube"}))
+    assert ob.name == "PersonsCube" and close(ob.location, (1.0, 2.0, 3.0)), tuple(ob.location)
+
+
 def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
     """The person opens a file while Blender is applying a batch of Unity's over several
     ticks: the old file's connection leaves the batch unanswered, the

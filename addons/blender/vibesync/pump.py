@@ -347,6 +347,11 @@ class Session:
         self.overtook_unheard: dict[str, dict[str, Overtaken]] = {}
         self.overtook_probe: str | None = None
         self.overtook_gated: set = set()
+        # batch_id -> its `batch_result`, when it came before the batch was applied here (the
+        # daemon rolls a batch back at the first wrong answer, without waiting for this one):
+        # what the batch overwrites is read once it has been applied (`_overtook_ended`).
+        self.early_results: dict[str, dict] = {}
+        self.applying_batch: str | None = None  # the batch `_apply_steps` is applying
         if self.project_id == saved_pid and saved_pid:
             self._start_from(saved)
         # A person's unsent changes that lose to a forwarded batch, with the base_seq from
@@ -1072,6 +1077,8 @@ class Session:
             self.overtook_unheard.update(self.overtook)
             self.overtook.clear()
             self.overtook_probe = None
+            self.early_results.clear()
+            self.applying_batch = None
         elif kind == "handshake_error":
             self.last_handshake_error = payload
             if payload.get("code") == "NO_TOKEN":
@@ -1221,13 +1228,10 @@ class Session:
                         if u not in self.engine.not_synced:  # (still kept: edited again, above)
                             self.kept_parts.pop(u, None)
                 self._forget_sent_parts(effect.uuids)
-            overtook = self.overtook.pop(msg.get("batch_id"), None)
-            through = msg.get("through") if isinstance(msg.get("through"), dict) else {}
-            overtook = {u: o for u, o in (overtook or {}).items() if u not in through}
-            if overtook and msg.get("outcome") == wire.BatchOutcome.ROLLED_BACK:
-                self._undo_overtaken(msg.get("batch_id"), overtook)
-            elif overtook and msg.get("outcome") == wire.BatchOutcome.COMMITTED:
-                self._overtaken_synced(overtook)
+            if self._not_applied_yet(msg.get("batch_id")):
+                self.early_results[msg["batch_id"]] = msg
+            else:
+                self._overtook_ended(msg)
             if kept_reason is not None:
                 # D1: a person's edit stays here; it is marked and retried later (§6.4).
                 log.warning("vibesync: %d object(s) not synced, kept as they are here: %s",
@@ -1819,6 +1823,8 @@ class Session:
                 self.settle_since = None
                 held = [b for b in self.batches if b.held]
                 self.batches = collections.deque(b for b in self.batches if not b.held)
+                for b in held:
+                    self.early_results.pop(b.batch_id, None)
                 self.request({"type": wire.MessageType.RESYNC,
                                         "since_seq": self.engine.last_seq})
                 log.info("vibesync: %d held batch(es) dropped; asked for a resync since seq %d",
@@ -1866,6 +1872,7 @@ class Session:
             return True
         except Exception:
             self.apply_job = None
+            self.applying_batch = None
             raise
 
     def _edited_here(self, uuid: str) -> bool:
@@ -2413,6 +2420,29 @@ class Session:
             return None
         return Overtaken(before, self.last_sent.get(uuid), mesh, _full_state(change), seq)
 
+    def _not_applied_yet(self, batch_id) -> bool:
+        """A batch this editor was sent and has not finished applying: still arriving, queued,
+        or being applied over several ticks."""
+        if not isinstance(batch_id, str):
+            return False
+        current = self.collector.current
+        return batch_id == self.applying_batch \
+            or (current is not None and current.batch_id == batch_id) \
+            or any(b.batch_id == batch_id for b in self.batches)
+
+    def _overtook_ended(self, result: dict) -> None:
+        """A batch's `batch_result`, once the batch is applied here: what its full states
+        overwrote of kept objects is put back if it rolled back, synced if it committed
+        (§6.4). Not those whose change of this editor the result ends (`through`): what it
+        keeps is its own."""
+        overtook = self.overtook.pop(result.get("batch_id"), None)
+        through = result.get("through") if isinstance(result.get("through"), dict) else {}
+        overtook = {u: o for u, o in (overtook or {}).items() if u not in through}
+        if overtook and result.get("outcome") == wire.BatchOutcome.ROLLED_BACK:
+            self._undo_overtaken(result["batch_id"], overtook)
+        elif overtook and result.get("outcome") == wire.BatchOutcome.COMMITTED:
+            self._overtaken_synced(overtook)
+
     def _ask_overtaken(self) -> None:
         """Batches that overwrote kept objects here lost their `batch_result` with the
         connection: ask for what changed from before the oldest of them (§6.4). The answer
@@ -2641,6 +2671,7 @@ class Session:
         when it is exhausted."""
         kept: list[str] = []
         keep: set[str] = set()
+        self.applying_batch = batch.batch_id
         for c, _ in batch.changes:
             if c.get("op") in (wire.Op.CREATE, wire.Op.REPARENT, wire.Op.DELETE):
                 self.loop_waiting.pop(c.get("uuid"), None)  # another parent of it (or its delete)
@@ -3017,6 +3048,10 @@ class Session:
         if failed:
             applied["failed"] = failed  # why, for the origin's person (§6.4)
         self._send(applied)
+        self.applying_batch = None
+        early = self.early_results.pop(batch.batch_id, None)
+        if early is not None:
+            self._overtook_ended(early)  # its result came before it was applied
         if self.kept_lost:
             # After the answer, like every edit that loses to a batch (§6.4).
             self.engine.retry_not_synced(sorted(self.kept_lost))

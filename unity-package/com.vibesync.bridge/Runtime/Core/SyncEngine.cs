@@ -195,6 +195,9 @@ namespace VibeSync.Bridge.Core
         // back, and until it is read those objects are not sent (PROTOCOL §6.4; `AskOvertaken`).
         readonly Dictionary<string, Dictionary<string, Overtaken>> overtookUnheard = new Dictionary<string, Dictionary<string, Overtaken>>(StringComparer.Ordinal);
         string overtookProbe;
+        // batch_id → its result (outcome, `through`), when it came before the batch was applied
+        // here: read once it is (`OvertookEnded`).
+        readonly Dictionary<string, KeyValuePair<string, Dictionary<string, string>>> earlyResults = new Dictionary<string, KeyValuePair<string, Dictionary<string, string>>>(StringComparer.Ordinal);
         // Of those, the ones kept after an INVALID_FIELD refusal (e.g. a reparent that would close a
         // parent cycle with the daemon's committed parents): also re-sent when the parents may
         // have changed — a change of this editor commits, or a batch with a create, reparent or
@@ -1008,6 +1011,7 @@ namespace VibeSync.Bridge.Core
             foreach (var kv in overtook) overtookUnheard[kv.Key] = kv.Value;
             overtook.Clear();
             overtookProbe = null;
+            earlyResults.Clear();
             // Changes sent but never acknowledged go back into the dirty set.
             var unacked = new HashSet<string>();
             foreach (var list in pendingChange.Values)
@@ -1520,15 +1524,12 @@ namespace VibeSync.Bridge.Core
             else if (outcome == BatchOutcome.Committed && structuralBatches.Contains(id))
                 ParentsChanged("a batch that changed the parents it was refused for committed");
             structuralBatches.Remove(id);
-            Dictionary<string, Overtaken> over;
-            if (overtook.TryGetValue(id, out over))
-            {
-                overtook.Remove(id);
-                // Not those whose change of this editor the result ends: what it keeps is its own.
-                if (through != null) foreach (var x in through.Keys) over.Remove(x);
-                if (outcome == BatchOutcome.RolledBack) UndoOvertaken(id, over);
-                else if (outcome == BatchOutcome.Committed) OvertakenSynced(over);
-            }
+            // A batch still waiting here to be applied (behind a replay that waits for acks): what
+            // it overwrites is read once it is (the daemon ended it at another editor's answer).
+            bool waiting = false;
+            foreach (var w in waitingForAcks) waiting |= w.BatchId == id;
+            if (waiting) earlyResults[id] = new KeyValuePair<string, Dictionary<string, string>>(outcome, through);
+            else OvertookEnded(id, outcome, through);
             if (outcome == BatchOutcome.Committed) BatchesCommitted++;
             else if (outcome == BatchOutcome.RolledBack) BatchesRolledBack++;
             // While paused the held batches are not applied: LastSeq must stay where the resync
@@ -1542,6 +1543,19 @@ namespace VibeSync.Bridge.Core
                 { "batch_id", id }, { "seq", seq }, { "outcome", outcome }, { "uuids", uuids }, { "error_code", code }, { "last_seq", LastSeq },
                 { "kept_local", keptLocal && ends.Count > 0 },
             });
+        }
+
+        /// <summary>A batch's result, once the batch is applied here: what its full states overwrote
+        /// of kept objects is put back if it rolled back, synced if it committed (§6.4). Not those
+        /// whose change of this editor the result ends (`through`): what it keeps is its own.</summary>
+        void OvertookEnded(string id, string outcome, Dictionary<string, string> through)
+        {
+            Dictionary<string, Overtaken> over;
+            if (!overtook.TryGetValue(id, out over)) return;
+            overtook.Remove(id);
+            if (through != null) foreach (var x in through.Keys) over.Remove(x);
+            if (outcome == BatchOutcome.RolledBack) UndoOvertaken(id, over);
+            else if (outcome == BatchOutcome.Committed) OvertakenSynced(over);
         }
 
         /// <summary>Another editor's full state of objects kept here not synced rolled back: what it
@@ -1958,6 +1972,8 @@ namespace VibeSync.Bridge.Core
         /// <summary>A complete batch: held (paused), answered unapplied (broken) or applied.</summary>
         void Complete(IncomingBatch b)
         {
+            KeyValuePair<string, Dictionary<string, string>> early;
+            if (earlyResults.TryGetValue(b.BatchId, out early)) earlyResults.Remove(b.BatchId);
             if (Paused)
             {
                 // Play Mode: tell the daemon at once that this editor holds the batch, so it does not
@@ -1982,6 +1998,7 @@ namespace VibeSync.Bridge.Core
             if (overtookProbe != null && b.Path == BatchPath.Resync && b.RequestId == overtookProbe) SettleUnheardOvertaken(b);
             if (adoptable.Count > 0 && adoptWait != null && b.Path == BatchPath.Resync) Adopt(b);
             ApplyComplete(b);
+            if (early.Key != null) OvertookEnded(b.BatchId, early.Key, early.Value); // its result came before it was applied
             if (firstReplayDue && b.Path == BatchPath.Resync)
             {
                 firstReplayDue = false;

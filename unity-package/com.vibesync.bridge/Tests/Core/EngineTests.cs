@@ -1646,6 +1646,42 @@ namespace VibeSync.Bridge.Tests
         }
 
         [VsTest]
+        public static void AResultThatComesBeforeTheBatchIsAppliedIsReadOnceItIs()
+        {
+            // PROTOCOL.md §6.4: another editor's full state of the person's kept object waits here
+            // unapplied, behind a replay that waits for the ack of a change in flight (§6.6), when
+            // its batch_result comes: the daemon rolled it back at another editor's answer. What it
+            // overwrites is read once it is applied, and put back. (Read at once, there was nothing
+            // to put back yet, and the other editor's values stayed in the person's object.)
+            bool ack = true;
+            using (var r = new Rig(rig => { rig.Daemon.Commits = false; rig.Daemon.OnRequest = f => f.Type == "change" && !ack ? null : rig.Daemon.DefaultReply(f); }))
+            {
+                var a = KeptCreate(r);
+                ack = false;
+                var b = r.Add("Other", 5, 0, 0);
+                r.Engine.MarkDirty(b.Uuid);
+                int changes = r.Daemon.Received("change").Count;
+                var unacked = r.Daemon.WaitFor("change", changes + 1, r.Pump)[changes];
+                var otherState = r.Scene.Capture(b.Uuid).ToCreateOp(1.0);
+                otherState["uuid"] = b.Uuid;
+                string replay = r.Daemon.SendBatch(r.Daemon.NextSeq(), "resync", otherState); // names the unacknowledged change
+                string id = TheirFullState(r, a);
+                r.Daemon.SendResult(id, r.Daemon.NextSeq(), BatchOutcome.RolledBack, new[] { a.Uuid }, ErrorCode.VerifyMismatch);
+                Check.Eventually(() => r.Events.FindAll(e => e == "batch_result").Count >= 2, TimeSpan.FromSeconds(5), "the result read", r.Pump);
+                Check.True(Applied(r, id) == null, "the batch still waits behind the replay");
+                Check.Equal("Mine", a.Name, "not applied yet");
+                ack = true;
+                r.Daemon.Broadcast(r.Daemon.DefaultReply(unacked));
+                Check.Eventually(() => Applied(r, id) != null, TimeSpan.FromSeconds(5), "the batch applied once the replay was", r.Pump);
+                Check.True(Applied(r, replay) != null, "the replay applied first");
+                a = r.Scene.Find(a.Uuid);
+                Check.Equal("Mine", a.Name, "the person's name back");
+                Check.Near(new[] { 1.0, 2, 3 }, a.Position, 1e-9, "the person's place back");
+                Check.True(r.Events.Contains("overtaken_undone"), "overtaken_undone event");
+            }
+        }
+
+        [VsTest]
         public static void APartThatCannotBePutBackLeavesTheOthersPutBack()
         {
             // PROTOCOL.md §6.4: putting back what a rolled-back batch overwrote goes part by part.
