@@ -1078,6 +1078,56 @@ def test_another_editors_full_state_over_a_kept_cube_is_undone_when_unity_refuse
     assert ob.name == "PersonsCube" and close(ob.location, (1.0, 2.0, 3.0)), tuple(ob.location)
 
 
+def test_another_editors_full_state_over_a_kept_unity_object_is_undone_when_it_times_out(world):
+    """PROTOCOL §6.4, the same from Unity's side, with the real daemon and the headless host.
+    A second Unity session that takes every batch and never answers stands in for a slow
+    editor. The person makes an object in Unity; its batch times out (`VERIFY_TIMEOUT`) and
+    Unity keeps it, not synced (Blender, which had applied it, is corrected: it is gone there).
+    Another editor (a `test` client) sends its full state of that object; Unity applies it
+    whole, that batch times out too, and Unity puts back the person's name and place. Once the
+    slow editor has gone, Unity's own retry sends the person's object, and both editors hold
+    it as the person made it."""
+    import uuid as uuid_mod
+    made, host = world.startup_synced()
+    slow = Client(world.daemon, world.project_id, editor="unity")
+    try:
+        u = str(uuid_mod.uuid4())
+        host.cmd(f"together create {u} UnitysCube ; move {u} 1 2 3")
+        host.wait("batch_result", pred=lambda e: e.get("outcome") == "rolled_back" and u in e.get("uuids", ()),
+                  timeout=20, what="the person's object rolled back (the slow editor never answered)")
+        host.wait_obj(u, what="Unity keeps the person's object")
+        drive(lambda: host.stats()["not_synced"] == 1, timeout=10, what="marked not synced in Unity")
+        drive(lambda: not bpy.data.objects.get("UnitysCube"), timeout=10,
+              what="Blender corrected: the object was never committed")
+        with host.lock:
+            since = len(host.events)
+        other = Client(world.daemon, world.project_id, editor="test")
+        try:
+            reply = other.request({"type": "change", "base_seq": other.welcome.get("last_seq", 0),
+                                   "changes": [{
+                                       "op": "create", "uuid": u, "kind": "object",
+                                       "name": "TheirObject", "parent": None, "visible": True,
+                                       "t": [7.0, 0.0, 0.0], "r": [0.0, 0.0, 0.0, 1.0],
+                                       "s": [1.0, 1.0, 1.0]}]})
+            assert reply["type"] == "ack", reply
+            host.wait("applied", since, lambda e: u in (e.get("hashes") or {}), timeout=10,
+                      what="Unity applied the other editor's full state")
+            host.wait("overtaken_undone", since, lambda e: e.get("uuid") == u, timeout=20,
+                      what="Unity put the person's object back after that batch timed out")
+        finally:
+            other.close()
+        o = host.obj(u)
+        assert o["name"] == "UnitysCube", o
+        assert close(o["transform"]["position"], (1.0, 2.0, 3.0)), o
+    finally:
+        slow.close()
+    drive(lambda: bpy.data.objects.get("UnitysCube"), timeout=30,
+          what="the person's object in Blender once Unity sent it again")
+    ob = bpy.data.objects["UnitysCube"]
+    assert close(ob.location, (1.0, 3.0, 2.0)), tuple(ob.location)  # Blender's (x, z, y)
+    world.finish(host, made, dict(world.host_made(), **{u: "UnitysCube"}))
+
+
 def test_a_file_opened_while_a_batch_is_applied_gets_it(world, tmp_path):
     """The person opens a file while Blender is applying a batch of Unity's over several
     ticks: the old file's connection leaves the batch unanswered, the
