@@ -463,7 +463,7 @@ def test_a_part_that_cannot_be_put_back_leaves_the_others_put_back(
         other.close()
 
 
-@pytest.mark.parametrize("outcome", ["rolled_back", "committed"])
+@pytest.mark.parametrize("outcome", ["rolled_back", "committed", "rolled_back, paused"])
 def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_lost_result_was_a_rollback(
         clean_blender, impatient_daemon, project_id, monkeypatch, outcome):
     """PROTOCOL §6.4: the connection drops after Blender applied another editor's full state
@@ -472,7 +472,11 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_lost_r
     if the batch committed it. Rolled back, the person's name and pose come back and go again
     as the person's; committed, the other editor's state stands and the cube is synced. Until
     the answer, the cube is not sent. (The result lost, Blender kept the other editor's name
-    and pose, and sent them as this person's work when it reconnected.)"""
+    and pose, and sent them as this person's work when it reconnected.) Paused when the answer
+    comes (the person paused the addon), the answer is held and dropped like any batch then,
+    and asked for again on resume."""
+    paused = outcome.endswith(", paused")
+    outcome = outcome.split(",")[0]
     monkeypatch.setattr(engine, "TIMEOUT_RETRY_S", (600.0, 600.0, 600.0))
     daemon = impatient_daemon
     with beside_a_silent_unity(daemon, project_id) as silent:
@@ -486,6 +490,8 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_lost_r
         def losing_its_result(msg, attachment):
             if msg.get("type") == "batch_result" and msg.get("batch_id") in session.overtook:
                 lost.append((msg, session.session_id))
+                if paused:
+                    session.pause("the person paused it (test)")
                 session.transport.reconnect()
                 return
             yield from steps(msg, attachment)
@@ -498,6 +504,14 @@ def test_another_editors_full_state_over_a_kept_create_is_undone_when_its_lost_r
         pump_until(lambda: lost, timeout=20, what="the overtaking batch's result (lost)")
         assert lost[0][0]["outcome"] == outcome, lost
         first = lost[0][1]
+        if paused:
+            asked = pump_until(lambda: session.connected and session.session_id != first
+                               and session.overtook_probe, timeout=20, what="asked, paused")
+            pump_until(lambda: any(b.request_id == asked for b in session.batches), timeout=10,
+                       what="the answer held while paused")
+            pump_for(0.5)
+            assert ob.name == "TheirCube" and session.overtook_unheard, "settled while paused"
+            session.resume()
         pump_until(lambda: session.connected and session.session_id != first
                    and session.overtook_probe is None and not session.overtook_unheard,
                    timeout=20,

@@ -1825,6 +1825,9 @@ class Session:
                 self.batches = collections.deque(b for b in self.batches if not b.held)
                 for b in held:
                     self.early_results.pop(b.batch_id, None)
+                if self.overtook_probe is not None \
+                        and any(b.request_id == self.overtook_probe for b in held):
+                    self._ask_overtaken()  # its answer dropped unread: asked again
                 self.request({"type": wire.MessageType.RESYNC,
                                         "since_seq": self.engine.last_seq})
                 log.info("vibesync: %d held batch(es) dropped; asked for a resync since seq %d",

@@ -1741,9 +1741,12 @@ namespace VibeSync.Bridge.Tests
             // not named there, the batch did not commit it (the daemon replays no state of a uuid
             // Unity keeps), so the person's name and place come back and go again in full; named,
             // it committed and the object is synced. (Before, the lost result left the other
-            // editor's values, and they went out as this person's work.)
-            foreach (var outcome in new[] { BatchOutcome.RolledBack, BatchOutcome.Committed })
+            // editor's values, and they went out as this person's work.) Paused (Play Mode) when
+            // the answer comes, Unity holds it unapplied and asks again when the pause ends.
+            foreach (var variant in new[] { BatchOutcome.RolledBack, BatchOutcome.Committed, BatchOutcome.RolledBack + ", paused" })
             {
+                string outcome = variant.Split(',')[0];
+                bool paused = variant.EndsWith(", paused");
                 using (var r = new Rig(rig => rig.Daemon.Commits = false))
                 {
                     var a = KeptCreate(r);
@@ -1766,6 +1769,18 @@ namespace VibeSync.Bridge.Tests
                     foreach (var f in r.Daemon.Received("change").GetRange(changes, r.Daemon.Received("change").Count - changes))
                         foreach (Dictionary<string, object> op in (List<object>)f.Message["changes"])
                             Check.True((string)op["uuid"] != a.Uuid, "nothing of the object sent before the answer");
+                    if (paused)
+                    {
+                        r.Engine.SetPaused(true);
+                        string held = r.Daemon.SendResyncAnswer((string)ask.Message["request_id"], r.Daemon.NextSeq());
+                        Check.Eventually(() => Applied(r, held) != null, TimeSpan.FromSeconds(5), "the answer held", r.Pump);
+                        Check.Equal("Theirs", a.Name, "nothing decided while paused");
+                        int before = r.Daemon.Received("resync").Count;
+                        r.Engine.SetPaused(false);
+                        asked = r.Daemon.WaitFor("resync", before + 2, r.Pump);
+                        ask = asked.FindLast(f => (long)f.Message["since_seq"] == batchSeq - 1);
+                        Check.True(ask != null && asked.IndexOf(ask) >= before, "asked again after the pause");
+                    }
                     string answer = outcome == BatchOutcome.Committed
                         ? r.Daemon.SendResyncAnswer((string)ask.Message["request_id"], r.Daemon.NextSeq(), theirs)
                         : r.Daemon.SendResyncAnswer((string)ask.Message["request_id"], r.Daemon.NextSeq());
