@@ -726,6 +726,35 @@ def test_a_replay_never_undoes_local_work(scripted):
     assert ob.name == "Mine"
 
 
+def test_a_replay_keeps_a_full_state_on_its_way_whole_though_edited_again(scripted):
+    """PROTOCOL.md §6.6: the cube's full state (`create`) is on its way, and the person renamed
+    it again since; a replay then brings an older state of it (hidden, another name). The cube
+    is kept whole: the full state on its way is the person's, newer than the replay, and its
+    outcome decides. Cut to the parts changed since it was sent (the rule for another editor's
+    newer full state in a batch, §6.4), the replay hid the cube here while the daemon then
+    committed it shown: the editors apart, a person's edit lost where it was made (random
+    edits, seed 212, name+visible: a kept object sent whole after a conflict's correction,
+    then a second correction)."""
+    s = vibesync._session()
+    ob = make_cube("Mine")
+    settle()
+    u = ob[PROP]
+    [mesh_hash] = pump_until(lambda: [c["mesh_hash"] for m in scripted.received
+                                      if m.get("type") == "change" for c in m["changes"]
+                                      if c.get("op") == "create" and c["uuid"] == u],
+                             what="its full state at the daemon")
+    assert u in s.engine.inflight
+    ob.name = "Renamed"  # waits: its full state is on its way (one change per uuid)
+    settle()
+    scripted.push(batch_frames("replay", 41, [
+        {"op": "create", "uuid": u, "kind": "object", "name": "Theirs", "parent": None,
+         "t": [0, 0, 0], "r": [0, 0, 0, 1], "s": [1, 1, 1], "visible": False,
+         "mesh_hash": mesh_hash}], path="resync"))
+    pump_until(lambda: applied_messages(scripted), what="the replay answered")
+    assert not ob.hide_get(), "an older replay hid the cube over its full state on its way"
+    assert ob.name == "Renamed"
+
+
 def test_a_replay_older_than_a_persons_delete_is_skipped_a_newer_one_applied(scripted):
     """A person's delete is local work until its `tombstone` is acknowledged; then a replay
     older than the tombstone (the ack's seq) is stale for the uuid and never re-creates the

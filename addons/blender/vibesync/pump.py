@@ -2006,7 +2006,10 @@ class Session:
         in_flight = self._unresolved_sent_parts(uuid)
         since_sent = {op["op"] for op in capture.diff_ops(uuid, prev, now)} \
             | ({wire.Op.MESH} if reshaped else set())
-        if wire.Op.CREATE in in_flight or (uuid in self.engine.not_synced and not in_flight):
+        # Only a batch's: a replay is older than a full state on its way, which keeps the
+        # whole uuid (below; §6.6) — cut to the parts changed since it was sent, a replay's
+        # older visibility hid an object the daemon then committed shown (seed 212).
+        if batch and (wire.Op.CREATE in in_flight or (uuid in self.engine.not_synced and not in_flight)):
             # A batch's: its own full state, kept here not synced or on its way, is overtaken
             # by the other editor's newer one: applied whole (the daemon reads a full state
             # sent as sparing nothing, §6.4) — but a part the person changed again since it
